@@ -1,0 +1,50 @@
+//! The command line: clap commands and their dispatch. `main.rs` only parses and calls [`run`].
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+/// relay-miner: a relay miner for Pocket Network (Shannon).
+#[derive(Debug, Parser)]
+#[command(name = "relay-miner", version, about)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Check conformance vector files (JSON Lines, `../shared/spec/vectors-format.md`).
+    Conformance {
+        /// Vector files to run.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+}
+
+/// Runs the parsed command; returns the process exit code.
+pub fn run(cli: Cli) -> anyhow::Result<i32> {
+    match cli.command {
+        Command::Conformance { files } => conformance(&files),
+    }
+}
+
+fn conformance(files: &[PathBuf]) -> anyhow::Result<i32> {
+    let mut report = crate::conformance::Report::default();
+    for file in files {
+        let name = file.display().to_string();
+        match std::fs::read_to_string(file) {
+            Ok(text) => crate::conformance::run_text(&name, &text, &mut report),
+            Err(e) => report
+                .failures
+                .push(format!("{name}:0 ?: cannot read file: {e}")),
+        }
+    }
+    for failure in &report.failures {
+        println!("{failure}");
+    }
+    println!("{}", report.summary());
+    Ok(if report.failures.is_empty() { 0 } else { 1 })
+}

@@ -1,0 +1,1 @@
+//! PURE sparse Merkle sum trie (being written, issue 3).

@@ -1,0 +1,26 @@
+//! The storage error type shared by every backend.
+
+/// Every storage method returns this; [`StorageError::is_retryable`] says whether retrying can help.
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    /// The store refuses writes because it is out of memory (Redis `OOM command not allowed`). Retryable: writes
+    /// resume once memory is freed.
+    #[error("storage out of memory: {0}")]
+    OutOfMemory(String),
+    /// The backend could not be reached or the connection dropped. Retryable.
+    #[error("storage unavailable: {0}")]
+    Unavailable(String),
+    /// The data read back is not what this version wrote. Not retryable.
+    #[error("storage corrupt: {0}")]
+    Corrupt(String),
+    /// Any other backend failure. Not retryable.
+    #[error("storage backend error: {0}")]
+    Backend(String),
+}
+
+impl StorageError {
+    /// Whether retrying the same call can succeed.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, Self::OutOfMemory(_) | Self::Unavailable(_))
+    }
+}
