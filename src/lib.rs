@@ -7,6 +7,7 @@
 //! - [`cli`] is the command line.
 #![forbid(unsafe_code)]
 
+pub mod chain;
 pub mod cli;
 pub mod conformance;
 pub mod protocol;

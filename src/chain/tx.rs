@@ -1,0 +1,535 @@
+//! Cosmos SDK transactions for claims and proofs (§6.5): the handful of `cosmos.tx.v1beta1` messages we need as
+//! hand-written prost structs, SIGN_MODE_DIRECT signing, fees from a gas price, and unordered or ordered txs.
+//!
+//! Why hand-written: cosmrs 0.22 pins the prost/k256 0.13 stack and SDK 0.50 protos, which lack SDK 0.53's
+//! `TxBody.unordered` (field 4) and `timeout_timestamp` (field 5). Unordered txs (ADR-070) are what relay-miner
+//! sends by default: no account sequence, so HA instances cannot race on sequence numbers (lessons.md), and the
+//! timeout anchors on the chain's block time, never the wall clock.
+//!
+//! Pure: no IO here; the chain client broadcasts the bytes this module builds.
+
+use k256::ecdsa::SigningKey;
+use k256::ecdsa::signature::Signer as _;
+use num_bigint::BigInt;
+use num_rational::BigRational;
+use num_traits::{ToPrimitive as _, Zero as _};
+use prost::Message as _;
+
+/// `google.protobuf.Any`.
+#[derive(Clone, PartialEq, Eq, prost::Message)]
+pub struct Any {
+    /// Type URL, e.g. `/pocket.proof.MsgCreateClaim`.
+    #[prost(string, tag = "1")]
+    pub type_url: String,
+    /// The encoded message.
+    #[prost(bytes = "vec", tag = "2")]
+    pub value: Vec<u8>,
+}
+
+impl Any {
+    /// Wraps an encoded prost message under `type_url`.
+    pub fn pack<M: prost::Message>(type_url: &str, msg: &M) -> Self {
+        Self {
+            type_url: type_url.to_string(),
+            value: msg.encode_to_vec(),
+        }
+    }
+}
+
+/// `google.protobuf.Timestamp`.
+#[derive(Clone, Copy, PartialEq, Eq, prost::Message)]
+pub struct Timestamp {
+    /// Seconds since the Unix epoch.
+    #[prost(int64, tag = "1")]
+    pub seconds: i64,
+    /// Nanoseconds within the second.
+    #[prost(int32, tag = "2")]
+    pub nanos: i32,
+}
+
+/// `cosmos.base.v1beta1.Coin` (amount is a decimal string).
+#[derive(Clone, PartialEq, Eq, prost::Message)]
+pub struct Coin {
+    /// Denomination, `upokt`.
+    #[prost(string, tag = "1")]
+    pub denom: String,
+    /// Decimal integer amount.
+    #[prost(string, tag = "2")]
+    pub amount: String,
+}
+
+/// `cosmos.tx.v1beta1.TxBody` (SDK 0.53: `unordered` = 4, `timeout_timestamp` = 5).
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct TxBody {
+    /// The messages, executed in order, atomically.
+    #[prost(message, repeated, tag = "1")]
+    pub messages: Vec<Any>,
+    /// Free-form memo.
+    #[prost(string, tag = "2")]
+    pub memo: String,
+    /// Block height after which the tx is not included (ordered txs; 0 = none).
+    #[prost(uint64, tag = "3")]
+    pub timeout_height: u64,
+    /// ADR-070 unordered tx: no sequence, replay protection by hash until `timeout_timestamp`.
+    #[prost(bool, tag = "4")]
+    pub unordered: bool,
+    /// Required for unordered txs: block time after which the tx is invalid (≤ 10 min ahead).
+    #[prost(message, optional, tag = "5")]
+    pub timeout_timestamp: Option<Timestamp>,
+}
+
+/// `cosmos.tx.v1beta1.ModeInfo.Single`.
+#[derive(Clone, Copy, PartialEq, Eq, prost::Message)]
+pub struct ModeInfoSingle {
+    /// Sign mode; 1 = SIGN_MODE_DIRECT.
+    #[prost(int32, tag = "1")]
+    pub mode: i32,
+}
+
+/// `cosmos.tx.v1beta1.ModeInfo` (only the `single` arm of the oneof is used).
+#[derive(Clone, Copy, PartialEq, Eq, prost::Message)]
+pub struct ModeInfo {
+    /// Single signer mode info.
+    #[prost(message, optional, tag = "1")]
+    pub single: Option<ModeInfoSingle>,
+}
+
+/// `cosmos.tx.v1beta1.SignerInfo`.
+#[derive(Clone, PartialEq, Eq, prost::Message)]
+pub struct SignerInfo {
+    /// `Any` of `/cosmos.crypto.secp256k1.PubKey`.
+    #[prost(message, optional, tag = "1")]
+    pub public_key: Option<Any>,
+    /// How the signer signed.
+    #[prost(message, optional, tag = "2")]
+    pub mode_info: Option<ModeInfo>,
+    /// Account sequence; 0 for unordered txs.
+    #[prost(uint64, tag = "3")]
+    pub sequence: u64,
+}
+
+/// `cosmos.tx.v1beta1.Fee`.
+#[derive(Clone, PartialEq, Eq, prost::Message)]
+pub struct Fee {
+    /// Fee amount.
+    #[prost(message, repeated, tag = "1")]
+    pub amount: Vec<Coin>,
+    /// Gas limit.
+    #[prost(uint64, tag = "2")]
+    pub gas_limit: u64,
+    /// Fee payer (empty = first signer).
+    #[prost(string, tag = "3")]
+    pub payer: String,
+    /// Fee granter.
+    #[prost(string, tag = "4")]
+    pub granter: String,
+}
+
+/// `cosmos.tx.v1beta1.AuthInfo`.
+#[derive(Clone, PartialEq, Eq, prost::Message)]
+pub struct AuthInfo {
+    /// One entry per signer.
+    #[prost(message, repeated, tag = "1")]
+    pub signer_infos: Vec<SignerInfo>,
+    /// The fee.
+    #[prost(message, optional, tag = "2")]
+    pub fee: Option<Fee>,
+}
+
+/// `cosmos.tx.v1beta1.SignDoc` (SIGN_MODE_DIRECT).
+#[derive(Clone, PartialEq, Eq, prost::Message)]
+pub struct SignDoc {
+    /// Encoded `TxBody`.
+    #[prost(bytes = "vec", tag = "1")]
+    pub body_bytes: Vec<u8>,
+    /// Encoded `AuthInfo`.
+    #[prost(bytes = "vec", tag = "2")]
+    pub auth_info_bytes: Vec<u8>,
+    /// Chain id, e.g. `pocket`.
+    #[prost(string, tag = "3")]
+    pub chain_id: String,
+    /// The signer's account number.
+    #[prost(uint64, tag = "4")]
+    pub account_number: u64,
+}
+
+/// `cosmos.tx.v1beta1.TxRaw`: what is broadcast and hashed.
+#[derive(Clone, PartialEq, Eq, prost::Message)]
+pub struct TxRaw {
+    /// Encoded `TxBody`.
+    #[prost(bytes = "vec", tag = "1")]
+    pub body_bytes: Vec<u8>,
+    /// Encoded `AuthInfo`.
+    #[prost(bytes = "vec", tag = "2")]
+    pub auth_info_bytes: Vec<u8>,
+    /// One 64-byte r‖s signature per signer.
+    #[prost(bytes = "vec", repeated, tag = "3")]
+    pub signatures: Vec<Vec<u8>>,
+}
+
+/// `cosmos.tx.v1beta1.Tx` (decoded form, used by the simulator to read broadcast txs).
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct Tx {
+    /// The body.
+    #[prost(message, optional, tag = "1")]
+    pub body: Option<TxBody>,
+    /// Signer infos and fee.
+    #[prost(message, optional, tag = "2")]
+    pub auth_info: Option<AuthInfo>,
+    /// Signatures.
+    #[prost(bytes = "vec", repeated, tag = "3")]
+    pub signatures: Vec<Vec<u8>>,
+}
+
+/// `cosmos.crypto.secp256k1.PubKey`.
+#[derive(Clone, PartialEq, Eq, prost::Message)]
+pub struct Secp256k1PubKey {
+    /// 33-byte compressed key.
+    #[prost(bytes = "vec", tag = "1")]
+    pub key: Vec<u8>,
+}
+
+/// Type URL of a secp256k1 public key inside an `Any`.
+pub const SECP256K1_PUBKEY_TYPE_URL: &str = "/cosmos.crypto.secp256k1.PubKey";
+/// SIGN_MODE_DIRECT.
+pub const SIGN_MODE_DIRECT: i32 = 1;
+/// ADR-070: the chain refuses unordered txs whose timeout is further than this ahead of the block time.
+pub const MAX_UNORDERED_TIMEOUT_SECS: i64 = 600;
+
+/// Errors building a transaction.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum TxError {
+    /// A tx must carry at least one message.
+    #[error("a transaction needs at least one message")]
+    NoMessages,
+    /// The unordered timeout is not after the block time or is more than 10 minutes ahead of it.
+    #[error(
+        "unordered tx timeout {timeout_secs}s must be in (0, {MAX_UNORDERED_TIMEOUT_SECS}] seconds after block time"
+    )]
+    BadUnorderedTimeout {
+        /// The requested offset from the block time in seconds.
+        timeout_secs: i64,
+    },
+    /// The gas price is not a non-negative decimal number.
+    #[error("gas price `{0}` is not a non-negative decimal number")]
+    BadGasPrice(String),
+    /// The computed fee does not fit in u128.
+    #[error("fee overflows")]
+    FeeOverflow,
+}
+
+/// How the tx is protected against replay.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ordering {
+    /// ADR-070 unordered: sequence 0, `timeout_timestamp` = the chain's latest block time + `ttl_secs`.
+    Unordered {
+        /// The latest block time known from the chain (never the wall clock, lessons.md).
+        block_time: Timestamp,
+        /// Seconds after `block_time`, at most 600.
+        ttl_secs: i64,
+    },
+    /// Classic ordered tx with the account's current sequence.
+    Ordered {
+        /// Account sequence.
+        sequence: u64,
+        /// Optional timeout height (0 = none).
+        timeout_height: u64,
+    },
+}
+
+/// Everything needed to build and sign one tx.
+#[derive(Debug, Clone)]
+pub struct TxPlan {
+    /// Messages (e.g. many `MsgCreateClaim` of one supplier).
+    pub messages: Vec<Any>,
+    /// Memo.
+    pub memo: String,
+    /// Gas limit.
+    pub gas_limit: u64,
+    /// Fee amount in `fee_denom`.
+    pub fee_amount: u128,
+    /// Fee denomination (`upokt`).
+    pub fee_denom: String,
+    /// Replay protection.
+    pub ordering: Ordering,
+    /// Chain id.
+    pub chain_id: String,
+    /// The signer's account number.
+    pub account_number: u64,
+}
+
+/// A signed transaction ready to broadcast.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignedTx {
+    /// Encoded `TxRaw`.
+    pub tx_bytes: Vec<u8>,
+    /// CometBFT tx hash: uppercase hex SHA-256 of `tx_bytes`.
+    pub hash: String,
+}
+
+/// Builds, signs (SIGN_MODE_DIRECT, ECDSA over SHA-256 of the SignDoc, low-S r‖s) and encodes a tx (§6.5).
+pub fn build_signed_tx(key: &SigningKey, plan: &TxPlan) -> Result<SignedTx, TxError> {
+    if plan.messages.is_empty() {
+        return Err(TxError::NoMessages);
+    }
+    let (unordered, timeout_timestamp, sequence, timeout_height) = match plan.ordering {
+        Ordering::Unordered {
+            block_time,
+            ttl_secs,
+        } => {
+            if ttl_secs <= 0 || ttl_secs > MAX_UNORDERED_TIMEOUT_SECS {
+                return Err(TxError::BadUnorderedTimeout {
+                    timeout_secs: ttl_secs,
+                });
+            }
+            let timeout = Timestamp {
+                seconds: block_time.seconds.saturating_add(ttl_secs),
+                nanos: block_time.nanos,
+            };
+            (true, Some(timeout), 0, 0)
+        }
+        Ordering::Ordered {
+            sequence,
+            timeout_height,
+        } => (false, None, sequence, timeout_height),
+    };
+    let body = TxBody {
+        messages: plan.messages.clone(),
+        memo: plan.memo.clone(),
+        timeout_height,
+        unordered,
+        timeout_timestamp,
+    };
+    let pubkey = Secp256k1PubKey {
+        key: key.verifying_key().to_sec1_bytes().to_vec(),
+    };
+    let auth_info = AuthInfo {
+        signer_infos: vec![SignerInfo {
+            public_key: Some(Any::pack(SECP256K1_PUBKEY_TYPE_URL, &pubkey)),
+            mode_info: Some(ModeInfo {
+                single: Some(ModeInfoSingle {
+                    mode: SIGN_MODE_DIRECT,
+                }),
+            }),
+            sequence,
+        }],
+        fee: Some(Fee {
+            amount: if plan.fee_amount == 0 {
+                Vec::new()
+            } else {
+                vec![Coin {
+                    denom: plan.fee_denom.clone(),
+                    amount: plan.fee_amount.to_string(),
+                }]
+            },
+            gas_limit: plan.gas_limit,
+            payer: String::new(),
+            granter: String::new(),
+        }),
+    };
+    let body_bytes = body.encode_to_vec();
+    let auth_info_bytes = auth_info.encode_to_vec();
+    let sign_doc = SignDoc {
+        body_bytes: body_bytes.clone(),
+        auth_info_bytes: auth_info_bytes.clone(),
+        chain_id: plan.chain_id.clone(),
+        account_number: plan.account_number,
+    };
+    let signature: k256::ecdsa::Signature = key.sign(&sign_doc.encode_to_vec());
+    let raw = TxRaw {
+        body_bytes,
+        auth_info_bytes,
+        signatures: vec![signature.to_bytes().to_vec()],
+    };
+    let tx_bytes = raw.encode_to_vec();
+    let hash = tx_hash(&tx_bytes);
+    Ok(SignedTx { tx_bytes, hash })
+}
+
+/// CometBFT tx hash: uppercase hex of SHA-256 of the tx bytes.
+pub fn tx_hash(tx_bytes: &[u8]) -> String {
+    hex::encode_upper(crate::protocol::sha256(tx_bytes))
+}
+
+/// Parses a decimal gas price (`"0.000001"`, `"1"`, optionally suffixed with a denom like `"0.01upokt"`) into an
+/// exact rational.
+pub fn parse_gas_price(price: &str) -> Result<BigRational, TxError> {
+    let bad = || TxError::BadGasPrice(price.to_string());
+    let number: &str = price.trim_end_matches(|c: char| c.is_ascii_alphabetic());
+    let (int_part, frac_part) = number.split_once('.').unwrap_or((number, ""));
+    if int_part.is_empty() && frac_part.is_empty() {
+        return Err(bad());
+    }
+    if !int_part
+        .chars()
+        .chain(frac_part.chars())
+        .all(|c| c.is_ascii_digit())
+    {
+        return Err(bad());
+    }
+    let digits = format!("{int_part}{frac_part}");
+    let numerator: BigInt = digits.parse().map_err(|_| bad())?;
+    let denominator = num_traits::pow(BigInt::from(10u8), frac_part.len());
+    Ok(BigRational::new(numerator, denominator))
+}
+
+/// Fee = ceil(gas price × gas), as the Go relay miner computes it (§6.5).
+pub fn fee_for_gas(gas_price: &BigRational, gas: u64) -> Result<u128, TxError> {
+    let fee = (gas_price * BigRational::from_integer(BigInt::from(gas))).ceil();
+    if fee.is_zero() {
+        return Ok(0);
+    }
+    fee.to_integer().to_u128().ok_or(TxError::FeeOverflow)
+}
+
+/// Gas limit from a simulated gas use and a multiplier (e.g. 1.7), rounded up.
+pub fn gas_limit_from_simulation(gas_used: u64, multiplier: f64) -> u64 {
+    let scaled = (gas_used as f64 * multiplier).ceil();
+    if scaled.is_finite() && scaled >= 0.0 && scaled < u64::MAX as f64 {
+        scaled as u64
+    } else {
+        u64::MAX
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k256::ecdsa::signature::Verifier as _;
+
+    fn key() -> SigningKey {
+        SigningKey::from_slice(&crate::protocol::sha256(b"demo-supplier-key")).unwrap()
+    }
+
+    fn plan(ordering: Ordering) -> TxPlan {
+        TxPlan {
+            messages: vec![Any {
+                type_url: "/pocket.proof.MsgCreateClaim".into(),
+                value: vec![0x0a, 0x01, 0x61],
+            }],
+            memo: "relay-miner".into(),
+            gas_limit: 200_000,
+            fee_amount: 1,
+            fee_denom: "upokt".into(),
+            ordering,
+            chain_id: "pocket".into(),
+            account_number: 7,
+        }
+    }
+
+    #[test]
+    fn unordered_tx_has_timeout_timestamp_and_zero_sequence() {
+        let block_time = Timestamp {
+            seconds: 1_700_000_000,
+            nanos: 5,
+        };
+        let signed = build_signed_tx(
+            &key(),
+            &plan(Ordering::Unordered {
+                block_time,
+                ttl_secs: 300,
+            }),
+        )
+        .unwrap();
+        let raw = TxRaw::decode(signed.tx_bytes.as_slice()).unwrap();
+        let body = TxBody::decode(raw.body_bytes.as_slice()).unwrap();
+        assert!(body.unordered);
+        assert_eq!(
+            body.timeout_timestamp,
+            Some(Timestamp {
+                seconds: 1_700_000_300,
+                nanos: 5
+            })
+        );
+        // field 4 (bool) = 0x20 0x01 and field 5 (message) = 0x2a follow the memo in ascending tag order.
+        let memo_end = raw
+            .body_bytes
+            .windows(11)
+            .position(|w| w == b"relay-miner")
+            .unwrap()
+            + 11;
+        assert_eq!(&raw.body_bytes[memo_end..memo_end + 3], &[0x20, 0x01, 0x2a]);
+        let auth = AuthInfo::decode(raw.auth_info_bytes.as_slice()).unwrap();
+        assert_eq!(auth.signer_infos[0].sequence, 0);
+        assert_eq!(
+            signed.hash,
+            hex::encode_upper(crate::protocol::sha256(&signed.tx_bytes))
+        );
+    }
+
+    #[test]
+    fn signature_verifies_over_sign_doc_and_is_low_s() {
+        let k = key();
+        let p = plan(Ordering::Ordered {
+            sequence: 3,
+            timeout_height: 0,
+        });
+        let signed = build_signed_tx(&k, &p).unwrap();
+        let raw = TxRaw::decode(signed.tx_bytes.as_slice()).unwrap();
+        let doc = SignDoc {
+            body_bytes: raw.body_bytes.clone(),
+            auth_info_bytes: raw.auth_info_bytes.clone(),
+            chain_id: "pocket".into(),
+            account_number: 7,
+        };
+        let sig = k256::ecdsa::Signature::from_slice(&raw.signatures[0]).unwrap();
+        assert!(sig.normalize_s() == sig, "signature must be low-S");
+        k.verifying_key()
+            .verify(&doc.encode_to_vec(), &sig)
+            .unwrap();
+        let auth = AuthInfo::decode(raw.auth_info_bytes.as_slice()).unwrap();
+        assert_eq!(auth.signer_infos[0].sequence, 3);
+        assert_eq!(
+            auth.fee.unwrap().amount,
+            vec![Coin {
+                denom: "upokt".into(),
+                amount: "1".into()
+            }]
+        );
+    }
+
+    #[test]
+    fn rejects_empty_and_bad_timeouts() {
+        let mut p = plan(Ordering::Ordered {
+            sequence: 0,
+            timeout_height: 0,
+        });
+        p.messages.clear();
+        assert_eq!(build_signed_tx(&key(), &p), Err(TxError::NoMessages));
+        let block_time = Timestamp {
+            seconds: 10,
+            nanos: 0,
+        };
+        for ttl_secs in [0, -1, 601] {
+            let p = plan(Ordering::Unordered {
+                block_time,
+                ttl_secs,
+            });
+            assert_eq!(
+                build_signed_tx(&key(), &p),
+                Err(TxError::BadUnorderedTimeout {
+                    timeout_secs: ttl_secs
+                })
+            );
+        }
+    }
+
+    #[test]
+    fn fees_round_up_exactly() {
+        let price = parse_gas_price("0.000001").unwrap();
+        assert_eq!(fee_for_gas(&price, 0).unwrap(), 0);
+        assert_eq!(fee_for_gas(&price, 1).unwrap(), 1);
+        assert_eq!(fee_for_gas(&price, 1_000_000).unwrap(), 1);
+        assert_eq!(fee_for_gas(&price, 1_000_001).unwrap(), 2);
+        assert_eq!(
+            fee_for_gas(&parse_gas_price("1upokt").unwrap(), 250).unwrap(),
+            250
+        );
+        assert_eq!(fee_for_gas(&parse_gas_price(".5").unwrap(), 3).unwrap(), 2);
+        for bad in ["", "abc", "1.2.3", "-1", "1e5", "."] {
+            assert!(parse_gas_price(bad).is_err(), "{bad}");
+        }
+        assert_eq!(gas_limit_from_simulation(100_000, 1.7), 170_000);
+        assert_eq!(gas_limit_from_simulation(3, 1.5), 5);
+    }
+}
