@@ -11,4 +11,5 @@ pub mod chain;
 pub mod cli;
 pub mod conformance;
 pub mod protocol;
+pub mod sim;
 pub mod smst;
