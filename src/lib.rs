@@ -9,6 +9,7 @@
 
 pub mod chain;
 pub mod cli;
+pub mod config;
 pub mod conformance;
 pub mod protocol;
 pub mod sim;

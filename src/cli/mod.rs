@@ -22,12 +22,19 @@ pub enum Command {
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
+    /// Check a config file (syntax, unknown keys, values) without starting anything.
+    Validate {
+        /// The YAML config file.
+        #[arg(long)]
+        config: PathBuf,
+    },
 }
 
 /// Runs the parsed command; returns the process exit code.
 pub fn run(cli: Cli) -> anyhow::Result<i32> {
     match cli.command {
         Command::Conformance { files } => conformance(&files),
+        Command::Validate { config } => validate(&config),
     }
 }
 
@@ -47,4 +54,22 @@ fn conformance(files: &[PathBuf]) -> anyhow::Result<i32> {
     }
     println!("{}", report.summary());
     Ok(if report.failures.is_empty() { 0 } else { 1 })
+}
+
+fn validate(path: &std::path::Path) -> anyhow::Result<i32> {
+    match crate::config::Config::load(path) {
+        Ok(config) => {
+            println!(
+                "{}: valid ({} services, storage {:?})",
+                path.display(),
+                config.services.len(),
+                config.storage.mode
+            );
+            Ok(0)
+        }
+        Err(e) => {
+            println!("{}: {e}", path.display());
+            Ok(1)
+        }
+    }
 }

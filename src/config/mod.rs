@@ -1,0 +1,512 @@
+//! The process configuration: one YAML file for relayer, miner and storage, parsed once at start into typed
+//! structs. Key names follow the Go relay miner where the meaning is the same (`../shared/spec/go-operator-surface.md`
+//! §A: `listen_addr`, `pocket_node.*`, `services.{id}.backends.{rpc type}`, `http_transport.*`, `transaction.*`, …) so
+//! operators can migrate; keys that only make sense for Redis live under `storage.redis`.
+//!
+//! Unlike the Go loader (non-strict YAML), unknown keys are an error that names the key with its full path, and
+//! [`Config::validate`] reports every problem at once, each with its key path. `relay-miner validate --config FILE`
+//! runs both without starting anything. The example `config/relay-miner.example.yaml` documents every key and is
+//! loaded by a test so it never rots.
+
+mod validate;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+pub use validate::ConfigIssue;
+
+/// Errors loading a config file.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The IO error.
+        source: std::io::Error,
+    },
+    /// The YAML does not parse or has a key we do not know / a value of the wrong type.
+    #[error("config key `{key}`: {problem}")]
+    Parse {
+        /// Dotted path of the offending key (`.` for the document root).
+        key: String,
+        /// What is wrong.
+        problem: String,
+    },
+    /// The file parsed, but values are invalid; one entry per problem.
+    #[error("invalid config:\n{}", .0.iter().map(|i| format!("  - {i}")).collect::<Vec<_>>().join("\n"))]
+    Invalid(Vec<ConfigIssue>),
+}
+
+/// Where state lives (`../shared/docs/architecture.md`, "Three storage modes").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum StorageMode {
+    /// One redb file on local disk; this process is always the leader.
+    #[default]
+    Embedded,
+    /// Each node's redb replicated by openraft; the raft leader submits.
+    Raft,
+    /// Redis streams and hashes, the Go fleet's layout; a Redis lease elects the submitter.
+    Redis,
+}
+
+/// When relays are validated relative to forwarding them (spec §2.6; Go `validation_mode`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum ValidationMode {
+    /// Validate before forwarding; invalid relays never reach the backend.
+    Eager,
+    /// Serve first, validate asynchronously; invalid relays are not mined (the Go default).
+    #[default]
+    Optimistic,
+}
+
+/// The whole process configuration.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Address the relay server listens on (gateways connect here).
+    pub listen_addr: String,
+    /// Storage backend and its settings.
+    pub storage: StorageConfig,
+    /// The full node to query and submit to.
+    pub pocket_node: PocketNodeConfig,
+    /// Supplier operator keys.
+    pub keys: KeysConfig,
+    /// Validation mode for services that do not set their own.
+    pub default_validation_mode: ValidationMode,
+    /// Backend request timeout for services without a timeout profile.
+    pub default_request_timeout_seconds: u64,
+    /// Request and response body limit for services that do not set their own.
+    pub default_max_body_size_bytes: u64,
+    /// Served services by service id.
+    pub services: BTreeMap<String, ServiceConfig>,
+    /// Named timeout profiles services refer to.
+    pub timeout_profiles: BTreeMap<String, TimeoutProfile>,
+    /// Named connection pool profiles services refer to.
+    pub pool_profiles: BTreeMap<String, PoolProfile>,
+    /// Pooled keep-alive connections to backends (Go relayer defaults).
+    pub http_transport: HttpTransportConfig,
+    /// Relay metering against the application's stake.
+    pub relay_meter: RelayMeterConfig,
+    /// How mined relays are appended to the relay log.
+    pub relay_log: RelayLogConfig,
+    /// Claim and proof transactions.
+    pub transaction: TransactionConfig,
+    /// Prometheus `/metrics`.
+    pub metrics: ListenerConfig,
+    /// `/health` and `/ready`.
+    pub health_check: ListenerConfig,
+    /// Log level and format.
+    pub logging: LoggingConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen_addr: "0.0.0.0:8080".into(),
+            storage: StorageConfig::default(),
+            pocket_node: PocketNodeConfig::default(),
+            keys: KeysConfig::default(),
+            default_validation_mode: ValidationMode::Optimistic,
+            default_request_timeout_seconds: 30,
+            default_max_body_size_bytes: 10 * 1024 * 1024,
+            services: BTreeMap::new(),
+            timeout_profiles: BTreeMap::new(),
+            pool_profiles: BTreeMap::new(),
+            http_transport: HttpTransportConfig::default(),
+            relay_meter: RelayMeterConfig::default(),
+            relay_log: RelayLogConfig::default(),
+            transaction: TransactionConfig::default(),
+            metrics: ListenerConfig {
+                enabled: true,
+                addr: "0.0.0.0:9090".into(),
+            },
+            health_check: ListenerConfig {
+                enabled: true,
+                addr: "0.0.0.0:8081".into(),
+            },
+            logging: LoggingConfig::default(),
+        }
+    }
+}
+
+/// Storage settings.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StorageConfig {
+    /// `embedded` (default), `raft` or `redis`.
+    pub mode: StorageMode,
+    /// Directory of the redb files (embedded and raft modes).
+    pub data_dir: PathBuf,
+    /// redb page cache size.
+    pub cache_size_bytes: u64,
+    /// Redis mode settings.
+    pub redis: RedisConfig,
+    /// Raft mode settings.
+    pub raft: RaftConfig,
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        Self {
+            mode: StorageMode::Embedded,
+            data_dir: PathBuf::from("./relay-miner-data"),
+            cache_size_bytes: 256 * 1024 * 1024,
+            redis: RedisConfig::default(),
+            raft: RaftConfig::default(),
+        }
+    }
+}
+
+/// Redis mode (Go keys `redis.*`).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RedisConfig {
+    /// `redis://`, `rediss://` (sentinel and cluster URLs where the client supports them).
+    pub url: String,
+    /// Key prefix (Go `namespace.base_prefix`).
+    pub base_prefix: String,
+    /// This miner's consumer name in the relay stream group (default `miner-{host}-{pid}`).
+    pub consumer_name: Option<String>,
+    /// Pending entries idle this long are reclaimed from a dead consumer.
+    pub claim_idle_timeout_ms: u64,
+    /// Leader lease TTL.
+    pub leader_ttl_seconds: u64,
+    /// How often the leader renews its lease.
+    pub heartbeat_rate_seconds: u64,
+}
+
+impl Default for RedisConfig {
+    fn default() -> Self {
+        Self {
+            url: String::new(),
+            base_prefix: "ha".into(),
+            consumer_name: None,
+            claim_idle_timeout_ms: 60_000,
+            leader_ttl_seconds: 30,
+            heartbeat_rate_seconds: 10,
+        }
+    }
+}
+
+/// Raft mode.
+#[derive(Debug, Clone, PartialEq, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct RaftConfig {
+    /// This node's id (never reuse the id of a wiped node).
+    pub node_id: u64,
+    /// Address the raft RPC server listens on.
+    pub listen_addr: String,
+    /// `id=host:port` of every voter.
+    pub peers: Vec<String>,
+    /// File holding the shared cluster secret.
+    pub cluster_token_file: Option<PathBuf>,
+}
+
+/// The full node (Go `pocket_node.*`).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PocketNodeConfig {
+    /// CometBFT RPC URL (`http://host:26657`).
+    pub query_node_rpc_url: String,
+    /// Cosmos gRPC URL (`http://host:9090`).
+    pub query_node_grpc_url: String,
+    /// Plaintext gRPC.
+    pub grpc_insecure: bool,
+    /// Timeout of one chain query.
+    pub query_timeout_seconds: u64,
+    /// Chain id used to sign txs.
+    pub chain_id: String,
+}
+
+impl Default for PocketNodeConfig {
+    fn default() -> Self {
+        Self {
+            query_node_rpc_url: "http://127.0.0.1:26657".into(),
+            query_node_grpc_url: "http://127.0.0.1:9090".into(),
+            grpc_insecure: true,
+            query_timeout_seconds: 5,
+            chain_id: "pocket".into(),
+        }
+    }
+}
+
+/// Supplier keys (Go `keys.keys_file`): a YAML file of hex private keys, permissions checked at load.
+#[derive(Debug, Clone, PartialEq, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct KeysConfig {
+    /// The keys file.
+    pub keys_file: Option<PathBuf>,
+    /// Reload the keys file when it changes, adding and removing suppliers without a restart.
+    pub hot_reload: Option<bool>,
+}
+
+/// One served service.
+#[derive(Debug, Clone, PartialEq, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServiceConfig {
+    /// Overrides `default_validation_mode`.
+    pub validation_mode: Option<ValidationMode>,
+    /// Name of a `timeout_profiles` entry.
+    pub timeout_profile: Option<String>,
+    /// Name of a `pool_profiles` entry.
+    pub pool_profile: Option<String>,
+    /// Overrides `default_max_body_size_bytes`.
+    pub max_body_size_bytes: Option<u64>,
+    /// Backend used when the request has no `Rpc-Type` header (`jsonrpc`, `rest`, …).
+    pub default_backend: Option<String>,
+    /// Backends per rpc type: keys `jsonrpc`, `rest`, `websocket`, `grpc`, `cometbft`.
+    pub backends: BTreeMap<String, BackendConfig>,
+}
+
+/// One backend of a service.
+#[derive(Debug, Clone, PartialEq, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct BackendConfig {
+    /// Backend URL.
+    pub url: String,
+    /// Extra headers sent to the backend.
+    pub headers: BTreeMap<String, String>,
+    /// Retries of a failed backend request (0–3).
+    pub max_retries: u32,
+}
+
+/// Go `timeout_profiles.{name}`.
+#[derive(Debug, Clone, PartialEq, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct TimeoutProfile {
+    /// Whole-request timeout.
+    pub request_timeout_seconds: u64,
+    /// Time to first response header.
+    pub response_header_timeout_seconds: u64,
+    /// TCP connect timeout.
+    pub dial_timeout_seconds: u64,
+}
+
+/// Go `pool_profiles.{name}`.
+#[derive(Debug, Clone, PartialEq, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct PoolProfile {
+    /// Maximum connections per backend host.
+    pub max_conns_per_host: u32,
+    /// Maximum idle connections kept per host.
+    pub max_idle_conns_per_host: u32,
+    /// Idle connections are closed after this long.
+    pub idle_conn_timeout_seconds: u64,
+}
+
+/// Go `http_transport.*` with the Go relayer's defaults.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpTransportConfig {
+    /// Idle connections kept across all hosts.
+    pub max_idle_conns: u32,
+    /// Idle connections kept per host.
+    pub max_idle_conns_per_host: u32,
+    /// Connections per host.
+    pub max_conns_per_host: u32,
+    /// Idle timeout.
+    pub idle_conn_timeout_seconds: u64,
+    /// Connect timeout.
+    pub dial_timeout_seconds: u64,
+    /// Time to the response headers.
+    pub response_header_timeout_seconds: u64,
+    /// TCP keep-alive interval.
+    pub tcp_keep_alive_seconds: u64,
+}
+
+impl Default for HttpTransportConfig {
+    fn default() -> Self {
+        Self {
+            max_idle_conns: 500,
+            max_idle_conns_per_host: 100,
+            max_conns_per_host: 500,
+            idle_conn_timeout_seconds: 90,
+            dial_timeout_seconds: 5,
+            response_header_timeout_seconds: 30,
+            tcp_keep_alive_seconds: 30,
+        }
+    }
+}
+
+/// What the relay meter does when its storage is unreachable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum FailBehavior {
+    /// Serve the relay (risk over-servicing, never refuse paying traffic because of our own outage).
+    #[default]
+    Open,
+    /// Refuse the relay.
+    Closed,
+}
+
+/// Go `relay_meter.*`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RelayMeterConfig {
+    /// Enforce the app's stake bound per session.
+    pub enabled: bool,
+    /// Behaviour when the meter's storage fails.
+    pub fail_behavior: FailBehavior,
+}
+
+impl Default for RelayMeterConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            fail_behavior: FailBehavior::Open,
+        }
+    }
+}
+
+/// Group commit of mined relays (the hot path never fsyncs per relay).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RelayLogConfig {
+    /// A batch is committed after at most this many milliseconds…
+    pub max_batch_delay_ms: u64,
+    /// …or this many relays, whichever comes first.
+    pub max_batch_relays: usize,
+    /// Answer the gateway only after the relay's batch is durable.
+    pub durable_ack: bool,
+}
+
+impl Default for RelayLogConfig {
+    fn default() -> Self {
+        Self {
+            max_batch_delay_ms: 5,
+            max_batch_relays: 512,
+            durable_ack: true,
+        }
+    }
+}
+
+/// Go `transaction.*`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TransactionConfig {
+    /// Fixed gas limit; 0 = simulate.
+    pub gas_limit: u64,
+    /// Gas price with denom, e.g. `0.000001upokt`.
+    pub gas_price: String,
+    /// Simulated gas × this.
+    pub gas_adjustment: f64,
+    /// Send ADR-070 unordered txs (no sequence races between HA instances).
+    pub unordered: bool,
+    /// Unordered tx timeout after the chain's latest block time (≤ 600).
+    pub tx_timeout_default_seconds: u64,
+    /// Blocks before a window closes by which a submission must have been sent.
+    pub submission_buffer_blocks: u64,
+}
+
+impl Default for TransactionConfig {
+    fn default() -> Self {
+        Self {
+            gas_limit: 0,
+            gas_price: "0.000001upokt".into(),
+            gas_adjustment: 1.7,
+            unordered: true,
+            tx_timeout_default_seconds: 120,
+            submission_buffer_blocks: 1,
+        }
+    }
+}
+
+/// A side listener (metrics, health).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ListenerConfig {
+    /// Serve it at all.
+    pub enabled: bool,
+    /// Listen address.
+    pub addr: String,
+}
+
+impl Default for ListenerConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            addr: String::new(),
+        }
+    }
+}
+
+/// Log format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// One JSON object per line (Go default).
+    #[default]
+    Json,
+    /// Human-readable text.
+    Text,
+}
+
+/// Go `logging.*` (the subset that means something here).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LoggingConfig {
+    /// `trace`, `debug`, `info`, `warn`, `error`, or a tracing env-filter directive.
+    pub level: String,
+    /// `json` or `text`.
+    pub format: LogFormat,
+}
+
+impl Default for LoggingConfig {
+    fn default() -> Self {
+        Self {
+            level: "info".into(),
+            format: LogFormat::Json,
+        }
+    }
+}
+
+impl Config {
+    /// Parses YAML text, rejecting unknown keys with their full path.
+    pub fn from_yaml(text: &str) -> Result<Self, ConfigError> {
+        let deserializer = serde_norway::Deserializer::from_str(text);
+        serde_path_to_error::deserialize(deserializer).map_err(|e| {
+            let key = e.path().to_string();
+            ConfigError::Parse {
+                key,
+                problem: e.into_inner().to_string(),
+            }
+        })
+    }
+
+    /// Reads, parses and validates a config file.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let config = Self::from_yaml(&text)?;
+        let issues = config.validate();
+        if issues.is_empty() {
+            Ok(config)
+        } else {
+            Err(ConfigError::Invalid(issues))
+        }
+    }
+
+    /// The effective validation mode of a service.
+    pub fn validation_mode(&self, service_id: &str) -> ValidationMode {
+        self.services
+            .get(service_id)
+            .and_then(|s| s.validation_mode)
+            .unwrap_or(self.default_validation_mode)
+    }
+
+    /// The effective body size limit of a service.
+    pub fn max_body_size_bytes(&self, service_id: &str) -> u64 {
+        self.services
+            .get(service_id)
+            .and_then(|s| s.max_body_size_bytes)
+            .unwrap_or(self.default_max_body_size_bytes)
+    }
+}

@@ -1,0 +1,379 @@
+//! Semantic checks of a parsed [`Config`]: every problem is reported at once, each with its dotted key path, so an
+//! operator fixes a file in one pass.
+
+use std::net::SocketAddr;
+
+use super::{Config, StorageMode};
+
+/// Backend kinds a service may configure (Go `backends.{jsonrpc|rest|websocket|grpc|cometbft}`).
+pub const BACKEND_KINDS: [&str; 5] = ["jsonrpc", "rest", "websocket", "grpc", "cometbft"];
+
+/// One problem in a config: which key and what is wrong with it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigIssue {
+    /// Dotted key path, e.g. `services.anvil.backends.jsonrpc.url`.
+    pub key: String,
+    /// What is wrong, in words an operator can act on.
+    pub problem: String,
+}
+
+impl std::fmt::Display for ConfigIssue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.key, self.problem)
+    }
+}
+
+#[derive(Default)]
+struct Issues(Vec<ConfigIssue>);
+
+impl Issues {
+    fn push(&mut self, key: impl Into<String>, problem: impl Into<String>) {
+        self.0.push(ConfigIssue {
+            key: key.into(),
+            problem: problem.into(),
+        });
+    }
+
+    fn socket_addr(&mut self, key: &str, value: &str) {
+        if value.parse::<SocketAddr>().is_err() {
+            self.push(
+                key,
+                format!("`{value}` is not a socket address like 0.0.0.0:8080"),
+            );
+        }
+    }
+
+    fn url(&mut self, key: &str, value: &str, schemes: &[&str]) {
+        let ok = schemes.iter().any(|s| {
+            value
+                .strip_prefix(s)
+                .and_then(|r| r.strip_prefix("://"))
+                .is_some_and(|r| !r.is_empty())
+        });
+        if !ok {
+            let list = schemes
+                .iter()
+                .map(|s| format!("{s}://"))
+                .collect::<Vec<_>>()
+                .join(", ");
+            self.push(
+                key,
+                format!("`{value}` is not a URL starting with one of {list}"),
+            );
+        }
+    }
+}
+
+impl Config {
+    /// Checks values the types cannot; empty when the config is usable.
+    pub fn validate(&self) -> Vec<ConfigIssue> {
+        let mut issues = Issues::default();
+        issues.socket_addr("listen_addr", &self.listen_addr);
+        for (key, listener) in [
+            ("metrics.addr", &self.metrics),
+            ("health_check.addr", &self.health_check),
+        ] {
+            if listener.enabled {
+                issues.socket_addr(key, &listener.addr);
+            }
+        }
+        self.validate_storage(&mut issues);
+        let node = &self.pocket_node;
+        issues.url(
+            "pocket_node.query_node_rpc_url",
+            &node.query_node_rpc_url,
+            &["http", "https"],
+        );
+        issues.url(
+            "pocket_node.query_node_grpc_url",
+            &node.query_node_grpc_url,
+            &["http", "https"],
+        );
+        if node.chain_id.is_empty() {
+            issues.push("pocket_node.chain_id", "must not be empty");
+        }
+        if node.query_timeout_seconds == 0 {
+            issues.push("pocket_node.query_timeout_seconds", "must be at least 1");
+        }
+        if self.default_request_timeout_seconds == 0 {
+            issues.push("default_request_timeout_seconds", "must be at least 1");
+        }
+        if self.default_max_body_size_bytes == 0 {
+            issues.push("default_max_body_size_bytes", "must be at least 1");
+        }
+        self.validate_services(&mut issues);
+        self.validate_transaction(&mut issues);
+        if self.relay_log.max_batch_relays == 0 {
+            issues.push("relay_log.max_batch_relays", "must be at least 1");
+        }
+        if self.relay_log.max_batch_delay_ms > 1000 {
+            issues.push(
+                "relay_log.max_batch_delay_ms",
+                "must be at most 1000 (gateways wait for the batch)",
+            );
+        }
+        if tracing_subscriber::EnvFilter::try_new(&self.logging.level).is_err() {
+            issues.push(
+                "logging.level",
+                format!(
+                    "`{}` is not a log level or filter directive",
+                    self.logging.level
+                ),
+            );
+        }
+        issues.0
+    }
+
+    fn validate_storage(&self, issues: &mut Issues) {
+        let storage = &self.storage;
+        if storage.data_dir.as_os_str().is_empty() && storage.mode != StorageMode::Redis {
+            issues.push("storage.data_dir", "must not be empty");
+        }
+        match storage.mode {
+            StorageMode::Embedded => {}
+            StorageMode::Redis => {
+                let schemes = ["redis", "rediss", "redis-sentinel", "redis-cluster"];
+                issues.url("storage.redis.url", &storage.redis.url, &schemes);
+                if storage.redis.base_prefix.is_empty() {
+                    issues.push("storage.redis.base_prefix", "must not be empty");
+                }
+                if storage.redis.heartbeat_rate_seconds >= storage.redis.leader_ttl_seconds {
+                    issues.push(
+                        "storage.redis.heartbeat_rate_seconds",
+                        "must be shorter than storage.redis.leader_ttl_seconds or the lease lapses between renewals",
+                    );
+                }
+            }
+            StorageMode::Raft => {
+                let raft = &storage.raft;
+                if raft.node_id == 0 {
+                    issues.push(
+                        "storage.raft.node_id",
+                        "must be set to a positive id unique in the cluster",
+                    );
+                }
+                issues.socket_addr("storage.raft.listen_addr", &raft.listen_addr);
+                let mut ids = Vec::new();
+                for (i, peer) in raft.peers.iter().enumerate() {
+                    match peer
+                        .split_once('=')
+                        .map(|(id, addr)| (id.parse::<u64>(), addr))
+                    {
+                        Some((Ok(id), addr)) if id > 0 && addr.rsplit_once(':').is_some() => {
+                            ids.push(id)
+                        }
+                        _ => issues.push(
+                            format!("storage.raft.peers[{i}]"),
+                            format!("`{peer}` is not `id=host:port`"),
+                        ),
+                    }
+                }
+                if raft.peers.is_empty() {
+                    issues.push(
+                        "storage.raft.peers",
+                        "must list every voter as `id=host:port`",
+                    );
+                } else if raft.node_id != 0 && !ids.contains(&raft.node_id) {
+                    issues.push(
+                        "storage.raft.peers",
+                        format!("does not contain this node's id {}", raft.node_id),
+                    );
+                }
+            }
+        }
+    }
+
+    fn validate_services(&self, issues: &mut Issues) {
+        if self.services.is_empty() {
+            issues.push("services", "at least one service must be configured");
+        }
+        for (id, service) in &self.services {
+            let key = |k: &str| format!("services.{id}.{k}");
+            if service.backends.is_empty() {
+                issues.push(
+                    key("backends"),
+                    "at least one backend (jsonrpc, rest, websocket, grpc, cometbft) is required",
+                );
+            }
+            for (kind, backend) in &service.backends {
+                if !BACKEND_KINDS.contains(&kind.as_str()) {
+                    issues.push(
+                        key(&format!("backends.{kind}")),
+                        format!("unknown backend kind; use one of {BACKEND_KINDS:?}"),
+                    );
+                }
+                let schemes: &[&str] = if kind == "websocket" {
+                    &["ws", "wss", "http", "https"]
+                } else {
+                    &["http", "https"]
+                };
+                issues.url(&key(&format!("backends.{kind}.url")), &backend.url, schemes);
+                if backend.max_retries > 3 {
+                    issues.push(
+                        key(&format!("backends.{kind}.max_retries")),
+                        "must be between 0 and 3",
+                    );
+                }
+            }
+            if let Some(default) = &service.default_backend
+                && !service.backends.contains_key(default)
+            {
+                issues.push(
+                    key("default_backend"),
+                    format!("`{default}` is not one of this service's backends"),
+                );
+            }
+            if let Some(profile) = &service.timeout_profile
+                && !self.timeout_profiles.contains_key(profile)
+            {
+                issues.push(
+                    key("timeout_profile"),
+                    format!("no timeout_profiles entry named `{profile}`"),
+                );
+            }
+            if let Some(profile) = &service.pool_profile
+                && !self.pool_profiles.contains_key(profile)
+            {
+                issues.push(
+                    key("pool_profile"),
+                    format!("no pool_profiles entry named `{profile}`"),
+                );
+            }
+            if service.max_body_size_bytes == Some(0) {
+                issues.push(key("max_body_size_bytes"), "must be at least 1");
+            }
+        }
+    }
+
+    fn validate_transaction(&self, issues: &mut Issues) {
+        let tx = &self.transaction;
+        if crate::chain::tx::parse_gas_price(&tx.gas_price).is_err() {
+            issues.push(
+                "transaction.gas_price",
+                format!(
+                    "`{}` is not a decimal amount like 0.000001upokt",
+                    tx.gas_price
+                ),
+            );
+        }
+        if !(tx.gas_adjustment.is_finite() && tx.gas_adjustment >= 1.0) {
+            issues.push(
+                "transaction.gas_adjustment",
+                "must be a number ≥ 1 (simulated gas is multiplied by it)",
+            );
+        }
+        if tx.tx_timeout_default_seconds == 0 || tx.tx_timeout_default_seconds > 600 {
+            issues.push(
+                "transaction.tx_timeout_default_seconds",
+                "must be between 1 and 600 (ADR-070 unordered limit)",
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::*;
+
+    const MINIMAL: &str = "
+services:
+  anvil:
+    backends:
+      jsonrpc:
+        url: http://127.0.0.1:8545
+";
+
+    #[test]
+    fn minimal_config_is_valid_with_go_defaults() {
+        let config = Config::from_yaml(MINIMAL).unwrap();
+        assert_eq!(config.validate(), vec![]);
+        assert_eq!(config.listen_addr, "0.0.0.0:8080");
+        assert_eq!(config.http_transport.max_idle_conns_per_host, 100);
+        assert_eq!(config.transaction.gas_adjustment, 1.7);
+        assert_eq!(config.validation_mode("anvil"), ValidationMode::Optimistic);
+        assert_eq!(config.max_body_size_bytes("anvil"), 10 * 1024 * 1024);
+        assert_eq!(config.storage.mode, StorageMode::Embedded);
+    }
+
+    #[test]
+    fn unknown_key_is_named_with_its_path() {
+        let text = MINIMAL.replace("url:", "urll:");
+        match Config::from_yaml(&text) {
+            Err(ConfigError::Parse { key, problem }) => {
+                assert_eq!(key, "services.anvil.backends.jsonrpc.urll");
+                assert!(problem.contains("unknown field `urll`"), "{problem}");
+            }
+            other => panic!("expected a parse error, got {other:?}"),
+        }
+        match Config::from_yaml("listen_adr: 1\n") {
+            Err(ConfigError::Parse { problem, .. }) => {
+                assert!(problem.contains("listen_adr"), "{problem}")
+            }
+            other => panic!("expected a parse error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn every_problem_is_reported_with_its_key() {
+        let text = "
+listen_addr: nowhere
+storage:
+  mode: raft
+  raft:
+    peers: [\"1=a:1\", \"bad\"]
+services:
+  anvil:
+    default_backend: rest
+    timeout_profile: missing
+    backends:
+      jsonrpc:
+        url: ftp://x
+        max_retries: 9
+      carrier_pigeon:
+        url: http://x
+transaction:
+  gas_price: cheap
+  tx_timeout_default_seconds: 900
+";
+        let config = Config::from_yaml(text).unwrap();
+        let keys: Vec<String> = config.validate().into_iter().map(|i| i.key).collect();
+        for expected in [
+            "listen_addr",
+            "storage.raft.node_id",
+            "storage.raft.listen_addr",
+            "storage.raft.peers[1]",
+            "services.anvil.backends.jsonrpc.url",
+            "services.anvil.backends.jsonrpc.max_retries",
+            "services.anvil.backends.carrier_pigeon",
+            "services.anvil.default_backend",
+            "services.anvil.timeout_profile",
+            "transaction.gas_price",
+            "transaction.tx_timeout_default_seconds",
+        ] {
+            assert!(
+                keys.iter().any(|k| k == expected),
+                "missing {expected} in {keys:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn redis_mode_needs_a_url_and_sane_lease() {
+        let text =
+            format!("{MINIMAL}storage:\n  mode: redis\n  redis:\n    heartbeat_rate_seconds: 30\n");
+        let issues = Config::from_yaml(&text).unwrap().validate();
+        let keys: Vec<&str> = issues.iter().map(|i| i.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            vec!["storage.redis.url", "storage.redis.heartbeat_rate_seconds"]
+        );
+    }
+
+    #[test]
+    fn example_config_in_repo_is_valid() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("config/relay-miner.example.yaml");
+        let config = Config::load(&path).unwrap();
+        assert!(!config.services.is_empty());
+    }
+}
