@@ -1,0 +1,132 @@
+//! A unary gRPC client for hand-written prost messages (no codegen): every pocket/cosmos query of spec §1.3 is one
+//! call to [`GrpcClient::unary`] with the method's full path, e.g. `/pocket.session.Query/GetSession`.
+
+use std::time::Duration;
+
+use tonic::transport::{Channel, Endpoint};
+
+/// Errors of a gRPC call.
+#[derive(Debug, thiserror::Error)]
+pub enum GrpcError {
+    /// The endpoint URL is not valid.
+    #[error("invalid gRPC endpoint `{url}`: {reason}")]
+    BadEndpoint {
+        /// The URL given.
+        url: String,
+        /// Why it was refused.
+        reason: String,
+    },
+    /// The server could not be reached or the HTTP/2 connection failed.
+    #[error("gRPC transport to {url}: {reason}")]
+    Transport {
+        /// The endpoint.
+        url: String,
+        /// The transport error.
+        reason: String,
+    },
+    /// The server answered with a non-OK status.
+    #[error("gRPC {method}: {code:?}: {message}")]
+    Status {
+        /// Full method path.
+        method: String,
+        /// The gRPC status code.
+        code: tonic::Code,
+        /// The status message.
+        message: String,
+    },
+}
+
+impl GrpcError {
+    /// Whether retrying the call can help (transport failures and transient statuses).
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            Self::BadEndpoint { .. } => false,
+            Self::Transport { .. } => true,
+            Self::Status { code, .. } => matches!(
+                code,
+                tonic::Code::Unavailable
+                    | tonic::Code::DeadlineExceeded
+                    | tonic::Code::ResourceExhausted
+                    | tonic::Code::Aborted
+            ),
+        }
+    }
+
+    /// Whether the server said the entity does not exist.
+    pub fn is_not_found(&self) -> bool {
+        matches!(
+            self,
+            Self::Status {
+                code: tonic::Code::NotFound,
+                ..
+            }
+        )
+    }
+}
+
+/// A cheaply clonable unary gRPC client over one lazily connected, multiplexed HTTP/2 channel.
+#[derive(Debug, Clone)]
+pub struct GrpcClient {
+    url: String,
+    channel: Channel,
+}
+
+impl GrpcClient {
+    /// A client for `url` (`http://host:port`); connects on first use, each call bounded by `timeout`.
+    pub fn new(url: &str, timeout: Duration) -> Result<Self, GrpcError> {
+        let endpoint = Endpoint::from_shared(url.to_string())
+            .map_err(|e| GrpcError::BadEndpoint {
+                url: url.to_string(),
+                reason: e.to_string(),
+            })?
+            .timeout(timeout)
+            .connect_timeout(timeout)
+            .tcp_nodelay(true);
+        Ok(Self {
+            url: url.to_string(),
+            channel: endpoint.connect_lazy(),
+        })
+    }
+
+    /// The endpoint URL.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// Calls the unary method `path` with `request`.
+    pub async fn unary<Req, Resp>(
+        &self,
+        path: &'static str,
+        request: Req,
+    ) -> Result<Resp, GrpcError>
+    where
+        Req: prost::Message + Send + Sync + 'static,
+        Resp: prost::Message + Default + Send + Sync + 'static,
+    {
+        let mut grpc = tonic::client::Grpc::new(self.channel.clone());
+        grpc.ready().await.map_err(|e| GrpcError::Transport {
+            url: self.url.clone(),
+            reason: e.to_string(),
+        })?;
+        let codec = tonic_prost::ProstCodec::<Req, Resp>::default();
+        match grpc
+            .unary(
+                tonic::Request::new(request),
+                http::uri::PathAndQuery::from_static(path),
+                codec,
+            )
+            .await
+        {
+            Ok(response) => Ok(response.into_inner()),
+            Err(status) if status.code() == tonic::Code::Unavailable => Err(GrpcError::Transport {
+                url: self.url.clone(),
+                reason: status.message().to_string(),
+            }),
+            Err(status) => Err(GrpcError::Status {
+                method: path.to_string(),
+                code: status.code(),
+                message: status.message().to_string(),
+            }),
+        }
+    }
+}

@@ -1,0 +1,215 @@
+//! A gRPC server for hand-written prost messages (no codegen), used by the simulator to serve the pocket and
+//! cosmos query services of spec §1.3 on the same paths a real full node serves them.
+//!
+//! Handlers are registered per full method path; the router is an axum `Router` (HTTP/2 cleartext, as gRPC
+//! clients connect) whose fallback speaks gRPC framing through `tonic::server::Grpc` with a raw-bytes codec, then
+//! decodes/encodes the typed messages with prost. Unknown methods answer `UNIMPLEMENTED`.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use tonic::Status;
+use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
+
+type HandlerFuture = Pin<Box<dyn Future<Output = Result<Vec<u8>, Status>> + Send>>;
+type Handler = Arc<dyn Fn(Vec<u8>) -> HandlerFuture + Send + Sync>;
+
+/// A set of unary gRPC methods keyed by full path.
+#[derive(Clone, Default)]
+pub struct GrpcRouter {
+    handlers: HashMap<String, Handler>,
+}
+
+impl GrpcRouter {
+    /// An empty router.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Registers the unary method `path` (e.g. `/pocket.session.Query/GetSession`).
+    pub fn unary<Req, Resp, F, Fut>(mut self, path: &str, handler: F) -> Self
+    where
+        Req: prost::Message + Default + 'static,
+        Resp: prost::Message + 'static,
+        F: Fn(Req) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<Resp, Status>> + Send + 'static,
+    {
+        let handler = Arc::new(handler);
+        let erased: Handler = Arc::new(move |bytes: Vec<u8>| {
+            let handler = Arc::clone(&handler);
+            let decoded = Req::decode(bytes.as_slice());
+            Box::pin(async move {
+                let request = decoded
+                    .map_err(|e| Status::invalid_argument(format!("malformed request: {e}")))?;
+                let response = handler(request).await?;
+                Ok(response.encode_to_vec())
+            })
+        });
+        self.handlers.insert(path.to_string(), erased);
+        self
+    }
+
+    /// Number of registered methods.
+    pub fn len(&self) -> usize {
+        self.handlers.len()
+    }
+
+    /// True when no method is registered.
+    pub fn is_empty(&self) -> bool {
+        self.handlers.is_empty()
+    }
+
+    /// The axum router serving every registered method (mount it, or serve it with `axum::serve`).
+    pub fn into_axum(self) -> axum::Router {
+        let handlers = Arc::new(self.handlers);
+        axum::Router::new().fallback(move |req: axum::extract::Request| {
+            let handlers = Arc::clone(&handlers);
+            async move {
+                let handler = handlers.get(req.uri().path()).cloned();
+                let path = req.uri().path().to_string();
+                let service = tower::service_fn(move |request: tonic::Request<Vec<u8>>| {
+                    let handler = handler.clone();
+                    let path = path.clone();
+                    async move {
+                        match handler {
+                            Some(handler) => handler(request.into_inner())
+                                .await
+                                .map(tonic::Response::new),
+                            None => Err(Status::unimplemented(format!("unknown method {path}"))),
+                        }
+                    }
+                });
+                tonic::server::Grpc::new(RawCodec).unary(service, req).await
+            }
+        })
+    }
+}
+
+/// A codec that passes message bytes through untouched (prost coding happens in the handlers).
+#[derive(Debug, Clone, Copy, Default)]
+struct RawCodec;
+
+impl Codec for RawCodec {
+    type Encode = Vec<u8>;
+    type Decode = Vec<u8>;
+    type Encoder = RawCodec;
+    type Decoder = RawCodec;
+
+    fn encoder(&mut self) -> Self::Encoder {
+        RawCodec
+    }
+
+    fn decoder(&mut self) -> Self::Decoder {
+        RawCodec
+    }
+}
+
+impl Encoder for RawCodec {
+    type Item = Vec<u8>;
+    type Error = Status;
+
+    fn encode(&mut self, item: Vec<u8>, dst: &mut EncodeBuf<'_>) -> Result<(), Status> {
+        bytes::BufMut::put_slice(dst, &item);
+        Ok(())
+    }
+}
+
+impl Decoder for RawCodec {
+    type Item = Vec<u8>;
+    type Error = Status;
+
+    fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<Vec<u8>>, Status> {
+        let len = bytes::Buf::remaining(src);
+        let mut out = vec![0u8; len];
+        bytes::Buf::copy_to_slice(src, &mut out);
+        Ok(Some(out))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::chain::grpc::{GrpcClient, GrpcError};
+    use crate::chain::tx::{Any, Timestamp};
+    use std::time::Duration;
+
+    async fn serve(router: GrpcRouter) -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, router.into_axum()).await });
+        format!("http://{addr}")
+    }
+
+    #[tokio::test]
+    async fn unary_round_trip_errors_and_unknown_methods() {
+        let router = GrpcRouter::new()
+            .unary("/test.Svc/Echo", |req: Any| async move {
+                Ok(Timestamp {
+                    seconds: req.value.len() as i64,
+                    nanos: req.type_url.len() as i32,
+                })
+            })
+            .unary("/test.Svc/Missing", |_req: Any| async move {
+                Err::<Timestamp, _>(Status::not_found("no such thing"))
+            });
+        assert_eq!(router.len(), 2);
+        let url = serve(router).await;
+        let client = GrpcClient::new(&url, Duration::from_secs(5)).unwrap();
+
+        let response: Timestamp = client
+            .unary(
+                "/test.Svc/Echo",
+                Any {
+                    type_url: "abc".into(),
+                    value: vec![1; 1000],
+                },
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            response,
+            Timestamp {
+                seconds: 1000,
+                nanos: 3
+            }
+        );
+
+        let err = client
+            .unary::<Any, Timestamp>("/test.Svc/Missing", Any::default())
+            .await
+            .unwrap_err();
+        assert!(err.is_not_found(), "{err}");
+        assert!(!err.is_retryable());
+
+        let err = client
+            .unary::<Any, Timestamp>("/test.Svc/Nope", Any::default())
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(
+                err,
+                GrpcError::Status {
+                    code: tonic::Code::Unimplemented,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+    }
+
+    #[tokio::test]
+    async fn unreachable_server_is_a_retryable_transport_error() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        drop(listener);
+        let client = GrpcClient::new(&format!("http://{addr}"), Duration::from_secs(2)).unwrap();
+        let err = client
+            .unary::<Any, Timestamp>("/test.Svc/Echo", Any::default())
+            .await
+            .unwrap_err();
+        assert!(err.is_retryable(), "{err}");
+        assert!(GrpcClient::new("not a url", Duration::from_secs(1)).is_err());
+    }
+}
