@@ -14,3 +14,4 @@ pub mod conformance;
 pub mod protocol;
 pub mod sim;
 pub mod smst;
+pub mod telemetry;

@@ -1,0 +1,286 @@
+//! Telemetry: tracing setup, the Prometheus registry, readiness, loop heartbeats and the side HTTP server
+//! (`/health`, `/ready`, `/metrics`) on its own listen address.
+//!
+//! Rules it enforces (`../shared/docs/lessons.md`): `/ready` answers 503 with the reasons whenever a component says
+//! it is not ready (storage unreachable or refusing writes, no leader, …), and every transition to not-ready is
+//! logged at WARN with the reason and counted; heartbeats are timestamps a loop advances on every iteration, busy
+//! or idle, so a staleness alert means a stuck loop and not a quiet one. Metric names use the Go fleet's `ha_`
+//! namespace where the meaning is the same (`../shared/spec/go-operator-surface.md` §B).
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, RwLock};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use prometheus::{Encoder as _, GaugeVec, IntCounterVec, IntGaugeVec, Opts, Registry};
+
+/// Errors setting up telemetry.
+#[derive(Debug, thiserror::Error)]
+pub enum TelemetryError {
+    /// A metric could not be created or registered (duplicate name, bad label).
+    #[error("metric registration: {0}")]
+    Metric(#[from] prometheus::Error),
+}
+
+/// The process-wide telemetry handle: cheap to clone, shared by every component.
+#[derive(Clone)]
+pub struct Telemetry {
+    registry: Registry,
+    readiness: Arc<RwLock<BTreeMap<String, String>>>,
+    ready_gauge: IntGaugeVec,
+    not_ready_total: IntCounterVec,
+    heartbeat: GaugeVec,
+}
+
+impl Telemetry {
+    /// A fresh registry with the telemetry's own metrics registered.
+    pub fn new() -> Result<Self, TelemetryError> {
+        let registry = Registry::new();
+        let ready_gauge = IntGaugeVec::new(
+            Opts::new(
+                "ha_component_ready",
+                "1 when the component is ready, 0 when not",
+            ),
+            &["component"],
+        )?;
+        let not_ready_total = IntCounterVec::new(
+            Opts::new(
+                "ha_component_not_ready_total",
+                "Transitions of a component to not-ready, by reason",
+            ),
+            &["component", "reason"],
+        )?;
+        let heartbeat = GaugeVec::new(
+            Opts::new(
+                "ha_loop_heartbeat_timestamp_seconds",
+                "Unix time of the last iteration of a background loop (advances when idle too)",
+            ),
+            &["loop"],
+        )?;
+        registry.register(Box::new(ready_gauge.clone()))?;
+        registry.register(Box::new(not_ready_total.clone()))?;
+        registry.register(Box::new(heartbeat.clone()))?;
+        Ok(Self {
+            registry,
+            readiness: Arc::default(),
+            ready_gauge,
+            not_ready_total,
+            heartbeat,
+        })
+    }
+
+    /// The registry components register their metrics in.
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    /// Marks `component` ready.
+    pub fn set_ready(&self, component: &str) {
+        let was = self.write_readiness(|map| map.remove(component));
+        if let Some(reason) = was {
+            tracing::info!(component, previous_reason = %reason, "component ready again");
+        }
+        self.ready_gauge.with_label_values(&[component]).set(1);
+    }
+
+    /// Marks `component` not ready because of `reason` (a short stable token like `redis_oom` or `no_leader`);
+    /// `detail` is logged. Logged at WARN and counted on each transition, never silently.
+    pub fn set_not_ready(&self, component: &str, reason: &str, detail: &str) {
+        let previous = self.write_readiness(|map| {
+            map.insert(component.to_string(), format!("{reason}: {detail}"))
+        });
+        if previous
+            .as_deref()
+            .map(|p| p.split(':').next() != Some(reason))
+            .unwrap_or(true)
+        {
+            tracing::warn!(component, reason, detail, "component not ready");
+            self.not_ready_total
+                .with_label_values(&[component, reason])
+                .inc();
+        }
+        self.ready_gauge.with_label_values(&[component]).set(0);
+    }
+
+    /// `Ok` when every component is ready, else each not-ready component with its reason.
+    pub fn readiness(&self) -> Result<(), Vec<(String, String)>> {
+        let map = match self.readiness.read() {
+            Ok(map) => map.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        };
+        if map.is_empty() {
+            Ok(())
+        } else {
+            Err(map.into_iter().collect())
+        }
+    }
+
+    /// A heartbeat for the loop named `name`.
+    pub fn heartbeat(&self, name: &str) -> Heartbeat {
+        Heartbeat {
+            gauge: self.heartbeat.with_label_values(&[name]),
+        }
+    }
+
+    /// The text exposition of every registered metric.
+    pub fn render_metrics(&self) -> String {
+        let mut out = Vec::new();
+        // Encoding into a Vec cannot fail for the text format except on invalid metric families, which
+        // registration already rules out; an error yields what was written so far.
+        let _ = prometheus::TextEncoder::new().encode(&self.registry.gather(), &mut out);
+        String::from_utf8_lossy(&out).into_owned()
+    }
+
+    /// The side HTTP router: `/health` (alive), `/ready` (503 with reasons when not ready), `/metrics`.
+    pub fn router(&self) -> axum::Router {
+        let ready = self.clone();
+        let metrics = self.clone();
+        axum::Router::new()
+            .route("/health", axum::routing::get(|| async { "ok\n" }))
+            .route(
+                "/ready",
+                axum::routing::get(move || {
+                    let t = ready.clone();
+                    async move {
+                        match t.readiness() {
+                            Ok(()) => (StatusCode::OK, "ready\n".to_string()).into_response(),
+                            Err(reasons) => {
+                                let body: String =
+                                    reasons.iter().map(|(c, r)| format!("{c}: {r}\n")).collect();
+                                (StatusCode::SERVICE_UNAVAILABLE, body).into_response()
+                            }
+                        }
+                    }
+                }),
+            )
+            .route(
+                "/metrics",
+                axum::routing::get(move || {
+                    let t = metrics.clone();
+                    async move {
+                        (
+                            [(
+                                axum::http::header::CONTENT_TYPE,
+                                "text/plain; version=0.0.4",
+                            )],
+                            t.render_metrics(),
+                        )
+                    }
+                }),
+            )
+    }
+
+    fn write_readiness<R>(&self, f: impl FnOnce(&mut BTreeMap<String, String>) -> R) -> R {
+        match self.readiness.write() {
+            Ok(mut map) => f(&mut map),
+            Err(poisoned) => f(&mut poisoned.into_inner()),
+        }
+    }
+}
+
+/// A loop's heartbeat: call [`Heartbeat::beat`] once per iteration.
+#[derive(Clone)]
+pub struct Heartbeat {
+    gauge: prometheus::Gauge,
+}
+
+impl Heartbeat {
+    /// Records that the loop is alive now.
+    pub fn beat(&self) {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs_f64())
+            .unwrap_or(0.0);
+        self.gauge.set(now);
+    }
+}
+
+/// Installs the global tracing subscriber (`level` is a level or env-filter directive; `json` selects JSON lines).
+/// `RUST_LOG` overrides `level`. Returns false when a subscriber was already installed.
+pub fn init_tracing(level: &str, json: bool) -> bool {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .or_else(|_| tracing_subscriber::EnvFilter::try_new(level))
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if json {
+        builder.json().try_init().is_ok()
+    } else {
+        builder.try_init().is_ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let request = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+        stream.write_all(request.as_bytes()).await.unwrap();
+        let mut response = String::new();
+        stream.read_to_string(&mut response).await.unwrap();
+        let status = response[9..12].parse().unwrap();
+        let body = response
+            .split_once("\r\n\r\n")
+            .map(|(_, b)| b.to_string())
+            .unwrap_or_default();
+        (status, body)
+    }
+
+    #[tokio::test]
+    async fn ready_flips_to_503_with_reasons_and_back() {
+        let telemetry = Telemetry::new().unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let router = telemetry.router();
+        tokio::spawn(async move { axum::serve(listener, router).await });
+
+        assert_eq!(get(addr, "/health").await.0, 200);
+        assert_eq!(get(addr, "/ready").await.0, 200);
+
+        telemetry.set_not_ready("storage", "redis_oom", "OOM command not allowed");
+        telemetry.set_not_ready("storage", "redis_oom", "still OOM"); // same reason: counted once
+        let (status, body) = get(addr, "/ready").await;
+        assert_eq!(status, 503);
+        assert!(body.contains("storage: redis_oom: still OOM"), "{body}");
+
+        let metrics = get(addr, "/metrics").await.1;
+        assert!(
+            metrics.contains(
+                "ha_component_not_ready_total{component=\"storage\",reason=\"redis_oom\"} 1"
+            ),
+            "{metrics}"
+        );
+        assert!(
+            metrics.contains("ha_component_ready{component=\"storage\"} 0"),
+            "{metrics}"
+        );
+
+        telemetry.set_ready("storage");
+        assert_eq!(get(addr, "/ready").await.0, 200);
+        assert!(
+            get(addr, "/metrics")
+                .await
+                .1
+                .contains("ha_component_ready{component=\"storage\"} 1")
+        );
+    }
+
+    #[test]
+    fn heartbeat_advances() {
+        let telemetry = Telemetry::new().unwrap();
+        let hb = telemetry.heartbeat("miner_ingest");
+        hb.beat();
+        let text = telemetry.render_metrics();
+        let line = text
+            .lines()
+            .find(|l| l.starts_with("ha_loop_heartbeat_timestamp_seconds{loop=\"miner_ingest\"}"))
+            .unwrap();
+        let value: f64 = line.rsplit(' ').next().unwrap().parse().unwrap();
+        assert!(value > 1.7e9, "{line}");
+    }
+}
