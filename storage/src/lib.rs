@@ -7,6 +7,7 @@ mod group;
 mod lease;
 pub mod memory;
 pub mod nodes;
+pub mod suite;
 
 use std::sync::Arc;
 
