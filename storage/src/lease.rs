@@ -76,30 +76,30 @@ pub(crate) struct LeaseTable {
 }
 
 impl LeaseTable {
-    fn election(&mut self, name: &str, last_token: impl FnOnce() -> u64) -> &mut Election {
+    fn election(&mut self, name: &str) -> &mut Election {
         self.elections
             .entry(name.to_owned())
-            .or_insert_with(|| Election::new(last_token()))
+            .or_insert_with(|| Election::new(0))
     }
 
     /// Expires every lapsed lease (publishing the change).
-    #[allow(dead_code)]
     pub fn expire_all(&mut self, now: Instant) {
         for e in self.elections.values_mut() {
             e.expire(now);
         }
     }
 
-    /// Decides a campaign. `Holder` is applied immediately (lease extended).
+    /// Decides a campaign. `Holder` is applied immediately (lease extended). A new term's token exceeds both
+    /// every token handed out by this table and `persisted_floor` (the last token persisted by a previous run).
     pub fn plan(
         &mut self,
         name: &str,
         candidate: &str,
         ttl: Duration,
         now: Instant,
-        last_token: impl FnOnce() -> u64,
+        persisted_floor: u64,
     ) -> CampaignPlan {
-        let e = self.election(name, last_token);
+        let e = self.election(name);
         e.expire(now);
         match &mut e.holder {
             Some(h) if h.candidate == candidate => {
@@ -107,7 +107,7 @@ impl LeaseTable {
                 CampaignPlan::Holder(h.token)
             }
             Some(_) => CampaignPlan::Busy,
-            None => CampaignPlan::NewTerm(e.last_token.saturating_add(1)),
+            None => CampaignPlan::NewTerm(e.last_token.max(persisted_floor).saturating_add(1)),
         }
     }
 
@@ -120,7 +120,7 @@ impl LeaseTable {
         ttl: Duration,
         now: Instant,
     ) {
-        let e = self.election(name, || 0);
+        let e = self.election(name);
         e.last_token = e.last_token.max(token);
         e.holder = Some(Holder {
             candidate: candidate.to_owned(),
@@ -180,13 +180,8 @@ impl LeaseTable {
     }
 
     /// A watch receiver for `name`.
-    pub fn watch(
-        &mut self,
-        name: &str,
-        now: Instant,
-        last_token: impl FnOnce() -> u64,
-    ) -> watch::Receiver<Option<LeaderInfo>> {
-        let e = self.election(name, last_token);
+    pub fn watch(&mut self, name: &str, now: Instant) -> watch::Receiver<Option<LeaderInfo>> {
+        let e = self.election(name);
         e.expire(now);
         e.tx.subscribe()
     }

@@ -7,6 +7,7 @@ mod group;
 mod lease;
 pub mod memory;
 pub mod nodes;
+pub mod redb;
 pub mod suite;
 
 use std::sync::Arc;
@@ -18,6 +19,7 @@ pub use contract::{
 pub use error::StorageError;
 pub use memory::{Faults, MemoryBackend};
 pub use nodes::{MemoryNodeStore, NodeBatch, NodeStore};
+pub use redb::{RedbBackend, RedbConfig};
 
 /// Every part of the contract served by one backend, as trait objects (cheap to clone).
 #[derive(Clone)]

@@ -363,7 +363,7 @@ impl Leadership for MemoryBackend {
         self.shared.faults.gate().await?;
         let now = Instant::now();
         let mut st = self.lock();
-        match st.leases.plan(election, candidate, ttl, now, || 0) {
+        match st.leases.plan(election, candidate, ttl, now, 0) {
             CampaignPlan::Holder(token) => Ok(Some(token)),
             CampaignPlan::Busy => Ok(None),
             CampaignPlan::NewTerm(token) => {
@@ -408,7 +408,7 @@ impl Leadership for MemoryBackend {
         &self,
         election: &str,
     ) -> Result<watch::Receiver<Option<LeaderInfo>>, StorageError> {
-        Ok(self.lock().leases.watch(election, Instant::now(), || 0))
+        Ok(self.lock().leases.watch(election, Instant::now()))
     }
 }
 
