@@ -1,4 +1,5 @@
 //! The conformance suite and fault injection on the memory backend.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::time::Duration;
 

@@ -1,4 +1,5 @@
 //! The conformance suite on redb, restart persistence, and the kill -9 durability test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, Stdio};
@@ -239,4 +240,9 @@ async fn acknowledged_relays_survive_kill_9() {
         &missing[..missing.len().min(5)]
     );
     assert!(stored.len() >= acked.len());
+    eprintln!(
+        "kill -9: {} acknowledged, {} stored",
+        acked.len(),
+        stored.len()
+    );
 }

@@ -1,6 +1,6 @@
 //! The embedded redb backend (the default storage mode): one file, one table per concern, group commit.
 //!
-//! - Writes go through one dedicated writer thread ([`writer`]) that batches concurrent requests into one
+//! - Writes go through one dedicated writer thread (`writer` module) that batches concurrent requests into one
 //!   `Durability::Immediate` transaction (one fsync) and acknowledges every caller after the commit, so an
 //!   acknowledged append survives kill -9.
 //! - Reads run on `spawn_blocking` threads with short MVCC read transactions; redb's sync API never runs on a
