@@ -1,7 +1,7 @@
 //! The storage error type shared by every backend.
 
 /// Every storage method returns this; [`StorageError::is_retryable`] says whether retrying can help.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum StorageError {
     /// The store refuses writes because it is out of memory (Redis `OOM command not allowed`). Retryable: writes
     /// resume once memory is freed.
@@ -16,6 +16,10 @@ pub enum StorageError {
     /// Any other backend failure. Not retryable.
     #[error("storage backend error: {0}")]
     Backend(String),
+    /// A compare-and-set precondition failed (stale version, lease held by someone else). Not retryable as is:
+    /// re-read, then decide.
+    #[error("storage conflict: {0}")]
+    Conflict(String),
 }
 
 impl StorageError {

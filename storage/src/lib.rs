@@ -1,8 +1,91 @@
-//! Storage contract and backends for relay-miner (see the crate docs of each module).
+//! Storage contract and backends for relay-miner.
+//!
+//! The relayer and miner talk to storage only through the traits of [`contract`], bundled per backend in
+//! [`Storage`]. Backends: [`memory`] (fault-injecting, for tests), [`redb`] (embedded default), Redis
+//! (`redis` module) and raft (the `raft` crate). [`suite`] is the conformance suite all of them run. The crate has
+//! no protocol logic: a relay is opaque bytes plus the keys below.
+//!
+//! # Contract
+//! Every method returns [`StorageError`]; [`StorageError::is_retryable`] is true for `OutOfMemory` (a store
+//! refusing writes, e.g. Redis OOM or a full disk) and `Unavailable`. `Conflict` (failed compare-and-set) and
+//! the rest are not retryable as is.
+//!
+//! - [`RelayLog`]: `append(Vec<MinedRelay>) -> Vec<EntryId>` is durable when it returns `Ok`. Consumption is
+//!   per supplier with one consumer group: `read` hands never-delivered entries to a named consumer (pending
+//!   until `ack`), `read_pending` gives a restarted consumer its own pending entries back, `claim` moves pending
+//!   entries of a consumer idle for `min_idle` (dead) to another one. Delivery is at-least-once and in
+//!   [`EntryId`] order per supplier. `ack` ends redelivery (the backend may delete the entry);
+//!   `trim_session` removes every remaining entry of a (supplier, session) once settled; `backlog` counts.
+//! - [`TrieStore`]: `open(supplier, session)` hands out a [`NodeStore`] namespaced to that pair (lazy reads,
+//!   one atomic batch per `write_batch`; sync, so call it from blocking threads), `delete_namespace` drops it.
+//! - [`SessionStore`]: opaque lifecycle records (bytes + state string) with compare-and-set on `version`
+//!   (0 = create), listed by supplier and/or state.
+//! - [`Leadership`]: per named election, `campaign` / `renew` / `resign` / `leader` / `watch`, with a fencing
+//!   token that strictly increases for every new term.
+//! - [`KvStore`]: get / set / set-if-absent / increment (ASCII decimal counters) / delete, with TTLs.
+//!
+//! Store and keys are always (supplier, session) scoped where data belongs to a session (lessons: suppliers
+//! sharing a session must never overwrite each other).
 #![forbid(unsafe_code)]
 
+pub mod contract;
 pub mod error;
+mod group;
+mod lease;
+pub mod memory;
 pub mod nodes;
+pub mod redb;
+pub mod suite;
 
+use std::sync::Arc;
+
+pub use contract::{
+    Backlog, BoxNodeStore, EntryId, KvStore, LeaderInfo, Leadership, LogEntry, MinedRelay,
+    RelayLog, SessionRecord, SessionStore, TrieStore,
+};
 pub use error::StorageError;
+pub use memory::{Faults, MemoryBackend};
 pub use nodes::{MemoryNodeStore, NodeBatch, NodeStore};
+pub use redb::{RedbBackend, RedbConfig};
+
+/// Every part of the contract served by one backend, as trait objects (cheap to clone).
+#[derive(Clone)]
+pub struct Storage {
+    /// Backend name for logs and metrics (`"memory"`, `"redb"`, `"redis"`, `"raft"`).
+    pub backend: &'static str,
+    /// The durable relay log.
+    pub relay_log: Arc<dyn RelayLog>,
+    /// Trie node stores per (supplier, session).
+    pub tries: Arc<dyn TrieStore>,
+    /// Session lifecycle records.
+    pub sessions: Arc<dyn SessionStore>,
+    /// Leader election with fencing tokens.
+    pub leadership: Arc<dyn Leadership>,
+    /// Small TTL key-value store.
+    pub kv: Arc<dyn KvStore>,
+}
+
+impl Storage {
+    /// Bundles one backend value that implements every trait.
+    pub fn from_backend<B>(backend: &'static str, b: Arc<B>) -> Self
+    where
+        B: RelayLog + TrieStore + SessionStore + Leadership + KvStore + 'static,
+    {
+        Self {
+            backend,
+            relay_log: b.clone(),
+            tries: b.clone(),
+            sessions: b.clone(),
+            leadership: b.clone(),
+            kv: b,
+        }
+    }
+}
+
+impl std::fmt::Debug for Storage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Storage")
+            .field("backend", &self.backend)
+            .finish_non_exhaustive()
+    }
+}

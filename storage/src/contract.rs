@@ -1,0 +1,303 @@
+//! The storage contract: the async traits every backend (memory, redb, Redis, raft) implements.
+//!
+//! Everything here is protocol-free: a relay is opaque bytes plus the keys the contract needs (supplier operator
+//! address, session id, session end height, relay hash). See the crate docs for the semantics in one place; each
+//! method below repeats what a caller may rely on. Every method returns [`StorageError`], whose
+//! [`StorageError::is_retryable`] tells a caller whether to retry (`OutOfMemory`, `Unavailable`).
+
+use std::fmt;
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use tokio::sync::watch;
+
+use crate::StorageError;
+use crate::nodes::NodeStore;
+
+/// One mined relay as the relay log stores it: opaque bytes plus the keys the log is indexed by.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct MinedRelay {
+    /// Supplier operator address; the log is partitioned by it.
+    pub supplier: String,
+    /// Session id; [`RelayLog::trim_session`] removes a session's entries by it.
+    pub session_id: String,
+    /// Session end height (informational for the log, used by callers to order work).
+    pub session_end_height: u64,
+    /// Relay hash (the trie key); opaque to storage.
+    pub relay_hash: Vec<u8>,
+    /// The encoded relay as the caller wants it back; opaque to storage.
+    pub payload: Vec<u8>,
+}
+
+/// Position of an entry in one supplier's relay log. Ordered; ids of later appends to the same supplier compare
+/// greater. Shaped like a Redis stream id (`major-minor`); embedded backends use `(sequence, 0)`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct EntryId {
+    /// High part (Redis: milliseconds; embedded: sequence number).
+    pub major: u64,
+    /// Low part (Redis: sequence within the millisecond; embedded: 0).
+    pub minor: u64,
+}
+
+impl EntryId {
+    /// Builds an id from its two parts.
+    pub const fn new(major: u64, minor: u64) -> Self {
+        Self { major, minor }
+    }
+}
+
+impl fmt::Display for EntryId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}-{}", self.major, self.minor)
+    }
+}
+
+impl FromStr for EntryId {
+    type Err = StorageError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let bad = || StorageError::Corrupt(format!("bad entry id {s:?}"));
+        let (major, minor) = s.split_once('-').ok_or_else(bad)?;
+        Ok(Self {
+            major: major.parse().map_err(|_| bad())?,
+            minor: minor.parse().map_err(|_| bad())?,
+        })
+    }
+}
+
+/// One relay-log entry handed to a consumer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogEntry {
+    /// Its id in the supplier's log (pass it to [`RelayLog::ack`]).
+    pub id: EntryId,
+    /// The relay as appended.
+    pub relay: MinedRelay,
+    /// How many times this entry has been delivered, this delivery included (1 on first delivery).
+    pub deliveries: u64,
+}
+
+/// Counts of one supplier's log for metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Backlog {
+    /// Entries appended and never delivered to any consumer.
+    pub undelivered: u64,
+    /// Entries delivered and not yet acknowledged (or trimmed).
+    pub pending: u64,
+}
+
+/// The durable relay log (write-ahead log between relayer and miner), partitioned by supplier.
+///
+/// Delivery is at-least-once with one consumer group per backend: [`RelayLog::read`] hands each new entry to one
+/// named consumer and records it as pending for that consumer until [`RelayLog::ack`]; a consumer that restarts
+/// under the same name gets its pending entries back with [`RelayLog::read_pending`]; another consumer takes over
+/// the pending entries of a dead one with [`RelayLog::claim`]. Entries come back in id order per supplier.
+#[async_trait]
+pub trait RelayLog: Send + Sync {
+    /// Appends a batch of relays (any suppliers) and returns their ids in input order. When this returns `Ok`,
+    /// every relay of the batch is durable (survives kill -9 of this process). On `Err` none or some may have
+    /// been stored; retrying may duplicate entries (consumers must tolerate duplicates: same relay hash).
+    async fn append(&self, relays: Vec<MinedRelay>) -> Result<Vec<EntryId>, StorageError>;
+
+    /// Delivers up to `max` entries of `supplier` never delivered to any consumer, in id order, and records them
+    /// as pending for `consumer`.
+    async fn read(
+        &self,
+        supplier: &str,
+        consumer: &str,
+        max: usize,
+    ) -> Result<Vec<LogEntry>, StorageError>;
+
+    /// Redelivers up to `max` entries pending for `consumer` itself (e.g. after it restarted), in id order.
+    async fn read_pending(
+        &self,
+        supplier: &str,
+        consumer: &str,
+        max: usize,
+    ) -> Result<Vec<LogEntry>, StorageError>;
+
+    /// Takes over up to `max` entries pending for *other* consumers whose last delivery is at least `min_idle`
+    /// old, reassigns them to `consumer` and returns them (delivery count incremented), in id order.
+    async fn claim(
+        &self,
+        supplier: &str,
+        consumer: &str,
+        min_idle: Duration,
+        max: usize,
+    ) -> Result<Vec<LogEntry>, StorageError>;
+
+    /// Acknowledges entries: they are never delivered again and the backend may delete them. Unknown or already
+    /// acknowledged ids are ignored. Returns how many entries were pending and are now acknowledged.
+    async fn ack(&self, supplier: &str, ids: &[EntryId]) -> Result<u64, StorageError>;
+
+    /// Removes every remaining entry (delivered or not, pending or not) of `(supplier, session_id)`, once the
+    /// session is settled or abandoned. Returns how many entries were removed.
+    async fn trim_session(&self, supplier: &str, session_id: &str) -> Result<u64, StorageError>;
+
+    /// Undelivered and pending counts of `supplier`'s log.
+    async fn backlog(&self, supplier: &str) -> Result<Backlog, StorageError>;
+}
+
+/// A [`NodeStore`] handed out by a backend, scoped to one (supplier, session) namespace.
+///
+/// The trait is synchronous: backends doing IO block the calling thread, so async callers must call it from
+/// `tokio::task::spawn_blocking` or a dedicated thread, never directly on a runtime worker.
+pub type BoxNodeStore = Box<dyn NodeStore + Send + Sync>;
+
+/// Trie node stores namespaced per (supplier, session).
+#[async_trait]
+pub trait TrieStore: Send + Sync {
+    /// A node store for the namespace `(supplier, session_id)`; reads are lazy (per key), writes are one atomic
+    /// batch per [`NodeStore::write_batch`]. Opening a namespace that holds nothing yields an empty store.
+    async fn open(&self, supplier: &str, session_id: &str) -> Result<BoxNodeStore, StorageError>;
+
+    /// Deletes every node of the namespace `(supplier, session_id)`. Deleting an empty namespace is not an error.
+    async fn delete_namespace(&self, supplier: &str, session_id: &str) -> Result<(), StorageError>;
+}
+
+/// One session lifecycle record: opaque bytes plus a state string, versioned for compare-and-set.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionRecord {
+    /// Supplier operator address.
+    pub supplier: String,
+    /// Session id.
+    pub session_id: String,
+    /// Lifecycle state (opaque to storage; used for listing).
+    pub state: String,
+    /// Opaque record body.
+    pub data: Vec<u8>,
+    /// Version: 1 after creation, +1 per successful [`SessionStore::put`].
+    pub version: u64,
+}
+
+/// Session lifecycle records, keyed by (supplier, session), with compare-and-set on a version.
+#[async_trait]
+pub trait SessionStore: Send + Sync {
+    /// The record of `(supplier, session_id)`, if any.
+    async fn get(
+        &self,
+        supplier: &str,
+        session_id: &str,
+    ) -> Result<Option<SessionRecord>, StorageError>;
+
+    /// Writes `state` and `data` for `(supplier, session_id)` if the stored version equals `expected_version`
+    /// (`0` = the record must not exist). Returns the new version (`expected_version + 1`). A mismatch returns
+    /// [`StorageError::Conflict`] and writes nothing.
+    async fn put(
+        &self,
+        supplier: &str,
+        session_id: &str,
+        state: &str,
+        data: Vec<u8>,
+        expected_version: u64,
+    ) -> Result<u64, StorageError>;
+
+    /// Deletes the record; with `Some(v)` only if the stored version is `v` (else [`StorageError::Conflict`]).
+    /// Returns whether a record was deleted.
+    async fn delete(
+        &self,
+        supplier: &str,
+        session_id: &str,
+        expected_version: Option<u64>,
+    ) -> Result<bool, StorageError>;
+
+    /// Records filtered by supplier and/or state (`None` = any), ordered by (supplier, session id).
+    async fn list(
+        &self,
+        supplier: Option<&str>,
+        state: Option<&str>,
+    ) -> Result<Vec<SessionRecord>, StorageError>;
+}
+
+/// Who leads an election, and with which fencing token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeaderInfo {
+    /// The candidate name that holds the lease.
+    pub holder: String,
+    /// Fencing token: strictly greater for every new leadership term of the election, never reused.
+    pub token: u64,
+}
+
+/// Leader election with fencing tokens, per named election (e.g. `"global"`).
+///
+/// A lease lasts `ttl` from the last successful campaign/renew. A new holder always gets a token strictly
+/// greater than every token handed out before for that election (across restarts, for persistent backends), so
+/// downstream writes can reject a stale leader. Backends without real contention (embedded redb) still follow
+/// these rules in-process; raft backends may map every election to the raft leader and its term.
+#[async_trait]
+pub trait Leadership: Send + Sync {
+    /// Tries to take the lease for `candidate`. Returns `Some(token)` when `candidate` now holds it (a holder
+    /// campaigning again keeps its token and extends its lease), `None` when another live holder has it.
+    async fn campaign(
+        &self,
+        election: &str,
+        candidate: &str,
+        ttl: Duration,
+    ) -> Result<Option<u64>, StorageError>;
+
+    /// Extends the lease if `candidate` still holds it with `token`. `false` means leadership is lost.
+    async fn renew(
+        &self,
+        election: &str,
+        candidate: &str,
+        token: u64,
+        ttl: Duration,
+    ) -> Result<bool, StorageError>;
+
+    /// Gives the lease up if `candidate` holds it with `token`. Returns whether it did.
+    async fn resign(
+        &self,
+        election: &str,
+        candidate: &str,
+        token: u64,
+    ) -> Result<bool, StorageError>;
+
+    /// The current live holder, if any.
+    async fn leader(&self, election: &str) -> Result<Option<LeaderInfo>, StorageError>;
+
+    /// A receiver that sees leadership changes of `election` (holder or token). Backends observe expiry lazily
+    /// or by polling, so a change may show up late by up to the backend's check interval; use
+    /// [`Leadership::leader`] or [`Leadership::renew`] before a side effect that needs certainty.
+    async fn watch(
+        &self,
+        election: &str,
+    ) -> Result<watch::Receiver<Option<LeaderInfo>>, StorageError>;
+}
+
+/// A small key-value store with TTLs, for caches, meters and dedup.
+///
+/// Values are bytes; counters are stored as ASCII decimal (so [`KvStore::get`] of a counter reads e.g. `b"42"`).
+/// A key with a TTL is invisible once expired.
+#[async_trait]
+pub trait KvStore: Send + Sync {
+    /// The live value of `key`.
+    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StorageError>;
+
+    /// Sets `key` to `value`, with `ttl` (`None` = no expiry; replaces any previous TTL).
+    async fn set(
+        &self,
+        key: &str,
+        value: Vec<u8>,
+        ttl: Option<Duration>,
+    ) -> Result<(), StorageError>;
+
+    /// Sets `key` only if it has no live value. Returns whether it was set.
+    async fn set_if_absent(
+        &self,
+        key: &str,
+        value: Vec<u8>,
+        ttl: Option<Duration>,
+    ) -> Result<bool, StorageError>;
+
+    /// Adds `delta` to the counter at `key` (missing = 0) and returns the new value. `ttl` applies only when this
+    /// call creates the key (a fixed window); an existing key keeps its expiry. A non-integer value is
+    /// [`StorageError::Backend`].
+    async fn increment(
+        &self,
+        key: &str,
+        delta: i64,
+        ttl: Option<Duration>,
+    ) -> Result<i64, StorageError>;
+
+    /// Deletes `key`; returns whether a live value existed.
+    async fn delete(&self, key: &str) -> Result<bool, StorageError>;
+}

@@ -1,0 +1,164 @@
+//! Deterministic fault injection for the memory backend.
+//!
+//! Every mutating call of the memory backend passes through [`Faults`] first ("a write"), counted from 1 in
+//! call order. Tests can fail the Nth write with a chosen error, refuse all writes (e.g. `OutOfMemory`), stall
+//! async writes until released, and simulate a crash that loses every stalled (not yet acknowledged) write.
+//! Node-store writes (sync) count and fail like the others but are never stalled.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use tokio::sync::watch;
+
+use crate::StorageError;
+
+#[derive(Debug, Default)]
+struct Inner {
+    writes: u64,
+    fail_at: BTreeMap<u64, StorageError>,
+    refuse: Option<StorageError>,
+    stalled: bool,
+    waiting: usize,
+    crashes: u64,
+}
+
+#[derive(Debug)]
+struct Shared {
+    inner: Mutex<Inner>,
+    changed: watch::Sender<()>,
+}
+
+/// Handle to the fault plan of one memory backend (cheap to clone).
+#[derive(Debug, Clone)]
+pub struct Faults {
+    shared: Arc<Shared>,
+}
+
+impl Default for Faults {
+    fn default() -> Self {
+        Self {
+            shared: Arc::new(Shared {
+                inner: Mutex::new(Inner::default()),
+                changed: watch::Sender::new(()),
+            }),
+        }
+    }
+}
+
+impl Faults {
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // A poisoned lock only means a test panicked while holding it; the data is still consistent.
+        self.shared.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn bump(&self) {
+        self.shared.changed.send_replace(());
+    }
+
+    /// Makes the `n`-th write from now (1 = the next one) fail with `err` (the write is not applied).
+    pub fn fail_nth_write(&self, n: u64, err: StorageError) {
+        let mut g = self.lock();
+        let at = g.writes.saturating_add(n.max(1));
+        g.fail_at.insert(at, err);
+    }
+
+    /// Makes every write fail with `err` until called with `None` (e.g. a store refusing writes when full).
+    pub fn refuse_writes(&self, err: Option<StorageError>) {
+        self.lock().refuse = err;
+        self.bump();
+    }
+
+    /// Holds every following async write (before it is applied) until [`Faults::release_writes`] or
+    /// [`Faults::crash`].
+    pub fn stall_writes(&self) {
+        self.lock().stalled = true;
+        self.bump();
+    }
+
+    /// Lets stalled writes proceed (in no guaranteed order) and stops stalling.
+    pub fn release_writes(&self) {
+        self.lock().stalled = false;
+        self.bump();
+    }
+
+    /// Simulated crash: every stalled write is lost (its caller gets `Unavailable`, nothing is applied) and
+    /// stalling stops. Writes already acknowledged stay.
+    pub fn crash(&self) {
+        let mut g = self.lock();
+        g.crashes += 1;
+        g.stalled = false;
+        drop(g);
+        self.bump();
+    }
+
+    /// Writes attempted so far (failed ones included).
+    pub fn writes(&self) -> u64 {
+        self.lock().writes
+    }
+
+    /// Writes currently held by a stall.
+    pub fn stalled_writers(&self) -> usize {
+        self.lock().waiting
+    }
+
+    /// Waits until at least `n` writes are held by a stall (for tests to synchronise without sleeping).
+    pub async fn wait_stalled(&self, n: usize) {
+        let mut rx = self.shared.changed.subscribe();
+        while self.stalled_writers() < n {
+            if rx.changed().await.is_err() {
+                return;
+            }
+        }
+    }
+
+    fn count(&self, g: &mut Inner) -> Result<(), StorageError> {
+        g.writes += 1;
+        let n = g.writes;
+        if let Some(err) = g.fail_at.remove(&n) {
+            return Err(err);
+        }
+        if let Some(err) = &g.refuse {
+            return Err(err.clone());
+        }
+        Ok(())
+    }
+
+    /// Gate for a sync write: counts and may fail, never stalls.
+    pub(crate) fn gate_sync(&self) -> Result<(), StorageError> {
+        let mut g = self.lock();
+        self.count(&mut g)
+    }
+
+    /// Gate for an async write: counts, may fail, and waits while stalled.
+    pub(crate) async fn gate(&self) -> Result<(), StorageError> {
+        let mut rx = self.shared.changed.subscribe();
+        let crashes = {
+            let mut g = self.lock();
+            self.count(&mut g)?;
+            if !g.stalled {
+                return Ok(());
+            }
+            g.waiting += 1;
+            g.crashes
+        };
+        self.bump();
+        loop {
+            let closed = rx.changed().await.is_err();
+            let mut g = self.lock();
+            if closed || g.crashes != crashes {
+                g.waiting -= 1;
+                drop(g);
+                self.bump();
+                return Err(StorageError::Unavailable(
+                    "simulated crash lost this write".into(),
+                ));
+            }
+            if !g.stalled {
+                g.waiting -= 1;
+                drop(g);
+                self.bump();
+                return Ok(());
+            }
+        }
+    }
+}

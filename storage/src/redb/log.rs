@@ -1,0 +1,334 @@
+//! The relay log on redb: entries keyed `(supplier id, sequence)`, consumer-group state in memory.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use redb::{ReadableDatabase, ReadableTable, WriteTransaction};
+use tokio::time::Instant;
+
+use super::tables::{LOG, LogValue, META, SUPPLIERS, db_err};
+use super::{Inner, RedbBackend};
+use crate::StorageError;
+use crate::contract::{Backlog, EntryId, LogEntry, MinedRelay, RelayLog};
+
+/// The supplier id of `supplier`, allocating one in `txn` if new.
+fn supplier_id(txn: &WriteTransaction, supplier: &str) -> Result<u32, StorageError> {
+    let mut suppliers = txn.open_table(SUPPLIERS).map_err(db_err)?;
+    if let Some(id) = suppliers.get(supplier).map_err(db_err)? {
+        return Ok(id.value());
+    }
+    let mut meta = txn.open_table(META).map_err(db_err)?;
+    let next = meta
+        .get("next_supplier")
+        .map_err(db_err)?
+        .map_or(0, |g| g.value());
+    let id = u32::try_from(next).map_err(|_| StorageError::Backend("too many suppliers".into()))?;
+    meta.insert("next_supplier", next + 1).map_err(db_err)?;
+    suppliers.insert(supplier, id).map_err(db_err)?;
+    Ok(id)
+}
+
+fn seq_key(id: u32) -> String {
+    format!("seq:{id}")
+}
+
+/// Appends inside the writer's transaction; returns the ids in input order.
+/// The outer `Err` is a redb failure (fatal to the transaction); the inner one a logical failure of this call.
+fn append_in(
+    txn: &WriteTransaction,
+    relays: &[MinedRelay],
+) -> Result<Result<Vec<EntryId>, StorageError>, StorageError> {
+    // Encode first: an oversized field is a logical error of this call only, nothing is written.
+    let values: Result<Vec<Vec<u8>>, StorageError> = relays
+        .iter()
+        .map(|r| {
+            LogValue::encode(
+                &r.session_id,
+                r.session_end_height,
+                &r.relay_hash,
+                &r.payload,
+            )
+        })
+        .collect();
+    let values = match values {
+        Ok(v) => v,
+        Err(e) => return Ok(Err(e)),
+    };
+    let mut ids = Vec::with_capacity(relays.len());
+    let mut by_supplier: HashMap<&str, (u32, u64)> = HashMap::new();
+    let mut log = txn.open_table(LOG).map_err(db_err)?;
+    for (r, value) in relays.iter().zip(values) {
+        let slot = match by_supplier.get_mut(r.supplier.as_str()) {
+            Some(slot) => slot,
+            None => {
+                let id = supplier_id(txn, &r.supplier)?;
+                let meta = txn.open_table(META).map_err(db_err)?;
+                let last = meta
+                    .get(seq_key(id).as_str())
+                    .map_err(db_err)?
+                    .map_or(0, |g| g.value());
+                by_supplier.entry(r.supplier.as_str()).or_insert((id, last))
+            }
+        };
+        slot.1 += 1;
+        log.insert((slot.0, slot.1), value.as_slice())
+            .map_err(db_err)?;
+        ids.push(EntryId::new(slot.1, 0));
+    }
+    let mut meta = txn.open_table(META).map_err(db_err)?;
+    for (id, last) in by_supplier.values() {
+        meta.insert(seq_key(*id).as_str(), *last).map_err(db_err)?;
+    }
+    Ok(Ok(ids))
+}
+
+/// The supplier id of `supplier` as committed (`None` if it never appended).
+fn lookup_supplier(
+    txn: &redb::ReadTransaction,
+    supplier: &str,
+) -> Result<Option<u32>, StorageError> {
+    let table = txn.open_table(SUPPLIERS).map_err(db_err)?;
+    Ok(table.get(supplier).map_err(db_err)?.map(|g| g.value()))
+}
+
+fn to_entry(
+    supplier: &str,
+    seq: u64,
+    raw: &[u8],
+    deliveries: u64,
+) -> Result<LogEntry, StorageError> {
+    let v = LogValue::decode(raw)?;
+    Ok(LogEntry {
+        id: EntryId::new(seq, 0),
+        relay: MinedRelay {
+            supplier: supplier.to_owned(),
+            session_id: v.session_id,
+            session_end_height: v.session_end_height,
+            relay_hash: v.relay_hash,
+            payload: v.payload,
+        },
+        deliveries,
+    })
+}
+
+/// Loads already-picked `(seq, deliveries)` entries; entries gone from the table are dropped from pending.
+fn load_picked(
+    inner: &Inner,
+    supplier: &str,
+    picked: Vec<(u64, u64)>,
+    group: &mut crate::group::GroupState,
+) -> Result<Vec<LogEntry>, StorageError> {
+    if picked.is_empty() {
+        return Ok(Vec::new());
+    }
+    let txn = inner.db.begin_read().map_err(db_err)?;
+    let Some(sid) = lookup_supplier(&txn, supplier)? else {
+        return Ok(Vec::new());
+    };
+    let table = txn.open_table(LOG).map_err(db_err)?;
+    let mut out = Vec::with_capacity(picked.len());
+    for (seq, n) in picked {
+        match table.get((sid, seq)).map_err(db_err)? {
+            Some(raw) => out.push(to_entry(supplier, seq, raw.value(), n)?),
+            None => {
+                group.remove(seq);
+            }
+        }
+    }
+    Ok(out)
+}
+
+#[async_trait]
+impl RelayLog for RedbBackend {
+    async fn append(&self, relays: Vec<MinedRelay>) -> Result<Vec<EntryId>, StorageError> {
+        if relays.is_empty() {
+            return Ok(Vec::new());
+        }
+        let weight = relays.len();
+        self.inner
+            .writer
+            .call(weight, move |txn| append_in(txn, &relays))
+            .await
+    }
+
+    async fn read(
+        &self,
+        supplier: &str,
+        consumer: &str,
+        max: usize,
+    ) -> Result<Vec<LogEntry>, StorageError> {
+        let (supplier, consumer) = (supplier.to_owned(), consumer.to_owned());
+        self.blocking(move |inner| {
+            let now = Instant::now();
+            let mut groups = inner.groups();
+            let group = groups.entry(supplier.clone()).or_default();
+            let txn = inner.db.begin_read().map_err(db_err)?;
+            let Some(sid) = lookup_supplier(&txn, &supplier)? else {
+                return Ok(Vec::new());
+            };
+            let table = txn.open_table(LOG).map_err(db_err)?;
+            let mut out = Vec::new();
+            for item in table
+                .range((sid, group.cursor.saturating_add(1))..=(sid, u64::MAX))
+                .map_err(db_err)?
+            {
+                if out.len() >= max {
+                    break;
+                }
+                let (k, v) = item.map_err(db_err)?;
+                let seq = k.value().1;
+                let entry = to_entry(&supplier, seq, v.value(), 1)?;
+                group.deliver_new(seq, &consumer, now);
+                out.push(entry);
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn read_pending(
+        &self,
+        supplier: &str,
+        consumer: &str,
+        max: usize,
+    ) -> Result<Vec<LogEntry>, StorageError> {
+        let (supplier, consumer) = (supplier.to_owned(), consumer.to_owned());
+        self.blocking(move |inner| {
+            let mut groups = inner.groups();
+            let Some(group) = groups.get_mut(&supplier) else {
+                return Ok(Vec::new());
+            };
+            let picked = group.redeliver_own(&consumer, max, Instant::now());
+            load_picked(inner, &supplier, picked, group)
+        })
+        .await
+    }
+
+    async fn claim(
+        &self,
+        supplier: &str,
+        consumer: &str,
+        min_idle: Duration,
+        max: usize,
+    ) -> Result<Vec<LogEntry>, StorageError> {
+        let (supplier, consumer) = (supplier.to_owned(), consumer.to_owned());
+        self.blocking(move |inner| {
+            let mut groups = inner.groups();
+            let Some(group) = groups.get_mut(&supplier) else {
+                return Ok(Vec::new());
+            };
+            let picked = group.claim(&consumer, min_idle, max, Instant::now());
+            load_picked(inner, &supplier, picked, group)
+        })
+        .await
+    }
+
+    async fn ack(&self, supplier: &str, ids: &[EntryId]) -> Result<u64, StorageError> {
+        let seqs: Vec<u64> = {
+            let groups = self.inner.groups();
+            let Some(group) = groups.get(supplier) else {
+                return Ok(0);
+            };
+            ids.iter()
+                .filter(|id| id.minor == 0 && group.pending.contains_key(&id.major))
+                .map(|id| id.major)
+                .collect()
+        };
+        if seqs.is_empty() {
+            return Ok(0);
+        }
+        let name = supplier.to_owned();
+        let to_delete = seqs.clone();
+        self.inner
+            .writer
+            .call(1, move |txn| {
+                let Some(sid) = txn
+                    .open_table(SUPPLIERS)
+                    .map_err(db_err)?
+                    .get(name.as_str())
+                    .map_err(db_err)?
+                    .map(|g| g.value())
+                else {
+                    return Ok(Ok(()));
+                };
+                let mut log = txn.open_table(LOG).map_err(db_err)?;
+                for seq in to_delete {
+                    log.remove((sid, seq)).map_err(db_err)?;
+                }
+                Ok(Ok(()))
+            })
+            .await?;
+        let mut groups = self.inner.groups();
+        let Some(group) = groups.get_mut(supplier) else {
+            return Ok(0);
+        };
+        Ok(seqs.into_iter().filter(|s| group.remove(*s)).count() as u64)
+    }
+
+    async fn trim_session(&self, supplier: &str, session_id: &str) -> Result<u64, StorageError> {
+        let (name, session) = (supplier.to_owned(), session_id.to_owned());
+        let removed: Vec<u64> = self
+            .inner
+            .writer
+            .call(1, move |txn| {
+                let Some(sid) = txn
+                    .open_table(SUPPLIERS)
+                    .map_err(db_err)?
+                    .get(name.as_str())
+                    .map_err(db_err)?
+                    .map(|g| g.value())
+                else {
+                    return Ok(Ok(Vec::new()));
+                };
+                let mut log = txn.open_table(LOG).map_err(db_err)?;
+                let mut doomed = Vec::new();
+                for item in log.range((sid, 0)..=(sid, u64::MAX)).map_err(db_err)? {
+                    let (k, v) = item.map_err(db_err)?;
+                    if LogValue::session_of(v.value())? == session.as_bytes() {
+                        doomed.push(k.value().1);
+                    }
+                }
+                for seq in &doomed {
+                    log.remove((sid, *seq)).map_err(db_err)?;
+                }
+                Ok(Ok(doomed))
+            })
+            .await?;
+        if let Some(group) = self.inner.groups().get_mut(supplier) {
+            for seq in &removed {
+                group.remove(*seq);
+            }
+        }
+        Ok(removed.len() as u64)
+    }
+
+    async fn backlog(&self, supplier: &str) -> Result<Backlog, StorageError> {
+        let supplier = supplier.to_owned();
+        self.blocking(move |inner| {
+            let groups = inner.groups();
+            let (cursor, pending) = groups
+                .get(&supplier)
+                .map_or((0, 0), |g| (g.cursor, g.pending.len() as u64));
+            drop(groups);
+            let txn = inner.db.begin_read().map_err(db_err)?;
+            let Some(sid) = lookup_supplier(&txn, &supplier)? else {
+                return Ok(Backlog::default());
+            };
+            let table = txn.open_table(LOG).map_err(db_err)?;
+            let mut undelivered = 0u64;
+            for item in table
+                .range((sid, cursor.saturating_add(1))..=(sid, u64::MAX))
+                .map_err(db_err)?
+            {
+                item.map_err(db_err)?;
+                undelivered += 1;
+            }
+            Ok(Backlog {
+                undelivered,
+                pending,
+            })
+        })
+        .await
+    }
+}
