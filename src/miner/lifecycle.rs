@@ -1,0 +1,947 @@
+//! PURE session lifecycle engine (issue 7): events in, commands out, no clocks, no IO.
+//!
+//! Every (supplier, session) the miner has relays for is driven through
+//! `Active → Claiming → Claimed → Proving → Proved → (pruned)`, or `Claimed → Settled` when no proof is required,
+//! or `Discarded` (zero relays, not a failure), or `Expired { reason }` (real loss, recorded once). The thin async
+//! driver feeds [`Event`]s (new blocks, relays ingested, tx outcomes, on-chain lookups, leadership changes) and
+//! executes the [`Command`]s returned; it persists every session whose record changed (see [`Step::changed`]), so a
+//! restarted or newly elected miner continues where the last one stopped.
+//!
+//! Timing (spec §3, §5.2, §6): a claim lands in `[claim_open, claim_close]` and a proof in `[proof_open,
+//! proof_close]`, where the tx's height is the including block (≥ current + 1). Claims are sent once the current
+//! height reached `claim_open` (relays keep arriving until `claim_open − 1`, spec §2.6.5) and no later than
+//! `claim_close − buffer`; proofs once the seed block `proof_open − 1` exists and no later than `proof_close −
+//! buffer`. A submission not confirmed on chain is re-sent once inside its window (lessons.md: mempool-only txs).
+//! Before a session is recorded as lost the engine asks the driver to look the claim/proof up on chain, so an HA
+//! conflict (another instance already submitted) is never counted as a loss. Only the leader submits.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// Identity of a session's trie: trees, records and logs are keyed by (supplier, session) (lessons.md).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct SessionKey {
+    /// Supplier operator address.
+    pub supplier: String,
+    /// Session id.
+    pub session_id: String,
+}
+
+/// The heights that govern one session, computed by the driver from the shared params at the session end height.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Schedule {
+    /// Session end height.
+    pub session_end: i64,
+    /// First height a claim may be included at.
+    pub claim_open: i64,
+    /// Last height a claim may be included at.
+    pub claim_close: i64,
+    /// First height a proof may be included at; the proof seed block is `proof_open − 1` (§5.2).
+    pub proof_open: i64,
+    /// Last height a proof may be included at.
+    pub proof_close: i64,
+    /// Height after which the chain has settled (or expired) the claim.
+    pub settlement: i64,
+}
+
+impl Schedule {
+    /// The block whose hash seeds the proof path and the proof lottery (§5.2, §6.3): exactly `proof_open − 1`.
+    pub fn proof_seed_height(&self) -> i64 {
+        self.proof_open - 1
+    }
+}
+
+/// Why revenue was lost (label values of `ha_miner_upokt_lost_total{reason}`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum LossReason {
+    /// The claim window closed without our claim on chain.
+    ClaimWindowMissed,
+    /// The chain rejected the claim for a non-transient reason.
+    ClaimRejected,
+    /// A required proof's window closed without a validated proof.
+    ProofWindowMissed,
+    /// The chain rejected the proof for a non-transient reason.
+    ProofRejected,
+}
+
+impl LossReason {
+    /// The stable label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::ClaimWindowMissed => "claim_window_missed",
+            Self::ClaimRejected => "claim_rejected",
+            Self::ProofWindowMissed => "proof_window_missed",
+            Self::ProofRejected => "proof_rejected",
+        }
+    }
+}
+
+/// Lifecycle state of one session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum State {
+    /// Relays are being mined into the trie.
+    Active,
+    /// The claim has been sent (or is due) and awaits inclusion.
+    Claiming,
+    /// The claim is on chain; the proof requirement is not known yet.
+    Claimed,
+    /// A proof is required and has been sent (or is due).
+    Proving,
+    /// The required proof is validated on chain.
+    Proved,
+    /// The claim is on chain and no proof is required.
+    Settled,
+    /// No relays: nothing to claim (never counted as a failure).
+    Discarded,
+    /// Revenue lost, with the reason.
+    Expired(LossReason),
+}
+
+impl State {
+    /// Stable name used for storage listing and metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Active => "active",
+            Self::Claiming => "claiming",
+            Self::Claimed => "claimed",
+            Self::Proving => "proving",
+            Self::Proved => "proved",
+            Self::Settled => "settled",
+            Self::Discarded => "discarded",
+            Self::Expired(_) => "expired",
+        }
+    }
+
+    /// Whether nothing more will happen to the session but pruning.
+    pub fn is_terminal(self) -> bool {
+        matches!(
+            self,
+            Self::Proved | Self::Settled | Self::Discarded | Self::Expired(_)
+        )
+    }
+}
+
+/// What the engine remembers per session; persisted by the driver as the session record.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionRecord {
+    /// Which session.
+    pub key: SessionKey,
+    /// Service id (metrics label).
+    pub service_id: String,
+    /// Its heights.
+    pub schedule: Schedule,
+    /// Current state.
+    pub state: State,
+    /// Relays ingested into the trie.
+    pub relays: u64,
+    /// Compute units ingested (sum of leaf weights).
+    pub compute_units: u64,
+    /// Heights at which a claim tx was sent.
+    pub claim_sent_at: Vec<i64>,
+    /// Heights at which a proof tx was sent.
+    pub proof_sent_at: Vec<i64>,
+    /// Whether a proof is required, once known.
+    pub proof_required: Option<bool>,
+    /// Height at which the last chain query (lookup or proof requirement) was requested: at most one per block,
+    /// and a lost answer is simply asked again at the next block.
+    pub queried_at: Option<i64>,
+    /// The session's state has been pruned from storage.
+    pub pruned: bool,
+}
+
+/// Inputs of the engine.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// A new block was committed (the chain's height; delivered once per height, in order).
+    NewBlock {
+        /// Its height.
+        height: i64,
+    },
+    /// Relays of a session were inserted into its trie (first call creates the session).
+    RelaysIngested {
+        /// Which session.
+        key: SessionKey,
+        /// Service id.
+        service_id: String,
+        /// Its heights.
+        schedule: Schedule,
+        /// Relays added by this ingest.
+        relays: u64,
+        /// Compute units added by this ingest.
+        compute_units: u64,
+    },
+    /// Outcome of a claim or proof tx for some sessions.
+    TxOutcome {
+        /// Claim or proof.
+        kind: TxKind,
+        /// The sessions the tx carried.
+        keys: Vec<SessionKey>,
+        /// What happened.
+        outcome: TxOutcome,
+    },
+    /// Answer to [`Command::CheckProofRequirement`].
+    ProofRequirement {
+        /// Which session.
+        key: SessionKey,
+        /// Whether the chain will require a proof (spec §6.3).
+        required: bool,
+    },
+    /// Answer to [`Command::LookupOnChain`] (or a periodic inclusion check).
+    OnChain {
+        /// Which session.
+        key: SessionKey,
+        /// Our claim exists on chain for this session.
+        claim_exists: bool,
+        /// The claim's proof status is VALIDATED (lessons.md: never read proof records).
+        proof_validated: bool,
+    },
+    /// This instance became (or stopped being) the leader that submits.
+    Leadership {
+        /// True when leading.
+        leader: bool,
+    },
+}
+
+/// Claim or proof.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TxKind {
+    /// `MsgCreateClaim`.
+    Claim,
+    /// `MsgSubmitProof`.
+    Proof,
+}
+
+/// What a submission produced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TxOutcome {
+    /// Accepted into the mempool (code 0); inclusion still has to be confirmed from chain state.
+    Broadcast,
+    /// Rejected or failed transiently (network, mempool full, out of gas): retry in the window.
+    Retryable(String),
+    /// Another instance already submitted (sequence mismatch, claim exists): an HA conflict, never a loss.
+    HaConflict(String),
+    /// Rejected by the chain for a reason retrying cannot fix.
+    Rejected(String),
+}
+
+/// Outputs of the engine, executed by the driver.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    /// Build the roots of these sessions (all of one supplier) and send them as claims in one tx.
+    SubmitClaims {
+        /// Supplier operator address.
+        supplier: String,
+        /// Sessions to claim.
+        keys: Vec<SessionKey>,
+    },
+    /// The seed block exists: compute the proof requirement of this claimed session and answer with
+    /// [`Event::ProofRequirement`].
+    CheckProofRequirement {
+        /// Which session.
+        key: SessionKey,
+    },
+    /// Build the closest proofs of these sessions (all of one supplier) and send them in one tx.
+    SubmitProofs {
+        /// Supplier operator address.
+        supplier: String,
+        /// Sessions to prove.
+        keys: Vec<SessionKey>,
+    },
+    /// Look the session's claim up on chain and answer with [`Event::OnChain`].
+    LookupOnChain {
+        /// Which session.
+        key: SessionKey,
+    },
+    /// Record a real loss once (metrics `upokt_lost{reason}`, log at ERROR).
+    RecordLoss {
+        /// Which session.
+        key: SessionKey,
+        /// Why.
+        reason: LossReason,
+        /// Relays lost.
+        relays: u64,
+        /// Compute units lost.
+        compute_units: u64,
+    },
+    /// A zero-relay session was dropped (counted separately, not a failure).
+    RecordDiscard {
+        /// Which session.
+        key: SessionKey,
+    },
+    /// Delete the session's trie, relay-log entries and record: nothing more will be asked of it.
+    Prune {
+        /// Which session.
+        key: SessionKey,
+    },
+}
+
+/// The result of one [`Engine::handle`] call.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Step {
+    /// Commands to execute, in order.
+    pub commands: Vec<Command>,
+    /// Sessions whose record changed and must be persisted.
+    pub changed: Vec<SessionKey>,
+}
+
+/// Tunables of the engine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EngineConfig {
+    /// A submission must be sent at least this many blocks before its window closes.
+    pub submission_buffer_blocks: i64,
+    /// Sends of one claim/proof inside its window: the first plus this many re-sends when not confirmed.
+    pub max_resends: usize,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        Self {
+            submission_buffer_blocks: 1,
+            max_resends: 1,
+        }
+    }
+}
+
+/// The engine: all sessions of all suppliers this miner serves.
+#[derive(Debug, Clone, Default)]
+pub struct Engine {
+    config: EngineConfig,
+    sessions: BTreeMap<SessionKey, SessionRecord>,
+    height: i64,
+    leader: bool,
+}
+
+impl Engine {
+    /// An engine with no sessions (restore persisted ones with [`Engine::restore`]).
+    pub fn new(config: EngineConfig) -> Self {
+        Self {
+            config,
+            ..Self::default()
+        }
+    }
+
+    /// Re-adds a persisted session (after a restart or a leadership change).
+    pub fn restore(&mut self, record: SessionRecord) {
+        self.sessions.insert(record.key.clone(), record);
+    }
+
+    /// A session's record.
+    pub fn session(&self, key: &SessionKey) -> Option<&SessionRecord> {
+        self.sessions.get(key)
+    }
+
+    /// Every session's record.
+    pub fn sessions(&self) -> impl Iterator<Item = &SessionRecord> {
+        self.sessions.values()
+    }
+
+    /// The latest height seen.
+    pub fn height(&self) -> i64 {
+        self.height
+    }
+
+    /// Whether this instance submits.
+    pub fn is_leader(&self) -> bool {
+        self.leader
+    }
+
+    /// Feeds one event; returns the commands to run and the sessions to persist.
+    pub fn handle(&mut self, event: Event) -> Step {
+        let mut step = Step::default();
+        match event {
+            Event::NewBlock { height } => {
+                if height > self.height {
+                    self.height = height;
+                }
+            }
+            Event::RelaysIngested {
+                key,
+                service_id,
+                schedule,
+                relays,
+                compute_units,
+            } => {
+                let record = self
+                    .sessions
+                    .entry(key.clone())
+                    .or_insert_with(|| SessionRecord {
+                        key: key.clone(),
+                        service_id,
+                        schedule,
+                        state: State::Active,
+                        relays: 0,
+                        compute_units: 0,
+                        claim_sent_at: Vec::new(),
+                        proof_sent_at: Vec::new(),
+                        proof_required: None,
+                        queried_at: None,
+                        pruned: false,
+                    });
+                record.relays = record.relays.saturating_add(relays);
+                record.compute_units = record.compute_units.saturating_add(compute_units);
+                step.changed.push(key);
+            }
+            Event::TxOutcome {
+                kind,
+                keys,
+                outcome,
+            } => {
+                for key in keys {
+                    self.on_tx_outcome(kind, &key, &outcome, &mut step);
+                }
+            }
+            Event::ProofRequirement { key, required } => {
+                if let Some(record) = self.sessions.get_mut(&key)
+                    && record.state == State::Claimed
+                {
+                    record.proof_required = Some(required);
+                    record.state = if required {
+                        State::Proving
+                    } else {
+                        State::Settled
+                    };
+                    step.changed.push(key);
+                }
+            }
+            Event::OnChain {
+                key,
+                claim_exists,
+                proof_validated,
+            } => self.on_chain(&key, claim_exists, proof_validated, &mut step),
+            Event::Leadership { leader } => self.leader = leader,
+        }
+        self.advance(&mut step);
+        step.changed.sort();
+        step.changed.dedup();
+        step
+    }
+
+    fn on_tx_outcome(
+        &mut self,
+        kind: TxKind,
+        key: &SessionKey,
+        outcome: &TxOutcome,
+        step: &mut Step,
+    ) {
+        let Some(record) = self.sessions.get_mut(key) else {
+            return;
+        };
+        let expected = match kind {
+            TxKind::Claim => State::Claiming,
+            TxKind::Proof => State::Proving,
+        };
+        if record.state != expected {
+            return;
+        }
+        match outcome {
+            // Inclusion is confirmed from chain state (lookups each block), never from the broadcast result.
+            TxOutcome::Broadcast | TxOutcome::Retryable(_) => {}
+            TxOutcome::HaConflict(_) | TxOutcome::Rejected(_) => {
+                // Either someone else's submission is on chain (conflict) or ours can never be: ask the chain
+                // before deciding; a rejection is a loss only if the chain has nothing for this session.
+                if record.queried_at != Some(self.height) {
+                    record.queried_at = Some(self.height);
+                    step.commands
+                        .push(Command::LookupOnChain { key: key.clone() });
+                }
+                if matches!(outcome, TxOutcome::Rejected(_)) {
+                    // Do not re-send something the chain refuses for good.
+                    let sent = match kind {
+                        TxKind::Claim => &mut record.claim_sent_at,
+                        TxKind::Proof => &mut record.proof_sent_at,
+                    };
+                    while sent.len() <= self.config.max_resends {
+                        sent.push(self.height);
+                    }
+                }
+                step.changed.push(key.clone());
+            }
+        }
+    }
+
+    fn on_chain(
+        &mut self,
+        key: &SessionKey,
+        claim_exists: bool,
+        proof_validated: bool,
+        step: &mut Step,
+    ) {
+        let height = self.height;
+        let Some(record) = self.sessions.get_mut(key) else {
+            return;
+        };
+        step.changed.push(key.clone());
+        match record.state {
+            State::Claiming if claim_exists => record.state = State::Claimed,
+            State::Claiming
+                if height > record.schedule.claim_close
+                    || record.claim_sent_at.len() > self.config.max_resends =>
+            {
+                if height > record.schedule.claim_close {
+                    let reason = if record.claim_sent_at.is_empty() {
+                        LossReason::ClaimWindowMissed
+                    } else {
+                        LossReason::ClaimRejected
+                    };
+                    Self::expire(record, reason, step);
+                }
+            }
+            State::Proving if proof_validated => record.state = State::Proved,
+            State::Proving if height > record.schedule.proof_close => {
+                let reason = if record.proof_sent_at.is_empty() {
+                    LossReason::ProofWindowMissed
+                } else {
+                    LossReason::ProofRejected
+                };
+                Self::expire(record, reason, step);
+            }
+            _ => {}
+        }
+    }
+
+    fn expire(record: &mut SessionRecord, reason: LossReason, step: &mut Step) {
+        record.state = State::Expired(reason);
+        step.commands.push(Command::RecordLoss {
+            key: record.key.clone(),
+            reason,
+            relays: record.relays,
+            compute_units: record.compute_units,
+        });
+    }
+
+    /// Moves every session as far as the current height allows and emits the due submissions, batched per
+    /// supplier.
+    fn advance(&mut self, step: &mut Step) {
+        let height = self.height;
+        let buffer = self.config.submission_buffer_blocks;
+        let max_sends = self.config.max_resends + 1;
+        let mut claims: BTreeMap<String, Vec<SessionKey>> = BTreeMap::new();
+        let mut proofs: BTreeMap<String, Vec<SessionKey>> = BTreeMap::new();
+        for record in self.sessions.values_mut() {
+            let s = record.schedule;
+            let before = (
+                record.state,
+                record.claim_sent_at.len(),
+                record.proof_sent_at.len(),
+                record.queried_at,
+                record.pruned,
+            );
+            if record.state == State::Active && height >= s.claim_open {
+                if record.relays == 0 {
+                    record.state = State::Discarded;
+                    step.commands.push(Command::RecordDiscard {
+                        key: record.key.clone(),
+                    });
+                } else {
+                    record.state = State::Claiming;
+                }
+            }
+            if record.state == State::Claiming {
+                let last_sent = record.claim_sent_at.last().copied();
+                // First send as soon as the window opened; a re-send when the previous send is at least two
+                // blocks old and still not confirmed; never past the buffer before the close.
+                let due = match last_sent {
+                    None => true,
+                    Some(at) => record.claim_sent_at.len() < max_sends && height >= at + 2,
+                };
+                if self.leader && due && height <= s.claim_close - buffer {
+                    record.claim_sent_at.push(height);
+                    claims
+                        .entry(record.key.supplier.clone())
+                        .or_default()
+                        .push(record.key.clone());
+                } else if record.queried_at != Some(height)
+                    && (last_sent.is_some_and(|at| height > at) || height > s.claim_close)
+                {
+                    // Confirm inclusion from chain state every block after a send, and once the window closed.
+                    record.queried_at = Some(height);
+                    step.commands.push(Command::LookupOnChain {
+                        key: record.key.clone(),
+                    });
+                }
+            }
+            if record.state == State::Claimed
+                && record.proof_required.is_none()
+                && height >= s.proof_seed_height()
+                && record.queried_at != Some(height)
+            {
+                record.queried_at = Some(height);
+                step.commands.push(Command::CheckProofRequirement {
+                    key: record.key.clone(),
+                });
+            }
+            if record.state == State::Proving {
+                let last_sent = record.proof_sent_at.last().copied();
+                let due = match last_sent {
+                    None => true,
+                    Some(at) => record.proof_sent_at.len() < max_sends && height >= at + 2,
+                };
+                if self.leader
+                    && due
+                    && height >= s.proof_seed_height()
+                    && height <= s.proof_close - buffer
+                {
+                    record.proof_sent_at.push(height);
+                    proofs
+                        .entry(record.key.supplier.clone())
+                        .or_default()
+                        .push(record.key.clone());
+                } else if record.queried_at != Some(height)
+                    && (last_sent.is_some_and(|at| height > at) || height > s.proof_close)
+                {
+                    record.queried_at = Some(height);
+                    step.commands.push(Command::LookupOnChain {
+                        key: record.key.clone(),
+                    });
+                }
+            }
+            let prune_due = match record.state {
+                State::Proved | State::Expired(_) | State::Discarded => true,
+                State::Settled => height > s.settlement,
+                _ => false,
+            };
+            if prune_due && !record.pruned && self.leader {
+                record.pruned = true;
+                step.commands.push(Command::Prune {
+                    key: record.key.clone(),
+                });
+            }
+            let after = (
+                record.state,
+                record.claim_sent_at.len(),
+                record.proof_sent_at.len(),
+                record.queried_at,
+                record.pruned,
+            );
+            if before != after {
+                step.changed.push(record.key.clone());
+            }
+        }
+        for (supplier, keys) in claims {
+            step.commands.push(Command::SubmitClaims { supplier, keys });
+        }
+        for (supplier, keys) in proofs {
+            step.commands.push(Command::SubmitProofs { supplier, keys });
+        }
+    }
+
+    /// Forgets pruned sessions (after the driver executed their [`Command::Prune`]).
+    pub fn forget_pruned(&mut self) -> Vec<SessionKey> {
+        let gone: Vec<SessionKey> = self
+            .sessions
+            .values()
+            .filter(|r| r.pruned)
+            .map(|r| r.key.clone())
+            .collect();
+        for key in &gone {
+            self.sessions.remove(key);
+        }
+        gone
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // Default shared params, session 1..10: claim [12,16], proof [16,20], seed 15 (spec §3 example).
+    const SCHEDULE: Schedule = Schedule {
+        session_end: 10,
+        claim_open: 12,
+        claim_close: 16,
+        proof_open: 16,
+        proof_close: 20,
+        settlement: 21,
+    };
+
+    fn key(supplier: &str, session: &str) -> SessionKey {
+        SessionKey {
+            supplier: supplier.into(),
+            session_id: session.into(),
+        }
+    }
+
+    fn ingest(engine: &mut Engine, k: &SessionKey, relays: u64) -> Step {
+        engine.handle(Event::RelaysIngested {
+            key: k.clone(),
+            service_id: "anvil".into(),
+            schedule: SCHEDULE,
+            relays,
+            compute_units: relays * 10,
+        })
+    }
+
+    fn leader_engine() -> Engine {
+        let mut engine = Engine::new(EngineConfig::default());
+        engine.handle(Event::Leadership { leader: true });
+        engine
+    }
+
+    fn block(engine: &mut Engine, height: i64) -> Vec<Command> {
+        engine.handle(Event::NewBlock { height }).commands
+    }
+
+    #[test]
+    fn happy_path_without_proof_claims_once_and_prunes_after_settlement() {
+        let mut e = leader_engine();
+        let k = key("s1", "a");
+        ingest(&mut e, &k, 5);
+        assert!(
+            block(&mut e, 11).is_empty(),
+            "no claim before the window opens"
+        );
+        assert_eq!(
+            block(&mut e, 12),
+            vec![Command::SubmitClaims {
+                supplier: "s1".into(),
+                keys: vec![k.clone()]
+            }]
+        );
+        e.handle(Event::TxOutcome {
+            kind: TxKind::Claim,
+            keys: vec![k.clone()],
+            outcome: TxOutcome::Broadcast,
+        });
+        assert_eq!(
+            block(&mut e, 13),
+            vec![Command::LookupOnChain { key: k.clone() }]
+        );
+        e.handle(Event::OnChain {
+            key: k.clone(),
+            claim_exists: true,
+            proof_validated: false,
+        });
+        assert_eq!(e.session(&k).unwrap().state, State::Claimed);
+        assert!(
+            block(&mut e, 14).is_empty(),
+            "seed block 15 does not exist yet"
+        );
+        assert_eq!(
+            block(&mut e, 15),
+            vec![Command::CheckProofRequirement { key: k.clone() }]
+        );
+        let step = e.handle(Event::ProofRequirement {
+            key: k.clone(),
+            required: false,
+        });
+        assert_eq!(e.session(&k).unwrap().state, State::Settled);
+        assert!(step.commands.is_empty());
+        assert!(block(&mut e, 21).is_empty());
+        assert_eq!(block(&mut e, 22), vec![Command::Prune { key: k.clone() }]);
+        assert_eq!(e.forget_pruned(), vec![k]);
+    }
+
+    #[test]
+    fn required_proof_is_sent_at_the_seed_block_and_confirmed_by_claim_status() {
+        let mut e = leader_engine();
+        let k = key("s1", "a");
+        ingest(&mut e, &k, 1);
+        block(&mut e, 12);
+        block(&mut e, 13);
+        e.handle(Event::OnChain {
+            key: k.clone(),
+            claim_exists: true,
+            proof_validated: false,
+        });
+        block(&mut e, 15);
+        let step = e.handle(Event::ProofRequirement {
+            key: k.clone(),
+            required: true,
+        });
+        assert_eq!(
+            step.commands,
+            vec![Command::SubmitProofs {
+                supplier: "s1".into(),
+                keys: vec![k.clone()]
+            }]
+        );
+        assert_eq!(
+            block(&mut e, 16),
+            vec![Command::LookupOnChain { key: k.clone() }]
+        );
+        let step = e.handle(Event::OnChain {
+            key: k.clone(),
+            claim_exists: true,
+            proof_validated: true,
+        });
+        assert_eq!(e.session(&k).unwrap().state, State::Proved);
+        assert_eq!(step.commands, vec![Command::Prune { key: k }]);
+    }
+
+    #[test]
+    fn zero_relay_session_is_discarded_not_lost() {
+        let mut e = leader_engine();
+        let k = key("s1", "empty");
+        ingest(&mut e, &k, 0);
+        let commands = block(&mut e, 12);
+        assert_eq!(
+            commands,
+            vec![
+                Command::RecordDiscard { key: k.clone() },
+                Command::Prune { key: k.clone() }
+            ]
+        );
+        assert_eq!(e.session(&k).unwrap().state, State::Discarded);
+    }
+
+    #[test]
+    fn ha_conflict_is_looked_up_and_not_counted_as_loss() {
+        let mut e = leader_engine();
+        let k = key("s1", "a");
+        ingest(&mut e, &k, 3);
+        block(&mut e, 12);
+        let step = e.handle(Event::TxOutcome {
+            kind: TxKind::Claim,
+            keys: vec![k.clone()],
+            outcome: TxOutcome::HaConflict("account sequence mismatch".into()),
+        });
+        assert_eq!(
+            step.commands,
+            vec![Command::LookupOnChain { key: k.clone() }]
+        );
+        let step = e.handle(Event::OnChain {
+            key: k.clone(),
+            claim_exists: true,
+            proof_validated: false,
+        });
+        assert!(
+            step.commands
+                .iter()
+                .all(|c| !matches!(c, Command::RecordLoss { .. }))
+        );
+        assert_eq!(e.session(&k).unwrap().state, State::Claimed);
+    }
+
+    #[test]
+    fn unconfirmed_claim_is_resent_once_then_lost_once_after_the_window() {
+        let mut e = leader_engine();
+        let k = key("s1", "a");
+        ingest(&mut e, &k, 2);
+        let claim = Command::SubmitClaims {
+            supplier: "s1".into(),
+            keys: vec![k.clone()],
+        };
+        assert_eq!(block(&mut e, 12), vec![claim.clone()]);
+        assert_eq!(
+            block(&mut e, 13),
+            vec![Command::LookupOnChain { key: k.clone() }]
+        );
+        e.handle(Event::OnChain {
+            key: k.clone(),
+            claim_exists: false,
+            proof_validated: false,
+        });
+        assert_eq!(
+            block(&mut e, 14),
+            vec![claim],
+            "re-sent once inside the window"
+        );
+        let mut losses = 0;
+        for h in 15..=20 {
+            for c in block(&mut e, h) {
+                if let Command::LookupOnChain { key } = c {
+                    let step = e.handle(Event::OnChain {
+                        key,
+                        claim_exists: false,
+                        proof_validated: false,
+                    });
+                    losses += step
+                        .commands
+                        .iter()
+                        .filter(|c| matches!(c, Command::RecordLoss { .. }))
+                        .count();
+                    assert!(
+                        step.commands
+                            .iter()
+                            .all(|c| !matches!(c, Command::SubmitClaims { .. }))
+                    );
+                }
+            }
+        }
+        assert_eq!(losses, 1);
+        assert_eq!(
+            e.session(&k).unwrap().state,
+            State::Expired(LossReason::ClaimRejected)
+        );
+        assert_eq!(e.session(&k).unwrap().claim_sent_at, vec![12, 14]);
+    }
+
+    #[test]
+    fn missed_window_without_leadership_is_recorded_once_with_its_reason() {
+        let mut e = Engine::new(EngineConfig::default());
+        let k = key("s1", "a");
+        ingest(&mut e, &k, 2);
+        for h in 12..=16 {
+            assert!(
+                block(&mut e, h)
+                    .iter()
+                    .all(|c| !matches!(c, Command::SubmitClaims { .. })),
+                "followers never submit"
+            );
+        }
+        e.handle(Event::Leadership { leader: true });
+        let commands = block(&mut e, 17);
+        assert_eq!(commands, vec![Command::LookupOnChain { key: k.clone() }]);
+        let step = e.handle(Event::OnChain {
+            key: k.clone(),
+            claim_exists: false,
+            proof_validated: false,
+        });
+        assert_eq!(
+            step.commands[0],
+            Command::RecordLoss {
+                key: k.clone(),
+                reason: LossReason::ClaimWindowMissed,
+                relays: 2,
+                compute_units: 20
+            }
+        );
+        assert!(
+            block(&mut e, 18)
+                .iter()
+                .all(|c| !matches!(c, Command::RecordLoss { .. }))
+        );
+    }
+
+    #[test]
+    fn claims_are_batched_per_supplier() {
+        let mut e = leader_engine();
+        for (s, id) in [("s1", "a"), ("s1", "b"), ("s2", "c")] {
+            ingest(&mut e, &key(s, id), 1);
+        }
+        let commands = block(&mut e, 12);
+        assert_eq!(
+            commands,
+            vec![
+                Command::SubmitClaims {
+                    supplier: "s1".into(),
+                    keys: vec![key("s1", "a"), key("s1", "b")]
+                },
+                Command::SubmitClaims {
+                    supplier: "s2".into(),
+                    keys: vec![key("s2", "c")]
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn records_round_trip_and_restore_continues() {
+        let mut e = leader_engine();
+        let k = key("s1", "a");
+        let step = ingest(&mut e, &k, 4);
+        assert_eq!(step.changed, vec![k.clone()]);
+        block(&mut e, 12);
+        let json = serde_json::to_vec(e.session(&k).unwrap()).unwrap();
+        let record: SessionRecord = serde_json::from_slice(&json).unwrap();
+        let mut restarted = leader_engine();
+        restarted.restore(record);
+        assert_eq!(restarted.session(&k).unwrap().state, State::Claiming);
+        assert_eq!(
+            block(&mut restarted, 13),
+            vec![Command::LookupOnChain { key: k }],
+            "no duplicate claim after restart"
+        );
+    }
+}
