@@ -57,12 +57,12 @@ impl Schedule {
 pub enum LossReason {
     /// The claim window closed without our claim on chain.
     ClaimWindowMissed,
-    /// The chain rejected the claim for a non-transient reason.
-    ClaimRejected,
+    /// Claims were sent but none was on chain when the window closed (rejected or never included).
+    ClaimNotIncluded,
     /// A required proof's window closed without a validated proof.
     ProofWindowMissed,
-    /// The chain rejected the proof for a non-transient reason.
-    ProofRejected,
+    /// Proofs were sent but none was validated when the window closed (rejected or never included).
+    ProofNotIncluded,
 }
 
 impl LossReason {
@@ -70,9 +70,9 @@ impl LossReason {
     pub fn as_str(self) -> &'static str {
         match self {
             Self::ClaimWindowMissed => "claim_window_missed",
-            Self::ClaimRejected => "claim_rejected",
+            Self::ClaimNotIncluded => "claim_not_included",
             Self::ProofWindowMissed => "proof_window_missed",
-            Self::ProofRejected => "proof_rejected",
+            Self::ProofNotIncluded => "proof_not_included",
         }
     }
 }
@@ -474,25 +474,20 @@ impl Engine {
         step.changed.push(key.clone());
         match record.state {
             State::Claiming if claim_exists => record.state = State::Claimed,
-            State::Claiming
-                if height > record.schedule.claim_close
-                    || record.claim_sent_at.len() > self.config.max_resends =>
-            {
-                if height > record.schedule.claim_close {
-                    let reason = if record.claim_sent_at.is_empty() {
-                        LossReason::ClaimWindowMissed
-                    } else {
-                        LossReason::ClaimRejected
-                    };
-                    Self::expire(record, reason, step);
-                }
+            State::Claiming if height > record.schedule.claim_close => {
+                let reason = if record.claim_sent_at.is_empty() {
+                    LossReason::ClaimWindowMissed
+                } else {
+                    LossReason::ClaimNotIncluded
+                };
+                Self::expire(record, reason, step);
             }
             State::Proving if proof_validated => record.state = State::Proved,
             State::Proving if height > record.schedule.proof_close => {
                 let reason = if record.proof_sent_at.is_empty() {
                     LossReason::ProofWindowMissed
                 } else {
-                    LossReason::ProofRejected
+                    LossReason::ProofNotIncluded
                 };
                 Self::expire(record, reason, step);
             }
@@ -862,7 +857,7 @@ mod tests {
         assert_eq!(losses, 1);
         assert_eq!(
             e.session(&k).unwrap().state,
-            State::Expired(LossReason::ClaimRejected)
+            State::Expired(LossReason::ClaimNotIncluded)
         );
         assert_eq!(e.session(&k).unwrap().claim_sent_at, vec![12, 14]);
     }
