@@ -15,26 +15,7 @@ use num_rational::BigRational;
 use num_traits::{ToPrimitive as _, Zero as _};
 use prost::Message as _;
 
-/// `google.protobuf.Any`.
-#[derive(Clone, PartialEq, Eq, prost::Message)]
-pub struct Any {
-    /// Type URL, e.g. `/pocket.proof.MsgCreateClaim`.
-    #[prost(string, tag = "1")]
-    pub type_url: String,
-    /// The encoded message.
-    #[prost(bytes = "vec", tag = "2")]
-    pub value: Vec<u8>,
-}
-
-impl Any {
-    /// Wraps an encoded prost message under `type_url`.
-    pub fn pack<M: prost::Message>(type_url: &str, msg: &M) -> Self {
-        Self {
-            type_url: type_url.to_string(),
-            value: msg.encode_to_vec(),
-        }
-    }
-}
+pub use crate::protocol::wire::{Any, Coin};
 
 /// `google.protobuf.Timestamp`.
 #[derive(Clone, Copy, PartialEq, Eq, prost::Message)]
@@ -45,17 +26,6 @@ pub struct Timestamp {
     /// Nanoseconds within the second.
     #[prost(int32, tag = "2")]
     pub nanos: i32,
-}
-
-/// `cosmos.base.v1beta1.Coin` (amount is a decimal string).
-#[derive(Clone, PartialEq, Eq, prost::Message)]
-pub struct Coin {
-    /// Denomination, `upokt`.
-    #[prost(string, tag = "1")]
-    pub denom: String,
-    /// Decimal integer amount.
-    #[prost(string, tag = "2")]
-    pub amount: String,
 }
 
 /// `cosmos.tx.v1beta1.TxBody` (SDK 0.53: `unordered` = 4, `timeout_timestamp` = 5).

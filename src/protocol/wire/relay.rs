@@ -1,0 +1,135 @@
+//! Relay messages (`pocket.service`, §1.2), the gateway payload wrappers (`sdk.types`), and the relay-log entry
+//! `MinedRelayMessage` of the Go fleet's Redis layout (`../shared/spec/go-redis-layout.md`).
+
+use super::SessionHeader;
+
+/// `pocket.service.Relay`.
+#[derive(Clone, PartialEq, Eq, prost::Message)]
+pub struct Relay {
+    #[prost(message, optional, tag = "1")]
+    pub req: Option<RelayRequest>,
+    #[prost(message, optional, tag = "2")]
+    pub res: Option<RelayResponse>,
+}
+
+/// `pocket.service.RelayRequest`; `meta` is non-nullable (always emitted, §1.1).
+#[derive(Clone, PartialEq, Eq, prost::Message)]
+pub struct RelayRequest {
+    #[prost(message, optional, tag = "1")]
+    pub meta: Option<RelayRequestMetadata>,
+    #[prost(bytes = "vec", tag = "2")]
+    pub payload: Vec<u8>,
+}
+
+/// `pocket.service.RelayRequestMetadata`.
+#[derive(Clone, PartialEq, Eq, prost::Message)]
+pub struct RelayRequestMetadata {
+    #[prost(message, optional, tag = "1")]
+    pub session_header: Option<SessionHeader>,
+    /// Serialized ring signature (§2.5).
+    #[prost(bytes = "vec", tag = "2")]
+    pub signature: Vec<u8>,
+    #[prost(string, tag = "3")]
+    pub supplier_operator_address: String,
+}
+
+/// `pocket.service.RelayResponse`; `meta` is non-nullable (always emitted, §1.1).
+#[derive(Clone, PartialEq, Eq, prost::Message)]
+pub struct RelayResponse {
+    #[prost(message, optional, tag = "1")]
+    pub meta: Option<RelayResponseMetadata>,
+    #[prost(bytes = "vec", tag = "2")]
+    pub payload: Vec<u8>,
+    #[prost(message, optional, tag = "3")]
+    pub relay_miner_error: Option<RelayMinerError>,
+    /// SHA-256 of `payload` (§2.2; required since v0.1.25).
+    #[prost(bytes = "vec", tag = "4")]
+    pub payload_hash: Vec<u8>,
+}
+
+/// `pocket.service.RelayResponseMetadata`.
+#[derive(Clone, PartialEq, Eq, prost::Message)]
+pub struct RelayResponseMetadata {
+    #[prost(message, optional, tag = "1")]
+    pub session_header: Option<SessionHeader>,
+    /// 64-byte r‖s supplier signature (§2.2).
+    #[prost(bytes = "vec", tag = "2")]
+    pub supplier_operator_signature: Vec<u8>,
+}
+
+/// `pocket.service.RelayMinerError`: how a relay miner reports a refused relay to the gateway.
+#[derive(Clone, PartialEq, Eq, prost::Message)]
+pub struct RelayMinerError {
+    #[prost(string, tag = "1")]
+    pub codespace: String,
+    #[prost(uint32, tag = "2")]
+    pub code: u32,
+    #[prost(string, tag = "3")]
+    pub description: String,
+    #[prost(string, tag = "4")]
+    pub message: String,
+}
+
+/// `sdk.types.Header` (one HTTP header with all its values).
+#[derive(Clone, PartialEq, Eq, prost::Message)]
+pub struct HttpHeader {
+    #[prost(string, tag = "1")]
+    pub key: String,
+    #[prost(string, repeated, tag = "2")]
+    pub values: Vec<String>,
+}
+
+/// `sdk.types.POKTHTTPRequest`: the payload of a JSON-RPC/REST RelayRequest.
+#[derive(Clone, PartialEq, Eq, prost::Message)]
+pub struct PoktHttpRequest {
+    #[prost(string, tag = "1")]
+    pub method: String,
+    #[prost(btree_map = "string, message", tag = "2")]
+    pub header: std::collections::BTreeMap<String, HttpHeader>,
+    #[prost(string, tag = "3")]
+    pub url: String,
+    #[prost(bytes = "vec", tag = "4")]
+    pub body_bz: Vec<u8>,
+}
+
+/// `sdk.types.POKTHTTPResponse`: the payload of a RelayResponse (map-key-sorted serialization).
+#[derive(Clone, PartialEq, Eq, prost::Message)]
+pub struct PoktHttpResponse {
+    #[prost(uint32, tag = "1")]
+    pub status_code: u32,
+    #[prost(btree_map = "string, message", tag = "2")]
+    pub header: std::collections::BTreeMap<String, HttpHeader>,
+    #[prost(bytes = "vec", tag = "3")]
+    pub body_bz: Vec<u8>,
+}
+
+/// The relay-log entry (Go `MinedRelayMessage`, stream field `data`).
+#[derive(Clone, PartialEq, Eq, prost::Message)]
+pub struct MinedRelayMessage {
+    /// SHA-256 of the relay bytes; the trie key.
+    #[prost(bytes = "vec", tag = "1")]
+    pub relay_hash: Vec<u8>,
+    /// Serialized `Relay` (request + response with payload cleared).
+    #[prost(bytes = "vec", tag = "2")]
+    pub relay_bytes: Vec<u8>,
+    /// Trie weight: compute units of the service at session start.
+    #[prost(uint64, tag = "3")]
+    pub compute_units_per_relay: u64,
+    #[prost(string, tag = "4")]
+    pub session_id: String,
+    #[prost(int64, tag = "5")]
+    pub session_end_height: i64,
+    #[prost(string, tag = "6")]
+    pub supplier_operator_address: String,
+    #[prost(string, tag = "7")]
+    pub service_id: String,
+    #[prost(string, tag = "8")]
+    pub application_address: String,
+    /// Height when the relay arrived at the relayer.
+    #[prost(int64, tag = "9")]
+    pub arrival_block_height: i64,
+    #[prost(int64, tag = "10")]
+    pub published_at_unix_nano: i64,
+    #[prost(int64, tag = "11")]
+    pub session_start_height: i64,
+}
