@@ -1,0 +1,114 @@
+//! Node encodings and digests of the sparse Merkle sum trie as pokt-network/smt v0.14.1 computes them with
+//! poktroll's spec (SHA-256 path hasher, no value hasher, sum trie) — spec §5.
+//!
+//! A digest is 48 bytes: `SHA256(encoding) ‖ sum(u64 BE) ‖ count(u64 BE)`; the empty subtree is 48 zero bytes.
+
+use crate::protocol::sha256;
+
+/// Size of a digest.
+pub const DIGEST_LEN: usize = 48;
+/// The empty-subtree placeholder digest.
+pub const PLACEHOLDER: [u8; DIGEST_LEN] = [0u8; DIGEST_LEN];
+
+/// Bit `i` of a path, MSB-first (bit i = byte i/8, mask 0x80 >> (i % 8)); 1 = right.
+#[inline]
+pub fn bit(path: &[u8; 32], i: usize) -> bool {
+    path[i / 8] & (0x80 >> (i % 8)) != 0
+}
+
+/// Sum and count of a digest (its last 16 bytes).
+#[inline]
+pub fn sum_count(digest: &[u8; DIGEST_LEN]) -> (u64, u64) {
+    let mut s = [0u8; 8];
+    let mut c = [0u8; 8];
+    s.copy_from_slice(&digest[32..40]);
+    c.copy_from_slice(&digest[40..48]);
+    (u64::from_be_bytes(s), u64::from_be_bytes(c))
+}
+
+fn digest_of(hash: [u8; 32], sum: u64, count: u64) -> [u8; DIGEST_LEN] {
+    let mut out = [0u8; DIGEST_LEN];
+    out[..32].copy_from_slice(&hash);
+    out[32..40].copy_from_slice(&sum.to_be_bytes());
+    out[40..].copy_from_slice(&count.to_be_bytes());
+    out
+}
+
+/// Leaf encoding: `00 ‖ path ‖ value ‖ weight ‖ count=1` (the stored value hash is `value ‖ weight ‖ 1`).
+pub fn leaf_encoding(path: &[u8; 32], value: &[u8], weight: u64) -> Vec<u8> {
+    let mut enc = Vec::with_capacity(1 + 32 + value.len() + 16);
+    enc.push(0);
+    enc.extend_from_slice(path);
+    enc.extend_from_slice(value);
+    enc.extend_from_slice(&weight.to_be_bytes());
+    enc.extend_from_slice(&1u64.to_be_bytes());
+    enc
+}
+
+/// Hash part of a leaf digest.
+pub fn leaf_hash(path: &[u8; 32], value: &[u8], weight: u64) -> [u8; 32] {
+    sha256(&leaf_encoding(path, value, weight))
+}
+
+/// Leaf digest from its hash.
+pub fn leaf_digest(hash: [u8; 32], weight: u64) -> [u8; DIGEST_LEN] {
+    digest_of(hash, weight, 1)
+}
+
+/// Inner encoding: `01 ‖ left ‖ right ‖ sum ‖ count` with sum/count the children's totals.
+pub fn inner_encoding(
+    left: &[u8; DIGEST_LEN],
+    right: &[u8; DIGEST_LEN],
+) -> [u8; 1 + 2 * DIGEST_LEN + 16] {
+    let (ls, lc) = sum_count(left);
+    let (rs, rc) = sum_count(right);
+    let mut enc = [0u8; 1 + 2 * DIGEST_LEN + 16];
+    enc[0] = 1;
+    enc[1..49].copy_from_slice(left);
+    enc[49..97].copy_from_slice(right);
+    enc[97..105].copy_from_slice(&ls.wrapping_add(rs).to_be_bytes());
+    enc[105..].copy_from_slice(&lc.wrapping_add(rc).to_be_bytes());
+    enc
+}
+
+/// Inner digest of two children.
+pub fn inner_digest(left: &[u8; DIGEST_LEN], right: &[u8; DIGEST_LEN]) -> [u8; DIGEST_LEN] {
+    let enc = inner_encoding(left, right);
+    let mut out = [0u8; DIGEST_LEN];
+    out[..32].copy_from_slice(&sha256(&enc));
+    out[32..].copy_from_slice(&enc[97..]);
+    out
+}
+
+/// The digest of a node given its encoding (leaf `00` or inner `01`), as the chain hashes `SiblingData`: the
+/// SHA-256 of the encoding followed by the encoding's last 16 bytes (sum, count). `None` for other prefixes or
+/// encodings too short to carry sum and count.
+pub fn digest_of_encoding(encoding: &[u8]) -> Option<[u8; DIGEST_LEN]> {
+    match encoding.first() {
+        Some(0) if encoding.len() >= 1 + 32 + 16 => {}
+        Some(1) if encoding.len() == 1 + 2 * DIGEST_LEN + 16 => {}
+        _ => return None,
+    }
+    let mut out = [0u8; DIGEST_LEN];
+    out[..32].copy_from_slice(&sha256(encoding));
+    out[32..].copy_from_slice(&encoding[encoding.len() - 16..]);
+    Some(out)
+}
+
+/// Wraps the digest of a subtree whose leaves all share bits `from..to` of `path` into the chain of inner nodes
+/// with empty siblings that the canonical trie has at depths `to−1` down to `from` (spec §5 "Canonical shape").
+pub fn wrap_chain(
+    mut digest: [u8; DIGEST_LEN],
+    path: &[u8; 32],
+    from: usize,
+    to: usize,
+) -> [u8; DIGEST_LEN] {
+    for depth in (from..to).rev() {
+        digest = if bit(path, depth) {
+            inner_digest(&PLACEHOLDER, &digest)
+        } else {
+            inner_digest(&digest, &PLACEHOLDER)
+        };
+    }
+    digest
+}
