@@ -94,11 +94,7 @@ impl GrpcClient {
     }
 
     /// Calls the unary method `path` with `request`.
-    pub async fn unary<Req, Resp>(
-        &self,
-        path: &'static str,
-        request: Req,
-    ) -> Result<Resp, GrpcError>
+    pub async fn unary<Req, Resp>(&self, path: &'static str, request: Req) -> Result<Resp, GrpcError>
     where
         Req: prost::Message + Send + Sync + 'static,
         Resp: prost::Message + Default + Send + Sync + 'static,

@@ -1,5 +1,7 @@
-//! The chain boundary: pocket gRPC queries, CometBFT RPC, and transaction building/signing/broadcast (issue 5).
-//! Today only [`tx`] (pure tx building and signing, §6.5) exists.
+//! The chain boundary (issue 5): typed pocket/cosmos gRPC queries with at-height caches ([`query`]), the
+//! hand-written gRPC client ([`grpc`]) and transaction building/signing ([`tx`], §6.5).
 
+pub mod cache;
 pub mod grpc;
+pub mod query;
 pub mod tx;

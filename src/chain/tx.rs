@@ -243,14 +243,9 @@ pub fn build_signed_tx(key: &SigningKey, plan: &TxPlan) -> Result<SignedTx, TxEr
         return Err(TxError::NoMessages);
     }
     let (unordered, timeout_timestamp, sequence, timeout_height) = match plan.ordering {
-        Ordering::Unordered {
-            block_time,
-            ttl_secs,
-        } => {
+        Ordering::Unordered { block_time, ttl_secs } => {
             if ttl_secs <= 0 || ttl_secs > MAX_UNORDERED_TIMEOUT_SECS {
-                return Err(TxError::BadUnorderedTimeout {
-                    timeout_secs: ttl_secs,
-                });
+                return Err(TxError::BadUnorderedTimeout { timeout_secs: ttl_secs });
             }
             let timeout = Timestamp {
                 seconds: block_time.seconds.saturating_add(ttl_secs),
@@ -277,9 +272,7 @@ pub fn build_signed_tx(key: &SigningKey, plan: &TxPlan) -> Result<SignedTx, TxEr
         signer_infos: vec![SignerInfo {
             public_key: Some(Any::pack(SECP256K1_PUBKEY_TYPE_URL, &pubkey)),
             mode_info: Some(ModeInfo {
-                single: Some(ModeInfoSingle {
-                    mode: SIGN_MODE_DIRECT,
-                }),
+                single: Some(ModeInfoSingle { mode: SIGN_MODE_DIRECT }),
             }),
             sequence,
         }],
@@ -330,11 +323,7 @@ pub fn parse_gas_price(price: &str) -> Result<BigRational, TxError> {
     if int_part.is_empty() && frac_part.is_empty() {
         return Err(bad());
     }
-    if !int_part
-        .chars()
-        .chain(frac_part.chars())
-        .all(|c| c.is_ascii_digit())
-    {
+    if !int_part.chars().chain(frac_part.chars()).all(|c| c.is_ascii_digit()) {
         return Err(bad());
     }
     let digits = format!("{int_part}{frac_part}");
@@ -412,12 +401,7 @@ mod tests {
             })
         );
         // field 4 (bool) = 0x20 0x01 and field 5 (message) = 0x2a follow the memo in ascending tag order.
-        let memo_end = raw
-            .body_bytes
-            .windows(11)
-            .position(|w| w == b"relay-miner")
-            .unwrap()
-            + 11;
+        let memo_end = raw.body_bytes.windows(11).position(|w| w == b"relay-miner").unwrap() + 11;
         assert_eq!(&raw.body_bytes[memo_end..memo_end + 3], &[0x20, 0x01, 0x2a]);
         let auth = AuthInfo::decode(raw.auth_info_bytes.as_slice()).unwrap();
         assert_eq!(auth.signer_infos[0].sequence, 0);
@@ -444,9 +428,7 @@ mod tests {
         };
         let sig = k256::ecdsa::Signature::from_slice(&raw.signatures[0]).unwrap();
         assert!(sig.normalize_s() == sig, "signature must be low-S");
-        k.verifying_key()
-            .verify(&doc.encode_to_vec(), &sig)
-            .unwrap();
+        k.verifying_key().verify(&doc.encode_to_vec(), &sig).unwrap();
         let auth = AuthInfo::decode(raw.auth_info_bytes.as_slice()).unwrap();
         assert_eq!(auth.signer_infos[0].sequence, 3);
         assert_eq!(
@@ -466,20 +448,12 @@ mod tests {
         });
         p.messages.clear();
         assert_eq!(build_signed_tx(&key(), &p), Err(TxError::NoMessages));
-        let block_time = Timestamp {
-            seconds: 10,
-            nanos: 0,
-        };
+        let block_time = Timestamp { seconds: 10, nanos: 0 };
         for ttl_secs in [0, -1, 601] {
-            let p = plan(Ordering::Unordered {
-                block_time,
-                ttl_secs,
-            });
+            let p = plan(Ordering::Unordered { block_time, ttl_secs });
             assert_eq!(
                 build_signed_tx(&key(), &p),
-                Err(TxError::BadUnorderedTimeout {
-                    timeout_secs: ttl_secs
-                })
+                Err(TxError::BadUnorderedTimeout { timeout_secs: ttl_secs })
             );
         }
     }
@@ -491,10 +465,7 @@ mod tests {
         assert_eq!(fee_for_gas(&price, 1).unwrap(), 1);
         assert_eq!(fee_for_gas(&price, 1_000_000).unwrap(), 1);
         assert_eq!(fee_for_gas(&price, 1_000_001).unwrap(), 2);
-        assert_eq!(
-            fee_for_gas(&parse_gas_price("1upokt").unwrap(), 250).unwrap(),
-            250
-        );
+        assert_eq!(fee_for_gas(&parse_gas_price("1upokt").unwrap(), 250).unwrap(), 250);
         assert_eq!(fee_for_gas(&parse_gas_price(".5").unwrap(), 3).unwrap(), 2);
         for bad in ["", "abc", "1.2.3", "-1", "1e5", "."] {
             assert!(parse_gas_price(bad).is_err(), "{bad}");

@@ -44,9 +44,7 @@ fn conformance(files: &[PathBuf]) -> anyhow::Result<i32> {
         let name = file.display().to_string();
         match std::fs::read_to_string(file) {
             Ok(text) => crate::conformance::run_text(&name, &text, &mut report),
-            Err(e) => report
-                .failures
-                .push(format!("{name}:0 ?: cannot read file: {e}")),
+            Err(e) => report.failures.push(format!("{name}:0 ?: cannot read file: {e}")),
         }
     }
     for failure in &report.failures {

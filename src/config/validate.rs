@@ -36,10 +36,7 @@ impl Issues {
 
     fn socket_addr(&mut self, key: &str, value: &str) {
         if value.parse::<SocketAddr>().is_err() {
-            self.push(
-                key,
-                format!("`{value}` is not a socket address like 0.0.0.0:8080"),
-            );
+            self.push(key, format!("`{value}` is not a socket address like 0.0.0.0:8080"));
         }
     }
 
@@ -51,15 +48,8 @@ impl Issues {
                 .is_some_and(|r| !r.is_empty())
         });
         if !ok {
-            let list = schemes
-                .iter()
-                .map(|s| format!("{s}://"))
-                .collect::<Vec<_>>()
-                .join(", ");
-            self.push(
-                key,
-                format!("`{value}` is not a URL starting with one of {list}"),
-            );
+            let list = schemes.iter().map(|s| format!("{s}://")).collect::<Vec<_>>().join(", ");
+            self.push(key, format!("`{value}` is not a URL starting with one of {list}"));
         }
     }
 }
@@ -115,10 +105,7 @@ impl Config {
         if tracing_subscriber::EnvFilter::try_new(&self.logging.level).is_err() {
             issues.push(
                 "logging.level",
-                format!(
-                    "`{}` is not a log level or filter directive",
-                    self.logging.level
-                ),
+                format!("`{}` is not a log level or filter directive", self.logging.level),
             );
         }
         issues.0
@@ -155,13 +142,8 @@ impl Config {
                 issues.socket_addr("storage.raft.listen_addr", &raft.listen_addr);
                 let mut ids = Vec::new();
                 for (i, peer) in raft.peers.iter().enumerate() {
-                    match peer
-                        .split_once('=')
-                        .map(|(id, addr)| (id.parse::<u64>(), addr))
-                    {
-                        Some((Ok(id), addr)) if id > 0 && addr.rsplit_once(':').is_some() => {
-                            ids.push(id)
-                        }
+                    match peer.split_once('=').map(|(id, addr)| (id.parse::<u64>(), addr)) {
+                        Some((Ok(id), addr)) if id > 0 && addr.rsplit_once(':').is_some() => ids.push(id),
                         _ => issues.push(
                             format!("storage.raft.peers[{i}]"),
                             format!("`{peer}` is not `id=host:port`"),
@@ -169,10 +151,7 @@ impl Config {
                     }
                 }
                 if raft.peers.is_empty() {
-                    issues.push(
-                        "storage.raft.peers",
-                        "must list every voter as `id=host:port`",
-                    );
+                    issues.push("storage.raft.peers", "must list every voter as `id=host:port`");
                 } else if raft.node_id != 0 && !ids.contains(&raft.node_id) {
                     issues.push(
                         "storage.raft.peers",
@@ -209,10 +188,7 @@ impl Config {
                 };
                 issues.url(&key(&format!("backends.{kind}.url")), &backend.url, schemes);
                 if backend.max_retries > 3 {
-                    issues.push(
-                        key(&format!("backends.{kind}.max_retries")),
-                        "must be between 0 and 3",
-                    );
+                    issues.push(key(&format!("backends.{kind}.max_retries")), "must be between 0 and 3");
                 }
             }
             if let Some(default) = &service.default_backend
@@ -234,10 +210,7 @@ impl Config {
             if let Some(profile) = &service.pool_profile
                 && !self.pool_profiles.contains_key(profile)
             {
-                issues.push(
-                    key("pool_profile"),
-                    format!("no pool_profiles entry named `{profile}`"),
-                );
+                issues.push(key("pool_profile"), format!("no pool_profiles entry named `{profile}`"));
             }
             if service.max_body_size_bytes == Some(0) {
                 issues.push(key("max_body_size_bytes"), "must be at least 1");
@@ -250,10 +223,7 @@ impl Config {
         if crate::chain::tx::parse_gas_price(&tx.gas_price).is_err() {
             issues.push(
                 "transaction.gas_price",
-                format!(
-                    "`{}` is not a decimal amount like 0.000001upokt",
-                    tx.gas_price
-                ),
+                format!("`{}` is not a decimal amount like 0.000001upokt", tx.gas_price),
             );
         }
         if !(tx.gas_adjustment.is_finite() && tx.gas_adjustment >= 1.0) {
@@ -350,29 +320,21 @@ transaction:
             "transaction.gas_price",
             "transaction.tx_timeout_default_seconds",
         ] {
-            assert!(
-                keys.iter().any(|k| k == expected),
-                "missing {expected} in {keys:?}"
-            );
+            assert!(keys.iter().any(|k| k == expected), "missing {expected} in {keys:?}");
         }
     }
 
     #[test]
     fn redis_mode_needs_a_url_and_sane_lease() {
-        let text =
-            format!("{MINIMAL}storage:\n  mode: redis\n  redis:\n    heartbeat_rate_seconds: 30\n");
+        let text = format!("{MINIMAL}storage:\n  mode: redis\n  redis:\n    heartbeat_rate_seconds: 30\n");
         let issues = Config::from_yaml(&text).unwrap().validate();
         let keys: Vec<&str> = issues.iter().map(|i| i.key.as_str()).collect();
-        assert_eq!(
-            keys,
-            vec!["storage.redis.url", "storage.redis.heartbeat_rate_seconds"]
-        );
+        assert_eq!(keys, vec!["storage.redis.url", "storage.redis.heartbeat_rate_seconds"]);
     }
 
     #[test]
     fn example_config_in_repo_is_valid() {
-        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("config/relay-miner.example.yaml");
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config/relay-miner.example.yaml");
         let config = Config::load(&path).unwrap();
         assert!(!config.services.is_empty());
     }

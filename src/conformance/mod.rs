@@ -68,17 +68,11 @@ pub fn run_text(file_name: &str, text: &str, report: &mut Report) {
                 continue;
             }
         };
-        let kind = vector
-            .get("kind")
-            .and_then(Value::as_str)
-            .unwrap_or("?")
-            .to_string();
+        let kind = vector.get("kind").and_then(Value::as_str).unwrap_or("?").to_string();
         // A checker must never take the runner down: a panic in one vector is a failure of that vector.
         match std::panic::catch_unwind(|| check_vector(&vector)) {
             Ok(Ok(())) => report.passed += 1,
-            Ok(Err(what)) => report
-                .failures
-                .push(format!("{file_name}:{line_no} {kind}: {what}")),
+            Ok(Err(what)) => report.failures.push(format!("{file_name}:{line_no} {kind}: {what}")),
             Err(_) => report
                 .failures
                 .push(format!("{file_name}:{line_no} {kind}: checker panicked")),
@@ -93,11 +87,7 @@ mod tests {
     #[test]
     fn unknown_kind_and_malformed_lines_fail() {
         let mut report = Report::default();
-        run_text(
-            "t",
-            "# comment\n\n{\"kind\":\"nope\"}\nnot json\n{}\n",
-            &mut report,
-        );
+        run_text("t", "# comment\n\n{\"kind\":\"nope\"}\nnot json\n{}\n", &mut report);
         assert_eq!(report.passed, 0);
         assert_eq!(report.failures.len(), 3, "{:?}", report.failures);
         assert!(report.failures[0].starts_with("t:3 nope: unknown kind"));

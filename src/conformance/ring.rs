@@ -68,11 +68,7 @@ pub fn check_ring_verify(v: &Value) -> Result<(), String> {
             outcome = Err(e);
         }
     }
-    let detail = outcome
-        .as_ref()
-        .err()
-        .map(|e| format!(" ({e})"))
-        .unwrap_or_default();
+    let detail = outcome.as_ref().err().map(|e| format!(" ({e})")).unwrap_or_default();
     if outcome.is_ok() == expected_valid {
         Ok(())
     } else {
@@ -87,14 +83,10 @@ pub fn check_ring_verify(v: &Value) -> Result<(), String> {
 pub fn check_ring_sign_deterministic(v: &Value) -> Result<(), String> {
     let message: [u8; 32] = hex_array(v, "message")?;
     let ring = ring_list(v, "ring")?;
-    let signer = usize::try_from(i64_field(v, "signer_index")?)
-        .map_err(|_| "negative signer_index".to_string())?;
+    let signer = usize::try_from(i64_field(v, "signer_index")?).map_err(|_| "negative signer_index".to_string())?;
     let secret = scalar(str_field(v, "private_key")?, "private_key")?;
     let u = scalar(str_field(v, "u")?, "u")?;
-    let s_list = v
-        .get("s")
-        .and_then(Value::as_array)
-        .ok_or("missing list field `s`")?;
+    let s_list = v.get("s").and_then(Value::as_array).ok_or("missing list field `s`")?;
     let decoys = s_list
         .iter()
         .map(|s| match s {
@@ -106,8 +98,7 @@ pub fn check_ring_sign_deterministic(v: &Value) -> Result<(), String> {
     if decoys.get(signer).is_some_and(Option::is_some) {
         return Err(format!("`s` must be null at signer_index {signer}"));
     }
-    let sig = RingSignature::sign_with(&ring, &message, &secret, &u, &decoys)
-        .map_err(|e| e.to_string())?;
+    let sig = RingSignature::sign_with(&ring, &message, &secret, &u, &decoys).map_err(|e| e.to_string())?;
     expect_eq(
         "signature",
         str_field(v, "signature")?.to_string(),

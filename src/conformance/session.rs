@@ -26,8 +26,7 @@ fn shared_params(v: &Value) -> Result<SharedParams, String> {
     let u = |name: &str| -> Result<u64, String> {
         match p.get(name) {
             None | Some(Value::Null) => Ok(0),
-            Some(_) => u64::try_from(i64_field(p, name)?)
-                .map_err(|_| format!("`shared_params.{name}` is negative")),
+            Some(_) => u64::try_from(i64_field(p, name)?).map_err(|_| format!("`shared_params.{name}` is negative")),
         }
     };
     let i = |name: &str| -> Result<i64, String> {
@@ -56,8 +55,7 @@ fn shared_params(v: &Value) -> Result<SharedParams, String> {
 /// `session_windows`.
 pub fn check_session_windows(v: &Value) -> Result<(), String> {
     let params = shared_params(v)?;
-    let w = session::SessionWindows::new(&params, i64_field(v, "height")?)
-        .map_err(|e| e.to_string())?;
+    let w = session::SessionWindows::new(&params, i64_field(v, "height")?).map_err(|e| e.to_string())?;
     for (name, got) in [
         ("start", w.start),
         ("end", w.end),

@@ -43,11 +43,7 @@ fn build(v: &Value) -> Result<Smst<MemoryNodeStore>, String> {
 /// `smst_root`.
 pub fn check_smst_root(v: &Value) -> Result<(), String> {
     let mut trie = build(v)?;
-    expect_eq(
-        "root",
-        str_field(v, "root")?.to_string(),
-        hex::encode(trie.root()),
-    )
+    expect_eq("root", str_field(v, "root")?.to_string(), hex::encode(trie.root()))
 }
 
 /// `smst_closest_proof`: gob bytes equal `proof`, and the proof verifies against `root`.
@@ -56,11 +52,7 @@ pub fn check_smst_closest_proof(v: &Value) -> Result<(), String> {
     let path: [u8; 32] = hex_array(v, "path")?;
     let proof = trie.prove_closest(&path).map_err(|e| e.to_string())?;
     let bytes = gob::encode_closest_proof(&proof.compact());
-    expect_eq(
-        "proof",
-        str_field(v, "proof")?.to_string(),
-        hex::encode(&bytes),
-    )?;
+    expect_eq("proof", str_field(v, "proof")?.to_string(), hex::encode(&bytes))?;
     let root = hex_field(v, "root")?;
     expect_eq("root", hex::encode(&root), hex::encode(trie.root()))?;
     verify_compact_closest_proof(&bytes, &root)
@@ -74,9 +66,7 @@ pub fn check_smst_verify_proof(v: &Value) -> Result<(), String> {
     let outcome = verify_compact_closest_proof(&hex_field(v, "proof")?, &root);
     // The chain also requires the proof's path to be the one it derived; `path` names it.
     let outcome = match (outcome, hex_field(v, "path")) {
-        (Ok(proof), Ok(path)) if proof.path != path => {
-            Err("proof path differs from `path`".to_string())
-        }
+        (Ok(proof), Ok(path)) if proof.path != path => Err("proof path differs from `path`".to_string()),
         (Ok(_), _) => Ok(()),
         (Err(e), _) => Err(e.to_string()),
     };

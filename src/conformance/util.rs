@@ -33,22 +33,14 @@ pub fn bool_field(v: &Value, name: &str) -> Result<bool, String> {
 /// An integer field (accepts JSON numbers and decimal strings).
 pub fn i64_field(v: &Value, name: &str) -> Result<i64, String> {
     match v.get(name) {
-        Some(Value::Number(n)) => n
-            .as_i64()
-            .ok_or_else(|| format!("field `{name}` is not an i64")),
-        Some(Value::String(s)) => s
-            .parse()
-            .map_err(|e| format!("field `{name}` is not an i64: {e}")),
+        Some(Value::Number(n)) => n.as_i64().ok_or_else(|| format!("field `{name}` is not an i64")),
+        Some(Value::String(s)) => s.parse().map_err(|e| format!("field `{name}` is not an i64: {e}")),
         _ => Err(format!("missing integer field `{name}`")),
     }
 }
 
 /// Compares an expected and an actual value, naming the field when they differ.
-pub fn expect_eq<T: PartialEq + std::fmt::Debug>(
-    what: &str,
-    expected: T,
-    actual: T,
-) -> Result<(), String> {
+pub fn expect_eq<T: PartialEq + std::fmt::Debug>(what: &str, expected: T, actual: T) -> Result<(), String> {
     if expected == actual {
         Ok(())
     } else {

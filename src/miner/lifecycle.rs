@@ -115,10 +115,7 @@ impl State {
 
     /// Whether nothing more will happen to the session but pruning.
     pub fn is_terminal(self) -> bool {
-        matches!(
-            self,
-            Self::Proved | Self::Settled | Self::Discarded | Self::Expired(_)
-        )
+        matches!(self, Self::Proved | Self::Settled | Self::Discarded | Self::Expired(_))
     }
 }
 
@@ -362,31 +359,24 @@ impl Engine {
                 relays,
                 compute_units,
             } => {
-                let record = self
-                    .sessions
-                    .entry(key.clone())
-                    .or_insert_with(|| SessionRecord {
-                        key: key.clone(),
-                        service_id,
-                        schedule,
-                        state: State::Active,
-                        relays: 0,
-                        compute_units: 0,
-                        claim_sent_at: Vec::new(),
-                        proof_sent_at: Vec::new(),
-                        proof_required: None,
-                        queried_at: None,
-                        pruned: false,
-                    });
+                let record = self.sessions.entry(key.clone()).or_insert_with(|| SessionRecord {
+                    key: key.clone(),
+                    service_id,
+                    schedule,
+                    state: State::Active,
+                    relays: 0,
+                    compute_units: 0,
+                    claim_sent_at: Vec::new(),
+                    proof_sent_at: Vec::new(),
+                    proof_required: None,
+                    queried_at: None,
+                    pruned: false,
+                });
                 record.relays = record.relays.saturating_add(relays);
                 record.compute_units = record.compute_units.saturating_add(compute_units);
                 step.changed.push(key);
             }
-            Event::TxOutcome {
-                kind,
-                keys,
-                outcome,
-            } => {
+            Event::TxOutcome { kind, keys, outcome } => {
                 for key in keys {
                     self.on_tx_outcome(kind, &key, &outcome, &mut step);
                 }
@@ -396,11 +386,7 @@ impl Engine {
                     && record.state == State::Claimed
                 {
                     record.proof_required = Some(required);
-                    record.state = if required {
-                        State::Proving
-                    } else {
-                        State::Settled
-                    };
+                    record.state = if required { State::Proving } else { State::Settled };
                     step.changed.push(key);
                 }
             }
@@ -417,13 +403,7 @@ impl Engine {
         step
     }
 
-    fn on_tx_outcome(
-        &mut self,
-        kind: TxKind,
-        key: &SessionKey,
-        outcome: &TxOutcome,
-        step: &mut Step,
-    ) {
+    fn on_tx_outcome(&mut self, kind: TxKind, key: &SessionKey, outcome: &TxOutcome, step: &mut Step) {
         let Some(record) = self.sessions.get_mut(key) else {
             return;
         };
@@ -442,8 +422,7 @@ impl Engine {
                 // before deciding; a rejection is a loss only if the chain has nothing for this session.
                 if record.queried_at != Some(self.height) {
                     record.queried_at = Some(self.height);
-                    step.commands
-                        .push(Command::LookupOnChain { key: key.clone() });
+                    step.commands.push(Command::LookupOnChain { key: key.clone() });
                 }
                 if matches!(outcome, TxOutcome::Rejected(_)) {
                     // Do not re-send something the chain refuses for good.
@@ -460,13 +439,7 @@ impl Engine {
         }
     }
 
-    fn on_chain(
-        &mut self,
-        key: &SessionKey,
-        claim_exists: bool,
-        proof_validated: bool,
-        step: &mut Step,
-    ) {
+    fn on_chain(&mut self, key: &SessionKey, claim_exists: bool, proof_validated: bool, step: &mut Step) {
         let height = self.height;
         let Some(record) = self.sessions.get_mut(key) else {
             return;
@@ -572,11 +545,7 @@ impl Engine {
                     None => true,
                     Some(at) => record.proof_sent_at.len() < max_sends && height >= at + 2,
                 };
-                if self.leader
-                    && due
-                    && height >= s.proof_seed_height()
-                    && height <= s.proof_close - buffer
-                {
+                if self.leader && due && height >= s.proof_seed_height() && height <= s.proof_close - buffer {
                     record.proof_sent_at.push(height);
                     proofs
                         .entry(record.key.supplier.clone())
@@ -682,10 +651,7 @@ mod tests {
         let mut e = leader_engine();
         let k = key("s1", "a");
         ingest(&mut e, &k, 5);
-        assert!(
-            block(&mut e, 11).is_empty(),
-            "no claim before the window opens"
-        );
+        assert!(block(&mut e, 11).is_empty(), "no claim before the window opens");
         assert_eq!(
             block(&mut e, 12),
             vec![Command::SubmitClaims {
@@ -698,20 +664,14 @@ mod tests {
             keys: vec![k.clone()],
             outcome: TxOutcome::Broadcast,
         });
-        assert_eq!(
-            block(&mut e, 13),
-            vec![Command::LookupOnChain { key: k.clone() }]
-        );
+        assert_eq!(block(&mut e, 13), vec![Command::LookupOnChain { key: k.clone() }]);
         e.handle(Event::OnChain {
             key: k.clone(),
             claim_exists: true,
             proof_validated: false,
         });
         assert_eq!(e.session(&k).unwrap().state, State::Claimed);
-        assert!(
-            block(&mut e, 14).is_empty(),
-            "seed block 15 does not exist yet"
-        );
+        assert!(block(&mut e, 14).is_empty(), "seed block 15 does not exist yet");
         assert_eq!(
             block(&mut e, 15),
             vec![Command::CheckProofRequirement { key: k.clone() }]
@@ -751,10 +711,7 @@ mod tests {
                 keys: vec![k.clone()]
             }]
         );
-        assert_eq!(
-            block(&mut e, 16),
-            vec![Command::LookupOnChain { key: k.clone() }]
-        );
+        assert_eq!(block(&mut e, 16), vec![Command::LookupOnChain { key: k.clone() }]);
         let step = e.handle(Event::OnChain {
             key: k.clone(),
             claim_exists: true,
@@ -791,20 +748,13 @@ mod tests {
             keys: vec![k.clone()],
             outcome: TxOutcome::HaConflict("account sequence mismatch".into()),
         });
-        assert_eq!(
-            step.commands,
-            vec![Command::LookupOnChain { key: k.clone() }]
-        );
+        assert_eq!(step.commands, vec![Command::LookupOnChain { key: k.clone() }]);
         let step = e.handle(Event::OnChain {
             key: k.clone(),
             claim_exists: true,
             proof_validated: false,
         });
-        assert!(
-            step.commands
-                .iter()
-                .all(|c| !matches!(c, Command::RecordLoss { .. }))
-        );
+        assert!(step.commands.iter().all(|c| !matches!(c, Command::RecordLoss { .. })));
         assert_eq!(e.session(&k).unwrap().state, State::Claimed);
     }
 
@@ -818,20 +768,13 @@ mod tests {
             keys: vec![k.clone()],
         };
         assert_eq!(block(&mut e, 12), vec![claim.clone()]);
-        assert_eq!(
-            block(&mut e, 13),
-            vec![Command::LookupOnChain { key: k.clone() }]
-        );
+        assert_eq!(block(&mut e, 13), vec![Command::LookupOnChain { key: k.clone() }]);
         e.handle(Event::OnChain {
             key: k.clone(),
             claim_exists: false,
             proof_validated: false,
         });
-        assert_eq!(
-            block(&mut e, 14),
-            vec![claim],
-            "re-sent once inside the window"
-        );
+        assert_eq!(block(&mut e, 14), vec![claim], "re-sent once inside the window");
         let mut losses = 0;
         for h in 15..=20 {
             for c in block(&mut e, h) {
@@ -846,11 +789,7 @@ mod tests {
                         .iter()
                         .filter(|c| matches!(c, Command::RecordLoss { .. }))
                         .count();
-                    assert!(
-                        step.commands
-                            .iter()
-                            .all(|c| !matches!(c, Command::SubmitClaims { .. }))
-                    );
+                    assert!(step.commands.iter().all(|c| !matches!(c, Command::SubmitClaims { .. })));
                 }
             }
         }

@@ -110,12 +110,10 @@ pub fn decode_address(address: &str) -> Result<[u8; 20], AddressError> {
             found: hrp.to_string(),
         });
     }
-    data.as_slice()
-        .try_into()
-        .map_err(|_| AddressError::WrongLength {
-            address: address.to_string(),
-            len: data.len(),
-        })
+    data.as_slice().try_into().map_err(|_| AddressError::WrongLength {
+        address: address.to_string(),
+        len: data.len(),
+    })
 }
 
 /// Whether `address` is a valid `pokt1…` account address.
@@ -149,10 +147,7 @@ mod tests {
         ];
         for (private, public, address) in cases {
             let key = signing_key_from_hex(private).unwrap();
-            assert_eq!(
-                hex::encode(compressed_public_key(key.verifying_key())),
-                public
-            );
+            assert_eq!(hex::encode(compressed_public_key(key.verifying_key())), public);
             assert_eq!(address_of(&key), address);
             assert_eq!(
                 decode_address(address).unwrap(),
@@ -167,10 +162,7 @@ mod tests {
 
     #[test]
     fn bad_keys_and_addresses_are_typed_errors() {
-        assert_eq!(
-            signing_key_from_hex("abcd").unwrap_err(),
-            AddressError::KeyLength(4)
-        );
+        assert_eq!(signing_key_from_hex("abcd").unwrap_err(), AddressError::KeyLength(4));
         assert_eq!(
             signing_key_from_hex(&"zz".repeat(32)).unwrap_err(),
             AddressError::KeyNotHex
@@ -183,12 +175,7 @@ mod tests {
             signing_key_from_hex(&"ff".repeat(32)).unwrap_err(),
             AddressError::KeyOutOfRange
         );
-        assert!(
-            signing_key_from_hex(
-                " 0x2d00ef074d9b51e46886dc9a1df11e7b986611d0f336bdcf1f0adce3e037ec0a\n"
-            )
-            .is_ok()
-        );
+        assert!(signing_key_from_hex(" 0x2d00ef074d9b51e46886dc9a1df11e7b986611d0f336bdcf1f0adce3e037ec0a\n").is_ok());
         assert!(matches!(
             decode_address("pokt1mrqt5f7qh8uxs27cjm9t7v9e74a9vvdnq5jva5"),
             Err(AddressError::Bech32 { .. })
@@ -199,8 +186,7 @@ mod tests {
         ));
         assert!(!is_valid_address(""));
         assert!(
-            verifying_key_from_compressed(&[2u8; 33]).is_err()
-                || verifying_key_from_compressed(&[2u8; 33]).is_ok()
+            verifying_key_from_compressed(&[2u8; 33]).is_err() || verifying_key_from_compressed(&[2u8; 33]).is_ok()
         );
         assert_eq!(
             verifying_key_from_compressed(&[0u8; 32]).unwrap_err(),

@@ -27,10 +27,7 @@ pub fn difficulty_multiplier(target: &[u8]) -> Option<BigRational> {
     if denominator.is_zero() {
         return None;
     }
-    Some(BigRational::new(
-        max_hash_value().into(),
-        denominator.into(),
-    ))
+    Some(BigRational::new(max_hash_value().into(), denominator.into()))
 }
 
 /// The target in effect at `height` from a history of `(effective_height, target)` entries: the latest entry with
@@ -112,20 +109,10 @@ mod tests {
         assert!(t(800).starts_with("0fff"), "{}", t(800));
         assert!(t(6400).starts_with("01ff"), "{}", t(6400));
         assert_eq!(target_for_ema(50, 50), BASE_TARGET);
-        assert_eq!(
-            target_for_ema(100, 50),
-            BASE_TARGET,
-            "easier than base clamps to base"
-        );
+        assert_eq!(target_for_ema(100, 50), BASE_TARGET, "easier than base clamps to base");
         assert_eq!(next_ema(100, 200), 110);
-        assert_eq!(
-            target_at_height(&[(10, vec![1]), (20, vec![2])], 15),
-            vec![1]
-        );
-        assert_eq!(
-            target_at_height(&[(10, vec![1]), (20, vec![2])], 20),
-            vec![2]
-        );
+        assert_eq!(target_at_height(&[(10, vec![1]), (20, vec![2])], 15), vec![1]);
+        assert_eq!(target_at_height(&[(10, vec![1]), (20, vec![2])], 20), vec![2]);
         assert_eq!(target_at_height(&[(10, vec![1])], 5), BASE_TARGET.to_vec());
     }
 }

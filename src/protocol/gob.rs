@@ -79,11 +79,7 @@ fn put_uint(out: &mut Vec<u8>, v: u64) {
 }
 
 fn put_int(out: &mut Vec<u8>, v: i64) {
-    let u = if v < 0 {
-        ((!v as u64) << 1) | 1
-    } else {
-        (v as u64) << 1
-    };
+    let u = if v < 0 { ((!v as u64) << 1) | 1 } else { (v as u64) << 1 };
     put_uint(out, u);
 }
 
@@ -144,10 +140,7 @@ pub fn encode_closest_proof(proof: &SparseCompactMerkleClosestProof) -> Vec<u8> 
     w.bytes(4, &proof.closest_value_hash);
     if let Some(inner) = &proof.closest_proof {
         w.start(5);
-        let mut n = FieldWriter {
-            out: w.out,
-            prev: -1,
-        };
+        let mut n = FieldWriter { out: w.out, prev: -1 };
         n.byte_slices(0, &inner.side_nodes);
         n.bytes(1, &inner.non_membership_leaf_data);
         n.bytes(2, &inner.bit_mask);
@@ -193,10 +186,7 @@ impl<'a> Reader<'a> {
         if n > 8 {
             return Err(GobError::BadInteger);
         }
-        Ok(self
-            .take(n)?
-            .iter()
-            .fold(0u64, |acc, x| (acc << 8) | u64::from(*x)))
+        Ok(self.take(n)?.iter().fold(0u64, |acc, x| (acc << 8) | u64::from(*x)))
     }
     fn int(&mut self) -> Result<i64, GobError> {
         let u = self.uint()?;
@@ -218,10 +208,7 @@ impl<'a> Reader<'a> {
         Ok(self.take(n)?.to_vec())
     }
     /// Reads struct fields until the terminating 0, calling `f(field_number, reader)` for each.
-    fn fields(
-        &mut self,
-        mut f: impl FnMut(i64, &mut Self) -> Result<(), GobError>,
-    ) -> Result<(), GobError> {
+    fn fields(&mut self, mut f: impl FnMut(i64, &mut Self) -> Result<(), GobError>) -> Result<(), GobError> {
         let mut field: i64 = -1;
         loop {
             let delta = self.uint()?;
@@ -295,9 +282,7 @@ fn wire_type(r: &mut Reader<'_>) -> Result<(i64, TypeDef), GobError> {
             2 => TypeDef::Struct(fields),
             3 => TypeDef::Map(key, elem),
             _ => {
-                return Err(GobError::BadType(
-                    "GobEncoder/Marshaler types are not supported",
-                ));
+                return Err(GobError::BadType("GobEncoder/Marshaler types are not supported"));
             }
         };
         result = Some((id, def));
@@ -349,12 +334,7 @@ impl Decoder<'_> {
         }
     }
 
-    fn byte_slices(
-        &self,
-        r: &mut Reader<'_>,
-        id: i64,
-        name: &str,
-    ) -> Result<Vec<Vec<u8>>, GobError> {
+    fn byte_slices(&self, r: &mut Reader<'_>, id: i64, name: &str) -> Result<Vec<Vec<u8>>, GobError> {
         match self.types.get(&id) {
             Some(TypeDef::Slice(BYTES_ID)) => {
                 let n = r.len()?;
@@ -403,11 +383,7 @@ impl Decoder<'_> {
         Ok(p)
     }
 
-    fn outer(
-        &self,
-        r: &mut Reader<'_>,
-        id: i64,
-    ) -> Result<SparseCompactMerkleClosestProof, GobError> {
+    fn outer(&self, r: &mut Reader<'_>, id: i64) -> Result<SparseCompactMerkleClosestProof, GobError> {
         let fields = self.struct_fields(id)?;
         let mut p = SparseCompactMerkleClosestProof::default();
         r.fields(|f, r| {
@@ -453,9 +429,7 @@ pub fn decode_closest_proof(bytes: &[u8]) -> Result<SparseCompactMerkleClosestPr
         if type_id < 0 {
             let (id, def) = wire_type(&mut msg)?;
             if id != -type_id {
-                return Err(GobError::BadType(
-                    "definition id does not match its message",
-                ));
+                return Err(GobError::BadType("definition id does not match its message"));
             }
             decoder.types.insert(id, def);
         } else if type_id > 0 {
@@ -472,10 +446,7 @@ mod tests {
     use super::*;
 
     fn vectors() -> serde_json::Value {
-        serde_json::from_str(include_str!(
-            "../../tests/vectors/protocol-test-vectors.json"
-        ))
-        .unwrap()
+        serde_json::from_str(include_str!("../../tests/vectors/protocol-test-vectors.json")).unwrap()
     }
 
     #[test]
@@ -499,10 +470,7 @@ mod tests {
         assert_eq!(encode_closest_proof(&decoded), gob);
         let e2e = hex::decode(v["relay_e2e"]["proof_gob"].as_str().unwrap()).unwrap();
         assert_eq!(e2e.len(), 1046);
-        assert_eq!(
-            encode_closest_proof(&decode_closest_proof(&e2e).unwrap()),
-            e2e
-        );
+        assert_eq!(encode_closest_proof(&decode_closest_proof(&e2e).unwrap()), e2e);
     }
 
     #[test]
@@ -515,12 +483,7 @@ mod tests {
         assert_eq!(hex::encode(&out), "fe0176ff82ff817f");
         let mut r = Reader { buf: &out, pos: 0 };
         assert_eq!(
-            (
-                r.uint().unwrap(),
-                r.int().unwrap(),
-                r.int().unwrap(),
-                r.uint().unwrap()
-            ),
+            (r.uint().unwrap(), r.int().unwrap(), r.int().unwrap(), r.uint().unwrap()),
             (374, 65, -65, 127)
         );
     }
@@ -528,10 +491,7 @@ mod tests {
     #[test]
     fn errors_are_typed() {
         assert_eq!(decode_closest_proof(&[]), Err(GobError::NoValue));
-        assert_eq!(
-            decode_closest_proof(&[0x05, 0x01]),
-            Err(GobError::Truncated)
-        );
+        assert_eq!(decode_closest_proof(&[0x05, 0x01]), Err(GobError::Truncated));
         assert!(decode_closest_proof(&[0x01, 0x00]).is_err());
         let prefix = hex::decode(TYPE_PREFIX_HEX).unwrap();
         assert_eq!(decode_closest_proof(&prefix), Err(GobError::NoValue));

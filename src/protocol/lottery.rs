@@ -14,12 +14,7 @@ pub use super::wire::ProofRequirementReason;
 
 /// Claimed uPOKT = floor(sum_CU × (2²⁵⁶−1)/int(target) × CUTTM / granularity), one final floor. `None` when the
 /// target or granularity is zero.
-pub fn claimed_upokt(
-    sum_compute_units: u64,
-    target: &[u8],
-    cuttm: u64,
-    granularity: u64,
-) -> Option<BigUint> {
+pub fn claimed_upokt(sum_compute_units: u64, target: &[u8], cuttm: u64, granularity: u64) -> Option<BigUint> {
     if granularity == 0 {
         return None;
     }
@@ -241,23 +236,15 @@ mod tests {
 
     #[test]
     fn relay_e2e_lottery_golden() {
-        let v: serde_json::Value = serde_json::from_str(include_str!(
-            "../../tests/vectors/protocol-test-vectors.json"
-        ))
-        .unwrap();
+        let v: serde_json::Value =
+            serde_json::from_str(include_str!("../../tests/vectors/protocol-test-vectors.json")).unwrap();
         let e = &v["relay_e2e"];
         let claim = hex::decode(e["claim_bytes"].as_str().unwrap()).unwrap();
         let seed_hash = hex::decode(e["proof_seed_block_hash"].as_str().unwrap()).unwrap();
-        assert_eq!(
-            hex::encode(sha256(&claim)),
-            e["claim_hash"].as_str().unwrap()
-        );
+        assert_eq!(hex::encode(sha256(&claim)), e["claim_hash"].as_str().unwrap());
         let mut seed = sha256(&claim).to_vec();
         seed.extend_from_slice(&seed_hash);
-        assert_eq!(
-            hex::encode(sha256(&seed)),
-            e["proof_req_seed_sha256"].as_str().unwrap()
-        );
+        assert_eq!(hex::encode(sha256(&seed)), e["proof_req_seed_sha256"].as_str().unwrap());
         assert_eq!(lottery_seed(&seed), -11);
         assert_eq!(seeded_float64(&seed), 0.9088601354745546);
 

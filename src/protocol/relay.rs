@@ -7,9 +7,7 @@
 use prost::Message as _;
 
 use super::sha256;
-use super::wire::{
-    Relay, RelayRequest, RelayRequestMetadata, RelayResponse, RelayResponseMetadata, SessionHeader,
-};
+use super::wire::{Relay, RelayRequest, RelayRequestMetadata, RelayResponse, RelayResponseMetadata, SessionHeader};
 
 /// Largest relay message the decoders accept (requests and responses carry whole backend payloads).
 pub const MAX_RELAY_MESSAGE_BYTES: usize = 64 * 1024 * 1024;
@@ -53,25 +51,18 @@ pub fn decode_relay_request(bytes: &[u8], limit: usize) -> Result<RelayRequest, 
         message: "RelayRequest",
         reason: e.to_string(),
     })?;
-    request
-        .meta
-        .get_or_insert_with(RelayRequestMetadata::default);
+    request.meta.get_or_insert_with(RelayRequestMetadata::default);
     Ok(request)
 }
 
 /// Decodes a `RelayResponse` (at most `limit` bytes) and normalizes it: `meta` is always present.
-pub fn decode_relay_response(
-    bytes: &[u8],
-    limit: usize,
-) -> Result<RelayResponse, RelayDecodeError> {
+pub fn decode_relay_response(bytes: &[u8], limit: usize) -> Result<RelayResponse, RelayDecodeError> {
     check_len(bytes, limit)?;
     let mut response = RelayResponse::decode(bytes).map_err(|e| RelayDecodeError::Malformed {
         message: "RelayResponse",
         reason: e.to_string(),
     })?;
-    response
-        .meta
-        .get_or_insert_with(RelayResponseMetadata::default);
+    response.meta.get_or_insert_with(RelayResponseMetadata::default);
     Ok(response)
 }
 
@@ -165,8 +156,7 @@ pub fn sign_response(
     payload: Vec<u8>,
     supplier_key: &k256::ecdsa::SigningKey,
 ) -> RelayResponse {
-    let session_header: Option<SessionHeader> =
-        request.meta.as_ref().and_then(|m| m.session_header.clone());
+    let session_header: Option<SessionHeader> = request.meta.as_ref().and_then(|m| m.session_header.clone());
     let mut response = RelayResponse {
         meta: Some(RelayResponseMetadata {
             session_header,
@@ -205,8 +195,7 @@ mod tests {
         assert_eq!(header.encode_to_vec(), hex_of(&v, "session_header"));
         assert_eq!(header.session_start_block_height, 9);
 
-        let request =
-            decode_relay_request(&hex_of(&v, "relay_request"), MAX_RELAY_MESSAGE_BYTES).unwrap();
+        let request = decode_relay_request(&hex_of(&v, "relay_request"), MAX_RELAY_MESSAGE_BYTES).unwrap();
         assert_eq!(encode_relay_request(&request), hex_of(&v, "relay_request"));
         let mut unsigned = request.clone();
         unsigned.meta.as_mut().unwrap().signature.clear();
@@ -216,9 +205,7 @@ mod tests {
             hex_of(&v, "req_signable_sha256")
         );
 
-        let response =
-            decode_relay_response(&hex_of(&v, "relay_response_wire"), MAX_RELAY_MESSAGE_BYTES)
-                .unwrap();
+        let response = decode_relay_response(&hex_of(&v, "relay_response_wire"), MAX_RELAY_MESSAGE_BYTES).unwrap();
         assert_eq!(response.payload_hash, hex_of(&v, "res_payload_hash"));
         assert_eq!(response.payload_hash, sha256(&response.payload).to_vec());
         assert_eq!(
@@ -231,22 +218,14 @@ mod tests {
         );
 
         // Re-signing the same payload with the supplier key reproduces the wire response byte for byte.
-        let key =
-            crate::protocol::address::signing_key_from_hex(v["supplier_priv"].as_str().unwrap())
-                .unwrap();
+        let key = crate::protocol::address::signing_key_from_hex(v["supplier_priv"].as_str().unwrap()).unwrap();
         let resigned = sign_response(&request, response.payload.clone(), &key);
-        assert_eq!(
-            encode_relay_response(&resigned),
-            hex_of(&v, "relay_response_wire")
-        );
+        assert_eq!(encode_relay_response(&resigned), hex_of(&v, "relay_response_wire"));
 
         let bytes = relay_bytes(&request, &response);
         assert_eq!(bytes, hex_of(&v, "relay_bytes"));
         assert_eq!(relay_hash(&bytes).to_vec(), hex_of(&v, "relay_hash"));
-        assert_eq!(
-            sha256(&relay_hash(&bytes)).to_vec(),
-            hex_of(&v, "relay_path")
-        );
+        assert_eq!(sha256(&relay_hash(&bytes)).to_vec(), hex_of(&v, "relay_path"));
         let relay = decode_relay(&bytes, MAX_RELAY_MESSAGE_BYTES).unwrap();
         assert_eq!(relay.req.as_ref(), Some(&request));
     }

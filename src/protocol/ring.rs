@@ -20,8 +20,8 @@ use k256::{AffinePoint, FieldBytes, ProjectivePoint, Scalar};
 
 pub use hash::{HpCache, hash_to_curve, hash_to_scalar};
 pub use membership::{
-    PLACEHOLDER_SECRET, expected_ring_addresses, placeholder_address, placeholder_public_key,
-    placeholder_signing_key, verify_membership,
+    PLACEHOLDER_SECRET, expected_ring_addresses, placeholder_address, placeholder_public_key, placeholder_signing_key,
+    verify_membership,
 };
 
 /// Serialized size of one ring member: its scalar s_i (32) and compressed key P_i (33).
@@ -84,17 +84,13 @@ pub struct RingSignature {
 }
 
 fn parse_point(bytes: &[u8], index: usize) -> Result<(AffinePoint, [u8; 33]), RingError> {
-    let array: [u8; 33] = bytes
-        .try_into()
-        .map_err(|_| RingError::BadPoint { index })?;
+    let array: [u8; 33] = bytes.try_into().map_err(|_| RingError::BadPoint { index })?;
     // Only SEC1 compressed encodings are points on the wire (the all-zero identity encoding is not).
     if array[0] != 0x02 && array[0] != 0x03 {
         return Err(RingError::BadPoint { index });
     }
     let point: Option<AffinePoint> = AffinePoint::from_bytes(&array.into()).into();
-    point
-        .map(|p| (p, array))
-        .ok_or(RingError::BadPoint { index })
+    point.map(|p| (p, array)).ok_or(RingError::BadPoint { index })
 }
 
 fn reduce_scalar(bytes: &[u8]) -> Scalar {
@@ -110,11 +106,7 @@ fn compress(point: &ProjectivePoint) -> [u8; 33] {
 }
 
 /// challenge(m, L, R) = H_s(m ‖ compress(L) ‖ compress(R)) (§2.5).
-fn challenge(
-    message: &[u8; 32],
-    l: &ProjectivePoint,
-    r: &ProjectivePoint,
-) -> Result<Scalar, RingError> {
+fn challenge(message: &[u8; 32], l: &ProjectivePoint, r: &ProjectivePoint) -> Result<Scalar, RingError> {
     let mut input = [0u8; 32 + 33 + 33];
     input[..32].copy_from_slice(message);
     input[32..65].copy_from_slice(&compress(l));
@@ -130,9 +122,7 @@ impl RingSignature {
             len: bytes.len(),
             needed,
         };
-        let header = bytes
-            .get(..HEADER_BYTES)
-            .ok_or_else(|| truncated(HEADER_BYTES))?;
+        let header = bytes.get(..HEADER_BYTES).ok_or_else(|| truncated(HEADER_BYTES))?;
         let n = u32::from_be_bytes([header[0], header[1], header[2], header[3]]) as usize;
         if n == 0 {
             return Err(RingError::EmptyRing);
@@ -141,9 +131,7 @@ impl RingSignature {
             .checked_mul(MEMBER_BYTES)
             .and_then(|m| m.checked_add(HEADER_BYTES))
             .unwrap_or(usize::MAX);
-        let body = bytes
-            .get(HEADER_BYTES..needed)
-            .ok_or_else(|| truncated(needed))?;
+        let body = bytes.get(HEADER_BYTES..needed).ok_or_else(|| truncated(needed))?;
         let c0 = reduce_scalar(&header[4..36]);
         let (key_image, key_image_bytes) = parse_point(&header[36..69], 0)?;
         let mut s = Vec::with_capacity(n);
@@ -201,11 +189,7 @@ impl RingSignature {
             let r = ProjectivePoint::lincomb_vartime(&[(hp, *s), (image, c)]);
             c = challenge(message, &l, &r).map_err(|_| RingError::Invalid)?;
         }
-        if c == self.c0 {
-            Ok(())
-        } else {
-            Err(RingError::Invalid)
-        }
+        if c == self.c0 { Ok(()) } else { Err(RingError::Invalid) }
     }
 
     /// Verifies with the process-wide H_p cache.
@@ -239,11 +223,7 @@ impl RingSignature {
             .iter()
             .position(|p| *p == public)
             .ok_or(RingError::SignerNotInRing)?;
-        if decoys
-            .iter()
-            .enumerate()
-            .any(|(i, d)| d.is_some() == (i == j))
-        {
+        if decoys.iter().enumerate().any(|(i, d)| d.is_some() == (i == j)) {
             return Err(RingError::BadRandomness);
         }
         let cache = HpCache::global();
@@ -323,10 +303,7 @@ fn random_scalar() -> Scalar {
 
 /// Decodes and verifies the ring signature of a relay request over its signable hash (§2.1); returns the parsed
 /// signature so the caller can check membership against the application's ring (§2.4).
-pub fn verify_relay_ring_signature(
-    signature: &[u8],
-    message: &[u8; 32],
-) -> Result<RingSignature, RingError> {
+pub fn verify_relay_ring_signature(signature: &[u8], message: &[u8; 32]) -> Result<RingSignature, RingError> {
     let parsed = RingSignature::from_bytes(signature)?;
     parsed.verify(message)?;
     Ok(parsed)

@@ -38,9 +38,7 @@ impl SessionGrid {
         let blocks = i64::try_from(params.num_blocks_per_session)
             .ok()
             .filter(|b| *b > 0)
-            .ok_or(SessionError::BadBlocksPerSession(
-                params.num_blocks_per_session,
-            ))?;
+            .ok_or(SessionError::BadBlocksPerSession(params.num_blocks_per_session))?;
         Ok(Self {
             blocks,
             anchor: params.session_grid_anchor_height,
@@ -116,11 +114,9 @@ impl SessionWindows {
         let claim_open = end
             .saturating_add(offset(params.claim_window_open_offset_blocks))
             .saturating_add(1);
-        let claim_close =
-            claim_open.saturating_add(offset(params.claim_window_close_offset_blocks));
+        let claim_close = claim_open.saturating_add(offset(params.claim_window_close_offset_blocks));
         let proof_open = claim_close.saturating_add(offset(params.proof_window_open_offset_blocks));
-        let proof_close =
-            proof_open.saturating_add(offset(params.proof_window_close_offset_blocks));
+        let proof_close = proof_open.saturating_add(offset(params.proof_window_close_offset_blocks));
         let offsets = offset(params.claim_window_open_offset_blocks)
             .saturating_add(offset(params.claim_window_close_offset_blocks))
             .saturating_add(offset(params.proof_window_open_offset_blocks))
@@ -160,14 +156,8 @@ impl SessionWindows {
 }
 
 /// The session-id preimage: `blockHash(start) ‖ "." ‖ service ‖ "." ‖ app ‖ "." ‖ u64_le(start)` (§3).
-fn session_preimage(
-    start_block_hash: &[u8],
-    service_id: &str,
-    app_address: &str,
-    start: i64,
-) -> Vec<u8> {
-    let mut pre =
-        Vec::with_capacity(start_block_hash.len() + service_id.len() + app_address.len() + 11);
+fn session_preimage(start_block_hash: &[u8], service_id: &str, app_address: &str, start: i64) -> Vec<u8> {
+    let mut pre = Vec::with_capacity(start_block_hash.len() + service_id.len() + app_address.len() + 11);
     pre.extend_from_slice(start_block_hash);
     pre.push(b'.');
     pre.extend_from_slice(service_id.as_bytes());
@@ -179,12 +169,7 @@ fn session_preimage(
 }
 
 /// Session id = lowercase hex of SHA3-256 of the preimage (§3).
-pub fn session_id(
-    start_block_hash: &[u8],
-    service_id: &str,
-    app_address: &str,
-    start: i64,
-) -> String {
+pub fn session_id(start_block_hash: &[u8], service_id: &str, app_address: &str, start: i64) -> String {
     hex::encode(sha3_256(&session_preimage(
         start_block_hash,
         service_id,
@@ -219,10 +204,7 @@ pub fn select_suppliers(
             (i64::from_be_bytes(first), operator)
         })
         .collect();
-    weighted.sort_by(|a, b| {
-        a.0.cmp(&b.0)
-            .then_with(|| a.1.as_bytes().cmp(b.1.as_bytes()))
-    });
+    weighted.sort_by(|a, b| a.0.cmp(&b.0).then_with(|| a.1.as_bytes().cmp(b.1.as_bytes())));
     weighted
         .into_iter()
         .take(num_suppliers)
@@ -263,9 +245,7 @@ pub fn validate_header(header: &SessionHeader) -> Result<(), SessionError> {
         return Err(SessionError::InvalidHeader("service id is not valid"));
     }
     if header.session_start_block_height <= 0 {
-        return Err(SessionError::InvalidHeader(
-            "session start height must be positive",
-        ));
+        return Err(SessionError::InvalidHeader("session start height must be positive"));
     }
     if header.session_end_block_height <= header.session_start_block_height {
         return Err(SessionError::InvalidHeader(
@@ -310,10 +290,7 @@ mod tests {
             ..Default::default()
         };
         let w = SessionWindows::new(&main, 100).unwrap();
-        assert_eq!(
-            (w.start, w.end, w.number, w.grace_period_end),
-            (81, 100, 5, 110)
-        );
+        assert_eq!((w.start, w.end, w.number, w.grace_period_end), (81, 100, 5, 110));
         assert_eq!(
             (w.claim_open, w.claim_close, w.proof_open, w.proof_close),
             (112, 122, 123, 133)
@@ -329,10 +306,8 @@ mod tests {
 
     #[test]
     fn go_pinned_session_ids() {
-        let h9 = hex::decode("251665c7cf286a30fbd98acd983c63e9a34efc16496511373405e24eb02a8fb9")
-            .unwrap();
-        let h5 = hex::decode("261594ddc3c8afc5b4c63f59ee58e89d3a115bcd164c83fd79349de0b1ffd21d")
-            .unwrap();
+        let h9 = hex::decode("251665c7cf286a30fbd98acd983c63e9a34efc16496511373405e24eb02a8fb9").unwrap();
+        let h5 = hex::decode("261594ddc3c8afc5b4c63f59ee58e89d3a115bcd164c83fd79349de0b1ffd21d").unwrap();
         let app1 = "pokt1mdccn4u38eyjdxkk4h0jaddw4n3c72u82m5m9e";
         let app2 = "pokt133amv5suh75zwkxxcq896azvmmwszg99grvk9f";
         assert_eq!(
@@ -374,8 +349,7 @@ mod tests {
 
     #[test]
     fn proof_path_golden() {
-        let seed = hex::decode("251665c7cf286a30fbd98acd983c63e9a34efc16496511373405e24eb02a8fb9")
-            .unwrap();
+        let seed = hex::decode("251665c7cf286a30fbd98acd983c63e9a34efc16496511373405e24eb02a8fb9").unwrap();
         let path = proof_path(
             &seed,
             "fea5d6f7544ff6d8af5c22529b2ccf01ed7930b3d454d42dda5ccc0b65b6ebfd",
@@ -392,10 +366,7 @@ mod tests {
         let candidates: Vec<String> = (0..10).map(|i| format!("pokt1supplier{i}")).collect();
         let picked = select_suppliers(&hash, "svc", "pokt1app", 1, &candidates, 3);
         assert_eq!(picked.len(), 3);
-        assert_eq!(
-            picked,
-            select_suppliers(&hash, "svc", "pokt1app", 1, &candidates, 3)
-        );
+        assert_eq!(picked, select_suppliers(&hash, "svc", "pokt1app", 1, &candidates, 3));
         let mut reversed = candidates.clone();
         reversed.reverse();
         assert_eq!(
@@ -407,9 +378,7 @@ mod tests {
             select_suppliers(&hash, "svc", "pokt1app", 1, &candidates[..2], 3),
             candidates[..2].to_vec()
         );
-        assert!(
-            config_active_at(5, 0, 5) && config_active_at(5, 10, 9) && !config_active_at(5, 10, 10)
-        );
+        assert!(config_active_at(5, 0, 5) && config_active_at(5, 10, 9) && !config_active_at(5, 10, 10));
     }
 
     #[test]
@@ -454,10 +423,7 @@ mod tests {
             num_blocks_per_session: 0,
             ..default_params()
         };
-        assert_eq!(
-            SessionWindows::new(&p, 5),
-            Err(SessionError::BadBlocksPerSession(0))
-        );
+        assert_eq!(SessionWindows::new(&p, 5), Err(SessionError::BadBlocksPerSession(0)));
     }
 
     proptest::proptest! {

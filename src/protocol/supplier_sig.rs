@@ -35,11 +35,7 @@ pub fn sign(key: &SigningKey, signable: &[u8; 32]) -> [u8; 64] {
 }
 
 /// Verifies a supplier signature over the signable hash `d` against a 33-byte compressed public key.
-pub fn verify(
-    pubkey33: &[u8],
-    signable: &[u8; 32],
-    signature: &[u8],
-) -> Result<(), SupplierSigError> {
+pub fn verify(pubkey33: &[u8], signable: &[u8; 32], signature: &[u8]) -> Result<(), SupplierSigError> {
     if signature.len() != 64 {
         return Err(SupplierSigError::Length(signature.len()));
     }
@@ -47,10 +43,8 @@ pub fn verify(
     if parsed.normalize_s() != parsed {
         return Err(SupplierSigError::HighS);
     }
-    let key = super::address::verifying_key_from_compressed(pubkey33)
-        .map_err(|_| SupplierSigError::BadPublicKey)?;
-    key.verify(signable, &parsed)
-        .map_err(|_| SupplierSigError::Invalid)
+    let key = super::address::verifying_key_from_compressed(pubkey33).map_err(|_| SupplierSigError::BadPublicKey)?;
+    key.verify(signable, &parsed).map_err(|_| SupplierSigError::Invalid)
 }
 
 #[cfg(test)]
@@ -100,10 +94,7 @@ mod tests {
         );
         let mut wrong = signable();
         wrong[0] ^= 1;
-        assert_eq!(
-            verify(&pubkey, &wrong, &sig),
-            Err(SupplierSigError::Invalid)
-        );
+        assert_eq!(verify(&pubkey, &wrong, &sig), Err(SupplierSigError::Invalid));
         assert_eq!(
             verify(&pubkey[..32], &signable(), &sig),
             Err(SupplierSigError::BadPublicKey)

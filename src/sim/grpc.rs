@@ -41,8 +41,7 @@ impl GrpcRouter {
             let handler = Arc::clone(&handler);
             let decoded = Req::decode(bytes.as_slice());
             Box::pin(async move {
-                let request = decoded
-                    .map_err(|e| Status::invalid_argument(format!("malformed request: {e}")))?;
+                let request = decoded.map_err(|e| Status::invalid_argument(format!("malformed request: {e}")))?;
                 let response = handler(request).await?;
                 Ok(response.encode_to_vec())
             })
@@ -74,9 +73,7 @@ impl GrpcRouter {
                     let path = path.clone();
                     async move {
                         match handler {
-                            Some(handler) => handler(request.into_inner())
-                                .await
-                                .map(tonic::Response::new),
+                            Some(handler) => handler(request.into_inner()).await.map(tonic::Response::new),
                             None => Err(Status::unimplemented(format!("unknown method {path}"))),
                         }
                     }

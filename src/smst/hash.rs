@@ -56,10 +56,7 @@ pub fn leaf_digest(hash: [u8; 32], weight: u64) -> [u8; DIGEST_LEN] {
 }
 
 /// Inner encoding: `01 ‖ left ‖ right ‖ sum ‖ count` with sum/count the children's totals.
-pub fn inner_encoding(
-    left: &[u8; DIGEST_LEN],
-    right: &[u8; DIGEST_LEN],
-) -> [u8; 1 + 2 * DIGEST_LEN + 16] {
+pub fn inner_encoding(left: &[u8; DIGEST_LEN], right: &[u8; DIGEST_LEN]) -> [u8; 1 + 2 * DIGEST_LEN + 16] {
     let (ls, lc) = sum_count(left);
     let (rs, rc) = sum_count(right);
     let mut enc = [0u8; 1 + 2 * DIGEST_LEN + 16];
@@ -97,12 +94,7 @@ pub fn digest_of_encoding(encoding: &[u8]) -> Option<[u8; DIGEST_LEN]> {
 
 /// Wraps the digest of a subtree whose leaves all share bits `from..to` of `path` into the chain of inner nodes
 /// with empty siblings that the canonical trie has at depths `to−1` down to `from` (spec §5 "Canonical shape").
-pub fn wrap_chain(
-    mut digest: [u8; DIGEST_LEN],
-    path: &[u8; 32],
-    from: usize,
-    to: usize,
-) -> [u8; DIGEST_LEN] {
+pub fn wrap_chain(mut digest: [u8; DIGEST_LEN], path: &[u8; 32], from: usize, to: usize) -> [u8; DIGEST_LEN] {
     for depth in (from..to).rev() {
         digest = if bit(path, depth) {
             inner_digest(&PLACEHOLDER, &digest)

@@ -21,10 +21,7 @@ use storage::{NodeBatch, NodeStore, StorageError};
 use self::hash::{DIGEST_LEN, PLACEHOLDER, bit, leaf_digest, leaf_hash, wrap_chain};
 use crate::protocol::sha256;
 
-pub use proof::{
-    ClosestProof, ProofError, verify_closest_proof, verify_compact_closest_proof,
-    verify_proof_for_claim,
-};
+pub use proof::{ClosestProof, ProofError, verify_closest_proof, verify_compact_closest_proof, verify_proof_for_claim};
 
 /// Errors of trie operations.
 #[derive(Debug, thiserror::Error)]
@@ -131,8 +128,7 @@ impl<S: NodeStore> Smst<S> {
         if record.len() != 12 {
             return Err(SmstError::Corrupt("root record".into()));
         }
-        let word =
-            |i: usize| u32::from_be_bytes([record[i], record[i + 1], record[i + 2], record[i + 3]]);
+        let word = |i: usize| u32::from_be_bytes([record[i], record[i + 1], record[i + 2], record[i + 3]]);
         let (root, leaf_len, branch_len) = (word(0), word(4) as usize, word(8) as usize);
         let placeholder_leaf = Leaf {
             path: [0; 32],
@@ -167,16 +163,14 @@ impl<S: NodeStore> Smst<S> {
                     .leaves
                     .get_mut(i)
                     .ok_or_else(|| SmstError::Corrupt(format!("leaf id {i}")))?;
-                *slot = decode_leaf(&bytes)
-                    .ok_or_else(|| SmstError::Corrupt(format!("leaf record {i}")))?;
+                *slot = decode_leaf(&bytes).ok_or_else(|| SmstError::Corrupt(format!("leaf record {i}")))?;
                 seen_leaves[i] = true;
             } else {
                 let bytes = trie
                     .store
                     .get(&key(b'B', i as u32))?
                     .ok_or_else(|| SmstError::Corrupt(format!("branch {i}")))?;
-                let branch = decode_branch(&bytes)
-                    .ok_or_else(|| SmstError::Corrupt(format!("branch record {i}")))?;
+                let branch = decode_branch(&bytes).ok_or_else(|| SmstError::Corrupt(format!("branch record {i}")))?;
                 let slot = trie
                     .branches
                     .get_mut(i)
@@ -190,12 +184,8 @@ impl<S: NodeStore> Smst<S> {
                 stack.push(branch.right);
             }
         }
-        trie.free_leaves = (0..leaf_len as u32)
-            .filter(|i| !seen_leaves[*i as usize])
-            .collect();
-        trie.free_branches = (0..branch_len as u32)
-            .filter(|i| !seen_branches[*i as usize])
-            .collect();
+        trie.free_leaves = (0..leaf_len as u32).filter(|i| !seen_leaves[*i as usize]).collect();
+        trie.free_branches = (0..branch_len as u32).filter(|i| !seen_branches[*i as usize]).collect();
         trie.root = root;
         Ok(trie)
     }
@@ -383,11 +373,7 @@ impl<S: NodeStore> Smst<S> {
     pub fn resident_bytes(&self) -> usize {
         self.leaves.capacity() * std::mem::size_of::<Leaf>()
             + self.branches.capacity() * std::mem::size_of::<Branch>()
-            + self
-                .pending_values
-                .values()
-                .map(|v| v.capacity() + 32)
-                .sum::<usize>()
+            + self.pending_values.values().map(|v| v.capacity() + 32).sum::<usize>()
     }
 
     // ---- internals ----
@@ -452,11 +438,7 @@ impl<S: NodeStore> Smst<S> {
         let mut r = self.root;
         while !is_leaf(r) && r != EMPTY {
             let b = &self.branches[index(r)];
-            r = if bit(path, b.depth as usize) {
-                b.right
-            } else {
-                b.left
-            };
+            r = if bit(path, b.depth as usize) { b.right } else { b.left };
         }
         r
     }

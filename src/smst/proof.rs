@@ -4,9 +4,7 @@
 
 use storage::NodeStore;
 
-use super::hash::{
-    self, DIGEST_LEN, PLACEHOLDER, bit, inner_digest, inner_encoding, leaf_encoding,
-};
+use super::hash::{self, DIGEST_LEN, PLACEHOLDER, bit, inner_digest, inner_encoding, leaf_encoding};
 use super::{Smst, SmstError, index, is_leaf};
 use crate::protocol::gob::{SparseCompactMerkleClosestProof, SparseCompactMerkleProof};
 use crate::protocol::sha256;
@@ -146,9 +144,7 @@ fn int_bytes(v: u64) -> Vec<u8> {
 
 fn bytes_int(b: &[u8]) -> Result<u64, ProofError> {
     if b.len() > 2 {
-        return Err(ProofError::Malformed(
-            "flipped bit or depth wider than 2 bytes",
-        ));
+        return Err(ProofError::Malformed("flipped bit or depth wider than 2 bytes"));
     }
     Ok(b.iter().fold(0u64, |acc, x| (acc << 8) | u64::from(*x)))
 }
@@ -197,9 +193,7 @@ impl ClosestProof {
             .filter(|n| *n <= 256)
             .ok_or(ProofError::Malformed("NumSideNodes out of range"))?;
         if inner.bit_mask.len() != n.div_ceil(8) {
-            return Err(ProofError::Malformed(
-                "BitMask length does not match NumSideNodes",
-            ));
+            return Err(ProofError::Malformed("BitMask length does not match NumSideNodes"));
         }
         let placeholders: usize = inner.bit_mask.iter().map(|b| b.count_ones() as usize).sum();
         if n > 0 && inner.side_nodes.len() + placeholders != n {
@@ -284,9 +278,7 @@ pub fn verify_closest_proof(proof: &ClosestProof, root: &[u8]) -> Result<(), Pro
     }
     let value = &proof.closest_value_hash;
     if value.len() < 16 {
-        return Err(ProofError::Malformed(
-            "closest value shorter than its weight and count",
-        ));
+        return Err(ProofError::Malformed("closest value shorter than its weight and count"));
     }
     let mut enc = Vec::with_capacity(1 + 32 + value.len());
     enc.push(0);
@@ -312,12 +304,9 @@ pub fn verify_closest_proof(proof: &ClosestProof, root: &[u8]) -> Result<(), Pro
 }
 
 /// Decodes gob proof bytes (as in `MsgSubmitProof.proof`), decompacts and verifies against `root`.
-pub fn verify_compact_closest_proof(
-    proof_bytes: &[u8],
-    root: &[u8],
-) -> Result<ClosestProof, ProofError> {
-    let compact = crate::protocol::gob::decode_closest_proof(proof_bytes)
-        .map_err(|e| ProofError::Decode(e.to_string()))?;
+pub fn verify_compact_closest_proof(proof_bytes: &[u8], root: &[u8]) -> Result<ClosestProof, ProofError> {
+    let compact =
+        crate::protocol::gob::decode_closest_proof(proof_bytes).map_err(|e| ProofError::Decode(e.to_string()))?;
     let proof = ClosestProof::decompact(&compact)?;
     verify_closest_proof(&proof, root)?;
     Ok(proof)

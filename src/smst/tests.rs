@@ -7,10 +7,7 @@ use super::hash::{PLACEHOLDER, bit, inner_digest, leaf_digest, leaf_hash};
 use super::*;
 
 fn vectors() -> serde_json::Value {
-    serde_json::from_str(include_str!(
-        "../../tests/vectors/protocol-test-vectors.json"
-    ))
-    .unwrap()
+    serde_json::from_str(include_str!("../../tests/vectors/protocol-test-vectors.json")).unwrap()
 }
 
 fn trie() -> Smst<MemoryNodeStore> {
@@ -62,22 +59,15 @@ fn golden_roots() {
     let v = vectors();
     assert_eq!(
         hex::encode(ten_key_trie().root()),
-        v["smst"]["smt_test_10keys_nil_vh"]["root"]
-            .as_str()
-            .unwrap()
+        v["smst"]["smt_test_10keys_nil_vh"]["root"].as_str().unwrap()
     );
     let mut one = trie();
     one.update(b"foo", b"bar", 5);
     assert_eq!(
         hex::encode(one.root()),
-        v["smst"]["one_leaf_foo_bar_w5_nil_vh"]["root"]
-            .as_str()
-            .unwrap()
+        v["smst"]["one_leaf_foo_bar_w5_nil_vh"]["root"].as_str().unwrap()
     );
-    assert_eq!(
-        hex::encode(trie().root()),
-        v["smst"]["empty_root"].as_str().unwrap()
-    );
+    assert_eq!(hex::encode(trie().root()), v["smst"]["empty_root"].as_str().unwrap());
     // The smt test helper hashes values with SHA-256: store SHA256(value) to reproduce its root.
     let mut four = trie();
     for i in 1..=4u64 {
@@ -86,13 +76,9 @@ fn golden_roots() {
     }
     assert_eq!(
         hex::encode(four.root()),
-        v["smst"]["smt_test_4keys_sha256_vh"]["root"]
-            .as_str()
-            .unwrap()
+        v["smst"]["smt_test_4keys_sha256_vh"]["root"].as_str().unwrap()
     );
-    let proof = four
-        .prove_closest(&crate::protocol::sha256(b"testKey1"))
-        .unwrap();
+    let proof = four.prove_closest(&crate::protocol::sha256(b"testKey1")).unwrap();
     assert_eq!(
         hex::encode(&proof.side_nodes[0]),
         v["smst"]["smt_test_4keys_sha256_vh"]["testKey1_sidenode0"]
@@ -101,11 +87,7 @@ fn golden_roots() {
     );
     let mut sums = trie();
     for i in 0..10u64 {
-        sums.update(
-            format!("key{i}").as_bytes(),
-            format!("value{i}").as_bytes(),
-            i,
-        );
+        sums.update(format!("key{i}").as_bytes(), format!("value{i}").as_bytes(), i);
     }
     assert_eq!((sums.sum(), sums.count()), (45, 10));
     // relay_e2e: one relay leaf of weight 10.
@@ -115,32 +97,19 @@ fn golden_roots() {
         .unwrap()
         .try_into()
         .unwrap();
-    relay.insert_relay(
-        &hash,
-        &hex::decode(e["relay_bytes"].as_str().unwrap()).unwrap(),
-        10,
-    );
-    assert_eq!(
-        hex::encode(relay.root()),
-        e["smst_root_1leaf_w10"].as_str().unwrap()
-    );
+    relay.insert_relay(&hash, &hex::decode(e["relay_bytes"].as_str().unwrap()).unwrap(), 10);
+    assert_eq!(hex::encode(relay.root()), e["smst_root_1leaf_w10"].as_str().unwrap());
 }
 
 #[test]
 fn golden_closest_proof_and_gob() {
     let v = &vectors()["smst"]["smt_test_10keys_nil_vh"];
     let mut t = ten_key_trie();
-    let path: [u8; 32] = hex::decode(v["path"].as_str().unwrap())
-        .unwrap()
-        .try_into()
-        .unwrap();
+    let path: [u8; 32] = hex::decode(v["path"].as_str().unwrap()).unwrap().try_into().unwrap();
     let proof = t.prove_closest(&path).unwrap();
     assert_eq!(proof.flipped_bits, vec![3, 6]);
     assert_eq!(proof.depth, 8);
-    assert_eq!(
-        hex::encode(&proof.closest_path),
-        v["closest_path"].as_str().unwrap()
-    );
+    assert_eq!(hex::encode(&proof.closest_path), v["closest_path"].as_str().unwrap());
     assert_eq!(
         hex::encode(&proof.closest_value_hash),
         v["closest_value_hash"].as_str().unwrap()
@@ -176,22 +145,14 @@ fn golden_relay_e2e_proof() {
         .unwrap()
         .try_into()
         .unwrap();
-    t.insert_relay(
-        &hash,
-        &hex::decode(e["relay_bytes"].as_str().unwrap()).unwrap(),
-        10,
-    );
+    t.insert_relay(&hash, &hex::decode(e["relay_bytes"].as_str().unwrap()).unwrap(), 10);
     let path: [u8; 32] = hex::decode(e["proof_path"].as_str().unwrap())
         .unwrap()
         .try_into()
         .unwrap();
     let proof = t.prove_closest(&path).unwrap();
     assert_eq!(
-        (
-            proof.depth,
-            proof.flipped_bits.len(),
-            proof.side_nodes.len()
-        ),
+        (proof.depth, proof.flipped_bits.len(), proof.side_nodes.len()),
         (0, 0, 0)
     );
     let gob = crate::protocol::gob::encode_closest_proof(&proof.compact());
@@ -213,10 +174,7 @@ fn reopen_from_store_gives_same_root_and_proofs() {
     let mut reopened = Smst::open(store).unwrap();
     assert_eq!(reopened.root(), root);
     assert_eq!(reopened.prove_closest(&path).unwrap(), proof);
-    assert_eq!(
-        reopened.get(b"late").unwrap(),
-        Some((b"arrival".to_vec(), 7))
-    );
+    assert_eq!(reopened.get(b"late").unwrap(), Some((b"arrival".to_vec(), 7)));
     assert_eq!(reopened.get(b"bar").unwrap(), None);
     reopened.update(b"after", b"reopen", 1);
     let mut reference = t;
@@ -226,10 +184,7 @@ fn reopen_from_store_gives_same_root_and_proofs() {
 
 #[test]
 fn proof_of_empty_trie_is_an_error() {
-    assert!(matches!(
-        trie().prove_closest(&[0; 32]),
-        Err(SmstError::Empty)
-    ));
+    assert!(matches!(trie().prove_closest(&[0; 32]), Err(SmstError::Empty)));
 }
 
 #[derive(Debug, Clone)]

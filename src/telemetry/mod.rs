@@ -38,10 +38,7 @@ impl Telemetry {
     pub fn new() -> Result<Self, TelemetryError> {
         let registry = Registry::new();
         let ready_gauge = IntGaugeVec::new(
-            Opts::new(
-                "ha_component_ready",
-                "1 when the component is ready, 0 when not",
-            ),
+            Opts::new("ha_component_ready", "1 when the component is ready, 0 when not"),
             &["component"],
         )?;
         let not_ready_total = IntCounterVec::new(
@@ -87,18 +84,14 @@ impl Telemetry {
     /// Marks `component` not ready because of `reason` (a short stable token like `redis_oom` or `no_leader`);
     /// `detail` is logged. Logged at WARN and counted on each transition, never silently.
     pub fn set_not_ready(&self, component: &str, reason: &str, detail: &str) {
-        let previous = self.write_readiness(|map| {
-            map.insert(component.to_string(), format!("{reason}: {detail}"))
-        });
+        let previous = self.write_readiness(|map| map.insert(component.to_string(), format!("{reason}: {detail}")));
         if previous
             .as_deref()
             .map(|p| p.split(':').next() != Some(reason))
             .unwrap_or(true)
         {
             tracing::warn!(component, reason, detail, "component not ready");
-            self.not_ready_total
-                .with_label_values(&[component, reason])
-                .inc();
+            self.not_ready_total.with_label_values(&[component, reason]).inc();
         }
         self.ready_gauge.with_label_values(&[component]).set(0);
     }
@@ -146,8 +139,7 @@ impl Telemetry {
                         match t.readiness() {
                             Ok(()) => (StatusCode::OK, "ready\n".to_string()).into_response(),
                             Err(reasons) => {
-                                let body: String =
-                                    reasons.iter().map(|(c, r)| format!("{c}: {r}\n")).collect();
+                                let body: String = reasons.iter().map(|(c, r)| format!("{c}: {r}\n")).collect();
                                 (StatusCode::SERVICE_UNAVAILABLE, body).into_response()
                             }
                         }
@@ -160,10 +152,7 @@ impl Telemetry {
                     let t = metrics.clone();
                     async move {
                         (
-                            [(
-                                axum::http::header::CONTENT_TYPE,
-                                "text/plain; version=0.0.4",
-                            )],
+                            [(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")],
                             t.render_metrics(),
                         )
                     }
@@ -250,9 +239,7 @@ mod tests {
 
         let metrics = get(addr, "/metrics").await.1;
         assert!(
-            metrics.contains(
-                "ha_component_not_ready_total{component=\"storage\",reason=\"redis_oom\"} 1"
-            ),
+            metrics.contains("ha_component_not_ready_total{component=\"storage\",reason=\"redis_oom\"} 1"),
             "{metrics}"
         );
         assert!(

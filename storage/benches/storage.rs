@@ -32,11 +32,7 @@ fn runtime() -> tokio::runtime::Runtime {
 }
 
 /// `APPENDERS` tasks each append `rounds` batches of `batch`; returns (elapsed, latencies).
-async fn workload(
-    log: Arc<dyn RelayLog>,
-    batch: usize,
-    rounds: usize,
-) -> (Duration, Vec<Duration>) {
+async fn workload(log: Arc<dyn RelayLog>, batch: usize, rounds: usize) -> (Duration, Vec<Duration>) {
     let start = Instant::now();
     let mut tasks = Vec::new();
     for t in 0..APPENDERS {
@@ -69,9 +65,7 @@ fn append(c: &mut Criterion) {
     let rt = runtime();
     let dir = tempfile::tempdir().unwrap();
     let backend = rt
-        .block_on(RedbBackend::open(RedbConfig::new(
-            dir.path().join("bench.redb"),
-        )))
+        .block_on(RedbBackend::open(RedbConfig::new(dir.path().join("bench.redb"))))
         .unwrap();
     let log = backend.storage().relay_log;
     let mut group = c.benchmark_group("redb_append");
@@ -111,9 +105,7 @@ fn trie_nodes(c: &mut Criterion) {
     let rt = runtime();
     let dir = tempfile::tempdir().unwrap();
     let backend = rt
-        .block_on(RedbBackend::open(RedbConfig::new(
-            dir.path().join("nodes.redb"),
-        )))
+        .block_on(RedbBackend::open(RedbConfig::new(dir.path().join("nodes.redb"))))
         .unwrap();
     let tries = backend.storage().tries;
     let mut group = c.benchmark_group("trie_node_batch");
@@ -150,12 +142,7 @@ fn trie_nodes(c: &mut Criterion) {
             b.iter(|| {
                 counter += 1;
                 let puts = (0..nodes as u64)
-                    .map(|i| {
-                        (
-                            (counter * 1_000_000 + i).to_be_bytes().to_vec(),
-                            vec![0x5a; 100],
-                        )
-                    })
+                    .map(|i| ((counter * 1_000_000 + i).to_be_bytes().to_vec(), vec![0x5a; 100]))
                     .collect();
                 mem.write_batch(NodeBatch {
                     puts,

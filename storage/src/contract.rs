@@ -100,20 +100,10 @@ pub trait RelayLog: Send + Sync {
 
     /// Delivers up to `max` entries of `supplier` never delivered to any consumer, in id order, and records them
     /// as pending for `consumer`.
-    async fn read(
-        &self,
-        supplier: &str,
-        consumer: &str,
-        max: usize,
-    ) -> Result<Vec<LogEntry>, StorageError>;
+    async fn read(&self, supplier: &str, consumer: &str, max: usize) -> Result<Vec<LogEntry>, StorageError>;
 
     /// Redelivers up to `max` entries pending for `consumer` itself (e.g. after it restarted), in id order.
-    async fn read_pending(
-        &self,
-        supplier: &str,
-        consumer: &str,
-        max: usize,
-    ) -> Result<Vec<LogEntry>, StorageError>;
+    async fn read_pending(&self, supplier: &str, consumer: &str, max: usize) -> Result<Vec<LogEntry>, StorageError>;
 
     /// Takes over up to `max` entries pending for *other* consumers whose last delivery is at least `min_idle`
     /// old, reassigns them to `consumer` and returns them (delivery count incremented), in id order.
@@ -173,11 +163,7 @@ pub struct SessionRecord {
 #[async_trait]
 pub trait SessionStore: Send + Sync {
     /// The record of `(supplier, session_id)`, if any.
-    async fn get(
-        &self,
-        supplier: &str,
-        session_id: &str,
-    ) -> Result<Option<SessionRecord>, StorageError>;
+    async fn get(&self, supplier: &str, session_id: &str) -> Result<Option<SessionRecord>, StorageError>;
 
     /// Writes `state` and `data` for `(supplier, session_id)` if the stored version equals `expected_version`
     /// (`0` = the record must not exist). Returns the new version (`expected_version + 1`). A mismatch returns
@@ -201,11 +187,7 @@ pub trait SessionStore: Send + Sync {
     ) -> Result<bool, StorageError>;
 
     /// Records filtered by supplier and/or state (`None` = any), ordered by (supplier, session id).
-    async fn list(
-        &self,
-        supplier: Option<&str>,
-        state: Option<&str>,
-    ) -> Result<Vec<SessionRecord>, StorageError>;
+    async fn list(&self, supplier: Option<&str>, state: Option<&str>) -> Result<Vec<SessionRecord>, StorageError>;
 }
 
 /// Who leads an election, and with which fencing token.
@@ -227,29 +209,13 @@ pub struct LeaderInfo {
 pub trait Leadership: Send + Sync {
     /// Tries to take the lease for `candidate`. Returns `Some(token)` when `candidate` now holds it (a holder
     /// campaigning again keeps its token and extends its lease), `None` when another live holder has it.
-    async fn campaign(
-        &self,
-        election: &str,
-        candidate: &str,
-        ttl: Duration,
-    ) -> Result<Option<u64>, StorageError>;
+    async fn campaign(&self, election: &str, candidate: &str, ttl: Duration) -> Result<Option<u64>, StorageError>;
 
     /// Extends the lease if `candidate` still holds it with `token`. `false` means leadership is lost.
-    async fn renew(
-        &self,
-        election: &str,
-        candidate: &str,
-        token: u64,
-        ttl: Duration,
-    ) -> Result<bool, StorageError>;
+    async fn renew(&self, election: &str, candidate: &str, token: u64, ttl: Duration) -> Result<bool, StorageError>;
 
     /// Gives the lease up if `candidate` holds it with `token`. Returns whether it did.
-    async fn resign(
-        &self,
-        election: &str,
-        candidate: &str,
-        token: u64,
-    ) -> Result<bool, StorageError>;
+    async fn resign(&self, election: &str, candidate: &str, token: u64) -> Result<bool, StorageError>;
 
     /// The current live holder, if any.
     async fn leader(&self, election: &str) -> Result<Option<LeaderInfo>, StorageError>;
@@ -257,10 +223,7 @@ pub trait Leadership: Send + Sync {
     /// A receiver that sees leadership changes of `election` (holder or token). Backends observe expiry lazily
     /// or by polling, so a change may show up late by up to the backend's check interval; use
     /// [`Leadership::leader`] or [`Leadership::renew`] before a side effect that needs certainty.
-    async fn watch(
-        &self,
-        election: &str,
-    ) -> Result<watch::Receiver<Option<LeaderInfo>>, StorageError>;
+    async fn watch(&self, election: &str) -> Result<watch::Receiver<Option<LeaderInfo>>, StorageError>;
 }
 
 /// A small key-value store with TTLs, for caches, meters and dedup.
@@ -273,30 +236,15 @@ pub trait KvStore: Send + Sync {
     async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StorageError>;
 
     /// Sets `key` to `value`, with `ttl` (`None` = no expiry; replaces any previous TTL).
-    async fn set(
-        &self,
-        key: &str,
-        value: Vec<u8>,
-        ttl: Option<Duration>,
-    ) -> Result<(), StorageError>;
+    async fn set(&self, key: &str, value: Vec<u8>, ttl: Option<Duration>) -> Result<(), StorageError>;
 
     /// Sets `key` only if it has no live value. Returns whether it was set.
-    async fn set_if_absent(
-        &self,
-        key: &str,
-        value: Vec<u8>,
-        ttl: Option<Duration>,
-    ) -> Result<bool, StorageError>;
+    async fn set_if_absent(&self, key: &str, value: Vec<u8>, ttl: Option<Duration>) -> Result<bool, StorageError>;
 
     /// Adds `delta` to the counter at `key` (missing = 0) and returns the new value. `ttl` applies only when this
     /// call creates the key (a fixed window); an existing key keeps its expiry. A non-integer value is
     /// [`StorageError::Backend`].
-    async fn increment(
-        &self,
-        key: &str,
-        delta: i64,
-        ttl: Option<Duration>,
-    ) -> Result<i64, StorageError>;
+    async fn increment(&self, key: &str, delta: i64, ttl: Option<Duration>) -> Result<i64, StorageError>;
 
     /// Deletes `key`; returns whether a live value existed.
     async fn delete(&self, key: &str) -> Result<bool, StorageError>;

@@ -59,13 +59,7 @@ impl GroupState {
     }
 
     /// Takes over entries pending for other consumers idle at least `min_idle`; returns `(seq, deliveries)`.
-    pub fn claim(
-        &mut self,
-        consumer: &str,
-        min_idle: Duration,
-        max: usize,
-        now: Instant,
-    ) -> Vec<(u64, u64)> {
+    pub fn claim(&mut self, consumer: &str, min_idle: Duration, max: usize, now: Instant) -> Vec<(u64, u64)> {
         let mut out = Vec::new();
         for (seq, p) in self.pending.iter_mut() {
             if out.len() >= max {

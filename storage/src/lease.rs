@@ -112,14 +112,7 @@ impl LeaseTable {
     }
 
     /// Installs a new term planned by [`LeaseTable::plan`] (after its token is durable).
-    pub fn install(
-        &mut self,
-        name: &str,
-        candidate: &str,
-        token: u64,
-        ttl: Duration,
-        now: Instant,
-    ) {
+    pub fn install(&mut self, name: &str, candidate: &str, token: u64, ttl: Duration, now: Instant) {
         let e = self.election(name);
         e.last_token = e.last_token.max(token);
         e.holder = Some(Holder {
@@ -131,14 +124,7 @@ impl LeaseTable {
     }
 
     /// Extends the lease when `candidate` holds it with `token`.
-    pub fn renew(
-        &mut self,
-        name: &str,
-        candidate: &str,
-        token: u64,
-        ttl: Duration,
-        now: Instant,
-    ) -> bool {
+    pub fn renew(&mut self, name: &str, candidate: &str, token: u64, ttl: Duration, now: Instant) -> bool {
         let Some(e) = self.elections.get_mut(name) else {
             return false;
         };

@@ -40,8 +40,8 @@ pub mod suite;
 use std::sync::Arc;
 
 pub use contract::{
-    Backlog, BoxNodeStore, EntryId, KvStore, LeaderInfo, Leadership, LogEntry, MinedRelay,
-    RelayLog, SessionRecord, SessionStore, TrieStore,
+    Backlog, BoxNodeStore, EntryId, KvStore, LeaderInfo, Leadership, LogEntry, MinedRelay, RelayLog, SessionRecord,
+    SessionStore, TrieStore,
 };
 pub use error::StorageError;
 pub use memory::{Faults, MemoryBackend};

@@ -18,8 +18,8 @@ use tokio::time::Instant;
 pub use faults::Faults;
 
 use crate::contract::{
-    Backlog, BoxNodeStore, EntryId, KvStore, LeaderInfo, Leadership, LogEntry, MinedRelay,
-    RelayLog, SessionRecord, SessionStore, TrieStore,
+    Backlog, BoxNodeStore, EntryId, KvStore, LeaderInfo, Leadership, LogEntry, MinedRelay, RelayLog, SessionRecord,
+    SessionStore, TrieStore,
 };
 use crate::group::GroupState;
 use crate::lease::{CampaignPlan, LeaseTable};
@@ -106,12 +106,7 @@ impl RelayLog for MemoryBackend {
         Ok(ids)
     }
 
-    async fn read(
-        &self,
-        supplier: &str,
-        consumer: &str,
-        max: usize,
-    ) -> Result<Vec<LogEntry>, StorageError> {
+    async fn read(&self, supplier: &str, consumer: &str, max: usize) -> Result<Vec<LogEntry>, StorageError> {
         let now = Instant::now();
         let mut st = self.lock();
         let Some(log) = st.logs.get_mut(supplier) else {
@@ -131,22 +126,14 @@ impl RelayLog for MemoryBackend {
         Ok(out)
     }
 
-    async fn read_pending(
-        &self,
-        supplier: &str,
-        consumer: &str,
-        max: usize,
-    ) -> Result<Vec<LogEntry>, StorageError> {
+    async fn read_pending(&self, supplier: &str, consumer: &str, max: usize) -> Result<Vec<LogEntry>, StorageError> {
         let now = Instant::now();
         let mut st = self.lock();
         let Some(log) = st.logs.get_mut(supplier) else {
             return Ok(Vec::new());
         };
         let picked = log.group.redeliver_own(consumer, max, now);
-        Ok(picked
-            .into_iter()
-            .filter_map(|(seq, n)| entry(log, seq, n))
-            .collect())
+        Ok(picked.into_iter().filter_map(|(seq, n)| entry(log, seq, n)).collect())
     }
 
     async fn claim(
@@ -162,10 +149,7 @@ impl RelayLog for MemoryBackend {
             return Ok(Vec::new());
         };
         let picked = log.group.claim(consumer, min_idle, max, now);
-        Ok(picked
-            .into_iter()
-            .filter_map(|(seq, n)| entry(log, seq, n))
-            .collect())
+        Ok(picked.into_iter().filter_map(|(seq, n)| entry(log, seq, n)).collect())
     }
 
     async fn ack(&self, supplier: &str, ids: &[EntryId]) -> Result<u64, StorageError> {
@@ -223,10 +207,7 @@ struct MemoryNamespace {
 
 impl NodeStore for MemoryNamespace {
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError> {
-        Ok(lock(&self.shared)
-            .nodes
-            .get(&self.ns)
-            .and_then(|m| m.get(key).cloned()))
+        Ok(lock(&self.shared).nodes.get(&self.ns).and_then(|m| m.get(key).cloned()))
     }
 
     fn write_batch(&mut self, batch: NodeBatch) -> Result<(), StorageError> {
@@ -252,20 +233,14 @@ impl TrieStore for MemoryBackend {
 
     async fn delete_namespace(&self, supplier: &str, session_id: &str) -> Result<(), StorageError> {
         self.shared.faults.gate().await?;
-        self.lock()
-            .nodes
-            .remove(&(supplier.to_owned(), session_id.to_owned()));
+        self.lock().nodes.remove(&(supplier.to_owned(), session_id.to_owned()));
         Ok(())
     }
 }
 
 #[async_trait]
 impl SessionStore for MemoryBackend {
-    async fn get(
-        &self,
-        supplier: &str,
-        session_id: &str,
-    ) -> Result<Option<SessionRecord>, StorageError> {
+    async fn get(&self, supplier: &str, session_id: &str) -> Result<Option<SessionRecord>, StorageError> {
         Ok(self
             .lock()
             .sessions
@@ -286,12 +261,7 @@ impl SessionStore for MemoryBackend {
         let key = (supplier.to_owned(), session_id.to_owned());
         let current = st.sessions.get(&key).map_or(0, |r| r.version);
         if current != expected_version {
-            return Err(version_conflict(
-                supplier,
-                session_id,
-                expected_version,
-                current,
-            ));
+            return Err(version_conflict(supplier, session_id, expected_version, current));
         }
         let version = current + 1;
         let record = SessionRecord {
@@ -323,30 +293,19 @@ impl SessionStore for MemoryBackend {
         Ok(st.sessions.remove(&key).is_some())
     }
 
-    async fn list(
-        &self,
-        supplier: Option<&str>,
-        state: Option<&str>,
-    ) -> Result<Vec<SessionRecord>, StorageError> {
+    async fn list(&self, supplier: Option<&str>, state: Option<&str>) -> Result<Vec<SessionRecord>, StorageError> {
         let st = self.lock();
         Ok(st
             .sessions
             .values()
-            .filter(|r| {
-                supplier.is_none_or(|s| r.supplier == s) && state.is_none_or(|s| r.state == s)
-            })
+            .filter(|r| supplier.is_none_or(|s| r.supplier == s) && state.is_none_or(|s| r.state == s))
             .cloned()
             .collect())
     }
 }
 
 /// The conflict error of a failed session compare-and-set (shared wording across in-process backends).
-pub(crate) fn version_conflict(
-    supplier: &str,
-    session_id: &str,
-    expected: u64,
-    current: u64,
-) -> StorageError {
+pub(crate) fn version_conflict(supplier: &str, session_id: &str, expected: u64, current: u64) -> StorageError {
     StorageError::Conflict(format!(
         "session record {supplier}/{session_id}: expected version {expected}, stored version {current}"
     ))
@@ -354,12 +313,7 @@ pub(crate) fn version_conflict(
 
 #[async_trait]
 impl Leadership for MemoryBackend {
-    async fn campaign(
-        &self,
-        election: &str,
-        candidate: &str,
-        ttl: Duration,
-    ) -> Result<Option<u64>, StorageError> {
+    async fn campaign(&self, election: &str, candidate: &str, ttl: Duration) -> Result<Option<u64>, StorageError> {
         self.shared.faults.gate().await?;
         let now = Instant::now();
         let mut st = self.lock();
@@ -373,13 +327,7 @@ impl Leadership for MemoryBackend {
         }
     }
 
-    async fn renew(
-        &self,
-        election: &str,
-        candidate: &str,
-        token: u64,
-        ttl: Duration,
-    ) -> Result<bool, StorageError> {
+    async fn renew(&self, election: &str, candidate: &str, token: u64, ttl: Duration) -> Result<bool, StorageError> {
         self.shared.faults.gate().await?;
         Ok(self
             .lock()
@@ -387,27 +335,16 @@ impl Leadership for MemoryBackend {
             .renew(election, candidate, token, ttl, Instant::now()))
     }
 
-    async fn resign(
-        &self,
-        election: &str,
-        candidate: &str,
-        token: u64,
-    ) -> Result<bool, StorageError> {
+    async fn resign(&self, election: &str, candidate: &str, token: u64) -> Result<bool, StorageError> {
         self.shared.faults.gate().await?;
-        Ok(self
-            .lock()
-            .leases
-            .resign(election, candidate, token, Instant::now()))
+        Ok(self.lock().leases.resign(election, candidate, token, Instant::now()))
     }
 
     async fn leader(&self, election: &str) -> Result<Option<LeaderInfo>, StorageError> {
         Ok(self.lock().leases.leader(election, Instant::now()))
     }
 
-    async fn watch(
-        &self,
-        election: &str,
-    ) -> Result<watch::Receiver<Option<LeaderInfo>>, StorageError> {
+    async fn watch(&self, election: &str) -> Result<watch::Receiver<Option<LeaderInfo>>, StorageError> {
         Ok(self.lock().leases.watch(election, Instant::now()))
     }
 }
@@ -428,34 +365,17 @@ pub(crate) fn parse_counter(key: &str, raw: &[u8]) -> Result<i64, StorageError> 
 impl KvStore for MemoryBackend {
     async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StorageError> {
         let now = Instant::now();
-        Ok(self
-            .lock()
-            .kv
-            .get(key)
-            .filter(|v| live(v, now))
-            .map(|v| v.0.clone()))
+        Ok(self.lock().kv.get(key).filter(|v| live(v, now)).map(|v| v.0.clone()))
     }
 
-    async fn set(
-        &self,
-        key: &str,
-        value: Vec<u8>,
-        ttl: Option<Duration>,
-    ) -> Result<(), StorageError> {
+    async fn set(&self, key: &str, value: Vec<u8>, ttl: Option<Duration>) -> Result<(), StorageError> {
         self.shared.faults.gate().await?;
         let now = Instant::now();
-        self.lock()
-            .kv
-            .insert(key.to_owned(), (value, ttl.map(|t| now + t)));
+        self.lock().kv.insert(key.to_owned(), (value, ttl.map(|t| now + t)));
         Ok(())
     }
 
-    async fn set_if_absent(
-        &self,
-        key: &str,
-        value: Vec<u8>,
-        ttl: Option<Duration>,
-    ) -> Result<bool, StorageError> {
+    async fn set_if_absent(&self, key: &str, value: Vec<u8>, ttl: Option<Duration>) -> Result<bool, StorageError> {
         self.shared.faults.gate().await?;
         let now = Instant::now();
         let mut st = self.lock();
@@ -466,12 +386,7 @@ impl KvStore for MemoryBackend {
         Ok(true)
     }
 
-    async fn increment(
-        &self,
-        key: &str,
-        delta: i64,
-        ttl: Option<Duration>,
-    ) -> Result<i64, StorageError> {
+    async fn increment(&self, key: &str, delta: i64, ttl: Option<Duration>) -> Result<i64, StorageError> {
         self.shared.faults.gate().await?;
         let now = Instant::now();
         let mut st = self.lock();
@@ -482,8 +397,7 @@ impl KvStore for MemoryBackend {
         let next = current
             .checked_add(delta)
             .ok_or_else(|| StorageError::Backend(format!("kv counter {key:?} overflows")))?;
-        st.kv
-            .insert(key.to_owned(), (next.to_string().into_bytes(), expiry));
+        st.kv.insert(key.to_owned(), (next.to_string().into_bytes(), expiry));
         Ok(next)
     }
 

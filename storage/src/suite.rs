@@ -21,8 +21,7 @@ use crate::Storage;
 pub use kv::{kv_basics, kv_ttl};
 pub use leader::{leadership_exclusive, leadership_takeover};
 pub use log::{
-    relay, relay_log_concurrent_appends, relay_log_order, relay_log_redelivery,
-    relay_log_trim_session, trie_namespaces,
+    relay, relay_log_concurrent_appends, relay_log_order, relay_log_redelivery, relay_log_trim_session, trie_namespaces,
 };
 pub use records::session_cas;
 
@@ -66,10 +65,7 @@ where
         if let Some(v) = check().await {
             return v;
         }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
+        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }

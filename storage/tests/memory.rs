@@ -25,27 +25,14 @@ async fn conformance_time_based_under_paused_clock() {
 async fn fail_nth_write_and_refuse_writes() {
     let mem = MemoryBackend::new();
     let s = mem.storage();
-    mem.faults()
-        .fail_nth_write(2, StorageError::OutOfMemory("full".into()));
-    s.relay_log
-        .append(vec![suite::relay("a", "s", 1)])
-        .await
-        .unwrap();
-    let err = s
-        .relay_log
-        .append(vec![suite::relay("a", "s", 2)])
-        .await
-        .unwrap_err();
+    mem.faults().fail_nth_write(2, StorageError::OutOfMemory("full".into()));
+    s.relay_log.append(vec![suite::relay("a", "s", 1)]).await.unwrap();
+    let err = s.relay_log.append(vec![suite::relay("a", "s", 2)]).await.unwrap_err();
     assert!(matches!(err, StorageError::OutOfMemory(_)) && err.is_retryable());
-    s.relay_log
-        .append(vec![suite::relay("a", "s", 3)])
-        .await
-        .unwrap();
+    s.relay_log.append(vec![suite::relay("a", "s", 3)]).await.unwrap();
     let got = s.relay_log.read("a", "c", 10).await.unwrap();
     assert_eq!(
-        got.iter()
-            .map(|e| e.relay.relay_hash.clone())
-            .collect::<Vec<_>>(),
+        got.iter().map(|e| e.relay.relay_hash.clone()).collect::<Vec<_>>(),
         vec![
             suite::relay("a", "s", 1).relay_hash,
             suite::relay("a", "s", 3).relay_hash
@@ -54,12 +41,7 @@ async fn fail_nth_write_and_refuse_writes() {
 
     mem.faults()
         .refuse_writes(Some(StorageError::OutOfMemory("maxmemory".into())));
-    assert!(
-        s.kv.set("k", b"v".to_vec(), None)
-            .await
-            .unwrap_err()
-            .is_retryable()
-    );
+    assert!(s.kv.set("k", b"v".to_vec(), None).await.unwrap_err().is_retryable());
     assert!(
         s.leadership
             .campaign("global", "me", Duration::from_secs(5))
@@ -85,10 +67,7 @@ async fn fail_nth_write_and_refuse_writes() {
 async fn stall_release_and_crash_lose_only_unacknowledged_writes() {
     let mem = MemoryBackend::new();
     let s = mem.storage();
-    s.relay_log
-        .append(vec![suite::relay("a", "s", 0)])
-        .await
-        .unwrap();
+    s.relay_log.append(vec![suite::relay("a", "s", 0)]).await.unwrap();
     mem.faults().stall_writes();
     let log = s.relay_log.clone();
     let stalled = tokio::spawn(async move { log.append(vec![suite::relay("a", "s", 1)]).await });
@@ -117,13 +96,6 @@ async fn stall_release_and_crash_lose_only_unacknowledged_writes() {
         assert!(matches!(err, StorageError::Unavailable(_)));
     }
     let got = s.relay_log.read("a", "c", 10).await.unwrap();
-    assert_eq!(
-        got.len(),
-        2,
-        "acknowledged writes survive, the stalled tail is lost"
-    );
-    s.relay_log
-        .append(vec![suite::relay("a", "s", 9)])
-        .await
-        .unwrap();
+    assert_eq!(got.len(), 2, "acknowledged writes survive, the stalled tail is lost");
+    s.relay_log.append(vec![suite::relay("a", "s", 9)]).await.unwrap();
 }

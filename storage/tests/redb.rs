@@ -75,9 +75,7 @@ async fn state_survives_restart_and_unacked_entries_are_redelivered() {
     let s = b.storage();
     let again = s.relay_log.read("pokt1a", "miner-2", 100).await.unwrap();
     let hashes: Vec<Vec<u8>> = again.iter().map(|e| e.relay.relay_hash.clone()).collect();
-    let expect: Vec<Vec<u8>> = (3..10)
-        .map(|n| suite::relay("pokt1a", "s1", n).relay_hash)
-        .collect();
+    let expect: Vec<Vec<u8>> = (3..10).map(|n| suite::relay("pokt1a", "s1", n).relay_hash).collect();
     assert_eq!(
         hashes, expect,
         "every unacknowledged entry comes back, acknowledged ones do not"
@@ -87,19 +85,8 @@ async fn state_survives_restart_and_unacked_entries_are_redelivered() {
         .append(vec![suite::relay("pokt1a", "s1", 10)])
         .await
         .unwrap();
-    assert!(
-        more[0] > again[again.len() - 1].id,
-        "sequence continues after restart"
-    );
-    assert_eq!(
-        s.sessions
-            .get("pokt1a", "s1")
-            .await
-            .unwrap()
-            .unwrap()
-            .version,
-        1
-    );
+    assert!(more[0] > again[again.len() - 1].id, "sequence continues after restart");
+    assert_eq!(s.sessions.get("pokt1a", "s1").await.unwrap().unwrap().version, 1);
     assert_eq!(s.kv.get("cache").await.unwrap().as_deref(), Some(&b"v"[..]));
     let ns = s.tries.open("pokt1a", "s1").await.unwrap();
     let node = tokio::task::spawn_blocking(move || ns.get(&[7; 32]).unwrap())
@@ -183,12 +170,7 @@ async fn acknowledged_relays_survive_kill_9() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("kill9.redb");
     let mut child = Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "kill9_child_appender",
-            "--nocapture",
-            "--test-threads=1",
-        ])
+        .args(["--exact", "kill9_child_appender", "--nocapture", "--test-threads=1"])
         .env(CHILD_ENV, &path)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -200,10 +182,7 @@ async fn acknowledged_relays_survive_kill_9() {
     // Kill mid-stream once enough appends were acknowledged (the child keeps appending meanwhile).
     while acked.len() < 3_000 {
         line.clear();
-        assert!(
-            reader.read_line(&mut line).unwrap() > 0,
-            "child exited early"
-        );
+        assert!(reader.read_line(&mut line).unwrap() > 0, "child exited early");
         if let Some(h) = line.strip_suffix('\n').and_then(|l| l.strip_prefix("ACK ")) {
             acked.push(h.to_owned());
         }
@@ -240,9 +219,5 @@ async fn acknowledged_relays_survive_kill_9() {
         &missing[..missing.len().min(5)]
     );
     assert!(stored.len() >= acked.len());
-    eprintln!(
-        "kill -9: {} acknowledged, {} stored",
-        acked.len(),
-        stored.len()
-    );
+    eprintln!("kill -9: {} acknowledged, {} stored", acked.len(), stored.len());
 }

@@ -7,10 +7,7 @@ use std::process::Command;
 fn vector_files() -> Vec<PathBuf> {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let mut files = Vec::new();
-    for dir in [
-        root.join("tests/vectors"),
-        root.join("../shared/spec/vectors"),
-    ] {
+    for dir in [root.join("tests/vectors"), root.join("../shared/spec/vectors")] {
         let mut found: Vec<PathBuf> = std::fs::read_dir(&dir)
             .map(|rd| rd.filter_map(|e| e.ok().map(|e| e.path())).collect())
             .unwrap_or_default();
@@ -35,10 +32,7 @@ fn public_vectors_pass_through_the_binary() {
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     let last = stdout.lines().last().unwrap_or_default().to_string();
-    assert!(
-        last.ends_with(" 0 failed"),
-        "conformance failures:\n{stdout}"
-    );
+    assert!(last.ends_with(" 0 failed"), "conformance failures:\n{stdout}");
     assert!(out.status.success());
 }
 
@@ -53,13 +47,7 @@ fn unknown_kind_fails_with_nonzero_exit() {
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        stdout.contains("v.jsonl:2 no_such_kind: unknown kind"),
-        "{stdout}"
-    );
-    assert!(
-        stdout.trim_end().ends_with("0 passed, 1 failed"),
-        "{stdout}"
-    );
+    assert!(stdout.contains("v.jsonl:2 no_such_kind: unknown kind"), "{stdout}");
+    assert!(stdout.trim_end().ends_with("0 passed, 1 failed"), "{stdout}");
     assert_eq!(out.status.code(), Some(1));
 }

@@ -29,8 +29,7 @@ pub fn hash_to_scalar(input: &[u8]) -> Result<Scalar, RingError> {
 }
 
 /// The secp256k1 field modulus p.
-const FIELD_MODULUS: U256 =
-    U256::from_be_hex("fffffffffffffffffffffffffffffffffffffffffffffffffffffffefffffc2f");
+const FIELD_MODULUS: U256 = U256::from_be_hex("fffffffffffffffffffffffffffffffffffffffffffffffffffffffefffffc2f");
 
 /// H_p (§2.5): h = SHA3-256(compressed P); up to 128 times: X = int(h) mod p; if X³+7 is a square, return (X, even
 /// Y); else h = SHA3-256(h).
@@ -76,11 +75,7 @@ impl HpCache {
     }
 
     /// H_p of `raw` (whose decoded point is `_point`), from the cache or computed and inserted.
-    pub fn get_or_compute(
-        &self,
-        raw: &[u8; 33],
-        _point: &AffinePoint,
-    ) -> Result<ProjectivePoint, RingError> {
+    pub fn get_or_compute(&self, raw: &[u8; 33], _point: &AffinePoint) -> Result<ProjectivePoint, RingError> {
         let cached = match self.entries.read() {
             Ok(map) => map.get(raw).copied(),
             Err(poisoned) => poisoned.into_inner().get(raw).copied(),

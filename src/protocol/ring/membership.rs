@@ -27,18 +27,14 @@ pub fn placeholder_signing_key() -> Option<SigningKey> {
 pub fn placeholder_public_key() -> [u8; 33] {
     let point = (k256::ProjectivePoint::GENERATOR * placeholder_scalar()).to_affine();
     let mut out = [0u8; 33];
-    out.copy_from_slice(&k256::elliptic_curve::group::GroupEncoding::to_bytes(
-        &point,
-    ));
+    out.copy_from_slice(&k256::elliptic_curve::group::GroupEncoding::to_bytes(&point));
     out
 }
 
 /// The placeholder's "address" string as the Go ring client uses it: **uppercase hex** of
 /// RIPEMD160(SHA256(pub33)) (cosmos `PubKey.Address().String()`), not bech32.
 pub fn placeholder_address() -> String {
-    hex::encode_upper(crate::protocol::address::account_id(
-        &placeholder_public_key(),
-    ))
+    hex::encode_upper(crate::protocol::address::account_id(&placeholder_public_key()))
 }
 
 /// The expected ring's addresses for an application (§2.4 steps 1–4): the app, its delegatees, every pending
@@ -68,10 +64,7 @@ pub fn expected_ring_addresses(
 }
 
 /// Checks that every key embedded in a signature is in the expected ring's keys (§2.4 step 5).
-pub fn verify_membership(
-    signature_ring: &[[u8; 33]],
-    expected: &[[u8; 33]],
-) -> Result<(), RingError> {
+pub fn verify_membership(signature_ring: &[[u8; 33]], expected: &[[u8; 33]]) -> Result<(), RingError> {
     for member in signature_ring {
         if !expected.contains(member) {
             return Err(RingError::NotAMember(hex::encode(member)));

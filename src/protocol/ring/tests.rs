@@ -7,10 +7,7 @@ const GW_PRIV: &str = "1a11ef074d9b51e46886dc9a1df11e7b986611d0f336bdcf1f0adce3e
 const GW_PUB: &str = "02bbbf99abdcddac27350bca272d7146187c091aacfc1c6f90819c9b6daf4fe846";
 
 fn vectors() -> serde_json::Value {
-    serde_json::from_str(include_str!(
-        "../../../tests/vectors/protocol-test-vectors.json"
-    ))
-    .unwrap()
+    serde_json::from_str(include_str!("../../../tests/vectors/protocol-test-vectors.json")).unwrap()
 }
 
 fn pub33(hex_str: &str) -> [u8; 33] {
@@ -56,10 +53,7 @@ fn placeholder_key_and_address() {
     let v = &vectors()["ring_lsag"]["placeholder"];
     let key = placeholder_signing_key().unwrap();
     assert_eq!(hex::encode(key.to_bytes()), v["priv"].as_str().unwrap());
-    assert_eq!(
-        hex::encode(placeholder_public_key()),
-        v["pub"].as_str().unwrap()
-    );
+    assert_eq!(hex::encode(placeholder_public_key()), v["pub"].as_str().unwrap());
     assert_eq!(
         placeholder_address(),
         v["address_string_HexBytes_upper"].as_str().unwrap()
@@ -74,10 +68,7 @@ fn placeholder_key_and_address() {
 fn deterministic_signature_golden_and_key_image() {
     let d = &vectors()["ring_lsag"]["deterministic_sig"];
     let ring = [pub33(APP_PUB), pub33(GW_PUB)];
-    let message: [u8; 32] = hex::decode(d["msg"].as_str().unwrap())
-        .unwrap()
-        .try_into()
-        .unwrap();
+    let message: [u8; 32] = hex::decode(d["msg"].as_str().unwrap()).unwrap().try_into().unwrap();
     let sig = RingSignature::sign_with(
         &ring,
         &message,
@@ -161,11 +152,9 @@ fn canonical_hs_negative_control() {
     for i in 0..5000u32 {
         let input = format!("relay-msg-{i}");
         let digest = <sha3::Sha3_512 as sha3::Digest>::digest(input.as_bytes());
-        let canonical = <Scalar as k256::elliptic_curve::ops::Reduce<
-            k256::elliptic_curve::bigint::U512,
-        >>::reduce(&k256::elliptic_curve::bigint::U512::from_be_slice(
-            &digest,
-        ));
+        let canonical = <Scalar as k256::elliptic_curve::ops::Reduce<k256::elliptic_curve::bigint::U512>>::reduce(
+            &k256::elliptic_curve::bigint::U512::from_be_slice(&digest),
+        );
         let quirky = hash_to_scalar(input.as_bytes()).unwrap();
         if canonical.to_bytes()[0] == 0 {
             assert_ne!(canonical, quirky, "{input}");
@@ -185,10 +174,7 @@ fn malformed_signatures_are_typed_errors() {
     ));
     let mut zero_ring = vec![0u8; 69];
     zero_ring[36] = 2;
-    assert_eq!(
-        RingSignature::from_bytes(&zero_ring).unwrap_err(),
-        RingError::EmptyRing
-    );
+    assert_eq!(RingSignature::from_bytes(&zero_ring).unwrap_err(), RingError::EmptyRing);
     let mut huge = vec![0xffu8; 69];
     huge[36] = 2;
     assert!(matches!(
@@ -197,12 +183,7 @@ fn malformed_signatures_are_typed_errors() {
     ));
     let sign_err = RingSignature::sign(&[pub33(APP_PUB)], &[0; 32], &scalar(APP_PRIV)).unwrap_err();
     assert_eq!(sign_err, RingError::RingTooSmall(1));
-    let not_member = RingSignature::sign(
-        &[pub33(APP_PUB), pub33(APP_PUB)],
-        &[0; 32],
-        &scalar(GW_PRIV),
-    )
-    .unwrap_err();
+    let not_member = RingSignature::sign(&[pub33(APP_PUB), pub33(APP_PUB)], &[0; 32], &scalar(GW_PRIV)).unwrap_err();
     assert_eq!(not_member, RingError::SignerNotInRing);
 }
 

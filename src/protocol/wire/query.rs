@@ -17,10 +17,8 @@ pub mod method {
     pub const ALL_SUPPLIERS: &str = "/pocket.supplier.Query/AllSuppliers";
     pub const SERVICE: &str = "/pocket.service.Query/Service";
     pub const RELAY_MINING_DIFFICULTY: &str = "/pocket.service.Query/RelayMiningDifficulty";
-    pub const RELAY_MINING_DIFFICULTY_AT_HEIGHT: &str =
-        "/pocket.service.Query/RelayMiningDifficultyAtHeight";
-    pub const COMPUTE_UNITS_PER_RELAY_AT_HEIGHT: &str =
-        "/pocket.service.Query/ComputeUnitsPerRelayAtHeight";
+    pub const RELAY_MINING_DIFFICULTY_AT_HEIGHT: &str = "/pocket.service.Query/RelayMiningDifficultyAtHeight";
+    pub const COMPUTE_UNITS_PER_RELAY_AT_HEIGHT: &str = "/pocket.service.Query/ComputeUnitsPerRelayAtHeight";
     pub const SERVICE_PARAMS: &str = "/pocket.service.Query/Params";
     pub const PROOF_PARAMS: &str = "/pocket.proof.Query/Params";
     pub const CLAIM: &str = "/pocket.proof.Query/Claim";
@@ -416,4 +414,63 @@ pub struct GetTxRequest {
 pub struct GetTxResponse {
     #[prost(message, optional, tag = "2")]
     pub tx_response: Option<TxResponse>,
+}
+
+/// `/cosmos.base.tendermint.v1beta1.Service/GetLatestBlock` and `GetBlockByHeight` paths.
+pub mod tendermint_method {
+    pub const GET_LATEST_BLOCK: &str = "/cosmos.base.tendermint.v1beta1.Service/GetLatestBlock";
+    pub const GET_BLOCK_BY_HEIGHT: &str = "/cosmos.base.tendermint.v1beta1.Service/GetBlockByHeight";
+}
+
+#[derive(Clone, PartialEq, Eq, prost::Message)]
+pub struct GetLatestBlockRequest {}
+
+#[derive(Clone, PartialEq, Eq, prost::Message)]
+pub struct GetBlockByHeightRequest {
+    #[prost(int64, tag = "1")]
+    pub height: i64,
+}
+
+/// `tendermint.types.BlockID` (only the hash; the part-set header is ignored).
+#[derive(Clone, PartialEq, Eq, prost::Message)]
+pub struct BlockId {
+    /// The block-id hash: seeds session ids and proof paths (§3, §5.2).
+    #[prost(bytes = "vec", tag = "1")]
+    pub hash: Vec<u8>,
+}
+
+/// `google.protobuf.Timestamp`.
+#[derive(Clone, Copy, PartialEq, Eq, prost::Message)]
+pub struct BlockTime {
+    #[prost(int64, tag = "1")]
+    pub seconds: i64,
+    #[prost(int32, tag = "2")]
+    pub nanos: i32,
+}
+
+/// `tendermint.types.Header` (the fields relay-miner reads).
+#[derive(Clone, PartialEq, Eq, prost::Message)]
+pub struct BlockHeader {
+    #[prost(string, tag = "2")]
+    pub chain_id: String,
+    #[prost(int64, tag = "3")]
+    pub height: i64,
+    #[prost(message, optional, tag = "4")]
+    pub time: Option<BlockTime>,
+}
+
+/// `tendermint.types.Block` (header only).
+#[derive(Clone, PartialEq, Eq, prost::Message)]
+pub struct Block {
+    #[prost(message, optional, tag = "1")]
+    pub header: Option<BlockHeader>,
+}
+
+/// Response of both block queries.
+#[derive(Clone, PartialEq, Eq, prost::Message)]
+pub struct GetBlockResponse {
+    #[prost(message, optional, tag = "1")]
+    pub block_id: Option<BlockId>,
+    #[prost(message, optional, tag = "2")]
+    pub block: Option<Block>,
 }

@@ -149,9 +149,7 @@ impl Faults {
                 g.waiting -= 1;
                 drop(g);
                 self.bump();
-                return Err(StorageError::Unavailable(
-                    "simulated crash lost this write".into(),
-                ));
+                return Err(StorageError::Unavailable("simulated crash lost this write".into()));
             }
             if !g.stalled {
                 g.waiting -= 1;

@@ -19,10 +19,7 @@ fn supplier_id(txn: &WriteTransaction, supplier: &str) -> Result<u32, StorageErr
         return Ok(id.value());
     }
     let mut meta = txn.open_table(META).map_err(db_err)?;
-    let next = meta
-        .get("next_supplier")
-        .map_err(db_err)?
-        .map_or(0, |g| g.value());
+    let next = meta.get("next_supplier").map_err(db_err)?.map_or(0, |g| g.value());
     let id = u32::try_from(next).map_err(|_| StorageError::Backend("too many suppliers".into()))?;
     meta.insert("next_supplier", next + 1).map_err(db_err)?;
     suppliers.insert(supplier, id).map_err(db_err)?;
@@ -42,14 +39,7 @@ fn append_in(
     // Encode first: an oversized field is a logical error of this call only, nothing is written.
     let values: Result<Vec<Vec<u8>>, StorageError> = relays
         .iter()
-        .map(|r| {
-            LogValue::encode(
-                &r.session_id,
-                r.session_end_height,
-                &r.relay_hash,
-                &r.payload,
-            )
-        })
+        .map(|r| LogValue::encode(&r.session_id, r.session_end_height, &r.relay_hash, &r.payload))
         .collect();
     let values = match values {
         Ok(v) => v,
@@ -64,16 +54,12 @@ fn append_in(
             None => {
                 let id = supplier_id(txn, &r.supplier)?;
                 let meta = txn.open_table(META).map_err(db_err)?;
-                let last = meta
-                    .get(seq_key(id).as_str())
-                    .map_err(db_err)?
-                    .map_or(0, |g| g.value());
+                let last = meta.get(seq_key(id).as_str()).map_err(db_err)?.map_or(0, |g| g.value());
                 by_supplier.entry(r.supplier.as_str()).or_insert((id, last))
             }
         };
         slot.1 += 1;
-        log.insert((slot.0, slot.1), value.as_slice())
-            .map_err(db_err)?;
+        log.insert((slot.0, slot.1), value.as_slice()).map_err(db_err)?;
         ids.push(EntryId::new(slot.1, 0));
     }
     let mut meta = txn.open_table(META).map_err(db_err)?;
@@ -84,20 +70,12 @@ fn append_in(
 }
 
 /// The supplier id of `supplier` as committed (`None` if it never appended).
-fn lookup_supplier(
-    txn: &redb::ReadTransaction,
-    supplier: &str,
-) -> Result<Option<u32>, StorageError> {
+fn lookup_supplier(txn: &redb::ReadTransaction, supplier: &str) -> Result<Option<u32>, StorageError> {
     let table = txn.open_table(SUPPLIERS).map_err(db_err)?;
     Ok(table.get(supplier).map_err(db_err)?.map(|g| g.value()))
 }
 
-fn to_entry(
-    supplier: &str,
-    seq: u64,
-    raw: &[u8],
-    deliveries: u64,
-) -> Result<LogEntry, StorageError> {
+fn to_entry(supplier: &str, seq: u64, raw: &[u8], deliveries: u64) -> Result<LogEntry, StorageError> {
     let v = LogValue::decode(raw)?;
     Ok(LogEntry {
         id: EntryId::new(seq, 0),
@@ -146,18 +124,10 @@ impl RelayLog for RedbBackend {
             return Ok(Vec::new());
         }
         let weight = relays.len();
-        self.inner
-            .writer
-            .call(weight, move |txn| append_in(txn, &relays))
-            .await
+        self.inner.writer.call(weight, move |txn| append_in(txn, &relays)).await
     }
 
-    async fn read(
-        &self,
-        supplier: &str,
-        consumer: &str,
-        max: usize,
-    ) -> Result<Vec<LogEntry>, StorageError> {
+    async fn read(&self, supplier: &str, consumer: &str, max: usize) -> Result<Vec<LogEntry>, StorageError> {
         let (supplier, consumer) = (supplier.to_owned(), consumer.to_owned());
         self.blocking(move |inner| {
             let now = Instant::now();
@@ -187,12 +157,7 @@ impl RelayLog for RedbBackend {
         .await
     }
 
-    async fn read_pending(
-        &self,
-        supplier: &str,
-        consumer: &str,
-        max: usize,
-    ) -> Result<Vec<LogEntry>, StorageError> {
+    async fn read_pending(&self, supplier: &str, consumer: &str, max: usize) -> Result<Vec<LogEntry>, StorageError> {
         let (supplier, consumer) = (supplier.to_owned(), consumer.to_owned());
         self.blocking(move |inner| {
             let mut groups = inner.groups();
@@ -324,10 +289,7 @@ impl RelayLog for RedbBackend {
                 item.map_err(db_err)?;
                 undelivered += 1;
             }
-            Ok(Backlog {
-                undelivered,
-                pending,
-            })
+            Ok(Backlog { undelivered, pending })
         })
         .await
     }

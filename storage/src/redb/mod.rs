@@ -142,9 +142,7 @@ impl RedbBackend {
         F: FnOnce(&Inner) -> Result<T, StorageError> + Send + 'static,
     {
         let inner = self.inner.clone();
-        tokio::task::spawn_blocking(move || f(&inner))
-            .await
-            .map_err(join_err)?
+        tokio::task::spawn_blocking(move || f(&inner)).await.map_err(join_err)?
     }
 }
 
@@ -160,11 +158,7 @@ fn read_meta(db: &Database, key: &str) -> Result<u64, StorageError> {
 }
 
 async fn sweep_once(inner: &Arc<Inner>) -> Result<u64, StorageError> {
-    inner
-        .leases
-        .lock()
-        .await
-        .expire_all(tokio::time::Instant::now());
+    inner.leases.lock().await.expire_all(tokio::time::Instant::now());
     let now = now_ms();
     inner
         .writer

@@ -9,14 +9,12 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::tables::{
-    KV, META, NAMESPACES, NODES, SESSIONS, db_err, decode_kv, decode_session, encode_kv,
-    encode_session, kv_live, namespace_key, now_ms,
+    KV, META, NAMESPACES, NODES, SESSIONS, db_err, decode_kv, decode_session, encode_kv, encode_session, kv_live,
+    namespace_key, now_ms,
 };
 use super::{Inner, RedbBackend, read_meta};
 use crate::StorageError;
-use crate::contract::{
-    BoxNodeStore, KvStore, LeaderInfo, Leadership, SessionRecord, SessionStore, TrieStore,
-};
+use crate::contract::{BoxNodeStore, KvStore, LeaderInfo, Leadership, SessionRecord, SessionStore, TrieStore};
 use crate::lease::CampaignPlan;
 use crate::memory::{parse_counter, version_conflict};
 use crate::nodes::{NodeBatch, NodeStore};
@@ -33,10 +31,7 @@ impl NodeStore for RedbNamespace {
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError> {
         let txn = self.inner.db.begin_read().map_err(db_err)?;
         let table = txn.open_table(NODES).map_err(db_err)?;
-        Ok(table
-            .get((self.ns, key))
-            .map_err(db_err)?
-            .map(|g| g.value().to_vec()))
+        Ok(table.get((self.ns, key)).map_err(db_err)?.map(|g| g.value().to_vec()))
     }
 
     fn write_batch(&mut self, batch: NodeBatch) -> Result<(), StorageError> {
@@ -64,9 +59,7 @@ impl NodeStore for RedbNamespace {
             let mut puts = batch.puts;
             puts.sort_unstable_by(|a, b| a.0.cmp(&b.0));
             for (key, value) in &puts {
-                nodes
-                    .insert((ns, key.as_slice()), value.as_slice())
-                    .map_err(db_err)?;
+                nodes.insert((ns, key.as_slice()), value.as_slice()).map_err(db_err)?;
             }
             Ok(Ok(()))
         })
@@ -87,10 +80,7 @@ impl TrieStore for RedbBackend {
                     return Ok(Ok(id.value()));
                 }
                 let mut meta = txn.open_table(META).map_err(db_err)?;
-                let id = meta
-                    .get("next_namespace")
-                    .map_err(db_err)?
-                    .map_or(0, |g| g.value());
+                let id = meta.get("next_namespace").map_err(db_err)?.map_or(0, |g| g.value());
                 meta.insert("next_namespace", id + 1).map_err(db_err)?;
                 names.insert(key.as_str(), id).map_err(db_err)?;
                 Ok(Ok(id))
@@ -140,20 +130,13 @@ fn record(supplier: &str, session_id: &str, raw: &[u8]) -> Result<SessionRecord,
 
 #[async_trait]
 impl SessionStore for RedbBackend {
-    async fn get(
-        &self,
-        supplier: &str,
-        session_id: &str,
-    ) -> Result<Option<SessionRecord>, StorageError> {
+    async fn get(&self, supplier: &str, session_id: &str) -> Result<Option<SessionRecord>, StorageError> {
         let (supplier, session_id) = (supplier.to_owned(), session_id.to_owned());
         self.blocking(move |inner| {
             let txn = inner.db.begin_read().map_err(db_err)?;
             let table = txn.open_table(SESSIONS).map_err(db_err)?;
-            let raw = table
-                .get((supplier.as_str(), session_id.as_str()))
-                .map_err(db_err)?;
-            raw.map(|g| record(&supplier, &session_id, g.value()))
-                .transpose()
+            let raw = table.get((supplier.as_str(), session_id.as_str())).map_err(db_err)?;
+            raw.map(|g| record(&supplier, &session_id, g.value())).transpose()
         })
         .await
     }
@@ -178,12 +161,7 @@ impl SessionStore for RedbBackend {
                     None => 0,
                 };
                 if current != expected_version {
-                    return Ok(Err(version_conflict(
-                        &supplier,
-                        &session_id,
-                        expected_version,
-                        current,
-                    )));
+                    return Ok(Err(version_conflict(&supplier, &session_id, expected_version, current)));
                 }
                 table.insert(key, value.as_slice()).map_err(db_err)?;
                 Ok(Ok(expected_version + 1))
@@ -217,11 +195,7 @@ impl SessionStore for RedbBackend {
             .await
     }
 
-    async fn list(
-        &self,
-        supplier: Option<&str>,
-        state: Option<&str>,
-    ) -> Result<Vec<SessionRecord>, StorageError> {
+    async fn list(&self, supplier: Option<&str>, state: Option<&str>) -> Result<Vec<SessionRecord>, StorageError> {
         let (supplier, state) = (supplier.map(str::to_owned), state.map(str::to_owned));
         self.blocking(move |inner| {
             let txn = inner.db.begin_read().map_err(db_err)?;
@@ -254,16 +228,9 @@ fn lease_key(election: &str) -> String {
 
 #[async_trait]
 impl Leadership for RedbBackend {
-    async fn campaign(
-        &self,
-        election: &str,
-        candidate: &str,
-        ttl: Duration,
-    ) -> Result<Option<u64>, StorageError> {
+    async fn campaign(&self, election: &str, candidate: &str, ttl: Duration) -> Result<Option<u64>, StorageError> {
         let key = lease_key(election);
-        let persisted = self
-            .blocking(move |inner| read_meta(&inner.db, &key))
-            .await?;
+        let persisted = self.blocking(move |inner| read_meta(&inner.db, &key)).await?;
         let mut leases = self.inner.leases.lock().await;
         match leases.plan(election, candidate, ttl, Instant::now(), persisted) {
             CampaignPlan::Holder(token) => Ok(Some(token)),
@@ -286,13 +253,7 @@ impl Leadership for RedbBackend {
         }
     }
 
-    async fn renew(
-        &self,
-        election: &str,
-        candidate: &str,
-        token: u64,
-        ttl: Duration,
-    ) -> Result<bool, StorageError> {
+    async fn renew(&self, election: &str, candidate: &str, token: u64, ttl: Duration) -> Result<bool, StorageError> {
         Ok(self
             .inner
             .leases
@@ -301,12 +262,7 @@ impl Leadership for RedbBackend {
             .renew(election, candidate, token, ttl, Instant::now()))
     }
 
-    async fn resign(
-        &self,
-        election: &str,
-        candidate: &str,
-        token: u64,
-    ) -> Result<bool, StorageError> {
+    async fn resign(&self, election: &str, candidate: &str, token: u64) -> Result<bool, StorageError> {
         Ok(self
             .inner
             .leases
@@ -316,24 +272,11 @@ impl Leadership for RedbBackend {
     }
 
     async fn leader(&self, election: &str) -> Result<Option<LeaderInfo>, StorageError> {
-        Ok(self
-            .inner
-            .leases
-            .lock()
-            .await
-            .leader(election, Instant::now()))
+        Ok(self.inner.leases.lock().await.leader(election, Instant::now()))
     }
 
-    async fn watch(
-        &self,
-        election: &str,
-    ) -> Result<watch::Receiver<Option<LeaderInfo>>, StorageError> {
-        Ok(self
-            .inner
-            .leases
-            .lock()
-            .await
-            .watch(election, Instant::now()))
+    async fn watch(&self, election: &str) -> Result<watch::Receiver<Option<LeaderInfo>>, StorageError> {
+        Ok(self.inner.leases.lock().await.watch(election, Instant::now()))
     }
 }
 
@@ -375,10 +318,7 @@ impl RedbBackend {
                     }
                 }
                 table
-                    .insert(
-                        key.as_str(),
-                        encode_kv(expiry_ms(ttl, now), &value).as_slice(),
-                    )
+                    .insert(key.as_str(), encode_kv(expiry_ms(ttl, now), &value).as_slice())
                     .map_err(db_err)?;
                 Ok(Ok(true))
             })
@@ -402,32 +342,15 @@ impl KvStore for RedbBackend {
         .await
     }
 
-    async fn set(
-        &self,
-        key: &str,
-        value: Vec<u8>,
-        ttl: Option<Duration>,
-    ) -> Result<(), StorageError> {
-        self.kv_set(key, value, ttl, SetMode::Always)
-            .await
-            .map(|_| ())
+    async fn set(&self, key: &str, value: Vec<u8>, ttl: Option<Duration>) -> Result<(), StorageError> {
+        self.kv_set(key, value, ttl, SetMode::Always).await.map(|_| ())
     }
 
-    async fn set_if_absent(
-        &self,
-        key: &str,
-        value: Vec<u8>,
-        ttl: Option<Duration>,
-    ) -> Result<bool, StorageError> {
+    async fn set_if_absent(&self, key: &str, value: Vec<u8>, ttl: Option<Duration>) -> Result<bool, StorageError> {
         self.kv_set(key, value, ttl, SetMode::IfAbsent).await
     }
 
-    async fn increment(
-        &self,
-        key: &str,
-        delta: i64,
-        ttl: Option<Duration>,
-    ) -> Result<i64, StorageError> {
+    async fn increment(&self, key: &str, delta: i64, ttl: Option<Duration>) -> Result<i64, StorageError> {
         let key = key.to_owned();
         self.inner
             .writer
@@ -450,15 +373,10 @@ impl KvStore for RedbBackend {
                 };
                 let (n, exp) = current.unwrap_or((0, expiry_ms(ttl, now)));
                 let Some(next) = n.checked_add(delta) else {
-                    return Ok(Err(StorageError::Backend(format!(
-                        "kv counter {key:?} overflows"
-                    ))));
+                    return Ok(Err(StorageError::Backend(format!("kv counter {key:?} overflows"))));
                 };
                 table
-                    .insert(
-                        key.as_str(),
-                        encode_kv(exp, next.to_string().as_bytes()).as_slice(),
-                    )
+                    .insert(key.as_str(), encode_kv(exp, next.to_string().as_bytes()).as_slice())
                     .map_err(db_err)?;
                 Ok(Ok(next))
             })

@@ -72,14 +72,12 @@ impl<'a> Reader<'a> {
     fn string(&mut self) -> Result<String, StorageError> {
         let what = self.what;
         let b = self.bytes()?;
-        String::from_utf8(b.to_vec())
-            .map_err(|_| StorageError::Corrupt(format!("non-UTF-8 string in {what} value")))
+        String::from_utf8(b.to_vec()).map_err(|_| StorageError::Corrupt(format!("non-UTF-8 string in {what} value")))
     }
 }
 
 fn put_bytes(out: &mut Vec<u8>, b: &[u8]) -> Result<(), StorageError> {
-    let len = u32::try_from(b.len())
-        .map_err(|_| StorageError::Backend("field longer than 4 GiB".into()))?;
+    let len = u32::try_from(b.len()).map_err(|_| StorageError::Backend("field longer than 4 GiB".into()))?;
     out.extend_from_slice(&len.to_be_bytes());
     out.extend_from_slice(b);
     Ok(())
@@ -95,12 +93,7 @@ pub(crate) struct LogValue {
 }
 
 impl LogValue {
-    pub fn encode(
-        session_id: &str,
-        end: u64,
-        hash: &[u8],
-        payload: &[u8],
-    ) -> Result<Vec<u8>, StorageError> {
+    pub fn encode(session_id: &str, end: u64, hash: &[u8], payload: &[u8]) -> Result<Vec<u8>, StorageError> {
         let mut out = Vec::with_capacity(16 + session_id.len() + hash.len() + payload.len());
         out.extend_from_slice(&end.to_be_bytes());
         put_bytes(&mut out, session_id.as_bytes())?;
@@ -110,10 +103,7 @@ impl LogValue {
     }
 
     pub fn decode(buf: &[u8]) -> Result<Self, StorageError> {
-        let mut r = Reader {
-            buf,
-            what: "relay log",
-        };
+        let mut r = Reader { buf, what: "relay log" };
         let session_end_height = r.u64()?;
         let session_id = r.string()?;
         let relay_hash = r.bytes()?.to_vec();
@@ -127,21 +117,14 @@ impl LogValue {
 
     /// Only the session id (for trimming without copying payloads).
     pub fn session_of(buf: &[u8]) -> Result<&[u8], StorageError> {
-        let mut r = Reader {
-            buf,
-            what: "relay log",
-        };
+        let mut r = Reader { buf, what: "relay log" };
         r.u64()?;
         r.bytes()
     }
 }
 
 /// Encodes a session record value.
-pub(crate) fn encode_session(
-    version: u64,
-    state: &str,
-    data: &[u8],
-) -> Result<Vec<u8>, StorageError> {
+pub(crate) fn encode_session(version: u64, state: &str, data: &[u8]) -> Result<Vec<u8>, StorageError> {
     let mut out = Vec::with_capacity(12 + state.len() + data.len());
     out.extend_from_slice(&version.to_be_bytes());
     put_bytes(&mut out, state.as_bytes())?;

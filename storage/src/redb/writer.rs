@@ -78,9 +78,7 @@ impl Writer {
     pub async fn call<T, F>(&self, weight: usize, f: F) -> Result<T, StorageError>
     where
         T: Send + 'static,
-        F: FnOnce(&WriteTransaction) -> Result<Result<T, StorageError>, StorageError>
-            + Send
-            + 'static,
+        F: FnOnce(&WriteTransaction) -> Result<Result<T, StorageError>, StorageError> + Send + 'static,
     {
         let (tx, rx) = oneshot::channel();
         let op = make_op(weight, f, move |r| {
@@ -94,9 +92,7 @@ impl Writer {
     pub fn call_blocking<T, F>(&self, weight: usize, f: F) -> Result<T, StorageError>
     where
         T: Send + 'static,
-        F: FnOnce(&WriteTransaction) -> Result<Result<T, StorageError>, StorageError>
-            + Send
-            + 'static,
+        F: FnOnce(&WriteTransaction) -> Result<Result<T, StorageError>, StorageError> + Send + 'static,
     {
         let (tx, rx) = mpsc::sync_channel(1);
         let op = make_op(weight, f, move |r| {

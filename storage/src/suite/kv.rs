@@ -17,16 +17,8 @@ pub async fn kv_basics(f: Fixture) {
     assert_eq!(kv.get("k").await.unwrap().as_deref(), Some(&b"v2"[..]));
     assert!(!kv.set_if_absent("k", b"v3".to_vec(), None).await.unwrap());
     assert_eq!(kv.get("k").await.unwrap().as_deref(), Some(&b"v2"[..]));
-    assert!(
-        kv.set_if_absent("lock", b"1".to_vec(), Some(LONG))
-            .await
-            .unwrap()
-    );
-    assert!(
-        !kv.set_if_absent("lock", b"2".to_vec(), Some(LONG))
-            .await
-            .unwrap()
-    );
+    assert!(kv.set_if_absent("lock", b"1".to_vec(), Some(LONG)).await.unwrap());
+    assert!(!kv.set_if_absent("lock", b"2".to_vec(), Some(LONG)).await.unwrap());
 
     assert_eq!(kv.increment("meter", 5, None).await.unwrap(), 5);
     assert_eq!(kv.increment("meter", -2, None).await.unwrap(), 3);
@@ -45,11 +37,7 @@ pub async fn kv_basics(f: Fixture) {
     assert!(kv.delete("k").await.unwrap());
     assert!(!kv.delete("k").await.unwrap());
     assert_eq!(kv.get("k").await.unwrap(), None);
-    assert!(
-        kv.set_if_absent("k", b"fresh".to_vec(), None)
-            .await
-            .unwrap()
-    );
+    assert!(kv.set_if_absent("k", b"fresh".to_vec(), None).await.unwrap());
     let empty = String::new();
     kv.set(&empty, Vec::new(), None).await.unwrap();
     assert_eq!(
@@ -66,11 +54,7 @@ pub async fn kv_ttl(f: Fixture) {
     kv.set("long", b"l".to_vec(), Some(LONG)).await.unwrap();
     kv.set("forever", b"f".to_vec(), None).await.unwrap();
     kv.set("short", b"s".to_vec(), Some(short)).await.unwrap();
-    assert!(
-        kv.set_if_absent("dedup", b"1".to_vec(), Some(short))
-            .await
-            .unwrap()
-    );
+    assert!(kv.set_if_absent("dedup", b"1".to_vec(), Some(short)).await.unwrap());
     assert_eq!(kv.increment("window", 1, Some(short)).await.unwrap(), 1);
     for key in ["short", "dedup", "window"] {
         let kv = kv.clone();
@@ -83,9 +67,7 @@ pub async fn kv_ttl(f: Fixture) {
     assert_eq!(kv.get("long").await.unwrap().as_deref(), Some(&b"l"[..]));
     assert_eq!(kv.get("forever").await.unwrap().as_deref(), Some(&b"f"[..]));
     assert!(
-        kv.set_if_absent("dedup", b"2".to_vec(), Some(LONG))
-            .await
-            .unwrap(),
+        kv.set_if_absent("dedup", b"2".to_vec(), Some(LONG)).await.unwrap(),
         "expired key is absent"
     );
     assert_eq!(kv.get("dedup").await.unwrap().as_deref(), Some(&b"2"[..]));

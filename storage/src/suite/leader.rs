@@ -24,10 +24,7 @@ pub async fn leadership_exclusive(f: Fixture) {
             handles.push(tokio::spawn(async move {
                 let name = format!("cand-{round}-{c}");
                 barrier.wait().await;
-                (
-                    name.clone(),
-                    l.campaign("global", &name, LONG).await.unwrap(),
-                )
+                (name.clone(), l.campaign("global", &name, LONG).await.unwrap())
             }));
         }
         let mut winners = Vec::new();
@@ -37,11 +34,7 @@ pub async fn leadership_exclusive(f: Fixture) {
                 winners.push((name, token));
             }
         }
-        assert_eq!(
-            winners.len(),
-            1,
-            "exactly one leader in round {round}: {winners:?}"
-        );
+        assert_eq!(winners.len(), 1, "exactly one leader in round {round}: {winners:?}");
         let (name, token) = winners.pop().unwrap();
         assert!(token > last_token, "token {token} after {last_token}");
         last_token = token;
@@ -53,11 +46,7 @@ pub async fn leadership_exclusive(f: Fixture) {
             "holder keeps its token"
         );
         assert!(l.renew("global", &name, token, LONG).await.unwrap());
-        assert!(
-            !l.renew("global", "someone-else", token, LONG)
-                .await
-                .unwrap()
-        );
+        assert!(!l.renew("global", "someone-else", token, LONG).await.unwrap());
         assert!(!l.renew("global", &name, token + 1, LONG).await.unwrap());
         assert!(!l.resign("global", "someone-else", token).await.unwrap());
         assert!(l.resign("global", &name, token).await.unwrap());
@@ -71,10 +60,7 @@ pub async fn leadership_exclusive(f: Fixture) {
     let a = l.campaign("supplier:pokt1a", "x", LONG).await.unwrap();
     let b = l.campaign("supplier:pokt1b", "y", LONG).await.unwrap();
     assert!(a.is_some() && b.is_some());
-    assert_eq!(
-        l.campaign("supplier:pokt1a", "y", LONG).await.unwrap(),
-        None
-    );
+    assert_eq!(l.campaign("supplier:pokt1a", "y", LONG).await.unwrap(), None);
 }
 
 /// A holder that stops renewing loses the lease; a waiting candidate takes over with a greater token, the old
@@ -91,11 +77,7 @@ pub async fn leadership_takeover(f: Fixture) {
     .await;
     assert_eq!(seen.token, old);
     // Shorten the lease and stop renewing it.
-    assert!(
-        l.renew("global", "old", old, Duration::from_millis(300))
-            .await
-            .unwrap()
-    );
+    assert!(l.renew("global", "old", old, Duration::from_millis(300)).await.unwrap());
     let new = poll_until("the waiting candidate takes over", || {
         let l = l.clone();
         async move { l.campaign("global", "new", LONG).await.unwrap() }

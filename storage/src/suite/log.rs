@@ -98,19 +98,11 @@ pub async fn relay_log_order(f: Fixture) {
         }
     );
     let own = log.read_pending("pokt1a", "c1", 100).await.unwrap();
-    assert_eq!(
-        own.iter().map(|e| e.id).collect::<Vec<_>>(),
-        ids_a[4..].to_vec()
-    );
+    assert_eq!(own.iter().map(|e| e.id).collect::<Vec<_>>(), ids_a[4..].to_vec());
     assert!(own.iter().all(|e| e.deliveries == 2));
     assert_eq!(log.ack("pokt1a", &ids_a).await.unwrap(), 8);
     assert_eq!(log.backlog("pokt1a").await.unwrap(), Backlog::default());
-    assert!(
-        log.read_pending("pokt1a", "c1", 100)
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    assert!(log.read_pending("pokt1a", "c1", 100).await.unwrap().is_empty());
 
     // New appends after consumption continue the order.
     let more = log.append(vec![relay("pokt1a", "s1", 100)]).await.unwrap();
@@ -144,10 +136,7 @@ pub async fn relay_log_redelivery(f: Fixture) {
             .is_empty(),
         "entries delivered just now are not idle for an hour"
     );
-    let claimed = log
-        .claim("pokt1a", "alive", Duration::ZERO, 100)
-        .await
-        .unwrap();
+    let claimed = log.claim("pokt1a", "alive", Duration::ZERO, 100).await.unwrap();
     let claimed_ids: Vec<EntryId> = claimed.iter().map(|e| e.id).collect();
     assert_eq!(
         claimed_ids,
@@ -160,10 +149,7 @@ pub async fn relay_log_redelivery(f: Fixture) {
         assert_eq!(e.relay, relay("pokt1a", "s1", n));
     }
     assert!(
-        log.read_pending("pokt1a", "dead", 100)
-            .await
-            .unwrap()
-            .is_empty(),
+        log.read_pending("pokt1a", "dead", 100).await.unwrap().is_empty(),
         "claimed away from the dead one"
     );
     assert_eq!(
@@ -188,11 +174,7 @@ pub async fn relay_log_trim_session(f: Fixture) {
     let log = &f.storage.relay_log;
     let mut relays = Vec::new();
     for n in 0..12 {
-        relays.push(relay(
-            "pokt1a",
-            if n % 3 == 0 { "s-old" } else { "s-new" },
-            n,
-        ));
+        relays.push(relay("pokt1a", if n % 3 == 0 { "s-old" } else { "s-new" }, n));
     }
     relays.push(relay("pokt1b", "s-old", 99));
     log.append(relays).await.unwrap();
@@ -216,11 +198,7 @@ pub async fn relay_log_trim_session(f: Fixture) {
             .all(|e| e.relay.session_id == "s-new")
     );
     let other = log.read("pokt1b", "c1", 100).await.unwrap();
-    assert_eq!(
-        other.len(),
-        1,
-        "other supplier's session of the same name untouched"
-    );
+    assert_eq!(other.len(), 1, "other supplier's session of the same name untouched");
 }
 
 /// Many concurrent appenders: every acknowledged relay is readable exactly once, in per-call order.
@@ -233,9 +211,7 @@ pub async fn relay_log_concurrent_appends(f: Fixture) {
         handles.push(tokio::spawn(async move {
             let mut ids = Vec::new();
             for b in 0..(per_task / 4) {
-                let batch = (0..4)
-                    .map(|i| relay("pokt1c", &format!("t{t}"), b * 4 + i))
-                    .collect();
+                let batch = (0..4).map(|i| relay("pokt1c", &format!("t{t}"), b * 4 + i)).collect();
                 ids.extend(log.append(batch).await.unwrap());
             }
             ids
@@ -244,10 +220,7 @@ pub async fn relay_log_concurrent_appends(f: Fixture) {
     let mut all_ids = Vec::new();
     for h in handles {
         let ids = h.await.unwrap();
-        assert!(
-            ids.windows(2).all(|w| w[0] < w[1]),
-            "one caller's appends are ordered"
-        );
+        assert!(ids.windows(2).all(|w| w[0] < w[1]), "one caller's appends are ordered");
         all_ids.extend(ids);
     }
     let mut got = Vec::new();
@@ -268,9 +241,7 @@ pub async fn relay_log_concurrent_appends(f: Fixture) {
             .map(|e| &e.relay)
             .filter(|r| r.session_id == format!("t{t}"))
             .collect();
-        let expect: Vec<MinedRelay> = (0..per_task)
-            .map(|n| relay("pokt1c", &format!("t{t}"), n))
-            .collect();
+        let expect: Vec<MinedRelay> = (0..per_task).map(|n| relay("pokt1c", &format!("t{t}"), n)).collect();
         assert_eq!(mine.into_iter().cloned().collect::<Vec<_>>(), expect);
     }
 }
@@ -311,11 +282,7 @@ pub async fn trie_namespaces(f: Fixture) {
     let reopened = tries.open("pokt1a", "s1").await.unwrap();
     tokio::task::spawn_blocking(move || {
         for k in [1u8, 49, 200] {
-            assert_eq!(
-                a1.get(&[k; 32]).unwrap(),
-                None,
-                "deleted namespace is empty"
-            );
+            assert_eq!(a1.get(&[k; 32]).unwrap(), None, "deleted namespace is empty");
             assert_eq!(reopened.get(&[k; 32]).unwrap(), None);
         }
         assert_eq!(

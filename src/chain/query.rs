@@ -1,0 +1,371 @@
+//! Typed pocket/cosmos queries over gRPC (§1.3) with caches keyed the way the protocol is keyed: params,
+//! difficulty and compute units *at height* (immutable once the height exists: cached until evicted), sessions
+//! per (app, service, height), applications and account keys with short TTLs. Not-found answers are cached
+//! briefly and never forever; failed reads are never cached (lessons.md).
+
+use std::time::Duration;
+
+use super::cache::TtlCache;
+use super::grpc::{GrpcClient, GrpcError};
+use crate::protocol::wire::{self, method, tendermint_method};
+
+/// Errors of chain queries.
+#[derive(Debug, thiserror::Error)]
+pub enum ChainError {
+    /// The gRPC call failed.
+    #[error(transparent)]
+    Grpc(#[from] GrpcError),
+    /// The chain has no such entity.
+    #[error("{0} not found on chain")]
+    NotFound(String),
+    /// The chain answered something unusable.
+    #[error("unexpected chain response: {0}")]
+    BadResponse(String),
+}
+
+impl ChainError {
+    /// Whether retrying can help.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            Self::Grpc(e) => e.is_retryable(),
+            _ => false,
+        }
+    }
+}
+
+/// A committed block as the miner needs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BlockInfo {
+    /// Height.
+    pub height: i64,
+    /// Block-id hash (32 bytes).
+    pub hash: Vec<u8>,
+    /// Block time.
+    pub time: wire::BlockTime,
+}
+
+/// Cache lifetimes.
+const ENTITY_TTL: Duration = Duration::from_secs(10);
+const NOT_FOUND_TTL: Duration = Duration::from_secs(2);
+
+/// The chain query client shared by relayer and miner.
+#[derive(Debug)]
+pub struct ChainClient {
+    grpc: GrpcClient,
+    shared_at: TtlCache<i64, wire::SharedParams>,
+    difficulty_at: TtlCache<(String, i64), Vec<u8>>,
+    compute_units_at: TtlCache<(String, i64), u64>,
+    sessions: TtlCache<(String, String, i64), wire::Session>,
+    applications: TtlCache<String, Option<wire::Application>>,
+    pubkeys: TtlCache<String, Option<[u8; 33]>>,
+    blocks: TtlCache<i64, BlockInfo>,
+}
+
+impl ChainClient {
+    /// A client of the gRPC endpoint `url`, every call bounded by `timeout`.
+    pub fn new(url: &str, timeout: Duration) -> Result<Self, ChainError> {
+        Ok(Self {
+            grpc: GrpcClient::new(url, timeout)?,
+            shared_at: TtlCache::new(4096),
+            difficulty_at: TtlCache::new(16_384),
+            compute_units_at: TtlCache::new(16_384),
+            sessions: TtlCache::new(65_536),
+            applications: TtlCache::new(65_536),
+            pubkeys: TtlCache::new(65_536),
+            blocks: TtlCache::new(4096),
+        })
+    }
+
+    /// The raw gRPC client (for tx calls).
+    pub fn grpc(&self) -> &GrpcClient {
+        &self.grpc
+    }
+
+    /// Shared params in effect at `height` (`ParamsAtHeight`), cached per height.
+    pub async fn shared_params_at(&self, height: i64) -> Result<wire::SharedParams, ChainError> {
+        if let Some(p) = self.shared_at.get(&height) {
+            return Ok(p);
+        }
+        let response: wire::QuerySharedParamsResponse = self
+            .grpc
+            .unary(
+                method::SHARED_PARAMS_AT_HEIGHT,
+                wire::QueryParamsAtHeightRequest { height },
+            )
+            .await?;
+        let params = response
+            .params
+            .ok_or_else(|| ChainError::BadResponse("ParamsAtHeight without params".into()))?;
+        if height > 0 {
+            self.shared_at.insert(height, params.clone(), None);
+        }
+        Ok(params)
+    }
+
+    /// Current proof params (not cached: read once per claim).
+    pub async fn proof_params(&self) -> Result<wire::ProofParams, ChainError> {
+        let response: wire::QueryProofParamsResponse = self
+            .grpc
+            .unary(method::PROOF_PARAMS, wire::QueryParamsRequest {})
+            .await?;
+        response
+            .params
+            .ok_or_else(|| ChainError::BadResponse("proof Params without params".into()))
+    }
+
+    /// The session of (app, service) at `height` (§2.6 step 3).
+    pub async fn session(&self, app: &str, service: &str, height: i64) -> Result<wire::Session, ChainError> {
+        let key = (app.to_string(), service.to_string(), height);
+        if let Some(s) = self.sessions.get(&key) {
+            return Ok(s);
+        }
+        let request = wire::QueryGetSessionRequest {
+            application_address: app.to_string(),
+            service_id: service.to_string(),
+            block_height: height,
+        };
+        let response: wire::QueryGetSessionResponse = match self.grpc.unary(method::GET_SESSION, request).await {
+            Err(e) if e.is_not_found() => return Err(ChainError::NotFound(format!("session of {app}/{service}"))),
+            other => other?,
+        };
+        let session = response
+            .session
+            .ok_or_else(|| ChainError::BadResponse("GetSession without session".into()))?;
+        if height > 0 {
+            self.sessions
+                .insert(key, session.clone(), Some(Duration::from_secs(600)));
+        }
+        Ok(session)
+    }
+
+    /// The application (current state), `None` when not staked.
+    pub async fn application(&self, address: &str) -> Result<Option<wire::Application>, ChainError> {
+        if let Some(a) = self.applications.get(&address.to_string()) {
+            return Ok(a);
+        }
+        let request = wire::QueryGetApplicationRequest {
+            address: address.to_string(),
+        };
+        let result: Result<wire::QueryGetApplicationResponse, _> = self.grpc.unary(method::APPLICATION, request).await;
+        let app = match result {
+            Ok(r) => r.application,
+            Err(e) if e.is_not_found() => None,
+            Err(e) => return Err(e.into()),
+        };
+        let ttl = if app.is_some() { ENTITY_TTL } else { NOT_FOUND_TTL };
+        self.applications.insert(address.to_string(), app.clone(), Some(ttl));
+        Ok(app)
+    }
+
+    /// Drops cached applications (new block: delegations may have changed).
+    pub fn invalidate_applications(&self) {
+        self.applications.clear();
+    }
+
+    /// The account's 33-byte public key, `None` when the account never signed a tx (or does not exist).
+    pub async fn account_pubkey(&self, address: &str) -> Result<Option<[u8; 33]>, ChainError> {
+        if let Some(k) = self.pubkeys.get(&address.to_string()) {
+            return Ok(k);
+        }
+        let request = wire::QueryAccountRequest {
+            address: address.to_string(),
+        };
+        let result: Result<wire::QueryAccountResponse, _> = self.grpc.unary(method::ACCOUNT, request).await;
+        let key = match result {
+            Ok(r) => {
+                let account = r
+                    .account
+                    .ok_or_else(|| ChainError::BadResponse("Account without account".into()))?;
+                let base = <wire::BaseAccount as prost::Message>::decode(account.value.as_slice())
+                    .map_err(|e| ChainError::BadResponse(format!("BaseAccount: {e}")))?;
+                match base.pub_key {
+                    None => None,
+                    Some(any) => {
+                        let pk = <crate::chain::tx::Secp256k1PubKey as prost::Message>::decode(any.value.as_slice())
+                            .map_err(|e| ChainError::BadResponse(format!("PubKey: {e}")))?;
+                        Some(
+                            pk.key
+                                .try_into()
+                                .map_err(|_| ChainError::BadResponse("pubkey not 33 bytes".into()))?,
+                        )
+                    }
+                }
+            }
+            Err(e) if e.is_not_found() => None,
+            Err(e) => return Err(e.into()),
+        };
+        // A key never changes once set; absence may end at the account's first tx.
+        let ttl = if key.is_some() { None } else { Some(NOT_FOUND_TTL) };
+        self.pubkeys.insert(address.to_string(), key, ttl);
+        Ok(key)
+    }
+
+    /// Account number and sequence (for ordered txs and SignDoc).
+    pub async fn account(&self, address: &str) -> Result<wire::BaseAccount, ChainError> {
+        let request = wire::QueryAccountRequest {
+            address: address.to_string(),
+        };
+        let response: wire::QueryAccountResponse = match self.grpc.unary(method::ACCOUNT, request).await {
+            Err(e) if e.is_not_found() => return Err(ChainError::NotFound(format!("account {address}"))),
+            other => other?,
+        };
+        let account = response
+            .account
+            .ok_or_else(|| ChainError::BadResponse("Account without account".into()))?;
+        <wire::BaseAccount as prost::Message>::decode(account.value.as_slice())
+            .map_err(|e| ChainError::BadResponse(format!("BaseAccount: {e}")))
+    }
+
+    /// The relay mining difficulty target of `service` at `height` (session start, §4).
+    pub async fn difficulty_target_at(&self, service: &str, height: i64) -> Result<Vec<u8>, ChainError> {
+        let key = (service.to_string(), height);
+        if let Some(t) = self.difficulty_at.get(&key) {
+            return Ok(t);
+        }
+        let request = wire::QueryGetRelayMiningDifficultyAtHeightRequest {
+            service_id: service.to_string(),
+            block_height: height,
+        };
+        let response: wire::QueryGetRelayMiningDifficultyResponse = self
+            .grpc
+            .unary(method::RELAY_MINING_DIFFICULTY_AT_HEIGHT, request)
+            .await?;
+        let target = response
+            .relay_mining_difficulty
+            .map(|d| d.target_hash)
+            .filter(|t| t.len() == 32)
+            .ok_or_else(|| ChainError::BadResponse(format!("difficulty of {service} without a 32-byte target")))?;
+        if height > 0 {
+            self.difficulty_at.insert(key, target.clone(), None);
+        }
+        Ok(target)
+    }
+
+    /// Compute units per relay of `service` at `height` (session start, §5).
+    pub async fn compute_units_at(&self, service: &str, height: i64) -> Result<u64, ChainError> {
+        let key = (service.to_string(), height);
+        if let Some(cu) = self.compute_units_at.get(&key) {
+            return Ok(cu);
+        }
+        let request = wire::QueryGetComputeUnitsPerRelayAtHeightRequest {
+            service_id: service.to_string(),
+            block_height: height,
+        };
+        let response: wire::QueryGetComputeUnitsPerRelayAtHeightResponse = self
+            .grpc
+            .unary(method::COMPUTE_UNITS_PER_RELAY_AT_HEIGHT, request)
+            .await?;
+        if response.compute_units_per_relay == 0 {
+            return Err(ChainError::BadResponse(format!(
+                "service {service} has 0 compute units at {height}"
+            )));
+        }
+        if height > 0 {
+            self.compute_units_at
+                .insert(key, response.compute_units_per_relay, None);
+        }
+        Ok(response.compute_units_per_relay)
+    }
+
+    /// The claim of (session, supplier), if on chain.
+    pub async fn claim(&self, session_id: &str, supplier: &str) -> Result<Option<wire::Claim>, ChainError> {
+        let request = wire::QueryGetClaimRequest {
+            session_id: session_id.to_string(),
+            supplier_operator_address: supplier.to_string(),
+        };
+        match self
+            .grpc
+            .unary::<_, wire::QueryGetClaimResponse>(method::CLAIM, request)
+            .await
+        {
+            Ok(r) => Ok(r.claim),
+            Err(e) if e.is_not_found() => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// The latest committed block.
+    pub async fn latest_block(&self) -> Result<BlockInfo, ChainError> {
+        let response: wire::GetBlockResponse = self
+            .grpc
+            .unary(tendermint_method::GET_LATEST_BLOCK, wire::GetLatestBlockRequest {})
+            .await?;
+        let block = block_info(response)?;
+        self.blocks.insert(block.height, block.clone(), None);
+        Ok(block)
+    }
+
+    /// The block at `height` (its hash seeds session ids and proof paths).
+    pub async fn block(&self, height: i64) -> Result<BlockInfo, ChainError> {
+        if let Some(b) = self.blocks.get(&height) {
+            return Ok(b);
+        }
+        let result: Result<wire::GetBlockResponse, _> = self
+            .grpc
+            .unary(
+                tendermint_method::GET_BLOCK_BY_HEIGHT,
+                wire::GetBlockByHeightRequest { height },
+            )
+            .await;
+        let block = match result {
+            Err(e) if e.is_not_found() => return Err(ChainError::NotFound(format!("block {height}"))),
+            other => block_info(other?)?,
+        };
+        self.blocks.insert(height, block.clone(), None);
+        Ok(block)
+    }
+
+    /// Simulates a tx; returns gas used.
+    pub async fn simulate(&self, tx_bytes: Vec<u8>) -> Result<u64, ChainError> {
+        let response: wire::SimulateResponse = self
+            .grpc
+            .unary(method::SIMULATE, wire::SimulateRequest { tx_bytes })
+            .await?;
+        Ok(response.gas_info.map(|g| g.gas_used).unwrap_or_default())
+    }
+
+    /// Broadcasts a tx in SYNC mode (mempool admission only; inclusion is confirmed separately).
+    pub async fn broadcast(&self, tx_bytes: Vec<u8>) -> Result<wire::TxResponse, ChainError> {
+        let request = wire::BroadcastTxRequest {
+            tx_bytes,
+            mode: wire::BROADCAST_MODE_SYNC,
+        };
+        let response: wire::BroadcastTxResponse = self.grpc.unary(method::BROADCAST_TX, request).await?;
+        response
+            .tx_response
+            .ok_or_else(|| ChainError::BadResponse("BroadcastTx without tx_response".into()))
+    }
+
+    /// The result of an included tx, `None` while not included.
+    pub async fn get_tx(&self, hash: &str) -> Result<Option<wire::TxResponse>, ChainError> {
+        match self
+            .grpc
+            .unary::<_, wire::GetTxResponse>(method::GET_TX, wire::GetTxRequest { hash: hash.to_string() })
+            .await
+        {
+            Ok(r) => Ok(r.tx_response),
+            Err(e) if e.is_not_found() => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+}
+
+fn block_info(response: wire::GetBlockResponse) -> Result<BlockInfo, ChainError> {
+    let hash = response.block_id.map(|b| b.hash).unwrap_or_default();
+    let header = response
+        .block
+        .and_then(|b| b.header)
+        .ok_or_else(|| ChainError::BadResponse("block without header".into()))?;
+    if hash.len() != 32 || header.height <= 0 {
+        return Err(ChainError::BadResponse(format!(
+            "block {} with a {}-byte hash",
+            header.height,
+            hash.len()
+        )));
+    }
+    Ok(BlockInfo {
+        height: header.height,
+        hash,
+        time: header.time.unwrap_or_default(),
+    })
+}
