@@ -35,6 +35,17 @@ return 1
     )
 });
 
+/// Creates the stream (if missing) and its consumer group at id 0; 1 when the group exists now.
+static CREATE_GROUP: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+local r = redis.pcall('XGROUP', 'CREATE', KEYS[1], ARGV[1], '0', 'MKSTREAM')
+if type(r) == 'table' and r.err and not string.find(r.err, 'BUSYGROUP') then return r end
+return 1
+",
+    )
+});
+
 /// XACK each id; XDEL the ones that were pending. Returns how many were acknowledged.
 static ACK_DEL: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
@@ -232,6 +243,23 @@ impl RedisBackend {
         Ok(exists == 1)
     }
 
+    /// Creates the stream and its consumer group unless this process knows they exist. Appends do this, so
+    /// a reader never needs to create the group later (group creation is refused while Redis is out of memory,
+    /// reads and acks are not).
+    async fn create_group(&self, stream: &str) -> Result<(), StorageError> {
+        if lock(&self.inner.groups).contains(stream) {
+            return Ok(());
+        }
+        let _: i64 = CREATE_GROUP
+            .key(stream)
+            .arg(self.keys().group())
+            .invoke_async(&mut self.conn())
+            .await
+            .map_err(|e| self.err("XGROUP CREATE MKSTREAM", e))?;
+        lock(&self.inner.groups).insert(stream.to_owned());
+        Ok(())
+    }
+
     fn forget_group(&self, stream: &str) {
         lock(&self.inner.groups).remove(stream);
     }
@@ -306,6 +334,13 @@ impl RelayLog for RedisBackend {
     async fn append(&self, relays: Vec<MinedRelay>) -> Result<Vec<EntryId>, StorageError> {
         if relays.is_empty() {
             return Ok(Vec::new());
+        }
+        let mut streams: Vec<&str> = relays.iter().map(|r| r.supplier.as_str()).collect();
+        streams.sort_unstable();
+        streams.dedup();
+        for supplier in streams {
+            self.create_group(&self.keys().relay_stream(supplier))
+                .await?;
         }
         let mut p = redis::pipe();
         p.atomic();
@@ -580,21 +615,7 @@ impl BlockingReader {
         }
         let b = self.backend.clone();
         let stream = b.keys().relay_stream(supplier);
-        if !b.ensure_group(&stream).await? {
-            let res: Result<(), _> = redis::cmd("XGROUP")
-                .arg("CREATE")
-                .arg(&stream)
-                .arg(b.keys().group())
-                .arg("0")
-                .arg("MKSTREAM")
-                .query_async(&mut b.conn())
-                .await;
-            match res {
-                Ok(()) => {}
-                Err(e) if error::has_code(&e, "BUSYGROUP") => {}
-                Err(e) => return Err(b.err("XGROUP CREATE MKSTREAM", e)),
-            }
-        }
+        b.create_group(&stream).await?;
         let block = b.config().block_timeout;
         let mut conn = match self.conn.take() {
             Some(c) => c,
