@@ -35,6 +35,7 @@ mod lease;
 pub mod memory;
 pub mod nodes;
 pub mod redb;
+pub mod redis;
 pub mod suite;
 
 use std::sync::Arc;

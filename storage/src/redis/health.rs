@@ -1,0 +1,173 @@
+//! Health of the Redis backend: the `INFO MEMORY` monitor and the readiness probe.
+//!
+//! The monitor exports `used_memory`, `maxmemory` and their ratio through [`RedisStats::memory`]
+//! (with a heartbeat timestamp that advances every successful poll) and warns above `memory_warn_ratio`, so an
+//! operator sees OOM coming instead of discovering it hours later. The readiness probe answers `PING` and a
+//! small write, so `/ready` can go 503 with a typed reason while Redis refuses writes.
+
+use std::time::Duration;
+
+use super::RedisBackend;
+use super::stats::MemorySnapshot;
+use crate::StorageError;
+
+/// Why Redis storage is not ready.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NotReady {
+    /// `PING` failed: no connection, timeout.
+    #[error("redis unreachable: {0}")]
+    Unreachable(String),
+    /// The probe write was refused with `OOM command not allowed`.
+    #[error("redis out of memory: {0}")]
+    OutOfMemory(String),
+    /// The probe write failed otherwise (read-only replica, ACL, ...).
+    #[error("redis refuses writes: {0}")]
+    WriteRejected(String),
+}
+
+impl NotReady {
+    /// A stable label for metrics and logs: `redis_unreachable`, `redis_oom`, `redis_write_rejected`.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::Unreachable(_) => "redis_unreachable",
+            Self::OutOfMemory(_) => "redis_oom",
+            Self::WriteRejected(_) => "redis_write_rejected",
+        }
+    }
+}
+
+/// The running memory monitor; dropping it stops the task.
+#[derive(Debug)]
+pub struct MemoryMonitor {
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for MemoryMonitor {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// `(used_memory, maxmemory)` from an `INFO MEMORY` reply.
+fn parse_info_memory(info: &str) -> Option<(u64, u64)> {
+    let field = |name: &str| {
+        info.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))
+            .and_then(|v| v.trim().parse::<u64>().ok())
+    };
+    Some((field("used_memory")?, field("maxmemory")?))
+}
+
+impl RedisBackend {
+    /// Polls `INFO MEMORY` once, updates the gauges and warns above the configured ratio.
+    pub async fn poll_memory(&self) -> Result<MemorySnapshot, StorageError> {
+        let stats = &self.inner.stats;
+        let info: String = match redis::cmd("INFO")
+            .arg("MEMORY")
+            .query_async(&mut self.conn())
+            .await
+        {
+            Ok(s) => s,
+            Err(e) => {
+                stats.record_memory_poll_failure();
+                return Err(self.err("INFO MEMORY", e));
+            }
+        };
+        let Some((used, max)) = parse_info_memory(&info) else {
+            stats.record_memory_poll_failure();
+            return Err(StorageError::Corrupt(
+                "redis INFO MEMORY: used_memory/maxmemory missing".into(),
+            ));
+        };
+        let ratio = stats.record_memory(used, max);
+        let warn_ratio = self.config().memory_warn_ratio;
+        if max > 0 && ratio > warn_ratio {
+            tracing::warn!(
+                used_bytes = used,
+                max_bytes = max,
+                ratio,
+                threshold = warn_ratio,
+                "redis memory above the warning threshold; writes fail with OOM at maxmemory"
+            );
+        }
+        Ok(stats.memory())
+    }
+
+    /// Starts polling `INFO MEMORY` every `memory_poll_interval` (first poll immediately).
+    pub fn start_memory_monitor(&self) -> MemoryMonitor {
+        let backend = self.clone();
+        let interval = self
+            .config()
+            .memory_poll_interval
+            .max(Duration::from_millis(10));
+        MemoryMonitor {
+            task: tokio::spawn(async move {
+                let mut tick = tokio::time::interval(interval);
+                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                loop {
+                    tick.tick().await;
+                    if let Err(e) = backend.poll_memory().await {
+                        tracing::warn!(error = %e, "redis memory poll failed");
+                    }
+                }
+            }),
+        }
+    }
+
+    /// Readiness: `PING`, then a small write (`SET {base}:miner:ready_probe:{instance} PX 30000`).
+    /// Logs the reason at WARN when not ready.
+    pub async fn readiness(&self) -> Result<(), NotReady> {
+        let res = self.probe().await;
+        if let Err(e) = &res {
+            tracing::warn!(reason = e.reason(), error = %e, "redis storage not ready");
+        }
+        res
+    }
+
+    async fn probe(&self) -> Result<(), NotReady> {
+        redis::cmd("PING")
+            .query_async::<String>(&mut self.conn())
+            .await
+            .map_err(|e| NotReady::Unreachable(self.err("PING", e).to_string()))?;
+        let res = redis::cmd("SET")
+            .arg(self.keys().ready_probe(&self.config().instance_id))
+            .arg(super::stats::unix_ms())
+            .arg("PX")
+            .arg(30_000u64)
+            .query_async::<()>(&mut self.conn())
+            .await;
+        match res.map_err(|e| self.err("readiness write", e)) {
+            Ok(()) => Ok(()),
+            Err(StorageError::OutOfMemory(m)) => Err(NotReady::OutOfMemory(m)),
+            Err(StorageError::Unavailable(m)) => Err(NotReady::Unreachable(m)),
+            Err(e) => Err(NotReady::WriteRejected(e.to_string())),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_info_memory() {
+        let info = "# Memory\r\nused_memory:1048576\r\nused_memory_human:1.00M\r\nmaxmemory:2097152\r\n\
+                    maxmemory_human:2.00M\r\nmaxmemory_policy:noeviction\r\n";
+        assert_eq!(parse_info_memory(info), Some((1_048_576, 2_097_152)));
+        assert_eq!(parse_info_memory("used_memory:1\r\n"), None);
+        assert_eq!(parse_info_memory("used_memory:x\r\nmaxmemory:0\r\n"), None);
+    }
+
+    #[test]
+    fn reasons_are_stable() {
+        assert_eq!(NotReady::OutOfMemory(String::new()).reason(), "redis_oom");
+        assert_eq!(
+            NotReady::Unreachable(String::new()).reason(),
+            "redis_unreachable"
+        );
+        assert_eq!(
+            NotReady::WriteRejected(String::new()).reason(),
+            "redis_write_rejected"
+        );
+    }
+}

@@ -1,0 +1,154 @@
+//! Key names of the Redis backend: the Go relay miner's layout (`spec/go-redis-layout.md`) under a configurable
+//! base prefix (default `ha`), so a fleet can move from the Go miner to relay-miner one process at a time.
+//!
+//! | concept | key | type |
+//! |---|---|---|
+//! | relay log of a supplier | `{base}:relays:{supplier}`, consumer group `{base}-miners` | stream, field `data` |
+//! | trie nodes of (supplier, session) | `{base}:smst:{supplier}:{session}:nodes` | hash, field = hex node key |
+//! | session record | `{base}:miner:sessions:{supplier}:{session}` | hash |
+//! | session indexes | `{base}:miner:sessions:{supplier}:index`, `…:{supplier}:state:{state}` | sets of session ids |
+//! | suppliers having session records (ours) | `{base}:miner:sessions:suppliers` | set |
+//! | global leader lease | `{base}:miner:global_leader` (value = holder name) | string, PX ttl |
+//! | other elections (ours) | `{base}:miner:leader:{election}` | string, PX ttl |
+//! | fencing token of the current term (ours) | `{lease key}:token` | string, same PX as the lease |
+//! | fencing counter (ours, never expires) | `{lease key}:fencing` | INCR counter |
+//! | TTL key-value | `{base}:cache:{key}` | string |
+//! | readiness probe (ours) | `{base}:miner:ready_probe:{instance}` | string, short PX |
+//!
+//! Keys marked "ours" have no Go counterpart. Session ids and supplier addresses never contain `:` in
+//! practice, which keeps these shapes unambiguous (the Go layout relies on the same).
+
+/// Builds every key from the base prefix.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Keys {
+    base: String,
+    group: String,
+}
+
+/// The election whose lease lives at the Go fleet's `{base}:miner:global_leader`.
+pub const GLOBAL_ELECTION: &str = "global";
+
+impl Keys {
+    /// Keys under `base` (e.g. `"ha"`); the consumer group is `{base}-miners` unless `group` is given.
+    pub fn new(base: &str, group: Option<&str>) -> Self {
+        Self {
+            base: base.to_owned(),
+            group: group.map_or_else(|| format!("{base}-miners"), str::to_owned),
+        }
+    }
+
+    /// The base prefix.
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    /// The relay stream's consumer group (`ha-miners`).
+    pub fn group(&self) -> &str {
+        &self.group
+    }
+
+    /// `{base}:relays:{supplier}`.
+    pub fn relay_stream(&self, supplier: &str) -> String {
+        format!("{}:relays:{supplier}", self.base)
+    }
+
+    /// `{base}:smst:{supplier}:{session}:nodes`.
+    pub fn trie_nodes(&self, supplier: &str, session: &str) -> String {
+        format!("{}:smst:{supplier}:{session}:nodes", self.base)
+    }
+
+    /// `{base}:miner:sessions:{supplier}:{session}`.
+    pub fn session(&self, supplier: &str, session: &str) -> String {
+        format!("{}:miner:sessions:{supplier}:{session}", self.base)
+    }
+
+    /// `{base}:miner:sessions:{supplier}:index`.
+    pub fn session_index(&self, supplier: &str) -> String {
+        format!("{}:miner:sessions:{supplier}:index", self.base)
+    }
+
+    /// `{base}:miner:sessions:{supplier}:state:` (append the state).
+    pub fn session_state_prefix(&self, supplier: &str) -> String {
+        format!("{}:miner:sessions:{supplier}:state:", self.base)
+    }
+
+    /// `{base}:miner:sessions:suppliers`.
+    pub fn session_suppliers(&self) -> String {
+        format!("{}:miner:sessions:suppliers", self.base)
+    }
+
+    /// The lease key of `election`: `{base}:miner:global_leader` for [`GLOBAL_ELECTION`], else
+    /// `{base}:miner:leader:{election}`.
+    pub fn lease(&self, election: &str) -> String {
+        if election == GLOBAL_ELECTION {
+            format!("{}:miner:global_leader", self.base)
+        } else {
+            format!("{}:miner:leader:{election}", self.base)
+        }
+    }
+
+    /// `{lease}:token`: the fencing token of the current term.
+    pub fn lease_token(&self, election: &str) -> String {
+        format!("{}:token", self.lease(election))
+    }
+
+    /// `{lease}:fencing`: the never-expiring counter tokens are drawn from.
+    pub fn lease_counter(&self, election: &str) -> String {
+        format!("{}:fencing", self.lease(election))
+    }
+
+    /// `{base}:cache:{key}`.
+    pub fn kv(&self, key: &str) -> String {
+        format!("{}:cache:{key}", self.base)
+    }
+
+    /// `{base}:miner:ready_probe:{instance}`.
+    pub fn ready_probe(&self, instance: &str) -> String {
+        format!("{}:miner:ready_probe:{instance}", self.base)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn go_layout_golden() {
+        let k = Keys::new("ha", None);
+        assert_eq!(k.group(), "ha-miners");
+        assert_eq!(k.relay_stream("pokt1sup"), "ha:relays:pokt1sup");
+        assert_eq!(
+            k.trie_nodes("pokt1sup", "abc"),
+            "ha:smst:pokt1sup:abc:nodes"
+        );
+        assert_eq!(
+            k.session("pokt1sup", "abc"),
+            "ha:miner:sessions:pokt1sup:abc"
+        );
+        assert_eq!(
+            k.session_index("pokt1sup"),
+            "ha:miner:sessions:pokt1sup:index"
+        );
+        assert_eq!(
+            format!("{}claimed", k.session_state_prefix("pokt1sup")),
+            "ha:miner:sessions:pokt1sup:state:claimed"
+        );
+        assert_eq!(k.lease("global"), "ha:miner:global_leader");
+        assert_eq!(k.lease_token("global"), "ha:miner:global_leader:token");
+        assert_eq!(k.lease_counter("global"), "ha:miner:global_leader:fencing");
+        assert_eq!(k.lease("claim"), "ha:miner:leader:claim");
+        assert_eq!(
+            k.kv("application:pokt1app"),
+            "ha:cache:application:pokt1app"
+        );
+    }
+
+    #[test]
+    fn custom_prefix_and_group() {
+        let k = Keys::new("t1", Some("grp"));
+        assert_eq!(k.base(), "t1");
+        assert_eq!(k.group(), "grp");
+        assert_eq!(k.relay_stream("s"), "t1:relays:s");
+        assert_eq!(Keys::new("x", None).group(), "x-miners");
+    }
+}

@@ -1,0 +1,274 @@
+//! Leadership on Redis: a lease key per election (`{base}:miner:global_leader` for `"global"`, value = holder
+//! name as in the Go fleet), a fencing token per term drawn with `INCR` from a never-expiring counter key, and
+//! the current term's token stored next to the lease with the same `PX`.
+//!
+//! Acquire is a Lua script doing the lease's `SET NX PX` after the `INCR`, atomically (no token is drawn for a
+//! lease that is not taken, and a refused write changes nothing). Renew and release are Lua compare-and-renew /
+//! compare-and-release on (holder, token). Tokens strictly increase across leaders for as long as the counter
+//! key lives (it has no TTL; wiping Redis resets it, like wiping any fencing store).
+//!
+//! Failed acquisitions are counted by reason (`redis_oom`, `redis_error`) in [`RedisStats`](super::RedisStats)
+//! and logged at ERROR (OOM) or WARN (other) with the consecutive-failure count; losing to a live holder is
+//! normal and logged at DEBUG. Watchers poll the lease every `leader_watch_interval` and see changes made
+//! through this backend at once.
+
+use std::sync::LazyLock;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use redis::Script;
+use tokio::sync::watch;
+
+use super::stats::AcquireFailure;
+use super::{RedisBackend, lock, millis};
+use crate::StorageError;
+use crate::contract::{LeaderInfo, Leadership};
+
+/// KEYS: lease, token, counter. ARGV: candidate, ttl ms. Returns the holder's token, or 0 when busy.
+static CAMPAIGN: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+local cur = redis.call('GET', KEYS[1])
+if cur == ARGV[1] then
+  local t = redis.call('GET', KEYS[2])
+  if t then
+    redis.call('PEXPIRE', KEYS[1], ARGV[2])
+    redis.call('PEXPIRE', KEYS[2], ARGV[2])
+    return tonumber(t)
+  end
+elseif cur then
+  return 0
+end
+local t = redis.call('INCR', KEYS[3])
+if cur then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+elseif not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
+  return 0
+end
+redis.call('SET', KEYS[2], t, 'PX', ARGV[2])
+return t
+",
+    )
+});
+
+/// KEYS: lease, token. ARGV: candidate, token, ttl ms. 1 = renewed.
+static RENEW: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+if redis.call('GET', KEYS[1]) == ARGV[1] and redis.call('GET', KEYS[2]) == ARGV[2] then
+  redis.call('PEXPIRE', KEYS[1], ARGV[3])
+  redis.call('PEXPIRE', KEYS[2], ARGV[3])
+  return 1
+end
+return 0
+",
+    )
+});
+
+/// KEYS: lease, token. ARGV: candidate, token. 1 = released.
+static RESIGN: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+if redis.call('GET', KEYS[1]) == ARGV[1] and redis.call('GET', KEYS[2]) == ARGV[2] then
+  redis.call('DEL', KEYS[1], KEYS[2])
+  return 1
+end
+return 0
+",
+    )
+});
+
+impl RedisBackend {
+    async fn read_leader(&self, election: &str) -> Result<Option<LeaderInfo>, StorageError> {
+        let (holder, token): (Option<String>, Option<u64>) = redis::pipe()
+            .cmd("GET")
+            .arg(self.keys().lease(election))
+            .cmd("GET")
+            .arg(self.keys().lease_token(election))
+            .query_async(&mut self.conn())
+            .await
+            .map_err(|e| self.err("GET leader", e))?;
+        // A holder without our token key (e.g. a Go miner) is reported with token 0.
+        Ok(holder.map(|holder| LeaderInfo {
+            holder,
+            token: token.unwrap_or(0),
+        }))
+    }
+
+    /// Publishes `info` to local watchers of `election`, if any.
+    fn publish(&self, election: &str, info: Option<LeaderInfo>) {
+        if let Some(tx) = lock(&self.inner.watchers).get(election) {
+            tx.send_if_modified(|cur| {
+                let changed = *cur != info;
+                if changed {
+                    *cur = info;
+                }
+                changed
+            });
+        }
+    }
+
+    fn spawn_watch_poller(&self, election: String, tx: watch::Sender<Option<LeaderInfo>>) {
+        let backend = self.clone();
+        let interval = self.config().leader_watch_interval;
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    () = tokio::time::sleep(interval) => {}
+                    () = tx.closed() => {}
+                }
+                {
+                    let mut watchers = lock(&backend.inner.watchers);
+                    if tx.receiver_count() == 0 {
+                        if watchers.get(&election).is_some_and(|t| t.same_channel(&tx)) {
+                            watchers.remove(&election);
+                        }
+                        return;
+                    }
+                }
+                match backend.read_leader(&election).await {
+                    Ok(info) => backend.publish(&election, info),
+                    Err(e) => tracing::debug!(election, error = %e, "leader watch poll failed"),
+                }
+            }
+        });
+    }
+}
+
+#[async_trait]
+impl Leadership for RedisBackend {
+    async fn campaign(
+        &self,
+        election: &str,
+        candidate: &str,
+        ttl: Duration,
+    ) -> Result<Option<u64>, StorageError> {
+        let res: Result<u64, _> = CAMPAIGN
+            .key(self.keys().lease(election))
+            .key(self.keys().lease_token(election))
+            .key(self.keys().lease_counter(election))
+            .arg(candidate)
+            .arg(millis(ttl))
+            .invoke_async(&mut self.conn())
+            .await;
+        let stats = &self.inner.stats;
+        match res {
+            Ok(token) => {
+                let streak = stats.record_acquire_reached();
+                if streak > 0 {
+                    tracing::warn!(
+                        election,
+                        candidate,
+                        failed_attempts = streak,
+                        "leadership acquisition reaches Redis again"
+                    );
+                }
+                if token == 0 {
+                    tracing::debug!(election, candidate, "leadership held by another candidate");
+                    return Ok(None);
+                }
+                self.publish(
+                    election,
+                    Some(LeaderInfo {
+                        holder: candidate.to_owned(),
+                        token,
+                    }),
+                );
+                Ok(Some(token))
+            }
+            Err(e) => {
+                let err = self.err("leader acquire", e);
+                let reason = if matches!(err, StorageError::OutOfMemory(_)) {
+                    AcquireFailure::RedisOom
+                } else {
+                    AcquireFailure::RedisError
+                };
+                let consecutive_failures = stats.record_acquire_failure(reason);
+                if reason == AcquireFailure::RedisOom {
+                    tracing::error!(
+                        election,
+                        candidate,
+                        reason = reason.reason(),
+                        consecutive_failures,
+                        error = %err,
+                        "leadership acquisition refused: Redis is out of memory (maxmemory reached); \
+                         no leader can be elected until memory is freed"
+                    );
+                } else {
+                    tracing::warn!(
+                        election,
+                        candidate,
+                        reason = reason.reason(),
+                        consecutive_failures,
+                        error = %err,
+                        "leadership acquisition failed"
+                    );
+                }
+                Err(err)
+            }
+        }
+    }
+
+    async fn renew(
+        &self,
+        election: &str,
+        candidate: &str,
+        token: u64,
+        ttl: Duration,
+    ) -> Result<bool, StorageError> {
+        let renewed: i64 = RENEW
+            .key(self.keys().lease(election))
+            .key(self.keys().lease_token(election))
+            .arg(candidate)
+            .arg(token)
+            .arg(millis(ttl))
+            .invoke_async(&mut self.conn())
+            .await
+            .map_err(|e| {
+                let err = self.err("leader renew", e);
+                tracing::warn!(election, candidate, error = %err, "leadership renewal failed");
+                err
+            })?;
+        Ok(renewed == 1)
+    }
+
+    async fn resign(
+        &self,
+        election: &str,
+        candidate: &str,
+        token: u64,
+    ) -> Result<bool, StorageError> {
+        let released: i64 = RESIGN
+            .key(self.keys().lease(election))
+            .key(self.keys().lease_token(election))
+            .arg(candidate)
+            .arg(token)
+            .invoke_async(&mut self.conn())
+            .await
+            .map_err(|e| self.err("leader release", e))?;
+        if released == 1 {
+            self.publish(election, None);
+        }
+        Ok(released == 1)
+    }
+
+    async fn leader(&self, election: &str) -> Result<Option<LeaderInfo>, StorageError> {
+        self.read_leader(election).await
+    }
+
+    async fn watch(
+        &self,
+        election: &str,
+    ) -> Result<watch::Receiver<Option<LeaderInfo>>, StorageError> {
+        let current = self.read_leader(election).await?;
+        let mut watchers = lock(&self.inner.watchers);
+        if let Some(tx) = watchers.get(election) {
+            return Ok(tx.subscribe());
+        }
+        let (tx, rx) = watch::channel(current);
+        watchers.insert(election.to_owned(), tx.clone());
+        drop(watchers);
+        self.spawn_watch_poller(election.to_owned(), tx);
+        Ok(rx)
+    }
+}

@@ -1,0 +1,708 @@
+//! The relay log on Redis streams: `{base}:relays:{supplier}`, consumer group `{base}-miners`.
+//!
+//! - `append`: one `MULTI`/`EXEC` pipeline of `XADD`s for the whole batch (all or nothing, one round trip).
+//! - `read`: `XREADGROUP ... >` without `BLOCK` on the shared connection; [`BlockingReader`] adds `BLOCK` on a
+//!   dedicated connection.
+//! - `read_pending`: `XREADGROUP ... 0` (the consumer's own history) and `XPENDING` for the delivery counts,
+//!   in one transaction.
+//! - `claim`: `XPENDING IDLE` to find entries of *other* consumers idle long enough, then `XCLAIM`. (`XAUTOCLAIM`
+//!   cannot exclude the claimer's own pending entries, which the contract requires.)
+//! - `ack`: Lua, per id `XACK` and, when it was pending, `XDEL` (Redis 7 has no `XACKDEL`); an id that was
+//!   never delivered is left alone.
+//! - `trim_session`: `XRANGE` pages filtered on the `session` field, then `XACK` + `XDEL` per page.
+//! - `backlog`: Lua over `XINFO GROUPS` (`lag`, `pending`), counting with `XRANGE` when `lag` is unknown.
+
+use std::sync::LazyLock;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use redis::aio::MultiplexedConnection;
+use redis::{AsyncConnectionConfig, Script, Value};
+
+use super::{RedisBackend, error, lock, millis};
+use crate::StorageError;
+use crate::contract::{Backlog, EntryId, LogEntry, MinedRelay, RelayLog};
+
+/// Creates the consumer group at id 0 if the stream exists; 1 = group exists now, 0 = no stream.
+static ENSURE_GROUP: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+local r = redis.pcall('XGROUP', 'CREATE', KEYS[1], ARGV[1], '0')
+if type(r) == 'table' and r.err and not string.find(r.err, 'BUSYGROUP') then return r end
+return 1
+",
+    )
+});
+
+/// Creates the stream (if missing) and its consumer group at id 0; 1 when the group exists now.
+static CREATE_GROUP: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+local r = redis.pcall('XGROUP', 'CREATE', KEYS[1], ARGV[1], '0', 'MKSTREAM')
+if type(r) == 'table' and r.err and not string.find(r.err, 'BUSYGROUP') then return r end
+return 1
+",
+    )
+});
+
+/// XACK each id; XDEL the ones that were pending. Returns how many were acknowledged.
+static ACK_DEL: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+local n = 0
+for i = 2, #ARGV do
+  local r = redis.pcall('XACK', KEYS[1], ARGV[1], ARGV[i])
+  if type(r) == 'table' and r.err then
+    if string.find(r.err, 'NOGROUP') then return 0 end
+    return r
+  end
+  if r == 1 then
+    redis.call('XDEL', KEYS[1], ARGV[i])
+    n = n + 1
+  end
+end
+return n
+",
+    )
+});
+
+/// XACK (ignoring a missing group) and XDEL the ids; returns how many entries were deleted.
+static TRIM_IDS: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+redis.pcall('XACK', KEYS[1], ARGV[1], unpack(ARGV, 2))
+return redis.call('XDEL', KEYS[1], unpack(ARGV, 2))
+",
+    )
+});
+
+/// {undelivered, pending} of the group.
+static BACKLOG: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+if redis.call('EXISTS', KEYS[1]) == 0 then return {0, 0} end
+local groups = redis.call('XINFO', 'GROUPS', KEYS[1])
+for _, g in ipairs(groups) do
+  local f = {}
+  for i = 1, #g, 2 do f[g[i]] = g[i + 1] end
+  if f['name'] == ARGV[1] then
+    local lag = f['lag']
+    if type(lag) ~= 'number' then
+      lag = #redis.call('XRANGE', KEYS[1], '(' .. f['last-delivered-id'], '+')
+    end
+    return {lag, f['pending']}
+  end
+end
+return {redis.call('XLEN', KEYS[1]), 0}
+",
+    )
+});
+
+const TRIM_PAGE: usize = 512;
+const CLAIM_SCAN_PAGES: usize = 64;
+
+fn as_bytes(v: &Value) -> Option<&[u8]> {
+    match v {
+        Value::BulkString(b) => Some(b),
+        Value::SimpleString(s) => Some(s.as_bytes()),
+        _ => None,
+    }
+}
+
+fn as_str(v: &Value) -> Option<&str> {
+    as_bytes(v).and_then(|b| std::str::from_utf8(b).ok())
+}
+
+fn as_u64(v: &Value) -> Option<u64> {
+    match v {
+        Value::Int(i) => u64::try_from(*i).ok(),
+        other => as_str(other).and_then(|s| s.parse().ok()),
+    }
+}
+
+fn corrupt(what: &str) -> StorageError {
+    StorageError::Corrupt(format!("redis relay stream: unexpected {what}"))
+}
+
+fn pairs(v: &Value) -> Vec<(&Value, &Value)> {
+    match v {
+        Value::Array(items) => items.chunks_exact(2).map(|c| (&c[0], &c[1])).collect(),
+        Value::Map(items) => items.iter().map(|(k, v)| (k, v)).collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// One stream entry `[id, fields]`; `None` relay when the entry was deleted (nil fields).
+fn parse_entry(supplier: &str, v: &Value) -> Result<(EntryId, Option<MinedRelay>), StorageError> {
+    let Value::Array(parts) = v else {
+        return Err(corrupt("entry shape"));
+    };
+    let (Some(id), Some(fields)) = (parts.first(), parts.get(1)) else {
+        return Err(corrupt("entry length"));
+    };
+    let id: EntryId = as_str(id).ok_or_else(|| corrupt("entry id"))?.parse()?;
+    if matches!(fields, Value::Nil) {
+        return Ok((id, None));
+    }
+    let mut relay = MinedRelay {
+        supplier: supplier.to_owned(),
+        ..MinedRelay::default()
+    };
+    for (k, val) in pairs(fields) {
+        let val_bytes = as_bytes(val).unwrap_or_default();
+        match as_bytes(k) {
+            Some(b"data") => relay.payload = val_bytes.to_vec(),
+            Some(b"session") => relay.session_id = String::from_utf8_lossy(val_bytes).into_owned(),
+            Some(b"hash") => relay.relay_hash = val_bytes.to_vec(),
+            Some(b"end") => relay.session_end_height = as_u64(val).unwrap_or(0),
+            _ => {}
+        }
+    }
+    Ok((id, Some(relay)))
+}
+
+fn parse_entries(
+    supplier: &str,
+    list: &Value,
+) -> Result<Vec<(EntryId, Option<MinedRelay>)>, StorageError> {
+    match list {
+        Value::Nil => Ok(Vec::new()),
+        Value::Array(items) => items.iter().map(|e| parse_entry(supplier, e)).collect(),
+        _ => Err(corrupt("entry list")),
+    }
+}
+
+/// The entries of an `XREADGROUP` reply for one stream (nil = nothing).
+fn parse_read(
+    supplier: &str,
+    reply: &Value,
+) -> Result<Vec<(EntryId, Option<MinedRelay>)>, StorageError> {
+    match reply {
+        Value::Nil => Ok(Vec::new()),
+        Value::Array(streams) => {
+            let mut out = Vec::new();
+            for s in streams {
+                let Value::Array(kv) = s else {
+                    return Err(corrupt("stream reply"));
+                };
+                if let Some(list) = kv.get(1) {
+                    out.extend(parse_entries(supplier, list)?);
+                }
+            }
+            Ok(out)
+        }
+        Value::Map(streams) => {
+            let mut out = Vec::new();
+            for (_, list) in streams {
+                out.extend(parse_entries(supplier, list)?);
+            }
+            Ok(out)
+        }
+        _ => Err(corrupt("read reply")),
+    }
+}
+
+/// `XPENDING` extended rows: `(id, consumer, delivery count)`.
+fn parse_pending(reply: &Value) -> Result<Vec<(EntryId, String, u64)>, StorageError> {
+    let Value::Array(rows) = reply else {
+        return Ok(Vec::new());
+    };
+    rows.iter()
+        .map(|row| {
+            let Value::Array(f) = row else {
+                return Err(corrupt("pending row"));
+            };
+            let id: EntryId = f
+                .first()
+                .and_then(as_str)
+                .ok_or_else(|| corrupt("pending id"))?
+                .parse()?;
+            let consumer = f.get(1).and_then(as_str).unwrap_or_default().to_owned();
+            let count = f.get(3).and_then(as_u64).unwrap_or(1);
+            Ok((id, consumer, count))
+        })
+        .collect()
+}
+
+impl RedisBackend {
+    /// Makes sure the consumer group of `stream` exists; `false` when the stream itself does not exist.
+    async fn ensure_group(&self, stream: &str) -> Result<bool, StorageError> {
+        if lock(&self.inner.groups).contains(stream) {
+            return Ok(true);
+        }
+        let exists: i64 = ENSURE_GROUP
+            .key(stream)
+            .arg(self.keys().group())
+            .invoke_async(&mut self.conn())
+            .await
+            .map_err(|e| self.err("XGROUP CREATE", e))?;
+        if exists == 1 {
+            lock(&self.inner.groups).insert(stream.to_owned());
+        }
+        Ok(exists == 1)
+    }
+
+    /// Creates the stream and its consumer group unless this process knows they exist. Appends do this, so
+    /// a reader never needs to create the group later (group creation is refused while Redis is out of memory,
+    /// reads and acks are not).
+    async fn create_group(&self, stream: &str) -> Result<(), StorageError> {
+        if lock(&self.inner.groups).contains(stream) {
+            return Ok(());
+        }
+        let _: i64 = CREATE_GROUP
+            .key(stream)
+            .arg(self.keys().group())
+            .invoke_async(&mut self.conn())
+            .await
+            .map_err(|e| self.err("XGROUP CREATE MKSTREAM", e))?;
+        lock(&self.inner.groups).insert(stream.to_owned());
+        Ok(())
+    }
+
+    fn forget_group(&self, stream: &str) {
+        lock(&self.inner.groups).remove(stream);
+    }
+
+    /// `XREADGROUP` of new entries, with `block` on `conn` when given.
+    async fn read_new(
+        &self,
+        conn: &mut impl redis::aio::ConnectionLike,
+        supplier: &str,
+        consumer: &str,
+        max: usize,
+        block: Option<Duration>,
+    ) -> Result<Vec<LogEntry>, StorageError> {
+        let stream = self.keys().relay_stream(supplier);
+        let mut cmd = redis::cmd("XREADGROUP");
+        cmd.arg("GROUP")
+            .arg(self.keys().group())
+            .arg(consumer)
+            .arg("COUNT")
+            .arg(max);
+        if let Some(b) = block {
+            cmd.arg("BLOCK").arg(millis(b));
+        }
+        cmd.arg("STREAMS").arg(&stream).arg(">");
+        let reply: Value = match cmd.query_async(conn).await {
+            Ok(v) => v,
+            Err(e) if error::has_code(&e, "NOGROUP") => {
+                self.forget_group(&stream);
+                return Ok(Vec::new());
+            }
+            Err(e) => return Err(self.err("XREADGROUP", e)),
+        };
+        Ok(parse_read(supplier, &reply)?
+            .into_iter()
+            .filter_map(|(id, relay)| {
+                relay.map(|relay| LogEntry {
+                    id,
+                    relay,
+                    deliveries: 1,
+                })
+            })
+            .collect())
+    }
+
+    /// Acknowledges and deletes entries that came back deleted (nil) so they stop being redelivered.
+    async fn drop_deleted(&self, stream: &str, ids: Vec<EntryId>) {
+        if ids.is_empty() {
+            return;
+        }
+        let res: Result<i64, _> = TRIM_IDS
+            .key(stream)
+            .arg(self.keys().group())
+            .arg(ids.iter().map(ToString::to_string).collect::<Vec<_>>())
+            .invoke_async(&mut self.conn())
+            .await;
+        if let Err(e) = res {
+            tracing::debug!(error = %e, stream, "could not drop deleted pending entries");
+        }
+    }
+
+    /// A blocking reader with its own connection (see [`BlockingReader`]).
+    pub fn blocking_reader(&self) -> BlockingReader {
+        BlockingReader {
+            backend: self.clone(),
+            conn: None,
+        }
+    }
+}
+
+#[async_trait]
+impl RelayLog for RedisBackend {
+    async fn append(&self, relays: Vec<MinedRelay>) -> Result<Vec<EntryId>, StorageError> {
+        if relays.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut streams: Vec<&str> = relays.iter().map(|r| r.supplier.as_str()).collect();
+        streams.sort_unstable();
+        streams.dedup();
+        for supplier in streams {
+            self.create_group(&self.keys().relay_stream(supplier))
+                .await?;
+        }
+        let mut p = redis::pipe();
+        p.atomic();
+        for r in &relays {
+            p.cmd("XADD")
+                .arg(self.keys().relay_stream(&r.supplier))
+                .arg("*")
+                .arg("data")
+                .arg(&r.payload)
+                .arg("session")
+                .arg(&r.session_id)
+                .arg("hash")
+                .arg(&r.relay_hash)
+                .arg("end")
+                .arg(r.session_end_height);
+        }
+        let ids: Vec<String> = p
+            .query_async(&mut self.conn())
+            .await
+            .map_err(|e| self.err("XADD", e))?;
+        if ids.len() != relays.len() {
+            return Err(corrupt("XADD reply count"));
+        }
+        ids.iter().map(|s| s.parse()).collect()
+    }
+
+    async fn read(
+        &self,
+        supplier: &str,
+        consumer: &str,
+        max: usize,
+    ) -> Result<Vec<LogEntry>, StorageError> {
+        if max == 0
+            || !self
+                .ensure_group(&self.keys().relay_stream(supplier))
+                .await?
+        {
+            return Ok(Vec::new());
+        }
+        self.read_new(&mut self.conn(), supplier, consumer, max, None)
+            .await
+    }
+
+    async fn read_pending(
+        &self,
+        supplier: &str,
+        consumer: &str,
+        max: usize,
+    ) -> Result<Vec<LogEntry>, StorageError> {
+        if max == 0 {
+            return Ok(Vec::new());
+        }
+        let stream = self.keys().relay_stream(supplier);
+        let group = self.keys().group();
+        let mut p = redis::pipe();
+        p.atomic()
+            .cmd("XREADGROUP")
+            .arg("GROUP")
+            .arg(group)
+            .arg(consumer)
+            .arg("COUNT")
+            .arg(max)
+            .arg("STREAMS")
+            .arg(&stream)
+            .arg("0")
+            .cmd("XPENDING")
+            .arg(&stream)
+            .arg(group)
+            .arg("-")
+            .arg("+")
+            .arg(max)
+            .arg(consumer);
+        let (reply, pending): (Value, Value) = match p.query_async(&mut self.conn()).await {
+            Ok(v) => v,
+            Err(e) if error::has_code(&e, "NOGROUP") => return Ok(Vec::new()),
+            Err(e) => return Err(self.err("XREADGROUP history", e)),
+        };
+        let counts: std::collections::HashMap<EntryId, u64> = parse_pending(&pending)?
+            .into_iter()
+            .map(|(id, _, n)| (id, n))
+            .collect();
+        let mut out = Vec::new();
+        let mut deleted = Vec::new();
+        for (id, relay) in parse_read(supplier, &reply)? {
+            match relay {
+                Some(relay) => out.push(LogEntry {
+                    id,
+                    relay,
+                    deliveries: counts.get(&id).copied().unwrap_or(1),
+                }),
+                None => deleted.push(id),
+            }
+        }
+        self.drop_deleted(&stream, deleted).await;
+        Ok(out)
+    }
+
+    async fn claim(
+        &self,
+        supplier: &str,
+        consumer: &str,
+        min_idle: Duration,
+        max: usize,
+    ) -> Result<Vec<LogEntry>, StorageError> {
+        if max == 0 {
+            return Ok(Vec::new());
+        }
+        let stream = self.keys().relay_stream(supplier);
+        let group = self.keys().group();
+        let idle_ms = u64::try_from(min_idle.as_millis()).unwrap_or(u64::MAX);
+        let page = max.max(128);
+        let mut start = "-".to_owned();
+        let mut picked: Vec<(EntryId, u64)> = Vec::new();
+        for _ in 0..CLAIM_SCAN_PAGES {
+            let reply: Value = match redis::cmd("XPENDING")
+                .arg(&stream)
+                .arg(group)
+                .arg("IDLE")
+                .arg(idle_ms)
+                .arg(&start)
+                .arg("+")
+                .arg(page)
+                .query_async(&mut self.conn())
+                .await
+            {
+                Ok(v) => v,
+                Err(e) if error::has_code(&e, "NOGROUP") => return Ok(Vec::new()),
+                Err(e) => return Err(self.err("XPENDING", e)),
+            };
+            let rows = parse_pending(&reply)?;
+            let Some(last) = rows.last().map(|r| r.0) else {
+                break;
+            };
+            picked.extend(
+                rows.iter()
+                    .filter(|(_, c, _)| c != consumer)
+                    .map(|(id, _, n)| (*id, n.saturating_add(1))),
+            );
+            if picked.len() >= max || rows.len() < page {
+                break;
+            }
+            start = format!("({last}");
+        }
+        picked.truncate(max);
+        if picked.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut cmd = redis::cmd("XCLAIM");
+        cmd.arg(&stream).arg(group).arg(consumer).arg(idle_ms);
+        for (id, _) in &picked {
+            cmd.arg(id.to_string());
+        }
+        let reply: Value = cmd
+            .query_async(&mut self.conn())
+            .await
+            .map_err(|e| self.err("XCLAIM", e))?;
+        let counts: std::collections::HashMap<EntryId, u64> = picked.into_iter().collect();
+        let mut out: Vec<LogEntry> = parse_entries(supplier, &reply)?
+            .into_iter()
+            .filter_map(|(id, relay)| {
+                relay.map(|relay| LogEntry {
+                    id,
+                    relay,
+                    deliveries: counts.get(&id).copied().unwrap_or(1),
+                })
+            })
+            .collect();
+        out.sort_by_key(|e| e.id);
+        Ok(out)
+    }
+
+    async fn ack(&self, supplier: &str, ids: &[EntryId]) -> Result<u64, StorageError> {
+        if ids.is_empty() {
+            return Ok(0);
+        }
+        let n: u64 = ACK_DEL
+            .key(self.keys().relay_stream(supplier))
+            .arg(self.keys().group())
+            .arg(ids.iter().map(ToString::to_string).collect::<Vec<_>>())
+            .invoke_async(&mut self.conn())
+            .await
+            .map_err(|e| self.err("XACK/XDEL", e))?;
+        Ok(n)
+    }
+
+    async fn trim_session(&self, supplier: &str, session_id: &str) -> Result<u64, StorageError> {
+        let stream = self.keys().relay_stream(supplier);
+        let mut start = "-".to_owned();
+        let mut removed = 0u64;
+        loop {
+            let reply: Value = redis::cmd("XRANGE")
+                .arg(&stream)
+                .arg(&start)
+                .arg("+")
+                .arg("COUNT")
+                .arg(TRIM_PAGE)
+                .query_async(&mut self.conn())
+                .await
+                .map_err(|e| self.err("XRANGE", e))?;
+            let entries = parse_entries(supplier, &reply)?;
+            let Some(last) = entries.last().map(|e| e.0) else {
+                break;
+            };
+            let doomed: Vec<String> = entries
+                .iter()
+                .filter(|(_, r)| r.as_ref().is_some_and(|r| r.session_id == session_id))
+                .map(|(id, _)| id.to_string())
+                .collect();
+            if !doomed.is_empty() {
+                let n: u64 = TRIM_IDS
+                    .key(&stream)
+                    .arg(self.keys().group())
+                    .arg(doomed)
+                    .invoke_async(&mut self.conn())
+                    .await
+                    .map_err(|e| self.err("XDEL", e))?;
+                removed += n;
+            }
+            if entries.len() < TRIM_PAGE {
+                break;
+            }
+            start = format!("({last}");
+        }
+        Ok(removed)
+    }
+
+    async fn backlog(&self, supplier: &str) -> Result<Backlog, StorageError> {
+        let (undelivered, pending): (u64, u64) = BACKLOG
+            .key(self.keys().relay_stream(supplier))
+            .arg(self.keys().group())
+            .invoke_async(&mut self.conn())
+            .await
+            .map_err(|e| self.err("XINFO GROUPS", e))?;
+        Ok(Backlog {
+            undelivered,
+            pending,
+        })
+    }
+}
+
+/// A relay-log reader that waits for new entries with `XREADGROUP ... BLOCK` on its own connection.
+///
+/// A blocking command on the shared multiplexed connection would stall every command queued behind it, so
+/// each blocking reader owns one connection, whose response timeout is `block_timeout + response_timeout`
+/// (always longer than the `BLOCK`). The connection is opened on first use and reopened after an IO error.
+/// Use one reader per consuming task.
+pub struct BlockingReader {
+    backend: RedisBackend,
+    conn: Option<MultiplexedConnection>,
+}
+
+impl std::fmt::Debug for BlockingReader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BlockingReader")
+            .field("connected", &self.conn.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl BlockingReader {
+    /// Like [`RelayLog::read`], but waits up to the configured `block_timeout` for entries when none are
+    /// available (an empty result then means none arrived in time). A supplier whose stream does not exist yet
+    /// gets it created empty with the group, so the wait covers its first append.
+    pub async fn read(
+        &mut self,
+        supplier: &str,
+        consumer: &str,
+        max: usize,
+    ) -> Result<Vec<LogEntry>, StorageError> {
+        if max == 0 {
+            return Ok(Vec::new());
+        }
+        let b = self.backend.clone();
+        let stream = b.keys().relay_stream(supplier);
+        b.create_group(&stream).await?;
+        let block = b.config().block_timeout;
+        let mut conn = match self.conn.take() {
+            Some(c) => c,
+            None => {
+                let cfg = AsyncConnectionConfig::new()
+                    .set_connection_timeout(Some(b.config().connection_timeout))
+                    .set_response_timeout(Some(block + b.config().response_timeout));
+                b.inner
+                    .client
+                    .get_multiplexed_async_connection_with_config(&cfg)
+                    .await
+                    .map_err(|e| b.err("connect blocking reader", e))?
+            }
+        };
+        let res = b
+            .read_new(&mut conn, supplier, consumer, max, Some(block))
+            .await;
+        // Keep the connection unless it failed at the transport level.
+        if !matches!(res, Err(StorageError::Unavailable(_))) {
+            self.conn = Some(conn);
+        }
+        res
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bulk(s: &str) -> Value {
+        Value::BulkString(s.as_bytes().to_vec())
+    }
+
+    #[test]
+    fn parses_entries_with_and_without_our_fields() {
+        let ours = Value::Array(vec![
+            bulk("5-1"),
+            Value::Array(vec![
+                bulk("data"),
+                bulk("payload"),
+                bulk("session"),
+                bulk("s1"),
+                bulk("hash"),
+                bulk("hh"),
+                bulk("end"),
+                bulk("42"),
+            ]),
+        ]);
+        let (id, relay) = parse_entry("sup", &ours).unwrap();
+        assert_eq!(id, EntryId::new(5, 1));
+        let relay = relay.unwrap();
+        assert_eq!(relay.supplier, "sup");
+        assert_eq!(relay.payload, b"payload");
+        assert_eq!(relay.session_id, "s1");
+        assert_eq!(relay.relay_hash, b"hh");
+        assert_eq!(relay.session_end_height, 42);
+        // A Go relayer's entry: only `data`.
+        let go = Value::Array(vec![
+            bulk("7-0"),
+            Value::Array(vec![bulk("data"), bulk("x")]),
+        ]);
+        let relay = parse_entry("sup", &go).unwrap().1.unwrap();
+        assert_eq!(
+            (relay.payload.as_slice(), relay.session_id.as_str()),
+            (&b"x"[..], "")
+        );
+        // A deleted entry in a history read.
+        let deleted = Value::Array(vec![bulk("8-0"), Value::Nil]);
+        assert_eq!(
+            parse_entry("sup", &deleted).unwrap(),
+            (EntryId::new(8, 0), None)
+        );
+    }
+
+    #[test]
+    fn malformed_replies_are_corrupt_not_panics() {
+        for v in [
+            Value::Int(3),
+            Value::Array(vec![]),
+            Value::Array(vec![bulk("nope"), Value::Nil]),
+            Value::Array(vec![Value::Int(1)]),
+        ] {
+            assert!(parse_entry("s", &v).is_err(), "{v:?}");
+        }
+        assert!(parse_read("s", &Value::Int(1)).is_err());
+        assert!(parse_read("s", &Value::Array(vec![Value::Int(1)])).is_err());
+        assert!(parse_pending(&Value::Array(vec![Value::Int(1)])).is_err());
+        assert!(parse_read("s", &Value::Nil).unwrap().is_empty());
+    }
+}

@@ -1,0 +1,225 @@
+//! The Redis backend: the storage contract on Redis, in the Go relay miner's key layout, hardened against the
+//! failures the Go fleet hit (silent OOM in leader election, blocking reads stalling everything).
+//!
+//! # Connections
+//! One [`redis::aio::ConnectionManager`] (multiplexed, reconnects with exponential backoff, response and
+//! connection timeouts from [`RedisConfig`]) carries every non-blocking command. Blocking stream reads
+//! (`XREADGROUP BLOCK`) would stall every command queued behind them on that shared connection, so they run
+//! only on a [`BlockingReader`], which owns a dedicated connection whose response timeout exceeds its `BLOCK`.
+//! The contract's own [`RelayLog::read`](crate::RelayLog::read) never blocks.
+//!
+//! Deployment: a standalone URL (`redis://`, `rediss://` with a TLS feature, `unix://`). Sentinel and cluster
+//! are not wired: the crate offers them behind its `sentinel` / `cluster-async` features (not enabled in this
+//! workspace), and the Lua scripts here touch several keys that do not share a hash tag (lease + token +
+//! counter, session record + index sets), so a cluster would need `{...}` hash tags in [`keys`] first. Behind a
+//! sentinel-managed primary, point the URL at the current primary (or a proxy that follows it).
+//!
+//! # Layout and round trips
+//! Keys are in [`keys`]. Every batch is one round trip: an append of N relays is one pipeline of N `XADD`s,
+//! a trie [`NodeBatch`](crate::NodeBatch) is one `MULTI`/`EXEC` of `HDEL` + `HSET`, compare-and-set is a Lua
+//! script. Relay stream entries carry the caller's bytes in field `data` (the Go miner reads only that field)
+//! plus `session`, `hash` and `end` so [`RelayLog::trim_session`](crate::RelayLog::trim_session) and readers
+//! get the contract's keys back without decoding the payload. Entries written by a Go relayer lack those three
+//! fields: they come back with an empty session id and relay hash (the caller decodes them from `data`) and
+//! `trim_session` cannot match them.
+//!
+//! # Durability
+//! An append is acknowledged when Redis has applied it. It survives a crash of the Redis server only if the
+//! server runs with `appendonly yes` + `appendfsync always` (tested: kill -9 of the server, restart, every
+//! acknowledged append is present). With `everysec` up to a second of acknowledged appends can be lost.
+//!
+//! # OOM hardening
+//! `OOM command not allowed` maps to [`StorageError::OutOfMemory`] (retryable) everywhere ([`error`]).
+//! Leadership acquisitions that fail are counted by reason in [`RedisStats`] and logged at ERROR (OOM) / WARN
+//! (other) with the consecutive-failure count; losing to another holder stays at DEBUG. [`RedisBackend::
+//! start_memory_monitor`] polls `INFO MEMORY` and warns above the configured ratio;
+//! [`RedisBackend::readiness`] answers PING plus a small write with a typed [`NotReady`] reason.
+
+pub mod error;
+mod health;
+pub mod keys;
+mod kv;
+mod leader;
+mod log;
+mod records;
+pub mod server;
+mod stats;
+mod trie;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::time::Duration;
+
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use tokio::sync::watch;
+
+use crate::contract::LeaderInfo;
+use crate::{Storage, StorageError};
+
+pub use health::{MemoryMonitor, NotReady};
+pub use keys::Keys;
+pub use log::BlockingReader;
+pub use stats::{AcquireFailure, MemorySnapshot, RedisStats};
+pub use trie::RedisNodeStore;
+
+/// Settings of the Redis backend.
+#[derive(Debug, Clone)]
+pub struct RedisConfig {
+    /// Server URL, e.g. `redis://127.0.0.1:6379/0`.
+    pub url: String,
+    /// Base prefix of every key (`ha` like the Go fleet).
+    pub base_prefix: String,
+    /// Consumer group of the relay streams (`None` = `{base}-miners`, the Go fleet's `ha-miners`).
+    pub consumer_group: Option<String>,
+    /// Max wait for a reply on the shared connection (the manager reconnects on IO errors).
+    pub response_timeout: Duration,
+    /// Max wait for a TCP connect + handshake.
+    pub connection_timeout: Duration,
+    /// Reconnect attempts per outage before a command fails (the next command starts a new round).
+    pub reconnect_retries: usize,
+    /// Cap of the reconnect backoff.
+    pub reconnect_max_delay: Duration,
+    /// `BLOCK` of [`BlockingReader`] reads; its connection's response timeout is this plus `response_timeout`.
+    pub block_timeout: Duration,
+    /// How often a leadership watcher polls the lease (changes made through this backend show at once).
+    pub leader_watch_interval: Duration,
+    /// Interval of the `INFO MEMORY` monitor.
+    pub memory_poll_interval: Duration,
+    /// The monitor warns when `used_memory / maxmemory` exceeds this.
+    pub memory_warn_ratio: f64,
+    /// This process' name in the readiness probe key.
+    pub instance_id: String,
+    /// `COUNT` hint of the `HSCAN` that prefetches a trie namespace.
+    pub trie_scan_count: usize,
+}
+
+impl RedisConfig {
+    /// Defaults for `url`: prefix `ha`, 3 s response / 2 s connect timeouts, 6 reconnect attempts up to 2 s
+    /// apart, 2 s `BLOCK`, 500 ms leader watch, 30 s memory poll warning above 90 %.
+    pub fn new(url: impl Into<String>) -> Self {
+        Self {
+            url: url.into(),
+            base_prefix: "ha".to_owned(),
+            consumer_group: None,
+            response_timeout: Duration::from_secs(3),
+            connection_timeout: Duration::from_secs(2),
+            reconnect_retries: 6,
+            reconnect_max_delay: Duration::from_secs(2),
+            block_timeout: Duration::from_secs(2),
+            leader_watch_interval: Duration::from_millis(500),
+            memory_poll_interval: Duration::from_secs(30),
+            memory_warn_ratio: 0.9,
+            instance_id: format!("relay-miner-{}", std::process::id()),
+            trie_scan_count: 1000,
+        }
+    }
+
+    /// The same settings under another base prefix.
+    pub fn with_prefix(mut self, base: impl Into<String>) -> Self {
+        self.base_prefix = base.into();
+        self
+    }
+}
+
+pub(crate) struct Inner {
+    pub(crate) cfg: RedisConfig,
+    pub(crate) client: redis::Client,
+    pub(crate) conn: ConnectionManager,
+    pub(crate) keys: Keys,
+    pub(crate) stats: Arc<RedisStats>,
+    /// Streams whose consumer group this process has created or seen (saves an `XGROUP CREATE` per read).
+    pub(crate) groups: Mutex<HashSet<String>>,
+    /// Leadership watch channels by election (a poll task per entry while it has receivers).
+    pub(crate) watchers: Mutex<HashMap<String, watch::Sender<Option<LeaderInfo>>>>,
+    /// In-memory mirrors of open trie namespaces, shared by every handle of a namespace in this process.
+    pub(crate) mirrors: Mutex<HashMap<String, Weak<trie::Mirror>>>,
+}
+
+/// The Redis backend (cheap to clone; clones share connections, stats and caches).
+#[derive(Clone)]
+pub struct RedisBackend {
+    pub(crate) inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for RedisBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisBackend")
+            .field("base_prefix", &self.inner.cfg.base_prefix)
+            .finish_non_exhaustive()
+    }
+}
+
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A poisoned map only follows a panic elsewhere; the data stays usable.
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl RedisBackend {
+    /// Connects (must run inside a tokio runtime). Fails with [`StorageError::Unavailable`] when the server
+    /// cannot be reached within the connection timeout and retries.
+    pub async fn connect(cfg: RedisConfig) -> Result<Self, StorageError> {
+        let client = redis::Client::open(cfg.url.as_str())
+            .map_err(|e| StorageError::Backend(format!("redis url {:?}: {e}", cfg.url)))?;
+        let mgr_cfg = ConnectionManagerConfig::new()
+            .set_response_timeout(Some(cfg.response_timeout))
+            .set_connection_timeout(Some(cfg.connection_timeout))
+            .set_number_of_retries(cfg.reconnect_retries)
+            .set_max_delay(cfg.reconnect_max_delay);
+        let conn = client
+            .get_connection_manager_with_config(mgr_cfg)
+            .await
+            .map_err(|e| error::map("connect", e))?;
+        let keys = Keys::new(&cfg.base_prefix, cfg.consumer_group.as_deref());
+        Ok(Self {
+            inner: Arc::new(Inner {
+                cfg,
+                client,
+                conn,
+                keys,
+                stats: Arc::default(),
+                groups: Mutex::default(),
+                watchers: Mutex::default(),
+                mirrors: Mutex::default(),
+            }),
+        })
+    }
+
+    /// The bundle of every contract trait served by this backend.
+    pub fn storage(&self) -> Storage {
+        Storage::from_backend("redis", Arc::new(self.clone()))
+    }
+
+    /// Counters and gauges (leadership failures by reason, OOM errors, memory).
+    pub fn stats(&self) -> Arc<RedisStats> {
+        Arc::clone(&self.inner.stats)
+    }
+
+    /// The key layout in use.
+    pub fn keys(&self) -> &Keys {
+        &self.inner.keys
+    }
+
+    /// The settings in use.
+    pub fn config(&self) -> &RedisConfig {
+        &self.inner.cfg
+    }
+
+    /// A clone of the shared connection.
+    pub(crate) fn conn(&self) -> ConnectionManager {
+        self.inner.conn.clone()
+    }
+
+    /// Maps an error, counting OOM refusals.
+    pub(crate) fn err(&self, what: &str, e: redis::RedisError) -> StorageError {
+        let mapped = error::map(what, e);
+        if matches!(mapped, StorageError::OutOfMemory(_)) {
+            self.inner.stats.record_oom();
+        }
+        mapped
+    }
+}
+
+/// Milliseconds of a duration for `PX` / `BLOCK` arguments, at least 1.
+pub(crate) fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX).max(1)
+}

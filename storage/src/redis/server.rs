@@ -1,0 +1,246 @@
+//! Test support: a real `redis-server` child process on a free local port, in its own temp dir.
+//!
+//! Used by the Redis backend's tests and benches and by the project's integration and chaos tests. The server
+//! runs with `--save ''` (no RDB snapshots) plus the options of [`ServerOptions`]: `--appendonly yes
+//! --appendfsync always` for durability tests, `--maxmemory N --maxmemory-policy noeviction` to provoke
+//! `OOM command not allowed`. [`RedisServer::start`] returns only once the server answers `PING` with `PONG`
+//! (polled against a deadline; a server still `LOADING` its AOF is not ready). Dropping the value kills the
+//! child (SIGKILL) and removes the directory. [`RedisServer::kill9`] + [`RedisServer::restart`] simulate a
+//! server crash and a restart on the same directory and port.
+//!
+//! Everything here is synchronous std code so benches and non-async tests can use it too.
+
+use std::io::{self, Read, Write};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// How long [`RedisServer::start`] / [`RedisServer::restart`] wait for `PONG`.
+pub const START_DEADLINE: Duration = Duration::from_secs(20);
+
+/// Options of a spawned server.
+#[derive(Debug, Clone)]
+pub struct ServerOptions {
+    /// The server binary (default `/usr/bin/redis-server`, or `$REDIS_SERVER` when set).
+    pub binary: PathBuf,
+    /// `--appendonly yes --appendfsync always`: every acknowledged write is fsynced before the reply.
+    pub append_only_fsync_always: bool,
+    /// `--maxmemory <bytes> --maxmemory-policy noeviction` when set.
+    pub max_memory_bytes: Option<u64>,
+    /// Extra `--flag value` arguments.
+    pub extra_args: Vec<String>,
+}
+
+impl Default for ServerOptions {
+    fn default() -> Self {
+        Self {
+            binary: std::env::var_os("REDIS_SERVER")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| PathBuf::from("/usr/bin/redis-server")),
+            append_only_fsync_always: false,
+            max_memory_bytes: None,
+            extra_args: Vec::new(),
+        }
+    }
+}
+
+impl ServerOptions {
+    /// Durable options: AOF with fsync on every write.
+    pub fn durable() -> Self {
+        Self {
+            append_only_fsync_always: true,
+            ..Self::default()
+        }
+    }
+
+    /// A server limited to `bytes` of memory with the `noeviction` policy.
+    pub fn max_memory(bytes: u64) -> Self {
+        Self {
+            max_memory_bytes: Some(bytes),
+            ..Self::default()
+        }
+    }
+}
+
+/// A running `redis-server` child; killed and its directory removed on drop.
+#[derive(Debug)]
+pub struct RedisServer {
+    options: ServerOptions,
+    port: u16,
+    dir: PathBuf,
+    child: Option<Child>,
+}
+
+static DIR_SEQ: AtomicU64 = AtomicU64::new(0);
+
+fn unique_dir() -> io::Result<PathBuf> {
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    let dir = std::env::temp_dir().join(format!(
+        "relay-miner-redis-{}-{}-{nanos}",
+        std::process::id(),
+        DIR_SEQ.fetch_add(1, Ordering::Relaxed)
+    ));
+    std::fs::create_dir_all(&dir)?;
+    Ok(dir)
+}
+
+fn free_port() -> io::Result<u16> {
+    let l = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?;
+    Ok(l.local_addr()?.port())
+}
+
+impl RedisServer {
+    /// Starts a server on a free port in a fresh temp dir and waits until it answers `PING`.
+    /// Retries on a new port when the chosen one was taken in the meantime.
+    pub fn start(options: ServerOptions) -> io::Result<Self> {
+        let mut server = Self {
+            options,
+            port: 0,
+            dir: unique_dir()?,
+            child: None,
+        };
+        let mut last_err = None;
+        for _ in 0..5 {
+            server.port = free_port()?;
+            match server.spawn_and_wait() {
+                Ok(()) => return Ok(server),
+                Err(e) => {
+                    server.kill_child();
+                    last_err = Some(e);
+                }
+            }
+        }
+        Err(last_err.unwrap_or_else(|| io::Error::other("redis-server did not start")))
+    }
+
+    /// The port it listens on (127.0.0.1).
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// `redis://127.0.0.1:<port>/`.
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/", self.port)
+    }
+
+    /// Its working directory (AOF files live here).
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Kills the server with SIGKILL (a crash: nothing flushed beyond what it already fsynced).
+    pub fn kill9(&mut self) -> io::Result<()> {
+        if let Some(mut child) = self.child.take() {
+            child.kill()?;
+            child.wait()?;
+        }
+        Ok(())
+    }
+
+    /// Starts the server again on the same port and directory (after [`RedisServer::kill9`]) and waits for it
+    /// to answer `PING` (i.e. to have loaded its AOF).
+    pub fn restart(&mut self) -> io::Result<()> {
+        self.kill9()?;
+        self.spawn_and_wait()
+    }
+
+    /// Sends one command (inline protocol, arguments without spaces) and returns the raw reply line(s).
+    /// Test support for `CONFIG SET`, `FLUSHALL`, `DEBUG` and the like, independent of the client under test.
+    pub fn command(&self, args: &[&str]) -> io::Result<String> {
+        let mut s = TcpStream::connect_timeout(
+            &SocketAddr::from((Ipv4Addr::LOCALHOST, self.port)),
+            Duration::from_secs(2),
+        )?;
+        s.set_read_timeout(Some(Duration::from_secs(10)))?;
+        let mut req = Vec::new();
+        req.extend_from_slice(format!("*{}\r\n", args.len()).as_bytes());
+        for a in args {
+            req.extend_from_slice(format!("${}\r\n{a}\r\n", a.len()).as_bytes());
+        }
+        s.write_all(&req)?;
+        let mut buf = vec![0u8; 64 * 1024];
+        let n = s.read(&mut buf)?;
+        buf.truncate(n);
+        Ok(String::from_utf8_lossy(&buf).into_owned())
+    }
+
+    fn spawn_and_wait(&mut self) -> io::Result<()> {
+        let mut cmd = Command::new(&self.options.binary);
+        cmd.arg("--port")
+            .arg(self.port.to_string())
+            .arg("--bind")
+            .arg("127.0.0.1")
+            .arg("--save")
+            .arg("")
+            .arg("--dir")
+            .arg(&self.dir)
+            .arg("--daemonize")
+            .arg("no")
+            .arg("--logfile")
+            .arg("redis.log");
+        if self.options.append_only_fsync_always {
+            cmd.args(["--appendonly", "yes", "--appendfsync", "always"]);
+        }
+        if let Some(bytes) = self.options.max_memory_bytes {
+            cmd.arg("--maxmemory")
+                .arg(bytes.to_string())
+                .args(["--maxmemory-policy", "noeviction"]);
+        }
+        cmd.args(&self.options.extra_args);
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        self.child = Some(cmd.spawn()?);
+        self.wait_ready()
+    }
+
+    fn wait_ready(&mut self) -> io::Result<()> {
+        let deadline = Instant::now() + START_DEADLINE;
+        loop {
+            if let Some(child) = self.child.as_mut()
+                && let Some(status) = child.try_wait()?
+            {
+                self.child = None;
+                return Err(io::Error::other(format!(
+                    "redis-server exited during start ({status}); see {}",
+                    self.dir.join("redis.log").display()
+                )));
+            }
+            if self.ping().unwrap_or(false) {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                return Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    format!("redis-server on port {} never answered PONG", self.port),
+                ));
+            }
+            // Poll interval of the readiness loop (bounded by the deadline above).
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    /// Whether the server answers `PING` with `PONG` right now.
+    pub fn ping(&self) -> io::Result<bool> {
+        Ok(self.command(&["PING"])?.starts_with("+PONG"))
+    }
+
+    fn kill_child(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.kill_child();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}

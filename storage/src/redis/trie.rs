@@ -1,0 +1,278 @@
+//! Trie node stores on Redis hashes: `{base}:smst:{supplier}:{session}:nodes`, field = lowercase hex of the
+//! node key, value = node bytes (the Go miner's layout).
+//!
+//! [`NodeStore`] is synchronous (the trie is pure code) while Redis is async, so a namespace is served from an
+//! in-memory **mirror**: [`TrieStore::open`] prefetches the whole hash with `HSCAN` (paged, never one `HGETALL`
+//! that could stall the server on a huge hash), `get` reads the mirror without IO, and each
+//! [`NodeStore::write_batch`] is one `MULTI`/`EXEC` (`HDEL` + `HSET`) run on the runtime the store was opened on,
+//! updating the mirror once Redis has applied it. One mirror is shared by every handle of a namespace in this
+//! process, and [`TrieStore::delete_namespace`] clears it.
+//!
+//! How to call it: `write_batch` blocks the calling thread until Redis answers (or the response timeout plus
+//! connection timeout elapse, then [`StorageError::Unavailable`]). Call it from `tokio::task::spawn_blocking` or
+//! a dedicated thread, never on a runtime worker thread (on a current-thread runtime that would wait for a task
+//! that cannot run; it then fails with `Unavailable` after the timeout instead of deadlocking). `get` never
+//! blocks.
+//!
+//! Assumptions: one writer per (supplier, session) across the fleet (the fenced leader), so the mirror does not
+//! go stale; memory is the namespace's node bytes, as the Go miner also holds.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, RwLock, Weak};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use redis::Value;
+
+use super::{RedisBackend, lock};
+use crate::StorageError;
+use crate::contract::{BoxNodeStore, TrieStore};
+use crate::nodes::{NodeBatch, NodeStore};
+
+/// The in-memory copy of one namespace hash.
+pub(crate) struct Mirror {
+    key: String,
+    nodes: RwLock<HashMap<Vec<u8>, Vec<u8>>>,
+    /// Serialises writers so Redis and the mirror see batches in the same order.
+    writer: Mutex<()>,
+}
+
+impl Mirror {
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<Vec<u8>, Vec<u8>>> {
+        self.nodes.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<Vec<u8>, Vec<u8>>> {
+        self.nodes.write().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+const HEX: &[u8; 16] = b"0123456789abcdef";
+
+fn to_hex(b: &[u8]) -> String {
+    let mut s = String::with_capacity(b.len() * 2);
+    for x in b {
+        s.push(char::from(HEX[usize::from(x >> 4)]));
+        s.push(char::from(HEX[usize::from(x & 15)]));
+    }
+    s
+}
+
+fn from_hex(s: &[u8]) -> Option<Vec<u8>> {
+    fn nib(c: u8) -> Option<u8> {
+        match c {
+            b'0'..=b'9' => Some(c - b'0'),
+            b'a'..=b'f' => Some(c - b'a' + 10),
+            b'A'..=b'F' => Some(c - b'A' + 10),
+            _ => None,
+        }
+    }
+    if !s.len().is_multiple_of(2) {
+        return None;
+    }
+    s.chunks_exact(2)
+        .map(|c| Some((nib(c[0])? << 4) | nib(c[1])?))
+        .collect()
+}
+
+/// A Redis-backed [`NodeStore`] for one (supplier, session); see the module docs for how to call it.
+pub struct RedisNodeStore {
+    backend: RedisBackend,
+    handle: tokio::runtime::Handle,
+    mirror: Arc<Mirror>,
+}
+
+impl std::fmt::Debug for RedisNodeStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisNodeStore")
+            .field("key", &self.mirror.key)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RedisNodeStore {
+    /// Number of nodes in the namespace (from the mirror).
+    pub fn len(&self) -> usize {
+        self.mirror.read().len()
+    }
+
+    /// True when the namespace holds no node.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn wait_budget(&self) -> Duration {
+        let c = self.backend.config();
+        c.response_timeout + c.connection_timeout + Duration::from_secs(1)
+    }
+}
+
+impl NodeStore for RedisNodeStore {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError> {
+        Ok(self.mirror.read().get(key).cloned())
+    }
+
+    fn write_batch(&mut self, batch: NodeBatch) -> Result<(), StorageError> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let _writer = lock(&self.mirror.writer);
+        let mut p = redis::pipe();
+        p.atomic();
+        if !batch.deletes.is_empty() {
+            p.cmd("HDEL").arg(&self.mirror.key);
+            for k in &batch.deletes {
+                p.arg(to_hex(k));
+            }
+            p.ignore();
+        }
+        if !batch.puts.is_empty() {
+            p.cmd("HSET").arg(&self.mirror.key);
+            for (k, v) in &batch.puts {
+                p.arg(to_hex(k)).arg(v.as_slice());
+            }
+            p.ignore();
+        }
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        let backend = self.backend.clone();
+        let mirror = Arc::clone(&self.mirror);
+        self.handle.spawn(async move {
+            let res = p
+                .query_async::<()>(&mut backend.conn())
+                .await
+                .map_err(|e| backend.err("HSET trie batch", e));
+            if res.is_ok() {
+                // Applied in Redis: mirror it even if the caller stopped waiting.
+                let mut nodes = mirror.write();
+                for k in batch.deletes {
+                    nodes.remove(&k);
+                }
+                nodes.extend(batch.puts);
+            }
+            let _ = tx.send(res);
+        });
+        match rx.recv_timeout(self.wait_budget()) {
+            Ok(res) => res,
+            Err(_) => Err(StorageError::Unavailable(format!(
+                "redis trie batch on {} did not complete in {:?} (called on a runtime worker thread?)",
+                self.mirror.key,
+                self.wait_budget()
+            ))),
+        }
+    }
+}
+
+impl RedisBackend {
+    /// Loads the whole namespace hash with paged `HSCAN`.
+    async fn prefetch(&self, key: &str) -> Result<HashMap<Vec<u8>, Vec<u8>>, StorageError> {
+        let mut nodes = HashMap::new();
+        let mut cursor = "0".to_owned();
+        loop {
+            let reply: Value = redis::cmd("HSCAN")
+                .arg(key)
+                .arg(&cursor)
+                .arg("COUNT")
+                .arg(self.config().trie_scan_count)
+                .query_async(&mut self.conn())
+                .await
+                .map_err(|e| self.err("HSCAN", e))?;
+            let bad = || StorageError::Corrupt(format!("redis HSCAN {key}: unexpected reply"));
+            let Value::Array(parts) = reply else {
+                return Err(bad());
+            };
+            let (Some(Value::BulkString(next)), Some(Value::Array(items))) =
+                (parts.first(), parts.get(1))
+            else {
+                return Err(bad());
+            };
+            for pair in items.chunks_exact(2) {
+                let (Value::BulkString(field), Value::BulkString(value)) = (&pair[0], &pair[1])
+                else {
+                    return Err(bad());
+                };
+                let node_key = from_hex(field).ok_or_else(|| {
+                    StorageError::Corrupt(format!("redis trie hash {key}: field is not hex"))
+                })?;
+                nodes.insert(node_key, value.clone());
+            }
+            if next.as_slice() == b"0" {
+                return Ok(nodes);
+            }
+            cursor = String::from_utf8_lossy(next).into_owned();
+        }
+    }
+
+    /// Opens a namespace as the concrete [`RedisNodeStore`] (what [`TrieStore::open`] boxes).
+    pub async fn open_trie(
+        &self,
+        supplier: &str,
+        session_id: &str,
+    ) -> Result<RedisNodeStore, StorageError> {
+        let handle = tokio::runtime::Handle::try_current()
+            .map_err(|e| StorageError::Backend(format!("redis trie open outside tokio: {e}")))?;
+        let key = self.keys().trie_nodes(supplier, session_id);
+        let existing = lock(&self.inner.mirrors).get(&key).and_then(Weak::upgrade);
+        let mirror = match existing {
+            Some(m) => m,
+            None => {
+                let nodes = self.prefetch(&key).await?;
+                let mut mirrors = lock(&self.inner.mirrors);
+                mirrors.retain(|_, w| w.strong_count() > 0);
+                match mirrors.get(&key).and_then(Weak::upgrade) {
+                    Some(m) => m,
+                    None => {
+                        let m = Arc::new(Mirror {
+                            key: key.clone(),
+                            nodes: RwLock::new(nodes),
+                            writer: Mutex::new(()),
+                        });
+                        mirrors.insert(key, Arc::downgrade(&m));
+                        m
+                    }
+                }
+            }
+        };
+        Ok(RedisNodeStore {
+            backend: self.clone(),
+            handle,
+            mirror,
+        })
+    }
+}
+
+#[async_trait]
+impl TrieStore for RedisBackend {
+    async fn open(&self, supplier: &str, session_id: &str) -> Result<BoxNodeStore, StorageError> {
+        Ok(Box::new(self.open_trie(supplier, session_id).await?))
+    }
+
+    async fn delete_namespace(&self, supplier: &str, session_id: &str) -> Result<(), StorageError> {
+        let key = self.keys().trie_nodes(supplier, session_id);
+        redis::cmd("UNLINK")
+            .arg(&key)
+            .query_async::<i64>(&mut self.conn())
+            .await
+            .map_err(|e| self.err("UNLINK trie", e))?;
+        if let Some(m) = lock(&self.inner.mirrors).get(&key).and_then(Weak::upgrade) {
+            m.write().clear();
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hex_round_trip() {
+        let k: Vec<u8> = (0..=255u8).collect();
+        let h = to_hex(&k);
+        assert_eq!(&h[..6], "000102");
+        assert_eq!(from_hex(h.as_bytes()).unwrap(), k);
+        assert_eq!(from_hex(b"ABcd").unwrap(), vec![0xab, 0xcd]);
+        assert_eq!(from_hex(b"abc"), None);
+        assert_eq!(from_hex(b"zz"), None);
+        assert_eq!(to_hex(&[]), "");
+    }
+}

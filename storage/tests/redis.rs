@@ -1,0 +1,344 @@
+//! The conformance suite on a real `redis-server`, the Go key layout on the wire, the blocking reader, and
+//! cross-process behaviour (two backends on one server act like two miner processes).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use storage::NodeBatch;
+use storage::redis::server::{RedisServer, ServerOptions};
+use storage::redis::{NotReady, RedisBackend, RedisConfig};
+use storage::suite::{self, Fixture};
+
+async fn backend(server: &RedisServer, prefix: &str) -> RedisBackend {
+    let mut cfg = RedisConfig::new(server.url()).with_prefix(prefix);
+    cfg.leader_watch_interval = Duration::from_millis(20);
+    RedisBackend::connect(cfg).await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn conformance() {
+    let server = Arc::new(RedisServer::start(ServerOptions::default()).unwrap());
+    let n = AtomicU64::new(0);
+    // Every check gets its own key prefix on the shared server: also proves the prefix isolates fleets.
+    suite::run_all(|| {
+        let server = server.clone();
+        let prefix = format!("t{}", n.fetch_add(1, Ordering::Relaxed));
+        async move {
+            let b = backend(&server, &prefix).await;
+            Fixture::with_guard(b.storage(), server)
+        }
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn go_layout_on_the_wire() {
+    let server = RedisServer::start(ServerOptions::default()).unwrap();
+    let b = RedisBackend::connect(RedisConfig::new(server.url()))
+        .await
+        .unwrap();
+    let s = b.storage();
+    let ids = s
+        .relay_log
+        .append(vec![suite::relay("pokt1a", "s1", 1)])
+        .await
+        .unwrap();
+    assert_eq!(
+        server.command(&["TYPE", "ha:relays:pokt1a"]).unwrap(),
+        "+stream\r\n"
+    );
+    let entry = server
+        .command(&["XRANGE", "ha:relays:pokt1a", "-", "+"])
+        .unwrap();
+    assert!(entry.contains(&ids[0].to_string()), "{entry}");
+    assert!(
+        entry.contains("$4\r\ndata\r\n$17\r\nrelay-pokt1a-s1-1\r\n"),
+        "{entry}"
+    );
+    s.relay_log.read("pokt1a", "miner-h-1", 10).await.unwrap();
+    let groups = server
+        .command(&["XINFO", "GROUPS", "ha:relays:pokt1a"])
+        .unwrap();
+    assert!(groups.contains("ha-miners"), "{groups}");
+
+    let mut ns = s.tries.open("pokt1a", "s1").await.unwrap();
+    tokio::task::spawn_blocking(move || {
+        ns.write_batch(NodeBatch {
+            puts: vec![(vec![0xab, 0x01], b"node".to_vec())],
+            deletes: vec![],
+        })
+        .unwrap()
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        server
+            .command(&["HGET", "ha:smst:pokt1a:s1:nodes", "ab01"])
+            .unwrap(),
+        "$4\r\nnode\r\n"
+    );
+
+    s.sessions
+        .put("pokt1a", "s1", "claimed", b"rec".to_vec(), 0)
+        .await
+        .unwrap();
+    assert_eq!(
+        server
+            .command(&["HGET", "ha:miner:sessions:pokt1a:s1", "state"])
+            .unwrap(),
+        "$7\r\nclaimed\r\n"
+    );
+    assert_eq!(
+        server
+            .command(&["SISMEMBER", "ha:miner:sessions:pokt1a:state:claimed", "s1"])
+            .unwrap(),
+        ":1\r\n"
+    );
+    let token = s
+        .leadership
+        .campaign("global", "host-42", Duration::from_secs(30))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        server.command(&["GET", "ha:miner:global_leader"]).unwrap(),
+        "$7\r\nhost-42\r\n"
+    );
+    let pttl = server.command(&["PTTL", "ha:miner:global_leader"]).unwrap();
+    assert!(pttl.starts_with(":2") || pttl.starts_with(":3"), "{pttl}");
+    assert_eq!(
+        server
+            .command(&["GET", "ha:miner:global_leader:fencing"])
+            .unwrap(),
+        format!("${}\r\n{token}\r\n", token.to_string().len())
+    );
+    s.kv.set("application:pokt1app", b"v".to_vec(), None)
+        .await
+        .unwrap();
+    assert_eq!(
+        server
+            .command(&["GET", "ha:cache:application:pokt1app"])
+            .unwrap(),
+        "$1\r\nv\r\n"
+    );
+    // A Go miner's leader key (no token key) is seen as a holder and blocks us.
+    server
+        .command(&["SET", "ha:miner:leader:claim", "go-miner-1", "PX", "60000"])
+        .unwrap();
+    let held = s.leadership.leader("claim").await.unwrap().unwrap();
+    assert_eq!((held.holder.as_str(), held.token), ("go-miner-1", 0));
+    assert_eq!(
+        s.leadership
+            .campaign("claim", "me", Duration::from_secs(5))
+            .await
+            .unwrap(),
+        None
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn entries_from_a_go_relayer_are_delivered() {
+    let server = RedisServer::start(ServerOptions::default()).unwrap();
+    let b = RedisBackend::connect(RedisConfig::new(server.url()))
+        .await
+        .unwrap();
+    server
+        .command(&["XADD", "ha:relays:pokt1go", "*", "data", "protobytes"])
+        .unwrap();
+    let got = b
+        .storage()
+        .relay_log
+        .read("pokt1go", "c", 10)
+        .await
+        .unwrap();
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].relay.payload, b"protobytes");
+    assert_eq!(got[0].relay.supplier, "pokt1go");
+    assert!(got[0].relay.session_id.is_empty());
+    assert_eq!(
+        b.storage()
+            .relay_log
+            .ack("pokt1go", &[got[0].id])
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(
+        server.command(&["XLEN", "ha:relays:pokt1go"]).unwrap(),
+        ":0\r\n"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn blocking_reader_waits_on_its_own_connection() {
+    let server = RedisServer::start(ServerOptions::default()).unwrap();
+    let mut cfg = RedisConfig::new(server.url());
+    cfg.block_timeout = Duration::from_secs(10);
+    let b = RedisBackend::connect(cfg).await.unwrap();
+    let mut reader = b.blocking_reader();
+    // Nothing there yet: the read blocks (the stream and group get created for it).
+    let waiting = tokio::spawn(async move {
+        let got = reader.read("pokt1blk", "miner-1", 10).await.unwrap();
+        (reader, got)
+    });
+    // Until the reader is parked in XREADGROUP BLOCK, there is no blocked client.
+    suite::poll_until("the reader blocks", || {
+        let s = server.command(&["INFO", "clients"]).unwrap();
+        async move { s.contains("blocked_clients:1").then_some(()) }
+    })
+    .await;
+    // The shared connection is not stalled behind the blocked read.
+    let kv = b.storage().kv;
+    let t = std::time::Instant::now();
+    for i in 0..50 {
+        kv.set(&format!("k{i}"), b"v".to_vec(), None).await.unwrap();
+    }
+    assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
+    let ids = b
+        .storage()
+        .relay_log
+        .append(vec![suite::relay("pokt1blk", "s1", 7)])
+        .await
+        .unwrap();
+    let (mut reader, got) = waiting.await.unwrap();
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].id, ids[0]);
+    assert_eq!(got[0].relay, suite::relay("pokt1blk", "s1", 7));
+    // The reader keeps its connection for the next read.
+    b.storage()
+        .relay_log
+        .append(vec![suite::relay("pokt1blk", "s1", 8)])
+        .await
+        .unwrap();
+    assert_eq!(
+        reader.read("pokt1blk", "miner-1", 10).await.unwrap().len(),
+        1
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_processes_share_leadership_tries_and_log() {
+    let server = RedisServer::start(ServerOptions::default()).unwrap();
+    let a = backend(&server, "ha").await.storage();
+    let b = backend(&server, "ha").await.storage();
+    let ttl = Duration::from_secs(30);
+    let mut last = 0;
+    for round in 0..5 {
+        let (x, y) = tokio::join!(
+            a.leadership.campaign("global", "a", ttl),
+            b.leadership.campaign("global", "b", ttl)
+        );
+        let (x, y) = (x.unwrap(), y.unwrap());
+        assert!(x.is_some() ^ y.is_some(), "round {round}: exactly one wins");
+        let (store, name, token) = match (x, y) {
+            (Some(t), None) => (&a, "a", t),
+            (None, Some(t)) => (&b, "b", t),
+            _ => unreachable!(),
+        };
+        assert!(token > last, "token {token} after {last}");
+        last = token;
+        assert!(
+            store
+                .leadership
+                .resign("global", name, token)
+                .await
+                .unwrap()
+        );
+    }
+
+    // Trie nodes written by one process are prefetched by the other.
+    let mut ns = a.tries.open("pokt1a", "s9").await.unwrap();
+    tokio::task::spawn_blocking(move || {
+        ns.write_batch(NodeBatch {
+            puts: (0..3000u32)
+                .map(|i| (i.to_be_bytes().to_vec(), vec![7; 40]))
+                .collect(),
+            deletes: vec![],
+        })
+        .unwrap();
+    })
+    .await
+    .unwrap();
+    let other = b.tries.open("pokt1a", "s9").await.unwrap();
+    tokio::task::spawn_blocking(move || {
+        for i in [0u32, 1500, 2999] {
+            assert_eq!(other.get(&i.to_be_bytes()).unwrap(), Some(vec![7; 40]));
+        }
+        assert_eq!(other.get(&3000u32.to_be_bytes()).unwrap(), None);
+    })
+    .await
+    .unwrap();
+
+    // A consumer of one process dies; the other claims its entries.
+    let ids = a
+        .relay_log
+        .append((0..5).map(|n| suite::relay("pokt1a", "s1", n)).collect())
+        .await
+        .unwrap();
+    assert_eq!(
+        a.relay_log
+            .read("pokt1a", "miner-a", 10)
+            .await
+            .unwrap()
+            .len(),
+        5
+    );
+    let claimed = b
+        .relay_log
+        .claim("pokt1a", "miner-b", Duration::ZERO, 10)
+        .await
+        .unwrap();
+    assert_eq!(claimed.iter().map(|e| e.id).collect::<Vec<_>>(), ids);
+    assert_eq!(b.relay_log.ack("pokt1a", &ids).await.unwrap(), 5);
+
+    // Session CAS across processes: the stale writer loses.
+    a.sessions
+        .put("pokt1a", "s1", "active", vec![], 0)
+        .await
+        .unwrap();
+    b.sessions
+        .put("pokt1a", "s1", "claimed", vec![], 1)
+        .await
+        .unwrap();
+    assert!(
+        a.sessions
+            .put("pokt1a", "s1", "error", vec![], 1)
+            .await
+            .is_err()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readiness_and_memory_gauges() {
+    let mut server = RedisServer::start(ServerOptions::max_memory(64 << 20)).unwrap();
+    let mut cfg = RedisConfig::new(server.url());
+    cfg.response_timeout = Duration::from_millis(500);
+    cfg.connection_timeout = Duration::from_millis(300);
+    cfg.reconnect_retries = 1;
+    let b = RedisBackend::connect(cfg).await.unwrap();
+    b.readiness().await.unwrap();
+    let m = b.poll_memory().await.unwrap();
+    assert_eq!(m.max_bytes, 64 << 20);
+    assert!(m.used_bytes > 0 && m.ratio > 0.0 && m.ratio < 0.5, "{m:?}");
+    assert!(m.last_poll_unix_ms > 0);
+    assert_eq!(b.stats().memory(), m);
+
+    server.kill9().unwrap();
+    let err = b.readiness().await.unwrap_err();
+    assert!(matches!(err, NotReady::Unreachable(_)), "{err:?}");
+    assert_eq!(err.reason(), "redis_unreachable");
+    let e = b.storage().kv.get("x").await.unwrap_err();
+    assert!(e.is_retryable(), "{e:?}");
+    assert!(b.poll_memory().await.is_err());
+    assert_eq!(b.stats().memory().poll_failures, 1);
+
+    // The connection manager reconnects once the server is back.
+    server.restart().unwrap();
+    suite::poll_until("readiness after restart", || {
+        let b = b.clone();
+        async move { b.readiness().await.ok() }
+    })
+    .await;
+}
