@@ -36,11 +36,7 @@ fn runtime() -> tokio::runtime::Runtime {
 }
 
 /// `APPENDERS` tasks each append `rounds` batches of `batch`; returns (elapsed, append latencies).
-async fn workload(
-    log: Arc<dyn RelayLog>,
-    batch: usize,
-    rounds: usize,
-) -> (Duration, Vec<Duration>) {
+async fn workload(log: Arc<dyn RelayLog>, batch: usize, rounds: usize) -> (Duration, Vec<Duration>) {
     let start = Instant::now();
     let mut tasks = Vec::new();
     for t in 0..APPENDERS {

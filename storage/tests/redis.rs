@@ -36,31 +36,15 @@ async fn conformance() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn go_layout_on_the_wire() {
     let server = RedisServer::start(ServerOptions::default()).unwrap();
-    let b = RedisBackend::connect(RedisConfig::new(server.url()))
-        .await
-        .unwrap();
+    let b = RedisBackend::connect(RedisConfig::new(server.url())).await.unwrap();
     let s = b.storage();
-    let ids = s
-        .relay_log
-        .append(vec![suite::relay("pokt1a", "s1", 1)])
-        .await
-        .unwrap();
-    assert_eq!(
-        server.command(&["TYPE", "ha:relays:pokt1a"]).unwrap(),
-        "+stream\r\n"
-    );
-    let entry = server
-        .command(&["XRANGE", "ha:relays:pokt1a", "-", "+"])
-        .unwrap();
+    let ids = s.relay_log.append(vec![suite::relay("pokt1a", "s1", 1)]).await.unwrap();
+    assert_eq!(server.command(&["TYPE", "ha:relays:pokt1a"]).unwrap(), "+stream\r\n");
+    let entry = server.command(&["XRANGE", "ha:relays:pokt1a", "-", "+"]).unwrap();
     assert!(entry.contains(&ids[0].to_string()), "{entry}");
-    assert!(
-        entry.contains("$4\r\ndata\r\n$17\r\nrelay-pokt1a-s1-1\r\n"),
-        "{entry}"
-    );
+    assert!(entry.contains("$4\r\ndata\r\n$17\r\nrelay-pokt1a-s1-1\r\n"), "{entry}");
     s.relay_log.read("pokt1a", "miner-h-1", 10).await.unwrap();
-    let groups = server
-        .command(&["XINFO", "GROUPS", "ha:relays:pokt1a"])
-        .unwrap();
+    let groups = server.command(&["XINFO", "GROUPS", "ha:relays:pokt1a"]).unwrap();
     assert!(groups.contains("ha-miners"), "{groups}");
 
     let mut ns = s.tries.open("pokt1a", "s1").await.unwrap();
@@ -74,9 +58,7 @@ async fn go_layout_on_the_wire() {
     .await
     .unwrap();
     assert_eq!(
-        server
-            .command(&["HGET", "ha:smst:pokt1a:s1:nodes", "ab01"])
-            .unwrap(),
+        server.command(&["HGET", "ha:smst:pokt1a:s1:nodes", "ab01"]).unwrap(),
         "$4\r\nnode\r\n"
     );
 
@@ -109,18 +91,12 @@ async fn go_layout_on_the_wire() {
     let pttl = server.command(&["PTTL", "ha:miner:global_leader"]).unwrap();
     assert!(pttl.starts_with(":2") || pttl.starts_with(":3"), "{pttl}");
     assert_eq!(
-        server
-            .command(&["GET", "ha:miner:global_leader:fencing"])
-            .unwrap(),
+        server.command(&["GET", "ha:miner:global_leader:fencing"]).unwrap(),
         format!("${}\r\n{token}\r\n", token.to_string().len())
     );
-    s.kv.set("application:pokt1app", b"v".to_vec(), None)
-        .await
-        .unwrap();
+    s.kv.set("application:pokt1app", b"v".to_vec(), None).await.unwrap();
     assert_eq!(
-        server
-            .command(&["GET", "ha:cache:application:pokt1app"])
-            .unwrap(),
+        server.command(&["GET", "ha:cache:application:pokt1app"]).unwrap(),
         "$1\r\nv\r\n"
     );
     // A Go miner's leader key (no token key) is seen as a holder and blocks us.
@@ -141,34 +117,17 @@ async fn go_layout_on_the_wire() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn entries_from_a_go_relayer_are_delivered() {
     let server = RedisServer::start(ServerOptions::default()).unwrap();
-    let b = RedisBackend::connect(RedisConfig::new(server.url()))
-        .await
-        .unwrap();
+    let b = RedisBackend::connect(RedisConfig::new(server.url())).await.unwrap();
     server
         .command(&["XADD", "ha:relays:pokt1go", "*", "data", "protobytes"])
         .unwrap();
-    let got = b
-        .storage()
-        .relay_log
-        .read("pokt1go", "c", 10)
-        .await
-        .unwrap();
+    let got = b.storage().relay_log.read("pokt1go", "c", 10).await.unwrap();
     assert_eq!(got.len(), 1);
     assert_eq!(got[0].relay.payload, b"protobytes");
     assert_eq!(got[0].relay.supplier, "pokt1go");
     assert!(got[0].relay.session_id.is_empty());
-    assert_eq!(
-        b.storage()
-            .relay_log
-            .ack("pokt1go", &[got[0].id])
-            .await
-            .unwrap(),
-        1
-    );
-    assert_eq!(
-        server.command(&["XLEN", "ha:relays:pokt1go"]).unwrap(),
-        ":0\r\n"
-    );
+    assert_eq!(b.storage().relay_log.ack("pokt1go", &[got[0].id]).await.unwrap(), 1);
+    assert_eq!(server.command(&["XLEN", "ha:relays:pokt1go"]).unwrap(), ":0\r\n");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -212,10 +171,7 @@ async fn blocking_reader_waits_on_its_own_connection() {
         .append(vec![suite::relay("pokt1blk", "s1", 8)])
         .await
         .unwrap();
-    assert_eq!(
-        reader.read("pokt1blk", "miner-1", 10).await.unwrap().len(),
-        1
-    );
+    assert_eq!(reader.read("pokt1blk", "miner-1", 10).await.unwrap().len(), 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -239,22 +195,14 @@ async fn two_processes_share_leadership_tries_and_log() {
         };
         assert!(token > last, "token {token} after {last}");
         last = token;
-        assert!(
-            store
-                .leadership
-                .resign("global", name, token)
-                .await
-                .unwrap()
-        );
+        assert!(store.leadership.resign("global", name, token).await.unwrap());
     }
 
     // Trie nodes written by one process are prefetched by the other.
     let mut ns = a.tries.open("pokt1a", "s9").await.unwrap();
     tokio::task::spawn_blocking(move || {
         ns.write_batch(NodeBatch {
-            puts: (0..3000u32)
-                .map(|i| (i.to_be_bytes().to_vec(), vec![7; 40]))
-                .collect(),
+            puts: (0..3000u32).map(|i| (i.to_be_bytes().to_vec(), vec![7; 40])).collect(),
             deletes: vec![],
         })
         .unwrap();
@@ -277,14 +225,7 @@ async fn two_processes_share_leadership_tries_and_log() {
         .append((0..5).map(|n| suite::relay("pokt1a", "s1", n)).collect())
         .await
         .unwrap();
-    assert_eq!(
-        a.relay_log
-            .read("pokt1a", "miner-a", 10)
-            .await
-            .unwrap()
-            .len(),
-        5
-    );
+    assert_eq!(a.relay_log.read("pokt1a", "miner-a", 10).await.unwrap().len(), 5);
     let claimed = b
         .relay_log
         .claim("pokt1a", "miner-b", Duration::ZERO, 10)
@@ -294,20 +235,9 @@ async fn two_processes_share_leadership_tries_and_log() {
     assert_eq!(b.relay_log.ack("pokt1a", &ids).await.unwrap(), 5);
 
     // Session CAS across processes: the stale writer loses.
-    a.sessions
-        .put("pokt1a", "s1", "active", vec![], 0)
-        .await
-        .unwrap();
-    b.sessions
-        .put("pokt1a", "s1", "claimed", vec![], 1)
-        .await
-        .unwrap();
-    assert!(
-        a.sessions
-            .put("pokt1a", "s1", "error", vec![], 1)
-            .await
-            .is_err()
-    );
+    a.sessions.put("pokt1a", "s1", "active", vec![], 0).await.unwrap();
+    b.sessions.put("pokt1a", "s1", "claimed", vec![], 1).await.unwrap();
+    assert!(a.sessions.put("pokt1a", "s1", "error", vec![], 1).await.is_err());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

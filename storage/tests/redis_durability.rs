@@ -75,16 +75,7 @@ async fn acknowledged_appends_survive_kill_9_of_the_server() {
         stored.extend(chunk.into_iter().map(|e| e.relay.relay_hash));
     }
     let missing = acked.iter().filter(|h| !stored.contains(*h)).count();
-    assert_eq!(
-        missing,
-        0,
-        "{missing} of {} acknowledged appends lost",
-        acked.len()
-    );
+    assert_eq!(missing, 0, "{missing} of {} acknowledged appends lost", acked.len());
     assert!(stored.len() >= acked.len());
-    eprintln!(
-        "redis kill -9: {} acknowledged, {} stored",
-        acked.len(),
-        stored.len()
-    );
+    eprintln!("redis kill -9: {} acknowledged, {} stored", acked.len(), stored.len());
 }

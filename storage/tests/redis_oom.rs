@@ -59,9 +59,7 @@ async fn fill(server: &RedisServer, b: &RedisBackend) -> StorageError {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn oom_is_typed_counted_and_recovers() {
     let server = RedisServer::start(ServerOptions::max_memory(2 << 20)).unwrap();
-    let b = RedisBackend::connect(RedisConfig::new(server.url()))
-        .await
-        .unwrap();
+    let b = RedisBackend::connect(RedisConfig::new(server.url())).await.unwrap();
     let s = b.storage();
     let ttl = Duration::from_secs(30);
 
@@ -84,11 +82,7 @@ async fn oom_is_typed_counted_and_recovers() {
     assert!(is_oom(s.relay_log.append(vec![big_relay(1 << 40)]).await));
     assert!(is_oom(s.kv.set("k", b"v".to_vec(), None).await));
     assert!(is_oom(s.kv.increment("ctr", 1, None).await));
-    assert!(is_oom(
-        s.sessions
-            .put("pokt1a", "s1", "active", b"x".to_vec(), 0)
-            .await
-    ));
+    assert!(is_oom(s.sessions.put("pokt1a", "s1", "active", b"x".to_vec(), 0).await));
     let (ns_back, res) = tokio::task::spawn_blocking(move || {
         let r = ns.write_batch(NodeBatch {
             puts: vec![(vec![1; 32], vec![2; 64])],
@@ -100,18 +94,12 @@ async fn oom_is_typed_counted_and_recovers() {
     .unwrap();
     ns = ns_back;
     assert!(is_oom(res));
-    assert_eq!(
-        ns.get(&[1; 32]).unwrap(),
-        None,
-        "a refused batch is not mirrored"
-    );
+    assert_eq!(ns.get(&[1; 32]).unwrap(), None, "a refused batch is not mirrored");
 
     // Leadership acquisition: counted by reason, streak grows, error typed.
     let stats = b.stats();
     for i in 1..=3u64 {
-        assert!(is_oom(
-            s.leadership.campaign("global", "standby", ttl).await
-        ));
+        assert!(is_oom(s.leadership.campaign("global", "standby", ttl).await));
         assert_eq!(stats.acquire_failures(AcquireFailure::RedisOom), i);
         assert_eq!(stats.acquire_consecutive_failures(), i);
     }
@@ -128,10 +116,7 @@ async fn oom_is_typed_counted_and_recovers() {
 
     // Readiness and the memory gauges say why.
     let not_ready = b.readiness().await.unwrap_err();
-    assert!(
-        matches!(not_ready, NotReady::OutOfMemory(_)),
-        "{not_ready:?}"
-    );
+    assert!(matches!(not_ready, NotReady::OutOfMemory(_)), "{not_ready:?}");
     assert_eq!(not_ready.reason(), "redis_oom");
     let m = b.poll_memory().await.unwrap();
     assert!(m.ratio > 1.0, "{m:?}");
@@ -145,19 +130,9 @@ async fn oom_is_typed_counted_and_recovers() {
     assert_eq!(s.relay_log.backlog("pokt1oom").await.unwrap().pending, 0);
 
     // Free memory: everything resumes.
-    assert_eq!(
-        server
-            .command(&["CONFIG", "SET", "maxmemory", "0"])
-            .unwrap(),
-        "+OK\r\n"
-    );
+    assert_eq!(server.command(&["CONFIG", "SET", "maxmemory", "0"]).unwrap(), "+OK\r\n");
     b.readiness().await.unwrap();
-    let token = s
-        .leadership
-        .campaign("global", "standby", ttl)
-        .await
-        .unwrap()
-        .unwrap();
+    let token = s.leadership.campaign("global", "standby", ttl).await.unwrap().unwrap();
     assert!(token > 0);
     assert_eq!(stats.acquire_consecutive_failures(), 0);
     assert_eq!(stats.acquire_failures(AcquireFailure::RedisOom), 3);
@@ -192,9 +167,7 @@ async fn flushall_also_recovers_and_other_errors_count_as_redis_error() {
     let s = b.storage();
     assert!(is_oom(Err::<(), _>(fill(&server, &b).await)));
     assert!(is_oom(
-        s.leadership
-            .campaign("global", "a", Duration::from_secs(5))
-            .await
+        s.leadership.campaign("global", "a", Duration::from_secs(5)).await
     ));
     assert_eq!(server.command(&["FLUSHALL"]).unwrap(), "+OK\r\n");
     assert!(

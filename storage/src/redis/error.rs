@@ -12,14 +12,7 @@ use redis::RedisError;
 
 use crate::StorageError;
 
-const TRANSIENT_CODES: &[&str] = &[
-    "LOADING",
-    "BUSY",
-    "TRYAGAIN",
-    "MASTERDOWN",
-    "READONLY",
-    "CLUSTERDOWN",
-];
+const TRANSIENT_CODES: &[&str] = &["LOADING", "BUSY", "TRYAGAIN", "MASTERDOWN", "READONLY", "CLUSTERDOWN"];
 
 /// Whether `e` is Redis refusing a write because `maxmemory` is reached.
 pub fn is_oom(e: &RedisError) -> bool {
@@ -57,9 +50,7 @@ pub fn map(what: &str, e: RedisError) -> StorageError {
         || e.is_timeout()
         || e.is_connection_dropped()
         || e.is_connection_refusal()
-        || server_codes(&e)
-            .iter()
-            .any(|c| TRANSIENT_CODES.contains(&c.as_str()))
+        || server_codes(&e).iter().any(|c| TRANSIENT_CODES.contains(&c.as_str()))
     {
         return StorageError::Unavailable(msg);
     }
@@ -73,10 +64,7 @@ mod tests {
 
     #[test]
     fn io_errors_are_unavailable() {
-        let e = RedisError::from(std::io::Error::new(
-            std::io::ErrorKind::ConnectionRefused,
-            "refused",
-        ));
+        let e = RedisError::from(std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused"));
         assert!(matches!(map("x", e), StorageError::Unavailable(_)));
         let e = RedisError::from(std::io::Error::new(std::io::ErrorKind::TimedOut, "slow"));
         let mapped = map("x", e);

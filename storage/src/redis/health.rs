@@ -62,11 +62,7 @@ impl RedisBackend {
     /// Polls `INFO MEMORY` once, updates the gauges and warns above the configured ratio.
     pub async fn poll_memory(&self) -> Result<MemorySnapshot, StorageError> {
         let stats = &self.inner.stats;
-        let info: String = match redis::cmd("INFO")
-            .arg("MEMORY")
-            .query_async(&mut self.conn())
-            .await
-        {
+        let info: String = match redis::cmd("INFO").arg("MEMORY").query_async(&mut self.conn()).await {
             Ok(s) => s,
             Err(e) => {
                 stats.record_memory_poll_failure();
@@ -96,10 +92,7 @@ impl RedisBackend {
     /// Starts polling `INFO MEMORY` every `memory_poll_interval` (first poll immediately).
     pub fn start_memory_monitor(&self) -> MemoryMonitor {
         let backend = self.clone();
-        let interval = self
-            .config()
-            .memory_poll_interval
-            .max(Duration::from_millis(10));
+        let interval = self.config().memory_poll_interval.max(Duration::from_millis(10));
         MemoryMonitor {
             task: tokio::spawn(async move {
                 let mut tick = tokio::time::interval(interval);
@@ -161,13 +154,7 @@ mod tests {
     #[test]
     fn reasons_are_stable() {
         assert_eq!(NotReady::OutOfMemory(String::new()).reason(), "redis_oom");
-        assert_eq!(
-            NotReady::Unreachable(String::new()).reason(),
-            "redis_unreachable"
-        );
-        assert_eq!(
-            NotReady::WriteRejected(String::new()).reason(),
-            "redis_write_rejected"
-        );
+        assert_eq!(NotReady::Unreachable(String::new()).reason(), "redis_unreachable");
+        assert_eq!(NotReady::WriteRejected(String::new()).reason(), "redis_write_rejected");
     }
 }

@@ -117,18 +117,9 @@ mod tests {
         let k = Keys::new("ha", None);
         assert_eq!(k.group(), "ha-miners");
         assert_eq!(k.relay_stream("pokt1sup"), "ha:relays:pokt1sup");
-        assert_eq!(
-            k.trie_nodes("pokt1sup", "abc"),
-            "ha:smst:pokt1sup:abc:nodes"
-        );
-        assert_eq!(
-            k.session("pokt1sup", "abc"),
-            "ha:miner:sessions:pokt1sup:abc"
-        );
-        assert_eq!(
-            k.session_index("pokt1sup"),
-            "ha:miner:sessions:pokt1sup:index"
-        );
+        assert_eq!(k.trie_nodes("pokt1sup", "abc"), "ha:smst:pokt1sup:abc:nodes");
+        assert_eq!(k.session("pokt1sup", "abc"), "ha:miner:sessions:pokt1sup:abc");
+        assert_eq!(k.session_index("pokt1sup"), "ha:miner:sessions:pokt1sup:index");
         assert_eq!(
             format!("{}claimed", k.session_state_prefix("pokt1sup")),
             "ha:miner:sessions:pokt1sup:state:claimed"
@@ -137,10 +128,7 @@ mod tests {
         assert_eq!(k.lease_token("global"), "ha:miner:global_leader:token");
         assert_eq!(k.lease_counter("global"), "ha:miner:global_leader:fencing");
         assert_eq!(k.lease("claim"), "ha:miner:leader:claim");
-        assert_eq!(
-            k.kv("application:pokt1app"),
-            "ha:cache:application:pokt1app"
-        );
+        assert_eq!(k.kv("application:pokt1app"), "ha:cache:application:pokt1app");
     }
 
     #[test]

@@ -33,12 +33,7 @@ impl KvStore for RedisBackend {
             .map_err(|e| self.err("GET", e))
     }
 
-    async fn set(
-        &self,
-        key: &str,
-        value: Vec<u8>,
-        ttl: Option<Duration>,
-    ) -> Result<(), StorageError> {
+    async fn set(&self, key: &str, value: Vec<u8>, ttl: Option<Duration>) -> Result<(), StorageError> {
         let mut cmd = redis::cmd("SET");
         cmd.arg(self.keys().kv(key)).arg(value);
         if let Some(ttl) = ttl {
@@ -49,12 +44,7 @@ impl KvStore for RedisBackend {
             .map_err(|e| self.err("SET", e))
     }
 
-    async fn set_if_absent(
-        &self,
-        key: &str,
-        value: Vec<u8>,
-        ttl: Option<Duration>,
-    ) -> Result<bool, StorageError> {
+    async fn set_if_absent(&self, key: &str, value: Vec<u8>, ttl: Option<Duration>) -> Result<bool, StorageError> {
         let mut cmd = redis::cmd("SET");
         cmd.arg(self.keys().kv(key)).arg(value).arg("NX");
         if let Some(ttl) = ttl {
@@ -67,12 +57,7 @@ impl KvStore for RedisBackend {
         Ok(reply.is_some())
     }
 
-    async fn increment(
-        &self,
-        key: &str,
-        delta: i64,
-        ttl: Option<Duration>,
-    ) -> Result<i64, StorageError> {
+    async fn increment(&self, key: &str, delta: i64, ttl: Option<Duration>) -> Result<i64, StorageError> {
         INCREMENT
             .key(self.keys().kv(key))
             .arg(delta)

@@ -137,12 +137,7 @@ impl RedisBackend {
 
 #[async_trait]
 impl Leadership for RedisBackend {
-    async fn campaign(
-        &self,
-        election: &str,
-        candidate: &str,
-        ttl: Duration,
-    ) -> Result<Option<u64>, StorageError> {
+    async fn campaign(&self, election: &str, candidate: &str, ttl: Duration) -> Result<Option<u64>, StorageError> {
         let res: Result<u64, _> = CAMPAIGN
             .key(self.keys().lease(election))
             .key(self.keys().lease_token(election))
@@ -209,13 +204,7 @@ impl Leadership for RedisBackend {
         }
     }
 
-    async fn renew(
-        &self,
-        election: &str,
-        candidate: &str,
-        token: u64,
-        ttl: Duration,
-    ) -> Result<bool, StorageError> {
+    async fn renew(&self, election: &str, candidate: &str, token: u64, ttl: Duration) -> Result<bool, StorageError> {
         let renewed: i64 = RENEW
             .key(self.keys().lease(election))
             .key(self.keys().lease_token(election))
@@ -232,12 +221,7 @@ impl Leadership for RedisBackend {
         Ok(renewed == 1)
     }
 
-    async fn resign(
-        &self,
-        election: &str,
-        candidate: &str,
-        token: u64,
-    ) -> Result<bool, StorageError> {
+    async fn resign(&self, election: &str, candidate: &str, token: u64) -> Result<bool, StorageError> {
         let released: i64 = RESIGN
             .key(self.keys().lease(election))
             .key(self.keys().lease_token(election))
@@ -256,10 +240,7 @@ impl Leadership for RedisBackend {
         self.read_leader(election).await
     }
 
-    async fn watch(
-        &self,
-        election: &str,
-    ) -> Result<watch::Receiver<Option<LeaderInfo>>, StorageError> {
+    async fn watch(&self, election: &str) -> Result<watch::Receiver<Option<LeaderInfo>>, StorageError> {
         let current = self.read_leader(election).await?;
         let mut watchers = lock(&self.inner.watchers);
         if let Some(tx) = watchers.get(election) {

@@ -162,10 +162,7 @@ fn parse_entry(supplier: &str, v: &Value) -> Result<(EntryId, Option<MinedRelay>
     Ok((id, Some(relay)))
 }
 
-fn parse_entries(
-    supplier: &str,
-    list: &Value,
-) -> Result<Vec<(EntryId, Option<MinedRelay>)>, StorageError> {
+fn parse_entries(supplier: &str, list: &Value) -> Result<Vec<(EntryId, Option<MinedRelay>)>, StorageError> {
     match list {
         Value::Nil => Ok(Vec::new()),
         Value::Array(items) => items.iter().map(|e| parse_entry(supplier, e)).collect(),
@@ -174,10 +171,7 @@ fn parse_entries(
 }
 
 /// The entries of an `XREADGROUP` reply for one stream (nil = nothing).
-fn parse_read(
-    supplier: &str,
-    reply: &Value,
-) -> Result<Vec<(EntryId, Option<MinedRelay>)>, StorageError> {
+fn parse_read(supplier: &str, reply: &Value) -> Result<Vec<(EntryId, Option<MinedRelay>)>, StorageError> {
     match reply {
         Value::Nil => Ok(Vec::new()),
         Value::Array(streams) => {
@@ -339,8 +333,7 @@ impl RelayLog for RedisBackend {
         streams.sort_unstable();
         streams.dedup();
         for supplier in streams {
-            self.create_group(&self.keys().relay_stream(supplier))
-                .await?;
+            self.create_group(&self.keys().relay_stream(supplier)).await?;
         }
         let mut p = redis::pipe();
         p.atomic();
@@ -357,39 +350,21 @@ impl RelayLog for RedisBackend {
                 .arg("end")
                 .arg(r.session_end_height);
         }
-        let ids: Vec<String> = p
-            .query_async(&mut self.conn())
-            .await
-            .map_err(|e| self.err("XADD", e))?;
+        let ids: Vec<String> = p.query_async(&mut self.conn()).await.map_err(|e| self.err("XADD", e))?;
         if ids.len() != relays.len() {
             return Err(corrupt("XADD reply count"));
         }
         ids.iter().map(|s| s.parse()).collect()
     }
 
-    async fn read(
-        &self,
-        supplier: &str,
-        consumer: &str,
-        max: usize,
-    ) -> Result<Vec<LogEntry>, StorageError> {
-        if max == 0
-            || !self
-                .ensure_group(&self.keys().relay_stream(supplier))
-                .await?
-        {
+    async fn read(&self, supplier: &str, consumer: &str, max: usize) -> Result<Vec<LogEntry>, StorageError> {
+        if max == 0 || !self.ensure_group(&self.keys().relay_stream(supplier)).await? {
             return Ok(Vec::new());
         }
-        self.read_new(&mut self.conn(), supplier, consumer, max, None)
-            .await
+        self.read_new(&mut self.conn(), supplier, consumer, max, None).await
     }
 
-    async fn read_pending(
-        &self,
-        supplier: &str,
-        consumer: &str,
-        max: usize,
-    ) -> Result<Vec<LogEntry>, StorageError> {
+    async fn read_pending(&self, supplier: &str, consumer: &str, max: usize) -> Result<Vec<LogEntry>, StorageError> {
         if max == 0 {
             return Ok(Vec::new());
         }
@@ -418,10 +393,8 @@ impl RelayLog for RedisBackend {
             Err(e) if error::has_code(&e, "NOGROUP") => return Ok(Vec::new()),
             Err(e) => return Err(self.err("XREADGROUP history", e)),
         };
-        let counts: std::collections::HashMap<EntryId, u64> = parse_pending(&pending)?
-            .into_iter()
-            .map(|(id, _, n)| (id, n))
-            .collect();
+        let counts: std::collections::HashMap<EntryId, u64> =
+            parse_pending(&pending)?.into_iter().map(|(id, _, n)| (id, n)).collect();
         let mut out = Vec::new();
         let mut deleted = Vec::new();
         for (id, relay) in parse_read(supplier, &reply)? {
@@ -574,10 +547,7 @@ impl RelayLog for RedisBackend {
             .invoke_async(&mut self.conn())
             .await
             .map_err(|e| self.err("XINFO GROUPS", e))?;
-        Ok(Backlog {
-            undelivered,
-            pending,
-        })
+        Ok(Backlog { undelivered, pending })
     }
 }
 
@@ -604,12 +574,7 @@ impl BlockingReader {
     /// Like [`RelayLog::read`], but waits up to the configured `block_timeout` for entries when none are
     /// available (an empty result then means none arrived in time). A supplier whose stream does not exist yet
     /// gets it created empty with the group, so the wait covers its first append.
-    pub async fn read(
-        &mut self,
-        supplier: &str,
-        consumer: &str,
-        max: usize,
-    ) -> Result<Vec<LogEntry>, StorageError> {
+    pub async fn read(&mut self, supplier: &str, consumer: &str, max: usize) -> Result<Vec<LogEntry>, StorageError> {
         if max == 0 {
             return Ok(Vec::new());
         }
@@ -630,9 +595,7 @@ impl BlockingReader {
                     .map_err(|e| b.err("connect blocking reader", e))?
             }
         };
-        let res = b
-            .read_new(&mut conn, supplier, consumer, max, Some(block))
-            .await;
+        let res = b.read_new(&mut conn, supplier, consumer, max, Some(block)).await;
         // Keep the connection unless it failed at the transport level.
         if !matches!(res, Err(StorageError::Unavailable(_))) {
             self.conn = Some(conn);
@@ -673,21 +636,12 @@ mod tests {
         assert_eq!(relay.relay_hash, b"hh");
         assert_eq!(relay.session_end_height, 42);
         // A Go relayer's entry: only `data`.
-        let go = Value::Array(vec![
-            bulk("7-0"),
-            Value::Array(vec![bulk("data"), bulk("x")]),
-        ]);
+        let go = Value::Array(vec![bulk("7-0"), Value::Array(vec![bulk("data"), bulk("x")])]);
         let relay = parse_entry("sup", &go).unwrap().1.unwrap();
-        assert_eq!(
-            (relay.payload.as_slice(), relay.session_id.as_str()),
-            (&b"x"[..], "")
-        );
+        assert_eq!((relay.payload.as_slice(), relay.session_id.as_str()), (&b"x"[..], ""));
         // A deleted entry in a history read.
         let deleted = Value::Array(vec![bulk("8-0"), Value::Nil]);
-        assert_eq!(
-            parse_entry("sup", &deleted).unwrap(),
-            (EntryId::new(8, 0), None)
-        );
+        assert_eq!(parse_entry("sup", &deleted).unwrap(), (EntryId::new(8, 0), None));
     }
 
     #[test]

@@ -67,15 +67,9 @@ fn bulk(v: &Value) -> Option<&[u8]> {
     }
 }
 
-fn decode(
-    supplier: &str,
-    session_id: &str,
-    fields: &Value,
-) -> Result<Option<SessionRecord>, StorageError> {
+fn decode(supplier: &str, session_id: &str, fields: &Value) -> Result<Option<SessionRecord>, StorageError> {
     let Value::Array(f) = fields else {
-        return Err(StorageError::Corrupt(
-            "redis session record: unexpected reply".into(),
-        ));
+        return Err(StorageError::Corrupt("redis session record: unexpected reply".into()));
     };
     let (Some(state), Some(data), Some(version)) = (
         f.first().and_then(bulk),
@@ -87,11 +81,7 @@ fn decode(
     let version = std::str::from_utf8(version)
         .ok()
         .and_then(|s| s.parse().ok())
-        .ok_or_else(|| {
-            StorageError::Corrupt(format!(
-                "redis session record {supplier}/{session_id}: bad version"
-            ))
-        })?;
+        .ok_or_else(|| StorageError::Corrupt(format!("redis session record {supplier}/{session_id}: bad version")))?;
     Ok(Some(SessionRecord {
         supplier: supplier.to_owned(),
         session_id: session_id.to_owned(),
@@ -118,11 +108,7 @@ impl RedisBackend {
 
 #[async_trait]
 impl SessionStore for RedisBackend {
-    async fn get(
-        &self,
-        supplier: &str,
-        session_id: &str,
-    ) -> Result<Option<SessionRecord>, StorageError> {
+    async fn get(&self, supplier: &str, session_id: &str) -> Result<Option<SessionRecord>, StorageError> {
         let fields: Value = redis::cmd("HMGET")
             .arg(self.keys().session(supplier, session_id))
             .arg(&["state", "data", "version"])
@@ -153,8 +139,7 @@ impl SessionStore for RedisBackend {
             .invoke_async(&mut self.conn())
             .await
             .map_err(|e| self.err("session CAS", e))?;
-        u64::try_from(version)
-            .map_err(|_| conflict(supplier, session_id, expected_version, current))
+        u64::try_from(version).map_err(|_| conflict(supplier, session_id, expected_version, current))
     }
 
     async fn delete(
@@ -183,11 +168,7 @@ impl SessionStore for RedisBackend {
         }
     }
 
-    async fn list(
-        &self,
-        supplier: Option<&str>,
-        state: Option<&str>,
-    ) -> Result<Vec<SessionRecord>, StorageError> {
+    async fn list(&self, supplier: Option<&str>, state: Option<&str>) -> Result<Vec<SessionRecord>, StorageError> {
         let suppliers: Vec<String> = match supplier {
             Some(s) => vec![s.to_owned()],
             None => self

@@ -192,9 +192,7 @@ impl RedisServer {
                 .args(["--maxmemory-policy", "noeviction"]);
         }
         cmd.args(&self.options.extra_args);
-        cmd.stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
+        cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());
         self.child = Some(cmd.spawn()?);
         self.wait_ready()
     }

@@ -100,9 +100,7 @@ impl RedisStats {
             AcquireFailure::RedisError => &self.acquire_failures_error,
         }
         .fetch_add(1, Ordering::Relaxed);
-        self.acquire_consecutive_failures
-            .fetch_add(1, Ordering::Relaxed)
-            + 1
+        self.acquire_consecutive_failures.fetch_add(1, Ordering::Relaxed) + 1
     }
 
     /// Records an acquisition that reached Redis; returns the streak it ended.
@@ -115,17 +113,11 @@ impl RedisStats {
     }
 
     pub(crate) fn record_memory(&self, used: u64, max: u64) -> f64 {
-        let ratio = if max == 0 {
-            0.0
-        } else {
-            used as f64 / max as f64
-        };
+        let ratio = if max == 0 { 0.0 } else { used as f64 / max as f64 };
         self.memory_used_bytes.store(used, Ordering::Relaxed);
         self.memory_max_bytes.store(max, Ordering::Relaxed);
-        self.memory_ratio_bits
-            .store(ratio.to_bits(), Ordering::Relaxed);
-        self.memory_last_poll_unix_ms
-            .store(unix_ms(), Ordering::Relaxed);
+        self.memory_ratio_bits.store(ratio.to_bits(), Ordering::Relaxed);
+        self.memory_last_poll_unix_ms.store(unix_ms(), Ordering::Relaxed);
         ratio
     }
 

@@ -180,19 +180,15 @@ impl RedisBackend {
             let Value::Array(parts) = reply else {
                 return Err(bad());
             };
-            let (Some(Value::BulkString(next)), Some(Value::Array(items))) =
-                (parts.first(), parts.get(1))
-            else {
+            let (Some(Value::BulkString(next)), Some(Value::Array(items))) = (parts.first(), parts.get(1)) else {
                 return Err(bad());
             };
             for pair in items.chunks_exact(2) {
-                let (Value::BulkString(field), Value::BulkString(value)) = (&pair[0], &pair[1])
-                else {
+                let (Value::BulkString(field), Value::BulkString(value)) = (&pair[0], &pair[1]) else {
                     return Err(bad());
                 };
-                let node_key = from_hex(field).ok_or_else(|| {
-                    StorageError::Corrupt(format!("redis trie hash {key}: field is not hex"))
-                })?;
+                let node_key = from_hex(field)
+                    .ok_or_else(|| StorageError::Corrupt(format!("redis trie hash {key}: field is not hex")))?;
                 nodes.insert(node_key, value.clone());
             }
             if next.as_slice() == b"0" {
@@ -203,11 +199,7 @@ impl RedisBackend {
     }
 
     /// Opens a namespace as the concrete [`RedisNodeStore`] (what [`TrieStore::open`] boxes).
-    pub async fn open_trie(
-        &self,
-        supplier: &str,
-        session_id: &str,
-    ) -> Result<RedisNodeStore, StorageError> {
+    pub async fn open_trie(&self, supplier: &str, session_id: &str) -> Result<RedisNodeStore, StorageError> {
         let handle = tokio::runtime::Handle::try_current()
             .map_err(|e| StorageError::Backend(format!("redis trie open outside tokio: {e}")))?;
         let key = self.keys().trie_nodes(supplier, session_id);

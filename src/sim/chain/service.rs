@@ -1,0 +1,303 @@
+//! The simulator's gRPC services on the real pocket/cosmos method paths (§1.3).
+
+use tonic::Status;
+
+use super::{SimChain, validate};
+use crate::protocol::wire::{self, method, tendermint_method};
+use crate::sim::grpc::GrpcRouter;
+
+fn not_found(what: String) -> Status {
+    Status::not_found(what)
+}
+
+/// Every query and tx service the relay miner uses, backed by `chain`.
+pub fn router(chain: SimChain) -> GrpcRouter {
+    let c = chain.clone();
+    let router = GrpcRouter::new().unary(method::GET_SESSION, move |r: wire::QueryGetSessionRequest| {
+        let c = c.clone();
+        async move {
+            let s = c.state();
+            validate::hydrate_session(&s, &r.application_address, &r.service_id, r.block_height)
+                .map(|session| wire::QueryGetSessionResponse { session: Some(session) })
+                .map_err(Status::failed_precondition)
+        }
+    });
+    let c = chain.clone();
+    let router = router.unary(method::SHARED_PARAMS, move |_: wire::QueryParamsRequest| {
+        let c = c.clone();
+        async move {
+            Ok(wire::QuerySharedParamsResponse {
+                params: Some(c.state().shared.clone()),
+            })
+        }
+    });
+    let c = chain.clone();
+    let router = router.unary(
+        method::SHARED_PARAMS_AT_HEIGHT,
+        move |_: wire::QueryParamsAtHeightRequest| {
+            let c = c.clone();
+            async move {
+                Ok(wire::QuerySharedParamsResponse {
+                    params: Some(c.state().shared.clone()),
+                })
+            }
+        },
+    );
+    let c = chain.clone();
+    let router = router.unary(method::SESSION_PARAMS, move |_: wire::QueryParamsRequest| {
+        let c = c.clone();
+        async move {
+            let n = c.state().genesis.num_suppliers_per_session;
+            Ok(wire::QuerySessionParamsResponse {
+                params: Some(wire::SessionParams {
+                    num_suppliers_per_session: n,
+                }),
+            })
+        }
+    });
+    let c = chain.clone();
+    let router = router.unary(method::PROOF_PARAMS, move |_: wire::QueryParamsRequest| {
+        let c = c.clone();
+        async move {
+            Ok(wire::QueryProofParamsResponse {
+                params: Some(c.state().proof.clone()),
+            })
+        }
+    });
+    let c = chain.clone();
+    let router = router.unary(method::APPLICATION, move |r: wire::QueryGetApplicationRequest| {
+        let c = c.clone();
+        async move {
+            let app = c.state().applications.get(&r.address).cloned();
+            app.map(|a| wire::QueryGetApplicationResponse { application: Some(a) })
+                .ok_or_else(|| not_found(format!("application {}", r.address)))
+        }
+    });
+    let c = chain.clone();
+    let router = router.unary(method::GATEWAY, move |r: wire::QueryGetGatewayRequest| {
+        let c = c.clone();
+        async move {
+            let gw = c.state().gateways.get(&r.address).cloned();
+            gw.map(|g| wire::QueryGetGatewayResponse { gateway: Some(g) })
+                .ok_or_else(|| not_found(format!("gateway {}", r.address)))
+        }
+    });
+    let c = chain.clone();
+    let router = router.unary(method::SUPPLIER, move |r: wire::QueryGetSupplierRequest| {
+        let c = c.clone();
+        async move {
+            let sup = c.state().suppliers.get(&r.operator_address).cloned();
+            sup.map(|s| wire::QueryGetSupplierResponse { supplier: Some(s) })
+                .ok_or_else(|| not_found(format!("supplier {}", r.operator_address)))
+        }
+    });
+    let c = chain.clone();
+    let router = router.unary(method::SERVICE, move |r: wire::QueryGetServiceRequest| {
+        let c = c.clone();
+        async move {
+            let svc = c.state().services.get(&r.id).cloned();
+            svc.map(|s| wire::QueryGetServiceResponse { service: Some(s) })
+                .ok_or_else(|| not_found(format!("service {}", r.id)))
+        }
+    });
+    let c = chain.clone();
+    let difficulty = move |service_id: String, height: i64| {
+        let s = c.state();
+        let target = s
+            .targets
+            .get(&service_id)
+            .cloned()
+            .ok_or_else(|| not_found(format!("service {service_id}")))?;
+        Ok(wire::QueryGetRelayMiningDifficultyResponse {
+            relay_mining_difficulty: Some(wire::RelayMiningDifficulty {
+                service_id,
+                block_height: height,
+                num_relays_ema: 0,
+                target_hash: target,
+            }),
+        })
+    };
+    let d = difficulty.clone();
+    let router = router.unary(
+        method::RELAY_MINING_DIFFICULTY,
+        move |r: wire::QueryGetRelayMiningDifficultyRequest| {
+            let result = d(r.service_id, 0);
+            async move { result }
+        },
+    );
+    let router = router.unary(
+        method::RELAY_MINING_DIFFICULTY_AT_HEIGHT,
+        move |r: wire::QueryGetRelayMiningDifficultyAtHeightRequest| {
+            let result = difficulty(r.service_id, r.block_height);
+            async move { result }
+        },
+    );
+    let c = chain.clone();
+    let router = router.unary(
+        method::COMPUTE_UNITS_PER_RELAY_AT_HEIGHT,
+        move |r: wire::QueryGetComputeUnitsPerRelayAtHeightRequest| {
+            let c = c.clone();
+            async move {
+                let cu = c.state().services.get(&r.service_id).map(|s| s.compute_units_per_relay);
+                cu.map(
+                    |compute_units_per_relay| wire::QueryGetComputeUnitsPerRelayAtHeightResponse {
+                        compute_units_per_relay,
+                    },
+                )
+                .ok_or_else(|| not_found(format!("service {}", r.service_id)))
+            }
+        },
+    );
+    let c = chain.clone();
+    let router = router.unary(method::CLAIM, move |r: wire::QueryGetClaimRequest| {
+        let c = c.clone();
+        async move {
+            let claim = c
+                .state()
+                .claims
+                .get(&(r.session_id.clone(), r.supplier_operator_address.clone()))
+                .cloned();
+            claim
+                .map(|e| wire::QueryGetClaimResponse { claim: Some(e.claim) })
+                .ok_or_else(|| not_found(format!("claim of {} in {}", r.supplier_operator_address, r.session_id)))
+        }
+    });
+    let c = chain.clone();
+    let router = router.unary(method::ACCOUNT, move |r: wire::QueryAccountRequest| {
+        let c = c.clone();
+        async move {
+            let account = c
+                .state()
+                .accounts
+                .get(&r.address)
+                .cloned()
+                .ok_or_else(|| not_found(format!("account {}", r.address)))?;
+            let base = wire::BaseAccount {
+                address: r.address.clone(),
+                pub_key: account.pubkey.map(|k| {
+                    wire::Any::pack(
+                        crate::chain::tx::SECP256K1_PUBKEY_TYPE_URL,
+                        &crate::chain::tx::Secp256k1PubKey { key: k.to_vec() },
+                    )
+                }),
+                account_number: account.number,
+                sequence: account.sequence,
+            };
+            Ok(wire::QueryAccountResponse {
+                account: Some(wire::Any::pack(wire::BASE_ACCOUNT_TYPE_URL, &base)),
+            })
+        }
+    });
+    let c = chain.clone();
+    let router = router.unary(method::BALANCE, move |r: wire::QueryBalanceRequest| {
+        let c = c.clone();
+        async move {
+            let balance = c.state().accounts.get(&r.address).map(|a| a.balance).unwrap_or(0);
+            Ok(wire::QueryBalanceResponse {
+                balance: Some(wire::Coin {
+                    denom: "upokt".into(),
+                    amount: balance.to_string(),
+                }),
+            })
+        }
+    });
+    let c = chain.clone();
+    let router = router.unary(method::SIMULATE, move |r: wire::SimulateRequest| {
+        let c = c.clone();
+        async move {
+            let s = c.state();
+            let (_, body, _) = validate::check_tx(&s, &r.tx_bytes).map_err(Status::invalid_argument)?;
+            let gas = 50_000 + 20_000 * body.messages.len() as u64 + r.tx_bytes.len() as u64 * 10;
+            Ok(wire::SimulateResponse {
+                gas_info: Some(wire::GasInfo {
+                    gas_wanted: gas,
+                    gas_used: gas,
+                }),
+                result: Some(wire::AbciResult::default()),
+            })
+        }
+    });
+    let c = chain.clone();
+    let router = router.unary(method::BROADCAST_TX, move |r: wire::BroadcastTxRequest| {
+        let c = c.clone();
+        async move {
+            let mut s = c.state();
+            let txhash = crate::chain::tx::tx_hash(&r.tx_bytes);
+            let (code, raw_log) = match validate::check_tx(&s, &r.tx_bytes) {
+                Ok(_) if s.txs.contains_key(&txhash) || s.mempool.contains(&r.tx_bytes) => {
+                    (19, "tx already in mempool or committed".to_string())
+                }
+                Ok(_) => {
+                    s.mempool.push(r.tx_bytes.clone());
+                    (0, String::new())
+                }
+                Err(log) if log.contains("sequence mismatch") => (32, log),
+                Err(log) => (4, log),
+            };
+            Ok(wire::BroadcastTxResponse {
+                tx_response: Some(wire::TxResponse {
+                    txhash,
+                    code,
+                    raw_log,
+                    ..Default::default()
+                }),
+            })
+        }
+    });
+    let c = chain.clone();
+    let router = router.unary(method::GET_TX, move |r: wire::GetTxRequest| {
+        let c = c.clone();
+        async move {
+            let result = c.state().txs.get(&r.hash.to_uppercase()).cloned();
+            result
+                .map(|t| wire::GetTxResponse {
+                    tx_response: Some(wire::TxResponse {
+                        height: t.height,
+                        txhash: r.hash.to_uppercase(),
+                        code: t.code,
+                        raw_log: t.log,
+                        ..Default::default()
+                    }),
+                })
+                .ok_or_else(|| not_found(format!("tx {}", r.hash)))
+        }
+    });
+    let c = chain.clone();
+    let block = move |height: i64| -> Result<wire::GetBlockResponse, Status> {
+        let (h, hash, chain_id) = {
+            let s = c.state();
+            let h = if height <= 0 { s.height } else { height };
+            let hash = *s.block_hashes.get(&h).ok_or_else(|| not_found(format!("block {h}")))?;
+            (h, hash, s.genesis.chain_id.clone())
+        };
+        Ok(wire::GetBlockResponse {
+            block_id: Some(wire::BlockId { hash: hash.to_vec() }),
+            block: Some(wire::Block {
+                header: Some(wire::BlockHeader {
+                    chain_id,
+                    height: h,
+                    time: Some(c.block_time(h)),
+                }),
+            }),
+        })
+    };
+    let b = block.clone();
+    let router = router.unary(
+        tendermint_method::GET_LATEST_BLOCK,
+        move |_: wire::GetLatestBlockRequest| {
+            let result = b(0);
+            async move { result }
+        },
+    );
+    router.unary(
+        tendermint_method::GET_BLOCK_BY_HEIGHT,
+        move |r: wire::GetBlockByHeightRequest| {
+            let result = if r.height <= 0 {
+                Err(Status::invalid_argument("height must be positive"))
+            } else {
+                block(r.height)
+            };
+            async move { result }
+        },
+    )
+}

@@ -1,0 +1,420 @@
+//! The simulator judges claims and proofs like the chain: a claim + proof built by hand from the protocol and trie
+//! modules is accepted over real gRPC sockets, and each kind of bad claim/proof is rejected with its reason.
+
+use std::time::Duration;
+
+use k256::ecdsa::SigningKey;
+use k256::elliptic_curve::ops::Reduce as _;
+
+use super::genesis::*;
+use super::*;
+use crate::chain::query::ChainClient;
+use crate::chain::tx::{Ordering, TxPlan, build_signed_tx};
+use crate::protocol::ring::RingSignature;
+use crate::protocol::session::{SessionWindows, proof_path};
+use crate::protocol::wire::{RelayRequest, RelayRequestMetadata};
+use crate::protocol::{gob, relay};
+use crate::smst::Smst;
+
+fn key_hex(label: &str) -> String {
+    hex::encode(sha256(label.as_bytes()))
+}
+
+fn genesis(probability: f64) -> Genesis {
+    Genesis {
+        chain_id: "pocket-sim".into(),
+        block_time_ms: 50,
+        shared_params: GenesisSharedParams::default(),
+        proof_params: GenesisProofParams {
+            proof_request_probability: probability,
+            proof_requirement_threshold_upokt: u64::MAX,
+            proof_missing_penalty_upokt: 320,
+            proof_submission_fee_upokt: 1,
+        },
+        num_suppliers_per_session: 15,
+        services: vec![
+            GenesisService {
+                id: "anvil".into(),
+                compute_units_per_relay: 10,
+                difficulty_target_hex: None,
+            },
+            GenesisService {
+                id: "other".into(),
+                compute_units_per_relay: 5,
+                difficulty_target_hex: None,
+            },
+        ],
+        applications: vec![GenesisApplication {
+            key_hex: key_hex("app"),
+            stake_upokt: 1_000_000,
+            services: vec!["anvil".into()],
+            delegate_to: vec![0],
+        }],
+        gateways: vec![GenesisGateway {
+            key_hex: key_hex("gateway"),
+            stake_upokt: 1_000_000,
+        }],
+        suppliers: vec![
+            GenesisSupplier {
+                key_hex: key_hex("supplier"),
+                stake_upokt: 1_000_000,
+                balance_upokt: 1_000_000,
+                services: vec![GenesisSupplierService {
+                    service_id: "anvil".into(),
+                    url: "http://127.0.0.1:1".into(),
+                }],
+            },
+            GenesisSupplier {
+                key_hex: key_hex("outsider"),
+                stake_upokt: 1_000_000,
+                balance_upokt: 1_000_000,
+                services: vec![GenesisSupplierService {
+                    service_id: "other".into(),
+                    url: "http://127.0.0.1:2".into(),
+                }],
+            },
+        ],
+    }
+}
+
+struct Fixture {
+    chain: SimChain,
+    client: ChainClient,
+    supplier: SigningKey,
+    supplier_address: String,
+    header: wire::SessionHeader,
+}
+
+async fn fixture(probability: f64) -> Fixture {
+    let chain = SimChain::new(genesis(probability)).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let app = router(chain.clone()).into_axum();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let client = ChainClient::new(&format!("http://{addr}"), Duration::from_secs(5)).unwrap();
+    for _ in 0..4 {
+        chain.produce_block();
+    }
+    let (_, app_address, _) = actor(&key_hex("app")).unwrap();
+    let session = client.session(&app_address, "anvil", 5).await.unwrap();
+    let (supplier, supplier_address, _) = actor(&key_hex("supplier")).unwrap();
+    Fixture {
+        chain,
+        client,
+        supplier,
+        supplier_address,
+        header: session.header.unwrap(),
+    }
+}
+
+/// A relay signed by the gateway with ring [app, gateway] and answered by `signer`.
+fn relay_bytes(f: &Fixture, n: u32, signer: &SigningKey) -> ([u8; 32], Vec<u8>) {
+    let (app_key, _, app_pub) = actor(&key_hex("app")).unwrap();
+    let _ = app_key;
+    let (gw_key, _, gw_pub) = actor(&key_hex("gateway")).unwrap();
+    let mut request = RelayRequest {
+        meta: Some(RelayRequestMetadata {
+            session_header: Some(f.header.clone()),
+            signature: vec![],
+            supplier_operator_address: f.supplier_address.clone(),
+        }),
+        payload: format!("{{\"jsonrpc\":\"2.0\",\"id\":{n},\"method\":\"eth_blockNumber\"}}").into_bytes(),
+    };
+    let secret = k256::Scalar::reduce(&gw_key.to_bytes());
+    let signature = RingSignature::sign(&[app_pub, gw_pub], &relay::request_signable_hash(&request), &secret)
+        .unwrap()
+        .to_bytes();
+    request.meta.as_mut().unwrap().signature = signature;
+    let response = relay::sign_response(&request, b"{\"result\":\"0x10\"}".to_vec(), signer);
+    let bytes = relay::relay_bytes(&request, &response);
+    (relay::relay_hash(&bytes), bytes)
+}
+
+fn trie_with(f: &Fixture, n: u32, weight: u64) -> Smst<storage::MemoryNodeStore> {
+    let mut trie = Smst::new(storage::MemoryNodeStore::new());
+    for i in 0..n {
+        let (hash, bytes) = relay_bytes(f, i, &f.supplier);
+        trie.insert_relay(&hash, &bytes, weight);
+    }
+    trie
+}
+
+async fn submit(f: &Fixture, msg: wire::Any, signer: &SigningKey) -> String {
+    let block_time = f.chain.block_time(f.chain.height());
+    let plan = TxPlan {
+        messages: vec![msg],
+        memo: String::new(),
+        gas_limit: 500_000,
+        fee_amount: 1,
+        fee_denom: "upokt".into(),
+        ordering: Ordering::Unordered {
+            block_time: crate::chain::tx::Timestamp {
+                seconds: block_time.seconds,
+                nanos: block_time.nanos,
+            },
+            ttl_secs: 120,
+        },
+        chain_id: "pocket-sim".into(),
+        account_number: f
+            .client
+            .account(&address::address_of(signer))
+            .await
+            .unwrap()
+            .account_number,
+    };
+    let tx = build_signed_tx(signer, &plan).unwrap();
+    let response = f.client.broadcast(tx.tx_bytes).await.unwrap();
+    assert_eq!(response.code, 0, "check tx: {}", response.raw_log);
+    tx.hash
+}
+
+fn claim_msg(f: &Fixture, header: &wire::SessionHeader, root: &[u8]) -> wire::Any {
+    wire::Any::pack(
+        wire::MSG_CREATE_CLAIM_TYPE_URL,
+        &wire::MsgCreateClaim {
+            supplier_operator_address: f.supplier_address.clone(),
+            session_header: Some(header.clone()),
+            root_hash: root.to_vec(),
+        },
+    )
+}
+
+fn proof_msg(f: &Fixture, proof: Vec<u8>) -> wire::Any {
+    wire::Any::pack(
+        wire::MSG_SUBMIT_PROOF_TYPE_URL,
+        &wire::MsgSubmitProof {
+            supplier_operator_address: f.supplier_address.clone(),
+            session_header: Some(f.header.clone()),
+            proof,
+        },
+    )
+}
+
+fn advance_to(chain: &SimChain, height: i64) {
+    while chain.height() < height {
+        chain.produce_block();
+    }
+}
+
+fn last_record(chain: &SimChain, kind: &str) -> MsgRecord {
+    chain.records().into_iter().rev().find(|r| r.kind == kind).unwrap()
+}
+
+fn windows(f: &Fixture) -> SessionWindows {
+    SessionWindows::new(&f.chain.state().shared, f.header.session_end_block_height).unwrap()
+}
+
+async fn claim_and_reach_seed(f: &Fixture, trie: &mut Smst<storage::MemoryNodeStore>) {
+    let w = windows(f);
+    advance_to(&f.chain, w.claim_open - 1);
+    let hash = submit(f, claim_msg(f, &f.header, &trie.root()), &f.supplier).await;
+    f.chain.produce_block();
+    assert_eq!(last_record(&f.chain, "claim").rejected, None);
+    assert_eq!(f.client.get_tx(&hash).await.unwrap().unwrap().code, 0);
+    advance_to(&f.chain, w.proof_seed_height());
+}
+
+fn seed_path(f: &Fixture) -> [u8; 32] {
+    let seed_height = windows(f).proof_seed_height();
+    let seed = *f.chain.state().block_hashes.get(&seed_height).unwrap();
+    proof_path(&seed, &f.header.session_id)
+}
+
+#[tokio::test]
+async fn hand_built_claim_and_proof_are_accepted_and_settled() {
+    let f = fixture(1.0).await;
+    let mut trie = trie_with(&f, 3, 10);
+    claim_and_reach_seed(&f, &mut trie).await;
+    let proof = trie.prove_closest(&seed_path(&f)).unwrap();
+    submit(
+        &f,
+        proof_msg(&f, gob::encode_closest_proof(&proof.compact())),
+        &f.supplier,
+    )
+    .await;
+    f.chain.produce_block();
+    let records = f.chain.records();
+    assert!(records.iter().all(|r| r.rejected.is_none()), "{records:?}");
+    let claim = f
+        .client
+        .claim(&f.header.session_id, &f.supplier_address)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(claim.proof_validation_status, wire::ClaimProofStatus::Validated as i32);
+    advance_to(&f.chain, windows(&f).proof_close + 1);
+    assert!(matches!(f.chain.settlements()[0].2, Settlement::Settled(reward) if reward > 0));
+}
+
+#[tokio::test]
+async fn claim_rejections_carry_the_chain_reason() {
+    let f = fixture(1.0).await;
+    let mut trie = trie_with(&f, 2, 10);
+    let root = trie.root();
+    let w = windows(&f);
+    // Too early: the window opens at claim_open.
+    submit(&f, claim_msg(&f, &f.header, &root), &f.supplier).await;
+    f.chain.produce_block();
+    assert!(
+        last_record(&f.chain, "claim")
+            .rejected
+            .unwrap()
+            .contains("outside the claim window")
+    );
+    advance_to(&f.chain, w.claim_open);
+    let mut wrong_id = f.header.clone();
+    wrong_id.session_id = "00".repeat(32);
+    submit(&f, claim_msg(&f, &wrong_id, &root), &f.supplier).await;
+    f.chain.produce_block();
+    assert!(
+        last_record(&f.chain, "claim")
+            .rejected
+            .unwrap()
+            .contains("session id mismatch")
+    );
+    let mut bad_sum = trie_with(&f, 2, 7);
+    submit(&f, claim_msg(&f, &f.header, &bad_sum.root()), &f.supplier).await;
+    f.chain.produce_block();
+    assert!(
+        last_record(&f.chain, "claim")
+            .rejected
+            .unwrap()
+            .contains("compute units per relay")
+    );
+    let (outsider, outsider_address, _) = actor(&key_hex("outsider")).unwrap();
+    let msg = wire::Any::pack(
+        wire::MSG_CREATE_CLAIM_TYPE_URL,
+        &wire::MsgCreateClaim {
+            supplier_operator_address: outsider_address,
+            session_header: Some(f.header.clone()),
+            root_hash: root.to_vec(),
+        },
+    );
+    submit(&f, msg, &outsider).await;
+    f.chain.produce_block();
+    assert!(
+        last_record(&f.chain, "claim")
+            .rejected
+            .unwrap()
+            .contains("is not in session")
+    );
+}
+
+#[tokio::test]
+async fn proof_rejections_carry_the_chain_reason() {
+    // Wrong path.
+    let f = fixture(1.0).await;
+    let mut trie = trie_with(&f, 4, 10);
+    claim_and_reach_seed(&f, &mut trie).await;
+    let wrong = trie.prove_closest(&sha256(b"not the seed path")).unwrap();
+    submit(
+        &f,
+        proof_msg(&f, gob::encode_closest_proof(&wrong.compact())),
+        &f.supplier,
+    )
+    .await;
+    f.chain.produce_block();
+    assert!(
+        last_record(&f.chain, "proof").rejected.unwrap().contains("path"),
+        "{:?}",
+        f.chain.records()
+    );
+
+    // Tampered side node.
+    let f = fixture(1.0).await;
+    let mut trie = trie_with(&f, 4, 10);
+    claim_and_reach_seed(&f, &mut trie).await;
+    let mut proof = trie.prove_closest(&seed_path(&f)).unwrap();
+    let last = proof.side_nodes.len() - 1;
+    proof.side_nodes[last][0] ^= 1;
+    submit(
+        &f,
+        proof_msg(&f, gob::encode_closest_proof(&proof.compact())),
+        &f.supplier,
+    )
+    .await;
+    f.chain.produce_block();
+    assert!(
+        last_record(&f.chain, "proof").rejected.unwrap().contains("root"),
+        "{:?}",
+        f.chain.records()
+    );
+
+    // Bad supplier signature: the relays were answered by another key.
+    let f = fixture(1.0).await;
+    let (impostor, _, _) = actor(&key_hex("impostor")).unwrap();
+    let mut trie = Smst::new(storage::MemoryNodeStore::new());
+    let (hash, bytes) = relay_bytes(&f, 1, &impostor);
+    trie.insert_relay(&hash, &bytes, 10);
+    claim_and_reach_seed(&f, &mut trie).await;
+    let proof = trie.prove_closest(&seed_path(&f)).unwrap();
+    submit(
+        &f,
+        proof_msg(&f, gob::encode_closest_proof(&proof.compact())),
+        &f.supplier,
+    )
+    .await;
+    f.chain.produce_block();
+    assert!(
+        last_record(&f.chain, "proof")
+            .rejected
+            .unwrap()
+            .contains("supplier signature")
+    );
+
+    // Bad ring signature: one byte of the request signature flipped before mining.
+    let f = fixture(1.0).await;
+    let (_, bytes) = relay_bytes(&f, 1, &f.supplier);
+    let mut relay = relay::decode_relay(&bytes, usize::MAX).unwrap();
+    let meta = relay.req.as_mut().unwrap().meta.as_mut().unwrap();
+    meta.signature[40] ^= 1;
+    let bytes = prost::Message::encode_to_vec(&relay);
+    let mut trie = Smst::new(storage::MemoryNodeStore::new());
+    trie.insert_relay(&relay::relay_hash(&bytes), &bytes, 10);
+    claim_and_reach_seed(&f, &mut trie).await;
+    let proof = trie.prove_closest(&seed_path(&f)).unwrap();
+    submit(
+        &f,
+        proof_msg(&f, gob::encode_closest_proof(&proof.compact())),
+        &f.supplier,
+    )
+    .await;
+    f.chain.produce_block();
+    assert!(
+        last_record(&f.chain, "proof")
+            .rejected
+            .unwrap()
+            .contains("ring signature")
+    );
+    advance_to(&f.chain, windows(&f).proof_close + 1);
+    assert!(matches!(&f.chain.settlements()[0].2, Settlement::Expired(r) if r == "proof invalid"));
+}
+
+#[tokio::test]
+async fn unrequired_proof_is_rejected_and_missing_required_proof_expires() {
+    let f = fixture(0.0).await;
+    let mut trie = trie_with(&f, 2, 10);
+    claim_and_reach_seed(&f, &mut trie).await;
+    let proof = trie.prove_closest(&seed_path(&f)).unwrap();
+    submit(
+        &f,
+        proof_msg(&f, gob::encode_closest_proof(&proof.compact())),
+        &f.supplier,
+    )
+    .await;
+    f.chain.produce_block();
+    assert!(
+        last_record(&f.chain, "proof")
+            .rejected
+            .unwrap()
+            .contains("not required")
+    );
+    advance_to(&f.chain, windows(&f).proof_close + 1);
+    assert!(matches!(f.chain.settlements()[0].2, Settlement::Settled(_)));
+
+    let f = fixture(1.0).await;
+    let mut trie = trie_with(&f, 2, 10);
+    claim_and_reach_seed(&f, &mut trie).await;
+    advance_to(&f.chain, windows(&f).proof_close + 1);
+    assert!(matches!(&f.chain.settlements()[0].2, Settlement::Expired(r) if r == "required proof missing"));
+}

@@ -1,0 +1,560 @@
+//! What the chain checks: tx authentication (SIGN_MODE_DIRECT, unordered or ordered), `MsgCreateClaim` (§6.1),
+//! `MsgSubmitProof` at tx time (§5.4 steps 1–12) and at end block (steps 13–17), session hydration (§3), and
+//! settlement (required proof missing or invalid ⇒ expired and slashed, §6.2).
+
+use k256::ecdsa::signature::Verifier as _;
+use prost::Message as _;
+
+use super::{ChainState, ClaimEntry, MsgRecord, Settlement, TxResult};
+use crate::chain::tx::{AuthInfo, SignDoc, TxBody, TxRaw};
+use crate::protocol::session::{self, SessionWindows};
+use crate::protocol::wire::{self, SessionHeader};
+use crate::protocol::{address, difficulty, lottery, relay, ring, supplier_sig};
+
+/// Hydrates the session of (app, service) at `height` (§3); `Err` with the chain's reason.
+pub(super) fn hydrate_session(s: &ChainState, app: &str, service: &str, height: i64) -> Result<wire::Session, String> {
+    let height = if height <= 0 { s.height } else { height };
+    if height > s.height {
+        return Err(format!("height {height} is in the future (latest {})", s.height));
+    }
+    let windows = SessionWindows::new(&s.shared, height).map_err(|e| e.to_string())?;
+    let application = s
+        .applications
+        .get(app)
+        .ok_or_else(|| format!("application {app} not found"))?;
+    if !application.service_configs.iter().any(|c| c.service_id == service) {
+        return Err(format!("application {app} is not staked for service {service}"));
+    }
+    if !s.services.contains_key(service) {
+        return Err(format!("service {service} not found"));
+    }
+    let start_hash = s
+        .block_hashes
+        .get(&windows.start)
+        .ok_or_else(|| format!("no block at {}", windows.start))?;
+    let session_id = session::session_id(start_hash, service, app, windows.start);
+    let candidates: Vec<String> = s
+        .suppliers
+        .values()
+        .filter(|sup| {
+            sup.service_config_history.iter().any(|u| {
+                u.service.as_ref().is_some_and(|c| c.service_id == service)
+                    && session::config_active_at(u.activation_height, u.deactivation_height, height)
+            })
+        })
+        .map(|sup| sup.operator_address.clone())
+        .collect();
+    if candidates.is_empty() {
+        return Err(format!("no suppliers for service {service}"));
+    }
+    let n = usize::try_from(s.genesis.num_suppliers_per_session).unwrap_or(usize::MAX);
+    let selected = session::select_suppliers(start_hash, service, app, windows.start, &candidates, n);
+    Ok(wire::Session {
+        header: Some(SessionHeader {
+            application_address: app.to_string(),
+            service_id: service.to_string(),
+            session_id: session_id.clone(),
+            session_start_block_height: windows.start,
+            session_end_block_height: windows.end,
+        }),
+        session_id,
+        session_number: windows.number,
+        num_blocks_per_session: s.shared.num_blocks_per_session as i64,
+        application: Some(application.clone()),
+        suppliers: selected.iter().filter_map(|op| s.suppliers.get(op).cloned()).collect(),
+    })
+}
+
+/// Checks a message's header against the hydrated on-chain session and supplier membership (§5.4 step 2,
+/// §6.1); returns the on-chain header.
+fn check_session(s: &ChainState, header: &SessionHeader, supplier: &str) -> Result<SessionHeader, String> {
+    session::validate_header(header).map_err(|e| e.to_string())?;
+    let on_chain = hydrate_session(
+        s,
+        &header.application_address,
+        &header.service_id,
+        header.session_start_block_height,
+    )?;
+    let on_chain_header = on_chain.header.unwrap_or_default();
+    if on_chain_header.session_id != header.session_id {
+        return Err(format!(
+            "session id mismatch: on chain {}, got {}",
+            on_chain_header.session_id, header.session_id
+        ));
+    }
+    if on_chain_header != *header {
+        return Err("session header differs from the on-chain session".into());
+    }
+    if !on_chain.suppliers.iter().any(|sup| sup.operator_address == supplier) {
+        return Err(format!("supplier {supplier} is not in session {}", header.session_id));
+    }
+    Ok(on_chain_header)
+}
+
+fn claim_bytes(claim: &wire::Claim) -> Vec<u8> {
+    wire::Claim {
+        proof_validation_status: 0,
+        ..claim.clone()
+    }
+    .encode_to_vec()
+}
+
+/// The proof requirement of a stored claim (§6.3); `None` until the seed block exists.
+fn proof_required(s: &ChainState, claim: &wire::Claim) -> Option<bool> {
+    let header = claim.session_header.as_ref()?;
+    let windows = SessionWindows::new(&s.shared, header.session_end_block_height).ok()?;
+    let seed_hash = s.block_hashes.get(&windows.proof_seed_height())?;
+    let target = s.targets.get(&header.service_id)?;
+    let sum = u64::from_be_bytes(claim.root_hash.get(32..40)?.try_into().ok()?);
+    let claimed = lottery::claimed_upokt(
+        sum,
+        target,
+        s.shared.compute_units_to_tokens_multiplier,
+        s.shared.compute_unit_cost_granularity,
+    )?;
+    let reason = lottery::proof_requirement(&claim_bytes(claim), seed_hash, &claimed, &s.proof);
+    Some(reason != lottery::ProofRequirementReason::NotRequired)
+}
+
+fn create_claim(s: &mut ChainState, msg: &wire::MsgCreateClaim, height: i64) -> Result<(), String> {
+    let header = msg.session_header.as_ref().ok_or("claim without session header")?;
+    if msg.root_hash.len() != 48 {
+        return Err(format!("root hash must be 48 bytes, got {}", msg.root_hash.len()));
+    }
+    let sum = u64::from_be_bytes(msg.root_hash[32..40].try_into().map_err(|_| "root sum")?);
+    let count = u64::from_be_bytes(msg.root_hash[40..48].try_into().map_err(|_| "root count")?);
+    if sum == 0 || count == 0 {
+        return Err("claim root has zero sum or count".into());
+    }
+    let on_chain = check_session(s, header, &msg.supplier_operator_address)?;
+    let windows = SessionWindows::new(&s.shared, on_chain.session_end_block_height).map_err(|e| e.to_string())?;
+    if !windows.claim_in_window(height) {
+        return Err(format!(
+            "claim at height {height} outside the claim window [{}, {}]",
+            windows.claim_open, windows.claim_close
+        ));
+    }
+    let cupr = s
+        .services
+        .get(&header.service_id)
+        .map(|sv| sv.compute_units_per_relay)
+        .ok_or("unknown service")?;
+    if Some(sum) != count.checked_mul(cupr) {
+        return Err(format!(
+            "root sum {sum} != count {count} × compute units per relay {cupr}"
+        ));
+    }
+    let claim = wire::Claim {
+        supplier_operator_address: msg.supplier_operator_address.clone(),
+        session_header: Some(on_chain.clone()),
+        root_hash: msg.root_hash.clone(),
+        proof_validation_status: 0,
+    };
+    s.claims.insert(
+        (on_chain.session_id.clone(), msg.supplier_operator_address.clone()),
+        ClaimEntry {
+            claim,
+            proof_required: None,
+            proof_pending: None,
+            settlement: None,
+        },
+    );
+    Ok(())
+}
+
+/// Tx-time proof checks (§5.4 steps 1–12).
+fn submit_proof(s: &mut ChainState, msg: &wire::MsgSubmitProof, height: i64) -> Result<(), String> {
+    let supplier = &msg.supplier_operator_address;
+    if !address::is_valid_address(supplier) {
+        return Err("invalid supplier operator address".into());
+    }
+    let header = msg.session_header.as_ref().ok_or("proof without session header")?;
+    if msg.proof.is_empty() {
+        return Err("empty proof".into());
+    }
+    let on_chain = check_session(s, header, supplier)?;
+    let windows = SessionWindows::new(&s.shared, on_chain.session_end_block_height).map_err(|e| e.to_string())?;
+    if !windows.proof_in_window(height) {
+        return Err(format!(
+            "proof at height {height} outside the proof window [{}, {}]",
+            windows.proof_open, windows.proof_close
+        ));
+    }
+    let compact = crate::protocol::gob::decode_closest_proof(&msg.proof).map_err(|e| format!("proof decode: {e}"))?;
+    let proof = crate::smst::ClosestProof::decompact(&compact).map_err(|e| e.to_string())?;
+    let value = &proof.closest_value_hash;
+    let relay_bytes = value
+        .get(..value.len().saturating_sub(16))
+        .ok_or("closest value too short")?;
+    let decoded = relay::decode_relay(relay_bytes, relay::MAX_RELAY_MESSAGE_BYTES).map_err(|e| e.to_string())?;
+    let req = decoded.req.as_ref().ok_or("relay without request")?;
+    let res = decoded.res.as_ref().ok_or("relay without response")?;
+    let req_meta = req.meta.as_ref().ok_or("request without meta")?;
+    let req_header = req_meta
+        .session_header
+        .as_ref()
+        .ok_or("request without session header")?;
+    session::validate_header(req_header).map_err(|e| format!("request header: {e}"))?;
+    if req_meta.signature.is_empty() || req_meta.supplier_operator_address.is_empty() {
+        return Err("request without signature or supplier".into());
+    }
+    if &req_meta.supplier_operator_address != supplier {
+        return Err("relay request names another supplier".into());
+    }
+    let res_meta = res.meta.as_ref().ok_or("response without meta")?;
+    let res_header = res_meta
+        .session_header
+        .as_ref()
+        .ok_or("response without session header")?;
+    session::validate_header(res_header).map_err(|e| format!("response header: {e}"))?;
+    if res_meta.supplier_operator_signature.is_empty() {
+        return Err("response without supplier signature".into());
+    }
+    if *req_header != on_chain || *res_header != on_chain {
+        return Err("relay session headers differ from the on-chain session".into());
+    }
+    let target = s.targets.get(&on_chain.service_id).ok_or("unknown service")?;
+    if !difficulty::is_volume_applicable(&relay::relay_hash(relay_bytes), target) {
+        return Err("relay hash does not meet the difficulty target".into());
+    }
+    let key = (on_chain.session_id.clone(), supplier.clone());
+    let entry = s.claims.get(&key).ok_or("no claim for this session and supplier")?;
+    let fee: u128 = s
+        .proof
+        .proof_submission_fee
+        .as_ref()
+        .and_then(|c| c.amount.parse().ok())
+        .unwrap_or(0);
+    let balance = s.accounts.get(supplier).map(|a| a.balance).unwrap_or(0);
+    if balance <= fee {
+        return Err(format!(
+            "supplier balance {balance} must exceed the proof submission fee {fee}"
+        ));
+    }
+    let required = proof_required(s, &entry.claim).ok_or("proof seed block does not exist yet")?;
+    if !required {
+        return Err("proof not required for this claim".into());
+    }
+    if let Some(account) = s.accounts.get_mut(supplier) {
+        account.balance -= fee;
+    }
+    if let Some(entry) = s.claims.get_mut(&key) {
+        entry.proof_required = Some(true);
+        entry.proof_pending = Some(msg.clone());
+    }
+    Ok(())
+}
+
+/// End-block proof checks (§5.4 steps 13–17): ring and supplier signatures, closest path, closest proof.
+fn validate_proof_end_block(s: &ChainState, entry: &ClaimEntry, msg: &wire::MsgSubmitProof) -> Result<(), String> {
+    let supplier = &msg.supplier_operator_address;
+    let supplier_key = s
+        .accounts
+        .get(supplier)
+        .and_then(|a| a.pubkey)
+        .ok_or("supplier has no public key")?;
+    let header = entry.claim.session_header.as_ref().ok_or("claim without header")?;
+    let compact = crate::protocol::gob::decode_closest_proof(&msg.proof).map_err(|e| e.to_string())?;
+    let proof = crate::smst::ClosestProof::decompact(&compact).map_err(|e| e.to_string())?;
+    let value = &proof.closest_value_hash;
+    let relay_bytes = &value[..value.len().saturating_sub(16)];
+    let decoded = relay::decode_relay(relay_bytes, relay::MAX_RELAY_MESSAGE_BYTES).map_err(|e| e.to_string())?;
+    let req = decoded.req.unwrap_or_default();
+    let res = decoded.res.unwrap_or_default();
+    // (14) ring signature of the request, ring at the session end height.
+    let app = s
+        .applications
+        .get(&header.application_address)
+        .ok_or("application not found")?;
+    let pending: std::collections::BTreeMap<u64, Vec<String>> = app
+        .pending_undelegations
+        .iter()
+        .map(|(k, v)| (*k, v.gateway_addresses.clone()))
+        .collect();
+    let target_end = header.session_end_block_height.max(0) as u64;
+    let expected: Vec<[u8; 33]> =
+        ring::expected_ring_addresses(&app.address, &app.delegatee_gateway_addresses, &pending, target_end)
+            .iter()
+            .filter_map(|a| {
+                if *a == ring::placeholder_address() {
+                    Some(ring::placeholder_public_key())
+                } else {
+                    s.accounts.get(a).and_then(|acc| acc.pubkey)
+                }
+            })
+            .collect();
+    let signature = req.meta.as_ref().map(|m| m.signature.clone()).unwrap_or_default();
+    let sig = ring::verify_relay_ring_signature(&signature, &relay::request_signable_hash(&req))
+        .map_err(|e| format!("ring signature: {e}"))?;
+    ring::verify_membership(sig.ring(), &expected).map_err(|e| format!("ring signature: {e}"))?;
+    // (15) supplier signature of the response.
+    let supplier_signature = res
+        .meta
+        .as_ref()
+        .map(|m| m.supplier_operator_signature.clone())
+        .unwrap_or_default();
+    supplier_sig::verify(&supplier_key, &relay::response_signable_hash(&res), &supplier_signature)
+        .map_err(|e| format!("supplier signature: {e}"))?;
+    // (16) path from the seed block, (17) closest proof against the claim root.
+    let windows = SessionWindows::new(&s.shared, header.session_end_block_height).map_err(|e| e.to_string())?;
+    let seed = s
+        .block_hashes
+        .get(&windows.proof_seed_height())
+        .ok_or("seed block missing")?;
+    let path = session::proof_path(seed, &header.session_id);
+    crate::smst::verify_proof_for_claim(&msg.proof, &entry.claim.root_hash, &path)
+        .map(drop)
+        .map_err(|e| e.to_string())
+}
+
+/// End block: validate pending proofs, settle claims whose proof window closed.
+pub(super) fn end_block(s: &mut ChainState, height: i64) {
+    let keys: Vec<(String, String)> = s.claims.keys().cloned().collect();
+    for key in keys {
+        let Some(entry) = s.claims.get(&key).cloned() else {
+            continue;
+        };
+        if let Some(msg) = &entry.proof_pending {
+            let outcome = validate_proof_end_block(s, &entry, msg);
+            let status = if outcome.is_ok() {
+                wire::ClaimProofStatus::Validated
+            } else {
+                wire::ClaimProofStatus::Invalid
+            };
+            if let Err(reason) = outcome {
+                s.records.push(MsgRecord {
+                    height,
+                    kind: "proof",
+                    supplier: key.1.clone(),
+                    session_id: key.0.clone(),
+                    rejected: Some(format!("end block: {reason}")),
+                });
+            }
+            if let Some(e) = s.claims.get_mut(&key) {
+                e.claim.proof_validation_status = status as i32;
+                e.proof_pending = None;
+            }
+        }
+        let Some(entry) = s.claims.get(&key).cloned() else {
+            continue;
+        };
+        if entry.settlement.is_some() {
+            continue;
+        }
+        let Some(header) = entry.claim.session_header.as_ref() else {
+            continue;
+        };
+        let Ok(windows) = SessionWindows::new(&s.shared, header.session_end_block_height) else {
+            continue;
+        };
+        if height <= windows.proof_close {
+            continue;
+        }
+        let required = entry
+            .proof_required
+            .or_else(|| proof_required(s, &entry.claim))
+            .unwrap_or(false);
+        let validated = entry.claim.proof_validation_status == wire::ClaimProofStatus::Validated as i32;
+        let outcome = if required && !validated {
+            Settlement::Expired(
+                if entry.claim.proof_validation_status == wire::ClaimProofStatus::Invalid as i32 {
+                    "proof invalid".into()
+                } else {
+                    "required proof missing".into()
+                },
+            )
+        } else {
+            let sum = entry
+                .claim
+                .root_hash
+                .get(32..40)
+                .and_then(|b| b.try_into().ok())
+                .map(u64::from_be_bytes);
+            let target = s.targets.get(&header.service_id).cloned().unwrap_or_default();
+            let reward = sum
+                .and_then(|sum| {
+                    lottery::claimed_upokt(
+                        sum,
+                        &target,
+                        s.shared.compute_units_to_tokens_multiplier,
+                        s.shared.compute_unit_cost_granularity,
+                    )
+                })
+                .and_then(|v| num_traits::ToPrimitive::to_u128(&v))
+                .unwrap_or(0);
+            Settlement::Settled(reward)
+        };
+        if let Some(e) = s.claims.get_mut(&key) {
+            e.settlement = Some(outcome.clone());
+            e.proof_required = Some(required);
+        }
+        s.settlements.push((key.0.clone(), key.1.clone(), outcome));
+    }
+}
+
+/// Authenticates a tx (CheckTx): returns the signer address and decoded body, or the reason.
+pub(super) fn check_tx(s: &ChainState, tx_bytes: &[u8]) -> Result<(String, TxBody, u128), String> {
+    let raw = TxRaw::decode(tx_bytes).map_err(|e| format!("tx decode: {e}"))?;
+    let body = TxBody::decode(raw.body_bytes.as_slice()).map_err(|e| format!("tx body decode: {e}"))?;
+    let auth = AuthInfo::decode(raw.auth_info_bytes.as_slice()).map_err(|e| format!("auth info decode: {e}"))?;
+    let signer_info = auth.signer_infos.first().ok_or("tx without signer")?;
+    let pubkey_any = signer_info.public_key.as_ref().ok_or("signer without public key")?;
+    let pubkey = crate::chain::tx::Secp256k1PubKey::decode(pubkey_any.value.as_slice()).map_err(|e| e.to_string())?;
+    let signer = address::address_from_public_key(&pubkey.key);
+    let account = s
+        .accounts
+        .get(&signer)
+        .ok_or_else(|| format!("account {signer} not found"))?;
+    if body.unordered {
+        let timeout = body.timeout_timestamp.ok_or("unordered tx without timeout_timestamp")?;
+        let now = s.genesis_time + s.height * s.genesis.block_time_ms.max(1) as i64 / 1000;
+        if timeout.seconds <= now || timeout.seconds > now + crate::chain::tx::MAX_UNORDERED_TIMEOUT_SECS + 5 {
+            return Err(format!(
+                "unordered tx timeout {} not within 10 minutes after block time {now}",
+                timeout.seconds
+            ));
+        }
+        if signer_info.sequence != 0 {
+            return Err("unordered tx must have sequence 0".into());
+        }
+    } else if signer_info.sequence != account.sequence {
+        return Err(format!(
+            "account sequence mismatch, expected {}, got {}: incorrect account sequence",
+            account.sequence, signer_info.sequence
+        ));
+    }
+    let doc = SignDoc {
+        body_bytes: raw.body_bytes.clone(),
+        auth_info_bytes: raw.auth_info_bytes.clone(),
+        chain_id: s.genesis.chain_id.clone(),
+        account_number: account.number,
+    };
+    let signature = raw.signatures.first().ok_or("tx without signature")?;
+    let key = address::verifying_key_from_compressed(&pubkey.key).map_err(|e| e.to_string())?;
+    let sig = k256::ecdsa::Signature::from_slice(signature).map_err(|_| "malformed tx signature")?;
+    key.verify(&doc.encode_to_vec(), &sig)
+        .map_err(|_| "signature verification failed")?;
+    let fee: u128 = auth
+        .fee
+        .as_ref()
+        .map(|f| {
+            f.amount
+                .iter()
+                .filter(|c| c.denom == "upokt")
+                .filter_map(|c| c.amount.parse::<u128>().ok())
+                .sum()
+        })
+        .unwrap_or(0);
+    if account.balance < fee {
+        return Err(format!("insufficient funds for fee {fee}"));
+    }
+    for msg in &body.messages {
+        let ok = match msg.type_url.as_str() {
+            wire::MSG_CREATE_CLAIM_TYPE_URL => wire::MsgCreateClaim::decode(msg.value.as_slice())
+                .map(|m| m.supplier_operator_address == signer)
+                .unwrap_or(false),
+            wire::MSG_SUBMIT_PROOF_TYPE_URL => wire::MsgSubmitProof::decode(msg.value.as_slice())
+                .map(|m| m.supplier_operator_address == signer)
+                .unwrap_or(false),
+            other => return Err(format!("unsupported message {other}")),
+        };
+        if !ok {
+            return Err("message signer is not the tx signer or message is malformed".into());
+        }
+    }
+    Ok((signer, body, fee))
+}
+
+/// DeliverTx: authenticate, charge the fee, run every message; a failing message fails the whole tx (state
+/// rolled back) and every message of it is recorded with the reason.
+pub(super) fn deliver_tx(s: &mut ChainState, tx_bytes: &[u8], height: i64) -> TxResult {
+    let (signer, body, fee) = match check_tx(s, tx_bytes) {
+        Ok(v) => v,
+        Err(log) => return TxResult { height, code: 4, log },
+    };
+    if let Some(account) = s.accounts.get_mut(&signer) {
+        account.balance -= fee;
+        if !body.unordered {
+            account.sequence += 1;
+        }
+    }
+    let claims_before = s.claims.clone();
+    let balance_before = s.accounts.get(&signer).map(|a| a.balance);
+    let mut outcomes = Vec::new();
+    let mut failure = None;
+    for msg in &body.messages {
+        let (kind, supplier, session_id, result) = match msg.type_url.as_str() {
+            wire::MSG_CREATE_CLAIM_TYPE_URL => match wire::MsgCreateClaim::decode(msg.value.as_slice()) {
+                Ok(m) => {
+                    let sid = m
+                        .session_header
+                        .as_ref()
+                        .map(|h| h.session_id.clone())
+                        .unwrap_or_default();
+                    (
+                        "claim",
+                        m.supplier_operator_address.clone(),
+                        sid,
+                        create_claim(s, &m, height),
+                    )
+                }
+                Err(e) => ("claim", signer.clone(), String::new(), Err(e.to_string())),
+            },
+            _ => match wire::MsgSubmitProof::decode(msg.value.as_slice()) {
+                Ok(m) => {
+                    let sid = m
+                        .session_header
+                        .as_ref()
+                        .map(|h| h.session_id.clone())
+                        .unwrap_or_default();
+                    (
+                        "proof",
+                        m.supplier_operator_address.clone(),
+                        sid,
+                        submit_proof(s, &m, height),
+                    )
+                }
+                Err(e) => ("proof", signer.clone(), String::new(), Err(e.to_string())),
+            },
+        };
+        if let Err(reason) = &result {
+            failure.get_or_insert_with(|| reason.clone());
+        }
+        outcomes.push((kind, supplier, session_id, result));
+    }
+    if let Some(reason) = failure {
+        s.claims = claims_before;
+        if let (Some(account), Some(balance)) = (s.accounts.get_mut(&signer), balance_before) {
+            account.balance = balance;
+        }
+        for (kind, supplier, session_id, result) in outcomes {
+            let rejected = Some(result.err().unwrap_or_else(|| format!("tx failed: {reason}")));
+            s.records.push(MsgRecord {
+                height,
+                kind,
+                supplier,
+                session_id,
+                rejected,
+            });
+        }
+        return TxResult {
+            height,
+            code: 1105,
+            log: reason,
+        };
+    }
+    for (kind, supplier, session_id, _) in outcomes {
+        s.records.push(MsgRecord {
+            height,
+            kind,
+            supplier,
+            session_id,
+            rejected: None,
+        });
+    }
+    TxResult {
+        height,
+        code: 0,
+        log: String::new(),
+    }
+}
