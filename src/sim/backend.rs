@@ -4,10 +4,10 @@
 //! One port serves every transport a Pocket service may use, over HTTP/1.1 and h2c (HTTP/2 with prior knowledge,
 //! which is what gRPC clients speak):
 //! - JSON-RPC 2.0 over `POST /` (and any unrouted path), with batches and eth-style methods over a deterministic
-//!   fake chain ([`jsonrpc`]);
-//! - REST under `/v1`, SSE at `/sse`, NDJSON at `/ndjson` ([`routes`]);
-//! - JSON-RPC over WebSocket at `/ws`, with `eth_subscribe("newHeads")` ([`ws`]);
-//! - gRPC `demo.Echo/Echo` (unary) and `demo.Echo/EchoStream` (server streaming) ([`grpc`]).
+//!   fake chain (`jsonrpc`);
+//! - REST under `/v1`, SSE at `/sse`, NDJSON at `/ndjson` (`routes`);
+//! - JSON-RPC over WebSocket at `/ws`, with `eth_subscribe("newHeads")` (`ws`);
+//! - gRPC `demo.Echo/Echo` (unary) and `demo.Echo/EchoStream` (server streaming) (`grpc`).
 //!
 //! Every HTTP request first gets the configured delay, then may be answered with an injected 500 or have its
 //! connection dropped ([`FaultConfig`]); counters per kind ([`BackendStats`]) let callers check the backend really

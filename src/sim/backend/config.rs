@@ -150,7 +150,7 @@ impl Injection {
     pub fn fires(&self, ordinal: u64) -> bool {
         match *self {
             Injection::Never => false,
-            Injection::EveryNth(n) => ordinal % n.get() == 0,
+            Injection::EveryNth(n) => ordinal.is_multiple_of(n.get()),
             Injection::Probability(p) => p > 0.0 && rand::rng().random::<f64>() < p,
         }
     }
@@ -257,41 +257,48 @@ mod tests {
         BackendConfig::default().validate().unwrap();
     }
 
+    /// The field a default config with one change is rejected for.
+    fn rejected_field(change: impl FnOnce(&mut BackendConfig)) -> Option<&'static str> {
+        let mut c = BackendConfig::default();
+        change(&mut c);
+        match c.validate() {
+            Err(BackendError::InvalidConfig { field, .. }) => Some(field),
+            _ => None,
+        }
+    }
+
     #[test]
     fn invalid_fields_are_named() {
-        let mut c = BackendConfig::default();
-        c.faults.http_500 = Injection::Probability(1.5);
-        assert!(matches!(
-            c.validate(),
-            Err(BackendError::InvalidConfig {
-                field: "faults.http_500",
-                ..
-            })
-        ));
-        let mut c = BackendConfig::default();
-        c.faults.drop_connection = Injection::Probability(f64::NAN);
-        assert!(matches!(
-            c.validate(),
-            Err(BackendError::InvalidConfig {
-                field: "faults.drop_connection",
-                ..
-            })
-        ));
-        let mut c = BackendConfig::default();
-        c.ws.new_heads_interval = Duration::ZERO;
-        assert!(c.validate().is_err());
-        let mut c = BackendConfig::default();
-        c.ws.max_frame_bytes = c.ws.max_message_bytes + 1;
-        assert!(c.validate().is_err());
-        let mut c = BackendConfig::default();
-        c.streams.events = c.streams.max_events + 1;
-        assert!(c.validate().is_err());
-        let mut c = BackendConfig::default();
-        c.max_connections = 0;
-        assert!(c.validate().is_err());
-        let mut c = BackendConfig::default();
-        c.big_response_bytes = MAX_BIG_RESPONSE_BYTES + 1;
-        assert!(c.validate().is_err());
+        type Change = fn(&mut BackendConfig);
+        let cases: [(&str, Change); 8] = [
+            ("faults.http_500", |c| {
+                c.faults.http_500 = Injection::Probability(1.5)
+            }),
+            ("faults.drop_connection", |c| {
+                c.faults.drop_connection = Injection::Probability(f64::NAN)
+            }),
+            ("ws.new_heads_interval", |c| {
+                c.ws.new_heads_interval = Duration::ZERO
+            }),
+            ("ws.max_frame_bytes", |c| {
+                c.ws.max_frame_bytes = c.ws.max_message_bytes + 1
+            }),
+            ("streams.events", |c| {
+                c.streams.events = c.streams.max_events + 1
+            }),
+            ("max_connections", |c| c.max_connections = 0),
+            ("max_batch_len", |c| c.max_batch_len = 0),
+            ("big_response_bytes", |c| {
+                c.big_response_bytes = MAX_BIG_RESPONSE_BYTES + 1
+            }),
+        ];
+        for (field, change) in cases {
+            assert_eq!(rejected_field(change), Some(field));
+        }
+        assert_eq!(
+            rejected_field(|c| c.faults.http_500 = Injection::Probability(1.0)),
+            None
+        );
     }
 
     #[test]

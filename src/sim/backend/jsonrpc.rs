@@ -542,7 +542,7 @@ mod tests {
         }
 
         #[test]
-        fn mutated_requests_never_panic(pos in 0usize..120, byte in any::<u8>(), cut in 0usize..130) {
+        fn mutated_requests_never_panic(pos in 0usize..120, byte in any::<u8>(), cut in 0usize..200) {
             let s = shared();
             let base = br#"[{"jsonrpc":"2.0","id":1,"method":"eth_getBlockByNumber","params":["0x10",true]},{"jsonrpc":"2.0","id":2,"method":"big","params":[4]}]"#;
             let mut body = base.to_vec();

@@ -170,19 +170,20 @@ struct StreamQuery {
     interval_ms: Option<u64>,
 }
 
-/// The count and interval a stream request asks for, or a 400.
-fn stream_params(shared: &Shared, q: &StreamQuery) -> Result<(u64, Duration), Response> {
+/// The count and interval a stream request asks for, or why not (answered with a 400).
+fn stream_params(shared: &Shared, q: &StreamQuery) -> Result<(u64, Duration), String> {
     let cfg = &shared.config.streams;
     let count = q.count.unwrap_or(cfg.events);
     if count > cfg.max_events {
-        return Err((
-            StatusCode::BAD_REQUEST,
-            Json(json!({"error": format!("count {count} exceeds {}", cfg.max_events)})),
-        )
-            .into_response());
+        return Err(format!("count {count} exceeds {}", cfg.max_events));
     }
     let interval = q.interval_ms.map_or(cfg.interval, Duration::from_millis);
     Ok((count, interval))
+}
+
+/// The 400 answer to a bad stream request.
+fn bad_stream_request(why: String) -> Response {
+    (StatusCode::BAD_REQUEST, Json(json!({"error": why}))).into_response()
 }
 
 /// The JSON payload of stream event `seq`.
@@ -195,7 +196,7 @@ fn stream_event(shared: &Shared, seq: u64) -> Value {
 async fn sse(State(shared): State<Arc<Shared>>, Query(q): Query<StreamQuery>) -> Response {
     let (count, interval) = match stream_params(&shared, &q) {
         Ok(p) => p,
-        Err(resp) => return resp,
+        Err(why) => return bad_stream_request(why),
     };
     bump(&shared.counters.sse_streams);
     let events = ticks(&shared, count, interval).map(move |seq| {
@@ -211,7 +212,7 @@ async fn sse(State(shared): State<Arc<Shared>>, Query(q): Query<StreamQuery>) ->
 async fn ndjson(State(shared): State<Arc<Shared>>, Query(q): Query<StreamQuery>) -> Response {
     let (count, interval) = match stream_params(&shared, &q) {
         Ok(p) => p,
-        Err(resp) => return resp,
+        Err(why) => return bad_stream_request(why),
     };
     bump(&shared.counters.ndjson_streams);
     let lines = ticks(&shared, count, interval).map(move |seq| {
