@@ -13,6 +13,7 @@ pub mod config;
 pub mod conformance;
 pub mod miner;
 pub mod protocol;
+pub mod relayer;
 pub mod sim;
 pub mod smst;
 pub mod telemetry;
