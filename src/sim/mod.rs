@@ -1,1 +1,2 @@
 //! The local Pocket chain simulator and the demo backend (issue 5), used by tests, benches and `localnet`.
+pub mod comet;
