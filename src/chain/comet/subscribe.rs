@@ -13,7 +13,12 @@
 //! While the websocket is down, the task reconnects with capped exponential backoff (with jitter, so a fleet
 //! does not reconnect in lockstep after a node restart) and polls `status` every `poll_interval` so heights keep
 //! flowing over plain HTTP. A websocket that is silent longer than `ws_idle_timeout` (CometBFT pings every 27 s)
-//! is treated as dead. After each (re)connect the task polls `status` once to learn blocks produced meanwhile.
+//! is treated as dead. After each (re)connect the task polls `status` once to learn blocks produced meanwhile,
+//! and while connected it still polls every `connected_poll_interval`, in case the node stops feeding a
+//! subscription without closing it.
+//!
+//! A `start_after` below the node's pruning base cannot be served: those fetches fail (counted in
+//! `rpc_errors`, logged) and are retried every `fetch_retry`; the consumer must start above the base.
 //!
 //! Why a bounded `mpsc` and not a `watch`: the miner's session lifecycle needs *every* height (a claim window
 //! opening, the proof seed block at exactly proof-window-open − 1, §5.2), and a `watch` keeps only the newest
@@ -57,6 +62,9 @@ pub struct SubscribeConfig {
     pub poll_interval: Duration,
     /// A websocket with no frame at all for this long is dropped and reconnected.
     pub ws_idle_timeout: Duration,
+    /// `status` polling period while the websocket is up: a safety net so a subscription the node stopped
+    /// feeding without closing it cannot stall delivery for longer than this.
+    pub connected_poll_interval: Duration,
     /// Wait after a failed `block?height=` fetch before retrying it.
     pub fetch_retry: Duration,
     /// Blocks decoded from events kept for delivery; beyond this they are refetched later.
@@ -74,6 +82,7 @@ impl Default for SubscribeConfig {
             backoff_max: Duration::from_secs(10),
             poll_interval: Duration::from_secs(1),
             ws_idle_timeout: Duration::from_secs(60),
+            connected_poll_interval: Duration::from_secs(30),
             fetch_retry: Duration::from_millis(500),
             max_cached_events: 256,
             max_ws_message_bytes: 64 << 20,
@@ -222,6 +231,7 @@ pub fn subscribe_blocks(client: CometClient, config: SubscribeConfig) -> BlockSt
         ws_deadline: now,
         reconnect_at: now,
         next_poll: now,
+        next_safety_poll: now,
         fetch_blocked_until: None,
         ever_connected: false,
         config,
@@ -250,7 +260,10 @@ struct Subscriber {
     /// Current reconnect delay (doubles up to `backoff_max`).
     backoff: Duration,
     reconnect_at: Instant,
+    /// Next `status` poll (disconnected) or heartbeat (connected).
     next_poll: Instant,
+    /// Next `status` poll while connected.
+    next_safety_poll: Instant,
     /// Set after a failed fetch: delivery pauses until then.
     fetch_blocked_until: Option<Instant>,
     ever_connected: bool,
@@ -294,10 +307,11 @@ impl Subscriber {
                 }
                 () = sleep_until(self.reconnect_at), if !connected => self.connect().await,
                 () = sleep_until(self.next_poll) => {
-                    if self.ws.is_none() || self.next.is_none() {
+                    let now = Instant::now();
+                    if self.ws.is_none() || self.next.is_none() || now >= self.next_safety_poll {
                         self.poll().await;
                     }
-                    self.next_poll = Instant::now() + self.config.poll_interval;
+                    self.next_poll = now + self.config.poll_interval;
                 }
                 () = sleep_until_opt(self.fetch_blocked_until), if self.fetch_blocked_until.is_some() => {
                     self.fetch_blocked_until = None;
@@ -494,6 +508,7 @@ impl Subscriber {
 
     async fn poll(&mut self) {
         SubscriptionStats::inc(&self.stats.polls);
+        self.next_safety_poll = Instant::now() + self.config.connected_poll_interval;
         match self.client.status().await {
             Ok(s) => self.raise_tip(s.latest_block_height),
             Err(e) => {

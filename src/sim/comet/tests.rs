@@ -520,3 +520,160 @@ async fn slow_consumer_gets_every_height_with_bounded_buffers() {
     );
     server.shutdown().await.unwrap();
 }
+
+#[tokio::test]
+async fn json_rpc_batch_and_parse_errors() {
+    let chain = chain();
+    let server = start(&chain, local()).await;
+    chain.produce_block();
+    let client: Client<_, http_body_util::Full<axum::body::Bytes>> =
+        Client::builder(TokioExecutor::new()).build_http();
+    let post = async |body: &str| {
+        let req = axum::http::Request::post(server.url())
+            .body(http_body_util::Full::new(axum::body::Bytes::from(
+                body.to_string(),
+            )))
+            .unwrap();
+        let resp = client.request(req).await.unwrap();
+        assert_eq!(
+            resp.status().as_u16(),
+            200,
+            "JSON-RPC POST errors come with HTTP 200"
+        );
+        let body = resp.into_body().collect().await.unwrap().to_bytes();
+        serde_json::from_slice::<Value>(&body).unwrap()
+    };
+    let v = post(r#"[{"jsonrpc":"2.0","id":1,"method":"block","params":["1"]},{"jsonrpc":"2.0","id":2,"method":"health"}]"#).await;
+    assert_eq!(v[0]["result"]["block"]["header"]["height"], json!("1"));
+    assert_eq!((&v[1]["id"], &v[1]["result"]), (&json!(2), &json!({})));
+    let v = post("{not json").await;
+    assert_eq!(v["error"]["code"], json!(-32700));
+    server.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn client_errors_are_typed() {
+    // Nothing listening: transport error, retryable.
+    let l = tokio::net::TcpListener::bind(local()).await.unwrap();
+    let addr = l.local_addr().unwrap();
+    drop(l);
+    let e = CometClient::new(&format!("http://{addr}"))
+        .unwrap()
+        .status()
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(e, CometError::Transport { .. }) && e.is_retryable(),
+        "{e}"
+    );
+
+    // A peer that accepts and never answers: timeout, retryable.
+    let l = tokio::net::TcpListener::bind(local()).await.unwrap();
+    let addr = l.local_addr().unwrap();
+    let hold = tokio::spawn(async move {
+        let mut open = Vec::new();
+        while let Ok((s, _)) = l.accept().await {
+            open.push(s);
+        }
+    });
+    let cfg = crate::chain::comet::ClientConfig {
+        request_timeout: Duration::from_millis(200),
+        ..Default::default()
+    };
+    let c = CometClient::with_config(&format!("http://{addr}"), cfg).unwrap();
+    let e = c.block(1).await.unwrap_err();
+    assert!(
+        matches!(e, CometError::Timeout { .. }) && e.is_retryable(),
+        "{e}"
+    );
+    hold.abort();
+
+    // A proxy error page: HTTP error with the status.
+    let app = axum::Router::new()
+        .fallback(|| async { (axum::http::StatusCode::BAD_GATEWAY, "upstream down") });
+    let l = tokio::net::TcpListener::bind(local()).await.unwrap();
+    let addr = l.local_addr().unwrap();
+    let srv = tokio::spawn(async move { axum::serve(l, app).await });
+    let e = CometClient::new(&format!("http://{addr}"))
+        .unwrap()
+        .status()
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&e, CometError::Http { status: 502, body, .. } if body == "upstream down")
+            && e.is_retryable(),
+        "{e}"
+    );
+    srv.abort();
+}
+
+#[tokio::test]
+async fn silent_websocket_is_replaced() {
+    let chain = chain();
+    let server = start(&chain, local()).await;
+    let client = CometClient::new(&server.url()).unwrap();
+    let mut cfg = fast_sub(Some(0));
+    // The server pings every 27 s; no blocks and no pings for 100 ms counts as a dead connection.
+    cfg.ws_idle_timeout = Duration::from_millis(100);
+    let mut stream = client.subscribe_blocks(cfg);
+    let stats = stream.stats().clone();
+    eventually("two reconnects after silence", || {
+        stats.snapshot().reconnects >= 2
+    })
+    .await;
+    chain.produce_block();
+    expect_heights(&mut stream, &chain, 1, 1).await;
+    server.shutdown().await.unwrap();
+}
+
+/// A node whose websocket accepts subscriptions but never delivers an event.
+struct MuteEvents {
+    chain: Arc<MemoryChain>,
+    never: broadcast::Sender<BlockInfo>,
+}
+
+impl CometBackend for MuteEvents {
+    fn chain_id(&self) -> String {
+        self.chain.chain_id()
+    }
+    fn latest(&self) -> Option<BlockInfo> {
+        self.chain.latest()
+    }
+    fn block(&self, height: i64) -> Option<BlockInfo> {
+        self.chain.block(height)
+    }
+    fn broadcast_tx(&self, tx: Vec<u8>) -> Result<BroadcastResult, String> {
+        self.chain.broadcast_tx(tx)
+    }
+    fn tx(&self, hash: &[u8; 32]) -> Option<TxRecord> {
+        self.chain.tx(hash)
+    }
+    fn subscribe_blocks(&self) -> broadcast::Receiver<BlockInfo> {
+        self.never.subscribe()
+    }
+}
+
+#[tokio::test]
+async fn mute_subscription_is_covered_by_safety_polls() {
+    let chain = chain();
+    let backend = Arc::new(MuteEvents {
+        chain: chain.clone(),
+        never: broadcast::channel(1).0,
+    });
+    let server = serve(backend, local(), ServerConfig::default())
+        .await
+        .unwrap();
+    let client = CometClient::new(&server.url()).unwrap();
+    let mut cfg = fast_sub(Some(0));
+    cfg.connected_poll_interval = Duration::from_millis(30);
+    let mut stream = client.subscribe_blocks(cfg);
+    let stats = stream.stats().clone();
+    eventually("websocket up", || stats.snapshot().ws_connected).await;
+    for _ in 0..3 {
+        chain.produce_block();
+    }
+    expect_heights(&mut stream, &chain, 1, 3).await;
+    let s = stats.snapshot();
+    assert!(s.ws_connected && s.ws_events == 0 && s.fills == 3, "{s:?}");
+    server.shutdown().await.unwrap();
+}
