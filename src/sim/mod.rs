@@ -1,7 +1,8 @@
 //! The local Pocket chain simulator and the demo backend (issue 5), used by tests, benches and `localnet`:
 //! [`chain`] judges claims and proofs like the chain and serves its gRPC queries ([`grpc`] routes them);
-//! [`backend`] is the RPC node relays are forwarded to.
+//! [`comet`] serves the CometBFT RPC (HTTP + websocket); [`backend`] is the RPC node relays are forwarded to.
 
 pub mod backend;
 pub mod chain;
+pub mod comet;
 pub mod grpc;
