@@ -76,3 +76,14 @@ impl NodeStore for MemoryNodeStore {
         Ok(())
     }
 }
+
+/// A boxed store (e.g. [`crate::BoxNodeStore`] handed out by a backend) is a store.
+impl<T: NodeStore + ?Sized> NodeStore for Box<T> {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError> {
+        (**self).get(key)
+    }
+
+    fn write_batch(&mut self, batch: NodeBatch) -> Result<(), StorageError> {
+        (**self).write_batch(batch)
+    }
+}

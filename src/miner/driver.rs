@@ -1,0 +1,482 @@
+//! The thin async driver of the [`lifecycle`](super::lifecycle) engine (issue 7): ingests the relay log into one
+//! trie per (supplier, session), feeds blocks and chain answers to the engine, executes its commands (claims,
+//! proof requirement checks, proofs, on-chain lookups, pruning) and persists every changed session record.
+//!
+//! Ingest is at-least-once and idempotent: a redelivered relay overwrites its own leaf (same relay hash), the
+//! engine is told the change in the trie's leaf count, and entries are acknowledged only after the trie batch is
+//! committed to storage. Only the leader submits: leadership is campaigned through the storage contract and
+//! re-checked right before every submission.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering as AtomicOrdering};
+use std::time::Duration;
+
+use k256::ecdsa::SigningKey;
+use prost::Message as _;
+
+use super::lifecycle::{Command, Engine, EngineConfig, Event, Schedule, SessionKey, SessionRecord, TxKind, TxOutcome};
+use crate::chain::query::ChainClient;
+use crate::chain::tx::{self, Ordering, TxPlan};
+use crate::protocol::session::{SessionWindows, proof_path};
+use crate::protocol::wire::{self, MinedRelayMessage, SessionHeader};
+use crate::protocol::{gob, lottery};
+use crate::smst::Smst;
+
+/// Counters the driver exports (and `localnet` summarizes).
+#[derive(Debug, Default)]
+pub struct MinerStats {
+    /// Relay-log entries ingested into tries.
+    pub relays_ingested: AtomicU64,
+    /// Claim messages sent.
+    pub claims_sent: AtomicU64,
+    /// Proof messages sent.
+    pub proofs_sent: AtomicU64,
+    /// Sessions confirmed claimed on chain.
+    pub claims_confirmed: AtomicU64,
+    /// Sessions whose proof was required.
+    pub proofs_required: AtomicU64,
+    /// Sessions lost (real losses only).
+    pub sessions_lost: AtomicU64,
+    /// Zero-relay sessions discarded.
+    pub sessions_discarded: AtomicU64,
+    /// Sessions pruned after completion.
+    pub sessions_done: AtomicU64,
+}
+
+/// Driver settings.
+#[derive(Debug, Clone)]
+pub struct MinerConfig {
+    /// Chain id txs are signed for.
+    pub chain_id: String,
+    /// Gas price (`0.000001upokt`).
+    pub gas_price: String,
+    /// Simulated gas × this.
+    pub gas_adjustment: f64,
+    /// Unordered tx TTL after the chain's block time.
+    pub tx_ttl_secs: i64,
+    /// Loop period.
+    pub tick: Duration,
+    /// Consumer name in the relay log.
+    pub consumer: String,
+    /// Engine tunables.
+    pub engine: EngineConfig,
+}
+
+struct OpenTrie {
+    trie: Smst<storage::BoxNodeStore>,
+    header: SessionHeader,
+}
+
+/// The miner of a set of suppliers.
+pub struct Miner {
+    chain: Arc<ChainClient>,
+    storage: storage::Storage,
+    keys: HashMap<String, SigningKey>,
+    config: MinerConfig,
+    engine: Engine,
+    tries: HashMap<SessionKey, OpenTrie>,
+    versions: HashMap<SessionKey, u64>,
+    leader_token: Option<u64>,
+    stats: Arc<MinerStats>,
+}
+
+/// Errors that stop one loop iteration (retried at the next tick).
+#[derive(Debug, thiserror::Error)]
+pub enum MinerError {
+    /// Storage failed.
+    #[error("storage: {0}")]
+    Storage(#[from] storage::StorageError),
+    /// The chain failed.
+    #[error("chain: {0}")]
+    Chain(#[from] crate::chain::query::ChainError),
+    /// The trie failed.
+    #[error("trie: {0}")]
+    Trie(#[from] crate::smst::SmstError),
+    /// A relay-log entry or record does not decode.
+    #[error("corrupt entry: {0}")]
+    Corrupt(String),
+}
+
+const ELECTION: &str = "miner";
+const LEASE: Duration = Duration::from_secs(10);
+
+impl Miner {
+    /// A miner for `keys` (operator address → key).
+    pub fn new(
+        chain: Arc<ChainClient>,
+        storage: storage::Storage,
+        keys: HashMap<String, SigningKey>,
+        config: MinerConfig,
+    ) -> Self {
+        let engine = Engine::new(config.engine);
+        Self {
+            chain,
+            storage,
+            keys,
+            config,
+            engine,
+            tries: HashMap::new(),
+            versions: HashMap::new(),
+            leader_token: None,
+            stats: Arc::default(),
+        }
+    }
+
+    /// The shared counters.
+    pub fn stats(&self) -> Arc<MinerStats> {
+        Arc::clone(&self.stats)
+    }
+
+    /// Restores persisted sessions (after a restart or failover).
+    pub async fn restore(&mut self) -> Result<(), MinerError> {
+        for supplier in self.keys.keys().cloned().collect::<Vec<_>>() {
+            for record in self.storage.sessions.list(Some(&supplier), None).await? {
+                let parsed: SessionRecord =
+                    serde_json::from_slice(&record.data).map_err(|e| MinerError::Corrupt(e.to_string()))?;
+                self.versions.insert(parsed.key.clone(), record.version);
+                self.engine.restore(parsed);
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs until `shutdown` resolves; every iteration beats the heartbeat, busy or idle.
+    pub async fn run(mut self, heartbeat: crate::telemetry::Heartbeat, shutdown: impl std::future::Future<Output = ()>) {
+        if let Err(e) = self.restore().await {
+            tracing::error!(error = %e, "miner could not restore sessions");
+        }
+        tokio::pin!(shutdown);
+        let mut ticker = tokio::time::interval(self.config.tick);
+        loop {
+            tokio::select! {
+                _ = &mut shutdown => break,
+                _ = ticker.tick() => {}
+            }
+            heartbeat.beat();
+            if let Err(e) = self.step().await {
+                tracing::warn!(error = %e, "miner iteration failed; retrying next tick");
+            }
+        }
+        // Graceful shutdown: ingest what is pending and persist tries and records.
+        if let Err(e) = self.ingest().await {
+            tracing::warn!(error = %e, "final ingest failed; entries stay pending for redelivery");
+        }
+    }
+
+    /// One iteration: leadership, ingest, new block, commands.
+    pub async fn step(&mut self) -> Result<(), MinerError> {
+        self.campaign().await;
+        self.ingest().await?;
+        let block = self.chain.latest_block().await?;
+        if block.height > self.engine.height() {
+            let step = self.engine.handle(Event::NewBlock { height: block.height });
+            self.execute(step).await?;
+        }
+        Ok(())
+    }
+
+    async fn campaign(&mut self) {
+        let leadership = &self.storage.leadership;
+        let result = match self.leader_token {
+            Some(token) => leadership.renew(ELECTION, &self.config.consumer, token, LEASE).await.map(|ok| ok.then_some(token)),
+            None => leadership.campaign(ELECTION, &self.config.consumer, LEASE).await,
+        };
+        let token = match result {
+            Ok(token) => token,
+            Err(e) => {
+                tracing::warn!(error = %e, "leadership acquisition failed");
+                None
+            }
+        };
+        if token.is_some() != self.engine.is_leader() {
+            tracing::info!(leader = token.is_some(), "miner leadership changed");
+            let step = self.engine.handle(Event::Leadership { leader: token.is_some() });
+            if let Err(e) = self.execute(step).await {
+                tracing::warn!(error = %e, "commands after a leadership change failed");
+            }
+        }
+        self.leader_token = token;
+    }
+
+    async fn still_leader(&self) -> bool {
+        match (self.leader_token, self.storage.leadership.leader(ELECTION).await) {
+            (Some(token), Ok(Some(info))) => info.token == token && info.holder == self.config.consumer,
+            _ => false,
+        }
+    }
+
+    async fn ingest(&mut self) -> Result<(), MinerError> {
+        for supplier in self.keys.keys().cloned().collect::<Vec<_>>() {
+            loop {
+                let mut entries = self.storage.relay_log.read_pending(&supplier, &self.config.consumer, 512).await?;
+                if entries.is_empty() {
+                    entries = self.storage.relay_log.read(&supplier, &self.config.consumer, 512).await?;
+                }
+                if entries.is_empty() {
+                    break;
+                }
+                let mut touched: HashMap<SessionKey, (Schedule, String, u64, u64)> = HashMap::new();
+                for entry in &entries {
+                    let message = MinedRelayMessage::decode(entry.relay.payload.as_slice())
+                        .map_err(|e| MinerError::Corrupt(format!("relay-log entry {}: {e}", entry.id)))?;
+                    let key = SessionKey { supplier: supplier.clone(), session_id: message.session_id.clone() };
+                    if !self.tries.contains_key(&key) {
+                        let store = self.storage.tries.open(&supplier, &message.session_id).await?;
+                        let trie = tokio::task::block_in_place(|| Smst::open(store))?;
+                        let header = SessionHeader {
+                            application_address: message.application_address.clone(),
+                            service_id: message.service_id.clone(),
+                            session_id: message.session_id.clone(),
+                            session_start_block_height: message.session_start_height,
+                            session_end_block_height: message.session_end_height,
+                        };
+                        self.tries.insert(key.clone(), OpenTrie { trie, header });
+                    }
+                    let schedule = self.schedule(message.session_end_height).await?;
+                    let open = self.tries.get_mut(&key).ok_or_else(|| MinerError::Corrupt("trie vanished".into()))?;
+                    let hash: [u8; 32] = message
+                        .relay_hash
+                        .as_slice()
+                        .try_into()
+                        .map_err(|_| MinerError::Corrupt("relay hash is not 32 bytes".into()))?;
+                    let before = tokio::task::block_in_place(|| open.trie.count());
+                    open.trie.insert_relay(&hash, &message.relay_bytes, message.compute_units_per_relay);
+                    let after = tokio::task::block_in_place(|| open.trie.count());
+                    let slot = touched.entry(key).or_insert((schedule, message.service_id.clone(), 0, 0));
+                    slot.2 += after - before;
+                    slot.3 += (after - before) * message.compute_units_per_relay;
+                }
+                for key in touched.keys() {
+                    if let Some(open) = self.tries.get_mut(key) {
+                        tokio::task::block_in_place(|| open.trie.commit())?;
+                    }
+                }
+                let ids: Vec<storage::EntryId> = entries.iter().map(|e| e.id).collect();
+                for (key, (schedule, service_id, relays, compute_units)) in touched {
+                    let step = self.engine.handle(Event::RelaysIngested { key, service_id, schedule, relays, compute_units });
+                    self.execute(step).await?;
+                }
+                self.storage.relay_log.ack(&supplier, &ids).await?;
+                self.stats.relays_ingested.fetch_add(ids.len() as u64, AtomicOrdering::Relaxed);
+            }
+        }
+        Ok(())
+    }
+
+    async fn schedule(&self, session_end: i64) -> Result<Schedule, MinerError> {
+        let params = self.chain.shared_params_at(session_end).await?;
+        let w = SessionWindows::new(&params, session_end).map_err(|e| MinerError::Corrupt(e.to_string()))?;
+        Ok(Schedule {
+            session_end,
+            claim_open: w.claim_open,
+            claim_close: w.claim_close,
+            proof_open: w.proof_open,
+            proof_close: w.proof_close,
+            settlement: w.settlement,
+        })
+    }
+
+    /// Executes commands (which may produce more steps) and persists changed records.
+    async fn execute(&mut self, step: super::lifecycle::Step) -> Result<(), MinerError> {
+        let mut queue = vec![step];
+        while let Some(step) = queue.pop() {
+            self.persist(&step.changed).await?;
+            for command in step.commands {
+                if let Some(next) = self.run_command(command).await? {
+                    queue.push(next);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn persist(&mut self, keys: &[SessionKey]) -> Result<(), MinerError> {
+        for key in keys {
+            let Some(record) = self.engine.session(key) else { continue };
+            let data = serde_json::to_vec(record).map_err(|e| MinerError::Corrupt(e.to_string()))?;
+            let expected = self.versions.get(key).copied().unwrap_or(0);
+            match self.storage.sessions.put(&key.supplier, &key.session_id, record.state.as_str(), data, expected).await {
+                Ok(version) => {
+                    self.versions.insert(key.clone(), version);
+                }
+                Err(storage::StorageError::Conflict(e)) => {
+                    tracing::warn!(session = key.session_id, error = e, "session record written by another instance");
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(())
+    }
+
+    async fn run_command(&mut self, command: Command) -> Result<Option<super::lifecycle::Step>, MinerError> {
+        Ok(match command {
+            Command::SubmitClaims { supplier, keys } => Some(self.submit(TxKind::Claim, &supplier, keys).await?),
+            Command::SubmitProofs { supplier, keys } => Some(self.submit(TxKind::Proof, &supplier, keys).await?),
+            Command::LookupOnChain { key } => {
+                let claim = self.chain.claim(&key.session_id, &key.supplier).await?;
+                let claim_exists = claim.is_some();
+                let proof_validated =
+                    claim.is_some_and(|c| c.proof_validation_status == wire::ClaimProofStatus::Validated as i32);
+                let before = self.engine.session(&key).map(|r| r.state);
+                let step = self.engine.handle(Event::OnChain { key: key.clone(), claim_exists, proof_validated });
+                if before == Some(super::lifecycle::State::Claiming)
+                    && self.engine.session(&key).map(|r| r.state) == Some(super::lifecycle::State::Claimed)
+                {
+                    self.stats.claims_confirmed.fetch_add(1, AtomicOrdering::Relaxed);
+                }
+                Some(step)
+            }
+            Command::CheckProofRequirement { key } => {
+                let required = self.proof_required(&key).await?;
+                if required {
+                    self.stats.proofs_required.fetch_add(1, AtomicOrdering::Relaxed);
+                }
+                Some(self.engine.handle(Event::ProofRequirement { key, required }))
+            }
+            Command::RecordLoss { key, reason, relays, compute_units } => {
+                self.stats.sessions_lost.fetch_add(1, AtomicOrdering::Relaxed);
+                tracing::error!(
+                    supplier = key.supplier,
+                    session = key.session_id,
+                    reason = reason.as_str(),
+                    relays,
+                    compute_units,
+                    "session revenue lost"
+                );
+                None
+            }
+            Command::RecordDiscard { key } => {
+                self.stats.sessions_discarded.fetch_add(1, AtomicOrdering::Relaxed);
+                tracing::info!(session = key.session_id, "zero-relay session discarded");
+                None
+            }
+            Command::Prune { key } => {
+                self.tries.remove(&key);
+                self.storage.tries.delete_namespace(&key.supplier, &key.session_id).await?;
+                self.storage.relay_log.trim_session(&key.supplier, &key.session_id).await?;
+                self.stats.sessions_done.fetch_add(1, AtomicOrdering::Relaxed);
+                None
+            }
+        })
+    }
+
+    async fn claim_of(&mut self, key: &SessionKey) -> Result<(wire::Claim, [u8; 48]), MinerError> {
+        let open = self.tries.get_mut(key).ok_or_else(|| MinerError::Corrupt(format!("no trie for {}", key.session_id)))?;
+        let root = tokio::task::block_in_place(|| open.trie.root());
+        let claim = wire::Claim {
+            supplier_operator_address: key.supplier.clone(),
+            session_header: Some(open.header.clone()),
+            root_hash: root.to_vec(),
+            proof_validation_status: 0,
+        };
+        Ok((claim, root))
+    }
+
+    async fn proof_required(&mut self, key: &SessionKey) -> Result<bool, MinerError> {
+        let (claim, root) = self.claim_of(key).await?;
+        let header = claim.session_header.clone().unwrap_or_default();
+        let params = self.chain.shared_params_at(header.session_end_block_height).await?;
+        let windows = SessionWindows::new(&params, header.session_end_block_height)
+            .map_err(|e| MinerError::Corrupt(e.to_string()))?;
+        let seed = self.chain.block(windows.proof_seed_height()).await?;
+        let start_params = self.chain.shared_params_at(header.session_start_block_height).await?;
+        let target = self.chain.difficulty_target_at(&header.service_id, header.session_start_block_height).await?;
+        let sum = u64::from_be_bytes(root[32..40].try_into().unwrap_or_default());
+        let claimed = lottery::claimed_upokt(
+            sum,
+            &target,
+            start_params.compute_units_to_tokens_multiplier,
+            start_params.compute_unit_cost_granularity,
+        )
+        .unwrap_or_default();
+        let proof_params = self.chain.proof_params().await?;
+        let reason = lottery::proof_requirement(&claim.encode_to_vec(), &seed.hash, &claimed, &proof_params);
+        Ok(reason != lottery::ProofRequirementReason::NotRequired)
+    }
+
+    async fn submit(&mut self, kind: TxKind, supplier: &str, keys: Vec<SessionKey>) -> Result<super::lifecycle::Step, MinerError> {
+        let mut messages = Vec::new();
+        for key in &keys {
+            let (claim, _) = self.claim_of(key).await?;
+            let header = claim.session_header.clone();
+            match kind {
+                TxKind::Claim => messages.push(wire::Any::pack(
+                    wire::MSG_CREATE_CLAIM_TYPE_URL,
+                    &wire::MsgCreateClaim {
+                        supplier_operator_address: supplier.to_string(),
+                        session_header: header,
+                        root_hash: claim.root_hash,
+                    },
+                )),
+                TxKind::Proof => {
+                    let h = header.clone().unwrap_or_default();
+                    let params = self.chain.shared_params_at(h.session_end_block_height).await?;
+                    let windows = SessionWindows::new(&params, h.session_end_block_height)
+                        .map_err(|e| MinerError::Corrupt(e.to_string()))?;
+                    let seed = self.chain.block(windows.proof_seed_height()).await?;
+                    let path = proof_path(&seed.hash, &h.session_id);
+                    let open = self.tries.get_mut(key).ok_or_else(|| MinerError::Corrupt("no trie".into()))?;
+                    let proof = tokio::task::block_in_place(|| open.trie.prove_closest(&path))?;
+                    messages.push(wire::Any::pack(
+                        wire::MSG_SUBMIT_PROOF_TYPE_URL,
+                        &wire::MsgSubmitProof {
+                            supplier_operator_address: supplier.to_string(),
+                            session_header: header,
+                            proof: gob::encode_closest_proof(&proof.compact()),
+                        },
+                    ));
+                }
+            }
+        }
+        let outcome = if !self.still_leader().await {
+            TxOutcome::Retryable("no longer the leader".into())
+        } else {
+            match self.broadcast(supplier, messages).await {
+                Ok(()) => {
+                    let counter = if kind == TxKind::Claim { &self.stats.claims_sent } else { &self.stats.proofs_sent };
+                    counter.fetch_add(keys.len() as u64, AtomicOrdering::Relaxed);
+                    TxOutcome::Broadcast
+                }
+                Err(outcome) => outcome,
+            }
+        };
+        if let TxOutcome::Rejected(reason) | TxOutcome::Retryable(reason) | TxOutcome::HaConflict(reason) = &outcome {
+            tracing::warn!(supplier, ?kind, reason, "submission not accepted by the node");
+        }
+        Ok(self.engine.handle(Event::TxOutcome { kind, keys, outcome }))
+    }
+
+    async fn broadcast(&self, supplier: &str, messages: Vec<wire::Any>) -> Result<(), TxOutcome> {
+        let key = self.keys.get(supplier).ok_or_else(|| TxOutcome::Rejected(format!("no key for {supplier}")))?;
+        let retry = |e: crate::chain::query::ChainError| TxOutcome::Retryable(e.to_string());
+        let account = self.chain.account(supplier).await.map_err(retry)?;
+        let block = self.chain.latest_block().await.map_err(retry)?;
+        let price = tx::parse_gas_price(&self.config.gas_price).map_err(|e| TxOutcome::Rejected(e.to_string()))?;
+        let mut plan = TxPlan {
+            messages,
+            memo: String::new(),
+            gas_limit: 1_000_000,
+            fee_amount: 0,
+            fee_denom: "upokt".into(),
+            ordering: Ordering::Unordered {
+                block_time: tx::Timestamp { seconds: block.time.seconds, nanos: block.time.nanos },
+                ttl_secs: self.config.tx_ttl_secs,
+            },
+            chain_id: self.config.chain_id.clone(),
+            account_number: account.account_number,
+        };
+        let draft = tx::build_signed_tx(key, &plan).map_err(|e| TxOutcome::Rejected(e.to_string()))?;
+        let gas = self.chain.simulate(draft.tx_bytes).await.map_err(|e| TxOutcome::Rejected(e.to_string()))?;
+        plan.gas_limit = tx::gas_limit_from_simulation(gas, self.config.gas_adjustment);
+        plan.fee_amount = tx::fee_for_gas(&price, plan.gas_limit).map_err(|e| TxOutcome::Rejected(e.to_string()))?;
+        let signed = tx::build_signed_tx(key, &plan).map_err(|e| TxOutcome::Rejected(e.to_string()))?;
+        let response = self.chain.broadcast(signed.tx_bytes).await.map_err(retry)?;
+        match response.code {
+            0 => Ok(()),
+            19 => Err(TxOutcome::HaConflict(response.raw_log)),
+            32 => Err(TxOutcome::HaConflict(response.raw_log)),
+            _ => Err(TxOutcome::Rejected(response.raw_log)),
+        }
+    }
+}
