@@ -22,9 +22,7 @@ pub mod time;
 pub mod wire;
 
 pub use client::{ClientConfig, CometClient};
-pub use subscribe::{
-    BlockStream, StatsSnapshot, SubscribeConfig, SubscriptionStats, subscribe_blocks,
-};
+pub use subscribe::{BlockStream, StatsSnapshot, SubscribeConfig, SubscriptionStats, subscribe_blocks};
 pub use time::BlockTime;
 
 use std::time::Duration;
@@ -220,13 +218,7 @@ mod tests {
         );
         assert!(not_yet.is_height_not_available());
         assert!(not_yet.is_retryable());
-        assert!(
-            !rpc(
-                RPC_INTERNAL_ERROR,
-                "height must be greater than 0, but got 0"
-            )
-            .is_retryable()
-        );
+        assert!(!rpc(RPC_INTERNAL_ERROR, "height must be greater than 0, but got 0").is_retryable());
         assert!(rpc(RPC_SERVER_ERROR, "subscription was canceled").is_retryable());
         assert!(rpc(RPC_INTERNAL_ERROR, "tx (AB) not found").is_tx_not_found());
         assert!(!rpc(RPC_INTERNAL_ERROR, "tx (AB) not found").is_retryable());

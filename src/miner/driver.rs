@@ -142,7 +142,11 @@ impl Miner {
     }
 
     /// Runs until `shutdown` resolves; every iteration beats the heartbeat, busy or idle.
-    pub async fn run(mut self, heartbeat: crate::telemetry::Heartbeat, shutdown: impl std::future::Future<Output = ()>) {
+    pub async fn run(
+        mut self,
+        heartbeat: crate::telemetry::Heartbeat,
+        shutdown: impl std::future::Future<Output = ()>,
+    ) {
         if let Err(e) = self.restore().await {
             tracing::error!(error = %e, "miner could not restore sessions");
         }
@@ -179,7 +183,10 @@ impl Miner {
     async fn campaign(&mut self) {
         let leadership = &self.storage.leadership;
         let result = match self.leader_token {
-            Some(token) => leadership.renew(ELECTION, &self.config.consumer, token, LEASE).await.map(|ok| ok.then_some(token)),
+            Some(token) => leadership
+                .renew(ELECTION, &self.config.consumer, token, LEASE)
+                .await
+                .map(|ok| ok.then_some(token)),
             None => leadership.campaign(ELECTION, &self.config.consumer, LEASE).await,
         };
         let token = match result {
@@ -191,7 +198,9 @@ impl Miner {
         };
         if token.is_some() != self.engine.is_leader() {
             tracing::info!(leader = token.is_some(), "miner leadership changed");
-            let step = self.engine.handle(Event::Leadership { leader: token.is_some() });
+            let step = self.engine.handle(Event::Leadership {
+                leader: token.is_some(),
+            });
             if let Err(e) = self.execute(step).await {
                 tracing::warn!(error = %e, "commands after a leadership change failed");
             }
@@ -209,9 +218,17 @@ impl Miner {
     async fn ingest(&mut self) -> Result<(), MinerError> {
         for supplier in self.keys.keys().cloned().collect::<Vec<_>>() {
             loop {
-                let mut entries = self.storage.relay_log.read_pending(&supplier, &self.config.consumer, 512).await?;
+                let mut entries = self
+                    .storage
+                    .relay_log
+                    .read_pending(&supplier, &self.config.consumer, 512)
+                    .await?;
                 if entries.is_empty() {
-                    entries = self.storage.relay_log.read(&supplier, &self.config.consumer, 512).await?;
+                    entries = self
+                        .storage
+                        .relay_log
+                        .read(&supplier, &self.config.consumer, 512)
+                        .await?;
                 }
                 if entries.is_empty() {
                     break;
@@ -220,7 +237,10 @@ impl Miner {
                 for entry in &entries {
                     let message = MinedRelayMessage::decode(entry.relay.payload.as_slice())
                         .map_err(|e| MinerError::Corrupt(format!("relay-log entry {}: {e}", entry.id)))?;
-                    let key = SessionKey { supplier: supplier.clone(), session_id: message.session_id.clone() };
+                    let key = SessionKey {
+                        supplier: supplier.clone(),
+                        session_id: message.session_id.clone(),
+                    };
                     if !self.tries.contains_key(&key) {
                         let store = self.storage.tries.open(&supplier, &message.session_id).await?;
                         let trie = tokio::task::block_in_place(|| Smst::open(store))?;
@@ -234,16 +254,22 @@ impl Miner {
                         self.tries.insert(key.clone(), OpenTrie { trie, header });
                     }
                     let schedule = self.schedule(message.session_end_height).await?;
-                    let open = self.tries.get_mut(&key).ok_or_else(|| MinerError::Corrupt("trie vanished".into()))?;
+                    let open = self
+                        .tries
+                        .get_mut(&key)
+                        .ok_or_else(|| MinerError::Corrupt("trie vanished".into()))?;
                     let hash: [u8; 32] = message
                         .relay_hash
                         .as_slice()
                         .try_into()
                         .map_err(|_| MinerError::Corrupt("relay hash is not 32 bytes".into()))?;
                     let before = tokio::task::block_in_place(|| open.trie.count());
-                    open.trie.insert_relay(&hash, &message.relay_bytes, message.compute_units_per_relay);
+                    open.trie
+                        .insert_relay(&hash, &message.relay_bytes, message.compute_units_per_relay);
                     let after = tokio::task::block_in_place(|| open.trie.count());
-                    let slot = touched.entry(key).or_insert((schedule, message.service_id.clone(), 0, 0));
+                    let slot = touched
+                        .entry(key)
+                        .or_insert((schedule, message.service_id.clone(), 0, 0));
                     slot.2 += after - before;
                     slot.3 += (after - before) * message.compute_units_per_relay;
                 }
@@ -254,11 +280,19 @@ impl Miner {
                 }
                 let ids: Vec<storage::EntryId> = entries.iter().map(|e| e.id).collect();
                 for (key, (schedule, service_id, relays, compute_units)) in touched {
-                    let step = self.engine.handle(Event::RelaysIngested { key, service_id, schedule, relays, compute_units });
+                    let step = self.engine.handle(Event::RelaysIngested {
+                        key,
+                        service_id,
+                        schedule,
+                        relays,
+                        compute_units,
+                    });
                     self.execute(step).await?;
                 }
                 self.storage.relay_log.ack(&supplier, &ids).await?;
-                self.stats.relays_ingested.fetch_add(ids.len() as u64, AtomicOrdering::Relaxed);
+                self.stats
+                    .relays_ingested
+                    .fetch_add(ids.len() as u64, AtomicOrdering::Relaxed);
             }
         }
         Ok(())
@@ -293,15 +327,26 @@ impl Miner {
 
     async fn persist(&mut self, keys: &[SessionKey]) -> Result<(), MinerError> {
         for key in keys {
-            let Some(record) = self.engine.session(key) else { continue };
+            let Some(record) = self.engine.session(key) else {
+                continue;
+            };
             let data = serde_json::to_vec(record).map_err(|e| MinerError::Corrupt(e.to_string()))?;
             let expected = self.versions.get(key).copied().unwrap_or(0);
-            match self.storage.sessions.put(&key.supplier, &key.session_id, record.state.as_str(), data, expected).await {
+            match self
+                .storage
+                .sessions
+                .put(&key.supplier, &key.session_id, record.state.as_str(), data, expected)
+                .await
+            {
                 Ok(version) => {
                     self.versions.insert(key.clone(), version);
                 }
                 Err(storage::StorageError::Conflict(e)) => {
-                    tracing::warn!(session = key.session_id, error = e, "session record written by another instance");
+                    tracing::warn!(
+                        session = key.session_id,
+                        error = e,
+                        "session record written by another instance"
+                    );
                 }
                 Err(e) => return Err(e.into()),
             }
@@ -319,7 +364,11 @@ impl Miner {
                 let proof_validated =
                     claim.is_some_and(|c| c.proof_validation_status == wire::ClaimProofStatus::Validated as i32);
                 let before = self.engine.session(&key).map(|r| r.state);
-                let step = self.engine.handle(Event::OnChain { key: key.clone(), claim_exists, proof_validated });
+                let step = self.engine.handle(Event::OnChain {
+                    key: key.clone(),
+                    claim_exists,
+                    proof_validated,
+                });
                 if before == Some(super::lifecycle::State::Claiming)
                     && self.engine.session(&key).map(|r| r.state) == Some(super::lifecycle::State::Claimed)
                 {
@@ -334,7 +383,12 @@ impl Miner {
                 }
                 Some(self.engine.handle(Event::ProofRequirement { key, required }))
             }
-            Command::RecordLoss { key, reason, relays, compute_units } => {
+            Command::RecordLoss {
+                key,
+                reason,
+                relays,
+                compute_units,
+            } => {
                 self.stats.sessions_lost.fetch_add(1, AtomicOrdering::Relaxed);
                 tracing::error!(
                     supplier = key.supplier,
@@ -353,8 +407,14 @@ impl Miner {
             }
             Command::Prune { key } => {
                 self.tries.remove(&key);
-                self.storage.tries.delete_namespace(&key.supplier, &key.session_id).await?;
-                self.storage.relay_log.trim_session(&key.supplier, &key.session_id).await?;
+                self.storage
+                    .tries
+                    .delete_namespace(&key.supplier, &key.session_id)
+                    .await?;
+                self.storage
+                    .relay_log
+                    .trim_session(&key.supplier, &key.session_id)
+                    .await?;
                 self.stats.sessions_done.fetch_add(1, AtomicOrdering::Relaxed);
                 None
             }
@@ -362,7 +422,10 @@ impl Miner {
     }
 
     async fn claim_of(&mut self, key: &SessionKey) -> Result<(wire::Claim, [u8; 48]), MinerError> {
-        let open = self.tries.get_mut(key).ok_or_else(|| MinerError::Corrupt(format!("no trie for {}", key.session_id)))?;
+        let open = self
+            .tries
+            .get_mut(key)
+            .ok_or_else(|| MinerError::Corrupt(format!("no trie for {}", key.session_id)))?;
         let root = tokio::task::block_in_place(|| open.trie.root());
         let claim = wire::Claim {
             supplier_operator_address: key.supplier.clone(),
@@ -381,7 +444,10 @@ impl Miner {
             .map_err(|e| MinerError::Corrupt(e.to_string()))?;
         let seed = self.chain.block(windows.proof_seed_height()).await?;
         let start_params = self.chain.shared_params_at(header.session_start_block_height).await?;
-        let target = self.chain.difficulty_target_at(&header.service_id, header.session_start_block_height).await?;
+        let target = self
+            .chain
+            .difficulty_target_at(&header.service_id, header.session_start_block_height)
+            .await?;
         let sum = u64::from_be_bytes(root[32..40].try_into().unwrap_or_default());
         let claimed = lottery::claimed_upokt(
             sum,
@@ -395,7 +461,12 @@ impl Miner {
         Ok(reason != lottery::ProofRequirementReason::NotRequired)
     }
 
-    async fn submit(&mut self, kind: TxKind, supplier: &str, keys: Vec<SessionKey>) -> Result<super::lifecycle::Step, MinerError> {
+    async fn submit(
+        &mut self,
+        kind: TxKind,
+        supplier: &str,
+        keys: Vec<SessionKey>,
+    ) -> Result<super::lifecycle::Step, MinerError> {
         let mut messages = Vec::new();
         for key in &keys {
             let (claim, _) = self.claim_of(key).await?;
@@ -416,7 +487,10 @@ impl Miner {
                         .map_err(|e| MinerError::Corrupt(e.to_string()))?;
                     let seed = self.chain.block(windows.proof_seed_height()).await?;
                     let path = proof_path(&seed.hash, &h.session_id);
-                    let open = self.tries.get_mut(key).ok_or_else(|| MinerError::Corrupt("no trie".into()))?;
+                    let open = self
+                        .tries
+                        .get_mut(key)
+                        .ok_or_else(|| MinerError::Corrupt("no trie".into()))?;
                     let proof = tokio::task::block_in_place(|| open.trie.prove_closest(&path))?;
                     messages.push(wire::Any::pack(
                         wire::MSG_SUBMIT_PROOF_TYPE_URL,
@@ -434,7 +508,11 @@ impl Miner {
         } else {
             match self.broadcast(supplier, messages).await {
                 Ok(()) => {
-                    let counter = if kind == TxKind::Claim { &self.stats.claims_sent } else { &self.stats.proofs_sent };
+                    let counter = if kind == TxKind::Claim {
+                        &self.stats.claims_sent
+                    } else {
+                        &self.stats.proofs_sent
+                    };
                     counter.fetch_add(keys.len() as u64, AtomicOrdering::Relaxed);
                     TxOutcome::Broadcast
                 }
@@ -448,7 +526,10 @@ impl Miner {
     }
 
     async fn broadcast(&self, supplier: &str, messages: Vec<wire::Any>) -> Result<(), TxOutcome> {
-        let key = self.keys.get(supplier).ok_or_else(|| TxOutcome::Rejected(format!("no key for {supplier}")))?;
+        let key = self
+            .keys
+            .get(supplier)
+            .ok_or_else(|| TxOutcome::Rejected(format!("no key for {supplier}")))?;
         let retry = |e: crate::chain::query::ChainError| TxOutcome::Retryable(e.to_string());
         let account = self.chain.account(supplier).await.map_err(retry)?;
         let block = self.chain.latest_block().await.map_err(retry)?;
@@ -460,14 +541,21 @@ impl Miner {
             fee_amount: 0,
             fee_denom: "upokt".into(),
             ordering: Ordering::Unordered {
-                block_time: tx::Timestamp { seconds: block.time.seconds, nanos: block.time.nanos },
+                block_time: tx::Timestamp {
+                    seconds: block.time.seconds,
+                    nanos: block.time.nanos,
+                },
                 ttl_secs: self.config.tx_ttl_secs,
             },
             chain_id: self.config.chain_id.clone(),
             account_number: account.account_number,
         };
         let draft = tx::build_signed_tx(key, &plan).map_err(|e| TxOutcome::Rejected(e.to_string()))?;
-        let gas = self.chain.simulate(draft.tx_bytes).await.map_err(|e| TxOutcome::Rejected(e.to_string()))?;
+        let gas = self
+            .chain
+            .simulate(draft.tx_bytes)
+            .await
+            .map_err(|e| TxOutcome::Rejected(e.to_string()))?;
         plan.gas_limit = tx::gas_limit_from_simulation(gas, self.config.gas_adjustment);
         plan.fee_amount = tx::fee_for_gas(&price, plan.gas_limit).map_err(|e| TxOutcome::Rejected(e.to_string()))?;
         let signed = tx::build_signed_tx(key, &plan).map_err(|e| TxOutcome::Rejected(e.to_string()))?;

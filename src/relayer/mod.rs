@@ -19,8 +19,8 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use http_body_util::BodyExt as _;
 use k256::ecdsa::SigningKey;
-use prost::Message as _;
 use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, Opts};
+use prost::Message as _;
 use tokio::sync::watch;
 
 use crate::chain::query::{ChainClient, ChainError};
@@ -134,9 +134,21 @@ impl Metrics {
         r.register(Box::new(latency.clone()))?;
         Ok(Self {
             received: counter("ha_relayer_relays_received_total", "Relays received", &["service_id"])?,
-            served: counter("ha_relayer_relays_served_total", "Relays served", &["service_id", "status_code"])?,
-            rejected: counter("ha_relayer_relays_rejected_total", "Relays refused", &["service_id", "reason"])?,
-            mined: counter("ha_relayer_relays_mined_total", "Relays appended to the relay log", &["service_id"])?,
+            served: counter(
+                "ha_relayer_relays_served_total",
+                "Relays served",
+                &["service_id", "status_code"],
+            )?,
+            rejected: counter(
+                "ha_relayer_relays_rejected_total",
+                "Relays refused",
+                &["service_id", "reason"],
+            )?,
+            mined: counter(
+                "ha_relayer_relays_mined_total",
+                "Relays appended to the relay log",
+                &["service_id"],
+            )?,
             skipped_difficulty: counter(
                 "ha_relayer_relays_skipped_difficulty_total",
                 "Relays below the difficulty target",
@@ -178,53 +190,91 @@ impl Relayer {
             .pool_idle_timeout(Duration::from_secs(90))
             .pool_max_idle_per_host(100)
             .build(connector);
-        Ok(Self { chain, suppliers, services, relay_log, height, http, metrics: Metrics::new(telemetry)? })
+        Ok(Self {
+            chain,
+            suppliers,
+            services,
+            relay_log,
+            height,
+            http,
+            metrics: Metrics::new(telemetry)?,
+        })
     }
 
     /// The axum router: `POST /` (and any path) takes relay requests.
     pub fn router(self: Arc<Self>) -> axum::Router {
-        let limit = self.services.values().map(|s| s.max_body_bytes).max().unwrap_or(10 << 20);
+        let limit = self
+            .services
+            .values()
+            .map(|s| s.max_body_bytes)
+            .max()
+            .unwrap_or(10 << 20);
         axum::Router::new()
             .fallback(axum::routing::post(handle))
             .layer(axum::extract::DefaultBodyLimit::max(limit))
             .with_state(self)
     }
 
-    async fn serve_relay(&self, body: &[u8]) -> Result<(Vec<u8>, String), (RelayError, String, Option<crate::protocol::wire::SessionHeader>)> {
+    async fn serve_relay(
+        &self,
+        body: &[u8],
+    ) -> Result<(Vec<u8>, String), (RelayError, String, Option<crate::protocol::wire::SessionHeader>)> {
         let request = relay::decode_relay_request(body, relay::MAX_RELAY_MESSAGE_BYTES)
             .map_err(|e| (RelayError::Malformed(e.to_string()), String::new(), None))?;
         let header = request.meta.as_ref().and_then(|m| m.session_header.clone());
         let service_id = header.as_ref().map(|h| h.service_id.clone()).unwrap_or_default();
         let fail = |e: RelayError| (e, service_id.clone(), header.clone());
         self.metrics.received.with_label_values(&[&service_id]).inc();
-        let route = self.services.get(&service_id).ok_or_else(|| fail(RelayError::UnknownService(service_id.clone())))?;
+        let route = self
+            .services
+            .get(&service_id)
+            .ok_or_else(|| fail(RelayError::UnknownService(service_id.clone())))?;
         let height = *self.height.borrow();
         let valid = validate::validate(&self.chain, &request, height, |s| self.suppliers.contains_key(s))
             .await
             .map_err(fail)?;
-        let key = self.suppliers.get(&valid.supplier).ok_or_else(|| fail(RelayError::NotOurSupplier(valid.supplier.clone())))?;
+        let key = self
+            .suppliers
+            .get(&valid.supplier)
+            .ok_or_else(|| fail(RelayError::NotOurSupplier(valid.supplier.clone())))?;
         let payload = PoktHttpRequest::decode(request.payload.as_slice())
             .map_err(|e| fail(RelayError::Malformed(format!("payload is not a POKTHTTPRequest: {e}"))))?;
         let backend_response = self.forward(route, payload).await.map_err(fail)?;
         let status = backend_response.status_code;
         let response = relay::sign_response(&request, backend_response.encode_to_vec(), key);
         self.mine(&request, &response, &valid).await.map_err(fail)?;
-        self.metrics.served.with_label_values(&[&service_id, &status.to_string()]).inc();
+        self.metrics
+            .served
+            .with_label_values(&[&service_id, &status.to_string()])
+            .inc();
         Ok((relay::encode_relay_response(&response), service_id))
     }
 
     async fn forward(&self, route: &ServiceRoute, payload: PoktHttpRequest) -> Result<PoktHttpResponse, RelayError> {
-        let path = if payload.url.starts_with('/') { payload.url.clone() } else { format!("/{}", payload.url) };
-        let uri = format!("{}{}", route.backend_url.trim_end_matches('/'), if path == "/" { "" } else { &path });
-        let method = if payload.method.is_empty() { "POST" } else { payload.method.as_str() };
+        let path = if payload.url.starts_with('/') {
+            payload.url.clone()
+        } else {
+            format!("/{}", payload.url)
+        };
+        let uri = format!(
+            "{}{}",
+            route.backend_url.trim_end_matches('/'),
+            if path == "/" { "" } else { &path }
+        );
+        let method = if payload.method.is_empty() {
+            "POST"
+        } else {
+            payload.method.as_str()
+        };
         let mut builder = http::Request::builder().method(method).uri(&uri);
         for (name, header) in &payload.header {
             for value in &header.values {
                 builder = builder.header(name.as_str(), value.as_str());
             }
         }
-        let request =
-            builder.body(http_body_util::Full::new(Bytes::from(payload.body_bz))).map_err(|e| RelayError::Malformed(e.to_string()))?;
+        let request = builder
+            .body(http_body_util::Full::new(Bytes::from(payload.body_bz)))
+            .map_err(|e| RelayError::Malformed(e.to_string()))?;
         let response = tokio::time::timeout(route.timeout, self.http.request(request))
             .await
             .map_err(|_| RelayError::Backend(format!("timeout after {:?}", route.timeout)))?
@@ -232,17 +282,24 @@ impl Relayer {
         let status = response.status().as_u16();
         let mut header = std::collections::BTreeMap::new();
         for (name, value) in response.headers() {
-            let entry = header
-                .entry(name.as_str().to_string())
-                .or_insert_with(|| HttpHeader { key: name.as_str().to_string(), values: Vec::new() });
-            entry.values.push(String::from_utf8_lossy(value.as_bytes()).into_owned());
+            let entry = header.entry(name.as_str().to_string()).or_insert_with(|| HttpHeader {
+                key: name.as_str().to_string(),
+                values: Vec::new(),
+            });
+            entry
+                .values
+                .push(String::from_utf8_lossy(value.as_bytes()).into_owned());
         }
         let body = http_body_util::Limited::new(response.into_body(), route.max_body_bytes)
             .collect()
             .await
             .map_err(|e| RelayError::Backend(format!("response body: {e}")))?
             .to_bytes();
-        Ok(PoktHttpResponse { status_code: u32::from(status), header, body_bz: body.to_vec() })
+        Ok(PoktHttpResponse {
+            status_code: u32::from(status),
+            header,
+            body_bz: body.to_vec(),
+        })
     }
 
     /// Appends the relay to the log when it meets the difficulty at session start (durable when this returns).
@@ -256,12 +313,23 @@ impl Relayer {
         let bytes = relay::relay_bytes(request, response);
         let hash = relay::relay_hash(&bytes);
         let start = h.session_start_block_height;
-        let target = self.chain.difficulty_target_at(&h.service_id, start).await.map_err(RelayError::Chain)?;
+        let target = self
+            .chain
+            .difficulty_target_at(&h.service_id, start)
+            .await
+            .map_err(RelayError::Chain)?;
         if !difficulty::is_volume_applicable(&hash, &target) {
-            self.metrics.skipped_difficulty.with_label_values(&[&h.service_id]).inc();
+            self.metrics
+                .skipped_difficulty
+                .with_label_values(&[&h.service_id])
+                .inc();
             return Ok(());
         }
-        let compute_units = self.chain.compute_units_at(&h.service_id, start).await.map_err(RelayError::Chain)?;
+        let compute_units = self
+            .chain
+            .compute_units_at(&h.service_id, start)
+            .await
+            .map_err(RelayError::Chain)?;
         let message = MinedRelayMessage {
             relay_hash: hash.to_vec(),
             relay_bytes: bytes,
@@ -292,7 +360,11 @@ async fn handle(State(relayer): State<Arc<Relayer>>, body: Bytes) -> Response {
     let started = std::time::Instant::now();
     match relayer.serve_relay(&body).await {
         Ok((bytes, service)) => {
-            relayer.metrics.latency.with_label_values(&[&service]).observe(started.elapsed().as_secs_f64());
+            relayer
+                .metrics
+                .latency
+                .with_label_values(&[&service])
+                .observe(started.elapsed().as_secs_f64());
             ([(http::header::CONTENT_TYPE, "application/x-protobuf")], bytes).into_response()
         }
         Err((error, service, header)) => {
@@ -300,7 +372,10 @@ async fn handle(State(relayer): State<Arc<Relayer>>, body: Bytes) -> Response {
             relayer.metrics.rejected.with_label_values(&[&service, reason]).inc();
             tracing::debug!(%error, service, "relay refused");
             let response = RelayResponse {
-                meta: Some(RelayResponseMetadata { session_header: header, supplier_operator_signature: vec![] }),
+                meta: Some(RelayResponseMetadata {
+                    session_header: header,
+                    supplier_operator_signature: vec![],
+                }),
                 payload: vec![],
                 relay_miner_error: Some(RelayMinerError {
                     codespace: "relayminer".into(),
@@ -310,7 +385,11 @@ async fn handle(State(relayer): State<Arc<Relayer>>, body: Bytes) -> Response {
                 }),
                 payload_hash: vec![],
             };
-            (error.status(), [(http::header::CONTENT_TYPE, "application/x-protobuf")], relay::encode_relay_response(&response))
+            (
+                error.status(),
+                [(http::header::CONTENT_TYPE, "application/x-protobuf")],
+                relay::encode_relay_response(&response),
+            )
                 .into_response()
         }
     }

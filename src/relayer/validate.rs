@@ -28,8 +28,14 @@ pub async fn validate(
     height: i64,
     our_supplier: impl Fn(&str) -> bool,
 ) -> Result<Validated, RelayError> {
-    let meta = request.meta.as_ref().ok_or(RelayError::Malformed("request without meta".into()))?;
-    let header = meta.session_header.clone().ok_or(RelayError::Malformed("request without session header".into()))?;
+    let meta = request
+        .meta
+        .as_ref()
+        .ok_or(RelayError::Malformed("request without meta".into()))?;
+    let header = meta
+        .session_header
+        .clone()
+        .ok_or(RelayError::Malformed("request without session header".into()))?;
     session::validate_header(&header).map_err(|e| RelayError::Malformed(e.to_string()))?;
     let supplier = meta.supplier_operator_address.clone();
     if !our_supplier(&supplier) {
@@ -59,10 +65,17 @@ pub async fn validate(
         .await
         .map_err(RelayError::Chain)?
         .ok_or_else(|| RelayError::SessionMismatch(format!("application {} not staked", header.application_address)))?;
-    let pending: BTreeMap<u64, Vec<String>> =
-        app.pending_undelegations.iter().map(|(k, v)| (*k, v.gateway_addresses.clone())).collect();
-    let addresses =
-        ring::expected_ring_addresses(&app.address, &app.delegatee_gateway_addresses, &pending, end.max(0) as u64);
+    let pending: BTreeMap<u64, Vec<String>> = app
+        .pending_undelegations
+        .iter()
+        .map(|(k, v)| (*k, v.gateway_addresses.clone()))
+        .collect();
+    let addresses = ring::expected_ring_addresses(
+        &app.address,
+        &app.delegatee_gateway_addresses,
+        &pending,
+        end.max(0) as u64,
+    );
     let mut expected = Vec::with_capacity(addresses.len());
     for address in &addresses {
         if *address == ring::placeholder_address() {
@@ -86,7 +99,14 @@ pub async fn validate(
     }
     // (4) the supplier must be in the session.
     if !on_chain.suppliers.iter().any(|s| s.operator_address == supplier) {
-        return Err(RelayError::SessionMismatch(format!("supplier {supplier} is not in session {}", header.session_id)));
+        return Err(RelayError::SessionMismatch(format!(
+            "supplier {supplier} is not in session {}",
+            header.session_id
+        )));
     }
-    Ok(Validated { header, supplier, windows })
+    Ok(Validated {
+        header,
+        supplier,
+        windows,
+    })
 }

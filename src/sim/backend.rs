@@ -43,10 +43,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot, watch};
 use tokio::task::{JoinHandle, JoinSet};
 use tower::ServiceExt;
 
-pub use config::{
-    BackendConfig, DelayConfig, FaultConfig, Injection, MAX_BIG_RESPONSE_BYTES, StreamConfig,
-    WsConfig,
-};
+pub use config::{BackendConfig, DelayConfig, FaultConfig, Injection, MAX_BIG_RESPONSE_BYTES, StreamConfig, WsConfig};
 pub use grpc::{ECHO_PATH, ECHO_STREAM_PATH, EchoRequest, EchoResponse, EchoStreamRequest};
 pub use jsonrpc::{CLIENT_VERSION, block_hash, fake_block, fake_header};
 pub use stats::{BackendCounters, BackendStats};
@@ -155,11 +152,7 @@ impl DemoBackend {
     /// Serves on `listener` until `shutdown` completes, then stops accepting, tells every connection and stream to
     /// finish, and waits for them (at most [`BackendConfig::shutdown_grace`], then aborts the rest).
     /// Returns the final counters.
-    pub async fn run(
-        self,
-        listener: TcpListener,
-        shutdown: impl Future,
-    ) -> Result<BackendStats, BackendError> {
+    pub async fn run(self, listener: TcpListener, shutdown: impl Future) -> Result<BackendStats, BackendError> {
         let shared = self.shared;
         let router = routes::router(shared.clone());
         let limit = Arc::new(Semaphore::new(shared.config.max_connections));
@@ -197,10 +190,7 @@ impl DemoBackend {
         drop(listener);
         shared.shutdown.send_replace(true);
         let grace = shared.config.shutdown_grace;
-        if tokio::time::timeout(grace, shared.shutdown.closed())
-            .await
-            .is_err()
-        {
+        if tokio::time::timeout(grace, shared.shutdown.closed()).await.is_err() {
             tracing::warn!(
                 ?grace,
                 open = shared.shutdown.receiver_count(),
@@ -322,9 +312,8 @@ async fn serve_connection(
     // Small JSON-RPC answers must not wait for Nagle.
     let _ = stream.set_nodelay(true);
     let mut shutdown = shared.shutdown_signal();
-    let service = hyper::service::service_fn(move |req: ::http::Request<Incoming>| {
-        entry(shared.clone(), router.clone(), req)
-    });
+    let service =
+        hyper::service::service_fn(move |req: ::http::Request<Incoming>| entry(shared.clone(), router.clone(), req));
     let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
     tokio::pin!(conn);
     let result = tokio::select! {

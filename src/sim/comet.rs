@@ -19,9 +19,7 @@ mod ws;
 #[cfg(test)]
 mod tests;
 
-pub use producer::{
-    AcceptAll, BlockProducer, MemoryChain, MemoryChainConfig, TxRejection, TxValidator,
-};
+pub use producer::{AcceptAll, BlockProducer, MemoryChain, MemoryChainConfig, TxRejection, TxValidator};
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -195,28 +193,19 @@ impl Params<'_> {
     }
 
     fn height(&self) -> Result<Option<i64>, RpcError> {
-        let bad = |what: &str| {
-            RpcError::invalid_params(format!(
-                "error converting params to arguments: height {what}"
-            ))
-        };
+        let bad = |what: &str| RpcError::invalid_params(format!("error converting params to arguments: height {what}"));
         match self.get("height", 0) {
             None => Ok(None),
             Some(Arg::Json(Value::String(s))) => s.parse().map(Some).map_err(|_| bad(s)),
-            Some(Arg::Json(Value::Number(n))) => {
-                n.as_i64().map(Some).ok_or_else(|| bad(&n.to_string()))
-            }
+            Some(Arg::Json(Value::Number(n))) => n.as_i64().map(Some).ok_or_else(|| bad(&n.to_string())),
             Some(Arg::Json(v)) => Err(bad(&v.to_string())),
             Some(Arg::Uri(s)) => s.trim_matches('"').parse().map(Some).map_err(|_| bad(s)),
         }
     }
 
     fn bytes(&self, name: &str, position: usize) -> Result<Vec<u8>, RpcError> {
-        let bad = |why: String| {
-            RpcError::invalid_params(format!(
-                "error converting params to arguments: {name}: {why}"
-            ))
-        };
+        let bad =
+            |why: String| RpcError::invalid_params(format!("error converting params to arguments: {name}: {why}"));
         match self.get(name, position) {
             None => Err(bad("missing".into())),
             Some(Arg::Json(Value::String(s))) => B64.decode(s).map_err(|e| bad(e.to_string())),
@@ -225,10 +214,7 @@ impl Params<'_> {
                 if let Some(h) = s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
                     hex::decode(h).map_err(|e| bad(e.to_string()))
                 } else if s.len() >= 2 && s.starts_with('"') && s.ends_with('"') {
-                    Ok(s.get(1..s.len() - 1)
-                        .unwrap_or_default()
-                        .as_bytes()
-                        .to_vec())
+                    Ok(s.get(1..s.len() - 1).unwrap_or_default().as_bytes().to_vec())
                 } else {
                     Err(bad("expected 0x-hex or a quoted string".into()))
                 }
@@ -238,11 +224,7 @@ impl Params<'_> {
 }
 
 /// Runs one RPC method against the backend.
-pub(crate) fn dispatch(
-    backend: &dyn CometBackend,
-    method: &str,
-    params: &Params<'_>,
-) -> Result<Value, RpcError> {
+pub(crate) fn dispatch(backend: &dyn CometBackend, method: &str, params: &Params<'_>) -> Result<Value, RpcError> {
     match method {
         "health" => Ok(json!({})),
         "status" => Ok(render::status(backend)),
@@ -271,12 +253,13 @@ pub(crate) fn dispatch(
         }
         "tx" => {
             let raw = params.bytes("hash", 0)?;
-            let hash: [u8; 32] = raw.as_slice().try_into().map_err(|_| {
-                RpcError::internal(format!("tx ({}) not found", hex::encode_upper(&raw)))
-            })?;
-            let rec = backend.tx(&hash).ok_or_else(|| {
-                RpcError::internal(format!("tx ({}) not found", hex::encode_upper(hash)))
-            })?;
+            let hash: [u8; 32] = raw
+                .as_slice()
+                .try_into()
+                .map_err(|_| RpcError::internal(format!("tx ({}) not found", hex::encode_upper(&raw))))?;
+            let rec = backend
+                .tx(&hash)
+                .ok_or_else(|| RpcError::internal(format!("tx ({}) not found", hex::encode_upper(hash))))?;
             Ok(render::tx(&rec))
         }
         _ => Err(RpcError::method_not_found()),
@@ -315,12 +298,8 @@ async fn post_rpc(State(st): State<AppState>, body: Bytes) -> Response {
     };
     let backend = st.backend.as_ref();
     let out = match &parsed {
-        Value::Array(reqs) if reqs.is_empty() => {
-            response(&Value::Null, Err(RpcError::invalid_request("empty batch")))
-        }
-        Value::Array(reqs) => {
-            Value::Array(reqs.iter().map(|r| handle_request(backend, r)).collect())
-        }
+        Value::Array(reqs) if reqs.is_empty() => response(&Value::Null, Err(RpcError::invalid_request("empty batch"))),
+        Value::Array(reqs) => Value::Array(reqs.iter().map(|r| handle_request(backend, r)).collect()),
         single => handle_request(backend, single),
     };
     json_response(StatusCode::OK, &out)

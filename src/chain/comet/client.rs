@@ -88,10 +88,7 @@ impl CometClient {
             Some("https") => return Err(invalid("https is not supported (no TLS connector)")),
             _ => return Err(invalid("scheme must be http://")),
         }
-        let authority = uri
-            .authority()
-            .ok_or_else(|| invalid("missing host"))?
-            .clone();
+        let authority = uri.authority().ok_or_else(|| invalid("missing host"))?.clone();
         if uri.query().is_some() {
             return Err(invalid("a query string is not allowed"));
         }
@@ -147,11 +144,7 @@ impl CometClient {
             message,
         };
         let exchange = async {
-            let resp = self
-                .http
-                .request(req)
-                .await
-                .map_err(|e| transport(format!("{e:?}")))?;
+            let resp = self.http.request(req).await.map_err(|e| transport(format!("{e:?}")))?;
             let status = resp.status();
             let body = Limited::new(resp.into_body(), self.config.max_response_bytes)
                 .collect()
@@ -171,8 +164,7 @@ impl CometClient {
             Err(CometError::BadResponse { .. }) if !status.is_success() => Err(CometError::Http {
                 method: method.to_string(),
                 status: status.as_u16(),
-                body: String::from_utf8_lossy(body.get(..body.len().min(256)).unwrap_or_default())
-                    .into_owned(),
+                body: String::from_utf8_lossy(body.get(..body.len().min(256)).unwrap_or_default()).into_owned(),
             }),
             other => other,
         }
@@ -186,9 +178,7 @@ impl CometClient {
     /// `block?height=H`: the block's header fields and its block-ID hash (§3, §5.2). A height above the node's
     /// latest is an [`CometError::Rpc`] with [`CometError::is_height_not_available`].
     pub async fn block(&self, height: i64) -> CometResult<BlockInfo> {
-        let r = self
-            .call("block", json!({"height": height.to_string()}))
-            .await?;
+        let r = self.call("block", json!({"height": height.to_string()})).await?;
         let b = wire::parse_block(r)?.ok_or_else(|| CometError::BadResponse {
             method: "block".into(),
             reason: format!("the node has no block at height {height}"),
@@ -214,18 +204,13 @@ impl CometClient {
     /// `broadcast_tx_sync`: submits `tx` and returns the CheckTx outcome. Code 0 only means "in the mempool"
     /// (lessons.md); confirm inclusion with [`Self::tx`].
     pub async fn broadcast_tx_sync(&self, tx: &[u8]) -> CometResult<BroadcastResult> {
-        let r = self
-            .call("broadcast_tx_sync", json!({"tx": B64.encode(tx)}))
-            .await?;
+        let r = self.call("broadcast_tx_sync", json!({"tx": B64.encode(tx)})).await?;
         wire::parse_broadcast(r)
     }
 
     /// `tx?hash=`: the included tx, or `None` when the node does not know it (not included, yet or ever).
     pub async fn tx(&self, hash: &[u8; 32]) -> CometResult<Option<TxResult>> {
-        match self
-            .call("tx", json!({"hash": B64.encode(hash), "prove": false}))
-            .await
-        {
+        match self.call("tx", json!({"hash": B64.encode(hash), "prove": false})).await {
             Ok(r) => wire::parse_tx(r).map(Some),
             Err(e) if e.is_tx_not_found() => Ok(None),
             Err(e) => Err(e),

@@ -270,9 +270,7 @@ struct Subscriber {
 }
 
 /// The next websocket message, or pending forever when there is no websocket.
-async fn ws_next(
-    ws: &mut Option<Ws>,
-) -> Option<Result<Message, tokio_tungstenite::tungstenite::Error>> {
+async fn ws_next(ws: &mut Option<Ws>) -> Option<Result<Message, tokio_tungstenite::tungstenite::Error>> {
     match ws {
         Some(ws) => ws.next().await,
         None => std::future::pending().await,
@@ -290,8 +288,7 @@ impl Subscriber {
     async fn run(mut self) {
         loop {
             self.stats.beat();
-            let deliverable =
-                self.fetch_blocked_until.is_none() && self.next.is_some_and(|n| n <= self.tip);
+            let deliverable = self.fetch_blocked_until.is_none() && self.next.is_some_and(|n| n <= self.tip);
             let connected = self.ws.is_some();
             tokio::select! {
                 biased;
@@ -357,10 +354,7 @@ impl Subscriber {
         self.ws_deadline = Instant::now() + self.config.ws_idle_timeout;
         match msg {
             None | Some(Err(_)) | Some(Ok(Message::Close(_))) => {
-                tracing::warn!(
-                    url = self.client.ws_url(),
-                    "CometBFT websocket closed, reconnecting"
-                );
+                tracing::warn!(url = self.client.ws_url(), "CometBFT websocket closed, reconnecting");
                 self.disconnect();
             }
             Some(Ok(Message::Text(text))) => match wire::parse_ws_message(&text) {
@@ -437,10 +431,7 @@ impl Subscriber {
                 self.ws = Some(ws);
                 self.ws_deadline = Instant::now() + self.config.ws_idle_timeout;
                 self.stats.ws_connected.store(true, Ordering::Relaxed);
-                tracing::info!(
-                    url = self.client.ws_url(),
-                    "subscribed to CometBFT NewBlock events"
-                );
+                tracing::info!(url = self.client.ws_url(), "subscribed to CometBFT NewBlock events");
                 for m in early {
                     self.on_ws_message(m);
                 }
@@ -465,21 +456,11 @@ impl Subscriber {
         let ws_config = WebSocketConfig::default()
             .max_message_size(Some(self.config.max_ws_message_bytes))
             .max_frame_size(Some(self.config.max_ws_message_bytes));
-        let (mut ws, _) = tokio_tungstenite::connect_async_with_config(
-            self.client.ws_url(),
-            Some(ws_config),
-            true,
-        )
-        .await
-        .map_err(transport)?;
-        let req = wire::request(
-            0,
-            "subscribe",
-            serde_json::json!({ "query": wire::NEW_BLOCK_QUERY }),
-        );
-        ws.send(Message::text(req.to_string()))
+        let (mut ws, _) = tokio_tungstenite::connect_async_with_config(self.client.ws_url(), Some(ws_config), true)
             .await
             .map_err(transport)?;
+        let req = wire::request(0, "subscribe", serde_json::json!({ "query": wire::NEW_BLOCK_QUERY }));
+        ws.send(Message::text(req.to_string())).await.map_err(transport)?;
         let mut early = Vec::new();
         loop {
             match ws.next().await {

@@ -66,8 +66,8 @@ fn rpc_error(method: &str, e: RpcErrorObject) -> CometError {
 
 /// Splits a JSON-RPC response into its `result` or its error.
 pub fn decode_envelope(method: &str, body: &[u8]) -> CometResult<Value> {
-    let env: Envelope = serde_json::from_slice(body)
-        .map_err(|e| bad(method, format!("not a JSON-RPC response: {e}")))?;
+    let env: Envelope =
+        serde_json::from_slice(body).map_err(|e| bad(method, format!("not a JSON-RPC response: {e}")))?;
     match (env.error, env.result) {
         (Some(e), _) => Err(rpc_error(method, e)),
         (None, Some(r)) => Ok(r),
@@ -96,8 +96,7 @@ pub fn parse_hash(method: &str, what: &str, s: &str) -> CometResult<Option<[u8; 
         return Ok(None);
     }
     let mut out = [0u8; 32];
-    hex::decode_to_slice(s, &mut out)
-        .map_err(|e| bad(method, format!("{what} {s:?} is not 32 hex bytes: {e}")))?;
+    hex::decode_to_slice(s, &mut out).map_err(|e| bad(method, format!("{what} {s:?} is not 32 hex bytes: {e}")))?;
     Ok(Some(out))
 }
 
@@ -186,10 +185,7 @@ fn block_info(method: &str, b: BlockWithIdJson) -> CometResult<Option<BlockInfo>
     };
     let header = block.header;
     if header.height <= 0 {
-        return Err(bad(
-            method,
-            format!("block height {} is not positive", header.height),
-        ));
+        return Err(bad(method, format!("block height {} is not positive", header.height)));
     }
     let hash = require_hash(
         method,
@@ -315,8 +311,7 @@ struct EventDataJson {
 /// Decodes one websocket text message.
 pub fn parse_ws_message(text: &str) -> CometResult<WsMessage> {
     const M: &str = "websocket";
-    let env: WsEnvelope =
-        serde_json::from_str(text).map_err(|e| bad(M, format!("not JSON-RPC: {e}")))?;
+    let env: WsEnvelope = serde_json::from_str(text).map_err(|e| bad(M, format!("not JSON-RPC: {e}")))?;
     if let Some(e) = env.error {
         return Ok(WsMessage::Error(rpc_error(M, e)));
     }

@@ -74,9 +74,7 @@ impl BackendConfig {
             }
         }
         self.faults.http_500.validate("faults.http_500")?;
-        self.faults
-            .drop_connection
-            .validate("faults.drop_connection")?;
+        self.faults.drop_connection.validate("faults.drop_connection")?;
         if self.big_response_bytes > MAX_BIG_RESPONSE_BYTES {
             return Err(bad(
                 "big_response_bytes",
@@ -157,12 +155,10 @@ impl Injection {
 
     fn validate(&self, field: &'static str) -> Result<(), BackendError> {
         match *self {
-            Injection::Probability(p) if !(0.0..=1.0).contains(&p) => {
-                Err(BackendError::InvalidConfig {
-                    field,
-                    reason: format!("probability {p} is not within [0, 1]"),
-                })
-            }
+            Injection::Probability(p) if !(0.0..=1.0).contains(&p) => Err(BackendError::InvalidConfig {
+                field,
+                reason: format!("probability {p} is not within [0, 1]"),
+            }),
             _ => Ok(()),
         }
     }
@@ -271,21 +267,15 @@ mod tests {
     fn invalid_fields_are_named() {
         type Change = fn(&mut BackendConfig);
         let cases: [(&str, Change); 8] = [
-            ("faults.http_500", |c| {
-                c.faults.http_500 = Injection::Probability(1.5)
-            }),
+            ("faults.http_500", |c| c.faults.http_500 = Injection::Probability(1.5)),
             ("faults.drop_connection", |c| {
                 c.faults.drop_connection = Injection::Probability(f64::NAN)
             }),
-            ("ws.new_heads_interval", |c| {
-                c.ws.new_heads_interval = Duration::ZERO
-            }),
+            ("ws.new_heads_interval", |c| c.ws.new_heads_interval = Duration::ZERO),
             ("ws.max_frame_bytes", |c| {
                 c.ws.max_frame_bytes = c.ws.max_message_bytes + 1
             }),
-            ("streams.events", |c| {
-                c.streams.events = c.streams.max_events + 1
-            }),
+            ("streams.events", |c| c.streams.events = c.streams.max_events + 1),
             ("max_connections", |c| c.max_connections = 0),
             ("max_batch_len", |c| c.max_batch_len = 0),
             ("big_response_bytes", |c| {
@@ -313,9 +303,7 @@ mod tests {
         assert!((1..=1000).all(|i| Injection::Probability(1.0).fires(i)));
         assert!((1..=1000).all(|i| !Injection::Probability(0.0).fires(i)));
         assert!((1..=1000).all(|i| !Injection::Never.fires(i)));
-        let half = (1..=10_000)
-            .filter(|&i| Injection::Probability(0.5).fires(i))
-            .count();
+        let half = (1..=10_000).filter(|&i| Injection::Probability(0.5).fires(i)).count();
         // 10k Bernoulli(0.5) trials: 7 sigma is ±350.
         assert!((4_650..=5_350).contains(&half), "{half}");
     }
@@ -327,10 +315,7 @@ mod tests {
             drop_connection: Injection::EveryNth(NonZeroU64::new(4).unwrap()),
         };
         let d: Vec<Fault> = (1..=4).map(|i| f.decide(i)).collect();
-        assert_eq!(
-            d,
-            vec![Fault::None, Fault::Error500, Fault::None, Fault::Drop]
-        );
+        assert_eq!(d, vec![Fault::None, Fault::Error500, Fault::None, Fault::Drop]);
     }
 
     #[test]

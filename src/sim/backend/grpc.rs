@@ -84,20 +84,10 @@ pub(crate) async fn echo(State(shared): State<Arc<Shared>>, req: Request) -> Res
         .max_decoding_message_size(shared.config.max_body_bytes);
     let service = tower::service_fn(move |req: tonic::Request<EchoRequest>| async move {
         let EchoRequest { message, payload } = req.into_inner();
-        if let Some(code) = message
-            .strip_prefix("status:")
-            .and_then(|c| c.parse::<i32>().ok())
-        {
-            return Err(Status::new(
-                Code::from_i32(code),
-                "status requested by the caller",
-            ));
+        if let Some(code) = message.strip_prefix("status:").and_then(|c| c.parse::<i32>().ok()) {
+            return Err(Status::new(Code::from_i32(code), "status requested by the caller"));
         }
-        Ok(tonic::Response::new(EchoResponse {
-            message,
-            payload,
-            seq,
-        }))
+        Ok(tonic::Response::new(EchoResponse { message, payload, seq }))
     });
     grpc.unary(service, req).await.map(Body::new)
 }
@@ -116,11 +106,7 @@ pub(crate) async fn echo_stream(State(shared): State<Arc<Shared>>, req: Request)
                 interval_ms,
             } = req.into_inner();
             let cfg = &shared.config.streams;
-            let count = if count == 0 {
-                cfg.events
-            } else {
-                u64::from(count)
-            };
+            let count = if count == 0 { cfg.events } else { u64::from(count) };
             if count > cfg.max_events {
                 return Err(Status::invalid_argument(format!(
                     "count {count} exceeds {}",

@@ -83,18 +83,11 @@ pub(crate) fn handle_payload(shared: &Shared, body: &[u8], hook: Hook<'_>) -> Ha
                     Value::Null,
                     &RpcError::new(
                         RpcError::INVALID_REQUEST,
-                        format!(
-                            "batch of {} exceeds {}",
-                            calls.len(),
-                            shared.config.max_batch_len
-                        ),
+                        format!("batch of {} exceeds {}", calls.len(), shared.config.max_batch_len),
                     ),
                 ))
             } else {
-                let replies: Vec<Value> = calls
-                    .into_iter()
-                    .filter_map(|c| handle_call(shared, c, hook))
-                    .collect();
+                let replies: Vec<Value> = calls.into_iter().filter_map(|c| handle_call(shared, c, hook)).collect();
                 (!replies.is_empty()).then_some(Value::Array(replies))
             };
             Handled { reply, batch: true }
@@ -138,10 +131,7 @@ fn handle_call(shared: &Shared, call: Value, hook: Hook<'_>) -> Option<Value> {
         None => Value::Null,
         Some(p @ (Value::Array(_) | Value::Object(_))) => p,
         Some(_) => {
-            return invalid(
-                id.unwrap_or(Value::Null),
-                "params must be an array or object",
-            );
+            return invalid(id.unwrap_or(Value::Null), "params must be an array or object");
         }
     };
     let result = hook(&method, &params).unwrap_or_else(|| dispatch(shared, &method, params));
@@ -169,9 +159,7 @@ fn dispatch(shared: &Shared, method: &str, params: Value) -> Result<Value, RpcEr
                     .and_then(|n| usize::try_from(n).ok())
                     .filter(|n| *n <= MAX_BIG_RESPONSE_BYTES)
                     .ok_or_else(|| {
-                        RpcError::invalid_params(format!(
-                            "size must be an integer at most {MAX_BIG_RESPONSE_BYTES}"
-                        ))
+                        RpcError::invalid_params(format!("size must be an integer at most {MAX_BIG_RESPONSE_BYTES}"))
                     })?,
             };
             Ok(Value::String("x".repeat(n)))
@@ -180,14 +168,11 @@ fn dispatch(shared: &Shared, method: &str, params: Value) -> Result<Value, RpcEr
             let addr = positional(&params, 0)
                 .and_then(Value::as_str)
                 .filter(|a| is_address(a))
-                .ok_or_else(|| {
-                    RpcError::invalid_params("first param must be a 0x-prefixed 20-byte address")
-                })?;
+                .ok_or_else(|| RpcError::invalid_params("first param must be a 0x-prefixed 20-byte address"))?;
             Ok(quantity(balance_of(addr)))
         }
         "eth_getBlockByNumber" => {
-            let tag = positional(&params, 0)
-                .ok_or_else(|| RpcError::invalid_params("missing block number"))?;
+            let tag = positional(&params, 0).ok_or_else(|| RpcError::invalid_params("missing block number"))?;
             let n = parse_block_tag(tag, cfg.head_block)?;
             let full = match positional(&params, 1) {
                 None => false,
@@ -365,38 +350,18 @@ mod tests {
         let s = shared();
         let r = call(&s, r#"{"jsonrpc":"2.0","id":1,"method":"eth_blockNumber"}"#).unwrap();
         assert_eq!(r, json!({"jsonrpc":"2.0","id":1,"result":"0x1000"}));
-        let r = call(
-            &s,
-            r#"{"jsonrpc":"2.0","id":"a","method":"eth_chainId","params":[]}"#,
-        )
-        .unwrap();
+        let r = call(&s, r#"{"jsonrpc":"2.0","id":"a","method":"eth_chainId","params":[]}"#).unwrap();
         assert_eq!(r["result"], "0x1");
         assert_eq!(r["id"], "a");
         let r = call(&s, r#"{"jsonrpc":"2.0","id":2,"method":"big"}"#).unwrap();
         assert_eq!(r["result"].as_str().unwrap().len(), 10);
-        let r = call(
-            &s,
-            r#"{"jsonrpc":"2.0","id":2,"method":"big","params":[3]}"#,
-        )
-        .unwrap();
+        let r = call(&s, r#"{"jsonrpc":"2.0","id":2,"method":"big","params":[3]}"#).unwrap();
         assert_eq!(r["result"], "xxx");
-        let r = call(
-            &s,
-            r#"{"jsonrpc":"2.0","id":2,"method":"big","params":[1e30]}"#,
-        )
-        .unwrap();
+        let r = call(&s, r#"{"jsonrpc":"2.0","id":2,"method":"big","params":[1e30]}"#).unwrap();
         assert_eq!(err_code(&r), RpcError::INVALID_PARAMS);
-        let r = call(
-            &s,
-            r#"{"jsonrpc":"2.0","id":3,"method":"echo","params":{"k":[1,2]}}"#,
-        )
-        .unwrap();
+        let r = call(&s, r#"{"jsonrpc":"2.0","id":3,"method":"echo","params":{"k":[1,2]}}"#).unwrap();
         assert_eq!(r["result"], json!({"k":[1,2]}));
-        let r = call(
-            &s,
-            r#"{"jsonrpc":"2.0","id":3,"method":"web3_clientVersion"}"#,
-        )
-        .unwrap();
+        let r = call(&s, r#"{"jsonrpc":"2.0","id":3,"method":"web3_clientVersion"}"#).unwrap();
         assert_eq!(r["result"], CLIENT_VERSION);
     }
 
@@ -412,10 +377,7 @@ mod tests {
         };
         let a = "0x00000000000000000000000000000000000000aa";
         let b = "0x00000000000000000000000000000000000000bb";
-        assert_eq!(
-            q(a)["result"],
-            q(&a.to_uppercase().replace("0X", "0x"))["result"]
-        );
+        assert_eq!(q(a)["result"], q(&a.to_uppercase().replace("0X", "0x"))["result"]);
         assert_ne!(q(a)["result"], q(b)["result"]);
         assert_eq!(err_code(&q("0x1234")), RpcError::INVALID_PARAMS);
     }
@@ -438,10 +400,7 @@ mod tests {
         assert_eq!(get("0xfff"), get("0xfff"));
         assert_eq!(get("0x1001"), Value::Null);
         assert_eq!(get("pending"), Value::Null);
-        assert_eq!(
-            get("earliest")["parentHash"],
-            format!("0x{}", "0".repeat(64))
-        );
+        assert_eq!(get("earliest")["parentHash"], format!("0x{}", "0".repeat(64)));
         let b3 = get("0x3");
         assert_eq!(b3["transactions"].as_array().unwrap().len(), 3);
         assert!(b3["transactions"][0].is_string());
@@ -462,10 +421,7 @@ mod tests {
         assert_eq!(err_code(&r), RpcError::PARSE_ERROR);
         assert_eq!(r["id"], Value::Null);
         let r = call(&s, r#"{"jsonrpc":"2.0","id":7,"method":"nope"}"#).unwrap();
-        assert_eq!(
-            (err_code(&r), r["id"].clone()),
-            (RpcError::METHOD_NOT_FOUND, json!(7))
-        );
+        assert_eq!((err_code(&r), r["id"].clone()), (RpcError::METHOD_NOT_FOUND, json!(7)));
         let r = call(&s, r#"{"jsonrpc":"1.0","id":7,"method":"echo"}"#).unwrap();
         assert_eq!(err_code(&r), RpcError::INVALID_REQUEST);
         let r = call(&s, r#"{"jsonrpc":"2.0","id":7}"#).unwrap();

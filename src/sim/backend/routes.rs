@@ -55,11 +55,7 @@ pub(crate) fn injected_500(ordinal: u64) -> Response {
 }
 
 /// `POST /` (and any unrouted path): one JSON-RPC payload, single or batch.
-async fn jsonrpc_http(
-    State(shared): State<Arc<Shared>>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
+async fn jsonrpc_http(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -> Response {
     if is_grpc(&headers) {
         // A gRPC call to a method this backend does not have.
         return grpc::unimplemented();
@@ -77,12 +73,7 @@ async fn jsonrpc_http(
 }
 
 /// Any unrouted path: JSON-RPC for POST (relayers often forward to a path), 404 otherwise.
-async fn fallback(
-    State(shared): State<Arc<Shared>>,
-    method: Method,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
+async fn fallback(State(shared): State<Arc<Shared>>, method: Method, headers: HeaderMap, body: Bytes) -> Response {
     if method == Method::POST {
         jsonrpc_http(State(shared), headers, body).await
     } else {
@@ -149,10 +140,7 @@ async fn echo(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Bytes
         }
     }
     if !out.contains_key(CONTENT_TYPE) {
-        out.insert(
-            CONTENT_TYPE,
-            HeaderValue::from_static("application/octet-stream"),
-        );
+        out.insert(CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"));
     }
     out.insert(
         HeaderName::from_static("x-echo-body-bytes"),
@@ -221,10 +209,7 @@ async fn ndjson(State(shared): State<Arc<Shared>>, Query(q): Query<StreamQuery>)
         Ok::<_, Infallible>(Bytes::from(line))
     });
     (
-        [(
-            CONTENT_TYPE,
-            HeaderValue::from_static("application/x-ndjson"),
-        )],
+        [(CONTENT_TYPE, HeaderValue::from_static("application/x-ndjson"))],
         Body::from_stream(lines),
     )
         .into_response()
@@ -232,11 +217,7 @@ async fn ndjson(State(shared): State<Arc<Shared>>, Query(q): Query<StreamQuery>)
 
 /// `0..count`, one item after each `interval` (back to back when zero), ending early at shutdown. Holds a
 /// [`super::Shutdown`] so a graceful shutdown waits for (and ends) open streams; counts every item sent.
-pub(crate) fn ticks(
-    shared: &Arc<Shared>,
-    count: u64,
-    interval: Duration,
-) -> BoxStream<'static, u64> {
+pub(crate) fn ticks(shared: &Arc<Shared>, count: u64, interval: Duration) -> BoxStream<'static, u64> {
     let counters = shared.counters.clone();
     let mut shutdown = shared.shutdown_signal();
     let stopped = async move { shutdown.recv().await };
@@ -246,9 +227,7 @@ pub(crate) fn ticks(
     } else {
         let mut timer = tokio::time::interval_at(Instant::now() + interval, interval);
         timer.set_missed_tick_behavior(MissedTickBehavior::Delay);
-        seqs.zip(IntervalStream::new(timer))
-            .map(|(seq, _)| seq)
-            .boxed()
+        seqs.zip(IntervalStream::new(timer)).map(|(seq, _)| seq).boxed()
     };
     paced
         .take_until(stopped)

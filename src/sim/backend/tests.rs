@@ -25,16 +25,8 @@ async fn guarded<F: Future>(f: F) -> F::Output {
     tokio::time::timeout(GUARD, f).await.expect("timed out")
 }
 
-fn request(
-    method: &str,
-    path: &str,
-    headers: &[(&str, &str)],
-    body: impl Into<Bytes>,
-) -> Request<Full<Bytes>> {
-    let mut b = Request::builder()
-        .method(method)
-        .uri(path)
-        .header("host", "backend");
+fn request(method: &str, path: &str, headers: &[(&str, &str)], body: impl Into<Bytes>) -> Request<Full<Bytes>> {
+    let mut b = Request::builder().method(method).uri(path).header("host", "backend");
     for (k, v) in headers {
         b = b.header(*k, *v);
     }
@@ -42,10 +34,7 @@ fn request(
 }
 
 /// One request on a fresh HTTP/1.1 connection.
-async fn http1(
-    addr: SocketAddr,
-    req: Request<Full<Bytes>>,
-) -> Result<Response<Bytes>, hyper::Error> {
+async fn http1(addr: SocketAddr, req: Request<Full<Bytes>>) -> Result<Response<Bytes>, hyper::Error> {
     let stream = TcpStream::connect(addr).await.unwrap();
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
     tokio::spawn(conn);
@@ -56,13 +45,9 @@ async fn http1(
 }
 
 /// One request on a fresh h2c (HTTP/2 prior knowledge) connection.
-async fn http2(
-    addr: SocketAddr,
-    req: Request<Full<Bytes>>,
-) -> Result<Response<Bytes>, hyper::Error> {
+async fn http2(addr: SocketAddr, req: Request<Full<Bytes>>) -> Result<Response<Bytes>, hyper::Error> {
     let stream = TcpStream::connect(addr).await.unwrap();
-    let (mut sender, conn) =
-        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream)).await?;
+    let (mut sender, conn) = hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream)).await?;
     tokio::spawn(conn);
     let resp = sender.send_request(req).await?;
     let (parts, body) = resp.into_parts();
@@ -77,12 +62,7 @@ fn json_of(resp: &Response<Bytes>) -> Value {
 async fn rpc(addr: SocketAddr, body: Value) -> Value {
     let resp = guarded(http1(
         addr,
-        request(
-            "POST",
-            "/",
-            &[("content-type", "application/json")],
-            body.to_string(),
-        ),
+        request("POST", "/", &[("content-type", "application/json")], body.to_string()),
     ))
     .await
     .unwrap();
@@ -120,17 +100,10 @@ async fn jsonrpc_over_http1_any_path_and_h2c() {
     )
     .await;
     assert_eq!(r["result"], json!(["a",{"b":1}]));
-    let r = rpc(
-        addr,
-        json!({"jsonrpc":"2.0","id":5,"method":"web3_clientVersion"}),
-    )
-    .await;
+    let r = rpc(addr, json!({"jsonrpc":"2.0","id":5,"method":"web3_clientVersion"})).await;
     assert_eq!(r["result"], CLIENT_VERSION);
     let r = rpc(addr, json!({"jsonrpc":"2.0","id":6,"method":"nope"})).await;
-    assert_eq!(
-        (r["error"]["code"].clone(), r["id"].clone()),
-        (json!(-32601), json!(6))
-    );
+    assert_eq!((r["error"]["code"].clone(), r["id"].clone()), (json!(-32601), json!(6)));
 
     // Malformed JSON.
     let resp = guarded(http1(addr, request("POST", "/", &[], "{\"jsonrpc\":")))
@@ -144,12 +117,9 @@ async fn jsonrpc_over_http1_any_path_and_h2c() {
 
     // Any path.
     let body = json!({"jsonrpc":"2.0","id":7,"method":"eth_blockNumber"}).to_string();
-    let resp = guarded(http1(
-        addr,
-        request("POST", "/v1/some/rpc/path", &[], body.clone()),
-    ))
-    .await
-    .unwrap();
+    let resp = guarded(http1(addr, request("POST", "/v1/some/rpc/path", &[], body.clone())))
+        .await
+        .unwrap();
     assert_eq!(json_of(&resp)["result"], "0x1000");
 
     // A notification gets 204 and no body.
@@ -163,9 +133,7 @@ async fn jsonrpc_over_http1_any_path_and_h2c() {
     assert!(resp.body().is_empty());
 
     // h2c with prior knowledge, on the same port.
-    let resp = guarded(http2(addr, request("POST", "/", &[], body)))
-        .await
-        .unwrap();
+    let resp = guarded(http2(addr, request("POST", "/", &[], body))).await.unwrap();
     assert_eq!(resp.version(), http::Version::HTTP_2);
     assert_eq!(json_of(&resp)["result"], "0x1000");
 
@@ -203,10 +171,7 @@ async fn jsonrpc_batch() {
     let r = rpc(b.addr(), json!([])).await;
     assert_eq!(r["error"]["code"], -32600);
     let s = b.shutdown().await.unwrap();
-    assert_eq!(
-        (s.jsonrpc_requests, s.jsonrpc_batches, s.jsonrpc_calls),
-        (2, 2, 6)
-    );
+    assert_eq!((s.jsonrpc_requests, s.jsonrpc_batches, s.jsonrpc_calls), (2, 2, 6));
 }
 
 #[tokio::test]
@@ -217,33 +182,20 @@ async fn rest_endpoints_and_limits() {
     })
     .await;
     let addr = b.addr();
-    let get = |path: &'static str| async move {
-        guarded(http1(addr, request("GET", path, &[], "")))
-            .await
-            .unwrap()
-    };
+    let get = |path: &'static str| async move { guarded(http1(addr, request("GET", path, &[], ""))).await.unwrap() };
 
     let r = get("/v1/status").await;
     assert_eq!(r.status(), StatusCode::OK);
     let s = json_of(&r);
-    assert_eq!(
-        (s["status"].clone(), s["head"].clone()),
-        (json!("ok"), json!(0x1000))
-    );
+    assert_eq!((s["status"].clone(), s["head"].clone()), (json!("ok"), json!(0x1000)));
     assert_eq!(s["headHash"], block_hash(0x1000));
 
     let r = get("/v1/blocks/16").await;
     assert_eq!(json_of(&r), fake_block(16, false));
-    assert_eq!(
-        json_of(&get("/v1/blocks/0x10").await),
-        fake_block(16, false)
-    );
+    assert_eq!(json_of(&get("/v1/blocks/0x10").await), fake_block(16, false));
     assert_eq!(json_of(&get("/v1/blocks/latest").await)["number"], "0x1000");
     assert_eq!(get("/v1/blocks/4097").await.status(), StatusCode::NOT_FOUND);
-    assert_eq!(
-        get("/v1/blocks/abc").await.status(),
-        StatusCode::BAD_REQUEST
-    );
+    assert_eq!(get("/v1/blocks/abc").await.status(), StatusCode::BAD_REQUEST);
     assert_eq!(get("/nope").await.status(), StatusCode::NOT_FOUND);
     assert_eq!(get("/").await.status(), StatusCode::METHOD_NOT_ALLOWED);
 
@@ -254,12 +206,9 @@ async fn rest_endpoints_and_limits() {
         ("x-echo-foo", "bar"),
         ("authorization", "secret"),
     ];
-    let r = guarded(http1(
-        addr,
-        request("POST", "/v1/echo", &headers, body.clone()),
-    ))
-    .await
-    .unwrap();
+    let r = guarded(http1(addr, request("POST", "/v1/echo", &headers, body.clone())))
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::OK);
     assert_eq!(r.body(), &body);
     let h = r.headers();
@@ -275,12 +224,9 @@ async fn rest_endpoints_and_limits() {
     assert!(!h.contains_key("authorization"));
 
     // Bodies over max_body_bytes are refused.
-    let r = guarded(http1(
-        addr,
-        request("POST", "/v1/echo", &[], vec![b'a'; 2048]),
-    ))
-    .await
-    .unwrap();
+    let r = guarded(http1(addr, request("POST", "/v1/echo", &[], vec![b'a'; 2048])))
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::PAYLOAD_TOO_LARGE);
 
     let s = b.shutdown().await.unwrap();
@@ -302,15 +248,10 @@ async fn sse_and_ndjson_streams() {
     .await;
     let addr = b.addr();
 
-    let r = guarded(http1(addr, request("GET", "/sse", &[], "")))
-        .await
-        .unwrap();
+    let r = guarded(http1(addr, request("GET", "/sse", &[], ""))).await.unwrap();
     assert_eq!(r.headers()["content-type"], "text/event-stream");
     let text = String::from_utf8(r.body().to_vec()).unwrap();
-    let ids: Vec<&str> = text
-        .lines()
-        .filter_map(|l| l.strip_prefix("id: "))
-        .collect();
+    let ids: Vec<&str> = text.lines().filter_map(|l| l.strip_prefix("id: ")).collect();
     assert_eq!(ids, ["0", "1", "2", "3"]);
     assert_eq!(text.lines().filter(|l| *l == "event: tick").count(), 4);
     let data: Vec<Value> = text
@@ -318,26 +259,17 @@ async fn sse_and_ndjson_streams() {
         .filter_map(|l| l.strip_prefix("data: "))
         .map(|d| serde_json::from_str(d).unwrap())
         .collect();
-    assert_eq!(
-        data[3],
-        json!({"seq": 3, "height": 0x1003, "hash": block_hash(0x1003)})
-    );
+    assert_eq!(data[3], json!({"seq": 3, "height": 0x1003, "hash": block_hash(0x1003)}));
 
-    let r = guarded(http1(
-        addr,
-        request("GET", "/sse?count=7&interval_ms=0", &[], ""),
-    ))
-    .await
-    .unwrap();
+    let r = guarded(http1(addr, request("GET", "/sse?count=7&interval_ms=0", &[], "")))
+        .await
+        .unwrap();
     let text = String::from_utf8(r.body().to_vec()).unwrap();
     assert_eq!(text.lines().filter(|l| l.starts_with("data: ")).count(), 7);
 
-    let r = guarded(http1(
-        addr,
-        request("GET", "/ndjson?count=12&interval_ms=1", &[], ""),
-    ))
-    .await
-    .unwrap();
+    let r = guarded(http1(addr, request("GET", "/ndjson?count=12&interval_ms=1", &[], "")))
+        .await
+        .unwrap();
     assert_eq!(r.headers()["content-type"], "application/x-ndjson");
     let lines: Vec<Value> = r
         .body()
@@ -354,10 +286,7 @@ async fn sse_and_ndjson_streams() {
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
 
     let s = b.shutdown().await.unwrap();
-    assert_eq!(
-        (s.sse_streams, s.ndjson_streams, s.stream_events),
-        (2, 1, 4 + 7 + 12)
-    );
+    assert_eq!((s.sse_streams, s.ndjson_streams, s.stream_events), (2, 1, 4 + 7 + 12));
 }
 
 async fn ws_next(
@@ -384,9 +313,7 @@ async fn websocket_subscription_and_limits() {
         ..BackendConfig::default()
     })
     .await;
-    let (mut ws, _) = guarded(tokio_tungstenite::connect_async(b.ws_url()))
-        .await
-        .unwrap();
+    let (mut ws, _) = guarded(tokio_tungstenite::connect_async(b.ws_url())).await.unwrap();
     let send = |v: Value| WsMessage::text(v.to_string());
 
     ws.send(send(
@@ -419,11 +346,7 @@ async fn websocket_subscription_and_limits() {
             assert_eq!(
                 header["hash"],
                 block_hash(
-                    u64::from_str_radix(
-                        header["number"].as_str().unwrap().trim_start_matches("0x"),
-                        16
-                    )
-                    .unwrap()
+                    u64::from_str_radix(header["number"].as_str().unwrap().trim_start_matches("0x"), 16).unwrap()
                 )
             );
             heights.push(header["number"].as_str().unwrap().to_owned());
@@ -432,10 +355,7 @@ async fn websocket_subscription_and_limits() {
         }
     }
     assert_eq!(heights[..3], ["0x1001", "0x1002", "0x1003"]);
-    assert_eq!(
-        errors,
-        [(json!(2), json!(-32000)), (json!(3), json!(-32602))]
-    );
+    assert_eq!(errors, [(json!(2), json!(-32000)), (json!(3), json!(-32602))]);
 
     // Unsubscribe; any notification still queued arrives before the answer, none after it.
     ws.send(send(
@@ -474,13 +394,9 @@ async fn websocket_subscription_and_limits() {
 #[tokio::test]
 async fn grpc_unary_and_server_streaming_with_a_tonic_client() {
     let b = start(BackendConfig::default()).await;
-    let channel = guarded(
-        tonic::transport::Endpoint::from_shared(b.http_url())
-            .unwrap()
-            .connect(),
-    )
-    .await
-    .unwrap();
+    let channel = guarded(tonic::transport::Endpoint::from_shared(b.http_url()).unwrap().connect())
+        .await
+        .unwrap();
     let mut client = tonic::client::Grpc::new(channel);
 
     guarded(client.ready()).await.unwrap();
@@ -572,10 +488,7 @@ async fn every_nth_500_is_exact() {
     }
     assert_eq!(statuses, [200, 200, 500, 200, 200, 500, 200, 200, 500]);
     let s = b.shutdown().await.unwrap();
-    assert_eq!(
-        (s.http_requests, s.injected_errors, s.jsonrpc_requests),
-        (9, 3, 6)
-    );
+    assert_eq!((s.http_requests, s.injected_errors, s.jsonrpc_requests), (9, 3, 6));
 }
 
 #[tokio::test]
@@ -591,10 +504,7 @@ async fn every_nth_drop_closes_the_connection() {
     let mut outcomes = Vec::new();
     for _ in 0..4 {
         let r = guarded(http1(b.addr(), request("GET", "/v1/status", &[], ""))).await;
-        outcomes.push(
-            r.map(|r| r.status().as_u16())
-                .map_err(|e| e.is_incomplete_message()),
-        );
+        outcomes.push(r.map(|r| r.status().as_u16()).map_err(|e| e.is_incomplete_message()));
     }
     // Request 4 is both a drop and a 500: the drop wins.
     assert_eq!(outcomes, [Ok(200), Err(true), Ok(200), Err(true)]);
@@ -605,12 +515,7 @@ async fn every_nth_drop_closes_the_connection() {
     assert!(r.is_err());
     let s = b.shutdown().await.unwrap();
     assert_eq!(
-        (
-            s.http_requests,
-            s.injected_drops,
-            s.injected_errors,
-            s.rest_requests
-        ),
+        (s.http_requests, s.injected_drops, s.injected_errors, s.rest_requests),
         (6, 3, 0, 3)
     );
 }
@@ -653,10 +558,7 @@ async fn delay_is_at_least_the_configured_one() {
         assert_eq!(r.status(), StatusCode::OK);
         assert!(elapsed >= fixed, "{elapsed:?}");
         // Generous upper bound for a loaded CI machine.
-        assert!(
-            elapsed < fixed + jitter + Duration::from_secs(5),
-            "{elapsed:?}"
-        );
+        assert!(elapsed < fixed + jitter + Duration::from_secs(5), "{elapsed:?}");
     }
     b.shutdown().await.unwrap();
 }
@@ -669,11 +571,10 @@ async fn graceful_shutdown_ends_streams_websockets_and_serve() {
     let server = tokio::spawn(serve(BackendConfig::default(), listener, stopped));
 
     // An idle keep-alive HTTP/1.1 connection, and one idle h2c connection.
-    let (mut h1, conn1) = hyper::client::conn::http1::handshake::<_, Full<Bytes>>(TokioIo::new(
-        TcpStream::connect(addr).await.unwrap(),
-    ))
-    .await
-    .unwrap();
+    let (mut h1, conn1) =
+        hyper::client::conn::http1::handshake::<_, Full<Bytes>>(TokioIo::new(TcpStream::connect(addr).await.unwrap()))
+            .await
+            .unwrap();
     let conn1 = tokio::spawn(conn1);
     let r = guarded(h1.send_request(request("GET", "/v1/status", &[], "")))
         .await
@@ -697,14 +598,9 @@ async fn graceful_shutdown_ends_streams_websockets_and_serve() {
         .await
         .unwrap();
     tokio::spawn(conn3);
-    let sse_resp = guarded(sse.send_request(request(
-        "GET",
-        "/sse?count=1000&interval_ms=3600000",
-        &[],
-        "",
-    )))
-    .await
-    .unwrap();
+    let sse_resp = guarded(sse.send_request(request("GET", "/sse?count=1000&interval_ms=3600000", &[], "")))
+        .await
+        .unwrap();
     assert_eq!(sse_resp.status(), StatusCode::OK);
 
     // A WebSocket with an answered request.
@@ -726,10 +622,7 @@ async fn graceful_shutdown_ends_streams_websockets_and_serve() {
     );
 
     // The stream ended cleanly without its 1000 events; the WebSocket got a "going away" close.
-    let body = guarded(sse_resp.into_body().collect())
-        .await
-        .unwrap()
-        .to_bytes();
+    let body = guarded(sse_resp.into_body().collect()).await.unwrap().to_bytes();
     assert!(body.is_empty());
     match guarded(ws.next()).await {
         Some(Ok(WsMessage::Close(Some(frame)))) => assert_eq!(u16::from(frame.code), 1001),

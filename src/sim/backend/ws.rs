@@ -73,12 +73,7 @@ async fn session(shared: Arc<Shared>, mut socket: WebSocket) {
 }
 
 /// Handles one data message: a JSON-RPC call or batch, with subscriptions added to the built-in methods.
-async fn handle_message(
-    shared: &Shared,
-    subs: &mut Subscriptions,
-    next_id: &mut u64,
-    body: &[u8],
-) -> Option<Message> {
+async fn handle_message(shared: &Shared, subs: &mut Subscriptions, next_id: &mut u64, body: &[u8]) -> Option<Message> {
     bump(&shared.counters.ws_messages);
     let delay = shared.config.delay.sample();
     if !delay.is_zero() {
@@ -94,16 +89,8 @@ async fn handle_message(
 }
 
 /// `eth_subscribe(["newHeads"])`: a new subscription announcing heights head+1, head+2, ... one per interval.
-fn subscribe(
-    shared: &Shared,
-    subs: &mut Subscriptions,
-    next_id: &mut u64,
-    params: &Value,
-) -> Result<Value, RpcError> {
-    let kind = params
-        .as_array()
-        .and_then(|a| a.first())
-        .and_then(Value::as_str);
+fn subscribe(shared: &Shared, subs: &mut Subscriptions, next_id: &mut u64, params: &Value) -> Result<Value, RpcError> {
+    let kind = params.as_array().and_then(|a| a.first()).and_then(Value::as_str);
     if kind != Some("newHeads") {
         return Err(RpcError::new(
             RpcError::INVALID_PARAMS,

@@ -195,8 +195,7 @@ impl MemoryChain {
         }
         {
             let mut st = lock(&self.state);
-            st.block_txs
-                .push(records.iter().map(|r| r.tx.clone()).collect());
+            st.block_txs.push(records.iter().map(|r| r.tx.clone()).collect());
             for r in records {
                 st.mempool_hashes.remove(&r.result.hash);
                 st.txs.insert(r.result.hash, r);

@@ -28,11 +28,7 @@ pub(super) fn status(backend: &dyn CometBackend) -> Value {
     let earliest = backend.block(1);
     let hash = |b: &Option<BlockInfo>| b.as_ref().map_or(String::new(), |b| hex_up(&b.hash));
     let height = |b: &Option<BlockInfo>| b.as_ref().map_or(0, |b| b.height).to_string();
-    let time = |b: &Option<BlockInfo>| {
-        b.as_ref()
-            .map_or(BlockTime::default(), |b| b.time)
-            .to_string()
-    };
+    let time = |b: &Option<BlockInfo>| b.as_ref().map_or(BlockTime::default(), |b| b.time).to_string();
     json!({
         "node_info": {
             "protocol_version": {"p2p": "8", "block": "11", "app": "0"},

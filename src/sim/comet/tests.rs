@@ -18,11 +18,7 @@ use crate::chain::comet::{BlockStream, BlockTime, CometClient, CometError, Subsc
 
 const DEADLINE: Duration = Duration::from_secs(15);
 
-fn chain_with(
-    validator: Arc<dyn TxValidator>,
-    interval_ms: u64,
-    event_capacity: usize,
-) -> Arc<MemoryChain> {
+fn chain_with(validator: Arc<dyn TxValidator>, interval_ms: u64, event_capacity: usize) -> Arc<MemoryChain> {
     MemoryChain::new(
         MemoryChainConfig {
             chain_id: "sim-test".into(),
@@ -71,10 +67,7 @@ async fn next(stream: &mut BlockStream) -> BlockInfo {
 async fn eventually(what: &str, cond: impl Fn() -> bool) {
     let deadline = tokio::time::Instant::now() + DEADLINE;
     while !cond() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
+        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
 }
@@ -89,8 +82,7 @@ async fn expect_heights(stream: &mut BlockStream, chain: &MemoryChain, from: i64
 }
 
 async fn http_get(url: &str) -> (u16, Value) {
-    let client: Client<_, Empty<axum::body::Bytes>> =
-        Client::builder(TokioExecutor::new()).build_http();
+    let client: Client<_, Empty<axum::body::Bytes>> = Client::builder(TokioExecutor::new()).build_http();
     let resp = client.get(url.parse().unwrap()).await.unwrap();
     let status = resp.status().as_u16();
     let body = resp.into_body().collect().await.unwrap().to_bytes();
@@ -116,11 +108,7 @@ async fn status_block_broadcast_tx_round_trip() {
 
     let s = client.status().await.unwrap();
     assert_eq!(
-        (
-            s.latest_block_height,
-            s.latest_block_hash,
-            s.network.as_str()
-        ),
+        (s.latest_block_height, s.latest_block_hash, s.network.as_str()),
         (0, None, "sim-test")
     );
 
@@ -130,11 +118,7 @@ async fn status_block_broadcast_tx_round_trip() {
     assert_eq!(b2.time, BlockTime::new(1_700_000_000, 50_000_000));
     let s = client.status().await.unwrap();
     assert_eq!(
-        (
-            s.latest_block_height,
-            s.latest_block_hash,
-            s.latest_block_time
-        ),
+        (s.latest_block_height, s.latest_block_hash, s.latest_block_time),
         (2, Some(b2.hash), b2.time)
     );
     assert_eq!(client.block(1).await.unwrap(), b1);
@@ -142,15 +126,9 @@ async fn status_block_broadcast_tx_round_trip() {
     assert_eq!(client.latest_block().await.unwrap(), b2);
 
     let good = client.broadcast_tx_sync(b"claim-1").await.unwrap();
-    assert_eq!(
-        (good.code, good.hash),
-        (0, crate::protocol::sha256(b"claim-1"))
-    );
+    assert_eq!((good.code, good.hash), (0, crate::protocol::sha256(b"claim-1")));
     let bad = client.broadcast_tx_sync(b"bad-proof").await.unwrap();
-    assert_eq!(
-        bad.code, 0,
-        "CheckTx accepts; the rule applies at inclusion"
-    );
+    assert_eq!(bad.code, 0, "CheckTx accepts; the rule applies at inclusion");
     // Code 0 means mempool only: not found until a block includes it.
     assert_eq!(client.tx(&good.hash).await.unwrap(), None);
     // A duplicate broadcast is a JSON-RPC error, as on CometBFT.
@@ -165,14 +143,8 @@ async fn status_block_broadcast_tx_round_trip() {
     assert_eq!((t.height, t.index, t.code, t.log.as_str()), (3, 0, 0, ""));
     let t = client.tx(&bad.hash).await.unwrap().unwrap();
     assert_eq!((t.height, t.index, t.code), (3, 1, 1105));
-    assert_eq!(
-        (t.log.as_str(), t.codespace.as_str()),
-        ("claim window closed", "proof")
-    );
-    assert_eq!(
-        chain.block_txs(3),
-        vec![b"claim-1".to_vec(), b"bad-proof".to_vec()]
-    );
+    assert_eq!((t.log.as_str(), t.codespace.as_str()), ("claim window closed", "proof"));
+    assert_eq!(chain.block_txs(3), vec![b"claim-1".to_vec(), b"bad-proof".to_vec()]);
     assert_eq!(client.block(3).await.unwrap(), b3);
     server.shutdown().await.unwrap();
 }
@@ -226,10 +198,7 @@ async fn unknown_height_is_a_json_rpc_error() {
     );
     let e = client.call("no_such_method", json!({})).await.unwrap_err();
     assert!(matches!(e, CometError::Rpc { code: -32601, .. }), "{e}");
-    let e = client
-        .call("block", json!({"height": [1]}))
-        .await
-        .unwrap_err();
+    let e = client.call("block", json!({"height": [1]})).await.unwrap_err();
     assert!(matches!(e, CometError::Rpc { code: -32602, .. }), "{e}");
     server.shutdown().await.unwrap();
 }
@@ -251,35 +220,19 @@ async fn uri_get_endpoints_match_cometbft() {
 
     let (code, v) = http_get(&format!("{base}/block?height=1")).await;
     assert_eq!(code, 200);
-    assert_eq!(
-        v["result"]["block_id"]["hash"],
-        json!(hex::encode_upper(b1.hash))
-    );
+    assert_eq!(v["result"]["block_id"]["hash"], json!(hex::encode_upper(b1.hash)));
     assert_eq!(v["result"]["block"]["header"]["height"], json!("1"));
-    assert_eq!(
-        v["result"]["block"]["header"]["time"],
-        json!("2023-11-14T22:13:20Z")
-    );
-    assert_eq!(
-        v["result"]["block"]["header"]["chain_id"],
-        json!("sim-test")
-    );
+    assert_eq!(v["result"]["block"]["header"]["time"], json!("2023-11-14T22:13:20Z"));
+    assert_eq!(v["result"]["block"]["header"]["chain_id"], json!("sim-test"));
     let (code, v) = http_get(&format!("{base}/block?height=%221%22")).await;
-    assert_eq!(
-        (code, &v["result"]["block"]["header"]["height"]),
-        (200, &json!("1"))
-    );
+    assert_eq!((code, &v["result"]["block"]["header"]["height"]), (200, &json!("1")));
 
     let (code, v) = http_get(&format!("{base}/block?height=9")).await;
     assert_eq!(code, 500, "URI errors come with HTTP 500");
     assert_eq!(v["error"]["code"], json!(-32603));
     assert_eq!(v["error"]["message"], json!("Internal error"));
 
-    let (code, v) = http_get(&format!(
-        "{base}/broadcast_tx_sync?tx=0x{}",
-        hex::encode(b"uri-tx")
-    ))
-    .await;
+    let (code, v) = http_get(&format!("{base}/broadcast_tx_sync?tx=0x{}", hex::encode(b"uri-tx"))).await;
     assert_eq!((code, &v["result"]["code"]), (200, &json!(0)));
     let hash = crate::protocol::sha256(b"uri-tx");
     assert_eq!(v["result"]["hash"], json!(hex::encode_upper(hash)));
@@ -302,8 +255,7 @@ async fn uri_get_endpoints_match_cometbft() {
     server.shutdown().await.unwrap();
 }
 
-type RawWs =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+type RawWs = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 async fn read_json(ws: &mut RawWs) -> Value {
     loop {
@@ -323,9 +275,7 @@ async fn raw_websocket_subscribe_and_call() {
     let chain = chain();
     let server = start(&chain, local()).await;
     let url = format!("ws://{}/websocket", server.local_addr());
-    let (mut ws, _) = tokio_tungstenite::connect_async(url.as_str())
-        .await
-        .unwrap();
+    let (mut ws, _) = tokio_tungstenite::connect_async(url.as_str()).await.unwrap();
     let send = |v: Value| Message::text(v.to_string());
     ws.send(send(
         json!({"jsonrpc":"2.0","id":"s1","method":"subscribe","params":{"query":"tm.event='Tx'"}}),
@@ -333,39 +283,27 @@ async fn raw_websocket_subscribe_and_call() {
     .await
     .unwrap();
     let v = read_json(&mut ws).await;
-    assert_eq!(
-        (&v["id"], &v["error"]["code"]),
-        (&json!("s1"), &json!(-32603))
-    );
-    ws.send(send(json!({"jsonrpc":"2.0","id":7,"method":"subscribe","params":{"query":"tm.event = 'NewBlock'"}})))
-        .await
-        .unwrap();
-    assert_eq!(
-        read_json(&mut ws).await,
-        json!({"jsonrpc":"2.0","id":7,"result":{}})
-    );
+    assert_eq!((&v["id"], &v["error"]["code"]), (&json!("s1"), &json!(-32603)));
+    ws.send(send(
+        json!({"jsonrpc":"2.0","id":7,"method":"subscribe","params":{"query":"tm.event = 'NewBlock'"}}),
+    ))
+    .await
+    .unwrap();
+    assert_eq!(read_json(&mut ws).await, json!({"jsonrpc":"2.0","id":7,"result":{}}));
     let b = chain.produce_block();
     let v = read_json(&mut ws).await;
     assert_eq!(v["id"], json!(7), "events carry the subscribe request's id");
     assert_eq!(v["result"]["query"], json!("tm.event='NewBlock'"));
-    assert_eq!(
-        v["result"]["data"]["type"],
-        json!("tendermint/event/NewBlock")
-    );
-    assert_eq!(
-        v["result"]["data"]["value"]["block"]["header"]["height"],
-        json!("1")
-    );
+    assert_eq!(v["result"]["data"]["type"], json!("tendermint/event/NewBlock"));
+    assert_eq!(v["result"]["data"]["value"]["block"]["header"]["height"], json!("1"));
     assert_eq!(
         v["result"]["data"]["value"]["block_id"]["hash"],
         json!(hex::encode_upper(b.hash))
     );
     assert_eq!(v["result"]["events"]["tm.event"], json!(["NewBlock"]));
-    ws.send(send(
-        json!({"jsonrpc":"2.0","id":8,"method":"status","params":{}}),
-    ))
-    .await
-    .unwrap();
+    ws.send(send(json!({"jsonrpc":"2.0","id":8,"method":"status","params":{}})))
+        .await
+        .unwrap();
     let v = read_json(&mut ws).await;
     assert_eq!(
         (&v["id"], &v["result"]["sync_info"]["latest_block_height"]),
@@ -399,11 +337,7 @@ async fn subscription_receives_consecutive_heights_from_the_timer() {
     let b = chain.block(first.height + 1).unwrap();
     assert_eq!(
         b.time,
-        chain
-            .block(first.height)
-            .unwrap()
-            .time
-            .plus(Duration::from_millis(20))
+        chain.block(first.height).unwrap().time.plus(Duration::from_millis(20))
     );
     server.shutdown().await.unwrap();
 }
@@ -439,10 +373,7 @@ async fn subscription_survives_a_server_restart_on_the_same_port() {
     expect_heights(&mut stream, &chain, 16, 16).await;
     let s = stats.snapshot();
     assert!(s.reconnects >= 1, "{s:?}");
-    assert!(
-        s.fills >= 7,
-        "heights committed while down are filled by height: {s:?}"
-    );
+    assert!(s.fills >= 7, "heights committed while down are filled by height: {s:?}");
     assert_eq!(s.delivered, 16);
     server.shutdown().await.unwrap();
 }
@@ -463,10 +394,7 @@ async fn polling_keeps_heights_flowing_without_websocket() {
     }
     expect_heights(&mut stream, &chain, 3, 12).await;
     let s = stream.stats().snapshot();
-    assert!(
-        !s.ws_connected && s.connect_failures >= 1 && s.polls >= 1,
-        "{s:?}"
-    );
+    assert!(!s.ws_connected && s.connect_failures >= 1 && s.polls >= 1, "{s:?}");
     assert_eq!((s.fills, s.delivered, s.ws_events), (11, 11, 0));
     server.shutdown().await.unwrap();
 }
@@ -526,24 +454,20 @@ async fn json_rpc_batch_and_parse_errors() {
     let chain = chain();
     let server = start(&chain, local()).await;
     chain.produce_block();
-    let client: Client<_, http_body_util::Full<axum::body::Bytes>> =
-        Client::builder(TokioExecutor::new()).build_http();
+    let client: Client<_, http_body_util::Full<axum::body::Bytes>> = Client::builder(TokioExecutor::new()).build_http();
     let post = async |body: &str| {
         let req = axum::http::Request::post(server.url())
-            .body(http_body_util::Full::new(axum::body::Bytes::from(
-                body.to_string(),
-            )))
+            .body(http_body_util::Full::new(axum::body::Bytes::from(body.to_string())))
             .unwrap();
         let resp = client.request(req).await.unwrap();
-        assert_eq!(
-            resp.status().as_u16(),
-            200,
-            "JSON-RPC POST errors come with HTTP 200"
-        );
+        assert_eq!(resp.status().as_u16(), 200, "JSON-RPC POST errors come with HTTP 200");
         let body = resp.into_body().collect().await.unwrap().to_bytes();
         serde_json::from_slice::<Value>(&body).unwrap()
     };
-    let v = post(r#"[{"jsonrpc":"2.0","id":1,"method":"block","params":["1"]},{"jsonrpc":"2.0","id":2,"method":"health"}]"#).await;
+    let v = post(
+        r#"[{"jsonrpc":"2.0","id":1,"method":"block","params":["1"]},{"jsonrpc":"2.0","id":2,"method":"health"}]"#,
+    )
+    .await;
     assert_eq!(v[0]["result"]["block"]["header"]["height"], json!("1"));
     assert_eq!((&v[1]["id"], &v[1]["result"]), (&json!(2), &json!({})));
     let v = post("{not json").await;
@@ -562,10 +486,7 @@ async fn client_errors_are_typed() {
         .status()
         .await
         .unwrap_err();
-    assert!(
-        matches!(e, CometError::Transport { .. }) && e.is_retryable(),
-        "{e}"
-    );
+    assert!(matches!(e, CometError::Transport { .. }) && e.is_retryable(), "{e}");
 
     // A peer that accepts and never answers: timeout, retryable.
     let l = tokio::net::TcpListener::bind(local()).await.unwrap();
@@ -582,15 +503,11 @@ async fn client_errors_are_typed() {
     };
     let c = CometClient::with_config(&format!("http://{addr}"), cfg).unwrap();
     let e = c.block(1).await.unwrap_err();
-    assert!(
-        matches!(e, CometError::Timeout { .. }) && e.is_retryable(),
-        "{e}"
-    );
+    assert!(matches!(e, CometError::Timeout { .. }) && e.is_retryable(), "{e}");
     hold.abort();
 
     // A proxy error page: HTTP error with the status.
-    let app = axum::Router::new()
-        .fallback(|| async { (axum::http::StatusCode::BAD_GATEWAY, "upstream down") });
+    let app = axum::Router::new().fallback(|| async { (axum::http::StatusCode::BAD_GATEWAY, "upstream down") });
     let l = tokio::net::TcpListener::bind(local()).await.unwrap();
     let addr = l.local_addr().unwrap();
     let srv = tokio::spawn(async move { axum::serve(l, app).await });
@@ -600,8 +517,7 @@ async fn client_errors_are_typed() {
         .await
         .unwrap_err();
     assert!(
-        matches!(&e, CometError::Http { status: 502, body, .. } if body == "upstream down")
-            && e.is_retryable(),
+        matches!(&e, CometError::Http { status: 502, body, .. } if body == "upstream down") && e.is_retryable(),
         "{e}"
     );
     srv.abort();
@@ -617,10 +533,7 @@ async fn silent_websocket_is_replaced() {
     cfg.ws_idle_timeout = Duration::from_millis(100);
     let mut stream = client.subscribe_blocks(cfg);
     let stats = stream.stats().clone();
-    eventually("two reconnects after silence", || {
-        stats.snapshot().reconnects >= 2
-    })
-    .await;
+    eventually("two reconnects after silence", || stats.snapshot().reconnects >= 2).await;
     chain.produce_block();
     expect_heights(&mut stream, &chain, 1, 1).await;
     server.shutdown().await.unwrap();
@@ -660,9 +573,7 @@ async fn mute_subscription_is_covered_by_safety_polls() {
         chain: chain.clone(),
         never: broadcast::channel(1).0,
     });
-    let server = serve(backend, local(), ServerConfig::default())
-        .await
-        .unwrap();
+    let server = serve(backend, local(), ServerConfig::default()).await.unwrap();
     let client = CometClient::new(&server.url()).unwrap();
     let mut cfg = fast_sub(Some(0));
     cfg.connected_poll_interval = Duration::from_millis(30);

@@ -92,21 +92,14 @@ async fn session(mut socket: WebSocket, st: AppState) {
             },
         };
         if let Some(v) = reply
-            && socket
-                .send(Message::Text(v.to_string().into()))
-                .await
-                .is_err()
+            && socket.send(Message::Text(v.to_string().into())).await.is_err()
         {
             return;
         }
     }
 }
 
-fn on_request(
-    st: &AppState,
-    sub: &mut Option<(Value, broadcast::Receiver<BlockInfo>)>,
-    text: &str,
-) -> Value {
+fn on_request(st: &AppState, sub: &mut Option<(Value, broadcast::Receiver<BlockInfo>)>, text: &str) -> Value {
     let req: Value = match serde_json::from_str(text) {
         Ok(v) => v,
         Err(e) => return response(&Value::Null, Err(RpcError::parse(e.to_string()))),

@@ -96,7 +96,8 @@ fn rpc_error_golden() {
         }
         other => panic!("{other:?}"),
     }
-    let body = br#"{"jsonrpc":"2.0","id":-1,"error":{"code":-32603,"message":"Internal error","data":"tx (6B1E) not found"}}"#;
+    let body =
+        br#"{"jsonrpc":"2.0","id":-1,"error":{"code":-32603,"message":"Internal error","data":"tx (6B1E) not found"}}"#;
     assert!(decode_envelope("tx", body).unwrap_err().is_tx_not_found());
     assert!(matches!(
         decode_envelope("x", b"<html>"),
@@ -113,8 +114,7 @@ fn broadcast_golden() {
     let body = format!(
         r#"{{"jsonrpc":"2.0","id":3,"result":{{"code":13,"data":"","log":"insufficient fee","codespace":"sdk","hash":"{HASH}"}}}}"#
     );
-    let b =
-        parse_broadcast(decode_envelope("broadcast_tx_sync", body.as_bytes()).unwrap()).unwrap();
+    let b = parse_broadcast(decode_envelope("broadcast_tx_sync", body.as_bytes()).unwrap()).unwrap();
     assert_eq!(
         b,
         BroadcastResult {
@@ -203,7 +203,8 @@ fn ws_messages_golden() {
         WsMessage::Error(e) => assert!(e.is_retryable()),
         other => panic!("{other:?}"),
     }
-    let tx_event = r#"{"jsonrpc":"2.0","id":1,"result":{"query":"q","data":{"type":"tendermint/event/Tx","value":{}}}}"#;
+    let tx_event =
+        r#"{"jsonrpc":"2.0","id":1,"result":{"query":"q","data":{"type":"tendermint/event/Tx","value":{}}}}"#;
     assert!(parse_ws_message(tx_event).is_err());
 }
 

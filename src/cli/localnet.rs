@@ -1,0 +1,457 @@
+//! `relay-miner localnet`: one command, no Redis, no configuration. Starts the simulator chain (gRPC on
+//! 127.0.0.1), the demo backend, the relay miner (relayer + miner) on embedded redb storage, and a load generator
+//! that sends correctly signed relays from several applications through several gateways for a few sessions;
+//! then waits until every loaded session is settled on the simulator and prints a summary. Exit status 0 only
+//! when every claim and proof was accepted and nothing was lost.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering as AtomicOrdering};
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use http_body_util::BodyExt as _;
+use k256::elliptic_curve::ops::Reduce as _;
+use prost::Message as _;
+
+use crate::chain::query::ChainClient;
+use crate::miner::driver::{Miner, MinerConfig};
+use crate::protocol::ring::RingSignature;
+use crate::protocol::session::SessionWindows;
+use crate::protocol::wire::{HttpHeader, PoktHttpRequest, RelayRequest, RelayRequestMetadata};
+use crate::protocol::{relay, sha256};
+use crate::relayer::{Relayer, ServiceRoute};
+use crate::sim::chain::genesis::*;
+use crate::sim::chain::{Settlement, SimChain, actor};
+
+/// Flags of `relay-miner localnet`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct LocalnetArgs {
+    /// Sessions to send traffic for.
+    #[arg(long, default_value_t = 3)]
+    pub sessions: i64,
+    /// Relays per second across all applications.
+    #[arg(long, default_value_t = 40)]
+    pub rate: u64,
+    /// Applications.
+    #[arg(long, default_value_t = 3)]
+    pub apps: usize,
+    /// Gateways (apps delegate round-robin).
+    #[arg(long, default_value_t = 2)]
+    pub gateways: usize,
+    /// Suppliers run by this relay miner.
+    #[arg(long, default_value_t = 2)]
+    pub suppliers: usize,
+    /// Block time in milliseconds.
+    #[arg(long, default_value_t = 300)]
+    pub block_time_ms: u64,
+    /// Probability that a claim needs a proof.
+    #[arg(long, default_value_t = 0.5)]
+    pub proof_probability: f64,
+    /// Data directory for the redb file (default: a temporary directory).
+    #[arg(long)]
+    pub data_dir: Option<std::path::PathBuf>,
+    /// Keep everything running after the summary (Ctrl-C to stop).
+    #[arg(long)]
+    pub keep_running: bool,
+}
+
+fn key_hex(label: &str) -> String {
+    hex::encode(sha256(label.as_bytes()))
+}
+
+/// The demo genesis: one service, `apps` applications delegating to `gateways`, `suppliers` suppliers serving
+/// `relay_url`.
+pub fn demo_genesis(args: &LocalnetArgs, relay_url: &str) -> Genesis {
+    Genesis {
+        chain_id: "pocket-localnet".into(),
+        block_time_ms: args.block_time_ms,
+        shared_params: GenesisSharedParams {
+            num_blocks_per_session: 4,
+            grace_period_end_offset_blocks: 1,
+            claim_window_open_offset_blocks: 1,
+            claim_window_close_offset_blocks: 4,
+            proof_window_open_offset_blocks: 0,
+            proof_window_close_offset_blocks: 4,
+            ..Default::default()
+        },
+        proof_params: GenesisProofParams {
+            proof_request_probability: args.proof_probability,
+            proof_requirement_threshold_upokt: u64::MAX,
+            proof_missing_penalty_upokt: 320_000_000,
+            proof_submission_fee_upokt: 1,
+        },
+        num_suppliers_per_session: 15,
+        services: vec![GenesisService {
+            id: "anvil".into(),
+            compute_units_per_relay: 10,
+            difficulty_target_hex: None,
+        }],
+        applications: (0..args.apps)
+            .map(|i| GenesisApplication {
+                key_hex: key_hex(&format!("localnet-app-{i}")),
+                stake_upokt: 1_000_000_000,
+                services: vec!["anvil".into()],
+                delegate_to: if args.gateways == 0 {
+                    vec![]
+                } else {
+                    vec![i % args.gateways]
+                },
+            })
+            .collect(),
+        gateways: (0..args.gateways)
+            .map(|i| GenesisGateway {
+                key_hex: key_hex(&format!("localnet-gateway-{i}")),
+                stake_upokt: 1_000_000_000,
+            })
+            .collect(),
+        suppliers: (0..args.suppliers)
+            .map(|i| GenesisSupplier {
+                key_hex: key_hex(&format!("localnet-supplier-{i}")),
+                stake_upokt: 1_000_000_000,
+                balance_upokt: 1_000_000_000,
+                services: vec![GenesisSupplierService {
+                    service_id: "anvil".into(),
+                    url: relay_url.to_string(),
+                }],
+            })
+            .collect(),
+    }
+}
+
+async fn serve(router: axum::Router) -> anyhow::Result<(String, tokio::task::JoinHandle<()>)> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    let task = tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, router).await {
+            tracing::error!(error = %e, "server stopped");
+        }
+    });
+    Ok((format!("http://{addr}"), task))
+}
+
+#[derive(Default)]
+struct LoadStats {
+    sent: AtomicU64,
+    served: AtomicU64,
+    refused: AtomicU64,
+}
+
+/// Runs the local network; returns the exit code.
+pub async fn run(args: LocalnetArgs) -> anyhow::Result<i32> {
+    let started = Instant::now();
+    // Relayer listener first: the suppliers' staked endpoint is its URL.
+    let relay_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let relay_url = format!("http://{}", relay_listener.local_addr()?);
+    let genesis = demo_genesis(&args, &relay_url);
+    let chain = SimChain::new(genesis.clone()).context("genesis")?;
+    let (grpc_url, _grpc) = serve(crate::sim::chain::router(chain.clone()).into_axum()).await?;
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+    let blocks = tokio::spawn({
+        let chain = chain.clone();
+        let rx = stop_rx.clone();
+        async move { chain.run_blocks(stopped(rx)).await }
+    });
+    let backend = crate::sim::backend::DemoBackend::spawn(crate::sim::backend::BackendConfig::default()).await?;
+    let backend_url = backend.http_url();
+
+    let data_dir = match &args.data_dir {
+        Some(dir) => {
+            std::fs::create_dir_all(dir)?;
+            (dir.clone(), None)
+        }
+        None => {
+            let tmp = tempfile::tempdir()?;
+            (tmp.path().to_path_buf(), Some(tmp))
+        }
+    };
+    let redb =
+        storage::redb::RedbBackend::open(storage::redb::RedbConfig::new(data_dir.0.join("relay-miner.redb"))).await?;
+    let store = redb.storage();
+    let client = Arc::new(ChainClient::new(&grpc_url, Duration::from_secs(5))?);
+    let telemetry = crate::telemetry::Telemetry::new()?;
+    let keys: HashMap<String, k256::ecdsa::SigningKey> = genesis
+        .suppliers
+        .iter()
+        .map(|s| actor(&s.key_hex).map(|(k, addr, _)| (addr, k)))
+        .collect::<Result<_, _>>()?;
+
+    // Height watch shared by the relayer (timing checks).
+    let (height_tx, height_rx) = tokio::sync::watch::channel(client.latest_block().await?.height);
+    tokio::spawn({
+        let client = Arc::clone(&client);
+        async move {
+            let mut ticker = tokio::time::interval(Duration::from_millis(50));
+            loop {
+                ticker.tick().await;
+                if let Ok(block) = client.latest_block().await {
+                    client.invalidate_applications();
+                    let _ = height_tx.send_if_modified(|h| {
+                        let changed = block.height > *h;
+                        *h = (*h).max(block.height);
+                        changed
+                    });
+                }
+            }
+        }
+    });
+    let routes: HashMap<String, ServiceRoute> = [(
+        "anvil".to_string(),
+        ServiceRoute {
+            backend_url: backend_url.clone(),
+            timeout: Duration::from_secs(10),
+            max_body_bytes: 10 << 20,
+        },
+    )]
+    .into();
+    let relayer = Arc::new(Relayer::new(
+        Arc::clone(&client),
+        keys.clone(),
+        routes,
+        Arc::clone(&store.relay_log),
+        height_rx,
+        &telemetry,
+    )?);
+    let relayer_task = tokio::spawn(async move {
+        if let Err(e) = axum::serve(relay_listener, relayer.router()).await {
+            tracing::error!(error = %e, "relayer stopped");
+        }
+    });
+    let miner = Miner::new(
+        Arc::clone(&client),
+        store.clone(),
+        keys.clone(),
+        MinerConfig {
+            chain_id: genesis.chain_id.clone(),
+            gas_price: "0.000001upokt".into(),
+            gas_adjustment: 1.7,
+            tx_ttl_secs: 120,
+            tick: Duration::from_millis(50),
+            consumer: format!("miner-localnet-{}", std::process::id()),
+            engine: Default::default(),
+        },
+    );
+    let miner_stats = miner.stats();
+    let miner_task = tokio::spawn(miner.run(telemetry.heartbeat("miner"), stopped(stop_rx.clone())));
+
+    println!(
+        "localnet: chain gRPC {grpc_url}, relayer {relay_url}, backend {backend_url}, storage {}",
+        data_dir.0.display()
+    );
+    // Load: every application sends through its gateway to each supplier, for `sessions` sessions.
+    let params = chain.state().shared.clone();
+    let first_height = chain.height();
+    let first = SessionWindows::new(&params, first_height)?;
+    let last_session_end = first.end + (args.sessions - 1).max(0) * params.num_blocks_per_session as i64;
+    let load = LoadStats::default();
+    let http = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http::<http_body_util::Full<bytes::Bytes>>();
+    let apps: Vec<_> = genesis
+        .applications
+        .iter()
+        .map(|a| actor(&a.key_hex))
+        .collect::<Result<_, _>>()?;
+    let gateways: Vec<_> = genesis
+        .gateways
+        .iter()
+        .map(|g| actor(&g.key_hex))
+        .collect::<Result<_, _>>()?;
+    let interval = Duration::from_micros(1_000_000 / args.rate.max(1));
+    let mut ticker = tokio::time::interval(interval);
+    let mut n: u64 = 0;
+    let mut last_report = Instant::now();
+    while chain.height() <= last_session_end {
+        ticker.tick().await;
+        n += 1;
+        let (_, app_address, app_pub) = &apps[(n as usize) % apps.len()];
+        let app_index = (n as usize) % apps.len();
+        let height = chain.height();
+        let session = match client.session(app_address, "anvil", height).await {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(error = %e, "load generator: no session");
+                continue;
+            }
+        };
+        let Some(supplier) = session
+            .suppliers
+            .get((n as usize / apps.len()) % session.suppliers.len().max(1))
+        else {
+            continue;
+        };
+        let (gw_key, _, gw_pub) = match genesis.applications[app_index].delegate_to.first() {
+            Some(g) => gateways[*g].clone(),
+            None => apps[app_index].clone(),
+        };
+        let payload = PoktHttpRequest {
+            method: "POST".into(),
+            header: [(
+                "content-type".to_string(),
+                HttpHeader {
+                    key: "content-type".into(),
+                    values: vec!["application/json".into()],
+                },
+            )]
+            .into(),
+            url: "/".into(),
+            body_bz: format!("{{\"jsonrpc\":\"2.0\",\"id\":{n},\"method\":\"eth_blockNumber\",\"params\":[]}}")
+                .into_bytes(),
+        };
+        let mut request = RelayRequest {
+            meta: Some(RelayRequestMetadata {
+                session_header: session.header.clone(),
+                signature: vec![],
+                supplier_operator_address: supplier.operator_address.clone(),
+            }),
+            payload: payload.encode_to_vec(),
+        };
+        // Every request is signed on its own (lessons.md: identical relay bytes collapse into one leaf).
+        let secret = k256::Scalar::reduce(&gw_key.to_bytes());
+        let ring = [*app_pub, gw_pub];
+        let signature = RingSignature::sign(&ring, &relay::request_signable_hash(&request), &secret)?;
+        if let Some(meta) = request.meta.as_mut() {
+            meta.signature = signature.to_bytes();
+        }
+        let body = relay::encode_relay_request(&request);
+        load.sent.fetch_add(1, AtomicOrdering::Relaxed);
+        let post = http::Request::post(&relay_url)
+            .header("content-type", "application/x-protobuf")
+            .body(http_body_util::Full::new(bytes::Bytes::from(body)))?;
+        match http.request(post).await {
+            Ok(response) if response.status().is_success() => {
+                let bytes = response
+                    .into_body()
+                    .collect()
+                    .await
+                    .map(|b| b.to_bytes())
+                    .unwrap_or_default();
+                let ok = relay::decode_relay_response(&bytes, relay::MAX_RELAY_MESSAGE_BYTES)
+                    .map(|r| r.relay_miner_error.is_none())
+                    .unwrap_or(false);
+                let counter = if ok { &load.served } else { &load.refused };
+                counter.fetch_add(1, AtomicOrdering::Relaxed);
+            }
+            Ok(response) => {
+                let status = response.status();
+                let bytes = response
+                    .into_body()
+                    .collect()
+                    .await
+                    .map(|b| b.to_bytes())
+                    .unwrap_or_default();
+                let reason = relay::decode_relay_response(&bytes, relay::MAX_RELAY_MESSAGE_BYTES)
+                    .ok()
+                    .and_then(|r| r.relay_miner_error)
+                    .map(|e| e.message)
+                    .unwrap_or_default();
+                tracing::debug!(%status, reason, "relay refused");
+                load.refused.fetch_add(1, AtomicOrdering::Relaxed);
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "relay request failed");
+                load.refused.fetch_add(1, AtomicOrdering::Relaxed);
+            }
+        }
+        if last_report.elapsed() > Duration::from_secs(2) {
+            last_report = Instant::now();
+            println!(
+                "height {:>3}  relays sent {:>5} served {:>5} refused {:>3}  mined {:>5}  claims sent {:>2}  proofs sent {:>2}",
+                chain.height(),
+                load.sent.load(AtomicOrdering::Relaxed),
+                load.served.load(AtomicOrdering::Relaxed),
+                load.refused.load(AtomicOrdering::Relaxed),
+                miner_stats.relays_ingested.load(AtomicOrdering::Relaxed),
+                miner_stats.claims_sent.load(AtomicOrdering::Relaxed),
+                miner_stats.proofs_sent.load(AtomicOrdering::Relaxed),
+            );
+        }
+    }
+    // Wait until the last loaded session is settled on the simulator (bounded).
+    let last = SessionWindows::new(&params, last_session_end)?;
+    let deadline = Instant::now()
+        + Duration::from_millis(args.block_time_ms * (last.proof_close - chain.height() + 20).max(20) as u64);
+    while chain.height() <= last.proof_close + 1 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(args.block_time_ms)).await;
+    }
+    let records = chain.records();
+    let settlements = chain.settlements();
+    let claims_ok = records
+        .iter()
+        .filter(|r| r.kind == "claim" && r.rejected.is_none())
+        .count();
+    let proofs_ok = records
+        .iter()
+        .filter(|r| r.kind == "proof" && r.rejected.is_none())
+        .count();
+    let rejections: Vec<_> = records.iter().filter(|r| r.rejected.is_some()).collect();
+    let earned: u128 = settlements
+        .iter()
+        .filter_map(|(_, _, s)| if let Settlement::Settled(v) = s { Some(*v) } else { None })
+        .sum();
+    let expired: Vec<_> = settlements
+        .iter()
+        .filter(|(_, _, s)| matches!(s, Settlement::Expired(_)))
+        .collect();
+    println!(
+        "\n== localnet summary ({:.1?}, final height {}) ==",
+        started.elapsed(),
+        chain.height()
+    );
+    println!(
+        "relays: sent {}, served {}, refused {}",
+        load.sent.load(AtomicOrdering::Relaxed),
+        load.served.load(AtomicOrdering::Relaxed),
+        load.refused.load(AtomicOrdering::Relaxed)
+    );
+    println!(
+        "relays mined into tries: {}",
+        miner_stats.relays_ingested.load(AtomicOrdering::Relaxed)
+    );
+    println!(
+        "sessions: claimed on chain {}, proofs required {}, discarded (no relays) {}, lost {}",
+        claims_ok,
+        miner_stats.proofs_required.load(AtomicOrdering::Relaxed),
+        miner_stats.sessions_discarded.load(AtomicOrdering::Relaxed),
+        miner_stats.sessions_lost.load(AtomicOrdering::Relaxed)
+    );
+    println!(
+        "chain: claims accepted {claims_ok}, proofs accepted {proofs_ok}, rejected {}",
+        rejections.len()
+    );
+    for r in &rejections {
+        println!(
+            "  rejected {} of {} in {}: {}",
+            r.kind,
+            r.supplier,
+            r.session_id,
+            r.rejected.as_deref().unwrap_or_default()
+        );
+    }
+    println!(
+        "settled claims {}, uPOKT earned {earned}, expired {} (uPOKT lost)",
+        settlements.len() - expired.len(),
+        expired.len()
+    );
+    for (session, supplier, outcome) in &expired {
+        println!("  expired {supplier} in {session}: {outcome:?}");
+    }
+    let ok = rejections.is_empty()
+        && expired.is_empty()
+        && claims_ok > 0
+        && miner_stats.sessions_lost.load(AtomicOrdering::Relaxed) == 0;
+    println!("result: {}", if ok { "OK" } else { "FAILED" });
+    if args.keep_running {
+        println!("keeping the network up (Ctrl-C to stop): relayer {relay_url}, chain gRPC {grpc_url}");
+        let _ = tokio::signal::ctrl_c().await;
+    }
+    let _ = stop_tx.send(true);
+    let _ = blocks.await;
+    let _ = miner_task.await;
+    relayer_task.abort();
+    let _ = backend.shutdown().await;
+    drop(data_dir);
+    Ok(if ok { 0 } else { 1 })
+}
