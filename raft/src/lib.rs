@@ -1,6 +1,18 @@
-//! Raft HA mode (issue 8, not started): openraft with a redb log store and a redb state machine, implementing the
-//! storage contract of the `storage` crate so relayer and miner run unchanged. Only the crate skeleton exists today.
+//! Raft HA mode (issue 8): openraft with a redb log store and a redb state machine, implementing the storage
+//! contract of the `storage` crate so relayer and miner run unchanged.
+//!
+//! - [`types`]: the raft type config (std leader ids, so the term is the fencing epoch) and the replicated ops.
+//! - [`log_store`]: the raft log on its own redb file, group-committed by one writer thread.
+//! - [`sm`]: the state machine on a second redb file; deterministic apply; file snapshots.
 #![forbid(unsafe_code)]
+
+pub mod log_store;
+pub mod sm;
+pub mod types;
+
+pub use log_store::LogStore;
+pub use sm::StateMachine;
+pub use types::{NodeInfo, Op, OpResult, Request, Response, TypeConfig};
 
 /// The openraft version this crate is pinned against (see `../shared/docs/deps.md`).
 pub const OPENRAFT_VERSION: &str = "0.10.0-alpha.37";
