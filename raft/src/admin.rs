@@ -61,6 +61,8 @@ pub struct Status {
     pub applied_index: Option<u64>,
     /// Last snapshot's index.
     pub snapshot_index: Option<u64>,
+    /// Highest log index purged from this node's log (entries up to it live only in the snapshot).
+    pub purged_index: Option<u64>,
     /// Per-follower replication (leader only; empty elsewhere).
     pub replication: Vec<Replication>,
     /// Why the node is not ready to serve writes (`None` = ready).
@@ -111,6 +113,7 @@ impl Status {
             committed_index: m.cluster_committed.as_ref().map(|l| l.index),
             applied_index: m.last_applied.as_ref().map(|l| l.index),
             snapshot_index: m.snapshot.as_ref().map(|l| l.index),
+            purged_index: m.purged.as_ref().map(|l| l.index),
             replication,
             not_ready,
         }

@@ -54,8 +54,13 @@ pub struct RaftConfig {
 }
 
 impl RaftConfig {
-    /// Defaults for node `node_id` with data in `data_dir`, listening on `listen`: heartbeat 100 ms, elections
-    /// after 300–600 ms of silence, a snapshot every 10 000 entries.
+    /// Defaults for node `node_id` with data in `data_dir`, listening on `listen`: heartbeat 50 ms, election
+    /// timeout 200–400 ms, a snapshot every 10 000 entries.
+    ///
+    /// Failover arithmetic (openraft 0.10): a follower keeps the leader's lease for `election_timeout.1` after
+    /// the last heartbeat, then waits a random `election_timeout` more before it campaigns, so a new leader is
+    /// elected `election_timeout.1 + U(election_timeout)` + one vote round trip after the old one stopped:
+    /// 0.6–0.8 s with these defaults (0.9–1.2 s with 300–600 ms).
     pub fn new(
         node_id: u64,
         listen: SocketAddr,
@@ -69,8 +74,8 @@ impl RaftConfig {
             api_addr: None,
             data_dir: data_dir.into(),
             cluster_token: cluster_token.into(),
-            heartbeat: Duration::from_millis(100),
-            election_timeout: (Duration::from_millis(300), Duration::from_millis(600)),
+            heartbeat: Duration::from_millis(50),
+            election_timeout: (Duration::from_millis(200), Duration::from_millis(400)),
             snapshot_every: 10_000,
             keep_after_snapshot: 1_000,
             install_snapshot_timeout: Duration::from_secs(60),
