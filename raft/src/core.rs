@@ -98,7 +98,7 @@ impl Core {
                 "no raft leader known (term {}, {:?})",
                 v.term, v.state
             )),
-            Some(l) if l == self.id && !v.quorum_age.is_some_and(|a| a < self.lease) => {
+            Some(l) if l == self.id && v.quorum_age.is_none_or(|a| a >= self.lease) => {
                 Err(format!(
                     "raft leader without quorum acknowledgement for {:?} (term {})",
                     v.quorum_age, v.term

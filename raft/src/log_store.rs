@@ -283,7 +283,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     type LogReader = Self;
 
     async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, io::Error> {
-        let purged = self.shared.purged().clone();
+        let purged = *self.shared.purged();
         let tail_last = self
             .shared
             .tail()
@@ -295,7 +295,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             None => self.last_in_db()?,
         };
         Ok(LogState {
-            last_purged_log_id: purged.clone(),
+            last_purged_log_id: purged,
             last_log_id: last.or(purged),
         })
     }
@@ -361,8 +361,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             let keep = tail.entries.split_off(&(log_id.index() + 1));
             tail.entries = keep;
         }
-        let upto = log_id.clone();
-        self.call(|tx| Cmd::Purge(upto, tx)).await?;
+        self.call(|tx| Cmd::Purge(log_id, tx)).await?;
         *self.shared.purged() = Some(log_id);
         Ok(())
     }

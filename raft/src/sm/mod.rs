@@ -181,7 +181,7 @@ fn apply_batch(db: &Database, entries: &[Entry]) -> io::Result<Vec<Response>> {
                 out.push(Response { results });
             }
             EntryPayload::Membership(m) => {
-                last_membership = Some(StoredMembership::new(Some(log_id.clone()), m.clone()));
+                last_membership = Some(StoredMembership::new(Some(log_id), m.clone()));
                 out.push(Response::default());
             }
         }
@@ -291,3 +291,6 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;
