@@ -1,8 +1,8 @@
 //! The raft state machine on its own redb file (separate from the log, so applies never delay log fsyncs).
 //!
-//! `apply` writes a whole batch of entries in one `Durability::Immediate` transaction (ops in [`apply`]); the
+//! `apply` writes a whole batch of entries in one `Durability::Immediate` transaction (ops in `apply.rs`); the
 //! applied log id and last membership live in the same transaction, so the file is always consistent with what
-//! it reports. Snapshots are files in the node's snapshot directory ([`snapshot`]). Reads for the storage
+//! it reports. Snapshots are files in the node's snapshot directory (`snapshot.rs`). Reads for the storage
 //! contract go through [`SmReader`] ([`read`]), straight from redb read transactions.
 
 pub(crate) mod apply;
