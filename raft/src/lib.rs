@@ -1,6 +1,52 @@
-//! Raft HA mode (issue 8, not started): openraft with a redb log store and a redb state machine, implementing the
-//! storage contract of the `storage` crate so relayer and miner run unchanged. Only the crate skeleton exists today.
+//! Raft HA mode (issue 8): openraft with a redb log store and a redb state machine, implementing the storage
+//! contract of the `storage` crate so relayer and miner run unchanged.
+//!
+//! - [`types`]: the raft type config (std leader ids, so the term is the fencing epoch) and the replicated ops.
+//! - [`log_store`]: the raft log on its own redb file, group-committed by one writer thread.
+//! - [`sm`]: the state machine on a second redb file; deterministic apply; file snapshots.
+//! - [`network`] / [`wire`]: openraft RPCs over HTTP on the raft port, with a pre-shared cluster token.
+//! - [`RaftNode`]: one member (files, raft port, openraft) serving the storage contract through [`RaftBackend`].
+//! - [`AdminClient`]: init, add-learner, promote, remove, status, for the CLI.
+//!
+//! # Using it
+//! ```no_run
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! use raft::{AdminClient, NodeInfo, RaftConfig, RaftNode};
+//! let node = RaftNode::start(RaftConfig::new(1, "0.0.0.0:7001".parse()?, "/var/lib/rm/raft", "secret")).await?;
+//! let storage = node.storage(); // hand to relayer and miner, as with the redb backend
+//! // Once, on one node of a new cluster:
+//! AdminClient::new("10.0.0.1:7001", "secret")
+//!     .init(vec![(1, NodeInfo::new("10.0.0.1:7001")), (2, NodeInfo::new("10.0.0.2:7001"))])
+//!     .await?;
+//! # drop(storage); Ok(()) }
+//! ```
+//!
+//! # Safety rules kept here
+//! - Every relay append is acknowledged only after its raft entry is committed (fsynced on a quorum) and
+//!   applied on the appending node.
+//! - One leader per term (std leader ids); lease tokens carry the term in their high 32 bits
+//!   ([`token_term`]), so a new raft leader's miner always holds a greater fencing token than any before it.
+//! - A leader that has not heard from a quorum within the lower election timeout reports not-leader and
+//!   not-ready ([`RaftNode::readiness`]), refuses `campaign`/`renew`, and its writes fail as `Unavailable`.
 #![forbid(unsafe_code)]
+
+pub mod admin;
+mod backend;
+mod core;
+pub mod log_store;
+pub mod network;
+mod node;
+mod server;
+pub mod sm;
+pub mod types;
+pub mod wire;
+
+pub use admin::{AdminClient, AdminError, MembershipChange, Replication, Status};
+pub use backend::{BatchConfig, RaftBackend};
+pub use log_store::LogStore;
+pub use node::{NodeError, RaftConfig, RaftNode};
+pub use sm::StateMachine;
+pub use types::{NodeInfo, Op, OpResult, Request, Response, TypeConfig, lease_token, token_term};
 
 /// The openraft version this crate is pinned against (see `../shared/docs/deps.md`).
 pub const OPENRAFT_VERSION: &str = "0.10.0-alpha.37";

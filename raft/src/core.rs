@@ -1,0 +1,213 @@
+//! The per-node core shared by the server, the backend and the admin handlers: proposing writes (locally on the
+//! leader, forwarded to the leader from followers), linearizable read barriers, leadership and readiness.
+//!
+//! Read-your-writes on every node: a forwarded write returns the log index the leader applied it at, and the
+//! forwarding node waits until its own state machine has applied that index before answering its caller.
+
+use std::time::Duration;
+
+use openraft::Instant as _;
+use openraft::ReadPolicy;
+use openraft::ServerState;
+use openraft::async_runtime::watch::WatchReceiver;
+use openraft::error::{ClientWriteError, RaftError};
+use storage::StorageError;
+
+use crate::network::NetworkFactory;
+use crate::types::{Raft, Request, Response, now_ms};
+use crate::wire::{WireError, path};
+
+/// How long a write or read barrier keeps looking for a leader before failing with `Unavailable`.
+pub(crate) const LEADER_DEADLINE: Duration = Duration::from_secs(5);
+/// Deadline of one forwarded request.
+pub(crate) const FORWARD_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A snapshot of the raft metrics that matter to callers (copied out of the watch, never held across awaits).
+#[derive(Debug, Clone)]
+pub(crate) struct View {
+    pub state: ServerState,
+    pub term: u64,
+    pub leader: Option<u64>,
+    pub leader_addr: Option<String>,
+    pub quorum_age: Option<Duration>,
+    pub running: Result<(), String>,
+}
+
+/// Shared per-node state.
+pub(crate) struct Core {
+    pub raft: Raft,
+    pub id: u64,
+    pub net: NetworkFactory,
+    /// A leader whose last quorum acknowledgement is older than this reports not-leader (lost quorum).
+    pub lease: Duration,
+}
+
+fn not_leader(f: &openraft::error::ForwardToLeader<crate::types::TypeConfig>) -> WireError {
+    WireError::NotLeader {
+        leader_id: f.leader_id,
+        leader_addr: f.leader_node.as_ref().map(|n| n.raft_addr.clone()),
+    }
+}
+
+pub(crate) fn unavailable(e: impl std::fmt::Display) -> StorageError {
+    StorageError::Unavailable(format!("raft: {e}"))
+}
+
+impl Core {
+    /// Copies the current metrics.
+    pub fn view(&self) -> View {
+        let m = self.raft.metrics();
+        let m = m.borrow_watched();
+        let leader_addr = m.current_leader.and_then(|l| {
+            m.membership_config
+                .membership()
+                .get_node(&l)
+                .map(|n| n.raft_addr.clone())
+        });
+        View {
+            state: m.state,
+            term: m.current_term,
+            leader: m.current_leader,
+            leader_addr,
+            quorum_age: m.last_quorum_acked.as_ref().map(|t| t.elapsed()),
+            running: m
+                .running_state
+                .as_ref()
+                .map(|_| ())
+                .map_err(|e| e.to_string()),
+        }
+    }
+
+    /// True when this node is the raft leader and a quorum acknowledged it within the lease.
+    pub fn is_leader(&self) -> bool {
+        let v = self.view();
+        v.running.is_ok()
+            && v.state == ServerState::Leader
+            && v.leader == Some(self.id)
+            && v.quorum_age.is_some_and(|a| a < self.lease)
+    }
+
+    /// Why this node cannot serve writes right now, if it cannot.
+    pub fn readiness(&self) -> Result<(), String> {
+        let v = self.view();
+        if let Err(e) = v.running {
+            return Err(format!("raft stopped: {e}"));
+        }
+        match v.leader {
+            None => Err(format!(
+                "no raft leader known (term {}, {:?})",
+                v.term, v.state
+            )),
+            Some(l) if l == self.id && v.quorum_age.is_none_or(|a| a >= self.lease) => {
+                Err(format!(
+                    "raft leader without quorum acknowledgement for {:?} (term {})",
+                    v.quorum_age, v.term
+                ))
+            }
+            Some(_) => Ok(()),
+        }
+    }
+
+    /// Proposes `req` on this node only (stamping the leader clock); `NotLeader` when this node is not leader.
+    pub async fn write_local(&self, mut req: Request) -> Result<(u64, Response), WireError> {
+        req.now_ms = now_ms();
+        match self.raft.client_write(req).await {
+            Ok(r) => Ok((r.log_id.index, r.data)),
+            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => Err(not_leader(&f)),
+            Err(e) => Err(WireError::Raft(e.to_string())),
+        }
+    }
+
+    /// The log index a linearizable read on any node must wait for; only answered by the leader.
+    pub async fn linearize_local(&self) -> Result<u64, WireError> {
+        match self.raft.ensure_linearizable(ReadPolicy::ReadIndex).await {
+            Ok(r) => Ok(r.log_id().index),
+            Err(RaftError::APIError(openraft::error::LinearizableReadError::ForwardToLeader(
+                f,
+            ))) => Err(not_leader(&f)),
+            Err(e) => Err(WireError::Raft(e.to_string())),
+        }
+    }
+
+    /// Waits until the local state machine applied `index`.
+    pub async fn wait_applied(&self, index: u64) -> Result<(), StorageError> {
+        self.raft
+            .wait(Some(LEADER_DEADLINE))
+            .applied_index_at_least(Some(index), "read your writes")
+            .await
+            .map(|_| ())
+            .map_err(unavailable)
+    }
+
+    /// Runs `local` on the leader: here if this node leads, else forwarded to `path` on the leader, retrying
+    /// while no leader is known or the leader moved, until [`LEADER_DEADLINE`]. Only failures that guarantee
+    /// the request was not executed (not leader, unreachable) are retried.
+    async fn on_leader<T, F, Fut>(
+        &self,
+        route: &str,
+        body: &Request,
+        local: F,
+    ) -> Result<T, StorageError>
+    where
+        T: serde::de::DeserializeOwned,
+        F: Fn() -> Fut,
+        Fut: std::future::Future<Output = Result<T, WireError>>,
+    {
+        let deadline = tokio::time::Instant::now() + LEADER_DEADLINE;
+        let mut backoff = Duration::from_millis(5);
+        loop {
+            let v = self.view();
+            let attempt = match (v.leader, v.leader_addr) {
+                (Some(l), _) if l == self.id => local().await,
+                (Some(_), Some(addr)) => {
+                    self.net
+                        .client(&addr)
+                        .call(route, body, FORWARD_TIMEOUT)
+                        .await
+                }
+                _ => Err(WireError::NotLeader {
+                    leader_id: None,
+                    leader_addr: None,
+                }),
+            };
+            match attempt {
+                Ok(t) => return Ok(t),
+                Err(WireError::NotLeader { .. } | WireError::Unreachable(_))
+                    if tokio::time::Instant::now() < deadline =>
+                {
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_millis(100));
+                }
+                Err(WireError::Timeout(t)) => {
+                    return Err(unavailable(format!("leader did not answer within {t:?}")));
+                }
+                Err(e @ (WireError::NotLeader { .. } | WireError::Unreachable(_))) => {
+                    return Err(unavailable(e));
+                }
+                Err(e @ WireError::Unauthorized) => {
+                    return Err(StorageError::Backend(e.to_string()));
+                }
+                Err(e) => return Err(unavailable(e)),
+            }
+        }
+    }
+
+    /// Replicates `req` through the leader and returns its results once this node has applied it.
+    pub async fn write(&self, req: Request) -> Result<Response, StorageError> {
+        let (index, resp) = self
+            .on_leader(path::WRITE, &req, || self.write_local(req.clone()))
+            .await?;
+        self.wait_applied(index).await?;
+        Ok(resp)
+    }
+
+    /// A linearizable read barrier: after it returns, local reads see every write committed before the call.
+    pub async fn linearize(&self) -> Result<(), StorageError> {
+        let index: u64 = self
+            .on_leader(path::LINEARIZE, &Request::default(), || {
+                self.linearize_local()
+            })
+            .await?;
+        self.wait_applied(index).await
+    }
+}

@@ -1,0 +1,225 @@
+//! The raft network client: openraft's `RaftNetworkV2` over the HTTP wire of [`crate::wire`].
+//!
+//! One cached [`PeerClient`] (pooled keep-alive connections) per peer address, shared by the replication,
+//! heartbeat and snapshot streams to that peer. Every RPC has the deadline openraft gives it; a connect failure
+//! is `Unreachable` (openraft backs off, with the configured backoff), a timeout is `Timeout`. Snapshots are
+//! streamed as 1 MiB chunks of the snapshot file, each chunk its own request, with the cancel signal checked
+//! between chunks.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::io::Read;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use openraft::error::{NetworkError, RPCError, ReplicationClosed, StreamingError, Unreachable};
+use openraft::network::{RPCOption, RaftNetworkFactory, RaftNetworkV2};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, VoteRequest, VoteResponse,
+};
+use serde::{Deserialize, Serialize};
+
+use crate::types::{NodeInfo, Snapshot, SnapshotData, SnapshotMeta, TypeConfig, Vote};
+use crate::wire::{PeerClient, WireError, path};
+
+/// Size of one snapshot chunk on the wire.
+pub const SNAPSHOT_CHUNK: usize = 1 << 20;
+
+/// One chunk of a snapshot transfer; the last one carries the vote and meta and triggers the install.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct SnapshotChunk {
+    /// Identifies one transfer (sender node and a sender-local counter).
+    pub transfer: String,
+    /// Byte offset of `data` in the snapshot file.
+    pub offset: u64,
+    /// The bytes.
+    pub data: Vec<u8>,
+    /// Set on the last chunk.
+    pub done: Option<(Vote, SnapshotMeta)>,
+}
+
+/// Creates one network client per target; clients are cached per address.
+#[derive(Clone)]
+pub struct NetworkFactory {
+    node_id: u64,
+    token: String,
+    clients: Arc<Mutex<HashMap<String, PeerClient>>>,
+    transfers: Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl NetworkFactory {
+    /// A factory for node `node_id` using the cluster `token`.
+    pub fn new(node_id: u64, token: &str) -> Self {
+        Self {
+            node_id,
+            token: token.to_owned(),
+            clients: Arc::new(Mutex::new(HashMap::new())),
+            transfers: Arc::new(std::sync::atomic::AtomicU64::new(0)),
+        }
+    }
+
+    /// The cached client for `addr`.
+    pub fn client(&self, addr: &str) -> PeerClient {
+        let mut clients = self.clients.lock().unwrap_or_else(|p| p.into_inner());
+        clients
+            .entry(addr.to_owned())
+            .or_insert_with(|| PeerClient::new(addr, &self.token))
+            .clone()
+    }
+}
+
+impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
+    type Network = Network;
+
+    async fn new_client(&mut self, target: u64, node: &NodeInfo) -> Self::Network {
+        Network {
+            target,
+            client: self.client(&node.raft_addr),
+            from: self.node_id,
+            transfers: self.transfers.clone(),
+        }
+    }
+}
+
+/// The client for one target node.
+pub struct Network {
+    target: u64,
+    client: PeerClient,
+    from: u64,
+    transfers: Arc<std::sync::atomic::AtomicU64>,
+}
+
+fn rpc_err<E: std::error::Error>(target: u64, e: WireError) -> RPCError<TypeConfig, E> {
+    match e {
+        WireError::Unreachable(_) | WireError::Unauthorized => {
+            RPCError::Unreachable(Unreachable::new(&e))
+        }
+        WireError::Timeout(_) => RPCError::Network(NetworkError::new(&e)),
+        other => RPCError::Network(NetworkError::new(&WireErrorAt {
+            target,
+            error: other,
+        })),
+    }
+}
+
+/// A wire error tagged with the target node (for logs).
+#[derive(Debug, thiserror::Error)]
+#[error("node {target}: {error}")]
+struct WireErrorAt {
+    target: u64,
+    error: WireError,
+}
+
+impl Network {
+    async fn send_snapshot(
+        &mut self,
+        vote: Vote,
+        snapshot: Snapshot,
+        chunk: usize,
+        timeout: Duration,
+    ) -> Result<SnapshotResponse<TypeConfig>, StreamingError<TypeConfig>> {
+        let transfer = format!(
+            "{}-{}",
+            self.from,
+            self.transfers
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        );
+        let mut file: SnapshotData = snapshot.snapshot;
+        let meta = snapshot.meta;
+        let mut offset = 0u64;
+        loop {
+            let mut data = vec![0u8; chunk];
+            let mut filled = 0;
+            while filled < chunk {
+                let n = file
+                    .read(&mut data[filled..])
+                    .map_err(|e| StreamingError::Unreachable(Unreachable::new(&e)))?;
+                if n == 0 {
+                    break;
+                }
+                filled += n;
+            }
+            data.truncate(filled);
+            let last = filled < chunk;
+            let msg = SnapshotChunk {
+                transfer: transfer.clone(),
+                offset,
+                data,
+                done: last.then(|| (vote, meta.clone())),
+            };
+            offset += filled as u64;
+            let resp: Option<SnapshotResponse<TypeConfig>> = self
+                .client
+                .call(path::SNAPSHOT, &msg, timeout)
+                .await
+                .map_err(|e| match e {
+                    WireError::Unreachable(_) | WireError::Unauthorized => {
+                        StreamingError::Unreachable(Unreachable::new(&e))
+                    }
+                    other => StreamingError::Network(NetworkError::new(&other)),
+                })?;
+            if last {
+                return resp.ok_or_else(|| {
+                    StreamingError::Network(NetworkError::from_string(
+                        "snapshot install gave no response",
+                    ))
+                });
+            }
+        }
+    }
+}
+
+impl RaftNetworkV2<TypeConfig> for Network {
+    type SnapshotData = SnapshotData;
+
+    async fn append_entries(
+        &mut self,
+        rpc: AppendEntriesRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<AppendEntriesResponse<TypeConfig>, RPCError<TypeConfig>> {
+        self.client
+            .call(path::APPEND, &rpc, option.hard_ttl())
+            .await
+            .map_err(|e| rpc_err(self.target, e))
+    }
+
+    async fn vote(
+        &mut self,
+        rpc: VoteRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<VoteResponse<TypeConfig>, RPCError<TypeConfig>> {
+        self.client
+            .call(path::VOTE, &rpc, option.hard_ttl())
+            .await
+            .map_err(|e| rpc_err(self.target, e))
+    }
+
+    async fn pre_vote(
+        &mut self,
+        rpc: VoteRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<VoteResponse<TypeConfig>, RPCError<TypeConfig>> {
+        self.client
+            .call(path::PRE_VOTE, &rpc, option.hard_ttl())
+            .await
+            .map_err(|e| rpc_err(self.target, e))
+    }
+
+    async fn full_snapshot(
+        &mut self,
+        vote: Vote,
+        snapshot: Snapshot,
+        cancel: impl Future<Output = ReplicationClosed> + Send + 'static,
+        option: RPCOption,
+    ) -> Result<SnapshotResponse<TypeConfig>, StreamingError<TypeConfig>> {
+        let chunk = option
+            .snapshot_chunk_size()
+            .unwrap_or(SNAPSHOT_CHUNK)
+            .clamp(64 << 10, 8 << 20);
+        let timeout = option.hard_ttl().max(Duration::from_secs(5));
+        tokio::select! {
+            closed = cancel => Err(StreamingError::Closed(closed)),
+            r = self.send_snapshot(vote, snapshot, chunk, timeout) => r,
+        }
+    }
+}

@@ -1,0 +1,295 @@
+//! The raft port: an axum router serving openraft RPCs, snapshot chunks and the admin RPCs.
+//!
+//! Every handler first checks the cluster token (401 without the right one), then decodes the postcard body and
+//! answers a postcard `Result<T, WireError>`. Admin requests that need the leader (add-learner, membership
+//! changes, writes, read barriers) answer `NotLeader` with the leader's address on a follower; the
+//! [`crate::AdminClient`] and the backend follow it.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::fs::File;
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use openraft::ChangeMembers;
+use openraft::async_runtime::watch::WatchReceiver;
+use openraft::error::{ClientWriteError, RaftError};
+use openraft::raft::{AppendEntriesRequest, VoteRequest};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::admin::{MembershipChange, Status};
+use crate::core::Core;
+use crate::network::SnapshotChunk;
+use crate::types::{NodeInfo, Request, Snapshot, TypeConfig, decode, encode};
+use crate::wire::{MAX_BODY, TOKEN_HEADER, WireError, path};
+
+/// One snapshot being received: the file and how many bytes it holds.
+struct Incoming {
+    transfer: String,
+    file: File,
+    path: PathBuf,
+    len: u64,
+}
+
+/// State of the raft port's handlers.
+#[derive(Clone)]
+pub(crate) struct ServerState {
+    pub core: Arc<Core>,
+    pub token: Arc<str>,
+    pub snap_dir: PathBuf,
+    /// Snapshot transfers in progress, by sending node.
+    incoming: Arc<Mutex<HashMap<String, Incoming>>>,
+}
+
+impl ServerState {
+    pub fn new(core: Arc<Core>, token: &str, snap_dir: PathBuf) -> Self {
+        Self {
+            core,
+            token: Arc::from(token),
+            snap_dir,
+            incoming: Arc::new(Mutex::new(HashMap::new())),
+        }
+    }
+}
+
+/// The router of the raft port.
+pub(crate) fn router(state: ServerState) -> Router {
+    Router::new()
+        .route(path::APPEND, post(append))
+        .route(path::VOTE, post(vote))
+        .route(path::PRE_VOTE, post(pre_vote))
+        .route(path::SNAPSHOT, post(snapshot))
+        .route(path::INIT, post(init))
+        .route(path::ADD_LEARNER, post(add_learner))
+        .route(path::MEMBERSHIP, post(membership))
+        .route(path::STATUS, post(status))
+        .route(path::WRITE, post(write))
+        .route(path::LINEARIZE, post(linearize))
+        .layer(DefaultBodyLimit::max(MAX_BODY))
+        .with_state(state)
+}
+
+/// Compares tokens without an early exit on the first differing byte.
+fn token_ok(headers: &HeaderMap, token: &str) -> bool {
+    let Some(got) = headers.get(TOKEN_HEADER) else {
+        return false;
+    };
+    let (a, b) = (got.as_bytes(), token.as_bytes());
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+fn answer<T: Serialize>(r: Result<T, WireError>) -> Response {
+    match encode(&r) {
+        Ok(bytes) => (StatusCode::OK, bytes).into_response(),
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
+    }
+}
+
+/// Checks the token, decodes the body, runs `f`, encodes its result.
+async fn handle<Req, Resp, F, Fut>(
+    st: &ServerState,
+    headers: &HeaderMap,
+    body: &Bytes,
+    f: F,
+) -> Response
+where
+    Req: DeserializeOwned,
+    Resp: Serialize,
+    F: FnOnce(Req) -> Fut,
+    Fut: std::future::Future<Output = Result<Resp, WireError>>,
+{
+    if !token_ok(headers, &st.token) {
+        tracing::warn!("raft port: request with a wrong or missing cluster token rejected");
+        return (StatusCode::UNAUTHORIZED, "wrong cluster token").into_response();
+    }
+    let req = match decode::<Req>(body) {
+        Ok(r) => r,
+        Err(e) => return answer::<Resp>(Err(WireError::BadRequest(e.to_string()))),
+    };
+    answer(f(req).await)
+}
+
+fn raft_err<E: std::error::Error>(e: RaftError<TypeConfig, E>) -> WireError {
+    WireError::Raft(e.to_string())
+}
+
+fn write_err(e: RaftError<TypeConfig, ClientWriteError<TypeConfig>>) -> WireError {
+    match e {
+        RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => WireError::NotLeader {
+            leader_id: f.leader_id,
+            leader_addr: f.leader_node.map(|n| n.raft_addr),
+        },
+        other => WireError::Raft(other.to_string()),
+    }
+}
+
+async fn append(State(st): State<ServerState>, h: HeaderMap, body: Bytes) -> Response {
+    handle(
+        &st,
+        &h,
+        &body,
+        |req: AppendEntriesRequest<TypeConfig>| async {
+            st.core.raft.append_entries(req).await.map_err(raft_err)
+        },
+    )
+    .await
+}
+
+async fn vote(State(st): State<ServerState>, h: HeaderMap, body: Bytes) -> Response {
+    handle(&st, &h, &body, |req: VoteRequest<TypeConfig>| async {
+        st.core.raft.vote(req).await.map_err(raft_err)
+    })
+    .await
+}
+
+async fn pre_vote(State(st): State<ServerState>, h: HeaderMap, body: Bytes) -> Response {
+    handle(&st, &h, &body, |req: VoteRequest<TypeConfig>| async {
+        st.core.raft.pre_vote(req).await.map_err(raft_err)
+    })
+    .await
+}
+
+async fn snapshot(State(st): State<ServerState>, h: HeaderMap, body: Bytes) -> Response {
+    let st2 = st.clone();
+    handle(&st, &h, &body, |c: SnapshotChunk| async move {
+        let st = st2;
+        let sender = c.transfer.split('-').next().unwrap_or("").to_owned();
+        let finished = {
+            let mut incoming = st.incoming.lock().unwrap_or_else(|p| p.into_inner());
+            if c.offset == 0 {
+                let path = st.snap_dir.join(format!("recv-{}.part", c.transfer));
+                let file = File::create(&path).map_err(|e| WireError::Raft(e.to_string()))?;
+                if let Some(old) = incoming.insert(
+                    sender.clone(),
+                    Incoming {
+                        transfer: c.transfer.clone(),
+                        file,
+                        path,
+                        len: 0,
+                    },
+                ) {
+                    let _ = std::fs::remove_file(old.path);
+                }
+            }
+            let Some(inc) = incoming.get_mut(&sender) else {
+                return Err(WireError::BadRequest(
+                    "snapshot chunk without a transfer".into(),
+                ));
+            };
+            if inc.transfer != c.transfer || inc.len != c.offset {
+                return Err(WireError::BadRequest(format!(
+                    "snapshot chunk at {} of {}, expected {} of {}",
+                    c.offset, c.transfer, inc.len, inc.transfer
+                )));
+            }
+            inc.file
+                .write_all(&c.data)
+                .map_err(|e| WireError::Raft(e.to_string()))?;
+            inc.len += c.data.len() as u64;
+            match c.done {
+                Some(done) => incoming.remove(&sender).map(|inc| (inc, done)),
+                None => None,
+            }
+        };
+        let Some((inc, (vote, meta))) = finished else {
+            return Ok(None);
+        };
+        inc.file
+            .sync_all()
+            .map_err(|e| WireError::Raft(e.to_string()))?;
+        let file = File::open(&inc.path).map_err(|e| WireError::Raft(e.to_string()))?;
+        // The state machine copies the file into its own snapshot directory; the received copy can go.
+        let _ = std::fs::remove_file(&inc.path);
+        let resp = st
+            .core
+            .raft
+            .install_full_snapshot(
+                vote,
+                Snapshot {
+                    meta,
+                    snapshot: file,
+                },
+            )
+            .await
+            .map_err(|e| WireError::Raft(e.to_string()))?;
+        Ok(Some(resp))
+    })
+    .await
+}
+
+async fn init(State(st): State<ServerState>, h: HeaderMap, body: Bytes) -> Response {
+    handle(&st, &h, &body, |members: Vec<(u64, NodeInfo)>| async {
+        let members: BTreeMap<u64, NodeInfo> = members.into_iter().collect();
+        st.core.raft.initialize(members).await.map_err(raft_err)
+    })
+    .await
+}
+
+async fn add_learner(State(st): State<ServerState>, h: HeaderMap, body: Bytes) -> Response {
+    let core = st.core.clone();
+    handle(&st, &h, &body, |(id, node): (u64, NodeInfo)| async move {
+        core.raft
+            .add_learner(id, node, false)
+            .await
+            .map(|r| r.log_id.index)
+            .map_err(write_err)
+    })
+    .await
+}
+
+async fn membership(State(st): State<ServerState>, h: HeaderMap, body: Bytes) -> Response {
+    let core = st.core.clone();
+    handle(&st, &h, &body, |change: MembershipChange| async move {
+        let (voters, learners): (BTreeSet<u64>, BTreeSet<u64>) = {
+            let m = core.raft.metrics();
+            let m = m.borrow_watched();
+            let mem = m.membership_config.membership();
+            (mem.voter_ids().collect(), mem.learner_ids().collect())
+        };
+        let members: ChangeMembers<u64, NodeInfo> = match change {
+            MembershipChange::Promote(id) => {
+                if voters.contains(&id) {
+                    return Ok(0);
+                }
+                if !learners.contains(&id) {
+                    return Err(WireError::BadRequest(format!("node {id} is not a learner")));
+                }
+                ChangeMembers::AddVoterIds(BTreeSet::from([id]))
+            }
+            MembershipChange::Remove(id) if voters.contains(&id) => {
+                ChangeMembers::RemoveVoters(BTreeSet::from([id]))
+            }
+            MembershipChange::Remove(id) if learners.contains(&id) => {
+                ChangeMembers::RemoveNodes(BTreeSet::from([id]))
+            }
+            MembershipChange::Remove(id) => {
+                return Err(WireError::BadRequest(format!("node {id} is not a member")));
+            }
+        };
+        core.raft
+            .change_membership(members, false)
+            .await
+            .map(|r| r.log_id.index)
+            .map_err(write_err)
+    })
+    .await
+}
+
+async fn status(State(st): State<ServerState>, h: HeaderMap, body: Bytes) -> Response {
+    handle(&st, &h, &body, |(): ()| async { Ok(Status::of(&st.core)) }).await
+}
+
+async fn write(State(st): State<ServerState>, h: HeaderMap, body: Bytes) -> Response {
+    handle(&st, &h, &body, |req: Request| st.core.write_local(req)).await
+}
+
+async fn linearize(State(st): State<ServerState>, h: HeaderMap, body: Bytes) -> Response {
+    handle(&st, &h, &body, |_: Request| st.core.linearize_local()).await
+}

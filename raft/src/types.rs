@@ -1,0 +1,311 @@
+//! The raft type configuration and the replicated command set.
+//!
+//! A raft entry carries a [`Request`]: a batch of storage writes ([`Op`]) plus the wall-clock time the leader
+//! stamped on it. Everything `apply` needs is inside the entry (relay bytes, keys, TTLs, the leader's clock), so
+//! every node applies it identically:
+//! - TTLs travel as durations and become absolute expiries `now_ms + ttl` at apply, with `now_ms` stamped by the
+//!   leader right before it proposes the entry (one clock for all replicas);
+//! - relay sequence ids are assigned at apply from a per-supplier counter in the state machine;
+//! - leases are checked against the entry's own term (std leader ids: one leader per term, so the term is the
+//!   fencing epoch) and its `now_ms`.
+//!
+//! The response of an entry is one [`OpResult`] per op, in order.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+openraft::declare_raft_types!(
+    /// The raft type configuration of relay-miner: u64 node ids, std leader ids (one leader per term).
+    pub TypeConfig:
+        D = Request,
+        R = Response,
+        NodeId = u64,
+        Node = NodeInfo,
+        LeaderId = openraft::impls::leader_id_std::LeaderId<u64, u64>,
+);
+
+/// Snapshot payload as handed between the state machine and the network: an open snapshot file, read from its
+/// start (header with the snapshot meta, then the records; see `sm::snapshot`).
+pub type SnapshotData = std::fs::File;
+
+/// Raft handle of this crate.
+pub type Raft = openraft::Raft<TypeConfig, crate::sm::StateMachine>;
+/// Log id of this crate's type config.
+pub type LogId = openraft::alias::LogIdOf<TypeConfig>;
+/// Entry of this crate's type config.
+pub type Entry = openraft::alias::EntryOf<TypeConfig>;
+/// Vote of this crate's type config.
+pub type Vote = openraft::alias::VoteOf<TypeConfig>;
+/// Stored membership of this crate's type config.
+pub type StoredMembership = openraft::alias::StoredMembershipOf<TypeConfig>;
+/// Snapshot metadata of this crate's type config.
+pub type SnapshotMeta = openraft::alias::SnapshotMetaOf<TypeConfig>;
+/// A snapshot of this crate's type config.
+pub type Snapshot = openraft::alias::SnapshotOf<TypeConfig, SnapshotData>;
+
+/// What the cluster knows about a node: where its raft port listens and, optionally, its API address.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeInfo {
+    /// `host:port` of the node's raft listener (raft RPCs and admin RPCs).
+    pub raft_addr: String,
+    /// Optional address of the node's relay/API listener, for operators.
+    pub api_addr: Option<String>,
+}
+
+impl NodeInfo {
+    /// A node reachable at `raft_addr`.
+    pub fn new(raft_addr: impl Into<String>) -> Self {
+        Self {
+            raft_addr: raft_addr.into(),
+            api_addr: None,
+        }
+    }
+}
+
+impl fmt::Display for NodeInfo {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.raft_addr)
+    }
+}
+
+/// One mined relay as replicated: the storage contract's `MinedRelay` with serde.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RelayRecord {
+    /// Supplier operator address.
+    pub supplier: String,
+    /// Session id.
+    pub session_id: String,
+    /// Session end height.
+    pub session_end_height: u64,
+    /// Relay hash.
+    pub relay_hash: Vec<u8>,
+    /// Encoded relay.
+    pub payload: Vec<u8>,
+}
+
+impl From<storage::MinedRelay> for RelayRecord {
+    fn from(r: storage::MinedRelay) -> Self {
+        Self {
+            supplier: r.supplier,
+            session_id: r.session_id,
+            session_end_height: r.session_end_height,
+            relay_hash: r.relay_hash,
+            payload: r.payload,
+        }
+    }
+}
+
+impl From<RelayRecord> for storage::MinedRelay {
+    fn from(r: RelayRecord) -> Self {
+        Self {
+            supplier: r.supplier,
+            session_id: r.session_id,
+            session_end_height: r.session_end_height,
+            relay_hash: r.relay_hash,
+            payload: r.payload,
+        }
+    }
+}
+
+/// One replicated storage write.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Op {
+    /// Append relays; result [`OpResult::Seqs`] (sequence per relay, per supplier).
+    Append(Vec<RelayRecord>),
+    /// Delete acknowledged entries of a supplier's log; result [`OpResult::Count`] (entries that existed).
+    Ack {
+        /// Supplier.
+        supplier: String,
+        /// Sequences to delete.
+        seqs: Vec<u64>,
+    },
+    /// Delete every entry of (supplier, session); result [`OpResult::Count`].
+    TrimSession {
+        /// Supplier.
+        supplier: String,
+        /// Session.
+        session_id: String,
+    },
+    /// Compare-and-set a session record; result [`OpResult::Version`] or [`OpResult::Conflict`].
+    SessionPut {
+        /// Supplier.
+        supplier: String,
+        /// Session.
+        session_id: String,
+        /// Lifecycle state.
+        state: String,
+        /// Record body.
+        data: Vec<u8>,
+        /// Expected stored version (0 = must not exist).
+        expected_version: u64,
+    },
+    /// Delete a session record; result [`OpResult::Bool`] or [`OpResult::Conflict`].
+    SessionDelete {
+        /// Supplier.
+        supplier: String,
+        /// Session.
+        session_id: String,
+        /// Required stored version, if any.
+        expected_version: Option<u64>,
+    },
+    /// Set a key; result [`OpResult::Done`].
+    KvSet {
+        /// Key.
+        key: String,
+        /// Value.
+        value: Vec<u8>,
+        /// Time to live in ms from the entry's `now_ms` (`None` = forever).
+        ttl_ms: Option<u64>,
+    },
+    /// Set a key only if it has no live value; result [`OpResult::Bool`].
+    KvSetIfAbsent {
+        /// Key.
+        key: String,
+        /// Value.
+        value: Vec<u8>,
+        /// Time to live in ms.
+        ttl_ms: Option<u64>,
+    },
+    /// Add to a decimal counter; result [`OpResult::Int`] or [`OpResult::Error`] for a non-integer value.
+    KvIncrement {
+        /// Key.
+        key: String,
+        /// Delta.
+        delta: i64,
+        /// TTL applied only when the key is created.
+        ttl_ms: Option<u64>,
+    },
+    /// Delete a key; result [`OpResult::Bool`] (a live value existed).
+    KvDelete {
+        /// Key.
+        key: String,
+    },
+    /// One trie node write-back for (supplier, session); result [`OpResult::Done`].
+    TrieBatch {
+        /// Supplier.
+        supplier: String,
+        /// Session.
+        session_id: String,
+        /// Nodes to put.
+        puts: Vec<(Vec<u8>, Vec<u8>)>,
+        /// Node keys to delete.
+        deletes: Vec<Vec<u8>>,
+    },
+    /// Drop every trie node of (supplier, session); result [`OpResult::Done`].
+    TrieDeleteNamespace {
+        /// Supplier.
+        supplier: String,
+        /// Session.
+        session_id: String,
+    },
+    /// Take the lease of an election; result [`OpResult::Token`].
+    Campaign {
+        /// Election name.
+        election: String,
+        /// Candidate name.
+        candidate: String,
+        /// Lease length in ms.
+        ttl_ms: u64,
+    },
+    /// Extend a held lease; result [`OpResult::Bool`].
+    Renew {
+        /// Election name.
+        election: String,
+        /// Candidate name.
+        candidate: String,
+        /// Token the candidate holds.
+        token: u64,
+        /// Lease length in ms.
+        ttl_ms: u64,
+    },
+    /// Give a held lease up; result [`OpResult::Bool`].
+    Resign {
+        /// Election name.
+        election: String,
+        /// Candidate name.
+        candidate: String,
+        /// Token the candidate holds.
+        token: u64,
+    },
+}
+
+/// A batch of writes replicated as one raft entry.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Request {
+    /// Leader wall clock (ms since the Unix epoch) when it proposed the entry; the only clock apply uses.
+    pub now_ms: u64,
+    /// The writes, applied in order.
+    pub ops: Vec<Op>,
+}
+
+impl fmt::Display for Request {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Request(now_ms={}, ops={})", self.now_ms, self.ops.len())
+    }
+}
+
+/// The result of one [`Op`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum OpResult {
+    /// Nothing to report.
+    Done,
+    /// Sequence ids of appended relays, in input order.
+    Seqs(Vec<u64>),
+    /// A count.
+    Count(u64),
+    /// A new session-record version.
+    Version(u64),
+    /// A yes/no answer.
+    Bool(bool),
+    /// A counter value.
+    Int(i64),
+    /// A campaign answer: `Some(token)` when the candidate holds the lease.
+    Token(Option<u64>),
+    /// Compare-and-set failure (nothing written by this op).
+    Conflict(String),
+    /// Any other failure of this op (nothing written by this op).
+    Error(String),
+}
+
+/// The results of one entry, one per op, in order.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Response {
+    /// One result per op.
+    pub results: Vec<OpResult>,
+}
+
+impl fmt::Display for Response {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Response(results={})", self.results.len())
+    }
+}
+
+/// Wall clock in ms since the Unix epoch (0 if the clock is before the epoch).
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}
+
+/// Encodes a value with the crate's binary codec (postcard).
+pub fn encode<T: Serialize>(v: &T) -> Result<Vec<u8>, std::io::Error> {
+    postcard::to_stdvec(v).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
+}
+
+/// Decodes a value encoded by [`encode`].
+pub fn decode<'a, T: Deserialize<'a>>(b: &'a [u8]) -> Result<T, std::io::Error> {
+    postcard::from_bytes(b).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
+}
+
+/// The fencing token of the `n`-th lease grant (`n` from 1) within raft term `term`: the term in the high 32 bits.
+/// A later term always yields a greater token, and so does a later grant within one term.
+pub const fn lease_token(term: u64, n: u64) -> u64 {
+    (term << 32) | (n & 0xffff_ffff)
+}
+
+/// The raft term a lease token was granted in.
+pub const fn token_term(token: u64) -> u64 {
+    token >> 32
+}

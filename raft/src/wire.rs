@@ -1,0 +1,156 @@
+//! The HTTP wire of the raft port: routes, the cluster-token header, the pooled client, wire errors.
+//!
+//! Every request is a `POST` whose body is a postcard-encoded message (openraft's own serde types for raft RPCs,
+//! this crate's types for admin RPCs); every answer is a postcard-encoded `Result<T, WireError>`. The pre-shared
+//! cluster token travels in [`TOKEN_HEADER`] and is checked on every request (401 otherwise).
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use crate::types::{decode, encode};
+
+/// Header carrying the pre-shared cluster token.
+pub const TOKEN_HEADER: &str = "x-raft-cluster-token";
+/// Largest response body accepted (snapshots travel in chunks, so this is generous).
+pub const MAX_BODY: usize = 64 << 20;
+
+/// Route paths.
+pub mod path {
+    /// openraft AppendEntries.
+    pub const APPEND: &str = "/raft/append";
+    /// openraft RequestVote.
+    pub const VOTE: &str = "/raft/vote";
+    /// openraft pre-vote.
+    pub const PRE_VOTE: &str = "/raft/pre-vote";
+    /// One chunk of a snapshot transfer.
+    pub const SNAPSHOT: &str = "/raft/snapshot";
+    /// Admin: initialize the cluster.
+    pub const INIT: &str = "/admin/init";
+    /// Admin: add a learner.
+    pub const ADD_LEARNER: &str = "/admin/add-learner";
+    /// Admin: change the voter set.
+    pub const MEMBERSHIP: &str = "/admin/membership";
+    /// Admin: status.
+    pub const STATUS: &str = "/admin/status";
+    /// Client write (forwarded by followers to the leader).
+    pub const WRITE: &str = "/admin/write";
+    /// Linearizable read barrier: the leader answers the log index a follower must apply before reading.
+    pub const LINEARIZE: &str = "/admin/linearize";
+}
+
+/// An error carried in an answer (or built by the client for transport failures).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
+pub enum WireError {
+    /// The node could not be reached (connect failure): the request was not delivered.
+    #[error("unreachable: {0}")]
+    Unreachable(String),
+    /// No answer within the deadline: the request may or may not have taken effect.
+    #[error("timed out after {0:?}")]
+    Timeout(Duration),
+    /// The cluster token was missing or wrong.
+    #[error("unauthorized: wrong cluster token")]
+    Unauthorized,
+    /// This node is not the leader; the leader, if known.
+    #[error("not leader (leader: {leader_id:?} at {leader_addr:?})")]
+    NotLeader {
+        /// Leader node id.
+        leader_id: Option<u64>,
+        /// Leader raft address.
+        leader_addr: Option<String>,
+    },
+    /// The request could not be decoded or is invalid.
+    #[error("bad request: {0}")]
+    BadRequest(String),
+    /// Raft refused or failed the request (membership change in progress, shutting down, ...).
+    #[error("raft: {0}")]
+    Raft(String),
+}
+
+/// A pooled HTTP client for one peer address (connections are kept alive and reused).
+#[derive(Clone)]
+pub struct PeerClient {
+    client: Client<HttpConnector, Full<Bytes>>,
+    base: String,
+    token: String,
+}
+
+impl PeerClient {
+    /// A client for `addr` (`host:port`) sending `token`.
+    pub fn new(addr: &str, token: &str) -> Self {
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        connector.set_connect_timeout(Some(Duration::from_millis(500)));
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(30))
+            .pool_max_idle_per_host(8)
+            .build(connector);
+        Self {
+            client,
+            base: format!("http://{addr}"),
+            token: token.to_owned(),
+        }
+    }
+
+    /// Sends `req` to `path` and decodes the answer, within `timeout`.
+    pub async fn call<Req: Serialize, Resp: DeserializeOwned>(
+        &self,
+        path: &str,
+        req: &Req,
+        timeout: Duration,
+    ) -> Result<Resp, WireError> {
+        let body = encode(req).map_err(|e| WireError::BadRequest(e.to_string()))?;
+        self.call_raw(path, body, timeout).await
+    }
+
+    /// Sends an already encoded body.
+    pub async fn call_raw<Resp: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: Vec<u8>,
+        timeout: Duration,
+    ) -> Result<Resp, WireError> {
+        let request = http::Request::post(format!("{}{path}", self.base))
+            .header(TOKEN_HEADER, &self.token)
+            .header(http::header::CONTENT_TYPE, "application/octet-stream")
+            .body(Full::new(Bytes::from(body)))
+            .map_err(|e| WireError::BadRequest(e.to_string()))?;
+        let fut = async {
+            let resp = self.client.request(request).await.map_err(|e| {
+                if e.is_connect() {
+                    WireError::Unreachable(format!("{}: {e}", self.base))
+                } else {
+                    WireError::Raft(format!("{}: transport: {e}", self.base))
+                }
+            })?;
+            let status = resp.status();
+            let bytes = Limited::new(resp.into_body(), MAX_BODY)
+                .collect()
+                .await
+                .map_err(|e| WireError::Raft(format!("{}: body: {e}", self.base)))?
+                .to_bytes();
+            if status == http::StatusCode::UNAUTHORIZED {
+                return Err(WireError::Unauthorized);
+            }
+            if !status.is_success() {
+                return Err(WireError::Raft(format!(
+                    "{}: http {status}: {}",
+                    self.base,
+                    String::from_utf8_lossy(&bytes)
+                )));
+            }
+            decode::<Result<Resp, WireError>>(&bytes)
+                .map_err(|e| WireError::BadRequest(format!("undecodable answer: {e}")))?
+        };
+        match tokio::time::timeout(timeout, fut).await {
+            Ok(r) => r,
+            Err(_) => Err(WireError::Timeout(timeout)),
+        }
+    }
+}

@@ -1,0 +1,142 @@
+//! Test support: in-process clusters of real raft nodes on 127.0.0.1 free ports with temp data dirs.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, dead_code)]
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use raft::{RaftConfig, RaftNode, Status};
+
+pub const TOKEN: &str = "test-cluster-token";
+pub const DEADLINE: Duration = Duration::from_secs(30);
+
+/// Polls `check` every 5 ms until it returns `Some`, panicking after [`DEADLINE`].
+pub async fn wait_for<T, F, Fut>(what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+pub fn config(id: u64, listen: SocketAddr, dir: PathBuf) -> RaftConfig {
+    RaftConfig::new(id, listen, dir, TOKEN)
+}
+
+/// A cluster under test: nodes by id (a stopped node is `None`), their dirs and addresses.
+pub struct Cluster {
+    pub dir: tempfile::TempDir,
+    pub nodes: BTreeMap<u64, Option<RaftNode>>,
+    pub addrs: BTreeMap<u64, SocketAddr>,
+}
+
+impl Cluster {
+    pub fn data_dir(&self, id: u64) -> PathBuf {
+        self.dir.path().join(format!("node-{id}"))
+    }
+
+    /// Starts `n` nodes (ids 1..=n), initializes the cluster on node 1 and waits for a leader.
+    pub async fn start(n: u64) -> Self {
+        Self::start_with(n, |_| {}).await
+    }
+
+    pub async fn start_with(n: u64, tweak: impl Fn(&mut RaftConfig)) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = Cluster {
+            dir,
+            nodes: BTreeMap::new(),
+            addrs: BTreeMap::new(),
+        };
+        for id in 1..=n {
+            let mut cfg = config(id, "127.0.0.1:0".parse().unwrap(), c.data_dir(id));
+            tweak(&mut cfg);
+            let node = RaftNode::start(cfg).await.unwrap();
+            c.addrs.insert(id, node.local_addr());
+            c.nodes.insert(id, Some(node));
+        }
+        let members = c
+            .nodes
+            .iter()
+            .map(|(id, n)| (*id, n.as_ref().unwrap().node_info()))
+            .collect();
+        c.node(1).initialize(members).await.unwrap();
+        c.leader().await;
+        c
+    }
+
+    pub fn node(&self, id: u64) -> &RaftNode {
+        self.nodes[&id].as_ref().unwrap()
+    }
+
+    pub fn running(&self) -> impl Iterator<Item = &RaftNode> {
+        self.nodes.values().flatten()
+    }
+
+    /// Waits until every running node agrees on one leader that has quorum; returns its id.
+    pub async fn leader(&self) -> u64 {
+        wait_for("a leader every running node agrees on", || async {
+            let statuses: Vec<Status> = self.running().map(|n| n.status()).collect();
+            let leader = statuses.first()?.leader_id?;
+            let agreed = statuses.iter().all(|s| s.leader_id == Some(leader));
+            let leading = self.nodes.get(&leader)?.as_ref()?.is_leader();
+            (agreed && leading).then_some(leader)
+        })
+        .await
+    }
+
+    /// Some follower that is running.
+    pub async fn follower(&self) -> u64 {
+        let l = self.leader().await;
+        self.running().map(|n| n.id()).find(|id| *id != l).unwrap()
+    }
+
+    pub async fn stop(&mut self, id: u64) {
+        let node = self.nodes.get_mut(&id).unwrap().take().unwrap();
+        node.shutdown().await;
+    }
+
+    /// Restarts a stopped node on its data dir and address (retrying while its files are still being closed).
+    pub async fn restart(&mut self, id: u64) {
+        let addr = self.addrs[&id];
+        let dir = self.data_dir(id);
+        let node = wait_for("the node restarts on its data dir", || {
+            let dir = dir.clone();
+            async move { RaftNode::start(config(id, addr, dir)).await.ok() }
+        })
+        .await;
+        self.nodes.insert(id, Some(node));
+    }
+
+    /// Waits until every running node applied at least the leader's last log index.
+    pub async fn converged(&self) {
+        let l = self.leader().await;
+        let target = self.node(l).status().last_log_index;
+        wait_for("every node applies the leader's log", || async {
+            self.running()
+                .all(|n| n.status().applied_index >= target)
+                .then_some(())
+        })
+        .await;
+    }
+
+    pub async fn shutdown(mut self) {
+        let ids: Vec<u64> = self.nodes.keys().copied().collect();
+        for id in ids {
+            if let Some(n) = self.nodes.get_mut(&id).and_then(|n| n.take()) {
+                n.shutdown().await;
+            }
+        }
+    }
+}
