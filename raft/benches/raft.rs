@@ -86,11 +86,7 @@ fn bench(c: &mut Criterion) {
         ("leader_64_callers", leader, 64),
         ("follower_64_callers", follower, 64),
     ] {
-        let per_task = if tasks == 1 {
-            256
-        } else {
-            (4096 / tasks as u64).max(1)
-        };
+        let per_task = if tasks == 1 { 256 } else { (4096 / tasks as u64).max(1) };
         g.throughput(Throughput::Elements(tasks as u64 * per_task));
         let storage = node.storage();
         g.bench_function(name, |b| {

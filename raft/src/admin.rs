@@ -154,13 +154,7 @@ impl From<WireError> for AdminError {
             WireError::Unreachable(s) => Self::Unreachable(s),
             WireError::Timeout(t) => Self::Timeout(format!("{t:?}")),
             WireError::Unauthorized => Self::Unauthorized,
-            WireError::NotLeader {
-                leader_id,
-                leader_addr,
-            } => Self::NotLeader {
-                leader_id,
-                leader_addr,
-            },
+            WireError::NotLeader { leader_id, leader_addr } => Self::NotLeader { leader_id, leader_addr },
             WireError::BadRequest(s) => Self::Invalid(s),
             WireError::Raft(s) => Self::Raft(s),
         }
@@ -230,13 +224,11 @@ impl AdminClient {
 
     /// Makes learner `id` a voter; returns the log index of the membership entry (0 if already a voter).
     pub async fn promote(&self, id: u64) -> Result<u64, AdminError> {
-        self.call(path::MEMBERSHIP, &MembershipChange::Promote(id), true)
-            .await
+        self.call(path::MEMBERSHIP, &MembershipChange::Promote(id), true).await
     }
 
     /// Removes voter or learner `id`; wipe its data only after this returns.
     pub async fn remove(&self, id: u64) -> Result<u64, AdminError> {
-        self.call(path::MEMBERSHIP, &MembershipChange::Remove(id), true)
-            .await
+        self.call(path::MEMBERSHIP, &MembershipChange::Remove(id), true).await
     }
 }

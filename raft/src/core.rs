@@ -70,11 +70,7 @@ impl Core {
             leader: m.current_leader,
             leader_addr,
             quorum_age: m.last_quorum_acked.as_ref().map(|t| t.elapsed()),
-            running: m
-                .running_state
-                .as_ref()
-                .map(|_| ())
-                .map_err(|e| e.to_string()),
+            running: m.running_state.as_ref().map(|_| ()).map_err(|e| e.to_string()),
         }
     }
 
@@ -94,16 +90,11 @@ impl Core {
             return Err(format!("raft stopped: {e}"));
         }
         match v.leader {
-            None => Err(format!(
-                "no raft leader known (term {}, {:?})",
-                v.term, v.state
+            None => Err(format!("no raft leader known (term {}, {:?})", v.term, v.state)),
+            Some(l) if l == self.id && v.quorum_age.is_none_or(|a| a >= self.lease) => Err(format!(
+                "raft leader without quorum acknowledgement for {:?} (term {})",
+                v.quorum_age, v.term
             )),
-            Some(l) if l == self.id && v.quorum_age.is_none_or(|a| a >= self.lease) => {
-                Err(format!(
-                    "raft leader without quorum acknowledgement for {:?} (term {})",
-                    v.quorum_age, v.term
-                ))
-            }
             Some(_) => Ok(()),
         }
     }
@@ -122,9 +113,7 @@ impl Core {
     pub async fn linearize_local(&self) -> Result<u64, WireError> {
         match self.raft.ensure_linearizable(ReadPolicy::ReadIndex).await {
             Ok(r) => Ok(r.log_id().index),
-            Err(RaftError::APIError(openraft::error::LinearizableReadError::ForwardToLeader(
-                f,
-            ))) => Err(not_leader(&f)),
+            Err(RaftError::APIError(openraft::error::LinearizableReadError::ForwardToLeader(f))) => Err(not_leader(&f)),
             Err(e) => Err(WireError::Raft(e.to_string())),
         }
     }
@@ -142,12 +131,7 @@ impl Core {
     /// Runs `local` on the leader: here if this node leads, else forwarded to `path` on the leader, retrying
     /// while no leader is known or the leader moved, until [`LEADER_DEADLINE`]. Only failures that guarantee
     /// the request was not executed (not leader, unreachable) are retried.
-    async fn on_leader<T, F, Fut>(
-        &self,
-        route: &str,
-        body: &Request,
-        local: F,
-    ) -> Result<T, StorageError>
+    async fn on_leader<T, F, Fut>(&self, route: &str, body: &Request, local: F) -> Result<T, StorageError>
     where
         T: serde::de::DeserializeOwned,
         F: Fn() -> Fut,
@@ -159,12 +143,7 @@ impl Core {
             let v = self.view();
             let attempt = match (v.leader, v.leader_addr) {
                 (Some(l), _) if l == self.id => local().await,
-                (Some(_), Some(addr)) => {
-                    self.net
-                        .client(&addr)
-                        .call(route, body, FORWARD_TIMEOUT)
-                        .await
-                }
+                (Some(_), Some(addr)) => self.net.client(&addr).call(route, body, FORWARD_TIMEOUT).await,
                 _ => Err(WireError::NotLeader {
                     leader_id: None,
                     leader_addr: None,
@@ -204,9 +183,7 @@ impl Core {
     /// A linearizable read barrier: after it returns, local reads see every write committed before the call.
     pub async fn linearize(&self) -> Result<(), StorageError> {
         let index: u64 = self
-            .on_leader(path::LINEARIZE, &Request::default(), || {
-                self.linearize_local()
-            })
+            .on_leader(path::LINEARIZE, &Request::default(), || self.linearize_local())
             .await?;
         self.wait_applied(index).await
     }

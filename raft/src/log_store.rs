@@ -116,8 +116,7 @@ impl LogStore {
     async fn call(&self, f: impl FnOnce(oneshot::Sender<io::Result<()>>) -> Cmd) -> io::Result<()> {
         let (tx, rx) = oneshot::channel();
         self.send(f(tx))?;
-        rx.await
-            .map_err(|_| io::Error::other("raft log writer stopped"))?
+        rx.await.map_err(|_| io::Error::other("raft log writer stopped"))?
     }
 
     fn read_meta<T: serde::de::DeserializeOwned>(&self, key: &str) -> io::Result<Option<T>> {
@@ -204,10 +203,8 @@ fn commit_batch(shared: &Shared, cmds: &[Cmd]) -> Result<(), io::Error> {
                     log.retain_in(from.., |_, _| false).map_err(io_err)?;
                 }
                 Cmd::Purge(upto, _) => {
-                    log.retain_in(..=upto.index(), |_, _| false)
-                        .map_err(io_err)?;
-                    meta.insert(K_PURGED, encode(upto)?.as_slice())
-                        .map_err(io_err)?;
+                    log.retain_in(..=upto.index(), |_, _| false).map_err(io_err)?;
+                    meta.insert(K_PURGED, encode(upto)?.as_slice()).map_err(io_err)?;
                 }
             }
         }
@@ -243,16 +240,8 @@ impl RaftLogReader<TypeConfig> for LogStore {
         let tail: Vec<Entry> = {
             let t = self.shared.tail();
             match end {
-                Some(e) => t
-                    .entries
-                    .range(start..e)
-                    .map(|(_, (_, v))| v.clone())
-                    .collect(),
-                None => t
-                    .entries
-                    .range(start..)
-                    .map(|(_, (_, v))| v.clone())
-                    .collect(),
+                Some(e) => t.entries.range(start..e).map(|(_, (_, v))| v.clone()).collect(),
+                None => t.entries.range(start..).map(|(_, (_, v))| v.clone()).collect(),
             }
         };
         let mut out: BTreeMap<u64, Entry> = BTreeMap::new();
@@ -318,11 +307,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         self.read_meta(K_COMMITTED)
     }
 
-    async fn append<I>(
-        &mut self,
-        entries: I,
-        callback: IOFlushed<TypeConfig>,
-    ) -> Result<(), io::Error>
+    async fn append<I>(&mut self, entries: I, callback: IOFlushed<TypeConfig>) -> Result<(), io::Error>
     where
         I: IntoIterator<Item = Entry> + Send,
         I::IntoIter: Send,

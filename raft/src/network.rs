@@ -14,9 +14,7 @@ use std::time::Duration;
 
 use openraft::error::{NetworkError, RPCError, ReplicationClosed, StreamingError, Unreachable};
 use openraft::network::{RPCOption, RaftNetworkFactory, RaftNetworkV2};
-use openraft::raft::{
-    AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, VoteRequest, VoteResponse,
-};
+use openraft::raft::{AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, VoteRequest, VoteResponse};
 use serde::{Deserialize, Serialize};
 
 use crate::types::{NodeInfo, Snapshot, SnapshotData, SnapshotMeta, TypeConfig, Vote};
@@ -91,14 +89,9 @@ pub struct Network {
 
 fn rpc_err<E: std::error::Error>(target: u64, e: WireError) -> RPCError<TypeConfig, E> {
     match e {
-        WireError::Unreachable(_) | WireError::Unauthorized => {
-            RPCError::Unreachable(Unreachable::new(&e))
-        }
+        WireError::Unreachable(_) | WireError::Unauthorized => RPCError::Unreachable(Unreachable::new(&e)),
         WireError::Timeout(_) => RPCError::Network(NetworkError::new(&e)),
-        other => RPCError::Network(NetworkError::new(&WireErrorAt {
-            target,
-            error: other,
-        })),
+        other => RPCError::Network(NetworkError::new(&WireErrorAt { target, error: other })),
     }
 }
 
@@ -121,8 +114,7 @@ impl Network {
         let transfer = format!(
             "{}-{}",
             self.from,
-            self.transfers
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            self.transfers.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
         );
         let mut file: SnapshotData = snapshot.snapshot;
         let meta = snapshot.meta;
@@ -160,9 +152,7 @@ impl Network {
                 })?;
             if last {
                 return resp.ok_or_else(|| {
-                    StreamingError::Network(NetworkError::from_string(
-                        "snapshot install gave no response",
-                    ))
+                    StreamingError::Network(NetworkError::from_string("snapshot install gave no response"))
                 });
             }
         }

@@ -133,11 +133,7 @@ impl RaftNode {
             max_in_snapshot_log_to_keep: cfg.keep_after_snapshot,
             ..Default::default()
         };
-        let config = Arc::new(
-            config
-                .validate()
-                .map_err(|e| NodeError::Config(e.to_string()))?,
-        );
+        let config = Arc::new(config.validate().map_err(|e| NodeError::Config(e.to_string()))?);
         let log = LogStore::open(&cfg.data_dir.join("log.redb"))?;
         let sm_dir = cfg.data_dir.join("sm");
         let sm = StateMachine::open(&sm_dir)?;

@@ -93,12 +93,7 @@ fn answer<T: Serialize>(r: Result<T, WireError>) -> Response {
 }
 
 /// Checks the token, decodes the body, runs `f`, encodes its result.
-async fn handle<Req, Resp, F, Fut>(
-    st: &ServerState,
-    headers: &HeaderMap,
-    body: &Bytes,
-    f: F,
-) -> Response
+async fn handle<Req, Resp, F, Fut>(st: &ServerState, headers: &HeaderMap, body: &Bytes, f: F) -> Response
 where
     Req: DeserializeOwned,
     Resp: Serialize,
@@ -131,14 +126,9 @@ fn write_err(e: RaftError<TypeConfig, ClientWriteError<TypeConfig>>) -> WireErro
 }
 
 async fn append(State(st): State<ServerState>, h: HeaderMap, body: Bytes) -> Response {
-    handle(
-        &st,
-        &h,
-        &body,
-        |req: AppendEntriesRequest<TypeConfig>| async {
-            st.core.raft.append_entries(req).await.map_err(raft_err)
-        },
-    )
+    handle(&st, &h, &body, |req: AppendEntriesRequest<TypeConfig>| async {
+        st.core.raft.append_entries(req).await.map_err(raft_err)
+    })
     .await
 }
 
@@ -179,9 +169,7 @@ async fn snapshot(State(st): State<ServerState>, h: HeaderMap, body: Bytes) -> R
                 }
             }
             let Some(inc) = incoming.get_mut(&sender) else {
-                return Err(WireError::BadRequest(
-                    "snapshot chunk without a transfer".into(),
-                ));
+                return Err(WireError::BadRequest("snapshot chunk without a transfer".into()));
             };
             if inc.transfer != c.transfer || inc.len != c.offset {
                 return Err(WireError::BadRequest(format!(
@@ -201,22 +189,14 @@ async fn snapshot(State(st): State<ServerState>, h: HeaderMap, body: Bytes) -> R
         let Some((inc, (vote, meta))) = finished else {
             return Ok(None);
         };
-        inc.file
-            .sync_all()
-            .map_err(|e| WireError::Raft(e.to_string()))?;
+        inc.file.sync_all().map_err(|e| WireError::Raft(e.to_string()))?;
         let file = File::open(&inc.path).map_err(|e| WireError::Raft(e.to_string()))?;
         // The state machine copies the file into its own snapshot directory; the received copy can go.
         let _ = std::fs::remove_file(&inc.path);
         let resp = st
             .core
             .raft
-            .install_full_snapshot(
-                vote,
-                Snapshot {
-                    meta,
-                    snapshot: file,
-                },
-            )
+            .install_full_snapshot(vote, Snapshot { meta, snapshot: file })
             .await
             .map_err(|e| WireError::Raft(e.to_string()))?;
         Ok(Some(resp))
@@ -263,12 +243,8 @@ async fn membership(State(st): State<ServerState>, h: HeaderMap, body: Bytes) ->
                 }
                 ChangeMembers::AddVoterIds(BTreeSet::from([id]))
             }
-            MembershipChange::Remove(id) if voters.contains(&id) => {
-                ChangeMembers::RemoveVoters(BTreeSet::from([id]))
-            }
-            MembershipChange::Remove(id) if learners.contains(&id) => {
-                ChangeMembers::RemoveNodes(BTreeSet::from([id]))
-            }
+            MembershipChange::Remove(id) if voters.contains(&id) => ChangeMembers::RemoveVoters(BTreeSet::from([id])),
+            MembershipChange::Remove(id) if learners.contains(&id) => ChangeMembers::RemoveNodes(BTreeSet::from([id])),
             MembershipChange::Remove(id) => {
                 return Err(WireError::BadRequest(format!("node {id} is not a member")));
             }

@@ -48,12 +48,7 @@ async fn replication_failover_and_restart() {
     assert_eq!(got.len(), 100);
     assert_eq!(got[7].relay, relay(SUPPLIER, "s1", 7));
     let ttl = Duration::from_secs(60);
-    let token1 = s
-        .leadership
-        .campaign("global", "miner", ttl)
-        .await
-        .unwrap()
-        .unwrap();
+    let token1 = s.leadership.campaign("global", "miner", ttl).await.unwrap().unwrap();
     let term1 = c.node(l1).status().term;
     drop(s);
 
@@ -66,23 +61,12 @@ async fn replication_failover_and_restart() {
     assert_ne!(l1, l2);
     let term2 = c.node(l2).status().term;
     assert!(term2 > term1, "term {term2} after {term1}");
-    assert!(
-        failover < Duration::from_secs(5),
-        "failover took {failover:?}"
-    );
+    assert!(failover < Duration::from_secs(5), "failover took {failover:?}");
     let s2 = c.node(l2).storage();
-    let token2 = s2
-        .leadership
-        .campaign("global", "miner-2", ttl)
-        .await
-        .unwrap()
-        .unwrap();
+    let token2 = s2.leadership.campaign("global", "miner-2", ttl).await.unwrap().unwrap();
     assert!(token2 > token1, "fencing token {token2} after {token1}");
     assert!(
-        !s2.leadership
-            .renew("global", "miner", token1, ttl)
-            .await
-            .unwrap(),
+        !s2.leadership.renew("global", "miner", token1, ttl).await.unwrap(),
         "stale leader fenced"
     );
     // The surviving pair still takes writes (quorum 2 of 3).
@@ -96,11 +80,7 @@ async fn replication_failover_and_restart() {
     c.restart(l1).await;
     holds(c.node(l1), 150).await;
     c.converged().await;
-    assert_eq!(
-        c.leader().await,
-        l2,
-        "a restarted node does not disrupt the leader"
-    );
+    assert_eq!(c.leader().await, l2, "a restarted node does not disrupt the leader");
     c.shutdown().await;
 }
 
@@ -119,11 +99,7 @@ async fn failover_time() {
     }
     times.sort();
     println!("failover times (leader stopped -> new leader agreed by all): {times:?}");
-    assert!(
-        times[1] < Duration::from_secs(3),
-        "median failover {:?}",
-        times[1]
-    );
+    assert!(times[1] < Duration::from_secs(3), "median failover {:?}", times[1]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -136,10 +112,7 @@ async fn learner_catches_up_via_snapshot_then_promoted_then_removed() {
     let l = c.leader().await;
     let s = c.node(l).storage();
     for n in 0..60 {
-        s.relay_log
-            .append(vec![relay(SUPPLIER, "s1", n)])
-            .await
-            .unwrap();
+        s.relay_log.append(vec![relay(SUPPLIER, "s1", n)]).await.unwrap();
     }
     s.sessions
         .put(SUPPLIER, "s1", "claimed", b"rec".to_vec(), 0)
@@ -148,8 +121,7 @@ async fn learner_catches_up_via_snapshot_then_promoted_then_removed() {
     drop(s);
     wait_for("the leader snapshots and purges", || async {
         let st = c.node(l).status();
-        (st.snapshot_index.is_some_and(|i| i >= 20) && st.purged_index.is_some_and(|i| i >= 10))
-            .then_some(())
+        (st.snapshot_index.is_some_and(|i| i >= 20) && st.purged_index.is_some_and(|i| i >= 10)).then_some(())
     })
     .await;
 
@@ -170,26 +142,12 @@ async fn learner_catches_up_via_snapshot_then_promoted_then_removed() {
         c.node(4).status().snapshot_index.is_some(),
         "the learner started from a snapshot (the leader's log is purged)"
     );
-    let rec = c
-        .node(4)
-        .storage()
-        .sessions
-        .get(SUPPLIER, "s1")
-        .await
-        .unwrap()
-        .unwrap();
+    let rec = c.node(4).storage().sessions.get(SUPPLIER, "s1").await.unwrap().unwrap();
     assert_eq!(rec.state, "claimed");
     let st = admin.status().await.unwrap();
     assert!(st.learners.iter().any(|(id, _)| *id == 4), "{st:?}");
-    let leader_view = AdminClient::new(c.addrs[&l].to_string(), TOKEN)
-        .status()
-        .await
-        .unwrap();
-    let rep4 = leader_view
-        .replication
-        .iter()
-        .find(|r| r.node_id == 4)
-        .unwrap();
+    let leader_view = AdminClient::new(c.addrs[&l].to_string(), TOKEN).status().await.unwrap();
+    let rep4 = leader_view.replication.iter().find(|r| r.node_id == 4).unwrap();
     println!("leader status: {leader_view:?}");
     assert!(rep4.matched.is_some());
 
@@ -200,17 +158,10 @@ async fn learner_catches_up_via_snapshot_then_promoted_then_removed() {
     })
     .await;
     assert_eq!(st.voters.len(), 4);
-    assert!(matches!(
-        admin.promote(99).await,
-        Err(AdminError::Invalid(_))
-    ));
+    assert!(matches!(admin.promote(99).await, Err(AdminError::Invalid(_))));
 
     // Remove a follower other than 4, then stop it.
-    let victim = c
-        .running()
-        .map(|n| n.id())
-        .find(|id| *id != l && *id != 4)
-        .unwrap();
+    let victim = c.running().map(|n| n.id()).find(|id| *id != l && *id != 4).unwrap();
     admin.remove(victim).await.unwrap();
     wait_for("the removed node leaves the voters", || async {
         let st = c.node(l).status();
@@ -238,9 +189,7 @@ async fn wrong_cluster_token_is_rejected() {
     assert_eq!(bad.remove(1).await.unwrap_err(), AdminError::Unauthorized);
     // Raft RPCs are checked too.
     let client = raft::wire::PeerClient::new(&addr, "not-the-token");
-    let r: Result<(), _> = client
-        .call(raft::wire::path::VOTE, &(), Duration::from_secs(5))
-        .await;
+    let r: Result<(), _> = client.call(raft::wire::path::VOTE, &(), Duration::from_secs(5)).await;
     assert_eq!(r.unwrap_err(), raft::wire::WireError::Unauthorized);
     let good = AdminClient::new(addr, TOKEN);
     let st = good.status().await.unwrap();
@@ -248,10 +197,7 @@ async fn wrong_cluster_token_is_rejected() {
     assert!(st.not_ready.is_none());
     // Unreachable nodes give a typed error.
     let gone = AdminClient::new("127.0.0.1:1", TOKEN);
-    assert!(matches!(
-        gone.status().await,
-        Err(AdminError::Unreachable(_))
-    ));
+    assert!(matches!(gone.status().await, Err(AdminError::Unreachable(_))));
     c.shutdown().await;
 }
 

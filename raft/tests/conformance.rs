@@ -67,13 +67,7 @@ async fn follower_cannot_campaign() {
     let f = c.follower().await;
     let s = c.node(f).storage();
     let ttl = std::time::Duration::from_secs(60);
-    assert_eq!(
-        s.leadership
-            .campaign("global", "follower", ttl)
-            .await
-            .unwrap(),
-        None
-    );
+    assert_eq!(s.leadership.campaign("global", "follower", ttl).await.unwrap(), None);
     let l = c.leader().await;
     let token = c
         .node(l)
@@ -93,10 +87,7 @@ async fn follower_cannot_campaign() {
     let info = s.leadership.leader("global").await.unwrap().unwrap();
     assert_eq!((info.holder.as_str(), info.token), ("leader", token));
     assert!(
-        !s.leadership
-            .renew("global", "leader", token, ttl)
-            .await
-            .unwrap(),
+        !s.leadership.renew("global", "leader", token, ttl).await.unwrap(),
         "renew only on the raft leader"
     );
     c.shutdown().await;

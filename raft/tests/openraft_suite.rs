@@ -8,9 +8,7 @@ use raft::{LogStore, StateMachine, TypeConfig};
 struct Builder;
 
 impl StoreBuilder<TypeConfig, LogStore, StateMachine, tempfile::TempDir> for Builder {
-    async fn build(
-        &self,
-    ) -> Result<(tempfile::TempDir, LogStore, StateMachine), StorageError<TypeConfig>> {
+    async fn build(&self) -> Result<(tempfile::TempDir, LogStore, StateMachine), StorageError<TypeConfig>> {
         let dir = tempfile::tempdir().unwrap();
         let log = LogStore::open(&dir.path().join("log.redb")).unwrap();
         let sm = StateMachine::open(&dir.path().join("sm")).unwrap();

@@ -4,7 +4,7 @@ mod localnet;
 
 use std::path::PathBuf;
 
-pub use localnet::{LocalnetArgs, demo_genesis};
+pub use localnet::{LocalnetArgs, demo_genesis, run as run_localnet};
 
 use clap::{Parser, Subcommand};
 

@@ -3,4 +3,5 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod conformance_vectors;
+mod localnet;
 mod tx_cosmrs_oracle;

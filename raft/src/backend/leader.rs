@@ -25,27 +25,16 @@ use crate::wire::WireError;
 
 type Watches = Arc<Mutex<HashMap<String, watch::Sender<Option<LeaderInfo>>>>>;
 
-fn current(
-    core: &Core,
-    reader: &SmReader,
-    election: &str,
-) -> Result<Option<LeaderInfo>, StorageError> {
+fn current(core: &Core, reader: &SmReader, election: &str) -> Result<Option<LeaderInfo>, StorageError> {
     let term = core.view().term;
-    Ok(reader
-        .lease_holder(election, term, now_ms())?
-        .map(|h| LeaderInfo {
-            holder: h.candidate,
-            token: h.token,
-        }))
+    Ok(reader.lease_holder(election, term, now_ms())?.map(|h| LeaderInfo {
+        holder: h.candidate,
+        token: h.token,
+    }))
 }
 
 /// Republishes every watched election when raft metrics change, and every 50 ms for expiries.
-pub(crate) async fn watcher(
-    core: Arc<Core>,
-    reader: SmReader,
-    watches: Watches,
-    mut stop: watch::Receiver<bool>,
-) {
+pub(crate) async fn watcher(core: Arc<Core>, reader: SmReader, watches: Watches, mut stop: watch::Receiver<bool>) {
     let mut metrics = core.raft.metrics();
     loop {
         tokio::select! {
@@ -102,12 +91,7 @@ impl RaftBackend {
 
 #[async_trait]
 impl Leadership for RaftBackend {
-    async fn campaign(
-        &self,
-        election: &str,
-        candidate: &str,
-        ttl: Duration,
-    ) -> Result<Option<u64>, StorageError> {
+    async fn campaign(&self, election: &str, candidate: &str, ttl: Duration) -> Result<Option<u64>, StorageError> {
         let op = Op::Campaign {
             election: election.to_owned(),
             candidate: candidate.to_owned(),
@@ -120,13 +104,7 @@ impl Leadership for RaftBackend {
         }
     }
 
-    async fn renew(
-        &self,
-        election: &str,
-        candidate: &str,
-        token: u64,
-        ttl: Duration,
-    ) -> Result<bool, StorageError> {
+    async fn renew(&self, election: &str, candidate: &str, token: u64, ttl: Duration) -> Result<bool, StorageError> {
         let op = Op::Renew {
             election: election.to_owned(),
             candidate: candidate.to_owned(),
@@ -140,12 +118,7 @@ impl Leadership for RaftBackend {
         }
     }
 
-    async fn resign(
-        &self,
-        election: &str,
-        candidate: &str,
-        token: u64,
-    ) -> Result<bool, StorageError> {
+    async fn resign(&self, election: &str, candidate: &str, token: u64) -> Result<bool, StorageError> {
         let op = Op::Resign {
             election: election.to_owned(),
             candidate: candidate.to_owned(),
@@ -162,15 +135,10 @@ impl Leadership for RaftBackend {
         current(&self.core, &self.reader, election)
     }
 
-    async fn watch(
-        &self,
-        election: &str,
-    ) -> Result<watch::Receiver<Option<LeaderInfo>>, StorageError> {
+    async fn watch(&self, election: &str) -> Result<watch::Receiver<Option<LeaderInfo>>, StorageError> {
         let info = current(&self.core, &self.reader, election)?;
         let mut w = self.watches.lock().unwrap_or_else(|p| p.into_inner());
-        let tx = w
-            .entry(election.to_owned())
-            .or_insert_with(|| watch::Sender::new(info));
+        let tx = w.entry(election.to_owned()).or_insert_with(|| watch::Sender::new(info));
         Ok(tx.subscribe())
     }
 }

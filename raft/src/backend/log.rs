@@ -205,12 +205,7 @@ impl RelayLog for RaftBackend {
             .map_err(|_| StorageError::Unavailable("raft node stopped".into()))?
     }
 
-    async fn read(
-        &self,
-        supplier: &str,
-        consumer: &str,
-        max: usize,
-    ) -> Result<Vec<LogEntry>, StorageError> {
+    async fn read(&self, supplier: &str, consumer: &str, max: usize) -> Result<Vec<LogEntry>, StorageError> {
         let now = Instant::now();
         let mut groups = self.groups();
         let group = groups.entry(supplier.to_owned()).or_default();
@@ -231,12 +226,7 @@ impl RelayLog for RaftBackend {
         Ok(out)
     }
 
-    async fn read_pending(
-        &self,
-        supplier: &str,
-        consumer: &str,
-        max: usize,
-    ) -> Result<Vec<LogEntry>, StorageError> {
+    async fn read_pending(&self, supplier: &str, consumer: &str, max: usize) -> Result<Vec<LogEntry>, StorageError> {
         self.redeliver(supplier, consumer, max, |p, _| p.consumer == consumer)
     }
 
@@ -275,10 +265,7 @@ impl RelayLog for RaftBackend {
         let Some(group) = groups.get_mut(supplier) else {
             return Ok(0);
         };
-        Ok(seqs
-            .into_iter()
-            .filter(|s| group.pending.remove(s).is_some())
-            .count() as u64)
+        Ok(seqs.into_iter().filter(|s| group.pending.remove(s).is_some()).count() as u64)
     }
 
     async fn trim_session(&self, supplier: &str, session_id: &str) -> Result<u64, StorageError> {

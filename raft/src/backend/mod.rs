@@ -22,10 +22,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use storage::{
-    BoxNodeStore, KvStore, NodeBatch, NodeStore, SessionRecord, SessionStore, StorageError,
-    TrieStore,
-};
+use storage::{BoxNodeStore, KvStore, NodeBatch, NodeStore, SessionRecord, SessionStore, StorageError, TrieStore};
 use tokio::sync::{mpsc, watch};
 
 use crate::core::Core;
@@ -106,12 +103,7 @@ impl RaftBackend {
                 });
             }
         });
-        tokio::spawn(leader::watcher(
-            core.clone(),
-            reader.clone(),
-            watches.clone(),
-            stop,
-        ));
+        tokio::spawn(leader::watcher(core.clone(), reader.clone(), watches.clone(), stop));
         Arc::new(Self {
             core,
             reader,
@@ -192,11 +184,7 @@ impl TrieStore for RaftBackend {
 
 #[async_trait]
 impl SessionStore for RaftBackend {
-    async fn get(
-        &self,
-        supplier: &str,
-        session_id: &str,
-    ) -> Result<Option<SessionRecord>, StorageError> {
+    async fn get(&self, supplier: &str, session_id: &str) -> Result<Option<SessionRecord>, StorageError> {
         self.core.linearize().await?;
         self.reader.session(supplier, session_id)
     }
@@ -243,11 +231,7 @@ impl SessionStore for RaftBackend {
         }
     }
 
-    async fn list(
-        &self,
-        supplier: Option<&str>,
-        state: Option<&str>,
-    ) -> Result<Vec<SessionRecord>, StorageError> {
+    async fn list(&self, supplier: Option<&str>, state: Option<&str>) -> Result<Vec<SessionRecord>, StorageError> {
         self.core.linearize().await?;
         self.reader.sessions(supplier, state)
     }
@@ -263,12 +247,7 @@ impl KvStore for RaftBackend {
         self.reader.kv(key, now_ms())
     }
 
-    async fn set(
-        &self,
-        key: &str,
-        value: Vec<u8>,
-        ttl: Option<Duration>,
-    ) -> Result<(), StorageError> {
+    async fn set(&self, key: &str, value: Vec<u8>, ttl: Option<Duration>) -> Result<(), StorageError> {
         self.write1(Op::KvSet {
             key: key.to_owned(),
             value,
@@ -278,12 +257,7 @@ impl KvStore for RaftBackend {
         .map(|_| ())
     }
 
-    async fn set_if_absent(
-        &self,
-        key: &str,
-        value: Vec<u8>,
-        ttl: Option<Duration>,
-    ) -> Result<bool, StorageError> {
+    async fn set_if_absent(&self, key: &str, value: Vec<u8>, ttl: Option<Duration>) -> Result<bool, StorageError> {
         match self
             .write1(Op::KvSetIfAbsent {
                 key: key.to_owned(),
@@ -297,12 +271,7 @@ impl KvStore for RaftBackend {
         }
     }
 
-    async fn increment(
-        &self,
-        key: &str,
-        delta: i64,
-        ttl: Option<Duration>,
-    ) -> Result<i64, StorageError> {
+    async fn increment(&self, key: &str, delta: i64, ttl: Option<Duration>) -> Result<i64, StorageError> {
         match self
             .write1(Op::KvIncrement {
                 key: key.to_owned(),
@@ -317,12 +286,7 @@ impl KvStore for RaftBackend {
     }
 
     async fn delete(&self, key: &str) -> Result<bool, StorageError> {
-        match self
-            .write1(Op::KvDelete {
-                key: key.to_owned(),
-            })
-            .await?
-        {
+        match self.write1(Op::KvDelete { key: key.to_owned() }).await? {
             OpResult::Bool(b) => Ok(b),
             other => Err(unexpected(other)),
         }

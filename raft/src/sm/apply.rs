@@ -13,8 +13,7 @@ use crate::types::{Op, OpResult, RelayRecord, decode, encode, lease_token};
 /// `(supplier, seq) -> RelayValue`: the relay log.
 pub(crate) const RELAYS: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("relays");
 /// `(supplier, session, seq) -> ()`: index of the relay log by session, for trimming.
-pub(crate) const RELAY_SESSIONS: TableDefinition<(&str, &str, u64), ()> =
-    TableDefinition::new("relay_sessions");
+pub(crate) const RELAY_SESSIONS: TableDefinition<(&str, &str, u64), ()> = TableDefinition::new("relay_sessions");
 /// `supplier -> last sequence handed out`.
 pub(crate) const SEQS: TableDefinition<&str, u64> = TableDefinition::new("seqs");
 /// `(supplier, session) -> SessionValue`.
@@ -80,9 +79,7 @@ pub(crate) struct LeaseValue {
 impl LeaseValue {
     /// The holder if its lease is live in `term` at `now_ms`.
     pub fn live_holder(&self, term: u64, now_ms: u64) -> Option<&Holder> {
-        self.holder
-            .as_ref()
-            .filter(|h| h.term == term && h.expires_ms > now_ms)
+        self.holder.as_ref().filter(|h| h.term == term && h.expires_ms > now_ms)
     }
 }
 
@@ -101,12 +98,7 @@ fn ttl_expiry(now_ms: u64, ttl_ms: Option<u64>) -> Option<u64> {
 }
 
 /// Applies one op inside `txn`; `term` is the entry's raft term, `now_ms` its leader clock.
-pub(crate) fn apply_op(
-    txn: &WriteTransaction,
-    term: u64,
-    now_ms: u64,
-    op: &Op,
-) -> DbResult<OpResult> {
+pub(crate) fn apply_op(txn: &WriteTransaction, term: u64, now_ms: u64, op: &Op) -> DbResult<OpResult> {
     Ok(match op {
         Op::Append(relays) => OpResult::Seqs(append(txn, relays)?),
         Op::Ack { supplier, seqs } => {
@@ -122,10 +114,7 @@ pub(crate) fn apply_op(
             }
             OpResult::Count(n)
         }
-        Op::TrimSession {
-            supplier,
-            session_id,
-        } => {
+        Op::TrimSession { supplier, session_id } => {
             let mut relays = txn.open_table(RELAYS)?;
             let mut by_session = txn.open_table(RELAY_SESSIONS)?;
             let lo = (supplier.as_str(), session_id.as_str(), 0u64);
@@ -180,12 +169,12 @@ pub(crate) fn apply_op(
                 None => None,
             };
             match (current, expected_version) {
-                (Some(c), Some(e)) if c != *e => OpResult::Conflict(format!(
-                    "session {supplier}/{session_id}: version {c}, expected {e}"
-                )),
-                (None, Some(e)) => OpResult::Conflict(format!(
-                    "session {supplier}/{session_id}: absent, expected version {e}"
-                )),
+                (Some(c), Some(e)) if c != *e => {
+                    OpResult::Conflict(format!("session {supplier}/{session_id}: version {c}, expected {e}"))
+                }
+                (None, Some(e)) => {
+                    OpResult::Conflict(format!("session {supplier}/{session_id}: absent, expected version {e}"))
+                }
                 (Some(_), _) => {
                     t.remove(key)?;
                     OpResult::Bool(true)
@@ -227,15 +216,11 @@ pub(crate) fn apply_op(
             };
             let (base, expires_ms) = match current {
                 Some(v) => {
-                    let parsed = std::str::from_utf8(&v.value)
-                        .ok()
-                        .and_then(|s| s.parse::<i64>().ok());
+                    let parsed = std::str::from_utf8(&v.value).ok().and_then(|s| s.parse::<i64>().ok());
                     match parsed {
                         Some(n) => (n, v.expires_ms),
                         None => {
-                            return Ok(OpResult::Error(format!(
-                                "kv {key:?}: value is not an integer"
-                            )));
+                            return Ok(OpResult::Error(format!("kv {key:?}: value is not an integer")));
                         }
                     }
                 }
@@ -271,17 +256,11 @@ pub(crate) fn apply_op(
                 t.remove((supplier.as_str(), session_id.as_str(), k.as_slice()))?;
             }
             for (k, v) in puts {
-                t.insert(
-                    (supplier.as_str(), session_id.as_str(), k.as_slice()),
-                    v.as_slice(),
-                )?;
+                t.insert((supplier.as_str(), session_id.as_str(), k.as_slice()), v.as_slice())?;
             }
             OpResult::Done
         }
-        Op::TrieDeleteNamespace {
-            supplier,
-            session_id,
-        } => {
+        Op::TrieDeleteNamespace { supplier, session_id } => {
             let mut t = txn.open_table(NODES)?;
             let lo: (&str, &str, &[u8]) = (supplier.as_str(), session_id.as_str(), &[]);
             // Keys of one namespace share (supplier, session); the next session string bounds the range.

@@ -22,8 +22,7 @@ use openraft::{EntryPayload, OptionalSend};
 use redb::{Database, Durability, ReadableDatabase};
 
 use crate::types::{
-    Entry, LogId, Response, Snapshot, SnapshotData, SnapshotMeta, StoredMembership, TypeConfig,
-    decode, encode,
+    Entry, LogId, Response, Snapshot, SnapshotData, SnapshotMeta, StoredMembership, TypeConfig, decode, encode,
 };
 pub use read::SmReader;
 
@@ -50,9 +49,7 @@ impl Inner {
     /// Makes `(meta, path)` the current snapshot if it is newer, and deletes older snapshot files.
     fn set_current(&self, meta: SnapshotMeta, path: PathBuf) {
         let mut cur = self.current();
-        let newer = cur
-            .as_ref()
-            .is_none_or(|(m, _)| m.last_log_id <= meta.last_log_id);
+        let newer = cur.as_ref().is_none_or(|(m, _)| m.last_log_id <= meta.last_log_id);
         if !newer {
             let _ = std::fs::remove_file(&path);
             return;
@@ -150,16 +147,12 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
     async fn build_snapshot(&mut self) -> Result<Snapshot, io::Error> {
         let inner = self.sm.inner.clone();
         let unique = self.sm.unique();
-        let (meta, path) =
-            tokio::task::spawn_blocking(move || snapshot::build(&inner.db, &inner.dir, unique))
-                .await
-                .map_err(io_err)??;
+        let (meta, path) = tokio::task::spawn_blocking(move || snapshot::build(&inner.db, &inner.dir, unique))
+            .await
+            .map_err(io_err)??;
         let file = File::open(&path)?;
         self.sm.inner.set_current(meta.clone(), path);
-        Ok(Snapshot {
-            meta,
-            snapshot: file,
-        })
+        Ok(Snapshot { meta, snapshot: file })
     }
 }
 
@@ -193,8 +186,7 @@ fn apply_batch(db: &Database, entries: &[Entry]) -> io::Result<Vec<Response>> {
                 .map_err(io_err)?;
         }
         if let Some(m) = last_membership {
-            meta.insert(K_MEMBERSHIP, encode(&m)?.as_slice())
-                .map_err(io_err)?;
+            meta.insert(K_MEMBERSHIP, encode(&m)?.as_slice()).map_err(io_err)?;
         }
     }
     txn.commit().map_err(io_err)?;
@@ -221,9 +213,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
 
     async fn apply<Strm>(&mut self, mut entries: Strm) -> Result<(), io::Error>
     where
-        Strm: futures::Stream<Item = Result<EntryResponder<TypeConfig>, io::Error>>
-            + Unpin
-            + OptionalSend,
+        Strm: futures::Stream<Item = Result<EntryResponder<TypeConfig>, io::Error>> + Unpin + OptionalSend,
     {
         let mut batch = Vec::new();
         let mut responders = Vec::new();
@@ -251,11 +241,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         SnapshotBuilder { sm: self.clone() }
     }
 
-    async fn install_snapshot(
-        &mut self,
-        _meta: &SnapshotMeta,
-        mut snapshot: SnapshotData,
-    ) -> Result<(), io::Error> {
+    async fn install_snapshot(&mut self, _meta: &SnapshotMeta, mut snapshot: SnapshotData) -> Result<(), io::Error> {
         let inner = self.inner.clone();
         let unique = self.unique();
         let (meta, path) = tokio::task::spawn_blocking(move || -> io::Result<_> {

@@ -5,9 +5,7 @@ use std::sync::Arc;
 use redb::{Database, ReadableDatabase, ReadableTable};
 use storage::{SessionRecord, StorageError};
 
-use super::apply::{
-    Holder, KV, KvValue, LEASES, LeaseValue, NODES, RELAYS, RelayValue, SESSIONS, SessionValue,
-};
+use super::apply::{Holder, KV, KvValue, LEASES, LeaseValue, NODES, RELAYS, RelayValue, SESSIONS, SessionValue};
 use crate::types::decode;
 
 fn db_err(e: impl std::fmt::Display) -> StorageError {
@@ -33,22 +31,14 @@ impl SmReader {
     }
 
     /// Up to `max` relays of `supplier` with sequence greater than `after`, in order.
-    pub(crate) fn relays_after(
-        &self,
-        supplier: &str,
-        after: u64,
-        max: usize,
-    ) -> Result<Vec<RelayRow>, StorageError> {
+    pub(crate) fn relays_after(&self, supplier: &str, after: u64, max: usize) -> Result<Vec<RelayRow>, StorageError> {
         let txn = self.db.begin_read().map_err(db_err)?;
         let t = txn.open_table(RELAYS).map_err(db_err)?;
         let mut out = Vec::new();
         if after == u64::MAX {
             return Ok(out);
         }
-        for item in t
-            .range((supplier, after + 1)..=(supplier, u64::MAX))
-            .map_err(db_err)?
-        {
+        for item in t.range((supplier, after + 1)..=(supplier, u64::MAX)).map_err(db_err)? {
             if out.len() >= max {
                 break;
             }
@@ -66,10 +56,7 @@ impl SmReader {
         let txn = self.db.begin_read().map_err(db_err)?;
         let t = txn.open_table(RELAYS).map_err(db_err)?;
         let mut n = 0;
-        for item in t
-            .range((supplier, after + 1)..=(supplier, u64::MAX))
-            .map_err(db_err)?
-        {
+        for item in t.range((supplier, after + 1)..=(supplier, u64::MAX)).map_err(db_err)? {
             item.map_err(db_err)?;
             n += 1;
         }
@@ -77,11 +64,7 @@ impl SmReader {
     }
 
     /// The relays of `supplier` at the given sequences that still exist, in the input order.
-    pub(crate) fn relays_at(
-        &self,
-        supplier: &str,
-        seqs: &[u64],
-    ) -> Result<Vec<Option<RelayValue>>, StorageError> {
+    pub(crate) fn relays_at(&self, supplier: &str, seqs: &[u64]) -> Result<Vec<Option<RelayValue>>, StorageError> {
         let txn = self.db.begin_read().map_err(db_err)?;
         let t = txn.open_table(RELAYS).map_err(db_err)?;
         seqs.iter()
@@ -93,11 +76,7 @@ impl SmReader {
     }
 
     /// The session record of `(supplier, session_id)`.
-    pub(crate) fn session(
-        &self,
-        supplier: &str,
-        session_id: &str,
-    ) -> Result<Option<SessionRecord>, StorageError> {
+    pub(crate) fn session(&self, supplier: &str, session_id: &str) -> Result<Option<SessionRecord>, StorageError> {
         let txn = self.db.begin_read().map_err(db_err)?;
         let t = txn.open_table(SESSIONS).map_err(db_err)?;
         match t.get((supplier, session_id)).map_err(db_err)? {
@@ -166,12 +145,7 @@ impl SmReader {
     }
 
     /// One trie node of `(supplier, session_id)`.
-    pub(crate) fn node(
-        &self,
-        supplier: &str,
-        session_id: &str,
-        key: &[u8],
-    ) -> Result<Option<Vec<u8>>, StorageError> {
+    pub(crate) fn node(&self, supplier: &str, session_id: &str, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError> {
         let txn = self.db.begin_read().map_err(db_err)?;
         let t = txn.open_table(NODES).map_err(db_err)?;
         Ok(t.get((supplier, session_id, key))
@@ -180,12 +154,7 @@ impl SmReader {
     }
 
     /// The lease holder of `election` if it is live in raft term `term` at local time `now_ms`.
-    pub(crate) fn lease_holder(
-        &self,
-        election: &str,
-        term: u64,
-        now_ms: u64,
-    ) -> Result<Option<Holder>, StorageError> {
+    pub(crate) fn lease_holder(&self, election: &str, term: u64, now_ms: u64) -> Result<Option<Holder>, StorageError> {
         let txn = self.db.begin_read().map_err(db_err)?;
         let t = txn.open_table(LEASES).map_err(db_err)?;
         match t.get(election).map_err(db_err)? {

@@ -48,10 +48,7 @@ fn read_frame(r: &mut impl Read, buf: &mut Vec<u8>) -> io::Result<Option<()>> {
     }
     let len = u32::from_le_bytes(len) as usize;
     if len > MAX_FRAME {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidData,
-            "snapshot frame too large",
-        ));
+        return Err(io::Error::new(io::ErrorKind::InvalidData, "snapshot frame too large"));
     }
     buf.resize(len, 0);
     r.read_exact(buf)?;
@@ -64,8 +61,7 @@ pub(crate) fn read_meta(file: &mut File) -> io::Result<SnapshotMeta> {
     file.seek(io::SeekFrom::Start(0))?;
     let mut buf = Vec::new();
     let mut r = BufReader::new(&mut *file);
-    read_frame(&mut r, &mut buf)?
-        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "empty snapshot file"))?;
+    read_frame(&mut r, &mut buf)?.ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "empty snapshot file"))?;
     let meta = decode(&buf)?;
     drop(r);
     file.seek(io::SeekFrom::Start(0))?;
@@ -94,59 +90,30 @@ pub(crate) fn build(db: &Database, dir: &Path, unique: u64) -> io::Result<(Snaps
         let mut w = BufWriter::new(file);
         write_frame(&mut w, &encode(&meta)?)?;
         let mut put = |r: Record| -> io::Result<()> { write_frame(&mut w, &encode(&r)?) };
-        for item in txn
-            .open_table(RELAYS)
-            .map_err(io_err)?
-            .iter()
-            .map_err(io_err)?
-        {
+        for item in txn.open_table(RELAYS).map_err(io_err)?.iter().map_err(io_err)? {
             let (k, v) = item.map_err(io_err)?;
             let (s, q) = k.value();
             put(Record::Relay(s.to_owned(), q, v.value().to_vec()))?;
         }
-        for item in txn
-            .open_table(RELAY_SESSIONS)
-            .map_err(io_err)?
-            .iter()
-            .map_err(io_err)?
-        {
+        for item in txn.open_table(RELAY_SESSIONS).map_err(io_err)?.iter().map_err(io_err)? {
             let (k, _) = item.map_err(io_err)?;
             let (s, sess, q) = k.value();
             put(Record::RelaySession(s.to_owned(), sess.to_owned(), q))?;
         }
-        for item in txn
-            .open_table(SEQS)
-            .map_err(io_err)?
-            .iter()
-            .map_err(io_err)?
-        {
+        for item in txn.open_table(SEQS).map_err(io_err)?.iter().map_err(io_err)? {
             let (k, v) = item.map_err(io_err)?;
             put(Record::Seq(k.value().to_owned(), v.value()))?;
         }
-        for item in txn
-            .open_table(SESSIONS)
-            .map_err(io_err)?
-            .iter()
-            .map_err(io_err)?
-        {
+        for item in txn.open_table(SESSIONS).map_err(io_err)?.iter().map_err(io_err)? {
             let (k, v) = item.map_err(io_err)?;
             let (s, sess) = k.value();
-            put(Record::Session(
-                s.to_owned(),
-                sess.to_owned(),
-                v.value().to_vec(),
-            ))?;
+            put(Record::Session(s.to_owned(), sess.to_owned(), v.value().to_vec()))?;
         }
         for item in txn.open_table(KV).map_err(io_err)?.iter().map_err(io_err)? {
             let (k, v) = item.map_err(io_err)?;
             put(Record::Kv(k.value().to_owned(), v.value().to_vec()))?;
         }
-        for item in txn
-            .open_table(NODES)
-            .map_err(io_err)?
-            .iter()
-            .map_err(io_err)?
-        {
+        for item in txn.open_table(NODES).map_err(io_err)?.iter().map_err(io_err)? {
             let (k, v) = item.map_err(io_err)?;
             let (s, sess, key) = k.value();
             put(Record::Node(
@@ -156,12 +123,7 @@ pub(crate) fn build(db: &Database, dir: &Path, unique: u64) -> io::Result<(Snaps
                 v.value().to_vec(),
             ))?;
         }
-        for item in txn
-            .open_table(LEASES)
-            .map_err(io_err)?
-            .iter()
-            .map_err(io_err)?
-        {
+        for item in txn.open_table(LEASES).map_err(io_err)?.iter().map_err(io_err)? {
             let (k, v) = item.map_err(io_err)?;
             put(Record::Lease(k.value().to_owned(), v.value().to_vec()))?;
         }
@@ -207,14 +169,10 @@ pub(crate) fn install(db: &Database, file: &mut File) -> io::Result<SnapshotMeta
         while read_frame(&mut r, &mut buf)?.is_some() {
             match decode::<Record>(&buf)? {
                 Record::Relay(s, q, v) => {
-                    relays
-                        .insert((s.as_str(), q), v.as_slice())
-                        .map_err(io_err)?;
+                    relays.insert((s.as_str(), q), v.as_slice()).map_err(io_err)?;
                 }
                 Record::RelaySession(s, sess, q) => {
-                    by_session
-                        .insert((s.as_str(), sess.as_str(), q), ())
-                        .map_err(io_err)?;
+                    by_session.insert((s.as_str(), sess.as_str(), q), ()).map_err(io_err)?;
                 }
                 Record::Seq(s, q) => {
                     seqs.insert(s.as_str(), q).map_err(io_err)?;

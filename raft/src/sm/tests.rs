@@ -9,15 +9,10 @@ use openraft::entry::RaftEntry;
 use openraft::storage::{RaftSnapshotBuilder, RaftStateMachine};
 
 use super::StateMachine;
-use crate::types::{
-    Entry, LogId, Op, OpResult, RelayRecord, Request, Response, decode, lease_token,
-};
+use crate::types::{Entry, LogId, Op, OpResult, RelayRecord, Request, Response, decode, lease_token};
 
 fn log_id(term: u64, index: u64) -> LogId {
-    LogId::new(
-        openraft::vote::leader_id_std::CommittedLeaderId::new(term),
-        index,
-    )
+    LogId::new(openraft::vote::leader_id_std::CommittedLeaderId::new(term), index)
 }
 
 fn entry(term: u64, index: u64, now_ms: u64, ops: Vec<Op>) -> Entry {
@@ -31,8 +26,7 @@ async fn apply(sm: &mut StateMachine, entries: Vec<Entry>) {
 
 /// Applies one entry directly and returns its results.
 fn apply_one(sm: &StateMachine, term: u64, index: u64, now_ms: u64, ops: Vec<Op>) -> Vec<OpResult> {
-    let resp: Vec<Response> =
-        super::apply_batch(&sm.inner.db, &[entry(term, index, now_ms, ops)]).unwrap();
+    let resp: Vec<Response> = super::apply_batch(&sm.inner.db, &[entry(term, index, now_ms, ops)]).unwrap();
     resp.into_iter().next().unwrap().results
 }
 
@@ -56,11 +50,7 @@ fn workload() -> Vec<Entry> {
                 i,
                 1_000 * i,
                 vec![
-                    Op::Append(vec![
-                        relay("a", "s1", k),
-                        relay("b", "s1", k),
-                        relay("a", "s2", k),
-                    ]),
+                    Op::Append(vec![relay("a", "s1", k), relay("b", "s1", k), relay("a", "s2", k)]),
                     Op::KvIncrement {
                         key: "ctr".into(),
                         delta: 2,
@@ -131,27 +121,17 @@ async fn replicas_applying_the_same_entries_are_identical() {
     let mut c = StateMachine::open(d3.path()).unwrap();
     let snap = a.get_current_snapshot().await.unwrap().unwrap();
     c.install_snapshot(&snap.meta, snap.snapshot).await.unwrap();
-    assert_eq!(
-        c.applied_state().await.unwrap(),
-        a.applied_state().await.unwrap()
-    );
+    assert_eq!(c.applied_state().await.unwrap(), a.applied_state().await.unwrap());
     assert_eq!(snapshot_bytes(&mut c).await, sa);
     let r = c.reader();
     assert_eq!(r.kv("ctr", 0).unwrap().as_deref(), Some(&b"30"[..]));
-    assert_eq!(
-        r.relays_after("a", 0, 100).unwrap().len(),
-        15,
-        "s2 entries trimmed"
-    );
+    assert_eq!(r.relays_after("a", 0, 100).unwrap().len(), 15, "s2 entries trimmed");
     assert_eq!(r.session("a", "s3").unwrap().unwrap().version, 1);
 
     // Reopening from disk finds the newest snapshot.
     drop((c, r));
     let mut c2 = StateMachine::open(d3.path()).unwrap();
-    assert_eq!(
-        c2.get_current_snapshot().await.unwrap().unwrap().meta,
-        snap.meta
-    );
+    assert_eq!(c2.get_current_snapshot().await.unwrap().unwrap().meta, snap.meta);
 }
 
 #[test]
@@ -209,10 +189,7 @@ fn leases_are_void_in_a_later_term_and_tokens_increase() {
         candidate: "z".into(),
         token: lease_token(2, 2),
     };
-    assert_eq!(
-        apply_one(&sm, 2, 8, 1011, vec![resign]),
-        vec![OpResult::Bool(true)]
-    );
+    assert_eq!(apply_one(&sm, 2, 8, 1011, vec![resign]), vec![OpResult::Bool(true)]);
     assert_eq!(sm.reader().lease_holder("g", 2, 1012).unwrap(), None);
 }
 
@@ -238,10 +215,7 @@ fn ttl_and_cas_use_the_entry_clock() {
         vec![OpResult::Bool(true)],
         "expired at 1100"
     );
-    assert_eq!(
-        sm.reader().kv("k", 1199).unwrap().as_deref(),
-        Some(&b"1"[..])
-    );
+    assert_eq!(sm.reader().kv("k", 1199).unwrap().as_deref(), Some(&b"1"[..]));
     assert_eq!(sm.reader().kv("k", 1200).unwrap(), None);
     let put = |v| Op::SessionPut {
         supplier: "a".into(),
@@ -253,10 +227,7 @@ fn ttl_and_cas_use_the_entry_clock() {
     let r = apply_one(&sm, 1, 4, 0, vec![put(0), put(0), put(1), put(1)]);
     assert!(matches!(r[1], OpResult::Conflict(_)));
     assert!(matches!(r[3], OpResult::Conflict(_)));
-    assert_eq!(
-        (&r[0], &r[2]),
-        (&OpResult::Version(1), &OpResult::Version(2))
-    );
+    assert_eq!((&r[0], &r[2]), (&OpResult::Version(1), &OpResult::Version(2)));
     let r = apply_one(
         &sm,
         1,
@@ -313,18 +284,10 @@ proptest::proptest! {
 fn garbage_snapshot_file_is_an_error() {
     let d = tempfile::tempdir().unwrap();
     let sm = StateMachine::open(d.path()).unwrap();
-    for garbage in [
-        vec![],
-        vec![1, 2, 3],
-        vec![0xff; 64],
-        vec![4, 0, 0, 0, 9, 9, 9, 9],
-    ] {
+    for garbage in [vec![], vec![1, 2, 3], vec![0xff; 64], vec![4, 0, 0, 0, 9, 9, 9, 9]] {
         let p = d.path().join("g");
         std::fs::write(&p, &garbage).unwrap();
         let mut f = std::fs::File::open(&p).unwrap();
-        assert!(
-            super::snapshot::install(&sm.inner.db, &mut f).is_err(),
-            "{garbage:?}"
-        );
+        assert!(super::snapshot::install(&sm.inner.db, &mut f).is_err(), "{garbage:?}");
     }
 }

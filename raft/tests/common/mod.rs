@@ -23,10 +23,7 @@ where
         if let Some(v) = check().await {
             return v;
         }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
+        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
 }
@@ -124,9 +121,7 @@ impl Cluster {
         let l = self.leader().await;
         let target = self.node(l).status().last_log_index;
         wait_for("every node applies the leader's log", || async {
-            self.running()
-                .all(|n| n.status().applied_index >= target)
-                .then_some(())
+            self.running().all(|n| n.status().applied_index >= target).then_some(())
         })
         .await;
     }
