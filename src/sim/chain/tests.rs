@@ -334,8 +334,11 @@ async fn proof_rejections_carry_the_chain_reason() {
     )
     .await;
     f.chain.produce_block();
+    // Relay hashes are random (ring signatures are), so when the proof has a single side node the tampered node is
+    // the deepest one and the sibling-data check catches it; otherwise the recomputed root does.
+    let reason = last_record(&f.chain, "proof").rejected.unwrap();
     assert!(
-        last_record(&f.chain, "proof").rejected.unwrap().contains("root"),
+        reason.contains("root") || reason.contains("sibling data"),
         "{:?}",
         f.chain.records()
     );
