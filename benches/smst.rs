@@ -7,6 +7,7 @@
 use std::time::Instant;
 
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
+
 use relay_miner::protocol::sha256;
 use relay_miner::smst::Smst;
 use storage::MemoryNodeStore;
@@ -45,6 +46,7 @@ fn benches(c: &mut Criterion) {
             trie.resident_bytes() / n as usize
         );
         let mut next = n;
+        // Each bench starts from a committed, fully hashed trie so no bench pays for another's leftovers.
         group.bench_function(format!("insert_into_{n}"), |b| {
             b.iter(|| {
                 next += 1;
@@ -52,6 +54,7 @@ fn benches(c: &mut Criterion) {
                 trie.insert_relay(&k, &v, 10);
             })
         });
+        trie.commit().expect("commit");
         group.bench_function(format!("insert_and_root_into_{n}"), |b| {
             b.iter(|| {
                 next += 1;
@@ -60,6 +63,7 @@ fn benches(c: &mut Criterion) {
                 trie.root()
             })
         });
+        trie.commit().expect("commit");
         let mut probe = 0u64;
         group.bench_function(format!("prove_closest_{n}"), |b| {
             b.iter(|| {
@@ -67,19 +71,15 @@ fn benches(c: &mut Criterion) {
                 trie.prove_closest(&sha256(&probe.to_le_bytes())).expect("prove")
             })
         });
-        group.bench_function(format!("commit_100_inserts_into_{n}"), |b| {
-            b.iter_batched(
-                || (),
-                |_| {
-                    for _ in 0..100 {
-                        next += 1;
-                        let (k, v) = relay(next);
-                        trie.insert_relay(&k, &v, 10);
-                    }
-                    trie.commit().expect("commit")
-                },
-                BatchSize::PerIteration,
-            )
+        group.bench_function(format!("insert_100_and_commit_into_{n}"), |b| {
+            b.iter(|| {
+                for _ in 0..100 {
+                    next += 1;
+                    let (k, v) = relay(next);
+                    trie.insert_relay(&k, &v, 10);
+                }
+                trie.commit().expect("commit")
+            })
         });
     }
     for n in [10_000u64, 100_000, 1_000_000].into_iter().filter(|n| *n <= max) {

@@ -1,7 +1,7 @@
 //! Wire types (§1.2, §1.3) as hand-written prost structs (no build.rs, no protoc). prost emits fields in ascending
 //! tag order and omits proto3 zero values, which is what gogoproto's stable marshaler does (§1.1); maps are
 //! `BTreeMap` so they encode key-sorted and deterministic. Non-nullable embedded messages (`RelayRequest.meta`,
-//! `RelayResponse.meta`) are `Option` here and are always `Some` after [`relay`] decoding normalizes them.
+//! `RelayResponse.meta`) are `Option` here and are always `Some` after `protocol::relay` decoding normalizes them.
 //!
 //! Field docs are omitted where the field name and the spec table say it all; the message doc names the proto.
 #![allow(missing_docs)]

@@ -1,6 +1,6 @@
 //! The local Pocket chain simulator (issue 5): chain state built from a genesis, deterministic blocks, the pocket and
 //! cosmos gRPC services of spec §1.3 on their real paths, and claim/proof validation exactly as spec §5.4 and
-//! §6.1–6.3 say the chain does (see [`validate`]). Every accepted or rejected message is recorded with the chain's
+//! §6.1–6.3 say the chain does (module `validate`). Every accepted or rejected message is recorded with the chain's
 //! reason so tests and `localnet` can assert on them.
 //!
 //! The state is a plain struct behind a mutex; [`SimChain::produce_block`] advances it one block (include the
