@@ -173,11 +173,7 @@ impl ChainClient {
         let result: Result<wire::QueryAccountResponse, _> = self.grpc.unary(method::ACCOUNT, request).await;
         let key = match result {
             Ok(r) => {
-                let account = r
-                    .account
-                    .ok_or_else(|| ChainError::BadResponse("Account without account".into()))?;
-                let base = <wire::BaseAccount as prost::Message>::decode(account.value.as_slice())
-                    .map_err(|e| ChainError::BadResponse(format!("BaseAccount: {e}")))?;
+                let base = base_account(r)?;
                 match base.pub_key {
                     None => None,
                     Some(any) => {
@@ -209,11 +205,7 @@ impl ChainClient {
             Err(e) if e.is_not_found() => return Err(ChainError::NotFound(format!("account {address}"))),
             other => other?,
         };
-        let account = response
-            .account
-            .ok_or_else(|| ChainError::BadResponse("Account without account".into()))?;
-        <wire::BaseAccount as prost::Message>::decode(account.value.as_slice())
-            .map_err(|e| ChainError::BadResponse(format!("BaseAccount: {e}")))
+        base_account(response)
     }
 
     /// The relay mining difficulty target of `service` at `height` (session start, §4).
@@ -348,6 +340,15 @@ impl ChainClient {
             Err(e) => Err(e.into()),
         }
     }
+}
+
+/// The `BaseAccount` inside an `Account` query response.
+fn base_account(response: wire::QueryAccountResponse) -> Result<wire::BaseAccount, ChainError> {
+    let account = response
+        .account
+        .ok_or_else(|| ChainError::BadResponse("Account without account".into()))?;
+    <wire::BaseAccount as prost::Message>::decode(account.value.as_slice())
+        .map_err(|e| ChainError::BadResponse(format!("BaseAccount: {e}")))
 }
 
 fn block_info(response: wire::GetBlockResponse) -> Result<BlockInfo, ChainError> {
