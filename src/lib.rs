@@ -11,6 +11,7 @@ pub mod chain;
 pub mod cli;
 pub mod config;
 pub mod conformance;
+pub mod keys;
 pub mod miner;
 pub mod protocol;
 pub mod relayer;

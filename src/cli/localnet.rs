@@ -209,7 +209,7 @@ pub async fn run(args: LocalnetArgs) -> anyhow::Result<i32> {
     .into();
     let relayer = Arc::new(Relayer::new(
         Arc::clone(&client),
-        keys.clone(),
+        crate::keys::Keyring::new(keys.clone().into_iter().collect()),
         routes,
         Arc::clone(&store.relay_log),
         height_rx,

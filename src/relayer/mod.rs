@@ -18,7 +18,6 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use http_body_util::BodyExt as _;
-use k256::ecdsa::SigningKey;
 use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, Opts};
 use prost::Message as _;
 use tokio::sync::watch;
@@ -162,7 +161,7 @@ impl Metrics {
 /// Everything the relay handler needs.
 pub struct Relayer {
     chain: Arc<ChainClient>,
-    suppliers: HashMap<String, SigningKey>,
+    suppliers: crate::keys::Keyring,
     services: HashMap<String, ServiceRoute>,
     relay_log: Arc<dyn storage::RelayLog>,
     height: watch::Receiver<i64>,
@@ -174,10 +173,10 @@ pub struct Relayer {
 }
 
 impl Relayer {
-    /// A relayer for `suppliers` (operator address → key) and `services`.
+    /// A relayer for the suppliers in `suppliers` (hot-reloadable) and `services`.
     pub fn new(
         chain: Arc<ChainClient>,
-        suppliers: HashMap<String, SigningKey>,
+        suppliers: crate::keys::Keyring,
         services: HashMap<String, ServiceRoute>,
         relay_log: Arc<dyn storage::RelayLog>,
         height: watch::Receiver<i64>,
@@ -230,13 +229,14 @@ impl Relayer {
             .get(&service_id)
             .ok_or_else(|| fail(RelayError::UnknownService(service_id.clone())))?;
         let height = *self.height.borrow();
-        let valid = validate::validate(&self.chain, &request, height, |s| self.suppliers.contains_key(s))
+        let valid = validate::validate(&self.chain, &request, height, |s| self.suppliers.contains(s))
             .await
             .map_err(fail)?;
         let key = self
             .suppliers
             .get(&valid.supplier)
             .ok_or_else(|| fail(RelayError::NotOurSupplier(valid.supplier.clone())))?;
+        let key = &key;
         let payload = PoktHttpRequest::decode(request.payload.as_slice())
             .map_err(|e| fail(RelayError::Malformed(format!("payload is not a POKTHTTPRequest: {e}"))))?;
         let backend_response = self.forward(route, payload).await.map_err(fail)?;
