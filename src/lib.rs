@@ -13,6 +13,7 @@ pub mod config;
 pub mod conformance;
 pub mod keys;
 pub mod miner;
+pub mod node;
 pub mod protocol;
 pub mod relayer;
 pub mod sim;

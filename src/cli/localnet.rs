@@ -223,7 +223,7 @@ pub async fn run(args: LocalnetArgs) -> anyhow::Result<i32> {
     let miner = Miner::new(
         Arc::clone(&client),
         store.clone(),
-        keys.clone(),
+        crate::keys::Keyring::new(keys.clone().into_iter().collect()),
         MinerConfig {
             chain_id: genesis.chain_id.clone(),
             gas_price: "0.000001upokt".into(),

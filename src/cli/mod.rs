@@ -1,10 +1,12 @@
 //! The command line: clap commands and their dispatch. `main.rs` only parses and calls [`run`].
 
 mod localnet;
+mod run;
 
 use std::path::PathBuf;
 
 pub use localnet::{LocalnetArgs, demo_genesis, run as run_localnet};
+pub use run::RunArgs;
 
 use clap::{Parser, Subcommand};
 
@@ -29,6 +31,8 @@ pub enum Command {
     /// Run a local network: simulator chain, demo backend, relay miner on embedded storage and a load generator;
     /// prints a summary and exits 0 when every claim and proof was accepted and nothing was lost.
     Localnet(LocalnetArgs),
+    /// Run the relay miner (relayer + miner + metrics) from a config file until SIGTERM/Ctrl-C.
+    Run(RunArgs),
     /// Check a config file (syntax, unknown keys, values) without starting anything.
     Validate {
         /// The YAML config file.
@@ -39,7 +43,11 @@ pub enum Command {
 
 /// Runs the parsed command; returns the process exit code.
 pub fn run(cli: Cli) -> anyhow::Result<i32> {
+    if !matches!(cli.command, Command::Run(_)) {
+        crate::telemetry::init_tracing("info", false);
+    }
     match cli.command {
+        Command::Run(args) => run::run(args),
         Command::Conformance { files } => conformance(&files),
         Command::Validate { config } => validate(&config),
         Command::Localnet(args) => {

@@ -16,6 +16,7 @@ use k256::ecdsa::SigningKey;
 use prost::Message as _;
 
 use super::lifecycle::{Command, Engine, EngineConfig, Event, Schedule, SessionKey, SessionRecord, TxKind, TxOutcome};
+use super::metrics::MinerMetrics;
 use crate::chain::query::ChainClient;
 use crate::chain::tx::{self, Ordering, TxPlan};
 use crate::protocol::session::{SessionWindows, proof_path};
@@ -72,13 +73,17 @@ struct OpenTrie {
 pub struct Miner {
     chain: Arc<ChainClient>,
     storage: storage::Storage,
-    keys: HashMap<String, SigningKey>,
+    keys: crate::keys::Keyring,
+    /// Suppliers this miner works for: the keyring's, plus removed ones still finishing sessions they mined
+    /// (their relays are money: a supplier removed from the keys file keeps claiming and proving what it served).
+    signers: std::collections::BTreeMap<String, SigningKey>,
     config: MinerConfig,
     engine: Engine,
     tries: HashMap<SessionKey, OpenTrie>,
     versions: HashMap<SessionKey, u64>,
     leader_token: Option<u64>,
     stats: Arc<MinerStats>,
+    metrics: Option<MinerMetrics>,
 }
 
 /// Errors that stop one loop iteration (retried at the next tick).
@@ -102,11 +107,11 @@ const ELECTION: &str = "miner";
 const LEASE: Duration = Duration::from_secs(10);
 
 impl Miner {
-    /// A miner for `keys` (operator address → key).
+    /// A miner for the suppliers of `keys` (hot-reloadable: added suppliers are picked up at the next tick).
     pub fn new(
         chain: Arc<ChainClient>,
         storage: storage::Storage,
-        keys: HashMap<String, SigningKey>,
+        keys: crate::keys::Keyring,
         config: MinerConfig,
     ) -> Self {
         let engine = Engine::new(config.engine);
@@ -114,13 +119,21 @@ impl Miner {
             chain,
             storage,
             keys,
+            signers: std::collections::BTreeMap::new(),
             config,
             engine,
             tries: HashMap::new(),
             versions: HashMap::new(),
             leader_token: None,
             stats: Arc::default(),
+            metrics: None,
         }
+    }
+
+    /// Exports Prometheus metrics through `metrics` (see [`MinerMetrics`]).
+    pub fn with_metrics(mut self, metrics: MinerMetrics) -> Self {
+        self.metrics = Some(metrics);
+        self
     }
 
     /// The shared counters.
@@ -128,12 +141,46 @@ impl Miner {
         Arc::clone(&self.stats)
     }
 
-    /// Restores persisted sessions (after a restart or failover).
-    pub async fn restore(&mut self) -> Result<(), MinerError> {
-        for supplier in self.keys.keys().cloned().collect::<Vec<_>>() {
-            for record in self.storage.sessions.list(Some(&supplier), None).await? {
-                let parsed: SessionRecord =
-                    serde_json::from_slice(&record.data).map_err(|e| MinerError::Corrupt(e.to_string()))?;
+    /// Syncs the suppliers worked for with the keyring: a new supplier's persisted sessions are restored (after
+    /// a restart, a failover or a hot reload); a removed supplier is dropped only once none of its sessions is
+    /// still live.
+    pub async fn sync_suppliers(&mut self) -> Result<(), MinerError> {
+        let current = self.keys.snapshot();
+        for (address, key) in current.iter() {
+            if !self.signers.contains_key(address) {
+                self.restore_supplier(address).await?;
+                tracing::info!(supplier = address, "miner serving supplier");
+                self.signers.insert(address.clone(), key.clone());
+            }
+        }
+        let removed: Vec<String> = self
+            .signers
+            .keys()
+            .filter(|a| !current.contains_key(*a))
+            .cloned()
+            .collect();
+        for address in removed {
+            let live = self
+                .engine
+                .sessions()
+                .filter(|r| r.key.supplier == address && !r.pruned)
+                .count();
+            if live == 0 {
+                tracing::info!(
+                    supplier = address,
+                    "supplier removed from the keys file; no live sessions left"
+                );
+                self.signers.remove(&address);
+            }
+        }
+        Ok(())
+    }
+
+    async fn restore_supplier(&mut self, supplier: &str) -> Result<(), MinerError> {
+        for record in self.storage.sessions.list(Some(supplier), None).await? {
+            let parsed: SessionRecord =
+                serde_json::from_slice(&record.data).map_err(|e| MinerError::Corrupt(e.to_string()))?;
+            if self.engine.session(&parsed.key).is_none() {
                 self.versions.insert(parsed.key.clone(), record.version);
                 self.engine.restore(parsed);
             }
@@ -147,8 +194,8 @@ impl Miner {
         heartbeat: crate::telemetry::Heartbeat,
         shutdown: impl std::future::Future<Output = ()>,
     ) {
-        if let Err(e) = self.restore().await {
-            tracing::error!(error = %e, "miner could not restore sessions");
+        if let Err(e) = self.sync_suppliers().await {
+            tracing::error!(error = %e, "miner could not restore sessions; retrying every tick");
         }
         tokio::pin!(shutdown);
         let mut ticker = tokio::time::interval(self.config.tick);
@@ -172,12 +219,64 @@ impl Miner {
     pub async fn step(&mut self) -> Result<(), MinerError> {
         self.campaign().await;
         self.ingest().await?;
+        // After ingest, so a removed supplier's last relays are in its tries before it is considered drained.
+        self.sync_suppliers().await?;
         let block = self.chain.latest_block().await?;
         if block.height > self.engine.height() {
             let step = self.engine.handle(Event::NewBlock { height: block.height });
             self.execute(step).await?;
+            self.observe_gauges(block.height).await;
         }
         Ok(())
+    }
+
+    /// Sessions by state, height, leadership and ingest lag (once per block).
+    async fn observe_gauges(&self, height: i64) {
+        let Some(m) = &self.metrics else { return };
+        m.block_height.set(height);
+        m.leader_status.set(i64::from(self.engine.is_leader()));
+        let mut by_state: HashMap<&'static str, i64> = HashMap::new();
+        for record in self.engine.sessions().filter(|r| !r.pruned) {
+            *by_state.entry(record.state.as_str()).or_default() += 1;
+        }
+        for state in [
+            "active",
+            "claiming",
+            "claimed",
+            "proving",
+            "proved",
+            "settled",
+            "discarded",
+            "expired",
+        ] {
+            m.sessions
+                .with_label_values(&[state])
+                .set(by_state.get(state).copied().unwrap_or(0));
+        }
+        for supplier in self.signers.keys() {
+            if let Ok(backlog) = self.storage.relay_log.backlog(supplier).await {
+                let lag = backlog.undelivered.saturating_add(backlog.pending);
+                m.consumer_lag
+                    .with_label_values(&[supplier])
+                    .set(i64::try_from(lag).unwrap_or(i64::MAX));
+            }
+        }
+    }
+
+    /// The uPOKT value of `compute_units` of a session (§6.3.1 at the session start height), for money metrics.
+    async fn upokt(&self, service_id: &str, session_end: i64, compute_units: u64) -> Option<u64> {
+        use num_traits::ToPrimitive as _;
+        let params = self.chain.shared_params_at(session_end).await.ok()?;
+        let start = SessionWindows::new(&params, session_end).ok()?.start;
+        let start_params = self.chain.shared_params_at(start).await.ok()?;
+        let target = self.chain.difficulty_target_at(service_id, start).await.ok()?;
+        lottery::claimed_upokt(
+            compute_units,
+            &target,
+            start_params.compute_units_to_tokens_multiplier,
+            start_params.compute_unit_cost_granularity,
+        )?
+        .to_u64()
     }
 
     async fn campaign(&mut self) {
@@ -216,7 +315,7 @@ impl Miner {
     }
 
     async fn ingest(&mut self) -> Result<(), MinerError> {
-        for supplier in self.keys.keys().cloned().collect::<Vec<_>>() {
+        for supplier in self.signers.keys().cloned().collect::<Vec<_>>() {
             loop {
                 let mut entries = self
                     .storage
@@ -234,9 +333,11 @@ impl Miner {
                     break;
                 }
                 let mut touched: HashMap<SessionKey, (Schedule, String, u64, u64)> = HashMap::new();
+                let mut consumed: HashMap<String, u64> = HashMap::new();
                 for entry in &entries {
                     let message = MinedRelayMessage::decode(entry.relay.payload.as_slice())
                         .map_err(|e| MinerError::Corrupt(format!("relay-log entry {}: {e}", entry.id)))?;
+                    *consumed.entry(message.service_id.clone()).or_default() += 1;
                     let key = SessionKey {
                         supplier: supplier.clone(),
                         session_id: message.session_id.clone(),
@@ -290,6 +391,11 @@ impl Miner {
                     self.execute(step).await?;
                 }
                 self.storage.relay_log.ack(&supplier, &ids).await?;
+                if let Some(m) = &self.metrics {
+                    for (service, n) in consumed {
+                        m.relays_consumed.with_label_values(&[&supplier, &service]).inc_by(n);
+                    }
+                }
                 self.stats
                     .relays_ingested
                     .fetch_add(ids.len() as u64, AtomicOrdering::Relaxed);
@@ -369,10 +475,35 @@ impl Miner {
                     claim_exists,
                     proof_validated,
                 });
-                if before == Some(super::lifecycle::State::Claiming)
-                    && self.engine.session(&key).map(|r| r.state) == Some(super::lifecycle::State::Claimed)
-                {
-                    self.stats.claims_confirmed.fetch_add(1, AtomicOrdering::Relaxed);
+                let after = self
+                    .engine
+                    .session(&key)
+                    .map(|r| (r.state, r.service_id.clone(), r.schedule, r.compute_units));
+                if let Some((state, service, schedule, compute_units)) = after {
+                    use super::lifecycle::State;
+                    let confirmed = before == Some(State::Claiming) && state != State::Claiming && claim_exists;
+                    if confirmed {
+                        self.stats.claims_confirmed.fetch_add(1, AtomicOrdering::Relaxed);
+                    }
+                    let proved = before != Some(State::Proved) && state == State::Proved;
+                    if (confirmed || proved) && self.metrics.is_some() {
+                        let upokt = self.upokt(&service, schedule.session_end, compute_units).await;
+                        if let Some(m) = &self.metrics {
+                            if confirmed {
+                                m.claim_inclusion
+                                    .with_label_values(&[&key.supplier, &service, "included"])
+                                    .inc();
+                                m.upokt_claimed
+                                    .with_label_values(&[&key.supplier, &service])
+                                    .inc_by(upokt.unwrap_or(0));
+                            }
+                            if proved {
+                                m.proof_inclusion
+                                    .with_label_values(&[&key.supplier, &service, "validated"])
+                                    .inc();
+                            }
+                        }
+                    }
                 }
                 Some(step)
             }
@@ -380,6 +511,9 @@ impl Miner {
                 let required = self.proof_required(&key).await?;
                 if required {
                     self.stats.proofs_required.fetch_add(1, AtomicOrdering::Relaxed);
+                    if let Some(m) = &self.metrics {
+                        m.proof_required.with_label_values(&[&key.supplier]).inc();
+                    }
                 }
                 Some(self.engine.handle(Event::ProofRequirement { key, required }))
             }
@@ -390,6 +524,19 @@ impl Miner {
                 compute_units,
             } => {
                 self.stats.sessions_lost.fetch_add(1, AtomicOrdering::Relaxed);
+                if self.metrics.is_some() {
+                    let (service, end) = self
+                        .engine
+                        .session(&key)
+                        .map(|r| (r.service_id.clone(), r.schedule.session_end))
+                        .unwrap_or_default();
+                    let upokt = self.upokt(&service, end, compute_units).await.unwrap_or(0);
+                    if let Some(m) = &self.metrics {
+                        let labels = [key.supplier.as_str(), service.as_str(), reason.as_str()];
+                        m.upokt_lost.with_label_values(&labels).inc_by(upokt);
+                        m.sessions_failed.with_label_values(&labels).inc();
+                    }
+                }
                 tracing::error!(
                     supplier = key.supplier,
                     session = key.session_id,
@@ -402,6 +549,14 @@ impl Miner {
             }
             Command::RecordDiscard { key } => {
                 self.stats.sessions_discarded.fetch_add(1, AtomicOrdering::Relaxed);
+                if let Some(m) = &self.metrics {
+                    let service = self
+                        .engine
+                        .session(&key)
+                        .map(|r| r.service_id.clone())
+                        .unwrap_or_default();
+                    m.claims_discarded.with_label_values(&[&key.supplier, &service]).inc();
+                }
                 tracing::info!(session = key.session_id, "zero-relay session discarded");
                 None
             }
@@ -514,6 +669,21 @@ impl Miner {
                         &self.stats.proofs_sent
                     };
                     counter.fetch_add(keys.len() as u64, AtomicOrdering::Relaxed);
+                    if let Some(m) = &self.metrics {
+                        let vec = if kind == TxKind::Claim {
+                            &m.claims_submitted
+                        } else {
+                            &m.proofs_submitted
+                        };
+                        for key in &keys {
+                            let service = self
+                                .engine
+                                .session(key)
+                                .map(|r| r.service_id.as_str())
+                                .unwrap_or_default();
+                            vec.with_label_values(&[supplier, service]).inc();
+                        }
+                    }
                     TxOutcome::Broadcast
                 }
                 Err(outcome) => outcome,
@@ -521,13 +691,26 @@ impl Miner {
         };
         if let TxOutcome::Rejected(reason) | TxOutcome::Retryable(reason) | TxOutcome::HaConflict(reason) = &outcome {
             tracing::warn!(supplier, ?kind, reason, "submission not accepted by the node");
+            if let Some(m) = &self.metrics {
+                let label = match outcome {
+                    TxOutcome::Rejected(_) => "rejected",
+                    TxOutcome::HaConflict(_) => "ha_conflict",
+                    _ => "retryable",
+                };
+                let vec = if kind == TxKind::Claim {
+                    &m.claim_errors
+                } else {
+                    &m.proof_errors
+                };
+                vec.with_label_values(&[supplier, label]).inc();
+            }
         }
         Ok(self.engine.handle(Event::TxOutcome { kind, keys, outcome }))
     }
 
     async fn broadcast(&self, supplier: &str, messages: Vec<wire::Any>) -> Result<(), TxOutcome> {
         let key = self
-            .keys
+            .signers
             .get(supplier)
             .ok_or_else(|| TxOutcome::Rejected(format!("no key for {supplier}")))?;
         let retry = |e: crate::chain::query::ChainError| TxOutcome::Retryable(e.to_string());

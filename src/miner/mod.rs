@@ -3,3 +3,4 @@
 
 pub mod driver;
 pub mod lifecycle;
+pub mod metrics;

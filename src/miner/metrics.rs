@@ -1,0 +1,114 @@
+//! Prometheus metrics of the miner (issue 7), with the Go miner's names where the meaning is the same
+//! (`../shared/spec/go-operator-surface.md`, `miner/metrics.go`). Money metrics count only real outcomes:
+//! `ha_miner_upokt_lost_total` moves only when the engine records a loss after asking the chain, never for a
+//! discarded zero-relay session or an HA conflict (lessons.md: revenue-loss metrics that lie are worse than none).
+
+use prometheus::{IntCounterVec, IntGauge, IntGaugeVec, Opts};
+
+use crate::telemetry::{Telemetry, TelemetryError};
+
+/// The miner's metric handles.
+#[derive(Clone)]
+pub struct MinerMetrics {
+    pub(super) relays_consumed: IntCounterVec,
+    pub(super) claims_submitted: IntCounterVec,
+    pub(super) proofs_submitted: IntCounterVec,
+    pub(super) claim_errors: IntCounterVec,
+    pub(super) proof_errors: IntCounterVec,
+    pub(super) claim_inclusion: IntCounterVec,
+    pub(super) proof_inclusion: IntCounterVec,
+    pub(super) proof_required: IntCounterVec,
+    pub(super) upokt_claimed: IntCounterVec,
+    pub(super) upokt_lost: IntCounterVec,
+    pub(super) sessions_failed: IntCounterVec,
+    pub(super) claims_discarded: IntCounterVec,
+    pub(super) sessions: IntGaugeVec,
+    pub(super) consumer_lag: IntGaugeVec,
+    pub(super) block_height: IntGauge,
+    pub(super) leader_status: IntGauge,
+}
+
+impl MinerMetrics {
+    /// Registers every miner metric in `telemetry`'s registry.
+    pub fn new(telemetry: &Telemetry) -> Result<Self, TelemetryError> {
+        let r = telemetry.registry();
+        let counter = |name: &str, help: &str, labels: &[&str]| -> Result<IntCounterVec, TelemetryError> {
+            let c = IntCounterVec::new(Opts::new(name, help), labels)?;
+            r.register(Box::new(c.clone()))?;
+            Ok(c)
+        };
+        let gauge_vec = |name: &str, help: &str, labels: &[&str]| -> Result<IntGaugeVec, TelemetryError> {
+            let g = IntGaugeVec::new(Opts::new(name, help), labels)?;
+            r.register(Box::new(g.clone()))?;
+            Ok(g)
+        };
+        let gauge = |name: &str, help: &str| -> Result<IntGauge, TelemetryError> {
+            let g = IntGauge::new(name, help)?;
+            r.register(Box::new(g.clone()))?;
+            Ok(g)
+        };
+        let ss = &["supplier", "service_id"];
+        Ok(Self {
+            relays_consumed: counter(
+                "ha_miner_relays_consumed_from_stream_total",
+                "Relay-log entries ingested into tries",
+                ss,
+            )?,
+            claims_submitted: counter("ha_miner_claims_submitted_total", "Claim messages broadcast", ss)?,
+            proofs_submitted: counter("ha_miner_proofs_submitted_total", "Proof messages broadcast", ss)?,
+            claim_errors: counter(
+                "ha_miner_claim_errors_total",
+                "Claim txs not accepted by the node (rejected, retryable, ha_conflict)",
+                &["supplier", "reason"],
+            )?,
+            proof_errors: counter(
+                "ha_miner_proof_errors_total",
+                "Proof txs not accepted by the node (rejected, retryable, ha_conflict)",
+                &["supplier", "reason"],
+            )?,
+            claim_inclusion: counter(
+                "ha_miner_claim_inclusion_outcome_total",
+                "Claims confirmed on chain",
+                &["supplier", "service_id", "outcome"],
+            )?,
+            proof_inclusion: counter(
+                "ha_miner_proof_inclusion_outcome_total",
+                "Required proofs validated on chain",
+                &["supplier", "service_id", "outcome"],
+            )?,
+            proof_required: counter(
+                "ha_miner_proof_requirement_required_total",
+                "Claims whose proof the chain requires",
+                &["supplier"],
+            )?,
+            upokt_claimed: counter("ha_miner_upokt_claimed_total", "uPOKT of claims confirmed on chain", ss)?,
+            upokt_lost: counter(
+                "ha_miner_upokt_lost_total",
+                "uPOKT of mined relays lost (real losses only, after asking the chain)",
+                &["supplier", "service_id", "reason"],
+            )?,
+            sessions_failed: counter(
+                "ha_miner_sessions_failed_total",
+                "Sessions whose revenue was lost, by reason",
+                &["supplier", "service_id", "reason"],
+            )?,
+            claims_discarded: counter(
+                "ha_miner_claims_discarded_total",
+                "Zero-relay sessions discarded (never a failure)",
+                ss,
+            )?,
+            sessions: gauge_vec(
+                "ha_miner_sessions",
+                "Sessions held by the miner, by lifecycle state",
+                &["state"],
+            )?,
+            consumer_lag: gauge_vec(
+                "ha_miner_consumer_lag",
+                "Relay-log entries not yet ingested (undelivered + pending)",
+                &["supplier"],
+            )?,
+            block_height: gauge("ha_miner_current_block_height", "Latest block height seen by the miner")?,
+            leader_status: gauge("ha_miner_leader_status", "1 when this miner is the leader that submits")?,
+        })
+    }
+}

@@ -1,0 +1,345 @@
+//! Process assembly for `relay-miner run` (issues 6, 7, 8): builds every component from the [`Config`] and runs
+//! them until shutdown. It owns the order of start and stop, nothing else:
+//!
+//! 1. storage (embedded redb, Redis, or a raft node) — everything else writes through it;
+//! 2. chain client, supplier keyring (+ hot reload), block height watch;
+//! 3. relayer (gateways' port), miner (relay log → claims and proofs), telemetry listeners (`/metrics`,
+//!    `/health`, `/ready`).
+//!
+//! Shutdown (SIGTERM, Ctrl-C, or the caller's future) runs in reverse: the relay server stops accepting and
+//! drains in-flight relays (each is in the relay log before its gateway got an answer), the miner does a final
+//! ingest and persists its tries and records, then storage closes (raft leaves cleanly; redb flushes).
+
+mod storage_mode;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+pub use storage_mode::{OpenedStorage, RaftOverrides};
+
+use crate::chain::query::ChainClient;
+use crate::config::Config;
+use crate::keys::{Keyring, Reloader};
+use crate::miner::driver::{Miner, MinerConfig, MinerStats};
+use crate::relayer::{Relayer, ServiceRoute};
+use crate::telemetry::Telemetry;
+
+/// Errors starting the process.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    /// A config value cannot be used; names the key.
+    #[error("config key `{key}`: {problem}")]
+    Config {
+        /// Dotted key path.
+        key: &'static str,
+        /// What is wrong.
+        problem: String,
+    },
+    /// The keys file.
+    #[error(transparent)]
+    Keys(#[from] crate::keys::KeysError),
+    /// Storage could not be opened.
+    #[error("storage: {0}")]
+    Storage(String),
+    /// The chain could not be reached at start.
+    #[error("chain: {0}")]
+    Chain(#[from] crate::chain::query::ChainError),
+    /// A listener could not bind.
+    #[error("cannot listen on {addr} ({what}): {source}")]
+    Bind {
+        /// What the listener is for.
+        what: &'static str,
+        /// The address.
+        addr: String,
+        /// The IO error.
+        source: std::io::Error,
+    },
+    /// Metrics registration.
+    #[error(transparent)]
+    Telemetry(#[from] crate::telemetry::TelemetryError),
+}
+
+/// A running relay miner.
+pub struct Node {
+    /// Where gateways send relays.
+    pub relay_addr: SocketAddr,
+    /// Where `/metrics` is served (if enabled).
+    pub metrics_addr: Option<SocketAddr>,
+    /// Where `/health` and `/ready` are served (if enabled and not the metrics address).
+    pub health_addr: Option<SocketAddr>,
+    /// The miner's counters.
+    pub miner_stats: Arc<MinerStats>,
+    /// The process telemetry.
+    pub telemetry: Telemetry,
+    /// The keyring (hot reloads land here).
+    pub keyring: Keyring,
+    stop: watch::Sender<bool>,
+    relay_server: JoinHandle<()>,
+    miner: JoinHandle<()>,
+    background: Vec<JoinHandle<()>>,
+    storage: OpenedStorage,
+}
+
+fn bind_error(what: &'static str, addr: &str) -> impl FnOnce(std::io::Error) -> NodeError + use<> {
+    let addr = addr.to_string();
+    move |source| NodeError::Bind { what, addr, source }
+}
+
+async fn listen(what: &'static str, addr: &str) -> Result<tokio::net::TcpListener, NodeError> {
+    tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(bind_error(what, addr))
+}
+
+fn stopped(mut rx: watch::Receiver<bool>) -> impl std::future::Future<Output = ()> {
+    async move {
+        let _ = rx.wait_for(|s| *s).await;
+    }
+}
+
+/// Routes per service from the config: the default backend (or the only one) of each service.
+fn routes(config: &Config) -> Result<std::collections::HashMap<String, ServiceRoute>, NodeError> {
+    let mut routes = std::collections::HashMap::new();
+    for (id, service) in &config.services {
+        let backend = service
+            .default_backend
+            .as_ref()
+            .and_then(|b| service.backends.get(b))
+            .or_else(|| service.backends.get("jsonrpc"))
+            .or_else(|| service.backends.values().next())
+            .ok_or(NodeError::Config {
+                key: "services.*.backends",
+                problem: format!("service {id} has no backend"),
+            })?;
+        let timeout = service
+            .timeout_profile
+            .as_ref()
+            .and_then(|p| config.timeout_profiles.get(p))
+            .map(|p| p.request_timeout_seconds)
+            .filter(|s| *s > 0)
+            .unwrap_or(config.default_request_timeout_seconds);
+        routes.insert(
+            id.clone(),
+            ServiceRoute {
+                backend_url: backend.url.clone(),
+                timeout: Duration::from_secs(timeout),
+                max_body_bytes: usize::try_from(config.max_body_size_bytes(id)).unwrap_or(usize::MAX),
+            },
+        );
+    }
+    Ok(routes)
+}
+
+/// Polls the chain's latest height into a watch (relayer timing checks, readiness of the chain connection).
+fn spawn_height_watch(
+    client: Arc<ChainClient>,
+    telemetry: Telemetry,
+    initial: i64,
+    period: Duration,
+) -> (watch::Receiver<i64>, JoinHandle<()>) {
+    let (tx, rx) = watch::channel(initial);
+    let heartbeat = telemetry.heartbeat("block_watch");
+    let task = tokio::spawn(async move {
+        let mut ticker = tokio::time::interval(period);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            ticker.tick().await;
+            heartbeat.beat();
+            match client.latest_block().await {
+                Ok(block) => {
+                    telemetry.set_ready("chain");
+                    let changed = tx.send_if_modified(|h| {
+                        let changed = block.height > *h;
+                        *h = (*h).max(block.height);
+                        changed
+                    });
+                    if changed {
+                        // New block: application rings may have changed (delegations).
+                        client.invalidate_applications();
+                    }
+                }
+                Err(e) => telemetry.set_not_ready("chain", "unreachable", &e.to_string()),
+            }
+        }
+    });
+    (rx, task)
+}
+
+impl Node {
+    /// Starts every component from `config`; `raft` carries command-line overrides of the raft settings.
+    pub async fn start(config: Config, raft: RaftOverrides) -> Result<Self, NodeError> {
+        let telemetry = Telemetry::new()?;
+        // Keys first: a bad keys file must fail before anything binds a port.
+        let keys_path = config.keys.keys_file.clone().ok_or(NodeError::Config {
+            key: "keys.keys_file",
+            problem: "required: the YAML file of supplier operator keys".into(),
+        })?;
+        let keyring = Keyring::new(crate::keys::load_keys_file(&keys_path)?);
+        tracing::info!(suppliers = ?keyring.addresses(), "supplier keys loaded");
+        let storage = storage_mode::open(&config, &raft).await?;
+        let store = storage.storage();
+        let chain = Arc::new(ChainClient::new(
+            &config.pocket_node.query_node_grpc_url,
+            Duration::from_secs(config.pocket_node.query_timeout_seconds.max(1)),
+        )?);
+        let mut background = Vec::new();
+        if config.keys.hot_reload.unwrap_or(true) {
+            background.push(crate::keys::spawn_reload(
+                Reloader::new(keys_path, keyring.clone()),
+                Duration::from_secs(2),
+            ));
+        }
+        let initial = match chain.latest_block().await {
+            Ok(block) => block.height,
+            Err(e) => {
+                tracing::warn!(error = %e, "chain not reachable at start; relays wait for the first block");
+                telemetry.set_not_ready("chain", "unreachable", &e.to_string());
+                0
+            }
+        };
+        let (height, watch_task) = spawn_height_watch(
+            Arc::clone(&chain),
+            telemetry.clone(),
+            initial,
+            Duration::from_millis(200),
+        );
+        background.push(watch_task);
+
+        let (stop, stop_rx) = watch::channel(false);
+        let relayer = Arc::new(Relayer::new(
+            Arc::clone(&chain),
+            keyring.clone(),
+            routes(&config)?,
+            Arc::clone(&store.relay_log),
+            height,
+            &telemetry,
+        )?);
+        let relay_listener = listen("listen_addr", &config.listen_addr).await?;
+        let relay_addr = relay_listener
+            .local_addr()
+            .map_err(bind_error("listen_addr", &config.listen_addr))?;
+        let relay_server = tokio::spawn({
+            let shutdown = stopped(stop_rx.clone());
+            async move {
+                if let Err(e) = axum::serve(relay_listener, relayer.router())
+                    .with_graceful_shutdown(shutdown)
+                    .await
+                {
+                    tracing::error!(error = %e, "relay server stopped");
+                }
+            }
+        });
+
+        let consumer = storage.consumer_name(&config);
+        let miner = Miner::new(
+            Arc::clone(&chain),
+            store,
+            keyring.clone(),
+            MinerConfig {
+                chain_id: config.pocket_node.chain_id.clone(),
+                gas_price: config.transaction.gas_price.clone(),
+                gas_adjustment: config.transaction.gas_adjustment,
+                tx_ttl_secs: i64::try_from(config.transaction.tx_timeout_default_seconds).unwrap_or(120),
+                tick: Duration::from_millis(100),
+                consumer,
+                engine: crate::miner::lifecycle::EngineConfig {
+                    submission_buffer_blocks: i64::try_from(config.transaction.submission_buffer_blocks).unwrap_or(1),
+                    ..Default::default()
+                },
+            },
+        );
+        let miner = miner.with_metrics(crate::miner::metrics::MinerMetrics::new(&telemetry)?);
+        let miner_stats = miner.stats();
+        let miner = tokio::spawn(miner.run(telemetry.heartbeat("miner"), stopped(stop_rx.clone())));
+
+        let mut metrics_addr = None;
+        let mut health_addr = None;
+        if config.metrics.enabled {
+            let listener = listen("metrics.addr", &config.metrics.addr).await?;
+            metrics_addr = Some(
+                listener
+                    .local_addr()
+                    .map_err(bind_error("metrics.addr", &config.metrics.addr))?,
+            );
+            background.push(serve_side(listener, telemetry.router()));
+        }
+        if config.health_check.enabled && config.health_check.addr != config.metrics.addr {
+            let listener = listen("health_check.addr", &config.health_check.addr).await?;
+            health_addr = Some(
+                listener
+                    .local_addr()
+                    .map_err(bind_error("health_check.addr", &config.health_check.addr))?,
+            );
+            background.push(serve_side(listener, telemetry.router()));
+        }
+        background.extend(storage.spawn_readiness(telemetry.clone()));
+        tracing::info!(%relay_addr, ?metrics_addr, ?health_addr, storage = storage.name(), "relay miner running");
+        Ok(Self {
+            relay_addr,
+            metrics_addr,
+            health_addr,
+            miner_stats,
+            telemetry,
+            keyring,
+            stop,
+            relay_server,
+            miner,
+            background,
+            storage,
+        })
+    }
+
+    /// Runs until `shutdown` resolves, then stops gracefully.
+    pub async fn run_until(self, shutdown: impl std::future::Future<Output = ()>) {
+        shutdown.await;
+        self.shutdown().await;
+    }
+
+    /// Graceful stop: drain relays, final miner ingest and persist, close storage.
+    pub async fn shutdown(self) {
+        tracing::info!("shutting down: draining relays");
+        let _ = self.stop.send(true);
+        let _ = self.relay_server.await;
+        let _ = self.miner.await;
+        for task in &self.background {
+            task.abort();
+        }
+        self.storage.close().await;
+        tracing::info!("stopped");
+    }
+}
+
+fn serve_side(listener: tokio::net::TcpListener, router: axum::Router) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, router).await {
+            tracing::error!(error = %e, "telemetry listener stopped");
+        }
+    })
+}
+
+/// Resolves on SIGTERM or Ctrl-C.
+pub async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for SIGTERM; Ctrl-C only");
+                let _ = tokio::signal::ctrl_c().await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

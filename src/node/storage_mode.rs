@@ -1,0 +1,321 @@
+//! Opening the configured storage mode (`../shared/docs/architecture.md`, "Three storage modes") and keeping the
+//! backend alive for the process: embedded redb, Redis, or a raft node. Also each mode's readiness probe and the
+//! miner's consumer identity in the relay log.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use tokio::task::JoinHandle;
+
+use super::NodeError;
+use crate::config::{Config, StorageMode};
+use crate::telemetry::Telemetry;
+
+/// Command-line overrides of the raft settings (`relay-miner run --storage raft --node-id N --peers …`).
+#[derive(Debug, Clone, Default)]
+pub struct RaftOverrides {
+    /// Overrides `storage.mode`.
+    pub mode: Option<StorageMode>,
+    /// Overrides `storage.raft.node_id`.
+    pub node_id: Option<u64>,
+    /// Overrides `storage.raft.peers` (`id=host:port`, comma separated on the command line).
+    pub peers: Option<Vec<String>>,
+    /// Overrides `storage.raft.listen_addr`.
+    pub listen_addr: Option<String>,
+    /// Overrides `storage.data_dir`.
+    pub data_dir: Option<std::path::PathBuf>,
+}
+
+/// The open storage backend.
+pub enum OpenedStorage {
+    /// One redb file.
+    Embedded(storage::redb::RedbBackend),
+    /// Redis (with its memory monitor running).
+    Redis(storage::redis::RedisBackend, storage::redis::MemoryMonitor),
+    /// A raft member.
+    Raft(std::sync::Arc<raft::RaftNode>),
+}
+
+/// Parses `id=host:port` peers; errors name the key.
+pub fn parse_peers(peers: &[String]) -> Result<BTreeMap<u64, String>, NodeError> {
+    let mut out = BTreeMap::new();
+    for peer in peers {
+        let (id, addr) = peer.split_once('=').ok_or_else(|| NodeError::Config {
+            key: "storage.raft.peers",
+            problem: format!("`{peer}` is not id=host:port"),
+        })?;
+        let id: u64 = id.trim().parse().map_err(|_| NodeError::Config {
+            key: "storage.raft.peers",
+            problem: format!("`{peer}`: node id `{id}` is not a positive integer"),
+        })?;
+        if id == 0 || addr.trim().is_empty() {
+            return Err(NodeError::Config {
+                key: "storage.raft.peers",
+                problem: format!("`{peer}`: node ids start at 1 and need an address"),
+            });
+        }
+        if out.insert(id, addr.trim().to_string()).is_some() {
+            return Err(NodeError::Config {
+                key: "storage.raft.peers",
+                problem: format!("node id {id} listed twice"),
+            });
+        }
+    }
+    Ok(out)
+}
+
+fn config_err(key: &'static str, problem: impl Into<String>) -> NodeError {
+    NodeError::Config {
+        key,
+        problem: problem.into(),
+    }
+}
+
+/// Opens the storage `config` selects (after `overrides`).
+pub async fn open(config: &Config, overrides: &RaftOverrides) -> Result<OpenedStorage, NodeError> {
+    let mode = overrides.mode.unwrap_or(config.storage.mode);
+    let data_dir = overrides
+        .data_dir
+        .clone()
+        .unwrap_or_else(|| config.storage.data_dir.clone());
+    match mode {
+        StorageMode::Embedded => {
+            std::fs::create_dir_all(&data_dir)
+                .map_err(|e| config_err("storage.data_dir", format!("cannot create {}: {e}", data_dir.display())))?;
+            let mut redb = storage::redb::RedbConfig::new(data_dir.join("relay-miner.redb"));
+            redb.cache_size_bytes = usize::try_from(config.storage.cache_size_bytes).unwrap_or(usize::MAX);
+            redb.group_commit_window = Duration::from_millis(config.relay_log.max_batch_delay_ms.max(1));
+            redb.group_commit_max_entries = config.relay_log.max_batch_relays.max(1);
+            let backend = storage::redb::RedbBackend::open(redb)
+                .await
+                .map_err(|e| NodeError::Storage(format!("redb at {}: {e}", data_dir.display())))?;
+            Ok(OpenedStorage::Embedded(backend))
+        }
+        StorageMode::Redis => {
+            let r = &config.storage.redis;
+            if r.url.is_empty() {
+                return Err(config_err("storage.redis.url", "required in redis mode"));
+            }
+            let mut cfg = storage::redis::RedisConfig::new(r.url.clone()).with_prefix(r.base_prefix.clone());
+            cfg.instance_id = consumer_default();
+            let backend = storage::redis::RedisBackend::connect(cfg)
+                .await
+                .map_err(|e| NodeError::Storage(format!("redis at {}: {e}", r.url)))?;
+            let monitor = backend.start_memory_monitor();
+            Ok(OpenedStorage::Redis(backend, monitor))
+        }
+        StorageMode::Raft => {
+            let r = &config.storage.raft;
+            let node_id = overrides.node_id.unwrap_or(r.node_id);
+            if node_id == 0 {
+                return Err(config_err(
+                    "storage.raft.node_id",
+                    "required in raft mode (ids start at 1)",
+                ));
+            }
+            let peers = parse_peers(overrides.peers.as_ref().unwrap_or(&r.peers))?;
+            let listen = overrides
+                .listen_addr
+                .clone()
+                .filter(|a| !a.is_empty())
+                .or_else(|| Some(r.listen_addr.clone()).filter(|a| !a.is_empty()))
+                .or_else(|| peers.get(&node_id).cloned())
+                .ok_or_else(|| config_err("storage.raft.listen_addr", "required (or list this node in peers)"))?;
+            let listen: SocketAddr = listen
+                .parse()
+                .map_err(|e| config_err("storage.raft.listen_addr", format!("`{listen}`: {e}")))?;
+            let token_file = r
+                .cluster_token_file
+                .as_ref()
+                .ok_or_else(|| config_err("storage.raft.cluster_token_file", "required in raft mode"))?;
+            let token = std::fs::read_to_string(token_file)
+                .map_err(|e| {
+                    config_err(
+                        "storage.raft.cluster_token_file",
+                        format!("cannot read {}: {e}", token_file.display()),
+                    )
+                })?
+                .trim()
+                .to_string();
+            if token.len() < 16 {
+                return Err(config_err(
+                    "storage.raft.cluster_token_file",
+                    "the cluster token must be at least 16 characters",
+                ));
+            }
+            let mut cfg = raft::RaftConfig::new(node_id, listen, data_dir.join(format!("raft-{node_id}")), token);
+            cfg.advertise = peers.get(&node_id).cloned();
+            let node = raft::RaftNode::start(cfg)
+                .await
+                .map_err(|e| NodeError::Storage(format!("raft node {node_id}: {e}")))?;
+            // A fresh cluster is initialized by its lowest-id peer; on an initialized one this is a no-op error.
+            if peers.keys().next() == Some(&node_id) && peers.len() > 1 {
+                let members: BTreeMap<u64, raft::NodeInfo> = peers
+                    .iter()
+                    .map(|(id, addr)| (*id, raft::NodeInfo::new(addr)))
+                    .collect();
+                match node.initialize(members).await {
+                    Ok(()) => tracing::info!(node_id, "raft cluster initialized"),
+                    Err(e) => {
+                        tracing::info!(node_id, error = %e, "raft cluster not initialized here (already initialized)")
+                    }
+                }
+            }
+            Ok(OpenedStorage::Raft(std::sync::Arc::new(node)))
+        }
+    }
+}
+
+fn consumer_default() -> String {
+    let host = std::fs::read_to_string("/etc/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "host".into());
+    format!("miner-{host}-{}", std::process::id())
+}
+
+impl OpenedStorage {
+    /// The storage bundle for relayer and miner.
+    pub fn storage(&self) -> storage::Storage {
+        match self {
+            Self::Embedded(b) => b.storage(),
+            Self::Redis(b, _) => b.storage(),
+            Self::Raft(n) => n.storage(),
+        }
+    }
+
+    /// `embedded`, `redis` or `raft`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Embedded(_) => "embedded",
+            Self::Redis(..) => "redis",
+            Self::Raft(_) => "raft",
+        }
+    }
+
+    /// The miner's identity in the relay log and the leader election: stable per node in raft mode (a restarted
+    /// node resumes its own pending entries), configurable in Redis mode (Go `consumer_name`).
+    pub fn consumer_name(&self, config: &Config) -> String {
+        match self {
+            Self::Embedded(_) => "miner".into(),
+            Self::Redis(..) => config
+                .storage
+                .redis
+                .consumer_name
+                .clone()
+                .unwrap_or_else(consumer_default),
+            Self::Raft(n) => format!("miner-node-{}", n.id()),
+        }
+    }
+
+    /// Background probes feeding `/ready` with the storage's state (raft quorum, Redis OOM).
+    pub fn spawn_readiness(&self, telemetry: Telemetry) -> Option<JoinHandle<()>> {
+        match self {
+            Self::Embedded(_) => None,
+            Self::Redis(backend, _) => {
+                let backend = backend.clone();
+                Some(tokio::spawn(async move {
+                    let mut tick = tokio::time::interval(Duration::from_secs(2));
+                    loop {
+                        tick.tick().await;
+                        match backend.readiness().await {
+                            Ok(()) => telemetry.set_ready("storage"),
+                            Err(e) => telemetry.set_not_ready("storage", e.reason(), &e.to_string()),
+                        }
+                    }
+                }))
+            }
+            Self::Raft(node) => {
+                let node = std::sync::Arc::downgrade(node);
+                let metrics = match RaftMetrics::new(&telemetry) {
+                    Ok(m) => Some(m),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "raft metrics not registered");
+                        None
+                    }
+                };
+                Some(tokio::spawn(async move {
+                    let mut tick = tokio::time::interval(Duration::from_millis(250));
+                    loop {
+                        tick.tick().await;
+                        let Some(node) = node.upgrade() else { return };
+                        match node.readiness() {
+                            Ok(()) => telemetry.set_ready("raft"),
+                            Err(reason) => telemetry.set_not_ready("raft", "no_quorum", &reason),
+                        }
+                        if let Some(m) = &metrics {
+                            m.observe(&node.status());
+                        }
+                    }
+                }))
+            }
+        }
+    }
+
+    /// Closes the backend (raft stops its port and tasks; redb flushes on drop).
+    pub async fn close(self) {
+        match self {
+            Self::Embedded(b) => drop(b),
+            Self::Redis(b, monitor) => {
+                drop(monitor);
+                drop(b);
+            }
+            Self::Raft(node) => match std::sync::Arc::try_unwrap(node) {
+                Ok(node) => node.shutdown().await,
+                Err(_) => tracing::warn!("raft node still referenced at shutdown; its tasks stop with the process"),
+            },
+        }
+    }
+}
+
+/// Raft gauges (issue 8): term, leader id, is_leader, commit/apply index, replication lag per follower.
+struct RaftMetrics {
+    term: prometheus::IntGauge,
+    leader_id: prometheus::IntGauge,
+    is_leader: prometheus::IntGauge,
+    committed: prometheus::IntGauge,
+    applied: prometheus::IntGauge,
+    snapshot: prometheus::IntGauge,
+    lag: prometheus::IntGaugeVec,
+}
+
+impl RaftMetrics {
+    fn new(telemetry: &Telemetry) -> Result<Self, prometheus::Error> {
+        let r = telemetry.registry();
+        let gauge = |name: &str, help: &str| -> Result<prometheus::IntGauge, prometheus::Error> {
+            let g = prometheus::IntGauge::new(name, help)?;
+            r.register(Box::new(g.clone()))?;
+            Ok(g)
+        };
+        let lag = prometheus::IntGaugeVec::new(
+            prometheus::Opts::new(
+                "ha_raft_replication_lag_entries",
+                "Entries not yet on a follower (leader view)",
+            ),
+            &["follower"],
+        )?;
+        r.register(Box::new(lag.clone()))?;
+        Ok(Self {
+            term: gauge("ha_raft_term", "Current raft term (the fencing epoch)")?,
+            leader_id: gauge("ha_raft_leader_id", "Current leader's node id (0 = unknown)")?,
+            is_leader: gauge("ha_raft_is_leader", "1 when this node leads with a recent quorum")?,
+            committed: gauge("ha_raft_commit_index", "Committed log index known to this node")?,
+            applied: gauge("ha_raft_apply_index", "Log index applied to this node's state machine")?,
+            snapshot: gauge("ha_raft_snapshot_index", "Index of this node's last snapshot")?,
+            lag,
+        })
+    }
+
+    fn observe(&self, s: &raft::Status) {
+        let i = |v: Option<u64>| i64::try_from(v.unwrap_or(0)).unwrap_or(i64::MAX);
+        self.term.set(i(Some(s.term)));
+        self.leader_id.set(i(s.leader_id));
+        self.is_leader.set(i64::from(s.is_leader));
+        self.committed.set(i(s.committed_index));
+        self.applied.set(i(s.applied_index));
+        self.snapshot.set(i(s.snapshot_index));
+        for r in &s.replication {
+            self.lag.with_label_values(&[&r.node_id.to_string()]).set(i(r.lag));
+        }
+    }
+}
