@@ -12,6 +12,7 @@ pub mod cli;
 pub mod config;
 pub mod conformance;
 pub mod keys;
+pub mod loadgen;
 pub mod miner;
 pub mod node;
 pub mod protocol;

@@ -10,16 +10,12 @@ use std::sync::atomic::{AtomicU64, Ordering as AtomicOrdering};
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use http_body_util::BodyExt as _;
-use k256::elliptic_curve::ops::Reduce as _;
-use prost::Message as _;
 
 use crate::chain::query::ChainClient;
+use crate::loadgen::Outcome;
 use crate::miner::driver::{Miner, MinerConfig};
-use crate::protocol::ring::RingSignature;
 use crate::protocol::session::SessionWindows;
-use crate::protocol::wire::{HttpHeader, PoktHttpRequest, RelayRequest, RelayRequestMetadata};
-use crate::protocol::{relay, sha256};
+use crate::protocol::sha256;
 use crate::relayer::{Relayer, ServiceRoute};
 use crate::sim::chain::genesis::*;
 use crate::sim::chain::{Settlement, SimChain, actor};
@@ -247,18 +243,7 @@ pub async fn run(args: LocalnetArgs) -> anyhow::Result<i32> {
     let first = SessionWindows::new(&params, first_height)?;
     let last_session_end = first.end + (args.sessions - 1).max(0) * params.num_blocks_per_session as i64;
     let load = LoadStats::default();
-    let http = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-        .build_http::<http_body_util::Full<bytes::Bytes>>();
-    let apps: Vec<_> = genesis
-        .applications
-        .iter()
-        .map(|a| actor(&a.key_hex))
-        .collect::<Result<_, _>>()?;
-    let gateways: Vec<_> = genesis
-        .gateways
-        .iter()
-        .map(|g| actor(&g.key_hex))
-        .collect::<Result<_, _>>()?;
+    let generator = crate::loadgen::LoadGen::new(&genesis, Arc::clone(&client), &relay_url, "anvil")?;
     let interval = Duration::from_micros(1_000_000 / args.rate.max(1));
     let mut ticker = tokio::time::interval(interval);
     let mut n: u64 = 0;
@@ -266,92 +251,17 @@ pub async fn run(args: LocalnetArgs) -> anyhow::Result<i32> {
     while chain.height() <= last_session_end {
         ticker.tick().await;
         n += 1;
-        let (_, app_address, app_pub) = &apps[(n as usize) % apps.len()];
-        let app_index = (n as usize) % apps.len();
-        let height = chain.height();
-        let session = match client.session(app_address, "anvil", height).await {
-            Ok(s) => s,
-            Err(e) => {
-                tracing::warn!(error = %e, "load generator: no session");
-                continue;
-            }
-        };
-        let Some(supplier) = session
-            .suppliers
-            .get((n as usize / apps.len()) % session.suppliers.len().max(1))
-        else {
-            continue;
-        };
-        let (gw_key, _, gw_pub) = match genesis.applications[app_index].delegate_to.first() {
-            Some(g) => gateways[*g].clone(),
-            None => apps[app_index].clone(),
-        };
-        let payload = PoktHttpRequest {
-            method: "POST".into(),
-            header: [(
-                "content-type".to_string(),
-                HttpHeader {
-                    key: "content-type".into(),
-                    values: vec!["application/json".into()],
-                },
-            )]
-            .into(),
-            url: "/".into(),
-            body_bz: format!("{{\"jsonrpc\":\"2.0\",\"id\":{n},\"method\":\"eth_blockNumber\",\"params\":[]}}")
-                .into_bytes(),
-        };
-        let mut request = RelayRequest {
-            meta: Some(RelayRequestMetadata {
-                session_header: session.header.clone(),
-                signature: vec![],
-                supplier_operator_address: supplier.operator_address.clone(),
-            }),
-            payload: payload.encode_to_vec(),
-        };
-        // Every request is signed on its own (lessons.md: identical relay bytes collapse into one leaf).
-        let secret = k256::Scalar::reduce(&gw_key.to_bytes());
-        let ring = [*app_pub, gw_pub];
-        let signature = RingSignature::sign(&ring, &relay::request_signable_hash(&request), &secret)?;
-        if let Some(meta) = request.meta.as_mut() {
-            meta.signature = signature.to_bytes();
-        }
-        let body = relay::encode_relay_request(&request);
         load.sent.fetch_add(1, AtomicOrdering::Relaxed);
-        let post = http::Request::post(&relay_url)
-            .header("content-type", "application/x-protobuf")
-            .body(http_body_util::Full::new(bytes::Bytes::from(body)))?;
-        match http.request(post).await {
-            Ok(response) if response.status().is_success() => {
-                let bytes = response
-                    .into_body()
-                    .collect()
-                    .await
-                    .map(|b| b.to_bytes())
-                    .unwrap_or_default();
-                let ok = relay::decode_relay_response(&bytes, relay::MAX_RELAY_MESSAGE_BYTES)
-                    .map(|r| r.relay_miner_error.is_none())
-                    .unwrap_or(false);
-                let counter = if ok { &load.served } else { &load.refused };
-                counter.fetch_add(1, AtomicOrdering::Relaxed);
+        match generator.send(n, chain.height()).await {
+            Outcome::Served { .. } => {
+                load.served.fetch_add(1, AtomicOrdering::Relaxed);
             }
-            Ok(response) => {
-                let status = response.status();
-                let bytes = response
-                    .into_body()
-                    .collect()
-                    .await
-                    .map(|b| b.to_bytes())
-                    .unwrap_or_default();
-                let reason = relay::decode_relay_response(&bytes, relay::MAX_RELAY_MESSAGE_BYTES)
-                    .ok()
-                    .and_then(|r| r.relay_miner_error)
-                    .map(|e| e.message)
-                    .unwrap_or_default();
-                tracing::debug!(%status, reason, "relay refused");
+            Outcome::Refused(reason) => {
+                tracing::debug!(reason, "relay refused");
                 load.refused.fetch_add(1, AtomicOrdering::Relaxed);
             }
-            Err(e) => {
-                tracing::warn!(error = %e, "relay request failed");
+            Outcome::Failed(reason) => {
+                tracing::warn!(reason, "relay request failed");
                 load.refused.fetch_add(1, AtomicOrdering::Relaxed);
             }
         }

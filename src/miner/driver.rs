@@ -332,7 +332,7 @@ impl Miner {
                 if entries.is_empty() {
                     break;
                 }
-                let mut touched: HashMap<SessionKey, (Schedule, String, u64, u64)> = HashMap::new();
+                let mut touched: HashMap<SessionKey, (Schedule, String, String, u64, u64)> = HashMap::new();
                 let mut consumed: HashMap<String, u64> = HashMap::new();
                 for entry in &entries {
                     let message = MinedRelayMessage::decode(entry.relay.payload.as_slice())
@@ -368,11 +368,15 @@ impl Miner {
                     open.trie
                         .insert_relay(&hash, &message.relay_bytes, message.compute_units_per_relay);
                     let after = tokio::task::block_in_place(|| open.trie.count());
-                    let slot = touched
-                        .entry(key)
-                        .or_insert((schedule, message.service_id.clone(), 0, 0));
-                    slot.2 += after - before;
-                    slot.3 += (after - before) * message.compute_units_per_relay;
+                    let slot = touched.entry(key).or_insert((
+                        schedule,
+                        message.service_id.clone(),
+                        message.application_address.clone(),
+                        0,
+                        0,
+                    ));
+                    slot.3 += after - before;
+                    slot.4 += (after - before) * message.compute_units_per_relay;
                 }
                 for key in touched.keys() {
                     if let Some(open) = self.tries.get_mut(key) {
@@ -380,10 +384,11 @@ impl Miner {
                     }
                 }
                 let ids: Vec<storage::EntryId> = entries.iter().map(|e| e.id).collect();
-                for (key, (schedule, service_id, relays, compute_units)) in touched {
+                for (key, (schedule, service_id, application_address, relays, compute_units)) in touched {
                     let step = self.engine.handle(Event::RelaysIngested {
                         key,
                         service_id,
+                        application_address,
                         schedule,
                         relays,
                         compute_units,
@@ -408,6 +413,7 @@ impl Miner {
         let params = self.chain.shared_params_at(session_end).await?;
         let w = SessionWindows::new(&params, session_end).map_err(|e| MinerError::Corrupt(e.to_string()))?;
         Ok(Schedule {
+            session_start: w.start,
             session_end,
             claim_open: w.claim_open,
             claim_close: w.claim_close,
@@ -576,11 +582,38 @@ impl Miner {
         })
     }
 
-    async fn claim_of(&mut self, key: &SessionKey) -> Result<(wire::Claim, [u8; 48]), MinerError> {
-        let open = self
-            .tries
+    /// The session's trie, opened from storage when this process has not touched it yet (after a restart or a
+    /// failover the records are restored first; the tries load on demand, digests only).
+    async fn open_trie(&mut self, key: &SessionKey) -> Result<&mut OpenTrie, MinerError> {
+        if !self.tries.contains_key(key) {
+            let record = self
+                .engine
+                .session(key)
+                .ok_or_else(|| MinerError::Corrupt(format!("no session record for {}", key.session_id)))?;
+            if record.application_address.is_empty() {
+                return Err(MinerError::Corrupt(format!(
+                    "session record {} predates header persistence",
+                    key.session_id
+                )));
+            }
+            let header = SessionHeader {
+                application_address: record.application_address.clone(),
+                service_id: record.service_id.clone(),
+                session_id: key.session_id.clone(),
+                session_start_block_height: record.schedule.session_start,
+                session_end_block_height: record.schedule.session_end,
+            };
+            let store = self.storage.tries.open(&key.supplier, &key.session_id).await?;
+            let trie = tokio::task::block_in_place(|| Smst::open(store))?;
+            self.tries.insert(key.clone(), OpenTrie { trie, header });
+        }
+        self.tries
             .get_mut(key)
-            .ok_or_else(|| MinerError::Corrupt(format!("no trie for {}", key.session_id)))?;
+            .ok_or_else(|| MinerError::Corrupt(format!("no trie for {}", key.session_id)))
+    }
+
+    async fn claim_of(&mut self, key: &SessionKey) -> Result<(wire::Claim, [u8; 48]), MinerError> {
+        let open = self.open_trie(key).await?;
         let root = tokio::task::block_in_place(|| open.trie.root());
         let claim = wire::Claim {
             supplier_operator_address: key.supplier.clone(),
@@ -642,10 +675,7 @@ impl Miner {
                         .map_err(|e| MinerError::Corrupt(e.to_string()))?;
                     let seed = self.chain.block(windows.proof_seed_height()).await?;
                     let path = proof_path(&seed.hash, &h.session_id);
-                    let open = self
-                        .tries
-                        .get_mut(key)
-                        .ok_or_else(|| MinerError::Corrupt("no trie".into()))?;
+                    let open = self.open_trie(key).await?;
                     let proof = tokio::task::block_in_place(|| open.trie.prove_closest(&path))?;
                     messages.push(wire::Any::pack(
                         wire::MSG_SUBMIT_PROOF_TYPE_URL,

@@ -31,6 +31,9 @@ pub struct SessionKey {
 /// The heights that govern one session, computed by the driver from the shared params at the session end height.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Schedule {
+    /// Session start height.
+    #[serde(default)]
+    pub session_start: i64,
     /// Session end height.
     pub session_end: i64,
     /// First height a claim may be included at.
@@ -126,6 +129,9 @@ pub struct SessionRecord {
     pub key: SessionKey,
     /// Service id (metrics label).
     pub service_id: String,
+    /// Application of the session (with the schedule, rebuilds the session header after a restart).
+    #[serde(default)]
+    pub application_address: String,
     /// Its heights.
     pub schedule: Schedule,
     /// Current state.
@@ -161,6 +167,8 @@ pub enum Event {
         key: SessionKey,
         /// Service id.
         service_id: String,
+        /// Application of the session.
+        application_address: String,
         /// Its heights.
         schedule: Schedule,
         /// Relays added by this ingest.
@@ -355,6 +363,7 @@ impl Engine {
             Event::RelaysIngested {
                 key,
                 service_id,
+                application_address,
                 schedule,
                 relays,
                 compute_units,
@@ -362,6 +371,7 @@ impl Engine {
                 let record = self.sessions.entry(key.clone()).or_insert_with(|| SessionRecord {
                     key: key.clone(),
                     service_id,
+                    application_address,
                     schedule,
                     state: State::Active,
                     relays: 0,
@@ -611,6 +621,7 @@ mod tests {
 
     // Default shared params, session 1..10: claim [12,16], proof [16,20], seed 15 (spec §3 example).
     const SCHEDULE: Schedule = Schedule {
+        session_start: 7,
         session_end: 10,
         claim_open: 12,
         claim_close: 16,
@@ -630,6 +641,7 @@ mod tests {
         engine.handle(Event::RelaysIngested {
             key: k.clone(),
             service_id: "anvil".into(),
+            application_address: "pokt1app".into(),
             schedule: SCHEDULE,
             relays,
             compute_units: relays * 10,

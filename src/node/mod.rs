@@ -95,10 +95,8 @@ async fn listen(what: &'static str, addr: &str) -> Result<tokio::net::TcpListene
         .map_err(bind_error(what, addr))
 }
 
-fn stopped(mut rx: watch::Receiver<bool>) -> impl std::future::Future<Output = ()> {
-    async move {
-        let _ = rx.wait_for(|s| *s).await;
-    }
+async fn stopped(mut rx: watch::Receiver<bool>) {
+    let _ = rx.wait_for(|s| *s).await;
 }
 
 /// Routes per service from the config: the default backend (or the only one) of each service.

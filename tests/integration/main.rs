@@ -4,4 +4,5 @@
 
 mod conformance_vectors;
 mod localnet;
+mod miner_process;
 mod tx_cosmrs_oracle;

@@ -1,0 +1,333 @@
+//! End to end with the real binary (issue 7): `relay-miner run --config` as a child process on embedded storage,
+//! the simulator chain (gRPC) and the demo backend in the test process, the load generator sending signed relays.
+//! The miner process is killed with SIGKILL in the middle of a claim window and of a proof window and restarted:
+//! every served relay still ends in an accepted claim, every required proof is accepted, nothing is lost. A
+//! session whose claim window is missed on purpose (miner down through the window) is recorded as lost exactly
+//! once, with its reason, across further restarts.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use relay_miner::chain::query::ChainClient;
+use relay_miner::cli::{LocalnetArgs, demo_genesis};
+use relay_miner::loadgen::{LoadGen, Outcome};
+use relay_miner::protocol::session::SessionWindows;
+use relay_miner::sim::chain::{Settlement, SimChain};
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+struct Net {
+    chain: SimChain,
+    client: Arc<ChainClient>,
+    relay_url: String,
+    metrics_url: String,
+    config: PathBuf,
+    loadgen: LoadGen,
+    _backend: relay_miner::sim::backend::BackendHandle,
+    _stop: tokio::sync::watch::Sender<bool>,
+    _dir: tempfile::TempDir,
+}
+
+async fn serve(router: axum::Router) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+    format!("http://{addr}")
+}
+
+async fn start_net(block_time_ms: u64, proof_probability: f64) -> Net {
+    let relay_port = free_port();
+    let metrics_port = free_port();
+    let relay_url = format!("http://127.0.0.1:{relay_port}");
+    let args = LocalnetArgs {
+        sessions: 1,
+        rate: 1,
+        apps: 2,
+        gateways: 1,
+        suppliers: 2,
+        block_time_ms,
+        proof_probability,
+        data_dir: None,
+        keep_running: false,
+    };
+    let genesis = demo_genesis(&args, &relay_url);
+    let chain = SimChain::new(genesis.clone()).unwrap();
+    let grpc_url = serve(relay_miner::sim::chain::router(chain.clone()).into_axum()).await;
+    let (stop, mut stop_rx) = tokio::sync::watch::channel(false);
+    tokio::spawn({
+        let chain = chain.clone();
+        async move {
+            chain
+                .run_blocks(async move {
+                    let _ = stop_rx.wait_for(|s| *s).await;
+                })
+                .await
+        }
+    });
+    let backend = relay_miner::sim::backend::DemoBackend::spawn(Default::default())
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let keys = dir.path().join("keys.yaml");
+    let mut text = String::from("keys:\n");
+    for s in &genesis.suppliers {
+        text.push_str(&format!("  - {}\n", s.key_hex));
+    }
+    std::fs::write(&keys, text).unwrap();
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::set_permissions(&keys, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+    let config = dir.path().join("relay-miner.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "listen_addr: 127.0.0.1:{relay_port}
+storage:
+  mode: embedded
+  data_dir: {data}
+pocket_node:
+  query_node_grpc_url: {grpc_url}
+  chain_id: {chain_id}
+keys:
+  keys_file: {keys}
+  hot_reload: false
+default_validation_mode: eager
+services:
+  anvil:
+    default_backend: jsonrpc
+    backends:
+      jsonrpc:
+        url: {backend}
+metrics:
+  addr: 127.0.0.1:{metrics_port}
+health_check:
+  addr: 127.0.0.1:{metrics_port}
+logging:
+  level: warn
+  format: text
+",
+            data = dir.path().join("data").display(),
+            chain_id = genesis.chain_id,
+            keys = keys.display(),
+            backend = backend.http_url(),
+        ),
+    )
+    .unwrap();
+    let client = Arc::new(ChainClient::new(&grpc_url, Duration::from_secs(5)).unwrap());
+    let loadgen = LoadGen::new(&genesis, Arc::clone(&client), &relay_url, "anvil").unwrap();
+    Net {
+        chain,
+        client,
+        relay_url,
+        metrics_url: format!("http://127.0.0.1:{metrics_port}/metrics"),
+        config,
+        loadgen,
+        _backend: backend,
+        _stop: stop,
+        _dir: dir,
+    }
+}
+
+fn spawn_miner(config: &Path) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_relay-miner"))
+        .arg("run")
+        .arg("--config")
+        .arg(config)
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap()
+}
+
+async fn http_get(url: &str) -> Option<String> {
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http::<http_body_util::Empty<bytes::Bytes>>();
+    let response = client.get(url.parse().ok()?).await.ok()?;
+    use http_body_util::BodyExt as _;
+    let body = response.into_body().collect().await.ok()?.to_bytes();
+    Some(String::from_utf8_lossy(&body).into_owned())
+}
+
+async fn wait_up(net: &Net) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while http_get(&net.metrics_url).await.is_none() {
+        assert!(Instant::now() < deadline, "relay-miner did not come up");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn wait_height(chain: &SimChain, height: i64, limit: Duration) {
+    let deadline = Instant::now() + limit;
+    while chain.height() < height {
+        assert!(Instant::now() < deadline, "chain did not reach height {height}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Sum of a metric's samples whose label set contains every `labels` pair.
+fn metric_sum(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
+    text.lines()
+        .filter(|l| l.starts_with(name) && l[name.len()..].starts_with(['{', ' ']))
+        .filter(|l| labels.iter().all(|(k, v)| l.contains(&format!("{k}=\"{v}\""))))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+type Served = BTreeMap<(String, String), u64>;
+
+/// Sends relays until the chain reaches `until` (exclusive); counts served relays per (supplier, session).
+async fn load_until(net: &Net, until: i64, n: &mut u64, served: &mut Served) {
+    while net.chain.height() < until {
+        *n += 1;
+        if let Outcome::Served {
+            supplier, session_id, ..
+        } = net.loadgen.send(*n, net.chain.height()).await
+        {
+            *served.entry((supplier, session_id)).or_default() += 1;
+        }
+        tokio::time::sleep(Duration::from_millis(15)).await;
+    }
+}
+
+/// The (supplier, session) → claimed relay count of every accepted claim on the simulator.
+fn claimed_counts(chain: &SimChain) -> BTreeMap<(String, String), u64> {
+    let state = chain.state();
+    state
+        .claims
+        .iter()
+        .map(|((session, supplier), entry)| {
+            let root = &entry.claim.root_hash;
+            let count = u64::from_be_bytes(root[40..48].try_into().unwrap());
+            ((supplier.clone(), session.clone()), count)
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_in_claim_and_proof_windows_loses_nothing() {
+    let block = 300;
+    let net = start_net(block, 1.0).await;
+    let mut miner = spawn_miner(&net.config);
+    wait_up(&net).await;
+    let params = net.chain.state().shared.clone();
+    let first = SessionWindows::new(&params, net.chain.height()).unwrap();
+    // Load the current session and the next one.
+    let second = SessionWindows::new(&params, first.end + 1).unwrap();
+    let mut served = Served::new();
+    let mut n = 0;
+    load_until(&net, first.end + 1, &mut n, &mut served).await;
+    // Mid claim window of the first session: SIGKILL and restart (load keeps going for the second session).
+    wait_height(&net.chain, first.claim_open + 1, Duration::from_secs(30)).await;
+    miner.kill().unwrap();
+    miner.wait().unwrap();
+    miner = spawn_miner(&net.config);
+    wait_up(&net).await;
+    load_until(&net, second.end + 1, &mut n, &mut served).await;
+    // Mid proof window of the first session (every claim needs a proof: probability 1).
+    wait_height(&net.chain, first.proof_open + 1, Duration::from_secs(30)).await;
+    miner.kill().unwrap();
+    miner.wait().unwrap();
+    miner = spawn_miner(&net.config);
+    wait_up(&net).await;
+    // Until both sessions are settled.
+    wait_height(&net.chain, second.settlement + 1, Duration::from_secs(60)).await;
+    let metrics = http_get(&net.metrics_url).await.unwrap_or_default();
+    miner.kill().unwrap();
+    miner.wait().unwrap();
+
+    assert!(!served.is_empty(), "no relay was served");
+    let rejected: Vec<_> = net
+        .chain
+        .records()
+        .into_iter()
+        .filter(|r| r.rejected.is_some())
+        .collect();
+    assert!(rejected.is_empty(), "simulator rejected: {rejected:?}");
+    let claimed = claimed_counts(&net.chain);
+    for (key, count) in &served {
+        assert_eq!(
+            claimed.get(key),
+            Some(count),
+            "served relays of {key:?} not all claimed (claims: {claimed:?})"
+        );
+    }
+    let settlements = net.chain.settlements();
+    for (session, supplier, outcome) in &settlements {
+        assert!(
+            matches!(outcome, Settlement::Settled(v) if *v > 0),
+            "{supplier} {session}: {outcome:?}"
+        );
+    }
+    assert_eq!(settlements.len(), served.len(), "every served session settles");
+    assert_eq!(metric_sum(&metrics, "ha_miner_upokt_lost_total", &[]), 0.0);
+    let _ = &net.client;
+    let _ = &net.relay_url;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missed_claim_window_is_lost_exactly_once() {
+    let block = 200;
+    let net = start_net(block, 0.0).await;
+    let mut miner = spawn_miner(&net.config);
+    wait_up(&net).await;
+    let params = net.chain.state().shared.clone();
+    let session = SessionWindows::new(&params, net.chain.height()).unwrap();
+    let mut served = Served::new();
+    let mut n = 0;
+    load_until(&net, session.end + 1, &mut n, &mut served).await;
+    assert!(!served.is_empty());
+    // Down through the whole claim window.
+    miner.kill().unwrap();
+    miner.wait().unwrap();
+    wait_height(&net.chain, session.claim_close + 1, Duration::from_secs(30)).await;
+    miner = spawn_miner(&net.config);
+    wait_up(&net).await;
+    let lost_sessions = served.len() as f64;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut metrics = String::new();
+    while metric_sum(
+        &metrics,
+        "ha_miner_sessions_failed_total",
+        &[("reason", "claim_window_missed")],
+    ) < lost_sessions
+    {
+        assert!(Instant::now() < deadline, "loss not recorded: {metrics}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        metrics = http_get(&net.metrics_url).await.unwrap_or_default();
+    }
+    assert!(
+        metric_sum(
+            &metrics,
+            "ha_miner_upokt_lost_total",
+            &[("reason", "claim_window_missed")]
+        ) > 0.0
+    );
+    // A further restart does not record it again (the session record is persisted as expired).
+    miner.kill().unwrap();
+    miner.wait().unwrap();
+    miner = spawn_miner(&net.config);
+    wait_up(&net).await;
+    wait_height(&net.chain, net.chain.height() + 3, Duration::from_secs(30)).await;
+    let metrics = http_get(&net.metrics_url).await.unwrap_or_default();
+    assert_eq!(
+        metric_sum(&metrics, "ha_miner_sessions_failed_total", &[]),
+        0.0,
+        "{metrics}"
+    );
+    miner.kill().unwrap();
+    miner.wait().unwrap();
+    assert!(
+        net.chain.records().iter().all(|r| r.kind != "claim"),
+        "no claim can be sent after the window"
+    );
+}
