@@ -227,6 +227,7 @@ pub async fn run(args: LocalnetArgs) -> anyhow::Result<i32> {
             tx_ttl_secs: 120,
             tick: Duration::from_millis(50),
             consumer: format!("miner-localnet-{}", std::process::id()),
+            instance: format!("miner-localnet-{}", std::process::id()),
             engine: Default::default(),
         },
     );

@@ -58,8 +58,11 @@ pub struct MinerConfig {
     pub tx_ttl_secs: i64,
     /// Loop period.
     pub tick: Duration,
-    /// Consumer name in the relay log.
+    /// Consumer name in the relay log. Miners that take over from each other (raft nodes) share it, so a new
+    /// leader re-reads what the old one had read but not acknowledged.
     pub consumer: String,
+    /// This miner's identity as a leadership candidate (unique per process/node).
+    pub instance: String,
     /// Engine tunables.
     pub engine: EngineConfig,
 }
@@ -283,10 +286,10 @@ impl Miner {
         let leadership = &self.storage.leadership;
         let result = match self.leader_token {
             Some(token) => leadership
-                .renew(ELECTION, &self.config.consumer, token, LEASE)
+                .renew(ELECTION, &self.config.instance, token, LEASE)
                 .await
                 .map(|ok| ok.then_some(token)),
-            None => leadership.campaign(ELECTION, &self.config.consumer, LEASE).await,
+            None => leadership.campaign(ELECTION, &self.config.instance, LEASE).await,
         };
         let token = match result {
             Ok(token) => token,
@@ -296,7 +299,19 @@ impl Miner {
             }
         };
         if token.is_some() != self.engine.is_leader() {
-            tracing::info!(leader = token.is_some(), "miner leadership changed");
+            tracing::info!(
+                leader = token.is_some(),
+                instance = self.config.instance,
+                "miner leadership changed"
+            );
+            if token.is_some() {
+                // Another instance may have led since this one last did: its session records and tries are in
+                // storage, ours in memory are stale. Start from storage.
+                if let Err(e) = self.reload_from_storage().await {
+                    tracing::warn!(error = %e, "reloading sessions after gaining leadership failed; retrying");
+                    return;
+                }
+            }
             let step = self.engine.handle(Event::Leadership {
                 leader: token.is_some(),
             });
@@ -307,14 +322,40 @@ impl Miner {
         self.leader_token = token;
     }
 
+    /// Drops in-memory sessions and tries and restores every supplier's records from storage.
+    async fn reload_from_storage(&mut self) -> Result<(), MinerError> {
+        self.engine = Engine::new(self.config.engine);
+        self.tries.clear();
+        self.versions.clear();
+        self.signers.clear();
+        self.sync_suppliers().await
+    }
+
+    /// Confirms leadership right before a submission by renewing the lease: on raft the renewal is a raft entry
+    /// committed by a quorum in the current term (a linearizable check); on Redis an atomic compare-and-extend.
     async fn still_leader(&self) -> bool {
-        match (self.leader_token, self.storage.leadership.leader(ELECTION).await) {
-            (Some(token), Ok(Some(info))) => info.token == token && info.holder == self.config.consumer,
-            _ => false,
+        let Some(token) = self.leader_token else {
+            return false;
+        };
+        match self
+            .storage
+            .leadership
+            .renew(ELECTION, &self.config.instance, token, LEASE)
+            .await
+        {
+            Ok(ok) => ok,
+            Err(e) => {
+                tracing::warn!(error = %e, "leadership check before submission failed");
+                false
+            }
         }
     }
 
     async fn ingest(&mut self) -> Result<(), MinerError> {
+        // Only the leader builds tries: followers' engines would diverge from the records the leader persists.
+        if !self.engine.is_leader() {
+            return Ok(());
+        }
         for supplier in self.signers.keys().cloned().collect::<Vec<_>>() {
             loop {
                 let mut entries = self

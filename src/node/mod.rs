@@ -232,7 +232,7 @@ impl Node {
             }
         });
 
-        let consumer = storage.consumer_name(&config);
+        let (consumer, instance) = storage.consumer_and_instance(&config);
         let miner = Miner::new(
             Arc::clone(&chain),
             store,
@@ -244,6 +244,7 @@ impl Node {
                 tx_ttl_secs: i64::try_from(config.transaction.tx_timeout_default_seconds).unwrap_or(120),
                 tick: Duration::from_millis(100),
                 consumer,
+                instance,
                 engine: crate::miner::lifecycle::EngineConfig {
                     submission_buffer_blocks: i64::try_from(config.transaction.submission_buffer_blocks).unwrap_or(1),
                     ..Default::default()

@@ -193,18 +193,22 @@ impl OpenedStorage {
         }
     }
 
-    /// The miner's identity in the relay log and the leader election: stable per node in raft mode (a restarted
-    /// node resumes its own pending entries), configurable in Redis mode (Go `consumer_name`).
-    pub fn consumer_name(&self, config: &Config) -> String {
+    /// The miner's relay-log consumer name and its leadership identity. Every miner of a cluster shares one
+    /// consumer (only the leader ingests; a new leader re-reads what the old one read but never acknowledged)
+    /// and campaigns under its own name: `node-{id}` on raft, the configured `consumer_name` on Redis.
+    pub fn consumer_and_instance(&self, config: &Config) -> (String, String) {
         match self {
-            Self::Embedded(_) => "miner".into(),
-            Self::Redis(..) => config
-                .storage
-                .redis
-                .consumer_name
-                .clone()
-                .unwrap_or_else(consumer_default),
-            Self::Raft(n) => format!("miner-node-{}", n.id()),
+            Self::Embedded(_) => ("miner".into(), "miner".into()),
+            Self::Redis(..) => {
+                let name = config
+                    .storage
+                    .redis
+                    .consumer_name
+                    .clone()
+                    .unwrap_or_else(consumer_default);
+                ("miner".into(), name)
+            }
+            Self::Raft(n) => ("miner".into(), format!("node-{}", n.id())),
         }
     }
 
