@@ -1,10 +1,12 @@
 //! The command line: clap commands and their dispatch. `main.rs` only parses and calls [`run`].
 
 mod localnet;
+mod sim;
 
 use std::path::PathBuf;
 
 pub use localnet::{LocalnetArgs, demo_genesis, run as run_localnet};
+pub use sim::{DEMO_GENESIS, SimArgs, run as run_sim};
 
 use clap::{Parser, Subcommand};
 
@@ -29,6 +31,9 @@ pub enum Command {
     /// Run a local network: simulator chain, demo backend, relay miner on embedded storage and a load generator;
     /// prints a summary and exits 0 when every claim and proof was accepted and nothing was lost.
     Localnet(LocalnetArgs),
+    /// Run the local chain simulator: pocket/cosmos gRPC, CometBFT RPC + websocket, a block timer and the demo
+    /// backend on 127.0.0.1, from a genesis YAML; until Ctrl-C/SIGTERM.
+    Sim(SimArgs),
     /// Check a config file (syntax, unknown keys, values) without starting anything.
     Validate {
         /// The YAML config file.
@@ -45,6 +50,10 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Localnet(args) => {
             let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
             runtime.block_on(localnet::run(args))
+        }
+        Command::Sim(args) => {
+            let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+            runtime.block_on(sim::run(args))
         }
     }
 }

@@ -250,7 +250,7 @@ impl Genesis {
                 ));
             }
             if let Some(t) = &svc.difficulty_target_hex
-                && hex::decode(t).map_or(true, |b| b.len() != 32)
+                && !hex::decode(t).is_ok_and(|b| b.len() == 32)
             {
                 return Err(invalid(
                     format!("services[{i}].difficulty_target_hex"),
