@@ -130,6 +130,17 @@ mod tests {
     }
 
     fn ordered_tx(chain: &SimChain, sequence: u64, memo: &str) -> Vec<u8> {
+        tx_with(
+            chain,
+            Ordering::Ordered {
+                sequence,
+                timeout_height: 0,
+            },
+            memo,
+        )
+    }
+
+    fn tx_with(chain: &SimChain, ordering: Ordering, memo: &str) -> Vec<u8> {
         let (key, address, _) = actor(&key_hex("supplier")).unwrap();
         let number = chain.state().accounts[&address].number;
         let msg = wire::Any::pack(
@@ -146,10 +157,7 @@ mod tests {
             gas_limit: 100_000,
             fee_amount: 0,
             fee_denom: "upokt".into(),
-            ordering: Ordering::Ordered {
-                sequence,
-                timeout_height: 0,
-            },
+            ordering,
             chain_id: "pocket-sim".into(),
             account_number: number,
         };
@@ -209,5 +217,60 @@ mod tests {
         assert_eq!(c.broadcast_tx(ordered_tx(&c, 1, "c")).unwrap().code, 32);
         assert_eq!(c.broadcast_tx(ordered_tx(&c, 2, "c")).unwrap().code, 0);
         assert!(c.tx(&[0; 32]).is_none());
+    }
+
+    #[test]
+    fn unordered_txs_need_a_timeout_and_no_sequence() {
+        use prost::Message as _;
+        let c = chain();
+        let t = c.block_time(c.height());
+        let block_time = crate::chain::tx::Timestamp {
+            seconds: t.seconds,
+            nanos: t.nanos,
+        };
+        let ok = c
+            .broadcast_tx(tx_with(
+                &c,
+                Ordering::Unordered {
+                    block_time,
+                    ttl_secs: 60,
+                },
+                "u",
+            ))
+            .unwrap();
+        assert_eq!(ok.code, 0, "{}", ok.log);
+        // An ordered tx with sequence 0 is still fine: unordered txs do not use the sequence.
+        assert_eq!(c.broadcast_tx(ordered_tx(&c, 0, "o")).unwrap().code, 0);
+        // Tamper with an unordered tx: drop its timeout, or give it a sequence (re-signing is not needed to see
+        // the ante checks run first).
+        let raw = crate::chain::tx::TxRaw::decode(
+            tx_with(
+                &c,
+                Ordering::Unordered {
+                    block_time,
+                    ttl_secs: 60,
+                },
+                "x",
+            )
+            .as_slice(),
+        )
+        .unwrap();
+        let mut body = crate::chain::tx::TxBody::decode(raw.body_bytes.as_slice()).unwrap();
+        body.timeout_timestamp = None;
+        let no_timeout = crate::chain::tx::TxRaw {
+            body_bytes: body.encode_to_vec(),
+            ..raw.clone()
+        };
+        let r = c.broadcast_tx(no_timeout.encode_to_vec()).unwrap();
+        assert_eq!(r.code, 4);
+        assert!(r.log.contains("without timeout_timestamp"), "{}", r.log);
+        let mut auth = crate::chain::tx::AuthInfo::decode(raw.auth_info_bytes.as_slice()).unwrap();
+        auth.signer_infos[0].sequence = 1;
+        let with_sequence = crate::chain::tx::TxRaw {
+            auth_info_bytes: auth.encode_to_vec(),
+            ..raw
+        };
+        let r = c.broadcast_tx(with_sequence.encode_to_vec()).unwrap();
+        assert!(r.code != 0 && r.log.contains("sequence 0"), "{}", r.log);
     }
 }
