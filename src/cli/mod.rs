@@ -2,11 +2,13 @@
 
 mod localnet;
 mod run;
+mod sim;
 
 use std::path::PathBuf;
 
 pub use localnet::{LocalnetArgs, demo_genesis, run as run_localnet};
 pub use run::RunArgs;
+pub use sim::{DEMO_GENESIS, SimArgs, run as run_sim};
 
 use clap::{Parser, Subcommand};
 
@@ -33,6 +35,9 @@ pub enum Command {
     Localnet(LocalnetArgs),
     /// Run the relay miner (relayer + miner + metrics) from a config file until SIGTERM/Ctrl-C.
     Run(RunArgs),
+    /// Run the local chain simulator: pocket/cosmos gRPC, CometBFT RPC + websocket, a block timer and the demo
+    /// backend on 127.0.0.1, from a genesis YAML; until Ctrl-C/SIGTERM.
+    Sim(SimArgs),
     /// Check a config file (syntax, unknown keys, values) without starting anything.
     Validate {
         /// The YAML config file.
@@ -53,6 +58,10 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Localnet(args) => {
             let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
             runtime.block_on(localnet::run(args))
+        }
+        Command::Sim(args) => {
+            let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+            runtime.block_on(sim::run(args))
         }
     }
 }

@@ -9,8 +9,9 @@
 //!   A subscriber that falls behind the block broadcast gets CometBFT's "subscription was canceled" error and
 //!   loses the subscription, like a slow client of a real node.
 //!
-//! State lives behind [`CometBackend`], which the simulator's chain implements; [`producer`] has an in-memory
-//! chain with a block timer used by tests and as the simulator's block clock.
+//! State lives behind [`CometBackend`], which the simulator's chain ([`crate::sim::chain::SimChain`]) implements
+//! and [`crate::sim::SimNode`] serves; [`producer`] has a minimal in-memory chain with a block timer used by this
+//! module's tests.
 
 pub mod producer;
 mod render;

@@ -5,4 +5,5 @@
 mod conformance_vectors;
 mod localnet;
 mod miner_process;
+mod sim;
 mod tx_cosmrs_oracle;

@@ -208,19 +208,137 @@ impl Genesis {
         Self::from_yaml(&text)
     }
 
-    fn validate(&self) -> Result<(), GenesisError> {
+    /// Checks what serde cannot: every error names its key path and the problem.
+    pub fn validate(&self) -> Result<(), GenesisError> {
+        let invalid = |key: String, problem: String| GenesisError::Parse { key, problem };
+        if self.chain_id.trim().is_empty() {
+            return Err(invalid("chain_id".into(), "must not be empty".into()));
+        }
+        if self.block_time_ms == 0 {
+            return Err(invalid("block_time_ms".into(), "must be ≥ 1".into()));
+        }
         if self.shared_params.num_blocks_per_session == 0 {
-            return Err(GenesisError::Invalid(
-                "shared_params.num_blocks_per_session must be ≥ 1".into(),
+            return Err(invalid(
+                "shared_params.num_blocks_per_session".into(),
+                "must be ≥ 1".into(),
             ));
         }
+        if self.shared_params.compute_unit_cost_granularity == 0 {
+            return Err(invalid(
+                "shared_params.compute_unit_cost_granularity".into(),
+                "must be ≥ 1".into(),
+            ));
+        }
+        if !(0.0..=1.0).contains(&self.proof_params.proof_request_probability) {
+            return Err(invalid(
+                "proof_params.proof_request_probability".into(),
+                format!("{} is not in [0, 1]", self.proof_params.proof_request_probability),
+            ));
+        }
+        let mut ids = std::collections::BTreeSet::new();
+        for (i, svc) in self.services.iter().enumerate() {
+            if svc.id.is_empty() || !ids.insert(svc.id.as_str()) {
+                return Err(invalid(
+                    format!("services[{i}].id"),
+                    format!("`{}` is empty or defined twice", svc.id),
+                ));
+            }
+            if svc.compute_units_per_relay == 0 {
+                return Err(invalid(
+                    format!("services[{i}].compute_units_per_relay"),
+                    "must be ≥ 1".into(),
+                ));
+            }
+            if let Some(t) = &svc.difficulty_target_hex
+                && !hex::decode(t).is_ok_and(|b| b.len() == 32)
+            {
+                return Err(invalid(
+                    format!("services[{i}].difficulty_target_hex"),
+                    "must be 64 hex digits (32 bytes)".into(),
+                ));
+            }
+        }
+        let known = |key: String, id: &str| {
+            if ids.contains(id) {
+                Ok(())
+            } else {
+                Err(invalid(key, format!("no service `{id}` in `services`")))
+            }
+        };
+        let key_ok = |key: String, key_hex: &str| {
+            crate::protocol::address::signing_key_from_hex(key_hex)
+                .map(drop)
+                .map_err(|e| invalid(key, format!("not a secp256k1 private key in hex: {e}")))
+        };
+        for (i, gw) in self.gateways.iter().enumerate() {
+            key_ok(format!("gateways[{i}].key_hex"), &gw.key_hex)?;
+        }
         for (i, app) in self.applications.iter().enumerate() {
+            key_ok(format!("applications[{i}].key_hex"), &app.key_hex)?;
+            for (j, id) in app.services.iter().enumerate() {
+                known(format!("applications[{i}].services[{j}]"), id)?;
+            }
             if let Some(bad) = app.delegate_to.iter().find(|g| **g >= self.gateways.len()) {
-                return Err(GenesisError::Invalid(format!(
-                    "applications[{i}].delegate_to: no gateway {bad}"
-                )));
+                return Err(invalid(
+                    format!("applications[{i}].delegate_to"),
+                    format!("no gateway {bad} (there are {})", self.gateways.len()),
+                ));
+            }
+        }
+        for (i, sup) in self.suppliers.iter().enumerate() {
+            key_ok(format!("suppliers[{i}].key_hex"), &sup.key_hex)?;
+            for (j, svc) in sup.services.iter().enumerate() {
+                known(format!("suppliers[{i}].services[{j}].service_id"), &svc.service_id)?;
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DEMO: &str = include_str!("../../../config/sim-genesis.yaml");
+
+    #[test]
+    fn demo_genesis_loads() {
+        let g = Genesis::from_yaml(DEMO).unwrap();
+        assert_eq!(g.chain_id, "pocket");
+        assert!(!g.suppliers.is_empty() && !g.applications.is_empty());
+    }
+
+    #[test]
+    fn errors_name_the_key_and_the_problem() {
+        let cases = [
+            ("chain_id: pocket\n", "services"),
+            (
+                "chain_id: pocket\nbogus: 1\nservices: []\napplications: []\nsuppliers: []\n",
+                "bogus",
+            ),
+            (
+                "chain_id: pocket\nservices: [{id: a, compute_units_per_relay: x}]\napplications: []\nsuppliers: []\n",
+                "services[0].compute_units_per_relay",
+            ),
+        ];
+        for (yaml, key) in cases {
+            let e = Genesis::from_yaml(yaml).unwrap_err().to_string();
+            assert!(e.contains(key), "{e} should name {key}");
+        }
+        let mut g = Genesis::from_yaml(DEMO).unwrap();
+        g.suppliers[0].services[0].service_id = "nope".into();
+        let e = g.validate().unwrap_err().to_string();
+        assert!(
+            e.contains("suppliers[0].services[0].service_id") && e.contains("nope"),
+            "{e}"
+        );
+        let mut g = Genesis::from_yaml(DEMO).unwrap();
+        g.applications[1].key_hex = "zz".into();
+        let e = g.validate().unwrap_err().to_string();
+        assert!(e.contains("applications[1].key_hex"), "{e}");
+        let mut g = Genesis::from_yaml(DEMO).unwrap();
+        g.services[1].difficulty_target_hex = Some("ab".into());
+        let e = g.validate().unwrap_err().to_string();
+        assert!(e.contains("services[1].difficulty_target_hex"), "{e}");
     }
 }

@@ -7,6 +7,7 @@
 //! mempool, run end-block proof validation, settle claims). A timer task drives it in `relay-miner sim`/`localnet`;
 //! tests call it directly for deterministic heights.
 
+mod cometbft;
 pub mod genesis;
 mod service;
 mod validate;
@@ -15,6 +16,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use k256::ecdsa::SigningKey;
+use tokio::sync::broadcast;
 
 pub use genesis::Genesis;
 pub use service::router;
@@ -59,16 +61,48 @@ pub struct ClaimEntry {
     pub settlement: Option<Settlement>,
 }
 
-/// A tx result as `GetTx` returns it.
-#[derive(Debug, Clone)]
+/// A tx result as `GetTx` and CometBFT `tx?hash=` return it.
+#[derive(Debug, Clone, Default)]
 pub struct TxResult {
     /// Including block.
     pub height: i64,
+    /// Position in the including block.
+    pub index: u32,
     /// 0 = success.
     pub code: u32,
+    /// Module of a non-zero code (`sdk` for ante-handler failures, `proof` for claim/proof failures).
+    pub codespace: String,
     /// Failure reason.
     pub log: String,
+    /// The raw tx bytes.
+    pub tx: Vec<u8>,
 }
+
+/// What mempool admission (CheckTx) did with a tx; shared by gRPC `BroadcastTx` and CometBFT `broadcast_tx_sync`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Admission {
+    /// In the mempool; the next block includes it.
+    Accepted,
+    /// The same bytes are already in the mempool or committed (CometBFT: "tx already exists in cache").
+    Duplicate,
+    /// The mempool holds [`MAX_MEMPOOL_TXS`] txs already.
+    MempoolFull,
+    /// CheckTx failed: not kept. Codes as the SDK's (2 decode, 4 unauthorized, 5 insufficient funds, 32
+    /// account sequence mismatch).
+    Rejected {
+        /// Non-zero ABCI code.
+        code: u32,
+        /// Codespace of the code.
+        codespace: String,
+        /// The SDK-style error text.
+        log: String,
+    },
+}
+
+/// Mempool capacity (every queue bounded).
+pub const MAX_MEMPOOL_TXS: usize = 10_000;
+/// Capacity of the new-block broadcast: a CometBFT websocket subscriber further behind loses its subscription.
+const BLOCK_EVENT_CAPACITY: usize = 1024;
 
 /// An account.
 #[derive(Debug, Clone)]
@@ -114,6 +148,11 @@ pub struct ChainState {
     pub claims: BTreeMap<(String, String), ClaimEntry>,
     /// Txs waiting for the next block.
     pub mempool: Vec<Vec<u8>>,
+    /// The txs of each block, in order (CometBFT `block.data.txs`).
+    pub block_txs: BTreeMap<i64, Vec<Vec<u8>>>,
+    /// CheckTx state: the next sequence per signer counting ordered txs admitted to the mempool since the last
+    /// block (the SDK's `checkState`); cleared at each block, which includes the whole mempool.
+    pub check_sequences: BTreeMap<String, u64>,
     /// Results of included txs by uppercase hex hash.
     pub txs: HashMap<String, TxResult>,
     /// Every claim/proof message outcome, in order.
@@ -125,7 +164,10 @@ pub struct ChainState {
 /// The simulator handle: shared state.
 #[derive(Debug, Clone)]
 pub struct SimChain {
+    /// Everything, behind one lock: each step (a block, a CheckTx, a query) sees a consistent state.
     state: Arc<Mutex<ChainState>>,
+    /// Committed blocks for CometBFT `/websocket` subscribers; sent after the state lock is released.
+    events: broadcast::Sender<crate::chain::comet::BlockInfo>,
 }
 
 /// Deterministic block hash of the simulator: SHA256(chain id ‖ height).
@@ -142,6 +184,19 @@ fn coin(amount: u64) -> Option<wire::Coin> {
     })
 }
 
+/// Block time of `height` in `s` (no lock taken: callers already hold it).
+fn block_time_of(s: &ChainState, height: i64) -> wire::BlockTime {
+    let ms = i64::try_from(s.genesis.block_time_ms.max(1)).unwrap_or(i64::MAX);
+    let total_ms = s
+        .genesis_time
+        .saturating_mul(1000)
+        .saturating_add(height.saturating_mul(ms));
+    wire::BlockTime {
+        seconds: total_ms.div_euclid(1000),
+        nanos: i32::try_from(total_ms.rem_euclid(1000) * 1_000_000).unwrap_or(0),
+    }
+}
+
 /// Key and address of a genesis actor.
 pub fn actor(key_hex: &str) -> Result<(SigningKey, String, [u8; 33]), genesis::GenesisError> {
     let key = address::signing_key_from_hex(key_hex).map_err(|e| genesis::GenesisError::Invalid(e.to_string()))?;
@@ -152,6 +207,7 @@ pub fn actor(key_hex: &str) -> Result<(SigningKey, String, [u8; 33]), genesis::G
 impl SimChain {
     /// A chain at height 1 built from `genesis`.
     pub fn new(genesis: Genesis) -> Result<Self, genesis::GenesisError> {
+        genesis.validate()?;
         let g = &genesis;
         let sp = &g.shared_params;
         let shared = SharedParams {
@@ -304,12 +360,16 @@ impl SimChain {
             accounts,
             claims: BTreeMap::new(),
             mempool: Vec::new(),
+            block_txs: BTreeMap::new(),
+            check_sequences: BTreeMap::new(),
             txs: HashMap::new(),
             records: Vec::new(),
             settlements: Vec::new(),
         };
+        let (events, _) = broadcast::channel(BLOCK_EVENT_CAPACITY);
         Ok(Self {
             state: Arc::new(Mutex::new(state)),
+            events,
         })
     }
 
@@ -324,32 +384,86 @@ impl SimChain {
     }
 
     /// Commits the next block: includes the mempool (each tx atomically), validates pending proofs (end block),
-    /// settles claims whose proof window closed. Returns the new height.
+    /// settles claims whose proof window closed, then publishes the block to CometBFT subscribers. Returns the
+    /// new height.
     pub fn produce_block(&self) -> i64 {
-        let mut s = self.state();
-        s.height += 1;
-        let height = s.height;
-        let hash = block_hash(&s.genesis.chain_id, height);
-        s.block_hashes.insert(height, hash);
-        let txs = std::mem::take(&mut s.mempool);
-        for tx in txs {
-            let hash = crate::chain::tx::tx_hash(&tx);
-            let result = validate::deliver_tx(&mut s, &tx, height);
-            s.txs.insert(hash, result);
+        let block = {
+            let mut s = self.state();
+            s.height += 1;
+            let height = s.height;
+            let hash = block_hash(&s.genesis.chain_id, height);
+            s.block_hashes.insert(height, hash);
+            let txs = std::mem::take(&mut s.mempool);
+            // Every admitted tx is in this block: the check state starts again from the committed sequences.
+            s.check_sequences.clear();
+            for (index, tx) in txs.iter().enumerate() {
+                let hash = crate::chain::tx::tx_hash(tx);
+                let mut result = validate::deliver_tx(&mut s, tx, height);
+                result.index = u32::try_from(index).unwrap_or(u32::MAX);
+                result.tx = tx.clone();
+                if result.code != 0 {
+                    tracing::debug!(height, tx = %hash, code = result.code, log = %result.log, "sim: tx failed");
+                }
+                s.txs.insert(hash, result);
+            }
+            s.block_txs.insert(height, txs);
+            validate::end_block(&mut s, height);
+            cometbft::block_info(&s, height)
+        };
+        let height = block.as_ref().map_or(0, |b| b.height);
+        if let Some(block) = block {
+            // No subscriber is fine.
+            let _ = self.events.send(block);
         }
-        validate::end_block(&mut s, height);
         height
+    }
+
+    /// Mempool admission (CheckTx): authenticates `tx` against the check state (ordered txs must carry the
+    /// signer's next sequence counting txs already admitted, like the SDK's `checkState`) and queues it for the
+    /// next block.
+    pub fn submit_tx(&self, tx: Vec<u8>) -> Admission {
+        let mut s = self.state();
+        let hash = crate::chain::tx::tx_hash(&tx);
+        if s.txs.contains_key(&hash) || s.mempool.contains(&tx) {
+            return Admission::Duplicate;
+        }
+        if s.mempool.len() >= MAX_MEMPOOL_TXS {
+            return Admission::MempoolFull;
+        }
+        match validate::check_tx(&s, &tx, validate::Mode::Check) {
+            Ok((signer, body, _)) => {
+                if !body.unordered {
+                    let next = validate::expected_sequence(&s, &signer, validate::Mode::Check).saturating_add(1);
+                    s.check_sequences.insert(signer, next);
+                }
+                s.mempool.push(tx);
+                Admission::Accepted
+            }
+            Err(log) => {
+                let (code, codespace) = validate::abci_code(&log);
+                tracing::debug!(tx = %hash, code, %log, "sim: CheckTx rejected");
+                Admission::Rejected {
+                    code,
+                    codespace: codespace.to_string(),
+                    log,
+                }
+            }
+        }
     }
 
     /// Block time of `height` (unix seconds, one block per `block_time_ms`).
     pub fn block_time(&self, height: i64) -> wire::BlockTime {
-        let s = self.state();
-        let ms = s.genesis.block_time_ms.max(1) as i64;
-        let total_ms = s.genesis_time * 1000 + height * ms;
-        wire::BlockTime {
-            seconds: total_ms / 1000,
-            nanos: ((total_ms % 1000) * 1_000_000) as i32,
-        }
+        block_time_of(&self.state(), height)
+    }
+
+    /// The committed block at `height` as CometBFT reports it (`None` if not committed).
+    pub fn block_info(&self, height: i64) -> Option<crate::chain::comet::BlockInfo> {
+        cometbft::block_info(&self.state(), height)
+    }
+
+    /// New committed blocks (subscribe before reading state so nothing is missed).
+    pub fn subscribe_blocks(&self) -> broadcast::Receiver<crate::chain::comet::BlockInfo> {
+        self.events.subscribe()
     }
 
     /// Every message outcome so far.
@@ -365,7 +479,20 @@ impl SimChain {
     /// Runs blocks every `block_time_ms` until `shutdown` resolves.
     pub async fn run_blocks(&self, shutdown: impl std::future::Future<Output = ()>) {
         let interval_ms = self.state().genesis.block_time_ms.max(1);
-        let mut ticker = tokio::time::interval(std::time::Duration::from_millis(interval_ms));
+        self.run_blocks_every(std::time::Duration::from_millis(interval_ms), shutdown)
+            .await;
+    }
+
+    /// Runs blocks every `interval` until `shutdown` resolves; after a stall it keeps the cadence rather than
+    /// bursting blocks.
+    pub async fn run_blocks_every(
+        &self,
+        interval: std::time::Duration,
+        shutdown: impl std::future::Future<Output = ()>,
+    ) {
+        let interval = interval.max(std::time::Duration::from_millis(1));
+        let mut ticker = tokio::time::interval(interval);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         ticker.tick().await;
         tokio::pin!(shutdown);
         loop {

@@ -2,7 +2,7 @@
 
 use tonic::Status;
 
-use super::{SimChain, validate};
+use super::{Admission, SimChain, validate};
 use crate::protocol::wire::{self, method, tendermint_method};
 use crate::sim::grpc::GrpcRouter;
 
@@ -206,7 +206,8 @@ pub fn router(chain: SimChain) -> GrpcRouter {
         let c = c.clone();
         async move {
             let s = c.state();
-            let (_, body, _) = validate::check_tx(&s, &r.tx_bytes).map_err(Status::invalid_argument)?;
+            let (_, body, _) =
+                validate::check_tx(&s, &r.tx_bytes, validate::Mode::Check).map_err(Status::invalid_argument)?;
             let gas = 50_000 + 20_000 * body.messages.len() as u64 + r.tx_bytes.len() as u64 * 10;
             Ok(wire::SimulateResponse {
                 gas_info: Some(wire::GasInfo {
@@ -221,23 +222,18 @@ pub fn router(chain: SimChain) -> GrpcRouter {
     let router = router.unary(method::BROADCAST_TX, move |r: wire::BroadcastTxRequest| {
         let c = c.clone();
         async move {
-            let mut s = c.state();
             let txhash = crate::chain::tx::tx_hash(&r.tx_bytes);
-            let (code, raw_log) = match validate::check_tx(&s, &r.tx_bytes) {
-                Ok(_) if s.txs.contains_key(&txhash) || s.mempool.contains(&r.tx_bytes) => {
-                    (19, "tx already in mempool or committed".to_string())
-                }
-                Ok(_) => {
-                    s.mempool.push(r.tx_bytes.clone());
-                    (0, String::new())
-                }
-                Err(log) if log.contains("sequence mismatch") => (32, log),
-                Err(log) => (4, log),
+            let (code, codespace, raw_log) = match c.submit_tx(r.tx_bytes) {
+                Admission::Accepted => (0, String::new(), String::new()),
+                Admission::Duplicate => (19, "sdk".into(), "tx already in mempool or committed".into()),
+                Admission::MempoolFull => (20, "sdk".into(), "mempool is full".into()),
+                Admission::Rejected { code, codespace, log } => (code, codespace, log),
             };
             Ok(wire::BroadcastTxResponse {
                 tx_response: Some(wire::TxResponse {
                     txhash,
                     code,
+                    codespace,
                     raw_log,
                     ..Default::default()
                 }),
@@ -255,6 +251,7 @@ pub fn router(chain: SimChain) -> GrpcRouter {
                         height: t.height,
                         txhash: r.hash.to_uppercase(),
                         code: t.code,
+                        codespace: t.codespace,
                         raw_log: t.log,
                         ..Default::default()
                     }),

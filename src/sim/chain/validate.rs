@@ -392,8 +392,43 @@ pub(super) fn end_block(s: &mut ChainState, height: i64) {
     }
 }
 
+/// Which state a tx is checked against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Mode {
+    /// CheckTx and Simulate: sequences count txs already admitted to the mempool.
+    Check,
+    /// DeliverTx: committed sequences.
+    Deliver,
+}
+
+/// The sequence the next ordered tx of `signer` must carry in `mode`.
+pub(super) fn expected_sequence(s: &ChainState, signer: &str, mode: Mode) -> u64 {
+    let committed = s.accounts.get(signer).map_or(0, |a| a.sequence);
+    match mode {
+        Mode::Check => s.check_sequences.get(signer).copied().unwrap_or(committed),
+        Mode::Deliver => committed,
+    }
+}
+
+/// The SDK's ABCI code and codespace of an ante-handler failure text from [`check_tx`].
+pub(super) fn abci_code(log: &str) -> (u32, &'static str) {
+    if log.starts_with("account sequence mismatch") {
+        (32, "sdk") // ErrWrongSequence
+    } else if log.starts_with("tx decode") || log.starts_with("tx body decode") || log.starts_with("auth info decode") {
+        (2, "sdk") // ErrTxDecode
+    } else if log.starts_with("insufficient funds") {
+        (5, "sdk") // ErrInsufficientFunds
+    } else if log.starts_with("account ") && log.ends_with(" not found") {
+        (9, "sdk") // ErrUnknownAddress
+    } else if log.starts_with("unsupported message") {
+        (6, "sdk") // ErrUnknownRequest
+    } else {
+        (4, "sdk") // ErrUnauthorized
+    }
+}
+
 /// Authenticates a tx (CheckTx): returns the signer address and decoded body, or the reason.
-pub(super) fn check_tx(s: &ChainState, tx_bytes: &[u8]) -> Result<(String, TxBody, u128), String> {
+pub(super) fn check_tx(s: &ChainState, tx_bytes: &[u8], mode: Mode) -> Result<(String, TxBody, u128), String> {
     let raw = TxRaw::decode(tx_bytes).map_err(|e| format!("tx decode: {e}"))?;
     let body = TxBody::decode(raw.body_bytes.as_slice()).map_err(|e| format!("tx body decode: {e}"))?;
     let auth = AuthInfo::decode(raw.auth_info_bytes.as_slice()).map_err(|e| format!("auth info decode: {e}"))?;
@@ -417,11 +452,14 @@ pub(super) fn check_tx(s: &ChainState, tx_bytes: &[u8]) -> Result<(String, TxBod
         if signer_info.sequence != 0 {
             return Err("unordered tx must have sequence 0".into());
         }
-    } else if signer_info.sequence != account.sequence {
-        return Err(format!(
-            "account sequence mismatch, expected {}, got {}: incorrect account sequence",
-            account.sequence, signer_info.sequence
-        ));
+    } else {
+        let expected = expected_sequence(s, &signer, mode);
+        if signer_info.sequence != expected {
+            return Err(format!(
+                "account sequence mismatch, expected {expected}, got {}: incorrect account sequence",
+                signer_info.sequence
+            ));
+        }
     }
     let doc = SignDoc {
         body_bytes: raw.body_bytes.clone(),
@@ -468,9 +506,18 @@ pub(super) fn check_tx(s: &ChainState, tx_bytes: &[u8]) -> Result<(String, TxBod
 /// DeliverTx: authenticate, charge the fee, run every message; a failing message fails the whole tx (state
 /// rolled back) and every message of it is recorded with the reason.
 pub(super) fn deliver_tx(s: &mut ChainState, tx_bytes: &[u8], height: i64) -> TxResult {
-    let (signer, body, fee) = match check_tx(s, tx_bytes) {
+    let (signer, body, fee) = match check_tx(s, tx_bytes, Mode::Deliver) {
         Ok(v) => v,
-        Err(log) => return TxResult { height, code: 4, log },
+        Err(log) => {
+            let (code, codespace) = abci_code(&log);
+            return TxResult {
+                height,
+                code,
+                codespace: codespace.into(),
+                log,
+                ..TxResult::default()
+            };
+        }
     };
     if let Some(account) = s.accounts.get_mut(&signer) {
         account.balance -= fee;
@@ -540,7 +587,9 @@ pub(super) fn deliver_tx(s: &mut ChainState, tx_bytes: &[u8], height: i64) -> Tx
         return TxResult {
             height,
             code: 1105,
+            codespace: "proof".into(),
             log: reason,
+            ..TxResult::default()
         };
     }
     for (kind, supplier, session_id, _) in outcomes {
@@ -554,7 +603,6 @@ pub(super) fn deliver_tx(s: &mut ChainState, tx_bytes: &[u8], height: i64) -> Tx
     }
     TxResult {
         height,
-        code: 0,
-        log: String::new(),
+        ..TxResult::default()
     }
 }
