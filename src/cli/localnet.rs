@@ -225,6 +225,7 @@ pub async fn run(args: LocalnetArgs) -> anyhow::Result<i32> {
             gas_price: "0.000001upokt".into(),
             gas_adjustment: 1.7,
             tx_ttl_secs: 120,
+            unordered: true,
             tick: Duration::from_millis(50),
             consumer: format!("miner-localnet-{}", std::process::id()),
             instance: format!("miner-localnet-{}", std::process::id()),

@@ -18,6 +18,7 @@ use prost::Message as _;
 use super::lifecycle::{Command, Engine, EngineConfig, Event, Schedule, SessionKey, SessionRecord, TxKind, TxOutcome};
 use super::metrics::MinerMetrics;
 use crate::chain::query::ChainClient;
+use crate::chain::sequence::SequenceError;
 use crate::chain::tx::{self, Ordering, TxPlan};
 use crate::protocol::session::{SessionWindows, proof_path};
 use crate::protocol::wire::{self, MinedRelayMessage, SessionHeader};
@@ -56,6 +57,8 @@ pub struct MinerConfig {
     pub gas_adjustment: f64,
     /// Unordered tx TTL after the chain's block time.
     pub tx_ttl_secs: i64,
+    /// Send ADR-070 unordered txs; `false` sends ordered txs with tracked sequences.
+    pub unordered: bool,
     /// Loop period.
     pub tick: Duration,
     /// Consumer name in the relay log. Miners that take over from each other (raft nodes) share it, so a new
@@ -87,6 +90,7 @@ pub struct Miner {
     leader_token: Option<u64>,
     stats: Arc<MinerStats>,
     metrics: Option<MinerMetrics>,
+    sequencers: crate::chain::sequence::Sequencers,
 }
 
 /// Errors that stop one loop iteration (retried at the next tick).
@@ -130,6 +134,7 @@ impl Miner {
             leader_token: None,
             stats: Arc::default(),
             metrics: None,
+            sequencers: crate::chain::sequence::Sequencers::new(),
         }
     }
 
@@ -779,45 +784,83 @@ impl Miner {
         Ok(self.engine.handle(Event::TxOutcome { kind, keys, outcome }))
     }
 
-    async fn broadcast(&self, supplier: &str, messages: Vec<wire::Any>) -> Result<(), TxOutcome> {
-        let key = self
-            .signers
-            .get(supplier)
-            .ok_or_else(|| TxOutcome::Rejected(format!("no key for {supplier}")))?;
-        let retry = |e: crate::chain::query::ChainError| TxOutcome::Retryable(e.to_string());
-        let account = self.chain.account(supplier).await.map_err(retry)?;
-        let block = self.chain.latest_block().await.map_err(retry)?;
-        let price = tx::parse_gas_price(&self.config.gas_price).map_err(|e| TxOutcome::Rejected(e.to_string()))?;
+    /// Signs `messages` as one tx: a draft is simulated for gas, then signed with gas × adjustment and its fee.
+    async fn sign_with_gas(
+        &self,
+        key: &SigningKey,
+        messages: Vec<wire::Any>,
+        ordering: Ordering,
+        account_number: u64,
+    ) -> Result<Vec<u8>, SequenceError> {
+        let price = tx::parse_gas_price(&self.config.gas_price)?;
         let mut plan = TxPlan {
             messages,
             memo: String::new(),
             gas_limit: 1_000_000,
             fee_amount: 0,
             fee_denom: "upokt".into(),
-            ordering: Ordering::Unordered {
+            ordering,
+            chain_id: self.config.chain_id.clone(),
+            account_number,
+        };
+        let draft = tx::build_signed_tx(key, &plan)?;
+        let gas = self.chain.simulate(draft.tx_bytes).await?;
+        plan.gas_limit = tx::gas_limit_from_simulation(gas, self.config.gas_adjustment);
+        plan.fee_amount = tx::fee_for_gas(&price, plan.gas_limit)?;
+        Ok(tx::build_signed_tx(key, &plan)?.tx_bytes)
+    }
+
+    /// Broadcasts one tx of `messages`: unordered (ADR-070, no sequence races between HA instances) or ordered
+    /// through the signer's [`Sequencer`](crate::chain::sequence::Sequencer), which recovers from a sequence
+    /// mismatch by re-reading the account.
+    async fn broadcast(&self, supplier: &str, messages: Vec<wire::Any>) -> Result<(), TxOutcome> {
+        let key = self
+            .signers
+            .get(supplier)
+            .ok_or_else(|| TxOutcome::Rejected(format!("no key for {supplier}")))?;
+        // A transport failure is worth retrying; anything else (a simulation refusal such as "outside the
+        // window", a tx that cannot be built) is the chain's verdict on the messages.
+        let failed = |e: SequenceError| match &e {
+            SequenceError::Chain(c) if c.is_retryable() => TxOutcome::Retryable(e.to_string()),
+            _ => TxOutcome::Rejected(e.to_string()),
+        };
+        let response = if self.config.unordered {
+            let retry = |e: crate::chain::query::ChainError| TxOutcome::Retryable(e.to_string());
+            let account = self.chain.account(supplier).await.map_err(retry)?;
+            let block = self.chain.latest_block().await.map_err(retry)?;
+            let ordering = Ordering::Unordered {
                 block_time: tx::Timestamp {
                     seconds: block.time.seconds,
                     nanos: block.time.nanos,
                 },
                 ttl_secs: self.config.tx_ttl_secs,
-            },
-            chain_id: self.config.chain_id.clone(),
-            account_number: account.account_number,
+            };
+            let bytes = self
+                .sign_with_gas(key, messages, ordering, account.account_number)
+                .await
+                .map_err(failed)?;
+            self.chain.broadcast(bytes).await.map_err(retry)?
+        } else {
+            let sequencer = self.sequencers.for_signer(supplier);
+            sequencer
+                .submit(&self.chain, |account| {
+                    let messages = messages.clone();
+                    async move {
+                        let ordering = Ordering::Ordered {
+                            sequence: account.sequence,
+                            timeout_height: 0,
+                        };
+                        self.sign_with_gas(key, messages, ordering, account.account_number)
+                            .await
+                    }
+                })
+                .await
+                .map_err(failed)?
         };
-        let draft = tx::build_signed_tx(key, &plan).map_err(|e| TxOutcome::Rejected(e.to_string()))?;
-        let gas = self
-            .chain
-            .simulate(draft.tx_bytes)
-            .await
-            .map_err(|e| TxOutcome::Rejected(e.to_string()))?;
-        plan.gas_limit = tx::gas_limit_from_simulation(gas, self.config.gas_adjustment);
-        plan.fee_amount = tx::fee_for_gas(&price, plan.gas_limit).map_err(|e| TxOutcome::Rejected(e.to_string()))?;
-        let signed = tx::build_signed_tx(key, &plan).map_err(|e| TxOutcome::Rejected(e.to_string()))?;
-        let response = self.chain.broadcast(signed.tx_bytes).await.map_err(retry)?;
         match response.code {
             0 => Ok(()),
-            19 => Err(TxOutcome::HaConflict(response.raw_log)),
-            32 => Err(TxOutcome::HaConflict(response.raw_log)),
+            // Claim already exists / sequence taken by another instance: an HA conflict, not a loss (lessons.md).
+            19 | 32 => Err(TxOutcome::HaConflict(response.raw_log)),
             _ => Err(TxOutcome::Rejected(response.raw_log)),
         }
     }

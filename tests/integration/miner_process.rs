@@ -3,7 +3,8 @@
 //! The miner process is killed with SIGKILL in the middle of a claim window and of a proof window and restarted:
 //! every served relay still ends in an accepted claim, every required proof is accepted, nothing is lost. A
 //! session whose claim window is missed on purpose (miner down through the window) is recorded as lost exactly
-//! once, with its reason, across further restarts.
+//! once, with its reason, across further restarts. The restart test signs ordered txs (sequence tracking across
+//! a SIGKILL), the missed-window test unordered ones.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -44,7 +45,7 @@ async fn serve(router: axum::Router) -> String {
     format!("http://{addr}")
 }
 
-async fn start_net(block_time_ms: u64, proof_probability: f64) -> Net {
+async fn start_net(block_time_ms: u64, proof_probability: f64, unordered: bool) -> Net {
     let relay_port = free_port();
     let metrics_port = free_port();
     let relay_url = format!("http://127.0.0.1:{relay_port}");
@@ -112,6 +113,8 @@ metrics:
   addr: 127.0.0.1:{metrics_port}
 health_check:
   addr: 127.0.0.1:{metrics_port}
+transaction:
+  unordered: {unordered}
 logging:
   level: warn
   format: text
@@ -216,7 +219,8 @@ fn claimed_counts(chain: &SimChain) -> BTreeMap<(String, String), u64> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_in_claim_and_proof_windows_loses_nothing() {
     let block = 300;
-    let net = start_net(block, 1.0).await;
+    // Ordered txs: a restarted process has lost its sequence and must recover it from the chain.
+    let net = start_net(block, 1.0, false).await;
     let mut miner = spawn_miner(&net.config);
     wait_up(&net).await;
     let params = net.chain.state().shared.clone();
@@ -277,7 +281,7 @@ async fn sigkill_in_claim_and_proof_windows_loses_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_missed_claim_window_is_lost_exactly_once() {
     let block = 200;
-    let net = start_net(block, 0.0).await;
+    let net = start_net(block, 0.0, true).await;
     let mut miner = spawn_miner(&net.config);
     wait_up(&net).await;
     let params = net.chain.state().shared.clone();
