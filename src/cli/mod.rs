@@ -1,11 +1,13 @@
 //! The command line: clap commands and their dispatch. `main.rs` only parses and calls [`run`].
 
+mod loadgen;
 mod localnet;
 mod run;
 mod sim;
 
 use std::path::PathBuf;
 
+pub use loadgen::LoadgenArgs;
 pub use localnet::{LocalnetArgs, demo_genesis, run as run_localnet};
 pub use run::RunArgs;
 pub use sim::{DEMO_GENESIS, SimArgs, run as run_sim};
@@ -33,6 +35,8 @@ pub enum Command {
     /// Run a local network: simulator chain, demo backend, relay miner on embedded storage and a load generator;
     /// prints a summary and exits 0 when every claim and proof was accepted and nothing was lost.
     Localnet(LocalnetArgs),
+    /// Send ring-signed relays from the simulator genesis' applications to a running relay miner.
+    Loadgen(LoadgenArgs),
     /// Run the relay miner (relayer + miner + metrics) from a config file until SIGTERM/Ctrl-C.
     Run(RunArgs),
     /// Run the local chain simulator: pocket/cosmos gRPC, CometBFT RPC + websocket, a block timer and the demo
@@ -53,6 +57,10 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
     }
     match cli.command {
         Command::Run(args) => run::run(args),
+        Command::Loadgen(args) => {
+            let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+            runtime.block_on(loadgen::run(args))
+        }
         Command::Conformance { files } => conformance(&files),
         Command::Validate { config } => validate(&config),
         Command::Localnet(args) => {

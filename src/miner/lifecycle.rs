@@ -451,6 +451,17 @@ impl Engine {
 
     fn on_chain(&mut self, key: &SessionKey, claim_exists: bool, proof_validated: bool, step: &mut Step) {
         let height = self.height;
+        let leader = self.leader;
+        let buffer = self.config.submission_buffer_blocks;
+        let max_sends = self.config.max_resends + 1;
+        // A re-send only after the chain said "not there" at this height: a send that merely landed a block late
+        // (slow broadcast, busy node) must not be paid for twice.
+        let resend_due = |sent: &[i64], close: i64| {
+            leader
+                && sent.len() < max_sends
+                && sent.last().is_some_and(|at| height >= at + 2)
+                && height <= close - buffer
+        };
         let Some(record) = self.sessions.get_mut(key) else {
             return;
         };
@@ -465,6 +476,13 @@ impl Engine {
                 };
                 Self::expire(record, reason, step);
             }
+            State::Claiming if resend_due(&record.claim_sent_at, record.schedule.claim_close) => {
+                record.claim_sent_at.push(height);
+                step.commands.push(Command::SubmitClaims {
+                    supplier: key.supplier.clone(),
+                    keys: vec![key.clone()],
+                });
+            }
             State::Proving if proof_validated => record.state = State::Proved,
             State::Proving if height > record.schedule.proof_close => {
                 let reason = if record.proof_sent_at.is_empty() {
@@ -473,6 +491,16 @@ impl Engine {
                     LossReason::ProofNotIncluded
                 };
                 Self::expire(record, reason, step);
+            }
+            State::Proving
+                if height >= record.schedule.proof_seed_height()
+                    && resend_due(&record.proof_sent_at, record.schedule.proof_close) =>
+            {
+                record.proof_sent_at.push(height);
+                step.commands.push(Command::SubmitProofs {
+                    supplier: key.supplier.clone(),
+                    keys: vec![key.clone()],
+                });
             }
             _ => {}
         }
@@ -517,12 +545,9 @@ impl Engine {
             }
             if record.state == State::Claiming {
                 let last_sent = record.claim_sent_at.last().copied();
-                // First send as soon as the window opened; a re-send when the previous send is at least two
-                // blocks old and still not confirmed; never past the buffer before the close.
-                let due = match last_sent {
-                    None => true,
-                    Some(at) => record.claim_sent_at.len() < max_sends && height >= at + 2,
-                };
+                // First send as soon as the window opened, never past the buffer before the close; re-sends are
+                // decided by the lookup's answer (`on_chain`), not here.
+                let due = last_sent.is_none();
                 if self.leader && due && height <= s.claim_close - buffer {
                     record.claim_sent_at.push(height);
                     claims
@@ -551,10 +576,7 @@ impl Engine {
             }
             if record.state == State::Proving {
                 let last_sent = record.proof_sent_at.last().copied();
-                let due = match last_sent {
-                    None => true,
-                    Some(at) => record.proof_sent_at.len() < max_sends && height >= at + 2,
-                };
+                let due = last_sent.is_none();
                 if self.leader && due && height >= s.proof_seed_height() && height <= s.proof_close - buffer {
                     record.proof_sent_at.push(height);
                     proofs
@@ -771,6 +793,30 @@ mod tests {
     }
 
     #[test]
+    fn a_claim_that_lands_late_is_not_paid_for_twice() {
+        let mut e = leader_engine();
+        let k = key("s1", "a");
+        ingest(&mut e, &k, 2);
+        assert!(matches!(block(&mut e, 12)[..], [Command::SubmitClaims { .. }]));
+        // Included a block late: not there at 13, there at 14.
+        assert_eq!(block(&mut e, 13), vec![Command::LookupOnChain { key: k.clone() }]);
+        e.handle(Event::OnChain {
+            key: k.clone(),
+            claim_exists: false,
+            proof_validated: false,
+        });
+        assert_eq!(block(&mut e, 14), vec![Command::LookupOnChain { key: k.clone() }]);
+        let step = e.handle(Event::OnChain {
+            key: k.clone(),
+            claim_exists: true,
+            proof_validated: false,
+        });
+        assert!(step.commands.iter().all(|c| !matches!(c, Command::SubmitClaims { .. })));
+        assert_eq!(e.session(&k).unwrap().claim_sent_at, vec![12]);
+        assert_eq!(e.session(&k).unwrap().state, State::Claimed);
+    }
+
+    #[test]
     fn unconfirmed_claim_is_resent_once_then_lost_once_after_the_window() {
         let mut e = leader_engine();
         let k = key("s1", "a");
@@ -786,7 +832,14 @@ mod tests {
             claim_exists: false,
             proof_validated: false,
         });
-        assert_eq!(block(&mut e, 14), vec![claim], "re-sent once inside the window");
+        // At 14 the engine asks the chain first; only its "not there" answer triggers the re-send.
+        assert_eq!(block(&mut e, 14), vec![Command::LookupOnChain { key: k.clone() }]);
+        let step = e.handle(Event::OnChain {
+            key: k.clone(),
+            claim_exists: false,
+            proof_validated: false,
+        });
+        assert_eq!(step.commands, vec![claim], "re-sent once inside the window");
         let mut losses = 0;
         for h in 15..=20 {
             for c in block(&mut e, h) {

@@ -2,6 +2,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod configs;
 mod conformance_vectors;
 mod localnet;
 mod miner_process;

@@ -257,6 +257,19 @@ async fn sigkill_in_claim_and_proof_windows_loses_nothing() {
         .filter(|r| r.rejected.is_some())
         .collect();
     assert!(rejected.is_empty(), "simulator rejected: {rejected:?}");
+    // Each session claimed once and proven once (probability 1): nothing paid for twice, even across SIGKILLs.
+    let mut sends: BTreeMap<(&'static str, String, String), usize> = BTreeMap::new();
+    for r in net.chain.records() {
+        *sends
+            .entry((r.kind, r.supplier.clone(), r.session_id.clone()))
+            .or_default() += 1;
+    }
+    assert!(sends.values().all(|n| *n == 1), "duplicate submissions: {sends:?}");
+    assert_eq!(
+        sends.len(),
+        2 * served.len(),
+        "one claim and one proof per served session: {sends:?}"
+    );
     let claimed = claimed_counts(&net.chain);
     for (key, count) in &served {
         assert_eq!(
