@@ -49,7 +49,7 @@ pub async fn run(args: LoadgenArgs) -> anyhow::Result<i32> {
     while started.elapsed() < Duration::from_secs(args.duration_secs) {
         ticker.tick().await;
         n += 1;
-        if n % 10 == 0 {
+        if n.is_multiple_of(10) {
             height = chain.latest_block().await.map(|b| b.height).unwrap_or(height);
         }
         match generator.send(n, height).await {

@@ -521,7 +521,6 @@ impl Engine {
     fn advance(&mut self, step: &mut Step) {
         let height = self.height;
         let buffer = self.config.submission_buffer_blocks;
-        let max_sends = self.config.max_resends + 1;
         let mut claims: BTreeMap<String, Vec<SessionKey>> = BTreeMap::new();
         let mut proofs: BTreeMap<String, Vec<SessionKey>> = BTreeMap::new();
         for record in self.sessions.values_mut() {
