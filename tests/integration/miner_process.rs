@@ -32,6 +32,8 @@ struct Net {
     relay_url: String,
     metrics_url: String,
     config: PathBuf,
+    keys: PathBuf,
+    supplier_keys: Vec<String>,
     loadgen: LoadGen,
     _backend: relay_miner::sim::backend::BackendHandle,
     _stop: tokio::sync::watch::Sender<bool>,
@@ -45,7 +47,35 @@ async fn serve(router: axum::Router) -> String {
     format!("http://{addr}")
 }
 
-async fn start_net(block_time_ms: u64, proof_probability: f64, unordered: bool) -> Net {
+#[derive(Clone, Copy)]
+struct NetOpts {
+    block_time_ms: u64,
+    proof_probability: f64,
+    unordered: bool,
+    /// Only the first `n` suppliers in the initial keys file (hot reload on); `None` = all, reload off.
+    initial_suppliers: Option<usize>,
+}
+
+fn write_keys(path: &Path, keys: &[String]) {
+    let mut text = String::from("keys:\n");
+    for k in keys {
+        text.push_str(&format!("  - {k}\n"));
+    }
+    // Atomic replace, as an operator's tooling should do it: the reloader never sees half a file.
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, text).unwrap();
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o600)).unwrap();
+    std::fs::rename(&tmp, path).unwrap();
+}
+
+async fn start_net(opts: NetOpts) -> Net {
+    let NetOpts {
+        block_time_ms,
+        proof_probability,
+        unordered,
+        initial_suppliers,
+    } = opts;
     let relay_port = free_port();
     let metrics_port = free_port();
     let relay_url = format!("http://127.0.0.1:{relay_port}");
@@ -79,15 +109,10 @@ async fn start_net(block_time_ms: u64, proof_probability: f64, unordered: bool) 
         .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let keys = dir.path().join("keys.yaml");
-    let mut text = String::from("keys:\n");
-    for s in &genesis.suppliers {
-        text.push_str(&format!("  - {}\n", s.key_hex));
-    }
-    std::fs::write(&keys, text).unwrap();
-    {
-        use std::os::unix::fs::PermissionsExt as _;
-        std::fs::set_permissions(&keys, std::fs::Permissions::from_mode(0o600)).unwrap();
-    }
+    let supplier_keys: Vec<String> = genesis.suppliers.iter().map(|s| s.key_hex.clone()).collect();
+    let initial = initial_suppliers.unwrap_or(supplier_keys.len());
+    write_keys(&keys, &supplier_keys[..initial]);
+    let hot_reload = initial_suppliers.is_some();
     let config = dir.path().join("relay-miner.yaml");
     std::fs::write(
         &config,
@@ -101,7 +126,7 @@ pocket_node:
   chain_id: {chain_id}
 keys:
   keys_file: {keys}
-  hot_reload: false
+  hot_reload: {hot_reload}
 default_validation_mode: eager
 services:
   anvil:
@@ -134,6 +159,8 @@ logging:
         relay_url,
         metrics_url: format!("http://127.0.0.1:{metrics_port}/metrics"),
         config,
+        keys,
+        supplier_keys,
         loadgen,
         _backend: backend,
         _stop: stop,
@@ -220,7 +247,13 @@ fn claimed_counts(chain: &SimChain) -> BTreeMap<(String, String), u64> {
 async fn sigkill_in_claim_and_proof_windows_loses_nothing() {
     let block = 300;
     // Ordered txs: a restarted process has lost its sequence and must recover it from the chain.
-    let net = start_net(block, 1.0, false).await;
+    let net = start_net(NetOpts {
+        block_time_ms: block,
+        proof_probability: 1.0,
+        unordered: false,
+        initial_suppliers: None,
+    })
+    .await;
     let mut miner = spawn_miner(&net.config);
     wait_up(&net).await;
     let params = net.chain.state().shared.clone();
@@ -294,7 +327,13 @@ async fn sigkill_in_claim_and_proof_windows_loses_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_missed_claim_window_is_lost_exactly_once() {
     let block = 200;
-    let net = start_net(block, 0.0, true).await;
+    let net = start_net(NetOpts {
+        block_time_ms: block,
+        proof_probability: 0.0,
+        unordered: true,
+        initial_suppliers: None,
+    })
+    .await;
     let mut miner = spawn_miner(&net.config);
     wait_up(&net).await;
     let params = net.chain.state().shared.clone();
@@ -347,4 +386,96 @@ async fn a_missed_claim_window_is_lost_exactly_once() {
         net.chain.records().iter().all(|r| r.kind != "claim"),
         "no claim can be sent after the window"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hot_reload_adds_and_removes_suppliers_without_losing_their_relays() {
+    let net = start_net(NetOpts {
+        block_time_ms: 250,
+        proof_probability: 0.0,
+        unordered: true,
+        initial_suppliers: Some(1),
+    })
+    .await;
+    let mut miner = spawn_miner(&net.config);
+    wait_up(&net).await;
+    let first = relay_miner::protocol::address::address_of(
+        &relay_miner::protocol::address::signing_key_from_hex(&net.supplier_keys[0]).unwrap(),
+    );
+    let second = relay_miner::protocol::address::address_of(
+        &relay_miner::protocol::address::signing_key_from_hex(&net.supplier_keys[1]).unwrap(),
+    );
+    // Only the first supplier is ours: relays to the second are refused, to the first served.
+    let mut served = Served::new();
+    let mut n = 0u64;
+    let mut refused_second = 0;
+    while refused_second == 0 || !served.keys().any(|(s, _)| *s == first) {
+        n += 1;
+        match net.loadgen.send(n, net.chain.height()).await {
+            Outcome::Served {
+                supplier, session_id, ..
+            } => {
+                assert_eq!(supplier, first, "a supplier not in the keys file was served");
+                *served.entry((supplier, session_id)).or_default() += 1;
+            }
+            Outcome::Refused(reason) => {
+                assert!(reason.contains("not served by this relay miner"), "{reason}");
+                refused_second += 1;
+            }
+            Outcome::Failed(reason) => panic!("{reason}"),
+        }
+    }
+    // Add the second supplier: served without a restart.
+    write_keys(&net.keys, &net.supplier_keys);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !served.keys().any(|(s, _)| *s == second) {
+        assert!(Instant::now() < deadline, "the added supplier was never served");
+        n += 1;
+        if let Outcome::Served {
+            supplier, session_id, ..
+        } = net.loadgen.send(n, net.chain.height()).await
+        {
+            *served.entry((supplier, session_id)).or_default() += 1;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Remove the first: refused from now on, but what it already served is still claimed.
+    write_keys(&net.keys, &net.supplier_keys[1..]);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        assert!(Instant::now() < deadline, "the removed supplier is still served");
+        n += 1;
+        match net.loadgen.send(n, net.chain.height()).await {
+            Outcome::Served {
+                supplier, session_id, ..
+            } => {
+                let removed = supplier == first;
+                *served.entry((supplier, session_id)).or_default() += 1;
+                if removed {
+                    continue;
+                }
+            }
+            Outcome::Refused(_) => break,
+            Outcome::Failed(reason) => panic!("{reason}"),
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Every served session settles, the removed supplier's included.
+    let params = net.chain.state().shared.clone();
+    let windows = SessionWindows::new(&params, net.chain.height()).unwrap();
+    wait_height(&net.chain, windows.settlement + 1, Duration::from_secs(60)).await;
+    miner.kill().unwrap();
+    miner.wait().unwrap();
+    let claimed = claimed_counts(&net.chain);
+    for (key, count) in &served {
+        assert_eq!(claimed.get(key), Some(count), "{key:?} not fully claimed: {claimed:?}");
+    }
+    assert!(served.keys().any(|(s, _)| *s == first) && served.keys().any(|(s, _)| *s == second));
+    let rejected: Vec<_> = net
+        .chain
+        .records()
+        .into_iter()
+        .filter(|r| r.rejected.is_some())
+        .collect();
+    assert!(rejected.is_empty(), "{rejected:?}");
 }
