@@ -49,9 +49,8 @@ pub async fn run(args: LoadgenArgs) -> anyhow::Result<i32> {
     while started.elapsed() < Duration::from_secs(args.duration_secs) {
         ticker.tick().await;
         n += 1;
-        if n.is_multiple_of(10) {
-            height = chain.latest_block().await.map(|b| b.height).unwrap_or(height);
-        }
+        // The current height picks the session; a stale one would target a session whose relays are over.
+        height = chain.latest_block().await.map(|b| b.height).unwrap_or(height);
         match generator.send(n, height).await {
             Outcome::Served { .. } => served += 1,
             Outcome::Refused(reason) => {

@@ -132,38 +132,69 @@ fn routes(config: &Config) -> Result<std::collections::HashMap<String, ServiceRo
     Ok(routes)
 }
 
-/// Polls the chain's latest height into a watch (relayer timing checks, readiness of the chain connection).
+/// Feeds the chain's latest height into a watch (relayer timing checks) and the `chain` readiness component.
+/// New blocks come from the CometBFT new-block subscription (websocket, falling back to polling, gap-free) when
+/// the node's RPC answers at start; otherwise the gRPC latest block is polled.
 fn spawn_height_watch(
     client: Arc<ChainClient>,
+    comet: Option<crate::chain::comet::CometClient>,
     telemetry: Telemetry,
     initial: i64,
     period: Duration,
 ) -> (watch::Receiver<i64>, JoinHandle<()>) {
     let (tx, rx) = watch::channel(initial);
     let heartbeat = telemetry.heartbeat("block_watch");
-    let task = tokio::spawn(async move {
-        let mut ticker = tokio::time::interval(period);
-        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            ticker.tick().await;
-            heartbeat.beat();
-            match client.latest_block().await {
-                Ok(block) => {
-                    telemetry.set_ready("chain");
-                    let changed = tx.send_if_modified(|h| {
-                        let changed = block.height > *h;
-                        *h = (*h).max(block.height);
-                        changed
-                    });
-                    if changed {
-                        // New block: application rings may have changed (delegations).
-                        client.invalidate_applications();
-                    }
-                }
-                Err(e) => telemetry.set_not_ready("chain", "unreachable", &e.to_string()),
-            }
+    let poller = Arc::clone(&client);
+    let advance = move |height: i64| {
+        let changed = tx.send_if_modified(|h| {
+            let changed = height > *h;
+            *h = (*h).max(height);
+            changed
+        });
+        if changed {
+            // New block: application rings may have changed (delegations).
+            client.invalidate_applications();
         }
-    });
+    };
+    let task = match comet {
+        Some(comet) => tokio::spawn(async move {
+            let mut blocks = comet.subscribe_blocks(crate::chain::comet::SubscribeConfig {
+                start_after: Some(initial),
+                ..Default::default()
+            });
+            let mut beat = tokio::time::interval(period);
+            loop {
+                tokio::select! {
+                    block = blocks.recv() => match block {
+                        Some(block) => {
+                            telemetry.set_ready("chain");
+                            advance(block.height);
+                        }
+                        None => {
+                            telemetry.set_not_ready("chain", "subscription_ended", "CometBFT block subscription ended");
+                            return;
+                        }
+                    },
+                    _ = beat.tick() => heartbeat.beat(),
+                }
+            }
+        }),
+        None => tokio::spawn(async move {
+            let mut ticker = tokio::time::interval(period);
+            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                ticker.tick().await;
+                heartbeat.beat();
+                match poller.latest_block().await {
+                    Ok(block) => {
+                        telemetry.set_ready("chain");
+                        advance(block.height);
+                    }
+                    Err(e) => telemetry.set_not_ready("chain", "unreachable", &e.to_string()),
+                }
+            }
+        }),
+    };
     (rx, task)
 }
 
@@ -199,8 +230,28 @@ impl Node {
                 0
             }
         };
+        let comet = match crate::chain::comet::CometClient::new(&config.pocket_node.query_node_rpc_url) {
+            Ok(comet) => match comet.status().await {
+                Ok(_) => Some(comet),
+                Err(e) => {
+                    tracing::warn!(
+                        url = config.pocket_node.query_node_rpc_url,
+                        error = %e,
+                        "CometBFT RPC not reachable at start; following blocks by polling gRPC instead"
+                    );
+                    None
+                }
+            },
+            Err(e) => {
+                return Err(NodeError::Config {
+                    key: "pocket_node.query_node_rpc_url",
+                    problem: e.to_string(),
+                });
+            }
+        };
         let (height, watch_task) = spawn_height_watch(
             Arc::clone(&chain),
+            comet,
             telemetry.clone(),
             initial,
             Duration::from_millis(200),
