@@ -229,6 +229,7 @@ pub async fn run(args: LocalnetArgs) -> anyhow::Result<i32> {
             tick: Duration::from_millis(50),
             consumer: format!("miner-localnet-{}", std::process::id()),
             instance: format!("miner-localnet-{}", std::process::id()),
+            lease: Duration::from_secs(10),
             engine: Default::default(),
         },
     );

@@ -64,8 +64,12 @@ pub struct MinerConfig {
     /// Consumer name in the relay log. Miners that take over from each other (raft nodes) share it, so a new
     /// leader re-reads what the old one had read but not acknowledged.
     pub consumer: String,
-    /// This miner's identity as a leadership candidate (unique per process/node).
+    /// This miner's identity as a leadership candidate (unique per node; stable across restarts, so a restarted
+    /// process takes its own lease back at once instead of waiting for it to expire).
     pub instance: String,
+    /// Leadership lease TTL (renewed every tick; another instance takes over this long after the leader died
+    /// on storages where leadership is a lease, i.e. Redis).
+    pub lease: Duration,
     /// Engine tunables.
     pub engine: EngineConfig,
 }
@@ -111,7 +115,6 @@ pub enum MinerError {
 }
 
 const ELECTION: &str = "miner";
-const LEASE: Duration = Duration::from_secs(10);
 
 impl Miner {
     /// A miner for the suppliers of `keys` (hot-reloadable: added suppliers are picked up at the next tick).
@@ -291,10 +294,14 @@ impl Miner {
         let leadership = &self.storage.leadership;
         let result = match self.leader_token {
             Some(token) => leadership
-                .renew(ELECTION, &self.config.instance, token, LEASE)
+                .renew(ELECTION, &self.config.instance, token, self.config.lease)
                 .await
                 .map(|ok| ok.then_some(token)),
-            None => leadership.campaign(ELECTION, &self.config.instance, LEASE).await,
+            None => {
+                leadership
+                    .campaign(ELECTION, &self.config.instance, self.config.lease)
+                    .await
+            }
         };
         let token = match result {
             Ok(token) => token,
@@ -345,7 +352,7 @@ impl Miner {
         match self
             .storage
             .leadership
-            .renew(ELECTION, &self.config.instance, token, LEASE)
+            .renew(ELECTION, &self.config.instance, token, self.config.lease)
             .await
         {
             Ok(ok) => ok,

@@ -297,6 +297,10 @@ impl Node {
                 tick: Duration::from_millis(100),
                 consumer,
                 instance,
+                lease: match storage.name() {
+                    "redis" => Duration::from_secs(config.storage.redis.leader_ttl_seconds.max(1)),
+                    _ => Duration::from_secs(10),
+                },
                 engine: crate::miner::lifecycle::EngineConfig {
                     submission_buffer_blocks: i64::try_from(config.transaction.submission_buffer_blocks).unwrap_or(1),
                     ..Default::default()

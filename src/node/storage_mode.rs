@@ -167,11 +167,13 @@ pub async fn open(config: &Config, overrides: &RaftOverrides) -> Result<OpenedSt
     }
 }
 
+/// `miner-{hostname}`: stable across restarts (a restarted process re-takes its own lease at once). Several
+/// instances on one host must set `storage.redis.consumer_name` each.
 fn consumer_default() -> String {
     let host = std::fs::read_to_string("/etc/hostname")
         .map(|h| h.trim().to_string())
         .unwrap_or_else(|_| "host".into());
-    format!("miner-{host}-{}", std::process::id())
+    format!("miner-{host}")
 }
 
 impl OpenedStorage {

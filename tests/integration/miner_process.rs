@@ -35,16 +35,8 @@ struct Net {
     keys: PathBuf,
     supplier_keys: Vec<String>,
     loadgen: LoadGen,
-    _backend: relay_miner::sim::backend::BackendHandle,
-    _stop: tokio::sync::watch::Sender<bool>,
+    _node: relay_miner::sim::SimNode,
     _dir: tempfile::TempDir,
-}
-
-async fn serve(router: axum::Router) -> String {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
-    format!("http://{addr}")
 }
 
 #[derive(Clone, Copy)]
@@ -54,6 +46,8 @@ struct NetOpts {
     unordered: bool,
     /// Only the first `n` suppliers in the initial keys file (hot reload on); `None` = all, reload off.
     initial_suppliers: Option<usize>,
+    /// Redis URL for `storage.mode: redis`; `None` = embedded.
+    redis_url: Option<&'static str>,
 }
 
 fn write_keys(path: &Path, keys: &[String]) {
@@ -75,7 +69,12 @@ async fn start_net(opts: NetOpts) -> Net {
         proof_probability,
         unordered,
         initial_suppliers,
+        redis_url,
     } = opts;
+    let storage_mode = match redis_url {
+        Some(url) => format!("redis\n  redis:\n    url: {url}"),
+        None => "embedded".to_string(),
+    };
     let relay_port = free_port();
     let metrics_port = free_port();
     let relay_url = format!("http://127.0.0.1:{relay_port}");
@@ -92,21 +91,18 @@ async fn start_net(opts: NetOpts) -> Net {
     };
     let genesis = demo_genesis(&args, &relay_url);
     let chain = SimChain::new(genesis.clone()).unwrap();
-    let grpc_url = serve(relay_miner::sim::chain::router(chain.clone()).into_axum()).await;
-    let (stop, mut stop_rx) = tokio::sync::watch::channel(false);
-    tokio::spawn({
-        let chain = chain.clone();
-        async move {
-            chain
-                .run_blocks(async move {
-                    let _ = stop_rx.wait_for(|s| *s).await;
-                })
-                .await
-        }
-    });
-    let backend = relay_miner::sim::backend::DemoBackend::spawn(Default::default())
-        .await
-        .unwrap();
+    let node = relay_miner::sim::SimNode::start(
+        chain.clone(),
+        relay_miner::sim::SimNodeConfig {
+            backend: Some(Default::default()),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    let grpc_url = node.grpc_url();
+    let rpc_url = node.rpc_url();
+    let backend_url = node.backend_url().unwrap();
     let dir = tempfile::tempdir().unwrap();
     let keys = dir.path().join("keys.yaml");
     let supplier_keys: Vec<String> = genesis.suppliers.iter().map(|s| s.key_hex.clone()).collect();
@@ -119,9 +115,10 @@ async fn start_net(opts: NetOpts) -> Net {
         format!(
             "listen_addr: 127.0.0.1:{relay_port}
 storage:
-  mode: embedded
   data_dir: {data}
+  mode: {storage_mode}
 pocket_node:
+  query_node_rpc_url: {rpc_url}
   query_node_grpc_url: {grpc_url}
   chain_id: {chain_id}
 keys:
@@ -147,7 +144,7 @@ logging:
             data = dir.path().join("data").display(),
             chain_id = genesis.chain_id,
             keys = keys.display(),
-            backend = backend.http_url(),
+            backend = backend_url,
         ),
     )
     .unwrap();
@@ -162,8 +159,7 @@ logging:
         keys,
         supplier_keys,
         loadgen,
-        _backend: backend,
-        _stop: stop,
+        _node: node,
         _dir: dir,
     }
 }
@@ -245,15 +241,35 @@ fn claimed_counts(chain: &SimChain) -> BTreeMap<(String, String), u64> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_in_claim_and_proof_windows_loses_nothing() {
-    let block = 300;
     // Ordered txs: a restarted process has lost its sequence and must recover it from the chain.
-    let net = start_net(NetOpts {
-        block_time_ms: block,
+    sigkill_scenario(NetOpts {
+        block_time_ms: 300,
         proof_probability: 1.0,
         unordered: false,
         initial_suppliers: None,
+        redis_url: None,
     })
     .await;
+}
+
+/// The same on Redis storage (a real redis-server): relay log, tries and session records live in Redis.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_mode_sigkill_in_claim_and_proof_windows_loses_nothing() {
+    let server = storage::redis::server::RedisServer::start(storage::redis::server::ServerOptions::durable()).unwrap();
+    let url: &'static str = Box::leak(server.url().into_boxed_str());
+    sigkill_scenario(NetOpts {
+        block_time_ms: 300,
+        proof_probability: 1.0,
+        unordered: true,
+        initial_suppliers: None,
+        redis_url: Some(url),
+    })
+    .await;
+    drop(server);
+}
+
+async fn sigkill_scenario(opts: NetOpts) {
+    let net = start_net(opts).await;
     let mut miner = spawn_miner(&net.config);
     wait_up(&net).await;
     let params = net.chain.state().shared.clone();
@@ -332,6 +348,7 @@ async fn a_missed_claim_window_is_lost_exactly_once() {
         proof_probability: 0.0,
         unordered: true,
         initial_suppliers: None,
+        redis_url: None,
     })
     .await;
     let mut miner = spawn_miner(&net.config);
@@ -395,6 +412,7 @@ async fn hot_reload_adds_and_removes_suppliers_without_losing_their_relays() {
         proof_probability: 0.0,
         unordered: true,
         initial_suppliers: Some(1),
+        redis_url: None,
     })
     .await;
     let mut miner = spawn_miner(&net.config);
