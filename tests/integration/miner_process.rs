@@ -497,3 +497,100 @@ async fn hot_reload_adds_and_removes_suppliers_without_losing_their_relays() {
         .collect();
     assert!(rejected.is_empty(), "{rejected:?}");
 }
+
+/// SIGTERM: the process drains in-flight relays (every concurrent request gets an answer), persists state and
+/// exits 0; what it served is claimed after the restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_drains_in_flight_relays_and_exits_cleanly() {
+    let net = Arc::new(
+        start_net(NetOpts {
+            block_time_ms: 300,
+            proof_probability: 0.0,
+            unordered: true,
+            initial_suppliers: None,
+            redis_url: None,
+        })
+        .await,
+    );
+    let mut miner = spawn_miner(&net.config);
+    wait_up(&net).await;
+    let params = net.chain.state().shared.clone();
+    let session = SessionWindows::new(&params, net.chain.height()).unwrap();
+    // Four concurrent senders; SIGTERM while they are busy.
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut senders = Vec::new();
+    for t in 0..4u64 {
+        let net = Arc::clone(&net);
+        let stop = Arc::clone(&stop);
+        senders.push(tokio::spawn(async move {
+            let mut served = Served::new();
+            let mut failed_after_stop = 0;
+            let mut n = t * 1_000_000;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                n += 1;
+                match net.loadgen.send(n, net.chain.height()).await {
+                    Outcome::Served {
+                        supplier, session_id, ..
+                    } => {
+                        *served.entry((supplier, session_id)).or_default() += 1;
+                    }
+                    Outcome::Refused(r) => panic!("refused: {r}"),
+                    Outcome::Failed(_) => failed_after_stop += 1,
+                }
+            }
+            (served, failed_after_stop)
+        }));
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while metric_sum(
+        &http_get(&net.metrics_url).await.unwrap_or_default(),
+        "ha_relayer_relays_mined_total",
+        &[],
+    ) < 20.0
+    {
+        assert!(Instant::now() < deadline, "no relays mined");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let status = Command::new("kill")
+        .arg("-TERM")
+        .arg(miner.id().to_string())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let started = Instant::now();
+    let exit = loop {
+        if let Some(exit) = miner.try_wait().unwrap() {
+            break exit;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(15),
+            "did not stop within 15 s of SIGTERM"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(exit.success(), "exit status {exit:?}");
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut served = Served::new();
+    for s in senders {
+        let (part, _) = s.await.unwrap();
+        for (k, v) in part {
+            *served.entry(k).or_default() += v;
+        }
+    }
+    // Restart and let the sessions settle: every relay answered before the stop is claimed.
+    let mut miner = spawn_miner(&net.config);
+    wait_up(&net).await;
+    let last_end = SessionWindows::new(&params, net.chain.height()).unwrap();
+    wait_height(
+        &net.chain,
+        last_end.settlement.max(session.settlement) + 1,
+        Duration::from_secs(60),
+    )
+    .await;
+    miner.kill().unwrap();
+    miner.wait().unwrap();
+    let claimed = claimed_counts(&net.chain);
+    for (key, count) in &served {
+        assert_eq!(claimed.get(key), Some(count), "{key:?}: {claimed:?}");
+    }
+}
