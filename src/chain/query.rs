@@ -157,6 +157,58 @@ impl ChainClient {
         Ok(app)
     }
 
+    /// The gateway (current state), `None` when not staked. Not cached: gateways are read rarely.
+    pub async fn gateway(&self, address: &str) -> Result<Option<wire::Gateway>, ChainError> {
+        let request = wire::QueryGetGatewayRequest {
+            address: address.to_string(),
+            ..Default::default()
+        };
+        match self
+            .grpc
+            .unary::<_, wire::QueryGetGatewayResponse>(method::GATEWAY, request)
+            .await
+        {
+            Ok(r) => Ok(r.gateway),
+            Err(e) if e.is_not_found() => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// The supplier (current state, with its services), `None` when not staked. Not cached.
+    pub async fn supplier(&self, operator_address: &str) -> Result<Option<wire::Supplier>, ChainError> {
+        let request = wire::QueryGetSupplierRequest {
+            operator_address: operator_address.to_string(),
+            ..Default::default()
+        };
+        match self
+            .grpc
+            .unary::<_, wire::QueryGetSupplierResponse>(method::SUPPLIER, request)
+            .await
+        {
+            Ok(r) => Ok(r.supplier),
+            Err(e) if e.is_not_found() => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// The service (current state), `None` when unknown. Not cached; the per-height compute units and
+    /// difficulty the hot path needs have their own at-height caches.
+    pub async fn service(&self, id: &str) -> Result<Option<wire::Service>, ChainError> {
+        let request = wire::QueryGetServiceRequest {
+            id: id.to_string(),
+            ..Default::default()
+        };
+        match self
+            .grpc
+            .unary::<_, wire::QueryGetServiceResponse>(method::SERVICE, request)
+            .await
+        {
+            Ok(r) => Ok(r.service),
+            Err(e) if e.is_not_found() => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
     /// Drops cached applications (new block: delegations may have changed).
     pub fn invalidate_applications(&self) {
         self.applications.clear();

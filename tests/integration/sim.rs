@@ -391,3 +391,30 @@ async fn block_subscription_continues_across_a_node_restart() {
     assert!(latest.height >= target);
     node.shutdown().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn entity_queries_find_staked_actors_and_report_unknown_ones() {
+    let node = manual_node().await;
+    let (grpc, _) = clients(&node);
+    let (_, supplier) = supplier();
+    let (_, app, _) = actor(&key_hex("it-app")).unwrap();
+    let (_, gateway, _) = actor(&key_hex("it-gateway")).unwrap();
+    let (_, stranger, _) = actor(&key_hex("it-nobody")).unwrap();
+
+    let s = grpc.supplier(&supplier).await.unwrap().expect("supplier staked");
+    assert_eq!(s.operator_address, supplier);
+    assert!(grpc.supplier(&stranger).await.unwrap().is_none());
+
+    let g = grpc.gateway(&gateway).await.unwrap().expect("gateway staked");
+    assert_eq!(g.address, gateway);
+    assert!(grpc.gateway(&stranger).await.unwrap().is_none());
+
+    let a = grpc.application(&app).await.unwrap().expect("application staked");
+    assert_eq!(a.delegatee_gateway_addresses, vec![gateway]);
+    assert!(grpc.application(&stranger).await.unwrap().is_none());
+
+    let service = grpc.service("anvil").await.unwrap().expect("service known");
+    assert_eq!(service.compute_units_per_relay, 10);
+    assert!(grpc.service("nope").await.unwrap().is_none());
+    assert_eq!(grpc.compute_units_at("anvil", 1).await.unwrap(), 10);
+}
