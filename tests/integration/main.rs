@@ -4,4 +4,5 @@
 
 mod conformance_vectors;
 mod localnet;
+mod relayer;
 mod tx_cosmrs_oracle;
