@@ -11,8 +11,10 @@
 //! from /proc/self/stat; it includes the load generator and the backend, so the direct-to-backend CPU per request
 //! is printed too and subtracted).
 //!
-//! Env: `RELAYER_BENCH_RELAYS` (default 12000), `RELAYER_BENCH_CONCURRENCY` (default 32),
-//! `RELAYER_BENCH_WORKERS` (tokio worker threads, default 2).
+//! Env: `RELAYER_BENCH_RELAYS` (closed-loop relays, default 12000), `RELAYER_BENCH_CONCURRENCY` (default 32),
+//! `RELAYER_BENCH_RATE` (open-loop rate, default 2000/s) for `RELAYER_BENCH_PACED_SECONDS` (default 4),
+//! `RELAYER_BENCH_WORKERS` (tokio worker threads, default 2), `RELAYER_BENCH_DURABLE` (durable_ack, default 1),
+//! `RELAYER_BENCH_REDB_WINDOW_US` (redb group-commit window, default 1000 = the backend's default).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -118,6 +120,8 @@ async fn load(client: &Client, url: &str, bodies: Arc<Vec<bytes::Bytes>>, concur
     for t in run_phase(warmup) {
         t.await.unwrap();
     }
+    // Every worker overshot the warm-up counter by one: restart exactly after it so no relay is skipped.
+    next.store(warmup, Ordering::Relaxed);
     let cpu0 = cpu_time();
     let started = Instant::now();
     let mut latencies = Vec::new();
@@ -138,13 +142,18 @@ async fn load(client: &Client, url: &str, bodies: Arc<Vec<bytes::Bytes>>, concur
     }
 }
 
-/// Open-loop load: `rate` requests per second (sent in 1 ms ticks) for `bodies.len()` requests; latency from
+/// Open-loop load: `rate` requests per second (sent in ticks of at least 1 ms) for `bodies.len()` requests; latency from
 /// the moment each request is sent.
 async fn paced(client: &Client, url: &str, bodies: Vec<bytes::Bytes>, rate: usize) -> Run {
-    let per_tick = (rate / 1000).max(1);
+    let rate = rate.max(1);
+    let (tick, per_tick) = if rate >= 1000 {
+        (Duration::from_millis(1), rate / 1000)
+    } else {
+        (Duration::from_micros(1_000_000 / rate as u64), 1)
+    };
     let cpu0 = cpu_time();
     let started = Instant::now();
-    let mut ticker = tokio::time::interval(Duration::from_millis(1));
+    let mut ticker = tokio::time::interval(tick);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
     let mut tasks = Vec::with_capacity(bodies.len());
     let mut bodies = bodies.into_iter();
@@ -198,10 +207,10 @@ fn main() {
         .enable_all()
         .build()
         .unwrap();
-    runtime.block_on(bench());
+    runtime.block_on(bench(workers));
 }
 
-async fn bench() {
+async fn bench(workers: usize) {
     let relays = env("RELAYER_BENCH_RELAYS", 12_000);
     let concurrency = env("RELAYER_BENCH_CONCURRENCY", 32);
     let rate = env("RELAYER_BENCH_RATE", 2_000);
@@ -313,9 +322,12 @@ async fn bench() {
                                 payload: payload.encode_to_vec(),
                             };
                             let secret = k256::Scalar::reduce(&gateway.0.to_bytes());
-                            let signature =
-                                RingSignature::sign(&[app.2, gateway.2], &relay::request_signable_hash(&request), &secret)
-                                    .unwrap();
+                            let signature = RingSignature::sign(
+                                &[app.2, gateway.2],
+                                &relay::request_signable_hash(&request),
+                                &secret,
+                            )
+                            .unwrap();
                             request.meta.as_mut().unwrap().signature = signature.to_bytes();
                             bytes::Bytes::from(relay::encode_relay_request(&request))
                         })
@@ -339,9 +351,10 @@ async fn bench() {
     let sign_time = sign_started.elapsed();
 
     let dir = tempfile::tempdir().unwrap();
-    let redb = storage::redb::RedbBackend::open(storage::redb::RedbConfig::new(dir.path().join("bench.redb")))
-        .await
-        .unwrap();
+    let mut redb_config = storage::redb::RedbConfig::new(dir.path().join("bench.redb"));
+    redb_config.group_commit_window = Duration::from_micros(env("RELAYER_BENCH_REDB_WINDOW_US", 1000) as u64);
+    let redb = storage::redb::RedbBackend::open(redb_config).await.unwrap();
+    let durable = env("RELAYER_BENCH_DURABLE", 1) == 1;
     let store = redb.storage();
     let yaml = format!(
         "
@@ -351,16 +364,15 @@ services:
     backends:
       rest: {{url: {backend_url}}}
 relay_meter: {{enabled: true}}
-relay_log: {{durable_ack: true}}
+relay_log: {{durable_ack: {durable}}}
 "
     );
     let config = Config::from_yaml(&yaml).unwrap();
     let (_height_tx, height_rx) = tokio::sync::watch::channel(chain.height());
     let telemetry = Telemetry::new().unwrap();
     let keyring = Keyring::new([(supplier.1.clone(), supplier.0.clone())].into_iter().collect());
-    let relayer = Arc::new(
-        Relayer::from_config(&config, Arc::clone(&client), keyring, &store, height_rx, &telemetry).unwrap(),
-    );
+    let relayer =
+        Arc::new(Relayer::from_config(&config, Arc::clone(&client), keyring, &store, height_rx, &telemetry).unwrap());
     let relayer_url = serve(Arc::clone(&relayer).router()).await;
 
     let http: Client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
@@ -369,7 +381,14 @@ relay_log: {{durable_ack: true}}
 
     // Throughput: closed loop, `concurrency` requests in flight; baseline straight to the backend first.
     let echo = |n: usize| -> Vec<bytes::Bytes> { (0..n).map(|_| bytes::Bytes::from(body_1kb.clone())).collect() };
-    let direct = load(&http, &format!("{backend_url}/v1/echo"), Arc::new(echo(relays + warmup)), concurrency, warmup).await;
+    let direct = load(
+        &http,
+        &format!("{backend_url}/v1/echo"),
+        Arc::new(echo(relays + warmup)),
+        concurrency,
+        warmup,
+    )
+    .await;
     let paced_bodies = signed.split_off(relays + warmup);
     let through = load(&http, &relayer_url, Arc::new(signed), concurrency, warmup).await;
     // Latency: open loop at `rate`, baseline first.
@@ -380,7 +399,10 @@ relay_log: {{durable_ack: true}}
     let per_sec = |r: &Run| r.latencies.len() as f64 / r.wall.as_secs_f64();
     let cpu_per = |r: &Run| r.cpu.as_micros() as f64 / r.latencies.len().max(1) as f64;
     let p = |r: &Run, q: f64| percentile(&r.latencies, q);
-    println!("relayer_load: pre-signed {total} relays in {sign_time:.1?}; machine: {} cores", threads);
+    println!(
+        "relayer_load: pre-signed {total} relays in {sign_time:.1?}; {threads} cores, {workers} tokio workers, durable_ack {durable}, redb group-commit window {:?}",
+        Duration::from_micros(env("RELAYER_BENCH_REDB_WINDOW_US", 1000) as u64)
+    );
     println!("throughput (closed loop, {concurrency} in flight, {relays} measured after {warmup} warm-up):");
     println!(
         "  direct to backend: {:.0} req/s, p50 {:?}, p99 {:?}, CPU {:.0} µs/req",

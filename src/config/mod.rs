@@ -384,9 +384,7 @@ fn duration_seconds<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result
     match Raw::deserialize(deserializer)? {
         Raw::Seconds(s) => Ok(s),
         Raw::Text(text) => parse_duration_seconds(&text).ok_or_else(|| {
-            serde::de::Error::custom(format!(
-                "`{text}` is not a duration like 7200, 90s, 30m, 2h or 1d"
-            ))
+            serde::de::Error::custom(format!("`{text}` is not a duration like 7200, 90s, 30m, 2h or 1d"))
         }),
     }
 }

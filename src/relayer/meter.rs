@@ -165,7 +165,9 @@ pub struct RelayMeter {
 
 impl std::fmt::Debug for RelayMeter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RelayMeter").field("fail", &self.inner.fail).finish_non_exhaustive()
+        f.debug_struct("RelayMeter")
+            .field("fail", &self.inner.fail)
+            .finish_non_exhaustive()
     }
 }
 
@@ -192,18 +194,40 @@ impl RelayMeter {
             entries: Mutex::new(HashMap::new()),
             observer,
         });
-        tokio::spawn(sync_loop(Arc::downgrade(&inner), sync_interval.max(Duration::from_millis(1)), height));
+        tokio::spawn(sync_loop(
+            Arc::downgrade(&inner),
+            sync_interval.max(Duration::from_millis(1)),
+            height,
+        ));
         Self { inner }
     }
 
     /// Whether the session is already known to be exhausted (no storage access; used before serving in
     /// optimistic mode, where the charge comes after validation).
     pub fn exhausted(&self, key: &MeterKey, cost: u64) -> bool {
-        let entry = self.inner.entries().get(key).cloned();
-        entry.is_some_and(|e| {
-            let c = e.counts();
-            (c.global + c.pending + c.inflight).max(0) as u64 + cost > e.budget.limit_compute_units
-        })
+        self.precheck(key, cost).is_err()
+    }
+
+    /// [`RelayMeter::exhausted`] with the reason: refuses only what the local view already knows does not fit
+    /// (a session never seen passes).
+    pub fn precheck(&self, key: &MeterKey, cost: u64) -> Result<(), MeterError> {
+        let Some(entry) = self.inner.entries().get(key).cloned() else {
+            return Ok(());
+        };
+        let c = entry.counts();
+        let consumed = (c.global + c.pending + c.inflight).max(0) as u64;
+        if consumed.saturating_add(cost) > entry.budget.limit_compute_units {
+            return Err(MeterError::OverServiced {
+                session_id: key.session_id.clone(),
+                consumed,
+                limit: entry.budget.limit_compute_units,
+                cost,
+            });
+        }
+        if c.storage_failed && self.inner.fail == FailBehavior::Closed {
+            return Err(MeterError::Unavailable("the last sync with storage failed".into()));
+        }
+        Ok(())
     }
 
     /// Charges `cost` compute units to `key` (budget `budget` when first seen). The first charge of a session
@@ -275,7 +299,11 @@ async fn read_total(kv: &dyn storage::KvStore, key: &str) -> Result<i64, storage
 }
 
 async fn sync_once(inner: &Inner, height: i64) {
-    let entries: Vec<(MeterKey, Arc<Entry>)> = inner.entries().iter().map(|(k, e)| (k.clone(), Arc::clone(e))).collect();
+    let entries: Vec<(MeterKey, Arc<Entry>)> = inner
+        .entries()
+        .iter()
+        .map(|(k, e)| (k.clone(), Arc::clone(e)))
+        .collect();
     for (key, entry) in entries {
         let delta = {
             let mut c = entry.counts();
@@ -349,7 +377,14 @@ mod tests {
 
     fn meter(kv: Arc<dyn storage::KvStore>, fail: FailBehavior) -> RelayMeter {
         let (_tx, rx) = watch::channel(0);
-        RelayMeter::spawn(kv, fail, Duration::from_secs(60), Duration::from_secs(3600), rx, Arc::new(NoObserver))
+        RelayMeter::spawn(
+            kv,
+            fail,
+            Duration::from_secs(60),
+            Duration::from_secs(3600),
+            rx,
+            Arc::new(NoObserver),
+        )
     }
 
     #[test]
@@ -371,7 +406,11 @@ mod tests {
         let _b = m.charge(&key(), budget, 10).await.unwrap();
         assert!(matches!(
             m.charge(&key(), budget, 10).await,
-            Err(MeterError::OverServiced { consumed: 20, limit: 25, .. })
+            Err(MeterError::OverServiced {
+                consumed: 20,
+                limit: 25,
+                ..
+            })
         ));
         assert!(m.exhausted(&key(), 10));
         a.refund();
@@ -379,6 +418,41 @@ mod tests {
         let _c = m.charge(&key(), budget, 10).await.unwrap();
         m.sync().await;
         assert_eq!(store.kv.get(&storage_key(&key())).await.unwrap(), Some(b"20".to_vec()));
+    }
+
+    #[tokio::test]
+    async fn storage_failures_fail_open_or_closed() {
+        let backend = storage::MemoryBackend::new();
+        let store = backend.storage();
+        let budget = Budget {
+            limit_compute_units: 1000,
+            forget_at_height: 100,
+        };
+        let closed = meter(Arc::clone(&store.kv), FailBehavior::Closed);
+        let open = meter(Arc::clone(&store.kv), FailBehavior::Open);
+        let other = MeterKey {
+            session_id: "s2".into(),
+            ..key()
+        };
+        let _ = closed.charge(&key(), budget, 10).await.unwrap();
+        let _ = open.charge(&other, budget, 10).await.unwrap();
+        backend
+            .faults()
+            .refuse_writes(Some(storage::StorageError::OutOfMemory("full".into())));
+        closed.sync().await;
+        open.sync().await;
+        assert!(matches!(
+            closed.charge(&key(), budget, 10).await,
+            Err(MeterError::Unavailable(_))
+        ));
+        assert!(closed.precheck(&key(), 1).is_err());
+        let _ = open.charge(&other, budget, 10).await.unwrap();
+        backend.faults().refuse_writes(None);
+        closed.sync().await;
+        open.sync().await;
+        let _ = closed.charge(&key(), budget, 10).await.unwrap();
+        // Nothing charged while storage failed was lost.
+        assert_eq!(store.kv.get(&storage_key(&other)).await.unwrap(), Some(b"20".to_vec()));
     }
 
     #[tokio::test]

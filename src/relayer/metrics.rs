@@ -44,9 +44,8 @@ impl Metrics {
             Ok(h)
         };
         let batch_size = Histogram::with_opts(
-            HistogramOpts::new("ha_relayer_relay_log_batch_size", "Relays per relay log append").buckets(vec![
-                1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0,
-            ]),
+            HistogramOpts::new("ha_relayer_relay_log_batch_size", "Relays per relay log append")
+                .buckets(vec![1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0]),
         )?;
         r.register(Box::new(batch_size.clone()))?;
         Ok(Self {

@@ -517,7 +517,10 @@ impl Relayer {
                 };
                 let status = backend_response.status_code;
                 let response = relay::sign_response(&request, backend_response.encode_to_vec(), &key);
-                match self.mine(&request, &response, &valid, status, compute_units, self.durable_ack).await {
+                match self
+                    .mine(&request, &response, &valid, status, compute_units, self.durable_ack)
+                    .await
+                {
                     Ok(Mined::Appended | Mined::BelowDifficulty) => {}
                     Ok(Mined::Backend5xx) => self.refund(&service_id, charge),
                     Err(e) => {
@@ -539,14 +542,10 @@ impl Relayer {
                     };
                     // Without the compute units at hand (they need a chain read) one compute unit is the
                     // smallest possible cost: refuse only what certainly does not fit.
-                    if meter.exhausted(&key, 1) {
-                        self.metrics.meter.with_label_values(&[&service_id, "over_serviced"]).inc();
-                        return Err(fail(RelayError::OverServiced(MeterError::OverServiced {
-                            session_id: key.session_id,
-                            consumed: 0,
-                            limit: 0,
-                            cost: 1,
-                        })));
+                    if let Err(e) = meter.precheck(&key, 1) {
+                        let e = RelayError::from_meter(e);
+                        self.metrics.meter.with_label_values(&[&service_id, e.code().1]).inc();
+                        return Err(fail(e));
                     }
                 }
                 let backend_response = self.forward(service, backend, payload).await.map_err(fail)?;
@@ -577,7 +576,13 @@ impl Relayer {
     }
 
     /// Validation, metering and mining of a relay already served in optimistic mode.
-    async fn settle_optimistic(&self, request: RelayRequest, response: RelayResponse, structure: Structure, status: u32) {
+    async fn settle_optimistic(
+        &self,
+        request: RelayRequest,
+        response: RelayResponse,
+        structure: Structure,
+        status: u32,
+    ) {
         let service_id = structure.header.service_id.clone();
         let height = *self.height.borrow();
         let valid = match validate::validate(&self.chain, &request, structure, height).await {
@@ -591,7 +596,10 @@ impl Relayer {
         let outcome = async {
             let compute_units = self.compute_units(&valid).await?;
             let charge = self.charge(&valid, compute_units).await?;
-            match self.mine(&request, &response, &valid, status, compute_units, true).await {
+            match self
+                .mine(&request, &response, &valid, status, compute_units, true)
+                .await
+            {
                 Ok(Mined::Backend5xx) => {
                     self.refund(&service_id, charge);
                     Ok(())
@@ -650,10 +658,7 @@ impl Relayer {
             }
             Err(e) => {
                 let err = RelayError::from_meter(e);
-                self.metrics
-                    .meter
-                    .with_label_values(&[service_id, err.code().1])
-                    .inc();
+                self.metrics.meter.with_label_values(&[service_id, err.code().1]).inc();
                 Err(err)
             }
         }
@@ -769,7 +774,10 @@ impl Relayer {
                 .values
                 .push(String::from_utf8_lossy(value.as_bytes()).into_owned());
         }
-        let body = match http_body_util::Limited::new(response.into_body(), limit).collect().await {
+        let body = match http_body_util::Limited::new(response.into_body(), limit)
+            .collect()
+            .await
+        {
             Ok(collected) => collected.to_bytes(),
             Err(e) if e.is::<http_body_util::LengthLimitError>() => {
                 return Err(RelayError::ResponseTooLarge { limit });
@@ -845,8 +853,17 @@ impl Relayer {
 
 fn is_hop_by_hop(name: &http::HeaderName) -> bool {
     use http::header::*;
-    [HOST, CONTENT_LENGTH, TRANSFER_ENCODING, CONNECTION, UPGRADE, TE, TRAILER, PROXY_AUTHORIZATION]
-        .contains(name)
+    [
+        HOST,
+        CONTENT_LENGTH,
+        TRANSFER_ENCODING,
+        CONNECTION,
+        UPGRADE,
+        TE,
+        TRAILER,
+        PROXY_AUTHORIZATION,
+    ]
+    .contains(name)
         || name.as_str() == "keep-alive"
         || name.as_str() == "proxy-connection"
 }

@@ -1,6 +1,13 @@
 //! Per-service routing built from the config: one backend per rpc type, chosen by the request's `Rpc-Type` header
 //! (poktroll `RPCType` numbers, spec §1.1 / §2.7) with the service's `default_backend` as fallback, plus the
 //! service's timeouts, body limit, validation mode and a pooled HTTP client per backend.
+//!
+//! Go settings and what they become here: `max_conns_per_host` is a semaphore per backend (requests beyond it
+//! wait, within the request timeout); `max_idle_conns_per_host` and `idle_conn_timeout_seconds` are hyper's pool
+//! limits; `dial_timeout_seconds` and `tcp_keep_alive_seconds` the connector's; `response_header_timeout_seconds`
+//! bounds the wait for the response head and `request_timeout_seconds` the whole exchange including the body.
+//! `http_transport.max_idle_conns` (a process-wide idle cap) has no hyper equivalent and is not enforced: the
+//! per-host cap bounds idle connections per backend instead.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -186,7 +193,13 @@ pub struct Service {
 
 impl Service {
     /// A service with one backend used for every rpc type.
-    pub fn single(id: impl Into<String>, mode: ValidationMode, backend: Backend, timeout: Duration, max_body: usize) -> Self {
+    pub fn single(
+        id: impl Into<String>,
+        mode: ValidationMode,
+        backend: Backend,
+        timeout: Duration,
+        max_body: usize,
+    ) -> Self {
         let backend = Arc::new(backend);
         let mut backends: [Option<Arc<Backend>>; 5] = Default::default();
         backends[backend.rpc_type.index()] = Some(Arc::clone(&backend));
@@ -279,8 +292,8 @@ pub fn services_from_config(config: &Config) -> Result<HashMap<String, Arc<Servi
                 let header_key = format!("backends.{kind}.headers.{name}");
                 let name = HeaderName::from_bytes(name.as_bytes())
                     .map_err(|e| invalid(&header_key, format!("not a header name: {e}")))?;
-                let value =
-                    HeaderValue::from_str(value).map_err(|e| invalid(&header_key, format!("not a header value: {e}")))?;
+                let value = HeaderValue::from_str(value)
+                    .map_err(|e| invalid(&header_key, format!("not a header value: {e}")))?;
                 backend.headers.push((name, value));
             }
             backends[rpc_type.index()] = Some(Arc::new(backend));
@@ -289,11 +302,22 @@ pub fn services_from_config(config: &Config) -> Result<HashMap<String, Arc<Servi
         let default = match &sc.default_backend {
             Some(kind) => RpcType::from_config_key(kind)
                 .and_then(|t| backends[t.index()].clone())
-                .ok_or_else(|| invalid("default_backend", format!("`{kind}` is not one of this service's backends")))?,
-            None => [RpcType::JsonRpc, RpcType::Rest, RpcType::CometBft, RpcType::Grpc, RpcType::Websocket]
-                .into_iter()
-                .find_map(|t| backends[t.index()].clone())
-                .ok_or_else(|| invalid("backends", "at least one backend is required".into()))?,
+                .ok_or_else(|| {
+                    invalid(
+                        "default_backend",
+                        format!("`{kind}` is not one of this service's backends"),
+                    )
+                })?,
+            None => [
+                RpcType::JsonRpc,
+                RpcType::Rest,
+                RpcType::CometBft,
+                RpcType::Grpc,
+                RpcType::Websocket,
+            ]
+            .into_iter()
+            .find_map(|t| backends[t.index()].clone())
+            .ok_or_else(|| invalid("backends", "at least one backend is required".into()))?,
         };
         let max_body = usize::try_from(config.max_body_size_bytes(id)).unwrap_or(usize::MAX);
         services.insert(

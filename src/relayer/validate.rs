@@ -70,7 +70,11 @@ pub async fn validate(
     height: i64,
 ) -> Result<Validated, RelayError> {
     let Structure { header, supplier } = structure;
-    let signature_bytes = request.meta.as_ref().map(|m| m.signature.as_slice()).unwrap_or_default();
+    let signature_bytes = request
+        .meta
+        .as_ref()
+        .map(|m| m.signature.as_slice())
+        .unwrap_or_default();
     // (1) timing: params at the session end height; past sessions only within the grace period.
     let end = header.session_end_block_height;
     let params = chain.shared_params_at(end).await.map_err(RelayError::Chain)?;

@@ -21,7 +21,7 @@ use relay_miner::protocol::wire::{
 use relay_miner::protocol::{relay, sha256, supplier_sig};
 use relay_miner::relayer::Relayer;
 use relay_miner::relayer::meter::MeterKey;
-use relay_miner::sim::backend::{BackendConfig, BackendHandle, DemoBackend, DelayConfig, FaultConfig, Injection};
+use relay_miner::sim::backend::{BackendConfig, BackendHandle, DelayConfig, DemoBackend, FaultConfig, Injection};
 use relay_miner::sim::chain::genesis::*;
 use relay_miner::sim::chain::{SimChain, actor};
 use relay_miner::telemetry::Telemetry;
@@ -292,7 +292,10 @@ relay_log:
         let response = self.http.request(request).await.unwrap();
         let status = response.status().as_u16();
         let bytes = response.into_body().collect().await.unwrap().to_bytes();
-        (status, relay::decode_relay_response(&bytes, relay::MAX_RELAY_MESSAGE_BYTES).unwrap())
+        (
+            status,
+            relay::decode_relay_response(&bytes, relay::MAX_RELAY_MESSAGE_BYTES).unwrap(),
+        )
     }
 
     async fn send(&self, url: &str, request: &RelayRequest) -> (u16, RelayResponse) {
@@ -315,7 +318,9 @@ fn served_status(net: &Net, response: &RelayResponse) -> u32 {
     let signature = &response.meta.as_ref().unwrap().supplier_operator_signature;
     supplier_sig::verify(&net.ours.2, &signable, signature).unwrap();
     assert_eq!(response.payload_hash, sha256(&response.payload).to_vec());
-    PoktHttpResponse::decode(response.payload.as_slice()).unwrap().status_code
+    PoktHttpResponse::decode(response.payload.as_slice())
+        .unwrap()
+        .status_code
 }
 
 async fn eventually<F: std::future::Future<Output = bool>>(what: &str, mut check: impl FnMut() -> F) {
@@ -366,7 +371,9 @@ async fn invalid_relays_are_refused_with_their_code_and_not_recorded() {
     let (_, response) = net.send(&r.url, &net.request(&unknown, &net.ours.1, Net::rpc(1))).await;
     assert_eq!(error_code(&response), Some(3), "unknown service");
 
-    let (_, response) = net.send(&r.url, &net.request(&header, &net.theirs.1, Net::rpc(2))).await;
+    let (_, response) = net
+        .send(&r.url, &net.request(&header, &net.theirs.1, Net::rpc(2)))
+        .await;
     assert_eq!(error_code(&response), Some(2), "not our supplier");
 
     let mut bad_signature = net.request(&header, &net.ours.1, Net::rpc(3));
@@ -390,7 +397,10 @@ async fn invalid_relays_are_refused_with_their_code_and_not_recorded() {
 
     assert_eq!(net.recorded().await, 0);
     assert_eq!(
-        metric(&r.telemetry, "ha_relayer_relays_rejected_total{reason=\"bad_ring_signature\",service_id=\"anvil\"}"),
+        metric(
+            &r.telemetry,
+            "ha_relayer_relays_rejected_total{reason=\"bad_ring_signature\",service_id=\"anvil\"}"
+        ),
         1
     );
 }
@@ -411,14 +421,24 @@ async fn backend_timeout_and_5xx() {
     assert_eq!(status, 200);
     assert_eq!(served_status(&net, &response), 500);
     assert_eq!(net.recorded().await, 0);
-    assert_eq!(metric(&r.telemetry, "ha_relayer_relays_skipped_5xx_total{service_id=\"broken\"}"), 1);
+    assert_eq!(
+        metric(
+            &r.telemetry,
+            "ha_relayer_relays_skipped_5xx_total{service_id=\"broken\"}"
+        ),
+        1
+    );
     // Neither relay consumed the app's budget.
     let meter = r.relayer.meter().unwrap();
     meter.sync().await;
     for header in [&slow, &broken] {
         let key = format!("meter:{}:{}:consumed", header.session_id, net.ours.1);
         let consumed = net.storage.kv.get(&key).await.unwrap().unwrap_or_default();
-        assert!(consumed.is_empty() || consumed == b"0", "{}", String::from_utf8_lossy(&consumed));
+        assert!(
+            consumed.is_empty() || consumed == b"0",
+            "{}",
+            String::from_utf8_lossy(&consumed)
+        );
     }
 }
 
@@ -453,7 +473,10 @@ async fn optimistic_mode_serves_an_invalid_relay_but_does_not_mine_it() {
     assert_eq!(status, 200);
     assert_eq!(served_status(&net, &response), 200);
     let failures = "ha_relayer_validation_failures_total{reason=\"bad_ring_signature\",service_id=\"lazy\"}";
-    eventually("the validation failure to be counted", || async { metric(&r.telemetry, failures) == 1 }).await;
+    eventually("the validation failure to be counted", || async {
+        metric(&r.telemetry, failures) == 1
+    })
+    .await;
     assert_eq!(net.recorded().await, 0);
 
     // A valid one is mined after it was served.
@@ -461,11 +484,16 @@ async fn optimistic_mode_serves_an_invalid_relay_but_does_not_mine_it() {
     assert_eq!(status, 200);
     eventually("the valid relay to be recorded", || async { net.recorded().await == 1 }).await;
     assert_eq!(
-        metric(&r.telemetry, "ha_relayer_relays_served_optimistically_total{rpc_type=\"jsonrpc\",service_id=\"lazy\"}"),
+        metric(
+            &r.telemetry,
+            "ha_relayer_relays_served_optimistically_total{rpc_type=\"jsonrpc\",service_id=\"lazy\"}"
+        ),
         2
     );
     // Cheap structural checks stay synchronous: not our supplier is refused before serving.
-    let (_, response) = net.send(&r.url, &net.request(&header, &net.theirs.1, Net::rpc(3))).await;
+    let (_, response) = net
+        .send(&r.url, &net.request(&header, &net.theirs.1, Net::rpc(3)))
+        .await;
     assert_eq!(error_code(&response), Some(2));
 }
 
@@ -504,7 +532,25 @@ async fn meter_refuses_over_service_and_is_shared_between_relayers() {
     assert_eq!((status, error_code(&response)), (429, Some(10)));
     assert_eq!(net.recorded().await, 3);
     assert_eq!(
-        metric(&b.telemetry, "ha_relayer_relay_meter_consumptions_total{result=\"over_serviced\",service_id=\"anvil\"}"),
+        metric(
+            &b.telemetry,
+            "ha_relayer_relay_meter_consumptions_total{result=\"over_serviced\",service_id=\"anvil\"}"
+        ),
         1
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_durable_ack_relays_are_appended_in_the_background() {
+    let mut net = Net::new(1_000_000_000).await;
+    net.config.relay_log.durable_ack = false;
+    net.config.relay_log.max_batch_delay_ms = 1;
+    let r = net.relayer().await;
+    let header = net.header("anvil").await;
+    for id in 0..5 {
+        let (status, response) = net.send(&r.url, &net.request(&header, &net.ours.1, Net::rpc(id))).await;
+        assert_eq!(status, 200);
+        assert_eq!(served_status(&net, &response), 200);
+    }
+    eventually("the relays to be appended", || async { net.recorded().await == 5 }).await;
 }
