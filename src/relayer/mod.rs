@@ -28,6 +28,7 @@
 //! Transports other than HTTP (WebSocket, gRPC, streaming) plug in by calling the same stages: structure check,
 //! [`Relayer`]'s validation and metering, their own forwarding, then signing and mining.
 
+mod fastring;
 mod log;
 pub mod meter;
 mod metrics;
@@ -270,6 +271,7 @@ pub struct Relayer {
     meter: Option<RelayMeter>,
     height: watch::Receiver<i64>,
     optimistic: Arc<Semaphore>,
+    ring_verifier: fastring::FastRing,
     metrics: Arc<Metrics>,
 }
 
@@ -427,6 +429,7 @@ impl Relayer {
             meter,
             height,
             optimistic: Arc::new(Semaphore::new(OPTIMISTIC_IN_FLIGHT)),
+            ring_verifier: fastring::FastRing::default(),
             metrics,
         })
     }
@@ -500,7 +503,7 @@ impl Relayer {
         match service.mode {
             ValidationMode::Eager => {
                 let height = *self.height.borrow();
-                let valid = validate::validate(&self.chain, &request, structure, height)
+                let valid = validate::validate(&self.chain, &self.ring_verifier, &request, structure, height)
                     .await
                     .map_err(|e| {
                         self.count_validation_failure(&service_id, &e);
@@ -585,7 +588,7 @@ impl Relayer {
     ) {
         let service_id = structure.header.service_id.clone();
         let height = *self.height.borrow();
-        let valid = match validate::validate(&self.chain, &request, structure, height).await {
+        let valid = match validate::validate(&self.chain, &self.ring_verifier, &request, structure, height).await {
             Ok(v) => v,
             Err(e) => {
                 self.count_validation_failure(&service_id, &e);

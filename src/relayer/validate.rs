@@ -65,6 +65,7 @@ pub fn check_structure(request: &RelayRequest, our_supplier: impl Fn(&str) -> bo
 /// [`check_structure`].
 pub async fn validate(
     chain: &ChainClient,
+    ring_verifier: &super::fastring::FastRing,
     request: &RelayRequest,
     structure: Structure,
     height: i64,
@@ -139,7 +140,9 @@ pub async fn validate(
     }
     // (2b) the LSAG equations, last: the one expensive check (~0.45 ms) runs only for otherwise valid requests.
     let signable = relay::request_signable_hash(request);
-    signature.verify(&signable).map_err(RelayError::RingSignature)?;
+    ring_verifier
+        .verify(signature_bytes, &signature, &signable)
+        .map_err(RelayError::RingSignature)?;
     let app_stake_upokt = app
         .stake
         .as_ref()
