@@ -350,6 +350,37 @@ async fn bench(workers: usize) {
     }
     let sign_time = sign_started.elapsed();
 
+    // Ring verification alone, same signatures, same conditions: the reference verifier and the relayer's
+    // fixed-base one (after its tables are warm), interleaved.
+    let samples: Vec<(Vec<u8>, [u8; 32])> = signed
+        .iter()
+        .take(1000)
+        .map(|b| {
+            let request = relay::decode_relay_request(b, relay::MAX_RELAY_MESSAGE_BYTES).unwrap();
+            let signature = request.meta.as_ref().unwrap().signature.clone();
+            (signature, relay::request_signable_hash(&request))
+        })
+        .collect();
+    let fast = relay_miner::relayer::fastring::FastRing::default();
+    for (sig, m) in samples.iter().take(20) {
+        fast.verify(sig, &RingSignature::from_bytes(sig).unwrap(), m).unwrap();
+    }
+    let (mut reference_time, mut fast_time) = (Duration::ZERO, Duration::ZERO);
+    for (sig, m) in &samples {
+        let t = Instant::now();
+        RingSignature::from_bytes(sig).unwrap().verify(m).unwrap();
+        reference_time += t.elapsed();
+        let t = Instant::now();
+        fast.verify(sig, &RingSignature::from_bytes(sig).unwrap(), m).unwrap();
+        fast_time += t.elapsed();
+    }
+    println!(
+        "ring verify n=2 (decode + verify, {} samples): reference {:.0} µs, fixed-base tables {:.0} µs",
+        samples.len(),
+        reference_time.as_micros() as f64 / samples.len() as f64,
+        fast_time.as_micros() as f64 / samples.len() as f64
+    );
+
     let dir = tempfile::tempdir().unwrap();
     let mut redb_config = storage::redb::RedbConfig::new(dir.path().join("bench.redb"));
     redb_config.group_commit_window = Duration::from_micros(env("RELAYER_BENCH_REDB_WINDOW_US", 1000) as u64);
@@ -394,7 +425,13 @@ relay_log: {{durable_ack: {durable}}}
     // Latency: open loop at `rate`, baseline first.
     let direct_paced = paced(&http, &format!("{backend_url}/v1/echo"), echo(paced_relays), rate).await;
     let through_paced = paced(&http, &relayer_url, paced_bodies, rate).await;
-    let mined = store.relay_log.backlog(&supplier.1).await.unwrap().undelivered;
+    // Without durable ack the last batch may still be in flight: wait for it (bounded).
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut mined = store.relay_log.backlog(&supplier.1).await.unwrap().undelivered;
+    while mined < total as u64 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        mined = store.relay_log.backlog(&supplier.1).await.unwrap().undelivered;
+    }
 
     let per_sec = |r: &Run| r.latencies.len() as f64 / r.wall.as_secs_f64();
     let cpu_per = |r: &Run| r.cpu.as_micros() as f64 / r.latencies.len().max(1) as f64;

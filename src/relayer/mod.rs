@@ -8,7 +8,8 @@
 //!    decoded; the session header names the service, whose own limit then applies.
 //! 2. Structural checks, synchronous in both modes: decodable, known service, well-formed session header,
 //!    supplier we hold a key for.
-//! 3. `eager`: full validation ([`validate`]), then the relay meter is charged ([`meter`]), then the backend
+//! 3. `eager`: full validation (chain-backed checks from the chain client's caches; the ring signature last, with
+//!    fixed-base tables for hot keys, [`fastring`]), then the relay meter is charged ([`meter`]), then the backend
 //!    is called. `optimistic`: the backend is called at once (refused only if the meter already knows the session
 //!    is exhausted); validation, metering and mining run afterwards in a bounded background task (when it is
 //!    full, the handler validates inline: backpressure, no unbounded queue), and invalid relays are counted in
@@ -18,7 +19,7 @@
 //!    "pessimistic reversal of 5xx rewards": the supplier is not paid for its backend's failures); counted in
 //!    `ha_relayer_relays_skipped_5xx_total`. Transport failures, timeouts and oversized answers are refused with
 //!    their own codes and refunded.
-//! 5. Mining: difficulty at session start, then the relay is queued to the group-committing appender ([`log`]).
+//! 5. Mining: difficulty at session start, then the relay is queued to the group-committing relay log appender.
 //!    With `relay_log.durable_ack` the gateway's answer waits for the batch to be durable; without it, it does
 //!    not.
 //!
@@ -28,7 +29,7 @@
 //! Transports other than HTTP (WebSocket, gRPC, streaming) plug in by calling the same stages: structure check,
 //! [`Relayer`]'s validation and metering, their own forwarding, then signing and mining.
 
-mod fastring;
+pub mod fastring;
 mod log;
 pub mod meter;
 mod metrics;
