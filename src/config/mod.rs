@@ -171,7 +171,7 @@ pub struct RedisConfig {
     pub url: String,
     /// Key prefix (Go `namespace.base_prefix`).
     pub base_prefix: String,
-    /// This miner's consumer name in the relay stream group (default `miner-{host}-{pid}`).
+    /// This miner's name in the leader election (default `miner-{hostname}`; unique per instance).
     pub consumer_name: Option<String>,
     /// Pending entries idle this long are reclaimed from a dead consumer.
     pub claim_idle_timeout_ms: u64,
@@ -353,6 +353,13 @@ pub struct RelayMeterConfig {
     pub enabled: bool,
     /// Behaviour when the meter's storage fails.
     pub fail_behavior: FailBehavior,
+    /// Lifetime of a session's meter keys in storage (Go `cache_ttl`, default 2h). YAML takes seconds (`7200`) or
+    /// one number with a unit: `90s`, `30m`, `2h`.
+    #[serde(deserialize_with = "duration_seconds")]
+    pub cache_ttl: u64,
+    /// How often each relayer pushes its local consumption to storage and reads the others' (ours, not Go's).
+    /// Several relayers sharing a session may together over-serve by at most what they serve in one interval.
+    pub sync_interval_ms: u64,
 }
 
 impl Default for RelayMeterConfig {
@@ -360,8 +367,42 @@ impl Default for RelayMeterConfig {
         Self {
             enabled: true,
             fail_behavior: FailBehavior::Open,
+            cache_ttl: 2 * 60 * 60,
+            sync_interval_ms: 100,
         }
     }
+}
+
+/// Deserializes a duration in seconds from an integer or a string like `90s`, `30m`, `2h`, `1d`.
+fn duration_seconds<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<u64, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        Seconds(u64),
+        Text(String),
+    }
+    match Raw::deserialize(deserializer)? {
+        Raw::Seconds(s) => Ok(s),
+        Raw::Text(text) => parse_duration_seconds(&text).ok_or_else(|| {
+            serde::de::Error::custom(format!("`{text}` is not a duration like 7200, 90s, 30m, 2h or 1d"))
+        }),
+    }
+}
+
+/// `90s`, `30m`, `2h`, `1d` or a bare number of seconds.
+pub fn parse_duration_seconds(text: &str) -> Option<u64> {
+    let text = text.trim();
+    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: u64 = number.parse().ok()?;
+    let factor = match unit.trim() {
+        "" | "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => return None,
+    };
+    number.checked_mul(factor)
 }
 
 /// Group commit of mined relays (the hot path never fsyncs per relay).

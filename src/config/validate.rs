@@ -102,6 +102,12 @@ impl Config {
                 "must be at most 1000 (gateways wait for the batch)",
             );
         }
+        if self.relay_meter.enabled && self.relay_meter.sync_interval_ms == 0 {
+            issues.push("relay_meter.sync_interval_ms", "must be at least 1");
+        }
+        if self.relay_meter.enabled && self.relay_meter.cache_ttl == 0 {
+            issues.push("relay_meter.cache_ttl", "must be at least 1 second");
+        }
         if tracing_subscriber::EnvFilter::try_new(&self.logging.level).is_err() {
             issues.push(
                 "logging.level",
@@ -330,6 +336,22 @@ transaction:
         let issues = Config::from_yaml(&text).unwrap().validate();
         let keys: Vec<&str> = issues.iter().map(|i| i.key.as_str()).collect();
         assert_eq!(keys, vec!["storage.redis.url", "storage.redis.heartbeat_rate_seconds"]);
+    }
+
+    #[test]
+    fn meter_cache_ttl_takes_go_durations() {
+        let text = format!("{MINIMAL}relay_meter:\n  cache_ttl: 2h\n");
+        assert_eq!(Config::from_yaml(&text).unwrap().relay_meter.cache_ttl, 7200);
+        let text = format!("{MINIMAL}relay_meter:\n  cache_ttl: 90\n");
+        assert_eq!(Config::from_yaml(&text).unwrap().relay_meter.cache_ttl, 90);
+        let text = format!("{MINIMAL}relay_meter:\n  cache_ttl: soon\n");
+        match Config::from_yaml(&text) {
+            Err(ConfigError::Parse { key, .. }) => assert_eq!(key, "relay_meter.cache_ttl"),
+            other => panic!("expected a parse error, got {other:?}"),
+        }
+        assert_eq!(parse_duration_seconds("30m"), Some(1800));
+        assert_eq!(parse_duration_seconds("1d"), Some(86_400));
+        assert_eq!(parse_duration_seconds("h"), None);
     }
 
     #[test]

@@ -25,7 +25,7 @@ use crate::chain::query::ChainClient;
 use crate::config::Config;
 use crate::keys::{Keyring, Reloader};
 use crate::miner::driver::{Miner, MinerConfig, MinerStats};
-use crate::relayer::{Relayer, ServiceRoute};
+use crate::relayer::Relayer;
 use crate::telemetry::Telemetry;
 
 /// Errors starting the process.
@@ -61,6 +61,9 @@ pub enum NodeError {
     /// Metrics registration.
     #[error(transparent)]
     Telemetry(#[from] crate::telemetry::TelemetryError),
+    /// The relayer could not be built from the config.
+    #[error("relayer: {0}")]
+    Relayer(String),
 }
 
 /// A running relay miner.
@@ -97,39 +100,6 @@ async fn listen(what: &'static str, addr: &str) -> Result<tokio::net::TcpListene
 
 async fn stopped(mut rx: watch::Receiver<bool>) {
     let _ = rx.wait_for(|s| *s).await;
-}
-
-/// Routes per service from the config: the default backend (or the only one) of each service.
-fn routes(config: &Config) -> Result<std::collections::HashMap<String, ServiceRoute>, NodeError> {
-    let mut routes = std::collections::HashMap::new();
-    for (id, service) in &config.services {
-        let backend = service
-            .default_backend
-            .as_ref()
-            .and_then(|b| service.backends.get(b))
-            .or_else(|| service.backends.get("jsonrpc"))
-            .or_else(|| service.backends.values().next())
-            .ok_or(NodeError::Config {
-                key: "services.*.backends",
-                problem: format!("service {id} has no backend"),
-            })?;
-        let timeout = service
-            .timeout_profile
-            .as_ref()
-            .and_then(|p| config.timeout_profiles.get(p))
-            .map(|p| p.request_timeout_seconds)
-            .filter(|s| *s > 0)
-            .unwrap_or(config.default_request_timeout_seconds);
-        routes.insert(
-            id.clone(),
-            ServiceRoute {
-                backend_url: backend.url.clone(),
-                timeout: Duration::from_secs(timeout),
-                max_body_bytes: usize::try_from(config.max_body_size_bytes(id)).unwrap_or(usize::MAX),
-            },
-        );
-    }
-    Ok(routes)
 }
 
 /// Feeds the chain's latest height into a watch (relayer timing checks) and the `chain` readiness component.
@@ -259,14 +229,10 @@ impl Node {
         background.push(watch_task);
 
         let (stop, stop_rx) = watch::channel(false);
-        let relayer = Arc::new(Relayer::new(
-            Arc::clone(&chain),
-            keyring.clone(),
-            routes(&config)?,
-            Arc::clone(&store.relay_log),
-            height,
-            &telemetry,
-        )?);
+        let relayer = Arc::new(
+            Relayer::from_config(&config, Arc::clone(&chain), keyring.clone(), &store, height, &telemetry)
+                .map_err(|e| NodeError::Relayer(e.to_string()))?,
+        );
         let relay_listener = listen("listen_addr", &config.listen_addr).await?;
         let relay_addr = relay_listener
             .local_addr()

@@ -1,36 +1,73 @@
 //! The relayer (issue 6): gateways POST a protobuf `RelayRequest`; it is validated (§2.6), its `POKTHTTPRequest`
-//! payload forwarded to the supplier's backend for the service, the backend answer wrapped as `POKTHTTPResponse`
-//! and signed (§2.2), and — when the relay hash meets the service's difficulty at session start (§4) — the mined
-//! relay is appended to the storage relay log before the gateway gets its answer (durable ack; the storage
-//! backend group-commits concurrent appends, so no relay costs an fsync of its own).
+//! payload forwarded to the supplier's backend for the service (chosen by the `Rpc-Type` header, §2.7), the
+//! backend answer wrapped as `POKTHTTPResponse` and signed (§2.2), and — when the relay hash meets the service's
+//! difficulty at session start (§4) — the mined relay is appended to the storage relay log.
 //!
-//! Refusals are answered with a `RelayResponse` carrying a `RelayMinerError` with a stable code per reason, and
-//! counted in `ha_relayer_relays_rejected_total{reason}`.
+//! # Pipeline
+//! 1. The body is read with the largest service limit (`max_body_size_bytes`; never buffered beyond it) and
+//!    decoded; the session header names the service, whose own limit then applies.
+//! 2. Structural checks, synchronous in both modes: decodable, known service, well-formed session header,
+//!    supplier we hold a key for.
+//! 3. `eager`: full validation (chain-backed checks from the chain client's caches; the ring signature last, with
+//!    fixed-base tables for hot keys, [`fastring`]), then the relay meter is charged ([`meter`]), then the backend
+//!    is called. `optimistic`: the backend is called at once (refused only if the meter already knows the session
+//!    is exhausted); validation, metering and mining run afterwards in a bounded background task (when it is
+//!    full, the handler validates inline: backpressure, no unbounded queue), and invalid relays are counted in
+//!    `ha_relayer_validation_failures_total` and never mined.
+//! 4. Backend answers of any status are signed and returned (a 5xx is the backend's status inside the
+//!    `POKTHTTPResponse`). **5xx relays are served but not mined** and their meter charge is refunded (poktroll's
+//!    "pessimistic reversal of 5xx rewards": the supplier is not paid for its backend's failures); counted in
+//!    `ha_relayer_relays_skipped_5xx_total`. Transport failures, timeouts and oversized answers are refused with
+//!    their own codes and refunded.
+//! 5. Mining: difficulty at session start, then the relay is queued to the group-committing relay log appender.
+//!    With `relay_log.durable_ack` the gateway's answer waits for the batch to be durable; without it, it does
+//!    not.
+//!
+//! Refusals are answered with a `RelayResponse` carrying a `RelayMinerError` with a stable code per reason
+//! ([`RelayError::code`]), and counted in `ha_relayer_relays_rejected_total{service_id,reason}`.
+//!
+//! Transports other than HTTP (WebSocket, gRPC, streaming) plug in by calling the same stages: structure check,
+//! [`Relayer`]'s validation and metering, their own forwarding, then signing and mining.
 
+pub mod fastring;
+mod log;
+pub mod meter;
+mod metrics;
+pub mod routes;
 mod validate;
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use axum::body::Bytes;
+use axum::body::{Body, Bytes};
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use http_body_util::BodyExt as _;
-use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, Opts};
 use prost::Message as _;
-use tokio::sync::watch;
+use tokio::sync::{Semaphore, watch};
 
 use crate::chain::query::{ChainClient, ChainError};
+use crate::config::{Config, FailBehavior, ValidationMode};
 use crate::protocol::wire::{
-    HttpHeader, MinedRelayMessage, PoktHttpRequest, PoktHttpResponse, RelayMinerError, RelayResponse,
-    RelayResponseMetadata,
+    HttpHeader, MinedRelayMessage, PoktHttpRequest, PoktHttpResponse, RelayMinerError, RelayRequest, RelayResponse,
+    RelayResponseMetadata, SessionHeader,
 };
 use crate::protocol::{difficulty, relay};
 use crate::telemetry::{Telemetry, TelemetryError};
 
-pub use validate::Validated;
+pub use log::BatchSettings;
+pub use meter::{MeterError, RelayMeter};
+pub use routes::{Backend, PoolSettings, RouteError, RpcType, Service};
+pub use validate::{Structure, Validated};
+
+use metrics::Metrics;
+
+/// The header a gateway names the rpc type with (§2.7).
+pub const RPC_TYPE_HEADER: &str = "rpc-type";
+/// Optimistic validations running in the background at most; beyond, the handler validates inline.
+const OPTIMISTIC_IN_FLIGHT: usize = 1024;
 
 /// Why a relay was refused; each maps to a stable `RelayMinerError.code`.
 #[derive(Debug, thiserror::Error)]
@@ -61,16 +98,54 @@ pub enum RelayError {
     /// A chain query failed.
     #[error("chain query failed: {0}")]
     Chain(ChainError),
-    /// The backend failed or timed out.
+    /// The backend could not be reached or broke the connection.
     #[error("backend error: {0}")]
     Backend(String),
     /// The relay could not be recorded.
     #[error("relay log append failed: {0}")]
     Storage(storage::StorageError),
+    /// The application's stake for the session is consumed.
+    #[error("{0}")]
+    OverServiced(MeterError),
+    /// The request body is larger than the service's limit.
+    #[error("relay request exceeds the {limit}-byte limit")]
+    RequestTooLarge {
+        /// The limit.
+        limit: usize,
+    },
+    /// The backend's answer is larger than the service's limit.
+    #[error("backend response exceeds the {limit}-byte limit")]
+    ResponseTooLarge {
+        /// The limit.
+        limit: usize,
+    },
+    /// The backend did not answer in time.
+    #[error("backend did not answer within {0:?}")]
+    BackendTimeout(Duration),
+    /// The relay meter's storage failed and `fail_behavior` is `closed`.
+    #[error("{0}")]
+    MeterUnavailable(MeterError),
 }
 
 impl RelayError {
-    /// The stable code and metric reason.
+    /// The stable code and metric reason. Codes never change meaning; new reasons get new codes.
+    ///
+    /// | code | reason | HTTP |
+    /// |---|---|---|
+    /// | 1 | malformed | 400 |
+    /// | 2 | unknown_supplier | 400 |
+    /// | 3 | unknown_service | 400 |
+    /// | 4 | bad_ring_signature | 400 |
+    /// | 5 | session_mismatch | 400 |
+    /// | 6 | session_expired | 400 |
+    /// | 7 | chain_unavailable | 503 |
+    /// | 8 | backend_error | 502 |
+    /// | 9 | storage_error | 503 |
+    /// | 10 | over_serviced | 429 |
+    /// | 11 | request_too_large | 413 |
+    /// | 12 | response_too_large | 502 |
+    /// | 13 | backend_timeout | 504 |
+    /// | 14 | meter_unavailable | 503 |
     pub fn code(&self) -> (u32, &'static str) {
         match self {
             Self::Malformed(_) => (1, "malformed"),
@@ -82,19 +157,46 @@ impl RelayError {
             Self::Chain(_) => (7, "chain_unavailable"),
             Self::Backend(_) => (8, "backend_error"),
             Self::Storage(_) => (9, "storage_error"),
+            Self::OverServiced(_) => (10, "over_serviced"),
+            Self::RequestTooLarge { .. } => (11, "request_too_large"),
+            Self::ResponseTooLarge { .. } => (12, "response_too_large"),
+            Self::BackendTimeout(_) => (13, "backend_timeout"),
+            Self::MeterUnavailable(_) => (14, "meter_unavailable"),
         }
     }
 
-    fn status(&self) -> StatusCode {
+    /// The HTTP status the refusal is sent with.
+    pub fn status(&self) -> StatusCode {
         match self {
-            Self::Chain(_) | Self::Storage(_) => StatusCode::SERVICE_UNAVAILABLE,
-            Self::Backend(_) => StatusCode::BAD_GATEWAY,
+            Self::Chain(_) | Self::Storage(_) | Self::MeterUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Backend(_) | Self::ResponseTooLarge { .. } => StatusCode::BAD_GATEWAY,
+            Self::BackendTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
+            Self::OverServiced(_) => StatusCode::TOO_MANY_REQUESTS,
+            Self::RequestTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             _ => StatusCode::BAD_REQUEST,
+        }
+    }
+
+    fn from_meter(e: MeterError) -> Self {
+        match e {
+            MeterError::OverServiced { .. } => Self::OverServiced(e),
+            MeterError::Unavailable(_) => Self::MeterUnavailable(e),
         }
     }
 }
 
-/// One served service.
+/// Errors building a relayer.
+#[derive(Debug, thiserror::Error)]
+pub enum RelayerBuildError {
+    /// Metrics could not be registered (e.g. a second relayer on the same registry).
+    #[error(transparent)]
+    Telemetry(#[from] TelemetryError),
+    /// A service could not be built from the config.
+    #[error(transparent)]
+    Route(#[from] RouteError),
+}
+
+/// A simple route (one backend URL per service; what `relay-miner localnet` uses with [`Relayer::new`]).
 #[derive(Debug, Clone)]
 pub struct ServiceRoute {
     /// Backend base URL (`http://host:port`).
@@ -105,56 +207,57 @@ pub struct ServiceRoute {
     pub max_body_bytes: usize,
 }
 
-/// Relayer metrics (Go names where the meaning is the same).
-#[derive(Clone)]
-struct Metrics {
-    received: IntCounterVec,
-    served: IntCounterVec,
-    rejected: IntCounterVec,
-    mined: IntCounterVec,
-    skipped_difficulty: IntCounterVec,
-    latency: HistogramVec,
+/// Relayer-wide behaviour not tied to one service.
+#[derive(Debug, Clone)]
+pub struct RelayerOptions {
+    /// Relay log batching (`relay_log.max_batch_delay_ms`, `relay_log.max_batch_relays`).
+    pub batch: BatchSettings,
+    /// Answer only once the relay's batch is durable (`relay_log.durable_ack`).
+    pub durable_ack: bool,
+    /// Relay metering (`relay_meter.*`); `None` disables it.
+    pub meter: Option<MeterOptions>,
 }
 
-impl Metrics {
-    fn new(telemetry: &Telemetry) -> Result<Self, TelemetryError> {
-        let r = telemetry.registry();
-        let counter = |name: &str, help: &str, labels: &[&str]| -> Result<IntCounterVec, TelemetryError> {
-            let c = IntCounterVec::new(Opts::new(name, help), labels)?;
-            r.register(Box::new(c.clone()))?;
-            Ok(c)
-        };
-        let latency = HistogramVec::new(
-            HistogramOpts::new("ha_relayer_relay_latency_seconds", "Relay handling latency").buckets(vec![
-                0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
-            ]),
-            &["service_id"],
-        )?;
-        r.register(Box::new(latency.clone()))?;
-        Ok(Self {
-            received: counter("ha_relayer_relays_received_total", "Relays received", &["service_id"])?,
-            served: counter(
-                "ha_relayer_relays_served_total",
-                "Relays served",
-                &["service_id", "status_code"],
-            )?,
-            rejected: counter(
-                "ha_relayer_relays_rejected_total",
-                "Relays refused",
-                &["service_id", "reason"],
-            )?,
-            mined: counter(
-                "ha_relayer_relays_mined_total",
-                "Relays appended to the relay log",
-                &["service_id"],
-            )?,
-            skipped_difficulty: counter(
-                "ha_relayer_relays_skipped_difficulty_total",
-                "Relays below the difficulty target",
-                &["service_id"],
-            )?,
-            latency,
-        })
+impl Default for RelayerOptions {
+    /// Durable ack, 5 ms / 512-relay batches, no meter.
+    fn default() -> Self {
+        Self {
+            batch: BatchSettings {
+                max_delay: Duration::from_millis(5),
+                max_relays: 512,
+            },
+            durable_ack: true,
+            meter: None,
+        }
+    }
+}
+
+/// Relay meter settings.
+#[derive(Debug, Clone, Copy)]
+pub struct MeterOptions {
+    /// What to do when the meter's storage fails.
+    pub fail_behavior: FailBehavior,
+    /// TTL of the meter keys in storage.
+    pub cache_ttl: Duration,
+    /// Sync period with storage.
+    pub sync_interval: Duration,
+}
+
+impl RelayerOptions {
+    /// The options of `config` (`relay_log.*`, `relay_meter.*`).
+    pub fn from_config(config: &Config) -> Self {
+        Self {
+            batch: BatchSettings {
+                max_delay: Duration::from_millis(config.relay_log.max_batch_delay_ms),
+                max_relays: config.relay_log.max_batch_relays.max(1),
+            },
+            durable_ack: config.relay_log.durable_ack,
+            meter: config.relay_meter.enabled.then(|| MeterOptions {
+                fail_behavior: config.relay_meter.fail_behavior,
+                cache_ttl: Duration::from_secs(config.relay_meter.cache_ttl.max(1)),
+                sync_interval: Duration::from_millis(config.relay_meter.sync_interval_ms.max(1)),
+            }),
+        }
     }
 }
 
@@ -162,18 +265,98 @@ impl Metrics {
 pub struct Relayer {
     chain: Arc<ChainClient>,
     suppliers: crate::keys::Keyring,
-    services: HashMap<String, ServiceRoute>,
-    relay_log: Arc<dyn storage::RelayLog>,
+    services: HashMap<String, Arc<Service>>,
+    max_request_bytes: usize,
+    appender: log::LogAppender,
+    durable_ack: bool,
+    meter: Option<RelayMeter>,
     height: watch::Receiver<i64>,
-    http: hyper_util::client::legacy::Client<
-        hyper_util::client::legacy::connect::HttpConnector,
-        http_body_util::Full<Bytes>,
-    >,
-    metrics: Metrics,
+    optimistic: Arc<Semaphore>,
+    ring_verifier: fastring::FastRing,
+    metrics: Arc<Metrics>,
+}
+
+impl std::fmt::Debug for Relayer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Relayer")
+            .field("services", &self.services.keys().collect::<Vec<_>>())
+            .field("durable_ack", &self.durable_ack)
+            .field("meter", &self.meter.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+/// How a served relay's mining ended (for the optimistic task and tests).
+enum Mined {
+    Appended,
+    BelowDifficulty,
+    Backend5xx,
 }
 
 impl Relayer {
-    /// A relayer for the suppliers in `suppliers` (hot-reloadable) and `services`.
+    /// The relayer of a whole process configuration: every `services.*` entry with its backends per rpc type
+    /// (`Rpc-Type` header → `backends.{grpc|websocket|jsonrpc|rest|cometbft}`, else `default_backend`), backend
+    /// `headers`, `max_retries` (connection failures only), the timeouts of its `timeout_profile` (else
+    /// `default_request_timeout_seconds` and `http_transport.*`), its pool (`pool_profile` else `http_transport`,
+    /// Go defaults: 500 connections and 100 idle per host, 90 s idle timeout, 5 s dial, 30 s keep-alive),
+    /// `max_body_size_bytes` (else `default_max_body_size_bytes`) for requests and backend answers, and its
+    /// `validation_mode` (else `default_validation_mode`); plus `relay_log.*` (batching, `durable_ack`) and
+    /// `relay_meter.*` (metering in `storage.kv`, shared by every relayer on the same storage).
+    ///
+    /// - `chain`: the chain query client (its caches keep validation off the network on the hot path).
+    /// - `suppliers`: the supplier operator keys (hot-reloadable; a supplier removed from it is refused at once).
+    /// - `storage`: relay mined relays go to `storage.relay_log`, meters live in `storage.kv`.
+    /// - `height`: the current block height (timing checks, meter expiry); the caller keeps it fresh and should
+    ///   call [`ChainClient::invalidate_applications`] on each new block (delegation changes).
+    /// - `telemetry`: registry for the `ha_relayer_*` metrics (one relayer per registry).
+    ///
+    /// Call [`Config::validate`] first; this fails only on what it cannot build. Must be called inside a tokio
+    /// runtime (it starts the relay log appender and the meter sync task; both stop when the relayer is dropped).
+    /// Serve it with [`Relayer::router`] on `config.listen_addr`.
+    pub fn from_config(
+        config: &Config,
+        chain: Arc<ChainClient>,
+        suppliers: crate::keys::Keyring,
+        storage: &storage::Storage,
+        height: watch::Receiver<i64>,
+        telemetry: &Telemetry,
+    ) -> Result<Self, RelayerBuildError> {
+        let services = routes::services_from_config(config)?;
+        Self::with_services(
+            chain,
+            suppliers,
+            services,
+            RelayerOptions::from_config(config),
+            storage,
+            height,
+            telemetry,
+        )
+    }
+
+    /// The lower-level constructor: explicit [`Service`]s and [`RelayerOptions`].
+    pub fn with_services(
+        chain: Arc<ChainClient>,
+        suppliers: crate::keys::Keyring,
+        services: HashMap<String, Arc<Service>>,
+        options: RelayerOptions,
+        storage: &storage::Storage,
+        height: watch::Receiver<i64>,
+        telemetry: &Telemetry,
+    ) -> Result<Self, RelayerBuildError> {
+        Self::build(
+            chain,
+            suppliers,
+            services,
+            options,
+            Arc::clone(&storage.relay_log),
+            Some(Arc::clone(&storage.kv)),
+            height,
+            telemetry,
+        )
+    }
+
+    /// The simplest relayer (what `relay-miner localnet` uses): one backend URL per service, eager validation,
+    /// durable ack with default batching, no meter.
     pub fn new(
         chain: Arc<ChainClient>,
         suppliers: crate::keys::Keyring,
@@ -182,104 +365,409 @@ impl Relayer {
         height: watch::Receiver<i64>,
         telemetry: &Telemetry,
     ) -> Result<Self, TelemetryError> {
-        let mut connector = hyper_util::client::legacy::connect::HttpConnector::new();
-        connector.set_nodelay(true);
-        connector.set_connect_timeout(Some(Duration::from_secs(5)));
-        let http = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(90))
-            .pool_max_idle_per_host(100)
-            .build(connector);
+        let services = services
+            .into_iter()
+            .map(|(id, route)| {
+                let backend = Backend::new(RpcType::JsonRpc, route.backend_url, PoolSettings::default());
+                let service = Service::single(
+                    id.clone(),
+                    ValidationMode::Eager,
+                    backend,
+                    route.timeout,
+                    route.max_body_bytes,
+                );
+                (id, Arc::new(service))
+            })
+            .collect();
+        match Self::build(
+            chain,
+            suppliers,
+            services,
+            RelayerOptions::default(),
+            relay_log,
+            None,
+            height,
+            telemetry,
+        ) {
+            Ok(r) => Ok(r),
+            Err(RelayerBuildError::Telemetry(e)) => Err(e),
+            Err(RelayerBuildError::Route(e)) => Err(TelemetryError::from(prometheus::Error::Msg(e.to_string()))),
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn build(
+        chain: Arc<ChainClient>,
+        suppliers: crate::keys::Keyring,
+        services: HashMap<String, Arc<Service>>,
+        options: RelayerOptions,
+        relay_log: Arc<dyn storage::RelayLog>,
+        kv: Option<Arc<dyn storage::KvStore>>,
+        height: watch::Receiver<i64>,
+        telemetry: &Telemetry,
+    ) -> Result<Self, RelayerBuildError> {
+        let metrics = Arc::new(Metrics::new(telemetry)?);
+        let appender = log::LogAppender::spawn(relay_log, options.batch, metrics.clone());
+        let meter = match (options.meter, kv) {
+            (Some(m), Some(kv)) => Some(RelayMeter::spawn(
+                kv,
+                m.fail_behavior,
+                m.cache_ttl,
+                m.sync_interval,
+                height.clone(),
+                metrics.clone(),
+            )),
+            _ => None,
+        };
+        let max_request_bytes = services.values().map(|s| s.max_body_bytes).max().unwrap_or(10 << 20);
         Ok(Self {
             chain,
             suppliers,
             services,
-            relay_log,
+            max_request_bytes,
+            appender,
+            durable_ack: options.durable_ack,
+            meter,
             height,
-            http,
-            metrics: Metrics::new(telemetry)?,
+            optimistic: Arc::new(Semaphore::new(OPTIMISTIC_IN_FLIGHT)),
+            ring_verifier: fastring::FastRing::default(),
+            metrics,
         })
     }
 
-    /// The axum router: `POST /` (and any path) takes relay requests.
+    /// The relay meter, when enabled.
+    pub fn meter(&self) -> Option<&RelayMeter> {
+        self.meter.as_ref()
+    }
+
+    /// The axum router: `POST` on any path takes relay requests.
     pub fn router(self: Arc<Self>) -> axum::Router {
-        let limit = self
-            .services
-            .values()
-            .map(|s| s.max_body_bytes)
-            .max()
-            .unwrap_or(10 << 20);
         axum::Router::new()
             .fallback(axum::routing::post(handle))
-            .layer(axum::extract::DefaultBodyLimit::max(limit))
             .with_state(self)
     }
 
+    /// Reads the request body, never buffering more than the largest service limit.
+    async fn read_body(&self, headers: &HeaderMap, body: Body) -> Result<Bytes, RelayError> {
+        let limit = self.max_request_bytes;
+        let declared = headers
+            .get(http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if declared.is_some_and(|len| len > limit as u64) {
+            return Err(RelayError::RequestTooLarge { limit });
+        }
+        match http_body_util::Limited::new(body, limit).collect().await {
+            Ok(collected) => Ok(collected.to_bytes()),
+            Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(RelayError::RequestTooLarge { limit }),
+            Err(e) => Err(RelayError::Malformed(format!("cannot read the request body: {e}"))),
+        }
+    }
+
     async fn serve_relay(
-        &self,
+        self: &Arc<Self>,
+        rpc_type: Option<RpcType>,
         body: &[u8],
-    ) -> Result<(Vec<u8>, String), (RelayError, String, Option<crate::protocol::wire::SessionHeader>)> {
+    ) -> Result<(Vec<u8>, String), (RelayError, String, Option<SessionHeader>)> {
         let request = relay::decode_relay_request(body, relay::MAX_RELAY_MESSAGE_BYTES)
             .map_err(|e| (RelayError::Malformed(e.to_string()), String::new(), None))?;
         let header = request.meta.as_ref().and_then(|m| m.session_header.clone());
         let service_id = header.as_ref().map(|h| h.service_id.clone()).unwrap_or_default();
         let fail = |e: RelayError| (e, service_id.clone(), header.clone());
         self.metrics.received.with_label_values(&[&service_id]).inc();
-        let route = self
+        let service = self
             .services
             .get(&service_id)
             .ok_or_else(|| fail(RelayError::UnknownService(service_id.clone())))?;
-        let height = *self.height.borrow();
-        let valid = validate::validate(&self.chain, &request, height, |s| self.suppliers.contains(s))
-            .await
-            .map_err(fail)?;
+        if body.len() > service.max_body_bytes {
+            return Err(fail(RelayError::RequestTooLarge {
+                limit: service.max_body_bytes,
+            }));
+        }
+        let structure = validate::check_structure(&request, |s| self.suppliers.contains(s)).map_err(|e| {
+            self.count_validation_failure(&service_id, &e);
+            fail(e)
+        })?;
         let key = self
             .suppliers
-            .get(&valid.supplier)
-            .ok_or_else(|| fail(RelayError::NotOurSupplier(valid.supplier.clone())))?;
-        let key = &key;
+            .get(&structure.supplier)
+            .ok_or_else(|| fail(RelayError::NotOurSupplier(structure.supplier.clone())))?;
         let payload = PoktHttpRequest::decode(request.payload.as_slice())
             .map_err(|e| fail(RelayError::Malformed(format!("payload is not a POKTHTTPRequest: {e}"))))?;
-        let backend_response = self.forward(route, payload).await.map_err(fail)?;
-        let status = backend_response.status_code;
-        let response = relay::sign_response(&request, backend_response.encode_to_vec(), key);
-        self.mine(&request, &response, &valid).await.map_err(fail)?;
-        self.metrics
-            .served
-            .with_label_values(&[&service_id, &status.to_string()])
-            .inc();
-        Ok((relay::encode_relay_response(&response), service_id))
+        let (backend, missing) = service.backend(rpc_type);
+        if missing && let Some(t) = rpc_type {
+            self.metrics
+                .backend_missing
+                .with_label_values(&[&service_id, t.config_key()])
+                .inc();
+        }
+        match service.mode {
+            ValidationMode::Eager => {
+                let height = *self.height.borrow();
+                let valid = validate::validate(&self.chain, &self.ring_verifier, &request, structure, height)
+                    .await
+                    .map_err(|e| {
+                        self.count_validation_failure(&service_id, &e);
+                        fail(e)
+                    })?;
+                let compute_units = self.compute_units(&valid).await.map_err(fail)?;
+                let charge = self.charge(&valid, compute_units).await.map_err(fail)?;
+                let backend_response = match self.forward(service, backend, payload).await {
+                    Ok(r) => r,
+                    Err(e) => {
+                        self.refund(&service_id, charge);
+                        return Err(fail(e));
+                    }
+                };
+                let status = backend_response.status_code;
+                let response = relay::sign_response(&request, backend_response.encode_to_vec(), &key);
+                match self
+                    .mine(&request, &response, &valid, status, compute_units, self.durable_ack)
+                    .await
+                {
+                    Ok(Mined::Appended | Mined::BelowDifficulty) => {}
+                    Ok(Mined::Backend5xx) => self.refund(&service_id, charge),
+                    Err(e) => {
+                        self.refund(&service_id, charge);
+                        return Err(fail(e));
+                    }
+                }
+                self.metrics
+                    .served
+                    .with_label_values(&[&service_id, &status.to_string()])
+                    .inc();
+                Ok((relay::encode_relay_response(&response), service_id))
+            }
+            ValidationMode::Optimistic => {
+                if let Some(meter) = &self.meter {
+                    let key = meter::MeterKey {
+                        session_id: structure.header.session_id.clone(),
+                        supplier: structure.supplier.clone(),
+                    };
+                    // Without the compute units at hand (they need a chain read) one compute unit is the
+                    // smallest possible cost: refuse only what certainly does not fit.
+                    if let Err(e) = meter.precheck(&key, 1) {
+                        let e = RelayError::from_meter(e);
+                        self.metrics.meter.with_label_values(&[&service_id, e.code().1]).inc();
+                        return Err(fail(e));
+                    }
+                }
+                let backend_response = self.forward(service, backend, payload).await.map_err(fail)?;
+                let status = backend_response.status_code;
+                let response = relay::sign_response(&request, backend_response.encode_to_vec(), &key);
+                let encoded = relay::encode_relay_response(&response);
+                self.metrics
+                    .served
+                    .with_label_values(&[&service_id, &status.to_string()])
+                    .inc();
+                self.metrics
+                    .served_optimistically
+                    .with_label_values(&[service_id.as_str(), rpc_type.map_or("default", RpcType::config_key)])
+                    .inc();
+                let this = Arc::clone(self);
+                match Arc::clone(&self.optimistic).try_acquire_owned() {
+                    Ok(permit) => {
+                        tokio::spawn(async move {
+                            let _permit = permit;
+                            this.settle_optimistic(request, response, structure, status).await;
+                        });
+                    }
+                    Err(_) => this.settle_optimistic(request, response, structure, status).await,
+                }
+                Ok((encoded, service_id))
+            }
+        }
     }
 
-    async fn forward(&self, route: &ServiceRoute, payload: PoktHttpRequest) -> Result<PoktHttpResponse, RelayError> {
-        let path = if payload.url.starts_with('/') {
+    /// Validation, metering and mining of a relay already served in optimistic mode.
+    async fn settle_optimistic(
+        &self,
+        request: RelayRequest,
+        response: RelayResponse,
+        structure: Structure,
+        status: u32,
+    ) {
+        let service_id = structure.header.service_id.clone();
+        let height = *self.height.borrow();
+        let valid = match validate::validate(&self.chain, &self.ring_verifier, &request, structure, height).await {
+            Ok(v) => v,
+            Err(e) => {
+                self.count_validation_failure(&service_id, &e);
+                tracing::debug!(error = %e, service_id, "optimistically served relay is invalid; not mined");
+                return;
+            }
+        };
+        let outcome = async {
+            let compute_units = self.compute_units(&valid).await?;
+            let charge = self.charge(&valid, compute_units).await?;
+            match self
+                .mine(&request, &response, &valid, status, compute_units, true)
+                .await
+            {
+                Ok(Mined::Backend5xx) => {
+                    self.refund(&service_id, charge);
+                    Ok(())
+                }
+                Ok(_) => Ok(()),
+                Err(e) => {
+                    self.refund(&service_id, charge);
+                    Err(e)
+                }
+            }
+        }
+        .await;
+        if let Err(e) = outcome {
+            let (_, reason) = e.code();
+            self.metrics.dropped.with_label_values(&[&service_id, reason]).inc();
+            tracing::debug!(error = %e, service_id, "optimistically served relay not mined");
+        }
+    }
+
+    fn count_validation_failure(&self, service_id: &str, error: &RelayError) {
+        let (_, reason) = error.code();
+        self.metrics
+            .validation_failures
+            .with_label_values(&[service_id, reason])
+            .inc();
+    }
+
+    async fn compute_units(&self, valid: &Validated) -> Result<u64, RelayError> {
+        let h = &valid.header;
+        self.chain
+            .compute_units_at(&h.service_id, h.session_start_block_height)
+            .await
+            .map_err(RelayError::Chain)
+    }
+
+    async fn charge(&self, valid: &Validated, compute_units: u64) -> Result<meter::Charge, RelayError> {
+        let Some(meter) = &self.meter else {
+            return Ok(meter::Charge::none());
+        };
+        let key = meter::MeterKey {
+            session_id: valid.header.session_id.clone(),
+            supplier: valid.supplier.clone(),
+        };
+        let budget = meter::Budget::from_stake(
+            valid.app_stake_upokt,
+            valid.session_suppliers,
+            valid.compute_units_to_tokens_multiplier,
+            valid.compute_unit_cost_granularity,
+            valid.windows.claim_open,
+        );
+        let service_id = valid.header.service_id.as_str();
+        match meter.charge(&key, budget, compute_units).await {
+            Ok(charge) => {
+                self.metrics.meter.with_label_values(&[service_id, "ok"]).inc();
+                Ok(charge)
+            }
+            Err(e) => {
+                let err = RelayError::from_meter(e);
+                self.metrics.meter.with_label_values(&[service_id, err.code().1]).inc();
+                Err(err)
+            }
+        }
+    }
+
+    fn refund(&self, service_id: &str, charge: meter::Charge) {
+        if self.meter.is_some() {
+            self.metrics.meter.with_label_values(&[service_id, "refunded"]).inc();
+        }
+        charge.refund();
+    }
+
+    async fn forward(
+        &self,
+        service: &Service,
+        backend: &Backend,
+        payload: PoktHttpRequest,
+    ) -> Result<PoktHttpResponse, RelayError> {
+        let started = Instant::now();
+        let result = tokio::time::timeout(service.request_timeout, self.forward_inner(service, backend, payload))
+            .await
+            .unwrap_or(Err(RelayError::BackendTimeout(service.request_timeout)));
+        let (outcome, status) = match &result {
+            Ok(r) if r.status_code >= 500 => ("5xx", r.status_code.to_string()),
+            Ok(r) => ("ok", r.status_code.to_string()),
+            Err(e) => (e.code().1, String::new()),
+        };
+        self.metrics
+            .backend_requests
+            .with_label_values(&[&service.id, outcome, &status])
+            .inc();
+        self.metrics
+            .backend_latency
+            .with_label_values(&[&service.id, outcome])
+            .observe(started.elapsed().as_secs_f64());
+        result
+    }
+
+    async fn forward_inner(
+        &self,
+        service: &Service,
+        backend: &Backend,
+        payload: PoktHttpRequest,
+    ) -> Result<PoktHttpResponse, RelayError> {
+        let path = if payload.url.is_empty() || payload.url == "/" {
+            String::new()
+        } else if payload.url.starts_with('/') {
             payload.url.clone()
         } else {
             format!("/{}", payload.url)
         };
-        let uri = format!(
-            "{}{}",
-            route.backend_url.trim_end_matches('/'),
-            if path == "/" { "" } else { &path }
-        );
+        let uri: http::Uri = format!("{}{}", backend.url.trim_end_matches('/'), path)
+            .parse()
+            .map_err(|e| RelayError::Malformed(format!("payload url {:?}: {e}", payload.url)))?;
         let method = if payload.method.is_empty() {
-            "POST"
+            http::Method::POST
         } else {
-            payload.method.as_str()
+            http::Method::from_bytes(payload.method.as_bytes())
+                .map_err(|e| RelayError::Malformed(format!("payload method: {e}")))?
         };
-        let mut builder = http::Request::builder().method(method).uri(&uri);
+        let mut headers = HeaderMap::with_capacity(payload.header.len() + backend.headers.len());
         for (name, header) in &payload.header {
+            let name = http::HeaderName::from_bytes(name.as_bytes())
+                .map_err(|e| RelayError::Malformed(format!("payload header {name:?}: {e}")))?;
+            if is_hop_by_hop(&name) {
+                continue;
+            }
             for value in &header.values {
-                builder = builder.header(name.as_str(), value.as_str());
+                let value = http::HeaderValue::from_str(value)
+                    .map_err(|e| RelayError::Malformed(format!("payload header {name}: {e}")))?;
+                headers.append(name.clone(), value);
             }
         }
-        let request = builder
-            .body(http_body_util::Full::new(Bytes::from(payload.body_bz)))
-            .map_err(|e| RelayError::Malformed(e.to_string()))?;
-        let response = tokio::time::timeout(route.timeout, self.http.request(request))
+        for (name, value) in &backend.headers {
+            headers.insert(name.clone(), value.clone());
+        }
+        let body = Bytes::from(payload.body_bz);
+        let _permit = backend
+            .permits
+            .acquire()
             .await
-            .map_err(|_| RelayError::Backend(format!("timeout after {:?}", route.timeout)))?
-            .map_err(|e| RelayError::Backend(e.to_string()))?;
+            .map_err(|_| RelayError::Backend("backend connection pool closed".into()))?;
+        let mut attempt = 0;
+        let response = loop {
+            let mut request = http::Request::new(http_body_util::Full::new(body.clone()));
+            *request.method_mut() = method.clone();
+            *request.uri_mut() = uri.clone();
+            *request.headers_mut() = headers.clone();
+            match tokio::time::timeout(service.response_header_timeout, backend.client.request(request)).await {
+                Err(_) => return Err(RelayError::BackendTimeout(service.response_header_timeout)),
+                Ok(Ok(response)) => break response,
+                Ok(Err(e)) if e.is_connect() && attempt < backend.max_retries => attempt += 1,
+                Ok(Err(e)) => return Err(RelayError::Backend(error_chain(&e))),
+            }
+        };
         let status = response.status().as_u16();
+        let limit = service.max_body_bytes;
+        let declared = response
+            .headers()
+            .get(http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if declared.is_some_and(|len| len > limit as u64) {
+            return Err(RelayError::ResponseTooLarge { limit });
+        }
         let mut header = std::collections::BTreeMap::new();
         for (name, value) in response.headers() {
             let entry = header.entry(name.as_str().to_string()).or_insert_with(|| HttpHeader {
@@ -290,11 +778,16 @@ impl Relayer {
                 .values
                 .push(String::from_utf8_lossy(value.as_bytes()).into_owned());
         }
-        let body = http_body_util::Limited::new(response.into_body(), route.max_body_bytes)
+        let body = match http_body_util::Limited::new(response.into_body(), limit)
             .collect()
             .await
-            .map_err(|e| RelayError::Backend(format!("response body: {e}")))?
-            .to_bytes();
+        {
+            Ok(collected) => collected.to_bytes(),
+            Err(e) if e.is::<http_body_util::LengthLimitError>() => {
+                return Err(RelayError::ResponseTooLarge { limit });
+            }
+            Err(e) => return Err(RelayError::Backend(format!("response body: {e}"))),
+        };
         Ok(PoktHttpResponse {
             status_code: u32::from(status),
             header,
@@ -302,14 +795,22 @@ impl Relayer {
         })
     }
 
-    /// Appends the relay to the log when it meets the difficulty at session start (durable when this returns).
+    /// Appends the relay to the log when it is minable: a non-5xx answer meeting the difficulty at session start.
+    /// With `durable` it returns once the relay is durable.
     async fn mine(
         &self,
-        request: &crate::protocol::wire::RelayRequest,
+        request: &RelayRequest,
         response: &RelayResponse,
         valid: &Validated,
-    ) -> Result<(), RelayError> {
+        status: u32,
+        compute_units: u64,
+        durable: bool,
+    ) -> Result<Mined, RelayError> {
         let h = &valid.header;
+        if status >= 500 {
+            self.metrics.skipped_5xx.with_label_values(&[&h.service_id]).inc();
+            return Ok(Mined::Backend5xx);
+        }
         let bytes = relay::relay_bytes(request, response);
         let hash = relay::relay_hash(&bytes);
         let start = h.session_start_block_height;
@@ -323,13 +824,8 @@ impl Relayer {
                 .skipped_difficulty
                 .with_label_values(&[&h.service_id])
                 .inc();
-            return Ok(());
+            return Ok(Mined::BelowDifficulty);
         }
-        let compute_units = self
-            .chain
-            .compute_units_at(&h.service_id, start)
-            .await
-            .map_err(RelayError::Chain)?;
         let message = MinedRelayMessage {
             relay_hash: hash.to_vec(),
             relay_bytes: bytes,
@@ -350,15 +846,54 @@ impl Relayer {
             relay_hash: hash.to_vec(),
             payload: message.encode_to_vec(),
         };
-        self.relay_log.append(vec![mined]).await.map_err(RelayError::Storage)?;
+        self.appender
+            .append(mined, &h.service_id, durable)
+            .await
+            .map_err(RelayError::Storage)?;
         self.metrics.mined.with_label_values(&[&h.service_id]).inc();
-        Ok(())
+        Ok(Mined::Appended)
     }
 }
 
-async fn handle(State(relayer): State<Arc<Relayer>>, body: Bytes) -> Response {
-    let started = std::time::Instant::now();
-    match relayer.serve_relay(&body).await {
+fn is_hop_by_hop(name: &http::HeaderName) -> bool {
+    use http::header::*;
+    [
+        HOST,
+        CONTENT_LENGTH,
+        TRANSFER_ENCODING,
+        CONNECTION,
+        UPGRADE,
+        TE,
+        TRAILER,
+        PROXY_AUTHORIZATION,
+    ]
+    .contains(name)
+        || name.as_str() == "keep-alive"
+        || name.as_str() == "proxy-connection"
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
+
+async fn handle(State(relayer): State<Arc<Relayer>>, headers: HeaderMap, body: Body) -> Response {
+    let started = Instant::now();
+    let rpc_type = headers
+        .get(RPC_TYPE_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(RpcType::from_header);
+    let result = match relayer.read_body(&headers, body).await {
+        Ok(bytes) => relayer.serve_relay(rpc_type, &bytes).await,
+        Err(e) => Err((e, String::new(), None)),
+    };
+    match result {
         Ok((bytes, service)) => {
             relayer
                 .metrics

@@ -1,6 +1,11 @@
 //! Relay request acceptance as the chain and poktroll's relayer do it (§2.6): session timing with the grace period
 //! at the right params height, the ring signature against the application's ring at the session end height, the
 //! session header equal to the chain's session, the supplier ours and in the session, reward eligibility.
+//!
+//! Split in two so both validation modes share it: [`check_structure`] is cheap and synchronous (decoded meta, a
+//! well-formed session header, a supplier we hold a key for) and runs before anything is served in every mode;
+//! [`validate`] does the chain-backed checks (all answered from the chain client's caches on the hot path) and
+//! verifies the ring signature last, so a request that fails a cheap check never costs a signature verification.
 
 use std::collections::BTreeMap;
 
@@ -9,6 +14,15 @@ use crate::chain::query::ChainClient;
 use crate::protocol::session::{self, SessionWindows};
 use crate::protocol::wire::{RelayRequest, SessionHeader};
 use crate::protocol::{relay, ring};
+
+/// What the structural checks resolve a request to.
+#[derive(Debug, Clone)]
+pub struct Structure {
+    /// The session header named by the request.
+    pub header: SessionHeader,
+    /// Supplier operator address named by the request (one of ours).
+    pub supplier: String,
+}
 
 /// What a valid request resolves to.
 #[derive(Debug, Clone)]
@@ -19,15 +33,18 @@ pub struct Validated {
     pub supplier: String,
     /// Session windows at the session end height.
     pub windows: SessionWindows,
+    /// Suppliers in the on-chain session (the app's stake is shared among them).
+    pub session_suppliers: usize,
+    /// The application's stake in uPOKT (current state).
+    pub app_stake_upokt: u64,
+    /// Shared `compute_units_to_tokens_multiplier` at the session end height.
+    pub compute_units_to_tokens_multiplier: u64,
+    /// Shared `compute_unit_cost_granularity` at the session end height.
+    pub compute_unit_cost_granularity: u64,
 }
 
-/// Validates `request` at the current height `height` (§2.6 steps 1–5).
-pub async fn validate(
-    chain: &ChainClient,
-    request: &RelayRequest,
-    height: i64,
-    our_supplier: impl Fn(&str) -> bool,
-) -> Result<Validated, RelayError> {
+/// The synchronous checks every mode runs before serving: meta present, session header well formed, supplier ours.
+pub fn check_structure(request: &RelayRequest, our_supplier: impl Fn(&str) -> bool) -> Result<Structure, RelayError> {
     let meta = request
         .meta
         .as_ref()
@@ -41,6 +58,24 @@ pub async fn validate(
     if !our_supplier(&supplier) {
         return Err(RelayError::NotOurSupplier(supplier));
     }
+    Ok(Structure { header, supplier })
+}
+
+/// Validates `request` at the current height `height` (§2.6 steps 1–5); `structure` comes from
+/// [`check_structure`].
+pub async fn validate(
+    chain: &ChainClient,
+    ring_verifier: &super::fastring::FastRing,
+    request: &RelayRequest,
+    structure: Structure,
+    height: i64,
+) -> Result<Validated, RelayError> {
+    let Structure { header, supplier } = structure;
+    let signature_bytes = request
+        .meta
+        .as_ref()
+        .map(|m| m.signature.as_slice())
+        .unwrap_or_default();
     // (1) timing: params at the session end height; past sessions only within the grace period.
     let end = header.session_end_block_height;
     let params = chain.shared_params_at(end).await.map_err(RelayError::Chain)?;
@@ -57,9 +92,8 @@ pub async fn validate(
     if height >= windows.claim_open {
         return Err(RelayError::SessionExpired { end, height });
     }
-    // (2) ring signature over the signable hash, members in the app's ring at the session end height.
-    let signable = relay::request_signable_hash(request);
-    let signature = ring::verify_relay_ring_signature(&meta.signature, &signable).map_err(RelayError::RingSignature)?;
+    // (2a) ring membership: every member of the signature's ring is in the app's ring at the session end height.
+    let signature = ring::RingSignature::from_bytes(signature_bytes).map_err(RelayError::RingSignature)?;
     let app = chain
         .application(&header.application_address)
         .await
@@ -104,9 +138,23 @@ pub async fn validate(
             header.session_id
         )));
     }
+    // (2b) the LSAG equations, last: the one expensive check (~0.45 ms) runs only for otherwise valid requests.
+    let signable = relay::request_signable_hash(request);
+    ring_verifier
+        .verify(signature_bytes, &signature, &signable)
+        .map_err(RelayError::RingSignature)?;
+    let app_stake_upokt = app
+        .stake
+        .as_ref()
+        .and_then(|c| c.amount.parse::<u64>().ok())
+        .unwrap_or(0);
     Ok(Validated {
         header,
         supplier,
         windows,
+        session_suppliers: on_chain.suppliers.len(),
+        app_stake_upokt,
+        compute_units_to_tokens_multiplier: params.compute_units_to_tokens_multiplier,
+        compute_unit_cost_granularity: params.compute_unit_cost_granularity,
     })
 }

@@ -6,5 +6,6 @@ mod configs;
 mod conformance_vectors;
 mod localnet;
 mod miner_process;
+mod relayer;
 mod sim;
 mod tx_cosmrs_oracle;

@@ -1,0 +1,480 @@
+//! Relayer load bench (issue 6), a plain `main` (harness = false) that prints its numbers.
+//!
+//! Everything runs in this process on 127.0.0.1: the simulator chain (gRPC), the demo backend (`POST /v1/echo`,
+//! answers the 1 KB body back), redb storage (durable group commit), the relayer built from a YAML config (eager
+//! validation, relay meter on, durable ack), and a load generator of `CONCURRENCY` keep-alive connections replaying
+//! pre-signed relays (ring n = 2 [app, gateway], every request signed on its own, 1 KB payload, base difficulty so
+//! every relay is mined). Signing happens before the clock starts.
+//!
+//! Reported: relays/s, client latency p50/p99 through the relayer and straight to the backend (same generator,
+//! same body), their difference as the latency the relayer adds, and process CPU per relay (getrusage-equivalent
+//! from /proc/self/stat; it includes the load generator and the backend, so the direct-to-backend CPU per request
+//! is printed too and subtracted).
+//!
+//! Env: `RELAYER_BENCH_RELAYS` (closed-loop relays, default 12000), `RELAYER_BENCH_CONCURRENCY` (default 32),
+//! `RELAYER_BENCH_RATE` (open-loop rate, default 2000/s) for `RELAYER_BENCH_PACED_SECONDS` (default 4),
+//! `RELAYER_BENCH_WORKERS` (tokio worker threads, default 2), `RELAYER_BENCH_DURABLE` (durable_ack, default 1),
+//! `RELAYER_BENCH_REDB_WINDOW_US` (redb group-commit window, default 1000 = the backend's default).
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use http_body_util::BodyExt as _;
+use k256::elliptic_curve::ops::Reduce as _;
+use prost::Message as _;
+use relay_miner::chain::query::ChainClient;
+use relay_miner::config::Config;
+use relay_miner::keys::Keyring;
+use relay_miner::protocol::ring::RingSignature;
+use relay_miner::protocol::wire::{HttpHeader, PoktHttpRequest, RelayRequest, RelayRequestMetadata};
+use relay_miner::protocol::{relay, sha256};
+use relay_miner::relayer::Relayer;
+use relay_miner::sim::backend::{BackendConfig, DemoBackend};
+use relay_miner::sim::chain::genesis::*;
+use relay_miner::sim::chain::{SimChain, actor};
+use relay_miner::telemetry::Telemetry;
+
+type Client = hyper_util::client::legacy::Client<
+    hyper_util::client::legacy::connect::HttpConnector,
+    http_body_util::Full<bytes::Bytes>,
+>;
+
+fn env(name: &str, default: usize) -> usize {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+fn key_hex(label: &str) -> String {
+    hex::encode(sha256(label.as_bytes()))
+}
+
+/// Process CPU time (user + system) from /proc/self/stat.
+fn cpu_time() -> Duration {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let after = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    // After the `(comm)` field: state is index 0, utime 11, stime 12 (fields 14 and 15 of proc(5)).
+    let ticks: u64 = fields.get(11).and_then(|v| v.parse().ok()).unwrap_or(0)
+        + fields.get(12).and_then(|v| v.parse().ok()).unwrap_or(0);
+    Duration::from_micros(ticks * 10_000) // USER_HZ = 100 on Linux
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+struct Run {
+    wall: Duration,
+    cpu: Duration,
+    latencies: Vec<Duration>,
+    failures: usize,
+}
+
+/// Sends every body in `bodies` to `url` from `concurrency` workers; the first `warmup` are not measured.
+async fn load(client: &Client, url: &str, bodies: Arc<Vec<bytes::Bytes>>, concurrency: usize, warmup: usize) -> Run {
+    let next = Arc::new(AtomicUsize::new(0));
+    let run_phase = |limit: usize| {
+        let mut tasks = Vec::new();
+        for _ in 0..concurrency {
+            let client = client.clone();
+            let url = url.to_string();
+            let bodies = Arc::clone(&bodies);
+            let next = Arc::clone(&next);
+            tasks.push(tokio::spawn(async move {
+                let mut latencies = Vec::new();
+                let mut failures = 0;
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    if i >= limit {
+                        break;
+                    }
+                    let request = http::Request::post(&url)
+                        .header("content-type", "application/x-protobuf")
+                        .header("rpc-type", "4")
+                        .body(http_body_util::Full::new(bodies[i].clone()))
+                        .unwrap();
+                    let started = Instant::now();
+                    match client.request(request).await {
+                        Ok(response) => {
+                            let ok = response.status().is_success();
+                            let _ = response.into_body().collect().await;
+                            latencies.push(started.elapsed());
+                            if !ok {
+                                failures += 1;
+                            }
+                        }
+                        Err(_) => failures += 1,
+                    }
+                }
+                (latencies, failures)
+            }));
+        }
+        tasks
+    };
+    for t in run_phase(warmup) {
+        t.await.unwrap();
+    }
+    // Every worker overshot the warm-up counter by one: restart exactly after it so no relay is skipped.
+    next.store(warmup, Ordering::Relaxed);
+    let cpu0 = cpu_time();
+    let started = Instant::now();
+    let mut latencies = Vec::new();
+    let mut failures = 0;
+    for t in run_phase(bodies.len()) {
+        let (l, f) = t.await.unwrap();
+        latencies.extend(l);
+        failures += f;
+    }
+    let wall = started.elapsed();
+    let cpu = cpu_time().saturating_sub(cpu0);
+    latencies.sort();
+    Run {
+        wall,
+        cpu,
+        latencies,
+        failures,
+    }
+}
+
+/// Open-loop load: `rate` requests per second (sent in ticks of at least 1 ms) for `bodies.len()` requests; latency from
+/// the moment each request is sent.
+async fn paced(client: &Client, url: &str, bodies: Vec<bytes::Bytes>, rate: usize) -> Run {
+    let rate = rate.max(1);
+    let (tick, per_tick) = if rate >= 1000 {
+        (Duration::from_millis(1), rate / 1000)
+    } else {
+        (Duration::from_micros(1_000_000 / rate as u64), 1)
+    };
+    let cpu0 = cpu_time();
+    let started = Instant::now();
+    let mut ticker = tokio::time::interval(tick);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    let mut tasks = Vec::with_capacity(bodies.len());
+    let mut bodies = bodies.into_iter();
+    'send: loop {
+        ticker.tick().await;
+        for _ in 0..per_tick {
+            let Some(body) = bodies.next() else { break 'send };
+            let client = client.clone();
+            let request = http::Request::post(url)
+                .header("content-type", "application/x-protobuf")
+                .header("rpc-type", "4")
+                .body(http_body_util::Full::new(body))
+                .unwrap();
+            tasks.push(tokio::spawn(async move {
+                let sent = Instant::now();
+                match client.request(request).await {
+                    Ok(response) => {
+                        let ok = response.status().is_success();
+                        let _ = response.into_body().collect().await;
+                        (Some(sent.elapsed()), ok)
+                    }
+                    Err(_) => (None, false),
+                }
+            }));
+        }
+    }
+    let mut latencies = Vec::with_capacity(tasks.len());
+    let mut failures = 0;
+    for t in tasks {
+        let (l, ok) = t.await.unwrap();
+        latencies.extend(l);
+        if !ok {
+            failures += 1;
+        }
+    }
+    let wall = started.elapsed();
+    let cpu = cpu_time().saturating_sub(cpu0);
+    latencies.sort();
+    Run {
+        wall,
+        cpu,
+        latencies,
+        failures,
+    }
+}
+
+fn main() {
+    let workers = env("RELAYER_BENCH_WORKERS", 2);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(workers)
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(bench(workers));
+}
+
+async fn bench(workers: usize) {
+    let relays = env("RELAYER_BENCH_RELAYS", 12_000);
+    let concurrency = env("RELAYER_BENCH_CONCURRENCY", 32);
+    let rate = env("RELAYER_BENCH_RATE", 2_000);
+    let paced_relays = rate * env("RELAYER_BENCH_PACED_SECONDS", 4);
+    let warmup = (relays / 10).max(100);
+    let genesis = Genesis {
+        chain_id: "pocket-bench".into(),
+        block_time_ms: 1000,
+        shared_params: GenesisSharedParams {
+            num_blocks_per_session: 10_000,
+            ..Default::default()
+        },
+        proof_params: GenesisProofParams {
+            proof_request_probability: 0.0,
+            proof_requirement_threshold_upokt: u64::MAX,
+            proof_missing_penalty_upokt: 1,
+            proof_submission_fee_upokt: 1,
+        },
+        num_suppliers_per_session: 15,
+        services: vec![GenesisService {
+            id: "anvil".into(),
+            compute_units_per_relay: 10,
+            difficulty_target_hex: None,
+        }],
+        applications: vec![GenesisApplication {
+            key_hex: key_hex("bench-app"),
+            stake_upokt: u64::MAX / 4,
+            services: vec!["anvil".into()],
+            delegate_to: vec![0],
+        }],
+        gateways: vec![GenesisGateway {
+            key_hex: key_hex("bench-gateway"),
+            stake_upokt: 1_000_000_000,
+        }],
+        suppliers: vec![GenesisSupplier {
+            key_hex: key_hex("bench-supplier"),
+            stake_upokt: 1_000_000_000,
+            balance_upokt: 1_000_000_000,
+            services: vec![GenesisSupplierService {
+                service_id: "anvil".into(),
+                url: "http://127.0.0.1:1".into(),
+            }],
+        }],
+    };
+    let app = actor(&genesis.applications[0].key_hex).unwrap();
+    let gateway = actor(&genesis.gateways[0].key_hex).unwrap();
+    let supplier = actor(&genesis.suppliers[0].key_hex).unwrap();
+    let chain = SimChain::new(genesis).unwrap();
+    chain.produce_block();
+    let serve = |router: axum::Router| async move {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, router).await;
+        });
+        format!("http://{addr}")
+    };
+    let grpc_url = serve(relay_miner::sim::chain::router(chain.clone()).into_axum()).await;
+    let backend = DemoBackend::spawn(BackendConfig {
+        max_connections: 4096,
+        ..BackendConfig::default()
+    })
+    .await
+    .unwrap();
+    let backend_url = backend.http_url();
+    let client = Arc::new(ChainClient::new(&grpc_url, Duration::from_secs(5)).unwrap());
+    let session = client.session(&app.1, "anvil", chain.height()).await.unwrap();
+    let header = session.header.clone().unwrap();
+
+    // Pre-sign every relay on all cores (not measured).
+    let body_1kb: Vec<u8> = {
+        let mut b = br#"{"pad":""#.to_vec();
+        b.resize(1024 - 2, b'x');
+        b.extend_from_slice(b"\"}");
+        b
+    };
+    let sign_started = Instant::now();
+    let total = relays + warmup + paced_relays;
+    let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let chunks: Vec<Vec<bytes::Bytes>> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..threads)
+            .map(|t| {
+                let (header, body, supplier, app, gateway) = (&header, &body_1kb, &supplier.1, &app, &gateway);
+                s.spawn(move || {
+                    (t..total)
+                        .step_by(threads)
+                        .map(|i| {
+                            let mut body = body.clone();
+                            body[10..30].copy_from_slice(format!("{i:020}").as_bytes());
+                            let payload = PoktHttpRequest {
+                                method: "POST".into(),
+                                header: [(
+                                    "content-type".to_string(),
+                                    HttpHeader {
+                                        key: "content-type".into(),
+                                        values: vec!["application/json".into()],
+                                    },
+                                )]
+                                .into(),
+                                url: "/v1/echo".into(),
+                                body_bz: body,
+                            };
+                            let mut request = RelayRequest {
+                                meta: Some(RelayRequestMetadata {
+                                    session_header: Some(header.clone()),
+                                    signature: vec![],
+                                    supplier_operator_address: supplier.clone(),
+                                }),
+                                payload: payload.encode_to_vec(),
+                            };
+                            let secret = k256::Scalar::reduce(&gateway.0.to_bytes());
+                            let signature = RingSignature::sign(
+                                &[app.2, gateway.2],
+                                &relay::request_signable_hash(&request),
+                                &secret,
+                            )
+                            .unwrap();
+                            request.meta.as_mut().unwrap().signature = signature.to_bytes();
+                            bytes::Bytes::from(relay::encode_relay_request(&request))
+                        })
+                        .collect()
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    // Interleave the per-thread chunks back into one list.
+    let mut signed = Vec::with_capacity(total);
+    let mut iters: Vec<_> = chunks.into_iter().map(|c| c.into_iter()).collect();
+    'outer: loop {
+        for it in iters.iter_mut() {
+            match it.next() {
+                Some(b) => signed.push(b),
+                None => break 'outer,
+            }
+        }
+    }
+    let sign_time = sign_started.elapsed();
+
+    // Ring verification alone, same signatures, same conditions: the reference verifier and the relayer's
+    // fixed-base one (after its tables are warm), interleaved.
+    let samples: Vec<(Vec<u8>, [u8; 32])> = signed
+        .iter()
+        .take(1000)
+        .map(|b| {
+            let request = relay::decode_relay_request(b, relay::MAX_RELAY_MESSAGE_BYTES).unwrap();
+            let signature = request.meta.as_ref().unwrap().signature.clone();
+            (signature, relay::request_signable_hash(&request))
+        })
+        .collect();
+    let fast = relay_miner::relayer::fastring::FastRing::default();
+    for (sig, m) in samples.iter().take(20) {
+        fast.verify(sig, &RingSignature::from_bytes(sig).unwrap(), m).unwrap();
+    }
+    let (mut reference_time, mut fast_time) = (Duration::ZERO, Duration::ZERO);
+    for (sig, m) in &samples {
+        let t = Instant::now();
+        RingSignature::from_bytes(sig).unwrap().verify(m).unwrap();
+        reference_time += t.elapsed();
+        let t = Instant::now();
+        fast.verify(sig, &RingSignature::from_bytes(sig).unwrap(), m).unwrap();
+        fast_time += t.elapsed();
+    }
+    println!(
+        "ring verify n=2 (decode + verify, {} samples): reference {:.0} µs, fixed-base tables {:.0} µs",
+        samples.len(),
+        reference_time.as_micros() as f64 / samples.len() as f64,
+        fast_time.as_micros() as f64 / samples.len() as f64
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut redb_config = storage::redb::RedbConfig::new(dir.path().join("bench.redb"));
+    redb_config.group_commit_window = Duration::from_micros(env("RELAYER_BENCH_REDB_WINDOW_US", 1000) as u64);
+    let redb = storage::redb::RedbBackend::open(redb_config).await.unwrap();
+    let durable = env("RELAYER_BENCH_DURABLE", 1) == 1;
+    let store = redb.storage();
+    let yaml = format!(
+        "
+services:
+  anvil:
+    validation_mode: eager
+    backends:
+      rest: {{url: {backend_url}}}
+relay_meter: {{enabled: true}}
+relay_log: {{durable_ack: {durable}}}
+"
+    );
+    let config = Config::from_yaml(&yaml).unwrap();
+    let (_height_tx, height_rx) = tokio::sync::watch::channel(chain.height());
+    let telemetry = Telemetry::new().unwrap();
+    let keyring = Keyring::new([(supplier.1.clone(), supplier.0.clone())].into_iter().collect());
+    let relayer =
+        Arc::new(Relayer::from_config(&config, Arc::clone(&client), keyring, &store, height_rx, &telemetry).unwrap());
+    let relayer_url = serve(Arc::clone(&relayer).router()).await;
+
+    let http: Client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .pool_max_idle_per_host(concurrency * 2)
+        .build_http();
+
+    // Throughput: closed loop, `concurrency` requests in flight; baseline straight to the backend first.
+    let echo = |n: usize| -> Vec<bytes::Bytes> { (0..n).map(|_| bytes::Bytes::from(body_1kb.clone())).collect() };
+    let direct = load(
+        &http,
+        &format!("{backend_url}/v1/echo"),
+        Arc::new(echo(relays + warmup)),
+        concurrency,
+        warmup,
+    )
+    .await;
+    let paced_bodies = signed.split_off(relays + warmup);
+    let through = load(&http, &relayer_url, Arc::new(signed), concurrency, warmup).await;
+    // Latency: open loop at `rate`, baseline first.
+    let direct_paced = paced(&http, &format!("{backend_url}/v1/echo"), echo(paced_relays), rate).await;
+    let through_paced = paced(&http, &relayer_url, paced_bodies, rate).await;
+    // Without durable ack the last batch may still be in flight: wait for it (bounded).
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut mined = store.relay_log.backlog(&supplier.1).await.unwrap().undelivered;
+    while mined < total as u64 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        mined = store.relay_log.backlog(&supplier.1).await.unwrap().undelivered;
+    }
+
+    let per_sec = |r: &Run| r.latencies.len() as f64 / r.wall.as_secs_f64();
+    let cpu_per = |r: &Run| r.cpu.as_micros() as f64 / r.latencies.len().max(1) as f64;
+    let p = |r: &Run, q: f64| percentile(&r.latencies, q);
+    println!(
+        "relayer_load: pre-signed {total} relays in {sign_time:.1?}; {threads} cores, {workers} tokio workers, durable_ack {durable}, redb group-commit window {:?}",
+        Duration::from_micros(env("RELAYER_BENCH_REDB_WINDOW_US", 1000) as u64)
+    );
+    println!("throughput (closed loop, {concurrency} in flight, {relays} measured after {warmup} warm-up):");
+    println!(
+        "  direct to backend: {:.0} req/s, p50 {:?}, p99 {:?}, CPU {:.0} µs/req",
+        per_sec(&direct),
+        p(&direct, 0.5),
+        p(&direct, 0.99),
+        cpu_per(&direct)
+    );
+    println!(
+        "  through relayer:   {:.0} relays/s, p50 {:?}, p99 {:?}, CPU {:.0} µs/relay (whole process) ≈ {:.0} µs/relay relayer-only, {} failures",
+        per_sec(&through),
+        p(&through, 0.5),
+        p(&through, 0.99),
+        cpu_per(&through),
+        cpu_per(&through) - cpu_per(&direct),
+        through.failures
+    );
+    println!("latency (open loop at {rate}/s, {paced_relays} requests):");
+    println!(
+        "  direct to backend: {:.0} req/s, p50 {:?}, p99 {:?}",
+        per_sec(&direct_paced),
+        p(&direct_paced, 0.5),
+        p(&direct_paced, 0.99)
+    );
+    println!(
+        "  through relayer:   {:.0} relays/s, p50 {:?}, p99 {:?}, {} failures",
+        per_sec(&through_paced),
+        p(&through_paced, 0.5),
+        p(&through_paced, 0.99),
+        through_paced.failures
+    );
+    println!(
+        "  added by relayer:  p50 {:?}, p99 {:?}",
+        p(&through_paced, 0.5).saturating_sub(p(&direct_paced, 0.5)),
+        p(&through_paced, 0.99).saturating_sub(p(&direct_paced, 0.99))
+    );
+    println!("relay log: {mined} of {total} relays mined");
+}

@@ -1,0 +1,477 @@
+//! Relay metering (issue 6): an application's stake bounds what its sessions can consume from us.
+//!
+//! Per (session, supplier) the meter tracks consumed compute units (`compute_units_per_relay` at session start per
+//! served relay). The budget of one supplier in a session is its share of the app's stake,
+//! `stake / suppliers in the session` uPOKT (poktroll's relayer bounds a supplier the same way: the chain pays
+//! at most that share when an app over-consumes), and a relay is refused when
+//! `(consumed + cu) × compute_units_to_tokens_multiplier > share × compute_unit_cost_granularity` (spec §6.4,
+//! exact integer arithmetic).
+//!
+//! State lives in the storage KV (`meter:{session_id}:{supplier}:consumed`, ASCII compute units, TTL
+//! `relay_meter.cache_ttl`; the Go fleet's key under its `ha:` prefix) so several relayers on the same storage
+//! share it. The hot path never waits on storage after a session's first relay: each relayer charges a local
+//! counter under a short mutex, and a sync task adds the local delta to the shared counter every
+//! `sync_interval_ms` (one `increment` per active session, never one write per relay) and reads back the total,
+//! which includes the other relayers' consumption. Relayers sharing a session may therefore over-serve by at
+//! most what the others served within one interval.
+//!
+//! Charges happen only after validation (lessons: "verify before metering") and are refunded when the relay is
+//! not served (backend failure, timeout, oversized answer, relay log failure) or not mined (a 5xx answer).
+//! When storage fails, `fail_behavior: open` keeps serving on local counts; `closed` refuses until it recovers.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::time::Duration;
+
+use tokio::sync::{OnceCell, watch};
+
+use crate::config::FailBehavior;
+
+/// Why the meter refused a relay.
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+pub enum MeterError {
+    /// The session's budget is consumed.
+    #[error(
+        "application stake exhausted for session {session_id}: {consumed} of {limit} compute units consumed, relay costs {cost}"
+    )]
+    OverServiced {
+        /// Session id.
+        session_id: String,
+        /// Compute units consumed so far (all relayers, as last synced).
+        consumed: u64,
+        /// Budget in compute units.
+        limit: u64,
+        /// Cost of the refused relay.
+        cost: u64,
+    },
+    /// Storage failed and `fail_behavior` is `closed`.
+    #[error("relay meter storage unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// Identifies one meter: the budget of one supplier in one session.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct MeterKey {
+    /// Session id.
+    pub session_id: String,
+    /// Supplier operator address.
+    pub supplier: String,
+}
+
+/// What a meter needs to know about its session when it is first seen.
+#[derive(Debug, Clone, Copy)]
+pub struct Budget {
+    /// Budget in compute units.
+    pub limit_compute_units: u64,
+    /// Height from which the entry may be forgotten (claim window open: no more relays are mined).
+    pub forget_at_height: i64,
+}
+
+impl Budget {
+    /// The compute-unit budget of one supplier: `floor(stake / suppliers × granularity / multiplier)`.
+    pub fn from_stake(
+        stake_upokt: u64,
+        session_suppliers: usize,
+        multiplier: u64,
+        granularity: u64,
+        forget_at_height: i64,
+    ) -> Self {
+        let share = u128::from(stake_upokt) / (session_suppliers.max(1) as u128);
+        let limit = if multiplier == 0 {
+            u128::from(u64::MAX)
+        } else {
+            share * u128::from(granularity.max(1)) / u128::from(multiplier)
+        };
+        Self {
+            limit_compute_units: u64::try_from(limit).unwrap_or(u64::MAX),
+            forget_at_height,
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+struct Counts {
+    /// Total in storage as last read (includes our flushed deltas and other relayers').
+    global: i64,
+    /// Charged locally, not yet sent.
+    pending: i64,
+    /// Sent, not yet acknowledged by storage.
+    inflight: i64,
+    /// The last storage operation failed.
+    storage_failed: bool,
+}
+
+#[derive(Debug)]
+struct Entry {
+    storage_key: String,
+    budget: Budget,
+    loaded: OnceCell<()>,
+    counts: Mutex<Counts>,
+}
+
+impl Entry {
+    fn counts(&self) -> MutexGuard<'_, Counts> {
+        self.counts.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// A charge that must be settled: [`Charge::refund`] when the relay is not served or not mined.
+#[derive(Debug)]
+#[must_use = "a charge is kept unless refunded"]
+pub struct Charge {
+    entry: Option<Arc<Entry>>,
+    cost: u64,
+}
+
+impl Charge {
+    /// A charge of nothing (meter disabled).
+    pub fn none() -> Self {
+        Self { entry: None, cost: 0 }
+    }
+
+    /// Gives the compute units back.
+    pub fn refund(self) {
+        if let Some(entry) = self.entry {
+            entry.counts().pending -= self.cost as i64;
+        }
+    }
+}
+
+/// Outcome counters the relayer exports.
+pub trait MeterObserver: Send + Sync {
+    /// A storage operation of the meter failed.
+    fn storage_error(&self, operation: &'static str);
+}
+
+struct Inner {
+    kv: Arc<dyn storage::KvStore>,
+    fail: FailBehavior,
+    ttl: Duration,
+    entries: Mutex<HashMap<MeterKey, Arc<Entry>>>,
+    observer: Arc<dyn MeterObserver>,
+}
+
+impl Inner {
+    fn entries(&self) -> MutexGuard<'_, HashMap<MeterKey, Arc<Entry>>> {
+        self.entries.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// The relay meter (cheap to clone).
+#[derive(Clone)]
+pub struct RelayMeter {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for RelayMeter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RelayMeter")
+            .field("fail", &self.inner.fail)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The storage key of a meter (Go `ha:meter:{session}:{supplier}:consumed` without the namespace prefix).
+pub fn storage_key(key: &MeterKey) -> String {
+    format!("meter:{}:{}:consumed", key.session_id, key.supplier)
+}
+
+impl RelayMeter {
+    /// A meter over `kv`; spawns its sync task (every `sync_interval`; entries are forgotten once `height`
+    /// reaches their session's claim window). Must be called inside a tokio runtime.
+    pub fn spawn(
+        kv: Arc<dyn storage::KvStore>,
+        fail: FailBehavior,
+        ttl: Duration,
+        sync_interval: Duration,
+        height: watch::Receiver<i64>,
+        observer: Arc<dyn MeterObserver>,
+    ) -> Self {
+        let inner = Arc::new(Inner {
+            kv,
+            fail,
+            ttl,
+            entries: Mutex::new(HashMap::new()),
+            observer,
+        });
+        tokio::spawn(sync_loop(
+            Arc::downgrade(&inner),
+            sync_interval.max(Duration::from_millis(1)),
+            height,
+        ));
+        Self { inner }
+    }
+
+    /// Whether the session is already known to be exhausted (no storage access; used before serving in
+    /// optimistic mode, where the charge comes after validation).
+    pub fn exhausted(&self, key: &MeterKey, cost: u64) -> bool {
+        self.precheck(key, cost).is_err()
+    }
+
+    /// [`RelayMeter::exhausted`] with the reason: refuses only what the local view already knows does not fit
+    /// (a session never seen passes).
+    pub fn precheck(&self, key: &MeterKey, cost: u64) -> Result<(), MeterError> {
+        let Some(entry) = self.inner.entries().get(key).cloned() else {
+            return Ok(());
+        };
+        let c = entry.counts();
+        let consumed = (c.global + c.pending + c.inflight).max(0) as u64;
+        if consumed.saturating_add(cost) > entry.budget.limit_compute_units {
+            return Err(MeterError::OverServiced {
+                session_id: key.session_id.clone(),
+                consumed,
+                limit: entry.budget.limit_compute_units,
+                cost,
+            });
+        }
+        if c.storage_failed && self.inner.fail == FailBehavior::Closed {
+            return Err(MeterError::Unavailable("the last sync with storage failed".into()));
+        }
+        Ok(())
+    }
+
+    /// Charges `cost` compute units to `key` (budget `budget` when first seen). The first charge of a session
+    /// reads its shared total from storage; later ones are local.
+    pub async fn charge(&self, key: &MeterKey, budget: Budget, cost: u64) -> Result<Charge, MeterError> {
+        let entry = {
+            let mut entries = self.inner.entries();
+            Arc::clone(entries.entry(key.clone()).or_insert_with(|| {
+                Arc::new(Entry {
+                    storage_key: storage_key(key),
+                    budget,
+                    loaded: OnceCell::new(),
+                    counts: Mutex::new(Counts::default()),
+                })
+            }))
+        };
+        if !entry.loaded.initialized() {
+            let kv = Arc::clone(&self.inner.kv);
+            let loaded = entry
+                .loaded
+                .get_or_try_init(|| async {
+                    let total = read_total(kv.as_ref(), &entry.storage_key).await?;
+                    entry.counts().global = total;
+                    Ok::<(), storage::StorageError>(())
+                })
+                .await;
+            if let Err(e) = loaded {
+                self.inner.observer.storage_error("get");
+                if self.inner.fail == FailBehavior::Closed {
+                    return Err(MeterError::Unavailable(e.to_string()));
+                }
+                tracing::warn!(error = %e, key = entry.storage_key, "relay meter cannot read its total; failing open");
+            }
+        }
+        let mut counts = entry.counts();
+        if counts.storage_failed && self.inner.fail == FailBehavior::Closed {
+            return Err(MeterError::Unavailable("the last sync with storage failed".into()));
+        }
+        let consumed = (counts.global + counts.pending + counts.inflight).max(0) as u64;
+        if consumed.saturating_add(cost) > entry.budget.limit_compute_units {
+            return Err(MeterError::OverServiced {
+                session_id: key.session_id.clone(),
+                consumed,
+                limit: entry.budget.limit_compute_units,
+                cost,
+            });
+        }
+        counts.pending += cost as i64;
+        drop(counts);
+        Ok(Charge {
+            entry: Some(entry),
+            cost,
+        })
+    }
+
+    /// Pushes every local delta to storage and reads the shared totals now (the sync task does this
+    /// periodically).
+    pub async fn sync(&self) {
+        sync_once(&self.inner, i64::MIN).await;
+    }
+}
+
+async fn read_total(kv: &dyn storage::KvStore, key: &str) -> Result<i64, storage::StorageError> {
+    Ok(kv
+        .get(key)
+        .await?
+        .and_then(|v| std::str::from_utf8(&v).ok().and_then(|s| s.parse::<i64>().ok()))
+        .unwrap_or(0))
+}
+
+async fn sync_once(inner: &Inner, height: i64) {
+    let entries: Vec<(MeterKey, Arc<Entry>)> = inner
+        .entries()
+        .iter()
+        .map(|(k, e)| (k.clone(), Arc::clone(e)))
+        .collect();
+    for (key, entry) in entries {
+        let delta = {
+            let mut c = entry.counts();
+            let d = c.pending;
+            c.pending = 0;
+            c.inflight += d;
+            d
+        };
+        let result = if delta != 0 {
+            inner
+                .kv
+                .increment(&entry.storage_key, delta, Some(inner.ttl))
+                .await
+                .map_err(|e| ("increment", e))
+        } else {
+            read_total(inner.kv.as_ref(), &entry.storage_key)
+                .await
+                .map_err(|e| ("get", e))
+        };
+        let mut c = entry.counts();
+        c.inflight -= delta;
+        match result {
+            Ok(total) => {
+                c.global = total;
+                c.storage_failed = false;
+            }
+            Err((operation, e)) => {
+                c.pending += delta;
+                c.storage_failed = true;
+                drop(c);
+                inner.observer.storage_error(operation);
+                tracing::warn!(error = %e, key = entry.storage_key, "relay meter sync failed");
+                continue;
+            }
+        }
+        let idle = c.pending == 0 && c.inflight == 0;
+        drop(c);
+        if idle && height >= entry.budget.forget_at_height {
+            inner.entries().remove(&key);
+        }
+    }
+}
+
+async fn sync_loop(inner: Weak<Inner>, every: Duration, height: watch::Receiver<i64>) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let Some(inner) = inner.upgrade() else { return };
+        let h = *height.borrow();
+        sync_once(&inner, h).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    struct NoObserver;
+    impl MeterObserver for NoObserver {
+        fn storage_error(&self, _: &'static str) {}
+    }
+
+    fn key() -> MeterKey {
+        MeterKey {
+            session_id: "s1".into(),
+            supplier: "pokt1sup".into(),
+        }
+    }
+
+    fn meter(kv: Arc<dyn storage::KvStore>, fail: FailBehavior) -> RelayMeter {
+        let (_tx, rx) = watch::channel(0);
+        RelayMeter::spawn(
+            kv,
+            fail,
+            Duration::from_secs(60),
+            Duration::from_secs(3600),
+            rx,
+            Arc::new(NoObserver),
+        )
+    }
+
+    #[test]
+    fn budget_is_the_suppliers_share_of_the_stake() {
+        // 1000 uPOKT, 2 suppliers → 500 uPOKT; 42 uPOKT per CU (42e6 / 1e6) → 11 CU.
+        let b = Budget::from_stake(1000, 2, 42_000_000, 1_000_000, 10);
+        assert_eq!(b.limit_compute_units, 11);
+    }
+
+    #[tokio::test]
+    async fn refuses_over_service_and_refunds() {
+        let store = storage::MemoryBackend::new().storage();
+        let m = meter(Arc::clone(&store.kv), FailBehavior::Open);
+        let budget = Budget {
+            limit_compute_units: 25,
+            forget_at_height: 100,
+        };
+        let a = m.charge(&key(), budget, 10).await.unwrap();
+        let _b = m.charge(&key(), budget, 10).await.unwrap();
+        assert!(matches!(
+            m.charge(&key(), budget, 10).await,
+            Err(MeterError::OverServiced {
+                consumed: 20,
+                limit: 25,
+                ..
+            })
+        ));
+        assert!(m.exhausted(&key(), 10));
+        a.refund();
+        assert!(!m.exhausted(&key(), 10));
+        let _c = m.charge(&key(), budget, 10).await.unwrap();
+        m.sync().await;
+        assert_eq!(store.kv.get(&storage_key(&key())).await.unwrap(), Some(b"20".to_vec()));
+    }
+
+    #[tokio::test]
+    async fn storage_failures_fail_open_or_closed() {
+        let backend = storage::MemoryBackend::new();
+        let store = backend.storage();
+        let budget = Budget {
+            limit_compute_units: 1000,
+            forget_at_height: 100,
+        };
+        let closed = meter(Arc::clone(&store.kv), FailBehavior::Closed);
+        let open = meter(Arc::clone(&store.kv), FailBehavior::Open);
+        let other = MeterKey {
+            session_id: "s2".into(),
+            ..key()
+        };
+        let _ = closed.charge(&key(), budget, 10).await.unwrap();
+        let _ = open.charge(&other, budget, 10).await.unwrap();
+        backend
+            .faults()
+            .refuse_writes(Some(storage::StorageError::OutOfMemory("full".into())));
+        closed.sync().await;
+        open.sync().await;
+        assert!(matches!(
+            closed.charge(&key(), budget, 10).await,
+            Err(MeterError::Unavailable(_))
+        ));
+        assert!(closed.precheck(&key(), 1).is_err());
+        let _ = open.charge(&other, budget, 10).await.unwrap();
+        backend.faults().refuse_writes(None);
+        closed.sync().await;
+        open.sync().await;
+        let _ = closed.charge(&key(), budget, 10).await.unwrap();
+        // Nothing charged while storage failed was lost.
+        assert_eq!(store.kv.get(&storage_key(&other)).await.unwrap(), Some(b"20".to_vec()));
+    }
+
+    #[tokio::test]
+    async fn two_meters_share_the_total() {
+        let store = storage::MemoryBackend::new().storage();
+        let budget = Budget {
+            limit_compute_units: 30,
+            forget_at_height: 100,
+        };
+        let m1 = meter(Arc::clone(&store.kv), FailBehavior::Open);
+        let m2 = meter(Arc::clone(&store.kv), FailBehavior::Open);
+        for _ in 0..2 {
+            let _ = m1.charge(&key(), budget, 10).await.unwrap();
+        }
+        m1.sync().await;
+        let _ = m2.charge(&key(), budget, 10).await.unwrap();
+        assert!(m2.charge(&key(), budget, 10).await.is_err());
+        m2.sync().await;
+        m1.sync().await;
+        assert!(m1.charge(&key(), budget, 10).await.is_err());
+    }
+}

@@ -1,0 +1,150 @@
+//! Relayer metrics, with the Go relayer's names where the meaning is the same (`go-operator-surface.md` §B).
+
+use prometheus::{Histogram, HistogramOpts, HistogramVec, IntCounterVec, Opts};
+
+use crate::telemetry::{Telemetry, TelemetryError};
+
+/// Every relayer metric.
+#[derive(Clone)]
+pub(crate) struct Metrics {
+    pub received: IntCounterVec,
+    pub served: IntCounterVec,
+    pub served_optimistically: IntCounterVec,
+    pub rejected: IntCounterVec,
+    pub validation_failures: IntCounterVec,
+    pub mined: IntCounterVec,
+    pub skipped_difficulty: IntCounterVec,
+    pub skipped_5xx: IntCounterVec,
+    pub dropped: IntCounterVec,
+    pub meter: IntCounterVec,
+    pub meter_storage_errors: IntCounterVec,
+    pub backend_requests: IntCounterVec,
+    pub backend_missing: IntCounterVec,
+    pub backend_latency: HistogramVec,
+    pub latency: HistogramVec,
+    pub batch_size: Histogram,
+    pub batch_failures: IntCounterVec,
+}
+
+const LATENCY_BUCKETS: [f64; 14] = [
+    0.00025, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0,
+];
+
+impl Metrics {
+    pub fn new(telemetry: &Telemetry) -> Result<Self, TelemetryError> {
+        let r = telemetry.registry();
+        let counter = |name: &str, help: &str, labels: &[&str]| -> Result<IntCounterVec, TelemetryError> {
+            let c = IntCounterVec::new(Opts::new(name, help), labels)?;
+            r.register(Box::new(c.clone()))?;
+            Ok(c)
+        };
+        let histogram = |name: &str, help: &str, labels: &[&str]| -> Result<HistogramVec, TelemetryError> {
+            let h = HistogramVec::new(HistogramOpts::new(name, help).buckets(LATENCY_BUCKETS.to_vec()), labels)?;
+            r.register(Box::new(h.clone()))?;
+            Ok(h)
+        };
+        let batch_size = Histogram::with_opts(
+            HistogramOpts::new("ha_relayer_relay_log_batch_size", "Relays per relay log append")
+                .buckets(vec![1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0]),
+        )?;
+        r.register(Box::new(batch_size.clone()))?;
+        Ok(Self {
+            received: counter("ha_relayer_relays_received_total", "Relays received", &["service_id"])?,
+            served: counter(
+                "ha_relayer_relays_served_total",
+                "Relays served",
+                &["service_id", "status_code"],
+            )?,
+            served_optimistically: counter(
+                "ha_relayer_relays_served_optimistically_total",
+                "Relays served before their validation finished (optimistic mode)",
+                &["service_id", "rpc_type"],
+            )?,
+            rejected: counter(
+                "ha_relayer_relays_rejected_total",
+                "Relays refused",
+                &["service_id", "reason"],
+            )?,
+            validation_failures: counter(
+                "ha_relayer_validation_failures_total",
+                "Relays that failed validation (refused in eager mode, served but not mined in optimistic mode)",
+                &["service_id", "reason"],
+            )?,
+            mined: counter(
+                "ha_relayer_relays_mined_total",
+                "Relays appended to the relay log",
+                &["service_id"],
+            )?,
+            skipped_difficulty: counter(
+                "ha_relayer_relays_skipped_difficulty_total",
+                "Relays below the difficulty target",
+                &["service_id"],
+            )?,
+            skipped_5xx: counter(
+                "ha_relayer_relays_skipped_5xx_total",
+                "Relays served with a backend 5xx answer, not mined",
+                &["service_id"],
+            )?,
+            dropped: counter(
+                "ha_relayer_relays_dropped_total",
+                "Served relays that will not be mined for a reason other than validation or difficulty",
+                &["service_id", "reason"],
+            )?,
+            meter: counter(
+                "ha_relayer_relay_meter_consumptions_total",
+                "Relay meter decisions",
+                &["service_id", "result"],
+            )?,
+            meter_storage_errors: counter(
+                "ha_relayer_relay_meter_redis_errors_total",
+                "Relay meter storage failures (any backend; Go name)",
+                &["operation"],
+            )?,
+            backend_requests: counter(
+                "ha_relayer_backend_requests_total",
+                "Backend requests",
+                &["service_id", "outcome", "status_code"],
+            )?,
+            backend_missing: counter(
+                "ha_relayer_backend_missing_total",
+                "Requests whose Rpc-Type has no backend of its own (served by the default backend)",
+                &["service_id", "rpc_type"],
+            )?,
+            backend_latency: histogram(
+                "ha_relayer_backend_latency_seconds",
+                "Backend request latency",
+                &["service_id", "outcome"],
+            )?,
+            latency: histogram(
+                "ha_relayer_relay_latency_seconds",
+                "Relay handling latency",
+                &["service_id"],
+            )?,
+            batch_size,
+            batch_failures: counter(
+                "ha_relayer_relay_log_append_failures_total",
+                "Relay log batches that failed to append",
+                &["backend"],
+            )?,
+        })
+    }
+}
+
+impl super::log::LogObserver for Metrics {
+    fn batch(&self, relays: usize, ok: bool) {
+        self.batch_size.observe(relays as f64);
+        if !ok {
+            self.batch_failures.with_label_values(&["relay_log"]).inc();
+        }
+    }
+
+    fn dropped(&self, service_id: &str) {
+        self.dropped.with_label_values(&[service_id, "storage_error"]).inc();
+    }
+}
+
+impl super::meter::MeterObserver for Metrics {
+    fn storage_error(&self, operation: &'static str) {
+        self.meter_storage_errors.with_label_values(&[operation]).inc();
+    }
+}

@@ -1,0 +1,401 @@
+//! Per-service routing built from the config: one backend per rpc type, chosen by the request's `Rpc-Type` header
+//! (poktroll `RPCType` numbers, spec §1.1 / §2.7) with the service's `default_backend` as fallback, plus the
+//! service's timeouts, body limit, validation mode and a pooled HTTP client per backend.
+//!
+//! Go settings and what they become here: `max_conns_per_host` is a semaphore per backend (requests beyond it
+//! wait, within the request timeout); `max_idle_conns_per_host` and `idle_conn_timeout_seconds` are hyper's pool
+//! limits; `dial_timeout_seconds` and `tcp_keep_alive_seconds` the connector's; `response_header_timeout_seconds`
+//! bounds the wait for the response head and `request_timeout_seconds` the whole exchange including the body.
+//! `http_transport.max_idle_conns` (a process-wide idle cap) has no hyper equivalent and is not enforced: the
+//! per-host cap bounds idle connections per backend instead.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Bytes;
+use http::{HeaderName, HeaderValue};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use tokio::sync::Semaphore;
+
+use crate::config::{Config, PoolProfile, ValidationMode};
+
+/// The pooled keep-alive HTTP client the relayer forwards with.
+pub type HttpClient = Client<HttpConnector, http_body_util::Full<Bytes>>;
+
+/// Errors building routes from a config.
+#[derive(Debug, thiserror::Error)]
+pub enum RouteError {
+    /// A value the config validation should have caught.
+    #[error("config key `{key}`: {problem}")]
+    Invalid {
+        /// Dotted key path.
+        key: String,
+        /// What is wrong.
+        problem: String,
+    },
+}
+
+/// poktroll's `RPCType` enum as sent in the `Rpc-Type` header (§1.1: `GRPC = 1; WEBSOCKET = 2; JSON_RPC = 3;
+/// REST = 4; COMET_BFT = 5`), with the config key of each (`backends.{grpc|websocket|jsonrpc|rest|cometbft}`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RpcType {
+    /// `1`, config key `grpc`.
+    Grpc,
+    /// `2`, config key `websocket`.
+    Websocket,
+    /// `3`, config key `jsonrpc`.
+    JsonRpc,
+    /// `4`, config key `rest`.
+    Rest,
+    /// `5`, config key `cometbft`.
+    CometBft,
+}
+
+impl RpcType {
+    /// Every rpc type, in `Rpc-Type` number order.
+    pub const ALL: [RpcType; 5] = [
+        RpcType::Grpc,
+        RpcType::Websocket,
+        RpcType::JsonRpc,
+        RpcType::Rest,
+        RpcType::CometBft,
+    ];
+
+    /// From an `Rpc-Type` header value: the number (`3`), or, leniently, the config key (`jsonrpc`) or the enum
+    /// name (`JSON_RPC`). `0` (`UNKNOWN_RPC`) and anything else is `None` (use the default backend).
+    pub fn from_header(value: &str) -> Option<Self> {
+        match value.trim().to_ascii_lowercase().as_str() {
+            "1" | "grpc" => Some(Self::Grpc),
+            "2" | "websocket" => Some(Self::Websocket),
+            "3" | "jsonrpc" | "json_rpc" => Some(Self::JsonRpc),
+            "4" | "rest" => Some(Self::Rest),
+            "5" | "cometbft" | "comet_bft" => Some(Self::CometBft),
+            _ => None,
+        }
+    }
+
+    /// From a `backends` config key.
+    pub fn from_config_key(key: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|t| t.config_key() == key)
+    }
+
+    /// The `backends` config key (also the metric label).
+    pub fn config_key(self) -> &'static str {
+        match self {
+            Self::Grpc => "grpc",
+            Self::Websocket => "websocket",
+            Self::JsonRpc => "jsonrpc",
+            Self::Rest => "rest",
+            Self::CometBft => "cometbft",
+        }
+    }
+
+    fn index(self) -> usize {
+        match self {
+            Self::Grpc => 0,
+            Self::Websocket => 1,
+            Self::JsonRpc => 2,
+            Self::Rest => 3,
+            Self::CometBft => 4,
+        }
+    }
+}
+
+/// Connection pool settings of one backend (Go `http_transport` / `pool_profiles` / `timeout_profiles`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolSettings {
+    /// Connections open to the backend at most (requests beyond wait for a free one).
+    pub max_conns_per_host: usize,
+    /// Idle keep-alive connections kept.
+    pub max_idle_conns_per_host: usize,
+    /// Idle connections are closed after this long.
+    pub idle_conn_timeout: Duration,
+    /// TCP connect timeout.
+    pub dial_timeout: Duration,
+    /// TCP keep-alive probe interval.
+    pub tcp_keep_alive: Duration,
+}
+
+impl Default for PoolSettings {
+    /// The Go relayer's `http_transport` defaults.
+    fn default() -> Self {
+        Self {
+            max_conns_per_host: 500,
+            max_idle_conns_per_host: 100,
+            idle_conn_timeout: Duration::from_secs(90),
+            dial_timeout: Duration::from_secs(5),
+            tcp_keep_alive: Duration::from_secs(30),
+        }
+    }
+}
+
+/// One backend of a service.
+#[derive(Debug)]
+pub struct Backend {
+    /// Which rpc type it serves.
+    pub rpc_type: RpcType,
+    /// Base URL; the relay's path is appended.
+    pub url: String,
+    /// Extra headers sent with every request (they replace a header of the same name from the relay).
+    pub headers: Vec<(HeaderName, HeaderValue)>,
+    /// Retries after a connection failure (never after a response or a timeout).
+    pub max_retries: u32,
+    /// The pooled client.
+    pub client: HttpClient,
+    /// Bounds connections in use (Go `max_conns_per_host`).
+    pub permits: Arc<Semaphore>,
+}
+
+impl Backend {
+    /// A backend at `url` with its own pooled client.
+    pub fn new(rpc_type: RpcType, url: impl Into<String>, pool: PoolSettings) -> Self {
+        Self {
+            rpc_type,
+            url: url.into(),
+            headers: Vec::new(),
+            max_retries: 0,
+            client: http_client(&pool),
+            permits: Arc::new(Semaphore::new(pool.max_conns_per_host.max(1))),
+        }
+    }
+}
+
+/// A pooled keep-alive client with `pool`'s limits.
+pub fn http_client(pool: &PoolSettings) -> HttpClient {
+    let mut connector = HttpConnector::new();
+    connector.set_nodelay(true);
+    connector.set_connect_timeout(Some(pool.dial_timeout));
+    connector.set_keepalive(Some(pool.tcp_keep_alive));
+    Client::builder(hyper_util::rt::TokioExecutor::new())
+        .pool_idle_timeout(pool.idle_conn_timeout)
+        .pool_max_idle_per_host(pool.max_idle_conns_per_host)
+        .build(connector)
+}
+
+/// Everything the relayer knows about one served service.
+#[derive(Debug)]
+pub struct Service {
+    /// Service id.
+    pub id: String,
+    /// Eager or optimistic.
+    pub mode: ValidationMode,
+    /// Whole backend request timeout (headers and body).
+    pub request_timeout: Duration,
+    /// Time to the backend's response headers.
+    pub response_header_timeout: Duration,
+    /// Largest request (the whole `RelayRequest`) and largest backend response body accepted.
+    pub max_body_bytes: usize,
+    backends: [Option<Arc<Backend>>; 5],
+    default: Arc<Backend>,
+}
+
+impl Service {
+    /// A service with one backend used for every rpc type.
+    pub fn single(
+        id: impl Into<String>,
+        mode: ValidationMode,
+        backend: Backend,
+        timeout: Duration,
+        max_body: usize,
+    ) -> Self {
+        let backend = Arc::new(backend);
+        let mut backends: [Option<Arc<Backend>>; 5] = Default::default();
+        backends[backend.rpc_type.index()] = Some(Arc::clone(&backend));
+        Self {
+            id: id.into(),
+            mode,
+            request_timeout: timeout,
+            response_header_timeout: timeout,
+            max_body_bytes: max_body,
+            backends,
+            default: backend,
+        }
+    }
+
+    /// The backend for `rpc_type` (`None` = no header), or the default one; the flag says whether the requested
+    /// type had no backend of its own (counted as `ha_relayer_backend_missing_total`).
+    pub fn backend(&self, rpc_type: Option<RpcType>) -> (&Arc<Backend>, bool) {
+        match rpc_type {
+            None => (&self.default, false),
+            Some(t) => match &self.backends[t.index()] {
+                Some(b) => (b, false),
+                None => (&self.default, true),
+            },
+        }
+    }
+}
+
+/// Builds every service of `config` (call [`Config::validate`] first; this only rejects what it cannot build).
+pub fn services_from_config(config: &Config) -> Result<HashMap<String, Arc<Service>>, RouteError> {
+    let transport = &config.http_transport;
+    let mut services = HashMap::new();
+    for (id, sc) in &config.services {
+        let key = |k: &str| format!("services.{id}.{k}");
+        let invalid = |k: &str, problem: String| RouteError::Invalid { key: key(k), problem };
+        let timeouts = match &sc.timeout_profile {
+            Some(name) => Some(
+                config
+                    .timeout_profiles
+                    .get(name)
+                    .ok_or_else(|| invalid("timeout_profile", format!("no timeout_profiles entry named `{name}`")))?,
+            ),
+            None => None,
+        };
+        let pool_profile: Option<&PoolProfile> = match &sc.pool_profile {
+            Some(name) => Some(
+                config
+                    .pool_profiles
+                    .get(name)
+                    .ok_or_else(|| invalid("pool_profile", format!("no pool_profiles entry named `{name}`")))?,
+            ),
+            None => None,
+        };
+        // 0 in a profile means "not set": fall back to http_transport / the service defaults.
+        let pick = |profile: Option<u64>, fallback: u64| profile.filter(|v| *v > 0).unwrap_or(fallback);
+        let request_timeout = Duration::from_secs(pick(
+            timeouts.map(|t| t.request_timeout_seconds),
+            config.default_request_timeout_seconds,
+        ));
+        let response_header_timeout = Duration::from_secs(pick(
+            timeouts.map(|t| t.response_header_timeout_seconds),
+            transport.response_header_timeout_seconds,
+        ))
+        .min(request_timeout);
+        let pool = PoolSettings {
+            max_conns_per_host: pick(
+                pool_profile.map(|p| u64::from(p.max_conns_per_host)),
+                u64::from(transport.max_conns_per_host),
+            ) as usize,
+            max_idle_conns_per_host: pick(
+                pool_profile.map(|p| u64::from(p.max_idle_conns_per_host)),
+                u64::from(transport.max_idle_conns_per_host),
+            ) as usize,
+            idle_conn_timeout: Duration::from_secs(pick(
+                pool_profile.map(|p| p.idle_conn_timeout_seconds),
+                transport.idle_conn_timeout_seconds,
+            )),
+            dial_timeout: Duration::from_secs(pick(
+                timeouts.map(|t| t.dial_timeout_seconds),
+                transport.dial_timeout_seconds,
+            )),
+            tcp_keep_alive: Duration::from_secs(transport.tcp_keep_alive_seconds),
+        };
+        let mut backends: [Option<Arc<Backend>>; 5] = Default::default();
+        for (kind, bc) in &sc.backends {
+            let rpc_type = RpcType::from_config_key(kind)
+                .ok_or_else(|| invalid(&format!("backends.{kind}"), "unknown backend kind".into()))?;
+            let mut backend = Backend::new(rpc_type, bc.url.clone(), pool);
+            backend.max_retries = bc.max_retries.min(3);
+            for (name, value) in &bc.headers {
+                let header_key = format!("backends.{kind}.headers.{name}");
+                let name = HeaderName::from_bytes(name.as_bytes())
+                    .map_err(|e| invalid(&header_key, format!("not a header name: {e}")))?;
+                let value = HeaderValue::from_str(value)
+                    .map_err(|e| invalid(&header_key, format!("not a header value: {e}")))?;
+                backend.headers.push((name, value));
+            }
+            backends[rpc_type.index()] = Some(Arc::new(backend));
+        }
+        // The default: the configured one, else the first HTTP-capable backend (jsonrpc, rest, cometbft, grpc).
+        let default = match &sc.default_backend {
+            Some(kind) => RpcType::from_config_key(kind)
+                .and_then(|t| backends[t.index()].clone())
+                .ok_or_else(|| {
+                    invalid(
+                        "default_backend",
+                        format!("`{kind}` is not one of this service's backends"),
+                    )
+                })?,
+            None => [
+                RpcType::JsonRpc,
+                RpcType::Rest,
+                RpcType::CometBft,
+                RpcType::Grpc,
+                RpcType::Websocket,
+            ]
+            .into_iter()
+            .find_map(|t| backends[t.index()].clone())
+            .ok_or_else(|| invalid("backends", "at least one backend is required".into()))?,
+        };
+        let max_body = usize::try_from(config.max_body_size_bytes(id)).unwrap_or(usize::MAX);
+        services.insert(
+            id.clone(),
+            Arc::new(Service {
+                id: id.clone(),
+                mode: config.validation_mode(id),
+                request_timeout,
+                response_header_timeout,
+                max_body_bytes: max_body,
+                backends,
+                default,
+            }),
+        );
+    }
+    Ok(services)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn rpc_type_header_values_follow_poktroll() {
+        assert_eq!(RpcType::from_header("1"), Some(RpcType::Grpc));
+        assert_eq!(RpcType::from_header("2"), Some(RpcType::Websocket));
+        assert_eq!(RpcType::from_header("3"), Some(RpcType::JsonRpc));
+        assert_eq!(RpcType::from_header("4"), Some(RpcType::Rest));
+        assert_eq!(RpcType::from_header("5"), Some(RpcType::CometBft));
+        assert_eq!(RpcType::from_header("0"), None);
+        assert_eq!(RpcType::from_header("JSON_RPC"), Some(RpcType::JsonRpc));
+    }
+
+    #[tokio::test]
+    async fn services_take_profiles_and_defaults() {
+        let yaml = "
+default_request_timeout_seconds: 7
+services:
+  anvil:
+    timeout_profile: fast
+    pool_profile: small
+    max_body_size_bytes: 1000
+    validation_mode: eager
+    backends:
+      rest:
+        url: http://127.0.0.1:1
+        headers: {x-api-key: secret}
+      jsonrpc:
+        url: http://127.0.0.1:2
+  other:
+    default_backend: rest
+    backends:
+      jsonrpc: {url: http://127.0.0.1:3}
+      rest: {url: http://127.0.0.1:4}
+timeout_profiles:
+  fast: {request_timeout_seconds: 2, response_header_timeout_seconds: 1}
+pool_profiles:
+  small: {max_conns_per_host: 3}
+";
+        let config = Config::from_yaml(yaml).unwrap();
+        assert_eq!(config.validate(), vec![]);
+        let services = services_from_config(&config).unwrap();
+        let anvil = &services["anvil"];
+        assert_eq!(anvil.mode, ValidationMode::Eager);
+        assert_eq!(anvil.request_timeout, Duration::from_secs(2));
+        assert_eq!(anvil.response_header_timeout, Duration::from_secs(1));
+        assert_eq!(anvil.max_body_bytes, 1000);
+        assert_eq!(anvil.backend(None).0.url, "http://127.0.0.1:2");
+        let (rest, missing) = anvil.backend(Some(RpcType::Rest));
+        assert_eq!((rest.url.as_str(), missing), ("http://127.0.0.1:1", false));
+        assert_eq!(rest.headers.len(), 1);
+        assert_eq!(rest.permits.available_permits(), 3);
+        assert!(anvil.backend(Some(RpcType::CometBft)).1);
+        let other = &services["other"];
+        assert_eq!(other.mode, ValidationMode::Optimistic);
+        assert_eq!(other.request_timeout, Duration::from_secs(7));
+        assert_eq!(other.backend(None).0.url, "http://127.0.0.1:4");
+        assert_eq!(other.backend(None).0.permits.available_permits(), 500);
+    }
+}

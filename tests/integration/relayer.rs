@@ -1,0 +1,556 @@
+//! The relayer over real sockets (issue 6): simulator chain gRPC + demo backend + redb storage + the relayer built
+//! from a YAML config. Valid relays are served and recorded; every invalid kind is refused with its stable code
+//! and not recorded; backend timeouts, 5xx answers and oversized bodies behave as documented; optimistic mode
+//! serves an invalid relay but does not mine it; the relay meter refuses over-service and two relayers on the
+//! same storage share it. Blocks are produced by hand and every wait polls with a deadline.
+
+use std::num::NonZeroU64;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use http_body_util::BodyExt as _;
+use k256::elliptic_curve::ops::Reduce as _;
+use prost::Message as _;
+use relay_miner::chain::query::ChainClient;
+use relay_miner::config::Config;
+use relay_miner::keys::Keyring;
+use relay_miner::protocol::ring::RingSignature;
+use relay_miner::protocol::wire::{
+    HttpHeader, PoktHttpRequest, PoktHttpResponse, RelayRequest, RelayRequestMetadata, RelayResponse, SessionHeader,
+};
+use relay_miner::protocol::{relay, sha256, supplier_sig};
+use relay_miner::relayer::Relayer;
+use relay_miner::relayer::meter::MeterKey;
+use relay_miner::sim::backend::{BackendConfig, BackendHandle, DelayConfig, DemoBackend, FaultConfig, Injection};
+use relay_miner::sim::chain::genesis::*;
+use relay_miner::sim::chain::{SimChain, actor};
+use relay_miner::telemetry::Telemetry;
+use tokio::sync::watch;
+
+type Actor = (k256::ecdsa::SigningKey, String, [u8; 33]);
+
+fn key_hex(label: &str) -> String {
+    hex::encode(sha256(label.as_bytes()))
+}
+
+const SERVICES: [&str; 4] = ["anvil", "lazy", "slow", "broken"];
+
+struct Net {
+    chain: SimChain,
+    client: Arc<ChainClient>,
+    height_tx: watch::Sender<i64>,
+    storage: storage::Storage,
+    _dir: tempfile::TempDir,
+    _backends: Vec<BackendHandle>,
+    config: Config,
+    app: Actor,
+    gateway: Actor,
+    ours: Actor,
+    theirs: Actor,
+    http: hyper_util::client::legacy::Client<
+        hyper_util::client::legacy::connect::HttpConnector,
+        http_body_util::Full<bytes::Bytes>,
+    >,
+}
+
+struct Running {
+    url: String,
+    relayer: Arc<Relayer>,
+    telemetry: Telemetry,
+}
+
+async fn serve(router: axum::Router) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, router).await;
+    });
+    format!("http://{addr}")
+}
+
+impl Net {
+    async fn new(app_stake_upokt: u64) -> Self {
+        let genesis = Genesis {
+            chain_id: "pocket-relayer-test".into(),
+            block_time_ms: 1000,
+            shared_params: GenesisSharedParams {
+                num_blocks_per_session: 4,
+                grace_period_end_offset_blocks: 1,
+                claim_window_open_offset_blocks: 1,
+                claim_window_close_offset_blocks: 4,
+                proof_window_open_offset_blocks: 0,
+                proof_window_close_offset_blocks: 4,
+                ..Default::default()
+            },
+            proof_params: GenesisProofParams {
+                proof_request_probability: 0.0,
+                proof_requirement_threshold_upokt: u64::MAX,
+                proof_missing_penalty_upokt: 1,
+                proof_submission_fee_upokt: 1,
+            },
+            num_suppliers_per_session: 15,
+            services: SERVICES
+                .iter()
+                .map(|id| GenesisService {
+                    id: (*id).into(),
+                    compute_units_per_relay: 10,
+                    difficulty_target_hex: None,
+                })
+                .collect(),
+            applications: vec![GenesisApplication {
+                key_hex: key_hex("relayer-test-app"),
+                stake_upokt: app_stake_upokt,
+                services: SERVICES.iter().map(|s| (*s).into()).collect(),
+                delegate_to: vec![0],
+            }],
+            gateways: vec![GenesisGateway {
+                key_hex: key_hex("relayer-test-gateway"),
+                stake_upokt: 1_000_000_000,
+            }],
+            suppliers: ["ours", "theirs"]
+                .iter()
+                .map(|name| GenesisSupplier {
+                    key_hex: key_hex(&format!("relayer-test-supplier-{name}")),
+                    stake_upokt: 1_000_000_000,
+                    balance_upokt: 1_000_000_000,
+                    services: SERVICES
+                        .iter()
+                        .map(|s| GenesisSupplierService {
+                            service_id: (*s).into(),
+                            url: "http://127.0.0.1:1".into(),
+                        })
+                        .collect(),
+                })
+                .collect(),
+        };
+        let app = actor(&genesis.applications[0].key_hex).unwrap();
+        let gateway = actor(&genesis.gateways[0].key_hex).unwrap();
+        let ours = actor(&genesis.suppliers[0].key_hex).unwrap();
+        let theirs = actor(&genesis.suppliers[1].key_hex).unwrap();
+        let chain = SimChain::new(genesis).unwrap();
+        for _ in 0..4 {
+            chain.produce_block();
+        }
+        let grpc_url = serve(relay_miner::sim::chain::router(chain.clone()).into_axum()).await;
+        let fast = DemoBackend::spawn(BackendConfig::default()).await.unwrap();
+        let slow = DemoBackend::spawn(BackendConfig {
+            delay: DelayConfig {
+                fixed: Duration::from_secs(5),
+                jitter: Duration::ZERO,
+            },
+            ..BackendConfig::default()
+        })
+        .await
+        .unwrap();
+        let broken = DemoBackend::spawn(BackendConfig {
+            faults: FaultConfig {
+                http_500: Injection::EveryNth(NonZeroU64::new(1).unwrap()),
+                ..FaultConfig::default()
+            },
+            ..BackendConfig::default()
+        })
+        .await
+        .unwrap();
+        let yaml = format!(
+            "
+listen_addr: 127.0.0.1:0
+default_max_body_size_bytes: 65536
+services:
+  anvil:
+    validation_mode: eager
+    backends:
+      jsonrpc: {{url: {fast}}}
+  lazy:
+    validation_mode: optimistic
+    backends:
+      jsonrpc: {{url: {fast}}}
+  slow:
+    validation_mode: eager
+    timeout_profile: quick
+    backends:
+      jsonrpc: {{url: {slow}}}
+  broken:
+    validation_mode: eager
+    backends:
+      jsonrpc: {{url: {broken}}}
+timeout_profiles:
+  quick: {{request_timeout_seconds: 1, response_header_timeout_seconds: 1}}
+relay_meter:
+  enabled: true
+  fail_behavior: closed
+  sync_interval_ms: 20
+relay_log:
+  durable_ack: true
+",
+            fast = fast.http_url(),
+            slow = slow.http_url(),
+            broken = broken.http_url(),
+        );
+        let config = Config::from_yaml(&yaml).unwrap();
+        assert_eq!(config.validate(), vec![]);
+        let dir = tempfile::tempdir().unwrap();
+        let redb = storage::redb::RedbBackend::open(storage::redb::RedbConfig::new(dir.path().join("r.redb")))
+            .await
+            .unwrap();
+        let client = Arc::new(ChainClient::new(&grpc_url, Duration::from_secs(5)).unwrap());
+        let (height_tx, _) = watch::channel(chain.height());
+        Self {
+            chain,
+            client,
+            height_tx,
+            storage: redb.storage(),
+            _dir: dir,
+            _backends: vec![fast, slow, broken],
+            config,
+            app,
+            gateway,
+            ours,
+            theirs,
+            http: hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build_http(),
+        }
+    }
+
+    async fn relayer(&self) -> Running {
+        let telemetry = Telemetry::new().unwrap();
+        let keyring = Keyring::new([(self.ours.1.clone(), self.ours.0.clone())].into_iter().collect());
+        let relayer = Arc::new(
+            Relayer::from_config(
+                &self.config,
+                Arc::clone(&self.client),
+                keyring,
+                &self.storage,
+                self.height_tx.subscribe(),
+                &telemetry,
+            )
+            .unwrap(),
+        );
+        let url = serve(Arc::clone(&relayer).router()).await;
+        Running {
+            url,
+            relayer,
+            telemetry,
+        }
+    }
+
+    fn advance(&self, blocks: usize) {
+        for _ in 0..blocks {
+            self.chain.produce_block();
+        }
+        self.client.invalidate_applications();
+        self.height_tx.send_replace(self.chain.height());
+    }
+
+    async fn header(&self, service: &str) -> SessionHeader {
+        self.client
+            .session(&self.app.1, service, self.chain.height())
+            .await
+            .unwrap()
+            .header
+            .unwrap()
+    }
+
+    /// A relay request signed by the gateway with the ring [app, gateway].
+    fn request(&self, header: &SessionHeader, supplier: &str, body: Vec<u8>) -> RelayRequest {
+        let payload = PoktHttpRequest {
+            method: "POST".into(),
+            header: [(
+                "content-type".to_string(),
+                HttpHeader {
+                    key: "content-type".into(),
+                    values: vec!["application/json".into()],
+                },
+            )]
+            .into(),
+            url: "/".into(),
+            body_bz: body,
+        };
+        let mut request = RelayRequest {
+            meta: Some(RelayRequestMetadata {
+                session_header: Some(header.clone()),
+                signature: vec![],
+                supplier_operator_address: supplier.to_string(),
+            }),
+            payload: payload.encode_to_vec(),
+        };
+        let secret = k256::Scalar::reduce(&self.gateway.0.to_bytes());
+        let ring = [self.app.2, self.gateway.2];
+        let signature = RingSignature::sign(&ring, &relay::request_signable_hash(&request), &secret).unwrap();
+        request.meta.as_mut().unwrap().signature = signature.to_bytes();
+        request
+    }
+
+    fn rpc(id: u64) -> Vec<u8> {
+        format!("{{\"jsonrpc\":\"2.0\",\"id\":{id},\"method\":\"eth_blockNumber\",\"params\":[]}}").into_bytes()
+    }
+
+    async fn post(&self, url: &str, body: Vec<u8>) -> (u16, RelayResponse) {
+        let request = http::Request::post(url)
+            .header("content-type", "application/x-protobuf")
+            .header("rpc-type", "3")
+            .body(http_body_util::Full::new(bytes::Bytes::from(body)))
+            .unwrap();
+        let response = self.http.request(request).await.unwrap();
+        let status = response.status().as_u16();
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        (
+            status,
+            relay::decode_relay_response(&bytes, relay::MAX_RELAY_MESSAGE_BYTES).unwrap(),
+        )
+    }
+
+    async fn send(&self, url: &str, request: &RelayRequest) -> (u16, RelayResponse) {
+        self.post(url, relay::encode_relay_request(request)).await
+    }
+
+    async fn recorded(&self) -> u64 {
+        self.storage.relay_log.backlog(&self.ours.1).await.unwrap().undelivered
+    }
+}
+
+fn error_code(response: &RelayResponse) -> Option<u32> {
+    response.relay_miner_error.as_ref().map(|e| e.code)
+}
+
+fn served_status(net: &Net, response: &RelayResponse) -> u32 {
+    assert!(response.relay_miner_error.is_none(), "{:?}", response.relay_miner_error);
+    // The supplier signature verifies over the response signable hash (§2.2).
+    let signable = relay::response_signable_hash(response);
+    let signature = &response.meta.as_ref().unwrap().supplier_operator_signature;
+    supplier_sig::verify(&net.ours.2, &signable, signature).unwrap();
+    assert_eq!(response.payload_hash, sha256(&response.payload).to_vec());
+    PoktHttpResponse::decode(response.payload.as_slice())
+        .unwrap()
+        .status_code
+}
+
+async fn eventually<F: std::future::Future<Output = bool>>(what: &str, mut check: impl FnMut() -> F) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !check().await {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+fn metric(telemetry: &Telemetry, line_prefix: &str) -> u64 {
+    telemetry
+        .render_metrics()
+        .lines()
+        .find(|l| l.starts_with(line_prefix))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse::<f64>().ok())
+        .map_or(0, |v| v as u64)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn valid_relays_are_served_signed_and_recorded() {
+    let net = Net::new(1_000_000_000).await;
+    let r = net.relayer().await;
+    let header = net.header("anvil").await;
+    for id in 0..3 {
+        let (status, response) = net.send(&r.url, &net.request(&header, &net.ours.1, Net::rpc(id))).await;
+        assert_eq!(status, 200);
+        assert_eq!(served_status(&net, &response), 200);
+        let payload = PoktHttpResponse::decode(response.payload.as_slice()).unwrap();
+        assert!(String::from_utf8_lossy(&payload.body_bz).contains(&format!("\"id\":{id}")));
+    }
+    // durable_ack: recorded before the answer.
+    assert_eq!(net.recorded().await, 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invalid_relays_are_refused_with_their_code_and_not_recorded() {
+    let net = Net::new(1_000_000_000).await;
+    let r = net.relayer().await;
+    let header = net.header("anvil").await;
+
+    let (status, response) = net.post(&r.url, b"\xff\xff not a relay request".to_vec()).await;
+    assert_eq!((status, error_code(&response)), (400, Some(1)), "malformed");
+
+    let mut unknown = header.clone();
+    unknown.service_id = "nope".into();
+    let (_, response) = net.send(&r.url, &net.request(&unknown, &net.ours.1, Net::rpc(1))).await;
+    assert_eq!(error_code(&response), Some(3), "unknown service");
+
+    let (_, response) = net
+        .send(&r.url, &net.request(&header, &net.theirs.1, Net::rpc(2)))
+        .await;
+    assert_eq!(error_code(&response), Some(2), "not our supplier");
+
+    let mut bad_signature = net.request(&header, &net.ours.1, Net::rpc(3));
+    let signature = &mut bad_signature.meta.as_mut().unwrap().signature;
+    signature[5] ^= 0x01; // c0
+    let (_, response) = net.send(&r.url, &bad_signature).await;
+    assert_eq!(error_code(&response), Some(4), "bad ring signature");
+
+    let mut wrong = header.clone();
+    wrong.session_id = "0".repeat(64);
+    let (_, response) = net.send(&r.url, &net.request(&wrong, &net.ours.1, Net::rpc(4))).await;
+    assert_eq!(error_code(&response), Some(5), "wrong session header");
+
+    // The session's grace period ends: its relays are refused.
+    let stale = net.request(&header, &net.ours.1, Net::rpc(5));
+    while net.chain.height() <= header.session_end_block_height + 2 {
+        net.advance(1);
+    }
+    let (_, response) = net.send(&r.url, &stale).await;
+    assert_eq!(error_code(&response), Some(6), "expired session");
+
+    assert_eq!(net.recorded().await, 0);
+    assert_eq!(
+        metric(
+            &r.telemetry,
+            "ha_relayer_relays_rejected_total{reason=\"bad_ring_signature\",service_id=\"anvil\"}"
+        ),
+        1
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backend_timeout_and_5xx() {
+    let net = Net::new(1_000_000_000).await;
+    let r = net.relayer().await;
+    let slow = net.header("slow").await;
+    let started = Instant::now();
+    let (status, response) = net.send(&r.url, &net.request(&slow, &net.ours.1, Net::rpc(1))).await;
+    assert_eq!((status, error_code(&response)), (504, Some(13)), "backend timeout");
+    assert!(started.elapsed() < Duration::from_secs(4), "{:?}", started.elapsed());
+
+    // A 5xx is the backend's answer: signed and passed through, but not mined.
+    let broken = net.header("broken").await;
+    let (status, response) = net.send(&r.url, &net.request(&broken, &net.ours.1, Net::rpc(2))).await;
+    assert_eq!(status, 200);
+    assert_eq!(served_status(&net, &response), 500);
+    assert_eq!(net.recorded().await, 0);
+    assert_eq!(
+        metric(
+            &r.telemetry,
+            "ha_relayer_relays_skipped_5xx_total{service_id=\"broken\"}"
+        ),
+        1
+    );
+    // Neither relay consumed the app's budget.
+    let meter = r.relayer.meter().unwrap();
+    meter.sync().await;
+    for header in [&slow, &broken] {
+        let key = format!("meter:{}:{}:consumed", header.session_id, net.ours.1);
+        let consumed = net.storage.kv.get(&key).await.unwrap().unwrap_or_default();
+        assert!(
+            consumed.is_empty() || consumed == b"0",
+            "{}",
+            String::from_utf8_lossy(&consumed)
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_request_and_response_are_refused() {
+    let net = Net::new(1_000_000_000).await;
+    let r = net.relayer().await;
+    let header = net.header("anvil").await;
+    let big_request = vec![b' '; 100_000];
+    let (status, response) = net.send(&r.url, &net.request(&header, &net.ours.1, big_request)).await;
+    assert_eq!((status, error_code(&response)), (413, Some(11)), "oversized request");
+
+    let big_answer = br#"{"jsonrpc":"2.0","id":1,"method":"big","params":[200000]}"#.to_vec();
+    let (status, response) = net.send(&r.url, &net.request(&header, &net.ours.1, big_answer)).await;
+    assert_eq!((status, error_code(&response)), (502, Some(12)), "oversized response");
+    assert_eq!(net.recorded().await, 0);
+
+    // The relayer still serves normally afterwards.
+    let (status, _) = net.send(&r.url, &net.request(&header, &net.ours.1, Net::rpc(3))).await;
+    assert_eq!(status, 200);
+    assert_eq!(net.recorded().await, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn optimistic_mode_serves_an_invalid_relay_but_does_not_mine_it() {
+    let net = Net::new(1_000_000_000).await;
+    let r = net.relayer().await;
+    let header = net.header("lazy").await;
+    let mut bad = net.request(&header, &net.ours.1, Net::rpc(1));
+    bad.meta.as_mut().unwrap().signature[5] ^= 0x01;
+    let (status, response) = net.send(&r.url, &bad).await;
+    assert_eq!(status, 200);
+    assert_eq!(served_status(&net, &response), 200);
+    let failures = "ha_relayer_validation_failures_total{reason=\"bad_ring_signature\",service_id=\"lazy\"}";
+    eventually("the validation failure to be counted", || async {
+        metric(&r.telemetry, failures) == 1
+    })
+    .await;
+    assert_eq!(net.recorded().await, 0);
+
+    // A valid one is mined after it was served.
+    let (status, _) = net.send(&r.url, &net.request(&header, &net.ours.1, Net::rpc(2))).await;
+    assert_eq!(status, 200);
+    eventually("the valid relay to be recorded", || async { net.recorded().await == 1 }).await;
+    assert_eq!(
+        metric(
+            &r.telemetry,
+            "ha_relayer_relays_served_optimistically_total{rpc_type=\"jsonrpc\",service_id=\"lazy\"}"
+        ),
+        2
+    );
+    // Cheap structural checks stay synchronous: not our supplier is refused before serving.
+    let (_, response) = net
+        .send(&r.url, &net.request(&header, &net.theirs.1, Net::rpc(3)))
+        .await;
+    assert_eq!(error_code(&response), Some(2));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn meter_refuses_over_service_and_is_shared_between_relayers() {
+    // Stake 2,600 uPOKT shared by 2 suppliers → 1,300 each; 42 uPOKT per compute unit (42e6 / 1e6) → 30 compute
+    // units → 3 relays of 10 compute units per supplier and session.
+    let net = Net::new(2_600).await;
+    let a = net.relayer().await;
+    let b = net.relayer().await;
+    let header = net.header("anvil").await;
+    let key = MeterKey {
+        session_id: header.session_id.clone(),
+        supplier: net.ours.1.clone(),
+    };
+    let storage_key = relay_miner::relayer::meter::storage_key(&key);
+    for id in 0..2 {
+        let (status, _) = net.send(&a.url, &net.request(&header, &net.ours.1, Net::rpc(id))).await;
+        assert_eq!(status, 200);
+    }
+    eventually("relayer A to sync its consumption", || async {
+        net.storage.kv.get(&storage_key).await.unwrap() == Some(b"20".to_vec())
+    })
+    .await;
+    // B starts from the shared total: one more relay fits, the next is refused.
+    let (status, _) = net.send(&b.url, &net.request(&header, &net.ours.1, Net::rpc(2))).await;
+    assert_eq!(status, 200);
+    let (status, response) = net.send(&b.url, &net.request(&header, &net.ours.1, Net::rpc(3))).await;
+    assert_eq!((status, error_code(&response)), (429, Some(10)), "over-serviced");
+    // A learns B's consumption at its next sync and refuses too.
+    eventually("relayer A to see B's consumption", || async {
+        a.relayer.meter().unwrap().exhausted(&key, 10)
+    })
+    .await;
+    let (status, response) = net.send(&a.url, &net.request(&header, &net.ours.1, Net::rpc(4))).await;
+    assert_eq!((status, error_code(&response)), (429, Some(10)));
+    assert_eq!(net.recorded().await, 3);
+    assert_eq!(
+        metric(
+            &b.telemetry,
+            "ha_relayer_relay_meter_consumptions_total{result=\"over_serviced\",service_id=\"anvil\"}"
+        ),
+        1
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_durable_ack_relays_are_appended_in_the_background() {
+    let mut net = Net::new(1_000_000_000).await;
+    net.config.relay_log.durable_ack = false;
+    net.config.relay_log.max_batch_delay_ms = 1;
+    let r = net.relayer().await;
+    let header = net.header("anvil").await;
+    for id in 0..5 {
+        let (status, response) = net.send(&r.url, &net.request(&header, &net.ours.1, Net::rpc(id))).await;
+        assert_eq!(status, 200);
+        assert_eq!(served_status(&net, &response), 200);
+    }
+    eventually("the relays to be appended", || async { net.recorded().await == 5 }).await;
+}
