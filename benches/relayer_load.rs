@@ -361,7 +361,7 @@ async fn bench(workers: usize) {
             (signature, relay::request_signable_hash(&request))
         })
         .collect();
-    let fast = relay_miner::relayer::fastring::FastRing::default();
+    let fast = relay_miner::protocol::ring::fast::FastRing::default();
     for (sig, m) in samples.iter().take(20) {
         fast.verify(sig, &RingSignature::from_bytes(sig).unwrap(), m).unwrap();
     }

@@ -11,6 +11,7 @@
 //! Verification is the relayer's hot path: H_p of each ring member is cached ([`HpCache`]), and each round is one
 //! variable-time two-point linear combination (all inputs are public).
 
+pub mod fast;
 mod hash;
 mod membership;
 

@@ -9,7 +9,7 @@
 //! 2. Structural checks, synchronous in both modes: decodable, known service, well-formed session header,
 //!    supplier we hold a key for.
 //! 3. `eager`: full validation (chain-backed checks from the chain client's caches; the ring signature last, with
-//!    fixed-base tables for hot keys, [`fastring`]), then the relay meter is charged ([`meter`]), then the backend
+//!    fixed-base tables for hot keys, [`crate::protocol::ring::fast`]), then the relay meter is charged ([`meter`]), then the backend
 //!    is called. `optimistic`: the backend is called at once (refused only if the meter already knows the session
 //!    is exhausted); validation, metering and mining run afterwards in a bounded background task (when it is
 //!    full, the handler validates inline: backpressure, no unbounded queue), and invalid relays are counted in
@@ -29,7 +29,6 @@
 //! Transports other than HTTP (WebSocket, gRPC, streaming) plug in by calling the same stages: structure check,
 //! [`Relayer`]'s validation and metering, their own forwarding, then signing and mining.
 
-pub mod fastring;
 mod log;
 pub mod meter;
 mod metrics;
@@ -272,7 +271,7 @@ pub struct Relayer {
     meter: Option<RelayMeter>,
     height: watch::Receiver<i64>,
     optimistic: Arc<Semaphore>,
-    ring_verifier: fastring::FastRing,
+    ring_verifier: crate::protocol::ring::fast::FastRing,
     metrics: Arc<Metrics>,
 }
 
@@ -430,7 +429,7 @@ impl Relayer {
             meter,
             height,
             optimistic: Arc::new(Semaphore::new(OPTIMISTIC_IN_FLIGHT)),
-            ring_verifier: fastring::FastRing::default(),
+            ring_verifier: crate::protocol::ring::fast::FastRing::default(),
             metrics,
         })
     }

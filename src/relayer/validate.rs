@@ -65,7 +65,7 @@ pub fn check_structure(request: &RelayRequest, our_supplier: impl Fn(&str) -> bo
 /// [`check_structure`].
 pub async fn validate(
     chain: &ChainClient,
-    ring_verifier: &super::fastring::FastRing,
+    ring_verifier: &crate::protocol::ring::fast::FastRing,
     request: &RelayRequest,
     structure: Structure,
     height: i64,

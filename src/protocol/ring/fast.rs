@@ -19,7 +19,7 @@ use k256::elliptic_curve::group::GroupEncoding as _;
 use k256::elliptic_curve::ops::Reduce as _;
 use k256::{AffinePoint, FieldBytes, ProjectivePoint, Scalar};
 
-use crate::protocol::ring::{HpCache, RingError, RingSignature, hash_to_scalar};
+use super::{HpCache, RingError, RingSignature, hash_to_scalar};
 
 /// Successful verifications a key must take part in before it gets a table.
 pub const HOT_AFTER: u32 = 8;
