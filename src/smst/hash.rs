@@ -3,6 +3,8 @@
 //!
 //! A digest is 48 bytes: `SHA256(encoding) ‖ sum(u64 BE) ‖ count(u64 BE)`; the empty subtree is 48 zero bytes.
 
+use sha2::{Digest, Sha256};
+
 use crate::protocol::sha256;
 
 /// Size of a digest.
@@ -45,9 +47,15 @@ pub fn leaf_encoding(path: &[u8; 32], value: &[u8], weight: u64) -> Vec<u8> {
     enc
 }
 
-/// Hash part of a leaf digest.
+/// Hash part of a leaf digest: SHA-256 of [`leaf_encoding`], streamed (no copy of the value).
 pub fn leaf_hash(path: &[u8; 32], value: &[u8], weight: u64) -> [u8; 32] {
-    sha256(&leaf_encoding(path, value, weight))
+    let mut h = Sha256::new();
+    h.update([0u8]);
+    h.update(path);
+    h.update(value);
+    h.update(weight.to_be_bytes());
+    h.update(1u64.to_be_bytes());
+    h.finalize().into()
 }
 
 /// Leaf digest from its hash.
