@@ -1,6 +1,7 @@
 //! SMST benches (issue 3): insert into tries prefilled with 1e3..1e6 leaves, root of N fresh leaves,
 //! prove_closest, commit of a batch to the in-memory store, and resident bytes per leaf (printed).
-//! `SMST_BENCH_MAX` caps the largest size (default 1e6). Numbers in BENCHMARKS.md.
+//! `SMST_BENCH_MAX` caps the largest size (default 1e6), `SMST_BENCH_MIN` skips smaller ones (default 0).
+//! Numbers in BENCHMARKS.md.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -33,9 +34,16 @@ fn benches(c: &mut Criterion) {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(1_000_000);
+    let min: u64 = std::env::var("SMST_BENCH_MIN")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
     let mut group = c.benchmark_group("smst");
     group.sample_size(10);
-    for n in [1_000u64, 10_000, 100_000, 1_000_000].into_iter().filter(|n| *n <= max) {
+    for n in [1_000u64, 10_000, 100_000, 1_000_000]
+        .into_iter()
+        .filter(|n| (min..=max).contains(n))
+    {
         let started = Instant::now();
         let mut trie = prefilled(n);
         let build = started.elapsed();
@@ -82,7 +90,10 @@ fn benches(c: &mut Criterion) {
             })
         });
     }
-    for n in [10_000u64, 100_000, 1_000_000].into_iter().filter(|n| *n <= max) {
+    for n in [10_000u64, 100_000, 1_000_000]
+        .into_iter()
+        .filter(|n| (min..=max).contains(n))
+    {
         group.bench_function(format!("root_of_{n}_fresh_leaves"), |b| {
             b.iter_batched(
                 || {

@@ -436,7 +436,9 @@ impl<S: NodeStore> Smst<S> {
             if let Some(l) = self.leaves.get(id as usize) {
                 batch.puts.push((key(b'L', id), encode_leaf(l)));
             }
-            batch.puts.push((key(b'V', id), self.pending_bytes[start..end].to_vec()));
+            batch
+                .puts
+                .push((key(b'V', id), self.pending_bytes[start..end].to_vec()));
         }
         // Reused ids leave the removed sets when reallocated, so no key is both put and deleted.
         for &id in &self.removed_branches {
