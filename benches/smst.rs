@@ -29,6 +29,17 @@ fn prefilled(n: u64) -> Smst<MemoryNodeStore> {
     t
 }
 
+/// Deletes the leaves `n+1..=next` a bench inserted and commits, leaving `n` leaves.
+fn restore(trie: &mut Smst<MemoryNodeStore>, n: u64, next: &mut u64) {
+    for i in n + 1..=*next {
+        let (k, _) = relay(i);
+        assert!(trie.delete(&k));
+    }
+    *next = n;
+    trie.commit().expect("commit");
+    assert_eq!(trie.count(), n);
+}
+
 fn benches(c: &mut Criterion) {
     let max: u64 = std::env::var("SMST_BENCH_MAX")
         .ok()
@@ -54,7 +65,9 @@ fn benches(c: &mut Criterion) {
             trie.resident_bytes() / n as usize
         );
         let mut next = n;
-        // Each bench starts from a committed, fully hashed trie so no bench pays for another's leftovers.
+        // Each bench starts from a committed, fully hashed trie of exactly `n` leaves: the leaves a mutating bench
+        // added are deleted again (and committed) before the next one, so no bench pays for another's leftovers
+        // and the size in the name is the size measured (an insert bench alone adds ~1e6 leaves).
         group.bench_function(format!("insert_into_{n}"), |b| {
             b.iter(|| {
                 next += 1;
@@ -62,7 +75,7 @@ fn benches(c: &mut Criterion) {
                 trie.insert_relay(&k, &v, 10);
             })
         });
-        trie.commit().expect("commit");
+        restore(&mut trie, n, &mut next);
         group.bench_function(format!("insert_and_root_into_{n}"), |b| {
             b.iter(|| {
                 next += 1;
@@ -71,7 +84,7 @@ fn benches(c: &mut Criterion) {
                 trie.root()
             })
         });
-        trie.commit().expect("commit");
+        restore(&mut trie, n, &mut next);
         let mut probe = 0u64;
         group.bench_function(format!("prove_closest_{n}"), |b| {
             b.iter(|| {
@@ -89,6 +102,7 @@ fn benches(c: &mut Criterion) {
                 trie.commit().expect("commit")
             })
         });
+        restore(&mut trie, n, &mut next);
     }
     for n in [10_000u64, 100_000, 1_000_000]
         .into_iter()

@@ -137,6 +137,8 @@ type IdBuild = BuildHasherDefault<IdHasher>;
 
 /// Pending buffers larger than this are released at commit rather than kept for reuse.
 const KEEP_PENDING_BYTES: usize = 4 << 20;
+/// Pending-value maps with more slots than this are released at commit rather than kept for reuse.
+const KEEP_PENDING_IDS: usize = 1 << 16;
 
 /// A sparse Merkle sum trie over a node store.
 #[derive(Debug)]
@@ -461,12 +463,16 @@ impl<S: NodeStore> Smst<S> {
             self.mark_all_unsaved();
             return Err(e.into());
         }
-        self.pending_values.clear();
+        // Reuse the pending buffers for the next round unless a large round left them big.
         if self.pending_bytes.capacity() > KEEP_PENDING_BYTES {
             self.pending_bytes = Vec::new();
-            self.pending_values.shrink_to(1024);
         } else {
             self.pending_bytes.clear();
+        }
+        if self.pending_values.capacity() > KEEP_PENDING_IDS {
+            self.pending_values = HashMap::default();
+        } else {
+            self.pending_values.clear();
         }
         self.removed_branches.clear();
         self.removed_leaves.clear();
