@@ -117,22 +117,6 @@ pub fn inner_digest(left: &[u8; DIGEST_LEN], right: &[u8; DIGEST_LEN]) -> [u8; D
     out
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn hand_padded_inner_hash_is_sha256() {
-        for seed in 0u8..32 {
-            let mut enc = [0u8; INNER_LEN];
-            for (i, b) in enc.iter_mut().enumerate() {
-                *b = (i as u8).wrapping_mul(31).wrapping_add(seed.wrapping_mul(97));
-            }
-            assert_eq!(sha256_inner(&enc), sha256(&enc));
-        }
-    }
-}
-
 /// The digest of a node given its encoding (leaf `00` or inner `01`), as the chain hashes `SiblingData`: the
 /// SHA-256 of the encoding followed by the encoding's last 16 bytes (sum, count). `None` for other prefixes or
 /// encodings too short to carry sum and count.
@@ -159,4 +143,20 @@ pub fn wrap_chain(mut digest: [u8; DIGEST_LEN], path: &[u8; 32], from: usize, to
         };
     }
     digest
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hand_padded_inner_hash_is_sha256() {
+        for seed in 0u8..32 {
+            let mut enc = [0u8; INNER_LEN];
+            for (i, b) in enc.iter_mut().enumerate() {
+                *b = (i as u8).wrapping_mul(31).wrapping_add(seed.wrapping_mul(97));
+            }
+            assert_eq!(sha256_inner(&enc), sha256(&enc));
+        }
+    }
 }
