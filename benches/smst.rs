@@ -1,6 +1,7 @@
 //! SMST benches (issue 3): insert into tries prefilled with 1e3..1e6 leaves, root of N fresh leaves,
 //! prove_closest, commit of a batch to the in-memory store, and resident bytes per leaf (printed).
-//! `SMST_BENCH_MAX` caps the largest size (default 1e6). Numbers in BENCHMARKS.md.
+//! `SMST_BENCH_MAX` caps the largest size (default 1e6), `SMST_BENCH_MIN` skips smaller ones (default 0).
+//! Numbers in BENCHMARKS.md.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -28,14 +29,32 @@ fn prefilled(n: u64) -> Smst<MemoryNodeStore> {
     t
 }
 
+/// Deletes the leaves `n+1..=next` a bench inserted and commits, leaving `n` leaves.
+fn restore(trie: &mut Smst<MemoryNodeStore>, n: u64, next: &mut u64) {
+    for i in n + 1..=*next {
+        let (k, _) = relay(i);
+        assert!(trie.delete(&k));
+    }
+    *next = n;
+    trie.commit().expect("commit");
+    assert_eq!(trie.count(), n);
+}
+
 fn benches(c: &mut Criterion) {
     let max: u64 = std::env::var("SMST_BENCH_MAX")
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(1_000_000);
+    let min: u64 = std::env::var("SMST_BENCH_MIN")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
     let mut group = c.benchmark_group("smst");
     group.sample_size(10);
-    for n in [1_000u64, 10_000, 100_000, 1_000_000].into_iter().filter(|n| *n <= max) {
+    for n in [1_000u64, 10_000, 100_000, 1_000_000]
+        .into_iter()
+        .filter(|n| (min..=max).contains(n))
+    {
         let started = Instant::now();
         let mut trie = prefilled(n);
         let build = started.elapsed();
@@ -46,7 +65,9 @@ fn benches(c: &mut Criterion) {
             trie.resident_bytes() / n as usize
         );
         let mut next = n;
-        // Each bench starts from a committed, fully hashed trie so no bench pays for another's leftovers.
+        // Each bench starts from a committed, fully hashed trie of exactly `n` leaves: the leaves a mutating bench
+        // added are deleted again (and committed) before the next one, so no bench pays for another's leftovers
+        // and the size in the name is the size measured (an insert bench alone adds ~1e6 leaves).
         group.bench_function(format!("insert_into_{n}"), |b| {
             b.iter(|| {
                 next += 1;
@@ -54,7 +75,7 @@ fn benches(c: &mut Criterion) {
                 trie.insert_relay(&k, &v, 10);
             })
         });
-        trie.commit().expect("commit");
+        restore(&mut trie, n, &mut next);
         group.bench_function(format!("insert_and_root_into_{n}"), |b| {
             b.iter(|| {
                 next += 1;
@@ -63,7 +84,7 @@ fn benches(c: &mut Criterion) {
                 trie.root()
             })
         });
-        trie.commit().expect("commit");
+        restore(&mut trie, n, &mut next);
         let mut probe = 0u64;
         group.bench_function(format!("prove_closest_{n}"), |b| {
             b.iter(|| {
@@ -81,8 +102,12 @@ fn benches(c: &mut Criterion) {
                 trie.commit().expect("commit")
             })
         });
+        restore(&mut trie, n, &mut next);
     }
-    for n in [10_000u64, 100_000, 1_000_000].into_iter().filter(|n| *n <= max) {
+    for n in [10_000u64, 100_000, 1_000_000]
+        .into_iter()
+        .filter(|n| (min..=max).contains(n))
+    {
         group.bench_function(format!("root_of_{n}_fresh_leaves"), |b| {
             b.iter_batched(
                 || {

@@ -183,6 +183,36 @@ fn reopen_from_store_gives_same_root_and_proofs() {
 }
 
 #[test]
+fn commits_after_reopen_write_every_changed_node() {
+    // A reopened trie starts with all flags clear; its later commits must still reach every changed node.
+    let mut t = trie();
+    for i in 0..300u32 {
+        t.update(&i.to_be_bytes(), &i.to_le_bytes(), u64::from(i));
+    }
+    t.commit().unwrap();
+    let mut reopened = Smst::open(t.store().clone()).unwrap();
+    for i in (0..300u32).step_by(3) {
+        assert!(reopened.delete(&i.to_be_bytes()));
+        assert!(t.delete(&i.to_be_bytes()));
+    }
+    for i in 300..400u32 {
+        reopened.update(&i.to_be_bytes(), b"v", 1);
+        t.update(&i.to_be_bytes(), b"v", 1);
+    }
+    reopened.update(&1u32.to_be_bytes(), b"overwritten", 9);
+    t.update(&1u32.to_be_bytes(), b"overwritten", 9);
+    reopened.commit().unwrap();
+    assert!(!reopened.has_uncommitted_changes());
+    let mut again = Smst::open(reopened.store().clone()).unwrap();
+    assert_eq!(again.root(), t.root());
+    assert_eq!(
+        again.get(&1u32.to_be_bytes()).unwrap(),
+        Some((b"overwritten".to_vec(), 9))
+    );
+    assert_eq!(again.count(), 300 - 100 + 100);
+}
+
+#[test]
 fn proof_of_empty_trie_is_an_error() {
     assert!(matches!(trie().prove_closest(&[0; 32]), Err(SmstError::Empty)));
 }
