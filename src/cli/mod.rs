@@ -1,12 +1,14 @@
 //! The command line: clap commands and their dispatch. `main.rs` only parses and calls [`run`].
 
 mod localnet;
+mod raft;
 mod run;
 mod sim;
 
 use std::path::PathBuf;
 
 pub use localnet::{LocalnetArgs, demo_genesis, run as run_localnet};
+pub use raft::{RaftArgs, RaftCommand};
 pub use run::RunArgs;
 pub use sim::{DEMO_GENESIS, SimArgs, run as run_sim};
 
@@ -33,6 +35,9 @@ pub enum Command {
     /// Run a local network: simulator chain, demo backend, relay miner on embedded storage and a load generator;
     /// prints a summary and exits 0 when every claim and proof was accepted and nothing was lost.
     Localnet(LocalnetArgs),
+    /// Raft cluster administration against a running node's raft port: status, init, add-learner, promote,
+    /// remove.
+    Raft(RaftArgs),
     /// Run the relay miner (relayer + miner + metrics) from a config file until SIGTERM/Ctrl-C.
     Run(RunArgs),
     /// Run the local chain simulator: pocket/cosmos gRPC, CometBFT RPC + websocket, a block timer and the demo
@@ -55,6 +60,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Run(args) => run::run(args),
         Command::Conformance { files } => conformance(&files),
         Command::Validate { config } => validate(&config),
+        Command::Raft(args) => raft::run(args),
         Command::Localnet(args) => {
             let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
             runtime.block_on(localnet::run(args))

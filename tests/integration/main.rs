@@ -5,5 +5,6 @@
 mod conformance_vectors;
 mod localnet;
 mod miner_process;
+mod raft_chaos;
 mod sim;
 mod tx_cosmrs_oracle;
