@@ -111,7 +111,11 @@ async fn start_env(block_time_ms: u64, proof_probability: f64) -> Env {
     let backend = relay_miner::sim::backend::DemoBackend::spawn(Default::default())
         .await
         .unwrap();
-    let dir = tempfile::tempdir().unwrap();
+    let mut dir = tempfile::tempdir().unwrap();
+    if std::env::var_os("RAFT_CHAOS_KEEP").is_some() {
+        dir.disable_cleanup(true);
+        println!("keeping node logs and data in {}", dir.path().display());
+    }
     let keys = dir.path().join("keys.yaml");
     let mut text = String::from("keys:\n");
     for s in &genesis.suppliers {
@@ -356,6 +360,62 @@ fn tail(path: &Path) -> String {
     lines[lines.len().saturating_sub(30)..].join("\n")
 }
 
+/// Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's `days_from_civil`).
+fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * (m + if m > 2 { -3 } else { 9 }) + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+/// Parses a tracing timestamp `2026-11-23T12:29:16.712587Z` into ms since the Unix epoch.
+fn log_time_ms(ts: &str) -> Option<i64> {
+    let (date, time) = ts.strip_suffix('Z')?.split_once('T')?;
+    let mut d = date.split('-').map(|p| p.parse::<i64>().ok());
+    let (y, mo, day) = (d.next()??, d.next()??, d.next()??);
+    let (hms, frac) = time.split_once('.').unwrap_or((time, "0"));
+    let mut t = hms.split(':').map(|p| p.parse::<i64>().ok());
+    let (h, mi, sec) = (t.next()??, t.next()??, t.next()??);
+    let ms: i64 = format!("{frac:0<3}")[..3].parse().ok()?;
+    Some(((days_from_civil(y, mo, day) * 24 + h) * 60 + mi) * 60_000 + sec * 1000 + ms)
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// When (ms since the epoch) node's log first says its miner took the leadership at or after `after_ms`.
+fn lease_taken_ms(log: &Path, after_ms: i64) -> Option<i64> {
+    let text = std::fs::read_to_string(log).ok()?;
+    text.lines()
+        .map(strip_ansi)
+        .filter(|l| l.contains("miner leadership changed") && l.contains("leader=true"))
+        .filter_map(|l| log_time_ms(l.split_whitespace().next()?))
+        .find(|t| *t >= after_ms)
+}
+
+fn strip_ansi(line: &str) -> String {
+    let mut out = String::with_capacity(line.len());
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 async fn wait_height(chain: &SimChain, height: i64, limit: Duration) {
     let deadline = Instant::now() + limit;
     while chain.height() < height {
@@ -427,9 +487,13 @@ struct Submitters {
     by_term: BTreeMap<u64, BTreeSet<u64>>,
     ambiguous: u64,
     samples: u64,
+    /// Largest (chain height − height the leading miner last handled) seen per node: how far behind the chain
+    /// the leader's miner loop runs.
+    miner_lag: BTreeMap<u64, i64>,
 }
 
 fn spawn_monitor(
+    chain: SimChain,
     live: Arc<Mutex<BTreeMap<u64, (String, String, u32)>>>,
     out: Arc<Mutex<Submitters>>,
     mut stop: tokio::sync::watch::Receiver<bool>,
@@ -448,6 +512,12 @@ fn spawn_monitor(
                     + metric_sum(&text, "ha_miner_proofs_submitted_total", &[]);
                 let mut s = out.lock().unwrap();
                 s.samples += 1;
+                if metric_sum(&text, "ha_miner_leader_status", &[]) == 1.0 {
+                    let handled = metric_sum(&text, "ha_miner_current_block_height", &[]) as i64;
+                    let lag = chain.height() - handled;
+                    let max = s.miner_lag.entry(id).or_default();
+                    *max = (*max).max(lag);
+                }
                 let term = after.term;
                 if let Some((prev_term, prev_submitted)) = s.last.insert((id, incarnation), (term, submitted))
                     && submitted > prev_submitted
@@ -502,32 +572,40 @@ fn ids(v: &serde_json::Value) -> Vec<u64> {
     v.as_array().unwrap().iter().map(|x| x.as_u64().unwrap()).collect()
 }
 
-/// One failover: (what, new leader elected after, its miner leading after).
-type Failover = (String, Duration, Duration);
+/// One failover: (what, new leader elected after, its miner took the lease after (from its log), its
+/// `ha_miner_leader_status` read 1 after).
+type Failover = (String, Duration, Duration, Duration);
 
 /// Kills the current leader; measures kill → new leader elected → its miner leads; restarts the killed node.
-async fn kill_leader(cluster: &mut Cluster, what: &str) -> Failover {
+async fn kill_leader(cluster: &mut Cluster, chain: &SimChain, what: &str) -> Failover {
     let (old, term) = cluster.leader(0, Duration::from_secs(10)).await;
+    let h0 = chain.height();
+    let wall0 = now_ms();
     let t0 = Instant::now();
     cluster.kill(old);
     let (new, new_term) = cluster.leader(term + 1, Duration::from_secs(10)).await;
     let elected = t0.elapsed();
     cluster.miner_leads(new, Duration::from_secs(15)).await;
     let active = t0.elapsed();
+    let lease = lease_taken_ms(&cluster.proc(new).log, wall0)
+        .map(|t| Duration::from_millis(u64::try_from(t - wall0).unwrap_or(0)))
+        .unwrap_or(active);
     println!(
         "failover ({what}): leader {old} (term {term}) killed → node {new} elected in term {new_term} after {} ms, \
-         its miner leads after {} ms",
+         its miner took the lease after {} ms and reports leading after {} ms (heights {h0} → {})",
         elected.as_millis(),
-        active.as_millis()
+        lease.as_millis(),
+        active.as_millis(),
+        chain.height()
     );
     cluster.start(old).await;
-    (what.to_string(), elected, active)
+    (what.to_string(), elected, lease, active)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn raft_cluster_survives_leader_kills_and_membership_changes_under_load() {
     let started = Instant::now();
-    let block_ms = 400;
+    let block_ms = 1000;
     let env = start_env(block_ms, 1.0).await;
     let level = "warn,relay_miner::miner=info,relay_miner::node=info";
     let raft_ports: BTreeMap<u64, u16> = (1..=4).map(|id| (id, free_port())).collect();
@@ -579,7 +657,12 @@ async fn raft_cluster_survives_leader_kills_and_membership_changes_under_load() 
     let submitters = Arc::new(Mutex::new(Submitters::default()));
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let load_task = spawn_load(env.chain.clone(), gens, Arc::clone(&load), stop_rx.clone());
-    let monitor_task = spawn_monitor(Arc::clone(&cluster.live), Arc::clone(&submitters), stop_rx);
+    let monitor_task = spawn_monitor(
+        env.chain.clone(),
+        Arc::clone(&cluster.live),
+        Arc::clone(&submitters),
+        stop_rx,
+    );
 
     let params = env.chain.state().shared.clone();
     let now = SessionWindows::new(&params, env.chain.height()).unwrap();
@@ -589,11 +672,11 @@ async fn raft_cluster_survives_leader_kills_and_membership_changes_under_load() 
 
     // 1. Leader killed mid-session (active window), 2. at the claim window's open, 3. at the proof window's open.
     wait_height(&env.chain, s.start + 1, limit).await;
-    failovers.push(kill_leader(&mut cluster, "active window").await);
+    failovers.push(kill_leader(&mut cluster, &env.chain, "active window").await);
     wait_height(&env.chain, s.claim_open, limit).await;
-    failovers.push(kill_leader(&mut cluster, "claim window").await);
+    failovers.push(kill_leader(&mut cluster, &env.chain, "claim window").await);
     wait_height(&env.chain, s.proof_open, limit).await;
-    failovers.push(kill_leader(&mut cluster, "proof window").await);
+    failovers.push(kill_leader(&mut cluster, &env.chain, "proof window").await);
 
     // 4. A follower killed: relays keep being served by the other two; restarted, it catches up.
     let (leader, _) = cluster.leader(0, limit).await;
@@ -650,7 +733,7 @@ async fn raft_cluster_survives_leader_kills_and_membership_changes_under_load() 
     assert!(!voters.contains(&removed), "{status}");
 
     // 7. The leader of the new configuration is killed too.
-    failovers.push(kill_leader(&mut cluster, "after membership change").await);
+    failovers.push(kill_leader(&mut cluster, &env.chain, "after membership change").await);
 
     // Keep loading through the current session, then let every served session settle.
     let last = SessionWindows::new(&params, env.chain.height()).unwrap();
@@ -687,6 +770,12 @@ async fn raft_cluster_survives_leader_kills_and_membership_changes_under_load() 
     drop(cluster);
 
     // --- Assertions ---
+    let submitters = std::mem::take(&mut *submitters.lock().unwrap());
+    println!(
+        "submitters by term: {:?} ({} samples, {} ambiguous intervals); leader miner max blocks behind the \
+         chain, per node: {:?}",
+        submitters.by_term, submitters.samples, submitters.ambiguous, submitters.miner_lag
+    );
     println!(
         "load: {} sent, {} served, {} refused, {} failed (last error: {:?}); {} sessions",
         load.sent,
@@ -761,24 +850,22 @@ async fn raft_cluster_survives_leader_kills_and_membership_changes_under_load() 
             "node {id} lost revenue"
         );
     }
-    let submitters = std::mem::take(&mut *submitters.lock().unwrap());
-    println!(
-        "submitters by term: {:?} ({} samples, {} ambiguous intervals)",
-        submitters.by_term, submitters.samples, submitters.ambiguous
-    );
     for (term, nodes) in &submitters.by_term {
         assert!(nodes.len() <= 1, "term {term}: nodes {nodes:?} all submitted");
     }
-    for (what, elected, active) in &failovers {
+    for (what, elected, _, active) in &failovers {
         assert!(*elected <= Duration::from_secs(3), "{what}: election took {elected:?}");
         assert!(*active <= Duration::from_secs(5), "{what}: miner back after {active:?}");
     }
     let ms = |d: &Duration| d.as_millis() as u64;
     let elected: Vec<u64> = failovers.iter().map(|f| ms(&f.1)).collect();
-    let active: Vec<u64> = failovers.iter().map(|f| ms(&f.2)).collect();
+    let lease: Vec<u64> = failovers.iter().map(|f| ms(&f.2)).collect();
+    let active: Vec<u64> = failovers.iter().map(|f| ms(&f.3)).collect();
     println!(
-        "failover summary: elected ms {elected:?} (max {}), miner leading ms {active:?} (max {}); total test {} s",
+        "failover summary: elected ms {elected:?} (max {}), miner lease ms {lease:?} (max {}), miner leading ms \
+         {active:?} (max {}); total test {} s",
         elected.iter().max().unwrap(),
+        lease.iter().max().unwrap(),
         active.iter().max().unwrap(),
         started.elapsed().as_secs()
     );
