@@ -2,6 +2,7 @@
 
 mod loadgen;
 mod localnet;
+mod raft;
 mod run;
 mod sim;
 
@@ -9,6 +10,7 @@ use std::path::PathBuf;
 
 pub use loadgen::LoadgenArgs;
 pub use localnet::{LocalnetArgs, demo_genesis, run as run_localnet};
+pub use raft::{RaftArgs, RaftCommand};
 pub use run::RunArgs;
 pub use sim::{DEMO_GENESIS, SimArgs, run as run_sim};
 
@@ -37,6 +39,9 @@ pub enum Command {
     Localnet(LocalnetArgs),
     /// Send ring-signed relays from the simulator genesis' applications to a running relay miner.
     Loadgen(LoadgenArgs),
+    /// Raft cluster administration against a running node's raft port: status, init, add-learner, promote,
+    /// remove.
+    Raft(RaftArgs),
     /// Run the relay miner (relayer + miner + metrics) from a config file until SIGTERM/Ctrl-C.
     Run(RunArgs),
     /// Run the local chain simulator: pocket/cosmos gRPC, CometBFT RPC + websocket, a block timer and the demo
@@ -63,6 +68,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         }
         Command::Conformance { files } => conformance(&files),
         Command::Validate { config } => validate(&config),
+        Command::Raft(args) => raft::run(args),
         Command::Localnet(args) => {
             let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
             runtime.block_on(localnet::run(args))

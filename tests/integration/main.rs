@@ -6,6 +6,7 @@ mod configs;
 mod conformance_vectors;
 mod localnet;
 mod miner_process;
+mod raft_chaos;
 mod relayer;
 mod sim;
 mod tx_cosmrs_oracle;
