@@ -95,6 +95,7 @@ pub struct Miner {
     stats: Arc<MinerStats>,
     metrics: Option<MinerMetrics>,
     sequencers: crate::chain::sequence::Sequencers,
+    last_renewal: Option<std::time::Instant>,
 }
 
 /// Errors that stop one loop iteration (retried at the next tick).
@@ -138,6 +139,7 @@ impl Miner {
             stats: Arc::default(),
             metrics: None,
             sequencers: crate::chain::sequence::Sequencers::new(),
+            last_renewal: None,
         }
     }
 
@@ -229,6 +231,14 @@ impl Miner {
     /// One iteration: leadership, ingest, new block, commands.
     pub async fn step(&mut self) -> Result<(), MinerError> {
         self.campaign().await;
+        if let Some(m) = &self.metrics {
+            m.leader_status.set(i64::from(self.engine.is_leader()));
+        }
+        // Followers stay passive: no ingest, no block handling, no record writes (they would race the leader's
+        // records through storage). A follower that becomes leader reloads everything from storage first.
+        if !self.engine.is_leader() {
+            return Ok(());
+        }
         self.ingest().await?;
         // After ingest, so a removed supplier's last relays are in its tries before it is considered drained.
         self.sync_suppliers().await?;
@@ -292,15 +302,34 @@ impl Miner {
 
     async fn campaign(&mut self) {
         let leadership = &self.storage.leadership;
+        let renew_every = self.config.lease / 4;
         let result = match self.leader_token {
-            Some(token) => leadership
-                .renew(ELECTION, &self.config.instance, token, self.config.lease)
-                .await
-                .map(|ok| ok.then_some(token)),
-            None => {
-                leadership
-                    .campaign(ELECTION, &self.config.instance, self.config.lease)
+            // Between renewals (each one a replicated write) the storage's local view is checked every tick,
+            // so a lost lease or a new raft term stops ingest and submissions at once.
+            Some(token) if self.last_renewal.is_some_and(|at| at.elapsed() < renew_every) => {
+                leadership.leader(ELECTION).await.map(|info| {
+                    info.filter(|i| i.token == token && i.holder == self.config.instance)
+                        .map(|_| token)
+                })
+            }
+            Some(token) => {
+                let renewed = leadership
+                    .renew(ELECTION, &self.config.instance, token, self.config.lease)
                     .await
+                    .map(|ok| ok.then_some(token));
+                if matches!(renewed, Ok(Some(_))) {
+                    self.last_renewal = Some(std::time::Instant::now());
+                }
+                renewed
+            }
+            None => {
+                let won = leadership
+                    .campaign(ELECTION, &self.config.instance, self.config.lease)
+                    .await;
+                if matches!(won, Ok(Some(_))) {
+                    self.last_renewal = Some(std::time::Instant::now());
+                }
+                won
             }
         };
         let token = match result {
@@ -507,11 +536,27 @@ impl Miner {
                     self.versions.insert(key.clone(), version);
                 }
                 Err(storage::StorageError::Conflict(e)) => {
+                    // Another instance wrote it (a deposed leader's last write). The leader's in-memory record is
+                    // authoritative: take the stored version and write once more.
                     tracing::warn!(
                         session = key.session_id,
                         error = e,
-                        "session record written by another instance"
+                        "session record written by another instance; overwriting as the leader"
                     );
+                    let current = self
+                        .storage
+                        .sessions
+                        .get(&key.supplier, &key.session_id)
+                        .await?
+                        .map(|r| r.version)
+                        .unwrap_or(0);
+                    let data = serde_json::to_vec(record).map_err(|e| MinerError::Corrupt(e.to_string()))?;
+                    let version = self
+                        .storage
+                        .sessions
+                        .put(&key.supplier, &key.session_id, record.state.as_str(), data, current)
+                        .await?;
+                    self.versions.insert(key.clone(), version);
                 }
                 Err(e) => return Err(e.into()),
             }

@@ -608,8 +608,6 @@ async fn kill_leader(cluster: &mut Cluster, chain: &SimChain, what: &str) -> Fai
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "fails on miner bugs in raft mode (issue 8 report): follower miners persist session records and record \
-            losses; a new leader re-submits claims/proofs that already landed. Run with --ignored."]
 async fn raft_cluster_survives_leader_kills_and_membership_changes_under_load() {
     let started = Instant::now();
     // Block time: windows are 5 blocks; the leading miner must keep up with the chain within them.
