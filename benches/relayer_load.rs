@@ -23,13 +23,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use http_body_util::BodyExt as _;
-use k256::elliptic_curve::ops::Reduce as _;
-use prost::Message as _;
 use relay_miner::chain::query::ChainClient;
 use relay_miner::config::Config;
 use relay_miner::keys::Keyring;
 use relay_miner::protocol::ring::RingSignature;
-use relay_miner::protocol::wire::{HttpHeader, PoktHttpRequest, RelayRequest, RelayRequestMetadata};
 use relay_miner::protocol::{relay, sha256};
 use relay_miner::relayer::Relayer;
 use relay_miner::sim::backend::{BackendConfig, DemoBackend};
@@ -300,35 +297,15 @@ async fn bench(workers: usize) {
                         .map(|i| {
                             let mut body = body.clone();
                             body[10..30].copy_from_slice(format!("{i:020}").as_bytes());
-                            let payload = PoktHttpRequest {
-                                method: "POST".into(),
-                                header: [(
-                                    "content-type".to_string(),
-                                    HttpHeader {
-                                        key: "content-type".into(),
-                                        values: vec!["application/json".into()],
-                                    },
-                                )]
-                                .into(),
-                                url: "/v1/echo".into(),
-                                body_bz: body,
-                            };
-                            let mut request = RelayRequest {
-                                meta: Some(RelayRequestMetadata {
-                                    session_header: Some(header.clone()),
-                                    signature: vec![],
-                                    supplier_operator_address: supplier.clone(),
-                                }),
-                                payload: payload.encode_to_vec(),
-                            };
-                            let secret = k256::Scalar::reduce(&gateway.0.to_bytes());
-                            let signature = RingSignature::sign(
+                            let request = relay_miner::loadgen::signed_relay_request(
+                                header,
+                                supplier,
+                                "/v1/echo",
+                                body,
+                                &gateway.0,
                                 &[app.2, gateway.2],
-                                &relay::request_signable_hash(&request),
-                                &secret,
                             )
                             .unwrap();
-                            request.meta.as_mut().unwrap().signature = signature.to_bytes();
                             bytes::Bytes::from(relay::encode_relay_request(&request))
                         })
                         .collect()

@@ -15,9 +15,48 @@ use prost::Message as _;
 
 use crate::chain::query::ChainClient;
 use crate::protocol::relay;
-use crate::protocol::ring::RingSignature;
-use crate::protocol::wire::{HttpHeader, PoktHttpRequest, RelayRequest, RelayRequestMetadata};
+use crate::protocol::ring::{RingError, RingSignature};
+use crate::protocol::wire::{HttpHeader, PoktHttpRequest, RelayRequest, RelayRequestMetadata, SessionHeader};
 use crate::sim::chain::{Genesis, actor};
+
+/// A relay request for `supplier` in the session of `header`: a JSON POST of `body` to `url`, ring-signed by
+/// `signer` over `ring` (spec §2.1, §2.5). Gateways, tests and benches build their requests with it.
+pub fn signed_relay_request(
+    header: &SessionHeader,
+    supplier: &str,
+    url: &str,
+    body: Vec<u8>,
+    signer: &SigningKey,
+    ring: &[[u8; 33]],
+) -> Result<RelayRequest, RingError> {
+    let payload = PoktHttpRequest {
+        method: "POST".into(),
+        header: [(
+            "content-type".to_string(),
+            HttpHeader {
+                key: "content-type".into(),
+                values: vec!["application/json".into()],
+            },
+        )]
+        .into(),
+        url: url.into(),
+        body_bz: body,
+    };
+    let mut request = RelayRequest {
+        meta: Some(RelayRequestMetadata {
+            session_header: Some(header.clone()),
+            signature: vec![],
+            supplier_operator_address: supplier.to_string(),
+        }),
+        payload: payload.encode_to_vec(),
+    };
+    let secret = k256::Scalar::reduce(&signer.to_bytes());
+    let signature = RingSignature::sign(ring, &relay::request_signable_hash(&request), &secret)?;
+    if let Some(meta) = request.meta.as_mut() {
+        meta.signature = signature.to_bytes();
+    }
+    Ok(request)
+}
 
 /// The result of one relay.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -125,37 +164,19 @@ impl LoadGen {
         let Some(header) = session.header.clone() else {
             return Outcome::Failed("session without header".into());
         };
-        let payload = PoktHttpRequest {
-            method: "POST".into(),
-            header: [(
-                "content-type".to_string(),
-                HttpHeader {
-                    key: "content-type".into(),
-                    values: vec!["application/json".into()],
-                },
-            )]
-            .into(),
-            url: "/".into(),
-            body_bz: format!("{{\"jsonrpc\":\"2.0\",\"id\":{n},\"method\":\"eth_blockNumber\",\"params\":[]}}")
-                .into_bytes(),
-        };
-        let mut request = RelayRequest {
-            meta: Some(RelayRequestMetadata {
-                session_header: Some(header.clone()),
-                signature: vec![],
-                supplier_operator_address: supplier.operator_address.clone(),
-            }),
-            payload: payload.encode_to_vec(),
-        };
-        let secret = k256::Scalar::reduce(&sender.signer.to_bytes());
+        let body = format!("{{\"jsonrpc\":\"2.0\",\"id\":{n},\"method\":\"eth_blockNumber\",\"params\":[]}}");
         let ring = [sender.app_pubkey, sender.signer_pubkey];
-        let signature = match RingSignature::sign(&ring, &relay::request_signable_hash(&request), &secret) {
-            Ok(s) => s,
+        let request = match signed_relay_request(
+            &header,
+            &supplier.operator_address,
+            "/",
+            body.into_bytes(),
+            &sender.signer,
+            &ring,
+        ) {
+            Ok(r) => r,
             Err(e) => return Outcome::Failed(format!("ring sign: {e}")),
         };
-        if let Some(meta) = request.meta.as_mut() {
-            meta.signature = signature.to_bytes();
-        }
         let body = relay::encode_relay_request(&request);
         let post = match http::Request::post(&self.relay_url)
             .header("content-type", "application/x-protobuf")

@@ -28,8 +28,6 @@ fn free_port() -> u16 {
 
 struct Net {
     chain: SimChain,
-    client: Arc<ChainClient>,
-    relay_url: String,
     metrics_url: String,
     config: PathBuf,
     keys: PathBuf,
@@ -149,11 +147,9 @@ logging:
     )
     .unwrap();
     let client = Arc::new(ChainClient::new(&grpc_url, Duration::from_secs(5)).unwrap());
-    let loadgen = LoadGen::new(&genesis, Arc::clone(&client), &relay_url, "anvil").unwrap();
+    let loadgen = LoadGen::new(&genesis, client, &relay_url, "anvil").unwrap();
     Net {
         chain,
-        client,
-        relay_url,
         metrics_url: format!("http://127.0.0.1:{metrics_port}/metrics"),
         config,
         keys,
@@ -340,8 +336,6 @@ async fn sigkill_scenario(opts: NetOpts) {
     }
     assert_eq!(settlements.len(), served.len(), "every served session settles");
     assert_eq!(metric_sum(&metrics, "ha_miner_upokt_lost_total", &[]), 0.0);
-    let _ = &net.client;
-    let _ = &net.relay_url;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

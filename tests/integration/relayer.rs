@@ -9,15 +9,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use http_body_util::BodyExt as _;
-use k256::elliptic_curve::ops::Reduce as _;
 use prost::Message as _;
 use relay_miner::chain::query::ChainClient;
 use relay_miner::config::Config;
 use relay_miner::keys::Keyring;
-use relay_miner::protocol::ring::RingSignature;
-use relay_miner::protocol::wire::{
-    HttpHeader, PoktHttpRequest, PoktHttpResponse, RelayRequest, RelayRequestMetadata, RelayResponse, SessionHeader,
-};
+use relay_miner::protocol::wire::{PoktHttpResponse, RelayRequest, RelayResponse, SessionHeader};
 use relay_miner::protocol::{relay, sha256, supplier_sig};
 use relay_miner::relayer::Relayer;
 use relay_miner::relayer::meter::MeterKey;
@@ -251,32 +247,8 @@ relay_log:
 
     /// A relay request signed by the gateway with the ring [app, gateway].
     fn request(&self, header: &SessionHeader, supplier: &str, body: Vec<u8>) -> RelayRequest {
-        let payload = PoktHttpRequest {
-            method: "POST".into(),
-            header: [(
-                "content-type".to_string(),
-                HttpHeader {
-                    key: "content-type".into(),
-                    values: vec!["application/json".into()],
-                },
-            )]
-            .into(),
-            url: "/".into(),
-            body_bz: body,
-        };
-        let mut request = RelayRequest {
-            meta: Some(RelayRequestMetadata {
-                session_header: Some(header.clone()),
-                signature: vec![],
-                supplier_operator_address: supplier.to_string(),
-            }),
-            payload: payload.encode_to_vec(),
-        };
-        let secret = k256::Scalar::reduce(&self.gateway.0.to_bytes());
         let ring = [self.app.2, self.gateway.2];
-        let signature = RingSignature::sign(&ring, &relay::request_signable_hash(&request), &secret).unwrap();
-        request.meta.as_mut().unwrap().signature = signature.to_bytes();
-        request
+        relay_miner::loadgen::signed_relay_request(header, supplier, "/", body, &self.gateway.0, &ring).unwrap()
     }
 
     fn rpc(id: u64) -> Vec<u8> {
