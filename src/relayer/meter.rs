@@ -149,6 +149,9 @@ struct Inner {
     ttl: Duration,
     entries: Mutex<HashMap<MeterKey, Arc<Entry>>>,
     observer: Arc<dyn MeterObserver>,
+    /// One sync at a time: a sync that finds another in flight waits for it, so when [`RelayMeter::sync`]
+    /// returns every delta taken before the call (by it or by the periodic task) is in storage.
+    syncing: tokio::sync::Mutex<()>,
 }
 
 impl Inner {
@@ -193,6 +196,7 @@ impl RelayMeter {
             ttl,
             entries: Mutex::new(HashMap::new()),
             observer,
+            syncing: tokio::sync::Mutex::new(()),
         });
         tokio::spawn(sync_loop(
             Arc::downgrade(&inner),
@@ -299,6 +303,7 @@ async fn read_total(kv: &dyn storage::KvStore, key: &str) -> Result<i64, storage
 }
 
 async fn sync_once(inner: &Inner, height: i64) {
+    let _one_at_a_time = inner.syncing.lock().await;
     let entries: Vec<(MeterKey, Arc<Entry>)> = inner
         .entries()
         .iter()
