@@ -29,6 +29,8 @@
 //! Transports other than HTTP (WebSocket, gRPC, streaming) plug in by calling the same stages: structure check,
 //! [`Relayer`]'s validation and metering, their own forwarding, then signing and mining.
 
+mod error;
+mod forward;
 mod log;
 pub mod meter;
 mod metrics;
@@ -41,21 +43,22 @@ use std::time::{Duration, Instant};
 
 use axum::body::{Body, Bytes};
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use http_body_util::BodyExt as _;
 use prost::Message as _;
 use tokio::sync::{Semaphore, watch};
 
-use crate::chain::query::{ChainClient, ChainError};
+use crate::chain::query::ChainClient;
 use crate::config::{Config, FailBehavior, ValidationMode};
 use crate::protocol::wire::{
-    HttpHeader, MinedRelayMessage, PoktHttpRequest, PoktHttpResponse, RelayMinerError, RelayRequest, RelayResponse,
-    RelayResponseMetadata, SessionHeader,
+    MinedRelayMessage, PoktHttpRequest, RelayMinerError, RelayRequest, RelayResponse, RelayResponseMetadata,
+    SessionHeader,
 };
 use crate::protocol::{difficulty, relay};
 use crate::telemetry::{Telemetry, TelemetryError};
 
+pub use error::{RelayError, RelayerBuildError};
 pub use log::BatchSettings;
 pub use meter::{MeterError, RelayMeter};
 pub use routes::{Backend, PoolSettings, RouteError, RpcType, Service};
@@ -67,133 +70,6 @@ use metrics::Metrics;
 pub const RPC_TYPE_HEADER: &str = "rpc-type";
 /// Optimistic validations running in the background at most; beyond, the handler validates inline.
 const OPTIMISTIC_IN_FLIGHT: usize = 1024;
-
-/// Why a relay was refused; each maps to a stable `RelayMinerError.code`.
-#[derive(Debug, thiserror::Error)]
-pub enum RelayError {
-    /// Body is not a valid RelayRequest / payload.
-    #[error("malformed relay request: {0}")]
-    Malformed(String),
-    /// The named supplier is not one of ours.
-    #[error("supplier {0} is not served by this relay miner")]
-    NotOurSupplier(String),
-    /// No backend for the service.
-    #[error("service {0} is not configured")]
-    UnknownService(String),
-    /// The ring signature does not verify or a ring member is not the app's.
-    #[error("ring signature rejected: {0}")]
-    RingSignature(crate::protocol::ring::RingError),
-    /// The session header is not the chain's, or the supplier not in it.
-    #[error("session mismatch: {0}")]
-    SessionMismatch(String),
-    /// The session's grace period is over or its claim window opened.
-    #[error("session ending at {end} no longer accepts relays at height {height}")]
-    SessionExpired {
-        /// Session end height.
-        end: i64,
-        /// Current height.
-        height: i64,
-    },
-    /// A chain query failed.
-    #[error("chain query failed: {0}")]
-    Chain(ChainError),
-    /// The backend could not be reached or broke the connection.
-    #[error("backend error: {0}")]
-    Backend(String),
-    /// The relay could not be recorded.
-    #[error("relay log append failed: {0}")]
-    Storage(storage::StorageError),
-    /// The application's stake for the session is consumed.
-    #[error("{0}")]
-    OverServiced(MeterError),
-    /// The request body is larger than the service's limit.
-    #[error("relay request exceeds the {limit}-byte limit")]
-    RequestTooLarge {
-        /// The limit.
-        limit: usize,
-    },
-    /// The backend's answer is larger than the service's limit.
-    #[error("backend response exceeds the {limit}-byte limit")]
-    ResponseTooLarge {
-        /// The limit.
-        limit: usize,
-    },
-    /// The backend did not answer in time.
-    #[error("backend did not answer within {0:?}")]
-    BackendTimeout(Duration),
-    /// The relay meter's storage failed and `fail_behavior` is `closed`.
-    #[error("{0}")]
-    MeterUnavailable(MeterError),
-}
-
-impl RelayError {
-    /// The stable code and metric reason. Codes never change meaning; new reasons get new codes.
-    ///
-    /// | code | reason | HTTP |
-    /// |---|---|---|
-    /// | 1 | malformed | 400 |
-    /// | 2 | unknown_supplier | 400 |
-    /// | 3 | unknown_service | 400 |
-    /// | 4 | bad_ring_signature | 400 |
-    /// | 5 | session_mismatch | 400 |
-    /// | 6 | session_expired | 400 |
-    /// | 7 | chain_unavailable | 503 |
-    /// | 8 | backend_error | 502 |
-    /// | 9 | storage_error | 503 |
-    /// | 10 | over_serviced | 429 |
-    /// | 11 | request_too_large | 413 |
-    /// | 12 | response_too_large | 502 |
-    /// | 13 | backend_timeout | 504 |
-    /// | 14 | meter_unavailable | 503 |
-    pub fn code(&self) -> (u32, &'static str) {
-        match self {
-            Self::Malformed(_) => (1, "malformed"),
-            Self::NotOurSupplier(_) => (2, "unknown_supplier"),
-            Self::UnknownService(_) => (3, "unknown_service"),
-            Self::RingSignature(_) => (4, "bad_ring_signature"),
-            Self::SessionMismatch(_) => (5, "session_mismatch"),
-            Self::SessionExpired { .. } => (6, "session_expired"),
-            Self::Chain(_) => (7, "chain_unavailable"),
-            Self::Backend(_) => (8, "backend_error"),
-            Self::Storage(_) => (9, "storage_error"),
-            Self::OverServiced(_) => (10, "over_serviced"),
-            Self::RequestTooLarge { .. } => (11, "request_too_large"),
-            Self::ResponseTooLarge { .. } => (12, "response_too_large"),
-            Self::BackendTimeout(_) => (13, "backend_timeout"),
-            Self::MeterUnavailable(_) => (14, "meter_unavailable"),
-        }
-    }
-
-    /// The HTTP status the refusal is sent with.
-    pub fn status(&self) -> StatusCode {
-        match self {
-            Self::Chain(_) | Self::Storage(_) | Self::MeterUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
-            Self::Backend(_) | Self::ResponseTooLarge { .. } => StatusCode::BAD_GATEWAY,
-            Self::BackendTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
-            Self::OverServiced(_) => StatusCode::TOO_MANY_REQUESTS,
-            Self::RequestTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            _ => StatusCode::BAD_REQUEST,
-        }
-    }
-
-    fn from_meter(e: MeterError) -> Self {
-        match e {
-            MeterError::OverServiced { .. } => Self::OverServiced(e),
-            MeterError::Unavailable(_) => Self::MeterUnavailable(e),
-        }
-    }
-}
-
-/// Errors building a relayer.
-#[derive(Debug, thiserror::Error)]
-pub enum RelayerBuildError {
-    /// Metrics could not be registered (e.g. a second relayer on the same registry).
-    #[error(transparent)]
-    Telemetry(#[from] TelemetryError),
-    /// A service could not be built from the config.
-    #[error(transparent)]
-    Route(#[from] RouteError),
-}
 
 /// A simple route (one backend URL per service; what `relay-miner localnet` uses with [`Relayer::new`]).
 #[derive(Debug, Clone)]
@@ -674,126 +550,6 @@ impl Relayer {
         charge.refund();
     }
 
-    async fn forward(
-        &self,
-        service: &Service,
-        backend: &Backend,
-        payload: PoktHttpRequest,
-    ) -> Result<PoktHttpResponse, RelayError> {
-        let started = Instant::now();
-        let result = tokio::time::timeout(service.request_timeout, self.forward_inner(service, backend, payload))
-            .await
-            .unwrap_or(Err(RelayError::BackendTimeout(service.request_timeout)));
-        let (outcome, status) = match &result {
-            Ok(r) if r.status_code >= 500 => ("5xx", r.status_code.to_string()),
-            Ok(r) => ("ok", r.status_code.to_string()),
-            Err(e) => (e.code().1, String::new()),
-        };
-        self.metrics
-            .backend_requests
-            .with_label_values(&[&service.id, outcome, &status])
-            .inc();
-        self.metrics
-            .backend_latency
-            .with_label_values(&[&service.id, outcome])
-            .observe(started.elapsed().as_secs_f64());
-        result
-    }
-
-    async fn forward_inner(
-        &self,
-        service: &Service,
-        backend: &Backend,
-        payload: PoktHttpRequest,
-    ) -> Result<PoktHttpResponse, RelayError> {
-        let path = if payload.url.is_empty() || payload.url == "/" {
-            String::new()
-        } else if payload.url.starts_with('/') {
-            payload.url.clone()
-        } else {
-            format!("/{}", payload.url)
-        };
-        let uri: http::Uri = format!("{}{}", backend.url.trim_end_matches('/'), path)
-            .parse()
-            .map_err(|e| RelayError::Malformed(format!("payload url {:?}: {e}", payload.url)))?;
-        let method = if payload.method.is_empty() {
-            http::Method::POST
-        } else {
-            http::Method::from_bytes(payload.method.as_bytes())
-                .map_err(|e| RelayError::Malformed(format!("payload method: {e}")))?
-        };
-        let mut headers = HeaderMap::with_capacity(payload.header.len() + backend.headers.len());
-        for (name, header) in &payload.header {
-            let name = http::HeaderName::from_bytes(name.as_bytes())
-                .map_err(|e| RelayError::Malformed(format!("payload header {name:?}: {e}")))?;
-            if is_hop_by_hop(&name) {
-                continue;
-            }
-            for value in &header.values {
-                let value = http::HeaderValue::from_str(value)
-                    .map_err(|e| RelayError::Malformed(format!("payload header {name}: {e}")))?;
-                headers.append(name.clone(), value);
-            }
-        }
-        for (name, value) in &backend.headers {
-            headers.insert(name.clone(), value.clone());
-        }
-        let body = Bytes::from(payload.body_bz);
-        let _permit = backend
-            .permits
-            .acquire()
-            .await
-            .map_err(|_| RelayError::Backend("backend connection pool closed".into()))?;
-        let mut attempt = 0;
-        let response = loop {
-            let mut request = http::Request::new(http_body_util::Full::new(body.clone()));
-            *request.method_mut() = method.clone();
-            *request.uri_mut() = uri.clone();
-            *request.headers_mut() = headers.clone();
-            match tokio::time::timeout(service.response_header_timeout, backend.client.request(request)).await {
-                Err(_) => return Err(RelayError::BackendTimeout(service.response_header_timeout)),
-                Ok(Ok(response)) => break response,
-                Ok(Err(e)) if e.is_connect() && attempt < backend.max_retries => attempt += 1,
-                Ok(Err(e)) => return Err(RelayError::Backend(error_chain(&e))),
-            }
-        };
-        let status = response.status().as_u16();
-        let limit = service.max_body_bytes;
-        let declared = response
-            .headers()
-            .get(http::header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<u64>().ok());
-        if declared.is_some_and(|len| len > limit as u64) {
-            return Err(RelayError::ResponseTooLarge { limit });
-        }
-        let mut header = std::collections::BTreeMap::new();
-        for (name, value) in response.headers() {
-            let entry = header.entry(name.as_str().to_string()).or_insert_with(|| HttpHeader {
-                key: name.as_str().to_string(),
-                values: Vec::new(),
-            });
-            entry
-                .values
-                .push(String::from_utf8_lossy(value.as_bytes()).into_owned());
-        }
-        let body = match http_body_util::Limited::new(response.into_body(), limit)
-            .collect()
-            .await
-        {
-            Ok(collected) => collected.to_bytes(),
-            Err(e) if e.is::<http_body_util::LengthLimitError>() => {
-                return Err(RelayError::ResponseTooLarge { limit });
-            }
-            Err(e) => return Err(RelayError::Backend(format!("response body: {e}"))),
-        };
-        Ok(PoktHttpResponse {
-            status_code: u32::from(status),
-            header,
-            body_bz: body.to_vec(),
-        })
-    }
-
     /// Appends the relay to the log when it is minable: a non-5xx answer meeting the difficulty at session start.
     /// With `durable` it returns once the relay is durable.
     async fn mine(
@@ -852,34 +608,6 @@ impl Relayer {
         self.metrics.mined.with_label_values(&[&h.service_id]).inc();
         Ok(Mined::Appended)
     }
-}
-
-fn is_hop_by_hop(name: &http::HeaderName) -> bool {
-    use http::header::*;
-    [
-        HOST,
-        CONTENT_LENGTH,
-        TRANSFER_ENCODING,
-        CONNECTION,
-        UPGRADE,
-        TE,
-        TRAILER,
-        PROXY_AUTHORIZATION,
-    ]
-    .contains(name)
-        || name.as_str() == "keep-alive"
-        || name.as_str() == "proxy-connection"
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
 }
 
 async fn handle(State(relayer): State<Arc<Relayer>>, headers: HeaderMap, body: Body) -> Response {

@@ -1,0 +1,138 @@
+//! Why the relayer refuses a relay: one [`RelayError`] variant per reason, each with a stable
+//! `RelayMinerError.code` and HTTP status that never change meaning (gateways and dashboards key on them).
+
+use std::time::Duration;
+
+use axum::http::StatusCode;
+
+use super::meter::MeterError;
+use super::routes::RouteError;
+use crate::chain::query::ChainError;
+use crate::telemetry::TelemetryError;
+
+/// Why a relay was refused; each maps to a stable `RelayMinerError.code`.
+#[derive(Debug, thiserror::Error)]
+pub enum RelayError {
+    /// Body is not a valid RelayRequest / payload.
+    #[error("malformed relay request: {0}")]
+    Malformed(String),
+    /// The named supplier is not one of ours.
+    #[error("supplier {0} is not served by this relay miner")]
+    NotOurSupplier(String),
+    /// No backend for the service.
+    #[error("service {0} is not configured")]
+    UnknownService(String),
+    /// The ring signature does not verify or a ring member is not the app's.
+    #[error("ring signature rejected: {0}")]
+    RingSignature(crate::protocol::ring::RingError),
+    /// The session header is not the chain's, or the supplier not in it.
+    #[error("session mismatch: {0}")]
+    SessionMismatch(String),
+    /// The session's grace period is over or its claim window opened.
+    #[error("session ending at {end} no longer accepts relays at height {height}")]
+    SessionExpired {
+        /// Session end height.
+        end: i64,
+        /// Current height.
+        height: i64,
+    },
+    /// A chain query failed.
+    #[error("chain query failed: {0}")]
+    Chain(ChainError),
+    /// The backend could not be reached or broke the connection.
+    #[error("backend error: {0}")]
+    Backend(String),
+    /// The relay could not be recorded.
+    #[error("relay log append failed: {0}")]
+    Storage(storage::StorageError),
+    /// The application's stake for the session is consumed.
+    #[error("{0}")]
+    OverServiced(MeterError),
+    /// The request body is larger than the service's limit.
+    #[error("relay request exceeds the {limit}-byte limit")]
+    RequestTooLarge {
+        /// The limit.
+        limit: usize,
+    },
+    /// The backend's answer is larger than the service's limit.
+    #[error("backend response exceeds the {limit}-byte limit")]
+    ResponseTooLarge {
+        /// The limit.
+        limit: usize,
+    },
+    /// The backend did not answer in time.
+    #[error("backend did not answer within {0:?}")]
+    BackendTimeout(Duration),
+    /// The relay meter's storage failed and `fail_behavior` is `closed`.
+    #[error("{0}")]
+    MeterUnavailable(MeterError),
+}
+
+impl RelayError {
+    /// The stable code and metric reason. Codes never change meaning; new reasons get new codes.
+    ///
+    /// | code | reason | HTTP |
+    /// |---|---|---|
+    /// | 1 | malformed | 400 |
+    /// | 2 | unknown_supplier | 400 |
+    /// | 3 | unknown_service | 400 |
+    /// | 4 | bad_ring_signature | 400 |
+    /// | 5 | session_mismatch | 400 |
+    /// | 6 | session_expired | 400 |
+    /// | 7 | chain_unavailable | 503 |
+    /// | 8 | backend_error | 502 |
+    /// | 9 | storage_error | 503 |
+    /// | 10 | over_serviced | 429 |
+    /// | 11 | request_too_large | 413 |
+    /// | 12 | response_too_large | 502 |
+    /// | 13 | backend_timeout | 504 |
+    /// | 14 | meter_unavailable | 503 |
+    pub fn code(&self) -> (u32, &'static str) {
+        match self {
+            Self::Malformed(_) => (1, "malformed"),
+            Self::NotOurSupplier(_) => (2, "unknown_supplier"),
+            Self::UnknownService(_) => (3, "unknown_service"),
+            Self::RingSignature(_) => (4, "bad_ring_signature"),
+            Self::SessionMismatch(_) => (5, "session_mismatch"),
+            Self::SessionExpired { .. } => (6, "session_expired"),
+            Self::Chain(_) => (7, "chain_unavailable"),
+            Self::Backend(_) => (8, "backend_error"),
+            Self::Storage(_) => (9, "storage_error"),
+            Self::OverServiced(_) => (10, "over_serviced"),
+            Self::RequestTooLarge { .. } => (11, "request_too_large"),
+            Self::ResponseTooLarge { .. } => (12, "response_too_large"),
+            Self::BackendTimeout(_) => (13, "backend_timeout"),
+            Self::MeterUnavailable(_) => (14, "meter_unavailable"),
+        }
+    }
+
+    /// The HTTP status the refusal is sent with.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::Chain(_) | Self::Storage(_) | Self::MeterUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Backend(_) | Self::ResponseTooLarge { .. } => StatusCode::BAD_GATEWAY,
+            Self::BackendTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
+            Self::OverServiced(_) => StatusCode::TOO_MANY_REQUESTS,
+            Self::RequestTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            _ => StatusCode::BAD_REQUEST,
+        }
+    }
+
+    pub(super) fn from_meter(e: MeterError) -> Self {
+        match e {
+            MeterError::OverServiced { .. } => Self::OverServiced(e),
+            MeterError::Unavailable(_) => Self::MeterUnavailable(e),
+        }
+    }
+}
+
+/// Errors building a relayer.
+#[derive(Debug, thiserror::Error)]
+pub enum RelayerBuildError {
+    /// Metrics could not be registered (e.g. a second relayer on the same registry).
+    #[error(transparent)]
+    Telemetry(#[from] TelemetryError),
+    /// A service could not be built from the config.
+    #[error(transparent)]
+    Route(#[from] RouteError),
+}
