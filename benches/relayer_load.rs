@@ -26,7 +26,7 @@ use http_body_util::BodyExt as _;
 use relay_miner::chain::query::ChainClient;
 use relay_miner::config::Config;
 use relay_miner::keys::Keyring;
-use relay_miner::protocol::ring::RingSignature;
+use relay_miner::protocol::ring::{RawRingSignature, RingSignature};
 use relay_miner::protocol::{relay, sha256};
 use relay_miner::relayer::Relayer;
 use relay_miner::sim::backend::{BackendConfig, DemoBackend};
@@ -340,7 +340,7 @@ async fn bench(workers: usize) {
         .collect();
     let fast = relay_miner::protocol::ring::fast::FastRing::default();
     for (sig, m) in samples.iter().take(20) {
-        fast.verify(sig, &RingSignature::from_bytes(sig).unwrap(), m).unwrap();
+        fast.verify(&RawRingSignature::parse(sig).unwrap(), m).unwrap();
     }
     let (mut reference_time, mut fast_time) = (Duration::ZERO, Duration::ZERO);
     for (sig, m) in &samples {
@@ -348,7 +348,7 @@ async fn bench(workers: usize) {
         RingSignature::from_bytes(sig).unwrap().verify(m).unwrap();
         reference_time += t.elapsed();
         let t = Instant::now();
-        fast.verify(sig, &RingSignature::from_bytes(sig).unwrap(), m).unwrap();
+        fast.verify(&RawRingSignature::parse(sig).unwrap(), m).unwrap();
         fast_time += t.elapsed();
     }
     println!(

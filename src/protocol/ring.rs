@@ -85,13 +85,8 @@ pub struct RingSignature {
 }
 
 fn parse_point(bytes: &[u8], index: usize) -> Result<(AffinePoint, [u8; 33]), RingError> {
-    let array: [u8; 33] = bytes.try_into().map_err(|_| RingError::BadPoint { index })?;
-    // Only SEC1 compressed encodings are points on the wire (the all-zero identity encoding is not).
-    if array[0] != 0x02 && array[0] != 0x03 {
-        return Err(RingError::BadPoint { index });
-    }
-    let point: Option<AffinePoint> = AffinePoint::from_bytes(&array.into()).into();
-    point.map(|p| (p, array)).ok_or(RingError::BadPoint { index })
+    let array = point_bytes(bytes, index)?;
+    Ok((decompress(&array, index)?, array))
 }
 
 fn reduce_scalar(bytes: &[u8]) -> Scalar {
@@ -115,10 +110,35 @@ fn challenge(message: &[u8; 32], l: &ProjectivePoint, r: &ProjectivePoint) -> Re
     hash_to_scalar(&input)
 }
 
-impl RingSignature {
-    /// Deserializes with the reference's leniencies (§2.5): scalars reduced mod n, points must be valid
-    /// compressed points, trailing bytes ignored, n = 0 refused; never panics or over-allocates.
-    pub fn from_bytes(bytes: &[u8]) -> Result<Self, RingError> {
+/// A ring signature split into its fields without decompressing any point: what the relayer's hot path parses
+/// ([`fast::FastRing`] decompresses only the points it has no table for). Same framing rules as
+/// [`RingSignature::from_bytes`]; points are only checked to carry a compressed-point prefix, their validity is
+/// checked when they are used.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RawRingSignature {
+    /// c0, reduced mod n.
+    pub c0: Scalar,
+    /// The key image's 33-byte encoding.
+    pub key_image: [u8; 33],
+    /// s_i, reduced mod n.
+    pub s: Vec<Scalar>,
+    /// P_i's 33-byte encodings, in signature order (duplicates kept).
+    pub ring: Vec<[u8; 33]>,
+}
+
+fn point_bytes(bytes: &[u8], index: usize) -> Result<[u8; 33], RingError> {
+    let array: [u8; 33] = bytes.try_into().map_err(|_| RingError::BadPoint { index })?;
+    // Only SEC1 compressed encodings are points on the wire (the all-zero identity encoding is not).
+    if array[0] != 0x02 && array[0] != 0x03 {
+        return Err(RingError::BadPoint { index });
+    }
+    Ok(array)
+}
+
+impl RawRingSignature {
+    /// Splits `bytes` (§2.5 framing: `u32_be(n) ‖ c0 ‖ I ‖ (s_i ‖ P_i)*`, trailing bytes ignored, n = 0 refused);
+    /// never panics or over-allocates.
+    pub fn parse(bytes: &[u8]) -> Result<Self, RingError> {
         let truncated = |needed| RingError::Truncated {
             len: bytes.len(),
             needed,
@@ -133,24 +153,44 @@ impl RingSignature {
             .and_then(|m| m.checked_add(HEADER_BYTES))
             .unwrap_or(usize::MAX);
         let body = bytes.get(HEADER_BYTES..needed).ok_or_else(|| truncated(needed))?;
-        let c0 = reduce_scalar(&header[4..36]);
-        let (key_image, key_image_bytes) = parse_point(&header[36..69], 0)?;
+        let key_image = point_bytes(&header[36..69], 0)?;
         let mut s = Vec::with_capacity(n);
         let mut ring = Vec::with_capacity(n);
-        let mut ring_bytes = Vec::with_capacity(n);
         for (i, member) in body.chunks_exact(MEMBER_BYTES).enumerate() {
             s.push(reduce_scalar(&member[..32]));
-            let (point, raw) = parse_point(&member[32..], i + 1)?;
-            ring.push(point);
-            ring_bytes.push(raw);
+            ring.push(point_bytes(&member[32..], i + 1)?);
         }
         Ok(Self {
-            c0,
+            c0: reduce_scalar(&header[4..36]),
             key_image,
-            key_image_bytes,
             s,
             ring,
-            ring_bytes,
+        })
+    }
+}
+
+/// Decompresses a point whose prefix [`point_bytes`] already checked.
+fn decompress(raw: &[u8; 33], index: usize) -> Result<AffinePoint, RingError> {
+    Option::<AffinePoint>::from(AffinePoint::from_bytes(&(*raw).into())).ok_or(RingError::BadPoint { index })
+}
+
+impl RingSignature {
+    /// Deserializes with the reference's leniencies (§2.5): scalars reduced mod n, points must be valid
+    /// compressed points, trailing bytes ignored, n = 0 refused; never panics or over-allocates.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, RingError> {
+        let raw = RawRingSignature::parse(bytes)?;
+        let key_image = decompress(&raw.key_image, 0)?;
+        let mut ring = Vec::with_capacity(raw.ring.len());
+        for (i, member) in raw.ring.iter().enumerate() {
+            ring.push(decompress(member, i + 1)?);
+        }
+        Ok(Self {
+            c0: raw.c0,
+            key_image,
+            key_image_bytes: raw.key_image,
+            s: raw.s,
+            ring,
+            ring_bytes: raw.ring,
         })
     }
 

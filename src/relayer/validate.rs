@@ -93,7 +93,8 @@ pub async fn validate(
         return Err(RelayError::SessionExpired { end, height });
     }
     // (2a) ring membership: every member of the signature's ring is in the app's ring at the session end height.
-    let signature = ring::RingSignature::from_bytes(signature_bytes).map_err(RelayError::RingSignature)?;
+    // Framing only: points are decompressed (and checked) by the verifier, and only those without a table.
+    let signature = ring::RawRingSignature::parse(signature_bytes).map_err(RelayError::RingSignature)?;
     let app = chain
         .application(&header.application_address)
         .await
@@ -118,7 +119,7 @@ pub async fn validate(
             expected.push(key);
         }
     }
-    ring::verify_membership(signature.ring(), &expected).map_err(RelayError::RingSignature)?;
+    ring::verify_membership(&signature.ring, &expected).map_err(RelayError::RingSignature)?;
     // (3) the session header must be the chain's session.
     let on_chain = chain
         .session(&header.application_address, &header.service_id, query_height)
@@ -138,10 +139,10 @@ pub async fn validate(
             header.session_id
         )));
     }
-    // (2b) the LSAG equations, last: the one expensive check (~0.45 ms) runs only for otherwise valid requests.
+    // (2b) the LSAG equations, last: the one expensive check runs only for otherwise valid requests.
     let signable = relay::request_signable_hash(request);
     ring_verifier
-        .verify(signature_bytes, &signature, &signable)
+        .verify(&signature, &signable)
         .map_err(RelayError::RingSignature)?;
     let app_stake_upokt = app
         .stake

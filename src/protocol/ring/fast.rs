@@ -3,69 +3,122 @@
 //! The LSAG verification of §2.5 computes, per ring member, `L = s·G + c·P` and `R = s·H_p(P) + c·I`. Across
 //! requests, G is constant, P and H_p(P) are ring members (an application and its gateways: a small, hot set),
 //! and the key image I is fixed per signer (a gateway signs all its relays with the same I). For such points a
-//! precomputed table of `j·16^w·Q` (w < 64, 1 ≤ j ≤ 15; ~84 KiB each) turns a scalar multiplication into at most
-//! 64 mixed additions with no doublings, about 2× cheaper than the variable-base two-point linear combination.
+//! precomputed table of `j·256^w·Q` (w < 32, 1 ≤ j ≤ 128, plus `256^32·Q`; ~360 KiB each) and the scalar in
+//! signed base-256 digits (each in −128..=127) turn a scalar multiplication into at most 33 mixed additions with
+//! no doublings (the variable-base path does 256 doublings and ~50 additions).
 //!
+//! The signature is taken as [`RawRingSignature`]: a point with a table is never decompressed (it was when its
+//! table was built; same bytes, same point), so a verification with warm tables does no square roots at all.
 //! Tables are built only for keys seen in [`HOT_AFTER`] successful verifications (so a flood of one-off keys
-//! never costs table builds), and at most [`MAX_TABLES`] are kept (the set is cleared when full; memory stays
-//! below ~11 MiB). A key without a table takes the variable-base path. Results are identical to
-//! [`crate::protocol::ring::RingSignature::verify`] (differential test below), which remains the reference.
+//! never costs table builds), and at most [`MAX_TABLES`] are kept (the least recently used one is dropped;
+//! memory stays below ~23 MiB). A key without a table takes the variable-base path. Results are identical to
+//! [`crate::protocol::ring::RingSignature::verify`] (differential tests below), which remains the reference.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use k256::elliptic_curve::group::Curve as _;
 use k256::elliptic_curve::group::GroupEncoding as _;
-use k256::elliptic_curve::ops::Reduce as _;
-use k256::{AffinePoint, FieldBytes, ProjectivePoint, Scalar};
+use k256::{AffinePoint, ProjectivePoint, Scalar};
 
-use super::{HpCache, RingError, RingSignature, hash_to_scalar};
+use super::{HpCache, RawRingSignature, RingError, decompress, hash_to_scalar};
 
 /// Successful verifications a key must take part in before it gets a table.
 pub const HOT_AFTER: u32 = 8;
 /// Tables kept at most.
-pub const MAX_TABLES: usize = 128;
+pub const MAX_TABLES: usize = 64;
 /// Keys whose use is counted at most (the counters are cleared when full).
 const MAX_COUNTED: usize = 65_536;
+/// Base-256 windows of a 256-bit scalar.
+const WINDOWS: usize = 32;
+/// Table entries per window: |digit| ≤ 128.
+const PER_WINDOW: usize = 128;
 
-/// `j·16^w·Q` for w in 0..64 and j in 1..=15, affine, at index `w·15 + j − 1`.
+/// `j·256^w·Q` for w in 0..32 and j in 1..=128 at index `w·128 + j − 1`, then `256^32·Q` (the final carry);
+/// affine, so each lookup is a mixed addition.
 struct Table(Box<[AffinePoint]>);
 
 impl Table {
     fn new(q: ProjectivePoint) -> Self {
-        let mut points = Vec::with_capacity(64 * 15);
+        let mut points = Vec::with_capacity(WINDOWS * PER_WINDOW + 1);
         let mut base = q;
-        for _ in 0..64 {
+        for _ in 0..WINDOWS {
             let mut acc = base;
-            for _ in 1..=15 {
-                points.push(acc);
+            points.push(acc);
+            for _ in 1..PER_WINDOW {
                 acc += base;
+                points.push(acc);
             }
-            base = acc; // 16·base
+            base = acc + acc; // 2·128·base = 256·base
         }
+        points.push(base);
         let mut affine = vec![AffinePoint::IDENTITY; points.len()];
         ProjectivePoint::batch_normalize(&points, &mut affine);
         Self(affine.into_boxed_slice())
     }
 
+    /// `k·Q`: k's little-endian bytes recoded as signed digits `d_w ∈ [−128, 127]` (a byte ≥ 128 becomes
+    /// `byte − 256` and carries one into the next window), `Σ d_w·256^w·Q` by table lookups (negation is free in
+    /// affine form).
     fn mul(&self, k: &Scalar) -> ProjectivePoint {
         let bytes = k.to_bytes();
         let mut acc = ProjectivePoint::IDENTITY;
-        for (i, b) in bytes.iter().rev().enumerate() {
-            for (half, nibble) in [(0, usize::from(b & 0x0f)), (1, usize::from(b >> 4))] {
-                if nibble != 0 {
-                    acc += &self.0[(2 * i + half) * 15 + nibble - 1];
-                }
+        let mut carry = 0i16;
+        for w in 0..WINDOWS {
+            let v = i16::from(bytes[31 - w]) + carry;
+            let digit = if v >= 128 {
+                carry = 1;
+                v - 256
+            } else {
+                carry = 0;
+                v
+            };
+            let index = w * PER_WINDOW + usize::from(digit.unsigned_abs()).saturating_sub(1);
+            if digit > 0 {
+                acc += &self.0[index];
+            } else if digit < 0 {
+                acc += &(-self.0[index]);
             }
+        }
+        if carry != 0 {
+            acc += &self.0[WINDOWS * PER_WINDOW];
         }
         acc
     }
 }
 
+struct Entry {
+    table: Arc<Table>,
+    last_used: u64,
+}
+
 #[derive(Default)]
 struct State {
-    tables: HashMap<[u8; 33], Arc<Table>>,
+    tables: HashMap<[u8; 33], Entry>,
     uses: HashMap<[u8; 33], u32>,
+    clock: u64,
+}
+
+impl State {
+    fn lookup(&mut self, key: &[u8; 33]) -> Option<Arc<Table>> {
+        self.clock += 1;
+        let clock = self.clock;
+        self.tables.get_mut(key).map(|e| {
+            e.last_used = clock;
+            Arc::clone(&e.table)
+        })
+    }
+
+    fn insert(&mut self, key: [u8; 33], table: Arc<Table>) {
+        if self.tables.len() >= MAX_TABLES
+            && let Some(oldest) = self.tables.iter().min_by_key(|(_, e)| e.last_used).map(|(k, _)| *k)
+        {
+            self.tables.remove(&oldest);
+        }
+        self.clock += 1;
+        let last_used = self.clock;
+        self.tables.insert(key, Entry { table, last_used });
+    }
 }
 
 /// The verifier (one per relayer; cheap to share).
@@ -79,10 +132,19 @@ fn generator_table() -> &'static Table {
     G.get_or_init(|| Table::new(ProjectivePoint::GENERATOR))
 }
 
-fn reduce(bytes: &[u8]) -> Scalar {
-    let mut array = FieldBytes::default();
-    array.copy_from_slice(bytes);
-    Scalar::reduce(&array)
+/// A point of the signature: its table, or (no table) its decompressed value.
+enum Base {
+    Table(Arc<Table>),
+    Point(ProjectivePoint),
+}
+
+impl Base {
+    fn mul(&self, k: &Scalar) -> ProjectivePoint {
+        match self {
+            Self::Table(t) => t.mul(k),
+            Self::Point(p) => p * k,
+        }
+    }
 }
 
 impl FastRing {
@@ -90,41 +152,47 @@ impl FastRing {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn table(&self, key: &[u8; 33]) -> Option<Arc<Table>> {
-        self.state().tables.get(key).cloned()
-    }
-
-    /// `k·Q` with Q's table when it has one.
-    fn mul(&self, key: &[u8; 33], point: &ProjectivePoint, k: &Scalar) -> ProjectivePoint {
-        match self.table(key) {
-            Some(t) => t.mul(k),
-            None => *point * k,
-        }
-    }
-
-    /// Verifies `signature` (its serialized form `bytes`, already parsed by [`RingSignature::from_bytes`]) over
-    /// `message`, exactly as [`RingSignature::verify`] does.
-    pub fn verify(&self, bytes: &[u8], signature: &RingSignature, message: &[u8; 32]) -> Result<(), RingError> {
-        let ring = signature.ring();
-        let n = ring.len();
-        if bytes.len() < 69 + 65 * n {
+    /// Verifies `signature` over `message`, exactly as [`crate::protocol::ring::RingSignature::verify`] does on
+    /// the same bytes (including refusing a point that is not on the curve).
+    pub fn verify(&self, signature: &RawRingSignature, message: &[u8; 32]) -> Result<(), RingError> {
+        let n = signature.ring.len();
+        if n == 0 || signature.s.len() != n {
             return Err(RingError::Invalid);
         }
-        let c0 = reduce(&bytes[4..36]);
-        let image_bytes = signature.key_image();
-        let image: Option<AffinePoint> = AffinePoint::from_bytes(&image_bytes.into()).into();
-        let image = ProjectivePoint::from(image.ok_or(RingError::Invalid)?);
+        // Every table this verification can use, under one lock.
+        let (image_table, member_tables) = {
+            let mut state = self.state();
+            let image = state.lookup(&signature.key_image);
+            let members: Vec<_> = signature
+                .ring
+                .iter()
+                .map(|raw| (state.lookup(raw), state.lookup(&hp_key(raw))))
+                .collect();
+            (image, members)
+        };
+        let image = match image_table {
+            Some(t) => Base::Table(t),
+            None => Base::Point(ProjectivePoint::from(decompress(&signature.key_image, 0)?)),
+        };
         let g = generator_table();
-        let mut c = c0;
-        for (i, raw) in ring.iter().enumerate() {
-            let offset = 69 + 65 * i;
-            let s = reduce(&bytes[offset..offset + 32]);
-            let point: Option<AffinePoint> = AffinePoint::from_bytes(&(*raw).into()).into();
-            let point = ProjectivePoint::from(point.ok_or(RingError::Invalid)?);
-            let hp = HpCache::global().get_or_compute(raw, &point.to_affine())?;
-            let hp_key = hp_key(raw);
-            let l = g.mul(&s) + self.mul(raw, &point, &c);
-            let r = self.mul(&hp_key, &hp, &s) + self.mul(&image_bytes, &image, &c);
+        let mut c = signature.c0;
+        for (i, ((raw, s), (p_table, hp_table))) in
+            signature.ring.iter().zip(&signature.s).zip(member_tables).enumerate()
+        {
+            let (p, hp) = match (p_table, hp_table) {
+                (Some(p), Some(hp)) => (Base::Table(p), Base::Table(hp)),
+                (p_table, hp_table) => {
+                    let point = decompress(raw, i + 1)?;
+                    let p = p_table.map_or(Base::Point(ProjectivePoint::from(point)), Base::Table);
+                    let hp = match hp_table {
+                        Some(t) => Base::Table(t),
+                        None => Base::Point(HpCache::global().get_or_compute(raw, &point)?),
+                    };
+                    (p, hp)
+                }
+            };
+            let l = g.mul(s) + p.mul(&c);
+            let r = hp.mul(s) + image.mul(&c);
             let mut affine = [AffinePoint::IDENTITY; 2];
             ProjectivePoint::batch_normalize(&[l, r], &mut affine);
             let mut input = [0u8; 32 + 33 + 33];
@@ -133,45 +201,50 @@ impl FastRing {
             input[65..].copy_from_slice(&affine[1].to_bytes());
             c = hash_to_scalar(&input).map_err(|_| RingError::Invalid)?;
         }
-        if c != c0 {
+        if c != signature.c0 {
             return Err(RingError::Invalid);
         }
-        // Valid: count the keys' use and build tables for the hot ones (outside the lock).
-        let mut keys: Vec<([u8; 33], ProjectivePoint)> = Vec::new();
-        for raw in ring {
-            if let Some(p) = Option::<AffinePoint>::from(AffinePoint::from_bytes(&(*raw).into())) {
-                keys.push((*raw, ProjectivePoint::from(p)));
-                if let Ok(hp) = HpCache::global().get_or_compute(raw, &p) {
-                    keys.push((hp_key(raw), hp));
-                }
-            }
-        }
-        keys.push((image_bytes, image));
-        let hot: Vec<([u8; 33], ProjectivePoint)> = {
+        self.count_use(signature);
+        Ok(())
+    }
+
+    /// After a successful verification: counts the use of each key without a table and builds the tables of
+    /// those that just became hot (outside the lock; every point here was decompressed successfully above).
+    fn count_use(&self, signature: &RawRingSignature) {
+        let mut keys: Vec<([u8; 33], Option<[u8; 33]>)> = signature
+            .ring
+            .iter()
+            .flat_map(|raw| [(*raw, None), (hp_key(raw), Some(*raw))])
+            .collect();
+        keys.push((signature.key_image, None));
+        let hot: Vec<([u8; 33], Option<[u8; 33]>)> = {
             let mut state = self.state();
             if state.uses.len() > MAX_COUNTED {
                 state.uses.clear();
             }
             keys.into_iter()
-                .filter(|(k, _)| {
-                    if state.tables.contains_key(k) {
+                .filter(|(key, _)| {
+                    if state.tables.contains_key(key) {
                         return false;
                     }
-                    let count = state.uses.entry(*k).or_insert(0);
+                    let count = state.uses.entry(*key).or_insert(0);
                     *count += 1;
                     *count == HOT_AFTER
                 })
                 .collect()
         };
-        for (key, point) in hot {
-            let table = Arc::new(Table::new(point));
-            let mut state = self.state();
-            if state.tables.len() >= MAX_TABLES {
-                state.tables.clear();
+        for (key, hp_of) in hot {
+            let point = match hp_of {
+                None => decompress(&key, 0).map(ProjectivePoint::from),
+                Some(raw) => decompress(&raw, 0).and_then(|p| HpCache::global().get_or_compute(&raw, &p)),
+            };
+            if let Ok(point) = point {
+                let table = Arc::new(Table::new(point));
+                let mut state = self.state();
+                state.uses.remove(&key);
+                state.insert(key, table);
             }
-            state.tables.insert(key, table);
         }
-        Ok(())
     }
 }
 
@@ -185,8 +258,19 @@ fn hp_key(raw: &[u8; 33]) -> [u8; 33] {
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
+    use k256::elliptic_curve::ops::Reduce as _;
+
     use super::*;
     use crate::protocol::address;
+    use crate::protocol::ring::RingSignature;
+
+    fn fast_verify(fast: &FastRing, bytes: &[u8], message: &[u8; 32]) -> Result<(), RingError> {
+        fast.verify(&RawRingSignature::parse(bytes)?, message)
+    }
+
+    fn reference_verify(bytes: &[u8], message: &[u8; 32]) -> Result<(), RingError> {
+        RingSignature::from_bytes(bytes)?.verify(message)
+    }
 
     #[test]
     fn agrees_with_the_reference_verifier() {
@@ -198,36 +282,102 @@ mod tests {
             .map(|k| address::compressed_public_key(k.verifying_key()))
             .collect();
         let fast = FastRing::default();
+        // Cold (no tables), then hot (tables for members, their H_p and the key image).
         for round in 0..(HOT_AFTER as usize + 4) {
             let message = crate::protocol::sha256(&round.to_be_bytes());
             let secret = k256::Scalar::reduce(&keys[1].to_bytes());
             let members = if round % 2 == 0 { &ring[..2] } else { &ring[..] };
             let bytes = RingSignature::sign(members, &message, &secret).unwrap().to_bytes();
-            let sig = RingSignature::from_bytes(&bytes).unwrap();
-            assert!(sig.verify(&message).is_ok());
-            assert!(fast.verify(&bytes, &sig, &message).is_ok(), "round {round}");
-            // Tampered: c0, an s_i, the message.
-            for flip in [5usize, 69 + 7, 69 + 65 + 3] {
+            assert!(reference_verify(&bytes, &message).is_ok());
+            assert!(fast_verify(&fast, &bytes, &message).is_ok(), "round {round}");
+            // Tampered: every byte of c0, the key image, an s_i and a P_i, one bit each.
+            for flip in (4..bytes.len()).step_by(3) {
                 let mut bad = bytes.clone();
-                bad[flip] ^= 1;
-                if let Ok(sig) = RingSignature::from_bytes(&bad) {
-                    assert_eq!(sig.verify(&message).is_ok(), fast.verify(&bad, &sig, &message).is_ok());
-                    assert!(fast.verify(&bad, &sig, &message).is_err());
-                }
+                bad[flip] ^= 1 << (flip % 8);
+                assert_eq!(
+                    reference_verify(&bad, &message).is_ok(),
+                    fast_verify(&fast, &bad, &message).is_ok(),
+                    "round {round} flip {flip}"
+                );
             }
             let other = crate::protocol::sha256(b"other");
-            assert!(fast.verify(&bytes, &sig, &other).is_err());
+            assert!(fast_verify(&fast, &bytes, &other).is_err());
         }
         // Tables were built for the hot keys (the two members always present, their H_p, the key image).
         assert!(fast.state().tables.len() >= 5, "{}", fast.state().tables.len());
     }
 
     #[test]
+    fn a_point_off_the_curve_is_refused_cold_and_hot() {
+        let keys: Vec<_> = (0..2u8)
+            .map(|i| address::signing_key_from_hex(&hex::encode(crate::protocol::sha256(&[i, 9]))).unwrap())
+            .collect();
+        let ring: Vec<[u8; 33]> = keys
+            .iter()
+            .map(|k| address::compressed_public_key(k.verifying_key()))
+            .collect();
+        let fast = FastRing::default();
+        let secret = k256::Scalar::reduce(&keys[0].to_bytes());
+        // An x with no curve point: 0x02 ‖ 0x00…05 (x³ + 7 = 132 is not a square mod p).
+        let mut off_curve = [0u8; 33];
+        off_curve[0] = 0x02;
+        off_curve[32] = 5;
+        assert!(Option::<AffinePoint>::from(AffinePoint::from_bytes(&off_curve.into())).is_none());
+        for round in 0..(HOT_AFTER as usize + 2) {
+            let message = crate::protocol::sha256(&[round as u8]);
+            let bytes = RingSignature::sign(&ring, &message, &secret).unwrap().to_bytes();
+            assert!(fast_verify(&fast, &bytes, &message).is_ok());
+            let mut bad_member = bytes.clone();
+            bad_member[69 + 65 + 32..69 + 65 * 2].copy_from_slice(&off_curve);
+            assert!(matches!(
+                fast_verify(&fast, &bad_member, &message),
+                Err(RingError::BadPoint { index: 2 })
+            ));
+            let mut bad_image = bytes.clone();
+            bad_image[36..69].copy_from_slice(&off_curve);
+            assert!(matches!(
+                fast_verify(&fast, &bad_image, &message),
+                Err(RingError::BadPoint { index: 0 })
+            ));
+        }
+    }
+
+    #[test]
     fn table_multiplication_matches_scalar_multiplication() {
         let q = ProjectivePoint::GENERATOR * Scalar::from(7u64);
         let table = Table::new(q);
-        for k in [Scalar::ZERO, Scalar::ONE, Scalar::from(0xdead_beefu64), -Scalar::ONE] {
-            assert_eq!(table.mul(&k), q * k);
+        let mut scalars = vec![
+            Scalar::ZERO,
+            Scalar::ONE,
+            Scalar::from(0x80u64),
+            Scalar::from(0xffu64),
+            Scalar::from(0x7fffu64),
+            Scalar::from(0xdead_beefu64),
+            -Scalar::ONE,
+            -Scalar::from(0x80u64),
+        ];
+        // Every byte 0xff or 0x80 (carry chains through all windows), and hashes.
+        scalars.push(Scalar::reduce(&k256::FieldBytes::from([0xffu8; 32])));
+        scalars.push(Scalar::reduce(&k256::FieldBytes::from([0x80u8; 32])));
+        for i in 0..64u8 {
+            scalars.push(Scalar::reduce(&k256::FieldBytes::from(crate::protocol::sha256(&[i]))));
         }
+        for k in scalars {
+            assert_eq!(table.mul(&k), q * k, "{:?}", k.to_bytes());
+        }
+    }
+
+    #[test]
+    fn least_recently_used_table_is_dropped_when_full() {
+        let mut state = State::default();
+        let table = Arc::new(Table(Box::new([])));
+        for i in 0..MAX_TABLES {
+            state.insert([i as u8; 33], Arc::clone(&table));
+        }
+        assert!(state.lookup(&[0u8; 33]).is_some());
+        state.insert([0xee; 33], Arc::clone(&table));
+        assert_eq!(state.tables.len(), MAX_TABLES);
+        assert!(state.lookup(&[0u8; 33]).is_some(), "recently used kept");
+        assert!(state.lookup(&[1u8; 33]).is_none(), "least recently used dropped");
     }
 }
