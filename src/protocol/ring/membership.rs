@@ -2,6 +2,7 @@
 //! key embedded in a signature belongs to that set (set membership only: order, size and duplicates are free).
 
 use std::collections::BTreeMap;
+use std::sync::OnceLock;
 
 use k256::ecdsa::SigningKey;
 use k256::elliptic_curve::bigint::U256;
@@ -23,18 +24,22 @@ pub fn placeholder_signing_key() -> Option<SigningKey> {
     SigningKey::from_slice(&placeholder_scalar().to_bytes()).ok()
 }
 
-/// The placeholder's 33-byte compressed public key.
+/// The placeholder's 33-byte compressed public key (computed once: the relayer needs it for every relay).
 pub fn placeholder_public_key() -> [u8; 33] {
-    let point = (k256::ProjectivePoint::GENERATOR * placeholder_scalar()).to_affine();
-    let mut out = [0u8; 33];
-    out.copy_from_slice(&k256::elliptic_curve::group::GroupEncoding::to_bytes(&point));
-    out
+    static KEY: OnceLock<[u8; 33]> = OnceLock::new();
+    *KEY.get_or_init(|| {
+        let point = (k256::ProjectivePoint::GENERATOR * placeholder_scalar()).to_affine();
+        let mut out = [0u8; 33];
+        out.copy_from_slice(&k256::elliptic_curve::group::GroupEncoding::to_bytes(&point));
+        out
+    })
 }
 
 /// The placeholder's "address" string as the Go ring client uses it: **uppercase hex** of
-/// RIPEMD160(SHA256(pub33)) (cosmos `PubKey.Address().String()`), not bech32.
-pub fn placeholder_address() -> String {
-    hex::encode_upper(crate::protocol::address::account_id(&placeholder_public_key()))
+/// RIPEMD160(SHA256(pub33)) (cosmos `PubKey.Address().String()`), not bech32. Computed once.
+pub fn placeholder_address() -> &'static str {
+    static ADDRESS: OnceLock<String> = OnceLock::new();
+    ADDRESS.get_or_init(|| hex::encode_upper(crate::protocol::address::account_id(&placeholder_public_key())))
 }
 
 /// The expected ring's addresses for an application (§2.4 steps 1–4): the app, its delegatees, every pending
@@ -54,7 +59,7 @@ pub fn expected_ring_addresses(
     gateways.dedup();
     let mut addresses = vec![app_address.to_string()];
     if gateways.is_empty() {
-        addresses.push(placeholder_address());
+        addresses.push(placeholder_address().to_string());
     } else {
         addresses.extend(gateways);
     }

@@ -197,7 +197,7 @@ fn expected_ring_includes_pending_undelegations_and_placeholder() {
     let alone = expected_ring_addresses("pokt1app", &[], &BTreeMap::new(), 20);
     assert_eq!(
         alone,
-        vec![placeholder_address(), "pokt1app".to_string()],
+        vec![placeholder_address().to_string(), "pokt1app".to_string()],
         "uppercase hex sorts first"
     );
 }
