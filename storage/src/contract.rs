@@ -250,9 +250,11 @@ impl Fence {
 /// shared state: relay-log `append`, `read`, `read_pending`, `claim` (they record deliveries), `ack`,
 /// `trim_session`; trie `open`, [`NodeStore::write_batch`](crate::NodeStore::write_batch) of stores opened
 /// through the view, `delete_namespace`; session `put` / `delete`; KV `set` / `set_if_absent` / `increment` /
-/// `delete`. Pure reads and [`Leadership`] calls are not fenced. Backends document any exception (Redis: stream
-/// deliveries are not fenced, see its module docs). The unfenced view (what a backend's `storage()` returns)
-/// keeps working for writers without leadership (the relayer).
+/// `delete`. Pure reads and [`Leadership`] calls are not fenced. A fenced call that has nothing to change (an
+/// `ack` of ids not pending, a `trim_session` that matches nothing) may return `Ok` without checking. Backends
+/// document any exception (Redis: stream deliveries and trie `open` are not fenced, see its `fence` module).
+/// The unfenced view (what a backend's `storage()` returns) keeps working for writers without leadership (the
+/// relayer).
 pub trait Fencing: Send + Sync {
     /// The fenced view of this backend.
     fn fenced(&self, fence: Fence) -> crate::Storage;
