@@ -6,7 +6,7 @@
 //! engine is told the change in the trie's leaf count, and entries are acknowledged only after the trie batch is
 //! committed to storage. Only the leader submits: leadership is campaigned through the storage contract and
 //! re-checked right before every submission. Every write of the leader is fenced by its leadership token and a
-//! refused write ends leadership at once ([`leadership`]).
+//! refused write ends leadership at once (module `leadership`).
 
 mod leadership;
 #[cfg(test)]

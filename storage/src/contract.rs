@@ -248,7 +248,7 @@ impl Fence {
 /// atomically with the change, that the fence's candidate is the live holder of its election with its token;
 /// when it is not, the call fails with [`StorageError::Fenced`] and changes nothing. What counts as changing
 /// shared state: relay-log `append`, `read`, `read_pending`, `claim` (they record deliveries), `ack`,
-/// `trim_session`; trie `open`, [`NodeStore::write_batch`](crate::NodeStore::write_batch) of stores opened
+/// `trim_session`; trie `open`, [`NodeStore::write_batch`] of stores opened
 /// through the view, `delete_namespace`; session `put` / `delete`; KV `set` / `set_if_absent` / `increment` /
 /// `delete`. Pure reads and [`Leadership`] calls are not fenced. A fenced call that has nothing to change (an
 /// `ack` of ids not pending, a `trim_session` that matches nothing) may return `Ok` without checking. Backends
