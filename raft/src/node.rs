@@ -178,7 +178,7 @@ impl RaftNode {
 
     /// The storage contract served by this node (backend name `"raft"`).
     pub fn storage(&self) -> Storage {
-        Storage::from_backend("raft", self.backend.clone())
+        self.backend.storage()
     }
 
     /// The openraft handle (for metrics and advanced use).

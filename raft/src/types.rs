@@ -7,7 +7,9 @@
 //!   leader right before it proposes the entry (one clock for all replicas);
 //! - relay sequence ids are assigned at apply from a per-supplier counter in the state machine;
 //! - leases are checked against the entry's own term (std leader ids: one leader per term, so the term is the
-//!   fencing epoch) and its `now_ms`.
+//!   fencing epoch) and its `now_ms`;
+//! - a fenced write ([`Op::Fenced`]) is checked against the replicated lease the same way, at apply, so every
+//!   replica accepts or refuses it identically, and in log order with the campaigns that depose its leader.
 //!
 //! The response of an entry is one [`OpResult`] per op, in order.
 
@@ -228,6 +230,35 @@ pub enum Op {
         /// Token the candidate holds.
         token: u64,
     },
+    /// `op` applied only if `fence`'s candidate holds its election with its token, live in the entry's term at
+    /// the entry's `now_ms`; else [`OpResult::Fenced`] and nothing written. Result: `op`'s.
+    Fenced {
+        /// The fence to check at apply.
+        fence: FenceRecord,
+        /// The write it guards.
+        op: Box<Op>,
+    },
+}
+
+/// The storage contract's `Fence` as replicated.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FenceRecord {
+    /// Election name.
+    pub election: String,
+    /// Candidate that must hold it.
+    pub candidate: String,
+    /// Token it must hold it with.
+    pub token: u64,
+}
+
+impl From<&storage::Fence> for FenceRecord {
+    fn from(f: &storage::Fence) -> Self {
+        Self {
+            election: f.election.clone(),
+            candidate: f.candidate.clone(),
+            token: f.token,
+        }
+    }
 }
 
 /// A batch of writes replicated as one raft entry.
@@ -266,6 +297,8 @@ pub enum OpResult {
     Conflict(String),
     /// Any other failure of this op (nothing written by this op).
     Error(String),
+    /// A fenced op refused because its fence's candidate no longer held the lease (nothing written).
+    Fenced(String),
 }
 
 /// The results of one entry, one per op, in order.

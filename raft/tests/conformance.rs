@@ -60,6 +60,13 @@ async fn leadership_on_raft_leader() {
     on_leader(suite::leadership_takeover).await;
 }
 
+/// Fenced writes are checked at apply against the replicated lease (through the leader: campaigns need it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fencing_on_raft_leader() {
+    on_leader(suite::fencing_stale_token).await;
+    on_leader(suite::fencing_takeover).await;
+}
+
 /// A follower never wins an election's lease: leadership is raft leadership.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn follower_cannot_campaign() {

@@ -5,7 +5,12 @@
 //! Ingest is at-least-once and idempotent: a redelivered relay overwrites its own leaf (same relay hash), the
 //! engine is told the change in the trie's leaf count, and entries are acknowledged only after the trie batch is
 //! committed to storage. Only the leader submits: leadership is campaigned through the storage contract and
-//! re-checked right before every submission.
+//! re-checked right before every submission. Every write of the leader is fenced by its leadership token and a
+//! refused write ends leadership at once (module `leadership`).
+
+mod leadership;
+#[cfg(test)]
+mod tests;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -44,6 +49,8 @@ pub struct MinerStats {
     pub sessions_discarded: AtomicU64,
     /// Sessions pruned after completion.
     pub sessions_done: AtomicU64,
+    /// Writes storage refused because another instance leads (each one ended this miner's leadership).
+    pub fenced_writes: AtomicU64,
 }
 
 /// Driver settings.
@@ -92,6 +99,8 @@ pub struct Miner {
     tries: HashMap<SessionKey, OpenTrie>,
     versions: HashMap<SessionKey, u64>,
     leader_token: Option<u64>,
+    /// `storage` fenced by the current leadership token (`None` when not leading); every write goes through it.
+    fenced: Option<storage::Storage>,
     stats: Arc<MinerStats>,
     metrics: Option<MinerMetrics>,
     sequencers: crate::chain::sequence::Sequencers,
@@ -136,6 +145,7 @@ impl Miner {
             tries: HashMap::new(),
             versions: HashMap::new(),
             leader_token: None,
+            fenced: None,
             stats: Arc::default(),
             metrics: None,
             sequencers: crate::chain::sequence::Sequencers::new(),
@@ -223,13 +233,26 @@ impl Miner {
             }
         }
         // Graceful shutdown: ingest what is pending and persist tries and records.
-        if let Err(e) = self.ingest().await {
-            tracing::warn!(error = %e, "final ingest failed; entries stay pending for redelivery");
+        match self.ingest().await {
+            Err(e) if e.is_fenced() => self.fenced_out(&e),
+            Err(e) => tracing::warn!(error = %e, "final ingest failed; entries stay pending for redelivery"),
+            Ok(()) => {}
         }
     }
 
-    /// One iteration: leadership, ingest, new block, commands.
+    /// One iteration: leadership, ingest, new block, commands. A write refused by the fence ends leadership here
+    /// (logged at WARN, counted) and is not an error of the iteration.
     pub async fn step(&mut self) -> Result<(), MinerError> {
+        match self.step_once().await {
+            Err(e) if e.is_fenced() => {
+                self.fenced_out(&e);
+                Ok(())
+            }
+            other => other,
+        }
+    }
+
+    async fn step_once(&mut self) -> Result<(), MinerError> {
         self.campaign().await;
         if let Some(m) = &self.metrics {
             m.leader_status.set(i64::from(self.engine.is_leader()));
@@ -300,98 +323,6 @@ impl Miner {
         .to_u64()
     }
 
-    async fn campaign(&mut self) {
-        let leadership = &self.storage.leadership;
-        let renew_every = self.config.lease / 4;
-        let result = match self.leader_token {
-            // Between renewals (each one a replicated write) the storage's local view is checked every tick,
-            // so a lost lease or a new raft term stops ingest and submissions at once.
-            Some(token) if self.last_renewal.is_some_and(|at| at.elapsed() < renew_every) => {
-                leadership.leader(ELECTION).await.map(|info| {
-                    info.filter(|i| i.token == token && i.holder == self.config.instance)
-                        .map(|_| token)
-                })
-            }
-            Some(token) => {
-                let renewed = leadership
-                    .renew(ELECTION, &self.config.instance, token, self.config.lease)
-                    .await
-                    .map(|ok| ok.then_some(token));
-                if matches!(renewed, Ok(Some(_))) {
-                    self.last_renewal = Some(std::time::Instant::now());
-                }
-                renewed
-            }
-            None => {
-                let won = leadership
-                    .campaign(ELECTION, &self.config.instance, self.config.lease)
-                    .await;
-                if matches!(won, Ok(Some(_))) {
-                    self.last_renewal = Some(std::time::Instant::now());
-                }
-                won
-            }
-        };
-        let token = match result {
-            Ok(token) => token,
-            Err(e) => {
-                tracing::warn!(error = %e, "leadership acquisition failed");
-                None
-            }
-        };
-        if token.is_some() != self.engine.is_leader() {
-            tracing::info!(
-                leader = token.is_some(),
-                instance = self.config.instance,
-                "miner leadership changed"
-            );
-            if token.is_some() {
-                // Another instance may have led since this one last did: its session records and tries are in
-                // storage, ours in memory are stale. Start from storage.
-                if let Err(e) = self.reload_from_storage().await {
-                    tracing::warn!(error = %e, "reloading sessions after gaining leadership failed; retrying");
-                    return;
-                }
-            }
-            let step = self.engine.handle(Event::Leadership {
-                leader: token.is_some(),
-            });
-            if let Err(e) = self.execute(step).await {
-                tracing::warn!(error = %e, "commands after a leadership change failed");
-            }
-        }
-        self.leader_token = token;
-    }
-
-    /// Drops in-memory sessions and tries and restores every supplier's records from storage.
-    async fn reload_from_storage(&mut self) -> Result<(), MinerError> {
-        self.engine = Engine::new(self.config.engine);
-        self.tries.clear();
-        self.versions.clear();
-        self.signers.clear();
-        self.sync_suppliers().await
-    }
-
-    /// Confirms leadership right before a submission by renewing the lease: on raft the renewal is a raft entry
-    /// committed by a quorum in the current term (a linearizable check); on Redis an atomic compare-and-extend.
-    async fn still_leader(&self) -> bool {
-        let Some(token) = self.leader_token else {
-            return false;
-        };
-        match self
-            .storage
-            .leadership
-            .renew(ELECTION, &self.config.instance, token, self.config.lease)
-            .await
-        {
-            Ok(ok) => ok,
-            Err(e) => {
-                tracing::warn!(error = %e, "leadership check before submission failed");
-                false
-            }
-        }
-    }
-
     async fn ingest(&mut self) -> Result<(), MinerError> {
         // Only the leader builds tries: followers' engines would diverge from the records the leader persists.
         if !self.engine.is_leader() {
@@ -400,13 +331,13 @@ impl Miner {
         for supplier in self.signers.keys().cloned().collect::<Vec<_>>() {
             loop {
                 let mut entries = self
-                    .storage
+                    .writer()?
                     .relay_log
                     .read_pending(&supplier, &self.config.consumer, 512)
                     .await?;
                 if entries.is_empty() {
                     entries = self
-                        .storage
+                        .writer()?
                         .relay_log
                         .read(&supplier, &self.config.consumer, 512)
                         .await?;
@@ -425,7 +356,7 @@ impl Miner {
                         session_id: message.session_id.clone(),
                     };
                     if !self.tries.contains_key(&key) {
-                        let store = self.storage.tries.open(&supplier, &message.session_id).await?;
+                        let store = self.writer()?.tries.open(&supplier, &message.session_id).await?;
                         let trie = tokio::task::block_in_place(|| Smst::open(store))?;
                         let header = SessionHeader {
                             application_address: message.application_address.clone(),
@@ -477,7 +408,7 @@ impl Miner {
                     });
                     self.execute(step).await?;
                 }
-                self.storage.relay_log.ack(&supplier, &ids).await?;
+                self.writer()?.relay_log.ack(&supplier, &ids).await?;
                 if let Some(m) = &self.metrics {
                     for (service, n) in consumed {
                         m.relays_consumed.with_label_values(&[&supplier, &service]).inc_by(n);
@@ -527,7 +458,7 @@ impl Miner {
             let data = serde_json::to_vec(record).map_err(|e| MinerError::Corrupt(e.to_string()))?;
             let expected = self.versions.get(key).copied().unwrap_or(0);
             match self
-                .storage
+                .writer()?
                 .sessions
                 .put(&key.supplier, &key.session_id, record.state.as_str(), data, expected)
                 .await
@@ -536,15 +467,17 @@ impl Miner {
                     self.versions.insert(key.clone(), version);
                 }
                 Err(storage::StorageError::Conflict(e)) => {
-                    // Another instance wrote it (a deposed leader's last write). The leader's in-memory record is
-                    // authoritative: take the stored version and write once more.
+                    // The stored version moved under us. Deposed leaders cannot write any more (their writes are
+                    // fenced), so this is a write that landed before this miner's term began. The leader's
+                    // in-memory record is authoritative: take the stored version and write once more, fenced
+                    // like every write, so this overwrite happens only while this miner still leads.
                     tracing::warn!(
                         session = key.session_id,
                         error = e,
                         "session record written by another instance; overwriting as the leader"
                     );
                     let current = self
-                        .storage
+                        .writer()?
                         .sessions
                         .get(&key.supplier, &key.session_id)
                         .await?
@@ -552,7 +485,7 @@ impl Miner {
                         .unwrap_or(0);
                     let data = serde_json::to_vec(record).map_err(|e| MinerError::Corrupt(e.to_string()))?;
                     let version = self
-                        .storage
+                        .writer()?
                         .sessions
                         .put(&key.supplier, &key.session_id, record.state.as_str(), data, current)
                         .await?;
@@ -666,14 +599,9 @@ impl Miner {
             }
             Command::Prune { key } => {
                 self.tries.remove(&key);
-                self.storage
-                    .tries
-                    .delete_namespace(&key.supplier, &key.session_id)
-                    .await?;
-                self.storage
-                    .relay_log
-                    .trim_session(&key.supplier, &key.session_id)
-                    .await?;
+                let writer = self.writer()?;
+                writer.tries.delete_namespace(&key.supplier, &key.session_id).await?;
+                writer.relay_log.trim_session(&key.supplier, &key.session_id).await?;
                 self.stats.sessions_done.fetch_add(1, AtomicOrdering::Relaxed);
                 None
             }
@@ -701,7 +629,7 @@ impl Miner {
                 session_start_block_height: record.schedule.session_start,
                 session_end_block_height: record.schedule.session_end,
             };
-            let store = self.storage.tries.open(&key.supplier, &key.session_id).await?;
+            let store = self.writer()?.tries.open(&key.supplier, &key.session_id).await?;
             let trie = tokio::task::block_in_place(|| Smst::open(store))?;
             self.tries.insert(key.clone(), OpenTrie { trie, header });
         }

@@ -3,7 +3,7 @@
 //! `ha_miner_upokt_lost_total` moves only when the engine records a loss after asking the chain, never for a
 //! discarded zero-relay session or an HA conflict (lessons.md: revenue-loss metrics that lie are worse than none).
 
-use prometheus::{IntCounterVec, IntGauge, IntGaugeVec, Opts};
+use prometheus::{IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts};
 
 use crate::telemetry::{Telemetry, TelemetryError};
 
@@ -26,6 +26,7 @@ pub struct MinerMetrics {
     pub(super) consumer_lag: IntGaugeVec,
     pub(super) block_height: IntGauge,
     pub(super) leader_status: IntGauge,
+    pub(super) fenced_writes: IntCounter,
 }
 
 impl MinerMetrics {
@@ -109,6 +110,14 @@ impl MinerMetrics {
             )?,
             block_height: gauge("ha_miner_current_block_height", "Latest block height seen by the miner")?,
             leader_status: gauge("ha_miner_leader_status", "1 when this miner is the leader that submits")?,
+            fenced_writes: {
+                let c = IntCounter::new(
+                    "ha_miner_fenced_writes_total",
+                    "Writes storage refused because another instance leads (each one ended this miner's leadership)",
+                )?;
+                r.register(Box::new(c.clone()))?;
+                c
+            },
         })
     }
 }

@@ -199,6 +199,67 @@ pub struct LeaderInfo {
     pub token: u64,
 }
 
+/// A leadership fence: writes made under it succeed only while `candidate` is the live holder of `election` with
+/// `token`, checked atomically with the write by the backend (see [`Fencing`]).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Fence {
+    /// Election whose lease guards the writes.
+    pub election: String,
+    /// The candidate that must hold the lease.
+    pub candidate: String,
+    /// The fencing token it must hold it with (from [`Leadership::campaign`]).
+    pub token: u64,
+}
+
+impl Fence {
+    /// A fence for `candidate` holding `election` with `token`.
+    pub fn new(election: impl Into<String>, candidate: impl Into<String>, token: u64) -> Self {
+        Self {
+            election: election.into(),
+            candidate: candidate.into(),
+            token,
+        }
+    }
+
+    /// Whether `holder` (the election's live holder, if any) admits writes under this fence.
+    pub fn admits(&self, holder: Option<&LeaderInfo>) -> bool {
+        holder.is_some_and(|h| h.holder == self.candidate && h.token == self.token)
+    }
+
+    /// Checks `holder` against this fence: `Ok` when it admits writes, else [`StorageError::Fenced`].
+    pub fn check(&self, holder: Option<&LeaderInfo>) -> Result<(), StorageError> {
+        if self.admits(holder) {
+            return Ok(());
+        }
+        let now = match holder {
+            Some(h) => format!("held by {:?} with token {}", h.holder, h.token),
+            None => "not held".to_owned(),
+        };
+        Err(StorageError::Fenced(format!(
+            "write fenced off: election {:?} is {now}, not by {:?} with token {}",
+            self.election, self.candidate, self.token
+        )))
+    }
+}
+
+/// Fenced views of a backend.
+///
+/// [`Fencing::fenced`] returns the same backend (same data) whose calls that change shared state first check,
+/// atomically with the change, that the fence's candidate is the live holder of its election with its token;
+/// when it is not, the call fails with [`StorageError::Fenced`] and changes nothing. What counts as changing
+/// shared state: relay-log `append`, `read`, `read_pending`, `claim` (they record deliveries), `ack`,
+/// `trim_session`; trie `open`, [`NodeStore::write_batch`] of stores opened
+/// through the view, `delete_namespace`; session `put` / `delete`; KV `set` / `set_if_absent` / `increment` /
+/// `delete`. Pure reads and [`Leadership`] calls are not fenced. A fenced call that has nothing to change (an
+/// `ack` of ids not pending, a `trim_session` that matches nothing) may return `Ok` without checking. Backends
+/// document any exception (Redis: stream deliveries and trie `open` are not fenced, see its `fence` module).
+/// The unfenced view (what a backend's `storage()` returns) keeps working for writers without leadership (the
+/// relayer).
+pub trait Fencing: Send + Sync {
+    /// The fenced view of this backend.
+    fn fenced(&self, fence: Fence) -> crate::Storage;
+}
+
 /// Leader election with fencing tokens, per named election (e.g. `"global"`).
 ///
 /// A lease lasts `ttl` from the last successful campaign/renew. A new holder always gets a token strictly

@@ -20,6 +20,10 @@ pub enum StorageError {
     /// re-read, then decide.
     #[error("storage conflict: {0}")]
     Conflict(String),
+    /// A fenced write was refused because its fence's candidate no longer holds the election with its token
+    /// (a deposed leader). Nothing was written. Not retryable: the caller must stop acting as the leader.
+    #[error("storage fenced: {0}")]
+    Fenced(String),
 }
 
 impl StorageError {

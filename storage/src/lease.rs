@@ -1,4 +1,5 @@
-//! In-process leases with fencing tokens, shared by the memory and redb backends.
+//! In-process leases with fencing tokens, shared by the memory and redb backends, and the check of a
+//! [`Fence`] against them (the backends run it atomically with each fenced write).
 //!
 //! A lease is held by one candidate until `ttl` after its last campaign/renew. A new term takes the token
 //! `last_token + 1`; the redb backend persists that token before the campaign returns so tokens keep increasing
@@ -10,7 +11,8 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use crate::contract::LeaderInfo;
+use crate::StorageError;
+use crate::contract::{Fence, LeaderInfo};
 
 #[derive(Debug)]
 struct Holder {
@@ -163,6 +165,21 @@ impl LeaseTable {
             holder: h.candidate.clone(),
             token: h.token,
         })
+    }
+
+    /// Checks `fence` against the live holder of its election at `now` (no state change): `Ok` when the fence's
+    /// candidate holds it with the fence's token, else [`StorageError::Fenced`].
+    pub fn check(&self, fence: &Fence, now: Instant) -> Result<(), StorageError> {
+        let holder = self
+            .elections
+            .get(&fence.election)
+            .and_then(|e| e.holder.as_ref())
+            .filter(|h| h.expires > now)
+            .map(|h| LeaderInfo {
+                holder: h.candidate.clone(),
+                token: h.token,
+            });
+        fence.check(holder.as_ref())
     }
 
     /// A watch receiver for `name`.

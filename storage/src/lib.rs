@@ -23,6 +23,10 @@
 //! - [`Leadership`]: per named election, `campaign` / `renew` / `resign` / `leader` / `watch`, with a fencing
 //!   token that strictly increases for every new term.
 //! - [`KvStore`]: get / set / set-if-absent / increment (ASCII decimal counters) / delete, with TTLs.
+//! - [`Fencing`]: [`Storage::fenced`] is a view whose state-changing calls succeed only while a [`Fence`]'s
+//!   candidate holds its election with its token (checked atomically with the write), else
+//!   [`StorageError::Fenced`] and nothing changes. The miner writes through it, so a deposed leader cannot ack
+//!   relays, write tries or overwrite session records; the relayer appends through the unfenced view.
 //!
 //! Store and keys are always (supplier, session) scoped where data belongs to a session (lessons: suppliers
 //! sharing a session must never overwrite each other).
@@ -41,8 +45,8 @@ pub mod suite;
 use std::sync::Arc;
 
 pub use contract::{
-    Backlog, BoxNodeStore, EntryId, KvStore, LeaderInfo, Leadership, LogEntry, MinedRelay, RelayLog, SessionRecord,
-    SessionStore, TrieStore,
+    Backlog, BoxNodeStore, EntryId, Fence, Fencing, KvStore, LeaderInfo, Leadership, LogEntry, MinedRelay, RelayLog,
+    SessionRecord, SessionStore, TrieStore,
 };
 pub use error::StorageError;
 pub use memory::{Faults, MemoryBackend};
@@ -64,13 +68,18 @@ pub struct Storage {
     pub leadership: Arc<dyn Leadership>,
     /// Small TTL key-value store.
     pub kv: Arc<dyn KvStore>,
+    /// Makes fenced views of the same backend.
+    fencing: Arc<dyn Fencing>,
+    /// The fence this view's writes carry, if any.
+    fence: Option<Fence>,
 }
 
 impl Storage {
-    /// Bundles one backend value that implements every trait.
-    pub fn from_backend<B>(backend: &'static str, b: Arc<B>) -> Self
+    /// Bundles one backend value that implements every trait; `fence` is the fence that value's writes carry
+    /// (`None` for a backend's plain view).
+    pub fn from_backend<B>(backend: &'static str, b: Arc<B>, fence: Option<Fence>) -> Self
     where
-        B: RelayLog + TrieStore + SessionStore + Leadership + KvStore + 'static,
+        B: RelayLog + TrieStore + SessionStore + Leadership + KvStore + Fencing + 'static,
     {
         Self {
             backend,
@@ -78,8 +87,20 @@ impl Storage {
             tries: b.clone(),
             sessions: b.clone(),
             leadership: b.clone(),
-            kv: b,
+            kv: b.clone(),
+            fencing: b,
+            fence,
         }
+    }
+
+    /// A view of the same backend whose state-changing calls are fenced by `fence` (see [`Fencing`]).
+    pub fn fenced(&self, fence: Fence) -> Self {
+        self.fencing.fenced(fence)
+    }
+
+    /// The fence of this view (`None` = unfenced).
+    pub fn fence(&self) -> Option<&Fence> {
+        self.fence.as_ref()
     }
 }
 
@@ -87,6 +108,7 @@ impl std::fmt::Debug for Storage {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Storage")
             .field("backend", &self.backend)
+            .field("fence", &self.fence)
             .finish_non_exhaustive()
     }
 }

@@ -4,6 +4,8 @@
 //! Nothing is persisted. [`MemoryBackend::faults`] exposes the fault plan ([`Faults`]): fail the Nth write,
 //! refuse writes, stall writes until released, simulate a crash losing the stalled (unacknowledged) writes.
 //! Time for leases, TTLs and consumer idleness is `tokio::time::Instant`, so `tokio::time::pause` works.
+//! Fenced views ([`crate::Fencing`]) check their fence against the lease table under the same mutex as the
+//! write, so the check and the write are one atomic step.
 
 mod faults;
 
@@ -18,8 +20,8 @@ use tokio::time::Instant;
 pub use faults::Faults;
 
 use crate::contract::{
-    Backlog, BoxNodeStore, EntryId, KvStore, LeaderInfo, Leadership, LogEntry, MinedRelay, RelayLog, SessionRecord,
-    SessionStore, TrieStore,
+    Backlog, BoxNodeStore, EntryId, Fence, Fencing, KvStore, LeaderInfo, Leadership, LogEntry, MinedRelay, RelayLog,
+    SessionRecord, SessionStore, TrieStore,
 };
 use crate::group::GroupState;
 use crate::lease::{CampaignPlan, LeaseTable};
@@ -54,6 +56,8 @@ struct Shared {
 #[derive(Debug, Clone, Default)]
 pub struct MemoryBackend {
     shared: Arc<Shared>,
+    /// The fence of this view's writes (`None` = unfenced).
+    fence: Option<Arc<Fence>>,
 }
 
 impl MemoryBackend {
@@ -69,11 +73,35 @@ impl MemoryBackend {
 
     /// The bundle of every contract trait served by this backend.
     pub fn storage(&self) -> Storage {
-        Storage::from_backend("memory", Arc::new(self.clone()))
+        Storage::from_backend("memory", Arc::new(self.clone()), self.fence.as_deref().cloned())
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
         lock(&self.shared)
+    }
+
+    /// Locks the state and checks this view's fence (if any) under the same lock.
+    fn lock_fenced(&self, now: Instant) -> Result<MutexGuard<'_, State>, StorageError> {
+        let st = self.lock();
+        check(&st, self.fence.as_deref(), now)?;
+        Ok(st)
+    }
+}
+
+fn check(st: &State, fence: Option<&Fence>, now: Instant) -> Result<(), StorageError> {
+    match fence {
+        Some(f) => st.leases.check(f, now),
+        None => Ok(()),
+    }
+}
+
+impl Fencing for MemoryBackend {
+    fn fenced(&self, fence: Fence) -> Storage {
+        Self {
+            shared: Arc::clone(&self.shared),
+            fence: Some(Arc::new(fence)),
+        }
+        .storage()
     }
 }
 
@@ -94,7 +122,7 @@ fn entry(log: &SupplierLog, seq: u64, deliveries: u64) -> Option<LogEntry> {
 impl RelayLog for MemoryBackend {
     async fn append(&self, relays: Vec<MinedRelay>) -> Result<Vec<EntryId>, StorageError> {
         self.shared.faults.gate().await?;
-        let mut st = self.lock();
+        let mut st = self.lock_fenced(Instant::now())?;
         let mut ids = Vec::with_capacity(relays.len());
         for relay in relays {
             let log = st.logs.entry(relay.supplier.clone()).or_default();
@@ -108,7 +136,7 @@ impl RelayLog for MemoryBackend {
 
     async fn read(&self, supplier: &str, consumer: &str, max: usize) -> Result<Vec<LogEntry>, StorageError> {
         let now = Instant::now();
-        let mut st = self.lock();
+        let mut st = self.lock_fenced(now)?;
         let Some(log) = st.logs.get_mut(supplier) else {
             return Ok(Vec::new());
         };
@@ -128,7 +156,7 @@ impl RelayLog for MemoryBackend {
 
     async fn read_pending(&self, supplier: &str, consumer: &str, max: usize) -> Result<Vec<LogEntry>, StorageError> {
         let now = Instant::now();
-        let mut st = self.lock();
+        let mut st = self.lock_fenced(now)?;
         let Some(log) = st.logs.get_mut(supplier) else {
             return Ok(Vec::new());
         };
@@ -144,7 +172,7 @@ impl RelayLog for MemoryBackend {
         max: usize,
     ) -> Result<Vec<LogEntry>, StorageError> {
         let now = Instant::now();
-        let mut st = self.lock();
+        let mut st = self.lock_fenced(now)?;
         let Some(log) = st.logs.get_mut(supplier) else {
             return Ok(Vec::new());
         };
@@ -154,7 +182,7 @@ impl RelayLog for MemoryBackend {
 
     async fn ack(&self, supplier: &str, ids: &[EntryId]) -> Result<u64, StorageError> {
         self.shared.faults.gate().await?;
-        let mut st = self.lock();
+        let mut st = self.lock_fenced(Instant::now())?;
         let Some(log) = st.logs.get_mut(supplier) else {
             return Ok(0);
         };
@@ -170,7 +198,7 @@ impl RelayLog for MemoryBackend {
 
     async fn trim_session(&self, supplier: &str, session_id: &str) -> Result<u64, StorageError> {
         self.shared.faults.gate().await?;
-        let mut st = self.lock();
+        let mut st = self.lock_fenced(Instant::now())?;
         let Some(log) = st.logs.get_mut(supplier) else {
             return Ok(0);
         };
@@ -203,6 +231,7 @@ impl RelayLog for MemoryBackend {
 struct MemoryNamespace {
     shared: Arc<Shared>,
     ns: Namespace,
+    fence: Option<Arc<Fence>>,
 }
 
 impl NodeStore for MemoryNamespace {
@@ -213,6 +242,7 @@ impl NodeStore for MemoryNamespace {
     fn write_batch(&mut self, batch: NodeBatch) -> Result<(), StorageError> {
         self.shared.faults.gate_sync()?;
         let mut st = lock(&self.shared);
+        check(&st, self.fence.as_deref(), Instant::now())?;
         let map = st.nodes.entry(self.ns.clone()).or_default();
         for key in batch.deletes {
             map.remove(&key);
@@ -225,15 +255,19 @@ impl NodeStore for MemoryNamespace {
 #[async_trait]
 impl TrieStore for MemoryBackend {
     async fn open(&self, supplier: &str, session_id: &str) -> Result<BoxNodeStore, StorageError> {
+        drop(self.lock_fenced(Instant::now())?);
         Ok(Box::new(MemoryNamespace {
             shared: Arc::clone(&self.shared),
             ns: (supplier.to_owned(), session_id.to_owned()),
+            fence: self.fence.clone(),
         }))
     }
 
     async fn delete_namespace(&self, supplier: &str, session_id: &str) -> Result<(), StorageError> {
         self.shared.faults.gate().await?;
-        self.lock().nodes.remove(&(supplier.to_owned(), session_id.to_owned()));
+        self.lock_fenced(Instant::now())?
+            .nodes
+            .remove(&(supplier.to_owned(), session_id.to_owned()));
         Ok(())
     }
 }
@@ -257,7 +291,7 @@ impl SessionStore for MemoryBackend {
         expected_version: u64,
     ) -> Result<u64, StorageError> {
         self.shared.faults.gate().await?;
-        let mut st = self.lock();
+        let mut st = self.lock_fenced(Instant::now())?;
         let key = (supplier.to_owned(), session_id.to_owned());
         let current = st.sessions.get(&key).map_or(0, |r| r.version);
         if current != expected_version {
@@ -282,7 +316,7 @@ impl SessionStore for MemoryBackend {
         expected_version: Option<u64>,
     ) -> Result<bool, StorageError> {
         self.shared.faults.gate().await?;
-        let mut st = self.lock();
+        let mut st = self.lock_fenced(Instant::now())?;
         let key = (supplier.to_owned(), session_id.to_owned());
         let current = st.sessions.get(&key).map_or(0, |r| r.version);
         if let Some(v) = expected_version
@@ -371,14 +405,16 @@ impl KvStore for MemoryBackend {
     async fn set(&self, key: &str, value: Vec<u8>, ttl: Option<Duration>) -> Result<(), StorageError> {
         self.shared.faults.gate().await?;
         let now = Instant::now();
-        self.lock().kv.insert(key.to_owned(), (value, ttl.map(|t| now + t)));
+        self.lock_fenced(now)?
+            .kv
+            .insert(key.to_owned(), (value, ttl.map(|t| now + t)));
         Ok(())
     }
 
     async fn set_if_absent(&self, key: &str, value: Vec<u8>, ttl: Option<Duration>) -> Result<bool, StorageError> {
         self.shared.faults.gate().await?;
         let now = Instant::now();
-        let mut st = self.lock();
+        let mut st = self.lock_fenced(now)?;
         if st.kv.get(key).is_some_and(|v| live(v, now)) {
             return Ok(false);
         }
@@ -389,7 +425,7 @@ impl KvStore for MemoryBackend {
     async fn increment(&self, key: &str, delta: i64, ttl: Option<Duration>) -> Result<i64, StorageError> {
         self.shared.faults.gate().await?;
         let now = Instant::now();
-        let mut st = self.lock();
+        let mut st = self.lock_fenced(now)?;
         let (current, expiry) = match st.kv.get(key).filter(|v| live(v, now)) {
             Some((raw, exp)) => (parse_counter(key, raw)?, *exp),
             None => (0, ttl.map(|t| now + t)),
@@ -404,6 +440,6 @@ impl KvStore for MemoryBackend {
     async fn delete(&self, key: &str) -> Result<bool, StorageError> {
         self.shared.faults.gate().await?;
         let now = Instant::now();
-        Ok(self.lock().kv.remove(key).is_some_and(|v| live(&v, now)))
+        Ok(self.lock_fenced(now)?.kv.remove(key).is_some_and(|v| live(&v, now)))
     }
 }

@@ -7,6 +7,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod fence;
 mod kv;
 mod leader;
 mod log;
@@ -18,6 +19,7 @@ use std::time::Duration;
 
 use crate::Storage;
 
+pub use fence::{fencing_stale_token, fencing_takeover};
 pub use kv::{kv_basics, kv_ttl};
 pub use leader::{leadership_exclusive, leadership_takeover};
 pub use log::{
@@ -84,6 +86,8 @@ where
     session_cas(factory().await).await;
     leadership_exclusive(factory().await).await;
     leadership_takeover(factory().await).await;
+    fencing_stale_token(factory().await).await;
+    fencing_takeover(factory().await).await;
     kv_basics(factory().await).await;
     kv_ttl(factory().await).await;
 }

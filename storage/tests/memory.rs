@@ -19,6 +19,7 @@ async fn conformance() {
 async fn conformance_time_based_under_paused_clock() {
     suite::kv_ttl(fixture()).await;
     suite::leadership_takeover(fixture()).await;
+    suite::fencing_takeover(fixture()).await;
 }
 
 #[tokio::test]

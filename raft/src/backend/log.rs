@@ -1,4 +1,5 @@
-//! The relay log on raft: group-committed appends, local consumer-group state, replicated ack and trim.
+//! The relay log on raft: group-committed appends, local consumer-group state, replicated ack and trim (fenced at
+//! apply for a fenced view; deliveries check the fence against this node's lease view, see the backend docs).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, MutexGuard};
@@ -193,6 +194,17 @@ impl RelayLog for RaftBackend {
         if relays.is_empty() {
             return Ok(Vec::new());
         }
+        if self.fence.is_some() {
+            // A fenced append is its own entry (the group-commit batcher mixes callers).
+            let n = relays.len();
+            return match self
+                .write1(Op::Append(relays.into_iter().map(RelayRecord::from).collect()))
+                .await?
+            {
+                OpResult::Seqs(s) if s.len() == n => Ok(s.into_iter().map(|s| EntryId::new(s, 0)).collect()),
+                other => Err(unexpected(other)),
+            };
+        }
         let (tx, rx) = oneshot::channel();
         self.appends
             .send(AppendJob {
@@ -206,6 +218,7 @@ impl RelayLog for RaftBackend {
     }
 
     async fn read(&self, supplier: &str, consumer: &str, max: usize) -> Result<Vec<LogEntry>, StorageError> {
+        self.check_local_fence()?;
         let now = Instant::now();
         let mut groups = self.groups();
         let group = groups.entry(supplier.to_owned()).or_default();
@@ -227,6 +240,7 @@ impl RelayLog for RaftBackend {
     }
 
     async fn read_pending(&self, supplier: &str, consumer: &str, max: usize) -> Result<Vec<LogEntry>, StorageError> {
+        self.check_local_fence()?;
         self.redeliver(supplier, consumer, max, |p, _| p.consumer == consumer)
     }
 
@@ -237,6 +251,7 @@ impl RelayLog for RaftBackend {
         min_idle: Duration,
         max: usize,
     ) -> Result<Vec<LogEntry>, StorageError> {
+        self.check_local_fence()?;
         self.redeliver(supplier, consumer, max, |p, now| {
             p.consumer != consumer && now.saturating_duration_since(p.delivered_at) >= min_idle
         })

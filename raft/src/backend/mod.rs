@@ -9,6 +9,13 @@
 //! - Relay appends are group-committed in the app ([`log`]): concurrent appends are gathered into one raft entry
 //!   (up to `max_batch_relays`, lingering up to `batch_linger` only while earlier entries are in flight).
 //! - Leadership is raft leadership ([`leader`]).
+//! - Fenced views ([`Fencing`]): every replicated write of a fenced view is an [`Op::Fenced`], checked against
+//!   the replicated lease at apply (in the entry's term, at its `now_ms`), so a deposed leader's write that
+//!   commits after the campaign or term change that deposed it is refused on every node alike, and a write
+//!   the check admits is ordered before that campaign in the log. Delivery bookkeeping (`read`, `read_pending`,
+//!   `claim`) and trie `open` touch only this node and check the fence against this node's applied lease
+//!   view; a deposed leader can mark entries delivered only in its own node's memory, which no other node
+//!   reads, and cannot `ack` or `trim` them.
 //! - Consumer-group state (delivery cursor, pending entries) is local to each node, as in the embedded redb
 //!   backend: only the leader's miner consumes, and after a failover the new leader's consumer starts with
 //!   every unacknowledged entry undelivered (at-least-once; acknowledged entries are deleted on every node
@@ -22,12 +29,14 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use storage::{BoxNodeStore, KvStore, NodeBatch, NodeStore, SessionRecord, SessionStore, StorageError, TrieStore};
+use storage::{
+    BoxNodeStore, Fencing, KvStore, NodeBatch, NodeStore, SessionRecord, SessionStore, Storage, StorageError, TrieStore,
+};
 use tokio::sync::{mpsc, watch};
 
 use crate::core::Core;
 use crate::sm::SmReader;
-use crate::types::{Op, OpResult, Request, Response, now_ms};
+use crate::types::{FenceRecord, Op, OpResult, Request, Response, now_ms};
 
 pub(crate) use log::AppendJob;
 
@@ -57,14 +66,18 @@ struct TrieWrite {
     reply: std::sync::mpsc::Sender<Result<(), StorageError>>,
 }
 
-/// The storage contract on a raft node. Build it with [`crate::RaftNode::start`].
+/// The storage contract on a raft node. Build it with [`crate::RaftNode::start`]; clones share everything but
+/// the fence ([`Fencing`]).
+#[derive(Clone)]
 pub struct RaftBackend {
     core: Arc<Core>,
     reader: SmReader,
-    groups: Mutex<HashMap<String, log::Group>>,
+    groups: Arc<Mutex<HashMap<String, log::Group>>>,
     appends: mpsc::Sender<AppendJob>,
     trie_writes: mpsc::UnboundedSender<TrieWrite>,
     watches: Arc<Mutex<HashMap<String, watch::Sender<Option<storage::LeaderInfo>>>>>,
+    /// The fence of this view's writes (`None` = unfenced).
+    fence: Option<Arc<FenceRecord>>,
 }
 
 /// The single result of a one-op response, with op failures mapped to storage errors.
@@ -72,6 +85,7 @@ pub(crate) fn one(resp: Response) -> Result<OpResult, StorageError> {
     match resp.results.into_iter().next() {
         Some(OpResult::Conflict(s)) => Err(StorageError::Conflict(s)),
         Some(OpResult::Error(s)) => Err(StorageError::Backend(s)),
+        Some(OpResult::Fenced(s)) => Err(StorageError::Fenced(s)),
         Some(r) => Ok(r),
         None => Err(StorageError::Corrupt("raft response without result".into())),
     }
@@ -107,22 +121,75 @@ impl RaftBackend {
         Arc::new(Self {
             core,
             reader,
-            groups: Mutex::new(HashMap::new()),
+            groups: Arc::new(Mutex::new(HashMap::new())),
             appends,
             trie_writes,
             watches,
+            fence: None,
         })
     }
 
+    /// `op` wrapped in this view's fence, if any.
+    fn fenced_op(&self, op: Op) -> Op {
+        fenced_op(self.fence.as_deref(), op)
+    }
+
+    /// Replicates one op (fenced when this view is) and returns its result once applied here.
     async fn write1(&self, op: Op) -> Result<OpResult, StorageError> {
         let resp = self
             .core
             .write(Request {
                 now_ms: 0,
-                ops: vec![op],
+                ops: vec![self.fenced_op(op)],
             })
             .await?;
         one(resp)
+    }
+
+    /// This node's local (non-linearizable) view of the fence, for calls that change only node-local state
+    /// (relay-log delivery bookkeeping): refuses early once this node sees the lease gone, a new term or
+    /// another holder. The authoritative check is the one at apply of every replicated write.
+    fn check_local_fence(&self) -> Result<(), StorageError> {
+        let Some(f) = self.fence.as_deref() else {
+            return Ok(());
+        };
+        let holder = self
+            .reader
+            .lease_holder(&f.election, self.core.view().term, now_ms())?
+            .map(|h| storage::LeaderInfo {
+                holder: h.candidate,
+                token: h.token,
+            });
+        storage::Fence::new(f.election.clone(), f.candidate.clone(), f.token).check(holder.as_ref())
+    }
+
+    /// The plain storage view of this backend (what [`crate::RaftNode::storage`] hands out).
+    pub fn storage(&self) -> Storage {
+        let fence = self
+            .fence
+            .as_deref()
+            .map(|f| storage::Fence::new(f.election.clone(), f.candidate.clone(), f.token));
+        Storage::from_backend("raft", Arc::new(self.clone()), fence)
+    }
+}
+
+fn fenced_op(fence: Option<&FenceRecord>, op: Op) -> Op {
+    match fence {
+        Some(f) => Op::Fenced {
+            fence: f.clone(),
+            op: Box::new(op),
+        },
+        None => op,
+    }
+}
+
+impl Fencing for RaftBackend {
+    fn fenced(&self, fence: storage::Fence) -> Storage {
+        Self {
+            fence: Some(Arc::new(FenceRecord::from(&fence))),
+            ..self.clone()
+        }
+        .storage()
     }
 }
 
@@ -132,6 +199,7 @@ struct RaftNodeStore {
     supplier: String,
     session_id: String,
     writes: mpsc::UnboundedSender<TrieWrite>,
+    fence: Option<Arc<FenceRecord>>,
 }
 
 impl NodeStore for RaftNodeStore {
@@ -146,12 +214,15 @@ impl NodeStore for RaftNodeStore {
         let (tx, rx) = std::sync::mpsc::channel();
         let req = Request {
             now_ms: 0,
-            ops: vec![Op::TrieBatch {
-                supplier: self.supplier.clone(),
-                session_id: self.session_id.clone(),
-                puts: batch.puts,
-                deletes: batch.deletes,
-            }],
+            ops: vec![fenced_op(
+                self.fence.as_deref(),
+                Op::TrieBatch {
+                    supplier: self.supplier.clone(),
+                    session_id: self.session_id.clone(),
+                    puts: batch.puts,
+                    deletes: batch.deletes,
+                },
+            )],
         };
         self.writes
             .send(TrieWrite { req, reply: tx })
@@ -164,11 +235,13 @@ impl NodeStore for RaftNodeStore {
 #[async_trait]
 impl TrieStore for RaftBackend {
     async fn open(&self, supplier: &str, session_id: &str) -> Result<BoxNodeStore, StorageError> {
+        self.check_local_fence()?;
         Ok(Box::new(RaftNodeStore {
             reader: self.reader.clone(),
             supplier: supplier.to_owned(),
             session_id: session_id.to_owned(),
             writes: self.trie_writes.clone(),
+            fence: self.fence.clone(),
         }))
     }
 

@@ -1,7 +1,9 @@
 //! Deterministic apply of [`Op`]s into the state-machine tables, and the table layout.
 //!
 //! Everything here depends only on the op, the entry's term and the leader-stamped `now_ms`, never on the local
-//! clock or node, so every replica ends with identical tables. An op that fails a precondition (CAS conflict,
+//! clock or node, so every replica ends with identical tables. That includes fenced ops ([`Op::Fenced`]): the
+//! fence is checked against the replicated lease record, live in the entry's term at its `now_ms`, so a
+//! deposed leader's write is refused on every node alike. An op that fails a precondition (CAS conflict,
 //! non-integer counter) writes nothing and reports an [`OpResult::Conflict`] / [`OpResult::Error`]; only redb
 //! failures abort the whole entry.
 
@@ -345,6 +347,25 @@ pub(crate) fn apply_op(txn: &WriteTransaction, term: u64, now_ms: u64, op: &Op) 
                 t.insert(election.as_str(), enc(&lease)?.as_slice())?;
             }
             OpResult::Bool(held)
+        }
+        Op::Fenced { fence, op } => {
+            let lease: Option<LeaseValue> = match txn.open_table(LEASES)?.get(fence.election.as_str())? {
+                Some(v) => Some(dec(v.value())?),
+                None => None,
+            };
+            let holder = lease.as_ref().and_then(|l| l.live_holder(term, now_ms));
+            if holder.is_some_and(|h| h.candidate == fence.candidate && h.token == fence.token) {
+                apply_op(txn, term, now_ms, op)?
+            } else {
+                let now = match holder {
+                    Some(h) => format!("held by {:?} with token {}", h.candidate, h.token),
+                    None => format!("not held in term {term}"),
+                };
+                OpResult::Fenced(format!(
+                    "write fenced off: election {:?} is {now}, not by {:?} with token {}",
+                    fence.election, fence.candidate, fence.token
+                ))
+            }
         }
     })
 }

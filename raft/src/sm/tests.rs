@@ -9,7 +9,7 @@ use openraft::entry::RaftEntry;
 use openraft::storage::{RaftSnapshotBuilder, RaftStateMachine};
 
 use super::StateMachine;
-use crate::types::{Entry, LogId, Op, OpResult, RelayRecord, Request, Response, decode, lease_token};
+use crate::types::{Entry, FenceRecord, LogId, Op, OpResult, RelayRecord, Request, Response, decode, lease_token};
 
 fn log_id(term: u64, index: u64) -> LogId {
     LogId::new(openraft::vote::leader_id_std::CommittedLeaderId::new(term), index)
@@ -191,6 +191,71 @@ fn leases_are_void_in_a_later_term_and_tokens_increase() {
     };
     assert_eq!(apply_one(&sm, 2, 8, 1011, vec![resign]), vec![OpResult::Bool(true)]);
     assert_eq!(sm.reader().lease_holder("g", 2, 1012).unwrap(), None);
+}
+
+#[test]
+fn fenced_ops_apply_only_for_the_live_holder_in_the_entry_term() {
+    let d = tempfile::tempdir().unwrap();
+    let sm = StateMachine::open(d.path()).unwrap();
+    let campaign = Op::Campaign {
+        election: "miner".into(),
+        candidate: "x".into(),
+        ttl_ms: 1_000,
+    };
+    let t1 = lease_token(1, 1);
+    assert_eq!(
+        apply_one(&sm, 1, 1, 1000, vec![campaign]),
+        vec![OpResult::Token(Some(t1))]
+    );
+    let put = |v: u64, data: u8| Op::SessionPut {
+        supplier: "a".into(),
+        session_id: "s".into(),
+        state: "active".into(),
+        data: vec![data],
+        expected_version: v,
+    };
+    let fenced = |candidate: &str, token: u64, op: Op| Op::Fenced {
+        fence: FenceRecord {
+            election: "miner".into(),
+            candidate: candidate.into(),
+            token,
+        },
+        op: Box::new(op),
+    };
+    let refused = |r: &[OpResult]| matches!(r, [OpResult::Fenced(_)]);
+    // The holder, in its term, before expiry: applied (the inner op's own result).
+    assert_eq!(
+        apply_one(&sm, 1, 2, 1500, vec![fenced("x", t1, put(0, 1))]),
+        vec![OpResult::Version(1)]
+    );
+    // Wrong token, other candidate, unknown election, after expiry (entry clock), in a later term: refused.
+    assert!(refused(&apply_one(
+        &sm,
+        1,
+        3,
+        1500,
+        vec![fenced("x", t1 + 1, put(1, 2))]
+    )));
+    assert!(refused(&apply_one(&sm, 1, 4, 1500, vec![fenced("y", t1, put(1, 2))])));
+    let other = Op::Fenced {
+        fence: FenceRecord {
+            election: "other".into(),
+            candidate: "x".into(),
+            token: t1,
+        },
+        op: Box::new(put(1, 2)),
+    };
+    assert!(refused(&apply_one(&sm, 1, 5, 1500, vec![other])));
+    assert!(refused(&apply_one(&sm, 1, 6, 2000, vec![fenced("x", t1, put(1, 2))])));
+    assert!(refused(&apply_one(&sm, 2, 7, 1500, vec![fenced("x", t1, put(1, 2))])));
+    // Nothing the refused ops carried was written; an unfenced op next to a refused one in the same entry is.
+    let rec = sm.reader().session("a", "s").unwrap().unwrap();
+    assert_eq!((rec.version, rec.data), (1, vec![1]));
+    assert_eq!(
+        apply_one(&sm, 2, 8, 1500, vec![fenced("x", t1, put(1, 3)), put(1, 4)])[1],
+        OpResult::Version(2)
+    );
+    assert_eq!(sm.reader().session("a", "s").unwrap().unwrap().data, vec![4]);
 }
 
 #[test]

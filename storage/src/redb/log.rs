@@ -124,13 +124,24 @@ impl RelayLog for RedbBackend {
             return Ok(Vec::new());
         }
         let weight = relays.len();
-        self.inner.writer.call(weight, move |txn| append_in(txn, &relays)).await
+        let fence = self.fence_check();
+        self.inner
+            .writer
+            .call(weight, move |txn| {
+                if let Err(e) = fence.check() {
+                    return Ok(Err(e));
+                }
+                append_in(txn, &relays)
+            })
+            .await
     }
 
     async fn read(&self, supplier: &str, consumer: &str, max: usize) -> Result<Vec<LogEntry>, StorageError> {
         let (supplier, consumer) = (supplier.to_owned(), consumer.to_owned());
+        let fence = self.fence_check();
         self.blocking(move |inner| {
             let now = Instant::now();
+            let _leases = fence.hold()?;
             let mut groups = inner.groups();
             let group = groups.entry(supplier.clone()).or_default();
             let txn = inner.db.begin_read().map_err(db_err)?;
@@ -159,7 +170,9 @@ impl RelayLog for RedbBackend {
 
     async fn read_pending(&self, supplier: &str, consumer: &str, max: usize) -> Result<Vec<LogEntry>, StorageError> {
         let (supplier, consumer) = (supplier.to_owned(), consumer.to_owned());
+        let fence = self.fence_check();
         self.blocking(move |inner| {
+            let _leases = fence.hold()?;
             let mut groups = inner.groups();
             let Some(group) = groups.get_mut(&supplier) else {
                 return Ok(Vec::new());
@@ -178,7 +191,9 @@ impl RelayLog for RedbBackend {
         max: usize,
     ) -> Result<Vec<LogEntry>, StorageError> {
         let (supplier, consumer) = (supplier.to_owned(), consumer.to_owned());
+        let fence = self.fence_check();
         self.blocking(move |inner| {
+            let _leases = fence.hold()?;
             let mut groups = inner.groups();
             let Some(group) = groups.get_mut(&supplier) else {
                 return Ok(Vec::new());
@@ -205,9 +220,13 @@ impl RelayLog for RedbBackend {
         }
         let name = supplier.to_owned();
         let to_delete = seqs.clone();
+        let fence = self.fence_check();
         self.inner
             .writer
             .call(1, move |txn| {
+                if let Err(e) = fence.check() {
+                    return Ok(Err(e));
+                }
                 let Some(sid) = txn
                     .open_table(SUPPLIERS)
                     .map_err(db_err)?
@@ -233,10 +252,14 @@ impl RelayLog for RedbBackend {
 
     async fn trim_session(&self, supplier: &str, session_id: &str) -> Result<u64, StorageError> {
         let (name, session) = (supplier.to_owned(), session_id.to_owned());
+        let fence = self.fence_check();
         let removed: Vec<u64> = self
             .inner
             .writer
             .call(1, move |txn| {
+                if let Err(e) = fence.check() {
+                    return Ok(Err(e));
+                }
                 let Some(sid) = txn
                     .open_table(SUPPLIERS)
                     .map_err(db_err)?

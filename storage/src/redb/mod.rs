@@ -9,6 +9,11 @@
 //!   delivered again (acknowledged entries are deleted from the log).
 //! - Leadership is in-process (this process is the only contender, so it leads once it campaigns); the fencing
 //!   token of each election is persisted and incremented per new term, so it increases across restarts.
+//! - Fenced views ([`crate::Fencing`]): a fenced write checks its fence against the lease table inside its
+//!   writer closure, and a new term is installed in the lease table inside the writer closure that persists its
+//!   token, so checks and installs are ordered by the single writer thread: a write either commits no later
+//!   than the campaign that deposed its leader, or is refused. Delivery bookkeeping (`read`, `read_pending`,
+//!   `claim`) checks the fence under the lease-table lock.
 //! - TTL key-value: expiry (wall-clock unix ms) is checked on read and swept periodically.
 
 mod log;
@@ -23,6 +28,7 @@ use std::time::Duration;
 
 use redb::{Database, ReadableDatabase};
 
+use crate::contract::{Fence, Fencing};
 use crate::group::GroupState;
 use crate::lease::LeaseTable;
 use crate::{Storage, StorageError};
@@ -61,7 +67,10 @@ pub(crate) struct Inner {
     db: Arc<Database>,
     writer: Writer,
     groups: Mutex<HashMap<String, GroupState>>,
-    leases: tokio::sync::Mutex<LeaseTable>,
+    /// Leases; locked briefly (never across an await), also from the writer thread.
+    leases: Arc<Mutex<LeaseTable>>,
+    /// Serialises campaign / renew / resign (a campaign spans a writer round trip).
+    lease_ops: tokio::sync::Mutex<()>,
 }
 
 impl Inner {
@@ -69,12 +78,48 @@ impl Inner {
         // Poisoning follows a panic elsewhere; the bookkeeping is still usable (worst case: redelivery).
         self.groups.lock().unwrap_or_else(|e| e.into_inner())
     }
+
+    fn leases(&self) -> MutexGuard<'_, LeaseTable> {
+        lock_leases(&self.leases)
+    }
+}
+
+fn lock_leases(leases: &Mutex<LeaseTable>) -> MutexGuard<'_, LeaseTable> {
+    leases.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// A view's fence plus the lease table to check it against; moved into writer closures.
+#[derive(Clone)]
+pub(crate) struct FenceCheck {
+    leases: Arc<Mutex<LeaseTable>>,
+    fence: Option<Arc<Fence>>,
+    now: tokio::time::Instant,
+}
+
+impl FenceCheck {
+    /// `Ok` for an unfenced view or a fence whose candidate holds its election with its token.
+    pub(crate) fn check(&self) -> Result<(), StorageError> {
+        self.hold().map(drop)
+    }
+
+    /// Checks like [`FenceCheck::check`] and keeps the lease table locked (no campaign can install a new term)
+    /// while the guard lives; `None` for an unfenced view.
+    pub(crate) fn hold(&self) -> Result<Option<MutexGuard<'_, LeaseTable>>, StorageError> {
+        let Some(f) = &self.fence else {
+            return Ok(None);
+        };
+        let leases = lock_leases(&self.leases);
+        leases.check(f, self.now)?;
+        Ok(Some(leases))
+    }
 }
 
 /// The redb backend (cheap to clone; clones share the database and writer).
 #[derive(Clone)]
 pub struct RedbBackend {
     inner: Arc<Inner>,
+    /// The fence of this view's writes (`None` = unfenced).
+    fence: Option<Arc<Fence>>,
 }
 
 impl std::fmt::Debug for RedbBackend {
@@ -118,15 +163,25 @@ impl RedbBackend {
             db,
             writer,
             groups: Mutex::new(HashMap::new()),
-            leases: tokio::sync::Mutex::new(LeaseTable::default()),
+            leases: Arc::new(Mutex::new(LeaseTable::default())),
+            lease_ops: tokio::sync::Mutex::new(()),
         });
         tokio::spawn(sweep_loop(Arc::downgrade(&inner), config.sweep_interval));
-        Ok(Self { inner })
+        Ok(Self { inner, fence: None })
     }
 
     /// The bundle of every contract trait served by this backend.
     pub fn storage(&self) -> Storage {
-        Storage::from_backend("redb", Arc::new(self.clone()))
+        Storage::from_backend("redb", Arc::new(self.clone()), self.fence.as_deref().cloned())
+    }
+
+    /// This view's fence check as of now (run it inside the writer closure).
+    pub(crate) fn fence_check(&self) -> FenceCheck {
+        FenceCheck {
+            leases: self.inner.leases.clone(),
+            fence: self.fence.clone(),
+            now: tokio::time::Instant::now(),
+        }
     }
 
     /// Deletes expired KV keys now and expires lapsed leases (the sweep task does this periodically).
@@ -158,7 +213,7 @@ fn read_meta(db: &Database, key: &str) -> Result<u64, StorageError> {
 }
 
 async fn sweep_once(inner: &Arc<Inner>) -> Result<u64, StorageError> {
-    inner.leases.lock().await.expire_all(tokio::time::Instant::now());
+    inner.leases().expire_all(tokio::time::Instant::now());
     let now = now_ms();
     inner
         .writer
@@ -189,5 +244,15 @@ async fn sweep_loop(inner: Weak<Inner>, every: Duration) {
         if let Err(e) = sweep_once(&inner).await {
             tracing::warn!(error = %e, "redb TTL sweep failed");
         }
+    }
+}
+
+impl Fencing for RedbBackend {
+    fn fenced(&self, fence: Fence) -> Storage {
+        Self {
+            inner: self.inner.clone(),
+            fence: Some(Arc::new(fence)),
+        }
+        .storage()
     }
 }

@@ -1,6 +1,5 @@
 //! Trie namespaces, session records, leadership and the TTL key-value store on redb.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -12,7 +11,7 @@ use super::tables::{
     KV, META, NAMESPACES, NODES, SESSIONS, db_err, decode_kv, decode_session, encode_kv, encode_session, kv_live,
     namespace_key, now_ms,
 };
-use super::{Inner, RedbBackend, read_meta};
+use super::{RedbBackend, read_meta};
 use crate::StorageError;
 use crate::contract::{BoxNodeStore, KvStore, LeaderInfo, Leadership, SessionRecord, SessionStore, TrieStore};
 use crate::lease::CampaignPlan;
@@ -22,14 +21,14 @@ use crate::nodes::{NodeBatch, NodeStore};
 /// A node store scoped to one namespace id. Sync: reads open a short read transaction, writes go through the
 /// group-commit writer and block until durable.
 struct RedbNamespace {
-    inner: Arc<Inner>,
+    backend: RedbBackend,
     ns_key: String,
     ns: u64,
 }
 
 impl NodeStore for RedbNamespace {
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError> {
-        let txn = self.inner.db.begin_read().map_err(db_err)?;
+        let txn = self.backend.inner.db.begin_read().map_err(db_err)?;
         let table = txn.open_table(NODES).map_err(db_err)?;
         Ok(table.get((self.ns, key)).map_err(db_err)?.map(|g| g.value().to_vec()))
     }
@@ -40,7 +39,11 @@ impl NodeStore for RedbNamespace {
         }
         let (ns, ns_key) = (self.ns, self.ns_key.clone());
         let weight = batch.puts.len() + batch.deletes.len();
-        self.inner.writer.call_blocking(weight, move |txn| {
+        let fence = self.backend.fence_check();
+        self.backend.inner.writer.call_blocking(weight, move |txn| {
+            if let Err(e) = fence.check() {
+                return Ok(Err(e));
+            }
             let live = txn
                 .open_table(NAMESPACES)
                 .map_err(db_err)?
@@ -71,10 +74,14 @@ impl TrieStore for RedbBackend {
     async fn open(&self, supplier: &str, session_id: &str) -> Result<BoxNodeStore, StorageError> {
         let ns_key = namespace_key(supplier, session_id);
         let key = ns_key.clone();
+        let fence = self.fence_check();
         let ns = self
             .inner
             .writer
             .call(1, move |txn| {
+                if let Err(e) = fence.check() {
+                    return Ok(Err(e));
+                }
                 let mut names = txn.open_table(NAMESPACES).map_err(db_err)?;
                 if let Some(id) = names.get(key.as_str()).map_err(db_err)? {
                     return Ok(Ok(id.value()));
@@ -87,7 +94,7 @@ impl TrieStore for RedbBackend {
             })
             .await?;
         Ok(Box::new(RedbNamespace {
-            inner: self.inner.clone(),
+            backend: self.clone(),
             ns_key,
             ns,
         }))
@@ -95,9 +102,13 @@ impl TrieStore for RedbBackend {
 
     async fn delete_namespace(&self, supplier: &str, session_id: &str) -> Result<(), StorageError> {
         let key = namespace_key(supplier, session_id);
+        let fence = self.fence_check();
         self.inner
             .writer
             .call(1, move |txn| {
+                if let Err(e) = fence.check() {
+                    return Ok(Err(e));
+                }
                 let Some(ns) = txn
                     .open_table(NAMESPACES)
                     .map_err(db_err)?
@@ -151,9 +162,13 @@ impl SessionStore for RedbBackend {
     ) -> Result<u64, StorageError> {
         let (supplier, session_id) = (supplier.to_owned(), session_id.to_owned());
         let value = encode_session(expected_version.saturating_add(1), state, &data)?;
+        let fence = self.fence_check();
         self.inner
             .writer
             .call(1, move |txn| {
+                if let Err(e) = fence.check() {
+                    return Ok(Err(e));
+                }
                 let mut table = txn.open_table(SESSIONS).map_err(db_err)?;
                 let key = (supplier.as_str(), session_id.as_str());
                 let current = match table.get(key).map_err(db_err)? {
@@ -176,9 +191,13 @@ impl SessionStore for RedbBackend {
         expected_version: Option<u64>,
     ) -> Result<bool, StorageError> {
         let (supplier, session_id) = (supplier.to_owned(), session_id.to_owned());
+        let fence = self.fence_check();
         self.inner
             .writer
             .call(1, move |txn| {
+                if let Err(e) = fence.check() {
+                    return Ok(Err(e));
+                }
                 let mut table = txn.open_table(SESSIONS).map_err(db_err)?;
                 let key = (supplier.as_str(), session_id.as_str());
                 let current = match table.get(key).map_err(db_err)? {
@@ -229,54 +248,65 @@ fn lease_key(election: &str) -> String {
 #[async_trait]
 impl Leadership for RedbBackend {
     async fn campaign(&self, election: &str, candidate: &str, ttl: Duration) -> Result<Option<u64>, StorageError> {
+        let _ops = self.inner.lease_ops.lock().await;
         let key = lease_key(election);
         let persisted = self.blocking(move |inner| read_meta(&inner.db, &key)).await?;
-        let mut leases = self.inner.leases.lock().await;
-        match leases.plan(election, candidate, ttl, Instant::now(), persisted) {
+        let plan = self
+            .inner
+            .leases()
+            .plan(election, candidate, ttl, Instant::now(), persisted);
+        match plan {
             CampaignPlan::Holder(token) => Ok(Some(token)),
             CampaignPlan::Busy => Ok(None),
             CampaignPlan::NewTerm(token) => {
                 let key = lease_key(election);
-                self.inner
+                let leases = self.inner.leases.clone();
+                let (name, who, now) = (election.to_owned(), candidate.to_owned(), Instant::now());
+                // Installed by the writer thread, in order with fenced writes (see the module docs).
+                let persisted = self
+                    .inner
                     .writer
                     .call(1, move |txn| {
                         txn.open_table(META)
                             .map_err(db_err)?
                             .insert(key.as_str(), token)
                             .map_err(db_err)?;
+                        leases
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .install(&name, &who, token, ttl, now);
                         Ok(Ok(()))
                     })
-                    .await?;
-                leases.install(election, candidate, token, ttl, Instant::now());
+                    .await;
+                if let Err(e) = persisted {
+                    // The token is not durable: give the term up rather than risk reusing it after a restart.
+                    self.inner.leases().resign(election, candidate, token, Instant::now());
+                    return Err(e);
+                }
                 Ok(Some(token))
             }
         }
     }
 
     async fn renew(&self, election: &str, candidate: &str, token: u64, ttl: Duration) -> Result<bool, StorageError> {
+        let _ops = self.inner.lease_ops.lock().await;
         Ok(self
             .inner
-            .leases
-            .lock()
-            .await
+            .leases()
             .renew(election, candidate, token, ttl, Instant::now()))
     }
 
     async fn resign(&self, election: &str, candidate: &str, token: u64) -> Result<bool, StorageError> {
-        Ok(self
-            .inner
-            .leases
-            .lock()
-            .await
-            .resign(election, candidate, token, Instant::now()))
+        let _ops = self.inner.lease_ops.lock().await;
+        Ok(self.inner.leases().resign(election, candidate, token, Instant::now()))
     }
 
     async fn leader(&self, election: &str) -> Result<Option<LeaderInfo>, StorageError> {
-        Ok(self.inner.leases.lock().await.leader(election, Instant::now()))
+        Ok(self.inner.leases().leader(election, Instant::now()))
     }
 
     async fn watch(&self, election: &str) -> Result<watch::Receiver<Option<LeaderInfo>>, StorageError> {
-        Ok(self.inner.leases.lock().await.watch(election, Instant::now()))
+        Ok(self.inner.leases().watch(election, Instant::now()))
     }
 }
 
@@ -303,9 +333,13 @@ impl RedbBackend {
         mode: SetMode,
     ) -> Result<bool, StorageError> {
         let key = key.to_owned();
+        let fence = self.fence_check();
         self.inner
             .writer
             .call(1, move |txn| {
+                if let Err(e) = fence.check() {
+                    return Ok(Err(e));
+                }
                 let now = now_ms();
                 let mut table = txn.open_table(KV).map_err(db_err)?;
                 if let SetMode::IfAbsent = mode {
@@ -352,9 +386,13 @@ impl KvStore for RedbBackend {
 
     async fn increment(&self, key: &str, delta: i64, ttl: Option<Duration>) -> Result<i64, StorageError> {
         let key = key.to_owned();
+        let fence = self.fence_check();
         self.inner
             .writer
             .call(1, move |txn| {
+                if let Err(e) = fence.check() {
+                    return Ok(Err(e));
+                }
                 let now = now_ms();
                 let mut table = txn.open_table(KV).map_err(db_err)?;
                 let current = match table.get(key.as_str()).map_err(db_err)? {
@@ -385,9 +423,13 @@ impl KvStore for RedbBackend {
 
     async fn delete(&self, key: &str) -> Result<bool, StorageError> {
         let key = key.to_owned();
+        let fence = self.fence_check();
         self.inner
             .writer
             .call(1, move |txn| {
+                if let Err(e) = fence.check() {
+                    return Ok(Err(e));
+                }
                 let mut table = txn.open_table(KV).map_err(db_err)?;
                 let Some(old) = table.remove(key.as_str()).map_err(db_err)? else {
                     return Ok(Ok(false));

@@ -6,7 +6,8 @@
 //! hit it reports it in its message, so all three places are checked. OOM maps to
 //! [`StorageError::OutOfMemory`] (retryable: writes resume once memory is freed); connection, timeout and
 //! transient server states (`LOADING`, `BUSY`, `TRYAGAIN`, `MASTERDOWN`, `READONLY`, `CLUSTERDOWN`) map to
-//! [`StorageError::Unavailable`]; everything else to [`StorageError::Backend`].
+//! [`StorageError::Unavailable`]; the `FENCED` error of a fenced script to [`StorageError::Fenced`]; everything
+//! else to [`StorageError::Backend`].
 
 use redis::RedisError;
 
@@ -43,6 +44,9 @@ pub fn has_code(e: &RedisError, code: &str) -> bool {
 /// Maps a Redis error to the storage error; `what` names the operation for the message.
 pub fn map(what: &str, e: RedisError) -> StorageError {
     let msg = format!("redis {what}: {e}");
+    if has_code(&e, "FENCED") || e.to_string().contains("FENCED lease") {
+        return StorageError::Fenced(msg);
+    }
     if is_oom(&e) {
         return StorageError::OutOfMemory(msg);
     }

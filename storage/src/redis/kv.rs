@@ -1,19 +1,19 @@
 //! The TTL key-value store on plain Redis strings under `{base}:cache:` (the Go fleet's cache namespace).
-//! TTLs are Redis' own (`PX`); counters are `INCRBY` (ASCII decimal, as the contract wants).
+//! TTLs are Redis' own (`PX`); counters are `INCRBY` (ASCII decimal, as the contract wants). A fenced view runs
+//! each write as a fenced script (`fence` module).
 
 use std::sync::LazyLock;
 use std::time::Duration;
 
-use async_trait::async_trait;
-use redis::Script;
-
+use super::fence::Scripts;
 use super::{RedisBackend, millis};
 use crate::StorageError;
 use crate::contract::KvStore;
+use async_trait::async_trait;
 
 /// KEYS: key. ARGV: delta, ttl ms (0 = none). The TTL applies only when this call creates the key.
-static INCREMENT: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
+static INCREMENT: LazyLock<Scripts> = LazyLock::new(|| {
+    Scripts::new(
         r"
 local existed = redis.call('EXISTS', KEYS[1])
 local v = redis.call('INCRBY', KEYS[1], ARGV[1])
@@ -34,6 +34,17 @@ impl KvStore for RedisBackend {
     }
 
     async fn set(&self, key: &str, value: Vec<u8>, ttl: Option<Duration>) -> Result<(), StorageError> {
+        if self.fence.is_some() {
+            let mut args = vec![value];
+            if let Some(ttl) = ttl {
+                args.extend([b"PX".to_vec(), millis(ttl).to_string().into_bytes()]);
+            }
+            return self
+                .fenced_cmd("SET", &self.keys().kv(key), args)
+                .invoke_async::<()>(&mut self.conn())
+                .await
+                .map_err(|e| self.err("SET", e));
+        }
         let mut cmd = redis::cmd("SET");
         cmd.arg(self.keys().kv(key)).arg(value);
         if let Some(ttl) = ttl {
@@ -45,6 +56,18 @@ impl KvStore for RedisBackend {
     }
 
     async fn set_if_absent(&self, key: &str, value: Vec<u8>, ttl: Option<Duration>) -> Result<bool, StorageError> {
+        if self.fence.is_some() {
+            let mut args = vec![value, b"NX".to_vec()];
+            if let Some(ttl) = ttl {
+                args.extend([b"PX".to_vec(), millis(ttl).to_string().into_bytes()]);
+            }
+            let reply: Option<String> = self
+                .fenced_cmd("SET", &self.keys().kv(key), args)
+                .invoke_async(&mut self.conn())
+                .await
+                .map_err(|e| self.err("SET NX", e))?;
+            return Ok(reply.is_some());
+        }
         let mut cmd = redis::cmd("SET");
         cmd.arg(self.keys().kv(key)).arg(value).arg("NX");
         if let Some(ttl) = ttl {
@@ -58,21 +81,24 @@ impl KvStore for RedisBackend {
     }
 
     async fn increment(&self, key: &str, delta: i64, ttl: Option<Duration>) -> Result<i64, StorageError> {
-        INCREMENT
-            .key(self.keys().kv(key))
-            .arg(delta)
-            .arg(ttl.map_or(0, millis))
-            .invoke_async(&mut self.conn())
+        let mut inv = self.invocation(&INCREMENT);
+        inv.key(self.keys().kv(key)).arg(delta).arg(ttl.map_or(0, millis));
+        self.fence_args(&mut inv);
+        inv.invoke_async(&mut self.conn())
             .await
             .map_err(|e| self.err("INCRBY", e))
     }
 
     async fn delete(&self, key: &str) -> Result<bool, StorageError> {
-        let n: i64 = redis::cmd("DEL")
-            .arg(self.keys().kv(key))
-            .query_async(&mut self.conn())
-            .await
-            .map_err(|e| self.err("DEL", e))?;
+        let key = self.keys().kv(key);
+        let reply = if self.fence.is_some() {
+            self.fenced_cmd("DEL", &key, Vec::new())
+                .invoke_async(&mut self.conn())
+                .await
+        } else {
+            redis::cmd("DEL").arg(&key).query_async(&mut self.conn()).await
+        };
+        let n: i64 = reply.map_err(|e| self.err("DEL", e))?;
         Ok(n > 0)
     }
 }

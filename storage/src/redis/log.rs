@@ -10,6 +10,8 @@
 //! - `ack`: Lua, per id `XACK` and, when it was pending, `XDEL` (Redis 7 has no `XACKDEL`); an id that was
 //!   never delivered is left alone.
 //! - `trim_session`: `XRANGE` pages filtered on the `session` field, then `XACK` + `XDEL` per page.
+//! - fenced views (`fence` module): `append` is one Lua script of `XADD`s, `ack` and each `trim_session` page
+//!   run the fenced twins of their scripts; deliveries are not fenced (see the `fence` module for why).
 //! - `backlog`: Lua over `XINFO GROUPS` (`lag`, `pending`), counting with `XRANGE` when `lag` is unknown.
 
 use std::sync::LazyLock;
@@ -19,6 +21,7 @@ use async_trait::async_trait;
 use redis::aio::MultiplexedConnection;
 use redis::{AsyncConnectionConfig, Script, Value};
 
+use super::fence::Scripts;
 use super::{RedisBackend, error, lock, millis};
 use crate::StorageError;
 use crate::contract::{Backlog, EntryId, LogEntry, MinedRelay, RelayLog};
@@ -47,11 +50,11 @@ return 1
 });
 
 /// XACK each id; XDEL the ones that were pending. Returns how many were acknowledged.
-static ACK_DEL: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
+static ACK_DEL: LazyLock<Scripts> = LazyLock::new(|| {
+    Scripts::new(
         r"
 local n = 0
-for i = 2, #ARGV do
+for i = 2, NA do
   local r = redis.pcall('XACK', KEYS[1], ARGV[1], ARGV[i])
   if type(r) == 'table' and r.err then
     if string.find(r.err, 'NOGROUP') then return 0 end
@@ -68,11 +71,27 @@ return n
 });
 
 /// XACK (ignoring a missing group) and XDEL the ids; returns how many entries were deleted.
-static TRIM_IDS: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
+static TRIM_IDS: LazyLock<Scripts> = LazyLock::new(|| {
+    Scripts::new(
         r"
-redis.pcall('XACK', KEYS[1], ARGV[1], unpack(ARGV, 2))
-return redis.call('XDEL', KEYS[1], unpack(ARGV, 2))
+redis.pcall('XACK', KEYS[1], ARGV[1], unpack(ARGV, 2, NA))
+return redis.call('XDEL', KEYS[1], unpack(ARGV, 2, NA))
+",
+    )
+});
+
+/// A fenced view's append: KEYS = the stream of each relay, ARGV = data, session, hash, end per relay.
+/// Returns the ids in order.
+static APPEND: LazyLock<Scripts> = LazyLock::new(|| {
+    Scripts::new(
+        r"
+local ids = {}
+for i = 1, NK do
+  local b = (i - 1) * 4
+  ids[i] = redis.call('XADD', KEYS[i], '*', 'data', ARGV[b + 1], 'session', ARGV[b + 2], 'hash', ARGV[b + 3],
+    'end', ARGV[b + 4])
+end
+return ids
 ",
     )
 });
@@ -304,6 +323,7 @@ impl RedisBackend {
             return;
         }
         let res: Result<i64, _> = TRIM_IDS
+            .plain()
             .key(stream)
             .arg(self.keys().group())
             .arg(ids.iter().map(ToString::to_string).collect::<Vec<_>>())
@@ -334,6 +354,25 @@ impl RelayLog for RedisBackend {
         streams.dedup();
         for supplier in streams {
             self.create_group(&self.keys().relay_stream(supplier)).await?;
+        }
+        if self.fence.is_some() {
+            let mut inv = self.invocation(&APPEND);
+            for r in &relays {
+                inv.key(self.keys().relay_stream(&r.supplier))
+                    .arg(&r.payload)
+                    .arg(&r.session_id)
+                    .arg(&r.relay_hash)
+                    .arg(r.session_end_height);
+            }
+            self.fence_args(&mut inv);
+            let ids: Vec<String> = inv
+                .invoke_async(&mut self.conn())
+                .await
+                .map_err(|e| self.err("XADD", e))?;
+            if ids.len() != relays.len() {
+                return Err(corrupt("XADD reply count"));
+            }
+            return ids.iter().map(|s| s.parse()).collect();
         }
         let mut p = redis::pipe();
         p.atomic();
@@ -489,10 +528,12 @@ impl RelayLog for RedisBackend {
         if ids.is_empty() {
             return Ok(0);
         }
-        let n: u64 = ACK_DEL
-            .key(self.keys().relay_stream(supplier))
+        let mut inv = self.invocation(&ACK_DEL);
+        inv.key(self.keys().relay_stream(supplier))
             .arg(self.keys().group())
-            .arg(ids.iter().map(ToString::to_string).collect::<Vec<_>>())
+            .arg(ids.iter().map(ToString::to_string).collect::<Vec<_>>());
+        self.fence_args(&mut inv);
+        let n: u64 = inv
             .invoke_async(&mut self.conn())
             .await
             .map_err(|e| self.err("XACK/XDEL", e))?;
@@ -523,10 +564,10 @@ impl RelayLog for RedisBackend {
                 .map(|(id, _)| id.to_string())
                 .collect();
             if !doomed.is_empty() {
-                let n: u64 = TRIM_IDS
-                    .key(&stream)
-                    .arg(self.keys().group())
-                    .arg(doomed)
+                let mut inv = self.invocation(&TRIM_IDS);
+                inv.key(&stream).arg(self.keys().group()).arg(doomed);
+                self.fence_args(&mut inv);
+                let n: u64 = inv
                     .invoke_async(&mut self.conn())
                     .await
                     .map_err(|e| self.err("XDEL", e))?;

@@ -23,6 +23,10 @@
 //! fields: they come back with an empty session id and relay hash (the caller decodes them from `data`) and
 //! `trim_session` cannot match them.
 //!
+//! # Fencing
+//! A fenced view ([`crate::Fencing`]) runs its writes as Lua scripts that check the lease and token keys first
+//! (`fence` module, which also lists what is not fenced on Redis: stream deliveries).
+//!
 //! # Durability
 //! An append is acknowledged when Redis has applied it. It survives a crash of the Redis server only if the
 //! server runs with `appendonly yes` + `appendfsync always` (tested: kill -9 of the server, restart, every
@@ -36,6 +40,7 @@
 //! [`RedisBackend::readiness`] answers PING plus a small write with a typed [`NotReady`] reason.
 
 pub mod error;
+mod fence;
 mod health;
 pub mod keys;
 mod kv;
@@ -53,7 +58,7 @@ use std::time::Duration;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use tokio::sync::watch;
 
-use crate::contract::LeaderInfo;
+use crate::contract::{Fence, Fencing, LeaderInfo};
 use crate::{Storage, StorageError};
 
 pub use health::{MemoryMonitor, NotReady};
@@ -139,6 +144,8 @@ pub(crate) struct Inner {
 #[derive(Clone)]
 pub struct RedisBackend {
     pub(crate) inner: Arc<Inner>,
+    /// The fence of this view's writes (`None` = unfenced; see the `fence` module for what it covers).
+    pub(crate) fence: Option<Arc<Fence>>,
 }
 
 impl std::fmt::Debug for RedisBackend {
@@ -181,12 +188,13 @@ impl RedisBackend {
                 watchers: Mutex::default(),
                 mirrors: Mutex::default(),
             }),
+            fence: None,
         })
     }
 
     /// The bundle of every contract trait served by this backend.
     pub fn storage(&self) -> Storage {
-        Storage::from_backend("redis", Arc::new(self.clone()))
+        Storage::from_backend("redis", Arc::new(self.clone()), self.fence.as_deref().cloned())
     }
 
     /// Counters and gauges (leadership failures by reason, OOM errors, memory).
@@ -216,6 +224,16 @@ impl RedisBackend {
             self.inner.stats.record_oom();
         }
         mapped
+    }
+}
+
+impl Fencing for RedisBackend {
+    fn fenced(&self, fence: Fence) -> Storage {
+        Self {
+            inner: self.inner.clone(),
+            fence: Some(Arc::new(fence)),
+        }
+        .storage()
     }
 }
 

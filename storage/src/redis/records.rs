@@ -3,7 +3,8 @@
 //! `{base}:miner:sessions:{supplier}:state:{state}` (the Go miner's index keys) plus
 //! `{base}:miner:sessions:suppliers` (ours, for listing across suppliers).
 //!
-//! Compare-and-set and delete are Lua scripts (read version, compare, write record and indexes atomically). The
+//! Compare-and-set and delete are Lua scripts (read version, compare, write record and indexes atomically); a
+//! fenced view runs their fenced twins (lease check first, same script). The
 //! record's hash shares the Go miner's key and `state` field but not its other fields: our body is opaque bytes.
 //! `list` is at most three round trips (suppliers, index sets, records) and drops index entries whose record is
 //! gone or has moved to another state.
@@ -11,16 +12,17 @@
 use std::sync::LazyLock;
 
 use async_trait::async_trait;
-use redis::{Script, Value};
+use redis::Value;
 
 use super::RedisBackend;
+use super::fence::Scripts;
 use crate::StorageError;
 use crate::contract::{SessionRecord, SessionStore};
 
 /// KEYS: record, supplier index, suppliers set. ARGV: expected version, state, data, supplier, session,
 /// state-set prefix. Returns {new version, stored version}; new version -1 = conflict.
-static PUT: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
+static PUT: LazyLock<Scripts> = LazyLock::new(|| {
+    Scripts::new(
         r"
 local cur = tonumber(redis.call('HGET', KEYS[1], 'version') or '0')
 if cur ~= tonumber(ARGV[1]) then return {-1, cur} end
@@ -39,8 +41,8 @@ return {v, cur}
 
 /// KEYS: record, supplier index. ARGV: expected version ('' = any), session, state-set prefix.
 /// Returns {1 deleted | 0 absent | -1 conflict, stored version}.
-static DELETE: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
+static DELETE: LazyLock<Scripts> = LazyLock::new(|| {
+    Scripts::new(
         r"
 local cur = tonumber(redis.call('HGET', KEYS[1], 'version') or '0')
 if ARGV[1] ~= '' and tonumber(ARGV[1]) ~= cur then return {-1, cur} end
@@ -126,8 +128,8 @@ impl SessionStore for RedisBackend {
         data: Vec<u8>,
         expected_version: u64,
     ) -> Result<u64, StorageError> {
-        let (version, current): (i64, i64) = PUT
-            .key(self.keys().session(supplier, session_id))
+        let mut inv = self.invocation(&PUT);
+        inv.key(self.keys().session(supplier, session_id))
             .key(self.keys().session_index(supplier))
             .key(self.keys().session_suppliers())
             .arg(expected_version)
@@ -135,7 +137,9 @@ impl SessionStore for RedisBackend {
             .arg(data)
             .arg(supplier)
             .arg(session_id)
-            .arg(self.keys().session_state_prefix(supplier))
+            .arg(self.keys().session_state_prefix(supplier));
+        self.fence_args(&mut inv);
+        let (version, current): (i64, i64) = inv
             .invoke_async(&mut self.conn())
             .await
             .map_err(|e| self.err("session CAS", e))?;
@@ -148,12 +152,14 @@ impl SessionStore for RedisBackend {
         session_id: &str,
         expected_version: Option<u64>,
     ) -> Result<bool, StorageError> {
-        let (outcome, current): (i64, i64) = DELETE
-            .key(self.keys().session(supplier, session_id))
+        let mut inv = self.invocation(&DELETE);
+        inv.key(self.keys().session(supplier, session_id))
             .key(self.keys().session_index(supplier))
             .arg(expected_version.map(|v| v.to_string()).unwrap_or_default())
             .arg(session_id)
-            .arg(self.keys().session_state_prefix(supplier))
+            .arg(self.keys().session_state_prefix(supplier));
+        self.fence_args(&mut inv);
+        let (outcome, current): (i64, i64) = inv
             .invoke_async(&mut self.conn())
             .await
             .map_err(|e| self.err("session delete", e))?;

@@ -14,6 +14,9 @@
 //! that cannot run; it then fails with `Unavailable` after the timeout instead of deadlocking). `get` never
 //! blocks.
 //!
+//! A fenced view writes each batch with one Lua script (lease check, then `HDEL` + `HSET`) instead of
+//! `MULTI`/`EXEC`; a batch refused by the fence changes neither Redis nor the mirror.
+//!
 //! Assumptions: one writer per (supplier, session) across the fleet (the fenced leader), so the mirror does not
 //! go stale; memory is the namespace's node bytes, as the Go miner also holds.
 
@@ -24,10 +27,34 @@ use std::time::Duration;
 use async_trait::async_trait;
 use redis::Value;
 
+use super::fence::Scripts;
 use super::{RedisBackend, lock};
 use crate::StorageError;
 use crate::contract::{BoxNodeStore, TrieStore};
 use crate::nodes::{NodeBatch, NodeStore};
+
+/// A fenced view's trie batch: KEYS[1] = hash; ARGV[1] = number of deleted fields n, then the n fields, then
+/// field/value pairs to set. Chunked so no `unpack` exceeds Lua's stack.
+static BATCH: std::sync::LazyLock<Scripts> = std::sync::LazyLock::new(|| {
+    Scripts::new(
+        r"
+local n = tonumber(ARGV[1])
+local i = 2
+while i <= n + 1 do
+  local j = math.min(i + 499, n + 1)
+  redis.call('HDEL', KEYS[1], unpack(ARGV, i, j))
+  i = j + 1
+end
+i = n + 2
+while i <= NA do
+  local j = math.min(i + 999, NA)
+  redis.call('HSET', KEYS[1], unpack(ARGV, i, j))
+  i = j + 1
+end
+return 1
+",
+    )
+});
 
 /// The in-memory copy of one namespace hash.
 pub(crate) struct Mirror {
@@ -117,6 +144,24 @@ impl NodeStore for RedisNodeStore {
             return Ok(());
         }
         let _writer = lock(&self.mirror.writer);
+        if self.backend.fence.is_some() {
+            let mut inv = self.backend.invocation(&BATCH);
+            inv.key(&self.mirror.key).arg(batch.deletes.len());
+            for k in &batch.deletes {
+                inv.arg(to_hex(k));
+            }
+            for (k, v) in &batch.puts {
+                inv.arg(to_hex(k)).arg(v.as_slice());
+            }
+            self.backend.fence_args(&mut inv);
+            let (backend, key) = (self.backend.clone(), self.mirror.key.clone());
+            return self.run(batch, async move {
+                inv.invoke_async::<i64>(&mut backend.conn())
+                    .await
+                    .map(drop)
+                    .map_err(|e| backend.err(&format!("trie batch on {key}"), e))
+            });
+        }
         let mut p = redis::pipe();
         p.atomic();
         if !batch.deletes.is_empty() {
@@ -133,14 +178,27 @@ impl NodeStore for RedisNodeStore {
             }
             p.ignore();
         }
-        let (tx, rx) = std::sync::mpsc::sync_channel(1);
         let backend = self.backend.clone();
+        self.run(batch, async move {
+            p.query_async::<()>(&mut backend.conn())
+                .await
+                .map_err(|e| backend.err("HSET trie batch", e))
+        })
+    }
+}
+
+impl RedisNodeStore {
+    /// Runs `write` (the batch's Redis round trip) on the store's runtime, mirrors `batch` once Redis applied
+    /// it, and waits for the outcome within the wait budget.
+    fn run(
+        &self,
+        batch: NodeBatch,
+        write: impl std::future::Future<Output = Result<(), StorageError>> + Send + 'static,
+    ) -> Result<(), StorageError> {
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
         let mirror = Arc::clone(&self.mirror);
         self.handle.spawn(async move {
-            let res = p
-                .query_async::<()>(&mut backend.conn())
-                .await
-                .map_err(|e| backend.err("HSET trie batch", e));
+            let res = write.await;
             if res.is_ok() {
                 // Applied in Redis: mirror it even if the caller stopped waiting.
                 let mut nodes = mirror.write();
@@ -240,11 +298,17 @@ impl TrieStore for RedisBackend {
 
     async fn delete_namespace(&self, supplier: &str, session_id: &str) -> Result<(), StorageError> {
         let key = self.keys().trie_nodes(supplier, session_id);
-        redis::cmd("UNLINK")
-            .arg(&key)
-            .query_async::<i64>(&mut self.conn())
-            .await
-            .map_err(|e| self.err("UNLINK trie", e))?;
+        let reply = if self.fence.is_some() {
+            self.fenced_cmd("UNLINK", &key, Vec::new())
+                .invoke_async::<i64>(&mut self.conn())
+                .await
+        } else {
+            redis::cmd("UNLINK")
+                .arg(&key)
+                .query_async::<i64>(&mut self.conn())
+                .await
+        };
+        reply.map_err(|e| self.err("UNLINK trie", e))?;
         if let Some(m) = lock(&self.inner.mirrors).get(&key).and_then(Weak::upgrade) {
             m.write().clear();
         }

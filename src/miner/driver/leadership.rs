@@ -1,0 +1,176 @@
+//! The miner's leadership: campaigning and renewing through the storage contract's [`storage::Leadership`], the
+//! fenced storage view every leader write goes through, and leaving leader mode the moment storage refuses a
+//! fenced write.
+//!
+//! Why fencing: the leader's local view of its lease can lag (on raft it is checked every tick against the
+//! node's applied state, renewed only every `lease / 4`), so a deposed leader may still ingest for a moment.
+//! Every write it makes (relay-log deliveries and acks, trie batches, session records, pruning) carries its
+//! [`storage::Fence`] (election, instance, token); storage checks it atomically with the write and refuses it
+//! with [`storage::StorageError::Fenced`] once another instance leads. The miner then drops leadership at once,
+//! retries nothing, logs at WARN and counts `ha_miner_fenced_writes_total`. The chain submission itself is
+//! guarded separately by a lease renewal right before it ([`Miner::still_leader`]).
+
+use std::sync::atomic::Ordering as AtomicOrdering;
+
+use storage::{Fence, StorageError};
+
+use super::{ELECTION, Miner, MinerError};
+use crate::miner::lifecycle::{Engine, Event};
+
+impl MinerError {
+    /// Whether storage refused a fenced write (this miner is no longer the leader).
+    pub fn is_fenced(&self) -> bool {
+        matches!(
+            self,
+            Self::Storage(StorageError::Fenced(_)) | Self::Trie(crate::smst::SmstError::Store(StorageError::Fenced(_)))
+        )
+    }
+}
+
+impl Miner {
+    /// The fenced storage view of the current leadership term; every write of the miner goes through it. A
+    /// miner that does not lead gets [`StorageError::Fenced`] (it must not write at all).
+    pub(super) fn writer(&self) -> Result<&storage::Storage, MinerError> {
+        self.fenced
+            .as_ref()
+            .ok_or_else(|| MinerError::Storage(StorageError::Fenced("this miner does not lead".into())))
+    }
+
+    /// Campaigns (or renews, or checks the local view between renewals) and switches the engine in or out of
+    /// leader mode on a change.
+    pub(super) async fn campaign(&mut self) {
+        let leadership = &self.storage.leadership;
+        let renew_every = self.config.lease / 4;
+        let result = match self.leader_token {
+            // Between renewals (each one a replicated write) the storage's local view is checked every tick,
+            // so a lost lease or a new raft term stops ingest and submissions at once.
+            Some(token) if self.last_renewal.is_some_and(|at| at.elapsed() < renew_every) => {
+                leadership.leader(ELECTION).await.map(|info| {
+                    info.filter(|i| i.token == token && i.holder == self.config.instance)
+                        .map(|_| token)
+                })
+            }
+            Some(token) => {
+                let renewed = leadership
+                    .renew(ELECTION, &self.config.instance, token, self.config.lease)
+                    .await
+                    .map(|ok| ok.then_some(token));
+                if matches!(renewed, Ok(Some(_))) {
+                    self.last_renewal = Some(std::time::Instant::now());
+                }
+                renewed
+            }
+            None => {
+                let won = leadership
+                    .campaign(ELECTION, &self.config.instance, self.config.lease)
+                    .await;
+                if matches!(won, Ok(Some(_))) {
+                    self.last_renewal = Some(std::time::Instant::now());
+                }
+                won
+            }
+        };
+        let token = match result {
+            Ok(token) => token,
+            Err(e) => {
+                tracing::warn!(error = %e, "leadership acquisition failed");
+                None
+            }
+        };
+        if token.is_some() != self.engine.is_leader() {
+            tracing::info!(
+                leader = token.is_some(),
+                instance = self.config.instance,
+                "miner leadership changed"
+            );
+            match token {
+                Some(token) => {
+                    self.fenced = Some(self.storage.fenced(Fence::new(ELECTION, &self.config.instance, token)));
+                    // Another instance may have led since this one last did: its session records and tries are
+                    // in storage, ours in memory are stale. Start from storage.
+                    if let Err(e) = self.reload_from_storage().await {
+                        tracing::warn!(error = %e, "reloading sessions after gaining leadership failed; retrying");
+                        self.fenced = None;
+                        return;
+                    }
+                    let step = self.engine.handle(Event::Leadership { leader: true });
+                    self.leader_token = Some(token);
+                    if let Err(e) = self.execute(step).await {
+                        if e.is_fenced() {
+                            self.fenced_out(&e);
+                        } else {
+                            tracing::warn!(error = %e, "commands after gaining leadership failed");
+                        }
+                    }
+                    return;
+                }
+                None => self.leave_leader_mode(),
+            }
+        }
+        self.leader_token = token;
+    }
+
+    /// Leaves leader mode: no fenced view, no open tries (they may hold uncommitted inserts), engine passive.
+    /// The engine's step is dropped: a miner that does not lead writes nothing.
+    fn leave_leader_mode(&mut self) {
+        self.leader_token = None;
+        self.last_renewal = None;
+        self.fenced = None;
+        self.tries.clear();
+        let step = self.engine.handle(Event::Leadership { leader: false });
+        if !step.commands.is_empty() || !step.changed.is_empty() {
+            tracing::debug!(
+                commands = step.commands.len(),
+                changed = step.changed.len(),
+                "dropping the engine's step on losing leadership"
+            );
+        }
+        if let Some(m) = &self.metrics {
+            m.leader_status.set(0);
+        }
+    }
+
+    /// Storage refused a fenced write: another instance leads. Drop leadership now (no retry of the write).
+    pub(super) fn fenced_out(&mut self, e: &MinerError) {
+        tracing::warn!(
+            error = %e,
+            instance = self.config.instance,
+            token = self.leader_token,
+            "storage refused a fenced write: another instance leads; leaving leader mode"
+        );
+        self.stats.fenced_writes.fetch_add(1, AtomicOrdering::Relaxed);
+        if let Some(m) = &self.metrics {
+            m.fenced_writes.inc();
+        }
+        self.leave_leader_mode();
+    }
+
+    /// Drops in-memory sessions and tries and restores every supplier's records from storage.
+    async fn reload_from_storage(&mut self) -> Result<(), MinerError> {
+        self.engine = Engine::new(self.config.engine);
+        self.tries.clear();
+        self.versions.clear();
+        self.signers.clear();
+        self.sync_suppliers().await
+    }
+
+    /// Confirms leadership right before a submission by renewing the lease: on raft the renewal is a raft entry
+    /// committed by a quorum in the current term (a linearizable check); on Redis an atomic compare-and-extend.
+    pub(super) async fn still_leader(&self) -> bool {
+        let Some(token) = self.leader_token else {
+            return false;
+        };
+        match self
+            .storage
+            .leadership
+            .renew(ELECTION, &self.config.instance, token, self.config.lease)
+            .await
+        {
+            Ok(ok) => ok,
+            Err(e) => {
+                tracing::warn!(error = %e, "leadership check before submission failed");
+                false
+            }
+        }
+    }
+}

@@ -1,0 +1,282 @@
+//! The driver against the chain simulator and the memory backend: a miner whose local leadership view lags
+//! (as a raft node's does between ticks) while another instance takes its lease over is stopped by its first
+//! fenced write, acknowledges nothing, and the new leader ingests every relay it left.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use prost::Message as _;
+use sha2::{Digest as _, Sha256};
+use std::future::Future;
+use std::pin::Pin;
+use storage::{Backlog, LeaderInfo, Leadership, MemoryBackend, MinedRelay, StorageError};
+use tokio::sync::watch;
+
+use super::{ELECTION, Miner, MinerConfig};
+use crate::chain::query::ChainClient;
+use crate::keys::{KeyMap, Keyring};
+use crate::miner::lifecycle::SessionKey;
+use crate::protocol::wire::{MinedRelayMessage, SessionHeader};
+use crate::sim::chain::genesis::*;
+use crate::sim::chain::{SimChain, actor, router};
+
+const LEASE: Duration = Duration::from_secs(60);
+
+fn key_hex(label: &str) -> String {
+    hex::encode(Sha256::digest(label.as_bytes()))
+}
+
+fn genesis() -> Genesis {
+    Genesis {
+        chain_id: "pocket-fence".into(),
+        block_time_ms: 50,
+        shared_params: GenesisSharedParams::default(),
+        proof_params: GenesisProofParams {
+            proof_request_probability: 0.0,
+            proof_requirement_threshold_upokt: u64::MAX,
+            proof_missing_penalty_upokt: 320,
+            proof_submission_fee_upokt: 1,
+        },
+        num_suppliers_per_session: 15,
+        services: vec![GenesisService {
+            id: "anvil".into(),
+            compute_units_per_relay: 10,
+            difficulty_target_hex: None,
+        }],
+        applications: vec![GenesisApplication {
+            key_hex: key_hex("app"),
+            stake_upokt: 1_000_000,
+            services: vec!["anvil".into()],
+            delegate_to: vec![0],
+        }],
+        gateways: vec![GenesisGateway {
+            key_hex: key_hex("gateway"),
+            stake_upokt: 1_000_000,
+        }],
+        suppliers: vec![GenesisSupplier {
+            key_hex: key_hex("supplier"),
+            stake_upokt: 1_000_000,
+            balance_upokt: 1_000_000,
+            services: vec![GenesisSupplierService {
+                service_id: "anvil".into(),
+                url: "http://127.0.0.1:1".into(),
+            }],
+        }],
+    }
+}
+
+/// A leadership view that can lag: once frozen, `leader()` keeps answering what it was frozen with (a raft
+/// node's applied view between ticks); campaign, renew and resign always reach the storage.
+struct LaggingView {
+    inner: Arc<dyn Leadership>,
+    frozen: Mutex<Option<Option<LeaderInfo>>>,
+}
+
+impl LaggingView {
+    fn set(&self, v: Option<Option<LeaderInfo>>) {
+        *self.frozen.lock().unwrap() = v;
+    }
+}
+
+type Answer<'a, T> = Pin<Box<dyn Future<Output = Result<T, StorageError>> + Send + 'a>>;
+
+// `Leadership` is an `async_trait` trait; this crate does not depend on `async_trait`, so the impl is written
+// in the form the macro expands to.
+impl Leadership for LaggingView {
+    fn campaign<'s, 'e, 'c, 'a>(
+        &'s self,
+        election: &'e str,
+        candidate: &'c str,
+        ttl: Duration,
+    ) -> Answer<'a, Option<u64>>
+    where
+        's: 'a,
+        'e: 'a,
+        'c: 'a,
+        Self: 'a,
+    {
+        self.inner.campaign(election, candidate, ttl)
+    }
+
+    fn renew<'s, 'e, 'c, 'a>(
+        &'s self,
+        election: &'e str,
+        candidate: &'c str,
+        token: u64,
+        ttl: Duration,
+    ) -> Answer<'a, bool>
+    where
+        's: 'a,
+        'e: 'a,
+        'c: 'a,
+        Self: 'a,
+    {
+        self.inner.renew(election, candidate, token, ttl)
+    }
+
+    fn resign<'s, 'e, 'c, 'a>(&'s self, election: &'e str, candidate: &'c str, token: u64) -> Answer<'a, bool>
+    where
+        's: 'a,
+        'e: 'a,
+        'c: 'a,
+        Self: 'a,
+    {
+        self.inner.resign(election, candidate, token)
+    }
+
+    fn leader<'s, 'e, 'a>(&'s self, election: &'e str) -> Answer<'a, Option<LeaderInfo>>
+    where
+        's: 'a,
+        'e: 'a,
+        Self: 'a,
+    {
+        let frozen = self.frozen.lock().unwrap().clone();
+        match frozen {
+            Some(v) => Box::pin(std::future::ready(Ok(v))),
+            None => self.inner.leader(election),
+        }
+    }
+
+    fn watch<'s, 'e, 'a>(&'s self, election: &'e str) -> Answer<'a, watch::Receiver<Option<LeaderInfo>>>
+    where
+        's: 'a,
+        'e: 'a,
+        Self: 'a,
+    {
+        self.inner.watch(election)
+    }
+}
+
+fn config(instance: &str) -> MinerConfig {
+    MinerConfig {
+        chain_id: "pocket-fence".into(),
+        gas_price: "0.000001upokt".into(),
+        gas_adjustment: 1.7,
+        tx_ttl_secs: 120,
+        unordered: true,
+        tick: Duration::from_millis(10),
+        consumer: "miner".into(),
+        instance: instance.into(),
+        lease: LEASE,
+        engine: Default::default(),
+    }
+}
+
+fn relays(supplier: &str, header: &SessionHeader, n: std::ops::Range<u64>) -> Vec<MinedRelay> {
+    n.map(|i| {
+        let relay_bytes = format!("relay-{i}").into_bytes();
+        let relay_hash = Sha256::digest(&relay_bytes).to_vec();
+        let message = MinedRelayMessage {
+            relay_hash: relay_hash.clone(),
+            relay_bytes,
+            compute_units_per_relay: 10,
+            session_id: header.session_id.clone(),
+            session_end_height: header.session_end_block_height,
+            supplier_operator_address: supplier.to_owned(),
+            service_id: "anvil".into(),
+            application_address: header.application_address.clone(),
+            arrival_block_height: header.session_start_block_height,
+            published_at_unix_nano: 0,
+            session_start_height: header.session_start_block_height,
+        };
+        MinedRelay {
+            supplier: supplier.to_owned(),
+            session_id: header.session_id.clone(),
+            session_end_height: u64::try_from(header.session_end_block_height).unwrap(),
+            relay_hash,
+            payload: message.encode_to_vec(),
+        }
+    })
+    .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fenced_out_miner_stops_ingesting_and_the_new_leader_gets_every_relay() {
+    let chain = SimChain::new(genesis()).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let app = router(chain.clone()).into_axum();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    for _ in 0..4 {
+        chain.produce_block();
+    }
+    let client = Arc::new(ChainClient::new(&format!("http://{addr}"), Duration::from_secs(5)).unwrap());
+    let (supplier_key, supplier, _) = actor(&key_hex("supplier")).unwrap();
+    let (_, app_address, _) = actor(&key_hex("app")).unwrap();
+    let header = client
+        .session(&app_address, "anvil", chain.height())
+        .await
+        .unwrap()
+        .header
+        .unwrap();
+    let keyring = Keyring::new(KeyMap::from([(supplier.clone(), supplier_key)]));
+    let key = SessionKey {
+        supplier: supplier.clone(),
+        session_id: header.session_id.clone(),
+    };
+
+    let mem = MemoryBackend::new();
+    let plain = mem.storage();
+    let view = Arc::new(LaggingView {
+        inner: plain.leadership.clone(),
+        frozen: Mutex::new(None),
+    });
+    let mut storage_a = plain.clone();
+    storage_a.leadership = view.clone();
+    let mut a = Miner::new(client.clone(), storage_a, keyring.clone(), config("a"));
+    a.step().await.unwrap();
+    assert!(a.engine.is_leader());
+    plain.relay_log.append(relays(&supplier, &header, 0..5)).await.unwrap();
+    a.step().await.unwrap();
+    assert_eq!(a.stats.relays_ingested.load(std::sync::atomic::Ordering::Relaxed), 5);
+    let token_a = a.leader_token.unwrap();
+
+    // A's view lags: it keeps seeing itself as the leader while its lease ends and B takes it over.
+    view.set(Some(Some(LeaderInfo {
+        holder: "a".into(),
+        token: token_a,
+    })));
+    assert!(
+        plain
+            .leadership
+            .renew(ELECTION, "a", token_a, Duration::from_millis(1))
+            .await
+            .unwrap()
+    );
+    let token_b = storage::suite::poll_until("B takes the lease over", || async {
+        plain.leadership.campaign(ELECTION, "b", LEASE).await.unwrap()
+    })
+    .await;
+    assert!(token_b > token_a);
+    plain.relay_log.append(relays(&supplier, &header, 5..8)).await.unwrap();
+
+    // A's next iteration: its first write (marking entries delivered) is refused; it leaves leader mode at
+    // once, counts it, and neither delivers nor acknowledges anything.
+    a.step().await.unwrap();
+    assert!(!a.engine.is_leader());
+    assert_eq!(a.leader_token, None);
+    assert_eq!(a.stats.fenced_writes.load(std::sync::atomic::Ordering::Relaxed), 1);
+    assert_eq!(a.stats.relays_ingested.load(std::sync::atomic::Ordering::Relaxed), 5);
+    assert_eq!(
+        plain.relay_log.backlog(&supplier).await.unwrap(),
+        Backlog {
+            undelivered: 3,
+            pending: 0
+        }
+    );
+    // With a current view it campaigns again and stays out: B holds the lease.
+    view.set(None);
+    a.step().await.unwrap();
+    assert!(!a.engine.is_leader());
+    assert_eq!(a.stats.relays_ingested.load(std::sync::atomic::Ordering::Relaxed), 5);
+
+    // B, the holder, ingests exactly what A left, on top of A's trie and record: nothing served is lost.
+    let mut b = Miner::new(client, plain.clone(), keyring, config("b"));
+    b.step().await.unwrap();
+    assert!(b.engine.is_leader());
+    assert_eq!(b.leader_token, Some(token_b));
+    assert_eq!(b.stats.relays_ingested.load(std::sync::atomic::Ordering::Relaxed), 3);
+    assert_eq!(b.engine.session(&key).unwrap().relays, 8);
+    assert_eq!(plain.relay_log.backlog(&supplier).await.unwrap(), Backlog::default());
+}
