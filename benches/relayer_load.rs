@@ -14,7 +14,7 @@
 //! Env: `RELAYER_BENCH_RELAYS` (closed-loop relays, default 12000), `RELAYER_BENCH_CONCURRENCY` (default 32),
 //! `RELAYER_BENCH_RATE` (open-loop rate, default 2000/s) for `RELAYER_BENCH_PACED_SECONDS` (default 4),
 //! `RELAYER_BENCH_WORKERS` (tokio worker threads, default 2), `RELAYER_BENCH_DURABLE` (durable_ack, default 1),
-//! `RELAYER_BENCH_REDB_WINDOW_US` (redb group-commit window, default 1000 = the backend's default).
+//! `RELAYER_BENCH_REDB_WINDOW_US` (redb group-commit window, default 0 = the backend's default).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -143,21 +143,20 @@ async fn load(client: &Client, url: &str, bodies: Arc<Vec<bytes::Bytes>>, concur
 /// the moment each request is sent.
 async fn paced(client: &Client, url: &str, bodies: Vec<bytes::Bytes>, rate: usize) -> Run {
     let rate = rate.max(1);
-    let (tick, per_tick) = if rate >= 1000 {
-        (Duration::from_millis(1), rate / 1000)
-    } else {
-        (Duration::from_micros(1_000_000 / rate as u64), 1)
-    };
+    // A 1 ms ticker; each tick sends what is due by then (rate × elapsed), so any rate is exact on average.
     let cpu0 = cpu_time();
     let started = Instant::now();
-    let mut ticker = tokio::time::interval(tick);
+    let mut ticker = tokio::time::interval(Duration::from_millis(1));
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
     let mut tasks = Vec::with_capacity(bodies.len());
     let mut bodies = bodies.into_iter();
+    let mut sent_so_far = 0usize;
     'send: loop {
         ticker.tick().await;
-        for _ in 0..per_tick {
+        let due = (started.elapsed().as_secs_f64() * rate as f64).ceil() as usize;
+        while sent_so_far < due {
             let Some(body) = bodies.next() else { break 'send };
+            sent_so_far += 1;
             let client = client.clone();
             let request = http::Request::post(url)
                 .header("content-type", "application/x-protobuf")
@@ -360,7 +359,7 @@ async fn bench(workers: usize) {
 
     let dir = tempfile::tempdir().unwrap();
     let mut redb_config = storage::redb::RedbConfig::new(dir.path().join("bench.redb"));
-    redb_config.group_commit_window = Duration::from_micros(env("RELAYER_BENCH_REDB_WINDOW_US", 1000) as u64);
+    redb_config.group_commit_window = Duration::from_micros(env("RELAYER_BENCH_REDB_WINDOW_US", 0) as u64);
     let redb = storage::redb::RedbBackend::open(redb_config).await.unwrap();
     let durable = env("RELAYER_BENCH_DURABLE", 1) == 1;
     let store = redb.storage();
@@ -415,7 +414,7 @@ relay_log: {{durable_ack: {durable}}}
     let p = |r: &Run, q: f64| percentile(&r.latencies, q);
     println!(
         "relayer_load: pre-signed {total} relays in {sign_time:.1?}; {threads} cores, {workers} tokio workers, durable_ack {durable}, redb group-commit window {:?}",
-        Duration::from_micros(env("RELAYER_BENCH_REDB_WINDOW_US", 1000) as u64)
+        Duration::from_micros(env("RELAYER_BENCH_REDB_WINDOW_US", 0) as u64)
     );
     println!("throughput (closed loop, {concurrency} in flight, {relays} measured after {warmup} warm-up):");
     println!(

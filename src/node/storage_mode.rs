@@ -85,7 +85,9 @@ pub async fn open(config: &Config, overrides: &RaftOverrides) -> Result<OpenedSt
                 .map_err(|e| config_err("storage.data_dir", format!("cannot create {}: {e}", data_dir.display())))?;
             let mut redb = storage::redb::RedbConfig::new(data_dir.join("relay-miner.redb"));
             redb.cache_size_bytes = usize::try_from(config.storage.cache_size_bytes).unwrap_or(usize::MAX);
-            redb.group_commit_window = Duration::from_millis(config.relay_log.max_batch_delay_ms.max(1));
+            // No redb window: the relayer's appender already gathers relays while commits are in flight
+            // (`relay_log.max_batch_delay_ms`), and a window here would delay every write, idle or not.
+            redb.group_commit_window = Duration::ZERO;
             redb.group_commit_max_entries = config.relay_log.max_batch_relays.max(1);
             let backend = storage::redb::RedbBackend::open(redb)
                 .await

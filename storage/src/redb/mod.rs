@@ -42,7 +42,9 @@ pub struct RedbConfig {
     pub path: PathBuf,
     /// redb page cache size in bytes (redb's own default is 1 GiB; ours is 64 MiB).
     pub cache_size_bytes: usize,
-    /// How long the writer waits for more requests before committing a group.
+    /// How long the writer waits for more requests before committing a group. 0 (the default) commits at once
+    /// whatever is queued: requests that arrive while a commit (fsync) runs form the next group, so batches
+    /// grow with load and an idle writer adds no latency. A window > 0 trades latency for fewer fsyncs.
     pub group_commit_window: Duration,
     /// Relays (or other writes) gathered into one commit at most.
     pub group_commit_max_entries: usize,
@@ -51,12 +53,12 @@ pub struct RedbConfig {
 }
 
 impl RedbConfig {
-    /// Defaults for `path`: 64 MiB cache, 1 ms / 512 entries group commit, 30 s sweep.
+    /// Defaults for `path`: 64 MiB cache, group commit without a window and at most 512 entries, 30 s sweep.
     pub fn new(path: impl Into<PathBuf>) -> Self {
         Self {
             path: path.into(),
             cache_size_bytes: 64 << 20,
-            group_commit_window: Duration::from_millis(1),
+            group_commit_window: Duration::ZERO,
             group_commit_max_entries: 512,
             sweep_interval: Duration::from_secs(30),
         }

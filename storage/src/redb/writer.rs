@@ -1,8 +1,8 @@
 //! The group-commit writer: one dedicated thread owns every redb write transaction.
 //!
 //! Callers (async or sync) send an [`Op`] (a closure applied to the open transaction) and wait for its reply.
-//! The thread takes the first queued op, then keeps gathering queued ops for up to `window` or until
-//! `max_entries` relays are gathered, applies them all to one transaction, commits once with
+//! The thread takes the first queued op, then every op already queued (and, with a `window` > 0, those arriving
+//! within it) until `max_entries` relays are gathered, applies them all to one transaction, commits once with
 //! `Durability::Immediate` (one fsync) and only then replies to every caller. So an `Ok` reply means durable.
 //! An op's logical failure (e.g. a version conflict) is its own reply and writes nothing; a redb failure while
 //! applying aborts the whole transaction and fails every op of it.
