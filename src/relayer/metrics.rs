@@ -22,6 +22,9 @@ pub(crate) struct Metrics {
     pub backend_missing: IntCounterVec,
     pub backend_latency: HistogramVec,
     pub latency: HistogramVec,
+    pub pre_backend: HistogramVec,
+    pub post_backend: HistogramVec,
+    pub validation_latency: HistogramVec,
     pub batch_size: Histogram,
     pub batch_failures: IntCounterVec,
 }
@@ -49,11 +52,15 @@ impl Metrics {
         )?;
         r.register(Box::new(batch_size.clone()))?;
         Ok(Self {
-            received: counter("ha_relayer_relays_received_total", "Relays received", &["service_id"])?,
+            received: counter(
+                "ha_relayer_relays_received_total",
+                "Relays received",
+                &["service_id", "rpc_type"],
+            )?,
             served: counter(
                 "ha_relayer_relays_served_total",
                 "Relays served",
-                &["service_id", "status_code"],
+                &["service_id", "rpc_type", "status_code"],
             )?,
             served_optimistically: counter(
                 "ha_relayer_relays_served_optimistically_total",
@@ -63,7 +70,7 @@ impl Metrics {
             rejected: counter(
                 "ha_relayer_relays_rejected_total",
                 "Relays refused",
-                &["service_id", "reason"],
+                &["service_id", "rpc_type", "reason"],
             )?,
             validation_failures: counter(
                 "ha_relayer_validation_failures_total",
@@ -117,8 +124,23 @@ impl Metrics {
             )?,
             latency: histogram(
                 "ha_relayer_relay_latency_seconds",
-                "Relay handling latency",
-                &["service_id"],
+                "Relay handling latency (request read to response ready)",
+                &["service_id", "rpc_type"],
+            )?,
+            pre_backend: histogram(
+                "ha_relayer_relay_pre_backend_seconds",
+                "Time from the request's arrival to the backend call (decode, validation, metering)",
+                &["service_id", "rpc_type"],
+            )?,
+            post_backend: histogram(
+                "ha_relayer_relay_post_backend_seconds",
+                "Time from the backend's answer to the response (signing, mining, durable append when acked)",
+                &["service_id", "rpc_type"],
+            )?,
+            validation_latency: histogram(
+                "ha_relayer_validation_latency_seconds",
+                "Relay validation latency (chain checks from caches and the ring signature)",
+                &["service_id", "mode"],
             )?,
             batch_size,
             batch_failures: counter(

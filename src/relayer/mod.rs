@@ -24,7 +24,7 @@
 //!    not.
 //!
 //! Refusals are answered with a `RelayResponse` carrying a `RelayMinerError` with a stable code per reason
-//! ([`RelayError::code`]), and counted in `ha_relayer_relays_rejected_total{service_id,reason}`.
+//! ([`RelayError::code`]), and counted in `ha_relayer_relays_rejected_total{service_id,rpc_type,reason}`.
 //!
 //! Transports other than HTTP (WebSocket, gRPC, streaming) plug in by calling the same stages: structure check,
 //! [`Relayer`]'s validation and metering, their own forwarding, then signing and mining.
@@ -343,13 +343,15 @@ impl Relayer {
         self: &Arc<Self>,
         rpc_type: Option<RpcType>,
         body: &[u8],
+        started: Instant,
     ) -> Result<(Vec<u8>, String), (RelayError, String, Option<SessionHeader>)> {
+        let rt = rpc_type_label(rpc_type);
         let request = relay::decode_relay_request(body, relay::MAX_RELAY_MESSAGE_BYTES)
             .map_err(|e| (RelayError::Malformed(e.to_string()), String::new(), None))?;
         let header = request.meta.as_ref().and_then(|m| m.session_header.clone());
         let service_id = header.as_ref().map(|h| h.service_id.clone()).unwrap_or_default();
         let fail = |e: RelayError| (e, service_id.clone(), header.clone());
-        self.metrics.received.with_label_values(&[&service_id]).inc();
+        self.metrics.received.with_label_values(&[&service_id, rt]).inc();
         let service = self
             .services
             .get(&service_id)
@@ -379,14 +381,19 @@ impl Relayer {
         match service.mode {
             ValidationMode::Eager => {
                 let height = *self.height.borrow();
-                let valid = validate::validate(&self.chain, &self.ring_verifier, &request, structure, height)
-                    .await
-                    .map_err(|e| {
-                        self.count_validation_failure(&service_id, &e);
-                        fail(e)
-                    })?;
+                let validation_started = Instant::now();
+                let validated = validate::validate(&self.chain, &self.ring_verifier, &request, structure, height).await;
+                self.metrics
+                    .validation_latency
+                    .with_label_values(&[&service_id, "eager"])
+                    .observe(validation_started.elapsed().as_secs_f64());
+                let valid = validated.map_err(|e| {
+                    self.count_validation_failure(&service_id, &e);
+                    fail(e)
+                })?;
                 let compute_units = self.compute_units(&valid).await.map_err(fail)?;
                 let charge = self.charge(&valid, compute_units).await.map_err(fail)?;
+                self.observe_phase(&self.metrics.pre_backend, &service_id, rt, started);
                 let backend_response = match self.forward(service, backend, payload).await {
                     Ok(r) => r,
                     Err(e) => {
@@ -394,6 +401,7 @@ impl Relayer {
                         return Err(fail(e));
                     }
                 };
+                let answered = Instant::now();
                 let status = backend_response.status_code;
                 let response = relay::sign_response(&request, backend_response.encode_to_vec(), &key);
                 match self
@@ -409,9 +417,11 @@ impl Relayer {
                 }
                 self.metrics
                     .served
-                    .with_label_values(&[&service_id, &status.to_string()])
+                    .with_label_values(&[&service_id, rt, &status.to_string()])
                     .inc();
-                Ok((relay::encode_relay_response(&response), service_id))
+                let encoded = relay::encode_relay_response(&response);
+                self.observe_phase(&self.metrics.post_backend, &service_id, rt, answered);
+                Ok((encoded, service_id))
             }
             ValidationMode::Optimistic => {
                 if let Some(meter) = &self.meter {
@@ -427,17 +437,20 @@ impl Relayer {
                         return Err(fail(e));
                     }
                 }
+                self.observe_phase(&self.metrics.pre_backend, &service_id, rt, started);
                 let backend_response = self.forward(service, backend, payload).await.map_err(fail)?;
+                let answered = Instant::now();
                 let status = backend_response.status_code;
                 let response = relay::sign_response(&request, backend_response.encode_to_vec(), &key);
                 let encoded = relay::encode_relay_response(&response);
+                self.observe_phase(&self.metrics.post_backend, &service_id, rt, answered);
                 self.metrics
                     .served
-                    .with_label_values(&[&service_id, &status.to_string()])
+                    .with_label_values(&[&service_id, rt, &status.to_string()])
                     .inc();
                 self.metrics
                     .served_optimistically
-                    .with_label_values(&[service_id.as_str(), rpc_type.map_or("default", RpcType::config_key)])
+                    .with_label_values(&[service_id.as_str(), rt])
                     .inc();
                 let this = Arc::clone(self);
                 match Arc::clone(&self.optimistic).try_acquire_owned() {
@@ -464,7 +477,13 @@ impl Relayer {
     ) {
         let service_id = structure.header.service_id.clone();
         let height = *self.height.borrow();
-        let valid = match validate::validate(&self.chain, &self.ring_verifier, &request, structure, height).await {
+        let validation_started = Instant::now();
+        let validated = validate::validate(&self.chain, &self.ring_verifier, &request, structure, height).await;
+        self.metrics
+            .validation_latency
+            .with_label_values(&[&service_id, "optimistic"])
+            .observe(validation_started.elapsed().as_secs_f64());
+        let valid = match validated {
             Ok(v) => v,
             Err(e) => {
                 self.count_validation_failure(&service_id, &e);
@@ -496,6 +515,13 @@ impl Relayer {
             self.metrics.dropped.with_label_values(&[&service_id, reason]).inc();
             tracing::debug!(error = %e, service_id, "optimistically served relay not mined");
         }
+    }
+
+    /// Observes the time since `since` in one of the per-phase histograms.
+    fn observe_phase(&self, histogram: &prometheus::HistogramVec, service_id: &str, rpc_type: &str, since: Instant) {
+        histogram
+            .with_label_values(&[service_id, rpc_type])
+            .observe(since.elapsed().as_secs_f64());
     }
 
     fn count_validation_failure(&self, service_id: &str, error: &RelayError) {
@@ -610,14 +636,20 @@ impl Relayer {
     }
 }
 
+/// The `rpc_type` label value: the `Rpc-Type` header's config key (`jsonrpc`, `rest`, …), `default` without one.
+fn rpc_type_label(rpc_type: Option<RpcType>) -> &'static str {
+    rpc_type.map_or("default", RpcType::config_key)
+}
+
 async fn handle(State(relayer): State<Arc<Relayer>>, headers: HeaderMap, body: Body) -> Response {
     let started = Instant::now();
     let rpc_type = headers
         .get(RPC_TYPE_HEADER)
         .and_then(|v| v.to_str().ok())
         .and_then(RpcType::from_header);
+    let rt = rpc_type_label(rpc_type);
     let result = match relayer.read_body(&headers, body).await {
-        Ok(bytes) => relayer.serve_relay(rpc_type, &bytes).await,
+        Ok(bytes) => relayer.serve_relay(rpc_type, &bytes, started).await,
         Err(e) => Err((e, String::new(), None)),
     };
     match result {
@@ -625,13 +657,17 @@ async fn handle(State(relayer): State<Arc<Relayer>>, headers: HeaderMap, body: B
             relayer
                 .metrics
                 .latency
-                .with_label_values(&[&service])
+                .with_label_values(&[&service, rt])
                 .observe(started.elapsed().as_secs_f64());
             ([(http::header::CONTENT_TYPE, "application/x-protobuf")], bytes).into_response()
         }
         Err((error, service, header)) => {
             let (code, reason) = error.code();
-            relayer.metrics.rejected.with_label_values(&[&service, reason]).inc();
+            relayer
+                .metrics
+                .rejected
+                .with_label_values(&[&service, rt, reason])
+                .inc();
             tracing::debug!(%error, service, "relay refused");
             let response = RelayResponse {
                 meta: Some(RelayResponseMetadata {

@@ -327,6 +327,17 @@ async fn valid_relays_are_served_signed_and_recorded() {
     }
     // durable_ack: recorded before the answer.
     assert_eq!(net.recorded().await, 3);
+    // Counted per rpc type (Go labels), with each phase's latency observed once per relay.
+    for line in [
+        "ha_relayer_relays_received_total{rpc_type=\"jsonrpc\",service_id=\"anvil\"}",
+        "ha_relayer_relays_served_total{rpc_type=\"jsonrpc\",service_id=\"anvil\",status_code=\"200\"}",
+        "ha_relayer_relay_latency_seconds_count{rpc_type=\"jsonrpc\",service_id=\"anvil\"}",
+        "ha_relayer_relay_pre_backend_seconds_count{rpc_type=\"jsonrpc\",service_id=\"anvil\"}",
+        "ha_relayer_relay_post_backend_seconds_count{rpc_type=\"jsonrpc\",service_id=\"anvil\"}",
+        "ha_relayer_validation_latency_seconds_count{mode=\"eager\",service_id=\"anvil\"}",
+    ] {
+        assert_eq!(metric(&r.telemetry, line), 3, "{line}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -371,7 +382,7 @@ async fn invalid_relays_are_refused_with_their_code_and_not_recorded() {
     assert_eq!(
         metric(
             &r.telemetry,
-            "ha_relayer_relays_rejected_total{reason=\"bad_ring_signature\",service_id=\"anvil\"}"
+            "ha_relayer_relays_rejected_total{reason=\"bad_ring_signature\",rpc_type=\"jsonrpc\",service_id=\"anvil\"}"
         ),
         1
     );
