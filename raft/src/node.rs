@@ -47,6 +47,9 @@ pub struct RaftConfig {
     /// Run a pre-vote round before a real election: a node that cannot win (cut off, shorter log) does not bump
     /// the term, so it neither splits the vote of the node that can nor deposes a healthy leader on reconnect.
     pub pre_vote: bool,
+    /// Most entries in one append RPC. openraft gives an append the heartbeat interval as its deadline, so a
+    /// lagging follower or a new learner only catches up if a full append is sent, stored and answered within it.
+    pub max_payload_entries: u64,
     /// Build a snapshot every this many applied entries (and purge the log behind it).
     pub snapshot_every: u64,
     /// Entries kept in the log behind a snapshot (for followers slightly behind).
@@ -64,7 +67,7 @@ impl RaftConfig {
     pub const DEFAULT_ELECTION_TIMEOUT: (Duration, Duration) = (Duration::from_millis(150), Duration::from_millis(300));
 
     /// Defaults for node `node_id` with data in `data_dir`, listening on `listen`: heartbeat 50 ms, election
-    /// timeout 150–300 ms, pre-vote on, a snapshot every 10 000 entries.
+    /// timeout 150–300 ms, pre-vote on, at most 64 entries per append, a snapshot every 10 000 entries.
     ///
     /// Failover arithmetic (openraft 0.10): a follower keeps the leader's lease for `election_timeout.1` after
     /// the last heartbeat it received, then waits a random `election_timeout` more before it campaigns. So the
@@ -96,6 +99,7 @@ impl RaftConfig {
             heartbeat: Self::DEFAULT_HEARTBEAT,
             election_timeout: Self::DEFAULT_ELECTION_TIMEOUT,
             pre_vote: true,
+            max_payload_entries: 64,
             snapshot_every: 10_000,
             keep_after_snapshot: 1_000,
             install_snapshot_timeout: Duration::from_secs(60),
@@ -152,6 +156,7 @@ impl RaftNode {
             snapshot_policy: SnapshotPolicy::LogsSinceLast(cfg.snapshot_every),
             max_in_snapshot_log_to_keep: cfg.keep_after_snapshot,
             enable_pre_vote: Some(cfg.pre_vote),
+            max_payload_entries: cfg.max_payload_entries.max(1),
             ..Default::default()
         };
         let config = Arc::new(config.validate().map_err(|e| NodeError::Config(e.to_string()))?);
