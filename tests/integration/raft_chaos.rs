@@ -192,7 +192,8 @@ async fn raft_cluster_survives_leader_kills_and_membership_changes_under_load() 
     let load = Arc::new(Mutex::new(Load::default()));
     let submitters = Arc::new(Mutex::new(Submitters::default()));
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let pace = Duration::from_millis(24);
+    // One sender per node; about the rate of the former single round-robin sender (8 ms pauses).
+    let pace = Duration::from_millis(40);
     let load_task = spawn_load(env.chain.clone(), gens, Arc::clone(&load), stop_rx.clone(), pace);
     let monitor_task = spawn_monitor(
         env.chain.clone(),

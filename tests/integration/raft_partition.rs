@@ -82,7 +82,7 @@ async fn raft_cluster_survives_partitions_under_load() {
         gens,
         Arc::clone(&load),
         stop_rx.clone(),
-        Duration::from_millis(24),
+        Duration::from_millis(40),
     );
     let monitor_task = spawn_monitor(
         env.chain.clone(),
