@@ -1,6 +1,6 @@
 //! Raft HA chaos with real processes (issue 8): three `relay-miner run --storage raft` children on 127.0.0.1
-//! against the in-process simulator chain and demo backend, the load generator sending signed relays round-robin
-//! to every node's relay port (a dead node's request fails and the next one goes elsewhere).
+//! against the in-process simulator chain and demo backend, the load generator sending signed relays to every
+//! node's relay port (one sender per node; a dead node's requests fail while the others are served).
 //!
 //! The scenario kills the leader with SIGKILL in a session's active, claim and proof windows, kills a follower,
 //! restarts every killed node on its data dir, adds a fourth node as a learner and promotes it, removes a node,
@@ -13,7 +13,7 @@
 //!   every session settles with a reward;
 //! - no two nodes submitted in the same raft term (sampled from each node's `/metrics` and raft status);
 //! - failover: leader killed → new leader elected → its miner leads again, within bounds; the numbers are
-//!   printed (`--nocapture`) and recorded in BENCHMARKS.md;
+//!   printed (`--nocapture`) and recorded in BENCHMARKS.md (new leader ≤ 1.5 s asserted, goal 1 s);
 //! - no spurious elections: every term change is accounted for by a leader kill (the raft term of the cluster
 //!   at the end minus at the start equals the terms the failovers took).
 //!
@@ -350,7 +350,8 @@ async fn raft_cluster_survives_leader_kills_and_membership_changes_under_load() 
     );
     for f in &failovers {
         assert!(
-            f.elected <= Duration::from_secs(2),
+            // Goal 1 s (measured 0.51–0.68 s); the margin is for a loaded CI machine.
+            f.elected <= Duration::from_millis(1500),
             "{}: election took {:?}",
             f.what,
             f.elected
