@@ -3,7 +3,8 @@
 //! connection is attributed to the node process that opened it (the `/proc` owner of its source socket), so
 //! faults act per directed link `from → to`:
 //! - `cut` drops the link's open connections at once and blackholes new ones: they are accepted, their bytes
-//!   read and discarded, never answered (peers see RPC timeouts, as across a real partition);
+//!   read and discarded, never answered (peers see RPC timeouts, as across a real partition); the other links'
+//!   connections stay up;
 //! - `heal` closes the blackholed connections, so peers reconnect and are forwarded again.
 //!
 //! Looking the owner up costs a read of `/proc/net/tcp` (milliseconds on a busy box), so it is done only for
@@ -40,15 +41,26 @@ pub struct ProxyStats {
 struct State {
     /// Cut directed links `(from, to)`.
     cut: BTreeSet<(u64, u64)>,
-    /// Connection tasks per directed link (`from` = 0 when unidentified).
-    conns: BTreeMap<(u64, u64), Vec<AbortHandle>>,
+    /// Open connections per directed link (`from` = 0 when not identified).
+    conns: BTreeMap<(u64, u64), Vec<Conn>>,
     stats: ProxyStats,
+}
+
+/// One accepted connection.
+struct Conn {
+    task: AbortHandle,
+    /// The client's port (to identify it later).
+    peer_port: u16,
+    /// The proxy's listening port it came in on.
+    proxy_port: u16,
+    blackholed: bool,
 }
 
 /// The proxies in front of every node's raft port.
 pub struct LinkProxies {
     state: Arc<Mutex<State>>,
     addrs: BTreeMap<u64, String>,
+    live: Live,
     /// The proxies run on a runtime of their own, so the test's runtime (simulator, load, monitors) and the
     /// proxies' forwarding do not delay each other.
     runtime: Option<tokio::runtime::Runtime>,
@@ -95,16 +107,16 @@ impl LinkProxies {
                             .collect()
                     };
                     if into_cut.iter().all(|c| !c) {
-                        accept(&state, Source::Unidentified, to, socket, &target);
+                        accept(&state, Source::Unidentified, (to, port), socket, &target);
                     } else if into_cut.iter().all(|c| *c) {
-                        accept(&state, Source::Isolated, to, socket, &target);
+                        accept(&state, Source::Isolated, (to, port), socket, &target);
                     } else {
                         let (state, live, target) = (Arc::clone(&state), Arc::clone(&live), target.clone());
                         tokio::spawn(async move {
                             let from = tokio::task::spawn_blocking(move || source_node(peer.port(), port, &live))
                                 .await
                                 .unwrap_or(Source::Unknown);
-                            accept(&state, from, to, socket, &target);
+                            accept(&state, from, (to, port), socket, &target);
                         });
                     }
                 }
@@ -113,6 +125,7 @@ impl LinkProxies {
         Self {
             state,
             addrs,
+            live,
             runtime: Some(runtime),
         }
     }
@@ -122,22 +135,50 @@ impl LinkProxies {
         self.addrs[&id].clone()
     }
 
-    /// Cuts `a ↔ b` in both directions: every open connection into `a` or `b` is dropped (peers reconnect; the
-    /// proxies then tell the cut link's connections from the others), new ones on the cut link are blackholed.
+    /// Cuts `a ↔ b` in both directions: the link's open connections are dropped (those not identified yet are
+    /// looked up now; a connection whose owner cannot be found is dropped too), new ones are blackholed.
     pub fn cut(&self, a: u64, b: u64) {
         let mut s = self.state.lock().unwrap();
         s.cut.insert((a, b));
         s.cut.insert((b, a));
-        s.stats.dropped += drop_into(&mut s, &[a, b]);
+        for to in [a, b] {
+            let unidentified = s.conns.remove(&(0, to)).unwrap_or_default();
+            for c in unidentified.into_iter().filter(|c| !c.task.is_finished()) {
+                match source_node(c.peer_port, c.proxy_port, &self.live) {
+                    Source::Node(id) if !s.cut.contains(&(id, to)) => s.conns.entry((id, to)).or_default().push(c),
+                    _ => {
+                        c.task.abort();
+                        s.stats.dropped += 1;
+                    }
+                }
+            }
+        }
+        for link in [(a, b), (b, a)] {
+            for c in s.conns.remove(&link).unwrap_or_default() {
+                if !c.task.is_finished() {
+                    c.task.abort();
+                    s.stats.dropped += 1;
+                }
+            }
+        }
     }
 
-    /// Heals `a ↔ b`: every connection into `a` or `b` is closed (the blackholed ones with it), new ones are
-    /// forwarded.
+    /// Heals `a ↔ b`: its blackholed connections (and the blackholed ones of unknown owner into `a` or `b`) are
+    /// closed, so peers reconnect; new ones are forwarded.
     pub fn heal(&self, a: u64, b: u64) {
         let mut s = self.state.lock().unwrap();
         s.cut.remove(&(a, b));
         s.cut.remove(&(b, a));
-        drop_into(&mut s, &[a, b]);
+        for link in [(a, b), (b, a), (0, a), (0, b)] {
+            if let Some(conns) = s.conns.get_mut(&link) {
+                conns.retain(|c| {
+                    if c.blackholed {
+                        c.task.abort();
+                    }
+                    !c.blackholed && !c.task.is_finished()
+                });
+            }
+        }
     }
 
     /// Cuts `node` off from every other proxied node.
@@ -159,22 +200,9 @@ impl LinkProxies {
     }
 }
 
-/// Aborts every connection into one of `targets`; returns how many were still open.
-fn drop_into(s: &mut State, targets: &[u64]) -> u64 {
-    let mut dropped = 0;
-    for (_, conns) in s.conns.iter_mut().filter(|((_, to), _)| targets.contains(to)) {
-        for h in conns.drain(..) {
-            if !h.is_finished() {
-                h.abort();
-                dropped += 1;
-            }
-        }
-    }
-    dropped
-}
-
-/// Handles one accepted connection from `from` to node `to`.
-fn accept(state: &Arc<Mutex<State>>, from: Source, to: u64, socket: TcpStream, target: &str) {
+/// Handles one accepted connection from `from` to node `to` (through the proxy listening on `proxy_port`).
+fn accept(state: &Arc<Mutex<State>>, from: Source, (to, proxy_port): (u64, u16), socket: TcpStream, target: &str) {
+    let Ok(peer) = socket.peer_addr() else { return };
     // The lock is held across the decision and the registration, so a concurrent cut sees the connection.
     let mut s = state.lock().unwrap();
     let (link, cut) = match from {
@@ -191,7 +219,7 @@ fn accept(state: &Arc<Mutex<State>>, from: Source, to: u64, socket: TcpStream, t
     if from == Source::Unknown {
         s.stats.unidentified += 1;
     }
-    let handle = if cut {
+    let task = if cut {
         s.stats.blackholed += 1;
         tokio::spawn(blackhole(socket)).abort_handle()
     } else {
@@ -199,8 +227,13 @@ fn accept(state: &Arc<Mutex<State>>, from: Source, to: u64, socket: TcpStream, t
         tokio::spawn(forward(socket, target.to_owned())).abort_handle()
     };
     let conns = s.conns.entry(link).or_default();
-    conns.retain(|h| !h.is_finished());
-    conns.push(handle);
+    conns.retain(|c| !c.task.is_finished());
+    conns.push(Conn {
+        task,
+        peer_port: peer.port(),
+        proxy_port,
+        blackholed: cut,
+    });
 }
 
 /// Reads and discards until the peer closes (or the task is aborted by a heal).
