@@ -39,10 +39,17 @@ pub struct RaftConfig {
     pub data_dir: PathBuf,
     /// Pre-shared cluster token; every raft-port request must carry it.
     pub cluster_token: String,
-    /// Leader heartbeat interval.
+    /// Leader heartbeat interval (also openraft's deadline of one heartbeat or append RPC).
     pub heartbeat: Duration,
-    /// Election timeout range (a follower that hears no leader for a random time in it starts an election).
+    /// Election timeout range `(min, max)`. `max` is also the leader lease: a follower that last heard the
+    /// leader at `t` campaigns at `t + max + U(min, max)` and refuses other candidates until `t + max`.
     pub election_timeout: (Duration, Duration),
+    /// Run a pre-vote round before a real election: a node that cannot win (cut off, shorter log) does not bump
+    /// the term, so it neither splits the vote of the node that can nor deposes a healthy leader on reconnect.
+    pub pre_vote: bool,
+    /// Most entries in one append RPC. openraft gives an append the heartbeat interval as its deadline, so a
+    /// lagging follower or a new learner only catches up if a full append is sent, stored and answered within it.
+    pub max_payload_entries: u64,
     /// Build a snapshot every this many applied entries (and purge the log behind it).
     pub snapshot_every: u64,
     /// Entries kept in the log behind a snapshot (for followers slightly behind).
@@ -54,13 +61,28 @@ pub struct RaftConfig {
 }
 
 impl RaftConfig {
+    /// Default [`RaftConfig::heartbeat`].
+    pub const DEFAULT_HEARTBEAT: Duration = Duration::from_millis(50);
+    /// Default [`RaftConfig::election_timeout`].
+    pub const DEFAULT_ELECTION_TIMEOUT: (Duration, Duration) = (Duration::from_millis(150), Duration::from_millis(300));
+
     /// Defaults for node `node_id` with data in `data_dir`, listening on `listen`: heartbeat 50 ms, election
-    /// timeout 200–400 ms, a snapshot every 10 000 entries.
+    /// timeout 150–300 ms, pre-vote on, at most 64 entries per append, a snapshot every 10 000 entries.
     ///
     /// Failover arithmetic (openraft 0.10): a follower keeps the leader's lease for `election_timeout.1` after
-    /// the last heartbeat, then waits a random `election_timeout` more before it campaigns, so a new leader is
-    /// elected `election_timeout.1 + U(election_timeout)` + one vote round trip after the old one stopped:
-    /// 0.6–0.8 s with these defaults (0.9–1.2 s with 300–600 ms).
+    /// the last heartbeat it received, then waits a random `election_timeout` more before it campaigns. So the
+    /// first surviving follower campaigns `max + U(min, max)` after the old leader's last heartbeat: 450–600 ms
+    /// with these defaults, plus a pre-vote and a vote round trip. Without pre-vote, when the follower with the
+    /// shorter log times out first, it bumps the term and votes for itself; the other follower rejects it (log)
+    /// and then campaigns in that same term, which the first rejects (already voted): the election needs a
+    /// third timeout, `max + 2 × U(min, max)` (0.8–1.2 s with 200–400 ms, measured). With pre-vote the shorter
+    /// log's pre-vote fails without touching the term and the longer log wins the first round. Two candidates
+    /// with equal logs timing out within one round trip still split (rare with a 150 ms range): `max + 2 ×
+    /// U(min, max)` ≤ 900 ms.
+    ///
+    /// Spurious elections: a follower campaigns after hearing nothing for `max + min` = 450 ms (heartbeats go
+    /// out every 50 ms), and with pre-vote it only wins when a majority also has not heard the leader for the
+    /// lease (300 ms): in practice a stall of the leader itself, not of one follower.
     pub fn new(
         node_id: u64,
         listen: SocketAddr,
@@ -74,8 +96,10 @@ impl RaftConfig {
             api_addr: None,
             data_dir: data_dir.into(),
             cluster_token: cluster_token.into(),
-            heartbeat: Duration::from_millis(50),
-            election_timeout: (Duration::from_millis(200), Duration::from_millis(400)),
+            heartbeat: Self::DEFAULT_HEARTBEAT,
+            election_timeout: Self::DEFAULT_ELECTION_TIMEOUT,
+            pre_vote: true,
+            max_payload_entries: 64,
             snapshot_every: 10_000,
             keep_after_snapshot: 1_000,
             install_snapshot_timeout: Duration::from_secs(60),
@@ -131,6 +155,8 @@ impl RaftNode {
             install_snapshot_timeout: ms(cfg.install_snapshot_timeout),
             snapshot_policy: SnapshotPolicy::LogsSinceLast(cfg.snapshot_every),
             max_in_snapshot_log_to_keep: cfg.keep_after_snapshot,
+            enable_pre_vote: Some(cfg.pre_vote),
+            max_payload_entries: cfg.max_payload_entries.max(1),
             ..Default::default()
         };
         let config = Arc::new(config.validate().map_err(|e| NodeError::Config(e.to_string()))?);

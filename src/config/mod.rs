@@ -206,6 +206,32 @@ pub struct RaftConfig {
     pub peers: Vec<String>,
     /// File holding the shared cluster secret.
     pub cluster_token_file: Option<PathBuf>,
+    /// Leader heartbeat interval in ms (unset = the raft crate's default, 50).
+    pub heartbeat_interval_ms: Option<u64>,
+    /// Lower end of the randomized election timeout in ms (unset = 150). A follower that hears no leader for
+    /// `election_timeout_max_ms` (the leader lease) plus a random time in the range campaigns.
+    pub election_timeout_min_ms: Option<u64>,
+    /// Upper end of the randomized election timeout in ms (unset = 300); also the leader lease.
+    pub election_timeout_max_ms: Option<u64>,
+    /// Pre-vote round before a real election (unset = on): a node that cannot win (cut off, shorter log) does
+    /// not bump the term and so does not depose a healthy leader when it reconnects.
+    pub pre_vote: Option<bool>,
+}
+
+impl RaftConfig {
+    /// The heartbeat interval and election timeout range: these keys over the raft crate's defaults.
+    pub fn timing(&self) -> (std::time::Duration, (std::time::Duration, std::time::Duration)) {
+        use std::time::Duration;
+        let (min, max) = raft::RaftConfig::DEFAULT_ELECTION_TIMEOUT;
+        let ms = |v: Option<u64>, default: Duration| v.map(Duration::from_millis).unwrap_or(default);
+        (
+            ms(self.heartbeat_interval_ms, raft::RaftConfig::DEFAULT_HEARTBEAT),
+            (
+                ms(self.election_timeout_min_ms, min),
+                ms(self.election_timeout_max_ms, max),
+            ),
+        )
+    }
 }
 
 /// The full node (Go `pocket_node.*`).

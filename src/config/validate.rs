@@ -156,6 +156,30 @@ impl Config {
                         ),
                     }
                 }
+                let (heartbeat, (min, max)) = raft.timing();
+                if heartbeat.is_zero() {
+                    issues.push("storage.raft.heartbeat_interval_ms", "must be positive");
+                }
+                if min <= heartbeat {
+                    issues.push(
+                        "storage.raft.election_timeout_min_ms",
+                        format!(
+                            "{} ms must be longer than the heartbeat interval ({} ms)",
+                            min.as_millis(),
+                            heartbeat.as_millis()
+                        ),
+                    );
+                }
+                if max <= min {
+                    issues.push(
+                        "storage.raft.election_timeout_max_ms",
+                        format!(
+                            "{} ms must be longer than election_timeout_min_ms ({} ms)",
+                            max.as_millis(),
+                            min.as_millis()
+                        ),
+                    );
+                }
                 if raft.peers.is_empty() {
                     issues.push("storage.raft.peers", "must list every voter as `id=host:port`");
                 } else if raft.node_id != 0 && !ids.contains(&raft.node_id) {
@@ -336,6 +360,35 @@ transaction:
         let issues = Config::from_yaml(&text).unwrap().validate();
         let keys: Vec<&str> = issues.iter().map(|i| i.key.as_str()).collect();
         assert_eq!(keys, vec!["storage.redis.url", "storage.redis.heartbeat_rate_seconds"]);
+    }
+
+    #[test]
+    fn raft_timing_keys_override_the_defaults_and_are_checked() {
+        let raft = "storage:\n  mode: raft\n  raft:\n    node_id: 1\n    listen_addr: 127.0.0.1:7001\n    peers: [\"1=127.0.0.1:7001\"]\n";
+        let config = Config::from_yaml(&format!("{MINIMAL}{raft}")).unwrap();
+        assert!(config.validate().is_empty(), "{:?}", config.validate());
+        let ms = std::time::Duration::from_millis;
+        assert_eq!(config.storage.raft.timing(), (ms(50), (ms(150), ms(300))));
+        let text = format!(
+            "{MINIMAL}{raft}    heartbeat_interval_ms: 40\n    election_timeout_min_ms: 200\n    election_timeout_max_ms: 500\n    pre_vote: false\n"
+        );
+        let config = Config::from_yaml(&text).unwrap();
+        assert_eq!(config.storage.raft.timing(), (ms(40), (ms(200), ms(500))));
+        assert_eq!(config.storage.raft.pre_vote, Some(false));
+        let text = format!("{MINIMAL}{raft}    heartbeat_interval_ms: 200\n    election_timeout_max_ms: 150\n");
+        let keys: Vec<String> = Config::from_yaml(&text)
+            .unwrap()
+            .validate()
+            .into_iter()
+            .map(|i| i.key)
+            .collect();
+        assert_eq!(
+            keys,
+            vec![
+                "storage.raft.election_timeout_min_ms",
+                "storage.raft.election_timeout_max_ms"
+            ]
+        );
     }
 
     #[test]

@@ -148,6 +148,12 @@ pub async fn open(config: &Config, overrides: &RaftOverrides) -> Result<OpenedSt
             }
             let mut cfg = raft::RaftConfig::new(node_id, listen, data_dir.join(format!("raft-{node_id}")), token);
             cfg.advertise = peers.get(&node_id).cloned();
+            let (heartbeat, election_timeout) = r.timing();
+            cfg.heartbeat = heartbeat;
+            cfg.election_timeout = election_timeout;
+            if let Some(pre_vote) = r.pre_vote {
+                cfg.pre_vote = pre_vote;
+            }
             let node = raft::RaftNode::start(cfg)
                 .await
                 .map_err(|e| NodeError::Storage(format!("raft node {node_id}: {e}")))?;

@@ -1,0 +1,257 @@
+//! Raft HA under network partitions (issue 8), real processes: three `relay-miner run --storage raft` children
+//! whose raft traffic goes through a fault-injecting TCP proxy per directed link ([`LinkProxies`]: every node's
+//! peers, and so the raft membership, name the proxies), the simulator chain, the load generator sending to every
+//! node at once (one sender per node, so a node that hangs only stalls its own sender).
+//!
+//! 1. The leader is cut off from both followers at a claim window's open: the majority elects a new leader
+//!    within bounds and its miner claims; the isolated old leader reports no quorum on `/ready`, and its miner
+//!    submits nothing while cut off (its claims and proofs counters stand still). Healed, it rejoins as a
+//!    follower of the new leader and catches up, without an election (pre-vote: its term did not move).
+//! 2. A follower is cut off: no leader change, the other two keep serving; its term does not move either, and
+//!    healed it catches up.
+//!
+//! Asserted as in `raft_chaos`: every served relay claimed, each session claimed once and proven once, zero
+//! rejections, every session settled, no two submitters in one term, no term change beyond the one election.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use relay_miner::loadgen::LoadGen;
+use relay_miner::protocol::session::SessionWindows;
+
+use crate::raft_chaos::timing_overrides;
+use crate::support::claims::{Proofs, assert_claims};
+use crate::support::cluster::{Cluster, NodeOpts, SERVICE, node_config, start_env};
+use crate::support::load::{Load, spawn_load};
+use crate::support::monitor::{Submitters, spawn_monitor};
+use crate::support::tcp_proxy::LinkProxies;
+use crate::support::{CLUSTER_TESTS, free_port, http_get, http_get_status, metric_sum, poll, submitted, wait_height};
+
+/// Served relays answered by the nodes in `nodes`.
+fn served_by(load: &Mutex<Load>, nodes: &[u64]) -> u64 {
+    let l = load.lock().unwrap();
+    nodes.iter().map(|n| l.served_by.get(n).copied().unwrap_or(0)).sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn raft_cluster_survives_partitions_under_load() {
+    let _one_cluster = CLUSTER_TESTS.lock().await;
+    let started = Instant::now();
+    let block_ms = std::env::var("RAFT_CHAOS_BLOCK_MS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(2000);
+    let env = start_env(block_ms, 1.0).await;
+    let level = "warn,relay_miner::miner=info,relay_miner::node=info";
+    let timing = timing_overrides();
+    let raft_ports: BTreeMap<u64, u16> = (1..=3).map(|id| (id, free_port())).collect();
+    let mut cluster = Cluster::default();
+    let targets: BTreeMap<u64, String> = raft_ports.iter().map(|(i, p)| (*i, format!("127.0.0.1:{p}"))).collect();
+    let proxies = LinkProxies::start(&targets, Arc::clone(&cluster.live));
+    let peers: Vec<(u64, String)> = (1..=3).map(|id| (id, proxies.addr(id))).collect();
+    for id in 1..=3 {
+        let opts = NodeOpts {
+            level,
+            peers: &peers,
+            raft_extra: &timing,
+        };
+        cluster.add(node_config(&env, id, raft_ports[&id], &opts));
+    }
+    for id in 1..=3 {
+        cluster.start(id).await;
+    }
+    let limit = Duration::from_secs(30);
+    let (leader, _) = cluster.leader(0, limit).await;
+    cluster.miner_leads(leader, limit).await;
+
+    let gens: Vec<(u64, LoadGen)> = (1..=3)
+        .map(|id| {
+            let relay_url = &cluster.proc(id).relay_url;
+            (
+                id,
+                LoadGen::new(&env.genesis, Arc::clone(&env.client), relay_url, SERVICE).unwrap(),
+            )
+        })
+        .collect();
+    let load = Arc::new(Mutex::new(Load::default()));
+    let submitters = Arc::new(Mutex::new(Submitters::default()));
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let load_task = spawn_load(
+        env.chain.clone(),
+        gens,
+        Arc::clone(&load),
+        stop_rx.clone(),
+        Duration::from_millis(40),
+    );
+    let monitor_task = spawn_monitor(
+        env.chain.clone(),
+        Arc::clone(&cluster.live),
+        Arc::clone(&submitters),
+        stop_rx,
+    );
+    let first_term = cluster.max_term().await;
+    let params = env.chain.state().shared.clone();
+    let now = SessionWindows::new(&params, env.chain.height()).unwrap();
+    let s = SessionWindows::new(&params, now.end + 1).unwrap();
+
+    // 1. The leader cut off from both followers as the claim window of a loaded session opens.
+    wait_height(&env.chain, s.claim_open, limit).await;
+    let (old, term) = cluster.leader(0, limit).await;
+    let majority: Vec<u64> = (1..=3).filter(|id| *id != old).collect();
+    let t0 = Instant::now();
+    proxies.isolate(old);
+    let (new, new_term) = cluster.leader_among(&majority, term + 1, Duration::from_secs(10)).await;
+    let elected = t0.elapsed();
+    cluster.miner_leads(new, Duration::from_secs(15)).await;
+    let active = t0.elapsed();
+    let ready_url = cluster.proc(old).ready_url.clone();
+    let (code, reason) = poll(
+        "isolated old leader reports not ready",
+        Duration::from_secs(5),
+        || async { http_get_status(&ready_url).await.filter(|(code, _)| *code == 503) },
+    )
+    .await;
+    let not_ready = t0.elapsed();
+    assert!(reason.contains("no_quorum"), "{code}: {reason}");
+    let old_status = cluster.status(old).await.unwrap();
+    assert!(!old_status.is_leader, "{old_status:?}");
+    // From here on the old leader cannot confirm its leadership: its miner must not submit.
+    let old_metrics = cluster.proc(old).metrics_url.clone();
+    let submitted_at_cut = submitted(&http_get(&old_metrics).await.unwrap());
+    let old_served_at_cut = served_by(&load, &[old]);
+    let majority_served_at_cut = served_by(&load, &majority);
+    println!(
+        "partition: leader {old} (term {term}) cut off → node {new} elected in term {new_term} after {} ms, its \
+         miner leading after {} ms; node {old} /ready 503 after {} ms: {}",
+        elected.as_millis(),
+        active.as_millis(),
+        not_ready.as_millis(),
+        reason.trim()
+    );
+    // Held through the claim window: the new leader claims the session, the majority keeps serving.
+    wait_height(&env.chain, s.claim_close, limit).await;
+    poll("the majority serves relays", limit, || async {
+        (served_by(&load, &majority) >= majority_served_at_cut + 20).then_some(())
+    })
+    .await;
+    let old_status = cluster.status(old).await.unwrap();
+    assert_eq!(old_status.term, term, "the isolated node's term moved: {old_status:?}");
+    assert!(!old_status.is_leader, "{old_status:?}");
+    assert_eq!(
+        submitted(&http_get(&old_metrics).await.unwrap()),
+        submitted_at_cut,
+        "the isolated old leader submitted while cut off"
+    );
+    let old_served_isolated = served_by(&load, &[old]) - old_served_at_cut;
+
+    // Healed: the old leader follows the new one and catches up, without an election.
+    let t_heal = Instant::now();
+    proxies.rejoin(old);
+    let rejoined = poll("old leader follows the new one", limit, || async {
+        let s = cluster.status(old).await?;
+        (s.leader_id == Some(new) && s.state == "Follower").then_some(s)
+    })
+    .await;
+    let rejoin = t_heal.elapsed();
+    let partition_terms = new_term - term;
+    cluster.caught_up(old, limit).await;
+    let caught_up = t_heal.elapsed();
+    assert_eq!(rejoined.term, new_term, "{rejoined:?}");
+    assert_eq!(
+        cluster.leader(0, limit).await,
+        (new, new_term),
+        "healing moved the leader"
+    );
+    poll("healed node ready again", Duration::from_secs(5), || async {
+        http_get_status(&ready_url).await.filter(|(code, _)| *code == 200)
+    })
+    .await;
+    println!(
+        "healed: node {old} follows node {new} after {} ms, caught up after {} ms; relays it served while cut off: \
+         {old_served_isolated}",
+        rejoin.as_millis(),
+        caught_up.as_millis()
+    );
+
+    // 2. A follower cut off: the leader and the other follower keep serving, nobody campaigns.
+    let (leader, term) = cluster.leader(0, limit).await;
+    let follower = (1..=3).find(|id| *id != leader).unwrap();
+    let serving: Vec<u64> = (1..=3).filter(|id| *id != follower).collect();
+    proxies.isolate(follower);
+    let served_at_cut = served_by(&load, &serving);
+    let h = env.chain.height();
+    poll("two nodes serve with a follower cut off", limit, || async {
+        (served_by(&load, &serving) >= served_at_cut + 20).then_some(())
+    })
+    .await;
+    // Several election timeouts pass (3 blocks) without a term change anywhere.
+    wait_height(&env.chain, h + 3, limit).await;
+    assert_eq!(
+        cluster.leader(0, limit).await,
+        (leader, term),
+        "a follower's partition moved the leader"
+    );
+    let f_status = cluster.status(follower).await.unwrap();
+    assert_eq!(f_status.term, term, "the cut-off follower's term moved: {f_status:?}");
+    let f_ready = http_get_status(&cluster.proc(follower).ready_url).await;
+    proxies.rejoin(follower);
+    cluster.caught_up(follower, limit).await;
+    assert_eq!(
+        cluster.leader(0, limit).await,
+        (leader, term),
+        "healing a follower moved the leader"
+    );
+    println!("follower {follower} cut off for 3 blocks: leader {leader} kept term {term}; its /ready said {f_ready:?}");
+
+    // Load through the current session, then let every served session settle.
+    let last = SessionWindows::new(&params, env.chain.height()).unwrap();
+    wait_height(&env.chain, last.end + 1, limit).await;
+    let last_term = cluster.max_term().await;
+    stop_tx.send(true).unwrap();
+    load_task.await.unwrap();
+    let load = std::mem::take(&mut *load.lock().unwrap());
+    let settle = SessionWindows::new(&params, load.max_session_end).unwrap();
+    wait_height(&env.chain, settle.settlement + 1, Duration::from_secs(60)).await;
+    monitor_task.await.unwrap();
+    let metrics = cluster.metrics().await;
+    let stats = proxies.stats();
+    drop(cluster);
+
+    let submitters = std::mem::take(&mut *submitters.lock().unwrap());
+    println!(
+        "load: {} sent, {} served (per node {:?}), {} refused, {} failed (per node {:?}; last error: {:?}); {} \
+         sessions; proxies {stats:?}; submitters by term {:?}; terms {first_term} → {last_term}; total {} s",
+        load.sent,
+        load.total_served(),
+        load.served_by,
+        load.refused,
+        load.failed,
+        load.failed_by,
+        load.last_error,
+        load.served.len(),
+        submitters.by_term,
+        started.elapsed().as_secs()
+    );
+    assert!(load.served.len() >= 2, "too few sessions served: {:?}", load.served);
+    assert_claims(&env.chain, &load.served, load.unanswered(), Proofs::EveryClaim);
+    for (id, text) in &metrics {
+        assert_eq!(
+            metric_sum(text, "ha_miner_upokt_lost_total", &[]),
+            0.0,
+            "node {id} lost revenue"
+        );
+    }
+    submitters.assert_one_per_term();
+    assert!(stats.dropped + stats.blackholed > 0, "the cuts cut nothing: {stats:?}");
+    assert_eq!(
+        last_term - first_term,
+        partition_terms,
+        "term changes beyond the partition's election"
+    );
+    assert!(
+        elected <= Duration::from_secs(2),
+        "election after the cut took {elected:?}"
+    );
+    assert!(active <= Duration::from_secs(5), "miner leading after {active:?}");
+}

@@ -1,0 +1,462 @@
+//! The simulator environment (chain, demo backend, keys and token files) and the `relay-miner run` child
+//! processes on it: configs, start/kill/restart on the same data dir, the raft leader as the nodes see it.
+
+use std::collections::BTreeMap;
+use std::fs::OpenOptions;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use raft::AdminClient;
+use relay_miner::chain::query::ChainClient;
+use relay_miner::cli::{LocalnetArgs, demo_genesis};
+use relay_miner::sim::chain::{Genesis, SimChain};
+
+use super::{free_port, http_get, metric_sum, serve};
+
+/// The cluster token every test node shares.
+pub const TOKEN: &str = "chaos-test-cluster-token-0123456789";
+/// The one service of the demo genesis.
+pub const SERVICE: &str = "anvil";
+
+/// The simulator, the demo backend and the files every node shares.
+pub struct Env {
+    pub chain: SimChain,
+    pub client: Arc<ChainClient>,
+    pub genesis: Genesis,
+    pub grpc_url: String,
+    pub backend: relay_miner::sim::backend::BackendHandle,
+    pub keys: PathBuf,
+    pub token_file: PathBuf,
+    pub dir: tempfile::TempDir,
+    _stop: tokio::sync::watch::Sender<bool>,
+}
+
+/// Starts the simulator chain (blocks every `block_time_ms`, `proof_probability` for every claim), the demo
+/// backend, and writes the supplier keys and cluster token files. `RAFT_CHAOS_KEEP=1` keeps the node logs and
+/// data dirs.
+pub async fn start_env(block_time_ms: u64, proof_probability: f64) -> Env {
+    start_env_with(block_time_ms, proof_probability, |_| {}).await
+}
+
+/// [`start_env`] with the demo genesis changed by `customize` first (e.g. longer sessions).
+pub async fn start_env_with(block_time_ms: u64, proof_probability: f64, customize: impl FnOnce(&mut Genesis)) -> Env {
+    let args = LocalnetArgs {
+        sessions: 1,
+        rate: 1,
+        apps: 2,
+        gateways: 1,
+        suppliers: 2,
+        block_time_ms,
+        proof_probability,
+        data_dir: None,
+        keep_running: false,
+    };
+    // The staked URL is informational here: the load generator targets each node's relay port itself.
+    let mut genesis = demo_genesis(&args, "http://127.0.0.1:1");
+    customize(&mut genesis);
+    let chain = SimChain::new(genesis.clone()).unwrap();
+    let grpc_url = serve(relay_miner::sim::chain::router(chain.clone()).into_axum()).await;
+    let (stop, mut stop_rx) = tokio::sync::watch::channel(false);
+    tokio::spawn({
+        let chain = chain.clone();
+        async move {
+            chain
+                .run_blocks(async move {
+                    let _ = stop_rx.wait_for(|s| *s).await;
+                })
+                .await
+        }
+    });
+    let backend = relay_miner::sim::backend::DemoBackend::spawn(Default::default())
+        .await
+        .unwrap();
+    let mut dir = tempfile::tempdir().unwrap();
+    if std::env::var_os("RAFT_CHAOS_KEEP").is_some() {
+        dir.disable_cleanup(true);
+        println!("keeping node logs and data in {}", dir.path().display());
+    }
+    let keys = dir.path().join("keys.yaml");
+    let mut text = String::from("keys:\n");
+    for s in &genesis.suppliers {
+        text.push_str(&format!("  - {}\n", s.key_hex));
+    }
+    std::fs::write(&keys, text).unwrap();
+    let token_file = dir.path().join("cluster-token");
+    std::fs::write(&token_file, format!("{TOKEN}\n")).unwrap();
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::set_permissions(&keys, std::fs::Permissions::from_mode(0o600)).unwrap();
+        std::fs::set_permissions(&token_file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+    let client = Arc::new(ChainClient::new(&grpc_url, Duration::from_secs(5)).unwrap());
+    Env {
+        chain,
+        client,
+        genesis,
+        grpc_url,
+        backend,
+        keys,
+        token_file,
+        dir,
+        _stop: stop,
+    }
+}
+
+/// One node: its ports, config, log file and (while running) its process.
+pub struct Proc {
+    pub id: u64,
+    /// The raft port the node listens on (the test's admin calls go here, never through a proxy).
+    pub raft_addr: String,
+    pub relay_url: String,
+    pub metrics_url: String,
+    pub ready_url: String,
+    pub config: PathBuf,
+    pub log: PathBuf,
+    pub child: Option<Child>,
+    pub incarnation: u32,
+}
+
+/// A running node as the load and monitor tasks see it.
+#[derive(Debug, Clone)]
+pub struct LiveNode {
+    pub raft_addr: String,
+    pub metrics_url: String,
+    pub incarnation: u32,
+    pub pid: u32,
+}
+
+/// Nodes currently running, by id.
+pub type Live = Arc<Mutex<BTreeMap<u64, LiveNode>>>;
+
+/// Settings of one node's config file.
+pub struct NodeOpts<'a> {
+    /// `logging.level`.
+    pub level: &'a str,
+    /// Every voter the node starts with as `(id, host:port)` (the addresses peers dial: the nodes' raft ports
+    /// or proxies in front of them); empty = embedded storage (one process, no raft).
+    pub peers: &'a [(u64, String)],
+    /// Extra `storage.raft` lines (e.g. timing keys), each `key: value`.
+    pub raft_extra: &'a [String],
+}
+
+/// Ports and config of node `id` (not started), its raft port listening on `raft_port`.
+pub fn node_config(env: &Env, id: u64, raft_port: u16, opts: &NodeOpts) -> Proc {
+    let mode = if opts.peers.is_empty() { "embedded" } else { "raft" };
+    let relay_port = free_port();
+    let metrics_port = free_port();
+    let dir = env.dir.path().join(format!("node-{id}"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("relay-miner.yaml");
+    let peers: Vec<String> = opts.peers.iter().map(|(i, a)| format!("\"{i}={a}\"")).collect();
+    let extra: String = opts.raft_extra.iter().map(|l| format!("    {l}\n")).collect();
+    std::fs::write(
+        &config,
+        format!(
+            "listen_addr: 127.0.0.1:{relay_port}
+storage:
+  mode: {mode}
+  data_dir: {data}
+  raft:
+    node_id: {id}
+    listen_addr: 127.0.0.1:{raft_port}
+    peers: [{peers}]
+    cluster_token_file: {token}
+{extra}pocket_node:
+  query_node_grpc_url: {grpc}
+  chain_id: {chain_id}
+keys:
+  keys_file: {keys}
+  hot_reload: false
+default_validation_mode: eager
+services:
+  {SERVICE}:
+    default_backend: jsonrpc
+    backends:
+      jsonrpc:
+        url: {backend}
+metrics:
+  addr: 127.0.0.1:{metrics_port}
+health_check:
+  addr: 127.0.0.1:{metrics_port}
+logging:
+  level: \"{level}\"
+  format: text
+",
+            data = dir.join("data").display(),
+            peers = peers.join(", "),
+            token = env.token_file.display(),
+            grpc = env.grpc_url,
+            chain_id = env.genesis.chain_id,
+            keys = env.keys.display(),
+            backend = env.backend.http_url(),
+            level = opts.level,
+        ),
+    )
+    .unwrap();
+    Proc {
+        id,
+        raft_addr: format!("127.0.0.1:{raft_port}"),
+        relay_url: format!("http://127.0.0.1:{relay_port}"),
+        metrics_url: format!("http://127.0.0.1:{metrics_port}/metrics"),
+        ready_url: format!("http://127.0.0.1:{metrics_port}/ready"),
+        config,
+        log: dir.join("stderr.log"),
+        child: None,
+        incarnation: 0,
+    }
+}
+
+/// Every node process; all are killed when this drops (also on panic).
+pub struct Cluster {
+    pub procs: BTreeMap<u64, Proc>,
+    /// Nodes currently running, for the load, monitor and proxy tasks.
+    pub live: Live,
+    /// The `relay-miner` binary the nodes run.
+    pub binary: PathBuf,
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for p in self.procs.values_mut() {
+            if let Some(mut c) = p.child.take() {
+                let _ = c.kill();
+                let _ = c.wait();
+            }
+        }
+    }
+}
+
+impl Default for Cluster {
+    fn default() -> Self {
+        Self::new(PathBuf::from(env!("CARGO_BIN_EXE_relay-miner")))
+    }
+}
+
+impl Cluster {
+    /// No nodes yet; they will run `binary`.
+    pub fn new(binary: PathBuf) -> Self {
+        Self {
+            procs: BTreeMap::new(),
+            live: Arc::new(Mutex::new(BTreeMap::new())),
+            binary,
+        }
+    }
+
+    pub fn add(&mut self, proc: Proc) {
+        self.procs.insert(proc.id, proc);
+    }
+
+    pub fn proc(&self, id: u64) -> &Proc {
+        &self.procs[&id]
+    }
+
+    /// Starts node `id` (again) on its data dir and waits until its `/metrics` answers.
+    pub async fn start(&mut self, id: u64) {
+        let binary = self.binary.clone();
+        let p = self.procs.get_mut(&id).unwrap();
+        assert!(p.child.is_none(), "node {id} already running");
+        let log = OpenOptions::new().create(true).append(true).open(&p.log).unwrap();
+        let child = Command::new(&binary)
+            .arg("run")
+            .arg("--config")
+            .arg(&p.config)
+            .env_remove("RUST_LOG")
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(log))
+            .spawn()
+            .unwrap();
+        let pid = child.id();
+        p.child = Some(child);
+        p.incarnation += 1;
+        // Registered at once: the proxies attribute the node's raft connections by its pid from its first one.
+        let node = LiveNode {
+            raft_addr: p.raft_addr.clone(),
+            metrics_url: p.metrics_url.clone(),
+            incarnation: p.incarnation,
+            pid,
+        };
+        self.live.lock().unwrap().insert(id, node);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while http_get(&p.metrics_url).await.is_none() {
+            if let Some(status) = p.child.as_mut().unwrap().try_wait().unwrap() {
+                panic!("node {id} exited at start: {status}\n{}", tail(&p.log));
+            }
+            assert!(Instant::now() < deadline, "node {id} did not come up\n{}", tail(&p.log));
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// SIGKILL (a crash: no graceful shutdown).
+    pub fn kill(&mut self, id: u64) {
+        self.live.lock().unwrap().remove(&id);
+        let p = self.procs.get_mut(&id).unwrap();
+        let mut child = p.child.take().unwrap_or_else(|| panic!("node {id} is not running"));
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+
+    pub fn running(&self) -> Vec<u64> {
+        self.procs
+            .values()
+            .filter(|p| p.child.is_some())
+            .map(|p| p.id)
+            .collect()
+    }
+
+    /// Node `id`'s raft status, `None` when it does not answer within 300 ms.
+    pub async fn status(&self, id: u64) -> Option<raft::Status> {
+        AdminClient::new(self.proc(id).raft_addr.clone(), TOKEN)
+            .with_timeout(Duration::from_millis(300))
+            .status()
+            .await
+            .ok()
+    }
+
+    /// The leader as seen by a running node in `among` that leads with a quorum in a term ≥ `min_term`, with
+    /// its term; waits up to `limit`.
+    pub async fn leader_among(&self, among: &[u64], min_term: u64, limit: Duration) -> (u64, u64) {
+        let deadline = Instant::now() + limit;
+        loop {
+            for id in self.running().into_iter().filter(|id| among.contains(id)) {
+                if let Some(s) = self.status(id).await
+                    && s.is_leader
+                    && s.term >= min_term
+                {
+                    return (s.node_id, s.term);
+                }
+            }
+            assert!(Instant::now() < deadline, "no raft leader within {limit:?}");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    /// The leader as seen by any running node (see [`Cluster::leader_among`]).
+    pub async fn leader(&self, min_term: u64, limit: Duration) -> (u64, u64) {
+        self.leader_among(&self.running(), min_term, limit).await
+    }
+
+    /// The highest term any running node reports.
+    pub async fn max_term(&self) -> u64 {
+        let mut term = 0;
+        for id in self.running() {
+            if let Some(s) = self.status(id).await {
+                term = term.max(s.term);
+            }
+        }
+        term
+    }
+
+    /// Waits until node `id`'s miner reports leading (`ha_miner_leader_status 1`).
+    pub async fn miner_leads(&self, id: u64, limit: Duration) {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(text) = http_get(&self.proc(id).metrics_url).await
+                && metric_sum(&text, "ha_miner_leader_status", &[]) == 1.0
+            {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "node {id}'s miner did not lead within {limit:?}\n{}",
+                tail(&self.proc(id).log)
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    /// Waits until node `id` has applied everything the leader committed when called.
+    pub async fn caught_up(&self, id: u64, limit: Duration) {
+        let (leader, _) = self.leader(0, limit).await;
+        let target = AdminClient::new(self.proc(leader).raft_addr.clone(), TOKEN)
+            .status()
+            .await
+            .unwrap()
+            .committed_index
+            .unwrap_or(0);
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(s) = self.status(id).await
+                && s.applied_index.unwrap_or(0) >= target
+            {
+                return;
+            }
+            assert!(Instant::now() < deadline, "node {id} did not catch up to {target}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Every running node's `/metrics` text.
+    pub async fn metrics(&self) -> BTreeMap<u64, String> {
+        let mut m = BTreeMap::new();
+        for id in self.running() {
+            m.insert(id, http_get(&self.proc(id).metrics_url).await.unwrap_or_default());
+        }
+        m
+    }
+}
+
+/// The last 30 lines of a log file.
+pub fn tail(path: &Path) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(30)..].join("\n")
+}
+
+/// Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's `days_from_civil`).
+fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * (m + if m > 2 { -3 } else { 9 }) + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+/// Parses a tracing timestamp `2026-11-23T12:29:16.712587Z` into ms since the Unix epoch.
+fn log_time_ms(ts: &str) -> Option<i64> {
+    let (date, time) = ts.strip_suffix('Z')?.split_once('T')?;
+    let mut d = date.split('-').map(|p| p.parse::<i64>().ok());
+    let (y, mo, day) = (d.next()??, d.next()??, d.next()??);
+    let (hms, frac) = time.split_once('.').unwrap_or((time, "0"));
+    let mut t = hms.split(':').map(|p| p.parse::<i64>().ok());
+    let (h, mi, sec) = (t.next()??, t.next()??, t.next()??);
+    let ms: i64 = format!("{frac:0<3}")[..3].parse().ok()?;
+    Some(((days_from_civil(y, mo, day) * 24 + h) * 60 + mi) * 60_000 + sec * 1000 + ms)
+}
+
+/// Wall clock in ms since the Unix epoch.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// When (ms since the epoch) node's log first says its miner took the leadership at or after `after_ms`.
+pub fn lease_taken_ms(log: &Path, after_ms: i64) -> Option<i64> {
+    let text = std::fs::read_to_string(log).ok()?;
+    text.lines()
+        .map(strip_ansi)
+        .filter(|l| l.contains("miner leadership changed") && l.contains("leader=true"))
+        .filter_map(|l| log_time_ms(l.split_whitespace().next()?))
+        .find(|t| *t >= after_ms)
+}
+
+fn strip_ansi(line: &str) -> String {
+    let mut out = String::with_capacity(line.len());
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}

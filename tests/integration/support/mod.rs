@@ -1,0 +1,107 @@
+//! Harness shared by the tests that run the real binary as child processes (`miner_process`, `raft_chaos`,
+//! `raft_partition`, the throughput bench): ports, HTTP probes, metrics parsing, the simulator environment and
+//! the node processes, the load, the submitter monitor, a fault-injecting TCP proxy and the money assertions
+//! (every served relay claimed, each session claimed and proven once, zero rejections, everything settles).
+
+pub mod claims;
+pub mod cluster;
+pub mod load;
+pub mod monitor;
+pub mod tcp_proxy;
+
+use std::time::{Duration, Instant};
+
+use relay_miner::sim::chain::SimChain;
+
+/// A free TCP port on 127.0.0.1 (bound and released: another process may take it first, rarely).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Serves `router` on a free 127.0.0.1 port; returns its `http://` URL.
+pub async fn serve(router: axum::Router) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+    format!("http://{addr}")
+}
+
+/// GET `url`: the status and body, `None` when there is no answer within 2 s.
+pub async fn http_get_status(url: &str) -> Option<(u16, String)> {
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http::<http_body_util::Empty<bytes::Bytes>>();
+    let fut = async {
+        let response = client.get(url.parse().ok()?).await.ok()?;
+        let status = response.status().as_u16();
+        use http_body_util::BodyExt as _;
+        let body = response.into_body().collect().await.ok()?.to_bytes();
+        Some((status, String::from_utf8_lossy(&body).into_owned()))
+    };
+    tokio::time::timeout(Duration::from_secs(2), fut).await.ok().flatten()
+}
+
+/// GET `url`: the body, `None` when there is no answer within 2 s.
+pub async fn http_get(url: &str) -> Option<String> {
+    http_get_status(url).await.map(|(_, body)| body)
+}
+
+/// Sum of a metric's samples whose label set contains every `labels` pair.
+pub fn metric_sum(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
+    text.lines()
+        .filter(|l| l.starts_with(name) && l[name.len()..].starts_with(['{', ' ']))
+        .filter(|l| labels.iter().all(|(k, v)| l.contains(&format!("{k}=\"{v}\""))))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// Claims plus proofs a node's miner broadcast (its `/metrics` text).
+pub fn submitted(metrics: &str) -> f64 {
+    metric_sum(metrics, "ha_miner_claims_submitted_total", &[])
+        + metric_sum(metrics, "ha_miner_proofs_submitted_total", &[])
+}
+
+/// Waits until the simulator reaches `height`.
+pub async fn wait_height(chain: &SimChain, height: i64, limit: Duration) {
+    let deadline = Instant::now() + limit;
+    while chain.height() < height {
+        assert!(
+            Instant::now() < deadline,
+            "chain did not reach height {height} within {limit:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// Polls `probe` every 5 ms until it returns `Some`, failing with `what` after `limit`.
+pub async fn poll<T, F, Fut>(what: &str, limit: Duration, mut probe: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(t) = probe().await {
+            return t;
+        }
+        assert!(Instant::now() < deadline, "{what}: not within {limit:?}");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// Process-level cluster tests take this lock so that two multi-process clusters never share the machine's
+/// two cores at once (their timing assertions and failover numbers would measure each other).
+pub static CLUSTER_TESTS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// min / median / max of `values` (ms), for the printed summaries.
+pub fn min_median_max(values: &[u64]) -> (u64, u64, u64) {
+    let mut v = values.to_vec();
+    v.sort_unstable();
+    if v.is_empty() {
+        return (0, 0, 0);
+    }
+    (v[0], v[v.len() / 2], v[v.len() - 1])
+}
