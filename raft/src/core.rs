@@ -4,7 +4,8 @@
 //! Read-your-writes on every node: a forwarded write returns the log index the leader applied it at, and the
 //! forwarding node waits until its own state machine has applied that index before answering its caller.
 
-use std::time::Duration;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use openraft::Instant as _;
 use openraft::ReadPolicy;
@@ -21,6 +22,9 @@ use crate::wire::{WireError, path};
 pub(crate) const LEADER_DEADLINE: Duration = Duration::from_secs(5);
 /// Deadline of one forwarded request.
 pub(crate) const FORWARD_TIMEOUT: Duration = Duration::from_secs(5);
+/// A follower or learner that heard nothing from a leader for this long reports not ready: it cannot forward
+/// writes (relays) to a leader it cannot reach, e.g. when it is cut off from the rest of the cluster.
+pub(crate) const FOLLOWER_CONTACT_LIMIT: Duration = Duration::from_secs(1);
 
 /// A snapshot of the raft metrics that matter to callers (copied out of the watch, never held across awaits).
 #[derive(Debug, Clone)]
@@ -40,6 +44,8 @@ pub(crate) struct Core {
     pub net: NetworkFactory,
     /// A leader whose last quorum acknowledgement is older than this reports not-leader (lost quorum).
     pub lease: Duration,
+    /// When an append (entries or heartbeat) from a current leader last reached this node.
+    pub leader_contact: Mutex<Option<Instant>>,
 }
 
 fn not_leader(f: &openraft::error::ForwardToLeader<crate::types::TypeConfig>) -> WireError {
@@ -95,8 +101,29 @@ impl Core {
                 "raft leader without quorum acknowledgement for {:?} (term {})",
                 v.quorum_age, v.term
             )),
+            Some(l) if l != self.id => match self.leader_contact_age() {
+                Some(age) if age < FOLLOWER_CONTACT_LIMIT => Ok(()),
+                age => Err(format!(
+                    "no contact with raft leader {l} for {} (term {}, {:?})",
+                    age.map_or("ever".to_string(), |a| format!("{a:?}")),
+                    v.term,
+                    v.state
+                )),
+            },
             Some(_) => Ok(()),
         }
+    }
+
+    /// Records that a current leader's append reached this node.
+    pub fn note_leader_contact(&self) {
+        *self.leader_contact.lock().unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
+    }
+
+    fn leader_contact_age(&self) -> Option<Duration> {
+        self.leader_contact
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .map(|t| t.elapsed())
     }
 
     /// Proposes `req` on this node only (stamping the leader clock); `NotLeader` when this node is not leader.

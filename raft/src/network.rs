@@ -20,6 +20,9 @@ use serde::{Deserialize, Serialize};
 use crate::types::{NodeInfo, Snapshot, SnapshotData, SnapshotMeta, TypeConfig, Vote};
 use crate::wire::{PeerClient, WireError, path};
 
+/// Smallest deadline of an append that carries entries.
+const APPEND_DEADLINE_FLOOR: Duration = Duration::from_secs(1);
+
 /// Size of one snapshot chunk on the wire.
 pub const SNAPSHOT_CHUNK: usize = 1 << 20;
 
@@ -167,8 +170,16 @@ impl RaftNetworkV2<TypeConfig> for Network {
         rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<TypeConfig>, RPCError<TypeConfig>> {
+        // openraft gives every append the heartbeat interval as its deadline; an append carrying entries (up to
+        // `max_payload_entries` relay batches) can take longer on a loaded node, and timing it out only resends
+        // the same entries and costs the leader its quorum lease. Heartbeats keep the short deadline.
+        let deadline = if rpc.entries.is_empty() {
+            option.hard_ttl()
+        } else {
+            option.hard_ttl().max(APPEND_DEADLINE_FLOOR)
+        };
         self.client
-            .call(path::APPEND, &rpc, option.hard_ttl())
+            .call(path::APPEND, &rpc, deadline)
             .await
             .map_err(|e| rpc_err(self.target, e))
     }

@@ -173,6 +173,7 @@ impl RaftNode {
             id: cfg.node_id,
             net,
             lease: cfg.election_timeout.0,
+            leader_contact: std::sync::Mutex::new(None),
         });
         let (stop, stop_rx) = watch::channel(false);
         let backend = RaftBackend::start(core.clone(), reader, cfg.batch, stop_rx);

@@ -20,7 +20,7 @@ use axum::routing::post;
 use openraft::ChangeMembers;
 use openraft::async_runtime::watch::WatchReceiver;
 use openraft::error::{ClientWriteError, RaftError};
-use openraft::raft::{AppendEntriesRequest, VoteRequest};
+use openraft::raft::{AppendEntriesRequest, AppendEntriesResponse, VoteRequest};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -127,7 +127,12 @@ fn write_err(e: RaftError<TypeConfig, ClientWriteError<TypeConfig>>) -> WireErro
 
 async fn append(State(st): State<ServerState>, h: HeaderMap, body: Bytes) -> Response {
     handle(&st, &h, &body, |req: AppendEntriesRequest<TypeConfig>| async {
-        st.core.raft.append_entries(req).await.map_err(raft_err)
+        let response = st.core.raft.append_entries(req).await.map_err(raft_err)?;
+        // Any answer but "your vote is stale" means the sender is this node's current leader.
+        if !matches!(response, AppendEntriesResponse::HigherVote(_)) {
+            st.core.note_leader_contact();
+        }
+        Ok(response)
     })
     .await
 }

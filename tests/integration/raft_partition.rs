@@ -7,8 +7,8 @@
 //!    within bounds and its miner claims; the isolated old leader reports no quorum on `/ready`, and its miner
 //!    submits nothing while cut off (its claims and proofs counters stand still). Healed, it rejoins as a
 //!    follower of the new leader and catches up, without an election (pre-vote: its term did not move).
-//! 2. A follower is cut off: no leader change, the other two keep serving; its term does not move either, and
-//!    healed it catches up.
+//! 2. A follower is cut off: no leader change, the other two keep serving, its `/ready` reports no contact with
+//!    the leader until healed; its term does not move either, and healed it catches up.
 //!
 //! Asserted as in `raft_chaos`: every served relay claimed, each session claimed once and proven once, zero
 //! rejections, every session settled, no two submitters in one term, no term change beyond the one election.
@@ -194,9 +194,18 @@ async fn raft_cluster_survives_partitions_under_load() {
     );
     let f_status = cluster.status(follower).await.unwrap();
     assert_eq!(f_status.term, term, "the cut-off follower's term moved: {f_status:?}");
-    let f_ready = http_get_status(&cluster.proc(follower).ready_url).await;
+    // It cannot reach the leader, so it cannot forward relays: /ready says so (and recovers after the heal).
+    let f_ready_url = cluster.proc(follower).ready_url.clone();
+    let f_ready = poll("cut-off follower reports not ready", limit, || async {
+        http_get_status(&f_ready_url).await.filter(|(code, _)| *code == 503)
+    })
+    .await;
     proxies.rejoin(follower);
     cluster.caught_up(follower, limit).await;
+    poll("healed follower ready again", limit, || async {
+        http_get_status(&f_ready_url).await.filter(|(code, _)| *code == 200)
+    })
+    .await;
     assert_eq!(
         cluster.leader(0, limit).await,
         (leader, term),
