@@ -58,6 +58,56 @@ fn cpu_time() -> Duration {
     Duration::from_micros(ticks * 10_000) // USER_HZ = 100 on Linux
 }
 
+/// The relayer's per-phase latency histograms (summed over labels).
+const PHASES: [&str; 4] = [
+    "ha_relayer_relay_pre_backend_seconds",
+    "ha_relayer_backend_latency_seconds",
+    "ha_relayer_relay_post_backend_seconds",
+    "ha_relayer_relay_latency_seconds",
+];
+
+/// Cumulative bucket counts `(le, count)` of histogram `name`, summed over its label sets.
+fn buckets(telemetry: &Telemetry, name: &str) -> Vec<(f64, u64)> {
+    let text = telemetry.render_metrics();
+    let prefix = format!("{name}_bucket{{");
+    let mut sums: Vec<(f64, u64)> = Vec::new();
+    for line in text.lines().filter(|l| l.starts_with(&prefix)) {
+        let le = line
+            .split("le=\"")
+            .nth(1)
+            .and_then(|r| r.split('"').next())
+            .unwrap_or("+Inf");
+        let le = if le == "+Inf" {
+            f64::INFINITY
+        } else {
+            le.parse().unwrap_or(f64::INFINITY)
+        };
+        let count: u64 = line
+            .rsplit(' ')
+            .next()
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0) as u64;
+        match sums.iter_mut().find(|(l, _)| *l == le) {
+            Some(entry) => entry.1 += count,
+            None => sums.push((le, count)),
+        }
+    }
+    sums.sort_by(|a, b| a.0.total_cmp(&b.0));
+    sums
+}
+
+/// The smallest bucket bound holding quantile `q` of a cumulative histogram.
+fn bucket_quantile(cumulative: &[(f64, u64)], q: f64) -> String {
+    let total = cumulative.last().map_or(0, |(_, c)| *c);
+    let target = (total as f64 * q).ceil() as u64;
+    cumulative
+        .iter()
+        .find(|(_, c)| *c >= target.max(1))
+        .map_or("-".to_string(), |(le, _)| {
+            format!("{:?}", Duration::from_secs_f64(le.min(1e6)))
+        })
+}
+
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     if sorted.is_empty() {
         return Duration::ZERO;
@@ -400,7 +450,9 @@ relay_log: {{durable_ack: {durable}}}
     let through = load(&http, &relayer_url, Arc::new(signed), concurrency, warmup).await;
     // Latency: open loop at `rate`, baseline first.
     let direct_paced = paced(&http, &format!("{backend_url}/v1/echo"), echo(paced_relays), rate).await;
+    let phases_before = PHASES.map(|name| buckets(&telemetry, name));
     let through_paced = paced(&http, &relayer_url, paced_bodies, rate).await;
+    let phases_after = PHASES.map(|name| buckets(&telemetry, name));
     // Without durable ack the last batch may still be in flight: wait for it (bounded).
     let deadline = Instant::now() + Duration::from_secs(5);
     let mut mined = store.relay_log.backlog(&supplier.1).await.unwrap().undelivered;
@@ -452,5 +504,14 @@ relay_log: {{durable_ack: {durable}}}
         p(&through_paced, 0.5).saturating_sub(p(&direct_paced, 0.5)),
         p(&through_paced, 0.99).saturating_sub(p(&direct_paced, 0.99))
     );
+    println!("  relayer phases during the open-loop run (from its histograms; bucket upper bounds):");
+    for ((name, before), after) in PHASES.iter().zip(&phases_before).zip(&phases_after) {
+        let diff: Vec<(f64, u64)> = after.iter().zip(before).map(|((le, a), (_, b))| (*le, a - b)).collect();
+        println!(
+            "    {name}: p50 ≤ {}, p99 ≤ {}",
+            bucket_quantile(&diff, 0.5),
+            bucket_quantile(&diff, 0.99)
+        );
+    }
     println!("relay log: {mined} of {total} relays mined");
 }
