@@ -46,6 +46,8 @@ pub(crate) struct Core {
     pub lease: Duration,
     /// When an append (entries or heartbeat) from a current leader last reached this node.
     pub leader_contact: Mutex<Option<Instant>>,
+    /// Write latency and snapshot counters.
+    pub stats: crate::RaftStats,
 }
 
 fn not_leader(f: &openraft::error::ForwardToLeader<crate::types::TypeConfig>) -> WireError {
@@ -200,10 +202,12 @@ impl Core {
 
     /// Replicates `req` through the leader and returns its results once this node has applied it.
     pub async fn write(&self, req: Request) -> Result<Response, StorageError> {
+        let started = Instant::now();
         let (index, resp) = self
             .on_leader(path::WRITE, &req, || self.write_local(req.clone()))
             .await?;
         self.wait_applied(index).await?;
+        self.stats.write_done(started.elapsed());
         Ok(resp)
     }
 

@@ -38,6 +38,7 @@ pub mod network;
 mod node;
 mod server;
 pub mod sm;
+mod stats;
 pub mod types;
 pub mod wire;
 
@@ -46,6 +47,7 @@ pub use backend::{BatchConfig, RaftBackend};
 pub use log_store::LogStore;
 pub use node::{NodeError, RaftConfig, RaftNode};
 pub use sm::StateMachine;
+pub use stats::RaftStats;
 pub use types::{NodeInfo, Op, OpResult, Request, Response, TypeConfig, lease_token, token_term};
 
 /// The openraft version this crate is pinned against (see `../shared/docs/deps.md`).

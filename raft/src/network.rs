@@ -46,6 +46,7 @@ pub struct NetworkFactory {
     token: String,
     clients: Arc<Mutex<HashMap<String, PeerClient>>>,
     transfers: Arc<std::sync::atomic::AtomicU64>,
+    stats: Option<crate::RaftStats>,
 }
 
 impl NetworkFactory {
@@ -56,7 +57,14 @@ impl NetworkFactory {
             token: token.to_owned(),
             clients: Arc::new(Mutex::new(HashMap::new())),
             transfers: Arc::new(std::sync::atomic::AtomicU64::new(0)),
+            stats: None,
         }
+    }
+
+    /// Counts snapshots sent in `stats`.
+    pub fn with_stats(mut self, stats: crate::RaftStats) -> Self {
+        self.stats = Some(stats);
+        self
     }
 
     /// The cached client for `addr`.
@@ -78,6 +86,7 @@ impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
             client: self.client(&node.raft_addr),
             from: self.node_id,
             transfers: self.transfers.clone(),
+            stats: self.stats.clone(),
         }
     }
 }
@@ -88,6 +97,7 @@ pub struct Network {
     client: PeerClient,
     from: u64,
     transfers: Arc<std::sync::atomic::AtomicU64>,
+    stats: Option<crate::RaftStats>,
 }
 
 fn rpc_err<E: std::error::Error>(target: u64, e: WireError) -> RPCError<TypeConfig, E> {
@@ -218,9 +228,15 @@ impl RaftNetworkV2<TypeConfig> for Network {
             .unwrap_or(SNAPSHOT_CHUNK)
             .clamp(64 << 10, 8 << 20);
         let timeout = option.hard_ttl().max(Duration::from_secs(5));
-        tokio::select! {
+        let sent = tokio::select! {
             closed = cancel => Err(StreamingError::Closed(closed)),
             r = self.send_snapshot(vote, snapshot, chunk, timeout) => r,
+        };
+        if sent.is_ok()
+            && let Some(stats) = &self.stats
+        {
+            stats.snapshot("sent");
         }
+        sent
     }
 }

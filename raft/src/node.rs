@@ -162,9 +162,10 @@ impl RaftNode {
         let config = Arc::new(config.validate().map_err(|e| NodeError::Config(e.to_string()))?);
         let log = LogStore::open(&cfg.data_dir.join("log.redb"))?;
         let sm_dir = cfg.data_dir.join("sm");
-        let sm = StateMachine::open(&sm_dir)?;
+        let stats = crate::RaftStats::new().map_err(|e| NodeError::Config(format!("metrics: {e}")))?;
+        let sm = StateMachine::open(&sm_dir)?.with_stats(stats.clone());
         let reader = sm.reader();
-        let net = NetworkFactory::new(cfg.node_id, &cfg.cluster_token);
+        let net = NetworkFactory::new(cfg.node_id, &cfg.cluster_token).with_stats(stats.clone());
         let raft = Raft::new(cfg.node_id, config, net.clone(), log, sm)
             .await
             .map_err(|e| NodeError::Raft(e.to_string()))?;
@@ -174,6 +175,7 @@ impl RaftNode {
             net,
             lease: cfg.election_timeout.0,
             leader_contact: std::sync::Mutex::new(None),
+            stats,
         });
         let (stop, stop_rx) = watch::channel(false);
         let backend = RaftBackend::start(core.clone(), reader, cfg.batch, stop_rx);
@@ -247,6 +249,12 @@ impl RaftNode {
     /// True when this node is the raft leader with a recent quorum acknowledgement.
     pub fn is_leader(&self) -> bool {
         self.core.is_leader()
+    }
+
+    /// This node's write-latency and snapshot counters (register [`crate::RaftStats::collectors`] with the process's
+    /// Prometheus registry).
+    pub fn stats(&self) -> &crate::RaftStats {
+        &self.core.stats
     }
 
     /// `Ok` when the node can serve writes; else why not (no leader known, leader without quorum, stopped).

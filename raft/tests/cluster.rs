@@ -144,6 +144,13 @@ async fn learner_catches_up_via_snapshot_then_promoted_then_removed() {
     );
     let rec = c.node(4).storage().sessions.get(SUPPLIER, "s1").await.unwrap().unwrap();
     assert_eq!(rec.state, "claimed");
+    // Activity metrics: the leader timed its 61 writes and built snapshots; node 4 installed the one the leader
+    // sent it (the leader is the only node replicating to it).
+    let leader_stats = c.node(l).stats();
+    assert!(leader_stats.writes() >= 61, "{leader_stats:?}");
+    assert!(leader_stats.snapshots("built") >= 1);
+    assert!(c.node(4).stats().snapshots("installed") >= 1);
+    assert!(leader_stats.snapshots("sent") >= 1);
     let st = admin.status().await.unwrap();
     assert!(st.learners.iter().any(|(id, _)| *id == 4), "{st:?}");
     let leader_view = AdminClient::new(c.addrs[&l].to_string(), TOKEN).status().await.unwrap();

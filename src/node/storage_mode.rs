@@ -240,6 +240,11 @@ impl OpenedStorage {
                 }))
             }
             Self::Raft(node) => {
+                for collector in node.stats().collectors() {
+                    if let Err(e) = telemetry.registry().register(collector) {
+                        tracing::warn!(error = %e, "raft write/snapshot metrics not registered");
+                    }
+                }
                 let node = std::sync::Arc::downgrade(node);
                 let metrics = match RaftMetrics::new(&telemetry) {
                     Ok(m) => Some(m),

@@ -250,6 +250,11 @@ async fn raft_cluster_survives_partitions_under_load() {
             0.0,
             "node {id} lost revenue"
         );
+        // Every node wrote through raft (relays from its own relayer) and timed it.
+        assert!(
+            metric_sum(text, "ha_raft_append_latency_seconds_count", &[]) > 0.0,
+            "node {id} exported no raft write latency"
+        );
     }
     submitters.assert_one_per_term();
     assert!(stats.dropped + stats.blackholed > 0, "the cuts cut nothing: {stats:?}");

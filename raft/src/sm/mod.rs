@@ -67,6 +67,7 @@ impl Inner {
 #[derive(Clone)]
 pub struct StateMachine {
     inner: Arc<Inner>,
+    stats: Option<crate::RaftStats>,
 }
 
 impl StateMachine {
@@ -123,7 +124,14 @@ impl StateMachine {
                 current: Mutex::new(current),
                 next_unique: AtomicU64::new(next),
             }),
+            stats: None,
         })
+    }
+
+    /// Counts snapshots built and installed in `stats`.
+    pub fn with_stats(mut self, stats: crate::RaftStats) -> Self {
+        self.stats = Some(stats);
+        self
     }
 
     /// A reader over the applied state, for the storage contract.
@@ -152,6 +160,9 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
             .map_err(io_err)??;
         let file = File::open(&path)?;
         self.sm.inner.set_current(meta.clone(), path);
+        if let Some(stats) = &self.sm.stats {
+            stats.snapshot("built");
+        }
         Ok(Snapshot { meta, snapshot: file })
     }
 }
@@ -263,6 +274,9 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         .await
         .map_err(io_err)??;
         self.inner.set_current(meta, path);
+        if let Some(stats) = &self.stats {
+            stats.snapshot("installed");
+        }
         Ok(())
     }
 
