@@ -12,13 +12,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use relay_miner::chain::query::ChainClient;
-use relay_miner::cli::{LocalnetArgs, demo_genesis};
+use relay_miner::cli::demo_genesis;
 use relay_miner::loadgen::{LoadGen, Outcome};
 use relay_miner::protocol::session::SessionWindows;
 use relay_miner::sim::chain::SimChain;
 
 use crate::support::claims::{Proofs, Served, assert_claims, claimed_counts};
-use crate::support::{free_port, http_get, metric_sum, wait_height};
+use crate::support::{demo_args, free_port, http_get, metric_sum, wait_height};
 
 struct Net {
     chain: SimChain,
@@ -70,17 +70,7 @@ async fn start_net(opts: NetOpts) -> Net {
     let relay_port = free_port();
     let metrics_port = free_port();
     let relay_url = format!("http://127.0.0.1:{relay_port}");
-    let args = LocalnetArgs {
-        sessions: 1,
-        rate: 1,
-        apps: 2,
-        gateways: 1,
-        suppliers: 2,
-        block_time_ms,
-        proof_probability,
-        data_dir: None,
-        keep_running: false,
-    };
+    let args = demo_args(block_time_ms, proof_probability);
     let genesis = demo_genesis(&args, &relay_url);
     let chain = SimChain::new(genesis.clone()).unwrap();
     let node = relay_miner::sim::SimNode::start(

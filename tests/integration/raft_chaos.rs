@@ -34,7 +34,7 @@ use crate::support::claims::{Proofs, assert_claims};
 use crate::support::cluster::{Cluster, NodeOpts, SERVICE, lease_taken_ms, node_config, now_ms, start_env};
 use crate::support::load::{Load, spawn_load};
 use crate::support::monitor::{Submitters, spawn_monitor};
-use crate::support::{CLUSTER_TESTS, free_port, metric_sum, min_median_max, wait_height};
+use crate::support::{CLUSTER_TESTS, assert_nodes_lost_nothing, free_port, min_median_max, raft_block_ms, wait_height};
 
 /// `storage.raft` timing lines from `RAFT_CHAOS_TIMING=heartbeat,min,max[,pre_vote]` (none = the defaults).
 pub fn timing_overrides() -> Vec<String> {
@@ -137,11 +137,7 @@ async fn kill_leader(cluster: &mut Cluster, chain: &SimChain, what: &str) -> Fai
 async fn raft_cluster_survives_leader_kills_and_membership_changes_under_load() {
     let _one_cluster = CLUSTER_TESTS.lock().await;
     let started = Instant::now();
-    // Block time: windows are 5 blocks; the leading miner must keep up with the chain within them.
-    let block_ms = std::env::var("RAFT_CHAOS_BLOCK_MS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(2000);
+    let block_ms = raft_block_ms();
     let env = start_env(block_ms, 1.0).await;
     let level = "warn,relay_miner::miner=info,relay_miner::node=info";
     let timing = timing_overrides();
@@ -324,13 +320,7 @@ async fn raft_cluster_survives_leader_kills_and_membership_changes_under_load() 
     assert!(load.served.len() >= 4, "too few sessions served: {:?}", load.served);
     println!("leader kills at heights {kill_heights:?}");
     assert_claims(&env.chain, &load.served, load.unanswered(), Proofs::EveryClaim);
-    for (id, text) in &metrics {
-        assert_eq!(
-            metric_sum(text, "ha_miner_upokt_lost_total", &[]),
-            0.0,
-            "node {id} lost revenue"
-        );
-    }
+    assert_nodes_lost_nothing(&metrics);
     submitters.assert_one_per_term();
     let failover_terms: u64 = failovers.iter().map(|f| f.terms).sum();
     let spurious = (last_term - first_term).saturating_sub(failover_terms);

@@ -26,7 +26,10 @@ use crate::support::cluster::{Cluster, NodeOpts, SERVICE, node_config, start_env
 use crate::support::load::{Load, spawn_load};
 use crate::support::monitor::{Submitters, spawn_monitor};
 use crate::support::tcp_proxy::LinkProxies;
-use crate::support::{CLUSTER_TESTS, free_port, http_get, http_get_status, metric_sum, poll, submitted, wait_height};
+use crate::support::{
+    CLUSTER_TESTS, assert_nodes_lost_nothing, free_port, http_get, http_get_status, poll, raft_block_ms, submitted,
+    wait_height,
+};
 
 /// Served relays answered by the nodes in `nodes`.
 fn served_by(load: &Mutex<Load>, nodes: &[u64]) -> u64 {
@@ -38,10 +41,7 @@ fn served_by(load: &Mutex<Load>, nodes: &[u64]) -> u64 {
 async fn raft_cluster_survives_partitions_under_load() {
     let _one_cluster = CLUSTER_TESTS.lock().await;
     let started = Instant::now();
-    let block_ms = std::env::var("RAFT_CHAOS_BLOCK_MS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(2000);
+    let block_ms = raft_block_ms();
     let env = start_env(block_ms, 1.0).await;
     let level = "warn,relay_miner::miner=info,relay_miner::node=info";
     let timing = timing_overrides();
@@ -244,18 +244,7 @@ async fn raft_cluster_survives_partitions_under_load() {
     );
     assert!(load.served.len() >= 2, "too few sessions served: {:?}", load.served);
     assert_claims(&env.chain, &load.served, load.unanswered(), Proofs::EveryClaim);
-    for (id, text) in &metrics {
-        assert_eq!(
-            metric_sum(text, "ha_miner_upokt_lost_total", &[]),
-            0.0,
-            "node {id} lost revenue"
-        );
-        // Every node wrote through raft (relays from its own relayer) and timed it.
-        assert!(
-            metric_sum(text, "ha_raft_append_latency_seconds_count", &[]) > 0.0,
-            "node {id} exported no raft write latency"
-        );
-    }
+    assert_nodes_lost_nothing(&metrics);
     submitters.assert_one_per_term();
     assert!(stats.dropped + stats.blackholed > 0, "the cuts cut nothing: {stats:?}");
     assert_eq!(

@@ -272,15 +272,21 @@ mod tests {
         RingSignature::from_bytes(bytes)?.verify(message)
     }
 
-    #[test]
-    fn agrees_with_the_reference_verifier() {
-        let keys: Vec<_> = (0..3u8)
-            .map(|i| address::signing_key_from_hex(&hex::encode(crate::protocol::sha256(&[i]))).unwrap())
+    /// `n` signing keys derived from `seed` and their compressed public keys.
+    fn keys_and_ring(n: u8, seed: u8) -> (Vec<k256::ecdsa::SigningKey>, Vec<[u8; 33]>) {
+        let keys: Vec<_> = (0..n)
+            .map(|i| address::signing_key_from_hex(&hex::encode(crate::protocol::sha256(&[i, seed]))).unwrap())
             .collect();
-        let ring: Vec<[u8; 33]> = keys
+        let ring = keys
             .iter()
             .map(|k| address::compressed_public_key(k.verifying_key()))
             .collect();
+        (keys, ring)
+    }
+
+    #[test]
+    fn agrees_with_the_reference_verifier() {
+        let (keys, ring) = keys_and_ring(3, 0);
         let fast = FastRing::default();
         // Cold (no tables), then hot (tables for members, their H_p and the key image).
         for round in 0..(HOT_AFTER as usize + 4) {
@@ -309,13 +315,7 @@ mod tests {
 
     #[test]
     fn a_point_off_the_curve_is_refused_cold_and_hot() {
-        let keys: Vec<_> = (0..2u8)
-            .map(|i| address::signing_key_from_hex(&hex::encode(crate::protocol::sha256(&[i, 9]))).unwrap())
-            .collect();
-        let ring: Vec<[u8; 33]> = keys
-            .iter()
-            .map(|k| address::compressed_public_key(k.verifying_key()))
-            .collect();
+        let (keys, ring) = keys_and_ring(2, 9);
         let fast = FastRing::default();
         let secret = k256::Scalar::reduce(&keys[0].to_bytes());
         // An x with no curve point: 0x02 ‖ 0x00…05 (x³ + 7 = 132 is not a square mod p).

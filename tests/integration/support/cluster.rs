@@ -10,10 +10,10 @@ use std::time::{Duration, Instant};
 
 use raft::AdminClient;
 use relay_miner::chain::query::ChainClient;
-use relay_miner::cli::{LocalnetArgs, demo_genesis};
+use relay_miner::cli::demo_genesis;
 use relay_miner::sim::chain::{Genesis, SimChain};
 
-use super::{free_port, http_get, metric_sum, serve};
+use super::{demo_args, free_port, http_get, metric_sum, serve};
 
 /// The cluster token every test node shares.
 pub const TOKEN: &str = "chaos-test-cluster-token-0123456789";
@@ -42,17 +42,7 @@ pub async fn start_env(block_time_ms: u64, proof_probability: f64) -> Env {
 
 /// [`start_env`] with the demo genesis changed by `customize` first (e.g. longer sessions).
 pub async fn start_env_with(block_time_ms: u64, proof_probability: f64, customize: impl FnOnce(&mut Genesis)) -> Env {
-    let args = LocalnetArgs {
-        sessions: 1,
-        rate: 1,
-        apps: 2,
-        gateways: 1,
-        suppliers: 2,
-        block_time_ms,
-        proof_probability,
-        data_dir: None,
-        keep_running: false,
-    };
+    let args = demo_args(block_time_ms, proof_probability);
     // The staked URL is informational here: the load generator targets each node's relay port itself.
     let mut genesis = demo_genesis(&args, "http://127.0.0.1:1");
     customize(&mut genesis);

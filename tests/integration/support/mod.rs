@@ -11,7 +11,47 @@ pub mod tcp_proxy;
 
 use std::time::{Duration, Instant};
 
+use relay_miner::cli::LocalnetArgs;
 use relay_miner::sim::chain::SimChain;
+
+/// The demo network every process test starts from: 2 apps, 1 gateway, 2 suppliers, one session of load.
+pub fn demo_args(block_time_ms: u64, proof_probability: f64) -> LocalnetArgs {
+    LocalnetArgs {
+        sessions: 1,
+        rate: 1,
+        apps: 2,
+        gateways: 1,
+        suppliers: 2,
+        block_time_ms,
+        proof_probability,
+        data_dir: None,
+        keep_running: false,
+    }
+}
+
+/// Block time of the raft process tests (`RAFT_CHAOS_BLOCK_MS`, default 2 s: windows are 5 blocks and the
+/// leading miner must keep up with the chain within them).
+pub fn raft_block_ms() -> u64 {
+    std::env::var("RAFT_CHAOS_BLOCK_MS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(2000)
+}
+
+/// Per-node `/metrics` of a raft cluster after a run: no node lost revenue, and every node timed its raft writes.
+pub fn assert_nodes_lost_nothing(metrics: &std::collections::BTreeMap<u64, String>) {
+    for (id, text) in metrics {
+        assert_eq!(
+            metric_sum(text, "ha_miner_upokt_lost_total", &[]),
+            0.0,
+            "node {id} lost revenue"
+        );
+        assert!(
+            metric_sum(text, "ha_raft_append_latency_seconds_count", &[]) > 0.0,
+            "node {id} exported no raft write latency"
+        );
+    }
+}
 
 /// A free TCP port on 127.0.0.1 (bound and released: another process may take it first, rarely).
 pub fn free_port() -> u16 {
