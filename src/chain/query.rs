@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use super::cache::TtlCache;
+use super::cache::{Lookup, RefreshCache, TtlCache};
 use super::grpc::{GrpcClient, GrpcError};
 use crate::protocol::wire::{self, method, tendermint_method};
 
@@ -47,6 +47,9 @@ pub struct BlockInfo {
 /// Cache lifetimes.
 const ENTITY_TTL: Duration = Duration::from_secs(10);
 const NOT_FOUND_TTL: Duration = Duration::from_secs(2);
+/// How long a stale application (past its TTL or from before the last block) stays usable while one caller
+/// refreshes it or the chain is unreachable.
+const APPLICATION_STALE_FOR: Duration = Duration::from_secs(30);
 
 /// The chain query client shared by relayer and miner.
 #[derive(Debug)]
@@ -56,7 +59,7 @@ pub struct ChainClient {
     difficulty_at: TtlCache<(String, i64), Vec<u8>>,
     compute_units_at: TtlCache<(String, i64), u64>,
     sessions: TtlCache<(String, String, i64), wire::Session>,
-    applications: TtlCache<String, Option<wire::Application>>,
+    applications: RefreshCache<String, Option<wire::Application>>,
     pubkeys: TtlCache<String, Option<[u8; 33]>>,
     blocks: TtlCache<i64, BlockInfo>,
 }
@@ -70,7 +73,7 @@ impl ChainClient {
             difficulty_at: TtlCache::new(16_384),
             compute_units_at: TtlCache::new(16_384),
             sessions: TtlCache::new(65_536),
-            applications: TtlCache::new(65_536),
+            applications: RefreshCache::new(65_536, APPLICATION_STALE_FOR),
             pubkeys: TtlCache::new(65_536),
             blocks: TtlCache::new(4096),
         })
@@ -139,10 +142,17 @@ impl ChainClient {
     }
 
     /// The application (current state), `None` when not staked.
+    ///
+    /// After its TTL or a new block ([`ChainClient::invalidate_applications`]) the cached value is stale: one
+    /// caller reads it again while the others keep the stale value (for at most [`APPLICATION_STALE_FOR`]), and
+    /// if that read fails the stale value is used and the next caller retries.
     pub async fn application(&self, address: &str) -> Result<Option<wire::Application>, ChainError> {
-        if let Some(a) = self.applications.get(&address.to_string()) {
-            return Ok(a);
-        }
+        let key = address.to_string();
+        let (stale, _guard) = match self.applications.lookup(&key) {
+            Lookup::Fresh(a) | Lookup::Stale(a) => return Ok(a),
+            Lookup::Refresh(a, guard) => (Some(a), Some(guard)),
+            Lookup::Miss => (None, None),
+        };
         let request = wire::QueryGetApplicationRequest {
             address: address.to_string(),
         };
@@ -150,10 +160,18 @@ impl ChainClient {
         let app = match result {
             Ok(r) => r.application,
             Err(e) if e.is_not_found() => None,
-            Err(e) => return Err(e.into()),
+            Err(e) => {
+                return match stale {
+                    Some(a) => {
+                        tracing::warn!(error = %e, address, "application refresh failed; using the cached value");
+                        Ok(a)
+                    }
+                    None => Err(e.into()),
+                };
+            }
         };
         let ttl = if app.is_some() { ENTITY_TTL } else { NOT_FOUND_TTL };
-        self.applications.insert(address.to_string(), app.clone(), Some(ttl));
+        self.applications.insert(key, app.clone(), ttl);
         Ok(app)
     }
 
@@ -209,9 +227,10 @@ impl ChainClient {
         }
     }
 
-    /// Drops cached applications (new block: delegations may have changed).
+    /// Marks cached applications stale (new block: delegations may have changed); each is read again by the
+    /// next caller that needs it while concurrent callers keep the previous value.
     pub fn invalidate_applications(&self) {
-        self.applications.clear();
+        self.applications.mark_stale();
     }
 
     /// The account's 33-byte public key, `None` when the account never signed a tx (or does not exist).
