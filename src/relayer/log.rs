@@ -5,6 +5,10 @@
 //! and appends it as one batch, with a few batches in flight so one slow commit does not stall the next. With
 //! `durable_ack` the handler waits for its batch's append to return (durable); without it, the handler returns at
 //! once and a failed batch is logged and counted as dropped. Either way no relay costs a commit of its own.
+//!
+//! A backend that group-commits concurrent appends itself ([`storage::RelayLog::coalesces_appends`], the
+//! embedded redb log with its write-ahead log) gets durable appends straight from the handler: batching here
+//! too would only add a task hop and a wake-up to every relay's latency.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -22,6 +26,8 @@ type Ack = oneshot::Sender<Result<(), storage::StorageError>>;
 pub trait LogObserver: Send + Sync {
     /// A batch of `relays` relays was appended (`ok`) or failed.
     fn batch(&self, relays: usize, ok: bool);
+    /// A durable append made without batching here (the backend coalesces appends) failed.
+    fn append_failed(&self);
     /// A relay appended without durable ack was lost because its batch failed.
     fn dropped(&self, service_id: &str);
 }
@@ -37,6 +43,8 @@ struct Item {
 #[derive(Clone)]
 pub struct LogAppender {
     tx: mpsc::Sender<Item>,
+    /// Set when the backend coalesces appends itself: durable appends go straight to it.
+    direct: Option<(Arc<dyn storage::RelayLog>, Arc<dyn LogObserver>)>,
 }
 
 /// Settings of the appender.
@@ -52,8 +60,11 @@ impl LogAppender {
     /// Starts the appender over `log`. Must be called inside a tokio runtime.
     pub fn spawn(log: Arc<dyn storage::RelayLog>, settings: BatchSettings, observer: Arc<dyn LogObserver>) -> Self {
         let (tx, rx) = mpsc::channel(QUEUE_RELAYS);
+        let direct = log
+            .coalesces_appends()
+            .then(|| (Arc::clone(&log), Arc::clone(&observer)));
         tokio::spawn(run(log, rx, settings, observer));
-        Self { tx }
+        Self { tx, direct }
     }
 
     /// Queues `relay`; with `durable` returns once its batch is durable, else once it is queued.
@@ -63,6 +74,14 @@ impl LogAppender {
         service_id: &str,
         durable: bool,
     ) -> Result<(), storage::StorageError> {
+        if durable && let Some((log, observer)) = &self.direct {
+            let result = log.append(vec![relay]).await.map(|_| ());
+            if let Err(e) = &result {
+                observer.append_failed();
+                tracing::error!(error = %e, "relay log append failed");
+            }
+            return result;
+        }
         let gone = || storage::StorageError::Unavailable("relay log appender stopped".into());
         let (ack, done) = if durable {
             let (tx, rx) = oneshot::channel();

@@ -160,6 +160,10 @@ impl super::log::LogObserver for Metrics {
         }
     }
 
+    fn append_failed(&self) {
+        self.batch_failures.with_label_values(&["relay_log"]).inc();
+    }
+
     fn dropped(&self, service_id: &str) {
         self.dropped.with_label_values(&[service_id, "storage_error"]).inc();
     }

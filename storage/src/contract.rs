@@ -98,6 +98,13 @@ pub trait RelayLog: Send + Sync {
     /// been stored; retrying may duplicate entries (consumers must tolerate duplicates: same relay hash).
     async fn append(&self, relays: Vec<MinedRelay>) -> Result<Vec<EntryId>, StorageError>;
 
+    /// True when the backend itself group-commits concurrent [`RelayLog::append`] calls (everything queued while
+    /// one durable write runs goes into the next), so a caller gains nothing by batching in front of it and
+    /// only adds a hop. Remote backends (a round trip per call) return false.
+    fn coalesces_appends(&self) -> bool {
+        false
+    }
+
     /// Delivers up to `max` entries of `supplier` never delivered to any consumer, in id order, and records them
     /// as pending for `consumer`.
     async fn read(&self, supplier: &str, consumer: &str, max: usize) -> Result<Vec<LogEntry>, StorageError>;
