@@ -6,7 +6,8 @@
 //! relays/s and the p50/p99 latency of `append` (the time until the batch is durable and acknowledged). The WAL
 //! comparison also runs an open-loop load (appends of one relay started at a fixed rate, 2,000/s by default,
 //! `STORAGE_BENCH_RATE` / `STORAGE_BENCH_SECS` to change) and prints the latency distribution and the CPU time
-//! of the `redb-writer` and `redb-wal` threads per second of load.
+//! of the `redb-writer` and `redb-wal` threads per second of load. `STORAGE_BENCH_CKPT_MS` / `STORAGE_BENCH_CKPT_KB`
+//! override the WAL checkpoint interval / bytes.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::HashMap;
@@ -206,6 +207,15 @@ fn wal_vs_off(c: &mut Criterion) {
         let dir = tempfile::tempdir().unwrap();
         let mut config = RedbConfig::new(dir.path().join("wal.redb"));
         config.relay_wal = wal;
+        if let Some(ms) = std::env::var("STORAGE_BENCH_CKPT_MS").ok().and_then(|v| v.parse().ok()) {
+            config.wal_checkpoint_interval = Duration::from_millis(ms);
+        }
+        if let Some(kb) = std::env::var("STORAGE_BENCH_CKPT_KB")
+            .ok()
+            .and_then(|v| v.parse::<u64>().ok())
+        {
+            config.wal_checkpoint_bytes = kb << 10;
+        }
         let backend = rt.block_on(RedbBackend::open(config)).unwrap();
         let log = backend.storage().relay_log;
         let mode = if wal { "wal on " } else { "wal off" };

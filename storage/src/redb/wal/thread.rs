@@ -448,6 +448,7 @@ impl WalThread {
         }
         let seq = self.ckpt.sent;
         let tx = self.p.tx.clone();
+        let (started, bytes) = (Instant::now(), self.ckpt.bytes);
         let queued = self.p.writer.submit(
             1,
             true,
@@ -459,6 +460,7 @@ impl WalThread {
                 Ok(Ok(()))
             },
             move |r| {
+                tracing::debug!(seq, bytes, took = ?started.elapsed(), ok = r.is_ok(), "relay WAL checkpoint");
                 let _ = tx.send(Msg::Checkpointed(seq, r));
             },
         );
