@@ -39,6 +39,17 @@
 //! Reads see their writes: the thread publishes the last durable record (`durable`) before acknowledging, and
 //! every relay-log call other than `append` first waits until the applied record (`applied`) reaches the
 //! durable one observed at its start.
+//!
+//! Fencing: a group with fenced requests checks them with the lease table locked and keeps it locked until its
+//! `fdatasync` returned, so a campaign (which installs its term under that lock) either comes after the
+//! append is durable or the append is refused with `Fenced`.
+//!
+//! Backpressure: the WAL can write faster than redb applies (a saturating load, not 2,000 relays/s); the thread
+//! runs at most a few MiB ahead of redb before it waits for applies, which bounds memory, the wait of reads and
+//! the segments waiting for a checkpoint.
+//!
+//! If applying a record to redb fails, the WAL keeps it (durable) and every later append and relay-log read
+//! fails with `Unavailable` until the database is reopened, when recovery applies it.
 
 mod record;
 mod recovery;
