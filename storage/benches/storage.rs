@@ -1,10 +1,16 @@
 //! Storage benches: redb relay-log append throughput and acknowledgement latency (p50/p99) with group commit at
-//! batch sizes 1, 64 and 512 with concurrent appenders, and trie node batch writes.
+//! batch sizes 1, 64 and 512 with concurrent appenders, the relay WAL on vs off with 1.5 KB relays, and trie
+//! node batch writes.
 //!
 //! Besides criterion's timings, each append configuration first runs a fixed workload and prints one line with
-//! relays/s and the p50/p99 latency of `append` (the time until the batch is durable and acknowledged).
+//! relays/s and the p50/p99 latency of `append` (the time until the batch is durable and acknowledged). The WAL
+//! comparison also runs an open-loop load (appends of one relay started at a fixed rate, 2,000/s by default,
+//! `STORAGE_BENCH_RATE` / `STORAGE_BENCH_SECS` to change) and prints the latency distribution and the CPU time
+//! of the `redb-writer` and `redb-wal` threads per second of load. `STORAGE_BENCH_CKPT_MS` / `STORAGE_BENCH_CKPT_KB`
+//! override the WAL checkpoint interval / bytes.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -101,6 +107,165 @@ fn append(c: &mut Criterion) {
     group.finish();
 }
 
+/// A relay with a 1.5 KB payload (the size the relayer logs for typical JSON-RPC responses).
+fn relay_1k5(n: u64) -> MinedRelay {
+    MinedRelay {
+        payload: vec![0xcd; 1500],
+        ..relay(n)
+    }
+}
+
+/// `appenders` tasks each append `rounds` single 1.5 KB relays back to back; returns (elapsed, latencies).
+async fn closed_loop(log: Arc<dyn RelayLog>, appenders: usize, rounds: usize) -> (Duration, Vec<Duration>) {
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for t in 0..appenders {
+        let log = log.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut lat = Vec::with_capacity(rounds);
+            for r in 0..rounds {
+                let t0 = Instant::now();
+                log.append(vec![relay_1k5((t * rounds + r) as u64)]).await.unwrap();
+                lat.push(t0.elapsed());
+            }
+            lat
+        }));
+    }
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await.unwrap());
+    }
+    (start.elapsed(), all)
+}
+
+/// CPU time (user + system) per thread name of this process, from /proc (empty where unavailable).
+fn thread_cpu() -> HashMap<String, Duration> {
+    let mut out = HashMap::new();
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return out;
+    };
+    for t in tasks.flatten() {
+        let (Ok(comm), Ok(stat)) = (
+            std::fs::read_to_string(t.path().join("comm")),
+            std::fs::read_to_string(t.path().join("stat")),
+        ) else {
+            continue;
+        };
+        // Fields after the parenthesised name: state is field 3, utime 14, stime 15 (clock ticks, 100/s).
+        let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else {
+            continue;
+        };
+        let f: Vec<&str> = rest.split_whitespace().collect();
+        let ticks: u64 =
+            f.get(11).and_then(|v| v.parse().ok()).unwrap_or(0) + f.get(12).and_then(|v| v.parse().ok()).unwrap_or(0);
+        *out.entry(comm.trim().to_owned()).or_default() += Duration::from_millis(ticks * 10);
+    }
+    out
+}
+
+/// Starts one single-relay append every `1/rate` s for `secs` s from a pacing thread (open loop: a slow append
+/// does not delay the next one); returns the latencies, each from its scheduled start to its acknowledgement.
+fn open_loop(rt: &tokio::runtime::Runtime, log: Arc<dyn RelayLog>, rate: u64, secs: u64) -> Vec<Duration> {
+    let period = Duration::from_nanos(1_000_000_000 / rate.max(1));
+    let total = rate * secs;
+    let start = Instant::now() + Duration::from_millis(20);
+    let mut handles = Vec::with_capacity(total as usize);
+    for i in 0..total {
+        let due = start + period * i as u32;
+        if let Some(wait) = due.checked_duration_since(Instant::now()) {
+            std::thread::sleep(wait);
+        }
+        let log = log.clone();
+        handles.push(rt.spawn(async move {
+            log.append(vec![relay_1k5(1_000_000 + i)]).await.unwrap();
+            due.elapsed()
+        }));
+    }
+    rt.block_on(async move {
+        let mut lat = Vec::with_capacity(handles.len());
+        for h in handles {
+            lat.push(h.await.unwrap());
+        }
+        lat
+    })
+}
+
+fn env_u64(name: &str, default: u64) -> u64 {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+fn wal_vs_off(c: &mut Criterion) {
+    let rt = runtime();
+    let rate = env_u64("STORAGE_BENCH_RATE", 2_000);
+    let secs = env_u64("STORAGE_BENCH_SECS", 5);
+    let mut group = c.benchmark_group("redb_append_1k5");
+    group
+        .sample_size(10)
+        .measurement_time(Duration::from_secs(4))
+        .warm_up_time(Duration::from_secs(1));
+    for wal in [false, true] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = RedbConfig::new(dir.path().join("wal.redb"));
+        config.relay_wal = wal;
+        if let Some(ms) = std::env::var("STORAGE_BENCH_CKPT_MS").ok().and_then(|v| v.parse().ok()) {
+            config.wal_checkpoint_interval = Duration::from_millis(ms);
+        }
+        if let Some(kb) = std::env::var("STORAGE_BENCH_CKPT_KB")
+            .ok()
+            .and_then(|v| v.parse::<u64>().ok())
+        {
+            config.wal_checkpoint_bytes = kb << 10;
+        }
+        let backend = rt.block_on(RedbBackend::open(config)).unwrap();
+        let log = backend.storage().relay_log;
+        let mode = if wal { "wal on " } else { "wal off" };
+        // Warm up (file growth, first spare segment), then the closed loop.
+        rt.block_on(closed_loop(log.clone(), APPENDERS, 50));
+        let (elapsed, mut lat) = rt.block_on(closed_loop(log.clone(), APPENDERS, 500));
+        lat.sort();
+        println!(
+            "redb append 1.5KB x1 {mode} closed loop, appenders={APPENDERS}: {:>7.0} relays/s, p50 {:?} p99 {:?}",
+            lat.len() as f64 / elapsed.as_secs_f64(),
+            pct(&lat, 0.50),
+            pct(&lat, 0.99)
+        );
+        let cpu0 = thread_cpu();
+        let t0 = Instant::now();
+        let mut lat = open_loop(&rt, log.clone(), rate, secs);
+        let wall = t0.elapsed().as_secs_f64();
+        let cpu1 = thread_cpu();
+        lat.sort();
+        let share = |name: &str| {
+            let d = cpu1.get(name).copied().unwrap_or_default() - cpu0.get(name).copied().unwrap_or_default();
+            100.0 * d.as_secs_f64() / wall
+        };
+        println!(
+            "redb append 1.5KB x1 {mode} open loop {rate}/s for {secs}s: p50 {:?} p99 {:?} p99.9 {:?} max {:?}; \
+             CPU redb-writer {:.0}% redb-wal {:.0}%",
+            pct(&lat, 0.50),
+            pct(&lat, 0.99),
+            pct(&lat, 0.999),
+            lat[lat.len() - 1],
+            share("redb-writer"),
+            share("redb-wal")
+        );
+        group.throughput(Throughput::Elements(APPENDERS as u64));
+        group.bench_function(if wal { "wal_on_x16" } else { "wal_off_x16" }, |b| {
+            b.iter_custom(|iters| {
+                let log = log.clone();
+                rt.block_on(async move {
+                    let mut total = Duration::ZERO;
+                    for _ in 0..iters {
+                        total += closed_loop(log.clone(), APPENDERS, 1).await.0;
+                    }
+                    total
+                })
+            })
+        });
+    }
+    group.finish();
+}
+
 fn trie_nodes(c: &mut Criterion) {
     let rt = runtime();
     let dir = tempfile::tempdir().unwrap();
@@ -155,5 +320,5 @@ fn trie_nodes(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(group, append, trie_nodes);
+criterion_group!(group, append, wal_vs_off, trie_nodes);
 criterion_main!(group);

@@ -1,4 +1,7 @@
 //! The relay log on redb: entries keyed `(supplier id, sequence)`, consumer-group state in memory.
+//!
+//! With the relay WAL on, `append` goes through it (`super::wal`); every other call first waits until the
+//! appends acknowledged before it started are applied to redb.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -13,7 +16,7 @@ use crate::StorageError;
 use crate::contract::{Backlog, EntryId, LogEntry, MinedRelay, RelayLog};
 
 /// The supplier id of `supplier`, allocating one in `txn` if new.
-fn supplier_id(txn: &WriteTransaction, supplier: &str) -> Result<u32, StorageError> {
+pub(super) fn supplier_id(txn: &WriteTransaction, supplier: &str) -> Result<u32, StorageError> {
     let mut suppliers = txn.open_table(SUPPLIERS).map_err(db_err)?;
     if let Some(id) = suppliers.get(supplier).map_err(db_err)? {
         return Ok(id.value());
@@ -26,7 +29,7 @@ fn supplier_id(txn: &WriteTransaction, supplier: &str) -> Result<u32, StorageErr
     Ok(id)
 }
 
-fn seq_key(id: u32) -> String {
+pub(super) fn seq_key(id: u32) -> String {
     format!("seq:{id}")
 }
 
@@ -123,8 +126,11 @@ impl RelayLog for RedbBackend {
         if relays.is_empty() {
             return Ok(Vec::new());
         }
-        let weight = relays.len();
         let fence = self.fence_check();
+        if let Some(wal) = &self.inner.wal {
+            return wal.append(relays, fence).await;
+        }
+        let weight = relays.len();
         self.inner
             .writer
             .call(weight, move |txn| {
@@ -137,6 +143,7 @@ impl RelayLog for RedbBackend {
     }
 
     async fn read(&self, supplier: &str, consumer: &str, max: usize) -> Result<Vec<LogEntry>, StorageError> {
+        self.wal_caught_up().await?;
         let (supplier, consumer) = (supplier.to_owned(), consumer.to_owned());
         let fence = self.fence_check();
         self.blocking(move |inner| {
@@ -169,6 +176,7 @@ impl RelayLog for RedbBackend {
     }
 
     async fn read_pending(&self, supplier: &str, consumer: &str, max: usize) -> Result<Vec<LogEntry>, StorageError> {
+        self.wal_caught_up().await?;
         let (supplier, consumer) = (supplier.to_owned(), consumer.to_owned());
         let fence = self.fence_check();
         self.blocking(move |inner| {
@@ -190,6 +198,7 @@ impl RelayLog for RedbBackend {
         min_idle: Duration,
         max: usize,
     ) -> Result<Vec<LogEntry>, StorageError> {
+        self.wal_caught_up().await?;
         let (supplier, consumer) = (supplier.to_owned(), consumer.to_owned());
         let fence = self.fence_check();
         self.blocking(move |inner| {
@@ -205,6 +214,7 @@ impl RelayLog for RedbBackend {
     }
 
     async fn ack(&self, supplier: &str, ids: &[EntryId]) -> Result<u64, StorageError> {
+        self.wal_caught_up().await?;
         let seqs: Vec<u64> = {
             let groups = self.inner.groups();
             let Some(group) = groups.get(supplier) else {
@@ -251,6 +261,7 @@ impl RelayLog for RedbBackend {
     }
 
     async fn trim_session(&self, supplier: &str, session_id: &str) -> Result<u64, StorageError> {
+        self.wal_caught_up().await?;
         let (name, session) = (supplier.to_owned(), session_id.to_owned());
         let fence = self.fence_check();
         let removed: Vec<u64> = self
@@ -292,6 +303,7 @@ impl RelayLog for RedbBackend {
     }
 
     async fn backlog(&self, supplier: &str) -> Result<Backlog, StorageError> {
+        self.wal_caught_up().await?;
         let supplier = supplier.to_owned();
         self.blocking(move |inner| {
             let groups = inner.groups();

@@ -2,8 +2,11 @@
 //!
 //! Callers (async or sync) send an [`Op`] (a closure applied to the open transaction) and wait for its reply.
 //! The thread takes the first queued op, then every op already queued (and, with a `window` > 0, those arriving
-//! within it) until `max_entries` relays are gathered, applies them all to one transaction, commits once with
-//! `Durability::Immediate` (one fsync) and only then replies to every caller. So an `Ok` reply means durable.
+//! within it) until `max_entries` relays are gathered, applies them all to one transaction, commits once and
+//! only then replies to every caller. An op says whether it needs durability: a group with any durable op
+//! commits with `Durability::Immediate` (one fsync; it also persists every earlier non-durable commit, redb's
+//! documented semantics), a group of non-durable ops only (the relay WAL's applies, already durable in the WAL)
+//! with `Durability::None`. So an `Ok` reply to a durable op means durable.
 //! An op's logical failure (e.g. a version conflict) is its own reply and writes nothing; a redb failure while
 //! applying aborts the whole transaction and fails every op of it.
 
@@ -25,6 +28,8 @@ type Apply = Box<dyn FnOnce(&WriteTransaction) -> Result<Done, StorageError> + S
 /// One write request.
 pub(crate) struct Op {
     weight: usize,
+    /// Whether the commit holding this op must be `Durability::Immediate`.
+    durable: bool,
     apply: Apply,
 }
 
@@ -45,7 +50,7 @@ fn writer_gone() -> StorageError {
     StorageError::Unavailable("redb writer thread stopped".into())
 }
 
-fn make_op<T, F, R>(weight: usize, f: F, reply: R) -> Op
+fn make_op<T, F, R>(weight: usize, durable: bool, f: F, reply: R) -> Op
 where
     T: Send + 'static,
     F: FnOnce(&WriteTransaction) -> Result<Result<T, StorageError>, StorageError> + Send + 'static,
@@ -53,6 +58,7 @@ where
 {
     Op {
         weight,
+        durable,
         apply: Box::new(move |txn| {
             let outcome = f(txn)?;
             Ok(Box::new(move |committed: Result<(), StorageError>| {
@@ -81,7 +87,7 @@ impl Writer {
         F: FnOnce(&WriteTransaction) -> Result<Result<T, StorageError>, StorageError> + Send + 'static,
     {
         let (tx, rx) = oneshot::channel();
-        let op = make_op(weight, f, move |r| {
+        let op = make_op(weight, true, f, move |r| {
             let _ = tx.send(r);
         });
         self.tx.send(op).map_err(|_| writer_gone())?;
@@ -95,11 +101,25 @@ impl Writer {
         F: FnOnce(&WriteTransaction) -> Result<Result<T, StorageError>, StorageError> + Send + 'static,
     {
         let (tx, rx) = mpsc::sync_channel(1);
-        let op = make_op(weight, f, move |r| {
+        let op = make_op(weight, true, f, move |r| {
             let _ = tx.send(r);
         });
         self.tx.send(op).map_err(|_| writer_gone())?;
         rx.recv().map_err(|_| writer_gone())?
+    }
+
+    /// Queues `f` without waiting; `reply` runs on the writer thread with its result after the commit. With
+    /// `durable = false` the commit may be `Durability::None` (lost on a crash unless a durable commit follows),
+    /// so `reply(Ok)` then means applied and visible to readers, not durable.
+    pub fn submit<T, F, R>(&self, weight: usize, durable: bool, f: F, reply: R) -> Result<(), StorageError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&WriteTransaction) -> Result<Result<T, StorageError>, StorageError> + Send + 'static,
+        R: FnOnce(Result<T, StorageError>) + Send + 'static,
+    {
+        self.tx
+            .send(make_op(weight, durable, f, reply))
+            .map_err(|_| writer_gone())
     }
 }
 
@@ -138,7 +158,12 @@ fn commit(db: &Database, ops: Vec<Op>) {
             return; // dropping the ops fails their callers with Unavailable
         }
     };
-    if let Err(e) = txn.set_durability(Durability::Immediate) {
+    let durability = if ops.iter().any(|op| op.durable) {
+        Durability::Immediate
+    } else {
+        Durability::None
+    };
+    if let Err(e) = txn.set_durability(durability) {
         tracing::error!(error = %e, "redb set_durability failed");
         return;
     }

@@ -1,0 +1,538 @@
+//! Recovery of the relay WAL at open, before the WAL thread (or anything else) writes.
+//!
+//! Every regular file of the WAL directory is read from offset 0: records are taken while they are valid and
+//! each one's sequence follows the previous one; the first invalid record ends the file (zero fill = clean end;
+//! bad magic, bad length, checksum mismatch or a sequence break = a torn tail, a corrupt record, or stale
+//! records of a reused segment, logged at INFO). File names are not trusted (see [`super::segment`]). Records
+//! newer than the durable META `wal_applied` are applied to redb in one durable commit, in sequence order.
+//! Afterwards every file is disposable: at most two of the configured size are kept (the new active segment
+//! and a spare), the rest removed.
+
+use std::path::{Path, PathBuf};
+
+use redb::{Database, Durability};
+
+use super::record::{self, Invalid, Record};
+use super::segment::{self, Segment, active_name, spare_name, sync_dir};
+use super::{Recovered, WAL_APPLIED, WalConfig, apply_record, io_err};
+use crate::StorageError;
+use crate::redb::read_meta;
+use crate::redb::tables::db_err;
+
+/// Why the records of a file end before its end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stop {
+    Invalid(Invalid),
+    /// A valid record whose sequence does not follow the previous one (a stale record of a reused segment).
+    SeqBreak {
+        expected: u64,
+        found: u64,
+    },
+}
+
+/// The valid records at the start of one file.
+struct Scan {
+    records: Vec<Record>,
+    /// Offset and reason where they end, unless the rest is zero fill (or nothing).
+    stop: Option<(usize, Stop)>,
+}
+
+fn scan(buf: &[u8]) -> Scan {
+    let mut records: Vec<Record> = Vec::new();
+    let mut at = 0usize;
+    let stop = loop {
+        let rest = buf.get(at..).unwrap_or_default();
+        match record::parse(rest) {
+            Ok(rec) => {
+                if let Some(prev) = records.last()
+                    && rec.seq != prev.seq.wrapping_add(1)
+                {
+                    break Some((
+                        at,
+                        Stop::SeqBreak {
+                            expected: prev.seq.wrapping_add(1),
+                            found: rec.seq,
+                        },
+                    ));
+                }
+                at += rec.len;
+                records.push(rec);
+            }
+            Err(Invalid::Zero) => break None,
+            Err(why) => break Some((at, Stop::Invalid(why))),
+        }
+    };
+    Scan { records, stop }
+}
+
+/// One file found in the WAL directory.
+struct Found {
+    path: PathBuf,
+    size: u64,
+}
+
+/// Applies every valid record newer than `wal_applied`; returns the last applied record and the files found.
+fn replay(db: &Database, dir: &Path) -> Result<(u64, Vec<Found>), StorageError> {
+    let applied = read_meta(db, WAL_APPLIED)?;
+    let mut found = Vec::new();
+    let mut pending: Vec<Record> = Vec::new();
+    let entries = std::fs::read_dir(dir).map_err(|e| io_err("list the WAL directory", e))?;
+    for entry in entries {
+        let entry = entry.map_err(|e| io_err("list the WAL directory", e))?;
+        if !entry.file_type().map_err(|e| io_err("stat a WAL file", e))?.is_file() {
+            continue;
+        }
+        let path = entry.path();
+        let buf = std::fs::read(&path).map_err(|e| io_err("read a WAL segment", e))?;
+        let s = scan(&buf);
+        if let Some((offset, why)) = s.stop {
+            let reason = match why {
+                Stop::Invalid(i) => i.describe().to_owned(),
+                Stop::SeqBreak { expected, found } => format!("record {found} where {expected} would follow"),
+            };
+            tracing::info!(
+                segment = %path.display(),
+                offset,
+                %reason,
+                "relay WAL: records end before the segment does (a torn tail after a crash, or stale records of \
+                 a reused segment; neither was acknowledged as new)"
+            );
+        }
+        pending.extend(s.records.into_iter().filter(|r| r.seq > applied));
+        found.push(Found {
+            path,
+            size: buf.len() as u64,
+        });
+    }
+    pending.sort_by_key(|r| r.seq);
+    for pair in pending.windows(2) {
+        if pair[0].seq == pair[1].seq && pair[0] != pair[1] {
+            return Err(StorageError::Corrupt(format!(
+                "relay WAL: two different valid records with sequence {} in {}",
+                pair[0].seq,
+                dir.display()
+            )));
+        }
+    }
+    pending.dedup_by_key(|r| r.seq);
+    let mut expect = applied + 1;
+    for r in &pending {
+        if r.seq != expect {
+            // Only a write that failed (and whose sequence was skipped) leaves a gap.
+            tracing::warn!(expected = expect, found = r.seq, "relay WAL: gap in record sequences");
+        }
+        expect = r.seq + 1;
+    }
+    let Some(last) = pending.last().map(|r| r.seq) else {
+        return Ok((applied, found));
+    };
+    let mut txn = db.begin_write().map_err(db_err)?;
+    txn.set_durability(Durability::Immediate)
+        .map_err(|e| StorageError::Backend(format!("redb: {e}")))?;
+    let mut relays = 0usize;
+    for r in &pending {
+        apply_record(&txn, r.seq, &r.entries)?;
+        relays += r.entries.len();
+    }
+    txn.commit().map_err(db_err)?;
+    tracing::info!(
+        records = pending.len(),
+        relays,
+        from = applied,
+        to = last,
+        "relay WAL: recovery applied records to redb"
+    );
+    Ok((last, found))
+}
+
+fn parent_of(dir: &Path) -> &Path {
+    match dir.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    }
+}
+
+/// Recovery for `relay_wal = true`: replays, then sets up the active segment (and a spare when a reusable file
+/// is left). Creates the directory on first use.
+pub(crate) fn recover(db: &Database, cfg: &WalConfig) -> Result<Recovered, StorageError> {
+    let dir = &cfg.dir;
+    if !dir.exists() {
+        std::fs::create_dir_all(dir).map_err(|e| io_err("create the WAL directory", e))?;
+        sync_dir(parent_of(dir)).map_err(|e| io_err("sync the WAL directory's parent", e))?;
+    }
+    let (last, found) = replay(db, dir)?;
+    // Every file is disposable now: its records are durable in redb, or were never acknowledged.
+    let mut keep = Vec::new();
+    for f in found {
+        if f.size == cfg.segment_bytes && keep.len() < 2 {
+            keep.push(f.path);
+        } else {
+            std::fs::remove_file(&f.path).map_err(|e| io_err("remove a WAL file", e))?;
+        }
+    }
+    // Files already named as their new role come first, so no rename below can replace a kept file.
+    let (to_active, to_spare) = (dir.join(active_name(last + 1)), dir.join(spare_name(0)));
+    let take = |keep: &mut Vec<PathBuf>, name: &PathBuf| keep.iter().position(|p| p == name).map(|i| keep.remove(i));
+    let mut active_path = take(&mut keep, &to_active);
+    let mut spare_path = take(&mut keep, &to_spare);
+    if active_path.is_none() {
+        active_path = keep.pop();
+    }
+    if spare_path.is_none() {
+        spare_path = keep.pop();
+    }
+    let reuse = |path: &Path, name: &str| -> Result<Segment, StorageError> {
+        let mut seg = segment::open_existing(path).map_err(|e| io_err("open a WAL segment", e))?;
+        seg.rename(dir, name).map_err(|e| io_err("rename a WAL segment", e))?;
+        Ok(seg)
+    };
+    let active = match active_path {
+        Some(p) => reuse(&p, &active_name(last + 1))?,
+        None => segment::create(dir, &active_name(last + 1), cfg.segment_bytes)
+            .map_err(|e| io_err("create a WAL segment", e))?,
+    };
+    let spare = spare_path.map(|p| reuse(&p, &spare_name(0))).transpose()?;
+    sync_dir(dir).map_err(|e| io_err("sync the WAL directory", e))?;
+    Ok(Recovered {
+        last,
+        active,
+        spare,
+        spares_named: 1,
+    })
+}
+
+/// Recovery for `relay_wal = false`: applies what a previous run with the WAL left, then removes the WAL files
+/// and directory (a no-op when there is none).
+pub(crate) fn recover_and_remove(db: &Database, dir: &Path) -> Result<(), StorageError> {
+    if !dir.exists() {
+        return Ok(());
+    }
+    let (_, found) = replay(db, dir)?;
+    for f in found {
+        std::fs::remove_file(&f.path).map_err(|e| io_err("remove a WAL file", e))?;
+    }
+    if let Err(e) = std::fs::remove_dir(dir) {
+        tracing::warn!(error = %e, dir = %dir.display(), "relay WAL: cannot remove the WAL directory");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use std::os::unix::fs::FileExt;
+    use std::time::Duration;
+
+    use redb::{ReadableDatabase, ReadableTable};
+
+    use super::*;
+    use crate::redb::log::seq_key;
+    use crate::redb::tables::{LOG, META, SUPPLIERS};
+    use crate::redb::wal::record::Entry;
+
+    const SEG: u64 = 64 << 10;
+
+    struct Env {
+        _tmp: tempfile::TempDir,
+        db: Database,
+        cfg: WalConfig,
+    }
+
+    fn env() -> Env {
+        let tmp = tempfile::tempdir().unwrap();
+        let db = Database::create(tmp.path().join("t.redb")).unwrap();
+        let txn = db.begin_write().unwrap();
+        txn.open_table(LOG).unwrap();
+        txn.open_table(SUPPLIERS).unwrap();
+        txn.open_table(META).unwrap();
+        txn.commit().unwrap();
+        let cfg = WalConfig {
+            dir: tmp.path().join("t.redb.wal"),
+            segment_bytes: SEG,
+            checkpoint_bytes: 16 << 10,
+            checkpoint_interval: Duration::from_secs(1),
+            max_entries: 512,
+        };
+        std::fs::create_dir_all(&cfg.dir).unwrap();
+        Env { _tmp: tmp, db, cfg }
+    }
+
+    /// Record `seq` holding one relay of `supplier` with per-supplier sequence `n` and a value naming both.
+    fn rec(seq: u64, supplier: &str, n: u64) -> Vec<u8> {
+        record::encode(
+            seq,
+            &[Entry {
+                supplier: supplier.into(),
+                seq: n,
+                value: format!("r{seq}-{supplier}-{n}").into_bytes(),
+            }],
+        )
+        .unwrap()
+    }
+
+    /// Writes a zero-filled file of `size` with `records` back to back from offset 0.
+    fn segment(env: &Env, name: &str, size: u64, records: &[Vec<u8>]) -> PathBuf {
+        let path = env.cfg.dir.join(name);
+        let f = std::fs::File::create(&path).unwrap();
+        f.set_len(size).unwrap();
+        let mut at = 0u64;
+        for r in records {
+            f.write_all_at(r, at).unwrap();
+            at += r.len() as u64;
+        }
+        path
+    }
+
+    fn set_applied(env: &Env, seq: u64) {
+        let txn = env.db.begin_write().unwrap();
+        txn.open_table(META).unwrap().insert(WAL_APPLIED, seq).unwrap();
+        txn.commit().unwrap();
+    }
+
+    /// Every log entry as `(supplier, seq, value)`.
+    fn log(env: &Env) -> Vec<(String, u64, String)> {
+        let txn = env.db.begin_read().unwrap();
+        let names: Vec<(String, u32)> = txn
+            .open_table(SUPPLIERS)
+            .unwrap()
+            .iter()
+            .unwrap()
+            .map(|i| {
+                let (k, v) = i.unwrap();
+                (k.value().to_owned(), v.value())
+            })
+            .collect();
+        let name = |id: u32| names.iter().find(|(_, i)| *i == id).unwrap().0.clone();
+        txn.open_table(LOG)
+            .unwrap()
+            .iter()
+            .unwrap()
+            .map(|i| {
+                let (k, v) = i.unwrap();
+                let (sid, seq) = k.value();
+                (name(sid), seq, String::from_utf8(v.value().to_vec()).unwrap())
+            })
+            .collect()
+    }
+
+    fn meta(env: &Env, key: &str) -> u64 {
+        read_meta(&env.db, key).unwrap()
+    }
+
+    fn entry(seq: u64, supplier: &str, n: u64) -> (String, u64, String) {
+        (supplier.to_owned(), n, format!("r{seq}-{supplier}-{n}"))
+    }
+
+    fn files(env: &Env) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(&env.cfg.dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        names.sort();
+        names
+    }
+
+    #[test]
+    fn valid_records_are_applied_with_their_sequences() {
+        let env = env();
+        segment(
+            &env,
+            "00000000000000000001.seg",
+            SEG,
+            &[rec(1, "a", 1), rec(2, "b", 1), rec(3, "a", 2)],
+        );
+        let r = recover(&env.db, &env.cfg).unwrap();
+        assert_eq!(r.last, 3);
+        assert_eq!(log(&env), vec![entry(1, "a", 1), entry(3, "a", 2), entry(2, "b", 1)]);
+        assert_eq!(meta(&env, WAL_APPLIED), 3);
+        let sid_a = 0; // first supplier allocated
+        assert_eq!(meta(&env, &seq_key(sid_a)), 2, "META seq raised to the max inserted");
+        assert_eq!(
+            files(&env),
+            vec!["00000000000000000004.seg"],
+            "the file is reused as the next active segment"
+        );
+        assert_eq!(r.active.size, SEG);
+    }
+
+    #[test]
+    fn torn_tail_is_dropped() {
+        let env = env();
+        let (r1, r2, r3) = (rec(1, "a", 1), rec(2, "a", 2), rec(3, "a", 3));
+        let torn = r3[..r3.len() / 2].to_vec();
+        segment(&env, "00000000000000000001.seg", SEG, &[r1, r2, torn]);
+        let r = recover(&env.db, &env.cfg).unwrap();
+        assert_eq!(
+            r.last, 2,
+            "the torn record is not applied; its sequence is given out again"
+        );
+        assert_eq!(log(&env), vec![entry(1, "a", 1), entry(2, "a", 2)]);
+    }
+
+    #[test]
+    fn flipped_byte_in_the_last_record_is_dropped() {
+        let env = env();
+        let mut r3 = rec(3, "a", 3);
+        let mid = r3.len() - 3;
+        r3[mid] ^= 0x40;
+        segment(
+            &env,
+            "00000000000000000001.seg",
+            SEG,
+            &[rec(1, "a", 1), rec(2, "a", 2), r3],
+        );
+        assert_eq!(recover(&env.db, &env.cfg).unwrap().last, 2);
+        assert_eq!(log(&env), vec![entry(1, "a", 1), entry(2, "a", 2)]);
+    }
+
+    #[test]
+    fn stale_records_of_a_reused_segment_are_ignored() {
+        let env = env();
+        set_applied(&env, 10);
+        // A spare holding old, checkpointed records (valid checksums).
+        segment(
+            &env,
+            "spare-00000000000000000003.seg",
+            SEG,
+            &[rec(5, "old", 5), rec(6, "old", 6)],
+        );
+        // A reused segment: new records 11, 12 written from offset 0, then stale records 9 and 10 of its
+        // previous use (valid checksums, header well aligned right behind the new ones: the worst case).
+        segment(
+            &env,
+            "00000000000000000011.seg",
+            SEG,
+            &[
+                rec(11, "new", 1),
+                rec(12, "new", 2),
+                rec(9, "old", 9),
+                rec(10, "old", 10),
+            ],
+        );
+        let r = recover(&env.db, &env.cfg).unwrap();
+        assert_eq!(r.last, 12);
+        assert_eq!(log(&env), vec![entry(11, "new", 1), entry(12, "new", 2)]);
+        assert_eq!(files(&env).len(), 2, "both files kept: active and spare");
+        assert!(r.spare.is_some());
+    }
+
+    #[test]
+    fn applied_records_are_not_applied_twice() {
+        let env = env();
+        segment(&env, "00000000000000000001.seg", SEG, &[rec(1, "a", 1), rec(2, "a", 2)]);
+        assert_eq!(recover(&env.db, &env.cfg).unwrap().last, 2);
+        // The consumer acknowledges (deletes) entry 1; the WAL still holds its record if the file was kept
+        // unchanged (simulate by rewriting it with records 1..4).
+        let txn = env.db.begin_write().unwrap();
+        txn.open_table(LOG).unwrap().remove((0, 1)).unwrap();
+        txn.commit().unwrap();
+        for f in files(&env) {
+            std::fs::remove_file(env.cfg.dir.join(f)).unwrap();
+        }
+        segment(
+            &env,
+            "00000000000000000001.seg",
+            SEG,
+            &[rec(1, "a", 1), rec(2, "a", 2), rec(3, "a", 3), rec(4, "a", 4)],
+        );
+        let r = recover(&env.db, &env.cfg).unwrap();
+        assert_eq!(r.last, 4);
+        assert_eq!(
+            log(&env),
+            vec![entry(2, "a", 2), entry(3, "a", 3), entry(4, "a", 4)],
+            "the acknowledged entry stays deleted"
+        );
+        // Recovering again changes nothing.
+        assert_eq!(recover(&env.db, &env.cfg).unwrap().last, 4);
+        assert_eq!(log(&env).len(), 3);
+    }
+
+    #[test]
+    fn empty_or_missing_wal_dir() {
+        let env = env();
+        set_applied(&env, 7);
+        let r = recover(&env.db, &env.cfg).unwrap();
+        assert_eq!(r.last, 7);
+        assert!(r.spare.is_none());
+        assert_eq!(files(&env), vec!["00000000000000000008.seg"]);
+        std::fs::remove_dir_all(&env.cfg.dir).unwrap();
+        let r = recover(&env.db, &env.cfg).unwrap();
+        assert_eq!(r.last, 7);
+        assert_eq!(
+            std::fs::metadata(&r.active.path).unwrap().len(),
+            SEG,
+            "created zero-filled"
+        );
+        assert!(log(&env).is_empty());
+    }
+
+    #[test]
+    fn record_larger_than_a_segment() {
+        let env = env();
+        let big = record::encode(
+            1,
+            &[Entry {
+                supplier: "a".into(),
+                seq: 1,
+                value: vec![7; (SEG as usize) * 2],
+            }],
+        )
+        .unwrap();
+        let size = (big.len() as u64).next_multiple_of(4096);
+        segment(&env, "00000000000000000001.seg", size, &[big]);
+        segment(&env, "00000000000000000002.seg", SEG, &[rec(2, "a", 2)]);
+        let r = recover(&env.db, &env.cfg).unwrap();
+        assert_eq!(r.last, 2);
+        let got = log(&env);
+        assert_eq!(got.len(), 2);
+        assert_eq!(got[0].2.len(), (SEG as usize) * 2);
+        assert_eq!(got[1], entry(2, "a", 2));
+        assert_eq!(
+            files(&env),
+            vec!["00000000000000000003.seg"],
+            "the oversized file is removed"
+        );
+    }
+
+    #[test]
+    fn names_are_not_trusted_and_many_files_are_trimmed() {
+        let env = env();
+        // Records 1..3 in a file named like a spare, 4 in one named like an old active; plus junk and a file
+        // already named like the next active segment (stale, empty).
+        segment(
+            &env,
+            "spare-00000000000000000000.seg",
+            SEG,
+            &[rec(1, "a", 1), rec(2, "a", 2), rec(3, "a", 3)],
+        );
+        segment(&env, "00000000000000000001.seg", SEG, &[rec(4, "a", 4)]);
+        segment(&env, "00000000000000000005.seg", SEG, &[]);
+        std::fs::write(env.cfg.dir.join("junk"), b"not a segment").unwrap();
+        let r = recover(&env.db, &env.cfg).unwrap();
+        assert_eq!(r.last, 4);
+        assert_eq!(log(&env).len(), 4);
+        assert_eq!(
+            files(&env),
+            vec!["00000000000000000005.seg", "spare-00000000000000000000.seg"]
+        );
+    }
+
+    #[test]
+    fn gap_after_a_failed_write_is_tolerated() {
+        let env = env();
+        segment(&env, "00000000000000000001.seg", SEG, &[rec(1, "a", 1)]);
+        segment(&env, "00000000000000000003.seg", SEG, &[rec(3, "a", 3)]);
+        assert_eq!(recover(&env.db, &env.cfg).unwrap().last, 3);
+        assert_eq!(log(&env), vec![entry(1, "a", 1), entry(3, "a", 3)]);
+    }
+
+    #[test]
+    fn wal_off_applies_then_removes_the_directory() {
+        let env = env();
+        segment(&env, "00000000000000000001.seg", SEG, &[rec(1, "a", 1)]);
+        recover_and_remove(&env.db, &env.cfg.dir).unwrap();
+        assert_eq!(log(&env), vec![entry(1, "a", 1)]);
+        assert!(!env.cfg.dir.exists());
+        recover_and_remove(&env.db, &env.cfg.dir).unwrap();
+    }
+}

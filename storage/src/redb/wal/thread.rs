@@ -1,0 +1,554 @@
+//! The `redb-wal` thread: group commit into the WAL, hand-off to the redb writer, checkpoints and segment
+//! rollover / recycling. See the module docs of [`super`] for the crash-safety argument.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use redb::Database;
+use tokio::sync::watch;
+
+use super::record::{Encoder, Entry, HEADER_LEN};
+use super::segment::{self, Maker, Segment};
+use super::{Applied, Msg, Recovered, Request, WAL_CHECKPOINT, WalConfig, apply_record, io_err, last_seqs, wal_gone};
+use crate::StorageError;
+use crate::contract::EntryId;
+use crate::lease::LeaseTable;
+use crate::redb::lock_leases;
+use crate::redb::tables::{META, db_err};
+use crate::redb::writer::Writer;
+
+/// What the thread is built from (besides the recovered files).
+pub(super) struct Parts {
+    pub cfg: WalConfig,
+    pub db: Arc<Database>,
+    pub writer: Writer,
+    pub leases: Arc<Mutex<LeaseTable>>,
+    pub durable: Arc<AtomicU64>,
+    pub applied: Arc<watch::Sender<Applied>>,
+    pub tx: Sender<Msg>,
+    pub rx: Receiver<Msg>,
+}
+
+/// Checkpoint bookkeeping (all record sequences).
+#[derive(Debug, Default)]
+struct Checkpoint {
+    /// Last record handed to the redb writer.
+    sent: u64,
+    /// Records up to this one are covered by the checkpoint in flight or the last one requested.
+    requested: u64,
+    /// Records up to this one are durable in redb (a checkpoint commit returned `Ok`).
+    done: u64,
+    in_flight: bool,
+    /// WAL bytes written since the last request.
+    bytes: u64,
+    /// When the first record not covered by a request was written.
+    dirty_since: Option<Instant>,
+}
+
+/// How far (in WAL bytes) the WAL may run ahead of redb at most: past it the thread waits for applies before
+/// taking the next group. Bounds memory, the wait of reads (`caught_up`) and the segments awaiting a checkpoint
+/// when redb applies slower than the WAL writes (a saturating load; 2,000 relays/s never gets near it).
+const MAX_UNAPPLIED_BYTES: u64 = 4 << 20;
+
+pub(super) struct WalThread {
+    p: Parts,
+    /// Records handed to the writer and not yet applied, `(record_seq, bytes)`, oldest first.
+    unapplied: VecDeque<(u64, u64)>,
+    unapplied_bytes: u64,
+    applied_rx: watch::Receiver<Applied>,
+    /// Last sequence per supplier (loaded from redb on first use after recovery).
+    seqs: HashMap<String, u64>,
+    next_record: u64,
+    /// `None` only after a failed rollover (the next group retries it).
+    active: Option<Segment>,
+    /// Full segments waiting for a checkpoint to cover their last record, oldest first.
+    closed: VecDeque<Segment>,
+    spare: Option<Segment>,
+    maker: Option<Maker>,
+    spares_named: u64,
+    enc: Encoder,
+    ckpt: Checkpoint,
+}
+
+impl WalThread {
+    pub fn new(p: Parts, r: Recovered) -> Self {
+        let applied_rx = p.applied.subscribe();
+        Self {
+            p,
+            unapplied: VecDeque::new(),
+            unapplied_bytes: 0,
+            applied_rx,
+            seqs: HashMap::new(),
+            next_record: r.last + 1,
+            active: Some(r.active),
+            closed: VecDeque::new(),
+            spare: r.spare,
+            maker: None,
+            spares_named: r.spares_named,
+            enc: Encoder::default(),
+            ckpt: Checkpoint {
+                sent: r.last,
+                requested: r.last,
+                done: r.last,
+                ..Checkpoint::default()
+            },
+        }
+    }
+
+    /// Serves requests until [`Msg::Shutdown`].
+    pub fn run(mut self) {
+        self.keep_spare();
+        loop {
+            self.throttle();
+            let first = match self.checkpoint_deadline() {
+                None => match self.p.rx.recv() {
+                    Ok(m) => m,
+                    Err(_) => break,
+                },
+                Some(at) => match self.p.rx.recv_timeout(at.saturating_duration_since(Instant::now())) {
+                    Ok(m) => m,
+                    Err(RecvTimeoutError::Timeout) => {
+                        self.maybe_checkpoint();
+                        continue;
+                    }
+                    Err(RecvTimeoutError::Disconnected) => break,
+                },
+            };
+            let mut group = Vec::new();
+            let (mut relays, mut bytes) = (0usize, 0usize);
+            let byte_cap = usize::try_from(self.p.cfg.segment_bytes / 2)
+                .unwrap_or(usize::MAX)
+                .max(64 << 10);
+            let mut stop = self.take(first, &mut group, &mut relays, &mut bytes);
+            // No time window: whatever queued while the last fdatasync ran forms this group.
+            while !stop && relays < self.p.cfg.max_entries && bytes < byte_cap {
+                match self.p.rx.try_recv() {
+                    Ok(m) => stop = self.take(m, &mut group, &mut relays, &mut bytes),
+                    Err(_) => break,
+                }
+            }
+            if !group.is_empty() {
+                self.commit(group, bytes);
+            }
+            self.maybe_checkpoint();
+            self.keep_spare();
+            if stop {
+                break;
+            }
+        }
+        self.finish();
+    }
+
+    /// Waits (before taking the next group, so requests keep queuing into it) while more than
+    /// [`MAX_UNAPPLIED_BYTES`] of WAL records are not applied to redb yet.
+    fn throttle(&mut self) {
+        let limit = MAX_UNAPPLIED_BYTES.min(self.p.cfg.segment_bytes);
+        loop {
+            let (applied, failed) = {
+                let a = self.applied_rx.borrow();
+                (a.seq, a.error.is_some())
+            };
+            while self.unapplied.front().is_some_and(|(seq, _)| *seq <= applied) {
+                if let Some((_, len)) = self.unapplied.pop_front() {
+                    self.unapplied_bytes -= len;
+                }
+            }
+            if self.unapplied_bytes <= limit || failed {
+                return;
+            }
+            let Some(&(target, _)) = self.unapplied.front() else {
+                return;
+            };
+            let waited =
+                futures::executor::block_on(self.applied_rx.wait_for(|a| a.seq >= target || a.error.is_some()));
+            if waited.is_err() {
+                return;
+            }
+        }
+    }
+
+    /// Files one message; returns whether it asked the thread to stop.
+    fn take(&mut self, m: Msg, group: &mut Vec<Request>, relays: &mut usize, bytes: &mut usize) -> bool {
+        match m {
+            Msg::Append(r) => {
+                *relays += r.entries.len();
+                *bytes = bytes.saturating_add(r.bytes);
+                group.push(r);
+                false
+            }
+            Msg::Checkpointed(seq, result) => {
+                self.on_checkpoint(seq, result);
+                false
+            }
+            Msg::Shutdown => true,
+        }
+    }
+
+    /// Writes one record for the group, acknowledges it, hands it to redb.
+    fn commit(&mut self, group: Vec<Request>, bytes: usize) {
+        if let Some(e) = self.p.applied.borrow().error.clone() {
+            return fail_all(group, &e);
+        }
+        if let Err(e) = self.load_seqs(&group) {
+            return fail_all(group, &e);
+        }
+        // Room for the largest record this group can make (fence refusals only shrink it).
+        let bound = (HEADER_LEN + 4).saturating_add(bytes) as u64;
+        if self.active.as_ref().is_none_or(|a| a.room() < bound)
+            && let Err(e) = self.roll(bound)
+        {
+            return fail_all(group, &e);
+        }
+        // Fenced requests are checked with the lease table locked, and it stays locked until the record is
+        // durable: a campaign installs a new term under the same lock, so a fenced append is durable before the
+        // term that deposes its leader exists (and reads after that campaign wait for it), or it is refused.
+        let leases = self.p.leases.clone();
+        let guard = group.iter().any(|r| r.fence.is_fenced()).then(|| lock_leases(&leases));
+        let mut accepted = Vec::with_capacity(group.len());
+        for r in group {
+            if let Some(g) = &guard
+                && let Err(e) = r.fence.check_locked(g)
+            {
+                let _ = r.reply.send(Err(e));
+                continue;
+            }
+            accepted.push(r);
+        }
+        if accepted.is_empty() {
+            return;
+        }
+        let record_seq = self.next_record;
+        let mut entries = Vec::with_capacity(accepted.iter().map(|r| r.entries.len()).sum());
+        let mut replies = Vec::with_capacity(accepted.len());
+        self.enc.begin(bytes);
+        let mut encoded = Ok(());
+        for r in accepted {
+            let mut ids = Vec::with_capacity(r.entries.len());
+            for (supplier, value) in r.entries {
+                let last = self.seqs.entry(supplier.clone()).or_insert(0);
+                *last += 1;
+                ids.push(EntryId::new(*last, 0));
+                if encoded.is_ok() {
+                    encoded = self.enc.push(&supplier, *last, &value);
+                }
+                entries.push(Entry {
+                    supplier,
+                    seq: *last,
+                    value,
+                });
+            }
+            replies.push((r.reply, ids));
+        }
+        let written = self.write_record(record_seq, encoded);
+        // The sequence is burnt whatever happened: a failed write may still have reached the disk.
+        self.next_record += 1;
+        match written {
+            Ok(len) => {
+                // Published before any acknowledgement: a read that starts after an acknowledged append waits
+                // for this record to be applied.
+                self.p.durable.store(record_seq, Ordering::Release);
+                drop(guard);
+                for (reply, ids) in replies {
+                    let _ = reply.send(Ok(ids));
+                }
+                self.hand_to_writer(record_seq, entries);
+                self.unapplied.push_back((record_seq, len as u64));
+                self.unapplied_bytes += len as u64;
+                self.ckpt.bytes += len as u64;
+                self.ckpt.dirty_since.get_or_insert_with(Instant::now);
+            }
+            Err(e) => {
+                drop(guard);
+                tracing::error!(error = %e, record_seq, "relay WAL write failed; failing its appends");
+                for (reply, _) in replies {
+                    let _ = reply.send(Err(e.clone()));
+                }
+                // Never write into this segment again; reuse it only once a checkpoint covers this record.
+                if let Some(a) = self.active.as_mut() {
+                    a.last = record_seq;
+                    a.len = a.size;
+                }
+            }
+        }
+    }
+
+    /// Seals the encoded record and writes it (one `pwrite` + `fdatasync`); returns its length.
+    fn write_record(&mut self, record_seq: u64, encoded: Result<(), StorageError>) -> Result<usize, StorageError> {
+        encoded?;
+        let rec = self.enc.finish(record_seq)?;
+        let active = self
+            .active
+            .as_mut()
+            .ok_or_else(|| StorageError::Backend("relay WAL has no active segment".into()))?;
+        active.append(rec, record_seq).map_err(|e| io_err("write", e))?;
+        Ok(rec.len())
+    }
+
+    /// Loads the last sequence of every supplier of `group` not seen yet in this run.
+    fn load_seqs(&mut self, group: &[Request]) -> Result<(), StorageError> {
+        let unknown: HashSet<&str> = group
+            .iter()
+            .flat_map(|r| r.entries.iter().map(|(s, _)| s.as_str()))
+            .filter(|s| !self.seqs.contains_key(*s))
+            .collect();
+        if unknown.is_empty() {
+            return Ok(());
+        }
+        for (s, last) in last_seqs(&self.p.db, unknown.into_iter())? {
+            self.seqs.insert(s.to_owned(), last);
+        }
+        Ok(())
+    }
+
+    /// Queues the non-durable redb commit of a record.
+    fn hand_to_writer(&mut self, record_seq: u64, entries: Vec<Entry>) {
+        let applied = self.p.applied.clone();
+        let weight = entries.len();
+        let queued = self.p.writer.submit(
+            weight,
+            false,
+            move |txn| apply_record(txn, record_seq, &entries).map(Ok),
+            move |r: Result<(), StorageError>| note_applied(&applied, record_seq, r),
+        );
+        if let Err(e) = queued {
+            note_applied(&self.p.applied, record_seq, Err(e));
+        }
+        self.ckpt.sent = record_seq;
+    }
+
+    /// Moves to a fresh segment with room for `need` bytes.
+    fn roll(&mut self, need: u64) -> Result<(), StorageError> {
+        // Retire the active segment first (this frees its name): with records it waits for a checkpoint,
+        // without it is reusable at once.
+        if let Some(old) = self.active.take() {
+            if old.last == 0 {
+                self.recycle(old);
+            } else {
+                self.closed.push_back(old);
+            }
+        }
+        let name = segment::active_name(self.next_record);
+        let mut seg = if need > self.p.cfg.segment_bytes {
+            // A record larger than a segment gets a segment of its own size (created now: rare and slow).
+            let size = need.next_multiple_of(4096);
+            tracing::info!(
+                size,
+                record_seq = self.next_record,
+                "relay WAL: creating an oversized segment"
+            );
+            segment::create(&self.p.cfg.dir, &name, size).map_err(|e| io_err("create segment", e))?
+        } else {
+            self.take_spare()?
+        };
+        seg.len = 0;
+        seg.last = 0;
+        if let Err(e) = seg.rename(&self.p.cfg.dir, &name) {
+            self.recycle(seg);
+            return Err(io_err("rename segment", e));
+        }
+        self.active = Some(seg);
+        Ok(())
+    }
+
+    fn take_spare(&mut self) -> Result<Segment, StorageError> {
+        if let Some(s) = self.spare.take() {
+            return Ok(s);
+        }
+        if let Some(m) = self.maker.take() {
+            match m.wait() {
+                Ok(s) => return Ok(s),
+                Err(e) => tracing::warn!(error = %e, "relay WAL: preparing a spare segment failed"),
+            }
+        }
+        // Nothing prepared (checkpoints lag far behind): create one on the append path.
+        tracing::warn!("relay WAL: no spare segment ready at rollover; creating one now");
+        let name = self.next_spare_name();
+        segment::create(&self.p.cfg.dir, &name, self.p.cfg.segment_bytes).map_err(|e| io_err("create segment", e))
+    }
+
+    fn next_spare_name(&mut self) -> String {
+        let name = segment::spare_name(self.spares_named);
+        self.spares_named += 1;
+        name
+    }
+
+    /// Keeps one spare: the next checkpoint recycles a closed segment if there is one to wait for, else a maker
+    /// thread creates a new file.
+    fn keep_spare(&mut self) {
+        if let Some(m) = self.maker.as_mut()
+            && let Some(r) = m.try_take()
+        {
+            self.maker = None;
+            match r {
+                Ok(seg) => self.recycle(seg),
+                Err(e) => tracing::warn!(error = %e, "relay WAL: preparing a spare segment failed"),
+            }
+        }
+        if self.spare.is_some() || self.maker.is_some() {
+            return;
+        }
+        if self.closed.front().is_some_and(|s| s.last <= self.ckpt.sent) {
+            self.request_checkpoint();
+            return;
+        }
+        let name = self.next_spare_name();
+        match Maker::spawn(self.p.cfg.dir.clone(), name, self.p.cfg.segment_bytes) {
+            Ok(m) => self.maker = Some(m),
+            Err(e) => tracing::warn!(error = %e, "relay WAL: cannot start the spare segment maker"),
+        }
+    }
+
+    /// Makes a segment whose records are all durable in redb the spare (or deletes it if a spare exists or it
+    /// is not of the configured size). Not fsynced: a lost rename or unlink leaves a file whose records recovery
+    /// skips (all `<= wal_applied`).
+    fn recycle(&mut self, mut seg: Segment) {
+        if self.spare.is_none() && seg.size == self.p.cfg.segment_bytes {
+            let name = self.next_spare_name();
+            match seg.rename(&self.p.cfg.dir, &name) {
+                Ok(()) => {
+                    seg.len = 0;
+                    seg.last = 0;
+                    self.spare = Some(seg);
+                    return;
+                }
+                Err(e) => tracing::warn!(error = %e, path = ?seg.path, "relay WAL: cannot recycle a segment"),
+            }
+        }
+        if let Err(e) = std::fs::remove_file(&seg.path) {
+            tracing::warn!(error = %e, path = ?seg.path, "relay WAL: cannot remove a segment");
+        }
+    }
+
+    fn checkpoint_deadline(&self) -> Option<Instant> {
+        if self.ckpt.in_flight {
+            return None; // its reply wakes the thread
+        }
+        self.ckpt.dirty_since.map(|t| t + self.p.cfg.checkpoint_interval)
+    }
+
+    fn maybe_checkpoint(&mut self) {
+        let due = self.ckpt.bytes >= self.p.cfg.checkpoint_bytes
+            || self
+                .ckpt
+                .dirty_since
+                .is_some_and(|t| t.elapsed() >= self.p.cfg.checkpoint_interval);
+        if due {
+            self.request_checkpoint();
+        }
+    }
+
+    /// Queues a durable redb commit behind every apply sent so far; its reply comes back as a message, so the
+    /// append path never waits for it.
+    fn request_checkpoint(&mut self) {
+        if self.ckpt.in_flight || self.ckpt.sent <= self.ckpt.requested {
+            return;
+        }
+        let seq = self.ckpt.sent;
+        let tx = self.p.tx.clone();
+        let (started, bytes) = (Instant::now(), self.ckpt.bytes);
+        let queued = self.p.writer.submit(
+            1,
+            true,
+            move |txn| {
+                txn.open_table(META)
+                    .map_err(db_err)?
+                    .insert(WAL_CHECKPOINT, seq)
+                    .map_err(db_err)?;
+                Ok(Ok(()))
+            },
+            move |r| {
+                tracing::debug!(seq, bytes, took = ?started.elapsed(), ok = r.is_ok(), "relay WAL checkpoint");
+                let _ = tx.send(Msg::Checkpointed(seq, r));
+            },
+        );
+        match queued {
+            Ok(()) => {
+                self.ckpt.in_flight = true;
+                self.ckpt.requested = seq;
+                self.ckpt.bytes = 0;
+                self.ckpt.dirty_since = None;
+            }
+            Err(e) => tracing::warn!(error = %e, "relay WAL: cannot queue a checkpoint"),
+        }
+    }
+
+    fn on_checkpoint(&mut self, seq: u64, result: Result<(), StorageError>) {
+        self.ckpt.in_flight = false;
+        match result {
+            Ok(()) => {
+                self.ckpt.done = self.ckpt.done.max(seq);
+                while self.closed.front().is_some_and(|s| s.last <= self.ckpt.done) {
+                    if let Some(seg) = self.closed.pop_front() {
+                        self.recycle(seg);
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, seq, "relay WAL checkpoint failed; retrying later");
+                self.ckpt.requested = self.ckpt.done;
+                self.ckpt.dirty_since = Some(Instant::now());
+            }
+        }
+    }
+
+    /// Shutdown: fail appends of dropped callers, make every applied record durable in redb (so the next open
+    /// replays nothing), join the maker.
+    fn finish(mut self) {
+        while let Ok(m) = self.p.rx.try_recv() {
+            if let Msg::Append(r) = m {
+                let _ = r.reply.send(Err(wal_gone()));
+            }
+        }
+        if self.ckpt.sent > self.ckpt.done {
+            let seq = self.ckpt.sent;
+            let r = self.p.writer.call_blocking(1, move |txn| {
+                txn.open_table(META)
+                    .map_err(db_err)?
+                    .insert(WAL_CHECKPOINT, seq)
+                    .map_err(db_err)?;
+                Ok(Ok(()))
+            });
+            if let Err(e) = r {
+                tracing::warn!(error = %e, "relay WAL: final checkpoint failed (recovery replays the WAL)");
+            }
+        }
+        drop(self.maker.take());
+    }
+}
+
+fn fail_all(group: Vec<Request>, e: &StorageError) {
+    for r in group {
+        let _ = r.reply.send(Err(e.clone()));
+    }
+}
+
+/// Publishes the outcome of applying `seq` (called on the writer thread after its commit).
+fn note_applied(applied: &watch::Sender<Applied>, seq: u64, r: Result<(), StorageError>) {
+    match r {
+        Ok(()) => {
+            applied.send_if_modified(|a| {
+                let advance = a.error.is_none() && seq > a.seq;
+                if advance {
+                    a.seq = seq;
+                }
+                advance
+            });
+        }
+        Err(e) => {
+            tracing::error!(error = %e, seq, "relay WAL record could not be applied to redb");
+            applied.send_if_modified(|a| {
+                if a.error.is_some() {
+                    return false;
+                }
+                a.error = Some(StorageError::Unavailable(format!(
+                    "relay WAL record {seq} could not be applied to redb ({e}); it is durable in the WAL and is \
+                     applied when the database is reopened"
+                )));
+                true
+            });
+        }
+    }
+}
