@@ -219,7 +219,7 @@ async fn paced(client: &Client, url: &str, bodies: Vec<bytes::Bytes>, rate: usiz
                     Ok(response) => {
                         let ok = response.status().is_success();
                         let _ = response.into_body().collect().await;
-                        (Some(sent.elapsed()), ok)
+                        (Some((sent.duration_since(started), sent.elapsed())), ok)
                     }
                     Err(_) => (None, false),
                 }
@@ -228,15 +228,24 @@ async fn paced(client: &Client, url: &str, bodies: Vec<bytes::Bytes>, rate: usiz
     }
     let mut latencies = Vec::with_capacity(tasks.len());
     let mut failures = 0;
+    let mut timeline = String::new();
     for t in tasks {
         let (l, ok) = t.await.unwrap();
-        latencies.extend(l);
+        if let Some((at, latency)) = l {
+            timeline.push_str(&format!("{},{}\n", at.as_micros(), latency.as_micros()));
+        }
+        latencies.extend(l.map(|(_, latency)| latency));
         if !ok {
             failures += 1;
         }
     }
     let wall = started.elapsed();
     let cpu = cpu_time().saturating_sub(cpu0);
+    if let Ok(dir) = std::env::var("RELAYER_BENCH_TIMELINE") {
+        let name = if url.ends_with("/v1/echo") { "direct" } else { "relayer" };
+        std::fs::write(format!("{dir}/{name}.csv"), timeline).unwrap();
+        std::fs::write(format!("{dir}/{name}.start"), format!("{started:?}")).unwrap();
+    }
     latencies.sort();
     Run {
         wall,
@@ -248,15 +257,34 @@ async fn paced(client: &Client, url: &str, bodies: Vec<bytes::Bytes>, rate: usiz
 
 fn main() {
     let workers = env("RELAYER_BENCH_WORKERS", 2);
+    let split = env("RELAYER_BENCH_SPLIT", 1) == 1;
     let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(workers)
+        .worker_threads(if split {
+            env("RELAYER_BENCH_LOAD_WORKERS", 1)
+        } else {
+            workers
+        })
+        .thread_name("load")
         .enable_all()
         .build()
         .unwrap();
-    runtime.block_on(bench(workers));
+    // With `split`, the relayer gets a runtime of its own (as in production, where gateways and the backend are
+    // other processes): the load generator's and backend's tasks never queue in front of the relayer's.
+    let relayer_runtime = split.then(|| {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(workers)
+            .thread_name("relayer")
+            .enable_all()
+            .build()
+            .unwrap()
+    });
+    runtime.block_on(bench(workers, relayer_runtime.as_ref().map(|r| r.handle().clone())));
+    if let Some(r) = relayer_runtime {
+        r.shutdown_background();
+    }
 }
 
-async fn bench(workers: usize) {
+async fn bench(workers: usize, relayer_runtime: Option<tokio::runtime::Handle>) {
     let relays = env("RELAYER_BENCH_RELAYS", 12_000);
     let concurrency = env("RELAYER_BENCH_CONCURRENCY", 32);
     let rate = env("RELAYER_BENCH_RATE", 2_000);
@@ -410,6 +438,7 @@ async fn bench(workers: usize) {
     let dir = tempfile::tempdir().unwrap();
     let mut redb_config = storage::redb::RedbConfig::new(dir.path().join("bench.redb"));
     redb_config.group_commit_window = Duration::from_micros(env("RELAYER_BENCH_REDB_WINDOW_US", 0) as u64);
+    redb_config.relay_wal = env("RELAYER_BENCH_WAL", 1) == 1;
     let redb = storage::redb::RedbBackend::open(redb_config).await.unwrap();
     let durable = env("RELAYER_BENCH_DURABLE", 1) == 1;
     let store = redb.storage();
@@ -428,9 +457,19 @@ relay_log: {{durable_ack: {durable}}}
     let (_height_tx, height_rx) = tokio::sync::watch::channel(chain.height());
     let telemetry = Telemetry::new().unwrap();
     let keyring = Keyring::new([(supplier.1.clone(), supplier.0.clone())].into_iter().collect());
-    let relayer =
-        Arc::new(Relayer::from_config(&config, Arc::clone(&client), keyring, &store, height_rx, &telemetry).unwrap());
-    let relayer_url = serve(Arc::clone(&relayer).router()).await;
+    let relayer_url = {
+        let (store, telemetry) = (store.clone(), telemetry.clone());
+        let start = async move {
+            let client = Arc::new(ChainClient::new(&grpc_url, Duration::from_secs(5)).unwrap());
+            let relayer =
+                Arc::new(Relayer::from_config(&config, client, keyring, &store, height_rx, &telemetry).unwrap());
+            serve(relayer.router()).await
+        };
+        match &relayer_runtime {
+            Some(rt) => rt.spawn(start).await.unwrap(),
+            None => start.await,
+        }
+    };
 
     let http: Client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
         .pool_max_idle_per_host(concurrency * 2)
@@ -451,7 +490,65 @@ relay_log: {{durable_ack: {durable}}}
     // Latency: open loop at `rate`, baseline first.
     let direct_paced = paced(&http, &format!("{backend_url}/v1/echo"), echo(paced_relays), rate).await;
     let phases_before = PHASES.map(|name| buckets(&telemetry, name));
+    // Stall probes (with RELAYER_BENCH_TIMELINE): an OS thread and a task on each runtime sleep 1 ms in a loop
+    // and record when they woke more than 1 ms late.
+    let probe_stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let probes = std::env::var("RELAYER_BENCH_TIMELINE").ok().map(|dir| {
+        let origin = Instant::now();
+        let thread = {
+            let stop = Arc::clone(&probe_stop);
+            std::thread::spawn(move || {
+                let mut late = Vec::new();
+                while !stop.load(Ordering::Relaxed) {
+                    let t = Instant::now();
+                    std::thread::sleep(Duration::from_millis(1));
+                    let over = t.elapsed().saturating_sub(Duration::from_millis(1));
+                    if over > Duration::from_micros(500) {
+                        late.push((t.duration_since(origin).as_micros(), over.as_micros()));
+                    }
+                }
+                late
+            })
+        };
+        let task = |stop: Arc<std::sync::atomic::AtomicBool>| async move {
+            let mut late = Vec::new();
+            while !stop.load(Ordering::Relaxed) {
+                let t = Instant::now();
+                tokio::time::sleep(Duration::from_millis(1)).await;
+                let over = t.elapsed().saturating_sub(Duration::from_millis(1));
+                if over > Duration::from_micros(1500) {
+                    late.push((t.duration_since(origin).as_micros(), over.as_micros()));
+                }
+            }
+            late
+        };
+        let load_task = tokio::spawn(task(Arc::clone(&probe_stop)));
+        let relayer_task = relayer_runtime
+            .as_ref()
+            .map(|rt| rt.spawn(task(Arc::clone(&probe_stop))));
+        (dir, origin, thread, load_task, relayer_task)
+    });
     let through_paced = paced(&http, &relayer_url, paced_bodies, rate).await;
+    probe_stop.store(true, Ordering::Relaxed);
+    if let Some((dir, origin, thread, load_task, relayer_task)) = probes {
+        let mut out = format!("# origin {origin:?}\n");
+        for (name, late) in [
+            ("thread", thread.join().unwrap()),
+            ("load-task", load_task.await.unwrap()),
+            (
+                "relayer-task",
+                match relayer_task {
+                    Some(t) => t.await.unwrap(),
+                    None => Vec::new(),
+                },
+            ),
+        ] {
+            for (at, over) in late {
+                out.push_str(&format!("{name},{at},{over}\n"));
+            }
+        }
+        std::fs::write(format!("{dir}/stalls.csv"), out).unwrap();
+    }
     let phases_after = PHASES.map(|name| buckets(&telemetry, name));
     // Without durable ack the last batch may still be in flight: wait for it (bounded).
     let deadline = Instant::now() + Duration::from_secs(5);
@@ -493,11 +590,14 @@ relay_log: {{durable_ack: {durable}}}
         p(&direct_paced, 0.99)
     );
     println!(
-        "  through relayer:   {:.0} relays/s, p50 {:?}, p99 {:?}, {} failures",
+        "  through relayer:   {:.0} relays/s, p50 {:?}, p99 {:?}, {} failures; CPU {:.0} µs/relay (whole process), {:.2} cores busy (direct: {:.2})",
         per_sec(&through_paced),
         p(&through_paced, 0.5),
         p(&through_paced, 0.99),
-        through_paced.failures
+        through_paced.failures,
+        cpu_per(&through_paced),
+        through_paced.cpu.as_secs_f64() / through_paced.wall.as_secs_f64(),
+        direct_paced.cpu.as_secs_f64() / direct_paced.wall.as_secs_f64()
     );
     println!(
         "  added by relayer:  p50 {:?}, p99 {:?}",

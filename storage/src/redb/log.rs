@@ -142,6 +142,12 @@ impl RelayLog for RedbBackend {
             .await
     }
 
+    /// Both paths group-commit: the WAL thread writes everything queued in one record + fdatasync, the writer
+    /// thread everything queued in one transaction.
+    fn coalesces_appends(&self) -> bool {
+        true
+    }
+
     async fn read(&self, supplier: &str, consumer: &str, max: usize) -> Result<Vec<LogEntry>, StorageError> {
         self.wal_caught_up().await?;
         let (supplier, consumer) = (supplier.to_owned(), consumer.to_owned());
