@@ -14,7 +14,8 @@
 //! Env: `RELAYER_BENCH_RELAYS` (closed-loop relays, default 12000), `RELAYER_BENCH_CONCURRENCY` (default 32),
 //! `RELAYER_BENCH_RATE` (open-loop rate, default 2000/s) for `RELAYER_BENCH_PACED_SECONDS` (default 4),
 //! `RELAYER_BENCH_WORKERS` (tokio worker threads, default 2), `RELAYER_BENCH_DURABLE` (durable_ack, default 1),
-//! `RELAYER_BENCH_REDB_WINDOW_US` (redb group-commit window, default 0 = the backend's default).
+//! `RELAYER_BENCH_REDB_WINDOW_US` (redb group-commit window, default 0 = the backend's default),
+//! `RELAYER_BENCH_RELAY_WAL` (redb relay write-ahead log for appends, default 1; 0 = durable redb commit per group).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -410,6 +411,7 @@ async fn bench(workers: usize) {
     let dir = tempfile::tempdir().unwrap();
     let mut redb_config = storage::redb::RedbConfig::new(dir.path().join("bench.redb"));
     redb_config.group_commit_window = Duration::from_micros(env("RELAYER_BENCH_REDB_WINDOW_US", 0) as u64);
+    redb_config.relay_wal = env("RELAYER_BENCH_RELAY_WAL", 1) != 0;
     let redb = storage::redb::RedbBackend::open(redb_config).await.unwrap();
     let durable = env("RELAYER_BENCH_DURABLE", 1) == 1;
     let store = redb.storage();
@@ -465,8 +467,9 @@ relay_log: {{durable_ack: {durable}}}
     let cpu_per = |r: &Run| r.cpu.as_micros() as f64 / r.latencies.len().max(1) as f64;
     let p = |r: &Run, q: f64| percentile(&r.latencies, q);
     println!(
-        "relayer_load: pre-signed {total} relays in {sign_time:.1?}; {threads} cores, {workers} tokio workers, durable_ack {durable}, redb group-commit window {:?}",
-        Duration::from_micros(env("RELAYER_BENCH_REDB_WINDOW_US", 0) as u64)
+        "relayer_load: pre-signed {total} relays in {sign_time:.1?}; {threads} cores, {workers} tokio workers, durable_ack {durable}, redb group-commit window {:?}, relay WAL {}",
+        Duration::from_micros(env("RELAYER_BENCH_REDB_WINDOW_US", 0) as u64),
+        env("RELAYER_BENCH_RELAY_WAL", 1) != 0
     );
     println!("throughput (closed loop, {concurrency} in flight, {relays} measured after {warmup} warm-up):");
     println!(
