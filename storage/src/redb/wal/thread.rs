@@ -228,17 +228,19 @@ impl WalThread {
         for r in accepted {
             let mut ids = Vec::with_capacity(r.entries.len());
             for (supplier, value) in r.entries {
-                let last = self.seqs.entry(supplier.clone()).or_insert(0);
-                *last += 1;
-                ids.push(EntryId::new(*last, 0));
-                if encoded.is_ok() {
-                    encoded = self.enc.push(&supplier, *last, &value);
+                // `load_seqs` loaded every supplier of the group; a missing one would start at 1.
+                let seq = self.seqs.get(supplier.as_str()).map_or(1, |s| s + 1);
+                match self.seqs.get_mut(supplier.as_str()) {
+                    Some(last) => *last = seq,
+                    None => {
+                        self.seqs.insert(supplier.clone(), seq);
+                    }
                 }
-                entries.push(Entry {
-                    supplier,
-                    seq: *last,
-                    value,
-                });
+                ids.push(EntryId::new(seq, 0));
+                if encoded.is_ok() {
+                    encoded = self.enc.push(&supplier, seq, &value);
+                }
+                entries.push(Entry { supplier, seq, value });
             }
             replies.push((r.reply, ids));
         }
@@ -471,7 +473,11 @@ impl WalThread {
                 self.ckpt.bytes = 0;
                 self.ckpt.dirty_since = None;
             }
-            Err(e) => tracing::warn!(error = %e, "relay WAL: cannot queue a checkpoint"),
+            Err(e) => {
+                tracing::warn!(error = %e, "relay WAL: cannot queue a checkpoint; retrying later");
+                self.ckpt.dirty_since = Some(Instant::now());
+                self.ckpt.bytes = 0;
+            }
         }
     }
 
