@@ -2,6 +2,12 @@
 
 use clap::Parser as _;
 
+/// mimalloc instead of glibc malloc: the relay hot path allocates and frees many short-lived buffers across
+/// threads, and glibc's arena consolidation (`malloc_consolidate`, `unlink_chunk`) was ~15 % of the relayer's
+/// CPU in profiles of the relayer bench (BENCHMARKS.md, Relayer).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> anyhow::Result<()> {
     let cli = relay_miner::cli::Cli::parse();
     let code = relay_miner::cli::run(cli)?;

@@ -145,6 +145,9 @@ pub struct StorageConfig {
     pub data_dir: PathBuf,
     /// redb page cache size.
     pub cache_size_bytes: u64,
+    /// Embedded mode: make relay appends durable through a write-ahead log (one `pwrite` + `fdatasync` per
+    /// group) instead of a durable redb commit each; redb is brought up to date in the background.
+    pub relay_wal: bool,
     /// Redis mode settings.
     pub redis: RedisConfig,
     /// Raft mode settings.
@@ -157,6 +160,7 @@ impl Default for StorageConfig {
             mode: StorageMode::Embedded,
             data_dir: PathBuf::from("./relay-miner-data"),
             cache_size_bytes: 256 * 1024 * 1024,
+            relay_wal: true,
             redis: RedisConfig::default(),
             raft: RaftConfig::default(),
         }

@@ -85,6 +85,7 @@ pub async fn open(config: &Config, overrides: &RaftOverrides) -> Result<OpenedSt
                 .map_err(|e| config_err("storage.data_dir", format!("cannot create {}: {e}", data_dir.display())))?;
             let mut redb = storage::redb::RedbConfig::new(data_dir.join("relay-miner.redb"));
             redb.cache_size_bytes = usize::try_from(config.storage.cache_size_bytes).unwrap_or(usize::MAX);
+            redb.relay_wal = config.storage.relay_wal;
             // No redb window: the relayer's appender already gathers relays while commits are in flight
             // (`relay_log.max_batch_delay_ms`), and a window here would delay every write, idle or not.
             redb.group_commit_window = Duration::ZERO;
