@@ -144,7 +144,7 @@ impl ChainClient {
     /// The application (current state), `None` when not staked.
     ///
     /// After its TTL or a new block ([`ChainClient::invalidate_applications`]) the cached value is stale: one
-    /// caller reads it again while the others keep the stale value (for at most [`APPLICATION_STALE_FOR`]), and
+    /// caller reads it again while the others keep the stale value (for at most 30 s), and
     /// if that read fails the stale value is used and the next caller retries.
     pub async fn application(&self, address: &str) -> Result<Option<wire::Application>, ChainError> {
         let key = address.to_string();
