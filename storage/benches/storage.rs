@@ -37,8 +37,14 @@ fn runtime() -> tokio::runtime::Runtime {
         .unwrap()
 }
 
-/// `APPENDERS` tasks each append `rounds` batches of `batch`; returns (elapsed, latencies).
-async fn workload(log: Arc<dyn RelayLog>, batch: usize, rounds: usize) -> (Duration, Vec<Duration>) {
+/// `APPENDERS` tasks each append `rounds` batches of `batch` relays made by `make`, back to back; returns
+/// (elapsed, latencies).
+async fn workload(
+    log: Arc<dyn RelayLog>,
+    batch: usize,
+    rounds: usize,
+    make: fn(u64) -> MinedRelay,
+) -> (Duration, Vec<Duration>) {
     let start = Instant::now();
     let mut tasks = Vec::new();
     for t in 0..APPENDERS {
@@ -47,7 +53,7 @@ async fn workload(log: Arc<dyn RelayLog>, batch: usize, rounds: usize) -> (Durat
             let mut lat = Vec::with_capacity(rounds);
             for r in 0..rounds {
                 let base = ((t * rounds + r) * batch) as u64;
-                let relays = (0..batch as u64).map(|i| relay(base + i)).collect();
+                let relays = (0..batch as u64).map(|i| make(base + i)).collect();
                 let t0 = Instant::now();
                 log.append(relays).await.unwrap();
                 lat.push(t0.elapsed());
@@ -81,7 +87,7 @@ fn append(c: &mut Criterion) {
         .warm_up_time(Duration::from_secs(1));
     for batch in [1usize, 64, 512] {
         let rounds = (8_192 / (batch * APPENDERS)).max(8);
-        let (elapsed, mut lat) = rt.block_on(workload(log.clone(), batch, rounds));
+        let (elapsed, mut lat) = rt.block_on(workload(log.clone(), batch, rounds, relay));
         lat.sort();
         let relays = (APPENDERS * rounds * batch) as f64;
         println!(
@@ -97,7 +103,7 @@ fn append(c: &mut Criterion) {
                 rt.block_on(async move {
                     let mut total = Duration::ZERO;
                     for _ in 0..iters {
-                        total += workload(log.clone(), batch, 1).await.0;
+                        total += workload(log.clone(), batch, 1, relay).await.0;
                     }
                     total
                 })
@@ -113,29 +119,6 @@ fn relay_1k5(n: u64) -> MinedRelay {
         payload: vec![0xcd; 1500],
         ..relay(n)
     }
-}
-
-/// `appenders` tasks each append `rounds` single 1.5 KB relays back to back; returns (elapsed, latencies).
-async fn closed_loop(log: Arc<dyn RelayLog>, appenders: usize, rounds: usize) -> (Duration, Vec<Duration>) {
-    let start = Instant::now();
-    let mut tasks = Vec::new();
-    for t in 0..appenders {
-        let log = log.clone();
-        tasks.push(tokio::spawn(async move {
-            let mut lat = Vec::with_capacity(rounds);
-            for r in 0..rounds {
-                let t0 = Instant::now();
-                log.append(vec![relay_1k5((t * rounds + r) as u64)]).await.unwrap();
-                lat.push(t0.elapsed());
-            }
-            lat
-        }));
-    }
-    let mut all = Vec::new();
-    for t in tasks {
-        all.extend(t.await.unwrap());
-    }
-    (start.elapsed(), all)
 }
 
 /// CPU time (user + system) per thread name of this process, from /proc (empty where unavailable).
@@ -220,8 +203,8 @@ fn wal_vs_off(c: &mut Criterion) {
         let log = backend.storage().relay_log;
         let mode = if wal { "wal on " } else { "wal off" };
         // Warm up (file growth, first spare segment), then the closed loop.
-        rt.block_on(closed_loop(log.clone(), APPENDERS, 50));
-        let (elapsed, mut lat) = rt.block_on(closed_loop(log.clone(), APPENDERS, 500));
+        rt.block_on(workload(log.clone(), 1, 50, relay_1k5));
+        let (elapsed, mut lat) = rt.block_on(workload(log.clone(), 1, 500, relay_1k5));
         lat.sort();
         println!(
             "redb append 1.5KB x1 {mode} closed loop, appenders={APPENDERS}: {:>7.0} relays/s, p50 {:?} p99 {:?}",
@@ -256,7 +239,7 @@ fn wal_vs_off(c: &mut Criterion) {
                 rt.block_on(async move {
                     let mut total = Duration::ZERO;
                     for _ in 0..iters {
-                        total += closed_loop(log.clone(), APPENDERS, 1).await.0;
+                        total += workload(log.clone(), 1, 1, relay_1k5).await.0;
                     }
                     total
                 })
