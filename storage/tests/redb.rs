@@ -39,6 +39,24 @@ async fn conformance() {
     suite::run_all(|| fixture_with(true)).await;
 }
 
+/// With applies deferred for an hour (and no checkpoint to end the wait), every relay-log read must still see
+/// its writes at once: a read that waited for a deferred apply without flushing the writer would hang here.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn conformance_with_applies_deferred_for_an_hour() {
+    let suite = suite::run_all(|| async {
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = config(&dir.path().join("store.redb"), true);
+        c.wal_apply_delay = Duration::from_secs(3600);
+        c.wal_checkpoint_interval = Duration::from_secs(3600);
+        c.wal_checkpoint_bytes = 1 << 40;
+        let backend = RedbBackend::open(c).await.unwrap();
+        Fixture::with_guard(backend.storage(), dir)
+    });
+    tokio::time::timeout(Duration::from_secs(300), suite)
+        .await
+        .expect("a relay-log operation waited for deferred WAL applies");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn conformance_without_wal() {
     suite::run_all(|| fixture_with(false)).await;

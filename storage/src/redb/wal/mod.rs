@@ -11,7 +11,8 @@
 //!   It takes every queued append request (up to `group_commit_max_entries` relays), checks fences, assigns
 //!   sequences, writes ONE record for the group, `fdatasync`s, acknowledges every request, and only then hands
 //!   the entries to the redb writer thread as a non-durable commit (`Durability::None`) that also records
-//!   META `wal_applied`;
+//!   META `wal_applied` (deferred up to `wal_apply_delay` to batch several records into one commit; a read
+//!   that needs them ends the wait);
 //! - the segment files in `<db file>.wal/` ([`segment`]), their record format ([`record`]) and checkpoints:
 //!   a durable redb commit issued through the writer every `wal_checkpoint_bytes` / `wal_checkpoint_interval`,
 //!   after which segments holding only older records are recycled;
@@ -164,6 +165,8 @@ pub(crate) struct Wal {
     tx: Sender<Msg>,
     durable: Arc<AtomicU64>,
     applied: watch::Receiver<Applied>,
+    /// To end the writer's wait on deferred applies when a read needs them.
+    writer: Writer,
 }
 
 impl Wal {
@@ -185,7 +188,7 @@ impl Wal {
             thread::Parts {
                 cfg,
                 db,
-                writer,
+                writer: writer.clone(),
                 leases,
                 durable: durable.clone(),
                 applied: Arc::new(applied_tx),
@@ -198,7 +201,12 @@ impl Wal {
             .name("redb-wal".into())
             .spawn(move || state.run())
             .map_err(|e| StorageError::Backend(format!("cannot start the relay WAL thread: {e}")))?;
-        Ok(Self { tx, durable, applied })
+        Ok(Self {
+            tx,
+            durable,
+            applied,
+            writer,
+        })
     }
 
     /// Appends through the WAL: `Ok` once the record holding the batch is `fdatasync`ed.
@@ -236,6 +244,10 @@ impl Wal {
     pub async fn caught_up(&self) -> Result<(), StorageError> {
         let target = self.durable.load(Ordering::Acquire);
         let mut rx = self.applied.clone();
+        if rx.borrow().seq < target {
+            // Applies are deferred to batch them (`RedbConfig::wal_apply_delay`); this read needs them now.
+            self.writer.flush()?;
+        }
         let seen = match rx.wait_for(|a| a.seq >= target || a.error.is_some()).await {
             Ok(seen) => seen.clone(),
             Err(_) => return Err(wal_gone()),

@@ -162,6 +162,8 @@ impl WalThread {
             let Some(&(target, _)) = self.unapplied.front() else {
                 return;
             };
+            // The applies may be deferred in the writer; this thread is about to wait for them.
+            let _ = self.p.writer.flush();
             let waited =
                 futures::executor::block_on(self.applied_rx.wait_for(|a| a.seq >= target || a.error.is_some()));
             if waited.is_err() {
@@ -309,9 +311,8 @@ impl WalThread {
     fn hand_to_writer(&mut self, record_seq: u64, entries: Vec<Entry>) {
         let applied = self.p.applied.clone();
         let weight = entries.len();
-        let queued = self.p.writer.submit(
+        let queued = self.p.writer.submit_deferred(
             weight,
-            false,
             move |txn| apply_record(txn, record_seq, &entries).map(Ok),
             move |r: Result<(), StorageError>| note_applied(&applied, record_seq, r),
         );
