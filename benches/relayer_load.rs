@@ -491,8 +491,11 @@ relay_log: {{durable_ack: {durable}}}
         }
     };
 
+    // Every connection the generator opened stays pooled: after a stall (more requests in flight than usual)
+    // it must not close the extra ones and open new ones later (a gateway keeps its connections too), which
+    // cost the relayer an accept, a connection task and a close each.
     let http: Client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-        .pool_max_idle_per_host(concurrency * 2)
+        .pool_max_idle_per_host(usize::MAX)
         .build_http();
 
     // Throughput: closed loop, `concurrency` requests in flight; baseline straight to the backend first.
@@ -548,7 +551,10 @@ relay_log: {{durable_ack: {durable}}}
             .map(|rt| rt.spawn(task(Arc::clone(&probe_stop))));
         (dir, origin, thread, load_task, relayer_task)
     });
+    // Markers on stderr so profilers (`perf stat -p`, `perf record`) can attach to this window.
+    eprintln!("phase: open loop through relayer starts");
     let through_paced = paced(&http, &relayer_url, paced_bodies, rate).await;
+    eprintln!("phase: open loop through relayer ends");
     probe_stop.store(true, Ordering::Relaxed);
     if let Some((dir, origin, thread, load_task, relayer_task)) = probes {
         let mut out = format!("# origin {origin:?}\n");
