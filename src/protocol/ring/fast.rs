@@ -8,10 +8,12 @@
 //! no doublings (the variable-base path does 256 doublings and ~50 additions).
 //!
 //! Everything verified is public (signature, ring keys, message), so the arithmetic is variable-time
-//! ([`super::jacobian`]): table entries are affine field-element pairs, each of L and R is ONE Jacobian
-//! accumulator fed by both of its tables' lookups (up to 66 incomplete mixed additions, special cases branched
-//! on), and L and R are converted to affine together with one variable-time inversion before being compressed
-//! and hashed (the challenge of §2.5). Nothing here may be reused on secrets.
+//! ([`super::jacobian`]; nothing here may be reused on secrets): table entries are affine field-element pairs;
+//! each of L and R is one sum of the entries both its products select (≤ 66 terms), added into one Jacobian
+//! accumulator (incomplete mixed additions, 8M + 3S, special cases branched on; no addition of two products);
+//! L and R are converted to affine together with one variable-time inversion, then compressed and hashed (the
+//! challenge of §2.5). This replaced k256's complete projective additions and constant-time `batch_normalize`:
+//! ~30 % less time per verification.
 //!
 //! The signature is taken as [`RawRingSignature`]: a point with a table is never decompressed (it was when its
 //! table was built; same bytes, same point), so a verification with warm tables does no square roots at all.
@@ -27,7 +29,7 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use k256::elliptic_curve::group::Curve as _;
 use k256::{AffinePoint, ProjectivePoint, Scalar};
 
-use super::jacobian::{self, Affine, Jacobian};
+use super::jacobian::{self, Affine, Terms};
 use super::{HpCache, RawRingSignature, RingError, decompress, hash_to_scalar};
 
 /// Successful verifications a key must take part in before it gets a table.
@@ -67,10 +69,10 @@ impl Table {
         entries.map(Self)
     }
 
-    /// `acc += k·Q`: k's little-endian bytes recoded as signed digits `d_w ∈ [−128, 127]` (a byte ≥ 128 becomes
-    /// `byte − 256` and carries one into the next window), `Σ d_w·256^w·Q` by table lookups (negation is free in
-    /// affine form).
-    fn mul_into(&self, k: &Scalar, acc: &mut Jacobian) {
+    /// Appends the terms of `k·Q` to `terms`: k's little-endian bytes recoded as signed digits
+    /// `d_w ∈ [−128, 127]` (a byte ≥ 128 becomes `byte − 256` and carries one into the next window), one entry
+    /// `±|d_w|·256^w·Q` per nonzero digit (negation is free in affine form), at most 33; `None` if `terms` is full.
+    fn push_terms(&self, k: &Scalar, terms: &mut Terms) -> Option<()> {
         let bytes = k.to_bytes();
         let mut carry = 0i16;
         for w in 0..WINDOWS {
@@ -82,16 +84,15 @@ impl Table {
                 carry = 0;
                 v
             };
-            let index = w * PER_WINDOW + usize::from(digit.unsigned_abs()).saturating_sub(1);
-            if digit > 0 {
-                acc.add_affine(&self.0[index]);
-            } else if digit < 0 {
-                acc.sub_affine(&self.0[index]);
+            if digit != 0 {
+                let index = w * PER_WINDOW + usize::from(digit.unsigned_abs()) - 1;
+                terms.push(self.0.get(index)?, digit < 0)?;
             }
         }
         if carry != 0 {
-            acc.add_affine(&self.0[WINDOWS * PER_WINDOW]);
+            terms.push(self.0.get(WINDOWS * PER_WINDOW)?, false)?;
         }
+        Some(())
     }
 }
 
@@ -148,19 +149,17 @@ enum Base<'a> {
 }
 
 impl Base<'_> {
-    /// `acc += k·self`.
-    fn mul_into(&self, k: &Scalar, acc: &mut Jacobian) -> Result<(), RingError> {
-        match self {
-            Self::Table(t) => t.mul_into(k, acc),
-            Self::Point(p) => {
-                let product = (p * k).to_affine();
-                if product != AffinePoint::IDENTITY {
-                    // A finite k256 point always has coordinates.
-                    acc.add_affine(&Affine::from_k256(&product).ok_or(RingError::Invalid)?);
-                }
-            }
-        }
-        Ok(())
+    /// Appends the terms of `k·self` to `terms` (with a table, one per nonzero digit; without, the product
+    /// computed by k256, unless it is the identity). Never full: `terms` takes two products of ≤ 33 terms.
+    fn push_terms(&self, k: &Scalar, terms: &mut Terms) -> Result<(), RingError> {
+        let pushed = match self {
+            Self::Table(t) => t.push_terms(k, terms),
+            Self::Point(p) => match Affine::from_k256(&(p * k).to_affine()) {
+                Some(product) => terms.push(&product, false),
+                None => Some(()), // the identity: nothing to add
+            },
+        };
+        pushed.ok_or(RingError::Invalid)
     }
 }
 
@@ -208,13 +207,13 @@ impl FastRing {
                     (p, hp)
                 }
             };
-            // L = s·G + c·P and R = s·H_p(P) + c·I (§2.5), each summed in one accumulator.
-            let mut l = Jacobian::INFINITY;
-            g.mul_into(s, &mut l)?;
-            p.mul_into(&c, &mut l)?;
-            let mut r = Jacobian::INFINITY;
-            hp.mul_into(s, &mut r)?;
-            image.mul_into(&c, &mut r)?;
+            // L = s·G + c·P and R = s·H_p(P) + c·I (§2.5), each one sum of affine terms (≤ 66).
+            let (mut l_terms, mut r_terms) = (Terms::new(), Terms::new());
+            g.push_terms(s, &mut l_terms)?;
+            p.push_terms(&c, &mut l_terms)?;
+            hp.push_terms(s, &mut r_terms)?;
+            image.push_terms(&c, &mut r_terms)?;
+            let (l, r) = (l_terms.sum(), r_terms.sum());
             // Z ≠ 0 for every finite point, so the inversion cannot fail.
             let [l_bytes, r_bytes] = jacobian::compress(&[l, r]).ok_or(RingError::Invalid)?;
             // challenge(m, L, R) = H_s(m ‖ compress(L) ‖ compress(R)) (§2.5).
@@ -289,11 +288,18 @@ mod tests {
     use crate::protocol::address;
     use crate::protocol::ring::{RingSignature, challenge, compress, hash_to_curve};
 
+    /// `Σ k_i·Q_i` by tables, compressed.
+    fn table_sum(products: &[(&Table, Scalar)]) -> [u8; 33] {
+        let mut terms = Terms::new();
+        for (table, k) in products {
+            table.push_terms(k, &mut terms).unwrap();
+        }
+        jacobian::compress(&[terms.sum()]).unwrap()[0]
+    }
+
     /// `k·Q` by `table`, compressed.
     fn table_mul(table: &Table, k: &Scalar) -> [u8; 33] {
-        let mut acc = Jacobian::INFINITY;
-        table.mul_into(k, &mut acc);
-        jacobian::compress(&[acc]).unwrap()[0]
+        table_sum(&[(table, *k)])
     }
 
     fn scalar_from_bytes(bytes: [u8; 32]) -> Scalar {
@@ -475,28 +481,19 @@ mod tests {
             pairs.push((*s, *s));
         }
         for (s, c) in pairs {
-            let mut acc = Jacobian::INFINITY;
-            tq.mul_into(&s, &mut acc);
-            tq.mul_into(&c, &mut acc);
             assert_eq!(
-                jacobian::compress(&[acc]).unwrap()[0],
+                table_sum(&[(&tq, s), (&tq, c)]),
                 compress(&(q * (s + c))),
                 "{s:?} {c:?}"
             );
-            // s·Q + c·(3Q): with c = −s·3⁻¹ the sum is the identity.
-            let mut acc = Jacobian::INFINITY;
-            tq.mul_into(&s, &mut acc);
-            tq3.mul_into(&c, &mut acc);
             assert_eq!(
-                jacobian::compress(&[acc]).unwrap()[0],
+                table_sum(&[(&tq, s), (&tq3, c)]),
                 compress(&(q * s + q3 * c)),
                 "{s:?} {c:?}"
             );
+            // s·Q + c·(3Q) with c = −s/3: the identity.
             let c = -s * Scalar::from(3u64).invert().unwrap();
-            let mut acc = Jacobian::INFINITY;
-            tq.mul_into(&s, &mut acc);
-            tq3.mul_into(&c, &mut acc);
-            assert!(acc.is_infinity(), "{s:?}");
+            assert_eq!(table_sum(&[(&tq, s), (&tq3, c)]), jacobian::IDENTITY_BYTES, "{s:?}");
         }
     }
 
@@ -512,11 +509,11 @@ mod tests {
             });
             let (k, c) = (scalar_from_bytes(k), scalar_from_bytes(c));
             prop_assert_eq!(table_mul(table, &k), compress(&(*q * k)));
-            // Two products in one accumulator, as L and R are computed.
-            let mut acc = Jacobian::INFINITY;
-            generator_table().unwrap().mul_into(&k, &mut acc);
-            table.mul_into(&c, &mut acc);
-            prop_assert_eq!(jacobian::compress(&[acc]).unwrap()[0], compress(&(ProjectivePoint::GENERATOR * k + *q * c)));
+            // Two products in one sum, as L and R are computed.
+            prop_assert_eq!(
+                table_sum(&[(generator_table().unwrap(), k), (table, c)]),
+                compress(&(ProjectivePoint::GENERATOR * k + *q * c))
+            );
         }
     }
 
