@@ -13,6 +13,7 @@
 
 pub mod fast;
 mod hash;
+mod jacobian;
 mod membership;
 
 use k256::elliptic_curve::group::GroupEncoding as _;
