@@ -14,7 +14,8 @@
 //! Env: `RELAYER_BENCH_RELAYS` (closed-loop relays, default 12000), `RELAYER_BENCH_CONCURRENCY` (default 32),
 //! `RELAYER_BENCH_RATE` (open-loop rate, default 2000/s) for `RELAYER_BENCH_PACED_SECONDS` (default 4),
 //! `RELAYER_BENCH_WORKERS` (tokio worker threads, default 2), `RELAYER_BENCH_DURABLE` (durable_ack, default 1),
-//! `RELAYER_BENCH_REDB_WINDOW_US` (redb group-commit window, default 0 = the backend's default).
+//! `RELAYER_BENCH_REDB_WINDOW_US` (redb group-commit window, default 0 = the backend's default),
+//! `RELAYER_BENCH_COOLDOWN_MS` (idle time before the open-loop runs, default 0).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -510,7 +511,12 @@ relay_log: {{durable_ack: {durable}}}
     .await;
     let paced_bodies = signed.split_off(relays + warmup);
     let through = load(&http, &relayer_url, Arc::new(signed), concurrency, warmup).await;
-    // Latency: open loop at `rate`, baseline first.
+    // Latency: open loop at `rate`, baseline first. `RELAYER_BENCH_COOLDOWN_MS` idles first (after signing and
+    // the closed loop kept both cores busy for many seconds, a VM host may steal CPU for a while).
+    let cooldown = Duration::from_millis(env("RELAYER_BENCH_COOLDOWN_MS", 0) as u64);
+    if !cooldown.is_zero() {
+        tokio::time::sleep(cooldown).await;
+    }
     let direct_paced = paced(&http, &format!("{backend_url}/v1/echo"), echo(paced_relays), rate).await;
     let phases_before = PHASES.map(|name| buckets(&telemetry, name));
     // Stall probes (with RELAYER_BENCH_TIMELINE): an OS thread and a task on each runtime sleep 1 ms in a loop
