@@ -377,23 +377,23 @@ impl Miner {
                         .as_slice()
                         .try_into()
                         .map_err(|_| MinerError::Corrupt("relay hash is not 32 bytes".into()))?;
-                    let before = tokio::task::block_in_place(|| open.trie.count());
                     open.trie
                         .insert_relay(&hash, &message.relay_bytes, message.compute_units_per_relay);
-                    let after = tokio::task::block_in_place(|| open.trie.count());
-                    let slot = touched.entry(key).or_insert((
+                    touched.entry(key).or_insert((
                         schedule,
                         message.service_id.clone(),
                         message.application_address.clone(),
                         0,
                         0,
                     ));
-                    slot.3 += after - before;
-                    slot.4 += (after - before) * message.compute_units_per_relay;
                 }
-                for key in touched.keys() {
+                // The record takes the trie's totals, not this batch's increments: after a crash between the trie
+                // commit and the record/ack, redelivered relays are already in the trie and add nothing to it.
+                for (key, slot) in touched.iter_mut() {
                     if let Some(open) = self.tries.get_mut(key) {
                         tokio::task::block_in_place(|| open.trie.commit())?;
+                        slot.3 = tokio::task::block_in_place(|| open.trie.count());
+                        slot.4 = tokio::task::block_in_place(|| open.trie.sum());
                     }
                 }
                 let ids: Vec<storage::EntryId> = entries.iter().map(|e| e.id).collect();

@@ -171,9 +171,11 @@ pub enum Event {
         application_address: String,
         /// Its heights.
         schedule: Schedule,
-        /// Relays added by this ingest.
+        /// Relays in the session's trie after this ingest: a total, not an increment. The trie is what gets
+        /// claimed, so the record mirrors it: a relay redelivered after a crash that the trie already holds (the
+        /// trie was committed, the record or the ack was not) adds nothing to the trie but must still count.
         relays: u64,
-        /// Compute units added by this ingest.
+        /// Compute units in the session's trie after this ingest (its sum; a total, like `relays`).
         compute_units: u64,
     },
     /// Outcome of a claim or proof tx for some sessions.
@@ -382,8 +384,8 @@ impl Engine {
                     queried_at: None,
                     pruned: false,
                 });
-                record.relays = record.relays.saturating_add(relays);
-                record.compute_units = record.compute_units.saturating_add(compute_units);
+                record.relays = record.relays.max(relays);
+                record.compute_units = record.compute_units.max(compute_units);
                 step.changed.push(key);
             }
             Event::TxOutcome { kind, keys, outcome } => {
@@ -752,6 +754,28 @@ mod tests {
         });
         assert_eq!(e.session(&k).unwrap().state, State::Proved);
         assert_eq!(step.commands, vec![Command::Prune { key: k }]);
+    }
+
+    #[test]
+    fn ingest_totals_survive_a_lost_record_and_redelivery() {
+        // The first process committed a trie of 2 relays and died before persisting the record; the restarted
+        // one rebuilds the record from the redelivered relays, which the trie already holds.
+        let k = key("pokt1sup", "s1");
+        let mut e = leader_engine();
+        ingest(&mut e, &k, 2);
+        assert_eq!(e.session(&k).unwrap().relays, 2);
+        // Redelivering the same relays again reports the same totals: counted once, not twice.
+        ingest(&mut e, &k, 2);
+        assert_eq!(e.session(&k).unwrap().relays, 2);
+        assert_eq!(e.session(&k).unwrap().compute_units, 20);
+        ingest(&mut e, &k, 3);
+        assert_eq!(e.session(&k).unwrap().relays, 3);
+        // Claimed, not discarded, when the window opens.
+        let commands = block(&mut e, SCHEDULE.claim_open);
+        assert!(
+            !commands.iter().any(|c| matches!(c, Command::RecordDiscard { .. })),
+            "{commands:?}"
+        );
     }
 
     #[test]
