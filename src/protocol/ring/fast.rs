@@ -7,8 +7,8 @@
 //! signed base-256 digits (each in −128..=127) turn a scalar multiplication into at most 33 mixed additions with
 //! no doublings (the variable-base path does 256 doublings and ~50 additions).
 //!
-//! Everything verified is public (signature, ring keys, message), so the arithmetic is variable-time
-//! ([`super::jacobian`]; nothing here may be reused on secrets): table entries are affine field-element pairs;
+//! Everything verified is public (signature, ring keys, message), so the arithmetic is variable-time (the
+//! private `jacobian` module; nothing here may be reused on secrets): table entries are affine field-element pairs;
 //! each of L and R is one sum of the entries both its products select (≤ 66 terms), added into one Jacobian
 //! accumulator (incomplete mixed additions, 8M + 3S, special cases branched on; no addition of two products);
 //! L and R are converted to affine together with one variable-time inversion, then compressed and hashed (the
