@@ -345,7 +345,7 @@ impl Miner {
                 if entries.is_empty() {
                     break;
                 }
-                let mut touched: HashMap<SessionKey, (Schedule, String, String, u64, u64)> = HashMap::new();
+                let mut touched: HashMap<SessionKey, (Schedule, String, String)> = HashMap::new();
                 let mut consumed: HashMap<String, u64> = HashMap::new();
                 for entry in &entries {
                     let message = MinedRelayMessage::decode(entry.relay.payload.as_slice())
@@ -383,21 +383,20 @@ impl Miner {
                         schedule,
                         message.service_id.clone(),
                         message.application_address.clone(),
-                        0,
-                        0,
                     ));
                 }
                 // The record takes the trie's totals, not this batch's increments: after a crash between the trie
                 // commit and the record/ack, redelivered relays are already in the trie and add nothing to it.
-                for (key, slot) in touched.iter_mut() {
-                    if let Some(open) = self.tries.get_mut(key) {
-                        tokio::task::block_in_place(|| open.trie.commit())?;
-                        slot.3 = tokio::task::block_in_place(|| open.trie.count());
-                        slot.4 = tokio::task::block_in_place(|| open.trie.sum());
-                    }
-                }
                 let ids: Vec<storage::EntryId> = entries.iter().map(|e| e.id).collect();
-                for (key, (schedule, service_id, application_address, relays, compute_units)) in touched {
+                for (key, (schedule, service_id, application_address)) in touched {
+                    let open = self
+                        .tries
+                        .get_mut(&key)
+                        .ok_or_else(|| MinerError::Corrupt("trie vanished".into()))?;
+                    let (relays, compute_units) = tokio::task::block_in_place(|| {
+                        open.trie.commit()?;
+                        Ok::<_, MinerError>((open.trie.count(), open.trie.sum()))
+                    })?;
                     let step = self.engine.handle(Event::RelaysIngested {
                         key,
                         service_id,

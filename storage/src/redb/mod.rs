@@ -72,8 +72,8 @@ pub struct RedbConfig {
     pub wal_checkpoint_interval: Duration,
     /// How long applying acknowledged WAL records to redb may wait to batch more records into one
     /// (non-durable) commit (default 10 ms). Relay-log reads, checkpoints and every other write end the wait at
-    /// once, so it costs no visible latency; it saves a redb commit per WAL group (~75 µs of CPU per relay at
-    /// 2,000 relays/s measured here).
+    /// once, so it costs no visible latency; it saves a redb commit per WAL group (at 2,000 relays/s measured
+    /// here the writer thread went from 13–15 % to 8 % of a core, ~30 µs of CPU per relay).
     pub wal_apply_delay: Duration,
 }
 
