@@ -59,6 +59,8 @@ pub(crate) struct GroupCommit {
 #[derive(Clone)]
 pub(crate) struct Writer {
     tx: Sender<Msg>,
+    /// The writer thread, unparked by every message that ends a deferred wait (see `run`).
+    thread: std::thread::Thread,
 }
 
 fn writer_gone() -> StorageError {
@@ -88,11 +90,22 @@ impl Writer {
     /// Starts the writer thread on `db`.
     pub fn spawn(db: Arc<Database>, limits: GroupCommit) -> Result<Self, StorageError> {
         let (tx, rx) = mpsc::channel();
-        std::thread::Builder::new()
+        let handle = std::thread::Builder::new()
             .name("redb-writer".into())
             .spawn(move || run(&db, &rx, limits))
             .map_err(|e| StorageError::Backend(format!("cannot start redb writer thread: {e}")))?;
-        Ok(Self { tx })
+        Ok(Self {
+            tx,
+            thread: handle.thread().clone(),
+        })
+    }
+
+    /// Sends a message that must end a deferred wait: the writer parks (does not wait on the channel) while
+    /// it defers, so the send alone would not wake it.
+    fn send_waking(&self, msg: Msg) -> Result<(), StorageError> {
+        self.tx.send(msg).map_err(|_| writer_gone())?;
+        self.thread.unpark();
+        Ok(())
     }
 
     /// Runs `f` in the next group commit and returns its result once the commit is durable.
@@ -106,7 +119,7 @@ impl Writer {
         let op = make_op(weight, true, f, move |r| {
             let _ = tx.send(r);
         });
-        self.tx.send(op).map_err(|_| writer_gone())?;
+        self.send_waking(op)?;
         rx.await.map_err(|_| writer_gone())?
     }
 
@@ -120,7 +133,7 @@ impl Writer {
         let op = make_op(weight, true, f, move |r| {
             let _ = tx.send(r);
         });
-        self.tx.send(op).map_err(|_| writer_gone())?;
+        self.send_waking(op)?;
         rx.recv().map_err(|_| writer_gone())?
     }
 
@@ -133,9 +146,7 @@ impl Writer {
         F: FnOnce(&WriteTransaction) -> Result<Result<T, StorageError>, StorageError> + Send + 'static,
         R: FnOnce(Result<T, StorageError>) + Send + 'static,
     {
-        self.tx
-            .send(make_op(weight, durable, f, reply))
-            .map_err(|_| writer_gone())
+        self.send_waking(make_op(weight, durable, f, reply))
     }
 
     /// [`Writer::submit`] of a non-durable op that may wait up to [`GroupCommit::defer`] for more ops to share
@@ -150,13 +161,15 @@ impl Writer {
         if let Msg::Op(op) = &mut msg {
             op.deferrable = true;
         }
+        // No unpark: a deferred group waits for its deadline, not for each op that joins it (at 2,000 relays/s
+        // that was a wake-up of the writer thread per WAL record).
         self.tx.send(msg).map_err(|_| writer_gone())
     }
 
     /// Ends the wait of a deferred group now (or, if none is gathering, keeps the next one from waiting):
     /// for callers about to wait for deferred ops to be applied.
     pub fn flush(&self) -> Result<(), StorageError> {
-        self.tx.send(Msg::Flush).map_err(|_| writer_gone())
+        self.send_waking(Msg::Flush)
     }
 }
 
@@ -183,6 +196,13 @@ fn run(db: &Database, rx: &Receiver<Msg>, limits: GroupCommit) {
                     let left = deadline.saturating_duration_since(Instant::now());
                     if left.is_zero() {
                         break;
+                    }
+                    if deferring {
+                        // Parked, not blocked on the channel: deferrable ops join without waking this thread;
+                        // a flush or any other op unparks it (`Writer::send_waking`). An unpark that came before
+                        // this park makes it return at once, so none is missed.
+                        std::thread::park_timeout(left);
+                        continue;
                     }
                     match rx.recv_timeout(left) {
                         Ok(msg) => msg,
