@@ -261,6 +261,8 @@ async fn paced(client: &Client, url: &str, bodies: Vec<bytes::Bytes>, rate: usiz
 }
 
 fn main() {
+    // As the binary does (src/main.rs): no transparent huge pages.
+    relay_miner::process::disable_transparent_huge_pages().unwrap();
     let workers = env("RELAYER_BENCH_WORKERS", 2);
     let split = env("RELAYER_BENCH_SPLIT", 1) == 1;
     let runtime = tokio::runtime::Builder::new_multi_thread()

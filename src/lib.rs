@@ -15,6 +15,7 @@ pub mod keys;
 pub mod loadgen;
 pub mod miner;
 pub mod node;
+pub mod process;
 pub mod protocol;
 pub mod relayer;
 pub mod sim;

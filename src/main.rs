@@ -9,6 +9,10 @@ use clap::Parser as _;
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> anyhow::Result<()> {
+    // First, before any thread allocates: a huge-page fault can stall a relay for milliseconds.
+    if let Err(e) = relay_miner::process::disable_transparent_huge_pages() {
+        eprintln!("relay-miner: warning: cannot disable transparent huge pages for this process: {e}");
+    }
     let cli = relay_miner::cli::Cli::parse();
     let code = relay_miner::cli::run(cli)?;
     std::process::exit(code);
