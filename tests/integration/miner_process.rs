@@ -155,15 +155,42 @@ logging:
     }
 }
 
-fn spawn_miner(config: &Path) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_relay-miner"))
-        .arg("run")
-        .arg("--config")
-        .arg(config)
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap()
+/// A `relay-miner` child process, killed (SIGKILL) and reaped when dropped: a failed assertion must not leave
+/// it running against a simulator that is gone (seen: an orphan retrying its chain connection for minutes).
+struct MinerProcess(Child);
+
+impl std::ops::Deref for MinerProcess {
+    type Target = Child;
+    fn deref(&self) -> &Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for MinerProcess {
+    fn deref_mut(&mut self) -> &mut Child {
+        &mut self.0
+    }
+}
+
+impl Drop for MinerProcess {
+    fn drop(&mut self) {
+        // Already killed and reaped by the test on its happy path: both calls are then no-ops.
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn spawn_miner(config: &Path) -> MinerProcess {
+    MinerProcess(
+        Command::new(env!("CARGO_BIN_EXE_relay-miner"))
+            .arg("run")
+            .arg("--config")
+            .arg(config)
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap(),
+    )
 }
 
 async fn wait_up(net: &Net) {
