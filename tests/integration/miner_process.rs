@@ -44,6 +44,8 @@ struct NetOpts {
     redis_url: Option<&'static str>,
     /// The test produces every block itself ([`BlockTimer::Manual`]) instead of the genesis block timer.
     manual_blocks: bool,
+    /// Latency the demo backend adds to every request (0 = none).
+    backend_delay_ms: u64,
 }
 
 fn write_keys(path: &Path, keys: &[String]) {
@@ -67,6 +69,7 @@ async fn start_net(opts: NetOpts) -> Net {
         initial_suppliers,
         redis_url,
         manual_blocks,
+        backend_delay_ms,
     } = opts;
     let storage_mode = match redis_url {
         Some(url) => format!("redis\n  redis:\n    url: {url}"),
@@ -81,7 +84,13 @@ async fn start_net(opts: NetOpts) -> Net {
     let node = relay_miner::sim::SimNode::start(
         chain.clone(),
         relay_miner::sim::SimNodeConfig {
-            backend: Some(Default::default()),
+            backend: Some(relay_miner::sim::backend::BackendConfig {
+                delay: relay_miner::sim::backend::DelayConfig {
+                    fixed: Duration::from_millis(backend_delay_ms),
+                    jitter: Duration::ZERO,
+                },
+                ..Default::default()
+            }),
             blocks: if manual_blocks {
                 BlockTimer::Manual
             } else {
@@ -227,6 +236,7 @@ async fn sigkill_in_claim_and_proof_windows_loses_nothing() {
         initial_suppliers: None,
         redis_url: None,
         manual_blocks: false,
+        backend_delay_ms: 0,
     })
     .await;
 }
@@ -245,6 +255,7 @@ async fn redis_mode_sigkill_in_claim_and_proof_windows_loses_nothing() {
         initial_suppliers: None,
         redis_url: Some(url),
         manual_blocks: false,
+        backend_delay_ms: 0,
     })
     .await;
     drop(server);
@@ -353,6 +364,7 @@ async fn a_missed_claim_window_is_lost_exactly_once() {
         initial_suppliers: None,
         redis_url: None,
         manual_blocks: true,
+        backend_delay_ms: 0,
     })
     .await;
     let mut miner = spawn_miner(&net.config);
@@ -469,6 +481,7 @@ async fn hot_reload_adds_and_removes_suppliers_without_losing_their_relays() {
         initial_suppliers: Some(1),
         redis_url: None,
         manual_blocks: false,
+        backend_delay_ms: 0,
     })
     .await;
     let mut miner = spawn_miner(&net.config);
@@ -556,6 +569,7 @@ async fn sigterm_drains_in_flight_relays_and_exits_cleanly() {
             initial_suppliers: None,
             redis_url: None,
             manual_blocks: false,
+            backend_delay_ms: 0,
         })
         .await,
     );
@@ -643,4 +657,90 @@ async fn sigterm_drains_in_flight_relays_and_exits_cleanly() {
         assert_eq!(claimed.get(key), Some(count), "{key:?}: {claimed:?}");
     }
     assert_claims(&net.chain, &served, unanswered, Proofs::None);
+}
+
+/// KNOWN BUG (ignored until fixed; found while deflaking the test above). A relay validated in the grace period
+/// (`height ≤ claim_open − 1`, which the relayer accepts) is appended to the relay log only once the backend
+/// answered. If the miner sends the session's claim at `claim_open` in between, the claim's root lacks that
+/// relay: the relay is served, ingested into the trie after the claim, never claimed, and nothing records it as
+/// lost (seen: served 2, claimed 1, `ha_miner_upokt_lost_total` 0). The chain upserts claims inside the window,
+/// so a fix can re-claim the grown trie while the window allows it, and must record as lost whatever can no
+/// longer be claimed. The backend's delay keeps the relay in flight while the test moves the chain.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "known bug: a grace-period relay appended after the claim is neither claimed nor recorded as lost"]
+async fn a_grace_period_relay_appended_after_the_claim_is_claimed_or_recorded_lost() {
+    let net = Arc::new(
+        start_net(NetOpts {
+            block_time_ms: 200,
+            proof_probability: 0.0,
+            unordered: true,
+            initial_suppliers: None,
+            redis_url: None,
+            manual_blocks: true,
+            backend_delay_ms: 1500,
+        })
+        .await,
+    );
+    let mut miner = spawn_miner(&net.config);
+    wait_up(&net).await;
+    let params = net.chain.state().shared.clone();
+    let session = SessionWindows::new(&params, net.chain.height()).unwrap();
+    let mut served = Served::new();
+    let mut count = |outcome: Outcome| match outcome {
+        Outcome::Served {
+            supplier, session_id, ..
+        } => *served.entry((supplier, session_id)).or_default() += 1,
+        other => panic!("not served: {other:?}"),
+    };
+    count(net.loadgen.send(1, net.chain.height()).await);
+    metrics_until(&net, "relay 1 ingested", Duration::from_secs(30), None, |m| {
+        metric_sum(m, "ha_miner_relays_consumed_from_stream_total", &[]) >= 1.0
+    })
+    .await;
+    while net.chain.height() < session.grace_period_end {
+        net.chain.produce_block();
+    }
+    // Relay 5 goes to the same application and supplier as relay 1, with the session's header, in the grace period.
+    let late = {
+        let net = Arc::clone(&net);
+        let end = session.end;
+        tokio::spawn(async move { net.loadgen.send(5, end).await })
+    };
+    metrics_until(&net, "relay 5 validated", Duration::from_secs(30), None, |m| {
+        metric_sum(m, "ha_relayer_validation_latency_seconds_count", &[]) >= 2.0
+    })
+    .await;
+    // The claim window opens while relay 5 waits for the backend: the miner claims what its trie holds.
+    net.chain.produce_block();
+    metrics_until(&net, "claim sent", Duration::from_secs(30), None, |m| {
+        metric_sum(m, "ha_miner_claims_submitted_total", &[]) >= 1.0
+    })
+    .await;
+    count(late.await.unwrap());
+    metrics_until(&net, "relay 5 ingested", Duration::from_secs(30), None, |m| {
+        metric_sum(m, "ha_miner_relays_consumed_from_stream_total", &[]) >= 2.0
+    })
+    .await;
+    let metrics = metrics_until(
+        &net,
+        "session settled",
+        Duration::from_secs(60),
+        Some(Duration::from_millis(200)),
+        |_| net.chain.height() > session.settlement + 2,
+    )
+    .await;
+    miner.kill().unwrap();
+    miner.wait().unwrap();
+    let claimed = claimed_counts(&net.chain);
+    let unclaimed: u64 = served
+        .iter()
+        .map(|(key, n)| n.saturating_sub(claimed.get(key).copied().unwrap_or(0)))
+        .sum();
+    let lost_upokt = metric_sum(&metrics, "ha_miner_upokt_lost_total", &[]);
+    // Either every served relay is claimed, or what is not is counted as lost (exactly its value).
+    let unclaimed_value = session_upokt(&net, "anvil", &session, unclaimed).await;
+    assert_eq!(
+        lost_upokt, unclaimed_value as f64,
+        "served {served:?}, claimed {claimed:?}: {unclaimed} relays neither claimed nor recorded as lost"
+    );
 }
