@@ -14,6 +14,11 @@
 //! buffer`. A submission not confirmed on chain is re-sent once inside its window (lessons.md: mempool-only txs).
 //! Before a session is recorded as lost the engine asks the driver to look the claim/proof up on chain, so an HA
 //! conflict (another instance already submitted) is never counted as a loss. Only the leader submits.
+//!
+//! A relay validated in the grace period is appended once the backend answered, so it can reach the trie after
+//! the claim's root was built at `claim_open`. Once the claim is confirmed the engine knows what it covers
+//! ([`Event::ClaimOnChain`]); whatever the trie holds beyond that is recorded as lost once
+//! ([`Command::RecordUnclaimed`]).
 
 use std::collections::BTreeMap;
 
