@@ -503,14 +503,31 @@ impl Miner {
             Command::LookupOnChain { key } => {
                 let claim = self.chain.claim(&key.session_id, &key.supplier).await?;
                 let claim_exists = claim.is_some();
+                // The root's sum and count (bytes 32..40, 40..48): what the claim on chain pays for.
+                let claimed_totals = claim.as_ref().and_then(|c| {
+                    let sum = u64::from_be_bytes(c.root_hash.get(32..40)?.try_into().ok()?);
+                    let count = u64::from_be_bytes(c.root_hash.get(40..48)?.try_into().ok()?);
+                    Some((count, sum))
+                });
                 let proof_validated =
                     claim.is_some_and(|c| c.proof_validation_status == wire::ClaimProofStatus::Validated as i32);
                 let before = self.engine.session(&key).map(|r| r.state);
-                let step = self.engine.handle(Event::OnChain {
+                let mut step = self.engine.handle(Event::OnChain {
                     key: key.clone(),
                     claim_exists,
                     proof_validated,
                 });
+                if let Some((relays, compute_units)) = claimed_totals {
+                    let totals = self.engine.handle(Event::ClaimOnChain {
+                        key: key.clone(),
+                        relays,
+                        compute_units,
+                    });
+                    step.commands.extend(totals.commands);
+                    step.changed.extend(totals.changed);
+                    step.changed.sort();
+                    step.changed.dedup();
+                }
                 let after = self
                     .engine
                     .session(&key)
@@ -580,6 +597,37 @@ impl Miner {
                     relays,
                     compute_units,
                     "session revenue lost"
+                );
+                None
+            }
+            Command::RecordUnclaimed {
+                key,
+                relays,
+                compute_units,
+                accounted_compute_units,
+            } => {
+                // The value lost is what the trie is worth minus what the claim pays (each floored as the chain
+                // floors it), so the metric adds up exactly to the served relays' value.
+                let (service, end) = self
+                    .engine
+                    .session(&key)
+                    .map(|r| (r.service_id.clone(), r.schedule.session_end))
+                    .unwrap_or_default();
+                if self.metrics.is_some() {
+                    let all = self.upokt(&service, end, compute_units).await;
+                    let paid = self.upokt(&service, end, accounted_compute_units).await;
+                    let upokt = all.zip(paid).map(|(a, p)| a.saturating_sub(p)).unwrap_or(0);
+                    if let Some(m) = &self.metrics {
+                        m.upokt_lost
+                            .with_label_values(&[key.supplier.as_str(), service.as_str(), "relays_after_claim"])
+                            .inc_by(upokt);
+                    }
+                }
+                tracing::error!(
+                    supplier = key.supplier,
+                    session = key.session_id,
+                    relays,
+                    "served relays reached the trie after the session's claim was built; their revenue is lost"
                 );
                 None
             }

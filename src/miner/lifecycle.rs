@@ -14,6 +14,11 @@
 //! buffer`. A submission not confirmed on chain is re-sent once inside its window (lessons.md: mempool-only txs).
 //! Before a session is recorded as lost the engine asks the driver to look the claim/proof up on chain, so an HA
 //! conflict (another instance already submitted) is never counted as a loss. Only the leader submits.
+//!
+//! A relay validated in the grace period is appended once the backend answered, so it can reach the trie after
+//! the claim's root was built at `claim_open`. Once the claim is confirmed the engine knows what it covers
+//! ([`Event::ClaimOnChain`]); whatever the trie holds beyond that is recorded as lost once
+//! ([`Command::RecordUnclaimed`]).
 
 use std::collections::BTreeMap;
 
@@ -151,6 +156,12 @@ pub struct SessionRecord {
     pub queried_at: Option<i64>,
     /// The session's state has been pruned from storage.
     pub pruned: bool,
+    /// (relays, compute units) covered by the claim on chain plus those already recorded as unclaimed; set once
+    /// the claim is confirmed ([`Event::ClaimOnChain`]). Relays beyond it reached the trie after the claim's root
+    /// was built (a relay validated in the grace period is appended only when the backend answered) and are
+    /// recorded once with [`Command::RecordUnclaimed`].
+    #[serde(default)]
+    pub accounted: Option<(u64, u64)>,
 }
 
 /// Inputs of the engine.
@@ -202,6 +213,15 @@ pub enum Event {
         claim_exists: bool,
         /// The claim's proof status is VALIDATED (lessons.md: never read proof records).
         proof_validated: bool,
+    },
+    /// What our claim on chain covers (its root's count and sum), sent with every lookup that found it.
+    ClaimOnChain {
+        /// Which session.
+        key: SessionKey,
+        /// Relays in the claim's root.
+        relays: u64,
+        /// Compute units in the claim's root.
+        compute_units: u64,
     },
     /// This instance became (or stopped being) the leader that submits.
     Leadership {
@@ -270,6 +290,18 @@ pub enum Command {
         relays: u64,
         /// Compute units lost.
         compute_units: u64,
+    },
+    /// Served relays that reached the trie after the session's claim was built: not in the claim on chain, so
+    /// their revenue is lost (metric `upokt_lost{reason="relays_after_claim"}`, log at ERROR). Recorded once.
+    RecordUnclaimed {
+        /// Which session.
+        key: SessionKey,
+        /// Relays not claimed.
+        relays: u64,
+        /// Compute units in the trie.
+        compute_units: u64,
+        /// Compute units the claim (and earlier records) already cover.
+        accounted_compute_units: u64,
     },
     /// A zero-relay session was dropped (counted separately, not a failure).
     RecordDiscard {
@@ -383,10 +415,25 @@ impl Engine {
                     proof_required: None,
                     queried_at: None,
                     pruned: false,
+                    accounted: None,
                 });
                 record.relays = record.relays.max(relays);
                 record.compute_units = record.compute_units.max(compute_units);
+                Self::record_unclaimed(record, &mut step);
                 step.changed.push(key);
+            }
+            Event::ClaimOnChain {
+                key,
+                relays,
+                compute_units,
+            } => {
+                if let Some(record) = self.sessions.get_mut(&key)
+                    && record.accounted.is_none()
+                {
+                    record.accounted = Some((relays, compute_units));
+                    Self::record_unclaimed(record, &mut step);
+                    step.changed.push(key);
+                }
             }
             Event::TxOutcome { kind, keys, outcome } => {
                 for key in keys {
@@ -505,6 +552,22 @@ impl Engine {
                 });
             }
             _ => {}
+        }
+    }
+
+    /// Records, once, the relays the trie holds beyond what the confirmed claim (and earlier records) cover.
+    fn record_unclaimed(record: &mut SessionRecord, step: &mut Step) {
+        let Some((relays, compute_units)) = record.accounted else {
+            return;
+        };
+        if record.relays > relays {
+            step.commands.push(Command::RecordUnclaimed {
+                key: record.key.clone(),
+                relays: record.relays - relays,
+                compute_units: record.compute_units,
+                accounted_compute_units: compute_units,
+            });
+            record.accounted = Some((record.relays, record.compute_units.max(compute_units)));
         }
     }
 
@@ -776,6 +839,85 @@ mod tests {
             !commands.iter().any(|c| matches!(c, Command::RecordDiscard { .. })),
             "{commands:?}"
         );
+    }
+
+    #[test]
+    fn relays_that_reach_the_trie_after_the_claim_are_recorded_unclaimed_once() {
+        let mut e = leader_engine();
+        let k = key("s1", "a");
+        ingest(&mut e, &k, 1);
+        assert!(matches!(block(&mut e, 12)[..], [Command::SubmitClaims { .. }]));
+        // A relay validated in the grace period lands after the root was built: nothing to say before the claim
+        // on chain shows what it covers.
+        assert!(ingest(&mut e, &k, 2).commands.is_empty());
+        assert_eq!(block(&mut e, 13), vec![Command::LookupOnChain { key: k.clone() }]);
+        e.handle(Event::OnChain {
+            key: k.clone(),
+            claim_exists: true,
+            proof_validated: false,
+        });
+        let step = e.handle(Event::ClaimOnChain {
+            key: k.clone(),
+            relays: 1,
+            compute_units: 10,
+        });
+        assert_eq!(
+            step.commands,
+            vec![Command::RecordUnclaimed {
+                key: k.clone(),
+                relays: 1,
+                compute_units: 20,
+                accounted_compute_units: 10,
+            }]
+        );
+        assert_eq!(step.changed, vec![k.clone()], "the accounting is persisted");
+        // Told again by a later lookup, or the same relays redelivered: recorded once.
+        let again = e.handle(Event::ClaimOnChain {
+            key: k.clone(),
+            relays: 1,
+            compute_units: 10,
+        });
+        assert!(again.commands.is_empty(), "{again:?}");
+        assert!(ingest(&mut e, &k, 2).commands.is_empty());
+        // One more after the confirmation is recorded when it is ingested.
+        assert_eq!(
+            ingest(&mut e, &k, 3).commands,
+            vec![Command::RecordUnclaimed {
+                key: k.clone(),
+                relays: 1,
+                compute_units: 30,
+                accounted_compute_units: 20,
+            }]
+        );
+        // The accounting survives a restart (persisted with the record); records written before it existed load.
+        let record = e.session(&k).unwrap().clone();
+        let back: SessionRecord = serde_json::from_slice(&serde_json::to_vec(&record).unwrap()).unwrap();
+        assert_eq!(back.accounted, Some((3, 30)));
+        let mut old = serde_json::to_value(&record).unwrap();
+        old.as_object_mut().unwrap().remove("accounted");
+        let old: SessionRecord = serde_json::from_value(old).unwrap();
+        assert_eq!(old.accounted, None);
+    }
+
+    #[test]
+    fn a_claim_covering_every_relay_records_nothing_unclaimed() {
+        let mut e = leader_engine();
+        let k = key("s1", "a");
+        ingest(&mut e, &k, 2);
+        block(&mut e, 12);
+        block(&mut e, 13);
+        e.handle(Event::OnChain {
+            key: k.clone(),
+            claim_exists: true,
+            proof_validated: false,
+        });
+        let step = e.handle(Event::ClaimOnChain {
+            key: k.clone(),
+            relays: 2,
+            compute_units: 20,
+        });
+        assert!(step.commands.is_empty(), "{step:?}");
+        assert_eq!(e.session(&k).unwrap().accounted, Some((2, 20)));
     }
 
     #[test]

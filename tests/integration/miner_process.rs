@@ -15,6 +15,7 @@ use relay_miner::chain::query::ChainClient;
 use relay_miner::cli::demo_genesis;
 use relay_miner::loadgen::{LoadGen, Outcome};
 use relay_miner::protocol::session::SessionWindows;
+use relay_miner::sim::BlockTimer;
 use relay_miner::sim::chain::SimChain;
 
 use crate::support::claims::{Proofs, Served, assert_claims, claimed_counts};
@@ -26,6 +27,7 @@ struct Net {
     config: PathBuf,
     keys: PathBuf,
     supplier_keys: Vec<String>,
+    client: Arc<ChainClient>,
     loadgen: LoadGen,
     _node: relay_miner::sim::SimNode,
     _dir: tempfile::TempDir,
@@ -40,6 +42,10 @@ struct NetOpts {
     initial_suppliers: Option<usize>,
     /// Redis URL for `storage.mode: redis`; `None` = embedded.
     redis_url: Option<&'static str>,
+    /// The test produces every block itself ([`BlockTimer::Manual`]) instead of the genesis block timer.
+    manual_blocks: bool,
+    /// Latency the demo backend adds to every request (0 = none).
+    backend_delay_ms: u64,
 }
 
 fn write_keys(path: &Path, keys: &[String]) {
@@ -62,6 +68,8 @@ async fn start_net(opts: NetOpts) -> Net {
         unordered,
         initial_suppliers,
         redis_url,
+        manual_blocks,
+        backend_delay_ms,
     } = opts;
     let storage_mode = match redis_url {
         Some(url) => format!("redis\n  redis:\n    url: {url}"),
@@ -76,7 +84,18 @@ async fn start_net(opts: NetOpts) -> Net {
     let node = relay_miner::sim::SimNode::start(
         chain.clone(),
         relay_miner::sim::SimNodeConfig {
-            backend: Some(Default::default()),
+            backend: Some(relay_miner::sim::backend::BackendConfig {
+                delay: relay_miner::sim::backend::DelayConfig {
+                    fixed: Duration::from_millis(backend_delay_ms),
+                    jitter: Duration::ZERO,
+                },
+                ..Default::default()
+            }),
+            blocks: if manual_blocks {
+                BlockTimer::Manual
+            } else {
+                BlockTimer::Genesis
+            },
             ..Default::default()
         },
     )
@@ -131,28 +150,56 @@ logging:
     )
     .unwrap();
     let client = Arc::new(ChainClient::new(&grpc_url, Duration::from_secs(5)).unwrap());
-    let loadgen = LoadGen::new(&genesis, client, &relay_url, "anvil").unwrap();
+    let loadgen = LoadGen::new(&genesis, Arc::clone(&client), &relay_url, "anvil").unwrap();
     Net {
         chain,
         metrics_url: format!("http://127.0.0.1:{metrics_port}/metrics"),
         config,
         keys,
         supplier_keys,
+        client,
         loadgen,
         _node: node,
         _dir: dir,
     }
 }
 
-fn spawn_miner(config: &Path) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_relay-miner"))
-        .arg("run")
-        .arg("--config")
-        .arg(config)
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap()
+/// A `relay-miner` child process, killed (SIGKILL) and reaped when dropped: a failed assertion must not leave
+/// it running against a simulator that is gone (seen: an orphan retrying its chain connection for minutes).
+struct MinerProcess(Child);
+
+impl std::ops::Deref for MinerProcess {
+    type Target = Child;
+    fn deref(&self) -> &Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for MinerProcess {
+    fn deref_mut(&mut self) -> &mut Child {
+        &mut self.0
+    }
+}
+
+impl Drop for MinerProcess {
+    fn drop(&mut self) {
+        // Already killed and reaped by the test on its happy path: both calls are then no-ops.
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn spawn_miner(config: &Path) -> MinerProcess {
+    MinerProcess(
+        Command::new(env!("CARGO_BIN_EXE_relay-miner"))
+            .arg("run")
+            .arg("--config")
+            .arg(config)
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap(),
+    )
 }
 
 async fn wait_up(net: &Net) {
@@ -188,6 +235,8 @@ async fn sigkill_in_claim_and_proof_windows_loses_nothing() {
         unordered: false,
         initial_suppliers: None,
         redis_url: None,
+        manual_blocks: false,
+        backend_delay_ms: 0,
     })
     .await;
 }
@@ -205,6 +254,8 @@ async fn redis_mode_sigkill_in_claim_and_proof_windows_loses_nothing() {
         unordered: true,
         initial_suppliers: None,
         redis_url: Some(url),
+        manual_blocks: false,
+        backend_delay_ms: 0,
     })
     .await;
     drop(server);
@@ -248,63 +299,171 @@ async fn sigkill_scenario(opts: NetOpts) {
     assert_eq!(metric_sum(&metrics, "ha_miner_upokt_lost_total", &[]), 0.0);
 }
 
+/// Scrapes `/metrics` until `probe` accepts the text, producing one block every `pace` meanwhile when `pace` is
+/// set (after the window under test the chain keeps moving, as a real one does: a lookup whose answer was lost
+/// is asked again at the next block); fails with `what` and the last scrape after `limit`.
+async fn metrics_until(
+    net: &Net,
+    what: &str,
+    limit: Duration,
+    pace: Option<Duration>,
+    probe: impl Fn(&str) -> bool,
+) -> String {
+    let deadline = Instant::now() + limit;
+    let mut next_block = Instant::now();
+    loop {
+        let metrics = http_get(&net.metrics_url).await.unwrap_or_default();
+        if probe(&metrics) {
+            return metrics;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what}: not within {limit:?} (chain at {}, records {:?}):\n{metrics}",
+            net.chain.height(),
+            net.chain.records()
+        );
+        if let Some(pace) = pace
+            && Instant::now() >= next_block
+        {
+            net.chain.produce_block();
+            next_block = Instant::now() + pace;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The uPOKT a session of `relays` relays of `service` is worth (§6.3.1, at the session start height): what the
+/// revenue-loss metric must count for it, exactly.
+async fn session_upokt(net: &Net, service: &str, session: &SessionWindows, relays: u64) -> u64 {
+    use num_traits::ToPrimitive as _;
+    let params = net.client.shared_params_at(session.start).await.unwrap();
+    let target = net.client.difficulty_target_at(service, session.start).await.unwrap();
+    let per_relay = net.client.compute_units_at(service, session.start).await.unwrap();
+    relay_miner::protocol::lottery::claimed_upokt(
+        relays * per_relay,
+        &target,
+        params.compute_units_to_tokens_multiplier,
+        params.compute_unit_cost_granularity,
+    )
+    .unwrap()
+    .to_u64()
+    .unwrap()
+}
+
+/// The chain is driven block by block ([`BlockTimer::Manual`]), so no step depends on how fast a loaded machine
+/// runs: the load is sent while the chain stands inside the session, the miner is killed only after it ingested
+/// every served relay (its session records are persisted) and before the claim window opens, and the whole
+/// claim window passes while it is down.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_missed_claim_window_is_lost_exactly_once() {
-    let block = 200;
+    let block = Duration::from_millis(200);
     let net = start_net(NetOpts {
-        block_time_ms: block,
+        block_time_ms: 200,
         proof_probability: 0.0,
         unordered: true,
         initial_suppliers: None,
         redis_url: None,
+        manual_blocks: true,
+        backend_delay_ms: 0,
     })
     .await;
     let mut miner = spawn_miner(&net.config);
     wait_up(&net).await;
     let params = net.chain.state().shared.clone();
-    let session = SessionWindows::new(&params, net.chain.height()).unwrap();
+    let height = net.chain.height();
+    let session = SessionWindows::new(&params, height).unwrap();
+    // Load while the chain stands still inside the session: every (supplier, application session) pair of the
+    // demo network (2 applications × 2 suppliers) gets relays, and none may be refused.
+    let pairs = {
+        let state = net.chain.state();
+        state.genesis.applications.len() * state.genesis.suppliers.len()
+    };
     let mut served = Served::new();
-    let mut n = 0;
-    load_until(&net, session.end + 1, &mut n, &mut served).await;
-    assert!(!served.is_empty());
+    let mut n = 0u64;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while served.len() < pairs || n < 4 * pairs as u64 {
+        assert!(Instant::now() < deadline, "load not served within 60 s: {served:?}");
+        n += 1;
+        match net.loadgen.send(n, net.chain.height()).await {
+            Outcome::Served {
+                supplier, session_id, ..
+            } => *served.entry((supplier, session_id)).or_default() += 1,
+            other => panic!("relay {n} at height {} not served: {other:?}", net.chain.height()),
+        }
+    }
+    assert_eq!(net.chain.height(), height, "only the test produces blocks");
+    let total: u64 = served.values().sum();
+    // Every served relay is in a trie and its session record persisted (ingest persists the record before it
+    // acknowledges the entries and counts them): the miner knows what it is about to lose.
+    metrics_until(&net, "served relays ingested", Duration::from_secs(30), None, |m| {
+        metric_sum(m, "ha_miner_relays_consumed_from_stream_total", &[]) >= total as f64
+    })
+    .await;
     // Down through the whole claim window.
     miner.kill().unwrap();
     miner.wait().unwrap();
-    wait_height(&net.chain, session.claim_close + 1, Duration::from_secs(30)).await;
+    while net.chain.height() <= session.claim_close {
+        net.chain.produce_block();
+    }
     miner = spawn_miner(&net.config);
     wait_up(&net).await;
     let lost_sessions = served.len() as f64;
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let mut metrics = String::new();
-    while metric_sum(
-        &metrics,
-        "ha_miner_sessions_failed_total",
-        &[("reason", "claim_window_missed")],
-    ) < lost_sessions
-    {
-        assert!(Instant::now() < deadline, "loss not recorded: {metrics}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        metrics = http_get(&net.metrics_url).await.unwrap_or_default();
+    let metrics = metrics_until(&net, "loss recorded", Duration::from_secs(30), Some(block), |m| {
+        metric_sum(m, "ha_miner_sessions_failed_total", &[]) >= lost_sessions
+    })
+    .await;
+    // Exactly: one loss per served session, all of them for the missed window, and the uPOKT of every relay
+    // served (nothing more, nothing less).
+    assert_eq!(
+        metric_sum(
+            &metrics,
+            "ha_miner_sessions_failed_total",
+            &[("reason", "claim_window_missed")]
+        ),
+        lost_sessions,
+        "{metrics}"
+    );
+    assert_eq!(
+        metric_sum(&metrics, "ha_miner_sessions_failed_total", &[]),
+        lost_sessions,
+        "{metrics}"
+    );
+    let mut expected_upokt = 0;
+    for ((supplier, _), relays) in &served {
+        let upokt = session_upokt(&net, "anvil", &session, *relays).await;
+        assert!(upokt > 0, "{supplier}: {relays} relays are worth nothing");
+        expected_upokt += upokt;
     }
-    assert!(
+    assert_eq!(
         metric_sum(
             &metrics,
             "ha_miner_upokt_lost_total",
             &[("reason", "claim_window_missed")]
-        ) > 0.0
+        ),
+        expected_upokt as f64,
+        "{metrics}"
     );
-    // A further restart does not record it again (the session record is persisted as expired).
+    // A further restart does not record it again (the session record is persisted as expired): the new process
+    // handles blocks past the one it started at and records nothing.
     miner.kill().unwrap();
     miner.wait().unwrap();
     miner = spawn_miner(&net.config);
     wait_up(&net).await;
-    wait_height(&net.chain, net.chain.height() + 3, Duration::from_secs(30)).await;
-    let metrics = http_get(&net.metrics_url).await.unwrap_or_default();
+    let seen = net.chain.height() + 3;
+    let metrics = metrics_until(
+        &net,
+        "restarted miner handles blocks",
+        Duration::from_secs(30),
+        Some(block),
+        |m| metric_sum(m, "ha_miner_current_block_height", &[]) >= seen as f64,
+    )
+    .await;
     assert_eq!(
         metric_sum(&metrics, "ha_miner_sessions_failed_total", &[]),
         0.0,
         "{metrics}"
     );
+    assert_eq!(metric_sum(&metrics, "ha_miner_upokt_lost_total", &[]), 0.0, "{metrics}");
     miner.kill().unwrap();
     miner.wait().unwrap();
     assert!(
@@ -321,6 +480,8 @@ async fn hot_reload_adds_and_removes_suppliers_without_losing_their_relays() {
         unordered: true,
         initial_suppliers: Some(1),
         redis_url: None,
+        manual_blocks: false,
+        backend_delay_ms: 0,
     })
     .await;
     let mut miner = spawn_miner(&net.config);
@@ -407,6 +568,8 @@ async fn sigterm_drains_in_flight_relays_and_exits_cleanly() {
             unordered: true,
             initial_suppliers: None,
             redis_url: None,
+            manual_blocks: false,
+            backend_delay_ms: 0,
         })
         .await,
     );
@@ -494,4 +657,105 @@ async fn sigterm_drains_in_flight_relays_and_exits_cleanly() {
         assert_eq!(claimed.get(key), Some(count), "{key:?}: {claimed:?}");
     }
     assert_claims(&net.chain, &served, unanswered, Proofs::None);
+}
+
+/// A relay validated in the grace period (`height ≤ claim_open − 1`, which the relayer accepts) is appended to the
+/// relay log only once the backend answered. When the miner sends the session's claim at `claim_open` in between,
+/// the claim's root lacks that relay: it is served and ingested into the trie after the claim, but not claimed.
+/// Before the fix nothing recorded it (seen: served 2, claimed 1, `ha_miner_upokt_lost_total` 0); now its value is
+/// recorded as lost (`reason="relays_after_claim"`), exactly. Still open: the chain upserts claims inside the
+/// window, so the miner could re-claim the grown trie while the window allows it and lose nothing. The backend's
+/// delay keeps the relay in flight while the test moves the chain.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_grace_period_relay_appended_after_the_claim_is_claimed_or_recorded_lost() {
+    let net = Arc::new(
+        start_net(NetOpts {
+            block_time_ms: 200,
+            proof_probability: 0.0,
+            unordered: true,
+            initial_suppliers: None,
+            redis_url: None,
+            manual_blocks: true,
+            backend_delay_ms: 1500,
+        })
+        .await,
+    );
+    let mut miner = spawn_miner(&net.config);
+    wait_up(&net).await;
+    let params = net.chain.state().shared.clone();
+    let session = SessionWindows::new(&params, net.chain.height()).unwrap();
+    let mut served = Served::new();
+    let mut count = |outcome: Outcome| match outcome {
+        Outcome::Served {
+            supplier, session_id, ..
+        } => *served.entry((supplier, session_id)).or_default() += 1,
+        other => panic!("not served: {other:?}"),
+    };
+    count(net.loadgen.send(1, net.chain.height()).await);
+    metrics_until(&net, "relay 1 ingested", Duration::from_secs(30), None, |m| {
+        metric_sum(m, "ha_miner_relays_consumed_from_stream_total", &[]) >= 1.0
+    })
+    .await;
+    while net.chain.height() < session.grace_period_end {
+        net.chain.produce_block();
+    }
+    // Relay 5 goes to the same application and supplier as relay 1, with the session's header, in the grace period.
+    let late = {
+        let net = Arc::clone(&net);
+        let end = session.end;
+        tokio::spawn(async move { net.loadgen.send(5, end).await })
+    };
+    metrics_until(&net, "relay 5 validated", Duration::from_secs(30), None, |m| {
+        metric_sum(m, "ha_relayer_validation_latency_seconds_count", &[]) >= 2.0
+    })
+    .await;
+    // The claim window opens while relay 5 waits for the backend: the miner claims what its trie holds.
+    net.chain.produce_block();
+    metrics_until(&net, "claim sent", Duration::from_secs(30), None, |m| {
+        metric_sum(m, "ha_miner_claims_submitted_total", &[]) >= 1.0
+    })
+    .await;
+    count(late.await.unwrap());
+    metrics_until(&net, "relay 5 ingested", Duration::from_secs(30), None, |m| {
+        metric_sum(m, "ha_miner_relays_consumed_from_stream_total", &[]) >= 2.0
+    })
+    .await;
+    let metrics = metrics_until(
+        &net,
+        "session settled",
+        Duration::from_secs(60),
+        Some(Duration::from_millis(200)),
+        |_| net.chain.height() > session.settlement + 2,
+    )
+    .await;
+    miner.kill().unwrap();
+    miner.wait().unwrap();
+    let claimed = claimed_counts(&net.chain);
+    let unclaimed: u64 = served
+        .iter()
+        .map(|(key, n)| n.saturating_sub(claimed.get(key).copied().unwrap_or(0)))
+        .sum();
+    // Either every served relay is claimed, or what is not is counted as lost: exactly its value, under its reason.
+    let unclaimed_value = session_upokt(&net, "anvil", &session, unclaimed).await as f64;
+    let context = format!("served {served:?}, claimed {claimed:?}, {unclaimed} relays not claimed:\n{metrics}");
+    assert_eq!(
+        metric_sum(&metrics, "ha_miner_upokt_lost_total", &[]),
+        unclaimed_value,
+        "{context}"
+    );
+    assert_eq!(
+        metric_sum(
+            &metrics,
+            "ha_miner_upokt_lost_total",
+            &[("reason", "relays_after_claim")]
+        ),
+        unclaimed_value,
+        "{context}"
+    );
+    // Part of the session is paid: it is not a failed session.
+    assert_eq!(
+        metric_sum(&metrics, "ha_miner_sessions_failed_total", &[]),
+        0.0,
+        "{context}"
+    );
 }
