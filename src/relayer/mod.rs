@@ -592,6 +592,16 @@ impl Relayer {
             self.metrics.skipped_5xx.with_label_values(&[&h.service_id]).inc();
             return Ok(Mined::Backend5xx);
         }
+        // §2.6 rule 5 again at append time: a relay validated in the grace period may come back from the backend
+        // after the claim window opened, when the miner may already have built the claim's root without it. It
+        // would be served for nothing (and in HA the miner could only count it as lost), so it is refused.
+        let now = *self.height.borrow();
+        if now >= valid.windows.claim_open {
+            return Err(RelayError::SessionExpired {
+                end: h.session_end_block_height,
+                height: now,
+            });
+        }
         let bytes = relay::relay_bytes(request, response);
         let hash = relay::relay_hash(&bytes);
         let start = h.session_start_block_height;

@@ -29,7 +29,38 @@ fn key_hex(label: &str) -> String {
     hex::encode(sha256(label.as_bytes()))
 }
 
-const SERVICES: [&str; 4] = ["anvil", "lazy", "slow", "broken"];
+const SERVICES: [&str; 5] = ["anvil", "lazy", "slow", "broken", "gated"];
+
+/// A backend that answers only when the test releases it, so a relay can be held in flight while the chain moves.
+#[derive(Clone)]
+struct Gate {
+    /// Notified when a request reached the backend.
+    arrived: Arc<tokio::sync::Notify>,
+    /// One permit per request allowed to answer.
+    release: Arc<tokio::sync::Semaphore>,
+}
+
+impl Gate {
+    fn new() -> Self {
+        Self {
+            arrived: Arc::new(tokio::sync::Notify::new()),
+            release: Arc::new(tokio::sync::Semaphore::new(0)),
+        }
+    }
+
+    async fn spawn(&self) -> String {
+        let gate = self.clone();
+        let router = axum::Router::new().fallback(move || {
+            let gate = gate.clone();
+            async move {
+                gate.arrived.notify_one();
+                gate.release.acquire().await.unwrap().forget();
+                r#"{"jsonrpc":"2.0","id":1,"result":"0x1"}"#
+            }
+        });
+        serve(router).await
+    }
+}
 
 struct Net {
     chain: SimChain,
@@ -38,6 +69,7 @@ struct Net {
     storage: storage::Storage,
     _dir: tempfile::TempDir,
     _backends: Vec<BackendHandle>,
+    gate: Gate,
     config: Config,
     app: Actor,
     gateway: Actor,
@@ -147,6 +179,8 @@ impl Net {
         })
         .await
         .unwrap();
+        let gate = Gate::new();
+        let gated = gate.spawn().await;
         let yaml = format!(
             "
 listen_addr: 127.0.0.1:0
@@ -169,6 +203,10 @@ services:
     validation_mode: eager
     backends:
       jsonrpc: {{url: {broken}}}
+  gated:
+    validation_mode: eager
+    backends:
+      jsonrpc: {{url: {gated}}}
 timeout_profiles:
   quick: {{request_timeout_seconds: 1, response_header_timeout_seconds: 1}}
 relay_meter:
@@ -197,6 +235,7 @@ relay_log:
             storage: redb.storage(),
             _dir: dir,
             _backends: vec![fast, slow, broken],
+            gate,
             config,
             app,
             gateway,
@@ -423,6 +462,71 @@ async fn backend_timeout_and_5xx() {
             String::from_utf8_lossy(&consumed)
         );
     }
+}
+
+/// §2.6 rule 5 holds when the backend answers, not only when the relay arrived: a relay validated in the grace
+/// period whose answer comes back after the claim window opened is refused (the claim may already be built
+/// without it), not recorded, and its compute units go back to the meter.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_answered_after_the_claim_window_opened_is_refused_and_not_recorded() {
+    let net = Net::new(1_000_000_000).await;
+    let r = net.relayer().await;
+    let header = net.header("gated").await;
+    let params = net.chain.state().shared.clone();
+    let windows =
+        relay_miner::protocol::session::SessionWindows::new(&params, header.session_end_block_height).unwrap();
+    // Into the grace period: still accepted.
+    net.advance((windows.grace_period_end - net.chain.height()).max(0) as usize);
+    assert!(net.chain.height() > header.session_end_block_height && net.chain.height() < windows.claim_open);
+    let request = net.request(&header, &net.ours.1, Net::rpc(1));
+    let in_flight = {
+        let url = r.url.clone();
+        let body = relay::encode_relay_request(&request);
+        let http = net.http.clone();
+        tokio::spawn(async move {
+            let request = http::Request::post(url)
+                .header("content-type", "application/x-protobuf")
+                .header("rpc-type", "3")
+                .body(http_body_util::Full::new(bytes::Bytes::from(body)))
+                .unwrap();
+            let response = http.request(request).await.unwrap();
+            let status = response.status().as_u16();
+            let bytes = response.into_body().collect().await.unwrap().to_bytes();
+            (
+                status,
+                relay::decode_relay_response(&bytes, relay::MAX_RELAY_MESSAGE_BYTES).unwrap(),
+            )
+        })
+    };
+    tokio::time::timeout(Duration::from_secs(10), net.gate.arrived.notified())
+        .await
+        .expect("the relay reached the backend");
+    // The claim window opens while the backend works on it.
+    net.advance((windows.claim_open - net.chain.height()) as usize);
+    net.gate.release.add_permits(1);
+    let (status, response) = in_flight.await.unwrap();
+    assert_eq!(error_code(&response), Some(6), "session_expired: {status} {response:?}");
+    assert!(
+        response.payload.is_empty(),
+        "no signed answer for a relay that earns nothing"
+    );
+    assert_eq!(net.recorded().await, 0);
+    assert_eq!(
+        metric(
+            &r.telemetry,
+            "ha_relayer_relays_rejected_total{reason=\"session_expired\",rpc_type=\"jsonrpc\",service_id=\"gated\"}"
+        ),
+        1
+    );
+    let meter = r.relayer.meter().unwrap();
+    meter.sync().await;
+    let key = format!("meter:{}:{}:consumed", header.session_id, net.ours.1);
+    let consumed = net.storage.kv.get(&key).await.unwrap().unwrap_or_default();
+    assert!(
+        consumed.is_empty() || consumed == b"0",
+        "{}",
+        String::from_utf8_lossy(&consumed)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
