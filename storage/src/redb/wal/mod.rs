@@ -17,7 +17,13 @@
 //!   a durable redb commit issued through the writer every `wal_checkpoint_bytes` / `wal_checkpoint_interval`,
 //!   after which segments holding only older records are recycled;
 //! - recovery at open ([`recovery`]): every valid record newer than the durable `wal_applied` is applied to redb
-//!   in one durable commit before anything else runs.
+//!   in one durable commit before anything else runs;
+//! - the binding of the WAL to its database ([`identity`]): META `db_id` (random, written when the database is
+//!   created) and the file `identity/wal-id` in the WAL directory naming it. Recovery refuses to open, naming both paths,
+//!   when the WAL belongs to another database, e.g. the `.redb` file was deleted or replaced and the `.wal/`
+//!   directory kept: `wal_applied` of another (or a fresh) database says nothing about this WAL's records, so
+//!   replaying would put old relays into it and dropping could lose acknowledged ones. A database and WAL from
+//!   before identities get one on their first open.
 //!
 //! Crash-safety argument:
 //! 1. An append is acknowledged only after the `fdatasync` of the record that holds it returned `Ok`, so every
@@ -32,7 +38,8 @@
 //! 4. Recovery reads each file from offset 0 and stops at the first invalid record (zero fill, bad magic, bad
 //!    length, checksum mismatch, or a sequence that does not follow the previous record): torn tails and stale
 //!    records behind freshly written ones are never taken. Applying is idempotent (explicit keys), so a crash
-//!    during recovery just repeats it.
+//!    during recovery just repeats it. Points 2 and 3 hold only for the database the WAL was written with,
+//!    hence the identity check before anything is applied.
 //! 5. Sequences: per-supplier ids come from the WAL thread's memory, loaded lazily from META `seq:{id}` (which
 //!    every apply raises to the max it inserted) after recovery, so they keep increasing across restarts and an
 //!    acknowledged or deleted id is never reused. A failed write keeps its sequences and record number burnt.
@@ -52,6 +59,7 @@
 //! If applying a record to redb fails, the WAL keeps it (durable) and every later append and relay-log read
 //! fails with `Unavailable` until the database is reopened, when recovery applies it.
 
+mod identity;
 mod record;
 mod recovery;
 mod segment;
@@ -67,6 +75,7 @@ use std::time::Duration;
 use redb::{Database, ReadableDatabase, ReadableTable, WriteTransaction};
 use tokio::sync::{oneshot, watch};
 
+pub(crate) use identity::init_new_database;
 pub(crate) use recovery::{recover, recover_and_remove};
 
 use super::FenceCheck;
@@ -86,6 +95,8 @@ pub(crate) const WAL_CHECKPOINT: &str = "wal_checkpoint";
 /// Settings of the relay WAL (from [`super::RedbConfig`]).
 #[derive(Debug, Clone)]
 pub(crate) struct WalConfig {
+    /// The database file (named in errors).
+    pub db: PathBuf,
     /// `<db file name>.wal/` next to the database.
     pub dir: PathBuf,
     /// Size of each preallocated segment file.
