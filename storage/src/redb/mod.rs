@@ -183,6 +183,19 @@ impl RedbBackend {
     /// Opens (or creates) the database, creates every table, starts the writer thread and the sweep task.
     /// Must be called inside a tokio runtime.
     pub async fn open(config: RedbConfig) -> Result<Self, StorageError> {
+        Self::open_inner(config, wal::fault::FaultHook::none()).await
+    }
+
+    /// [`RedbBackend::open`] with a relay WAL whose writes, syncs and applies fail as `faults` says.
+    #[cfg(test)]
+    pub(crate) async fn open_with_faults(
+        config: RedbConfig,
+        faults: wal::fault::FaultHook,
+    ) -> Result<Self, StorageError> {
+        Self::open_inner(config, faults).await
+    }
+
+    async fn open_inner(config: RedbConfig, faults: wal::fault::FaultHook) -> Result<Self, StorageError> {
         let cfg = config.clone();
         let wal_cfg = wal::WalConfig {
             db: config.path.clone(),
@@ -191,6 +204,7 @@ impl RedbBackend {
             checkpoint_bytes: config.wal_checkpoint_bytes.max(1),
             checkpoint_interval: config.wal_checkpoint_interval,
             max_entries: config.group_commit_max_entries.max(1),
+            faults,
         };
         let recover_cfg = wal_cfg.clone();
         let (db, recovered) = tokio::task::spawn_blocking(move || -> Result<_, StorageError> {

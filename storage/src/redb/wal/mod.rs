@@ -43,6 +43,9 @@
 //! 5. Sequences: per-supplier ids come from the WAL thread's memory, loaded lazily from META `seq:{id}` (which
 //!    every apply raises to the max it inserted) after recovery, so they keep increasing across restarts and an
 //!    acknowledged or deleted id is never reused. A failed write keeps its sequences and record number burnt.
+//!    Such a write may still have reached the file whole: it is then a valid record, never acknowledged, that
+//!    recovery applies (with the ids it burnt, so nothing collides) if it is newer than the durable
+//!    `wal_applied`, i.e. if no later record was applied and checkpointed before the restart.
 //!
 //! Reads see their writes: the thread publishes the last durable record (`durable`) before acknowledging, and
 //! every relay-log call other than `append` first waits until the applied record (`applied`) reaches the
@@ -57,8 +60,14 @@
 //! the segments waiting for a checkpoint.
 //!
 //! If applying a record to redb fails, the WAL keeps it (durable) and every later append and relay-log read
-//! fails with `Unavailable` until the database is reopened, when recovery applies it.
+//! fails with `Unavailable` until the database is reopened, when recovery applies it. Records acknowledged
+//! before the failure was known are not applied either: each apply first checks, in its transaction, that the
+//! record handed before it is applied (`wal_applied` must never pass a record redb lacks, or recovery would
+//! skip it). The [`fault`] module lets tests make a write, sync or apply fail on the real files and database.
 
+pub(crate) mod fault;
+#[cfg(test)]
+mod fault_tests;
 mod identity;
 mod record;
 mod recovery;
@@ -107,6 +116,8 @@ pub(crate) struct WalConfig {
     pub checkpoint_interval: Duration,
     /// Relays gathered into one record at most (the first request is always taken whole).
     pub max_entries: usize,
+    /// Injected failures of writes, syncs and applies (tests only; zero-sized otherwise).
+    pub faults: fault::FaultHook,
 }
 
 /// The WAL directory of the database at `db_path`.
@@ -307,6 +318,23 @@ pub(crate) fn apply_record(txn: &WriteTransaction, record_seq: u64, entries: &[E
     let current = meta.get(WAL_APPLIED).map_err(db_err)?.map_or(0, |g| g.value());
     if record_seq > current {
         meta.insert(WAL_APPLIED, record_seq).map_err(db_err)?;
+    }
+    Ok(())
+}
+
+/// Checks, inside the transaction about to apply record `record_seq`, that `previous` (the record handed to
+/// redb before it; 0 = none) is applied. Applies run in record order, so it is unless `previous`'s apply
+/// failed: then this record must not be applied either, or its META `wal_applied` (raised past `previous`,
+/// and made durable by the next checkpoint or any durable commit) would tell recovery that `previous` is in
+/// redb, and that acknowledged record would never be applied.
+pub(crate) fn follows_applied(txn: &WriteTransaction, previous: u64, record_seq: u64) -> Result<(), StorageError> {
+    let meta = txn.open_table(META).map_err(db_err)?;
+    let applied = meta.get(WAL_APPLIED).map_err(db_err)?.map_or(0, |g| g.value());
+    if applied < previous {
+        return Err(StorageError::Unavailable(format!(
+            "relay WAL record {record_seq} not applied to redb: record {previous} before it is not (applied up to \
+             {applied}); both are durable in the WAL and applied when the database is reopened"
+        )));
     }
     Ok(())
 }

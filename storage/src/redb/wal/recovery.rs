@@ -267,6 +267,7 @@ mod tests {
     use super::*;
     use crate::redb::log::seq_key;
     use crate::redb::tables::{LOG, META, SUPPLIERS};
+    use crate::redb::wal::fault::FaultHook;
     use crate::redb::wal::record::Entry;
 
     const SEG: u64 = 64 << 10;
@@ -292,6 +293,7 @@ mod tests {
             checkpoint_bytes: 16 << 10,
             checkpoint_interval: Duration::from_secs(1),
             max_entries: 512,
+            faults: FaultHook::none(),
         };
         std::fs::create_dir_all(&cfg.dir).unwrap();
         Env { _tmp: tmp, db, cfg }
