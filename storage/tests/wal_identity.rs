@@ -51,7 +51,8 @@ async fn fill(path: &Path, supplier: &str, n: u64) -> BTreeMap<u64, Vec<u8>> {
 fn snapshot(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
     let mut all = BTreeMap::new();
     for d in [dir.to_owned(), dir.join("identity")] {
-        for e in std::fs::read_dir(&d).unwrap() {
+        // A WAL from before identities has no `identity/`.
+        for e in std::fs::read_dir(&d).into_iter().flatten() {
             let e = e.unwrap();
             if e.file_type().unwrap().is_file() {
                 all.insert(e.path(), std::fs::read(e.path()).unwrap());
@@ -173,4 +174,36 @@ async fn switching_the_wal_off_and_on_keeps_the_binding() {
     assert_eq!(payloads(&path, "pokt1s").await, relays);
     assert!(wal_dir(&path).join("identity/wal-id").is_file());
     assert_eq!(payloads(&path, "pokt1s").await, relays);
+}
+
+/// A WAL from before identities (no `identity/` directory) holding records, next to a brand-new database
+/// (the old file deleted): its records cannot be told apart from another database's, so the open is refused
+/// too; restoring the old file (which has no identity either) upgrades the pair and recovers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleted_database_next_to_a_wal_from_before_identities_refuses_to_open() {
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("old.redb");
+    let relays = fill(&path, "pokt1o", 12).await;
+    // Make the pair look like one written before identities.
+    {
+        let db = redb::Database::open(&path).unwrap();
+        let txn = db.begin_write().unwrap();
+        let meta: redb::TableDefinition<&str, u64> = redb::TableDefinition::new("meta");
+        assert!(txn.open_table(meta).unwrap().remove("db_id").unwrap().is_some());
+        txn.commit().unwrap();
+    }
+    std::fs::remove_dir_all(wal_dir(&path).join("identity")).unwrap();
+    let backup = tmp.path().join("backup.redb");
+    std::fs::rename(&path, &backup).unwrap();
+
+    let msg = assert_refused(&path, true).await;
+    assert!(msg.contains("valid record(s) but is bound to no database"), "{msg}");
+
+    std::fs::rename(&backup, &path).unwrap();
+    assert_eq!(
+        payloads(&path, "pokt1o").await,
+        relays,
+        "the restored pair is upgraded and opens"
+    );
+    assert!(wal_dir(&path).join("identity/wal-id").is_file());
 }
