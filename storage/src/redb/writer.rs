@@ -12,7 +12,8 @@
 //! cut the writer thread's CPU from ~65–75 µs to ~40 µs per relay), unless a non-deferred op or a
 //! [`Writer::flush`] (a reader waiting for the applies) arrives first.
 //! An op's logical failure (e.g. a version conflict) is its own reply and writes nothing; a redb failure while
-//! applying aborts the whole transaction and fails every op of it.
+//! applying aborts the whole transaction and fails every op of it. Every op's reply runs exactly once, also
+//! when its apply fails or it is dropped unapplied (queued ops of a stopped writer fail with `Unavailable`).
 
 use std::marker::PhantomData;
 use std::sync::Arc;
