@@ -325,6 +325,70 @@ async fn acknowledged_relays_survive_kill_9_without_wal() {
     kill9_case(false).await;
 }
 
+/// The META table as the backend defines it (for stripping the identity off a database).
+const META: redb::TableDefinition<&str, u64> = redb::TableDefinition::new("meta");
+
+/// A database and WAL from before WAL identities (this version's files with the identity removed: META
+/// `db_id` and the WAL's `identity/` directory), killed mid-stream, open and recover every acknowledged relay, and are bound to one
+/// identity afterwards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn legacy_database_and_wal_without_identity_recover_after_kill_9() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("legacy.redb");
+    let wal_dir = dir.path().join("legacy.redb.wal");
+    let mut acked = Vec::new();
+    run_and_kill(
+        "kill9_child_appender",
+        &[(CHILD_ENV, path.display().to_string()), (CHILD_WAL_ENV, "1".to_owned())],
+        3_000,
+        |l| match l.strip_prefix("ACK ") {
+            Some(h) => {
+                acked.push(h.to_owned());
+                true
+            }
+            None => false,
+        },
+        || {},
+    );
+    {
+        let db = redb::Database::open(&path).unwrap();
+        let txn = db.begin_write().unwrap();
+        assert!(txn.open_table(META).unwrap().remove("db_id").unwrap().is_some());
+        txn.commit().unwrap();
+    }
+    std::fs::remove_dir_all(wal_dir.join("identity")).unwrap();
+
+    let b = RedbBackend::open(config(&path, true)).await.unwrap();
+    let log = b.storage().relay_log;
+    let mut stored = HashSet::new();
+    loop {
+        let chunk = log.read("pokt1kill", "checker", 4096).await.unwrap();
+        if chunk.is_empty() {
+            break;
+        }
+        stored.extend(chunk.into_iter().map(|e| hex(&e.relay.relay_hash)));
+    }
+    let missing = acked.iter().filter(|h| !stored.contains(*h)).count();
+    assert_eq!(
+        missing,
+        0,
+        "acknowledged relays lost after the upgrade ({} acknowledged)",
+        acked.len()
+    );
+    drop((log, b));
+    let b = reopen_with(config(&path, true)).await;
+    drop(b);
+    let bound = std::fs::read_to_string(wal_dir.join("identity/wal-id")).unwrap();
+    let db_id = suite::poll_until("the database is closed", || async {
+        let db = redb::Database::open(&path).ok()?;
+        let txn = redb::ReadableDatabase::begin_read(&db).unwrap();
+        let id = txn.open_table(META).unwrap().get("db_id").unwrap().unwrap().value();
+        Some(id)
+    })
+    .await;
+    assert_eq!(bound, format!("relay-miner relay WAL of database {db_id:016x}\n"));
+}
+
 const HEAVY_SUPPLIERS: [&str; 3] = ["pokt1h0", "pokt1h1", "pokt1h2"];
 
 /// A relay whose every field derives from `n` (payload 200..1500 bytes), so its exact bytes can be checked.

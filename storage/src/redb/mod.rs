@@ -7,7 +7,8 @@
 //!   (`wal` module): one `pwrite` + `fdatasync` per group into a preallocated segment acknowledges them, and
 //!   the writer thread applies them to redb afterwards without an fsync of its own; checkpoints and recovery
 //!   at open keep the two consistent. Every other relay-log call first waits until the WAL's durable records
-//!   are applied, so reads see every acknowledged append.
+//!   are applied, so reads see every acknowledged append. The WAL is bound to its database by a random identity,
+//!   so a WAL left next to a deleted or replaced database file refuses the open instead of being replayed.
 //! - Reads run on `spawn_blocking` threads with short MVCC read transactions; redb's sync API never runs on a
 //!   tokio worker.
 //! - Consumer-group state (cursor, pending) lives in memory: after a restart every unacknowledged entry is
@@ -44,7 +45,9 @@ use writer::{GroupCommit, Writer};
 /// Settings of the redb backend.
 #[derive(Debug, Clone)]
 pub struct RedbConfig {
-    /// Database file (created if missing).
+    /// Database file (created if missing). The relay WAL in `<file name>.wal/` next to it belongs to this file:
+    /// if the file is deleted or replaced while that directory is kept, `open` refuses with
+    /// [`StorageError::Corrupt`] naming both paths (restore the file, or move the WAL directory away).
     pub path: PathBuf,
     /// redb page cache size in bytes (redb's own default is 1 GiB; ours is 64 MiB).
     pub cache_size_bytes: usize,
@@ -180,13 +183,28 @@ impl RedbBackend {
     /// Opens (or creates) the database, creates every table, starts the writer thread and the sweep task.
     /// Must be called inside a tokio runtime.
     pub async fn open(config: RedbConfig) -> Result<Self, StorageError> {
+        Self::open_inner(config, wal::fault::FaultHook::none()).await
+    }
+
+    /// [`RedbBackend::open`] with a relay WAL whose writes, syncs and applies fail as `faults` says.
+    #[cfg(test)]
+    pub(crate) async fn open_with_faults(
+        config: RedbConfig,
+        faults: wal::fault::FaultHook,
+    ) -> Result<Self, StorageError> {
+        Self::open_inner(config, faults).await
+    }
+
+    async fn open_inner(config: RedbConfig, faults: wal::fault::FaultHook) -> Result<Self, StorageError> {
         let cfg = config.clone();
         let wal_cfg = wal::WalConfig {
+            db: config.path.clone(),
             dir: wal::wal_dir(&config.path)?,
             segment_bytes: config.wal_segment_bytes.max(4096),
             checkpoint_bytes: config.wal_checkpoint_bytes.max(1),
             checkpoint_interval: config.wal_checkpoint_interval,
             max_entries: config.group_commit_max_entries.max(1),
+            faults,
         };
         let recover_cfg = wal_cfg.clone();
         let (db, recovered) = tokio::task::spawn_blocking(move || -> Result<_, StorageError> {
@@ -195,6 +213,8 @@ impl RedbBackend {
                 .create(&cfg.path)
                 .map_err(db_err)?;
             let txn = db.begin_write().map_err(db_err)?;
+            // A new database gets its identity with its tables (the relay WAL is bound to it).
+            wal::init_new_database(&txn)?;
             txn.open_table(tables::SUPPLIERS).map_err(db_err)?;
             txn.open_table(tables::LOG).map_err(db_err)?;
             txn.open_table(tables::NAMESPACES).map_err(db_err)?;
@@ -207,7 +227,7 @@ impl RedbBackend {
             let recovered = if cfg.relay_wal {
                 Some(wal::recover(&db, &recover_cfg)?)
             } else {
-                wal::recover_and_remove(&db, &recover_cfg.dir)?;
+                wal::recover_and_remove(&db, &recover_cfg.db, &recover_cfg.dir)?;
                 None
             };
             Ok((db, recovered))

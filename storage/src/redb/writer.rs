@@ -12,8 +12,10 @@
 //! cut the writer thread's CPU from ~65–75 µs to ~40 µs per relay), unless a non-deferred op or a
 //! [`Writer::flush`] (a reader waiting for the applies) arrives first.
 //! An op's logical failure (e.g. a version conflict) is its own reply and writes nothing; a redb failure while
-//! applying aborts the whole transaction and fails every op of it.
+//! applying aborts the whole transaction and fails every op of it. Every op's reply runs exactly once, also
+//! when its apply fails or it is dropped unapplied (queued ops of a stopped writer fail with `Unavailable`).
 
+use std::marker::PhantomData;
 use std::sync::Arc;
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender, TryRecvError};
 use std::time::{Duration, Instant};
@@ -67,20 +69,58 @@ fn writer_gone() -> StorageError {
     StorageError::Unavailable("redb writer thread stopped".into())
 }
 
+/// An op's reply hook, called exactly once: with the op's outcome, or with an error when the op is dropped
+/// without one (its own apply failed, `begin_write` failed, the thread stopped). A caller waiting on a channel
+/// would notice the drop anyway; a hook like the relay WAL's record of applied records would not, and its
+/// readers would wait forever.
+struct Reply<T, R: FnOnce(Result<T, StorageError>)> {
+    hook: Option<R>,
+    _result: PhantomData<fn(T)>,
+}
+
+impl<T, R: FnOnce(Result<T, StorageError>)> Reply<T, R> {
+    fn send(mut self, r: Result<T, StorageError>) {
+        if let Some(hook) = self.hook.take() {
+            hook(r);
+        }
+    }
+}
+
+impl<T, R: FnOnce(Result<T, StorageError>)> Drop for Reply<T, R> {
+    fn drop(&mut self) {
+        if let Some(hook) = self.hook.take() {
+            hook(Err(StorageError::Unavailable(
+                "redb write dropped before its commit (no transaction could be started, or the writer stopped)".into(),
+            )));
+        }
+    }
+}
+
 fn make_op<T, F, R>(weight: usize, durable: bool, f: F, reply: R) -> Msg
 where
     T: Send + 'static,
     F: FnOnce(&WriteTransaction) -> Result<Result<T, StorageError>, StorageError> + Send + 'static,
     R: FnOnce(Result<T, StorageError>) + Send + 'static,
 {
+    let reply = Reply {
+        hook: Some(reply),
+        _result: PhantomData,
+    };
     Msg::Op(Op {
         weight,
         durable,
         deferrable: false,
         apply: Box::new(move |txn| {
-            let outcome = f(txn)?;
+            let outcome = match f(txn) {
+                Ok(outcome) => outcome,
+                Err(e) => {
+                    // The transaction is aborted: this op fails with its own error.
+                    reply.send(Err(e.clone()));
+                    return Err(e);
+                }
+            };
             Ok(Box::new(move |committed: Result<(), StorageError>| {
-                reply(committed.and(outcome));
+                reply.send(committed.and(outcome));
             }) as Done)
         }),
     })
@@ -237,7 +277,7 @@ fn commit(db: &Database, ops: Vec<Op>) {
         Ok(t) => t,
         Err(e) => {
             tracing::error!(error = %e, "redb begin_write failed");
-            return; // dropping the ops fails their callers with Unavailable
+            return; // dropping the ops fails their callers with Unavailable (see `Reply`)
         }
     };
     let durability = if ops.iter().any(|op| op.durable) {
@@ -315,6 +355,30 @@ mod tests {
     }
 
     const PATIENCE: Duration = Duration::from_secs(30);
+
+    /// An op whose apply fails gets its own error, and the other ops of its group (aborted with it) get it too:
+    /// no reply hook is dropped uncalled (the relay WAL's applies report through such hooks).
+    #[test]
+    fn an_op_whose_apply_fails_still_replies() {
+        let (w, _dir) = writer();
+        let ok = deferred(&w, "a");
+        let (tx, failed) = mpsc::channel();
+        w.submit(
+            1,
+            false,
+            |_txn| Err::<Result<(), StorageError>, _>(StorageError::Backend("apply failed".into())),
+            move |r| {
+                let _ = tx.send(r);
+            },
+        )
+        .unwrap();
+        let failed = failed.recv_timeout(PATIENCE).unwrap();
+        assert_eq!(failed, Err(StorageError::Backend("apply failed".into())));
+        assert_eq!(
+            ok.recv_timeout(PATIENCE).unwrap(),
+            Err(StorageError::Backend("apply failed".into()))
+        );
+    }
 
     #[test]
     fn a_deferred_group_commits_on_flush() {

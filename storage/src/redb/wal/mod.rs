@@ -17,7 +17,13 @@
 //!   a durable redb commit issued through the writer every `wal_checkpoint_bytes` / `wal_checkpoint_interval`,
 //!   after which segments holding only older records are recycled;
 //! - recovery at open ([`recovery`]): every valid record newer than the durable `wal_applied` is applied to redb
-//!   in one durable commit before anything else runs.
+//!   in one durable commit before anything else runs;
+//! - the binding of the WAL to its database ([`identity`]): META `db_id` (random, written when the database is
+//!   created) and the file `identity/wal-id` in the WAL directory naming it. Recovery refuses to open, naming both paths,
+//!   when the WAL belongs to another database, e.g. the `.redb` file was deleted or replaced and the `.wal/`
+//!   directory kept: `wal_applied` of another (or a fresh) database says nothing about this WAL's records, so
+//!   replaying would put old relays into it and dropping could lose acknowledged ones. A database and WAL from
+//!   before identities get one on their first open.
 //!
 //! Crash-safety argument:
 //! 1. An append is acknowledged only after the `fdatasync` of the record that holds it returned `Ok`, so every
@@ -32,10 +38,14 @@
 //! 4. Recovery reads each file from offset 0 and stops at the first invalid record (zero fill, bad magic, bad
 //!    length, checksum mismatch, or a sequence that does not follow the previous record): torn tails and stale
 //!    records behind freshly written ones are never taken. Applying is idempotent (explicit keys), so a crash
-//!    during recovery just repeats it.
+//!    during recovery just repeats it. Points 2 and 3 hold only for the database the WAL was written with,
+//!    hence the identity check before anything is applied.
 //! 5. Sequences: per-supplier ids come from the WAL thread's memory, loaded lazily from META `seq:{id}` (which
 //!    every apply raises to the max it inserted) after recovery, so they keep increasing across restarts and an
 //!    acknowledged or deleted id is never reused. A failed write keeps its sequences and record number burnt.
+//!    Such a write may still have reached the file whole: it is then a valid record, never acknowledged, that
+//!    recovery applies (with the ids it burnt, so nothing collides) if it is newer than the durable
+//!    `wal_applied`, i.e. if no later record was applied and checkpointed before the restart.
 //!
 //! Reads see their writes: the thread publishes the last durable record (`durable`) before acknowledging, and
 //! every relay-log call other than `append` first waits until the applied record (`applied`) reaches the
@@ -50,8 +60,15 @@
 //! the segments waiting for a checkpoint.
 //!
 //! If applying a record to redb fails, the WAL keeps it (durable) and every later append and relay-log read
-//! fails with `Unavailable` until the database is reopened, when recovery applies it.
+//! fails with `Unavailable` until the database is reopened, when recovery applies it. Records acknowledged
+//! before the failure was known are not applied either: each apply first checks, in its transaction, that the
+//! record handed before it is applied (`wal_applied` must never pass a record redb lacks, or recovery would
+//! skip it). The [`fault`] module lets tests make a write, sync or apply fail on the real files and database.
 
+pub(crate) mod fault;
+#[cfg(test)]
+mod fault_tests;
+mod identity;
 mod record;
 mod recovery;
 mod segment;
@@ -67,6 +84,7 @@ use std::time::Duration;
 use redb::{Database, ReadableDatabase, ReadableTable, WriteTransaction};
 use tokio::sync::{oneshot, watch};
 
+pub(crate) use identity::init_new_database;
 pub(crate) use recovery::{recover, recover_and_remove};
 
 use super::FenceCheck;
@@ -86,6 +104,8 @@ pub(crate) const WAL_CHECKPOINT: &str = "wal_checkpoint";
 /// Settings of the relay WAL (from [`super::RedbConfig`]).
 #[derive(Debug, Clone)]
 pub(crate) struct WalConfig {
+    /// The database file (named in errors).
+    pub db: PathBuf,
     /// `<db file name>.wal/` next to the database.
     pub dir: PathBuf,
     /// Size of each preallocated segment file.
@@ -96,6 +116,8 @@ pub(crate) struct WalConfig {
     pub checkpoint_interval: Duration,
     /// Relays gathered into one record at most (the first request is always taken whole).
     pub max_entries: usize,
+    /// Injected failures of writes, syncs and applies (tests only; zero-sized otherwise).
+    pub faults: fault::FaultHook,
 }
 
 /// The WAL directory of the database at `db_path`.
@@ -296,6 +318,23 @@ pub(crate) fn apply_record(txn: &WriteTransaction, record_seq: u64, entries: &[E
     let current = meta.get(WAL_APPLIED).map_err(db_err)?.map_or(0, |g| g.value());
     if record_seq > current {
         meta.insert(WAL_APPLIED, record_seq).map_err(db_err)?;
+    }
+    Ok(())
+}
+
+/// Checks, inside the transaction about to apply record `record_seq`, that `previous` (the record handed to
+/// redb before it; 0 = none) is applied. Applies run in record order, so it is unless `previous`'s apply
+/// failed: then this record must not be applied either, or its META `wal_applied` (raised past `previous`,
+/// and made durable by the next checkpoint or any durable commit) would tell recovery that `previous` is in
+/// redb, and that acknowledged record would never be applied.
+pub(crate) fn follows_applied(txn: &WriteTransaction, previous: u64, record_seq: u64) -> Result<(), StorageError> {
+    let meta = txn.open_table(META).map_err(db_err)?;
+    let applied = meta.get(WAL_APPLIED).map_err(db_err)?.map_or(0, |g| g.value());
+    if applied < previous {
+        return Err(StorageError::Unavailable(format!(
+            "relay WAL record {record_seq} not applied to redb: record {previous} before it is not (applied up to \
+             {applied}); both are durable in the WAL and applied when the database is reopened"
+        )));
     }
     Ok(())
 }

@@ -3,8 +3,10 @@
 //! Every regular file of the WAL directory is read from offset 0: records are taken while they are valid and
 //! each one's sequence follows the previous one; the first invalid record ends the file (zero fill = clean end;
 //! bad magic, bad length, checksum mismatch or a sequence break = a torn tail, a corrupt record, or stale
-//! records of a reused segment, logged at INFO). File names are not trusted (see [`super::segment`]). Records
-//! newer than the durable META `wal_applied` are applied to redb in one durable commit, in sequence order.
+//! records of a reused segment, logged at INFO). File names are not trusted (see [`super::segment`]). Then the
+//! WAL's identity is checked against the database's ([`super::identity`]): a WAL of another database refuses
+//! the open before anything is applied or removed. Records newer than the durable META `wal_applied` are
+//! applied to redb in one durable commit, in sequence order.
 //! Afterwards every file is disposable: at most two of the configured size are kept (the new active segment
 //! and a spare), the rest removed.
 
@@ -14,7 +16,7 @@ use redb::{Database, Durability};
 
 use super::record::{self, Invalid, Record};
 use super::segment::{self, Segment, active_name, spare_name, sync_dir};
-use super::{Recovered, WAL_APPLIED, WalConfig, apply_record, io_err};
+use super::{Recovered, WAL_APPLIED, WalConfig, apply_record, identity, io_err};
 use crate::StorageError;
 use crate::redb::read_meta;
 use crate::redb::tables::db_err;
@@ -71,14 +73,27 @@ struct Found {
     size: u64,
 }
 
-/// Applies every valid record newer than `wal_applied`; returns the last applied record and the files found.
-fn replay(db: &Database, dir: &Path) -> Result<(u64, Vec<Found>), StorageError> {
-    let applied = read_meta(db, WAL_APPLIED)?;
-    let mut found = Vec::new();
-    let mut pending: Vec<Record> = Vec::new();
+/// What the WAL directory holds.
+struct Scanned {
+    /// Every file (segments, or junk to remove).
+    found: Vec<Found>,
+    /// Valid records of every file (also those already applied).
+    valid: usize,
+    /// The valid records newer than `applied`, in no particular order.
+    pending: Vec<Record>,
+}
+
+/// Reads every file of `dir` (read-only).
+fn scan_dir(dir: &Path, applied: u64) -> Result<Scanned, StorageError> {
+    let mut out = Scanned {
+        found: Vec::new(),
+        valid: 0,
+        pending: Vec::new(),
+    };
     let entries = std::fs::read_dir(dir).map_err(|e| io_err("list the WAL directory", e))?;
     for entry in entries {
         let entry = entry.map_err(|e| io_err("list the WAL directory", e))?;
+        // Not a file: the identity directory (or something else no segment is in).
         if !entry.file_type().map_err(|e| io_err("stat a WAL file", e))?.is_file() {
             continue;
         }
@@ -98,12 +113,19 @@ fn replay(db: &Database, dir: &Path) -> Result<(u64, Vec<Found>), StorageError> 
                  a reused segment; neither was acknowledged as new)"
             );
         }
-        pending.extend(s.records.into_iter().filter(|r| r.seq > applied));
-        found.push(Found {
+        out.valid += s.records.len();
+        out.pending.extend(s.records.into_iter().filter(|r| r.seq > applied));
+        out.found.push(Found {
             path,
             size: buf.len() as u64,
         });
     }
+    Ok(out)
+}
+
+/// Applies `pending` (the valid records newer than `applied`) in one durable commit; returns the last record
+/// applied.
+fn replay(db: &Database, dir: &Path, applied: u64, mut pending: Vec<Record>) -> Result<u64, StorageError> {
     pending.sort_by_key(|r| r.seq);
     for pair in pending.windows(2) {
         if pair[0].seq == pair[1].seq && pair[0] != pair[1] {
@@ -124,7 +146,7 @@ fn replay(db: &Database, dir: &Path) -> Result<(u64, Vec<Found>), StorageError> 
         expect = r.seq + 1;
     }
     let Some(last) = pending.last().map(|r| r.seq) else {
-        return Ok((applied, found));
+        return Ok(applied);
     };
     let mut txn = db.begin_write().map_err(db_err)?;
     txn.set_durability(Durability::Immediate)
@@ -142,7 +164,22 @@ fn replay(db: &Database, dir: &Path) -> Result<(u64, Vec<Found>), StorageError> 
         to = last,
         "relay WAL: recovery applied records to redb"
     );
-    Ok((last, found))
+    Ok(last)
+}
+
+/// Checks the WAL's identity (refusing a WAL of another database before anything is replayed), then applies
+/// every valid record newer than `wal_applied`; returns the last applied record and the segment files found.
+fn check_and_replay(
+    db: &Database,
+    db_path: &Path,
+    dir: &Path,
+    how: identity::Use,
+) -> Result<(u64, Vec<Found>), StorageError> {
+    let applied = read_meta(db, WAL_APPLIED)?;
+    let scanned = scan_dir(dir, applied)?;
+    identity::settle(db, db_path, dir, scanned.valid, how)?;
+    let last = replay(db, dir, applied, scanned.pending)?;
+    Ok((last, scanned.found))
 }
 
 fn parent_of(dir: &Path) -> &Path {
@@ -160,7 +197,7 @@ pub(crate) fn recover(db: &Database, cfg: &WalConfig) -> Result<Recovered, Stora
         std::fs::create_dir_all(dir).map_err(|e| io_err("create the WAL directory", e))?;
         sync_dir(parent_of(dir)).map_err(|e| io_err("sync the WAL directory's parent", e))?;
     }
-    let (last, found) = replay(db, dir)?;
+    let (last, found) = check_and_replay(db, &cfg.db, dir, identity::Use::Keep)?;
     // Every file is disposable now: its records are durable in redb, or were never acknowledged.
     let mut keep = Vec::new();
     for f in found {
@@ -201,20 +238,22 @@ pub(crate) fn recover(db: &Database, cfg: &WalConfig) -> Result<Recovered, Stora
     })
 }
 
-/// Recovery for `relay_wal = false`: applies what a previous run with the WAL left, then removes the WAL files
-/// and directory (a no-op when there is none).
-pub(crate) fn recover_and_remove(db: &Database, dir: &Path) -> Result<(), StorageError> {
-    if !dir.exists() {
-        return Ok(());
+/// Recovery for `relay_wal = false`: applies what a previous run with the WAL left (if it belongs to the
+/// database at `db_path`), then removes the WAL files and directory (none: nothing to do), and gives a
+/// database without identity its identity.
+pub(crate) fn recover_and_remove(db: &Database, db_path: &Path, dir: &Path) -> Result<(), StorageError> {
+    if dir.exists() {
+        let (_, found) = check_and_replay(db, db_path, dir, identity::Use::Remove)?;
+        for f in found {
+            std::fs::remove_file(&f.path).map_err(|e| io_err("remove a WAL file", e))?;
+        }
+        identity::remove_files(dir)?;
+        if let Err(e) = std::fs::remove_dir(dir) {
+            tracing::warn!(error = %e, dir = %dir.display(), "relay WAL: cannot remove the WAL directory");
+        }
     }
-    let (_, found) = replay(db, dir)?;
-    for f in found {
-        std::fs::remove_file(&f.path).map_err(|e| io_err("remove a WAL file", e))?;
-    }
-    if let Err(e) = std::fs::remove_dir(dir) {
-        tracing::warn!(error = %e, dir = %dir.display(), "relay WAL: cannot remove the WAL directory");
-    }
-    Ok(())
+    // After the removal: a crash before it leaves a database without identity, which trusts its WAL again.
+    identity::finish_upgrade(db)
 }
 
 #[cfg(test)]
@@ -228,6 +267,7 @@ mod tests {
     use super::*;
     use crate::redb::log::seq_key;
     use crate::redb::tables::{LOG, META, SUPPLIERS};
+    use crate::redb::wal::fault::FaultHook;
     use crate::redb::wal::record::Entry;
 
     const SEG: u64 = 64 << 10;
@@ -247,11 +287,13 @@ mod tests {
         txn.open_table(META).unwrap();
         txn.commit().unwrap();
         let cfg = WalConfig {
+            db: tmp.path().join("t.redb"),
             dir: tmp.path().join("t.redb.wal"),
             segment_bytes: SEG,
             checkpoint_bytes: 16 << 10,
             checkpoint_interval: Duration::from_secs(1),
             max_entries: 512,
+            faults: FaultHook::none(),
         };
         std::fs::create_dir_all(&cfg.dir).unwrap();
         Env { _tmp: tmp, db, cfg }
@@ -323,10 +365,12 @@ mod tests {
         (supplier.to_owned(), n, format!("r{seq}-{supplier}-{n}"))
     }
 
+    /// The files of the WAL directory (not the identity directory).
     fn files(env: &Env) -> Vec<String> {
         let mut names: Vec<String> = std::fs::read_dir(&env.cfg.dir)
             .unwrap()
             .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .filter(|n| n != "identity")
             .collect();
         names.sort();
         names
@@ -530,9 +574,189 @@ mod tests {
     fn wal_off_applies_then_removes_the_directory() {
         let env = env();
         segment(&env, "00000000000000000001.seg", SEG, &[rec(1, "a", 1)]);
-        recover_and_remove(&env.db, &env.cfg.dir).unwrap();
+        recover_and_remove(&env.db, &env.cfg.db, &env.cfg.dir).unwrap();
         assert_eq!(log(&env), vec![entry(1, "a", 1)]);
         assert!(!env.cfg.dir.exists());
-        recover_and_remove(&env.db, &env.cfg.dir).unwrap();
+        recover_and_remove(&env.db, &env.cfg.db, &env.cfg.dir).unwrap();
+    }
+
+    // Identity (see `identity`): the test env's database has tables but no `db_id`, like one created before
+    // identities; `set_db_id` makes it one created since.
+
+    fn set_db_id(env: &Env, id: u64) {
+        let txn = env.db.begin_write().unwrap();
+        txn.open_table(META).unwrap().insert(identity::DB_ID, id).unwrap();
+        txn.commit().unwrap();
+    }
+
+    fn write_id(env: &Env, name: &str, id: u64) {
+        std::fs::create_dir_all(env.cfg.dir.join("identity")).unwrap();
+        std::fs::write(
+            env.cfg.dir.join("identity").join(name),
+            format!("relay-miner relay WAL of database {id:016x}\n"),
+        )
+        .unwrap();
+    }
+
+    fn read_id(env: &Env, name: &str) -> Option<String> {
+        std::fs::read_to_string(env.cfg.dir.join("identity").join(name)).ok()
+    }
+
+    /// Every file of the WAL directory and its identity directory, with its bytes.
+    fn snapshot(env: &Env) -> Vec<(String, Vec<u8>)> {
+        let mut all = Vec::new();
+        for dir in [env.cfg.dir.clone(), env.cfg.dir.join("identity")] {
+            for e in std::fs::read_dir(&dir).into_iter().flatten() {
+                let e = e.unwrap();
+                if e.file_type().unwrap().is_file() {
+                    all.push((e.path().display().to_string(), std::fs::read(e.path()).unwrap()));
+                }
+            }
+        }
+        all.sort();
+        all
+    }
+
+    /// Recovery (WAL on and off) refuses with `Corrupt` naming both paths, applies nothing, changes no file.
+    fn assert_refused(env: &Env) -> String {
+        let before = snapshot(env);
+        let mut msgs = Vec::new();
+        for r in [
+            recover(&env.db, &env.cfg).map(drop),
+            recover_and_remove(&env.db, &env.cfg.db, &env.cfg.dir),
+        ] {
+            let Err(StorageError::Corrupt(msg)) = r else {
+                panic!("expected a refusal, got {r:?}");
+            };
+            assert!(msg.contains(&env.cfg.db.display().to_string()), "{msg}");
+            assert!(msg.contains(&env.cfg.dir.display().to_string()), "{msg}");
+            msgs.push(msg);
+        }
+        assert!(log(env).is_empty(), "nothing applied");
+        assert_eq!(meta(env, WAL_APPLIED), 0);
+        assert!(snapshot(env) == before, "the WAL directory is unchanged");
+        msgs.swap_remove(0)
+    }
+
+    #[test]
+    fn a_wal_bound_to_another_database_is_refused() {
+        let env = env();
+        set_db_id(&env, 0xaaaa);
+        write_id(&env, "wal-id", 0xbbbb);
+        segment(&env, "00000000000000000001.seg", SEG, &[rec(1, "a", 1)]);
+        let msg = assert_refused(&env);
+        assert!(
+            msg.contains("000000000000bbbb") && msg.contains("000000000000aaaa"),
+            "{msg}"
+        );
+        // Also when the binding was not finished (a `wal-id.new` naming the other database).
+        let id_dir = env.cfg.dir.join("identity");
+        std::fs::rename(id_dir.join("wal-id"), id_dir.join("wal-id.new")).unwrap();
+        assert_refused(&env);
+    }
+
+    #[test]
+    fn an_unbound_wal_with_records_next_to_a_database_with_identity_is_refused() {
+        let env = env();
+        set_db_id(&env, 0xaaaa);
+        segment(&env, "00000000000000000001.seg", SEG, &[rec(1, "a", 1), rec(2, "a", 2)]);
+        let msg = assert_refused(&env);
+        assert!(msg.contains("2 valid record"), "{msg}");
+    }
+
+    #[test]
+    fn a_bound_wal_next_to_a_database_without_identity_is_refused() {
+        let env = env();
+        write_id(&env, "wal-id", 0xbbbb);
+        segment(&env, "00000000000000000001.seg", SEG, &[rec(1, "a", 1)]);
+        assert_refused(&env);
+    }
+
+    #[test]
+    fn a_corrupt_identity_file_is_refused() {
+        let env = env();
+        set_db_id(&env, 0xaaaa);
+        std::fs::create_dir_all(env.cfg.dir.join("identity")).unwrap();
+        std::fs::write(env.cfg.dir.join("identity/wal-id"), b"garbage").unwrap();
+        let before = snapshot(&env);
+        let r = recover(&env.db, &env.cfg).map(drop);
+        assert!(
+            matches!(&r, Err(StorageError::Corrupt(m)) if m.contains("wal-id")),
+            "{r:?}"
+        );
+        assert!(snapshot(&env) == before);
+    }
+
+    #[test]
+    fn an_empty_wal_is_bound_to_the_database() {
+        let env = env();
+        set_db_id(&env, 0xaaaa);
+        assert_eq!(recover(&env.db, &env.cfg).unwrap().last, 0);
+        assert_eq!(
+            read_id(&env, "wal-id").unwrap(),
+            "relay-miner relay WAL of database 000000000000aaaa\n"
+        );
+        assert_eq!(read_id(&env, "wal-id.new"), None);
+        // A missing directory too.
+        std::fs::remove_dir_all(&env.cfg.dir).unwrap();
+        recover(&env.db, &env.cfg).unwrap();
+        assert!(read_id(&env, "wal-id").unwrap().ends_with("aaaa\n"));
+    }
+
+    #[test]
+    fn a_database_and_wal_without_identity_are_upgraded_and_recovered() {
+        let env = env();
+        set_applied(&env, 1);
+        segment(&env, "00000000000000000001.seg", SEG, &[rec(1, "a", 1), rec(2, "a", 2)]);
+        let r = recover(&env.db, &env.cfg).unwrap();
+        assert_eq!(r.last, 2);
+        assert_eq!(
+            log(&env),
+            vec![entry(2, "a", 2)],
+            "only the record newer than wal_applied"
+        );
+        let id = meta(&env, identity::DB_ID);
+        assert_ne!(id, 0);
+        assert_eq!(
+            read_id(&env, "wal-id").unwrap(),
+            format!("relay-miner relay WAL of database {id:016x}\n")
+        );
+        drop(r);
+        assert_eq!(recover(&env.db, &env.cfg).unwrap().last, 2, "bound: opens again");
+        assert_eq!(meta(&env, identity::DB_ID), id);
+    }
+
+    #[test]
+    fn an_upgrade_interrupted_before_the_database_took_the_identity_starts_over() {
+        let env = env();
+        write_id(&env, "wal-id.new", 0xbbbb);
+        segment(&env, "00000000000000000001.seg", SEG, &[rec(1, "a", 1)]);
+        assert_eq!(recover(&env.db, &env.cfg).unwrap().last, 1);
+        let id = meta(&env, identity::DB_ID);
+        assert!(id != 0 && id != 0xbbbb);
+        assert!(read_id(&env, "wal-id").unwrap().ends_with(&format!("{id:016x}\n")));
+        assert_eq!(read_id(&env, "wal-id.new"), None);
+    }
+
+    #[test]
+    fn a_binding_interrupted_before_the_rename_is_finished() {
+        let env = env();
+        set_db_id(&env, 0xaaaa);
+        write_id(&env, "wal-id.new", 0xaaaa);
+        segment(&env, "00000000000000000001.seg", SEG, &[rec(1, "a", 1)]);
+        assert_eq!(recover(&env.db, &env.cfg).unwrap().last, 1);
+        assert_eq!(log(&env), vec![entry(1, "a", 1)]);
+        assert!(read_id(&env, "wal-id").unwrap().ends_with("aaaa\n"));
+        assert_eq!(read_id(&env, "wal-id.new"), None);
+    }
+
+    #[test]
+    fn wal_off_upgrades_the_database_after_removing_its_wal() {
+        let env = env();
+        segment(&env, "00000000000000000001.seg", SEG, &[rec(1, "a", 1)]);
+        recover_and_remove(&env.db, &env.cfg.db, &env.cfg.dir).unwrap();
+        assert_eq!(log(&env), vec![entry(1, "a", 1)]);
+        assert!(!env.cfg.dir.exists());
+        assert_ne!(meta(&env, identity::DB_ID), 0);
     }
 }

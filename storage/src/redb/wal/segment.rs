@@ -14,6 +14,8 @@ use std::path::{Path, PathBuf};
 use std::sync::mpsc::{self, Receiver, TryRecvError};
 use std::thread::JoinHandle;
 
+use super::fault::{FaultHook, Site};
+
 /// One preallocated segment file.
 #[derive(Debug)]
 pub(crate) struct Segment {
@@ -105,11 +107,15 @@ impl Segment {
         self.size.saturating_sub(self.len)
     }
 
-    /// Writes `record` at the write offset with one `pwrite`, then `fdatasync`s. Only on `Ok` is the record
-    /// durable; the offset advances only then.
-    pub fn append(&mut self, record: &[u8], seq: u64) -> io::Result<()> {
-        self.file.write_all_at(record, self.len)?;
-        self.file.sync_data()?;
+    /// Writes `record` (sequence `seq`) at the write offset with one `pwrite`, then `fdatasync`s. Only on `Ok`
+    /// is the record durable; the offset advances only then.
+    pub fn append(&mut self, record: &[u8], seq: u64, faults: &FaultHook) -> io::Result<()> {
+        faults.run(
+            Site::Write(seq),
+            || self.file.write_all_at(record, self.len),
+            io::Error::other,
+        )?;
+        faults.run(Site::Sync(seq), || self.file.sync_data(), io::Error::other)?;
         self.len += record.len() as u64;
         self.last = seq;
         Ok(())

@@ -10,9 +10,13 @@ use std::time::Instant;
 use redb::Database;
 use tokio::sync::watch;
 
+use super::fault::Site;
 use super::record::{Encoder, Entry, HEADER_LEN};
 use super::segment::{self, Maker, Segment};
-use super::{Applied, Msg, Recovered, Request, WAL_CHECKPOINT, WalConfig, apply_record, io_err, last_seqs, wal_gone};
+use super::{
+    Applied, Msg, Recovered, Request, WAL_CHECKPOINT, WalConfig, apply_record, follows_applied, io_err, last_seqs,
+    wal_gone,
+};
 use crate::StorageError;
 use crate::contract::EntryId;
 use crate::lease::LeaseTable;
@@ -287,7 +291,9 @@ impl WalThread {
             .active
             .as_mut()
             .ok_or_else(|| StorageError::Backend("relay WAL has no active segment".into()))?;
-        active.append(rec, record_seq).map_err(|e| io_err("write", e))?;
+        active
+            .append(rec, record_seq, &self.p.cfg.faults)
+            .map_err(|e| io_err("write", e))?;
         Ok(rec.len())
     }
 
@@ -311,9 +317,24 @@ impl WalThread {
     fn hand_to_writer(&mut self, record_seq: u64, entries: Vec<Entry>) {
         let applied = self.p.applied.clone();
         let weight = entries.len();
+        let faults = self.p.cfg.faults.clone();
+        let previous = self.ckpt.sent;
         let queued = self.p.writer.submit_deferred(
             weight,
-            move |txn| apply_record(txn, record_seq, &entries).map(Ok),
+            move |txn| {
+                // Writes nothing (and does not abort the other writes of the transaction) if the record handed
+                // before this one is not applied.
+                if let Err(e) = follows_applied(txn, previous, record_seq) {
+                    return Ok(Err(e));
+                }
+                faults
+                    .run(
+                        Site::Apply(record_seq),
+                        || apply_record(txn, record_seq, &entries),
+                        StorageError::Backend,
+                    )
+                    .map(Ok)
+            },
             move |r: Result<(), StorageError>| note_applied(&applied, record_seq, r),
         );
         if let Err(e) = queued {

@@ -1,0 +1,281 @@
+//! Fault-injection tests of the relay WAL: a failed `pwrite`, `fdatasync` or apply, on a real backend (real
+//! segment files, real redb) where only that one call's result is replaced with an error ([`super::fault`]).
+//!
+//! Each test appends one batch per record (appends are awaited one after the other, so record `n` of a fresh
+//! database holds the `n`-th batch) and names the record to fail by its sequence.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, mpsc};
+
+use super::fault::{Fault, FaultHook, Site};
+use crate::redb::{RedbBackend, RedbConfig};
+use crate::suite::{self, DEADLINE};
+use crate::{MinedRelay, StorageError};
+
+const SUPPLIER: &str = "pokt1fault";
+
+/// What the hook does at a site: fail it (once), or first report that it got there and wait for a release.
+enum Plan {
+    Fail(Fault),
+    HoldThenFail {
+        reached: mpsc::Sender<()>,
+        release: mpsc::Receiver<()>,
+        fault: Fault,
+    },
+}
+
+/// One backend on a temp dir, plus the plan its fault hook follows.
+struct Harness {
+    dir: tempfile::TempDir,
+    plans: Arc<Mutex<HashMap<Site, Plan>>>,
+    backend: Option<RedbBackend>,
+}
+
+impl Harness {
+    async fn open() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let mut h = Self {
+            dir,
+            plans: Arc::default(),
+            backend: None,
+        };
+        h.reopen().await;
+        h
+    }
+
+    fn config(&self) -> RedbConfig {
+        RedbConfig::new(self.dir.path().join("fault.redb"))
+    }
+
+    /// Closes the backend (if open) and opens it again with the same hook, retrying while the previous
+    /// handle's threads still hold the file.
+    async fn reopen(&mut self) {
+        drop(self.backend.take());
+        let plans = self.plans.clone();
+        let hook = FaultHook::new(move |site| {
+            let plan = plans.lock().unwrap().remove(&site)?;
+            match plan {
+                Plan::Fail(f) => Some(f),
+                Plan::HoldThenFail {
+                    reached,
+                    release,
+                    fault,
+                } => {
+                    reached.send(()).unwrap();
+                    release.recv_timeout(DEADLINE).expect("the test releases the held call");
+                    Some(fault)
+                }
+            }
+        });
+        let config = self.config();
+        let backend = suite::poll_until("the database can be reopened", || {
+            let (config, hook) = (config.clone(), hook.clone());
+            async move {
+                match RedbBackend::open_with_faults(config, hook).await {
+                    Ok(b) => Some(b),
+                    Err(StorageError::Backend(msg)) if msg.contains("already open") => None,
+                    Err(e) => panic!("reopen failed: {e}"),
+                }
+            }
+        })
+        .await;
+        self.backend = Some(backend);
+    }
+
+    fn fail(&self, site: Site, fault: Fault) {
+        self.plans.lock().unwrap().insert(site, Plan::Fail(fault));
+    }
+
+    /// Holds the call at `site` until the returned sender is used (or dropped), then fails it; the receiver
+    /// hears when the call got there.
+    fn hold_then_fail(&self, site: Site, fault: Fault) -> (mpsc::Receiver<()>, mpsc::Sender<()>) {
+        let (reached_tx, reached) = mpsc::channel();
+        let (release, release_rx) = mpsc::channel();
+        let plan = Plan::HoldThenFail {
+            reached: reached_tx,
+            release: release_rx,
+            fault,
+        };
+        self.plans.lock().unwrap().insert(site, plan);
+        (reached, release)
+    }
+
+    fn backend(&self) -> &RedbBackend {
+        self.backend.as_ref().unwrap()
+    }
+
+    /// Appends the relays numbered `ns`; returns their ids.
+    async fn append(&self, ns: std::ops::Range<u64>) -> Result<Vec<u64>, StorageError> {
+        let relays: Vec<MinedRelay> = ns.map(|n| suite::relay(SUPPLIER, "s1", n)).collect();
+        let ids = self.backend().storage().relay_log.append(relays).await?;
+        Ok(ids.into_iter().map(|id| id.major).collect())
+    }
+
+    /// Every entry of the log as id → relay number (each relay's bytes checked, none there twice). Delivers
+    /// every entry to the consumer `checker`, so call it once per open.
+    async fn read_all(&self) -> Result<BTreeMap<u64, u64>, StorageError> {
+        let got = self
+            .backend()
+            .storage()
+            .relay_log
+            .read(SUPPLIER, "checker", 100_000)
+            .await?;
+        let mut out = BTreeMap::new();
+        for e in got {
+            let n = u64::from_be_bytes(e.relay.relay_hash[..8].try_into().unwrap());
+            assert_eq!(e.relay, suite::relay(SUPPLIER, "s1", n), "stored bytes of relay {n}");
+            assert!(!out.values().any(|m| *m == n), "relay {n} stored twice");
+            out.insert(e.id.major, n);
+        }
+        Ok(out)
+    }
+
+    /// Undelivered entries (a relay-log read that delivers nothing, so `read_all` still sees everything).
+    async fn count(&self) -> Result<u64, StorageError> {
+        Ok(self.backend().storage().relay_log.backlog(SUPPLIER).await?.undelivered)
+    }
+}
+
+/// `ids[i] -> ns[i]`.
+fn expect(pairs: &[(std::ops::Range<u64>, std::ops::Range<u64>)]) -> BTreeMap<u64, u64> {
+    pairs.iter().flat_map(|(ids, ns)| ids.clone().zip(ns.clone())).collect()
+}
+
+fn assert_unavailable<T: std::fmt::Debug>(r: Result<T, StorageError>, what: &str) {
+    assert!(
+        matches!(r, Err(StorageError::Unavailable(_))),
+        "{what}: expected Unavailable, got {r:?}"
+    );
+}
+
+/// Waits (on a blocking thread, with a deadline) until a held call reports that it got there.
+async fn reached(rx: mpsc::Receiver<()>) {
+    tokio::task::spawn_blocking(move || rx.recv_timeout(DEADLINE).expect("the held call is reached"))
+        .await
+        .unwrap();
+}
+
+/// A write that fails (before or after the `pwrite` reached the file) or whose `fdatasync` fails: the append
+/// is not acknowledged, the acknowledged ones around it are readable before and after a reopen, and its ids
+/// are burnt (the next append gets the ids after them).
+async fn failed_write_case(site: fn(u64) -> Site, fault: Fault) {
+    let mut h = Harness::open().await;
+    assert_eq!(h.append(0..3).await.unwrap(), vec![1, 2, 3]);
+    h.fail(site(2), fault);
+    let failed = h.append(3..5).await;
+    assert!(
+        matches!(&failed, Err(StorageError::Backend(m)) if m.contains("injected fault")),
+        "the failing append is not acknowledged: {failed:?}"
+    );
+    assert_eq!(h.append(5..7).await.unwrap(), vec![6, 7], "ids 4 and 5 stay burnt");
+    let kept = expect(&[(1..4, 0..3), (6..8, 5..7)]);
+    assert_eq!(h.read_all().await.unwrap(), kept);
+    h.reopen().await;
+    assert_eq!(
+        h.read_all().await.unwrap(),
+        kept,
+        "after a reopen (the failed record is older than wal_applied)"
+    );
+    assert_eq!(h.append(7..8).await.unwrap(), vec![8]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_pwrite_is_not_acknowledged_and_burns_its_ids() {
+    failed_write_case(Site::Write, Fault::Instead).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pwrite_that_reached_the_file_but_failed_is_not_acknowledged_and_burns_its_ids() {
+    failed_write_case(Site::Write, Fault::After).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_fdatasync_is_not_acknowledged_and_burns_its_ids() {
+    failed_write_case(Site::Sync, Fault::After).await;
+}
+
+/// A failed write that did reach the file, with nothing after it: it was never acknowledged, but it is a
+/// valid record newer than `wal_applied`, so a reopen applies it with the ids it burnt; nothing collides and
+/// the next id follows them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unacknowledged_record_that_reached_the_file_comes_back_with_its_own_ids() {
+    let mut h = Harness::open().await;
+    assert_eq!(h.append(0..3).await.unwrap(), vec![1, 2, 3]);
+    h.fail(Site::Sync(2), Fault::After);
+    assert!(h.append(3..5).await.is_err());
+    h.reopen().await;
+    assert_eq!(h.read_all().await.unwrap(), expect(&[(1..6, 0..5)]));
+    assert_eq!(h.append(5..6).await.unwrap(), vec![6]);
+}
+
+/// A record whose apply to redb fails: its append was acknowledged (durable in the WAL); from then on every
+/// relay-log read and append fails with `Unavailable`; a reopen recovers it, readable exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_apply_makes_the_log_unavailable_until_a_reopen_recovers_it() {
+    let mut h = Harness::open().await;
+    assert_eq!(h.append(0..3).await.unwrap(), vec![1, 2, 3]);
+    assert_eq!(h.count().await.unwrap(), 3, "record 1 applied");
+    h.fail(Site::Apply(2), Fault::After);
+    assert_eq!(
+        h.append(3..5).await.unwrap(),
+        vec![4, 5],
+        "acknowledged once durable in the WAL"
+    );
+    assert_unavailable(h.read_all().await, "a read after the failed apply");
+    assert_unavailable(h.count().await, "a backlog after the failed apply");
+    assert_unavailable(h.append(5..6).await, "an append after the failed apply");
+    assert_unavailable(h.append(5..6).await, "a second append");
+    h.reopen().await;
+    assert_eq!(
+        h.read_all().await.unwrap(),
+        expect(&[(1..6, 0..5)]),
+        "recovered exactly once"
+    );
+    assert_eq!(
+        h.append(6..7).await.unwrap(),
+        vec![6],
+        "ids continue after the recovered ones"
+    );
+}
+
+/// A failed apply followed by a record acknowledged before the failure was known (its apply queued behind
+/// the failing one, in a later redb transaction): the later record must not be applied over the gap, or its
+/// META `wal_applied` would tell recovery that the failed record is in redb and it would be lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_record_after_a_failed_apply_does_not_hide_it_from_recovery() {
+    let mut h = Harness::open().await;
+    assert_eq!(h.append(0..3).await.unwrap(), vec![1, 2, 3]);
+    assert_eq!(h.count().await.unwrap(), 3);
+    let (at_apply, release) = h.hold_then_fail(Site::Apply(2), Fault::After);
+    assert_eq!(h.append(3..5).await.unwrap(), vec![4, 5]);
+    reached(at_apply).await;
+    // The redb writer is inside record 2's apply: record 3 is durable and acknowledged, its apply queued.
+    assert_eq!(h.append(5..7).await.unwrap(), vec![6, 7]);
+    release.send(()).unwrap();
+    assert_unavailable(h.count().await, "a read after the failed apply");
+    assert_unavailable(h.append(7..8).await, "an append after the failed apply");
+    // Closing checkpoints (a durable redb commit); the failed record must still be replayed.
+    h.reopen().await;
+    assert_eq!(
+        h.read_all().await.unwrap(),
+        expect(&[(1..8, 0..7)]),
+        "every acknowledged relay, once"
+    );
+    assert_eq!(h.append(7..8).await.unwrap(), vec![8]);
+}
+
+/// An apply that fails with the WAL idle (no read waiting) and then the database reopened at once: the
+/// record is replayed by recovery; reopening again replays nothing twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_apply_is_recovered_once_across_several_reopens() {
+    let mut h = Harness::open().await;
+    h.fail(Site::Apply(1), Fault::Instead);
+    assert_eq!(h.append(0..4).await.unwrap(), vec![1, 2, 3, 4]);
+    h.reopen().await;
+    assert_eq!(h.count().await.unwrap(), 4);
+    h.reopen().await;
+    assert_eq!(h.read_all().await.unwrap(), expect(&[(1..5, 0..4)]));
+    assert_eq!(h.append(4..5).await.unwrap(), vec![5]);
+}
