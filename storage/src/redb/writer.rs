@@ -10,7 +10,9 @@
 //! A relay-WAL apply may instead be *deferred* ([`Writer::submit_deferred`]): a group that starts with one
 //! waits up to `defer` for company (so at 2,000 relays/s one commit carries ~20 records instead of one, which
 //! cut the writer thread's CPU from ~65–75 µs to ~40 µs per relay), unless a non-deferred op or a
-//! [`Writer::flush`] (a reader waiting for the applies) arrives first.
+//! [`Writer::flush`] (a reader waiting for the applies) arrives first. While it defers, the thread parks instead
+//! of waiting on the channel, so the applies that join the group do not wake it one by one; only what ends the
+//! wait unparks it (0.68 → 0.11 context switches and ~55 → ~26 µs of CPU per relay at 2,000 relays/s).
 //! An op's logical failure (e.g. a version conflict) is its own reply and writes nothing; a redb failure while
 //! applying aborts the whole transaction and fails every op of it. Every op's reply runs exactly once, also
 //! when its apply fails or it is dropped unapplied (queued ops of a stopped writer fail with `Unavailable`).
