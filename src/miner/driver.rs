@@ -323,6 +323,37 @@ impl Miner {
         .to_u64()
     }
 
+    /// Counts a loss in the money metrics: relays and compute units exactly, uPOKT when it could be valued
+    /// (`None`: a chain query failed; logged, so the uPOKT metric's shortfall is visible).
+    fn count_loss(
+        &self,
+        key: &SessionKey,
+        service: &str,
+        reason: &str,
+        relays: u64,
+        compute_units: u64,
+        upokt: Option<u64>,
+    ) {
+        let Some(m) = &self.metrics else {
+            return;
+        };
+        let labels = [key.supplier.as_str(), service, reason];
+        m.relays_lost.with_label_values(&labels).inc_by(relays);
+        m.compute_units_lost.with_label_values(&labels).inc_by(compute_units);
+        match upokt {
+            Some(upokt) => m.upokt_lost.with_label_values(&labels).inc_by(upokt),
+            None => tracing::error!(
+                supplier = key.supplier,
+                session = key.session_id,
+                reason,
+                relays,
+                compute_units,
+                "cannot value a loss in uPOKT (chain query failed): ha_miner_upokt_lost_total misses it, \
+                 ha_miner_relays_lost_total and ha_miner_compute_units_lost_total count it"
+            ),
+        }
+    }
+
     async fn ingest(&mut self) -> Result<(), MinerError> {
         // Only the leader builds tries: followers' engines would diverge from the records the leader persists.
         if !self.engine.is_leader() {
@@ -583,10 +614,10 @@ impl Miner {
                         .session(&key)
                         .map(|r| (r.service_id.clone(), r.schedule.session_end))
                         .unwrap_or_default();
-                    let upokt = self.upokt(&service, end, compute_units).await.unwrap_or(0);
+                    let upokt = self.upokt(&service, end, compute_units).await;
+                    self.count_loss(&key, &service, reason.as_str(), relays, compute_units, upokt);
                     if let Some(m) = &self.metrics {
                         let labels = [key.supplier.as_str(), service.as_str(), reason.as_str()];
-                        m.upokt_lost.with_label_values(&labels).inc_by(upokt);
                         m.sessions_failed.with_label_values(&labels).inc();
                     }
                 }
@@ -616,12 +647,15 @@ impl Miner {
                 if self.metrics.is_some() {
                     let all = self.upokt(&service, end, compute_units).await;
                     let paid = self.upokt(&service, end, accounted_compute_units).await;
-                    let upokt = all.zip(paid).map(|(a, p)| a.saturating_sub(p)).unwrap_or(0);
-                    if let Some(m) = &self.metrics {
-                        m.upokt_lost
-                            .with_label_values(&[key.supplier.as_str(), service.as_str(), "relays_after_claim"])
-                            .inc_by(upokt);
-                    }
+                    let upokt = all.zip(paid).map(|(a, p)| a.saturating_sub(p));
+                    self.count_loss(
+                        &key,
+                        &service,
+                        "relays_after_claim",
+                        relays,
+                        compute_units.saturating_sub(accounted_compute_units),
+                        upokt,
+                    );
                 }
                 tracing::error!(
                     supplier = key.supplier,

@@ -2,6 +2,8 @@
 //! (`../shared/spec/go-operator-surface.md`, `miner/metrics.go`). Money metrics count only real outcomes:
 //! `ha_miner_upokt_lost_total` moves only when the engine records a loss after asking the chain, never for a
 //! discarded zero-relay session or an HA conflict (lessons.md: revenue-loss metrics that lie are worse than none).
+//! Its uPOKT value needs chain params (cached); `ha_miner_relays_lost_total` and `ha_miner_compute_units_lost_total`
+//! count the same events exactly without them, so a failed valuation (logged at ERROR) never hides a loss.
 
 use prometheus::{IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts};
 
@@ -20,6 +22,8 @@ pub struct MinerMetrics {
     pub(super) proof_required: IntCounterVec,
     pub(super) upokt_claimed: IntCounterVec,
     pub(super) upokt_lost: IntCounterVec,
+    pub(super) relays_lost: IntCounterVec,
+    pub(super) compute_units_lost: IntCounterVec,
     pub(super) sessions_failed: IntCounterVec,
     pub(super) claims_discarded: IntCounterVec,
     pub(super) sessions: IntGaugeVec,
@@ -86,6 +90,16 @@ impl MinerMetrics {
             upokt_lost: counter(
                 "ha_miner_upokt_lost_total",
                 "uPOKT of mined relays lost (real losses only, after asking the chain)",
+                &["supplier", "service_id", "reason"],
+            )?,
+            relays_lost: counter(
+                "ha_miner_relays_lost_total",
+                "Mined relays lost, by reason (same events as ha_miner_upokt_lost_total; needs no chain query)",
+                &["supplier", "service_id", "reason"],
+            )?,
+            compute_units_lost: counter(
+                "ha_miner_compute_units_lost_total",
+                "Compute units of mined relays lost, by reason (same events as ha_miner_upokt_lost_total)",
                 &["supplier", "service_id", "reason"],
             )?,
             sessions_failed: counter(

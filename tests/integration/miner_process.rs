@@ -443,6 +443,27 @@ async fn a_missed_claim_window_is_lost_exactly_once() {
         expected_upokt as f64,
         "{metrics}"
     );
+    // The same loss in relays and compute units (counted without any chain query).
+    let served_relays: u64 = served.values().sum();
+    let per_relay = net.chain.state().services["anvil"].compute_units_per_relay;
+    assert_eq!(
+        metric_sum(
+            &metrics,
+            "ha_miner_relays_lost_total",
+            &[("reason", "claim_window_missed")]
+        ),
+        served_relays as f64,
+        "{metrics}"
+    );
+    assert_eq!(
+        metric_sum(
+            &metrics,
+            "ha_miner_compute_units_lost_total",
+            &[("reason", "claim_window_missed")]
+        ),
+        (served_relays * per_relay) as f64,
+        "{metrics}"
+    );
     // A further restart does not record it again (the session record is persisted as expired): the new process
     // handles blocks past the one it started at and records nothing.
     miner.kill().unwrap();
@@ -464,6 +485,11 @@ async fn a_missed_claim_window_is_lost_exactly_once() {
         "{metrics}"
     );
     assert_eq!(metric_sum(&metrics, "ha_miner_upokt_lost_total", &[]), 0.0, "{metrics}");
+    assert_eq!(
+        metric_sum(&metrics, "ha_miner_relays_lost_total", &[]),
+        0.0,
+        "{metrics}"
+    );
     miner.kill().unwrap();
     miner.wait().unwrap();
     assert!(
