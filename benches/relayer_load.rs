@@ -15,7 +15,9 @@
 //! `RELAYER_BENCH_RATE` (open-loop rate, default 2000/s) for `RELAYER_BENCH_PACED_SECONDS` (default 4),
 //! `RELAYER_BENCH_WORKERS` (tokio worker threads, default 2), `RELAYER_BENCH_DURABLE` (durable_ack, default 1),
 //! `RELAYER_BENCH_REDB_WINDOW_US` (redb group-commit window, default 0 = the backend's default),
-//! `RELAYER_BENCH_COOLDOWN_MS` (idle time before the open-loop runs, default 0).
+//! `RELAYER_BENCH_COOLDOWN_MS` (idle time before the open-loop runs, default 0), `RELAYER_BENCH_MINER` (1 = the
+//! miner runs on the relayer's runtime and ingests every relay into the session's trie, as in `relay-miner run`;
+//! default 1).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -494,6 +496,45 @@ relay_log: {{durable_ack: {durable}}}
         }
     };
 
+    // The miner, as `relay-miner run` has it: on the relayer's runtime, ingesting the relay log into the session's
+    // trie every 100 ms (sessions are 10,000 blocks long here, so it never claims during the bench).
+    let with_miner = env("RELAYER_BENCH_MINER", 1) == 1;
+    let miner_stats = if with_miner {
+        let miner = relay_miner::miner::driver::Miner::new(
+            Arc::clone(&client),
+            store.clone(),
+            Keyring::new([(supplier.1.clone(), supplier.0.clone())].into_iter().collect()),
+            relay_miner::miner::driver::MinerConfig {
+                chain_id: "pocket-bench".into(),
+                gas_price: "0.000001upokt".into(),
+                gas_adjustment: 1.7,
+                tx_ttl_secs: 120,
+                unordered: true,
+                tick: Duration::from_millis(100),
+                consumer: "bench-miner".into(),
+                instance: "bench-miner".into(),
+                lease: Duration::from_secs(10),
+                engine: Default::default(),
+            },
+        );
+        let stats = miner.stats();
+        let run = miner.run(telemetry.heartbeat("miner"), std::future::pending());
+        match &relayer_runtime {
+            Some(rt) => drop(rt.spawn(run)),
+            None => drop(tokio::spawn(run)),
+        }
+        Some(stats)
+    } else {
+        None
+    };
+    let mined_so_far = || async {
+        let backlog = store.relay_log.backlog(&supplier.1).await.unwrap();
+        let ingested = miner_stats
+            .as_ref()
+            .map_or(0, |s| s.relays_ingested.load(Ordering::Relaxed));
+        backlog.undelivered + backlog.pending + ingested
+    };
+
     // Every connection the generator opened stays pooled: after a stall (more requests in flight than usual)
     // it must not close the extra ones and open new ones later (a gateway keeps its connections too), which
     // cost the relayer an accept, a connection task and a close each.
@@ -586,10 +627,10 @@ relay_log: {{durable_ack: {durable}}}
     let phases_after = PHASES.map(|name| buckets(&telemetry, name));
     // Without durable ack the last batch may still be in flight: wait for it (bounded).
     let deadline = Instant::now() + Duration::from_secs(5);
-    let mut mined = store.relay_log.backlog(&supplier.1).await.unwrap().undelivered;
+    let mut mined = mined_so_far().await;
     while mined < total as u64 && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(10)).await;
-        mined = store.relay_log.backlog(&supplier.1).await.unwrap().undelivered;
+        mined = mined_so_far().await;
     }
 
     let per_sec = |r: &Run| r.latencies.len() as f64 / r.wall.as_secs_f64();
@@ -647,5 +688,14 @@ relay_log: {{durable_ack: {durable}}}
             bucket_quantile(&diff, 0.99)
         );
     }
-    println!("relay log: {mined} of {total} relays mined");
+    println!(
+        "relay log: {mined} of {total} relays mined{}",
+        match &miner_stats {
+            Some(s) => format!(
+                " ({} ingested into the session's trie by the miner)",
+                s.relays_ingested.load(Ordering::Relaxed)
+            ),
+            None => " (miner off)".into(),
+        }
+    );
 }
