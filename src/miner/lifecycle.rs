@@ -349,6 +349,12 @@ pub struct Engine {
     sessions: BTreeMap<SessionKey, SessionRecord>,
     height: i64,
     leader: bool,
+    /// Sessions whose claim / proof this engine sent since it last became the leader. A send recorded in a
+    /// session without being in here was made by a predecessor (a leader that may have died before its tx
+    /// reached the chain): once the chain says the claim or proof is not there, it is re-sent at once, not two
+    /// blocks after the predecessor's send, which near the window's close left no time at all.
+    claims_sent_here: std::collections::BTreeSet<SessionKey>,
+    proofs_sent_here: std::collections::BTreeSet<SessionKey>,
 }
 
 impl Engine {
@@ -454,7 +460,13 @@ impl Engine {
                 claim_exists,
                 proof_validated,
             } => self.on_chain(&key, claim_exists, proof_validated, &mut step),
-            Event::Leadership { leader } => self.leader = leader,
+            Event::Leadership { leader } => {
+                if leader != self.leader {
+                    self.claims_sent_here.clear();
+                    self.proofs_sent_here.clear();
+                }
+                self.leader = leader;
+            }
         }
         self.advance(&mut step);
         step.changed.sort();
@@ -505,12 +517,16 @@ impl Engine {
         let max_sends = self.config.max_resends + 1;
         // A re-send only after the chain said "not there" at this height: a send that merely landed a block late
         // (slow broadcast, busy node) must not be paid for twice.
-        let resend_due = |sent: &[i64], close: i64| {
+        // A send of a predecessor (`inherited`) is repeated at once: it may never have left the dead leader, and
+        // a claim or proof sent twice costs a fee, one never sent the whole session.
+        let resend_due = |sent: &[i64], close: i64, inherited: bool| {
             leader
-                && sent.len() < max_sends
-                && sent.last().is_some_and(|at| height >= at + 2)
                 && height <= close - buffer
+                && ((sent.len() < max_sends && sent.last().is_some_and(|at| height >= at + 2))
+                    || (inherited && !sent.is_empty()))
         };
+        let claim_inherited = !self.claims_sent_here.contains(key);
+        let proof_inherited = !self.proofs_sent_here.contains(key);
         let Some(record) = self.sessions.get_mut(key) else {
             return;
         };
@@ -525,8 +541,9 @@ impl Engine {
                 };
                 Self::expire(record, reason, step);
             }
-            State::Claiming if resend_due(&record.claim_sent_at, record.schedule.claim_close) => {
+            State::Claiming if resend_due(&record.claim_sent_at, record.schedule.claim_close, claim_inherited) => {
                 record.claim_sent_at.push(height);
+                self.claims_sent_here.insert(key.clone());
                 step.commands.push(Command::SubmitClaims {
                     supplier: key.supplier.clone(),
                     keys: vec![key.clone()],
@@ -543,9 +560,10 @@ impl Engine {
             }
             State::Proving
                 if height >= record.schedule.proof_seed_height()
-                    && resend_due(&record.proof_sent_at, record.schedule.proof_close) =>
+                    && resend_due(&record.proof_sent_at, record.schedule.proof_close, proof_inherited) =>
             {
                 record.proof_sent_at.push(height);
+                self.proofs_sent_here.insert(key.clone());
                 step.commands.push(Command::SubmitProofs {
                     supplier: key.supplier.clone(),
                     keys: vec![key.clone()],
@@ -614,6 +632,7 @@ impl Engine {
                 let due = last_sent.is_none();
                 if self.leader && due && height <= s.claim_close - buffer {
                     record.claim_sent_at.push(height);
+                    self.claims_sent_here.insert(record.key.clone());
                     claims
                         .entry(record.key.supplier.clone())
                         .or_default()
@@ -643,6 +662,7 @@ impl Engine {
                 let due = last_sent.is_none();
                 if self.leader && due && height >= s.proof_seed_height() && height <= s.proof_close - buffer {
                     record.proof_sent_at.push(height);
+                    self.proofs_sent_here.insert(record.key.clone());
                     proofs
                         .entry(record.key.supplier.clone())
                         .or_default()
@@ -979,6 +999,60 @@ mod tests {
         assert!(step.commands.iter().all(|c| !matches!(c, Command::SubmitClaims { .. })));
         assert_eq!(e.session(&k).unwrap().claim_sent_at, vec![12]);
         assert_eq!(e.session(&k).unwrap().state, State::Claimed);
+    }
+
+    /// Seen in the raft chaos test: the leader recorded its claim at 14 (window closes at 16, buffer 1) and was
+    /// killed before the tx reached the chain; the new leader's lookup at 15 said "not there", but a re-send had
+    /// to wait until 16, past the buffer, so the session was lost as `claim_not_included`.
+    #[test]
+    fn a_predecessors_unconfirmed_send_is_repeated_at_once_by_the_new_leader() {
+        let k = key("s1", "a");
+        let mut old = leader_engine();
+        ingest(&mut old, &k, 2);
+        for h in 12..14 {
+            block(&mut old, h);
+        }
+        // The old leader's miner ran late: its first send is at 14.
+        let mut late = old.session(&k).unwrap().clone();
+        late.claim_sent_at = vec![14];
+        let claim = Command::SubmitClaims {
+            supplier: "s1".into(),
+            keys: vec![k.clone()],
+        };
+        let not_there = |e: &mut Engine| {
+            e.handle(Event::OnChain {
+                key: k.clone(),
+                claim_exists: false,
+                proof_validated: false,
+            })
+        };
+        // A new leader restores the record: at 15 it asks the chain and re-sends at once.
+        let mut new = Engine::new(EngineConfig::default());
+        new.restore(late.clone());
+        new.handle(Event::Leadership { leader: true });
+        assert_eq!(block(&mut new, 15), vec![Command::LookupOnChain { key: k.clone() }]);
+        assert_eq!(not_there(&mut new).commands, vec![claim.clone()]);
+        assert_eq!(new.session(&k).unwrap().claim_sent_at, vec![14, 15]);
+        // Its own send is not repeated a block later (it may just land late).
+        assert!(
+            block(&mut new, 16)
+                .iter()
+                .all(|c| !matches!(c, Command::SubmitClaims { .. }))
+        );
+        assert!(not_there(&mut new).commands.is_empty());
+        // The leader that sent at 14 itself keeps the two-block rule: no re-send at 15.
+        let mut same = Engine::new(EngineConfig::default());
+        same.handle(Event::Leadership { leader: true });
+        ingest(&mut same, &k, 2);
+        for h in 12..14 {
+            block(&mut same, h);
+        }
+        assert_eq!(same.session(&k).unwrap().claim_sent_at, vec![12]);
+        // Leadership lost and regained: its own earlier send now counts as a predecessor's.
+        same.handle(Event::Leadership { leader: false });
+        same.handle(Event::Leadership { leader: true });
+        assert_eq!(block(&mut same, 14), vec![Command::LookupOnChain { key: k.clone() }]);
+        assert_eq!(not_there(&mut same).commands, vec![claim]);
     }
 
     #[test]
