@@ -75,10 +75,7 @@ struct Net {
     gateway: Actor,
     ours: Actor,
     theirs: Actor,
-    http: hyper_util::client::legacy::Client<
-        hyper_util::client::legacy::connect::HttpConnector,
-        http_body_util::Full<bytes::Bytes>,
-    >,
+    http: Http,
 }
 
 struct Running {
@@ -295,18 +292,7 @@ relay_log:
     }
 
     async fn post(&self, url: &str, body: Vec<u8>) -> (u16, RelayResponse) {
-        let request = http::Request::post(url)
-            .header("content-type", "application/x-protobuf")
-            .header("rpc-type", "3")
-            .body(http_body_util::Full::new(bytes::Bytes::from(body)))
-            .unwrap();
-        let response = self.http.request(request).await.unwrap();
-        let status = response.status().as_u16();
-        let bytes = response.into_body().collect().await.unwrap().to_bytes();
-        (
-            status,
-            relay::decode_relay_response(&bytes, relay::MAX_RELAY_MESSAGE_BYTES).unwrap(),
-        )
+        post(&self.http, url, body).await
     }
 
     async fn send(&self, url: &str, request: &RelayRequest) -> (u16, RelayResponse) {
@@ -315,6 +301,41 @@ relay_log:
 
     async fn recorded(&self) -> u64 {
         self.storage.relay_log.backlog(&self.ours.1).await.unwrap().undelivered
+    }
+}
+
+type Http = hyper_util::client::legacy::Client<
+    hyper_util::client::legacy::connect::HttpConnector,
+    http_body_util::Full<bytes::Bytes>,
+>;
+
+/// POSTs a relay request body the way a gateway does (`Rpc-Type: 3`, JSON-RPC).
+async fn post(http: &Http, url: &str, body: Vec<u8>) -> (u16, RelayResponse) {
+    let request = http::Request::post(url)
+        .header("content-type", "application/x-protobuf")
+        .header("rpc-type", "3")
+        .body(http_body_util::Full::new(bytes::Bytes::from(body)))
+        .unwrap();
+    let response = http.request(request).await.unwrap();
+    let status = response.status().as_u16();
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    (
+        status,
+        relay::decode_relay_response(&bytes, relay::MAX_RELAY_MESSAGE_BYTES).unwrap(),
+    )
+}
+
+/// After a meter sync, none of `headers`' sessions has compute units charged to our supplier.
+async fn assert_nothing_consumed(net: &Net, r: &Running, headers: &[&SessionHeader]) {
+    r.relayer.meter().unwrap().sync().await;
+    for header in headers {
+        let key = format!("meter:{}:{}:consumed", header.session_id, net.ours.1);
+        let consumed = net.storage.kv.get(&key).await.unwrap().unwrap_or_default();
+        assert!(
+            consumed.is_empty() || consumed == b"0",
+            "{}",
+            String::from_utf8_lossy(&consumed)
+        );
     }
 }
 
@@ -451,17 +472,7 @@ async fn backend_timeout_and_5xx() {
         1
     );
     // Neither relay consumed the app's budget.
-    let meter = r.relayer.meter().unwrap();
-    meter.sync().await;
-    for header in [&slow, &broken] {
-        let key = format!("meter:{}:{}:consumed", header.session_id, net.ours.1);
-        let consumed = net.storage.kv.get(&key).await.unwrap().unwrap_or_default();
-        assert!(
-            consumed.is_empty() || consumed == b"0",
-            "{}",
-            String::from_utf8_lossy(&consumed)
-        );
-    }
+    assert_nothing_consumed(&net, &r, &[&slow, &broken]).await;
 }
 
 /// §2.6 rule 5 holds when the backend answers, not only when the relay arrived: a relay validated in the grace
@@ -483,20 +494,7 @@ async fn a_relay_answered_after_the_claim_window_opened_is_refused_and_not_recor
         let url = r.url.clone();
         let body = relay::encode_relay_request(&request);
         let http = net.http.clone();
-        tokio::spawn(async move {
-            let request = http::Request::post(url)
-                .header("content-type", "application/x-protobuf")
-                .header("rpc-type", "3")
-                .body(http_body_util::Full::new(bytes::Bytes::from(body)))
-                .unwrap();
-            let response = http.request(request).await.unwrap();
-            let status = response.status().as_u16();
-            let bytes = response.into_body().collect().await.unwrap().to_bytes();
-            (
-                status,
-                relay::decode_relay_response(&bytes, relay::MAX_RELAY_MESSAGE_BYTES).unwrap(),
-            )
-        })
+        tokio::spawn(async move { post(&http, &url, body).await })
     };
     tokio::time::timeout(Duration::from_secs(10), net.gate.arrived.notified())
         .await
@@ -518,15 +516,7 @@ async fn a_relay_answered_after_the_claim_window_opened_is_refused_and_not_recor
         ),
         1
     );
-    let meter = r.relayer.meter().unwrap();
-    meter.sync().await;
-    let key = format!("meter:{}:{}:consumed", header.session_id, net.ours.1);
-    let consumed = net.storage.kv.get(&key).await.unwrap().unwrap_or_default();
-    assert!(
-        consumed.is_empty() || consumed == b"0",
-        "{}",
-        String::from_utf8_lossy(&consumed)
-    );
+    assert_nothing_consumed(&net, &r, &[&header]).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
