@@ -16,8 +16,8 @@
 //! `RELAYER_BENCH_WORKERS` (tokio worker threads, default 2), `RELAYER_BENCH_DURABLE` (durable_ack, default 1),
 //! `RELAYER_BENCH_REDB_WINDOW_US` (redb group-commit window, default 0 = the backend's default),
 //! `RELAYER_BENCH_COOLDOWN_MS` (idle time before the open-loop runs, default 0), `RELAYER_BENCH_MINER` (1 = the
-//! miner runs on the relayer's runtime and ingests every relay into the session's trie, as in `relay-miner run`;
-//! default 1).
+//! miner runs on its own runtime thread and ingests every relay into the session's trie, as in `relay-miner run`;
+//! default 1), `RELAYER_BENCH_MINER_OWN_THREAD` (0 = the miner runs on the relayer's runtime instead; default 1).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -496,7 +496,7 @@ relay_log: {{durable_ack: {durable}}}
         }
     };
 
-    // The miner, as `relay-miner run` has it: on the relayer's runtime, ingesting the relay log into the session's
+    // The miner, as `relay-miner run` has it: on its own runtime thread, ingesting the relay log into the session's
     // trie every 100 ms (sessions are 10,000 blocks long here, so it never claims during the bench).
     let with_miner = env("RELAYER_BENCH_MINER", 1) == 1;
     let miner_stats = if with_miner {
@@ -519,9 +519,15 @@ relay_log: {{durable_ack: {durable}}}
         );
         let stats = miner.stats();
         let run = miner.run(telemetry.heartbeat("miner"), std::future::pending());
-        match &relayer_runtime {
-            Some(rt) => drop(rt.spawn(run)),
-            None => drop(tokio::spawn(run)),
+        // As `relay-miner run`: on its own runtime thread (`RELAYER_BENCH_MINER_OWN_THREAD=0` puts it on the
+        // relayer's runtime instead).
+        if env("RELAYER_BENCH_MINER_OWN_THREAD", 1) == 1 {
+            std::mem::forget(relay_miner::miner::runtime::MinerRuntime::spawn(run).unwrap());
+        } else {
+            match &relayer_runtime {
+                Some(rt) => drop(rt.spawn(run)),
+                None => drop(tokio::spawn(run)),
+            }
         }
         Some(stats)
     } else {

@@ -234,7 +234,8 @@ pub async fn run(args: LocalnetArgs) -> anyhow::Result<i32> {
         },
     );
     let miner_stats = miner.stats();
-    let miner_task = tokio::spawn(miner.run(telemetry.heartbeat("miner"), stopped(stop_rx.clone())));
+    let miner_task =
+        crate::miner::runtime::MinerRuntime::spawn(miner.run(telemetry.heartbeat("miner"), stopped(stop_rx.clone())))?;
 
     println!(
         "localnet: chain gRPC {grpc_url}, relayer {relay_url}, backend {backend_url}, storage {}",
@@ -362,7 +363,7 @@ pub async fn run(args: LocalnetArgs) -> anyhow::Result<i32> {
     }
     let _ = stop_tx.send(true);
     let _ = blocks.await;
-    let _ = miner_task.await;
+    miner_task.join().await;
     relayer_task.abort();
     let _ = backend.shutdown().await;
     drop(data_dir);

@@ -4,3 +4,4 @@
 pub mod driver;
 pub mod lifecycle;
 pub mod metrics;
+pub mod runtime;

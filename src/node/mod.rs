@@ -25,6 +25,7 @@ use crate::chain::query::ChainClient;
 use crate::config::Config;
 use crate::keys::{Keyring, Reloader};
 use crate::miner::driver::{Miner, MinerConfig, MinerStats};
+use crate::miner::runtime::MinerRuntime;
 use crate::relayer::Relayer;
 use crate::telemetry::Telemetry;
 
@@ -64,6 +65,9 @@ pub enum NodeError {
     /// The relayer could not be built from the config.
     #[error("relayer: {0}")]
     Relayer(String),
+    /// The miner's runtime could not start.
+    #[error("miner: {0}")]
+    Miner(String),
 }
 
 /// A running relay miner.
@@ -82,7 +86,7 @@ pub struct Node {
     pub keyring: Keyring,
     stop: watch::Sender<bool>,
     relay_server: JoinHandle<()>,
-    miner: JoinHandle<()>,
+    miner: MinerRuntime,
     background: Vec<JoinHandle<()>>,
     storage: OpenedStorage,
 }
@@ -275,7 +279,8 @@ impl Node {
         );
         let miner = miner.with_metrics(crate::miner::metrics::MinerMetrics::new(&telemetry)?);
         let miner_stats = miner.stats();
-        let miner = tokio::spawn(miner.run(telemetry.heartbeat("miner"), stopped(stop_rx.clone())));
+        let miner = MinerRuntime::spawn(miner.run(telemetry.heartbeat("miner"), stopped(stop_rx.clone())))
+            .map_err(|e| NodeError::Miner(format!("miner runtime: {e}")))?;
 
         let mut metrics_addr = None;
         let mut health_addr = None;
@@ -325,7 +330,7 @@ impl Node {
         tracing::info!("shutting down: draining relays");
         let _ = self.stop.send(true);
         let _ = self.relay_server.await;
-        let _ = self.miner.await;
+        self.miner.join().await;
         for task in &self.background {
             task.abort();
         }

@@ -1,0 +1,89 @@
+//! The miner's own tokio runtime: one worker thread named `miner`, so trie work (decoding relay-log batches,
+//! inserting into the session's trie, hashing the changed paths, building proofs) never occupies one of the
+//! relayer's workers while relays wait behind it.
+//!
+//! Measured in the relayer bench at 2,000 relays/s on 2 vCPUs (BENCHMARKS.md, Relayer), after the ingest fix in
+//! the driver (`INGEST_BATCH`), this made no difference within the noise of that host: an ingest tick there is
+//! ~200 relays. It is kept for the cases the bench does not cover: ingest catching up a backlog (512-entry
+//! batches), root and proof computation over a large trie at claim and proof time. It runs at the process's
+//! priority: a lower one did not measurably help the relayer and could starve claims on a saturated host.
+//!
+//! The runtime is multi-threaded with one worker (not current-thread) because the driver runs blocking trie
+//! calls in `block_in_place`, which moves the worker role to another thread of this runtime for the duration;
+//! storage calls that spawn onto the current runtime (the Redis trie store) keep working meanwhile.
+
+use std::future::Future;
+
+use tokio::task::JoinHandle;
+
+/// The running miner runtime; [`MinerRuntime::join`] waits for the spawned future and stops the runtime.
+pub struct MinerRuntime {
+    runtime: Option<tokio::runtime::Runtime>,
+    task: JoinHandle<()>,
+}
+
+impl MinerRuntime {
+    /// Starts the runtime and spawns `future` on it.
+    pub fn spawn(future: impl Future<Output = ()> + Send + 'static) -> std::io::Result<Self> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("miner")
+            .enable_all()
+            .build()?;
+        let task = runtime.spawn(future);
+        Ok(Self {
+            runtime: Some(runtime),
+            task,
+        })
+    }
+
+    /// Waits until the spawned future returned (or panicked), then stops the runtime's threads.
+    pub async fn join(mut self) {
+        if let Err(e) = (&mut self.task).await {
+            tracing::error!(error = %e, "miner task ended abnormally");
+        }
+    }
+}
+
+impl Drop for MinerRuntime {
+    fn drop(&mut self) {
+        // Dropping a runtime blocks until its threads stopped, which tokio forbids inside another runtime;
+        // `shutdown_background` does not wait (the task is done or is being abandoned with the process).
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_future_runs_on_the_miner_thread_and_join_waits_for_it() {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let runtime = MinerRuntime::spawn(async move {
+            // A blocking section must work here (the driver uses it for trie commits).
+            let inner = tokio::task::block_in_place(|| std::thread::current().name().map(str::to_owned));
+            let name = std::thread::current().name().map(str::to_owned);
+            tx.send((name, inner)).unwrap();
+        })
+        .unwrap();
+        runtime.join().await;
+        let (name, inner) = rx.await.unwrap();
+        assert_eq!(name.as_deref(), Some("miner"));
+        assert_eq!(
+            inner.as_deref(),
+            Some("miner"),
+            "block_in_place keeps running on this runtime's thread"
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn join_returns_when_the_future_panicked() {
+        let runtime = MinerRuntime::spawn(async { panic!("miner bug") }).unwrap();
+        runtime.join().await;
+    }
+}
