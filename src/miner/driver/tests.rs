@@ -404,3 +404,39 @@ async fn an_ingest_round_stops_at_the_first_partial_batch_instead_of_chasing_new
     assert_eq!((ingested(&miner), reads()), (610, 3));
     assert_eq!(miner.engine.session(&key).unwrap().relays, 610);
 }
+
+/// A loss whose uPOKT value cannot be computed (the chain query failed) still counts its relays and compute
+/// units exactly; the uPOKT counter does not move (the shortfall is logged at ERROR instead of adding 0).
+#[tokio::test]
+async fn a_loss_that_cannot_be_valued_counts_relays_and_compute_units_but_no_upokt() {
+    let telemetry = crate::telemetry::Telemetry::new().unwrap();
+    // Nothing listens there: the client is never used by count_loss.
+    let client = Arc::new(ChainClient::new("http://127.0.0.1:9", Duration::from_secs(1)).unwrap());
+    let miner = Miner::new(
+        client,
+        MemoryBackend::new().storage(),
+        Keyring::new(KeyMap::new()),
+        config("a"),
+    )
+    .with_metrics(crate::miner::metrics::MinerMetrics::new(&telemetry).unwrap());
+    let key = SessionKey {
+        supplier: "pokt1supplier".into(),
+        session_id: "s1".into(),
+    };
+    miner.count_loss(&key, "anvil", "claim_window_missed", 7, 70, None);
+    miner.count_loss(&key, "anvil", "claim_window_missed", 1, 10, Some(42));
+    let text = telemetry.render_metrics();
+    let value = |name: &str| -> Option<u64> {
+        text.lines()
+            .find(|l| l.starts_with(name) && l.contains("reason=\"claim_window_missed\""))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+    };
+    assert_eq!(value("ha_miner_relays_lost_total"), Some(8));
+    assert_eq!(value("ha_miner_compute_units_lost_total"), Some(80));
+    assert_eq!(
+        value("ha_miner_upokt_lost_total"),
+        Some(42),
+        "only the valued loss adds uPOKT"
+    );
+}
