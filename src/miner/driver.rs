@@ -35,8 +35,9 @@ use crate::smst::Smst;
 /// An ingest round of a supplier reads batches until a read of new entries returns fewer than this, then stops
 /// until the next tick. It used to read until the log was empty: under steady load the log is never empty for
 /// long, so the miner chased it in batches of a few relays, each with a durable trie commit, record write and
-/// ack (~1,100 durable redb commits per second at 2,000 relays/s, each writing back the relay WAL's buffered
-/// pages), and the relayer's added latency doubled (BENCHMARKS.md, Relayer).
+/// ack (~1,100 durable redb commits per second at 2,000 relays/s, each writing out the pages redb had buffered
+/// since the last one, e.g. the relay WAL's applies, and syncing), and the relayer's added p50 at that rate went
+/// from ~1.0 to ~2.0 ms (BENCHMARKS.md, Relayer).
 const INGEST_BATCH: usize = 512;
 
 /// Counters the driver exports (and `localnet` summarizes).
