@@ -191,8 +191,16 @@ fn relays(supplier: &str, header: &SessionHeader, n: std::ops::Range<u64>) -> Ve
     .collect()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_fenced_out_miner_stops_ingesting_and_the_new_leader_gets_every_relay() {
+/// A simulator chain serving gRPC on loopback (4 blocks in), its client, the supplier's current session and keys.
+struct Fixture {
+    client: Arc<ChainClient>,
+    supplier: String,
+    header: SessionHeader,
+    keyring: Keyring,
+    key: SessionKey,
+}
+
+async fn fixture() -> Fixture {
     let chain = SimChain::new(genesis()).unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -215,6 +223,24 @@ async fn a_fenced_out_miner_stops_ingesting_and_the_new_leader_gets_every_relay(
         supplier: supplier.clone(),
         session_id: header.session_id.clone(),
     };
+    Fixture {
+        client,
+        supplier,
+        header,
+        keyring,
+        key,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fenced_out_miner_stops_ingesting_and_the_new_leader_gets_every_relay() {
+    let Fixture {
+        client,
+        supplier,
+        header,
+        keyring,
+        key,
+    } = fixture().await;
 
     let mem = MemoryBackend::new();
     let plain = mem.storage();
@@ -342,28 +368,13 @@ impl storage::RelayLog for BusyRelayer {
 /// ack (~1,100 durable commits per second at 2,000 relays/s), until the relayer paused.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_ingest_round_stops_at_the_first_partial_batch_instead_of_chasing_new_appends() {
-    let chain = SimChain::new(genesis()).unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let app = router(chain.clone()).into_axum();
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    for _ in 0..4 {
-        chain.produce_block();
-    }
-    let client = Arc::new(ChainClient::new(&format!("http://{addr}"), Duration::from_secs(5)).unwrap());
-    let (supplier_key, supplier, _) = actor(&key_hex("supplier")).unwrap();
-    let (_, app_address, _) = actor(&key_hex("app")).unwrap();
-    let header = client
-        .session(&app_address, "anvil", chain.height())
-        .await
-        .unwrap()
-        .header
-        .unwrap();
-    let keyring = Keyring::new(KeyMap::from([(supplier.clone(), supplier_key)]));
-    let key = SessionKey {
-        supplier: supplier.clone(),
-        session_id: header.session_id.clone(),
-    };
+    let Fixture {
+        client,
+        supplier,
+        header,
+        keyring,
+        key,
+    } = fixture().await;
     let plain = MemoryBackend::new().storage();
     let mut miner = Miner::new(client, plain.clone(), keyring, config("a"));
     miner.step().await.unwrap();
