@@ -1,5 +1,6 @@
 //! SMST benches (issue 3): insert into tries prefilled with 1e3..1e6 leaves, root of N fresh leaves,
-//! prove_closest, commit of a batch to the in-memory store, and resident bytes per leaf (printed).
+//! prove_closest, commit of a batch to the in-memory store, reopening a committed trie (load every leaf, link,
+//! rehash), and resident and stored bytes per leaf (printed).
 //! `SMST_BENCH_MAX` caps the largest size (default 1e6), `SMST_BENCH_MIN` skips smaller ones (default 0).
 //! Numbers in BENCHMARKS.md.
 
@@ -59,10 +60,11 @@ fn benches(c: &mut Criterion) {
         let mut trie = prefilled(n);
         let build = started.elapsed();
         eprintln!(
-            "smst prefill {n}: {:.2?} ({:.2} µs/leaf incl. root+commit), resident {} B/leaf",
+            "smst prefill {n}: {:.2?} ({:.2} µs/leaf incl. root+commit), resident {} B/leaf, stored {} B/leaf",
             build,
             build.as_secs_f64() * 1e6 / n as f64,
-            trie.resident_bytes() / n as usize
+            trie.resident_bytes() / n as usize,
+            trie.store().stored_bytes() / n as usize
         );
         let mut next = n;
         // Each bench starts from a committed, fully hashed trie of exactly `n` leaves: the leaves a mutating bench
@@ -103,6 +105,18 @@ fn benches(c: &mut Criterion) {
             })
         });
         restore(&mut trie, n, &mut next);
+        // What a new leader or a restarted miner pays per open session.
+        let root = trie.root();
+        group.bench_function(format!("reopen_and_root_{n}"), |b| {
+            b.iter_batched(
+                || trie.store().clone(),
+                |store| {
+                    let mut reopened = Smst::open(store).expect("open");
+                    assert_eq!(reopened.root(), root);
+                },
+                BatchSize::PerIteration,
+            )
+        });
     }
     for n in [10_000u64, 100_000, 1_000_000]
         .into_iter()

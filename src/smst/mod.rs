@@ -13,21 +13,32 @@
 //!   structure of a 1e6-leaf trie is ~12 MB and stays in cache) and a parallel *cold* arena of the cached digest
 //!   `hash, sum, count` (48 B), touched only by hashing and commit.
 //!
-//! Bookkeeping lives in the nodes, not in side sets: a branch carries two flags, `DIRTY` (digest stale) and
-//! `UNSAVED` (record not yet committed). Any change marks every ancestor on its path with both, so both sets are
-//! *ancestor-closed*: a flagged node's parent is flagged too. [`Smst::root`] therefore rehashes by recursing
-//! into dirty branches only, and [`Smst::commit`] finds every changed branch by descending into unsaved ones only;
-//! an insert costs one descent (recording the path), one crit-bit compare and a few flag writes on cache-hot
-//! nodes. A leaf is unsaved exactly when it has a pending value, so leaves need no flag. Only deletions (rare) use
-//! sets, of removed ids.
+//! Bookkeeping lives in the nodes, not in side sets: a branch carries a `DIRTY` flag (digest stale). Any change
+//! marks every ancestor on its path, so the flagged set is *ancestor-closed*: a flagged node's parent is flagged
+//! too, and [`Smst::root`] rehashes by recursing into dirty branches only. An insert costs one descent (recording
+//! the path), one crit-bit compare and a few flag writes on cache-hot nodes. Leaf count and weight sum are kept as
+//! running totals, so [`Smst::count`] and [`Smst::sum`] hash nothing.
 //!
 //! Hashing is lazy: a leaf's own hash is computed at insert (its value is at hand then), all inner digests at
 //! [`Smst::root`]. Rehashing returns a leaf under each rehashed subtree, so the chain bits of a fresh branch come
 //! for free; only a clean branch below a dirty one walks down its leftmost spine (hot arena only) for them.
 //!
-//! Persistence: [`Smst::commit`] writes one [`NodeBatch`] with every changed record (branches and leaf metadata
-//! keyed by stable node ids, pending leaf values, the root record) and the deletions of removed nodes;
-//! [`Smst::open`] rebuilds the structure from the store (values stay there). No tokio, no IO besides the store.
+//! Persistence: only leaves are stored. A crit-bit trie is determined by its set of leaf paths, so branches and
+//! their digests are derived data: [`Smst::open`] re-links the stored leaves and the first [`Smst::root`] rehashes
+//! them. [`Smst::commit`] writes one [`NodeBatch`] with the leaves changed since the last commit (`L` + id: path,
+//! hash, weight; `V` + id: the value), deletions of removed leaves, and the root record (`R`: the leaf id bound).
+//! Leaf ids are allocated densely and reused, so the records of a commit are mostly appends in key order.
+//!
+//! Why not branches too: every insert changes the digest of each of its ~log2(n) ancestors, at random places
+//! in the store. Persisting them cost ~21 branch records per relay at 1e6 leaves, written every ingest round
+//! (100 ms), which made the miner the largest writer on the disk the relay WAL `fdatasync`s on (and the largest
+//! user of Redis memory and raft log bytes in those modes). Now a relay costs two records, and hashing happens
+//! once per claim or proof instead of once per ingest round.
+//!
+//! Store format: the root record is 8 bytes (`leaf id bound u32 ‖ format 2 u32`). Format 1 (12 bytes: root ref,
+//! leaf bound, branch bound, plus `B` branch records) is still read: its leaves are the same, its branch records
+//! are ignored and go when the namespace is deleted. A binary that knows only format 1 refuses format 2 (the
+//! root record's length), it does not misread it. No tokio, no IO besides the store.
 
 pub mod hash;
 mod proof;
@@ -69,8 +80,8 @@ fn index(r: u32) -> usize {
 
 /// Branch flag: the cached digest is stale.
 const DIRTY: u8 = 1;
-/// Branch flag: the stored record is stale.
-const UNSAVED: u8 = 2;
+/// Format number in the root record (see the module docs).
+const FORMAT: u32 = 2;
 
 #[derive(Debug, Clone, Copy)]
 struct Leaf {
@@ -154,10 +165,11 @@ pub struct Smst<S: NodeStore> {
     pending_values: HashMap<u32, (usize, usize), IdBuild>,
     pending_bytes: Vec<u8>,
     removed_leaves: HashSet<u32, IdBuild>,
-    removed_branches: HashSet<u32, IdBuild>,
     /// Branches on the current insert's path (reused buffer).
     path_scratch: Vec<u32>,
-    root_dirty: bool,
+    /// Number of leaves and sum of their weights (what the root digest's count and sum will say).
+    count: u64,
+    weight: u64,
 }
 
 fn key(kind: u8, id: u32) -> Vec<u8> {
@@ -198,79 +210,66 @@ impl<S: NodeStore> Smst<S> {
             pending_values: HashMap::default(),
             pending_bytes: Vec::new(),
             removed_leaves: HashSet::default(),
-            removed_branches: HashSet::default(),
             path_scratch: Vec::new(),
-            root_dirty: false,
+            count: 0,
+            weight: 0,
         }
     }
 
-    /// Reopens the trie last committed to `store` (an empty trie when the store holds none).
+    /// Reopens the trie last committed to `store` (an empty trie when the store holds none): loads every stored
+    /// leaf and links it in; digests are computed by the first [`Self::root`].
     pub fn open(store: S) -> Result<Self, SmstError> {
         let mut trie = Self::new(store);
         let Some(record) = trie.store.get(ROOT_KEY)? else {
             return Ok(trie);
         };
-        if record.len() != 12 {
-            return Err(SmstError::Corrupt("root record".into()));
-        }
         let word = |i: usize| u32::from_be_bytes([record[i], record[i + 1], record[i + 2], record[i + 3]]);
-        let (root, leaf_len, branch_len) = (word(0), word(4) as usize, word(8) as usize);
-        let placeholder_leaf = Leaf {
-            path: [0; 32],
-            hash: [0; 32],
-            weight: 0,
+        let leaf_len = match record.len() {
+            8 if word(4) == FORMAT => word(0),
+            // Format 1: root ref, leaf bound, branch bound.
+            12 => word(4),
+            _ => return Err(SmstError::Corrupt("root record".into())),
         };
-        let placeholder_branch = Branch {
-            left: EMPTY,
-            right: EMPTY,
-            depth: 0,
-            flags: 0,
-        };
-        trie.leaves = vec![placeholder_leaf; leaf_len];
-        trie.branches = vec![placeholder_branch; branch_len];
-        trie.branch_hashes = vec![BranchHash::default(); branch_len];
-        let mut seen_leaves = vec![false; leaf_len];
-        let mut seen_branches = vec![false; branch_len];
-        let mut stack = vec![root];
-        while let Some(r) = stack.pop() {
-            if r == EMPTY {
-                continue;
-            }
-            let i = index(r);
-            if is_leaf(r) {
-                let bytes = trie
-                    .store
-                    .get(&key(b'L', i as u32))?
-                    .ok_or_else(|| SmstError::Corrupt(format!("leaf {i}")))?;
-                let slot = trie
-                    .leaves
-                    .get_mut(i)
-                    .ok_or_else(|| SmstError::Corrupt(format!("leaf id {i}")))?;
-                *slot = decode_leaf(&bytes).ok_or_else(|| SmstError::Corrupt(format!("leaf record {i}")))?;
-                seen_leaves[i] = true;
-            } else {
-                let bytes = trie
-                    .store
-                    .get(&key(b'B', i as u32))?
-                    .ok_or_else(|| SmstError::Corrupt(format!("branch {i}")))?;
-                let (branch, hash) =
-                    decode_branch(&bytes).ok_or_else(|| SmstError::Corrupt(format!("branch record {i}")))?;
-                if i >= branch_len {
-                    return Err(SmstError::Corrupt(format!("branch id {i}")));
-                }
-                if seen_branches[i] {
-                    return Err(SmstError::Corrupt(format!("branch {i} reachable twice")));
-                }
-                trie.branches[i] = branch;
-                trie.branch_hashes[i] = hash;
-                seen_branches[i] = true;
-                stack.push(branch.left);
-                stack.push(branch.right);
-            }
+        if leaf_len >= LEAF_FLAG {
+            return Err(SmstError::Corrupt(format!("leaf id bound {leaf_len}")));
         }
-        trie.free_leaves = (0..leaf_len as u32).filter(|i| !seen_leaves[*i as usize]).collect();
-        trie.free_branches = (0..branch_len as u32).filter(|i| !seen_branches[*i as usize]).collect();
-        trie.root = root;
+        for id in 0..leaf_len {
+            let Some(bytes) = trie.store.get(&key(b'L', id))? else {
+                trie.leaves.push(Leaf {
+                    path: [0; 32],
+                    hash: [0; 32],
+                    weight: 0,
+                });
+                trie.free_leaves.push(id);
+                continue;
+            };
+            let leaf = decode_leaf(&bytes).ok_or_else(|| SmstError::Corrupt(format!("leaf record {id}")))?;
+            trie.leaves.push(leaf);
+            let (trail, closest) = trie.descend(&leaf.path);
+            let linked = match closest {
+                None => true,
+                Some(closest) => match crit_bit(&leaf.path, &trie.leaves[closest as usize].path) {
+                    Some(crit) => {
+                        trie.link(&trail, crit, &leaf.path, id | LEAF_FLAG);
+                        true
+                    }
+                    None => false,
+                },
+            };
+            trie.path_scratch = trail;
+            if !linked {
+                return Err(SmstError::Corrupt(format!(
+                    "leaf {id} repeats the path of another leaf"
+                )));
+            }
+            if trie.root == EMPTY {
+                trie.root = id | LEAF_FLAG;
+            }
+            trie.count += 1;
+            trie.weight = trie.weight.wrapping_add(leaf.weight);
+        }
+        // Reuse low ids first, as a trie that never closed would.
+        trie.free_leaves.reverse();
         Ok(trie)
     }
 
@@ -284,60 +283,29 @@ impl<S: NodeStore> Smst<S> {
         let path = sha256(key);
         let hash = leaf_hash(&path, value, weight);
         let new_leaf = Leaf { path, hash, weight };
-        self.root_dirty = true;
-        if self.root == EMPTY {
-            let id = self.alloc_leaf(new_leaf, value);
-            self.root = id | LEAF_FLAG;
-            return;
-        }
-        // One descent to the closest leaf, remembering the branches passed (their depths ascend).
-        let mut trail = std::mem::take(&mut self.path_scratch);
-        trail.clear();
-        let mut r = self.root;
-        while !is_leaf(r) {
-            let i = index(r);
-            trail.push(i as u32);
-            let b = &self.branches[i];
-            r = if bit(&path, b.depth as usize) { b.right } else { b.left };
-        }
-        let leaf_id = index(r) as u32;
-        match crit_bit(&path, &self.leaves[leaf_id as usize].path) {
+        let (trail, closest) = self.descend(&path);
+        match closest {
             None => {
-                // Same path: overwrite the leaf in place and flag all its ancestors.
-                self.mark(&trail);
-                self.leaves[leaf_id as usize] = new_leaf;
-                self.set_pending(leaf_id, value);
+                let id = self.alloc_leaf(new_leaf, value);
+                self.root = id | LEAF_FLAG;
+                self.count += 1;
+                self.weight = self.weight.wrapping_add(weight);
             }
-            Some(crit) => {
-                // The new branch goes above the first branch on the trail that is deeper than the crit bit.
-                let above = trail.partition_point(|&i| (self.branches[i as usize].depth as usize) < crit);
-                let (target, link) = match above.checked_sub(1) {
-                    None => (self.root, Link::Root),
-                    Some(p) => {
-                        let parent = trail[p] as usize;
-                        let b = &self.branches[parent];
-                        if bit(&path, b.depth as usize) {
-                            (b.right, Link::Right(parent))
-                        } else {
-                            (b.left, Link::Left(parent))
-                        }
-                    }
-                };
-                self.mark(&trail[..above]);
-                let leaf_ref = self.alloc_leaf(new_leaf, value) | LEAF_FLAG;
-                let (left, right) = if bit(&path, crit) {
-                    (target, leaf_ref)
-                } else {
-                    (leaf_ref, target)
-                };
-                let branch_ref = self.alloc_branch(Branch {
-                    left,
-                    right,
-                    depth: crit as u16,
-                    flags: DIRTY | UNSAVED,
-                });
-                self.set_link(link, branch_ref);
-            }
+            Some(closest) => match crit_bit(&path, &self.leaves[closest as usize].path) {
+                None => {
+                    // Same path: overwrite the leaf in place and flag all its ancestors.
+                    self.mark(&trail);
+                    let old = std::mem::replace(&mut self.leaves[closest as usize], new_leaf);
+                    self.weight = self.weight.wrapping_sub(old.weight).wrapping_add(weight);
+                    self.set_pending(closest, value);
+                }
+                Some(crit) => {
+                    let leaf_ref = self.alloc_leaf(new_leaf, value) | LEAF_FLAG;
+                    self.link(&trail, crit, &path, leaf_ref);
+                    self.count += 1;
+                    self.weight = self.weight.wrapping_add(weight);
+                }
+            },
         }
         self.path_scratch = trail;
     }
@@ -359,15 +327,17 @@ impl<S: NodeStore> Smst<S> {
         let mut r = self.root;
         while !is_leaf(r) {
             let i = index(r);
-            self.branches[i].flags = DIRTY | UNSAVED;
+            self.branches[i].flags = DIRTY;
             let b = self.branches[i];
             parent = Some((i, link_to_r));
             let right = bit(&path, b.depth as usize);
             link_to_r = if right { Link::Right(i) } else { Link::Left(i) };
             r = if right { b.right } else { b.left };
         }
+        let removed = self.leaves[index(r)];
+        self.count -= 1;
+        self.weight = self.weight.wrapping_sub(removed.weight);
         self.free_leaf(index(r) as u32);
-        self.root_dirty = true;
         match parent {
             None => self.root = EMPTY,
             Some((p, link_to_parent)) => {
@@ -399,41 +369,20 @@ impl<S: NodeStore> Smst<S> {
         self.subtree_digest(self.root, 0)
     }
 
-    /// Total weight of all leaves.
-    pub fn sum(&mut self) -> u64 {
-        hash::sum_count(&self.root()).0
+    /// Total weight of all leaves (as the root digest's sum; kept as a running total, nothing is hashed).
+    pub fn sum(&self) -> u64 {
+        self.weight
     }
 
-    /// Number of leaves.
-    pub fn count(&mut self) -> u64 {
-        hash::sum_count(&self.root()).1
+    /// Number of leaves (as the root digest's count; kept as a running total, nothing is hashed).
+    pub fn count(&self) -> u64 {
+        self.count
     }
 
-    /// Writes every change since the last commit as one batch: changed branch and leaf records, pending values,
-    /// the root record, and deletions of removed nodes.
+    /// Writes every change since the last commit as one batch: the records and values of changed leaves, the
+    /// deletions of removed ones, and the root record. Nothing is hashed.
     pub fn commit(&mut self) -> Result<(), SmstError> {
-        self.root();
         let mut batch = NodeBatch::default();
-        // Unsaved branches are ancestor-closed: descend into them only.
-        let mut stack = Vec::new();
-        if self.root != EMPTY && !is_leaf(self.root) {
-            stack.push(index(self.root));
-        }
-        while let Some(i) = stack.pop() {
-            let b = self.branches[i];
-            if b.flags & UNSAVED == 0 {
-                continue;
-            }
-            self.branches[i].flags &= !UNSAVED;
-            batch
-                .puts
-                .push((key(b'B', i as u32), encode_branch(&b, &self.branch_hashes[i])));
-            for child in [b.left, b.right] {
-                if child != EMPTY && !is_leaf(child) {
-                    stack.push(index(child));
-                }
-            }
-        }
         for (&id, &(start, end)) in &self.pending_values {
             if let Some(l) = self.leaves.get(id as usize) {
                 batch.puts.push((key(b'L', id), encode_leaf(l)));
@@ -442,27 +391,20 @@ impl<S: NodeStore> Smst<S> {
                 .puts
                 .push((key(b'V', id), self.pending_bytes[start..end].to_vec()));
         }
-        // Reused ids leave the removed sets when reallocated, so no key is both put and deleted.
-        for &id in &self.removed_branches {
-            batch.deletes.push(key(b'B', id));
-        }
+        // Reused ids leave the removed set when reallocated, so no key is both put and deleted.
         for &id in &self.removed_leaves {
             batch.deletes.push(key(b'L', id));
             batch.deletes.push(key(b'V', id));
         }
-        let mut root = Vec::with_capacity(12);
-        root.extend_from_slice(&self.root.to_be_bytes());
+        let mut root = Vec::with_capacity(8);
         root.extend_from_slice(&(self.leaves.len() as u32).to_be_bytes());
-        root.extend_from_slice(&(self.branches.len() as u32).to_be_bytes());
+        root.extend_from_slice(&FORMAT.to_be_bytes());
         batch.puts.push((ROOT_KEY.to_vec(), root));
         // Sorted keys: backends write in key order (fast B-tree inserts, deterministic raft entries).
         batch.puts.sort_unstable_by(|a, b| a.0.cmp(&b.0));
         batch.deletes.sort_unstable();
-        if let Err(e) = self.store.write_batch(batch) {
-            // Nothing was written: flag the whole structure unsaved again so the next commit rewrites it.
-            self.mark_all_unsaved();
-            return Err(e.into());
-        }
+        // On failure nothing was written and the pending values and removed ids are still here for the next try.
+        self.store.write_batch(batch)?;
         // Reuse the pending buffers for the next round unless a large round left them big.
         if self.pending_bytes.capacity() > KEEP_PENDING_BYTES {
             self.pending_bytes = Vec::new();
@@ -474,15 +416,13 @@ impl<S: NodeStore> Smst<S> {
         } else {
             self.pending_values.clear();
         }
-        self.removed_branches.clear();
         self.removed_leaves.clear();
-        self.root_dirty = false;
         Ok(())
     }
 
     /// Whether there are changes not yet committed.
     pub fn has_uncommitted_changes(&self) -> bool {
-        self.root_dirty || !self.pending_values.is_empty()
+        !self.pending_values.is_empty() || !self.removed_leaves.is_empty()
     }
 
     /// Bytes of RAM held by the structure (arenas at capacity plus uncommitted values).
@@ -497,18 +437,61 @@ impl<S: NodeStore> Smst<S> {
 
     // ---- internals ----
 
-    /// Flags the branches `ids` dirty and unsaved.
+    /// Flags the branches `ids` dirty.
     fn mark(&mut self, ids: &[u32]) {
         for &i in ids {
-            self.branches[i as usize].flags = DIRTY | UNSAVED;
+            self.branches[i as usize].flags = DIRTY;
         }
     }
 
-    /// After a failed store write: every live branch unsaved (pending values and removed sets are still held).
-    fn mark_all_unsaved(&mut self) {
-        for b in &mut self.branches {
-            b.flags |= UNSAVED;
+    /// One descent along `path` to the closest leaf (`None` when the trie is empty), returning the branches
+    /// passed (their depths ascend) in the reused scratch buffer, which the caller hands back.
+    fn descend(&mut self, path: &[u8; 32]) -> (Vec<u32>, Option<u32>) {
+        let mut trail = std::mem::take(&mut self.path_scratch);
+        trail.clear();
+        if self.root == EMPTY {
+            return (trail, None);
         }
+        let mut r = self.root;
+        while !is_leaf(r) {
+            let i = index(r);
+            trail.push(i as u32);
+            let b = &self.branches[i];
+            r = if bit(path, b.depth as usize) { b.right } else { b.left };
+        }
+        (trail, Some(index(r) as u32))
+    }
+
+    /// Links `leaf_ref` (whose path is `path`) into the trie under a new branch at bit `crit`, where `path` first
+    /// differs from the closest leaf found by the descent that recorded `trail`.
+    fn link(&mut self, trail: &[u32], crit: usize, path: &[u8; 32], leaf_ref: u32) {
+        // The new branch goes above the first branch on the trail that is deeper than the crit bit.
+        let above = trail.partition_point(|&i| (self.branches[i as usize].depth as usize) < crit);
+        let (target, link) = match above.checked_sub(1) {
+            None => (self.root, Link::Root),
+            Some(p) => {
+                let parent = trail[p] as usize;
+                let b = &self.branches[parent];
+                if bit(path, b.depth as usize) {
+                    (b.right, Link::Right(parent))
+                } else {
+                    (b.left, Link::Left(parent))
+                }
+            }
+        };
+        self.mark(&trail[..above]);
+        let (left, right) = if bit(path, crit) {
+            (target, leaf_ref)
+        } else {
+            (leaf_ref, target)
+        };
+        let branch_ref = self.alloc_branch(Branch {
+            left,
+            right,
+            depth: crit as u16,
+            flags: DIRTY,
+        });
+        self.set_link(link, branch_ref);
     }
 
     fn set_pending(&mut self, id: u32, value: &[u8]) {
@@ -543,7 +526,6 @@ impl<S: NodeStore> Smst<S> {
         match self.free_branches.pop() {
             Some(id) => {
                 self.branches[id as usize] = branch;
-                self.removed_branches.remove(&id);
                 id
             }
             None => {
@@ -556,11 +538,9 @@ impl<S: NodeStore> Smst<S> {
 
     fn free_branch(&mut self, id: u32) {
         self.free_branches.push(id);
-        self.removed_branches.insert(id);
     }
 
     fn set_link(&mut self, link: Link, target: u32) {
-        self.root_dirty = true;
         match link {
             Link::Root => self.root = target,
             Link::Left(p) => self.branches[p].left = target,
@@ -663,37 +643,6 @@ fn decode_leaf(b: &[u8]) -> Option<Leaf> {
         hash,
         weight: u64::from_be_bytes(b[64..72].try_into().ok()?),
     })
-}
-
-fn encode_branch(b: &Branch, h: &BranchHash) -> Vec<u8> {
-    let mut out = Vec::with_capacity(58);
-    out.extend_from_slice(&h.hash);
-    out.extend_from_slice(&h.sum.to_be_bytes());
-    out.extend_from_slice(&h.count.to_be_bytes());
-    out.extend_from_slice(&b.left.to_be_bytes());
-    out.extend_from_slice(&b.right.to_be_bytes());
-    out.extend_from_slice(&b.depth.to_be_bytes());
-    out
-}
-
-fn decode_branch(b: &[u8]) -> Option<(Branch, BranchHash)> {
-    if b.len() != 58 {
-        return None;
-    }
-    let mut hash = [0u8; 32];
-    hash.copy_from_slice(&b[..32]);
-    let branch = Branch {
-        left: u32::from_be_bytes(b[48..52].try_into().ok()?),
-        right: u32::from_be_bytes(b[52..56].try_into().ok()?),
-        depth: u16::from_be_bytes(b[56..58].try_into().ok()?),
-        flags: 0,
-    };
-    let digest = BranchHash {
-        hash,
-        sum: u64::from_be_bytes(b[32..40].try_into().ok()?),
-        count: u64::from_be_bytes(b[40..48].try_into().ok()?),
-    };
-    Some((branch, digest))
 }
 
 #[cfg(test)]

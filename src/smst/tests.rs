@@ -212,6 +212,147 @@ fn commits_after_reopen_write_every_changed_node() {
     assert_eq!(again.count(), 300 - 100 + 100);
 }
 
+/// A memory store that keeps the last batch written and can refuse the next write.
+#[derive(Debug, Default, Clone)]
+struct WatchedStore {
+    inner: MemoryNodeStore,
+    last: Option<NodeBatch>,
+    fail_next: bool,
+}
+
+impl NodeStore for WatchedStore {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError> {
+        self.inner.get(key)
+    }
+
+    fn write_batch(&mut self, batch: NodeBatch) -> Result<(), StorageError> {
+        if std::mem::take(&mut self.fail_next) {
+            return Err(StorageError::Unavailable("refused by the test".into()));
+        }
+        self.last = Some(batch.clone());
+        self.inner.write_batch(batch)
+    }
+}
+
+fn relay_key(i: u32) -> [u8; 32] {
+    crate::protocol::sha256(&i.to_be_bytes())
+}
+
+#[test]
+fn a_commit_writes_two_records_per_changed_leaf_and_no_branch() {
+    // 10,000 leaves: an insert changes ~14 ancestors, none of which is written (only leaves are stored).
+    let mut t = Smst::new(WatchedStore::default());
+    for i in 0..10_000u32 {
+        t.insert_relay(&relay_key(i), &i.to_le_bytes(), 7);
+    }
+    t.commit().unwrap();
+    let root_before = t.root();
+    for i in 10_000..10_100u32 {
+        t.insert_relay(&relay_key(i), b"new relay", 7);
+    }
+    t.update(&relay_key(5), b"overwritten", 9);
+    assert!(t.delete(&relay_key(6)));
+    t.commit().unwrap();
+    let batch = t.store().last.clone().unwrap();
+    let kinds = |records: &[Vec<u8>]| {
+        let mut counts = BTreeMap::new();
+        for k in records {
+            *counts.entry(k[0]).or_insert(0) += 1;
+        }
+        counts
+    };
+    let put_keys: Vec<Vec<u8>> = batch.puts.iter().map(|(k, _)| k.clone()).collect();
+    // 100 inserts + 1 overwrite: one leaf record and one value each; plus the root record.
+    assert_eq!(kinds(&put_keys), BTreeMap::from([(b'L', 101), (b'R', 1), (b'V', 101)]));
+    assert_eq!(kinds(&batch.deletes), BTreeMap::from([(b'L', 1), (b'V', 1)]));
+    let root_record = batch.puts.iter().find(|(k, _)| k == b"R").unwrap();
+    assert_eq!(root_record.1, [10_100u32.to_be_bytes(), 2u32.to_be_bytes()].concat());
+    // Totals without hashing, equal to what the root digest says.
+    assert_eq!((t.count(), t.sum()), (10_099, 10_099 * 7 + 2));
+    let root = t.root();
+    assert_ne!(root, root_before);
+    assert_eq!(hash::sum_count(&root), (10_099 * 7 + 2, 10_099));
+    let mut reopened = Smst::open(t.store().clone()).unwrap();
+    assert_eq!((reopened.count(), reopened.sum()), (10_099, 10_099 * 7 + 2));
+    assert_eq!(reopened.root(), root);
+}
+
+#[test]
+fn a_refused_commit_keeps_its_changes_for_the_next_one() {
+    let mut t = Smst::new(WatchedStore::default());
+    for i in 0..50u32 {
+        t.insert_relay(&relay_key(i), b"v", 1);
+    }
+    t.commit().unwrap();
+    for i in 50..80u32 {
+        t.insert_relay(&relay_key(i), b"w", 2);
+    }
+    assert!(t.delete(&relay_key(3)));
+    t.store.fail_next = true;
+    assert!(matches!(t.commit(), Err(SmstError::Store(_))));
+    assert!(t.has_uncommitted_changes());
+    // The store still holds the first commit only.
+    assert_eq!(Smst::open(t.store().clone()).unwrap().count(), 50);
+    t.commit().unwrap();
+    assert!(!t.has_uncommitted_changes());
+    let mut reopened = Smst::open(t.store().clone()).unwrap();
+    assert_eq!(reopened.count(), 79);
+    assert_eq!(reopened.root(), t.root());
+    assert_eq!(reopened.get(&relay_key(3)).unwrap(), None);
+    assert_eq!(reopened.get(&relay_key(60)).unwrap(), Some((b"w".to_vec(), 2)));
+}
+
+#[test]
+fn a_format_1_store_opens_to_the_same_trie() {
+    // Format 1 kept branch records (`B` + id) and a 12-byte root record (root ref, leaf bound, branch bound). Its
+    // leaf records are format 2's, so the leaves are re-linked and the branch records ignored.
+    let mut t = ten_key_trie();
+    t.commit().unwrap();
+    let root = t.root();
+    let mut store = t.store().clone();
+    let mut batch = NodeBatch::default();
+    let format_1_root = [7u32.to_be_bytes(), 10u32.to_be_bytes(), 9u32.to_be_bytes()].concat();
+    batch.puts.push((b"R".to_vec(), format_1_root));
+    batch.puts.push((key(b'B', 0), vec![0xAB; 58]));
+    store.write_batch(batch).unwrap();
+    let mut reopened = Smst::open(store).unwrap();
+    assert_eq!(reopened.root(), root);
+    assert_eq!(reopened.get(b"baz").unwrap(), Some((b"zab".to_vec(), 9)));
+    let path = crate::protocol::sha256(b"probe");
+    assert_eq!(reopened.prove_closest(&path).unwrap(), t.prove_closest(&path).unwrap());
+    // Its next commit writes format 2.
+    reopened.update(b"next", b"commit", 1);
+    reopened.commit().unwrap();
+    let record = reopened.store().get(b"R").unwrap().unwrap();
+    assert_eq!(record, [11u32.to_be_bytes(), 2u32.to_be_bytes()].concat());
+}
+
+#[test]
+fn a_malformed_store_is_refused_with_corrupt() {
+    let mut t = ten_key_trie();
+    t.commit().unwrap();
+    let corrupt = |edit: NodeBatch| {
+        let mut store = t.store().clone();
+        store.write_batch(edit).unwrap();
+        matches!(Smst::open(store), Err(SmstError::Corrupt(_)))
+    };
+    let put = |k: Vec<u8>, v: Vec<u8>| NodeBatch {
+        puts: vec![(k, v)],
+        deletes: Vec::new(),
+    };
+    // A root record of another length or an unknown format number.
+    assert!(corrupt(put(b"R".to_vec(), vec![0; 5])));
+    assert!(corrupt(put(
+        b"R".to_vec(),
+        [10u32.to_be_bytes(), 3u32.to_be_bytes()].concat()
+    )));
+    // A leaf record of the wrong size.
+    assert!(corrupt(put(key(b'L', 4), vec![1; 71])));
+    // Two leaves with one path.
+    let copy = t.store().get(&key(b'L', 2)).unwrap().unwrap();
+    assert!(corrupt(put(key(b'L', 5), copy)));
+}
+
 #[test]
 fn proof_of_empty_trie_is_an_error() {
     assert!(matches!(trie().prove_closest(&[0; 32]), Err(SmstError::Empty)));
@@ -266,6 +407,7 @@ proptest! {
         }
         t.commit().unwrap();
         let mut reopened = Smst::open(t.store().clone()).unwrap();
+        prop_assert_eq!((reopened.sum(), reopened.count()), (sum, model.len() as u64));
         prop_assert_eq!(reopened.root(), root);
     }
 
