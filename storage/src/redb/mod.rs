@@ -227,7 +227,7 @@ impl RedbBackend {
             let recovered = if cfg.relay_wal {
                 Some(wal::recover(&db, &recover_cfg)?)
             } else {
-                wal::recover_and_remove(&db, &recover_cfg.db, &recover_cfg.dir)?;
+                wal::recover_and_remove(&db, &recover_cfg.db, &recover_cfg.dir, &recover_cfg.faults)?;
                 None
             };
             Ok((db, recovered))

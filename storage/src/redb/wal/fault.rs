@@ -1,5 +1,6 @@
-//! Fault injection for the relay WAL's tests: the segment `pwrite`, its `fdatasync` and the apply of a record
-//! to redb run through a [`FaultHook`], which in test builds may replace the call's result with an error.
+//! Fault injection for the relay WAL's tests: the segment `pwrite`, its `fdatasync`, the apply of a record to
+//! redb (after a write or during recovery) and the reply of a checkpoint run through a [`FaultHook`], which in
+//! test builds may replace the call's result with an error.
 //!
 //! Why here and not a mock: the crash-safety claims (a failed write is not acknowledged and burns its
 //! sequences; a failed apply leaves the record in the WAL and makes the WAL unavailable until a reopen
@@ -19,6 +20,11 @@ pub(crate) enum Site {
     /// Applying the record to redb, inside the redb writer's transaction (the WAL thread's hand-off, not
     /// recovery).
     Apply(u64),
+    /// Applying the record to redb during recovery at open (all pending records share one transaction).
+    Recover(u64),
+    /// The reply of the checkpoint covering records up to this one: the durable commit happens, only what the
+    /// WAL thread hears of it is replaced (as when the commit's `fsync` reported an error).
+    CheckpointReply(u64),
 }
 
 #[cfg(test)]

@@ -1,5 +1,6 @@
-//! Fault-injection tests of the relay WAL: a failed `pwrite`, `fdatasync` or apply, on a real backend (real
-//! segment files, real redb) where only that one call's result is replaced with an error ([`super::fault`]).
+//! Fault-injection tests of the relay WAL: a failed `pwrite`, `fdatasync`, apply (after a write or during
+//! recovery) or checkpoint reply, on a real backend (real segment files, real redb) where only that one call's
+//! result is replaced with an error ([`super::fault`]).
 //!
 //! Each test appends one batch per record (appends are awaited one after the other, so record `n` of a fresh
 //! database holds the `n`-th batch) and names the record to fail by its sequence.
@@ -7,7 +8,9 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
+use std::time::Duration;
 
 use super::fault::{Fault, FaultHook, Site};
 use crate::redb::{RedbBackend, RedbConfig};
@@ -30,15 +33,27 @@ enum Plan {
 struct Harness {
     dir: tempfile::TempDir,
     plans: Arc<Mutex<HashMap<Site, Plan>>>,
+    /// While set, every checkpoint reply is replaced with a failure (counted in `checkpoints_failed`).
+    fail_checkpoints: Arc<AtomicBool>,
+    checkpoints_failed: Arc<AtomicU64>,
+    tune: fn(&mut RedbConfig),
     backend: Option<RedbBackend>,
 }
 
 impl Harness {
     async fn open() -> Self {
+        Self::open_tuned(|_| {}).await
+    }
+
+    /// [`Self::open`] with `tune` applied to the config of every open.
+    async fn open_tuned(tune: fn(&mut RedbConfig)) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let mut h = Self {
             dir,
             plans: Arc::default(),
+            fail_checkpoints: Arc::default(),
+            checkpoints_failed: Arc::default(),
+            tune,
             backend: None,
         };
         h.reopen().await;
@@ -46,15 +61,29 @@ impl Harness {
     }
 
     fn config(&self) -> RedbConfig {
-        RedbConfig::new(self.dir.path().join("fault.redb"))
+        let mut config = RedbConfig::new(self.dir.path().join("fault.redb"));
+        (self.tune)(&mut config);
+        config
     }
 
     /// Closes the backend (if open) and opens it again with the same hook, retrying while the previous
     /// handle's threads still hold the file.
     async fn reopen(&mut self) {
+        if let Err(e) = self.try_reopen().await {
+            panic!("reopen failed: {e}");
+        }
+    }
+
+    /// [`Self::reopen`], returning the open's error instead of panicking (the backend is closed then).
+    async fn try_reopen(&mut self) -> Result<(), StorageError> {
         drop(self.backend.take());
         let plans = self.plans.clone();
+        let (fail_checkpoints, failed) = (self.fail_checkpoints.clone(), self.checkpoints_failed.clone());
         let hook = FaultHook::new(move |site| {
+            if matches!(site, Site::CheckpointReply(_)) && fail_checkpoints.load(Ordering::SeqCst) {
+                failed.fetch_add(1, Ordering::SeqCst);
+                return Some(Fault::Instead);
+            }
             let plan = plans.lock().unwrap().remove(&site)?;
             match plan {
                 Plan::Fail(f) => Some(f),
@@ -70,18 +99,31 @@ impl Harness {
             }
         });
         let config = self.config();
-        let backend = suite::poll_until("the database can be reopened", || {
+        let opened = suite::poll_until("the database can be reopened", || {
             let (config, hook) = (config.clone(), hook.clone());
             async move {
                 match RedbBackend::open_with_faults(config, hook).await {
-                    Ok(b) => Some(b),
                     Err(StorageError::Backend(msg)) if msg.contains("already open") => None,
-                    Err(e) => panic!("reopen failed: {e}"),
+                    other => Some(other),
                 }
             }
         })
         .await;
-        self.backend = Some(backend);
+        self.backend = Some(opened?);
+        Ok(())
+    }
+
+    /// Segment files holding records (named by their first record; spares excluded), the active one included.
+    fn segments(&self) -> usize {
+        let dir = super::wal_dir(&self.config().path).unwrap();
+        std::fs::read_dir(dir)
+            .unwrap()
+            .filter(|e| {
+                let name = e.as_ref().unwrap().file_name();
+                let name = name.to_string_lossy();
+                name.ends_with(".seg") && !name.starts_with("spare-")
+            })
+            .count()
     }
 
     fn fail(&self, site: Site, fault: Fault) {
@@ -278,4 +320,64 @@ async fn a_failed_apply_is_recovered_once_across_several_reopens() {
     h.reopen().await;
     assert_eq!(h.read_all().await.unwrap(), expect(&[(1..5, 0..4)]));
     assert_eq!(h.append(4..5).await.unwrap(), vec![5]);
+}
+
+/// A record whose apply fails during recovery at open: the open fails and applies nothing, the WAL keeps the
+/// record, and the next open applies every acknowledged relay exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_apply_during_recovery_fails_the_open_and_the_next_open_recovers_everything() {
+    let mut h = Harness::open().await;
+    assert_eq!(h.append(0..3).await.unwrap(), vec![1, 2, 3]);
+    // Record 2 stays in the WAL only: its apply fails (the log is unavailable until a reopen).
+    h.fail(Site::Apply(2), Fault::Instead);
+    assert_eq!(h.append(3..5).await.unwrap(), vec![4, 5]);
+    assert_unavailable(h.count().await, "a read after the failed apply");
+    h.fail(Site::Recover(2), Fault::After);
+    let failed = h.try_reopen().await;
+    assert!(
+        matches!(&failed, Err(StorageError::Backend(m)) if m.contains("injected fault after Recover(2)")),
+        "the open names the failed recovery: {failed:?}"
+    );
+    h.reopen().await;
+    assert_eq!(
+        h.read_all().await.unwrap(),
+        expect(&[(1..6, 0..5)]),
+        "every acknowledged relay, once"
+    );
+    assert_eq!(h.append(5..6).await.unwrap(), vec![6]);
+}
+
+/// A checkpoint whose reply says it failed: the segments it would have freed are kept for a later one (a
+/// segment is reused only once a checkpoint that succeeded covers its records), appends go on being
+/// acknowledged, and once checkpoints succeed again the kept segments are recycled.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_checkpoint_keeps_its_segments_until_a_later_one_succeeds() {
+    let mut h = Harness::open_tuned(|c| {
+        c.wal_segment_bytes = 4096;
+        c.wal_checkpoint_bytes = 2048;
+        c.wal_checkpoint_interval = Duration::from_millis(5);
+    })
+    .await;
+    h.fail_checkpoints.store(true, Ordering::SeqCst);
+    let mut n = 0;
+    while h.segments() < 4 {
+        assert!(n < 2_000, "4 segments after {n} relays");
+        let ids = h.append(n..n + 5).await.unwrap();
+        assert_eq!(ids, (n + 1..n + 6).collect::<Vec<_>>());
+        n += 5;
+    }
+    assert!(
+        h.checkpoints_failed.load(Ordering::SeqCst) > 0,
+        "checkpoints were attempted and failed"
+    );
+    h.fail_checkpoints.store(false, Ordering::SeqCst);
+    // The next checkpoint (due on the next append) covers every closed segment: all but the active are reused.
+    assert_eq!(h.append(n..n + 1).await.unwrap(), vec![n + 1]);
+    n += 1;
+    suite::poll_until("the kept segments are recycled", || async {
+        (h.segments() == 1).then_some(())
+    })
+    .await;
+    h.reopen().await;
+    assert_eq!(h.read_all().await.unwrap(), expect(&[(1..n + 1, 0..n)]));
 }

@@ -63,7 +63,8 @@
 //! fails with `Unavailable` until the database is reopened, when recovery applies it. Records acknowledged
 //! before the failure was known are not applied either: each apply first checks, in its transaction, that the
 //! record handed before it is applied (`wal_applied` must never pass a record redb lacks, or recovery would
-//! skip it). The [`fault`] module lets tests make a write, sync or apply fail on the real files and database.
+//! skip it). The [`fault`] module lets tests make a write, a sync, an apply (after a write or during recovery) or
+//! a checkpoint's reply fail on the real files and database.
 
 pub(crate) mod fault;
 #[cfg(test)]

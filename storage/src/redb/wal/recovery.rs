@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 
 use redb::{Database, Durability};
 
+use super::fault::{FaultHook, Site};
 use super::record::{self, Invalid, Record};
 use super::segment::{self, Segment, active_name, spare_name, sync_dir};
 use super::{Recovered, WAL_APPLIED, WalConfig, apply_record, identity, io_err};
@@ -125,7 +126,13 @@ fn scan_dir(dir: &Path, applied: u64) -> Result<Scanned, StorageError> {
 
 /// Applies `pending` (the valid records newer than `applied`) in one durable commit; returns the last record
 /// applied.
-fn replay(db: &Database, dir: &Path, applied: u64, mut pending: Vec<Record>) -> Result<u64, StorageError> {
+fn replay(
+    db: &Database,
+    dir: &Path,
+    applied: u64,
+    mut pending: Vec<Record>,
+    faults: &FaultHook,
+) -> Result<u64, StorageError> {
     pending.sort_by_key(|r| r.seq);
     for pair in pending.windows(2) {
         if pair[0].seq == pair[1].seq && pair[0] != pair[1] {
@@ -153,7 +160,13 @@ fn replay(db: &Database, dir: &Path, applied: u64, mut pending: Vec<Record>) -> 
         .map_err(|e| StorageError::Backend(format!("redb: {e}")))?;
     let mut relays = 0usize;
     for r in &pending {
-        apply_record(&txn, r.seq, &r.entries)?;
+        // A failure leaves the transaction uncommitted (nothing applied, the WAL files untouched): the open
+        // fails and the next one replays the same records.
+        faults.run(
+            Site::Recover(r.seq),
+            || apply_record(&txn, r.seq, &r.entries),
+            StorageError::Backend,
+        )?;
         relays += r.entries.len();
     }
     txn.commit().map_err(db_err)?;
@@ -174,11 +187,12 @@ fn check_and_replay(
     db_path: &Path,
     dir: &Path,
     how: identity::Use,
+    faults: &FaultHook,
 ) -> Result<(u64, Vec<Found>), StorageError> {
     let applied = read_meta(db, WAL_APPLIED)?;
     let scanned = scan_dir(dir, applied)?;
     identity::settle(db, db_path, dir, scanned.valid, how)?;
-    let last = replay(db, dir, applied, scanned.pending)?;
+    let last = replay(db, dir, applied, scanned.pending, faults)?;
     Ok((last, scanned.found))
 }
 
@@ -197,7 +211,7 @@ pub(crate) fn recover(db: &Database, cfg: &WalConfig) -> Result<Recovered, Stora
         std::fs::create_dir_all(dir).map_err(|e| io_err("create the WAL directory", e))?;
         sync_dir(parent_of(dir)).map_err(|e| io_err("sync the WAL directory's parent", e))?;
     }
-    let (last, found) = check_and_replay(db, &cfg.db, dir, identity::Use::Keep)?;
+    let (last, found) = check_and_replay(db, &cfg.db, dir, identity::Use::Keep, &cfg.faults)?;
     // Every file is disposable now: its records are durable in redb, or were never acknowledged.
     let mut keep = Vec::new();
     for f in found {
@@ -241,9 +255,14 @@ pub(crate) fn recover(db: &Database, cfg: &WalConfig) -> Result<Recovered, Stora
 /// Recovery for `relay_wal = false`: applies what a previous run with the WAL left (if it belongs to the
 /// database at `db_path`), then removes the WAL files and directory (none: nothing to do), and gives a
 /// database without identity its identity.
-pub(crate) fn recover_and_remove(db: &Database, db_path: &Path, dir: &Path) -> Result<(), StorageError> {
+pub(crate) fn recover_and_remove(
+    db: &Database,
+    db_path: &Path,
+    dir: &Path,
+    faults: &FaultHook,
+) -> Result<(), StorageError> {
     if dir.exists() {
-        let (_, found) = check_and_replay(db, db_path, dir, identity::Use::Remove)?;
+        let (_, found) = check_and_replay(db, db_path, dir, identity::Use::Remove, faults)?;
         for f in found {
             std::fs::remove_file(&f.path).map_err(|e| io_err("remove a WAL file", e))?;
         }
@@ -574,10 +593,10 @@ mod tests {
     fn wal_off_applies_then_removes_the_directory() {
         let env = env();
         segment(&env, "00000000000000000001.seg", SEG, &[rec(1, "a", 1)]);
-        recover_and_remove(&env.db, &env.cfg.db, &env.cfg.dir).unwrap();
+        recover_and_remove(&env.db, &env.cfg.db, &env.cfg.dir, &env.cfg.faults).unwrap();
         assert_eq!(log(&env), vec![entry(1, "a", 1)]);
         assert!(!env.cfg.dir.exists());
-        recover_and_remove(&env.db, &env.cfg.db, &env.cfg.dir).unwrap();
+        recover_and_remove(&env.db, &env.cfg.db, &env.cfg.dir, &env.cfg.faults).unwrap();
     }
 
     // Identity (see `identity`): the test env's database has tables but no `db_id`, like one created before
@@ -623,7 +642,7 @@ mod tests {
         let mut msgs = Vec::new();
         for r in [
             recover(&env.db, &env.cfg).map(drop),
-            recover_and_remove(&env.db, &env.cfg.db, &env.cfg.dir),
+            recover_and_remove(&env.db, &env.cfg.db, &env.cfg.dir, &env.cfg.faults),
         ] {
             let Err(StorageError::Corrupt(msg)) = r else {
                 panic!("expected a refusal, got {r:?}");
@@ -754,7 +773,7 @@ mod tests {
     fn wal_off_upgrades_the_database_after_removing_its_wal() {
         let env = env();
         segment(&env, "00000000000000000001.seg", SEG, &[rec(1, "a", 1)]);
-        recover_and_remove(&env.db, &env.cfg.db, &env.cfg.dir).unwrap();
+        recover_and_remove(&env.db, &env.cfg.db, &env.cfg.dir, &env.cfg.faults).unwrap();
         assert_eq!(log(&env), vec![entry(1, "a", 1)]);
         assert!(!env.cfg.dir.exists());
         assert_ne!(meta(&env, identity::DB_ID), 0);

@@ -473,6 +473,7 @@ impl WalThread {
         let seq = self.ckpt.sent;
         let tx = self.p.tx.clone();
         let (started, bytes) = (Instant::now(), self.ckpt.bytes);
+        let faults = self.p.cfg.faults.clone();
         let queued = self.p.writer.submit(
             1,
             true,
@@ -481,7 +482,7 @@ impl WalThread {
                     .map_err(db_err)?
                     .insert(WAL_CHECKPOINT, seq)
                     .map_err(db_err)?;
-                Ok(Ok(()))
+                Ok(faults.run(Site::CheckpointReply(seq), || Ok(()), StorageError::Backend))
             },
             move |r| {
                 tracing::debug!(seq, bytes, took = ?started.elapsed(), ok = r.is_ok(), "relay WAL checkpoint");
