@@ -63,13 +63,15 @@ impl Schedule {
 /// Why revenue was lost (label values of `ha_miner_upokt_lost_total{reason}`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum LossReason {
-    /// The claim window closed without our claim on chain.
+    /// The claim window closed without our claim on chain, and no claim of ours ever reached a node: none was
+    /// due in time (no leader, a miner too far behind), or every broadcast failed (node unreachable).
     ClaimWindowMissed,
-    /// Claims were sent but none was on chain when the window closed (rejected or never included).
+    /// A node took our claim (accepted into its mempool, or refused it at check time), but none was on chain
+    /// when the window closed (rejected, or never included in a block).
     ClaimNotIncluded,
-    /// A required proof's window closed without a validated proof.
+    /// A required proof's window closed without a validated proof, and no proof of ours ever reached a node.
     ProofWindowMissed,
-    /// Proofs were sent but none was validated when the window closed (rejected or never included).
+    /// A node took our proof, but none was validated when the window closed (rejected or never included).
     ProofNotIncluded,
 }
 
@@ -149,6 +151,14 @@ pub struct SessionRecord {
     pub claim_sent_at: Vec<i64>,
     /// Heights at which a proof tx was sent.
     pub proof_sent_at: Vec<i64>,
+    /// Whether a node answered one of our claim broadcasts (accepted or refused it): tells a claim lost on
+    /// chain (`claim_not_included`) from one that never left this miner (`claim_window_missed`). Records
+    /// written before this field existed read as `true`, the label they would have had.
+    #[serde(default = "reached_before_it_was_recorded")]
+    pub claim_reached_node: bool,
+    /// The same for proof broadcasts.
+    #[serde(default = "reached_before_it_was_recorded")]
+    pub proof_reached_node: bool,
     /// Whether a proof is required, once known.
     pub proof_required: Option<bool>,
     /// Height at which the last chain query (lookup or proof requirement) was requested: at most one per block,
@@ -162,6 +172,10 @@ pub struct SessionRecord {
     /// recorded once with [`Command::RecordUnclaimed`].
     #[serde(default)]
     pub accounted: Option<(u64, u64)>,
+}
+
+fn reached_before_it_was_recorded() -> bool {
+    true
 }
 
 /// Inputs of the engine.
@@ -418,6 +432,8 @@ impl Engine {
                     compute_units: 0,
                     claim_sent_at: Vec::new(),
                     proof_sent_at: Vec::new(),
+                    claim_reached_node: false,
+                    proof_reached_node: false,
                     proof_required: None,
                     queried_at: None,
                     pruned: false,
@@ -485,6 +501,14 @@ impl Engine {
         if record.state != expected {
             return;
         }
+        if !matches!(outcome, TxOutcome::Retryable(_)) {
+            // A node answered (took it, or refused it at check time): a loss is now `*_not_included`.
+            match kind {
+                TxKind::Claim => record.claim_reached_node = true,
+                TxKind::Proof => record.proof_reached_node = true,
+            }
+            step.changed.push(key.clone());
+        }
         match outcome {
             // Inclusion is confirmed from chain state (lookups each block), never from the broadcast result.
             TxOutcome::Broadcast | TxOutcome::Retryable(_) => {}
@@ -534,7 +558,7 @@ impl Engine {
         match record.state {
             State::Claiming if claim_exists => record.state = State::Claimed,
             State::Claiming if height > record.schedule.claim_close => {
-                let reason = if record.claim_sent_at.is_empty() {
+                let reason = if record.claim_sent_at.is_empty() || !record.claim_reached_node {
                     LossReason::ClaimWindowMissed
                 } else {
                     LossReason::ClaimNotIncluded
@@ -551,7 +575,7 @@ impl Engine {
             }
             State::Proving if proof_validated => record.state = State::Proved,
             State::Proving if height > record.schedule.proof_close => {
-                let reason = if record.proof_sent_at.is_empty() {
+                let reason = if record.proof_sent_at.is_empty() || !record.proof_reached_node {
                     LossReason::ProofWindowMissed
                 } else {
                     LossReason::ProofNotIncluded

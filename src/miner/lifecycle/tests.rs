@@ -342,6 +342,11 @@ fn unconfirmed_claim_is_resent_once_then_lost_once_after_the_window() {
         keys: vec![k.clone()],
     };
     assert_eq!(block(&mut e, 12), vec![claim.clone()]);
+    e.handle(Event::TxOutcome {
+        kind: TxKind::Claim,
+        keys: vec![k.clone()],
+        outcome: TxOutcome::Broadcast,
+    });
     assert_eq!(block(&mut e, 13), vec![Command::LookupOnChain { key: k.clone() }]);
     e.handle(Event::OnChain {
         key: k.clone(),
@@ -458,4 +463,104 @@ fn records_round_trip_and_restore_continues() {
         vec![Command::LookupOnChain { key: k }],
         "no duplicate claim after restart"
     );
+}
+
+/// Runs a leader engine through a claim window in which every claim broadcast gets `outcome`, the chain never
+/// holds the claim; returns the reason the session expired with.
+fn claim_window_with_every_broadcast(outcome: TxOutcome) -> LossReason {
+    let mut e = leader_engine();
+    let k = key("s1", "a");
+    ingest(&mut e, &k, 2);
+    for h in 12..=20 {
+        for c in block(&mut e, h) {
+            match c {
+                Command::SubmitClaims { keys, .. } => {
+                    e.handle(Event::TxOutcome {
+                        kind: TxKind::Claim,
+                        keys,
+                        outcome: outcome.clone(),
+                    });
+                }
+                Command::LookupOnChain { key } => {
+                    e.handle(Event::OnChain {
+                        key,
+                        claim_exists: false,
+                        proof_validated: false,
+                    });
+                }
+                _ => {}
+            }
+        }
+    }
+    let record = e.session(&k).unwrap();
+    assert_eq!(record.claim_sent_at.len(), 2, "sent, then re-sent once");
+    match record.state {
+        State::Expired(reason) => reason,
+        other => panic!("not expired: {other:?}"),
+    }
+}
+
+#[test]
+fn a_claim_no_node_ever_took_is_lost_as_window_missed_not_as_not_included() {
+    // Every broadcast failed before a node answered (node unreachable): the claim never left this miner.
+    assert_eq!(
+        claim_window_with_every_broadcast(TxOutcome::Retryable("connection refused".into())),
+        LossReason::ClaimWindowMissed
+    );
+    // A node took it (mempool) but no block included it.
+    assert_eq!(
+        claim_window_with_every_broadcast(TxOutcome::Broadcast),
+        LossReason::ClaimNotIncluded
+    );
+    // Records written before the field existed keep the label they would have had.
+    let mut e = leader_engine();
+    let k = key("s1", "a");
+    ingest(&mut e, &k, 2);
+    let mut old = serde_json::to_value(e.session(&k).unwrap()).unwrap();
+    assert_eq!(old["claim_reached_node"], false);
+    old.as_object_mut().unwrap().remove("claim_reached_node");
+    old.as_object_mut().unwrap().remove("proof_reached_node");
+    let old: SessionRecord = serde_json::from_value(old).unwrap();
+    assert!(old.claim_reached_node && old.proof_reached_node);
+}
+
+#[test]
+fn a_proof_no_node_ever_took_is_lost_as_window_missed() {
+    let mut e = leader_engine();
+    let k = key("s1", "a");
+    ingest(&mut e, &k, 2);
+    for h in 12..=22 {
+        for c in block(&mut e, h) {
+            match c {
+                Command::SubmitClaims { keys, .. } => {
+                    e.handle(Event::TxOutcome {
+                        kind: TxKind::Claim,
+                        keys,
+                        outcome: TxOutcome::Broadcast,
+                    });
+                }
+                Command::LookupOnChain { key } => {
+                    e.handle(Event::OnChain {
+                        key,
+                        claim_exists: true,
+                        proof_validated: false,
+                    });
+                }
+                Command::CheckProofRequirement { key } => {
+                    e.handle(Event::ProofRequirement { key, required: true });
+                }
+                Command::SubmitProofs { keys, .. } => {
+                    e.handle(Event::TxOutcome {
+                        kind: TxKind::Proof,
+                        keys,
+                        outcome: TxOutcome::Retryable("node unreachable".into()),
+                    });
+                }
+                _ => {}
+            }
+        }
+    }
+    let record = e.session(&k).unwrap();
+    assert!(!record.proof_sent_at.is_empty(), "a proof was due and sent");
+    assert_eq!(record.state, State::Expired(LossReason::ProofWindowMissed));
 }
