@@ -2,12 +2,12 @@
 //! trie per (supplier, session), feeds blocks and chain answers to the engine, executes its commands (claims,
 //! proof requirement checks, proofs, on-chain lookups, pruning) and persists every changed session record.
 //!
-//! Ingest is at-least-once and idempotent: a redelivered relay overwrites its own leaf (same relay hash), the
-//! engine is told the change in the trie's leaf count, and entries are acknowledged only after the trie batch is
-//! committed to storage. Only the leader submits: leadership is campaigned through the storage contract and
+//! Ingest (module `ingest`) is at-least-once and idempotent, and never changes a trie whose claim was built.
+//! Only the leader submits: leadership is campaigned through the storage contract and
 //! re-checked right before every submission. Every write of the leader is fenced by its leadership token and a
 //! refused write ends leadership at once (module `leadership`).
 
+mod ingest;
 mod leadership;
 #[cfg(test)]
 mod tests;
@@ -20,25 +20,15 @@ use std::time::Duration;
 use k256::ecdsa::SigningKey;
 use prost::Message as _;
 
-use super::lifecycle::{Command, Engine, EngineConfig, Event, Schedule, SessionKey, SessionRecord, TxKind, TxOutcome};
+use super::lifecycle::{Command, Engine, EngineConfig, Event, SessionKey, SessionRecord, TxKind, TxOutcome};
 use super::metrics::MinerMetrics;
 use crate::chain::query::ChainClient;
 use crate::chain::sequence::SequenceError;
 use crate::chain::tx::{self, Ordering, TxPlan};
 use crate::protocol::session::{SessionWindows, proof_path};
-use crate::protocol::wire::{self, MinedRelayMessage, SessionHeader};
+use crate::protocol::wire::{self, SessionHeader};
 use crate::protocol::{gob, lottery};
 use crate::smst::Smst;
-
-/// Most relay-log entries one ingest batch takes (one trie commit, one record write and one ack per batch).
-///
-/// An ingest round of a supplier reads batches until a read of new entries returns fewer than this, then stops
-/// until the next tick. It used to read until the log was empty: under steady load the log is never empty for
-/// long, so the miner chased it in batches of a few relays, each with a durable trie commit, record write and
-/// ack (~1,100 durable redb commits per second at 2,000 relays/s, each writing out the pages redb had buffered
-/// since the last one, e.g. the relay WAL's applies, and syncing), and the relayer's added p50 at that rate went
-/// from ~1.0 to ~2.0 ms (BENCHMARKS.md, Relayer).
-const INGEST_BATCH: usize = 512;
 
 /// Counters the driver exports (and `localnet` summarizes).
 #[derive(Debug, Default)]
@@ -92,8 +82,12 @@ pub struct MinerConfig {
 }
 
 struct OpenTrie {
+    /// What the session's claim is built from; frozen once that claim was built (module `ingest`).
     trie: Smst<storage::BoxNodeStore>,
     header: SessionHeader,
+    /// Relays that reached the miner after the claim was built, kept apart so the claimed trie (which proofs
+    /// are built from) never changes and they are still counted once each (opened on first use).
+    late: Option<Smst<storage::BoxNodeStore>>,
 }
 
 /// The miner of a set of suppliers.
@@ -364,125 +358,6 @@ impl Miner {
         }
     }
 
-    async fn ingest(&mut self) -> Result<(), MinerError> {
-        // Only the leader builds tries: followers' engines would diverge from the records the leader persists.
-        if !self.engine.is_leader() {
-            return Ok(());
-        }
-        for supplier in self.signers.keys().cloned().collect::<Vec<_>>() {
-            loop {
-                let mut entries = self
-                    .writer()?
-                    .relay_log
-                    .read_pending(&supplier, &self.config.consumer, INGEST_BATCH)
-                    .await?;
-                let mut caught_up = false;
-                if entries.is_empty() {
-                    entries = self
-                        .writer()?
-                        .relay_log
-                        .read(&supplier, &self.config.consumer, INGEST_BATCH)
-                        .await?;
-                    // Fewer new entries than asked for: the log is drained up to now. Relays appended while this
-                    // batch is committed wait for the next tick instead of being chased in batches of a few.
-                    caught_up = entries.len() < INGEST_BATCH;
-                }
-                if entries.is_empty() {
-                    break;
-                }
-                let mut touched: HashMap<SessionKey, (Schedule, String, String)> = HashMap::new();
-                let mut consumed: HashMap<String, u64> = HashMap::new();
-                for entry in &entries {
-                    let message = MinedRelayMessage::decode(entry.relay.payload.as_slice())
-                        .map_err(|e| MinerError::Corrupt(format!("relay-log entry {}: {e}", entry.id)))?;
-                    *consumed.entry(message.service_id.clone()).or_default() += 1;
-                    let key = SessionKey {
-                        supplier: supplier.clone(),
-                        session_id: message.session_id.clone(),
-                    };
-                    if !self.tries.contains_key(&key) {
-                        let store = self.writer()?.tries.open(&supplier, &message.session_id).await?;
-                        let trie = tokio::task::block_in_place(|| Smst::open(store))?;
-                        let header = SessionHeader {
-                            application_address: message.application_address.clone(),
-                            service_id: message.service_id.clone(),
-                            session_id: message.session_id.clone(),
-                            session_start_block_height: message.session_start_height,
-                            session_end_block_height: message.session_end_height,
-                        };
-                        self.tries.insert(key.clone(), OpenTrie { trie, header });
-                    }
-                    let schedule = self.schedule(message.session_end_height).await?;
-                    let open = self
-                        .tries
-                        .get_mut(&key)
-                        .ok_or_else(|| MinerError::Corrupt("trie vanished".into()))?;
-                    let hash: [u8; 32] = message
-                        .relay_hash
-                        .as_slice()
-                        .try_into()
-                        .map_err(|_| MinerError::Corrupt("relay hash is not 32 bytes".into()))?;
-                    open.trie
-                        .insert_relay(&hash, &message.relay_bytes, message.compute_units_per_relay);
-                    touched.entry(key).or_insert((
-                        schedule,
-                        message.service_id.clone(),
-                        message.application_address.clone(),
-                    ));
-                }
-                // The record takes the trie's totals, not this batch's increments: after a crash between the trie
-                // commit and the record/ack, redelivered relays are already in the trie and add nothing to it.
-                let ids: Vec<storage::EntryId> = entries.iter().map(|e| e.id).collect();
-                for (key, (schedule, service_id, application_address)) in touched {
-                    let open = self
-                        .tries
-                        .get_mut(&key)
-                        .ok_or_else(|| MinerError::Corrupt("trie vanished".into()))?;
-                    let (relays, compute_units) = tokio::task::block_in_place(|| {
-                        open.trie.commit()?;
-                        Ok::<_, MinerError>((open.trie.count(), open.trie.sum()))
-                    })?;
-                    let step = self.engine.handle(Event::RelaysIngested {
-                        key,
-                        service_id,
-                        application_address,
-                        schedule,
-                        relays,
-                        compute_units,
-                    });
-                    self.execute(step).await?;
-                }
-                self.writer()?.relay_log.ack(&supplier, &ids).await?;
-                if let Some(m) = &self.metrics {
-                    for (service, n) in consumed {
-                        m.relays_consumed.with_label_values(&[&supplier, &service]).inc_by(n);
-                    }
-                }
-                self.stats
-                    .relays_ingested
-                    .fetch_add(ids.len() as u64, AtomicOrdering::Relaxed);
-                if caught_up {
-                    break;
-                }
-            }
-        }
-        Ok(())
-    }
-
-    async fn schedule(&self, session_end: i64) -> Result<Schedule, MinerError> {
-        let params = self.chain.shared_params_at(session_end).await?;
-        let w = SessionWindows::new(&params, session_end).map_err(|e| MinerError::Corrupt(e.to_string()))?;
-        Ok(Schedule {
-            session_start: w.start,
-            session_end,
-            claim_open: w.claim_open,
-            claim_close: w.claim_close,
-            proof_open: w.proof_open,
-            proof_close: w.proof_close,
-            settlement: w.settlement,
-        })
-    }
-
     /// Executes commands (which may produce more steps) and persists changed records.
     async fn execute(&mut self, step: super::lifecycle::Step) -> Result<(), MinerError> {
         let mut queue = vec![step];
@@ -699,6 +574,10 @@ impl Miner {
                 self.tries.remove(&key);
                 let writer = self.writer()?;
                 writer.tries.delete_namespace(&key.supplier, &key.session_id).await?;
+                writer
+                    .tries
+                    .delete_namespace(&key.supplier, &ingest::late_namespace(&key.session_id))
+                    .await?;
                 writer.relay_log.trim_session(&key.supplier, &key.session_id).await?;
                 self.stats.sessions_done.fetch_add(1, AtomicOrdering::Relaxed);
                 None
@@ -729,7 +608,14 @@ impl Miner {
             };
             let store = self.writer()?.tries.open(&key.supplier, &key.session_id).await?;
             let trie = tokio::task::block_in_place(|| Smst::open(store))?;
-            self.tries.insert(key.clone(), OpenTrie { trie, header });
+            self.tries.insert(
+                key.clone(),
+                OpenTrie {
+                    trie,
+                    header,
+                    late: None,
+                },
+            );
         }
         self.tries
             .get_mut(key)

@@ -305,8 +305,8 @@ pub enum Command {
         /// Compute units lost.
         compute_units: u64,
     },
-    /// Served relays that reached the trie after the session's claim was built: not in the claim on chain, so
-    /// their revenue is lost (metric `upokt_lost{reason="relays_after_claim"}`, log at ERROR). Recorded once.
+    /// Served relays ingested after the session's claim was built (the driver keeps them out of the claimed
+    /// trie, in a late one): not in the claim on chain, so their revenue is lost (metric `upokt_lost{reason="relays_after_claim"}`, log at ERROR). Recorded once.
     RecordUnclaimed {
         /// Which session.
         key: SessionKey,

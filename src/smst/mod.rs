@@ -350,6 +350,12 @@ impl<S: NodeStore> Smst<S> {
         true
     }
 
+    /// Whether a leaf of `key` exists (structure only: no value is loaded).
+    pub fn contains(&self, key: &[u8]) -> bool {
+        let path = sha256(key);
+        self.root != EMPTY && self.leaves[index(self.descend_to_leaf(&path))].path == path
+    }
+
     /// The value and weight stored for `key`, if any.
     pub fn get(&self, key: &[u8]) -> Result<Option<(Vec<u8>, u64)>, SmstError> {
         let path = sha256(key);

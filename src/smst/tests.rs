@@ -176,6 +176,8 @@ fn reopen_from_store_gives_same_root_and_proofs() {
     assert_eq!(reopened.prove_closest(&path).unwrap(), proof);
     assert_eq!(reopened.get(b"late").unwrap(), Some((b"arrival".to_vec(), 7)));
     assert_eq!(reopened.get(b"bar").unwrap(), None);
+    assert!(reopened.contains(b"late") && reopened.contains(b"foo"));
+    assert!(!reopened.contains(b"bar") && !reopened.contains(b"never"));
     reopened.update(b"after", b"reopen", 1);
     let mut reference = t;
     reference.update(b"after", b"reopen", 1);

@@ -193,6 +193,7 @@ fn relays(supplier: &str, header: &SessionHeader, n: std::ops::Range<u64>) -> Ve
 
 /// A simulator chain serving gRPC on loopback (4 blocks in), its client, the supplier's current session and keys.
 struct Fixture {
+    chain: SimChain,
     client: Arc<ChainClient>,
     supplier: String,
     header: SessionHeader,
@@ -201,7 +202,11 @@ struct Fixture {
 }
 
 async fn fixture() -> Fixture {
-    let chain = SimChain::new(genesis()).unwrap();
+    fixture_on(genesis()).await
+}
+
+async fn fixture_on(genesis: Genesis) -> Fixture {
+    let chain = SimChain::new(genesis).unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let app = router(chain.clone()).into_axum();
@@ -224,6 +229,7 @@ async fn fixture() -> Fixture {
         session_id: header.session_id.clone(),
     };
     Fixture {
+        chain,
         client,
         supplier,
         header,
@@ -240,6 +246,7 @@ async fn a_fenced_out_miner_stops_ingesting_and_the_new_leader_gets_every_relay(
         header,
         keyring,
         key,
+        ..
     } = fixture().await;
 
     let mem = MemoryBackend::new();
@@ -374,6 +381,7 @@ async fn an_ingest_round_stops_at_the_first_partial_batch_instead_of_chasing_new
         header,
         keyring,
         key,
+        ..
     } = fixture().await;
     let plain = MemoryBackend::new().storage();
     let mut miner = Miner::new(client, plain.clone(), keyring, config("a"));
@@ -450,4 +458,78 @@ async fn a_loss_that_cannot_be_valued_counts_relays_and_compute_units_but_no_upo
         Some(42),
         "only the valued loss adds uPOKT"
     );
+}
+
+/// A relay that reaches the miner after its session's claim was built (validated in the grace period and
+/// appended only when the backend answered, or from a relayer whose height lags) stays out of the claimed
+/// trie, which proofs are built from: its root stays the root on chain. The late relay is still counted once
+/// (`relays_after_claim`), and a redelivered relay the claim already holds is not counted again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_after_the_claim_stays_out_of_the_claimed_trie_so_its_root_stays_the_one_on_chain() {
+    let Fixture {
+        chain,
+        client,
+        supplier,
+        header,
+        keyring,
+        key,
+    } = fixture().await;
+    let telemetry = crate::telemetry::Telemetry::new().unwrap();
+    let plain = MemoryBackend::new().storage();
+    let mut miner = Miner::new(client.clone(), plain.clone(), keyring, config("a"))
+        .with_metrics(crate::miner::metrics::MinerMetrics::new(&telemetry).unwrap());
+    miner.step().await.unwrap();
+    plain.relay_log.append(relays(&supplier, &header, 0..5)).await.unwrap();
+    miner.step().await.unwrap();
+    let schedule = miner.engine.session(&key).unwrap().schedule;
+    while chain.height() < schedule.claim_open {
+        chain.produce_block();
+    }
+    miner.step().await.unwrap();
+    assert_eq!(miner.engine.session(&key).unwrap().claim_sent_at.len(), 1, "claim sent");
+    chain.produce_block();
+    let on_chain = client
+        .claim(&key.session_id, &supplier)
+        .await
+        .unwrap()
+        .expect("claim included");
+
+    // A late relay, and a redelivery of a relay the claim holds.
+    plain.relay_log.append(relays(&supplier, &header, 5..6)).await.unwrap();
+    plain.relay_log.append(relays(&supplier, &header, 2..3)).await.unwrap();
+    miner.step().await.unwrap();
+    assert_eq!(plain.relay_log.backlog(&supplier).await.unwrap(), Backlog::default());
+    let open = miner.tries.get_mut(&key).unwrap();
+    assert_eq!(open.trie.count(), 5);
+    assert_eq!(
+        open.trie.root().to_vec(),
+        on_chain.root_hash,
+        "the claimed trie is the claim on chain"
+    );
+    assert_eq!(open.late.as_ref().map(|l| l.count()), Some(1));
+    assert_eq!(miner.engine.session(&key).unwrap().relays, 6);
+
+    // The next lookup confirms the claim: what it does not cover is recorded once, as relays_after_claim.
+    for _ in 0..3 {
+        chain.produce_block();
+        miner.step().await.unwrap();
+    }
+    let text = telemetry.render_metrics();
+    let lost = |name: &str| -> Option<u64> {
+        text.lines()
+            .find(|l| l.starts_with(name) && l.contains("reason=\"relays_after_claim\""))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+    };
+    assert_eq!(lost("ha_miner_relays_lost_total"), Some(1));
+    assert_eq!(lost("ha_miner_compute_units_lost_total"), Some(10));
+
+    // After a restart both tries reopen from storage as they were.
+    let store = plain.tries.open(&supplier, &key.session_id).await.unwrap();
+    let mut claimed = tokio::task::block_in_place(|| crate::smst::Smst::open(store)).unwrap();
+    assert_eq!(claimed.root().to_vec(), on_chain.root_hash);
+    let late_ns = super::ingest::late_namespace(&key.session_id);
+    let store = plain.tries.open(&supplier, &late_ns).await.unwrap();
+    let late = tokio::task::block_in_place(|| crate::smst::Smst::open(store)).unwrap();
+    assert_eq!((late.count(), late.sum()), (1, 10));
 }

@@ -1,0 +1,210 @@
+//! Ingest: the relay log into one trie per (supplier, session), leader only, at-least-once and idempotent.
+//!
+//! A redelivered relay overwrites its own leaf (same relay hash); the engine is told the trie's totals (not
+//! increments), and entries are acknowledged only after the trie batch is committed to storage.
+//!
+//! The claimed trie is frozen. Once a session's claim has been built (its record has a claim send), relays for
+//! it no longer enter its trie. A relay validated in the grace period can still reach the miner after that (the
+//! relayer appends it only when the backend answered, and a relayer's height may lag the miner's). Inserted,
+//! it would change the trie the proof is built from, and a proof against any root other than the one claimed
+//! on chain fails (spec §5.4 step 17): the claim is then lost and the supplier slashed for a missing proof.
+//! Such relays go to a separate *late* trie in the namespace `{session}/late`, so each is still counted once
+//! (the engine's totals are claimed + late, and records the late ones as `relays_after_claim`), and a relay the
+//! claimed trie already holds (redelivered after a crash) is not counted again.
+
+use std::collections::HashMap;
+use std::sync::atomic::Ordering as AtomicOrdering;
+
+use prost::Message as _;
+
+use super::{Miner, MinerError, OpenTrie};
+use crate::miner::lifecycle::{Event, Schedule, SessionKey};
+use crate::protocol::session::SessionWindows;
+use crate::protocol::wire::{MinedRelayMessage, SessionHeader};
+use crate::smst::Smst;
+
+/// Most relay-log entries one ingest batch takes (one trie commit, one record write and one ack per batch).
+///
+/// An ingest round of a supplier reads batches until a read of new entries returns fewer than this, then stops
+/// until the next tick. It used to read until the log was empty: under steady load the log is never empty for
+/// long, so the miner chased it in batches of a few relays, each with a durable trie commit, record write and
+/// ack (~1,100 durable redb commits per second at 2,000 relays/s, each writing out the pages redb had buffered
+/// since the last one, e.g. the relay WAL's applies, and syncing), and the relayer's added p50 at that rate went
+/// from ~1.0 to ~2.0 ms (BENCHMARKS.md, Relayer).
+pub(super) const INGEST_BATCH: usize = 512;
+
+/// The trie namespace of a session's late relays (see the module docs).
+pub(super) fn late_namespace(session_id: &str) -> String {
+    format!("{session_id}/late")
+}
+
+impl Miner {
+    pub(super) async fn ingest(&mut self) -> Result<(), MinerError> {
+        // Only the leader builds tries: followers' engines would diverge from the records the leader persists.
+        if !self.engine.is_leader() {
+            return Ok(());
+        }
+        for supplier in self.signers.keys().cloned().collect::<Vec<_>>() {
+            loop {
+                let mut entries = self
+                    .writer()?
+                    .relay_log
+                    .read_pending(&supplier, &self.config.consumer, INGEST_BATCH)
+                    .await?;
+                let mut caught_up = false;
+                if entries.is_empty() {
+                    entries = self
+                        .writer()?
+                        .relay_log
+                        .read(&supplier, &self.config.consumer, INGEST_BATCH)
+                        .await?;
+                    // Fewer new entries than asked for: the log is drained up to now. Relays appended while this
+                    // batch is committed wait for the next tick instead of being chased in batches of a few.
+                    caught_up = entries.len() < INGEST_BATCH;
+                }
+                if entries.is_empty() {
+                    break;
+                }
+                let mut touched: HashMap<SessionKey, (Schedule, String, String)> = HashMap::new();
+                let mut consumed: HashMap<String, u64> = HashMap::new();
+                for entry in &entries {
+                    let message = MinedRelayMessage::decode(entry.relay.payload.as_slice())
+                        .map_err(|e| MinerError::Corrupt(format!("relay-log entry {}: {e}", entry.id)))?;
+                    *consumed.entry(message.service_id.clone()).or_default() += 1;
+                    let key = SessionKey {
+                        supplier: supplier.clone(),
+                        session_id: message.session_id.clone(),
+                    };
+                    let hash: [u8; 32] = message
+                        .relay_hash
+                        .as_slice()
+                        .try_into()
+                        .map_err(|_| MinerError::Corrupt("relay hash is not 32 bytes".into()))?;
+                    self.insert(&key, &message, &hash).await?;
+                    let schedule = self.schedule(message.session_end_height).await?;
+                    touched.entry(key).or_insert((
+                        schedule,
+                        message.service_id.clone(),
+                        message.application_address.clone(),
+                    ));
+                }
+                // The record takes the tries' totals, not this batch's increments: after a crash between the trie
+                // commit and the record/ack, redelivered relays are already in a trie and add nothing to it.
+                let ids: Vec<storage::EntryId> = entries.iter().map(|e| e.id).collect();
+                for (key, (schedule, service_id, application_address)) in touched {
+                    let open = self
+                        .tries
+                        .get_mut(&key)
+                        .ok_or_else(|| MinerError::Corrupt("trie vanished".into()))?;
+                    let (relays, compute_units) = tokio::task::block_in_place(|| {
+                        if open.trie.has_uncommitted_changes() {
+                            open.trie.commit()?;
+                        }
+                        let (mut relays, mut compute_units) = (open.trie.count(), open.trie.sum());
+                        if let Some(late) = &mut open.late {
+                            if late.has_uncommitted_changes() {
+                                late.commit()?;
+                            }
+                            relays += late.count();
+                            compute_units += late.sum();
+                        }
+                        Ok::<_, MinerError>((relays, compute_units))
+                    })?;
+                    let step = self.engine.handle(Event::RelaysIngested {
+                        key,
+                        service_id,
+                        application_address,
+                        schedule,
+                        relays,
+                        compute_units,
+                    });
+                    self.execute(step).await?;
+                }
+                self.writer()?.relay_log.ack(&supplier, &ids).await?;
+                if let Some(m) = &self.metrics {
+                    for (service, n) in consumed {
+                        m.relays_consumed.with_label_values(&[&supplier, &service]).inc_by(n);
+                    }
+                }
+                self.stats
+                    .relays_ingested
+                    .fetch_add(ids.len() as u64, AtomicOrdering::Relaxed);
+                if caught_up {
+                    break;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Puts one relay into its session's trie, or into the session's late trie once the claim was built (a
+    /// relay the claimed trie already holds goes nowhere: it is counted already).
+    async fn insert(
+        &mut self,
+        key: &SessionKey,
+        message: &MinedRelayMessage,
+        hash: &[u8; 32],
+    ) -> Result<(), MinerError> {
+        if !self.tries.contains_key(key) {
+            let store = self.writer()?.tries.open(&key.supplier, &key.session_id).await?;
+            let trie = tokio::task::block_in_place(|| Smst::open(store))?;
+            let header = SessionHeader {
+                application_address: message.application_address.clone(),
+                service_id: message.service_id.clone(),
+                session_id: message.session_id.clone(),
+                session_start_block_height: message.session_start_height,
+                session_end_block_height: message.session_end_height,
+            };
+            self.tries.insert(
+                key.clone(),
+                OpenTrie {
+                    trie,
+                    header,
+                    late: None,
+                },
+            );
+        }
+        let claim_built = self.engine.session(key).is_some_and(|r| !r.claim_sent_at.is_empty());
+        let open = self
+            .tries
+            .get_mut(key)
+            .ok_or_else(|| MinerError::Corrupt("trie vanished".into()))?;
+        if !claim_built {
+            open.trie
+                .insert_relay(hash, &message.relay_bytes, message.compute_units_per_relay);
+            return Ok(());
+        }
+        if open.trie.contains(hash) {
+            return Ok(());
+        }
+        if open.late.is_none() {
+            let store = self
+                .writer()?
+                .tries
+                .open(&key.supplier, &late_namespace(&key.session_id))
+                .await?;
+            let late = tokio::task::block_in_place(|| Smst::open(store))?;
+            if let Some(open) = self.tries.get_mut(key) {
+                open.late = Some(late);
+            }
+        }
+        if let Some(late) = self.tries.get_mut(key).and_then(|open| open.late.as_mut()) {
+            late.insert_relay(hash, &message.relay_bytes, message.compute_units_per_relay);
+        }
+        Ok(())
+    }
+
+    async fn schedule(&self, session_end: i64) -> Result<Schedule, MinerError> {
+        let params = self.chain.shared_params_at(session_end).await?;
+        let w = SessionWindows::new(&params, session_end).map_err(|e| MinerError::Corrupt(e.to_string()))?;
+        Ok(Schedule {
+            session_start: w.start,
+            session_end,
+            claim_open: w.claim_open,
+            claim_close: w.claim_close,
+            proof_open: w.proof_open,
+            proof_close: w.proof_close,
+            settlement: w.settlement,
+        })
+    }
+}
