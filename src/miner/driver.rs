@@ -666,9 +666,14 @@ impl Miner {
         keys: Vec<SessionKey>,
     ) -> Result<super::lifecycle::Step, MinerError> {
         let mut messages = Vec::new();
+        let mut unprovable = Vec::new();
         for key in &keys {
             let (claim, _) = self.claim_of(key).await?;
             let header = claim.session_header.clone();
+            if kind == TxKind::Proof && !self.claim_on_chain_is(key, &claim.root_hash).await? {
+                unprovable.push(key.clone());
+                continue;
+            }
             match kind {
                 TxKind::Claim => messages.push(wire::Any::pack(
                     wire::MSG_CREATE_CLAIM_TYPE_URL,
@@ -697,6 +702,19 @@ impl Miner {
                     ));
                 }
             }
+        }
+        let keys: Vec<SessionKey> = keys.into_iter().filter(|k| !unprovable.contains(k)).collect();
+        let mut step = if unprovable.is_empty() {
+            super::lifecycle::Step::default()
+        } else {
+            self.engine.handle(Event::TxOutcome {
+                kind,
+                keys: unprovable,
+                outcome: TxOutcome::Rejected("the claim on chain has another root than this miner's trie".into()),
+            })
+        };
+        if keys.is_empty() {
+            return Ok(step);
         }
         let outcome = if !self.still_leader().await {
             TxOutcome::Retryable("no longer the leader".into())
@@ -745,7 +763,39 @@ impl Miner {
                 vec.with_label_values(&[supplier, label]).inc();
             }
         }
-        Ok(self.engine.handle(Event::TxOutcome { kind, keys, outcome }))
+        let sent = self.engine.handle(Event::TxOutcome { kind, keys, outcome });
+        step.commands.extend(sent.commands);
+        step.changed.extend(sent.changed);
+        step.changed.sort();
+        step.changed.dedup();
+        Ok(step)
+    }
+
+    /// Whether the session's claim on chain (if any) has the root `root` that a proof from this miner's trie
+    /// verifies against. A proof against another root fails on chain (spec §5.4 step 17) and costs its fee: it
+    /// is not sent, and the mismatch is logged at ERROR and counted (`ha_miner_proof_errors_total{reason=
+    /// "claim_root_mismatch"}`). The trie is frozen once its claim is built (module `ingest`), so this guards
+    /// against what should not happen, e.g. a claim on chain that another instance built.
+    async fn claim_on_chain_is(&self, key: &SessionKey, root: &[u8]) -> Result<bool, MinerError> {
+        let Some(on_chain) = self.chain.claim(&key.session_id, &key.supplier).await? else {
+            return Ok(true);
+        };
+        if on_chain.root_hash == root {
+            return Ok(true);
+        }
+        tracing::error!(
+            supplier = key.supplier,
+            session = key.session_id,
+            on_chain = hex::encode(&on_chain.root_hash),
+            trie = hex::encode(root),
+            "the claim on chain has another root than this miner's trie: a proof from it cannot verify; not sent"
+        );
+        if let Some(m) = &self.metrics {
+            m.proof_errors
+                .with_label_values(&[&key.supplier, "claim_root_mismatch"])
+                .inc();
+        }
+        Ok(false)
     }
 
     /// Signs `messages` as one tx: a draft is simulated for gas, then signed with gas × adjustment and its fee.

@@ -533,3 +533,69 @@ async fn a_relay_after_the_claim_stays_out_of_the_claimed_trie_so_its_root_stays
     let late = tokio::task::block_in_place(|| crate::smst::Smst::open(store)).unwrap();
     assert_eq!((late.count(), late.sum()), (1, 10));
 }
+
+/// A trie whose root is not the claim's on chain (it should never happen: the claimed trie is frozen) gets no
+/// proof sent: it could not verify and would cost its fee. The mismatch is counted and logged at ERROR; the
+/// session expires when its proof window closes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_proof_is_sent_from_a_trie_whose_root_is_not_the_claim_on_chain() {
+    let mut g = genesis();
+    g.proof_params.proof_request_probability = 1.0;
+    g.proof_params.proof_requirement_threshold_upokt = 0;
+    let Fixture {
+        chain,
+        client,
+        supplier,
+        header,
+        keyring,
+        key,
+    } = fixture_on(g).await;
+    let telemetry = crate::telemetry::Telemetry::new().unwrap();
+    let plain = MemoryBackend::new().storage();
+    let mut miner = Miner::new(client.clone(), plain.clone(), keyring, config("a"))
+        .with_metrics(crate::miner::metrics::MinerMetrics::new(&telemetry).unwrap());
+    miner.step().await.unwrap();
+    plain.relay_log.append(relays(&supplier, &header, 0..5)).await.unwrap();
+    miner.step().await.unwrap();
+    let schedule = miner.engine.session(&key).unwrap().schedule;
+    while chain.height() < schedule.claim_open {
+        chain.produce_block();
+    }
+    miner.step().await.unwrap();
+    chain.produce_block();
+    assert!(
+        client.claim(&key.session_id, &supplier).await.unwrap().is_some(),
+        "claim included"
+    );
+    // The trie changes behind the freeze's back.
+    let extra = Sha256::digest(b"not claimed");
+    miner
+        .tries
+        .get_mut(&key)
+        .unwrap()
+        .trie
+        .insert_relay(&extra.into(), b"not claimed", 10);
+    while chain.height() <= schedule.proof_close {
+        chain.produce_block();
+        miner.step().await.unwrap();
+    }
+    let record = miner.engine.session(&key).unwrap();
+    assert_eq!(record.proof_required, Some(true));
+    assert!(
+        matches!(record.state, crate::miner::lifecycle::State::Expired(_)),
+        "{:?}",
+        record.state
+    );
+    assert!(
+        chain.records().iter().all(|r| r.kind != "proof"),
+        "no proof reached the chain: {:?}",
+        chain.records()
+    );
+    let text = telemetry.render_metrics();
+    assert!(
+        text.lines().any(|l| l.starts_with("ha_miner_proof_errors_total")
+            && l.contains("reason=\"claim_root_mismatch\"")
+            && l.ends_with(" 1")),
+        "{text}"
+    );
+}
