@@ -774,8 +774,9 @@ impl Miner {
     /// Whether the session's claim on chain (if any) has the root `root` that a proof from this miner's trie
     /// verifies against. A proof against another root fails on chain (spec §5.4 step 17) and costs its fee: it
     /// is not sent, and the mismatch is logged at ERROR and counted (`ha_miner_proof_errors_total{reason=
-    /// "claim_root_mismatch"}`). The trie is frozen once its claim is built (module `ingest`), so this guards
-    /// against what should not happen, e.g. a claim on chain that another instance built.
+    /// "claim_root_mismatch"}`); the engine takes it as a refused proof, so the session expires as
+    /// `proof_not_included` when the window closes. The trie is frozen once its claim is built (module `ingest`),
+    /// so this guards against what should not happen, e.g. a claim on chain that another instance built.
     async fn claim_on_chain_is(&self, key: &SessionKey, root: &[u8]) -> Result<bool, MinerError> {
         let Some(on_chain) = self.chain.claim(&key.session_id, &key.supplier).await? else {
             return Ok(true);
