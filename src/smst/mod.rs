@@ -233,6 +233,7 @@ impl<S: NodeStore> Smst<S> {
         if leaf_len >= LEAF_FLAG {
             return Err(SmstError::Corrupt(format!("leaf id bound {leaf_len}")));
         }
+        let mut live = Vec::with_capacity(leaf_len as usize);
         for id in 0..leaf_len {
             let Some(bytes) = trie.store.get(&key(b'L', id))? else {
                 trie.leaves.push(Leaf {
@@ -245,29 +246,12 @@ impl<S: NodeStore> Smst<S> {
             };
             let leaf = decode_leaf(&bytes).ok_or_else(|| SmstError::Corrupt(format!("leaf record {id}")))?;
             trie.leaves.push(leaf);
-            let (trail, closest) = trie.descend(&leaf.path);
-            let linked = match closest {
-                None => true,
-                Some(closest) => match crit_bit(&leaf.path, &trie.leaves[closest as usize].path) {
-                    Some(crit) => {
-                        trie.link(&trail, crit, &leaf.path, id | LEAF_FLAG);
-                        true
-                    }
-                    None => false,
-                },
-            };
-            trie.path_scratch = trail;
-            if !linked {
-                return Err(SmstError::Corrupt(format!(
-                    "leaf {id} repeats the path of another leaf"
-                )));
-            }
-            if trie.root == EMPTY {
-                trie.root = id | LEAF_FLAG;
-            }
             trie.count += 1;
             trie.weight = trie.weight.wrapping_add(leaf.weight);
+            live.push(id);
         }
+        live.sort_unstable_by(|a, b| trie.leaves[*a as usize].path.cmp(&trie.leaves[*b as usize].path));
+        trie.build_sorted(&live)?;
         // Reuse low ids first, as a trie that never closed would.
         trie.free_leaves.reverse();
         Ok(trie)
@@ -448,6 +432,52 @@ impl<S: NodeStore> Smst<S> {
         for &i in ids {
             self.branches[i as usize].flags = DIRTY;
         }
+    }
+
+    /// Builds the structure of an empty trie from leaves sorted by path, in one pass: the trie over sorted keys
+    /// is the one whose branch between neighbours `i − 1` and `i` sits at their crit bit, with shallower
+    /// branches above deeper ones. A stack holds the right spine (depths increasing); each new leaf hangs under
+    /// a new branch at its crit bit with its neighbour, taking over the spine below that depth as its left
+    /// subtree. Linear, no descents (a reopen used to insert leaf by leaf, one random descent each).
+    fn build_sorted(&mut self, sorted: &[u32]) -> Result<(), SmstError> {
+        let Some((&first, rest)) = sorted.split_first() else {
+            return Ok(());
+        };
+        self.root = first | LEAF_FLAG;
+        let mut spine: Vec<u32> = Vec::new();
+        let mut previous = first;
+        for &id in rest {
+            let (a, b) = (&self.leaves[previous as usize].path, &self.leaves[id as usize].path);
+            let crit = crit_bit(a, b)
+                .ok_or_else(|| SmstError::Corrupt(format!("leaf {id} repeats the path of leaf {previous}")))?;
+            let mut below = None;
+            while let Some(&top) = spine.last() {
+                if (self.branches[top as usize].depth as usize) < crit {
+                    break;
+                }
+                below = spine.pop();
+            }
+            // The subtree that goes left of the new branch: the spine below its depth, else the previous leaf
+            // (the right child of the spine's top), else the whole trie (a single leaf so far).
+            let left = match (below, spine.last()) {
+                (Some(b), _) => b,
+                (None, Some(&top)) => self.branches[top as usize].right,
+                (None, None) => self.root,
+            };
+            let branch = self.alloc_branch(Branch {
+                left,
+                right: id | LEAF_FLAG,
+                depth: crit as u16,
+                flags: DIRTY,
+            });
+            match spine.last() {
+                Some(&top) => self.branches[top as usize].right = branch,
+                None => self.root = branch,
+            }
+            spine.push(branch);
+            previous = id;
+        }
+        Ok(())
     }
 
     /// One descent along `path` to the closest leaf (`None` when the trie is empty), returning the branches
