@@ -25,8 +25,9 @@
 //!
 //! Persistence: only leaves are stored. A crit-bit trie is determined by its set of leaf paths, so branches and
 //! their digests are derived data: [`Smst::open`] rebuilds the branches from the stored leaves (one pass in
-//! path order) and the first [`Smst::root`] rehashes them. [`Smst::commit`] writes one [`NodeBatch`] with the leaves changed since the last commit (`L` + id: path,
-//! hash, weight; `V` + id: the value), deletions of removed leaves, and the root record (`R`: the leaf id bound).
+//! path order) and the first [`Smst::root`] rehashes them. [`Smst::commit`] writes one [`NodeBatch`] with the
+//! leaves changed since the last commit (`L` + id: path, hash, weight; `V` + id: the value), deletions of
+//! removed leaves, and the root record (`R`: the leaf id bound).
 //! Leaf ids are allocated densely and reused, so the records of a commit are mostly appends in key order.
 //!
 //! Why not branches too: every insert changes the digest of each of its ~log2(n) ancestors, at random places
