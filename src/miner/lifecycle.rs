@@ -306,7 +306,8 @@ pub enum Command {
         compute_units: u64,
     },
     /// Served relays ingested after the session's claim was built (the driver keeps them out of the claimed
-    /// trie, in a late one): not in the claim on chain, so their revenue is lost (metric `upokt_lost{reason="relays_after_claim"}`, log at ERROR). Recorded once.
+    /// trie, in a late one): not in the claim on chain, so their revenue is lost (metric
+    /// `upokt_lost{reason="relays_after_claim"}`, log at ERROR). Recorded once.
     RecordUnclaimed {
         /// Which session.
         key: SessionKey,
