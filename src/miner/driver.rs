@@ -606,20 +606,31 @@ impl Miner {
                 session_start_block_height: record.schedule.session_start,
                 session_end_block_height: record.schedule.session_end,
             };
-            let store = self.writer()?.tries.open(&key.supplier, &key.session_id).await?;
-            let trie = tokio::task::block_in_place(|| Smst::open(store))?;
-            self.tries.insert(
-                key.clone(),
-                OpenTrie {
-                    trie,
-                    header,
-                    late: None,
-                },
-            );
+            self.keep_open(key, header).await?;
         }
         self.tries
             .get_mut(key)
             .ok_or_else(|| MinerError::Corrupt(format!("no trie for {}", key.session_id)))
+    }
+
+    /// The trie stored in the namespace `(supplier, namespace)`.
+    async fn load_trie(&self, supplier: &str, namespace: &str) -> Result<Smst<storage::BoxNodeStore>, MinerError> {
+        let store = self.writer()?.tries.open(supplier, namespace).await?;
+        Ok(tokio::task::block_in_place(|| Smst::open(store))?)
+    }
+
+    /// Loads the session's (claimed) trie and keeps it open with its header.
+    async fn keep_open(&mut self, key: &SessionKey, header: SessionHeader) -> Result<(), MinerError> {
+        let trie = self.load_trie(&key.supplier, &key.session_id).await?;
+        self.tries.insert(
+            key.clone(),
+            OpenTrie {
+                trie,
+                header,
+                late: None,
+            },
+        );
+        Ok(())
     }
 
     async fn claim_of(&mut self, key: &SessionKey) -> Result<(wire::Claim, [u8; 48]), MinerError> {

@@ -17,11 +17,10 @@ use std::sync::atomic::Ordering as AtomicOrdering;
 
 use prost::Message as _;
 
-use super::{Miner, MinerError, OpenTrie};
+use super::{Miner, MinerError};
 use crate::miner::lifecycle::{Event, Schedule, SessionKey};
 use crate::protocol::session::SessionWindows;
 use crate::protocol::wire::{MinedRelayMessage, SessionHeader};
-use crate::smst::Smst;
 
 /// Most relay-log entries one ingest batch takes (one trie commit, one record write and one ack per batch).
 ///
@@ -146,8 +145,6 @@ impl Miner {
         hash: &[u8; 32],
     ) -> Result<(), MinerError> {
         if !self.tries.contains_key(key) {
-            let store = self.writer()?.tries.open(&key.supplier, &key.session_id).await?;
-            let trie = tokio::task::block_in_place(|| Smst::open(store))?;
             let header = SessionHeader {
                 application_address: message.application_address.clone(),
                 service_id: message.service_id.clone(),
@@ -155,14 +152,7 @@ impl Miner {
                 session_start_block_height: message.session_start_height,
                 session_end_block_height: message.session_end_height,
             };
-            self.tries.insert(
-                key.clone(),
-                OpenTrie {
-                    trie,
-                    header,
-                    late: None,
-                },
-            );
+            self.keep_open(key, header).await?;
         }
         let claim_built = self.engine.session(key).is_some_and(|r| !r.claim_sent_at.is_empty());
         let open = self
@@ -178,12 +168,7 @@ impl Miner {
             return Ok(());
         }
         if open.late.is_none() {
-            let store = self
-                .writer()?
-                .tries
-                .open(&key.supplier, &late_namespace(&key.session_id))
-                .await?;
-            let late = tokio::task::block_in_place(|| Smst::open(store))?;
+            let late = self.load_trie(&key.supplier, &late_namespace(&key.session_id)).await?;
             if let Some(open) = self.tries.get_mut(key) {
                 open.late = Some(late);
             }
