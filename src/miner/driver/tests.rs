@@ -460,39 +460,78 @@ async fn a_loss_that_cannot_be_valued_counts_relays_and_compute_units_but_no_upo
     );
 }
 
+/// A leader miner (with metrics, on a memory backend) that ingested relays 0..5 of the fixture's session and
+/// sent their claim when the claim window opened, plus one more block that included the claim.
+struct Claimed {
+    f: Fixture,
+    miner: Miner,
+    plain: storage::Storage,
+    telemetry: crate::telemetry::Telemetry,
+    schedule: crate::miner::lifecycle::Schedule,
+    on_chain: crate::protocol::wire::Claim,
+}
+
+async fn claimed(genesis: Genesis) -> Claimed {
+    let f = fixture_on(genesis).await;
+    let telemetry = crate::telemetry::Telemetry::new().unwrap();
+    let plain = MemoryBackend::new().storage();
+    let mut miner = Miner::new(f.client.clone(), plain.clone(), f.keyring.clone(), config("a"))
+        .with_metrics(crate::miner::metrics::MinerMetrics::new(&telemetry).unwrap());
+    miner.step().await.unwrap();
+    plain
+        .relay_log
+        .append(relays(&f.supplier, &f.header, 0..5))
+        .await
+        .unwrap();
+    miner.step().await.unwrap();
+    let schedule = miner.engine.session(&f.key).unwrap().schedule;
+    while f.chain.height() < schedule.claim_open {
+        f.chain.produce_block();
+    }
+    miner.step().await.unwrap();
+    assert_eq!(
+        miner.engine.session(&f.key).unwrap().claim_sent_at.len(),
+        1,
+        "claim sent"
+    );
+    f.chain.produce_block();
+    let on_chain = f
+        .client
+        .claim(&f.key.session_id, &f.supplier)
+        .await
+        .unwrap()
+        .expect("claim included");
+    Claimed {
+        f,
+        miner,
+        plain,
+        telemetry,
+        schedule,
+        on_chain,
+    }
+}
+
 /// A relay that reaches the miner after its session's claim was built (validated in the grace period and
 /// appended only when the backend answered, or from a relayer whose height lags) stays out of the claimed
 /// trie, which proofs are built from: its root stays the root on chain. The late relay is still counted once
 /// (`relays_after_claim`), and a redelivered relay the claim already holds is not counted again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_relay_after_the_claim_stays_out_of_the_claimed_trie_so_its_root_stays_the_one_on_chain() {
+    let Claimed {
+        f,
+        mut miner,
+        plain,
+        telemetry,
+        on_chain,
+        ..
+    } = claimed(genesis()).await;
     let Fixture {
         chain,
-        client,
         supplier,
         header,
-        keyring,
         key,
-    } = fixture().await;
-    let telemetry = crate::telemetry::Telemetry::new().unwrap();
-    let plain = MemoryBackend::new().storage();
-    let mut miner = Miner::new(client.clone(), plain.clone(), keyring, config("a"))
-        .with_metrics(crate::miner::metrics::MinerMetrics::new(&telemetry).unwrap());
-    miner.step().await.unwrap();
-    plain.relay_log.append(relays(&supplier, &header, 0..5)).await.unwrap();
-    miner.step().await.unwrap();
-    let schedule = miner.engine.session(&key).unwrap().schedule;
-    while chain.height() < schedule.claim_open {
-        chain.produce_block();
-    }
-    miner.step().await.unwrap();
-    assert_eq!(miner.engine.session(&key).unwrap().claim_sent_at.len(), 1, "claim sent");
-    chain.produce_block();
-    let on_chain = client
-        .claim(&key.session_id, &supplier)
-        .await
-        .unwrap()
-        .expect("claim included");
+        ..
+    } = f;
 
     // A late relay, and a redelivery of a relay the claim holds.
     plain.relay_log.append(relays(&supplier, &header, 5..6)).await.unwrap();
@@ -542,31 +581,14 @@ async fn no_proof_is_sent_from_a_trie_whose_root_is_not_the_claim_on_chain() {
     let mut g = genesis();
     g.proof_params.proof_request_probability = 1.0;
     g.proof_params.proof_requirement_threshold_upokt = 0;
-    let Fixture {
-        chain,
-        client,
-        supplier,
-        header,
-        keyring,
-        key,
-    } = fixture_on(g).await;
-    let telemetry = crate::telemetry::Telemetry::new().unwrap();
-    let plain = MemoryBackend::new().storage();
-    let mut miner = Miner::new(client.clone(), plain.clone(), keyring, config("a"))
-        .with_metrics(crate::miner::metrics::MinerMetrics::new(&telemetry).unwrap());
-    miner.step().await.unwrap();
-    plain.relay_log.append(relays(&supplier, &header, 0..5)).await.unwrap();
-    miner.step().await.unwrap();
-    let schedule = miner.engine.session(&key).unwrap().schedule;
-    while chain.height() < schedule.claim_open {
-        chain.produce_block();
-    }
-    miner.step().await.unwrap();
-    chain.produce_block();
-    assert!(
-        client.claim(&key.session_id, &supplier).await.unwrap().is_some(),
-        "claim included"
-    );
+    let Claimed {
+        f,
+        mut miner,
+        telemetry,
+        schedule,
+        ..
+    } = claimed(g).await;
+    let Fixture { chain, key, .. } = f;
     // The trie changes behind the freeze's back.
     let extra = Sha256::digest(b"not claimed");
     miner
