@@ -465,33 +465,56 @@ fn records_round_trip_and_restore_continues() {
     );
 }
 
-/// Runs a leader engine through a claim window in which every claim broadcast gets `outcome`, the chain never
-/// holds the claim; returns the reason the session expired with.
+/// How the node and chain answer the engine's commands in [`run_blocks`].
+struct Answers {
+    /// Outcome of every claim broadcast.
+    claim: TxOutcome,
+    /// Whether a lookup finds the claim on chain.
+    claim_on_chain: bool,
+    /// Outcome of every proof broadcast (a proof is always required).
+    proof: TxOutcome,
+}
+
+/// Feeds blocks `heights` to `e`, answering each command it emits as `answers` says (never a validated proof).
+fn run_blocks(e: &mut Engine, heights: std::ops::RangeInclusive<i64>, answers: &Answers) {
+    for h in heights {
+        for c in block(e, h) {
+            let event = match c {
+                Command::SubmitClaims { keys, .. } => Event::TxOutcome {
+                    kind: TxKind::Claim,
+                    keys,
+                    outcome: answers.claim.clone(),
+                },
+                Command::SubmitProofs { keys, .. } => Event::TxOutcome {
+                    kind: TxKind::Proof,
+                    keys,
+                    outcome: answers.proof.clone(),
+                },
+                Command::LookupOnChain { key } => Event::OnChain {
+                    key,
+                    claim_exists: answers.claim_on_chain,
+                    proof_validated: false,
+                },
+                Command::CheckProofRequirement { key } => Event::ProofRequirement { key, required: true },
+                _ => continue,
+            };
+            e.handle(event);
+        }
+    }
+}
+
+/// Runs a leader engine through a claim window in which every claim broadcast gets `outcome` and the chain
+/// never holds the claim; returns the reason the session expired with.
 fn claim_window_with_every_broadcast(outcome: TxOutcome) -> LossReason {
     let mut e = leader_engine();
     let k = key("s1", "a");
     ingest(&mut e, &k, 2);
-    for h in 12..=20 {
-        for c in block(&mut e, h) {
-            match c {
-                Command::SubmitClaims { keys, .. } => {
-                    e.handle(Event::TxOutcome {
-                        kind: TxKind::Claim,
-                        keys,
-                        outcome: outcome.clone(),
-                    });
-                }
-                Command::LookupOnChain { key } => {
-                    e.handle(Event::OnChain {
-                        key,
-                        claim_exists: false,
-                        proof_validated: false,
-                    });
-                }
-                _ => {}
-            }
-        }
-    }
+    let answers = Answers {
+        claim: outcome,
+        claim_on_chain: false,
+        proof: TxOutcome::Broadcast,
+    };
+    run_blocks(&mut e, 12..=20, &answers);
     let record = e.session(&k).unwrap();
     assert_eq!(record.claim_sent_at.len(), 2, "sent, then re-sent once");
     match record.state {
@@ -529,37 +552,12 @@ fn a_proof_no_node_ever_took_is_lost_as_window_missed() {
     let mut e = leader_engine();
     let k = key("s1", "a");
     ingest(&mut e, &k, 2);
-    for h in 12..=22 {
-        for c in block(&mut e, h) {
-            match c {
-                Command::SubmitClaims { keys, .. } => {
-                    e.handle(Event::TxOutcome {
-                        kind: TxKind::Claim,
-                        keys,
-                        outcome: TxOutcome::Broadcast,
-                    });
-                }
-                Command::LookupOnChain { key } => {
-                    e.handle(Event::OnChain {
-                        key,
-                        claim_exists: true,
-                        proof_validated: false,
-                    });
-                }
-                Command::CheckProofRequirement { key } => {
-                    e.handle(Event::ProofRequirement { key, required: true });
-                }
-                Command::SubmitProofs { keys, .. } => {
-                    e.handle(Event::TxOutcome {
-                        kind: TxKind::Proof,
-                        keys,
-                        outcome: TxOutcome::Retryable("node unreachable".into()),
-                    });
-                }
-                _ => {}
-            }
-        }
-    }
+    let answers = Answers {
+        claim: TxOutcome::Broadcast,
+        claim_on_chain: true,
+        proof: TxOutcome::Retryable("node unreachable".into()),
+    };
+    run_blocks(&mut e, 12..=22, &answers);
     let record = e.session(&k).unwrap();
     assert!(!record.proof_sent_at.is_empty(), "a proof was due and sent");
     assert_eq!(record.state, State::Expired(LossReason::ProofWindowMissed));
