@@ -37,6 +37,17 @@ pub(crate) struct View {
     pub running: Result<(), String>,
 }
 
+/// An entry this node proposed, once applied.
+#[derive(Debug)]
+pub(crate) struct Proposed {
+    /// Its log index.
+    pub index: u64,
+    /// The term it was proposed (and so applied) in.
+    pub term: u64,
+    /// Its results.
+    pub data: Response,
+}
+
 /// Shared per-node state.
 pub(crate) struct Core {
     pub raft: Raft,
@@ -129,10 +140,25 @@ impl Core {
     }
 
     /// Proposes `req` on this node only (stamping the leader clock); `NotLeader` when this node is not leader.
-    pub async fn write_local(&self, mut req: Request) -> Result<(u64, Response), WireError> {
+    /// Returns the log index the entry was applied at and its results.
+    pub async fn write_local(&self, req: Request) -> Result<(u64, Response), WireError> {
+        self.propose_local(req).await.map(|w| (w.index, w.data))
+    }
+
+    /// [`Core::write_local`], also returning the term the entry was proposed in.
+    ///
+    /// openraft answers a proposal once its entry is applied, even when this node lost leadership meanwhile and
+    /// a later leader committed the entry (it was replicated before the cut, the acknowledgements were not).
+    /// The results then speak for the proposal's term, which may be over: callers that draw a conclusion about
+    /// the present (leadership) compare [`Proposed::term`] with the current term.
+    pub async fn propose_local(&self, mut req: Request) -> Result<Proposed, WireError> {
         req.now_ms = now_ms();
         match self.raft.client_write(req).await {
-            Ok(r) => Ok((r.log_id.index, r.data)),
+            Ok(r) => Ok(Proposed {
+                index: r.log_id.index,
+                term: r.log_id.committed_leader_id().term,
+                data: r.data,
+            }),
             Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => Err(not_leader(&f)),
             Err(e) => Err(WireError::Raft(e.to_string())),
         }

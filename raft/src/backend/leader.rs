@@ -69,6 +69,12 @@ pub(crate) async fn watcher(core: Arc<Core>, reader: SmReader, watches: Watches,
 
 impl RaftBackend {
     /// Proposes one leadership op on this node only; `None` when this node is not (or no longer) the leader.
+    ///
+    /// The answer must hold when it is returned, not only when the entry was proposed: a leader cut off right
+    /// after its entry reached a follower waits for the commit, and a later leader may commit that entry. Its
+    /// result (a renewal that succeeded in the old term) would then tell a deposed node it still leads, and its
+    /// miner would submit next to the new leader's. So the entry's term must still be the current term, with
+    /// this node still leading it.
     async fn lease_op(&self, op: Op) -> Result<Option<OpResult>, StorageError> {
         if !self.core.is_leader() {
             tracing::debug!("leadership op refused: this node is not the raft leader");
@@ -76,13 +82,24 @@ impl RaftBackend {
         }
         match self
             .core
-            .write_local(Request {
+            .propose_local(Request {
                 now_ms: 0,
                 ops: vec![op],
             })
             .await
         {
-            Ok((_, resp)) => one(resp).map(Some),
+            Ok(proposed) => {
+                let now = self.core.view().term;
+                if proposed.term != now || !self.core.is_leader() {
+                    tracing::info!(
+                        proposed_in = proposed.term,
+                        term = now,
+                        "leadership op committed after this node lost the raft leadership: it confirms nothing"
+                    );
+                    return Ok(None);
+                }
+                one(proposed.data).map(Some)
+            }
             Err(WireError::NotLeader { .. }) => Ok(None),
             Err(e) => Err(unavailable(e)),
         }

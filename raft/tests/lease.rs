@@ -1,0 +1,95 @@
+//! A leadership confirmation must hold when it is returned. A raft leader that proposed a lease renewal and
+//! was cut off before hearing the acknowledgements waits for the commit; the entry reached a follower, so a
+//! later leader commits it and openraft answers the deposed node's proposal with the old term's result. Before
+//! the fix that answer was "renewed", and the deposed node's miner submitted claims next to the new leader's
+//! (seen in `raft_partition`: two claims broadcast by the healed old leader, rejected outside their window).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use common::{Cluster, DEADLINE, MuteProxy, free_addr, wait_for};
+
+const ELECTION: &str = "miner";
+const TTL: Duration = Duration::from_secs(60);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_renewal_committed_after_its_proposer_was_deposed_confirms_nothing() {
+    // Every node is reached through a proxy (the membership holds the proxies' addresses).
+    let listen: BTreeMap<u64, std::net::SocketAddr> = (1..=3).map(|id| (id, free_addr())).collect();
+    let mut proxies = BTreeMap::new();
+    for (id, addr) in &listen {
+        proxies.insert(*id, MuteProxy::start(*addr).await);
+    }
+    let advertise: BTreeMap<u64, String> = proxies.iter().map(|(id, p)| (*id, p.addr().to_string())).collect();
+    let mut c = Cluster::start_with(3, |cfg| {
+        cfg.listen = listen[&cfg.node_id];
+        cfg.advertise = Some(advertise[&cfg.node_id].clone());
+    })
+    .await;
+    let a = c.leader().await;
+    let storage_a = c.node(a).storage();
+    let token = storage_a
+        .leadership
+        .campaign(ELECTION, "node-a", TTL)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        storage_a
+            .leadership
+            .renew(ELECTION, "node-a", token, TTL)
+            .await
+            .unwrap(),
+        "a renewal by the leading node confirms its leadership"
+    );
+
+    // Only A and B remain; B's answers to A are lost, so A cannot commit anything alone.
+    let mut others = (1..=3).filter(|id| *id != a);
+    let (b, gone) = (others.next().unwrap(), others.next().unwrap());
+    c.stop(gone).await;
+    c.converged().await;
+    proxies[&b].mute(true);
+    let term_a = c.node(a).status().term;
+    let last = c.node(a).status().last_log_index;
+    let renewal = {
+        let storage_a = storage_a.clone();
+        tokio::spawn(async move { storage_a.leadership.renew(ELECTION, "node-a", token, TTL).await })
+    };
+    wait_for("the renewal entry reaches B", || async {
+        (c.node(b).status().last_log_index > last).then_some(())
+    })
+    .await;
+    assert!(!renewal.is_finished(), "A committed without B's answers");
+
+    // B is elected with A's vote (A's lease on B lapses without answers) and commits its term's first entry,
+    // and with it A's renewal, which A then applies as B's follower.
+    let mut tries = 0;
+    wait_for("B leads in a later term", || {
+        tries += 1;
+        let node = c.node(b);
+        async move {
+            if tries % 40 == 1 {
+                node.raft().trigger().elect(false).await.unwrap();
+            }
+            let s = node.status();
+            (s.leader_id == Some(b) && node.is_leader() && s.term > term_a).then_some(())
+        }
+    })
+    .await;
+    let renewed = tokio::time::timeout(DEADLINE, renewal).await.unwrap().unwrap();
+    // The answer came from applying the entry (metrics follow the answer by a moment).
+    wait_for("A applies its renewal", || async {
+        (c.node(a).status().applied_index > last).then_some(())
+    })
+    .await;
+    assert_eq!(
+        renewed,
+        Ok(false),
+        "a renewal committed by the next leader confirmed the deposed node's leadership"
+    );
+    assert!(storage_a.leadership.leader(ELECTION).await.unwrap().is_none());
+    c.shutdown().await;
+}
