@@ -319,9 +319,10 @@ async fn raft_cluster_survives_leader_kills_and_membership_changes_under_load() 
     );
     assert!(load.served.len() >= 4, "too few sessions served: {:?}", load.served);
     println!("leader kills at heights {kill_heights:?}");
+    // Two submitters in one term explain rejected or duplicate claims best: asserted first.
+    submitters.assert_one_per_term();
     assert_claims(&env.chain, &load.served, load.unanswered(), Proofs::EveryClaim);
     assert_nodes_lost_nothing(&metrics);
-    submitters.assert_one_per_term();
     let failover_terms: u64 = failovers.iter().map(|f| f.terms).sum();
     let spurious = (last_term - first_term).saturating_sub(failover_terms);
     let ms = |d: &Duration| d.as_millis() as u64;
