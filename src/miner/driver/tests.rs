@@ -67,13 +67,25 @@ fn genesis() -> Genesis {
 }
 
 /// A leadership view that can lag: once frozen, `leader()` keeps answering what it was frozen with (a raft
-/// node's applied view between ticks); campaign, renew and resign always reach the storage.
+/// node's applied view between ticks); campaign, renew and resign always reach the storage. Renewals can be
+/// held (write-lock `hold`), as a raft commit is while its leader is cut off; `renewals` counts those started.
 struct LaggingView {
     inner: Arc<dyn Leadership>,
     frozen: Mutex<Option<Option<LeaderInfo>>>,
+    hold: tokio::sync::RwLock<()>,
+    renewals: std::sync::atomic::AtomicUsize,
 }
 
 impl LaggingView {
+    fn over(inner: Arc<dyn Leadership>) -> Self {
+        Self {
+            inner,
+            frozen: Mutex::new(None),
+            hold: tokio::sync::RwLock::new(()),
+            renewals: std::sync::atomic::AtomicUsize::new(0),
+        }
+    }
+
     fn set(&self, v: Option<Option<LeaderInfo>>) {
         *self.frozen.lock().unwrap() = v;
     }
@@ -112,7 +124,11 @@ impl Leadership for LaggingView {
         'c: 'a,
         Self: 'a,
     {
-        self.inner.renew(election, candidate, token, ttl)
+        Box::pin(async move {
+            self.renewals.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let _held = self.hold.read().await;
+            self.inner.renew(election, candidate, token, ttl).await
+        })
     }
 
     fn resign<'s, 'e, 'c, 'a>(&'s self, election: &'e str, candidate: &'c str, token: u64) -> Answer<'a, bool>
@@ -251,10 +267,7 @@ async fn a_fenced_out_miner_stops_ingesting_and_the_new_leader_gets_every_relay(
 
     let mem = MemoryBackend::new();
     let plain = mem.storage();
-    let view = Arc::new(LaggingView {
-        inner: plain.leadership.clone(),
-        frozen: Mutex::new(None),
-    });
+    let view = Arc::new(LaggingView::over(plain.leadership.clone()));
     let mut storage_a = plain.clone();
     storage_a.leadership = view.clone();
     let mut a = Miner::new(client.clone(), storage_a, keyring.clone(), config("a"));
@@ -619,5 +632,68 @@ async fn no_proof_is_sent_from_a_trie_whose_root_is_not_the_claim_on_chain() {
             && l.contains("reason=\"claim_root_mismatch\"")
             && l.ends_with(" 1")),
         "{text}"
+    );
+}
+
+/// Confirming the leadership right before a submission can take blocks (a raft commit waits out a partition).
+/// A claim whose deadline passed meanwhile is not sent: included after its window it would be refused and cost
+/// its fee. The engine takes it as a send that never left, so the session is lost as `claim_window_missed`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_claim_whose_deadline_passed_while_the_leadership_was_confirmed_is_not_sent() {
+    let f = fixture().await;
+    let plain = MemoryBackend::new().storage();
+    let view = Arc::new(LaggingView::over(plain.leadership.clone()));
+    let mut storage = plain.clone();
+    storage.leadership = view.clone();
+    let mut miner = Miner::new(f.client.clone(), storage, f.keyring.clone(), config("a"));
+    miner.step().await.unwrap();
+    plain
+        .relay_log
+        .append(relays(&f.supplier, &f.header, 0..5))
+        .await
+        .unwrap();
+    miner.step().await.unwrap();
+    let schedule = miner.engine.session(&f.key).unwrap().schedule;
+    while f.chain.height() < schedule.claim_open {
+        f.chain.produce_block();
+    }
+
+    // The claim's confirmation is held while the chain passes the claim deadline (close − 1 block of buffer).
+    let held = view.hold.write().await;
+    let started = view.renewals.load(std::sync::atomic::Ordering::SeqCst);
+    let stalled = tokio::spawn(async move {
+        miner.step().await.unwrap();
+        miner
+    });
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while view.renewals.load(std::sync::atomic::Ordering::SeqCst) == started {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the miner never confirmed its leadership"
+        );
+        tokio::task::yield_now().await;
+    }
+    while f.chain.height() < schedule.claim_close {
+        f.chain.produce_block();
+    }
+    drop(held);
+    let mut miner = stalled.await.unwrap();
+    let record = miner.engine.session(&f.key).unwrap();
+    assert_eq!(
+        record.claim_sent_at,
+        vec![schedule.claim_open],
+        "the engine decided to send"
+    );
+    assert!(!record.claim_reached_node, "the claim was broadcast after its deadline");
+    f.chain.produce_block();
+    miner.step().await.unwrap();
+    assert!(
+        f.chain.records().iter().all(|r| r.kind != "claim"),
+        "a claim reached the chain: {:?}",
+        f.chain.records()
+    );
+    assert_eq!(
+        miner.engine.session(&f.key).unwrap().state,
+        crate::miner::lifecycle::State::Expired(crate::miner::lifecycle::LossReason::ClaimWindowMissed)
     );
 }

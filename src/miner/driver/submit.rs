@@ -1,0 +1,294 @@
+//! Submitting claims and proofs: building the messages from the session tries, confirming the leadership right
+//! before the broadcast, dropping what can no longer land inside its window, signing (gas simulated) and
+//! broadcasting, and feeding each outcome back to the lifecycle engine (counted per supplier and kind).
+
+use std::sync::atomic::Ordering as AtomicOrdering;
+
+use k256::ecdsa::SigningKey;
+
+use super::{Miner, MinerError};
+use crate::chain::sequence::SequenceError;
+use crate::chain::tx::{self, Ordering, TxPlan};
+use crate::miner::lifecycle::{Event, SessionKey, Step, TxKind, TxOutcome};
+use crate::protocol::gob;
+use crate::protocol::session::{SessionWindows, proof_path};
+use crate::protocol::wire;
+
+impl Miner {
+    pub(super) async fn submit(
+        &mut self,
+        kind: TxKind,
+        supplier: &str,
+        keys: Vec<SessionKey>,
+    ) -> Result<Step, MinerError> {
+        let mut messages = Vec::new();
+        let mut unprovable = Vec::new();
+        for key in &keys {
+            let (claim, _) = self.claim_of(key).await?;
+            let header = claim.session_header.clone();
+            if kind == TxKind::Proof && !self.claim_on_chain_is(key, &claim.root_hash).await? {
+                unprovable.push(key.clone());
+                continue;
+            }
+            match kind {
+                TxKind::Claim => messages.push((
+                    key.clone(),
+                    wire::Any::pack(
+                        wire::MSG_CREATE_CLAIM_TYPE_URL,
+                        &wire::MsgCreateClaim {
+                            supplier_operator_address: supplier.to_string(),
+                            session_header: header,
+                            root_hash: claim.root_hash,
+                        },
+                    ),
+                )),
+                TxKind::Proof => {
+                    let h = header.clone().unwrap_or_default();
+                    let params = self.chain.shared_params_at(h.session_end_block_height).await?;
+                    let windows = SessionWindows::new(&params, h.session_end_block_height)
+                        .map_err(|e| MinerError::Corrupt(e.to_string()))?;
+                    let seed = self.chain.block(windows.proof_seed_height()).await?;
+                    let path = proof_path(&seed.hash, &h.session_id);
+                    let open = self.open_trie(key).await?;
+                    let proof = tokio::task::block_in_place(|| open.trie.prove_closest(&path))?;
+                    messages.push((
+                        key.clone(),
+                        wire::Any::pack(
+                            wire::MSG_SUBMIT_PROOF_TYPE_URL,
+                            &wire::MsgSubmitProof {
+                                supplier_operator_address: supplier.to_string(),
+                                session_header: header,
+                                proof: gob::encode_closest_proof(&proof.compact()),
+                            },
+                        ),
+                    ));
+                }
+            }
+        }
+        let keys: Vec<SessionKey> = keys.into_iter().filter(|k| !unprovable.contains(k)).collect();
+        let mut step = if unprovable.is_empty() {
+            Step::default()
+        } else {
+            self.engine.handle(Event::TxOutcome {
+                kind,
+                keys: unprovable,
+                outcome: TxOutcome::Rejected("the claim on chain has another root than this miner's trie".into()),
+            })
+        };
+        if keys.is_empty() {
+            return Ok(step);
+        }
+        if !self.still_leader().await {
+            return Ok(self.tx_outcome(
+                step,
+                kind,
+                supplier,
+                keys,
+                TxOutcome::Retryable("no longer the leader".into()),
+            ));
+        }
+        // The engine decided at its height; confirming the leadership can take blocks (a raft commit waits out a
+        // partition). A tx included after its window is refused and costs its fee, so sessions whose deadline
+        // passed meanwhile are not sent (the engine takes it as a send that never left).
+        let height = match self.chain.latest_block().await {
+            Ok(block) => block.height,
+            Err(e) => {
+                return Ok(self.tx_outcome(step, kind, supplier, keys, TxOutcome::Retryable(e.to_string())));
+            }
+        };
+        let buffer = self.config.engine.submission_buffer_blocks;
+        let (late, keys): (Vec<SessionKey>, Vec<SessionKey>) = keys.into_iter().partition(|key| {
+            self.engine.session(key).is_some_and(|r| {
+                let close = match kind {
+                    TxKind::Claim => r.schedule.claim_close,
+                    TxKind::Proof => r.schedule.proof_close,
+                };
+                height > close - buffer
+            })
+        });
+        if !late.is_empty() {
+            messages.retain(|(key, _)| !late.contains(key));
+            let reason = format!("the window's deadline passed (height {height}) while confirming the leadership");
+            step = self.tx_outcome(step, kind, supplier, late, TxOutcome::Retryable(reason));
+            if keys.is_empty() {
+                return Ok(step);
+            }
+        }
+        let messages = messages.into_iter().map(|(_, m)| m).collect();
+        let outcome = match self.broadcast(supplier, messages).await {
+            Ok(()) => {
+                let counter = if kind == TxKind::Claim {
+                    &self.stats.claims_sent
+                } else {
+                    &self.stats.proofs_sent
+                };
+                counter.fetch_add(keys.len() as u64, AtomicOrdering::Relaxed);
+                if let Some(m) = &self.metrics {
+                    let vec = if kind == TxKind::Claim {
+                        &m.claims_submitted
+                    } else {
+                        &m.proofs_submitted
+                    };
+                    for key in &keys {
+                        let service = self
+                            .engine
+                            .session(key)
+                            .map(|r| r.service_id.as_str())
+                            .unwrap_or_default();
+                        vec.with_label_values(&[supplier, service]).inc();
+                    }
+                }
+                TxOutcome::Broadcast
+            }
+            Err(outcome) => outcome,
+        };
+        Ok(self.tx_outcome(step, kind, supplier, keys, outcome))
+    }
+
+    /// Counts a submission's outcome and feeds it to the engine, merging the engine's answer into `step`.
+    fn tx_outcome(
+        &mut self,
+        mut step: Step,
+        kind: TxKind,
+        supplier: &str,
+        keys: Vec<SessionKey>,
+        outcome: TxOutcome,
+    ) -> Step {
+        if let TxOutcome::Rejected(reason) | TxOutcome::Retryable(reason) | TxOutcome::HaConflict(reason) = &outcome {
+            tracing::warn!(
+                supplier,
+                ?kind,
+                reason,
+                "submission not sent or not accepted by the node"
+            );
+            if let Some(m) = &self.metrics {
+                let label = match outcome {
+                    TxOutcome::Rejected(_) => "rejected",
+                    TxOutcome::HaConflict(_) => "ha_conflict",
+                    _ => "retryable",
+                };
+                let vec = if kind == TxKind::Claim {
+                    &m.claim_errors
+                } else {
+                    &m.proof_errors
+                };
+                vec.with_label_values(&[supplier, label]).inc();
+            }
+        }
+        let sent = self.engine.handle(Event::TxOutcome { kind, keys, outcome });
+        step.commands.extend(sent.commands);
+        step.changed.extend(sent.changed);
+        step.changed.sort();
+        step.changed.dedup();
+        step
+    }
+
+    /// Whether the session's claim on chain (if any) has the root `root` that a proof from this miner's trie
+    /// verifies against. A proof against another root fails on chain (spec §5.4 step 17) and costs its fee: it
+    /// is not sent, and the mismatch is logged at ERROR and counted (`ha_miner_proof_errors_total{reason=
+    /// "claim_root_mismatch"}`); the engine takes it as a refused proof, so the session expires as
+    /// `proof_not_included` when the window closes. The trie is frozen once its claim is built (module `ingest`),
+    /// so this guards against what should not happen, e.g. a claim on chain that another instance built.
+    async fn claim_on_chain_is(&self, key: &SessionKey, root: &[u8]) -> Result<bool, MinerError> {
+        let Some(on_chain) = self.chain.claim(&key.session_id, &key.supplier).await? else {
+            return Ok(true);
+        };
+        if on_chain.root_hash == root {
+            return Ok(true);
+        }
+        tracing::error!(
+            supplier = key.supplier,
+            session = key.session_id,
+            on_chain = hex::encode(&on_chain.root_hash),
+            trie = hex::encode(root),
+            "the claim on chain has another root than this miner's trie: a proof from it cannot verify; not sent"
+        );
+        if let Some(m) = &self.metrics {
+            m.proof_errors
+                .with_label_values(&[&key.supplier, "claim_root_mismatch"])
+                .inc();
+        }
+        Ok(false)
+    }
+
+    /// Signs `messages` as one tx: a draft is simulated for gas, then signed with gas × adjustment and its fee.
+    async fn sign_with_gas(
+        &self,
+        key: &SigningKey,
+        messages: Vec<wire::Any>,
+        ordering: Ordering,
+        account_number: u64,
+    ) -> Result<Vec<u8>, SequenceError> {
+        let price = tx::parse_gas_price(&self.config.gas_price)?;
+        let mut plan = TxPlan {
+            messages,
+            memo: String::new(),
+            gas_limit: 1_000_000,
+            fee_amount: 0,
+            fee_denom: "upokt".into(),
+            ordering,
+            chain_id: self.config.chain_id.clone(),
+            account_number,
+        };
+        let draft = tx::build_signed_tx(key, &plan)?;
+        let gas = self.chain.simulate(draft.tx_bytes).await?;
+        plan.gas_limit = tx::gas_limit_from_simulation(gas, self.config.gas_adjustment);
+        plan.fee_amount = tx::fee_for_gas(&price, plan.gas_limit)?;
+        Ok(tx::build_signed_tx(key, &plan)?.tx_bytes)
+    }
+
+    /// Broadcasts one tx of `messages`: unordered (ADR-070, no sequence races between HA instances) or ordered
+    /// through the signer's [`Sequencer`](crate::chain::sequence::Sequencer), which recovers from a sequence
+    /// mismatch by re-reading the account.
+    async fn broadcast(&self, supplier: &str, messages: Vec<wire::Any>) -> Result<(), TxOutcome> {
+        let key = self
+            .signers
+            .get(supplier)
+            .ok_or_else(|| TxOutcome::Rejected(format!("no key for {supplier}")))?;
+        // A transport failure is worth retrying; anything else (a simulation refusal such as "outside the
+        // window", a tx that cannot be built) is the chain's verdict on the messages.
+        let failed = |e: SequenceError| match &e {
+            SequenceError::Chain(c) if c.is_retryable() => TxOutcome::Retryable(e.to_string()),
+            _ => TxOutcome::Rejected(e.to_string()),
+        };
+        let response = if self.config.unordered {
+            let retry = |e: crate::chain::query::ChainError| TxOutcome::Retryable(e.to_string());
+            let account = self.chain.account(supplier).await.map_err(retry)?;
+            let block = self.chain.latest_block().await.map_err(retry)?;
+            let ordering = Ordering::Unordered {
+                block_time: tx::Timestamp {
+                    seconds: block.time.seconds,
+                    nanos: block.time.nanos,
+                },
+                ttl_secs: self.config.tx_ttl_secs,
+            };
+            let bytes = self
+                .sign_with_gas(key, messages, ordering, account.account_number)
+                .await
+                .map_err(failed)?;
+            self.chain.broadcast(bytes).await.map_err(retry)?
+        } else {
+            let sequencer = self.sequencers.for_signer(supplier);
+            sequencer
+                .submit(&self.chain, |account| {
+                    let messages = messages.clone();
+                    async move {
+                        let ordering = Ordering::Ordered {
+                            sequence: account.sequence,
+                            timeout_height: 0,
+                        };
+                        self.sign_with_gas(key, messages, ordering, account.account_number)
+                            .await
+                    }
+                })
+                .await
+                .map_err(failed)?
+        };
+        match response.code {
+            0 => Ok(()),
+            // Claim already exists / sequence taken by another instance: an HA conflict, not a loss (lessons.md).
+            19 | 32 => Err(TxOutcome::HaConflict(response.raw_log)),
+            _ => Err(TxOutcome::Rejected(response.raw_log)),
+        }
+    }
+}
