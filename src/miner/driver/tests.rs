@@ -473,6 +473,27 @@ async fn a_loss_that_cannot_be_valued_counts_relays_and_compute_units_but_no_upo
     );
 }
 
+/// Lets `miner` (a leader to be, over `plain`'s relay log) ingest relays 0..5 of the fixture's session, then
+/// produces blocks up to the claim window's open (the miner has not seen it yet); returns the session schedule.
+async fn ingest_until_claim_open(
+    f: &Fixture,
+    plain: &storage::Storage,
+    miner: &mut Miner,
+) -> crate::miner::lifecycle::Schedule {
+    miner.step().await.unwrap();
+    plain
+        .relay_log
+        .append(relays(&f.supplier, &f.header, 0..5))
+        .await
+        .unwrap();
+    miner.step().await.unwrap();
+    let schedule = miner.engine.session(&f.key).unwrap().schedule;
+    while f.chain.height() < schedule.claim_open {
+        f.chain.produce_block();
+    }
+    schedule
+}
+
 /// A leader miner (with metrics, on a memory backend) that ingested relays 0..5 of the fixture's session and
 /// sent their claim when the claim window opened, plus one more block that included the claim.
 struct Claimed {
@@ -490,17 +511,7 @@ async fn claimed(genesis: Genesis) -> Claimed {
     let plain = MemoryBackend::new().storage();
     let mut miner = Miner::new(f.client.clone(), plain.clone(), f.keyring.clone(), config("a"))
         .with_metrics(crate::miner::metrics::MinerMetrics::new(&telemetry).unwrap());
-    miner.step().await.unwrap();
-    plain
-        .relay_log
-        .append(relays(&f.supplier, &f.header, 0..5))
-        .await
-        .unwrap();
-    miner.step().await.unwrap();
-    let schedule = miner.engine.session(&f.key).unwrap().schedule;
-    while f.chain.height() < schedule.claim_open {
-        f.chain.produce_block();
-    }
+    let schedule = ingest_until_claim_open(&f, &plain, &mut miner).await;
     miner.step().await.unwrap();
     assert_eq!(
         miner.engine.session(&f.key).unwrap().claim_sent_at.len(),
@@ -646,17 +657,7 @@ async fn a_claim_whose_deadline_passed_while_the_leadership_was_confirmed_is_not
     let mut storage = plain.clone();
     storage.leadership = view.clone();
     let mut miner = Miner::new(f.client.clone(), storage, f.keyring.clone(), config("a"));
-    miner.step().await.unwrap();
-    plain
-        .relay_log
-        .append(relays(&f.supplier, &f.header, 0..5))
-        .await
-        .unwrap();
-    miner.step().await.unwrap();
-    let schedule = miner.engine.session(&f.key).unwrap().schedule;
-    while f.chain.height() < schedule.claim_open {
-        f.chain.produce_block();
-    }
+    let schedule = ingest_until_claim_open(&f, &plain, &mut miner).await;
 
     // The claim's confirmation is held while the chain passes the claim deadline (close − 1 block of buffer).
     let held = view.hold.write().await;
