@@ -65,12 +65,15 @@ fn cpu_time() -> Duration {
     Duration::from_micros(ticks * 10_000) // USER_HZ = 100 on Linux
 }
 
-/// The relayer's per-phase latency histograms (summed over labels).
-const PHASES: [&str; 4] = [
+/// The relayer's per-phase latency histograms (summed over labels), then the relay WAL's: an append's wait for
+/// the WAL thread, and one record's `pwrite` + `fdatasync` (absent with `RELAYER_BENCH_WAL=0`).
+const PHASES: [&str; 6] = [
     "ha_relayer_relay_pre_backend_seconds",
     "ha_relayer_backend_latency_seconds",
     "ha_relayer_relay_post_backend_seconds",
     "ha_relayer_relay_latency_seconds",
+    "ha_storage_wal_queue_seconds",
+    "ha_storage_wal_write_seconds",
 ];
 
 /// Cumulative bucket counts `(le, count)` of histogram `name`, summed over its label sets.
@@ -481,6 +484,9 @@ relay_log: {{durable_ack: {durable}}}
     let config = Config::from_yaml(&yaml).unwrap();
     let (_height_tx, height_rx) = tokio::sync::watch::channel(chain.height());
     let telemetry = Telemetry::new().unwrap();
+    for collector in redb.wal_stats().map(|s| s.collectors()).unwrap_or_default() {
+        telemetry.registry().register(collector).unwrap();
+    }
     let keyring = Keyring::new([(supplier.1.clone(), supplier.0.clone())].into_iter().collect());
     let relayer_url = {
         let (store, telemetry) = (store.clone(), telemetry.clone());
@@ -685,7 +691,7 @@ relay_log: {{durable_ack: {durable}}}
         p(&through_paced, 0.5).saturating_sub(p(&direct_paced, 0.5)),
         p(&through_paced, 0.99).saturating_sub(p(&direct_paced, 0.99))
     );
-    println!("  relayer phases during the open-loop run (from its histograms; bucket upper bounds):");
+    println!("  relayer and relay WAL phases during the open-loop run (from their histograms; bucket upper bounds):");
     for ((name, before), after) in PHASES.iter().zip(&phases_before).zip(&phases_after) {
         let diff: Vec<(f64, u64)> = after.iter().zip(before).map(|((le, a), (_, b))| (*le, a - b)).collect();
         println!(

@@ -223,10 +223,18 @@ impl OpenedStorage {
         }
     }
 
-    /// Background probes feeding `/ready` with the storage's state (raft quorum, Redis OOM).
+    /// Background probes feeding `/ready` with the storage's state (raft quorum, Redis OOM), and the storage's
+    /// own metrics (the relay WAL's, raft's writes and snapshots) registered with the process's registry.
     pub fn spawn_readiness(&self, telemetry: Telemetry) -> Option<JoinHandle<()>> {
         match self {
-            Self::Embedded(_) => None,
+            Self::Embedded(b) => {
+                for collector in b.wal_stats().map(|s| s.collectors()).unwrap_or_default() {
+                    if let Err(e) = telemetry.registry().register(collector) {
+                        tracing::warn!(error = %e, "relay WAL metrics not registered");
+                    }
+                }
+                None
+            }
             Self::Redis(backend, _) => {
                 let backend = backend.clone();
                 Some(tokio::spawn(async move {

@@ -638,6 +638,21 @@ async fn sigterm_drains_in_flight_relays_and_exits_cleanly() {
         assert!(Instant::now() < deadline, "no relays mined");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    // The relay WAL's metrics are served too (embedded mode, WAL and durable ack on by default): a relay counts
+    // as mined only after its record was written and synced, so the WAL has counted at least the 20 seen above.
+    let metrics = http_get(&net.metrics_url).await.unwrap_or_default();
+    assert!(
+        metric_sum(&metrics, "ha_storage_wal_relays_total", &[]) >= 20.0,
+        "relay WAL metrics missing or short:\n{metrics}"
+    );
+    // (Counts only: the senders keep writing while the scrape reads one metric after the other.)
+    for name in [
+        "ha_storage_wal_records_total",
+        "ha_storage_wal_write_seconds_count",
+        "ha_storage_wal_queue_seconds_count",
+    ] {
+        assert!(metric_sum(&metrics, name, &[]) >= 1.0, "{name} missing:\n{metrics}");
+    }
     let status = Command::new("kill")
         .arg("-TERM")
         .arg(miner.id().to_string())

@@ -28,6 +28,8 @@ mod tables;
 mod wal;
 mod writer;
 
+pub use wal::WalStats;
+
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
@@ -271,6 +273,11 @@ impl RedbBackend {
             fence: self.fence.clone(),
             now: tokio::time::Instant::now(),
         }
+    }
+
+    /// The relay WAL's metrics (`None` with `relay_wal = false`), for the process's Prometheus registry.
+    pub fn wal_stats(&self) -> Option<WalStats> {
+        self.inner.wal.as_ref().map(|w| w.stats().clone())
     }
 
     /// Deletes expired KV keys now and expires lapsed leases (the sweep task does this periodically).

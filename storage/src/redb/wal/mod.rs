@@ -73,14 +73,17 @@ mod identity;
 mod record;
 mod recovery;
 mod segment;
+mod stats;
 mod thread;
+
+pub use stats::WalStats;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, Sender};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use redb::{Database, ReadableDatabase, ReadableTable, WriteTransaction};
 use tokio::sync::{oneshot, watch};
@@ -162,6 +165,8 @@ pub(crate) struct Request {
     bytes: usize,
     fence: FenceCheck,
     reply: oneshot::Sender<Result<Vec<EntryId>, StorageError>>,
+    /// When the append was sent (for `ha_storage_wal_queue_seconds`).
+    queued: Instant,
 }
 
 /// Messages to the WAL thread.
@@ -190,6 +195,7 @@ pub(crate) struct Wal {
     applied: watch::Receiver<Applied>,
     /// To end the writer's wait on deferred applies when a read needs them.
     writer: Writer,
+    stats: WalStats,
 }
 
 impl Wal {
@@ -201,6 +207,7 @@ impl Wal {
         leases: Arc<Mutex<LeaseTable>>,
         cfg: WalConfig,
     ) -> Result<Self, StorageError> {
+        let stats = WalStats::new().map_err(|e| StorageError::Backend(format!("relay WAL metrics: {e}")))?;
         let (tx, rx) = mpsc::channel();
         let durable = Arc::new(AtomicU64::new(recovered.last));
         let (applied_tx, applied) = watch::channel(Applied {
@@ -217,6 +224,7 @@ impl Wal {
                 applied: Arc::new(applied_tx),
                 tx: tx.clone(),
                 rx,
+                stats: stats.clone(),
             },
             recovered,
         );
@@ -229,6 +237,7 @@ impl Wal {
             durable,
             applied,
             writer,
+            stats,
         })
     }
 
@@ -258,9 +267,15 @@ impl Wal {
                 bytes,
                 fence,
                 reply,
+                queued: Instant::now(),
             }))
             .map_err(|_| wal_gone())?;
         rx.await.map_err(|_| wal_gone())?
+    }
+
+    /// The WAL's metrics.
+    pub fn stats(&self) -> &WalStats {
+        &self.stats
     }
 
     /// Waits until every record durable when this is called is applied to redb (reads see their writes).

@@ -14,8 +14,8 @@ use super::fault::Site;
 use super::record::{Encoder, Entry, HEADER_LEN};
 use super::segment::{self, Maker, Segment};
 use super::{
-    Applied, Msg, Recovered, Request, WAL_CHECKPOINT, WalConfig, apply_record, follows_applied, io_err, last_seqs,
-    wal_gone,
+    Applied, Msg, Recovered, Request, WAL_CHECKPOINT, WalConfig, WalStats, apply_record, follows_applied, io_err,
+    last_seqs, wal_gone,
 };
 use crate::StorageError;
 use crate::contract::EntryId;
@@ -34,6 +34,7 @@ pub(super) struct Parts {
     pub applied: Arc<watch::Sender<Applied>>,
     pub tx: Sender<Msg>,
     pub rx: Receiver<Msg>,
+    pub stats: WalStats,
 }
 
 /// Checkpoint bookkeeping (all record sequences).
@@ -195,6 +196,10 @@ impl WalThread {
 
     /// Writes one record for the group, acknowledges it, hands it to redb.
     fn commit(&mut self, group: Vec<Request>, bytes: usize) {
+        let taken = Instant::now();
+        for r in &group {
+            self.p.stats.queued(taken.saturating_duration_since(r.queued));
+        }
         if let Some(e) = self.p.applied.borrow().error.clone() {
             return fail_all(group, &e);
         }
@@ -250,7 +255,8 @@ impl WalThread {
             }
             replies.push((r.reply, ids));
         }
-        let written = self.write_record(record_seq, encoded);
+        let relays = entries.len();
+        let written = self.write_record(record_seq, encoded, relays);
         // The sequence is burnt whatever happened: a failed write may still have reached the disk.
         self.next_record += 1;
         match written {
@@ -284,16 +290,23 @@ impl WalThread {
     }
 
     /// Seals the encoded record and writes it (one `pwrite` + `fdatasync`); returns its length.
-    fn write_record(&mut self, record_seq: u64, encoded: Result<(), StorageError>) -> Result<usize, StorageError> {
+    fn write_record(
+        &mut self,
+        record_seq: u64,
+        encoded: Result<(), StorageError>,
+        relays: usize,
+    ) -> Result<usize, StorageError> {
         encoded?;
         let rec = self.enc.finish(record_seq)?;
         let active = self
             .active
             .as_mut()
             .ok_or_else(|| StorageError::Backend("relay WAL has no active segment".into()))?;
+        let started = Instant::now();
         active
             .append(rec, record_seq, &self.p.cfg.faults)
             .map_err(|e| io_err("write", e))?;
+        self.p.stats.written(relays, started.elapsed());
         Ok(rec.len())
     }
 
@@ -474,6 +487,7 @@ impl WalThread {
         let tx = self.p.tx.clone();
         let (started, bytes) = (Instant::now(), self.ckpt.bytes);
         let faults = self.p.cfg.faults.clone();
+        let stats = self.p.stats.clone();
         let queued = self.p.writer.submit(
             1,
             true,
@@ -485,7 +499,9 @@ impl WalThread {
                 Ok(faults.run(Site::CheckpointReply(seq), || Ok(()), StorageError::Backend))
             },
             move |r| {
-                tracing::debug!(seq, bytes, took = ?started.elapsed(), ok = r.is_ok(), "relay WAL checkpoint");
+                let took = started.elapsed();
+                stats.checkpointed(took);
+                tracing::debug!(seq, bytes, ?took, ok = r.is_ok(), "relay WAL checkpoint");
                 let _ = tx.send(Msg::Checkpointed(seq, r));
             },
         );
