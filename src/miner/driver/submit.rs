@@ -79,13 +79,8 @@ impl Miner {
             return Ok(step);
         }
         if !self.still_leader().await {
-            return Ok(self.tx_outcome(
-                step,
-                kind,
-                supplier,
-                keys,
-                TxOutcome::Retryable("no longer the leader".into()),
-            ));
+            let outcome = TxOutcome::Retryable("no longer the leader".into());
+            return Ok(self.tx_outcome_as(step, kind, supplier, keys, outcome, "not_leader"));
         }
         // The engine decided at its height; confirming the leadership can take blocks (a raft commit waits out a
         // partition). A tx included after its window is refused and costs its fee, so sessions whose deadline
@@ -109,7 +104,14 @@ impl Miner {
         if !late.is_empty() {
             messages.retain(|(key, _)| !late.contains(key));
             let reason = format!("the window's deadline passed (height {height}) while confirming the leadership");
-            step = self.tx_outcome(step, kind, supplier, late, TxOutcome::Retryable(reason));
+            step = self.tx_outcome_as(
+                step,
+                kind,
+                supplier,
+                late,
+                TxOutcome::Retryable(reason),
+                "deadline_passed",
+            );
             if keys.is_empty() {
                 return Ok(step);
             }
@@ -145,14 +147,36 @@ impl Miner {
         Ok(self.tx_outcome(step, kind, supplier, keys, outcome))
     }
 
-    /// Counts a submission's outcome and feeds it to the engine, merging the engine's answer into `step`.
+    /// Counts a submission's outcome and feeds it to the engine, merging the engine's answer into `step`. An
+    /// outcome other than `Broadcast` is counted in `ha_miner_{claim,proof}_errors_total` with its kind as the
+    /// reason (`rejected`, `ha_conflict`, `retryable`).
     fn tx_outcome(
+        &mut self,
+        step: Step,
+        kind: TxKind,
+        supplier: &str,
+        keys: Vec<SessionKey>,
+        outcome: TxOutcome,
+    ) -> Step {
+        let label = match outcome {
+            TxOutcome::Rejected(_) => "rejected",
+            TxOutcome::HaConflict(_) => "ha_conflict",
+            TxOutcome::Retryable(_) | TxOutcome::Broadcast => "retryable",
+        };
+        self.tx_outcome_as(step, kind, supplier, keys, outcome, label)
+    }
+
+    /// [`Self::tx_outcome`] with the error counter's reason given: sends that never left because this node no
+    /// longer leads (`not_leader`: routine in a cluster, no node was asked) or because the window's deadline
+    /// passed while the leadership was confirmed (`deadline_passed`) are told apart from a node's refusals.
+    fn tx_outcome_as(
         &mut self,
         mut step: Step,
         kind: TxKind,
         supplier: &str,
         keys: Vec<SessionKey>,
         outcome: TxOutcome,
+        label: &str,
     ) -> Step {
         if let TxOutcome::Rejected(reason) | TxOutcome::Retryable(reason) | TxOutcome::HaConflict(reason) = &outcome {
             tracing::warn!(
@@ -162,11 +186,6 @@ impl Miner {
                 "submission not sent or not accepted by the node"
             );
             if let Some(m) = &self.metrics {
-                let label = match outcome {
-                    TxOutcome::Rejected(_) => "rejected",
-                    TxOutcome::HaConflict(_) => "ha_conflict",
-                    _ => "retryable",
-                };
                 let vec = if kind == TxKind::Claim {
                     &m.claim_errors
                 } else {

@@ -646,55 +646,136 @@ async fn no_proof_is_sent_from_a_trie_whose_root_is_not_the_claim_on_chain() {
     );
 }
 
+/// A leader miner (with metrics) whose leadership goes through a [`LaggingView`] over a memory backend, after
+/// ingesting relays 0..5 and with the chain at the claim window's opening.
+struct Confirming {
+    f: Fixture,
+    plain: storage::Storage,
+    view: Arc<LaggingView>,
+    telemetry: crate::telemetry::Telemetry,
+    schedule: crate::miner::lifecycle::Schedule,
+}
+
+impl Confirming {
+    async fn new() -> (Self, Miner) {
+        let f = fixture().await;
+        let plain = MemoryBackend::new().storage();
+        let view = Arc::new(LaggingView::over(plain.leadership.clone()));
+        let mut storage = plain.clone();
+        storage.leadership = view.clone();
+        let telemetry = crate::telemetry::Telemetry::new().unwrap();
+        let mut miner = Miner::new(f.client.clone(), storage, f.keyring.clone(), config("a"))
+            .with_metrics(crate::miner::metrics::MinerMetrics::new(&telemetry).unwrap());
+        let schedule = ingest_until_claim_open(&f, &plain, &mut miner).await;
+        let c = Self {
+            f,
+            plain,
+            view,
+            telemetry,
+            schedule,
+        };
+        (c, miner)
+    }
+
+    /// Runs one step whose leadership confirmation before the claim is held until `meanwhile` ran.
+    async fn step_holding_the_confirmation(&self, mut miner: Miner, meanwhile: impl AsyncFnOnce(&Self)) -> Miner {
+        let held = self.view.hold.write().await;
+        let started = self.view.renewals.load(std::sync::atomic::Ordering::SeqCst);
+        let stalled = tokio::spawn(async move {
+            miner.step().await.unwrap();
+            miner
+        });
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while self.view.renewals.load(std::sync::atomic::Ordering::SeqCst) == started {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the miner never confirmed its leadership"
+            );
+            tokio::task::yield_now().await;
+        }
+        meanwhile(self).await;
+        drop(held);
+        stalled.await.unwrap()
+    }
+
+    /// `ha_miner_claim_errors_total{reason}`.
+    fn claim_errors(&self, reason: &str) -> Option<u64> {
+        self.telemetry
+            .render_metrics()
+            .lines()
+            .find(|l| l.starts_with("ha_miner_claim_errors_total") && l.contains(&format!("reason=\"{reason}\"")))
+            .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+    }
+
+    fn no_claim_on_chain(&self) {
+        assert!(
+            self.f.chain.records().iter().all(|r| r.kind != "claim"),
+            "a claim reached the chain: {:?}",
+            self.f.chain.records()
+        );
+    }
+}
+
 /// Confirming the leadership right before a submission can take blocks (a raft commit waits out a partition).
 /// A claim whose deadline passed meanwhile is not sent: included after its window it would be refused and cost
 /// its fee. The engine takes it as a send that never left, so the session is lost as `claim_window_missed`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_claim_whose_deadline_passed_while_the_leadership_was_confirmed_is_not_sent() {
-    let f = fixture().await;
-    let plain = MemoryBackend::new().storage();
-    let view = Arc::new(LaggingView::over(plain.leadership.clone()));
-    let mut storage = plain.clone();
-    storage.leadership = view.clone();
-    let mut miner = Miner::new(f.client.clone(), storage, f.keyring.clone(), config("a"));
-    let schedule = ingest_until_claim_open(&f, &plain, &mut miner).await;
-
+    let (c, miner) = Confirming::new().await;
     // The claim's confirmation is held while the chain passes the claim deadline (close − 1 block of buffer).
-    let held = view.hold.write().await;
-    let started = view.renewals.load(std::sync::atomic::Ordering::SeqCst);
-    let stalled = tokio::spawn(async move {
-        miner.step().await.unwrap();
-        miner
-    });
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while view.renewals.load(std::sync::atomic::Ordering::SeqCst) == started {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the miner never confirmed its leadership"
-        );
-        tokio::task::yield_now().await;
-    }
-    while f.chain.height() < schedule.claim_close {
-        f.chain.produce_block();
-    }
-    drop(held);
-    let mut miner = stalled.await.unwrap();
-    let record = miner.engine.session(&f.key).unwrap();
+    let mut miner = c
+        .step_holding_the_confirmation(miner, async |c: &Confirming| {
+            while c.f.chain.height() < c.schedule.claim_close {
+                c.f.chain.produce_block();
+            }
+        })
+        .await;
+    let record = miner.engine.session(&c.f.key).unwrap();
     assert_eq!(
         record.claim_sent_at,
-        vec![schedule.claim_open],
+        vec![c.schedule.claim_open],
         "the engine decided to send"
     );
     assert!(!record.claim_reached_node, "the claim was broadcast after its deadline");
-    f.chain.produce_block();
+    // Counted as a claim that was not sent because of its deadline, not as a node's refusal.
+    assert_eq!(c.claim_errors("deadline_passed"), Some(1));
+    assert_eq!(c.claim_errors("retryable"), None);
+    c.f.chain.produce_block();
     miner.step().await.unwrap();
-    assert!(
-        f.chain.records().iter().all(|r| r.kind != "claim"),
-        "a claim reached the chain: {:?}",
-        f.chain.records()
-    );
+    c.no_claim_on_chain();
     assert_eq!(
-        miner.engine.session(&f.key).unwrap().state,
+        miner.engine.session(&c.f.key).unwrap().state,
         crate::miner::lifecycle::State::Expired(crate::miner::lifecycle::LossReason::ClaimWindowMissed)
     );
+}
+
+/// A miner that lost its leadership between deciding and sending sends nothing, and says so in its own error
+/// reason (`not_leader`: routine in a cluster) instead of as a node's refusal.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_claim_decided_by_a_miner_that_lost_its_leadership_is_not_sent_and_counted_as_not_leader() {
+    let (c, miner) = Confirming::new().await;
+    let token = miner.leader_token.expect("the miner leads");
+    let miner = c
+        .step_holding_the_confirmation(miner, async move |c: &Confirming| {
+            // Another instance takes over while the confirmation waits.
+            assert!(c.plain.leadership.resign(ELECTION, "a", token).await.unwrap());
+            let b = c
+                .plain
+                .leadership
+                .campaign(ELECTION, "b", Duration::from_secs(30))
+                .await
+                .unwrap();
+            assert!(b.is_some(), "b did not get the leadership");
+        })
+        .await;
+    let record = miner.engine.session(&c.f.key).unwrap();
+    assert_eq!(
+        record.claim_sent_at,
+        vec![c.schedule.claim_open],
+        "the engine decided to send"
+    );
+    assert!(!record.claim_reached_node);
+    assert_eq!(c.claim_errors("not_leader"), Some(1));
+    assert_eq!(c.claim_errors("retryable"), None);
+    c.no_claim_on_chain();
 }
