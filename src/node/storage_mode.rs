@@ -65,6 +65,24 @@ pub fn parse_peers(peers: &[String]) -> Result<BTreeMap<u64, String>, NodeError>
     Ok(out)
 }
 
+/// Runs `probe` every 2 s and sets the `storage` readiness component from its answer (`Err((reason, detail))`).
+fn probe_storage<F, Fut>(telemetry: Telemetry, probe: F) -> JoinHandle<()>
+where
+    F: Fn() -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = Result<(), (&'static str, String)>> + Send,
+{
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(2));
+        loop {
+            tick.tick().await;
+            match probe().await {
+                Ok(()) => telemetry.set_ready("storage"),
+                Err((reason, detail)) => telemetry.set_not_ready("storage", reason, &detail),
+            }
+        }
+    })
+}
+
 fn config_err(key: &'static str, problem: impl Into<String>) -> NodeError {
     NodeError::Config {
         key,
@@ -223,29 +241,28 @@ impl OpenedStorage {
         }
     }
 
-    /// Background probes feeding `/ready` with the storage's state (raft quorum, Redis OOM), and the storage's
-    /// own metrics (the relay WAL's, raft's writes and snapshots) registered with the process's registry.
+    /// Background probes feeding `/ready` with the storage's state (raft quorum, Redis OOM, a failed relay WAL or
+    /// redb writer), and the storage's own metrics (the relay WAL's, raft's writes and snapshots) registered with
+    /// the process's registry.
     pub fn spawn_readiness(&self, telemetry: Telemetry) -> Option<JoinHandle<()>> {
         match self {
-            Self::Embedded(b) => {
-                for collector in b.wal_stats().map(|s| s.collectors()).unwrap_or_default() {
+            Self::Embedded(backend) => {
+                for collector in backend.wal_stats().map(|s| s.collectors()).unwrap_or_default() {
                     if let Err(e) = telemetry.registry().register(collector) {
                         tracing::warn!(error = %e, "relay WAL metrics not registered");
                     }
                 }
-                None
+                let backend = backend.clone();
+                Some(probe_storage(telemetry, move || {
+                    let backend = backend.clone();
+                    async move { backend.readiness().await.map_err(|e| (e.reason(), e.to_string())) }
+                }))
             }
             Self::Redis(backend, _) => {
                 let backend = backend.clone();
-                Some(tokio::spawn(async move {
-                    let mut tick = tokio::time::interval(Duration::from_secs(2));
-                    loop {
-                        tick.tick().await;
-                        match backend.readiness().await {
-                            Ok(()) => telemetry.set_ready("storage"),
-                            Err(e) => telemetry.set_not_ready("storage", e.reason(), &e.to_string()),
-                        }
-                    }
+                Some(probe_storage(telemetry, move || {
+                    let backend = backend.clone();
+                    async move { backend.readiness().await.map_err(|e| (e.reason(), e.to_string())) }
                 }))
             }
             Self::Raft(node) => {

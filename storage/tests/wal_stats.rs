@@ -23,6 +23,7 @@ async fn every_append_record_and_checkpoint_is_counted_once() {
     cfg.wal_checkpoint_interval = Duration::from_secs(3600);
     let b = RedbBackend::open(cfg).await.unwrap();
     let stats = b.wal_stats().expect("the WAL is on");
+    assert_eq!(b.readiness().await, Ok(()));
     assert_eq!((stats.appends(), stats.records(), stats.relays()), (0, 0, 0));
 
     // One at a time: each append is a record of its own.
@@ -89,6 +90,7 @@ async fn without_the_wal_there_are_no_wal_metrics() {
     let dir = tempfile::tempdir().unwrap();
     let b = RedbBackend::open(config(&dir, false)).await.unwrap();
     assert!(b.wal_stats().is_none());
+    assert_eq!(b.readiness().await, Ok(()));
     // Appends still work (a durable redb commit each).
     let ids = b
         .storage()

@@ -21,13 +21,17 @@
 //!   than the campaign that deposed its leader, or is refused. Delivery bookkeeping (`read`, `read_pending`,
 //!   `claim`) checks the fence under the lease-table lock.
 //! - TTL key-value: expiry (wall-clock unix ms) is checked on read and swept periodically.
+//! - Readiness (`health` module): a failed relay WAL or a writer that cannot commit makes
+//!   [`RedbBackend::readiness`] fail, so `/ready` stops sending relays to a node that cannot record them.
 
+mod health;
 mod log;
 mod rest;
 mod tables;
 mod wal;
 mod writer;
 
+pub use health::NotReady;
 pub use wal::WalStats;
 
 use std::collections::HashMap;

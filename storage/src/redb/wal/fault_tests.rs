@@ -149,6 +149,10 @@ impl Harness {
     }
 
     /// Appends the relays numbered `ns`; returns their ids.
+    async fn readiness(&self) -> Result<(), crate::redb::NotReady> {
+        self.backend.as_ref().unwrap().readiness().await
+    }
+
     async fn append(&self, ns: std::ops::Range<u64>) -> Result<Vec<u64>, StorageError> {
         let relays: Vec<MinedRelay> = ns.map(|n| suite::relay(SUPPLIER, "s1", n)).collect();
         let ids = self.backend().storage().relay_log.append(relays).await?;
@@ -259,6 +263,7 @@ async fn a_failed_apply_makes_the_log_unavailable_until_a_reopen_recovers_it() {
     let mut h = Harness::open().await;
     assert_eq!(h.append(0..3).await.unwrap(), vec![1, 2, 3]);
     assert_eq!(h.count().await.unwrap(), 3, "record 1 applied");
+    assert_eq!(h.readiness().await, Ok(()));
     h.fail(Site::Apply(2), Fault::After);
     assert_eq!(
         h.append(3..5).await.unwrap(),
@@ -269,7 +274,15 @@ async fn a_failed_apply_makes_the_log_unavailable_until_a_reopen_recovers_it() {
     assert_unavailable(h.count().await, "a backlog after the failed apply");
     assert_unavailable(h.append(5..6).await, "an append after the failed apply");
     assert_unavailable(h.append(5..6).await, "a second append");
+    // `/ready` says so (the writer itself still commits: the WAL is what failed).
+    let not_ready = h.readiness().await.unwrap_err();
+    assert_eq!(not_ready.reason(), "redb_wal_failed", "{not_ready}");
     h.reopen().await;
+    assert_eq!(
+        h.readiness().await,
+        Ok(()),
+        "ready again once recovery applied the record"
+    );
     assert_eq!(
         h.read_all().await.unwrap(),
         expect(&[(1..6, 0..5)]),

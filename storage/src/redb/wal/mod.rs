@@ -278,6 +278,12 @@ impl Wal {
         &self.stats
     }
 
+    /// The error that made the WAL unusable (a record it could not apply to redb), if any: every append and
+    /// relay-log read fails with it until the database is reopened.
+    pub fn failure(&self) -> Option<StorageError> {
+        self.applied.borrow().error.clone()
+    }
+
     /// Waits until every record durable when this is called is applied to redb (reads see their writes).
     pub async fn caught_up(&self) -> Result<(), StorageError> {
         let target = self.durable.load(Ordering::Acquire);
