@@ -47,7 +47,7 @@ impl NotReady {
 
 impl RedbBackend {
     /// Readiness: the relay WAL has not failed, and a non-durable write through the writer thread commits
-    /// within [`PROBE_TIMEOUT`]. Logs the reason at WARN when not ready.
+    /// within 5 s. Logs the reason at WARN when not ready.
     pub async fn readiness(&self) -> Result<(), NotReady> {
         let res = self.probe().await;
         if let Err(e) = &res {
