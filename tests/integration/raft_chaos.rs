@@ -164,6 +164,7 @@ async fn raft_cluster_survives_leader_kills_and_membership_changes_under_load() 
 
     // CLI: status from a follower names the leader and lists three voters.
     let follower = *cluster.running().iter().find(|id| **id != leader).unwrap();
+    cluster.expect_answering(follower, Duration::from_secs(10)).await;
     let status = cli_status_json(&token_file, &cluster.proc(follower).raft_addr);
     assert_eq!(status["leader_id"].as_u64(), Some(leader), "{status}");
     assert_eq!(ids(&status["voters"]), vec![1, 2, 3], "{status}");

@@ -287,6 +287,25 @@ impl Cluster {
         child.wait().unwrap();
     }
 
+    /// Waits until node `id` answers a raft status on its raft port; panics with its exit status (if it exited)
+    /// and the tail of its log otherwise, so a node that died is named with its own last words.
+    pub async fn expect_answering(&mut self, id: u64, limit: Duration) {
+        let deadline = Instant::now() + limit;
+        while self.status(id).await.is_none() {
+            let p = self.procs.get_mut(&id).unwrap();
+            if let Some(status) = p.child.as_mut().and_then(|c| c.try_wait().unwrap()) {
+                panic!("node {id} exited: {status}\n{}", tail(&p.log));
+            }
+            assert!(
+                Instant::now() < deadline,
+                "node {id} does not answer on its raft port {} within {limit:?}\n{}",
+                p.raft_addr,
+                tail(&p.log)
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     pub fn running(&self) -> Vec<u64> {
         self.procs
             .values()
