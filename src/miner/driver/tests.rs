@@ -707,6 +707,20 @@ impl Confirming {
             .and_then(|l| l.rsplit(' ').next()?.parse().ok())
     }
 
+    /// The engine decided to send the claim at the window's opening, no node was reached, and the error counter
+    /// took it once under `reason` (never as `retryable`, a node's refusal).
+    fn assert_decided_but_not_sent(&self, miner: &Miner, reason: &str) {
+        let record = miner.engine.session(&self.f.key).unwrap();
+        assert_eq!(
+            record.claim_sent_at,
+            vec![self.schedule.claim_open],
+            "the engine decided to send"
+        );
+        assert!(!record.claim_reached_node, "the claim was broadcast ({reason})");
+        assert_eq!(self.claim_errors(reason), Some(1));
+        assert_eq!(self.claim_errors("retryable"), None);
+    }
+
     fn no_claim_on_chain(&self) {
         assert!(
             self.f.chain.records().iter().all(|r| r.kind != "claim"),
@@ -730,16 +744,8 @@ async fn a_claim_whose_deadline_passed_while_the_leadership_was_confirmed_is_not
             }
         })
         .await;
-    let record = miner.engine.session(&c.f.key).unwrap();
-    assert_eq!(
-        record.claim_sent_at,
-        vec![c.schedule.claim_open],
-        "the engine decided to send"
-    );
-    assert!(!record.claim_reached_node, "the claim was broadcast after its deadline");
-    // Counted as a claim that was not sent because of its deadline, not as a node's refusal.
-    assert_eq!(c.claim_errors("deadline_passed"), Some(1));
-    assert_eq!(c.claim_errors("retryable"), None);
+    // Not broadcast after its deadline, and counted as not sent because of it, not as a node's refusal.
+    c.assert_decided_but_not_sent(&miner, "deadline_passed");
     c.f.chain.produce_block();
     miner.step().await.unwrap();
     c.no_claim_on_chain();
@@ -768,14 +774,6 @@ async fn a_claim_decided_by_a_miner_that_lost_its_leadership_is_not_sent_and_cou
             assert!(b.is_some(), "b did not get the leadership");
         })
         .await;
-    let record = miner.engine.session(&c.f.key).unwrap();
-    assert_eq!(
-        record.claim_sent_at,
-        vec![c.schedule.claim_open],
-        "the engine decided to send"
-    );
-    assert!(!record.claim_reached_node);
-    assert_eq!(c.claim_errors("not_leader"), Some(1));
-    assert_eq!(c.claim_errors("retryable"), None);
+    c.assert_decided_but_not_sent(&miner, "not_leader");
     c.no_claim_on_chain();
 }
