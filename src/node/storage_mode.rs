@@ -255,7 +255,14 @@ impl OpenedStorage {
                 let backend = backend.clone();
                 Some(probe_storage(telemetry, move || {
                     let backend = backend.clone();
-                    async move { backend.readiness().await.map_err(|e| (e.reason(), e.to_string())) }
+                    // A failed relay WAL is reopened in place here (retried with growing pauses), so a node
+                    // whose disk filled up takes relays again once there is room.
+                    async move {
+                        backend
+                            .readiness_recovering()
+                            .await
+                            .map_err(|e| (e.reason(), e.to_string()))
+                    }
                 }))
             }
             Self::Redis(backend, _) => {

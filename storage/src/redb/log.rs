@@ -128,7 +128,7 @@ impl RelayLog for RedbBackend {
         }
         let fence = self.fence_check();
         if let Some(wal) = &self.inner.wal {
-            return wal.append(relays, fence).await;
+            return wal.get().append(relays, fence).await;
         }
         let weight = relays.len();
         self.inner

@@ -109,7 +109,7 @@ pub(crate) struct Inner {
     db: Arc<Database>,
     writer: Writer,
     /// The relay WAL (`None` with `relay_wal = false`); appends go through it.
-    wal: Option<wal::Wal>,
+    wal: Option<wal::WalSlot>,
     groups: Mutex<HashMap<String, GroupState>>,
     /// Leases; locked briefly (never across an await), also from the writer thread.
     leases: Arc<Mutex<LeaseTable>>,
@@ -251,7 +251,7 @@ impl RedbBackend {
         )?;
         let leases = Arc::new(Mutex::new(LeaseTable::default()));
         let wal = recovered
-            .map(|r| wal::Wal::start(r, db.clone(), writer.clone(), leases.clone(), wal_cfg))
+            .map(|r| wal::WalSlot::start(r, db.clone(), writer.clone(), leases.clone(), wal_cfg))
             .transpose()?;
         let inner = Arc::new(Inner {
             db,
@@ -294,7 +294,7 @@ impl RedbBackend {
     /// the WAL). Every relay-log call but `append` starts with it.
     async fn wal_caught_up(&self) -> Result<(), StorageError> {
         match &self.inner.wal {
-            Some(wal) => wal.caught_up().await,
+            Some(wal) => wal.get().caught_up().await,
             None => Ok(()),
         }
     }

@@ -60,9 +60,9 @@
 //! the segments waiting for a checkpoint.
 //!
 //! If applying a record to redb fails, the WAL keeps it (durable) and every later append and relay-log read
-//! fails with `Unavailable` until the database is reopened, when recovery applies it. Records acknowledged
-//! before the failure was known are not applied either: each apply first checks, in its transaction, that the
-//! record handed before it is applied (`wal_applied` must never pass a record redb lacks, or recovery would
+//! fails with `Unavailable` until the WAL is reopened, when recovery applies it: in place ([`reopen`]) or at
+//! the next open. Records acknowledged before the failure was known are not applied either: each apply first
+//! checks, in its transaction, that the record handed before it is applied (`wal_applied` must never pass a record redb lacks, or recovery would
 //! skip it). The [`fault`] module lets tests make a write, a sync, an apply (after a write or during recovery) or
 //! a checkpoint's reply fail on the real files and database.
 
@@ -72,6 +72,7 @@ mod fault_tests;
 mod identity;
 mod record;
 mod recovery;
+mod reopen;
 mod segment;
 mod stats;
 mod thread;
@@ -90,6 +91,7 @@ use tokio::sync::{oneshot, watch};
 
 pub(crate) use identity::init_new_database;
 pub(crate) use recovery::{recover, recover_and_remove};
+pub(crate) use reopen::WalSlot;
 
 use super::FenceCheck;
 use super::log::{seq_key, supplier_id};
@@ -152,7 +154,7 @@ fn wal_gone() -> StorageError {
 pub(crate) struct Applied {
     /// Every record up to this one is applied (visible to redb readers).
     pub seq: u64,
-    /// Set once a record could not be applied: later reads and appends fail until the database is reopened
+    /// Set once a record could not be applied: later reads and appends fail until the WAL is reopened
     /// (the record is durable in the WAL; recovery applies it).
     pub error: Option<StorageError>,
 }
@@ -195,19 +197,20 @@ pub(crate) struct Wal {
     applied: watch::Receiver<Applied>,
     /// To end the writer's wait on deferred applies when a read needs them.
     writer: Writer,
-    stats: WalStats,
+    /// The thread, until [`Wal::stop`] joined it.
+    thread: Mutex<Option<std::thread::JoinHandle<()>>>,
 }
 
 impl Wal {
-    /// Starts the `redb-wal` thread on the state left by [`recover`].
+    /// Starts the `redb-wal` thread on the state left by [`recover`]; it reports to `stats`.
     pub fn start(
         recovered: Recovered,
         db: Arc<Database>,
         writer: Writer,
         leases: Arc<Mutex<LeaseTable>>,
         cfg: WalConfig,
+        stats: WalStats,
     ) -> Result<Self, StorageError> {
-        let stats = WalStats::new().map_err(|e| StorageError::Backend(format!("relay WAL metrics: {e}")))?;
         let (tx, rx) = mpsc::channel();
         let durable = Arc::new(AtomicU64::new(recovered.last));
         let (applied_tx, applied) = watch::channel(Applied {
@@ -224,11 +227,11 @@ impl Wal {
                 applied: Arc::new(applied_tx),
                 tx: tx.clone(),
                 rx,
-                stats: stats.clone(),
+                stats,
             },
             recovered,
         );
-        std::thread::Builder::new()
+        let thread = std::thread::Builder::new()
             .name("redb-wal".into())
             .spawn(move || state.run())
             .map_err(|e| StorageError::Backend(format!("cannot start the relay WAL thread: {e}")))?;
@@ -237,8 +240,20 @@ impl Wal {
             durable,
             applied,
             writer,
-            stats,
+            thread: Mutex::new(Some(thread)),
         })
+    }
+
+    /// Stops the thread and waits for it to end (blocking; idempotent): appends queued or sent from now on
+    /// fail with `Unavailable`, and every record it wrote has been handed to the redb writer.
+    pub fn stop(&self) {
+        let _ = self.tx.send(Msg::Shutdown);
+        let thread = self.thread.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(t) = thread
+            && t.join().is_err()
+        {
+            tracing::error!("the relay WAL thread panicked");
+        }
     }
 
     /// Appends through the WAL: `Ok` once the record holding the batch is `fdatasync`ed.
@@ -273,13 +288,8 @@ impl Wal {
         rx.await.map_err(|_| wal_gone())?
     }
 
-    /// The WAL's metrics.
-    pub fn stats(&self) -> &WalStats {
-        &self.stats
-    }
-
     /// The error that made the WAL unusable (a record it could not apply to redb), if any: every append and
-    /// relay-log read fails with it until the database is reopened.
+    /// relay-log read fails with it until the WAL is reopened ([`WalSlot::reopen`], or the database opened again).
     pub fn failure(&self) -> Option<StorageError> {
         self.applied.borrow().error.clone()
     }
@@ -355,7 +365,7 @@ pub(crate) fn follows_applied(txn: &WriteTransaction, previous: u64, record_seq:
     if applied < previous {
         return Err(StorageError::Unavailable(format!(
             "relay WAL record {record_seq} not applied to redb: record {previous} before it is not (applied up to \
-             {applied}); both are durable in the WAL and applied when the database is reopened"
+             {applied}); both are durable in the WAL and applied when the WAL or the database is reopened"
         )));
     }
     Ok(())

@@ -590,7 +590,7 @@ fn note_applied(applied: &watch::Sender<Applied>, seq: u64, r: Result<(), Storag
                 }
                 a.error = Some(StorageError::Unavailable(format!(
                     "relay WAL record {seq} could not be applied to redb ({e}); it is durable in the WAL and is \
-                     applied when the database is reopened"
+                     applied when the WAL or the database is reopened"
                 )));
                 true
             });
