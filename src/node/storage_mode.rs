@@ -247,16 +247,16 @@ impl OpenedStorage {
     pub fn spawn_readiness(&self, telemetry: Telemetry) -> Option<JoinHandle<()>> {
         match self {
             Self::Embedded(backend) => {
-                for collector in backend.wal_stats().map(|s| s.collectors()).unwrap_or_default() {
+                for collector in backend.collectors() {
                     if let Err(e) = telemetry.registry().register(collector) {
-                        tracing::warn!(error = %e, "relay WAL metrics not registered");
+                        tracing::warn!(error = %e, "redb metrics not registered");
                     }
                 }
                 let backend = backend.clone();
                 Some(probe_storage(telemetry, move || {
                     let backend = backend.clone();
-                    // A failed relay WAL is reopened in place here (retried with growing pauses), so a node
-                    // whose disk filled up takes relays again once there is room.
+                    // A failed relay WAL or a redb that refuses every write (after a full disk) is reopened in
+                    // place here (retried with growing pauses), so the node takes relays again once there is room.
                     async move {
                         backend
                             .readiness_recovering()

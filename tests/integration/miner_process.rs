@@ -653,6 +653,13 @@ async fn sigterm_drains_in_flight_relays_and_exits_cleanly() {
     ] {
         assert!(metric_sum(&metrics, name, &[]) >= 1.0, "{name} missing:\n{metrics}");
     }
+    // No in-place reopen on a healthy disk; both results are exported (at 0) for alerts.
+    for result in ["ok", "failed"] {
+        assert!(
+            metrics.contains(&format!("ha_storage_redb_reopens_total{{result=\"{result}\"}} 0")),
+            "ha_storage_redb_reopens_total{{result=\"{result}\"}} not served at 0:\n{metrics}"
+        );
+    }
     let status = Command::new("kill")
         .arg("-TERM")
         .arg(miner.id().to_string())

@@ -1,16 +1,19 @@
 //! Readiness of the embedded redb backend, for `/ready`: whether a relay accepted now could be recorded.
 //!
-//! Two ways the embedded store stops recording while the process keeps running:
+//! Ways the embedded store stops recording while the process keeps running:
 //! - the relay WAL failed to apply a record to redb (in practice: the disk is full, so the redb file cannot
 //!   grow; the WAL's segments are preallocated and keep taking records until then). From then on every
-//!   relay-log append and read fails until the WAL is reopened and recovery applies the record:
-//!   [`RedbBackend::readiness_recovering`] (the process's readiness loop) tries that in place;
-//! - the writer thread cannot commit (a redb error) or does not answer.
+//!   relay-log append and read fails until the database is reopened and recovery applies the record;
+//! - redb refuses every write: after an I/O error in a commit (a full disk again) redb answers `PreviousIo`
+//!   to everything until the database is closed and opened again;
+//! - the writer thread cannot commit for another reason, or does not answer;
+//! - the database is closed: being reopened, or reopening it failed.
 //!
-//! Without a probe, `/ready` stayed green in both cases, and a load balancer kept sending relays to a node that
-//! refused every one of them after its backend had served it. The probe checks the WAL's state and makes one
-//! small non-durable write through the writer thread (META `ready_probe` = unix ms): no `fsync`, so probing
-//! every few seconds costs nothing measurable.
+//! Without a probe, `/ready` stayed green in these cases, and a load balancer kept sending relays to a node
+//! that refused every one of them after its backend had served it. The probe checks the WAL's and the writer's
+//! state and makes one small non-durable write through the writer thread (META `ready_probe` = unix ms): no
+//! `fsync`, so probing every few seconds costs nothing measurable. The first two cases are repaired in place
+//! by [`RedbBackend::readiness_recovering`] (the process's readiness loop), which reopens the database.
 
 use std::time::Duration;
 
@@ -28,21 +31,25 @@ const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
 /// Why the redb backend is not ready.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum NotReady {
-    /// The relay WAL could not apply a record; appends fail until it is reopened (in place by
-    /// [`RedbBackend::readiness_recovering`], or by opening the database again).
-    #[error("relay WAL unusable until it is reopened: {0}")]
+    /// The relay WAL could not apply a record; appends fail until the database is reopened (in place by
+    /// [`RedbBackend::readiness_recovering`], or by a restart).
+    #[error("relay WAL unusable until the database is reopened: {0}")]
     WalFailed(String),
     /// The probe's write through the writer thread failed or timed out.
     #[error("redb refuses writes: {0}")]
     WriteFailed(String),
+    /// The database is closed: being reopened, or the last reopen failed (the detail says why).
+    #[error("redb is closed: {0}")]
+    Closed(String),
 }
 
 impl NotReady {
-    /// A stable label for metrics and logs: `redb_wal_failed`, `redb_write_failed`.
+    /// A stable label for metrics and logs: `redb_wal_failed`, `redb_write_failed`, `redb_closed`.
     pub fn reason(&self) -> &'static str {
         match self {
             Self::WalFailed(_) => "redb_wal_failed",
             Self::WriteFailed(_) => "redb_write_failed",
+            Self::Closed(_) => "redb_closed",
         }
     }
 }
@@ -58,34 +65,27 @@ impl RedbBackend {
         res
     }
 
-    /// Reopens a failed relay WAL in place (see `wal/reopen.rs`): its records are recovered into redb and
-    /// appends are taken again. `Ok(true)` reopened, `Ok(false)` the WAL had not failed (or there is none);
-    /// `Err`: still unusable, and a later call tries again.
-    pub async fn reopen_wal(&self) -> Result<bool, crate::StorageError> {
-        match &self.inner.wal {
-            Some(wal) => wal.reopen().await,
-            None => Ok(false),
-        }
-    }
-
-    /// Readiness, after reopening a failed relay WAL if a try is due (the first at once, then with pauses
-    /// growing from 2 s to 60 s while tries fail): what the process's readiness loop runs every 2 s, so a node
-    /// whose disk filled up takes relays again once there is room, without a restart. A failed reopen is
-    /// logged and counted (`ha_storage_wal_reopens_total{result="failed"}`); readiness then says `redb_wal_failed`.
+    /// Readiness, after reopening the database if it needs it and a try is due (see `open.rs`: the first try
+    /// at once, then with pauses growing from 2 s to 60 s while tries fail). What the process's readiness loop
+    /// runs every 2 s, so a node whose disk filled up takes relays again once there is room, without a restart.
     pub async fn readiness_recovering(&self) -> Result<(), NotReady> {
-        if let Some(wal) = &self.inner.wal {
-            // The outcome is logged and counted by the reopen; readiness below reports the state either way.
-            let _ = wal.reopen_if_due().await;
-        }
+        // The outcome is logged and counted by the reopen; readiness below reports the state either way.
+        let _ = self.reopen_if_due().await;
         self.readiness().await
     }
 
     async fn probe(&self) -> Result<(), NotReady> {
-        if let Some(e) = self.inner.wal.as_ref().and_then(|w| w.get().failure()) {
+        let files = self.inner.files().map_err(|e| NotReady::Closed(e.to_string()))?;
+        if let Some(e) = files.wal.as_ref().and_then(|w| w.failure()) {
             return Err(NotReady::WalFailed(e.to_string()));
         }
+        if let Some(e) = files.writer.broken() {
+            return Err(NotReady::WriteFailed(format!(
+                "redb refuses every write until it is reopened: {e}"
+            )));
+        }
         let (tx, rx) = oneshot::channel();
-        self.inner
+        files
             .writer
             .submit(
                 0,

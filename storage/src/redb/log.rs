@@ -103,7 +103,7 @@ fn load_picked(
     if picked.is_empty() {
         return Ok(Vec::new());
     }
-    let txn = inner.db.begin_read().map_err(db_err)?;
+    let txn = inner.files()?.db.begin_read().map_err(db_err)?;
     let Some(sid) = lookup_supplier(&txn, supplier)? else {
         return Ok(Vec::new());
     };
@@ -127,11 +127,12 @@ impl RelayLog for RedbBackend {
             return Ok(Vec::new());
         }
         let fence = self.fence_check();
-        if let Some(wal) = &self.inner.wal {
-            return wal.get().append(relays, fence).await;
+        let files = self.inner.files()?;
+        if let Some(wal) = &files.wal {
+            return wal.append(relays, fence).await;
         }
         let weight = relays.len();
-        self.inner
+        files
             .writer
             .call(weight, move |txn| {
                 if let Err(e) = fence.check() {
@@ -157,7 +158,7 @@ impl RelayLog for RedbBackend {
             let _leases = fence.hold()?;
             let mut groups = inner.groups();
             let group = groups.entry(supplier.clone()).or_default();
-            let txn = inner.db.begin_read().map_err(db_err)?;
+            let txn = inner.files()?.db.begin_read().map_err(db_err)?;
             let Some(sid) = lookup_supplier(&txn, &supplier)? else {
                 return Ok(Vec::new());
             };
@@ -238,6 +239,7 @@ impl RelayLog for RedbBackend {
         let to_delete = seqs.clone();
         let fence = self.fence_check();
         self.inner
+            .files()?
             .writer
             .call(1, move |txn| {
                 if let Err(e) = fence.check() {
@@ -272,6 +274,7 @@ impl RelayLog for RedbBackend {
         let fence = self.fence_check();
         let removed: Vec<u64> = self
             .inner
+            .files()?
             .writer
             .call(1, move |txn| {
                 if let Err(e) = fence.check() {
@@ -317,7 +320,7 @@ impl RelayLog for RedbBackend {
                 .get(&supplier)
                 .map_or((0, 0), |g| (g.cursor, g.pending.len() as u64));
             drop(groups);
-            let txn = inner.db.begin_read().map_err(db_err)?;
+            let txn = inner.files()?.db.begin_read().map_err(db_err)?;
             let Some(sid) = lookup_supplier(&txn, &supplier)? else {
                 return Ok(Backlog::default());
             };

@@ -23,9 +23,13 @@
 //! - TTL key-value: expiry (wall-clock unix ms) is checked on read and swept periodically.
 //! - Readiness (`health` module): a failed relay WAL or a writer that cannot commit makes
 //!   [`RedbBackend::readiness`] fail, so `/ready` stops sending relays to a node that cannot record them.
+//! - Reopening in place (`open` module): a failed relay WAL, or a redb that refuses every write after an I/O
+//!   error (a full disk), is repaired by closing and opening the database under the same backend handle, as
+//!   a restart would ([`RedbBackend::reopen`], tried by [`RedbBackend::readiness_recovering`]).
 
 mod health;
 mod log;
+mod open;
 mod rest;
 mod tables;
 mod wal;
@@ -36,7 +40,7 @@ pub use wal::WalStats;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock, Weak};
 use std::time::Duration;
 
 use redb::{Database, ReadableDatabase};
@@ -46,7 +50,6 @@ use crate::group::GroupState;
 use crate::lease::LeaseTable;
 use crate::{Storage, StorageError};
 use tables::{KV, META, db_err, decode_kv, kv_live, now_ms};
-use writer::{GroupCommit, Writer};
 
 /// Settings of the redb backend.
 #[derive(Debug, Clone)]
@@ -106,10 +109,11 @@ impl RedbConfig {
 }
 
 pub(crate) struct Inner {
-    db: Arc<Database>,
-    writer: Writer,
-    /// The relay WAL (`None` with `relay_wal = false`); appends go through it.
-    wal: Option<wal::WalSlot>,
+    /// The open database with its writer thread and relay WAL; `None` while it is being reopened, or when
+    /// reopening it failed (see `open.rs`).
+    files: RwLock<Option<Arc<open::Files>>>,
+    /// What reopening needs, the retry schedule and the reopen metrics.
+    reopen: open::Reopen,
     groups: Mutex<HashMap<String, GroupState>>,
     /// Leases; locked briefly (never across an await), also from the writer thread.
     leases: Arc<Mutex<LeaseTable>>,
@@ -118,6 +122,15 @@ pub(crate) struct Inner {
 }
 
 impl Inner {
+    /// The open database (`Unavailable` while it is being reopened).
+    fn files(&self) -> Result<Arc<open::Files>, StorageError> {
+        self.files
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+            .ok_or_else(|| self.reopen.closed())
+    }
+
     fn groups(&self) -> MutexGuard<'_, HashMap<String, GroupState>> {
         // Poisoning follows a panic elsewhere; the bookkeeping is still usable (worst case: redelivery).
         self.groups.lock().unwrap_or_else(|e| e.into_inner())
@@ -202,61 +215,16 @@ impl RedbBackend {
     }
 
     async fn open_inner(config: RedbConfig, faults: wal::fault::FaultHook) -> Result<Self, StorageError> {
-        let cfg = config.clone();
-        let wal_cfg = wal::WalConfig {
-            db: config.path.clone(),
-            dir: wal::wal_dir(&config.path)?,
-            segment_bytes: config.wal_segment_bytes.max(4096),
-            checkpoint_bytes: config.wal_checkpoint_bytes.max(1),
-            checkpoint_interval: config.wal_checkpoint_interval,
-            max_entries: config.group_commit_max_entries.max(1),
-            faults,
-        };
-        let recover_cfg = wal_cfg.clone();
-        let (db, recovered) = tokio::task::spawn_blocking(move || -> Result<_, StorageError> {
-            let db = Database::builder()
-                .set_cache_size(cfg.cache_size_bytes)
-                .create(&cfg.path)
-                .map_err(db_err)?;
-            let txn = db.begin_write().map_err(db_err)?;
-            // A new database gets its identity with its tables (the relay WAL is bound to it).
-            wal::init_new_database(&txn)?;
-            txn.open_table(tables::SUPPLIERS).map_err(db_err)?;
-            txn.open_table(tables::LOG).map_err(db_err)?;
-            txn.open_table(tables::NAMESPACES).map_err(db_err)?;
-            txn.open_table(tables::NODES).map_err(db_err)?;
-            txn.open_table(tables::SESSIONS).map_err(db_err)?;
-            txn.open_table(KV).map_err(db_err)?;
-            txn.open_table(META).map_err(db_err)?;
-            txn.commit().map_err(db_err)?;
-            // Before any other write: relay-log appends acknowledged by the WAL must be in redb first.
-            let recovered = if cfg.relay_wal {
-                Some(wal::recover(&db, &recover_cfg)?)
-            } else {
-                wal::recover_and_remove(&db, &recover_cfg.db, &recover_cfg.dir, &recover_cfg.faults)?;
-                None
-            };
-            Ok((db, recovered))
-        })
-        .await
-        .map_err(join_err)??;
-        let db = Arc::new(db);
-        let writer = Writer::spawn(
-            db.clone(),
-            GroupCommit {
-                window: config.group_commit_window,
-                max_entries: config.group_commit_max_entries.max(1),
-                defer: config.wal_apply_delay,
-            },
-        )?;
         let leases = Arc::new(Mutex::new(LeaseTable::default()));
-        let wal = recovered
-            .map(|r| wal::WalSlot::start(r, db.clone(), writer.clone(), leases.clone(), wal_cfg))
-            .transpose()?;
+        let wal_stats = if config.relay_wal {
+            Some(WalStats::new().map_err(|e| StorageError::Backend(format!("relay WAL metrics: {e}")))?)
+        } else {
+            None
+        };
+        let files = open::open_files(&config, &faults, wal_stats.as_ref(), &leases).await?;
         let inner = Arc::new(Inner {
-            db,
-            writer,
-            wal,
+            files: RwLock::new(Some(Arc::new(files))),
+            reopen: open::Reopen::new(config.clone(), faults, wal_stats)?,
             groups: Mutex::new(HashMap::new()),
             leases,
             lease_ops: tokio::sync::Mutex::new(()),
@@ -281,7 +249,18 @@ impl RedbBackend {
 
     /// The relay WAL's metrics (`None` with `relay_wal = false`), for the process's Prometheus registry.
     pub fn wal_stats(&self) -> Option<WalStats> {
-        self.inner.wal.as_ref().map(|w| w.stats().clone())
+        self.inner.reopen.wal_stats().cloned()
+    }
+
+    /// Every metric of the backend, for the process's Prometheus registry: the relay WAL's
+    /// ([`RedbBackend::wal_stats`]) and `ha_storage_redb_reopens_total{result}` (in-place reopens).
+    pub fn collectors(&self) -> Vec<Box<dyn prometheus::core::Collector>> {
+        self.inner.reopen.collectors()
+    }
+
+    /// In-place reopens so far that succeeded (`ok = true`) or failed.
+    pub fn reopens(&self, ok: bool) -> u64 {
+        self.inner.reopen.reopens(ok)
     }
 
     /// Deletes expired KV keys now and expires lapsed leases (the sweep task does this periodically).
@@ -293,8 +272,8 @@ impl RedbBackend {
     /// Waits until every relay-log append acknowledged before this call is applied to redb (a no-op without
     /// the WAL). Every relay-log call but `append` starts with it.
     async fn wal_caught_up(&self) -> Result<(), StorageError> {
-        match &self.inner.wal {
-            Some(wal) => wal.get().caught_up().await,
+        match &self.inner.files()?.wal {
+            Some(wal) => wal.caught_up().await,
             None => Ok(()),
         }
     }
@@ -325,6 +304,7 @@ async fn sweep_once(inner: &Arc<Inner>) -> Result<u64, StorageError> {
     inner.leases().expire_all(tokio::time::Instant::now());
     let now = now_ms();
     inner
+        .files()?
         .writer
         .call(1, move |txn| {
             let mut table = txn.open_table(KV).map_err(db_err)?;

@@ -28,7 +28,7 @@ struct RedbNamespace {
 
 impl NodeStore for RedbNamespace {
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError> {
-        let txn = self.backend.inner.db.begin_read().map_err(db_err)?;
+        let txn = self.backend.inner.files()?.db.begin_read().map_err(db_err)?;
         let table = txn.open_table(NODES).map_err(db_err)?;
         Ok(table.get((self.ns, key)).map_err(db_err)?.map(|g| g.value().to_vec()))
     }
@@ -40,7 +40,7 @@ impl NodeStore for RedbNamespace {
         let (ns, ns_key) = (self.ns, self.ns_key.clone());
         let weight = batch.puts.len() + batch.deletes.len();
         let fence = self.backend.fence_check();
-        self.backend.inner.writer.call_blocking(weight, move |txn| {
+        self.backend.inner.files()?.writer.call_blocking(weight, move |txn| {
             if let Err(e) = fence.check() {
                 return Ok(Err(e));
             }
@@ -77,6 +77,7 @@ impl TrieStore for RedbBackend {
         let fence = self.fence_check();
         let ns = self
             .inner
+            .files()?
             .writer
             .call(1, move |txn| {
                 if let Err(e) = fence.check() {
@@ -104,6 +105,7 @@ impl TrieStore for RedbBackend {
         let key = namespace_key(supplier, session_id);
         let fence = self.fence_check();
         self.inner
+            .files()?
             .writer
             .call(1, move |txn| {
                 if let Err(e) = fence.check() {
@@ -144,7 +146,7 @@ impl SessionStore for RedbBackend {
     async fn get(&self, supplier: &str, session_id: &str) -> Result<Option<SessionRecord>, StorageError> {
         let (supplier, session_id) = (supplier.to_owned(), session_id.to_owned());
         self.blocking(move |inner| {
-            let txn = inner.db.begin_read().map_err(db_err)?;
+            let txn = inner.files()?.db.begin_read().map_err(db_err)?;
             let table = txn.open_table(SESSIONS).map_err(db_err)?;
             let raw = table.get((supplier.as_str(), session_id.as_str())).map_err(db_err)?;
             raw.map(|g| record(&supplier, &session_id, g.value())).transpose()
@@ -164,6 +166,7 @@ impl SessionStore for RedbBackend {
         let value = encode_session(expected_version.saturating_add(1), state, &data)?;
         let fence = self.fence_check();
         self.inner
+            .files()?
             .writer
             .call(1, move |txn| {
                 if let Err(e) = fence.check() {
@@ -193,6 +196,7 @@ impl SessionStore for RedbBackend {
         let (supplier, session_id) = (supplier.to_owned(), session_id.to_owned());
         let fence = self.fence_check();
         self.inner
+            .files()?
             .writer
             .call(1, move |txn| {
                 if let Err(e) = fence.check() {
@@ -217,7 +221,7 @@ impl SessionStore for RedbBackend {
     async fn list(&self, supplier: Option<&str>, state: Option<&str>) -> Result<Vec<SessionRecord>, StorageError> {
         let (supplier, state) = (supplier.map(str::to_owned), state.map(str::to_owned));
         self.blocking(move |inner| {
-            let txn = inner.db.begin_read().map_err(db_err)?;
+            let txn = inner.files()?.db.begin_read().map_err(db_err)?;
             let table = txn.open_table(SESSIONS).map_err(db_err)?;
             let iter = match &supplier {
                 Some(s) => table.range((s.as_str(), "")..).map_err(db_err)?,
@@ -250,7 +254,7 @@ impl Leadership for RedbBackend {
     async fn campaign(&self, election: &str, candidate: &str, ttl: Duration) -> Result<Option<u64>, StorageError> {
         let _ops = self.inner.lease_ops.lock().await;
         let key = lease_key(election);
-        let persisted = self.blocking(move |inner| read_meta(&inner.db, &key)).await?;
+        let persisted = self.blocking(move |inner| read_meta(&inner.files()?.db, &key)).await?;
         let plan = self
             .inner
             .leases()
@@ -265,6 +269,7 @@ impl Leadership for RedbBackend {
                 // Installed by the writer thread, in order with fenced writes (see the module docs).
                 let persisted = self
                     .inner
+                    .files()?
                     .writer
                     .call(1, move |txn| {
                         txn.open_table(META)
@@ -335,6 +340,7 @@ impl RedbBackend {
         let key = key.to_owned();
         let fence = self.fence_check();
         self.inner
+            .files()?
             .writer
             .call(1, move |txn| {
                 if let Err(e) = fence.check() {
@@ -365,7 +371,7 @@ impl KvStore for RedbBackend {
     async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StorageError> {
         let key = key.to_owned();
         self.blocking(move |inner| {
-            let txn = inner.db.begin_read().map_err(db_err)?;
+            let txn = inner.files()?.db.begin_read().map_err(db_err)?;
             let table = txn.open_table(KV).map_err(db_err)?;
             let Some(g) = table.get(key.as_str()).map_err(db_err)? else {
                 return Ok(None);
@@ -388,6 +394,7 @@ impl KvStore for RedbBackend {
         let key = key.to_owned();
         let fence = self.fence_check();
         self.inner
+            .files()?
             .writer
             .call(1, move |txn| {
                 if let Err(e) = fence.check() {
@@ -425,6 +432,7 @@ impl KvStore for RedbBackend {
         let key = key.to_owned();
         let fence = self.fence_check();
         self.inner
+            .files()?
             .writer
             .call(1, move |txn| {
                 if let Err(e) = fence.check() {

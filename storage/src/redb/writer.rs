@@ -18,8 +18,8 @@
 //! when its apply fails or it is dropped unapplied (queued ops of a stopped writer fail with `Unavailable`).
 
 use std::marker::PhantomData;
-use std::sync::Arc;
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender, TryRecvError};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use redb::{Database, Durability, WriteTransaction};
@@ -48,6 +48,8 @@ enum Msg {
     Op(Op),
     /// Commit what is gathered now (and do not defer the next group).
     Flush,
+    /// Commit what is gathered, then end the thread (ops queued behind it fail with `Unavailable`).
+    Stop,
 }
 
 /// Gathering limits.
@@ -65,6 +67,11 @@ pub(crate) struct Writer {
     tx: Sender<Msg>,
     /// The writer thread, unparked by every message that ends a deferred wait (see `run`).
     thread: std::thread::Thread,
+    /// Its handle, taken by [`Writer::stop`].
+    handle: Arc<Mutex<Option<std::thread::JoinHandle<()>>>>,
+    /// Why the last group could not start a transaction (redb refuses every write after an I/O error in a
+    /// commit, `PreviousIo`, until the database is closed and opened again); cleared by a commit.
+    broken: Arc<Mutex<Option<String>>>,
 }
 
 fn writer_gone() -> StorageError {
@@ -132,14 +139,36 @@ impl Writer {
     /// Starts the writer thread on `db`.
     pub fn spawn(db: Arc<Database>, limits: GroupCommit) -> Result<Self, StorageError> {
         let (tx, rx) = mpsc::channel();
+        let broken = Arc::new(Mutex::new(None));
+        let flag = broken.clone();
         let handle = std::thread::Builder::new()
             .name("redb-writer".into())
-            .spawn(move || run(&db, &rx, limits))
+            .spawn(move || run(&db, &rx, limits, &flag))
             .map_err(|e| StorageError::Backend(format!("cannot start redb writer thread: {e}")))?;
         Ok(Self {
             tx,
             thread: handle.thread().clone(),
+            handle: Arc::new(Mutex::new(Some(handle))),
+            broken,
         })
+    }
+
+    /// Ends the thread after the ops queued before this call and waits for it (blocking; idempotent). Ops sent
+    /// afterwards fail with `Unavailable`.
+    pub fn stop(&self) {
+        let _ = self.send_waking(Msg::Stop);
+        let handle = self.handle.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(h) = handle
+            && h.join().is_err()
+        {
+            tracing::error!("the redb writer thread panicked");
+        }
+    }
+
+    /// Why the writer could not start its last transaction, if it could not: the database refuses writes
+    /// until it is opened again.
+    pub fn broken(&self) -> Option<String> {
+        self.broken.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     /// Sends a message that must end a deferred wait: the writer parks (does not wait on the channel) while
@@ -215,14 +244,19 @@ impl Writer {
     }
 }
 
-fn run(db: &Database, rx: &Receiver<Msg>, limits: GroupCommit) {
+fn run(db: &Database, rx: &Receiver<Msg>, limits: GroupCommit, broken: &Mutex<Option<String>>) {
     // A flush also keeps the next group from deferring: the op a reader waits for may be queued just after
     // its flush (at worst a rare race leaves one read waiting up to `defer`).
     let mut flushed = false;
-    while let Ok(msg) = rx.recv() {
-        let Msg::Op(first) = msg else {
-            flushed = true;
-            continue;
+    let mut stop = false;
+    while !stop && let Ok(msg) = rx.recv() {
+        let first = match msg {
+            Msg::Op(op) => op,
+            Msg::Flush => {
+                flushed = true;
+                continue;
+            }
+            Msg::Stop => break,
         };
         let mut deferring = first.deferrable && !flushed;
         flushed = false;
@@ -253,6 +287,10 @@ fn run(db: &Database, rx: &Receiver<Msg>, limits: GroupCommit) {
                 }
             };
             match next {
+                Msg::Stop => {
+                    stop = true;
+                    break;
+                }
                 Msg::Flush => {
                     flushed = true;
                     if deferring {
@@ -270,15 +308,16 @@ fn run(db: &Database, rx: &Receiver<Msg>, limits: GroupCommit) {
                 }
             }
         }
-        commit(db, ops);
+        commit(db, ops, broken);
     }
 }
 
-fn commit(db: &Database, ops: Vec<Op>) {
+fn commit(db: &Database, ops: Vec<Op>, broken: &Mutex<Option<String>>) {
     let mut txn = match db.begin_write() {
         Ok(t) => t,
         Err(e) => {
             tracing::error!(error = %e, "redb begin_write failed");
+            *broken.lock().unwrap_or_else(|e| e.into_inner()) = Some(e.to_string());
             return; // dropping the ops fails their callers with Unavailable (see `Reply`)
         }
     };
@@ -306,8 +345,9 @@ fn commit(db: &Database, ops: Vec<Op>) {
         }
     }
     let outcome = txn.commit().map_err(db_err);
-    if let Err(e) = &outcome {
-        tracing::error!(error = %e, "redb commit failed");
+    match &outcome {
+        Ok(()) => *broken.lock().unwrap_or_else(|e| e.into_inner()) = None,
+        Err(e) => tracing::error!(error = %e, "redb commit failed"),
     }
     for done in dones {
         done(outcome.clone());

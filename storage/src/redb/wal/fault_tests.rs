@@ -395,19 +395,19 @@ async fn a_failed_checkpoint_keeps_its_segments_until_a_later_one_succeeds() {
     assert_eq!(h.read_all().await.unwrap(), expect(&[(1..n + 1, 0..n)]));
 }
 
-/// A failed apply recovered in place: `reopen_wal` stops the failed WAL, recovers its records into the open
-/// database and starts a new one, without closing the backend. Every acknowledged relay is readable once,
-/// ids continue, `/ready` is green again, and a real reopen afterwards replays nothing.
+/// A failed apply recovered in place: `reopen` closes the database under the backend, opens it again (WAL
+/// recovery included) and swaps it in, the backend handle staying the same. Every acknowledged relay is
+/// readable once, ids continue, `/ready` is green again, and a real reopen afterwards replays nothing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_failed_apply_is_recovered_in_place_by_reopening_the_wal() {
+async fn a_failed_apply_is_recovered_by_reopening_the_database_in_place() {
     let mut h = Harness::open().await;
     assert_eq!(h.append(0..3).await.unwrap(), vec![1, 2, 3]);
-    assert!(!h.backend().reopen_wal().await.unwrap(), "nothing to reopen yet");
+    assert!(!h.backend().reopen().await.unwrap(), "nothing to reopen yet");
     h.fail(Site::Apply(2), Fault::After);
     assert_eq!(h.append(3..5).await.unwrap(), vec![4, 5]);
     assert_unavailable(h.count().await, "a read after the failed apply");
     assert_eq!(h.readiness().await.unwrap_err().reason(), "redb_wal_failed");
-    assert!(h.backend().reopen_wal().await.unwrap(), "reopened");
+    assert!(h.backend().reopen().await.unwrap(), "reopened");
     assert_eq!(h.readiness().await, Ok(()), "ready once the WAL is reopened");
     assert_eq!(
         h.read_all().await.unwrap(),
@@ -419,9 +419,13 @@ async fn a_failed_apply_is_recovered_in_place_by_reopening_the_wal() {
         vec![6],
         "ids continue after the recovered ones"
     );
+    assert_eq!((h.backend().reopens(true), h.backend().reopens(false)), (1, 0));
     let stats = h.backend().wal_stats().unwrap();
-    assert_eq!((stats.reopens(true), stats.reopens(false)), (1, 0));
-    assert!(stats.records() >= 1, "the new WAL reports to the same metrics");
+    assert_eq!(
+        stats.records(),
+        3,
+        "one record per append, before and after the reopen, in the same metrics"
+    );
     h.reopen().await;
     assert_eq!(
         h.read_all().await.unwrap(),
@@ -432,9 +436,9 @@ async fn a_failed_apply_is_recovered_in_place_by_reopening_the_wal() {
 }
 
 /// The in-place reopen with a record acknowledged while the failing apply was held (its apply queued behind
-/// it): the reopen waits for every apply the old WAL handed to the writer, then recovery applies both.
+/// it): the reopen stops the old writer (the queued apply fails, unapplied), then recovery applies both.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn reopening_the_wal_in_place_recovers_records_queued_behind_the_failed_apply() {
+async fn reopening_in_place_recovers_records_queued_behind_the_failed_apply() {
     let h = Harness::open().await;
     assert_eq!(h.append(0..3).await.unwrap(), vec![1, 2, 3]);
     assert_eq!(h.count().await.unwrap(), 3);
@@ -446,7 +450,7 @@ async fn reopening_the_wal_in_place_recovers_records_queued_behind_the_failed_ap
     // A read waits for the applies, so it sees the failure (an append sent now might still be taken).
     assert_unavailable(h.count().await, "a read after the failed apply");
     assert_unavailable(h.append(7..8).await, "an append after the failed apply");
-    assert!(h.backend().reopen_wal().await.unwrap(), "reopened");
+    assert!(h.backend().reopen().await.unwrap(), "reopened");
     assert_eq!(
         h.read_all().await.unwrap(),
         expect(&[(1..8, 0..7)]),
@@ -455,8 +459,9 @@ async fn reopening_the_wal_in_place_recovers_records_queued_behind_the_failed_ap
     assert_eq!(h.append(7..8).await.unwrap(), vec![8]);
 }
 
-/// A reopen whose recovery fails leaves the WAL unusable (appends refused, `/ready` red, counted as failed);
-/// `readiness_recovering` does not retry before the pause (2 s) and then recovers everything.
+/// A reopen whose recovery fails leaves the database closed (appends and reads refused, `/ready` red with the
+/// reason, counted as failed); `readiness_recovering` does not retry before the pause (2 s), then recovers
+/// everything.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_in_place_reopen_is_retried_after_a_pause_and_then_recovers_everything() {
     let h = Harness::open().await;
@@ -467,19 +472,19 @@ async fn a_failed_in_place_reopen_is_retried_after_a_pause_and_then_recovers_eve
     h.fail(Site::Recover(2), Fault::After);
     let failed_at = std::time::Instant::now();
     let not_ready = h.backend().readiness_recovering().await.unwrap_err();
-    assert_eq!(not_ready.reason(), "redb_wal_failed", "{not_ready}");
-    let stats = h.backend().wal_stats().unwrap();
-    assert_eq!(
-        (stats.reopens(true), stats.reopens(false)),
-        (0, 1),
-        "tried at once, failed"
+    assert_eq!(not_ready.reason(), "redb_closed", "{not_ready}");
+    assert!(
+        not_ready.to_string().contains("injected fault after Recover(2)"),
+        "/ready names why the reopen failed: {not_ready}"
     );
-    assert_unavailable(h.append(5..6).await, "an append while the WAL is stopped");
-    assert_unavailable(h.count().await, "a read while the WAL is stopped");
+    let b = h.backend();
+    assert_eq!((b.reopens(true), b.reopens(false)), (0, 1), "tried at once, failed");
+    assert_unavailable(h.append(5..6).await, "an append while the database is closed");
+    assert_unavailable(h.count().await, "a read while the database is closed");
     // Probes before the pause report the state without trying again.
     assert!(h.backend().readiness_recovering().await.is_err());
-    assert_eq!(stats.reopens(false), 1, "no second try inside the pause");
-    suite::poll_until("the next try reopens the WAL", || async {
+    assert_eq!(b.reopens(false), 1, "no second try inside the pause");
+    suite::poll_until("the next try reopens the database", || async {
         h.backend().readiness_recovering().await.ok()
     })
     .await;
@@ -487,7 +492,7 @@ async fn a_failed_in_place_reopen_is_retried_after_a_pause_and_then_recovers_eve
         failed_at.elapsed() >= Duration::from_secs(2),
         "retried only after the pause"
     );
-    assert_eq!((stats.reopens(true), stats.reopens(false)), (1, 1));
+    assert_eq!((b.reopens(true), b.reopens(false)), (1, 1));
     assert_eq!(
         h.read_all().await.unwrap(),
         expect(&[(1..6, 0..5)]),

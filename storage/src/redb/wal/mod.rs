@@ -60,8 +60,8 @@
 //! the segments waiting for a checkpoint.
 //!
 //! If applying a record to redb fails, the WAL keeps it (durable) and every later append and relay-log read
-//! fails with `Unavailable` until the WAL is reopened, when recovery applies it: in place ([`reopen`]) or at
-//! the next open. Records acknowledged before the failure was known are not applied either: each apply first
+//! fails with `Unavailable` until the WAL is reopened, when recovery applies it: in place (the backend's
+//! reopen, `redb/open.rs`) or at the next open. Records acknowledged before the failure was known are not applied either: each apply first
 //! checks, in its transaction, that the record handed before it is applied (`wal_applied` must never pass a record redb lacks, or recovery would
 //! skip it). The [`fault`] module lets tests make a write, a sync, an apply (after a write or during recovery) or
 //! a checkpoint's reply fail on the real files and database.
@@ -72,7 +72,6 @@ mod fault_tests;
 mod identity;
 mod record;
 mod recovery;
-mod reopen;
 mod segment;
 mod stats;
 mod thread;
@@ -91,7 +90,6 @@ use tokio::sync::{oneshot, watch};
 
 pub(crate) use identity::init_new_database;
 pub(crate) use recovery::{recover, recover_and_remove};
-pub(crate) use reopen::WalSlot;
 
 use super::FenceCheck;
 use super::log::{seq_key, supplier_id};
@@ -289,7 +287,7 @@ impl Wal {
     }
 
     /// The error that made the WAL unusable (a record it could not apply to redb), if any: every append and
-    /// relay-log read fails with it until the WAL is reopened ([`WalSlot::reopen`], or the database opened again).
+    /// relay-log read fails with it until the database is reopened (in place or by a restart).
     pub fn failure(&self) -> Option<StorageError> {
         self.applied.borrow().error.clone()
     }

@@ -7,9 +7,7 @@
 //! - `ha_storage_wal_checkpoint_seconds`: a checkpoint's durable redb commit, from request to reply (segments
 //!   wait for it before they are recycled);
 //! - `ha_storage_wal_records_total` / `ha_storage_wal_relays_total`: records written and the relays in them
-//!   (their ratio is the group size);
-//! - `ha_storage_wal_reopens_total{result}`: in-place reopens of a WAL that could not apply a record to redb
-//!   (`ok`: recovery applied it and appends are taken again; `failed`: still unusable, retried later).
+//!   (their ratio is the group size).
 //!
 //! Owned by the backend (several databases in one process never share or double-register them) and handed to
 //! the process's registry through [`crate::redb::RedbBackend::wal_stats`]. Measured on the 2-vCPU VM of
@@ -18,7 +16,7 @@
 use std::time::Duration;
 
 use prometheus::core::Collector;
-use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, Opts};
+use prometheus::{Histogram, HistogramOpts, IntCounter};
 
 /// Bounds (seconds) of the queue and write histograms: a quiet disk syncs in ~0.1–0.2 ms, so the low end is
 /// fine-grained.
@@ -34,7 +32,6 @@ pub struct WalStats {
     checkpoint: Histogram,
     records: IntCounter,
     relays: IntCounter,
-    reopens: IntCounterVec,
 }
 
 impl std::fmt::Debug for WalStats {
@@ -53,7 +50,7 @@ fn histogram(name: &str, help: &str) -> Result<Histogram, prometheus::Error> {
 impl WalStats {
     /// Fresh, unregistered metrics.
     pub fn new() -> Result<Self, prometheus::Error> {
-        let stats = Self {
+        Ok(Self {
             queue: histogram(
                 "ha_storage_wal_queue_seconds",
                 "Relay WAL appends: from the request to the WAL thread taking it (the sync in flight, the wake-up)",
@@ -68,19 +65,7 @@ impl WalStats {
             )?,
             records: IntCounter::new("ha_storage_wal_records_total", "Relay WAL records written and synced")?,
             relays: IntCounter::new("ha_storage_wal_relays_total", "Relays in the relay WAL records written")?,
-            reopens: IntCounterVec::new(
-                Opts::new(
-                    "ha_storage_wal_reopens_total",
-                    "In-place reopens of a relay WAL that could not apply a record to redb, by result (ok, failed)",
-                ),
-                &["result"],
-            )?,
-        };
-        // Both results exported from the start (at 0), so an alert on `failed` has a series to watch.
-        for result in ["ok", "failed"] {
-            stats.reopens.with_label_values(&[result]);
-        }
-        Ok(stats)
+        })
     }
 
     /// The collectors to register with a Prometheus registry.
@@ -91,7 +76,6 @@ impl WalStats {
             Box::new(self.checkpoint.clone()),
             Box::new(self.records.clone()),
             Box::new(self.relays.clone()),
-            Box::new(self.reopens.clone()),
         ]
     }
 
@@ -108,19 +92,6 @@ impl WalStats {
 
     pub(crate) fn checkpointed(&self, took: Duration) {
         self.checkpoint.observe(took.as_secs_f64());
-    }
-
-    pub(crate) fn reopened(&self, ok: bool) {
-        self.reopens
-            .with_label_values(&[if ok { "ok" } else { "failed" }])
-            .inc();
-    }
-
-    /// In-place reopens so far that succeeded (`ok = true`) or failed.
-    pub fn reopens(&self, ok: bool) -> u64 {
-        self.reopens
-            .with_label_values(&[if ok { "ok" } else { "failed" }])
-            .get()
     }
 
     /// Records written so far.

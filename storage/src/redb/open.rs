@@ -1,0 +1,308 @@
+//! Opening the database's files (the redb file, its writer thread, the relay WAL), and reopening them in place.
+//!
+//! Why in place: a full disk breaks the embedded store in two ways that only closing and opening the database
+//! repairs. redb answers `PreviousIo` to every transaction after an I/O error in a commit (`ENOSPC` when the file
+//! must grow), and the relay WAL stops taking appends once a record could not be applied to redb. A restart
+//! fixes both (redb repairs the file at open, WAL recovery applies the records), but a process left running
+//! refused every relay, after its backend had served it, until an operator restarted it, even once the disk
+//! had room again. [`RedbBackend::reopen`] does what a restart does to the files while the rest of the process
+//! (relayer, miner, the in-memory leases and consumer groups) keeps running:
+//! 1. the open [`Files`] leave the backend (calls made from now on fail with `Unavailable`);
+//! 2. the WAL thread and the writer thread are stopped and joined (ops queued in them fail with `Unavailable`;
+//!    none of them was acknowledged);
+//! 3. once no call in flight holds the files any more, the database is closed;
+//! 4. the open path runs again ([`open_files`]): redb's repair, WAL recovery (every valid record newer than
+//!    the durable `wal_applied` is applied in one durable commit), a new writer and WAL thread.
+//!
+//! The crash-safety argument of the WAL (`wal/mod.rs`) carries over because step 4 is the open path, run with
+//! nothing else touching the files; a failed step leaves the database closed and the next try starts again from
+//! the files. Sequences continue from META (raised by every apply, recovery's included), as after a restart.
+//! Tries are made by the readiness loop ([`RedbBackend::readiness_recovering`]): at once, then with pauses from
+//! 2 s doubling to 60 s while they fail; each is counted in `ha_storage_redb_reopens_total{result}`.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use prometheus::core::Collector;
+use prometheus::{IntCounterVec, Opts};
+use redb::Database;
+
+use super::tables::{self, KV, META, db_err};
+use super::wal::{self, Wal, WalStats, fault::FaultHook};
+use super::writer::{GroupCommit, Writer};
+use super::{RedbBackend, RedbConfig, join_err};
+use crate::StorageError;
+use crate::lease::LeaseTable;
+
+/// First pause after a failed reopen; doubles after each failure.
+const FIRST_RETRY: Duration = Duration::from_secs(2);
+/// Longest pause between two tries.
+const MAX_RETRY: Duration = Duration::from_secs(60);
+/// How long a reopen waits for calls in flight to let go of the old files before it tries to open them again
+/// (an open while they are held fails with "already open", and the next try repeats it).
+const RELEASE_WAIT: Duration = Duration::from_secs(10);
+
+/// One opening of the database: the file, its writer thread and its relay WAL (`None` with
+/// `relay_wal = false`). Replaced whole by a reopen.
+pub(crate) struct Files {
+    pub db: Arc<Database>,
+    pub writer: Writer,
+    pub wal: Option<Wal>,
+}
+
+/// Opens the database at `config.path`: creates the tables, recovers the relay WAL into redb before any other
+/// write, starts the writer thread and the WAL thread (reporting to `wal_stats`).
+pub(crate) async fn open_files(
+    config: &RedbConfig,
+    faults: &FaultHook,
+    wal_stats: Option<&WalStats>,
+    leases: &Arc<Mutex<LeaseTable>>,
+) -> Result<Files, StorageError> {
+    let cfg = config.clone();
+    let wal_cfg = wal::WalConfig {
+        db: config.path.clone(),
+        dir: wal::wal_dir(&config.path)?,
+        segment_bytes: config.wal_segment_bytes.max(4096),
+        checkpoint_bytes: config.wal_checkpoint_bytes.max(1),
+        checkpoint_interval: config.wal_checkpoint_interval,
+        max_entries: config.group_commit_max_entries.max(1),
+        faults: faults.clone(),
+    };
+    let recover_cfg = wal_cfg.clone();
+    let (db, recovered) = tokio::task::spawn_blocking(move || -> Result<_, StorageError> {
+        let db = Database::builder()
+            .set_cache_size(cfg.cache_size_bytes)
+            .create(&cfg.path)
+            .map_err(db_err)?;
+        let txn = db.begin_write().map_err(db_err)?;
+        // A new database gets its identity with its tables (the relay WAL is bound to it).
+        wal::init_new_database(&txn)?;
+        txn.open_table(tables::SUPPLIERS).map_err(db_err)?;
+        txn.open_table(tables::LOG).map_err(db_err)?;
+        txn.open_table(tables::NAMESPACES).map_err(db_err)?;
+        txn.open_table(tables::NODES).map_err(db_err)?;
+        txn.open_table(tables::SESSIONS).map_err(db_err)?;
+        txn.open_table(KV).map_err(db_err)?;
+        txn.open_table(META).map_err(db_err)?;
+        txn.commit().map_err(db_err)?;
+        // Before any other write: relay-log appends acknowledged by the WAL must be in redb first.
+        let recovered = if cfg.relay_wal {
+            Some(wal::recover(&db, &recover_cfg)?)
+        } else {
+            wal::recover_and_remove(&db, &recover_cfg.db, &recover_cfg.dir, &recover_cfg.faults)?;
+            None
+        };
+        Ok((db, recovered))
+    })
+    .await
+    .map_err(join_err)??;
+    let db = Arc::new(db);
+    let writer = Writer::spawn(
+        db.clone(),
+        GroupCommit {
+            window: config.group_commit_window,
+            max_entries: config.group_commit_max_entries.max(1),
+            defer: config.wal_apply_delay,
+        },
+    )?;
+    let wal = match (recovered, wal_stats) {
+        (Some(r), Some(stats)) => Some(Wal::start(
+            r,
+            db.clone(),
+            writer.clone(),
+            leases.clone(),
+            wal_cfg,
+            stats.clone(),
+        )?),
+        (Some(_), None) => {
+            writer.stop();
+            return Err(StorageError::Backend("relay WAL without its metrics".into()));
+        }
+        (None, _) => None,
+    };
+    Ok(Files { db, writer, wal })
+}
+
+/// When the next reopen may be tried after failed ones.
+#[derive(Debug, Default)]
+struct Retry {
+    not_before: Option<Instant>,
+    pause: Duration,
+}
+
+/// What reopening needs beyond the files: the settings they were opened with, the WAL metrics every opening
+/// shares, the retry schedule and the reopen counter.
+pub(crate) struct Reopen {
+    config: RedbConfig,
+    faults: FaultHook,
+    wal_stats: Option<WalStats>,
+    /// One reopen at a time.
+    retry: tokio::sync::Mutex<Retry>,
+    /// Why the files are closed (`None` while they are open).
+    closed: Mutex<Option<String>>,
+    reopens: IntCounterVec,
+}
+
+impl Reopen {
+    pub fn new(config: RedbConfig, faults: FaultHook, wal_stats: Option<WalStats>) -> Result<Self, StorageError> {
+        let reopens = IntCounterVec::new(
+            Opts::new(
+                "ha_storage_redb_reopens_total",
+                "In-place reopens of the embedded database after a failed relay WAL or redb I/O error, by result",
+            ),
+            &["result"],
+        )
+        .map_err(|e| StorageError::Backend(format!("redb metrics: {e}")))?;
+        // Both results exported from the start (at 0), so an alert on `failed` has a series to watch.
+        for result in ["ok", "failed"] {
+            reopens.with_label_values(&[result]);
+        }
+        Ok(Self {
+            config,
+            faults,
+            wal_stats,
+            retry: tokio::sync::Mutex::new(Retry::default()),
+            closed: Mutex::new(None),
+            reopens,
+        })
+    }
+
+    pub fn wal_stats(&self) -> Option<&WalStats> {
+        self.wal_stats.as_ref()
+    }
+
+    /// The error of a call made while the files are closed.
+    pub fn closed(&self) -> StorageError {
+        let why = self.closed.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        StorageError::Unavailable(format!(
+            "redb is closed: {}",
+            why.unwrap_or_else(|| "being reopened".into())
+        ))
+    }
+
+    fn set_closed(&self, why: Option<String>) {
+        *self.closed.lock().unwrap_or_else(|e| e.into_inner()) = why;
+    }
+
+    fn count(&self, ok: bool) {
+        self.reopens
+            .with_label_values(&[if ok { "ok" } else { "failed" }])
+            .inc();
+    }
+
+    /// Reopens so far that succeeded (`ok = true`) or failed.
+    pub fn reopens(&self, ok: bool) -> u64 {
+        self.reopens
+            .with_label_values(&[if ok { "ok" } else { "failed" }])
+            .get()
+    }
+
+    pub fn collectors(&self) -> Vec<Box<dyn Collector>> {
+        let mut out: Vec<Box<dyn Collector>> = vec![Box::new(self.reopens.clone())];
+        if let Some(stats) = &self.wal_stats {
+            out.extend(stats.collectors());
+        }
+        out
+    }
+}
+
+impl RedbBackend {
+    /// Why the database needs reopening, if it does: its relay WAL failed, redb refuses every write
+    /// (`PreviousIo`), or it is closed (a reopen failed).
+    pub(crate) fn needs_reopen(&self) -> Option<String> {
+        let files = match self.inner.files() {
+            Ok(files) => files,
+            Err(e) => return Some(e.to_string()),
+        };
+        if let Some(e) = files.wal.as_ref().and_then(|w| w.failure()) {
+            return Some(e.to_string());
+        }
+        files.writer.broken().map(|e| format!("redb refuses every write: {e}"))
+    }
+
+    /// Reopens the database in place if it needs it (module docs). `Ok(true)`: reopened, every record of the
+    /// relay WAL is in redb and writes are taken again; `Ok(false)`: it did not need it. On `Err` the database
+    /// stays closed (calls fail with `Unavailable` naming the error) and a later call tries again.
+    pub async fn reopen(&self) -> Result<bool, StorageError> {
+        let mut retry = self.inner.reopen.retry.lock().await;
+        let reopened = self.reopen_locked().await;
+        match &reopened {
+            Ok(false) => {}
+            Ok(true) => *retry = Retry::default(),
+            Err(_) => {
+                retry.pause = (retry.pause * 2).clamp(FIRST_RETRY, MAX_RETRY);
+                retry.not_before = Some(Instant::now() + retry.pause);
+            }
+        }
+        reopened
+    }
+
+    /// [`Self::reopen`] if the database needs it and no failed try asked to wait longer. `Ok(false)`: nothing
+    /// done.
+    pub(crate) async fn reopen_if_due(&self) -> Result<bool, StorageError> {
+        if self.needs_reopen().is_none() {
+            return Ok(false);
+        }
+        let due = self
+            .inner
+            .reopen
+            .retry
+            .lock()
+            .await
+            .not_before
+            .is_none_or(|t| Instant::now() >= t);
+        if !due {
+            return Ok(false);
+        }
+        self.reopen().await
+    }
+
+    async fn reopen_locked(&self) -> Result<bool, StorageError> {
+        let Some(why) = self.needs_reopen() else {
+            return Ok(false);
+        };
+        let reopen = &self.inner.reopen;
+        tracing::warn!(reason = %why, "embedded database unusable; reopening it in place");
+        let started = Instant::now();
+        let old = self.inner.files.write().unwrap_or_else(|e| e.into_inner()).take();
+        reopen.set_closed(Some(format!("being reopened ({why})")));
+        if let Some(old) = old {
+            let stopping = old.clone();
+            tokio::task::spawn_blocking(move || {
+                if let Some(wal) = &stopping.wal {
+                    wal.stop();
+                }
+                stopping.writer.stop();
+            })
+            .await
+            .map_err(join_err)?;
+            // Calls in flight fail now that the threads are gone; the file closes with the last of them.
+            let deadline = Instant::now() + RELEASE_WAIT;
+            while Arc::strong_count(&old) > 1 && Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+        let opened = open_files(
+            &reopen.config,
+            &reopen.faults,
+            reopen.wal_stats.as_ref(),
+            &self.inner.leases,
+        )
+        .await;
+        match opened {
+            Ok(files) => {
+                *self.inner.files.write().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(files));
+                reopen.set_closed(None);
+                reopen.count(true);
+                tracing::info!(took = ?started.elapsed(), "embedded database reopened; the relay WAL is recovered");
+                Ok(true)
+            }
+            Err(e) => {
+                reopen.set_closed(Some(format!("reopening failed ({e}); retried later")));
+                reopen.count(false);
+                tracing::error!(error = %e, "reopening the embedded database failed; retried later");
+                Err(e)
+            }
+        }
+    }
+}

@@ -1,0 +1,153 @@
+//! A real full disk under the embedded store: a small tmpfs holds the redb file and its relay WAL, a filler
+//! file takes the rest, and relays are appended until redb cannot grow (`ENOSPC`). redb then refuses every
+//! transaction (`PreviousIo`) and the WAL every append, so `/ready` goes red; while the disk stays full the
+//! in-place reopen fails and `/ready` names why; once the filler is removed the readiness loop
+//! (`readiness_recovering`) reopens the database and every acknowledged relay is in the log exactly once.
+//!
+//! Mounting needs root (CAP_SYS_ADMIN), which the test machines have: the test fails, naming the reason,
+//! where the mount is refused.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use storage::suite;
+use storage::{MinedRelay, RedbBackend, RedbConfig};
+
+const SUPPLIER: &str = "pokt1full";
+
+/// A tmpfs of `size` mounted on a temp dir, unmounted on drop.
+struct Tmpfs {
+    dir: tempfile::TempDir,
+}
+
+impl Tmpfs {
+    fn mount(size: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let out = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir.path())
+            .output()
+            .expect("run mount");
+        assert!(
+            out.status.success(),
+            "this test mounts a small tmpfs to fill it up and needs root: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Self { dir }
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Free bytes.
+    fn available(&self) -> u64 {
+        let out = Command::new("df")
+            .args(["--output=avail", "-B1"])
+            .arg(self.path())
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        text.lines().nth(1).unwrap().trim().parse().unwrap()
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(self.dir.path()).status();
+    }
+}
+
+/// Writes `path` until the file system is full.
+fn fill(path: &Path) {
+    use std::io::Write as _;
+    let mut f = std::fs::File::create(path).unwrap();
+    let block = vec![0u8; 4096];
+    loop {
+        match f.write(&block) {
+            Ok(0) => break,
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::StorageFull => break,
+            Err(e) => panic!("filling {path:?}: {e}"),
+        }
+    }
+}
+
+/// Relay `n` with a 1 KiB payload.
+fn relay(n: u64) -> MinedRelay {
+    let mut r = suite::relay(SUPPLIER, "s1", n);
+    r.payload.resize(1024, b'x');
+    r
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_makes_the_store_not_ready_and_freeing_it_recovers_every_acknowledged_relay() {
+    let fs = Tmpfs::mount("8M");
+    let mut config = RedbConfig::new(fs.path().join("full.redb"));
+    config.cache_size_bytes = 1 << 20;
+    config.wal_segment_bytes = 1 << 20;
+    config.wal_checkpoint_bytes = 64 << 10;
+    let backend = RedbBackend::open(config).await.unwrap();
+    let log = backend.storage().relay_log;
+    assert_eq!(backend.readiness_recovering().await, Ok(()));
+
+    // Leave ~600 KiB: the preallocated WAL segments keep taking records, the redb file soon cannot grow.
+    let filler: PathBuf = fs.path().join("filler");
+    let room = fs.available().saturating_sub(600 << 10);
+    std::fs::write(&filler, vec![0u8; usize::try_from(room).unwrap()]).unwrap();
+
+    let mut acknowledged = BTreeSet::new();
+    let mut next = 0u64;
+    let mut not_ready = None;
+    for _ in 0..2_000 {
+        let batch: Vec<MinedRelay> = (next..next + 10).map(relay).collect();
+        if log.append(batch).await.is_ok() {
+            acknowledged.extend(next..next + 10);
+        }
+        next += 10;
+        if let Err(e) = backend.readiness().await {
+            not_ready = Some(e);
+            break;
+        }
+    }
+    let not_ready = not_ready.expect("the store stops being ready when the disk is full");
+    assert!(!acknowledged.is_empty());
+
+    // Not a byte left (what the failed transaction allocated included). A reopen may still succeed (the
+    // failed transaction's pages are free again at open) or fail (redb's repair or the WAL recovery cannot
+    // write); either way no acknowledged relay may be lost, and appends are refused or durable, never lost.
+    let rest = fs.path().join("rest");
+    fill(&rest);
+    let attempt = backend.readiness_recovering().await;
+    eprintln!("full disk: {not_ready}; reopen on a full disk: {attempt:?}");
+    if log.append(vec![relay(next)]).await.is_ok() {
+        acknowledged.insert(next);
+    }
+    next += 1;
+
+    // Room again: the readiness loop reopens the database in place (after its pause).
+    std::fs::remove_file(&filler).unwrap();
+    std::fs::remove_file(&rest).unwrap();
+    suite::poll_until("the store is ready again", || async {
+        backend.readiness_recovering().await.ok()
+    })
+    .await;
+    assert!(backend.reopens(true) >= 1, "recovered by reopening in place");
+
+    // Every acknowledged relay is there, once, with its bytes; appends are taken again.
+    let entries = log.read(SUPPLIER, "checker", 100_000).await.unwrap();
+    let mut seen = BTreeSet::new();
+    for e in &entries {
+        let n = u64::from_be_bytes(e.relay.relay_hash[..8].try_into().unwrap());
+        assert_eq!(e.relay, relay(n), "stored bytes of relay {n}");
+        assert!(seen.insert(n), "relay {n} stored twice");
+    }
+    let lost: Vec<_> = acknowledged.difference(&seen).collect();
+    assert!(
+        lost.is_empty(),
+        "acknowledged relays missing after the reopen: {lost:?}"
+    );
+    assert!(log.append(vec![relay(next)]).await.is_ok());
+}
