@@ -225,14 +225,23 @@ impl Miner {
         }
         tokio::pin!(shutdown);
         let mut ticker = tokio::time::interval(self.config.tick);
+        // A failing step repeats every tick (storage down: 10 lines a second); one line a second says it.
+        let failures = crate::telemetry::LogThrottle::new(Duration::from_secs(1));
         loop {
             tokio::select! {
                 _ = &mut shutdown => break,
                 _ = ticker.tick() => {}
             }
             heartbeat.beat();
-            if let Err(e) = self.step().await {
-                tracing::warn!(error = %e, "miner iteration failed; retrying next tick");
+            if let Err(e) = self.step().await
+                && let Some(suppressed) = failures.admit()
+            {
+                tracing::warn!(
+                    error = %e,
+                    suppressed,
+                    "miner iteration failed; retrying next tick (`suppressed`: failed iterations not logged since \
+                     the last line)"
+                );
             }
         }
         // Graceful shutdown: ingest what is pending and persist tries and records.

@@ -10,10 +10,12 @@
 //! embedded redb log with its write-ahead log) gets durable appends straight from the handler: batching here
 //! too would only add a task hop and a wake-up to every relay's latency.
 
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use tokio::sync::{Semaphore, mpsc, oneshot};
+
+use crate::telemetry::LogThrottle;
 
 /// Batches appended concurrently at most.
 const IN_FLIGHT_BATCHES: usize = 4;
@@ -45,6 +47,65 @@ pub struct LogAppender {
     tx: mpsc::Sender<Item>,
     /// Set when the backend coalesces appends itself: durable appends go straight to it.
     direct: Option<(Arc<dyn storage::RelayLog>, Arc<dyn LogObserver>)>,
+    /// One ERROR line per second at most for failed appends (each is counted in the metrics).
+    failures: Arc<LogThrottle>,
+    /// The last failed append, until an append succeeds: relays arriving within [`REFUSE_AFTER_FAILURE`] of it
+    /// are refused before they reach the backend ([`LogAppender::refusing`]).
+    last_failure: Arc<Mutex<Option<(Instant, storage::StorageError)>>>,
+}
+
+/// How long after a failed append new relays are refused before they are served. Storage that refuses one
+/// append (a full disk, Redis OOM, no raft quorum) refuses the next ones too; serving them anyway makes the
+/// backend work for relays that can never be claimed, and makes the gateway wait for a backend answer only to
+/// get an error. After this long relays are let through again; the first append that succeeds closes it.
+pub const REFUSE_AFTER_FAILURE: Duration = Duration::from_secs(1);
+
+/// How often a failed append is logged at most while they keep failing.
+const FAILURE_LOG_EVERY: Duration = Duration::from_secs(1);
+
+/// Where append outcomes go: the failure log (throttled) and the last failure that makes new relays refused.
+#[derive(Clone)]
+struct Outcomes {
+    throttle: Arc<LogThrottle>,
+    last_failure: Arc<Mutex<Option<(Instant, storage::StorageError)>>>,
+}
+
+impl Outcomes {
+    fn record(&self, result: &Result<(), storage::StorageError>, relays: usize) {
+        let mut last = self.last_failure.lock().unwrap_or_else(|e| e.into_inner());
+        match result {
+            Ok(()) => {
+                if last.take().is_some() {
+                    tracing::info!("relay log appends succeed again; relays are served again");
+                }
+            }
+            Err(e) => {
+                *last = Some((Instant::now(), e.clone()));
+                drop(last);
+                if let Some(suppressed) = self.throttle.admit() {
+                    tracing::error!(
+                        error = %e,
+                        relays,
+                        suppressed,
+                        "relay log append failed; relays are refused before reaching the backend for 1 s \
+                         (`suppressed`: failed appends not logged since the last line; all are counted in \
+                         ha_relayer_relay_log_append_failures_total)"
+                    );
+                }
+            }
+        }
+    }
+}
+
+fn refusing_at(
+    last_failure: &Mutex<Option<(Instant, storage::StorageError)>>,
+    now: Instant,
+) -> Option<storage::StorageError> {
+    let last = last_failure.lock().unwrap_or_else(|e| e.into_inner());
+    match &*last {
+        Some((at, e)) if now.saturating_duration_since(*at) < REFUSE_AFTER_FAILURE => Some(e.clone()),
+        _ => None,
+    }
 }
 
 /// Settings of the appender.
@@ -63,8 +124,32 @@ impl LogAppender {
         let direct = log
             .coalesces_appends()
             .then(|| (Arc::clone(&log), Arc::clone(&observer)));
-        tokio::spawn(run(log, rx, settings, observer));
-        Self { tx, direct }
+        let failures = Arc::new(LogThrottle::new(FAILURE_LOG_EVERY));
+        let last_failure = Arc::new(Mutex::new(None));
+        let outcomes = Outcomes {
+            throttle: Arc::clone(&failures),
+            last_failure: Arc::clone(&last_failure),
+        };
+        tokio::spawn(run(log, rx, settings, observer, outcomes));
+        Self {
+            tx,
+            direct,
+            failures,
+            last_failure,
+        }
+    }
+
+    /// The error of an append that failed less than [`REFUSE_AFTER_FAILURE`] ago with no append succeeding
+    /// since: the relay about to be served should be refused with it instead.
+    pub fn refusing(&self) -> Option<storage::StorageError> {
+        refusing_at(&self.last_failure, Instant::now())
+    }
+
+    fn outcomes(&self) -> Outcomes {
+        Outcomes {
+            throttle: Arc::clone(&self.failures),
+            last_failure: Arc::clone(&self.last_failure),
+        }
     }
 
     /// Queues `relay`; with `durable` returns once its batch is durable, else once it is queued.
@@ -76,10 +161,10 @@ impl LogAppender {
     ) -> Result<(), storage::StorageError> {
         if durable && let Some((log, observer)) = &self.direct {
             let result = log.append(vec![relay]).await.map(|_| ());
-            if let Err(e) = &result {
+            if result.is_err() {
                 observer.append_failed();
-                tracing::error!(error = %e, "relay log append failed");
             }
+            self.outcomes().record(&result, 1);
             return result;
         }
         let gone = || storage::StorageError::Unavailable("relay log appender stopped".into());
@@ -109,6 +194,7 @@ async fn run(
     mut rx: mpsc::Receiver<Item>,
     settings: BatchSettings,
     observer: Arc<dyn LogObserver>,
+    outcomes: Outcomes,
 ) {
     let in_flight = Arc::new(Semaphore::new(IN_FLIGHT_BATCHES));
     let max = settings.max_relays.max(1);
@@ -137,6 +223,7 @@ async fn run(
         };
         let log = Arc::clone(&log);
         let observer = Arc::clone(&observer);
+        let outcomes = outcomes.clone();
         tokio::spawn(async move {
             let _permit = permit;
             let mut relays = Vec::with_capacity(batch.len());
@@ -148,9 +235,7 @@ async fn run(
             let n = relays.len();
             let result = log.append(relays).await.map(|_| ());
             observer.batch(n, result.is_ok());
-            if let Err(e) = &result {
-                tracing::error!(error = %e, relays = n, "relay log append failed");
-            }
+            outcomes.record(&result, n);
             for (service_id, ack) in acks {
                 match ack {
                     Some(ack) => {
@@ -161,5 +246,62 @@ async fn run(
                 }
             }
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use super::*;
+
+    struct Quiet;
+
+    impl LogObserver for Quiet {
+        fn batch(&self, _relays: usize, _ok: bool) {}
+        fn append_failed(&self) {}
+        fn dropped(&self, _service_id: &str) {}
+    }
+
+    /// Storage that refuses an append makes the appender refuse new relays for a second (they would fail the
+    /// same way after the backend served them); the first append that succeeds ends it at once.
+    #[tokio::test]
+    async fn a_failed_append_refuses_new_relays_until_one_succeeds_or_a_second_passed() {
+        let backend = storage::MemoryBackend::new();
+        let settings = BatchSettings {
+            max_delay: Duration::from_millis(1),
+            max_relays: 8,
+        };
+        let appender = LogAppender::spawn(backend.storage().relay_log, settings, Arc::new(Quiet));
+        let relay = |n| storage::suite::relay("pokt1sup", "s1", n);
+        appender.append(relay(1), "anvil", true).await.unwrap();
+        assert!(appender.refusing().is_none(), "nothing failed yet");
+
+        let full = storage::StorageError::OutOfMemory("disk full".into());
+        backend.faults().refuse_writes(Some(full.clone()));
+        assert_eq!(appender.append(relay(2), "anvil", true).await, Err(full.clone()));
+        assert_eq!(
+            appender.refusing(),
+            Some(full.clone()),
+            "refused right after the failure"
+        );
+        let failed_at = appender
+            .last_failure
+            .lock()
+            .unwrap()
+            .as_ref()
+            .map(|(at, _)| *at)
+            .unwrap();
+        let after = |d: Duration| refusing_at(&appender.last_failure, failed_at + d);
+        assert_eq!(after(REFUSE_AFTER_FAILURE - Duration::from_millis(1)), Some(full));
+        assert_eq!(
+            after(REFUSE_AFTER_FAILURE),
+            None,
+            "let through a second after the failure"
+        );
+
+        backend.faults().refuse_writes(None);
+        appender.append(relay(4), "anvil", true).await.unwrap();
+        assert!(appender.refusing().is_none(), "a successful append ends it at once");
     }
 }

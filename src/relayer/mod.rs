@@ -21,7 +21,9 @@
 //!    their own codes and refunded.
 //! 5. Mining: difficulty at session start, then the relay is queued to the group-committing relay log appender.
 //!    With `relay_log.durable_ack` the gateway's answer waits for the batch to be durable; without it, it does
-//!    not.
+//!    not. While appends fail (storage full or unreachable), new relays are refused with `storage_error` before
+//!    step 3 calls the backend, for 1 s after each failure (`log::REFUSE_AFTER_FAILURE`): the backend does not
+//!    work for relays that cannot be claimed, and the gateway gets its error at once.
 //!
 //! Refusals are answered with a `RelayResponse` carrying a `RelayMinerError` with a stable code per reason
 //! ([`RelayError::code`]), and counted in `ha_relayer_relays_rejected_total{service_id,rpc_type,reason}`.
@@ -391,6 +393,10 @@ impl Relayer {
                     self.count_validation_failure(&service_id, &e);
                     fail(e)
                 })?;
+                // Storage refusing appends right now: refuse before the backend works for nothing.
+                if let Some(e) = self.appender.refusing() {
+                    return Err(fail(RelayError::Storage(e)));
+                }
                 let compute_units = self.compute_units(&valid).await.map_err(fail)?;
                 let charge = self.charge(&valid, compute_units).await.map_err(fail)?;
                 self.observe_phase(&self.metrics.pre_backend, &service_id, rt, started);
@@ -436,6 +442,9 @@ impl Relayer {
                         self.metrics.meter.with_label_values(&[&service_id, e.code().1]).inc();
                         return Err(fail(e));
                     }
+                }
+                if let Some(e) = self.appender.refusing() {
+                    return Err(fail(RelayError::Storage(e)));
                 }
                 self.observe_phase(&self.metrics.pre_backend, &service_id, rt, started);
                 let backend_response = self.forward(service, backend, payload).await.map_err(fail)?;

@@ -7,6 +7,10 @@
 //! or idle, so a staleness alert means a stuck loop and not a quiet one. Metric names use the Go fleet's `ha_`
 //! namespace where the meaning is the same (`../shared/spec/go-operator-surface.md` §B).
 
+mod throttle;
+
+pub use throttle::LogThrottle;
+
 use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
 use std::time::{SystemTime, UNIX_EPOCH};

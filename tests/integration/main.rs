@@ -4,6 +4,7 @@
 
 mod configs;
 mod conformance_vectors;
+mod full_disk;
 mod localnet;
 mod miner_process;
 mod raft_chaos;

@@ -66,7 +66,7 @@ impl RedbBackend {
     }
 
     /// Readiness, after reopening the database if it needs it and a try is due (see `open.rs`: the first try
-    /// at once, then with pauses growing from 2 s to 60 s while tries fail). What the process's readiness loop
+    /// at once, then with pauses growing from 2 s to 60 s while reopens keep being needed). What the process's readiness loop
     /// runs every 2 s, so a node whose disk filled up takes relays again once there is room, without a restart.
     pub async fn readiness_recovering(&self) -> Result<(), NotReady> {
         // The outcome is logged and counted by the reopen; readiness below reports the state either way.

@@ -17,8 +17,9 @@
 //! The crash-safety argument of the WAL (`wal/mod.rs`) carries over because step 4 is the open path, run with
 //! nothing else touching the files; a failed step leaves the database closed and the next try starts again from
 //! the files. Sequences continue from META (raised by every apply, recovery's included), as after a restart.
-//! Tries are made by the readiness loop ([`RedbBackend::readiness_recovering`]): at once, then with pauses from
-//! 2 s doubling to 60 s while they fail; each is counted in `ha_storage_redb_reopens_total{result}`.
+//! Tries are made by the readiness loop ([`RedbBackend::readiness_recovering`]): at once, then, while reopens
+//! keep being needed (they fail, or the database breaks again right after, as on a disk that is still full),
+//! with pauses from 2 s doubling to 60 s; each is counted in `ha_storage_redb_reopens_total{result}`.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -34,7 +35,7 @@ use super::{RedbBackend, RedbConfig, join_err};
 use crate::StorageError;
 use crate::lease::LeaseTable;
 
-/// First pause after a failed reopen; doubles after each failure.
+/// First pause after a reopen; doubles with each reopen until the database stays healthy through a pause.
 const FIRST_RETRY: Duration = Duration::from_secs(2);
 /// Longest pause between two tries.
 const MAX_RETRY: Duration = Duration::from_secs(60);
@@ -226,34 +227,33 @@ impl RedbBackend {
     pub async fn reopen(&self) -> Result<bool, StorageError> {
         let mut retry = self.inner.reopen.retry.lock().await;
         let reopened = self.reopen_locked().await;
-        match &reopened {
-            Ok(false) => {}
-            Ok(true) => *retry = Retry::default(),
-            Err(_) => {
-                retry.pause = (retry.pause * 2).clamp(FIRST_RETRY, MAX_RETRY);
-                retry.not_before = Some(Instant::now() + retry.pause);
-            }
+        if !matches!(reopened, Ok(false)) {
+            // Failed, or succeeded but maybe only for a moment (a disk still full: redb opens, applies the WAL,
+            // and fails again at the next commit that must grow the file): the next try waits longer.
+            retry.pause = (retry.pause * 2).clamp(FIRST_RETRY, MAX_RETRY);
+            retry.not_before = Some(Instant::now() + retry.pause);
         }
         reopened
     }
 
-    /// [`Self::reopen`] if the database needs it and no failed try asked to wait longer. `Ok(false)`: nothing
-    /// done.
+    /// [`Self::reopen`] if the database needs it and the pause after the last try is over. The pause doubles
+    /// from 2 s to 60 s with every try, and starts over once the database stayed healthy through it, so a
+    /// database that breaks again right after each reopen is not reopened every probe (and `/ready` stays red
+    /// in between), while a one-off failure is repaired at once. `Ok(false)`: nothing done.
     pub(crate) async fn reopen_if_due(&self) -> Result<bool, StorageError> {
-        if self.needs_reopen().is_none() {
+        let needed = self.needs_reopen().is_some();
+        let mut retry = self.inner.reopen.retry.lock().await;
+        let due = retry.not_before.is_none_or(|t| Instant::now() >= t);
+        if !needed {
+            if due {
+                *retry = Retry::default();
+            }
             return Ok(false);
         }
-        let due = self
-            .inner
-            .reopen
-            .retry
-            .lock()
-            .await
-            .not_before
-            .is_none_or(|t| Instant::now() >= t);
         if !due {
             return Ok(false);
         }
+        drop(retry);
         self.reopen().await
     }
 

@@ -7,6 +7,7 @@ pub mod claims;
 pub mod cluster;
 pub mod load;
 pub mod monitor;
+pub mod node;
 pub mod tcp_proxy;
 
 use std::time::{Duration, Instant};

@@ -500,3 +500,40 @@ async fn a_failed_in_place_reopen_is_retried_after_a_pause_and_then_recovers_eve
     );
     assert_eq!(h.append(5..6).await.unwrap(), vec![6]);
 }
+
+/// A database that breaks again right after a reopen that succeeded (as on a disk still full) is not
+/// reopened at every probe: the next reopen waits for the pause (2 s) and `/ready` is red in between.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_that_breaks_again_right_after_a_reopen_is_reopened_only_after_a_pause() {
+    let h = Harness::open().await;
+    assert_eq!(h.append(0..3).await.unwrap(), vec![1, 2, 3]);
+    h.fail(Site::Apply(2), Fault::Instead);
+    assert_eq!(h.append(3..5).await.unwrap(), vec![4, 5]);
+    assert_unavailable(h.count().await, "a read after the failed apply");
+    let reopened_at = std::time::Instant::now();
+    let b = h.backend();
+    assert_eq!(
+        b.readiness_recovering().await,
+        Ok(()),
+        "the first failure is repaired at once"
+    );
+    assert_eq!(b.reopens(true), 1);
+    // Recovery applied record 2, so the next record is 3: it fails too.
+    h.fail(Site::Apply(3), Fault::Instead);
+    assert_eq!(h.append(5..6).await.unwrap(), vec![6]);
+    assert_unavailable(h.count().await, "a read after the second failed apply");
+    let not_ready = b.readiness_recovering().await.unwrap_err();
+    assert_eq!(not_ready.reason(), "redb_wal_failed", "{not_ready}");
+    assert_eq!(b.reopens(true), 1, "not reopened again inside the pause");
+    suite::poll_until("the second reopen", || async { b.readiness_recovering().await.ok() }).await;
+    assert!(
+        reopened_at.elapsed() >= Duration::from_secs(2),
+        "reopened again only after the pause"
+    );
+    assert_eq!((b.reopens(true), b.reopens(false)), (2, 0));
+    assert_eq!(
+        h.read_all().await.unwrap(),
+        expect(&[(1..7, 0..6)]),
+        "every acknowledged relay, once"
+    );
+}

@@ -1,0 +1,262 @@
+//! One `relay-miner run` process against the simulator in this process (`miner_process`, `full_disk`): the
+//! network ([`start_net`]: chain, gRPC/RPC node, demo backend, keys and config file), the child process
+//! ([`spawn_miner`], killed when dropped) and the load ([`load_until`]).
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use relay_miner::chain::query::ChainClient;
+use relay_miner::cli::demo_genesis;
+use relay_miner::loadgen::{LoadGen, Outcome};
+use relay_miner::sim::BlockTimer;
+use relay_miner::sim::chain::SimChain;
+
+use super::claims::Served;
+use super::{demo_args, free_port, http_get};
+
+pub struct Net {
+    pub chain: SimChain,
+    pub metrics_url: String,
+    pub config: PathBuf,
+    pub keys: PathBuf,
+    pub supplier_keys: Vec<String>,
+    pub client: Arc<ChainClient>,
+    pub loadgen: LoadGen,
+    /// The data directory's tmpfs ([`NetOpts::data_tmpfs`]); unmounted before the temp dir is removed.
+    pub data: Option<Tmpfs>,
+    _node: relay_miner::sim::SimNode,
+    _dir: tempfile::TempDir,
+}
+
+#[derive(Clone, Copy)]
+pub struct NetOpts {
+    pub block_time_ms: u64,
+    pub proof_probability: f64,
+    pub unordered: bool,
+    /// Only the first `n` suppliers in the initial keys file (hot reload on); `None` = all, reload off.
+    pub initial_suppliers: Option<usize>,
+    /// Redis URL for `storage.mode: redis`; `None` = embedded.
+    pub redis_url: Option<&'static str>,
+    /// The test produces every block itself ([`BlockTimer::Manual`]) instead of the genesis block timer.
+    pub manual_blocks: bool,
+    /// Latency the demo backend adds to every request (0 = none).
+    pub backend_delay_ms: u64,
+    /// Put the data directory on a tmpfs of this size (e.g. `"64M"`) to fill it up; needs root.
+    pub data_tmpfs: Option<&'static str>,
+}
+
+/// A tmpfs mounted on a directory, unmounted (lazily) when dropped.
+pub struct Tmpfs {
+    path: PathBuf,
+}
+
+impl Tmpfs {
+    /// Mounts a tmpfs of `size` on `path` (created); fails the test, naming why, where mounting is refused.
+    pub fn mount(path: &Path, size: &str) -> Self {
+        std::fs::create_dir_all(path).unwrap();
+        let out = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(path)
+            .output()
+            .expect("run mount");
+        assert!(
+            out.status.success(),
+            "mounting a tmpfs to fill up needs root: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Self {
+            path: path.to_path_buf(),
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.path).status();
+    }
+}
+
+pub fn write_keys(path: &Path, keys: &[String]) {
+    let mut text = String::from("keys:\n");
+    for k in keys {
+        text.push_str(&format!("  - {k}\n"));
+    }
+    // Atomic replace, as an operator's tooling should do it: the reloader never sees half a file.
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, text).unwrap();
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o600)).unwrap();
+    std::fs::rename(&tmp, path).unwrap();
+}
+
+pub async fn start_net(opts: NetOpts) -> Net {
+    let NetOpts {
+        block_time_ms,
+        proof_probability,
+        unordered,
+        initial_suppliers,
+        redis_url,
+        manual_blocks,
+        backend_delay_ms,
+        data_tmpfs,
+    } = opts;
+    let storage_mode = match redis_url {
+        Some(url) => format!("redis\n  redis:\n    url: {url}"),
+        None => "embedded".to_string(),
+    };
+    let relay_port = free_port();
+    let metrics_port = free_port();
+    let relay_url = format!("http://127.0.0.1:{relay_port}");
+    let args = demo_args(block_time_ms, proof_probability);
+    let genesis = demo_genesis(&args, &relay_url);
+    let chain = SimChain::new(genesis.clone()).unwrap();
+    let node = relay_miner::sim::SimNode::start(
+        chain.clone(),
+        relay_miner::sim::SimNodeConfig {
+            backend: Some(relay_miner::sim::backend::BackendConfig {
+                delay: relay_miner::sim::backend::DelayConfig {
+                    fixed: Duration::from_millis(backend_delay_ms),
+                    jitter: Duration::ZERO,
+                },
+                ..Default::default()
+            }),
+            blocks: if manual_blocks {
+                BlockTimer::Manual
+            } else {
+                BlockTimer::Genesis
+            },
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    let grpc_url = node.grpc_url();
+    let rpc_url = node.rpc_url();
+    let backend_url = node.backend_url().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let data = data_tmpfs.map(|size| Tmpfs::mount(&dir.path().join("data"), size));
+    let keys = dir.path().join("keys.yaml");
+    let supplier_keys: Vec<String> = genesis.suppliers.iter().map(|s| s.key_hex.clone()).collect();
+    let initial = initial_suppliers.unwrap_or(supplier_keys.len());
+    write_keys(&keys, &supplier_keys[..initial]);
+    let hot_reload = initial_suppliers.is_some();
+    let config = dir.path().join("relay-miner.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "listen_addr: 127.0.0.1:{relay_port}
+storage:
+  data_dir: {data}
+  mode: {storage_mode}
+pocket_node:
+  query_node_rpc_url: {rpc_url}
+  query_node_grpc_url: {grpc_url}
+  chain_id: {chain_id}
+keys:
+  keys_file: {keys}
+  hot_reload: {hot_reload}
+default_validation_mode: eager
+services:
+  anvil:
+    default_backend: jsonrpc
+    backends:
+      jsonrpc:
+        url: {backend}
+metrics:
+  addr: 127.0.0.1:{metrics_port}
+health_check:
+  addr: 127.0.0.1:{metrics_port}
+transaction:
+  unordered: {unordered}
+logging:
+  level: warn
+  format: text
+",
+            data = dir.path().join("data").display(),
+            chain_id = genesis.chain_id,
+            keys = keys.display(),
+            backend = backend_url,
+        ),
+    )
+    .unwrap();
+    let client = Arc::new(ChainClient::new(&grpc_url, Duration::from_secs(5)).unwrap());
+    let loadgen = LoadGen::new(&genesis, Arc::clone(&client), &relay_url, "anvil").unwrap();
+    Net {
+        chain,
+        metrics_url: format!("http://127.0.0.1:{metrics_port}/metrics"),
+        config,
+        keys,
+        supplier_keys,
+        client,
+        loadgen,
+        data,
+        _node: node,
+        _dir: dir,
+    }
+}
+
+/// A `relay-miner` child process, killed (SIGKILL) and reaped when dropped: a failed assertion must not leave
+/// it running against a simulator that is gone (seen: an orphan retrying its chain connection for minutes).
+pub struct MinerProcess(Child);
+
+impl std::ops::Deref for MinerProcess {
+    type Target = Child;
+    fn deref(&self) -> &Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for MinerProcess {
+    fn deref_mut(&mut self) -> &mut Child {
+        &mut self.0
+    }
+}
+
+impl Drop for MinerProcess {
+    fn drop(&mut self) {
+        // Already killed and reaped by the test on its happy path: both calls are then no-ops.
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+pub fn spawn_miner(config: &Path) -> MinerProcess {
+    MinerProcess(
+        Command::new(env!("CARGO_BIN_EXE_relay-miner"))
+            .arg("run")
+            .arg("--config")
+            .arg(config)
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap(),
+    )
+}
+
+pub async fn wait_up(net: &Net) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while http_get(&net.metrics_url).await.is_none() {
+        assert!(Instant::now() < deadline, "relay-miner did not come up");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Sends relays until the chain reaches `until` (exclusive); counts served relays per (supplier, session).
+pub async fn load_until(net: &Net, until: i64, n: &mut u64, served: &mut Served) {
+    while net.chain.height() < until {
+        *n += 1;
+        if let Outcome::Served {
+            supplier, session_id, ..
+        } = net.loadgen.send(*n, net.chain.height()).await
+        {
+            *served.entry((supplier, session_id)).or_default() += 1;
+        }
+        tokio::time::sleep(Duration::from_millis(15)).await;
+    }
+}
