@@ -7,6 +7,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod disk;
 mod fence;
 mod kv;
 mod leader;
@@ -19,6 +20,7 @@ use std::time::Duration;
 
 use crate::Storage;
 
+pub use disk::{Tmpfs, fill};
 pub use fence::{fencing_stale_token, fencing_takeover};
 pub use kv::{kv_basics, kv_ttl};
 pub use leader::{leadership_exclusive, leadership_takeover};

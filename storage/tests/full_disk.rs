@@ -9,71 +9,12 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::PathBuf;
 
-use storage::suite;
+use storage::suite::{self, Tmpfs, fill};
 use storage::{MinedRelay, RedbBackend, RedbConfig};
 
 const SUPPLIER: &str = "pokt1full";
-
-/// A tmpfs of `size` mounted on a temp dir, unmounted on drop.
-struct Tmpfs {
-    dir: tempfile::TempDir,
-}
-
-impl Tmpfs {
-    fn mount(size: &str) -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let out = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
-            .arg(dir.path())
-            .output()
-            .expect("run mount");
-        assert!(
-            out.status.success(),
-            "this test mounts a small tmpfs to fill it up and needs root: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        Self { dir }
-    }
-
-    fn path(&self) -> &Path {
-        self.dir.path()
-    }
-
-    /// Free bytes.
-    fn available(&self) -> u64 {
-        let out = Command::new("df")
-            .args(["--output=avail", "-B1"])
-            .arg(self.path())
-            .output()
-            .unwrap();
-        let text = String::from_utf8_lossy(&out.stdout);
-        text.lines().nth(1).unwrap().trim().parse().unwrap()
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg("-l").arg(self.dir.path()).status();
-    }
-}
-
-/// Writes `path` until the file system is full.
-fn fill(path: &Path) {
-    use std::io::Write as _;
-    let mut f = std::fs::File::create(path).unwrap();
-    let block = vec![0u8; 4096];
-    loop {
-        match f.write(&block) {
-            Ok(0) => break,
-            Ok(_) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::StorageFull => break,
-            Err(e) => panic!("filling {path:?}: {e}"),
-        }
-    }
-}
 
 /// Relay `n` with a 1 KiB payload.
 fn relay(n: u64) -> MinedRelay {
@@ -84,7 +25,8 @@ fn relay(n: u64) -> MinedRelay {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_disk_makes_the_store_not_ready_and_freeing_it_recovers_every_acknowledged_relay() {
-    let fs = Tmpfs::mount("8M");
+    let dir = tempfile::tempdir().unwrap();
+    let fs = Tmpfs::mount(dir.path(), "8M");
     let mut config = RedbConfig::new(fs.path().join("full.redb"));
     config.cache_size_bytes = 1 << 20;
     config.wal_segment_bytes = 1 << 20;

@@ -11,28 +11,11 @@ use std::time::{Duration, Instant};
 
 use relay_miner::loadgen::Outcome;
 use relay_miner::protocol::session::SessionWindows;
+use storage::suite::fill;
 
 use crate::support::claims::{Proofs, Served, assert_claims};
 use crate::support::node::{Net, NetOpts, spawn_miner, start_net, wait_up};
 use crate::support::{http_get, http_get_status, metric_sum, wait_height};
-
-/// Writes `path` until the file system is full.
-fn fill(path: &std::path::Path) {
-    use std::io::Write as _;
-    let mut f = std::fs::File::create(path).unwrap();
-    let block = vec![0u8; 64 << 10];
-    loop {
-        match f.write(&block) {
-            Ok(0) => break,
-            Ok(_) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::StorageFull => break,
-            Err(e) => panic!("filling {path:?}: {e}"),
-        }
-    }
-    // The last partial blocks.
-    let small = [0u8; 512];
-    while matches!(f.write(&small), Ok(n) if n > 0) {}
-}
 
 /// Sends relay `n + 1`; a served one is counted in `served`. Returns whether it was served.
 async fn send(net: &Net, n: &mut u64, served: &mut Served) -> bool {

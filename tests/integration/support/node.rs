@@ -12,6 +12,7 @@ use relay_miner::cli::demo_genesis;
 use relay_miner::loadgen::{LoadGen, Outcome};
 use relay_miner::sim::BlockTimer;
 use relay_miner::sim::chain::SimChain;
+use storage::suite::Tmpfs;
 
 use super::claims::Served;
 use super::{demo_args, free_port, http_get};
@@ -45,41 +46,6 @@ pub struct NetOpts {
     pub backend_delay_ms: u64,
     /// Put the data directory on a tmpfs of this size (e.g. `"64M"`) to fill it up; needs root.
     pub data_tmpfs: Option<&'static str>,
-}
-
-/// A tmpfs mounted on a directory, unmounted (lazily) when dropped.
-pub struct Tmpfs {
-    path: PathBuf,
-}
-
-impl Tmpfs {
-    /// Mounts a tmpfs of `size` on `path` (created); fails the test, naming why, where mounting is refused.
-    pub fn mount(path: &Path, size: &str) -> Self {
-        std::fs::create_dir_all(path).unwrap();
-        let out = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
-            .arg(path)
-            .output()
-            .expect("run mount");
-        assert!(
-            out.status.success(),
-            "mounting a tmpfs to fill up needs root: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        Self {
-            path: path.to_path_buf(),
-        }
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg("-l").arg(&self.path).status();
-    }
 }
 
 pub fn write_keys(path: &Path, keys: &[String]) {

@@ -148,11 +148,11 @@ impl Harness {
         self.backend.as_ref().unwrap()
     }
 
-    /// Appends the relays numbered `ns`; returns their ids.
     async fn readiness(&self) -> Result<(), crate::redb::NotReady> {
         self.backend.as_ref().unwrap().readiness().await
     }
 
+    /// Appends the relays numbered `ns`; returns their ids.
     async fn append(&self, ns: std::ops::Range<u64>) -> Result<Vec<u64>, StorageError> {
         let relays: Vec<MinedRelay> = ns.map(|n| suite::relay(SUPPLIER, "s1", n)).collect();
         let ids = self.backend().storage().relay_log.append(relays).await?;
@@ -176,6 +176,35 @@ impl Harness {
             out.insert(e.id.major, n);
         }
         Ok(out)
+    }
+
+    /// Relays 0..3 acknowledged as record 1 (applied), then record 2's apply fails with `fault` after relays
+    /// 3..5 were acknowledged as record 2; a read sees the failure.
+    async fn fail_record_2(&self, fault: Fault) {
+        assert_eq!(self.append(0..3).await.unwrap(), vec![1, 2, 3]);
+        assert_eq!(self.count().await.unwrap(), 3, "record 1 applied");
+        self.fail(Site::Apply(2), fault);
+        assert_eq!(
+            self.append(3..5).await.unwrap(),
+            vec![4, 5],
+            "acknowledged once durable in the WAL"
+        );
+        assert_unavailable(self.count().await, "a read after the failed apply");
+    }
+
+    /// As [`Self::fail_record_2`], but record 2's apply is held until relays 5..7 were acknowledged as record 3
+    /// (its apply queued behind the failing one, in a later redb transaction), then fails.
+    async fn fail_record_2_with_record_3_queued(&self) {
+        assert_eq!(self.append(0..3).await.unwrap(), vec![1, 2, 3]);
+        assert_eq!(self.count().await.unwrap(), 3, "record 1 applied");
+        let (at_apply, release) = self.hold_then_fail(Site::Apply(2), Fault::After);
+        assert_eq!(self.append(3..5).await.unwrap(), vec![4, 5]);
+        reached(at_apply).await;
+        // The redb writer is inside record 2's apply: record 3 is durable and acknowledged, its apply queued.
+        assert_eq!(self.append(5..7).await.unwrap(), vec![6, 7]);
+        release.send(()).unwrap();
+        // A read waits for the applies, so it sees the failure (an append sent now might still be taken).
+        assert_unavailable(self.count().await, "a read after the failed apply");
     }
 
     /// Undelivered entries (a relay-log read that delivers nothing, so `read_all` still sees everything).
@@ -261,17 +290,9 @@ async fn an_unacknowledged_record_that_reached_the_file_comes_back_with_its_own_
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_apply_makes_the_log_unavailable_until_a_reopen_recovers_it() {
     let mut h = Harness::open().await;
-    assert_eq!(h.append(0..3).await.unwrap(), vec![1, 2, 3]);
-    assert_eq!(h.count().await.unwrap(), 3, "record 1 applied");
     assert_eq!(h.readiness().await, Ok(()));
-    h.fail(Site::Apply(2), Fault::After);
-    assert_eq!(
-        h.append(3..5).await.unwrap(),
-        vec![4, 5],
-        "acknowledged once durable in the WAL"
-    );
+    h.fail_record_2(Fault::After).await;
     assert_unavailable(h.read_all().await, "a read after the failed apply");
-    assert_unavailable(h.count().await, "a backlog after the failed apply");
     assert_unavailable(h.append(5..6).await, "an append after the failed apply");
     assert_unavailable(h.append(5..6).await, "a second append");
     // `/ready` says so (the writer itself still commits: the WAL is what failed).
@@ -301,15 +322,7 @@ async fn a_failed_apply_makes_the_log_unavailable_until_a_reopen_recovers_it() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_record_after_a_failed_apply_does_not_hide_it_from_recovery() {
     let mut h = Harness::open().await;
-    assert_eq!(h.append(0..3).await.unwrap(), vec![1, 2, 3]);
-    assert_eq!(h.count().await.unwrap(), 3);
-    let (at_apply, release) = h.hold_then_fail(Site::Apply(2), Fault::After);
-    assert_eq!(h.append(3..5).await.unwrap(), vec![4, 5]);
-    reached(at_apply).await;
-    // The redb writer is inside record 2's apply: record 3 is durable and acknowledged, its apply queued.
-    assert_eq!(h.append(5..7).await.unwrap(), vec![6, 7]);
-    release.send(()).unwrap();
-    assert_unavailable(h.count().await, "a read after the failed apply");
+    h.fail_record_2_with_record_3_queued().await;
     assert_unavailable(h.append(7..8).await, "an append after the failed apply");
     // Closing checkpoints (a durable redb commit); the failed record must still be replayed.
     h.reopen().await;
@@ -401,11 +414,8 @@ async fn a_failed_checkpoint_keeps_its_segments_until_a_later_one_succeeds() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_apply_is_recovered_by_reopening_the_database_in_place() {
     let mut h = Harness::open().await;
-    assert_eq!(h.append(0..3).await.unwrap(), vec![1, 2, 3]);
     assert!(!h.backend().reopen().await.unwrap(), "nothing to reopen yet");
-    h.fail(Site::Apply(2), Fault::After);
-    assert_eq!(h.append(3..5).await.unwrap(), vec![4, 5]);
-    assert_unavailable(h.count().await, "a read after the failed apply");
+    h.fail_record_2(Fault::After).await;
     assert_eq!(h.readiness().await.unwrap_err().reason(), "redb_wal_failed");
     assert!(h.backend().reopen().await.unwrap(), "reopened");
     assert_eq!(h.readiness().await, Ok(()), "ready once the WAL is reopened");
@@ -440,15 +450,7 @@ async fn a_failed_apply_is_recovered_by_reopening_the_database_in_place() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reopening_in_place_recovers_records_queued_behind_the_failed_apply() {
     let h = Harness::open().await;
-    assert_eq!(h.append(0..3).await.unwrap(), vec![1, 2, 3]);
-    assert_eq!(h.count().await.unwrap(), 3);
-    let (at_apply, release) = h.hold_then_fail(Site::Apply(2), Fault::After);
-    assert_eq!(h.append(3..5).await.unwrap(), vec![4, 5]);
-    reached(at_apply).await;
-    assert_eq!(h.append(5..7).await.unwrap(), vec![6, 7]);
-    release.send(()).unwrap();
-    // A read waits for the applies, so it sees the failure (an append sent now might still be taken).
-    assert_unavailable(h.count().await, "a read after the failed apply");
+    h.fail_record_2_with_record_3_queued().await;
     assert_unavailable(h.append(7..8).await, "an append after the failed apply");
     assert!(h.backend().reopen().await.unwrap(), "reopened");
     assert_eq!(
@@ -465,10 +467,7 @@ async fn reopening_in_place_recovers_records_queued_behind_the_failed_apply() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_in_place_reopen_is_retried_after_a_pause_and_then_recovers_everything() {
     let h = Harness::open().await;
-    assert_eq!(h.append(0..3).await.unwrap(), vec![1, 2, 3]);
-    h.fail(Site::Apply(2), Fault::Instead);
-    assert_eq!(h.append(3..5).await.unwrap(), vec![4, 5]);
-    assert_unavailable(h.count().await, "a read after the failed apply");
+    h.fail_record_2(Fault::Instead).await;
     h.fail(Site::Recover(2), Fault::After);
     let failed_at = std::time::Instant::now();
     let not_ready = h.backend().readiness_recovering().await.unwrap_err();
@@ -506,10 +505,7 @@ async fn a_failed_in_place_reopen_is_retried_after_a_pause_and_then_recovers_eve
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_database_that_breaks_again_right_after_a_reopen_is_reopened_only_after_a_pause() {
     let h = Harness::open().await;
-    assert_eq!(h.append(0..3).await.unwrap(), vec![1, 2, 3]);
-    h.fail(Site::Apply(2), Fault::Instead);
-    assert_eq!(h.append(3..5).await.unwrap(), vec![4, 5]);
-    assert_unavailable(h.count().await, "a read after the failed apply");
+    h.fail_record_2(Fault::Instead).await;
     let reopened_at = std::time::Instant::now();
     let b = h.backend();
     assert_eq!(
