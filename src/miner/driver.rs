@@ -587,6 +587,10 @@ impl Miner {
                     .delete_namespace(&key.supplier, &ingest::late_namespace(&key.session_id))
                     .await?;
                 writer.relay_log.trim_session(&key.supplier, &key.session_id).await?;
+                // The record last: until it is gone, a restart finds it and prunes again.
+                writer.sessions.delete(&key.supplier, &key.session_id, None).await?;
+                self.engine.forget(&key);
+                self.versions.remove(&key);
                 self.stats.sessions_done.fetch_add(1, AtomicOrdering::Relaxed);
                 None
             }

@@ -381,8 +381,12 @@ impl Engine {
         }
     }
 
-    /// Re-adds a persisted session (after a restart or a leadership change).
-    pub fn restore(&mut self, record: SessionRecord) {
+    /// Re-adds a persisted session (after a restart or a leadership change). A record persisted as pruned is
+    /// one whose data the process may not have finished deleting (it stopped between writing the record and
+    /// deleting the record itself, which comes last): it is pruned again at the next block (deletes are
+    /// idempotent).
+    pub fn restore(&mut self, mut record: SessionRecord) {
+        record.pruned = false;
         self.sessions.insert(record.key.clone(), record);
     }
 
@@ -731,18 +735,15 @@ impl Engine {
         }
     }
 
-    /// Forgets pruned sessions (after the driver executed their [`Command::Prune`]).
-    pub fn forget_pruned(&mut self) -> Vec<SessionKey> {
-        let gone: Vec<SessionKey> = self
-            .sessions
-            .values()
-            .filter(|r| r.pruned)
-            .map(|r| r.key.clone())
-            .collect();
-        for key in &gone {
-            self.sessions.remove(key);
-        }
-        gone
+    /// Forgets a pruned session once the driver deleted its data and its record ([`Command::Prune`]): the engine
+    /// holds only sessions with work left, so its memory and its per-block pass stay bounded by the live
+    /// sessions, not by every session the miner ever served. A relay of the session ingested after this (a
+    /// miner that fell behind by the whole settlement) starts a new record, which expires as
+    /// `claim_window_missed` and is pruned again.
+    pub fn forget(&mut self, key: &SessionKey) -> Option<SessionRecord> {
+        self.claims_sent_here.remove(key);
+        self.proofs_sent_here.remove(key);
+        self.sessions.remove(key)
     }
 }
 

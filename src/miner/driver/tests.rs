@@ -458,12 +458,7 @@ async fn a_loss_that_cannot_be_valued_counts_relays_and_compute_units_but_no_upo
     miner.count_loss(&key, "anvil", "claim_window_missed", 7, 70, None);
     miner.count_loss(&key, "anvil", "claim_window_missed", 1, 10, Some(42));
     let text = telemetry.render_metrics();
-    let value = |name: &str| -> Option<u64> {
-        text.lines()
-            .find(|l| l.starts_with(name) && l.contains("reason=\"claim_window_missed\""))
-            .and_then(|l| l.rsplit(' ').next())
-            .and_then(|v| v.parse().ok())
-    };
+    let value = |name: &str| counter(&text, name, "claim_window_missed");
     assert_eq!(value("ha_miner_relays_lost_total"), Some(8));
     assert_eq!(value("ha_miner_compute_units_lost_total"), Some(80));
     assert_eq!(
@@ -578,12 +573,7 @@ async fn a_relay_after_the_claim_stays_out_of_the_claimed_trie_so_its_root_stays
         miner.step().await.unwrap();
     }
     let text = telemetry.render_metrics();
-    let lost = |name: &str| -> Option<u64> {
-        text.lines()
-            .find(|l| l.starts_with(name) && l.contains("reason=\"relays_after_claim\""))
-            .and_then(|l| l.rsplit(' ').next())
-            .and_then(|v| v.parse().ok())
-    };
+    let lost = |name: &str| counter(&text, name, "relays_after_claim");
     assert_eq!(lost("ha_miner_relays_lost_total"), Some(1));
     assert_eq!(lost("ha_miner_compute_units_lost_total"), Some(10));
 
@@ -595,6 +585,103 @@ async fn a_relay_after_the_claim_stays_out_of_the_claimed_trie_so_its_root_stays
     let store = plain.tries.open(&supplier, &late_ns).await.unwrap();
     let late = tokio::task::block_in_place(|| crate::smst::Smst::open(store)).unwrap();
     assert_eq!((late.count(), late.sum()), (1, 10));
+}
+
+/// The count and sum of the trie stored in `(supplier, namespace)` (0 and 0 when it holds nothing).
+async fn stored_trie(plain: &storage::Storage, supplier: &str, namespace: &str) -> (u64, u64) {
+    let store = plain.tries.open(supplier, namespace).await.unwrap();
+    let trie = tokio::task::block_in_place(|| crate::smst::Smst::open(store)).unwrap();
+    (trie.count(), trie.sum())
+}
+
+/// A settled session leaves nothing behind: its trie, its relay-log entries and its session record are deleted
+/// from storage, and the engine forgets it, so a miner running for months holds and walks only live sessions.
+/// A record persisted as pruned whose deletes did not all happen (the process stopped in between) is pruned
+/// again by the next leader.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_settled_session_is_deleted_from_storage_and_memory_and_a_half_pruned_one_is_pruned_again() {
+    let Claimed {
+        f,
+        mut miner,
+        plain,
+        schedule,
+        ..
+    } = claimed(genesis()).await;
+    let (supplier, key) = (f.supplier.clone(), f.key.clone());
+    assert_eq!(stored_trie(&plain, &supplier, &key.session_id).await, (5, 50));
+    let mut settled = None;
+    while f.chain.height() <= schedule.settlement + 1 {
+        f.chain.produce_block();
+        miner.step().await.unwrap();
+        if let Some(r) = miner.engine.session(&key) {
+            settled = Some(r.clone());
+        }
+    }
+    let settled = settled.unwrap();
+    assert_eq!(settled.state, crate::miner::lifecycle::State::Settled);
+    assert!(miner.engine.session(&key).is_none(), "forgotten");
+    assert!(!miner.versions.contains_key(&key));
+    assert!(
+        plain.sessions.list(None, None).await.unwrap().is_empty(),
+        "record deleted"
+    );
+    assert_eq!(
+        stored_trie(&plain, &supplier, &key.session_id).await,
+        (0, 0),
+        "trie deleted"
+    );
+    assert!(
+        plain
+            .relay_log
+            .read(&supplier, "checker", 100)
+            .await
+            .unwrap()
+            .is_empty(),
+        "relay-log entries trimmed"
+    );
+
+    // The state a crash between persisting `pruned` and the deletes leaves: the record and the trie.
+    let mut half = settled;
+    half.pruned = true;
+    let data = serde_json::to_vec(&half).unwrap();
+    plain
+        .sessions
+        .put(&supplier, &key.session_id, half.state.as_str(), data, 0)
+        .await
+        .unwrap();
+    let store = plain.tries.open(&supplier, &key.session_id).await.unwrap();
+    let mut trie = tokio::task::block_in_place(|| crate::smst::Smst::open(store)).unwrap();
+    trie.insert_relay(&[7; 32], b"relay", 10);
+    tokio::task::block_in_place(|| trie.commit()).unwrap();
+    drop(trie);
+    assert_eq!(stored_trie(&plain, &supplier, &key.session_id).await, (1, 10));
+
+    // The next leader restores it and prunes it at its first block.
+    let token = miner.leader_token.unwrap();
+    drop(miner);
+    assert!(plain.leadership.resign(ELECTION, "a", token).await.unwrap());
+    let mut next = Miner::new(f.client.clone(), plain.clone(), f.keyring.clone(), config("b"));
+    next.step().await.unwrap();
+    f.chain.produce_block();
+    next.step().await.unwrap();
+    assert!(next.engine.is_leader());
+    assert!(next.engine.session(&key).is_none(), "pruned again and forgotten");
+    assert!(
+        plain.sessions.list(None, None).await.unwrap().is_empty(),
+        "record deleted"
+    );
+    assert_eq!(
+        stored_trie(&plain, &supplier, &key.session_id).await,
+        (0, 0),
+        "trie deleted"
+    );
+}
+
+/// The value of the first series of counter `name` labelled `reason` in a metrics rendering.
+fn counter(text: &str, name: &str, reason: &str) -> Option<u64> {
+    text.lines()
+        .find(|l| l.starts_with(name) && l.contains(&format!("reason=\"{reason}\"")))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
 }
 
 /// A trie whose root is not the claim's on chain (it should never happen: the claimed trie is frozen) gets no
@@ -625,13 +712,13 @@ async fn no_proof_is_sent_from_a_trie_whose_root_is_not_the_claim_on_chain() {
         chain.produce_block();
         miner.step().await.unwrap();
     }
-    let record = miner.engine.session(&key).unwrap();
-    assert_eq!(record.proof_required, Some(true));
-    assert!(
-        matches!(record.state, crate::miner::lifecycle::State::Expired(_)),
-        "{:?}",
-        record.state
+    // Lost as a required proof taken as refused (a session needing no proof would have settled), then pruned.
+    let text = telemetry.render_metrics();
+    assert_eq!(
+        counter(&text, "ha_miner_relays_lost_total", "proof_not_included"),
+        Some(5)
     );
+    assert!(miner.engine.session(&key).is_none(), "pruned and forgotten");
     assert!(
         chain.records().iter().all(|r| r.kind != "proof"),
         "no proof reached the chain: {:?}",
@@ -749,10 +836,12 @@ async fn a_claim_whose_deadline_passed_while_the_leadership_was_confirmed_is_not
     c.f.chain.produce_block();
     miner.step().await.unwrap();
     c.no_claim_on_chain();
+    let text = c.telemetry.render_metrics();
     assert_eq!(
-        miner.engine.session(&c.f.key).unwrap().state,
-        crate::miner::lifecycle::State::Expired(crate::miner::lifecycle::LossReason::ClaimWindowMissed)
+        counter(&text, "ha_miner_relays_lost_total", "claim_window_missed"),
+        Some(5)
     );
+    assert!(miner.engine.session(&c.f.key).is_none(), "pruned and forgotten");
 }
 
 /// A miner that lost its leadership between deciding and sending sends nothing, and says so in its own error

@@ -79,7 +79,9 @@ fn happy_path_without_proof_claims_once_and_prunes_after_settlement() {
     assert!(step.commands.is_empty());
     assert!(block(&mut e, 21).is_empty());
     assert_eq!(block(&mut e, 22), vec![Command::Prune { key: k.clone() }]);
-    assert_eq!(e.forget_pruned(), vec![k]);
+    assert!(e.forget(&k).is_some_and(|r| r.pruned));
+    assert!(e.session(&k).is_none());
+    assert!(block(&mut e, 23).is_empty(), "a forgotten session is not pruned again");
 }
 
 #[test]
