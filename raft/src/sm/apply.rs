@@ -95,6 +95,18 @@ fn dec<'a, T: Deserialize<'a>>(b: &'a [u8]) -> DbResult<T> {
     decode(b).map_err(|e| redb::Error::Corrupted(e.to_string()))
 }
 
+/// How long past its expiry (leader clock) a KV entry is kept before a write sweeps it: a node whose clock lags
+/// the leader's by less than this never loses an entry it would still read as live.
+pub(crate) const KV_SWEEP_GRACE_MS: u64 = 60_000;
+
+/// Deletes expired KV entries near the just-written `key` ([`super::sweep`]); deterministic at `now_ms`.
+fn sweep_kv(t: &mut redb::Table<&str, &[u8]>, key: &str, now_ms: u64) -> DbResult<()> {
+    super::sweep::sweep_expired_after(t, key, now_ms, KV_SWEEP_GRACE_MS, |v| {
+        decode::<KvValue>(v).ok().and_then(|v| v.expires_ms)
+    })?;
+    Ok(())
+}
+
 fn ttl_expiry(now_ms: u64, ttl_ms: Option<u64>) -> Option<u64> {
     ttl_ms.map(|t| now_ms.saturating_add(t))
 }
@@ -191,6 +203,7 @@ pub(crate) fn apply_op(txn: &WriteTransaction, term: u64, now_ms: u64, op: &Op) 
                 expires_ms: ttl_expiry(now_ms, *ttl_ms),
             };
             t.insert(key.as_str(), enc(&v)?.as_slice())?;
+            sweep_kv(&mut t, key, now_ms)?;
             OpResult::Done
         }
         Op::KvSetIfAbsent { key, value, ttl_ms } => {
@@ -207,6 +220,7 @@ pub(crate) fn apply_op(txn: &WriteTransaction, term: u64, now_ms: u64, op: &Op) 
                     expires_ms: ttl_expiry(now_ms, *ttl_ms),
                 };
                 t.insert(key.as_str(), enc(&v)?.as_slice())?;
+                sweep_kv(&mut t, key, now_ms)?;
                 OpResult::Bool(true)
             }
         }
@@ -236,6 +250,7 @@ pub(crate) fn apply_op(txn: &WriteTransaction, term: u64, now_ms: u64, op: &Op) 
                 expires_ms,
             };
             t.insert(key.as_str(), enc(&v)?.as_slice())?;
+            sweep_kv(&mut t, key, now_ms)?;
             OpResult::Int(n)
         }
         Op::KvDelete { key } => {

@@ -8,6 +8,7 @@
 pub(crate) mod apply;
 pub mod read;
 pub(crate) mod snapshot;
+mod sweep;
 
 use std::fs::File;
 use std::io;

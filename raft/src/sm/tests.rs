@@ -356,3 +356,58 @@ fn garbage_snapshot_file_is_an_error() {
         assert!(super::snapshot::install(&sm.inner.db, &mut f).is_err(), "{garbage:?}");
     }
 }
+
+/// Every `(key, value)` of the KV table, in key order.
+fn kv_table(sm: &StateMachine) -> Vec<(String, Vec<u8>)> {
+    use redb::{ReadableDatabase, ReadableTable};
+    let txn = sm.inner.db.begin_read().unwrap();
+    let table = txn.open_table(super::apply::KV).unwrap();
+    table
+        .iter()
+        .unwrap()
+        .map(|i| {
+            let (k, v) = i.unwrap();
+            (k.value().to_owned(), v.value().to_vec())
+        })
+        .collect()
+}
+
+/// Expired KV entries (one relay-meter key per application and session) are deleted by later KV writes at apply,
+/// once expired by the leader-stamped clock plus a grace, and the same way on every replica: the table and the
+/// snapshots do not grow with every session the cluster served.
+#[test]
+fn kv_writes_sweep_expired_entries_identically_on_every_replica() {
+    use super::apply::KV_SWEEP_GRACE_MS as GRACE;
+    use super::sweep::SWEEP_SCAN;
+    let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let replicas = [
+        StateMachine::open(da.path()).unwrap(),
+        StateMachine::open(db.path()).unwrap(),
+    ];
+    let incr = |key: String, ttl_ms: u64| Op::KvIncrement {
+        key,
+        delta: 1,
+        ttl_ms: Some(ttl_ms),
+    };
+    let old: Vec<Op> = (0..100).map(|i| incr(format!("meter:{i:03}"), 1_000)).collect();
+    let live = || vec![incr("meter:live".into(), 3_600_000)];
+    for sm in &replicas {
+        apply_one(sm, 1, 1, 1_000, old.clone());
+        // Expired (at 2,000) but within the grace: kept.
+        apply_one(sm, 1, 2, 2_000 + GRACE - 1, live());
+        assert_eq!(kv_table(sm).len(), 101);
+        // Past the grace: each write of the live key deletes the expired keys among the next SWEEP_SCAN.
+        apply_one(sm, 1, 3, 2_000 + GRACE, live());
+        assert_eq!(kv_table(sm).len(), 101 - SWEEP_SCAN);
+        for index in 4..8 {
+            apply_one(sm, 1, index, 2_000 + GRACE, live());
+        }
+    }
+    let [a, b] = &replicas;
+    assert_eq!(kv_table(a), vec![("meter:live".to_owned(), kv_table(a)[0].1.clone())]);
+    assert_eq!(
+        a.reader().kv("meter:live", 2_000 + GRACE).unwrap().as_deref(),
+        Some(&b"6"[..])
+    );
+    assert_eq!(kv_table(a), kv_table(b), "every replica deletes the same keys");
+}
