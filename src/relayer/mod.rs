@@ -352,8 +352,15 @@ impl Relayer {
             .map_err(|e| (RelayError::Malformed(e.to_string()), String::new(), None))?;
         let header = request.meta.as_ref().and_then(|m| m.session_header.clone());
         let service_id = header.as_ref().map(|h| h.service_id.clone()).unwrap_or_default();
-        let fail = |e: RelayError| (e, service_id.clone(), header.clone());
-        self.metrics.received.with_label_values(&[&service_id, rt]).inc();
+        // Metrics are labelled with configured service ids only: the request's is not authenticated yet, and
+        // labelling with it would let any client create metric series without bound. Others count under "".
+        let label = if self.services.contains_key(&service_id) {
+            service_id.clone()
+        } else {
+            String::new()
+        };
+        let fail = |e: RelayError| (e, label.clone(), header.clone());
+        self.metrics.received.with_label_values(&[&label, rt]).inc();
         let service = self
             .services
             .get(&service_id)

@@ -410,9 +410,21 @@ async fn invalid_relays_are_refused_with_their_code_and_not_recorded() {
     assert_eq!((status, error_code(&response)), (400, Some(1)), "malformed");
 
     let mut unknown = header.clone();
-    unknown.service_id = "nope".into();
-    let (_, response) = net.send(&r.url, &net.request(&unknown, &net.ours.1, Net::rpc(1))).await;
-    assert_eq!(error_code(&response), Some(3), "unknown service");
+    for id in ["nope", "nope-2"] {
+        unknown.service_id = id.into();
+        let (_, response) = net.send(&r.url, &net.request(&unknown, &net.ours.1, Net::rpc(1))).await;
+        assert_eq!(error_code(&response), Some(3), "unknown service");
+    }
+    // A client-chosen service id never becomes a metric label (unbounded series): unknown ones count under "".
+    let text = r.telemetry.render_metrics();
+    assert!(!text.contains("nope"), "{text}");
+    assert_eq!(
+        metric(
+            &r.telemetry,
+            "ha_relayer_relays_rejected_total{reason=\"unknown_service\",rpc_type=\"jsonrpc\",service_id=\"\"}"
+        ),
+        2
+    );
 
     let (_, response) = net
         .send(&r.url, &net.request(&header, &net.theirs.1, Net::rpc(2)))
