@@ -494,7 +494,12 @@ relay_log: {{durable_ack: {durable}}}
             let client = Arc::new(ChainClient::new(&grpc_url, Duration::from_secs(5)).unwrap());
             let relayer =
                 Arc::new(Relayer::from_config(&config, client, keyring, &store, height_rx, &telemetry).unwrap());
-            serve(relayer.router()).await
+            // The relay server `relay-miner run` uses (timeouts, connection limit), default limits.
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let url = format!("http://{}", listener.local_addr().unwrap());
+            let limits = config.relay_server.limits();
+            tokio::spawn(relayer.serve(listener, limits, std::future::pending()));
+            url
         };
         match &relayer_runtime {
             Some(rt) => rt.spawn(start).await.unwrap(),

@@ -212,9 +212,8 @@ pub async fn run(args: LocalnetArgs) -> anyhow::Result<i32> {
         &telemetry,
     )?);
     let relayer_task = tokio::spawn(async move {
-        if let Err(e) = axum::serve(relay_listener, relayer.router()).await {
-            tracing::error!(error = %e, "relayer stopped");
-        }
+        let limits = crate::relayer::ServerLimits::default();
+        relayer.serve(relay_listener, limits, std::future::pending()).await;
     });
     let miner = Miner::new(
         Arc::clone(&client),

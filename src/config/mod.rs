@@ -71,6 +71,8 @@ pub enum ValidationMode {
 pub struct Config {
     /// Address the relay server listens on (gateways connect here).
     pub listen_addr: String,
+    /// Limits of the relay server against slow or too many clients.
+    pub relay_server: RelayServerConfig,
     /// Storage backend and its settings.
     pub storage: StorageConfig,
     /// The full node to query and submit to.
@@ -109,6 +111,7 @@ impl Default for Config {
     fn default() -> Self {
         Self {
             listen_addr: "0.0.0.0:8080".into(),
+            relay_server: RelayServerConfig::default(),
             storage: StorageConfig::default(),
             pocket_node: PocketNodeConfig::default(),
             keys: KeysConfig::default(),
@@ -433,6 +436,43 @@ pub fn parse_duration_seconds(text: &str) -> Option<u64> {
         _ => return None,
     };
     number.checked_mul(factor)
+}
+
+/// Limits of the relay listener (not in the Go relayer, whose server has none): a port open to the internet must
+/// not let slow or numerous clients hold connections until the process runs out of file descriptors.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RelayServerConfig {
+    /// Time a client has to send a request's headers once it started them; else the connection is closed.
+    pub header_read_timeout_seconds: u64,
+    /// Time a connection may stay open with no request in flight (silent or idle keep-alive); then it is closed.
+    pub idle_timeout_seconds: u64,
+    /// Time a client has to send a request's body once its headers arrived; else `request_timeout` (408).
+    pub body_read_timeout_seconds: u64,
+    /// Connections served at once; further ones wait in the kernel's accept queue until one closes.
+    pub max_connections: usize,
+}
+
+impl Default for RelayServerConfig {
+    fn default() -> Self {
+        Self {
+            header_read_timeout_seconds: 10,
+            idle_timeout_seconds: 120,
+            body_read_timeout_seconds: 30,
+            max_connections: 10_000,
+        }
+    }
+}
+
+impl RelayServerConfig {
+    /// The server's limits.
+    pub fn limits(&self) -> crate::relayer::ServerLimits {
+        crate::relayer::ServerLimits {
+            header_read_timeout: std::time::Duration::from_secs(self.header_read_timeout_seconds.max(1)),
+            idle_timeout: std::time::Duration::from_secs(self.idle_timeout_seconds.max(1)),
+            max_connections: self.max_connections.max(1),
+        }
+    }
 }
 
 /// Group commit of mined relays (the hot path never fsyncs per relay).

@@ -59,6 +59,23 @@ impl Config {
     pub fn validate(&self) -> Vec<ConfigIssue> {
         let mut issues = Issues::default();
         issues.socket_addr("listen_addr", &self.listen_addr);
+        let server = &self.relay_server;
+        for (key, value) in [
+            (
+                "relay_server.header_read_timeout_seconds",
+                server.header_read_timeout_seconds,
+            ),
+            ("relay_server.idle_timeout_seconds", server.idle_timeout_seconds),
+            (
+                "relay_server.body_read_timeout_seconds",
+                server.body_read_timeout_seconds,
+            ),
+            ("relay_server.max_connections", server.max_connections as u64),
+        ] {
+            if value == 0 {
+                issues.push(key, "must be at least 1");
+            }
+        }
         for (key, listener) in [
             ("metrics.addr", &self.metrics),
             ("health_check.addr", &self.health_check),
@@ -293,6 +310,7 @@ services:
         assert_eq!(config.validation_mode("anvil"), ValidationMode::Optimistic);
         assert_eq!(config.max_body_size_bytes("anvil"), 10 * 1024 * 1024);
         assert_eq!(config.storage.mode, StorageMode::Embedded);
+        assert_eq!(config.relay_server.limits(), crate::relayer::ServerLimits::default());
     }
 
     #[test]
@@ -334,6 +352,9 @@ services:
 transaction:
   gas_price: cheap
   tx_timeout_default_seconds: 900
+relay_server:
+  idle_timeout_seconds: 0
+  max_connections: 0
 ";
         let config = Config::from_yaml(text).unwrap();
         let keys: Vec<String> = config.validate().into_iter().map(|i| i.key).collect();
@@ -349,6 +370,8 @@ transaction:
             "services.anvil.timeout_profile",
             "transaction.gas_price",
             "transaction.tx_timeout_default_seconds",
+            "relay_server.idle_timeout_seconds",
+            "relay_server.max_connections",
         ] {
             assert!(keys.iter().any(|k| k == expected), "missing {expected} in {keys:?}");
         }

@@ -243,13 +243,9 @@ impl Node {
             .map_err(bind_error("listen_addr", &config.listen_addr))?;
         let relay_server = tokio::spawn({
             let shutdown = stopped(stop_rx.clone());
+            let limits = config.relay_server.limits();
             async move {
-                if let Err(e) = axum::serve(relay_listener, relayer.router())
-                    .with_graceful_shutdown(shutdown)
-                    .await
-                {
-                    tracing::error!(error = %e, "relay server stopped");
-                }
+                relayer.serve(relay_listener, limits, shutdown).await;
             }
         });
 

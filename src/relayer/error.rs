@@ -66,6 +66,9 @@ pub enum RelayError {
     /// The relay meter's storage failed and `fail_behavior` is `closed`.
     #[error("{0}")]
     MeterUnavailable(MeterError),
+    /// The client did not send the request body in time (`relay_server.body_read_timeout_seconds`).
+    #[error("request body not received within {0:?}")]
+    RequestTimeout(Duration),
 }
 
 impl RelayError {
@@ -87,6 +90,7 @@ impl RelayError {
     /// | 12 | response_too_large | 502 |
     /// | 13 | backend_timeout | 504 |
     /// | 14 | meter_unavailable | 503 |
+    /// | 15 | request_timeout | 408 |
     pub fn code(&self) -> (u32, &'static str) {
         match self {
             Self::Malformed(_) => (1, "malformed"),
@@ -103,6 +107,7 @@ impl RelayError {
             Self::ResponseTooLarge { .. } => (12, "response_too_large"),
             Self::BackendTimeout(_) => (13, "backend_timeout"),
             Self::MeterUnavailable(_) => (14, "meter_unavailable"),
+            Self::RequestTimeout(_) => (15, "request_timeout"),
         }
     }
 
@@ -114,6 +119,7 @@ impl RelayError {
             Self::BackendTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
             Self::OverServiced(_) => StatusCode::TOO_MANY_REQUESTS,
             Self::RequestTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             _ => StatusCode::BAD_REQUEST,
         }
     }

@@ -1,6 +1,6 @@
 //! Relayer metrics, with the Go relayer's names where the meaning is the same (`go-operator-surface.md` §B).
 
-use prometheus::{Histogram, HistogramOpts, HistogramVec, IntCounterVec, Opts};
+use prometheus::{Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, Opts};
 
 use crate::telemetry::{Telemetry, TelemetryError};
 
@@ -27,6 +27,7 @@ pub(crate) struct Metrics {
     pub validation_latency: HistogramVec,
     pub batch_size: Histogram,
     pub batch_failures: IntCounterVec,
+    pub connections_waited: IntCounter,
 }
 
 const LATENCY_BUCKETS: [f64; 14] = [
@@ -51,6 +52,11 @@ impl Metrics {
                 .buckets(vec![1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0]),
         )?;
         r.register(Box::new(batch_size.clone()))?;
+        let connections_waited = IntCounter::new(
+            "ha_relayer_connections_waited_total",
+            "Connections that waited to be served because relay_server.max_connections were open",
+        )?;
+        r.register(Box::new(connections_waited.clone()))?;
         Ok(Self {
             received: counter(
                 "ha_relayer_relays_received_total",
@@ -148,6 +154,7 @@ impl Metrics {
                 "Relay log batches that failed to append",
                 &["backend"],
             )?,
+            connections_waited,
         })
     }
 }

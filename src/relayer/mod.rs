@@ -37,6 +37,7 @@ mod log;
 pub mod meter;
 mod metrics;
 pub mod routes;
+pub mod server;
 mod validate;
 
 use std::collections::HashMap;
@@ -64,6 +65,7 @@ pub use error::{RelayError, RelayerBuildError};
 pub use log::BatchSettings;
 pub use meter::{MeterError, RelayMeter};
 pub use routes::{Backend, PoolSettings, RouteError, RpcType, Service};
+pub use server::ServerLimits;
 pub use validate::{Structure, Validated};
 
 use metrics::Metrics;
@@ -93,10 +95,12 @@ pub struct RelayerOptions {
     pub durable_ack: bool,
     /// Relay metering (`relay_meter.*`); `None` disables it.
     pub meter: Option<MeterOptions>,
+    /// Time a client has to send a request's body (`relay_server.body_read_timeout_seconds`).
+    pub body_read_timeout: Duration,
 }
 
 impl Default for RelayerOptions {
-    /// Durable ack, 5 ms / 512-relay batches, no meter.
+    /// Durable ack, 5 ms / 512-relay batches, no meter, 30 s for a request body.
     fn default() -> Self {
         Self {
             batch: BatchSettings {
@@ -105,6 +109,7 @@ impl Default for RelayerOptions {
             },
             durable_ack: true,
             meter: None,
+            body_read_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -121,7 +126,7 @@ pub struct MeterOptions {
 }
 
 impl RelayerOptions {
-    /// The options of `config` (`relay_log.*`, `relay_meter.*`).
+    /// The options of `config` (`relay_log.*`, `relay_meter.*`, `relay_server.body_read_timeout_seconds`).
     pub fn from_config(config: &Config) -> Self {
         Self {
             batch: BatchSettings {
@@ -134,6 +139,7 @@ impl RelayerOptions {
                 cache_ttl: Duration::from_secs(config.relay_meter.cache_ttl.max(1)),
                 sync_interval: Duration::from_millis(config.relay_meter.sync_interval_ms.max(1)),
             }),
+            body_read_timeout: Duration::from_secs(config.relay_server.body_read_timeout_seconds.max(1)),
         }
     }
 }
@@ -144,6 +150,7 @@ pub struct Relayer {
     suppliers: crate::keys::Keyring,
     services: HashMap<String, Arc<Service>>,
     max_request_bytes: usize,
+    body_read_timeout: Duration,
     appender: log::LogAppender,
     durable_ack: bool,
     meter: Option<RelayMeter>,
@@ -302,6 +309,7 @@ impl Relayer {
             suppliers,
             services,
             max_request_bytes,
+            body_read_timeout: options.body_read_timeout,
             appender,
             durable_ack: options.durable_ack,
             meter,
@@ -315,6 +323,18 @@ impl Relayer {
     /// The relay meter, when enabled.
     pub fn meter(&self) -> Option<&RelayMeter> {
         self.meter.as_ref()
+    }
+
+    /// Serves relays on `listener` with `limits` until `shutdown` resolves, then lets the open connections
+    /// finish their requests ([`server`]).
+    pub async fn serve(
+        self: Arc<Self>,
+        listener: tokio::net::TcpListener,
+        limits: ServerLimits,
+        shutdown: impl std::future::Future<Output = ()>,
+    ) {
+        let waited = self.metrics.connections_waited.clone();
+        server::serve(listener, self.router(), limits, shutdown, move || waited.inc()).await;
     }
 
     /// The axum router: `POST` on any path takes relay requests.
@@ -334,10 +354,12 @@ impl Relayer {
         if declared.is_some_and(|len| len > limit as u64) {
             return Err(RelayError::RequestTooLarge { limit });
         }
-        match http_body_util::Limited::new(body, limit).collect().await {
-            Ok(collected) => Ok(collected.to_bytes()),
-            Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(RelayError::RequestTooLarge { limit }),
-            Err(e) => Err(RelayError::Malformed(format!("cannot read the request body: {e}"))),
+        let collect = http_body_util::Limited::new(body, limit).collect();
+        match tokio::time::timeout(self.body_read_timeout, collect).await {
+            Err(_) => Err(RelayError::RequestTimeout(self.body_read_timeout)),
+            Ok(Ok(collected)) => Ok(collected.to_bytes()),
+            Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => Err(RelayError::RequestTooLarge { limit }),
+            Ok(Err(e)) => Err(RelayError::Malformed(format!("cannot read the request body: {e}"))),
         }
     }
 

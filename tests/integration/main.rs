@@ -10,6 +10,7 @@ mod miner_process;
 mod raft_chaos;
 mod raft_partition;
 mod raft_throughput;
+mod relay_server;
 mod relayer;
 mod sim;
 mod support;

@@ -62,7 +62,7 @@ impl Gate {
     }
 }
 
-struct Net {
+pub(crate) struct Net {
     chain: SimChain,
     client: Arc<ChainClient>,
     height_tx: watch::Sender<i64>,
@@ -70,18 +70,18 @@ struct Net {
     _dir: tempfile::TempDir,
     _backends: Vec<BackendHandle>,
     gate: Gate,
-    config: Config,
+    pub(crate) config: Config,
     app: Actor,
     gateway: Actor,
-    ours: Actor,
+    pub(crate) ours: Actor,
     theirs: Actor,
     http: Http,
 }
 
-struct Running {
-    url: String,
+pub(crate) struct Running {
+    pub(crate) url: String,
     relayer: Arc<Relayer>,
-    telemetry: Telemetry,
+    pub(crate) telemetry: Telemetry,
 }
 
 async fn serve(router: axum::Router) -> String {
@@ -93,8 +93,16 @@ async fn serve(router: axum::Router) -> String {
     format!("http://{addr}")
 }
 
+/// Serves `relayer` on a free port with the relay server and `limits` (as `relay-miner run` does).
+async fn serve_relayer(relayer: Arc<Relayer>, limits: relay_miner::relayer::ServerLimits) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(relayer.serve(listener, limits, std::future::pending()));
+    format!("http://{addr}")
+}
+
 impl Net {
-    async fn new(app_stake_upokt: u64) -> Self {
+    pub(crate) async fn new(app_stake_upokt: u64) -> Self {
         let genesis = Genesis {
             chain_id: "pocket-relayer-test".into(),
             block_time_ms: 1000,
@@ -242,7 +250,7 @@ relay_log:
         }
     }
 
-    async fn relayer(&self) -> Running {
+    pub(crate) async fn relayer(&self) -> Running {
         let telemetry = Telemetry::new().unwrap();
         let keyring = Keyring::new([(self.ours.1.clone(), self.ours.0.clone())].into_iter().collect());
         let relayer = Arc::new(
@@ -256,7 +264,7 @@ relay_log:
             )
             .unwrap(),
         );
-        let url = serve(Arc::clone(&relayer).router()).await;
+        let url = serve_relayer(Arc::clone(&relayer), self.config.relay_server.limits()).await;
         Running {
             url,
             relayer,
@@ -272,7 +280,7 @@ relay_log:
         self.height_tx.send_replace(self.chain.height());
     }
 
-    async fn header(&self, service: &str) -> SessionHeader {
+    pub(crate) async fn header(&self, service: &str) -> SessionHeader {
         self.client
             .session(&self.app.1, service, self.chain.height())
             .await
@@ -282,12 +290,12 @@ relay_log:
     }
 
     /// A relay request signed by the gateway with the ring [app, gateway].
-    fn request(&self, header: &SessionHeader, supplier: &str, body: Vec<u8>) -> RelayRequest {
+    pub(crate) fn request(&self, header: &SessionHeader, supplier: &str, body: Vec<u8>) -> RelayRequest {
         let ring = [self.app.2, self.gateway.2];
         relay_miner::loadgen::signed_relay_request(header, supplier, "/", body, &self.gateway.0, &ring).unwrap()
     }
 
-    fn rpc(id: u64) -> Vec<u8> {
+    pub(crate) fn rpc(id: u64) -> Vec<u8> {
         format!("{{\"jsonrpc\":\"2.0\",\"id\":{id},\"method\":\"eth_blockNumber\",\"params\":[]}}").into_bytes()
     }
 
@@ -295,7 +303,7 @@ relay_log:
         post(&self.http, url, body).await
     }
 
-    async fn send(&self, url: &str, request: &RelayRequest) -> (u16, RelayResponse) {
+    pub(crate) async fn send(&self, url: &str, request: &RelayRequest) -> (u16, RelayResponse) {
         self.post(url, relay::encode_relay_request(request)).await
     }
 
@@ -339,7 +347,7 @@ async fn assert_nothing_consumed(net: &Net, r: &Running, headers: &[&SessionHead
     }
 }
 
-fn error_code(response: &RelayResponse) -> Option<u32> {
+pub(crate) fn error_code(response: &RelayResponse) -> Option<u32> {
     response.relay_miner_error.as_ref().map(|e| e.code)
 }
 
@@ -363,7 +371,7 @@ async fn eventually<F: std::future::Future<Output = bool>>(what: &str, mut check
     }
 }
 
-fn metric(telemetry: &Telemetry, line_prefix: &str) -> u64 {
+pub(crate) fn metric(telemetry: &Telemetry, line_prefix: &str) -> u64 {
     telemetry
         .render_metrics()
         .lines()

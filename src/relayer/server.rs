@@ -1,0 +1,239 @@
+//! The relay listener's HTTP server: the limits a port open to the internet needs.
+//!
+//! `axum::serve` sets no timer, so hyper's header read timeout never fires, and it accepts connections without
+//! bound. A client that opens connections and sends nothing, or its headers a byte at a time (slowloris), would
+//! then hold a task and a file descriptor each until the process runs out of them, and gateways could no longer
+//! connect. This server is hyper (HTTP/1 and HTTP/2, with upgrades) with:
+//! - a header read timeout per request (`relay_server.header_read_timeout_seconds`): a request head that does
+//!   not arrive complete in time closes its connection;
+//! - an idle timeout (`relay_server.idle_timeout_seconds`): a connection with no request in flight for that long
+//!   is closed (hyper's header timer starts only at a request's first byte, so a silent connection needs this);
+//! - at most `relay_server.max_connections` connections served at once; beyond it the server stops accepting
+//!   and new connections wait in the kernel's accept queue until one closes (counted, logged once a second);
+//! - an accept error such as running out of file descriptors pauses accepting briefly instead of spinning;
+//! - graceful shutdown: on the signal it stops accepting, lets every connection finish the requests in flight,
+//!   then returns (the SIGTERM drain: every relay the server took gets its answer).
+//!
+//! The body read timeout is the relayer's (`Relayer::read_body`), so a slow body gets a `RelayMinerError`.
+
+use std::future::Future;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use tokio::net::TcpListener;
+use tokio::sync::{Semaphore, watch};
+use tokio::time::Instant;
+use tower::ServiceExt as _;
+
+use crate::telemetry::LogThrottle;
+
+/// Limits of the relay listener (`relay_server.*`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ServerLimits {
+    /// Time a client has to send a request's head once it started it.
+    pub header_read_timeout: Duration,
+    /// Time a connection may stay open with no request in flight.
+    pub idle_timeout: Duration,
+    /// Connections served at once.
+    pub max_connections: usize,
+}
+
+impl Default for ServerLimits {
+    /// 10 s for a request head, 120 s idle, 10,000 connections.
+    fn default() -> Self {
+        Self {
+            header_read_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(120),
+            max_connections: 10_000,
+        }
+    }
+}
+
+/// How long accepting pauses after an accept error (e.g. `EMFILE`: out of file descriptors).
+const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(100);
+
+/// Serves `router` on `listener` with `limits` until `shutdown` resolves, then lets the open connections finish
+/// their requests in flight and returns. `on_full` is called each time a connection had to wait because
+/// `max_connections` were open.
+pub async fn serve(
+    listener: TcpListener,
+    router: axum::Router,
+    limits: ServerLimits,
+    shutdown: impl Future<Output = ()>,
+    on_full: impl Fn() + Send + Sync + 'static,
+) {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout);
+    builder.http2().timer(TokioTimer::new()).enable_connect_protocol();
+    let max = limits.max_connections.max(1);
+    let slots = Arc::new(Semaphore::new(max));
+    let (stop_tx, stop) = watch::channel(false);
+    let full_log = LogThrottle::new(Duration::from_secs(1));
+    let accept_log = LogThrottle::new(Duration::from_secs(1));
+    tokio::pin!(shutdown);
+    loop {
+        let slot = match Arc::clone(&slots).try_acquire_owned() {
+            Ok(slot) => slot,
+            Err(_) => {
+                on_full();
+                if let Some(suppressed) = full_log.admit() {
+                    tracing::warn!(
+                        max_connections = max,
+                        suppressed,
+                        "relay server at relay_server.max_connections; new connections wait until one closes"
+                    );
+                }
+                tokio::select! {
+                    slot = Arc::clone(&slots).acquire_owned() => match slot {
+                        Ok(slot) => slot,
+                        Err(_) => break,
+                    },
+                    () = &mut shutdown => break,
+                }
+            }
+        };
+        let stream = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _peer)) => stream,
+                Err(e) => {
+                    if let Some(suppressed) = accept_log.admit() {
+                        tracing::warn!(error = %e, suppressed, "relay server cannot accept a connection; pausing");
+                    }
+                    tokio::select! {
+                        () = tokio::time::sleep(ACCEPT_ERROR_PAUSE) => continue,
+                        () = &mut shutdown => break,
+                    }
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        // Relays are small request/response pairs: no Nagle delay on the answer.
+        let _ = stream.set_nodelay(true);
+        let activity = Arc::new(Activity::new());
+        let service = {
+            let (router, activity) = (router.clone(), Arc::clone(&activity));
+            hyper::service::service_fn(move |request: http::Request<Incoming>| {
+                let in_flight = InFlight::start(&activity);
+                let router = router.clone();
+                async move {
+                    let response = router.oneshot(request.map(axum::body::Body::new)).await;
+                    drop(in_flight);
+                    response
+                }
+            })
+        };
+        let conn = builder
+            .serve_connection_with_upgrades(TokioIo::new(stream), service)
+            .into_owned();
+        let stop = stop.clone();
+        let idle_timeout = limits.idle_timeout;
+        tokio::spawn(async move {
+            drive(conn, activity, idle_timeout, stop).await;
+            drop(slot);
+        });
+    }
+    drop(listener);
+    // Drain: every connection finishes its requests in flight and closes; then every slot is free again.
+    let _ = stop_tx.send(true);
+    let all = u32::try_from(max).unwrap_or(u32::MAX);
+    let _ = slots.acquire_many(all).await;
+}
+
+/// Runs one connection to its end: closed gracefully (requests in flight finish) when it stayed idle for
+/// `idle_timeout` or when the server stops.
+async fn drive<C>(conn: C, activity: Arc<Activity>, idle_timeout: Duration, mut stop: watch::Receiver<bool>)
+where
+    C: hyper_util::server::graceful::GracefulConnection<Error = Box<dyn std::error::Error + Send + Sync>>,
+{
+    tokio::pin!(conn);
+    let mut closing = false;
+    loop {
+        let idle_until = activity.idle_since().map(|since| since + idle_timeout);
+        tokio::select! {
+            result = conn.as_mut() => {
+                if let Err(e) = result {
+                    tracing::debug!(error = %e, "relay connection ended with an error");
+                }
+                return;
+            }
+            // Re-checked after every request; while one is in flight only the other branches wake this up.
+            () = sleep_until(idle_until), if !closing => {
+                if activity.idle_since().is_some_and(|since| since + idle_timeout <= Instant::now()) {
+                    closing = true;
+                    conn.as_mut().graceful_shutdown();
+                }
+            }
+            changed = stop.changed(), if !closing => {
+                if changed.is_err() || *stop.borrow() {
+                    closing = true;
+                    conn.as_mut().graceful_shutdown();
+                }
+            }
+            () = activity.changed(), if !closing => {}
+        }
+    }
+}
+
+/// Sleeps until `at`, forever when `None`.
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Requests in flight on one connection and when the last one ended.
+struct Activity {
+    in_flight: AtomicUsize,
+    last_end: Mutex<Instant>,
+    notify: tokio::sync::Notify,
+}
+
+impl Activity {
+    fn new() -> Self {
+        Self {
+            in_flight: AtomicUsize::new(0),
+            last_end: Mutex::new(Instant::now()),
+            notify: tokio::sync::Notify::new(),
+        }
+    }
+
+    /// Since when the connection has had no request in flight (`None` while one is).
+    fn idle_since(&self) -> Option<Instant> {
+        if self.in_flight.load(Ordering::Acquire) > 0 {
+            return None;
+        }
+        Some(*self.last_end.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// Resolves at the next request start or end.
+    async fn changed(&self) {
+        self.notify.notified().await;
+    }
+}
+
+/// One request in flight; its drop (answered, or dropped with the connection) ends it.
+struct InFlight(Arc<Activity>);
+
+impl InFlight {
+    fn start(activity: &Arc<Activity>) -> Self {
+        activity.in_flight.fetch_add(1, Ordering::AcqRel);
+        activity.notify.notify_one();
+        Self(Arc::clone(activity))
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        *self.0.last_end.lock().unwrap_or_else(|p| p.into_inner()) = Instant::now();
+        self.0.in_flight.fetch_sub(1, Ordering::AcqRel);
+        self.0.notify.notify_one();
+    }
+}
