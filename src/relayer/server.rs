@@ -7,7 +7,8 @@
 //! - a header read timeout per request (`relay_server.header_read_timeout_seconds`): a request head that does
 //!   not arrive complete in time closes its connection;
 //! - an idle timeout (`relay_server.idle_timeout_seconds`): a connection with no request in flight for that long
-//!   is closed (hyper's header timer starts only at a request's first byte, so a silent connection needs this);
+//!   is closed, at the latest twice that long after its last request (hyper's header timer starts only at a
+//!   request's first byte, so a silent connection needs this);
 //! - at most `relay_server.max_connections` connections served at once; beyond it the server stops accepting
 //!   and new connections wait in the kernel's accept queue until one closes (counted, logged once a second);
 //! - an accept error such as running out of file descriptors pauses accepting briefly instead of spinning;
@@ -147,15 +148,17 @@ pub async fn serve(
 }
 
 /// Runs one connection to its end: closed gracefully (requests in flight finish) when it stayed idle for
-/// `idle_timeout` or when the server stops.
+/// `idle_timeout` or when the server stops. Idleness is checked on a timer, not on every request (no extra
+/// wake-up on the relay path), so an idle connection closes between one and two `idle_timeout`s after its last
+/// request.
 async fn drive<C>(conn: C, activity: Arc<Activity>, idle_timeout: Duration, mut stop: watch::Receiver<bool>)
 where
     C: hyper_util::server::graceful::GracefulConnection<Error = Box<dyn std::error::Error + Send + Sync>>,
 {
     tokio::pin!(conn);
     let mut closing = false;
+    let mut check_at = Instant::now() + idle_timeout;
     loop {
-        let idle_until = activity.idle_since().map(|since| since + idle_timeout);
         tokio::select! {
             result = conn.as_mut() => {
                 if let Err(e) = result {
@@ -163,11 +166,15 @@ where
                 }
                 return;
             }
-            // Re-checked after every request; while one is in flight only the other branches wake this up.
-            () = sleep_until(idle_until), if !closing => {
-                if activity.idle_since().is_some_and(|since| since + idle_timeout <= Instant::now()) {
-                    closing = true;
-                    conn.as_mut().graceful_shutdown();
+            () = tokio::time::sleep_until(check_at), if !closing => {
+                let now = Instant::now();
+                match activity.idle_since() {
+                    Some(since) if since + idle_timeout <= now => {
+                        closing = true;
+                        conn.as_mut().graceful_shutdown();
+                    }
+                    Some(since) => check_at = since + idle_timeout,
+                    None => check_at = now + idle_timeout,
                 }
             }
             changed = stop.changed(), if !closing => {
@@ -176,16 +183,7 @@ where
                     conn.as_mut().graceful_shutdown();
                 }
             }
-            () = activity.changed(), if !closing => {}
         }
-    }
-}
-
-/// Sleeps until `at`, forever when `None`.
-async fn sleep_until(at: Option<Instant>) {
-    match at {
-        Some(at) => tokio::time::sleep_until(at).await,
-        None => std::future::pending().await,
     }
 }
 
@@ -193,7 +191,6 @@ async fn sleep_until(at: Option<Instant>) {
 struct Activity {
     in_flight: AtomicUsize,
     last_end: Mutex<Instant>,
-    notify: tokio::sync::Notify,
 }
 
 impl Activity {
@@ -201,7 +198,6 @@ impl Activity {
         Self {
             in_flight: AtomicUsize::new(0),
             last_end: Mutex::new(Instant::now()),
-            notify: tokio::sync::Notify::new(),
         }
     }
 
@@ -212,11 +208,6 @@ impl Activity {
         }
         Some(*self.last_end.lock().unwrap_or_else(|p| p.into_inner()))
     }
-
-    /// Resolves at the next request start or end.
-    async fn changed(&self) {
-        self.notify.notified().await;
-    }
 }
 
 /// One request in flight; its drop (answered, or dropped with the connection) ends it.
@@ -225,7 +216,6 @@ struct InFlight(Arc<Activity>);
 impl InFlight {
     fn start(activity: &Arc<Activity>) -> Self {
         activity.in_flight.fetch_add(1, Ordering::AcqRel);
-        activity.notify.notify_one();
         Self(Arc::clone(activity))
     }
 }
@@ -234,6 +224,5 @@ impl Drop for InFlight {
     fn drop(&mut self) {
         *self.0.last_end.lock().unwrap_or_else(|p| p.into_inner()) = Instant::now();
         self.0.in_flight.fetch_sub(1, Ordering::AcqRel);
-        self.0.notify.notify_one();
     }
 }
