@@ -594,6 +594,15 @@ async fn stored_trie(plain: &storage::Storage, supplier: &str, namespace: &str) 
     (trie.count(), trie.sum())
 }
 
+/// No session record and an empty trie for `session_id` in storage.
+async fn assert_session_gone(plain: &storage::Storage, supplier: &str, session_id: &str) {
+    assert!(
+        plain.sessions.list(None, None).await.unwrap().is_empty(),
+        "record deleted"
+    );
+    assert_eq!(stored_trie(plain, supplier, session_id).await, (0, 0), "trie deleted");
+}
+
 /// A settled session leaves nothing behind: its trie, its relay-log entries and its session record are deleted
 /// from storage, and the engine forgets it, so a miner running for months holds and walks only live sessions.
 /// A record persisted as pruned whose deletes did not all happen (the process stopped in between) is pruned
@@ -621,15 +630,7 @@ async fn a_settled_session_is_deleted_from_storage_and_memory_and_a_half_pruned_
     assert_eq!(settled.state, crate::miner::lifecycle::State::Settled);
     assert!(miner.engine.session(&key).is_none(), "forgotten");
     assert!(!miner.versions.contains_key(&key));
-    assert!(
-        plain.sessions.list(None, None).await.unwrap().is_empty(),
-        "record deleted"
-    );
-    assert_eq!(
-        stored_trie(&plain, &supplier, &key.session_id).await,
-        (0, 0),
-        "trie deleted"
-    );
+    assert_session_gone(&plain, &supplier, &key.session_id).await;
     assert!(
         plain
             .relay_log
@@ -666,15 +667,7 @@ async fn a_settled_session_is_deleted_from_storage_and_memory_and_a_half_pruned_
     next.step().await.unwrap();
     assert!(next.engine.is_leader());
     assert!(next.engine.session(&key).is_none(), "pruned again and forgotten");
-    assert!(
-        plain.sessions.list(None, None).await.unwrap().is_empty(),
-        "record deleted"
-    );
-    assert_eq!(
-        stored_trie(&plain, &supplier, &key.session_id).await,
-        (0, 0),
-        "trie deleted"
-    );
+    assert_session_gone(&plain, &supplier, &key.session_id).await;
 }
 
 /// The value of the first series of counter `name` labelled `reason` in a metrics rendering.
