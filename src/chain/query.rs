@@ -58,6 +58,7 @@ pub struct ChainClient {
     shared_at: TtlCache<i64, wire::SharedParams>,
     difficulty_at: TtlCache<(String, i64), Vec<u8>>,
     compute_units_at: TtlCache<(String, i64), u64>,
+    /// Keyed by (app, service, session end height).
     sessions: TtlCache<(String, String, i64), wire::Session>,
     applications: RefreshCache<String, Option<wire::Application>>,
     pubkeys: TtlCache<String, Option<[u8; 33]>>,
@@ -77,6 +78,11 @@ impl ChainClient {
             pubkeys: TtlCache::new(65_536),
             blocks: TtlCache::new(4096),
         })
+    }
+
+    /// Sessions in the cache, expired ones not yet dropped included (for tests and diagnostics).
+    pub fn cached_sessions(&self) -> usize {
+        self.sessions.len()
     }
 
     /// The raw gRPC client (for tx calls).
@@ -117,8 +123,21 @@ impl ChainClient {
     }
 
     /// The session of (app, service) at `height` (§2.6 step 3).
+    ///
+    /// Cached per session, not per height: every height of a session has the same session, and the relayer asks
+    /// at the current height, so a per-height key would hold one copy (with its supplier list) per block and
+    /// application until the cache filled up. The session's last height comes from the shared params at `height`
+    /// (cached), never from a request's header, so a forged header cannot place a session under another key.
     pub async fn session(&self, app: &str, service: &str, height: i64) -> Result<wire::Session, ChainError> {
-        let key = (app.to_string(), service.to_string(), height);
+        let session_end = if height > 0 {
+            let params = self.shared_params_at(height).await?;
+            crate::protocol::session::SessionGrid::new(&params)
+                .map_err(|e| ChainError::BadResponse(format!("shared params at {height}: {e}")))?
+                .session_end(height)
+        } else {
+            height
+        };
+        let key = (app.to_string(), service.to_string(), session_end);
         if let Some(s) = self.sessions.get(&key) {
             return Ok(s);
         }

@@ -12,7 +12,7 @@ use relay_miner::chain::comet::{BlockStream, CometClient, SubscribeConfig};
 use relay_miner::chain::query::ChainClient;
 use relay_miner::chain::sequence::{AccountSequence, SequenceError, Sequencer};
 use relay_miner::chain::tx::{Ordering, Timestamp, TxPlan, build_signed_tx};
-use relay_miner::protocol::session::SessionWindows;
+use relay_miner::protocol::session::{SessionGrid, SessionWindows};
 use relay_miner::protocol::wire;
 use relay_miner::sim::chain::genesis::*;
 use relay_miner::sim::chain::{SimChain, actor, block_hash};
@@ -390,6 +390,26 @@ async fn block_subscription_continues_across_a_node_restart() {
     let latest = grpc.latest_block().await.unwrap();
     assert!(latest.height >= target);
     node.shutdown().await.unwrap();
+}
+
+/// The client caches one session per session, not one per height: the relayer asks at the current height, and a
+/// per-height cache held one copy of the session per block and application.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_are_cached_once_per_session_whatever_the_height_asked() {
+    let node = manual_node().await;
+    let (grpc, _) = clients(&node);
+    let (_, app, _) = actor(&key_hex("it-app")).unwrap();
+    let grid = SessionGrid::new(&grpc.shared_params_at(1).await.unwrap()).unwrap();
+    let (start, end) = (grid.session_start(1), grid.session_end(1));
+    advance_to(node.chain(), end + 1);
+    let first = grpc.session(&app, "anvil", start).await.unwrap();
+    for h in start..=end {
+        assert_eq!(grpc.session(&app, "anvil", h).await.unwrap(), first, "height {h}");
+    }
+    assert_eq!(grpc.cached_sessions(), 1);
+    let next = grpc.session(&app, "anvil", end + 1).await.unwrap();
+    assert_ne!(next.header, first.header);
+    assert_eq!(grpc.cached_sessions(), 2);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
