@@ -60,20 +60,24 @@ impl Config {
         let mut issues = Issues::default();
         issues.socket_addr("listen_addr", &self.listen_addr);
         let server = &self.relay_server;
-        for (key, value) in [
+        // Bounded above too: a timeout far in the future overflows `Instant` arithmetic, and the connection cap
+        // sizes a semaphore.
+        for (key, value, max) in [
             (
                 "relay_server.header_read_timeout_seconds",
                 server.header_read_timeout_seconds,
+                86_400,
             ),
-            ("relay_server.idle_timeout_seconds", server.idle_timeout_seconds),
+            ("relay_server.idle_timeout_seconds", server.idle_timeout_seconds, 86_400),
             (
                 "relay_server.body_read_timeout_seconds",
                 server.body_read_timeout_seconds,
+                86_400,
             ),
-            ("relay_server.max_connections", server.max_connections as u64),
+            ("relay_server.max_connections", server.max_connections as u64, 1_000_000),
         ] {
-            if value == 0 {
-                issues.push(key, "must be at least 1");
+            if !(1..=max).contains(&value) {
+                issues.push(key, format!("must be between 1 and {max}"));
             }
         }
         for (key, listener) in [
@@ -354,6 +358,7 @@ transaction:
   tx_timeout_default_seconds: 900
 relay_server:
   idle_timeout_seconds: 0
+  body_read_timeout_seconds: 100000000000
   max_connections: 0
 ";
         let config = Config::from_yaml(text).unwrap();
@@ -371,6 +376,7 @@ relay_server:
             "transaction.gas_price",
             "transaction.tx_timeout_default_seconds",
             "relay_server.idle_timeout_seconds",
+            "relay_server.body_read_timeout_seconds",
             "relay_server.max_connections",
         ] {
             assert!(keys.iter().any(|k| k == expected), "missing {expected} in {keys:?}");
