@@ -9,7 +9,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::collections::BTreeSet;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use storage::suite::{self, Tmpfs, fill};
 use storage::{MinedRelay, RedbBackend, RedbConfig};
@@ -23,6 +23,21 @@ fn relay(n: u64) -> MinedRelay {
     r
 }
 
+/// Waits until the WAL's spare segment (written by its own thread, started at open) has all its `size` bytes,
+/// so that the free space measured next is not taken by it while the filler is written.
+async fn spare_segment_made(wal: &Path, size: u64) {
+    suite::poll_until("the WAL's spare segment is written", || async {
+        let entries = std::fs::read_dir(wal).ok()?;
+        entries
+            .filter_map(Result::ok)
+            .any(|e| {
+                e.file_name().to_string_lossy().starts_with("spare-") && e.metadata().is_ok_and(|m| m.len() == size)
+            })
+            .then_some(())
+    })
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_disk_makes_the_store_not_ready_and_freeing_it_recovers_every_acknowledged_relay() {
     let dir = tempfile::tempdir().unwrap();
@@ -34,6 +49,7 @@ async fn a_full_disk_makes_the_store_not_ready_and_freeing_it_recovers_every_ack
     let backend = RedbBackend::open(config).await.unwrap();
     let log = backend.storage().relay_log;
     assert_eq!(backend.readiness_recovering().await, Ok(()));
+    spare_segment_made(&fs.path().join("full.redb.wal"), 1 << 20).await;
 
     // Leave ~600 KiB: the preallocated WAL segments keep taking records, the redb file soon cannot grow.
     let filler: PathBuf = fs.path().join("filler");
