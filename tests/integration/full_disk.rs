@@ -35,15 +35,9 @@ async fn send(net: &Net, n: &mut u64, served: &mut Served) -> bool {
 async fn a_full_disk_stops_recording_and_once_freed_every_served_relay_is_claimed() {
     // 3 s blocks: the disk is full for a few seconds, well inside a claim window (4 blocks).
     let net = start_net(NetOpts {
-        block_time_ms: 3000,
-        proof_probability: 0.0,
-        unordered: true,
-        initial_suppliers: None,
-        redis_url: None,
-        manual_blocks: false,
-        backend_delay_ms: 0,
         // Room for the database, the two preallocated 16 MiB WAL segments and some growth.
         data_tmpfs: Some("48M"),
+        ..NetOpts::blocks_every(3000)
     })
     .await;
     let ready_url = net.metrics_url.replace("/metrics", "/ready");

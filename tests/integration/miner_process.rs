@@ -23,14 +23,9 @@ async fn sigkill_in_claim_and_proof_windows_loses_nothing() {
     // 500 ms blocks: a debug binary restarted under a loaded CI machine must still fit its proof into the 5-block
     // window (mainnet windows are minutes long).
     sigkill_scenario(NetOpts {
-        block_time_ms: 500,
         proof_probability: 1.0,
         unordered: false,
-        initial_suppliers: None,
-        redis_url: None,
-        manual_blocks: false,
-        backend_delay_ms: 0,
-        data_tmpfs: None,
+        ..NetOpts::blocks_every(500)
     })
     .await;
 }
@@ -43,14 +38,9 @@ async fn redis_mode_sigkill_in_claim_and_proof_windows_loses_nothing() {
     // 500 ms blocks: a debug binary restarted under a loaded CI machine must still fit its proof into the 5-block
     // window (mainnet windows are minutes long).
     sigkill_scenario(NetOpts {
-        block_time_ms: 500,
         proof_probability: 1.0,
-        unordered: true,
-        initial_suppliers: None,
         redis_url: Some(url),
-        manual_blocks: false,
-        backend_delay_ms: 0,
-        data_tmpfs: None,
+        ..NetOpts::blocks_every(500)
     })
     .await;
     drop(server);
@@ -153,14 +143,8 @@ async fn session_upokt(net: &Net, service: &str, session: &SessionWindows, relay
 async fn a_missed_claim_window_is_lost_exactly_once() {
     let block = Duration::from_millis(200);
     let net = start_net(NetOpts {
-        block_time_ms: 200,
-        proof_probability: 0.0,
-        unordered: true,
-        initial_suppliers: None,
-        redis_url: None,
         manual_blocks: true,
-        backend_delay_ms: 0,
-        data_tmpfs: None,
+        ..NetOpts::blocks_every(200)
     })
     .await;
     let mut miner = spawn_miner(&net.config);
@@ -297,14 +281,8 @@ async fn a_missed_claim_window_is_lost_exactly_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hot_reload_adds_and_removes_suppliers_without_losing_their_relays() {
     let net = start_net(NetOpts {
-        block_time_ms: 250,
-        proof_probability: 0.0,
-        unordered: true,
         initial_suppliers: Some(1),
-        redis_url: None,
-        manual_blocks: false,
-        backend_delay_ms: 0,
-        data_tmpfs: None,
+        ..NetOpts::blocks_every(250)
     })
     .await;
     let mut miner = spawn_miner(&net.config);
@@ -384,19 +362,7 @@ async fn hot_reload_adds_and_removes_suppliers_without_losing_their_relays() {
 /// exits 0; what it served is claimed after the restart.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_drains_in_flight_relays_and_exits_cleanly() {
-    let net = Arc::new(
-        start_net(NetOpts {
-            block_time_ms: 300,
-            proof_probability: 0.0,
-            unordered: true,
-            initial_suppliers: None,
-            redis_url: None,
-            manual_blocks: false,
-            backend_delay_ms: 0,
-            data_tmpfs: None,
-        })
-        .await,
-    );
+    let net = Arc::new(start_net(NetOpts::blocks_every(300)).await);
     let mut miner = spawn_miner(&net.config);
     wait_up(&net).await;
     let params = net.chain.state().shared.clone();
@@ -517,14 +483,9 @@ async fn sigterm_drains_in_flight_relays_and_exits_cleanly() {
 async fn a_grace_period_relay_answered_after_the_claim_window_opened_is_refused_and_nothing_is_lost() {
     let net = Arc::new(
         start_net(NetOpts {
-            block_time_ms: 200,
-            proof_probability: 0.0,
-            unordered: true,
-            initial_suppliers: None,
-            redis_url: None,
             manual_blocks: true,
             backend_delay_ms: 1500,
-            data_tmpfs: None,
+            ..NetOpts::blocks_every(200)
         })
         .await,
     );

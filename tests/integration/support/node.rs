@@ -48,6 +48,23 @@ pub struct NetOpts {
     pub data_tmpfs: Option<&'static str>,
 }
 
+impl NetOpts {
+    /// Blocks every `block_time_ms` by the genesis timer, no proofs, unordered sends, every supplier, embedded
+    /// storage on the temp dir, no backend delay: change what a test needs with `..NetOpts::blocks_every(ms)`.
+    pub fn blocks_every(block_time_ms: u64) -> Self {
+        Self {
+            block_time_ms,
+            proof_probability: 0.0,
+            unordered: true,
+            initial_suppliers: None,
+            redis_url: None,
+            manual_blocks: false,
+            backend_delay_ms: 0,
+            data_tmpfs: None,
+        }
+    }
+}
+
 pub fn write_keys(path: &Path, keys: &[String]) {
     let mut text = String::from("keys:\n");
     for k in keys {
