@@ -5,63 +5,145 @@
 //! go stale often (applications: every new block may change delegations): a stale entry is refreshed by exactly
 //! one caller while every other caller keeps the previous value, so a new block or a TTL does not send every
 //! relay in flight to the chain at once (a thundering herd that stalled the relayer for milliseconds).
+//!
+//! Both hold what is live, not what was ever read ([`Housekeeping`]): expired entries are swept once the map has
+//! doubled since the last sweep, so a long-running relayer keeps the sessions and applications of the last
+//! minutes, not every one up to the capacity (a soak of thousands of sessions grew the heap by ~0.6 MB a minute
+//! that way). The capacity is for overload: at it the oldest half is dropped, never all at once.
 
 use std::collections::HashMap;
 use std::hash::Hash;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-/// A bounded map whose entries expire after a per-entry TTL (`None` = until evicted).
+/// No sweep below this many entries (sweeping a tiny map on every insert would be pointless work).
+const MIN_SWEEP: usize = 64;
+
+/// The amortized bookkeeping both caches share. Before an insert of a new key: once the map holds `sweep_at`
+/// entries, expired ones are dropped and the next sweep is set at twice what is left (so a sweep costs O(1)
+/// per insert, and the map is at most about twice its live entries); if it is still at `capacity`, the older
+/// half by insertion order goes, so the rest stays warm instead of every entry being read again at once.
 #[derive(Debug)]
-pub struct TtlCache<K, V> {
-    entries: Mutex<HashMap<K, (V, Option<Instant>)>>,
+struct Housekeeping {
     capacity: usize,
+    sweep_at: usize,
+    /// Insertion counter: the age of an entry (deterministic, unlike clock readings that can be equal).
+    tick: u64,
+}
+
+impl Housekeeping {
+    fn new(capacity: usize) -> Self {
+        let capacity = capacity.max(1);
+        Self {
+            capacity,
+            sweep_at: MIN_SWEEP.min(capacity),
+            tick: 0,
+        }
+    }
+
+    /// Makes room for `key` if it is new; returns the insertion tick of its entry.
+    fn admit<K: Eq + Hash, S>(
+        &mut self,
+        map: &mut HashMap<K, S>,
+        key: &K,
+        live: impl Fn(&S) -> bool,
+        inserted: impl Fn(&S) -> u64,
+    ) -> u64 {
+        if map.len() >= self.sweep_at && !map.contains_key(key) {
+            map.retain(|_, s| live(s));
+            if map.len() >= self.capacity {
+                // Ticks are unique: this drops exactly the `older` oldest entries.
+                let mut ticks: Vec<u64> = map.values().map(&inserted).collect();
+                let older = (ticks.len() / 2).max(1);
+                let (_, cut, _) = ticks.select_nth_unstable(older - 1);
+                let cut = *cut;
+                map.retain(|_, s| inserted(s) > cut);
+            }
+            self.sweep_at = map
+                .len()
+                .saturating_mul(2)
+                .clamp(MIN_SWEEP.min(self.capacity), self.capacity);
+        }
+        self.tick += 1;
+        self.tick
+    }
+}
+
+struct Entry<V> {
+    value: V,
+    expiry: Option<Instant>,
+    inserted: u64,
+}
+
+struct TtlEntries<K, V> {
+    map: HashMap<K, Entry<V>>,
+    housekeeping: Housekeeping,
+}
+
+/// A bounded map whose entries expire after a per-entry TTL (`None` = until evicted).
+pub struct TtlCache<K, V> {
+    entries: Mutex<TtlEntries<K, V>>,
+}
+
+impl<K, V> std::fmt::Debug for TtlCache<K, V> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TtlCache").finish_non_exhaustive()
+    }
 }
 
 impl<K: Eq + Hash + Clone, V: Clone> TtlCache<K, V> {
-    /// A cache holding at most `capacity` entries (expired entries are dropped first, then all when full).
+    /// A cache holding at most `capacity` entries ([`Housekeeping`]).
     pub fn new(capacity: usize) -> Self {
         Self {
-            entries: Mutex::new(HashMap::new()),
-            capacity: capacity.max(1),
+            entries: Mutex::new(TtlEntries {
+                map: HashMap::new(),
+                housekeeping: Housekeeping::new(capacity),
+            }),
         }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, TtlEntries<K, V>> {
+        self.entries.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// The live value of `key`.
     pub fn get(&self, key: &K) -> Option<V> {
         let now = Instant::now();
-        let mut map = self.entries.lock().unwrap_or_else(|p| p.into_inner());
-        match map.get(key) {
-            Some((value, expiry)) if expiry.is_none_or(|e| e > now) => Some(value.clone()),
+        let mut entries = self.lock();
+        match entries.map.get(key) {
+            Some(e) if e.expiry.is_none_or(|x| x > now) => Some(e.value.clone()),
             Some(_) => {
-                map.remove(key);
+                entries.map.remove(key);
                 None
             }
             None => None,
         }
     }
 
-    /// Stores `value` for `ttl` (`None` = no expiry).
+    /// Stores `value` for `ttl` (`None` = until evicted).
     pub fn insert(&self, key: K, value: V, ttl: Option<Duration>) {
         let now = Instant::now();
-        let mut map = self.entries.lock().unwrap_or_else(|p| p.into_inner());
-        if map.len() >= self.capacity {
-            map.retain(|_, (_, expiry)| expiry.is_none_or(|e| e > now));
-            if map.len() >= self.capacity {
-                map.clear();
-            }
-        }
-        map.insert(key, (value, ttl.map(|t| now + t)));
+        let mut entries = self.lock();
+        let TtlEntries { map, housekeeping } = &mut *entries;
+        let inserted = housekeeping.admit(map, &key, |e| e.expiry.is_none_or(|x| x > now), |e| e.inserted);
+        map.insert(
+            key,
+            Entry {
+                value,
+                expiry: ttl.map(|t| now + t),
+                inserted,
+            },
+        );
     }
 
     /// Drops every entry.
     pub fn clear(&self) {
-        self.entries.lock().unwrap_or_else(|p| p.into_inner()).clear();
+        self.lock().map.clear();
     }
 
     /// Number of entries (including expired ones not yet dropped).
     pub fn len(&self) -> usize {
-        self.entries.lock().unwrap_or_else(|p| p.into_inner()).len()
+        self.lock().map.len()
     }
 
     /// True when empty.
@@ -89,6 +171,7 @@ struct Slot<V> {
     fresh_until: Instant,
     usable_until: Instant,
     refreshing: bool,
+    inserted: u64,
 }
 
 type Slots<K, V> = Arc<Mutex<HashMap<K, Slot<V>>>>;
@@ -97,14 +180,14 @@ type Slots<K, V> = Arc<Mutex<HashMap<K, Slot<V>>>>;
 /// keep using the stale value, up to a hard limit ([`RefreshCache::new`]'s `stale_for`).
 pub struct RefreshCache<K, V> {
     slots: Slots<K, V>,
-    capacity: usize,
+    housekeeping: Mutex<Housekeeping>,
     stale_for: Duration,
 }
 
 impl<K, V> std::fmt::Debug for RefreshCache<K, V> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RefreshCache")
-            .field("capacity", &self.capacity)
+            .field("stale_for", &self.stale_for)
             .finish_non_exhaustive()
     }
 }
@@ -142,7 +225,7 @@ where
     pub fn new(capacity: usize, stale_for: Duration) -> Self {
         Self {
             slots: Arc::new(Mutex::new(HashMap::new())),
-            capacity: capacity.max(1),
+            housekeeping: Mutex::new(Housekeeping::new(capacity)),
             stale_for,
         }
     }
@@ -182,12 +265,9 @@ where
     pub fn insert(&self, key: K, value: V, ttl: Duration) {
         let now = Instant::now();
         let mut slots = lock(&self.slots);
-        if slots.len() >= self.capacity && !slots.contains_key(&key) {
-            slots.retain(|_, s| s.usable_until > now);
-            if slots.len() >= self.capacity {
-                slots.clear();
-            }
-        }
+        // Lock order: slots, then housekeeping (only ever taken here).
+        let mut housekeeping = self.housekeeping.lock().unwrap_or_else(|p| p.into_inner());
+        let inserted = housekeeping.admit(&mut slots, &key, |s| s.usable_until > now, |s| s.inserted);
         slots.insert(
             key,
             Slot {
@@ -195,6 +275,7 @@ where
                 fresh_until: now + ttl,
                 usable_until: now + ttl + self.stale_for,
                 refreshing: false,
+                inserted,
             },
         );
     }
@@ -270,6 +351,52 @@ mod tests {
             assert!(cache.len() <= 2);
         }
         assert!(matches!(cache.lookup(&9), Lookup::Fresh(9)));
+    }
+
+    #[test]
+    fn expired_entries_are_swept_long_before_the_capacity() {
+        let cache = TtlCache::new(1 << 20);
+        for k in 0..50 {
+            cache.insert(k, k, None);
+        }
+        let mut most = 0;
+        for k in 1_000..11_000 {
+            cache.insert(k, k, Some(Duration::ZERO));
+            most = most.max(cache.len());
+        }
+        // Swept whenever the map doubled since the last sweep: at most twice the live entries (at least 64).
+        assert!(most <= 100, "held {most} entries for 50 live ones");
+        for k in 0..50 {
+            assert_eq!(cache.get(&k), Some(k), "live entry {k} kept");
+        }
+    }
+
+    #[test]
+    fn a_full_cache_drops_its_older_half_not_everything() {
+        let cache = TtlCache::new(8);
+        for k in 0..8 {
+            cache.insert(k, k, None);
+        }
+        cache.insert(0, 0, None); // written again: the youngest now
+        cache.insert(8, 8, None);
+        assert_eq!(cache.len(), 5);
+        for k in 1..5 {
+            assert_eq!(cache.get(&k), None, "old entry {k} dropped");
+        }
+        for k in [0, 5, 6, 7, 8] {
+            assert_eq!(cache.get(&k), Some(k), "young entry {k} kept");
+        }
+    }
+
+    #[test]
+    fn refresh_cache_sweeps_entries_past_their_usable_time() {
+        let cache = RefreshCache::new(1 << 20, Duration::ZERO);
+        cache.insert(u32::MAX, 0, Duration::from_secs(60));
+        for k in 0..10_000 {
+            cache.insert(k, k, Duration::ZERO);
+            assert!(cache.len() <= 64, "unusable entries held: {}", cache.len());
+        }
+        assert!(matches!(cache.lookup(&u32::MAX), Lookup::Fresh(0)));
     }
 
     #[test]

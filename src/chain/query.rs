@@ -1,6 +1,7 @@
 //! Typed pocket/cosmos queries over gRPC (§1.3) with caches keyed the way the protocol is keyed: params,
-//! difficulty and compute units *at height* (immutable once the height exists: cached until evicted), sessions
-//! per (app, service, height), applications and account keys with short TTLs. Not-found answers are cached
+//! difficulty, compute units and blocks *at height* (immutable once the height exists: cached for an hour, so
+//! a long run keeps the heights it still asks about, not every height it ever saw), sessions per (app, service,
+//! session end) for 10 minutes, applications and account keys with short TTLs. Not-found answers are cached
 //! briefly and never forever; failed reads are never cached (lessons.md).
 
 use std::time::Duration;
@@ -45,6 +46,9 @@ pub struct BlockInfo {
 }
 
 /// Cache lifetimes.
+/// Values at a height never change; the TTL only lets heights nobody asks about any more leave the cache.
+const AT_HEIGHT_TTL: Duration = Duration::from_secs(3600);
+const SESSION_TTL: Duration = Duration::from_secs(600);
 const ENTITY_TTL: Duration = Duration::from_secs(10);
 const NOT_FOUND_TTL: Duration = Duration::from_secs(2);
 /// How long a stale application (past its TTL or from before the last block) stays usable while one caller
@@ -106,7 +110,7 @@ impl ChainClient {
             .params
             .ok_or_else(|| ChainError::BadResponse("ParamsAtHeight without params".into()))?;
         if height > 0 {
-            self.shared_at.insert(height, params.clone(), None);
+            self.shared_at.insert(height, params.clone(), Some(AT_HEIGHT_TTL));
         }
         Ok(params)
     }
@@ -154,8 +158,7 @@ impl ChainClient {
             .session
             .ok_or_else(|| ChainError::BadResponse("GetSession without session".into()))?;
         if height > 0 {
-            self.sessions
-                .insert(key, session.clone(), Some(Duration::from_secs(600)));
+            self.sessions.insert(key, session.clone(), Some(SESSION_TTL));
         }
         Ok(session)
     }
@@ -318,7 +321,7 @@ impl ChainClient {
             .filter(|t| t.len() == 32)
             .ok_or_else(|| ChainError::BadResponse(format!("difficulty of {service} without a 32-byte target")))?;
         if height > 0 {
-            self.difficulty_at.insert(key, target.clone(), None);
+            self.difficulty_at.insert(key, target.clone(), Some(AT_HEIGHT_TTL));
         }
         Ok(target)
     }
@@ -344,7 +347,7 @@ impl ChainClient {
         }
         if height > 0 {
             self.compute_units_at
-                .insert(key, response.compute_units_per_relay, None);
+                .insert(key, response.compute_units_per_relay, Some(AT_HEIGHT_TTL));
         }
         Ok(response.compute_units_per_relay)
     }
@@ -373,7 +376,7 @@ impl ChainClient {
             .unary(tendermint_method::GET_LATEST_BLOCK, wire::GetLatestBlockRequest {})
             .await?;
         let block = block_info(response)?;
-        self.blocks.insert(block.height, block.clone(), None);
+        self.blocks.insert(block.height, block.clone(), Some(AT_HEIGHT_TTL));
         Ok(block)
     }
 
@@ -393,7 +396,7 @@ impl ChainClient {
             Err(e) if e.is_not_found() => return Err(ChainError::NotFound(format!("block {height}"))),
             other => block_info(other?)?,
         };
-        self.blocks.insert(height, block.clone(), None);
+        self.blocks.insert(height, block.clone(), Some(AT_HEIGHT_TTL));
         Ok(block)
     }
 
