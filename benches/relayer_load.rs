@@ -65,6 +65,20 @@ fn cpu_time() -> Duration {
     Duration::from_micros(ticks * 10_000) // USER_HZ = 100 on Linux
 }
 
+/// Resident and peak resident memory of the process in MiB (`VmRSS`, `VmHWM` of /proc/self/status).
+fn memory_mib() -> (f64, f64) {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+            .unwrap_or(0.0)
+            / 1024.0
+    };
+    (field("VmRSS:"), field("VmHWM:"))
+}
+
 /// The relayer's per-phase latency histograms (summed over labels), then the relay WAL's: an append's wait for
 /// the WAL thread, and one record's `pwrite` + `fdatasync` (absent with `RELAYER_BENCH_WAL=0`).
 const PHASES: [&str; 6] = [
@@ -570,6 +584,8 @@ relay_log: {{durable_ack: {durable}}}
     )
     .await;
     let paced_bodies = signed.split_off(relays + warmup);
+    let signed_mib = (signed.iter().chain(&paced_bodies).map(|b| b.len()).sum::<usize>()) as f64 / (1 << 20) as f64;
+    let memory_before = memory_mib();
     let through = load(&http, &relayer_url, Arc::new(signed), concurrency, warmup).await;
     // Latency: open loop at `rate`, baseline first. `RELAYER_BENCH_COOLDOWN_MS` idles first (after signing and
     // the closed loop kept both cores busy for many seconds, a VM host may steal CPU for a while).
@@ -642,6 +658,7 @@ relay_log: {{durable_ack: {durable}}}
         std::fs::write(format!("{dir}/stalls.csv"), out).unwrap();
     }
     let phases_after = PHASES.map(|name| buckets(&telemetry, name));
+    let memory_after = memory_mib();
     // Without durable ack the last batch may still be in flight: wait for it (bounded).
     let deadline = Instant::now() + Duration::from_secs(5);
     let mut mined = mined_so_far().await;
@@ -705,6 +722,10 @@ relay_log: {{durable_ack: {durable}}}
             bucket_quantile(&diff, 0.99)
         );
     }
+    println!(
+        "memory (whole process, the {signed_mib:.1} MiB of pre-signed requests included): RSS {:.1} MiB before the relayer's closed loop, {:.1} MiB after its open loop, peak {:.1} MiB",
+        memory_before.0, memory_after.0, memory_after.1
+    );
     println!(
         "relay log: {mined} of {total} relays mined{}",
         match &miner_stats {

@@ -385,6 +385,10 @@ async fn sigterm_drains_in_flight_relays_and_exits_cleanly() {
                     } => {
                         *served.entry((supplier, session_id)).or_default() += 1;
                     }
+                    // Stamped with a height whose session closed before the relayer validated it: on a
+                    // loaded machine two 300 ms blocks can pass in between. Refused, so neither served nor
+                    // mined; any other refusal is a failure of this test.
+                    Outcome::Refused(r) if r.contains("no longer accepts relays") => {}
                     Outcome::Refused(r) => panic!("refused: {r}"),
                     Outcome::Failed(_) => failed_after_stop += 1,
                 }
