@@ -84,9 +84,18 @@ impl ChainClient {
         })
     }
 
-    /// Sessions in the cache, expired ones not yet dropped included (for tests and diagnostics).
-    pub fn cached_sessions(&self) -> usize {
-        self.sessions.len()
+    /// Entries each cache holds, by cache name (expired ones not yet swept included): the
+    /// `ha_chain_cache_entries` gauge ([`super::gauges`]).
+    pub fn cache_entries(&self) -> [(&'static str, usize); 7] {
+        [
+            ("shared_params", self.shared_at.len()),
+            ("difficulty", self.difficulty_at.len()),
+            ("compute_units", self.compute_units_at.len()),
+            ("sessions", self.sessions.len()),
+            ("applications", self.applications.len()),
+            ("account_keys", self.pubkeys.len()),
+            ("blocks", self.blocks.len()),
+        ]
     }
 
     /// The raw gRPC client (for tx calls).

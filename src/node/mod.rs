@@ -189,6 +189,11 @@ impl Node {
             &config.pocket_node.query_node_grpc_url,
             Duration::from_secs(config.pocket_node.query_timeout_seconds.max(1)),
         )?);
+        let gauges = crate::chain::gauges::CacheGauges::new(&chain).map_err(crate::telemetry::TelemetryError::from)?;
+        telemetry
+            .registry()
+            .register(Box::new(gauges))
+            .map_err(crate::telemetry::TelemetryError::from)?;
         let mut background = Vec::new();
         if config.keys.hot_reload.unwrap_or(true) {
             background.push(crate::keys::spawn_reload(

@@ -421,6 +421,11 @@ async fn sigterm_drains_in_flight_relays_and_exits_cleanly() {
     ] {
         assert!(metric_sum(&metrics, name, &[]) >= 1.0, "{name} missing:\n{metrics}");
     }
+    // The chain client's cache sizes are served (the relays above looked a session up, so it holds one).
+    assert!(
+        metric_sum(&metrics, "ha_chain_cache_entries", &[("cache", "sessions")]) >= 1.0,
+        "ha_chain_cache_entries missing:\n{metrics}"
+    );
     // No in-place reopen on a healthy disk; both results are exported (at 0) for alerts.
     for result in ["ok", "failed"] {
         assert!(

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use k256::ecdsa::SigningKey;
 use relay_miner::chain::comet::{BlockStream, CometClient, SubscribeConfig};
+use relay_miner::chain::gauges::CacheGauges;
 use relay_miner::chain::query::ChainClient;
 use relay_miner::chain::sequence::{AccountSequence, SequenceError, Sequencer};
 use relay_miner::chain::tx::{Ordering, Timestamp, TxPlan, build_signed_tx};
@@ -398,6 +399,7 @@ async fn block_subscription_continues_across_a_node_restart() {
 async fn sessions_are_cached_once_per_session_whatever_the_height_asked() {
     let node = manual_node().await;
     let (grpc, _) = clients(&node);
+    let grpc = std::sync::Arc::new(grpc);
     let (_, app, _) = actor(&key_hex("it-app")).unwrap();
     let grid = SessionGrid::new(&grpc.shared_params_at(1).await.unwrap()).unwrap();
     let (start, end) = (grid.session_start(1), grid.session_end(1));
@@ -406,10 +408,23 @@ async fn sessions_are_cached_once_per_session_whatever_the_height_asked() {
     for h in start..=end {
         assert_eq!(grpc.session(&app, "anvil", h).await.unwrap(), first, "height {h}");
     }
-    assert_eq!(grpc.cached_sessions(), 1);
+    // Read as an operator does: the `ha_chain_cache_entries` gauge of a registry.
+    let registry = prometheus::Registry::new();
+    registry.register(Box::new(CacheGauges::new(&grpc).unwrap())).unwrap();
+    let sessions = || {
+        let families = registry.gather();
+        let family = families.iter().find(|f| f.name() == "ha_chain_cache_entries").unwrap();
+        let metric = family
+            .get_metric()
+            .iter()
+            .find(|m| m.get_label().iter().any(|l| l.value() == "sessions"))
+            .unwrap();
+        metric.get_gauge().get_value()
+    };
+    assert_eq!(sessions(), 1.0);
     let next = grpc.session(&app, "anvil", end + 1).await.unwrap();
     assert_ne!(next.header, first.header);
-    assert_eq!(grpc.cached_sessions(), 2);
+    assert_eq!(sessions(), 2.0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
