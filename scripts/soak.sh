@@ -51,8 +51,8 @@ config() {
     -e "s#mode: embedded#mode: $storage#" \
     -e "s#data_dir: .*#data_dir: $dir/node-$i\n$raft#" \
     -e "s#keys_file: .*#keys_file: $dir/keys.yaml#" \
-    -e "s#addr: 127.0.0.1:9091#addr: 127.0.0.1:$((9090 + i))#" \
-    -e "s#addr: 127.0.0.1:8081#addr: 127.0.0.1:$((9090 + i))#" \
+    -e "s#^  addr: 127.0.0.1:9091#  addr: 127.0.0.1:$((9090 + i))#" \
+    -e "s#^  addr: 127.0.0.1:8081#  addr: 127.0.0.1:$((9090 + i))#" \
     -e 's/level: info/level: warn/' config/relay-miner.sim.yaml >"$dir/run-$i.yaml"
 }
 
@@ -91,19 +91,24 @@ sample() {
   echo "$out  redb $redb MB  claims $claims"
 }
 
+# Growth is measured from the first sample after two minutes of load (start-up and the first sessions fill
+# what any run holds).
 start=$(date +%s)
 first=""
 while kill -0 "$load_pid" 2>/dev/null; do
-  line=$(sample "$(printf '%6d s' $(($(date +%s) - start)))")
+  now=$(($(date +%s) - start))
+  line=$(sample "$(printf '%6d s' "$now")")
   echo "$line"
-  first=${first:-$line}
+  if [ "$now" -ge 120 ]; then first=${first:-$line}; fi
   sleep 30
 done
 last=$(sample "$(printf '%6d s' $(($(date +%s) - start)))")
 echo "$last"
 echo "load: $(tail -1 "$dir/loadgen.log")"
+first=${first:-$last}
 echo "first: $first"
 echo "last:  $last"
 awk -v a="$first" -v b="$last" -v n="$nodes" 'BEGIN{split(a,x," "); split(b,y," "); m=(y[1]-x[1]) / 60;
+  if (m < 1) { print "RSS growth: needs samples a minute apart after the first two minutes"; exit }
   for (i = 0; i < n; i++) printf "node%d RSS growth: %.2f MB/min over %.1f min\n", i + 1, (y[5+7*i]-x[5+7*i]) / m, m}'
 echo "logs: $dir"
