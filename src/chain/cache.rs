@@ -8,8 +8,8 @@
 //!
 //! Both hold what is live, not what was ever read ([`Housekeeping`]): expired entries are swept once the map has
 //! doubled since the last sweep, so a long-running relayer keeps the sessions and applications of the last
-//! minutes, not every one up to the capacity (a soak of thousands of sessions grew the heap by ~0.6 MB a minute
-//! that way). The capacity is for overload: at it the oldest half is dropped, never all at once.
+//! minutes, not every one up to the capacity (in a long run of thousands of sessions, these caches were most of
+//! the heap's growth). The capacity is for overload: at it the oldest half is dropped, never all at once.
 
 use std::collections::HashMap;
 use std::hash::Hash;

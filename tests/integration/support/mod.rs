@@ -133,8 +133,9 @@ where
     }
 }
 
-/// Process-level cluster tests take this lock so that two multi-process clusters never share the machine's
-/// two cores at once (their timing assertions and failover numbers would measure each other).
+/// Process-level tests take this lock (the cluster tests, and every [`node::start_net`] network for as long as
+/// it lives) so that two multi-process tests never share the machine's two cores at once (their timing
+/// assertions and failover numbers would measure each other).
 pub static CLUSTER_TESTS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// min / median / max of `values` (ms), for the printed summaries.

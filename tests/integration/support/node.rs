@@ -29,6 +29,9 @@ pub struct Net {
     pub data: Option<Tmpfs>,
     _node: relay_miner::sim::SimNode,
     _dir: tempfile::TempDir,
+    /// Held while the network lives: process tests never share the two cores with a raft cluster's test or with
+    /// each other (a CI run once starved a cluster's proxies and followers into a failed election).
+    _exclusive: tokio::sync::MutexGuard<'static, ()>,
 }
 
 #[derive(Clone, Copy)]
@@ -79,6 +82,7 @@ pub fn write_keys(path: &Path, keys: &[String]) {
 }
 
 pub async fn start_net(opts: NetOpts) -> Net {
+    let exclusive = super::CLUSTER_TESTS.lock().await;
     let NetOpts {
         block_time_ms,
         proof_probability,
@@ -181,6 +185,7 @@ logging:
         data,
         _node: node,
         _dir: dir,
+        _exclusive: exclusive,
     }
 }
 
