@@ -6,7 +6,7 @@
 //! one caller while every other caller keeps the previous value, so a new block or a TTL does not send every
 //! relay in flight to the chain at once (a thundering herd that stalled the relayer for milliseconds).
 //!
-//! Both hold what is live, not what was ever read ([`Housekeeping`]): expired entries are swept once the map has
+//! Both hold what is live, not what was ever read (`Housekeeping` below): expired entries are swept once the map has
 //! doubled since the last sweep, so a long-running relayer keeps the sessions and applications of the last
 //! minutes, not every one up to the capacity (in a long run of thousands of sessions, these caches were most of
 //! the heap's growth). The capacity is for overload: at it the oldest half is dropped, never all at once.
@@ -92,7 +92,8 @@ impl<K, V> std::fmt::Debug for TtlCache<K, V> {
 }
 
 impl<K: Eq + Hash + Clone, V: Clone> TtlCache<K, V> {
-    /// A cache holding at most `capacity` entries ([`Housekeeping`]).
+    /// A cache holding at most `capacity` entries (expired ones swept as the map doubles, the older half dropped
+    /// when full).
     pub fn new(capacity: usize) -> Self {
         Self {
             entries: Mutex::new(TtlEntries {
