@@ -190,10 +190,7 @@ impl Node {
             Duration::from_secs(config.pocket_node.query_timeout_seconds.max(1)),
         )?);
         let gauges = crate::chain::gauges::CacheGauges::new(&chain).map_err(crate::telemetry::TelemetryError::from)?;
-        telemetry
-            .registry()
-            .register(Box::new(gauges))
-            .map_err(crate::telemetry::TelemetryError::from)?;
+        telemetry.register(Box::new(gauges))?;
         let mut background = Vec::new();
         if config.keys.hot_reload.unwrap_or(true) {
             background.push(crate::keys::spawn_reload(
@@ -303,7 +300,7 @@ impl Node {
             );
             background.push(serve_side(listener, telemetry.router()));
         }
-        background.extend(storage.spawn_readiness(telemetry.clone()));
+        background.extend(storage.spawn_readiness(telemetry.clone())?);
         tracing::info!(%relay_addr, ?metrics_addr, ?health_addr, storage = storage.name(), "relay miner running");
         Ok(Self {
             relay_addr,

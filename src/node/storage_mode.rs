@@ -10,7 +10,7 @@ use tokio::task::JoinHandle;
 
 use super::NodeError;
 use crate::config::{Config, StorageMode};
-use crate::telemetry::Telemetry;
+use crate::telemetry::{Telemetry, TelemetryError};
 
 /// Command-line overrides of the raft settings (`relay-miner run --storage raft --node-id N --peers …`).
 #[derive(Debug, Clone, Default)]
@@ -244,13 +244,11 @@ impl OpenedStorage {
     /// Background probes feeding `/ready` with the storage's state (raft quorum, Redis OOM, a failed relay WAL or
     /// redb writer), and the storage's own metrics (the relay WAL's, raft's writes and snapshots) registered with
     /// the process's registry.
-    pub fn spawn_readiness(&self, telemetry: Telemetry) -> Option<JoinHandle<()>> {
-        match self {
+    pub fn spawn_readiness(&self, telemetry: Telemetry) -> Result<Option<JoinHandle<()>>, TelemetryError> {
+        Ok(match self {
             Self::Embedded(backend) => {
                 for collector in backend.collectors() {
-                    if let Err(e) = telemetry.registry().register(collector) {
-                        tracing::warn!(error = %e, "redb metrics not registered");
-                    }
+                    telemetry.register(collector)?;
                 }
                 let backend = backend.clone();
                 Some(probe_storage(telemetry, move || {
@@ -274,18 +272,10 @@ impl OpenedStorage {
             }
             Self::Raft(node) => {
                 for collector in node.stats().collectors() {
-                    if let Err(e) = telemetry.registry().register(collector) {
-                        tracing::warn!(error = %e, "raft write/snapshot metrics not registered");
-                    }
+                    telemetry.register(collector)?;
                 }
                 let node = std::sync::Arc::downgrade(node);
-                let metrics = match RaftMetrics::new(&telemetry) {
-                    Ok(m) => Some(m),
-                    Err(e) => {
-                        tracing::warn!(error = %e, "raft metrics not registered");
-                        None
-                    }
-                };
+                let metrics = RaftMetrics::new(&telemetry)?;
                 Some(tokio::spawn(async move {
                     let mut tick = tokio::time::interval(Duration::from_millis(250));
                     loop {
@@ -295,13 +285,11 @@ impl OpenedStorage {
                             Ok(()) => telemetry.set_ready("raft"),
                             Err(reason) => telemetry.set_not_ready("raft", "no_quorum", &reason),
                         }
-                        if let Some(m) = &metrics {
-                            m.observe(&node.status());
-                        }
+                        metrics.observe(&node.status());
                     }
                 }))
             }
-        }
+        })
     }
 
     /// Closes the backend (raft stops its port and tasks; redb flushes on drop).
@@ -332,11 +320,10 @@ struct RaftMetrics {
 }
 
 impl RaftMetrics {
-    fn new(telemetry: &Telemetry) -> Result<Self, prometheus::Error> {
-        let r = telemetry.registry();
-        let gauge = |name: &str, help: &str| -> Result<prometheus::IntGauge, prometheus::Error> {
+    fn new(telemetry: &Telemetry) -> Result<Self, TelemetryError> {
+        let gauge = |name: &str, help: &str| -> Result<prometheus::IntGauge, TelemetryError> {
             let g = prometheus::IntGauge::new(name, help)?;
-            r.register(Box::new(g.clone()))?;
+            telemetry.register(Box::new(g.clone()))?;
             Ok(g)
         };
         let lag = prometheus::IntGaugeVec::new(
@@ -346,7 +333,7 @@ impl RaftMetrics {
             ),
             &["follower"],
         )?;
-        r.register(Box::new(lag.clone()))?;
+        telemetry.register(Box::new(lag.clone()))?;
         Ok(Self {
             term: gauge("ha_raft_term", "Current raft term (the fencing epoch)")?,
             leader_id: gauge("ha_raft_leader_id", "Current leader's node id (0 = unknown)")?,

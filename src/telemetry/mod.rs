@@ -76,6 +76,12 @@ impl Telemetry {
         &self.registry
     }
 
+    /// Registers `collector`. A failure (a name registered twice, a bad label) is a start-up error: a node
+    /// whose metrics are missing would look healthy on every dashboard that alerts on them.
+    pub fn register(&self, collector: Box<dyn prometheus::core::Collector>) -> Result<(), TelemetryError> {
+        self.registry.register(collector).map_err(TelemetryError::from)
+    }
+
     /// Marks `component` ready.
     pub fn set_ready(&self, component: &str) {
         let was = self.write_readiness(|map| map.remove(component));
