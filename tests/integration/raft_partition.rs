@@ -123,11 +123,12 @@ async fn raft_cluster_survives_partitions_under_load() {
     let majority_served_at_cut = served_by(&load, &majority);
     println!(
         "partition: leader {old} (term {term}) cut off → node {new} elected in term {new_term} after {} ms, its \
-         miner leading after {} ms; node {old} /ready 503 after {} ms: {}",
+         miner leading after {} ms; node {old} /ready 503 after {} ms: {}; proxies {:?}",
         elected.as_millis(),
         active.as_millis(),
         not_ready.as_millis(),
-        reason.trim()
+        reason.trim(),
+        proxies.stats()
     );
     // Held through the claim window: the new leader claims the session, the majority keeps serving.
     wait_height(&env.chain, s.claim_close, limit).await;
@@ -144,15 +145,19 @@ async fn raft_cluster_survives_partitions_under_load() {
         "the isolated old leader submitted while cut off"
     );
     let old_served_isolated = served_by(&load, &[old]) - old_served_at_cut;
+    println!(
+        "claim window closed with node {old} cut off: proxies {:?}",
+        proxies.stats()
+    );
 
     // Healed: the old leader follows the new one and catches up, without an election.
     let t_heal = Instant::now();
     proxies.rejoin(old);
-    let rejoined = poll("old leader follows the new one", limit, || async {
-        let s = cluster.status(old).await?;
-        (s.leader_id == Some(new) && s.state == "Follower").then_some(s)
-    })
-    .await;
+    let rejoined = cluster
+        .await_status(old, "old leader follows the new one", limit, |s| {
+            (s.leader_id == Some(new) && s.state == "Follower").then(|| s.clone())
+        })
+        .await;
     let rejoin = t_heal.elapsed();
     let partition_terms = new_term - term;
     cluster.caught_up(old, limit).await;

@@ -336,7 +336,12 @@ impl Cluster {
                     return (s.node_id, s.term);
                 }
             }
-            assert!(Instant::now() < deadline, "no raft leader within {limit:?}");
+            if Instant::now() >= deadline {
+                panic!(
+                    "no raft leader among {among:?} within {limit:?}\n{}",
+                    self.describe().await
+                );
+            }
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
     }
@@ -384,16 +389,63 @@ impl Cluster {
             .unwrap()
             .committed_index
             .unwrap_or(0);
+        let what = format!("node {id} catches up to {target}");
+        self.await_status(id, &what, limit, |s| {
+            (s.applied_index.unwrap_or(0) >= target).then_some(())
+        })
+        .await;
+    }
+
+    /// Polls node `id`'s raft status every 5 ms until `accept` returns `Some`; after `limit` panics with `what`
+    /// and every running node's status and log tail ([`Cluster::describe`]).
+    pub async fn await_status<T>(
+        &self,
+        id: u64,
+        what: &str,
+        limit: Duration,
+        mut accept: impl FnMut(&raft::Status) -> Option<T>,
+    ) -> T {
         let deadline = Instant::now() + limit;
+        let mut last = None;
         loop {
-            if let Some(s) = self.status(id).await
-                && s.applied_index.unwrap_or(0) >= target
-            {
-                return;
+            if let Some(s) = self.status(id).await {
+                if let Some(t) = accept(&s) {
+                    return t;
+                }
+                last = Some(s);
             }
-            assert!(Instant::now() < deadline, "node {id} did not catch up to {target}");
-            tokio::time::sleep(Duration::from_millis(20)).await;
+            if Instant::now() >= deadline {
+                panic!(
+                    "{what}: not within {limit:?}; node {id} last answered {last:?}\n{}",
+                    self.describe().await
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
         }
+    }
+
+    /// Every running node's raft status (or that it did not answer) and the tail of its log: what a failed
+    /// cluster assertion prints.
+    pub async fn describe(&self) -> String {
+        let mut out = String::new();
+        for id in self.running() {
+            let status = match self.status(id).await {
+                Some(s) => format!(
+                    "{} term {} leader {:?} is_leader {} log {:?} committed {:?} applied {:?} not_ready {:?}",
+                    s.state,
+                    s.term,
+                    s.leader_id,
+                    s.is_leader,
+                    s.last_log_index,
+                    s.committed_index,
+                    s.applied_index,
+                    s.not_ready
+                ),
+                None => "no status answer within 300 ms".to_string(),
+            };
+            out.push_str(&format!("---- node {id}: {status}\n{}\n", tail(&self.proc(id).log)));
+        }
+        out
     }
 
     /// Every running node's `/metrics` text.
@@ -406,10 +458,23 @@ impl Cluster {
     }
 }
 
-/// The last 30 lines of a log file.
+/// Repeated per-RPC network warnings of openraft (one per heartbeat or replication attempt to an unreachable
+/// peer); [`tail`] leaves them out so a log's last words are about something else.
+const NETWORK_NOISE: [&str; 4] = [
+    "failed to send a heartbeat",
+    "while requesting pre-vote",
+    "when:(stream-replication)",
+    "update progress error",
+];
+
+/// The last 30 lines of a log file, without colour codes and openraft's per-RPC network warnings.
 pub fn tail(path: &Path) -> String {
     let text = std::fs::read_to_string(path).unwrap_or_default();
-    let lines: Vec<&str> = text.lines().collect();
+    let lines: Vec<String> = text
+        .lines()
+        .filter(|l| !NETWORK_NOISE.iter().any(|n| l.contains(n)))
+        .map(strip_ansi)
+        .collect();
     lines[lines.len().saturating_sub(30)..].join("\n")
 }
 

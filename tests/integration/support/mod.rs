@@ -8,6 +8,7 @@ pub mod cluster;
 pub mod load;
 pub mod monitor;
 pub mod node;
+pub mod sock_diag;
 pub mod tcp_proxy;
 
 use std::time::{Duration, Instant};

@@ -7,11 +7,11 @@
 //!   connections stay up;
 //! - `heal` closes the blackholed connections, so peers reconnect and are forwarded again.
 //!
-//! Looking the owner up costs a read of `/proc/net/tcp` (milliseconds on a busy box), so it is done only for
-//! connections into a node with some cut links; a connection whose owner cannot be found (its client is
-//! usually closing it already) is blackholed, so a cut never leaks.
+//! Looking the owner up costs a netlink sock_diag request and a scan of the nodes' `/proc/<pid>/fd`
+//! ([`super::sock_diag`]), so it is done only for connections into a node with some cut links; a connection whose
+//! owner cannot be found (its client is usually closing it already) is blackholed, so a cut never leaks.
 //!
-//! Linux only (`/proc/net/tcp`, `/proc/<pid>/fd`); the test's own admin calls go to the raft ports directly.
+//! Linux only (sock_diag, `/proc/<pid>/fd`); the test's own admin calls go to the raft ports directly.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
@@ -35,6 +35,10 @@ pub struct ProxyStats {
     pub unidentified: u64,
     /// Connections closed by their client before the proxy identified it.
     pub gone: u64,
+    /// Connections whose owner was looked up on accept (some but not all links into their target cut).
+    pub identified: u64,
+    /// Longest time from accept to the decision for such a connection (scheduling included), in µs.
+    pub identify_max_us: u64,
 }
 
 #[derive(Default)]
@@ -96,7 +100,7 @@ impl LinkProxies {
             runtime.spawn(async move {
                 let listener = TcpListener::from_std(std_listener).unwrap();
                 while let Ok((socket, peer)) = listener.accept().await {
-                    // Identifying the source reads /proc/net/tcp (milliseconds on a busy box): only when it
+                    // Identifying the source costs a netlink request and /proc reads: only when it
                     // matters, i.e. some but not all links into `to` are cut, and then on a blocking thread.
                     let into_cut: Vec<bool> = {
                         let s = state.lock().unwrap();
@@ -112,10 +116,17 @@ impl LinkProxies {
                         accept(&state, Source::Isolated, (to, port), socket, &target);
                     } else {
                         let (state, live, target) = (Arc::clone(&state), Arc::clone(&live), target.clone());
+                        let accepted = std::time::Instant::now();
                         tokio::spawn(async move {
                             let from = tokio::task::spawn_blocking(move || source_node(peer.port(), port, &live))
                                 .await
                                 .unwrap_or(Source::Unknown);
+                            {
+                                let mut s = state.lock().unwrap();
+                                s.stats.identified += 1;
+                                let took = u64::try_from(accepted.elapsed().as_micros()).unwrap_or(u64::MAX);
+                                s.stats.identify_max_us = s.stats.identify_max_us.max(took);
+                            }
                             accept(&state, from, (to, port), socket, &target);
                         });
                     }
@@ -253,7 +264,7 @@ async fn forward(mut socket: TcpStream, target: String) {
 
 /// The node whose process owns the client socket `127.0.0.1:{source_port} → 127.0.0.1:{proxy_port}`.
 fn source_node(source_port: u16, proxy_port: u16, live: &Live) -> Source {
-    let Some(inode) = socket_inode(source_port, proxy_port) else {
+    let Some(inode) = super::sock_diag::socket_inode(source_port, proxy_port) else {
         return Source::Gone;
     };
     let pids: Vec<(u32, u64)> = live.lock().unwrap().iter().map(|(id, n)| (n.pid, *id)).collect();
@@ -280,19 +291,6 @@ enum Source {
     Unknown,
     /// The client socket is already closed (it gave up before the proxy looked): nothing to forward.
     Gone,
-}
-
-/// The inode of the IPv4 TCP socket `127.0.0.1:{local_port} → 127.0.0.1:{remote_port}` (`/proc/net/tcp`);
-/// `None` when it is gone or closing (a closed socket lingers in TIME_WAIT or FIN_WAIT with inode 0).
-fn socket_inode(local_port: u16, remote_port: u16) -> Option<u64> {
-    let text = std::fs::read_to_string("/proc/net/tcp").ok()?;
-    let needle = format!(" 0100007F:{local_port:04X} 0100007F:{remote_port:04X} ");
-    let at = text.find(&needle)?;
-    let line = text[at..].lines().next()?;
-    line.split_whitespace()
-        .nth(8)
-        .and_then(|inode| inode.parse().ok())
-        .filter(|inode| *inode != 0)
 }
 
 #[cfg(test)]
