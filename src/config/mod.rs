@@ -451,6 +451,9 @@ pub struct RelayServerConfig {
     pub body_read_timeout_seconds: u64,
     /// Connections served at once; further ones wait in the kernel's accept queue until one closes.
     pub max_connections: usize,
+    /// Connections served at once from one client address (IPv6: one /64); a connection beyond it is closed
+    /// unserved. 0 = no such limit (the default: behind a load balancer every client shares its addresses).
+    pub max_connections_per_ip: usize,
 }
 
 impl Default for RelayServerConfig {
@@ -460,6 +463,7 @@ impl Default for RelayServerConfig {
             idle_timeout_seconds: 120,
             body_read_timeout_seconds: 30,
             max_connections: 10_000,
+            max_connections_per_ip: 0,
         }
     }
 }
@@ -471,6 +475,7 @@ impl RelayServerConfig {
             header_read_timeout: std::time::Duration::from_secs(self.header_read_timeout_seconds.max(1)),
             idle_timeout: std::time::Duration::from_secs(self.idle_timeout_seconds.max(1)),
             max_connections: self.max_connections.max(1),
+            max_connections_per_ip: (self.max_connections_per_ip > 0).then_some(self.max_connections_per_ip),
         }
     }
 }

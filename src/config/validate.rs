@@ -80,6 +80,15 @@ impl Config {
                 issues.push(key, format!("must be between 1 and {max}"));
             }
         }
+        if server.max_connections_per_ip > server.max_connections {
+            issues.push(
+                "relay_server.max_connections_per_ip",
+                format!(
+                    "must be 0 (no limit) or at most relay_server.max_connections ({})",
+                    server.max_connections
+                ),
+            );
+        }
         for (key, listener) in [
             ("metrics.addr", &self.metrics),
             ("health_check.addr", &self.health_check),
@@ -360,6 +369,7 @@ relay_server:
   idle_timeout_seconds: 0
   body_read_timeout_seconds: 100000000000
   max_connections: 0
+  max_connections_per_ip: 5
 ";
         let config = Config::from_yaml(text).unwrap();
         let keys: Vec<String> = config.validate().into_iter().map(|i| i.key).collect();
@@ -378,6 +388,7 @@ relay_server:
             "relay_server.idle_timeout_seconds",
             "relay_server.body_read_timeout_seconds",
             "relay_server.max_connections",
+            "relay_server.max_connections_per_ip",
         ] {
             assert!(keys.iter().any(|k| k == expected), "missing {expected} in {keys:?}");
         }

@@ -28,6 +28,7 @@ pub(crate) struct Metrics {
     pub batch_size: Histogram,
     pub batch_failures: IntCounterVec,
     pub connections_waited: IntCounter,
+    pub connections_refused: IntCounterVec,
 }
 
 const LATENCY_BUCKETS: [f64; 14] = [
@@ -57,6 +58,11 @@ impl Metrics {
             "Connections that waited to be served because relay_server.max_connections were open",
         )?;
         r.register(Box::new(connections_waited.clone()))?;
+        let connections_refused = counter(
+            "ha_relayer_connections_refused_total",
+            "Connections closed unserved, by reason (per_ip_limit: the client had relay_server.max_connections_per_ip open)",
+            &["reason"],
+        )?;
         Ok(Self {
             received: counter(
                 "ha_relayer_relays_received_total",
@@ -155,6 +161,7 @@ impl Metrics {
                 &["backend"],
             )?,
             connections_waited,
+            connections_refused,
         })
     }
 }

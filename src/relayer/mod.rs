@@ -334,7 +334,12 @@ impl Relayer {
         shutdown: impl std::future::Future<Output = ()>,
     ) {
         let waited = self.metrics.connections_waited.clone();
-        server::serve(listener, self.router(), limits, shutdown, move || waited.inc()).await;
+        let per_ip = self.metrics.connections_refused.with_label_values(&["per_ip_limit"]);
+        server::serve(listener, self.router(), limits, shutdown, move |event| match event {
+            server::ServerEvent::Waited => waited.inc(),
+            server::ServerEvent::RefusedPerIp => per_ip.inc(),
+        })
+        .await;
     }
 
     /// The axum router: `POST` on any path takes relay requests.

@@ -11,13 +11,19 @@
 //!   request's first byte, so a silent connection needs this);
 //! - at most `relay_server.max_connections` connections served at once; beyond it the server stops accepting
 //!   and new connections wait in the kernel's accept queue until one closes (counted, logged once a second);
+//! - optionally at most `relay_server.max_connections_per_ip` of them from one client address (IPv6 counted
+//!   per /64, the block one host usually holds): a connection beyond it is closed at once, before anything is
+//!   read (counted, logged once a second), so one client cannot take every slot and lock the gateways out.
+//!   Off by default: behind a load balancer or ingress every connection comes from its few addresses;
 //! - an accept error such as running out of file descriptors pauses accepting briefly instead of spinning;
 //! - graceful shutdown: on the signal it stops accepting, lets every connection finish the requests in flight,
 //!   then returns (the SIGTERM drain: every relay the server took gets its answer).
 //!
 //! The body read timeout is the relayer's (`Relayer::read_body`), so a slow body gets a `RelayMinerError`.
 
+use std::collections::HashMap;
 use std::future::Future;
+use std::net::{IpAddr, Ipv6Addr};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -41,31 +47,42 @@ pub struct ServerLimits {
     pub idle_timeout: Duration,
     /// Connections served at once.
     pub max_connections: usize,
+    /// Connections served at once from one client address (IPv6: one /64); `None` = no such limit.
+    pub max_connections_per_ip: Option<usize>,
 }
 
 impl Default for ServerLimits {
-    /// 10 s for a request head, 120 s idle, 10,000 connections.
+    /// 10 s for a request head, 120 s idle, 10,000 connections, no limit per client address.
     fn default() -> Self {
         Self {
             header_read_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(120),
             max_connections: 10_000,
+            max_connections_per_ip: None,
         }
     }
+}
+
+/// What the server reports to its owner (counted as metrics).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ServerEvent {
+    /// A connection waited in the accept queue because `max_connections` were open.
+    Waited,
+    /// A connection was closed unserved because its client address had `max_connections_per_ip` open.
+    RefusedPerIp,
 }
 
 /// How long accepting pauses after an accept error (e.g. `EMFILE`: out of file descriptors).
 const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(100);
 
 /// Serves `router` on `listener` with `limits` until `shutdown` resolves, then lets the open connections finish
-/// their requests in flight and returns. `on_full` is called each time a connection had to wait because
-/// `max_connections` were open.
+/// their requests in flight and returns. `on_event` hears of every connection that waited or was refused.
 pub async fn serve(
     listener: TcpListener,
     router: axum::Router,
     limits: ServerLimits,
     shutdown: impl Future<Output = ()>,
-    on_full: impl Fn() + Send + Sync + 'static,
+    on_event: impl Fn(ServerEvent) + Send + Sync + 'static,
 ) {
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
@@ -76,14 +93,16 @@ pub async fn serve(
     let max = limits.max_connections.max(1);
     let slots = Arc::new(Semaphore::new(max));
     let (stop_tx, stop) = watch::channel(false);
+    let per_ip = Arc::new(PerIp::default());
     let full_log = LogThrottle::new(Duration::from_secs(1));
     let accept_log = LogThrottle::new(Duration::from_secs(1));
+    let per_ip_log = LogThrottle::new(Duration::from_secs(1));
     tokio::pin!(shutdown);
     loop {
         let slot = match Arc::clone(&slots).try_acquire_owned() {
             Ok(slot) => slot,
             Err(_) => {
-                on_full();
+                on_event(ServerEvent::Waited);
                 if let Some(suppressed) = full_log.admit() {
                     tracing::warn!(
                         max_connections = max,
@@ -100,9 +119,9 @@ pub async fn serve(
                 }
             }
         };
-        let stream = tokio::select! {
+        let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
-                Ok((stream, _peer)) => stream,
+                Ok(accepted) => accepted,
                 Err(e) => {
                     if let Some(suppressed) = accept_log.admit() {
                         tracing::warn!(error = %e, suppressed, "relay server cannot accept a connection; pausing");
@@ -114,6 +133,25 @@ pub async fn serve(
                 }
             },
             () = &mut shutdown => break,
+        };
+        let ip_slot = match limits.max_connections_per_ip {
+            None => None,
+            Some(max) => match per_ip.admit(client_key(peer.ip()), max) {
+                Some(ip_slot) => Some(ip_slot),
+                None => {
+                    on_event(ServerEvent::RefusedPerIp);
+                    if let Some(suppressed) = per_ip_log.admit() {
+                        tracing::warn!(
+                            client = %client_key(peer.ip()),
+                            max_connections_per_ip = max,
+                            suppressed,
+                            "relay server: client at relay_server.max_connections_per_ip; connection closed"
+                        );
+                    }
+                    drop(stream);
+                    continue;
+                }
+            },
         };
         // Relays are small request/response pairs: no Nagle delay on the answer.
         let _ = stream.set_nodelay(true);
@@ -137,6 +175,7 @@ pub async fn serve(
         let idle_timeout = limits.idle_timeout;
         tokio::spawn(async move {
             drive(conn, activity, idle_timeout, stop).await;
+            drop(ip_slot);
             drop(slot);
         });
     }
@@ -145,6 +184,61 @@ pub async fn serve(
     let _ = stop_tx.send(true);
     let all = u32::try_from(max).unwrap_or(u32::MAX);
     let _ = slots.acquire_many(all).await;
+}
+
+/// The address a client is counted under for `max_connections_per_ip`: IPv4 as is (IPv4-mapped IPv6 too), IPv6
+/// by its /64 (one host or LAN usually holds a whole /64, so counting single addresses would bound nothing).
+fn client_key(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(v4) => IpAddr::V4(v4),
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => {
+                let s = v6.segments();
+                IpAddr::V6(Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0))
+            }
+        },
+    }
+}
+
+/// Connections open per client address.
+#[derive(Default)]
+struct PerIp {
+    open: Mutex<HashMap<IpAddr, usize>>,
+}
+
+impl PerIp {
+    /// A slot for one more connection from `client`, or `None` when it has `max` open.
+    fn admit(self: &Arc<Self>, client: IpAddr, max: usize) -> Option<IpSlot> {
+        let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
+        let n = open.entry(client).or_insert(0);
+        if *n >= max {
+            return None;
+        }
+        *n += 1;
+        Some(IpSlot {
+            table: Arc::clone(self),
+            client,
+        })
+    }
+}
+
+/// One open connection of a client; its drop frees the slot (and the address's entry with its last one).
+struct IpSlot {
+    table: Arc<PerIp>,
+    client: IpAddr,
+}
+
+impl Drop for IpSlot {
+    fn drop(&mut self) {
+        let mut open = self.table.open.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = open.get_mut(&self.client) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                open.remove(&self.client);
+            }
+        }
+    }
 }
 
 /// Runs one connection to its end: closed gracefully (requests in flight finish) when it stayed idle for
@@ -224,5 +318,45 @@ impl Drop for InFlight {
     fn drop(&mut self) {
         *self.0.last_end.lock().unwrap_or_else(|p| p.into_inner()) = Instant::now();
         self.0.in_flight.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clients_are_counted_per_ipv4_address_and_per_ipv6_64() {
+        let key = |s: &str| client_key(s.parse().unwrap()).to_string();
+        assert_eq!(key("203.0.113.7"), "203.0.113.7");
+        assert_eq!(
+            key("::ffff:203.0.113.7"),
+            "203.0.113.7",
+            "IPv4-mapped IPv6 is the IPv4 client"
+        );
+        assert_eq!(key("2001:db8:1:2:aaaa:bbbb:cccc:dddd"), "2001:db8:1:2::");
+        assert_eq!(
+            key("2001:db8:1:2::1"),
+            key("2001:db8:1:2:ffff::9"),
+            "one /64, one client"
+        );
+        assert_ne!(key("2001:db8:1:2::1"), key("2001:db8:1:3::1"));
+    }
+
+    #[test]
+    fn a_client_gets_at_most_max_slots_and_its_entry_goes_with_the_last() {
+        let table = Arc::new(PerIp::default());
+        let (a, b): (IpAddr, IpAddr) = ("192.0.2.1".parse().unwrap(), "192.0.2.2".parse().unwrap());
+        let first = table.admit(a, 2).expect("first");
+        let second = table.admit(a, 2).expect("second");
+        assert!(table.admit(a, 2).is_none(), "a third one from the same client");
+        let other = table.admit(b, 2).expect("another client is not affected");
+        drop(first);
+        let again = table.admit(a, 2).expect("a slot freed by a close is taken again");
+        drop((second, again, other));
+        assert!(
+            table.open.lock().unwrap().is_empty(),
+            "no entry stays for clients without connections"
+        );
     }
 }

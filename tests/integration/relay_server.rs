@@ -1,7 +1,8 @@
 //! The relay listener against slow and numerous clients, over real sockets (`relay_server.*`): a client that
 //! never finishes its headers is disconnected after the header read timeout, one that never finishes its body
 //! gets `request_timeout` (code 15, HTTP 408) after the body read timeout, and beyond `max_connections` a new
-//! connection waits until one closes, then is served.
+//! connection waits until one closes, then is served; beyond `max_connections_per_ip` a client's new connection
+//! is closed unserved while other clients are served.
 
 use std::time::{Duration, Instant};
 
@@ -89,13 +90,20 @@ async fn silent_and_slow_header_connections_are_closed_but_a_request_in_flight_i
 
 /// Sends one relay request on an HTTP/1.1 keep-alive connection and reads its response.
 async fn exchange(conn: &mut TcpStream, body: &[u8]) -> (u16, relay_miner::protocol::wire::RelayResponse) {
+    try_exchange(conn, body)
+        .await
+        .expect("connection closed before the response")
+}
+
+/// [`exchange`], or `None` when the server closed the connection before answering.
+async fn try_exchange(conn: &mut TcpStream, body: &[u8]) -> Option<(u16, relay_miner::protocol::wire::RelayResponse)> {
     let head = format!(
         "POST / HTTP/1.1\r\nhost: relay\r\ncontent-type: application/x-protobuf\r\nrpc-type: 3\r\n\
          content-length: {}\r\n\r\n",
         body.len()
     );
-    conn.write_all(head.as_bytes()).await.unwrap();
-    conn.write_all(body).await.unwrap();
+    conn.write_all(head.as_bytes()).await.ok()?;
+    conn.write_all(body).await.ok()?;
     let mut buf = Vec::new();
     let mut chunk = [0u8; 16 << 10];
     let read = async {
@@ -110,15 +118,16 @@ async fn exchange(conn: &mut TcpStream, body: &[u8]) -> (u16, relay_miner::proto
                 if buf.len() >= end + 4 + length {
                     let status = head[9..12].parse().unwrap();
                     let body = &buf[end + 4..end + 4 + length];
-                    return (
+                    return Some((
                         status,
                         relay::decode_relay_response(body, relay::MAX_RELAY_MESSAGE_BYTES).unwrap(),
-                    );
+                    ));
                 }
             }
-            let n = conn.read(&mut chunk).await.unwrap();
-            assert!(n > 0, "connection closed before the response");
-            buf.extend_from_slice(&chunk[..n]);
+            match conn.read(&mut chunk).await {
+                Ok(n) if n > 0 => buf.extend_from_slice(&chunk[..n]),
+                _ => return None,
+            }
         }
     };
     tokio::time::timeout(Duration::from_secs(10), read)
@@ -199,4 +208,49 @@ async fn beyond_max_connections_a_connection_waits_until_one_closes() {
         .await
         .expect("served once a slot was free");
     assert_eq!((status, error_code(&response)), (200, None));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn beyond_max_connections_per_ip_a_client_is_closed_while_others_are_served() {
+    let mut net = Net::new(1_000_000_000).await;
+    net.config.relay_server.max_connections_per_ip = 2;
+    let r = net.relayer().await;
+    let header = net.header("anvil").await;
+    let relay = |id: u64| relay::encode_relay_request(&net.request(&header, &net.ours.1, Net::rpc(id)));
+    // Two connections from 127.0.0.1, each served (so both are accepted and counted).
+    let mut held = Vec::new();
+    for id in 1..=2 {
+        let mut conn = TcpStream::connect(addr(&r.url)).await.unwrap();
+        let (status, response) = exchange(&mut conn, &relay(id)).await;
+        assert_eq!((status, error_code(&response)), (200, None));
+        held.push(conn);
+    }
+    // A third from the same address is closed before anything is read.
+    let mut third = TcpStream::connect(addr(&r.url)).await.unwrap();
+    let answer = read_to_close(&mut third, Duration::from_secs(5)).await;
+    assert_eq!(answer, Ok(Vec::new()), "the third connection was not closed unanswered");
+    let refused = "ha_relayer_connections_refused_total{reason=\"per_ip_limit\"}";
+    assert_eq!(metric(&r.telemetry, refused), 1);
+    // Another client address is served meanwhile: the limit is per client, not the server's.
+    let other = tokio::net::TcpSocket::new_v4().unwrap();
+    other.bind("127.0.0.2:0".parse().unwrap()).unwrap();
+    let mut other = other.connect(addr(&r.url).parse().unwrap()).await.unwrap();
+    let (status, response) = exchange(&mut other, &relay(3)).await;
+    assert_eq!((status, error_code(&response)), (200, None), "another client");
+    // Once one of the first client's connections closes, it is served again (the server sees the close
+    // asynchronously: retried until then, each refusal counted).
+    drop(held.pop());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let (status, response) = loop {
+        let mut conn = TcpStream::connect(addr(&r.url)).await.unwrap();
+        if let Some(answer) = try_exchange(&mut conn, &relay(4)).await {
+            break answer;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "still refused 10 s after one of its connections closed"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    assert_eq!((status, error_code(&response)), (200, None), "served after a close");
 }
