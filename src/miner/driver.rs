@@ -101,6 +101,11 @@ pub struct Miner {
     engine: Engine,
     tries: HashMap<SessionKey, OpenTrie>,
     versions: HashMap<SessionKey, u64>,
+    /// Sessions the engine changed whose records could not be written (storage refused or failed): written
+    /// again first thing at the next iteration.
+    unpersisted: std::collections::BTreeSet<SessionKey>,
+    /// The reports (losses, discards) of those changes, run once their records are stored.
+    pending_reports: Vec<Command>,
     leader_token: Option<u64>,
     /// `storage` fenced by the current leadership token (`None` when not leading); every write goes through it.
     fenced: Option<storage::Storage>,
@@ -147,6 +152,8 @@ impl Miner {
             engine,
             tries: HashMap::new(),
             versions: HashMap::new(),
+            unpersisted: Default::default(),
+            pending_reports: Vec::new(),
             leader_token: None,
             fenced: None,
             stats: Arc::default(),
@@ -274,6 +281,7 @@ impl Miner {
         if !self.engine.is_leader() {
             return Ok(());
         }
+        self.persist_pending().await?;
         self.ingest().await?;
         // After ingest, so a removed supplier's last relays are in its tries before it is considered drained.
         self.sync_suppliers().await?;
@@ -366,16 +374,47 @@ impl Miner {
         }
     }
 
-    /// Executes commands (which may produce more steps) and persists changed records.
+    /// Persists each step's changed records, then runs its commands (which may produce more steps).
+    ///
+    /// A loss is reported exactly when storage says so (lessons.md: revenue-loss metrics must not lie). The
+    /// engine emits a report once, when it changes the session in memory, so:
+    /// - a step's reports run right after its records are stored, before any command that can fail (a failed
+    ///   chain query would otherwise drop a loss that storage already records, and nobody would report it);
+    /// - when the records cannot be stored, the reports wait with them ([`Miner::persist_pending`]); if this
+    ///   miner loses the leadership first, they are dropped with the in-memory state, and the next leader, which
+    ///   restores the older records and moves them itself, reports the loss once.
     async fn execute(&mut self, step: super::lifecycle::Step) -> Result<(), MinerError> {
         let mut queue = vec![step];
         while let Some(step) = queue.pop() {
-            self.persist(&step.changed).await?;
-            for command in step.commands {
+            if let Err(e) = self.persist(&step.changed).await {
+                for step in queue.into_iter().chain(std::iter::once(step)) {
+                    self.unpersisted.extend(step.changed);
+                    self.pending_reports
+                        .extend(step.commands.into_iter().filter(Command::is_report));
+                }
+                return Err(e);
+            }
+            let (reports, commands): (Vec<Command>, Vec<Command>) =
+                step.commands.into_iter().partition(Command::is_report);
+            for command in reports.into_iter().chain(commands) {
                 if let Some(next) = self.run_command(command).await? {
                     queue.push(next);
                 }
             }
+        }
+        Ok(())
+    }
+
+    /// Writes the records a failed iteration could not store, then runs their waiting reports.
+    async fn persist_pending(&mut self) -> Result<(), MinerError> {
+        if self.unpersisted.is_empty() {
+            return Ok(());
+        }
+        let keys: Vec<SessionKey> = self.unpersisted.iter().cloned().collect();
+        self.persist(&keys).await?;
+        self.unpersisted.clear();
+        for report in std::mem::take(&mut self.pending_reports) {
+            self.run_command(report).await?;
         }
         Ok(())
     }

@@ -330,6 +330,17 @@ pub enum Command {
     },
 }
 
+impl Command {
+    /// A report of what happened to a session (a loss, relays after the claim, a discard): metrics and a log
+    /// line, no IO that can fail. The driver runs reports once the records that say so are stored.
+    pub fn is_report(&self) -> bool {
+        matches!(
+            self,
+            Self::RecordLoss { .. } | Self::RecordUnclaimed { .. } | Self::RecordDiscard { .. }
+        )
+    }
+}
+
 /// The result of one [`Engine::handle`] call.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Step {

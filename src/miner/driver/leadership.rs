@@ -112,11 +112,14 @@ impl Miner {
 
     /// Leaves leader mode: no fenced view, no open tries (they may hold uncommitted inserts), engine passive.
     /// The engine's step is dropped: a miner that does not lead writes nothing.
-    fn leave_leader_mode(&mut self) {
+    pub(super) fn leave_leader_mode(&mut self) {
         self.leader_token = None;
         self.last_renewal = None;
         self.fenced = None;
         self.tries.clear();
+        // Changes not stored are the next leader's to make (and to report) from the records as stored.
+        self.unpersisted.clear();
+        self.pending_reports.clear();
         let step = self.engine.handle(Event::Leadership { leader: false });
         if !step.commands.is_empty() || !step.changed.is_empty() {
             tracing::debug!(
@@ -150,6 +153,8 @@ impl Miner {
         self.engine = Engine::new(self.config.engine);
         self.tries.clear();
         self.versions.clear();
+        self.unpersisted.clear();
+        self.pending_reports.clear();
         self.signers.clear();
         self.sync_suppliers().await
     }

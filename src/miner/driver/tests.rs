@@ -731,6 +731,8 @@ async fn no_proof_is_sent_from_a_trie_whose_root_is_not_the_claim_on_chain() {
 struct Confirming {
     f: Fixture,
     plain: storage::Storage,
+    /// The fault plan of `plain`'s memory backend.
+    faults: storage::memory::Faults,
     view: Arc<LaggingView>,
     telemetry: crate::telemetry::Telemetry,
     schedule: crate::miner::lifecycle::Schedule,
@@ -739,7 +741,9 @@ struct Confirming {
 impl Confirming {
     async fn new() -> (Self, Miner) {
         let f = fixture().await;
-        let plain = MemoryBackend::new().storage();
+        let backend = MemoryBackend::new();
+        let faults = backend.faults().clone();
+        let plain = backend.storage();
         let view = Arc::new(LaggingView::over(plain.leadership.clone()));
         let mut storage = plain.clone();
         storage.leadership = view.clone();
@@ -750,6 +754,7 @@ impl Confirming {
         let c = Self {
             f,
             plain,
+            faults,
             view,
             telemetry,
             schedule,
@@ -858,4 +863,50 @@ async fn a_claim_decided_by_a_miner_that_lost_its_leadership_is_not_sent_and_cou
         .await;
     c.assert_decided_but_not_sent(&miner, "not_leader");
     c.no_claim_on_chain();
+}
+
+/// The engine emits a loss report once, when it changes the session in memory. When the record saying so
+/// cannot be stored (storage refuses writes), the report waits with it and runs once the record is stored at a
+/// later iteration: not dropped with the failed iteration, not counted twice. A miner that loses its leadership
+/// first drops both: the next leader moves the stored record itself and reports the loss once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_loss_is_reported_once_its_record_is_stored_even_when_the_first_write_fails() {
+    use crate::miner::lifecycle::{Command, LossReason, Step};
+    let (c, mut miner) = Confirming::new().await;
+    let lost =
+        |c: &Confirming, reason: &str| counter(&c.telemetry.render_metrics(), "ha_miner_relays_lost_total", reason);
+    let loss = |reason: LossReason| Step {
+        changed: vec![c.f.key.clone()],
+        commands: vec![Command::RecordLoss {
+            key: c.f.key.clone(),
+            reason,
+            relays: 5,
+            compute_units: 50,
+        }],
+    };
+    c.faults
+        .refuse_writes(Some(StorageError::Unavailable("test: storage down".into())));
+    assert!(miner.execute(loss(LossReason::ClaimWindowMissed)).await.is_err());
+    assert_eq!(
+        lost(&c, "claim_window_missed"),
+        None,
+        "reported before its record was stored"
+    );
+    assert!(miner.persist_pending().await.is_err(), "storage still refuses");
+    assert_eq!(lost(&c, "claim_window_missed"), None);
+    c.faults.refuse_writes(None);
+    miner.persist_pending().await.unwrap();
+    assert_eq!(lost(&c, "claim_window_missed"), Some(5), "reported once stored");
+    miner.persist_pending().await.unwrap();
+    miner.step().await.unwrap();
+    assert_eq!(lost(&c, "claim_window_missed"), Some(5), "reported once");
+
+    // Not stored, then the leadership is lost: nothing is reported by this miner.
+    c.faults
+        .refuse_writes(Some(StorageError::Unavailable("test: storage down".into())));
+    assert!(miner.execute(loss(LossReason::ClaimNotIncluded)).await.is_err());
+    miner.leave_leader_mode();
+    c.faults.refuse_writes(None);
+    miner.persist_pending().await.unwrap();
+    assert_eq!(lost(&c, "claim_not_included"), None, "a deposed miner reported a loss");
 }
