@@ -102,19 +102,7 @@ impl LinkProxies {
                 while let Ok((socket, peer)) = listener.accept().await {
                     // Identifying the source costs a netlink request and /proc reads: only when it
                     // matters, i.e. some but not all links into `to` are cut, and then on a blocking thread.
-                    let into_cut: Vec<bool> = {
-                        let s = state.lock().unwrap();
-                        nodes
-                            .iter()
-                            .filter(|n| **n != to)
-                            .map(|n| s.cut.contains(&(*n, to)))
-                            .collect()
-                    };
-                    if into_cut.iter().all(|c| !c) {
-                        accept(&state, Source::Unidentified, (to, port), socket, &target);
-                    } else if into_cut.iter().all(|c| *c) {
-                        accept(&state, Source::Isolated, (to, port), socket, &target);
-                    } else {
+                    if let Some(socket) = accept_unidentified(&state, &nodes, (to, port), socket, &target) {
                         let (state, live, target) = (Arc::clone(&state), Arc::clone(&live), target.clone());
                         let accepted = std::time::Instant::now();
                         tokio::spawn(async move {
@@ -211,25 +199,57 @@ impl LinkProxies {
     }
 }
 
+/// Handles a new connection into node `to` without looking its owner up when the links into `to` allow it: none
+/// cut (forwarded) or all cut (blackholed). Decided and registered under one hold of the lock, so a cut or heal
+/// racing the accept either sees the connection or is seen by it. Returns the socket when only some links into
+/// `to` are cut (its owner must be identified).
+fn accept_unidentified(
+    state: &Arc<Mutex<State>>,
+    nodes: &[u64],
+    (to, proxy_port): (u64, u16),
+    socket: TcpStream,
+    target: &str,
+) -> Option<TcpStream> {
+    let mut s = state.lock().unwrap();
+    let cut: Vec<bool> = nodes
+        .iter()
+        .filter(|n| **n != to)
+        .map(|n| s.cut.contains(&(*n, to)))
+        .collect();
+    if cut.iter().all(|c| !c) {
+        register(&mut s, (0, to), false, proxy_port, socket, target);
+        None
+    } else if cut.iter().all(|c| *c) {
+        register(&mut s, (0, to), true, proxy_port, socket, target);
+        None
+    } else {
+        Some(socket)
+    }
+}
+
 /// Handles one accepted connection from `from` to node `to` (through the proxy listening on `proxy_port`).
 fn accept(state: &Arc<Mutex<State>>, from: Source, (to, proxy_port): (u64, u16), socket: TcpStream, target: &str) {
-    let Ok(peer) = socket.peer_addr() else { return };
     // The lock is held across the decision and the registration, so a concurrent cut sees the connection.
     let mut s = state.lock().unwrap();
     let (link, cut) = match from {
         Source::Node(id) => ((id, to), s.cut.contains(&(id, to))),
-        Source::Unidentified => ((0, to), false),
         // Some link into `to` is cut and this connection's owner is unknown (it is usually closing already):
         // blackholed, so a cut can never leak; a healthy peer just reconnects.
-        Source::Unknown | Source::Isolated => ((0, to), true),
+        Source::Unknown => {
+            s.stats.unidentified += 1;
+            ((0, to), true)
+        }
         Source::Gone => {
             s.stats.gone += 1;
             return;
         }
     };
-    if from == Source::Unknown {
-        s.stats.unidentified += 1;
-    }
+    register(&mut s, link, cut, proxy_port, socket, target);
+}
+
+/// Forwards (`cut` false) or blackholes `socket` and files it under `link`, so cuts and heals find it.
+fn register(s: &mut State, link: (u64, u64), cut: bool, proxy_port: u16, socket: TcpStream, target: &str) {
+    let Ok(peer) = socket.peer_addr() else { return };
     let task = if cut {
         s.stats.blackholed += 1;
         tokio::spawn(blackhole(socket)).abort_handle()
@@ -283,10 +303,6 @@ fn source_node(source_port: u16, proxy_port: u16, live: &Live) -> Source {
 enum Source {
     /// A running node.
     Node(u64),
-    /// Not looked up: no link into the target is cut (forwarded).
-    Unidentified,
-    /// Not looked up: every link into the target is cut (blackholed).
-    Isolated,
     /// Looked up, but no running node owns it (blackholed, counted).
     Unknown,
     /// The client socket is already closed (it gave up before the proxy looked): nothing to forward.
