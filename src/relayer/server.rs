@@ -137,12 +137,12 @@ pub async fn serve(
         let ip_slot = match limits.max_connections_per_ip {
             None => None,
             Some(max) => match per_ip.admit(client_key(peer.ip()), max) {
-                Some(ip_slot) => Some(ip_slot),
-                None => {
+                Ok(ip_slot) => Some(ip_slot),
+                Err(client) => {
                     on_event(ServerEvent::RefusedPerIp);
                     if let Some(suppressed) = per_ip_log.admit() {
                         tracing::warn!(
-                            client = %client_key(peer.ip()),
+                            %client,
                             max_connections_per_ip = max,
                             suppressed,
                             "relay server: client at relay_server.max_connections_per_ip; connection closed"
@@ -208,15 +208,15 @@ struct PerIp {
 }
 
 impl PerIp {
-    /// A slot for one more connection from `client`, or `None` when it has `max` open.
-    fn admit(self: &Arc<Self>, client: IpAddr, max: usize) -> Option<IpSlot> {
+    /// A slot for one more connection from `client`, or `Err(client)` when it has `max` open.
+    fn admit(self: &Arc<Self>, client: IpAddr, max: usize) -> Result<IpSlot, IpAddr> {
         let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
         let n = open.entry(client).or_insert(0);
         if *n >= max {
-            return None;
+            return Err(client);
         }
         *n += 1;
-        Some(IpSlot {
+        Ok(IpSlot {
             table: Arc::clone(self),
             client,
         })
@@ -349,7 +349,7 @@ mod tests {
         let (a, b): (IpAddr, IpAddr) = ("192.0.2.1".parse().unwrap(), "192.0.2.2".parse().unwrap());
         let first = table.admit(a, 2).expect("first");
         let second = table.admit(a, 2).expect("second");
-        assert!(table.admit(a, 2).is_none(), "a third one from the same client");
+        assert_eq!(table.admit(a, 2).err(), Some(a), "a third one from the same client");
         let other = table.admit(b, 2).expect("another client is not affected");
         drop(first);
         let again = table.admit(a, 2).expect("a slot freed by a close is taken again");
