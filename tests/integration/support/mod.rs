@@ -55,13 +55,22 @@ pub fn assert_nodes_lost_nothing(metrics: &std::collections::BTreeMap<u64, Strin
     }
 }
 
-/// A free TCP port on 127.0.0.1 (bound and released: another process may take it first, rarely).
+/// A free TCP port on 127.0.0.1 (bound and released: another process may take it first, rarely), never one
+/// this test process handed out before: a killed node's ports are free until it restarts on them, and a node
+/// started meanwhile must not get one (a CI run gave a new node a killed node's raft port as its relay port).
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    static HANDED_OUT: std::sync::Mutex<std::collections::BTreeSet<u16>> =
+        std::sync::Mutex::new(std::collections::BTreeSet::new());
+    loop {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        if HANDED_OUT.lock().unwrap_or_else(|p| p.into_inner()).insert(port) {
+            return port;
+        }
+    }
 }
 
 /// Serves `router` on a free 127.0.0.1 port; returns its `http://` URL.
