@@ -383,8 +383,12 @@ impl Miner {
     /// - when the records cannot be stored, the reports wait with them ([`Miner::persist_pending`]); if this
     ///   miner loses the leadership first, they are dropped with the in-memory state, and the next leader, which
     ///   restores the older records and moves them itself, reports the loss once.
+    ///
+    /// A failed command does not stop the others (only a fenced write does: the miner is deposed); the first
+    /// error is returned once everything ran.
     async fn execute(&mut self, step: super::lifecycle::Step) -> Result<(), MinerError> {
         let mut queue = vec![step];
+        let mut failed = None;
         while let Some(step) = queue.pop() {
             if let Err(e) = self.persist(&step.changed).await {
                 for step in queue.into_iter().chain(std::iter::once(step)) {
@@ -397,12 +401,22 @@ impl Miner {
             let (reports, commands): (Vec<Command>, Vec<Command>) =
                 step.commands.into_iter().partition(Command::is_report);
             for command in reports.into_iter().chain(commands) {
-                if let Some(next) = self.run_command(command).await? {
-                    queue.push(next);
+                match self.run_command(command).await {
+                    Ok(Some(next)) => queue.push(next),
+                    Ok(None) => {}
+                    // Deposed: nothing more may be written or sent by this miner.
+                    Err(e @ MinerError::Storage(storage::StorageError::Fenced(_))) => return Err(e),
+                    // One session's failed command (a chain query timed out) must not hold back the others'
+                    // claims and proofs due at this height: the rest run, and the failed one comes again at the
+                    // next block (lookups and requirement checks are asked again, a send no node took is repeated).
+                    Err(e) => {
+                        tracing::warn!(error = %e, "a miner command failed; the others of this block still run");
+                        failed.get_or_insert(e);
+                    }
                 }
             }
         }
-        Ok(())
+        failed.map_or(Ok(()), Err)
     }
 
     /// Writes the records a failed iteration could not store, then runs their waiting reports.
@@ -498,10 +512,12 @@ impl Miner {
                     step.changed.sort();
                     step.changed.dedup();
                 }
-                let after = self
-                    .engine
-                    .session(&key)
-                    .map(|r| (r.state, r.service_id.clone(), r.schedule, r.compute_units));
+                // What the claim pays for is its root's sum: relays that reached the trie after the claim was
+                // built are not in it (they are counted as lost, `relays_after_claim`).
+                let after = self.engine.session(&key).map(|r| {
+                    let claimed = claimed_totals.map_or(r.compute_units, |(_, compute_units)| compute_units);
+                    (r.state, r.service_id.clone(), r.schedule, claimed)
+                });
                 if let Some((state, service, schedule, compute_units)) = after {
                     use super::lifecycle::State;
                     let confirmed = before == Some(State::Claiming) && state != State::Claiming && claim_exists;

@@ -147,9 +147,10 @@ pub struct SessionRecord {
     pub relays: u64,
     /// Compute units ingested (sum of leaf weights).
     pub compute_units: u64,
-    /// Heights at which a claim tx was sent.
+    /// Heights at which a claim tx was sent (recorded before the broadcast; a send that no node took, a
+    /// `TxOutcome::Retryable`, is taken back).
     pub claim_sent_at: Vec<i64>,
-    /// Heights at which a proof tx was sent.
+    /// Heights at which a proof tx was sent (the same).
     pub proof_sent_at: Vec<i64>,
     /// Whether a node answered one of our claim broadcasts (accepted or refused it): tells a claim lost on
     /// chain (`claim_not_included`) from one that never left this miner (`claim_window_missed`). Records
@@ -172,6 +173,12 @@ pub struct SessionRecord {
     /// recorded once with [`Command::RecordUnclaimed`].
     #[serde(default)]
     pub accounted: Option<(u64, u64)>,
+    /// (relays, compute units) of the claim on chain (its root's count and sum), once a lookup found it: what
+    /// a failed proof loses. Relays beyond it are recorded apart (`RecordUnclaimed`), so a proof-stage loss
+    /// must not count them again. `None` in records written before the field existed (their loss counts the
+    /// trie's totals, as it did then).
+    #[serde(default)]
+    pub claimed: Option<(u64, u64)>,
 }
 
 fn reached_before_it_was_recorded() -> bool {
@@ -245,7 +252,7 @@ pub enum Event {
 }
 
 /// Claim or proof.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum TxKind {
     /// `MsgCreateClaim`.
     Claim,
@@ -258,7 +265,9 @@ pub enum TxKind {
 pub enum TxOutcome {
     /// Accepted into the mempool (code 0); inclusion still has to be confirmed from chain state.
     Broadcast,
-    /// Rejected or failed transiently (network, mempool full, out of gas): retry in the window.
+    /// Not taken by any node (node unreachable, a transient simulation failure, a chain query failed while
+    /// building it, leadership lost, deadline passed): the send is taken back and repeated at the next block
+    /// while the window allows.
     Retryable(String),
     /// Another instance already submitted (sequence mismatch, claim exists): an HA conflict, never a loss.
     HaConflict(String),
@@ -381,6 +390,10 @@ pub struct Engine {
     /// blocks after the predecessor's send, which near the window's close left no time at all.
     claims_sent_here: std::collections::BTreeSet<SessionKey>,
     proofs_sent_here: std::collections::BTreeSet<SessionKey>,
+    /// Sends that no node took at the current height (`TxOutcome::Retryable`, taken back): repeated at the next
+    /// block, not in the same iteration (which would loop while the node stays unreachable). Emptied at each
+    /// new height.
+    failed_at_height: std::collections::BTreeSet<(TxKind, SessionKey)>,
 }
 
 impl Engine {
@@ -428,6 +441,7 @@ impl Engine {
             Event::NewBlock { height } => {
                 if height > self.height {
                     self.height = height;
+                    self.failed_at_height.clear();
                 }
             }
             Event::RelaysIngested {
@@ -454,6 +468,7 @@ impl Engine {
                     queried_at: None,
                     pruned: false,
                     accounted: None,
+                    claimed: None,
                 });
                 record.relays = record.relays.max(relays);
                 record.compute_units = record.compute_units.max(compute_units);
@@ -469,6 +484,7 @@ impl Engine {
                     && record.accounted.is_none()
                 {
                     record.accounted = Some((relays, compute_units));
+                    record.claimed = Some((relays, compute_units));
                     Self::record_unclaimed(record, &mut step);
                     step.changed.push(key);
                 }
@@ -527,7 +543,22 @@ impl Engine {
         }
         match outcome {
             // Inclusion is confirmed from chain state (lookups each block), never from the broadcast result.
-            TxOutcome::Broadcast | TxOutcome::Retryable(_) => {}
+            TxOutcome::Broadcast => {}
+            TxOutcome::Retryable(_) => {
+                // No node took it (unreachable node, a chain query failed while building it, leadership or
+                // deadline check): the send did not happen, so it neither uses up a re-send nor waits for a
+                // lookup. Forgetting it makes the session due again at the next block while its window allows
+                // (a first send from `advance`, a re-send from `on_chain` after an earlier real send).
+                let sent = match kind {
+                    TxKind::Claim => &mut record.claim_sent_at,
+                    TxKind::Proof => &mut record.proof_sent_at,
+                };
+                if sent.last() == Some(&self.height) {
+                    sent.pop();
+                    self.failed_at_height.insert((kind, key.clone()));
+                    step.changed.push(key.clone());
+                }
+            }
             TxOutcome::HaConflict(_) | TxOutcome::Rejected(_) => {
                 // Either someone else's submission is on chain (conflict) or ours can never be: ask the chain
                 // before deciding; a rejection is a loss only if the chain has nothing for this session.
@@ -567,6 +598,8 @@ impl Engine {
         };
         let claim_inherited = !self.claims_sent_here.contains(key);
         let proof_inherited = !self.proofs_sent_here.contains(key);
+        let claim_failed_now = self.failed_at_height.contains(&(TxKind::Claim, key.clone()));
+        let proof_failed_now = self.failed_at_height.contains(&(TxKind::Proof, key.clone()));
         let Some(record) = self.sessions.get_mut(key) else {
             return;
         };
@@ -581,7 +614,10 @@ impl Engine {
                 };
                 Self::expire(record, reason, step);
             }
-            State::Claiming if resend_due(&record.claim_sent_at, record.schedule.claim_close, claim_inherited) => {
+            State::Claiming
+                if !claim_failed_now
+                    && resend_due(&record.claim_sent_at, record.schedule.claim_close, claim_inherited) =>
+            {
                 record.claim_sent_at.push(height);
                 self.claims_sent_here.insert(key.clone());
                 step.commands.push(Command::SubmitClaims {
@@ -599,7 +635,8 @@ impl Engine {
                 Self::expire(record, reason, step);
             }
             State::Proving
-                if height >= record.schedule.proof_seed_height()
+                if height >= record.schedule.proof_open
+                    && !proof_failed_now
                     && resend_due(&record.proof_sent_at, record.schedule.proof_close, proof_inherited) =>
             {
                 record.proof_sent_at.push(height);
@@ -629,13 +666,16 @@ impl Engine {
         }
     }
 
+    /// Ends the session as lost. Before its claim is on chain the whole trie is lost; after (a proof-stage
+    /// loss) what is lost is what the claim pays for: relays beyond it were recorded when the claim was found.
     fn expire(record: &mut SessionRecord, reason: LossReason, step: &mut Step) {
         record.state = State::Expired(reason);
+        let (relays, compute_units) = record.claimed.unwrap_or((record.relays, record.compute_units));
         step.commands.push(Command::RecordLoss {
             key: record.key.clone(),
             reason,
-            relays: record.relays,
-            compute_units: record.compute_units,
+            relays,
+            compute_units,
         });
     }
 
@@ -646,6 +686,7 @@ impl Engine {
         let buffer = self.config.submission_buffer_blocks;
         let mut claims: BTreeMap<String, Vec<SessionKey>> = BTreeMap::new();
         let mut proofs: BTreeMap<String, Vec<SessionKey>> = BTreeMap::new();
+        let failed_now = &self.failed_at_height;
         for record in self.sessions.values_mut() {
             let s = record.schedule;
             let before = (
@@ -669,7 +710,7 @@ impl Engine {
                 let last_sent = record.claim_sent_at.last().copied();
                 // First send as soon as the window opened, never past the buffer before the close; re-sends are
                 // decided by the lookup's answer (`on_chain`), not here.
-                let due = last_sent.is_none();
+                let due = last_sent.is_none() && !failed_now.contains(&(TxKind::Claim, record.key.clone()));
                 if self.leader && due && height <= s.claim_close - buffer {
                     record.claim_sent_at.push(height);
                     self.claims_sent_here.insert(record.key.clone());
@@ -699,8 +740,11 @@ impl Engine {
             }
             if record.state == State::Proving {
                 let last_sent = record.proof_sent_at.last().copied();
-                let due = last_sent.is_none();
-                if self.leader && due && height >= s.proof_seed_height() && height <= s.proof_close - buffer {
+                let due = last_sent.is_none() && !failed_now.contains(&(TxKind::Proof, record.key.clone()));
+                // Not before block `proof_open` is committed: the node simulates (and checks) a tx at its last
+                // committed height, and poktroll refuses a proof below the window's open there; sent at the seed
+                // block (`proof_open − 1`) it would be refused, though it would land inside the window.
+                if self.leader && due && height >= s.proof_open && height <= s.proof_close - buffer {
                     record.proof_sent_at.push(height);
                     self.proofs_sent_here.insert(record.key.clone());
                     proofs
@@ -754,6 +798,8 @@ impl Engine {
     pub fn forget(&mut self, key: &SessionKey) -> Option<SessionRecord> {
         self.claims_sent_here.remove(key);
         self.proofs_sent_here.remove(key);
+        self.failed_at_height.remove(&(TxKind::Claim, key.clone()));
+        self.failed_at_height.remove(&(TxKind::Proof, key.clone()));
         self.sessions.remove(key)
     }
 }

@@ -14,7 +14,20 @@ use crate::protocol::gob;
 use crate::protocol::session::{SessionWindows, proof_path};
 use crate::protocol::wire;
 
+/// What building one session's message gave.
+enum Built {
+    /// The message to send.
+    Message(wire::Any),
+    /// A proof that cannot verify against the claim on chain (another root): never sent.
+    Unprovable,
+}
+
 impl Miner {
+    /// Sends the claims or proofs of `keys` (one supplier's sessions due at this height) and feeds each
+    /// session's outcome to the engine. Each session stands alone: one whose message cannot be built (a chain
+    /// query failed, its trie cannot be read) is a send no node took (`Retryable`: repeated at the next block)
+    /// and does not hold back the others, and a batch the node refuses is sent again message by message, so one
+    /// bad message cannot sink the rest of the batch.
     pub(super) async fn submit(
         &mut self,
         kind: TxKind,
@@ -23,58 +36,29 @@ impl Miner {
     ) -> Result<Step, MinerError> {
         let mut messages = Vec::new();
         let mut unprovable = Vec::new();
-        for key in &keys {
-            let (claim, _) = self.claim_of(key).await?;
-            let header = claim.session_header.clone();
-            if kind == TxKind::Proof && !self.claim_on_chain_is(key, &claim.root_hash).await? {
-                unprovable.push(key.clone());
-                continue;
-            }
-            match kind {
-                TxKind::Claim => messages.push((
-                    key.clone(),
-                    wire::Any::pack(
-                        wire::MSG_CREATE_CLAIM_TYPE_URL,
-                        &wire::MsgCreateClaim {
-                            supplier_operator_address: supplier.to_string(),
-                            session_header: header,
-                            root_hash: claim.root_hash,
-                        },
-                    ),
-                )),
-                TxKind::Proof => {
-                    let h = header.clone().unwrap_or_default();
-                    let params = self.chain.shared_params_at(h.session_end_block_height).await?;
-                    let windows = SessionWindows::new(&params, h.session_end_block_height)
-                        .map_err(|e| MinerError::Corrupt(e.to_string()))?;
-                    let seed = self.chain.block(windows.proof_seed_height()).await?;
-                    let path = proof_path(&seed.hash, &h.session_id);
-                    let open = self.open_trie(key).await?;
-                    let proof = tokio::task::block_in_place(|| open.trie.prove_closest(&path))?;
-                    messages.push((
-                        key.clone(),
-                        wire::Any::pack(
-                            wire::MSG_SUBMIT_PROOF_TYPE_URL,
-                            &wire::MsgSubmitProof {
-                                supplier_operator_address: supplier.to_string(),
-                                session_header: header,
-                                proof: gob::encode_closest_proof(&proof.compact()),
-                            },
-                        ),
-                    ));
+        let mut step = Step::default();
+        for key in keys {
+            match self.build(kind, supplier, &key).await {
+                Ok(Built::Message(message)) => messages.push((key, message)),
+                Ok(Built::Unprovable) => unprovable.push(key),
+                Err(e) => {
+                    let outcome = TxOutcome::Retryable(format!("cannot build the message: {e}"));
+                    step = self.tx_outcome_as(step, kind, supplier, vec![key], outcome, "build_failed");
                 }
             }
         }
-        let keys: Vec<SessionKey> = keys.into_iter().filter(|k| !unprovable.contains(k)).collect();
-        let mut step = if unprovable.is_empty() {
-            Step::default()
-        } else {
-            self.engine.handle(Event::TxOutcome {
+        if !unprovable.is_empty() {
+            let refused = self.engine.handle(Event::TxOutcome {
                 kind,
                 keys: unprovable,
                 outcome: TxOutcome::Rejected("the claim on chain has another root than this miner's trie".into()),
-            })
-        };
+            });
+            step.commands.extend(refused.commands);
+            step.changed.extend(refused.changed);
+            step.changed.sort();
+            step.changed.dedup();
+        }
+        let keys: Vec<SessionKey> = messages.iter().map(|(key, _)| key.clone()).collect();
         if keys.is_empty() {
             return Ok(step);
         }
@@ -116,8 +100,74 @@ impl Miner {
                 return Ok(step);
             }
         }
-        let messages = messages.into_iter().map(|(_, m)| m).collect();
-        let outcome = match self.broadcast(supplier, messages).await {
+        let batch: Vec<wire::Any> = messages.iter().map(|(_, m)| m.clone()).collect();
+        let outcome = self.broadcast(supplier, batch).await;
+        if let (Err(TxOutcome::Rejected(reason)), true) = (&outcome, messages.len() > 1) {
+            // One tx: a message the chain refuses (a check of §5.4 / §6.1 fails for one session) refuses them
+            // all. Each is sent on its own, so only the bad one is refused.
+            tracing::warn!(
+                supplier,
+                ?kind,
+                sessions = messages.len(),
+                reason,
+                "batch refused by the node; sending each session's message in its own tx"
+            );
+            for (key, message) in messages {
+                let outcome = self.broadcast(supplier, vec![message]).await;
+                step = self.sent(step, kind, supplier, vec![key], outcome);
+            }
+            return Ok(step);
+        }
+        Ok(self.sent(step, kind, supplier, keys, outcome))
+    }
+
+    /// Builds one session's claim or proof message.
+    async fn build(&mut self, kind: TxKind, supplier: &str, key: &SessionKey) -> Result<Built, MinerError> {
+        let (claim, _) = self.claim_of(key).await?;
+        let header = claim.session_header.clone();
+        if kind == TxKind::Proof && !self.claim_on_chain_is(key, &claim.root_hash).await? {
+            return Ok(Built::Unprovable);
+        }
+        Ok(Built::Message(match kind {
+            TxKind::Claim => wire::Any::pack(
+                wire::MSG_CREATE_CLAIM_TYPE_URL,
+                &wire::MsgCreateClaim {
+                    supplier_operator_address: supplier.to_string(),
+                    session_header: header,
+                    root_hash: claim.root_hash,
+                },
+            ),
+            TxKind::Proof => {
+                let h = header.clone().unwrap_or_default();
+                let params = self.chain.shared_params_at(h.session_end_block_height).await?;
+                let windows = SessionWindows::new(&params, h.session_end_block_height)
+                    .map_err(|e| MinerError::Corrupt(e.to_string()))?;
+                let seed = self.chain.block(windows.proof_seed_height()).await?;
+                let path = proof_path(&seed.hash, &h.session_id);
+                let open = self.open_trie(key).await?;
+                let proof = tokio::task::block_in_place(|| open.trie.prove_closest(&path))?;
+                wire::Any::pack(
+                    wire::MSG_SUBMIT_PROOF_TYPE_URL,
+                    &wire::MsgSubmitProof {
+                        supplier_operator_address: supplier.to_string(),
+                        session_header: header,
+                        proof: gob::encode_closest_proof(&proof.compact()),
+                    },
+                )
+            }
+        }))
+    }
+
+    /// Counts a broadcast of `keys`' messages (sent, or the error) and feeds its outcome to the engine.
+    fn sent(
+        &mut self,
+        step: Step,
+        kind: TxKind,
+        supplier: &str,
+        keys: Vec<SessionKey>,
+        outcome: Result<(), TxOutcome>,
+    ) -> Step {
+        let outcome = match outcome {
             Ok(()) => {
                 let counter = if kind == TxKind::Claim {
                     &self.stats.claims_sent
@@ -144,7 +194,7 @@ impl Miner {
             }
             Err(outcome) => outcome,
         };
-        Ok(self.tx_outcome(step, kind, supplier, keys, outcome))
+        self.tx_outcome(step, kind, supplier, keys, outcome)
     }
 
     /// Counts a submission's outcome and feeds it to the engine, merging the engine's answer into `step`. An

@@ -576,6 +576,18 @@ async fn a_relay_after_the_claim_stays_out_of_the_claimed_trie_so_its_root_stays
     let lost = |name: &str| counter(&text, name, "relays_after_claim");
     assert_eq!(lost("ha_miner_relays_lost_total"), Some(1));
     assert_eq!(lost("ha_miner_compute_units_lost_total"), Some(10));
+    // What the claim pays for is its root: 5 relays of 10 compute units, not the 6 relays the trie reached.
+    let (service, end) = {
+        let r = miner.engine.session(&key).unwrap();
+        (r.service_id.clone(), r.schedule.session_end)
+    };
+    let claim_value = miner.upokt(&service, end, 50).await.unwrap();
+    assert_ne!(Some(claim_value), miner.upokt(&service, end, 60).await);
+    let claimed = text
+        .lines()
+        .find(|l| l.starts_with("ha_miner_upokt_claimed_total"))
+        .and_then(|l| l.rsplit(' ').next()?.parse::<u64>().ok());
+    assert_eq!(claimed, Some(claim_value), "uPOKT claimed is the root's value");
 
     // After a restart both tries reopen from storage as they were.
     let store = plain.tries.open(&supplier, &key.session_id).await.unwrap();
@@ -793,14 +805,11 @@ impl Confirming {
     }
 
     /// The engine decided to send the claim at the window's opening, no node was reached, and the error counter
-    /// took it once under `reason` (never as `retryable`, a node's refusal).
+    /// took it once under `reason` (never as `retryable`, a node's refusal). A send no node took is taken back
+    /// (the record holds no send), so it is repeated at the next block if the window still allows.
     fn assert_decided_but_not_sent(&self, miner: &Miner, reason: &str) {
         let record = miner.engine.session(&self.f.key).unwrap();
-        assert_eq!(
-            record.claim_sent_at,
-            vec![self.schedule.claim_open],
-            "the engine decided to send"
-        );
+        assert_eq!(record.claim_sent_at, Vec::<i64>::new(), "the send was taken back");
         assert!(!record.claim_reached_node, "the claim was broadcast ({reason})");
         assert_eq!(self.claim_errors(reason), Some(1));
         assert_eq!(self.claim_errors("retryable"), None);
@@ -909,4 +918,58 @@ async fn a_loss_is_reported_once_its_record_is_stored_even_when_the_first_write_
     c.faults.refuse_writes(None);
     miner.persist_pending().await.unwrap();
     assert_eq!(lost(&c, "claim_not_included"), None, "a deposed miner reported a loss");
+}
+
+/// Sessions whose commands fail do not hold back the claims of the supplier's other sessions due at the same
+/// height. Here two records from before session headers were persisted (their tries cannot be opened): one due
+/// for its claim, in the same batch as the good session (its failed send is taken back, counted as
+/// `build_failed`, and tried again at the next block), and one whose proof requirement is due at this height
+/// (that check fails before the claims are sent).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_whose_commands_fail_do_not_hold_back_the_others_claims() {
+    let f = fixture().await;
+    let telemetry = crate::telemetry::Telemetry::new().unwrap();
+    let plain = MemoryBackend::new().storage();
+    let mut miner = Miner::new(f.client.clone(), plain.clone(), f.keyring.clone(), config("a"))
+        .with_metrics(crate::miner::metrics::MinerMetrics::new(&telemetry).unwrap());
+    let schedule = ingest_until_claim_open(&f, &plain, &mut miner).await;
+    let good = miner.engine.session(&f.key).unwrap().clone();
+    let mut unclaimable = good.clone();
+    unclaimable.key.session_id = "0".repeat(64);
+    unclaimable.application_address = String::new();
+    let unclaimable_key = unclaimable.key.clone();
+    assert!(unclaimable_key < f.key, "it comes first in the supplier's batch");
+    miner.engine.restore(unclaimable);
+    let mut unchecked = good.clone();
+    unchecked.key.session_id = "1".repeat(64);
+    unchecked.application_address = String::new();
+    unchecked.state = crate::miner::lifecycle::State::Claimed;
+    unchecked.schedule.proof_open = schedule.claim_open + 1;
+    assert_eq!(unchecked.schedule.proof_seed_height(), schedule.claim_open);
+    miner.engine.restore(unchecked);
+
+    assert!(
+        miner.step().await.is_err(),
+        "the failed proof-requirement check is reported"
+    );
+    f.chain.produce_block();
+    assert!(
+        f.client.claim(&f.key.session_id, &f.supplier).await.unwrap().is_some(),
+        "the good session's claim is on chain: {:?}",
+        f.chain.records()
+    );
+    let build_failures = || {
+        counter(
+            &telemetry.render_metrics(),
+            "ha_miner_claim_errors_total",
+            "build_failed",
+        )
+    };
+    assert_eq!(build_failures(), Some(1));
+    assert_eq!(
+        miner.engine.session(&unclaimable_key).unwrap().claim_sent_at,
+        Vec::<i64>::new()
+    );
+    assert!(miner.step().await.is_err());
+    assert_eq!(build_failures(), Some(2), "tried again at the next block");
 }

@@ -84,8 +84,11 @@ fn happy_path_without_proof_claims_once_and_prunes_after_settlement() {
     assert!(block(&mut e, 23).is_empty(), "a forgotten session is not pruned again");
 }
 
+/// The requirement is known at the seed block (`proof_open − 1`), but the proof is sent only once block
+/// `proof_open` is committed: a node simulates and checks a tx at its last committed height, where poktroll
+/// refuses a proof below the window's open (as poktroll's own relayer, which waits for block `proof_open`).
 #[test]
-fn required_proof_is_sent_at_the_seed_block_and_confirmed_by_claim_status() {
+fn required_proof_is_sent_once_the_proof_window_opened_and_confirmed_by_claim_status() {
     let mut e = leader_engine();
     let k = key("s1", "a");
     ingest(&mut e, &k, 1);
@@ -96,19 +99,23 @@ fn required_proof_is_sent_at_the_seed_block_and_confirmed_by_claim_status() {
         claim_exists: true,
         proof_validated: false,
     });
-    block(&mut e, 15);
+    assert_eq!(
+        block(&mut e, 15),
+        vec![Command::CheckProofRequirement { key: k.clone() }]
+    );
     let step = e.handle(Event::ProofRequirement {
         key: k.clone(),
         required: true,
     });
+    assert!(step.commands.is_empty(), "not at the seed block: {step:?}");
     assert_eq!(
-        step.commands,
+        block(&mut e, 16),
         vec![Command::SubmitProofs {
             supplier: "s1".into(),
             keys: vec![k.clone()]
         }]
     );
-    assert_eq!(block(&mut e, 16), vec![Command::LookupOnChain { key: k.clone() }]);
+    assert_eq!(block(&mut e, 17), vec![Command::LookupOnChain { key: k.clone() }]);
     let step = e.handle(Event::OnChain {
         key: k.clone(),
         claim_exists: true,
@@ -477,21 +484,37 @@ struct Answers {
     proof: TxOutcome,
 }
 
-/// Feeds blocks `heights` to `e`, answering each command it emits as `answers` says (never a validated proof).
-fn run_blocks(e: &mut Engine, heights: std::ops::RangeInclusive<i64>, answers: &Answers) {
+/// Feeds blocks `heights` to `e`, answering each command it emits as `answers` says (never a validated proof);
+/// returns the heights at which claims and proofs were submitted.
+fn run_blocks(e: &mut Engine, heights: std::ops::RangeInclusive<i64>, answers: &Answers) -> (Vec<i64>, Vec<i64>) {
+    let (mut claims, mut proofs) = (Vec::new(), Vec::new());
     for h in heights {
-        for c in block(e, h) {
+        let mut queue = block(e, h);
+        let mut handled = 0;
+        while !queue.is_empty() {
+            handled += 1;
+            assert!(
+                handled < 100,
+                "the engine keeps emitting commands at height {h}: {queue:?}"
+            );
+            let c = queue.remove(0);
             let event = match c {
-                Command::SubmitClaims { keys, .. } => Event::TxOutcome {
-                    kind: TxKind::Claim,
-                    keys,
-                    outcome: answers.claim.clone(),
-                },
-                Command::SubmitProofs { keys, .. } => Event::TxOutcome {
-                    kind: TxKind::Proof,
-                    keys,
-                    outcome: answers.proof.clone(),
-                },
+                Command::SubmitClaims { keys, .. } => {
+                    claims.push(h);
+                    Event::TxOutcome {
+                        kind: TxKind::Claim,
+                        keys,
+                        outcome: answers.claim.clone(),
+                    }
+                }
+                Command::SubmitProofs { keys, .. } => {
+                    proofs.push(h);
+                    Event::TxOutcome {
+                        kind: TxKind::Proof,
+                        keys,
+                        outcome: answers.proof.clone(),
+                    }
+                }
                 Command::LookupOnChain { key } => Event::OnChain {
                     key,
                     claim_exists: answers.claim_on_chain,
@@ -500,14 +523,16 @@ fn run_blocks(e: &mut Engine, heights: std::ops::RangeInclusive<i64>, answers: &
                 Command::CheckProofRequirement { key } => Event::ProofRequirement { key, required: true },
                 _ => continue,
             };
-            e.handle(event);
+            queue.extend(e.handle(event).commands);
         }
     }
+    (claims, proofs)
 }
 
-/// Runs a leader engine through a claim window in which every claim broadcast gets `outcome` and the chain
-/// never holds the claim; returns the reason the session expired with.
-fn claim_window_with_every_broadcast(outcome: TxOutcome) -> LossReason {
+/// Runs a leader engine through a claim window (default params: claim window [12, 16], send buffer 1) in which
+/// every claim broadcast gets `outcome` and the chain never holds the claim; returns the reason the session
+/// expired with and the heights at which claims were submitted.
+fn claim_window_with_every_broadcast(outcome: TxOutcome) -> (LossReason, Vec<i64>) {
     let mut e = leader_engine();
     let k = key("s1", "a");
     ingest(&mut e, &k, 2);
@@ -516,26 +541,26 @@ fn claim_window_with_every_broadcast(outcome: TxOutcome) -> LossReason {
         claim_on_chain: false,
         proof: TxOutcome::Broadcast,
     };
-    run_blocks(&mut e, 12..=20, &answers);
+    let (claims, _) = run_blocks(&mut e, 12..=20, &answers);
     let record = e.session(&k).unwrap();
-    assert_eq!(record.claim_sent_at.len(), 2, "sent, then re-sent once");
     match record.state {
-        State::Expired(reason) => reason,
+        State::Expired(reason) => (reason, claims),
         other => panic!("not expired: {other:?}"),
     }
 }
 
 #[test]
 fn a_claim_no_node_ever_took_is_lost_as_window_missed_not_as_not_included() {
-    // Every broadcast failed before a node answered (node unreachable): the claim never left this miner.
+    // Every broadcast failed before a node answered (node unreachable): the claim never left this miner. Each
+    // failed send is taken back, so it is tried at every block the window allows, not only twice.
     assert_eq!(
         claim_window_with_every_broadcast(TxOutcome::Retryable("connection refused".into())),
-        LossReason::ClaimWindowMissed
+        (LossReason::ClaimWindowMissed, vec![12, 13, 14, 15])
     );
-    // A node took it (mempool) but no block included it.
+    // A node took it (mempool) but no block included it: sent, then re-sent once after a lookup said "not there".
     assert_eq!(
         claim_window_with_every_broadcast(TxOutcome::Broadcast),
-        LossReason::ClaimNotIncluded
+        (LossReason::ClaimNotIncluded, vec![12, 14])
     );
     // Records written before the field existed keep the label they would have had.
     let mut e = leader_engine();
@@ -559,8 +584,141 @@ fn a_proof_no_node_ever_took_is_lost_as_window_missed() {
         claim_on_chain: true,
         proof: TxOutcome::Retryable("node unreachable".into()),
     };
-    run_blocks(&mut e, 12..=22, &answers);
+    let (_, proofs) = run_blocks(&mut e, 12..=22, &answers);
+    // Proof window [16, 20], send buffer 1: tried at every block from the window's open on.
+    assert_eq!(
+        proofs,
+        vec![16, 17, 18, 19],
+        "a proof no node took is tried again at the next block"
+    );
     let record = e.session(&k).unwrap();
-    assert!(!record.proof_sent_at.is_empty(), "a proof was due and sent");
+    assert!(record.proof_sent_at.is_empty(), "no send took place");
     assert_eq!(record.state, State::Expired(LossReason::ProofWindowMissed));
+}
+
+#[test]
+fn a_send_no_node_took_is_repeated_at_the_next_block_and_does_not_use_up_the_re_send() {
+    let mut e = leader_engine();
+    let k = key("s1", "a");
+    ingest(&mut e, &k, 2);
+    let submit = |e: &mut Engine, h: i64| {
+        let commands = block(e, h);
+        assert!(
+            commands.contains(&Command::SubmitClaims {
+                supplier: "s1".into(),
+                keys: vec![k.clone()]
+            }),
+            "claim due at {h}: {commands:?}"
+        );
+    };
+    let outcome = |e: &mut Engine, outcome: TxOutcome| {
+        e.handle(Event::TxOutcome {
+            kind: TxKind::Claim,
+            keys: vec![k.clone()],
+            outcome,
+        })
+    };
+    submit(&mut e, 12);
+    outcome(
+        &mut e,
+        TxOutcome::Retryable("a chain query failed while building the claim".into()),
+    );
+    assert!(e.session(&k).unwrap().claim_sent_at.is_empty());
+    submit(&mut e, 13);
+    outcome(&mut e, TxOutcome::Broadcast);
+    assert_eq!(e.session(&k).unwrap().claim_sent_at, vec![13]);
+    // Not on chain at 15: the one re-send is still available.
+    block(&mut e, 14);
+    e.handle(Event::OnChain {
+        key: k.clone(),
+        claim_exists: false,
+        proof_validated: false,
+    });
+    let commands = block(&mut e, 15);
+    assert!(
+        commands.contains(&Command::LookupOnChain { key: k.clone() }),
+        "{commands:?}"
+    );
+    let resend = e.handle(Event::OnChain {
+        key: k.clone(),
+        claim_exists: false,
+        proof_validated: false,
+    });
+    assert_eq!(
+        resend.commands,
+        vec![Command::SubmitClaims {
+            supplier: "s1".into(),
+            keys: vec![k.clone()]
+        }]
+    );
+    assert_eq!(e.session(&k).unwrap().claim_sent_at, vec![13, 15]);
+}
+
+/// A proof-stage loss loses what the claim on chain pays for. Relays that reached the trie after the claim was
+/// built were recorded (`RecordUnclaimed`) when the claim was found; they are not counted a second time.
+#[test]
+fn a_failed_proof_loses_the_claim_and_does_not_count_the_late_relays_again() {
+    let mut e = leader_engine();
+    let k = key("s1", "a");
+    ingest(&mut e, &k, 5);
+    block(&mut e, 12);
+    e.handle(Event::TxOutcome {
+        kind: TxKind::Claim,
+        keys: vec![k.clone()],
+        outcome: TxOutcome::Broadcast,
+    });
+    ingest(&mut e, &k, 6);
+    block(&mut e, 13);
+    e.handle(Event::OnChain {
+        key: k.clone(),
+        claim_exists: true,
+        proof_validated: false,
+    });
+    let late = e.handle(Event::ClaimOnChain {
+        key: k.clone(),
+        relays: 5,
+        compute_units: 50,
+    });
+    assert!(
+        matches!(late.commands.as_slice(), [Command::RecordUnclaimed { relays: 1, .. }]),
+        "{late:?}"
+    );
+    // Proof required and never validated: lost when the proof window closes.
+    let answers = Answers {
+        claim: TxOutcome::Broadcast,
+        claim_on_chain: true,
+        proof: TxOutcome::Broadcast,
+    };
+    run_blocks(&mut e, 14..=20, &answers);
+    let mut commands = block(&mut e, 21);
+    assert!(
+        commands.contains(&Command::LookupOnChain { key: k.clone() }),
+        "{commands:?}"
+    );
+    commands.extend(
+        e.handle(Event::OnChain {
+            key: k.clone(),
+            claim_exists: true,
+            proof_validated: false,
+        })
+        .commands,
+    );
+    let losses: Vec<Command> = commands
+        .into_iter()
+        .filter(|c| matches!(c, Command::RecordLoss { .. }))
+        .collect();
+    assert_eq!(
+        losses,
+        vec![Command::RecordLoss {
+            key: k.clone(),
+            reason: LossReason::ProofNotIncluded,
+            relays: 5,
+            compute_units: 50,
+        }]
+    );
+    // Records written before the claim's totals were kept lose the trie's totals, as before.
+    let mut old = serde_json::to_value(e.session(&k).unwrap()).unwrap();
+    old.as_object_mut().unwrap().remove("claimed");
+    let old: SessionRecord = serde_json::from_value(old).unwrap();
+    assert_eq!(old.claimed, None);
 }
