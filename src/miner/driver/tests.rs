@@ -973,3 +973,40 @@ async fn sessions_whose_commands_fail_do_not_hold_back_the_others_claims() {
     assert!(miner.step().await.is_err());
     assert_eq!(build_failures(), Some(2), "tried again at the next block");
 }
+
+/// A batch the node refuses because of one session's message (here a claim whose trie is empty: the chain
+/// refuses a root of zero sum, §6.1) is sent again message by message, so the supplier's other claim due at the
+/// same height still lands. The refused session is looked up, not re-sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_batch_is_resent_message_by_message_so_one_bad_claim_does_not_sink_the_others() {
+    let f = fixture().await;
+    let telemetry = crate::telemetry::Telemetry::new().unwrap();
+    let plain = MemoryBackend::new().storage();
+    let mut miner = Miner::new(f.client.clone(), plain.clone(), f.keyring.clone(), config("a"))
+        .with_metrics(crate::miner::metrics::MinerMetrics::new(&telemetry).unwrap());
+    ingest_until_claim_open(&f, &plain, &mut miner).await;
+    let mut empty = miner.engine.session(&f.key).unwrap().clone();
+    empty.key.session_id = "0".repeat(64);
+    let empty_key = empty.key.clone();
+    miner.engine.restore(empty);
+
+    miner.step().await.unwrap();
+    f.chain.produce_block();
+    assert!(
+        f.client.claim(&f.key.session_id, &f.supplier).await.unwrap().is_some(),
+        "the good session's claim is on chain: {:?}",
+        f.chain.records()
+    );
+    assert!(
+        f.client
+            .claim(&empty_key.session_id, &f.supplier)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert_eq!(
+        counter(&telemetry.render_metrics(), "ha_miner_claim_errors_total", "rejected"),
+        Some(1),
+        "only the bad claim is refused"
+    );
+}

@@ -205,9 +205,11 @@ pub fn router(chain: SimChain) -> GrpcRouter {
     let router = router.unary(method::SIMULATE, move |r: wire::SimulateRequest| {
         let c = c.clone();
         async move {
-            let s = c.state();
+            let mut s = c.state();
             let (_, body, _) =
                 validate::check_tx(&s, &r.tx_bytes, validate::Mode::Check).map_err(Status::invalid_argument)?;
+            // A node runs the messages too (at its last committed height) and answers a refusal with `Unknown`.
+            validate::simulate_messages(&mut s, &body).map_err(Status::unknown)?;
             let gas = 50_000 + 20_000 * body.messages.len() as u64 + r.tx_bytes.len() as u64 * 10;
             Ok(wire::SimulateResponse {
                 gas_info: Some(wire::GasInfo {

@@ -140,6 +140,13 @@ fn trie_with(f: &Fixture, n: u32, weight: u64) -> Smst<storage::MemoryNodeStore>
 }
 
 async fn submit(f: &Fixture, msg: wire::Any, signer: &SigningKey) -> String {
+    let tx = signed_tx(f, msg, signer).await;
+    let response = f.client.broadcast(tx.tx_bytes).await.unwrap();
+    assert_eq!(response.code, 0, "check tx: {}", response.raw_log);
+    tx.hash
+}
+
+async fn signed_tx(f: &Fixture, msg: wire::Any, signer: &SigningKey) -> crate::chain::tx::SignedTx {
     let block_time = f.chain.block_time(f.chain.height());
     let plan = TxPlan {
         messages: vec![msg],
@@ -162,10 +169,7 @@ async fn submit(f: &Fixture, msg: wire::Any, signer: &SigningKey) -> String {
             .unwrap()
             .account_number,
     };
-    let tx = build_signed_tx(signer, &plan).unwrap();
-    let response = f.client.broadcast(tx.tx_bytes).await.unwrap();
-    assert_eq!(response.code, 0, "check tx: {}", response.raw_log);
-    tx.hash
+    build_signed_tx(signer, &plan).unwrap()
 }
 
 fn claim_msg(f: &Fixture, header: &wire::SessionHeader, root: &[u8]) -> wire::Any {
@@ -244,6 +248,38 @@ async fn hand_built_claim_and_proof_are_accepted_and_settled() {
     assert_eq!(claim.proof_validation_status, wire::ClaimProofStatus::Validated as i32);
     advance_to(&f.chain, windows(&f).proof_close + 1);
     assert!(matches!(f.chain.settlements()[0].2, Settlement::Settled(reward) if reward > 0));
+}
+
+/// Simulate runs the messages as a node does, at its last committed height `H` (the SDK's check state): a proof
+/// simulated once the seed block (`proof_open − 1`) is committed is outside the window there, though it would be
+/// included at `proof_open`; once block `proof_open` is committed it passes. Nothing a simulation did stays.
+#[tokio::test]
+async fn simulate_runs_the_messages_at_the_last_committed_height_and_keeps_nothing() {
+    let f = fixture(1.0).await;
+    let mut trie = trie_with(&f, 3, 10);
+    claim_and_reach_seed(&f, &mut trie).await;
+    let proof = trie.prove_closest(&seed_path(&f)).unwrap();
+    let msg = proof_msg(&f, gob::encode_closest_proof(&proof.compact()));
+    let early = signed_tx(&f, msg.clone(), &f.supplier).await;
+    let refused = f.client.simulate(early.tx_bytes).await.unwrap_err();
+    assert!(refused.to_string().contains("outside the proof window"), "{refused}");
+    f.chain.produce_block();
+    assert_eq!(f.chain.height(), windows(&f).proof_open);
+    let records = f.chain.records().len();
+    let tx = signed_tx(&f, msg, &f.supplier).await;
+    f.client.simulate(tx.tx_bytes).await.unwrap();
+    assert_eq!(f.chain.records().len(), records, "a simulation records nothing");
+    let claim = f
+        .client
+        .claim(&f.header.session_id, &f.supplier_address)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        claim.proof_validation_status,
+        wire::ClaimProofStatus::PendingValidation as i32,
+        "a simulated proof is not kept"
+    );
 }
 
 #[tokio::test]

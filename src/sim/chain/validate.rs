@@ -503,6 +503,37 @@ pub(super) fn check_tx(s: &ChainState, tx_bytes: &[u8], mode: Mode) -> Result<(S
     Ok((signer, body, fee))
 }
 
+/// Simulate (gas estimation): runs the tx's messages as DeliverTx would, on the state and height of the last
+/// committed block (the SDK simulates on its check state, whose header is the last committed block's, so a
+/// message checked against the current height sees `H`, not the `H + 1` it would be included at), then undoes
+/// everything. A refused message refuses the whole simulation, as on a node.
+pub(super) fn simulate_messages(s: &mut ChainState, body: &TxBody) -> Result<(), String> {
+    let claims = s.claims.clone();
+    let accounts = s.accounts.clone();
+    let records = s.records.len();
+    let height = s.height;
+    let mut result = Ok(());
+    for msg in &body.messages {
+        let outcome = match msg.type_url.as_str() {
+            wire::MSG_CREATE_CLAIM_TYPE_URL => wire::MsgCreateClaim::decode(msg.value.as_slice())
+                .map_err(|e| e.to_string())
+                .and_then(|m| create_claim(s, &m, height)),
+            wire::MSG_SUBMIT_PROOF_TYPE_URL => wire::MsgSubmitProof::decode(msg.value.as_slice())
+                .map_err(|e| e.to_string())
+                .and_then(|m| submit_proof(s, &m, height)),
+            other => Err(format!("unsupported message {other}")),
+        };
+        if let Err(e) = outcome {
+            result = Err(e);
+            break;
+        }
+    }
+    s.claims = claims;
+    s.accounts = accounts;
+    s.records.truncate(records);
+    result
+}
+
 /// DeliverTx: authenticate, charge the fee, run every message; a failing message fails the whole tx (state
 /// rolled back) and every message of it is recorded with the reason.
 pub(super) fn deliver_tx(s: &mut ChainState, tx_bytes: &[u8], height: i64) -> TxResult {
