@@ -72,6 +72,10 @@ pub enum RingError {
     /// A ring member is not in the application's expected ring (§2.4).
     #[error("ring member {0} is not in the application's ring")]
     NotAMember(String),
+    /// An address of the application's expected ring has no public key on chain (§2.4 step 4): the ring cannot
+    /// be built, so no signature over it is accepted (poktroll's ring client fails the whole ring).
+    #[error("ring address {0} has no public key on chain")]
+    MemberWithoutPublicKey(String),
 }
 
 /// A decoded LSAG signature: challenge c0, key image, and per-member (s_i, P_i).

@@ -111,12 +111,23 @@ pub async fn validate(
         &pending,
         end.max(0) as u64,
     );
+    // §2.4 step 4: every address of the expected set resolves to its on-chain key, or there is no ring at all
+    // (poktroll's ring client fails the whole ring). Skipping a keyless member would leave, for an app without
+    // key and gateways, only the placeholder, whose private key derives from a public secret: anyone could sign,
+    // and the chain would reject the proof.
     let mut expected = Vec::with_capacity(addresses.len());
     for address in &addresses {
         if *address == ring::placeholder_address() {
             expected.push(ring::placeholder_public_key());
-        } else if let Some(key) = chain.account_pubkey(address).await.map_err(RelayError::Chain)? {
-            expected.push(key);
+            continue;
+        }
+        match chain.account_pubkey(address).await.map_err(RelayError::Chain)? {
+            Some(key) => expected.push(key),
+            None => {
+                return Err(RelayError::RingSignature(ring::RingError::MemberWithoutPublicKey(
+                    address.clone(),
+                )));
+            }
         }
     }
     ring::verify_membership(&signature.ring, &expected).map_err(RelayError::RingSignature)?;

@@ -651,3 +651,46 @@ async fn without_durable_ack_relays_are_appended_in_the_background() {
     }
     eventually("the relays to be appended", || async { net.recorded().await == 5 }).await;
 }
+
+/// §2.4 step 4: every address of the expected ring resolves to its on-chain key. An application whose account has
+/// no public key and which delegates to no gateway has no ring; without this rule only the placeholder would be
+/// left, whose private key derives from a public secret, so anyone could sign relays the chain later rejects.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ring_member_without_an_on_chain_key_makes_the_relay_invalid() {
+    let net = Net::new(1_000_000_000).await;
+    {
+        let mut state = net.chain.state();
+        state.accounts.get_mut(&net.app.1).unwrap().pubkey = None;
+        state
+            .applications
+            .get_mut(&net.app.1)
+            .unwrap()
+            .delegatee_gateway_addresses
+            .clear();
+    }
+    net.client.invalidate_applications();
+    let r = net.relayer().await;
+    let header = net.header("anvil").await;
+    let placeholder = relay_miner::protocol::ring::placeholder_signing_key().unwrap();
+    let placeholder_pub = relay_miner::protocol::ring::placeholder_public_key();
+    let forged = relay_miner::loadgen::signed_relay_request(
+        &header,
+        &net.ours.1,
+        "/",
+        Net::rpc(1),
+        &placeholder,
+        &[placeholder_pub, placeholder_pub],
+    )
+    .unwrap();
+    let (status, response) = net.send(&r.url, &forged).await;
+    assert_eq!((status, error_code(&response)), (400, Some(4)), "{response:?}");
+    assert!(response.payload.is_empty());
+    assert_eq!(net.recorded().await, 0);
+    assert_eq!(
+        metric(
+            &r.telemetry,
+            "ha_relayer_validation_failures_total{reason=\"bad_ring_signature\",service_id=\"anvil\"}"
+        ),
+        1
+    );
+}
