@@ -16,7 +16,9 @@
 //! most what the others served within one interval.
 //!
 //! Charges happen only after validation (lessons: "verify before metering") and are refunded when the relay is
-//! not served (backend failure, timeout, oversized answer, relay log failure) or not mined (a 5xx answer).
+//! not served (backend failure, timeout, oversized answer, relay log failure) or not mined (a 5xx answer), and
+//! when abandoned: a [`Charge`] dropped before it was committed (the gateway disconnected and hyper dropped the
+//! handler) gives its compute units back.
 //! When storage fails, `fail_behavior: open` keeps serving on local counts; `closed` refuses until it recovers.
 
 use std::collections::HashMap;
@@ -115,9 +117,14 @@ impl Entry {
     }
 }
 
-/// A charge that must be settled: [`Charge::refund`] when the relay is not served or not mined.
+/// A charge that must be settled: [`Charge::commit`] once the relay is served and kept (mined or below the
+/// difficulty), [`Charge::refund`] when it is not served or not mined.
+///
+/// A charge dropped without either is refunded: hyper drops a handler's future when the gateway disconnects
+/// (while the backend works, say), and the compute units of a relay nobody received must not stay charged, or
+/// later paid relays of the session would be refused as over-serviced.
 #[derive(Debug)]
-#[must_use = "a charge is kept unless refunded"]
+#[must_use = "a charge is refunded when dropped unless committed"]
 pub struct Charge {
     entry: Option<Arc<Entry>>,
     cost: u64,
@@ -129,10 +136,29 @@ impl Charge {
         Self { entry: None, cost: 0 }
     }
 
+    /// Keeps the compute units charged (the relay was served).
+    pub fn commit(mut self) {
+        self.entry = None;
+    }
+
     /// Gives the compute units back.
-    pub fn refund(self) {
-        if let Some(entry) = self.entry {
+    pub fn refund(mut self) {
+        self.give_back();
+    }
+
+    fn give_back(&mut self) {
+        if let Some(entry) = self.entry.take() {
             entry.counts().pending -= self.cost as i64;
+        }
+    }
+}
+
+impl Drop for Charge {
+    /// Refunds a charge neither committed nor refunded (its relay was abandoned, e.g. the client went away).
+    fn drop(&mut self) {
+        if self.entry.is_some() {
+            tracing::debug!(cost = self.cost, "relay meter charge abandoned; refunded");
+            self.give_back();
         }
     }
 }
@@ -408,7 +434,7 @@ mod tests {
             forget_at_height: 100,
         };
         let a = m.charge(&key(), budget, 10).await.unwrap();
-        let _b = m.charge(&key(), budget, 10).await.unwrap();
+        m.charge(&key(), budget, 10).await.unwrap().commit();
         assert!(matches!(
             m.charge(&key(), budget, 10).await,
             Err(MeterError::OverServiced {
@@ -420,9 +446,27 @@ mod tests {
         assert!(m.exhausted(&key(), 10));
         a.refund();
         assert!(!m.exhausted(&key(), 10));
-        let _c = m.charge(&key(), budget, 10).await.unwrap();
+        m.charge(&key(), budget, 10).await.unwrap().commit();
         m.sync().await;
         assert_eq!(store.kv.get(&storage_key(&key())).await.unwrap(), Some(b"20".to_vec()));
+    }
+
+    #[tokio::test]
+    async fn a_dropped_charge_is_refunded_and_a_committed_one_kept() {
+        let store = storage::MemoryBackend::new().storage();
+        let m = meter(Arc::clone(&store.kv), FailBehavior::Open);
+        let budget = Budget {
+            limit_compute_units: 10,
+            forget_at_height: 100,
+        };
+        let abandoned = m.charge(&key(), budget, 10).await.unwrap();
+        assert!(m.exhausted(&key(), 10));
+        drop(abandoned);
+        assert!(!m.exhausted(&key(), 10));
+        m.charge(&key(), budget, 10).await.unwrap().commit();
+        assert!(m.exhausted(&key(), 10));
+        m.sync().await;
+        assert_eq!(store.kv.get(&storage_key(&key())).await.unwrap(), Some(b"10".to_vec()));
     }
 
     #[tokio::test]
@@ -439,8 +483,8 @@ mod tests {
             session_id: "s2".into(),
             ..key()
         };
-        let _ = closed.charge(&key(), budget, 10).await.unwrap();
-        let _ = open.charge(&other, budget, 10).await.unwrap();
+        closed.charge(&key(), budget, 10).await.unwrap().commit();
+        open.charge(&other, budget, 10).await.unwrap().commit();
         backend
             .faults()
             .refuse_writes(Some(storage::StorageError::OutOfMemory("full".into())));
@@ -451,11 +495,11 @@ mod tests {
             Err(MeterError::Unavailable(_))
         ));
         assert!(closed.precheck(&key(), 1).is_err());
-        let _ = open.charge(&other, budget, 10).await.unwrap();
+        open.charge(&other, budget, 10).await.unwrap().commit();
         backend.faults().refuse_writes(None);
         closed.sync().await;
         open.sync().await;
-        let _ = closed.charge(&key(), budget, 10).await.unwrap();
+        closed.charge(&key(), budget, 10).await.unwrap().commit();
         // Nothing charged while storage failed was lost.
         assert_eq!(store.kv.get(&storage_key(&other)).await.unwrap(), Some(b"20".to_vec()));
     }
@@ -470,10 +514,10 @@ mod tests {
         let m1 = meter(Arc::clone(&store.kv), FailBehavior::Open);
         let m2 = meter(Arc::clone(&store.kv), FailBehavior::Open);
         for _ in 0..2 {
-            let _ = m1.charge(&key(), budget, 10).await.unwrap();
+            m1.charge(&key(), budget, 10).await.unwrap().commit();
         }
         m1.sync().await;
-        let _ = m2.charge(&key(), budget, 10).await.unwrap();
+        m2.charge(&key(), budget, 10).await.unwrap().commit();
         assert!(m2.charge(&key(), budget, 10).await.is_err());
         m2.sync().await;
         m1.sync().await;

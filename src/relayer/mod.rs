@@ -18,7 +18,8 @@
 //!    `POKTHTTPResponse`). **5xx relays are served but not mined** and their meter charge is refunded (poktroll's
 //!    "pessimistic reversal of 5xx rewards": the supplier is not paid for its backend's failures); counted in
 //!    `ha_relayer_relays_skipped_5xx_total`. Transport failures, timeouts and oversized answers are refused with
-//!    their own codes and refunded.
+//!    their own codes and refunded; so is a relay whose gateway disconnected before the answer (hyper drops the
+//!    handler, and the uncommitted [`meter::Charge`] refunds itself when dropped).
 //! 5. Mining: difficulty at session start, then the relay is queued to the group-committing relay log appender.
 //!    With `relay_log.durable_ack` the gateway's answer waits for the batch to be durable; without it, it does
 //!    not. While appends fail (storage full or unreachable), new relays are refused with `storage_error` before
@@ -448,7 +449,7 @@ impl Relayer {
                     .mine(&request, &response, &valid, status, compute_units, self.durable_ack)
                     .await
                 {
-                    Ok(Mined::Appended | Mined::BelowDifficulty) => {}
+                    Ok(Mined::Appended | Mined::BelowDifficulty) => charge.commit(),
                     Ok(Mined::Backend5xx) => self.refund(&service_id, charge),
                     Err(e) => {
                         self.refund(&service_id, charge);
@@ -545,7 +546,10 @@ impl Relayer {
                     self.refund(&service_id, charge);
                     Ok(())
                 }
-                Ok(_) => Ok(()),
+                Ok(Mined::Appended | Mined::BelowDifficulty) => {
+                    charge.commit();
+                    Ok(())
+                }
                 Err(e) => {
                     self.refund(&service_id, charge);
                     Err(e)

@@ -694,3 +694,37 @@ async fn a_ring_member_without_an_on_chain_key_makes_the_relay_invalid() {
         1
     );
 }
+
+/// A gateway that disconnects while the backend works makes hyper drop the relay's handler: the compute units the
+/// eager path charged before calling the backend go back to the meter (a charge not committed refunds itself when
+/// dropped), or later paid relays of the session would be refused as over-serviced.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gateway_disconnecting_while_the_backend_works_is_not_charged() {
+    use tokio::io::AsyncWriteExt as _;
+    let net = Net::new(1_000_000_000).await;
+    let r = net.relayer().await;
+    let header = net.header("gated").await;
+    let body = relay::encode_relay_request(&net.request(&header, &net.ours.1, Net::rpc(1)));
+    let addr = r.url.trim_start_matches("http://");
+    let mut gateway = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let head = format!(
+        "POST / HTTP/1.1\r\nhost: {addr}\r\ncontent-type: application/x-protobuf\r\nrpc-type: 3\r\ncontent-length: {}\r\n\r\n",
+        body.len()
+    );
+    gateway.write_all(head.as_bytes()).await.unwrap();
+    gateway.write_all(&body).await.unwrap();
+    // The relay was validated and charged: it waits on the backend.
+    tokio::time::timeout(Duration::from_secs(10), net.gate.arrived.notified())
+        .await
+        .expect("the relay reached the backend");
+    drop(gateway);
+    let key = format!("meter:{}:{}:consumed", header.session_id, net.ours.1);
+    let meter = r.relayer.meter().unwrap();
+    eventually("the abandoned relay's charge to be refunded", || async {
+        meter.sync().await;
+        let consumed = net.storage.kv.get(&key).await.unwrap().unwrap_or_default();
+        consumed.is_empty() || consumed == b"0"
+    })
+    .await;
+    assert_eq!(net.recorded().await, 0);
+}
