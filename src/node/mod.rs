@@ -7,8 +7,10 @@
 //!    `/health`, `/ready`).
 //!
 //! Shutdown (SIGTERM, Ctrl-C, or the caller's future) runs in reverse: the relay server stops accepting and
-//! drains in-flight relays (each is in the relay log before its gateway got an answer), the miner does a final
-//! ingest and persists its tries and records, then storage closes (raft leaves cleanly; redb flushes).
+//! drains in-flight relays (each is in the relay log before its gateway got an answer), then waits for the
+//! optimistic relays still settling in the background (answered, not yet validated and appended); only then is
+//! the miner told to stop, so its final ingest sees them, and it persists its tries and records; then storage
+//! closes (raft leaves cleanly; redb flushes).
 
 mod storage_mode;
 
@@ -84,7 +86,10 @@ pub struct Node {
     pub telemetry: Telemetry,
     /// The keyring (hot reloads land here).
     pub keyring: Keyring,
+    /// Stops the relay server.
     stop: watch::Sender<bool>,
+    /// Stops the miner, once every relay is settled.
+    miner_stop: watch::Sender<bool>,
     relay_server: JoinHandle<()>,
     miner: MinerRuntime,
     background: Vec<JoinHandle<()>>,
@@ -235,6 +240,7 @@ impl Node {
         background.push(watch_task);
 
         let (stop, stop_rx) = watch::channel(false);
+        let (miner_stop, miner_stop_rx) = watch::channel(false);
         let relayer = Arc::new(
             Relayer::from_config(&config, Arc::clone(&chain), keyring.clone(), &store, height, &telemetry)
                 .map_err(|e| NodeError::Relayer(e.to_string()))?,
@@ -247,7 +253,9 @@ impl Node {
             let shutdown = stopped(stop_rx.clone());
             let limits = config.relay_server.limits();
             async move {
-                relayer.serve(relay_listener, limits, shutdown).await;
+                Arc::clone(&relayer).serve(relay_listener, limits, shutdown).await;
+                // Connections are drained; optimistic relays may still be validating and appending.
+                relayer.drain_settlements().await;
             }
         });
 
@@ -277,7 +285,7 @@ impl Node {
         );
         let miner = miner.with_metrics(crate::miner::metrics::MinerMetrics::new(&telemetry)?);
         let miner_stats = miner.stats();
-        let miner = MinerRuntime::spawn(miner.run(telemetry.heartbeat("miner"), stopped(stop_rx.clone())))
+        let miner = MinerRuntime::spawn(miner.run(telemetry.heartbeat("miner"), stopped(miner_stop_rx)))
             .map_err(|e| NodeError::Miner(format!("miner runtime: {e}")))?;
 
         let mut metrics_addr = None;
@@ -310,6 +318,7 @@ impl Node {
             telemetry,
             keyring,
             stop,
+            miner_stop,
             relay_server,
             miner,
             background,
@@ -323,11 +332,13 @@ impl Node {
         self.shutdown().await;
     }
 
-    /// Graceful stop: drain relays, final miner ingest and persist, close storage.
+    /// Graceful stop: drain relays (connections, then optimistic settlements), final miner ingest and persist,
+    /// close storage. The miner stops only after every relay is appended, so its final ingest includes them.
     pub async fn shutdown(self) {
         tracing::info!("shutting down: draining relays");
         let _ = self.stop.send(true);
         let _ = self.relay_server.await;
+        let _ = self.miner_stop.send(true);
         self.miner.join().await;
         for task in &self.background {
             task.abort();

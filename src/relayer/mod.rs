@@ -321,6 +321,20 @@ impl Relayer {
         })
     }
 
+    /// Waits until every optimistic settlement running in the background is done (validated, then appended or
+    /// dropped). Call once the relay server drained its connections and before the miner's final ingest and the
+    /// storage close: a relay already answered to its gateway but still validating would otherwise never reach
+    /// the relay log. Every background settlement holds one of the `OPTIMISTIC_IN_FLIGHT` permits, so holding
+    /// them all means none is left running; they are released on return.
+    pub async fn drain_settlements(&self) {
+        let all = u32::try_from(OPTIMISTIC_IN_FLIGHT).unwrap_or(u32::MAX);
+        match self.optimistic.acquire_many(all).await {
+            Ok(_all) => tracing::debug!("optimistic settlements drained"),
+            // The semaphore is never closed; nothing would be left to wait for.
+            Err(e) => tracing::warn!(error = %e, "optimistic settlements not drained"),
+        }
+    }
+
     /// The relay meter, when enabled.
     pub fn meter(&self) -> Option<&RelayMeter> {
         self.meter.as_ref()

@@ -728,3 +728,82 @@ async fn a_gateway_disconnecting_while_the_backend_works_is_not_charged() {
     .await;
     assert_eq!(net.recorded().await, 0);
 }
+
+/// A relay answered optimistically is validated and appended in the background; a shutdown right after the
+/// answer waits for that settlement (after the connections drained, before the miner's final ingest and the
+/// storage close), so the relay reaches the relay log and the miner's final ingest. The chain answers the
+/// settlement's application query slowly, so it is still running when the shutdown starts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_waits_for_optimistic_relays_still_settling() {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    let net = Net::new(1_000_000_000).await;
+    let slow = Arc::new(AtomicBool::new(false));
+    let delayed = Arc::new(AtomicUsize::new(0));
+    let grpc_url = {
+        let (slow, delayed) = (Arc::clone(&slow), Arc::clone(&delayed));
+        let chain = relay_miner::sim::chain::router(net.chain.clone())
+            .into_axum()
+            .layer(axum::middleware::from_fn(
+                move |request: axum::extract::Request, next: axum::middleware::Next| {
+                    let (slow, delayed) = (Arc::clone(&slow), Arc::clone(&delayed));
+                    async move {
+                        if slow.load(Ordering::SeqCst) && request.uri().path() == "/pocket.application.Query/Application" {
+                            delayed.fetch_add(1, Ordering::SeqCst);
+                            tokio::time::sleep(Duration::from_millis(1500)).await;
+                        }
+                        next.run(request).await
+                    }
+                },
+            ));
+        serve(chain).await
+    };
+    let backend = DemoBackend::spawn(BackendConfig::default()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let keys = dir.path().join("keys.yaml");
+    crate::support::node::write_keys(&keys, &[key_hex("relayer-test-supplier-ours")]);
+    let yaml = format!(
+        "listen_addr: 127.0.0.1:0
+storage:
+  data_dir: {data}
+  mode: embedded
+pocket_node:
+  query_node_rpc_url: http://127.0.0.1:1
+  query_node_grpc_url: {grpc_url}
+  chain_id: pocket-relayer-test
+keys:
+  keys_file: {keys}
+  hot_reload: false
+services:
+  lazy:
+    validation_mode: optimistic
+    backends:
+      jsonrpc: {{url: {backend}}}
+metrics:
+  enabled: false
+health_check:
+  enabled: false
+logging:
+  level: warn
+  format: text
+",
+        data = dir.path().join("data").display(),
+        keys = keys.display(),
+        backend = backend.http_url(),
+    );
+    let config = Config::from_yaml(&yaml).unwrap();
+    let node = relay_miner::node::Node::start(config, Default::default()).await.unwrap();
+    let stats = Arc::clone(&node.miner_stats);
+    let header = net.header("lazy").await;
+    slow.store(true, Ordering::SeqCst);
+    let url = format!("http://{}", node.relay_addr);
+    let (status, response) = net.send(&url, &net.request(&header, &net.ours.1, Net::rpc(1))).await;
+    assert_eq!(status, 200);
+    assert_eq!(served_status(&net, &response), 200);
+    node.shutdown().await;
+    assert_eq!(delayed.load(Ordering::SeqCst), 1, "the settlement was slowed down");
+    assert_eq!(
+        stats.relays_ingested.load(Ordering::SeqCst),
+        1,
+        "the relay reached the relay log before the miner's final ingest"
+    );
+}
