@@ -1,9 +1,11 @@
 //! Typed pocket/cosmos queries over gRPC (§1.3) with caches keyed the way the protocol is keyed: params,
 //! difficulty, compute units and blocks *at height* (immutable once the height exists: cached for an hour, so
-//! a long run keeps the heights it still asks about, not every height it ever saw), sessions per (app, service,
+//! a long run keeps the heights it still asks about, not every height it ever saw; shared params of a height
+//! beyond the current session are never cached, see [`ChainClient::shared_params_at`]), sessions per (app, service,
 //! session end) for 10 minutes, applications and account keys with short TTLs. Not-found answers are cached
 //! briefly and never forever; failed reads are never cached (lessons.md).
 
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
 use super::cache::{Lookup, RefreshCache, TtlCache};
@@ -67,6 +69,8 @@ pub struct ChainClient {
     applications: RefreshCache<String, Option<wire::Application>>,
     pubkeys: TtlCache<String, Option<[u8; 33]>>,
     blocks: TtlCache<i64, BlockInfo>,
+    /// Highest block height known to exist (0: none yet); bounds what [`ChainClient::shared_params_at`] caches.
+    latest_height: AtomicI64,
 }
 
 impl ChainClient {
@@ -81,6 +85,7 @@ impl ChainClient {
             applications: RefreshCache::new(65_536, APPLICATION_STALE_FOR),
             pubkeys: TtlCache::new(65_536),
             blocks: TtlCache::new(4096),
+            latest_height: AtomicI64::new(0),
         })
     }
 
@@ -103,7 +108,26 @@ impl ChainClient {
         &self.grpc
     }
 
-    /// Shared params in effect at `height` (`ParamsAtHeight`), cached per height.
+    /// Records that block `height` exists (the block watch calls it for each new block; [`ChainClient::block`]
+    /// and [`ChainClient::latest_block`] do it themselves). Heights only go up.
+    pub fn observe_height(&self, height: i64) {
+        self.latest_height.fetch_max(height, Ordering::Relaxed);
+    }
+
+    /// The highest block height known to exist (0 before any).
+    pub fn latest_height(&self) -> i64 {
+        self.latest_height.load(Ordering::Relaxed)
+    }
+
+    /// Shared params in effect at `height` (`ParamsAtHeight`), cached per height up to the end of the current
+    /// session.
+    ///
+    /// The chain answers a height it has not reached with today's params, which a governance change can still
+    /// make wrong for that height (changes take effect at a session start), and callers (the relayer, before
+    /// any signature check) may ask with a client-chosen height. So an answer is cached only when `height` is at
+    /// most the end of the session of the latest known height ([`ChainClient::observe_height`]); the current
+    /// session's params are fixed, and the relayer asks for them on every relay. Other answers are used, not
+    /// stored (nothing is stored while no height is known).
     pub async fn shared_params_at(&self, height: i64) -> Result<wire::SharedParams, ChainError> {
         if let Some(p) = self.shared_at.get(&height) {
             return Ok(p);
@@ -118,7 +142,12 @@ impl ChainClient {
         let params = response
             .params
             .ok_or_else(|| ChainError::BadResponse("ParamsAtHeight without params".into()))?;
-        if height > 0 {
+        let latest = self.latest_height();
+        // A height above `latest` was answered with the params at `latest`: their grid gives the current session.
+        let settled = latest > 0
+            && (height <= latest
+                || crate::protocol::session::SessionGrid::new(&params).is_ok_and(|g| height <= g.session_end(latest)));
+        if height > 0 && settled {
             self.shared_at.insert(height, params.clone(), Some(AT_HEIGHT_TTL));
         }
         Ok(params)
@@ -385,6 +414,7 @@ impl ChainClient {
             .unary(tendermint_method::GET_LATEST_BLOCK, wire::GetLatestBlockRequest {})
             .await?;
         let block = block_info(response)?;
+        self.observe_height(block.height);
         self.blocks.insert(block.height, block.clone(), Some(AT_HEIGHT_TTL));
         Ok(block)
     }
@@ -405,6 +435,7 @@ impl ChainClient {
             Err(e) if e.is_not_found() => return Err(ChainError::NotFound(format!("block {height}"))),
             other => block_info(other?)?,
         };
+        self.observe_height(block.height);
         self.blocks.insert(height, block.clone(), Some(AT_HEIGHT_TTL));
         Ok(block)
     }

@@ -125,6 +125,8 @@ fn spawn_height_watch(
     let heartbeat = telemetry.heartbeat("block_watch");
     let poller = Arc::clone(&client);
     let advance = move |height: i64| {
+        // What the chain client may cache (shared params up to the current session's end) follows the chain.
+        client.observe_height(height);
         let changed = tx.send_if_modified(|h| {
             let changed = height > *h;
             *h = (*h).max(height);

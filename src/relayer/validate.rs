@@ -10,8 +10,8 @@
 use std::collections::BTreeMap;
 
 use super::RelayError;
-use crate::chain::query::ChainClient;
-use crate::protocol::session::{self, SessionWindows};
+use crate::chain::query::{ChainClient, ChainError};
+use crate::protocol::session::{self, SessionGrid, SessionWindows};
 use crate::protocol::wire::{RelayRequest, SessionHeader};
 use crate::protocol::{relay, ring};
 
@@ -78,6 +78,21 @@ pub async fn validate(
         .unwrap_or_default();
     // (1) timing: params at the session end height; past sessions only within the grace period.
     let end = header.session_end_block_height;
+    // §2.6: a relay is for the current session or a past one within grace. The header is not authenticated yet,
+    // so a session ending after the current one is refused before any chain read keyed by its heights (each would
+    // be an uncached query, and the chain answers a future height with today's params).
+    chain.observe_height(height);
+    if height > 0 {
+        let current = chain.shared_params_at(height).await.map_err(RelayError::Chain)?;
+        let current_end = SessionGrid::new(&current)
+            .map_err(|e| RelayError::Chain(ChainError::BadResponse(format!("shared params at {height}: {e}"))))?
+            .session_end(height);
+        if end > current_end {
+            return Err(RelayError::SessionMismatch(format!(
+                "session ending at {end} is after the current session (ending at {current_end})"
+            )));
+        }
+    }
     let params = chain.shared_params_at(end).await.map_err(RelayError::Chain)?;
     let windows = SessionWindows::new(&params, end).map_err(|e| RelayError::Malformed(e.to_string()))?;
     let query_height = if end < height {

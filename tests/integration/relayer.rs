@@ -65,6 +65,9 @@ impl Gate {
 pub(crate) struct Net {
     chain: SimChain,
     client: Arc<ChainClient>,
+    grpc_url: String,
+    /// `ParamsAtHeight` queries the simulator answered.
+    params_queries: Arc<std::sync::atomic::AtomicUsize>,
     height_tx: watch::Sender<i64>,
     storage: storage::Storage,
     _dir: tempfile::TempDir,
@@ -164,7 +167,17 @@ impl Net {
         for _ in 0..4 {
             chain.produce_block();
         }
-        let grpc_url = serve(relay_miner::sim::chain::router(chain.clone()).into_axum()).await;
+        let params_queries = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counted = Arc::clone(&params_queries);
+        let grpc_url = serve(relay_miner::sim::chain::router(chain.clone()).into_axum().layer(
+            axum::middleware::from_fn(move |request: axum::extract::Request, next: axum::middleware::Next| {
+                if request.uri().path() == "/pocket.shared.Query/ParamsAtHeight" {
+                    counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                }
+                next.run(request)
+            }),
+        ))
+        .await;
         let fast = DemoBackend::spawn(BackendConfig::default()).await.unwrap();
         let slow = DemoBackend::spawn(BackendConfig {
             delay: DelayConfig {
@@ -232,10 +245,13 @@ relay_log:
             .await
             .unwrap();
         let client = Arc::new(ChainClient::new(&grpc_url, Duration::from_secs(5)).unwrap());
+        client.observe_height(chain.height());
         let (height_tx, _) = watch::channel(chain.height());
         Self {
             chain,
             client,
+            grpc_url,
+            params_queries,
             height_tx,
             storage: redb.storage(),
             _dir: dir,
@@ -277,6 +293,7 @@ relay_log:
             self.chain.produce_block();
         }
         self.client.invalidate_applications();
+        self.client.observe_height(self.chain.height());
         self.height_tx.send_replace(self.chain.height());
     }
 
@@ -806,4 +823,53 @@ logging:
         1,
         "the relay reached the relay log before the miner's final ingest"
     );
+}
+
+/// §2.6: a relay is for the current session or a past one within grace. A header naming a session far in the future
+/// is refused (session_mismatch) before the relayer reads anything from the chain keyed by its unauthenticated
+/// heights: no `ParamsAtHeight` query, no new cache entry.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_for_a_future_session_is_refused_before_any_chain_read_keyed_by_it() {
+    use std::sync::atomic::Ordering;
+    let net = Net::new(1_000_000_000).await;
+    let r = net.relayer().await;
+    let header = net.header("anvil").await;
+    let (status, _) = net.send(&r.url, &net.request(&header, &net.ours.1, Net::rpc(1))).await;
+    assert_eq!(status, 200);
+    let cached = || net.client.cache_entries()[0];
+    let (queries, entries) = (net.params_queries.load(Ordering::SeqCst), cached());
+    assert_eq!(entries.0, "shared_params");
+    let mut future = header.clone();
+    future.session_start_block_height += 10_000;
+    future.session_end_block_height += 10_000;
+    let (status, response) = net.send(&r.url, &net.request(&future, &net.ours.1, Net::rpc(2))).await;
+    assert_eq!((status, error_code(&response)), (400, Some(5)), "{response:?}");
+    assert_eq!(net.params_queries.load(Ordering::SeqCst), queries, "no chain read for the future heights");
+    assert_eq!(cached(), entries);
+    assert_eq!(net.recorded().await, 1);
+}
+
+/// The chain answers `ParamsAtHeight` for a height it has not reached with today's params, which a governance
+/// change can still make wrong: such an answer is used, never cached. The current session's params are cached
+/// (the relayer asks for them on every relay).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shared_params_beyond_the_current_session_are_not_cached() {
+    let net = Net::new(1_000_000_000).await;
+    let client = ChainClient::new(&net.grpc_url, Duration::from_secs(5)).unwrap();
+    let height = net.chain.height();
+    let shared_params = |c: &ChainClient| c.cache_entries()[0].1;
+    // No height known yet: nothing is cached.
+    client.shared_params_at(height).await.unwrap();
+    assert_eq!(shared_params(&client), 0);
+    client.observe_height(height);
+    let current_end = relay_miner::protocol::session::SessionGrid::new(&net.chain.state().shared)
+        .unwrap()
+        .session_end(height);
+    for future in [height + 10_000, current_end + 1] {
+        client.shared_params_at(future).await.unwrap();
+        assert_eq!(shared_params(&client), 0, "params at {future} cached at height {height}");
+    }
+    client.shared_params_at(current_end).await.unwrap();
+    client.shared_params_at(height).await.unwrap();
+    assert_eq!(shared_params(&client), if current_end == height { 1 } else { 2 });
 }
