@@ -2,8 +2,9 @@
 //!
 //! Per (session, supplier) the meter tracks consumed compute units (`compute_units_per_relay` at session start per
 //! served relay). The budget of one supplier in a session is its share of the app's stake,
-//! `stake / suppliers in the session` uPOKT (poktroll's relayer bounds a supplier the same way: the chain pays
-//! at most that share when an app over-consumes), and a relay is refused when
+//! `stake / suppliers in the session / pending sessions` uPOKT ([`Budget::from_stake`], [`pending_sessions`]):
+//! the stake pays every session not yet settled, and the chain caps a supplier's claim at such a share when an
+//! app over-consumes. A relay is refused when
 //! `(consumed + cu) × compute_units_to_tokens_multiplier > share × compute_unit_cost_granularity` (spec §6.4,
 //! exact integer arithmetic).
 //!
@@ -69,16 +70,41 @@ pub struct Budget {
     pub forget_at_height: i64,
 }
 
+/// How many sessions an application's stake pays for at once, as poktroll's relayer meter counts them
+/// (`getAppStakePortionPayableToSessionSupplier`): the sessions that ended and still await settlement,
+/// `ceil((claim_window_open + claim_window_close + proof_window_open + proof_window_close offsets) /
+/// num_blocks_per_session)`, plus the current one. `params` are the shared params at the session end height.
+///
+/// The chain's settlement cap (`ensureClaimAmountLimits`) divides by the first term only, so this budget is at
+/// most the chain's (never over-serves), and equals poktroll's relayer.
+pub fn pending_sessions(params: &crate::protocol::wire::SharedParams) -> u64 {
+    let blocks = params.num_blocks_per_session.max(1);
+    let until_proof_window_closes = params
+        .claim_window_open_offset_blocks
+        .saturating_add(params.claim_window_close_offset_blocks)
+        .saturating_add(params.proof_window_open_offset_blocks)
+        .saturating_add(params.proof_window_close_offset_blocks);
+    until_proof_window_closes.div_ceil(blocks).saturating_add(1)
+}
+
 impl Budget {
-    /// The compute-unit budget of one supplier: `floor(stake / suppliers × granularity / multiplier)`.
+    /// The compute-unit budget of one supplier in one session:
+    /// `floor(floor(floor(stake / suppliers) / pending_sessions) × granularity / multiplier)` (integer divisions in
+    /// poktroll's order: per supplier, then per pending session).
+    ///
+    /// `session_suppliers` are the suppliers of the on-chain session (poktroll's relayer divides by the session
+    /// param `num_suppliers_per_session`, at least as many; the chain by the suppliers that claimed, at most as
+    /// many, so this never exceeds what the chain pays).
     pub fn from_stake(
         stake_upokt: u64,
         session_suppliers: usize,
+        pending_sessions: u64,
         multiplier: u64,
         granularity: u64,
         forget_at_height: i64,
     ) -> Self {
-        let share = u128::from(stake_upokt) / (session_suppliers.max(1) as u128);
+        let share =
+            u128::from(stake_upokt) / (session_suppliers.max(1) as u128) / u128::from(pending_sessions.max(1));
         let limit = if multiplier == 0 {
             u128::from(u64::MAX)
         } else {
@@ -421,8 +447,53 @@ mod tests {
     #[test]
     fn budget_is_the_suppliers_share_of_the_stake() {
         // 1000 uPOKT, 2 suppliers → 500 uPOKT; 42 uPOKT per CU (42e6 / 1e6) → 11 CU.
-        let b = Budget::from_stake(1000, 2, 42_000_000, 1_000_000, 10);
+        let b = Budget::from_stake(1000, 2, 1, 42_000_000, 1_000_000, 10);
         assert_eq!(b.limit_compute_units, 11);
+    }
+
+    fn shared(blocks: u64, offsets: [u64; 4]) -> crate::protocol::wire::SharedParams {
+        crate::protocol::wire::SharedParams {
+            num_blocks_per_session: blocks,
+            claim_window_open_offset_blocks: offsets[0],
+            claim_window_close_offset_blocks: offsets[1],
+            proof_window_open_offset_blocks: offsets[2],
+            proof_window_close_offset_blocks: offsets[3],
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn pending_sessions_round_up_and_count_the_current_one() {
+        // Mainnet-like: 60-block sessions, 9 blocks from session end to proof window close → 1 + current.
+        assert_eq!(pending_sessions(&shared(60, [1, 4, 0, 4])), 2);
+        // Exactly one session of windows: 1 + current; one block more rounds up.
+        assert_eq!(pending_sessions(&shared(10, [1, 4, 1, 4])), 2);
+        assert_eq!(pending_sessions(&shared(10, [1, 4, 2, 4])), 3);
+        // 4-block sessions, 9 blocks: ceil(9 / 4) = 3, + current.
+        assert_eq!(pending_sessions(&shared(4, [1, 4, 0, 4])), 4);
+    }
+
+    /// With mainnet-like params the stake pays two sessions at once: a supplier's budget in one is half of its
+    /// share of the stake, and the meter refuses at that half.
+    #[tokio::test]
+    async fn the_meter_refuses_at_the_share_of_one_of_the_pending_sessions() {
+        let params = shared(60, [1, 4, 0, 4]);
+        // 1,200 uPOKT, 2 suppliers → 600 each; 2 pending sessions → 300; 10 uPOKT per CU → 30 CU.
+        let budget = Budget::from_stake(1_200, 2, pending_sessions(&params), 10_000_000, 1_000_000, 100);
+        assert_eq!(budget.limit_compute_units, 30);
+        let store = storage::MemoryBackend::new().storage();
+        let m = meter(Arc::clone(&store.kv), FailBehavior::Open);
+        for _ in 0..3 {
+            m.charge(&key(), budget, 10).await.unwrap().commit();
+        }
+        assert!(matches!(
+            m.charge(&key(), budget, 10).await,
+            Err(MeterError::OverServiced {
+                consumed: 30,
+                limit: 30,
+                ..
+            })
+        ));
     }
 
     #[tokio::test]

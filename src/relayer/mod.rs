@@ -612,6 +612,7 @@ impl Relayer {
         let budget = meter::Budget::from_stake(
             valid.app_stake_upokt,
             valid.session_suppliers,
+            valid.pending_sessions,
             valid.compute_units_to_tokens_multiplier,
             valid.compute_unit_cost_granularity,
             valid.windows.claim_open,

@@ -41,6 +41,9 @@ pub struct Validated {
     pub compute_units_to_tokens_multiplier: u64,
     /// Shared `compute_unit_cost_granularity` at the session end height.
     pub compute_unit_cost_granularity: u64,
+    /// Sessions the app's stake pays for at once, from the shared params at the session end height
+    /// ([`super::meter::pending_sessions`]).
+    pub pending_sessions: u64,
 }
 
 /// The synchronous checks every mode runs before serving: meta present, session header well formed, supplier ours.
@@ -183,5 +186,6 @@ pub async fn validate(
         app_stake_upokt,
         compute_units_to_tokens_multiplier: params.compute_units_to_tokens_multiplier,
         compute_unit_cost_granularity: params.compute_unit_cost_granularity,
+        pending_sessions: super::meter::pending_sessions(&params),
     })
 }

@@ -613,9 +613,10 @@ async fn optimistic_mode_serves_an_invalid_relay_but_does_not_mine_it() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn meter_refuses_over_service_and_is_shared_between_relayers() {
-    // Stake 2,600 uPOKT shared by 2 suppliers → 1,300 each; 42 uPOKT per compute unit (42e6 / 1e6) → 30 compute
-    // units → 3 relays of 10 compute units per supplier and session.
-    let net = Net::new(2_600).await;
+    // Stake 10,400 uPOKT shared by 2 suppliers → 5,200 each, paying 4 pending sessions at once (4-block sessions,
+    // 9 blocks from session end to proof window close: ceil(9 / 4) + the current one) → 1,300 per session; 42 uPOKT
+    // per compute unit (42e6 / 1e6) → 30 compute units → 3 relays of 10 compute units per supplier and session.
+    let net = Net::new(10_400).await;
     let a = net.relayer().await;
     let b = net.relayer().await;
     let header = net.header("anvil").await;
