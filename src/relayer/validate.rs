@@ -153,7 +153,13 @@ pub async fn validate(
     let on_chain = chain
         .session(&header.application_address, &header.service_id, query_height)
         .await
-        .map_err(RelayError::Chain)?;
+        .map_err(|e| {
+            if session_refused_for_request(&e) {
+                RelayError::SessionMismatch(format!("the chain has no such session: {e}"))
+            } else {
+                RelayError::Chain(e)
+            }
+        })?;
     let on_chain_header = on_chain.header.clone().unwrap_or_default();
     if on_chain_header != header {
         return Err(RelayError::SessionMismatch(format!(
@@ -188,4 +194,78 @@ pub async fn validate(
         compute_unit_cost_granularity: params.compute_unit_cost_granularity,
         pending_sessions: super::meter::pending_sessions(&params),
     })
+}
+
+/// Messages of poktroll's session hydration errors that are the request's fault (`x/session/types/errors.go`:
+/// app not found, not active, not staked for the service, no suppliers, invalid app address). `GetSession`
+/// returns them with status `Internal`, like a real failure of the node, so the message tells them apart.
+const REQUEST_FAULT_MESSAGES: [&str; 5] = [
+    "application for session not found",
+    "application is not active",
+    "not staked for requested service",
+    "no suppliers not found for session",
+    "invalid application address for session",
+];
+
+/// Whether a `GetSession` failure (§2.6 step 3) is the request's fault rather than the chain's: the chain is up
+/// and says this (app, service, height) has no session (not found, invalid argument, failed precondition, out of
+/// range, or one of poktroll's hydration refusals). Such relays are refused as `session_mismatch` (400);
+/// transport failures and other statuses stay `chain_unavailable` (503), which tells the gateway to retry
+/// elsewhere.
+fn session_refused_for_request(error: &ChainError) -> bool {
+    use crate::chain::grpc::GrpcError;
+    match error {
+        ChainError::NotFound(_) => true,
+        ChainError::Grpc(GrpcError::Status { code, message, .. }) => match code {
+            tonic::Code::NotFound
+            | tonic::Code::InvalidArgument
+            | tonic::Code::FailedPrecondition
+            | tonic::Code::OutOfRange => true,
+            tonic::Code::Internal => REQUEST_FAULT_MESSAGES.iter().any(|m| message.contains(m)),
+            _ => false,
+        },
+        ChainError::Grpc(_) | ChainError::BadResponse(_) => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::chain::grpc::GrpcError;
+
+    fn status(code: tonic::Code, message: &str) -> ChainError {
+        ChainError::Grpc(GrpcError::Status {
+            method: "/pocket.session.Query/GetSession".into(),
+            code,
+            message: message.into(),
+        })
+    }
+
+    #[test]
+    fn session_refusals_are_the_requests_fault_and_outages_the_chains() {
+        for refused in [
+            ChainError::NotFound("session".into()),
+            status(tonic::Code::FailedPrecondition, "application is not staked for service anvil"),
+            status(tonic::Code::InvalidArgument, "invalid application address"),
+            status(
+                tonic::Code::Internal,
+                "application in session not staked for requested service: app pokt1x service anvil",
+            ),
+            status(tonic::Code::Internal, "no suppliers not found for session: service anvil"),
+        ] {
+            assert!(session_refused_for_request(&refused), "{refused}");
+        }
+        for outage in [
+            status(tonic::Code::Unavailable, "connection refused"),
+            status(tonic::Code::DeadlineExceeded, "timeout"),
+            status(tonic::Code::Internal, "error during session hydration: no block hash"),
+            ChainError::Grpc(GrpcError::Transport {
+                url: "http://node:9090".into(),
+                reason: "connection reset".into(),
+            }),
+            ChainError::BadResponse("GetSession without session".into()),
+        ] {
+            assert!(!session_refused_for_request(&outage), "{outage}");
+        }
+    }
 }

@@ -874,3 +874,38 @@ async fn shared_params_beyond_the_current_session_are_not_cached() {
     client.shared_params_at(height).await.unwrap();
     assert_eq!(shared_params(&client), if current_end == height { 1 } else { 2 });
 }
+
+/// §2.6 step 3: when the chain refuses `GetSession` because the application is not staked for the service, the
+/// relay is the client's fault (session_mismatch, 400), not a chain outage (chain_unavailable, 503: "retry
+/// elsewhere"). It is not recorded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_for_an_app_not_staked_for_the_service_is_a_session_mismatch() {
+    let net = Net::new(1_000_000_000).await;
+    let r = net.relayer().await;
+    // The header as it was while the app was staked for the service, read without filling the relayer's caches.
+    let header = ChainClient::new(&net.grpc_url, Duration::from_secs(5))
+        .unwrap()
+        .session(&net.app.1, "anvil", net.chain.height())
+        .await
+        .unwrap()
+        .header
+        .unwrap();
+    net.chain
+        .state()
+        .applications
+        .get_mut(&net.app.1)
+        .unwrap()
+        .service_configs
+        .retain(|c| c.service_id != "anvil");
+    net.client.invalidate_applications();
+    let (status, response) = net.send(&r.url, &net.request(&header, &net.ours.1, Net::rpc(1))).await;
+    assert_eq!((status, error_code(&response)), (400, Some(5)), "{response:?}");
+    assert_eq!(net.recorded().await, 0);
+    assert_eq!(
+        metric(
+            &r.telemetry,
+            "ha_relayer_validation_failures_total{reason=\"session_mismatch\",service_id=\"anvil\"}"
+        ),
+        1
+    );
+}
