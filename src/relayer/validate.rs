@@ -85,16 +85,19 @@ pub async fn validate(
     // so a session ending after the current one is refused before any chain read keyed by its heights (each would
     // be an uncached query, and the chain answers a future height with today's params).
     chain.observe_height(height);
+    // The session grid of the current shared params (none while no height is known).
+    let mut current_grid = None;
     if height > 0 {
         let current = chain.shared_params_at(height).await.map_err(RelayError::Chain)?;
-        let current_end = SessionGrid::new(&current)
-            .map_err(|e| RelayError::Chain(ChainError::BadResponse(format!("shared params at {height}: {e}"))))?
-            .session_end(height);
+        let grid = SessionGrid::new(&current)
+            .map_err(|e| RelayError::Chain(ChainError::BadResponse(format!("shared params at {height}: {e}"))))?;
+        let current_end = grid.session_end(height);
         if end > current_end {
             return Err(RelayError::SessionMismatch(format!(
                 "session ending at {end} is after the current session (ending at {current_end})"
             )));
         }
+        current_grid = Some(grid);
     }
     let params = chain.shared_params_at(end).await.map_err(RelayError::Chain)?;
     let windows = SessionWindows::new(&params, end).map_err(|e| RelayError::Malformed(e.to_string()))?;
@@ -127,7 +130,7 @@ pub async fn validate(
         &app.address,
         &app.delegatee_gateway_addresses,
         &pending,
-        end.max(0) as u64,
+        ring_target_session_end(current_grid.as_ref(), end),
     );
     // §2.4 step 4: every address of the expected set resolves to its on-chain key, or there is no ring at all
     // (poktroll's ring client fails the whole ring). Skipping a keyless member would leave, for an app without
@@ -196,6 +199,15 @@ pub async fn validate(
     })
 }
 
+/// The session end height the expected ring is built for (§2.4 step 1): `GetSessionEndHeight(current shared
+/// params, header end)`, as poktroll's ring client does it (current params, not those at the session). It
+/// differs from the header's end only after a `num_blocks_per_session` change. Without a known current height
+/// (no grid), the header's end.
+fn ring_target_session_end(current: Option<&SessionGrid>, end: i64) -> u64 {
+    let target = current.map_or(end, |grid| grid.session_end(end));
+    u64::try_from(target).unwrap_or(0)
+}
+
 /// Messages of poktroll's session hydration errors that are the request's fault (`x/session/types/errors.go`:
 /// app not found, not active, not staked for the service, no suppliers, invalid app address). `GetSession`
 /// returns them with status `Internal`, like a real failure of the node, so the message tells them apart.
@@ -239,6 +251,24 @@ mod tests {
             code,
             message: message.into(),
         })
+    }
+
+    /// After `num_blocks_per_session` went from 4 to 10, a relay of the session ending at 8 (old grid) is checked
+    /// against the ring at the current grid's session end of 8, which is 10: a gateway whose undelegation was
+    /// recorded at 9 (before that target) is no longer in the ring.
+    #[test]
+    fn the_ring_target_is_the_current_grids_session_end_of_the_header_end() {
+        let current = crate::protocol::wire::SharedParams {
+            num_blocks_per_session: 10,
+            ..Default::default()
+        };
+        let grid = SessionGrid::new(&current).unwrap();
+        assert_eq!(ring_target_session_end(Some(&grid), 8), 10);
+        assert_eq!(ring_target_session_end(Some(&grid), 10), 10);
+        assert_eq!(ring_target_session_end(None, 8), 8);
+        let pending: BTreeMap<u64, Vec<String>> = [(9, vec!["pokt1gone".to_string()])].into();
+        let ring = ring::expected_ring_addresses("pokt1app", &[], &pending, ring_target_session_end(Some(&grid), 8));
+        assert!(!ring.contains(&"pokt1gone".to_string()), "{ring:?}");
     }
 
     #[test]
