@@ -103,8 +103,7 @@ impl Budget {
         granularity: u64,
         forget_at_height: i64,
     ) -> Self {
-        let share =
-            u128::from(stake_upokt) / (session_suppliers.max(1) as u128) / u128::from(pending_sessions.max(1));
+        let share = u128::from(stake_upokt) / (session_suppliers.max(1) as u128) / u128::from(pending_sessions.max(1));
         let limit = if multiplier == 0 {
             u128::from(u64::MAX)
         } else {

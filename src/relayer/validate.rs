@@ -275,13 +275,19 @@ mod tests {
     fn session_refusals_are_the_requests_fault_and_outages_the_chains() {
         for refused in [
             ChainError::NotFound("session".into()),
-            status(tonic::Code::FailedPrecondition, "application is not staked for service anvil"),
+            status(
+                tonic::Code::FailedPrecondition,
+                "application is not staked for service anvil",
+            ),
             status(tonic::Code::InvalidArgument, "invalid application address"),
             status(
                 tonic::Code::Internal,
                 "application in session not staked for requested service: app pokt1x service anvil",
             ),
-            status(tonic::Code::Internal, "no suppliers not found for session: service anvil"),
+            status(
+                tonic::Code::Internal,
+                "no suppliers not found for session: service anvil",
+            ),
         ] {
             assert!(session_refused_for_request(&refused), "{refused}");
         }

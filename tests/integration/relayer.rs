@@ -765,7 +765,9 @@ async fn shutdown_waits_for_optimistic_relays_still_settling() {
                 move |request: axum::extract::Request, next: axum::middleware::Next| {
                     let (slow, delayed) = (Arc::clone(&slow), Arc::clone(&delayed));
                     async move {
-                        if slow.load(Ordering::SeqCst) && request.uri().path() == "/pocket.application.Query/Application" {
+                        if slow.load(Ordering::SeqCst)
+                            && request.uri().path() == "/pocket.application.Query/Application"
+                        {
                             delayed.fetch_add(1, Ordering::SeqCst);
                             tokio::time::sleep(Duration::from_millis(1500)).await;
                         }
@@ -809,7 +811,9 @@ logging:
         backend = backend.http_url(),
     );
     let config = Config::from_yaml(&yaml).unwrap();
-    let node = relay_miner::node::Node::start(config, Default::default()).await.unwrap();
+    let node = relay_miner::node::Node::start(config, Default::default())
+        .await
+        .unwrap();
     let stats = Arc::clone(&node.miner_stats);
     let header = net.header("lazy").await;
     slow.store(true, Ordering::SeqCst);
@@ -845,7 +849,11 @@ async fn a_relay_for_a_future_session_is_refused_before_any_chain_read_keyed_by_
     future.session_end_block_height += 10_000;
     let (status, response) = net.send(&r.url, &net.request(&future, &net.ours.1, Net::rpc(2))).await;
     assert_eq!((status, error_code(&response)), (400, Some(5)), "{response:?}");
-    assert_eq!(net.params_queries.load(Ordering::SeqCst), queries, "no chain read for the future heights");
+    assert_eq!(
+        net.params_queries.load(Ordering::SeqCst),
+        queries,
+        "no chain read for the future heights"
+    );
     assert_eq!(cached(), entries);
     assert_eq!(net.recorded().await, 1);
 }
@@ -868,7 +876,11 @@ async fn shared_params_beyond_the_current_session_are_not_cached() {
         .session_end(height);
     for future in [height + 10_000, current_end + 1] {
         client.shared_params_at(future).await.unwrap();
-        assert_eq!(shared_params(&client), 0, "params at {future} cached at height {height}");
+        assert_eq!(
+            shared_params(&client),
+            0,
+            "params at {future} cached at height {height}"
+        );
     }
     client.shared_params_at(current_end).await.unwrap();
     client.shared_params_at(height).await.unwrap();
