@@ -272,3 +272,63 @@ async fn readiness_and_memory_gauges() {
     })
     .await;
 }
+
+fn server_with(args: &[&str]) -> RedisServer {
+    RedisServer::start(ServerOptions {
+        extra_args: args.iter().map(|a| (*a).to_owned()).collect(),
+        ..ServerOptions::default()
+    })
+    .unwrap()
+}
+
+/// Under an evicting `maxmemory-policy` Redis deletes relay streams, tries and session records (`allkeys-*`) or
+/// leases and meter counters (`volatile-*`) instead of refusing writes: readiness fails naming the setting,
+/// whether the policy is read from `INFO MEMORY` or (when `INFO` is disabled) from `CONFIG GET`, and passes
+/// once the policy is `noeviction`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readiness_fails_unless_the_eviction_policy_is_noeviction() {
+    // Read from INFO MEMORY; CONFIG is disabled as on managed Redis.
+    let server = server_with(&["--maxmemory-policy", "allkeys-lru", "--rename-command", "CONFIG", ""]);
+    let b = backend(&server, "ha").await;
+    assert_eq!(b.eviction_policy().await.unwrap().as_deref(), Some("allkeys-lru"));
+    let err = b.readiness().await.unwrap_err();
+    assert_eq!(err, NotReady::EvictionPolicy("allkeys-lru".into()));
+    assert_eq!(err.reason(), "redis_eviction_policy");
+    assert!(err.to_string().contains("maxmemory-policy is allkeys-lru"), "{err}");
+    assert!(err.to_string().contains("noeviction"), "{err}");
+    drop(b);
+    drop(server);
+
+    // Read from CONFIG GET when INFO is disabled; fixed at runtime, readiness passes.
+    let server = server_with(&["--maxmemory-policy", "volatile-lru", "--rename-command", "INFO", ""]);
+    let b = backend(&server, "ha").await;
+    assert_eq!(b.eviction_policy().await.unwrap().as_deref(), Some("volatile-lru"));
+    assert_eq!(
+        b.readiness().await.unwrap_err(),
+        NotReady::EvictionPolicy("volatile-lru".into())
+    );
+    assert_eq!(
+        server
+            .command(&["CONFIG", "SET", "maxmemory-policy", "noeviction"])
+            .unwrap(),
+        "+OK\r\n"
+    );
+    assert_eq!(b.eviction_policy().await.unwrap().as_deref(), Some("noeviction"));
+    b.readiness().await.unwrap();
+    drop(b);
+    drop(server);
+
+    // The default policy (noeviction) passes.
+    let server = server_with(&[]);
+    let b = backend(&server, "ha").await;
+    assert_eq!(b.eviction_policy().await.unwrap().as_deref(), Some("noeviction"));
+    b.readiness().await.unwrap();
+    drop(b);
+    drop(server);
+
+    // Neither readable: cannot be verified, not a known-bad policy; readiness passes (a WARN at connect).
+    let server = server_with(&["--rename-command", "INFO", "", "--rename-command", "CONFIG", ""]);
+    let b = backend(&server, "ha").await;
+    assert_eq!(b.eviction_policy().await.unwrap(), None);
+    b.readiness().await.unwrap();
+}

@@ -1,9 +1,20 @@
-//! Health of the Redis backend: the `INFO MEMORY` monitor and the readiness probe.
+//! Health of the Redis backend: the `INFO MEMORY` monitor, the eviction-policy check and the readiness probe.
 //!
 //! The monitor exports `used_memory`, `maxmemory` and their ratio through [`RedisStats::memory`]
 //! (with a heartbeat timestamp that advances every successful poll) and warns above `memory_warn_ratio`, so an
-//! operator sees OOM coming instead of discovering it hours later. The readiness probe answers `PING` and a
-//! small write, so `/ready` can go 503 with a typed reason while Redis refuses writes.
+//! operator sees OOM coming instead of discovering it hours later. The readiness probe answers `PING`, the
+//! eviction policy and a small write, so `/ready` can go 503 with a typed reason while Redis refuses writes or
+//! may drop our data.
+//!
+//! # Eviction policy
+//! Relay-miner needs `maxmemory-policy noeviction`: at `maxmemory` Redis must refuse writes (a typed, counted,
+//! retryable [`StorageError::OutOfMemory`]) rather than delete keys. Under `allkeys-*` it silently evicts relay
+//! streams, trie nodes and session records (relays lost, proofs impossible); under `volatile-*` it evicts the
+//! keys with a TTL: leases, fencing tokens and relay-meter counters. The policy is read from `INFO MEMORY`
+//! (`maxmemory_policy`), else from `CONFIG GET maxmemory-policy` (managed Redis often disables `CONFIG`). Any
+//! other policy is logged at ERROR when the backend connects and makes readiness fail with
+//! [`NotReady::EvictionPolicy`] until it is changed; a policy that can be read neither way is logged at WARN and
+//! does not fail readiness (it cannot be verified, which is not the same as known to be wrong).
 
 use std::time::Duration;
 
@@ -23,15 +34,23 @@ pub enum NotReady {
     /// The probe write failed otherwise (read-only replica, ACL, ...).
     #[error("redis refuses writes: {0}")]
     WriteRejected(String),
+    /// `maxmemory-policy` is not `noeviction` (the value): Redis may delete our keys at `maxmemory`.
+    #[error(
+        "redis maxmemory-policy is {0}, must be noeviction: at maxmemory Redis would evict relay streams, tries, \
+         session records, leases or meter counters instead of refusing writes (set `maxmemory-policy noeviction`)"
+    )]
+    EvictionPolicy(String),
 }
 
 impl NotReady {
-    /// A stable label for metrics and logs: `redis_unreachable`, `redis_oom`, `redis_write_rejected`.
+    /// A stable label for metrics and logs: `redis_unreachable`, `redis_oom`, `redis_write_rejected`,
+    /// `redis_eviction_policy`.
     pub fn reason(&self) -> &'static str {
         match self {
             Self::Unreachable(_) => "redis_unreachable",
             Self::OutOfMemory(_) => "redis_oom",
             Self::WriteRejected(_) => "redis_write_rejected",
+            Self::EvictionPolicy(_) => "redis_eviction_policy",
         }
     }
 }
@@ -46,6 +65,17 @@ impl Drop for MemoryMonitor {
     fn drop(&mut self) {
         self.task.abort();
     }
+}
+
+/// The only `maxmemory-policy` relay-miner accepts.
+pub(crate) const REQUIRED_POLICY: &str = "noeviction";
+
+/// `maxmemory_policy` from an `INFO MEMORY` reply.
+fn parse_info_policy(info: &str) -> Option<String> {
+    info.lines()
+        .find_map(|l| l.strip_prefix("maxmemory_policy:"))
+        .map(|v| v.trim().to_owned())
+        .filter(|v| !v.is_empty())
 }
 
 /// `(used_memory, maxmemory)` from an `INFO MEMORY` reply.
@@ -107,8 +137,67 @@ impl RedisBackend {
         }
     }
 
-    /// Readiness: `PING`, then a small write (`SET {base}:miner:ready_probe:{instance} PX 30000`).
-    /// Logs the reason at WARN when not ready.
+    /// The server's `maxmemory-policy`: from `INFO MEMORY`, else `CONFIG GET maxmemory-policy`. `Ok(None)` when
+    /// neither answers it (commands disabled or renamed, as on some managed Redis); `Err` when Redis cannot be
+    /// reached.
+    pub async fn eviction_policy(&self) -> Result<Option<String>, StorageError> {
+        match redis::cmd("INFO").arg("MEMORY").query_async::<String>(&mut self.conn()).await {
+            Ok(info) => {
+                if let Some(policy) = parse_info_policy(&info) {
+                    return Ok(Some(policy));
+                }
+            }
+            Err(e) => {
+                if let e @ StorageError::Unavailable(_) = self.err("INFO MEMORY", e) {
+                    return Err(e);
+                }
+            }
+        }
+        match redis::cmd("CONFIG")
+            .arg("GET")
+            .arg("maxmemory-policy")
+            .query_async::<Vec<String>>(&mut self.conn())
+            .await
+        {
+            // The reply is `[name, value]`.
+            Ok(pair) => Ok(pair.into_iter().nth(1).filter(|v| !v.is_empty())),
+            Err(e) => match self.err("CONFIG GET maxmemory-policy", e) {
+                e @ StorageError::Unavailable(_) => Err(e),
+                e => {
+                    tracing::debug!(error = %e, "redis maxmemory-policy cannot be read with CONFIG GET");
+                    Ok(None)
+                }
+            },
+        }
+    }
+
+    /// Reads the eviction policy once and logs it: ERROR naming the setting when it is not `noeviction`, WARN
+    /// when it cannot be read. Called at connect; readiness keeps checking it.
+    pub async fn check_eviction_policy(&self) {
+        match self.eviction_policy().await {
+            Ok(Some(policy)) if policy == REQUIRED_POLICY => {
+                tracing::debug!(policy, "redis maxmemory-policy is noeviction");
+            }
+            Ok(Some(policy)) => tracing::error!(
+                setting = "maxmemory-policy",
+                policy,
+                required = REQUIRED_POLICY,
+                "redis maxmemory-policy is not noeviction: at maxmemory Redis evicts keys (relay streams, tries, \
+                 session records under allkeys-*; leases, fencing tokens and meter counters under volatile-*); \
+                 storage reports not ready until `maxmemory-policy noeviction` is set"
+            ),
+            Ok(None) => tracing::warn!(
+                setting = "maxmemory-policy",
+                required = REQUIRED_POLICY,
+                "redis maxmemory-policy cannot be read (INFO MEMORY has no maxmemory_policy and CONFIG GET is \
+                 refused); make sure the server runs with `maxmemory-policy noeviction`"
+            ),
+            Err(e) => tracing::warn!(error = %e, "redis maxmemory-policy could not be checked at connect"),
+        }
+    }
+
+    /// Readiness: `PING`, the eviction policy (must be `noeviction` when it can be read), then a small write
+    /// (`SET {base}:miner:ready_probe:{instance} PX 30000`). Logs the reason at WARN when not ready.
     pub async fn readiness(&self) -> Result<(), NotReady> {
         let res = self.probe().await;
         if let Err(e) = &res {
@@ -122,6 +211,11 @@ impl RedisBackend {
             .query_async::<String>(&mut self.conn())
             .await
             .map_err(|e| NotReady::Unreachable(self.err("PING", e).to_string()))?;
+        match self.eviction_policy().await {
+            Ok(Some(policy)) if policy != REQUIRED_POLICY => return Err(NotReady::EvictionPolicy(policy)),
+            Ok(_) => {}
+            Err(e) => return Err(NotReady::Unreachable(e.to_string())),
+        }
         let res = redis::cmd("SET")
             .arg(self.keys().ready_probe(&self.config().instance_id))
             .arg(super::stats::unix_ms())
@@ -149,6 +243,12 @@ mod tests {
         assert_eq!(parse_info_memory(info), Some((1_048_576, 2_097_152)));
         assert_eq!(parse_info_memory("used_memory:1\r\n"), None);
         assert_eq!(parse_info_memory("used_memory:x\r\nmaxmemory:0\r\n"), None);
+        assert_eq!(parse_info_policy(info).as_deref(), Some("noeviction"));
+        assert_eq!(
+            parse_info_policy("maxmemory:0\r\nmaxmemory_policy:allkeys-lru\r\n").as_deref(),
+            Some("allkeys-lru")
+        );
+        assert_eq!(parse_info_policy("used_memory:1\r\n"), None);
     }
 
     #[test]
@@ -156,5 +256,6 @@ mod tests {
         assert_eq!(NotReady::OutOfMemory(String::new()).reason(), "redis_oom");
         assert_eq!(NotReady::Unreachable(String::new()).reason(), "redis_unreachable");
         assert_eq!(NotReady::WriteRejected(String::new()).reason(), "redis_write_rejected");
+        assert_eq!(NotReady::EvictionPolicy(String::new()).reason(), "redis_eviction_policy");
     }
 }

@@ -37,7 +37,9 @@
 //! Leadership acquisitions that fail are counted by reason in [`RedisStats`] and logged at ERROR (OOM) / WARN
 //! (other) with the consecutive-failure count; losing to another holder stays at DEBUG. [`RedisBackend::
 //! start_memory_monitor`] polls `INFO MEMORY` and warns above the configured ratio;
-//! [`RedisBackend::readiness`] answers PING plus a small write with a typed [`NotReady`] reason.
+//! [`RedisBackend::readiness`] answers PING, the eviction policy (`maxmemory-policy` must be `noeviction`, else
+//! Redis deletes keys at maxmemory instead of refusing writes) and a small write with a typed [`NotReady`]
+//! reason.
 
 pub mod error;
 mod fence;
@@ -177,7 +179,7 @@ impl RedisBackend {
             .await
             .map_err(|e| error::map("connect", e))?;
         let keys = Keys::new(&cfg.base_prefix, cfg.consumer_group.as_deref());
-        Ok(Self {
+        let backend = Self {
             inner: Arc::new(Inner {
                 cfg,
                 client,
@@ -189,7 +191,10 @@ impl RedisBackend {
                 mirrors: Mutex::default(),
             }),
             fence: None,
-        })
+        };
+        // A wrong eviction policy is an ERROR now, not a surprise at maxmemory (readiness keeps failing on it).
+        backend.check_eviction_policy().await;
+        Ok(backend)
     }
 
     /// The bundle of every contract trait served by this backend.
