@@ -119,7 +119,9 @@ pub async fn open(config: &Config, overrides: &RaftOverrides) -> Result<OpenedSt
                 return Err(config_err("storage.redis.url", "required in redis mode"));
             }
             let mut cfg = storage::redis::RedisConfig::new(r.url.clone()).with_prefix(r.base_prefix.clone());
-            cfg.instance_id = consumer_default();
+            // The miner's leadership identity (see `consumer_and_instance`): names the readiness probe key and
+            // labels `ha_miner_leader_acquisition_failures_total{instance}`.
+            cfg.instance_id = r.consumer_name.clone().unwrap_or_else(consumer_default);
             let backend = storage::redis::RedisBackend::connect(cfg)
                 .await
                 .map_err(|e| NodeError::Storage(format!("redis at {}: {e}", r.url)))?;
@@ -241,9 +243,9 @@ impl OpenedStorage {
         }
     }
 
-    /// Background probes feeding `/ready` with the storage's state (raft quorum, Redis OOM, a failed relay WAL or
-    /// redb writer), and the storage's own metrics (the relay WAL's, raft's writes and snapshots) registered with
-    /// the process's registry.
+    /// Background probes feeding `/ready` with the storage's state (raft quorum, Redis OOM or eviction policy, a
+    /// failed relay WAL or redb writer), and the storage's own metrics (the relay WAL's, raft's writes and
+    /// snapshots, Redis' acquisition failures, OOM refusals and memory) registered with the process's registry.
     pub fn spawn_readiness(&self, telemetry: Telemetry) -> Result<Option<JoinHandle<()>>, TelemetryError> {
         Ok(match self {
             Self::Embedded(backend) => {
@@ -264,6 +266,11 @@ impl OpenedStorage {
                 }))
             }
             Self::Redis(backend, _) => {
+                // Leadership acquisition failures by reason, OOM refusals and the memory gauges: without them a
+                // Redis OOM is visible only in logs (the Go fleet's hours-long silent outage).
+                for collector in backend.collectors()? {
+                    telemetry.register(collector)?;
+                }
                 let backend = backend.clone();
                 Some(probe_storage(telemetry, move || {
                     let backend = backend.clone();

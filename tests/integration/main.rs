@@ -11,6 +11,7 @@ mod raft_chaos;
 mod raft_partition;
 mod raft_throughput;
 mod relay_server;
+mod redis_storage;
 mod relayer;
 mod sim;
 mod support;

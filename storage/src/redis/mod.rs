@@ -207,6 +207,13 @@ impl RedisBackend {
         Arc::clone(&self.inner.stats)
     }
 
+    /// Prometheus collectors of [`RedisBackend::stats`] (leadership acquisition failures by reason, OOM
+    /// refusals, memory gauges and the monitor's heartbeat; names in the `stats` module), labelled with this
+    /// backend's `instance_id`. Register them once per backend with the process's registry.
+    pub fn collectors(&self) -> Result<Vec<Box<dyn prometheus::core::Collector>>, prometheus::Error> {
+        self.inner.stats.collectors(&self.inner.cfg.instance_id)
+    }
+
     /// The key layout in use.
     pub fn keys(&self) -> &Keys {
         &self.inner.keys

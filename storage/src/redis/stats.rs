@@ -1,12 +1,31 @@
-//! Counters and gauges of the Redis backend, readable by the caller (the metrics layer exports them later).
+//! Counters and gauges of the Redis backend, readable in-process and exported to Prometheus through
+//! [`RedisStats::collectors`].
 //!
 //! The Go fleet's failure this exists for: the leader died, the standby's acquisition failed with
 //! `OOM command not allowed` for hours, logged at DEBUG, with no metric. Here every failed acquisition is
 //! counted by reason ([`AcquireFailure`]) and the consecutive-failure streak is kept, and the memory monitor
 //! publishes used / max / ratio with a heartbeat timestamp.
+//!
+//! Exported series (Go names where the Go fleet has the metric, so its dashboards and alerts keep working):
+//!
+//! | series | type | Go name? |
+//! |---|---|---|
+//! | `ha_miner_leader_acquisition_failures_total{instance,reason=redis_oom\|redis_error}` | counter | yes |
+//! | `ha_miner_redis_used_memory_bytes`, `ha_miner_redis_max_memory_bytes`, `ha_miner_redis_memory_usage_ratio` | gauge | yes |
+//! | `ha_storage_redis_leader_acquisition_consecutive_failures` | gauge | ours |
+//! | `ha_storage_redis_oom_errors_total` (every operation refused with OOM) | counter | ours |
+//! | `ha_storage_redis_memory_last_poll_timestamp_seconds` (0 = never; stalls when the monitor does) | gauge | ours |
+//! | `ha_storage_redis_memory_poll_failures_total` | counter | ours |
+//!
+//! The collector reads the atomics below at scrape time, so there is one source of truth.
 
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
+
+use prometheus::core::{Collector, Desc};
+use prometheus::proto::MetricFamily;
+use prometheus::{Gauge, IntCounter, IntCounterVec, IntGauge, Opts};
 
 /// Why a leadership acquisition (campaign) failed. "Someone else holds it" is not a failure.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -126,6 +145,129 @@ impl RedisStats {
     }
 }
 
+impl RedisStats {
+    /// Prometheus collectors of these stats (the series in the module docs), `instance` labelling the
+    /// acquisition failures like the Go fleet's instance id. Register them once per backend.
+    pub fn collectors(self: &Arc<Self>, instance: &str) -> Result<Vec<Box<dyn Collector>>, prometheus::Error> {
+        let acquire_failures = IntCounterVec::new(
+            Opts::new(
+                "ha_miner_leader_acquisition_failures_total",
+                "Leadership acquisitions that failed on a Redis error, by reason (redis_oom, redis_error); \
+                 losing to another holder is not counted",
+            ),
+            &["instance", "reason"],
+        )?;
+        let collector = StatsCollector {
+            stats: Arc::clone(self),
+            refresh: Mutex::new(()),
+            acquire_oom: acquire_failures.with_label_values(&[instance, AcquireFailure::RedisOom.reason()]),
+            acquire_error: acquire_failures.with_label_values(&[instance, AcquireFailure::RedisError.reason()]),
+            acquire_failures,
+            consecutive: IntGauge::new(
+                "ha_storage_redis_leader_acquisition_consecutive_failures",
+                "Failed leadership acquisitions in a row (0 once a campaign reaches Redis again)",
+            )?,
+            oom_errors: IntCounter::new(
+                "ha_storage_redis_oom_errors_total",
+                "Redis operations of any kind refused with OOM (maxmemory reached)",
+            )?,
+            used: IntGauge::new("ha_miner_redis_used_memory_bytes", "Redis used_memory at the last INFO MEMORY poll")?,
+            max: IntGauge::new(
+                "ha_miner_redis_max_memory_bytes",
+                "Redis maxmemory at the last INFO MEMORY poll (0 = unlimited)",
+            )?,
+            ratio: Gauge::new(
+                "ha_miner_redis_memory_usage_ratio",
+                "Redis used_memory / maxmemory at the last INFO MEMORY poll (0 when unlimited)",
+            )?,
+            last_poll: Gauge::new(
+                "ha_storage_redis_memory_last_poll_timestamp_seconds",
+                "Unix time of the last successful INFO MEMORY poll (0 = never); the memory gauges are this old",
+            )?,
+            poll_failures: IntCounter::new(
+                "ha_storage_redis_memory_poll_failures_total",
+                "INFO MEMORY polls that failed (Redis unreachable, unparsable reply)",
+            )?,
+            descs: Vec::new(),
+        };
+        Ok(vec![Box::new(collector.with_descs())])
+    }
+}
+
+/// Mirrors [`RedisStats`] into Prometheus metrics at scrape time.
+struct StatsCollector {
+    stats: Arc<RedisStats>,
+    /// Serializes refreshes, so two concurrent scrapes never add the same counter delta twice.
+    refresh: Mutex<()>,
+    acquire_failures: IntCounterVec,
+    acquire_oom: IntCounter,
+    acquire_error: IntCounter,
+    consecutive: IntGauge,
+    oom_errors: IntCounter,
+    used: IntGauge,
+    max: IntGauge,
+    ratio: Gauge,
+    last_poll: Gauge,
+    poll_failures: IntCounter,
+    descs: Vec<Desc>,
+}
+
+fn gauge_i64(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+/// Advances a Prometheus counter to `total` (the stats only grow).
+fn advance(counter: &IntCounter, total: u64) {
+    let cur = counter.get();
+    if total > cur {
+        counter.inc_by(total - cur);
+    }
+}
+
+impl StatsCollector {
+    fn with_descs(mut self) -> Self {
+        self.descs = self.parts().iter().flat_map(|c| c.desc()).cloned().collect();
+        self
+    }
+
+    fn parts(&self) -> [&dyn Collector; 8] {
+        [
+            &self.acquire_failures,
+            &self.consecutive,
+            &self.oom_errors,
+            &self.used,
+            &self.max,
+            &self.ratio,
+            &self.last_poll,
+            &self.poll_failures,
+        ]
+    }
+}
+
+impl Collector for StatsCollector {
+    fn desc(&self) -> Vec<&Desc> {
+        self.descs.iter().collect()
+    }
+
+    fn collect(&self) -> Vec<MetricFamily> {
+        {
+            let _one = self.refresh.lock().unwrap_or_else(|e| e.into_inner());
+            let s = &self.stats;
+            advance(&self.acquire_oom, s.acquire_failures(AcquireFailure::RedisOom));
+            advance(&self.acquire_error, s.acquire_failures(AcquireFailure::RedisError));
+            self.consecutive.set(gauge_i64(s.acquire_consecutive_failures()));
+            advance(&self.oom_errors, s.oom_errors());
+            let m = s.memory();
+            self.used.set(gauge_i64(m.used_bytes));
+            self.max.set(gauge_i64(m.max_bytes));
+            self.ratio.set(m.ratio);
+            self.last_poll.set(m.last_poll_unix_ms as f64 / 1000.0);
+            advance(&self.poll_failures, m.poll_failures);
+        }
+        self.parts().iter().flat_map(|c| c.collect()).collect()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -153,5 +295,39 @@ mod tests {
         assert_eq!((m.used_bytes, m.max_bytes), (900, 1000));
         assert!(m.last_poll_unix_ms > 0);
         assert_eq!(s.record_memory(5, 0), 0.0);
+    }
+
+    #[test]
+    fn collectors_mirror_the_stats() {
+        let s = Arc::new(RedisStats::default());
+        let registry = prometheus::Registry::new();
+        for c in s.collectors("miner-a").unwrap() {
+            registry.register(c).unwrap();
+        }
+        s.record_acquire_failure(AcquireFailure::RedisOom);
+        s.record_acquire_failure(AcquireFailure::RedisOom);
+        s.record_oom();
+        s.record_memory(900, 1000);
+        let text = |r: &prometheus::Registry| {
+            let mut out = String::new();
+            prometheus::TextEncoder::new().encode_utf8(&r.gather(), &mut out).unwrap();
+            out
+        };
+        // Two scrapes: counters are not added twice.
+        let _ = text(&registry);
+        let out = text(&registry);
+        assert!(
+            out.contains(r#"ha_miner_leader_acquisition_failures_total{instance="miner-a",reason="redis_oom"} 2"#),
+            "{out}"
+        );
+        assert!(
+            out.contains(r#"ha_miner_leader_acquisition_failures_total{instance="miner-a",reason="redis_error"} 0"#),
+            "{out}"
+        );
+        assert!(out.contains("ha_storage_redis_leader_acquisition_consecutive_failures 2"), "{out}");
+        assert!(out.contains("ha_storage_redis_oom_errors_total 1"), "{out}");
+        assert!(out.contains("ha_miner_redis_used_memory_bytes 900"), "{out}");
+        assert!(out.contains("ha_miner_redis_max_memory_bytes 1000"), "{out}");
+        assert!(out.contains("ha_miner_redis_memory_usage_ratio 0.9"), "{out}");
     }
 }

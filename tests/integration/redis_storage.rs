@@ -1,0 +1,74 @@
+//! Redis storage mode seen from the node, on a real `redis-server`: the backend's stats reach the process's
+//! `/metrics` (an OOM shows as Go-named series).
+
+use std::time::Duration;
+
+use relay_miner::node::OpenedStorage;
+use relay_miner::telemetry::Telemetry;
+use storage::StorageError;
+use storage::redis::server::{RedisServer, ServerOptions};
+use storage::redis::{RedisBackend, RedisConfig};
+
+/// The value of the first sample line of `text` starting with `series` (name plus labels as rendered).
+fn sample(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+/// A Redis OOM used to be visible only in logs in Redis mode: the node registered no collector for the
+/// backend's stats. After acquisitions refused with OOM on a `--maxmemory` server, the node's registry shows
+/// them under the Go fleet's names, with the OOM count and the memory gauges.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_stats_reach_metrics_after_an_oom() {
+    let server = RedisServer::start(ServerOptions::max_memory(64 << 20)).unwrap();
+    let mut cfg = RedisConfig::new(server.url());
+    cfg.instance_id = "miner-test-1".into();
+    let backend = RedisBackend::connect(cfg).await.unwrap();
+    let monitor = backend.start_memory_monitor();
+    let opened = OpenedStorage::Redis(backend.clone(), monitor);
+    let telemetry = Telemetry::new().unwrap();
+    let probe = opened.spawn_readiness(telemetry.clone()).unwrap();
+
+    // Every write is refused from now on (used_memory > 1 byte, policy noeviction).
+    assert_eq!(server.command(&["CONFIG", "SET", "maxmemory", "1"]).unwrap(), "+OK\r\n");
+    let leadership = opened.storage().leadership;
+    for _ in 0..3 {
+        let err = leadership
+            .campaign("miner", "miner-test-1", Duration::from_secs(10))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, StorageError::OutOfMemory(_)), "{err:?}");
+    }
+    backend.poll_memory().await.unwrap();
+
+    let text = telemetry.render_metrics();
+    assert_eq!(
+        sample(
+            &text,
+            r#"ha_miner_leader_acquisition_failures_total{instance="miner-test-1",reason="redis_oom"}"#
+        ),
+        Some(3.0),
+        "{text}"
+    );
+    assert_eq!(
+        sample(
+            &text,
+            r#"ha_miner_leader_acquisition_failures_total{instance="miner-test-1",reason="redis_error"}"#
+        ),
+        Some(0.0)
+    );
+    assert_eq!(
+        sample(&text, "ha_storage_redis_leader_acquisition_consecutive_failures"),
+        Some(3.0)
+    );
+    assert!(sample(&text, "ha_storage_redis_oom_errors_total").is_some_and(|v| v >= 3.0), "{text}");
+    assert_eq!(sample(&text, "ha_miner_redis_max_memory_bytes"), Some(1.0));
+    assert!(sample(&text, "ha_miner_redis_used_memory_bytes").is_some_and(|v| v > 1.0));
+    assert!(sample(&text, "ha_miner_redis_memory_usage_ratio").is_some_and(|v| v > 1.0));
+    assert!(sample(&text, "ha_storage_redis_memory_last_poll_timestamp_seconds").is_some_and(|v| v > 1.0e9));
+    assert_eq!(sample(&text, "ha_storage_redis_memory_poll_failures_total"), Some(0.0));
+    if let Some(p) = probe {
+        p.abort();
+    }
+}
