@@ -113,6 +113,8 @@ pub struct Miner {
     metrics: Option<MinerMetrics>,
     sequencers: crate::chain::sequence::Sequencers,
     last_renewal: Option<std::time::Instant>,
+    /// Throttles the WARN of failed campaigns/renewals (the loop ticks every ~100 ms).
+    leadership_failures: leadership::FailureLog,
 }
 
 /// Errors that stop one loop iteration (retried at the next tick).
@@ -160,6 +162,7 @@ impl Miner {
             metrics: None,
             sequencers: crate::chain::sequence::Sequencers::new(),
             last_renewal: None,
+            leadership_failures: leadership::FailureLog::default(),
         }
     }
 

@@ -17,6 +17,44 @@ use storage::{Fence, StorageError};
 use super::{ELECTION, Miner, MinerError};
 use crate::miner::lifecycle::{Engine, Event};
 
+/// Throttle of the "leadership acquisition failed" WARN: the first failure of a streak is logged at once, the
+/// following ones at most once per [`FailureLog::EVERY`] with the number of failures since the last report (the
+/// miner campaigns every tick, ~100 ms: unthrottled, a Redis outage wrote ten WARNs a second).
+#[derive(Debug, Default)]
+pub(super) struct FailureLog {
+    last_report: Option<std::time::Instant>,
+    /// Failures since the last report, the reported one excluded.
+    unreported: u64,
+    /// Failures in the current streak (reset by a success).
+    streak: u64,
+}
+
+impl FailureLog {
+    /// The shortest interval between two reports.
+    pub(super) const EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+
+    /// Records a failure at `now`; `Some(failures since the last report, this one included)` when it is to be
+    /// logged.
+    pub(super) fn failed(&mut self, now: std::time::Instant) -> Option<u64> {
+        self.streak += 1;
+        self.unreported += 1;
+        match self.last_report {
+            Some(at) if now.saturating_duration_since(at) < Self::EVERY => None,
+            _ => {
+                self.last_report = Some(now);
+                Some(std::mem::take(&mut self.unreported))
+            }
+        }
+    }
+
+    /// Records a success; `Some(failures of the streak it ends)` when there was one.
+    pub(super) fn recovered(&mut self) -> Option<u64> {
+        self.last_report = None;
+        self.unreported = 0;
+        Some(std::mem::take(&mut self.streak)).filter(|n| *n > 0)
+    }
+}
+
 impl MinerError {
     /// Whether storage refused a fenced write (this miner is no longer the leader).
     pub fn is_fenced(&self) -> bool {
@@ -71,9 +109,20 @@ impl Miner {
             }
         };
         let token = match result {
-            Ok(token) => token,
+            Ok(token) => {
+                if let Some(failures) = self.leadership_failures.recovered() {
+                    tracing::info!(failures, "leadership requests reach storage again");
+                }
+                token
+            }
             Err(e) => {
-                tracing::warn!(error = %e, "leadership acquisition failed");
+                if let Some(failures) = self.leadership_failures.failed(std::time::Instant::now()) {
+                    tracing::warn!(
+                        error = %e,
+                        failures,
+                        "leadership acquisition failed ({failures} failures since the last report)"
+                    );
+                }
                 None
             }
         };
@@ -177,5 +226,29 @@ impl Miner {
                 false
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::FailureLog;
+    use std::time::{Duration, Instant};
+
+    #[test]
+    fn failures_are_reported_once_a_second_with_their_count() {
+        let mut log = FailureLog::default();
+        let t0 = Instant::now();
+        assert_eq!(log.failed(t0), Some(1), "the first failure of a streak is reported at once");
+        // Nine more ticks within the second: silent.
+        for i in 1..10 {
+            assert_eq!(log.failed(t0 + Duration::from_millis(100 * i)), None);
+        }
+        // The first tick a second after the last report carries the nine plus itself.
+        assert_eq!(log.failed(t0 + Duration::from_millis(1000)), Some(10));
+        assert_eq!(log.failed(t0 + Duration::from_millis(1100)), None);
+        assert_eq!(log.recovered(), Some(12));
+        assert_eq!(log.recovered(), None);
+        // A new streak is reported at once again.
+        assert_eq!(log.failed(t0 + Duration::from_millis(1200)), Some(1));
     }
 }
