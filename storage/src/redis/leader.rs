@@ -8,9 +8,9 @@
 //! key lives (it has no TTL; wiping Redis resets it, like wiping any fencing store).
 //!
 //! Failed acquisitions are counted by reason (`redis_oom`, `redis_error`) in [`RedisStats`](super::RedisStats)
-//! and logged at ERROR (OOM) or WARN (other) with the consecutive-failure count; losing to a live holder is
-//! normal and logged at DEBUG. Watchers poll the lease every `leader_watch_interval` and see changes made
-//! through this backend at once.
+//! and logged at ERROR (OOM) or WARN (other) with the consecutive-failure count, the first of a streak at once
+//! and then at most once a second; losing to a live holder is normal and logged at DEBUG. Watchers poll the
+//! lease every `leader_watch_interval` and see changes made through this backend at once.
 
 use std::sync::LazyLock;
 use std::time::Duration;
@@ -179,7 +179,9 @@ impl Leadership for RedisBackend {
                     AcquireFailure::RedisError
                 };
                 let consecutive_failures = stats.record_acquire_failure(reason);
-                if reason == AcquireFailure::RedisOom {
+                if !stats.log_acquire_failure(super::stats::unix_ms()) {
+                    // Counted above; logged at most once a second (the streak count says how many).
+                } else if reason == AcquireFailure::RedisOom {
                     tracing::error!(
                         election,
                         candidate,

@@ -58,6 +58,8 @@ pub struct RedisStats {
     memory_ratio_bits: AtomicU64,
     memory_last_poll_unix_ms: AtomicU64,
     memory_poll_failures: AtomicU64,
+    /// Unix ms of the last logged acquisition failure (0 = none in the current streak).
+    acquire_last_log_unix_ms: AtomicU64,
 }
 
 /// A point-in-time copy of the memory gauges.
@@ -124,7 +126,19 @@ impl RedisStats {
 
     /// Records an acquisition that reached Redis; returns the streak it ended.
     pub(crate) fn record_acquire_reached(&self) -> u64 {
+        self.acquire_last_log_unix_ms.store(0, Ordering::Relaxed);
         self.acquire_consecutive_failures.swap(0, Ordering::Relaxed)
+    }
+
+    /// Whether a failed acquisition at `now_ms` is to be logged: the first of a streak, then at most one a
+    /// second (the miner campaigns every ~100 ms; the counters above count every one).
+    pub(crate) fn log_acquire_failure(&self, now_ms: u64) -> bool {
+        let last = self.acquire_last_log_unix_ms.load(Ordering::Relaxed);
+        (last == 0 || now_ms.saturating_sub(last) >= 1000)
+            && self
+                .acquire_last_log_unix_ms
+                .compare_exchange(last, now_ms.max(1), Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
     }
 
     pub(crate) fn record_oom(&self) {
@@ -284,6 +298,17 @@ mod tests {
         assert_eq!(s.acquire_consecutive_failures(), 0);
         assert_eq!(AcquireFailure::RedisOom.reason(), "redis_oom");
         assert_eq!(AcquireFailure::RedisError.reason(), "redis_error");
+    }
+
+    #[test]
+    fn acquisition_failure_logs_are_throttled_per_streak() {
+        let s = RedisStats::default();
+        assert!(s.log_acquire_failure(10_000));
+        assert!(!s.log_acquire_failure(10_100));
+        assert!(!s.log_acquire_failure(10_999));
+        assert!(s.log_acquire_failure(11_000));
+        s.record_acquire_reached();
+        assert!(s.log_acquire_failure(11_001), "a new streak logs at once");
     }
 
     #[test]
