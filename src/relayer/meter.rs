@@ -225,7 +225,14 @@ impl std::fmt::Debug for RelayMeter {
     }
 }
 
-/// The storage key of a meter (Go `ha:meter:{session}:{supplier}:consumed` without the namespace prefix).
+/// The storage key of a meter: `meter:{session}:{supplier}:consumed`, holding compute units (ASCII integer).
+///
+/// Deliberately not the Go fleet's `ha:meter:{session}:{supplier}:consumed`: the Go relayer counts uPOKT there
+/// (`INCRBY` of `compute_units_per_relay × multiplier / granularity`, truncated per relay, against a budget that
+/// also divides by pending sessions or applies a service factor), so one counter shared by both would mix units
+/// and budgets and refuse or over-serve wrongly. On Redis this key lands at `{base}:cache:meter:…:consumed`
+/// (the KV namespace), apart from Go's. Consequence for a mixed relayer fleet serving the same supplier: each
+/// implementation meters only its own relays, so together they can serve up to the sum of both budgets.
 pub fn storage_key(key: &MeterKey) -> String {
     format!("meter:{}:{}:consumed", key.session_id, key.supplier)
 }

@@ -1,9 +1,14 @@
-//! Redis storage mode seen from the node, on a real `redis-server`: the backend's stats reach the process's
-//! `/metrics` (an OOM shows as Go-named series).
+//! Redis storage mode seen from the node and the relayer, on a real `redis-server`: the backend's stats reach
+//! the process's `/metrics` (an OOM shows as Go-named series), and the relay meter's counter lives at its own
+//! key, apart from the Go relayer's uPOKT counter.
 
+use std::sync::Arc;
 use std::time::Duration;
 
+use relay_miner::config::FailBehavior;
 use relay_miner::node::OpenedStorage;
+use relay_miner::relayer::RelayMeter;
+use relay_miner::relayer::meter::{Budget, MeterKey, MeterObserver};
 use relay_miner::telemetry::Telemetry;
 use storage::StorageError;
 use storage::redis::server::{RedisServer, ServerOptions};
@@ -71,4 +76,48 @@ async fn redis_stats_reach_metrics_after_an_oom() {
     if let Some(p) = probe {
         p.abort();
     }
+}
+
+struct NoObserver;
+impl MeterObserver for NoObserver {
+    fn storage_error(&self, _: &'static str) {}
+}
+
+/// The meter's counter over the Redis backend is `ha:cache:meter:{session}:{supplier}:consumed` in compute
+/// units, not the Go relayer's `ha:meter:{session}:{supplier}:consumed` (uPOKT): a Go counter already at the
+/// Go key neither feeds our budget nor is written by our charges.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn meter_counts_compute_units_apart_from_the_go_upokt_counter() {
+    let server = RedisServer::start(ServerOptions::default()).unwrap();
+    let backend = RedisBackend::connect(RedisConfig::new(server.url())).await.unwrap();
+    let go_key = "ha:meter:sess-1:pokt1sup:consumed";
+    // A Go relayer has charged 5,000,000 uPOKT to this session.
+    assert_eq!(server.command(&["SET", go_key, "5000000"]).unwrap(), "+OK\r\n");
+
+    let (_height, rx) = tokio::sync::watch::channel(0);
+    let meter = RelayMeter::spawn(
+        Arc::clone(&backend.storage().kv),
+        FailBehavior::Closed,
+        Duration::from_secs(60),
+        Duration::from_secs(3600),
+        rx,
+        Arc::new(NoObserver),
+    );
+    let key = MeterKey {
+        session_id: "sess-1".into(),
+        supplier: "pokt1sup".into(),
+    };
+    let budget = Budget {
+        limit_compute_units: 100,
+        forget_at_height: 1000,
+    };
+    let _charge = meter.charge(&key, budget, 7).await.unwrap();
+    meter.sync().await;
+
+    assert_eq!(
+        server.command(&["GET", "ha:cache:meter:sess-1:pokt1sup:consumed"]).unwrap(),
+        "$1\r\n7\r\n"
+    );
+    assert_eq!(server.command(&["GET", go_key]).unwrap(), "$7\r\n5000000\r\n");
+    assert!(server.command(&["TTL", "ha:cache:meter:sess-1:pokt1sup:consumed"]).unwrap().starts_with(':'));
 }

@@ -13,9 +13,13 @@
 //! | fencing token of the current term (ours) | `{lease key}:token` | string, same PX as the lease |
 //! | fencing counter (ours, never expires) | `{lease key}:fencing` | INCR counter |
 //! | TTL key-value | `{base}:cache:{key}` | string |
+//! | relay meter of (session, supplier), compute units (ours) | `{base}:cache:meter:{session}:{supplier}:consumed` | string, INCRBY |
 //! | readiness probe (ours) | `{base}:miner:ready_probe:{instance}` | string, short PX |
 //!
-//! Keys marked "ours" have no Go counterpart. Session ids and supplier addresses never contain `:` in
+//! Keys marked "ours" have no Go counterpart. The relay meter is "ours" on purpose: Go's
+//! `{base}:meter:{session}:{supplier}:consumed` counts uPOKT (per-relay cost truncated, budget divided by
+//! pending sessions or scaled by a service factor), ours counts compute units against `stake / suppliers`; a
+//! shared counter would mix the two, so Go and Rust relayers meter separately during a migration. Session ids and supplier addresses never contain `:` in
 //! practice, which keeps these shapes unambiguous (the Go layout relies on the same).
 
 /// Builds every key from the base prefix.
