@@ -67,7 +67,10 @@ async fn redis_stats_reach_metrics_after_an_oom() {
         sample(&text, "ha_storage_redis_leader_acquisition_consecutive_failures"),
         Some(3.0)
     );
-    assert!(sample(&text, "ha_storage_redis_oom_errors_total").is_some_and(|v| v >= 3.0), "{text}");
+    assert!(
+        sample(&text, "ha_storage_redis_oom_errors_total").is_some_and(|v| v >= 3.0),
+        "{text}"
+    );
     assert_eq!(sample(&text, "ha_miner_redis_max_memory_bytes"), Some(1.0));
     assert!(sample(&text, "ha_miner_redis_used_memory_bytes").is_some_and(|v| v > 1.0));
     assert!(sample(&text, "ha_miner_redis_memory_usage_ratio").is_some_and(|v| v > 1.0));
@@ -115,9 +118,16 @@ async fn meter_counts_compute_units_apart_from_the_go_upokt_counter() {
     meter.sync().await;
 
     assert_eq!(
-        server.command(&["GET", "ha:cache:meter:sess-1:pokt1sup:consumed"]).unwrap(),
+        server
+            .command(&["GET", "ha:cache:meter:sess-1:pokt1sup:consumed"])
+            .unwrap(),
         "$1\r\n7\r\n"
     );
     assert_eq!(server.command(&["GET", go_key]).unwrap(), "$7\r\n5000000\r\n");
-    assert!(server.command(&["TTL", "ha:cache:meter:sess-1:pokt1sup:consumed"]).unwrap().starts_with(':'));
+    assert!(
+        server
+            .command(&["TTL", "ha:cache:meter:sess-1:pokt1sup:consumed"])
+            .unwrap()
+            .starts_with(':')
+    );
 }

@@ -238,7 +238,11 @@ mod tests {
     fn failures_are_reported_once_a_second_with_their_count() {
         let mut log = FailureLog::default();
         let t0 = Instant::now();
-        assert_eq!(log.failed(t0), Some(1), "the first failure of a streak is reported at once");
+        assert_eq!(
+            log.failed(t0),
+            Some(1),
+            "the first failure of a streak is reported at once"
+        );
         // Nine more ticks within the second: silent.
         for i in 1..10 {
             assert_eq!(log.failed(t0 + Duration::from_millis(100 * i)), None);

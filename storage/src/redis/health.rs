@@ -141,7 +141,11 @@ impl RedisBackend {
     /// neither answers it (commands disabled or renamed, as on some managed Redis); `Err` when Redis cannot be
     /// reached.
     pub async fn eviction_policy(&self) -> Result<Option<String>, StorageError> {
-        match redis::cmd("INFO").arg("MEMORY").query_async::<String>(&mut self.conn()).await {
+        match redis::cmd("INFO")
+            .arg("MEMORY")
+            .query_async::<String>(&mut self.conn())
+            .await
+        {
             Ok(info) => {
                 if let Some(policy) = parse_info_policy(&info) {
                     return Ok(Some(policy));
@@ -256,6 +260,9 @@ mod tests {
         assert_eq!(NotReady::OutOfMemory(String::new()).reason(), "redis_oom");
         assert_eq!(NotReady::Unreachable(String::new()).reason(), "redis_unreachable");
         assert_eq!(NotReady::WriteRejected(String::new()).reason(), "redis_write_rejected");
-        assert_eq!(NotReady::EvictionPolicy(String::new()).reason(), "redis_eviction_policy");
+        assert_eq!(
+            NotReady::EvictionPolicy(String::new()).reason(),
+            "redis_eviction_policy"
+        );
     }
 }

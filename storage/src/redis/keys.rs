@@ -16,6 +16,13 @@
 //! | relay meter of (session, supplier), compute units (ours) | `{base}:cache:meter:{session}:{supplier}:consumed` | string, INCRBY |
 //! | readiness probe (ours) | `{base}:miner:ready_probe:{instance}` | string, short PX |
 //!
+//! The relay-miner miner campaigns as election `miner` (`{base}:miner:leader:miner`), not at Go's
+//! `global_leader`, and holding `global_leader` would not exclude a Go miner anyway: in the Go fleet the global
+//! leader only refreshes caches and publishes blocks, while every Go miner replica consumes relay streams and
+//! claims for the suppliers it leases at `{base}:miner:claim:{supplier}`. Go and relay-miner miners therefore
+//! must not run against the same Redis at once (both would read the `ha-miners` group and split the relays):
+//! stop the Go miners before starting relay-miner's.
+//!
 //! Keys marked "ours" have no Go counterpart. The relay meter is "ours" on purpose: Go's
 //! `{base}:meter:{session}:{supplier}:consumed` counts uPOKT (per-relay cost truncated, budget divided by
 //! pending sessions or scaled by a service factor), ours counts compute units against `stake / suppliers`; a

@@ -185,7 +185,10 @@ impl RedisStats {
                 "ha_storage_redis_oom_errors_total",
                 "Redis operations of any kind refused with OOM (maxmemory reached)",
             )?,
-            used: IntGauge::new("ha_miner_redis_used_memory_bytes", "Redis used_memory at the last INFO MEMORY poll")?,
+            used: IntGauge::new(
+                "ha_miner_redis_used_memory_bytes",
+                "Redis used_memory at the last INFO MEMORY poll",
+            )?,
             max: IntGauge::new(
                 "ha_miner_redis_max_memory_bytes",
                 "Redis maxmemory at the last INFO MEMORY poll (0 = unlimited)",
@@ -335,7 +338,9 @@ mod tests {
         s.record_memory(900, 1000);
         let text = |r: &prometheus::Registry| {
             let mut out = String::new();
-            prometheus::TextEncoder::new().encode_utf8(&r.gather(), &mut out).unwrap();
+            prometheus::TextEncoder::new()
+                .encode_utf8(&r.gather(), &mut out)
+                .unwrap();
             out
         };
         // Two scrapes: counters are not added twice.
@@ -349,7 +354,10 @@ mod tests {
             out.contains(r#"ha_miner_leader_acquisition_failures_total{instance="miner-a",reason="redis_error"} 0"#),
             "{out}"
         );
-        assert!(out.contains("ha_storage_redis_leader_acquisition_consecutive_failures 2"), "{out}");
+        assert!(
+            out.contains("ha_storage_redis_leader_acquisition_consecutive_failures 2"),
+            "{out}"
+        );
         assert!(out.contains("ha_storage_redis_oom_errors_total 1"), "{out}");
         assert!(out.contains("ha_miner_redis_used_memory_bytes 900"), "{out}");
         assert!(out.contains("ha_miner_redis_max_memory_bytes 1000"), "{out}");
