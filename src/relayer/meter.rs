@@ -9,8 +9,9 @@
 //! exact integer arithmetic).
 //!
 //! State lives in the storage KV (`meter:{session_id}:{supplier}:consumed`, ASCII compute units, TTL
-//! `relay_meter.cache_ttl`; the Go fleet's key under its `ha:` prefix) so several relayers on the same storage
-//! share it. The hot path never waits on storage after a session's first relay: each relayer charges a local
+//! `relay_meter.cache_ttl`; on Redis `ha:cache:meter:…`, deliberately not the Go fleet's `ha:meter:…:consumed`,
+//! which counts uPOKT against another budget: see `storage/src/redis/keys.rs`) so several relayers on the same
+//! storage share it. The hot path never waits on storage after a session's first relay: each relayer charges a local
 //! counter under a short mutex, and a sync task adds the local delta to the shared counter every
 //! `sync_interval_ms` (one `increment` per active session, never one write per relay) and reads back the total,
 //! which includes the other relayers' consumption. Relayers sharing a session may therefore over-serve by at
