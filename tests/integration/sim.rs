@@ -269,6 +269,10 @@ async fn ordered_txs_recover_from_a_stale_sequence() {
     let (key, supplier) = supplier();
     let (_, app, _) = actor(&key_hex("it-app")).unwrap();
     let header = grpc.session(&app, "anvil", 1).await.unwrap().header.unwrap();
+    // Inside the claim window (session 1..10: [12, 16]), so the claims also pass a simulation, which runs them.
+    while chain.height() < 12 {
+        chain.produce_block();
+    }
     // Two instances signing with the same key, each tracking the sequence on its own.
     let a = Sequencer::new(&supplier);
     let b = Sequencer::new(&supplier);
