@@ -50,6 +50,9 @@ pub struct MinerStats {
     pub sessions_done: AtomicU64,
     /// Writes storage refused because another instance leads (each one ended this miner's leadership).
     pub fenced_writes: AtomicU64,
+    /// Live session records in storage, when the leadership was last taken, of suppliers whose key is not in
+    /// the keys file (nothing can be submitted for them).
+    pub keyless_sessions: AtomicU64,
 }
 
 /// Driver settings.

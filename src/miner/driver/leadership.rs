@@ -15,7 +15,7 @@ use std::sync::atomic::Ordering as AtomicOrdering;
 use storage::{Fence, StorageError};
 
 use super::{ELECTION, Miner, MinerError};
-use crate::miner::lifecycle::{Engine, Event};
+use crate::miner::lifecycle::{Engine, Event, SessionRecord};
 
 /// Throttle of the "leadership acquisition failed" WARN: the first failure of a streak is logged at once, the
 /// following ones at most once per [`FailureLog::EVERY`] with the number of failures since the last report (the
@@ -205,7 +205,43 @@ impl Miner {
         self.unpersisted.clear();
         self.pending_reports.clear();
         self.signers.clear();
-        self.sync_suppliers().await
+        self.sync_suppliers().await?;
+        // Only a report: a failed listing must not keep this miner from leading.
+        if let Err(e) = self.report_keyless_sessions().await {
+            tracing::warn!(error = %e, "could not list the sessions of suppliers without a key");
+        }
+        Ok(())
+    }
+
+    /// Logs at ERROR, per supplier, the live sessions storage holds for suppliers whose key is not in the keys
+    /// file (removed while they still had sessions, then the process restarted or the leadership moved): their
+    /// claims and proofs cannot be signed, so nothing is submitted for them until the key is added back (the
+    /// records are kept: adding the key back restores them). Their number is in [`MinerStats::keyless_sessions`].
+    async fn report_keyless_sessions(&mut self) -> Result<(), MinerError> {
+        let mut keyless: std::collections::BTreeMap<String, u64> = std::collections::BTreeMap::new();
+        for stored in self.storage.sessions.list(None, None).await? {
+            if self.signers.contains_key(&stored.supplier) {
+                continue;
+            }
+            let live = serde_json::from_slice::<SessionRecord>(&stored.data)
+                .map(|r| !r.state.is_terminal() && !r.pruned)
+                .unwrap_or(true);
+            if live {
+                *keyless.entry(stored.supplier).or_default() += 1;
+            }
+        }
+        for (supplier, sessions) in &keyless {
+            tracing::error!(
+                supplier,
+                sessions,
+                "live sessions of a supplier whose key is not in the keys file: their claims and proofs are not \
+                 submitted (revenue lost when their windows close) unless the key is added back"
+            );
+        }
+        self.stats
+            .keyless_sessions
+            .store(keyless.values().sum(), AtomicOrdering::Relaxed);
+        Ok(())
     }
 
     /// Confirms leadership right before a submission by renewing the lease: on raft the renewal is a raft entry
