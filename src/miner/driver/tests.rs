@@ -920,6 +920,23 @@ async fn a_loss_is_reported_once_its_record_is_stored_even_when_the_first_write_
     assert_eq!(lost(&c, "claim_not_included"), None, "a deposed miner reported a loss");
 }
 
+/// A leader miner with metrics, on a memory backend, that ingested relays 0..5 of the fixture's session, with the
+/// chain at the claim window's opening (the miner has not seen it yet).
+async fn leader_at_claim_open() -> (
+    Fixture,
+    crate::telemetry::Telemetry,
+    Miner,
+    crate::miner::lifecycle::Schedule,
+) {
+    let f = fixture().await;
+    let telemetry = crate::telemetry::Telemetry::new().unwrap();
+    let plain = MemoryBackend::new().storage();
+    let mut miner = Miner::new(f.client.clone(), plain.clone(), f.keyring.clone(), config("a"))
+        .with_metrics(crate::miner::metrics::MinerMetrics::new(&telemetry).unwrap());
+    let schedule = ingest_until_claim_open(&f, &plain, &mut miner).await;
+    (f, telemetry, miner, schedule)
+}
+
 /// Sessions whose commands fail do not hold back the claims of the supplier's other sessions due at the same
 /// height. Here two records from before session headers were persisted (their tries cannot be opened): one due
 /// for its claim, in the same batch as the good session (its failed send is taken back, counted as
@@ -927,12 +944,7 @@ async fn a_loss_is_reported_once_its_record_is_stored_even_when_the_first_write_
 /// (that check fails before the claims are sent).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sessions_whose_commands_fail_do_not_hold_back_the_others_claims() {
-    let f = fixture().await;
-    let telemetry = crate::telemetry::Telemetry::new().unwrap();
-    let plain = MemoryBackend::new().storage();
-    let mut miner = Miner::new(f.client.clone(), plain.clone(), f.keyring.clone(), config("a"))
-        .with_metrics(crate::miner::metrics::MinerMetrics::new(&telemetry).unwrap());
-    let schedule = ingest_until_claim_open(&f, &plain, &mut miner).await;
+    let (f, telemetry, mut miner, schedule) = leader_at_claim_open().await;
     let good = miner.engine.session(&f.key).unwrap().clone();
     let mut unclaimable = good.clone();
     unclaimable.key.session_id = "0".repeat(64);
@@ -979,12 +991,7 @@ async fn sessions_whose_commands_fail_do_not_hold_back_the_others_claims() {
 /// same height still lands. The refused session is looked up, not re-sent.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refused_batch_is_resent_message_by_message_so_one_bad_claim_does_not_sink_the_others() {
-    let f = fixture().await;
-    let telemetry = crate::telemetry::Telemetry::new().unwrap();
-    let plain = MemoryBackend::new().storage();
-    let mut miner = Miner::new(f.client.clone(), plain.clone(), f.keyring.clone(), config("a"))
-        .with_metrics(crate::miner::metrics::MinerMetrics::new(&telemetry).unwrap());
-    ingest_until_claim_open(&f, &plain, &mut miner).await;
+    let (f, telemetry, mut miner, _) = leader_at_claim_open().await;
     let mut empty = miner.engine.session(&f.key).unwrap().clone();
     empty.key.session_id = "0".repeat(64);
     let empty_key = empty.key.clone();

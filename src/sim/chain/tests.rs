@@ -224,18 +224,20 @@ fn seed_path(f: &Fixture) -> [u8; 32] {
     proof_path(&seed, &f.header.session_id)
 }
 
-#[tokio::test]
-async fn hand_built_claim_and_proof_are_accepted_and_settled() {
+/// A session of 3 relays claimed on chain, the chain at its seed block, and the proof message of its trie.
+async fn claimed_with_proof() -> (Fixture, wire::Any) {
     let f = fixture(1.0).await;
     let mut trie = trie_with(&f, 3, 10);
     claim_and_reach_seed(&f, &mut trie).await;
     let proof = trie.prove_closest(&seed_path(&f)).unwrap();
-    submit(
-        &f,
-        proof_msg(&f, gob::encode_closest_proof(&proof.compact())),
-        &f.supplier,
-    )
-    .await;
+    let msg = proof_msg(&f, gob::encode_closest_proof(&proof.compact()));
+    (f, msg)
+}
+
+#[tokio::test]
+async fn hand_built_claim_and_proof_are_accepted_and_settled() {
+    let (f, proof) = claimed_with_proof().await;
+    submit(&f, proof, &f.supplier).await;
     f.chain.produce_block();
     let records = f.chain.records();
     assert!(records.iter().all(|r| r.rejected.is_none()), "{records:?}");
@@ -255,11 +257,7 @@ async fn hand_built_claim_and_proof_are_accepted_and_settled() {
 /// included at `proof_open`; once block `proof_open` is committed it passes. Nothing a simulation did stays.
 #[tokio::test]
 async fn simulate_runs_the_messages_at_the_last_committed_height_and_keeps_nothing() {
-    let f = fixture(1.0).await;
-    let mut trie = trie_with(&f, 3, 10);
-    claim_and_reach_seed(&f, &mut trie).await;
-    let proof = trie.prove_closest(&seed_path(&f)).unwrap();
-    let msg = proof_msg(&f, gob::encode_closest_proof(&proof.compact()));
+    let (f, msg) = claimed_with_proof().await;
     let early = signed_tx(&f, msg.clone(), &f.supplier).await;
     let refused = f.client.simulate(early.tx_bytes).await.unwrap_err();
     assert!(refused.to_string().contains("outside the proof window"), "{refused}");
