@@ -248,7 +248,12 @@ async fn hand_built_claim_and_proof_are_accepted_and_settled() {
         .unwrap()
         .unwrap();
     assert_eq!(claim.proof_validation_status, wire::ClaimProofStatus::Validated as i32);
-    advance_to(&f.chain, windows(&f).proof_close + 1);
+    // Settled at the end of block SettlementSessionEnd (§3), which is the proof window's close.
+    let w = windows(&f);
+    assert_eq!(w.settlement, w.proof_close);
+    advance_to(&f.chain, w.settlement - 1);
+    assert!(f.chain.settlements().is_empty());
+    f.chain.produce_block();
     assert!(matches!(f.chain.settlements()[0].2, Settlement::Settled(reward) if reward > 0));
 }
 

@@ -307,7 +307,8 @@ fn validate_proof_end_block(s: &ChainState, entry: &ClaimEntry, msg: &wire::MsgS
         .map_err(|e| e.to_string())
 }
 
-/// End block: validate pending proofs, settle claims whose proof window closed.
+/// End block: validate pending proofs, then settle the claims whose settlement height (`SettlementSessionEnd`,
+/// the proof window's close) this block is.
 pub(super) fn end_block(s: &mut ChainState, height: i64) {
     let keys: Vec<(String, String)> = s.claims.keys().cloned().collect();
     for key in keys {
@@ -347,7 +348,9 @@ pub(super) fn end_block(s: &mut ChainState, height: i64) {
         let Ok(windows) = SessionWindows::new(&s.shared, header.session_end_block_height) else {
             continue;
         };
-        if height <= windows.proof_close {
+        // Settled at the end of block `SettlementSessionEnd` (§3: `end + 1 + (co+cc+po+pc)`, which is the proof
+        // window's close), after that block's proofs were validated above.
+        if height < windows.settlement {
             continue;
         }
         let required = entry
