@@ -224,6 +224,15 @@ fn seed_path(f: &Fixture) -> [u8; 32] {
     proof_path(&seed, &f.header.session_id)
 }
 
+/// The fixture session's claim on chain.
+async fn on_chain_claim(f: &Fixture) -> wire::Claim {
+    f.client
+        .claim(&f.header.session_id, &f.supplier_address)
+        .await
+        .unwrap()
+        .expect("claim on chain")
+}
+
 /// A session of 3 relays claimed on chain, the chain at its seed block, and the proof message of its trie.
 async fn claimed_with_proof() -> (Fixture, wire::Any) {
     let f = fixture(1.0).await;
@@ -241,12 +250,7 @@ async fn hand_built_claim_and_proof_are_accepted_and_settled() {
     f.chain.produce_block();
     let records = f.chain.records();
     assert!(records.iter().all(|r| r.rejected.is_none()), "{records:?}");
-    let claim = f
-        .client
-        .claim(&f.header.session_id, &f.supplier_address)
-        .await
-        .unwrap()
-        .unwrap();
+    let claim = on_chain_claim(&f).await;
     assert_eq!(claim.proof_validation_status, wire::ClaimProofStatus::Validated as i32);
     // Settled at the end of block SettlementSessionEnd (§3), which is the proof window's close.
     let w = windows(&f);
@@ -272,12 +276,7 @@ async fn simulate_runs_the_messages_at_the_last_committed_height_and_keeps_nothi
     let tx = signed_tx(&f, msg, &f.supplier).await;
     f.client.simulate(tx.tx_bytes).await.unwrap();
     assert_eq!(f.chain.records().len(), records, "a simulation records nothing");
-    let claim = f
-        .client
-        .claim(&f.header.session_id, &f.supplier_address)
-        .await
-        .unwrap()
-        .unwrap();
+    let claim = on_chain_claim(&f).await;
     assert_eq!(
         claim.proof_validation_status,
         wire::ClaimProofStatus::PendingValidation as i32,

@@ -506,6 +506,43 @@ pub(super) fn check_tx(s: &ChainState, tx_bytes: &[u8], mode: Mode) -> Result<(S
     Ok((signer, body, fee))
 }
 
+/// Runs one claim or proof message at `height`: (kind, supplier, session id, outcome), the supplier being
+/// `signer` when the message does not decode.
+fn run_message(
+    s: &mut ChainState,
+    msg: &wire::Any,
+    height: i64,
+    signer: &str,
+) -> (&'static str, String, String, Result<(), String>) {
+    let session = |h: &Option<SessionHeader>| h.as_ref().map(|h| h.session_id.clone()).unwrap_or_default();
+    match msg.type_url.as_str() {
+        wire::MSG_CREATE_CLAIM_TYPE_URL => match wire::MsgCreateClaim::decode(msg.value.as_slice()) {
+            Ok(m) => (
+                "claim",
+                m.supplier_operator_address.clone(),
+                session(&m.session_header),
+                create_claim(s, &m, height),
+            ),
+            Err(e) => ("claim", signer.to_string(), String::new(), Err(e.to_string())),
+        },
+        wire::MSG_SUBMIT_PROOF_TYPE_URL => match wire::MsgSubmitProof::decode(msg.value.as_slice()) {
+            Ok(m) => (
+                "proof",
+                m.supplier_operator_address.clone(),
+                session(&m.session_header),
+                submit_proof(s, &m, height),
+            ),
+            Err(e) => ("proof", signer.to_string(), String::new(), Err(e.to_string())),
+        },
+        other => (
+            "proof",
+            signer.to_string(),
+            String::new(),
+            Err(format!("unsupported message {other}")),
+        ),
+    }
+}
+
 /// Simulate (gas estimation): runs the tx's messages as DeliverTx would, on the state and height of the last
 /// committed block (the SDK simulates on its check state, whose header is the last committed block's, so a
 /// message checked against the current height sees `H`, not the `H + 1` it would be included at), then undoes
@@ -517,16 +554,7 @@ pub(super) fn simulate_messages(s: &mut ChainState, body: &TxBody) -> Result<(),
     let height = s.height;
     let mut result = Ok(());
     for msg in &body.messages {
-        let outcome = match msg.type_url.as_str() {
-            wire::MSG_CREATE_CLAIM_TYPE_URL => wire::MsgCreateClaim::decode(msg.value.as_slice())
-                .map_err(|e| e.to_string())
-                .and_then(|m| create_claim(s, &m, height)),
-            wire::MSG_SUBMIT_PROOF_TYPE_URL => wire::MsgSubmitProof::decode(msg.value.as_slice())
-                .map_err(|e| e.to_string())
-                .and_then(|m| submit_proof(s, &m, height)),
-            other => Err(format!("unsupported message {other}")),
-        };
-        if let Err(e) = outcome {
+        if let Err(e) = run_message(s, msg, height, "").3 {
             result = Err(e);
             break;
         }
@@ -564,40 +592,7 @@ pub(super) fn deliver_tx(s: &mut ChainState, tx_bytes: &[u8], height: i64) -> Tx
     let mut outcomes = Vec::new();
     let mut failure = None;
     for msg in &body.messages {
-        let (kind, supplier, session_id, result) = match msg.type_url.as_str() {
-            wire::MSG_CREATE_CLAIM_TYPE_URL => match wire::MsgCreateClaim::decode(msg.value.as_slice()) {
-                Ok(m) => {
-                    let sid = m
-                        .session_header
-                        .as_ref()
-                        .map(|h| h.session_id.clone())
-                        .unwrap_or_default();
-                    (
-                        "claim",
-                        m.supplier_operator_address.clone(),
-                        sid,
-                        create_claim(s, &m, height),
-                    )
-                }
-                Err(e) => ("claim", signer.clone(), String::new(), Err(e.to_string())),
-            },
-            _ => match wire::MsgSubmitProof::decode(msg.value.as_slice()) {
-                Ok(m) => {
-                    let sid = m
-                        .session_header
-                        .as_ref()
-                        .map(|h| h.session_id.clone())
-                        .unwrap_or_default();
-                    (
-                        "proof",
-                        m.supplier_operator_address.clone(),
-                        sid,
-                        submit_proof(s, &m, height),
-                    )
-                }
-                Err(e) => ("proof", signer.clone(), String::new(), Err(e.to_string())),
-            },
-        };
+        let (kind, supplier, session_id, result) = run_message(s, msg, height, &signer);
         if let Err(reason) = &result {
             failure.get_or_insert_with(|| reason.clone());
         }
