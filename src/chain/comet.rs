@@ -1,5 +1,5 @@
 //! The CometBFT RPC boundary (issue 5): a JSON-RPC client for the handful of CometBFT 0.38 endpoints relay-miner
-//! needs (`status`, `block`, `broadcast_tx_sync`, `tx`) and a gap-free new-block subscription over `/websocket`.
+//! needs (`status`, `block`, `block_results`, `broadcast_tx_sync`, `tx`) and a gap-free new-block subscription over `/websocket`.
 //!
 //! Why CometBFT RPC and not the pocket gRPC: the block hash that seeds session ids (§3) and proof paths and the
 //! proof lottery (§5.2, §6.3) is the CometBFT **block-ID hash** (`result.block_id.hash` of `block?height=H`,
@@ -84,6 +84,34 @@ pub struct TxResult {
     pub log: String,
     /// Module codespace of a non-zero code.
     pub codespace: String,
+}
+
+/// One ABCI event (`type` and its attributes in order), as CometBFT 0.38 prints it in `block_results`: keys and
+/// values are plain strings (0.34 base64-encoded them). For a cosmos-sdk typed event every value is the JSON of
+/// the proto field (strings and 64-bit integers quoted, 32-bit integers bare).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AbciEvent {
+    /// Event type, e.g. `pocket.tokenomics.EventClaimSettled`.
+    pub kind: String,
+    /// `(key, value)` pairs in the order the node printed them.
+    pub attributes: Vec<(String, String)>,
+}
+
+impl AbciEvent {
+    /// The value of the first attribute named `key`.
+    pub fn attribute(&self, key: &str) -> Option<&str> {
+        self.attributes.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+    }
+}
+
+/// The subset of `block_results` relay-miner reads: the events of the block's `FinalizeBlock` outside its txs
+/// (begin and end block), where poktroll reports each claim's settlement.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct BlockResults {
+    /// The block's height.
+    pub height: i64,
+    /// `finalize_block_events`.
+    pub finalize_block_events: Vec<AbciEvent>,
 }
 
 /// JSON-RPC code CometBFT uses for every handler error (`RPCInternalError`).

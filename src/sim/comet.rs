@@ -1,7 +1,8 @@
 //! The simulator's CometBFT RPC server (issue 5): the endpoints [`crate::chain::comet`] uses, shaped like a
 //! CometBFT 0.38 node so the same client works against both.
 //!
-//! - URI calls: `GET /status`, `GET /block?height=H`, `GET /broadcast_tx_sync?tx=0x..`, `GET /tx?hash=0x..`,
+//! - URI calls: `GET /status`, `GET /block?height=H`, `GET /block_results?height=H`, `GET /broadcast_tx_sync?tx=0x..`,
+//!   `GET /tx?hash=0x..`,
 //!   `GET /health` (answers use id -1; errors come with HTTP 500 like CometBFT's URI handler);
 //! - JSON-RPC: `POST /` with a single request or a batch (errors come with HTTP 200);
 //! - `GET /websocket`: JSON-RPC over websocket, `subscribe` to `tm.event='NewBlock'`, `unsubscribe(_all)`, and
@@ -60,6 +61,11 @@ pub trait CometBackend: Send + Sync + 'static {
     fn block(&self, height: i64) -> Option<BlockInfo>;
     /// The txs of the block at `height`, in order.
     fn block_txs(&self, _height: i64) -> Vec<Vec<u8>> {
+        Vec::new()
+    }
+    /// The events block `height`'s `FinalizeBlock` emitted outside its txs (`block_results`'
+    /// `finalize_block_events`: the simulator's claim settlements).
+    fn finalize_block_events(&self, _height: i64) -> Vec<crate::chain::comet::AbciEvent> {
         Vec::new()
     }
     /// Submits a tx (CheckTx). `Err(reason)` is a JSON-RPC error, as CometBFT answers for a duplicate tx or a
@@ -224,29 +230,29 @@ impl Params<'_> {
     }
 }
 
+/// The `height` argument of `block` / `block_results`, the latest when absent; CometBFT's errors for a height
+/// that is not positive or not committed yet.
+fn committed_height(backend: &dyn CometBackend, params: &Params<'_>) -> Result<i64, RpcError> {
+    let latest = backend.latest().map_or(0, |b| b.height);
+    match params.height()? {
+        None => Ok(latest),
+        Some(h) if h <= 0 => Err(RpcError::internal(format!(
+            "height must be greater than 0, but got {h}"
+        ))),
+        Some(h) if h > latest => Err(RpcError::internal(format!(
+            "height {h} must be less than or equal to the current blockchain height {latest}"
+        ))),
+        Some(h) => Ok(h),
+    }
+}
+
 /// Runs one RPC method against the backend.
 pub(crate) fn dispatch(backend: &dyn CometBackend, method: &str, params: &Params<'_>) -> Result<Value, RpcError> {
     match method {
         "health" => Ok(json!({})),
         "status" => Ok(render::status(backend)),
-        "block" => {
-            let latest = backend.latest().map_or(0, |b| b.height);
-            let height = match params.height()? {
-                None => latest,
-                Some(h) if h <= 0 => {
-                    return Err(RpcError::internal(format!(
-                        "height must be greater than 0, but got {h}"
-                    )));
-                }
-                Some(h) if h > latest => {
-                    return Err(RpcError::internal(format!(
-                        "height {h} must be less than or equal to the current blockchain height {latest}"
-                    )));
-                }
-                Some(h) => h,
-            };
-            Ok(render::block_result(backend, height))
-        }
+        "block" => Ok(render::block_result(backend, committed_height(backend, params)?)),
+        "block_results" => Ok(render::block_results(backend, committed_height(backend, params)?)),
         "broadcast_tx_sync" => {
             let tx = params.bytes("tx", 0)?;
             let r = backend.broadcast_tx(tx).map_err(RpcError::internal)?;

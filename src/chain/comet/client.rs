@@ -20,7 +20,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use serde_json::{Value, json};
 
-use super::{BlockInfo, BroadcastResult, CometError, CometResult, Status, TxResult, wire};
+use super::{BlockInfo, BlockResults, BroadcastResult, CometError, CometResult, Status, TxResult, wire};
 
 /// Tunables of [`CometClient`].
 #[derive(Clone, Debug)]
@@ -199,6 +199,24 @@ impl CometClient {
             method: "block".into(),
             reason: "the node has no blocks yet".into(),
         })
+    }
+
+    /// `block_results?height=H`: the events the block's `FinalizeBlock` emitted outside its txs (poktroll's claim
+    /// settlements). A height above the node's latest is an [`CometError::Rpc`] with
+    /// [`CometError::is_height_not_available`]; a node that discards ABCI responses answers every height with an
+    /// RPC error too.
+    pub async fn block_results(&self, height: i64) -> CometResult<BlockResults> {
+        let r = wire::parse_block_results(
+            self.call("block_results", json!({"height": height.to_string()}))
+                .await?,
+        )?;
+        if r.height != height {
+            return Err(CometError::BadResponse {
+                method: "block_results".into(),
+                reason: format!("asked for height {height}, got {}", r.height),
+            });
+        }
+        Ok(r)
     }
 
     /// `broadcast_tx_sync`: submits `tx` and returns the CheckTx outcome. Code 0 only means "in the mempool"

@@ -14,7 +14,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::time::BlockTime;
-use super::{BlockInfo, BroadcastResult, CometError, CometResult, Status, TxResult};
+use super::{AbciEvent, BlockInfo, BlockResults, BroadcastResult, CometError, CometResult, Status, TxResult};
 
 /// The query relay-miner subscribes to on `/websocket`.
 pub const NEW_BLOCK_QUERY: &str = "tm.event='NewBlock'";
@@ -263,6 +263,59 @@ pub fn parse_tx(result: Value) -> CometResult<TxResult> {
         code: t.tx_result.code,
         log: t.tx_result.log,
         codespace: t.tx_result.codespace,
+    })
+}
+
+#[derive(Deserialize)]
+struct AttributeJson {
+    #[serde(default)]
+    key: Option<String>,
+    #[serde(default)]
+    value: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct EventJson {
+    #[serde(rename = "type")]
+    kind: String,
+    #[serde(default)]
+    attributes: Option<Vec<AttributeJson>>,
+}
+
+#[derive(Deserialize)]
+struct BlockResultsJson {
+    #[serde(deserialize_with = "de_i64")]
+    height: i64,
+    /// `null` in a block without such events.
+    #[serde(default)]
+    finalize_block_events: Option<Vec<EventJson>>,
+}
+
+/// Decodes a `block_results` result (CometBFT 0.38: `finalize_block_events`, attributes as plain strings). A
+/// missing key or value reads as empty, as CometBFT prints an attribute without one.
+pub fn parse_block_results(result: Value) -> CometResult<BlockResults> {
+    const M: &str = "block_results";
+    let r: BlockResultsJson = from_value(M, result)?;
+    if r.height <= 0 {
+        return Err(bad(M, format!("height {} is not positive", r.height)));
+    }
+    let finalize_block_events = r
+        .finalize_block_events
+        .unwrap_or_default()
+        .into_iter()
+        .map(|e| AbciEvent {
+            kind: e.kind,
+            attributes: e
+                .attributes
+                .unwrap_or_default()
+                .into_iter()
+                .map(|a| (a.key.unwrap_or_default(), a.value.unwrap_or_default()))
+                .collect(),
+        })
+        .collect();
+    Ok(BlockResults {
+        height: r.height,
+        finalize_block_events,
     })
 }
 

@@ -42,6 +42,10 @@ impl CometBackend for SimChain {
         self.state().block_txs.get(&height).cloned().unwrap_or_default()
     }
 
+    fn finalize_block_events(&self, height: i64) -> Vec<crate::chain::comet::AbciEvent> {
+        self.state().finalize_events.get(&height).cloned().unwrap_or_default()
+    }
+
     fn broadcast_tx(&self, tx: Vec<u8>) -> Result<BroadcastResult, String> {
         let hash = crate::protocol::sha256(&tx);
         match self.submit_tx(tx) {

@@ -8,6 +8,7 @@
 //! tests call it directly for deterministic heights.
 
 mod cometbft;
+mod events;
 pub mod genesis;
 mod service;
 mod validate;
@@ -144,8 +145,13 @@ pub struct ChainState {
     pub suppliers: BTreeMap<String, wire::Supplier>,
     /// Accounts by address.
     pub accounts: BTreeMap<String, Account>,
-    /// Claims by (session id, supplier).
+    /// Live claims by (session id, supplier): a `Claim` query finds these.
     pub claims: BTreeMap<(String, String), ClaimEntry>,
+    /// Claims removed at settlement (poktroll deletes them from state; an archive node still has them), with
+    /// their outcome; for tests and `localnet` reports.
+    pub settled: BTreeMap<(String, String), ClaimEntry>,
+    /// Finalize-block events by height (`block_results`): the settlements of each block.
+    pub finalize_events: BTreeMap<i64, Vec<crate::chain::comet::AbciEvent>>,
     /// Txs waiting for the next block.
     pub mempool: Vec<Vec<u8>>,
     /// The txs of each block, in order (CometBFT `block.data.txs`).
@@ -365,6 +371,8 @@ impl SimChain {
             txs: HashMap::new(),
             records: Vec::new(),
             settlements: Vec::new(),
+            settled: BTreeMap::new(),
+            finalize_events: BTreeMap::new(),
         };
         let (events, _) = broadcast::channel(BLOCK_EVENT_CAPACITY);
         Ok(Self {

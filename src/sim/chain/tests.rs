@@ -257,8 +257,44 @@ async fn hand_built_claim_and_proof_are_accepted_and_settled() {
     assert_eq!(w.settlement, w.proof_close);
     advance_to(&f.chain, w.settlement - 1);
     assert!(f.chain.settlements().is_empty());
+    assert!(settlement_events(&f, w.settlement - 1).is_empty());
     f.chain.produce_block();
     assert!(matches!(f.chain.settlements()[0].2, Settlement::Settled(reward) if reward > 0));
+    // As poktroll: the settled claim leaves the state, and the block's finalize-block events say what happened.
+    let gone = f.client.claim(&f.header.session_id, &f.supplier_address).await.unwrap();
+    assert!(gone.is_none(), "{gone:?}");
+    let events = settlement_events(&f, w.settlement);
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert!(events[0].is_for(
+        &f.supplier_address,
+        &f.header.application_address,
+        "anvil",
+        f.header.session_end_block_height
+    ));
+    assert_eq!(events[0].session_id.as_deref(), Some(f.header.session_id.as_str()));
+    assert_eq!((events[0].relays, events[0].compute_units), (Some(3), Some(30)));
+    assert_eq!(
+        events[0].outcome,
+        crate::chain::settlement::SettlementOutcome::Settled { proof_required: true }
+    );
+}
+
+/// The claim settlements among block `height`'s finalize-block events, as the miner reads them.
+fn settlement_events(f: &Fixture, height: i64) -> Vec<crate::chain::settlement::ClaimSettlement> {
+    let events = crate::sim::comet::CometBackend::finalize_block_events(&f.chain, height);
+    crate::chain::settlement::settlements(&events)
+        .into_iter()
+        .map(|s| s.unwrap())
+        .collect()
+}
+
+fn expired_reason(f: &Fixture) -> String {
+    let events = settlement_events(f, windows(f).settlement);
+    assert_eq!(events.len(), 1, "{events:?}");
+    match &events[0].outcome {
+        crate::chain::settlement::SettlementOutcome::Expired { reason } => reason.clone(),
+        other => panic!("{other:?}"),
+    }
 }
 
 /// Simulate runs the messages as a node does, at its last committed height `H` (the SDK's check state): a proof
@@ -429,6 +465,7 @@ async fn proof_rejections_carry_the_chain_reason() {
     );
     advance_to(&f.chain, windows(&f).proof_close + 1);
     assert!(matches!(&f.chain.settlements()[0].2, Settlement::Expired(r) if r == "proof invalid"));
+    assert_eq!(expired_reason(&f), "PROOF_INVALID");
 }
 
 #[tokio::test]
@@ -458,4 +495,5 @@ async fn unrequired_proof_is_rejected_and_missing_required_proof_expires() {
     claim_and_reach_seed(&f, &mut trie).await;
     advance_to(&f.chain, windows(&f).proof_close + 1);
     assert!(matches!(&f.chain.settlements()[0].2, Settlement::Expired(r) if r == "required proof missing"));
+    assert_eq!(expired_reason(&f), "PROOF_MISSING");
 }

@@ -308,7 +308,8 @@ fn validate_proof_end_block(s: &ChainState, entry: &ClaimEntry, msg: &wire::MsgS
 }
 
 /// End block: validate pending proofs, then settle the claims whose settlement height (`SettlementSessionEnd`,
-/// the proof window's close) this block is.
+/// the proof window's close) this block is: each settled claim moves from `claims` to `settled` and its outcome
+/// becomes a finalize-block event of this block.
 pub(super) fn end_block(s: &mut ChainState, height: i64) {
     let keys: Vec<(String, String)> = s.claims.keys().cloned().collect();
     for key in keys {
@@ -358,6 +359,24 @@ pub(super) fn end_block(s: &mut ChainState, height: i64) {
             .or_else(|| proof_required(s, &entry.claim))
             .unwrap_or(false);
         let validated = entry.claim.proof_validation_status == wire::ClaimProofStatus::Validated as i32;
+        let sum = entry
+            .claim
+            .root_hash
+            .get(32..40)
+            .and_then(|b| b.try_into().ok())
+            .map(u64::from_be_bytes);
+        let target = s.targets.get(&header.service_id).cloned().unwrap_or_default();
+        let claimed = sum
+            .and_then(|sum| {
+                lottery::claimed_upokt(
+                    sum,
+                    &target,
+                    s.shared.compute_units_to_tokens_multiplier,
+                    s.shared.compute_unit_cost_granularity,
+                )
+            })
+            .and_then(|v| num_traits::ToPrimitive::to_u128(&v))
+            .unwrap_or(0);
         let outcome = if required && !validated {
             Settlement::Expired(
                 if entry.claim.proof_validation_status == wire::ClaimProofStatus::Invalid as i32 {
@@ -367,29 +386,16 @@ pub(super) fn end_block(s: &mut ChainState, height: i64) {
                 },
             )
         } else {
-            let sum = entry
-                .claim
-                .root_hash
-                .get(32..40)
-                .and_then(|b| b.try_into().ok())
-                .map(u64::from_be_bytes);
-            let target = s.targets.get(&header.service_id).cloned().unwrap_or_default();
-            let reward = sum
-                .and_then(|sum| {
-                    lottery::claimed_upokt(
-                        sum,
-                        &target,
-                        s.shared.compute_units_to_tokens_multiplier,
-                        s.shared.compute_unit_cost_granularity,
-                    )
-                })
-                .and_then(|v| num_traits::ToPrimitive::to_u128(&v))
-                .unwrap_or(0);
-            Settlement::Settled(reward)
+            Settlement::Settled(claimed)
         };
-        if let Some(e) = s.claims.get_mut(&key) {
+        // As poktroll: the outcome is reported in the block's finalize-block events and the claim leaves the
+        // state (`RemoveClaim`); a `Claim` query answers "not found" from now on.
+        let event = super::events::settlement_event(&entry.claim, required, claimed, &outcome);
+        s.finalize_events.entry(height).or_default().push(event);
+        if let Some(mut e) = s.claims.remove(&key) {
             e.settlement = Some(outcome.clone());
             e.proof_required = Some(required);
+            s.settled.insert(key.clone(), e);
         }
         s.settlements.push((key.0.clone(), key.1.clone(), outcome));
     }

@@ -103,6 +103,41 @@ pub(super) fn block_result(backend: &dyn CometBackend, height: i64) -> Value {
     }
 }
 
+/// `ResultBlockResults` for `height` (validated by the caller): each included tx's `ExecTxResult` (events are
+/// not kept, so empty) and the block's finalize-block events, attributes as plain strings (0.38).
+pub(super) fn block_results(backend: &dyn CometBackend, height: i64) -> Value {
+    let txs: Vec<Value> = backend
+        .block_txs(height)
+        .iter()
+        .filter_map(|tx| backend.tx(&crate::protocol::sha256(tx)))
+        .map(|rec| {
+            let r = &rec.result;
+            json!({"code": r.code, "data": null, "log": r.log, "info": "", "gas_wanted": "0", "gas_used": "0",
+                "events": [], "codespace": r.codespace})
+        })
+        .collect();
+    let events: Vec<Value> = backend
+        .finalize_block_events(height)
+        .iter()
+        .map(|e| {
+            let attributes: Vec<Value> = e
+                .attributes
+                .iter()
+                .map(|(k, v)| json!({"key": k, "value": v, "index": true}))
+                .collect();
+            json!({"type": e.kind, "attributes": attributes})
+        })
+        .collect();
+    json!({
+        "height": height.to_string(),
+        "txs_results": if txs.is_empty() { Value::Null } else { Value::Array(txs) },
+        "finalize_block_events": events,
+        "validator_updates": [],
+        "consensus_param_updates": null,
+        "app_hash": "",
+    })
+}
+
 /// `ResultBroadcastTx` (`data` is `HexBytes`: uppercase hex, empty here).
 pub(super) fn broadcast(r: &BroadcastResult) -> Value {
     json!({"code": r.code, "data": "", "log": r.log, "codespace": r.codespace, "hash": hex_up(&r.hash)})

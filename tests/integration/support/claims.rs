@@ -12,10 +12,12 @@ pub type Served = BTreeMap<(String, String), u64>;
 /// The (supplier, session) → claimed relay count of every accepted claim on the simulator.
 pub fn claimed_counts(chain: &SimChain) -> Served {
     // `state()` holds the simulator's lock: copy what is needed and release it.
+    // Settled claims left the chain's state (as poktroll removes them); the simulator keeps them apart.
     let state = chain.state();
     state
         .claims
         .iter()
+        .chain(state.settled.iter())
         .map(|((session, supplier), entry)| {
             let root = &entry.claim.root_hash;
             let count = u64::from_be_bytes(root[40..48].try_into().unwrap());

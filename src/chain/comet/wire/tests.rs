@@ -155,6 +155,33 @@ fn tx_golden() {
     );
 }
 
+#[test]
+fn block_results_golden() {
+    // CometBFT 0.38: attributes are plain strings (0.34 base64-encoded them); `txs_results` and the other
+    // fields are not read. A block without finalize-block events has `null` there.
+    let body = r#"{"jsonrpc":"2.0","id":5,"result":{"height":"120","txs_results":[{"code":0,"data":"","log":"",
+"gas_wanted":"1","gas_used":"1","events":[],"codespace":""}],"finalize_block_events":[
+{"type":"coin_received","attributes":[{"key":"receiver","value":"pokt1x","index":true},{"key":"amount","value":"5upokt","index":true}]},
+{"type":"pocket.tokenomics.EventClaimSettled","attributes":[{"key":"application_address","value":"\"pokt1app\"","index":true},
+{"key":"session_end_block_height","value":"\"110\"","index":true},{"key":"mode","value":"EndBlock","index":true},{"key":"empty"}]}],
+"validator_updates":null,"consensus_param_updates":null,"app_hash":"AAAA"}}"#;
+    let r = parse_block_results(decode_envelope("block_results", body.as_bytes()).unwrap()).unwrap();
+    assert_eq!(r.height, 120);
+    assert_eq!(r.finalize_block_events.len(), 2);
+    let e = &r.finalize_block_events[1];
+    assert_eq!(e.kind, "pocket.tokenomics.EventClaimSettled");
+    assert_eq!(e.attribute("application_address"), Some("\"pokt1app\""));
+    assert_eq!(e.attribute("session_end_block_height"), Some("\"110\""));
+    assert_eq!(e.attribute("mode"), Some("EndBlock"));
+    assert_eq!(e.attribute("empty"), Some(""));
+    assert_eq!(e.attribute("absent"), None);
+
+    let empty = serde_json::json!({"height": "121", "txs_results": null, "finalize_block_events": null});
+    assert!(parse_block_results(empty).unwrap().finalize_block_events.is_empty());
+    assert!(parse_block_results(serde_json::json!({"height": "0"})).is_err());
+    assert!(parse_block_results(serde_json::json!({"finalize_block_events": []})).is_err());
+}
+
 fn new_block_event(height: &str, with_id: bool) -> String {
     let id = if with_id {
         format!(r#""block_id":{{"hash":"{HASH}","parts":{{"total":1,"hash":"AA"}}}},"#)
@@ -230,6 +257,7 @@ proptest! {
             let _ = parse_status(v.clone());
             let _ = parse_block(v.clone());
             let _ = parse_broadcast(v.clone());
+            let _ = parse_block_results(v.clone());
             let _ = parse_tx(v);
         }
         let _ = parse_ws_message(&String::from_utf8_lossy(&b));

@@ -1,0 +1,362 @@
+//! Claim settlements as poktroll reports them: what happened to a claim once its proof window closed.
+//!
+//! Why: poktroll settles every claim at the end of block `SettlementSessionEnd` (the proof window's close, §3),
+//! right after validating that block's proofs, and then **removes the claim from state**
+//! (`x/tokenomics/keeper/settle_pending_claims.go`, `RemoveClaim`). From then on a claim lookup answers "not
+//! found" whether the supplier was paid or slashed, so a miner that asks only for the claim reads a proof
+//! included in that very block, or a session it looks at again after a restart, as lost. The outcome is in the
+//! block's `FinalizeBlock` events (CometBFT `block_results`, `finalize_block_events`), one per claim:
+//! - `pocket.tokenomics.EventClaimSettled`: paid (no proof required, or a validated one);
+//! - `pocket.tokenomics.EventClaimExpired`: a required proof was missing or invalid (`expiration_reason`);
+//! - `pocket.tokenomics.EventClaimDiscarded`: settlement failed unexpectedly and the claim was dropped.
+//!
+//! Encoding (cosmos-sdk `TypedEventToEvent`): one attribute per proto field, keyed by the field's proto name,
+//! valued with the field's proto-JSON (strings and 64-bit integers quoted, 32-bit integers and enums as in
+//! jsonpb), plus `mode` = `EndBlock`. At poktroll v0.1.35 the events carry `supplier_operator_address`,
+//! `application_address`, `service_id` and `session_end_block_height`, which identify a supplier's session (an
+//! application has one session per service at a time); `EventClaimSettled` also has `session_id`. Older
+//! releases carried the whole claim as a `claim` attribute instead; both are read.
+//!
+//! Pure: no IO. The miner asks for the settlement block's results ([`crate::chain::comet::CometClient::
+//! block_results`]) and matches its sessions with [`ClaimSettlement::is_for`].
+
+use serde_json::Value;
+
+use crate::chain::comet::AbciEvent;
+
+/// Event type of a settled (paid) claim.
+pub const CLAIM_SETTLED: &str = "pocket.tokenomics.EventClaimSettled";
+/// Event type of an expired claim (required proof missing or invalid: not paid, the supplier slashed).
+pub const CLAIM_EXPIRED: &str = "pocket.tokenomics.EventClaimExpired";
+/// Event type of a claim discarded because its settlement failed (not paid).
+pub const CLAIM_DISCARDED: &str = "pocket.tokenomics.EventClaimDiscarded";
+
+/// What the chain did with a claim at settlement.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SettlementOutcome {
+    /// Paid.
+    Settled {
+        /// Whether the claim needed a proof (then a validated one was on chain).
+        proof_required: bool,
+    },
+    /// Not paid: a required proof was missing or invalid. `reason` is poktroll's `ClaimExpirationReason` name
+    /// (`PROOF_MISSING`, `PROOF_INVALID`).
+    Expired {
+        /// The expiration reason.
+        reason: String,
+    },
+    /// Not paid: the chain's settlement of this claim failed and it was dropped.
+    Discarded {
+        /// The chain's error text.
+        error: String,
+    },
+}
+
+/// One claim's settlement, read from its event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClaimSettlement {
+    /// Supplier operator address.
+    pub supplier: String,
+    /// Application of the session.
+    pub application: String,
+    /// Service of the session.
+    pub service_id: String,
+    /// The session's end height.
+    pub session_end: i64,
+    /// The session id, when the event carries it.
+    pub session_id: Option<String>,
+    /// Relays in the claim's root (`num_relays`), when present.
+    pub relays: Option<u64>,
+    /// Compute units in the claim's root (`num_claimed_compute_units`), when present.
+    pub compute_units: Option<u64>,
+    /// What happened.
+    pub outcome: SettlementOutcome,
+}
+
+/// A settlement event that could not be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{event}: {reason}")]
+pub struct SettlementEventError {
+    /// The event type.
+    pub event: String,
+    /// What is wrong.
+    pub reason: String,
+}
+
+impl ClaimSettlement {
+    /// Reads a settlement event; `None` for any other event type.
+    pub fn from_event(event: &AbciEvent) -> Option<Result<Self, SettlementEventError>> {
+        if ![CLAIM_SETTLED, CLAIM_EXPIRED, CLAIM_DISCARDED].contains(&event.kind.as_str()) {
+            return None;
+        }
+        Some(Self::read(event))
+    }
+
+    /// Whether this is the settlement of the given supplier's session.
+    pub fn is_for(&self, supplier: &str, application: &str, service_id: &str, session_end: i64) -> bool {
+        self.supplier == supplier
+            && self.application == application
+            && self.service_id == service_id
+            && self.session_end == session_end
+    }
+
+    fn read(event: &AbciEvent) -> Result<Self, SettlementEventError> {
+        let err = |reason: String| SettlementEventError {
+            event: event.kind.clone(),
+            reason,
+        };
+        // Releases before the flattened events carried the claim itself.
+        let claim: Option<Value> = event.attribute("claim").and_then(|v| serde_json::from_str(v).ok());
+        let header = claim.as_ref().and_then(|c| c.get("session_header"));
+        let field = |name: &str, in_claim: Option<&Value>| -> Option<String> {
+            event
+                .attribute(name)
+                .map(json_scalar)
+                .or_else(|| in_claim.and_then(|c| c.get(name)).and_then(value_scalar))
+        };
+        let supplier = field("supplier_operator_address", claim.as_ref())
+            .ok_or_else(|| err("no supplier_operator_address".into()))?;
+        let application = field("application_address", header).ok_or_else(|| err("no application_address".into()))?;
+        let service_id = field("service_id", header).ok_or_else(|| err("no service_id".into()))?;
+        let session_end =
+            field("session_end_block_height", header).ok_or_else(|| err("no session_end_block_height".into()))?;
+        let session_end = session_end
+            .parse::<i64>()
+            .map_err(|e| err(format!("session_end_block_height {session_end:?}: {e}")))?;
+        let number = |name: &str| field(name, None).and_then(|v| v.parse::<u64>().ok());
+        let outcome = match event.kind.as_str() {
+            CLAIM_SETTLED => {
+                // v0.1.35: `proof_requirement_int` (0 = NOT_REQUIRED); before: the enum's name.
+                let required = field("proof_requirement_int", None)
+                    .or_else(|| field("proof_requirement", None))
+                    .is_some_and(|v| v != "0" && v != "NOT_REQUIRED");
+                SettlementOutcome::Settled {
+                    proof_required: required,
+                }
+            }
+            CLAIM_EXPIRED => SettlementOutcome::Expired {
+                reason: field("expiration_reason", None).unwrap_or_else(|| "EXPIRATION_REASON_UNSPECIFIED".into()),
+            },
+            _ => SettlementOutcome::Discarded {
+                error: field("error", None).unwrap_or_default(),
+            },
+        };
+        Ok(Self {
+            supplier,
+            application,
+            service_id,
+            session_end,
+            session_id: field("session_id", header),
+            relays: number("num_relays"),
+            compute_units: number("num_claimed_compute_units"),
+            outcome,
+        })
+    }
+}
+
+/// Every claim settlement among `events`, with the ones that could not be read.
+pub fn settlements(events: &[AbciEvent]) -> Vec<Result<ClaimSettlement, SettlementEventError>> {
+    events.iter().filter_map(ClaimSettlement::from_event).collect()
+}
+
+/// An attribute value as text: the JSON string's contents, a JSON number's digits, else the raw value (a node
+/// that printed it unquoted).
+fn json_scalar(raw: &str) -> String {
+    serde_json::from_str::<Value>(raw)
+        .ok()
+        .as_ref()
+        .and_then(value_scalar)
+        .unwrap_or_else(|| raw.to_string())
+}
+
+fn value_scalar(v: &Value) -> Option<String> {
+    match v {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        Value::Bool(b) => Some(b.to_string()),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(kind: &str, attrs: &[(&str, &str)]) -> AbciEvent {
+        AbciEvent {
+            kind: kind.into(),
+            attributes: attrs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+        }
+    }
+
+    /// `EventClaimSettled` as poktroll v0.1.35 emits it through cosmos-sdk's `TypedEventToEvent` (keys sorted,
+    /// values proto-JSON, `mode` appended by the SDK).
+    #[test]
+    fn settled_event_of_v0_1_35_golden() {
+        let e = event(
+            CLAIM_SETTLED,
+            &[
+                ("application_address", "\"pokt1app\""),
+                ("claim_proof_status_int", "1"),
+                ("claimed_upokt", "\"1000upokt\""),
+                ("deflation_loss_upokt", "\"0upokt\""),
+                ("reward_distribution", "{}"),
+                ("mint_ratio", "\"1.000000000000000000\""),
+                ("minted_upokt", "\"1000upokt\""),
+                ("num_claimed_compute_units", "\"420\""),
+                ("num_estimated_compute_units", "\"420\""),
+                ("num_estimated_relays", "\"42\""),
+                ("num_relays", "\"42\""),
+                ("overservicing_loss_upokt", "\"0upokt\""),
+                ("proof_requirement_int", "2"),
+                ("reward_distribution_detailed", "[]"),
+                ("service_id", "\"anvil\""),
+                ("session_end_block_height", "\"363540\""),
+                ("session_id", "\"abc123\""),
+                ("settled_upokt", "\"1000upokt\""),
+                ("supplier_operator_address", "\"pokt1supplier\""),
+                ("supplier_owner_address", "\"pokt1owner\""),
+                ("mode", "EndBlock"),
+            ],
+        );
+        let s = ClaimSettlement::from_event(&e).unwrap().unwrap();
+        assert_eq!(
+            s,
+            ClaimSettlement {
+                supplier: "pokt1supplier".into(),
+                application: "pokt1app".into(),
+                service_id: "anvil".into(),
+                session_end: 363_540,
+                session_id: Some("abc123".into()),
+                relays: Some(42),
+                compute_units: Some(420),
+                outcome: SettlementOutcome::Settled { proof_required: true },
+            }
+        );
+        assert!(s.is_for("pokt1supplier", "pokt1app", "anvil", 363_540));
+        assert!(!s.is_for("pokt1other", "pokt1app", "anvil", 363_540));
+        assert!(!s.is_for("pokt1supplier", "pokt1app", "anvil", 363_530));
+        assert!(!s.is_for("pokt1supplier", "pokt1app2", "anvil", 363_540));
+        assert!(!s.is_for("pokt1supplier", "pokt1app", "eth", 363_540));
+
+        let not_required = event(
+            CLAIM_SETTLED,
+            &[
+                ("application_address", "\"pokt1app\""),
+                ("proof_requirement_int", "0"),
+                ("service_id", "\"anvil\""),
+                ("session_end_block_height", "\"10\""),
+                ("supplier_operator_address", "\"pokt1supplier\""),
+            ],
+        );
+        let s = ClaimSettlement::from_event(&not_required).unwrap().unwrap();
+        assert_eq!(s.outcome, SettlementOutcome::Settled { proof_required: false });
+        assert_eq!((s.relays, s.session_id.as_deref()), (None, None));
+    }
+
+    #[test]
+    fn expired_and_discarded_events_of_v0_1_35_golden() {
+        let e = event(
+            CLAIM_EXPIRED,
+            &[
+                ("application_address", "\"pokt1app\""),
+                ("claim_proof_status_int", "0"),
+                ("claimed_upokt", "\"1000upokt\""),
+                ("expiration_reason", "\"PROOF_MISSING\""),
+                ("num_claimed_compute_units", "\"420\""),
+                ("num_estimated_compute_units", "\"420\""),
+                ("num_estimated_relays", "\"42\""),
+                ("num_relays", "\"42\""),
+                ("service_id", "\"anvil\""),
+                ("session_end_block_height", "\"363540\""),
+                ("supplier_operator_address", "\"pokt1supplier\""),
+                ("mode", "EndBlock"),
+            ],
+        );
+        let s = ClaimSettlement::from_event(&e).unwrap().unwrap();
+        assert_eq!(
+            s.outcome,
+            SettlementOutcome::Expired {
+                reason: "PROOF_MISSING".into()
+            }
+        );
+        assert_eq!(
+            (s.relays, s.compute_units, s.session_id.as_deref()),
+            (Some(42), Some(420), None)
+        );
+        assert!(s.is_for("pokt1supplier", "pokt1app", "anvil", 363_540));
+
+        let d = event(
+            CLAIM_DISCARDED,
+            &[
+                ("application_address", "\"pokt1app\""),
+                ("claim_proof_status_int", "0"),
+                ("error", "\"settlement failed\""),
+                ("service_id", "\"anvil\""),
+                ("session_end_block_height", "\"363540\""),
+                ("supplier_operator_address", "\"pokt1supplier\""),
+            ],
+        );
+        let s = ClaimSettlement::from_event(&d).unwrap().unwrap();
+        assert_eq!(
+            s.outcome,
+            SettlementOutcome::Discarded {
+                error: "settlement failed".into()
+            }
+        );
+    }
+
+    /// Releases before the flattened events carried the claim as one JSON attribute.
+    #[test]
+    fn older_events_with_the_whole_claim_are_read() {
+        let claim = r#"{"supplier_operator_address":"pokt1supplier","session_header":{"application_address":"pokt1app","service_id":"anvil","session_id":"abc","session_start_block_height":"1","session_end_block_height":"10"},"root_hash":"AAAA","proof_validation_status":"VALIDATED"}"#;
+        let e = event(
+            CLAIM_SETTLED,
+            &[
+                ("claim", claim),
+                ("num_relays", "\"5\""),
+                ("proof_requirement", "\"NOT_REQUIRED\""),
+            ],
+        );
+        let s = ClaimSettlement::from_event(&e).unwrap().unwrap();
+        assert!(s.is_for("pokt1supplier", "pokt1app", "anvil", 10));
+        assert_eq!(s.session_id.as_deref(), Some("abc"));
+        assert_eq!(s.outcome, SettlementOutcome::Settled { proof_required: false });
+        assert_eq!(s.relays, Some(5));
+    }
+
+    #[test]
+    fn other_events_are_skipped_and_unreadable_ones_reported() {
+        assert!(ClaimSettlement::from_event(&event("pocket.proof.EventProofValidityChecked", &[])).is_none());
+        let missing = ClaimSettlement::from_event(&event(CLAIM_SETTLED, &[("service_id", "\"anvil\"")]))
+            .unwrap()
+            .unwrap_err();
+        assert!(missing.reason.contains("supplier_operator_address"), "{missing}");
+        let bad_height = event(
+            CLAIM_EXPIRED,
+            &[
+                ("application_address", "\"pokt1app\""),
+                ("service_id", "\"anvil\""),
+                ("session_end_block_height", "\"ten\""),
+                ("supplier_operator_address", "\"pokt1supplier\""),
+            ],
+        );
+        let e = ClaimSettlement::from_event(&bad_height).unwrap().unwrap_err();
+        assert!(e.reason.contains("session_end_block_height"), "{e}");
+        let all = settlements(&[
+            event("transfer", &[]),
+            bad_height,
+            event(
+                CLAIM_SETTLED,
+                &[
+                    ("application_address", "\"a\""),
+                    ("service_id", "\"s\""),
+                    ("session_end_block_height", "\"4\""),
+                    ("supplier_operator_address", "\"p\""),
+                ],
+            ),
+        ]);
+        assert_eq!(all.len(), 2);
+        assert!(all[0].is_err() && all[1].is_ok());
+    }
+}

@@ -1,0 +1,79 @@
+//! The simulator's settlement events, shaped as poktroll v0.1.35 emits them through cosmos-sdk's
+//! `TypedEventToEvent` (`x/tokenomics/keeper/settle_pending_claims.go`, `proto/pocket/tokenomics/event.proto`):
+//! one attribute per proto field, keys sorted, each value the field's proto-JSON (strings and 64-bit integers
+//! quoted, 32-bit integers bare, enums by name), then `mode` = `EndBlock` appended by the SDK's `FinalizeBlock`.
+//! Written from the proto and the SDK, apart from the miner's reader (`crate::chain::settlement`), so a shape
+//! mistake on one side is not mirrored on the other.
+
+use serde_json::json;
+
+use super::Settlement;
+use crate::chain::comet::AbciEvent;
+use crate::protocol::wire;
+
+/// The finalize-block event of one claim's settlement. `claimed_upokt` is what the claim is worth.
+pub(super) fn settlement_event(
+    claim: &wire::Claim,
+    proof_required: bool,
+    claimed_upokt: u128,
+    outcome: &Settlement,
+) -> AbciEvent {
+    let header = claim.session_header.clone().unwrap_or_default();
+    let root_u64 = |range: std::ops::Range<usize>| {
+        claim
+            .root_hash
+            .get(range)
+            .and_then(|b| b.try_into().ok())
+            .map_or(0, u64::from_be_bytes)
+    };
+    let (compute_units, relays) = (root_u64(32..40), root_u64(40..48));
+    // JSON of a string and of a 64-bit integer (quoted, as jsonpb prints int64/uint64).
+    let text = |v: &str| json!(v).to_string();
+    let int64 = |v: String| json!(v).to_string();
+    let mut attributes: Vec<(String, String)> = vec![
+        ("application_address".into(), text(&header.application_address)),
+        (
+            "claim_proof_status_int".into(),
+            claim.proof_validation_status.to_string(),
+        ),
+        ("claimed_upokt".into(), text(&format!("{claimed_upokt}upokt"))),
+        ("num_claimed_compute_units".into(), int64(compute_units.to_string())),
+        ("num_estimated_compute_units".into(), int64(compute_units.to_string())),
+        ("num_estimated_relays".into(), int64(relays.to_string())),
+        ("num_relays".into(), int64(relays.to_string())),
+        ("service_id".into(), text(&header.service_id)),
+        (
+            "session_end_block_height".into(),
+            int64(header.session_end_block_height.to_string()),
+        ),
+        (
+            "supplier_operator_address".into(),
+            text(&claim.supplier_operator_address),
+        ),
+    ];
+    let kind = match outcome {
+        Settlement::Settled(_) => {
+            // ProofRequirementReason: NOT_REQUIRED = 0, PROBABILISTIC = 1 (the simulator does not tell it from
+            // THRESHOLD = 2).
+            attributes.push(("proof_requirement_int".into(), i32::from(proof_required).to_string()));
+            attributes.push(("session_id".into(), text(&header.session_id)));
+            attributes.push(("settled_upokt".into(), text(&format!("{claimed_upokt}upokt"))));
+            crate::chain::settlement::CLAIM_SETTLED
+        }
+        Settlement::Expired(reason) => {
+            let name = if reason.contains("invalid") {
+                "PROOF_INVALID"
+            } else {
+                "PROOF_MISSING"
+            };
+            attributes.push(("expiration_reason".into(), text(name)));
+            crate::chain::settlement::CLAIM_EXPIRED
+        }
+    };
+    attributes.sort();
+    attributes.push(("mode".into(), "EndBlock".into()));
+    AbciEvent {
+        kind: kind.into(),
+        attributes,
+    }
+}
