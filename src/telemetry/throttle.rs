@@ -45,6 +45,12 @@ impl LogThrottle {
         s.last = Some(now);
         Some(std::mem::take(&mut s.suppressed))
     }
+
+    /// Forgets the last line admitted and the count held back: the next [`Self::admit`] passes at once (a new
+    /// streak of failures starts).
+    pub fn reset(&self) {
+        *self.state.lock().unwrap_or_else(|e| e.into_inner()) = State::default();
+    }
 }
 
 #[cfg(test)]
@@ -64,5 +70,17 @@ mod tests {
         assert_eq!(t.admit_at(t0 + Duration::from_secs(5)), Some(1));
         // A clock read out of order never panics and counts as inside the interval.
         assert_eq!(t.admit_at(t0), None);
+    }
+
+    #[test]
+    fn after_a_reset_the_next_line_passes_at_once_with_nothing_held_back() {
+        let t = LogThrottle::new(Duration::from_secs(1));
+        let t0 = Instant::now();
+        assert_eq!(t.admit_at(t0), Some(0));
+        assert_eq!(t.admit_at(t0 + Duration::from_millis(100)), None);
+        assert_eq!(t.admit_at(t0 + Duration::from_millis(200)), None);
+        t.reset();
+        assert_eq!(t.admit_at(t0 + Duration::from_millis(300)), Some(0));
+        assert_eq!(t.admit_at(t0 + Duration::from_millis(400)), None);
     }
 }

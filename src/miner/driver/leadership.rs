@@ -16,17 +16,26 @@ use storage::{Fence, StorageError};
 
 use super::{ELECTION, Miner, MinerError};
 use crate::miner::lifecycle::{Engine, Event, SessionRecord};
+use crate::telemetry::LogThrottle;
 
 /// Throttle of the "leadership acquisition failed" WARN: the first failure of a streak is logged at once, the
 /// following ones at most once per [`FailureLog::EVERY`] with the number of failures since the last report (the
-/// miner campaigns every tick, ~100 ms: unthrottled, a Redis outage wrote ten WARNs a second).
-#[derive(Debug, Default)]
+/// miner campaigns every tick, ~100 ms: unthrottled, a Redis outage wrote ten WARNs a second). A
+/// [`LogThrottle`] paces the reports; the streak's length is reported on recovery.
+#[derive(Debug)]
 pub(super) struct FailureLog {
-    last_report: Option<std::time::Instant>,
-    /// Failures since the last report, the reported one excluded.
-    unreported: u64,
+    throttle: LogThrottle,
     /// Failures in the current streak (reset by a success).
     streak: u64,
+}
+
+impl Default for FailureLog {
+    fn default() -> Self {
+        Self {
+            throttle: LogThrottle::new(Self::EVERY),
+            streak: 0,
+        }
+    }
 }
 
 impl FailureLog {
@@ -37,20 +46,13 @@ impl FailureLog {
     /// logged.
     pub(super) fn failed(&mut self, now: std::time::Instant) -> Option<u64> {
         self.streak += 1;
-        self.unreported += 1;
-        match self.last_report {
-            Some(at) if now.saturating_duration_since(at) < Self::EVERY => None,
-            _ => {
-                self.last_report = Some(now);
-                Some(std::mem::take(&mut self.unreported))
-            }
-        }
+        self.throttle.admit_at(now).map(|held_back| held_back + 1)
     }
 
-    /// Records a success; `Some(failures of the streak it ends)` when there was one.
+    /// Records a success; `Some(failures of the streak it ends)` when there was one. The next failure starts a
+    /// new streak, reported at once.
     pub(super) fn recovered(&mut self) -> Option<u64> {
-        self.last_report = None;
-        self.unreported = 0;
+        self.throttle.reset();
         Some(std::mem::take(&mut self.streak)).filter(|n| *n > 0)
     }
 }
