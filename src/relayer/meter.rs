@@ -20,7 +20,9 @@
 //! Charges happen only after validation (lessons: "verify before metering") and are refunded when the relay is
 //! not served (backend failure, timeout, oversized answer, relay log failure) or not mined (a 5xx answer), and
 //! when abandoned: a [`Charge`] dropped before it was committed (the gateway disconnected and hyper dropped the
-//! handler) gives its compute units back.
+//! handler) gives its compute units back, and counts itself in the counter given to
+//! [`Charge::count_abandoned_in`] (the relayer's `ha_relayer_relay_meter_consumptions_total{result="refunded"}`,
+//! like every other refund).
 //! When storage fails, `fail_behavior: open` keeps serving on local counts; `closed` refuses until it recovers.
 
 use std::collections::HashMap;
@@ -154,12 +156,25 @@ impl Entry {
 pub struct Charge {
     entry: Option<Arc<Entry>>,
     cost: u64,
+    /// Counts the refund of an abandoned charge (see [`Charge::count_abandoned_in`]).
+    abandoned: Option<prometheus::IntCounter>,
 }
 
 impl Charge {
     /// A charge of nothing (meter disabled).
     pub fn none() -> Self {
-        Self { entry: None, cost: 0 }
+        Self {
+            entry: None,
+            cost: 0,
+            abandoned: None,
+        }
+    }
+
+    /// Increments `counter` if this charge is abandoned (dropped neither committed nor refunded, and so refunded
+    /// by its `Drop`); explicit refunds are the caller's to count.
+    pub fn count_abandoned_in(mut self, counter: prometheus::IntCounter) -> Self {
+        self.abandoned = Some(counter);
+        self
     }
 
     /// Keeps the compute units charged (the relay was served).
@@ -184,6 +199,9 @@ impl Drop for Charge {
     fn drop(&mut self) {
         if self.entry.is_some() {
             tracing::debug!(cost = self.cost, "relay meter charge abandoned; refunded");
+            if let Some(counter) = &self.abandoned {
+                counter.inc();
+            }
             self.give_back();
         }
     }
@@ -343,6 +361,7 @@ impl RelayMeter {
         Ok(Charge {
             entry: Some(entry),
             cost,
+            abandoned: None,
         })
     }
 
@@ -537,12 +556,29 @@ mod tests {
             limit_compute_units: 10,
             forget_at_height: 100,
         };
-        let abandoned = m.charge(&key(), budget, 10).await.unwrap();
+        let refunds = prometheus::IntCounter::new("refunds", "abandoned charges refunded").unwrap();
+        let abandoned = m
+            .charge(&key(), budget, 10)
+            .await
+            .unwrap()
+            .count_abandoned_in(refunds.clone());
         assert!(m.exhausted(&key(), 10));
         drop(abandoned);
         assert!(!m.exhausted(&key(), 10));
-        m.charge(&key(), budget, 10).await.unwrap().commit();
+        assert_eq!(refunds.get(), 1, "an abandoned charge's refund is counted");
+        // Neither an explicit refund nor a commit counts as abandoned.
+        m.charge(&key(), budget, 10)
+            .await
+            .unwrap()
+            .count_abandoned_in(refunds.clone())
+            .refund();
+        m.charge(&key(), budget, 10)
+            .await
+            .unwrap()
+            .count_abandoned_in(refunds.clone())
+            .commit();
         assert!(m.exhausted(&key(), 10));
+        assert_eq!(refunds.get(), 1);
         m.sync().await;
         assert_eq!(store.kv.get(&storage_key(&key())).await.unwrap(), Some(b"10".to_vec()));
     }

@@ -19,7 +19,8 @@
 //!    "pessimistic reversal of 5xx rewards": the supplier is not paid for its backend's failures); counted in
 //!    `ha_relayer_relays_skipped_5xx_total`. Transport failures, timeouts and oversized answers are refused with
 //!    their own codes and refunded; so is a relay whose gateway disconnected before the answer (hyper drops the
-//!    handler, and the uncommitted [`meter::Charge`] refunds itself when dropped).
+//!    handler, and the uncommitted [`meter::Charge`] refunds itself when dropped). Every refund, abandoned ones
+//!    included, is counted in `ha_relayer_relay_meter_consumptions_total{result="refunded"}`.
 //! 5. Mining: difficulty at session start, then the relay is queued to the group-committing relay log appender.
 //!    With `relay_log.durable_ack` the gateway's answer waits for the batch to be durable; without it, it does
 //!    not. While appends fail (storage full or unreachable), new relays are refused with `storage_error` before
@@ -621,7 +622,9 @@ impl Relayer {
         match meter.charge(&key, budget, compute_units).await {
             Ok(charge) => {
                 self.metrics.meter.with_label_values(&[service_id, "ok"]).inc();
-                Ok(charge)
+                // A charge abandoned with its relay (the gateway went away) refunds itself: counted as refunded.
+                let refunded = self.metrics.meter.with_label_values(&[service_id, "refunded"]);
+                Ok(charge.count_abandoned_in(refunded))
             }
             Err(e) => {
                 let err = RelayError::from_meter(e);

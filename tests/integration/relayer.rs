@@ -745,6 +745,14 @@ async fn a_gateway_disconnecting_while_the_backend_works_is_not_charged() {
     })
     .await;
     assert_eq!(net.recorded().await, 0);
+    assert_eq!(
+        metric(
+            &r.telemetry,
+            "ha_relayer_relay_meter_consumptions_total{result=\"refunded\",service_id=\"gated\"}"
+        ),
+        1,
+        "the abandoned charge's refund is counted"
+    );
 }
 
 /// A relay answered optimistically is validated and appended in the background; a shutdown right after the
