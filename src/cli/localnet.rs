@@ -142,6 +142,13 @@ pub async fn run(args: LocalnetArgs) -> anyhow::Result<i32> {
     let genesis = demo_genesis(&args, &relay_url);
     let chain = SimChain::new(genesis.clone()).context("genesis")?;
     let (grpc_url, _grpc) = serve(crate::sim::chain::router(chain.clone()).into_axum()).await?;
+    // CometBFT RPC: the miner reads claim settlements from `block_results`.
+    let comet_rpc = crate::sim::comet::serve(
+        Arc::new(chain.clone()),
+        "127.0.0.1:0".parse()?,
+        crate::sim::comet::ServerConfig::default(),
+    )
+    .await?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|s| *s).await;
@@ -231,7 +238,8 @@ pub async fn run(args: LocalnetArgs) -> anyhow::Result<i32> {
             lease: Duration::from_secs(10),
             engine: Default::default(),
         },
-    );
+    )
+    .with_settlements_from(crate::chain::comet::CometClient::new(&comet_rpc.url())?);
     let miner_stats = miner.stats();
     let miner_task =
         crate::miner::runtime::MinerRuntime::spawn(miner.run(telemetry.heartbeat("miner"), stopped(stop_rx.clone())))?;

@@ -9,6 +9,7 @@
 
 mod ingest;
 mod leadership;
+mod lookup;
 mod submit;
 #[cfg(test)]
 mod tests;
@@ -118,6 +119,10 @@ pub struct Miner {
     last_renewal: Option<std::time::Instant>,
     /// Throttles the WARN of failed campaigns/renewals (the loop ticks every ~100 ms).
     leadership_failures: leadership::FailureLog,
+    /// Reads settlement events (module `lookup`); `None` judges a vanished claim without them.
+    comet: Option<crate::chain::comet::CometClient>,
+    /// The last settlement block read.
+    settlements: lookup::SettlementCache,
 }
 
 /// Errors that stop one loop iteration (retried at the next tick).
@@ -135,6 +140,9 @@ pub enum MinerError {
     /// A relay-log entry or record does not decode.
     #[error("corrupt entry: {0}")]
     Corrupt(String),
+    /// The CometBFT RPC failed (settlement events).
+    #[error("cometbft: {0}")]
+    Comet(#[from] crate::chain::comet::CometError),
 }
 
 const ELECTION: &str = "miner";
@@ -166,7 +174,16 @@ impl Miner {
             sequencers: crate::chain::sequence::Sequencers::new(),
             last_renewal: None,
             leadership_failures: leadership::FailureLog::default(),
+            comet: None,
+            settlements: lookup::SettlementCache::default(),
         }
+    }
+
+    /// Reads claim settlements from `comet`'s `block_results` (module `lookup`): without it, a claim the chain
+    /// settled (and so deleted) before the miner saw its proof validated reads as lost.
+    pub fn with_settlements_from(mut self, comet: crate::chain::comet::CometClient) -> Self {
+        self.comet = Some(comet);
+        self
     }
 
     /// Exports Prometheus metrics through `metrics` (see [`MinerMetrics`]).
@@ -490,68 +507,7 @@ impl Miner {
         Ok(match command {
             Command::SubmitClaims { supplier, keys } => Some(self.submit(TxKind::Claim, &supplier, keys).await?),
             Command::SubmitProofs { supplier, keys } => Some(self.submit(TxKind::Proof, &supplier, keys).await?),
-            Command::LookupOnChain { key } => {
-                let claim = self.chain.claim(&key.session_id, &key.supplier).await?;
-                let claim_exists = claim.is_some();
-                // The root's sum and count (bytes 32..40, 40..48): what the claim on chain pays for.
-                let claimed_totals = claim.as_ref().and_then(|c| {
-                    let sum = u64::from_be_bytes(c.root_hash.get(32..40)?.try_into().ok()?);
-                    let count = u64::from_be_bytes(c.root_hash.get(40..48)?.try_into().ok()?);
-                    Some((count, sum))
-                });
-                let proof_validated =
-                    claim.is_some_and(|c| c.proof_validation_status == wire::ClaimProofStatus::Validated as i32);
-                let before = self.engine.session(&key).map(|r| r.state);
-                let mut step = self.engine.handle(Event::OnChain {
-                    key: key.clone(),
-                    claim_exists,
-                    proof_validated,
-                });
-                if let Some((relays, compute_units)) = claimed_totals {
-                    let totals = self.engine.handle(Event::ClaimOnChain {
-                        key: key.clone(),
-                        relays,
-                        compute_units,
-                    });
-                    step.commands.extend(totals.commands);
-                    step.changed.extend(totals.changed);
-                    step.changed.sort();
-                    step.changed.dedup();
-                }
-                // What the claim pays for is its root's sum: relays that reached the trie after the claim was
-                // built are not in it (they are counted as lost, `relays_after_claim`).
-                let after = self.engine.session(&key).map(|r| {
-                    let claimed = claimed_totals.map_or(r.compute_units, |(_, compute_units)| compute_units);
-                    (r.state, r.service_id.clone(), r.schedule, claimed)
-                });
-                if let Some((state, service, schedule, compute_units)) = after {
-                    use super::lifecycle::State;
-                    let confirmed = before == Some(State::Claiming) && state != State::Claiming && claim_exists;
-                    if confirmed {
-                        self.stats.claims_confirmed.fetch_add(1, AtomicOrdering::Relaxed);
-                    }
-                    let proved = before != Some(State::Proved) && state == State::Proved;
-                    if (confirmed || proved) && self.metrics.is_some() {
-                        let upokt = self.upokt(&service, schedule.session_end, compute_units).await;
-                        if let Some(m) = &self.metrics {
-                            if confirmed {
-                                m.claim_inclusion
-                                    .with_label_values(&[&key.supplier, &service, "included"])
-                                    .inc();
-                                m.upokt_claimed
-                                    .with_label_values(&[&key.supplier, &service])
-                                    .inc_by(upokt.unwrap_or(0));
-                            }
-                            if proved {
-                                m.proof_inclusion
-                                    .with_label_values(&[&key.supplier, &service, "validated"])
-                                    .inc();
-                            }
-                        }
-                    }
-                }
-                Some(step)
-            }
+            Command::LookupOnChain { key } => Some(self.lookup(key).await?),
             Command::CheckProofRequirement { key } => {
                 let required = self.proof_required(&key).await?;
                 if required {

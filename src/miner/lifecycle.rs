@@ -13,7 +13,10 @@
 //! `claim_close − buffer`; proofs once the seed block `proof_open − 1` exists and no later than `proof_close −
 //! buffer`. A submission not confirmed on chain is re-sent once inside its window (lessons.md: mempool-only txs).
 //! Before a session is recorded as lost the engine asks the driver to look the claim/proof up on chain, so an HA
-//! conflict (another instance already submitted) is never counted as a loss. Only the leader submits.
+//! conflict (another instance already submitted) is never counted as a loss. Only the leader submits. The chain
+//! deletes a claim when it settles it (end of block `proof_close`, §3); from then on the lookup answers with the
+//! settlement itself ([`Event::Settled`], read from that block's events), which ends the session as paid or
+//! lost whatever state the miner had it in.
 //!
 //! A relay validated in the grace period is appended once the backend answered, so it can reach the trie after
 //! the claim's root was built at `claim_open`. Once the claim is confirmed the engine knows what it covers
@@ -73,6 +76,9 @@ pub enum LossReason {
     ProofWindowMissed,
     /// A node took our proof, but none was validated when the window closed (rejected or never included).
     ProofNotIncluded,
+    /// The chain's settlement of our claim failed and it discarded the claim (poktroll `EventClaimDiscarded`):
+    /// not paid, though nothing on our side was wrong.
+    SettlementDiscarded,
 }
 
 impl LossReason {
@@ -83,6 +89,7 @@ impl LossReason {
             Self::ClaimNotIncluded => "claim_not_included",
             Self::ProofWindowMissed => "proof_window_missed",
             Self::ProofNotIncluded => "proof_not_included",
+            Self::SettlementDiscarded => "settlement_discarded",
         }
     }
 }
@@ -243,6 +250,16 @@ pub enum Event {
         relays: u64,
         /// Compute units in the claim's root.
         compute_units: u64,
+    },
+    /// What the chain did with the session's claim at settlement, read from the settlement block's events
+    /// (`crate::chain::settlement`) when a lookup at or after it found no claim: poktroll removes a claim once it
+    /// is settled, so "not found" alone cannot tell a paid claim from a lost one. Sent after the
+    /// [`Event::ClaimOnChain`] of the claim the event describes.
+    Settled {
+        /// Which session.
+        key: SessionKey,
+        /// The outcome.
+        outcome: crate::chain::settlement::SettlementOutcome,
     },
     /// This instance became (or stopped being) the leader that submits.
     Leadership {
@@ -508,6 +525,7 @@ impl Engine {
                 claim_exists,
                 proof_validated,
             } => self.on_chain(&key, claim_exists, proof_validated, &mut step),
+            Event::Settled { key, outcome } => self.on_settled(&key, &outcome, &mut step),
             Event::Leadership { leader } => {
                 if leader != self.leader {
                     self.claims_sent_here.clear();
@@ -625,6 +643,11 @@ impl Engine {
                     keys: vec![key.clone()],
                 });
             }
+            // The proof requirement was never learnt and the window closed (a lookup answered with the settlement
+            // when the chain had one, `on_settled`): the claim is gone and no proof of ours was sent.
+            State::Claimed if !claim_exists && height > record.schedule.proof_close => {
+                Self::expire(record, LossReason::ProofWindowMissed, step);
+            }
             State::Proving if proof_validated => record.state = State::Proved,
             State::Proving if height > record.schedule.proof_close => {
                 let reason = if record.proof_sent_at.is_empty() || !record.proof_reached_node {
@@ -647,6 +670,38 @@ impl Engine {
                 });
             }
             _ => {}
+        }
+    }
+
+    /// Ends a session the chain settled: paid (`Proved` when a proof was required, else `Settled`), or lost when
+    /// the chain expired the claim (a required proof missing or invalid) or discarded it.
+    fn on_settled(&mut self, key: &SessionKey, outcome: &crate::chain::settlement::SettlementOutcome, step: &mut Step) {
+        use crate::chain::settlement::SettlementOutcome;
+        let Some(record) = self.sessions.get_mut(key) else {
+            return;
+        };
+        if !matches!(record.state, State::Claiming | State::Claimed | State::Proving) {
+            return;
+        }
+        step.changed.push(key.clone());
+        match outcome {
+            SettlementOutcome::Settled { proof_required } => {
+                let required = *proof_required || record.state == State::Proving;
+                record.proof_required = Some(required);
+                record.state = if required { State::Proved } else { State::Settled };
+            }
+            SettlementOutcome::Expired { .. } => {
+                let reason = if record.state == State::Proving
+                    && !record.proof_sent_at.is_empty()
+                    && record.proof_reached_node
+                {
+                    LossReason::ProofNotIncluded
+                } else {
+                    LossReason::ProofWindowMissed
+                };
+                Self::expire(record, reason, step);
+            }
+            SettlementOutcome::Discarded { .. } => Self::expire(record, LossReason::SettlementDiscarded, step),
         }
     }
 
@@ -734,8 +789,17 @@ impl Engine {
                 && record.queried_at != Some(height)
             {
                 record.queried_at = Some(height);
-                step.commands.push(Command::CheckProofRequirement {
-                    key: record.key.clone(),
+                // Past the proof window a proof could no longer be sent either way: what the chain did with the
+                // claim (its settlement) decides, so a requirement check that keeps failing (an unreadable trie)
+                // cannot hold the session forever.
+                step.commands.push(if height > s.proof_close {
+                    Command::LookupOnChain {
+                        key: record.key.clone(),
+                    }
+                } else {
+                    Command::CheckProofRequirement {
+                        key: record.key.clone(),
+                    }
                 });
             }
             if record.state == State::Proving {

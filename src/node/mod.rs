@@ -232,6 +232,7 @@ impl Node {
                 });
             }
         };
+        let settlement_reader = comet.clone();
         let (height, watch_task) = spawn_height_watch(
             Arc::clone(&chain),
             comet,
@@ -285,7 +286,10 @@ impl Node {
                 },
             },
         );
-        let miner = miner.with_metrics(crate::miner::metrics::MinerMetrics::new(&telemetry)?);
+        let mut miner = miner.with_metrics(crate::miner::metrics::MinerMetrics::new(&telemetry)?);
+        if let Some(comet) = settlement_reader {
+            miner = miner.with_settlements_from(comet);
+        }
         let miner_stats = miner.stats();
         let miner = MinerRuntime::spawn(miner.run(telemetry.heartbeat("miner"), stopped(miner_stop_rx)))
             .map_err(|e| NodeError::Miner(format!("miner runtime: {e}")))?;

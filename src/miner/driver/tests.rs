@@ -207,10 +207,13 @@ fn relays(supplier: &str, header: &SessionHeader, n: std::ops::Range<u64>) -> Ve
     .collect()
 }
 
-/// A simulator chain serving gRPC on loopback (4 blocks in), its client, the supplier's current session and keys.
+/// A simulator chain serving gRPC and CometBFT RPC on loopback (4 blocks in), its client, the supplier's current
+/// session and keys.
 struct Fixture {
     chain: SimChain,
     client: Arc<ChainClient>,
+    /// A client of the chain's CometBFT RPC (settlement events).
+    comet: crate::chain::comet::CometClient,
     supplier: String,
     header: SessionHeader,
     keyring: Keyring,
@@ -227,6 +230,16 @@ async fn fixture_on(genesis: Genesis) -> Fixture {
     let addr = listener.local_addr().unwrap();
     let app = router(chain.clone()).into_axum();
     tokio::spawn(async move { axum::serve(listener, app).await });
+    let rpc = crate::sim::comet::serve(
+        Arc::new(chain.clone()),
+        "127.0.0.1:0".parse().unwrap(),
+        crate::sim::comet::ServerConfig::default(),
+    )
+    .await
+    .unwrap();
+    let comet = crate::chain::comet::CometClient::new(&rpc.url()).unwrap();
+    // The server lives as long as the test's runtime.
+    std::mem::forget(rpc);
     for _ in 0..4 {
         chain.produce_block();
     }
@@ -247,6 +260,7 @@ async fn fixture_on(genesis: Genesis) -> Fixture {
     Fixture {
         chain,
         client,
+        comet,
         supplier,
         header,
         keyring,
@@ -1061,4 +1075,62 @@ async fn a_leader_reports_live_sessions_of_suppliers_without_a_key() {
             .is_some(),
         "the record is kept"
     );
+}
+
+/// A claim the miner confirms only after its session settled (it was down from the block after its send until
+/// past the settlement): poktroll paid the claim and deleted it, so the lookup finds no claim. The miner reads
+/// the settlement from the block's events (CometBFT `block_results`) and counts the claim included and paid, not
+/// lost. A miner that cannot read them counts the same session as `claim_not_included`, a false alarm.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_claim_settled_before_the_miner_looked_it_up_is_read_from_the_settlement_events_not_counted_lost() {
+    for with_events in [true, false] {
+        let Claimed {
+            f,
+            miner,
+            telemetry,
+            schedule,
+            ..
+        } = claimed(genesis()).await;
+        let mut miner = if with_events {
+            miner.with_settlements_from(f.comet.clone())
+        } else {
+            miner
+        };
+        assert_eq!(
+            miner.engine.session(&f.key).unwrap().state,
+            crate::miner::lifecycle::State::Claiming
+        );
+        assert_eq!(schedule.settlement, schedule.proof_close);
+        while f.chain.height() <= schedule.settlement {
+            f.chain.produce_block();
+        }
+        assert!(
+            matches!(&f.chain.settlements()[..], [(_, _, crate::sim::chain::Settlement::Settled(v))] if *v > 0),
+            "{:?}",
+            f.chain.settlements()
+        );
+        assert!(f.client.claim(&f.key.session_id, &f.supplier).await.unwrap().is_none());
+        miner.step().await.unwrap();
+        // Decided and, as its settlement is past, pruned in the same step.
+        assert!(miner.engine.session(&f.key).is_none(), "pruned and forgotten");
+        let text = telemetry.render_metrics();
+        let series = |name: &str, label: &str| {
+            text.lines()
+                .find(|l| l.starts_with(name) && l.contains(label))
+                .and_then(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        };
+        if with_events {
+            assert_eq!(series("ha_miner_claim_inclusion_outcome_total", "included"), Some(1));
+            assert!(
+                series("ha_miner_upokt_claimed_total", "anvil").is_some_and(|v| v > 0),
+                "{text}"
+            );
+            assert!(!text.contains("ha_miner_upokt_lost_total{"), "{text}");
+        } else {
+            assert_eq!(
+                counter(&text, "ha_miner_relays_lost_total", "claim_not_included"),
+                Some(5)
+            );
+        }
+    }
 }

@@ -1,0 +1,187 @@
+//! [`Command::LookupOnChain`](crate::miner::lifecycle::Command::LookupOnChain): what the chain holds for a
+//! session, answered to the engine as [`Event::OnChain`] / [`Event::ClaimOnChain`], or [`Event::Settled`] once
+//! the claim was settled.
+//!
+//! Why settlements: poktroll settles a claim at the end of block `SettlementSessionEnd` (the proof window's
+//! close, §3) and deletes it, so from that block on a `Claim` query says "not found" for a paid claim as for a
+//! lost one. A proof included in that very block (a re-send near the close, a failover), or a session looked at
+//! again after a restart, would read as lost: a false revenue-loss alarm (lessons.md). So when the claim is
+//! gone at or after the settlement height, the outcome is read from that block's events over CometBFT
+//! (`block_results`, [`crate::chain::settlement`]). Without a CometBFT client, or when the node cannot answer
+//! for a few blocks (e.g. it discards ABCI responses), the lookup falls back to "not found" and says so at WARN.
+
+use std::sync::atomic::Ordering as AtomicOrdering;
+
+use super::{Miner, MinerError};
+use crate::chain::settlement::{ClaimSettlement, settlements};
+use crate::miner::lifecycle::{Event, SessionKey, State, Step};
+use crate::protocol::wire;
+
+/// Blocks after the settlement height during which a failed `block_results` read is retried (the lookup fails
+/// and comes again at the next block) before the lookup goes on without it.
+pub(super) const SETTLEMENT_READ_BLOCKS: i64 = 3;
+
+/// The settlements of one block, kept for the other sessions settled in it (one read per block, not per session).
+#[derive(Debug, Default)]
+pub(super) struct SettlementCache {
+    height: i64,
+    settlements: Vec<ClaimSettlement>,
+}
+
+impl Miner {
+    /// Reads the chain for `key` and feeds the answer to the engine.
+    pub(super) async fn lookup(&mut self, key: SessionKey) -> Result<Step, MinerError> {
+        let claim = self.chain.claim(&key.session_id, &key.supplier).await?;
+        let settled = match claim {
+            Some(_) => None,
+            None => self.settlement_of(&key).await?,
+        };
+        // The root's sum and count (bytes 32..40, 40..48): what the claim on chain pays for.
+        let claimed_totals = match (&claim, &settled) {
+            (Some(c), _) => (|| {
+                let sum = u64::from_be_bytes(c.root_hash.get(32..40)?.try_into().ok()?);
+                let count = u64::from_be_bytes(c.root_hash.get(40..48)?.try_into().ok()?);
+                Some((count, sum))
+            })(),
+            (None, Some(s)) => s.relays.zip(s.compute_units),
+            (None, None) => None,
+        };
+        let claim_exists = claim.is_some() || settled.is_some();
+        let before = self.engine.session(&key).map(|r| r.state);
+        let mut step = Step::default();
+        // What the claim covers first: a loss at settlement counts the claim's root, not the trie.
+        if let Some((relays, compute_units)) = claimed_totals {
+            merge(
+                &mut step,
+                self.engine.handle(Event::ClaimOnChain {
+                    key: key.clone(),
+                    relays,
+                    compute_units,
+                }),
+            );
+        }
+        let answer = match settled {
+            Some(s) => Event::Settled {
+                key: key.clone(),
+                outcome: s.outcome,
+            },
+            None => Event::OnChain {
+                key: key.clone(),
+                claim_exists,
+                proof_validated: claim
+                    .is_some_and(|c| c.proof_validation_status == wire::ClaimProofStatus::Validated as i32),
+            },
+        };
+        merge(&mut step, self.engine.handle(answer));
+        self.count_confirmations(&key, before, claim_exists, claimed_totals)
+            .await;
+        Ok(step)
+    }
+
+    /// The settlement of `key`'s claim, when the chain is past the session's settlement height and its events
+    /// say what happened; `None` before that, without a CometBFT client, or when no event matches.
+    async fn settlement_of(&mut self, key: &SessionKey) -> Result<Option<ClaimSettlement>, MinerError> {
+        let Some(record) = self.engine.session(key) else {
+            return Ok(None);
+        };
+        let at = record.schedule.settlement;
+        let (application, service) = (record.application_address.clone(), record.service_id.clone());
+        let session_end = record.schedule.session_end;
+        let height = self.engine.height();
+        let Some(comet) = &self.comet else {
+            return Ok(None);
+        };
+        if height < at {
+            return Ok(None);
+        }
+        if self.settlements.height != at {
+            match comet.block_results(at).await {
+                Ok(results) => {
+                    let mut read = Vec::new();
+                    for s in settlements(&results.finalize_block_events) {
+                        match s {
+                            Ok(s) => read.push(s),
+                            Err(e) => tracing::warn!(height = at, error = %e, "unreadable settlement event"),
+                        }
+                    }
+                    self.settlements = SettlementCache {
+                        height: at,
+                        settlements: read,
+                    };
+                }
+                Err(e) if height <= at + SETTLEMENT_READ_BLOCKS => return Err(MinerError::Comet(e)),
+                Err(e) => {
+                    tracing::warn!(
+                        supplier = key.supplier,
+                        session = key.session_id,
+                        height = at,
+                        error = %e,
+                        "cannot read the settlement block's events; the session's claim is gone from the chain \
+                         and is judged without them"
+                    );
+                    return Ok(None);
+                }
+            }
+        }
+        Ok(self
+            .settlements
+            .settlements
+            .iter()
+            .find(|s| {
+                s.is_for(&key.supplier, &application, &service, session_end)
+                    && s.session_id.as_ref().is_none_or(|id| *id == key.session_id)
+            })
+            .cloned())
+    }
+
+    /// Counts a claim seen on chain for the first time and a proof seen validated (or settled as required).
+    async fn count_confirmations(
+        &self,
+        key: &SessionKey,
+        before: Option<State>,
+        claim_exists: bool,
+        claimed_totals: Option<(u64, u64)>,
+    ) {
+        // What the claim pays for is its root's sum: relays that reached the trie after the claim was built are
+        // not in it (they are counted as lost, `relays_after_claim`).
+        let Some((state, service, schedule, compute_units)) = self.engine.session(key).map(|r| {
+            let claimed = claimed_totals.map_or(r.compute_units, |(_, compute_units)| compute_units);
+            (r.state, r.service_id.clone(), r.schedule, claimed)
+        }) else {
+            return;
+        };
+        let confirmed = before == Some(State::Claiming) && state != State::Claiming && claim_exists;
+        if confirmed {
+            self.stats.claims_confirmed.fetch_add(1, AtomicOrdering::Relaxed);
+        }
+        let proved = before != Some(State::Proved) && state == State::Proved;
+        if !(confirmed || proved) || self.metrics.is_none() {
+            return;
+        }
+        let upokt = self.upokt(&service, schedule.session_end, compute_units).await;
+        let Some(m) = &self.metrics else {
+            return;
+        };
+        if confirmed {
+            m.claim_inclusion
+                .with_label_values(&[&key.supplier, &service, "included"])
+                .inc();
+            m.upokt_claimed
+                .with_label_values(&[&key.supplier, &service])
+                .inc_by(upokt.unwrap_or(0));
+        }
+        if proved {
+            m.proof_inclusion
+                .with_label_values(&[&key.supplier, &service, "validated"])
+                .inc();
+        }
+    }
+}
+
+/// Appends `next`'s commands and changed sessions to `step`.
+fn merge(step: &mut Step, next: Step) {
+    step.commands.extend(next.commands);
+    step.changed.extend(next.changed);
+    step.changed.sort();
+    step.changed.dedup();
+}
