@@ -26,6 +26,9 @@ pub struct Env {
     pub client: Arc<ChainClient>,
     pub genesis: Genesis,
     pub grpc_url: String,
+    /// The simulator's CometBFT RPC (block subscription, settlement events).
+    pub rpc_url: String,
+    _rpc: relay_miner::sim::comet::CometServerHandle,
     pub backend: relay_miner::sim::backend::BackendHandle,
     pub keys: PathBuf,
     pub token_file: PathBuf,
@@ -48,6 +51,13 @@ pub async fn start_env_with(block_time_ms: u64, proof_probability: f64, customiz
     customize(&mut genesis);
     let chain = SimChain::new(genesis.clone()).unwrap();
     let grpc_url = serve(relay_miner::sim::chain::router(chain.clone()).into_axum()).await;
+    let rpc = relay_miner::sim::comet::serve(
+        Arc::new(chain.clone()),
+        "127.0.0.1:0".parse().unwrap(),
+        relay_miner::sim::comet::ServerConfig::default(),
+    )
+    .await
+    .unwrap();
     let (stop, mut stop_rx) = tokio::sync::watch::channel(false);
     tokio::spawn({
         let chain = chain.clone();
@@ -86,6 +96,8 @@ pub async fn start_env_with(block_time_ms: u64, proof_probability: f64, customiz
         client,
         genesis,
         grpc_url,
+        rpc_url: rpc.url(),
+        _rpc: rpc,
         backend,
         keys,
         token_file,
@@ -155,6 +167,7 @@ storage:
     cluster_token_file: {token}
 {extra}pocket_node:
   query_node_grpc_url: {grpc}
+  query_node_rpc_url: {rpc}
   chain_id: {chain_id}
 keys:
   keys_file: {keys}
@@ -178,6 +191,7 @@ logging:
             peers = peers.join(", "),
             token = env.token_file.display(),
             grpc = env.grpc_url,
+            rpc = env.rpc_url,
             chain_id = env.genesis.chain_id,
             keys = env.keys.display(),
             backend = env.backend.http_url(),
