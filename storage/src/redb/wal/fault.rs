@@ -25,6 +25,9 @@ pub(crate) enum Site {
     /// The reply of the checkpoint covering records up to this one: the durable commit happens, only what the
     /// WAL thread hears of it is replaced (as when the commit's `fsync` reported an error).
     CheckpointReply(u64),
+    /// The WAL thread took the reply of a checkpoint that succeeded, covering records up to this one, and
+    /// recycled what it could: only observed (its fault is ignored), so tests can wait for that point.
+    CheckpointTaken(u64),
 }
 
 #[cfg(test)]

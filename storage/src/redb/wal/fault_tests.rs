@@ -36,6 +36,8 @@ struct Harness {
     /// While set, every checkpoint reply is replaced with a failure (counted in `checkpoints_failed`).
     fail_checkpoints: Arc<AtomicBool>,
     checkpoints_failed: Arc<AtomicU64>,
+    /// Checkpoints that succeeded and whose reply the WAL thread took (segments they free are recycled).
+    checkpoints_taken: Arc<AtomicU64>,
     tune: fn(&mut RedbConfig),
     backend: Option<RedbBackend>,
 }
@@ -53,6 +55,7 @@ impl Harness {
             plans: Arc::default(),
             fail_checkpoints: Arc::default(),
             checkpoints_failed: Arc::default(),
+            checkpoints_taken: Arc::default(),
             tune,
             backend: None,
         };
@@ -79,10 +82,15 @@ impl Harness {
         drop(self.backend.take());
         let plans = self.plans.clone();
         let (fail_checkpoints, failed) = (self.fail_checkpoints.clone(), self.checkpoints_failed.clone());
+        let taken = self.checkpoints_taken.clone();
         let hook = FaultHook::new(move |site| {
             if matches!(site, Site::CheckpointReply(_)) && fail_checkpoints.load(Ordering::SeqCst) {
                 failed.fetch_add(1, Ordering::SeqCst);
                 return Some(Fault::Instead);
+            }
+            if matches!(site, Site::CheckpointTaken(_)) {
+                taken.fetch_add(1, Ordering::SeqCst);
+                return None;
             }
             let plan = plans.lock().unwrap().remove(&site)?;
             match plan {
@@ -532,4 +540,68 @@ async fn a_database_that_breaks_again_right_after_a_reopen_is_reopened_only_afte
         expect(&[(1..7, 0..6)]),
         "every acknowledged relay, once"
     );
+}
+
+/// A checkpoint that succeeds after an apply failed covers only what redb holds (META `wal_applied`), not every
+/// record handed to redb before it: the segment holding the failed record (closed, with the next record in a
+/// new one) is not recycled, and a reopen recovers every acknowledged relay.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_checkpoint_after_a_failed_apply_keeps_the_segment_of_the_failed_record() {
+    let mut h = Harness::open_tuned(|c| {
+        c.wal_segment_bytes = 4096;
+        c.wal_checkpoint_bytes = 1 << 30;
+        c.wal_checkpoint_interval = Duration::from_millis(5);
+    })
+    .await;
+    // No segment is recycled before the failure: the failed record's segment is the newest of several closed.
+    h.fail_checkpoints.store(true, Ordering::SeqCst);
+    // One relay per record (id == record sequence); records of constant size from relay 100 on.
+    let mut n = 0u64;
+    while n < 100 {
+        h.append(n..n + 1).await.unwrap();
+        n += 1;
+    }
+    // Two rollovers measure the records per segment.
+    let mut firsts = Vec::new();
+    while firsts.len() < 2 {
+        let before = h.segments();
+        h.append(n..n + 1).await.unwrap();
+        if h.segments() > before {
+            firsts.push(n + 1);
+        }
+        n += 1;
+    }
+    let per_seg = firsts[1] - firsts[0];
+    // Record k is the last of the active segment.
+    let k = firsts[1] + per_seg - 1;
+    while n + 1 < k {
+        h.append(n..n + 1).await.unwrap();
+        n += 1;
+    }
+    let (at_apply, release) = h.hold_then_fail(Site::Apply(k), Fault::Instead);
+    let segs = h.segments();
+    assert_eq!(h.append(n..n + 1).await.unwrap(), vec![k], "record k acknowledged");
+    n += 1;
+    reached(at_apply).await;
+    assert_eq!(
+        h.append(n..n + 1).await.unwrap(),
+        vec![k + 1],
+        "record k+1 acknowledged"
+    );
+    n += 1;
+    assert_eq!(h.segments(), segs + 1, "record k+1 rolled: k's segment is closed");
+    h.fail_checkpoints.store(false, Ordering::SeqCst);
+    release.send(()).unwrap();
+    // Every checkpoint so far failed; one queued behind the failed apply (or requested after it) succeeds.
+    assert_eq!(h.checkpoints_taken.load(Ordering::SeqCst), 0);
+    suite::poll_until("a checkpoint after the failed apply is taken", || async {
+        (h.checkpoints_taken.load(Ordering::SeqCst) > 0).then_some(())
+    })
+    .await;
+    assert_unavailable(h.count().await, "a read after the failed apply");
+    h.reopen().await;
+    let got = h.read_all().await.unwrap();
+    let missing: Vec<u64> = (1..=n).filter(|id| !got.contains_key(id)).collect();
+    assert!(missing.is_empty(), "acknowledged ids lost after reopen: {missing:?}");
+    assert_eq!(got.len() as u64, n, "every acknowledged relay, once");
 }

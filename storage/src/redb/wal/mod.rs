@@ -35,6 +35,9 @@
 //!    non-durable commit becomes durable with any later durable commit, in order).
 //! 3. A segment is reused only after a checkpoint (a durable redb commit queued behind the applies) covers all
 //!    of its records, so any record still found in a reused file has `record_seq <= wal_applied` and is skipped.
+//!    A checkpoint covers the records handed to redb before it only up to META `wal_applied` as read in its own
+//!    transaction: a record whose apply failed (and every later one, see below) is not covered, and no segment
+//!    is recycled while such a failure is outstanding.
 //! 4. Recovery reads each file from offset 0 and stops at the first invalid record (zero fill, bad magic, bad
 //!    length, checksum mismatch, or a sequence that does not follow the previous record): torn tails and stale
 //!    records behind freshly written ones are never taken. Applying is idempotent (explicit keys), so a crash
@@ -102,7 +105,8 @@ use record::Entry;
 
 /// META key: the last WAL record applied to redb (durable once a durable commit followed it).
 pub(crate) const WAL_APPLIED: &str = "wal_applied";
-/// META key: the last WAL record covered by a completed checkpoint (informational).
+/// META key: the last WAL record covered by a completed checkpoint (informational): the smaller of the last
+/// record handed to redb before it and `wal_applied` as it committed.
 pub(crate) const WAL_CHECKPOINT: &str = "wal_checkpoint";
 
 /// Settings of the relay WAL (from [`super::RedbConfig`]).
@@ -172,8 +176,12 @@ pub(crate) struct Request {
 /// Messages to the WAL thread.
 pub(crate) enum Msg {
     Append(Request),
-    /// A checkpoint covering records ≤ the sequence committed (durably) or failed.
-    Checkpointed(u64, Result<(), StorageError>),
+    /// A checkpoint requested to cover records ≤ `requested` committed (durably) and covers the records ≤ the
+    /// sequence it answers (at most META `wal_applied` as it committed), or failed.
+    Checkpointed {
+        requested: u64,
+        covered: Result<u64, StorageError>,
+    },
     /// The last handle is gone.
     Shutdown,
 }

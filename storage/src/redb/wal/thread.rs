@@ -7,15 +7,15 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use redb::Database;
+use redb::{Database, ReadableTable, WriteTransaction};
 use tokio::sync::watch;
 
 use super::fault::Site;
 use super::record::{Encoder, Entry, HEADER_LEN};
 use super::segment::{self, Maker, Segment};
 use super::{
-    Applied, Msg, Recovered, Request, WAL_CHECKPOINT, WalConfig, WalStats, apply_record, follows_applied, io_err,
-    last_seqs, wal_gone,
+    Applied, Msg, Recovered, Request, WAL_APPLIED, WAL_CHECKPOINT, WalConfig, WalStats, apply_record, follows_applied,
+    io_err, last_seqs, wal_gone,
 };
 use crate::StorageError;
 use crate::contract::EntryId;
@@ -44,7 +44,8 @@ struct Checkpoint {
     sent: u64,
     /// Records up to this one are covered by the checkpoint in flight or the last one requested.
     requested: u64,
-    /// Records up to this one are durable in redb (a checkpoint commit returned `Ok`).
+    /// Records up to this one are durable in redb: a checkpoint commit returned `Ok` and found them applied
+    /// (META `wal_applied`), which is what lets their segments be reused.
     done: u64,
     in_flight: bool,
     /// WAL bytes written since the last request.
@@ -186,8 +187,8 @@ impl WalThread {
                 group.push(r);
                 false
             }
-            Msg::Checkpointed(seq, result) => {
-                self.on_checkpoint(seq, result);
+            Msg::Checkpointed { requested, covered } => {
+                self.on_checkpoint(requested, covered);
                 false
             }
             Msg::Shutdown => true,
@@ -492,17 +493,17 @@ impl WalThread {
             1,
             true,
             move |txn| {
-                txn.open_table(META)
-                    .map_err(db_err)?
-                    .insert(WAL_CHECKPOINT, seq)
-                    .map_err(db_err)?;
-                Ok(faults.run(Site::CheckpointReply(seq), || Ok(()), StorageError::Backend))
+                let covered = checkpoint(txn, seq)?;
+                Ok(faults.run(Site::CheckpointReply(seq), || Ok(covered), StorageError::Backend))
             },
-            move |r| {
+            move |r: Result<u64, StorageError>| {
                 let took = started.elapsed();
+                tracing::debug!(seq, bytes, ?took, covered = ?r, "relay WAL checkpoint");
                 stats.checkpointed(took);
-                tracing::debug!(seq, bytes, ?took, ok = r.is_ok(), "relay WAL checkpoint");
-                let _ = tx.send(Msg::Checkpointed(seq, r));
+                let _ = tx.send(Msg::Checkpointed {
+                    requested: seq,
+                    covered: r,
+                });
             },
         );
         match queued {
@@ -520,23 +521,49 @@ impl WalThread {
         }
     }
 
-    fn on_checkpoint(&mut self, seq: u64, result: Result<(), StorageError>) {
+    /// A checkpoint asked to cover records ≤ `requested` committed (`Ok(covered)`) or failed.
+    fn on_checkpoint(&mut self, requested: u64, covered: Result<u64, StorageError>) {
         self.ckpt.in_flight = false;
-        match result {
-            Ok(()) => {
-                self.ckpt.done = self.ckpt.done.max(seq);
+        match covered {
+            Ok(covered) => {
+                if covered < requested {
+                    // An apply failed (the error is latched; appends and reads fail until a reopen): the records
+                    // from it on are durable in the WAL only, so their segments must stay.
+                    tracing::warn!(
+                        requested,
+                        covered,
+                        "relay WAL checkpoint: records handed to redb before it are not applied; keeping their \
+                         segments for recovery"
+                    );
+                }
+                self.ckpt.done = self.ckpt.done.max(covered);
+                if self.p.applied.borrow().error.is_some() {
+                    // Belt and braces: while an apply failure is outstanding nothing is reused; the reopen that
+                    // repairs it recovers from every file anyway.
+                    return self.checkpoint_taken(covered);
+                }
                 while self.closed.front().is_some_and(|s| s.last <= self.ckpt.done) {
                     if let Some(seg) = self.closed.pop_front() {
                         self.recycle(seg);
                     }
                 }
+                self.checkpoint_taken(covered);
             }
             Err(e) => {
-                tracing::warn!(error = %e, seq, "relay WAL checkpoint failed; retrying later");
+                tracing::warn!(error = %e, seq = requested, "relay WAL checkpoint failed; retrying later");
                 self.ckpt.requested = self.ckpt.done;
                 self.ckpt.dirty_since = Some(Instant::now());
             }
         }
+    }
+
+    /// Tells the tests' fault hook that a successful checkpoint was taken (nothing outside tests).
+    fn checkpoint_taken(&self, covered: u64) {
+        let _ = self
+            .p
+            .cfg
+            .faults
+            .run(Site::CheckpointTaken(covered), || Ok::<(), String>(()), |e| e);
     }
 
     /// Shutdown: fail appends of dropped callers, make every applied record durable in redb (so the next open
@@ -549,19 +576,25 @@ impl WalThread {
         }
         if self.ckpt.sent > self.ckpt.done {
             let seq = self.ckpt.sent;
-            let r = self.p.writer.call_blocking(1, move |txn| {
-                txn.open_table(META)
-                    .map_err(db_err)?
-                    .insert(WAL_CHECKPOINT, seq)
-                    .map_err(db_err)?;
-                Ok(Ok(()))
-            });
+            let r = self.p.writer.call_blocking(1, move |txn| checkpoint(txn, seq).map(Ok));
             if let Err(e) = r {
                 tracing::warn!(error = %e, "relay WAL: final checkpoint failed (recovery replays the WAL)");
             }
         }
         drop(self.maker.take());
     }
+}
+
+/// The writes of a checkpoint meant to cover records ≤ `seq` (the last one handed to redb before it): records
+/// META `wal_checkpoint` and returns what it really covers, `min(seq, wal_applied)`. Applies run before it in
+/// record order, so that is `seq` unless an apply failed; then the failed record and those after it (refused by
+/// [`follows_applied`]) are not in redb, and a checkpoint claiming them would let their segments be reused.
+fn checkpoint(txn: &WriteTransaction, seq: u64) -> Result<u64, StorageError> {
+    let mut meta = txn.open_table(META).map_err(db_err)?;
+    let applied = meta.get(WAL_APPLIED).map_err(db_err)?.map_or(0, |g| g.value());
+    let covered = seq.min(applied);
+    meta.insert(WAL_CHECKPOINT, covered).map_err(db_err)?;
+    Ok(covered)
 }
 
 fn fail_all(group: Vec<Request>, e: &StorageError) {
