@@ -38,6 +38,8 @@ struct Harness {
     checkpoints_failed: Arc<AtomicU64>,
     /// Checkpoints that succeeded and whose reply the WAL thread took (segments they free are recycled).
     checkpoints_taken: Arc<AtomicU64>,
+    /// While set, every `fdatasync` of a record fails after its `pwrite` reached the file (a failing disk).
+    fail_syncs: Arc<AtomicBool>,
     tune: fn(&mut RedbConfig),
     backend: Option<RedbBackend>,
 }
@@ -56,6 +58,7 @@ impl Harness {
             fail_checkpoints: Arc::default(),
             checkpoints_failed: Arc::default(),
             checkpoints_taken: Arc::default(),
+            fail_syncs: Arc::default(),
             tune,
             backend: None,
         };
@@ -82,8 +85,11 @@ impl Harness {
         drop(self.backend.take());
         let plans = self.plans.clone();
         let (fail_checkpoints, failed) = (self.fail_checkpoints.clone(), self.checkpoints_failed.clone());
-        let taken = self.checkpoints_taken.clone();
+        let (taken, fail_syncs) = (self.checkpoints_taken.clone(), self.fail_syncs.clone());
         let hook = FaultHook::new(move |site| {
+            if matches!(site, Site::Sync(_)) && fail_syncs.load(Ordering::SeqCst) {
+                return Some(Fault::After);
+            }
             if matches!(site, Site::CheckpointReply(_)) && fail_checkpoints.load(Ordering::SeqCst) {
                 failed.fetch_add(1, Ordering::SeqCst);
                 return Some(Fault::Instead);
@@ -131,6 +137,15 @@ impl Harness {
                 let name = name.to_string_lossy();
                 name.ends_with(".seg") && !name.starts_with("spare-")
             })
+            .count()
+    }
+
+    /// Every file in the WAL directory (segments and spares; the identity directory is not a file).
+    fn wal_files(&self) -> usize {
+        let dir = super::wal_dir(&self.config().path).unwrap();
+        std::fs::read_dir(dir)
+            .unwrap()
+            .filter(|e| e.as_ref().unwrap().file_type().unwrap().is_file())
             .count()
     }
 
@@ -604,4 +619,34 @@ async fn a_checkpoint_after_a_failed_apply_keeps_the_segment_of_the_failed_recor
     let missing: Vec<u64> = (1..=n).filter(|id| !got.contains_key(id)).collect();
     assert!(missing.is_empty(), "acknowledged ids lost after reopen: {missing:?}");
     assert_eq!(got.len() as u64, n, "every acknowledged relay, once");
+}
+
+/// Writes that keep failing (every `fdatasync`, as on a failing disk) fail their appends without filling the
+/// disk: a segment holding only a failed write is reused by the next group (the WAL alternates between it and
+/// the spare) instead of each failure leaving a segment file behind. Once writes succeed again appends are
+/// acknowledged (the failed ones' ids stay burnt), and a reopen finds every acknowledged relay, once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_that_keep_failing_reuse_their_segments_instead_of_filling_the_disk() {
+    let mut h = Harness::open().await;
+    assert_eq!(h.append(0..1).await.unwrap(), vec![1]);
+    h.fail_syncs.store(true, Ordering::SeqCst);
+    for n in 1..40 {
+        let failed = h.append(n..n + 1).await;
+        assert!(
+            matches!(&failed, Err(StorageError::Backend(m)) if m.contains("injected fault")),
+            "append {n} while every sync fails: {failed:?}"
+        );
+    }
+    // The segment holding record 1 (and the failed record 2), and the two files taking turns since.
+    let files = h.wal_files();
+    assert!(files <= 3, "{files} WAL files (16 MiB each) after 39 failed appends");
+    h.fail_syncs.store(false, Ordering::SeqCst);
+    assert_eq!(h.append(40..41).await.unwrap(), vec![41], "ids 2..=40 stay burnt");
+    h.reopen().await;
+    assert_eq!(
+        h.read_all().await.unwrap(),
+        expect(&[(1..2, 0..1), (41..42, 40..41)]),
+        "every acknowledged relay, once (the failed records are older than wal_applied)"
+    );
+    assert_eq!(h.append(41..42).await.unwrap(), vec![42]);
 }

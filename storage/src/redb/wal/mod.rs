@@ -33,9 +33,13 @@
 //! 2. A record is applied to redb together with META `wal_applied = record_seq` in one transaction, so after a
 //!    crash the durable `wal_applied` says exactly which records redb holds (redb commits are atomic and a
 //!    non-durable commit becomes durable with any later durable commit, in order).
-//! 3. A segment is reused only after a checkpoint (a durable redb commit queued behind the applies) covers all
-//!    of its records, so any record still found in a reused file has `record_seq <= wal_applied` and is skipped.
-//!    A checkpoint covers the records handed to redb before it only up to META `wal_applied` as read in its own
+//! 3. A segment holding acknowledged records is reused only after a checkpoint (a durable redb commit queued
+//!    behind the applies) covers all of its records (a failed write after them included), so any record still
+//!    found in such a reused file has `record_seq <= wal_applied` and is skipped. A segment whose only write
+//!    failed holds nothing acknowledged and is reused at once (while writes keep failing, the WAL alternates
+//!    between it and the spare rather than leaving a file per failure): the next record overwrites it from
+//!    offset 0, after which what is left of the failed record is invalid; until then the failed record, if it
+//!    reached the file whole, is one of point 5. A checkpoint covers the records handed to redb before it only up to META `wal_applied` as read in its own
 //!    transaction: a record whose apply failed (and every later one, see below) is not covered, and no segment
 //!    is recycled while such a failure is outstanding.
 //! 4. Recovery reads each file from offset 0 and stops at the first invalid record (zero fill, bad magic, bad

@@ -25,7 +25,8 @@ pub(crate) struct Segment {
     pub size: u64,
     /// Write offset: bytes of records written since the segment was (re)activated.
     pub len: u64,
-    /// Sequence of the last record written into it since (re)activation; 0 = none.
+    /// Sequence of the last record written into it since (re)activation; 0 = none. After a failed write into
+    /// a segment holding records, that write's sequence (the segment waits for a checkpoint covering it).
     pub last: u64,
 }
 

@@ -70,7 +70,8 @@ pub(super) struct WalThread {
     next_record: u64,
     /// `None` only after a failed rollover (the next group retries it).
     active: Option<Segment>,
-    /// Full segments waiting for a checkpoint to cover their last record, oldest first.
+    /// Segments holding acknowledged records, full (or retired by a failed write), waiting for a checkpoint to
+    /// cover their last record, oldest first.
     closed: VecDeque<Segment>,
     spare: Option<Segment>,
     maker: Option<Maker>,
@@ -281,9 +282,14 @@ impl WalThread {
                 for (reply, _) in replies {
                     let _ = reply.send(Err(e.clone()));
                 }
-                // Never write into this segment again; reuse it only once a checkpoint covers this record.
+                // No record goes after a failed one in this file: the next group rolls. A segment holding
+                // acknowledged records is reused only once a checkpoint covers this record too (it may be valid
+                // on disk); one holding nothing acknowledged (this write was its first) is reused by the rollover
+                // at once, so writes that keep failing make no new files (see `roll`).
                 if let Some(a) = self.active.as_mut() {
-                    a.last = record_seq;
+                    if a.last != 0 {
+                        a.last = record_seq;
+                    }
                     a.len = a.size;
                 }
             }
@@ -359,17 +365,25 @@ impl WalThread {
 
     /// Moves to a fresh segment with room for `need` bytes.
     fn roll(&mut self, need: u64) -> Result<(), StorageError> {
-        // Retire the active segment first (this frees its name): with records it waits for a checkpoint,
-        // without it is reusable at once.
+        // Retire the active segment first (this frees its name): with acknowledged records it waits for a
+        // checkpoint; never written, it is reusable at once; holding only a failed write (nothing acknowledged
+        // in it), it is taken again below unless the spare is there, and then becomes the spare: while writes
+        // keep failing, the WAL alternates between two files instead of making (and keeping) one per failure.
+        let mut burnt = None;
         if let Some(old) = self.active.take() {
-            if old.last == 0 {
-                self.recycle(old);
-            } else {
+            if old.last != 0 {
                 self.closed.push_back(old);
+            } else if old.len > 0 && old.size == self.p.cfg.segment_bytes {
+                burnt = Some(old);
+            } else {
+                self.recycle(old);
             }
         }
         let name = segment::active_name(self.next_record);
         let mut seg = if need > self.p.cfg.segment_bytes {
+            if let Some(b) = burnt.take() {
+                self.recycle(b);
+            }
             // A record larger than a segment gets a segment of its own size (created now: rare and slow).
             let size = need.next_multiple_of(4096);
             tracing::info!(
@@ -378,9 +392,16 @@ impl WalThread {
                 "relay WAL: creating an oversized segment"
             );
             segment::create(&self.p.cfg.dir, &name, size).map_err(|e| io_err("create segment", e))?
+        } else if let Some(s) = self.spare.take() {
+            s
+        } else if let Some(b) = burnt.take() {
+            b
         } else {
             self.take_spare()?
         };
+        if let Some(b) = burnt {
+            self.recycle(b);
+        }
         seg.len = 0;
         seg.last = 0;
         if let Err(e) = seg.rename(&self.p.cfg.dir, &name) {
@@ -439,9 +460,10 @@ impl WalThread {
         }
     }
 
-    /// Makes a segment whose records are all durable in redb the spare (or deletes it if a spare exists or it
-    /// is not of the configured size). Not fsynced: a lost rename or unlink leaves a file whose records recovery
-    /// skips (all `<= wal_applied`).
+    /// Makes a segment whose records are all durable in redb, or that holds nothing acknowledged, the spare (or
+    /// deletes it if a spare exists or it is not of the configured size). Not fsynced: a lost rename or unlink
+    /// leaves a file whose records recovery skips (all `<= wal_applied`) or, for a failed write, may apply
+    /// (point 5 of the crash-safety argument).
     fn recycle(&mut self, mut seg: Segment) {
         if self.spare.is_none() && seg.size == self.p.cfg.segment_bytes {
             let name = self.next_spare_name();
