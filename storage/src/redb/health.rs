@@ -4,6 +4,11 @@
 //! - the relay WAL failed to apply a record to redb (in practice: the disk is full, so the redb file cannot
 //!   grow; the WAL's segments are preallocated and keep taking records until then). From then on every
 //!   relay-log append and read fails until the database is reopened and recovery applies the record;
+//! - the relay WAL's writes fail (its `fdatasync` reports an I/O error, a new segment cannot be created on a
+//!   full disk): every append is refused while they do. Nothing needs repairing (the failed records were never
+//!   acknowledged and each next group tries again), so this is not reopened; the probe itself tries a write (a
+//!   record without relays), so `/ready` turns green as soon as the disk takes writes again, even though a
+//!   node that is not ready gets no relays to write;
 //! - redb refuses every write: after an I/O error in a commit (a full disk again) redb answers `PreviousIo`
 //!   to everything until the database is closed and opened again;
 //! - the writer thread cannot commit for another reason, or does not answer;
@@ -35,6 +40,10 @@ pub enum NotReady {
     /// [`RedbBackend::readiness_recovering`], or by a restart).
     #[error("relay WAL unusable until the database is reopened: {0}")]
     WalFailed(String),
+    /// The relay WAL's writes fail (the last one, and the probe's, failed): every append is refused until a write
+    /// succeeds again. Not repaired by a reopen.
+    #[error("relay WAL writes fail: {0}")]
+    WalWriteFailed(String),
     /// The probe's write through the writer thread failed or timed out.
     #[error("redb refuses writes: {0}")]
     WriteFailed(String),
@@ -44,10 +53,12 @@ pub enum NotReady {
 }
 
 impl NotReady {
-    /// A stable label for metrics and logs: `redb_wal_failed`, `redb_write_failed`, `redb_closed`.
+    /// A stable label for metrics and logs: `redb_wal_failed`, `redb_wal_write_failed`, `redb_write_failed`,
+    /// `redb_closed`.
     pub fn reason(&self) -> &'static str {
         match self {
             Self::WalFailed(_) => "redb_wal_failed",
+            Self::WalWriteFailed(_) => "redb_wal_write_failed",
             Self::WriteFailed(_) => "redb_write_failed",
             Self::Closed(_) => "redb_closed",
         }
@@ -55,8 +66,9 @@ impl NotReady {
 }
 
 impl RedbBackend {
-    /// Readiness: the relay WAL has not failed, and a non-durable write through the writer thread commits
-    /// within 5 s. Logs the reason at WARN when not ready.
+    /// Readiness: the relay WAL has not failed, its writes succeed (while they were failing, a probe record is
+    /// written first), and a non-durable write through the writer thread commits within 5 s. Logs the reason at
+    /// WARN when not ready.
     pub async fn readiness(&self) -> Result<(), NotReady> {
         let res = self.probe().await;
         if let Err(e) = &res {
@@ -76,8 +88,24 @@ impl RedbBackend {
 
     async fn probe(&self) -> Result<(), NotReady> {
         let files = self.inner.files().map_err(|e| NotReady::Closed(e.to_string()))?;
-        if let Some(e) = files.wal.as_ref().and_then(|w| w.failure()) {
-            return Err(NotReady::WalFailed(e.to_string()));
+        if let Some(wal) = &files.wal {
+            if let Some(e) = wal.failure() {
+                return Err(NotReady::WalFailed(e.to_string()));
+            }
+            if wal.write_failure().is_some() {
+                let probed = tokio::time::timeout(PROBE_TIMEOUT, wal.probe_write(self.unfenced_check())).await;
+                let failed = match probed {
+                    Ok(Ok(())) => None,
+                    Ok(Err(e)) => Some(e.to_string()),
+                    Err(_) => Some(format!("the probe's write got no answer within {PROBE_TIMEOUT:?}")),
+                };
+                if let Some(probe) = failed {
+                    return Err(NotReady::WalWriteFailed(match wal.write_failure() {
+                        Some(f) => format!("{} writes failed in a row, the last: {}", f.consecutive, f.error),
+                        None => probe,
+                    }));
+                }
+            }
         }
         if let Some(e) = files.writer.broken() {
             return Err(NotReady::WriteFailed(format!(

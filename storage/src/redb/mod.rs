@@ -247,6 +247,15 @@ impl RedbBackend {
         }
     }
 
+    /// A fence check that always passes (for the backend's own writes, such as readiness probes).
+    pub(crate) fn unfenced_check(&self) -> FenceCheck {
+        FenceCheck {
+            leases: self.inner.leases.clone(),
+            fence: None,
+            now: tokio::time::Instant::now(),
+        }
+    }
+
     /// The relay WAL's metrics (`None` with `relay_wal = false`), for the process's Prometheus registry.
     pub fn wal_stats(&self) -> Option<WalStats> {
         self.inner.reopen.wal_stats().cloned()

@@ -210,6 +210,11 @@ impl Reopen {
 impl RedbBackend {
     /// Why the database needs reopening, if it does: its relay WAL failed, redb refuses every write
     /// (`PreviousIo`), or it is closed (a reopen failed).
+    ///
+    /// Failing WAL writes ([`Wal::write_failure`]) are not a reason: they leave nothing to repair (the failed
+    /// records were never acknowledged; the WAL thread retires the segment and the next group tries again), so a
+    /// reopen would only redo what the next write does, and on a disk that still fails it would close the whole
+    /// store (leases, consumer groups, KV) instead of refusing appends only, or fail and keep it closed.
     pub(crate) fn needs_reopen(&self) -> Option<String> {
         let files = match self.inner.files() {
             Ok(files) => files,

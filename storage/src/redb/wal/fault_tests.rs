@@ -650,3 +650,45 @@ async fn writes_that_keep_failing_reuse_their_segments_instead_of_filling_the_di
     );
     assert_eq!(h.append(41..42).await.unwrap(), vec![42]);
 }
+
+/// While WAL writes fail (every `fdatasync`, as on a failing disk) every append is refused, and `/ready` says so
+/// (`redb_wal_write_failed`, with the failures in a row) instead of staying green. The database is not reopened
+/// for it (nothing to repair; see `needs_reopen`). The probe tries a write itself (a record without relays), so
+/// `/ready` turns green as soon as writes succeed, without a relay having to reach a node that is not ready.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ready_is_red_while_wal_writes_fail_and_green_once_one_succeeds_without_a_reopen() {
+    let mut h = Harness::open().await;
+    assert_eq!(h.append(0..1).await.unwrap(), vec![1]);
+    h.fail_syncs.store(true, Ordering::SeqCst);
+    for n in 1..5 {
+        assert!(h.append(n..n + 1).await.is_err(), "append {n} while every sync fails");
+    }
+    let b = h.backend();
+    let not_ready = b.readiness_recovering().await.unwrap_err();
+    assert_eq!(not_ready.reason(), "redb_wal_write_failed", "{not_ready}");
+    assert!(
+        not_ready.to_string().contains("5 writes failed in a row") && not_ready.to_string().contains("injected fault"),
+        "/ready names the failures (4 appends and the probe's record): {not_ready}"
+    );
+    assert_eq!((b.reopens(true), b.reopens(false)), (0, 0), "not reopened");
+    assert_eq!(b.wal_stats().unwrap().write_failures(), 5);
+    h.fail_syncs.store(false, Ordering::SeqCst);
+    assert_eq!(
+        b.readiness_recovering().await,
+        Ok(()),
+        "green once the probe's write succeeds"
+    );
+    assert_eq!(b.readiness().await, Ok(()), "and it stays green");
+    assert_eq!((b.reopens(true), b.reopens(false)), (0, 0), "still not reopened");
+    assert_eq!(
+        h.append(5..6).await.unwrap(),
+        vec![6],
+        "ids 2..=5 burnt, the probes took none"
+    );
+    h.reopen().await;
+    assert_eq!(
+        h.read_all().await.unwrap(),
+        expect(&[(1..2, 0..1), (6..7, 5..6)]),
+        "every acknowledged relay, once"
+    );
+}

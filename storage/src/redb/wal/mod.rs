@@ -66,6 +66,10 @@
 //! runs at most a few MiB ahead of redb before it waits for applies, which bounds memory, the wait of reads and
 //! the segments waiting for a checkpoint.
 //!
+//! If a write fails (its `pwrite` or `fdatasync`, or the rollover to a new segment), its appends fail and the
+//! next group tries again ([`Wal::write_failure`] says so meanwhile, and `/ready` is red until a write
+//! succeeds; a readiness probe writes a record without relays to find out, [`Wal::probe_write`]).
+//!
 //! If applying a record to redb fails, the WAL keeps it (durable) and every later append and relay-log read
 //! fails with `Unavailable` until the WAL is reopened, when recovery applies it: in place (the backend's
 //! reopen, `redb/open.rs`) or at the next open. Records acknowledged before the failure was known are not applied either: each apply first
@@ -165,6 +169,18 @@ pub(crate) struct Applied {
     pub error: Option<StorageError>,
 }
 
+/// The WAL's writes are failing: the last failure of an unbroken run of them (cleared by the next write that
+/// succeeds). Unlike an apply failure ([`Applied::error`]) nothing is wrong with the WAL's state: the failed
+/// records were never acknowledged and each next group tries again, so it needs no reopen, only a disk that
+/// takes writes again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct WriteFailure {
+    /// Why the last write (a record, or the rollover to a new segment before it) failed.
+    pub error: StorageError,
+    /// Writes failed in a row.
+    pub consecutive: u64,
+}
+
 /// One `append` call queued for the WAL thread.
 pub(crate) struct Request {
     /// `(supplier, encoded LogValue)` in input order.
@@ -205,6 +221,8 @@ pub(crate) struct Wal {
     tx: Sender<Msg>,
     durable: Arc<AtomicU64>,
     applied: watch::Receiver<Applied>,
+    /// Set by the thread while its writes fail.
+    write_failure: Arc<Mutex<Option<WriteFailure>>>,
     /// To end the writer's wait on deferred applies when a read needs them.
     writer: Writer,
     /// The thread, until [`Wal::stop`] joined it.
@@ -227,6 +245,7 @@ impl Wal {
             seq: recovered.last,
             error: None,
         });
+        let write_failure = Arc::new(Mutex::new(None));
         let state = thread::WalThread::new(
             thread::Parts {
                 cfg,
@@ -235,6 +254,7 @@ impl Wal {
                 leases,
                 durable: durable.clone(),
                 applied: Arc::new(applied_tx),
+                write_failure: write_failure.clone(),
                 tx: tx.clone(),
                 rx,
                 stats,
@@ -249,6 +269,7 @@ impl Wal {
             tx,
             durable,
             applied,
+            write_failure,
             writer,
             thread: Mutex::new(Some(thread)),
         })
@@ -302,6 +323,33 @@ impl Wal {
     /// relay-log read fails with it until the database is reopened (in place or by a restart).
     pub fn failure(&self) -> Option<StorageError> {
         self.applied.borrow().error.clone()
+    }
+
+    /// Whether the WAL's writes are failing (every append is refused while they do), as of the last write.
+    /// Not a reason to reopen: see [`WriteFailure`].
+    pub fn write_failure(&self) -> Option<WriteFailure> {
+        self.write_failure.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// While writes are failing ([`Wal::write_failure`]), writes one record without relays (alone, or with the
+    /// appends queued beside it) to find out whether they succeed again: `Ok` once it is durable, which clears
+    /// the failure. With no failure outstanding it writes nothing. For readiness probes: a node that is not
+    /// ready gets no relays, so without it no write would ever show that the disk recovered.
+    pub async fn probe_write(&self, fence: FenceCheck) -> Result<(), StorageError> {
+        if self.write_failure().is_none() {
+            return Ok(());
+        }
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Msg::Append(Request {
+                entries: Vec::new(),
+                bytes: 0,
+                fence,
+                reply,
+                queued: Instant::now(),
+            }))
+            .map_err(|_| wal_gone())?;
+        rx.await.map_err(|_| wal_gone())?.map(drop)
     }
 
     /// Waits until every record durable when this is called is applied to redb (reads see their writes).

@@ -6,7 +6,7 @@
 //! ```
 //!
 //! `value` is the relay log's [`super::super::tables::LogValue`] encoding, `seq` the entry's per-supplier
-//! sequence (its id). One record holds one group commit. Parsing is bounds-checked and never panics: anything
+//! sequence (its id). One record holds one group commit (a readiness probe's may hold no relay). Parsing is bounds-checked and never panics: anything
 //! that is not a complete record with a matching checksum is [`Invalid`].
 
 use crate::StorageError;

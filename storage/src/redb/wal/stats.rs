@@ -7,7 +7,9 @@
 //! - `ha_storage_wal_checkpoint_seconds`: a checkpoint's durable redb commit, from request to reply (segments
 //!   wait for it before they are recycled);
 //! - `ha_storage_wal_records_total` / `ha_storage_wal_relays_total`: records written and the relays in them
-//!   (their ratio is the group size).
+//!   (their ratio is the group size);
+//! - `ha_storage_wal_write_failures_total`: writes (a record's `pwrite` + `fdatasync`, or the rollover to a new
+//!   segment) that failed, failing their appends (`/ready` is red until a write succeeds again).
 //!
 //! Owned by the backend (several databases in one process never share or double-register them) and handed to
 //! the process's registry through [`crate::redb::RedbBackend::wal_stats`]. Measured on the 2-vCPU VM of
@@ -32,6 +34,7 @@ pub struct WalStats {
     checkpoint: Histogram,
     records: IntCounter,
     relays: IntCounter,
+    write_failures: IntCounter,
 }
 
 impl std::fmt::Debug for WalStats {
@@ -65,6 +68,10 @@ impl WalStats {
             )?,
             records: IntCounter::new("ha_storage_wal_records_total", "Relay WAL records written and synced")?,
             relays: IntCounter::new("ha_storage_wal_relays_total", "Relays in the relay WAL records written")?,
+            write_failures: IntCounter::new(
+                "ha_storage_wal_write_failures_total",
+                "Relay WAL writes (record pwrite + fdatasync, or segment rollover) that failed their appends",
+            )?,
         })
     }
 
@@ -76,6 +83,7 @@ impl WalStats {
             Box::new(self.checkpoint.clone()),
             Box::new(self.records.clone()),
             Box::new(self.relays.clone()),
+            Box::new(self.write_failures.clone()),
         ]
     }
 
@@ -88,6 +96,10 @@ impl WalStats {
         self.write.observe(took.as_secs_f64());
         self.records.inc();
         self.relays.inc_by(relays as u64);
+    }
+
+    pub(crate) fn write_failed(&self) {
+        self.write_failures.inc();
     }
 
     pub(crate) fn checkpointed(&self, took: Duration) {
@@ -107,6 +119,11 @@ impl WalStats {
     /// Appends taken by the WAL thread so far (each observed in the queue histogram).
     pub fn appends(&self) -> u64 {
         self.queue.get_sample_count()
+    }
+
+    /// Writes that failed so far.
+    pub fn write_failures(&self) -> u64 {
+        self.write_failures.get()
     }
 
     /// Checkpoints completed (successfully or not) so far.

@@ -14,8 +14,8 @@ use super::fault::Site;
 use super::record::{Encoder, Entry, HEADER_LEN};
 use super::segment::{self, Maker, Segment};
 use super::{
-    Applied, Msg, Recovered, Request, WAL_APPLIED, WAL_CHECKPOINT, WalConfig, WalStats, apply_record, follows_applied,
-    io_err, last_seqs, wal_gone,
+    Applied, Msg, Recovered, Request, WAL_APPLIED, WAL_CHECKPOINT, WalConfig, WalStats, WriteFailure, apply_record,
+    follows_applied, io_err, last_seqs, wal_gone,
 };
 use crate::StorageError;
 use crate::contract::EntryId;
@@ -32,6 +32,8 @@ pub(super) struct Parts {
     pub leases: Arc<Mutex<LeaseTable>>,
     pub durable: Arc<AtomicU64>,
     pub applied: Arc<watch::Sender<Applied>>,
+    /// Set while writes fail, cleared by the next that succeeds ([`super::Wal::write_failure`]).
+    pub write_failure: Arc<Mutex<Option<WriteFailure>>>,
     pub tx: Sender<Msg>,
     pub rx: Receiver<Msg>,
     pub stats: WalStats,
@@ -213,6 +215,8 @@ impl WalThread {
         if self.active.as_ref().is_none_or(|a| a.room() < bound)
             && let Err(e) = self.roll(bound)
         {
+            tracing::error!(error = %e, "relay WAL rollover failed; failing the appends of this group");
+            self.write_failed(&e);
             return fail_all(group, &e);
         }
         // Fenced requests are checked with the lease table locked, and it stays locked until the record is
@@ -263,6 +267,7 @@ impl WalThread {
         self.next_record += 1;
         match written {
             Ok(len) => {
+                self.write_succeeded();
                 // Published before any acknowledgement: a read that starts after an acknowledged append waits
                 // for this record to be applied.
                 self.p.durable.store(record_seq, Ordering::Release);
@@ -279,6 +284,7 @@ impl WalThread {
             Err(e) => {
                 drop(guard);
                 tracing::error!(error = %e, record_seq, "relay WAL write failed; failing its appends");
+                self.write_failed(&e);
                 for (reply, _) in replies {
                     let _ = reply.send(Err(e.clone()));
                 }
@@ -293,6 +299,24 @@ impl WalThread {
                     a.len = a.size;
                 }
             }
+        }
+    }
+
+    /// Publishes a failed write (readiness is red until one succeeds, see [`super::Wal::write_failure`]).
+    fn write_failed(&self, e: &StorageError) {
+        self.p.stats.write_failed();
+        let mut f = self.p.write_failure.lock().unwrap_or_else(|e| e.into_inner());
+        let consecutive = f.as_ref().map_or(0, |f| f.consecutive) + 1;
+        *f = Some(WriteFailure {
+            error: e.clone(),
+            consecutive,
+        });
+    }
+
+    fn write_succeeded(&self) {
+        let mut f = self.p.write_failure.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(was) = f.take() {
+            tracing::info!(failed = was.consecutive, "relay WAL writes succeed again");
         }
     }
 
