@@ -44,7 +44,12 @@
 //!    is recycled while such a failure is outstanding.
 //! 4. Recovery reads each file from offset 0 and stops at the first invalid record (zero fill, bad magic, bad
 //!    length, checksum mismatch, or a sequence that does not follow the previous record): torn tails and stale
-//!    records behind freshly written ones are never taken. Applying is idempotent (explicit keys), so a crash
+//!    records behind freshly written ones are never taken. Each record is synced before the next is written and a
+//!    failed write retires its segment, so only the last record written into a file can be torn, and what lies
+//!    behind it is zero fill or stale records covered by `wal_applied` (point 3). A valid record newer than
+//!    both the last one taken from the file and `wal_applied`, behind an invalid one, is therefore corruption of
+//!    acknowledged records: recovery refuses the open naming the file and offsets rather than drop them
+//!    silently (see [`recovery`]). Applying is idempotent (explicit keys), so a crash
 //!    during recovery just repeats it. Points 2 and 3 hold only for the database the WAL was written with,
 //!    hence the identity check before anything is applied.
 //! 5. Sequences: per-supplier ids come from the WAL thread's memory, loaded lazily from META `seq:{id}` (which

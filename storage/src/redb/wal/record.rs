@@ -178,6 +178,18 @@ pub(crate) fn parse(buf: &[u8]) -> Result<Record, Invalid> {
     Ok(Record { seq, entries, len })
 }
 
+/// The length (header included) that the record starting at `buf[0]` claims, if its magic is right and that
+/// length fits in `buf`: where the next record starts when this one is corrupt but its header is not (a
+/// checksum mismatch, an undecodable payload).
+pub(crate) fn claimed_len(buf: &[u8]) -> Option<usize> {
+    let header = buf.get(..HEADER_LEN)?;
+    if le_u32(header, 0)? != MAGIC {
+        return None;
+    }
+    let len = HEADER_LEN.checked_add(le_u32(header, 4)? as usize)?;
+    (len <= buf.len()).then_some(len)
+}
+
 fn decode_payload(p: &[u8]) -> Option<Vec<Entry>> {
     let count = le_u32(p, 0)? as usize;
     let mut at = 4;

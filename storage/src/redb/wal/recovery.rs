@@ -2,13 +2,28 @@
 //!
 //! Every regular file of the WAL directory is read from offset 0: records are taken while they are valid and
 //! each one's sequence follows the previous one; the first invalid record ends the file (zero fill = clean end;
-//! bad magic, bad length, checksum mismatch or a sequence break = a torn tail, a corrupt record, or stale
-//! records of a reused segment, logged at INFO). File names are not trusted (see [`super::segment`]). Then the
-//! WAL's identity is checked against the database's ([`super::identity`]): a WAL of another database refuses
-//! the open before anything is applied or removed. Records newer than the durable META `wal_applied` are
-//! applied to redb in one durable commit, in sequence order.
-//! Afterwards every file is disposable: at most two of the configured size are kept (the new active segment
-//! and a spare), the rest removed.
+//! bad magic, bad length, checksum mismatch or a sequence break = a torn tail or stale records of a reused
+//! segment, logged at INFO). File names are not trusted (see [`super::segment`]).
+//!
+//! Where the records end early, recovery looks further for a valid record newer than both the last one taken
+//! from the file and the durable `wal_applied`, and refuses the open (`Corrupt`, naming the file and both
+//! offsets) if it finds one. Each record is `fdatasync`ed before the next is written, and a failed write
+//! retires its segment, so the only invalid record that can legitimately end a file's records is the last one
+//! written into it (torn by a crash; never acknowledged), and what follows it is zero fill, stale records of
+//! the file's earlier use, all covered by `wal_applied`, or the rest of a failed write the new records were
+//! written over (point 3 of the crash-safety argument in [`super`]). A newer valid record behind an invalid one
+//! means that an acknowledged record (the invalid one) is corrupt on disk and that stopping there would also
+//! silently drop the acknowledged ones after it: acknowledged relays are revenue, and an operator must see that
+//! and decide (restore the file, or move it aside to open without it), so the open fails rather than log and
+//! carry on. The look-ahead follows the records' own lengths (past a record whose header is intact but whose
+//! checksum or payload is not) and never searches the bytes for something that looks like a record start:
+//! relay payloads are arbitrary bytes, and one that mimicked a record must not be able to block the open. So a
+//! corrupt length field hides what follows it; detection is best effort.
+//!
+//! Then the WAL's identity is checked against the database's ([`super::identity`]): a WAL of another database
+//! refuses the open before anything is applied or removed. Records newer than the durable META `wal_applied`
+//! are applied to redb in one durable commit, in sequence order. Afterwards every file is disposable: at most
+//! two of the configured size are kept (the new active segment and a spare), the rest removed.
 
 use std::path::{Path, PathBuf};
 
@@ -68,6 +83,23 @@ fn scan(buf: &[u8]) -> Scan {
     Scan { records, stop }
 }
 
+/// Past the end (`from`) of a file's valid records, follows records by their own lengths (also past a corrupt
+/// record whose header is intact) looking for a valid one with a sequence above `floor`; returns its offset and
+/// sequence. Stops at zero fill, a bad header, or the end of the file.
+fn newer_record_after(buf: &[u8], from: usize, floor: u64) -> Option<(usize, u64)> {
+    let mut at = from;
+    loop {
+        let rest = buf.get(at..)?;
+        let len = match record::parse(rest) {
+            Ok(rec) if rec.seq > floor => return Some((at, rec.seq)),
+            Ok(rec) => rec.len,
+            Err(Invalid::BadChecksum | Invalid::BadPayload) => record::claimed_len(rest)?,
+            Err(Invalid::Zero | Invalid::Truncated | Invalid::BadMagic) => return None,
+        };
+        at = at.checked_add(len)?;
+    }
+}
+
 /// One file found in the WAL directory.
 struct Found {
     path: PathBuf,
@@ -106,6 +138,20 @@ fn scan_dir(dir: &Path, applied: u64) -> Result<Scanned, StorageError> {
                 Stop::Invalid(i) => i.describe().to_owned(),
                 Stop::SeqBreak { expected, found } => format!("record {found} where {expected} would follow"),
             };
+            let last = s.records.last().map_or(0, |r| r.seq);
+            if let Some((newer_at, newer)) = newer_record_after(&buf, offset, last.max(applied)) {
+                let msg = format!(
+                    "relay WAL segment {} is corrupt: its records end at offset {offset} ({reason}; the last valid \
+                     one before is record {last}), but the valid record {newer}, newer than it and than the \
+                     durable wal_applied {applied}, follows at offset {newer_at}. The records from offset {offset} \
+                     on were acknowledged and are not in the database; opening would lose them. Restore the \
+                     file, or move it out of {} to open without them",
+                    path.display(),
+                    dir.display()
+                );
+                tracing::error!(segment = %path.display(), offset, newer_at, newer, "{msg}");
+                return Err(StorageError::Corrupt(msg));
+            }
             tracing::info!(
                 segment = %path.display(),
                 offset,
@@ -446,6 +492,99 @@ mod tests {
         );
         assert_eq!(recover(&env.db, &env.cfg).unwrap().last, 2);
         assert_eq!(log(&env), vec![entry(1, "a", 1), entry(2, "a", 2)]);
+    }
+
+    /// `rec(seq, "a", seq)` with its checksum broken (a flipped byte in the payload; the header is intact).
+    fn corrupt(seq: u64) -> Vec<u8> {
+        let mut r = rec(seq, "a", seq);
+        let last = r.len() - 1;
+        r[last] ^= 0xff;
+        r
+    }
+
+    /// A corrupt record in the middle of a segment (valid records with the following sequences behind it, so
+    /// it was acknowledged: media corruption, not a torn tail) refuses the open, WAL on and off, naming the file
+    /// and both offsets, instead of silently dropping it and every acknowledged record after it; nothing is
+    /// applied or removed.
+    #[test]
+    fn a_corrupt_record_followed_by_newer_valid_ones_refuses_the_open() {
+        let env = env();
+        let (r1, r2) = (rec(1, "a", 1), corrupt(2));
+        let (at2, at3) = (r1.len(), r1.len() + r2.len());
+        let path = segment(
+            &env,
+            "00000000000000000001.seg",
+            SEG,
+            &[r1, r2, rec(3, "a", 3), rec(4, "a", 4)],
+        );
+        let before = snapshot(&env);
+        for r in [
+            recover(&env.db, &env.cfg).map(drop),
+            recover_and_remove(&env.db, &env.cfg.db, &env.cfg.dir, &env.cfg.faults),
+        ] {
+            let Err(StorageError::Corrupt(msg)) = r else {
+                panic!("expected a refusal, got {r:?}");
+            };
+            assert!(msg.contains(&path.display().to_string()), "names the file: {msg}");
+            assert!(
+                msg.contains(&format!("offset {at2} (checksum mismatch")) && msg.contains(&format!("offset {at3}")),
+                "names both offsets: {msg}"
+            );
+            assert!(msg.contains("record 3"), "{msg}");
+        }
+        assert!(log(&env).is_empty(), "nothing applied");
+        assert!(snapshot(&env) == before, "the WAL directory is unchanged");
+    }
+
+    /// The same, with the corrupt record first in the file and the newer one behind a second corrupt record.
+    #[test]
+    fn a_corrupt_first_record_followed_by_newer_valid_ones_refuses_the_open() {
+        let env = env();
+        segment(
+            &env,
+            "00000000000000000001.seg",
+            SEG,
+            &[corrupt(1), corrupt(2), rec(3, "a", 3)],
+        );
+        let r = recover(&env.db, &env.cfg).map(drop);
+        assert!(
+            matches!(&r, Err(StorageError::Corrupt(m)) if m.contains("offset 0 (")),
+            "{r:?}"
+        );
+        assert!(log(&env).is_empty());
+    }
+
+    /// What may legitimately follow the invalid record that ends a file's records does not refuse the open:
+    /// stale records of the file's earlier use (older, covered by `wal_applied`), found by following the torn
+    /// record's length, and records the database already holds behind a corrupt one (nothing is lost).
+    #[test]
+    fn only_older_or_applied_records_behind_an_invalid_one_open_as_before() {
+        let env = env();
+        set_applied(&env, 10);
+        // A reused segment: new records 11, 12, then 13 torn (its header intact), then stale 9 and 10 right
+        // behind it.
+        segment(
+            &env,
+            "00000000000000000011.seg",
+            SEG,
+            &[
+                rec(11, "a", 11),
+                rec(12, "a", 12),
+                corrupt(13),
+                rec(9, "a", 9),
+                rec(10, "a", 10),
+            ],
+        );
+        // Records 4 to 6 with 5 corrupt, all older than wal_applied.
+        segment(
+            &env,
+            "00000000000000000004.seg",
+            SEG,
+            &[rec(4, "a", 4), corrupt(5), rec(6, "a", 6)],
+        );
+        let r = recover(&env.db, &env.cfg).unwrap();
+        assert_eq!(r.last, 12, "the torn record is not applied");
+        assert_eq!(log(&env), vec![entry(11, "a", 11), entry(12, "a", 12)]);
     }
 
     #[test]
