@@ -9,6 +9,9 @@
 //!   at open keep the two consistent. Every other relay-log call first waits until the WAL's durable records
 //!   are applied, so reads see every acknowledged append. The WAL is bound to its database by a random identity,
 //!   so a WAL left next to a deleted or replaced database file refuses the open instead of being replayed.
+//! - Crash restarts: with the relay WAL on, durable commits use redb's quick-repair (`writer` module), so the
+//!   open after a SIGKILL loads the allocator state instead of walking the whole file (a full repair, whose
+//!   time grows with the database); each durable commit (off the append path) pays a second `fsync` for it.
 //! - Reads run on `spawn_blocking` threads with short MVCC read transactions; redb's sync API never runs on a
 //!   tokio worker.
 //! - Consumer-group state (cursor, pending) lives in memory: after a restart every unacknowledged entry is

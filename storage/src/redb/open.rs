@@ -75,7 +75,10 @@ pub(crate) async fn open_files(
             .set_cache_size(cfg.cache_size_bytes)
             .create(&cfg.path)
             .map_err(db_err)?;
-        let txn = db.begin_write().map_err(db_err)?;
+        let mut txn = db.begin_write().map_err(db_err)?;
+        // Open-time commits record the allocator state (`writer.rs`: quick repair) whatever the mode: they are
+        // few, and a process that crashes again right after each open must not pay a full repair every time.
+        txn.set_quick_repair(true);
         // A new database gets its identity with its tables (the relay WAL is bound to it).
         wal::init_new_database(&txn)?;
         txn.open_table(tables::SUPPLIERS).map_err(db_err)?;
@@ -104,6 +107,7 @@ pub(crate) async fn open_files(
             window: config.group_commit_window,
             max_entries: config.group_commit_max_entries.max(1),
             defer: config.wal_apply_delay,
+            quick_repair: config.relay_wal,
         },
     )?;
     let wal = match (recovered, wal_stats) {
@@ -309,5 +313,54 @@ impl RedbBackend {
                 Err(e)
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    use redb::{ReadableDatabase, ReadableTableMetadata};
+
+    use super::*;
+    use crate::suite;
+
+    /// A crash right after a durable commit (the file copied while the database is open is what SIGKILL
+    /// leaves) needs only redb's quick repair at the next open: the commit recorded the allocator state, so the
+    /// open does not walk the whole database (redb calls the repair callback only for that full repair).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_crash_after_a_durable_commit_needs_only_a_quick_repair() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = RedbConfig::new(dir.path().join("q.redb"));
+        // Nothing commits behind the test's back while it copies the file.
+        config.sweep_interval = Duration::from_secs(3600);
+        config.wal_checkpoint_interval = Duration::from_secs(3600);
+        config.wal_checkpoint_bytes = 1 << 30;
+        let b = RedbBackend::open(config.clone()).await.unwrap();
+        let log = b.storage().relay_log;
+        log.append(vec![suite::relay("pokt1quick", "s1", 0)]).await.unwrap();
+        assert_eq!(log.backlog("pokt1quick").await.unwrap().undelivered, 1, "applied");
+        b.sweep().await.unwrap(); // a durable commit through the writer, the last one
+        let crashed = dir.path().join("crashed.redb");
+        std::fs::copy(&config.path, &crashed).unwrap();
+        let full_repair = Arc::new(AtomicBool::new(false));
+        let seen = full_repair.clone();
+        let db = Database::builder()
+            .set_repair_callback(move |_| seen.store(true, Ordering::SeqCst))
+            .open(&crashed)
+            .unwrap();
+        assert!(
+            !full_repair.load(Ordering::SeqCst),
+            "the open walked the whole database"
+        );
+        let txn = db.begin_read().unwrap();
+        assert_eq!(
+            txn.open_table(tables::LOG).unwrap().len().unwrap(),
+            1,
+            "the relay is in the copy"
+        );
+        drop(b);
     }
 }

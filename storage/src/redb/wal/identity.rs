@@ -168,6 +168,8 @@ fn commit_db_id(db: &Database, id: u64) -> Result<(), StorageError> {
     let mut txn = db.begin_write().map_err(db_err)?;
     txn.set_durability(Durability::Immediate)
         .map_err(|e| StorageError::Backend(format!("redb: {e}")))?;
+    // Like every open-time commit (see `open.rs`).
+    txn.set_quick_repair(true);
     txn.open_table(META)
         .map_err(db_err)?
         .insert(DB_ID, id)

@@ -204,6 +204,8 @@ fn replay(
     let mut txn = db.begin_write().map_err(db_err)?;
     txn.set_durability(Durability::Immediate)
         .map_err(|e| StorageError::Backend(format!("redb: {e}")))?;
+    // Like every open-time commit (see `open.rs`).
+    txn.set_quick_repair(true);
     let mut relays = 0usize;
     for r in &pending {
         // A failure leaves the transaction uncommitted (nothing applied, the WAL files untouched): the open
