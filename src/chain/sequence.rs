@@ -1,5 +1,7 @@
-//! Ordered txs (unordered off): the signer's account number and sequence, tracked locally so consecutive txs do
-//! not each cost an account query, and recovered when the chain disagrees.
+//! Per-signer tx state. Ordered txs (unordered off): the signer's account number and sequence, tracked locally
+//! so consecutive txs do not each cost an account query, and recovered when the chain disagrees. Unordered txs:
+//! the signer's last `timeout_timestamp`, so each of its txs gets its own ([`UnorderedTimeouts`]: the SDK keeps
+//! one unordered nonce per (signer, timeout)).
 //!
 //! One [`Sequencer`] per signer serialises that signer's submissions (build, broadcast, bump) so two tasks never
 //! sign with the same sequence. The sequence is bumped when CheckTx admits the tx (code 0): from then on the
@@ -14,7 +16,7 @@ use std::future::Future;
 use std::sync::{Arc, Mutex};
 
 use super::query::{ChainClient, ChainError};
-use super::tx::TxError;
+use super::tx::{Ordering, Timestamp, TxError, UnorderedTimeouts};
 use crate::protocol::wire;
 
 /// The SDK's `ErrWrongSequence` code.
@@ -61,6 +63,8 @@ pub struct Sequencer {
     /// that failed in transport may or may not have reached the mempool). The async mutex is held across a whole
     /// submission: that is what serialises the signer's txs.
     state: tokio::sync::Mutex<Option<AccountSequence>>,
+    /// The unordered timeouts handed out to this signer.
+    unordered: Mutex<UnorderedTimeouts>,
 }
 
 impl Sequencer {
@@ -69,7 +73,17 @@ impl Sequencer {
         Self {
             address: address.into(),
             state: tokio::sync::Mutex::new(None),
+            unordered: Mutex::new(UnorderedTimeouts::new()),
         }
+    }
+
+    /// The ordering of this signer's next unordered tx: its own timeout, `block_time` + `ttl_secs` or just
+    /// after the previous one handed out (see [`UnorderedTimeouts`]).
+    pub fn next_unordered(&self, block_time: Timestamp, ttl_secs: i64) -> Ordering {
+        self.unordered
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .next(block_time, ttl_secs)
     }
 
     /// The signer's address.
@@ -215,5 +229,24 @@ mod tests {
         assert!(Arc::ptr_eq(&a, &s.for_signer("pokt1a")));
         assert!(!Arc::ptr_eq(&a, &s.for_signer("pokt1b")));
         assert_eq!(a.address(), "pokt1a");
+    }
+
+    fn timeout(ordering: Ordering) -> Timestamp {
+        match ordering {
+            Ordering::Unordered { timeout, .. } => timeout,
+            Ordering::Ordered { .. } => panic!("not unordered"),
+        }
+    }
+
+    #[test]
+    fn each_signer_has_its_own_unordered_timeouts() {
+        let s = Sequencers::new();
+        let block_time = Timestamp { seconds: 100, nanos: 0 };
+        let a1 = timeout(s.for_signer("pokt1a").next_unordered(block_time, 60));
+        let a2 = timeout(s.for_signer("pokt1a").next_unordered(block_time, 60));
+        let b1 = timeout(s.for_signer("pokt1b").next_unordered(block_time, 60));
+        assert_eq!(a1, Timestamp { seconds: 160, nanos: 0 });
+        assert_eq!(a2, Timestamp { seconds: 160, nanos: 1 });
+        assert_eq!(b1, a1, "another signer's nonces are its own");
     }
 }

@@ -4,7 +4,9 @@
 //! Why hand-written: cosmrs 0.22 pins the prost/k256 0.13 stack and SDK 0.50 protos, which lack SDK 0.53's
 //! `TxBody.unordered` (field 4) and `timeout_timestamp` (field 5). Unordered txs (ADR-070) are what relay-miner
 //! sends by default: no account sequence, so HA instances cannot race on sequence numbers (lessons.md), and the
-//! timeout anchors on the chain's block time, never the wall clock.
+//! timeout anchors on the chain's block time, never the wall clock. cosmos-sdk v0.53 keeps one unordered nonce per
+//! (signer, `timeout_timestamp`) at nanosecond resolution, so every unordered tx of a signer needs its own timeout
+//! ([`UnorderedTimeouts`]).
 //!
 //! Pure: no IO here; the chain client broadcasts the bytes this module builds.
 
@@ -174,11 +176,11 @@ pub enum TxError {
     NoMessages,
     /// The unordered timeout is not after the block time or is more than 10 minutes ahead of it.
     #[error(
-        "unordered tx timeout {timeout_secs}s must be in (0, {MAX_UNORDERED_TIMEOUT_SECS}] seconds after block time"
+        "unordered tx timeout {offset_nanos} ns after block time must be in (0, {MAX_UNORDERED_TIMEOUT_SECS}] seconds"
     )]
     BadUnorderedTimeout {
-        /// The requested offset from the block time in seconds.
-        timeout_secs: i64,
+        /// The timeout's offset from the block time in nanoseconds.
+        offset_nanos: i128,
     },
     /// The gas price is not a non-negative decimal number.
     #[error("gas price `{0}` is not a non-negative decimal number")]
@@ -191,12 +193,13 @@ pub enum TxError {
 /// How the tx is protected against replay.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Ordering {
-    /// ADR-070 unordered: sequence 0, `timeout_timestamp` = the chain's latest block time + `ttl_secs`.
+    /// ADR-070 unordered: sequence 0, `timeout_timestamp` = `timeout`. Build it with [`Ordering::unordered`] or,
+    /// for txs a signer actually sends, [`UnorderedTimeouts::next`] (one timeout per tx).
     Unordered {
         /// The latest block time known from the chain (never the wall clock, lessons.md).
         block_time: Timestamp,
-        /// Seconds after `block_time`, at most 600.
-        ttl_secs: i64,
+        /// The tx's `timeout_timestamp`: after `block_time`, at most 600 s after it.
+        timeout: Timestamp,
     },
     /// Classic ordered tx with the account's current sequence.
     Ordered {
@@ -205,6 +208,68 @@ pub enum Ordering {
         /// Optional timeout height (0 = none).
         timeout_height: u64,
     },
+}
+
+impl Ordering {
+    /// Unordered with `timeout_timestamp` = `block_time` + `ttl_secs` (not checked here: [`build_signed_tx`]
+    /// refuses a timeout outside (0, 600] s after the block time).
+    pub fn unordered(block_time: Timestamp, ttl_secs: i64) -> Self {
+        let timeout = from_unix_nanos(unix_nanos(block_time).saturating_add(i128::from(ttl_secs) * NANOS_PER_SEC));
+        Self::Unordered { block_time, timeout }
+    }
+}
+
+const NANOS_PER_SEC: i128 = 1_000_000_000;
+
+fn unix_nanos(t: Timestamp) -> i128 {
+    i128::from(t.seconds) * NANOS_PER_SEC + i128::from(t.nanos)
+}
+
+fn from_unix_nanos(nanos: i128) -> Timestamp {
+    Timestamp {
+        seconds: i64::try_from(nanos.div_euclid(NANOS_PER_SEC)).unwrap_or(i64::MAX),
+        // In [0, 1e9): fits.
+        nanos: i32::try_from(nanos.rem_euclid(NANOS_PER_SEC)).unwrap_or(0),
+    }
+}
+
+/// The unordered timeouts of one signer, each strictly after the one before (nanosecond resolution).
+///
+/// cosmos-sdk v0.53 replays-protects unordered txs with one nonce per (signer, `timeout_timestamp`)
+/// (`x/auth/ante` `verifyUnorderedNonce` → `TryAddUnorderedNonce`, keyed by the timeout's `UnixNano`): a second
+/// tx of the signer with the same timeout fails CheckTx with code 18 (`ErrInvalidRequest`, "failed to add
+/// unordered nonce: already used timeout"), while Simulate skips that check. Txs built while the latest block
+/// is unchanged (a refused batch re-sent message by message, a claim and a proof due together) would all get
+/// block time + TTL, and only the first would land. So each gets block time + TTL, or 1 ns after the signer's
+/// previous timeout when that is not later.
+///
+/// Kept in memory only. Two processes of one signer would collide only when both send while the same block is
+/// the latest: HA instances are fenced so only the leader sends, and a restarted or newly elected leader whose
+/// first tx hits a timeout its predecessor used in that block is refused at CheckTx (code 18, no fee) and sends
+/// again at the next block, with the next block's time.
+#[derive(Debug, Default, Clone)]
+pub struct UnorderedTimeouts {
+    last: Option<Timestamp>,
+}
+
+impl UnorderedTimeouts {
+    /// No timeout handed out yet.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The ordering of the signer's next unordered tx: timeout `block_time` + `ttl_secs`, or 1 ns after the
+    /// previous timeout handed out if that is not earlier.
+    pub fn next(&mut self, block_time: Timestamp, ttl_secs: i64) -> Ordering {
+        let wanted = unix_nanos(block_time).saturating_add(i128::from(ttl_secs) * NANOS_PER_SEC);
+        let timeout = match self.last {
+            Some(last) if unix_nanos(last) >= wanted => unix_nanos(last).saturating_add(1),
+            _ => wanted,
+        };
+        let timeout = from_unix_nanos(timeout);
+        self.last = Some(timeout);
+        Ordering::Unordered { block_time, timeout }
+    }
 }
 
 /// Everything needed to build and sign one tx.
@@ -243,14 +308,11 @@ pub fn build_signed_tx(key: &SigningKey, plan: &TxPlan) -> Result<SignedTx, TxEr
         return Err(TxError::NoMessages);
     }
     let (unordered, timeout_timestamp, sequence, timeout_height) = match plan.ordering {
-        Ordering::Unordered { block_time, ttl_secs } => {
-            if ttl_secs <= 0 || ttl_secs > MAX_UNORDERED_TIMEOUT_SECS {
-                return Err(TxError::BadUnorderedTimeout { timeout_secs: ttl_secs });
+        Ordering::Unordered { block_time, timeout } => {
+            let offset_nanos = unix_nanos(timeout) - unix_nanos(block_time);
+            if offset_nanos <= 0 || offset_nanos > i128::from(MAX_UNORDERED_TIMEOUT_SECS) * NANOS_PER_SEC {
+                return Err(TxError::BadUnorderedTimeout { offset_nanos });
             }
-            let timeout = Timestamp {
-                seconds: block_time.seconds.saturating_add(ttl_secs),
-                nanos: block_time.nanos,
-            };
             (true, Some(timeout), 0, 0)
         }
         Ordering::Ordered {
@@ -382,14 +444,7 @@ mod tests {
             seconds: 1_700_000_000,
             nanos: 5,
         };
-        let signed = build_signed_tx(
-            &key(),
-            &plan(Ordering::Unordered {
-                block_time,
-                ttl_secs: 300,
-            }),
-        )
-        .unwrap();
+        let signed = build_signed_tx(&key(), &plan(Ordering::unordered(block_time, 300))).unwrap();
         let raw = TxRaw::decode(signed.tx_bytes.as_slice()).unwrap();
         let body = TxBody::decode(raw.body_bytes.as_slice()).unwrap();
         assert!(body.unordered);
@@ -450,12 +505,92 @@ mod tests {
         assert_eq!(build_signed_tx(&key(), &p), Err(TxError::NoMessages));
         let block_time = Timestamp { seconds: 10, nanos: 0 };
         for ttl_secs in [0, -1, 601] {
-            let p = plan(Ordering::Unordered { block_time, ttl_secs });
+            let p = plan(Ordering::unordered(block_time, ttl_secs));
             assert_eq!(
                 build_signed_tx(&key(), &p),
-                Err(TxError::BadUnorderedTimeout { timeout_secs: ttl_secs })
+                Err(TxError::BadUnorderedTimeout {
+                    offset_nanos: i128::from(ttl_secs) * 1_000_000_000
+                })
             );
         }
+        let just_over = Ordering::Unordered {
+            block_time,
+            timeout: Timestamp { seconds: 610, nanos: 1 },
+        };
+        assert_eq!(
+            build_signed_tx(&key(), &plan(just_over)),
+            Err(TxError::BadUnorderedTimeout {
+                offset_nanos: 600_000_000_001
+            })
+        );
+    }
+
+    fn timeout_of(ordering: Ordering) -> Timestamp {
+        let signed = build_signed_tx(&key(), &plan(ordering)).unwrap();
+        let raw = TxRaw::decode(signed.tx_bytes.as_slice()).unwrap();
+        TxBody::decode(raw.body_bytes.as_slice())
+            .unwrap()
+            .timeout_timestamp
+            .unwrap()
+    }
+
+    /// The SDK keeps one unordered nonce per (signer, timeout): txs of one signer built while the latest block is
+    /// the same each get their own timeout, strictly increasing; a later block starts again from its time + TTL.
+    #[test]
+    fn txs_built_in_the_same_block_get_distinct_increasing_timeouts() {
+        let mut timeouts = UnorderedTimeouts::new();
+        let block_time = Timestamp {
+            seconds: 1_700_000_000,
+            nanos: 999_999_999,
+        };
+        let first = timeout_of(timeouts.next(block_time, 120));
+        let second = timeout_of(timeouts.next(block_time, 120));
+        let third = timeout_of(timeouts.next(block_time, 120));
+        assert_eq!(
+            first,
+            Timestamp {
+                seconds: 1_700_000_120,
+                nanos: 999_999_999
+            }
+        );
+        assert_eq!(
+            second,
+            Timestamp {
+                seconds: 1_700_000_121,
+                nanos: 0
+            },
+            "1 ns later, carried into the seconds"
+        );
+        assert_eq!(
+            third,
+            Timestamp {
+                seconds: 1_700_000_121,
+                nanos: 1
+            }
+        );
+        let next_block = Timestamp {
+            seconds: 1_700_000_001,
+            nanos: 0,
+        };
+        assert_eq!(
+            timeout_of(timeouts.next(next_block, 120)),
+            Timestamp {
+                seconds: 1_700_000_121,
+                nanos: 2
+            },
+            "never before a timeout already handed out"
+        );
+        let later_block = Timestamp {
+            seconds: 1_700_000_010,
+            nanos: 0,
+        };
+        assert_eq!(
+            timeout_of(timeouts.next(later_block, 120)),
+            Timestamp {
+                seconds: 1_700_000_130,
+                nanos: 0
+            }
+        );
     }
 
     #[test]

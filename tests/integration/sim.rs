@@ -209,13 +209,13 @@ async fn claim_broadcast_over_cometbft_is_included_and_found_by_hash() {
 
     let latest = comet.latest_block().await.unwrap();
     let account = grpc.account(&supplier).await.unwrap();
-    let ordering = Ordering::Unordered {
-        block_time: Timestamp {
+    let ordering = Ordering::unordered(
+        Timestamp {
             seconds: latest.time.seconds,
             nanos: i32::try_from(latest.time.nanos).unwrap(),
         },
-        ttl_secs: 120,
-    };
+        120,
+    );
     let signed = build_signed_tx(
         &key,
         &plan(

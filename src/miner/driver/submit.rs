@@ -324,13 +324,16 @@ impl Miner {
             let retry = |e: crate::chain::query::ChainError| TxOutcome::Retryable(e.to_string());
             let account = self.chain.account(supplier).await.map_err(retry)?;
             let block = self.chain.latest_block().await.map_err(retry)?;
-            let ordering = Ordering::Unordered {
-                block_time: tx::Timestamp {
-                    seconds: block.time.seconds,
-                    nanos: block.time.nanos,
-                },
-                ttl_secs: self.config.tx_ttl_secs,
+            // Each unordered tx of the supplier gets its own timeout: the SDK keeps one nonce per (signer,
+            // timeout) and refuses a second tx with the same one at CheckTx (`UnorderedTimeouts`).
+            let block_time = tx::Timestamp {
+                seconds: block.time.seconds,
+                nanos: block.time.nanos,
             };
+            let ordering = self
+                .sequencers
+                .for_signer(supplier)
+                .next_unordered(block_time, self.config.tx_ttl_secs);
             let bytes = self
                 .sign_with_gas(key, messages, ordering, account.account_number)
                 .await

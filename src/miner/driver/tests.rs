@@ -1134,3 +1134,58 @@ async fn a_claim_settled_before_the_miner_looked_it_up_is_read_from_the_settleme
         }
     }
 }
+
+/// Two good claims and one bad one of a supplier due at the same height: the batch is refused (the bad claim)
+/// and re-sent message by message while the latest block is unchanged. Each of those unordered txs needs its
+/// own timeout (cosmos-sdk v0.53 keeps one nonce per (signer, timeout), refusing a repeat at CheckTx with code
+/// 18), so both good claims land.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_resent_message_by_message_in_one_block_lands_every_good_claim() {
+    let mut g = genesis();
+    g.applications.push(GenesisApplication {
+        key_hex: key_hex("app2"),
+        stake_upokt: 1_000_000,
+        services: vec!["anvil".into()],
+        delegate_to: vec![0],
+    });
+    let f = fixture_on(g).await;
+    let (_, app2, _) = actor(&key_hex("app2")).unwrap();
+    let header2 = f
+        .client
+        .session(&app2, "anvil", f.chain.height())
+        .await
+        .unwrap()
+        .header
+        .unwrap();
+    let key2 = SessionKey {
+        supplier: f.supplier.clone(),
+        session_id: header2.session_id.clone(),
+    };
+    let plain = MemoryBackend::new().storage();
+    let mut miner = Miner::new(f.client.clone(), plain.clone(), f.keyring.clone(), config("a"));
+    plain
+        .relay_log
+        .append(relays(&f.supplier, &header2, 0..3))
+        .await
+        .unwrap();
+    ingest_until_claim_open(&f, &plain, &mut miner).await;
+    assert_eq!(
+        miner.engine.session(&key2).unwrap().schedule,
+        miner.engine.session(&f.key).unwrap().schedule,
+        "both due together"
+    );
+    let mut empty = miner.engine.session(&f.key).unwrap().clone();
+    empty.key.session_id = "0".repeat(64);
+    miner.engine.restore(empty);
+
+    miner.step().await.unwrap();
+    f.chain.produce_block();
+    for key in [&f.key, &key2] {
+        assert!(
+            f.client.claim(&key.session_id, &f.supplier).await.unwrap().is_some(),
+            "claim of {} on chain: {:?}",
+            key.session_id,
+            f.chain.records()
+        );
+    }
+}

@@ -233,32 +233,15 @@ mod tests {
             nanos: t.nanos,
         };
         let ok = c
-            .broadcast_tx(tx_with(
-                &c,
-                Ordering::Unordered {
-                    block_time,
-                    ttl_secs: 60,
-                },
-                "u",
-            ))
+            .broadcast_tx(tx_with(&c, Ordering::unordered(block_time, 60), "u"))
             .unwrap();
         assert_eq!(ok.code, 0, "{}", ok.log);
         // An ordered tx with sequence 0 is still fine: unordered txs do not use the sequence.
         assert_eq!(c.broadcast_tx(ordered_tx(&c, 0, "o")).unwrap().code, 0);
         // Tamper with an unordered tx: drop its timeout, or give it a sequence (re-signing is not needed to see
         // the ante checks run first).
-        let raw = crate::chain::tx::TxRaw::decode(
-            tx_with(
-                &c,
-                Ordering::Unordered {
-                    block_time,
-                    ttl_secs: 60,
-                },
-                "x",
-            )
-            .as_slice(),
-        )
-        .unwrap();
+        let raw =
+            crate::chain::tx::TxRaw::decode(tx_with(&c, Ordering::unordered(block_time, 60), "x").as_slice()).unwrap();
         let mut body = crate::chain::tx::TxBody::decode(raw.body_bytes.as_slice()).unwrap();
         body.timeout_timestamp = None;
         let no_timeout = crate::chain::tx::TxRaw {

@@ -13,7 +13,7 @@ pub mod genesis;
 mod service;
 mod validate;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use k256::ecdsa::SigningKey;
@@ -159,6 +159,12 @@ pub struct ChainState {
     /// CheckTx state: the next sequence per signer counting ordered txs admitted to the mempool since the last
     /// block (the SDK's `checkState`); cleared at each block, which includes the whole mempool.
     pub check_sequences: BTreeMap<String, u64>,
+    /// Committed unordered nonces: (timeout as (unix seconds, nanos), signer) of every unordered tx delivered whose
+    /// timeout has not passed (cosmos-sdk v0.53 `x/auth` `UnorderedNonces`, pruned each block before its txs).
+    pub unordered_nonces: BTreeSet<((i64, i32), String)>,
+    /// Unordered nonces of txs admitted to the mempool since the last block (the check state's view on top of
+    /// the committed ones); cleared at each block, which includes the whole mempool.
+    pub check_unordered_nonces: BTreeSet<((i64, i32), String)>,
     /// Results of included txs by uppercase hex hash.
     pub txs: HashMap<String, TxResult>,
     /// Every claim/proof message outcome, in order.
@@ -368,6 +374,8 @@ impl SimChain {
             mempool: Vec::new(),
             block_txs: BTreeMap::new(),
             check_sequences: BTreeMap::new(),
+            unordered_nonces: BTreeSet::new(),
+            check_unordered_nonces: BTreeSet::new(),
             txs: HashMap::new(),
             records: Vec::new(),
             settlements: Vec::new(),
@@ -404,6 +412,9 @@ impl SimChain {
             let txs = std::mem::take(&mut s.mempool);
             // Every admitted tx is in this block: the check state starts again from the committed sequences.
             s.check_sequences.clear();
+            s.check_unordered_nonces.clear();
+            let now = block_time_of(&s, height);
+            validate::expire_unordered_nonces(&mut s, (now.seconds, now.nanos));
             for (index, tx) in txs.iter().enumerate() {
                 let hash = crate::chain::tx::tx_hash(tx);
                 let mut result = validate::deliver_tx(&mut s, tx, height);
@@ -440,7 +451,9 @@ impl SimChain {
         }
         match validate::check_tx(&s, &tx, validate::Mode::Check) {
             Ok((signer, body, _)) => {
-                if !body.unordered {
+                if body.unordered {
+                    validate::record_unordered_nonce(&mut s, &signer, &body, validate::Mode::Check);
+                } else {
                     let next = validate::expected_sequence(&s, &signer, validate::Mode::Check).saturating_add(1);
                     s.check_sequences.insert(signer, next);
                 }

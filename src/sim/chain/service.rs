@@ -207,7 +207,7 @@ pub fn router(chain: SimChain) -> GrpcRouter {
         async move {
             let mut s = c.state();
             let (_, body, _) =
-                validate::check_tx(&s, &r.tx_bytes, validate::Mode::Check).map_err(Status::invalid_argument)?;
+                validate::check_tx(&s, &r.tx_bytes, validate::Mode::Simulate).map_err(Status::invalid_argument)?;
             // A node runs the messages too (at its last committed height) and answers a refusal with `Unknown`.
             validate::simulate_messages(&mut s, &body).map_err(Status::unknown)?;
             let gas = 50_000 + 20_000 * body.messages.len() as u64 + r.tx_bytes.len() as u64 * 10;

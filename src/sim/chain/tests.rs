@@ -147,6 +147,11 @@ async fn submit(f: &Fixture, msg: wire::Any, signer: &SigningKey) -> String {
 }
 
 async fn signed_tx(f: &Fixture, msg: wire::Any, signer: &SigningKey) -> crate::chain::tx::SignedTx {
+    signed_tx_ttl(f, msg, signer, 120).await
+}
+
+/// An unordered tx of `msg` whose timeout is the latest block time + `ttl_secs`.
+async fn signed_tx_ttl(f: &Fixture, msg: wire::Any, signer: &SigningKey, ttl_secs: i64) -> crate::chain::tx::SignedTx {
     let block_time = f.chain.block_time(f.chain.height());
     let plan = TxPlan {
         messages: vec![msg],
@@ -154,13 +159,13 @@ async fn signed_tx(f: &Fixture, msg: wire::Any, signer: &SigningKey) -> crate::c
         gas_limit: 500_000,
         fee_amount: 1,
         fee_denom: "upokt".into(),
-        ordering: Ordering::Unordered {
-            block_time: crate::chain::tx::Timestamp {
+        ordering: Ordering::unordered(
+            crate::chain::tx::Timestamp {
                 seconds: block_time.seconds,
                 nanos: block_time.nanos,
             },
-            ttl_secs: 120,
-        },
+            ttl_secs,
+        ),
         chain_id: "pocket-sim".into(),
         account_number: f
             .client
@@ -318,6 +323,65 @@ async fn simulate_runs_the_messages_at_the_last_committed_height_and_keeps_nothi
         wire::ClaimProofStatus::PendingValidation as i32,
         "a simulated proof is not kept"
     );
+}
+
+/// cosmos-sdk v0.53 keeps one unordered nonce per (signer, `timeout_timestamp`): a second unordered tx of the
+/// signer with the same timeout (other bytes) is refused at CheckTx with code 18 and the SDK's text, against the
+/// mempool and then against the committed nonces, and fails at DeliverTx; Simulate does not check it. A nonce
+/// is dropped once its timeout passed.
+#[tokio::test]
+async fn a_second_unordered_tx_with_the_same_signer_and_timeout_is_refused() {
+    let f = fixture(0.0).await;
+    advance_to(&f.chain, windows(&f).claim_open);
+    // Ring signatures are randomized: each trie has its own root.
+    let claim = |relays: u32| claim_msg(&f, &f.header, &trie_with(&f, relays, 10).root());
+    let first_claim = claim(2);
+    let first = signed_tx(&f, first_claim.clone(), &f.supplier).await;
+    let second = signed_tx(&f, claim(3), &f.supplier).await;
+    assert_ne!(first.hash, second.hash);
+    let is_nonce_refusal = |code: u32, codespace: &str, log: &str| {
+        code == 18 && codespace == "sdk" && log.contains("failed to add unordered nonce: already used timeout")
+    };
+
+    assert_eq!(f.client.broadcast(first.tx_bytes).await.unwrap().code, 0);
+    f.client
+        .simulate(second.tx_bytes.clone())
+        .await
+        .expect("Simulate does not check the nonce");
+    let refused = f.client.broadcast(second.tx_bytes.clone()).await.unwrap();
+    assert!(
+        is_nonce_refusal(refused.code, &refused.codespace, &refused.raw_log),
+        "{refused:?}"
+    );
+    f.chain.produce_block();
+    let first_root = <wire::MsgCreateClaim as prost::Message>::decode(first_claim.value.as_slice())
+        .unwrap()
+        .root_hash;
+    assert_eq!(on_chain_claim(&f).await.root_hash, first_root, "the first one landed");
+    let refused = f.client.broadcast(second.tx_bytes.clone()).await.unwrap();
+    assert!(
+        is_nonce_refusal(refused.code, &refused.codespace, &refused.raw_log),
+        "committed: {refused:?}"
+    );
+    // Straight into a block (as from another node's mempool): DeliverTx refuses it too.
+    f.chain.state().mempool.push(second.tx_bytes);
+    f.chain.produce_block();
+    let delivered = f.client.get_tx(&second.hash).await.unwrap().unwrap();
+    assert!(
+        is_nonce_refusal(delivered.code, &delivered.codespace, &delivered.raw_log),
+        "{delivered:?}"
+    );
+
+    // A nonce whose timeout passed is dropped (it cannot be used anyway).
+    let nonces = f.chain.state().unordered_nonces.len();
+    assert_eq!(nonces, 1);
+    let short = signed_tx_ttl(&f, claim(4), &f.supplier, 1).await;
+    assert_eq!(f.client.broadcast(short.tx_bytes).await.unwrap().code, 0);
+    f.chain.produce_block();
+    assert_eq!(f.chain.state().unordered_nonces.len(), 2);
+    let expiry = f.chain.height() + 1000 / i64::try_from(f.chain.state().genesis.block_time_ms).unwrap() + 1;
+    advance_to(&f.chain, expiry);
+    assert_eq!(f.chain.state().unordered_nonces.len(), 1, "the 1 s nonce expired");
 }
 
 #[tokio::test]

@@ -404,9 +404,11 @@ pub(super) fn end_block(s: &mut ChainState, height: i64) {
 /// Which state a tx is checked against.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Mode {
-    /// CheckTx and Simulate: sequences count txs already admitted to the mempool.
+    /// CheckTx: sequences and unordered nonces count txs already admitted to the mempool.
     Check,
-    /// DeliverTx: committed sequences.
+    /// Simulate: as CheckTx, but unordered nonces are not checked (the SDK skips them in simulate mode).
+    Simulate,
+    /// DeliverTx: committed sequences and unordered nonces.
     Deliver,
 }
 
@@ -414,7 +416,7 @@ pub(super) enum Mode {
 pub(super) fn expected_sequence(s: &ChainState, signer: &str, mode: Mode) -> u64 {
     let committed = s.accounts.get(signer).map_or(0, |a| a.sequence);
     match mode {
-        Mode::Check => s.check_sequences.get(signer).copied().unwrap_or(committed),
+        Mode::Check | Mode::Simulate => s.check_sequences.get(signer).copied().unwrap_or(committed),
         Mode::Deliver => committed,
     }
 }
@@ -423,6 +425,8 @@ pub(super) fn expected_sequence(s: &ChainState, signer: &str, mode: Mode) -> u64
 pub(super) fn abci_code(log: &str) -> (u32, &'static str) {
     if log.starts_with("account sequence mismatch") {
         (32, "sdk") // ErrWrongSequence
+    } else if log.starts_with(UNORDERED_NONCE_USED) {
+        (18, "sdk") // ErrInvalidRequest
     } else if log.starts_with("tx decode") || log.starts_with("tx body decode") || log.starts_with("auth info decode") {
         (2, "sdk") // ErrTxDecode
     } else if log.starts_with("insufficient funds") {
@@ -460,6 +464,16 @@ pub(super) fn check_tx(s: &ChainState, tx_bytes: &[u8], mode: Mode) -> Result<(S
         }
         if signer_info.sequence != 0 {
             return Err("unordered tx must have sequence 0".into());
+        }
+        // cosmos-sdk v0.53 `verifyUnorderedNonce`: one nonce per (signer, timeout); Simulate does not check it.
+        let nonce = ((timeout.seconds, timeout.nanos), signer.clone());
+        let used = match mode {
+            Mode::Simulate => false,
+            Mode::Check => s.unordered_nonces.contains(&nonce) || s.check_unordered_nonces.contains(&nonce),
+            Mode::Deliver => s.unordered_nonces.contains(&nonce),
+        };
+        if used {
+            return Err(UNORDERED_NONCE_USED.into());
         }
     } else {
         let expected = expected_sequence(s, &signer, mode);
@@ -510,6 +524,29 @@ pub(super) fn check_tx(s: &ChainState, tx_bytes: &[u8], mode: Mode) -> Result<(S
         }
     }
     Ok((signer, body, fee))
+}
+
+/// The SDK's text for an unordered tx whose (signer, timeout) nonce is taken (`TryAddUnorderedNonce`).
+const UNORDERED_NONCE_USED: &str = "failed to add unordered nonce: already used timeout: invalid request";
+
+/// Records the unordered nonce of a tx [`check_tx`] accepted in `mode` (CheckTx: until the next block; DeliverTx:
+/// until its timeout passes).
+pub(super) fn record_unordered_nonce(s: &mut ChainState, signer: &str, body: &TxBody, mode: Mode) {
+    let Some(timeout) = body.timeout_timestamp.filter(|_| body.unordered) else {
+        return;
+    };
+    let nonce = ((timeout.seconds, timeout.nanos), signer.to_string());
+    match mode {
+        Mode::Check => s.check_unordered_nonces.insert(nonce),
+        Mode::Deliver => s.unordered_nonces.insert(nonce),
+        Mode::Simulate => false,
+    };
+}
+
+/// Drops the committed unordered nonces whose timeout is before `block_time` (the SDK's pre-block
+/// `RemoveExpiredUnorderedNonces`): a tx with such a timeout is refused anyway, and memory stays bounded.
+pub(super) fn expire_unordered_nonces(s: &mut ChainState, block_time: (i64, i32)) {
+    s.unordered_nonces = s.unordered_nonces.split_off(&(block_time, String::new()));
 }
 
 /// Runs one claim or proof message at `height`: (kind, supplier, session id, outcome), the supplier being
@@ -593,6 +630,7 @@ pub(super) fn deliver_tx(s: &mut ChainState, tx_bytes: &[u8], height: i64) -> Tx
             account.sequence += 1;
         }
     }
+    record_unordered_nonce(s, &signer, &body, Mode::Deliver);
     let claims_before = s.claims.clone();
     let balance_before = s.accounts.get(&signer).map(|a| a.balance);
     let mut outcomes = Vec::new();
