@@ -154,14 +154,14 @@ pub struct SessionRecord {
     pub relays: u64,
     /// Compute units ingested (sum of leaf weights).
     pub compute_units: u64,
-    /// Heights at which a claim tx was sent (recorded before the broadcast; a send that no node took, a
-    /// `TxOutcome::Retryable`, is taken back).
+    /// Heights at which a claim tx was sent (recorded before the broadcast; a send that no node took or that a
+    /// node refused before its mempool, a `TxOutcome::Retryable` or `Refused`, is taken back).
     pub claim_sent_at: Vec<i64>,
     /// Heights at which a proof tx was sent (the same).
     pub proof_sent_at: Vec<i64>,
     /// Whether a node answered one of our claim broadcasts (accepted or refused it): tells a claim lost on
     /// chain (`claim_not_included`) from one that never left this miner (`claim_window_missed`). Records
-    /// written before this field existed read as `true`, the label they would have had.
+    /// written before this field existed read as `true`, the label they would have had if they sent anything.
     #[serde(default = "reached_before_it_was_recorded")]
     pub claim_reached_node: bool,
     /// The same for proof broadcasts.
@@ -286,9 +286,19 @@ pub enum TxOutcome {
     /// building it, leadership lost, deadline passed): the send is taken back and repeated at the next block
     /// while the window allows.
     Retryable(String),
+    /// A node refused it before its mempool: Simulate failed (the node answered, e.g. gRPC `Unknown`), or
+    /// CheckTx returned a non-zero code (mempool full, insufficient fee or funds, an unordered nonce or TTL
+    /// refusal, tx too large, ...). Neither costs a fee, and many are transient: the gRPC latest block can be
+    /// one ahead of the committed state Simulate and CheckTx run on (CometBFT stores a block before the app
+    /// commits it), so a claim sent at `claim_open` may be refused "outside the window" once; an operator can
+    /// top up a balance. Taken back and repeated at the next block while the window allows, like `Retryable`
+    /// (it does not use up a re-send), but it reached a node (a final loss is `*_not_included`) and the chain
+    /// is asked whether another instance's claim or proof is there (an HA conflict is never a loss).
+    Refused(String),
     /// Another instance already submitted (sequence mismatch, claim exists): an HA conflict, never a loss.
     HaConflict(String),
-    /// Rejected by the chain for a reason retrying cannot fix.
+    /// Cannot be sent for a reason retrying cannot fix (no key for the supplier, a proof that cannot verify
+    /// against the claim on chain): never repeated.
     Rejected(String),
 }
 
@@ -562,11 +572,12 @@ impl Engine {
         match outcome {
             // Inclusion is confirmed from chain state (lookups each block), never from the broadcast result.
             TxOutcome::Broadcast => {}
-            TxOutcome::Retryable(_) => {
+            TxOutcome::Retryable(_) | TxOutcome::Refused(_) => {
                 // No node took it (unreachable node, a chain query failed while building it, leadership or
-                // deadline check): the send did not happen, so it neither uses up a re-send nor waits for a
-                // lookup. Forgetting it makes the session due again at the next block while its window allows
-                // (a first send from `advance`, a re-send from `on_chain` after an earlier real send).
+                // deadline check), or a node refused it before its mempool (no fee paid): the send did not
+                // happen, so it does not use up a re-send. Forgetting it makes the session due again at the next
+                // block while its window allows (a first send from `advance`, a re-send from `on_chain` after an
+                // earlier real send).
                 let sent = match kind {
                     TxKind::Claim => &mut record.claim_sent_at,
                     TxKind::Proof => &mut record.proof_sent_at,
@@ -574,6 +585,12 @@ impl Engine {
                 if sent.last() == Some(&self.height) {
                     sent.pop();
                     self.failed_at_height.insert((kind, key.clone()));
+                    step.changed.push(key.clone());
+                }
+                // A refusal may mean another instance's claim or proof is already there: ask the chain.
+                if matches!(outcome, TxOutcome::Refused(_)) && record.queried_at != Some(self.height) {
+                    record.queried_at = Some(self.height);
+                    step.commands.push(Command::LookupOnChain { key: key.clone() });
                     step.changed.push(key.clone());
                 }
             }
@@ -625,7 +642,8 @@ impl Engine {
         match record.state {
             State::Claiming if claim_exists => record.state = State::Claimed,
             State::Claiming if height > record.schedule.claim_close => {
-                let reason = if record.claim_sent_at.is_empty() || !record.claim_reached_node {
+                // A claim refused before the mempool (`Refused`) is taken back but did reach a node.
+                let reason = if !record.claim_reached_node {
                     LossReason::ClaimWindowMissed
                 } else {
                     LossReason::ClaimNotIncluded
@@ -650,7 +668,7 @@ impl Engine {
             }
             State::Proving if proof_validated => record.state = State::Proved,
             State::Proving if height > record.schedule.proof_close => {
-                let reason = if record.proof_sent_at.is_empty() || !record.proof_reached_node {
+                let reason = if !record.proof_reached_node {
                     LossReason::ProofWindowMissed
                 } else {
                     LossReason::ProofNotIncluded

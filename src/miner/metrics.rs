@@ -63,12 +63,12 @@ impl MinerMetrics {
             proofs_submitted: counter("ha_miner_proofs_submitted_total", "Proof messages broadcast", ss)?,
             claim_errors: counter(
                 "ha_miner_claim_errors_total",
-                "Claim txs not accepted by the node (rejected, retryable, ha_conflict) or not sent (not_leader, deadline_passed)",
+                "Claim txs refused by a node (refused), unanswered (retryable), in conflict (ha_conflict), unsendable (rejected) or not sent (not_leader, deadline_passed, build_failed)",
                 &["supplier", "reason"],
             )?,
             proof_errors: counter(
                 "ha_miner_proof_errors_total",
-                "Proof txs not accepted by the node (rejected, retryable, ha_conflict) or not sent (not_leader, deadline_passed)",
+                "Proof txs refused by a node (refused), unanswered (retryable), in conflict (ha_conflict), unsendable (rejected, claim_root_mismatch) or not sent (not_leader, deadline_passed, build_failed)",
                 &["supplier", "reason"],
             )?,
             claim_inclusion: counter(

@@ -26,8 +26,8 @@ impl Miner {
     /// Sends the claims or proofs of `keys` (one supplier's sessions due at this height) and feeds each
     /// session's outcome to the engine. Each session stands alone: one whose message cannot be built (a chain
     /// query failed, its trie cannot be read) is a send no node took (`Retryable`: repeated at the next block)
-    /// and does not hold back the others, and a batch the node refuses is sent again message by message, so one
-    /// bad message cannot sink the rest of the batch.
+    /// and does not hold back the others, and a batch a node refuses (`Refused`) is sent again message by
+    /// message, so one bad message cannot sink the rest of the batch.
     pub(super) async fn submit(
         &mut self,
         kind: TxKind,
@@ -102,9 +102,9 @@ impl Miner {
         }
         let batch: Vec<wire::Any> = messages.iter().map(|(_, m)| m.clone()).collect();
         let outcome = self.broadcast(supplier, batch).await;
-        if let (Err(TxOutcome::Rejected(reason)), true) = (&outcome, messages.len() > 1) {
-            // One tx: a message the chain refuses (a check of §5.4 / §6.1 fails for one session) refuses them
-            // all. Each is sent on its own, so only the bad one is refused.
+        if let (Err(TxOutcome::Refused(reason)), true) = (&outcome, messages.len() > 1) {
+            // One tx: a message the chain refuses (a check of §5.4 / §6.1 fails for one session in Simulate)
+            // refuses them all. Each is sent on its own, so only the bad one is refused.
             tracing::warn!(
                 supplier,
                 ?kind,
@@ -199,7 +199,8 @@ impl Miner {
 
     /// Counts a submission's outcome and feeds it to the engine, merging the engine's answer into `step`. An
     /// outcome other than `Broadcast` is counted in `ha_miner_{claim,proof}_errors_total` with its kind as the
-    /// reason (`rejected`, `ha_conflict`, `retryable`).
+    /// reason (`refused`: a node refused it at Simulate or CheckTx; `rejected`: it cannot be sent; `ha_conflict`;
+    /// `retryable`: no node answered).
     fn tx_outcome(
         &mut self,
         step: Step,
@@ -209,6 +210,7 @@ impl Miner {
         outcome: TxOutcome,
     ) -> Step {
         let label = match outcome {
+            TxOutcome::Refused(_) => "refused",
             TxOutcome::Rejected(_) => "rejected",
             TxOutcome::HaConflict(_) => "ha_conflict",
             TxOutcome::Retryable(_) | TxOutcome::Broadcast => "retryable",
@@ -228,7 +230,11 @@ impl Miner {
         outcome: TxOutcome,
         label: &str,
     ) -> Step {
-        if let TxOutcome::Rejected(reason) | TxOutcome::Retryable(reason) | TxOutcome::HaConflict(reason) = &outcome {
+        if let TxOutcome::Refused(reason)
+        | TxOutcome::Rejected(reason)
+        | TxOutcome::Retryable(reason)
+        | TxOutcome::HaConflict(reason) = &outcome
+        {
             tracing::warn!(
                 supplier,
                 ?kind,
@@ -314,11 +320,13 @@ impl Miner {
             .signers
             .get(supplier)
             .ok_or_else(|| TxOutcome::Rejected(format!("no key for {supplier}")))?;
-        // A transport failure is worth retrying; anything else (a simulation refusal such as "outside the
-        // window", a tx that cannot be built) is the chain's verdict on the messages.
+        // No node answered (transport): `Retryable`. A node answered with a refusal (Simulate failed, e.g.
+        // "outside the window" while the node's committed state is a block behind its latest block): `Refused`,
+        // no fee paid, tried again at the next block. A tx this miner cannot build (gas price, fee): `Rejected`.
         let failed = |e: SequenceError| match &e {
             SequenceError::Chain(c) if c.is_retryable() => TxOutcome::Retryable(e.to_string()),
-            _ => TxOutcome::Rejected(e.to_string()),
+            SequenceError::Chain(_) => TxOutcome::Refused(e.to_string()),
+            SequenceError::Tx(_) => TxOutcome::Rejected(e.to_string()),
         };
         let response = if self.config.unordered {
             let retry = |e: crate::chain::query::ChainError| TxOutcome::Retryable(e.to_string());
@@ -358,9 +366,15 @@ impl Miner {
         };
         match response.code {
             0 => Ok(()),
-            // Claim already exists / sequence taken by another instance: an HA conflict, not a loss (lessons.md).
+            // Tx already in the mempool / sequence taken by another instance: an HA conflict, not a loss
+            // (lessons.md).
             19 | 32 => Err(TxOutcome::HaConflict(response.raw_log)),
-            _ => Err(TxOutcome::Rejected(response.raw_log)),
+            // CheckTx refused it (mempool full 20, insufficient fee 13 or funds 5, unordered nonce or TTL 18, tx
+            // too large 21, ...): nothing entered the mempool and no fee was paid.
+            code => Err(TxOutcome::Refused(format!(
+                "CheckTx code {code} ({}): {}",
+                response.codespace, response.raw_log
+            ))),
         }
     }
 }

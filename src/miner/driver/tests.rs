@@ -1002,7 +1002,8 @@ async fn sessions_whose_commands_fail_do_not_hold_back_the_others_claims() {
 
 /// A batch the node refuses because of one session's message (here a claim whose trie is empty: the chain
 /// refuses a root of zero sum, §6.1) is sent again message by message, so the supplier's other claim due at the
-/// same height still lands. The refused session is looked up, not re-sent.
+/// same height still lands. The refused session is looked up, and tried again at the next block (a refusal
+/// before the mempool costs nothing).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refused_batch_is_resent_message_by_message_so_one_bad_claim_does_not_sink_the_others() {
     let (f, telemetry, mut miner, _) = leader_at_claim_open().await;
@@ -1026,7 +1027,7 @@ async fn a_refused_batch_is_resent_message_by_message_so_one_bad_claim_does_not_
             .is_none()
     );
     assert_eq!(
-        counter(&telemetry.render_metrics(), "ha_miner_claim_errors_total", "rejected"),
+        counter(&telemetry.render_metrics(), "ha_miner_claim_errors_total", "refused"),
         Some(1),
         "only the bad claim is refused"
     );
@@ -1188,4 +1189,37 @@ async fn a_batch_resent_message_by_message_in_one_block_lands_every_good_claim()
             f.chain.records()
         );
     }
+}
+
+/// The node's gRPC latest block can be one ahead of the committed state Simulate and CheckTx run on (CometBFT
+/// stores a block before the app commits it), so a claim sent at `claim_open` can be refused once ("outside the
+/// window"). A refusal before the mempool costs nothing and is not final: the claim is sent again at the next
+/// block, without using up its re-send, and lands.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_claim_refused_once_by_simulate_at_window_open_lands_at_the_next_block() {
+    let (f, telemetry, mut miner, _) = leader_at_claim_open().await;
+    f.chain.state().refuse_simulations = 1;
+    miner.step().await.unwrap();
+    f.chain.produce_block();
+    assert!(f.client.claim(&f.key.session_id, &f.supplier).await.unwrap().is_none());
+    let record = miner.engine.session(&f.key).unwrap();
+    assert_eq!(
+        record.claim_sent_at,
+        Vec::<i64>::new(),
+        "the refused send is taken back"
+    );
+    assert!(record.claim_reached_node);
+    assert_eq!(
+        counter(&telemetry.render_metrics(), "ha_miner_claim_errors_total", "refused"),
+        Some(1)
+    );
+
+    miner.step().await.unwrap();
+    f.chain.produce_block();
+    assert!(
+        f.client.claim(&f.key.session_id, &f.supplier).await.unwrap().is_some(),
+        "sent again at the next block: {:?}",
+        f.chain.records()
+    );
+    assert_eq!(miner.engine.session(&f.key).unwrap().claim_sent_at.len(), 1);
 }

@@ -937,3 +937,77 @@ fn a_claimed_session_whose_requirement_check_keeps_failing_is_decided_after_the_
     });
     assert_eq!(losses(&step.commands), vec![(LossReason::ProofWindowMissed, 5, 50)]);
 }
+
+/// A node that refuses a claim before its mempool (Simulate or CheckTx: no fee paid, often transient, e.g. the
+/// node's committed state one block behind its latest block at `claim_open`) does not end the session's sends:
+/// the send is taken back and repeated at the next block without using up the one re-send, the chain is asked
+/// at once whether another instance's claim is there, and a final loss counts as `claim_not_included`.
+#[test]
+fn a_refused_claim_is_repeated_at_the_next_block_and_keeps_its_re_send() {
+    let mut e = leader_engine();
+    let k = key("s1", "a");
+    ingest(&mut e, &k, 2);
+    let claim = Command::SubmitClaims {
+        supplier: "s1".into(),
+        keys: vec![k.clone()],
+    };
+    let outcome = |e: &mut Engine, outcome: TxOutcome| {
+        e.handle(Event::TxOutcome {
+            kind: TxKind::Claim,
+            keys: vec![k.clone()],
+            outcome,
+        })
+    };
+    assert_eq!(block(&mut e, 12), vec![claim.clone()]);
+    let refused = outcome(&mut e, TxOutcome::Refused("claim outside the claim window".into()));
+    assert_eq!(
+        refused.commands,
+        vec![Command::LookupOnChain { key: k.clone() }],
+        "another instance's claim may be there"
+    );
+    let record = e.session(&k).unwrap();
+    assert!(record.claim_sent_at.is_empty(), "taken back");
+    assert!(record.claim_reached_node, "a node answered");
+    let answer = e.handle(Event::OnChain {
+        key: k.clone(),
+        claim_exists: false,
+        proof_validated: false,
+    });
+    assert!(answer.commands.is_empty(), "not repeated in the same block: {answer:?}");
+
+    assert_eq!(block(&mut e, 13), vec![claim.clone()], "repeated at the next block");
+    outcome(&mut e, TxOutcome::Broadcast);
+    assert_eq!(e.session(&k).unwrap().claim_sent_at, vec![13]);
+    // Not on chain two blocks later: the one re-send is still there.
+    assert_eq!(block(&mut e, 14), vec![Command::LookupOnChain { key: k.clone() }]);
+    e.handle(Event::OnChain {
+        key: k.clone(),
+        claim_exists: false,
+        proof_validated: false,
+    });
+    assert_eq!(block(&mut e, 15), vec![Command::LookupOnChain { key: k.clone() }]);
+    let resend = e.handle(Event::OnChain {
+        key: k.clone(),
+        claim_exists: false,
+        proof_validated: false,
+    });
+    assert_eq!(resend.commands, vec![claim]);
+    assert_eq!(e.session(&k).unwrap().claim_sent_at, vec![13, 15]);
+
+    // Refused at every block: tried at each one the window allows, lost as not included.
+    assert_eq!(
+        claim_window_with_every_broadcast(TxOutcome::Refused("mempool is full".into())),
+        (LossReason::ClaimNotIncluded, vec![12, 13, 14, 15])
+    );
+    // Refused because another instance's claim is already there: found by the lookup, no loss.
+    let mut e = leader_engine();
+    ingest(&mut e, &k, 2);
+    let answers = Answers {
+        claim: TxOutcome::Refused("claim already exists".into()),
+        claim_on_chain: true,
+        proof: TxOutcome::Broadcast,
+    };
+    let (claims, _) = run_blocks(&mut e, 12..=13, &answers);
+    assert_eq!(claims, vec![12]);
+    assert_eq!(e.session(&k).unwrap().state, State::Claimed);
+}

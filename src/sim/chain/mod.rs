@@ -165,6 +165,9 @@ pub struct ChainState {
     /// Unordered nonces of txs admitted to the mempool since the last block (the check state's view on top of
     /// the committed ones); cleared at each block, which includes the whole mempool.
     pub check_unordered_nonces: BTreeSet<((i64, i32), String)>,
+    /// Test knob: the next this many Simulate calls are refused (gRPC `Unknown`), as a node whose committed state
+    /// is a block behind its latest block refuses a claim sent at `claim_open` ("outside the claim window").
+    pub refuse_simulations: usize,
     /// Results of included txs by uppercase hex hash.
     pub txs: HashMap<String, TxResult>,
     /// Every claim/proof message outcome, in order.
@@ -376,6 +379,7 @@ impl SimChain {
             check_sequences: BTreeMap::new(),
             unordered_nonces: BTreeSet::new(),
             check_unordered_nonces: BTreeSet::new(),
+            refuse_simulations: 0,
             txs: HashMap::new(),
             records: Vec::new(),
             settlements: Vec::new(),

@@ -206,6 +206,13 @@ pub fn router(chain: SimChain) -> GrpcRouter {
         let c = c.clone();
         async move {
             let mut s = c.state();
+            if s.refuse_simulations > 0 {
+                s.refuse_simulations -= 1;
+                return Err(Status::unknown(format!(
+                    "refused by the test knob at height {}: outside the window",
+                    s.height
+                )));
+            }
             let (_, body, _) =
                 validate::check_tx(&s, &r.tx_bytes, validate::Mode::Simulate).map_err(Status::invalid_argument)?;
             // A node runs the messages too (at its last committed height) and answers a refusal with `Unknown`.
