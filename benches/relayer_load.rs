@@ -534,6 +534,7 @@ relay_log: {{durable_ack: {durable}}}
                 gas_price: "0.000001upokt".into(),
                 gas_adjustment: 1.7,
                 tx_ttl_secs: 120,
+                max_tx_bytes: relay_miner::config::DEFAULT_MAX_TX_BYTES as usize,
                 unordered: true,
                 tick: Duration::from_millis(100),
                 consumer: "bench-miner".into(),

@@ -231,6 +231,7 @@ pub async fn run(args: LocalnetArgs) -> anyhow::Result<i32> {
             gas_price: "0.000001upokt".into(),
             gas_adjustment: 1.7,
             tx_ttl_secs: 120,
+            max_tx_bytes: crate::config::DEFAULT_MAX_TX_BYTES as usize,
             unordered: true,
             tick: Duration::from_millis(50),
             consumer: format!("miner-localnet-{}", std::process::id()),

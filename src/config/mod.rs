@@ -502,6 +502,13 @@ impl Default for RelayLogConfig {
     }
 }
 
+/// Default `transaction.max_tx_bytes`: 900 KiB, under CometBFT's default `mempool.max_tx_bytes` of 1 MiB.
+pub const DEFAULT_MAX_TX_BYTES: u64 = 900 * 1024;
+/// Largest `transaction.max_tx_bytes`: the SDK gRPC server's default maximum message size (10 MiB).
+pub const MAX_MAX_TX_BYTES: u64 = 10 * 1024 * 1024;
+/// Smallest `transaction.max_tx_bytes`: room for a tx's fee, signature and a few claims.
+pub const MIN_MAX_TX_BYTES: u64 = 4 * 1024;
+
 /// Go `transaction.*`.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -516,6 +523,10 @@ pub struct TransactionConfig {
     pub unordered: bool,
     /// Unordered tx timeout after the chain's latest block time (≤ 600).
     pub tx_timeout_default_seconds: u64,
+    /// A supplier's claims or proofs due together go out in txs of at most this many encoded bytes (proofs
+    /// carry relay payloads). Below the node's CometBFT `mempool.max_tx_bytes` (default 1 MiB; a larger tx is
+    /// refused at CheckTx, code 21) and the SDK gRPC server's 10 MiB message limit.
+    pub max_tx_bytes: u64,
     /// Blocks before a window closes by which a submission must have been sent.
     pub submission_buffer_blocks: u64,
 }
@@ -528,6 +539,7 @@ impl Default for TransactionConfig {
             gas_adjustment: 1.7,
             unordered: true,
             tx_timeout_default_seconds: 120,
+            max_tx_bytes: DEFAULT_MAX_TX_BYTES,
             submission_buffer_blocks: 1,
         }
     }

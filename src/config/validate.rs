@@ -292,6 +292,17 @@ impl Config {
                 "must be a number ≥ 1 (simulated gas is multiplied by it)",
             );
         }
+        if !(crate::config::MIN_MAX_TX_BYTES..=crate::config::MAX_MAX_TX_BYTES).contains(&tx.max_tx_bytes) {
+            issues.push(
+                "transaction.max_tx_bytes",
+                format!(
+                    "must be between {} and {} (keep it below the node's CometBFT mempool.max_tx_bytes, default \
+                     1048576)",
+                    crate::config::MIN_MAX_TX_BYTES,
+                    crate::config::MAX_MAX_TX_BYTES
+                ),
+            );
+        }
         if tx.tx_timeout_default_seconds == 0 || tx.tx_timeout_default_seconds > 600 {
             issues.push(
                 "transaction.tx_timeout_default_seconds",
@@ -365,6 +376,7 @@ services:
 transaction:
   gas_price: cheap
   tx_timeout_default_seconds: 900
+  max_tx_bytes: 100
 relay_server:
   idle_timeout_seconds: 0
   body_read_timeout_seconds: 100000000000
@@ -385,6 +397,7 @@ relay_server:
             "services.anvil.timeout_profile",
             "transaction.gas_price",
             "transaction.tx_timeout_default_seconds",
+            "transaction.max_tx_bytes",
             "relay_server.idle_timeout_seconds",
             "relay_server.body_read_timeout_seconds",
             "relay_server.max_connections",

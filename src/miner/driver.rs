@@ -67,6 +67,8 @@ pub struct MinerConfig {
     pub gas_adjustment: f64,
     /// Unordered tx TTL after the chain's block time.
     pub tx_ttl_secs: i64,
+    /// A supplier's claims or proofs due together are sent in txs of at most this many encoded bytes.
+    pub max_tx_bytes: usize,
     /// Send ADR-070 unordered txs; `false` sends ordered txs with tracked sequences.
     pub unordered: bool,
     /// Loop period.

@@ -272,6 +272,7 @@ impl Node {
                 gas_price: config.transaction.gas_price.clone(),
                 gas_adjustment: config.transaction.gas_adjustment,
                 tx_ttl_secs: i64::try_from(config.transaction.tx_timeout_default_seconds).unwrap_or(120),
+                max_tx_bytes: usize::try_from(config.transaction.max_tx_bytes).unwrap_or(usize::MAX),
                 unordered: config.transaction.unordered,
                 tick: Duration::from_millis(100),
                 consumer,

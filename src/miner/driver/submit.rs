@@ -1,6 +1,7 @@
 //! Submitting claims and proofs: building the messages from the session tries, confirming the leadership right
-//! before the broadcast, dropping what can no longer land inside its window, signing (gas simulated) and
-//! broadcasting, and feeding each outcome back to the lifecycle engine (counted per supplier and kind).
+//! before the broadcast, dropping what can no longer land inside its window, splitting a supplier's messages
+//! into txs of at most `max_tx_bytes`, signing (gas simulated) and broadcasting, and feeding each outcome back
+//! to the lifecycle engine (counted per supplier and kind).
 
 use std::sync::atomic::Ordering as AtomicOrdering;
 
@@ -14,6 +15,43 @@ use crate::protocol::gob;
 use crate::protocol::session::{SessionWindows, proof_path};
 use crate::protocol::wire;
 
+/// Room a tx needs besides its messages: the body's other fields (unordered flag, timeout), the auth info
+/// (public key, mode, sequence, fee and gas limit) and the signature, with their framing (~200 bytes; doubled).
+const TX_OVERHEAD_BYTES: usize = 512;
+
+/// Splits one supplier's messages, in order, into txs of at most `max_tx_bytes` encoded bytes. CometBFT refuses a
+/// tx larger than its `mempool.max_tx_bytes` at CheckTx (default 1 MiB, code 21 "tx too large") and the SDK's
+/// gRPC server a message over 10 MiB; proofs carry relay payloads, so a supplier's proofs due together can
+/// exceed both. A message too large for any tx goes alone (logged: the node will likely refuse it).
+pub(super) fn split_by_size<K>(messages: Vec<(K, wire::Any)>, max_tx_bytes: usize) -> Vec<Vec<(K, wire::Any)>> {
+    use prost::Message as _;
+    let budget = max_tx_bytes.saturating_sub(TX_OVERHEAD_BYTES);
+    let mut txs: Vec<Vec<(K, wire::Any)>> = Vec::new();
+    let mut used = 0;
+    for (key, message) in messages {
+        // `TxBody.messages` (field 1): tag, length, the encoded `Any`.
+        let len = message.encoded_len();
+        let size = 1 + prost::encoding::encoded_len_varint(len as u64) + len;
+        if size > budget {
+            tracing::error!(
+                type_url = message.type_url,
+                size,
+                max_tx_bytes,
+                "one message is larger than transaction.max_tx_bytes allows; sent in a tx of its own"
+            );
+        }
+        match txs.last_mut() {
+            Some(tx) if used + size <= budget => tx.push((key, message)),
+            _ => {
+                txs.push(vec![(key, message)]);
+                used = 0;
+            }
+        }
+        used += size;
+    }
+    txs
+}
+
 /// What building one session's message gave.
 enum Built {
     /// The message to send.
@@ -23,8 +61,8 @@ enum Built {
 }
 
 impl Miner {
-    /// Sends the claims or proofs of `keys` (one supplier's sessions due at this height) and feeds each
-    /// session's outcome to the engine. Each session stands alone: one whose message cannot be built (a chain
+    /// Sends the claims or proofs of `keys` (one supplier's sessions due at this height), in as few txs as
+    /// `max_tx_bytes` allows, and feeds each session's outcome to the engine. Each session stands alone: one whose message cannot be built (a chain
     /// query failed, its trie cannot be read) is a send no node took (`Retryable`: repeated at the next block)
     /// and does not hold back the others, and a batch a node refuses (`Refused`) is sent again message by
     /// message, so one bad message cannot sink the rest of the batch.
@@ -100,6 +138,33 @@ impl Miner {
                 return Ok(step);
             }
         }
+        let txs = split_by_size(messages, self.config.max_tx_bytes);
+        if txs.len() > 1 {
+            tracing::info!(
+                supplier,
+                ?kind,
+                sessions = keys.len(),
+                txs = txs.len(),
+                max_tx_bytes = self.config.max_tx_bytes,
+                "messages split into several txs by size"
+            );
+        }
+        for tx in txs {
+            step = self.send(step, kind, supplier, tx).await;
+        }
+        Ok(step)
+    }
+
+    /// Sends `messages` (of one supplier) as one tx and feeds the outcome to the engine; a tx a node refuses is
+    /// sent again message by message.
+    async fn send(
+        &mut self,
+        mut step: Step,
+        kind: TxKind,
+        supplier: &str,
+        messages: Vec<(SessionKey, wire::Any)>,
+    ) -> Step {
+        let keys: Vec<SessionKey> = messages.iter().map(|(key, _)| key.clone()).collect();
         let batch: Vec<wire::Any> = messages.iter().map(|(_, m)| m.clone()).collect();
         let outcome = self.broadcast(supplier, batch).await;
         if let (Err(TxOutcome::Refused(reason)), true) = (&outcome, messages.len() > 1) {
@@ -116,9 +181,9 @@ impl Miner {
                 let outcome = self.broadcast(supplier, vec![message]).await;
                 step = self.sent(step, kind, supplier, vec![key], outcome);
             }
-            return Ok(step);
+            return step;
         }
-        Ok(self.sent(step, kind, supplier, keys, outcome))
+        self.sent(step, kind, supplier, keys, outcome)
     }
 
     /// Builds one session's claim or proof message.

@@ -170,6 +170,7 @@ fn config(instance: &str) -> MinerConfig {
         gas_price: "0.000001upokt".into(),
         gas_adjustment: 1.7,
         tx_ttl_secs: 120,
+        max_tx_bytes: crate::config::DEFAULT_MAX_TX_BYTES as usize,
         unordered: true,
         tick: Duration::from_millis(10),
         consumer: "miner".into(),
@@ -1222,4 +1223,200 @@ async fn a_claim_refused_once_by_simulate_at_window_open_lands_at_the_next_block
         f.chain.records()
     );
     assert_eq!(miner.engine.session(&f.key).unwrap().claim_sent_at.len(), 1);
+}
+
+/// Splitting by size keeps the messages' order and each tx, signed, within `max_tx_bytes`; a message too large
+/// for any tx goes alone.
+#[test]
+fn messages_are_split_into_txs_within_the_size_limit() {
+    use crate::chain::tx::{Ordering, Timestamp, TxPlan, build_signed_tx};
+    let message = |n: usize, len: usize| {
+        (
+            n,
+            crate::protocol::wire::Any {
+                type_url: crate::protocol::wire::MSG_SUBMIT_PROOF_TYPE_URL.into(),
+                value: vec![7; len],
+            },
+        )
+    };
+    let max = 10_000;
+    let messages: Vec<_> = (0..7)
+        .map(|n| message(n, 3_000))
+        .chain([message(7, 20_000), message(8, 10)])
+        .collect();
+    let txs = super::submit::split_by_size(messages, max);
+    let order: Vec<Vec<usize>> = txs.iter().map(|tx| tx.iter().map(|(n, _)| *n).collect()).collect();
+    assert_eq!(order, vec![vec![0, 1, 2], vec![3, 4, 5], vec![6], vec![7], vec![8]]);
+    let key = k256::ecdsa::SigningKey::from_slice(&Sha256::digest(b"size")).unwrap();
+    for tx in txs.iter().filter(|tx| tx[0].0 != 7) {
+        let plan = TxPlan {
+            messages: tx.iter().map(|(_, m)| m.clone()).collect(),
+            memo: String::new(),
+            gas_limit: u64::MAX,
+            fee_amount: u128::from(u64::MAX),
+            fee_denom: "upokt".into(),
+            ordering: Ordering::unordered(
+                Timestamp {
+                    seconds: i64::from(u32::MAX),
+                    nanos: 999_999_999,
+                },
+                600,
+            ),
+            chain_id: "pocket-lego-testnet".into(),
+            account_number: u64::MAX,
+        };
+        let size = build_signed_tx(&key, &plan).unwrap().tx_bytes.len();
+        assert!(size <= max, "a tx of {size} bytes");
+    }
+}
+
+/// A relay of the fixture's application, signed by its gateway (ring [app, gateway]) and answered by the
+/// supplier, with a payload of `payload` bytes: one a proof can be built from and the chain validates (§5.4).
+fn signed_relays(
+    f: &Fixture,
+    header: &SessionHeader,
+    app: &str,
+    n: std::ops::Range<u64>,
+    payload: usize,
+) -> Vec<MinedRelay> {
+    use crate::protocol::relay;
+    use crate::protocol::wire::{RelayRequest, RelayRequestMetadata};
+    use k256::elliptic_curve::ops::Reduce as _;
+    let (_, _, app_pub) = actor(&key_hex(app)).unwrap();
+    let (gateway_key, _, gateway_pub) = actor(&key_hex("gateway")).unwrap();
+    let (supplier_key, _, _) = actor(&key_hex("supplier")).unwrap();
+    n.map(|i| {
+        let mut request = RelayRequest {
+            meta: Some(RelayRequestMetadata {
+                session_header: Some(header.clone()),
+                signature: vec![],
+                supplier_operator_address: f.supplier.clone(),
+            }),
+            payload: format!("{{\"id\":{i},\"pad\":\"{}\"}}", "x".repeat(payload)).into_bytes(),
+        };
+        let secret = k256::Scalar::reduce(&gateway_key.to_bytes());
+        request.meta.as_mut().unwrap().signature = crate::protocol::ring::RingSignature::sign(
+            &[app_pub, gateway_pub],
+            &relay::request_signable_hash(&request),
+            &secret,
+        )
+        .unwrap()
+        .to_bytes();
+        let response = relay::sign_response(&request, b"{\"result\":\"0x10\"}".to_vec(), &supplier_key);
+        let relay_bytes = relay::relay_bytes(&request, &response);
+        let relay_hash = relay::relay_hash(&relay_bytes).to_vec();
+        let message = MinedRelayMessage {
+            relay_hash: relay_hash.clone(),
+            relay_bytes,
+            compute_units_per_relay: 10,
+            session_id: header.session_id.clone(),
+            session_end_height: header.session_end_block_height,
+            supplier_operator_address: f.supplier.clone(),
+            service_id: "anvil".into(),
+            application_address: header.application_address.clone(),
+            arrival_block_height: header.session_start_block_height,
+            published_at_unix_nano: 0,
+            session_start_height: header.session_start_block_height,
+        };
+        MinedRelay {
+            supplier: f.supplier.clone(),
+            session_id: header.session_id.clone(),
+            session_end_height: u64::try_from(header.session_end_block_height).unwrap(),
+            relay_hash,
+            payload: message.encode_to_vec(),
+        }
+    })
+    .collect()
+}
+
+/// Proofs carry relay payloads: a supplier's proofs due together can exceed the node's largest tx (CometBFT
+/// `mempool.max_tx_bytes`, refused at CheckTx with code 21). They go out in several txs within
+/// `max_tx_bytes`, none refused, and every proof is validated.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn proofs_over_the_size_limit_go_out_in_several_txs_and_all_land() {
+    const APPS: [&str; 4] = ["app", "app2", "app3", "app4"];
+    const LIMIT: usize = 12_000;
+    let mut g = genesis();
+    g.proof_params.proof_request_probability = 1.0;
+    g.proof_params.proof_requirement_threshold_upokt = 0;
+    for app in &APPS[1..] {
+        g.applications.push(GenesisApplication {
+            key_hex: key_hex(app),
+            stake_upokt: 1_000_000,
+            services: vec!["anvil".into()],
+            delegate_to: vec![0],
+        });
+    }
+    let f = fixture_on(g).await;
+    f.chain.state().max_tx_bytes = LIMIT;
+    let telemetry = crate::telemetry::Telemetry::new().unwrap();
+    let plain = MemoryBackend::new().storage();
+    let mut cfg = config("a");
+    cfg.max_tx_bytes = LIMIT;
+    let mut miner = Miner::new(f.client.clone(), plain.clone(), f.keyring.clone(), cfg)
+        .with_metrics(crate::miner::metrics::MinerMetrics::new(&telemetry).unwrap());
+    miner.step().await.unwrap();
+    let mut keys = Vec::new();
+    for app in APPS {
+        let (_, address, _) = actor(&key_hex(app)).unwrap();
+        let header = f
+            .client
+            .session(&address, "anvil", f.chain.height())
+            .await
+            .unwrap()
+            .header
+            .unwrap();
+        plain
+            .relay_log
+            .append(signed_relays(&f, &header, app, 0..2, 1_500))
+            .await
+            .unwrap();
+        keys.push(SessionKey {
+            supplier: f.supplier.clone(),
+            session_id: header.session_id,
+        });
+    }
+    miner.step().await.unwrap();
+    let schedule = miner.engine.session(&keys[0]).unwrap().schedule;
+    while f.chain.height() <= schedule.proof_close {
+        f.chain.produce_block();
+        miner.step().await.unwrap();
+    }
+    for key in &keys {
+        let claim = f.client.claim(&key.session_id, &f.supplier).await.unwrap();
+        assert_eq!(
+            claim.map(|c| c.proof_validation_status),
+            Some(crate::protocol::wire::ClaimProofStatus::Validated as i32),
+            "{:?}",
+            f.chain.records()
+        );
+    }
+    // (height, proofs in the tx, tx size) of every tx with proofs.
+    let proof_txs: Vec<(i64, usize, usize)> = f
+        .chain
+        .state()
+        .block_txs
+        .iter()
+        .flat_map(|(height, txs)| txs.iter().map(move |tx| (*height, tx)))
+        .filter_map(|(height, tx)| {
+            let raw = crate::chain::tx::TxRaw::decode(tx.as_slice()).unwrap();
+            let body = crate::chain::tx::TxBody::decode(raw.body_bytes.as_slice()).unwrap();
+            let proofs = body
+                .messages
+                .iter()
+                .filter(|m| m.type_url == crate::protocol::wire::MSG_SUBMIT_PROOF_TYPE_URL)
+                .count();
+            (proofs > 0).then_some((height, proofs, tx.len()))
+        })
+        .collect();
+    assert!(proof_txs.len() > 1, "one tx for every proof: {proof_txs:?}");
+    assert!(proof_txs.len() < keys.len(), "not one tx per proof: {proof_txs:?}");
+    assert_eq!(
+        proof_txs.iter().map(|t| t.1).sum::<usize>(),
+        keys.len(),
+        "each proof sent once"
+    );
+    assert!(proof_txs.iter().all(|t| t.2 <= LIMIT), "{proof_txs:?}");
+    let text = telemetry.render_metrics();
+    assert_eq!(counter(&text, "ha_miner_proof_errors_total", "refused"), None, "{text}");
 }

@@ -102,6 +102,8 @@ pub enum Admission {
 
 /// Mempool capacity (every queue bounded).
 pub const MAX_MEMPOOL_TXS: usize = 10_000;
+/// CometBFT's default `mempool.max_tx_bytes`: a larger tx is refused before CheckTx.
+pub const DEFAULT_MAX_TX_BYTES: usize = 1024 * 1024;
 /// Capacity of the new-block broadcast: a CometBFT websocket subscriber further behind loses its subscription.
 const BLOCK_EVENT_CAPACITY: usize = 1024;
 
@@ -168,6 +170,8 @@ pub struct ChainState {
     /// Test knob: the next this many Simulate calls are refused (gRPC `Unknown`), as a node whose committed state
     /// is a block behind its latest block refuses a claim sent at `claim_open` ("outside the claim window").
     pub refuse_simulations: usize,
+    /// The mempool's largest tx (CometBFT `mempool.max_tx_bytes`; [`DEFAULT_MAX_TX_BYTES`]).
+    pub max_tx_bytes: usize,
     /// Results of included txs by uppercase hex hash.
     pub txs: HashMap<String, TxResult>,
     /// Every claim/proof message outcome, in order.
@@ -380,6 +384,7 @@ impl SimChain {
             unordered_nonces: BTreeSet::new(),
             check_unordered_nonces: BTreeSet::new(),
             refuse_simulations: 0,
+            max_tx_bytes: DEFAULT_MAX_TX_BYTES,
             txs: HashMap::new(),
             records: Vec::new(),
             settlements: Vec::new(),
@@ -452,6 +457,14 @@ impl SimChain {
         }
         if s.mempool.len() >= MAX_MEMPOOL_TXS {
             return Admission::MempoolFull;
+        }
+        if tx.len() > s.max_tx_bytes {
+            // CometBFT's mempool refuses it before the app sees it; the SDK's broadcast answers code 21.
+            return Admission::Rejected {
+                code: 21,
+                codespace: "sdk".into(),
+                log: format!("tx too large. Max size is {}, but got {}", s.max_tx_bytes, tx.len()),
+            };
         }
         match validate::check_tx(&s, &tx, validate::Mode::Check) {
             Ok((signer, body, _)) => {
