@@ -502,6 +502,12 @@ impl Default for RelayLogConfig {
     }
 }
 
+/// Largest `transaction.tx_timeout_default_seconds`. ADR-070 allows 10 minutes, but the node checks the timeout
+/// against its check state's block time (the last block the app committed), which can be older than the latest
+/// block the timeout is anchored on; close to 600 s a tx is refused ("unordered tx ttl exceeds 10m0s"). A minute
+/// of headroom.
+pub const MAX_TX_TIMEOUT_SECS: u64 = 540;
+
 /// Default `transaction.max_tx_bytes`: 900 KiB, under CometBFT's default `mempool.max_tx_bytes` of 1 MiB.
 pub const DEFAULT_MAX_TX_BYTES: u64 = 900 * 1024;
 /// Largest `transaction.max_tx_bytes`: the SDK gRPC server's default maximum message size (10 MiB).
@@ -521,7 +527,7 @@ pub struct TransactionConfig {
     pub gas_adjustment: f64,
     /// Send ADR-070 unordered txs (no sequence races between HA instances).
     pub unordered: bool,
-    /// Unordered tx timeout after the chain's latest block time (≤ 600).
+    /// Unordered tx timeout after the chain's latest block time (≤ [`MAX_TX_TIMEOUT_SECS`]).
     pub tx_timeout_default_seconds: u64,
     /// A supplier's claims or proofs due together go out in txs of at most this many encoded bytes (proofs
     /// carry relay payloads). Below the node's CometBFT `mempool.max_tx_bytes` (default 1 MiB; a larger tx is

@@ -303,10 +303,14 @@ impl Config {
                 ),
             );
         }
-        if tx.tx_timeout_default_seconds == 0 || tx.tx_timeout_default_seconds > 600 {
+        if tx.tx_timeout_default_seconds == 0 || tx.tx_timeout_default_seconds > crate::config::MAX_TX_TIMEOUT_SECS {
             issues.push(
                 "transaction.tx_timeout_default_seconds",
-                "must be between 1 and 600 (ADR-070 unordered limit)",
+                format!(
+                    "must be between 1 and {} (ADR-070 allows 600 after the node's check-state block time, which \
+                     can lag the latest block the timeout starts from)",
+                    crate::config::MAX_TX_TIMEOUT_SECS
+                ),
             );
         }
     }
@@ -404,6 +408,24 @@ relay_server:
             "relay_server.max_connections_per_ip",
         ] {
             assert!(keys.iter().any(|k| k == expected), "missing {expected} in {keys:?}");
+        }
+    }
+
+    #[test]
+    fn tx_timeout_leaves_headroom_below_the_10_minute_unordered_limit() {
+        let with = |seconds: u64| {
+            let text = format!("{MINIMAL}transaction:\n  tx_timeout_default_seconds: {seconds}\n");
+            Config::from_yaml(&text)
+                .unwrap()
+                .validate()
+                .into_iter()
+                .map(|i| i.key)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(with(540), Vec::<String>::new());
+        assert_eq!(with(1), Vec::<String>::new());
+        for bad in [0, 541, 600] {
+            assert_eq!(with(bad), vec!["transaction.tx_timeout_default_seconds"], "{bad}");
         }
     }
 
