@@ -533,6 +533,7 @@ relay_log: {{durable_ack: {durable}}}
                 chain_id: "pocket-bench".into(),
                 gas_price: "0.000001upokt".into(),
                 gas_adjustment: 1.7,
+                gas_limit: 0,
                 tx_ttl_secs: 120,
                 max_tx_bytes: relay_miner::config::DEFAULT_MAX_TX_BYTES as usize,
                 unordered: true,

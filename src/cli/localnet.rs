@@ -230,6 +230,7 @@ pub async fn run(args: LocalnetArgs) -> anyhow::Result<i32> {
             chain_id: genesis.chain_id.clone(),
             gas_price: "0.000001upokt".into(),
             gas_adjustment: 1.7,
+            gas_limit: 0,
             tx_ttl_secs: 120,
             max_tx_bytes: crate::config::DEFAULT_MAX_TX_BYTES as usize,
             unordered: true,

@@ -508,6 +508,12 @@ impl Default for RelayLogConfig {
 /// of headroom.
 pub const MAX_TX_TIMEOUT_SECS: u64 = 540;
 
+/// Smallest `transaction.gas_adjustment`. Simulate does not charge everything the block does: cosmos-sdk v0.53
+/// skips the unordered nonce's store read and write in simulate mode (`verifyUnorderedNonce`), and state can
+/// change between the simulation and the block. Below 10 % headroom a claim or proof risks running out of gas
+/// in its block, which fails the tx and costs its fee.
+pub const MIN_GAS_ADJUSTMENT: f64 = 1.1;
+
 /// Default `transaction.max_tx_bytes`: 900 KiB, under CometBFT's default `mempool.max_tx_bytes` of 1 MiB.
 pub const DEFAULT_MAX_TX_BYTES: u64 = 900 * 1024;
 /// Largest `transaction.max_tx_bytes`: the SDK gRPC server's default maximum message size (10 MiB).
@@ -519,11 +525,13 @@ pub const MIN_MAX_TX_BYTES: u64 = 4 * 1024;
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TransactionConfig {
-    /// Fixed gas limit; 0 = simulate.
+    /// Fixed gas limit of every claim/proof tx, Simulate skipped; 0 = simulate and multiply by `gas_adjustment`.
+    /// Without Simulate a message the chain refuses is only found in its block, failing the whole tx (fee paid)
+    /// instead of being refused for free and sent on its own.
     pub gas_limit: u64,
     /// Gas price with denom, e.g. `0.000001upokt`.
     pub gas_price: String,
-    /// Simulated gas × this.
+    /// Simulated gas × this; at least [`MIN_GAS_ADJUSTMENT`].
     pub gas_adjustment: f64,
     /// Send ADR-070 unordered txs (no sequence races between HA instances).
     pub unordered: bool,

@@ -286,10 +286,14 @@ impl Config {
                 format!("`{}` is not a decimal amount like 0.000001upokt", tx.gas_price),
             );
         }
-        if !(tx.gas_adjustment.is_finite() && tx.gas_adjustment >= 1.0) {
+        if !(tx.gas_adjustment.is_finite() && tx.gas_adjustment >= crate::config::MIN_GAS_ADJUSTMENT) {
             issues.push(
                 "transaction.gas_adjustment",
-                "must be a number ≥ 1 (simulated gas is multiplied by it)",
+                format!(
+                    "must be a number ≥ {} (simulated gas is multiplied by it; Simulate does not charge the unordered \
+                     nonce's store write, so less risks running out of gas in the block)",
+                    crate::config::MIN_GAS_ADJUSTMENT
+                ),
             );
         }
         if !(crate::config::MIN_MAX_TX_BYTES..=crate::config::MAX_MAX_TX_BYTES).contains(&tx.max_tx_bytes) {
@@ -426,6 +430,24 @@ relay_server:
         assert_eq!(with(1), Vec::<String>::new());
         for bad in [0, 541, 600] {
             assert_eq!(with(bad), vec!["transaction.tx_timeout_default_seconds"], "{bad}");
+        }
+    }
+
+    #[test]
+    fn gas_adjustment_below_the_minimum_is_refused() {
+        let with = |value: &str| {
+            let text = format!("{MINIMAL}transaction:\n  gas_adjustment: {value}\n  gas_limit: 250000\n");
+            Config::from_yaml(&text)
+                .unwrap()
+                .validate()
+                .into_iter()
+                .map(|i| i.key)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(with("1.1"), Vec::<String>::new());
+        assert_eq!(with("2"), Vec::<String>::new());
+        for bad in ["1.09", "1.0", "0.5", "-1", ".nan"] {
+            assert_eq!(with(bad), vec!["transaction.gas_adjustment"], "{bad}");
         }
     }
 

@@ -65,6 +65,8 @@ pub struct MinerConfig {
     pub gas_price: String,
     /// Simulated gas × this.
     pub gas_adjustment: f64,
+    /// Fixed gas limit of every tx, Simulate skipped; 0 = simulate and multiply by `gas_adjustment`.
+    pub gas_limit: u64,
     /// Unordered tx TTL after the chain's block time.
     pub tx_ttl_secs: i64,
     /// A supplier's claims or proofs due together are sent in txs of at most this many encoded bytes.

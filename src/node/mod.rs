@@ -271,6 +271,7 @@ impl Node {
                 chain_id: config.pocket_node.chain_id.clone(),
                 gas_price: config.transaction.gas_price.clone(),
                 gas_adjustment: config.transaction.gas_adjustment,
+                gas_limit: config.transaction.gas_limit,
                 tx_ttl_secs: i64::try_from(config.transaction.tx_timeout_default_seconds).unwrap_or(120),
                 max_tx_bytes: usize::try_from(config.transaction.max_tx_bytes).unwrap_or(usize::MAX),
                 unordered: config.transaction.unordered,

@@ -351,7 +351,8 @@ impl Miner {
         Ok(false)
     }
 
-    /// Signs `messages` as one tx: a draft is simulated for gas, then signed with gas × adjustment and its fee.
+    /// Signs `messages` as one tx: a draft is simulated for gas, then signed with gas × adjustment and its fee;
+    /// with a fixed `gas_limit` (config `transaction.gas_limit` ≠ 0) Simulate is skipped and that limit is used.
     async fn sign_with_gas(
         &self,
         key: &SigningKey,
@@ -370,6 +371,11 @@ impl Miner {
             chain_id: self.config.chain_id.clone(),
             account_number,
         };
+        if self.config.gas_limit != 0 {
+            plan.gas_limit = self.config.gas_limit;
+            plan.fee_amount = tx::fee_for_gas(&price, plan.gas_limit)?;
+            return Ok(tx::build_signed_tx(key, &plan)?.tx_bytes);
+        }
         let draft = tx::build_signed_tx(key, &plan)?;
         let gas = self.chain.simulate(draft.tx_bytes).await?;
         plan.gas_limit = tx::gas_limit_from_simulation(gas, self.config.gas_adjustment);

@@ -169,6 +169,7 @@ fn config(instance: &str) -> MinerConfig {
         chain_id: "pocket-fence".into(),
         gas_price: "0.000001upokt".into(),
         gas_adjustment: 1.7,
+        gas_limit: 0,
         tx_ttl_secs: 120,
         max_tx_bytes: crate::config::DEFAULT_MAX_TX_BYTES as usize,
         unordered: true,
@@ -1419,4 +1420,44 @@ async fn proofs_over_the_size_limit_go_out_in_several_txs_and_all_land() {
     assert!(proof_txs.iter().all(|t| t.2 <= LIMIT), "{proof_txs:?}");
     let text = telemetry.render_metrics();
     assert_eq!(counter(&text, "ha_miner_proof_errors_total", "refused"), None, "{text}");
+}
+
+/// `transaction.gas_limit` ≠ 0: every tx carries that gas limit (and its fee) and Simulate is not asked (here the
+/// node would refuse every simulation).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fixed_gas_limit_skips_simulate() {
+    let f = fixture().await;
+    let plain = MemoryBackend::new().storage();
+    let mut cfg = config("a");
+    cfg.gas_limit = 345_678;
+    let mut miner = Miner::new(f.client.clone(), plain.clone(), f.keyring.clone(), cfg);
+    ingest_until_claim_open(&f, &plain, &mut miner).await;
+    f.chain.state().refuse_simulations = usize::MAX;
+    miner.step().await.unwrap();
+    f.chain.produce_block();
+    assert!(
+        f.client.claim(&f.key.session_id, &f.supplier).await.unwrap().is_some(),
+        "{:?}",
+        f.chain.records()
+    );
+    let fees: Vec<_> = f
+        .chain
+        .state()
+        .block_txs
+        .values()
+        .flatten()
+        .map(|tx| {
+            let raw = crate::chain::tx::TxRaw::decode(tx.as_slice()).unwrap();
+            crate::chain::tx::AuthInfo::decode(raw.auth_info_bytes.as_slice())
+                .unwrap()
+                .fee
+                .unwrap()
+        })
+        .map(|fee| (fee.gas_limit, fee.amount[0].amount.clone()))
+        .collect();
+    assert_eq!(
+        fees,
+        vec![(345_678, "1".to_string())],
+        "0.000001upokt × 345678, rounded up"
+    );
 }
