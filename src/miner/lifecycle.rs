@@ -709,10 +709,8 @@ impl Engine {
                 record.state = if required { State::Proved } else { State::Settled };
             }
             SettlementOutcome::Expired { .. } => {
-                let reason = if record.state == State::Proving
-                    && !record.proof_sent_at.is_empty()
-                    && record.proof_reached_node
-                {
+                // As at the window's close (`on_chain`): a proof a node answered for is `proof_not_included`.
+                let reason = if record.state == State::Proving && record.proof_reached_node {
                     LossReason::ProofNotIncluded
                 } else {
                     LossReason::ProofWindowMissed
