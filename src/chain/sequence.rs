@@ -40,6 +40,9 @@ pub enum SequenceError {
     /// The tx could not be built.
     #[error(transparent)]
     Tx(#[from] TxError),
+    /// The caller chose not to send the tx it built (e.g. it no longer leads); nothing was broadcast.
+    #[error("not sent: {0}")]
+    NotSent(String),
 }
 
 /// Whether a CheckTx/DeliverTx result is the SDK's account sequence mismatch.

@@ -52,6 +52,9 @@ pub(super) fn split_by_size<K>(messages: Vec<(K, wire::Any)>, max_tx_bytes: usiz
     txs
 }
 
+/// The reason of a send that did not leave because this miner no longer leads (counted as `not_leader`).
+const NOT_LEADER: &str = "no longer the leader";
+
 /// What building one session's message gave.
 enum Built {
     /// The message to send.
@@ -101,7 +104,7 @@ impl Miner {
             return Ok(step);
         }
         if !self.still_leader().await {
-            let outcome = TxOutcome::Retryable("no longer the leader".into());
+            let outcome = TxOutcome::Retryable(NOT_LEADER.into());
             return Ok(self.tx_outcome_as(step, kind, supplier, keys, outcome, "not_leader"));
         }
         // The engine decided at its height; confirming the leadership can take blocks (a raft commit waits out a
@@ -274,7 +277,8 @@ impl Miner {
         keys: Vec<SessionKey>,
         outcome: TxOutcome,
     ) -> Step {
-        let label = match outcome {
+        let label = match &outcome {
+            TxOutcome::Retryable(reason) if reason == NOT_LEADER => "not_leader",
             TxOutcome::Refused(_) => "refused",
             TxOutcome::Rejected(_) => "rejected",
             TxOutcome::HaConflict(_) => "ha_conflict",
@@ -383,6 +387,19 @@ impl Miner {
         Ok(tx::build_signed_tx(key, &plan)?.tx_bytes)
     }
 
+    /// Confirms the leadership once more right before a tx leaves, after the chain reads and the simulation
+    /// that build it: the confirmation at the start of a submission holds only for a moment (on raft a node is
+    /// the only leader for about an election timeout after a quorum acknowledged it), and building a tx or
+    /// re-sending a refused batch message by message can take longer. A deposed leader's broadcast costs a fee
+    /// and, for a proof against another root, the claim.
+    async fn confirm_leadership_before_sending(&self) -> Result<(), SequenceError> {
+        if self.still_leader().await {
+            Ok(())
+        } else {
+            Err(SequenceError::NotSent(NOT_LEADER.into()))
+        }
+    }
+
     /// Broadcasts one tx of `messages`: unordered (ADR-070, no sequence races between HA instances) or ordered
     /// through the signer's [`Sequencer`](crate::chain::sequence::Sequencer), which recovers from a sequence
     /// mismatch by re-reading the account.
@@ -395,6 +412,7 @@ impl Miner {
         // "outside the window" while the node's committed state is a block behind its latest block): `Refused`,
         // no fee paid, tried again at the next block. A tx this miner cannot build (gas price, fee): `Rejected`.
         let failed = |e: SequenceError| match &e {
+            SequenceError::NotSent(reason) => TxOutcome::Retryable(reason.clone()),
             SequenceError::Chain(c) if c.is_retryable() => TxOutcome::Retryable(e.to_string()),
             SequenceError::Chain(_) => TxOutcome::Refused(e.to_string()),
             SequenceError::Tx(_) => TxOutcome::Rejected(e.to_string()),
@@ -417,6 +435,7 @@ impl Miner {
                 .sign_with_gas(key, messages, ordering, account.account_number)
                 .await
                 .map_err(failed)?;
+            self.confirm_leadership_before_sending().await.map_err(failed)?;
             self.chain.broadcast(bytes).await.map_err(retry)?
         } else {
             let sequencer = self.sequencers.for_signer(supplier);
@@ -428,8 +447,11 @@ impl Miner {
                             sequence: account.sequence,
                             timeout_height: 0,
                         };
-                        self.sign_with_gas(key, messages, ordering, account.account_number)
-                            .await
+                        let bytes = self
+                            .sign_with_gas(key, messages, ordering, account.account_number)
+                            .await?;
+                        self.confirm_leadership_before_sending().await?;
+                        Ok(bytes)
                     }
                 })
                 .await

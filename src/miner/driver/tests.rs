@@ -74,6 +74,8 @@ struct LaggingView {
     frozen: Mutex<Option<Option<LeaderInfo>>>,
     hold: tokio::sync::RwLock<()>,
     renewals: std::sync::atomic::AtomicUsize,
+    /// Renewals numbered (from 0) below this one are never held.
+    hold_from: std::sync::atomic::AtomicUsize,
 }
 
 impl LaggingView {
@@ -83,6 +85,7 @@ impl LaggingView {
             frozen: Mutex::new(None),
             hold: tokio::sync::RwLock::new(()),
             renewals: std::sync::atomic::AtomicUsize::new(0),
+            hold_from: std::sync::atomic::AtomicUsize::new(0),
         }
     }
 
@@ -125,8 +128,11 @@ impl Leadership for LaggingView {
         Self: 'a,
     {
         Box::pin(async move {
-            self.renewals.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-            let _held = self.hold.read().await;
+            let n = self.renewals.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            if n >= self.hold_from.load(std::sync::atomic::Ordering::SeqCst) {
+                let _held = self.hold.read().await;
+                return self.inner.renew(election, candidate, token, ttl).await;
+            }
             self.inner.renew(election, candidate, token, ttl).await
         })
     }
@@ -791,15 +797,29 @@ impl Confirming {
     }
 
     /// Runs one step whose leadership confirmation before the claim is held until `meanwhile` ran.
-    async fn step_holding_the_confirmation(&self, mut miner: Miner, meanwhile: impl AsyncFnOnce(&Self)) -> Miner {
+    async fn step_holding_the_confirmation(&self, miner: Miner, meanwhile: impl AsyncFnOnce(&Self)) -> Miner {
+        self.step_holding_the_nth_confirmation(miner, 1, meanwhile).await
+    }
+
+    /// Runs one step whose `n`th leadership confirmation (1: the one before the claim is built into a tx; 2: the
+    /// last one right before the tx leaves) is held until `meanwhile` ran; the ones before pass.
+    async fn step_holding_the_nth_confirmation(
+        &self,
+        mut miner: Miner,
+        n: usize,
+        meanwhile: impl AsyncFnOnce(&Self),
+    ) -> Miner {
         let held = self.view.hold.write().await;
-        let started = self.view.renewals.load(std::sync::atomic::Ordering::SeqCst);
+        let before = self.view.renewals.load(std::sync::atomic::Ordering::SeqCst);
+        self.view
+            .hold_from
+            .store(before + n - 1, std::sync::atomic::Ordering::SeqCst);
         let stalled = tokio::spawn(async move {
             miner.step().await.unwrap();
             miner
         });
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        while self.view.renewals.load(std::sync::atomic::Ordering::SeqCst) == started {
+        while self.view.renewals.load(std::sync::atomic::Ordering::SeqCst) < before + n {
             assert!(
                 std::time::Instant::now() < deadline,
                 "the miner never confirmed its leadership"
@@ -808,7 +828,9 @@ impl Confirming {
         }
         meanwhile(self).await;
         drop(held);
-        stalled.await.unwrap()
+        let miner = stalled.await.unwrap();
+        self.view.hold_from.store(0, std::sync::atomic::Ordering::SeqCst);
+        miner
     }
 
     /// `ha_miner_claim_errors_total{reason}`.
@@ -876,6 +898,29 @@ async fn a_claim_decided_by_a_miner_that_lost_its_leadership_is_not_sent_and_cou
     let miner = c
         .step_holding_the_confirmation(miner, async move |c: &Confirming| {
             // Another instance takes over while the confirmation waits.
+            assert!(c.plain.leadership.resign(ELECTION, "a", token).await.unwrap());
+            let b = c
+                .plain
+                .leadership
+                .campaign(ELECTION, "b", Duration::from_secs(30))
+                .await
+                .unwrap();
+            assert!(b.is_some(), "b did not get the leadership");
+        })
+        .await;
+    c.assert_decided_but_not_sent(&miner, "not_leader");
+    c.no_claim_on_chain();
+}
+
+/// The leadership confirmed at the start of a submission holds only for a moment; building the tx (account,
+/// block, simulation) takes longer. A miner deposed in between sends nothing: the leadership is confirmed once
+/// more right before the tx leaves, and the send counts as `not_leader`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_miner_deposed_while_its_tx_was_being_built_does_not_send_it() {
+    let (c, miner) = Confirming::new().await;
+    let token = miner.leader_token.expect("the miner leads");
+    let miner = c
+        .step_holding_the_nth_confirmation(miner, 2, async move |c: &Confirming| {
             assert!(c.plain.leadership.resign(ELECTION, "a", token).await.unwrap());
             let b = c
                 .plain
