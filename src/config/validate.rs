@@ -415,17 +415,20 @@ relay_server:
         }
     }
 
+    /// The keys validation names for the minimal config plus `transaction:` lines `lines`.
+    fn transaction_issues(lines: &str) -> Vec<String> {
+        let text = format!("{MINIMAL}transaction:\n{lines}");
+        Config::from_yaml(&text)
+            .unwrap()
+            .validate()
+            .into_iter()
+            .map(|i| i.key)
+            .collect()
+    }
+
     #[test]
     fn tx_timeout_leaves_headroom_below_the_10_minute_unordered_limit() {
-        let with = |seconds: u64| {
-            let text = format!("{MINIMAL}transaction:\n  tx_timeout_default_seconds: {seconds}\n");
-            Config::from_yaml(&text)
-                .unwrap()
-                .validate()
-                .into_iter()
-                .map(|i| i.key)
-                .collect::<Vec<_>>()
-        };
+        let with = |seconds: u64| transaction_issues(&format!("  tx_timeout_default_seconds: {seconds}\n"));
         assert_eq!(with(540), Vec::<String>::new());
         assert_eq!(with(1), Vec::<String>::new());
         for bad in [0, 541, 600] {
@@ -435,15 +438,7 @@ relay_server:
 
     #[test]
     fn gas_adjustment_below_the_minimum_is_refused() {
-        let with = |value: &str| {
-            let text = format!("{MINIMAL}transaction:\n  gas_adjustment: {value}\n  gas_limit: 250000\n");
-            Config::from_yaml(&text)
-                .unwrap()
-                .validate()
-                .into_iter()
-                .map(|i| i.key)
-                .collect::<Vec<_>>()
-        };
+        let with = |value: &str| transaction_issues(&format!("  gas_adjustment: {value}\n  gas_limit: 250000\n"));
         assert_eq!(with("1.1"), Vec::<String>::new());
         assert_eq!(with("2"), Vec::<String>::new());
         for bad in ["1.09", "1.0", "0.5", "-1", ".nan"] {

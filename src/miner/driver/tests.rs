@@ -833,6 +833,18 @@ impl Confirming {
         miner
     }
 
+    /// Instance "a" (token `token`) resigns and instance "b" takes the leadership.
+    async fn hand_the_leadership_to_b(&self, token: u64) {
+        assert!(self.plain.leadership.resign(ELECTION, "a", token).await.unwrap());
+        let b = self
+            .plain
+            .leadership
+            .campaign(ELECTION, "b", Duration::from_secs(30))
+            .await
+            .unwrap();
+        assert!(b.is_some(), "b did not get the leadership");
+    }
+
     /// `ha_miner_claim_errors_total{reason}`.
     fn claim_errors(&self, reason: &str) -> Option<u64> {
         self.telemetry
@@ -898,14 +910,7 @@ async fn a_claim_decided_by_a_miner_that_lost_its_leadership_is_not_sent_and_cou
     let miner = c
         .step_holding_the_confirmation(miner, async move |c: &Confirming| {
             // Another instance takes over while the confirmation waits.
-            assert!(c.plain.leadership.resign(ELECTION, "a", token).await.unwrap());
-            let b = c
-                .plain
-                .leadership
-                .campaign(ELECTION, "b", Duration::from_secs(30))
-                .await
-                .unwrap();
-            assert!(b.is_some(), "b did not get the leadership");
+            c.hand_the_leadership_to_b(token).await;
         })
         .await;
     c.assert_decided_but_not_sent(&miner, "not_leader");
@@ -921,14 +926,7 @@ async fn a_miner_deposed_while_its_tx_was_being_built_does_not_send_it() {
     let token = miner.leader_token.expect("the miner leads");
     let miner = c
         .step_holding_the_nth_confirmation(miner, 2, async move |c: &Confirming| {
-            assert!(c.plain.leadership.resign(ELECTION, "a", token).await.unwrap());
-            let b = c
-                .plain
-                .leadership
-                .campaign(ELECTION, "b", Duration::from_secs(30))
-                .await
-                .unwrap();
-            assert!(b.is_some(), "b did not get the leadership");
+            c.hand_the_leadership_to_b(token).await;
         })
         .await;
     c.assert_decided_but_not_sent(&miner, "not_leader");
