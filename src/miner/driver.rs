@@ -35,6 +35,8 @@ use crate::smst::Smst;
 pub struct MinerStats {
     /// Relay-log entries ingested into tries.
     pub relays_ingested: AtomicU64,
+    /// Relay-log entries that could not be read (acknowledged and skipped, counted, logged at ERROR).
+    pub relays_unreadable: AtomicU64,
     /// Claim messages sent.
     pub claims_sent: AtomicU64,
     /// Proof messages sent.
@@ -420,8 +422,14 @@ impl Miner {
             if let Err(e) = self.persist(&step.changed).await {
                 for step in queue.into_iter().chain(std::iter::once(step)) {
                     self.unpersisted.extend(step.changed);
-                    self.pending_reports
-                        .extend(step.commands.into_iter().filter(Command::is_report));
+                    for command in step.commands {
+                        match command {
+                            report if report.is_report() => self.pending_reports.push(report),
+                            // Not run: the engine prunes it again at the next block.
+                            Command::Prune { key } => self.engine.prune_failed(&key),
+                            _ => {}
+                        }
+                    }
                 }
                 return Err(e);
             }
@@ -601,21 +609,31 @@ impl Miner {
             }
             Command::Prune { key } => {
                 self.tries.remove(&key);
-                let writer = self.writer()?;
-                writer.tries.delete_namespace(&key.supplier, &key.session_id).await?;
-                writer
-                    .tries
-                    .delete_namespace(&key.supplier, &ingest::late_namespace(&key.session_id))
-                    .await?;
-                writer.relay_log.trim_session(&key.supplier, &key.session_id).await?;
-                // The record last: until it is gone, a restart finds it and prunes again.
-                writer.sessions.delete(&key.supplier, &key.session_id, None).await?;
+                if let Err(e) = self.delete_session(&key).await {
+                    // Deletes are idempotent: the engine prunes it again at the next block.
+                    self.engine.prune_failed(&key);
+                    return Err(e);
+                }
                 self.engine.forget(&key);
                 self.versions.remove(&key);
                 self.stats.sessions_done.fetch_add(1, AtomicOrdering::Relaxed);
                 None
             }
         })
+    }
+
+    /// Deletes a session's tries, relay-log entries and, last, its record: until the record is gone, a restart
+    /// finds it and prunes again.
+    async fn delete_session(&self, key: &SessionKey) -> Result<(), MinerError> {
+        let writer = self.writer()?;
+        writer.tries.delete_namespace(&key.supplier, &key.session_id).await?;
+        writer
+            .tries
+            .delete_namespace(&key.supplier, &ingest::late_namespace(&key.session_id))
+            .await?;
+        writer.relay_log.trim_session(&key.supplier, &key.session_id).await?;
+        writer.sessions.delete(&key.supplier, &key.session_id, None).await?;
+        Ok(())
     }
 
     /// The session's trie, opened from storage when this process has not touched it yet (after a restart or a

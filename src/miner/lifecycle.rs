@@ -186,6 +186,20 @@ pub struct SessionRecord {
     /// trie's totals, as it did then).
     #[serde(default)]
     pub claimed: Option<(u64, u64)>,
+    /// A claim of this session's trie was decided (and so may have reached the chain): from then on the trie is
+    /// frozen (module `driver::ingest`). Unlike `claim_sent_at`, never taken back: a send whose outcome is
+    /// ambiguous (a transport error after the node may have admitted the tx) is taken back as `Retryable`, but
+    /// the claim may be on chain, and a trie that changed after it could no longer prove it (§5.4 step 17).
+    #[serde(default)]
+    pub claim_built: bool,
+}
+
+impl SessionRecord {
+    /// Whether the session's trie is frozen (see `claim_built`); records written before that field existed
+    /// count a recorded send or a state past `Claiming`.
+    pub fn is_claim_built(&self) -> bool {
+        self.claim_built || !self.claim_sent_at.is_empty() || !matches!(self.state, State::Active | State::Claiming)
+    }
 }
 
 fn reached_before_it_was_recorded() -> bool {
@@ -496,6 +510,7 @@ impl Engine {
                     pruned: false,
                     accounted: None,
                     claimed: None,
+                    claim_built: false,
                 });
                 record.relays = record.relays.max(relays);
                 record.compute_units = record.compute_units.max(compute_units);
@@ -655,6 +670,7 @@ impl Engine {
                     && resend_due(&record.claim_sent_at, record.schedule.claim_close, claim_inherited) =>
             {
                 record.claim_sent_at.push(height);
+                record.claim_built = true;
                 self.claims_sent_here.insert(key.clone());
                 step.commands.push(Command::SubmitClaims {
                     supplier: key.supplier.clone(),
@@ -784,6 +800,7 @@ impl Engine {
                 let due = last_sent.is_none() && !failed_now.contains(&(TxKind::Claim, record.key.clone()));
                 if self.leader && due && height <= s.claim_close - buffer {
                     record.claim_sent_at.push(height);
+                    record.claim_built = true;
                     self.claims_sent_here.insert(record.key.clone());
                     claims
                         .entry(record.key.supplier.clone())
@@ -867,6 +884,14 @@ impl Engine {
         }
         for (supplier, keys) in proofs {
             step.commands.push(Command::SubmitProofs { supplier, keys });
+        }
+    }
+
+    /// A [`Command::Prune`] that failed or did not run: the session is pruned again at the engine's next pass (deletes
+    /// are idempotent), so a transient storage error does not leave its data behind until a restart.
+    pub fn prune_failed(&mut self, key: &SessionKey) {
+        if let Some(record) = self.sessions.get_mut(key) {
+            record.pruned = false;
         }
     }
 

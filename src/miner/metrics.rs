@@ -13,6 +13,7 @@ use crate::telemetry::{Telemetry, TelemetryError};
 #[derive(Clone)]
 pub struct MinerMetrics {
     pub(super) relays_consumed: IntCounterVec,
+    pub(super) relays_rejected: IntCounterVec,
     pub(super) claims_submitted: IntCounterVec,
     pub(super) proofs_submitted: IntCounterVec,
     pub(super) claim_errors: IntCounterVec,
@@ -58,6 +59,12 @@ impl MinerMetrics {
                 "ha_miner_relays_consumed_from_stream_total",
                 "Relay-log entries ingested into tries",
                 ss,
+            )?,
+            relays_rejected: counter(
+                "ha_miner_relays_rejected_total",
+                "Relay-log entries the miner could not read (not decodable, bad relay hash): logged at ERROR, \
+                 acknowledged and skipped so they cannot stop ingest",
+                &["supplier", "reason", "service_id"],
             )?,
             claims_submitted: counter("ha_miner_claims_submitted_total", "Claim messages broadcast", ss)?,
             proofs_submitted: counter("ha_miner_proofs_submitted_total", "Proof messages broadcast", ss)?,

@@ -3,8 +3,8 @@
 //! A redelivered relay overwrites its own leaf (same relay hash); the engine is told the trie's totals (not
 //! increments), and entries are acknowledged only after the trie batch is committed to storage.
 //!
-//! The claimed trie is frozen. Once a session's claim has been built (its record has a claim send), relays for
-//! it no longer enter its trie. A relay validated in the grace period can still reach the miner after that (the
+//! The claimed trie is frozen. Once a session's claim has been decided (`SessionRecord::claim_built`, never
+//! taken back, even when the send's outcome is unknown), relays for it no longer enter its trie. A relay validated in the grace period can still reach the miner after that (the
 //! relayer appends it only when the backend answered, and a relayer's height may lag the miner's). Inserted,
 //! it would change the trie the proof is built from, and a proof against any root other than the one claimed
 //! on chain fails (spec §5.4 step 17): the claim is then lost and the supplier slashed for a missing proof.
@@ -67,18 +67,14 @@ impl Miner {
                 let mut touched: HashMap<SessionKey, (Schedule, String, String)> = HashMap::new();
                 let mut consumed: HashMap<String, u64> = HashMap::new();
                 for entry in &entries {
-                    let message = MinedRelayMessage::decode(entry.relay.payload.as_slice())
-                        .map_err(|e| MinerError::Corrupt(format!("relay-log entry {}: {e}", entry.id)))?;
+                    let Some((message, hash)) = self.readable(&supplier, entry) else {
+                        continue;
+                    };
                     *consumed.entry(message.service_id.clone()).or_default() += 1;
                     let key = SessionKey {
                         supplier: supplier.clone(),
                         session_id: message.session_id.clone(),
                     };
-                    let hash: [u8; 32] = message
-                        .relay_hash
-                        .as_slice()
-                        .try_into()
-                        .map_err(|_| MinerError::Corrupt("relay hash is not 32 bytes".into()))?;
                     self.insert(&key, &message, &hash).await?;
                     let schedule = self.schedule(message.session_end_height).await?;
                     touched.entry(key).or_insert((
@@ -136,6 +132,43 @@ impl Miner {
         Ok(())
     }
 
+    /// The relay of a relay-log entry, or `None` (logged at ERROR, counted in `ha_miner_relays_rejected_total`)
+    /// when it cannot be read: its payload does not decode or its relay hash is not 32 bytes. Such an entry can
+    /// never be read, so it is acknowledged with its batch and skipped: left in the log it would fail every ingest
+    /// round and, with it, every claim and proof of every supplier.
+    fn readable(&self, supplier: &str, entry: &storage::LogEntry) -> Option<(MinedRelayMessage, [u8; 32])> {
+        let fail = |reason: &'static str, service: &str, error: String| {
+            tracing::error!(
+                supplier,
+                entry = %entry.id,
+                session = entry.relay.session_id,
+                reason,
+                error,
+                "unreadable relay-log entry skipped; its relay, if any, is lost"
+            );
+            self.stats.relays_unreadable.fetch_add(1, AtomicOrdering::Relaxed);
+            if let Some(m) = &self.metrics {
+                m.relays_rejected.with_label_values(&[supplier, reason, service]).inc();
+            }
+            None
+        };
+        let message = match MinedRelayMessage::decode(entry.relay.payload.as_slice()) {
+            Ok(m) => m,
+            Err(e) => return fail("undecodable", "", e.to_string()),
+        };
+        match <[u8; 32]>::try_from(message.relay_hash.as_slice()) {
+            Ok(hash) => Some((message, hash)),
+            Err(_) => {
+                let service = message.service_id.clone();
+                fail(
+                    "bad_relay_hash",
+                    &service,
+                    format!("{} bytes", message.relay_hash.len()),
+                )
+            }
+        }
+    }
+
     /// Puts one relay into its session's trie, or into the session's late trie once the claim was built (a
     /// relay the claimed trie already holds goes nowhere: it is counted already).
     async fn insert(
@@ -154,7 +187,7 @@ impl Miner {
             };
             self.keep_open(key, header).await?;
         }
-        let claim_built = self.engine.session(key).is_some_and(|r| !r.claim_sent_at.is_empty());
+        let claim_built = self.engine.session(key).is_some_and(|r| r.is_claim_built());
         let open = self
             .tries
             .get_mut(key)

@@ -1510,3 +1510,145 @@ async fn a_fixed_gas_limit_skips_simulate() {
         "0.000001upokt × 345678, rounded up"
     );
 }
+
+/// A claim broadcast whose outcome is unknown (the node may have admitted the tx, the client saw a transport
+/// error) is taken back and repeated, but the claim may be on chain already: the claimed trie stays frozen. A
+/// relay ingested before the repeat goes to the late trie, so the root on chain stays the trie's root and the
+/// proof can be built.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_claim_send_with_an_unknown_outcome_keeps_the_claimed_trie_frozen() {
+    use crate::miner::lifecycle::{Event, TxKind, TxOutcome};
+    let Claimed {
+        f,
+        mut miner,
+        plain,
+        on_chain,
+        ..
+    } = claimed(genesis()).await;
+    let key = f.key.clone();
+    // What `send` feeds the engine when BroadcastTx fails at the transport after the node took the tx.
+    let step = miner.engine.handle(Event::TxOutcome {
+        kind: TxKind::Claim,
+        keys: vec![key.clone()],
+        outcome: TxOutcome::Retryable("transport: deadline exceeded".into()),
+    });
+    miner.execute(step).await.unwrap();
+    let record = miner.engine.session(&key).unwrap();
+    assert!(record.claim_sent_at.is_empty(), "send taken back");
+    assert!(record.claim_built, "but the claim was built");
+    plain
+        .relay_log
+        .append(relays(&f.supplier, &f.header, 5..6))
+        .await
+        .unwrap();
+    miner.step().await.unwrap();
+    let open = miner.tries.get_mut(&key).unwrap();
+    assert_eq!(
+        open.trie.root().to_vec(),
+        on_chain.root_hash,
+        "the claimed trie did not change"
+    );
+    assert_eq!(
+        open.late.as_ref().map(|l| l.count()),
+        Some(1),
+        "the late relay went to the late trie"
+    );
+}
+
+/// A relay-log entry the miner cannot read (its payload does not decode, or its relay hash is not 32 bytes) is
+/// logged, counted, acknowledged and skipped. Left in the log it would fail every ingest round, and with it the
+/// block handling: no claim or proof of any supplier would go out again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreadable_relay_log_entry_is_skipped_and_does_not_stop_the_claims() {
+    let f = fixture().await;
+    let telemetry = crate::telemetry::Telemetry::new().unwrap();
+    let plain = MemoryBackend::new().storage();
+    let mut miner = Miner::new(f.client.clone(), plain.clone(), f.keyring.clone(), config("a"))
+        .with_metrics(crate::miner::metrics::MinerMetrics::new(&telemetry).unwrap());
+    miner.step().await.unwrap();
+    let unreadable = |payload: Vec<u8>| MinedRelay {
+        supplier: f.supplier.clone(),
+        session_id: f.header.session_id.clone(),
+        session_end_height: u64::try_from(f.header.session_end_block_height).unwrap(),
+        relay_hash: vec![0; 32],
+        payload,
+    };
+    let mut short_hash = relays(&f.supplier, &f.header, 9..10).remove(0);
+    let mut message = MinedRelayMessage::decode(short_hash.payload.as_slice()).unwrap();
+    message.relay_hash.truncate(31);
+    short_hash.payload = message.encode_to_vec();
+    plain
+        .relay_log
+        .append(relays(&f.supplier, &f.header, 0..3))
+        .await
+        .unwrap();
+    plain
+        .relay_log
+        .append(vec![unreadable(vec![0xff, 0xff, 0xff]), short_hash])
+        .await
+        .unwrap();
+    plain
+        .relay_log
+        .append(relays(&f.supplier, &f.header, 3..5))
+        .await
+        .unwrap();
+    miner.step().await.unwrap();
+    assert_eq!(plain.relay_log.backlog(&f.supplier).await.unwrap(), Backlog::default());
+    assert_eq!(miner.engine.session(&f.key).unwrap().relays, 5);
+    assert_eq!(
+        miner.stats.relays_unreadable.load(std::sync::atomic::Ordering::Relaxed),
+        2
+    );
+    let text = telemetry.render_metrics();
+    assert!(
+        text.lines().any(|l| l.starts_with("ha_miner_relays_rejected_total")
+            && l.contains("reason=\"undecodable\"")
+            && l.ends_with(" 1")),
+        "{text}"
+    );
+    let schedule = miner.engine.session(&f.key).unwrap().schedule;
+    while f.chain.height() <= schedule.claim_open {
+        f.chain.produce_block();
+        miner.step().await.unwrap();
+    }
+    let claim = f
+        .client
+        .claim(&f.key.session_id, &f.supplier)
+        .await
+        .unwrap()
+        .expect("claimed");
+    assert_eq!(u64::from_be_bytes(claim.root_hash[40..48].try_into().unwrap()), 5);
+}
+
+/// A prune whose storage delete fails (a transient error) is retried: the session's trie, relay-log entries and
+/// record do not stay in storage, and the record in memory, until the next restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_prune_is_retried_until_the_session_is_gone() {
+    let f = fixture().await;
+    let backend = MemoryBackend::new();
+    let faults = backend.faults().clone();
+    let plain = backend.storage();
+    let mut miner = Miner::new(f.client.clone(), plain.clone(), f.keyring.clone(), config("a"));
+    let schedule = ingest_until_claim_open(&f, &plain, &mut miner).await;
+    while f.chain.height() < schedule.settlement {
+        miner.step().await.unwrap();
+        f.chain.produce_block();
+    }
+    miner.step().await.unwrap();
+    assert_eq!(
+        miner.engine.session(&f.key).unwrap().state,
+        crate::miner::lifecycle::State::Settled
+    );
+    // The prune block: write 1 = the record (pruned = true), write 2 = delete_namespace, which fails once.
+    faults.fail_nth_write(2, StorageError::Unavailable("transient".into()));
+    f.chain.produce_block();
+    assert!(miner.step().await.is_err());
+    assert!(
+        miner.engine.session(&f.key).is_some_and(|r| !r.pruned),
+        "to be pruned again"
+    );
+    f.chain.produce_block();
+    miner.step().await.unwrap();
+    assert!(miner.engine.session(&f.key).is_none(), "pruned and forgotten");
+    assert_session_gone(&plain, &f.supplier, &f.key.session_id).await;
+}
