@@ -28,7 +28,7 @@ openraft::declare_raft_types!(
 );
 
 /// Snapshot payload as handed between the state machine and the network: an open snapshot file, read from its
-/// start (header with the snapshot meta, then the records; see `sm::snapshot`).
+/// start (format header, the snapshot meta, the records, an end frame with count and checksum; see `sm::snapshot`).
 pub type SnapshotData = std::fs::File;
 
 /// Raft handle of this crate.

@@ -112,10 +112,7 @@ impl StateMachine {
             }
         }
         let (current, next) = match newest {
-            Some((n, path)) => {
-                let mut f = File::open(&path)?;
-                (Some((snapshot::read_meta(&mut f)?, path)), n + 1)
-            }
+            Some((n, path)) => (Some((snapshot::open_current(&path)?, path)), n + 1),
             None => (None, 1),
         };
         Ok(Self {

@@ -411,3 +411,37 @@ fn kv_writes_sweep_expired_entries_identically_on_every_replica() {
     );
     assert_eq!(kv_table(a), kv_table(b), "every replica deletes the same keys");
 }
+
+/// A snapshot file cut short (after its meta frame, inside a length prefix, inside a record, or just before its
+/// end frame) is an error on install, never a complete but partial state.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_truncated_snapshot_file_is_refused_on_install() {
+    let d1 = tempfile::tempdir().unwrap();
+    let mut a = StateMachine::open(d1.path()).unwrap();
+    apply(&mut a, workload()).await;
+    let bytes = snapshot_bytes(&mut a).await;
+    let d = tempfile::tempdir().unwrap();
+    let sm = StateMachine::open(d.path()).unwrap();
+    let mut cuts = vec![bytes.len() / 2, bytes.len() - 1];
+    // Right after the meta frame, and two bytes into the next length prefix, wherever the meta frame ends.
+    for start in 0..bytes.len().min(16) {
+        if let Some(len) = bytes.get(start..start + 4) {
+            let meta_end = start + 4 + u32::from_le_bytes(len.try_into().unwrap()) as usize;
+            if meta_end < bytes.len() {
+                cuts.extend([meta_end, meta_end + 2]);
+            }
+        }
+    }
+    for cut in cuts {
+        let p = d.path().join("cut");
+        std::fs::write(&p, &bytes[..cut]).unwrap();
+        let mut f = std::fs::File::open(&p).unwrap();
+        let r = super::snapshot::install(&sm.inner.db, &mut f);
+        assert!(r.is_err(), "a snapshot cut at {cut} of {} bytes installed", bytes.len());
+    }
+    // The intact file installs.
+    let p = d.path().join("whole");
+    std::fs::write(&p, &bytes).unwrap();
+    super::snapshot::install(&sm.inner.db, &mut std::fs::File::open(&p).unwrap()).unwrap();
+    assert_eq!(sm.reader().relays_after("a", 0, 100).unwrap().len(), 15);
+}
