@@ -22,6 +22,13 @@ use crate::wire::{WireError, path};
 pub(crate) const LEADER_DEADLINE: Duration = Duration::from_secs(5);
 /// Deadline of one forwarded request.
 pub(crate) const FORWARD_TIMEOUT: Duration = Duration::from_secs(5);
+/// Deadline of one local proposal (`client_write` on the leader: replicated, committed, applied). A leader that
+/// lost its quorum never commits, and openraft does not fail the proposal until the leader steps down or the
+/// partition heals; past this deadline the write is answered [`WireError::Timeout`]: commit status unknown.
+pub(crate) const COMMIT_DEADLINE: Duration = Duration::from_secs(5);
+/// Deadline of a whole [`Core::write`] (finding the leader, proposing or forwarding, read-your-writes), so a
+/// caller (and the relay batcher's in-flight permit it holds) is always released.
+pub(crate) const WRITE_DEADLINE: Duration = Duration::from_secs(15);
 /// A follower or learner that heard nothing from a leader for this long reports not ready: it cannot forward
 /// writes (relays) to a leader it cannot reach, e.g. when it is cut off from the rest of the cluster.
 pub(crate) const FOLLOWER_CONTACT_LIMIT: Duration = Duration::from_secs(1);
@@ -151,9 +158,19 @@ impl Core {
     /// a later leader committed the entry (it was replicated before the cut, the acknowledgements were not).
     /// The results then speak for the proposal's term, which may be over: callers that draw a conclusion about
     /// the present (leadership) compare [`Proposed::term`] with the current term.
+    ///
+    /// Bounded by [`COMMIT_DEADLINE`]: past it the answer is [`WireError::Timeout`] and the entry may still commit
+    /// later (when the partition heals). See [`Core::write`] for why that is safe for relays.
     pub async fn propose_local(&self, mut req: Request) -> Result<Proposed, WireError> {
         req.now_ms = now_ms();
-        match self.raft.client_write(req).await {
+        let Ok(written) = tokio::time::timeout(COMMIT_DEADLINE, self.raft.client_write(req)).await else {
+            tracing::warn!(
+                deadline = ?COMMIT_DEADLINE,
+                "raft proposal not committed within its deadline (leader without quorum?): commit status unknown"
+            );
+            return Err(WireError::Timeout(COMMIT_DEADLINE));
+        };
+        match written {
             Ok(r) => Ok(Proposed {
                 index: r.log_id.index,
                 term: r.log_id.committed_leader_id().term,
@@ -213,7 +230,10 @@ impl Core {
                     backoff = (backoff * 2).min(Duration::from_millis(100));
                 }
                 Err(WireError::Timeout(t)) => {
-                    return Err(unavailable(format!("leader did not answer within {t:?}")));
+                    return Err(unavailable(format!(
+                        "commit status unknown: no answer from the leader within {t:?} (the write may still \
+                         commit; callers treat it as failed)"
+                    )));
                 }
                 Err(e @ (WireError::NotLeader { .. } | WireError::Unreachable(_))) => {
                     return Err(unavailable(e));
@@ -227,14 +247,29 @@ impl Core {
     }
 
     /// Replicates `req` through the leader and returns its results once this node has applied it.
+    ///
+    /// Always answers within [`WRITE_DEADLINE`]. An `Unavailable` answer does not say the write was not
+    /// committed: a proposal that timed out (leader without quorum) may commit once the partition heals. For
+    /// relay appends that is safe: the relayer refuses a relay whose append failed, and if the entry commits
+    /// later anyway, its relays are applied once (one raft entry, one apply) and the miner keys its tries by relay
+    /// hash, so a relay appended again after a failure is not counted twice.
     pub async fn write(&self, req: Request) -> Result<Response, StorageError> {
         let started = Instant::now();
-        let (index, resp) = self
-            .on_leader(path::WRITE, &req, || self.write_local(req.clone()))
-            .await?;
-        self.wait_applied(index).await?;
+        let written = tokio::time::timeout(WRITE_DEADLINE, async {
+            let (index, resp) = self
+                .on_leader(path::WRITE, &req, || self.write_local(req.clone()))
+                .await?;
+            self.wait_applied(index).await?;
+            Ok::<_, StorageError>(resp)
+        })
+        .await
+        .map_err(|_| {
+            unavailable(format!(
+                "commit status unknown: the write did not complete within {WRITE_DEADLINE:?}"
+            ))
+        })??;
         self.stats.write_done(started.elapsed());
-        Ok(resp)
+        Ok(written)
     }
 
     /// A linearizable read barrier: after it returns, local reads see every write committed before the call.

@@ -28,6 +28,10 @@
 //!   ([`token_term`]), so a new raft leader's miner always holds a greater fencing token than any before it.
 //! - A leader that has not heard from a quorum within the lower election timeout reports not-leader and
 //!   not-ready ([`RaftNode::readiness`]), refuses `campaign`/`renew`, and its writes fail as `Unavailable`.
+//! - Every write answers in bounded time: a proposal not committed within 5 s (a leader that lost its quorum)
+//!   fails as `Unavailable` ("commit status unknown": it may still commit once the partition heals; the relayer
+//!   refuses the relay, and a relay committed anyway is counted once, the miner's tries being keyed by relay
+//!   hash), so no caller and no relay-batch permit waits for a partition to heal.
 #![forbid(unsafe_code)]
 
 pub mod admin;
