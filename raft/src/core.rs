@@ -22,13 +22,22 @@ use crate::wire::{WireError, path};
 pub(crate) const LEADER_DEADLINE: Duration = Duration::from_secs(5);
 /// Deadline of one forwarded request.
 pub(crate) const FORWARD_TIMEOUT: Duration = Duration::from_secs(5);
-/// Deadline of one local proposal (`client_write` on the leader: replicated, committed, applied). A leader that
-/// lost its quorum never commits, and openraft does not fail the proposal until the leader steps down or the
-/// partition heals; past this deadline the write is answered [`WireError::Timeout`]: commit status unknown.
+/// Deadline of one local proposal (`client_write` on the leader: replicated, committed, applied), plus
+/// [`size_allowance`]. A leader that lost its quorum never commits, and openraft does not fail the proposal until
+/// the leader steps down or the partition heals; past this deadline the write is answered
+/// [`WireError::Timeout`]: commit status unknown.
 pub(crate) const COMMIT_DEADLINE: Duration = Duration::from_secs(5);
-/// Deadline of a whole [`Core::write`] (finding the leader, proposing or forwarding, read-your-writes), so a
-/// caller (and the relay batcher's in-flight permit it holds) is always released.
+/// Deadline of a whole [`Core::write`] (finding the leader, proposing or forwarding, read-your-writes), plus
+/// [`size_allowance`], so a caller (and the relay batcher's in-flight permit it holds) is always released.
 pub(crate) const WRITE_DEADLINE: Duration = Duration::from_secs(15);
+/// Relay bytes per extra second of the deadlines above (an entry of many MiB is sent to every follower, and
+/// encoded, fsynced and applied on each).
+const WRITE_BYTES_PER_SEC: usize = 16 << 20;
+
+/// The extra time a write of `req` gets for its size.
+pub(crate) fn size_allowance(req: &Request) -> Duration {
+    Duration::from_secs_f64(req.relay_bytes() as f64 / WRITE_BYTES_PER_SEC as f64)
+}
 /// A follower or learner that heard nothing from a leader for this long reports not ready: it cannot forward
 /// writes (relays) to a leader it cannot reach, e.g. when it is cut off from the rest of the cluster.
 pub(crate) const FOLLOWER_CONTACT_LIMIT: Duration = Duration::from_secs(1);
@@ -159,16 +168,17 @@ impl Core {
     /// The results then speak for the proposal's term, which may be over: callers that draw a conclusion about
     /// the present (leadership) compare [`Proposed::term`] with the current term.
     ///
-    /// Bounded by [`COMMIT_DEADLINE`]: past it the answer is [`WireError::Timeout`] and the entry may still commit
-    /// later (when the partition heals). See [`Core::write`] for why that is safe for relays.
+    /// Bounded by [`COMMIT_DEADLINE`] plus [`size_allowance`]: past it the answer is [`WireError::Timeout`] and the
+    /// entry may still commit later (when the partition heals). See [`Core::write`] for why that is safe for relays.
     pub async fn propose_local(&self, mut req: Request) -> Result<Proposed, WireError> {
         req.now_ms = now_ms();
-        let Ok(written) = tokio::time::timeout(COMMIT_DEADLINE, self.raft.client_write(req)).await else {
+        let deadline = COMMIT_DEADLINE + size_allowance(&req);
+        let Ok(written) = tokio::time::timeout(deadline, self.raft.client_write(req)).await else {
             tracing::warn!(
-                deadline = ?COMMIT_DEADLINE,
+                ?deadline,
                 "raft proposal not committed within its deadline (leader without quorum?): commit status unknown"
             );
-            return Err(WireError::Timeout(COMMIT_DEADLINE));
+            return Err(WireError::Timeout(deadline));
         };
         match written {
             Ok(r) => Ok(Proposed {
@@ -215,7 +225,10 @@ impl Core {
             let v = self.view();
             let attempt = match (v.leader, v.leader_addr) {
                 (Some(l), _) if l == self.id => local().await,
-                (Some(_), Some(addr)) => self.net.client(&addr).call(route, body, FORWARD_TIMEOUT).await,
+                (Some(_), Some(addr)) => {
+                    let timeout = FORWARD_TIMEOUT + size_allowance(body);
+                    self.net.client(&addr).call(route, body, timeout).await
+                }
                 _ => Err(WireError::NotLeader {
                     leader_id: None,
                     leader_addr: None,
@@ -248,14 +261,15 @@ impl Core {
 
     /// Replicates `req` through the leader and returns its results once this node has applied it.
     ///
-    /// Always answers within [`WRITE_DEADLINE`]. An `Unavailable` answer does not say the write was not
+    /// Always answers within [`WRITE_DEADLINE`] (plus [`size_allowance`]). An `Unavailable` answer does not say the write was not
     /// committed: a proposal that timed out (leader without quorum) may commit once the partition heals. For
     /// relay appends that is safe: the relayer refuses a relay whose append failed, and if the entry commits
     /// later anyway, its relays are applied once (one raft entry, one apply) and the miner keys its tries by relay
     /// hash, so a relay appended again after a failure is not counted twice.
     pub async fn write(&self, req: Request) -> Result<Response, StorageError> {
         let started = Instant::now();
-        let written = tokio::time::timeout(WRITE_DEADLINE, async {
+        let deadline = WRITE_DEADLINE + size_allowance(&req);
+        let written = tokio::time::timeout(deadline, async {
             let (index, resp) = self
                 .on_leader(path::WRITE, &req, || self.write_local(req.clone()))
                 .await?;
@@ -265,7 +279,7 @@ impl Core {
         .await
         .map_err(|_| {
             unavailable(format!(
-                "commit status unknown: the write did not complete within {WRITE_DEADLINE:?}"
+                "commit status unknown: the write did not complete within {deadline:?}"
             ))
         })??;
         self.stats.write_done(started.elapsed());

@@ -28,10 +28,14 @@
 //!   ([`token_term`]), so a new raft leader's miner always holds a greater fencing token than any before it.
 //! - A leader that has not heard from a quorum within the lower election timeout reports not-leader and
 //!   not-ready ([`RaftNode::readiness`]), refuses `campaign`/`renew`, and its writes fail as `Unavailable`.
-//! - Every write answers in bounded time: a proposal not committed within 5 s (a leader that lost its quorum)
-//!   fails as `Unavailable` ("commit status unknown": it may still commit once the partition heals; the relayer
-//!   refuses the relay, and a relay committed anyway is counted once, the miner's tries being keyed by relay
-//!   hash), so no caller and no relay-batch permit waits for a partition to heal.
+//! - Every write answers in bounded time: a proposal not committed within 5 s (plus a second per 16 MiB of
+//!   relays), e.g. on a leader that lost its quorum, fails as `Unavailable` ("commit status unknown": it may
+//!   still commit once the partition heals; the relayer refuses the relay, and a relay committed anyway is
+//!   counted once, the miner's tries being keyed by relay hash), so no caller and no relay-batch permit waits
+//!   for a partition to heal.
+//! - Entries stay under the raft port's 64 MiB request limit: relay batches are cut at 8 MiB, a relay over
+//!   [`MAX_ENTRY_BYTES`] is refused, and an append RPC carries at most 16 MiB of entries beyond its first, so a
+//!   large entry never wedges replication or a lagging follower's catch-up.
 #![forbid(unsafe_code)]
 
 pub mod admin;
@@ -53,6 +57,7 @@ pub use node::{NodeError, RaftConfig, RaftNode};
 pub use sm::StateMachine;
 pub use stats::RaftStats;
 pub use types::{NodeInfo, Op, OpResult, Request, Response, TypeConfig, lease_token, token_term};
+pub use wire::MAX_ENTRY_BYTES;
 
 /// The openraft version this crate is pinned against (see `../shared/docs/deps.md`).
 pub const OPENRAFT_VERSION: &str = "0.10.0-alpha.37";

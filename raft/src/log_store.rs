@@ -7,6 +7,10 @@
 //! in an in-memory tail until the writer has committed them. `save_vote`, `truncate_after` and `purge` wait for
 //! their commit; `save_committed` does not (a stale committed id only costs a little re-apply after a crash).
 //! The log and the state machine use separate redb files so log fsyncs never queue behind applies.
+//!
+//! Replication reads entries through `limited_get_log_entries`, which stops once the entries read reach
+//! [`LogStore::with_max_payload_bytes`] (always at least one entry): with relays of several MiB per entry, an append
+//! RPC of `max_payload_entries` entries would otherwise exceed the raft port's request limit and never get through.
 
 use std::collections::BTreeMap;
 use std::fmt::Debug;
@@ -44,10 +48,10 @@ enum Cmd {
     Purge(LogId, oneshot::Sender<io::Result<()>>),
 }
 
-/// The in-memory tail: index -> (append generation, entry), plus the next generation.
+/// The in-memory tail: index -> (append generation, entry, encoded size), plus the next generation.
 #[derive(Default)]
 struct Tail {
-    entries: BTreeMap<u64, (u64, Entry)>,
+    entries: BTreeMap<u64, (u64, Entry, usize)>,
     next_gen: u64,
 }
 
@@ -73,7 +77,12 @@ impl Shared {
 pub struct LogStore {
     shared: Arc<Shared>,
     tx: mpsc::UnboundedSender<Cmd>,
+    /// Encoded bytes of entries one replication read returns at most (beyond its first entry).
+    max_payload_bytes: usize,
 }
+
+/// Default of [`LogStore::with_max_payload_bytes`].
+pub const DEFAULT_MAX_PAYLOAD_BYTES: usize = 16 << 20;
 
 impl LogStore {
     /// Opens (or creates) the log at `path` and starts its writer thread.
@@ -104,7 +113,18 @@ impl LogStore {
             .name("raft-log-writer".into())
             .spawn(move || writer(s, rx))
             .map_err(io_err)?;
-        Ok(Self { shared, tx })
+        Ok(Self {
+            shared,
+            tx,
+            max_payload_bytes: DEFAULT_MAX_PAYLOAD_BYTES,
+        })
+    }
+
+    /// Caps the encoded bytes of the entries of one replication read (one append RPC): entries are added while
+    /// the total stays within `bytes`; the first entry is always returned, whatever its size.
+    pub fn with_max_payload_bytes(mut self, bytes: usize) -> Self {
+        self.max_payload_bytes = bytes.max(1);
+        self
     }
 
     fn send(&self, cmd: Cmd) -> io::Result<()> {
@@ -161,7 +181,7 @@ fn writer(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Cmd>) {
         {
             // Entries of committed appends are now readable from the file; drop them from the tail (entries of
             // later appends, e.g. after a truncation, stay).
-            shared.tail().entries.retain(|_, (eg, _)| *eg > g);
+            shared.tail().entries.retain(|_, (eg, _, _)| *eg > g);
         }
         for c in cmds {
             let r = result.as_ref().map(|_| ()).map_err(io_err);
@@ -240,8 +260,8 @@ impl RaftLogReader<TypeConfig> for LogStore {
         let tail: Vec<Entry> = {
             let t = self.shared.tail();
             match end {
-                Some(e) => t.entries.range(start..e).map(|(_, (_, v))| v.clone()).collect(),
-                None => t.entries.range(start..).map(|(_, (_, v))| v.clone()).collect(),
+                Some(e) => t.entries.range(start..e).map(|(_, (_, v, _))| v.clone()).collect(),
+                None => t.entries.range(start..).map(|(_, (_, v, _))| v.clone()).collect(),
             }
         };
         let mut out: BTreeMap<u64, Entry> = BTreeMap::new();
@@ -266,6 +286,69 @@ impl RaftLogReader<TypeConfig> for LogStore {
     async fn read_vote(&mut self) -> Result<Option<Vote>, io::Error> {
         self.read_meta(K_VOTE)
     }
+
+    /// Entries from `start` on, below `end`, while their encoded size stays within the payload limit (at least
+    /// one entry when the range is not empty).
+    async fn limited_get_log_entries(&mut self, start: u64, end: u64) -> Result<Vec<Entry>, io::Error> {
+        if end <= start {
+            return Ok(Vec::new());
+        }
+        // As in `try_get_log_entries`: the tail copy first, then the file; the tail wins for an index in both.
+        let tail: BTreeMap<u64, (Entry, usize)> = {
+            let t = self.shared.tail();
+            t.entries
+                .range(start..end)
+                .map(|(i, (_, e, n))| (*i, (e.clone(), *n)))
+                .collect()
+        };
+        let txn = self.shared.db.begin_read().map_err(io_err)?;
+        let log = txn.open_table(LOG).map_err(io_err)?;
+        let mut file = log.range(start..end).map_err(io_err)?.peekable();
+        let mut tail = tail.into_iter().peekable();
+        let mut out = Vec::new();
+        let mut bytes = 0usize;
+        loop {
+            let next_file = match file.peek() {
+                Some(Ok((k, _))) => Some(k.value()),
+                Some(Err(_)) => match file.next() {
+                    Some(Err(e)) => return Err(io_err(e)),
+                    _ => None,
+                },
+                None => None,
+            };
+            let next_tail = tail.peek().map(|(i, _)| *i);
+            let from_tail = match (next_file, next_tail) {
+                (None, None) => break,
+                (Some(f), Some(t)) => t <= f,
+                (None, Some(_)) => true,
+                (Some(_), None) => false,
+            };
+            let (entry, size) = if from_tail {
+                if next_file == next_tail {
+                    file.next();
+                }
+                match tail.next() {
+                    Some((_, entry_and_size)) => entry_and_size,
+                    None => break,
+                }
+            } else {
+                match file.next() {
+                    Some(item) => {
+                        let (_, v) = item.map_err(io_err)?;
+                        let raw = v.value();
+                        (decode::<Entry>(raw)?, raw.len())
+                    }
+                    None => break,
+                }
+            };
+            if !out.is_empty() && bytes.saturating_add(size) > self.max_payload_bytes {
+                break;
+            }
+            bytes = bytes.saturating_add(size);
+            out.push(entry);
+        }
+        Ok(out)
+    }
 }
 
 impl RaftLogStorage<TypeConfig> for LogStore {
@@ -278,7 +361,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             .tail()
             .entries
             .last_key_value()
-            .map(|(_, (_, e))| e.log_id());
+            .map(|(_, (_, e, _))| e.log_id());
         let last = match tail_last {
             Some(l) => Some(l),
             None => self.last_in_db()?,
@@ -319,8 +402,9 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             tail.next_gen += 1;
             for e in entries {
                 let i = e.index();
-                encoded.push((i, encode(&e)?));
-                tail.entries.insert(i, (g, e));
+                let bytes = encode(&e)?;
+                tail.entries.insert(i, (g, e, bytes.len()));
+                encoded.push((i, bytes));
             }
             g
         };
@@ -349,5 +433,69 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         self.call(|tx| Cmd::Purge(log_id, tx)).await?;
         *self.shared.purged() = Some(log_id);
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use openraft::entry::RaftEntry;
+    use openraft::type_config::TypeConfigExt;
+
+    use super::*;
+    use crate::types::{Op, Request};
+
+    fn entry(index: u64, bytes: usize) -> Entry {
+        let id = LogId::new(openraft::vote::leader_id_std::CommittedLeaderId::new(1), index);
+        let op = Op::KvSet {
+            key: format!("k{index}"),
+            value: vec![7; bytes],
+            ttl_ms: None,
+        };
+        Entry::new_normal(
+            id,
+            Request {
+                now_ms: 1,
+                ops: vec![op],
+            },
+        )
+    }
+
+    async fn append(log: &mut LogStore, entries: Vec<Entry>) {
+        let (tx, rx) = TypeConfig::oneshot();
+        log.append(entries, IOFlushed::signal(tx)).await.unwrap();
+        rx.await.unwrap().unwrap();
+    }
+
+    fn indexes(entries: &[Entry]) -> Vec<u64> {
+        entries.iter().map(|e| e.index()).collect()
+    }
+
+    /// Replication reads stop at the byte budget (always at least one entry), whether the entries are in the
+    /// file or still in the in-memory tail.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn replication_reads_stop_at_the_byte_budget_and_always_return_one_entry() {
+        let dir = tempfile::tempdir().unwrap();
+        let one = encode(&entry(1, 1000)).unwrap().len();
+        let mut log = LogStore::open(&dir.path().join("log.redb"))
+            .unwrap()
+            .with_max_payload_bytes(2 * one + one / 2);
+        append(&mut log, (1..=6).map(|i| entry(i, 1000)).collect()).await;
+        assert_eq!(indexes(&log.limited_get_log_entries(1, 7).await.unwrap()), vec![1, 2]);
+        assert_eq!(indexes(&log.limited_get_log_entries(5, 7).await.unwrap()), vec![5, 6]);
+        assert_eq!(indexes(&log.limited_get_log_entries(6, 7).await.unwrap()), vec![6]);
+        assert!(log.limited_get_log_entries(7, 7).await.unwrap().is_empty());
+        // An entry over the budget goes alone.
+        let mut small = log.clone().with_max_payload_bytes(10);
+        assert_eq!(indexes(&small.limited_get_log_entries(1, 7).await.unwrap()), vec![1]);
+        // Entries still in the tail (not yet committed by the writer) or replaced after a truncation.
+        log.truncate_after(Some(entry(3, 0).log_id())).await.unwrap();
+        let (tx, _rx) = TypeConfig::oneshot();
+        log.append(vec![entry(4, 10), entry(5, 10), entry(6, 10)], IOFlushed::signal(tx))
+            .await
+            .unwrap();
+        let got = log.limited_get_log_entries(3, 10).await.unwrap();
+        assert_eq!(indexes(&got), vec![3, 4, 5, 6]);
+        assert_eq!(got[1], entry(4, 10), "the new entry 4, not the truncated one");
     }
 }

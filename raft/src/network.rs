@@ -22,6 +22,15 @@ use crate::wire::{PeerClient, WireError, path};
 
 /// Smallest deadline of an append that carries entries.
 const APPEND_DEADLINE_FLOOR: Duration = Duration::from_secs(1);
+/// Bytes of append payload per extra second of deadline (sending, decoding and fsyncing large relay entries).
+const APPEND_BYTES_PER_SEC: usize = 16 << 20;
+
+/// Deadline of an append RPC of `body` encoded bytes carrying entries: [`APPEND_DEADLINE_FLOOR`] plus one second
+/// per [`APPEND_BYTES_PER_SEC`], at least `ttl` (openraft's).
+fn append_deadline(ttl: Duration, body: usize) -> Duration {
+    let extra = Duration::from_secs_f64(body as f64 / APPEND_BYTES_PER_SEC as f64);
+    ttl.max(APPEND_DEADLINE_FLOOR + extra)
+}
 
 /// Size of one snapshot chunk on the wire.
 pub const SNAPSHOT_CHUNK: usize = 1 << 20;
@@ -181,15 +190,17 @@ impl RaftNetworkV2<TypeConfig> for Network {
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<TypeConfig>, RPCError<TypeConfig>> {
         // openraft gives every append the heartbeat interval as its deadline; an append carrying entries (up to
-        // `max_payload_entries` relay batches) can take longer on a loaded node, and timing it out only resends
-        // the same entries and costs the leader its quorum lease. Heartbeats keep the short deadline.
+        // `max_payload_entries` relay batches, `max_payload_bytes` of them) can take longer on a loaded node, and
+        // timing it out only resends the same entries and costs the leader its quorum lease. So an append with
+        // entries gets at least a second, plus a second per 16 MiB. Heartbeats keep the short deadline.
+        let body = crate::types::encode(&rpc).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
         let deadline = if rpc.entries.is_empty() {
             option.hard_ttl()
         } else {
-            option.hard_ttl().max(APPEND_DEADLINE_FLOOR)
+            append_deadline(option.hard_ttl(), body.len())
         };
         self.client
-            .call(path::APPEND, &rpc, deadline)
+            .call_raw(path::APPEND, body, deadline)
             .await
             .map_err(|e| rpc_err(self.target, e))
     }
@@ -238,5 +249,21 @@ impl RaftNetworkV2<TypeConfig> for Network {
             stats.snapshot("sent");
         }
         sent
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn append_deadlines_grow_with_the_payload() {
+        let ttl = Duration::from_millis(50);
+        assert_eq!(
+            append_deadline(ttl, 100),
+            APPEND_DEADLINE_FLOOR + Duration::from_secs_f64(100.0 / (16 << 20) as f64)
+        );
+        assert_eq!(append_deadline(ttl, 48 << 20), Duration::from_secs(4));
+        assert_eq!(append_deadline(Duration::from_secs(9), 1), Duration::from_secs(9));
     }
 }

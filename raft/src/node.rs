@@ -50,6 +50,11 @@ pub struct RaftConfig {
     /// Most entries in one append RPC. openraft gives an append the heartbeat interval as its deadline, so a
     /// lagging follower or a new learner only catches up if a full append is sent, stored and answered within it.
     pub max_payload_entries: u64,
+    /// Most encoded bytes of entries in one append RPC (its first entry always goes, whatever its size; at most
+    /// [`crate::MAX_ENTRY_BYTES`]). Relay entries weigh up to [`crate::MAX_ENTRY_BYTES`] each, and an append must stay
+    /// under the raft port's request limit ([`crate::wire::MAX_BODY`]) or it is refused every time it is resent, and
+    /// the follower never catches up.
+    pub max_payload_bytes: usize,
     /// Build a snapshot every this many applied entries (and purge the log behind it).
     pub snapshot_every: u64,
     /// Entries kept in the log behind a snapshot (for followers slightly behind).
@@ -67,7 +72,7 @@ impl RaftConfig {
     pub const DEFAULT_ELECTION_TIMEOUT: (Duration, Duration) = (Duration::from_millis(150), Duration::from_millis(300));
 
     /// Defaults for node `node_id` with data in `data_dir`, listening on `listen`: heartbeat 50 ms, election
-    /// timeout 150–300 ms, pre-vote on, at most 64 entries per append, a snapshot every 10 000 entries.
+    /// timeout 150–300 ms, pre-vote on, at most 64 entries and 16 MiB per append, a snapshot every 10 000 entries.
     ///
     /// Failover arithmetic (openraft 0.10): a follower keeps the leader's lease for `election_timeout.1` after
     /// the last heartbeat it received, then waits a random `election_timeout` more before it campaigns. So the
@@ -100,6 +105,7 @@ impl RaftConfig {
             election_timeout: Self::DEFAULT_ELECTION_TIMEOUT,
             pre_vote: true,
             max_payload_entries: 64,
+            max_payload_bytes: crate::log_store::DEFAULT_MAX_PAYLOAD_BYTES,
             snapshot_every: 10_000,
             keep_after_snapshot: 1_000,
             install_snapshot_timeout: Duration::from_secs(60),
@@ -160,7 +166,16 @@ impl RaftNode {
             ..Default::default()
         };
         let config = Arc::new(config.validate().map_err(|e| NodeError::Config(e.to_string()))?);
-        let log = LogStore::open(&cfg.data_dir.join("log.redb"))?;
+        if cfg.max_payload_bytes > crate::MAX_ENTRY_BYTES {
+            return Err(NodeError::Config(format!(
+                "max_payload_bytes {} is over {} (the largest entry), so an append could exceed the raft port's \
+                 request limit ({} bytes)",
+                cfg.max_payload_bytes,
+                crate::MAX_ENTRY_BYTES,
+                crate::wire::MAX_BODY
+            )));
+        }
+        let log = LogStore::open(&cfg.data_dir.join("log.redb"))?.with_max_payload_bytes(cfg.max_payload_bytes);
         let sm_dir = cfg.data_dir.join("sm");
         let stats = crate::RaftStats::new().map_err(|e| NodeError::Config(format!("metrics: {e}")))?;
         let sm = StateMachine::open(&sm_dir)?.with_stats(stats.clone());

@@ -81,9 +81,27 @@ pub struct RelayRecord {
     /// Session end height.
     pub session_end_height: u64,
     /// Relay hash.
+    #[serde(with = "serde_bytes")]
     pub relay_hash: Vec<u8>,
-    /// Encoded relay.
+    /// Encoded relay (postcard encodes it as one byte string, the same bytes as a sequence of `u8`, in one copy).
+    #[serde(with = "serde_bytes")]
     pub payload: Vec<u8>,
+}
+
+impl RelayRecord {
+    /// An upper bound of this relay's encoded size inside a raft entry (its bytes plus postcard's length and
+    /// integer prefixes at their largest).
+    pub fn encoded_len_bound(&self) -> usize {
+        [
+            self.supplier.len(),
+            self.session_id.len(),
+            self.relay_hash.len(),
+            self.payload.len(),
+            5 * 10,
+        ]
+        .iter()
+        .fold(0usize, |acc, n| acc.saturating_add(*n))
+    }
 }
 
 impl From<storage::MinedRelay> for RelayRecord {
@@ -268,6 +286,22 @@ pub struct Request {
     pub now_ms: u64,
     /// The writes, applied in order.
     pub ops: Vec<Op>,
+}
+
+impl Request {
+    /// An upper bound of the bytes of the relays this request appends (the bulk of a large entry).
+    pub fn relay_bytes(&self) -> usize {
+        fn op_bytes(op: &Op) -> usize {
+            match op {
+                Op::Append(relays) => relays
+                    .iter()
+                    .fold(0usize, |acc, r| acc.saturating_add(r.encoded_len_bound())),
+                Op::Fenced { op, .. } => op_bytes(op),
+                _ => 0,
+            }
+        }
+        self.ops.iter().fold(0usize, |acc, op| acc.saturating_add(op_bytes(op)))
+    }
 }
 
 impl fmt::Display for Request {

@@ -18,8 +18,13 @@ use crate::types::{decode, encode};
 
 /// Header carrying the pre-shared cluster token.
 pub const TOKEN_HEADER: &str = "x-raft-cluster-token";
-/// Largest response body accepted (snapshots travel in chunks, so this is generous).
+/// Largest request or response body the raft port and its clients accept (snapshots travel in chunks).
 pub const MAX_BODY: usize = 64 << 20;
+/// Largest encoded raft entry payload a write may propose: an append RPC carries one such entry at most beyond
+/// its byte budget ([`crate::RaftConfig::max_payload_bytes`]), and a forwarded write carries one, so both stay
+/// under [`MAX_BODY`] with room for framing. A relay too large for it is refused (`StorageError::Backend`);
+/// relay batches are cut at [`crate::BatchConfig::max_batch_bytes`].
+pub const MAX_ENTRY_BYTES: usize = MAX_BODY - (16 << 20);
 
 /// Route paths.
 pub mod path {

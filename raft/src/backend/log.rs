@@ -15,10 +15,83 @@ use crate::core::Core;
 use crate::sm::apply::RelayValue;
 use crate::types::{Op, OpResult, RelayRecord, Request};
 
-/// One caller's append waiting for its batch.
+/// Room kept in a raft entry for everything around its relays (entry header, request, op and vector prefixes).
+const ENTRY_OVERHEAD: usize = 4 << 10;
+/// Largest relays ([`RelayRecord::encoded_len_bound`]) one raft entry can hold: a larger relay is refused.
+pub(crate) const MAX_RELAY_BYTES: usize = crate::MAX_ENTRY_BYTES - ENTRY_OVERHEAD;
+
+/// One caller's append (or one part of it) waiting for its batch.
 pub(crate) struct AppendJob {
     relays: Vec<RelayRecord>,
+    /// [`RelayRecord::encoded_len_bound`] of all its relays.
+    bytes: usize,
     reply: oneshot::Sender<Result<Vec<EntryId>, StorageError>>,
+}
+
+fn relay_bytes(relays: &[RelayRecord]) -> usize {
+    relays
+        .iter()
+        .fold(0usize, |acc, r| acc.saturating_add(r.encoded_len_bound()))
+}
+
+/// The refusal of a relay no raft entry can hold.
+fn too_large(bytes: usize) -> StorageError {
+    StorageError::Backend(format!(
+        "relay of {bytes} bytes is too large for a raft entry (at most {MAX_RELAY_BYTES} bytes: a relay carries its \
+         request and response, so the service's body limit must stay under half of that): refused"
+    ))
+}
+
+/// Cuts `relays` (in order) into parts of at most `max_bytes` each; a larger relay is a part of its own.
+fn split(relays: Vec<RelayRecord>, max_bytes: usize) -> Vec<Vec<RelayRecord>> {
+    let mut parts: Vec<Vec<RelayRecord>> = Vec::new();
+    let mut bytes = 0usize;
+    for r in relays {
+        let n = r.encoded_len_bound();
+        match parts.last_mut() {
+            Some(part) if bytes.saturating_add(n) <= max_bytes => {
+                bytes = bytes.saturating_add(n);
+                part.push(r);
+            }
+            _ => {
+                bytes = n;
+                parts.push(vec![r]);
+            }
+        }
+    }
+    parts
+}
+
+/// The jobs gathered into one raft entry.
+struct Batch {
+    jobs: Vec<AppendJob>,
+    relays: usize,
+    bytes: usize,
+}
+
+impl Batch {
+    fn new(first: AppendJob) -> Self {
+        Self {
+            relays: first.relays.len(),
+            bytes: first.bytes,
+            jobs: vec![first],
+        }
+    }
+
+    fn open(&self, cfg: &BatchConfig) -> bool {
+        self.relays < cfg.max_batch_relays && self.bytes < cfg.max_batch_bytes
+    }
+
+    /// Adds `job` if its bytes fit; else hands it back (it starts the next batch).
+    fn add(&mut self, job: AppendJob, cfg: &BatchConfig) -> Result<(), AppendJob> {
+        if self.bytes.saturating_add(job.bytes) > cfg.max_batch_bytes {
+            return Err(job);
+        }
+        self.relays += job.relays.len();
+        self.bytes = self.bytes.saturating_add(job.bytes);
+        self.jobs.push(job);
+        Ok(())
+    }
 }
 
 /// A pending (delivered, unacknowledged) entry of this node's consumer group.
@@ -37,27 +110,34 @@ pub(crate) struct Group {
     pending: BTreeMap<u64, Pending>,
 }
 
-/// Gathers appends into raft entries: everything queued goes into one entry; while `max_in_flight` entries are
+/// Gathers appends into raft entries: everything queued goes into one entry, up to `max_batch_relays` relays and
+/// `max_batch_bytes` bytes (a job that does not fit starts the next entry); while `max_in_flight` entries are
 /// already in flight, the batch keeps gathering for up to `batch_linger` (or until it is full).
 pub(crate) async fn batcher(
     core: Arc<Core>,
     mut rx: mpsc::Receiver<AppendJob>,
-    cfg: BatchConfig,
+    mut cfg: BatchConfig,
     mut stop: watch::Receiver<bool>,
 ) {
+    cfg.max_batch_bytes = cfg.max_batch_bytes.clamp(1, MAX_RELAY_BYTES);
     let in_flight = Arc::new(Semaphore::new(cfg.max_in_flight.max(1)));
+    let mut carry: Option<AppendJob> = None;
     loop {
-        let first = tokio::select! {
-            job = rx.recv() => match job { Some(j) => j, None => return },
-            _ = stop.changed() => return,
+        let first = match carry.take() {
+            Some(j) => j,
+            None => tokio::select! {
+                job = rx.recv() => match job { Some(j) => j, None => return },
+                _ = stop.changed() => return,
+            },
         };
-        let mut n = first.relays.len();
-        let mut jobs = vec![first];
-        while n < cfg.max_batch_relays {
+        let mut batch = Batch::new(first);
+        while batch.open(&cfg) {
             match rx.try_recv() {
                 Ok(j) => {
-                    n += j.relays.len();
-                    jobs.push(j);
+                    if let Err(j) = batch.add(j, &cfg) {
+                        carry = Some(j);
+                        break;
+                    }
                 }
                 Err(_) => break,
             }
@@ -67,11 +147,12 @@ pub(crate) async fn batcher(
             Err(_) => {
                 // Busy: let the batch grow while an earlier entry commits.
                 let deadline = Instant::now() + cfg.batch_linger;
-                while n < cfg.max_batch_relays {
+                while carry.is_none() && batch.open(&cfg) {
                     match tokio::time::timeout_at(deadline, rx.recv()).await {
                         Ok(Some(j)) => {
-                            n += j.relays.len();
-                            jobs.push(j);
+                            if let Err(j) = batch.add(j, &cfg) {
+                                carry = Some(j);
+                            }
                         }
                         _ => break,
                     }
@@ -85,7 +166,7 @@ pub(crate) async fn batcher(
         let core = core.clone();
         tokio::spawn(async move {
             let _permit = permit;
-            commit(&core, jobs).await;
+            commit(&core, batch.jobs).await;
         });
     }
 }
@@ -194,27 +275,48 @@ impl RelayLog for RaftBackend {
         if relays.is_empty() {
             return Ok(Vec::new());
         }
+        let relays: Vec<RelayRecord> = relays.into_iter().map(RelayRecord::from).collect();
+        if let Some(big) = relays
+            .iter()
+            .map(RelayRecord::encoded_len_bound)
+            .find(|n| *n > MAX_RELAY_BYTES)
+        {
+            return Err(too_large(big));
+        }
         if self.fence.is_some() {
             // A fenced append is its own entry (the group-commit batcher mixes callers).
+            let bytes = relay_bytes(&relays);
+            if bytes > MAX_RELAY_BYTES {
+                return Err(StorageError::Backend(format!(
+                    "fenced append of {bytes} bytes is too large for one raft entry (at most {MAX_RELAY_BYTES})"
+                )));
+            }
             let n = relays.len();
-            return match self
-                .write1(Op::Append(relays.into_iter().map(RelayRecord::from).collect()))
-                .await?
-            {
+            return match self.write1(Op::Append(relays)).await? {
                 OpResult::Seqs(s) if s.len() == n => Ok(s.into_iter().map(|s| EntryId::new(s, 0)).collect()),
                 other => Err(unexpected(other)),
             };
         }
-        let (tx, rx) = oneshot::channel();
-        self.appends
-            .send(AppendJob {
-                relays: relays.into_iter().map(RelayRecord::from).collect(),
-                reply: tx,
-            })
-            .await
-            .map_err(|_| StorageError::Unavailable("raft node stopped".into()))?;
-        rx.await
-            .map_err(|_| StorageError::Unavailable("raft node stopped".into()))?
+        // An append larger than one entry may hold goes as several entries, one after the other (so its relays
+        // keep their order). If a later part fails, the earlier ones stay committed; the caller sees a failure, as
+        // for any write whose commit status is unknown.
+        let mut ids = Vec::with_capacity(relays.len());
+        for part in split(relays, self.max_batch_bytes) {
+            let (tx, rx) = oneshot::channel();
+            self.appends
+                .send(AppendJob {
+                    bytes: relay_bytes(&part),
+                    relays: part,
+                    reply: tx,
+                })
+                .await
+                .map_err(|_| StorageError::Unavailable("raft node stopped".into()))?;
+            ids.extend(
+                rx.await
+                    .map_err(|_| StorageError::Unavailable("raft node stopped".into()))??,
+            );
+        }
+        Ok(ids)
     }
 
     async fn read(&self, supplier: &str, consumer: &str, max: usize) -> Result<Vec<LogEntry>, StorageError> {
@@ -315,5 +417,38 @@ impl RelayLog for RaftBackend {
             undelivered,
             pending: live,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn relay(n: u8, bytes: usize) -> RelayRecord {
+        RelayRecord {
+            supplier: "a".into(),
+            session_id: "s".into(),
+            session_end_height: 1,
+            relay_hash: vec![n],
+            payload: vec![n; bytes],
+        }
+    }
+
+    #[test]
+    fn appends_are_cut_into_parts_in_order_and_a_large_relay_goes_alone() {
+        let one = relay(0, 1000).encoded_len_bound();
+        let relays = vec![
+            relay(1, 1000),
+            relay(2, 1000),
+            relay(3, 5000),
+            relay(4, 1000),
+            relay(5, 1000),
+        ];
+        let parts: Vec<Vec<u8>> = split(relays, 2 * one)
+            .iter()
+            .map(|p| p.iter().map(|r| r.relay_hash[0]).collect())
+            .collect();
+        assert_eq!(parts, vec![vec![1, 2], vec![3], vec![4, 5]]);
+        assert_eq!(split(Vec::new(), 10).len(), 0);
     }
 }

@@ -7,7 +7,9 @@
 //!   taken on stale data; KV, relay-log and trie-node reads are local (they only ever need this node's own
 //!   writes, which the write path already waits for).
 //! - Relay appends are group-committed in the app ([`log`]): concurrent appends are gathered into one raft entry
-//!   (up to `max_batch_relays`, lingering up to `batch_linger` only while earlier entries are in flight).
+//!   (up to `max_batch_relays` relays and `max_batch_bytes` bytes, lingering up to `batch_linger` only while
+//!   earlier entries are in flight). An append larger than `max_batch_bytes` is committed as several entries in
+//!   order; a relay larger than [`crate::MAX_ENTRY_BYTES`] is refused (`StorageError::Backend`).
 //! - Leadership is raft leadership ([`leader`]).
 //! - Fenced views ([`Fencing`]): every replicated write of a fenced view is an [`Op::Fenced`], checked against
 //!   the replicated lease at apply (in the entry's term, at its `now_ms`), so a deposed leader's write that
@@ -45,6 +47,9 @@ pub(crate) use log::AppendJob;
 pub struct BatchConfig {
     /// Most relays in one raft entry.
     pub max_batch_relays: usize,
+    /// Most encoded relay bytes in one raft entry (a single larger relay, up to [`crate::MAX_ENTRY_BYTES`], goes
+    /// alone). Keeps entries, append RPCs and forwarded writes well under the raft port's request limit.
+    pub max_batch_bytes: usize,
     /// How long a batch waits for more relays while earlier entries are still in flight.
     pub batch_linger: Duration,
     /// Raft entries of relays proposed concurrently.
@@ -55,6 +60,7 @@ impl Default for BatchConfig {
     fn default() -> Self {
         Self {
             max_batch_relays: 1024,
+            max_batch_bytes: 8 << 20,
             batch_linger: Duration::from_millis(1),
             max_in_flight: 4,
         }
@@ -76,6 +82,8 @@ pub struct RaftBackend {
     appends: mpsc::Sender<AppendJob>,
     trie_writes: mpsc::UnboundedSender<TrieWrite>,
     watches: Arc<Mutex<HashMap<String, watch::Sender<Option<storage::LeaderInfo>>>>>,
+    /// Relay bytes per raft entry at most ([`BatchConfig::max_batch_bytes`], within the entry limit).
+    max_batch_bytes: usize,
     /// The fence of this view's writes (`None` = unfenced).
     fence: Option<Arc<FenceRecord>>,
 }
@@ -125,6 +133,7 @@ impl RaftBackend {
             appends,
             trie_writes,
             watches,
+            max_batch_bytes: batch.max_batch_bytes.clamp(1, log::MAX_RELAY_BYTES),
             fence: None,
         })
     }

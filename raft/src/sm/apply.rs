@@ -34,7 +34,9 @@ pub(crate) const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta
 pub(crate) struct RelayValue {
     pub session_id: String,
     pub session_end_height: u64,
+    #[serde(with = "serde_bytes")]
     pub relay_hash: Vec<u8>,
+    #[serde(with = "serde_bytes")]
     pub payload: Vec<u8>,
 }
 

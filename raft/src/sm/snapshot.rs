@@ -33,13 +33,18 @@ const MAX_FRAME: usize = 256 << 20;
 /// One table row of a snapshot.
 #[derive(Debug, Serialize, Deserialize)]
 enum Record {
-    Relay(String, u64, Vec<u8>),
+    Relay(String, u64, #[serde(with = "serde_bytes")] Vec<u8>),
     RelaySession(String, String, u64),
     Seq(String, u64),
-    Session(String, String, Vec<u8>),
-    Kv(String, Vec<u8>),
-    Node(String, String, Vec<u8>, Vec<u8>),
-    Lease(String, Vec<u8>),
+    Session(String, String, #[serde(with = "serde_bytes")] Vec<u8>),
+    Kv(String, #[serde(with = "serde_bytes")] Vec<u8>),
+    Node(
+        String,
+        String,
+        #[serde(with = "serde_bytes")] Vec<u8>,
+        #[serde(with = "serde_bytes")] Vec<u8>,
+    ),
+    Lease(String, #[serde(with = "serde_bytes")] Vec<u8>),
 }
 
 /// A frame after the meta frame (format 2).
