@@ -29,6 +29,7 @@ use crate::protocol::lottery;
 use crate::protocol::session::SessionWindows;
 use crate::protocol::wire::{self, SessionHeader};
 use crate::smst::Smst;
+use crate::smst::hash::sum_count;
 
 /// Counters the driver exports (and `localnet` summarizes).
 #[derive(Debug, Default)]
@@ -708,7 +709,7 @@ impl Miner {
             .chain
             .difficulty_target_at(&header.service_id, header.session_start_block_height)
             .await?;
-        let sum = u64::from_be_bytes(root[32..40].try_into().unwrap_or_default());
+        let (sum, _) = sum_count(&root);
         let claimed = lottery::claimed_upokt(
             sum,
             &target,

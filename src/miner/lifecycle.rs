@@ -400,6 +400,16 @@ pub struct Step {
     pub changed: Vec<SessionKey>,
 }
 
+impl Step {
+    /// Appends `next`'s commands after this step's and unions the changed sessions (sorted, no duplicates).
+    pub fn merge(&mut self, next: Step) {
+        self.commands.extend(next.commands);
+        self.changed.extend(next.changed);
+        self.changed.sort();
+        self.changed.dedup();
+    }
+}
+
 /// Tunables of the engine.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct EngineConfig {

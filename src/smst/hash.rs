@@ -28,6 +28,12 @@ pub fn sum_count(digest: &[u8; DIGEST_LEN]) -> (u64, u64) {
     (u64::from_be_bytes(s), u64::from_be_bytes(c))
 }
 
+/// Sum and count of a root as a chain message carries it (`root_hash` bytes); `None` unless it is a whole
+/// digest (48 bytes).
+pub fn root_sum_count(root: &[u8]) -> Option<(u64, u64)> {
+    <&[u8; DIGEST_LEN]>::try_from(root).ok().map(sum_count)
+}
+
 fn digest_of(hash: [u8; 32], sum: u64, count: u64) -> [u8; DIGEST_LEN] {
     let mut out = [0u8; DIGEST_LEN];
     out[..32].copy_from_slice(&hash);

@@ -16,6 +16,7 @@ use super::{Miner, MinerError};
 use crate::chain::settlement::{ClaimSettlement, settlements};
 use crate::miner::lifecycle::{Event, SessionKey, State, Step};
 use crate::protocol::wire;
+use crate::smst::hash::root_sum_count;
 
 /// Blocks after the settlement height during which a failed `block_results` read is retried (the lookup fails
 /// and comes again at the next block) before the lookup goes on without it.
@@ -36,13 +37,9 @@ impl Miner {
             Some(_) => None,
             None => self.settlement_of(&key).await?,
         };
-        // The root's sum and count (bytes 32..40, 40..48): what the claim on chain pays for.
+        // The root's sum and count: what the claim on chain pays for.
         let claimed_totals = match (&claim, &settled) {
-            (Some(c), _) => (|| {
-                let sum = u64::from_be_bytes(c.root_hash.get(32..40)?.try_into().ok()?);
-                let count = u64::from_be_bytes(c.root_hash.get(40..48)?.try_into().ok()?);
-                Some((count, sum))
-            })(),
+            (Some(c), _) => root_sum_count(&c.root_hash).map(|(sum, count)| (count, sum)),
             (None, Some(s)) => s.relays.zip(s.compute_units),
             (None, None) => None,
         };
@@ -51,14 +48,11 @@ impl Miner {
         let mut step = Step::default();
         // What the claim covers first: a loss at settlement counts the claim's root, not the trie.
         if let Some((relays, compute_units)) = claimed_totals {
-            merge(
-                &mut step,
-                self.engine.handle(Event::ClaimOnChain {
-                    key: key.clone(),
-                    relays,
-                    compute_units,
-                }),
-            );
+            step.merge(self.engine.handle(Event::ClaimOnChain {
+                key: key.clone(),
+                relays,
+                compute_units,
+            }));
         }
         let answer = match settled {
             Some(s) => Event::Settled {
@@ -72,7 +66,7 @@ impl Miner {
                     .is_some_and(|c| c.proof_validation_status == wire::ClaimProofStatus::Validated as i32),
             },
         };
-        merge(&mut step, self.engine.handle(answer));
+        step.merge(self.engine.handle(answer));
         self.count_confirmations(&key, before, claim_exists, claimed_totals)
             .await;
         Ok(step)
@@ -176,12 +170,4 @@ impl Miner {
                 .inc();
         }
     }
-}
-
-/// Appends `next`'s commands and changed sessions to `step`.
-fn merge(step: &mut Step, next: Step) {
-    step.commands.extend(next.commands);
-    step.changed.extend(next.changed);
-    step.changed.sort();
-    step.changed.dedup();
 }

@@ -94,10 +94,7 @@ impl Miner {
                 keys: unprovable,
                 outcome: TxOutcome::Rejected("the claim on chain has another root than this miner's trie".into()),
             });
-            step.commands.extend(refused.commands);
-            step.changed.extend(refused.changed);
-            step.changed.sort();
-            step.changed.dedup();
+            step.merge(refused);
         }
         let keys: Vec<SessionKey> = messages.iter().map(|(key, _)| key.clone()).collect();
         if keys.is_empty() {
@@ -320,10 +317,7 @@ impl Miner {
             }
         }
         let sent = self.engine.handle(Event::TxOutcome { kind, keys, outcome });
-        step.commands.extend(sent.commands);
-        step.changed.extend(sent.changed);
-        step.changed.sort();
-        step.changed.dedup();
+        step.merge(sent);
         step
     }
 

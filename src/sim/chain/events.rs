@@ -10,6 +10,7 @@ use serde_json::json;
 use super::Settlement;
 use crate::chain::comet::AbciEvent;
 use crate::protocol::wire;
+use crate::smst::hash::root_sum_count;
 
 /// The finalize-block event of one claim's settlement. `claimed_upokt` is what the claim is worth.
 pub(super) fn settlement_event(
@@ -19,14 +20,7 @@ pub(super) fn settlement_event(
     outcome: &Settlement,
 ) -> AbciEvent {
     let header = claim.session_header.clone().unwrap_or_default();
-    let root_u64 = |range: std::ops::Range<usize>| {
-        claim
-            .root_hash
-            .get(range)
-            .and_then(|b| b.try_into().ok())
-            .map_or(0, u64::from_be_bytes)
-    };
-    let (compute_units, relays) = (root_u64(32..40), root_u64(40..48));
+    let (compute_units, relays) = root_sum_count(&claim.root_hash).unwrap_or_default();
     // JSON of a string and of a 64-bit integer (quoted, as jsonpb prints int64/uint64).
     let text = |v: &str| json!(v).to_string();
     let int64 = |v: String| json!(v).to_string();

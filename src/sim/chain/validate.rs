@@ -10,6 +10,7 @@ use crate::chain::tx::{AuthInfo, SignDoc, TxBody, TxRaw};
 use crate::protocol::session::{self, SessionWindows};
 use crate::protocol::wire::{self, SessionHeader};
 use crate::protocol::{address, difficulty, lottery, relay, ring, supplier_sig};
+use crate::smst::hash::root_sum_count;
 
 /// Hydrates the session of (app, service) at `height` (§3); `Err` with the chain's reason.
 pub(super) fn hydrate_session(s: &ChainState, app: &str, service: &str, height: i64) -> Result<wire::Session, String> {
@@ -105,7 +106,7 @@ fn proof_required(s: &ChainState, claim: &wire::Claim) -> Option<bool> {
     let windows = SessionWindows::new(&s.shared, header.session_end_block_height).ok()?;
     let seed_hash = s.block_hashes.get(&windows.proof_seed_height())?;
     let target = s.targets.get(&header.service_id)?;
-    let sum = u64::from_be_bytes(claim.root_hash.get(32..40)?.try_into().ok()?);
+    let (sum, _) = root_sum_count(&claim.root_hash)?;
     let claimed = lottery::claimed_upokt(
         sum,
         target,
@@ -118,11 +119,8 @@ fn proof_required(s: &ChainState, claim: &wire::Claim) -> Option<bool> {
 
 fn create_claim(s: &mut ChainState, msg: &wire::MsgCreateClaim, height: i64) -> Result<(), String> {
     let header = msg.session_header.as_ref().ok_or("claim without session header")?;
-    if msg.root_hash.len() != 48 {
-        return Err(format!("root hash must be 48 bytes, got {}", msg.root_hash.len()));
-    }
-    let sum = u64::from_be_bytes(msg.root_hash[32..40].try_into().map_err(|_| "root sum")?);
-    let count = u64::from_be_bytes(msg.root_hash[40..48].try_into().map_err(|_| "root count")?);
+    let (sum, count) = root_sum_count(&msg.root_hash)
+        .ok_or_else(|| format!("root hash must be 48 bytes, got {}", msg.root_hash.len()))?;
     if sum == 0 || count == 0 {
         return Err("claim root has zero sum or count".into());
     }
@@ -359,12 +357,7 @@ pub(super) fn end_block(s: &mut ChainState, height: i64) {
             .or_else(|| proof_required(s, &entry.claim))
             .unwrap_or(false);
         let validated = entry.claim.proof_validation_status == wire::ClaimProofStatus::Validated as i32;
-        let sum = entry
-            .claim
-            .root_hash
-            .get(32..40)
-            .and_then(|b| b.try_into().ok())
-            .map(u64::from_be_bytes);
+        let sum = root_sum_count(&entry.claim.root_hash).map(|(sum, _)| sum);
         let target = s.targets.get(&header.service_id).cloned().unwrap_or_default();
         let claimed = sum
             .and_then(|sum| {
