@@ -155,7 +155,7 @@ pub struct SessionRecord {
     /// Compute units ingested (sum of leaf weights).
     pub compute_units: u64,
     /// Heights at which a claim tx was sent (recorded before the broadcast; a send that no node took or that a
-    /// node refused before its mempool, a `TxOutcome::Retryable` or `Refused`, is taken back).
+    /// node refused before its mempool, a `TxOutcome::Retryable`, `NotSent` or `Refused`, is taken back).
     pub claim_sent_at: Vec<i64>,
     /// Heights at which a proof tx was sent (the same).
     pub proof_sent_at: Vec<i64>,
@@ -186,17 +186,20 @@ pub struct SessionRecord {
     /// trie's totals, as it did then).
     #[serde(default)]
     pub claimed: Option<(u64, u64)>,
-    /// A claim of this session's trie was decided (and so may have reached the chain): from then on the trie is
-    /// frozen (module `driver::ingest`). Unlike `claim_sent_at`, never taken back: a send whose outcome is
-    /// ambiguous (a transport error after the node may have admitted the tx) is taken back as `Retryable`, but
-    /// the claim may be on chain, and a trie that changed after it could no longer prove it (§5.4 step 17).
+    /// A claim of this session's trie may have reached the chain: from then on the trie is frozen (module
+    /// `driver::ingest`). Set by the outcome of every claim send but one that certainly never left
+    /// (`TxOutcome::NotSent`), and never taken back: a send whose outcome is ambiguous (a transport error after
+    /// the node may have admitted the tx) is taken back as `Retryable`, but the claim may be on chain, and a trie
+    /// that changed after it could no longer prove it (§5.4 step 17). While a send is in flight its
+    /// `claim_sent_at` entry (stored before the tx is built) freezes the trie, also across a crash.
     #[serde(default)]
     pub claim_built: bool,
 }
 
 impl SessionRecord {
-    /// Whether the session's trie is frozen (see `claim_built`); records written before that field existed
-    /// count a recorded send or a state past `Claiming`.
+    /// Whether the session's trie is frozen: a claim may be on chain (`claim_built`), a send is recorded (in
+    /// flight, or confirmed and not taken back), or the state is past `Claiming` (also covers records written
+    /// before `claim_built` existed).
     pub fn is_claim_built(&self) -> bool {
         self.claim_built || !self.claim_sent_at.is_empty() || !matches!(self.state, State::Active | State::Claiming)
     }
@@ -296,10 +299,15 @@ pub enum TxKind {
 pub enum TxOutcome {
     /// Accepted into the mempool (code 0); inclusion still has to be confirmed from chain state.
     Broadcast,
-    /// Not taken by any node (node unreachable, a transient simulation failure, a chain query failed while
-    /// building it, leadership lost, deadline passed): the send is taken back and repeated at the next block
-    /// while the window allows.
+    /// Not taken by any node as far as this miner knows (node unreachable, a transient simulation failure, a
+    /// broadcast that failed at the transport and may have reached the node after all): the send is taken back
+    /// and repeated at the next block while the window allows.
     Retryable(String),
+    /// Certainly never left this process (this miner no longer leads, the window's deadline passed while the
+    /// leadership was confirmed, the message or tx could not be built, a chain read needed to build it failed):
+    /// handled as `Retryable`, and unlike every other outcome of a claim it does not freeze the trie
+    /// (`SessionRecord::claim_built`), since no claim of it can be on chain.
+    NotSent(String),
     /// A node refused it before its mempool: Simulate failed (the node answered, e.g. gRPC `Unknown`), or
     /// CheckTx returned a non-zero code (mempool full, insufficient fee or funds, an unordered nonce or TTL
     /// refusal, tx too large, ...). Neither costs a fee, and many are transient: the gRPC latest block can be
@@ -441,7 +449,7 @@ pub struct Engine {
     /// blocks after the predecessor's send, which near the window's close left no time at all.
     claims_sent_here: std::collections::BTreeSet<SessionKey>,
     proofs_sent_here: std::collections::BTreeSet<SessionKey>,
-    /// Sends that no node took at the current height (`TxOutcome::Retryable`, taken back): repeated at the next
+    /// Sends that no node took at the current height (`TxOutcome::Retryable`/`NotSent`, taken back): repeated at the next
     /// block, not in the same iteration (which would loop while the node stays unreachable). Emptied at each
     /// new height.
     failed_at_height: std::collections::BTreeSet<(TxKind, SessionKey)>,
@@ -579,6 +587,10 @@ impl Engine {
         let Some(record) = self.sessions.get_mut(key) else {
             return;
         };
+        if kind == TxKind::Claim && !matches!(outcome, TxOutcome::NotSent(_)) && !record.claim_built {
+            record.claim_built = true;
+            step.changed.push(key.clone());
+        }
         let expected = match kind {
             TxKind::Claim => State::Claiming,
             TxKind::Proof => State::Proving,
@@ -586,7 +598,7 @@ impl Engine {
         if record.state != expected {
             return;
         }
-        if !matches!(outcome, TxOutcome::Retryable(_)) {
+        if !matches!(outcome, TxOutcome::Retryable(_) | TxOutcome::NotSent(_)) {
             // A node answered (took it, or refused it at check time): a loss is now `*_not_included`.
             match kind {
                 TxKind::Claim => record.claim_reached_node = true,
@@ -597,7 +609,7 @@ impl Engine {
         match outcome {
             // Inclusion is confirmed from chain state (lookups each block), never from the broadcast result.
             TxOutcome::Broadcast => {}
-            TxOutcome::Retryable(_) | TxOutcome::Refused(_) => {
+            TxOutcome::Retryable(_) | TxOutcome::NotSent(_) | TxOutcome::Refused(_) => {
                 // No node took it (unreachable node, a chain query failed while building it, leadership or
                 // deadline check), or a node refused it before its mempool (no fee paid): the send did not
                 // happen, so it does not use up a re-send. Forgetting it makes the session due again at the next
@@ -680,7 +692,6 @@ impl Engine {
                     && resend_due(&record.claim_sent_at, record.schedule.claim_close, claim_inherited) =>
             {
                 record.claim_sent_at.push(height);
-                record.claim_built = true;
                 self.claims_sent_here.insert(key.clone());
                 step.commands.push(Command::SubmitClaims {
                     supplier: key.supplier.clone(),
@@ -810,7 +821,6 @@ impl Engine {
                 let due = last_sent.is_none() && !failed_now.contains(&(TxKind::Claim, record.key.clone()));
                 if self.leader && due && height <= s.claim_close - buffer {
                     record.claim_sent_at.push(height);
-                    record.claim_built = true;
                     self.claims_sent_here.insert(record.key.clone());
                     claims
                         .entry(record.key.supplier.clone())

@@ -66,7 +66,7 @@ enum Built {
 impl Miner {
     /// Sends the claims or proofs of `keys` (one supplier's sessions due at this height), in as few txs as
     /// `max_tx_bytes` allows, and feeds each session's outcome to the engine. Each session stands alone: one whose message cannot be built (a chain
-    /// query failed, its trie cannot be read) is a send no node took (`Retryable`: repeated at the next block)
+    /// query failed, its trie cannot be read) is a send that never left (`NotSent`: repeated at the next block)
     /// and does not hold back the others, and a batch a node refuses (`Refused`) is sent again message by
     /// message, so one bad message cannot sink the rest of the batch.
     pub(super) async fn submit(
@@ -83,7 +83,7 @@ impl Miner {
                 Ok(Built::Message(message)) => messages.push((key, message)),
                 Ok(Built::Unprovable) => unprovable.push(key),
                 Err(e) => {
-                    let outcome = TxOutcome::Retryable(format!("cannot build the message: {e}"));
+                    let outcome = TxOutcome::NotSent(format!("cannot build the message: {e}"));
                     step = self.tx_outcome_as(step, kind, supplier, vec![key], outcome, "build_failed");
                 }
             }
@@ -101,7 +101,7 @@ impl Miner {
             return Ok(step);
         }
         if !self.still_leader().await {
-            let outcome = TxOutcome::Retryable(NOT_LEADER.into());
+            let outcome = TxOutcome::NotSent(NOT_LEADER.into());
             return Ok(self.tx_outcome_as(step, kind, supplier, keys, outcome, "not_leader"));
         }
         // The engine decided at its height; confirming the leadership can take blocks (a raft commit waits out a
@@ -110,7 +110,7 @@ impl Miner {
         let height = match self.chain.latest_block().await {
             Ok(block) => block.height,
             Err(e) => {
-                return Ok(self.tx_outcome(step, kind, supplier, keys, TxOutcome::Retryable(e.to_string())));
+                return Ok(self.tx_outcome(step, kind, supplier, keys, TxOutcome::NotSent(e.to_string())));
             }
         };
         let buffer = self.config.engine.submission_buffer_blocks;
@@ -131,7 +131,7 @@ impl Miner {
                 kind,
                 supplier,
                 late,
-                TxOutcome::Retryable(reason),
+                TxOutcome::NotSent(reason),
                 "deadline_passed",
             );
             if keys.is_empty() {
@@ -275,11 +275,11 @@ impl Miner {
         outcome: TxOutcome,
     ) -> Step {
         let label = match &outcome {
-            TxOutcome::Retryable(reason) if reason == NOT_LEADER => "not_leader",
+            TxOutcome::NotSent(reason) if reason == NOT_LEADER => "not_leader",
             TxOutcome::Refused(_) => "refused",
             TxOutcome::Rejected(_) => "rejected",
             TxOutcome::HaConflict(_) => "ha_conflict",
-            TxOutcome::Retryable(_) | TxOutcome::Broadcast => "retryable",
+            TxOutcome::Retryable(_) | TxOutcome::NotSent(_) | TxOutcome::Broadcast => "retryable",
         };
         self.tx_outcome_as(step, kind, supplier, keys, outcome, label)
     }
@@ -299,6 +299,7 @@ impl Miner {
         if let TxOutcome::Refused(reason)
         | TxOutcome::Rejected(reason)
         | TxOutcome::Retryable(reason)
+        | TxOutcome::NotSent(reason)
         | TxOutcome::HaConflict(reason) = &outcome
         {
             tracing::warn!(
@@ -402,19 +403,21 @@ impl Miner {
             .signers
             .get(supplier)
             .ok_or_else(|| TxOutcome::Rejected(format!("no key for {supplier}")))?;
-        // No node answered (transport): `Retryable`. A node answered with a refusal (Simulate failed, e.g.
+        // Not sent (deposed before it left, a chain read to build it failed): `NotSent`. No node answered the
+        // broadcast (transport; it may have reached the node after all): `Retryable`. A node answered with a refusal (Simulate failed, e.g.
         // "outside the window" while the node's committed state is a block behind its latest block): `Refused`,
         // no fee paid, tried again at the next block. A tx this miner cannot build (gas price, fee): `Rejected`.
         let failed = |e: SequenceError| match &e {
-            SequenceError::NotSent(reason) => TxOutcome::Retryable(reason.clone()),
+            SequenceError::NotSent(reason) => TxOutcome::NotSent(reason.clone()),
             SequenceError::Chain(c) if c.is_retryable() => TxOutcome::Retryable(e.to_string()),
             SequenceError::Chain(_) => TxOutcome::Refused(e.to_string()),
             SequenceError::Tx(_) => TxOutcome::Rejected(e.to_string()),
         };
         let response = if self.config.unordered {
+            let not_sent = |e: crate::chain::query::ChainError| TxOutcome::NotSent(e.to_string());
             let retry = |e: crate::chain::query::ChainError| TxOutcome::Retryable(e.to_string());
-            let account = self.chain.account(supplier).await.map_err(retry)?;
-            let block = self.chain.latest_block().await.map_err(retry)?;
+            let account = self.chain.account(supplier).await.map_err(not_sent)?;
+            let block = self.chain.latest_block().await.map_err(not_sent)?;
             // Each unordered tx of the supplier gets its own timeout: the SDK keeps one nonce per (signer,
             // timeout) and refuses a second tx with the same one at CheckTx (`UnorderedTimeouts`).
             let block_time = tx::Timestamp {

@@ -861,6 +861,10 @@ impl Confirming {
         let record = miner.engine.session(&self.f.key).unwrap();
         assert_eq!(record.claim_sent_at, Vec::<i64>::new(), "the send was taken back");
         assert!(!record.claim_reached_node, "the claim was broadcast ({reason})");
+        assert!(
+            !record.is_claim_built(),
+            "a claim that never left froze the trie ({reason})"
+        );
         assert_eq!(self.claim_errors(reason), Some(1));
         assert_eq!(self.claim_errors("retryable"), None);
     }

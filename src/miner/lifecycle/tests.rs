@@ -1011,3 +1011,59 @@ fn a_refused_claim_is_repeated_at_the_next_block_and_keeps_its_re_send() {
     assert_eq!(claims, vec![12]);
     assert_eq!(e.session(&k).unwrap().state, State::Claimed);
 }
+
+/// The claimed trie freezes when a claim may be on chain, not when one is merely decided: a send that
+/// certainly never left (`NotSent`: deposed before it left, deadline passed, message not buildable) thaws it
+/// again, so a grace-period relay ingested before the repeat is carried by the repeated claim instead of being
+/// counted lost. Every other outcome (a broadcast, a transport failure that may have reached the node, a
+/// refusal, a conflict) freezes it for good, also after later `NotSent` repeats.
+#[test]
+fn only_a_claim_send_that_may_have_left_freezes_the_trie() {
+    let mut e = leader_engine();
+    let k = key("s1", "a");
+    ingest(&mut e, &k, 2);
+    let outcome = |e: &mut Engine, outcome: TxOutcome| {
+        e.handle(Event::TxOutcome {
+            kind: TxKind::Claim,
+            keys: vec![k.clone()],
+            outcome,
+        })
+    };
+    assert!(!e.session(&k).unwrap().is_claim_built(), "active: not frozen");
+    block(&mut e, 12);
+    assert!(
+        e.session(&k).unwrap().is_claim_built(),
+        "frozen while the send is in flight (its claim_sent_at entry)"
+    );
+    let step = outcome(&mut e, TxOutcome::NotSent("this miner no longer leads".into()));
+    let record = e.session(&k).unwrap();
+    assert!(record.claim_sent_at.is_empty() && !record.claim_built);
+    assert!(!record.is_claim_built(), "a send that never left thaws the trie");
+    assert!(step.changed.contains(&k), "the taken-back send is stored");
+    // The grace relay reaches the trie before the repeat: the repeated claim covers it.
+    ingest(&mut e, &k, 3);
+    block(&mut e, 13);
+    outcome(&mut e, TxOutcome::Retryable("transport: deadline exceeded".into()));
+    let record = e.session(&k).unwrap();
+    assert!(record.claim_sent_at.is_empty(), "an ambiguous send is taken back too");
+    assert!(record.claim_built, "but the claim may be on chain: frozen for good");
+    block(&mut e, 14);
+    let step = outcome(&mut e, TxOutcome::NotSent("the window's deadline passed".into()));
+    assert!(
+        e.session(&k).unwrap().is_claim_built(),
+        "a later send that never left does not thaw it"
+    );
+    assert!(!step.changed.is_empty());
+    for other in [
+        TxOutcome::Broadcast,
+        TxOutcome::Refused("mempool is full".into()),
+        TxOutcome::HaConflict("claim exists".into()),
+        TxOutcome::Rejected("no key".into()),
+    ] {
+        let mut e = leader_engine();
+        ingest(&mut e, &k, 1);
+        block(&mut e, 12);
+        outcome(&mut e, other.clone());
+        assert!(e.session(&k).unwrap().claim_built, "{other:?} freezes the trie");
+    }
+}
