@@ -543,7 +543,14 @@ pub struct TransactionConfig {
     pub max_tx_bytes: u64,
     /// Blocks before a window closes by which a submission must have been sent.
     pub submission_buffer_blocks: u64,
+    /// Blocks after the claim window opens before a session's claim is first sent (at most
+    /// [`MAX_CLAIM_DELAY_BLOCKS`]; never later than `submission_buffer_blocks` before the window closes), so
+    /// relays accepted just before the window opened are in the claim.
+    pub claim_delay_blocks: u64,
 }
+
+/// Upper bound of `transaction.claim_delay_blocks`.
+pub const MAX_CLAIM_DELAY_BLOCKS: u64 = 100;
 
 impl Default for TransactionConfig {
     fn default() -> Self {
@@ -555,6 +562,7 @@ impl Default for TransactionConfig {
             tx_timeout_default_seconds: 120,
             max_tx_bytes: DEFAULT_MAX_TX_BYTES,
             submission_buffer_blocks: 1,
+            claim_delay_blocks: 1,
         }
     }
 }

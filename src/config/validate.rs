@@ -307,6 +307,15 @@ impl Config {
                 ),
             );
         }
+        if tx.claim_delay_blocks > crate::config::MAX_CLAIM_DELAY_BLOCKS {
+            issues.push(
+                "transaction.claim_delay_blocks",
+                format!(
+                    "must be at most {} (the claim goes out at the last height the window allows anyway)",
+                    crate::config::MAX_CLAIM_DELAY_BLOCKS
+                ),
+            );
+        }
         if tx.tx_timeout_default_seconds == 0 || tx.tx_timeout_default_seconds > crate::config::MAX_TX_TIMEOUT_SECS {
             issues.push(
                 "transaction.tx_timeout_default_seconds",
@@ -434,6 +443,14 @@ relay_server:
         for bad in [0, 541, 600] {
             assert_eq!(with(bad), vec!["transaction.tx_timeout_default_seconds"], "{bad}");
         }
+    }
+
+    #[test]
+    fn claim_delay_is_bounded() {
+        let with = |blocks: u64| transaction_issues(&format!("  claim_delay_blocks: {blocks}\n"));
+        assert_eq!(with(0), Vec::<String>::new());
+        assert_eq!(with(100), Vec::<String>::new());
+        assert_eq!(with(101), vec!["transaction.claim_delay_blocks"]);
     }
 
     #[test]

@@ -9,7 +9,8 @@
 //!
 //! Timing (spec §3, §5.2, §6): a claim lands in `[claim_open, claim_close]` and a proof in `[proof_open,
 //! proof_close]`, where the tx's height is the including block (≥ current + 1). Claims are sent once the current
-//! height reached `claim_open` (relays keep arriving until `claim_open − 1`, spec §2.6.5) and no later than
+//! height reached `claim_open` plus a delay (relays keep arriving until `claim_open − 1`, spec §2.6.5, and reach
+//! the log up to a backend timeout later; [`EngineConfig::claim_delay_blocks`]) and no later than
 //! `claim_close − buffer`; proofs once the seed block `proof_open − 1` exists and no later than `proof_close −
 //! buffer`. A submission not confirmed on chain is re-sent once inside its window (lessons.md: mempool-only txs).
 //! Before a session is recorded as lost the engine asks the driver to look the claim/proof up on chain, so an HA
@@ -18,8 +19,8 @@
 //! settlement itself ([`Event::Settled`], read from that block's events), which ends the session as paid or
 //! lost whatever state the miner had it in.
 //!
-//! A relay validated in the grace period is appended once the backend answered, so it can reach the trie after
-//! the claim's root was built at `claim_open`. Once the claim is confirmed the engine knows what it covers
+//! A relay validated in the grace period is appended once the backend answered, so it can still reach the trie
+//! after the claim's root was built. Once the claim is confirmed the engine knows what it covers
 //! ([`Event::ClaimOnChain`]); whatever the trie holds beyond that is recorded as lost once
 //! ([`Command::RecordUnclaimed`]).
 
@@ -425,6 +426,11 @@ pub struct EngineConfig {
     pub submission_buffer_blocks: i64,
     /// Sends of one claim/proof inside its window: the first plus this many re-sends when not confirmed.
     pub max_resends: usize,
+    /// A claim's first send waits this many blocks after `claim_open` (never past `claim_close − buffer`), so
+    /// relays accepted just before `claim_open` reach the trie first: by relayers whose height lags the
+    /// miner's, or still waiting for their backend's answer when the window opened (spec §2.6.5 accepts them
+    /// until `claim_open − 1`). Once the claim is built such relays can only be recorded as lost.
+    pub claim_delay_blocks: i64,
 }
 
 impl Default for EngineConfig {
@@ -432,6 +438,7 @@ impl Default for EngineConfig {
         Self {
             submission_buffer_blocks: 1,
             max_resends: 1,
+            claim_delay_blocks: 1,
         }
     }
 }
@@ -816,9 +823,13 @@ impl Engine {
             }
             if record.state == State::Claiming {
                 let last_sent = record.claim_sent_at.last().copied();
-                // First send as soon as the window opened, never past the buffer before the close; re-sends are
-                // decided by the lookup's answer (`on_chain`), not here.
-                let due = last_sent.is_none() && !failed_now.contains(&(TxKind::Claim, record.key.clone()));
+                // First send once the window opened and the claim delay passed, or at the last height the buffer
+                // allows when the window is shorter than the delay; never past it. Re-sends are decided by the
+                // lookup's answer (`on_chain`), not here.
+                let first_send_at = (s.claim_open + self.config.claim_delay_blocks.max(0)).min(s.claim_close - buffer);
+                let due = last_sent.is_none()
+                    && height >= first_send_at
+                    && !failed_now.contains(&(TxKind::Claim, record.key.clone()));
                 if self.leader && due && height <= s.claim_close - buffer {
                     record.claim_sent_at.push(height);
                     self.claims_sent_here.insert(record.key.clone());

@@ -284,6 +284,7 @@ impl Node {
                 },
                 engine: crate::miner::lifecycle::EngineConfig {
                     submission_buffer_blocks: i64::try_from(config.transaction.submission_buffer_blocks).unwrap_or(1),
+                    claim_delay_blocks: i64::try_from(config.transaction.claim_delay_blocks).unwrap_or(1),
                     ..Default::default()
                 },
             },

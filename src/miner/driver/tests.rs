@@ -183,7 +183,12 @@ fn config(instance: &str) -> MinerConfig {
         consumer: "miner".into(),
         instance: instance.into(),
         lease: LEASE,
-        engine: Default::default(),
+        // Claims at `claim_open`, as these tests' block counts assume;
+        // `a_grace_relay_appended_at_claim_open_is_in_the_claim_sent_after_the_delay` runs the default delay.
+        engine: crate::miner::lifecycle::EngineConfig {
+            claim_delay_blocks: 0,
+            ..Default::default()
+        },
     }
 }
 
@@ -1655,4 +1660,40 @@ async fn a_failed_prune_is_retried_until_the_session_is_gone() {
     miner.step().await.unwrap();
     assert!(miner.engine.session(&f.key).is_none(), "pruned and forgotten");
     assert_session_gone(&plain, &f.supplier, &f.key.session_id).await;
+}
+
+/// With the default claim delay (one block) a relay accepted just before `claim_open` that reaches the log only
+/// at `claim_open` (a relayer a block behind, a slow backend) is in the claim: the claim goes out a block
+/// later, from a trie that holds it, and nothing is recorded lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_grace_relay_appended_at_claim_open_is_in_the_claim_sent_after_the_delay() {
+    let f = fixture().await;
+    let plain = MemoryBackend::new().storage();
+    let mut miner = Miner::new(
+        f.client.clone(),
+        plain.clone(),
+        f.keyring.clone(),
+        MinerConfig {
+            engine: Default::default(),
+            ..config("a")
+        },
+    );
+    let schedule = ingest_until_claim_open(&f, &plain, &mut miner).await;
+    miner.step().await.unwrap();
+    assert_eq!(miner.engine.session(&f.key).unwrap().claim_sent_at, Vec::<i64>::new());
+    plain
+        .relay_log
+        .append(relays(&f.supplier, &f.header, 5..6))
+        .await
+        .unwrap();
+    f.chain.produce_block();
+    assert_eq!(f.chain.height(), schedule.claim_open + 1);
+    miner.step().await.unwrap();
+    f.chain.produce_block();
+    let claim = f.client.claim(&f.key.session_id, &f.supplier).await.unwrap();
+    let claim = claim.unwrap_or_else(|| panic!("no claim on chain: {:?}", f.chain.records()));
+    let (_, count) = crate::smst::hash::root_sum_count(&claim.root_hash).unwrap();
+    assert_eq!(count, 6, "the grace relay is in the claim");
+    let open = miner.tries.get_mut(&f.key).unwrap();
+    assert!(open.late.is_none(), "nothing went to the late trie");
 }

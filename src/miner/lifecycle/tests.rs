@@ -31,8 +31,17 @@ fn ingest(engine: &mut Engine, k: &SessionKey, relays: u64) -> Step {
     })
 }
 
+/// Claims at `claim_open`: the heights of these tests predate the claim delay, which
+/// `a_claims_first_send_waits_the_claim_delay_but_never_past_the_buffer` covers.
+fn at_open() -> EngineConfig {
+    EngineConfig {
+        claim_delay_blocks: 0,
+        ..EngineConfig::default()
+    }
+}
+
 fn leader_engine() -> Engine {
-    let mut engine = Engine::new(EngineConfig::default());
+    let mut engine = Engine::new(at_open());
     engine.handle(Event::Leadership { leader: true });
     engine
 }
@@ -313,7 +322,7 @@ fn a_predecessors_unconfirmed_send_is_repeated_at_once_by_the_new_leader() {
         })
     };
     // A new leader restores the record: at 15 it asks the chain and re-sends at once.
-    let mut new = Engine::new(EngineConfig::default());
+    let mut new = Engine::new(at_open());
     new.restore(late.clone());
     new.handle(Event::Leadership { leader: true });
     assert_eq!(block(&mut new, 15), vec![Command::LookupOnChain { key: k.clone() }]);
@@ -327,7 +336,7 @@ fn a_predecessors_unconfirmed_send_is_repeated_at_once_by_the_new_leader() {
     );
     assert!(not_there(&mut new).commands.is_empty());
     // The leader that sent at 14 itself keeps the two-block rule: no re-send at 15.
-    let mut same = Engine::new(EngineConfig::default());
+    let mut same = Engine::new(at_open());
     same.handle(Event::Leadership { leader: true });
     ingest(&mut same, &k, 2);
     for h in 12..14 {
@@ -398,7 +407,7 @@ fn unconfirmed_claim_is_resent_once_then_lost_once_after_the_window() {
 
 #[test]
 fn missed_window_without_leadership_is_recorded_once_with_its_reason() {
-    let mut e = Engine::new(EngineConfig::default());
+    let mut e = Engine::new(at_open());
     let k = key("s1", "a");
     ingest(&mut e, &k, 2);
     for h in 12..=16 {
@@ -1066,4 +1075,42 @@ fn only_a_claim_send_that_may_have_left_freezes_the_trie() {
         outcome(&mut e, other.clone());
         assert!(e.session(&k).unwrap().claim_built, "{other:?} freezes the trie");
     }
+}
+
+/// The first claim send waits `claim_delay_blocks` after `claim_open` so relays accepted just before it (a
+/// relayer a block behind, a slow backend) are in the claimed trie; a window too short for the delay sends at
+/// the last height the buffer allows.
+#[test]
+fn a_claims_first_send_waits_the_claim_delay_but_never_past_the_buffer() {
+    let submits = |commands: &[Command]| commands.iter().any(|c| matches!(c, Command::SubmitClaims { .. }));
+    let mut e = Engine::new(EngineConfig::default());
+    assert_eq!(EngineConfig::default().claim_delay_blocks, 1);
+    e.handle(Event::Leadership { leader: true });
+    let k = key("s1", "a");
+    ingest(&mut e, &k, 2);
+    let commands = block(&mut e, 12);
+    assert!(!submits(&commands), "not at claim_open: {commands:?}");
+    assert_eq!(e.session(&k).unwrap().state, State::Claiming);
+    assert!(!e.session(&k).unwrap().is_claim_built(), "the trie still takes relays");
+    ingest(&mut e, &k, 3);
+    assert_eq!(
+        e.session(&k).unwrap().relays,
+        3,
+        "a grace relay reached the trie before the claim"
+    );
+    let commands = block(&mut e, 13);
+    assert!(submits(&commands), "one block later: {commands:?}");
+    assert_eq!(e.session(&k).unwrap().claim_sent_at, vec![13]);
+
+    // A delay longer than the window: sent at claim_close − buffer (15), not never.
+    let mut e = Engine::new(EngineConfig {
+        claim_delay_blocks: 10,
+        ..EngineConfig::default()
+    });
+    e.handle(Event::Leadership { leader: true });
+    ingest(&mut e, &k, 2);
+    for h in 12..15 {
+        assert!(!submits(&block(&mut e, h)), "too early at {h}");
+    }
+    assert!(submits(&block(&mut e, 15)));
 }
