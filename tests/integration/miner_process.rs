@@ -362,7 +362,9 @@ async fn hot_reload_adds_and_removes_suppliers_without_losing_their_relays() {
 /// exits 0; what it served is claimed after the restart.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_drains_in_flight_relays_and_exits_cleanly() {
-    let net = Arc::new(start_net(NetOpts::blocks_every(300)).await);
+    // 500 ms blocks: the claim windows are 4 blocks and the first claim waits one (`claim_delay_blocks`); a debug
+    // binary restarted on a loaded machine must still get its claims included (mainnet blocks are a minute).
+    let net = Arc::new(start_net(NetOpts::blocks_every(500)).await);
     let mut miner = spawn_miner(&net.config);
     wait_up(&net).await;
     let params = net.chain.state().shared.clone();
@@ -527,11 +529,16 @@ async fn a_grace_period_relay_answered_after_the_claim_window_opened_is_refused_
         metric_sum(m, "ha_relayer_validation_latency_seconds_count", &[]) >= 2.0
     })
     .await;
-    // The claim window opens while relay 5 waits for the backend: the miner claims what its trie holds.
+    // The claim window opens while relay 5 waits for the backend; the claim goes out a block later
+    // (`claim_delay_blocks`), from what the trie holds.
     net.chain.produce_block();
-    metrics_until(&net, "claim sent", Duration::from_secs(30), None, |m| {
-        metric_sum(m, "ha_miner_claims_submitted_total", &[]) >= 1.0
-    })
+    metrics_until(
+        &net,
+        "claim sent",
+        Duration::from_secs(30),
+        Some(Duration::from_millis(200)),
+        |m| metric_sum(m, "ha_miner_claims_submitted_total", &[]) >= 1.0,
+    )
     .await;
     match late.await.unwrap() {
         Outcome::Refused(message) => assert!(message.contains("no longer accepts relays"), "{message}"),
