@@ -38,6 +38,9 @@ pub struct MinerStats {
     pub relays_ingested: AtomicU64,
     /// Relay-log entries that could not be read (acknowledged and skipped, counted, logged at ERROR).
     pub relays_unreadable: AtomicU64,
+    /// Relays too large for their proof to fit a tx (acknowledged and not counted into any trie: module
+    /// `ingest`, [`ingest::MAX_PROOF_OVERHEAD_BYTES`]).
+    pub relays_too_large: AtomicU64,
     /// Claim messages sent.
     pub claims_sent: AtomicU64,
     /// Proof messages sent.
@@ -126,6 +129,8 @@ pub struct Miner {
     last_renewal: Option<std::time::Instant>,
     /// Throttles the WARN of failed campaigns/renewals (the loop ticks every ~100 ms).
     leadership_failures: leadership::FailureLog,
+    /// Throttles the WARN of relays too large to prove (one per relay otherwise).
+    too_large_log: crate::telemetry::LogThrottle,
     /// Reads settlement events (module `lookup`); `None` judges a vanished claim without them.
     comet: Option<crate::chain::comet::CometClient>,
     /// The last settlement block read.
@@ -181,6 +186,7 @@ impl Miner {
             sequencers: crate::chain::sequence::Sequencers::new(),
             last_renewal: None,
             leadership_failures: leadership::FailureLog::default(),
+            too_large_log: crate::telemetry::LogThrottle::new(Duration::from_secs(10)),
             comet: None,
             settlements: lookup::SettlementCache::default(),
         }

@@ -11,6 +11,13 @@
 //! Such relays go to a separate *late* trie in the namespace `{session}/late`, so each is still counted once
 //! (the engine's totals are claimed + late, and records the late ones as `relays_after_claim`), and a relay the
 //! claimed trie already holds (redelivered after a crash) is not counted again.
+//!
+//! A relay too large for a proof of it to fit a tx (`transaction.max_tx_bytes` less
+//! [`MAX_PROOF_OVERHEAD_BYTES`]; the proof carries the whole relay, spec §5.4) is not counted into any trie. If
+//! the chain picked it for the session's proof, no node would take the proof tx (CometBFT refuses txs over its
+//! `mempool.max_tx_bytes` at CheckTx): the whole claim would expire and the supplier be slashed for a missing
+//! proof. Left out, only that relay's reward is lost. It is acknowledged, counted in
+//! `ha_miner_relays_rejected_total{reason="too_large_to_prove"}` and logged (throttled).
 
 use std::collections::HashMap;
 use std::sync::atomic::Ordering as AtomicOrdering;
@@ -31,6 +38,11 @@ use crate::protocol::wire::{MinedRelayMessage, SessionHeader};
 /// since the last one, e.g. the relay WAL's applies, and syncing), and the relayer's added p50 at that rate went
 /// from ~1.0 to ~2.0 ms (BENCHMARKS.md, Relayer).
 pub(super) const INGEST_BATCH: usize = 512;
+
+/// Room a proof tx needs beyond its relay's bytes: the closest proof's side nodes (at most 256 digests of 48 bytes,
+/// 12 KiB, in a trie of any size), path, bitmask and leaf encoding, the session header, supplier address and the
+/// tx's body, fee, signer info and signature (< 1 KiB).
+pub(super) const MAX_PROOF_OVERHEAD_BYTES: usize = 16 * 1024;
 
 /// The trie namespace of a session's late relays (see the module docs).
 pub(super) fn late_namespace(session_id: &str) -> String {
@@ -70,6 +82,9 @@ impl Miner {
                     let Some((message, hash)) = self.readable(&supplier, entry) else {
                         continue;
                     };
+                    if !self.provable(&supplier, &message) {
+                        continue;
+                    }
                     *consumed.entry(message.service_id.clone()).or_default() += 1;
                     let key = SessionKey {
                         supplier: supplier.clone(),
@@ -130,6 +145,35 @@ impl Miner {
             }
         }
         Ok(())
+    }
+
+    /// Whether a proof of this relay fits a tx (module docs); counts and logs (throttled) one that does not.
+    fn provable(&self, supplier: &str, message: &MinedRelayMessage) -> bool {
+        let limit = self.config.max_tx_bytes.saturating_sub(MAX_PROOF_OVERHEAD_BYTES);
+        let size = message.relay_bytes.len();
+        if size <= limit {
+            return true;
+        }
+        self.stats.relays_too_large.fetch_add(1, AtomicOrdering::Relaxed);
+        if let Some(m) = &self.metrics {
+            m.relays_rejected
+                .with_label_values(&[supplier, "too_large_to_prove", &message.service_id])
+                .inc();
+        }
+        if let Some(suppressed) = self.too_large_log.admit() {
+            tracing::warn!(
+                supplier,
+                session = message.session_id,
+                service = message.service_id,
+                relay_bytes = size,
+                limit,
+                suppressed,
+                "served relay not claimed: a proof of it would not fit a tx (transaction.max_tx_bytes); its reward \
+                 is lost, the session's claim stays provable (`suppressed`: such relays not logged since the last \
+                 line)"
+            );
+        }
+        false
     }
 
     /// The relay of a relay-log entry, or `None` (logged at ERROR, counted in `ha_miner_relays_rejected_total`)

@@ -1697,3 +1697,59 @@ async fn a_grace_relay_appended_at_claim_open_is_in_the_claim_sent_after_the_del
     let open = miner.tries.get_mut(&f.key).unwrap();
     assert!(open.late.is_none(), "nothing went to the late trie");
 }
+
+/// A relay whose proof would not fit a tx (`max_tx_bytes` less the proof's overhead) is not counted into the
+/// trie: picked for the proof, it would make the claim unprovable (expired, slashed). It is acknowledged and
+/// counted as `too_large_to_prove`; the session's other relays are claimed as usual.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_too_large_to_prove_is_not_counted_into_the_trie() {
+    use crate::miner::driver::ingest::MAX_PROOF_OVERHEAD_BYTES;
+    let f = fixture().await;
+    let telemetry = crate::telemetry::Telemetry::new().unwrap();
+    let plain = MemoryBackend::new().storage();
+    let max_tx_bytes = MAX_PROOF_OVERHEAD_BYTES + 4096;
+    let mut miner = Miner::new(
+        f.client.clone(),
+        plain.clone(),
+        f.keyring.clone(),
+        MinerConfig {
+            max_tx_bytes,
+            ..config("a")
+        },
+    )
+    .with_metrics(crate::miner::metrics::MinerMetrics::new(&telemetry).unwrap());
+    miner.step().await.unwrap();
+    let sized = |i: u64, len: usize| {
+        let mut relay = relays(&f.supplier, &f.header, i..i + 1).remove(0);
+        let mut message = MinedRelayMessage::decode(relay.payload.as_slice()).unwrap();
+        message.relay_bytes = vec![i as u8; len];
+        message.relay_hash = Sha256::digest(&message.relay_bytes).to_vec();
+        relay.relay_hash = message.relay_hash.clone();
+        relay.payload = message.encode_to_vec();
+        relay
+    };
+    plain
+        .relay_log
+        .append(vec![sized(1, 4096), sized(2, 4097), sized(3, 100)])
+        .await
+        .unwrap();
+    miner.step().await.unwrap();
+    assert_eq!(plain.relay_log.backlog(&f.supplier).await.unwrap(), Backlog::default());
+    assert_eq!(
+        miner.engine.session(&f.key).unwrap().relays,
+        2,
+        "the 4097-byte relay is out"
+    );
+    assert_eq!(
+        miner.stats.relays_too_large.load(std::sync::atomic::Ordering::Relaxed),
+        1
+    );
+    assert_eq!(
+        counter(
+            &telemetry.render_metrics(),
+            "ha_miner_relays_rejected_total",
+            "too_large_to_prove"
+        ),
+        Some(1)
+    );
+}
