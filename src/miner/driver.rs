@@ -41,6 +41,8 @@ pub struct MinerStats {
     /// Relays too large for their proof to fit a tx (acknowledged and not counted into any trie: module
     /// `ingest`, [`ingest::MAX_PROOF_OVERHEAD_BYTES`]).
     pub relays_too_large: AtomicU64,
+    /// Relay-log entries of sessions already pruned (tombstoned): acknowledged, not mined (module `ingest`).
+    pub relays_after_prune: AtomicU64,
     /// Claim messages sent.
     pub claims_sent: AtomicU64,
     /// Proof messages sent.
@@ -135,6 +137,8 @@ pub struct Miner {
     comet: Option<crate::chain::comet::CometClient>,
     /// The last settlement block read.
     settlements: lookup::SettlementCache,
+    /// Throttles the WARN of relays of pruned sessions (module `ingest`): one line per interval with a count.
+    after_prune_log: crate::telemetry::LogThrottle,
 }
 
 /// Errors that stop one loop iteration (retried at the next tick).
@@ -158,6 +162,10 @@ pub enum MinerError {
 }
 
 const ELECTION: &str = "miner";
+
+/// The storage state of a session record that is a tombstone (module `lifecycle`): listed apart from the live
+/// states.
+pub const TOMBSTONE_STATE: &str = "pruned";
 
 impl Miner {
     /// A miner for the suppliers of `keys` (hot-reloadable: added suppliers are picked up at the next tick).
@@ -189,6 +197,7 @@ impl Miner {
             too_large_log: crate::telemetry::LogThrottle::new(Duration::from_secs(10)),
             comet: None,
             settlements: lookup::SettlementCache::default(),
+            after_prune_log: crate::telemetry::LogThrottle::new(ingest::AFTER_PRUNE_LOG_EVERY),
         }
     }
 
@@ -249,7 +258,7 @@ impl Miner {
         for record in self.storage.sessions.list(Some(supplier), None).await? {
             let parsed: SessionRecord =
                 serde_json::from_slice(&record.data).map_err(|e| MinerError::Corrupt(e.to_string()))?;
-            if self.engine.session(&parsed.key).is_none() {
+            if self.engine.session(&parsed.key).is_none() && !self.engine.is_tombstoned(&parsed.key) {
                 self.versions.insert(parsed.key.clone(), record.version);
                 self.engine.restore(parsed);
             }
@@ -339,7 +348,12 @@ impl Miner {
         for record in self.engine.sessions().filter(|r| !r.pruned) {
             *by_state.entry(record.state.as_str()).or_default() += 1;
         }
+        by_state.insert(
+            TOMBSTONE_STATE,
+            i64::try_from(self.engine.tombstones().count()).unwrap_or(i64::MAX),
+        );
         for state in [
+            TOMBSTONE_STATE,
             "active",
             "claiming",
             "claimed",
@@ -621,16 +635,27 @@ impl Miner {
                     self.engine.prune_failed(&key);
                     return Err(e);
                 }
-                self.engine.forget(&key);
+                self.engine.bury(&key);
                 self.versions.remove(&key);
                 self.stats.sessions_done.fetch_add(1, AtomicOrdering::Relaxed);
+                None
+            }
+            Command::Forget { key } => {
+                // A failed delete is asked again at the next block (the tombstone stays in the engine until then).
+                self.writer()?
+                    .sessions
+                    .delete(&key.supplier, &key.session_id, None)
+                    .await?;
+                self.engine.forget(&key);
+                self.versions.remove(&key);
                 None
             }
         })
     }
 
-    /// Deletes a session's tries, relay-log entries and, last, its record: until the record is gone, a restart
-    /// finds it and prunes again.
+    /// Deletes a session's tries and relay-log entries and, last, replaces its record by its tombstone (module
+    /// `lifecycle`), or deletes the record when the session leaves none: until that write, a restart finds the
+    /// record persisted as pruned and prunes again.
     async fn delete_session(&self, key: &SessionKey) -> Result<(), MinerError> {
         let writer = self.writer()?;
         writer.tries.delete_namespace(&key.supplier, &key.session_id).await?;
@@ -639,7 +664,33 @@ impl Miner {
             .delete_namespace(&key.supplier, &ingest::late_namespace(&key.session_id))
             .await?;
         writer.relay_log.trim_session(&key.supplier, &key.session_id).await?;
-        writer.sessions.delete(&key.supplier, &key.session_id, None).await?;
+        let Some(tombstone) = self.engine.tombstone(key) else {
+            writer.sessions.delete(&key.supplier, &key.session_id, None).await?;
+            return Ok(());
+        };
+        let data = serde_json::to_vec(&tombstone).map_err(|e| MinerError::Corrupt(e.to_string()))?;
+        // The record was stored (as pruned) by this leader right before: its version is known. Another
+        // writer's version (a write that landed before this term began) is overwritten as in `persist`.
+        let expected = self.versions.get(key).copied().unwrap_or(0);
+        match writer
+            .sessions
+            .put(&key.supplier, &key.session_id, TOMBSTONE_STATE, data.clone(), expected)
+            .await
+        {
+            Ok(_) => {}
+            Err(storage::StorageError::Conflict(_)) => {
+                let current = writer
+                    .sessions
+                    .get(&key.supplier, &key.session_id)
+                    .await?
+                    .map_or(0, |r| r.version);
+                writer
+                    .sessions
+                    .put(&key.supplier, &key.session_id, TOMBSTONE_STATE, data, current)
+                    .await?;
+            }
+            Err(e) => return Err(e.into()),
+        }
         Ok(())
     }
 

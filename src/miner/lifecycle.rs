@@ -23,6 +23,17 @@
 //! after the claim's root was built. Once the claim is confirmed the engine knows what it covers
 //! ([`Event::ClaimOnChain`]); whatever the trie holds beyond that is recorded as lost once
 //! ([`Command::RecordUnclaimed`]).
+//!
+//! Pruning deletes a session's tries and relay-log entries but leaves a *tombstone*: its record, marked with
+//! [`SessionRecord::forget_after`], persisted like any record and kept for [`EngineConfig::tombstone_blocks`]
+//! after the later of the prune and the settlement height. A relay of a tombstoned session that reaches the log
+//! after the prune (at-least-once redelivery, a relayer that lags or appends late, a Go relayer's entry
+//! `trim_session` cannot match) is acknowledged and not mined: mined, it would start a new record that runs
+//! the lifecycle again, is counted lost a second time (or confirmed and counted claimed a second time from the
+//! settlement events), or has a proof built from a trie that is not the claim's. Only then is the tombstone
+//! deleted ([`Command::Forget`]). A session the miner never had a record of is not affected: its relays start
+//! a record as ever (and are counted lost when its windows have passed). A discarded session leaves no
+//! tombstone: none of its relays was paid or counted.
 
 use std::collections::BTreeMap;
 
@@ -195,6 +206,13 @@ pub struct SessionRecord {
     /// `claim_sent_at` entry (stored before the tx is built) freezes the trie, also across a crash.
     #[serde(default)]
     pub claim_built: bool,
+    /// Set when the session was pruned (its tries and relay-log entries deleted): the record is then the
+    /// session's *tombstone*, kept until this height (see [`EngineConfig::tombstone_blocks`]) so that a relay of
+    /// the session reaching the log after the prune is acknowledged without being mined into a new record.
+    /// Never serialized while `None`: live records keep the format older binaries write and read (an older
+    /// binary reads a tombstone as a record persisted as pruned, prunes it again and deletes it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub forget_after: Option<i64>,
 }
 
 impl SessionRecord {
@@ -382,8 +400,15 @@ pub enum Command {
         /// Which session.
         key: SessionKey,
     },
-    /// Delete the session's trie, relay-log entries and record: nothing more will be asked of it.
+    /// Delete the session's tries and relay-log entries, then store its tombstone ([`Engine::tombstone`],
+    /// [`Engine::bury`]), or delete its record when it leaves none: nothing more will be asked of it.
     Prune {
+        /// Which session.
+        key: SessionKey,
+    },
+    /// Delete the record of a pruned session whose tombstone has expired ([`SessionRecord::forget_after`]
+    /// passed), then [`Engine::forget`] it. Asked again at every new block until it was done.
+    Forget {
         /// Which session.
         key: SessionKey,
     },
@@ -419,6 +444,23 @@ impl Step {
     }
 }
 
+/// Default of [`EngineConfig::tombstone_blocks`]: 240 blocks.
+///
+/// The bound is how late a relay of a session can reach the relay log after the session was pruned. A relayer
+/// accepts a relay only below its session's claim window open (spec §2.6 rule 5). A session is pruned at the
+/// earliest one block after its claim window closed (a claim that never landed), once its proof is validated
+/// (from `proof_open` on) or past its settlement height; its tombstone is kept until `tombstone_blocks` past
+/// the later of the prune and the settlement height (§3 `SettlementSessionEnd`). So a relay would have to reach
+/// the log at least `settlement − claim_open + 1 + tombstone_blocks` blocks after the last height it could be
+/// accepted at: 249 blocks with the default shared params, 262 with mainnet's. What delays a relay after it
+/// was accepted: the backend's answer (appended after it, bounded by the request timeout, 30 s by default), an
+/// append retried through a storage outage (bounded by the storage's write deadlines, raft 15 s), a relayer
+/// whose chain view lags, and, on Redis, a Go relayer's entry: it has no `session` field, `trim_session` cannot
+/// remove it, and it stays in the stream until the miner reads it, however far behind the miner is (the Go
+/// relayer trims its streams after 2 h). 240 blocks are 4 h at 60 s blocks, 2 h at 30 s, and still 4 minutes at
+/// localnet's 1 s, far beyond a request timeout. The cost is one small record per pruned session for that long.
+pub const TOMBSTONE_BLOCKS: i64 = 240;
+
 /// Tunables of the engine.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct EngineConfig {
@@ -431,6 +473,9 @@ pub struct EngineConfig {
     /// miner's, or still waiting for their backend's answer when the window opened (spec §2.6.5 accepts them
     /// until `claim_open − 1`). Once the claim is built such relays can only be recorded as lost.
     pub claim_delay_blocks: i64,
+    /// Blocks a pruned session's tombstone is kept past the later of its prune and its settlement height
+    /// (see [`TOMBSTONE_BLOCKS`] for the bound and why).
+    pub tombstone_blocks: i64,
 }
 
 impl Default for EngineConfig {
@@ -439,6 +484,7 @@ impl Default for EngineConfig {
             submission_buffer_blocks: 1,
             max_resends: 1,
             claim_delay_blocks: 1,
+            tombstone_blocks: TOMBSTONE_BLOCKS,
         }
     }
 }
@@ -460,6 +506,10 @@ pub struct Engine {
     /// block, not in the same iteration (which would loop while the node stays unreachable). Emptied at each
     /// new height.
     failed_at_height: std::collections::BTreeSet<(TxKind, SessionKey)>,
+    /// Pruned sessions whose tombstone is kept, with the height after which it is forgotten
+    /// ([`SessionRecord::forget_after`]). Apart from `sessions`, so the per-block pass and every reader of
+    /// [`Engine::sessions`] see only sessions with work left.
+    tombstones: BTreeMap<SessionKey, i64>,
 }
 
 impl Engine {
@@ -473,11 +523,26 @@ impl Engine {
 
     /// Re-adds a persisted session (after a restart or a leadership change). A record persisted as pruned is
     /// one whose data the process may not have finished deleting (it stopped between writing the record and
-    /// deleting the record itself, which comes last): it is pruned again at the next block (deletes are
-    /// idempotent).
+    /// storing the tombstone, which comes last): it is pruned again at the next block (deletes are idempotent).
+    /// A tombstone ([`SessionRecord::forget_after`] set) is restored as one.
     pub fn restore(&mut self, mut record: SessionRecord) {
+        if let Some(forget_after) = record.forget_after {
+            self.sessions.remove(&record.key);
+            self.tombstones.insert(record.key, forget_after);
+            return;
+        }
         record.pruned = false;
         self.sessions.insert(record.key.clone(), record);
+    }
+
+    /// Whether `key` is a pruned session whose tombstone is kept: relays of it are acknowledged, not mined.
+    pub fn is_tombstoned(&self, key: &SessionKey) -> bool {
+        self.tombstones.contains_key(key)
+    }
+
+    /// The tombstones kept: (session, height after which it is forgotten).
+    pub fn tombstones(&self) -> impl Iterator<Item = (&SessionKey, i64)> {
+        self.tombstones.iter().map(|(k, h)| (k, *h))
     }
 
     /// A session's record.
@@ -508,8 +573,11 @@ impl Engine {
                 if height > self.height {
                     self.height = height;
                     self.failed_at_height.clear();
+                    self.forget_due(&mut step);
                 }
             }
+            // A relay of a pruned session (see the module docs): paid or counted already, never a new record.
+            Event::RelaysIngested { ref key, .. } if self.tombstones.contains_key(key) => {}
             Event::RelaysIngested {
                 key,
                 service_id,
@@ -536,6 +604,7 @@ impl Engine {
                     accounted: None,
                     claimed: None,
                     claim_built: false,
+                    forget_after: None,
                 });
                 record.relays = record.relays.max(relays);
                 record.compute_units = record.compute_units.max(compute_units);
@@ -926,17 +995,58 @@ impl Engine {
         }
     }
 
-    /// Forgets a pruned session once the driver deleted its data and its record ([`Command::Prune`]): the engine
-    /// holds only sessions with work left, so its memory and its per-block pass stay bounded by the live
-    /// sessions, not by every session the miner ever served. A relay of the session ingested after this (a
-    /// miner that fell behind by the whole settlement) starts a new record, which expires as
-    /// `claim_window_missed` and is pruned again.
+    /// The tombstone the pruned session `key` leaves: its record marked pruned, with
+    /// [`SessionRecord::forget_after`] [`EngineConfig::tombstone_blocks`] past the later of the current height
+    /// and its settlement height. `None` for a session without a record, and for a discarded one: none of its
+    /// relays was paid or counted, so a relay of it that arrives later is rightly mined as new.
+    pub fn tombstone(&self, key: &SessionKey) -> Option<SessionRecord> {
+        let record = self.sessions.get(key)?;
+        if record.state == State::Discarded {
+            return None;
+        }
+        let mut tombstone = record.clone();
+        tombstone.pruned = true;
+        tombstone.forget_after =
+            Some(self.height.max(record.schedule.settlement) + self.config.tombstone_blocks.max(0));
+        Some(tombstone)
+    }
+
+    /// Replaces a pruned session by its tombstone ([`Engine::tombstone`]) once the driver deleted the session's
+    /// data and stored the tombstone in place of its record ([`Command::Prune`]), or forgets it when it leaves
+    /// none (the driver deleted its record). The engine holds only sessions with work left (plus the tombstones'
+    /// keys), so its memory and its per-block pass stay bounded by the live sessions.
+    pub fn bury(&mut self, key: &SessionKey) {
+        let forget_after = self.tombstone(key).and_then(|t| t.forget_after);
+        self.forget(key);
+        if let Some(forget_after) = forget_after {
+            self.tombstones.insert(key.clone(), forget_after);
+        }
+    }
+
+    /// Forgets a session, or the tombstone of a pruned one once the driver deleted its record
+    /// ([`Command::Forget`]). A relay of the session ingested after its tombstone was forgotten starts a new
+    /// record, which is counted lost as `claim_window_missed` and pruned again: [`TOMBSTONE_BLOCKS`] is chosen
+    /// so that none can arrive that late.
     pub fn forget(&mut self, key: &SessionKey) -> Option<SessionRecord> {
         self.claims_sent_here.remove(key);
         self.proofs_sent_here.remove(key);
         self.failed_at_height.remove(&(TxKind::Claim, key.clone()));
         self.failed_at_height.remove(&(TxKind::Proof, key.clone()));
+        self.tombstones.remove(key);
         self.sessions.remove(key)
+    }
+
+    /// Asks the driver to delete every tombstone kept past its `forget_after` (the leader only: followers
+    /// write nothing). Called once per new height, so a delete that failed is asked again at the next one.
+    fn forget_due(&self, step: &mut Step) {
+        if !self.leader {
+            return;
+        }
+        for (key, forget_after) in &self.tombstones {
+            if self.height > *forget_after {
+                step.commands.push(Command::Forget { key: key.clone() });
+            }
+        }
     }
 }
 

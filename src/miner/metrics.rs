@@ -62,8 +62,9 @@ impl MinerMetrics {
             )?,
             relays_rejected: counter(
                 "ha_miner_relays_rejected_total",
-                "Relay-log entries the miner could not read (not decodable, bad relay hash): logged at ERROR, \
-                 acknowledged and skipped so they cannot stop ingest",
+                "Relay-log entries the miner acknowledged without mining them: unreadable ones (undecodable, \
+                 bad_relay_hash; logged at ERROR, skipped so they cannot stop ingest) and relays of sessions \
+                 already pruned after settlement (session_pruned; paid or counted lost already)",
                 &["supplier", "reason", "service_id"],
             )?,
             claims_submitted: counter("ha_miner_claims_submitted_total", "Claim messages broadcast", ss)?,
@@ -121,7 +122,7 @@ impl MinerMetrics {
             )?,
             sessions: gauge_vec(
                 "ha_miner_sessions",
-                "Sessions held by the miner, by lifecycle state",
+                "Sessions held by the miner, by lifecycle state (pruned: tombstones of pruned sessions, kept so their late relays are not mined)",
                 &["state"],
             )?,
             consumer_lag: gauge_vec(

@@ -18,6 +18,13 @@
 //! `mempool.max_tx_bytes` at CheckTx): the whole claim would expire and the supplier be slashed for a missing
 //! proof. Left out, only that relay's reward is lost. It is acknowledged, counted in
 //! `ha_miner_relays_rejected_total{reason="too_large_to_prove"}` and logged (throttled).
+//!
+//! A pruned session is gone for good. A relay of a session whose tombstone the engine keeps (module
+//! `lifecycle`: the session was pruned, its relays paid for or counted lost) is acknowledged with its batch and
+//! not mined: no trie is opened and no record started for it. It is counted in
+//! `ha_miner_relays_rejected_total{reason="session_pruned"}` and logged at WARN at most once per
+//! [`AFTER_PRUNE_LOG_EVERY`] (with the number held back): a relayer whose chain view lags, or an entry redelivered
+//! long after its session, is worth a line, not one per relay.
 
 use std::collections::HashMap;
 use std::sync::atomic::Ordering as AtomicOrdering;
@@ -43,6 +50,9 @@ pub(super) const INGEST_BATCH: usize = 512;
 /// 12 KiB, in a trie of any size), path, bitmask and leaf encoding, the session header, supplier address and the
 /// tx's body, fee, signer info and signature (< 1 KiB).
 pub(super) const MAX_PROOF_OVERHEAD_BYTES: usize = 16 * 1024;
+
+/// At most one WARN per this interval about relays of pruned sessions.
+pub(super) const AFTER_PRUNE_LOG_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// The trie namespace of a session's late relays (see the module docs).
 pub(super) fn late_namespace(session_id: &str) -> String {
@@ -85,11 +95,15 @@ impl Miner {
                     if !self.provable(&supplier, &message) {
                         continue;
                     }
-                    *consumed.entry(message.service_id.clone()).or_default() += 1;
                     let key = SessionKey {
                         supplier: supplier.clone(),
                         session_id: message.session_id.clone(),
                     };
+                    if self.engine.is_tombstoned(&key) {
+                        self.after_prune(&key, &message, entry);
+                        continue;
+                    }
+                    *consumed.entry(message.service_id.clone()).or_default() += 1;
                     self.insert(&key, &message, &hash).await?;
                     let schedule = self.schedule(message.session_end_height).await?;
                     touched.entry(key).or_insert((
@@ -210,6 +224,27 @@ impl Miner {
                     format!("{} bytes", message.relay_hash.len()),
                 )
             }
+        }
+    }
+
+    /// Counts and (throttled) logs a relay of a pruned session, which is acknowledged with its batch unmined.
+    fn after_prune(&self, key: &SessionKey, message: &MinedRelayMessage, entry: &storage::LogEntry) {
+        self.stats.relays_after_prune.fetch_add(1, AtomicOrdering::Relaxed);
+        if let Some(m) = &self.metrics {
+            m.relays_rejected
+                .with_label_values(&[&key.supplier, "session_pruned", &message.service_id])
+                .inc();
+        }
+        if let Some(suppressed) = self.after_prune_log.admit() {
+            tracing::warn!(
+                supplier = key.supplier,
+                session = key.session_id,
+                entry = %entry.id,
+                deliveries = entry.deliveries,
+                suppressed,
+                "relay of a session already pruned (paid or counted lost) acknowledged and not mined; \
+                 `suppressed`: such relays not logged since the last line"
+            );
         }
     }
 

@@ -16,7 +16,7 @@ use tokio::sync::watch;
 use super::{ELECTION, Miner, MinerConfig};
 use crate::chain::query::ChainClient;
 use crate::keys::{KeyMap, Keyring};
-use crate::miner::lifecycle::SessionKey;
+use crate::miner::lifecycle::{SessionKey, SessionRecord};
 use crate::protocol::wire::{MinedRelayMessage, SessionHeader};
 use crate::sim::chain::genesis::*;
 use crate::sim::chain::{SimChain, actor, router};
@@ -633,19 +633,23 @@ async fn stored_trie(plain: &storage::Storage, supplier: &str, namespace: &str) 
     (trie.count(), trie.sum())
 }
 
-/// No session record and an empty trie for `session_id` in storage.
-async fn assert_session_gone(plain: &storage::Storage, supplier: &str, session_id: &str) {
-    assert!(
-        plain.sessions.list(None, None).await.unwrap().is_empty(),
-        "record deleted"
-    );
+/// The session's tombstone is the only record left in storage (module `lifecycle`) and its trie is deleted;
+/// returns the tombstone.
+async fn assert_session_pruned(plain: &storage::Storage, supplier: &str, session_id: &str) -> SessionRecord {
+    let records = plain.sessions.list(None, None).await.unwrap();
+    assert_eq!(records.len(), 1, "only the tombstone is left: {records:?}");
+    assert_eq!(records[0].state, super::TOMBSTONE_STATE);
+    let tombstone: SessionRecord = serde_json::from_slice(&records[0].data).unwrap();
+    assert_eq!(tombstone.key.session_id, session_id);
+    assert!(tombstone.pruned && tombstone.forget_after.is_some(), "{tombstone:?}");
     assert_eq!(stored_trie(plain, supplier, session_id).await, (0, 0), "trie deleted");
+    tombstone
 }
 
-/// A settled session leaves nothing behind: its trie, its relay-log entries and its session record are deleted
-/// from storage, and the engine forgets it, so a miner running for months holds and walks only live sessions.
-/// A record persisted as pruned whose deletes did not all happen (the process stopped in between) is pruned
-/// again by the next leader.
+/// A settled session leaves only its tombstone behind: its trie and its relay-log entries are deleted from
+/// storage, its record is replaced by the tombstone, and the engine keeps only the tombstone's key, so a miner
+/// running for months holds and walks only live sessions. A record persisted as pruned whose deletes did not
+/// all happen (the process stopped in between) is pruned again by the next leader.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_settled_session_is_deleted_from_storage_and_memory_and_a_half_pruned_one_is_pruned_again() {
     let Claimed {
@@ -668,8 +672,9 @@ async fn a_settled_session_is_deleted_from_storage_and_memory_and_a_half_pruned_
     let settled = settled.unwrap();
     assert_eq!(settled.state, crate::miner::lifecycle::State::Settled);
     assert!(miner.engine.session(&key).is_none(), "forgotten");
+    assert!(miner.engine.is_tombstoned(&key));
     assert!(!miner.versions.contains_key(&key));
-    assert_session_gone(&plain, &supplier, &key.session_id).await;
+    assert_session_pruned(&plain, &supplier, &key.session_id).await;
     assert!(
         plain
             .relay_log
@@ -684,9 +689,16 @@ async fn a_settled_session_is_deleted_from_storage_and_memory_and_a_half_pruned_
     let mut half = settled;
     half.pruned = true;
     let data = serde_json::to_vec(&half).unwrap();
+    let version = plain
+        .sessions
+        .get(&supplier, &key.session_id)
+        .await
+        .unwrap()
+        .unwrap()
+        .version;
     plain
         .sessions
-        .put(&supplier, &key.session_id, half.state.as_str(), data, 0)
+        .put(&supplier, &key.session_id, half.state.as_str(), data, version)
         .await
         .unwrap();
     let store = plain.tries.open(&supplier, &key.session_id).await.unwrap();
@@ -705,8 +717,9 @@ async fn a_settled_session_is_deleted_from_storage_and_memory_and_a_half_pruned_
     f.chain.produce_block();
     next.step().await.unwrap();
     assert!(next.engine.is_leader());
-    assert!(next.engine.session(&key).is_none(), "pruned again and forgotten");
-    assert_session_gone(&plain, &supplier, &key.session_id).await;
+    assert!(next.engine.session(&key).is_none(), "pruned again");
+    assert!(next.engine.is_tombstoned(&key));
+    assert_session_pruned(&plain, &supplier, &key.session_id).await;
 }
 
 /// The value of the first series of counter `name` labelled `reason` in a metrics rendering.
@@ -1388,7 +1401,9 @@ fn signed_relays(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn proofs_over_the_size_limit_go_out_in_several_txs_and_all_land() {
     const APPS: [&str; 4] = ["app", "app2", "app3", "app4"];
-    const LIMIT: usize = 12_000;
+    // Relays with a 10,000-byte payload make proof txs of ~22 KB: two proofs fit a tx, three do not, and each
+    // relay is under the limit less the proof overhead (`MAX_PROOF_OVERHEAD_BYTES`), so it is mined.
+    const LIMIT: usize = 48_000;
     let mut g = genesis();
     g.proof_params.proof_request_probability = 1.0;
     g.proof_params.proof_requirement_threshold_upokt = 0;
@@ -1421,7 +1436,7 @@ async fn proofs_over_the_size_limit_go_out_in_several_txs_and_all_land() {
             .unwrap();
         plain
             .relay_log
-            .append(signed_relays(&f, &header, app, 0..2, 1_500))
+            .append(signed_relays(&f, &header, app, 0..2, 10_000))
             .await
             .unwrap();
         keys.push(SessionKey {
@@ -1658,8 +1673,127 @@ async fn a_failed_prune_is_retried_until_the_session_is_gone() {
     );
     f.chain.produce_block();
     miner.step().await.unwrap();
-    assert!(miner.engine.session(&f.key).is_none(), "pruned and forgotten");
-    assert_session_gone(&plain, &f.supplier, &f.key.session_id).await;
+    assert!(miner.engine.session(&f.key).is_none(), "pruned");
+    assert_session_pruned(&plain, &f.supplier, &f.key.session_id).await;
+}
+
+/// Opens the embedded database at `path`, retrying while the threads of a dropped handle still hold it.
+async fn open_redb(path: &std::path::Path) -> storage::RedbBackend {
+    storage::suite::poll_until("the database can be opened", || async {
+        match storage::RedbBackend::open(storage::RedbConfig::new(path)).await {
+            Ok(b) => Some(b),
+            Err(StorageError::Backend(msg)) if msg.contains("already open") => None,
+            Err(e) => panic!("open failed: {e}"),
+        }
+    })
+    .await
+}
+
+/// The value of counter `name` with the label `reason="{reason}"` (0 when the series does not exist).
+fn rejected(telemetry: &crate::telemetry::Telemetry, reason: &str) -> u64 {
+    counter(&telemetry.render_metrics(), "ha_miner_relays_rejected_total", reason).unwrap_or(0)
+}
+
+/// A relay of a session the miner already pruned (redelivered, or appended late by a relayer that lags)
+/// reaches the log: it is acknowledged and not mined, on the embedded backend and across a restart, because the
+/// session's tombstone is stored with its record. Mined, it started a new record that went through the
+/// lifecycle again and was counted lost (`claim_window_missed`) for relays the claim had already paid for.
+/// Once the tombstone expired, a relay of the session is mined like one of a session never seen.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_of_a_pruned_session_is_acknowledged_not_mined_even_after_a_restart() {
+    use std::sync::atomic::Ordering::Relaxed;
+    let f = fixture().await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("miner.redb");
+    let mut cfg = config("a");
+    cfg.engine.tombstone_blocks = 5;
+    let backend = open_redb(&path).await;
+    let plain = backend.storage();
+    let telemetry = crate::telemetry::Telemetry::new().unwrap();
+    let mut miner = Miner::new(f.client.clone(), plain.clone(), f.keyring.clone(), cfg.clone())
+        .with_metrics(crate::miner::metrics::MinerMetrics::new(&telemetry).unwrap());
+    let schedule = ingest_until_claim_open(&f, &plain, &mut miner).await;
+    while miner.engine.session(&f.key).is_some() {
+        assert!(
+            f.chain.height() <= schedule.settlement + 1,
+            "pruned after the settlement height"
+        );
+        miner.step().await.unwrap();
+        f.chain.produce_block();
+    }
+    assert_eq!(miner.stats.claims_confirmed.load(Relaxed), 1);
+
+    // Relays 0..3 redelivered and a relay never seen (appended late): acknowledged, nothing mined or counted.
+    plain
+        .relay_log
+        .append(relays(&f.supplier, &f.header, 0..3))
+        .await
+        .unwrap();
+    plain
+        .relay_log
+        .append(relays(&f.supplier, &f.header, 7..8))
+        .await
+        .unwrap();
+    for _ in 0..2 {
+        miner.step().await.unwrap();
+        f.chain.produce_block();
+    }
+    assert_eq!(plain.relay_log.backlog(&f.supplier).await.unwrap(), Backlog::default());
+    assert_eq!(miner.stats.sessions_lost.load(Relaxed), 0, "nothing lost twice");
+    assert!(miner.engine.session(&f.key).is_none(), "no new record");
+    assert_eq!(miner.stats.claims_sent.load(Relaxed), 1, "nothing claimed twice");
+    assert_eq!(
+        counter(
+            &telemetry.render_metrics(),
+            "ha_miner_sessions_failed_total",
+            "claim_window_missed"
+        ),
+        None
+    );
+    assert_eq!(miner.stats.relays_after_prune.load(Relaxed), 4);
+    assert_eq!(rejected(&telemetry, "session_pruned"), 4);
+    let tombstone = assert_session_pruned(&plain, &f.supplier, &f.key.session_id).await;
+    let forget_after = tombstone.forget_after.unwrap();
+    assert!(f.chain.height() <= forget_after);
+
+    // A restart: the tombstone comes back from storage.
+    drop(miner);
+    drop(plain);
+    drop(backend);
+    let backend = open_redb(&path).await;
+    let plain = backend.storage();
+    let mut miner = Miner::new(f.client.clone(), plain.clone(), f.keyring.clone(), cfg.clone());
+    miner.step().await.unwrap();
+    assert!(miner.engine.is_tombstoned(&f.key));
+    plain
+        .relay_log
+        .append(relays(&f.supplier, &f.header, 8..9))
+        .await
+        .unwrap();
+    miner.step().await.unwrap();
+    assert_eq!(plain.relay_log.backlog(&f.supplier).await.unwrap(), Backlog::default());
+    assert!(miner.engine.session(&f.key).is_none());
+    assert_eq!(miner.stats.relays_after_prune.load(Relaxed), 1);
+
+    // Past its bound the tombstone is deleted; a relay after that is mined as one of a session never seen
+    // (lost, since its windows are long gone: a relay that late is not a redelivery of anything paid).
+    while f.chain.height() <= forget_after {
+        f.chain.produce_block();
+    }
+    miner.step().await.unwrap();
+    assert!(!miner.engine.is_tombstoned(&f.key));
+    assert!(
+        plain.sessions.list(None, None).await.unwrap().is_empty(),
+        "tombstone deleted"
+    );
+    plain
+        .relay_log
+        .append(relays(&f.supplier, &f.header, 9..10))
+        .await
+        .unwrap();
+    miner.step().await.unwrap();
+    assert_eq!(miner.stats.sessions_lost.load(Relaxed), 1);
+    assert!(miner.engine.is_tombstoned(&f.key), "lost, pruned, and tombstoned again");
 }
 
 /// With the default claim delay (one block) a relay accepted just before `claim_open` that reaches the log only
