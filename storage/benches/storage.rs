@@ -1,6 +1,6 @@
 //! Storage benches: redb relay-log append throughput and acknowledgement latency (p50/p99) with group commit at
-//! batch sizes 1, 64 and 512 with concurrent appenders, the relay WAL on vs off with 1.5 KB relays, and trie
-//! node batch writes.
+//! batch sizes 1, 64 and 512 with concurrent appenders, the relay WAL on vs off with 1.5 KB relays, trie node
+//! batch writes, and `trim_session` of one session in a large log of other sessions.
 //!
 //! Besides criterion's timings, each append configuration first runs a fixed workload and prints one line with
 //! relays/s and the p50/p99 latency of `append` (the time until the batch is durable and acknowledged). The WAL
@@ -303,5 +303,104 @@ fn trie_nodes(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(group, append, wal_vs_off, trie_nodes);
+/// The trimmed session's size, and the default number of other sessions' entries in the same supplier's log.
+const TRIM_SESSION: u64 = 100;
+const TRIM_OTHERS: u64 = 200_000;
+
+fn trim_relay(session: String, n: u64) -> MinedRelay {
+    MinedRelay {
+        supplier: "pokt1trim".into(),
+        session_id: session,
+        session_end_height: 1000,
+        relay_hash: n.to_be_bytes().repeat(4),
+        payload: vec![0xab; 256],
+    }
+}
+
+/// `trim_session` of a 100-entry session in a supplier log that also holds 200,000 entries of 500 other
+/// sessions (`STORAGE_BENCH_TRIM_OTHERS` to change), relay WAL on and off. Before the criterion timing, one
+/// line per mode: the trim's time, and the slowest of the one-relay appends made back to back while it ran
+/// (with the WAL off an append is a writer transaction, queued behind the trim's; with it on the append is
+/// acknowledged by the WAL, whose apply still waits for the writer).
+fn trim_session(c: &mut Criterion) {
+    let rt = runtime();
+    let others = std::env::var("STORAGE_BENCH_TRIM_OTHERS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(TRIM_OTHERS);
+    let mut group = c.benchmark_group("trim_session");
+    group
+        .sample_size(10)
+        .measurement_time(Duration::from_secs(5))
+        .warm_up_time(Duration::from_secs(1));
+    for wal in [true, false] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = RedbConfig::new(dir.path().join("trim.redb"));
+        config.relay_wal = wal;
+        let backend = rt.block_on(RedbBackend::open(config)).unwrap();
+        let log = backend.storage().relay_log;
+        let mut next = 0u64;
+        rt.block_on(async {
+            while next < others {
+                let batch = (next..(next + 1000).min(others))
+                    .map(|n| trim_relay(format!("other-{}", n % 500), n))
+                    .collect::<Vec<_>>();
+                next += batch.len() as u64;
+                log.append(batch).await.unwrap();
+            }
+        });
+        let mut fill = |log: &Arc<dyn RelayLog>| {
+            let batch = (next..next + TRIM_SESSION)
+                .map(|n| trim_relay("doomed".into(), n))
+                .collect::<Vec<_>>();
+            next += TRIM_SESSION;
+            rt.block_on(log.append(batch)).unwrap();
+        };
+        fill(&log);
+        // Every relay-log call first waits for the WAL's applies: let the fill's finish outside the measurement.
+        rt.block_on(log.read_pending("pokt1trim", "nobody", 1)).unwrap();
+        let (trim, append) = rt.block_on(async {
+            let trimmer = log.clone();
+            let t0 = Instant::now();
+            let trim = tokio::spawn(async move {
+                let n = trimmer.trim_session("pokt1trim", "doomed").await.unwrap();
+                (n, t0.elapsed())
+            });
+            // One-relay appends back to back while the trim runs: the slowest is what a relayer saw.
+            let (mut appends, mut slowest) = (0u32, Duration::ZERO);
+            while !trim.is_finished() || appends == 0 {
+                let a0 = Instant::now();
+                log.append(vec![trim_relay("live".into(), u64::MAX - u64::from(appends))])
+                    .await
+                    .unwrap();
+                slowest = slowest.max(a0.elapsed());
+                appends += 1;
+            }
+            let (n, trim) = trim.await.unwrap();
+            assert_eq!(n, TRIM_SESSION);
+            (trim, (appends, slowest))
+        });
+        println!(
+            "redb trim_session wal={wal}: {TRIM_SESSION} entries among {others} others: trim {trim:?}; {} one-relay \
+             appends during it, the slowest {:?}",
+            append.0, append.1
+        );
+        group.bench_function(format!("redb_wal_{wal}_{TRIM_SESSION}_of_{others}"), |b| {
+            b.iter_custom(|iters| {
+                let mut total = Duration::ZERO;
+                for _ in 0..iters {
+                    fill(&log);
+                    let t0 = Instant::now();
+                    let n = rt.block_on(log.trim_session("pokt1trim", "doomed")).unwrap();
+                    total += t0.elapsed();
+                    assert_eq!(n, TRIM_SESSION);
+                }
+                total
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(group, append, wal_vs_off, trie_nodes, trim_session);
 criterion_main!(group);

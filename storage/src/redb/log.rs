@@ -2,15 +2,22 @@
 //!
 //! With the relay WAL on, `append` goes through it (`super::wal`); every other call first waits until the
 //! appends acknowledged before it started are applied to redb.
+//!
+//! Every entry is also indexed by session in [`LOG_SESSIONS`] (`(supplier id, session id, sequence)`), in the
+//! same transaction that inserts or deletes it ([`insert_entry`], [`remove_entry`]), so `trim_session` costs
+//! the session's own entries: it used to walk the supplier's whole log inside the single writer transaction,
+//! which also applies the relayer's durable appends, so a backlog of other sessions stalled the relayer for as
+//! long as the walk took. A database written before the index existed (or by an older binary since) gets it
+//! at open: [`ensure_session_index`] rebuilds it when its length is not the log's.
 
 use std::collections::HashMap;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use redb::{ReadableDatabase, ReadableTable, WriteTransaction};
+use redb::{ReadableDatabase, ReadableTable, ReadableTableMetadata, Table, WriteTransaction};
 use tokio::time::Instant;
 
-use super::tables::{LOG, LogValue, META, SUPPLIERS, db_err};
+use super::tables::{LOG, LOG_SESSIONS, LogValue, META, SUPPLIERS, db_err};
 use super::{Inner, RedbBackend};
 use crate::StorageError;
 use crate::contract::{Backlog, EntryId, LogEntry, MinedRelay, RelayLog};
@@ -33,6 +40,62 @@ pub(super) fn seq_key(id: u32) -> String {
     format!("seq:{id}")
 }
 
+/// The session an encoded log value is indexed under. A value whose session cannot be read (never written by
+/// this crate) is indexed under the empty session, so index and log always hold the same number of entries.
+fn indexed_session(value: &[u8]) -> &[u8] {
+    LogValue::session_of(value).unwrap_or(&[])
+}
+
+/// Inserts `(sid, seq) → value` into the relay log and its session index.
+pub(super) fn insert_entry(
+    log: &mut Table<(u32, u64), &[u8]>,
+    index: &mut Table<(u32, &[u8], u64), ()>,
+    sid: u32,
+    seq: u64,
+    value: &[u8],
+) -> Result<(), StorageError> {
+    log.insert((sid, seq), value).map_err(db_err)?;
+    index.insert((sid, indexed_session(value), seq), ()).map_err(db_err)?;
+    Ok(())
+}
+
+/// Deletes `(sid, seq)` from the relay log and its session index; whether it was there.
+fn remove_entry(
+    log: &mut Table<(u32, u64), &[u8]>,
+    index: &mut Table<(u32, &[u8], u64), ()>,
+    sid: u32,
+    seq: u64,
+) -> Result<bool, StorageError> {
+    let Some(old) = log.remove((sid, seq)).map_err(db_err)? else {
+        return Ok(false);
+    };
+    index.remove((sid, indexed_session(old.value()), seq)).map_err(db_err)?;
+    Ok(true)
+}
+
+/// Rebuilds the session index from the relay log when the two do not hold the same number of entries (lengths
+/// are O(1) in redb): a database written before the index existed, or by an older binary since (which appended
+/// and deleted entries without it). Runs inside the open-time transaction, before WAL recovery applies
+/// anything; one pass over the log. Returns the entries indexed, `None` when the index was complete.
+pub(super) fn ensure_session_index(txn: &WriteTransaction) -> Result<Option<u64>, StorageError> {
+    let log = txn.open_table(LOG).map_err(db_err)?;
+    let mut index = txn.open_table(LOG_SESSIONS).map_err(db_err)?;
+    if log.len().map_err(db_err)? == index.len().map_err(db_err)? {
+        return Ok(None);
+    }
+    index.retain(|_, _| false).map_err(db_err)?;
+    let mut n = 0u64;
+    for item in log.iter().map_err(db_err)? {
+        let (k, v) = item.map_err(db_err)?;
+        let (sid, seq) = k.value();
+        index
+            .insert((sid, indexed_session(v.value()), seq), ())
+            .map_err(db_err)?;
+        n += 1;
+    }
+    Ok(Some(n))
+}
+
 /// Appends inside the writer's transaction; returns the ids in input order.
 /// The outer `Err` is a redb failure (fatal to the transaction); the inner one a logical failure of this call.
 fn append_in(
@@ -51,6 +114,7 @@ fn append_in(
     let mut ids = Vec::with_capacity(relays.len());
     let mut by_supplier: HashMap<&str, (u32, u64)> = HashMap::new();
     let mut log = txn.open_table(LOG).map_err(db_err)?;
+    let mut index = txn.open_table(LOG_SESSIONS).map_err(db_err)?;
     for (r, value) in relays.iter().zip(values) {
         let slot = match by_supplier.get_mut(r.supplier.as_str()) {
             Some(slot) => slot,
@@ -62,7 +126,7 @@ fn append_in(
             }
         };
         slot.1 += 1;
-        log.insert((slot.0, slot.1), value.as_slice()).map_err(db_err)?;
+        insert_entry(&mut log, &mut index, slot.0, slot.1, &value)?;
         ids.push(EntryId::new(slot.1, 0));
     }
     let mut meta = txn.open_table(META).map_err(db_err)?;
@@ -255,8 +319,9 @@ impl RelayLog for RedbBackend {
                     return Ok(Ok(()));
                 };
                 let mut log = txn.open_table(LOG).map_err(db_err)?;
+                let mut index = txn.open_table(LOG_SESSIONS).map_err(db_err)?;
                 for seq in to_delete {
-                    log.remove((sid, seq)).map_err(db_err)?;
+                    remove_entry(&mut log, &mut index, sid, seq)?;
                 }
                 Ok(Ok(()))
             })
@@ -289,18 +354,22 @@ impl RelayLog for RedbBackend {
                 else {
                     return Ok(Ok(Vec::new()));
                 };
-                let mut log = txn.open_table(LOG).map_err(db_err)?;
+                // The session's own entries, from the index: the rest of the log is not read.
+                let mut index = txn.open_table(LOG_SESSIONS).map_err(db_err)?;
+                let range = (sid, session.as_bytes(), 0)..=(sid, session.as_bytes(), u64::MAX);
                 let mut doomed = Vec::new();
-                for item in log.range((sid, 0)..=(sid, u64::MAX)).map_err(db_err)? {
-                    let (k, v) = item.map_err(db_err)?;
-                    if LogValue::session_of(v.value())? == session.as_bytes() {
-                        doomed.push(k.value().1);
+                for item in index.range(range.clone()).map_err(db_err)? {
+                    doomed.push(item.map_err(db_err)?.0.value().2);
+                }
+                index.retain_in(range, |_, _| false).map_err(db_err)?;
+                let mut log = txn.open_table(LOG).map_err(db_err)?;
+                let mut removed = Vec::with_capacity(doomed.len());
+                for seq in doomed {
+                    if log.remove((sid, seq)).map_err(db_err)?.is_some() {
+                        removed.push(seq);
                     }
                 }
-                for seq in &doomed {
-                    log.remove((sid, *seq)).map_err(db_err)?;
-                }
-                Ok(Ok(doomed))
+                Ok(Ok(removed))
             })
             .await?;
         if let Some(group) = self.inner.groups().get_mut(supplier) {
@@ -336,5 +405,101 @@ impl RelayLog for RedbBackend {
             Ok(Backlog { undelivered, pending })
         })
         .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use redb::{Database, ReadableDatabase, ReadableTableMetadata};
+
+    use super::*;
+    use crate::redb::RedbConfig;
+    use crate::suite;
+
+    async fn open(config: &RedbConfig) -> RedbBackend {
+        suite::poll_until("the database can be opened", || async {
+            match RedbBackend::open(config.clone()).await {
+                Ok(b) => Some(b),
+                Err(StorageError::Backend(msg)) if msg.contains("already open") => None,
+                Err(e) => panic!("open failed: {e}"),
+            }
+        })
+        .await
+    }
+
+    /// (log entries, index entries) of the closed database at `path`.
+    fn lengths(path: &std::path::Path) -> (u64, u64) {
+        let db = Database::open(path).unwrap();
+        let txn = db.begin_read().unwrap();
+        let log = txn.open_table(LOG).unwrap().len().unwrap();
+        let index = txn.open_table(LOG_SESSIONS).map_or(0, |t| t.len().unwrap());
+        (log, index)
+    }
+
+    /// A database written before the session index existed (as the previous release leaves it: the same
+    /// tables, no index) is indexed at open and trims exactly the session's entries; appends, acks and trims
+    /// afterwards keep index and log the same length, with the relay WAL on and off.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_database_without_the_session_index_is_indexed_at_open_and_trims_only_its_session() {
+        for wal in [true, false] {
+            let dir = tempfile::tempdir().unwrap();
+            let mut config = RedbConfig::new(dir.path().join("old.redb"));
+            config.relay_wal = wal;
+            let b = open(&config).await;
+            let log = b.storage().relay_log;
+            // "s" is a prefix of "s1": the index must not mix them up.
+            let relays = (0..30)
+                .map(|n| suite::relay("pokt1a", ["s", "s1", "s2"][(n % 3) as usize], n))
+                .chain((0..5).map(|n| suite::relay("pokt1b", "s1", 100 + n)))
+                .collect();
+            log.append(relays).await.unwrap();
+            drop(log);
+            drop(b);
+            // What the previous release leaves: no index table.
+            {
+                let db =
+                    suite::poll_until("the database is closed", || async { Database::open(&config.path).ok() }).await;
+                let txn = db.begin_write().unwrap();
+                assert!(txn.delete_table(LOG_SESSIONS).unwrap(), "the index existed");
+                txn.commit().unwrap();
+            }
+            assert_eq!(lengths(&config.path), (35, 0));
+
+            let b = open(&config).await;
+            let log = b.storage().relay_log;
+            assert_eq!(log.trim_session("pokt1a", "s1").await.unwrap(), 10);
+            assert_eq!(log.trim_session("pokt1a", "s1").await.unwrap(), 0);
+            let left = log.read("pokt1a", "c", 100).await.unwrap();
+            assert_eq!(left.len(), 20);
+            assert!(left.iter().all(|e| e.relay.session_id != "s1"));
+            assert_eq!(
+                log.read("pokt1b", "c", 100).await.unwrap().len(),
+                5,
+                "other supplier untouched"
+            );
+            // Acks and appends keep the index in step.
+            let acked: Vec<EntryId> = left
+                .iter()
+                .filter(|e| e.relay.session_id == "s")
+                .map(|e| e.id)
+                .collect();
+            assert_eq!(log.ack("pokt1a", &acked).await.unwrap(), 10);
+            log.append(vec![suite::relay("pokt1a", "s2", 200)]).await.unwrap();
+            assert_eq!(
+                log.trim_session("pokt1a", "s").await.unwrap(),
+                0,
+                "acked entries left the index"
+            );
+            assert_eq!(log.trim_session("pokt1a", "s2").await.unwrap(), 11);
+            drop(log);
+            drop(b);
+            let closed = suite::poll_until("the database is closed", || async {
+                Database::open(&config.path).ok().map(drop)
+            });
+            closed.await;
+            assert_eq!(lengths(&config.path), (5, 5), "wal {wal}");
+        }
     }
 }

@@ -12,6 +12,9 @@
 //! - Crash restarts: with the relay WAL on, durable commits use redb's quick-repair (`writer` module), so the
 //!   open after a SIGKILL loads the allocator state instead of walking the whole file (a full repair, whose
 //!   time grows with the database); each durable commit (off the append path) pays a second `fsync` for it.
+//! - The relay log is indexed by session in the same transactions (`log` module), so `trim_session` reads and
+//!   deletes only the session's entries instead of walking the supplier's log inside the writer transaction;
+//!   a database written before the index existed is indexed at open.
 //! - Reads run on `spawn_blocking` threads with short MVCC read transactions; redb's sync API never runs on a
 //!   tokio worker.
 //! - Consumer-group state (cursor, pending) lives in memory: after a restart every unacknowledged entry is

@@ -83,11 +83,21 @@ pub(crate) async fn open_files(
         wal::init_new_database(&txn)?;
         txn.open_table(tables::SUPPLIERS).map_err(db_err)?;
         txn.open_table(tables::LOG).map_err(db_err)?;
+        txn.open_table(tables::LOG_SESSIONS).map_err(db_err)?;
         txn.open_table(tables::NAMESPACES).map_err(db_err)?;
         txn.open_table(tables::NODES).map_err(db_err)?;
         txn.open_table(tables::SESSIONS).map_err(db_err)?;
         txn.open_table(KV).map_err(db_err)?;
         txn.open_table(META).map_err(db_err)?;
+        // A database written before the relay log's session index existed gets it now, before WAL recovery
+        // applies (and indexes) anything.
+        if let Some(indexed) = super::log::ensure_session_index(&txn)? {
+            tracing::info!(
+                path = %cfg.path.display(),
+                entries = indexed,
+                "relay log session index built"
+            );
+        }
         txn.commit().map_err(db_err)?;
         // Before any other write: relay-log appends acknowledged by the WAL must be in redb first.
         let recovered = if cfg.relay_wal {

@@ -1,7 +1,7 @@
 //! redb table definitions, value encodings and error mapping of the embedded backend.
 //!
-//! Keys are fixed width where the data allows: relay log entries are keyed `(supplier id u32, sequence u64)`,
-//! trie nodes `(namespace id u64, node key)`. Strings (supplier, session, election) are mapped once to ids in
+//! Keys are fixed width where the data allows: relay log entries are keyed `(supplier id u32, sequence u64)`
+//! and indexed by `(supplier id, session id, sequence)`, trie nodes `(namespace id u64, node key)`. Strings (supplier, session, election) are mapped once to ids in
 //! small lookup tables. Values are length-prefixed binary; decoding is bounds-checked and a malformed value is
 //! [`StorageError::Corrupt`].
 
@@ -13,6 +13,9 @@ use crate::StorageError;
 pub(crate) const SUPPLIERS: TableDefinition<&str, u32> = TableDefinition::new("suppliers");
 /// `(supplier id, sequence)` → encoded [`LogValue`].
 pub(crate) const LOG: TableDefinition<(u32, u64), &[u8]> = TableDefinition::new("relay_log");
+/// `(supplier id, session id, sequence)` → nothing: [`LOG`] indexed by session, written in the same
+/// transactions as [`LOG`] (module `log`), so trimming a session reads and deletes only its own entries.
+pub(crate) const LOG_SESSIONS: TableDefinition<(u32, &[u8], u64), ()> = TableDefinition::new("relay_log_sessions");
 /// `"{supplier}\n{session}"` → namespace id.
 pub(crate) const NAMESPACES: TableDefinition<&str, u64> = TableDefinition::new("trie_namespaces");
 /// `(namespace id, node key)` → node bytes.

@@ -108,8 +108,8 @@ pub(crate) use identity::init_new_database;
 pub(crate) use recovery::{recover, recover_and_remove};
 
 use super::FenceCheck;
-use super::log::{seq_key, supplier_id};
-use super::tables::{LOG, LogValue, META, SUPPLIERS, db_err};
+use super::log::{insert_entry, seq_key, supplier_id};
+use super::tables::{LOG, LOG_SESSIONS, LogValue, META, SUPPLIERS, db_err};
 use super::writer::Writer;
 use crate::StorageError;
 use crate::contract::{EntryId, MinedRelay};
@@ -390,6 +390,7 @@ pub(crate) fn apply_record(txn: &WriteTransaction, record_seq: u64, entries: &[E
     let mut top: HashMap<&str, (u32, u64)> = HashMap::new();
     {
         let mut log = txn.open_table(LOG).map_err(db_err)?;
+        let mut index = txn.open_table(LOG_SESSIONS).map_err(db_err)?;
         for e in entries {
             let slot = match top.get_mut(e.supplier.as_str()) {
                 Some(slot) => slot,
@@ -399,7 +400,7 @@ pub(crate) fn apply_record(txn: &WriteTransaction, record_seq: u64, entries: &[E
                 }
             };
             slot.1 = slot.1.max(e.seq);
-            log.insert((slot.0, e.seq), e.value.as_slice()).map_err(db_err)?;
+            insert_entry(&mut log, &mut index, slot.0, e.seq, &e.value)?;
         }
     }
     let mut meta = txn.open_table(META).map_err(db_err)?;
