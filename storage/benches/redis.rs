@@ -1,7 +1,7 @@
 //! Redis backend benches on a real local `redis-server` (spawned by the test harness): relay-log append
 //! throughput and latency (p50/p99 until the pipelined batch is acknowledged by Redis) at batch sizes 1, 64 and
-//! 512 with concurrent appenders, `ack` (XACK + XDEL) latency, the same append with `appendfsync always`, and
-//! trie node batch writes (one `MULTI`/`EXEC` per batch).
+//! 512 with concurrent appenders, `ack` (XACK + XDEL) latency, the same append with `appendfsync always`, trie
+//! node batch writes (one `MULTI`/`EXEC` per batch), and `trim_session` of one session in a long stream.
 //!
 //! Each configuration first runs a fixed workload and prints one summary line (relays/s, p50/p99), then
 //! criterion times it. Run: `cargo bench -p relay-miner-storage --bench redis`.
@@ -215,5 +215,56 @@ fn trie(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, append, ack, trie);
+/// `trim_session` of a 100-entry session in a stream that also holds 200,000 unacknowledged entries of 500
+/// other sessions (`STORAGE_BENCH_TRIM_OTHERS` to change): a trim walks the whole stream (Go relayers' entries
+/// have no session field to index), page by page in Lua, without fetching the entries.
+fn trim_session(c: &mut Criterion) {
+    let rt = runtime();
+    let server = RedisServer::start(ServerOptions::default()).unwrap();
+    let backend = connect(&rt, &server);
+    let log = backend.storage().relay_log;
+    let others: u64 = std::env::var("STORAGE_BENCH_TRIM_OTHERS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(200_000);
+    let trim_relay = |session: String, n: u64| MinedRelay {
+        supplier: "pokt1trim".into(),
+        session_id: session,
+        ..relay(n)
+    };
+    rt.block_on(async {
+        for start in (0..others).step_by(1000) {
+            let batch = (start..(start + 1000).min(others))
+                .map(|n| trim_relay(format!("other-{}", n % 500), n))
+                .collect();
+            log.append(batch).await.unwrap();
+        }
+    });
+    let mut next = others;
+    let mut trim_once = || {
+        let batch = (next..next + 100).map(|n| trim_relay("doomed".into(), n)).collect();
+        next += 100;
+        rt.block_on(async {
+            log.append(batch).await.unwrap();
+            let t0 = Instant::now();
+            assert_eq!(log.trim_session("pokt1trim", "doomed").await.unwrap(), 100);
+            t0.elapsed()
+        })
+    };
+    println!(
+        "redis trim_session: 100 entries among {others} others: {:?}",
+        trim_once()
+    );
+    let mut group = c.benchmark_group("redis_trim_session");
+    group
+        .sample_size(10)
+        .measurement_time(Duration::from_secs(5))
+        .warm_up_time(Duration::from_millis(300));
+    group.bench_function(format!("100_of_{others}"), |b| {
+        b.iter_custom(|iters| (0..iters).map(|_| trim_once()).sum())
+    });
+    group.finish();
+}
+
+criterion_group!(benches, append, ack, trie, trim_session);
 criterion_main!(benches);

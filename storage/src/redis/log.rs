@@ -9,7 +9,11 @@
 //!   cannot exclude the claimer's own pending entries, which the contract requires.)
 //! - `ack`: Lua, per id `XACK` and, when it was pending, `XDEL` (Redis 7 has no `XACKDEL`); an id that was
 //!   never delivered is left alone.
-//! - `trim_session`: `XRANGE` pages filtered on the `session` field, then `XACK` + `XDEL` per page.
+//! - `trim_session`: Lua, per page of the stream: `XRANGE`, keep the ids whose `session` field matches, `XACK` +
+//!   `XDEL` them; only the page's count and last id come back, so the entries' payloads never leave Redis (a
+//!   trim used to fetch the whole stream, payloads included, to filter it in the client). Each page is its own
+//!   script, so other clients are served between pages. It still reads the whole stream: entries of Go relayers
+//!   carry no `session` field to index, and a stream holds only what the miner has not acknowledged yet.
 //! - fenced views (`fence` module): `append` is one Lua script of `XADD`s, `ack` and each `trim_session` page
 //!   run the fenced twins of their scripts; deliveries are not fenced (see the `fence` module for why).
 //! - `backlog`: Lua over `XINFO GROUPS` (`lag`, `pending`), counting with `XRANGE` when `lag` is unknown.
@@ -76,6 +80,34 @@ static TRIM_IDS: LazyLock<Scripts> = LazyLock::new(|| {
         r"
 redis.pcall('XACK', KEYS[1], ARGV[1], unpack(ARGV, 2, NA))
 return redis.call('XDEL', KEYS[1], unpack(ARGV, 2, NA))
+",
+    )
+});
+
+/// One page of `trim_session`. KEYS[1] = stream; ARGV = group, session, start (`-` or `(id`), page size.
+/// Returns {entries read, last id read ('' when none), entries deleted}.
+static TRIM_PAGE_SCRIPT: LazyLock<Scripts> = LazyLock::new(|| {
+    Scripts::new(
+        r"
+local entries = redis.call('XRANGE', KEYS[1], ARGV[3], '+', 'COUNT', ARGV[4])
+local doomed = {}
+for _, e in ipairs(entries) do
+  local f = e[2]
+  for i = 1, #f, 2 do
+    if f[i] == 'session' then
+      if f[i + 1] == ARGV[2] then doomed[#doomed + 1] = e[1] end
+      break
+    end
+  end
+end
+local removed = 0
+if #doomed > 0 then
+  redis.pcall('XACK', KEYS[1], ARGV[1], unpack(doomed))
+  removed = redis.call('XDEL', KEYS[1], unpack(doomed))
+end
+local last = ''
+if #entries > 0 then last = entries[#entries][1] end
+return {#entries, last, removed}
 ",
     )
 });
@@ -545,35 +577,19 @@ impl RelayLog for RedisBackend {
         let mut start = "-".to_owned();
         let mut removed = 0u64;
         loop {
-            let reply: Value = redis::cmd("XRANGE")
-                .arg(&stream)
+            let mut inv = self.invocation(&TRIM_PAGE_SCRIPT);
+            inv.key(&stream)
+                .arg(self.keys().group())
+                .arg(session_id)
                 .arg(&start)
-                .arg("+")
-                .arg("COUNT")
-                .arg(TRIM_PAGE)
-                .query_async(&mut self.conn())
+                .arg(TRIM_PAGE);
+            self.fence_args(&mut inv);
+            let (read, last, deleted): (usize, String, u64) = inv
+                .invoke_async(&mut self.conn())
                 .await
-                .map_err(|e| self.err("XRANGE", e))?;
-            let entries = parse_entries(supplier, &reply)?;
-            let Some(last) = entries.last().map(|e| e.0) else {
-                break;
-            };
-            let doomed: Vec<String> = entries
-                .iter()
-                .filter(|(_, r)| r.as_ref().is_some_and(|r| r.session_id == session_id))
-                .map(|(id, _)| id.to_string())
-                .collect();
-            if !doomed.is_empty() {
-                let mut inv = self.invocation(&TRIM_IDS);
-                inv.key(&stream).arg(self.keys().group()).arg(doomed);
-                self.fence_args(&mut inv);
-                let n: u64 = inv
-                    .invoke_async(&mut self.conn())
-                    .await
-                    .map_err(|e| self.err("XDEL", e))?;
-                removed += n;
-            }
-            if entries.len() < TRIM_PAGE {
+                .map_err(|e| self.err("XRANGE/XDEL trim page", e))?;
+            removed += deleted;
+            if read < TRIM_PAGE || last.is_empty() {
                 break;
             }
             start = format!("({last}");
