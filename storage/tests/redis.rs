@@ -57,9 +57,14 @@ async fn go_layout_on_the_wire() {
     })
     .await
     .unwrap();
+    // The trie is relay-miner's own key, not the Go miner's SMST key (different formats).
     assert_eq!(
-        server.command(&["HGET", "ha:smst:pokt1a:s1:nodes", "ab01"]).unwrap(),
+        server.command(&["HGET", "ha:miner:trie:pokt1a:s1", "ab01"]).unwrap(),
         "$4\r\nnode\r\n"
+    );
+    assert_eq!(
+        server.command(&["EXISTS", "ha:smst:pokt1a:s1:nodes"]).unwrap(),
+        ":0\r\n"
     );
 
     s.sessions
@@ -331,4 +336,111 @@ async fn readiness_fails_unless_the_eviction_policy_is_noeviction() {
     let b = backend(&server, "ha").await;
     assert_eq!(b.eviction_policy().await.unwrap(), None);
     b.readiness().await.unwrap();
+}
+
+/// Redis mode keeps relay-miner's tries at `ha:miner:trie:…`, apart from the Go miner's SMST at
+/// `ha:smst:…:nodes` (different formats). A trie an earlier release kept at the Go key is found and moved to
+/// relay-miner's key on open (or deleted with its namespace); a Go trie at that key is never read as
+/// relay-miner's nor touched; a hash holding both is refused with an error naming it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tries_at_the_go_key_are_taken_over_only_when_they_are_relay_miners() {
+    let server = RedisServer::start(ServerOptions::default()).unwrap();
+    let b = RedisBackend::connect(RedisConfig::new(server.url())).await.unwrap();
+    let s = b.storage();
+    let hset = |key: &str, pairs: &[(&str, &str)]| {
+        let mut args = vec!["HSET", key];
+        for &(f, v) in pairs {
+            args.push(f);
+            args.push(v);
+        }
+        assert!(server.command(&args).unwrap().starts_with(':'));
+    };
+    // relay-miner's own trie, as an earlier release left it: root record "R", leaf and value records "L"/"V" + id.
+    let ours = [("52", "root-rec"), ("4c00000000", "leaf-0"), ("5600000000", "value-0")];
+    // A Go SMST node: the field is the hex of its 48-byte digest.
+    let digest = "ab".repeat(48);
+    let go = [(digest.as_str(), "go-node")];
+
+    hset("ha:smst:pokt1a:old:nodes", &ours);
+    let store = s.tries.open("pokt1a", "old").await.unwrap();
+    assert_eq!(store.get(b"R").unwrap(), Some(b"root-rec".to_vec()));
+    assert_eq!(store.get(&[b'V', 0, 0, 0, 0]).unwrap(), Some(b"value-0".to_vec()));
+    assert_eq!(
+        server.command(&["EXISTS", "ha:smst:pokt1a:old:nodes"]).unwrap(),
+        ":0\r\n"
+    );
+    assert_eq!(server.command(&["HLEN", "ha:miner:trie:pokt1a:old"]).unwrap(), ":3\r\n");
+    drop(store);
+    // A second process opening it finds it at its own key.
+    let other = RedisBackend::connect(RedisConfig::new(server.url())).await.unwrap();
+    let store = other.storage().tries.open("pokt1a", "old").await.unwrap();
+    assert_eq!(store.get(b"R").unwrap(), Some(b"root-rec".to_vec()));
+    drop(store);
+
+    // A Go trie: not read, not changed; the namespace starts empty at relay-miner's key.
+    hset("ha:smst:pokt1a:go:nodes", &go);
+    let mut store = s.tries.open("pokt1a", "go").await.unwrap();
+    assert_eq!(store.get(b"R").unwrap(), None);
+    assert_eq!(
+        store.get(&hex_of(&digest)).unwrap(),
+        None,
+        "a Go node is never read as ours"
+    );
+    tokio::task::spawn_blocking(move || {
+        store
+            .write_batch(NodeBatch {
+                puts: vec![(b"R".to_vec(), b"ours".to_vec())],
+                deletes: vec![],
+            })
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert_eq!(server.command(&["HLEN", "ha:smst:pokt1a:go:nodes"]).unwrap(), ":1\r\n");
+    assert_eq!(
+        server.command(&["HGET", "ha:miner:trie:pokt1a:go", "52"]).unwrap(),
+        "$4\r\nours\r\n"
+    );
+    s.tries.delete_namespace("pokt1a", "go").await.unwrap();
+    assert_eq!(
+        server.command(&["EXISTS", "ha:miner:trie:pokt1a:go"]).unwrap(),
+        ":0\r\n"
+    );
+    assert_eq!(
+        server.command(&["HLEN", "ha:smst:pokt1a:go:nodes"]).unwrap(),
+        ":1\r\n",
+        "the Go trie outlives our namespace"
+    );
+
+    // Both in one hash: refused, with the key in the error; nothing moved.
+    hset("ha:smst:pokt1a:mixed:nodes", &ours);
+    hset("ha:smst:pokt1a:mixed:nodes", &go);
+    let Err(err) = s.tries.open("pokt1a", "mixed").await else {
+        panic!("a hash of Go and relay-miner nodes was opened");
+    };
+    assert!(matches!(err, storage::StorageError::Corrupt(_)), "{err}");
+    assert!(err.to_string().contains("ha:smst:pokt1a:mixed:nodes"), "{err}");
+    assert_eq!(
+        server.command(&["HLEN", "ha:smst:pokt1a:mixed:nodes"]).unwrap(),
+        ":4\r\n"
+    );
+    assert_eq!(
+        server.command(&["EXISTS", "ha:miner:trie:pokt1a:mixed"]).unwrap(),
+        ":0\r\n"
+    );
+
+    // An earlier release's trie of a session pruned without being opened again goes with its namespace.
+    hset("ha:smst:pokt1a:unopened:nodes", &ours);
+    s.tries.delete_namespace("pokt1a", "unopened").await.unwrap();
+    assert_eq!(
+        server.command(&["EXISTS", "ha:smst:pokt1a:unopened:nodes"]).unwrap(),
+        ":0\r\n"
+    );
+}
+
+fn hex_of(s: &str) -> Vec<u8> {
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+        .collect()
 }

@@ -17,7 +17,8 @@
 //! move entries between consumers of the group: every miner of a fleet reads as the same consumer, so entries a
 //! deposed leader read stay pending for that consumer and the next leader's `read_pending` delivers them again;
 //! they cannot be lost without a fenced `ack` or `trim_session`. Trie `open` is a read (a prefetch) and is not
-//! fenced either.
+//! fenced either; the one write it can make, moving a trie an earlier release kept at the Go key to its own key
+//! (`trie` module), changes no content and happens at most once (`RENAMENX`).
 
 use redis::{Script, ScriptInvocation};
 

@@ -4,7 +4,7 @@
 //! | concept | key | type |
 //! |---|---|---|
 //! | relay log of a supplier | `{base}:relays:{supplier}`, consumer group `{base}-miners` | stream, field `data` |
-//! | trie nodes of (supplier, session) | `{base}:smst:{supplier}:{session}:nodes` | hash, field = hex node key |
+//! | trie nodes of (supplier, session) (ours) | `{base}:miner:trie:{supplier}:{session}` | hash, field = hex node key |
 //! | session record | `{base}:miner:sessions:{supplier}:{session}` | hash |
 //! | session indexes | `{base}:miner:sessions:{supplier}:index`, `…:{supplier}:state:{state}` | sets of session ids |
 //! | suppliers having session records (ours) | `{base}:miner:sessions:suppliers` | set |
@@ -23,7 +23,13 @@
 //! must not run against the same Redis at once (both would read the `ha-miners` group and split the relays):
 //! stop the Go miners before starting relay-miner's.
 //!
-//! Keys marked "ours" have no Go counterpart. The relay meter is "ours" on purpose: Go's
+//! Keys marked "ours" have no Go counterpart. The trie is "ours" on purpose: Go keeps its SMST at
+//! `{base}:smst:{supplier}:{session}:nodes` as content-addressed nodes (field = hex of a node digest, value = the
+//! node, with a sliding TTL, deleted by the Go miner's cleanup), relay-miner as leaf records of its own format
+//! (`smst` module of the main crate). Sharing the key mixed the two on a migration: each side's reads would meet
+//! the other's nodes, and each side's TTL and deletes would drop the other's trie (a claim then unprovable).
+//! Releases before this layout wrote relay-miner's tries at the Go key: [`Keys::go_trie_nodes`] is read once
+//! to take such a trie over (module `trie`). The relay meter is "ours" on purpose: Go's
 //! `{base}:meter:{session}:{supplier}:consumed` counts uPOKT (per-relay cost truncated, budget divided by
 //! pending sessions or scaled by a service factor), ours counts compute units against `stake / suppliers`; a
 //! shared counter would mix the two, so Go and Rust relayers meter separately during a migration. Session ids and supplier addresses never contain `:` in
@@ -63,8 +69,14 @@ impl Keys {
         format!("{}:relays:{supplier}", self.base)
     }
 
-    /// `{base}:smst:{supplier}:{session}:nodes`.
+    /// `{base}:miner:trie:{supplier}:{session}`: relay-miner's trie of (supplier, session).
     pub fn trie_nodes(&self, supplier: &str, session: &str) -> String {
+        format!("{}:miner:trie:{supplier}:{session}", self.base)
+    }
+
+    /// `{base}:smst:{supplier}:{session}:nodes`: the Go miner's SMST of (supplier, session), where relay-miner
+    /// releases before [`Keys::trie_nodes`] kept theirs too.
+    pub fn go_trie_nodes(&self, supplier: &str, session: &str) -> String {
         format!("{}:smst:{supplier}:{session}:nodes", self.base)
     }
 
@@ -128,7 +140,8 @@ mod tests {
         let k = Keys::new("ha", None);
         assert_eq!(k.group(), "ha-miners");
         assert_eq!(k.relay_stream("pokt1sup"), "ha:relays:pokt1sup");
-        assert_eq!(k.trie_nodes("pokt1sup", "abc"), "ha:smst:pokt1sup:abc:nodes");
+        assert_eq!(k.go_trie_nodes("pokt1sup", "abc"), "ha:smst:pokt1sup:abc:nodes");
+        assert_eq!(k.trie_nodes("pokt1sup", "abc"), "ha:miner:trie:pokt1sup:abc");
         assert_eq!(k.session("pokt1sup", "abc"), "ha:miner:sessions:pokt1sup:abc");
         assert_eq!(k.session_index("pokt1sup"), "ha:miner:sessions:pokt1sup:index");
         assert_eq!(

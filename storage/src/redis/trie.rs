@@ -1,5 +1,16 @@
-//! Trie node stores on Redis hashes: `{base}:smst:{supplier}:{session}:nodes`, field = lowercase hex of the
-//! node key, value = node bytes (the Go miner's layout).
+//! Trie node stores on Redis hashes: `{base}:miner:trie:{supplier}:{session}`, field = lowercase hex of the
+//! node key, value = node bytes. Not the Go miner's `{base}:smst:{supplier}:{session}:nodes`: the formats differ
+//! (see [`super::keys`]).
+//!
+//! Tries written by earlier releases, which used the Go key: a namespace whose own key is empty takes over the
+//! hash at the Go key if, and only if, it is relay-miner's (`RENAMENX`, once, at [`TrieStore::open`]), and
+//! [`TrieStore::delete_namespace`] deletes it there when it was never opened. What is relay-miner's is told by
+//! the field names: relay-miner's trie stores keys of 1 or 5 bytes (its root record and leaf records), the Go
+//! miner's are node digests of at least [`GO_NODE_KEY_MIN`] bytes. A Go trie is never read as relay-miner's
+//! and never touched: the namespace starts empty at its own key (logged at WARN: the Go miner's relays of that
+//! session are in the Go trie, not in relay-miner's claim). A hash holding both (a release that shared the key
+//! wrote into a Go trie) is refused: `open` fails with [`StorageError::Corrupt`] naming the key, since either
+//! half may be what a claim on chain was built from and only an operator can tell.
 //!
 //! [`NodeStore`] is synchronous (the trie is pure code) while Redis is async, so a namespace is served from an
 //! in-memory **mirror**: [`TrieStore::open`] prefetches the whole hash with `HSCAN` (paged, never one `HGETALL`
@@ -55,6 +66,23 @@ return 1
 ",
     )
 });
+
+/// Go's SMST node keys are node digests (SHA-256, 32 bytes, plus the sum and count in a sum trie): a field of the
+/// Go key decoding to at least this many bytes (or not hex) is not relay-miner's. relay-miner's trie keys are 1 or
+/// 5 bytes long.
+pub(crate) const GO_NODE_KEY_MIN: usize = 32;
+
+/// Who wrote the hash at a namespace's Go key.
+enum Legacy {
+    /// Nothing there.
+    Absent,
+    /// An earlier relay-miner release: every field is a short key.
+    Ours(HashMap<Vec<u8>, Vec<u8>>),
+    /// The Go miner: no field is a short key (the first field, for the log).
+    Go(String),
+    /// Both: a release that shared the key wrote into a Go trie (a Go field, for the error).
+    Mixed(String),
+}
 
 /// The in-memory copy of one namespace hash.
 pub(crate) struct Mirror {
@@ -224,6 +252,92 @@ impl RedisBackend {
     /// Loads the whole namespace hash with paged `HSCAN`.
     async fn prefetch(&self, key: &str) -> Result<HashMap<Vec<u8>, Vec<u8>>, StorageError> {
         let mut nodes = HashMap::new();
+        for (field, value) in self.scan_hash(key).await? {
+            let node_key = from_hex(&field)
+                .ok_or_else(|| StorageError::Corrupt(format!("redis trie hash {key}: field is not hex")))?;
+            nodes.insert(node_key, value);
+        }
+        Ok(nodes)
+    }
+
+    /// Reads the hash at the Go key of (supplier, session) and says whose it is (see the module docs).
+    async fn legacy(&self, key: &str) -> Result<Legacy, StorageError> {
+        let exists: i64 = redis::cmd("EXISTS")
+            .arg(key)
+            .query_async(&mut self.conn())
+            .await
+            .map_err(|e| self.err("EXISTS", e))?;
+        if exists == 0 {
+            return Ok(Legacy::Absent);
+        }
+        let (mut ours, mut go) = (HashMap::new(), None);
+        for (field, value) in self.scan_hash(key).await? {
+            match from_hex(&field) {
+                Some(k) if k.len() < GO_NODE_KEY_MIN => {
+                    ours.insert(k, value);
+                }
+                _ => {
+                    go.get_or_insert_with(|| String::from_utf8_lossy(&field).into_owned());
+                }
+            }
+        }
+        Ok(match go {
+            None if ours.is_empty() => Legacy::Absent,
+            None => Legacy::Ours(ours),
+            Some(field) if ours.is_empty() => Legacy::Go(field),
+            Some(field) => Legacy::Mixed(field),
+        })
+    }
+
+    /// The nodes of the namespace whose own key `key` is empty: a trie an earlier release kept at the Go key
+    /// `legacy` is moved to `key` (`RENAMENX`) and returned; anything else there is left alone (module docs).
+    async fn take_over_legacy(&self, key: &str, legacy: &str) -> Result<HashMap<Vec<u8>, Vec<u8>>, StorageError> {
+        match self.legacy(legacy).await? {
+            Legacy::Absent => Ok(HashMap::new()),
+            Legacy::Ours(nodes) => {
+                let moved = redis::cmd("RENAMENX")
+                    .arg(legacy)
+                    .arg(key)
+                    .query_async::<i64>(&mut self.conn())
+                    .await;
+                match moved {
+                    Ok(1) => {
+                        tracing::info!(
+                            from = legacy,
+                            to = key,
+                            nodes = nodes.len(),
+                            "trie moved off the Go miner's key"
+                        );
+                        Ok(nodes)
+                    }
+                    // Another process wrote the namespace, or moved it, since: its key holds the trie now.
+                    Ok(_) => self.prefetch(key).await,
+                    Err(e) if e.to_string().contains("no such key") => self.prefetch(key).await,
+                    Err(e) => Err(self.err("RENAMENX trie", e)),
+                }
+            }
+            Legacy::Go(field) => {
+                tracing::warn!(
+                    key = legacy,
+                    field,
+                    "the Go relay miner's trie of this session is at its key: relay-miner neither reads nor changes \
+                     it, and mines the session into its own trie (the relays the Go miner mined are not in it)"
+                );
+                Ok(HashMap::new())
+            }
+            Legacy::Mixed(field) => Err(StorageError::Corrupt(format!(
+                "redis key {legacy} holds the Go relay miner's trie nodes (field {field}) mixed with relay-miner's \
+                 (a relay-miner release that kept its trie at the Go key wrote into a Go trie): refusing to read \
+                 it as relay-miner's trie. Copy the fields of at most {} hex characters to {key}, or delete {legacy} \
+                 if the session needs neither, then restart the miner",
+                2 * (GO_NODE_KEY_MIN - 1)
+            ))),
+        }
+    }
+
+    /// Every (field, value) of hash `key`, read with paged `HSCAN`.
+    async fn scan_hash(&self, key: &str) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StorageError> {
+        let mut fields = Vec::new();
         let mut cursor = "0".to_owned();
         loop {
             let reply: Value = redis::cmd("HSCAN")
@@ -245,12 +359,10 @@ impl RedisBackend {
                 let (Value::BulkString(field), Value::BulkString(value)) = (&pair[0], &pair[1]) else {
                     return Err(bad());
                 };
-                let node_key = from_hex(field)
-                    .ok_or_else(|| StorageError::Corrupt(format!("redis trie hash {key}: field is not hex")))?;
-                nodes.insert(node_key, value.clone());
+                fields.push((field.clone(), value.clone()));
             }
             if next.as_slice() == b"0" {
-                return Ok(nodes);
+                return Ok(fields);
             }
             cursor = String::from_utf8_lossy(next).into_owned();
         }
@@ -265,7 +377,11 @@ impl RedisBackend {
         let mirror = match existing {
             Some(m) => m,
             None => {
-                let nodes = self.prefetch(&key).await?;
+                let mut nodes = self.prefetch(&key).await?;
+                if nodes.is_empty() {
+                    let legacy = self.keys().go_trie_nodes(supplier, session_id);
+                    nodes = self.take_over_legacy(&key, &legacy).await?;
+                }
                 let mut mirrors = lock(&self.inner.mirrors);
                 mirrors.retain(|_, w| w.strong_count() > 0);
                 match mirrors.get(&key).and_then(Weak::upgrade) {
@@ -298,21 +414,30 @@ impl TrieStore for RedisBackend {
 
     async fn delete_namespace(&self, supplier: &str, session_id: &str) -> Result<(), StorageError> {
         let key = self.keys().trie_nodes(supplier, session_id);
-        let reply = if self.fence.is_some() {
-            self.fenced_cmd("UNLINK", &key, Vec::new())
-                .invoke_async::<i64>(&mut self.conn())
-                .await
-        } else {
-            redis::cmd("UNLINK")
-                .arg(&key)
-                .query_async::<i64>(&mut self.conn())
-                .await
-        };
-        reply.map_err(|e| self.err("UNLINK trie", e))?;
+        self.unlink(&key).await?;
         if let Some(m) = lock(&self.inner.mirrors).get(&key).and_then(Weak::upgrade) {
             m.write().clear();
         }
+        // A trie an earlier release kept at the Go key and this one never opened; a Go trie stays.
+        let legacy = self.keys().go_trie_nodes(supplier, session_id);
+        if let Legacy::Ours(_) = self.legacy(&legacy).await? {
+            self.unlink(&legacy).await?;
+        }
         Ok(())
+    }
+}
+
+impl RedisBackend {
+    /// `UNLINK key`, fenced when this view is.
+    async fn unlink(&self, key: &str) -> Result<(), StorageError> {
+        let reply = if self.fence.is_some() {
+            self.fenced_cmd("UNLINK", key, Vec::new())
+                .invoke_async::<i64>(&mut self.conn())
+                .await
+        } else {
+            redis::cmd("UNLINK").arg(key).query_async::<i64>(&mut self.conn()).await
+        };
+        reply.map(drop).map_err(|e| self.err("UNLINK trie", e))
     }
 }
 
