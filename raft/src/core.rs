@@ -71,6 +71,9 @@ pub(crate) struct Core {
     pub net: NetworkFactory,
     /// A leader whose last quorum acknowledgement is older than this reports not-leader (lost quorum).
     pub lease: Duration,
+    /// How long a leadership confirmation ([`Core::confirm_leader`]) on a leader whose quorum acknowledgement
+    /// is merely late waits for a fresh one (the election timeout's upper bound).
+    pub confirm_wait: Duration,
     /// When an append (entries or heartbeat) from a current leader last reached this node.
     pub leader_contact: Mutex<Option<Instant>>,
     /// Write latency and snapshot counters.
@@ -116,6 +119,52 @@ impl Core {
             && v.state == ServerState::Leader
             && v.leader == Some(self.id)
             && v.quorum_age.is_some_and(|a| a < self.lease)
+    }
+
+    /// [`Core::is_leader`] for a leadership confirmation, waiting a moment when the leadership is merely
+    /// unconfirmed: a node that is the raft leader of `term` (`None`: of its current term) but whose last quorum
+    /// acknowledgement is older than the lease (a follower's answers late on a loaded host, while the other
+    /// follower is down or cut off) triggers a heartbeat round and waits up to [`Core::confirm_wait`] for a
+    /// quorum to acknowledge it. Answering "not the leader" at once would make its miner skip a claim or proof
+    /// due now, or drop its leadership, for an answer a few milliseconds late. The condition is the same as
+    /// [`Core::is_leader`]'s, only checked again as acknowledgements arrive; false once the node stops leading
+    /// `term`, or when no acknowledgement comes in time (a leader cut off from its quorum).
+    pub async fn confirm_leader(&self, term: Option<u64>) -> bool {
+        let leads = |v: &View, term: u64| {
+            v.running.is_ok() && v.state == ServerState::Leader && v.leader == Some(self.id) && v.term == term
+        };
+        let fresh = |v: &View| v.quorum_age.is_some_and(|a| a < self.lease);
+        let v = self.view();
+        let term = term.unwrap_or(v.term);
+        if !leads(&v, term) {
+            return false;
+        }
+        if fresh(&v) {
+            return true;
+        }
+        let mut metrics = self.raft.metrics();
+        if let Err(e) = self.raft.trigger().heartbeat().await {
+            tracing::debug!(error = %e, "raft heartbeat trigger failed");
+            return false;
+        }
+        let deadline = tokio::time::Instant::now() + self.confirm_wait;
+        loop {
+            let v = self.view();
+            if !leads(&v, term) {
+                return false;
+            }
+            if fresh(&v) {
+                tracing::debug!(term, "raft leadership confirmed after a late quorum acknowledgement");
+                return true;
+            }
+            match tokio::time::timeout_at(deadline, metrics.changed()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) | Err(_) => {
+                    let v = self.view();
+                    return leads(&v, term) && fresh(&v);
+                }
+            }
+        }
     }
 
     /// Why this node cannot serve writes right now, if it cannot.

@@ -27,7 +27,9 @@
 //! - One leader per term (std leader ids); lease tokens carry the term in their high 32 bits
 //!   ([`token_term`]), so a new raft leader's miner always holds a greater fencing token than any before it.
 //! - A leader that has not heard from a quorum within the lower election timeout reports not-leader and
-//!   not-ready ([`RaftNode::readiness`]), refuses `campaign`/`renew`, and its writes fail as `Unavailable`.
+//!   not-ready ([`RaftNode::readiness`]), and its writes fail as `Unavailable`; `campaign`/`renew` on it send a
+//!   heartbeat round and wait up to the upper election timeout for a quorum's acknowledgement (one that is
+//!   only late, on a loaded host, confirms it), then refuse.
 //! - Every write answers in bounded time: a proposal not committed within 5 s (plus a second per 16 MiB of
 //!   relays), e.g. on a leader that lost its quorum, fails as `Unavailable` ("commit status unknown": it may
 //!   still commit once the partition heals; the relayer refuses the relay, and a relay committed anyway is

@@ -189,6 +189,7 @@ impl RaftNode {
             id: cfg.node_id,
             net,
             lease: cfg.election_timeout.0,
+            confirm_wait: cfg.election_timeout.1,
             leader_contact: std::sync::Mutex::new(None),
             stats,
         });

@@ -93,3 +93,71 @@ async fn a_renewal_committed_after_its_proposer_was_deposed_confirms_nothing() {
     assert!(storage_a.leadership.leader(ELECTION).await.unwrap().is_none());
     c.shutdown().await;
 }
+
+/// A leader whose quorum acknowledgement is merely late (its only reachable follower answers slowly, as on a
+/// loaded host) is confirmed once the next acknowledgement arrives instead of being told at once that it does
+/// not lead: the miner's check before a claim would otherwise skip a claim due now. A leader whose
+/// acknowledgements stay away is still refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_renewal_on_a_leader_whose_quorum_acknowledgement_is_late_waits_for_it() {
+    let listen: BTreeMap<u64, std::net::SocketAddr> = (1..=3).map(|id| (id, free_addr())).collect();
+    let mut proxies = BTreeMap::new();
+    for (id, addr) in &listen {
+        proxies.insert(*id, MuteProxy::start(*addr).await);
+    }
+    let advertise: BTreeMap<u64, String> = proxies.iter().map(|(id, p)| (*id, p.addr().to_string())).collect();
+    // A lease (the lower election timeout) long enough that a late acknowledgement is told apart from the
+    // scheduling noise of a loaded test host.
+    let mut c = Cluster::start_with(3, |cfg| {
+        cfg.listen = listen[&cfg.node_id];
+        cfg.advertise = Some(advertise[&cfg.node_id].clone());
+        cfg.election_timeout = (Duration::from_millis(500), Duration::from_millis(1500));
+    })
+    .await;
+    let a = c.leader().await;
+    let storage_a = c.node(a).storage();
+    let token = storage_a
+        .leadership
+        .campaign(ELECTION, "node-a", TTL)
+        .await
+        .unwrap()
+        .unwrap();
+    // Only A and B remain, so every acknowledgement of A's leadership is B's.
+    let mut others = (1..=3).filter(|id| *id != a);
+    let (b, gone) = (others.next().unwrap(), others.next().unwrap());
+    c.stop(gone).await;
+    c.converged().await;
+    let term = c.node(a).status().term;
+    let unconfirmed = |c: &Cluster| {
+        let s = c.node(a).status();
+        s.state == "Leader" && s.term == term && !c.node(a).is_leader()
+    };
+
+    // B's answers stay away: A, still the raft leader, cannot confirm its leadership and is refused.
+    proxies[&b].mute(true);
+    wait_for("A's quorum acknowledgement is older than the lease", || async {
+        unconfirmed(&c).then_some(())
+    })
+    .await;
+    assert_eq!(
+        storage_a.leadership.renew(ELECTION, "node-a", token, TTL).await,
+        Ok(false),
+        "a leader without acknowledgements confirmed its leadership"
+    );
+
+    // B's answers are late, not gone: a renewal asked while A is unconfirmed waits for the next one.
+    wait_for("A is still unconfirmed", || async { unconfirmed(&c).then_some(()) }).await;
+    let renewal = {
+        let storage_a = storage_a.clone();
+        tokio::spawn(async move { storage_a.leadership.renew(ELECTION, "node-a", token, TTL).await })
+    };
+    proxies[&b].mute(false);
+    let renewed = tokio::time::timeout(DEADLINE, renewal).await.unwrap().unwrap();
+    assert_eq!(
+        renewed,
+        Ok(true),
+        "a late acknowledgement was taken for a lost leadership"
+    );
+    assert_eq!(c.node(a).status().term, term);
+    c.shutdown().await;
+}

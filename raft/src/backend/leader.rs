@@ -75,8 +75,11 @@ impl RaftBackend {
     /// result (a renewal that succeeded in the old term) would then tell a deposed node it still leads, and its
     /// miner would submit next to the new leader's. So the entry's term must still be the current term, with
     /// this node still leading it.
+    ///
+    /// Both checks go through [`Core::confirm_leader`]: a leader whose quorum acknowledgement is only late (a
+    /// loaded follower) is confirmed once the next one arrives, not refused at once.
     async fn lease_op(&self, op: Op) -> Result<Option<OpResult>, StorageError> {
-        if !self.core.is_leader() {
+        if !self.core.confirm_leader(None).await {
             tracing::debug!("leadership op refused: this node is not the raft leader");
             return Ok(None);
         }
@@ -90,7 +93,7 @@ impl RaftBackend {
         {
             Ok(proposed) => {
                 let now = self.core.view().term;
-                if proposed.term != now || !self.core.is_leader() {
+                if proposed.term != now || !self.core.confirm_leader(Some(proposed.term)).await {
                     tracing::info!(
                         proposed_in = proposed.term,
                         term = now,
