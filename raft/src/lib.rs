@@ -30,7 +30,7 @@
 //!   not-ready ([`RaftNode::readiness`]), and its writes fail as `Unavailable`; `campaign`/`renew` on it send a
 //!   heartbeat round and wait up to the upper election timeout for a quorum's acknowledgement (one that is
 //!   only late, on a loaded host, confirms it), then refuse.
-//! - Every write answers in bounded time: a proposal not committed within 5 s (plus a second per 16 MiB of
+//! - Every write answers in bounded time: a proposal not committed within 5 s (plus a second per 2 MiB of
 //!   relays), e.g. on a leader that lost its quorum, fails as `Unavailable` ("commit status unknown": it may
 //!   still commit once the partition heals; the relayer refuses the relay, and a relay committed anyway is
 //!   counted once, the miner's tries being keyed by relay hash), so no caller and no relay-batch permit waits

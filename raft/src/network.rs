@@ -1,8 +1,10 @@
 //! The raft network client: openraft's `RaftNetworkV2` over the HTTP wire of [`crate::wire`].
 //!
 //! One cached [`PeerClient`] (pooled keep-alive connections) per peer address, shared by the replication,
-//! heartbeat and snapshot streams to that peer. Every RPC has the deadline openraft gives it; a connect failure
-//! is `Unreachable` (openraft backs off, with the configured backoff), a timeout is `Timeout`. Snapshots are
+//! heartbeat and snapshot streams to that peer. Every RPC has the deadline openraft gives it, except appends
+//! carrying entries: at least 1 s plus 1 s per 8 MiB of payload (an append holds at most
+//! [`crate::RaftConfig::max_payload_bytes`] of entries beyond its first, see [`crate::log_store`]); a connect
+//! failure is `Unreachable` (openraft backs off, with the configured backoff), a timeout is `Timeout`. Snapshots are
 //! streamed as 1 MiB chunks of the snapshot file, each chunk its own request, with the cancel signal checked
 //! between chunks.
 
@@ -22,8 +24,9 @@ use crate::wire::{PeerClient, WireError, path};
 
 /// Smallest deadline of an append that carries entries.
 const APPEND_DEADLINE_FLOOR: Duration = Duration::from_secs(1);
-/// Bytes of append payload per extra second of deadline (sending, decoding and fsyncing large relay entries).
-const APPEND_BYTES_PER_SEC: usize = 16 << 20;
+/// Bytes of append payload per extra second of deadline (sending, decoding and fsyncing large relay entries;
+/// a release build does far better, a debug build under load about this).
+const APPEND_BYTES_PER_SEC: usize = 8 << 20;
 
 /// Deadline of an append RPC of `body` encoded bytes carrying entries: [`APPEND_DEADLINE_FLOOR`] plus one second
 /// per [`APPEND_BYTES_PER_SEC`], at least `ttl` (openraft's).
@@ -192,7 +195,7 @@ impl RaftNetworkV2<TypeConfig> for Network {
         // openraft gives every append the heartbeat interval as its deadline; an append carrying entries (up to
         // `max_payload_entries` relay batches, `max_payload_bytes` of them) can take longer on a loaded node, and
         // timing it out only resends the same entries and costs the leader its quorum lease. So an append with
-        // entries gets at least a second, plus a second per 16 MiB. Heartbeats keep the short deadline.
+        // entries gets at least a second, plus a second per 8 MiB. Heartbeats keep the short deadline.
         let body = crate::types::encode(&rpc).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
         let deadline = if rpc.entries.is_empty() {
             option.hard_ttl()
@@ -259,11 +262,8 @@ mod tests {
     #[test]
     fn append_deadlines_grow_with_the_payload() {
         let ttl = Duration::from_millis(50);
-        assert_eq!(
-            append_deadline(ttl, 100),
-            APPEND_DEADLINE_FLOOR + Duration::from_secs_f64(100.0 / (16 << 20) as f64)
-        );
-        assert_eq!(append_deadline(ttl, 48 << 20), Duration::from_secs(4));
+        assert_eq!(append_deadline(ttl, 0), APPEND_DEADLINE_FLOOR);
+        assert_eq!(append_deadline(ttl, 48 << 20), Duration::from_secs(7));
         assert_eq!(append_deadline(Duration::from_secs(9), 1), Duration::from_secs(9));
     }
 }
