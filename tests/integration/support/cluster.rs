@@ -183,6 +183,10 @@ metrics:
   addr: 127.0.0.1:{metrics_port}
 health_check:
   addr: 127.0.0.1:{metrics_port}
+# The chaos tests kill and cut off leaders inside the simulator's 4-block claim window: claims go out at its
+# opening, as before the claim delay (covered by the miner's own tests), so a failover keeps its slack.
+transaction:
+  claim_delay_blocks: 0
 logging:
   level: \"{level}\"
   format: text
