@@ -122,6 +122,7 @@ impl Config {
             issues.push("default_max_body_size_bytes", "must be at least 1");
         }
         self.validate_services(&mut issues);
+        self.validate_backend_targets(&mut issues);
         self.validate_transaction(&mut issues);
         if self.relay_log.max_batch_relays == 0 {
             issues.push("relay_log.max_batch_relays", "must be at least 1");
@@ -274,6 +275,29 @@ impl Config {
             }
             if service.max_body_size_bytes == Some(0) {
                 issues.push(key("max_body_size_bytes"), "must be at least 1");
+            }
+        }
+    }
+
+    /// What the relayer builds per backend beyond its URL's scheme: a URL relay paths can be joined onto, and
+    /// headers that are valid HTTP (so `validate` refuses what starting the relayer would).
+    fn validate_backend_targets(&self, issues: &mut Issues) {
+        for (id, service) in &self.services {
+            for (kind, backend) in &service.backends {
+                let key = |k: &str| format!("services.{id}.backends.{kind}.{k}");
+                let scheme_ok = ["http://", "https://", "ws://", "wss://"]
+                    .iter()
+                    .any(|s| backend.url.starts_with(s));
+                if scheme_ok && let Err(e) = crate::relayer::backend_url::BackendUrl::parse(&backend.url) {
+                    issues.push(key("url"), e.to_string());
+                }
+                for (name, value) in &backend.headers {
+                    if http::HeaderName::from_bytes(name.as_bytes()).is_err() {
+                        issues.push(key(&format!("headers.{name}")), "not a valid HTTP header name");
+                    } else if http::HeaderValue::from_str(value).is_err() {
+                        issues.push(key(&format!("headers.{name}")), "not a valid HTTP header value");
+                    }
+                }
             }
         }
     }
@@ -514,6 +538,34 @@ relay_server:
         assert_eq!(parse_duration_seconds("30m"), Some(1800));
         assert_eq!(parse_duration_seconds("1d"), Some(86_400));
         assert_eq!(parse_duration_seconds("h"), None);
+    }
+
+    #[test]
+    fn backend_urls_and_headers_the_relayer_cannot_use_are_refused() {
+        let text = "
+services:
+  anvil:
+    backends:
+      jsonrpc:
+        url: http:///no-host
+      rest:
+        url: http://127.0.0.1:1/v2/KEY?apikey=x
+        headers: {\"bad header\": x, ok: \"line\\nbreak\"}
+";
+        let keys: Vec<String> = Config::from_yaml(text)
+            .unwrap()
+            .validate()
+            .into_iter()
+            .map(|i| i.key)
+            .collect();
+        assert_eq!(
+            keys,
+            vec![
+                "services.anvil.backends.jsonrpc.url",
+                "services.anvil.backends.rest.headers.bad header",
+                "services.anvil.backends.rest.headers.ok",
+            ]
+        );
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! Forwarding a relay's `POKTHTTPRequest` to the service's backend (§2.7) and wrapping the answer as a
-//! `POKTHTTPResponse`: hop-by-hop headers dropped, backend headers added, pooled keep-alive client with a per-host
+//! `POKTHTTPResponse`: the backend URI built from the relay URL's path and query only ([`super::backend_url`],
+//! poktroll's rules), hop-by-hop headers dropped, backend headers added, pooled keep-alive client with a per-host
 //! connection cap, retries on connection failures only, header and whole-request timeouts, body limits that never
 //! buffer past the service's `max_body_size_bytes`.
 
@@ -47,16 +48,11 @@ impl Relayer {
         backend: &Backend,
         payload: PoktHttpRequest,
     ) -> Result<PoktHttpResponse, RelayError> {
-        let path = if payload.url.is_empty() || payload.url == "/" {
-            String::new()
-        } else if payload.url.starts_with('/') {
-            payload.url.clone()
-        } else {
-            format!("/{}", payload.url)
-        };
-        let uri: http::Uri = format!("{}{}", backend.url.trim_end_matches('/'), path)
-            .parse()
-            .map_err(|e| RelayError::Malformed(format!("payload url {:?}: {e}", payload.url)))?;
+        // Only the path and query of the relay's URL (often the supplier's public URL) reach the backend.
+        let uri = backend
+            .target
+            .join(&payload.url)
+            .map_err(|e| RelayError::Malformed(format!("payload url: {e}")))?;
         let method = if payload.method.is_empty() {
             http::Method::POST
         } else {
@@ -162,4 +158,100 @@ fn error_chain(e: &dyn std::error::Error) -> String {
         source = s.source();
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use std::collections::HashMap;
+    use std::sync::{Arc, Mutex};
+    use std::time::Duration;
+
+    use tokio::sync::watch;
+
+    use super::super::{Relayer, ServiceRoute};
+    use crate::chain::query::ChainClient;
+    use crate::protocol::wire::PoktHttpRequest;
+    use crate::telemetry::Telemetry;
+
+    /// A backend recording the request target of every request it gets.
+    async fn recording_backend() -> (String, Arc<Mutex<Vec<String>>>) {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let s = Arc::clone(&seen);
+        let router = axum::Router::new().fallback(move |uri: http::Uri| {
+            let s = Arc::clone(&s);
+            async move {
+                s.lock().unwrap().push(uri.to_string());
+                "ok"
+            }
+        });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, router).await;
+        });
+        (format!("http://{addr}"), seen)
+    }
+
+    fn relayer(url: &str) -> Arc<Relayer> {
+        let chain = Arc::new(ChainClient::new("http://127.0.0.1:1", Duration::from_secs(1)).unwrap());
+        let (_tx, rx) = watch::channel(0);
+        let telemetry = Telemetry::new().unwrap();
+        let services: HashMap<_, _> = [(
+            "svc".to_string(),
+            ServiceRoute {
+                backend_url: url.to_string(),
+                timeout: Duration::from_secs(5),
+                max_body_bytes: 1 << 20,
+            },
+        )]
+        .into();
+        let mem = storage::MemoryBackend::new().storage();
+        Arc::new(
+            Relayer::new(
+                chain,
+                crate::keys::Keyring::default(),
+                services,
+                mem.relay_log,
+                rx,
+                &telemetry,
+            )
+            .unwrap(),
+        )
+    }
+
+    /// PATH and shannon-sdk put `http.Request.URL.String()` (absolute: the supplier's public URL) in
+    /// `POKTHTTPRequest.url`; only its path and query reach the backend, joined onto the backend URL's own.
+    #[tokio::test]
+    async fn an_absolute_payload_url_reaches_the_backend_as_path_and_query() {
+        let (url, seen) = recording_backend().await;
+        let r = relayer(&format!("{url}/v2/KEY?apikey=s3cret"));
+        let service = Arc::clone(&r.services["svc"]);
+        let (backend, _) = service.backend(None);
+        for (relay_url, want) in [
+            (
+                "https://relayminer.example.com/v1/rest?x=1",
+                "/v2/KEY/v1/rest?apikey=s3cret&x=1",
+            ),
+            ("https://relayminer.example.com", "/v2/KEY?apikey=s3cret"),
+            ("/", "/v2/KEY?apikey=s3cret"),
+            ("/v1", "/v2/KEY/v1?apikey=s3cret"),
+        ] {
+            let payload = PoktHttpRequest {
+                method: "POST".into(),
+                url: relay_url.into(),
+                ..Default::default()
+            };
+            let answer = r.forward(&service, backend, payload).await.unwrap();
+            assert_eq!(answer.status_code, 200);
+            assert_eq!(seen.lock().unwrap().pop().as_deref(), Some(want), "{relay_url}");
+        }
+        let bad = PoktHttpRequest {
+            url: "/a%zz".into(),
+            ..Default::default()
+        };
+        let err = r.forward(&service, backend, bad).await.unwrap_err();
+        assert_eq!(err.code().1, "malformed", "{err}");
+        assert!(seen.lock().unwrap().is_empty());
+    }
 }

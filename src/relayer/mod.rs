@@ -33,6 +33,7 @@
 //! Transports other than HTTP (WebSocket, gRPC, streaming) plug in by calling the same stages: structure check,
 //! [`Relayer`]'s validation and metering, their own forwarding, then signing and mining.
 
+pub(crate) mod backend_url;
 mod error;
 mod forward;
 mod log;
@@ -254,7 +255,7 @@ impl Relayer {
         let services = services
             .into_iter()
             .map(|(id, route)| {
-                let backend = Backend::new(RpcType::JsonRpc, route.backend_url, PoolSettings::default());
+                let backend = Backend::new(RpcType::JsonRpc, route.backend_url, PoolSettings::default())?;
                 let service = Service::single(
                     id.clone(),
                     ValidationMode::Eager,
@@ -262,9 +263,10 @@ impl Relayer {
                     route.timeout,
                     route.max_body_bytes,
                 );
-                (id, Arc::new(service))
+                Ok((id, Arc::new(service)))
             })
-            .collect();
+            .collect::<Result<_, RouteError>>()
+            .map_err(|e| TelemetryError::from(prometheus::Error::Msg(e.to_string())))?;
         match Self::build(
             chain,
             suppliers,

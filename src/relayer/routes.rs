@@ -19,6 +19,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use tokio::sync::Semaphore;
 
+use super::backend_url::BackendUrl;
 use crate::config::{Config, PoolProfile, ValidationMode};
 
 /// The pooled keep-alive HTTP client the relayer forwards with.
@@ -136,8 +137,10 @@ impl Default for PoolSettings {
 pub struct Backend {
     /// Which rpc type it serves.
     pub rpc_type: RpcType,
-    /// Base URL; the relay's path is appended.
+    /// The configured URL.
     pub url: String,
+    /// The configured URL parsed: relay URLs are joined onto it ([`BackendUrl::join`]).
+    pub target: BackendUrl,
     /// Extra headers sent with every request (they replace a header of the same name from the relay).
     pub headers: Vec<(HeaderName, HeaderValue)>,
     /// Retries after a connection failure (never after a response or a timeout).
@@ -149,16 +152,23 @@ pub struct Backend {
 }
 
 impl Backend {
-    /// A backend at `url` with its own pooled client.
-    pub fn new(rpc_type: RpcType, url: impl Into<String>, pool: PoolSettings) -> Self {
-        Self {
+    /// A backend at `url` with its own pooled client; fails when `url` is not an absolute URL
+    /// (`RouteError::Invalid` with key `url`).
+    pub fn new(rpc_type: RpcType, url: impl Into<String>, pool: PoolSettings) -> Result<Self, RouteError> {
+        let url = url.into();
+        let target = BackendUrl::parse(&url).map_err(|e| RouteError::Invalid {
+            key: "url".into(),
+            problem: e.to_string(),
+        })?;
+        Ok(Self {
             rpc_type,
-            url: url.into(),
+            url,
+            target,
             headers: Vec::new(),
             max_retries: 0,
             client: http_client(&pool),
             permits: Arc::new(Semaphore::new(pool.max_conns_per_host.max(1))),
-        }
+        })
     }
 }
 
@@ -286,7 +296,8 @@ pub fn services_from_config(config: &Config) -> Result<HashMap<String, Arc<Servi
         for (kind, bc) in &sc.backends {
             let rpc_type = RpcType::from_config_key(kind)
                 .ok_or_else(|| invalid(&format!("backends.{kind}"), "unknown backend kind".into()))?;
-            let mut backend = Backend::new(rpc_type, bc.url.clone(), pool);
+            let mut backend = Backend::new(rpc_type, bc.url.clone(), pool)
+                .map_err(|e| invalid(&format!("backends.{kind}.url"), e.to_string()))?;
             backend.max_retries = bc.max_retries.min(3);
             for (name, value) in &bc.headers {
                 let header_key = format!("backends.{kind}.headers.{name}");

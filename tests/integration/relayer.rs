@@ -556,6 +556,54 @@ async fn a_relay_answered_after_the_claim_window_opened_is_refused_and_not_recor
     assert_nothing_consumed(&net, &r, &[&header]).await;
 }
 
+/// PATH and shannon-sdk put the supplier's public URL in `POKTHTTPRequest.url` (Go's `URL.String()`); only its
+/// path and query reach the backend, joined onto the backend URL's own path and query (poktroll's rules).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_absolute_relay_url_reaches_the_backend_as_its_path_and_query() {
+    let seen = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let recorder = {
+        let seen = Arc::clone(&seen);
+        serve(axum::Router::new().fallback(move |uri: http::Uri| {
+            let seen = Arc::clone(&seen);
+            async move {
+                seen.lock().unwrap().push(uri.to_string());
+                r#"{"jsonrpc":"2.0","id":1,"result":"0x1"}"#
+            }
+        }))
+        .await
+    };
+    let mut net = Net::new(1_000_000_000).await;
+    let backend = net
+        .config
+        .services
+        .get_mut("anvil")
+        .unwrap()
+        .backends
+        .get_mut("jsonrpc")
+        .unwrap();
+    backend.url = format!("{recorder}/v2/KEY?apikey=s3cret");
+    let r = net.relayer().await;
+    let header = net.header("anvil").await;
+    let ring = [net.app.2, net.gateway.2];
+    for (url, want) in [
+        (
+            "https://relayminer.example.com/v1/rest?x=1",
+            "/v2/KEY/v1/rest?apikey=s3cret&x=1",
+        ),
+        ("https://relayminer.example.com", "/v2/KEY?apikey=s3cret"),
+        ("/", "/v2/KEY?apikey=s3cret"),
+    ] {
+        let request =
+            relay_miner::loadgen::signed_relay_request(&header, &net.ours.1, url, Net::rpc(1), &net.gateway.0, &ring)
+                .unwrap();
+        let (status, response) = net.send(&r.url, &request).await;
+        assert_eq!(status, 200, "{url}");
+        assert_eq!(served_status(&net, &response), 200, "{url}");
+        assert_eq!(seen.lock().unwrap().pop().as_deref(), Some(want), "{url}");
+    }
+    assert_eq!(net.recorded().await, 3);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn oversized_request_and_response_are_refused() {
     let net = Net::new(1_000_000_000).await;
