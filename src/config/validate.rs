@@ -123,6 +123,7 @@ impl Config {
         }
         self.validate_services(&mut issues);
         self.validate_backend_targets(&mut issues);
+        self.validate_backend_transport(&mut issues);
         self.validate_transaction(&mut issues);
         if self.relay_log.max_batch_relays == 0 {
             issues.push("relay_log.max_batch_relays", "must be at least 1");
@@ -299,6 +300,96 @@ impl Config {
                     }
                 }
             }
+        }
+    }
+
+    /// Bounds of `http_transport.*`, `timeout_profiles.*`, `pool_profiles.*` and the request timeout: `0` has
+    /// Go's meaning in `http_transport` and means "not set" in a profile (`relayer::routes`); values past these
+    /// bounds would overflow a timer or a semaphore, or are beyond what a kernel accepts (TCP keep-alive).
+    fn validate_backend_transport(&self, issues: &mut Issues) {
+        const DAY: u64 = 86_400;
+        const HOUR: u64 = 3_600;
+        const CONNS: u64 = 1_000_000;
+        /// Linux refuses a TCP keep-alive idle time or interval above this (`TCP_KEEPIDLE`, `TCP_KEEPINTVL`).
+        const KEEP_ALIVE: u64 = 32_767;
+        if self.default_request_timeout_seconds > DAY {
+            issues.push("default_request_timeout_seconds", format!("must be at most {DAY}"));
+        }
+        let mut at_most = |key: String, value: u64, max: u64, zero: &str| {
+            if value > max {
+                issues.push(key, format!("must be at most {max} ({zero})"));
+            }
+        };
+        let t = &self.http_transport;
+        let go_zero = "0 = no limit, as in Go";
+        at_most(
+            "http_transport.max_conns_per_host".into(),
+            u64::from(t.max_conns_per_host),
+            CONNS,
+            go_zero,
+        );
+        at_most(
+            "http_transport.max_idle_conns_per_host".into(),
+            u64::from(t.max_idle_conns_per_host),
+            CONNS,
+            "0 = Go's default of 2",
+        );
+        at_most(
+            "http_transport.idle_conn_timeout_seconds".into(),
+            t.idle_conn_timeout_seconds,
+            DAY,
+            go_zero,
+        );
+        at_most(
+            "http_transport.dial_timeout_seconds".into(),
+            t.dial_timeout_seconds,
+            HOUR,
+            go_zero,
+        );
+        at_most(
+            "http_transport.response_header_timeout_seconds".into(),
+            t.response_header_timeout_seconds,
+            DAY,
+            go_zero,
+        );
+        at_most(
+            "http_transport.tcp_keep_alive_seconds".into(),
+            t.tcp_keep_alive_seconds,
+            KEEP_ALIVE,
+            "0 = Go's default of 15",
+        );
+        let unset = "0 = not set: http_transport's value applies";
+        for (name, p) in &self.timeout_profiles {
+            let key = |k: &str| format!("timeout_profiles.{name}.{k}");
+            at_most(
+                key("request_timeout_seconds"),
+                p.request_timeout_seconds,
+                DAY,
+                "0 = not set: default_request_timeout_seconds applies",
+            );
+            at_most(
+                key("response_header_timeout_seconds"),
+                p.response_header_timeout_seconds,
+                DAY,
+                unset,
+            );
+            at_most(key("dial_timeout_seconds"), p.dial_timeout_seconds, HOUR, unset);
+        }
+        for (name, p) in &self.pool_profiles {
+            let key = |k: &str| format!("pool_profiles.{name}.{k}");
+            at_most(key("max_conns_per_host"), u64::from(p.max_conns_per_host), CONNS, unset);
+            at_most(
+                key("max_idle_conns_per_host"),
+                u64::from(p.max_idle_conns_per_host),
+                CONNS,
+                unset,
+            );
+            at_most(
+                key("idle_conn_timeout_seconds"),
+                p.idle_conn_timeout_seconds,
+                DAY,
+                unset,
+            );
         }
     }
 
@@ -566,6 +657,61 @@ services:
                 "services.anvil.backends.rest.headers.ok",
             ]
         );
+    }
+
+    #[test]
+    fn transport_and_profile_values_are_bounded() {
+        let text = format!(
+            "{MINIMAL}default_request_timeout_seconds: 86401
+http_transport:
+  max_conns_per_host: 4000000000
+  max_idle_conns_per_host: 1000001
+  idle_conn_timeout_seconds: 18446744073709551615
+  dial_timeout_seconds: 3601
+  response_header_timeout_seconds: 86401
+  tcp_keep_alive_seconds: 32768
+timeout_profiles:
+  t: {{request_timeout_seconds: 86401, response_header_timeout_seconds: 86401, dial_timeout_seconds: 3601}}
+pool_profiles:
+  p: {{max_conns_per_host: 1000001, max_idle_conns_per_host: 1000001, idle_conn_timeout_seconds: 86401}}
+"
+        );
+        let keys: Vec<String> = Config::from_yaml(&text)
+            .unwrap()
+            .validate()
+            .into_iter()
+            .map(|i| i.key)
+            .collect();
+        assert_eq!(
+            keys,
+            vec![
+                "default_request_timeout_seconds",
+                "http_transport.max_conns_per_host",
+                "http_transport.max_idle_conns_per_host",
+                "http_transport.idle_conn_timeout_seconds",
+                "http_transport.dial_timeout_seconds",
+                "http_transport.response_header_timeout_seconds",
+                "http_transport.tcp_keep_alive_seconds",
+                "timeout_profiles.t.request_timeout_seconds",
+                "timeout_profiles.t.response_header_timeout_seconds",
+                "timeout_profiles.t.dial_timeout_seconds",
+                "pool_profiles.p.max_conns_per_host",
+                "pool_profiles.p.max_idle_conns_per_host",
+                "pool_profiles.p.idle_conn_timeout_seconds",
+            ]
+        );
+        // Zeros are Go's "no limit" / defaults, and the largest values are fine.
+        let text = format!(
+            "{MINIMAL}http_transport:
+  max_conns_per_host: 0
+  max_idle_conns_per_host: 0
+  idle_conn_timeout_seconds: 0
+  dial_timeout_seconds: 0
+  response_header_timeout_seconds: 86400
+  tcp_keep_alive_seconds: 32767
+"
+        );
+        assert_eq!(Config::from_yaml(&text).unwrap().validate(), vec![]);
     }
 
     #[test]

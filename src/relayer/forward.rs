@@ -76,11 +76,15 @@ impl Relayer {
             headers.insert(name.clone(), value.clone());
         }
         let body = Bytes::from(payload.body_bz);
-        let _permit = backend
-            .permits
-            .acquire()
-            .await
-            .map_err(|_| RelayError::Backend("backend connection pool closed".into()))?;
+        let _permit = match &backend.permits {
+            Some(permits) => Some(
+                permits
+                    .acquire()
+                    .await
+                    .map_err(|_| RelayError::Backend("backend connection pool closed".into()))?,
+            ),
+            None => None,
+        };
         let mut attempt = 0;
         let response = loop {
             let mut request = http::Request::new(http_body_util::Full::new(body.clone()));
@@ -253,5 +257,50 @@ mod tests {
         let err = r.forward(&service, backend, bad).await.unwrap_err();
         assert_eq!(err.code().1, "malformed", "{err}");
         assert!(seen.lock().unwrap().is_empty());
+    }
+
+    /// Go's "0 = no limit" in `http_transport`: relays reach the backend instead of failing "within 0ns".
+    #[tokio::test]
+    async fn transport_zeros_let_relays_through() {
+        let (url, seen) = recording_backend().await;
+        let yaml = format!(
+            "http_transport:
+  response_header_timeout_seconds: 0
+  dial_timeout_seconds: 0
+  max_conns_per_host: 0
+  idle_conn_timeout_seconds: 0
+  tcp_keep_alive_seconds: 0
+services:
+  svc:
+    backends:
+      jsonrpc: {{url: {url}}}
+"
+        );
+        let config = crate::config::Config::from_yaml(&yaml).unwrap();
+        assert_eq!(config.validate(), vec![]);
+        let services = super::super::routes::services_from_config(&config).unwrap();
+        let chain = Arc::new(ChainClient::new("http://127.0.0.1:1", Duration::from_secs(1)).unwrap());
+        let (_tx, rx) = watch::channel(0);
+        let telemetry = Telemetry::new().unwrap();
+        let mem = storage::MemoryBackend::new().storage();
+        let r = Relayer::with_services(
+            chain,
+            crate::keys::Keyring::default(),
+            services,
+            super::super::RelayerOptions::default(),
+            &mem,
+            rx,
+            &telemetry,
+        )
+        .unwrap();
+        let service = Arc::clone(&r.services["svc"]);
+        for _ in 0..2 {
+            let answer = r
+                .forward(&service, service.backend(None).0, PoktHttpRequest::default())
+                .await
+                .unwrap();
+            assert_eq!(answer.status_code, 200);
+        }
+        assert_eq!(seen.lock().unwrap().len(), 2);
     }
 }

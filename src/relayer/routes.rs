@@ -8,6 +8,14 @@
 //! bounds the wait for the response head and `request_timeout_seconds` the whole exchange including the body.
 //! `http_transport.max_idle_conns` (a process-wide idle cap) has no hyper equivalent and is not enforced: the
 //! per-host cap bounds idle connections per backend instead.
+//!
+//! `0` in `http_transport` means what it means to Go's `net/http` `Transport` and `net.Dialer`:
+//! `max_conns_per_host` no limit; `max_idle_conns_per_host` Go's default of 2; `idle_conn_timeout_seconds` idle
+//! connections kept until the backend closes them; `dial_timeout_seconds` no connect timeout of its own and
+//! `response_header_timeout_seconds` no header timeout of its own (both still within the request timeout);
+//! `tcp_keep_alive_seconds` Go's default probe interval of 15 s. In `timeout_profiles` and `pool_profiles` a
+//! key left out (or `0`) is not set: the `http_transport` value (or `default_request_timeout_seconds`) applies.
+//! `validate` bounds every key ([`crate::config`]), so no value overflows a timer or a semaphore.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -107,28 +115,49 @@ impl RpcType {
 /// Connection pool settings of one backend (Go `http_transport` / `pool_profiles` / `timeout_profiles`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PoolSettings {
-    /// Connections open to the backend at most (requests beyond wait for a free one).
-    pub max_conns_per_host: usize,
+    /// Connections open to the backend at most (requests beyond wait for a free one); `None` = no limit.
+    pub max_conns_per_host: Option<usize>,
     /// Idle keep-alive connections kept.
     pub max_idle_conns_per_host: usize,
-    /// Idle connections are closed after this long.
-    pub idle_conn_timeout: Duration,
-    /// TCP connect timeout.
-    pub dial_timeout: Duration,
+    /// Idle connections are closed after this long; `None` = kept until the backend closes them.
+    pub idle_conn_timeout: Option<Duration>,
+    /// TCP connect timeout; `None` = none of its own (the request timeout still bounds it).
+    pub dial_timeout: Option<Duration>,
     /// TCP keep-alive probe interval.
     pub tcp_keep_alive: Duration,
+}
+
+/// Go's `http.DefaultMaxIdleConnsPerHost`: what `max_idle_conns_per_host: 0` means.
+pub const GO_DEFAULT_MAX_IDLE_CONNS_PER_HOST: usize = 2;
+/// Go's `net.Dialer` keep-alive interval when it is 0.
+pub const GO_DEFAULT_TCP_KEEP_ALIVE: Duration = Duration::from_secs(15);
+
+impl PoolSettings {
+    /// The settings of `http_transport` values, `0` taking Go's meaning (see the module docs).
+    pub fn from_go(
+        max_conns_per_host: u64,
+        max_idle_conns_per_host: u64,
+        idle_conn_timeout_seconds: u64,
+        dial_timeout_seconds: u64,
+        tcp_keep_alive_seconds: u64,
+    ) -> Self {
+        let positive = |v: u64| (v > 0).then_some(v);
+        let count = |v: u64| usize::try_from(v).unwrap_or(usize::MAX);
+        Self {
+            max_conns_per_host: positive(max_conns_per_host).map(count),
+            max_idle_conns_per_host: positive(max_idle_conns_per_host)
+                .map_or(GO_DEFAULT_MAX_IDLE_CONNS_PER_HOST, count),
+            idle_conn_timeout: positive(idle_conn_timeout_seconds).map(Duration::from_secs),
+            dial_timeout: positive(dial_timeout_seconds).map(Duration::from_secs),
+            tcp_keep_alive: positive(tcp_keep_alive_seconds).map_or(GO_DEFAULT_TCP_KEEP_ALIVE, Duration::from_secs),
+        }
+    }
 }
 
 impl Default for PoolSettings {
     /// The Go relayer's `http_transport` defaults.
     fn default() -> Self {
-        Self {
-            max_conns_per_host: 500,
-            max_idle_conns_per_host: 100,
-            idle_conn_timeout: Duration::from_secs(90),
-            dial_timeout: Duration::from_secs(5),
-            tcp_keep_alive: Duration::from_secs(30),
-        }
+        Self::from_go(500, 100, 90, 5, 30)
     }
 }
 
@@ -147,8 +176,8 @@ pub struct Backend {
     pub max_retries: u32,
     /// The pooled client.
     pub client: HttpClient,
-    /// Bounds connections in use (Go `max_conns_per_host`).
-    pub permits: Arc<Semaphore>,
+    /// Bounds connections in use (Go `max_conns_per_host`); `None` = no limit.
+    pub permits: Option<Arc<Semaphore>>,
 }
 
 impl Backend {
@@ -167,7 +196,9 @@ impl Backend {
             headers: Vec::new(),
             max_retries: 0,
             client: http_client(&pool),
-            permits: Arc::new(Semaphore::new(pool.max_conns_per_host.max(1))),
+            permits: pool
+                .max_conns_per_host
+                .map(|n| Arc::new(Semaphore::new(n.clamp(1, Semaphore::MAX_PERMITS)))),
         })
     }
 }
@@ -176,7 +207,7 @@ impl Backend {
 pub fn http_client(pool: &PoolSettings) -> HttpClient {
     let mut connector = HttpConnector::new();
     connector.set_nodelay(true);
-    connector.set_connect_timeout(Some(pool.dial_timeout));
+    connector.set_connect_timeout(pool.dial_timeout);
     connector.set_keepalive(Some(pool.tcp_keep_alive));
     Client::builder(hyper_util::rt::TokioExecutor::new())
         .pool_idle_timeout(pool.idle_conn_timeout)
@@ -262,36 +293,36 @@ pub fn services_from_config(config: &Config) -> Result<HashMap<String, Arc<Servi
             ),
             None => None,
         };
-        // 0 in a profile means "not set": fall back to http_transport / the service defaults.
+        // 0 in a profile means "not set": fall back to http_transport / the service defaults, where 0 has Go's
+        // meaning (module docs).
         let pick = |profile: Option<u64>, fallback: u64| profile.filter(|v| *v > 0).unwrap_or(fallback);
         let request_timeout = Duration::from_secs(pick(
             timeouts.map(|t| t.request_timeout_seconds),
             config.default_request_timeout_seconds,
         ));
-        let response_header_timeout = Duration::from_secs(pick(
+        let response_header_timeout = match pick(
             timeouts.map(|t| t.response_header_timeout_seconds),
             transport.response_header_timeout_seconds,
-        ))
-        .min(request_timeout);
-        let pool = PoolSettings {
-            max_conns_per_host: pick(
+        ) {
+            0 => request_timeout,
+            seconds => Duration::from_secs(seconds).min(request_timeout),
+        };
+        let pool = PoolSettings::from_go(
+            pick(
                 pool_profile.map(|p| u64::from(p.max_conns_per_host)),
                 u64::from(transport.max_conns_per_host),
-            ) as usize,
-            max_idle_conns_per_host: pick(
+            ),
+            pick(
                 pool_profile.map(|p| u64::from(p.max_idle_conns_per_host)),
                 u64::from(transport.max_idle_conns_per_host),
-            ) as usize,
-            idle_conn_timeout: Duration::from_secs(pick(
+            ),
+            pick(
                 pool_profile.map(|p| p.idle_conn_timeout_seconds),
                 transport.idle_conn_timeout_seconds,
-            )),
-            dial_timeout: Duration::from_secs(pick(
-                timeouts.map(|t| t.dial_timeout_seconds),
-                transport.dial_timeout_seconds,
-            )),
-            tcp_keep_alive: Duration::from_secs(transport.tcp_keep_alive_seconds),
-        };
+            ),
+            pick(timeouts.map(|t| t.dial_timeout_seconds), transport.dial_timeout_seconds),
+            transport.tcp_keep_alive_seconds,
+        );
         let mut backends: [Option<Arc<Backend>>; 5] = Default::default();
         for (kind, bc) in &sc.backends {
             let rpc_type = RpcType::from_config_key(kind)
@@ -401,12 +432,52 @@ pool_profiles:
         let (rest, missing) = anvil.backend(Some(RpcType::Rest));
         assert_eq!((rest.url.as_str(), missing), ("http://127.0.0.1:1", false));
         assert_eq!(rest.headers.len(), 1);
-        assert_eq!(rest.permits.available_permits(), 3);
+        assert_eq!(rest.permits.as_ref().unwrap().available_permits(), 3);
         assert!(anvil.backend(Some(RpcType::CometBft)).1);
         let other = &services["other"];
         assert_eq!(other.mode, ValidationMode::Optimistic);
         assert_eq!(other.request_timeout, Duration::from_secs(7));
         assert_eq!(other.backend(None).0.url, "http://127.0.0.1:4");
-        assert_eq!(other.backend(None).0.permits.available_permits(), 500);
+        assert_eq!(other.backend(None).0.permits.as_ref().unwrap().available_permits(), 500);
+    }
+
+    /// `0` in `http_transport` takes Go's `net/http` meaning instead of failing every relay "within 0ns" or
+    /// allowing one connection per backend.
+    #[test]
+    fn transport_zeros_mean_what_they_mean_to_go() {
+        let yaml = "
+default_request_timeout_seconds: 7
+http_transport:
+  max_conns_per_host: 0
+  max_idle_conns_per_host: 0
+  idle_conn_timeout_seconds: 0
+  dial_timeout_seconds: 0
+  response_header_timeout_seconds: 0
+  tcp_keep_alive_seconds: 0
+services:
+  anvil:
+    backends:
+      jsonrpc: {url: http://127.0.0.1:2}
+";
+        let config = Config::from_yaml(yaml).unwrap();
+        assert_eq!(config.validate(), vec![]);
+        let services = services_from_config(&config).unwrap();
+        let anvil = &services["anvil"];
+        assert_eq!(
+            anvil.response_header_timeout,
+            Duration::from_secs(7),
+            "no header timeout of its own"
+        );
+        assert!(anvil.backend(None).0.permits.is_none(), "no connection limit");
+        assert_eq!(
+            PoolSettings::from_go(0, 0, 0, 0, 0),
+            PoolSettings {
+                max_conns_per_host: None,
+                max_idle_conns_per_host: 2,
+                idle_conn_timeout: None,
+                dial_timeout: None,
+                tcp_keep_alive: Duration::from_secs(15),
+            }
+        );
     }
 }
