@@ -92,11 +92,16 @@ impl RelayRecord {
     /// An upper bound of this relay's encoded size inside a raft entry (its bytes plus postcard's length and
     /// integer prefixes at their largest).
     pub fn encoded_len_bound(&self) -> usize {
+        Self::len_bound(&self.supplier, &self.session_id, &self.relay_hash, &self.payload)
+    }
+
+    /// [`RelayRecord::encoded_len_bound`] of a record with these fields (without building it).
+    pub fn len_bound(supplier: &str, session_id: &str, relay_hash: &[u8], payload: &[u8]) -> usize {
         [
-            self.supplier.len(),
-            self.session_id.len(),
-            self.relay_hash.len(),
-            self.payload.len(),
+            supplier.len(),
+            session_id.len(),
+            relay_hash.len(),
+            payload.len(),
             5 * 10,
         ]
         .iter()

@@ -22,7 +22,7 @@ pub const TOKEN_HEADER: &str = "x-raft-cluster-token";
 pub const MAX_BODY: usize = 64 << 20;
 /// Largest encoded raft entry payload a write may propose: an append RPC carries one such entry at most beyond
 /// its byte budget ([`crate::RaftConfig::max_payload_bytes`]), and a forwarded write carries one, so both stay
-/// under [`MAX_BODY`] with room for framing. A relay too large for it is refused (`StorageError::Backend`);
+/// under [`MAX_BODY`] with room for framing. A relay too large for it is refused (`StorageError::TooLarge`);
 /// relay batches are cut at [`crate::BatchConfig::max_batch_bytes`].
 pub const MAX_ENTRY_BYTES: usize = MAX_BODY - (16 << 20);
 

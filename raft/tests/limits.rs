@@ -131,9 +131,14 @@ async fn a_relay_too_large_for_a_raft_entry_is_refused_at_once() {
             .await
             .expect("an oversize relay's append never answered");
         match r {
-            Err(StorageError::Backend(e)) => assert!(e.contains("too large"), "{e}"),
+            Err(StorageError::TooLarge(e)) => assert!(e.contains("too large"), "{e}"),
             other => panic!("expected a refusal, got {other:?}"),
         }
+        assert!(s.relay_log.relay_fits(&big(4, 10)));
+        assert!(
+            !s.relay_log.relay_fits(&big(5, 60 << 20)),
+            "callers can check before appending"
+        );
         let ok = tokio::time::timeout(ANSWER_WITHIN, s.relay_log.append(vec![big(3, 10)])).await;
         assert_eq!(ok.expect("a later append never answered").unwrap().len(), 1);
     }

@@ -502,6 +502,15 @@ impl Default for RelayLogConfig {
     }
 }
 
+/// Largest `max_body_size_bytes` / `default_max_body_size_bytes`: a relay request larger than the protocol's
+/// message limit ([`crate::protocol::relay::MAX_RELAY_MESSAGE_BYTES`], 64 MiB) cannot be decoded.
+pub const MAX_BODY_SIZE_BYTES: u64 = crate::protocol::relay::MAX_RELAY_MESSAGE_BYTES as u64;
+
+/// Largest body limit in raft mode: a mined relay (request and response, each up to the limit, plus headers,
+/// signatures and metadata, 1 MiB kept for those) must fit one raft entry ([`raft::MAX_ENTRY_BYTES`], 48 MiB),
+/// else the log refuses it after the backend served it.
+pub const MAX_BODY_SIZE_BYTES_RAFT: u64 = ((raft::MAX_ENTRY_BYTES - (1 << 20)) / 2) as u64;
+
 /// Largest `transaction.tx_timeout_default_seconds`. ADR-070 allows 10 minutes, but the node checks the timeout
 /// against its check state's block time (the last block the app committed), which can be older than the latest
 /// block the timeout is anchored on; close to 600 s a tx is refused ("unordered tx ttl exceeds 10m0s"). A minute

@@ -124,6 +124,7 @@ impl Config {
         self.validate_services(&mut issues);
         self.validate_backend_targets(&mut issues);
         self.validate_backend_transport(&mut issues);
+        self.validate_body_limits(&mut issues);
         self.validate_transaction(&mut issues);
         if self.relay_log.max_batch_relays == 0 {
             issues.push("relay_log.max_batch_relays", "must be at least 1");
@@ -390,6 +391,32 @@ impl Config {
                 DAY,
                 unset,
             );
+        }
+    }
+
+    /// Body limits the relayer can honour: a request over the protocol's message limit cannot be decoded, and in
+    /// raft mode a relay over the entry limit cannot be recorded (so it would be refused after the backend served
+    /// it).
+    fn validate_body_limits(&self, issues: &mut Issues) {
+        let (max, why) = match self.storage.mode {
+            StorageMode::Raft => (
+                super::MAX_BODY_SIZE_BYTES_RAFT,
+                "in raft mode: a relay carries request and response and must fit one raft entry",
+            ),
+            StorageMode::Embedded | StorageMode::Redis => {
+                (super::MAX_BODY_SIZE_BYTES, "the relay protocol's message limit")
+            }
+        };
+        let mut check = |key: String, value: u64| {
+            if value > max {
+                issues.push(key, format!("must be at most {max} bytes ({why})"));
+            }
+        };
+        check("default_max_body_size_bytes".into(), self.default_max_body_size_bytes);
+        for (id, service) in &self.services {
+            if let Some(limit) = service.max_body_size_bytes {
+                check(format!("services.{id}.max_body_size_bytes"), limit);
+            }
         }
     }
 
@@ -712,6 +739,54 @@ pool_profiles:
 "
         );
         assert_eq!(Config::from_yaml(&text).unwrap().validate(), vec![]);
+    }
+
+    #[test]
+    fn body_limits_are_capped_per_storage_mode() {
+        let with = |extra: &str| -> Vec<String> {
+            let text = format!("{MINIMAL}{extra}");
+            Config::from_yaml(&text)
+                .unwrap()
+                .validate()
+                .into_iter()
+                .map(|i| i.key)
+                .collect()
+        };
+        let over = MAX_BODY_SIZE_BYTES + 1;
+        assert_eq!(
+            with(&format!("default_max_body_size_bytes: {MAX_BODY_SIZE_BYTES}\n")),
+            Vec::<String>::new()
+        );
+        assert_eq!(
+            with(&format!("default_max_body_size_bytes: {over}\n")),
+            vec!["default_max_body_size_bytes"]
+        );
+        let text = MINIMAL.replace(
+            "    backends:",
+            &format!("    max_body_size_bytes: {over}\n    backends:"),
+        );
+        let keys: Vec<String> = Config::from_yaml(&text)
+            .unwrap()
+            .validate()
+            .into_iter()
+            .map(|i| i.key)
+            .collect();
+        assert_eq!(keys, vec!["services.anvil.max_body_size_bytes"]);
+        let raft = "storage:\n  mode: raft\n  raft:\n    node_id: 1\n    listen_addr: 127.0.0.1:7001\n    peers: [\"1=127.0.0.1:7001\"]\n";
+        assert_eq!(
+            with(&format!(
+                "{raft}default_max_body_size_bytes: {MAX_BODY_SIZE_BYTES_RAFT}\n"
+            )),
+            Vec::<String>::new()
+        );
+        assert_eq!(
+            with(&format!(
+                "{raft}default_max_body_size_bytes: {}\n",
+                MAX_BODY_SIZE_BYTES_RAFT + 1
+            )),
+            vec!["default_max_body_size_bytes"]
+        );
+        assert!(2 * MAX_BODY_SIZE_BYTES_RAFT < raft::MAX_ENTRY_BYTES as u64);
     }
 
     #[test]

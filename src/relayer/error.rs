@@ -69,6 +69,10 @@ pub enum RelayError {
     /// The client did not send the request body in time (`relay_server.body_read_timeout_seconds`).
     #[error("request body not received within {0:?}")]
     RequestTimeout(Duration),
+    /// The relay (request and response together) is larger than the relay log can hold (the raft entry limit);
+    /// it was not recorded. A limit of this one relay, not a storage outage.
+    #[error("relay not recorded: {0}")]
+    RelayTooLarge(storage::StorageError),
 }
 
 impl RelayError {
@@ -91,6 +95,7 @@ impl RelayError {
     /// | 13 | backend_timeout | 504 |
     /// | 14 | meter_unavailable | 503 |
     /// | 15 | request_timeout | 408 |
+    /// | 16 | relay_too_large | 507 |
     pub fn code(&self) -> (u32, &'static str) {
         match self {
             Self::Malformed(_) => (1, "malformed"),
@@ -108,6 +113,7 @@ impl RelayError {
             Self::BackendTimeout(_) => (13, "backend_timeout"),
             Self::MeterUnavailable(_) => (14, "meter_unavailable"),
             Self::RequestTimeout(_) => (15, "request_timeout"),
+            Self::RelayTooLarge(_) => (16, "relay_too_large"),
         }
     }
 
@@ -120,7 +126,17 @@ impl RelayError {
             Self::OverServiced(_) => StatusCode::TOO_MANY_REQUESTS,
             Self::RequestTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
+            Self::RelayTooLarge(_) => StatusCode::INSUFFICIENT_STORAGE,
             _ => StatusCode::BAD_REQUEST,
+        }
+    }
+
+    /// A relay log append failure: [`RelayError::RelayTooLarge`] for a relay too large to hold, else
+    /// [`RelayError::Storage`].
+    pub(super) fn from_storage(e: storage::StorageError) -> Self {
+        match e {
+            storage::StorageError::TooLarge(_) => Self::RelayTooLarge(e),
+            e => Self::Storage(e),
         }
     }
 

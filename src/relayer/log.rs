@@ -6,6 +6,10 @@
 //! `durable_ack` the handler waits for its batch's append to return (durable); without it, the handler returns at
 //! once and a failed batch is logged and counted as dropped. Either way no relay costs a commit of its own.
 //!
+//! A relay the log cannot hold at all (over the raft entry limit, [`storage::RelayLog::relay_fits`]) is refused on
+//! its own with `StorageError::TooLarge` before it is queued: it neither fails its batch-mates nor counts as a
+//! storage outage (which would refuse every relay for [`REFUSE_AFTER_FAILURE`]).
+//!
 //! A backend that group-commits concurrent appends itself ([`storage::RelayLog::coalesces_appends`], the
 //! embedded redb log with its write-ahead log) gets durable appends straight from the handler: batching here
 //! too would only add a task hop and a wake-up to every relay's latency.
@@ -45,6 +49,9 @@ struct Item {
 #[derive(Clone)]
 pub struct LogAppender {
     tx: mpsc::Sender<Item>,
+    /// The log itself, asked whether a relay fits before it is queued: an oversized relay is refused on its own
+    /// (`StorageError::TooLarge`) instead of failing its batch, and is no sign of a storage outage.
+    log: Arc<dyn storage::RelayLog>,
     /// Set when the backend coalesces appends itself: durable appends go straight to it.
     direct: Option<(Arc<dyn storage::RelayLog>, Arc<dyn LogObserver>)>,
     /// One ERROR line per second at most for failed appends (each is counted in the metrics).
@@ -72,6 +79,11 @@ struct Outcomes {
 
 impl Outcomes {
     fn record(&self, result: &Result<(), storage::StorageError>, relays: usize) {
+        if let Err(storage::StorageError::TooLarge(e)) = result {
+            // One write too large for the store: says nothing about the store's health.
+            tracing::debug!(error = %e, relays, "relay log append refused as too large");
+            return;
+        }
         let mut last = self.last_failure.lock().unwrap_or_else(|e| e.into_inner());
         match result {
             Ok(()) => {
@@ -130,9 +142,10 @@ impl LogAppender {
             throttle: Arc::clone(&failures),
             last_failure: Arc::clone(&last_failure),
         };
-        tokio::spawn(run(log, rx, settings, observer, outcomes));
+        tokio::spawn(run(Arc::clone(&log), rx, settings, observer, outcomes));
         Self {
             tx,
+            log,
             direct,
             failures,
             last_failure,
@@ -159,6 +172,12 @@ impl LogAppender {
         service_id: &str,
         durable: bool,
     ) -> Result<(), storage::StorageError> {
+        if !self.log.relay_fits(&relay) {
+            return Err(storage::StorageError::TooLarge(format!(
+                "relay of {} bytes is larger than the relay log can hold (see max_body_size_bytes)",
+                relay.payload.len()
+            )));
+        }
         if durable && let Some((log, observer)) = &self.direct {
             let result = log.append(vec![relay]).await.map(|_| ());
             if result.is_err() {
@@ -303,5 +322,51 @@ mod tests {
         backend.faults().refuse_writes(None);
         appender.append(relay(4), "anvil", true).await.unwrap();
         assert!(appender.refusing().is_none(), "a successful append ends it at once");
+    }
+
+    /// A relay the log cannot hold is refused on its own: not queued with others, not taken for a storage
+    /// outage (which would refuse every relay for a second).
+    #[tokio::test]
+    async fn a_relay_too_large_for_the_log_is_refused_alone_and_is_no_outage() {
+        let backend = storage::MemoryBackend::new();
+        backend.faults().limit_relay_bytes(Some(1000));
+        let settings = BatchSettings {
+            max_delay: Duration::from_millis(1),
+            max_relays: 8,
+        };
+        let appender = LogAppender::spawn(backend.storage().relay_log, settings, Arc::new(Quiet));
+        let relay = |n, bytes: usize| storage::MinedRelay {
+            payload: vec![7; bytes],
+            ..storage::suite::relay("pokt1sup", "s1", n)
+        };
+        for durable in [true, false] {
+            match appender.append(relay(1, 2000), "anvil", durable).await {
+                Err(storage::StorageError::TooLarge(_)) => {}
+                other => panic!("expected TooLarge, got {other:?}"),
+            }
+            assert!(
+                appender.refusing().is_none(),
+                "one oversized relay is no storage outage"
+            );
+        }
+        appender.append(relay(2, 10), "anvil", true).await.unwrap();
+        // Even when the store itself refuses a write as too large, that is no outage.
+        backend
+            .faults()
+            .refuse_writes(Some(storage::StorageError::TooLarge("big".into())));
+        assert!(appender.append(relay(3, 10), "anvil", true).await.is_err());
+        assert!(appender.refusing().is_none());
+        backend.faults().refuse_writes(None);
+        appender.append(relay(4, 10), "anvil", true).await.unwrap();
+        assert_eq!(
+            backend
+                .storage()
+                .relay_log
+                .backlog("pokt1sup")
+                .await
+                .unwrap()
+                .undelivered,
+            2
+        );
     }
 }

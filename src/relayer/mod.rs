@@ -707,7 +707,7 @@ impl Relayer {
         self.appender
             .append(mined, &h.service_id, durable)
             .await
-            .map_err(RelayError::Storage)?;
+            .map_err(RelayError::from_storage)?;
         self.metrics.mined.with_label_values(&[&h.service_id]).inc();
         Ok(Mined::Appended)
     }

@@ -105,6 +105,14 @@ pub trait RelayLog: Send + Sync {
         false
     }
 
+    /// Whether this backend can hold `relay` at all. `false` means [`RelayLog::append`] refuses any append
+    /// containing it with [`StorageError::TooLarge`]; callers check first so one oversized relay is refused on
+    /// its own instead of failing the relays batched with it. Backends without a size limit keep the default.
+    fn relay_fits(&self, relay: &MinedRelay) -> bool {
+        let _ = relay;
+        true
+    }
+
     /// Delivers up to `max` entries of `supplier` never delivered to any consumer, in id order, and records them
     /// as pending for `consumer`.
     async fn read(&self, supplier: &str, consumer: &str, max: usize) -> Result<Vec<LogEntry>, StorageError>;

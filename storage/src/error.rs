@@ -24,6 +24,10 @@ pub enum StorageError {
     /// (a deposed leader). Nothing was written. Not retryable: the caller must stop acting as the leader.
     #[error("storage fenced: {0}")]
     Fenced(String),
+    /// This one write is larger than the backend can hold (a raft entry's limit); nothing was written. Says
+    /// nothing about the store's health: smaller writes succeed. Not retryable as is.
+    #[error("storage refuses the write as too large: {0}")]
+    TooLarge(String),
 }
 
 impl StorageError {

@@ -120,7 +120,17 @@ fn entry(log: &SupplierLog, seq: u64, deliveries: u64) -> Option<LogEntry> {
 
 #[async_trait]
 impl RelayLog for MemoryBackend {
+    fn relay_fits(&self, relay: &MinedRelay) -> bool {
+        self.shared.faults.relay_fits(relay.payload.len())
+    }
+
     async fn append(&self, relays: Vec<MinedRelay>) -> Result<Vec<EntryId>, StorageError> {
+        if let Some(big) = relays.iter().find(|r| !self.relay_fits(r)) {
+            return Err(StorageError::TooLarge(format!(
+                "relay of {} bytes is over the injected limit",
+                big.payload.len()
+            )));
+        }
         self.shared.faults.gate().await?;
         let mut st = self.lock_fenced(Instant::now())?;
         let mut ids = Vec::with_capacity(relays.len());

@@ -34,9 +34,9 @@ fn relay_bytes(relays: &[RelayRecord]) -> usize {
         .fold(0usize, |acc, r| acc.saturating_add(r.encoded_len_bound()))
 }
 
-/// The refusal of a relay no raft entry can hold.
+/// The refusal of a relay no raft entry can hold (per relay: not a storage outage).
 fn too_large(bytes: usize) -> StorageError {
-    StorageError::Backend(format!(
+    StorageError::TooLarge(format!(
         "relay of {bytes} bytes is too large for a raft entry (at most {MAX_RELAY_BYTES} bytes: a relay carries its \
          request and response, so the service's body limit must stay under half of that): refused"
     ))
@@ -271,6 +271,10 @@ impl RaftBackend {
 
 #[async_trait]
 impl RelayLog for RaftBackend {
+    fn relay_fits(&self, relay: &MinedRelay) -> bool {
+        RelayRecord::len_bound(&relay.supplier, &relay.session_id, &relay.relay_hash, &relay.payload) <= MAX_RELAY_BYTES
+    }
+
     async fn append(&self, relays: Vec<MinedRelay>) -> Result<Vec<EntryId>, StorageError> {
         if relays.is_empty() {
             return Ok(Vec::new());

@@ -9,7 +9,8 @@
 //! - Relay appends are group-committed in the app ([`log`]): concurrent appends are gathered into one raft entry
 //!   (up to `max_batch_relays` relays and `max_batch_bytes` bytes, lingering up to `batch_linger` only while
 //!   earlier entries are in flight). An append larger than `max_batch_bytes` is committed as several entries in
-//!   order; a relay larger than [`crate::MAX_ENTRY_BYTES`] is refused (`StorageError::Backend`).
+//!   order; a relay larger than [`crate::MAX_ENTRY_BYTES`] is refused (`StorageError::TooLarge`, and
+//!   `RelayLog::relay_fits` says so beforehand).
 //! - Leadership is raft leadership ([`leader`]).
 //! - Fenced views ([`Fencing`]): every replicated write of a fenced view is an [`Op::Fenced`], checked against
 //!   the replicated lease at apply (in the entry's term, at its `now_ms`), so a deposed leader's write that

@@ -20,6 +20,7 @@ struct Inner {
     stalled: bool,
     waiting: usize,
     crashes: u64,
+    max_relay_bytes: Option<usize>,
 }
 
 #[derive(Debug)]
@@ -60,6 +61,18 @@ impl Faults {
         let mut g = self.lock();
         let at = g.writes.saturating_add(n.max(1));
         g.fail_at.insert(at, err);
+    }
+
+    /// Limits the relays the relay log holds to `max` payload bytes (like the raft backend's entry limit): a
+    /// larger relay does not [`crate::RelayLog::relay_fits`] and an append containing it is refused with
+    /// [`StorageError::TooLarge`]. `None` lifts the limit.
+    pub fn limit_relay_bytes(&self, max: Option<usize>) {
+        self.lock().max_relay_bytes = max;
+    }
+
+    /// Whether a relay payload of `bytes` is within [`Faults::limit_relay_bytes`].
+    pub fn relay_fits(&self, bytes: usize) -> bool {
+        self.lock().max_relay_bytes.is_none_or(|max| bytes <= max)
     }
 
     /// Makes every write fail with `err` until called with `None` (e.g. a store refusing writes when full).
