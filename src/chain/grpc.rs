@@ -71,20 +71,60 @@ pub struct GrpcClient {
     channel: Channel,
 }
 
+/// How a gRPC client reaches its endpoint (`pocket_node.grpc_insecure`, `pocket_node.tls_ca_file`).
+#[derive(Debug, Clone, Default)]
+pub struct GrpcTls {
+    /// Go's `grpc_insecure`: `true` dials an `http://` URL in plaintext; `false` always uses TLS (an `http://`
+    /// URL is then dialled with TLS on its port). An `https://` URL always uses TLS.
+    pub insecure: bool,
+    /// PEM CA certificates trusted besides the system's and Mozilla's roots.
+    pub ca_file: Option<std::path::PathBuf>,
+}
+
+impl GrpcTls {
+    /// Plaintext for `http://`, TLS with the default roots for `https://` (what tests and tools use).
+    pub fn plaintext_or_https() -> Self {
+        Self {
+            insecure: true,
+            ca_file: None,
+        }
+    }
+}
+
 impl GrpcClient {
-    /// A client for `url` (`http://host:port`); connects on first use, each call bounded by `timeout`.
+    /// A client for `url` (`http://host:port`, or `https://host:port` for TLS with the default roots); connects on
+    /// first use, each call bounded by `timeout`.
     pub fn new(url: &str, timeout: Duration) -> Result<Self, GrpcError> {
-        let endpoint = Endpoint::from_shared(url.to_string())
-            .map_err(|e| GrpcError::BadEndpoint {
-                url: url.to_string(),
-                reason: e.to_string(),
-            })?
+        Self::with_tls(url, timeout, &GrpcTls::plaintext_or_https())
+    }
+
+    /// A client for `url` with `tls` deciding TLS (see [`GrpcTls`]).
+    pub fn with_tls(url: &str, timeout: Duration, tls: &GrpcTls) -> Result<Self, GrpcError> {
+        let bad = |reason: String| GrpcError::BadEndpoint {
+            url: url.to_string(),
+            reason,
+        };
+        // Go's grpc_insecure=false: TLS whatever the scheme says.
+        let target = match url.strip_prefix("http://") {
+            Some(rest) if !tls.insecure => format!("https://{rest}"),
+            _ => url.to_string(),
+        };
+        let endpoint = Endpoint::from_shared(target.clone())
+            .map_err(|e| bad(e.to_string()))?
             .timeout(timeout)
-            .connect_timeout(timeout)
-            .tcp_nodelay(true);
+            .connect_timeout(timeout);
+        let channel = if target.starts_with("https://") {
+            let config = crate::chain::tls::client_config(tls.ca_file.as_deref(), crate::chain::tls::Alpn::H2)
+                .map_err(|e| bad(e.to_string()))?;
+            let mut http = hyper_util::client::legacy::connect::HttpConnector::new();
+            http.set_nodelay(true);
+            endpoint.connect_with_connector_lazy(crate::chain::tls::https_connector(http, &config, true))
+        } else {
+            endpoint.tcp_nodelay(true).connect_lazy()
+        };
         Ok(Self {
             url: url.to_string(),
-            channel: endpoint.connect_lazy(),
+            channel,
         })
     }
 

@@ -11,4 +11,5 @@ pub mod grpc;
 pub mod query;
 pub mod sequence;
 pub mod settlement;
+pub mod tls;
 pub mod tx;

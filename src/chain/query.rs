@@ -74,10 +74,16 @@ pub struct ChainClient {
 }
 
 impl ChainClient {
-    /// A client of the gRPC endpoint `url`, every call bounded by `timeout`.
+    /// A client of the gRPC endpoint `url`, every call bounded by `timeout` (plaintext for `http://`, TLS for
+    /// `https://`).
     pub fn new(url: &str, timeout: Duration) -> Result<Self, ChainError> {
+        Self::with_tls(url, timeout, &super::grpc::GrpcTls::plaintext_or_https())
+    }
+
+    /// A client of the gRPC endpoint `url` reached as `tls` says (`pocket_node.grpc_insecure`, `tls_ca_file`).
+    pub fn with_tls(url: &str, timeout: Duration, tls: &super::grpc::GrpcTls) -> Result<Self, ChainError> {
         Ok(Self {
-            grpc: GrpcClient::new(url, timeout)?,
+            grpc: GrpcClient::with_tls(url, timeout, tls)?,
             shared_at: TtlCache::new(4096),
             difficulty_at: TtlCache::new(16_384),
             compute_units_at: TtlCache::new(16_384),

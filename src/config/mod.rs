@@ -186,6 +186,9 @@ pub struct RedisConfig {
     pub leader_ttl_seconds: u64,
     /// How often the leader renews its lease.
     pub heartbeat_rate_seconds: u64,
+    /// `rediss://` only: PEM CA certificate(s) the server's certificate must chain to, instead of the system's
+    /// roots.
+    pub tls_ca_file: Option<PathBuf>,
 }
 
 impl Default for RedisConfig {
@@ -197,6 +200,7 @@ impl Default for RedisConfig {
             claim_idle_timeout_ms: 60_000,
             leader_ttl_seconds: 30,
             heartbeat_rate_seconds: 10,
+            tls_ca_file: None,
         }
     }
 }
@@ -249,8 +253,11 @@ pub struct PocketNodeConfig {
     pub query_node_rpc_url: String,
     /// Cosmos gRPC URL (`http://host:9090`).
     pub query_node_grpc_url: String,
-    /// Plaintext gRPC.
+    /// Plaintext gRPC (Go meaning): `true` (default) dials an `http://` gRPC URL without TLS; `false` always
+    /// uses TLS, as does an `https://` URL.
     pub grpc_insecure: bool,
+    /// PEM CA certificates trusted for the node's `https` endpoints besides the system's and Mozilla's roots.
+    pub tls_ca_file: Option<PathBuf>,
     /// Timeout of one chain query.
     pub query_timeout_seconds: u64,
     /// Chain id used to sign txs.
@@ -263,6 +270,7 @@ impl Default for PocketNodeConfig {
             query_node_rpc_url: "http://127.0.0.1:26657".into(),
             query_node_grpc_url: "http://127.0.0.1:9090".into(),
             grpc_insecure: true,
+            tls_ca_file: None,
             query_timeout_seconds: 5,
             chain_id: "pocket".into(),
         }
@@ -351,6 +359,8 @@ pub struct HttpTransportConfig {
     pub response_header_timeout_seconds: u64,
     /// TCP keep-alive interval.
     pub tcp_keep_alive_seconds: u64,
+    /// PEM CA certificates trusted for `https` backends besides the system's and Mozilla's roots (ours, not Go's).
+    pub tls_ca_file: Option<PathBuf>,
 }
 
 impl Default for HttpTransportConfig {
@@ -363,6 +373,7 @@ impl Default for HttpTransportConfig {
             dial_timeout_seconds: 5,
             response_header_timeout_seconds: 30,
             tcp_keep_alive_seconds: 30,
+            tls_ca_file: None,
         }
     }
 }

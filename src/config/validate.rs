@@ -125,6 +125,7 @@ impl Config {
         self.validate_backend_targets(&mut issues);
         self.validate_backend_transport(&mut issues);
         self.validate_body_limits(&mut issues);
+        self.validate_tls(&mut issues);
         self.validate_transaction(&mut issues);
         if self.relay_log.max_batch_relays == 0 {
             issues.push("relay_log.max_batch_relays", "must be at least 1");
@@ -417,6 +418,33 @@ impl Config {
             if let Some(limit) = service.max_body_size_bytes {
                 check(format!("services.{id}.max_body_size_bytes"), limit);
             }
+        }
+    }
+
+    /// TLS settings: every CA file must hold PEM certificates; `storage.redis.tls_ca_file` needs a `rediss://` URL.
+    /// (`pocket_node.grpc_insecure: false` means TLS, which the gRPC URL then gets whatever its scheme: Go's
+    /// meaning.)
+    fn validate_tls(&self, issues: &mut Issues) {
+        let files = [
+            ("http_transport.tls_ca_file", self.http_transport.tls_ca_file.as_deref()),
+            ("pocket_node.tls_ca_file", self.pocket_node.tls_ca_file.as_deref()),
+            ("storage.redis.tls_ca_file", self.storage.redis.tls_ca_file.as_deref()),
+        ];
+        for (key, file) in files {
+            if let Some(path) = file
+                && let Err(e) = crate::chain::tls::load_ca_file(path)
+            {
+                issues.push(key, e.to_string());
+            }
+        }
+        if self.storage.mode == StorageMode::Redis
+            && self.storage.redis.tls_ca_file.is_some()
+            && !self.storage.redis.url.starts_with("rediss://")
+        {
+            issues.push(
+                "storage.redis.tls_ca_file",
+                "only used with a rediss:// URL (TLS); remove it or use rediss://",
+            );
         }
     }
 
@@ -787,6 +815,31 @@ pool_profiles:
             vec!["default_max_body_size_bytes"]
         );
         assert!(2 * MAX_BODY_SIZE_BYTES_RAFT < raft::MAX_ENTRY_BYTES as u64);
+    }
+
+    #[test]
+    fn tls_ca_files_must_hold_certificates() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("missing.pem");
+        let text = format!(
+            "{MINIMAL}http_transport:\n  tls_ca_file: {m}\npocket_node:\n  tls_ca_file: {m}\nstorage:\n  mode: redis\n  redis:\n    url: redis://127.0.0.1:6379\n    tls_ca_file: {m}\n",
+            m = missing.display()
+        );
+        let keys: Vec<String> = Config::from_yaml(&text)
+            .unwrap()
+            .validate()
+            .into_iter()
+            .map(|i| i.key)
+            .collect();
+        assert_eq!(
+            keys,
+            vec![
+                "http_transport.tls_ca_file",
+                "pocket_node.tls_ca_file",
+                "storage.redis.tls_ca_file",
+                "storage.redis.tls_ca_file",
+            ]
+        );
     }
 
     #[test]

@@ -192,9 +192,14 @@ impl Node {
         tracing::info!(suppliers = ?keyring.addresses(), "supplier keys loaded");
         let storage = storage_mode::open(&config, &raft).await?;
         let store = storage.storage();
-        let chain = Arc::new(ChainClient::new(
+        crate::chain::tls::install_default_provider();
+        let chain = Arc::new(ChainClient::with_tls(
             &config.pocket_node.query_node_grpc_url,
             Duration::from_secs(config.pocket_node.query_timeout_seconds.max(1)),
+            &crate::chain::grpc::GrpcTls {
+                insecure: config.pocket_node.grpc_insecure,
+                ca_file: config.pocket_node.tls_ca_file.clone(),
+            },
         )?);
         let gauges = crate::chain::gauges::CacheGauges::new(&chain).map_err(crate::telemetry::TelemetryError::from)?;
         telemetry.register(Box::new(gauges))?;
@@ -213,25 +218,30 @@ impl Node {
                 0
             }
         };
-        let comet = match crate::chain::comet::CometClient::new(&config.pocket_node.query_node_rpc_url) {
-            Ok(comet) => match comet.status().await {
-                Ok(_) => Some(comet),
-                Err(e) => {
-                    tracing::warn!(
-                        url = config.pocket_node.query_node_rpc_url,
-                        error = %e,
-                        "CometBFT RPC not reachable at start; following blocks by polling gRPC instead"
-                    );
-                    None
-                }
-            },
-            Err(e) => {
-                return Err(NodeError::Config {
-                    key: "pocket_node.query_node_rpc_url",
-                    problem: e.to_string(),
-                });
-            }
+        let comet_config = crate::chain::comet::ClientConfig {
+            tls_ca_file: config.pocket_node.tls_ca_file.clone(),
+            ..Default::default()
         };
+        let comet =
+            match crate::chain::comet::CometClient::with_config(&config.pocket_node.query_node_rpc_url, comet_config) {
+                Ok(comet) => match comet.status().await {
+                    Ok(_) => Some(comet),
+                    Err(e) => {
+                        tracing::warn!(
+                            url = config.pocket_node.query_node_rpc_url,
+                            error = %e,
+                            "CometBFT RPC not reachable at start; following blocks by polling gRPC instead"
+                        );
+                        None
+                    }
+                },
+                Err(e) => {
+                    return Err(NodeError::Config {
+                        key: "pocket_node.query_node_rpc_url",
+                        problem: e.to_string(),
+                    });
+                }
+            };
         let settlement_reader = comet.clone();
         let (height, watch_task) = spawn_height_watch(
             Arc::clone(&chain),

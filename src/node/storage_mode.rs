@@ -122,6 +122,15 @@ pub async fn open(config: &Config, overrides: &RaftOverrides) -> Result<OpenedSt
             // The miner's leadership identity (see `consumer_and_instance`): names the readiness probe key and
             // labels `ha_miner_leader_acquisition_failures_total{instance}`.
             cfg.instance_id = r.consumer_name.clone().unwrap_or_else(consumer_default);
+            if let Some(path) = &r.tls_ca_file {
+                let pem = std::fs::read(path).map_err(|e| {
+                    config_err(
+                        "storage.redis.tls_ca_file",
+                        format!("cannot read {}: {e}", path.display()),
+                    )
+                })?;
+                cfg.tls_root_cert_pem = Some(pem);
+            }
             let backend = storage::redis::RedisBackend::connect(cfg)
                 .await
                 .map_err(|e| NodeError::Storage(format!("redis at {}: {e}", r.url)))?;

@@ -303,4 +303,55 @@ services:
         }
         assert_eq!(seen.lock().unwrap().len(), 2);
     }
+
+    /// An `https` backend (third-party RPC providers): TLS with the certificate verified against the roots plus
+    /// `http_transport.tls_ca_file`; without the CA the relay is a backend error, never plaintext.
+    #[tokio::test]
+    async fn https_backends_speak_tls_and_verify_the_certificate() {
+        let router = axum::Router::new().fallback(|uri: http::Uri| async move { format!("tls {uri}") });
+        let (pem, server) = crate::chain::tls::testing::self_signed(&[b"http/1.1"]);
+        let port = crate::chain::tls::testing::serve_tls(router, server).await;
+        let dir = tempfile::tempdir().unwrap();
+        let ca = dir.path().join("ca.pem");
+        std::fs::write(&ca, pem).unwrap();
+        let relayer_for = |ca_line: String| {
+            let yaml = format!(
+                "http_transport:\n{ca_line}services:\n  svc:\n    backends:\n      jsonrpc: {{url: \"https://localhost:{port}/v2/KEY\"}}\n"
+            );
+            let config = crate::config::Config::from_yaml(&yaml).unwrap();
+            assert_eq!(config.validate(), vec![]);
+            let services = super::super::routes::services_from_config(&config).unwrap();
+            let chain = Arc::new(ChainClient::new("http://127.0.0.1:1", Duration::from_secs(1)).unwrap());
+            let (_tx, rx) = watch::channel(0);
+            let telemetry = Telemetry::new().unwrap();
+            let mem = storage::MemoryBackend::new().storage();
+            Relayer::with_services(
+                chain,
+                crate::keys::Keyring::default(),
+                services,
+                super::super::RelayerOptions::default(),
+                &mem,
+                rx,
+                &telemetry,
+            )
+            .unwrap()
+        };
+        let payload = || PoktHttpRequest {
+            url: "https://relayminer.example.com/v1".into(),
+            ..Default::default()
+        };
+        let r = relayer_for(format!("  tls_ca_file: {}\n", ca.display()));
+        let service = Arc::clone(&r.services["svc"]);
+        let answer = r.forward(&service, service.backend(None).0, payload()).await.unwrap();
+        assert_eq!(answer.status_code, 200);
+        assert_eq!(answer.body_bz, b"tls /v2/KEY/v1");
+        let r = relayer_for("  max_conns_per_host: 10\n".into());
+        let service = Arc::clone(&r.services["svc"]);
+        let err = r
+            .forward(&service, service.backend(None).0, payload())
+            .await
+            .unwrap_err();
+        assert_eq!(err.code().1, "backend_error", "{err}");
+        assert!(err.to_string().to_lowercase().contains("certificate"), "{err}");
+    }
 }

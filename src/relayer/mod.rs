@@ -252,10 +252,11 @@ impl Relayer {
         height: watch::Receiver<i64>,
         telemetry: &Telemetry,
     ) -> Result<Self, TelemetryError> {
+        let tls = routes::backend_tls(None).map_err(|e| TelemetryError::from(prometheus::Error::Msg(e.to_string())))?;
         let services = services
             .into_iter()
             .map(|(id, route)| {
-                let backend = Backend::new(RpcType::JsonRpc, route.backend_url, PoolSettings::default())?;
+                let backend = Backend::new(RpcType::JsonRpc, route.backend_url, PoolSettings::default(), &tls)?;
                 let service = Service::single(
                     id.clone(),
                     ValidationMode::Eager,

@@ -28,10 +28,11 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use tokio::sync::Semaphore;
 
 use super::backend_url::BackendUrl;
+use crate::chain::tls::{self, HttpsConnector};
 use crate::config::{Config, PoolProfile, ValidationMode};
 
-/// The pooled keep-alive HTTP client the relayer forwards with.
-pub type HttpClient = Client<HttpConnector, http_body_util::Full<Bytes>>;
+/// The pooled keep-alive HTTP client the relayer forwards with (TLS for `https` backends).
+pub type HttpClient = Client<HttpsConnector, http_body_util::Full<Bytes>>;
 
 /// Errors building routes from a config.
 #[derive(Debug, thiserror::Error)]
@@ -181,9 +182,14 @@ pub struct Backend {
 }
 
 impl Backend {
-    /// A backend at `url` with its own pooled client; fails when `url` is not an absolute URL
-    /// (`RouteError::Invalid` with key `url`).
-    pub fn new(rpc_type: RpcType, url: impl Into<String>, pool: PoolSettings) -> Result<Self, RouteError> {
+    /// A backend at `url` with its own pooled client (TLS with `tls` for an `https` URL); fails when `url` is
+    /// not an absolute URL (`RouteError::Invalid` with key `url`).
+    pub fn new(
+        rpc_type: RpcType,
+        url: impl Into<String>,
+        pool: PoolSettings,
+        tls: &Arc<rustls::ClientConfig>,
+    ) -> Result<Self, RouteError> {
         let url = url.into();
         let target = BackendUrl::parse(&url).map_err(|e| RouteError::Invalid {
             key: "url".into(),
@@ -195,7 +201,7 @@ impl Backend {
             target,
             headers: Vec::new(),
             max_retries: 0,
-            client: http_client(&pool),
+            client: http_client(&pool, tls),
             permits: pool
                 .max_conns_per_host
                 .map(|n| Arc::new(Semaphore::new(n.clamp(1, Semaphore::MAX_PERMITS)))),
@@ -203,8 +209,8 @@ impl Backend {
     }
 }
 
-/// A pooled keep-alive client with `pool`'s limits.
-pub fn http_client(pool: &PoolSettings) -> HttpClient {
+/// A pooled keep-alive client with `pool`'s limits, speaking TLS (`tls`, HTTP/1.1) to `https` URLs.
+pub fn http_client(pool: &PoolSettings, tls: &Arc<rustls::ClientConfig>) -> HttpClient {
     let mut connector = HttpConnector::new();
     connector.set_nodelay(true);
     connector.set_connect_timeout(pool.dial_timeout);
@@ -212,7 +218,15 @@ pub fn http_client(pool: &PoolSettings) -> HttpClient {
     Client::builder(hyper_util::rt::TokioExecutor::new())
         .pool_idle_timeout(pool.idle_conn_timeout)
         .pool_max_idle_per_host(pool.max_idle_conns_per_host)
-        .build(connector)
+        .build(tls::https_connector(connector, tls, false))
+}
+
+/// The TLS client configuration of backends: the base roots plus `http_transport.tls_ca_file`.
+pub fn backend_tls(ca_file: Option<&std::path::Path>) -> Result<Arc<rustls::ClientConfig>, RouteError> {
+    tls::client_config(ca_file, tls::Alpn::Http1).map_err(|e| RouteError::Invalid {
+        key: "http_transport.tls_ca_file".into(),
+        problem: e.to_string(),
+    })
 }
 
 /// Everything the relayer knows about one served service.
@@ -271,6 +285,7 @@ impl Service {
 /// Builds every service of `config` (call [`Config::validate`] first; this only rejects what it cannot build).
 pub fn services_from_config(config: &Config) -> Result<HashMap<String, Arc<Service>>, RouteError> {
     let transport = &config.http_transport;
+    let tls = backend_tls(transport.tls_ca_file.as_deref())?;
     let mut services = HashMap::new();
     for (id, sc) in &config.services {
         let key = |k: &str| format!("services.{id}.{k}");
@@ -327,7 +342,7 @@ pub fn services_from_config(config: &Config) -> Result<HashMap<String, Arc<Servi
         for (kind, bc) in &sc.backends {
             let rpc_type = RpcType::from_config_key(kind)
                 .ok_or_else(|| invalid(&format!("backends.{kind}"), "unknown backend kind".into()))?;
-            let mut backend = Backend::new(rpc_type, bc.url.clone(), pool)
+            let mut backend = Backend::new(rpc_type, bc.url.clone(), pool, &tls)
                 .map_err(|e| invalid(&format!("backends.{kind}.url"), e.to_string()))?;
             backend.max_retries = bc.max_retries.min(3);
             for (name, value) in &bc.headers {

@@ -209,4 +209,52 @@ mod tests {
         assert!(err.is_retryable(), "{err}");
         assert!(GrpcClient::new("not a url", Duration::from_secs(1)).is_err());
     }
+
+    /// The node's gRPC over TLS: `https://` (or `grpc_insecure: false`, Go's meaning) with the node's CA trusted;
+    /// an untrusted certificate is refused.
+    #[tokio::test]
+    async fn grpc_over_tls_with_a_trusted_ca() {
+        let router = GrpcRouter::new().unary("/test.Svc/Echo", |req: Any| async move {
+            Ok(Timestamp {
+                seconds: req.value.len() as i64,
+                nanos: 0,
+            })
+        });
+        let (pem, server) = crate::chain::tls::testing::self_signed(&[b"h2"]);
+        let port = crate::chain::tls::testing::serve_tls(router.into_axum(), server).await;
+        let dir = tempfile::tempdir().unwrap();
+        let ca = dir.path().join("ca.pem");
+        std::fs::write(&ca, pem).unwrap();
+        let trusted = crate::chain::grpc::GrpcTls {
+            insecure: true,
+            ca_file: Some(ca.clone()),
+        };
+        let echo = |client: GrpcClient| async move {
+            client
+                .unary::<Any, Timestamp>(
+                    "/test.Svc/Echo",
+                    Any {
+                        type_url: String::new(),
+                        value: vec![1; 7],
+                    },
+                )
+                .await
+        };
+        let https =
+            GrpcClient::with_tls(&format!("https://127.0.0.1:{port}"), Duration::from_secs(5), &trusted).unwrap();
+        assert_eq!(echo(https).await.unwrap().seconds, 7);
+        // grpc_insecure: false means TLS even for an http:// URL.
+        let secure = crate::chain::grpc::GrpcTls {
+            insecure: false,
+            ca_file: Some(ca),
+        };
+        let http = GrpcClient::with_tls(&format!("http://localhost:{port}"), Duration::from_secs(5), &secure).unwrap();
+        assert_eq!(echo(http).await.unwrap().seconds, 7);
+        // Plaintext to a TLS port, and TLS without the CA, both fail.
+        let plain = GrpcClient::new(&format!("http://127.0.0.1:{port}"), Duration::from_secs(5)).unwrap();
+        assert!(echo(plain).await.is_err());
+        let untrusted = GrpcClient::new(&format!("https://127.0.0.1:{port}"), Duration::from_secs(5)).unwrap();
+        let err = echo(untrusted).await.unwrap_err();
+        assert!(err.is_retryable(), "{err}");
+    }
 }

@@ -131,3 +131,37 @@ async fn meter_counts_compute_units_apart_from_the_go_upokt_counter() {
             .starts_with(':')
     );
 }
+
+/// `rediss://`: the Redis backend speaks TLS (rustls) to a TLS-only port of a real `redis-server`, verifying its
+/// certificate against `storage.redis.tls_ca_file`'s CA; a plaintext URL to the same port does not work.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rediss_urls_speak_tls() {
+    let key = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string(), "localhost".to_string()]).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, private) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    std::fs::write(&cert, key.cert.pem()).unwrap();
+    std::fs::write(&private, key.signing_key.serialize_pem()).unwrap();
+    let tls_port = crate::support::free_port();
+    let mut options = ServerOptions::default();
+    for (flag, value) in [
+        ("--tls-port", tls_port.to_string()),
+        ("--tls-cert-file", cert.display().to_string()),
+        ("--tls-key-file", private.display().to_string()),
+        ("--tls-ca-cert-file", cert.display().to_string()),
+        ("--tls-auth-clients", "no".to_string()),
+    ] {
+        options.extra_args.extend([flag.to_string(), value]);
+    }
+    let _server = RedisServer::start(options).unwrap();
+    let mut cfg = RedisConfig::new(format!("rediss://127.0.0.1:{tls_port}/"));
+    cfg.tls_root_cert_pem = Some(key.cert.pem().into_bytes());
+    let backend = RedisBackend::connect(cfg).await.unwrap();
+    let kv = backend.storage().kv;
+    kv.set("tls-probe", b"over tls".to_vec(), None).await.unwrap();
+    assert_eq!(kv.get("tls-probe").await.unwrap(), Some(b"over tls".to_vec()));
+
+    let mut plain = RedisConfig::new(format!("redis://127.0.0.1:{tls_port}/"));
+    plain.connection_timeout = Duration::from_millis(500);
+    plain.reconnect_retries = 0;
+    assert!(RedisBackend::connect(plain).await.is_err(), "plaintext to the TLS port");
+}

@@ -35,6 +35,9 @@ pub struct ClientConfig {
     pub pool_idle_timeout: Duration,
     /// Idle pooled connections kept per host.
     pub pool_max_idle_per_host: usize,
+    /// `https://` nodes: PEM CA certificates trusted besides the system's and Mozilla's roots
+    /// ([`crate::chain::tls`]).
+    pub tls_ca_file: Option<std::path::PathBuf>,
 }
 
 impl Default for ClientConfig {
@@ -45,6 +48,7 @@ impl Default for ClientConfig {
             max_response_bytes: 64 << 20,
             pool_idle_timeout: Duration::from_secs(60),
             pool_max_idle_per_host: 8,
+            tls_ca_file: None,
         }
     }
 }
@@ -52,11 +56,13 @@ impl Default for ClientConfig {
 /// A CometBFT RPC client. Cheap to clone (the pool is shared).
 #[derive(Clone, Debug)]
 pub struct CometClient {
-    /// The pooled HTTP client.
-    http: Client<HttpConnector, Full<Bytes>>,
+    /// The pooled HTTP client (TLS for an `https://` node).
+    http: Client<crate::chain::tls::HttpsConnector, Full<Bytes>>,
+    /// The TLS configuration of an `https://` node (also used for its `wss://` websocket).
+    tls: Option<Arc<rustls::ClientConfig>>,
     /// Where JSON-RPC POSTs go: the base URL's path (usually `/`).
     rpc_uri: Uri,
-    /// `ws://host:port/<base path>/websocket`.
+    /// `ws://host:port/<base path>/websocket` (`wss://` for an `https://` node).
     ws_url: String,
     /// Timeouts and limits.
     config: ClientConfig,
@@ -71,10 +77,8 @@ impl CometClient {
         Self::with_config(base_url, ClientConfig::default())
     }
 
-    /// A client for `base_url` with explicit timeouts and limits.
-    ///
-    /// `https://` is refused: the dependency set has no TLS connector; run the node's RPC on a private network or
-    /// behind a local TLS-terminating proxy.
+    /// A client for `base_url` with explicit timeouts and limits; `https://` speaks TLS (certificates verified
+    /// against the roots of [`crate::chain::tls`] and `config.tls_ca_file`), its websocket `wss://`.
     pub fn with_config(base_url: &str, config: ClientConfig) -> CometResult<Self> {
         let invalid = |reason: &str| CometError::InvalidUrl {
             url: base_url.to_string(),
@@ -83,11 +87,11 @@ impl CometClient {
         let uri: Uri = base_url
             .parse()
             .map_err(|e: http::uri::InvalidUri| invalid(&e.to_string()))?;
-        match uri.scheme_str() {
-            Some("http" | "tcp") => {}
-            Some("https") => return Err(invalid("https is not supported (no TLS connector)")),
-            _ => return Err(invalid("scheme must be http://")),
-        }
+        let secure = match uri.scheme_str() {
+            Some("http" | "tcp") => false,
+            Some("https") => true,
+            _ => return Err(invalid("scheme must be http:// or https://")),
+        };
         let authority = uri.authority().ok_or_else(|| invalid("missing host"))?.clone();
         if uri.query().is_some() {
             return Err(invalid("a query string is not allowed"));
@@ -95,22 +99,25 @@ impl CometClient {
         let path = uri.path().trim_end_matches('/');
         let rpc_path = if path.is_empty() { "/" } else { path };
         let rpc_uri = Uri::builder()
-            .scheme("http")
+            .scheme(if secure { "https" } else { "http" })
             .authority(authority.clone())
             .path_and_query(rpc_path)
             .build()
             .map_err(|e| invalid(&e.to_string()))?;
-        let ws_url = format!("ws://{authority}{path}/websocket");
+        let ws_url = format!("{}://{authority}{path}/websocket", if secure { "wss" } else { "ws" });
 
         let mut connector = HttpConnector::new();
         connector.set_connect_timeout(Some(config.connect_timeout));
         connector.set_nodelay(true);
+        let tls = crate::chain::tls::client_config(config.tls_ca_file.as_deref(), crate::chain::tls::Alpn::Http1)
+            .map_err(|e| invalid(&e.to_string()))?;
         let http = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(config.pool_idle_timeout)
             .pool_max_idle_per_host(config.pool_max_idle_per_host)
-            .build(connector);
+            .build(crate::chain::tls::https_connector(connector, &tls, false));
         Ok(Self {
             http,
+            tls: secure.then_some(tls),
             rpc_uri,
             ws_url,
             config,
@@ -121,6 +128,11 @@ impl CometClient {
     /// The websocket endpoint the block subscription connects to.
     pub fn ws_url(&self) -> &str {
         &self.ws_url
+    }
+
+    /// The TLS connector of a `wss://` websocket (`None` for `ws://`).
+    pub(crate) fn ws_connector(&self) -> Option<tokio_tungstenite::Connector> {
+        self.tls.clone().map(tokio_tungstenite::Connector::Rustls)
     }
 
     /// The configured timeouts and limits.
@@ -253,18 +265,43 @@ mod tests {
         let c = CometClient::new("tcp://node:26657/rpc/").unwrap();
         assert_eq!(c.rpc_uri.to_string(), "http://node:26657/rpc");
         assert_eq!(c.ws_url(), "ws://node:26657/rpc/websocket");
-        for bad in [
-            "https://node:443",
-            "node:26657",
-            "ftp://x",
-            "http://x/?a=1",
-            "",
-            "http://",
-        ] {
+        let c = CometClient::new("https://node.example.com/rpc").unwrap();
+        assert_eq!(c.rpc_uri.to_string(), "https://node.example.com/rpc");
+        assert_eq!(c.ws_url(), "wss://node.example.com/rpc/websocket");
+        assert!(c.ws_connector().is_some());
+        for bad in ["node:26657", "ftp://x", "http://x/?a=1", "", "http://"] {
             assert!(
                 matches!(CometClient::new(bad), Err(CometError::InvalidUrl { .. })),
                 "{bad}"
             );
         }
+    }
+
+    /// An `https://` node is reached over TLS with its CA trusted (here a proxy-style HTTP error proves the
+    /// request arrived), and refused without it.
+    #[tokio::test]
+    async fn https_nodes_are_reached_over_tls() {
+        #![allow(clippy::unwrap_used)]
+        let router = axum::Router::new().fallback(|| async { (http::StatusCode::BAD_GATEWAY, "reached over tls") });
+        let (pem, server) = crate::chain::tls::testing::self_signed(&[b"http/1.1"]);
+        let port = crate::chain::tls::testing::serve_tls(router, server).await;
+        let dir = tempfile::tempdir().unwrap();
+        let ca = dir.path().join("ca.pem");
+        std::fs::write(&ca, pem).unwrap();
+        let url = format!("https://localhost:{port}");
+        let trusted = CometClient::with_config(
+            &url,
+            ClientConfig {
+                tls_ca_file: Some(ca),
+                ..ClientConfig::default()
+            },
+        )
+        .unwrap();
+        match trusted.status().await {
+            Err(CometError::Http { body, .. }) => assert!(body.contains("reached over tls"), "{body}"),
+            other => panic!("expected the proxy-style HTTP error, got {other:?}"),
+        }
+        let untrusted = CometClient::new(&url).unwrap();
+        assert!(matches!(untrusted.status().await, Err(CometError::Transport { .. })));
     }
 }

@@ -456,9 +456,14 @@ impl Subscriber {
         let ws_config = WebSocketConfig::default()
             .max_message_size(Some(self.config.max_ws_message_bytes))
             .max_frame_size(Some(self.config.max_ws_message_bytes));
-        let (mut ws, _) = tokio_tungstenite::connect_async_with_config(self.client.ws_url(), Some(ws_config), true)
-            .await
-            .map_err(transport)?;
+        let (mut ws, _) = tokio_tungstenite::connect_async_tls_with_config(
+            self.client.ws_url(),
+            Some(ws_config),
+            true,
+            self.client.ws_connector(),
+        )
+        .await
+        .map_err(transport)?;
         let req = wire::request(0, "subscribe", serde_json::json!({ "query": wire::NEW_BLOCK_QUERY }));
         ws.send(Message::text(req.to_string())).await.map_err(transport)?;
         let mut early = Vec::new();

@@ -98,6 +98,9 @@ pub struct RedisConfig {
     pub instance_id: String,
     /// `COUNT` hint of the `HSCAN` that prefetches a trie namespace.
     pub trie_scan_count: usize,
+    /// `rediss://` only: PEM CA certificate(s) the server's certificate must chain to, instead of the system's
+    /// roots (`None` = the system's roots). TLS is rustls with the ring provider.
+    pub tls_root_cert_pem: Option<Vec<u8>>,
 }
 
 impl RedisConfig {
@@ -118,6 +121,7 @@ impl RedisConfig {
             memory_warn_ratio: 0.9,
             instance_id: format!("relay-miner-{}", std::process::id()),
             trie_scan_count: 1000,
+            tls_root_cert_pem: None,
         }
     }
 
@@ -167,8 +171,17 @@ impl RedisBackend {
     /// Connects (must run inside a tokio runtime). Fails with [`StorageError::Unavailable`] when the server
     /// cannot be reached within the connection timeout and retries.
     pub async fn connect(cfg: RedisConfig) -> Result<Self, StorageError> {
-        let client = redis::Client::open(cfg.url.as_str())
-            .map_err(|e| StorageError::Backend(format!("redis url {:?}: {e}", cfg.url)))?;
+        let client = match &cfg.tls_root_cert_pem {
+            None => redis::Client::open(cfg.url.as_str()),
+            Some(pem) => redis::Client::build_with_tls(
+                cfg.url.as_str(),
+                redis::TlsCertificates {
+                    client_tls: None,
+                    root_cert: Some(pem.clone()),
+                },
+            ),
+        }
+        .map_err(|e| StorageError::Backend(format!("redis url {:?}: {e}", cfg.url)))?;
         let mgr_cfg = ConnectionManagerConfig::new()
             .set_response_timeout(Some(cfg.response_timeout))
             .set_connection_timeout(Some(cfg.connection_timeout))
