@@ -17,7 +17,8 @@
 //! `RELAYER_BENCH_REDB_WINDOW_US` (redb group-commit window, default 0 = the backend's default),
 //! `RELAYER_BENCH_COOLDOWN_MS` (idle time before the open-loop runs, default 0), `RELAYER_BENCH_MINER` (1 = the
 //! miner runs on its own runtime thread and ingests every relay into the session's trie, as in `relay-miner run`;
-//! default 1), `RELAYER_BENCH_MINER_OWN_THREAD` (0 = the miner runs on the relayer's runtime instead; default 1).
+//! default 1), `RELAYER_BENCH_MINER_OWN_THREAD` (0 = the miner runs on the relayer's runtime instead; default 1),
+//! `RELAYER_BENCH_BODY_BUDGET` (`relay_server.max_body_bytes_in_flight`; 0 = none; default: the config default).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -484,6 +485,10 @@ async fn bench(workers: usize, relayer_runtime: Option<tokio::runtime::Handle>) 
     let redb = storage::redb::RedbBackend::open(redb_config).await.unwrap();
     let durable = env("RELAYER_BENCH_DURABLE", 1) == 1;
     let store = redb.storage();
+    // `RELAYER_BENCH_BODY_BUDGET`: relay_server.max_body_bytes_in_flight (0 = no budget; default: the config's).
+    let budget = std::env::var("RELAYER_BENCH_BODY_BUDGET")
+        .map(|b| format!("relay_server: {{max_body_bytes_in_flight: {b}}}\n"))
+        .unwrap_or_default();
     let yaml = format!(
         "
 services:
@@ -493,7 +498,7 @@ services:
       rest: {{url: {backend_url}}}
 relay_meter: {{enabled: true}}
 relay_log: {{durable_ack: {durable}}}
-"
+{budget}"
     );
     let config = Config::from_yaml(&yaml).unwrap();
     let (_height_tx, height_rx) = tokio::sync::watch::channel(chain.height());

@@ -465,6 +465,11 @@ pub struct RelayServerConfig {
     /// Connections served at once from one client address (IPv6: one /64); a connection beyond it is closed
     /// unserved. 0 = no such limit (the default: behind a load balancer every client shares its addresses).
     pub max_connections_per_ip: usize,
+    /// Request-body bytes buffered at once by all relays being handled; a relay that cannot reserve its body's
+    /// bytes within `body_budget_wait_ms` is refused as `overloaded` (503). 0 = no such limit.
+    pub max_body_bytes_in_flight: u64,
+    /// How long a relay waits for body bytes to be released before it is refused as `overloaded`.
+    pub body_budget_wait_ms: u64,
 }
 
 impl Default for RelayServerConfig {
@@ -475,6 +480,8 @@ impl Default for RelayServerConfig {
             body_read_timeout_seconds: 30,
             max_connections: 10_000,
             max_connections_per_ip: 0,
+            max_body_bytes_in_flight: DEFAULT_MAX_BODY_BYTES_IN_FLIGHT,
+            body_budget_wait_ms: 100,
         }
     }
 }
@@ -490,6 +497,11 @@ impl RelayServerConfig {
         }
     }
 }
+
+/// Default `relay_server.max_body_bytes_in_flight`: 1 GiB (about 100 maximum-size 10 MiB bodies at once).
+pub const DEFAULT_MAX_BODY_BYTES_IN_FLIGHT: u64 = 1 << 30;
+/// Largest `relay_server.max_body_bytes_in_flight`.
+pub const MAX_MAX_BODY_BYTES_IN_FLIGHT: u64 = 1 << 40;
 
 /// Group commit of mined relays (the hot path never fsyncs per relay).
 #[derive(Debug, Clone, PartialEq, Deserialize)]

@@ -126,6 +126,7 @@ impl Config {
         self.validate_backend_transport(&mut issues);
         self.validate_body_limits(&mut issues);
         self.validate_tls(&mut issues);
+        self.validate_body_budget(&mut issues);
         self.validate_transaction(&mut issues);
         if self.relay_log.max_batch_relays == 0 {
             issues.push("relay_log.max_batch_relays", "must be at least 1");
@@ -445,6 +446,31 @@ impl Config {
                 "storage.redis.tls_ca_file",
                 "only used with a rediss:// URL (TLS); remove it or use rediss://",
             );
+        }
+    }
+
+    /// The request-body budget must hold at least one request of the largest body limit (or it could never be
+    /// granted), and its wait must be short: it is time a gateway waits for an `overloaded` answer.
+    fn validate_body_budget(&self, issues: &mut Issues) {
+        let server = &self.relay_server;
+        let largest = self
+            .services
+            .keys()
+            .map(|id| self.max_body_size_bytes(id))
+            .max()
+            .unwrap_or(self.default_max_body_size_bytes);
+        let budget = server.max_body_bytes_in_flight;
+        if budget != 0 && !(largest..=super::MAX_MAX_BODY_BYTES_IN_FLIGHT).contains(&budget) {
+            issues.push(
+                "relay_server.max_body_bytes_in_flight",
+                format!(
+                    "must be 0 (no limit) or between the largest body limit ({largest}) and {}",
+                    super::MAX_MAX_BODY_BYTES_IN_FLIGHT
+                ),
+            );
+        }
+        if server.body_budget_wait_ms > 60_000 {
+            issues.push("relay_server.body_budget_wait_ms", "must be at most 60000");
         }
     }
 
@@ -840,6 +866,31 @@ pool_profiles:
                 "storage.redis.tls_ca_file",
             ]
         );
+    }
+
+    #[test]
+    fn the_body_budget_holds_the_largest_body() {
+        let with = |lines: &str| -> Vec<String> {
+            let text = format!("{MINIMAL}default_max_body_size_bytes: 1000\nrelay_server:\n{lines}");
+            Config::from_yaml(&text)
+                .unwrap()
+                .validate()
+                .into_iter()
+                .map(|i| i.key)
+                .collect()
+        };
+        assert_eq!(with("  max_body_bytes_in_flight: 1000\n"), Vec::<String>::new());
+        assert_eq!(with("  max_body_bytes_in_flight: 0\n"), Vec::<String>::new());
+        assert_eq!(
+            with("  max_body_bytes_in_flight: 999\n"),
+            vec!["relay_server.max_body_bytes_in_flight"]
+        );
+        assert_eq!(
+            with("  body_budget_wait_ms: 60001\n"),
+            vec!["relay_server.body_budget_wait_ms"]
+        );
+        let config = Config::from_yaml(MINIMAL).unwrap();
+        assert_eq!(config.relay_server.max_body_bytes_in_flight, 1 << 30);
     }
 
     #[test]

@@ -73,6 +73,15 @@ pub enum RelayError {
     /// it was not recorded. A limit of this one relay, not a storage outage.
     #[error("relay not recorded: {0}")]
     RelayTooLarge(storage::StorageError),
+    /// Too many request-body bytes are buffered by other requests (`relay_server.max_body_bytes_in_flight`) and
+    /// none were released within `relay_server.body_budget_wait_ms`.
+    #[error("relay miner overloaded: {budget} bytes of request bodies in flight; none released within {waited:?}")]
+    Overloaded {
+        /// The budget (`relay_server.max_body_bytes_in_flight`).
+        budget: usize,
+        /// How long the request waited.
+        waited: Duration,
+    },
 }
 
 impl RelayError {
@@ -96,6 +105,7 @@ impl RelayError {
     /// | 14 | meter_unavailable | 503 |
     /// | 15 | request_timeout | 408 |
     /// | 16 | relay_too_large | 507 |
+    /// | 17 | overloaded | 503 |
     pub fn code(&self) -> (u32, &'static str) {
         match self {
             Self::Malformed(_) => (1, "malformed"),
@@ -114,13 +124,16 @@ impl RelayError {
             Self::MeterUnavailable(_) => (14, "meter_unavailable"),
             Self::RequestTimeout(_) => (15, "request_timeout"),
             Self::RelayTooLarge(_) => (16, "relay_too_large"),
+            Self::Overloaded { .. } => (17, "overloaded"),
         }
     }
 
     /// The HTTP status the refusal is sent with.
     pub fn status(&self) -> StatusCode {
         match self {
-            Self::Chain(_) | Self::Storage(_) | Self::MeterUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Chain(_) | Self::Storage(_) | Self::MeterUnavailable(_) | Self::Overloaded { .. } => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             Self::Backend(_) | Self::ResponseTooLarge { .. } => StatusCode::BAD_GATEWAY,
             Self::BackendTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
             Self::OverServiced(_) => StatusCode::TOO_MANY_REQUESTS,

@@ -1,6 +1,6 @@
 //! Relayer metrics, with the Go relayer's names where the meaning is the same (`go-operator-surface.md` §B).
 
-use prometheus::{Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, Opts};
+use prometheus::{Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts};
 
 use crate::telemetry::{Telemetry, TelemetryError};
 
@@ -29,6 +29,7 @@ pub(crate) struct Metrics {
     pub batch_failures: IntCounterVec,
     pub connections_waited: IntCounter,
     pub connections_refused: IntCounterVec,
+    pub body_bytes_in_flight: IntGauge,
 }
 
 const LATENCY_BUCKETS: [f64; 14] = [
@@ -58,6 +59,11 @@ impl Metrics {
             "Connections that waited to be served because relay_server.max_connections were open",
         )?;
         r.register(Box::new(connections_waited.clone()))?;
+        let body_bytes_in_flight = IntGauge::new(
+            "ha_relayer_request_body_bytes_in_flight",
+            "Request-body bytes reserved by relays being handled (bounded by relay_server.max_body_bytes_in_flight)",
+        )?;
+        r.register(Box::new(body_bytes_in_flight.clone()))?;
         let connections_refused = counter(
             "ha_relayer_connections_refused_total",
             "Connections closed unserved, by reason (per_ip_limit: the client had relay_server.max_connections_per_ip open)",
@@ -161,6 +167,7 @@ impl Metrics {
                 &["backend"],
             )?,
             connections_waited,
+            body_bytes_in_flight,
             connections_refused,
         })
     }

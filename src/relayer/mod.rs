@@ -5,7 +5,9 @@
 //!
 //! # Pipeline
 //! 1. The body is read with the largest service limit (`max_body_size_bytes`; never buffered beyond it) and
-//!    decoded; the session header names the service, whose own limit then applies.
+//!    decoded; the session header names the service, whose own limit then applies. Its bytes are reserved first
+//!    in the process-wide `relay_server.max_body_bytes_in_flight` budget ([`budget`]; `overloaded` when none
+//!    free up within `relay_server.body_budget_wait_ms`) and released when the relay is answered.
 //! 2. Structural checks, synchronous in both modes: decodable, known service, well-formed session header,
 //!    supplier we hold a key for.
 //! 3. `eager`: full validation (chain-backed checks from the chain client's caches; the ring signature last, with
@@ -34,6 +36,7 @@
 //! [`Relayer`]'s validation and metering, their own forwarding, then signing and mining.
 
 pub(crate) mod backend_url;
+mod budget;
 mod error;
 mod forward;
 mod log;
@@ -100,10 +103,16 @@ pub struct RelayerOptions {
     pub meter: Option<MeterOptions>,
     /// Time a client has to send a request's body (`relay_server.body_read_timeout_seconds`).
     pub body_read_timeout: Duration,
+    /// Request-body bytes buffered at once by all relays (`relay_server.max_body_bytes_in_flight`); `None` = no
+    /// such limit.
+    pub max_body_bytes_in_flight: Option<usize>,
+    /// How long a relay waits for body bytes to be released (`relay_server.body_budget_wait_ms`).
+    pub body_budget_wait: Duration,
 }
 
 impl Default for RelayerOptions {
-    /// Durable ack, 5 ms / 512-relay batches, no meter, 30 s for a request body.
+    /// Durable ack, 5 ms / 512-relay batches, no meter, 30 s for a request body, 1 GiB of request bodies in flight
+    /// with a 100 ms wait.
     fn default() -> Self {
         Self {
             batch: BatchSettings {
@@ -113,6 +122,8 @@ impl Default for RelayerOptions {
             durable_ack: true,
             meter: None,
             body_read_timeout: Duration::from_secs(30),
+            max_body_bytes_in_flight: Some(1 << 30),
+            body_budget_wait: Duration::from_millis(100),
         }
     }
 }
@@ -143,6 +154,9 @@ impl RelayerOptions {
                 sync_interval: Duration::from_millis(config.relay_meter.sync_interval_ms.max(1)),
             }),
             body_read_timeout: Duration::from_secs(config.relay_server.body_read_timeout_seconds.max(1)),
+            max_body_bytes_in_flight: (config.relay_server.max_body_bytes_in_flight > 0)
+                .then(|| usize::try_from(config.relay_server.max_body_bytes_in_flight).unwrap_or(usize::MAX)),
+            body_budget_wait: Duration::from_millis(config.relay_server.body_budget_wait_ms),
         }
     }
 }
@@ -154,6 +168,8 @@ pub struct Relayer {
     services: HashMap<String, Arc<Service>>,
     max_request_bytes: usize,
     body_read_timeout: Duration,
+    /// Request-body bytes in flight (`relay_server.max_body_bytes_in_flight`).
+    body_budget: Option<budget::BodyBudget>,
     appender: log::LogAppender,
     durable_ack: bool,
     meter: Option<RelayMeter>,
@@ -315,6 +331,9 @@ impl Relayer {
             services,
             max_request_bytes,
             body_read_timeout: options.body_read_timeout,
+            body_budget: options.max_body_bytes_in_flight.map(|bytes| {
+                budget::BodyBudget::new(bytes, options.body_budget_wait, metrics.body_bytes_in_flight.clone())
+            }),
             appender,
             durable_ack: options.durable_ack,
             meter,
@@ -368,8 +387,9 @@ impl Relayer {
             .with_state(self)
     }
 
-    /// Reads the request body, never buffering more than the largest service limit.
-    async fn read_body(&self, headers: &HeaderMap, body: Body) -> Result<Bytes, RelayError> {
+    /// Reads the request body, never buffering more than the largest service limit, with its bytes reserved in
+    /// the body budget (released when the returned reservation is dropped).
+    async fn read_body(&self, headers: &HeaderMap, body: Body) -> Result<(Bytes, budget::Reserved), RelayError> {
         let limit = self.max_request_bytes;
         let declared = headers
             .get(http::header::CONTENT_LENGTH)
@@ -378,12 +398,41 @@ impl Relayer {
         if declared.is_some_and(|len| len > limit as u64) {
             return Err(RelayError::RequestTooLarge { limit });
         }
-        let collect = http_body_util::Limited::new(body, limit).collect();
-        match tokio::time::timeout(self.body_read_timeout, collect).await {
+        let body_error = |e: Box<dyn std::error::Error + Send + Sync>| {
+            if e.is::<http_body_util::LengthLimitError>() {
+                RelayError::RequestTooLarge { limit }
+            } else {
+                RelayError::Malformed(format!("cannot read the request body: {e}"))
+            }
+        };
+        let mut reserved = budget::Reserved::none();
+        let read = async {
+            let body = http_body_util::Limited::new(body, limit);
+            match (&self.body_budget, declared) {
+                (None, _) => Ok(body.collect().await.map_err(body_error)?.to_bytes()),
+                (Some(budget), Some(len)) => {
+                    budget
+                        .reserve(&mut reserved, usize::try_from(len).unwrap_or(limit))
+                        .await?;
+                    Ok(body.collect().await.map_err(body_error)?.to_bytes())
+                }
+                // No declared length: reserve chunk by chunk as the body arrives.
+                (Some(budget), None) => {
+                    let mut body = std::pin::pin!(body);
+                    let mut buf = bytes::BytesMut::new();
+                    while let Some(frame) = body.frame().await {
+                        if let Ok(data) = frame.map_err(body_error)?.into_data() {
+                            budget.reserve(&mut reserved, data.len()).await?;
+                            buf.extend_from_slice(&data);
+                        }
+                    }
+                    Ok(buf.freeze())
+                }
+            }
+        };
+        match tokio::time::timeout(self.body_read_timeout, read).await {
             Err(_) => Err(RelayError::RequestTimeout(self.body_read_timeout)),
-            Ok(Ok(collected)) => Ok(collected.to_bytes()),
-            Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => Err(RelayError::RequestTooLarge { limit }),
-            Ok(Err(e)) => Err(RelayError::Malformed(format!("cannot read the request body: {e}"))),
+            Ok(result) => result.map(|bytes| (bytes, reserved)),
         }
     }
 
@@ -727,7 +776,12 @@ async fn handle(State(relayer): State<Arc<Relayer>>, headers: HeaderMap, body: B
         .and_then(RpcType::from_header);
     let rt = rpc_type_label(rpc_type);
     let result = match relayer.read_body(&headers, body).await {
-        Ok(bytes) => relayer.serve_relay(rpc_type, &bytes, started).await,
+        Ok((bytes, reserved)) => {
+            let result = relayer.serve_relay(rpc_type, &bytes, started).await;
+            // The body's bytes count against relay_server.max_body_bytes_in_flight until the relay is answered.
+            drop(reserved);
+            result
+        }
         Err(e) => Err((e, String::new(), None)),
     };
     match result {

@@ -604,6 +604,48 @@ async fn an_absolute_relay_url_reaches_the_backend_as_its_path_and_query() {
     assert_eq!(net.recorded().await, 3);
 }
 
+/// `relay_server.max_body_bytes_in_flight` bounds the request bodies buffered at once: while one relay holds
+/// most of the budget, another that cannot reserve its body within `body_budget_wait_ms` is refused as
+/// `overloaded` (17, 503) and counted; once the first is answered, relays are served again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_bodies_beyond_the_in_flight_budget_are_refused_as_overloaded() {
+    let mut net = Net::new(1_000_000_000).await;
+    net.config.relay_server.max_body_bytes_in_flight = 65_536;
+    net.config.relay_server.body_budget_wait_ms = 50;
+    assert_eq!(net.config.validate(), vec![]);
+    let r = net.relayer().await;
+    let header = net.header("gated").await;
+    let big = |id| {
+        let mut body = Net::rpc(id);
+        body.resize(40_000, b' ');
+        relay::encode_relay_request(&net.request(&header, &net.ours.1, body))
+    };
+    let held = {
+        let (http, url, body) = (net.http.clone(), r.url.clone(), big(1));
+        tokio::spawn(async move { post(&http, &url, body).await })
+    };
+    net.gate.arrived.notified().await;
+    let (status, response) = net.post(&r.url, big(2)).await;
+    assert_eq!(
+        (status, error_code(&response)),
+        (503, Some(17)),
+        "{:?}",
+        response.relay_miner_error
+    );
+    assert_eq!(
+        metric(
+            &r.telemetry,
+            "ha_relayer_relays_rejected_total{reason=\"overloaded\",rpc_type=\"jsonrpc\",service_id=\"\"}"
+        ),
+        1
+    );
+    net.gate.release.add_permits(2);
+    assert_eq!(held.await.unwrap().0, 200);
+    let (status, _) = net.post(&r.url, big(3)).await;
+    assert_eq!(status, 200);
+    assert_eq!(metric(&r.telemetry, "ha_relayer_request_body_bytes_in_flight"), 0);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn oversized_request_and_response_are_refused() {
     let net = Net::new(1_000_000_000).await;
