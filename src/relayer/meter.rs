@@ -24,6 +24,10 @@
 //! [`Charge::count_abandoned_in`] (the relayer's `ha_relayer_relay_meter_consumptions_total{result="refunded"}`,
 //! like every other refund).
 //! When storage fails, `fail_behavior: open` keeps serving on local counts; `closed` refuses until it recovers.
+//! A session's first charge reads its shared total once: when that read fails and the meter fails open, the
+//! session starts from its local counts (the read is not retried by every waiting relay in turn) and the sync task
+//! brings in the shared total at its next successful round; failing closed, the relay is refused and the next
+//! one tries the read again.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
@@ -326,21 +330,37 @@ impl RelayMeter {
             }))
         };
         if !entry.loaded.initialized() {
-            let kv = Arc::clone(&self.inner.kv);
+            let inner = &self.inner;
             let loaded = entry
                 .loaded
                 .get_or_try_init(|| async {
-                    let total = read_total(kv.as_ref(), &entry.storage_key).await?;
-                    entry.counts().global = total;
-                    Ok::<(), storage::StorageError>(())
+                    match read_total(inner.kv.as_ref(), &entry.storage_key).await {
+                        Ok(total) => {
+                            entry.counts().global = total;
+                            Ok(())
+                        }
+                        Err(e) => {
+                            inner.observer.storage_error("get");
+                            if inner.fail == FailBehavior::Closed {
+                                return Err(e);
+                            }
+                            // Failing open: the entry counts as loaded, from local counts only, so the relays
+                            // waiting on this load (and every later one) go on at once instead of each retrying
+                            // the read in turn (100 first relays × a 3 s storage timeout would be 300 s). The
+                            // sync task reads the shared total at its next successful round.
+                            entry.counts().storage_failed = true;
+                            tracing::warn!(
+                                error = %e,
+                                key = entry.storage_key,
+                                "relay meter cannot read its total; failing open on local counts until the next sync"
+                            );
+                            Ok(())
+                        }
+                    }
                 })
                 .await;
             if let Err(e) = loaded {
-                self.inner.observer.storage_error("get");
-                if self.inner.fail == FailBehavior::Closed {
-                    return Err(MeterError::Unavailable(e.to_string()));
-                }
-                tracing::warn!(error = %e, key = entry.storage_key, "relay meter cannot read its total; failing open");
+                return Err(MeterError::Unavailable(e.to_string()));
             }
         }
         let mut counts = entry.counts();
@@ -616,6 +636,103 @@ mod tests {
         closed.charge(&key(), budget, 10).await.unwrap().commit();
         // Nothing charged while storage failed was lost.
         assert_eq!(store.kv.get(&storage_key(&other)).await.unwrap(), Some(b"20".to_vec()));
+    }
+
+    /// A KV whose reads fail (after a delay, like a storage timeout) while `down`; counts the reads.
+    struct FlakyKv {
+        inner: Arc<dyn storage::KvStore>,
+        down: std::sync::atomic::AtomicBool,
+        gets: std::sync::atomic::AtomicUsize,
+    }
+
+    #[async_trait::async_trait]
+    impl storage::KvStore for FlakyKv {
+        async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, storage::StorageError> {
+            self.gets.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            if self.down.load(std::sync::atomic::Ordering::SeqCst) {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                return Err(storage::StorageError::Unavailable("down".into()));
+            }
+            self.inner.get(key).await
+        }
+        async fn set(&self, key: &str, value: Vec<u8>, ttl: Option<Duration>) -> Result<(), storage::StorageError> {
+            self.inner.set(key, value, ttl).await
+        }
+        async fn set_if_absent(
+            &self,
+            key: &str,
+            value: Vec<u8>,
+            ttl: Option<Duration>,
+        ) -> Result<bool, storage::StorageError> {
+            self.inner.set_if_absent(key, value, ttl).await
+        }
+        async fn increment(&self, key: &str, delta: i64, ttl: Option<Duration>) -> Result<i64, storage::StorageError> {
+            if self.down.load(std::sync::atomic::Ordering::SeqCst) {
+                return Err(storage::StorageError::Unavailable("down".into()));
+            }
+            self.inner.increment(key, delta, ttl).await
+        }
+        async fn delete(&self, key: &str) -> Result<bool, storage::StorageError> {
+            self.inner.delete(key).await
+        }
+    }
+
+    /// Failing open, the first charges of a session share one failed read of its total (they do not retry it one
+    /// after the other, a storage timeout each), go on from local counts, and the sync brings in the shared total once storage
+    /// answers again. Failing closed, the relay is refused and the next one reads again.
+    #[tokio::test]
+    async fn a_failed_first_load_is_read_once_when_failing_open() {
+        let store = storage::MemoryBackend::new().storage();
+        let kv = Arc::new(FlakyKv {
+            inner: Arc::clone(&store.kv),
+            down: true.into(),
+            gets: 0.into(),
+        });
+        let m = meter(kv.clone(), FailBehavior::Open);
+        let budget = Budget {
+            limit_compute_units: 1100,
+            forget_at_height: 100,
+        };
+        let charges: Vec<_> = (0..100)
+            .map(|_| {
+                let m = m.clone();
+                tokio::spawn(async move { m.charge(&key(), budget, 1).await.map(Charge::commit) })
+            })
+            .collect();
+        for charge in charges {
+            charge.await.unwrap().unwrap();
+        }
+        m.charge(&key(), budget, 1).await.unwrap().commit();
+        // One read by the charges (the sync task's immediate first tick may read once more; its next is an hour
+        // away). Before, each of the 101 charges read again after the previous one failed.
+        let reads = kv.gets.load(std::sync::atomic::Ordering::SeqCst);
+        assert!(reads <= 2, "{reads} reads for one session");
+        // Another relayer consumed 990 meanwhile: the next successful sync adds ours (101) and reads the total.
+        store.kv.increment(&storage_key(&key()), 990, None).await.unwrap();
+        kv.down.store(false, std::sync::atomic::Ordering::SeqCst);
+        m.sync().await;
+        assert_eq!(
+            store.kv.get(&storage_key(&key())).await.unwrap(),
+            Some(b"1091".to_vec())
+        );
+        assert!(m.exhausted(&key(), 10));
+        assert!(!m.exhausted(&key(), 9));
+
+        kv.down.store(true, std::sync::atomic::Ordering::SeqCst);
+        let closed = meter(kv.clone(), FailBehavior::Closed);
+        let other = MeterKey {
+            session_id: "s2".into(),
+            ..key()
+        };
+        let before = kv.gets.load(std::sync::atomic::Ordering::SeqCst);
+        for _ in 0..2 {
+            assert!(matches!(
+                closed.charge(&other, budget, 1).await,
+                Err(MeterError::Unavailable(_))
+            ));
+        }
+        let reads = kv.gets.load(std::sync::atomic::Ordering::SeqCst) - before;
+        assert!(reads >= 2, "closed: each relay reads again ({reads})");
     }
 
     #[tokio::test]
