@@ -397,8 +397,8 @@ pub struct RelayMeterConfig {
     pub enabled: bool,
     /// Behaviour when the meter's storage fails.
     pub fail_behavior: FailBehavior,
-    /// Lifetime of a session's meter keys in storage (Go `cache_ttl`, default 2h). YAML takes seconds (`7200`) or
-    /// one number with a unit: `90s`, `30m`, `2h`.
+    /// Lifetime of a session's meter keys in storage (Go `cache_ttl`, default 2h, at least
+    /// [`MIN_METER_CACHE_TTL_SECS`]). YAML takes seconds (`7200`) or one number with a unit: `90s`, `30m`, `2h`.
     #[serde(deserialize_with = "duration_seconds")]
     pub cache_ttl: u64,
     /// How often each relayer pushes its local consumption to storage and reads the others' (ours, not Go's).
@@ -416,6 +416,18 @@ impl Default for RelayMeterConfig {
         }
     }
 }
+
+/// Smallest `relay_meter.cache_ttl`, in seconds: one hour.
+///
+/// A session's shared meter counter gets its TTL once, when the session's first synced relay creates it (the
+/// storage KV `increment` sets a TTL only on creation: a fixed window), and it must outlive every relay of the
+/// session: from the session's start until its claim window opens, `num_blocks_per_session +
+/// claim_window_open_offset_blocks + 1` blocks (mainnet params: 20 + 11 + 1 = 32 blocks, about 16 minutes at
+/// 30 s blocks). A counter that expires mid-session restarts from 0 for every relayer (and for a relayer that
+/// restarts), so the application is over-served. One hour leaves about 3.7× headroom for slow blocks (the Go
+/// default is 2 h). Refreshing the TTL on every increment instead would change the KV contract of every storage
+/// backend (Redis, redb and raft's replicated state machine) for this one caller.
+pub const MIN_METER_CACHE_TTL_SECS: u64 = 60 * 60;
 
 /// Deserializes a duration in seconds from an integer or a string like `90s`, `30m`, `2h`, `1d`.
 fn duration_seconds<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<u64, D::Error> {

@@ -137,12 +137,7 @@ impl Config {
                 "must be at most 1000 (gateways wait for the batch)",
             );
         }
-        if self.relay_meter.enabled && self.relay_meter.sync_interval_ms == 0 {
-            issues.push("relay_meter.sync_interval_ms", "must be at least 1");
-        }
-        if self.relay_meter.enabled && self.relay_meter.cache_ttl == 0 {
-            issues.push("relay_meter.cache_ttl", "must be at least 1 second");
-        }
+        self.validate_relay_meter(&mut issues);
         if tracing_subscriber::EnvFilter::try_new(&self.logging.level).is_err() {
             issues.push(
                 "logging.level",
@@ -474,6 +469,27 @@ impl Config {
         }
     }
 
+    fn validate_relay_meter(&self, issues: &mut Issues) {
+        let meter = &self.relay_meter;
+        if !meter.enabled {
+            return;
+        }
+        if meter.sync_interval_ms == 0 {
+            issues.push("relay_meter.sync_interval_ms", "must be at least 1");
+        }
+        if meter.cache_ttl < crate::config::MIN_METER_CACHE_TTL_SECS {
+            issues.push(
+                "relay_meter.cache_ttl",
+                format!(
+                    "must be at least 1h ({} s): a session's shared counter gets this TTL when its first relay creates \
+                     it and must outlive the session until its claim window opens (32 blocks, ~16 min, with mainnet \
+                     params); a shorter TTL resets the count mid-session and over-serves the application",
+                    crate::config::MIN_METER_CACHE_TTL_SECS
+                ),
+            );
+        }
+    }
+
     fn validate_transaction(&self, issues: &mut Issues) {
         let tx = &self.transaction;
         if crate::chain::tx::parse_gas_price(&tx.gas_price).is_err() {
@@ -694,6 +710,37 @@ relay_server:
                 "storage.raft.election_timeout_max_ms"
             ]
         );
+    }
+
+    /// The shared counter's TTL is fixed when a session's first relay creates it: below an hour it could expire
+    /// mid-session (the count restarts at 0 and the app is over-served), so such a TTL is refused; with the meter
+    /// disabled it is not used and not checked.
+    #[test]
+    fn meter_cache_ttl_must_outlive_a_session() {
+        let issues = |meter: &str| -> Vec<String> {
+            let text = format!("{MINIMAL}relay_meter:\n{meter}");
+            Config::from_yaml(&text)
+                .unwrap()
+                .validate()
+                .into_iter()
+                .map(|i| i.key)
+                .collect()
+        };
+        for short in ["1", "90s", "30m", "3599"] {
+            assert_eq!(
+                issues(&format!("  cache_ttl: {short}\n")),
+                vec!["relay_meter.cache_ttl"],
+                "{short}"
+            );
+        }
+        for long in ["1h", "3600", "2h", "1d"] {
+            assert_eq!(
+                issues(&format!("  cache_ttl: {long}\n")),
+                Vec::<String>::new(),
+                "{long}"
+            );
+        }
+        assert_eq!(issues("  enabled: false\n  cache_ttl: 1\n"), Vec::<String>::new());
     }
 
     #[test]

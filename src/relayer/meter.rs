@@ -9,7 +9,8 @@
 //! exact integer arithmetic).
 //!
 //! State lives in the storage KV (`meter:{session_id}:{supplier}:consumed`, ASCII compute units, TTL
-//! `relay_meter.cache_ttl`; on Redis `ha:cache:meter:…`, deliberately not the Go fleet's `ha:meter:…:consumed`,
+//! `relay_meter.cache_ttl`, set when the key is created and at least an hour so it outlives the session:
+//! [`crate::config::MIN_METER_CACHE_TTL_SECS`]; on Redis `ha:cache:meter:…`, deliberately not the Go fleet's `ha:meter:…:consumed`,
 //! which counts uPOKT against another budget: see `storage/src/redis/keys.rs`) so several relayers on the same
 //! storage share it. The hot path never waits on storage after a session's first relay: each relayer charges a local
 //! counter under a short mutex, and a sync task adds the local delta to the shared counter every
