@@ -47,7 +47,8 @@ pub enum Command {
     /// Run the local chain simulator: pocket/cosmos gRPC, CometBFT RPC + websocket, a block timer and the demo
     /// backend on 127.0.0.1, from a genesis YAML; until Ctrl-C/SIGTERM.
     Sim(SimArgs),
-    /// Check a config file (syntax, unknown keys, values) without starting anything.
+    /// Check a config file (syntax, unknown keys, values, and what `run` checks before starting: keys file,
+    /// backend headers, raft cluster token file) without starting anything.
     Validate {
         /// The YAML config file.
         #[arg(long)]
@@ -96,20 +97,27 @@ fn conformance(files: &[PathBuf]) -> anyhow::Result<i32> {
     Ok(if report.failures.is_empty() { 0 } else { 1 })
 }
 
+/// `validate`: the config's own checks ([`crate::config::Config::load`]), then what `run` checks before it opens
+/// anything ([`crate::node::preflight`]: keys file, backend headers, raft token file, …), every problem named by
+/// its key.
 fn validate(path: &std::path::Path) -> anyhow::Result<i32> {
-    match crate::config::Config::load(path) {
-        Ok(config) => {
-            println!(
-                "{}: valid ({} services, storage {:?})",
-                path.display(),
-                config.services.len(),
-                config.storage.mode
-            );
-            Ok(0)
-        }
+    let config = match crate::config::Config::load(path) {
+        Ok(config) => config,
         Err(e) => {
             println!("{}: {e}", path.display());
-            Ok(1)
+            return Ok(1);
         }
+    };
+    let issues = crate::node::preflight(&config, &crate::node::RaftOverrides::default());
+    if !issues.is_empty() {
+        println!("{}: {}", path.display(), crate::config::ConfigError::Invalid(issues));
+        return Ok(1);
     }
+    println!(
+        "{}: valid ({} services, storage {:?})",
+        path.display(),
+        config.services.len(),
+        config.storage.mode
+    );
+    Ok(0)
 }

@@ -15,6 +15,7 @@
 mod storage_mode;
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -24,7 +25,7 @@ use tokio::task::JoinHandle;
 pub use storage_mode::{OpenedStorage, RaftOverrides};
 
 use crate::chain::query::ChainClient;
-use crate::config::Config;
+use crate::config::{Config, ConfigIssue, StorageMode};
 use crate::keys::{Keyring, Reloader};
 use crate::miner::driver::{Miner, MinerConfig, MinerStats};
 use crate::miner::runtime::MinerRuntime;
@@ -179,16 +180,75 @@ fn spawn_height_watch(
     (rx, task)
 }
 
+/// The supplier operator keys of `keys.keys_file` (required), permission-checked and parsed; with the file's path
+/// (hot reload watches it).
+pub fn load_keys(config: &Config) -> Result<(PathBuf, crate::keys::KeyMap), NodeError> {
+    let path = config.keys.keys_file.clone().ok_or(NodeError::Config {
+        key: "keys.keys_file",
+        problem: "required: the YAML file of supplier operator keys".into(),
+    })?;
+    let keys = crate::keys::load_keys_file(&path)?;
+    Ok((path, keys))
+}
+
+/// The CometBFT RPC client of `pocket_node.query_node_rpc_url` (no request is made).
+fn comet_client(config: &Config) -> Result<crate::chain::comet::CometClient, NodeError> {
+    let comet_config = crate::chain::comet::ClientConfig {
+        tls_ca_file: config.pocket_node.tls_ca_file.clone(),
+        ..Default::default()
+    };
+    crate::chain::comet::CometClient::with_config(&config.pocket_node.query_node_rpc_url, comet_config).map_err(|e| {
+        NodeError::Config {
+            key: "pocket_node.query_node_rpc_url",
+            problem: e.to_string(),
+        }
+    })
+}
+
+/// What [`Node::start`] refuses before it opens anything, beyond [`Config::validate`]: the keys file (present,
+/// `chmod 600`, every key valid), the CometBFT RPC URL, every service as the relayer builds it (backend header
+/// names and values included) and, in raft mode, the cluster token file. Each problem is named by its config key;
+/// `relay-miner validate` reports them with [`Config::validate`]'s, so a config it accepts does not fail `run`
+/// for any of these. Reads files, opens no socket and needs no runtime.
+pub fn preflight(config: &Config, overrides: &RaftOverrides) -> Vec<ConfigIssue> {
+    let mut issues = Vec::new();
+    let mut push = |key: &str, problem: String| {
+        issues.push(ConfigIssue {
+            key: key.to_string(),
+            problem,
+        })
+    };
+    let mut node_error = |e: NodeError| match e {
+        NodeError::Config { key, problem } => push(key, problem),
+        NodeError::Keys(e) => push("keys.keys_file", e.to_string()),
+        other => push("", other.to_string()),
+    };
+    if let Err(e) = load_keys(config) {
+        node_error(e);
+    }
+    if let Err(e) = comet_client(config) {
+        node_error(e);
+    }
+    if storage_mode::mode(config, overrides) == StorageMode::Raft
+        && let Err(e) = storage_mode::cluster_token(&config.storage.raft)
+    {
+        node_error(e);
+    }
+    if let Err(crate::relayer::RouteError::Invalid { key, problem }) =
+        crate::relayer::routes::services_from_config(config)
+    {
+        push(&key, problem);
+    }
+    issues
+}
+
 impl Node {
     /// Starts every component from `config`; `raft` carries command-line overrides of the raft settings.
     pub async fn start(config: Config, raft: RaftOverrides) -> Result<Self, NodeError> {
         let telemetry = Telemetry::new()?;
         // Keys first: a bad keys file must fail before anything binds a port.
-        let keys_path = config.keys.keys_file.clone().ok_or(NodeError::Config {
-            key: "keys.keys_file",
-            problem: "required: the YAML file of supplier operator keys".into(),
-        })?;
-        let keyring = Keyring::new(crate::keys::load_keys_file(&keys_path)?);
+        let (keys_path, keys) = load_keys(&config)?;
+        let keyring = Keyring::new(keys);
         tracing::info!(suppliers = ?keyring.addresses(), "supplier keys loaded");
         let storage = storage_mode::open(&config, &raft).await?;
         let store = storage.storage();
@@ -218,30 +278,18 @@ impl Node {
                 0
             }
         };
-        let comet_config = crate::chain::comet::ClientConfig {
-            tls_ca_file: config.pocket_node.tls_ca_file.clone(),
-            ..Default::default()
+        let comet = comet_client(&config)?;
+        let comet = match comet.status().await {
+            Ok(_) => Some(comet),
+            Err(e) => {
+                tracing::warn!(
+                    url = config.pocket_node.query_node_rpc_url,
+                    error = %e,
+                    "CometBFT RPC not reachable at start; following blocks by polling gRPC instead"
+                );
+                None
+            }
         };
-        let comet =
-            match crate::chain::comet::CometClient::with_config(&config.pocket_node.query_node_rpc_url, comet_config) {
-                Ok(comet) => match comet.status().await {
-                    Ok(_) => Some(comet),
-                    Err(e) => {
-                        tracing::warn!(
-                            url = config.pocket_node.query_node_rpc_url,
-                            error = %e,
-                            "CometBFT RPC not reachable at start; following blocks by polling gRPC instead"
-                        );
-                        None
-                    }
-                },
-                Err(e) => {
-                    return Err(NodeError::Config {
-                        key: "pocket_node.query_node_rpc_url",
-                        problem: e.to_string(),
-                    });
-                }
-            };
         let settlement_reader = comet.clone();
         let (height, watch_task) = spawn_height_watch(
             Arc::clone(&chain),
@@ -395,5 +443,124 @@ pub async fn shutdown_signal() {
     #[cfg(not(unix))]
     {
         let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    /// A config `Config::validate` accepts, with `extra` YAML appended, and the keys its `preflight` names.
+    fn preflight_keys(extra: &str) -> (Vec<crate::config::ConfigIssue>, Vec<String>) {
+        let yaml =
+            format!("services:\n  anvil:\n    backends:\n      jsonrpc:\n        url: http://127.0.0.1:8545\n{extra}");
+        let config = Config::from_yaml(&yaml).unwrap();
+        let validated = config.validate();
+        let keys = preflight(&config, &RaftOverrides::default())
+            .into_iter()
+            .map(|i| i.key)
+            .collect();
+        (validated, keys)
+    }
+
+    fn keys_file(dir: &std::path::Path, name: &str, text: &str, mode: u32) -> PathBuf {
+        use std::os::unix::fs::PermissionsExt as _;
+        let path = dir.join(name);
+        std::fs::write(&path, text).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+        path
+    }
+
+    /// `run` refuses these before it opens anything; `validate` used to accept them (`Config::validate` alone
+    /// does), so preflight reports each with its key.
+    #[test]
+    fn preflight_names_what_run_refuses_and_validate_alone_accepts() {
+        let dir = tempfile::tempdir().unwrap();
+        let good_key = format!("keys:\n  - {}\n", "01".repeat(32));
+        let good = keys_file(dir.path(), "good.yaml", &good_key, 0o600);
+        let keys = |path: &std::path::Path| format!("keys:\n  keys_file: {}\n", path.display());
+
+        let (validated, named) = preflight_keys(&keys(&good));
+        assert_eq!((validated, named), (vec![], Vec::<String>::new()), "a complete config");
+
+        let cases = [
+            ("".to_string(), "keys.keys_file"),
+            (keys(&dir.path().join("missing.yaml")), "keys.keys_file"),
+            (
+                keys(&keys_file(dir.path(), "loose.yaml", &good_key, 0o644)),
+                "keys.keys_file",
+            ),
+            (
+                keys(&keys_file(dir.path(), "bad.yaml", "keys:\n  - nothex\n", 0o600)),
+                "keys.keys_file",
+            ),
+            (
+                format!(
+                    "{}pocket_node:\n  query_node_rpc_url: https://rpc.example.com\n",
+                    keys(&good)
+                ),
+                "pocket_node.query_node_rpc_url",
+            ),
+        ];
+        for (extra, key) in cases {
+            let (validated, named) = preflight_keys(&extra);
+            assert_eq!(validated, vec![], "{extra}");
+            assert_eq!(named, vec![key.to_string()], "{extra}");
+        }
+
+        // A header name the relayer cannot send: named with its full key.
+        let yaml = format!(
+            "services:\n  anvil:\n    backends:\n      jsonrpc:\n        url: http://127.0.0.1:8545\n        headers: {{\"bad header\": x}}\n{}",
+            keys(&good)
+        );
+        let config = Config::from_yaml(&yaml).unwrap();
+        assert_eq!(config.validate(), vec![]);
+        let issues = preflight(&config, &RaftOverrides::default());
+        assert_eq!(issues.len(), 1, "{issues:?}");
+        assert_eq!(issues[0].key, "services.anvil.backends.jsonrpc.headers.bad header");
+        assert!(issues[0].problem.contains("not a header name"), "{issues:?}");
+    }
+
+    /// Raft mode needs the cluster token file, holding at least 16 characters; other modes do not read it.
+    #[test]
+    fn preflight_checks_the_raft_cluster_token_file_in_raft_mode() {
+        let dir = tempfile::tempdir().unwrap();
+        let keys = keys_file(
+            dir.path(),
+            "keys.yaml",
+            &format!("keys:\n  - {}\n", "01".repeat(32)),
+            0o600,
+        );
+        let short = dir.path().join("short-token");
+        std::fs::write(&short, "tooshort\n").unwrap();
+        let long = dir.path().join("token");
+        std::fs::write(&long, "0123456789abcdef0123\n").unwrap();
+        let raft = |token: Option<&std::path::Path>| {
+            let token = token.map_or(String::new(), |t| format!("    cluster_token_file: {}\n", t.display()));
+            format!(
+                "keys:\n  keys_file: {}\nstorage:\n  mode: raft\n  raft:\n    node_id: 1\n    listen_addr: 127.0.0.1:7001\n    peers: [\"1=127.0.0.1:7001\"]\n{token}",
+                keys.display()
+            )
+        };
+        let token_key = "storage.raft.cluster_token_file".to_string();
+        for token in [None, Some(short.as_path()), Some(dir.path().join("absent").as_path())] {
+            let (validated, named) = preflight_keys(&raft(token));
+            assert_eq!(validated, vec![], "{token:?}");
+            assert_eq!(named, vec![token_key.clone()], "{token:?}");
+        }
+        let (validated, named) = preflight_keys(&raft(Some(&long)));
+        assert_eq!((validated, named), (vec![], Vec::<String>::new()));
+        // The same config run embedded (`--storage embedded`) does not need the token.
+        let yaml = format!(
+            "services:\n  anvil:\n    backends:\n      jsonrpc:\n        url: http://127.0.0.1:8545\n{}",
+            raft(None)
+        );
+        let config = Config::from_yaml(&yaml).unwrap();
+        let embedded = RaftOverrides {
+            mode: Some(StorageMode::Embedded),
+            ..Default::default()
+        };
+        assert_eq!(preflight(&config, &embedded), vec![]);
     }
 }

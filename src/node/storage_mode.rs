@@ -90,9 +90,38 @@ fn config_err(key: &'static str, problem: impl Into<String>) -> NodeError {
     }
 }
 
+/// The storage mode `config` selects after `overrides`.
+pub fn mode(config: &Config, overrides: &RaftOverrides) -> StorageMode {
+    overrides.mode.unwrap_or(config.storage.mode)
+}
+
+/// The raft cluster token: the trimmed content of `storage.raft.cluster_token_file`, at least 16 characters.
+/// `run` reads it when it opens raft storage, `validate` to check the file.
+pub fn cluster_token(raft: &crate::config::RaftConfig) -> Result<String, NodeError> {
+    const KEY: &str = "storage.raft.cluster_token_file";
+    let token_file = raft
+        .cluster_token_file
+        .as_ref()
+        .ok_or_else(|| config_err(KEY, "required in raft mode"))?;
+    let token = std::fs::read_to_string(token_file)
+        .map_err(|e| config_err(KEY, format!("cannot read {}: {e}", token_file.display())))?
+        .trim()
+        .to_string();
+    if token.len() < 16 {
+        return Err(config_err(
+            KEY,
+            format!(
+                "the cluster token in {} must be at least 16 characters",
+                token_file.display()
+            ),
+        ));
+    }
+    Ok(token)
+}
+
 /// Opens the storage `config` selects (after `overrides`).
 pub async fn open(config: &Config, overrides: &RaftOverrides) -> Result<OpenedStorage, NodeError> {
-    let mode = overrides.mode.unwrap_or(config.storage.mode);
+    let mode = mode(config, overrides);
     let data_dir = overrides
         .data_dir
         .clone()
@@ -157,25 +186,7 @@ pub async fn open(config: &Config, overrides: &RaftOverrides) -> Result<OpenedSt
             let listen: SocketAddr = listen
                 .parse()
                 .map_err(|e| config_err("storage.raft.listen_addr", format!("`{listen}`: {e}")))?;
-            let token_file = r
-                .cluster_token_file
-                .as_ref()
-                .ok_or_else(|| config_err("storage.raft.cluster_token_file", "required in raft mode"))?;
-            let token = std::fs::read_to_string(token_file)
-                .map_err(|e| {
-                    config_err(
-                        "storage.raft.cluster_token_file",
-                        format!("cannot read {}: {e}", token_file.display()),
-                    )
-                })?
-                .trim()
-                .to_string();
-            if token.len() < 16 {
-                return Err(config_err(
-                    "storage.raft.cluster_token_file",
-                    "the cluster token must be at least 16 characters",
-                ));
-            }
+            let token = cluster_token(r)?;
             let mut cfg = raft::RaftConfig::new(node_id, listen, data_dir.join(format!("raft-{node_id}")), token);
             cfg.advertise = peers.get(&node_id).cloned();
             let (heartbeat, election_timeout) = r.timing();

@@ -19,3 +19,41 @@ fn shipped_sim_genesis_is_valid() {
     let genesis = relay_miner::sim::chain::Genesis::load(&path).unwrap();
     relay_miner::sim::chain::SimChain::new(genesis).unwrap();
 }
+
+/// `relay-miner validate --config` refuses what `run` would refuse before starting (a missing keys file, a
+/// backend header the relayer cannot send), naming each key, and accepts the config once they are fixed.
+#[test]
+fn validate_command_runs_the_checks_run_makes_before_starting() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = dir.path().join("keys.yaml");
+    let config = dir.path().join("config.yaml");
+    let write_config = |headers: &str| {
+        let yaml = format!(
+            "keys:\n  keys_file: {}\nservices:\n  anvil:\n    backends:\n      jsonrpc:\n        url: http://127.0.0.1:8545\n{headers}",
+            keys.display()
+        );
+        std::fs::write(&config, yaml).unwrap();
+    };
+    let validate = || {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_relay-miner"))
+            .args(["validate", "--config"])
+            .arg(&config)
+            .output()
+            .unwrap();
+        (out.status.code(), String::from_utf8_lossy(&out.stdout).into_owned())
+    };
+    write_config("        headers: {\"bad header\": x}\n");
+    let (code, out) = validate();
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains("keys.keys_file: cannot read keys file"), "{out}");
+    assert!(
+        out.contains("services.anvil.backends.jsonrpc.headers.bad header: not a header name"),
+        "{out}"
+    );
+
+    crate::support::node::write_keys(&keys, &[hex::encode([1u8; 32])]);
+    write_config("        headers: {x-api-key: secret}\n");
+    let (code, out) = validate();
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("valid (1 services"), "{out}");
+}
