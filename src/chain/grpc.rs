@@ -6,7 +6,7 @@ use std::time::Duration;
 use tonic::transport::{Channel, Endpoint};
 
 /// Errors of a gRPC call.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum GrpcError {
     /// The endpoint URL is not valid.
     #[error("invalid gRPC endpoint `{url}`: {reason}")]

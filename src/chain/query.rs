@@ -13,7 +13,7 @@ use super::grpc::{GrpcClient, GrpcError};
 use crate::protocol::wire::{self, method, tendermint_method};
 
 /// Errors of chain queries.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum ChainError {
     /// The gRPC call failed.
     #[error(transparent)]

@@ -11,8 +11,8 @@
 //! 2. Structural checks, synchronous in both modes: decodable, known service, well-formed session header,
 //!    supplier we hold a key for.
 //! 3. `eager`: full validation (chain-backed checks from the chain client's caches; the ring signature last, with
-//!    fixed-base tables for hot keys, [`crate::protocol::ring::fast`]), then the relay meter is charged ([`meter`]), then the backend
-//!    is called. `optimistic`: the backend is called at once (refused only if the meter already knows the session
+//!    fixed-base tables for hot keys, [`crate::protocol::ring::fast`]), then the session's compute units and
+//!    difficulty target are read, then the relay meter is charged ([`meter`]), then the backend is called. `optimistic`: the backend is called at once (refused only if the meter already knows the session
 //!    is exhausted); validation, metering and mining run afterwards in a bounded background task (when it is
 //!    full, the handler validates inline: backpressure, no unbounded queue), and invalid relays are counted in
 //!    `ha_relayer_validation_failures_total` and never mined.
@@ -23,7 +23,8 @@
 //!    their own codes and refunded; so is a relay whose gateway disconnected before the answer (hyper drops the
 //!    handler, and the uncommitted [`meter::Charge`] refunds itself when dropped). Every refund, abandoned ones
 //!    included, is counted in `ha_relayer_relay_meter_consumptions_total{result="refunded"}`.
-//! 5. Mining: difficulty at session start, then the relay is queued to the group-committing relay log appender.
+//! 5. Mining: difficulty at session start (read with the compute units before the backend was called, cached, one
+//!    chain read per miss however many relays wait: [`costs`]), then the relay is queued to the group-committing relay log appender.
 //!    With `relay_log.durable_ack` the gateway's answer waits for the batch to be durable; without it, it does
 //!    not. While appends fail (storage full or unreachable), new relays are refused with `storage_error` before
 //!    step 3 calls the backend, for 1 s after each failure (`log::REFUSE_AFTER_FAILURE`): the backend does not
@@ -37,6 +38,7 @@
 
 pub(crate) mod backend_url;
 mod budget;
+mod costs;
 mod error;
 mod forward;
 mod log;
@@ -173,6 +175,8 @@ pub struct Relayer {
     appender: log::LogAppender,
     durable_ack: bool,
     meter: Option<RelayMeter>,
+    /// Compute units and difficulty target per (service, session start), read before forwarding.
+    costs: costs::CostCache,
     height: watch::Receiver<i64>,
     optimistic: Arc<Semaphore>,
     ring_verifier: crate::protocol::ring::fast::FastRing,
@@ -337,6 +341,7 @@ impl Relayer {
             appender,
             durable_ack: options.durable_ack,
             meter,
+            costs: costs::CostCache::default(),
             height,
             optimistic: Arc::new(Semaphore::new(OPTIMISTIC_IN_FLIGHT)),
             ring_verifier: crate::protocol::ring::fast::FastRing::default(),
@@ -499,8 +504,10 @@ impl Relayer {
                 if let Some(e) = self.appender.refusing() {
                     return Err(fail(RelayError::Storage(e)));
                 }
-                let compute_units = self.compute_units(&valid).await.map_err(fail)?;
-                let charge = self.charge(&valid, compute_units).await.map_err(fail)?;
+                // Both costs before the backend works: a relay is not served and then dropped because the
+                // difficulty target could not be read after the backend answered.
+                let costs = self.costs(&valid).await.map_err(fail)?;
+                let charge = self.charge(&valid, costs.compute_units).await.map_err(fail)?;
                 self.observe_phase(&self.metrics.pre_backend, &service_id, rt, started);
                 let backend_response = match self.forward(service, backend, payload).await {
                     Ok(r) => r,
@@ -513,7 +520,7 @@ impl Relayer {
                 let status = backend_response.status_code;
                 let response = relay::sign_response(&request, backend_response.encode_to_vec(), &key);
                 match self
-                    .mine(&request, &response, &valid, status, compute_units, self.durable_ack)
+                    .mine(&request, &response, &valid, status, &costs, self.durable_ack)
                     .await
                 {
                     Ok(Mined::Appended | Mined::BelowDifficulty) => charge.commit(),
@@ -603,12 +610,9 @@ impl Relayer {
             }
         };
         let outcome = async {
-            let compute_units = self.compute_units(&valid).await?;
-            let charge = self.charge(&valid, compute_units).await?;
-            match self
-                .mine(&request, &response, &valid, status, compute_units, true)
-                .await
-            {
+            let costs = self.costs(&valid).await?;
+            let charge = self.charge(&valid, costs.compute_units).await?;
+            match self.mine(&request, &response, &valid, status, &costs, true).await {
                 Ok(Mined::Backend5xx) => {
                     self.refund(&service_id, charge);
                     Ok(())
@@ -646,10 +650,11 @@ impl Relayer {
             .inc();
     }
 
-    async fn compute_units(&self, valid: &Validated) -> Result<u64, RelayError> {
+    /// The session's compute units and difficulty target ([`costs`]: cached, one fetch per miss).
+    async fn costs(&self, valid: &Validated) -> Result<Arc<costs::SessionCosts>, RelayError> {
         let h = &valid.header;
-        self.chain
-            .compute_units_at(&h.service_id, h.session_start_block_height)
+        self.costs
+            .get(&self.chain, &h.service_id, h.session_start_block_height)
             .await
             .map_err(RelayError::Chain)
     }
@@ -693,15 +698,16 @@ impl Relayer {
         charge.refund();
     }
 
-    /// Appends the relay to the log when it is minable: a non-5xx answer meeting the difficulty at session start.
-    /// With `durable` it returns once the relay is durable.
+    /// Appends the relay to the log when it is minable: a non-5xx answer meeting the difficulty at session start
+    /// (`costs`, read before the backend was called: nothing here waits on the chain). With `durable` it returns
+    /// once the relay is durable.
     async fn mine(
         &self,
         request: &RelayRequest,
         response: &RelayResponse,
         valid: &Validated,
         status: u32,
-        compute_units: u64,
+        costs: &costs::SessionCosts,
         durable: bool,
     ) -> Result<Mined, RelayError> {
         let h = &valid.header;
@@ -722,12 +728,7 @@ impl Relayer {
         let bytes = relay::relay_bytes(request, response);
         let hash = relay::relay_hash(&bytes);
         let start = h.session_start_block_height;
-        let target = self
-            .chain
-            .difficulty_target_at(&h.service_id, start)
-            .await
-            .map_err(RelayError::Chain)?;
-        if !difficulty::is_volume_applicable(&hash, &target) {
+        if !difficulty::is_volume_applicable(&hash, &costs.target) {
             self.metrics
                 .skipped_difficulty
                 .with_label_values(&[&h.service_id])
@@ -737,7 +738,7 @@ impl Relayer {
         let message = MinedRelayMessage {
             relay_hash: hash.to_vec(),
             relay_bytes: bytes,
-            compute_units_per_relay: compute_units,
+            compute_units_per_relay: costs.compute_units,
             session_id: h.session_id.clone(),
             session_end_height: h.session_end_block_height,
             supplier_operator_address: valid.supplier.clone(),

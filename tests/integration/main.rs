@@ -13,6 +13,7 @@ mod raft_throughput;
 mod redis_storage;
 mod relay_server;
 mod relayer;
+mod relayer_guards;
 mod sim;
 mod support;
 mod tx_cosmrs_oracle;

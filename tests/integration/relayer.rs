@@ -33,11 +33,11 @@ const SERVICES: [&str; 5] = ["anvil", "lazy", "slow", "broken", "gated"];
 
 /// A backend that answers only when the test releases it, so a relay can be held in flight while the chain moves.
 #[derive(Clone)]
-struct Gate {
+pub(crate) struct Gate {
     /// Notified when a request reached the backend.
-    arrived: Arc<tokio::sync::Notify>,
+    pub(crate) arrived: Arc<tokio::sync::Notify>,
     /// One permit per request allowed to answer.
-    release: Arc<tokio::sync::Semaphore>,
+    pub(crate) release: Arc<tokio::sync::Semaphore>,
 }
 
 impl Gate {
@@ -63,16 +63,18 @@ impl Gate {
 }
 
 pub(crate) struct Net {
-    chain: SimChain,
-    client: Arc<ChainClient>,
+    pub(crate) chain: SimChain,
+    pub(crate) client: Arc<ChainClient>,
     grpc_url: String,
     /// `ParamsAtHeight` queries the simulator answered.
     params_queries: Arc<std::sync::atomic::AtomicUsize>,
-    height_tx: watch::Sender<i64>,
-    storage: storage::Storage,
+    /// Queries the simulator's gRPC got, by method path, and faults injected per path.
+    pub(crate) chain_tap: ChainTap,
+    pub(crate) height_tx: watch::Sender<i64>,
+    pub(crate) storage: storage::Storage,
     _dir: tempfile::TempDir,
     _backends: Vec<BackendHandle>,
-    gate: Gate,
+    pub(crate) gate: Gate,
     pub(crate) config: Config,
     app: Actor,
     gateway: Actor,
@@ -81,9 +83,60 @@ pub(crate) struct Net {
     http: Http,
 }
 
+/// What the chain's gRPC does with a query of one method (see [`ChainTap`]).
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum ChainFault {
+    /// Answers `UNAVAILABLE` at once.
+    Unavailable,
+    /// Answers after this long (latency injection, so concurrent callers overlap).
+    Delay(Duration),
+}
+
+/// Counts the simulator's gRPC queries per method path and injects [`ChainFault`]s.
+#[derive(Clone, Default)]
+pub(crate) struct ChainTap {
+    calls: Arc<std::sync::Mutex<std::collections::HashMap<String, usize>>>,
+    faults: Arc<std::sync::Mutex<std::collections::HashMap<String, ChainFault>>>,
+}
+
+impl ChainTap {
+    /// Queries of `path` (e.g. `/pocket.service.Query/RelayMiningDifficultyAtHeight`) so far.
+    pub(crate) fn calls(&self, path: &str) -> usize {
+        self.calls.lock().unwrap().get(path).copied().unwrap_or(0)
+    }
+
+    /// Applies `fault` to every later query of `path` (`None` heals it).
+    pub(crate) fn set_fault(&self, path: &str, fault: Option<ChainFault>) {
+        let mut faults = self.faults.lock().unwrap();
+        match fault {
+            Some(f) => faults.insert(path.to_string(), f),
+            None => faults.remove(path),
+        };
+    }
+
+    async fn layer(self, request: axum::extract::Request, next: axum::middleware::Next) -> axum::response::Response {
+        let path = request.uri().path().to_string();
+        *self.calls.lock().unwrap().entry(path.clone()).or_default() += 1;
+        let fault = self.faults.lock().unwrap().get(&path).copied();
+        match fault {
+            Some(ChainFault::Unavailable) => axum::response::Response::builder()
+                .header("content-type", "application/grpc")
+                .header("grpc-status", "14")
+                .header("grpc-message", "injected outage")
+                .body(axum::body::Body::empty())
+                .unwrap(),
+            Some(ChainFault::Delay(d)) => {
+                tokio::time::sleep(d).await;
+                next.run(request).await
+            }
+            None => next.run(request).await,
+        }
+    }
+}
+
 pub(crate) struct Running {
     pub(crate) url: String,
-    relayer: Arc<Relayer>,
+    pub(crate) relayer: Arc<Relayer>,
     pub(crate) telemetry: Telemetry,
 }
 
@@ -169,12 +222,14 @@ impl Net {
         }
         let params_queries = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let counted = Arc::clone(&params_queries);
+        let chain_tap = ChainTap::default();
+        let tap = chain_tap.clone();
         let grpc_url = serve(relay_miner::sim::chain::router(chain.clone()).into_axum().layer(
             axum::middleware::from_fn(move |request: axum::extract::Request, next: axum::middleware::Next| {
                 if request.uri().path() == "/pocket.shared.Query/ParamsAtHeight" {
                     counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                 }
-                next.run(request)
+                tap.clone().layer(request, next)
             }),
         ))
         .await;
@@ -252,6 +307,7 @@ relay_log:
             client,
             grpc_url,
             params_queries,
+            chain_tap,
             height_tx,
             storage: redb.storage(),
             _dir: dir,
@@ -288,7 +344,7 @@ relay_log:
         }
     }
 
-    fn advance(&self, blocks: usize) {
+    pub(crate) fn advance(&self, blocks: usize) {
         for _ in 0..blocks {
             self.chain.produce_block();
         }
@@ -324,7 +380,7 @@ relay_log:
         self.post(url, relay::encode_relay_request(request)).await
     }
 
-    async fn recorded(&self) -> u64 {
+    pub(crate) async fn recorded(&self) -> u64 {
         self.storage.relay_log.backlog(&self.ours.1).await.unwrap().undelivered
     }
 }
@@ -368,7 +424,7 @@ pub(crate) fn error_code(response: &RelayResponse) -> Option<u32> {
     response.relay_miner_error.as_ref().map(|e| e.code)
 }
 
-fn served_status(net: &Net, response: &RelayResponse) -> u32 {
+pub(crate) fn served_status(net: &Net, response: &RelayResponse) -> u32 {
     assert!(response.relay_miner_error.is_none(), "{:?}", response.relay_miner_error);
     // The supplier signature verifies over the response signable hash (§2.2).
     let signable = relay::response_signable_hash(response);
@@ -380,7 +436,7 @@ fn served_status(net: &Net, response: &RelayResponse) -> u32 {
         .status_code
 }
 
-async fn eventually<F: std::future::Future<Output = bool>>(what: &str, mut check: impl FnMut() -> F) {
+pub(crate) async fn eventually<F: std::future::Future<Output = bool>>(what: &str, mut check: impl FnMut() -> F) {
     let deadline = Instant::now() + Duration::from_secs(10);
     while !check().await {
         assert!(Instant::now() < deadline, "timed out waiting for {what}");

@@ -1,0 +1,65 @@
+//! The relayer's guards against serving for nothing or for free, over real sockets with the harness of
+//! [`crate::relayer`]: a session's costs (compute units, difficulty target) are read before the backend is called,
+//! once per session however many relays wait.
+
+use std::time::Duration;
+
+use relay_miner::protocol::wire::method::{
+    COMPUTE_UNITS_PER_RELAY_AT_HEIGHT as COMPUTE_UNITS, RELAY_MINING_DIFFICULTY_AT_HEIGHT as DIFFICULTY,
+};
+
+use crate::relayer::{ChainFault, Net, error_code};
+
+/// The sum of every sample of metric `name` whose labels contain `labels`.
+fn metric_sum(telemetry: &relay_miner::telemetry::Telemetry, name: &str, labels: &str) -> u64 {
+    telemetry
+        .render_metrics()
+        .lines()
+        .filter(|l| l.starts_with(&format!("{name}{{")) && l.contains(labels))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum::<f64>() as u64
+}
+
+/// The difficulty target is read with the compute units before the backend is called: while the chain cannot
+/// answer it, a relay of a new session is refused (`chain_unavailable`) without the backend working for an answer
+/// that could not be kept. Concurrent first relays of a session then share one query.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn session_costs_are_read_before_forwarding_and_once_per_session() {
+    let net = Net::new(1_000_000_000).await;
+    let r = net.relayer().await;
+    let header = net.header("anvil").await;
+    net.chain_tap.set_fault(DIFFICULTY, Some(ChainFault::Unavailable));
+    let (status, response) = net.send(&r.url, &net.request(&header, &net.ours.1, Net::rpc(1))).await;
+    assert_eq!((status, error_code(&response)), (503, Some(7)), "{response:?}");
+    let backend = |t| metric_sum(t, "ha_relayer_backend_requests_total", "service_id=\"anvil\"");
+    assert_eq!(
+        backend(&r.telemetry),
+        0,
+        "the backend did not work for a relay that could not be kept"
+    );
+    assert_eq!(net.recorded().await, 0);
+
+    // The chain answers again, slowly: ten relays arriving together wait for one query of each cost.
+    net.chain_tap
+        .set_fault(DIFFICULTY, Some(ChainFault::Delay(Duration::from_millis(300))));
+    net.chain_tap
+        .set_fault(COMPUTE_UNITS, Some(ChainFault::Delay(Duration::from_millis(300))));
+    let before = net.chain_tap.calls(DIFFICULTY);
+    let relays = (0..10).map(|id| {
+        let request = net.request(&header, &net.ours.1, Net::rpc(10 + id));
+        let (net, url) = (&net, &r.url);
+        async move { net.send(url, &request).await }
+    });
+    for (status, response) in futures::future::join_all(relays).await {
+        assert_eq!(status, 200, "{response:?}");
+    }
+    assert_eq!(
+        net.chain_tap.calls(DIFFICULTY),
+        before + 1,
+        "one difficulty query for ten relays"
+    );
+    // The compute units were read (and cached by the chain client) with the first attempt.
+    assert_eq!(net.chain_tap.calls(COMPUTE_UNITS), 1);
+    assert_eq!(net.recorded().await, 10);
+    assert_eq!(backend(&r.telemetry), 10);
+}
