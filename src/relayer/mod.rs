@@ -480,6 +480,10 @@ impl Relayer {
             .ok_or_else(|| fail(RelayError::NotOurSupplier(structure.supplier.clone())))?;
         let payload = PoktHttpRequest::decode(request.payload.as_slice())
             .map_err(|e| fail(RelayError::Malformed(format!("payload is not a POKTHTTPRequest: {e}"))))?;
+        // The height the relay arrived at: what it is validated against in both modes (an optimistic relay is
+        // validated later, when the chain may have moved past its grace period; Go's `arrivalBlockHeight`) and
+        // what the mined relay records. Reward eligibility is checked again with the height at append time.
+        let arrival = *self.height.borrow();
         let (backend, missing) = service.backend(rpc_type);
         if missing && let Some(t) = rpc_type {
             self.metrics
@@ -489,9 +493,9 @@ impl Relayer {
         }
         match service.mode {
             ValidationMode::Eager => {
-                let height = *self.height.borrow();
                 let validation_started = Instant::now();
-                let validated = validate::validate(&self.chain, &self.ring_verifier, &request, structure, height).await;
+                let validated =
+                    validate::validate(&self.chain, &self.ring_verifier, &request, structure, arrival).await;
                 self.metrics
                     .validation_latency
                     .with_label_values(&[&service_id, "eager"])
@@ -520,7 +524,7 @@ impl Relayer {
                 let status = backend_response.status_code;
                 let response = relay::sign_response(&request, backend_response.encode_to_vec(), &key);
                 match self
-                    .mine(&request, &response, &valid, status, &costs, self.durable_ack)
+                    .mine(&request, &response, &valid, status, &costs, arrival, self.durable_ack)
                     .await
                 {
                     Ok(Mined::Appended | Mined::BelowDifficulty) => charge.commit(),
@@ -575,28 +579,33 @@ impl Relayer {
                     Ok(permit) => {
                         tokio::spawn(async move {
                             let _permit = permit;
-                            this.settle_optimistic(request, response, structure, status).await;
+                            this.settle_optimistic(request, response, structure, status, arrival)
+                                .await;
                         });
                     }
-                    Err(_) => this.settle_optimistic(request, response, structure, status).await,
+                    Err(_) => {
+                        this.settle_optimistic(request, response, structure, status, arrival)
+                            .await
+                    }
                 }
                 Ok((encoded, service_id))
             }
         }
     }
 
-    /// Validation, metering and mining of a relay already served in optimistic mode.
+    /// Validation (at the height the relay `arrival`ed at), metering and mining of a relay already served in
+    /// optimistic mode.
     async fn settle_optimistic(
         &self,
         request: RelayRequest,
         response: RelayResponse,
         structure: Structure,
         status: u32,
+        arrival: i64,
     ) {
         let service_id = structure.header.service_id.clone();
-        let height = *self.height.borrow();
         let validation_started = Instant::now();
-        let validated = validate::validate(&self.chain, &self.ring_verifier, &request, structure, height).await;
+        let validated = validate::validate(&self.chain, &self.ring_verifier, &request, structure, arrival).await;
         self.metrics
             .validation_latency
             .with_label_values(&[&service_id, "optimistic"])
@@ -612,7 +621,10 @@ impl Relayer {
         let outcome = async {
             let costs = self.costs(&valid).await?;
             let charge = self.charge(&valid, costs.compute_units).await?;
-            match self.mine(&request, &response, &valid, status, &costs, true).await {
+            match self
+                .mine(&request, &response, &valid, status, &costs, arrival, true)
+                .await
+            {
                 Ok(Mined::Backend5xx) => {
                     self.refund(&service_id, charge);
                     Ok(())
@@ -699,8 +711,10 @@ impl Relayer {
     }
 
     /// Appends the relay to the log when it is minable: a non-5xx answer meeting the difficulty at session start
-    /// (`costs`, read before the backend was called: nothing here waits on the chain). With `durable` it returns
-    /// once the relay is durable.
+    /// (`costs`, read before the backend was called: nothing here waits on the chain). `arrival` is the height
+    /// the relay arrived at (recorded in the mined relay); eligibility is checked with the current height. With
+    /// `durable` it returns once the relay is durable.
+    #[allow(clippy::too_many_arguments)]
     async fn mine(
         &self,
         request: &RelayRequest,
@@ -708,6 +722,7 @@ impl Relayer {
         valid: &Validated,
         status: u32,
         costs: &costs::SessionCosts,
+        arrival: i64,
         durable: bool,
     ) -> Result<Mined, RelayError> {
         let h = &valid.header;
@@ -744,7 +759,7 @@ impl Relayer {
             supplier_operator_address: valid.supplier.clone(),
             service_id: h.service_id.clone(),
             application_address: h.application_address.clone(),
-            arrival_block_height: *self.height.borrow(),
+            arrival_block_height: arrival,
             published_at_unix_nano: 0,
             session_start_height: start,
         };

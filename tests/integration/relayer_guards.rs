@@ -1,14 +1,18 @@
 //! The relayer's guards against serving for nothing or for free, over real sockets with the harness of
 //! [`crate::relayer`]: a session's costs (compute units, difficulty target) are read before the backend is called,
-//! once per session however many relays wait.
+//! once per session however many relays wait; an optimistic relay is validated at its arrival height.
 
 use std::time::Duration;
 
+use prost::Message as _;
+use relay_miner::protocol::session::SessionWindows;
+use relay_miner::protocol::wire::MinedRelayMessage;
 use relay_miner::protocol::wire::method::{
     COMPUTE_UNITS_PER_RELAY_AT_HEIGHT as COMPUTE_UNITS, RELAY_MINING_DIFFICULTY_AT_HEIGHT as DIFFICULTY,
+    SHARED_PARAMS_AT_HEIGHT as PARAMS_AT_HEIGHT,
 };
 
-use crate::relayer::{ChainFault, Net, error_code};
+use crate::relayer::{ChainFault, Net, error_code, eventually};
 
 /// The sum of every sample of metric `name` whose labels contain `labels`.
 fn metric_sum(telemetry: &relay_miner::telemetry::Telemetry, name: &str, labels: &str) -> u64 {
@@ -62,4 +66,45 @@ async fn session_costs_are_read_before_forwarding_and_once_per_session() {
     assert_eq!(net.chain_tap.calls(COMPUTE_UNITS), 1);
     assert_eq!(net.recorded().await, 10);
     assert_eq!(backend(&r.telemetry), 10);
+}
+
+/// An optimistic relay is validated at the height it arrived at (Go's `arrivalBlockHeight`), not at whatever
+/// height its background validation runs at, and the mined relay records that height: the chain moving on while
+/// the relay settles changes neither.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_optimistic_relay_is_settled_at_its_arrival_height() {
+    let net = Net::new(1_000_000_000).await;
+    let r = net.relayer().await;
+    // The first block of a fresh session: relay 1 there, relay 2 one block later.
+    let params = net.chain.state().shared.clone();
+    let current = SessionWindows::new(&params, net.chain.height()).unwrap();
+    net.advance(usize::try_from(current.end + 1 - net.chain.height()).unwrap());
+    let header = net.header("lazy").await;
+    let (status, _) = net.send(&r.url, &net.request(&header, &net.ours.1, Net::rpc(1))).await;
+    assert_eq!(status, 200);
+    eventually("relay 1 to be recorded", || async { net.recorded().await == 1 }).await;
+    net.advance(1);
+    let arrival = net.chain.height();
+    // Relay 2's background validation reads the shared params at its height: slowly, so the chain moves on first.
+    net.chain_tap
+        .set_fault(PARAMS_AT_HEIGHT, Some(ChainFault::Delay(Duration::from_millis(500))));
+    let before = net.chain_tap.calls(PARAMS_AT_HEIGHT);
+    let (status, _) = net.send(&r.url, &net.request(&header, &net.ours.1, Net::rpc(2))).await;
+    assert_eq!(status, 200);
+    eventually("relay 2's validation to read the chain", || async {
+        net.chain_tap.calls(PARAMS_AT_HEIGHT) > before
+    })
+    .await;
+    net.advance(1);
+    eventually("relay 2 to be recorded", || async { net.recorded().await == 2 }).await;
+    let entries = net.storage.relay_log.read(&net.ours.1, "test", 10).await.unwrap();
+    let heights: Vec<i64> = entries
+        .iter()
+        .map(|e| {
+            MinedRelayMessage::decode(e.relay.payload.as_slice())
+                .unwrap()
+                .arrival_block_height
+        })
+        .collect();
+    assert_eq!(heights, vec![arrival - 1, arrival]);
 }
