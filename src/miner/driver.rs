@@ -39,7 +39,7 @@ pub struct MinerStats {
     /// Relay-log entries that could not be read (acknowledged and skipped, counted, logged at ERROR).
     pub relays_unreadable: AtomicU64,
     /// Relays too large for their proof to fit a tx (acknowledged and not counted into any trie: module
-    /// `ingest`, [`ingest::MAX_PROOF_OVERHEAD_BYTES`]).
+    /// `ingest`: at most `transaction.max_tx_bytes` less 16 KiB of proof overhead).
     pub relays_too_large: AtomicU64,
     /// Relay-log entries of sessions already pruned (tombstoned): acknowledged, not mined (module `ingest`).
     pub relays_after_prune: AtomicU64,

@@ -6,7 +6,7 @@
 //! # Pipeline
 //! 1. The body is read with the largest service limit (`max_body_size_bytes`; never buffered beyond it) and
 //!    decoded; the session header names the service, whose own limit then applies. Its bytes are reserved first
-//!    in the process-wide `relay_server.max_body_bytes_in_flight` budget ([`budget`]; `overloaded` when none
+//!    in the process-wide `relay_server.max_body_bytes_in_flight` budget (module `budget`; `overloaded` when none
 //!    free up within `relay_server.body_budget_wait_ms`) and released when the relay is answered.
 //! 2. Structural checks, synchronous in both modes: decodable, known service, well-formed session header,
 //!    supplier we hold a key for.
@@ -24,7 +24,7 @@
 //!    handler, and the uncommitted [`meter::Charge`] refunds itself when dropped). Every refund, abandoned ones
 //!    included, is counted in `ha_relayer_relay_meter_consumptions_total{result="refunded"}`.
 //! 5. Mining: difficulty at session start (read with the compute units before the backend was called, cached, one
-//!    chain read per miss however many relays wait: [`costs`]), then the relay is queued to the group-committing relay log appender.
+//!    chain read per miss however many relays wait: module `costs`), then the relay is queued to the group-committing relay log appender.
 //!    With `relay_log.durable_ack` the gateway's answer waits for the batch to be durable; without it, it does
 //!    not. While appends fail (storage full or unreachable), new relays are refused with `storage_error` before
 //!    step 3 calls the backend, for 1 s after each failure (`log::REFUSE_AFTER_FAILURE`): the backend does not

@@ -169,7 +169,7 @@ pub struct Backend {
     pub rpc_type: RpcType,
     /// The configured URL.
     pub url: String,
-    /// The configured URL parsed: relay URLs are joined onto it ([`BackendUrl::join`]).
+    /// The configured URL parsed: relay URLs are joined onto it (`BackendUrl::join`).
     pub target: BackendUrl,
     /// Extra headers sent with every request (they replace a header of the same name from the relay).
     pub headers: Vec<(HeaderName, HeaderValue)>,
