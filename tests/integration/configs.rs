@@ -42,14 +42,19 @@ fn validate_command_runs_the_checks_run_makes_before_starting() {
             .unwrap();
         (out.status.code(), String::from_utf8_lossy(&out.stdout).into_owned())
     };
+    // The config's own checks come first (a header name no HTTP request can carry), then what `run` checks
+    // before it opens anything (the keys file).
     write_config("        headers: {\"bad header\": x}\n");
     let (code, out) = validate();
     assert_eq!(code, Some(1), "{out}");
-    assert!(out.contains("keys.keys_file: cannot read keys file"), "{out}");
     assert!(
-        out.contains("services.anvil.backends.jsonrpc.headers.bad header: not a header name"),
+        out.contains("services.anvil.backends.jsonrpc.headers.bad header: not a valid HTTP header name"),
         "{out}"
     );
+    write_config("        headers: {x-api-key: secret}\n");
+    let (code, out) = validate();
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains("keys.keys_file: cannot read keys file"), "{out}");
 
     crate::support::node::write_keys(&keys, &[hex::encode([1u8; 32])]);
     write_config("        headers: {x-api-key: secret}\n");
