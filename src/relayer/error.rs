@@ -82,6 +82,15 @@ pub enum RelayError {
         /// How long the request waited.
         waited: Duration,
     },
+    /// The relay is for the session after the current one, whose first block did not reach this relay miner
+    /// within the wait (the gateway's chain view is ahead of ours); retrying shortly, here or elsewhere, works.
+    #[error("session starting at {start} has not started: this relay miner is at height {height}")]
+    SessionNotStarted {
+        /// The session's start height.
+        start: i64,
+        /// This relay miner's height when it gave up waiting.
+        height: i64,
+    },
 }
 
 impl RelayError {
@@ -106,6 +115,7 @@ impl RelayError {
     /// | 15 | request_timeout | 408 |
     /// | 16 | relay_too_large | 507 |
     /// | 17 | overloaded | 503 |
+    /// | 18 | session_not_started | 503 |
     pub fn code(&self) -> (u32, &'static str) {
         match self {
             Self::Malformed(_) => (1, "malformed"),
@@ -125,15 +135,18 @@ impl RelayError {
             Self::RequestTimeout(_) => (15, "request_timeout"),
             Self::RelayTooLarge(_) => (16, "relay_too_large"),
             Self::Overloaded { .. } => (17, "overloaded"),
+            Self::SessionNotStarted { .. } => (18, "session_not_started"),
         }
     }
 
     /// The HTTP status the refusal is sent with.
     pub fn status(&self) -> StatusCode {
         match self {
-            Self::Chain(_) | Self::Storage(_) | Self::MeterUnavailable(_) | Self::Overloaded { .. } => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            Self::Chain(_)
+            | Self::Storage(_)
+            | Self::MeterUnavailable(_)
+            | Self::Overloaded { .. }
+            | Self::SessionNotStarted { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Self::Backend(_) | Self::ResponseTooLarge { .. } => StatusCode::BAD_GATEWAY,
             Self::BackendTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
             Self::OverServiced(_) => StatusCode::TOO_MANY_REQUESTS,

@@ -30,6 +30,7 @@ pub(crate) struct Metrics {
     pub connections_waited: IntCounter,
     pub connections_refused: IntCounterVec,
     pub body_bytes_in_flight: IntGauge,
+    pub optimistic_sessions: IntGauge,
 }
 
 const LATENCY_BUCKETS: [f64; 14] = [
@@ -64,6 +65,11 @@ impl Metrics {
             "Request-body bytes reserved by relays being handled (bounded by relay_server.max_body_bytes_in_flight)",
         )?;
         r.register(Box::new(body_bytes_in_flight.clone()))?;
+        let optimistic_sessions = IntGauge::new(
+            "ha_relayer_optimistic_sessions",
+            "(supplier, session) pairs validated once, whose relays optimistic mode serves before validating",
+        )?;
+        r.register(Box::new(optimistic_sessions.clone()))?;
         let connections_refused = counter(
             "ha_relayer_connections_refused_total",
             "Connections closed unserved, by reason (per_ip_limit: the client had relay_server.max_connections_per_ip open)",
@@ -169,6 +175,7 @@ impl Metrics {
             connections_waited,
             body_bytes_in_flight,
             connections_refused,
+            optimistic_sessions,
         })
     }
 }

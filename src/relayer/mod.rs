@@ -12,10 +12,16 @@
 //!    supplier we hold a key for.
 //! 3. `eager`: full validation (chain-backed checks from the chain client's caches; the ring signature last, with
 //!    fixed-base tables for hot keys, [`crate::protocol::ring::fast`]), then the session's compute units and
-//!    difficulty target are read, then the relay meter is charged ([`meter`]), then the backend is called. `optimistic`: the backend is called at once (refused only if the meter already knows the session
-//!    is exhausted); validation, metering and mining run afterwards in a bounded background task (when it is
-//!    full, the handler validates inline: backpressure, no unbounded queue), and invalid relays are counted in
-//!    `ha_relayer_validation_failures_total` and never mined.
+//!    difficulty target are read, then the relay meter is charged ([`meter`]), then the backend is called.
+//!    `optimistic`: a relay of a (supplier, session) validated once before (module `sessions`) is forwarded at once
+//!    (refused only if the meter already knows the session is exhausted); validation, metering and mining run
+//!    afterwards in a bounded background task (when it is full, the handler validates inline: backpressure, no
+//!    unbounded queue), and invalid relays are counted in `ha_relayer_validation_failures_total`, never mined,
+//!    and revoke their session. The first relay of a session goes the eager way and records the session, so
+//!    the backend never works for a session nobody proved valid.
+//!
+//!    Both modes: a relay of the session right after the current one (a gateway a block ahead of us) waits up to
+//!    1 s for that session's first block, then is validated at it (else `session_not_started`, 503).
 //! 4. Backend answers of any status are signed and returned (a 5xx is the backend's status inside the
 //!    `POKTHTTPResponse`). **5xx relays are served but not mined** and their meter charge is refunded (poktroll's
 //!    "pessimistic reversal of 5xx rewards": the supplier is not paid for its backend's failures); counted in
@@ -46,6 +52,7 @@ pub mod meter;
 mod metrics;
 pub mod routes;
 pub mod server;
+mod sessions;
 mod validate;
 
 use std::collections::HashMap;
@@ -82,6 +89,8 @@ use metrics::Metrics;
 pub const RPC_TYPE_HEADER: &str = "rpc-type";
 /// Optimistic validations running in the background at most; beyond, the handler validates inline.
 const OPTIMISTIC_IN_FLIGHT: usize = 1024;
+/// How long a relay of the next session waits for that session's first block ([`Relayer::arrival_height`]).
+const NEXT_SESSION_WAIT: Duration = Duration::from_secs(1);
 
 /// A simple route (one backend URL per service; what `relay-miner localnet` uses with [`Relayer::new`]).
 #[derive(Debug, Clone)]
@@ -179,6 +188,8 @@ pub struct Relayer {
     costs: costs::CostCache,
     height: watch::Receiver<i64>,
     optimistic: Arc<Semaphore>,
+    /// The (supplier, session) pairs validated once, whose relays optimistic mode serves before validating.
+    validated_sessions: sessions::ValidatedSessions,
     ring_verifier: crate::protocol::ring::fast::FastRing,
     metrics: Arc<Metrics>,
 }
@@ -344,6 +355,10 @@ impl Relayer {
             costs: costs::CostCache::default(),
             height,
             optimistic: Arc::new(Semaphore::new(OPTIMISTIC_IN_FLIGHT)),
+            validated_sessions: sessions::ValidatedSessions::new(
+                sessions::CAPACITY,
+                metrics.optimistic_sessions.clone(),
+            ),
             ring_verifier: crate::protocol::ring::fast::FastRing::default(),
             metrics,
         })
@@ -483,7 +498,7 @@ impl Relayer {
         // The height the relay arrived at: what it is validated against in both modes (an optimistic relay is
         // validated later, when the chain may have moved past its grace period; Go's `arrivalBlockHeight`) and
         // what the mined relay records. Reward eligibility is checked again with the height at append time.
-        let arrival = *self.height.borrow();
+        let arrival = self.arrival_height(&structure.header).await.map_err(fail)?;
         let (backend, missing) = service.backend(rpc_type);
         if missing && let Some(t) = rpc_type {
             self.metrics
@@ -491,8 +506,14 @@ impl Relayer {
                 .with_label_values(&[&service_id, t.config_key()])
                 .inc();
         }
-        match service.mode {
-            ValidationMode::Eager => {
+        // Optimistic mode serves first only relays of a session already validated once (module `sessions`); the
+        // first relay of a session is validated before serving, as in eager mode, and records it.
+        let serve_first = service.mode == ValidationMode::Optimistic
+            && self
+                .validated_sessions
+                .serves_first(&structure.header, &structure.supplier, arrival);
+        match serve_first {
+            false => {
                 let validation_started = Instant::now();
                 let validated =
                     validate::validate(&self.chain, &self.ring_verifier, &request, structure, arrival).await;
@@ -504,6 +525,10 @@ impl Relayer {
                     self.count_validation_failure(&service_id, &e);
                     fail(e)
                 })?;
+                if service.mode == ValidationMode::Optimistic {
+                    self.validated_sessions
+                        .record(&valid.header, &valid.supplier, valid.windows);
+                }
                 // Storage refusing appends right now: refuse before the backend works for nothing.
                 if let Some(e) = self.appender.refusing() {
                     return Err(fail(RelayError::Storage(e)));
@@ -542,7 +567,7 @@ impl Relayer {
                 self.observe_phase(&self.metrics.post_backend, &service_id, rt, answered);
                 Ok((encoded, service_id))
             }
-            ValidationMode::Optimistic => {
+            true => {
                 if let Some(meter) = &self.meter {
                     let key = meter::MeterKey {
                         session_id: structure.header.session_id.clone(),
@@ -593,6 +618,37 @@ impl Relayer {
         }
     }
 
+    /// The height a relay of `header` arrives at: the current one, except for a relay of the session right after
+    /// the current one. A gateway whose chain view is a block ahead of ours sends those at the new session's first
+    /// block; validation would refuse them (§2.6: a session ending after the current one), so they wait up to
+    /// [`NEXT_SESSION_WAIT`] for that block to reach us and are then validated at it. Not there by then:
+    /// `session_not_started` (503, retry). Any later session is not waited for: validation refuses it.
+    async fn arrival_height(&self, header: &SessionHeader) -> Result<i64, RelayError> {
+        let height = *self.height.borrow();
+        let start = header.session_start_block_height;
+        if height <= 0 || start <= height {
+            return Ok(height);
+        }
+        // The current grid (shared params at the current height: cached, read by every validation anyway).
+        let params = self.chain.shared_params_at(height).await.map_err(RelayError::Chain)?;
+        let grid = crate::protocol::session::SessionGrid::new(&params).map_err(|e| {
+            RelayError::Chain(crate::chain::query::ChainError::BadResponse(format!(
+                "shared params at {height}: {e}"
+            )))
+        })?;
+        if start != grid.session_end(height).saturating_add(1) {
+            return Ok(height);
+        }
+        let mut watch = self.height.clone();
+        match tokio::time::timeout(NEXT_SESSION_WAIT, watch.wait_for(|h| *h >= start)).await {
+            Ok(Ok(reached)) => Ok(*reached),
+            _ => Err(RelayError::SessionNotStarted {
+                start,
+                height: *self.height.borrow(),
+            }),
+        }
+    }
+
     /// Validation (at the height the relay `arrival`ed at), metering and mining of a relay already served in
     /// optimistic mode.
     async fn settle_optimistic(
@@ -614,6 +670,14 @@ impl Relayer {
             Ok(v) => v,
             Err(e) => {
                 self.count_validation_failure(&service_id, &e);
+                // A relay of a session validated before failed on its own account: its session's next relay is
+                // validated before serving again. A chain outage is not the relay's fault.
+                if !matches!(e, RelayError::Chain(_))
+                    && let Some(meta) = &request.meta
+                    && let Some(header) = &meta.session_header
+                {
+                    self.validated_sessions.revoke(header, &meta.supplier_operator_address);
+                }
                 tracing::debug!(error = %e, service_id, "optimistically served relay is invalid; not mined");
                 return;
             }

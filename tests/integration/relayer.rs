@@ -722,39 +722,83 @@ async fn oversized_request_and_response_are_refused() {
     assert_eq!(net.recorded().await, 1);
 }
 
+/// Optimistic mode serves before validating only relays of a (supplier, session) it validated once: the first
+/// relay of a session is validated first, as in eager mode (an invented or badly signed request is refused before
+/// the backend works for it); later relays are served first and validated in the background, and an invalid one
+/// is not mined and revokes the session, whose next relay is validated first again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn optimistic_mode_serves_an_invalid_relay_but_does_not_mine_it() {
+async fn optimistic_mode_serves_first_only_sessions_validated_once() {
     let net = Net::new(1_000_000_000).await;
     let r = net.relayer().await;
     let header = net.header("lazy").await;
-    let mut bad = net.request(&header, &net.ours.1, Net::rpc(1));
-    bad.meta.as_mut().unwrap().signature[5] ^= 0x01;
-    let (status, response) = net.send(&r.url, &bad).await;
-    assert_eq!(status, 200);
-    assert_eq!(served_status(&net, &response), 200);
+    let bad = |id: u64| {
+        let mut bad = net.request(&header, &net.ours.1, Net::rpc(id));
+        bad.meta.as_mut().unwrap().signature[5] ^= 0x01;
+        bad
+    };
+    let served_first = "ha_relayer_relays_served_optimistically_total{rpc_type=\"jsonrpc\",service_id=\"lazy\"}";
     let failures = "ha_relayer_validation_failures_total{reason=\"bad_ring_signature\",service_id=\"lazy\"}";
-    eventually("the validation failure to be counted", || async {
-        metric(&r.telemetry, failures) == 1
-    })
-    .await;
-    assert_eq!(net.recorded().await, 0);
-
-    // A valid one is mined after it was served.
-    let (status, _) = net.send(&r.url, &net.request(&header, &net.ours.1, Net::rpc(2))).await;
-    assert_eq!(status, 200);
-    eventually("the valid relay to be recorded", || async { net.recorded().await == 1 }).await;
-    assert_eq!(
+    let sessions = "ha_relayer_optimistic_sessions";
+    let backend_calls = || {
         metric(
             &r.telemetry,
-            "ha_relayer_relays_served_optimistically_total{rpc_type=\"jsonrpc\",service_id=\"lazy\"}"
-        ),
-        2
+            "ha_relayer_backend_requests_total{outcome=\"ok\",service_id=\"lazy\"",
+        )
+    };
+
+    // A session never validated: its badly signed first relay is refused before the backend is called.
+    let (status, response) = net.send(&r.url, &bad(1)).await;
+    assert_eq!((status, error_code(&response)), (400, Some(4)));
+    assert_eq!(backend_calls(), 0);
+    // A valid relay is validated, served and mined, and records its session.
+    let (status, response) = net.send(&r.url, &net.request(&header, &net.ours.1, Net::rpc(2))).await;
+    assert_eq!((status, served_status(&net, &response)), (200, 200));
+    assert_eq!(net.recorded().await, 1);
+    assert_eq!(
+        (metric(&r.telemetry, served_first), metric(&r.telemetry, sessions)),
+        (0, 1)
     );
-    // Cheap structural checks stay synchronous: not our supplier is refused before serving.
+
+    // Now a badly signed relay of that session is served first, found invalid afterwards, not mined, and it
+    // revokes the session.
+    let (status, response) = net.send(&r.url, &bad(3)).await;
+    assert_eq!((status, served_status(&net, &response)), (200, 200));
+    assert_eq!(metric(&r.telemetry, served_first), 1);
+    eventually("the validation failure to be counted", || async {
+        metric(&r.telemetry, failures) == 2
+    })
+    .await;
+    assert_eq!(metric(&r.telemetry, sessions), 0);
+    assert_eq!(net.recorded().await, 1);
+    // So the next bad one is refused unserved again, and a valid one records the session again.
+    let (status, response) = net.send(&r.url, &bad(4)).await;
+    assert_eq!((status, error_code(&response)), (400, Some(4)));
+    let (status, _) = net.send(&r.url, &net.request(&header, &net.ours.1, Net::rpc(5))).await;
+    assert_eq!(status, 200);
+    assert_eq!(net.recorded().await, 2);
+    // A valid relay served first is mined after it was served.
+    let (status, _) = net.send(&r.url, &net.request(&header, &net.ours.1, Net::rpc(6))).await;
+    assert_eq!(status, 200);
+    assert_eq!(metric(&r.telemetry, served_first), 2);
+    eventually("the relay served first to be recorded", || async {
+        net.recorded().await == 3
+    })
+    .await;
+    assert_eq!(backend_calls(), 4, "relays 2, 3, 5, 6 reached the backend");
+
+    // An invented session is never served first; nor is a supplier that is not ours.
+    let mut invented = header.clone();
+    invented.session_id = "0000000000000000000000000000000000000000000000000000000000000000".into();
+    let (status, response) = net
+        .send(&r.url, &net.request(&invented, &net.ours.1, Net::rpc(7)))
+        .await;
+    assert_eq!((status, error_code(&response)), (400, Some(5)), "{response:?}");
     let (_, response) = net
-        .send(&r.url, &net.request(&header, &net.theirs.1, Net::rpc(3)))
+        .send(&r.url, &net.request(&header, &net.theirs.1, Net::rpc(8)))
         .await;
     assert_eq!(error_code(&response), Some(2));
+    assert_eq!(backend_calls(), 4);
+    assert_eq!(net.recorded().await, 3);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -911,14 +955,19 @@ async fn shutdown_waits_for_optimistic_relays_still_settling() {
     let net = Net::new(1_000_000_000).await;
     let slow = Arc::new(AtomicBool::new(false));
     let delayed = Arc::new(AtomicUsize::new(0));
+    let latest_polls = Arc::new(AtomicUsize::new(0));
     let grpc_url = {
-        let (slow, delayed) = (Arc::clone(&slow), Arc::clone(&delayed));
+        let (slow, delayed, latest_polls) = (Arc::clone(&slow), Arc::clone(&delayed), Arc::clone(&latest_polls));
         let chain = relay_miner::sim::chain::router(net.chain.clone())
             .into_axum()
             .layer(axum::middleware::from_fn(
                 move |request: axum::extract::Request, next: axum::middleware::Next| {
-                    let (slow, delayed) = (Arc::clone(&slow), Arc::clone(&delayed));
+                    let (slow, delayed, latest_polls) =
+                        (Arc::clone(&slow), Arc::clone(&delayed), Arc::clone(&latest_polls));
                     async move {
+                        if request.uri().path().ends_with("/GetLatestBlock") {
+                            latest_polls.fetch_add(1, Ordering::SeqCst);
+                        }
                         if slow.load(Ordering::SeqCst)
                             && request.uri().path() == "/pocket.application.Query/Application"
                         {
@@ -970,17 +1019,29 @@ logging:
         .unwrap();
     let stats = Arc::clone(&node.miner_stats);
     let header = net.header("lazy").await;
-    slow.store(true, Ordering::SeqCst);
     let url = format!("http://{}", node.relay_addr);
-    let (status, response) = net.send(&url, &net.request(&header, &net.ours.1, Net::rpc(1))).await;
+    // The session's first relay is validated before it is served (optimistic mode serves first only sessions
+    // validated once).
+    let (status, _) = net.send(&url, &net.request(&header, &net.ours.1, Net::rpc(1))).await;
+    assert_eq!(status, 200);
+    // A new block marks the application stale, so relay 2's background validation reads it again: slowly. The node
+    // polls the latest block every 200 ms; two polls after the block, it has seen it.
+    net.chain.produce_block();
+    let polls = latest_polls.load(Ordering::SeqCst);
+    eventually("the node to see the new block", || async {
+        latest_polls.load(Ordering::SeqCst) >= polls + 2
+    })
+    .await;
+    slow.store(true, Ordering::SeqCst);
+    let (status, response) = net.send(&url, &net.request(&header, &net.ours.1, Net::rpc(2))).await;
     assert_eq!(status, 200);
     assert_eq!(served_status(&net, &response), 200);
     node.shutdown().await;
     assert_eq!(delayed.load(Ordering::SeqCst), 1, "the settlement was slowed down");
     assert_eq!(
         stats.relays_ingested.load(Ordering::SeqCst),
-        1,
-        "the relay reached the relay log before the miner's final ingest"
+        2,
+        "the relay served first reached the relay log before the miner's final ingest"
     );
 }
 

@@ -1,6 +1,7 @@
 //! The relayer's guards against serving for nothing or for free, over real sockets with the harness of
 //! [`crate::relayer`]: a session's costs (compute units, difficulty target) are read before the backend is called,
-//! once per session however many relays wait; an optimistic relay is validated at its arrival height.
+//! once per session however many relays wait; an optimistic relay is validated at its arrival height; a relay of
+//! the next session waits for that session's first block.
 
 use std::time::Duration;
 
@@ -107,4 +108,55 @@ async fn an_optimistic_relay_is_settled_at_its_arrival_height() {
         })
         .collect();
     assert_eq!(heights, vec![arrival - 1, arrival]);
+}
+
+/// A gateway whose chain view is a block ahead sends relays of the next session at its first block. Such a relay
+/// waits (up to 1 s) for that block to reach the relayer and is then validated, served and mined at it; when the
+/// block does not come, it is refused as `session_not_started` (18, 503: retry) without calling the backend.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_of_the_next_session_waits_for_its_first_block() {
+    let net = Net::new(1_000_000_000).await;
+    let r = net.relayer().await;
+    // The relayer at the last block of a session; the chain one block further, at the next session's start.
+    let params = net.chain.state().shared.clone();
+    let current = SessionWindows::new(&params, net.chain.height()).unwrap();
+    net.advance(usize::try_from(current.end - net.chain.height()).unwrap());
+    net.chain.produce_block();
+    let start = net.chain.height();
+    assert_eq!(start, current.end + 1);
+    let next = net.header("anvil").await;
+    assert_eq!(next.session_start_block_height, start);
+    let backend = |t| metric_sum(t, "ha_relayer_backend_requests_total", "service_id=\"anvil\"");
+
+    // The block does not reach the relayer: refused after the wait, unserved.
+    let (status, response) = net.send(&r.url, &net.request(&next, &net.ours.1, Net::rpc(1))).await;
+    assert_eq!((status, error_code(&response)), (503, Some(18)), "{response:?}");
+    assert_eq!(backend(&r.telemetry), 0);
+    assert_eq!(net.recorded().await, 0);
+
+    // It reaches the relayer while the relay waits: served and mined at the new session's first block.
+    let received = |t| metric_sum(t, "ha_relayer_relays_received_total", "service_id=\"anvil\"");
+    let request = net.request(&next, &net.ours.1, Net::rpc(2));
+    let send = net.send(&r.url, &request);
+    let deliver = async {
+        eventually("the relay to arrive", || async { received(&r.telemetry) == 2 }).await;
+        net.advance(0);
+    };
+    let ((status, response), ()) = tokio::join!(send, deliver);
+    assert_eq!(status, 200, "{response:?}");
+    assert_eq!(error_code(&response), None);
+    assert_eq!(backend(&r.telemetry), 1);
+    let entries = net.storage.relay_log.read(&net.ours.1, "test", 10).await.unwrap();
+    assert_eq!(entries.len(), 1);
+    let mined = MinedRelayMessage::decode(entries[0].relay.payload.as_slice()).unwrap();
+    assert_eq!(mined.arrival_block_height, start);
+
+    // Two sessions ahead of the relayer (now at `start`) is not waited for: refused at once by validation.
+    let mut later = next.clone();
+    later.session_start_block_height += 2 * params.num_blocks_per_session as i64;
+    later.session_end_block_height += 2 * params.num_blocks_per_session as i64;
+    let asked = std::time::Instant::now();
+    let (status, response) = net.send(&r.url, &net.request(&later, &net.ours.1, Net::rpc(3))).await;
+    assert_eq!((status, error_code(&response)), (400, Some(5)), "{response:?}");
+    assert!(asked.elapsed() < Duration::from_millis(900), "not waited for");
 }
