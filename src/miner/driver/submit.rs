@@ -24,14 +24,11 @@ const TX_OVERHEAD_BYTES: usize = 512;
 /// gRPC server a message over 10 MiB; proofs carry relay payloads, so a supplier's proofs due together can
 /// exceed both. A message too large for any tx goes alone (logged: the node will likely refuse it).
 pub(super) fn split_by_size<K>(messages: Vec<(K, wire::Any)>, max_tx_bytes: usize) -> Vec<Vec<(K, wire::Any)>> {
-    use prost::Message as _;
     let budget = max_tx_bytes.saturating_sub(TX_OVERHEAD_BYTES);
     let mut txs: Vec<Vec<(K, wire::Any)>> = Vec::new();
     let mut used = 0;
     for (key, message) in messages {
-        // `TxBody.messages` (field 1): tag, length, the encoded `Any`.
-        let len = message.encoded_len();
-        let size = 1 + prost::encoding::encoded_len_varint(len as u64) + len;
+        let size = size_in_tx(&message);
         if size > budget {
             tracing::error!(
                 type_url = message.type_url,
@@ -50,6 +47,47 @@ pub(super) fn split_by_size<K>(messages: Vec<(K, wire::Any)>, max_tx_bytes: usiz
         used += size;
     }
     txs
+}
+
+/// The bytes `message` takes in a tx: `TxBody.messages` (field 1) tag, length, the encoded `Any`.
+fn size_in_tx(message: &wire::Any) -> usize {
+    use prost::Message as _;
+    let len = message.encoded_len();
+    1 + prost::encoding::encoded_len_varint(len as u64) + len
+}
+
+/// The `MsgSubmitProof` of `proof`, fitting a tx of `max_tx_bytes` whenever the proven relay does.
+///
+/// `SiblingData` (the encoding of the proven leaf's deepest sibling) is what poktroll's prover sends, and it is kept
+/// when the message fits. When that sibling is a leaf its encoding holds a second relay whole, so two large relays
+/// side by side in the trie would make a proof no node takes (each alone passed the miner's size check, `ingest`),
+/// the proof would go missing and the supplier be slashed. Then it is left out: the chain checks `SiblingData` only
+/// when present (spec §5.4 step 17), and the rest of the proof verifies the same.
+pub(super) fn proof_message(
+    supplier: &str,
+    header: Option<wire::SessionHeader>,
+    proof: &crate::smst::ClosestProof,
+    max_tx_bytes: usize,
+) -> wire::Any {
+    let message = |proof: &crate::smst::ClosestProof| {
+        wire::Any::pack(
+            wire::MSG_SUBMIT_PROOF_TYPE_URL,
+            &wire::MsgSubmitProof {
+                supplier_operator_address: supplier.to_string(),
+                session_header: header.clone(),
+                proof: gob::encode_closest_proof(&proof.compact()),
+            },
+        )
+    };
+    let full = message(proof);
+    if proof.sibling_data.is_none() || size_in_tx(&full) <= max_tx_bytes.saturating_sub(TX_OVERHEAD_BYTES) {
+        return full;
+    }
+    let lean = crate::smst::ClosestProof {
+        sibling_data: None,
+        ..proof.clone()
+    };
+    message(&lean)
 }
 
 /// The reason of a send that did not leave because this miner no longer leads (counted as `not_leader`).
@@ -211,14 +249,7 @@ impl Miner {
                 let path = proof_path(&seed.hash, &h.session_id);
                 let open = self.open_trie(key).await?;
                 let proof = tokio::task::block_in_place(|| open.trie.prove_closest(&path))?;
-                wire::Any::pack(
-                    wire::MSG_SUBMIT_PROOF_TYPE_URL,
-                    &wire::MsgSubmitProof {
-                        supplier_operator_address: supplier.to_string(),
-                        session_header: header,
-                        proof: gob::encode_closest_proof(&proof.compact()),
-                    },
-                )
+                proof_message(supplier, header, &proof, self.config.max_tx_bytes)
             }
         }))
     }

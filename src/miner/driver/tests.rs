@@ -1887,3 +1887,44 @@ async fn a_relay_too_large_to_prove_is_not_counted_into_the_trie() {
         Some(1)
     );
 }
+
+/// Two relays each under the per-relay limit, side by side in the trie: a proof of either carries the other whole
+/// as `SiblingData` (the sibling is a leaf), which would make a proof no node takes and the supplier slashed. The
+/// proof message leaves `SiblingData` out exactly then; it still verifies as the chain verifies it (§5.4 step 17,
+/// `SiblingData` checked only when present) and fits the tx. A small proof keeps it, as poktroll's prover sends it.
+#[test]
+fn a_proof_too_large_with_its_sibling_data_goes_without_it_and_still_verifies() {
+    use prost::Message as _;
+    let max_tx_bytes = 200 * 1024;
+    let relay_limit = max_tx_bytes - super::ingest::MAX_PROOF_OVERHEAD_BYTES;
+    let mut trie = crate::smst::Smst::new(storage::MemoryNodeStore::new());
+    trie.insert_relay(&[1u8; 32], &vec![0xaa; relay_limit], 10);
+    trie.insert_relay(&[2u8; 32], &vec![0xbb; relay_limit], 10);
+    let root = trie.root();
+    let proof = trie.prove_closest(&[0u8; 32]).unwrap();
+    assert!(
+        proof.sibling_data.as_ref().is_some_and(|s| s.len() > relay_limit),
+        "the sibling is the other relay"
+    );
+    let message = super::submit::proof_message("pokt1sup", None, &proof, max_tx_bytes);
+    assert!(
+        message.encoded_len() + 512 <= max_tx_bytes,
+        "{} bytes",
+        message.encoded_len()
+    );
+    let sent = crate::protocol::wire::MsgSubmitProof::decode(message.value.as_slice()).unwrap();
+    let verified = crate::smst::verify_compact_closest_proof(&sent.proof, &root).unwrap();
+    assert_eq!(verified.sibling_data, None);
+    assert_eq!(verified.closest_value_hash, proof.closest_value_hash);
+
+    // Small relays: the proof goes as poktroll's prover makes it, SiblingData included.
+    let mut small = crate::smst::Smst::new(storage::MemoryNodeStore::new());
+    small.insert_relay(&[1u8; 32], b"one", 10);
+    small.insert_relay(&[2u8; 32], b"two", 10);
+    let root = small.root();
+    let proof = small.prove_closest(&[0u8; 32]).unwrap();
+    let message = super::submit::proof_message("pokt1sup", None, &proof, max_tx_bytes);
+    let sent = crate::protocol::wire::MsgSubmitProof::decode(message.value.as_slice()).unwrap();
+    let verified = crate::smst::verify_compact_closest_proof(&sent.proof, &root).unwrap();
+    assert!(verified.sibling_data.is_some());
+}
