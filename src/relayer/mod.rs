@@ -13,8 +13,9 @@
 //! 3. `eager`: full validation (chain-backed checks from the chain client's caches; the ring signature last, with
 //!    fixed-base tables for hot keys, [`crate::protocol::ring::fast`]), then the session's compute units and
 //!    difficulty target are read, then the relay meter is charged ([`meter`]), then the backend is called.
-//!    `optimistic`: a relay of a (supplier, session) validated once before (module `sessions`) is forwarded at once
-//!    (refused only if the meter already knows the session is exhausted); validation, metering and mining run
+//!    `optimistic`: a relay of a (supplier, session) validated once before (module `sessions`) is forwarded as soon
+//!    as its ring signature verifies against the application ring recorded with the session (refused only if the
+//!    meter already knows the session is exhausted); the chain-backed checks, metering and mining run
 //!    afterwards in a bounded background task (when it is full, the handler validates inline: backpressure, no
 //!    unbounded queue), and invalid relays are counted in `ha_relayer_validation_failures_total`, never mined,
 //!    and revoke their session. The first relay of a session goes the eager way and records the session, so
@@ -91,6 +92,8 @@ pub const RPC_TYPE_HEADER: &str = "rpc-type";
 const OPTIMISTIC_IN_FLIGHT: usize = 1024;
 /// How long a relay of the next session waits for that session's first block ([`Relayer::arrival_height`]).
 const NEXT_SESSION_WAIT: Duration = Duration::from_secs(1);
+/// Relays waiting for the next session's first block at most at once.
+const NEXT_SESSION_WAITERS: usize = 1024;
 
 /// A simple route (one backend URL per service; what `relay-miner localnet` uses with [`Relayer::new`]).
 #[derive(Debug, Clone)]
@@ -190,6 +193,8 @@ pub struct Relayer {
     optimistic: Arc<Semaphore>,
     /// The (supplier, session) pairs validated once, whose relays optimistic mode serves before validating.
     validated_sessions: sessions::ValidatedSessions,
+    /// Relays waiting for the next session's first block ([`NEXT_SESSION_WAITERS`]).
+    next_session_waiters: Semaphore,
     ring_verifier: crate::protocol::ring::fast::FastRing,
     metrics: Arc<Metrics>,
 }
@@ -359,6 +364,7 @@ impl Relayer {
                 sessions::CAPACITY,
                 metrics.optimistic_sessions.clone(),
             ),
+            next_session_waiters: Semaphore::new(NEXT_SESSION_WAITERS),
             ring_verifier: crate::protocol::ring::fast::FastRing::default(),
             metrics,
         })
@@ -506,17 +512,21 @@ impl Relayer {
                 .with_label_values(&[&service_id, t.config_key()])
                 .inc();
         }
-        // Optimistic mode serves first only relays of a session already validated once (module `sessions`); the
-        // first relay of a session is validated before serving, as in eager mode, and records it.
-        let serve_first = service.mode == ValidationMode::Optimistic
-            && self
-                .validated_sessions
-                .serves_first(&structure.header, &structure.supplier, arrival);
+        // Optimistic mode serves first only relays of a session already validated once (module `sessions`), and
+        // only once their own signature verified; the first relay of a session is validated before serving, as in
+        // eager mode, and records it.
+        let serve_first = match service.mode {
+            ValidationMode::Optimistic => {
+                self.validated_sessions
+                    .serves_first(&structure.header, &structure.supplier, arrival)
+            }
+            ValidationMode::Eager => None,
+        };
         match serve_first {
-            false => {
+            None => {
                 let validation_started = Instant::now();
                 let validated =
-                    validate::validate(&self.chain, &self.ring_verifier, &request, structure, arrival).await;
+                    validate::validate(&self.chain, &self.ring_verifier, &request, structure, arrival, false).await;
                 self.metrics
                     .validation_latency
                     .with_label_values(&[&service_id, "eager"])
@@ -526,8 +536,13 @@ impl Relayer {
                     fail(e)
                 })?;
                 if service.mode == ValidationMode::Optimistic {
-                    self.validated_sessions
-                        .record(&valid.header, &valid.supplier, valid.windows);
+                    self.validated_sessions.record(
+                        &valid.header,
+                        &valid.supplier,
+                        valid.windows,
+                        Arc::clone(&valid.ring),
+                        arrival,
+                    );
                 }
                 // Storage refusing appends right now: refuse before the backend works for nothing.
                 if let Some(e) = self.appender.refusing() {
@@ -567,7 +582,18 @@ impl Relayer {
                 self.observe_phase(&self.metrics.post_backend, &service_id, rt, answered);
                 Ok((encoded, service_id))
             }
-            true => {
+            Some(ring) => {
+                // The relay's own ring signature before the backend works: only a holder of a ring key (the app or
+                // its gateways) gets a relay served; what needs the chain is checked in the background.
+                let verified = Instant::now();
+                validate::verify_signature(&self.ring_verifier, &request, &ring).map_err(|e| {
+                    self.count_validation_failure(&service_id, &e);
+                    fail(e)
+                })?;
+                self.metrics
+                    .validation_latency
+                    .with_label_values(&[&service_id, "signature"])
+                    .observe(verified.elapsed().as_secs_f64());
                 if let Some(meter) = &self.meter {
                     let key = meter::MeterKey {
                         session_id: structure.header.session_id.clone(),
@@ -618,11 +644,12 @@ impl Relayer {
         }
     }
 
-    /// The height a relay of `header` arrives at: the current one, except for a relay of the session right after
-    /// the current one. A gateway whose chain view is a block ahead of ours sends those at the new session's first
-    /// block; validation would refuse them (§2.6: a session ending after the current one), so they wait up to
-    /// [`NEXT_SESSION_WAIT`] for that block to reach us and are then validated at it. Not there by then:
-    /// `session_not_started` (503, retry). Any later session is not waited for: validation refuses it.
+    /// The height a relay of `header` arrives at: the current one, except for a relay of the session starting at
+    /// the next block while we are at the current session's last block. A gateway whose chain view is a block
+    /// ahead of ours sends those at the new session's first block; validation would refuse them (§2.6: a session
+    /// ending after the current one), so they wait up to [`NEXT_SESSION_WAIT`] for that block to reach us and are
+    /// then validated at it. Not there by then: `session_not_started` (503, retry). Any other session is not
+    /// waited for: validation refuses it.
     async fn arrival_height(&self, header: &SessionHeader) -> Result<i64, RelayError> {
         let height = *self.height.borrow();
         let start = header.session_start_block_height;
@@ -636,9 +663,15 @@ impl Relayer {
                 "shared params at {height}: {e}"
             )))
         })?;
-        if start != grid.session_end(height).saturating_add(1) {
+        // Only one block behind the gateway, at the current session's last block: the header is not
+        // authenticated yet, so any other height is not waited for (validation refuses it), and at most
+        // `NEXT_SESSION_WAITERS` relays wait at once (the others are refused at once, also with the retry status).
+        if start != height.saturating_add(1) || grid.session_end(height) != height {
             return Ok(height);
         }
+        let Ok(_waiting) = self.next_session_waiters.try_acquire() else {
+            return Err(RelayError::SessionNotStarted { start, height });
+        };
         let mut watch = self.height.clone();
         match tokio::time::timeout(NEXT_SESSION_WAIT, watch.wait_for(|h| *h >= start)).await {
             Ok(Ok(reached)) => Ok(*reached),
@@ -661,7 +694,8 @@ impl Relayer {
     ) {
         let service_id = structure.header.service_id.clone();
         let validation_started = Instant::now();
-        let validated = validate::validate(&self.chain, &self.ring_verifier, &request, structure, arrival).await;
+        // The LSAG equations were verified before serving ([`validate::verify_signature`]).
+        let validated = validate::validate(&self.chain, &self.ring_verifier, &request, structure, arrival, true).await;
         self.metrics
             .validation_latency
             .with_label_values(&[&service_id, "optimistic"])

@@ -8,6 +8,7 @@
 //! verifies the ring signature last, so a request that fails a cheap check never costs a signature verification.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use super::RelayError;
 use crate::chain::query::{ChainClient, ChainError};
@@ -44,6 +45,31 @@ pub struct Validated {
     /// Sessions the app's stake pays for at once, from the shared params at the session end height
     /// ([`super::meter::pending_sessions`]).
     pub pending_sessions: u64,
+    /// The application's expected ring (§2.4: every member's on-chain key) the signature was verified against.
+    pub ring: Arc<[[u8; 33]]>,
+}
+
+/// The request's ring signature against the application's `expected` ring (§2.6 step 2): every member of the
+/// signature's ring in `expected`, then the LSAG equations over the request's signable hash.
+pub fn verify_signature(
+    ring_verifier: &crate::protocol::ring::fast::FastRing,
+    request: &RelayRequest,
+    expected: &[[u8; 33]],
+) -> Result<(), RelayError> {
+    let signature = parse_signature(request)?;
+    ring::verify_membership(&signature.ring, expected).map_err(RelayError::RingSignature)?;
+    ring_verifier
+        .verify(&signature, &relay::request_signable_hash(request))
+        .map_err(RelayError::RingSignature)
+}
+
+fn parse_signature(request: &RelayRequest) -> Result<ring::RawRingSignature, RelayError> {
+    let bytes = request
+        .meta
+        .as_ref()
+        .map(|m| m.signature.as_slice())
+        .unwrap_or_default();
+    ring::RawRingSignature::parse(bytes).map_err(RelayError::RingSignature)
 }
 
 /// The synchronous checks every mode runs before serving: meta present, session header well formed, supplier ours.
@@ -65,20 +91,18 @@ pub fn check_structure(request: &RelayRequest, our_supplier: impl Fn(&str) -> bo
 }
 
 /// Validates `request` at the current height `height` (§2.6 steps 1–5); `structure` comes from
-/// [`check_structure`].
+/// [`check_structure`]. `lsag_verified`: the signature's LSAG equations were already verified ([`verify_signature`],
+/// before an optimistic relay was served); they depend only on the signature and the request, so they are not
+/// run twice, while ring membership is checked again against the application's ring read now.
 pub async fn validate(
     chain: &ChainClient,
     ring_verifier: &crate::protocol::ring::fast::FastRing,
     request: &RelayRequest,
     structure: Structure,
     height: i64,
+    lsag_verified: bool,
 ) -> Result<Validated, RelayError> {
     let Structure { header, supplier } = structure;
-    let signature_bytes = request
-        .meta
-        .as_ref()
-        .map(|m| m.signature.as_slice())
-        .unwrap_or_default();
     // (1) timing: params at the session end height; past sessions only within the grace period.
     let end = header.session_end_block_height;
     // §2.6: a relay is for the current session or a past one within grace. The header is not authenticated yet,
@@ -115,7 +139,7 @@ pub async fn validate(
     }
     // (2a) ring membership: every member of the signature's ring is in the app's ring at the session end height.
     // Framing only: points are decompressed (and checked) by the verifier, and only those without a table.
-    let signature = ring::RawRingSignature::parse(signature_bytes).map_err(RelayError::RingSignature)?;
+    let signature = parse_signature(request)?;
     let app = chain
         .application(&header.application_address)
         .await
@@ -177,11 +201,12 @@ pub async fn validate(
             header.session_id
         )));
     }
-    // (2b) the LSAG equations, last: the one expensive check runs only for otherwise valid requests.
-    let signable = relay::request_signable_hash(request);
-    ring_verifier
-        .verify(&signature, &signable)
-        .map_err(RelayError::RingSignature)?;
+    // (2b) the LSAG equations, last: the one expensive check runs only for otherwise valid requests (and once).
+    if !lsag_verified {
+        ring_verifier
+            .verify(&signature, &relay::request_signable_hash(request))
+            .map_err(RelayError::RingSignature)?;
+    }
     let app_stake_upokt = app
         .stake
         .as_ref()
@@ -196,6 +221,7 @@ pub async fn validate(
         compute_units_to_tokens_multiplier: params.compute_units_to_tokens_multiplier,
         compute_unit_cost_granularity: params.compute_unit_cost_granularity,
         pending_sessions: super::meter::pending_sessions(&params),
+        ring: expected.into(),
     })
 }
 
