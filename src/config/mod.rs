@@ -562,8 +562,10 @@ pub const MIN_GAS_ADJUSTMENT: f64 = 1.1;
 pub const DEFAULT_MAX_TX_BYTES: u64 = 900 * 1024;
 /// Largest `transaction.max_tx_bytes`: the SDK gRPC server's default maximum message size (10 MiB).
 pub const MAX_MAX_TX_BYTES: u64 = 10 * 1024 * 1024;
-/// Smallest `transaction.max_tx_bytes`: room for a tx's fee, signature and a few claims.
-pub const MIN_MAX_TX_BYTES: u64 = 4 * 1024;
+/// Smallest `transaction.max_tx_bytes`: 64 KiB. A proof tx needs up to 16 KiB beyond its relay
+/// ([`crate::smst::MAX_PROOF_OVERHEAD_BYTES`]) and a relay larger than what is left is never claimed, so a smaller
+/// limit would leave nothing (or next to nothing) claimable.
+pub const MIN_MAX_TX_BYTES: u64 = 64 * 1024;
 
 /// Go `transaction.*`.
 #[derive(Debug, Clone, PartialEq, Deserialize)]

@@ -122,6 +122,12 @@ pub struct RelayerOptions {
     pub max_body_bytes_in_flight: Option<usize>,
     /// How long a relay waits for body bytes to be released (`relay_server.body_budget_wait_ms`).
     pub body_budget_wait: Duration,
+    /// Blocks after a session's claim window opens during which its relays are still appended
+    /// (`transaction.claim_delay_blocks`: the miner sends the claim no earlier).
+    pub claim_delay_blocks: i64,
+    /// The largest relay a proof of which fits a tx (`transaction.max_tx_bytes` less the proof overhead,
+    /// [`crate::smst::max_provable_relay_bytes`]); a larger one is served but not mined. `None`: no limit.
+    pub max_mined_relay_bytes: Option<usize>,
 }
 
 impl Default for RelayerOptions {
@@ -138,6 +144,8 @@ impl Default for RelayerOptions {
             body_read_timeout: Duration::from_secs(30),
             max_body_bytes_in_flight: Some(1 << 30),
             body_budget_wait: Duration::from_millis(100),
+            claim_delay_blocks: 0,
+            max_mined_relay_bytes: None,
         }
     }
 }
@@ -171,6 +179,10 @@ impl RelayerOptions {
             max_body_bytes_in_flight: (config.relay_server.max_body_bytes_in_flight > 0)
                 .then(|| usize::try_from(config.relay_server.max_body_bytes_in_flight).unwrap_or(usize::MAX)),
             body_budget_wait: Duration::from_millis(config.relay_server.body_budget_wait_ms),
+            claim_delay_blocks: i64::try_from(config.transaction.claim_delay_blocks).unwrap_or(0),
+            max_mined_relay_bytes: Some(crate::smst::max_provable_relay_bytes(
+                usize::try_from(config.transaction.max_tx_bytes).unwrap_or(usize::MAX),
+            )),
         }
     }
 }
@@ -186,6 +198,10 @@ pub struct Relayer {
     body_budget: Option<budget::BodyBudget>,
     appender: log::LogAppender,
     durable_ack: bool,
+    /// [`RelayerOptions::claim_delay_blocks`].
+    claim_delay_blocks: i64,
+    /// [`RelayerOptions::max_mined_relay_bytes`].
+    max_mined_relay_bytes: Option<usize>,
     meter: Option<RelayMeter>,
     /// Compute units and difficulty target per (service, session start), read before forwarding.
     costs: costs::CostCache,
@@ -214,6 +230,8 @@ enum Mined {
     Appended,
     BelowDifficulty,
     Backend5xx,
+    /// Served, not mined: a proof of it would not fit a tx ([`RelayerOptions::max_mined_relay_bytes`]); refunded.
+    TooLargeToProve,
 }
 
 impl Relayer {
@@ -356,6 +374,8 @@ impl Relayer {
             }),
             appender,
             durable_ack: options.durable_ack,
+            claim_delay_blocks: options.claim_delay_blocks.max(0),
+            max_mined_relay_bytes: options.max_mined_relay_bytes,
             meter,
             costs: costs::CostCache::default(),
             height,
@@ -568,7 +588,7 @@ impl Relayer {
                     .await
                 {
                     Ok(Mined::Appended | Mined::BelowDifficulty) => charge.commit(),
-                    Ok(Mined::Backend5xx) => self.refund(&service_id, charge),
+                    Ok(Mined::Backend5xx | Mined::TooLargeToProve) => self.refund(&service_id, charge),
                     Err(e) => {
                         self.refund(&service_id, charge);
                         return Err(fail(e));
@@ -723,7 +743,7 @@ impl Relayer {
                 .mine(&request, &response, &valid, status, &costs, arrival, true)
                 .await
             {
-                Ok(Mined::Backend5xx) => {
+                Ok(Mined::Backend5xx | Mined::TooLargeToProve) => {
                     self.refund(&service_id, charge);
                     Ok(())
                 }
@@ -829,16 +849,26 @@ impl Relayer {
             return Ok(Mined::Backend5xx);
         }
         // §2.6 rule 5 again at append time: a relay validated in the grace period may come back from the backend
-        // after the claim window opened, when the miner may already have built the claim's root without it. It
-        // would be served for nothing (and in HA the miner could only count it as lost), so it is refused.
+        // after the claim window opened. The miner sends the claim `claim_delay_blocks` after the window opens, so
+        // until then it is still in the claim; later the miner may already have built the claim's root without
+        // it: it would be served for nothing (and in HA the miner could only count it as lost), so it is refused.
         let now = *self.height.borrow();
-        if now >= valid.windows.claim_open {
+        if now >= valid.windows.claim_open.saturating_add(self.claim_delay_blocks) {
             return Err(RelayError::SessionExpired {
                 end: h.session_end_block_height,
                 height: now,
             });
         }
         let bytes = relay::relay_bytes(request, response);
+        // The miner keeps a relay too large for its proof to fit a tx out of the claim; not appended here either,
+        // so it is neither counted mined nor charged to the application's stake.
+        if self.max_mined_relay_bytes.is_some_and(|limit| bytes.len() > limit) {
+            self.metrics
+                .dropped
+                .with_label_values(&[&h.service_id, "too_large_to_prove"])
+                .inc();
+            return Ok(Mined::TooLargeToProve);
+        }
         let hash = relay::relay_hash(&bytes);
         let start = h.session_start_block_height;
         if !difficulty::is_volume_applicable(&hash, &costs.target) {

@@ -52,7 +52,10 @@ use storage::{NodeBatch, NodeStore, StorageError};
 use self::hash::{DIGEST_LEN, PLACEHOLDER, bit, leaf_digest, leaf_hash, wrap_chain};
 use crate::protocol::sha256;
 
-pub use proof::{ClosestProof, ProofError, verify_closest_proof, verify_compact_closest_proof, verify_proof_for_claim};
+pub use proof::{
+    ClosestProof, MAX_PROOF_OVERHEAD_BYTES, ProofError, max_provable_relay_bytes, verify_closest_proof,
+    verify_compact_closest_proof, verify_proof_for_claim,
+};
 
 /// Errors of trie operations.
 #[derive(Debug, thiserror::Error)]

@@ -29,6 +29,19 @@ pub struct ClosestProof {
     pub sibling_data: Option<Vec<u8>>,
 }
 
+/// Room a proof tx needs beyond its relay's bytes (spec §5.3, §5.4): the closest proof's side nodes (at most 256
+/// digests of 48 bytes, 12 KiB, in a trie of any size), flipped bits, path, bitmask and leaf encoding, the gob type
+/// definitions, the session header, supplier address and the tx's body, fee, signer info and signature (< 1 KiB).
+/// `SiblingData` is not counted: a proof goes without it when it would not fit (the miner's `proof_message`).
+pub const MAX_PROOF_OVERHEAD_BYTES: usize = 16 * 1024;
+
+/// The largest relay (`relay_bytes`: request and response) a proof of which fits a tx of `max_tx_bytes`. A larger
+/// relay must not be counted into a claim: if the chain picked it for the proof, no node would take the proof tx,
+/// and the supplier would be slashed for the missing proof.
+pub fn max_provable_relay_bytes(max_tx_bytes: usize) -> usize {
+    max_tx_bytes.saturating_sub(MAX_PROOF_OVERHEAD_BYTES)
+}
+
 /// Why a proof is refused (the chain's reason, §5.4).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ProofError {

@@ -323,11 +323,16 @@ relay_log:
     }
 
     pub(crate) async fn relayer(&self) -> Running {
+        self.relayer_with(&self.config).await
+    }
+
+    /// A relayer of `config` (this net's config with some keys changed) on this net's chain and storage.
+    pub(crate) async fn relayer_with(&self, config: &Config) -> Running {
         let telemetry = Telemetry::new().unwrap();
         let keyring = Keyring::new([(self.ours.1.clone(), self.ours.0.clone())].into_iter().collect());
         let relayer = Arc::new(
             Relayer::from_config(
-                &self.config,
+                config,
                 Arc::clone(&self.client),
                 keyring,
                 &self.storage,
@@ -336,7 +341,7 @@ relay_log:
             )
             .unwrap(),
         );
-        let url = serve_relayer(Arc::clone(&relayer), self.config.relay_server.limits()).await;
+        let url = serve_relayer(Arc::clone(&relayer), config.relay_server.limits()).await;
         Running {
             url,
             relayer,
@@ -570,11 +575,14 @@ async fn backend_timeout_and_5xx() {
 
 /// §2.6 rule 5 holds when the backend answers, not only when the relay arrived: a relay validated in the grace
 /// period whose answer comes back after the claim window opened is refused (the claim may already be built
-/// without it), not recorded, and its compute units go back to the meter.
+/// without it), not recorded, and its compute units go back to the meter. Here with `claim_delay_blocks: 0`: the
+/// miner may send the claim as soon as the window opens.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_relay_answered_after_the_claim_window_opened_is_refused_and_not_recorded() {
     let net = Net::new(1_000_000_000).await;
-    let r = net.relayer().await;
+    let mut config = net.config.clone();
+    config.transaction.claim_delay_blocks = 0;
+    let r = net.relayer_with(&config).await;
     let header = net.header("gated").await;
     let params = net.chain.state().shared.clone();
     let windows =

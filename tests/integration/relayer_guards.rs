@@ -160,3 +160,77 @@ async fn a_relay_of_the_next_session_waits_for_its_first_block() {
     assert_eq!((status, error_code(&response)), (400, Some(5)), "{response:?}");
     assert!(asked.elapsed() < Duration::from_millis(900), "not waited for");
 }
+
+/// The miner sends a session's claim `transaction.claim_delay_blocks` (default 1) after the claim window opens,
+/// so a relay validated in the grace period whose backend answers at the window's first block is still served and
+/// mined (it reaches the claim), not refused as it is with no delay (`relayer::a_relay_answered_after_the_claim_
+/// window_opened_is_refused_and_not_recorded`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_answered_within_the_claim_delay_is_still_mined() {
+    let net = Net::new(1_000_000_000).await;
+    assert_eq!(net.config.transaction.claim_delay_blocks, 1);
+    let r = net.relayer().await;
+    let header = net.header("gated").await;
+    let params = net.chain.state().shared.clone();
+    let windows = SessionWindows::new(&params, header.session_end_block_height).unwrap();
+    net.advance((windows.grace_period_end - net.chain.height()).max(0) as usize);
+    assert!(net.chain.height() < windows.claim_open);
+    let in_flight = {
+        let request = net.request(&header, &net.ours.1, Net::rpc(1));
+        let (net, url) = (&net, r.url.clone());
+        async move { net.send(&url, &request).await }
+    };
+    let open_window = async {
+        tokio::time::timeout(Duration::from_secs(10), net.gate.arrived.notified())
+            .await
+            .expect("the relay reached the backend");
+        net.advance((windows.claim_open - net.chain.height()) as usize);
+        net.gate.release.add_permits(1);
+    };
+    let ((status, response), ()) = tokio::join!(in_flight, open_window);
+    assert_eq!((status, error_code(&response)), (200, None), "{response:?}");
+    assert_eq!(net.recorded().await, 1);
+}
+
+/// A relay (its request, and the response without its body) larger than `transaction.max_tx_bytes` less the proof
+/// overhead is served but not mined: the miner
+/// would keep it out of the claim (a proof of it fits no tx), so the relayer neither appends it, nor counts it
+/// mined, nor charges it to the application's stake; it counts it dropped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_too_large_to_prove_is_served_but_neither_mined_nor_charged() {
+    let net = Net::new(1_000_000_000).await;
+    let mut config = net.config.clone();
+    config.transaction.max_tx_bytes = 64 * 1024;
+    assert_eq!(config.validate(), vec![]);
+    let r = net.relayer_with(&config).await;
+    let header = net.header("anvil").await;
+    // The mined relay holds the request whole (the response without its body, §2.3): a 55 KB request is over the
+    // 48 KiB left by a 64 KiB tx.
+    let big = format!(
+        r#"{{"jsonrpc":"2.0","id":1,"method":"echo","params":["{}"]}}"#,
+        "x".repeat(55_000)
+    )
+    .into_bytes();
+    let (status, response) = net.send(&r.url, &net.request(&header, &net.ours.1, big)).await;
+    assert_eq!((status, error_code(&response)), (200, None), "served");
+    assert_eq!(net.recorded().await, 0);
+    let dropped = metric_sum(
+        &r.telemetry,
+        "ha_relayer_relays_dropped_total",
+        "reason=\"too_large_to_prove\"",
+    );
+    assert_eq!(dropped, 1);
+    assert_eq!(metric_sum(&r.telemetry, "ha_relayer_relays_mined_total", ""), 0);
+    let key = format!("meter:{}:{}:consumed", header.session_id, net.ours.1);
+    r.relayer.meter().unwrap().sync().await;
+    let consumed = net.storage.kv.get(&key).await.unwrap().unwrap_or_default();
+    assert!(
+        consumed.is_empty() || consumed == b"0",
+        "{}",
+        String::from_utf8_lossy(&consumed)
+    );
+    // A relay under the limit is mined as usual.
+    let (status, _) = net.send(&r.url, &net.request(&header, &net.ours.1, Net::rpc(2))).await;
+    assert_eq!(status, 200);
+    assert_eq!(net.recorded().await, 1);
+}

@@ -13,7 +13,7 @@
 //! claimed trie already holds (redelivered after a crash) is not counted again.
 //!
 //! A relay too large for a proof of it to fit a tx (`transaction.max_tx_bytes` less
-//! [`MAX_PROOF_OVERHEAD_BYTES`]; the proof carries the whole relay, spec §5.4) is not counted into any trie. If
+//! [`crate::smst::MAX_PROOF_OVERHEAD_BYTES`]; the proof carries the whole relay, spec §5.4) is not counted into any trie. If
 //! the chain picked it for the session's proof, no node would take the proof tx (CometBFT refuses txs over its
 //! `mempool.max_tx_bytes` at CheckTx): the whole claim would expire and the supplier be slashed for a missing
 //! proof. Left out, only that relay's reward is lost. It is acknowledged, counted in
@@ -45,11 +45,6 @@ use crate::protocol::wire::{MinedRelayMessage, SessionHeader};
 /// since the last one, e.g. the relay WAL's applies, and syncing), and the relayer's added p50 at that rate went
 /// from ~1.0 to ~2.0 ms (BENCHMARKS.md, Relayer).
 pub(super) const INGEST_BATCH: usize = 512;
-
-/// Room a proof tx needs beyond its relay's bytes: the closest proof's side nodes (at most 256 digests of 48 bytes,
-/// 12 KiB, in a trie of any size), path, bitmask and leaf encoding, the session header, supplier address and the
-/// tx's body, fee, signer info and signature (< 1 KiB).
-pub(super) const MAX_PROOF_OVERHEAD_BYTES: usize = 16 * 1024;
 
 /// At most one WARN per this interval about relays of pruned sessions.
 pub(super) const AFTER_PRUNE_LOG_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
@@ -163,7 +158,7 @@ impl Miner {
 
     /// Whether a proof of this relay fits a tx (module docs); counts and logs (throttled) one that does not.
     fn provable(&self, supplier: &str, message: &MinedRelayMessage) -> bool {
-        let limit = self.config.max_tx_bytes.saturating_sub(MAX_PROOF_OVERHEAD_BYTES);
+        let limit = crate::smst::max_provable_relay_bytes(self.config.max_tx_bytes);
         let size = message.relay_bytes.len();
         if size <= limit {
             return true;

@@ -1837,7 +1837,7 @@ async fn a_grace_relay_appended_at_claim_open_is_in_the_claim_sent_after_the_del
 /// counted as `too_large_to_prove`; the session's other relays are claimed as usual.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_relay_too_large_to_prove_is_not_counted_into_the_trie() {
-    use crate::miner::driver::ingest::MAX_PROOF_OVERHEAD_BYTES;
+    use crate::smst::MAX_PROOF_OVERHEAD_BYTES;
     let f = fixture().await;
     let telemetry = crate::telemetry::Telemetry::new().unwrap();
     let plain = MemoryBackend::new().storage();
@@ -1896,7 +1896,7 @@ async fn a_relay_too_large_to_prove_is_not_counted_into_the_trie() {
 fn a_proof_too_large_with_its_sibling_data_goes_without_it_and_still_verifies() {
     use prost::Message as _;
     let max_tx_bytes = 200 * 1024;
-    let relay_limit = max_tx_bytes - super::ingest::MAX_PROOF_OVERHEAD_BYTES;
+    let relay_limit = max_tx_bytes - crate::smst::MAX_PROOF_OVERHEAD_BYTES;
     let mut trie = crate::smst::Smst::new(storage::MemoryNodeStore::new());
     trie.insert_relay(&[1u8; 32], &vec![0xaa; relay_limit], 10);
     trie.insert_relay(&[2u8; 32], &vec![0xbb; relay_limit], 10);
