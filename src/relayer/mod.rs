@@ -123,8 +123,11 @@ pub struct RelayerOptions {
     /// How long a relay waits for body bytes to be released (`relay_server.body_budget_wait_ms`).
     pub body_budget_wait: Duration,
     /// Blocks after a session's claim window opens during which its relays are still appended
-    /// (`transaction.claim_delay_blocks`: the miner sends the claim no earlier).
+    /// (`transaction.claim_delay_blocks`: the miner sends the claim no earlier), never past
+    /// `claim_close − submission_buffer_blocks` (the miner sends it then at the latest).
     pub claim_delay_blocks: i64,
+    /// `transaction.submission_buffer_blocks`.
+    pub submission_buffer_blocks: i64,
     /// The largest relay a proof of which fits a tx (`transaction.max_tx_bytes` less the proof overhead,
     /// [`crate::smst::max_provable_relay_bytes`]); a larger one is served but not mined. `None`: no limit.
     pub max_mined_relay_bytes: Option<usize>,
@@ -145,6 +148,7 @@ impl Default for RelayerOptions {
             max_body_bytes_in_flight: Some(1 << 30),
             body_budget_wait: Duration::from_millis(100),
             claim_delay_blocks: 0,
+            submission_buffer_blocks: 1,
             max_mined_relay_bytes: None,
         }
     }
@@ -180,6 +184,7 @@ impl RelayerOptions {
                 .then(|| usize::try_from(config.relay_server.max_body_bytes_in_flight).unwrap_or(usize::MAX)),
             body_budget_wait: Duration::from_millis(config.relay_server.body_budget_wait_ms),
             claim_delay_blocks: i64::try_from(config.transaction.claim_delay_blocks).unwrap_or(0),
+            submission_buffer_blocks: i64::try_from(config.transaction.submission_buffer_blocks).unwrap_or(0),
             max_mined_relay_bytes: Some(crate::smst::max_provable_relay_bytes(
                 usize::try_from(config.transaction.max_tx_bytes).unwrap_or(usize::MAX),
             )),
@@ -200,6 +205,8 @@ pub struct Relayer {
     durable_ack: bool,
     /// [`RelayerOptions::claim_delay_blocks`].
     claim_delay_blocks: i64,
+    /// [`RelayerOptions::submission_buffer_blocks`].
+    submission_buffer_blocks: i64,
     /// [`RelayerOptions::max_mined_relay_bytes`].
     max_mined_relay_bytes: Option<usize>,
     meter: Option<RelayMeter>,
@@ -375,6 +382,7 @@ impl Relayer {
             appender,
             durable_ack: options.durable_ack,
             claim_delay_blocks: options.claim_delay_blocks.max(0),
+            submission_buffer_blocks: options.submission_buffer_blocks.max(0),
             max_mined_relay_bytes: options.max_mined_relay_bytes,
             meter,
             costs: costs::CostCache::default(),
@@ -853,7 +861,12 @@ impl Relayer {
         // until then it is still in the claim; later the miner may already have built the claim's root without
         // it: it would be served for nothing (and in HA the miner could only count it as lost), so it is refused.
         let now = *self.height.borrow();
-        if now >= valid.windows.claim_open.saturating_add(self.claim_delay_blocks) {
+        let w = &valid.windows;
+        // The miner's first claim send (`lifecycle`: the delay, clamped to the last height the buffer allows).
+        let claim_sent_at = (w.claim_open.saturating_add(self.claim_delay_blocks))
+            .min(w.claim_close.saturating_sub(self.submission_buffer_blocks))
+            .max(w.claim_open);
+        if now >= claim_sent_at {
             return Err(RelayError::SessionExpired {
                 end: h.session_end_block_height,
                 height: now,
