@@ -117,16 +117,29 @@ async fn an_optimistic_relay_is_settled_at_its_arrival_height() {
 async fn a_relay_of_the_next_session_waits_for_its_first_block() {
     let net = Net::new(1_000_000_000).await;
     let r = net.relayer().await;
-    // The relayer at the last block of a session; the chain one block further, at the next session's start.
+    // The relayer at the block before a session's last; the chain two blocks further, at the next session's start.
     let params = net.chain.state().shared.clone();
     let current = SessionWindows::new(&params, net.chain.height()).unwrap();
-    net.advance(usize::try_from(current.end - net.chain.height()).unwrap());
+    let end = if current.end > net.chain.height() {
+        current.end
+    } else {
+        current.end + params.num_blocks_per_session as i64
+    };
+    net.advance(usize::try_from(end - 1 - net.chain.height()).unwrap());
+    net.chain.produce_block();
     net.chain.produce_block();
     let start = net.chain.height();
-    assert_eq!(start, current.end + 1);
+    assert_eq!(start, end + 1);
     let next = net.header("anvil").await;
     assert_eq!(next.session_start_block_height, start);
     let backend = |t| metric_sum(t, "ha_relayer_backend_requests_total", "service_id=\"anvil\"");
+
+    // Two blocks behind the gateway: not waited for (the header is not authenticated yet), refused by validation.
+    let (status, response) = net.send(&r.url, &net.request(&next, &net.ours.1, Net::rpc(0))).await;
+    assert_eq!((status, error_code(&response)), (400, Some(5)), "{response:?}");
+    // One block behind, at the session's last block: such a relay waits for the block.
+    net.client.observe_height(end);
+    net.height_tx.send_replace(end);
 
     // The block does not reach the relayer: refused after the wait, unserved.
     let (status, response) = net.send(&r.url, &net.request(&next, &net.ours.1, Net::rpc(1))).await;
@@ -139,7 +152,7 @@ async fn a_relay_of_the_next_session_waits_for_its_first_block() {
     let request = net.request(&next, &net.ours.1, Net::rpc(2));
     let send = net.send(&r.url, &request);
     let deliver = async {
-        eventually("the relay to arrive", || async { received(&r.telemetry) == 2 }).await;
+        eventually("the relay to arrive", || async { received(&r.telemetry) == 3 }).await;
         net.advance(0);
     };
     let ((status, response), ()) = tokio::join!(send, deliver);
