@@ -29,7 +29,9 @@
 //! (`smst` module of the main crate). Sharing the key mixed the two on a migration: each side's reads would meet
 //! the other's nodes, and each side's TTL and deletes would drop the other's trie (a claim then unprovable).
 //! Releases before this layout wrote relay-miner's tries at the Go key: [`Keys::go_trie_nodes`] is read once
-//! to take such a trie over (module `trie`). The relay meter is "ours" on purpose: Go's
+//! to take such a trie over (module `trie`). Upgrading an HA fleet across that change is not rolling: stop every
+//! older relay-miner miner before starting the new ones, since an older miner taking leadership back after a new
+//! one moved a trie would find it gone from the Go key and claim or prove a trie missing its relays. The relay meter is "ours" on purpose: Go's
 //! `{base}:meter:{session}:{supplier}:consumed` counts uPOKT (per-relay cost truncated, budget divided by
 //! pending sessions or scaled by a service factor), ours counts compute units against `stake / suppliers`; a
 //! shared counter would mix the two, so Go and Rust relayers meter separately during a migration. Session ids and supplier addresses never contain `:` in
