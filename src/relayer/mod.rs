@@ -543,15 +543,38 @@ impl Relayer {
         // Optimistic mode serves first only relays of a session already validated once (module `sessions`), and
         // only once their own signature verified; the first relay of a session is validated before serving, as in
         // eager mode, and records it.
-        let serve_first = match service.mode {
+        let recorded_ring = match service.mode {
             ValidationMode::Optimistic => {
                 self.validated_sessions
                     .serves_first(&structure.header, &structure.supplier, arrival)
             }
             ValidationMode::Eager => None,
         };
+        // The relay's own ring signature before the backend works: only a holder of a ring key (the app or its
+        // gateways) gets a relay served first; what needs the chain is checked in the background.
+        let serve_first = match recorded_ring {
+            None => false,
+            Some(ring) => {
+                let verified = Instant::now();
+                let result = validate::verify_signature(&self.ring_verifier, &request, &ring);
+                self.metrics
+                    .validation_latency
+                    .with_label_values(&[&service_id, "signature"])
+                    .observe(verified.elapsed().as_secs_f64());
+                match result {
+                    Ok(()) => true,
+                    // A member the recorded ring lacks (a gateway delegated since the session was recorded): the
+                    // full validation reads the application's ring now, and records it when the relay is valid.
+                    Err(RelayError::RingSignature(crate::protocol::ring::RingError::NotAMember(_))) => false,
+                    Err(e) => {
+                        self.count_validation_failure(&service_id, &e);
+                        return Err(fail(e));
+                    }
+                }
+            }
+        };
         match serve_first {
-            None => {
+            false => {
                 let validation_started = Instant::now();
                 let validated =
                     validate::validate(&self.chain, &self.ring_verifier, &request, structure, arrival, false).await;
@@ -610,18 +633,7 @@ impl Relayer {
                 self.observe_phase(&self.metrics.post_backend, &service_id, rt, answered);
                 Ok((encoded, service_id))
             }
-            Some(ring) => {
-                // The relay's own ring signature before the backend works: only a holder of a ring key (the app or
-                // its gateways) gets a relay served; what needs the chain is checked in the background.
-                let verified = Instant::now();
-                validate::verify_signature(&self.ring_verifier, &request, &ring).map_err(|e| {
-                    self.count_validation_failure(&service_id, &e);
-                    fail(e)
-                })?;
-                self.metrics
-                    .validation_latency
-                    .with_label_values(&[&service_id, "signature"])
-                    .observe(verified.elapsed().as_secs_f64());
+            true => {
                 if let Some(meter) = &self.meter {
                     let key = meter::MeterKey {
                         session_id: structure.header.session_id.clone(),

@@ -821,6 +821,51 @@ async fn optimistic_mode_serves_first_only_sessions_validated_once() {
     assert_eq!(net.recorded().await, 2);
 }
 
+/// A gateway delegated after optimistic mode recorded a session is not in the ring recorded with it: its relay is
+/// then validated against the application's ring read now (not refused), served, and records the new ring, so its
+/// next relays are served first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn optimistic_mode_takes_a_gateway_delegated_after_the_session_was_recorded() {
+    let net = Net::new(1_000_000_000).await;
+    let r = net.relayer().await;
+    let header = net.header("lazy").await;
+    let gateway = net.gateway.1.clone();
+    let delegate = |to: Vec<String>| {
+        net.chain
+            .state()
+            .applications
+            .get_mut(&net.app.1)
+            .unwrap()
+            .delegatee_gateway_addresses = to;
+        net.advance(0);
+    };
+    // No gateway delegated: the app signs its own relay (ring [app, placeholder], §2.4), which records the session.
+    delegate(Vec::new());
+    let ring = [net.app.2, relay_miner::protocol::ring::placeholder_public_key()];
+    let own =
+        relay_miner::loadgen::signed_relay_request(&header, &net.ours.1, "/", Net::rpc(1), &net.app.0, &ring).unwrap();
+    let (status, response) = net.send(&r.url, &own).await;
+    assert_eq!((status, served_status(&net, &response)), (200, 200));
+    let served_first = "ha_relayer_relays_served_optimistically_total{rpc_type=\"jsonrpc\",service_id=\"lazy\"}";
+    assert_eq!(metric(&r.telemetry, served_first), 0);
+    assert_eq!(net.recorded().await, 1);
+
+    // The gateway is delegated: its relay is validated in full, served and mined, not refused.
+    delegate(vec![gateway]);
+    let (status, response) = net.send(&r.url, &net.request(&header, &net.ours.1, Net::rpc(2))).await;
+    assert_eq!((status, served_status(&net, &response)), (200, 200));
+    assert_eq!(metric(&r.telemetry, served_first), 0);
+    assert_eq!(net.recorded().await, 2);
+    // Its next relay is served first.
+    let (status, _) = net.send(&r.url, &net.request(&header, &net.ours.1, Net::rpc(3))).await;
+    assert_eq!(status, 200);
+    assert_eq!(metric(&r.telemetry, served_first), 1);
+    eventually("the relay served first to be recorded", || async {
+        net.recorded().await == 3
+    })
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn meter_refuses_over_service_and_is_shared_between_relayers() {
     // Stake 10,400 uPOKT shared by 2 suppliers → 5,200 each, paying 4 pending sessions at once (4-block sessions,
