@@ -452,7 +452,7 @@ impl ChainClient {
             .grpc
             .unary(method::SIMULATE, wire::SimulateRequest { tx_bytes })
             .await?;
-        Ok(response.gas_info.map(|g| g.gas_used).unwrap_or_default())
+        simulated_gas(response)
     }
 
     /// Broadcasts a tx in SYNC mode (mempool admission only; inclusion is confirmed separately).
@@ -508,4 +508,36 @@ fn block_info(response: wire::GetBlockResponse) -> Result<BlockInfo, ChainError>
         hash,
         time: header.time.unwrap_or_default(),
     })
+}
+
+/// The gas a Simulate answer reports. An answer without `gas_info` (or with 0 gas) is malformed: taking it as 0
+/// would build a tx with no gas that every node refuses, again each block, until the window closed.
+fn simulated_gas(response: wire::SimulateResponse) -> Result<u64, ChainError> {
+    match response.gas_info.map(|g| g.gas_used) {
+        Some(gas) if gas > 0 => Ok(gas),
+        _ => Err(ChainError::BadResponse("Simulate answered without gas used".into())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_simulate_answer_without_gas_is_an_error_not_zero_gas() {
+        let answer = |gas_used: Option<u64>| wire::SimulateResponse {
+            gas_info: gas_used.map(|gas_used| wire::GasInfo {
+                gas_used,
+                ..Default::default()
+            }),
+            result: None,
+        };
+        assert_eq!(simulated_gas(answer(Some(81_234))).unwrap(), 81_234);
+        for malformed in [None, Some(0)] {
+            assert!(matches!(
+                simulated_gas(answer(malformed)),
+                Err(ChainError::BadResponse(_))
+            ));
+        }
+    }
 }
