@@ -31,6 +31,7 @@ pub(crate) struct Metrics {
     pub connections_refused: IntCounterVec,
     pub body_bytes_in_flight: IntGauge,
     pub optimistic_sessions: IntGauge,
+    pub current_height: IntGauge,
 }
 
 const LATENCY_BUCKETS: [f64; 14] = [
@@ -70,6 +71,11 @@ impl Metrics {
             "(supplier, session) pairs validated once, whose relays optimistic mode serves before validating",
         )?;
         r.register(Box::new(optimistic_sessions.clone()))?;
+        let current_height = IntGauge::new(
+            "ha_relayer_current_block_height",
+            "Latest block height the relayer validates relays at",
+        )?;
+        r.register(Box::new(current_height.clone()))?;
         let connections_refused = counter(
             "ha_relayer_connections_refused_total",
             "Connections closed unserved, by reason (per_ip_limit: the client had relay_server.max_connections_per_ip open)",
@@ -176,6 +182,7 @@ impl Metrics {
             body_bytes_in_flight,
             connections_refused,
             optimistic_sessions,
+            current_height,
         })
     }
 }

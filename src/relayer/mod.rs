@@ -370,6 +370,17 @@ impl Relayer {
             _ => None,
         };
         let max_request_bytes = services.values().map(|s| s.max_body_bytes).max().unwrap_or(10 << 20);
+        // `ha_relayer_current_block_height` follows the height relays are validated at (ends with the sender).
+        let mut watched = height.clone();
+        let current_height = metrics.current_height.clone();
+        tokio::spawn(async move {
+            loop {
+                current_height.set(*watched.borrow_and_update());
+                if watched.changed().await.is_err() {
+                    break;
+                }
+            }
+        });
         Ok(Self {
             chain,
             suppliers,

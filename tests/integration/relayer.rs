@@ -1020,19 +1020,14 @@ async fn shutdown_waits_for_optimistic_relays_still_settling() {
     let net = Net::new(1_000_000_000).await;
     let slow = Arc::new(AtomicBool::new(false));
     let delayed = Arc::new(AtomicUsize::new(0));
-    let latest_polls = Arc::new(AtomicUsize::new(0));
     let grpc_url = {
-        let (slow, delayed, latest_polls) = (Arc::clone(&slow), Arc::clone(&delayed), Arc::clone(&latest_polls));
+        let (slow, delayed) = (Arc::clone(&slow), Arc::clone(&delayed));
         let chain = relay_miner::sim::chain::router(net.chain.clone())
             .into_axum()
             .layer(axum::middleware::from_fn(
                 move |request: axum::extract::Request, next: axum::middleware::Next| {
-                    let (slow, delayed, latest_polls) =
-                        (Arc::clone(&slow), Arc::clone(&delayed), Arc::clone(&latest_polls));
+                    let (slow, delayed) = (Arc::clone(&slow), Arc::clone(&delayed));
                     async move {
-                        if request.uri().path().ends_with("/GetLatestBlock") {
-                            latest_polls.fetch_add(1, Ordering::SeqCst);
-                        }
                         if slow.load(Ordering::SeqCst)
                             && request.uri().path() == "/pocket.application.Query/Application"
                         {
@@ -1089,12 +1084,11 @@ logging:
     // validated once).
     let (status, _) = net.send(&url, &net.request(&header, &net.ours.1, Net::rpc(1))).await;
     assert_eq!(status, 200);
-    // A new block marks the application stale, so relay 2's background validation reads it again: slowly. The node
-    // polls the latest block every 200 ms; two polls after the block, it has seen it.
+    // A new block marks the application stale, so relay 2's background validation reads it again: slowly.
     net.chain.produce_block();
-    let polls = latest_polls.load(Ordering::SeqCst);
-    eventually("the node to see the new block", || async {
-        latest_polls.load(Ordering::SeqCst) >= polls + 2
+    let block = u64::try_from(net.chain.height()).unwrap();
+    eventually("the relayer to see the new block", || async {
+        metric(&node.telemetry, "ha_relayer_current_block_height") >= block
     })
     .await;
     slow.store(true, Ordering::SeqCst);
