@@ -5,6 +5,20 @@ use std::time::Duration;
 
 use tonic::transport::{Channel, Endpoint};
 
+/// The largest gRPC message read from the node (tonic's default is 4 MiB).
+///
+/// `GetLatestBlock` and `GetBlockByHeight` answer with the whole block twice (`block` and `sdk_block`), and proof
+/// txs carry relay payloads, so a block with ~2 MiB of txs already passes 4 MiB; a refused read of the proof seed
+/// block means no proof and a slashed supplier. CometBFT caps a block at 100 MiB (`MaxBlockSizeBytes`, the most
+/// `max_bytes` can be set to), so twice that plus the headers and commit fits in 256 MiB. The limit only bounds
+/// what a node can make us buffer; messages are allocated at their real size.
+pub const MAX_DECODING_MESSAGE_BYTES: usize = 256 * 1024 * 1024;
+
+/// The largest gRPC message sent (tonic sets no limit by default). Our requests are queries and txs, and a tx
+/// never exceeds a block, so 256 MiB (as [`MAX_DECODING_MESSAGE_BYTES`]) never refuses anything a node could
+/// take; it only stops an absurd message before it is framed.
+pub const MAX_ENCODING_MESSAGE_BYTES: usize = 256 * 1024 * 1024;
+
 /// Errors of a gRPC call.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum GrpcError {
@@ -139,7 +153,10 @@ impl GrpcClient {
         Req: prost::Message + Send + Sync + 'static,
         Resp: prost::Message + Default + Send + Sync + 'static,
     {
-        let mut grpc = tonic::client::Grpc::new(self.channel.clone());
+        // Every call goes through here, so the limits hold for every query and tx (see the constants).
+        let mut grpc = tonic::client::Grpc::new(self.channel.clone())
+            .max_decoding_message_size(MAX_DECODING_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_ENCODING_MESSAGE_BYTES);
         grpc.ready().await.map_err(|e| GrpcError::Transport {
             url: self.url.clone(),
             reason: e.to_string(),
@@ -166,3 +183,4 @@ impl GrpcClient {
         }
     }
 }
+

@@ -520,24 +520,4 @@ fn simulated_gas(response: wire::SimulateResponse) -> Result<u64, ChainError> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_simulate_answer_without_gas_is_an_error_not_zero_gas() {
-        let answer = |gas_used: Option<u64>| wire::SimulateResponse {
-            gas_info: gas_used.map(|gas_used| wire::GasInfo {
-                gas_used,
-                ..Default::default()
-            }),
-            result: None,
-        };
-        assert_eq!(simulated_gas(answer(Some(81_234))).unwrap(), 81_234);
-        for malformed in [None, Some(0)] {
-            assert!(matches!(
-                simulated_gas(answer(malformed)),
-                Err(ChainError::BadResponse(_))
-            ));
-        }
-    }
-}
+mod tests;
