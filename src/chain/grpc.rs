@@ -51,7 +51,13 @@ pub enum GrpcError {
 }
 
 impl GrpcError {
-    /// Whether retrying the call can help (transport failures and transient statuses).
+    /// Whether retrying the call can help (transport failures and transient statuses), which is also whether the
+    /// outcome of a call with an effect (a broadcast) is unknown rather than refused.
+    ///
+    /// `Cancelled` is how tonic (0.14) reports our own call timeout ([`Endpoint::timeout`]: its `GrpcTimeout`
+    /// layer fails with `TimeoutExpired`, which `Status::from_error` turns into `Cancelled`), and also a stream
+    /// the node reset with `CANCEL`. Either way the node may have taken the request (a broadcast tx may be in
+    /// its mempool), so it is retryable, never a refusal.
     pub fn is_retryable(&self) -> bool {
         match self {
             Self::BadEndpoint { .. } => false,
@@ -60,6 +66,7 @@ impl GrpcError {
                 code,
                 tonic::Code::Unavailable
                     | tonic::Code::DeadlineExceeded
+                    | tonic::Code::Cancelled
                     | tonic::Code::ResourceExhausted
                     | tonic::Code::Aborted
             ),
@@ -184,3 +191,71 @@ impl GrpcClient {
     }
 }
 
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::protocol::wire::{self, method};
+
+    fn status(code: tonic::Code) -> GrpcError {
+        GrpcError::Status {
+            method: method::BROADCAST_TX.into(),
+            code,
+            message: String::new(),
+        }
+    }
+
+    /// An unknown outcome (the node may have done it) is retryable; a node's answer that it did not is not.
+    #[test]
+    fn a_cancelled_call_is_an_unknown_outcome_not_a_refusal() {
+        for code in [
+            tonic::Code::Cancelled,
+            tonic::Code::DeadlineExceeded,
+            tonic::Code::Unavailable,
+            tonic::Code::ResourceExhausted,
+            tonic::Code::Aborted,
+        ] {
+            assert!(status(code).is_retryable(), "{code:?}");
+        }
+        for code in [
+            tonic::Code::Unknown,
+            tonic::Code::InvalidArgument,
+            tonic::Code::NotFound,
+            tonic::Code::Internal,
+        ] {
+            assert!(!status(code).is_retryable(), "{code:?}");
+        }
+    }
+
+    /// Our own call timeout, as tonic reports it (`Cancelled`, "Timeout expired"), on a broadcast the node took
+    /// and never answered over a real socket: retryable, so the miner counts it as a send whose outcome is
+    /// unknown (the tx may be in the mempool), not as a refusal before the mempool.
+    #[tokio::test]
+    async fn a_broadcast_that_timed_out_on_our_side_is_retryable() {
+        let router =
+            crate::sim::grpc::GrpcRouter::new().unary(method::BROADCAST_TX, |_: wire::BroadcastTxRequest| async move {
+                // The node holds the request and never answers within our timeout.
+                std::future::pending::<()>().await;
+                Ok(wire::BroadcastTxResponse::default())
+            });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, router.into_axum()).await });
+        let url = format!("http://{addr}");
+
+        let grpc = GrpcClient::new(&url, Duration::from_millis(300)).unwrap();
+        let err = grpc
+            .unary::<_, wire::BroadcastTxResponse>(method::BROADCAST_TX, wire::BroadcastTxRequest::default())
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&err, GrpcError::Status { code: tonic::Code::Cancelled, message, .. } if message.contains("Timeout")),
+            "tonic reports its own timeout as Cancelled: {err}"
+        );
+        assert!(err.is_retryable(), "{err}");
+
+        let chain = crate::chain::query::ChainClient::new(&url, Duration::from_millis(300)).unwrap();
+        let err = chain.broadcast(vec![1, 2, 3]).await.unwrap_err();
+        assert!(err.is_retryable(), "{err}");
+    }
+}
