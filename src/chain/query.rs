@@ -481,13 +481,12 @@ impl ChainClient {
     }
 }
 
-/// The `BaseAccount` inside an `Account` query response.
+/// The `BaseAccount` inside an `Account` query response (base, module or vesting account: [`super::account`]).
 fn base_account(response: wire::QueryAccountResponse) -> Result<wire::BaseAccount, ChainError> {
     let account = response
         .account
         .ok_or_else(|| ChainError::BadResponse("Account without account".into()))?;
-    <wire::BaseAccount as prost::Message>::decode(account.value.as_slice())
-        .map_err(|e| ChainError::BadResponse(format!("BaseAccount: {e}")))
+    super::account::base_account(&account)
 }
 
 fn block_info(response: wire::GetBlockResponse) -> Result<BlockInfo, ChainError> {

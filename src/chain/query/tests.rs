@@ -104,6 +104,64 @@ fn a_simulate_answer_without_gas_is_an_error_not_zero_gas() {
     };
     assert_eq!(simulated_gas(answer(Some(81_234))).unwrap(), 81_234);
     for malformed in [None, Some(0)] {
-        assert!(matches!(simulated_gas(answer(malformed)), Err(ChainError::BadResponse(_))));
+        assert!(matches!(
+            simulated_gas(answer(malformed)),
+            Err(ChainError::BadResponse(_))
+        ));
     }
+}
+
+/// A supplier whose operator account is a vesting account gets its real account number and key through
+/// `account` and `account_pubkey` (the node answers with the vesting type's `Any`, see [`super::super::account`]).
+#[tokio::test]
+async fn vesting_accounts_are_read_through_the_account_query() {
+    #[derive(Clone, PartialEq, prost::Message)]
+    struct BaseVestingAccount {
+        #[prost(message, optional, tag = "1")]
+        base_account: Option<wire::BaseAccount>,
+        #[prost(message, repeated, tag = "2")]
+        original_vesting: Vec<wire::Coin>,
+        #[prost(int64, tag = "5")]
+        end_time: i64,
+    }
+    #[derive(Clone, PartialEq, prost::Message)]
+    struct DelayedVestingAccount {
+        #[prost(message, optional, tag = "1")]
+        base_vesting_account: Option<BaseVestingAccount>,
+    }
+    let key = [3u8; 33];
+    let router = GrpcRouter::new().unary(method::ACCOUNT, move |r: wire::QueryAccountRequest| async move {
+        let base = wire::BaseAccount {
+            address: r.address,
+            pub_key: Some(wire::Any::pack(
+                crate::chain::tx::SECP256K1_PUBKEY_TYPE_URL,
+                &crate::chain::tx::Secp256k1PubKey { key: key.to_vec() },
+            )),
+            account_number: 99,
+            sequence: 5,
+        };
+        let vesting = DelayedVestingAccount {
+            base_vesting_account: Some(BaseVestingAccount {
+                base_account: Some(base),
+                original_vesting: vec![wire::Coin {
+                    denom: "upokt".into(),
+                    amount: "1000".into(),
+                }],
+                end_time: 2_000_000_000,
+            }),
+        };
+        Ok(wire::QueryAccountResponse {
+            account: Some(wire::Any::pack(
+                "/cosmos.vesting.v1beta1.DelayedVestingAccount",
+                &vesting,
+            )),
+        })
+    });
+    let client = ChainClient::new(&serve(router).await, Duration::from_secs(5)).unwrap();
+    let account = client.account("pokt1vesting").await.unwrap();
+    assert_eq!(
+        (account.address.as_str(), account.account_number, account.sequence),
+        ("pokt1vesting", 99, 5)
+    );
+    assert_eq!(client.account_pubkey("pokt1vesting").await.unwrap(), Some(key));
 }
