@@ -2,10 +2,12 @@
 //! gauges ([`gauges`]), the
 //! hand-written gRPC client ([`grpc`]), the CometBFT RPC client with a gap-free new-block subscription
 //! ([`comet`]), transaction building/signing ([`tx`], §6.5), ordered-tx sequence tracking ([`sequence`]),
-//! claim settlements read from block events ([`settlement`]) and accounts of every cosmos type ([`account`]).
+//! claim settlements read from block events ([`settlement`]), accounts of every cosmos type ([`account`]) and the
+//! node's chain id against the configured one ([`chain_id`]).
 
 pub mod account;
 pub mod cache;
+pub mod chain_id;
 pub mod comet;
 pub mod gauges;
 pub mod grpc;

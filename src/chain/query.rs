@@ -71,6 +71,9 @@ pub struct ChainClient {
     blocks: TtlCache<i64, BlockInfo>,
     /// Highest block height known to exist (0: none yet); bounds what [`ChainClient::shared_params_at`] caches.
     latest_height: AtomicI64,
+    /// The chain id txs are signed for, once [`ChainClient::expect_chain_id`] set it: blocks of any other chain
+    /// are refused from then on.
+    expected_chain_id: std::sync::OnceLock<String>,
 }
 
 impl ChainClient {
@@ -92,6 +95,7 @@ impl ChainClient {
             pubkeys: TtlCache::new(65_536),
             blocks: TtlCache::new(4096),
             latest_height: AtomicI64::new(0),
+            expected_chain_id: std::sync::OnceLock::new(),
         })
     }
 
@@ -413,13 +417,27 @@ impl ChainClient {
         }
     }
 
+    /// The chain id of the node's latest block header.
+    pub async fn node_chain_id(&self) -> Result<String, ChainError> {
+        super::chain_id::node_chain_id(&self.grpc).await
+    }
+
+    /// Compares `configured` (`pocket_node.chain_id`) with the node's chain id ([`super::chain_id`]), and makes
+    /// every later block read refuse a block of another chain, even when the node cannot be asked now
+    /// (`Unchecked`): the miner reads a block before each tx, so none is signed for a chain it is not sent to.
+    /// The first expectation set stays.
+    pub async fn expect_chain_id(&self, configured: &str) -> Result<(), super::chain_id::ChainIdError> {
+        let _ = self.expected_chain_id.set(configured.to_string());
+        super::chain_id::check(&self.grpc, configured).await
+    }
+
     /// The latest committed block.
     pub async fn latest_block(&self) -> Result<BlockInfo, ChainError> {
         let response: wire::GetBlockResponse = self
             .grpc
             .unary(tendermint_method::GET_LATEST_BLOCK, wire::GetLatestBlockRequest {})
             .await?;
-        let block = block_info(response)?;
+        let block = block_info(response, self.expected_chain_id.get())?;
         self.observe_height(block.height);
         self.blocks.insert(block.height, block.clone(), Some(AT_HEIGHT_TTL));
         Ok(block)
@@ -439,7 +457,7 @@ impl ChainClient {
             .await;
         let block = match result {
             Err(e) if e.is_not_found() => return Err(ChainError::NotFound(format!("block {height}"))),
-            other => block_info(other?)?,
+            other => block_info(other?, self.expected_chain_id.get())?,
         };
         self.observe_height(block.height);
         self.blocks.insert(height, block.clone(), Some(AT_HEIGHT_TTL));
@@ -489,7 +507,8 @@ fn base_account(response: wire::QueryAccountResponse) -> Result<wire::BaseAccoun
     super::account::base_account(&account)
 }
 
-fn block_info(response: wire::GetBlockResponse) -> Result<BlockInfo, ChainError> {
+/// A block answer as [`BlockInfo`]; with `expected_chain_id`, a block of another chain is refused.
+fn block_info(response: wire::GetBlockResponse, expected_chain_id: Option<&String>) -> Result<BlockInfo, ChainError> {
     let hash = response.block_id.map(|b| b.hash).unwrap_or_default();
     let header = response
         .block
@@ -500,6 +519,14 @@ fn block_info(response: wire::GetBlockResponse) -> Result<BlockInfo, ChainError>
             "block {} with a {}-byte hash",
             header.height,
             hash.len()
+        )));
+    }
+    if let Some(expected) = expected_chain_id
+        && header.chain_id != *expected
+    {
+        return Err(ChainError::BadResponse(format!(
+            "block {} is of chain `{}`, not the configured `{expected}` (pocket_node.chain_id)",
+            header.height, header.chain_id
         )));
     }
     Ok(BlockInfo {

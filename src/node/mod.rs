@@ -209,7 +209,8 @@ fn comet_client(config: &Config) -> Result<crate::chain::comet::CometClient, Nod
 /// `chmod 600`, every key valid), the CometBFT RPC URL, every service as the relayer builds it (backend header
 /// names and values included) and, in raft mode, the cluster token file. Each problem is named by its config key;
 /// `relay-miner validate` reports them with [`Config::validate`]'s, so a config it accepts does not fail `run`
-/// for any of these. Reads files, opens no socket and needs no runtime.
+/// for any of these. Reads files and, for `pocket_node.chain_id`, asks the node for its chain id (a mismatch is an
+/// issue; an unreachable node is not: `run` starts without it); needs no runtime.
 pub fn preflight(config: &Config, overrides: &RaftOverrides) -> Vec<ConfigIssue> {
     let mut issues = Vec::new();
     let mut push = |key: &str, problem: String| {
@@ -239,6 +240,17 @@ pub fn preflight(config: &Config, overrides: &RaftOverrides) -> Vec<ConfigIssue>
     {
         push(&key, problem);
     }
+    let node = &config.pocket_node;
+    let tls = crate::chain::grpc::GrpcTls {
+        insecure: node.grpc_insecure,
+        ca_file: node.tls_ca_file.clone(),
+    };
+    let timeout = Duration::from_secs(node.query_timeout_seconds.max(1));
+    match crate::chain::chain_id::check_blocking(&node.query_node_grpc_url, &tls, timeout, &node.chain_id) {
+        Err(e @ crate::chain::chain_id::ChainIdError::Mismatch { .. }) => push("pocket_node.chain_id", e.to_string()),
+        Err(e) => tracing::warn!(error = %e, "pocket_node.chain_id not checked against the node"),
+        Ok(()) => {}
+    }
     issues
 }
 
@@ -261,6 +273,15 @@ impl Node {
                 ca_file: config.pocket_node.tls_ca_file.clone(),
             },
         )?);
+        // Txs signed for another chain than the node's all fail their signature check (crate::chain::chain_id).
+        if let Err(e @ crate::chain::chain_id::ChainIdError::Mismatch { .. }) =
+            chain.expect_chain_id(&config.pocket_node.chain_id).await
+        {
+            return Err(NodeError::Config {
+                key: "pocket_node.chain_id",
+                problem: e.to_string(),
+            });
+        }
         let gauges = crate::chain::gauges::CacheGauges::new(&chain).map_err(crate::telemetry::TelemetryError::from)?;
         telemetry.register(Box::new(gauges))?;
         let mut background = Vec::new();

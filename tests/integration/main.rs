@@ -2,6 +2,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod chain_id;
 mod configs;
 mod conformance_vectors;
 mod full_disk;
