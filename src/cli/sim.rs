@@ -35,6 +35,10 @@ pub struct SimArgs {
     /// Do not start the demo backend.
     #[arg(long)]
     pub no_backend: bool,
+    /// The node's `minimum-gas-prices`, as in a node's app.toml (poktroll's `pocketd init` writes `1upokt`):
+    /// CheckTx refuses a lower fee with code 13. Default: none, as poktroll's localnet.
+    #[arg(long, default_value = "")]
+    pub minimum_gas_prices: String,
 }
 
 /// Why the genesis could not be used.
@@ -59,6 +63,9 @@ pub enum SimCliError {
     /// `--block-time-ms 0`.
     #[error("--block-time-ms must be ≥ 1")]
     BlockTime,
+    /// `--minimum-gas-prices` does not parse.
+    #[error("--minimum-gas-prices: {0}")]
+    MinimumGasPrices(String),
 }
 
 /// Loads `path`, writing [`DEMO_GENESIS`] there first if it does not exist; returns the genesis and whether it
@@ -97,6 +104,9 @@ pub fn prepare(args: &SimArgs) -> Result<(SimChain, SimNodeConfig, bool), SimCli
         path: args.genesis.display().to_string(),
         source,
     })?;
+    chain
+        .set_minimum_gas_prices(&args.minimum_gas_prices)
+        .map_err(SimCliError::MinimumGasPrices)?;
     let config = SimNodeConfig {
         grpc_addr: args.grpc_addr,
         rpc_addr: args.rpc_addr,
@@ -201,6 +211,7 @@ mod tests {
             block_time_ms: Some(20),
             backend_addr: "127.0.0.1:0".parse().unwrap(),
             no_backend: false,
+            minimum_gas_prices: String::new(),
         }
     }
 

@@ -30,6 +30,8 @@ pub mod method {
     pub const SIMULATE: &str = "/cosmos.tx.v1beta1.Service/Simulate";
     pub const BROADCAST_TX: &str = "/cosmos.tx.v1beta1.Service/BroadcastTx";
     pub const GET_TX: &str = "/cosmos.tx.v1beta1.Service/GetTx";
+    /// The node's operator configuration (`minimum-gas-prices` of its `app.toml`).
+    pub const NODE_CONFIG: &str = "/cosmos.base.node.v1beta1.Service/Config";
 }
 
 /// An empty request (all `Params` queries).
@@ -360,6 +362,25 @@ pub struct SimulateResponse {
     pub gas_info: Option<GasInfo>,
     #[prost(message, optional, tag = "2")]
     pub result: Option<AbciResult>,
+}
+
+/// `cosmos.base.node.v1beta1.ConfigRequest`.
+#[derive(Clone, PartialEq, Eq, prost::Message)]
+pub struct NodeConfigRequest {}
+
+/// `cosmos.base.node.v1beta1.ConfigResponse` (cosmos-sdk `proto/cosmos/base/node/v1beta1/query.proto`).
+#[derive(Clone, PartialEq, Eq, prost::Message)]
+pub struct NodeConfigResponse {
+    /// The node's minimum gas prices as `DecCoins.String()`: `0.000001000000000000upokt` (18 decimals, several
+    /// joined by `,`), empty when the node takes any fee.
+    #[prost(string, tag = "1")]
+    pub minimum_gas_price: String,
+    #[prost(string, tag = "2")]
+    pub pruning_keep_recent: String,
+    #[prost(string, tag = "3")]
+    pub pruning_interval: String,
+    #[prost(uint64, tag = "4")]
+    pub halt_height: u64,
 }
 
 /// `cosmos.tx.v1beta1.BroadcastMode`: SYNC = 2.

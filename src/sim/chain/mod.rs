@@ -9,6 +9,7 @@
 
 mod cometbft;
 mod events;
+pub mod fees;
 pub mod genesis;
 mod service;
 mod validate;
@@ -172,6 +173,12 @@ pub struct ChainState {
     pub refuse_simulations: usize,
     /// The mempool's largest tx (CometBFT `mempool.max_tx_bytes`; [`DEFAULT_MAX_TX_BYTES`]).
     pub max_tx_bytes: usize,
+    /// The node's `minimum-gas-prices` (app.toml; [`SimChain::set_minimum_gas_prices`]): CheckTx refuses a lower
+    /// fee with code 13. None by default, as poktroll's localnet app.toml (`0upokt`).
+    pub minimum_gas_prices: Vec<crate::chain::fees::GasPrice>,
+    /// Test knob: the node's `cosmos.base.node.v1beta1.Service/Config` answers `Unimplemented`, as behind a
+    /// gateway that forwards only the pocket and tx services; CheckTx still applies the minimum gas prices.
+    pub node_config_unavailable: bool,
     /// Results of included txs by uppercase hex hash.
     pub txs: HashMap<String, TxResult>,
     /// Every claim/proof message outcome, in order.
@@ -385,6 +392,8 @@ impl SimChain {
             check_unordered_nonces: BTreeSet::new(),
             refuse_simulations: 0,
             max_tx_bytes: DEFAULT_MAX_TX_BYTES,
+            minimum_gas_prices: Vec::new(),
+            node_config_unavailable: false,
             txs: HashMap::new(),
             records: Vec::new(),
             settlements: Vec::new(),
@@ -401,6 +410,13 @@ impl SimChain {
     /// Locks the state (poisoning is ignored: the state is only mutated by whole, checked steps).
     pub fn state(&self) -> MutexGuard<'_, ChainState> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Sets the node's `minimum-gas-prices` as app.toml writes it (`1upokt`; empty or `0upokt` for none).
+    pub fn set_minimum_gas_prices(&self, prices: &str) -> Result<(), String> {
+        let prices = fees::parse_minimum_gas_prices(prices)?;
+        self.state().minimum_gas_prices = prices;
+        Ok(())
     }
 
     /// Current height.

@@ -213,17 +213,31 @@ pub fn router(chain: SimChain) -> GrpcRouter {
                     s.height
                 )));
             }
-            let (_, body, _) =
+            let (_, body, fee) =
                 validate::check_tx(&s, &r.tx_bytes, validate::Mode::Simulate).map_err(Status::invalid_argument)?;
             // A node runs the messages too (at its last committed height) and answers a refusal with `Unknown`.
             validate::simulate_messages(&mut s, &body).map_err(Status::unknown)?;
-            let gas = 50_000 + 20_000 * body.messages.len() as u64 + r.tx_bytes.len() as u64 * 10;
+            let gas = validate::gas_used(r.tx_bytes.len(), body.messages.len(), fee);
             Ok(wire::SimulateResponse {
                 gas_info: Some(wire::GasInfo {
                     gas_wanted: gas,
                     gas_used: gas,
                 }),
                 result: Some(wire::AbciResult::default()),
+            })
+        }
+    });
+    let c = chain.clone();
+    let router = router.unary(method::NODE_CONFIG, move |_: wire::NodeConfigRequest| {
+        let c = c.clone();
+        async move {
+            let s = c.state();
+            if s.node_config_unavailable {
+                return Err(Status::unimplemented(format!("unknown method {}", method::NODE_CONFIG)));
+            }
+            Ok(wire::NodeConfigResponse {
+                minimum_gas_price: super::fees::dec_coins_string(&s.minimum_gas_prices),
+                ..Default::default()
             })
         }
     });

@@ -422,6 +422,8 @@ pub(super) fn abci_code(log: &str) -> (u32, &'static str) {
         (18, "sdk") // ErrInvalidRequest
     } else if log.starts_with("tx decode") || log.starts_with("tx body decode") || log.starts_with("auth info decode") {
         (2, "sdk") // ErrTxDecode
+    } else if log.starts_with("insufficient fees;") {
+        (13, "sdk") // ErrInsufficientFee
     } else if log.starts_with("insufficient funds") {
         (5, "sdk") // ErrInsufficientFunds
     } else if log.starts_with("account ") && log.ends_with(" not found") {
@@ -442,6 +444,17 @@ pub(super) fn check_tx(s: &ChainState, tx_bytes: &[u8], mode: Mode) -> Result<(S
     let pubkey_any = signer_info.public_key.as_ref().ok_or("signer without public key")?;
     let pubkey = crate::chain::tx::Secp256k1PubKey::decode(pubkey_any.value.as_slice()).map_err(|e| e.to_string())?;
     let signer = address::address_from_public_key(&pubkey.key);
+    if mode == Mode::Check {
+        // The node's minimum gas price, only at CheckTx (the SDK's `DeductFeeDecorator` runs its fee checker only
+        // outside simulate mode, and a block's DeliverTx has no minimum), before the fee payer and signature
+        // checks, as in the SDK's ante chain.
+        let fee = auth.fee.as_ref();
+        let coins = fee.map(|f| f.amount.as_slice()).unwrap_or_default();
+        let gas_limit = fee.map_or(0, |f| f.gas_limit);
+        if let Some(refusal) = super::fees::insufficient_fee(&s.minimum_gas_prices, coins, gas_limit) {
+            return Err(refusal);
+        }
+    }
     let account = s
         .accounts
         .get(&signer)
@@ -579,6 +592,27 @@ fn run_message(
     }
 }
 
+/// Gas of deducting a non-zero fee: the bank send from the payer to the fee collector (account and balance
+/// reads and writes, ~10k gas with the SDK's KV gas costs). cosmos-sdk's `DeductFeeDecorator` skips the send for
+/// a zero fee, in Simulate too, so a draft simulated with a zero fee is estimated without it.
+pub const FEE_DEDUCTION_GAS: u64 = 10_000;
+
+/// Gas a tx uses, the same in Simulate and in a block (the simulator's model: a base, per message, per byte of
+/// the tx, and the fee transfer when the fee is not zero).
+pub(super) fn gas_used(tx_len: usize, messages: usize, fee: u128) -> u64 {
+    let fee_gas = if fee == 0 { 0 } else { FEE_DEDUCTION_GAS };
+    50_000 + 20_000 * messages as u64 + tx_len as u64 * 10 + fee_gas
+}
+
+/// The gas limit a tx signed for (0 when it does not decode: `check_tx` refused it already).
+fn gas_limit_of(tx_bytes: &[u8]) -> u64 {
+    TxRaw::decode(tx_bytes)
+        .ok()
+        .and_then(|raw| AuthInfo::decode(raw.auth_info_bytes.as_slice()).ok())
+        .and_then(|auth| auth.fee)
+        .map_or(0, |fee| fee.gas_limit)
+}
+
 /// Simulate (gas estimation): runs the tx's messages as DeliverTx would, on the state and height of the last
 /// committed block (the SDK simulates on its check state, whose header is the last committed block's, so a
 /// message checked against the current height sees `H`, not the `H + 1` it would be included at), then undoes
@@ -624,6 +658,14 @@ pub(super) fn deliver_tx(s: &mut ChainState, tx_bytes: &[u8], height: i64) -> Tx
         }
     }
     record_unordered_nonce(s, &signer, &body, Mode::Deliver);
+    // The fee is paid whatever the messages do; a gas limit below what the tx uses fails it after that.
+    let (gas_wanted, gas_used) = (
+        gas_limit_of(tx_bytes),
+        gas_used(tx_bytes.len(), body.messages.len(), fee),
+    );
+    let out_of_gas = (gas_wanted < gas_used).then(|| {
+        format!("out of gas in location: WriteFlat; gasWanted: {gas_wanted}, gasUsed: {gas_used}: out of gas")
+    });
     let claims_before = s.claims.clone();
     let balance_before = s.accounts.get(&signer).map(|a| a.balance);
     let mut outcomes = Vec::new();
@@ -635,7 +677,12 @@ pub(super) fn deliver_tx(s: &mut ChainState, tx_bytes: &[u8], height: i64) -> Tx
         }
         outcomes.push((kind, supplier, session_id, result));
     }
-    if let Some(reason) = failure {
+    let code = if out_of_gas.is_some() {
+        (11, "sdk")
+    } else {
+        (1105, "proof")
+    };
+    if let Some(reason) = out_of_gas.or(failure) {
         s.claims = claims_before;
         if let (Some(account), Some(balance)) = (s.accounts.get_mut(&signer), balance_before) {
             account.balance = balance;
@@ -652,8 +699,8 @@ pub(super) fn deliver_tx(s: &mut ChainState, tx_bytes: &[u8], height: i64) -> Tx
         }
         return TxResult {
             height,
-            code: 1105,
-            codespace: "proof".into(),
+            code: code.0,
+            codespace: code.1.into(),
             log: reason,
             ..TxResult::default()
         };
