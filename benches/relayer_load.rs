@@ -537,6 +537,7 @@ relay_log: {{durable_ack: {durable}}}
             relay_miner::miner::driver::MinerConfig {
                 chain_id: "pocket-bench".into(),
                 gas_price: "0.000001upokt".into(),
+                max_gas_price: relay_miner::config::DEFAULT_MAX_GAS_PRICE.into(),
                 gas_adjustment: 1.7,
                 gas_limit: 0,
                 tx_ttl_secs: 120,

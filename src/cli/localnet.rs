@@ -229,6 +229,7 @@ pub async fn run(args: LocalnetArgs) -> anyhow::Result<i32> {
         MinerConfig {
             chain_id: genesis.chain_id.clone(),
             gas_price: "0.000001upokt".into(),
+            max_gas_price: crate::config::DEFAULT_MAX_GAS_PRICE.into(),
             gas_adjustment: 1.7,
             gas_limit: 0,
             tx_ttl_secs: 120,

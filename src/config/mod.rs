@@ -558,6 +558,11 @@ pub const MAX_TX_TIMEOUT_SECS: u64 = 540;
 /// in its block, which fails the tx and costs its fee.
 pub const MIN_GAS_ADJUSTMENT: f64 = 1.1;
 
+/// Default `transaction.max_gas_price`: ten times the `minimum-gas-prices` poktroll's `pocketd init` writes
+/// (`1upokt`), so a node left at that default, or one that raised it a little, is paid; beyond it a node
+/// naming its price cannot make the miner pay more without the operator's consent.
+pub const DEFAULT_MAX_GAS_PRICE: &str = "10upokt";
+
 /// Default `transaction.max_tx_bytes`: 900 KiB, under CometBFT's default `mempool.max_tx_bytes` of 1 MiB.
 pub const DEFAULT_MAX_TX_BYTES: u64 = 900 * 1024;
 /// Largest `transaction.max_tx_bytes`: the SDK gRPC server's default maximum message size (10 MiB).
@@ -575,8 +580,14 @@ pub struct TransactionConfig {
     /// Without Simulate a message the chain refuses is only found in its block, failing the whole tx (fee paid)
     /// instead of being refused for free and sent on its own.
     pub gas_limit: u64,
-    /// Gas price with denom, e.g. `0.000001upokt`.
+    /// Gas price with denom, e.g. `0.000001upokt`. Raised to the node's minimum gas price when that is higher
+    /// (a node refuses a lower fee at CheckTx), up to `max_gas_price`.
     pub gas_price: String,
+    /// The highest gas price paid when the node asks more than `gas_price` (its `minimum-gas-prices`, or the fee
+    /// a refusal names), same denom, at least `gas_price`. A price, not a fee per tx: a large proof needs more gas
+    /// than a claim and must not be refused by the cap where a claim passes. Guards against a node that names an
+    /// absurd price ([`DEFAULT_MAX_GAS_PRICE`]).
+    pub max_gas_price: String,
     /// Simulated gas × this; at least [`MIN_GAS_ADJUSTMENT`].
     pub gas_adjustment: f64,
     /// Send ADR-070 unordered txs (no sequence races between HA instances).
@@ -603,6 +614,7 @@ impl Default for TransactionConfig {
         Self {
             gas_limit: 0,
             gas_price: "0.000001upokt".into(),
+            max_gas_price: DEFAULT_MAX_GAS_PRICE.into(),
             gas_adjustment: 1.7,
             unordered: true,
             tx_timeout_default_seconds: 120,

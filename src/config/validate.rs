@@ -492,10 +492,27 @@ impl Config {
 
     fn validate_transaction(&self, issues: &mut Issues) {
         let tx = &self.transaction;
-        if crate::chain::tx::parse_gas_price(&tx.gas_price).is_err() {
+        // Fees on pocket are paid in upokt (poktroll's tx client refuses other gas price denoms too).
+        let price = |key: &'static str, text: &str, issues: &mut Issues| {
+            let parsed = crate::chain::tx::parse_gas_price(text)
+                .ok()
+                .filter(|_| crate::chain::fees::gas_price_denom(text) == "upokt");
+            if parsed.is_none() {
+                issues.push(
+                    key,
+                    format!("`{text}` is not a decimal upokt amount like 0.000001upokt"),
+                );
+            }
+            parsed
+        };
+        let gas_price = price("transaction.gas_price", &tx.gas_price, issues);
+        let max_gas_price = price("transaction.max_gas_price", &tx.max_gas_price, issues);
+        if let (Some(gas_price), Some(max_gas_price)) = (gas_price, max_gas_price)
+            && max_gas_price < gas_price
+        {
             issues.push(
-                "transaction.gas_price",
-                format!("`{}` is not a decimal amount like 0.000001upokt", tx.gas_price),
+                "transaction.max_gas_price",
+                format!("must be at least transaction.gas_price ({})", tx.gas_price),
             );
         }
         if !(tx.gas_adjustment.is_finite() && tx.gas_adjustment >= crate::config::MIN_GAS_ADJUSTMENT) {
@@ -663,6 +680,25 @@ relay_server:
         assert_eq!(with(0), Vec::<String>::new());
         assert_eq!(with(100), Vec::<String>::new());
         assert_eq!(with(101), vec!["transaction.claim_delay_blocks"]);
+    }
+
+    #[test]
+    fn gas_prices_are_upokt_and_the_cap_is_not_below_the_price() {
+        let with = |price: &str, max: &str| {
+            transaction_issues(&format!("  gas_price: \"{price}\"\n  max_gas_price: \"{max}\"\n"))
+        };
+        assert_eq!(with("0.000001upokt", "10upokt"), Vec::<String>::new());
+        assert_eq!(with("1upokt", "1upokt"), Vec::<String>::new());
+        assert_eq!(
+            with("0.000001", "0.5"),
+            Vec::<String>::new(),
+            "the denom defaults to upokt"
+        );
+        assert_eq!(with("2upokt", "1upokt"), vec!["transaction.max_gas_price"]);
+        assert_eq!(with("0.01uatom", "10upokt"), vec!["transaction.gas_price"]);
+        assert_eq!(with("0.01upokt", "lots"), vec!["transaction.max_gas_price"]);
+        let config = Config::from_yaml(MINIMAL).unwrap();
+        assert_eq!(config.transaction.max_gas_price, crate::config::DEFAULT_MAX_GAS_PRICE);
     }
 
     #[test]

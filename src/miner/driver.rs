@@ -7,6 +7,7 @@
 //! re-checked right before every submission. Every write of the leader is fenced by its leadership token and a
 //! refused write ends leadership at once (module `leadership`).
 
+mod fees;
 mod ingest;
 mod leadership;
 mod lookup;
@@ -69,8 +70,10 @@ pub struct MinerStats {
 pub struct MinerConfig {
     /// Chain id txs are signed for.
     pub chain_id: String,
-    /// Gas price (`0.000001upokt`).
+    /// Gas price (`0.000001upokt`), raised to the node's minimum when that is higher.
     pub gas_price: String,
+    /// The highest gas price paid when the node asks more than `gas_price` (`10upokt`); same denom.
+    pub max_gas_price: String,
     /// Simulated gas × this.
     pub gas_adjustment: f64,
     /// Fixed gas limit of every tx, Simulate skipped; 0 = simulate and multiply by `gas_adjustment`.
@@ -139,6 +142,8 @@ pub struct Miner {
     settlements: lookup::SettlementCache,
     /// Throttles the WARN of relays of pruned sessions (module `ingest`): one line per interval with a count.
     after_prune_log: crate::telemetry::LogThrottle,
+    /// The gas price txs are signed at, raised to what the node takes (module `fees`).
+    gas_pricing: fees::GasPricing,
 }
 
 /// Errors that stop one loop iteration (retried at the next tick).
@@ -176,6 +181,7 @@ impl Miner {
         config: MinerConfig,
     ) -> Self {
         let engine = Engine::new(config.engine);
+        let gas_pricing = fees::GasPricing::new(&config.gas_price, &config.max_gas_price);
         Self {
             chain,
             storage,
@@ -198,6 +204,7 @@ impl Miner {
             comet: None,
             settlements: lookup::SettlementCache::default(),
             after_prune_log: crate::telemetry::LogThrottle::new(ingest::AFTER_PRUNE_LOG_EVERY),
+            gas_pricing,
         }
     }
 

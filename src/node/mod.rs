@@ -349,6 +349,7 @@ impl Node {
             MinerConfig {
                 chain_id: config.pocket_node.chain_id.clone(),
                 gas_price: config.transaction.gas_price.clone(),
+                max_gas_price: config.transaction.max_gas_price.clone(),
                 gas_adjustment: config.transaction.gas_adjustment,
                 gas_limit: config.transaction.gas_limit,
                 tx_ttl_secs: i64::try_from(config.transaction.tx_timeout_default_seconds).unwrap_or(120),

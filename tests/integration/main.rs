@@ -18,3 +18,4 @@ mod relayer_guards;
 mod sim;
 mod support;
 mod tx_cosmrs_oracle;
+mod tx_fees;

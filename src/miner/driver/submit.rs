@@ -90,6 +90,22 @@ pub(super) fn proof_message(
     message(&lean)
 }
 
+/// The gas limit and fee of the last tx [`Miner::sign_with_gas`] signed for a broadcast, so a refusal of its fee
+/// (code 13) can be turned into a price. Behind a mutex because the ordered path signs inside the sequencer's
+/// future.
+#[derive(Debug, Default)]
+struct SignedFee(std::sync::Mutex<(u64, u128)>);
+
+impl SignedFee {
+    fn record(&self, gas_limit: u64, fee: u128) {
+        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = (gas_limit, fee);
+    }
+
+    fn last(&self) -> (u64, u128) {
+        *self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
 /// The reason of a send that did not leave because this miner no longer leads (counted as `not_leader`).
 const NOT_LEADER: &str = "no longer the leader";
 
@@ -383,33 +399,36 @@ impl Miner {
 
     /// Signs `messages` as one tx: a draft is simulated for gas, then signed with gas × adjustment and its fee;
     /// with a fixed `gas_limit` (config `transaction.gas_limit` ≠ 0) Simulate is skipped and that limit is used.
+    /// The price is `transaction.gas_price` raised to what the node takes (module `fees`); the gas limit and fee
+    /// signed are recorded in `signed`, so a refusal of the fee can be priced from them.
     async fn sign_with_gas(
         &self,
         key: &SigningKey,
         messages: Vec<wire::Any>,
         ordering: Ordering,
         account_number: u64,
+        signed: &SignedFee,
     ) -> Result<Vec<u8>, SequenceError> {
-        let price = tx::parse_gas_price(&self.config.gas_price)?;
+        let price = self.gas_pricing.price(&self.chain).await?;
         let mut plan = TxPlan {
             messages,
             memo: String::new(),
             gas_limit: 1_000_000,
             fee_amount: 0,
-            fee_denom: "upokt".into(),
+            fee_denom: price.denom,
             ordering,
             chain_id: self.config.chain_id.clone(),
             account_number,
         };
         if self.config.gas_limit != 0 {
             plan.gas_limit = self.config.gas_limit;
-            plan.fee_amount = tx::fee_for_gas(&price, plan.gas_limit)?;
-            return Ok(tx::build_signed_tx(key, &plan)?.tx_bytes);
+        } else {
+            let draft = tx::build_signed_tx(key, &plan)?;
+            let gas = self.chain.simulate(draft.tx_bytes).await?;
+            plan.gas_limit = tx::gas_limit_from_simulation(gas, self.config.gas_adjustment);
         }
-        let draft = tx::build_signed_tx(key, &plan)?;
-        let gas = self.chain.simulate(draft.tx_bytes).await?;
-        plan.gas_limit = tx::gas_limit_from_simulation(gas, self.config.gas_adjustment);
-        plan.fee_amount = tx::fee_for_gas(&price, plan.gas_limit)?;
+        plan.fee_amount = tx::fee_for_gas(&price.amount, plan.gas_limit)?;
+        signed.record(plan.gas_limit, plan.fee_amount);
         Ok(tx::build_signed_tx(key, &plan)?.tx_bytes)
     }
 
@@ -426,14 +445,56 @@ impl Miner {
         }
     }
 
-    /// Broadcasts one tx of `messages`: unordered (ADR-070, no sequence races between HA instances) or ordered
-    /// through the signer's [`Sequencer`](crate::chain::sequence::Sequencer), which recovers from a sequence
-    /// mismatch by re-reading the account.
+    /// Broadcasts one tx of `messages` ([`Miner::send_once`]). A node that refuses its fee as too low (CheckTx
+    /// code 13) names the fee it requires: the tx is built and sent once more at that price within this attempt
+    /// (capped by `transaction.max_gas_price`, module `fees`) instead of a block later at the same refused fee.
     async fn broadcast(&self, supplier: &str, messages: Vec<wire::Any>) -> Result<(), TxOutcome> {
         let key = self
             .signers
             .get(supplier)
             .ok_or_else(|| TxOutcome::Rejected(format!("no key for {supplier}")))?;
+        let signed = SignedFee::default();
+        let mut response = self.send_once(supplier, key, messages.clone(), &signed).await?;
+        if response.code == crate::chain::fees::INSUFFICIENT_FEE_CODE && response.codespace == "sdk" {
+            let (gas_limit, fee_paid) = signed.last();
+            if self
+                .gas_pricing
+                .learn_from_refusal(&response.raw_log, gas_limit, fee_paid)
+            {
+                tracing::warn!(
+                    supplier,
+                    gas_limit,
+                    fee_paid,
+                    log = response.raw_log,
+                    "the node refused the fee as below its minimum gas price: sending again at the fee it requires"
+                );
+                response = self.send_once(supplier, key, messages, &signed).await?;
+            }
+        }
+        match response.code {
+            0 => Ok(()),
+            // Tx already in the mempool / sequence taken by another instance: an HA conflict, not a loss
+            // (lessons.md).
+            19 | 32 => Err(TxOutcome::HaConflict(response.raw_log)),
+            // CheckTx refused it (mempool full 20, insufficient fee 13 or funds 5, unordered nonce or TTL 18, tx
+            // too large 21, ...): nothing entered the mempool and no fee was paid.
+            code => Err(TxOutcome::Refused(format!(
+                "CheckTx code {code} ({}): {}",
+                response.codespace, response.raw_log
+            ))),
+        }
+    }
+
+    /// Builds, signs and broadcasts one tx of `messages`: unordered (ADR-070, no sequence races between HA
+    /// instances) or ordered through the signer's [`Sequencer`](crate::chain::sequence::Sequencer), which
+    /// recovers from a sequence mismatch by re-reading the account. Returns the node's answer to the broadcast.
+    async fn send_once(
+        &self,
+        supplier: &str,
+        key: &SigningKey,
+        messages: Vec<wire::Any>,
+        signed: &SignedFee,
+    ) -> Result<wire::TxResponse, TxOutcome> {
         // Not sent (deposed before it left, a chain read to build it failed): `NotSent`. No node answered the
         // broadcast (transport; it may have reached the node after all): `Retryable`. A node answered with a refusal (Simulate failed, e.g.
         // "outside the window" while the node's committed state is a block behind its latest block): `Refused`,
@@ -460,7 +521,7 @@ impl Miner {
                 .for_signer(supplier)
                 .next_unordered(block_time, self.config.tx_ttl_secs);
             let bytes = self
-                .sign_with_gas(key, messages, ordering, account.account_number)
+                .sign_with_gas(key, messages, ordering, account.account_number, signed)
                 .await
                 .map_err(failed)?;
             self.confirm_leadership_before_sending().await.map_err(failed)?;
@@ -476,7 +537,7 @@ impl Miner {
                             timeout_height: 0,
                         };
                         let bytes = self
-                            .sign_with_gas(key, messages, ordering, account.account_number)
+                            .sign_with_gas(key, messages, ordering, account.account_number, signed)
                             .await?;
                         self.confirm_leadership_before_sending().await?;
                         Ok(bytes)
@@ -485,17 +546,6 @@ impl Miner {
                 .await
                 .map_err(failed)?
         };
-        match response.code {
-            0 => Ok(()),
-            // Tx already in the mempool / sequence taken by another instance: an HA conflict, not a loss
-            // (lessons.md).
-            19 | 32 => Err(TxOutcome::HaConflict(response.raw_log)),
-            // CheckTx refused it (mempool full 20, insufficient fee 13 or funds 5, unordered nonce or TTL 18, tx
-            // too large 21, ...): nothing entered the mempool and no fee was paid.
-            code => Err(TxOutcome::Refused(format!(
-                "CheckTx code {code} ({}): {}",
-                response.codespace, response.raw_log
-            ))),
-        }
+        Ok(response)
     }
 }

@@ -174,6 +174,7 @@ fn config(instance: &str) -> MinerConfig {
     MinerConfig {
         chain_id: "pocket-fence".into(),
         gas_price: "0.000001upokt".into(),
+        max_gas_price: "10upokt".into(),
         gas_adjustment: 1.7,
         gas_limit: 0,
         tx_ttl_secs: 120,
@@ -1886,6 +1887,78 @@ async fn a_relay_too_large_to_prove_is_not_counted_into_the_trie() {
         ),
         Some(1)
     );
+}
+
+/// The miner of the fixture's session (relays 0..5) with `config`, on a node that charges `minimum` (app.toml
+/// `minimum-gas-prices`) and answers its `Config` query or not, after the one step at `claim_open` that sends the
+/// claim and the block after it: the claim on chain, if any.
+async fn claim_on_a_node_charging(
+    minimum: &str,
+    config_answers: bool,
+    config: MinerConfig,
+) -> (Fixture, Option<crate::protocol::wire::Claim>) {
+    let f = fixture().await;
+    f.chain.set_minimum_gas_prices(minimum).unwrap();
+    f.chain.state().node_config_unavailable = !config_answers;
+    let plain = MemoryBackend::new().storage();
+    let mut miner = Miner::new(f.client.clone(), plain.clone(), f.keyring.clone(), config);
+    ingest_until_claim_open(&f, &plain, &mut miner).await;
+    miner.step().await.unwrap();
+    f.chain.produce_block();
+    let claim = f.client.claim(&f.key.session_id, &f.supplier).await.unwrap();
+    (f, claim)
+}
+
+/// The fee of every claim tx the chain included, with its gas limit.
+fn included_fees(chain: &SimChain) -> Vec<(u128, u64)> {
+    use crate::chain::tx::{AuthInfo, TxRaw};
+    chain
+        .state()
+        .txs
+        .values()
+        .filter(|t| t.code == 0)
+        .map(|t| {
+            let raw = TxRaw::decode(t.tx.as_slice()).unwrap();
+            let fee = AuthInfo::decode(raw.auth_info_bytes.as_slice()).unwrap().fee.unwrap();
+            let paid = fee.amount.iter().map(|c| c.amount.parse::<u128>().unwrap()).sum();
+            (paid, fee.gas_limit)
+        })
+        .collect()
+}
+
+/// A node whose minimum gas price (poktroll's `pocketd init` default, `1upokt`) is a million times the
+/// configured one refuses the configured fee at CheckTx; the miner reads the node's price from its `Config`
+/// query and pays it, so the claim lands at its first send.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_claim_pays_the_node_minimum_gas_price_read_from_the_node() {
+    let (f, claim) = claim_on_a_node_charging("1upokt", true, config("a")).await;
+    assert!(claim.is_some(), "claim included: {:?}", f.chain.records());
+    let fees = included_fees(&f.chain);
+    assert_eq!(fees.len(), 1);
+    let (paid, gas_limit) = fees[0];
+    assert_eq!(paid, u128::from(gas_limit), "1upokt × the gas limit");
+}
+
+/// When the node's `Config` cannot be read (a gateway that forwards only some services), the first send at the
+/// configured price is refused with code 13 and the SDK's "required:" fee; the miner sends again at that fee in
+/// the same attempt, so the claim is in the next block, not a block (or a window) later.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fee_refused_at_check_tx_is_sent_again_at_the_required_fee_in_the_same_attempt() {
+    let (f, claim) = claim_on_a_node_charging("0.01upokt", false, config("a")).await;
+    assert!(claim.is_some(), "claim included: {:?}", f.chain.records());
+    let (paid, gas_limit) = included_fees(&f.chain)[0];
+    assert_eq!(paid, u128::from(gas_limit).div_ceil(100), "ceil(0.01 × gas limit)");
+}
+
+/// A node that asks more than `transaction.max_gas_price` is not paid: neither from its `Config` nor from its
+/// refusal (a misconfigured or hostile node cannot name the fee); nothing reaches a block.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_asking_more_than_max_gas_price_is_not_paid() {
+    for config_answers in [true, false] {
+        let (f, claim) = claim_on_a_node_charging("11upokt", config_answers, config("a")).await;
+        assert!(claim.is_none(), "config answers: {config_answers}");
+        assert_eq!(included_fees(&f.chain), vec![], "config answers: {config_answers}");
+    }
 }
 
 /// Two relays each under the per-relay limit, side by side in the trie: a proof of either carries the other whole

@@ -1,0 +1,253 @@
+//! The gas price claims and proofs are signed at: `transaction.gas_price`, raised to what the node takes
+//! ([`crate::chain::fees`]), never above `transaction.max_gas_price`.
+//!
+//! Why raise it: a node refuses a tx whose fee is below its `minimum-gas-prices` × gas limit at CheckTx (code 13,
+//! no fee paid) after Simulate accepted it, and sending the same fee at every block loses the claim when its
+//! window closes. Why cap it: the price comes from the node (its config, its refusal text); a misconfigured or
+//! hostile node must not be able to make the miner pay any fee it names. The cap is a price, not a fee per tx,
+//! so a large proof (gas grows with its relay payloads) is never refused by it where a small claim would pass:
+//! a missing proof is slashed.
+
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use num_rational::BigRational;
+
+use crate::chain::fees::{self, GasPrice};
+use crate::chain::query::ChainClient;
+use crate::chain::tx::{self, TxError};
+use crate::telemetry::LogThrottle;
+
+/// How long the node's minimum gas price is trusted before it is asked again (at the next submission): an
+/// operator changes it only with a restart, and a refusal teaches the miner a higher price at once anyway.
+const NODE_MINIMUM_TTL: Duration = Duration::from_secs(60);
+
+/// How long a price learned from a refusal (code 13) is kept. Behind a load balancer the nodes can ask for
+/// different minimums; once one refused, paying its price for a while costs less than a refusal per block.
+const LEARNED_TTL: Duration = Duration::from_secs(600);
+
+/// What the node side said, cached.
+#[derive(Debug, Default)]
+struct Learned {
+    /// The node's minimum for the fee denom (`None`: it asks nothing in that denom) and when it was read.
+    node: Option<(Option<BigRational>, Instant)>,
+    /// A price a refusal named, and when.
+    refused: Option<(BigRational, Instant)>,
+}
+
+/// The price to sign at, shared by every submission of the miner.
+#[derive(Debug)]
+pub(super) struct GasPricing {
+    /// `transaction.gas_price` (`0.000001upokt`).
+    configured: String,
+    /// `transaction.max_gas_price` (`10upokt`).
+    max: String,
+    learned: Mutex<Learned>,
+    /// Throttles the ERRORs of a node asking more than the cap or another denom (one per submission otherwise).
+    error_log: LogThrottle,
+    /// Throttles the WARNs of a node whose config cannot be read.
+    query_log: LogThrottle,
+}
+
+/// The price chosen for one tx.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct Price {
+    /// Per gas unit.
+    pub amount: BigRational,
+    /// The fee's denomination (that of `transaction.gas_price`).
+    pub denom: String,
+}
+
+impl GasPricing {
+    pub(super) fn new(configured: &str, max: &str) -> Self {
+        Self {
+            configured: configured.to_string(),
+            max: max.to_string(),
+            learned: Mutex::new(Learned::default()),
+            error_log: LogThrottle::new(Duration::from_secs(30)),
+            query_log: LogThrottle::new(Duration::from_secs(30)),
+        }
+    }
+
+    fn learned(&self) -> std::sync::MutexGuard<'_, Learned> {
+        // Only plain values are written under the lock: a poisoned one still holds a usable state.
+        self.learned.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// (configured price, cap, denom). The cap is never below the configured price (validated in the config;
+    /// kept true here for callers that skip validation).
+    fn bounds(&self) -> Result<(BigRational, BigRational, String), TxError> {
+        let configured = tx::parse_gas_price(&self.configured)?;
+        let max = tx::parse_gas_price(&self.max)?.max(configured.clone());
+        Ok((configured, max, fees::gas_price_denom(&self.configured).to_string()))
+    }
+
+    /// The price to sign the next tx at: the highest of `transaction.gas_price`, the node's minimum (read again
+    /// every [`NODE_MINIMUM_TTL`]) and a price a recent refusal named, at most `transaction.max_gas_price`.
+    /// The node's config failing to answer is not an error: the configured price is tried, and a refusal still
+    /// names the price.
+    pub(super) async fn price(&self, chain: &ChainClient) -> Result<Price, TxError> {
+        let (configured, max, denom) = self.bounds()?;
+        let stale = self
+            .learned()
+            .node
+            .as_ref()
+            .is_none_or(|(_, at)| at.elapsed() >= NODE_MINIMUM_TTL);
+        if stale {
+            match chain.minimum_gas_prices().await {
+                Ok(prices) => {
+                    let node = self.node_minimum(&prices, &denom);
+                    self.learned().node = Some((node, Instant::now()));
+                }
+                Err(e) => {
+                    if let Some(suppressed) = self.query_log.admit() {
+                        tracing::warn!(error = %e, suppressed, "cannot read the node's minimum gas price; pricing txs at transaction.gas_price");
+                    }
+                }
+            }
+        }
+        let wanted = {
+            let learned = self.learned();
+            let node = learned.node.as_ref().and_then(|(p, _)| p.clone());
+            let refused = learned
+                .refused
+                .as_ref()
+                .filter(|(_, at)| at.elapsed() < LEARNED_TTL)
+                .map(|(p, _)| p.clone());
+            node.into_iter()
+                .chain(refused)
+                .fold(configured.clone(), BigRational::max)
+        };
+        if wanted > max
+            && let Some(suppressed) = self.error_log.admit()
+        {
+            tracing::error!(
+                    wanted = %decimal(&wanted),
+                    max_gas_price = %self.max,
+                    suppressed,
+                    "the node asks a gas price above transaction.max_gas_price: txs are priced at the cap and the node \
+                     will refuse them (claims and proofs will be lost); raise transaction.max_gas_price or use another node"
+            );
+        }
+        Ok(Price {
+            amount: wanted.min(max),
+            denom,
+        })
+    }
+
+    /// The node's minimum in the fee denom; logs an ERROR when it asks only for other denoms (no fee in ours can
+    /// satisfy it).
+    fn node_minimum(&self, prices: &[GasPrice], denom: &str) -> Option<BigRational> {
+        let ours = prices.iter().find(|p| p.denom == denom).map(|p| p.amount.clone());
+        if ours.is_none() && !prices.is_empty() {
+            let node: Vec<String> = prices
+                .iter()
+                .map(|p| format!("{}{}", decimal(&p.amount), p.denom))
+                .collect();
+            if let Some(suppressed) = self.error_log.admit() {
+                tracing::error!(
+                    node_minimum = %node.join(","),
+                    gas_price = %self.configured,
+                    suppressed,
+                    "the node takes fees only in other denominations than transaction.gas_price's: it will refuse \
+                     every claim and proof; set transaction.gas_price in one of its denominations or use another node"
+                );
+            }
+        }
+        ours
+    }
+
+    /// Learns from a CheckTx refusal with code 13 of a tx that paid `fee_paid` for `gas_limit`: returns whether
+    /// sending again at the price it names can succeed (a price in the fee denom, above what was paid, within the
+    /// cap). The price is then used by every tx for [`LEARNED_TTL`].
+    pub(super) fn learn_from_refusal(&self, raw_log: &str, gas_limit: u64, fee_paid: u128) -> bool {
+        let Ok((_, max, denom)) = self.bounds() else {
+            return false;
+        };
+        let Some(required) = fees::required_fees(raw_log) else {
+            tracing::warn!(
+                log = raw_log,
+                "a code 13 refusal without a required fee that can be read"
+            );
+            return false;
+        };
+        let Some(&(_, fee)) = required.iter().find(|(d, _)| *d == denom) else {
+            tracing::error!(
+                log = raw_log,
+                gas_price = %self.configured,
+                "the node requires a fee in other denominations than transaction.gas_price's; set \
+                 transaction.gas_price in one of them or use another node"
+            );
+            return false;
+        };
+        if fee <= fee_paid {
+            return false;
+        }
+        let Some(price) = fees::price_of_fee(fee, gas_limit) else {
+            return false;
+        };
+        if price > max {
+            tracing::error!(
+                required_fee = fee,
+                gas_limit,
+                price = %decimal(&price),
+                max_gas_price = %self.max,
+                "the node requires a fee above transaction.max_gas_price; not sent again (the claim or proof will be \
+                 lost if no node takes it); raise transaction.max_gas_price or use another node"
+            );
+            return false;
+        }
+        self.learned().refused = Some((price, Instant::now()));
+        true
+    }
+}
+
+/// A price as a short decimal for logs (at most 18 decimals, as the SDK's `LegacyDec`).
+fn decimal(price: &BigRational) -> String {
+    use num_bigint::BigInt;
+    let one = BigInt::from(10u64.pow(18));
+    let atto = (price * BigRational::from_integer(one.clone())).ceil().to_integer();
+    let (int, frac) = (&atto / &one, &atto % &one);
+    let frac = format!("{frac:0>18}");
+    let frac = frac.trim_end_matches('0');
+    if frac.is_empty() {
+        int.to_string()
+    } else {
+        format!("{int}.{frac}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn logs_print_prices_as_short_decimals() {
+        assert_eq!(decimal(&tx::parse_gas_price("0.000001").unwrap()), "0.000001");
+        assert_eq!(decimal(&tx::parse_gas_price("10").unwrap()), "10");
+        assert_eq!(
+            decimal(&fees::price_of_fee(256, 170_001).unwrap()),
+            "0.001505873494861795"
+        );
+    }
+
+    #[test]
+    fn a_refusal_is_learned_only_in_our_denom_above_what_was_paid_and_within_the_cap() {
+        let pricing = GasPricing::new("0.000001upokt", "10upokt");
+        let log = |fee: &str| format!("insufficient fees; got: 1upokt required: {fee}: insufficient fee");
+        assert!(!pricing.learn_from_refusal(&log("5uatom"), 100_000, 1), "another denom");
+        assert!(
+            !pricing.learn_from_refusal(&log("1upokt"), 100_000, 1),
+            "not more than paid"
+        );
+        assert!(
+            !pricing.learn_from_refusal(&log("1000001upokt"), 100_000, 1),
+            "above 10upokt per gas"
+        );
+        assert!(!pricing.learn_from_refusal("out of gas", 100_000, 1));
+        assert!(pricing.learned().refused.is_none());
+        assert!(pricing.learn_from_refusal(&log("100000upokt"), 100_000, 1));
+        let (price, _) = pricing.learned().refused.clone().unwrap();
+        assert_eq!(price, tx::parse_gas_price("1").unwrap());
+    }
+}
