@@ -217,6 +217,21 @@ fn decimal(price: &BigRational) -> String {
     }
 }
 
+/// The fee Simulate sees on the draft tx.
+///
+/// Not zero: cosmos-sdk's `DeductFeeDecorator` skips the fee transfer when the fee is zero, so a draft with a zero
+/// fee is simulated without the bank send's gas (account and balance reads and writes) that the real tx uses,
+/// and with a low `gas_adjustment` the real tx then runs out of gas in its block: the claim fails and its fee
+/// is paid. The smallest unit of the fee denom is enough: the decorator then runs the whole transfer, and
+/// the gas of the transfer depends on the amount only through a few more digits in the tx and the balances
+/// (tens of gas against the 10 % minimum headroom of `transaction.gas_adjustment`). A larger placeholder, such as
+/// the fee of the draft's gas limit, would make Simulate fail for a supplier that can afford the real fee but not
+/// the placeholder. Zero only when the price is zero: then the real tx pays nothing either and skips the transfer.
+pub(super) fn simulation_fee(price: &BigRational) -> u128 {
+    use num_traits::Zero as _;
+    if price.is_zero() { 0 } else { 1 }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -249,5 +264,12 @@ mod tests {
         assert!(pricing.learn_from_refusal(&log("100000upokt"), 100_000, 1));
         let (price, _) = pricing.learned().refused.clone().unwrap();
         assert_eq!(price, tx::parse_gas_price("1").unwrap());
+    }
+
+    #[test]
+    fn the_simulated_fee_is_not_zero_unless_the_price_is() {
+        assert_eq!(simulation_fee(&tx::parse_gas_price("0.000001").unwrap()), 1);
+        assert_eq!(simulation_fee(&tx::parse_gas_price("1").unwrap()), 1);
+        assert_eq!(simulation_fee(&tx::parse_gas_price("0").unwrap()), 0);
     }
 }

@@ -7,7 +7,7 @@ use std::sync::atomic::Ordering as AtomicOrdering;
 
 use k256::ecdsa::SigningKey;
 
-use super::{Miner, MinerError};
+use super::{Miner, MinerError, fees};
 use crate::chain::sequence::SequenceError;
 use crate::chain::tx::{self, Ordering, TxPlan};
 use crate::miner::lifecycle::{Event, SessionKey, Step, TxKind, TxOutcome};
@@ -414,7 +414,7 @@ impl Miner {
             messages,
             memo: String::new(),
             gas_limit: 1_000_000,
-            fee_amount: 0,
+            fee_amount: fees::simulation_fee(&price.amount),
             fee_denom: price.denom,
             ordering,
             chain_id: self.config.chain_id.clone(),
@@ -423,6 +423,7 @@ impl Miner {
         if self.config.gas_limit != 0 {
             plan.gas_limit = self.config.gas_limit;
         } else {
+            // A non-zero fee, so Simulate charges the fee transfer the block will charge (see `simulation_fee`).
             let draft = tx::build_signed_tx(key, &plan)?;
             let gas = self.chain.simulate(draft.tx_bytes).await?;
             plan.gas_limit = tx::gas_limit_from_simulation(gas, self.config.gas_adjustment);

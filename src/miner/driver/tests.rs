@@ -2001,3 +2001,24 @@ fn a_proof_too_large_with_its_sibling_data_goes_without_it_and_still_verifies() 
     let verified = crate::smst::verify_compact_closest_proof(&sent.proof, &root).unwrap();
     assert!(verified.sibling_data.is_some());
 }
+
+/// With the smallest `gas_adjustment` allowed (1.1), the claim still fits its gas limit: the draft is simulated
+/// with a non-zero fee, so the estimate includes the fee transfer the block charges (the SDK skips it for a zero
+/// fee; the simulator models that, and a tx short of gas fails in its block with its fee paid).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_claim_fits_its_gas_limit_at_the_smallest_gas_adjustment() {
+    let config = MinerConfig {
+        gas_adjustment: crate::config::MIN_GAS_ADJUSTMENT,
+        ..config("a")
+    };
+    let (f, claim) = claim_on_a_node_charging("", true, config).await;
+    assert_eq!(
+        f.chain.state().last_simulated_fee,
+        Some(1),
+        "the draft was simulated with a non-zero fee"
+    );
+    let failed: Vec<_> = f.chain.state().txs.values().map(|t| (t.code, t.log.clone())).collect();
+    assert!(claim.is_some(), "claim included; txs: {failed:?}");
+    assert_eq!(failed.len(), 1);
+    assert_eq!(failed[0].0, 0);
+}

@@ -179,6 +179,8 @@ pub struct ChainState {
     /// Test knob: the node's `cosmos.base.node.v1beta1.Service/Config` answers `Unimplemented`, as behind a
     /// gateway that forwards only the pocket and tx services; CheckTx still applies the minimum gas prices.
     pub node_config_unavailable: bool,
+    /// The upokt fee of the last tx Simulate ran (for tests: what fee the gas estimate included).
+    pub last_simulated_fee: Option<u128>,
     /// Results of included txs by uppercase hex hash.
     pub txs: HashMap<String, TxResult>,
     /// Every claim/proof message outcome, in order.
@@ -394,6 +396,7 @@ impl SimChain {
             max_tx_bytes: DEFAULT_MAX_TX_BYTES,
             minimum_gas_prices: Vec::new(),
             node_config_unavailable: false,
+            last_simulated_fee: None,
             txs: HashMap::new(),
             records: Vec::new(),
             settlements: Vec::new(),

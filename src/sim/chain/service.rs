@@ -218,6 +218,7 @@ pub fn router(chain: SimChain) -> GrpcRouter {
             // A node runs the messages too (at its last committed height) and answers a refusal with `Unknown`.
             validate::simulate_messages(&mut s, &body).map_err(Status::unknown)?;
             let gas = validate::gas_used(r.tx_bytes.len(), body.messages.len(), fee);
+            s.last_simulated_fee = Some(fee);
             Ok(wire::SimulateResponse {
                 gas_info: Some(wire::GasInfo {
                     gas_wanted: gas,
