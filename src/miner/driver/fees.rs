@@ -100,6 +100,12 @@ impl GasPricing {
                     self.learned().node = Some((node, Instant::now()));
                 }
                 Err(e) => {
+                    // Asked again only after the TTL (a node that does not serve the query would otherwise cost a
+                    // failed call per tx); what was read before stays in use, and a refusal still names the price.
+                    let mut learned = self.learned();
+                    let previous = learned.node.take().and_then(|(p, _)| p);
+                    learned.node = Some((previous, Instant::now()));
+                    drop(learned);
                     if let Some(suppressed) = self.query_log.admit() {
                         tracing::warn!(error = %e, suppressed, "cannot read the node's minimum gas price; pricing txs at transaction.gas_price");
                     }
@@ -172,12 +178,15 @@ impl GasPricing {
             return false;
         };
         let Some(&(_, fee)) = required.iter().find(|(d, _)| *d == denom) else {
-            tracing::error!(
-                log = raw_log,
-                gas_price = %self.configured,
-                "the node requires a fee in other denominations than transaction.gas_price's; set \
-                 transaction.gas_price in one of them or use another node"
-            );
+            if let Some(suppressed) = self.error_log.admit() {
+                tracing::error!(
+                    log = raw_log,
+                    gas_price = %self.configured,
+                    suppressed,
+                    "the node requires a fee in other denominations than transaction.gas_price's; set \
+                     transaction.gas_price in one of them or use another node"
+                );
+            }
             return false;
         };
         if fee <= fee_paid {
@@ -187,14 +196,17 @@ impl GasPricing {
             return false;
         };
         if price > max {
-            tracing::error!(
-                required_fee = fee,
-                gas_limit,
-                price = %decimal(&price),
-                max_gas_price = %self.max,
-                "the node requires a fee above transaction.max_gas_price; not sent again (the claim or proof will be \
-                 lost if no node takes it); raise transaction.max_gas_price or use another node"
-            );
+            if let Some(suppressed) = self.error_log.admit() {
+                tracing::error!(
+                    required_fee = fee,
+                    gas_limit,
+                    price = %decimal(&price),
+                    max_gas_price = %self.max,
+                    suppressed,
+                    "the node requires a fee above transaction.max_gas_price; not sent again (the claim or proof will \
+                     be lost if no node takes it); raise transaction.max_gas_price or use another node"
+                );
+            }
             return false;
         }
         self.learned().refused = Some((price, Instant::now()));
