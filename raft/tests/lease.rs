@@ -161,3 +161,75 @@ async fn a_renewal_on_a_leader_whose_quorum_acknowledgement_is_late_waits_for_it
     assert_eq!(c.node(a).status().term, term);
     c.shutdown().await;
 }
+
+/// A leader whose followers answer every RPC later than openraft's heartbeat deadline (the heartbeat interval,
+/// 50 ms), as on a loaded host, while its writes keep committing (an append with entries gets a second or more):
+/// no heartbeat answer counts, but openraft 0.10 counts every answered replication request as a quorum
+/// acknowledgement (`ReplicationContext::notify_heartbeat_progress`, stamped with the request's sending time),
+/// so a leader whose writes commit keeps leading and confirms its lease renewals at once. The miner's
+/// leadership on a busy loaded cluster relies on that; pinned here so an openraft upgrade that stops doing it
+/// fails a test instead of the chaos runs (what still fails under load is a round trip longer than the lease:
+/// see `Core::lease`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_whose_heartbeat_answers_are_late_is_confirmed_by_its_commits() {
+    let listen: BTreeMap<u64, std::net::SocketAddr> = (1..=3).map(|id| (id, free_addr())).collect();
+    let mut proxies = BTreeMap::new();
+    for (id, addr) in &listen {
+        proxies.insert(*id, MuteProxy::start(*addr).await);
+    }
+    let advertise: BTreeMap<u64, String> = proxies.iter().map(|(id, p)| (*id, p.addr().to_string())).collect();
+    // A lease (the lower election timeout) far above the delayed round trip of a commit.
+    let c = Cluster::start_with(3, |cfg| {
+        cfg.listen = listen[&cfg.node_id];
+        cfg.advertise = Some(advertise[&cfg.node_id].clone());
+        cfg.election_timeout = (Duration::from_millis(1000), Duration::from_millis(2500));
+    })
+    .await;
+    let a = c.leader().await;
+    let storage_a = c.node(a).storage();
+    let token = storage_a
+        .leadership
+        .campaign(ELECTION, "node-a", TTL)
+        .await
+        .unwrap()
+        .unwrap();
+    let term = c.node(a).status().term;
+
+    // Every answer to A comes 120 ms late: heartbeats reach the followers (no election), their answers miss
+    // openraft's heartbeat deadline.
+    for (id, proxy) in &proxies {
+        if *id != a {
+            proxy.delay(Duration::from_millis(120));
+        }
+    }
+    wait_for(
+        "A's last counted quorum acknowledgement is older than the lease",
+        || async { (!c.node(a).is_leader()).then_some(()) },
+    )
+    .await;
+    assert!(!c.node(a).is_leader(), "heartbeat answers after their deadline counted");
+
+    // A write commits (about one delayed round trip): its answered appends acknowledged A's leadership.
+    storage_a.kv.set("probe", b"1".to_vec(), None).await.unwrap();
+    assert!(
+        c.node(a).is_leader(),
+        "a commit by the leader did not count as a quorum acknowledgement"
+    );
+    let started = std::time::Instant::now();
+    assert_eq!(
+        storage_a.leadership.renew(ELECTION, "node-a", token, TTL).await,
+        Ok(true),
+        "a leader whose writes commit could not renew its lease"
+    );
+    // Confirmed by the write's and the renewal's own appends, not after waiting out the upper election timeout.
+    assert!(
+        started.elapsed() < Duration::from_millis(2500),
+        "renewal took {:?}",
+        started.elapsed()
+    );
+    assert_eq!(c.node(a).status().term, term, "the late answers caused an election");
+    for proxy in proxies.values() {
+        proxy.delay(Duration::ZERO);
+    }
+    c.shutdown().await;
+}

@@ -137,10 +137,12 @@ impl Cluster {
 }
 
 /// A TCP proxy in front of one node's raft port whose answers can be muted: requests still reach the node, its
-/// answers are read and discarded, so the caller times out (a link that loses packets in one direction).
+/// answers are read and discarded, so the caller times out (a link that loses packets in one direction). Its
+/// answers can also be delayed (a node that answers late, as on a loaded host).
 pub struct MuteProxy {
     addr: SocketAddr,
     mute: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    delay_ms: std::sync::Arc<std::sync::atomic::AtomicU64>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -153,6 +155,8 @@ impl MuteProxy {
         let addr = listener.local_addr().unwrap();
         let mute = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let muted = std::sync::Arc::clone(&mute);
+        let delay_ms = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let delays = std::sync::Arc::clone(&delay_ms);
         let task = tokio::spawn(async move {
             while let Ok((client, _)) = listener.accept().await {
                 let Ok(server) = tokio::net::TcpStream::connect(target).await else {
@@ -164,6 +168,7 @@ impl MuteProxy {
                     let _ = tokio::io::copy(&mut client_rx, &mut server_tx).await;
                 });
                 let muted = std::sync::Arc::clone(&muted);
+                let delays = std::sync::Arc::clone(&delays);
                 tokio::spawn(async move {
                     let mut buf = vec![0u8; 64 * 1024];
                     loop {
@@ -171,6 +176,10 @@ impl MuteProxy {
                             Ok(0) | Err(_) => return,
                             Ok(n) => n,
                         };
+                        let delay = delays.load(Ordering::SeqCst);
+                        if delay > 0 {
+                            tokio::time::sleep(std::time::Duration::from_millis(delay)).await;
+                        }
                         if !muted.load(Ordering::SeqCst) && client_tx.write_all(&buf[..n]).await.is_err() {
                             return;
                         }
@@ -178,7 +187,12 @@ impl MuteProxy {
                 });
             }
         });
-        Self { addr, mute, task }
+        Self {
+            addr,
+            mute,
+            delay_ms,
+            task,
+        }
     }
 
     pub fn addr(&self) -> SocketAddr {
@@ -188,6 +202,12 @@ impl MuteProxy {
     /// Mutes (or unmutes) the node's answers on every connection, open or new.
     pub fn mute(&self, on: bool) {
         self.mute.store(on, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Delays each of the node's answers by `delay` (zero: none), on every connection.
+    pub fn delay(&self, delay: std::time::Duration) {
+        let ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX);
+        self.delay_ms.store(ms, std::sync::atomic::Ordering::SeqCst);
     }
 }
 
