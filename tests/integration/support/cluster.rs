@@ -143,6 +143,15 @@ pub struct NodeOpts<'a> {
     pub raft_extra: &'a [String],
 }
 
+/// `level` with the directives of `RAFT_CHAOS_LOG` appended (e.g. `raft::core=debug`), to look into a failing
+/// run without editing the test.
+fn log_level(level: &str) -> String {
+    match std::env::var("RAFT_CHAOS_LOG") {
+        Ok(extra) if !extra.trim().is_empty() => format!("{level},{}", extra.trim()),
+        _ => level.to_string(),
+    }
+}
+
 /// Ports and config of node `id` (not started), its raft port listening on `raft_port`.
 pub fn node_config(env: &Env, id: u64, raft_port: u16, opts: &NodeOpts) -> Proc {
     let mode = if opts.peers.is_empty() { "embedded" } else { "raft" };
@@ -199,7 +208,7 @@ logging:
             chain_id = env.genesis.chain_id,
             keys = env.keys.display(),
             backend = env.backend.http_url(),
-            level = opts.level,
+            level = log_level(opts.level),
         ),
     )
     .unwrap();
