@@ -895,7 +895,12 @@ impl Engine {
                 // First send once the window opened and the claim delay passed, or at the last height the buffer
                 // allows when the window is shorter than the delay; never past it. Re-sends are decided by the
                 // lookup's answer (`on_chain`), not here.
-                let first_send_at = (s.claim_open + self.config.claim_delay_blocks.max(0)).min(s.claim_close - buffer);
+                let first_send_at = crate::protocol::session::first_claim_send_height(
+                    s.claim_open,
+                    s.claim_close,
+                    self.config.claim_delay_blocks,
+                    buffer,
+                );
                 let due = last_sent.is_none()
                     && height >= first_send_at
                     && !failed_now.contains(&(TxKind::Claim, record.key.clone()));

@@ -212,6 +212,16 @@ pub fn select_suppliers(
         .collect()
 }
 
+/// The height a miner sends a session's claim first (`transaction.claim_delay_blocks`): `delay` blocks after the
+/// claim window opens, but no later than `buffer` blocks before it closes, and never before it opens. Relays
+/// appended before this height are in the claim, so the relayer appends until then.
+pub fn first_claim_send_height(claim_open: i64, claim_close: i64, delay: i64, buffer: i64) -> i64 {
+    claim_open
+        .saturating_add(delay.max(0))
+        .min(claim_close.saturating_sub(buffer))
+        .max(claim_open)
+}
+
 /// Whether a service-config update is active at `h`: activation ≤ h < deactivation (deactivation 0 = never).
 pub fn config_active_at(activation: i64, deactivation: i64, h: i64) -> bool {
     activation <= h && (deactivation == 0 || h < deactivation)
@@ -258,6 +268,23 @@ pub fn validate_header(header: &SessionHeader) -> Result<(), SessionError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_first_claim_send_waits_the_delay_within_the_window() {
+        assert_eq!(first_claim_send_height(10, 14, 1, 1), 11);
+        assert_eq!(first_claim_send_height(10, 14, 0, 1), 10);
+        assert_eq!(
+            first_claim_send_height(10, 14, 5, 1),
+            13,
+            "clamped to the buffer before the close"
+        );
+        assert_eq!(
+            first_claim_send_height(10, 10, 1, 2),
+            10,
+            "never before the window opens"
+        );
+        assert_eq!(first_claim_send_height(10, 14, -3, 1), 10);
+    }
 
     fn default_params() -> SharedParams {
         SharedParams {

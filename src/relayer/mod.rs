@@ -707,13 +707,8 @@ impl Relayer {
         if height <= 0 || start <= height {
             return Ok(height);
         }
-        // The current grid (shared params at the current height: cached, read by every validation anyway).
-        let params = self.chain.shared_params_at(height).await.map_err(RelayError::Chain)?;
-        let grid = crate::protocol::session::SessionGrid::new(&params).map_err(|e| {
-            RelayError::Chain(crate::chain::query::ChainError::BadResponse(format!(
-                "shared params at {height}: {e}"
-            )))
-        })?;
+        // Read by every validation anyway (cached).
+        let grid = validate::current_grid_at(&self.chain, height).await?;
         // Only one block behind the gateway, at the current session's last block: the header is not
         // authenticated yet, so any other height is not waited for (validation refuses it), and at most
         // `NEXT_SESSION_WAITERS` relays wait at once (the others are refused at once, also with the retry status).
@@ -884,11 +879,12 @@ impl Relayer {
         // until then it is still in the claim; later the miner may already have built the claim's root without
         // it: it would be served for nothing (and in HA the miner could only count it as lost), so it is refused.
         let now = *self.height.borrow();
-        let w = &valid.windows;
-        // The miner's first claim send (`lifecycle`: the delay, clamped to the last height the buffer allows).
-        let claim_sent_at = (w.claim_open.saturating_add(self.claim_delay_blocks))
-            .min(w.claim_close.saturating_sub(self.submission_buffer_blocks))
-            .max(w.claim_open);
+        let claim_sent_at = crate::protocol::session::first_claim_send_height(
+            valid.windows.claim_open,
+            valid.windows.claim_close,
+            self.claim_delay_blocks,
+            self.submission_buffer_blocks,
+        );
         if now >= claim_sent_at {
             return Err(RelayError::SessionExpired {
                 end: h.session_end_block_height,

@@ -112,9 +112,7 @@ pub async fn validate(
     // The session grid of the current shared params (none while no height is known).
     let mut current_grid = None;
     if height > 0 {
-        let current = chain.shared_params_at(height).await.map_err(RelayError::Chain)?;
-        let grid = SessionGrid::new(&current)
-            .map_err(|e| RelayError::Chain(ChainError::BadResponse(format!("shared params at {height}: {e}"))))?;
+        let grid = current_grid_at(chain, height).await?;
         let current_end = grid.session_end(height);
         if end > current_end {
             return Err(RelayError::SessionMismatch(format!(
@@ -223,6 +221,13 @@ pub async fn validate(
         pending_sessions: super::meter::pending_sessions(&params),
         ring: expected.into(),
     })
+}
+
+/// The session grid of the shared params at `height` (the current height: cached by the chain client).
+pub async fn current_grid_at(chain: &ChainClient, height: i64) -> Result<SessionGrid, RelayError> {
+    let current = chain.shared_params_at(height).await.map_err(RelayError::Chain)?;
+    SessionGrid::new(&current)
+        .map_err(|e| RelayError::Chain(ChainError::BadResponse(format!("shared params at {height}: {e}"))))
 }
 
 /// The session end height the expected ring is built for (§2.4 step 1): `GetSessionEndHeight(current shared
