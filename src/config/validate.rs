@@ -570,6 +570,16 @@ services:
         url: http://127.0.0.1:8545
 ";
 
+    /// The keys validation names for the config `yaml`.
+    fn issue_keys(yaml: &str) -> Vec<String> {
+        Config::from_yaml(yaml)
+            .unwrap()
+            .validate()
+            .into_iter()
+            .map(|i| i.key)
+            .collect()
+    }
+
     #[test]
     fn minimal_config_is_valid_with_go_defaults() {
         let config = Config::from_yaml(MINIMAL).unwrap();
@@ -656,12 +666,7 @@ relay_server:
     /// The keys validation names for the minimal config plus `transaction:` lines `lines`.
     fn transaction_issues(lines: &str) -> Vec<String> {
         let text = format!("{MINIMAL}transaction:\n{lines}");
-        Config::from_yaml(&text)
-            .unwrap()
-            .validate()
-            .into_iter()
-            .map(|i| i.key)
-            .collect()
+        issue_keys(&text)
     }
 
     #[test]
@@ -733,12 +738,7 @@ relay_server:
         assert_eq!(config.storage.raft.timing(), (ms(40), (ms(200), ms(500))));
         assert_eq!(config.storage.raft.pre_vote, Some(false));
         let text = format!("{MINIMAL}{raft}    heartbeat_interval_ms: 200\n    election_timeout_max_ms: 150\n");
-        let keys: Vec<String> = Config::from_yaml(&text)
-            .unwrap()
-            .validate()
-            .into_iter()
-            .map(|i| i.key)
-            .collect();
+        let keys = issue_keys(&text);
         assert_eq!(
             keys,
             vec![
@@ -755,12 +755,7 @@ relay_server:
     fn meter_cache_ttl_must_outlive_a_session() {
         let issues = |meter: &str| -> Vec<String> {
             let text = format!("{MINIMAL}relay_meter:\n{meter}");
-            Config::from_yaml(&text)
-                .unwrap()
-                .validate()
-                .into_iter()
-                .map(|i| i.key)
-                .collect()
+            issue_keys(&text)
         };
         for short in ["1", "90s", "30m", "3599"] {
             assert_eq!(
@@ -807,12 +802,7 @@ services:
         url: http://127.0.0.1:1/v2/KEY?apikey=x
         headers: {\"bad header\": x, ok: \"line\\nbreak\"}
 ";
-        let keys: Vec<String> = Config::from_yaml(text)
-            .unwrap()
-            .validate()
-            .into_iter()
-            .map(|i| i.key)
-            .collect();
+        let keys = issue_keys(text);
         assert_eq!(
             keys,
             vec![
@@ -840,12 +830,7 @@ pool_profiles:
   p: {{max_conns_per_host: 1000001, max_idle_conns_per_host: 1000001, idle_conn_timeout_seconds: 86401}}
 "
         );
-        let keys: Vec<String> = Config::from_yaml(&text)
-            .unwrap()
-            .validate()
-            .into_iter()
-            .map(|i| i.key)
-            .collect();
+        let keys = issue_keys(&text);
         assert_eq!(
             keys,
             vec![
@@ -882,12 +867,7 @@ pool_profiles:
     fn body_limits_are_capped_per_storage_mode() {
         let with = |extra: &str| -> Vec<String> {
             let text = format!("{MINIMAL}{extra}");
-            Config::from_yaml(&text)
-                .unwrap()
-                .validate()
-                .into_iter()
-                .map(|i| i.key)
-                .collect()
+            issue_keys(&text)
         };
         let over = MAX_BODY_SIZE_BYTES + 1;
         assert_eq!(
@@ -902,12 +882,7 @@ pool_profiles:
             "    backends:",
             &format!("    max_body_size_bytes: {over}\n    backends:"),
         );
-        let keys: Vec<String> = Config::from_yaml(&text)
-            .unwrap()
-            .validate()
-            .into_iter()
-            .map(|i| i.key)
-            .collect();
+        let keys = issue_keys(&text);
         assert_eq!(keys, vec!["services.anvil.max_body_size_bytes"]);
         let raft = "storage:\n  mode: raft\n  raft:\n    node_id: 1\n    listen_addr: 127.0.0.1:7001\n    peers: [\"1=127.0.0.1:7001\"]\n";
         assert_eq!(
@@ -934,12 +909,7 @@ pool_profiles:
             "{MINIMAL}http_transport:\n  tls_ca_file: {m}\npocket_node:\n  tls_ca_file: {m}\nstorage:\n  mode: redis\n  redis:\n    url: redis://127.0.0.1:6379\n    tls_ca_file: {m}\n",
             m = missing.display()
         );
-        let keys: Vec<String> = Config::from_yaml(&text)
-            .unwrap()
-            .validate()
-            .into_iter()
-            .map(|i| i.key)
-            .collect();
+        let keys = issue_keys(&text);
         assert_eq!(
             keys,
             vec![
@@ -955,12 +925,7 @@ pool_profiles:
     fn the_body_budget_holds_the_largest_body() {
         let with = |lines: &str| -> Vec<String> {
             let text = format!("{MINIMAL}default_max_body_size_bytes: 1000\nrelay_server:\n{lines}");
-            Config::from_yaml(&text)
-                .unwrap()
-                .validate()
-                .into_iter()
-                .map(|i| i.key)
-                .collect()
+            issue_keys(&text)
         };
         assert_eq!(with("  max_body_bytes_in_flight: 1000\n"), Vec::<String>::new());
         assert_eq!(with("  max_body_bytes_in_flight: 0\n"), Vec::<String>::new());

@@ -224,6 +224,27 @@ mod tests {
         )
     }
 
+    /// A relayer of a whole config (`services.svc` and whatever `http_transport` keys the test sets).
+    fn relayer_from_yaml(yaml: &str) -> Relayer {
+        let config = crate::config::Config::from_yaml(yaml).unwrap();
+        assert_eq!(config.validate(), vec![]);
+        let services = super::super::routes::services_from_config(&config).unwrap();
+        let chain = Arc::new(ChainClient::new("http://127.0.0.1:1", Duration::from_secs(1)).unwrap());
+        let (_tx, rx) = watch::channel(0);
+        let telemetry = Telemetry::new().unwrap();
+        let mem = storage::MemoryBackend::new().storage();
+        Relayer::with_services(
+            chain,
+            crate::keys::Keyring::default(),
+            services,
+            super::super::RelayerOptions::default(),
+            &mem,
+            rx,
+            &telemetry,
+        )
+        .unwrap()
+    }
+
     /// PATH and shannon-sdk put `http.Request.URL.String()` (absolute: the supplier's public URL) in
     /// `POKTHTTPRequest.url`; only its path and query reach the backend, joined onto the backend URL's own.
     #[tokio::test]
@@ -276,23 +297,7 @@ services:
       jsonrpc: {{url: {url}}}
 "
         );
-        let config = crate::config::Config::from_yaml(&yaml).unwrap();
-        assert_eq!(config.validate(), vec![]);
-        let services = super::super::routes::services_from_config(&config).unwrap();
-        let chain = Arc::new(ChainClient::new("http://127.0.0.1:1", Duration::from_secs(1)).unwrap());
-        let (_tx, rx) = watch::channel(0);
-        let telemetry = Telemetry::new().unwrap();
-        let mem = storage::MemoryBackend::new().storage();
-        let r = Relayer::with_services(
-            chain,
-            crate::keys::Keyring::default(),
-            services,
-            super::super::RelayerOptions::default(),
-            &mem,
-            rx,
-            &telemetry,
-        )
-        .unwrap();
+        let r = relayer_from_yaml(&yaml);
         let service = Arc::clone(&r.services["svc"]);
         for _ in 0..2 {
             let answer = r
@@ -318,23 +323,7 @@ services:
             let yaml = format!(
                 "http_transport:\n{ca_line}services:\n  svc:\n    backends:\n      jsonrpc: {{url: \"https://localhost:{port}/v2/KEY\"}}\n"
             );
-            let config = crate::config::Config::from_yaml(&yaml).unwrap();
-            assert_eq!(config.validate(), vec![]);
-            let services = super::super::routes::services_from_config(&config).unwrap();
-            let chain = Arc::new(ChainClient::new("http://127.0.0.1:1", Duration::from_secs(1)).unwrap());
-            let (_tx, rx) = watch::channel(0);
-            let telemetry = Telemetry::new().unwrap();
-            let mem = storage::MemoryBackend::new().storage();
-            Relayer::with_services(
-                chain,
-                crate::keys::Keyring::default(),
-                services,
-                super::super::RelayerOptions::default(),
-                &mem,
-                rx,
-                &telemetry,
-            )
-            .unwrap()
+            relayer_from_yaml(&yaml)
         };
         let payload = || PoktHttpRequest {
             url: "https://relayminer.example.com/v1".into(),
