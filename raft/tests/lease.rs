@@ -15,20 +15,30 @@ use common::{Cluster, DEADLINE, MuteProxy, free_addr, wait_for};
 const ELECTION: &str = "miner";
 const TTL: Duration = Duration::from_secs(60);
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_renewal_committed_after_its_proposer_was_deposed_confirms_nothing() {
-    // Every node is reached through a proxy (the membership holds the proxies' addresses).
+/// Three nodes, each reached through a [`MuteProxy`] (the membership holds the proxies' addresses), with the
+/// given election timeout (else the default).
+async fn proxied_cluster(election_timeout: Option<(Duration, Duration)>) -> (Cluster, BTreeMap<u64, MuteProxy>) {
     let listen: BTreeMap<u64, std::net::SocketAddr> = (1..=3).map(|id| (id, free_addr())).collect();
     let mut proxies = BTreeMap::new();
     for (id, addr) in &listen {
         proxies.insert(*id, MuteProxy::start(*addr).await);
     }
     let advertise: BTreeMap<u64, String> = proxies.iter().map(|(id, p)| (*id, p.addr().to_string())).collect();
-    let mut c = Cluster::start_with(3, |cfg| {
+    let c = Cluster::start_with(3, |cfg| {
         cfg.listen = listen[&cfg.node_id];
         cfg.advertise = Some(advertise[&cfg.node_id].clone());
+        if let Some(timeout) = election_timeout {
+            cfg.election_timeout = timeout;
+        }
     })
     .await;
+    (c, proxies)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_renewal_committed_after_its_proposer_was_deposed_confirms_nothing() {
+    // Every node is reached through a proxy (the membership holds the proxies' addresses).
+    let (mut c, proxies) = proxied_cluster(None).await;
     let a = c.leader().await;
     let storage_a = c.node(a).storage();
     let token = storage_a
@@ -100,20 +110,9 @@ async fn a_renewal_committed_after_its_proposer_was_deposed_confirms_nothing() {
 /// acknowledgements stay away is still refused.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_renewal_on_a_leader_whose_quorum_acknowledgement_is_late_waits_for_it() {
-    let listen: BTreeMap<u64, std::net::SocketAddr> = (1..=3).map(|id| (id, free_addr())).collect();
-    let mut proxies = BTreeMap::new();
-    for (id, addr) in &listen {
-        proxies.insert(*id, MuteProxy::start(*addr).await);
-    }
-    let advertise: BTreeMap<u64, String> = proxies.iter().map(|(id, p)| (*id, p.addr().to_string())).collect();
     // A lease (the lower election timeout) long enough that a late acknowledgement is told apart from the
     // scheduling noise of a loaded test host.
-    let mut c = Cluster::start_with(3, |cfg| {
-        cfg.listen = listen[&cfg.node_id];
-        cfg.advertise = Some(advertise[&cfg.node_id].clone());
-        cfg.election_timeout = (Duration::from_millis(500), Duration::from_millis(1500));
-    })
-    .await;
+    let (mut c, proxies) = proxied_cluster(Some((Duration::from_millis(500), Duration::from_millis(1500)))).await;
     let a = c.leader().await;
     let storage_a = c.node(a).storage();
     let token = storage_a
@@ -172,19 +171,8 @@ async fn a_renewal_on_a_leader_whose_quorum_acknowledgement_is_late_waits_for_it
 /// see `Core::lease`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_leader_whose_heartbeat_answers_are_late_is_confirmed_by_its_commits() {
-    let listen: BTreeMap<u64, std::net::SocketAddr> = (1..=3).map(|id| (id, free_addr())).collect();
-    let mut proxies = BTreeMap::new();
-    for (id, addr) in &listen {
-        proxies.insert(*id, MuteProxy::start(*addr).await);
-    }
-    let advertise: BTreeMap<u64, String> = proxies.iter().map(|(id, p)| (*id, p.addr().to_string())).collect();
     // A lease (the lower election timeout) far above the delayed round trip of a commit.
-    let c = Cluster::start_with(3, |cfg| {
-        cfg.listen = listen[&cfg.node_id];
-        cfg.advertise = Some(advertise[&cfg.node_id].clone());
-        cfg.election_timeout = (Duration::from_millis(1000), Duration::from_millis(2500));
-    })
-    .await;
+    let (c, proxies) = proxied_cluster(Some((Duration::from_millis(1000), Duration::from_millis(2500)))).await;
     let a = c.leader().await;
     let storage_a = c.node(a).storage();
     let token = storage_a
