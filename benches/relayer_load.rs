@@ -18,7 +18,10 @@
 //! `RELAYER_BENCH_COOLDOWN_MS` (idle time before the open-loop runs, default 0), `RELAYER_BENCH_MINER` (1 = the
 //! miner runs on its own runtime thread and ingests every relay into the session's trie, as in `relay-miner run`;
 //! default 1), `RELAYER_BENCH_MINER_OWN_THREAD` (0 = the miner runs on the relayer's runtime instead; default 1),
-//! `RELAYER_BENCH_BODY_BUDGET` (`relay_server.max_body_bytes_in_flight`; 0 = none; default: the config default).
+//! `RELAYER_BENCH_BODY_BUDGET` (`relay_server.max_body_bytes_in_flight`; 0 = none; default: the config default),
+//! `RELAYER_BENCH_FLOOR` (1 = a proxy doing none of the relayer's work but the same hops and the same durable
+//! append stands in for the relayer: the latency floor of this topology on this host; default 0). The relayer's
+//! phase histograms print their mean too.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -119,6 +122,18 @@ fn buckets(telemetry: &Telemetry, name: &str) -> Vec<(f64, u64)> {
     }
     sums.sort_by(|a, b| a.0.total_cmp(&b.0));
     sums
+}
+
+/// Sum (seconds) and count of histogram `name`, summed over its label sets.
+fn sum_count(telemetry: &Telemetry, name: &str) -> (f64, u64) {
+    let text = telemetry.render_metrics();
+    let value = |suffix: &str| -> f64 {
+        text.lines()
+            .filter(|l| l.starts_with(&format!("{name}{suffix}")))
+            .filter_map(|l| l.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok()))
+            .sum()
+    };
+    (value("_sum"), value("_count") as u64)
 }
 
 /// The smallest bucket bound holding quantile `q` of a cumulative histogram.
@@ -507,7 +522,25 @@ relay_log: {{durable_ack: {durable}}}
         telemetry.registry().register(collector).unwrap();
     }
     let keyring = Keyring::new([(supplier.1.clone(), supplier.0.clone())].into_iter().collect());
-    let relayer_url = {
+    // `RELAYER_BENCH_FLOOR=1`: instead of the relayer, a proxy that does none of its work (no decoding, no
+    // validation, no metering, no signing) but the same hops: the request forwarded to the backend with a pooled
+    // hyper client, then one durable append of the request and response bytes to the same relay log (so the miner
+    // ingests it as a relay), then the answer. Its added latency is the floor this topology and host give any
+    // relayer with durable ack.
+    let floor = env("RELAYER_BENCH_FLOOR", 0) == 1;
+    let relayer_url = if floor {
+        let start = floor_proxy(
+            backend_url.clone(),
+            store.clone(),
+            supplier.1.clone(),
+            header.clone(),
+            durable,
+        );
+        match &relayer_runtime {
+            Some(rt) => rt.spawn(start).await.unwrap(),
+            None => start.await,
+        }
+    } else {
         let (store, telemetry) = (store.clone(), telemetry.clone());
         let start = async move {
             let client = Arc::new(ChainClient::new(&grpc_url, Duration::from_secs(5)).unwrap());
@@ -525,6 +558,9 @@ relay_log: {{durable_ack: {durable}}}
             None => start.await,
         }
     };
+    if floor {
+        println!("RELAYER_BENCH_FLOOR=1: a proxy doing none of the relayer's work stands in for the relayer");
+    }
 
     // The miner, as `relay-miner run` has it: on its own runtime thread, ingesting the relay log into the session's
     // trie every 100 ms (sessions are 10,000 blocks long here, so it never claims during the bench).
@@ -603,6 +639,7 @@ relay_log: {{durable_ack: {durable}}}
     }
     let direct_paced = paced(&http, &format!("{backend_url}/v1/echo"), echo(paced_relays), rate).await;
     let phases_before = PHASES.map(|name| buckets(&telemetry, name));
+    let means_before = PHASES.map(|name| sum_count(&telemetry, name));
     // Stall probes (with RELAYER_BENCH_TIMELINE): an OS thread and a task on each runtime sleep 1 ms in a loop
     // and record when they woke more than 1 ms late.
     let probe_stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -666,6 +703,7 @@ relay_log: {{durable_ack: {durable}}}
         std::fs::write(format!("{dir}/stalls.csv"), out).unwrap();
     }
     let phases_after = PHASES.map(|name| buckets(&telemetry, name));
+    let means_after = PHASES.map(|name| sum_count(&telemetry, name));
     let memory_after = memory_mib();
     // Without durable ack the last batch may still be in flight: wait for it (bounded).
     let deadline = Instant::now() + Duration::from_secs(5);
@@ -722,10 +760,16 @@ relay_log: {{durable_ack: {durable}}}
         p(&through_paced, 0.99).saturating_sub(p(&direct_paced, 0.99))
     );
     println!("  relayer and relay WAL phases during the open-loop run (from their histograms; bucket upper bounds):");
-    for ((name, before), after) in PHASES.iter().zip(&phases_before).zip(&phases_after) {
+    for (i, ((name, before), after)) in PHASES.iter().zip(&phases_before).zip(&phases_after).enumerate() {
         let diff: Vec<(f64, u64)> = after.iter().zip(before).map(|((le, a), (_, b))| (*le, a - b)).collect();
+        let ((sum0, n0), (sum1, n1)) = (means_before[i], means_after[i]);
+        let mean_us = if n1 > n0 {
+            (sum1 - sum0) * 1e6 / (n1 - n0) as f64
+        } else {
+            0.0
+        };
         println!(
-            "    {name}: p50 ≤ {}, p99 ≤ {}",
+            "    {name}: p50 ≤ {}, p99 ≤ {}, mean {mean_us:.0} µs",
             bucket_quantile(&diff, 0.5),
             bucket_quantile(&diff, 0.99)
         );
@@ -744,4 +788,85 @@ relay_log: {{durable_ack: {durable}}}
             None => " (miner off)".into(),
         }
     );
+}
+
+/// The floor proxy of `RELAYER_BENCH_FLOOR` (see there); returns its URL.
+async fn floor_proxy(
+    backend_url: String,
+    store: storage::Storage,
+    supplier: String,
+    header: relay_miner::protocol::wire::SessionHeader,
+    durable: bool,
+) -> String {
+    use prost::Message as _;
+    #[derive(Clone)]
+    struct Floor {
+        http: Client,
+        echo: String,
+        store: storage::Storage,
+        supplier: String,
+        header: relay_miner::protocol::wire::SessionHeader,
+        durable: bool,
+    }
+    async fn handle(
+        axum::extract::State(f): axum::extract::State<Arc<Floor>>,
+        body: bytes::Bytes,
+    ) -> (http::StatusCode, bytes::Bytes) {
+        let request = http::Request::post(&f.echo)
+            .header("content-type", "application/json")
+            .body(http_body_util::Full::new(body.clone()))
+            .unwrap();
+        let response = f.http.request(request).await.unwrap();
+        let answer = response.into_body().collect().await.unwrap().to_bytes();
+        let mut bytes = body.to_vec();
+        bytes.extend_from_slice(&answer[..answer.len().min(64)]);
+        let hash = sha256(&bytes);
+        let message = relay_miner::protocol::wire::MinedRelayMessage {
+            relay_hash: hash.to_vec(),
+            relay_bytes: bytes,
+            compute_units_per_relay: 10,
+            session_id: f.header.session_id.clone(),
+            session_end_height: f.header.session_end_block_height,
+            supplier_operator_address: f.supplier.clone(),
+            service_id: f.header.service_id.clone(),
+            application_address: f.header.application_address.clone(),
+            arrival_block_height: f.header.session_start_block_height,
+            published_at_unix_nano: 0,
+            session_start_height: f.header.session_start_block_height,
+        };
+        let mined = storage::MinedRelay {
+            supplier: f.supplier.clone(),
+            session_id: f.header.session_id.clone(),
+            session_end_height: f.header.session_end_block_height as u64,
+            relay_hash: hash.to_vec(),
+            payload: message.encode_to_vec(),
+        };
+        if f.durable {
+            f.store.relay_log.append(vec![mined]).await.unwrap();
+        } else {
+            let store = f.store.clone();
+            tokio::spawn(async move { store.relay_log.append(vec![mined]).await.unwrap() });
+        }
+        (http::StatusCode::OK, answer)
+    }
+    let http: Client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .pool_max_idle_per_host(usize::MAX)
+        .build_http();
+    let floor = Arc::new(Floor {
+        http,
+        echo: format!("{backend_url}/v1/echo"),
+        store,
+        supplier,
+        header,
+        durable,
+    });
+    let router = axum::Router::new()
+        .route("/", axum::routing::post(handle))
+        .with_state(floor);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, router).await;
+    });
+    url
 }
