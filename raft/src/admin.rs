@@ -157,6 +157,7 @@ impl From<WireError> for AdminError {
             WireError::NotLeader { leader_id, leader_addr } => Self::NotLeader { leader_id, leader_addr },
             WireError::BadRequest(s) => Self::Invalid(s),
             WireError::Raft(s) => Self::Raft(s),
+            WireError::Identity(s) | WireError::IdentityRefused(s) => Self::Raft(format!("node identity: {s}")),
         }
     }
 }

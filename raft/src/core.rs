@@ -4,7 +4,7 @@
 //! Read-your-writes on every node: a forwarded write returns the log index the leader applied it at, and the
 //! forwarding node waits until its own state machine has applied that index before answering its caller.
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use openraft::Instant as _;
@@ -79,6 +79,8 @@ pub(crate) struct Core {
     pub leader_contact: Mutex<Option<Instant>>,
     /// Write latency and snapshot counters.
     pub stats: crate::RaftStats,
+    /// This node's identity and its peers' ([`crate::identity`]).
+    pub identity: Arc<crate::identity::Identity>,
 }
 
 fn not_leader(f: &openraft::error::ForwardToLeader<crate::types::TypeConfig>) -> WireError {
@@ -170,6 +172,9 @@ impl Core {
 
     /// Why this node cannot serve writes right now, if it cannot.
     pub fn readiness(&self) -> Result<(), String> {
+        if let Some(why) = self.identity.problem() {
+            return Err(format!("raft node identity refused: {why}"));
+        }
         let v = self.view();
         if let Err(e) = v.running {
             return Err(format!("raft stopped: {e}"));

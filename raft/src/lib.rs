@@ -7,6 +7,7 @@
 //! - [`network`] / [`wire`]: openraft RPCs over HTTP on the raft port, with a pre-shared cluster token.
 //! - [`RaftNode`]: one member (files, raft port, openraft) serving the storage contract through [`RaftBackend`].
 //! - [`AdminClient`]: init, add-learner, promote, remove, status, for the CLI.
+//! - [`identity`]: which data directory a node id speaks for; a wiped voter cannot rejoin under its old id.
 //!
 //! # Using it
 //! ```no_run
@@ -26,6 +27,8 @@
 //!   applied on the appending node.
 //! - One leader per term (std leader ids); lease tokens carry the term in their high 32 bits
 //!   ([`token_term`]), so a new raft leader's miner always holds a greater fencing token than any before it.
+//! - A voter whose data directory was wiped cannot vote or acknowledge under its old id: raft RPCs carry node
+//!   incarnations and peers refuse a known id under a new one ([`identity`]).
 //! - A leader that has not heard from a quorum within the lower election timeout reports not-leader and
 //!   not-ready ([`RaftNode::readiness`]), and its writes fail as `Unavailable`; `campaign`/`renew` on it send a
 //!   heartbeat round and wait up to the upper election timeout for a quorum's acknowledgement (one that is
@@ -43,6 +46,7 @@
 pub mod admin;
 mod backend;
 mod core;
+pub mod identity;
 pub mod log_store;
 pub mod network;
 mod node;

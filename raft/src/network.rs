@@ -19,6 +19,7 @@ use openraft::network::{RPCOption, RaftNetworkFactory, RaftNetworkV2};
 use openraft::raft::{AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, VoteRequest, VoteResponse};
 use serde::{Deserialize, Serialize};
 
+use crate::identity::Identity;
 use crate::types::{NodeInfo, Snapshot, SnapshotData, SnapshotMeta, TypeConfig, Vote};
 use crate::wire::{PeerClient, WireError, path};
 
@@ -55,6 +56,7 @@ pub(crate) struct SnapshotChunk {
 #[derive(Clone)]
 pub struct NetworkFactory {
     node_id: u64,
+    identity: Arc<Identity>,
     token: String,
     clients: Arc<Mutex<HashMap<String, PeerClient>>>,
     transfers: Arc<std::sync::atomic::AtomicU64>,
@@ -62,10 +64,11 @@ pub struct NetworkFactory {
 }
 
 impl NetworkFactory {
-    /// A factory for node `node_id` using the cluster `token`.
-    pub fn new(node_id: u64, token: &str) -> Self {
+    /// A factory for the node of `identity` using the cluster `token`.
+    pub fn new(identity: Arc<Identity>, token: &str) -> Self {
         Self {
-            node_id,
+            node_id: identity.node_id(),
+            identity,
             token: token.to_owned(),
             clients: Arc::new(Mutex::new(HashMap::new())),
             transfers: Arc::new(std::sync::atomic::AtomicU64::new(0)),
@@ -97,6 +100,7 @@ impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
             target,
             client: self.client(&node.raft_addr),
             from: self.node_id,
+            identity: self.identity.clone(),
             transfers: self.transfers.clone(),
             stats: self.stats.clone(),
         }
@@ -108,13 +112,18 @@ pub struct Network {
     target: u64,
     client: PeerClient,
     from: u64,
+    identity: Arc<Identity>,
     transfers: Arc<std::sync::atomic::AtomicU64>,
     stats: Option<crate::RaftStats>,
 }
 
 fn rpc_err<E: std::error::Error>(target: u64, e: WireError) -> RPCError<TypeConfig, E> {
     match e {
-        WireError::Unreachable(_) | WireError::Unauthorized => RPCError::Unreachable(Unreachable::new(&e)),
+        // A peer of another identity is treated as unreachable: openraft backs off, and nothing it said counts.
+        WireError::Unreachable(_)
+        | WireError::Unauthorized
+        | WireError::Identity(_)
+        | WireError::IdentityRefused(_) => RPCError::Unreachable(Unreachable::new(&e)),
         WireError::Timeout(_) => RPCError::Network(NetworkError::new(&e)),
         other => RPCError::Network(NetworkError::new(&WireErrorAt { target, error: other })),
     }
@@ -165,14 +174,16 @@ impl Network {
                 done: last.then(|| (vote, meta.clone())),
             };
             offset += filled as u64;
+            let body = crate::types::encode(&msg).map_err(|e| StreamingError::Network(NetworkError::new(&e)))?;
             let resp: Option<SnapshotResponse<TypeConfig>> = self
                 .client
-                .call(path::SNAPSHOT, &msg, timeout)
+                .call_raft(path::SNAPSHOT, body, timeout, &self.identity, self.target)
                 .await
                 .map_err(|e| match e {
-                    WireError::Unreachable(_) | WireError::Unauthorized => {
-                        StreamingError::Unreachable(Unreachable::new(&e))
-                    }
+                    WireError::Unreachable(_)
+                    | WireError::Unauthorized
+                    | WireError::Identity(_)
+                    | WireError::IdentityRefused(_) => StreamingError::Unreachable(Unreachable::new(&e)),
                     other => StreamingError::Network(NetworkError::new(&other)),
                 })?;
             if last {
@@ -203,7 +214,7 @@ impl RaftNetworkV2<TypeConfig> for Network {
             append_deadline(option.hard_ttl(), body.len())
         };
         self.client
-            .call_raw(path::APPEND, body, deadline)
+            .call_raft(path::APPEND, body, deadline, &self.identity, self.target)
             .await
             .map_err(|e| rpc_err(self.target, e))
     }
@@ -213,8 +224,9 @@ impl RaftNetworkV2<TypeConfig> for Network {
         rpc: VoteRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<VoteResponse<TypeConfig>, RPCError<TypeConfig>> {
+        let body = crate::types::encode(&rpc).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
         self.client
-            .call(path::VOTE, &rpc, option.hard_ttl())
+            .call_raft(path::VOTE, body, option.hard_ttl(), &self.identity, self.target)
             .await
             .map_err(|e| rpc_err(self.target, e))
     }
@@ -224,8 +236,9 @@ impl RaftNetworkV2<TypeConfig> for Network {
         rpc: VoteRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<VoteResponse<TypeConfig>, RPCError<TypeConfig>> {
+        let body = crate::types::encode(&rpc).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
         self.client
-            .call(path::PRE_VOTE, &rpc, option.hard_ttl())
+            .call_raft(path::PRE_VOTE, body, option.hard_ttl(), &self.identity, self.target)
             .await
             .map_err(|e| rpc_err(self.target, e))
     }

@@ -3,7 +3,8 @@
 //!
 //! Data dir layout: `log.redb` (raft log), `sm/state.redb` (state machine), `sm/snapshots/` (snapshot files and
 //! snapshot chunks being received). Restarting a node on the same data dir resumes from its vote, log and
-//! applied state; a wiped node must join under a **new** node id.
+//! applied state; a wiped node must join under a **new** node id, which [`crate::identity`] enforces (the
+//! `identity` and `peers` files).
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -11,6 +12,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use openraft::async_runtime::watch::WatchReceiver as _;
 use openraft::{Config, SnapshotPolicy};
 use storage::Storage;
 use tokio::sync::{oneshot, watch};
@@ -150,6 +152,10 @@ impl RaftNode {
     /// ([`RaftNode::initialize`] or `AdminClient::init`) or added by the leader.
     pub async fn start(cfg: RaftConfig) -> Result<Self, NodeError> {
         std::fs::create_dir_all(&cfg.data_dir)?;
+        let identity = Arc::new(
+            crate::identity::Identity::open(&cfg.data_dir, cfg.node_id)
+                .map_err(|e| NodeError::Config(e.to_string()))?,
+        );
         let listener = tokio::net::TcpListener::bind(cfg.listen).await?;
         let addr = listener.local_addr()?;
         let advertise = cfg.advertise.clone().unwrap_or_else(|| addr.to_string());
@@ -180,7 +186,7 @@ impl RaftNode {
         let stats = crate::RaftStats::new().map_err(|e| NodeError::Config(format!("metrics: {e}")))?;
         let sm = StateMachine::open(&sm_dir)?.with_stats(stats.clone());
         let reader = sm.reader();
-        let net = NetworkFactory::new(cfg.node_id, &cfg.cluster_token).with_stats(stats.clone());
+        let net = NetworkFactory::new(identity.clone(), &cfg.cluster_token).with_stats(stats.clone());
         let raft = Raft::new(cfg.node_id, config, net.clone(), log, sm)
             .await
             .map_err(|e| NodeError::Raft(e.to_string()))?;
@@ -192,7 +198,27 @@ impl RaftNode {
             confirm_wait: cfg.election_timeout.1,
             leader_contact: std::sync::Mutex::new(None),
             stats,
+            identity: identity.clone(),
         });
+        // Peers removed from the membership are forgotten, so their ids can be reused.
+        {
+            let mut metrics = raft.metrics();
+            let identity = identity.clone();
+            tokio::spawn(async move {
+                loop {
+                    let members: std::collections::BTreeSet<u64> = {
+                        let m = metrics.borrow_and_update();
+                        m.membership_config.membership().nodes().map(|(id, _)| *id).collect()
+                    };
+                    if !members.is_empty() {
+                        identity.forget_absent(&members);
+                    }
+                    if metrics.changed().await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
         let (stop, stop_rx) = watch::channel(false);
         let backend = RaftBackend::start(core.clone(), reader, cfg.batch, stop_rx);
         let state = ServerState::new(core.clone(), &cfg.cluster_token, sm_dir.join("snapshots"));

@@ -26,6 +26,7 @@ use serde::de::DeserializeOwned;
 
 use crate::admin::{MembershipChange, Status};
 use crate::core::Core;
+use crate::identity::{FROM_HEADER, Identity, PEERS_HEADER, Stamp, TO_HEADER};
 use crate::network::SnapshotChunk;
 use crate::types::{NodeInfo, Request, Snapshot, TypeConfig, decode, encode};
 use crate::wire::{MAX_BODY, TOKEN_HEADER, WireError, path};
@@ -111,6 +112,62 @@ where
     answer(f(req).await)
 }
 
+/// [`handle`] for raft RPCs (appends, votes, snapshot chunks): the identities the request carries are checked
+/// first, and the answer carries this node's ([`crate::identity`]): a wiped node's votes and acknowledgements
+/// never count, and a request for another node is refused.
+async fn handle_raft<Req, Resp, F, Fut>(st: &ServerState, headers: &HeaderMap, body: &Bytes, f: F) -> Response
+where
+    Req: DeserializeOwned,
+    Resp: Serialize,
+    F: FnOnce(Req) -> Fut,
+    Fut: std::future::Future<Output = Result<Resp, WireError>>,
+{
+    let identity = &st.core.identity;
+    let mut response = if !token_ok(headers, &st.token) {
+        tracing::warn!("raft port: request with a wrong or missing cluster token rejected");
+        return (StatusCode::UNAUTHORIZED, "wrong cluster token").into_response();
+    } else if let Err(e) = check_request(&st.core, identity, headers) {
+        answer::<Resp>(Err(e))
+    } else {
+        handle(st, headers, body, f).await
+    };
+    if let Ok(v) = axum::http::HeaderValue::from_str(&identity.stamp().render()) {
+        response.headers_mut().insert(FROM_HEADER, v);
+    }
+    response
+}
+
+/// Checks the target and sender identities of a raft RPC.
+fn check_request(core: &Core, identity: &Identity, headers: &HeaderMap) -> Result<(), WireError> {
+    let stamp = |name: &str| -> Result<Option<Stamp>, WireError> {
+        match headers.get(name) {
+            None => Ok(None),
+            Some(v) => v
+                .to_str()
+                .ok()
+                .and_then(Stamp::parse)
+                .map(Some)
+                .ok_or_else(|| WireError::BadRequest(format!("malformed {name} header {v:?}"))),
+        }
+    };
+    if let Some(to) = stamp(TO_HEADER)? {
+        identity.check_addressed(to).map_err(WireError::Identity)?;
+    }
+    if let Some(from) = stamp(FROM_HEADER)? {
+        identity.check_peer(from).map_err(|why| {
+            core.stats.identity_refused(from.id);
+            if identity.should_log_refusal(from.id) {
+                tracing::error!("raft: refusing node {}: {why}", from.id);
+            }
+            WireError::IdentityRefused(why)
+        })?;
+    }
+    if let Some(advertised) = headers.get(PEERS_HEADER).and_then(|v| v.to_str().ok()) {
+        identity.adopt(advertised);
+    }
+    Ok(())
+}
+
 fn raft_err<E: std::error::Error>(e: RaftError<TypeConfig, E>) -> WireError {
     WireError::Raft(e.to_string())
 }
@@ -126,7 +183,7 @@ fn write_err(e: RaftError<TypeConfig, ClientWriteError<TypeConfig>>) -> WireErro
 }
 
 async fn append(State(st): State<ServerState>, h: HeaderMap, body: Bytes) -> Response {
-    handle(&st, &h, &body, |req: AppendEntriesRequest<TypeConfig>| async {
+    handle_raft(&st, &h, &body, |req: AppendEntriesRequest<TypeConfig>| async {
         let response = st.core.raft.append_entries(req).await.map_err(raft_err)?;
         // Any answer but "your vote is stale" means the sender is this node's current leader.
         if !matches!(response, AppendEntriesResponse::HigherVote(_)) {
@@ -138,14 +195,14 @@ async fn append(State(st): State<ServerState>, h: HeaderMap, body: Bytes) -> Res
 }
 
 async fn vote(State(st): State<ServerState>, h: HeaderMap, body: Bytes) -> Response {
-    handle(&st, &h, &body, |req: VoteRequest<TypeConfig>| async {
+    handle_raft(&st, &h, &body, |req: VoteRequest<TypeConfig>| async {
         st.core.raft.vote(req).await.map_err(raft_err)
     })
     .await
 }
 
 async fn pre_vote(State(st): State<ServerState>, h: HeaderMap, body: Bytes) -> Response {
-    handle(&st, &h, &body, |req: VoteRequest<TypeConfig>| async {
+    handle_raft(&st, &h, &body, |req: VoteRequest<TypeConfig>| async {
         st.core.raft.pre_vote(req).await.map_err(raft_err)
     })
     .await
@@ -153,7 +210,7 @@ async fn pre_vote(State(st): State<ServerState>, h: HeaderMap, body: Bytes) -> R
 
 async fn snapshot(State(st): State<ServerState>, h: HeaderMap, body: Bytes) -> Response {
     let st2 = st.clone();
-    handle(&st, &h, &body, |c: SnapshotChunk| async move {
+    handle_raft(&st, &h, &body, |c: SnapshotChunk| async move {
         let st = st2;
         let sender = c.transfer.split('-').next().unwrap_or("").to_owned();
         let finished = {

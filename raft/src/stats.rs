@@ -16,6 +16,7 @@ const WRITE_BUCKETS: [f64; 12] = [0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05,
 pub struct RaftStats {
     append_latency: Histogram,
     snapshots: IntCounterVec,
+    identity_refusals: IntCounterVec,
 }
 
 impl std::fmt::Debug for RaftStats {
@@ -28,7 +29,8 @@ impl std::fmt::Debug for RaftStats {
 
 impl RaftStats {
     /// Fresh, unregistered metrics: `ha_raft_append_latency_seconds` (a storage write from proposal to applied
-    /// on this node, forwarding to the leader included) and `ha_raft_snapshots_total{event=built|installed|sent}`.
+    /// on this node, forwarding to the leader included), `ha_raft_snapshots_total{event=built|installed|sent}` and
+    /// `ha_raft_identity_refusals_total{peer}`.
     pub fn new() -> Result<Self, prometheus::Error> {
         let append_latency = Histogram::with_opts(
             HistogramOpts::new(
@@ -44,19 +46,41 @@ impl RaftStats {
             ),
             &["event"],
         )?;
+        let identity_refusals = IntCounterVec::new(
+            Opts::new(
+                "ha_raft_identity_refusals_total",
+                "Raft RPCs refused because their sender is another incarnation of a known node id (its data \
+                 directory was wiped or replaced), by sender",
+            ),
+            &["peer"],
+        )?;
         Ok(Self {
             append_latency,
             snapshots,
+            identity_refusals,
         })
     }
 
     /// The collectors to register with a Prometheus registry.
     pub fn collectors(&self) -> Vec<Box<dyn Collector>> {
-        vec![Box::new(self.append_latency.clone()), Box::new(self.snapshots.clone())]
+        vec![
+            Box::new(self.append_latency.clone()),
+            Box::new(self.snapshots.clone()),
+            Box::new(self.identity_refusals.clone()),
+        ]
     }
 
     pub(crate) fn write_done(&self, took: Duration) {
         self.append_latency.observe(took.as_secs_f64());
+    }
+
+    pub(crate) fn identity_refused(&self, peer: u64) {
+        self.identity_refusals.with_label_values(&[&peer.to_string()]).inc();
+    }
+
+    /// RPCs refused from `peer` as another incarnation of its id.
+    pub fn identity_refusals(&self, peer: u64) -> u64 {
+        self.identity_refusals.with_label_values(&[&peer.to_string()]).get()
     }
 
     pub(crate) fn snapshot(&self, event: &str) {

@@ -14,7 +14,27 @@ use hyper_util::rt::TokioExecutor;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
+use crate::identity::{FROM_HEADER, Identity, PEERS_HEADER, Stamp, TO_HEADER};
 use crate::types::{decode, encode};
+
+/// Checks the identity an answer of node `target` carries (none: a node of an older version, not checked).
+fn check_answer(me: &Identity, target: u64, headers: &http::HeaderMap) -> Result<(), WireError> {
+    let Some(value) = headers.get(FROM_HEADER) else {
+        return Ok(());
+    };
+    let stamp = value
+        .to_str()
+        .ok()
+        .and_then(Stamp::parse)
+        .ok_or_else(|| WireError::Identity(format!("malformed {FROM_HEADER} answer header {value:?}")))?;
+    if stamp.id != target {
+        return Err(WireError::Identity(format!(
+            "node {} answered a request for raft node {target} (a wrong address, or two nodes with one id)",
+            stamp.id
+        )));
+    }
+    me.check_peer(stamp).map_err(WireError::Identity)
+}
 
 /// Header carrying the pre-shared cluster token.
 pub const TOKEN_HEADER: &str = "x-raft-cluster-token";
@@ -76,6 +96,14 @@ pub enum WireError {
     /// Raft refused or failed the request (membership change in progress, shutting down, ...).
     #[error("raft: {0}")]
     Raft(String),
+    /// The request or answer came from, or was addressed to, another node or another incarnation of a node id
+    /// (a wiped data directory, a wrong address; see [`crate::identity`]).
+    #[error("node identity: {0}")]
+    Identity(String),
+    /// The answering node refused the caller: it knows the caller's node id under another incarnation (the
+    /// caller's data directory was wiped or replaced; see [`crate::identity`]).
+    #[error("this node is refused: {0}")]
+    IdentityRefused(String),
 }
 
 /// A pooled HTTP client for one peer address (connections are kept alive and reused).
@@ -121,9 +149,44 @@ impl PeerClient {
         body: Vec<u8>,
         timeout: Duration,
     ) -> Result<Resp, WireError> {
-        let request = http::Request::post(format!("{}{path}", self.base))
+        self.call_as(path, body, timeout, None).await
+    }
+
+    /// Sends a raft RPC from this node (`identity`) to node `target`: the request carries both identities and
+    /// the answer's is checked ([`crate::identity`]). A refusal of this node's identity by the target is
+    /// recorded in `identity`.
+    pub async fn call_raft<Resp: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: Vec<u8>,
+        timeout: Duration,
+        identity: &Identity,
+        target: u64,
+    ) -> Result<Resp, WireError> {
+        let result = self.call_as(path, body, timeout, Some((identity, target))).await;
+        if let Err(WireError::IdentityRefused(why)) = &result {
+            identity.note_refused(why);
+        }
+        result
+    }
+
+    async fn call_as<Resp: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: Vec<u8>,
+        timeout: Duration,
+        identity: Option<(&Identity, u64)>,
+    ) -> Result<Resp, WireError> {
+        let mut request = http::Request::post(format!("{}{path}", self.base))
             .header(TOKEN_HEADER, &self.token)
-            .header(http::header::CONTENT_TYPE, "application/octet-stream")
+            .header(http::header::CONTENT_TYPE, "application/octet-stream");
+        if let Some((me, target)) = identity {
+            request = request
+                .header(FROM_HEADER, me.stamp().render())
+                .header(TO_HEADER, me.target(target).render())
+                .header(PEERS_HEADER, me.advertised());
+        }
+        let request = request
             .body(Full::new(Bytes::from(body)))
             .map_err(|e| WireError::BadRequest(e.to_string()))?;
         let fut = async {
@@ -135,6 +198,9 @@ impl PeerClient {
                 }
             })?;
             let status = resp.status();
+            if let Some((me, target)) = identity {
+                check_answer(me, target, resp.headers())?;
+            }
             let bytes = Limited::new(resp.into_body(), MAX_BODY)
                 .collect()
                 .await
