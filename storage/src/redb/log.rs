@@ -8,7 +8,9 @@
 //! the session's own entries: it used to walk the supplier's whole log inside the single writer transaction,
 //! which also applies the relayer's durable appends, so a backlog of other sessions stalled the relayer for as
 //! long as the walk took. A database written before the index existed (or by an older binary since) gets it
-//! at open: [`ensure_session_index`] rebuilds it when its length is not the log's.
+//! at open: [`ensure_session_index`] rebuilds it unless META holds the current index version
+//! ([`SESSION_INDEX_VERSION`]) and the index provably covers the log (same length, every supplier's newest
+//! entry indexed).
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -73,16 +75,78 @@ fn remove_entry(
     Ok(true)
 }
 
-/// Rebuilds the session index from the relay log when the two do not hold the same number of entries (lengths
-/// are O(1) in redb): a database written before the index existed, or by an older binary since (which appended
-/// and deleted entries without it). Runs inside the open-time transaction, before WAL recovery applies
-/// anything; one pass over the log. Returns the entries indexed, `None` when the index was complete.
-pub(super) fn ensure_session_index(txn: &WriteTransaction) -> Result<Option<u64>, StorageError> {
+/// META key of the session index's format version, written in the transaction that (re)builds the index.
+pub(super) const SESSION_INDEX_VERSION_KEY: &str = "log_sessions_index_version";
+/// Format of [`LOG_SESSIONS`] this binary reads and writes; raise it when the key or what is indexed changes,
+/// so databases indexed the old way are rebuilt at open.
+pub(super) const SESSION_INDEX_VERSION: u64 = 1;
+
+/// Why the session index cannot be trusted as it is, if it cannot.
+///
+/// Equal lengths alone were the old test, and they lie after a downgrade and upgrade: a binary from before
+/// the index appends and deletes log entries without touching it (and without touching the version in META,
+/// which it does not know), and k appends plus k deletions leave both tables the same length while the index
+/// misses the new entries and still lists the deleted ones (a later `trim_session` then leaves the new
+/// entries in the log). Such a binary's appends always take sequences above everything indexed, so if any of
+/// them is still in the log, some supplier's newest log entry is one of them and is missing from the index;
+/// if none is left, its deletions alone would make the lengths differ. One lookup per supplier, no log scan.
+fn stale_index_reason(
+    log: &Table<(u32, u64), &[u8]>,
+    index: &Table<(u32, &[u8], u64), ()>,
+    meta: &Table<&str, u64>,
+) -> Result<Option<String>, StorageError> {
+    match meta.get(SESSION_INDEX_VERSION_KEY).map_err(db_err)?.map(|g| g.value()) {
+        None => return Ok(Some("no index version recorded".into())),
+        Some(v) if v != SESSION_INDEX_VERSION => {
+            return Ok(Some(format!(
+                "index version {v}, this binary uses {SESSION_INDEX_VERSION}"
+            )));
+        }
+        Some(_) => {}
+    }
+    let (log_len, index_len) = (log.len().map_err(db_err)?, index.len().map_err(db_err)?);
+    if log_len != index_len {
+        return Ok(Some(format!("{log_len} log entries, {index_len} indexed")));
+    }
+    let mut sid = 0u32;
+    loop {
+        // The newest entry of the first supplier id at or above `sid`; ids without entries are skipped.
+        let Some(item) = log.range((sid, 0)..=(u32::MAX, u64::MAX)).map_err(db_err)?.next() else {
+            return Ok(None);
+        };
+        let first = item.map_err(db_err)?.0.value().0;
+        let Some(newest) = log.range((first, 0)..=(first, u64::MAX)).map_err(db_err)?.next_back() else {
+            return Ok(None);
+        };
+        let (k, v) = newest.map_err(db_err)?;
+        let seq = k.value().1;
+        if index
+            .get((first, indexed_session(v.value()), seq))
+            .map_err(db_err)?
+            .is_none()
+        {
+            return Ok(Some(format!("entry {seq} of supplier id {first} is not indexed")));
+        }
+        let Some(next) = first.checked_add(1) else {
+            return Ok(None);
+        };
+        sid = next;
+    }
+}
+
+/// Rebuilds the session index from the relay log unless it is known to be complete ([`stale_index_reason`]):
+/// a database written before the index existed, by an older binary since (which appended and deleted
+/// entries without it), or with another index version. Writes the current version to META in the same
+/// transaction, so a crash mid-rebuild leaves the old state and the next open rebuilds again. Runs inside the
+/// open-time transaction, before WAL recovery applies anything; one pass over the log. Returns why and how
+/// many entries were indexed, `None` when the index was complete.
+pub(super) fn ensure_session_index(txn: &WriteTransaction) -> Result<Option<(String, u64)>, StorageError> {
     let log = txn.open_table(LOG).map_err(db_err)?;
     let mut index = txn.open_table(LOG_SESSIONS).map_err(db_err)?;
-    if log.len().map_err(db_err)? == index.len().map_err(db_err)? {
+    let mut meta = txn.open_table(META).map_err(db_err)?;
+    let Some(reason) = stale_index_reason(&log, &index, &meta)? else {
         return Ok(None);
-    }
+    };
     index.retain(|_, _| false).map_err(db_err)?;
     let mut n = 0u64;
     for item in log.iter().map_err(db_err)? {
@@ -93,7 +157,9 @@ pub(super) fn ensure_session_index(txn: &WriteTransaction) -> Result<Option<u64>
             .map_err(db_err)?;
         n += 1;
     }
-    Ok(Some(n))
+    meta.insert(SESSION_INDEX_VERSION_KEY, SESSION_INDEX_VERSION)
+        .map_err(db_err)?;
+    Ok(Some((reason, n)))
 }
 
 /// Appends inside the writer's transaction; returns the ids in input order.
@@ -500,6 +566,151 @@ mod tests {
             });
             closed.await;
             assert_eq!(lengths(&config.path), (5, 5), "wal {wal}");
+        }
+    }
+
+    /// What a binary from before the session index does to a database it opens: appends and deletes log
+    /// entries (and raises the supplier's sequence) without touching the index or the index version.
+    fn as_an_older_binary(path: &std::path::Path, supplier: &str, delete: &[u64], append: &[(&str, u64)]) {
+        let db = Database::open(path).unwrap();
+        let txn = db.begin_write().unwrap();
+        {
+            let sid = txn
+                .open_table(SUPPLIERS)
+                .unwrap()
+                .get(supplier)
+                .unwrap()
+                .unwrap()
+                .value();
+            let mut log = txn.open_table(LOG).unwrap();
+            for seq in delete {
+                assert!(log.remove((sid, *seq)).unwrap().is_some(), "entry {seq} existed");
+            }
+            let mut meta = txn.open_table(META).unwrap();
+            let mut last = meta.get(seq_key(sid).as_str()).unwrap().unwrap().value();
+            for (session, n) in append {
+                last += 1;
+                let value = LogValue::encode(session, 100, &n.to_be_bytes(), b"older binary").unwrap();
+                log.insert((sid, last), value.as_slice()).unwrap();
+            }
+            meta.insert(seq_key(sid).as_str(), last).unwrap();
+        }
+        txn.commit().unwrap();
+    }
+
+    /// Downgrade then upgrade: the older binary deleted as many entries as it appended, so log and index are
+    /// the same length but the index misses the new session and still lists the deleted entries. The open
+    /// rebuilds it (the index version alone would not tell: the older binary left it as it was), and trims
+    /// find every entry of their session.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_index_made_stale_by_an_older_binary_is_rebuilt_at_open_even_with_equal_lengths() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = RedbConfig::new(dir.path().join("downgraded.redb"));
+        let b = open(&config).await;
+        let log = b.storage().relay_log;
+        log.append(
+            (0..10)
+                .map(|n| suite::relay("pokt1a", ["s1", "s2"][(n % 2) as usize], n))
+                .collect(),
+        )
+        .await
+        .unwrap();
+        log.append((0..4).map(|n| suite::relay("pokt1b", "s1", 50 + n)).collect())
+            .await
+            .unwrap();
+        drop(log);
+        drop(b);
+        suite::poll_until("the database is closed", || async {
+            Database::open(&config.path).ok().map(drop)
+        })
+        .await;
+        assert_eq!(lengths(&config.path), (14, 14));
+        // Sequences 1..=10 of pokt1a: odd ones are s1. The older binary deletes three of s1 and appends three
+        // of s3.
+        as_an_older_binary(&config.path, "pokt1a", &[1, 3, 5], &[("s3", 1), ("s3", 2), ("s3", 3)]);
+        assert_eq!(lengths(&config.path), (14, 14), "equal lengths, stale index");
+
+        let b = open(&config).await;
+        let log = b.storage().relay_log;
+        assert_eq!(
+            log.trim_session("pokt1a", "s3").await.unwrap(),
+            3,
+            "the older binary's entries are indexed"
+        );
+        assert_eq!(
+            log.trim_session("pokt1a", "s1").await.unwrap(),
+            2,
+            "only the entries still in the log"
+        );
+        assert_eq!(log.trim_session("pokt1a", "s2").await.unwrap(), 5);
+        assert_eq!(log.trim_session("pokt1b", "s1").await.unwrap(), 4);
+        assert!(log.read("pokt1a", "c", 100).await.unwrap().is_empty());
+        drop(log);
+        drop(b);
+        suite::poll_until("the database is closed", || async {
+            Database::open(&config.path).ok().map(drop)
+        })
+        .await;
+        assert_eq!(lengths(&config.path), (0, 0));
+    }
+
+    /// An index with the right length and every supplier's newest entry indexed is still rebuilt when META
+    /// has no index version (written before the version existed) or another one, and the open records the
+    /// current version in the same transaction.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_index_without_the_current_version_is_rebuilt_at_open() {
+        for recorded in [None, Some(SESSION_INDEX_VERSION + 1)] {
+            let dir = tempfile::tempdir().unwrap();
+            let config = RedbConfig::new(dir.path().join("versioned.redb"));
+            let b = open(&config).await;
+            let log = b.storage().relay_log;
+            log.append(
+                (0..6)
+                    .map(|n| suite::relay("pokt1a", ["s1", "s2"][(n % 2) as usize], n))
+                    .collect(),
+            )
+            .await
+            .unwrap();
+            drop(log);
+            drop(b);
+            let db = suite::poll_until("the database is closed", || async { Database::open(&config.path).ok() }).await;
+            let txn = db.begin_write().unwrap();
+            {
+                let mut meta = txn.open_table(META).unwrap();
+                assert_eq!(
+                    meta.get(SESSION_INDEX_VERSION_KEY).unwrap().map(|g| g.value()),
+                    Some(SESSION_INDEX_VERSION),
+                    "recorded at the first open"
+                );
+                match recorded {
+                    None => meta.remove(SESSION_INDEX_VERSION_KEY).unwrap(),
+                    Some(v) => meta.insert(SESSION_INDEX_VERSION_KEY, v).unwrap(),
+                };
+                // Entry 1 (s1) indexed under the wrong session: same length, newest entry (6) still indexed.
+                let mut index = txn.open_table(LOG_SESSIONS).unwrap();
+                assert!(index.remove((0, b"s1".as_slice(), 1)).unwrap().is_some());
+                index.insert((0, b"elsewhere".as_slice(), 1), ()).unwrap();
+            }
+            txn.commit().unwrap();
+            drop(db);
+
+            let b = open(&config).await;
+            let log = b.storage().relay_log;
+            assert_eq!(
+                log.trim_session("pokt1a", "s1").await.unwrap(),
+                3,
+                "recorded {recorded:?}"
+            );
+            assert_eq!(log.trim_session("pokt1a", "elsewhere").await.unwrap(), 0);
+            drop(log);
+            drop(b);
+            let db = suite::poll_until("the database is closed", || async { Database::open(&config.path).ok() }).await;
+            let txn = db.begin_read().unwrap();
+            let meta = txn.open_table(META).unwrap();
+            assert_eq!(
+                meta.get(SESSION_INDEX_VERSION_KEY).unwrap().map(|g| g.value()),
+                Some(SESSION_INDEX_VERSION)
+            );
         }
     }
 }

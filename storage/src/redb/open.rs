@@ -89,12 +89,13 @@ pub(crate) async fn open_files(
         txn.open_table(tables::SESSIONS).map_err(db_err)?;
         txn.open_table(KV).map_err(db_err)?;
         txn.open_table(META).map_err(db_err)?;
-        // A database written before the relay log's session index existed gets it now, before WAL recovery
-        // applies (and indexes) anything.
-        if let Some(indexed) = super::log::ensure_session_index(&txn)? {
+        // A database written before the relay log's session index existed, or by an older binary since, gets
+        // it (re)built now, before WAL recovery applies (and indexes) anything.
+        if let Some((reason, indexed)) = super::log::ensure_session_index(&txn)? {
             tracing::info!(
                 path = %cfg.path.display(),
                 entries = indexed,
+                %reason,
                 "relay log session index built"
             );
         }
