@@ -24,7 +24,8 @@
 //! not mined: no trie is opened and no record started for it. It is counted in
 //! `ha_miner_relays_rejected_total{reason="session_pruned"}` and logged at WARN at most once per
 //! [`AFTER_PRUNE_LOG_EVERY`] (with the number held back): a relayer whose chain view lags, or an entry redelivered
-//! long after its session, is worth a line, not one per relay.
+//! long after its session, is worth a line, not one per relay. The tombstone is checked before the size, so a
+//! relay of a pruned session that is also too large is counted as `session_pruned` (why it is not mined).
 
 use std::collections::HashMap;
 use std::sync::atomic::Ordering as AtomicOrdering;
@@ -87,15 +88,16 @@ impl Miner {
                     let Some((message, hash)) = self.readable(&supplier, entry) else {
                         continue;
                     };
-                    if !self.provable(&supplier, &message) {
-                        continue;
-                    }
                     let key = SessionKey {
                         supplier: supplier.clone(),
                         session_id: message.session_id.clone(),
                     };
+                    // The pruned session first: a relay of it is refused whatever its size, and counted for that.
                     if self.engine.is_tombstoned(&key) {
                         self.after_prune(&key, &message, entry);
+                        continue;
+                    }
+                    if !self.provable(&supplier, &message) {
                         continue;
                     }
                     *consumed.entry(message.service_id.clone()).or_default() += 1;

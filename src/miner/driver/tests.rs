@@ -21,6 +21,8 @@ use crate::protocol::wire::{MinedRelayMessage, SessionHeader};
 use crate::sim::chain::genesis::*;
 use crate::sim::chain::{SimChain, actor, router};
 
+mod pruned;
+
 const LEASE: Duration = Duration::from_secs(60);
 
 fn key_hex(label: &str) -> String {

@@ -1,0 +1,51 @@
+//! Relays of pruned sessions reaching the ingest.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use super::*;
+
+/// A relay of a pruned session that is also too large to prove is counted as `session_pruned`, the reason it
+/// is not mined (the session is gone whatever the relay's size), not as `too_large_to_prove`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_too_large_relay_of_a_pruned_session_is_counted_as_pruned() {
+    use std::sync::atomic::Ordering::Relaxed;
+    let f = fixture().await;
+    let telemetry = crate::telemetry::Telemetry::new().unwrap();
+    let plain = MemoryBackend::new().storage();
+    let max_tx_bytes = crate::smst::MAX_PROOF_OVERHEAD_BYTES + 4096;
+    let mut miner = Miner::new(
+        f.client.clone(),
+        plain.clone(),
+        f.keyring.clone(),
+        MinerConfig {
+            max_tx_bytes,
+            ..config("a")
+        },
+    )
+    .with_metrics(crate::miner::metrics::MinerMetrics::new(&telemetry).unwrap());
+    let schedule = ingest_until_claim_open(&f, &plain, &mut miner).await;
+    while miner.engine.session(&f.key).is_some() {
+        assert!(
+            f.chain.height() <= schedule.settlement + 1,
+            "pruned after the settlement height"
+        );
+        miner.step().await.unwrap();
+        f.chain.produce_block();
+    }
+    assert!(miner.engine.is_tombstoned(&f.key));
+
+    let mut relay = relays(&f.supplier, &f.header, 9..10).remove(0);
+    let mut message = MinedRelayMessage::decode(relay.payload.as_slice()).unwrap();
+    message.relay_bytes = vec![9; 4097];
+    message.relay_hash = Sha256::digest(&message.relay_bytes).to_vec();
+    relay.relay_hash = message.relay_hash.clone();
+    relay.payload = message.encode_to_vec();
+    plain.relay_log.append(vec![relay]).await.unwrap();
+    miner.step().await.unwrap();
+
+    assert_eq!(plain.relay_log.backlog(&f.supplier).await.unwrap(), Backlog::default());
+    assert!(miner.engine.session(&f.key).is_none(), "no new record");
+    assert_eq!(miner.stats.relays_after_prune.load(Relaxed), 1);
+    assert_eq!(miner.stats.relays_too_large.load(Relaxed), 0);
+    assert_eq!(rejected(&telemetry, "session_pruned"), 1);
+    assert_eq!(rejected(&telemetry, "too_large_to_prove"), 0);
+}
