@@ -32,6 +32,7 @@ pub struct MinerMetrics {
     pub(super) block_height: IntGauge,
     pub(super) leader_status: IntGauge,
     pub(super) fenced_writes: IntCounter,
+    pub(super) fee_refusals: IntCounterVec,
 }
 
 impl MinerMetrics {
@@ -132,6 +133,14 @@ impl MinerMetrics {
             )?,
             block_height: gauge("ha_miner_current_block_height", "Latest block height seen by the miner")?,
             leader_status: gauge("ha_miner_leader_status", "1 when this miner is the leader that submits")?,
+            fee_refusals: counter(
+                "ha_miner_fee_refusals_total",
+                "Claim and proof txs a node refused at CheckTx for a fee below its minimum gas price (code 13), by \
+                 what followed: resent (sent again at once at the fee the refusal named) or not_resent (the fee \
+                 named is above transaction.max_gas_price, in another denom or unreadable, or the re-send was \
+                 refused again; tried again at the next block)",
+                &["supplier", "result"],
+            )?,
             fenced_writes: {
                 let c = IntCounter::new(
                     "ha_miner_fenced_writes_total",

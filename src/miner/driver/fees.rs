@@ -13,9 +13,11 @@ use std::time::{Duration, Instant};
 
 use num_rational::BigRational;
 
+use super::Miner;
 use crate::chain::fees::{self, GasPrice};
 use crate::chain::query::ChainClient;
 use crate::chain::tx::{self, TxError};
+use crate::protocol::wire;
 use crate::telemetry::LogThrottle;
 
 /// How long the node's minimum gas price is trusted before it is asked again (at the next submission): an
@@ -211,6 +213,38 @@ impl GasPricing {
         }
         self.learned().refused = Some((price, Instant::now()));
         true
+    }
+}
+
+/// Whether a node's answer to a broadcast refuses the tx's fee as below its minimum gas price (CheckTx code 13
+/// of the SDK's codespace; no fee paid).
+pub(super) fn is_fee_refusal(response: &wire::TxResponse) -> bool {
+    response.code == fees::INSUFFICIENT_FEE_CODE && response.codespace == "sdk"
+}
+
+impl Miner {
+    /// [`GasPricing::learn_from_refusal`] for a refusal of `supplier`'s tx, counted in
+    /// `ha_miner_fee_refusals_total{result}` by whether the tx is sent again at the fee it names.
+    pub(super) fn learn_from_fee_refusal(&self, supplier: &str, raw_log: &str, gas_limit: u64, fee_paid: u128) -> bool {
+        let resend = self.gas_pricing.learn_from_refusal(raw_log, gas_limit, fee_paid);
+        self.count_fee_refusal(supplier, resend);
+        resend
+    }
+
+    /// Counts the answer to a re-send at the learned fee when a node refused its fee again: it is not sent again
+    /// within this attempt.
+    pub(super) fn count_resend_fee_refusal(&self, supplier: &str, response: &wire::TxResponse) {
+        if is_fee_refusal(response) {
+            self.count_fee_refusal(supplier, false);
+        }
+    }
+
+    fn count_fee_refusal(&self, supplier: &str, resent: bool) {
+        if let Some(m) = &self.metrics {
+            m.fee_refusals
+                .with_label_values(&[supplier, if resent { "resent" } else { "not_resent" }])
+                .inc();
+        }
     }
 }
 

@@ -456,12 +456,9 @@ impl Miner {
             .ok_or_else(|| TxOutcome::Rejected(format!("no key for {supplier}")))?;
         let signed = SignedFee::default();
         let mut response = self.send_once(supplier, key, messages.clone(), &signed).await?;
-        if response.code == crate::chain::fees::INSUFFICIENT_FEE_CODE && response.codespace == "sdk" {
+        if fees::is_fee_refusal(&response) {
             let (gas_limit, fee_paid) = signed.last();
-            if self
-                .gas_pricing
-                .learn_from_refusal(&response.raw_log, gas_limit, fee_paid)
-            {
+            if self.learn_from_fee_refusal(supplier, &response.raw_log, gas_limit, fee_paid) {
                 tracing::warn!(
                     supplier,
                     gas_limit,
@@ -470,6 +467,7 @@ impl Miner {
                     "the node refused the fee as below its minimum gas price: sending again at the fee it requires"
                 );
                 response = self.send_once(supplier, key, messages, &signed).await?;
+                self.count_resend_fee_refusal(supplier, &response);
             }
         }
         match response.code {

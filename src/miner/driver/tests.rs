@@ -21,6 +21,7 @@ use crate::protocol::wire::{MinedRelayMessage, SessionHeader};
 use crate::sim::chain::genesis::*;
 use crate::sim::chain::{SimChain, actor, router};
 
+mod fee_refusals;
 mod pruned;
 
 const LEASE: Duration = Duration::from_secs(60);
