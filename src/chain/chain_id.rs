@@ -71,36 +71,22 @@ pub async fn check(grpc: &GrpcClient, configured: &str) -> Result<(), ChainIdErr
     }
 }
 
-/// [`check`] for callers without a tokio runtime (`relay-miner validate`): builds the client and runs the query
-/// on a thread of its own with a current-thread runtime, which also keeps it safe to call from inside a runtime
-/// (a nested `block_on` would panic). Each step is bounded by `timeout`.
+/// [`check`] for callers without a tokio runtime (`relay-miner validate`), through
+/// [`super::grpc::block_on_node`]. Each step is bounded by `timeout`.
 pub fn check_blocking(url: &str, tls: &GrpcTls, timeout: Duration, configured: &str) -> Result<(), ChainIdError> {
-    let unchecked = |reason: String| ChainIdError::Unchecked {
-        url: url.to_string(),
-        reason,
-    };
-    let (owned_url, tls, configured) = (url.to_string(), tls.clone(), configured.to_string());
-    let thread = std::thread::Builder::new()
-        .name("chain-id-check".into())
-        .spawn(move || {
-            let unchecked = |reason: String| ChainIdError::Unchecked {
-                url: owned_url.clone(),
-                reason,
-            };
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .map_err(|e| unchecked(format!("tokio runtime: {e}")))?;
-            runtime.block_on(async {
-                super::tls::install_default_provider();
-                let grpc = GrpcClient::with_tls(&owned_url, timeout, &tls).map_err(|e| unchecked(e.to_string()))?;
-                check(&grpc, &configured).await
-            })
+    let configured = configured.to_string();
+    super::grpc::block_on_node(
+        url,
+        tls,
+        timeout,
+        move |grpc| async move { check(&grpc, &configured).await },
+    )
+    .unwrap_or_else(|reason| {
+        Err(ChainIdError::Unchecked {
+            url: url.to_string(),
+            reason,
         })
-        .map_err(|e| unchecked(format!("thread: {e}")))?;
-    thread
-        .join()
-        .unwrap_or_else(|_| Err(unchecked("the check panicked".into())))
+    })
 }
 
 #[cfg(test)]

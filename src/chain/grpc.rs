@@ -191,6 +191,34 @@ impl GrpcClient {
     }
 }
 
+/// Runs `query` against a client of the node at `url` for callers without a tokio runtime (`relay-miner
+/// validate`'s preflight): on a thread of its own with a current-thread runtime, which also keeps it safe to call
+/// from inside a runtime (a nested `block_on` would panic). Each call is bounded by `timeout`. `Err` says why
+/// the query could not run (client, runtime or thread); the query's own errors are in `T`.
+pub fn block_on_node<T, F, Fut>(url: &str, tls: &GrpcTls, timeout: Duration, query: F) -> Result<T, String>
+where
+    T: Send + 'static,
+    F: FnOnce(GrpcClient) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = T>,
+{
+    let (url, tls) = (url.to_string(), tls.clone());
+    let thread = std::thread::Builder::new()
+        .name("node-preflight".into())
+        .spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| format!("tokio runtime: {e}"))?;
+            runtime.block_on(async {
+                super::tls::install_default_provider();
+                let grpc = GrpcClient::with_tls(&url, timeout, &tls).map_err(|e| e.to_string())?;
+                Ok(query(grpc).await)
+            })
+        })
+        .map_err(|e| format!("thread: {e}"))?;
+    thread.join().unwrap_or_else(|_| Err("the query panicked".into()))
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]

@@ -431,6 +431,12 @@ impl ChainClient {
         super::chain_id::check(&self.grpc, configured).await
     }
 
+    /// Checks `transaction.claim_delay_blocks` (`delay`) against the claim window of the node's current shared
+    /// params ([`super::claim_delay`]).
+    pub async fn check_claim_delay(&self, delay: u64, buffer: u64) -> Result<(), super::claim_delay::ClaimDelayError> {
+        super::claim_delay::check_node(&self.grpc, delay, buffer).await
+    }
+
     /// The latest committed block.
     pub async fn latest_block(&self) -> Result<BlockInfo, ChainError> {
         let response: wire::GetBlockResponse = self

@@ -209,8 +209,9 @@ fn comet_client(config: &Config) -> Result<crate::chain::comet::CometClient, Nod
 /// `chmod 600`, every key valid), the CometBFT RPC URL, every service as the relayer builds it (backend header
 /// names and values included) and, in raft mode, the cluster token file. Each problem is named by its config key;
 /// `relay-miner validate` reports them with [`Config::validate`]'s, so a config it accepts does not fail `run`
-/// for any of these. Reads files and, for `pocket_node.chain_id`, asks the node for its chain id (a mismatch is an
-/// issue; an unreachable node is not: `run` starts without it); needs no runtime.
+/// for any of these. Reads files and, for `pocket_node.chain_id` and `transaction.claim_delay_blocks`, asks the
+/// node for its chain id and shared params (a mismatch, or a delay that leaves no claim re-send in the chain's
+/// claim window, is an issue; an unreachable node is not: `run` starts without it); needs no runtime.
 pub fn preflight(config: &Config, overrides: &RaftOverrides) -> Vec<ConfigIssue> {
     let mut issues = Vec::new();
     let mut push = |key: &str, problem: String| {
@@ -251,6 +252,22 @@ pub fn preflight(config: &Config, overrides: &RaftOverrides) -> Vec<ConfigIssue>
         Err(e) => tracing::warn!(error = %e, "pocket_node.chain_id not checked against the node"),
         Ok(()) => {}
     }
+    let tx = &config.transaction;
+    match crate::chain::claim_delay::check_blocking(
+        &node.query_node_grpc_url,
+        &tls,
+        timeout,
+        tx.claim_delay_blocks,
+        tx.submission_buffer_blocks,
+    ) {
+        Err(e @ crate::chain::claim_delay::ClaimDelayError::TooLong { .. }) => {
+            push("transaction.claim_delay_blocks", e.to_string())
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "transaction.claim_delay_blocks not checked against the chain's claim window")
+        }
+        Ok(()) => {}
+    }
     issues
 }
 
@@ -281,6 +298,25 @@ impl Node {
                 key: "pocket_node.chain_id",
                 problem: e.to_string(),
             });
+        }
+        // A delay that leaves no re-send of a claim in the chain's claim window (crate::chain::claim_delay).
+        match chain
+            .check_claim_delay(
+                config.transaction.claim_delay_blocks,
+                config.transaction.submission_buffer_blocks,
+            )
+            .await
+        {
+            Err(e @ crate::chain::claim_delay::ClaimDelayError::TooLong { .. }) => {
+                return Err(NodeError::Config {
+                    key: "transaction.claim_delay_blocks",
+                    problem: e.to_string(),
+                });
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "transaction.claim_delay_blocks not checked against the chain's claim window")
+            }
+            Ok(()) => {}
         }
         let gauges = crate::chain::gauges::CacheGauges::new(&chain).map_err(crate::telemetry::TelemetryError::from)?;
         telemetry.register(Box::new(gauges))?;

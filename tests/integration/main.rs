@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod chain_id;
+mod claim_delay;
 mod configs;
 mod conformance_vectors;
 mod full_disk;
