@@ -208,26 +208,37 @@ impl Miner {
         self.pending_reports.clear();
         self.signers.clear();
         self.sync_suppliers().await?;
-        // Only a report: a failed listing must not keep this miner from leading.
-        if let Err(e) = self.report_keyless_sessions().await {
+        // A failed listing must not keep this miner from leading: it only reports, and restores tombstones that
+        // the next leadership change restores as well.
+        if let Err(e) = self.keyless_sessions().await {
             tracing::warn!(error = %e, "could not list the sessions of suppliers without a key");
         }
         Ok(())
     }
 
-    /// Logs at ERROR, per supplier, the live sessions storage holds for suppliers whose key is not in the keys
-    /// file (removed while they still had sessions, then the process restarted or the leadership moved): their
-    /// claims and proofs cannot be signed, so nothing is submitted for them until the key is added back (the
-    /// records are kept: adding the key back restores them). Their number is in [`MinerStats::keyless_sessions`].
-    async fn report_keyless_sessions(&mut self) -> Result<(), MinerError> {
+    /// Goes through the sessions storage holds for suppliers whose key is not in the keys file (removed, then
+    /// the process restarted or the leadership moved):
+    /// - their tombstones are restored into the engine, which deletes each once its `forget_after` is past
+    ///   ([`crate::miner::lifecycle::Command::Forget`] needs no key). Only suppliers with a key are restored
+    ///   otherwise, so a removed supplier's tombstones were never forgotten and stayed in storage for good;
+    /// - their live sessions are logged at ERROR, per supplier: their claims and proofs cannot be signed, so
+    ///   nothing is submitted for them until the key is added back (the records are kept: adding the key back
+    ///   restores them). Their number is in [`MinerStats::keyless_sessions`].
+    async fn keyless_sessions(&mut self) -> Result<(), MinerError> {
         let mut keyless: std::collections::BTreeMap<String, u64> = std::collections::BTreeMap::new();
         for stored in self.storage.sessions.list(None, None).await? {
             if self.signers.contains_key(&stored.supplier) {
                 continue;
             }
-            let live = serde_json::from_slice::<SessionRecord>(&stored.data)
-                .map(|r| !r.state.is_terminal() && !r.pruned)
-                .unwrap_or(true);
+            let record = serde_json::from_slice::<SessionRecord>(&stored.data).ok();
+            if let Some(record) = record.as_ref().filter(|r| r.forget_after.is_some())
+                && !self.engine.is_tombstoned(&record.key)
+            {
+                self.versions.insert(record.key.clone(), stored.version);
+                self.engine.restore(record.clone());
+                continue;
+            }
+            let live = record.is_none_or(|r| !r.state.is_terminal() && !r.pruned);
             if live {
                 *keyless.entry(stored.supplier).or_default() += 1;
             }

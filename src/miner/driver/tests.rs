@@ -22,6 +22,7 @@ use crate::sim::chain::genesis::*;
 use crate::sim::chain::{SimChain, actor, router};
 
 mod fee_refusals;
+mod keyless_tombstones;
 mod pruned;
 
 const LEASE: Duration = Duration::from_secs(60);
