@@ -6,10 +6,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use storage::NodeBatch;
 use storage::redis::server::{RedisServer, ServerOptions};
 use storage::redis::{NotReady, RedisBackend, RedisConfig};
 use storage::suite::{self, Fixture};
+use storage::{NodeBatch, NodeStore as _};
 
 async fn backend(server: &RedisServer, prefix: &str) -> RedisBackend {
     let mut cfg = RedisConfig::new(server.url()).with_prefix(prefix);
@@ -443,4 +443,60 @@ fn hex_of(s: &str) -> Vec<u8> {
         .step_by(2)
         .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
         .collect()
+}
+
+/// A trie's large values (relay bytes) are not held in the process's mirror: `get` reads them from Redis, so the
+/// miner's memory does not grow with every relay of every live session.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_trie_values_are_read_from_redis_not_held_in_memory() {
+    let server = RedisServer::start(ServerOptions::default()).unwrap();
+    let b = backend(&server, "big").await;
+    let small = vec![7u8; storage::redis::TRIE_INLINE_MAX];
+    let large: Vec<Vec<u8>> = (0..50u8).map(|i| vec![i; 4096]).collect();
+    let mut ns = b.open_trie("pokt1a", "s1").await.unwrap();
+    let (small2, large2) = (small.clone(), large.clone());
+    let ns = tokio::task::spawn_blocking(move || {
+        let mut puts = vec![(vec![b'R'], small2)];
+        puts.extend(large2.into_iter().enumerate().map(|(i, v)| (vec![b'V', i as u8], v)));
+        ns.write_batch(NodeBatch { puts, deletes: vec![] }).unwrap();
+        ns
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        ns.mirrored_bytes(),
+        small.len(),
+        "only the small record is held in memory"
+    );
+    assert_eq!(ns.len(), 51);
+    let check = |ns: storage::redis::RedisNodeStore, large: Vec<Vec<u8>>, small: Vec<u8>| {
+        tokio::task::spawn_blocking(move || {
+            assert_eq!(ns.get(b"R").unwrap(), Some(small));
+            for (i, v) in large.iter().enumerate() {
+                assert_eq!(ns.get(&[b'V', i as u8]).unwrap().as_ref(), Some(v));
+            }
+            assert_eq!(ns.get(b"absent").unwrap(), None);
+            ns
+        })
+    };
+    let ns = check(ns, large.clone(), small.clone()).await.unwrap();
+    drop(ns);
+    // Opened again (prefetched from Redis by a new process): large values are still not held.
+    let other = backend(&server, "big").await;
+    let ns = other.open_trie("pokt1a", "s1").await.unwrap();
+    assert_eq!(ns.mirrored_bytes(), small.len());
+    let mut ns = check(ns, large.clone(), small.clone()).await.unwrap();
+    // Deleted values are gone from both.
+    let ns = tokio::task::spawn_blocking(move || {
+        ns.write_batch(NodeBatch {
+            puts: vec![],
+            deletes: vec![vec![b'V', 0]],
+        })
+        .unwrap();
+        assert_eq!(ns.get(&[b'V', 0]).unwrap(), None);
+        ns
+    })
+    .await
+    .unwrap();
+    assert_eq!(ns.len(), 50);
 }

@@ -67,7 +67,7 @@ pub use health::{MemoryMonitor, NotReady};
 pub use keys::Keys;
 pub use log::BlockingReader;
 pub use stats::{AcquireFailure, MemorySnapshot, RedisStats};
-pub use trie::RedisNodeStore;
+pub use trie::{INLINE_MAX as TRIE_INLINE_MAX, RedisNodeStore};
 
 /// Settings of the Redis backend.
 #[derive(Debug, Clone)]

@@ -14,22 +14,27 @@
 //!
 //! [`NodeStore`] is synchronous (the trie is pure code) while Redis is async, so a namespace is served from an
 //! in-memory **mirror**: [`TrieStore::open`] prefetches the whole hash with `HSCAN` (paged, never one `HGETALL`
-//! that could stall the server on a huge hash), `get` reads the mirror without IO, and each
-//! [`NodeStore::write_batch`] is one `MULTI`/`EXEC` (`HDEL` + `HSET`) run on the runtime the store was opened on,
-//! updating the mirror once Redis has applied it. One mirror is shared by every handle of a namespace in this
-//! process, and [`TrieStore::delete_namespace`] clears it.
+//! that could stall the server on a huge hash), `get` reads the mirror, and each [`NodeStore::write_batch`] is
+//! one `MULTI`/`EXEC` (`HDEL` + `HSET`) run on the runtime the store was opened on, updating the mirror once
+//! Redis has applied it. One mirror is shared by every handle of a namespace in this process, and
+//! [`TrieStore::delete_namespace`] clears it.
 //!
-//! How to call it: `write_batch` blocks the calling thread until Redis answers (or the response timeout plus
-//! connection timeout elapse, then [`StorageError::Unavailable`]). Call it from `tokio::task::spawn_blocking` or
-//! a dedicated thread, never on a runtime worker thread (on a current-thread runtime that would wait for a task
-//! that cannot run; it then fails with `Unavailable` after the timeout instead of deadlocking). `get` never
-//! blocks.
+//! The mirror holds values of at most [`INLINE_MAX`] bytes (the trie's leaf and root records); a larger one (a
+//! leaf's value: the relay's bytes, which only a proof reads) is mirrored as present and read from Redis by `get`
+//! (`HGET`) when asked. Otherwise the miner would hold the bytes of every relay of every live session in its own
+//! memory, on top of Redis holding them.
+//!
+//! How to call it: `write_batch`, and `get` of a large value, block the calling thread until Redis answers (or
+//! the response timeout plus connection timeout elapse, then [`StorageError::Unavailable`]). Call them from
+//! `tokio::task::spawn_blocking`, `block_in_place` or a dedicated thread, never on a runtime worker thread (on a
+//! current-thread runtime that would wait for a task that cannot run; it then fails with `Unavailable` after the
+//! timeout instead of deadlocking). `get` of a small value never blocks.
 //!
 //! A fenced view writes each batch with one Lua script (lease check, then `HDEL` + `HSET`) instead of
 //! `MULTI`/`EXEC`; a batch refused by the fence changes neither Redis nor the mirror.
 //!
 //! Assumptions: one writer per (supplier, session) across the fleet (the fenced leader), so the mirror does not
-//! go stale; memory is the namespace's node bytes, as the Go miner also holds.
+//! go stale; memory is the namespace's keys and small records, not its relay bytes.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock, Weak};
@@ -84,20 +89,39 @@ enum Legacy {
     Mixed(String),
 }
 
-/// The in-memory copy of one namespace hash.
+/// Values up to this many bytes are held in the mirror; larger ones stay in Redis only and `get` reads them on
+/// demand. The trie's leaf records are 72 bytes and its root record 8; its leaf values (relay bytes) are larger.
+pub const INLINE_MAX: usize = 128;
+
+/// A mirrored value: `None` when it is larger than [`INLINE_MAX`] and lives in Redis only.
+type Mirrored = Option<Vec<u8>>;
+
+fn mirrored(value: Vec<u8>) -> Mirrored {
+    (value.len() <= INLINE_MAX).then_some(value)
+}
+
+/// The in-memory copy of one namespace hash (large values only as present; see [`INLINE_MAX`]).
 pub(crate) struct Mirror {
     key: String,
-    nodes: RwLock<HashMap<Vec<u8>, Vec<u8>>>,
+    nodes: RwLock<HashMap<Vec<u8>, Mirrored>>,
     /// Serialises writers so Redis and the mirror see batches in the same order.
     writer: Mutex<()>,
 }
 
 impl Mirror {
-    fn read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<Vec<u8>, Vec<u8>>> {
+    fn new(key: String, nodes: HashMap<Vec<u8>, Vec<u8>>) -> Self {
+        Self {
+            key,
+            nodes: RwLock::new(nodes.into_iter().map(|(k, v)| (k, mirrored(v))).collect()),
+            writer: Mutex::new(()),
+        }
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<Vec<u8>, Mirrored>> {
         self.nodes.read().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn write(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<Vec<u8>, Vec<u8>>> {
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<Vec<u8>, Mirrored>> {
         self.nodes.write().unwrap_or_else(|e| e.into_inner())
     }
 }
@@ -156,6 +180,41 @@ impl RedisNodeStore {
         self.len() == 0
     }
 
+    /// Bytes of values held in this process's mirror of the namespace (large values are not: [`INLINE_MAX`]).
+    pub fn mirrored_bytes(&self) -> usize {
+        self.mirror.read().values().flatten().map(Vec::len).sum()
+    }
+
+    /// Reads one value that lives in Redis only, on the store's runtime, within the wait budget.
+    fn fetch(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError> {
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        let (backend, hash, field) = (self.backend.clone(), self.mirror.key.clone(), to_hex(key));
+        self.handle.spawn(async move {
+            let res = redis::cmd("HGET")
+                .arg(&hash)
+                .arg(&field)
+                .query_async::<Option<Vec<u8>>>(&mut backend.conn())
+                .await
+                .map_err(|e| backend.err(&format!("HGET trie value of {hash}"), e));
+            let _ = tx.send(res);
+        });
+        match rx.recv_timeout(self.wait_budget()) {
+            Ok(Ok(Some(value))) => Ok(Some(value)),
+            // The mirror says it is there (this process wrote or read it, and only the fenced leader writes).
+            Ok(Ok(None)) => Err(StorageError::Corrupt(format!(
+                "redis trie hash {}: field {} is missing although it was written",
+                self.mirror.key,
+                to_hex(key)
+            ))),
+            Ok(Err(e)) => Err(e),
+            Err(_) => Err(StorageError::Unavailable(format!(
+                "redis trie read on {} did not complete in {:?} (called on a runtime worker thread?)",
+                self.mirror.key,
+                self.wait_budget()
+            ))),
+        }
+    }
+
     fn wait_budget(&self) -> Duration {
         let c = self.backend.config();
         c.response_timeout + c.connection_timeout + Duration::from_secs(1)
@@ -164,7 +223,14 @@ impl RedisNodeStore {
 
 impl NodeStore for RedisNodeStore {
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError> {
-        Ok(self.mirror.read().get(key).cloned())
+        let inline = match self.mirror.read().get(key) {
+            None => return Ok(None),
+            Some(value) => value.clone(),
+        };
+        match inline {
+            Some(value) => Ok(Some(value)),
+            None => self.fetch(key),
+        }
     }
 
     fn write_batch(&mut self, batch: NodeBatch) -> Result<(), StorageError> {
@@ -233,7 +299,7 @@ impl RedisNodeStore {
                 for k in batch.deletes {
                     nodes.remove(&k);
                 }
-                nodes.extend(batch.puts);
+                nodes.extend(batch.puts.into_iter().map(|(k, v)| (k, mirrored(v))));
             }
             let _ = tx.send(res);
         });
@@ -387,11 +453,7 @@ impl RedisBackend {
                 match mirrors.get(&key).and_then(Weak::upgrade) {
                     Some(m) => m,
                     None => {
-                        let m = Arc::new(Mirror {
-                            key: key.clone(),
-                            nodes: RwLock::new(nodes),
-                            writer: Mutex::new(()),
-                        });
+                        let m = Arc::new(Mirror::new(key.clone(), nodes));
                         mirrors.insert(key, Arc::downgrade(&m));
                         m
                     }
