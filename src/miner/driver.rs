@@ -144,6 +144,9 @@ pub struct Miner {
     after_prune_log: crate::telemetry::LogThrottle,
     /// The gas price txs are signed at, raised to what the node takes (module `fees`).
     gas_pricing: fees::GasPricing,
+    /// Txs whose broadcast got no answer, kept so the next attempt finds out what happened to them before it
+    /// signs a new one (module `submit`).
+    unknown_txs: submit::UnknownTxs,
 }
 
 /// Errors that stop one loop iteration (retried at the next tick).
@@ -205,6 +208,7 @@ impl Miner {
             settlements: lookup::SettlementCache::default(),
             after_prune_log: crate::telemetry::LogThrottle::new(ingest::AFTER_PRUNE_LOG_EVERY),
             gas_pricing,
+            unknown_txs: submit::UnknownTxs::default(),
         }
     }
 

@@ -10,10 +10,14 @@ use k256::ecdsa::SigningKey;
 use super::{Miner, MinerError, fees};
 use crate::chain::sequence::SequenceError;
 use crate::chain::tx::{self, Ordering, TxPlan};
-use crate::miner::lifecycle::{Event, SessionKey, Step, TxKind, TxOutcome};
+use crate::miner::lifecycle::{Event, SessionKey, State, Step, TxKind, TxOutcome};
 use crate::protocol::gob;
 use crate::protocol::session::{SessionWindows, proof_path};
 use crate::protocol::wire;
+
+mod unknown;
+pub(super) use unknown::UnknownTxs;
+use unknown::{Expiry, SentTx};
 
 /// Room a tx needs besides its messages: the body's other fields (unordered flag, timeout), the auth info
 /// (public key, mode, sequence, fee and gas limit) and the signature, with their framing (~200 bytes; doubled).
@@ -90,19 +94,43 @@ pub(super) fn proof_message(
     message(&lean)
 }
 
-/// The gas limit and fee of the last tx [`Miner::sign_with_gas`] signed for a broadcast, so a refusal of its fee
-/// (code 13) can be turned into a price. Behind a mutex because the ordered path signs inside the sequencer's
+/// What [`Miner::sign_with_gas`] signed for a broadcast: the gas limit and fee of the last tx (so a refusal of its
+/// fee, code 13, can be turned into a price) and the last tx handed to the node (so one whose broadcast got no
+/// answer can be kept, module `unknown`). Behind mutexes because the ordered path signs inside the sequencer's
 /// future.
 #[derive(Debug, Default)]
-struct SignedFee(std::sync::Mutex<(u64, u128)>);
+struct Signed {
+    fee: std::sync::Mutex<(u64, u128)>,
+    sent: std::sync::Mutex<Option<SentTx>>,
+}
 
-impl SignedFee {
+impl Signed {
     fn record(&self, gas_limit: u64, fee: u128) {
-        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = (gas_limit, fee);
+        *self.fee.lock().unwrap_or_else(|p| p.into_inner()) = (gas_limit, fee);
     }
 
     fn last(&self) -> (u64, u128) {
-        *self.0.lock().unwrap_or_else(|p| p.into_inner())
+        *self.fee.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Records `bytes` as handed to the node right now (set just before the broadcast, after every check that
+    /// can stop it).
+    fn sending(&self, bytes: &[u8], expiry: Expiry) {
+        *self.sent.lock().unwrap_or_else(|p| p.into_inner()) = Some(SentTx {
+            hash: tx::tx_hash(bytes),
+            bytes: bytes.to_vec(),
+            expiry,
+        });
+    }
+
+    /// Forgets the tx recorded by [`Self::sending`] (a new attempt starts).
+    fn clear_sent(&self) {
+        *self.sent.lock().unwrap_or_else(|p| p.into_inner()) = None;
+    }
+
+    /// The last tx handed to the node, if any.
+    fn sent(&self) -> Option<SentTx> {
+        self.sent.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 }
 
@@ -119,38 +147,26 @@ enum Built {
 
 impl Miner {
     /// Sends the claims or proofs of `keys` (one supplier's sessions due at this height), in as few txs as
-    /// `max_tx_bytes` allows, and feeds each session's outcome to the engine. Each session stands alone: one whose message cannot be built (a chain
-    /// query failed, its trie cannot be read) is a send that never left (`NotSent`: repeated at the next block)
-    /// and does not hold back the others, and a batch a node refuses (`Refused`) is sent again message by
-    /// message, so one bad message cannot sink the rest of the batch.
+    /// `max_tx_bytes` allows, and feeds each session's outcome to the engine. Each session stands alone: one whose
+    /// message cannot be built (a chain query failed, its trie cannot be read) is a send that never left
+    /// (`NotSent`: repeated at the next block) and does not hold back the others, and a batch a node refuses
+    /// (`Refused`) is sent again message by message, so one bad message cannot sink the rest of the batch. A
+    /// session whose last tx got no answer (module `unknown`) gets no new tx while that one may still land: what
+    /// happened to it is found out first.
     pub(super) async fn submit(
         &mut self,
         kind: TxKind,
         supplier: &str,
         keys: Vec<SessionKey>,
     ) -> Result<Step, MinerError> {
-        let mut messages = Vec::new();
-        let mut unprovable = Vec::new();
+        self.forget_unknown_txs_of_done_sessions();
+        let (unknown, keys): (Vec<SessionKey>, Vec<SessionKey>) = keys
+            .into_iter()
+            .partition(|key| self.unknown_txs.get(kind, key).is_some());
         let mut step = Step::default();
-        for key in keys {
-            match self.build(kind, supplier, &key).await {
-                Ok(Built::Message(message)) => messages.push((key, message)),
-                Ok(Built::Unprovable) => unprovable.push(key),
-                Err(e) => {
-                    let outcome = TxOutcome::NotSent(format!("cannot build the message: {e}"));
-                    step = self.tx_outcome_as(step, kind, supplier, vec![key], outcome, "build_failed");
-                }
-            }
-        }
-        if !unprovable.is_empty() {
-            let refused = self.engine.handle(Event::TxOutcome {
-                kind,
-                keys: unprovable,
-                outcome: TxOutcome::Rejected("the claim on chain has another root than this miner's trie".into()),
-            });
-            step.merge(refused);
-        }
-        let keys: Vec<SessionKey> = messages.iter().map(|(key, _)| key.clone()).collect();
+        let mut messages = self.build_all(kind, supplier, keys, &mut step).await;
+        let mut keys: Vec<SessionKey> = messages.iter().map(|(key, _)| key.clone()).collect();
+        keys.extend(unknown.iter().cloned());
         if keys.is_empty() {
             return Ok(step);
         }
@@ -177,8 +193,12 @@ impl Miner {
                 height > close - buffer
             })
         });
+        let unknown: Vec<SessionKey> = unknown.into_iter().filter(|key| keys.contains(key)).collect();
         if !late.is_empty() {
             messages.retain(|(key, _)| !late.contains(key));
+            for key in &late {
+                self.unknown_txs.forget(kind, key);
+            }
             let reason = format!("the window's deadline passed (height {height}) while confirming the leadership");
             step = self.tx_outcome_as(
                 step,
@@ -192,12 +212,21 @@ impl Miner {
                 return Ok(step);
             }
         }
+        let expired = self.resolve_unknown(&mut step, kind, supplier, unknown, height).await;
+        if !expired.is_empty() {
+            let rebuilt = self.build_all(kind, supplier, expired, &mut step).await;
+            messages.extend(rebuilt);
+        }
+        if messages.is_empty() {
+            return Ok(step);
+        }
+        let sessions = messages.len();
         let txs = split_by_size(messages, self.config.max_tx_bytes);
         if txs.len() > 1 {
             tracing::info!(
                 supplier,
                 ?kind,
-                sessions = keys.len(),
+                sessions,
                 txs = txs.len(),
                 max_tx_bytes = self.config.max_tx_bytes,
                 "messages split into several txs by size"
@@ -207,6 +236,183 @@ impl Miner {
             step = self.send(step, kind, supplier, tx).await;
         }
         Ok(step)
+    }
+
+    /// Builds the messages of `keys`; a session whose message cannot be built (`NotSent`, `build_failed`) or whose
+    /// proof cannot verify against the claim on chain (`Rejected`) is fed to the engine here, into `step`.
+    async fn build_all(
+        &mut self,
+        kind: TxKind,
+        supplier: &str,
+        keys: Vec<SessionKey>,
+        step: &mut Step,
+    ) -> Vec<(SessionKey, wire::Any)> {
+        let mut messages = Vec::new();
+        let mut unprovable = Vec::new();
+        for key in keys {
+            match self.build(kind, supplier, &key).await {
+                Ok(Built::Message(message)) => messages.push((key, message)),
+                Ok(Built::Unprovable) => unprovable.push(key),
+                Err(e) => {
+                    let outcome = TxOutcome::NotSent(format!("cannot build the message: {e}"));
+                    *step =
+                        self.tx_outcome_as(std::mem::take(step), kind, supplier, vec![key], outcome, "build_failed");
+                }
+            }
+        }
+        if !unprovable.is_empty() {
+            let refused = self.engine.handle(Event::TxOutcome {
+                kind,
+                keys: unprovable,
+                outcome: TxOutcome::Rejected("the claim on chain has another root than this miner's trie".into()),
+            });
+            step.merge(refused);
+        }
+        messages
+    }
+
+    /// Forgets the txs of unknown outcome of sessions that will not send that kind of message again (claimed,
+    /// proved, expired or pruned): nothing asks about them any more.
+    fn forget_unknown_txs_of_done_sessions(&mut self) {
+        let engine = &self.engine;
+        self.unknown_txs.retain(|kind, key| {
+            let sending = match kind {
+                TxKind::Claim => State::Claiming,
+                TxKind::Proof => State::Proving,
+            };
+            engine.session(key).is_some_and(|r| r.state == sending)
+        });
+    }
+
+    /// Finds out what happened to the txs of unknown outcome that carry `keys`' messages, one answer per tx fed to
+    /// the engine for the sessions of `keys` it carries, and returns the sessions whose tx can no longer land and
+    /// is not on chain: only those get a new tx.
+    async fn resolve_unknown(
+        &mut self,
+        step: &mut Step,
+        kind: TxKind,
+        supplier: &str,
+        keys: Vec<SessionKey>,
+        height: i64,
+    ) -> Vec<SessionKey> {
+        let mut by_tx: Vec<(std::sync::Arc<SentTx>, Vec<SessionKey>)> = Vec::new();
+        for key in keys {
+            let Some(tx) = self.unknown_txs.get(kind, &key) else {
+                continue;
+            };
+            match by_tx.iter_mut().find(|(t, _)| t.hash == tx.hash) {
+                Some((_, carried)) => carried.push(key),
+                None => by_tx.push((tx, vec![key])),
+            }
+        }
+        let mut expired = Vec::new();
+        for (tx, keys) in by_tx {
+            match self.resolve_one(supplier, &tx, height).await {
+                Some(outcome) => *step = self.sent(std::mem::take(step), kind, supplier, keys, outcome),
+                None => expired.extend(keys),
+            }
+        }
+        expired
+    }
+
+    /// What happened to `tx`, whose broadcast got no answer: `Ok` when it is in a block (its fee is paid whatever
+    /// its messages did; whether they did is read from chain state by the lookups, as after any broadcast) or a
+    /// node has it now (the same bytes broadcast again: accepted, or code 19, already in its mempool or cache),
+    /// `Retryable` while still no node answers (kept), a node's refusal of the bytes, or `None` when the node
+    /// refused them and they can no longer be included (their timeout passed): a new tx is due.
+    async fn resolve_one(&mut self, supplier: &str, tx: &SentTx, height: i64) -> Option<Result<(), TxOutcome>> {
+        match self.chain.get_tx(&tx.hash).await {
+            Ok(Some(included)) => {
+                tracing::info!(
+                    supplier,
+                    tx = tx.hash,
+                    height = included.height,
+                    code = included.code,
+                    "a tx whose broadcast got no answer is in a block"
+                );
+                self.unknown_txs.forget_tx(&tx.hash);
+                return Some(Ok(()));
+            }
+            Ok(None) => {}
+            // A node without a tx index cannot tell; the broadcast below still can (code 19 for a tx it has).
+            Err(e) => tracing::debug!(supplier, tx = tx.hash, error = %e, "cannot look up a tx of unknown outcome"),
+        }
+        if let Err(e) = self.confirm_leadership_before_sending().await {
+            return Some(Err(TxOutcome::NotSent(match e {
+                SequenceError::NotSent(reason) => reason,
+                other => other.to_string(),
+            })));
+        }
+        let response = match self.chain.broadcast(tx.bytes.clone()).await {
+            Ok(response) => response,
+            Err(e) => {
+                return Some(Err(TxOutcome::Retryable(format!(
+                    "broadcasting tx {} again: {e}",
+                    tx.hash
+                ))));
+            }
+        };
+        self.unknown_txs.forget_tx(&tx.hash);
+        match check_tx_outcome(&response) {
+            Ok(()) => {
+                tracing::info!(
+                    supplier,
+                    tx = tx.hash,
+                    code = response.code,
+                    "a tx whose broadcast got no answer was broadcast again: the node has it"
+                );
+                Some(Ok(()))
+            }
+            Err(refusal) if self.unknown_tx_expired(tx, height).await => {
+                tracing::info!(
+                    supplier,
+                    tx = tx.hash,
+                    ?refusal,
+                    "a tx whose broadcast got no answer can no longer be included and is not on chain: a new tx is built"
+                );
+                None
+            }
+            Err(refusal) => Some(Err(refusal)),
+        }
+    }
+
+    /// Whether no block after the latest one (`height`) can include `tx` (its time read from the block at
+    /// `height`; a block that cannot be read counts as not expired, so no second tx is built on a guess).
+    async fn unknown_tx_expired(&self, tx: &SentTx, height: i64) -> bool {
+        let time = if tx.expiry.by_height() {
+            tx::Timestamp::default()
+        } else {
+            match self.chain.block(height).await {
+                Ok(block) => tx::Timestamp {
+                    seconds: block.time.seconds,
+                    nanos: block.time.nanos,
+                },
+                Err(_) => return false,
+            }
+        };
+        tx.expiry.passed(height, time)
+    }
+
+    /// Keeps the tx just handed to the node when its broadcast got no answer (`Retryable`): the node may have it.
+    fn keep_if_unknown(
+        &mut self,
+        kind: TxKind,
+        supplier: &str,
+        keys: &[SessionKey],
+        outcome: &Result<(), TxOutcome>,
+        signed: &Signed,
+    ) {
+        if let (Err(TxOutcome::Retryable(reason)), Some(tx)) = (outcome, signed.sent()) {
+            tracing::warn!(
+                supplier,
+                ?kind,
+                tx = tx.hash,
+                reason,
+                "no answer to a broadcast: the tx is kept, the next attempt finds out what happened to it before \
+                 building a new one"
+            );
+            self.unknown_txs.insert(kind, keys, tx);
+        }
     }
 
     /// Sends `messages` (of one supplier) as one tx and feeds the outcome to the engine; a tx a node refuses is
@@ -220,7 +426,9 @@ impl Miner {
     ) -> Step {
         let keys: Vec<SessionKey> = messages.iter().map(|(key, _)| key.clone()).collect();
         let batch: Vec<wire::Any> = messages.iter().map(|(_, m)| m.clone()).collect();
-        let outcome = self.broadcast(supplier, batch).await;
+        let signed = Signed::default();
+        let outcome = self.broadcast(supplier, batch, &signed).await;
+        self.keep_if_unknown(kind, supplier, &keys, &outcome, &signed);
         if let (Err(TxOutcome::Refused(reason)), true) = (&outcome, messages.len() > 1) {
             // One tx: a message the chain refuses (a check of §5.4 / §6.1 fails for one session in Simulate)
             // refuses them all. Each is sent on its own, so only the bad one is refused.
@@ -232,8 +440,11 @@ impl Miner {
                 "batch refused by the node; sending each session's message in its own tx"
             );
             for (key, message) in messages {
-                let outcome = self.broadcast(supplier, vec![message]).await;
-                step = self.sent(step, kind, supplier, vec![key], outcome);
+                let signed = Signed::default();
+                let outcome = self.broadcast(supplier, vec![message], &signed).await;
+                let keys = vec![key];
+                self.keep_if_unknown(kind, supplier, &keys, &outcome, &signed);
+                step = self.sent(step, kind, supplier, keys, outcome);
             }
             return step;
         }
@@ -407,7 +618,7 @@ impl Miner {
         messages: Vec<wire::Any>,
         ordering: Ordering,
         account_number: u64,
-        signed: &SignedFee,
+        signed: &Signed,
     ) -> Result<Vec<u8>, SequenceError> {
         let price = self.gas_pricing.price(&self.chain).await?;
         let mut plan = TxPlan {
@@ -449,13 +660,13 @@ impl Miner {
     /// Broadcasts one tx of `messages` ([`Miner::send_once`]). A node that refuses its fee as too low (CheckTx
     /// code 13) names the fee it requires: the tx is built and sent once more at that price within this attempt
     /// (capped by `transaction.max_gas_price`, module `fees`) instead of a block later at the same refused fee.
-    async fn broadcast(&self, supplier: &str, messages: Vec<wire::Any>) -> Result<(), TxOutcome> {
+    /// The tx last handed to the node is recorded in `signed`.
+    async fn broadcast(&self, supplier: &str, messages: Vec<wire::Any>, signed: &Signed) -> Result<(), TxOutcome> {
         let key = self
             .signers
             .get(supplier)
             .ok_or_else(|| TxOutcome::Rejected(format!("no key for {supplier}")))?;
-        let signed = SignedFee::default();
-        let mut response = self.send_once(supplier, key, messages.clone(), &signed).await?;
+        let mut response = self.send_once(supplier, key, messages.clone(), signed).await?;
         if fees::is_fee_refusal(&response) {
             let (gas_limit, fee_paid) = signed.last();
             if self.learn_from_fee_refusal(supplier, &response.raw_log, gas_limit, fee_paid) {
@@ -466,22 +677,11 @@ impl Miner {
                     log = response.raw_log,
                     "the node refused the fee as below its minimum gas price: sending again at the fee it requires"
                 );
-                response = self.send_once(supplier, key, messages, &signed).await?;
+                response = self.send_once(supplier, key, messages, signed).await?;
                 self.count_resend_fee_refusal(supplier, &response);
             }
         }
-        match response.code {
-            0 => Ok(()),
-            // Tx already in the mempool / sequence taken by another instance: an HA conflict, not a loss
-            // (lessons.md).
-            19 | 32 => Err(TxOutcome::HaConflict(response.raw_log)),
-            // CheckTx refused it (mempool full 20, insufficient fee 13 or funds 5, unordered nonce or TTL 18, tx
-            // too large 21, ...): nothing entered the mempool and no fee was paid.
-            code => Err(TxOutcome::Refused(format!(
-                "CheckTx code {code} ({}): {}",
-                response.codespace, response.raw_log
-            ))),
-        }
+        check_tx_outcome(&response)
     }
 
     /// Builds, signs and broadcasts one tx of `messages`: unordered (ADR-070, no sequence races between HA
@@ -492,12 +692,13 @@ impl Miner {
         supplier: &str,
         key: &SigningKey,
         messages: Vec<wire::Any>,
-        signed: &SignedFee,
+        signed: &Signed,
     ) -> Result<wire::TxResponse, TxOutcome> {
         // Not sent (deposed before it left, a chain read to build it failed): `NotSent`. No node answered the
         // broadcast (transport; it may have reached the node after all): `Retryable`. A node answered with a refusal (Simulate failed, e.g.
         // "outside the window" while the node's committed state is a block behind its latest block): `Refused`,
         // no fee paid, tried again at the next block. A tx this miner cannot build (gas price, fee): `Rejected`.
+        signed.clear_sent();
         let failed = |e: SequenceError| match &e {
             SequenceError::NotSent(reason) => TxOutcome::NotSent(reason.clone()),
             SequenceError::Chain(c) if c.is_retryable() => TxOutcome::Retryable(e.to_string()),
@@ -519,11 +720,16 @@ impl Miner {
                 .sequencers
                 .for_signer(supplier)
                 .next_unordered(block_time, self.config.tx_ttl_secs);
+            let expiry = match ordering {
+                Ordering::Unordered { timeout, .. } => Expiry::Time(timeout),
+                Ordering::Ordered { timeout_height, .. } => Expiry::Height(timeout_height),
+            };
             let bytes = self
                 .sign_with_gas(key, messages, ordering, account.account_number, signed)
                 .await
                 .map_err(failed)?;
             self.confirm_leadership_before_sending().await.map_err(failed)?;
+            signed.sending(&bytes, expiry);
             self.chain.broadcast(bytes).await.map_err(retry)?
         } else {
             let sequencer = self.sequencers.for_signer(supplier);
@@ -539,6 +745,7 @@ impl Miner {
                             .sign_with_gas(key, messages, ordering, account.account_number, signed)
                             .await?;
                         self.confirm_leadership_before_sending().await?;
+                        signed.sending(&bytes, Expiry::Height(0));
                         Ok(bytes)
                     }
                 })
@@ -546,5 +753,25 @@ impl Miner {
                 .map_err(failed)?
         };
         Ok(response)
+    }
+}
+
+/// What a node's answer to a broadcast means for the sessions the tx carries.
+fn check_tx_outcome(response: &wire::TxResponse) -> Result<(), TxOutcome> {
+    match response.code {
+        0 => Ok(()),
+        // These very bytes are already in the node's mempool or cache (cosmos-sdk `ErrTxInMempoolCache`; CometBFT
+        // "tx already exists in cache"): sent, by an earlier broadcast of ours whose answer was lost. Another
+        // instance signs other bytes (its own timeout or sequence), so this is never its tx.
+        19 => Ok(()),
+        // Sequence taken by another instance (or by a tx of ours the account does not show yet): an HA conflict,
+        // not a loss (lessons.md); the chain is asked.
+        32 => Err(TxOutcome::HaConflict(response.raw_log.clone())),
+        // CheckTx refused it (mempool full 20, insufficient fee 13 or funds 5, unordered nonce or TTL 18, tx
+        // too large 21, ...): nothing entered the mempool and no fee was paid.
+        code => Err(TxOutcome::Refused(format!(
+            "CheckTx code {code} ({}): {}",
+            response.codespace, response.raw_log
+        ))),
     }
 }

@@ -2026,3 +2026,6 @@ async fn a_claim_fits_its_gas_limit_at_the_smallest_gas_adjustment() {
     assert_eq!(failed.len(), 1);
     assert_eq!(failed[0].0, 0);
 }
+
+#[path = "tests_rebroadcast.rs"]
+mod rebroadcast;

@@ -171,6 +171,12 @@ pub struct ChainState {
     /// Test knob: the next this many Simulate calls are refused (gRPC `Unknown`), as a node whose committed state
     /// is a block behind its latest block refuses a claim sent at `claim_open` ("outside the claim window").
     pub refuse_simulations: usize,
+    /// Test knob: the next this many `BroadcastTx` calls run CheckTx as usual (an admitted tx is in the mempool)
+    /// and then never answer, so the caller's call times out: the answer lost after the node took the tx.
+    pub lose_broadcast_answers: usize,
+    /// Test knob: `GetTx` fails as on a node whose tx indexer is off (`indexer = "null"`): whether a tx was
+    /// included cannot be looked up.
+    pub tx_index_disabled: bool,
     /// The mempool's largest tx (CometBFT `mempool.max_tx_bytes`; [`DEFAULT_MAX_TX_BYTES`]).
     pub max_tx_bytes: usize,
     /// The node's `minimum-gas-prices` (app.toml; [`SimChain::set_minimum_gas_prices`]): CheckTx refuses a lower
@@ -393,6 +399,8 @@ impl SimChain {
             unordered_nonces: BTreeSet::new(),
             check_unordered_nonces: BTreeSet::new(),
             refuse_simulations: 0,
+            lose_broadcast_answers: 0,
+            tx_index_disabled: false,
             max_tx_bytes: DEFAULT_MAX_TX_BYTES,
             minimum_gas_prices: Vec::new(),
             node_config_unavailable: false,

@@ -253,6 +253,16 @@ pub fn router(chain: SimChain) -> GrpcRouter {
                 Admission::MempoolFull => (20, "sdk".into(), "mempool is full".into()),
                 Admission::Rejected { code, codespace, log } => (code, codespace, log),
             };
+            let lose_answer = {
+                let mut s = c.state();
+                let lose = s.lose_broadcast_answers > 0;
+                s.lose_broadcast_answers = s.lose_broadcast_answers.saturating_sub(1);
+                lose
+            };
+            if lose_answer {
+                // The tx went through CheckTx; its answer never reaches the caller, whose timeout ends the call.
+                std::future::pending::<()>().await;
+            }
             Ok(wire::BroadcastTxResponse {
                 tx_response: Some(wire::TxResponse {
                     txhash,
@@ -268,7 +278,14 @@ pub fn router(chain: SimChain) -> GrpcRouter {
     let router = router.unary(method::GET_TX, move |r: wire::GetTxRequest| {
         let c = c.clone();
         async move {
-            let result = c.state().txs.get(&r.hash.to_uppercase()).cloned();
+            let (result, index_disabled) = {
+                let s = c.state();
+                (s.txs.get(&r.hash.to_uppercase()).cloned(), s.tx_index_disabled)
+            };
+            if index_disabled {
+                // What the SDK's tx service passes on from CometBFT's `/tx` with the indexer off.
+                return Err(Status::unknown("transaction indexing is disabled"));
+            }
             result
                 .map(|t| wire::GetTxResponse {
                     tx_response: Some(wire::TxResponse {

@@ -1,0 +1,163 @@
+//! The submission path when a broadcast's outcome is unknown (its answer lost after the node took the tx): the
+//! tx is found out about (looked up by hash, its same bytes broadcast again) before any new tx is signed, so a
+//! claim lands once and one fee is paid.
+
+use super::*;
+use crate::miner::lifecycle::{State, TxKind};
+
+/// Every tx of `signer` the chain included (in any block), with the fee it paid.
+fn included_txs_of(chain: &SimChain, signer: &str) -> Vec<(String, u128)> {
+    use crate::chain::tx::{AuthInfo, TxRaw};
+    let s = chain.state();
+    let mut txs = Vec::new();
+    for bytes in s.block_txs.values().flatten() {
+        let raw = TxRaw::decode(bytes.as_slice()).unwrap();
+        let auth = AuthInfo::decode(raw.auth_info_bytes.as_slice()).unwrap();
+        let key = crate::chain::tx::Secp256k1PubKey::decode(
+            auth.signer_infos[0].public_key.as_ref().unwrap().value.as_slice(),
+        )
+        .unwrap();
+        if crate::protocol::address::address_from_public_key(&key.key) != signer {
+            continue;
+        }
+        let fee = auth
+            .fee
+            .unwrap()
+            .amount
+            .iter()
+            .map(|c| c.amount.parse::<u128>().unwrap())
+            .sum();
+        txs.push((crate::chain::tx::tx_hash(bytes), fee));
+    }
+    txs
+}
+
+fn balance(chain: &SimChain, address: &str) -> u128 {
+    chain.state().accounts[address].balance
+}
+
+/// A leader miner whose chain calls time out after `timeout` (what ends a broadcast whose answer is lost), with
+/// `config`, that ingested relays 0..5 of the fixture's session, with the chain at the claim window's opening.
+async fn leader_at_claim_open_with(config: MinerConfig, timeout: Duration) -> (Fixture, Miner) {
+    let f = fixture().await;
+    let client = Arc::new(ChainClient::new(f.client.grpc().url(), timeout).unwrap());
+    let plain = MemoryBackend::new().storage();
+    let mut miner = Miner::new(client, plain.clone(), f.keyring.clone(), config);
+    ingest_until_claim_open(&f, &plain, &mut miner).await;
+    (f, miner)
+}
+
+/// The claim's first broadcast: CheckTx admits it and the answer is lost (our call times out), so the engine
+/// takes the send back as `Retryable`, and the tx is kept.
+async fn first_broadcast_answer_lost(f: &Fixture, miner: &mut Miner) {
+    f.chain.state().lose_broadcast_answers = 1;
+    miner.step().await.unwrap();
+    let record = miner.engine.session(&f.key).unwrap();
+    assert_eq!(
+        record.claim_sent_at,
+        Vec::<i64>::new(),
+        "the unknown send is taken back"
+    );
+    assert!(!record.claim_reached_node, "no node answered");
+    assert_eq!(f.chain.state().mempool.len(), 1, "but the node took the tx");
+    assert_eq!(miner.unknown_txs.len(), 1, "and the miner kept it");
+}
+
+/// After the lost answer, the blocks up to the claim's confirmation: the claim is on chain once, from the one tx
+/// the supplier sent, which paid the only fee.
+async fn assert_landed_once_with_one_fee(f: &Fixture, miner: &mut Miner, balance_before: u128) {
+    for _ in 0..3 {
+        f.chain.produce_block();
+        miner.step().await.unwrap();
+    }
+    let txs = included_txs_of(&f.chain, &f.supplier);
+    assert_eq!(txs.len(), 1, "one tx of the supplier in the blocks: {txs:?}");
+    let claims: Vec<_> = f.chain.records().into_iter().filter(|r| r.kind == "claim").collect();
+    assert_eq!(claims.len(), 1, "one claim message ran: {claims:?}");
+    assert_eq!(claims[0].rejected, None);
+    assert_eq!(
+        balance_before - balance(&f.chain, &f.supplier),
+        txs[0].1,
+        "exactly one fee was paid"
+    );
+    let record = miner.engine.session(&f.key).unwrap();
+    assert!(
+        matches!(record.state, State::Claimed | State::Settled),
+        "the claim is confirmed: {:?}",
+        record.state
+    );
+    assert_eq!(record.claim_sent_at.len(), 1, "counted as one send");
+    assert!(record.claim_reached_node);
+    assert_eq!(miner.unknown_txs.len(), 0);
+    assert_eq!(miner.stats.claims_sent.load(std::sync::atomic::Ordering::Relaxed), 1);
+}
+
+/// A claim whose first broadcast's answer is lost after the node took it: at the next block the miner looks the
+/// tx up by hash, finds it included and counts it as sent, instead of signing a second claim tx (new timeout,
+/// new hash) that the chain would also include and charge (poktroll takes a second claim of a session as an
+/// update). Unordered and ordered txs alike.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_claim_whose_broadcast_answer_is_lost_lands_once_and_pays_one_fee() {
+    for unordered in [true, false] {
+        let (f, mut miner) = leader_at_claim_open_with(
+            MinerConfig {
+                unordered,
+                ..config("a")
+            },
+            Duration::from_millis(500),
+        )
+        .await;
+        let balance_before = balance(&f.chain, &f.supplier);
+        first_broadcast_answer_lost(&f, &mut miner).await;
+        assert_landed_once_with_one_fee(&f, &mut miner, balance_before).await;
+    }
+}
+
+/// The same on a node whose tx index is off (`GetTx` cannot tell): the same bytes are broadcast again, the node
+/// answers code 19 (already in its mempool or cache, cosmos-sdk `ErrTxInMempoolCache`), and that counts as sent,
+/// not as a refusal or an HA conflict.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rebroadcast_the_node_already_has_counts_as_sent() {
+    let telemetry = crate::telemetry::Telemetry::new().unwrap();
+    let (f, miner) = leader_at_claim_open_with(config("a"), Duration::from_millis(500)).await;
+    let mut miner = miner.with_metrics(crate::miner::metrics::MinerMetrics::new(&telemetry).unwrap());
+    f.chain.state().tx_index_disabled = true;
+    let balance_before = balance(&f.chain, &f.supplier);
+    first_broadcast_answer_lost(&f, &mut miner).await;
+    assert_landed_once_with_one_fee(&f, &mut miner, balance_before).await;
+    let metrics = telemetry.render_metrics();
+    assert_eq!(counter(&metrics, "ha_miner_claim_errors_total", "refused"), None);
+    assert_eq!(counter(&metrics, "ha_miner_claim_errors_total", "ha_conflict"), None);
+    assert_eq!(
+        counter(&metrics, "ha_miner_claim_errors_total", "retryable"),
+        Some(1),
+        "only the lost answer"
+    );
+}
+
+/// A claim whose broadcast never reached the node (the answer lost and the tx not taken, here: the mempool
+/// refused it as full, and the answer saying so was lost): its same bytes broadcast again are taken once, and
+/// the claim lands with one fee.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tx_the_node_never_took_is_taken_when_its_bytes_are_broadcast_again() {
+    let (f, mut miner) = leader_at_claim_open_with(config("a"), Duration::from_millis(500)).await;
+    let balance_before = balance(&f.chain, &f.supplier);
+    {
+        let mut s = f.chain.state();
+        s.lose_broadcast_answers = 1;
+        // A full mempool: CheckTx never runs, nothing is kept.
+        s.mempool = vec![Vec::new(); crate::sim::chain::MAX_MEMPOOL_TXS];
+    }
+    miner.step().await.unwrap();
+    assert_eq!(miner.unknown_txs.len(), 1);
+    let kept = miner.unknown_txs.get(TxKind::Claim, &f.key).unwrap();
+    f.chain.state().mempool.clear();
+    f.chain.produce_block();
+    miner.step().await.unwrap();
+    assert_eq!(
+        f.chain.state().mempool,
+        vec![kept.bytes.clone()],
+        "the same bytes, taken now"
+    );
+    assert_landed_once_with_one_fee(&f, &mut miner, balance_before).await;
+}
