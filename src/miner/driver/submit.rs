@@ -427,7 +427,8 @@ impl Miner {
         let keys: Vec<SessionKey> = messages.iter().map(|(key, _)| key.clone()).collect();
         let batch: Vec<wire::Any> = messages.iter().map(|(_, m)| m.clone()).collect();
         let signed = Signed::default();
-        let outcome = self.broadcast(supplier, batch, &signed).await;
+        let timeout_height = self.timeout_height(kind, &keys);
+        let outcome = self.broadcast(supplier, batch, timeout_height, &signed).await;
         self.keep_if_unknown(kind, supplier, &keys, &outcome, &signed);
         if let (Err(TxOutcome::Refused(reason)), true) = (&outcome, messages.len() > 1) {
             // One tx: a message the chain refuses (a check of §5.4 / §6.1 fails for one session in Simulate)
@@ -441,14 +442,32 @@ impl Miner {
             );
             for (key, message) in messages {
                 let signed = Signed::default();
-                let outcome = self.broadcast(supplier, vec![message], &signed).await;
                 let keys = vec![key];
+                let timeout_height = self.timeout_height(kind, &keys);
+                let outcome = self.broadcast(supplier, vec![message], timeout_height, &signed).await;
                 self.keep_if_unknown(kind, supplier, &keys, &outcome, &signed);
                 step = self.sent(step, kind, supplier, keys, outcome);
             }
             return step;
         }
         self.sent(step, kind, supplier, keys, outcome)
+    }
+
+    /// The `timeout_height` of an ordered tx carrying `keys`' messages of `kind`: the earliest close of their
+    /// windows (claim or proof, spec §3), the last height at which all of them still land. Past it the chain
+    /// refuses the tx (`ErrTxTimeoutHeight`, no fee) instead of including it after the window, where every
+    /// message fails and the fee is paid, and a stuck tx stops holding the signer's next sequences. 0 (none)
+    /// when no session's schedule is known.
+    pub(super) fn timeout_height(&self, kind: TxKind, keys: &[SessionKey]) -> u64 {
+        keys.iter()
+            .filter_map(|key| self.engine.session(key))
+            .map(|r| match kind {
+                TxKind::Claim => r.schedule.claim_close,
+                TxKind::Proof => r.schedule.proof_close,
+            })
+            .min()
+            .and_then(|close| u64::try_from(close).ok())
+            .unwrap_or(0)
     }
 
     /// Builds one session's claim or proof message.
@@ -661,12 +680,20 @@ impl Miner {
     /// code 13) names the fee it requires: the tx is built and sent once more at that price within this attempt
     /// (capped by `transaction.max_gas_price`, module `fees`) instead of a block later at the same refused fee.
     /// The tx last handed to the node is recorded in `signed`.
-    async fn broadcast(&self, supplier: &str, messages: Vec<wire::Any>, signed: &Signed) -> Result<(), TxOutcome> {
+    async fn broadcast(
+        &self,
+        supplier: &str,
+        messages: Vec<wire::Any>,
+        timeout_height: u64,
+        signed: &Signed,
+    ) -> Result<(), TxOutcome> {
         let key = self
             .signers
             .get(supplier)
             .ok_or_else(|| TxOutcome::Rejected(format!("no key for {supplier}")))?;
-        let mut response = self.send_once(supplier, key, messages.clone(), signed).await?;
+        let mut response = self
+            .send_once(supplier, key, messages.clone(), timeout_height, signed)
+            .await?;
         if fees::is_fee_refusal(&response) {
             let (gas_limit, fee_paid) = signed.last();
             if self.learn_from_fee_refusal(supplier, &response.raw_log, gas_limit, fee_paid) {
@@ -677,7 +704,7 @@ impl Miner {
                     log = response.raw_log,
                     "the node refused the fee as below its minimum gas price: sending again at the fee it requires"
                 );
-                response = self.send_once(supplier, key, messages, signed).await?;
+                response = self.send_once(supplier, key, messages, timeout_height, signed).await?;
                 self.count_resend_fee_refusal(supplier, &response);
             }
         }
@@ -686,12 +713,14 @@ impl Miner {
 
     /// Builds, signs and broadcasts one tx of `messages`: unordered (ADR-070, no sequence races between HA
     /// instances) or ordered through the signer's [`Sequencer`](crate::chain::sequence::Sequencer), which
-    /// recovers from a sequence mismatch by re-reading the account. Returns the node's answer to the broadcast.
+    /// recovers from a sequence mismatch by re-reading the account, with `timeout_height` ([`Self::timeout_height`];
+    /// unordered txs expire by their timeout timestamp instead). Returns the node's answer to the broadcast.
     async fn send_once(
         &self,
         supplier: &str,
         key: &SigningKey,
         messages: Vec<wire::Any>,
+        timeout_height: u64,
         signed: &Signed,
     ) -> Result<wire::TxResponse, TxOutcome> {
         // Not sent (deposed before it left, a chain read to build it failed): `NotSent`. No node answered the
@@ -739,13 +768,13 @@ impl Miner {
                     async move {
                         let ordering = Ordering::Ordered {
                             sequence: account.sequence,
-                            timeout_height: 0,
+                            timeout_height,
                         };
                         let bytes = self
                             .sign_with_gas(key, messages, ordering, account.account_number, signed)
                             .await?;
                         self.confirm_leadership_before_sending().await?;
-                        signed.sending(&bytes, Expiry::Height(0));
+                        signed.sending(&bytes, Expiry::Height(timeout_height));
                         Ok(bytes)
                     }
                 })

@@ -161,3 +161,62 @@ async fn a_tx_the_node_never_took_is_taken_when_its_bytes_are_broadcast_again() 
     );
     assert_landed_once_with_one_fee(&f, &mut miner, balance_before).await;
 }
+
+/// The body of a signed tx.
+fn body_of(bytes: &[u8]) -> crate::chain::tx::TxBody {
+    use crate::chain::tx::{TxBody, TxRaw};
+    TxBody::decode(TxRaw::decode(bytes).unwrap().body_bytes.as_slice()).unwrap()
+}
+
+/// An ordered claim tx carries the claim window's close as its `timeout_height`: held up (here taken out of the
+/// mempool) and included after the window, it is refused before its fee is charged (code 30), instead of
+/// landing with a failing claim and a fee paid.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ordered_claim_tx_cannot_land_after_the_claim_window() {
+    let (f, mut miner) = leader_at_claim_open_with(
+        MinerConfig {
+            unordered: false,
+            ..config("a")
+        },
+        Duration::from_secs(5),
+    )
+    .await;
+    miner.step().await.unwrap();
+    let schedule = miner.engine.session(&f.key).unwrap().schedule;
+    let held = std::mem::take(&mut f.chain.state().mempool);
+    assert_eq!(held.len(), 1, "the claim tx was taken");
+    let body = body_of(&held[0]);
+    assert!(!body.unordered);
+    assert_eq!(body.timeout_height, u64::try_from(schedule.claim_close).unwrap());
+
+    let balance_before = balance(&f.chain, &f.supplier);
+    while f.chain.height() < schedule.claim_close {
+        f.chain.produce_block();
+    }
+    f.chain.state().mempool = held.clone();
+    f.chain.produce_block();
+    let result = f.chain.state().txs[&crate::chain::tx::tx_hash(&held[0])].clone();
+    assert_eq!((result.code, result.codespace.as_str()), (30, "sdk"), "{}", result.log);
+    assert_eq!(balance(&f.chain, &f.supplier), balance_before, "no fee paid");
+    assert!(f.chain.records().iter().all(|r| r.kind != "claim"), "no claim ran");
+}
+
+/// In a batch, the earliest close among its sessions bounds the tx.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_times_out_at_its_earliest_window_close() {
+    let (f, mut miner) = leader_at_claim_open_with(config("a"), Duration::from_secs(5)).await;
+    let mut earlier = miner.engine.session(&f.key).unwrap().clone();
+    earlier.key.session_id = "0".repeat(64);
+    earlier.schedule.claim_close -= 1;
+    let close = miner.engine.session(&f.key).unwrap().schedule.claim_close;
+    let earlier_key = earlier.key.clone();
+    miner.engine.restore(earlier);
+    assert_eq!(
+        miner.timeout_height(TxKind::Claim, &[f.key.clone(), earlier_key.clone()]),
+        u64::try_from(close - 1).unwrap()
+    );
+    assert_eq!(
+        miner.timeout_height(TxKind::Claim, std::slice::from_ref(&f.key)),
+        u64::try_from(close).unwrap()
+    );
+}

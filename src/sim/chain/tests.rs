@@ -561,3 +561,70 @@ async fn unrequired_proof_is_rejected_and_missing_required_proof_expires() {
     assert!(matches!(&f.chain.settlements()[0].2, Settlement::Expired(r) if r == "required proof missing"));
     assert_eq!(expired_reason(&f), "PROOF_MISSING");
 }
+
+/// An ordered tx of `msg` with the signer's next sequence and `timeout_height`.
+async fn ordered_tx(f: &Fixture, msg: wire::Any, timeout_height: u64) -> crate::chain::tx::SignedTx {
+    let account = f.client.account(&f.supplier_address).await.unwrap();
+    let plan = TxPlan {
+        messages: vec![msg],
+        memo: String::new(),
+        gas_limit: 500_000,
+        fee_amount: 7,
+        fee_denom: "upokt".into(),
+        ordering: Ordering::Ordered {
+            sequence: account.sequence,
+            timeout_height,
+        },
+        chain_id: "pocket-sim".into(),
+        account_number: account.account_number,
+    };
+    build_signed_tx(&f.supplier, &plan).unwrap()
+}
+
+/// As cosmos-sdk's `TxTimeoutHeightDecorator`: a tx whose `timeout_height` is below the height it runs at is
+/// refused with code 30 (`ErrTxTimeoutHeight`) by Simulate and CheckTx (the last committed height) and in a
+/// block (the block's height; refused before its fee is charged), and taken up to that height.
+#[tokio::test]
+async fn a_tx_past_its_timeout_height_is_refused_with_code_30_and_pays_no_fee() {
+    let f = fixture(0.0).await;
+    let open = windows(&f).claim_open;
+    advance_to(&f.chain, open);
+    let claim = claim_msg(&f, &f.header, &trie_with(&f, 2, 10).root());
+    let is_timeout = |code: u32, codespace: &str, log: &str| {
+        code == 30 && codespace == "sdk" && log.ends_with(": tx timeout height")
+    };
+
+    let stale = ordered_tx(&f, claim.clone(), u64::try_from(open).unwrap() - 1).await;
+    let refused = f.client.simulate(stale.tx_bytes.clone()).await.unwrap_err();
+    assert!(refused.to_string().contains("tx timeout height"), "{refused}");
+    let refused = f.client.broadcast(stale.tx_bytes).await.unwrap();
+    assert!(
+        is_timeout(refused.code, &refused.codespace, &refused.raw_log),
+        "{refused:?}"
+    );
+
+    // Taken at the last committed height, but the next block is above it.
+    let balance = f.chain.state().accounts[&f.supplier_address].balance;
+    let late = ordered_tx(&f, claim.clone(), u64::try_from(open).unwrap()).await;
+    assert_eq!(f.client.broadcast(late.tx_bytes).await.unwrap().code, 0);
+    f.chain.produce_block();
+    let delivered = f.client.get_tx(&late.hash).await.unwrap().unwrap();
+    assert!(
+        is_timeout(delivered.code, &delivered.codespace, &delivered.raw_log),
+        "{delivered:?}"
+    );
+    assert_eq!(f.chain.state().accounts[&f.supplier_address].balance, balance, "no fee");
+    assert!(
+        f.client
+            .claim(&f.header.session_id, &f.supplier_address)
+            .await
+            .unwrap()
+            .is_none()
+    );
+
+    let in_time = ordered_tx(&f, claim, u64::try_from(f.chain.height()).unwrap() + 1).await;
+    assert_eq!(f.client.broadcast(in_time.tx_bytes).await.unwrap().code, 0);
+    f.chain.produce_block();
+    assert_eq!(f.client.get_tx(&in_time.hash).await.unwrap().unwrap().code, 0);
+    assert_eq!(f.chain.state().accounts[&f.supplier_address].balance, balance - 7);
+}

@@ -420,6 +420,8 @@ pub(super) fn abci_code(log: &str) -> (u32, &'static str) {
         (32, "sdk") // ErrWrongSequence
     } else if log.starts_with(UNORDERED_NONCE_USED) {
         (18, "sdk") // ErrInvalidRequest
+    } else if log.starts_with("block height: ") && log.ends_with(": tx timeout height") {
+        (30, "sdk") // ErrTxTimeoutHeight
     } else if log.starts_with("tx decode") || log.starts_with("tx body decode") || log.starts_with("auth info decode") {
         (2, "sdk") // ErrTxDecode
     } else if log.starts_with("insufficient fees;") {
@@ -444,6 +446,16 @@ pub(super) fn check_tx(s: &ChainState, tx_bytes: &[u8], mode: Mode) -> Result<(S
     let pubkey_any = signer_info.public_key.as_ref().ok_or("signer without public key")?;
     let pubkey = crate::chain::tx::Secp256k1PubKey::decode(pubkey_any.value.as_slice()).map_err(|e| e.to_string())?;
     let signer = address::address_from_public_key(&pubkey.key);
+    // cosmos-sdk `TxTimeoutHeightDecorator` (before the fee checks): a tx whose `timeout_height` is below the
+    // height it runs at is refused, code 30 `ErrTxTimeoutHeight`; at CheckTx and in Simulate that height is the
+    // last committed block's (the check state's header), in a block the block's (`s.height` is both here).
+    let at = u64::try_from(s.height).unwrap_or(0);
+    if body.timeout_height > 0 && at > body.timeout_height {
+        return Err(format!(
+            "block height: {at}, timeout height: {}: tx timeout height",
+            body.timeout_height
+        ));
+    }
     if mode == Mode::Check {
         // The node's minimum gas price, only at CheckTx (the SDK's `DeductFeeDecorator` runs its fee checker only
         // outside simulate mode, and a block's DeliverTx has no minimum), before the fee payer and signature
