@@ -150,7 +150,8 @@ impl Miner {
     /// `max_tx_bytes` allows, and feeds each session's outcome to the engine. Each session stands alone: one whose
     /// message cannot be built (a chain query failed, its trie cannot be read) is a send that never left
     /// (`NotSent`: repeated at the next block) and does not hold back the others, and a batch a node refuses
-    /// (`Refused`) is sent again message by message, so one bad message cannot sink the rest of the batch. A
+    /// (`Refused`) because of one of its messages is sent again message by message, so one bad message cannot
+    /// sink the rest of the batch. A
     /// session whose last tx got no answer (module `unknown`) gets no new tx while that one may still land: what
     /// happened to it is found out first.
     pub(super) async fn submit(
@@ -415,8 +416,8 @@ impl Miner {
         }
     }
 
-    /// Sends `messages` (of one supplier) as one tx and feeds the outcome to the engine; a tx a node refuses is
-    /// sent again message by message.
+    /// Sends `messages` (of one supplier) as one tx and feeds the outcome to the engine; a tx a node refuses for
+    /// one of its messages is sent again message by message.
     async fn send(
         &mut self,
         mut step: Step,
@@ -428,11 +429,15 @@ impl Miner {
         let batch: Vec<wire::Any> = messages.iter().map(|(_, m)| m.clone()).collect();
         let signed = Signed::default();
         let timeout_height = self.timeout_height(kind, &keys);
-        let outcome = self.broadcast(supplier, batch, timeout_height, &signed).await;
+        let Broadcast {
+            outcome,
+            message_refused,
+        } = self.broadcast(supplier, batch, timeout_height, &signed).await;
         self.keep_if_unknown(kind, supplier, &keys, &outcome, &signed);
-        if let (Err(TxOutcome::Refused(reason)), true) = (&outcome, messages.len() > 1) {
+        if let (Err(TxOutcome::Refused(reason)), true) = (&outcome, message_refused && messages.len() > 1) {
             // One tx: a message the chain refuses (a check of §5.4 / §6.1 fails for one session in Simulate)
-            // refuses them all. Each is sent on its own, so only the bad one is refused.
+            // refuses them all. Each is sent on its own, so only the bad one is refused. A refusal of the tx
+            // itself (its fee, the signer's funds, a full mempool) is not split: each tx would get it.
             tracing::warn!(
                 supplier,
                 ?kind,
@@ -444,7 +449,10 @@ impl Miner {
                 let signed = Signed::default();
                 let keys = vec![key];
                 let timeout_height = self.timeout_height(kind, &keys);
-                let outcome = self.broadcast(supplier, vec![message], timeout_height, &signed).await;
+                let outcome = self
+                    .broadcast(supplier, vec![message], timeout_height, &signed)
+                    .await
+                    .outcome;
                 self.keep_if_unknown(kind, supplier, &keys, &outcome, &signed);
                 step = self.sent(step, kind, supplier, keys, outcome);
             }
@@ -686,7 +694,30 @@ impl Miner {
         messages: Vec<wire::Any>,
         timeout_height: u64,
         signed: &Signed,
-    ) -> Result<(), TxOutcome> {
+    ) -> Broadcast {
+        match self
+            .broadcast_response(supplier, messages, timeout_height, signed)
+            .await
+        {
+            Ok(response) => Broadcast {
+                message_refused: check_tx_refused_a_message(&response),
+                outcome: check_tx_outcome(&response),
+            },
+            Err(outcome) => Broadcast {
+                message_refused: matches!(&outcome, TxOutcome::Refused(reason) if reason.contains(MESSAGE_INDEX)),
+                outcome: Err(outcome),
+            },
+        }
+    }
+
+    /// [`Self::broadcast`] up to the node's answer.
+    async fn broadcast_response(
+        &self,
+        supplier: &str,
+        messages: Vec<wire::Any>,
+        timeout_height: u64,
+        signed: &Signed,
+    ) -> Result<wire::TxResponse, TxOutcome> {
         let key = self
             .signers
             .get(supplier)
@@ -708,7 +739,7 @@ impl Miner {
                 self.count_resend_fee_refusal(supplier, &response);
             }
         }
-        check_tx_outcome(&response)
+        Ok(response)
     }
 
     /// Builds, signs and broadcasts one tx of `messages`: unordered (ADR-070, no sequence races between HA
@@ -783,6 +814,29 @@ impl Miner {
         };
         Ok(response)
     }
+}
+
+/// What one broadcast gave.
+struct Broadcast {
+    /// Sent (`Ok`), or why not.
+    outcome: Result<(), TxOutcome>,
+    /// The refusal names one of the tx's messages, so sending the messages one per tx lets the others land. Other
+    /// refusals are the whole tx's (fee, funds, signature, mempool full, timeout): every one of n txs would get
+    /// them too, n refusals instead of one.
+    message_refused: bool,
+}
+
+/// What cosmos-sdk's `runMsgs` adds to the error of the message that failed ("failed to execute message; message
+/// index: N"): a Simulate refusal naming a message.
+const MESSAGE_INDEX: &str = "message index: ";
+
+/// Whether a CheckTx refusal is about the messages rather than the tx: an error of a message's module (its
+/// `ValidateBasic`, codespace other than `sdk`), or the tx too large for the node (code 21; smaller txs may fit).
+/// CheckTx runs no message, so the SDK's own codes (4 unauthorized, 5 insufficient funds, 13 insufficient fee,
+/// 18, 19, 20 mempool full, 30 timeout height, 32 sequence) are the tx's.
+fn check_tx_refused_a_message(response: &wire::TxResponse) -> bool {
+    const TX_TOO_LARGE: u32 = 21;
+    response.code != 0 && (response.codespace != "sdk" || response.code == TX_TOO_LARGE)
 }
 
 /// What a node's answer to a broadcast means for the sessions the tx carries.

@@ -220,3 +220,46 @@ async fn a_batch_times_out_at_its_earliest_window_close() {
         u64::try_from(close).unwrap()
     );
 }
+
+/// A batch of two claims refused for a reason of the whole tx (CheckTx: mempool full, code 20; the signer's
+/// funds, code 5) is not sent again message by message (each tx would be refused the same): one refusal, both
+/// sends taken back for the next block. A fixed gas limit skips Simulate, so the batch (one good claim, one of an
+/// empty trie the chain would refuse) reaches CheckTx.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_refused_for_the_whole_tx_is_not_split_into_one_tx_per_message() {
+    for code in [20, 5] {
+        let telemetry = crate::telemetry::Telemetry::new().unwrap();
+        let (f, miner) = leader_at_claim_open_with(
+            MinerConfig {
+                gas_limit: 1_000_000,
+                ..config("a")
+            },
+            Duration::from_secs(5),
+        )
+        .await;
+        let mut miner = miner.with_metrics(crate::miner::metrics::MinerMetrics::new(&telemetry).unwrap());
+        let mut other = miner.engine.session(&f.key).unwrap().clone();
+        other.key.session_id = "0".repeat(64);
+        let other_key = other.key.clone();
+        miner.engine.restore(other);
+        {
+            let mut s = f.chain.state();
+            if code == 20 {
+                s.mempool = vec![Vec::new(); crate::sim::chain::MAX_MEMPOOL_TXS];
+            } else {
+                s.accounts.get_mut(&f.supplier).unwrap().balance = 0;
+            }
+        }
+        miner.step().await.unwrap();
+        assert_eq!(
+            counter(&telemetry.render_metrics(), "ha_miner_claim_errors_total", "refused"),
+            Some(1),
+            "code {code}: one refusal of the batch, no tx per message"
+        );
+        for key in [&f.key, &other_key] {
+            let record = miner.engine.session(key).unwrap();
+            assert_eq!(record.claim_sent_at, Vec::<i64>::new(), "code {code}: taken back");
+            assert!(record.claim_reached_node);
+        }
+    }
+}

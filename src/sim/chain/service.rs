@@ -209,7 +209,8 @@ pub fn router(chain: SimChain) -> GrpcRouter {
             if s.refuse_simulations > 0 {
                 s.refuse_simulations -= 1;
                 return Err(Status::unknown(format!(
-                    "refused by the test knob at height {}: outside the window",
+                    "failed to execute message; message index: 0: refused by the test knob at height {}: outside the \
+                     window",
                     s.height
                 )));
             }

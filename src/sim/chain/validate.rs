@@ -628,16 +628,17 @@ fn gas_limit_of(tx_bytes: &[u8]) -> u64 {
 /// Simulate (gas estimation): runs the tx's messages as DeliverTx would, on the state and height of the last
 /// committed block (the SDK simulates on its check state, whose header is the last committed block's, so a
 /// message checked against the current height sees `H`, not the `H + 1` it would be included at), then undoes
-/// everything. A refused message refuses the whole simulation, as on a node.
+/// everything. A refused message refuses the whole simulation, as on a node, with the SDK's `runMsgs` text
+/// naming it ("failed to execute message; message index: N: ...").
 pub(super) fn simulate_messages(s: &mut ChainState, body: &TxBody) -> Result<(), String> {
     let claims = s.claims.clone();
     let accounts = s.accounts.clone();
     let records = s.records.len();
     let height = s.height;
     let mut result = Ok(());
-    for msg in &body.messages {
+    for (index, msg) in body.messages.iter().enumerate() {
         if let Err(e) = run_message(s, msg, height, "").3 {
-            result = Err(e);
+            result = Err(format!("{MESSAGE_FAILED}{index}: {e}"));
             break;
         }
     }
@@ -646,6 +647,9 @@ pub(super) fn simulate_messages(s: &mut ChainState, body: &TxBody) -> Result<(),
     s.records.truncate(records);
     result
 }
+
+/// How cosmos-sdk's `runMsgs` wraps a message's error (`failed to execute message; message index: %d`).
+pub const MESSAGE_FAILED: &str = "failed to execute message; message index: ";
 
 /// DeliverTx: authenticate, charge the fee, run every message; a failing message fails the whole tx (state
 /// rolled back) and every message of it is recorded with the reason.
