@@ -137,6 +137,20 @@ impl Signed {
 /// The reason of a send that did not leave because this miner no longer leads (counted as `not_leader`).
 const NOT_LEADER: &str = "no longer the leader";
 
+/// How the reason of a send that did not leave because its window's deadline passed starts (counted as
+/// `deadline_passed`).
+const DEADLINE_PASSED: &str = "the window's deadline passed";
+
+/// The heights that bound one tx, from the windows of the sessions whose messages it carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Bounds {
+    /// The `timeout_height` of an ordered tx ([`Miner::timeout_height`]; 0 = none).
+    pub(super) timeout_height: u64,
+    /// The last height at which the tx is still sent: the earliest window close minus
+    /// `submission_buffer_blocks`, as the engine decides sends (`i64::MAX` when no session is known).
+    pub(super) deadline: i64,
+}
+
 /// What building one session's message gave.
 enum Built {
     /// The message to send.
@@ -200,7 +214,7 @@ impl Miner {
             for key in &late {
                 self.unknown_txs.forget(kind, key);
             }
-            let reason = format!("the window's deadline passed (height {height}) while confirming the leadership");
+            let reason = format!("{DEADLINE_PASSED} (height {height}) while confirming the leadership");
             step = self.tx_outcome_as(
                 step,
                 kind,
@@ -428,11 +442,11 @@ impl Miner {
         let keys: Vec<SessionKey> = messages.iter().map(|(key, _)| key.clone()).collect();
         let batch: Vec<wire::Any> = messages.iter().map(|(_, m)| m.clone()).collect();
         let signed = Signed::default();
-        let timeout_height = self.timeout_height(kind, &keys);
+        let bounds = self.bounds(kind, &keys);
         let Broadcast {
             outcome,
             message_refused,
-        } = self.broadcast(supplier, batch, timeout_height, &signed).await;
+        } = self.broadcast(supplier, batch, bounds, &signed).await;
         self.keep_if_unknown(kind, supplier, &keys, &outcome, &signed);
         if let (Err(TxOutcome::Refused(reason)), true) = (&outcome, message_refused && messages.len() > 1) {
             // One tx: a message the chain refuses (a check of §5.4 / §6.1 fails for one session in Simulate)
@@ -448,11 +462,8 @@ impl Miner {
             for (key, message) in messages {
                 let signed = Signed::default();
                 let keys = vec![key];
-                let timeout_height = self.timeout_height(kind, &keys);
-                let outcome = self
-                    .broadcast(supplier, vec![message], timeout_height, &signed)
-                    .await
-                    .outcome;
+                let bounds = self.bounds(kind, &keys);
+                let outcome = self.broadcast(supplier, vec![message], bounds, &signed).await.outcome;
                 self.keep_if_unknown(kind, supplier, &keys, &outcome, &signed);
                 step = self.sent(step, kind, supplier, keys, outcome);
             }
@@ -476,6 +487,26 @@ impl Miner {
             .min()
             .and_then(|close| u64::try_from(close).ok())
             .unwrap_or(0)
+    }
+
+    /// The [`Bounds`] of a tx carrying `keys`' messages of `kind`. The deadline is checked again right before
+    /// each tx leaves ([`Self::send_once`]): a submission of several txs (split by size, or a batch re-sent message
+    /// by message) can take blocks, and a tx the chain includes after its window costs its fee.
+    pub(super) fn bounds(&self, kind: TxKind, keys: &[SessionKey]) -> Bounds {
+        let buffer = self.config.engine.submission_buffer_blocks;
+        let deadline = keys
+            .iter()
+            .filter_map(|key| self.engine.session(key))
+            .map(|r| match kind {
+                TxKind::Claim => r.schedule.claim_close,
+                TxKind::Proof => r.schedule.proof_close,
+            })
+            .min()
+            .map_or(i64::MAX, |close| close - buffer);
+        Bounds {
+            timeout_height: self.timeout_height(kind, keys),
+            deadline,
+        }
     }
 
     /// Builds one session's claim or proof message.
@@ -561,6 +592,7 @@ impl Miner {
     ) -> Step {
         let label = match &outcome {
             TxOutcome::NotSent(reason) if reason == NOT_LEADER => "not_leader",
+            TxOutcome::NotSent(reason) if reason.starts_with(DEADLINE_PASSED) => "deadline_passed",
             TxOutcome::Refused(_) => "refused",
             TxOutcome::Rejected(_) => "rejected",
             TxOutcome::HaConflict(_) => "ha_conflict",
@@ -688,17 +720,8 @@ impl Miner {
     /// code 13) names the fee it requires: the tx is built and sent once more at that price within this attempt
     /// (capped by `transaction.max_gas_price`, module `fees`) instead of a block later at the same refused fee.
     /// The tx last handed to the node is recorded in `signed`.
-    async fn broadcast(
-        &self,
-        supplier: &str,
-        messages: Vec<wire::Any>,
-        timeout_height: u64,
-        signed: &Signed,
-    ) -> Broadcast {
-        match self
-            .broadcast_response(supplier, messages, timeout_height, signed)
-            .await
-        {
+    async fn broadcast(&self, supplier: &str, messages: Vec<wire::Any>, bounds: Bounds, signed: &Signed) -> Broadcast {
+        match self.broadcast_response(supplier, messages, bounds, signed).await {
             Ok(response) => Broadcast {
                 message_refused: check_tx_refused_a_message(&response),
                 outcome: check_tx_outcome(&response),
@@ -715,16 +738,14 @@ impl Miner {
         &self,
         supplier: &str,
         messages: Vec<wire::Any>,
-        timeout_height: u64,
+        bounds: Bounds,
         signed: &Signed,
     ) -> Result<wire::TxResponse, TxOutcome> {
         let key = self
             .signers
             .get(supplier)
             .ok_or_else(|| TxOutcome::Rejected(format!("no key for {supplier}")))?;
-        let mut response = self
-            .send_once(supplier, key, messages.clone(), timeout_height, signed)
-            .await?;
+        let mut response = self.send_once(supplier, key, messages.clone(), bounds, signed).await?;
         if fees::is_fee_refusal(&response) {
             let (gas_limit, fee_paid) = signed.last();
             if self.learn_from_fee_refusal(supplier, &response.raw_log, gas_limit, fee_paid) {
@@ -735,7 +756,7 @@ impl Miner {
                     log = response.raw_log,
                     "the node refused the fee as below its minimum gas price: sending again at the fee it requires"
                 );
-                response = self.send_once(supplier, key, messages, timeout_height, signed).await?;
+                response = self.send_once(supplier, key, messages, bounds, signed).await?;
                 self.count_resend_fee_refusal(supplier, &response);
             }
         }
@@ -744,14 +765,17 @@ impl Miner {
 
     /// Builds, signs and broadcasts one tx of `messages`: unordered (ADR-070, no sequence races between HA
     /// instances) or ordered through the signer's [`Sequencer`](crate::chain::sequence::Sequencer), which
-    /// recovers from a sequence mismatch by re-reading the account, with `timeout_height` ([`Self::timeout_height`];
-    /// unordered txs expire by their timeout timestamp instead). Returns the node's answer to the broadcast.
+    /// recovers from a sequence mismatch by re-reading the account, with the bounds' `timeout_height` (unordered
+    /// txs expire by their timeout timestamp instead). A tx whose deadline passed is not sent (`NotSent`): the
+    /// unordered path checks the block it reads; the ordered path reads no block and checks the latest height
+    /// the chain client saw (its `timeout_height` keeps it out of blocks after the window anyway). Returns the
+    /// node's answer to the broadcast.
     async fn send_once(
         &self,
         supplier: &str,
         key: &SigningKey,
         messages: Vec<wire::Any>,
-        timeout_height: u64,
+        bounds: Bounds,
         signed: &Signed,
     ) -> Result<wire::TxResponse, TxOutcome> {
         // Not sent (deposed before it left, a chain read to build it failed): `NotSent`. No node answered the
@@ -770,6 +794,9 @@ impl Miner {
             let retry = |e: crate::chain::query::ChainError| TxOutcome::Retryable(e.to_string());
             let account = self.chain.account(supplier).await.map_err(not_sent)?;
             let block = self.chain.latest_block().await.map_err(not_sent)?;
+            if block.height > bounds.deadline {
+                return Err(TxOutcome::NotSent(deadline_passed(block.height)));
+            }
             // Each unordered tx of the supplier gets its own timeout: the SDK keeps one nonce per (signer,
             // timeout) and refuses a second tx with the same one at CheckTx (`UnorderedTimeouts`).
             let block_time = tx::Timestamp {
@@ -797,15 +824,19 @@ impl Miner {
                 .submit(&self.chain, |account| {
                     let messages = messages.clone();
                     async move {
+                        let height = self.chain.latest_height();
+                        if height > bounds.deadline {
+                            return Err(SequenceError::NotSent(deadline_passed(height)));
+                        }
                         let ordering = Ordering::Ordered {
                             sequence: account.sequence,
-                            timeout_height,
+                            timeout_height: bounds.timeout_height,
                         };
                         let bytes = self
                             .sign_with_gas(key, messages, ordering, account.account_number, signed)
                             .await?;
                         self.confirm_leadership_before_sending().await?;
-                        signed.sending(&bytes, Expiry::Height(timeout_height));
+                        signed.sending(&bytes, Expiry::Height(bounds.timeout_height));
                         Ok(bytes)
                     }
                 })
@@ -814,6 +845,11 @@ impl Miner {
         };
         Ok(response)
     }
+}
+
+/// The reason of a tx not sent because its deadline passed at `height`.
+fn deadline_passed(height: i64) -> String {
+    format!("{DEADLINE_PASSED} (height {height}) before the tx left")
 }
 
 /// What one broadcast gave.

@@ -263,3 +263,46 @@ async fn a_batch_refused_for_the_whole_tx_is_not_split_into_one_tx_per_message()
         }
     }
 }
+
+/// The deadline (window close − `submission_buffer_blocks`) is checked before each tx of a submission, not once
+/// for all: here two claims due at the last height the buffer allows go in two txs (split by size), and the chain
+/// commits a block while the first is broadcast. The second is then past its deadline and is not sent (it
+/// would be included after the window, its claim failing and its fee paid); it counts as `deadline_passed`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tx_of_a_split_submission_whose_deadline_passed_meanwhile_is_not_sent() {
+    let telemetry = crate::telemetry::Telemetry::new().unwrap();
+    let mut config = config("a");
+    // Simulate skipped (the empty-trie claim reaches the mempool), one claim per tx, sent at the last height.
+    config.gas_limit = 1_000_000;
+    config.engine.claim_delay_blocks = 100;
+    let (f, miner) = leader_at_claim_open_with(config, Duration::from_secs(5)).await;
+    let mut miner = miner.with_metrics(crate::miner::metrics::MinerMetrics::new(&telemetry).unwrap());
+    // After the ingest, which keeps out relays too large for a tx of this size.
+    miner.config.max_tx_bytes = 512 + 400;
+    let mut first = miner.engine.session(&f.key).unwrap().clone();
+    first.key.session_id = "0".repeat(64);
+    assert!(first.key < f.key, "it goes in the first tx");
+    miner.engine.restore(first);
+    let schedule = miner.engine.session(&f.key).unwrap().schedule;
+    let last_height = schedule.claim_close - miner.config.engine.submission_buffer_blocks;
+    while f.chain.height() < last_height {
+        f.chain.produce_block();
+    }
+    f.chain.state().blocks_after_broadcasts = 1;
+    miner.step().await.unwrap();
+
+    let txs = included_txs_of(&f.chain, &f.supplier);
+    assert_eq!(txs.len(), 1, "only the first tx left: {txs:?}");
+    assert!(f.chain.state().mempool.is_empty(), "the second did not");
+    assert_eq!(
+        counter(
+            &telemetry.render_metrics(),
+            "ha_miner_claim_errors_total",
+            "deadline_passed"
+        ),
+        Some(1)
+    );
+    let record = miner.engine.session(&f.key).unwrap();
+    assert_eq!(record.claim_sent_at, Vec::<i64>::new(), "never sent");
+    assert!(!record.claim_reached_node);
+}

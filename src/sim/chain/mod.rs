@@ -174,6 +174,9 @@ pub struct ChainState {
     /// Test knob: the next this many `BroadcastTx` calls run CheckTx as usual (an admitted tx is in the mempool)
     /// and then never answer, so the caller's call times out: the answer lost after the node took the tx.
     pub lose_broadcast_answers: usize,
+    /// Test knob: each of the next this many `BroadcastTx` calls commits a block before it answers (a slow answer
+    /// while the chain moves on), which includes the tx if CheckTx admitted it.
+    pub blocks_after_broadcasts: usize,
     /// Test knob: `GetTx` fails as on a node whose tx indexer is off (`indexer = "null"`): whether a tx was
     /// included cannot be looked up.
     pub tx_index_disabled: bool,
@@ -400,6 +403,7 @@ impl SimChain {
             check_unordered_nonces: BTreeSet::new(),
             refuse_simulations: 0,
             lose_broadcast_answers: 0,
+            blocks_after_broadcasts: 0,
             tx_index_disabled: false,
             max_tx_bytes: DEFAULT_MAX_TX_BYTES,
             minimum_gas_prices: Vec::new(),

@@ -254,12 +254,17 @@ pub fn router(chain: SimChain) -> GrpcRouter {
                 Admission::MempoolFull => (20, "sdk".into(), "mempool is full".into()),
                 Admission::Rejected { code, codespace, log } => (code, codespace, log),
             };
-            let lose_answer = {
+            let (lose_answer, block_first) = {
                 let mut s = c.state();
                 let lose = s.lose_broadcast_answers > 0;
                 s.lose_broadcast_answers = s.lose_broadcast_answers.saturating_sub(1);
-                lose
+                let block = s.blocks_after_broadcasts > 0;
+                s.blocks_after_broadcasts = s.blocks_after_broadcasts.saturating_sub(1);
+                (lose, block)
             };
+            if block_first {
+                c.produce_block();
+            }
             if lose_answer {
                 // The tx went through CheckTx; its answer never reaches the caller, whose timeout ends the call.
                 std::future::pending::<()>().await;
