@@ -316,11 +316,14 @@ pub enum TxKind {
 /// What a submission produced.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TxOutcome {
-    /// Accepted into the mempool (code 0); inclusion still has to be confirmed from chain state.
+    /// Accepted into the mempool (code 0, or code 19: these very bytes are already in its mempool or cache); inclusion
+    /// still has to be confirmed from chain state.
     Broadcast,
     /// Not taken by any node as far as this miner knows (node unreachable, a transient simulation failure, a
     /// broadcast that failed at the transport and may have reached the node after all): the send is taken back
-    /// and repeated at the next block while the window allows.
+    /// and repeated at the next block while the window allows. The repeat of a broadcast without an answer does
+    /// not sign a new tx while the first may still land: the driver looks it up and broadcasts its same bytes
+    /// again (module `driver::submit::unknown`).
     Retryable(String),
     /// Certainly never left this process (this miner no longer leads, the window's deadline passed while the
     /// leadership was confirmed, the message or tx could not be built, a chain read needed to build it failed):

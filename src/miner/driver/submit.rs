@@ -165,9 +165,8 @@ impl Miner {
     /// message cannot be built (a chain query failed, its trie cannot be read) is a send that never left
     /// (`NotSent`: repeated at the next block) and does not hold back the others, and a batch a node refuses
     /// (`Refused`) because of one of its messages is sent again message by message, so one bad message cannot
-    /// sink the rest of the batch. A
-    /// session whose last tx got no answer (module `unknown`) gets no new tx while that one may still land: what
-    /// happened to it is found out first.
+    /// sink the rest of the batch. A session whose last tx got no answer (module `unknown`) gets no new tx while
+    /// that one may still land: what happened to it is found out first.
     pub(super) async fn submit(
         &mut self,
         kind: TxKind,
@@ -383,7 +382,7 @@ impl Miner {
                     supplier,
                     tx = tx.hash,
                     ?refusal,
-                    "a tx whose broadcast got no answer can no longer be included and is not on chain: a new tx is built"
+                    "a tx whose broadcast got no answer can no longer land and is not on chain: a new tx is built"
                 );
                 None
             }
