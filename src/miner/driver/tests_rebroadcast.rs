@@ -306,3 +306,63 @@ async fn a_tx_of_a_split_submission_whose_deadline_passed_meanwhile_is_not_sent(
     assert_eq!(record.claim_sent_at, Vec::<i64>::new(), "never sent");
     assert!(!record.claim_reached_node);
 }
+
+/// A batch (two sessions' claims in one tx) whose broadcast answer is lost is found out about as one tx: at the
+/// next block both sessions count as sent from it, no claim is signed again, and one fee is paid for both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_whose_broadcast_answer_is_lost_lands_once_and_pays_one_fee() {
+    let mut g = genesis();
+    g.applications.push(GenesisApplication {
+        key_hex: key_hex("app2"),
+        stake_upokt: 1_000_000,
+        services: vec!["anvil".into()],
+        delegate_to: vec![0],
+    });
+    let f = fixture_on(g).await;
+    let (_, app2, _) = actor(&key_hex("app2")).unwrap();
+    let header2 = f
+        .client
+        .session(&app2, "anvil", f.chain.height())
+        .await
+        .unwrap()
+        .header
+        .unwrap();
+    let key2 = SessionKey {
+        supplier: f.supplier.clone(),
+        session_id: header2.session_id.clone(),
+    };
+    let client = Arc::new(ChainClient::new(f.client.grpc().url(), Duration::from_millis(500)).unwrap());
+    let plain = MemoryBackend::new().storage();
+    let mut miner = Miner::new(client, plain.clone(), f.keyring.clone(), config("a"));
+    plain
+        .relay_log
+        .append(relays(&f.supplier, &header2, 0..3))
+        .await
+        .unwrap();
+    ingest_until_claim_open(&f, &plain, &mut miner).await;
+    let balance_before = balance(&f.chain, &f.supplier);
+
+    f.chain.state().lose_broadcast_answers = 1;
+    miner.step().await.unwrap();
+    assert_eq!(f.chain.state().mempool.len(), 1, "one tx for both claims");
+    assert_eq!(miner.unknown_txs.len(), 2, "kept for both sessions");
+    for _ in 0..3 {
+        f.chain.produce_block();
+        miner.step().await.unwrap();
+    }
+    let txs = included_txs_of(&f.chain, &f.supplier);
+    assert_eq!(txs.len(), 1, "{txs:?}");
+    assert_eq!(balance_before - balance(&f.chain, &f.supplier), txs[0].1, "one fee");
+    let claims = f.chain.records().into_iter().filter(|r| r.kind == "claim").count();
+    assert_eq!(claims, 2, "each claim ran once");
+    for key in [&f.key, &key2] {
+        let record = miner.engine.session(key).unwrap();
+        assert!(
+            matches!(record.state, State::Claimed | State::Settled),
+            "{:?}",
+            record.state
+        );
+        assert_eq!(record.claim_sent_at.len(), 1);
+    }
+    assert_eq!(miner.unknown_txs.len(), 0);
+}
