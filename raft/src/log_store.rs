@@ -81,13 +81,24 @@ pub struct LogStore {
     max_payload_bytes: usize,
 }
 
+/// Page cache of each of the node's redb files (the log here, the state machine in [`crate::sm`]). redb's default
+/// is 1 GiB per file, which a long-running node fills with pages of entries it will not read again: two files
+/// would let the process grow towards 2 GiB. Appends and applies read recent pages; a follower catching up
+/// from older entries reads them from disk.
+pub const REDB_CACHE_BYTES: usize = 64 << 20;
+
 /// Default of [`LogStore::with_max_payload_bytes`].
 pub const DEFAULT_MAX_PAYLOAD_BYTES: usize = 16 << 20;
 
 impl LogStore {
     /// Opens (or creates) the log at `path` and starts its writer thread.
     pub fn open(path: &Path) -> io::Result<Self> {
-        let db = Arc::new(Database::create(path).map_err(io_err)?);
+        let db = Arc::new(
+            redb::Builder::new()
+                .set_cache_size(REDB_CACHE_BYTES)
+                .create(path)
+                .map_err(io_err)?,
+        );
         {
             let txn = db.begin_write().map_err(io_err)?;
             txn.open_table(LOG).map_err(io_err)?;

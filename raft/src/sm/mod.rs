@@ -77,7 +77,12 @@ impl StateMachine {
         std::fs::create_dir_all(dir)?;
         let snap_dir = dir.join("snapshots");
         std::fs::create_dir_all(&snap_dir)?;
-        let db = Arc::new(Database::create(dir.join("state.redb")).map_err(io_err)?);
+        let db = Arc::new(
+            redb::Builder::new()
+                .set_cache_size(crate::log_store::REDB_CACHE_BYTES)
+                .create(dir.join("state.redb"))
+                .map_err(io_err)?,
+        );
         {
             let txn = db.begin_write().map_err(io_err)?;
             txn.open_table(apply::META).map_err(io_err)?;
