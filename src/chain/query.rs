@@ -47,6 +47,15 @@ pub struct BlockInfo {
     pub time: wire::BlockTime,
 }
 
+/// The chain's tip as the node's status query gives it: no block is read ([`ChainClient::tip`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChainTip {
+    /// The latest committed height.
+    pub height: i64,
+    /// That block's header time (unordered tx timeouts anchor on it, lessons.md).
+    pub time: wire::BlockTime,
+}
+
 /// Cache lifetimes.
 /// Values at a height never change; the TTL only lets heights nobody asks about any more leave the cache.
 const AT_HEIGHT_TTL: Duration = Duration::from_secs(3600);
@@ -74,6 +83,9 @@ pub struct ChainClient {
     /// The chain id txs are signed for, once [`ChainClient::expect_chain_id`] set it: blocks of any other chain
     /// are refused from then on.
     expected_chain_id: std::sync::OnceLock<String>,
+    /// The tip height at which the node's chain id was last found to be the expected one ([`ChainClient::tip`]);
+    /// 0: never.
+    chain_checked_at: AtomicI64,
 }
 
 impl ChainClient {
@@ -96,6 +108,7 @@ impl ChainClient {
             blocks: TtlCache::new(4096),
             latest_height: AtomicI64::new(0),
             expected_chain_id: std::sync::OnceLock::new(),
+            chain_checked_at: AtomicI64::new(0),
         })
     }
 
@@ -437,6 +450,49 @@ impl ChainClient {
         super::claim_delay::check_node(&self.grpc, delay, buffer).await
     }
 
+    /// The chain's tip (latest committed height and its block time) from the node's status query
+    /// (`cosmos.base.node.v1beta1.Service/Status`): a few dozen bytes, where [`ChainClient::latest_block`]
+    /// returns the whole block twice (MBs once proofs are in it). Callers that poll the height use this; a
+    /// block is read only where its contents are needed (the hash of a seed block: [`ChainClient::block`]).
+    ///
+    /// The status carries no chain id. Once one is expected ([`ChainClient::expect_chain_id`]) it is checked
+    /// against the node's `GetNodeInfo` (its `network`, again without a block) whenever the tip height differs
+    /// from the one last checked: a node swapped behind its URL (another chain has other heights) is refused
+    /// from its first tip on, as a block of another chain is, and polling an unchanged height costs one call.
+    pub async fn tip(&self) -> Result<ChainTip, ChainError> {
+        let response: wire::NodeStatusResponse =
+            self.grpc.unary(method::NODE_STATUS, wire::NodeStatusRequest {}).await?;
+        let tip = tip_of(&response)?;
+        if let Some(expected) = self.expected_chain_id.get()
+            && self.chain_checked_at.load(Ordering::Relaxed) != tip.height
+        {
+            let network = self.node_network().await?;
+            if network != *expected {
+                return Err(ChainError::BadResponse(format!(
+                    "the node at height {} serves chain `{network}`, not the configured `{expected}` \
+                     (pocket_node.chain_id)",
+                    tip.height
+                )));
+            }
+            self.chain_checked_at.store(tip.height, Ordering::Relaxed);
+        }
+        self.observe_height(tip.height);
+        Ok(tip)
+    }
+
+    /// The chain id the node says it serves (`GetNodeInfo`'s `default_node_info.network`).
+    async fn node_network(&self) -> Result<String, ChainError> {
+        let response: wire::GetNodeInfoResponse = self
+            .grpc
+            .unary(tendermint_method::GET_NODE_INFO, wire::GetNodeInfoRequest {})
+            .await?;
+        response
+            .default_node_info
+            .map(|i| i.network)
+            .filter(|n| !n.is_empty())
+            .ok_or_else(|| ChainError::BadResponse("GetNodeInfo without a network (chain id)".into()))
+    }
+
     /// The latest committed block.
     pub async fn latest_block(&self) -> Result<BlockInfo, ChainError> {
         let response: wire::GetBlockResponse = self
@@ -513,6 +569,19 @@ fn base_account(response: wire::QueryAccountResponse) -> Result<wire::BaseAccoun
     super::account::base_account(&account)
 }
 
+/// A status answer as [`ChainTip`]: a height of 0 (a node still at genesis) or one that does not fit an `i64`,
+/// or no time, is unusable.
+fn tip_of(response: &wire::NodeStatusResponse) -> Result<ChainTip, ChainError> {
+    let height = i64::try_from(response.height)
+        .ok()
+        .filter(|h| *h > 0)
+        .ok_or_else(|| ChainError::BadResponse(format!("node status at height {}", response.height)))?;
+    let time = response
+        .timestamp
+        .ok_or_else(|| ChainError::BadResponse(format!("node status at height {height} without a time")))?;
+    Ok(ChainTip { height, time })
+}
+
 /// A block answer as [`BlockInfo`]; with `expected_chain_id`, a block of another chain is refused.
 fn block_info(response: wire::GetBlockResponse, expected_chain_id: Option<&String>) -> Result<BlockInfo, ChainError> {
     let hash = response.block_id.map(|b| b.hash).unwrap_or_default();
@@ -553,3 +622,5 @@ fn simulated_gas(response: wire::SimulateResponse) -> Result<u64, ChainError> {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tip_tests;

@@ -20,6 +20,34 @@ type Handler = Arc<dyn Fn(Vec<u8>) -> HandlerFuture + Send + Sync>;
 #[derive(Clone, Default)]
 pub struct GrpcRouter {
     handlers: HashMap<String, Handler>,
+    /// Requests received per method path.
+    calls: CallCounts,
+}
+
+/// Requests a router received per full method path (known or not), shared by its clones: tests assert what a
+/// client asks, e.g. that a miner polling an unchanged height reads no block.
+#[derive(Debug, Clone, Default)]
+pub struct CallCounts(Arc<std::sync::Mutex<HashMap<String, u64>>>);
+
+impl CallCounts {
+    /// Requests received for `path` so far.
+    pub fn get(&self, path: &str) -> u64 {
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(path)
+            .copied()
+            .unwrap_or(0)
+    }
+
+    fn add(&self, path: &str) {
+        *self
+            .0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(path.to_string())
+            .or_default() += 1;
+    }
 }
 
 impl GrpcRouter {
@@ -50,6 +78,17 @@ impl GrpcRouter {
         self
     }
 
+    /// Counts requests into `calls` (instead of a counter of its own).
+    pub fn counting_into(mut self, calls: CallCounts) -> Self {
+        self.calls = calls;
+        self
+    }
+
+    /// The request counts of this router (and of the axum router it becomes).
+    pub fn calls(&self) -> CallCounts {
+        self.calls.clone()
+    }
+
     /// Number of registered methods.
     pub fn len(&self) -> usize {
         self.handlers.len()
@@ -63,8 +102,10 @@ impl GrpcRouter {
     /// The axum router serving every registered method (mount it, or serve it with `axum::serve`).
     pub fn into_axum(self) -> axum::Router {
         let handlers = Arc::new(self.handlers);
+        let calls = self.calls;
         axum::Router::new().fallback(move |req: axum::extract::Request| {
             let handlers = Arc::clone(&handlers);
+            calls.add(req.uri().path());
             async move {
                 let handler = handlers.get(req.uri().path()).cloned();
                 let path = req.uri().path().to_string();

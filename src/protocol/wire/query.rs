@@ -32,6 +32,9 @@ pub mod method {
     pub const GET_TX: &str = "/cosmos.tx.v1beta1.Service/GetTx";
     /// The node's operator configuration (`minimum-gas-prices` of its `app.toml`).
     pub const NODE_CONFIG: &str = "/cosmos.base.node.v1beta1.Service/Config";
+    /// The node's latest committed height and its block time, without the block (a few dozen bytes, where
+    /// `GetLatestBlock` returns the whole block twice).
+    pub const NODE_STATUS: &str = "/cosmos.base.node.v1beta1.Service/Status";
 }
 
 /// An empty request (all `Params` queries).
@@ -383,6 +386,31 @@ pub struct NodeConfigResponse {
     pub halt_height: u64,
 }
 
+/// `cosmos.base.node.v1beta1.StatusRequest`.
+#[derive(Clone, PartialEq, Eq, prost::Message)]
+pub struct NodeStatusRequest {}
+
+/// `cosmos.base.node.v1beta1.StatusResponse` (cosmos-sdk `proto/cosmos/base/node/v1beta1/query.proto`, v0.50+):
+/// the query context's height, i.e. the latest height the application committed, with that block's header time.
+#[derive(Clone, PartialEq, Eq, prost::Message)]
+pub struct NodeStatusResponse {
+    /// The earliest height the node's store still holds (0 when the node does not say).
+    #[prost(uint64, tag = "1")]
+    pub earliest_store_height: u64,
+    /// The latest committed height.
+    #[prost(uint64, tag = "2")]
+    pub height: u64,
+    /// The header time of block `height`.
+    #[prost(message, optional, tag = "3")]
+    pub timestamp: Option<BlockTime>,
+    /// The header's app hash.
+    #[prost(bytes = "vec", tag = "4")]
+    pub app_hash: Vec<u8>,
+    /// The header's validators hash.
+    #[prost(bytes = "vec", tag = "5")]
+    pub validator_hash: Vec<u8>,
+}
+
 /// `cosmos.tx.v1beta1.BroadcastMode`: SYNC = 2.
 pub const BROADCAST_MODE_SYNC: i32 = 2;
 
@@ -441,6 +469,33 @@ pub struct GetTxResponse {
 pub mod tendermint_method {
     pub const GET_LATEST_BLOCK: &str = "/cosmos.base.tendermint.v1beta1.Service/GetLatestBlock";
     pub const GET_BLOCK_BY_HEIGHT: &str = "/cosmos.base.tendermint.v1beta1.Service/GetBlockByHeight";
+    /// The node's p2p identity, whose `network` is the chain id (no block read).
+    pub const GET_NODE_INFO: &str = "/cosmos.base.tendermint.v1beta1.Service/GetNodeInfo";
+}
+
+#[derive(Clone, PartialEq, Eq, prost::Message)]
+pub struct GetNodeInfoRequest {}
+
+/// `cosmos.base.tendermint.v1beta1.GetNodeInfoResponse` (field 2, `application_version`, is not read).
+#[derive(Clone, PartialEq, Eq, prost::Message)]
+pub struct GetNodeInfoResponse {
+    #[prost(message, optional, tag = "1")]
+    pub default_node_info: Option<DefaultNodeInfo>,
+}
+
+/// `tendermint.p2p.DefaultNodeInfo` (the fields relay-miner reads or the simulator fills).
+#[derive(Clone, PartialEq, Eq, prost::Message)]
+pub struct DefaultNodeInfo {
+    #[prost(string, tag = "2")]
+    pub default_node_id: String,
+    /// The chain id.
+    #[prost(string, tag = "4")]
+    pub network: String,
+    /// The CometBFT version.
+    #[prost(string, tag = "5")]
+    pub version: String,
+    #[prost(string, tag = "7")]
+    pub moniker: String,
 }
 
 #[derive(Clone, PartialEq, Eq, prost::Message)]

@@ -205,6 +205,8 @@ pub struct SimChain {
     state: Arc<Mutex<ChainState>>,
     /// Committed blocks for CometBFT `/websocket` subscribers; sent after the state lock is released.
     events: broadcast::Sender<crate::chain::comet::BlockInfo>,
+    /// gRPC requests received per method path by every [`router`] of this chain (tests assert what clients ask).
+    grpc_calls: crate::sim::grpc::CallCounts,
 }
 
 /// Deterministic block hash of the simulator: SHA256(chain id ‖ height).
@@ -419,6 +421,7 @@ impl SimChain {
         Ok(Self {
             state: Arc::new(Mutex::new(state)),
             events,
+            grpc_calls: Default::default(),
         })
     }
 
@@ -518,6 +521,16 @@ impl SimChain {
                 }
             }
         }
+    }
+
+    /// gRPC requests the chain's [`router`]s received for the method `path` so far.
+    pub fn grpc_calls(&self, path: &str) -> u64 {
+        self.grpc_calls.get(path)
+    }
+
+    /// The request counts every [`router`] of this chain adds to.
+    pub(crate) fn grpc_call_counts(&self) -> crate::sim::grpc::CallCounts {
+        self.grpc_calls.clone()
     }
 
     /// Block time of `height` (unix seconds, one block per `block_time_ms`).

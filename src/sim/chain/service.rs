@@ -13,15 +13,18 @@ fn not_found(what: String) -> Status {
 /// Every query and tx service the relay miner uses, backed by `chain`.
 pub fn router(chain: SimChain) -> GrpcRouter {
     let c = chain.clone();
-    let router = GrpcRouter::new().unary(method::GET_SESSION, move |r: wire::QueryGetSessionRequest| {
-        let c = c.clone();
-        async move {
-            let s = c.state();
-            validate::hydrate_session(&s, &r.application_address, &r.service_id, r.block_height)
-                .map(|session| wire::QueryGetSessionResponse { session: Some(session) })
-                .map_err(Status::failed_precondition)
-        }
-    });
+    let router = GrpcRouter::new().counting_into(chain.grpc_call_counts()).unary(
+        method::GET_SESSION,
+        move |r: wire::QueryGetSessionRequest| {
+            let c = c.clone();
+            async move {
+                let s = c.state();
+                validate::hydrate_session(&s, &r.application_address, &r.service_id, r.block_height)
+                    .map(|session| wire::QueryGetSessionResponse { session: Some(session) })
+                    .map_err(Status::failed_precondition)
+            }
+        },
+    );
     let c = chain.clone();
     let router = router.unary(method::SHARED_PARAMS, move |_: wire::QueryParamsRequest| {
         let c = c.clone();
@@ -325,6 +328,40 @@ pub fn router(chain: SimChain) -> GrpcRouter {
             }),
         })
     };
+    let c = chain.clone();
+    // As cosmos-sdk's node service answers: the query context's height (the latest committed one) and that
+    // block's header time and hashes; no block.
+    let router = router.unary(method::NODE_STATUS, move |_: wire::NodeStatusRequest| {
+        let c = c.clone();
+        async move {
+            let s = c.state();
+            let height = u64::try_from(s.height).unwrap_or(0);
+            let hash_of = |what: &str| {
+                crate::protocol::sha256(format!("{what}/{}/{}", s.genesis.chain_id, s.height).as_bytes()).to_vec()
+            };
+            Ok(wire::NodeStatusResponse {
+                earliest_store_height: 1,
+                height,
+                timestamp: Some(super::block_time_of(&s, s.height)),
+                app_hash: hash_of("app"),
+                validator_hash: hash_of("validators"),
+            })
+        }
+    });
+    let c = chain.clone();
+    let router = router.unary(tendermint_method::GET_NODE_INFO, move |_: wire::GetNodeInfoRequest| {
+        let network = c.state().genesis.chain_id.clone();
+        async move {
+            Ok(wire::GetNodeInfoResponse {
+                default_node_info: Some(wire::DefaultNodeInfo {
+                    default_node_id: "0000000000000000000000000000000000000000".into(),
+                    network,
+                    version: "0.38.17".into(),
+                    moniker: "relay-miner-sim".into(),
+                }),
+            })
+        }
+    });
     let b = block.clone();
     let router = router.unary(
         tendermint_method::GET_LATEST_BLOCK,
