@@ -528,11 +528,13 @@ impl ChainClient {
 
     /// Simulates a tx; returns gas used.
     pub async fn simulate(&self, tx_bytes: Vec<u8>) -> Result<u64, ChainError> {
-        let response: wire::SimulateResponse = self
+        let started = std::time::Instant::now();
+        let response: Result<wire::SimulateResponse, _> = self
             .grpc
             .unary(method::SIMULATE, wire::SimulateRequest { tx_bytes })
-            .await?;
-        simulated_gas(response)
+            .await;
+        tracing::debug!(elapsed_ms = started.elapsed().as_secs_f64() * 1000.0, "tx simulated");
+        simulated_gas(response?)
     }
 
     /// Broadcasts a tx in SYNC mode (mempool admission only; inclusion is confirmed separately).
@@ -541,8 +543,10 @@ impl ChainClient {
             tx_bytes,
             mode: wire::BROADCAST_MODE_SYNC,
         };
-        let response: wire::BroadcastTxResponse = self.grpc.unary(method::BROADCAST_TX, request).await?;
-        response
+        let started = std::time::Instant::now();
+        let response: Result<wire::BroadcastTxResponse, _> = self.grpc.unary(method::BROADCAST_TX, request).await;
+        tracing::debug!(elapsed_ms = started.elapsed().as_secs_f64() * 1000.0, "tx broadcast");
+        response?
             .tx_response
             .ok_or_else(|| ChainError::BadResponse("BroadcastTx without tx_response".into()))
     }

@@ -67,12 +67,12 @@ pub async fn run(args: LoadgenArgs) -> anyhow::Result<i32> {
     let started = Instant::now();
     let mut last_report = Instant::now();
     let mut n = 0u64;
-    let mut height = chain.latest_block().await?.height;
+    let mut height = chain.tip().await?.height;
     while started.elapsed() < Duration::from_secs(args.duration_secs) {
         ticker.tick().await;
         n += 1;
         // The current height picks the session; a stale one would target a session whose relays are over.
-        height = chain.latest_block().await.map(|b| b.height).unwrap_or(height);
+        height = chain.tip().await.map(|b| b.height).unwrap_or(height);
         let permit = Arc::clone(&in_flight).acquire_owned().await?;
         let (generator, task_counts) = (Arc::clone(&generator), Arc::clone(&counts));
         tokio::spawn(async move {

@@ -183,14 +183,14 @@ pub async fn run(args: LocalnetArgs) -> anyhow::Result<i32> {
         .collect::<Result<_, _>>()?;
 
     // Height watch shared by the relayer (timing checks).
-    let (height_tx, height_rx) = tokio::sync::watch::channel(client.latest_block().await?.height);
+    let (height_tx, height_rx) = tokio::sync::watch::channel(client.tip().await?.height);
     tokio::spawn({
         let client = Arc::clone(&client);
         async move {
             let mut ticker = tokio::time::interval(Duration::from_millis(50));
             loop {
                 ticker.tick().await;
-                if let Ok(block) = client.latest_block().await {
+                if let Ok(block) = client.tip().await {
                     client.invalidate_applications();
                     let _ = height_tx.send_if_modified(|h| {
                         let changed = block.height > *h;

@@ -25,7 +25,7 @@ use prost::Message as _;
 
 use super::lifecycle::{Command, Engine, EngineConfig, Event, SessionKey, SessionRecord, TxKind};
 use super::metrics::MinerMetrics;
-use crate::chain::query::ChainClient;
+use crate::chain::query::{ChainClient, ChainTip};
 use crate::protocol::lottery;
 use crate::protocol::session::SessionWindows;
 use crate::protocol::wire::{self, SessionHeader};
@@ -120,6 +120,9 @@ pub struct Miner {
     engine: Engine,
     tries: HashMap<SessionKey, OpenTrie>,
     versions: HashMap<SessionKey, u64>,
+    /// Each session's record as last stored (written or restored): a record whose only change since is
+    /// `queried_at` is not written again (see [`Miner::persist`]).
+    stored: HashMap<SessionKey, SessionRecord>,
     /// Sessions the engine changed whose records could not be written (storage refused or failed): written
     /// again first thing at the next iteration.
     unpersisted: std::collections::BTreeSet<SessionKey>,
@@ -147,6 +150,14 @@ pub struct Miner {
     /// Txs whose broadcast got no answer, kept so the next attempt finds out what happened to them before it
     /// signs a new one (module `submit`).
     unknown_txs: submit::UnknownTxs,
+    /// The chain's tip as last read (each iteration, and again by a submission's deadline check): unordered txs
+    /// anchor their timeout on its block time ([`Miner::tip_for_tx`]) instead of reading a block per tx.
+    tip: Option<ChainTip>,
+    /// How long a leadership confirmation is taken as still holding (module `leadership`,
+    /// [`Miner::with_confirmation_reuse`]); zero: every check asks storage.
+    confirmation_reuse: Duration,
+    /// The last leadership confirmation that succeeded: (when it was requested, the token it confirmed).
+    confirmed: std::sync::Mutex<Option<(std::time::Instant, u64)>>,
 }
 
 /// Errors that stop one loop iteration (retried at the next tick).
@@ -194,6 +205,7 @@ impl Miner {
             engine,
             tries: HashMap::new(),
             versions: HashMap::new(),
+            stored: HashMap::new(),
             unpersisted: Default::default(),
             pending_reports: Vec::new(),
             leader_token: None,
@@ -209,6 +221,9 @@ impl Miner {
             after_prune_log: crate::telemetry::LogThrottle::new(ingest::AFTER_PRUNE_LOG_EVERY),
             gas_pricing,
             unknown_txs: submit::UnknownTxs::default(),
+            tip: None,
+            confirmation_reuse: Duration::ZERO,
+            confirmed: std::sync::Mutex::new(None),
         }
     }
 
@@ -271,6 +286,7 @@ impl Miner {
                 serde_json::from_slice(&record.data).map_err(|e| MinerError::Corrupt(e.to_string()))?;
             if self.engine.session(&parsed.key).is_none() && !self.engine.is_tombstoned(&parsed.key) {
                 self.versions.insert(parsed.key.clone(), record.version);
+                self.stored.insert(parsed.key.clone(), parsed.clone());
                 self.engine.restore(parsed);
             }
         }
@@ -327,8 +343,12 @@ impl Miner {
         }
     }
 
+    /// One iteration. Its phases are timed (`miner iteration` at DEBUG: milliseconds per phase) so a miner that
+    /// falls behind the chain on a loaded host shows where a block's work goes.
     async fn step_once(&mut self) -> Result<(), MinerError> {
+        let mut timer = StepTimer::start();
         self.campaign().await;
+        timer.lap("campaign");
         if let Some(m) = &self.metrics {
             m.leader_status.set(i64::from(self.engine.is_leader()));
         }
@@ -337,17 +357,43 @@ impl Miner {
         if !self.engine.is_leader() {
             return Ok(());
         }
+        let result = self.lead_once(&mut timer).await;
+        timer.report(self.engine.height());
+        result
+    }
+
+    /// The leader's part of an iteration: ingest, then the block's work when the chain moved.
+    async fn lead_once(&mut self, timer: &mut StepTimer) -> Result<(), MinerError> {
         self.persist_pending().await?;
+        timer.lap("persist_pending");
         self.ingest().await?;
+        timer.lap("ingest");
         // After ingest, so a removed supplier's last relays are in its tries before it is considered drained.
         self.sync_suppliers().await?;
-        let block = self.chain.latest_block().await?;
-        if block.height > self.engine.height() {
-            let step = self.engine.handle(Event::NewBlock { height: block.height });
+        timer.lap("sync_suppliers");
+        // The tip only (node status, a few dozen bytes), not the latest block: this runs every tick, and a block
+        // with proofs in it is MBs, returned twice by `GetLatestBlock`. Blocks are read where their contents are
+        // needed (the proof seed block's hash, `proof_required` and `submit`).
+        let tip = self.chain.tip().await?;
+        self.tip = Some(tip);
+        timer.lap("tip");
+        if tip.height > self.engine.height() {
+            timer.new_block = true;
+            let step = self.engine.handle(Event::NewBlock { height: tip.height });
             self.execute(step).await?;
-            self.observe_gauges(block.height).await;
+            timer.lap("execute");
+            self.observe_gauges(tip.height).await;
+            timer.lap("gauges");
         }
         Ok(())
+    }
+
+    /// Reads the chain's tip now (a submission's deadline check: confirming the leadership can take blocks) and
+    /// keeps it for the txs built next ([`Miner::tip_for_tx`]).
+    async fn refresh_tip(&mut self) -> Result<ChainTip, crate::chain::query::ChainError> {
+        let tip = self.chain.tip().await?;
+        self.tip = Some(tip);
+        Ok(tip)
     }
 
     /// Sessions by state, height, leadership and ingest lag (once per block).
@@ -451,7 +497,14 @@ impl Miner {
         let mut queue = vec![step];
         let mut failed = None;
         while let Some(step) = queue.pop() {
-            if let Err(e) = self.persist(&step.changed).await {
+            let persisting = std::time::Instant::now();
+            let persisted = self.persist(&step.changed).await;
+            tracing::debug!(
+                records = step.changed.len(),
+                elapsed_ms = persisting.elapsed().as_secs_f64() * 1000.0,
+                "miner step records persisted"
+            );
+            if let Err(e) = persisted {
                 for step in queue.into_iter().chain(std::iter::once(step)) {
                     self.unpersisted.extend(step.changed);
                     for command in step.commands {
@@ -468,7 +521,14 @@ impl Miner {
             let (reports, commands): (Vec<Command>, Vec<Command>) =
                 step.commands.into_iter().partition(Command::is_report);
             for command in reports.into_iter().chain(commands) {
-                match self.run_command(command).await {
+                let (running, kind) = (std::time::Instant::now(), command_kind(&command));
+                let result = self.run_command(command).await;
+                tracing::debug!(
+                    command = kind,
+                    elapsed_ms = running.elapsed().as_secs_f64() * 1000.0,
+                    "miner command ran"
+                );
+                match result {
                     Ok(Some(next)) => queue.push(next),
                     Ok(None) => {}
                     // Deposed: nothing more may be written or sent by this miner.
@@ -500,12 +560,25 @@ impl Miner {
         Ok(())
     }
 
+    /// Writes the records of `keys`, except those whose only change since they were last stored is
+    /// `queried_at`: that field only keeps the engine from asking the chain twice in one block (lookups of sent
+    /// claims and proofs run every block), so writing it cost one storage write (on raft, one replicated commit)
+    /// per such session per block. A stored `queried_at` that is behind means at most one extra lookup at the
+    /// first block after a restart or failover.
     async fn persist(&mut self, keys: &[SessionKey]) -> Result<(), MinerError> {
         for key in keys {
             let Some(record) = self.engine.session(key) else {
                 continue;
             };
-            let data = serde_json::to_vec(record).map_err(|e| MinerError::Corrupt(e.to_string()))?;
+            if self
+                .stored
+                .get(key)
+                .is_some_and(|stored| same_but_queried_at(stored, record))
+            {
+                continue;
+            }
+            let record = record.clone();
+            let data = serde_json::to_vec(&record).map_err(|e| MinerError::Corrupt(e.to_string()))?;
             let expected = self.versions.get(key).copied().unwrap_or(0);
             match self
                 .writer()?
@@ -515,6 +588,7 @@ impl Miner {
             {
                 Ok(version) => {
                     self.versions.insert(key.clone(), version);
+                    self.stored.insert(key.clone(), record);
                 }
                 Err(storage::StorageError::Conflict(e)) => {
                     // The stored version moved under us. Deposed leaders cannot write any more (their writes are
@@ -533,13 +607,14 @@ impl Miner {
                         .await?
                         .map(|r| r.version)
                         .unwrap_or(0);
-                    let data = serde_json::to_vec(record).map_err(|e| MinerError::Corrupt(e.to_string()))?;
+                    let data = serde_json::to_vec(&record).map_err(|e| MinerError::Corrupt(e.to_string()))?;
                     let version = self
                         .writer()?
                         .sessions
                         .put(&key.supplier, &key.session_id, record.state.as_str(), data, current)
                         .await?;
                     self.versions.insert(key.clone(), version);
+                    self.stored.insert(key.clone(), record);
                 }
                 Err(e) => return Err(e.into()),
             }
@@ -648,6 +723,7 @@ impl Miner {
                 }
                 self.engine.bury(&key);
                 self.versions.remove(&key);
+                self.stored.remove(&key);
                 self.stats.sessions_done.fetch_add(1, AtomicOrdering::Relaxed);
                 None
             }
@@ -659,6 +735,7 @@ impl Miner {
                     .await?;
                 self.engine.forget(&key);
                 self.versions.remove(&key);
+                self.stored.remove(&key);
                 None
             }
         })
@@ -788,5 +865,80 @@ impl Miner {
         let proof_params = self.chain.proof_params().await?;
         let reason = lottery::proof_requirement(&claim.encode_to_vec(), &seed.hash, &claimed, &proof_params);
         Ok(reason != lottery::ProofRequirementReason::NotRequired)
+    }
+}
+
+/// The name of `command`'s kind (the timing log of [`Miner::execute`]).
+fn command_kind(command: &Command) -> &'static str {
+    match command {
+        Command::SubmitClaims { .. } => "submit_claims",
+        Command::SubmitProofs { .. } => "submit_proofs",
+        Command::LookupOnChain { .. } => "lookup",
+        Command::CheckProofRequirement { .. } => "check_proof_requirement",
+        Command::RecordLoss { .. } => "record_loss",
+        Command::RecordUnclaimed { .. } => "record_unclaimed",
+        Command::RecordDiscard { .. } => "record_discard",
+        Command::Prune { .. } => "prune",
+        Command::Forget { .. } => "forget",
+    }
+}
+
+/// Whether `a` and `b` differ in nothing but `queried_at` (see [`Miner::persist`]).
+fn same_but_queried_at(a: &SessionRecord, b: &SessionRecord) -> bool {
+    SessionRecord {
+        queried_at: b.queried_at,
+        ..a.clone()
+    } == *b
+}
+
+/// Times the phases of one miner iteration; reported at DEBUG when the iteration handled a new block or took
+/// long (a tick that only polled the tip is not logged).
+struct StepTimer {
+    started: std::time::Instant,
+    last: std::time::Instant,
+    phases: Vec<(&'static str, Duration)>,
+    /// The iteration handled a new block.
+    new_block: bool,
+}
+
+impl StepTimer {
+    /// An iteration that took longer than this is reported even without a new block.
+    const SLOW: Duration = Duration::from_millis(50);
+
+    fn start() -> Self {
+        let now = std::time::Instant::now();
+        Self {
+            started: now,
+            last: now,
+            phases: Vec::new(),
+            new_block: false,
+        }
+    }
+
+    /// Ends the phase `name` now.
+    fn lap(&mut self, name: &'static str) {
+        let now = std::time::Instant::now();
+        self.phases.push((name, now - self.last));
+        self.last = now;
+    }
+
+    fn report(&self, height: i64) {
+        let total = self.started.elapsed();
+        if !(self.new_block || total >= Self::SLOW) || !tracing::enabled!(tracing::Level::DEBUG) {
+            return;
+        }
+        let phases = self
+            .phases
+            .iter()
+            .map(|(name, d)| format!("{name}={:.1}", d.as_secs_f64() * 1000.0))
+            .collect::<Vec<_>>()
+            .join(" ");
+        tracing::debug!(
+            height,
+            new_block = self.new_block,
+            total_ms = format!("{:.1}", total.as_secs_f64() * 1000.0),
+            phases,
+            "miner iteration (phases in ms)"
+        );
     }
 }

@@ -167,10 +167,12 @@ fn spawn_height_watch(
             loop {
                 ticker.tick().await;
                 heartbeat.beat();
-                match poller.latest_block().await {
-                    Ok(block) => {
+                // The tip (node status), not the latest block: a block with proofs is MBs, and this polls every
+                // `period` whenever CometBFT is unreachable.
+                match poller.tip().await {
+                    Ok(tip) => {
                         telemetry.set_ready("chain");
-                        advance(block.height);
+                        advance(tip.height);
                     }
                     Err(e) => telemetry.set_not_ready("chain", "unreachable", &e.to_string()),
                 }
@@ -178,6 +180,22 @@ fn spawn_height_watch(
         }),
     };
     (rx, task)
+}
+
+/// How long the miner takes a leadership confirmation as holding (see
+/// [`Miner::with_confirmation_reuse`] for why this is safe): half of what the storage guarantees after one.
+/// - raft: no other raft leader (so no other miner lease) can exist before `election_timeout max` after the
+///   confirmation was requested (the followers' lease, `raft::RaftConfig::election_timeout`): half of it.
+/// - Redis: the lease holds for `leader_ttl_seconds` (≥ 1 s) after a renewal: a quarter, at most 500 ms.
+/// - embedded: one process; 500 ms, as long as a submission's two confirmations need.
+fn confirmation_reuse(config: &Config, storage: &str) -> Duration {
+    match storage {
+        "raft" => config.storage.raft.timing().1.1 / 2,
+        "redis" => {
+            (Duration::from_secs(config.storage.redis.leader_ttl_seconds.max(1)) / 4).min(Duration::from_millis(500))
+        }
+        _ => Duration::from_millis(500),
+    }
 }
 
 /// The supplier operator keys of `keys.keys_file` (required), permission-checked and parsed; with the file's path
@@ -327,8 +345,8 @@ impl Node {
                 Duration::from_secs(2),
             ));
         }
-        let initial = match chain.latest_block().await {
-            Ok(block) => block.height,
+        let initial = match chain.tip().await {
+            Ok(tip) => tip.height,
             Err(e) => {
                 tracing::warn!(error = %e, "chain not reachable at start; relays wait for the first block");
                 telemetry.set_not_ready("chain", "unreachable", &e.to_string());
@@ -405,7 +423,9 @@ impl Node {
                 },
             },
         );
-        let mut miner = miner.with_metrics(crate::miner::metrics::MinerMetrics::new(&telemetry)?);
+        let mut miner = miner
+            .with_metrics(crate::miner::metrics::MinerMetrics::new(&telemetry)?)
+            .with_confirmation_reuse(confirmation_reuse(&config, storage.name()));
         if let Some(comet) = settlement_reader {
             miner = miner.with_settlements_from(comet);
         }

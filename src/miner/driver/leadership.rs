@@ -91,12 +91,14 @@ impl Miner {
                 })
             }
             Some(token) => {
+                let requested = std::time::Instant::now();
                 let renewed = leadership
                     .renew(ELECTION, &self.config.instance, token, self.config.lease)
                     .await
                     .map(|ok| ok.then_some(token));
                 if matches!(renewed, Ok(Some(_))) {
                     self.last_renewal = Some(std::time::Instant::now());
+                    self.confirmed_at(requested, token);
                 }
                 renewed
             }
@@ -165,6 +167,7 @@ impl Miner {
     /// The engine's step is dropped: a miner that does not lead writes nothing.
     pub(super) fn leave_leader_mode(&mut self) {
         self.leader_token = None;
+        *self.confirmed.lock().unwrap_or_else(|p| p.into_inner()) = None;
         self.last_renewal = None;
         self.fenced = None;
         self.tries.clear();
@@ -204,6 +207,7 @@ impl Miner {
         self.engine = Engine::new(self.config.engine);
         self.tries.clear();
         self.versions.clear();
+        self.stored.clear();
         self.unpersisted.clear();
         self.pending_reports.clear();
         self.signers.clear();
@@ -257,21 +261,83 @@ impl Miner {
         Ok(())
     }
 
+    /// Takes leadership confirmations as holding for `reuse` after they were requested: a check within that
+    /// time of the last successful one (a renewal by [`Miner::campaign`] or [`Miner::still_leader`]) does not ask
+    /// storage again. Zero (the default) asks every time.
+    ///
+    /// Why it is safe, for a `reuse` below what the storage guarantees after a confirmation (the caller,
+    /// `node`, picks it): a renewal that succeeded was requested at `t` and committed after `t`.
+    /// - raft: the renewal is a raft entry a quorum appended after `t`, and its term was still current with this
+    ///   node leading it when it returned. Each follower of that quorum refuses any other candidate until `election
+    ///   timeout max` after it last heard this leader (raft's `RaftConfig::election_timeout`, the follower lease),
+    ///   and a lease granted in term `T` is void in any later term, so no other miner can lead before `t + election
+    ///   timeout max`. `node` gives half of that (150 ms of the default 300 ms).
+    /// - Redis: the renewal extended the lease to at least `t + lease TTL` (≥ 1 s); no one else can take it before.
+    /// - embedded: one process, no other leader.
+    ///
+    /// So a send confirmed by a reused answer leaves while no other instance can lead, as one confirmed by a fresh
+    /// renewal does (that one, too, holds only from its request on: the broadcast after it takes time as well). A
+    /// miner whose leadership storage refused since (a fenced write, a failed renewal) dropped the confirmation
+    /// with its leadership ([`Miner::leave_leader_mode`]).
+    ///
+    /// What it saves: each submission confirmed twice (before building the tx, and right before it leaves), and
+    /// each confirmation is a replicated commit on raft that, on a loaded host, waits for a late quorum
+    /// acknowledgement; a block with claims for several suppliers paid that per tx.
+    pub fn with_confirmation_reuse(mut self, reuse: std::time::Duration) -> Self {
+        self.confirmation_reuse = reuse;
+        self
+    }
+
+    /// Records a successful confirmation of `token` requested at `requested`.
+    fn confirmed_at(&self, requested: std::time::Instant, token: u64) {
+        let mut confirmed = self.confirmed.lock().unwrap_or_else(|p| p.into_inner());
+        if confirmed.is_none_or(|(at, t)| t != token || at < requested) {
+            *confirmed = Some((requested, token));
+        }
+    }
+
+    /// Whether a confirmation of `token` requested within the reuse window still holds (see
+    /// [`Miner::with_confirmation_reuse`]).
+    pub(super) fn recently_confirmed(&self, token: u64) -> bool {
+        if self.confirmation_reuse.is_zero() {
+            return false;
+        }
+        let confirmed = *self.confirmed.lock().unwrap_or_else(|p| p.into_inner());
+        confirmed.is_some_and(|(at, t)| t == token && at.elapsed() < self.confirmation_reuse)
+    }
+
     /// Confirms leadership right before a submission by renewing the lease: on raft the renewal is a raft entry
     /// committed by a quorum in the current term (a linearizable check); on Redis an atomic compare-and-extend.
+    /// A confirmation requested within the reuse window is taken as it is ([`Miner::with_confirmation_reuse`]).
     pub(super) async fn still_leader(&self) -> bool {
         let Some(token) = self.leader_token else {
             return false;
         };
-        match self
+        if self.recently_confirmed(token) {
+            tracing::debug!("leadership confirmation reused (requested within the reuse window)");
+            return true;
+        }
+        let requested = std::time::Instant::now();
+        let answer = self
             .storage
             .leadership
             .renew(ELECTION, &self.config.instance, token, self.config.lease)
-            .await
-        {
-            Ok(ok) => ok,
+            .await;
+        let elapsed_ms = requested.elapsed().as_secs_f64() * 1000.0;
+        match answer {
+            Ok(true) => {
+                tracing::debug!(elapsed_ms, "leadership confirmed");
+                self.confirmed_at(requested, token);
+                true
+            }
+            Ok(false) => {
+                tracing::debug!(elapsed_ms, "leadership confirmation refused");
+                *self.confirmed.lock().unwrap_or_else(|p| p.into_inner()) = None;
+                false
+            }
             Err(e) => {
-                tracing::warn!(error = %e, "leadership check before submission failed");
+                tracing::warn!(error = %e, elapsed_ms, "leadership check before submission failed");
+                *self.confirmed.lock().unwrap_or_else(|p| p.into_inner()) = None;
                 false
             }
         }

@@ -191,8 +191,8 @@ impl Miner {
         // The engine decided at its height; confirming the leadership can take blocks (a raft commit waits out a
         // partition). A tx included after its window is refused and costs its fee, so sessions whose deadline
         // passed meanwhile are not sent (the engine takes it as a send that never left).
-        let height = match self.chain.latest_block().await {
-            Ok(block) => block.height,
+        let height = match self.refresh_tip().await {
+            Ok(tip) => tip.height,
             Err(e) => {
                 return Ok(self.tx_outcome(step, kind, supplier, keys, TxOutcome::NotSent(e.to_string())));
             }
@@ -792,7 +792,8 @@ impl Miner {
             let not_sent = |e: crate::chain::query::ChainError| TxOutcome::NotSent(e.to_string());
             let retry = |e: crate::chain::query::ChainError| TxOutcome::Retryable(e.to_string());
             let account = self.chain.account(supplier).await.map_err(not_sent)?;
-            let block = self.chain.latest_block().await.map_err(not_sent)?;
+            // A fresh tip (a few dozen bytes): the deadline is checked per tx, and the timeout anchors on it.
+            let block = self.chain.tip().await.map_err(not_sent)?;
             if block.height > bounds.deadline {
                 return Err(TxOutcome::NotSent(deadline_passed(block.height)));
             }

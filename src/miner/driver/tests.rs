@@ -24,6 +24,7 @@ use crate::sim::chain::{SimChain, actor, router};
 mod fee_refusals;
 mod keyless_tombstones;
 mod pruned;
+mod tip;
 
 const LEASE: Duration = Duration::from_secs(60);
 
@@ -979,8 +980,16 @@ async fn a_loss_is_reported_once_its_record_is_stored_even_when_the_first_write_
             compute_units: 50,
         }],
     };
+    // The record change a loss comes with (a record equal to the stored one, `queried_at` aside, is not
+    // written again).
+    let change = |miner: &mut Miner| {
+        let mut record = miner.engine.session(&c.f.key).unwrap().clone();
+        record.relays += 1;
+        miner.engine.restore(record);
+    };
     c.faults
         .refuse_writes(Some(StorageError::Unavailable("test: storage down".into())));
+    change(&mut miner);
     assert!(miner.execute(loss(LossReason::ClaimWindowMissed)).await.is_err());
     assert_eq!(
         lost(&c, "claim_window_missed"),
@@ -999,6 +1008,7 @@ async fn a_loss_is_reported_once_its_record_is_stored_even_when_the_first_write_
     // Not stored, then the leadership is lost: nothing is reported by this miner.
     c.faults
         .refuse_writes(Some(StorageError::Unavailable("test: storage down".into())));
+    change(&mut miner);
     assert!(miner.execute(loss(LossReason::ClaimNotIncluded)).await.is_err());
     miner.leave_leader_mode();
     c.faults.refuse_writes(None);
