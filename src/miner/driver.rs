@@ -500,7 +500,8 @@ impl Miner {
             let persisting = std::time::Instant::now();
             let persisted = self.persist(&step.changed).await;
             tracing::debug!(
-                records = step.changed.len(),
+                changed = step.changed.len(),
+                written = persisted.as_ref().ok(),
                 elapsed_ms = persisting.elapsed().as_secs_f64() * 1000.0,
                 "miner step records persisted"
             );
@@ -518,8 +519,12 @@ impl Miner {
                 }
                 return Err(e);
             }
-            let (reports, commands): (Vec<Command>, Vec<Command>) =
+            let (reports, mut commands): (Vec<Command>, Vec<Command>) =
                 step.commands.into_iter().partition(Command::is_report);
+            // Most urgent first (stable: the engine's order within a kind is kept): a block's claims and proofs
+            // must leave before their deadline, a block or two away, while a prune (four storage writes, on raft
+            // four commits) can wait. Run in the engine's order, a block's prunes went before its submissions.
+            commands.sort_by_key(urgency);
             for command in reports.into_iter().chain(commands) {
                 let (running, kind) = (std::time::Instant::now(), command_kind(&command));
                 let result = self.run_command(command).await;
@@ -565,7 +570,9 @@ impl Miner {
     /// claims and proofs run every block), so writing it cost one storage write (on raft, one replicated commit)
     /// per such session per block. A stored `queried_at` that is behind means at most one extra lookup at the
     /// first block after a restart or failover.
-    async fn persist(&mut self, keys: &[SessionKey]) -> Result<(), MinerError> {
+    /// Returns how many records were written.
+    async fn persist(&mut self, keys: &[SessionKey]) -> Result<usize, MinerError> {
+        let mut written = 0;
         for key in keys {
             let Some(record) = self.engine.session(key) else {
                 continue;
@@ -589,6 +596,7 @@ impl Miner {
                 Ok(version) => {
                     self.versions.insert(key.clone(), version);
                     self.stored.insert(key.clone(), record);
+                    written += 1;
                 }
                 Err(storage::StorageError::Conflict(e)) => {
                     // The stored version moved under us. Deposed leaders cannot write any more (their writes are
@@ -615,11 +623,12 @@ impl Miner {
                         .await?;
                     self.versions.insert(key.clone(), version);
                     self.stored.insert(key.clone(), record);
+                    written += 1;
                 }
                 Err(e) => return Err(e.into()),
             }
         }
-        Ok(())
+        Ok(written)
     }
 
     async fn run_command(&mut self, command: Command) -> Result<Option<super::lifecycle::Step>, MinerError> {
@@ -865,6 +874,18 @@ impl Miner {
         let proof_params = self.chain.proof_params().await?;
         let reason = lottery::proof_requirement(&claim.encode_to_vec(), &seed.hash, &claimed, &proof_params);
         Ok(reason != lottery::ProofRequirementReason::NotRequired)
+    }
+}
+
+/// The order [`Miner::execute`] runs a step's commands in, lowest first: submissions (deadlines), proof
+/// requirement checks (a proof follows), lookups (inclusion checks and re-sends), then pruning.
+fn urgency(command: &Command) -> u8 {
+    match command {
+        Command::SubmitClaims { .. } | Command::SubmitProofs { .. } => 0,
+        Command::CheckProofRequirement { .. } => 1,
+        Command::LookupOnChain { .. } => 2,
+        Command::RecordLoss { .. } | Command::RecordUnclaimed { .. } | Command::RecordDiscard { .. } => 3,
+        Command::Prune { .. } | Command::Forget { .. } => 4,
     }
 }
 

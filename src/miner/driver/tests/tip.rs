@@ -126,11 +126,11 @@ async fn a_record_whose_only_change_is_queried_at_is_not_written_again() {
     let mut record = miner.engine.session(&f.key).unwrap().clone();
     record.queried_at = Some(record.queried_at.unwrap_or(0) + 7);
     miner.engine.restore(record.clone());
-    miner.persist(std::slice::from_ref(&f.key)).await.unwrap();
+    assert_eq!(miner.persist(std::slice::from_ref(&f.key)).await.unwrap(), 0);
     assert_eq!(version().await, written, "a queried_at-only change was written");
     record.relays += 1;
     miner.engine.restore(record);
-    miner.persist(std::slice::from_ref(&f.key)).await.unwrap();
+    assert_eq!(miner.persist(std::slice::from_ref(&f.key)).await.unwrap(), 1);
     assert!(version().await > written, "a real change was not written");
     let stored: SessionRecord = serde_json::from_slice(
         &plain
@@ -143,4 +143,44 @@ async fn a_record_whose_only_change_is_queried_at_is_not_written_again() {
     )
     .unwrap();
     assert_eq!(&stored, miner.engine.session(&f.key).unwrap());
+}
+
+/// A step's submissions run before its requirement checks, lookups and prunes (each prune is several storage
+/// writes: run first, they delayed the block's claims and proofs towards their deadlines); within a kind the
+/// engine's order is kept.
+#[test]
+fn a_steps_submissions_run_before_its_lookups_and_prunes() {
+    use crate::miner::lifecycle::Command;
+    let key = |n: &str| SessionKey {
+        supplier: "s".into(),
+        session_id: n.into(),
+    };
+    let mut commands = [
+        Command::Prune { key: key("p1") },
+        Command::LookupOnChain { key: key("l") },
+        Command::Forget { key: key("f") },
+        Command::CheckProofRequirement { key: key("c") },
+        Command::SubmitClaims {
+            supplier: "s".into(),
+            keys: vec![key("claim")],
+        },
+        Command::Prune { key: key("p2") },
+        Command::SubmitProofs {
+            supplier: "s".into(),
+            keys: vec![key("proof")],
+        },
+    ];
+    commands.sort_by_key(super::super::urgency);
+    let names: Vec<String> = commands
+        .iter()
+        .map(|c| match c {
+            Command::SubmitClaims { keys, .. } | Command::SubmitProofs { keys, .. } => keys[0].session_id.clone(),
+            Command::Prune { key }
+            | Command::Forget { key }
+            | Command::LookupOnChain { key }
+            | Command::CheckProofRequirement { key } => key.session_id.clone(),
+            other => panic!("unexpected {other:?}"),
+        })
+        .collect();
+    assert_eq!(names, ["claim", "proof", "c", "l", "p1", "f", "p2"]);
 }
