@@ -262,7 +262,7 @@ impl Miner {
     }
 
     /// Takes leadership confirmations as holding for `reuse` after they were requested: a check within that
-    /// time of the last successful one (a renewal by [`Miner::campaign`] or [`Miner::still_leader`]) does not ask
+    /// time of the last successful one (a renewal by `campaign` or `still_leader`) does not ask
     /// storage again. Zero (the default) asks every time.
     ///
     /// Why it is safe, for a `reuse` below what the storage guarantees after a confirmation (the caller,
@@ -276,9 +276,12 @@ impl Miner {
     /// - embedded: one process, no other leader.
     ///
     /// So a send confirmed by a reused answer leaves while no other instance can lead, as one confirmed by a fresh
-    /// renewal does (that one, too, holds only from its request on: the broadcast after it takes time as well). A
+    /// renewal does (that one, too, holds only from its request on: the broadcast after it takes time as well). On
+    /// raft the margins are the same: a reused answer (taken before `t + max / 2`) leaves at least `max / 2` before
+    /// another leader is possible; a fresh one returns with a quorum acknowledgement younger than the core's lease
+    /// (`election timeout min`, 150 ms), leaving at least `max − min` (150 ms by default). A
     /// miner whose leadership storage refused since (a fenced write, a failed renewal) dropped the confirmation
-    /// with its leadership ([`Miner::leave_leader_mode`]).
+    /// with its leadership (`leave_leader_mode`).
     ///
     /// What it saves: each submission confirmed twice (before building the tx, and right before it leaves), and
     /// each confirmation is a replicated commit on raft that, on a loaded host, waits for a late quorum
