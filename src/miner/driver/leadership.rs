@@ -103,11 +103,13 @@ impl Miner {
                 renewed
             }
             None => {
+                let requested = std::time::Instant::now();
                 let won = leadership
                     .campaign(ELECTION, &self.config.instance, self.config.lease)
                     .await;
-                if matches!(won, Ok(Some(_))) {
+                if let Ok(Some(token)) = won {
                     self.last_renewal = Some(std::time::Instant::now());
+                    self.confirmed_at(requested, token);
                 }
                 won
             }
@@ -285,7 +287,10 @@ impl Miner {
     ///
     /// What it saves: each submission confirmed twice (before building the tx, and right before it leaves), and
     /// each confirmation is a replicated commit on raft that, on a loaded host, waits for a late quorum
-    /// acknowledgement; a block with claims for several suppliers paid that per tx.
+    /// acknowledgement; a block with claims for several suppliers paid that per tx. Only the check before building
+    /// reuses an answer: the one right before a tx leaves always asks storage ([`Miner::leader_right_now`]), as
+    /// a miner that kept sending on a reused answer after losing its quorum raced the next leader's sends (a
+    /// duplicate proof in one block was seen in the partition test).
     pub fn with_confirmation_reuse(mut self, reuse: std::time::Duration) -> Self {
         self.confirmation_reuse = reuse;
         self
@@ -309,14 +314,26 @@ impl Miner {
         confirmed.is_some_and(|(at, t)| t == token && at.elapsed() < self.confirmation_reuse)
     }
 
-    /// Confirms leadership right before a submission by renewing the lease: on raft the renewal is a raft entry
+    /// Confirms leadership before a submission is built by renewing the lease: on raft the renewal is a raft entry
     /// committed by a quorum in the current term (a linearizable check); on Redis an atomic compare-and-extend.
     /// A confirmation requested within the reuse window is taken as it is ([`Miner::with_confirmation_reuse`]).
     pub(super) async fn still_leader(&self) -> bool {
+        self.confirm_leadership(true).await
+    }
+
+    /// Confirms leadership with a fresh renewal, whatever the reuse window: the check right before a tx leaves.
+    /// A miner cut off from its quorum must not send after the cut on the strength of an earlier answer: the next
+    /// leader cannot see a tx still in the mempool and sends its own (a second fee, or a second proof). The
+    /// reuse stays for the check before building, which only saves work.
+    pub(super) async fn leader_right_now(&self) -> bool {
+        self.confirm_leadership(false).await
+    }
+
+    async fn confirm_leadership(&self, may_reuse: bool) -> bool {
         let Some(token) = self.leader_token else {
             return false;
         };
-        if self.recently_confirmed(token) {
+        if may_reuse && self.recently_confirmed(token) {
             tracing::debug!("leadership confirmation reused (requested within the reuse window)");
             return true;
         }

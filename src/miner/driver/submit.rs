@@ -708,7 +708,7 @@ impl Miner {
     /// re-sending a refused batch message by message can take longer. A deposed leader's broadcast costs a fee
     /// and, for a proof against another root, the claim.
     async fn confirm_leadership_before_sending(&self) -> Result<(), SequenceError> {
-        if self.still_leader().await {
+        if self.leader_right_now().await {
             Ok(())
         } else {
             Err(SequenceError::NotSent(NOT_LEADER.into()))

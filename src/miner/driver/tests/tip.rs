@@ -33,8 +33,9 @@ async fn ticks_and_claims_read_the_tip_not_a_block() {
         "the claim was sent at the window's opening"
     );
     let status = f.chain.grpc_calls(method::NODE_STATUS) - status_before;
-    // One tip per tick, plus one for the claim's deadline check.
-    assert_eq!(status, TICKS + 1);
+    // One tip per tick, plus one for the submission's deadline check and one right before its tx leaves (the
+    // deadline again, and the block time its unordered timeout anchors on).
+    assert_eq!(status, TICKS + 2);
     f.chain.produce_block();
     miner.step().await.unwrap();
     assert!(
@@ -46,8 +47,9 @@ async fn ticks_and_claims_read_the_tip_not_a_block() {
 }
 
 /// A submission confirms the leadership before building its tx and again right before it leaves. Within the
-/// reuse window the second confirmation is the first one's answer: one replicated renewal per tx instead of two.
-/// Without a window (zero) both ask storage.
+/// reuse window the first check takes the last confirmation's answer (here the lease taken when the miner started
+/// leading); the one right before the tx leaves always asks storage. One replicated renewal per tx instead of
+/// two; without a window (zero) both ask.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_leadership_confirmation_is_reused_within_its_window() {
     for (reuse, renewals) in [(Duration::ZERO, 2), (Duration::from_secs(60), 1)] {
