@@ -513,6 +513,10 @@ pub struct Engine {
     /// ([`SessionRecord::forget_after`]). Apart from `sessions`, so the per-block pass and every reader of
     /// [`Engine::sessions`] see only sessions with work left.
     tombstones: BTreeMap<SessionKey, i64>,
+    /// Per supplier, whether the driver's last ingest round read its relay log up to now (`true`) or stopped at
+    /// its bound with entries left (`false`); absent: not ingested since this engine's leadership last changed.
+    /// See [`Engine::set_ingest_caught_up`].
+    ingest_caught_up: BTreeMap<String, bool>,
 }
 
 impl Engine {
@@ -556,6 +560,24 @@ impl Engine {
     /// Every session's record.
     pub fn sessions(&self) -> impl Iterator<Item = &SessionRecord> {
         self.sessions.values()
+    }
+
+    /// Records whether the relay log of `supplier` was ingested up to now (`false`: an ingest round stopped at
+    /// its time or batch bound with entries left, `driver::ingest`).
+    ///
+    /// While it is not, the first send of the supplier's claims is held: the claimed trie is frozen once the
+    /// claim is built (module docs), so a claim built while the log still holds relays of its session would
+    /// leave them out for good (counted lost as relays after the claim). An unbounded ingest round kept this
+    /// true by construction but could outlast the leadership lease with a backlog. The hold lasts at most until
+    /// the last height the buffer allows (`claim_close − buffer`): a claim of the relays ingested so far is worth
+    /// more than none. Proofs and every other command are not held.
+    pub fn set_ingest_caught_up(&mut self, supplier: &str, caught_up: bool) {
+        self.ingest_caught_up.insert(supplier.to_owned(), caught_up);
+    }
+
+    /// What [`Engine::set_ingest_caught_up`] last recorded for `supplier` in this leadership (`None`: nothing).
+    pub fn ingest_caught_up(&self, supplier: &str) -> Option<bool> {
+        self.ingest_caught_up.get(supplier).copied()
     }
 
     /// The latest height seen.
@@ -652,6 +674,7 @@ impl Engine {
                 if leader != self.leader {
                     self.claims_sent_here.clear();
                     self.proofs_sent_here.clear();
+                    self.ingest_caught_up.clear();
                 }
                 self.leader = leader;
             }
@@ -874,6 +897,7 @@ impl Engine {
         let mut claims: BTreeMap<String, Vec<SessionKey>> = BTreeMap::new();
         let mut proofs: BTreeMap<String, Vec<SessionKey>> = BTreeMap::new();
         let failed_now = &self.failed_at_height;
+        let ingest_caught_up = &self.ingest_caught_up;
         for record in self.sessions.values_mut() {
             let s = record.schedule;
             let before = (
@@ -904,8 +928,13 @@ impl Engine {
                     self.config.claim_delay_blocks,
                     buffer,
                 );
+                // Held while the supplier's relay log is not ingested up to now, until the last height allowed
+                // (`set_ingest_caught_up`).
+                let held =
+                    ingest_caught_up.get(&record.key.supplier) == Some(&false) && height < s.claim_close - buffer;
                 let due = last_sent.is_none()
                     && height >= first_send_at
+                    && !held
                     && !failed_now.contains(&(TxKind::Claim, record.key.clone()));
                 if self.leader && due && height <= s.claim_close - buffer {
                     record.claim_sent_at.push(height);
@@ -1058,5 +1087,7 @@ impl Engine {
     }
 }
 
+#[cfg(test)]
+mod ingest_hold_tests;
 #[cfg(test)]
 mod tests;

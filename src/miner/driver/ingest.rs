@@ -39,13 +39,40 @@ use crate::protocol::wire::{MinedRelayMessage, SessionHeader};
 
 /// Most relay-log entries one ingest batch takes (one trie commit, one record write and one ack per batch).
 ///
-/// An ingest round of a supplier reads batches until a read of new entries returns fewer than this, then stops
-/// until the next tick. It used to read until the log was empty: under steady load the log is never empty for
+/// An ingest round of a supplier reads batches until a read of new entries returns fewer than asked for, then
+/// stops until the next tick (or earlier, at [`INGEST_ROUND_BATCHES`] or [`INGEST_ROUND_TIME`]). It used to read until the log was empty: under steady load the log is never empty for
 /// long, so the miner chased it in batches of a few relays, each with a durable trie commit, record write and
 /// ack (~1,100 durable redb commits per second at 2,000 relays/s, each writing out the pages redb had buffered
 /// since the last one, e.g. the relay WAL's applies, and syncing), and the relayer's added p50 at that rate went
 /// from ~1.0 to ~2.0 ms (BENCHMARKS.md, Relayer).
 pub(super) const INGEST_BATCH: usize = 512;
+
+/// Entries of the first read of a round whose supplier's log was not caught up at the end of its last round (or
+/// that this leadership has not ingested yet): the entries' size is not known yet, and at the largest provable
+/// relays (~880 KB at the default `transaction.max_tx_bytes`) a full batch would be a ~450 MB read and trie
+/// commit, more than one Redis reply can carry within its response timeout, failing every round.
+pub(super) const INGEST_PROBE: usize = 16;
+
+/// Relay bytes one ingest batch aims at: after the first read, a round's reads ask for as many entries as fit
+/// this at the mean size of the previous batch's (at most [`INGEST_BATCH`], at least one).
+pub(super) const INGEST_BATCH_BYTES: usize = 16 << 20;
+
+/// Batches one ingest round of one supplier reads at most.
+pub(super) const INGEST_ROUND_BATCHES: usize = 8;
+
+/// Time after which one ingest round stops reading (checked between batches; every supplier gets at least one
+/// batch per round). At most a quarter of the leadership lease, so the iteration that ingests still renews the
+/// lease and handles its block in time: an unbounded round over a backlog (a restart after an outage, relayers
+/// appending faster than one leader ingests) let the lease lapse, leadership flap with a full reload each time,
+/// and no block was handled meanwhile (proofs missed their windows).
+pub(super) const INGEST_ROUND_TIME: std::time::Duration = std::time::Duration::from_millis(300);
+
+/// Entries the next read of a round asks for, given the previous batch's (module constants).
+fn next_read_size(previous: &[storage::LogEntry]) -> usize {
+    let bytes: usize = previous.iter().map(|e| e.relay.payload.len()).sum();
+    let mean = (bytes / previous.len().max(1)).max(1);
+    (INGEST_BATCH_BYTES / mean).clamp(1, INGEST_BATCH)
+}
 
 /// At most one WARN per this interval about relays of pruned sessions.
 pub(super) const AFTER_PRUNE_LOG_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
@@ -61,27 +88,37 @@ impl Miner {
         if !self.engine.is_leader() {
             return Ok(());
         }
+        let deadline = std::time::Instant::now() + INGEST_ROUND_TIME.min(self.config.lease / 4);
         for supplier in self.signers.keys().cloned().collect::<Vec<_>>() {
-            loop {
+            // A round that stops at its bound leaves the supplier's claims held until a later one catches up
+            // (`Engine::set_ingest_caught_up`); marked before the first batch, whose events may advance the engine.
+            let mut want = match self.engine.ingest_caught_up(&supplier) {
+                Some(true) => INGEST_BATCH,
+                _ => INGEST_PROBE,
+            };
+            self.engine.set_ingest_caught_up(&supplier, false);
+            for batch in 1..=INGEST_ROUND_BATCHES {
                 let mut entries = self
                     .writer()?
                     .relay_log
-                    .read_pending(&supplier, &self.config.consumer, INGEST_BATCH)
+                    .read_pending(&supplier, &self.config.consumer, want)
                     .await?;
                 let mut caught_up = false;
                 if entries.is_empty() {
                     entries = self
                         .writer()?
                         .relay_log
-                        .read(&supplier, &self.config.consumer, INGEST_BATCH)
+                        .read(&supplier, &self.config.consumer, want)
                         .await?;
                     // Fewer new entries than asked for: the log is drained up to now. Relays appended while this
                     // batch is committed wait for the next tick instead of being chased in batches of a few.
-                    caught_up = entries.len() < INGEST_BATCH;
+                    caught_up = entries.len() < want;
                 }
                 if entries.is_empty() {
+                    self.engine.set_ingest_caught_up(&supplier, true);
                     break;
                 }
+                want = next_read_size(&entries);
                 let mut touched: HashMap<SessionKey, (Schedule, String, String)> = HashMap::new();
                 let mut consumed: HashMap<String, u64> = HashMap::new();
                 for entry in &entries {
@@ -151,6 +188,15 @@ impl Miner {
                     .relays_ingested
                     .fetch_add(ids.len() as u64, AtomicOrdering::Relaxed);
                 if caught_up {
+                    self.engine.set_ingest_caught_up(&supplier, true);
+                    break;
+                }
+                if batch == INGEST_ROUND_BATCHES || std::time::Instant::now() >= deadline {
+                    tracing::debug!(
+                        supplier,
+                        batches = batch,
+                        "ingest round bounded with relay-log entries left; continued next tick, claims held"
+                    );
                     break;
                 }
             }
@@ -302,3 +348,6 @@ impl Miner {
         })
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,215 @@
+//! Bounded ingest rounds against the chain simulator and the memory backend: a backlog larger than one round is
+//! ingested over several ticks with blocks handled in between, each relay once, and the session's claim is held
+//! until its relay log is read up to now.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use prost::Message as _;
+use sha2::{Digest as _, Sha256};
+use storage::{Backlog, MemoryBackend, MinedRelay};
+
+use super::{INGEST_BATCH, INGEST_PROBE, INGEST_ROUND_BATCHES};
+use crate::chain::query::ChainClient;
+use crate::keys::{KeyMap, Keyring};
+use crate::miner::driver::{Miner, MinerConfig};
+use crate::miner::lifecycle::SessionKey;
+use crate::protocol::wire::{MinedRelayMessage, SessionHeader};
+use crate::sim::chain::genesis::*;
+use crate::sim::chain::{SimChain, actor, router};
+
+fn key_hex(label: &str) -> String {
+    hex::encode(Sha256::digest(label.as_bytes()))
+}
+
+fn genesis() -> Genesis {
+    Genesis {
+        chain_id: "pocket-ingest".into(),
+        block_time_ms: 50,
+        shared_params: GenesisSharedParams::default(),
+        proof_params: GenesisProofParams {
+            proof_request_probability: 0.0,
+            proof_requirement_threshold_upokt: u64::MAX,
+            proof_missing_penalty_upokt: 320,
+            proof_submission_fee_upokt: 1,
+        },
+        num_suppliers_per_session: 15,
+        services: vec![GenesisService {
+            id: "anvil".into(),
+            compute_units_per_relay: 10,
+            difficulty_target_hex: None,
+        }],
+        applications: vec![GenesisApplication {
+            key_hex: key_hex("app"),
+            stake_upokt: 1_000_000,
+            services: vec!["anvil".into()],
+            delegate_to: vec![0],
+        }],
+        gateways: vec![GenesisGateway {
+            key_hex: key_hex("gateway"),
+            stake_upokt: 1_000_000,
+        }],
+        suppliers: vec![GenesisSupplier {
+            key_hex: key_hex("supplier"),
+            stake_upokt: 1_000_000,
+            balance_upokt: 1_000_000,
+            services: vec![GenesisSupplierService {
+                service_id: "anvil".into(),
+                url: "http://127.0.0.1:1".into(),
+            }],
+        }],
+    }
+}
+
+fn config() -> MinerConfig {
+    MinerConfig {
+        chain_id: "pocket-ingest".into(),
+        gas_price: "0.000001upokt".into(),
+        max_gas_price: "10upokt".into(),
+        gas_adjustment: 1.7,
+        gas_limit: 0,
+        tx_ttl_secs: 120,
+        max_tx_bytes: crate::config::DEFAULT_MAX_TX_BYTES as usize,
+        unordered: true,
+        tick: Duration::from_millis(10),
+        consumer: "miner".into(),
+        instance: "a".into(),
+        lease: Duration::from_secs(60),
+        engine: crate::miner::lifecycle::EngineConfig {
+            claim_delay_blocks: 0,
+            ..Default::default()
+        },
+    }
+}
+
+fn relays(supplier: &str, header: &SessionHeader, n: std::ops::Range<u64>) -> Vec<MinedRelay> {
+    n.map(|i| {
+        let relay_bytes = format!("relay-{i}").into_bytes();
+        let relay_hash = Sha256::digest(&relay_bytes).to_vec();
+        let message = MinedRelayMessage {
+            relay_hash: relay_hash.clone(),
+            relay_bytes,
+            compute_units_per_relay: 10,
+            session_id: header.session_id.clone(),
+            session_end_height: header.session_end_block_height,
+            supplier_operator_address: supplier.to_owned(),
+            service_id: "anvil".into(),
+            application_address: header.application_address.clone(),
+            arrival_block_height: header.session_start_block_height,
+            published_at_unix_nano: 0,
+            session_start_height: header.session_start_block_height,
+        };
+        MinedRelay {
+            supplier: supplier.to_owned(),
+            session_id: header.session_id.clone(),
+            session_end_height: u64::try_from(header.session_end_block_height).unwrap(),
+            relay_hash,
+            payload: message.encode_to_vec(),
+        }
+    })
+    .collect()
+}
+
+async fn backlog(plain: &storage::Storage, supplier: &str) -> u64 {
+    let Backlog { undelivered, pending } = plain.relay_log.backlog(supplier).await.unwrap();
+    undelivered + pending
+}
+
+/// One round reads at most `INGEST_ROUND_BATCHES` batches of at most `INGEST_BATCH` entries; this backlog takes
+/// more than two rounds. Each round's step handles the chain's new
+/// block (the lease is renewed and proofs go out meanwhile), the claim due at `claim_open` waits until the log
+/// is read up to now, and the claim on chain covers every relay exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backlog_is_ingested_over_several_rounds_with_blocks_handled_between_and_the_claim_waits_for_it() {
+    let chain = SimChain::new(genesis()).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let app = router(chain.clone()).into_axum();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    for _ in 0..4 {
+        chain.produce_block();
+    }
+    let client = Arc::new(ChainClient::new(&format!("http://{addr}"), Duration::from_secs(5)).unwrap());
+    let (supplier_key, supplier, _) = actor(&key_hex("supplier")).unwrap();
+    let (_, app_address, _) = actor(&key_hex("app")).unwrap();
+    let header = client
+        .session(&app_address, "anvil", chain.height())
+        .await
+        .unwrap()
+        .header
+        .unwrap();
+    let keyring = Keyring::new(KeyMap::from([(supplier.clone(), supplier_key)]));
+    let key = SessionKey {
+        supplier: supplier.clone(),
+        session_id: header.session_id.clone(),
+    };
+
+    let plain = MemoryBackend::new().storage();
+    let mut miner = Miner::new(client.clone(), plain.clone(), keyring, config());
+    miner.step().await.unwrap();
+    assert!(miner.engine.is_leader());
+
+    // At most a round's batches, the first a probe unless the last round caught up (as the empty one before did).
+    let round = (INGEST_ROUND_BATCHES * INGEST_BATCH) as u64;
+    const { assert!(INGEST_PROBE < INGEST_BATCH) };
+    let total = 2 * round + 800;
+    plain
+        .relay_log
+        .append(relays(&supplier, &header, 0..total))
+        .await
+        .unwrap();
+    let ingested = |m: &Miner| m.stats.relays_ingested.load(std::sync::atomic::Ordering::Relaxed);
+
+    // Round 1: bounded, the block handled, the rest left for the next tick.
+    chain.produce_block();
+    miner.step().await.unwrap();
+    let left = backlog(&plain, &supplier).await;
+    assert!(left >= total - round, "one round ingested at most {round}, {left} left");
+    assert_eq!(ingested(&miner), total - left);
+    assert_eq!(miner.engine.height(), chain.height(), "the block was handled");
+    let schedule = miner.engine.session(&key).unwrap().schedule;
+    assert!(chain.height() < schedule.claim_open);
+
+    // Round 2 at the claim window's open: the block is handled, the claim held (the log still has its relays).
+    while chain.height() < schedule.claim_open {
+        chain.produce_block();
+    }
+    miner.step().await.unwrap();
+    assert!(backlog(&plain, &supplier).await > 0);
+    assert_eq!(miner.engine.height(), chain.height());
+    let record = miner.engine.session(&key).unwrap();
+    assert!(
+        record.claim_sent_at.is_empty(),
+        "claim held while relays wait in the log"
+    );
+    assert_eq!(miner.engine.ingest_caught_up(&supplier), Some(false));
+
+    // Later rounds drain the log (no new block: nothing is claimed meanwhile).
+    for _ in 0..100 {
+        if backlog(&plain, &supplier).await == 0 {
+            break;
+        }
+        miner.step().await.unwrap();
+    }
+    assert_eq!(backlog(&plain, &supplier).await, 0);
+    miner.step().await.unwrap();
+    assert_eq!(miner.engine.ingest_caught_up(&supplier), Some(true));
+    assert_eq!(ingested(&miner), total, "each entry ingested once");
+    assert_eq!(miner.engine.session(&key).unwrap().relays, total);
+    assert!(miner.engine.session(&key).unwrap().claim_sent_at.is_empty());
+
+    // The next block sends the claim, built from the whole session.
+    chain.produce_block();
+    assert!(chain.height() < schedule.claim_close);
+    miner.step().await.unwrap();
+    assert_eq!(miner.engine.session(&key).unwrap().claim_sent_at.len(), 1);
+    chain.produce_block();
+    let on_chain = client
+        .claim(&key.session_id, &supplier)
+        .await
+        .unwrap()
+        .expect("claim included");
+    let root: [u8; 48] = on_chain.root_hash.as_slice().try_into().unwrap();
+    assert_eq!(crate::smst::hash::sum_count(&root), (total * 10, total));
+}

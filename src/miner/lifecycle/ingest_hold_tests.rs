@@ -1,0 +1,87 @@
+//! The claim hold while the driver's ingest has not read a supplier's relay log up to now
+//! ([`Engine::set_ingest_caught_up`]).
+
+use super::*;
+
+// Default shared params, session 1..10: claim [12,16], proof [16,20] (spec §3 example).
+const SCHEDULE: Schedule = Schedule {
+    session_start: 7,
+    session_end: 10,
+    claim_open: 12,
+    claim_close: 16,
+    proof_open: 16,
+    proof_close: 20,
+    settlement: 21,
+};
+
+fn key(supplier: &str) -> SessionKey {
+    SessionKey {
+        supplier: supplier.into(),
+        session_id: "a".into(),
+    }
+}
+
+fn engine_with(keys: &[&SessionKey]) -> Engine {
+    let mut engine = Engine::new(EngineConfig {
+        claim_delay_blocks: 0,
+        ..EngineConfig::default()
+    });
+    engine.handle(Event::Leadership { leader: true });
+    for k in keys {
+        engine.handle(Event::RelaysIngested {
+            key: (*k).clone(),
+            service_id: "anvil".into(),
+            application_address: "pokt1app".into(),
+            schedule: SCHEDULE,
+            relays: 5,
+            compute_units: 50,
+        });
+    }
+    engine
+}
+
+fn claims(commands: &[Command]) -> Vec<String> {
+    commands
+        .iter()
+        .filter_map(|c| match c {
+            Command::SubmitClaims { supplier, .. } => Some(supplier.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_claim_waits_for_its_suppliers_ingest_only_and_is_sent_once_caught_up() {
+    let (behind, current) = (key("s1"), key("s2"));
+    let mut e = engine_with(&[&behind, &current]);
+    e.set_ingest_caught_up("s1", false);
+    e.set_ingest_caught_up("s2", true);
+    assert_eq!(claims(&e.handle(Event::NewBlock { height: 12 }).commands), ["s2"]);
+    assert!(e.session(&behind).unwrap().claim_sent_at.is_empty());
+    assert_eq!(e.session(&behind).unwrap().state, State::Claiming);
+    assert!(claims(&e.handle(Event::NewBlock { height: 13 }).commands).is_empty());
+    e.set_ingest_caught_up("s1", true);
+    assert_eq!(claims(&e.handle(Event::NewBlock { height: 14 }).commands), ["s1"]);
+    assert_eq!(e.session(&behind).unwrap().claim_sent_at, [14]);
+}
+
+#[test]
+fn a_held_claim_is_sent_at_the_last_height_the_buffer_allows() {
+    let k = key("s1");
+    let mut e = engine_with(&[&k]);
+    e.set_ingest_caught_up("s1", false);
+    for height in 12..15 {
+        assert!(claims(&e.handle(Event::NewBlock { height }).commands).is_empty());
+    }
+    // claim_close − buffer = 15: a claim of what was ingested beats none.
+    assert_eq!(claims(&e.handle(Event::NewBlock { height: 15 }).commands), ["s1"]);
+}
+
+#[test]
+fn a_new_leadership_forgets_what_the_last_one_knew_of_the_ingest() {
+    let mut e = engine_with(&[]);
+    e.set_ingest_caught_up("s1", false);
+    assert_eq!(e.ingest_caught_up("s1"), Some(false));
+    e.handle(Event::Leadership { leader: false });
+    assert_eq!(e.ingest_caught_up("s1"), None);
+}
