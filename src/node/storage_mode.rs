@@ -216,8 +216,10 @@ pub async fn open(config: &Config, overrides: &RaftOverrides) -> Result<OpenedSt
     }
 }
 
-/// `miner-{hostname}`: stable across restarts (a restarted process re-takes its own lease at once). Several
-/// instances on one host must set `storage.redis.consumer_name` each.
+/// `miner-{hostname}`: stable across restarts (a restarted process re-takes its own lease at once once the
+/// previous one released its instance lock at shutdown, or it expired). Several instances on one host must set
+/// `storage.redis.consumer_name` each: a second process under a name in use does not campaign, logs at ERROR
+/// and is not ready (`redis_instance_in_use`).
 fn consumer_default() -> String {
     let host = std::fs::read_to_string("/etc/hostname")
         .map(|h| h.trim().to_string())
@@ -325,6 +327,8 @@ impl OpenedStorage {
             Self::Embedded(b) => drop(b),
             Self::Redis(b, monitor) => {
                 drop(monitor);
+                // A restart under the same name then campaigns at once (storage::redis `leader` module).
+                b.release_instances().await;
                 drop(b);
             }
             Self::Raft(node) => match std::sync::Arc::try_unwrap(node) {

@@ -40,17 +40,24 @@ pub enum NotReady {
          session records, leases or meter counters instead of refusing writes (set `maxmemory-policy noeviction`)"
     )]
     EvictionPolicy(String),
+    /// Another live process campaigns under this miner's instance name (the name): this one does not lead.
+    #[error(
+        "another live process campaigns under this miner's instance name {0}: this process does not lead; give \
+         each process its own `storage.redis.consumer_name`"
+    )]
+    InstanceInUse(String),
 }
 
 impl NotReady {
     /// A stable label for metrics and logs: `redis_unreachable`, `redis_oom`, `redis_write_rejected`,
-    /// `redis_eviction_policy`.
+    /// `redis_eviction_policy`, `redis_instance_in_use`.
     pub fn reason(&self) -> &'static str {
         match self {
             Self::Unreachable(_) => "redis_unreachable",
             Self::OutOfMemory(_) => "redis_oom",
             Self::WriteRejected(_) => "redis_write_rejected",
             Self::EvictionPolicy(_) => "redis_eviction_policy",
+            Self::InstanceInUse(_) => "redis_instance_in_use",
         }
     }
 }
@@ -219,6 +226,9 @@ impl RedisBackend {
             Ok(Some(policy)) if policy != REQUIRED_POLICY => return Err(NotReady::EvictionPolicy(policy)),
             Ok(_) => {}
             Err(e) => return Err(NotReady::Unreachable(e.to_string())),
+        }
+        if let Some(name) = self.instance_in_use() {
+            return Err(NotReady::InstanceInUse(name));
         }
         let res = redis::cmd("SET")
             .arg(self.keys().ready_probe(&self.config().instance_id))

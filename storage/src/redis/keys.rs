@@ -127,6 +127,12 @@ impl Keys {
         format!("{}:cache:{key}", self.base)
     }
 
+    /// `{base}:miner:instance_lock:{name}`: the per-process nonce of the process campaigning as `name` (not the
+    /// Go miner's `{base}:miner:instance:{id}` heartbeat, whose ids are `host-pid` and so unique per process).
+    pub fn instance_lock(&self, name: &str) -> String {
+        format!("{}:miner:instance_lock:{name}", self.base)
+    }
+
     /// `{base}:miner:ready_probe:{instance}`.
     pub fn ready_probe(&self, instance: &str) -> String {
         format!("{}:miner:ready_probe:{instance}", self.base)

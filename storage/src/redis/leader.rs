@@ -7,6 +7,15 @@
 //! compare-and-release on (holder, token). Tokens strictly increase across leaders for as long as the counter
 //! key lives (it has no TTL; wiping Redis resets it, like wiping any fencing store).
 //!
+//! Instance lock: two processes campaigning under one candidate name (the default name is `miner-{hostname}`,
+//! so two units on one host, or two hostNetwork pods) would both be handed the lease (its value is the name)
+//! and its token, and both would submit and write. Every campaign and renewal therefore also takes or refreshes
+//! `{base}:miner:instance_lock:{name}` = this process' nonce with the lease's `PX`, in the same script; a
+//! process finding another nonce there does not campaign (renewals of a lease under it are refused), logs at
+//! ERROR naming the instance when it first sees it and fails readiness ([`super::NotReady::InstanceInUse`]).
+//! A gracefully closed process releases its locks ([`RedisBackend::release_instances`]), so its restart takes
+//! its lease back at once; after a crash the restart waits for the lock to expire (at most the lease TTL).
+//!
 //! Failed acquisitions are counted by reason (`redis_oom`, `redis_error`) in [`RedisStats`](super::RedisStats)
 //! and logged at ERROR (OOM) or WARN (other) with the consecutive-failure count, the first of a streak at once
 //! and then at most once a second; losing to a live holder is normal and logged at DEBUG. Watchers poll the
@@ -24,10 +33,19 @@ use super::{RedisBackend, lock, millis};
 use crate::StorageError;
 use crate::contract::{LeaderInfo, Leadership};
 
-/// KEYS: lease, token, counter. ARGV: candidate, ttl ms. Returns the holder's token, or 0 when busy.
+/// KEYS: lease, token, counter, instance lock. ARGV: candidate, ttl ms, nonce. Returns the holder's token, 0
+/// when busy, -1 when another process holds the candidate's instance lock.
 static CAMPAIGN: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
+local owner = redis.call('GET', KEYS[4])
+if owner and owner ~= ARGV[3] then
+  return -1
+elseif owner then
+  redis.call('PEXPIRE', KEYS[4], ARGV[2])
+else
+  redis.call('SET', KEYS[4], ARGV[3], 'PX', ARGV[2])
+end
 local cur = redis.call('GET', KEYS[1])
 if cur == ARGV[1] then
   local t = redis.call('GET', KEYS[2])
@@ -51,11 +69,22 @@ return t
     )
 });
 
-/// KEYS: lease, token. ARGV: candidate, token, ttl ms. 1 = renewed.
+/// KEYS: lease, token, instance lock. ARGV: candidate, token, ttl ms, nonce. 1 = renewed, -1 = another process
+/// holds the candidate's instance lock. Only `PEXPIRE`s an existing lock (Redis allows it at maxmemory, so a
+/// sitting leader keeps renewing under OOM); a missing one is re-set where memory allows.
 static RENEW: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
+local owner = redis.call('GET', KEYS[3])
+if owner and owner ~= ARGV[4] then
+  return -1
+end
 if redis.call('GET', KEYS[1]) == ARGV[1] and redis.call('GET', KEYS[2]) == ARGV[2] then
+  if owner then
+    redis.call('PEXPIRE', KEYS[3], ARGV[3])
+  else
+    redis.pcall('SET', KEYS[3], ARGV[4], 'PX', ARGV[3])
+  end
   redis.call('PEXPIRE', KEYS[1], ARGV[3])
   redis.call('PEXPIRE', KEYS[2], ARGV[3])
   return 1
@@ -78,7 +107,67 @@ return 0
     )
 });
 
+/// KEYS: instance lock. ARGV: nonce. Deletes the lock if this process holds it.
+static RELEASE_INSTANCE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0
+",
+    )
+});
+
 impl RedisBackend {
+    /// Records the answer of a campaign or renewal about `candidate`'s instance lock: `in_use` when another
+    /// process holds it (logged at ERROR when first seen), else this process holds it.
+    fn instance_lock_answer(&self, election: &str, candidate: &str, in_use: bool) {
+        let mut conflict = lock(&self.inner.instance_conflict);
+        if in_use {
+            if conflict.as_deref() != Some(candidate) {
+                tracing::error!(
+                    election,
+                    instance = candidate,
+                    lock = self.keys().instance_lock(candidate),
+                    "another live process campaigns under this miner's instance name: this process does not \
+                     lead and is not ready until it is gone (give each process its own \
+                     `storage.redis.consumer_name`; the default `miner-{{hostname}}` is shared by processes on one \
+                     host)"
+                );
+                *conflict = Some(candidate.to_owned());
+            }
+            return;
+        }
+        if conflict.as_deref() == Some(candidate) {
+            tracing::info!(instance = candidate, "instance name free again; campaigning");
+            *conflict = None;
+        }
+        drop(conflict);
+        lock(&self.inner.instances).insert(candidate.to_owned());
+    }
+
+    /// The candidate name another live process campaigns under while this one does too, if any.
+    pub fn instance_in_use(&self) -> Option<String> {
+        lock(&self.inner.instance_conflict).clone()
+    }
+
+    /// Releases the instance locks this process holds (graceful shutdown), so a restart under the same name
+    /// campaigns at once instead of waiting for them to expire.
+    pub async fn release_instances(&self) {
+        let names: Vec<String> = lock(&self.inner.instances).drain().collect();
+        for name in names {
+            let res: Result<i64, _> = RELEASE_INSTANCE
+                .key(self.keys().instance_lock(&name))
+                .arg(&self.inner.nonce)
+                .invoke_async(&mut self.conn())
+                .await;
+            if let Err(e) = res {
+                tracing::warn!(instance = name, error = %e, "releasing the instance lock failed; it expires");
+            }
+        }
+    }
+
     async fn read_leader(&self, election: &str) -> Result<Option<LeaderInfo>, StorageError> {
         let (holder, token): (Option<String>, Option<u64>) = redis::pipe()
             .cmd("GET")
@@ -138,12 +227,14 @@ impl RedisBackend {
 #[async_trait]
 impl Leadership for RedisBackend {
     async fn campaign(&self, election: &str, candidate: &str, ttl: Duration) -> Result<Option<u64>, StorageError> {
-        let res: Result<u64, _> = CAMPAIGN
+        let res: Result<i64, _> = CAMPAIGN
             .key(self.keys().lease(election))
             .key(self.keys().lease_token(election))
             .key(self.keys().lease_counter(election))
+            .key(self.keys().instance_lock(candidate))
             .arg(candidate)
             .arg(millis(ttl))
+            .arg(&self.inner.nonce)
             .invoke_async(&mut self.conn())
             .await;
         let stats = &self.inner.stats;
@@ -158,6 +249,10 @@ impl Leadership for RedisBackend {
                         "leadership acquisition reaches Redis again"
                     );
                 }
+                self.instance_lock_answer(election, candidate, token < 0);
+                let Ok(token) = u64::try_from(token) else {
+                    return Ok(None);
+                };
                 if token == 0 {
                     tracing::debug!(election, candidate, "leadership held by another candidate");
                     return Ok(None);
@@ -210,9 +305,11 @@ impl Leadership for RedisBackend {
         let renewed: i64 = RENEW
             .key(self.keys().lease(election))
             .key(self.keys().lease_token(election))
+            .key(self.keys().instance_lock(candidate))
             .arg(candidate)
             .arg(token)
             .arg(millis(ttl))
+            .arg(&self.inner.nonce)
             .invoke_async(&mut self.conn())
             .await
             .map_err(|e| {
@@ -220,6 +317,9 @@ impl Leadership for RedisBackend {
                 tracing::warn!(election, candidate, error = %err, "leadership renewal failed");
                 err
             })?;
+        if renewed != 0 {
+            self.instance_lock_answer(election, candidate, renewed < 0);
+        }
         Ok(renewed == 1)
     }
 

@@ -144,6 +144,25 @@ pub(crate) struct Inner {
     pub(crate) watchers: Mutex<HashMap<String, watch::Sender<Option<LeaderInfo>>>>,
     /// In-memory mirrors of open trie namespaces, shared by every handle of a namespace in this process.
     pub(crate) mirrors: Mutex<HashMap<String, Weak<trie::Mirror>>>,
+    /// This process' nonce in the instance locks of the candidate names it campaigns under (`leader` module).
+    pub(crate) nonce: String,
+    /// Candidate names whose instance lock this process took (released by [`RedisBackend::release_instances`]).
+    pub(crate) instances: Mutex<HashSet<String>>,
+    /// A candidate name another live process campaigns under (its instance lock holds another nonce): this
+    /// process must not lead under it, and readiness fails with [`NotReady::InstanceInUse`].
+    pub(crate) instance_conflict: Mutex<Option<String>>,
+}
+
+/// A nonce unique to this backend: process id, wall clock nanos and std's per-process random hasher keys.
+fn process_nonce() -> String {
+    use std::hash::{BuildHasher as _, Hasher as _};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u32(std::process::id());
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    h.write_u128(nanos);
+    format!("{}-{nanos}-{:016x}", std::process::id(), h.finish())
 }
 
 /// The Redis backend (cheap to clone; clones share connections, stats and caches).
@@ -202,6 +221,9 @@ impl RedisBackend {
                 groups: Mutex::default(),
                 watchers: Mutex::default(),
                 mirrors: Mutex::default(),
+                nonce: process_nonce(),
+                instances: Mutex::default(),
+                instance_conflict: Mutex::default(),
             }),
             fence: None,
         };
