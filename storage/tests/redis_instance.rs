@@ -5,8 +5,9 @@
 
 use std::time::Duration;
 
+use storage::Fencing as _;
 use storage::redis::server::{RedisServer, ServerOptions};
-use storage::redis::{NotReady, RedisBackend, RedisConfig};
+use storage::redis::{INSTANCE_LOCK_TTL, NotReady, RedisBackend, RedisConfig};
 
 const ELECTION: &str = "miner";
 const NAME: &str = "miner-sharedhost";
@@ -67,22 +68,34 @@ async fn a_second_process_under_a_name_in_use_does_not_lead_and_is_not_ready() {
     assert_eq!(c.instance_in_use(), None);
     c.readiness().await.unwrap();
 
-    // The first process shuts down gracefully: the second takes over under the name at once.
+    // The first process shuts down gracefully: the second takes over under the name at once, in a new term (the
+    // first one's token no longer passes the fence).
     a.release_instances().await;
+    let taken = b
+        .storage()
+        .leadership
+        .campaign(ELECTION, NAME, ttl)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(taken > token.unwrap());
+    let stale = a.fenced(storage::Fence::new(ELECTION, NAME, token.unwrap()));
+    assert!(matches!(
+        stale.kv.set("k", b"v".to_vec(), None).await,
+        Err(storage::StorageError::Fenced(_))
+    ));
     drop(a);
-    assert_eq!(
-        b.storage().leadership.campaign(ELECTION, NAME, ttl).await.unwrap(),
-        token
-    );
     assert_eq!(b.instance_in_use(), None);
     b.readiness().await.unwrap();
 }
 
+/// The lock outlives its lease's renewals (refreshed by the backend's own task), and a crashed process' lock lapses
+/// long before its lease: the restart under the same name leads again well within the lease TTL, in a new term.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_instance_lock_of_a_crashed_process_expires_with_its_lease() {
+async fn a_live_process_keeps_its_name_between_renewals_and_a_crashed_ones_lapses_before_its_lease() {
     let server = RedisServer::start(ServerOptions::default()).unwrap();
     let (a, b) = (process(&server).await, process(&server).await);
-    let ttl = Duration::from_millis(300);
+    let ttl = Duration::from_secs(60);
     let first = a
         .storage()
         .leadership
@@ -90,12 +103,17 @@ async fn the_instance_lock_of_a_crashed_process_expires_with_its_lease() {
         .await
         .unwrap()
         .unwrap();
-    // Crashed: no release.
+    // Live and never renewing: still refused after several lock TTLs.
+    let until = std::time::Instant::now() + 3 * INSTANCE_LOCK_TTL;
+    while std::time::Instant::now() < until {
+        assert_eq!(
+            b.storage().leadership.campaign(ELECTION, NAME, ttl).await.unwrap(),
+            None
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Crashed: no release, the lease (60 s) still live.
     drop(a);
-    assert_eq!(
-        b.storage().leadership.campaign(ELECTION, NAME, ttl).await.unwrap(),
-        None
-    );
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     let second = loop {
         if let Some(t) = b.storage().leadership.campaign(ELECTION, NAME, ttl).await.unwrap() {
@@ -106,4 +124,49 @@ async fn the_instance_lock_of_a_crashed_process_expires_with_its_lease() {
     };
     assert!(second > first, "a new term after the crashed process' lease expired");
     assert_eq!(b.instance_in_use(), None);
+}
+
+/// A restart after a crash in the same pid namespace (two systemd units, the same container) finds its
+/// predecessor's lock held by a pid that is gone: it takes the lock over at once, in a new term.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lock_of_a_dead_pid_in_this_pid_namespace_is_taken_over_at_once() {
+    let server = RedisServer::start(ServerOptions::default()).unwrap();
+    let ns = std::fs::read_link("/proc/self/ns/pid").unwrap();
+    let ns = ns.to_str().unwrap().trim_start_matches("pid:[").trim_end_matches(']');
+    let mut child = std::process::Command::new("true").spawn().unwrap();
+    let dead = child.id();
+    child.wait().unwrap();
+    let lock = format!("ha:miner:instance_lock:{NAME}");
+    let holder = format!("{ns}:{dead}:0123456789abcdef");
+    server.command(&["SET", &lock, &holder, "PX", "60000"]).unwrap();
+    server
+        .command(&["SET", "ha:miner:leader:miner", NAME, "PX", "60000"])
+        .unwrap();
+    server
+        .command(&["SET", "ha:miner:leader:miner:token", "7", "PX", "60000"])
+        .unwrap();
+    server.command(&["SET", "ha:miner:leader:miner:fencing", "7"]).unwrap();
+
+    let b = process(&server).await;
+    let token = b
+        .storage()
+        .leadership
+        .campaign(ELECTION, NAME, Duration::from_secs(30))
+        .await
+        .unwrap();
+    assert_eq!(token, Some(8), "taken over at once, in a new term");
+    assert_eq!(b.instance_in_use(), None);
+    // A live holder in this namespace (this very process' pid under another nonce) is waited out.
+    let live = format!("{ns}:{}:fedcba9876543210", std::process::id());
+    server.command(&["SET", &lock, &live, "PX", "60000"]).unwrap();
+    let c = process(&server).await;
+    assert_eq!(
+        c.storage()
+            .leadership
+            .campaign(ELECTION, NAME, Duration::from_secs(30))
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(c.instance_in_use().as_deref(), Some(NAME));
 }

@@ -10,11 +10,14 @@
 //! Instance lock: two processes campaigning under one candidate name (the default name is `miner-{hostname}`,
 //! so two units on one host, or two hostNetwork pods) would both be handed the lease (its value is the name)
 //! and its token, and both would submit and write. Every campaign and renewal therefore also takes or refreshes
-//! `{base}:miner:instance_lock:{name}` = this process' nonce with the lease's `PX`, in the same script; a
-//! process finding another nonce there does not campaign (renewals of a lease under it are refused), logs at
-//! ERROR naming the instance when it first sees it and fails readiness ([`super::NotReady::InstanceInUse`]).
-//! A gracefully closed process releases its locks ([`RedisBackend::release_instances`]), so its restart takes
-//! its lease back at once; after a crash the restart waits for the lock to expire (at most the lease TTL).
+//! `{base}:miner:instance_lock:{name}` = this process' nonce, in the same script, and a task of the backend
+//! refreshes it every [`INSTANCE_LOCK_REFRESH`] ([`INSTANCE_LOCK_TTL`]). A process finding another nonce there
+//! does not campaign (its renewals are refused), logs at ERROR naming the instance when it first sees it and
+//! fails readiness ([`super::NotReady::InstanceInUse`]). The lease keeps its term only for the lock's holder: a
+//! process taking a free lock under a name whose lease is still live (a restart after a crash) starts a new term,
+//! so any earlier process's fenced writes are refused. A gracefully closed process releases its locks
+//! ([`RedisBackend::release_instances`]); after a crash the restart campaigns once the lock lapsed (at most
+//! [`INSTANCE_LOCK_TTL`]). The lease value stays the plain name (the Go layout).
 //!
 //! Failed acquisitions are counted by reason (`redis_oom`, `redis_error`) in [`RedisStats`](super::RedisStats)
 //! and logged at ERROR (OOM) or WARN (other) with the consecutive-failure count, the first of a streak at once
@@ -33,8 +36,11 @@ use super::{RedisBackend, lock, millis};
 use crate::StorageError;
 use crate::contract::{LeaderInfo, Leadership};
 
-/// KEYS: lease, token, counter, instance lock. ARGV: candidate, ttl ms, nonce. Returns the holder's token, 0
-/// when busy, -1 when another process holds the candidate's instance lock.
+/// KEYS: lease, token, counter, instance lock. ARGV: candidate, ttl ms, nonce, lock ttl ms. Returns the holder's
+/// token, 0 when busy, -1 when another process holds the candidate's instance lock. A lease under the candidate's
+/// name keeps its term (token) only for the process that holds the instance lock: a process taking a free lock
+/// (a restart after a crash, or a process whose lock lapsed) starts a new term, so fenced writes of any earlier
+/// process under that name are refused from then on.
 static CAMPAIGN: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
@@ -42,19 +48,19 @@ local owner = redis.call('GET', KEYS[4])
 if owner and owner ~= ARGV[3] then
   return -1
 elseif owner then
-  redis.call('PEXPIRE', KEYS[4], ARGV[2])
+  redis.call('PEXPIRE', KEYS[4], ARGV[4])
 else
-  redis.call('SET', KEYS[4], ARGV[3], 'PX', ARGV[2])
+  redis.call('SET', KEYS[4], ARGV[3], 'PX', ARGV[4])
 end
 local cur = redis.call('GET', KEYS[1])
-if cur == ARGV[1] then
+if cur == ARGV[1] and owner then
   local t = redis.call('GET', KEYS[2])
   if t then
     redis.call('PEXPIRE', KEYS[1], ARGV[2])
     redis.call('PEXPIRE', KEYS[2], ARGV[2])
     return tonumber(t)
   end
-elseif cur then
+elseif cur and cur ~= ARGV[1] then
   return 0
 end
 local t = redis.call('INCR', KEYS[3])
@@ -69,7 +75,60 @@ return t
     )
 });
 
-/// KEYS: lease, token, instance lock. ARGV: candidate, token, ttl ms, nonce. 1 = renewed, -1 = another process
+/// KEYS: instance lock. ARGV: the dead holder's nonce. Deletes the lock if it still holds that nonce.
+static DROP_DEAD_INSTANCE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0
+",
+    )
+});
+
+/// Whether the process that wrote `nonce` (`{pid namespace}:{pid}:{random}`, see `process_nonce`) is known to be
+/// dead: it ran in this process' pid namespace (a known one) and its pid is gone. A holder in another namespace
+/// (another container) or whose pid was reused reads as alive; its lock is then waited out.
+fn holder_is_dead(nonce: &str) -> bool {
+    let mut parts = nonce.splitn(3, ':');
+    let (Some(ns), Some(pid)) = (parts.next(), parts.next()) else {
+        return false;
+    };
+    let own = super::pid_namespace();
+    own != 0
+        && ns.parse::<u64>().ok() == Some(own)
+        && pid.parse::<u32>().is_ok_and(|pid| pid != std::process::id())
+        && !std::path::Path::new(&format!("/proc/{pid}")).exists()
+}
+
+/// How long an instance lock outlives its last refresh: a restart after a crash campaigns at most this long
+/// after the crash. Refreshed every [`INSTANCE_LOCK_REFRESH`] by a task of the backend (and by every campaign and
+/// renewal), independently of the lease's renewals.
+pub const INSTANCE_LOCK_TTL: Duration = Duration::from_secs(2);
+
+/// Interval of the instance lock refresh.
+pub const INSTANCE_LOCK_REFRESH: Duration = Duration::from_millis(500);
+
+/// KEYS: instance lock. ARGV: nonce, lock ttl ms. 1 = refreshed (re-set when it had lapsed), -1 = another process
+/// holds it.
+static REFRESH_INSTANCE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+local owner = redis.call('GET', KEYS[1])
+if owner and owner ~= ARGV[1] then
+  return -1
+elseif owner then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+else
+  redis.pcall('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+end
+return 1
+",
+    )
+});
+
+/// KEYS: lease, token, instance lock. ARGV: candidate, token, ttl ms, nonce, lock ttl ms. 1 = renewed, -1 = another process
 /// holds the candidate's instance lock. Only `PEXPIRE`s an existing lock (Redis allows it at maxmemory, so a
 /// sitting leader keeps renewing under OOM); a missing one is re-set where memory allows.
 static RENEW: LazyLock<Script> = LazyLock::new(|| {
@@ -81,9 +140,9 @@ if owner and owner ~= ARGV[4] then
 end
 if redis.call('GET', KEYS[1]) == ARGV[1] and redis.call('GET', KEYS[2]) == ARGV[2] then
   if owner then
-    redis.call('PEXPIRE', KEYS[3], ARGV[3])
+    redis.call('PEXPIRE', KEYS[3], ARGV[5])
   else
-    redis.pcall('SET', KEYS[3], ARGV[4], 'PX', ARGV[3])
+    redis.pcall('SET', KEYS[3], ARGV[4], 'PX', ARGV[5])
   end
   redis.call('PEXPIRE', KEYS[1], ARGV[3])
   redis.call('PEXPIRE', KEYS[2], ARGV[3])
@@ -145,6 +204,49 @@ impl RedisBackend {
         }
         drop(conflict);
         lock(&self.inner.instances).insert(candidate.to_owned());
+        self.start_instance_refresher();
+    }
+
+    /// Starts (once per backend) the task refreshing this process' instance locks every
+    /// [`INSTANCE_LOCK_REFRESH`]; it ends with the backend.
+    fn start_instance_refresher(&self) {
+        if self
+            .inner
+            .refresher_started
+            .swap(true, std::sync::atomic::Ordering::SeqCst)
+        {
+            return;
+        }
+        let weak = std::sync::Arc::downgrade(&self.inner);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(INSTANCE_LOCK_REFRESH);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                let Some(inner) = weak.upgrade() else { return };
+                RedisBackend { inner, fence: None }.refresh_instances().await;
+            }
+        });
+    }
+
+    async fn refresh_instances(&self) {
+        let names: Vec<String> = lock(&self.inner.instances).iter().cloned().collect();
+        for name in names {
+            let res: Result<i64, _> = REFRESH_INSTANCE
+                .key(self.keys().instance_lock(&name))
+                .arg(&self.inner.nonce)
+                .arg(millis(INSTANCE_LOCK_TTL))
+                .invoke_async(&mut self.conn())
+                .await;
+            match res {
+                Ok(-1) => {
+                    lock(&self.inner.instances).remove(&name);
+                    self.instance_lock_answer("", &name, true);
+                }
+                Ok(_) => {}
+                Err(e) => tracing::debug!(instance = name, error = %e, "instance lock refresh failed"),
+            }
+        }
     }
 
     /// The candidate name another live process campaigns under while this one does too, if any.
@@ -224,10 +326,10 @@ impl RedisBackend {
     }
 }
 
-#[async_trait]
-impl Leadership for RedisBackend {
-    async fn campaign(&self, election: &str, candidate: &str, ttl: Duration) -> Result<Option<u64>, StorageError> {
-        let res: Result<i64, _> = CAMPAIGN
+impl RedisBackend {
+    /// One run of [`CAMPAIGN`]: the holder's token, 0 when busy, -1 when another process holds the name's lock.
+    async fn campaign_once(&self, election: &str, candidate: &str, ttl: Duration) -> Result<i64, redis::RedisError> {
+        CAMPAIGN
             .key(self.keys().lease(election))
             .key(self.keys().lease_token(election))
             .key(self.keys().lease_counter(election))
@@ -235,8 +337,18 @@ impl Leadership for RedisBackend {
             .arg(candidate)
             .arg(millis(ttl))
             .arg(&self.inner.nonce)
+            .arg(millis(INSTANCE_LOCK_TTL))
             .invoke_async(&mut self.conn())
-            .await;
+            .await
+    }
+
+    /// Counts, logs and maps the answer of [`CAMPAIGN`].
+    fn campaign_outcome(
+        &self,
+        election: &str,
+        candidate: &str,
+        res: Result<i64, redis::RedisError>,
+    ) -> Result<Option<u64>, StorageError> {
         let stats = &self.inner.stats;
         match res {
             Ok(token) => {
@@ -300,6 +412,40 @@ impl Leadership for RedisBackend {
             }
         }
     }
+}
+
+#[async_trait]
+impl Leadership for RedisBackend {
+    async fn campaign(&self, election: &str, candidate: &str, ttl: Duration) -> Result<Option<u64>, StorageError> {
+        let first = self.campaign_once(election, candidate, ttl).await;
+        if !matches!(first, Ok(-1)) {
+            return self.campaign_outcome(election, candidate, first);
+        }
+        // A restart after a crash finds its predecessor's lock: taken over at once when that process is known
+        // dead (same pid namespace, pid gone), in a new term like any free lock.
+        let lock_key = self.keys().instance_lock(candidate);
+        let holder: Option<String> = redis::cmd("GET")
+            .arg(&lock_key)
+            .query_async(&mut self.conn())
+            .await
+            .map_err(|e| self.err("GET instance lock", e))?;
+        if let Some(holder) = holder.filter(|h| holder_is_dead(h)) {
+            let _: i64 = DROP_DEAD_INSTANCE
+                .key(&lock_key)
+                .arg(&holder)
+                .invoke_async(&mut self.conn())
+                .await
+                .map_err(|e| self.err("instance lock takeover", e))?;
+            tracing::info!(
+                instance = candidate,
+                previous = holder,
+                "instance lock of a dead process under this name taken over"
+            );
+            let again = self.campaign_once(election, candidate, ttl).await;
+            return self.campaign_outcome(election, candidate, again);
+        }
+        self.campaign_outcome(election, candidate, first)
+    }
 
     async fn renew(&self, election: &str, candidate: &str, token: u64, ttl: Duration) -> Result<bool, StorageError> {
         let renewed: i64 = RENEW
@@ -310,6 +456,7 @@ impl Leadership for RedisBackend {
             .arg(token)
             .arg(millis(ttl))
             .arg(&self.inner.nonce)
+            .arg(millis(INSTANCE_LOCK_TTL))
             .invoke_async(&mut self.conn())
             .await
             .map_err(|e| {

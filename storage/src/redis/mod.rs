@@ -65,6 +65,7 @@ use crate::{Storage, StorageError};
 
 pub use health::{MemoryMonitor, NotReady};
 pub use keys::Keys;
+pub use leader::{INSTANCE_LOCK_REFRESH, INSTANCE_LOCK_TTL};
 pub use log::BlockingReader;
 pub use stats::{AcquireFailure, MemorySnapshot, RedisStats};
 pub use trie::{INLINE_MAX as TRIE_INLINE_MAX, RedisNodeStore};
@@ -151,9 +152,14 @@ pub(crate) struct Inner {
     /// A candidate name another live process campaigns under (its instance lock holds another nonce): this
     /// process must not lead under it, and readiness fails with [`NotReady::InstanceInUse`].
     pub(crate) instance_conflict: Mutex<Option<String>>,
+    /// Whether the instance lock refresher runs (`leader` module).
+    pub(crate) refresher_started: std::sync::atomic::AtomicBool,
 }
 
-/// A nonce unique to this backend: process id, wall clock nanos and std's per-process random hasher keys.
+/// A nonce unique to this backend: `{pid namespace}:{pid}:{random}` (the pid namespace is the inode of
+/// `/proc/self/ns/pid`, `0` when unreadable). The first two let a process tell that the holder of an instance lock
+/// in its own pid namespace is dead (`leader` module); the last is the process' wall clock nanos hashed with std's
+/// per-process random keys.
 fn process_nonce() -> String {
     use std::hash::{BuildHasher as _, Hasher as _};
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
@@ -162,7 +168,21 @@ fn process_nonce() -> String {
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos());
     h.write_u128(nanos);
-    format!("{}-{nanos}-{:016x}", std::process::id(), h.finish())
+    format!("{}:{}:{:016x}", pid_namespace(), std::process::id(), h.finish())
+}
+
+/// The inode of this process' pid namespace (`/proc/self/ns/pid` links to `pid:[inode]`), 0 when unreadable.
+pub(crate) fn pid_namespace() -> u64 {
+    std::fs::read_link("/proc/self/ns/pid")
+        .ok()
+        .and_then(|l| {
+            l.to_str()?
+                .strip_prefix("pid:[")?
+                .strip_suffix(']')?
+                .parse::<u64>()
+                .ok()
+        })
+        .unwrap_or(0)
 }
 
 /// The Redis backend (cheap to clone; clones share connections, stats and caches).
@@ -224,6 +244,7 @@ impl RedisBackend {
                 nonce: process_nonce(),
                 instances: Mutex::default(),
                 instance_conflict: Mutex::default(),
+                refresher_started: std::sync::atomic::AtomicBool::new(false),
             }),
             fence: None,
         };
