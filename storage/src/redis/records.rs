@@ -21,6 +21,11 @@ use crate::contract::{SessionRecord, SessionStore};
 
 /// KEYS: record, supplier index, suppliers set. ARGV: expected version, state, data, supplier, session,
 /// state-set prefix. Returns {new version, stored version}; new version -1 = conflict.
+///
+/// The record hash, the index set and the state sets are the Go miner's keys, which it writes with a TTL
+/// (`session_ttl`, go-redis-layout.md): `HSET`/`SADD` keep a TTL, so after a Go miner touched them the index could
+/// expire with our records in it, and a failover would not restore (claim, prove) those sessions. Every write
+/// `PERSIST`s the keys it wrote; our records are deleted explicitly when pruned.
 static PUT: LazyLock<Scripts> = LazyLock::new(|| {
     Scripts::new(
         r"
@@ -34,6 +39,10 @@ redis.call('SADD', KEYS[2], ARGV[5])
 redis.call('SADD', KEYS[3], ARGV[4])
 if old and old ~= ARGV[2] then redis.call('SREM', ARGV[6] .. old, ARGV[5]) end
 redis.call('SADD', ARGV[6] .. ARGV[2], ARGV[5])
+redis.call('PERSIST', KEYS[1])
+redis.call('PERSIST', KEYS[2])
+redis.call('PERSIST', KEYS[3])
+redis.call('PERSIST', ARGV[6] .. ARGV[2])
 return {v, cur}
 ",
     )
