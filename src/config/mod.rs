@@ -189,6 +189,10 @@ pub struct RedisConfig {
     /// `rediss://` only: PEM CA certificate(s) the server's certificate must chain to, instead of the system's
     /// roots.
     pub tls_ca_file: Option<PathBuf>,
+    /// Accept a Redis running without AOF (`appendonly no`): `/ready` no longer fails on it (logged at WARN at
+    /// connect). A Redis restart then loses relays already acknowledged to gateways and the tries of claimed
+    /// sessions (claims that cannot be proven are slashed).
+    pub allow_without_aof: bool,
 }
 
 impl Default for RedisConfig {
@@ -201,6 +205,7 @@ impl Default for RedisConfig {
             leader_ttl_seconds: 30,
             heartbeat_rate_seconds: 10,
             tls_ca_file: None,
+            allow_without_aof: false,
         }
     }
 }

@@ -151,6 +151,7 @@ pub async fn open(config: &Config, overrides: &RaftOverrides) -> Result<OpenedSt
             // The miner's leadership identity (see `consumer_and_instance`): names the readiness probe key and
             // labels `ha_miner_leader_acquisition_failures_total{instance}`.
             cfg.instance_id = r.consumer_name.clone().unwrap_or_else(consumer_default);
+            cfg.require_aof = !r.allow_without_aof;
             if let Some(path) = &r.tls_ca_file {
                 let pem = std::fs::read(path).map_err(|e| {
                     config_err(

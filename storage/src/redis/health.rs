@@ -16,6 +16,17 @@
 //! [`NotReady::EvictionPolicy`] until it is changed; a policy that can be read neither way is logged at WARN and
 //! does not fail readiness (it cannot be verified, which is not the same as known to be wrong).
 
+//!
+//! # Persistence
+//! An acknowledged relay and the tries of claimed sessions must survive a Redis restart: lost, the relays are
+//! unpaid and a claim whose trie is gone cannot be proven (the supplier is slashed). That takes AOF
+//! (`appendonly yes`); RDB snapshots lose everything since the last one. The setting is read with `CONFIG GET
+//! appendonly` / `appendfsync`, else (`CONFIG` disabled, as on managed Redis) from `INFO persistence`'s
+//! `aof_enabled`. AOF off is logged at ERROR at connect and makes readiness fail with [`NotReady::NoAof`] unless
+//! [`super::RedisConfig::require_aof`] is off (`storage.redis.allow_without_aof`); `appendfsync` other than
+//! `always` (`everysec` loses up to a second of acknowledged writes in a server crash) is a WARN at connect. A
+//! setting that can be read neither way is a WARN and does not fail readiness.
+
 use std::time::Duration;
 
 use super::RedisBackend;
@@ -46,11 +57,36 @@ pub enum NotReady {
          each process its own `storage.redis.consumer_name`"
     )]
     InstanceInUse(String),
+    /// The server runs without AOF (`appendonly no`): a Redis restart loses acknowledged relays and claimed tries.
+    #[error(
+        "redis runs without AOF (appendonly no): a Redis restart loses acknowledged relays and the tries of claimed \
+         sessions (unprovable claims are slashed); set `appendonly yes` (`appendfsync always` for no loss at all), \
+         or accept the risk with storage.redis.allow_without_aof"
+    )]
+    NoAof,
+}
+
+/// The server's persistence settings as far as they can be read.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Persistence {
+    /// AOF on (`appendonly yes` / `aof_enabled:1`); `None` when neither `CONFIG GET` nor `INFO` said.
+    pub aof: Option<bool>,
+    /// `appendfsync` (`always`, `everysec`, `no`); `None` when `CONFIG GET` is refused (INFO does not show it).
+    pub appendfsync: Option<String>,
+}
+
+/// `aof_enabled` from an `INFO persistence` reply.
+fn parse_info_aof(info: &str) -> Option<bool> {
+    match info.lines().find_map(|l| l.strip_prefix("aof_enabled:"))?.trim() {
+        "1" => Some(true),
+        "0" => Some(false),
+        _ => None,
+    }
 }
 
 impl NotReady {
     /// A stable label for metrics and logs: `redis_unreachable`, `redis_oom`, `redis_write_rejected`,
-    /// `redis_eviction_policy`, `redis_instance_in_use`.
+    /// `redis_eviction_policy`, `redis_instance_in_use`, `redis_no_aof`.
     pub fn reason(&self) -> &'static str {
         match self {
             Self::Unreachable(_) => "redis_unreachable",
@@ -58,6 +94,7 @@ impl NotReady {
             Self::WriteRejected(_) => "redis_write_rejected",
             Self::EvictionPolicy(_) => "redis_eviction_policy",
             Self::InstanceInUse(_) => "redis_instance_in_use",
+            Self::NoAof => "redis_no_aof",
         }
     }
 }
@@ -207,6 +244,93 @@ impl RedisBackend {
         }
     }
 
+    /// One `CONFIG GET` setting: `Ok(None)` when refused or empty, `Err` only when Redis cannot be reached.
+    async fn config_get(&self, name: &str) -> Result<Option<String>, StorageError> {
+        match redis::cmd("CONFIG")
+            .arg("GET")
+            .arg(name)
+            .query_async::<Vec<String>>(&mut self.conn())
+            .await
+        {
+            Ok(pair) => Ok(pair.into_iter().nth(1).filter(|v| !v.is_empty())),
+            Err(e) => match self.err("CONFIG GET", e) {
+                e @ StorageError::Unavailable(_) => Err(e),
+                e => {
+                    tracing::debug!(setting = name, error = %e, "redis setting cannot be read with CONFIG GET");
+                    Ok(None)
+                }
+            },
+        }
+    }
+
+    /// The server's persistence settings: `CONFIG GET appendonly` / `appendfsync`, else `INFO persistence`'s
+    /// `aof_enabled` (module docs). `Err` only when Redis cannot be reached.
+    pub async fn persistence(&self) -> Result<Persistence, StorageError> {
+        let mut aof = self.config_get("appendonly").await?.map(|v| v == "yes");
+        if aof.is_none() {
+            match redis::cmd("INFO")
+                .arg("persistence")
+                .query_async::<String>(&mut self.conn())
+                .await
+            {
+                Ok(info) => aof = parse_info_aof(&info),
+                Err(e) => {
+                    if let e @ StorageError::Unavailable(_) = self.err("INFO persistence", e) {
+                        return Err(e);
+                    }
+                }
+            }
+        }
+        let appendfsync = self.config_get("appendfsync").await?;
+        Ok(Persistence { aof, appendfsync })
+    }
+
+    /// Reads the persistence settings once and logs them (module docs): ERROR when AOF is off (WARN when
+    /// [`super::RedisConfig::require_aof`] is off), WARN when `appendfsync` is not `always` or a setting cannot be
+    /// read. Called at connect; readiness keeps checking AOF.
+    pub async fn check_persistence(&self) {
+        let p = match self.persistence().await {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::warn!(error = %e, "redis persistence could not be checked at connect");
+                return;
+            }
+        };
+        match p.aof {
+            Some(true) => {}
+            Some(false) if self.config().require_aof => tracing::error!(
+                setting = "appendonly",
+                value = "no",
+                "redis runs without AOF: a Redis restart loses acknowledged relays and the tries of claimed \
+                 sessions (their claims cannot be proven: slashed); storage reports not ready until \
+                 `appendonly yes` is set (or storage.redis.allow_without_aof accepts the risk)"
+            ),
+            Some(false) => tracing::warn!(
+                setting = "appendonly",
+                value = "no",
+                "redis runs without AOF, accepted by storage.redis.allow_without_aof: a Redis restart loses \
+                 acknowledged relays and the tries of claimed sessions"
+            ),
+            None => tracing::warn!(
+                setting = "appendonly",
+                "redis persistence cannot be read (CONFIG GET refused, INFO persistence without aof_enabled); make \
+                 sure the server runs with `appendonly yes`"
+            ),
+        }
+        if p.aof != Some(false) {
+            match p.appendfsync.as_deref() {
+                Some("always") => {}
+                Some(other) => tracing::warn!(
+                    setting = "appendfsync",
+                    value = other,
+                    "redis appendfsync is not always: a crash of the Redis server loses the writes of up to the \
+                     last second (everysec) or more (no), acknowledged relays included"
+                ),
+                None => tracing::debug!("redis appendfsync cannot be read (CONFIG GET refused)"),
+            }
+        }
+    }
+
     /// Readiness: `PING`, the eviction policy (must be `noeviction` when it can be read), then a small write
     /// (`SET {base}:miner:ready_probe:{instance} PX 30000`). Logs the reason at WARN when not ready.
     pub async fn readiness(&self) -> Result<(), NotReady> {
@@ -229,6 +353,13 @@ impl RedisBackend {
         }
         if let Some(name) = self.instance_in_use() {
             return Err(NotReady::InstanceInUse(name));
+        }
+        if self.config().require_aof {
+            match self.persistence().await {
+                Ok(Persistence { aof: Some(false), .. }) => return Err(NotReady::NoAof),
+                Ok(_) => {}
+                Err(e) => return Err(NotReady::Unreachable(e.to_string())),
+            }
         }
         let res = redis::cmd("SET")
             .arg(self.keys().ready_probe(&self.config().instance_id))
@@ -263,6 +394,16 @@ mod tests {
             Some("allkeys-lru")
         );
         assert_eq!(parse_info_policy("used_memory:1\r\n"), None);
+    }
+
+    #[test]
+    fn parses_info_persistence() {
+        assert_eq!(
+            parse_info_aof("# Persistence\r\nloading:0\r\naof_enabled:1\r\n"),
+            Some(true)
+        );
+        assert_eq!(parse_info_aof("aof_enabled:0\r\n"), Some(false));
+        assert_eq!(parse_info_aof("loading:0\r\n"), None);
     }
 
     #[test]

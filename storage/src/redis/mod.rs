@@ -32,6 +32,10 @@
 //! server runs with `appendonly yes` + `appendfsync always` (tested: kill -9 of the server, restart, every
 //! acknowledged append is present). With `everysec` up to a second of acknowledged appends can be lost.
 //!
+//! Readiness fails while the server runs without AOF (`appendonly no`, the default of a plain `redis-server`:
+//! RDB snapshots at best), unless `RedisConfig::require_aof` is off; `appendfsync` other than `always` is a WARN at
+//! connect (`health` module).
+//!
 //! # OOM hardening
 //! `OOM command not allowed` maps to [`StorageError::OutOfMemory`] (retryable) everywhere ([`error`]).
 //! Leadership acquisitions that fail are counted by reason in [`RedisStats`] and logged at ERROR (OOM) / WARN
@@ -63,7 +67,7 @@ use tokio::sync::watch;
 use crate::contract::{Fence, Fencing, LeaderInfo};
 use crate::{Storage, StorageError};
 
-pub use health::{MemoryMonitor, NotReady};
+pub use health::{MemoryMonitor, NotReady, Persistence};
 pub use keys::Keys;
 pub use leader::{INSTANCE_LOCK_REFRESH, INSTANCE_LOCK_TTL};
 pub use log::BlockingReader;
@@ -102,6 +106,9 @@ pub struct RedisConfig {
     /// `rediss://` only: PEM CA certificate(s) the server's certificate must chain to, instead of the system's
     /// roots (`None` = the system's roots). TLS is rustls with the ring provider.
     pub tls_root_cert_pem: Option<Vec<u8>>,
+    /// Readiness fails while the server runs without AOF (`appendonly no`; `health` module). `false` accepts it
+    /// (logged at WARN at connect): a Redis restart then loses acknowledged relays and claimed tries.
+    pub require_aof: bool,
 }
 
 impl RedisConfig {
@@ -123,6 +130,7 @@ impl RedisConfig {
             instance_id: format!("relay-miner-{}", std::process::id()),
             trie_scan_count: 1000,
             tls_root_cert_pem: None,
+            require_aof: true,
         }
     }
 
@@ -250,6 +258,8 @@ impl RedisBackend {
         };
         // A wrong eviction policy is an ERROR now, not a surprise at maxmemory (readiness keeps failing on it).
         backend.check_eviction_policy().await;
+        // So is running without AOF (a restart loses acknowledged relays and claimed tries).
+        backend.check_persistence().await;
         Ok(backend)
     }
 

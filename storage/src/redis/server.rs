@@ -1,8 +1,9 @@
 //! Test support: a real `redis-server` child process on a free local port, in its own temp dir.
 //!
 //! Used by the Redis backend's tests and benches and by the project's integration and chaos tests. The server
-//! runs with `--save ''` (no RDB snapshots) plus the options of [`ServerOptions`]: `--appendonly yes
-//! --appendfsync always` for durability tests, `--maxmemory N --maxmemory-policy noeviction` to provoke
+//! runs with `--save ''` (no RDB snapshots) plus the options of [`ServerOptions`]: `--appendonly yes` (AOF,
+//! which the backend's readiness requires; `everysec` unless durable), `--appendfsync always` for durability
+//! tests, no AOF for the tests of that check, `--maxmemory N --maxmemory-policy noeviction` to provoke
 //! `OOM command not allowed`. [`RedisServer::start`] returns only once the server answers `PING` with `PONG`
 //! (polled against a deadline; a server still `LOADING` its AOF is not ready). Dropping the value kills the
 //! child (SIGKILL) and removes the directory. [`RedisServer::kill9`] + [`RedisServer::restart`] simulate a
@@ -27,6 +28,9 @@ pub struct ServerOptions {
     pub binary: PathBuf,
     /// `--appendonly yes --appendfsync always`: every acknowledged write is fsynced before the reply.
     pub append_only_fsync_always: bool,
+    /// `--appendonly yes` (with `--appendfsync everysec` unless `append_only_fsync_always`); `false` runs without
+    /// AOF, which the backend's readiness refuses unless it is told to accept it.
+    pub append_only: bool,
     /// `--maxmemory <bytes> --maxmemory-policy noeviction` when set.
     pub max_memory_bytes: Option<u64>,
     /// Extra `--flag value` arguments.
@@ -40,6 +44,7 @@ impl Default for ServerOptions {
                 .map(PathBuf::from)
                 .unwrap_or_else(|| PathBuf::from("/usr/bin/redis-server")),
             append_only_fsync_always: false,
+            append_only: true,
             max_memory_bytes: None,
             extra_args: Vec::new(),
         }
@@ -51,6 +56,14 @@ impl ServerOptions {
     pub fn durable() -> Self {
         Self {
             append_only_fsync_always: true,
+            ..Self::default()
+        }
+    }
+
+    /// A server without AOF (RDB-only Redis's default persistence, snapshots off here).
+    pub fn without_aof() -> Self {
+        Self {
+            append_only: false,
             ..Self::default()
         }
     }
@@ -185,6 +198,8 @@ impl RedisServer {
             .arg("redis.log");
         if self.options.append_only_fsync_always {
             cmd.args(["--appendonly", "yes", "--appendfsync", "always"]);
+        } else if self.options.append_only {
+            cmd.args(["--appendonly", "yes", "--appendfsync", "everysec"]);
         }
         if let Some(bytes) = self.options.max_memory_bytes {
             cmd.arg("--maxmemory")
