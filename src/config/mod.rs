@@ -180,11 +180,13 @@ pub struct RedisConfig {
     pub base_prefix: String,
     /// This miner's name in the leader election (default `miner-{hostname}`; unique per instance).
     pub consumer_name: Option<String>,
-    /// Pending entries idle this long are reclaimed from a dead consumer.
+    /// Entries pending for another consumer (a dead one) idle this long are taken over by the reading miner
+    /// (0 = never).
     pub claim_idle_timeout_ms: u64,
-    /// Leader lease TTL.
+    /// Leader lease TTL (renewed every quarter of it).
     pub leader_ttl_seconds: u64,
-    /// How often the leader renews its lease.
+    /// Deprecated, ignored (the Go miner's renewal period; a WARN at start when not the default 10). Still
+    /// validated shorter than `leader_ttl_seconds`, as configs written for the Go miner have it.
     pub heartbeat_rate_seconds: u64,
     /// `rediss://` only: PEM CA certificate(s) the server's certificate must chain to, instead of the system's
     /// roots.

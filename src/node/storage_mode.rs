@@ -152,6 +152,17 @@ pub async fn open(config: &Config, overrides: &RaftOverrides) -> Result<OpenedSt
             // labels `ha_miner_leader_acquisition_failures_total{instance}`.
             cfg.instance_id = r.consumer_name.clone().unwrap_or_else(consumer_default);
             cfg.require_aof = !r.allow_without_aof;
+            // 0 disables the take-over of a dead consumer's pending entries.
+            cfg.claim_idle_timeout =
+                (r.claim_idle_timeout_ms > 0).then(|| Duration::from_millis(r.claim_idle_timeout_ms));
+            if r.heartbeat_rate_seconds != crate::config::RedisConfig::default().heartbeat_rate_seconds {
+                tracing::warn!(
+                    heartbeat_rate_seconds = r.heartbeat_rate_seconds,
+                    leader_ttl_seconds = r.leader_ttl_seconds,
+                    "storage.redis.heartbeat_rate_seconds is ignored (deprecated): the miner renews its lease every \
+                     leader_ttl_seconds / 4"
+                );
+            }
             if let Some(path) = &r.tls_ca_file {
                 let pem = std::fs::read(path).map_err(|e| {
                     config_err(

@@ -441,6 +441,29 @@ impl RelayLog for RedisBackend {
         }
         let stream = self.keys().relay_stream(supplier);
         let group = self.keys().group();
+        // Entries a dead consumer read and never acknowledged would otherwise stay pending forever, their relays
+        // never mined (`RedisConfig::claim_idle_timeout`): taken over first, then delivered below with ours.
+        if let Some(idle) = self.config().claim_idle_timeout {
+            let due = super::lock(&self.inner.reclaimed)
+                .get(&stream)
+                .is_none_or(|at| at.elapsed() >= idle);
+            if due {
+                let taken = self.claim(supplier, consumer, idle, max).await?;
+                if !taken.is_empty() {
+                    tracing::warn!(
+                        supplier,
+                        consumer,
+                        entries = taken.len(),
+                        "relay-log entries left pending by another consumer (idle past claim_idle_timeout_ms) \
+                         taken over"
+                    );
+                }
+                // A full page may have left more: looked for again at the next read.
+                if taken.len() < max {
+                    super::lock(&self.inner.reclaimed).insert(stream.clone(), std::time::Instant::now());
+                }
+            }
+        }
         let mut p = redis::pipe();
         p.atomic()
             .cmd("XREADGROUP")

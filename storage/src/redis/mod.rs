@@ -109,6 +109,11 @@ pub struct RedisConfig {
     /// Readiness fails while the server runs without AOF (`appendonly no`; `health` module). `false` accepts it
     /// (logged at WARN at connect): a Redis restart then loses acknowledged relays and claimed tries.
     pub require_aof: bool,
+    /// Entries pending for another consumer of the group (a dead one: every relay-miner miner reads as the same
+    /// consumer, so these are a Go miner's or a renamed consumer's) idle this long are claimed into the reading
+    /// consumer by [`RelayLog::read_pending`](crate::RelayLog::read_pending), at most once per this interval per
+    /// stream while there are none left to take (the Go miner's `claim_idle_timeout_ms`). `None`: never.
+    pub claim_idle_timeout: Option<Duration>,
 }
 
 impl RedisConfig {
@@ -131,6 +136,7 @@ impl RedisConfig {
             trie_scan_count: 1000,
             tls_root_cert_pem: None,
             require_aof: true,
+            claim_idle_timeout: Some(Duration::from_secs(60)),
         }
     }
 
@@ -162,6 +168,8 @@ pub(crate) struct Inner {
     pub(crate) instance_conflict: Mutex<Option<String>>,
     /// Whether the instance lock refresher runs (`leader` module).
     pub(crate) refresher_started: std::sync::atomic::AtomicBool,
+    /// When `read_pending` last looked for idle entries of other consumers, by stream (`log` module).
+    pub(crate) reclaimed: Mutex<HashMap<String, std::time::Instant>>,
 }
 
 /// A nonce unique to this backend: `{pid namespace}:{pid}:{random}` (the pid namespace is the inode of
@@ -253,6 +261,7 @@ impl RedisBackend {
                 instances: Mutex::default(),
                 instance_conflict: Mutex::default(),
                 refresher_started: std::sync::atomic::AtomicBool::new(false),
+                reclaimed: Mutex::default(),
             }),
             fence: None,
         };
