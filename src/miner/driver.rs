@@ -15,7 +15,7 @@ mod submit;
 #[cfg(test)]
 mod tests;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering as AtomicOrdering};
 use std::time::Duration;
@@ -498,7 +498,8 @@ impl Miner {
         let mut failed = None;
         while let Some(step) = queue.pop() {
             let persisting = std::time::Instant::now();
-            let persisted = self.persist(&step.changed).await;
+            let mut written = Vec::new();
+            let persisted = self.persist(&step.changed, &mut written).await;
             tracing::debug!(
                 changed = step.changed.len(),
                 written = persisted.as_ref().ok(),
@@ -506,15 +507,29 @@ impl Miner {
                 "miner step records persisted"
             );
             if let Err(e) = persisted {
+                // Records written before the failure are stored as the engine has them now (all of this step's
+                // changes and the queued steps' included), so their reports run now: were they left waiting and
+                // this miner lost the leadership first, the next leader would restore those records already moved
+                // and never report them. The others wait for their records.
+                let stored: HashSet<SessionKey> = written.into_iter().collect();
+                let mut now = Vec::new();
                 for step in queue.into_iter().chain(std::iter::once(step)) {
-                    self.unpersisted.extend(step.changed);
+                    self.unpersisted
+                        .extend(step.changed.into_iter().filter(|k| !stored.contains(k)));
                     for command in step.commands {
                         match command {
+                            report if report.report_key().is_some_and(|k| stored.contains(k)) => now.push(report),
                             report if report.is_report() => self.pending_reports.push(report),
                             // Not run: the engine prunes it again at the next block.
                             Command::Prune { key } => self.engine.prune_failed(&key),
                             _ => {}
                         }
+                    }
+                }
+                for report in now {
+                    // Reports do no IO that can fail (metrics and a log line).
+                    if let Err(report_error) = self.run_command(report).await {
+                        tracing::warn!(error = %report_error, "a loss report failed");
                     }
                 }
                 return Err(e);
@@ -557,12 +572,23 @@ impl Miner {
             return Ok(());
         }
         let keys: Vec<SessionKey> = self.unpersisted.iter().cloned().collect();
-        self.persist(&keys).await?;
-        self.unpersisted.clear();
-        for report in std::mem::take(&mut self.pending_reports) {
+        let mut written = Vec::new();
+        let persisted = self.persist(&keys, &mut written).await;
+        // Reports of the records stored now run now, even when a later one failed (see `execute`).
+        if persisted.is_ok() {
+            self.unpersisted.clear();
+        } else {
+            let stored: HashSet<SessionKey> = written.into_iter().collect();
+            self.unpersisted.retain(|k| !stored.contains(k));
+        }
+        let (now, waiting): (Vec<Command>, Vec<Command>) = std::mem::take(&mut self.pending_reports)
+            .into_iter()
+            .partition(|r| r.report_key().is_none_or(|k| !self.unpersisted.contains(k)));
+        self.pending_reports = waiting;
+        for report in now {
             self.run_command(report).await?;
         }
-        Ok(())
+        persisted.map(drop)
     }
 
     /// Writes the records of `keys`, except those whose only change since they were last stored is
@@ -570,8 +596,9 @@ impl Miner {
     /// claims and proofs run every block), so writing it cost one storage write (on raft, one replicated commit)
     /// per such session per block. A stored `queried_at` that is behind means at most one extra lookup at the
     /// first block after a restart or failover.
-    /// Returns how many records were written.
-    async fn persist(&mut self, keys: &[SessionKey]) -> Result<usize, MinerError> {
+    /// Returns how many records were written; each written key is pushed on `written` as it is stored (so a
+    /// caller knows which ones were when a later write fails).
+    async fn persist(&mut self, keys: &[SessionKey], written_keys: &mut Vec<SessionKey>) -> Result<usize, MinerError> {
         let mut written = 0;
         for key in keys {
             let Some(record) = self.engine.session(key) else {
@@ -597,6 +624,7 @@ impl Miner {
                     self.versions.insert(key.clone(), version);
                     self.stored.insert(key.clone(), record);
                     written += 1;
+                    written_keys.push(key.clone());
                 }
                 Err(storage::StorageError::Conflict(e)) => {
                     // The stored version moved under us. Deposed leaders cannot write any more (their writes are
@@ -624,6 +652,7 @@ impl Miner {
                     self.versions.insert(key.clone(), version);
                     self.stored.insert(key.clone(), record);
                     written += 1;
+                    written_keys.push(key.clone());
                 }
                 Err(e) => return Err(e.into()),
             }

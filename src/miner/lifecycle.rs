@@ -421,10 +421,15 @@ impl Command {
     /// A report of what happened to a session (a loss, relays after the claim, a discard): metrics and a log
     /// line, no IO that can fail. The driver runs reports once the records that say so are stored.
     pub fn is_report(&self) -> bool {
-        matches!(
-            self,
-            Self::RecordLoss { .. } | Self::RecordUnclaimed { .. } | Self::RecordDiscard { .. }
-        )
+        self.report_key().is_some()
+    }
+
+    /// The session a report is about (`None` for a command that is not a report).
+    pub fn report_key(&self) -> Option<&SessionKey> {
+        match self {
+            Self::RecordLoss { key, .. } | Self::RecordUnclaimed { key, .. } | Self::RecordDiscard { key } => Some(key),
+            _ => None,
+        }
     }
 }
 

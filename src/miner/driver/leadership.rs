@@ -288,7 +288,7 @@ impl Miner {
     /// What it saves: each submission confirmed twice (before building the tx, and right before it leaves), and
     /// each confirmation is a replicated commit on raft that, on a loaded host, waits for a late quorum
     /// acknowledgement; a block with claims for several suppliers paid that per tx. Only the check before building
-    /// reuses an answer: the one right before a tx leaves always asks storage ([`Miner::leader_right_now`]), as
+    /// reuses an answer: the one right before a tx leaves always asks storage (`leader_right_now`), as
     /// a miner that kept sending on a reused answer after losing its quorum raced the next leader's sends (a
     /// duplicate proof in one block was seen in the partition test).
     pub fn with_confirmation_reuse(mut self, reuse: std::time::Duration) -> Self {

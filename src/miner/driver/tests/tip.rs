@@ -128,11 +128,23 @@ async fn a_record_whose_only_change_is_queried_at_is_not_written_again() {
     let mut record = miner.engine.session(&f.key).unwrap().clone();
     record.queried_at = Some(record.queried_at.unwrap_or(0) + 7);
     miner.engine.restore(record.clone());
-    assert_eq!(miner.persist(std::slice::from_ref(&f.key)).await.unwrap(), 0);
+    assert_eq!(
+        miner
+            .persist(std::slice::from_ref(&f.key), &mut Vec::new())
+            .await
+            .unwrap(),
+        0
+    );
     assert_eq!(version().await, written, "a queried_at-only change was written");
     record.relays += 1;
     miner.engine.restore(record);
-    assert_eq!(miner.persist(std::slice::from_ref(&f.key)).await.unwrap(), 1);
+    assert_eq!(
+        miner
+            .persist(std::slice::from_ref(&f.key), &mut Vec::new())
+            .await
+            .unwrap(),
+        1
+    );
     assert!(version().await > written, "a real change was not written");
     let stored: SessionRecord = serde_json::from_slice(
         &plain
