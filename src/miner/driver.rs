@@ -366,11 +366,26 @@ impl Miner {
     async fn lead_once(&mut self, timer: &mut StepTimer) -> Result<(), MinerError> {
         self.persist_pending().await?;
         timer.lap("persist_pending");
-        self.ingest().await?;
+        let ingested = self.ingest().await;
         timer.lap("ingest");
-        // After ingest, so a removed supplier's last relays are in its tries before it is considered drained.
-        self.sync_suppliers().await?;
-        timer.lap("sync_suppliers");
+        match &ingested {
+            Err(e) if e.is_fenced() => return ingested,
+            // A failed ingest round (storage refusing the tries' writes, e.g. Redis at maxmemory, or one batch
+            // that cannot be read) must not stop the block's work: proofs of claimed sessions need no ingest,
+            // and every supplier's claim is held while its log is not caught up (until its last send height,
+            // `Engine::set_ingest_caught_up`). Returned once the block is handled.
+            Err(e) => {
+                tracing::warn!(error = %e, "ingest failed; this block's claims and proofs are still handled");
+                for supplier in self.signers.keys().cloned().collect::<Vec<_>>() {
+                    self.engine.set_ingest_caught_up(&supplier, false);
+                }
+            }
+            // After ingest, so a removed supplier's last relays are in its tries before it is considered drained.
+            Ok(()) => {
+                self.sync_suppliers().await?;
+                timer.lap("sync_suppliers");
+            }
+        }
         // The tip only (node status, a few dozen bytes), not the latest block: this runs every tick, and a block
         // with proofs in it is MBs, returned twice by `GetLatestBlock`. Blocks are read where their contents are
         // needed (the proof seed block's hash, `proof_required` and `submit`).
@@ -385,11 +400,11 @@ impl Miner {
             self.observe_gauges(tip.height).await;
             timer.lap("gauges");
         }
-        Ok(())
+        ingested
     }
 
     /// Reads the chain's tip now (a submission's deadline check: confirming the leadership can take blocks) and
-    /// keeps it for the txs built next ([`Miner::tip_for_tx`]).
+    /// keeps it.
     async fn refresh_tip(&mut self) -> Result<ChainTip, crate::chain::query::ChainError> {
         let tip = self.chain.tip().await?;
         self.tip = Some(tip);

@@ -22,6 +22,7 @@ use crate::sim::chain::genesis::*;
 use crate::sim::chain::{SimChain, actor, router};
 
 mod fee_refusals;
+mod ingest_failure;
 mod keyless_tombstones;
 mod partial_persist;
 mod pruned;
