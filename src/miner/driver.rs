@@ -126,6 +126,10 @@ pub struct Miner {
     /// Sessions the engine changed whose records could not be written (storage refused or failed): written
     /// again first thing at the next iteration.
     unpersisted: std::collections::BTreeSet<SessionKey>,
+    /// Entries the next ingest read of each supplier asks for (sized from its last batch; module `ingest`).
+    ingest_read_size: HashMap<String, usize>,
+    /// Where the next ingest round starts in the supplier list (it rotates; module `ingest`).
+    ingest_rotation: usize,
     /// The reports (losses, discards) of those changes, run once their records are stored.
     pending_reports: Vec<Command>,
     leader_token: Option<u64>,
@@ -207,6 +211,8 @@ impl Miner {
             versions: HashMap::new(),
             stored: HashMap::new(),
             unpersisted: Default::default(),
+            ingest_read_size: HashMap::new(),
+            ingest_rotation: 0,
             pending_reports: Vec::new(),
             leader_token: None,
             fenced: None,

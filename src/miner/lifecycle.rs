@@ -469,6 +469,10 @@ impl Step {
 /// localnet's 1 s, far beyond a request timeout. The cost is one small record per pruned session for that long.
 pub const TOMBSTONE_BLOCKS: i64 = 240;
 
+/// Blocks between a claim or proof send and its re-send: a send the chain does not show one block later may
+/// only be slow (included a block late); it is sent again at the block after that if still missing.
+pub const CLAIM_RESEND_SPACING: i64 = 2;
+
 /// Tunables of the engine.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct EngineConfig {
@@ -772,7 +776,7 @@ impl Engine {
         let resend_due = |sent: &[i64], close: i64, inherited: bool| {
             leader
                 && height <= close - buffer
-                && ((sent.len() < max_sends && sent.last().is_some_and(|at| height >= at + 2))
+                && ((sent.len() < max_sends && sent.last().is_some_and(|at| height >= at + CLAIM_RESEND_SPACING))
                     || (inherited && !sent.is_empty()))
         };
         let claim_inherited = !self.claims_sent_here.contains(key);
@@ -933,10 +937,12 @@ impl Engine {
                     self.config.claim_delay_blocks,
                     buffer,
                 );
-                // Held while the supplier's relay log is not ingested up to now, until the last height allowed
-                // (`set_ingest_caught_up`).
-                let held =
-                    ingest_caught_up.get(&record.key.supplier) == Some(&false) && height < s.claim_close - buffer;
+                // Held while the supplier's relay log is not ingested up to now (`set_ingest_caught_up`), but
+                // only until the last height that leaves a re-send (`CLAIM_RESEND_SPACING` blocks later, still
+                // within the buffer): a claim held to the very last height had one attempt, and one tx that did
+                // not land lost the session.
+                let hold_until = (s.claim_close - buffer - CLAIM_RESEND_SPACING).max(first_send_at);
+                let held = ingest_caught_up.get(&record.key.supplier) == Some(&false) && height < hold_until;
                 let due = last_sent.is_none()
                     && height >= first_send_at
                     && !held

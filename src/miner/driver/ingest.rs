@@ -89,12 +89,25 @@ impl Miner {
             return Ok(());
         }
         let deadline = std::time::Instant::now() + INGEST_ROUND_TIME.min(self.config.lease / 4);
-        for supplier in self.signers.keys().cloned().collect::<Vec<_>>() {
+        // Every supplier gets at least one batch per round, and the round starts at the next supplier each time:
+        // in a fixed order, the first suppliers' batches used up the time bound every round and the last ones
+        // got a single batch each, so a busy one at the end never caught up (its claims held, then built from
+        // part of its relays).
+        let suppliers: Vec<String> = self.signers.keys().cloned().collect();
+        let start = self.ingest_rotation % suppliers.len().max(1);
+        self.ingest_rotation = self.ingest_rotation.wrapping_add(1);
+        for supplier in suppliers[start..].iter().chain(&suppliers[..start]).cloned() {
             // A round that stops at its bound leaves the supplier's claims held until a later one catches up
             // (`Engine::set_ingest_caught_up`); marked before the first batch, whose events may advance the engine.
-            let mut want = match self.engine.ingest_caught_up(&supplier) {
-                Some(true) => INGEST_BATCH,
-                _ => INGEST_PROBE,
+            // The first read asks for what the supplier's last batch sized (a full batch, not a probe, for one
+            // that fell behind); the probe only when nothing is known of its entries.
+            let mut want = match (
+                self.ingest_read_size.get(&supplier),
+                self.engine.ingest_caught_up(&supplier),
+            ) {
+                (Some(size), _) => *size,
+                (None, Some(true)) => INGEST_BATCH,
+                (None, _) => INGEST_PROBE,
             };
             self.engine.set_ingest_caught_up(&supplier, false);
             for batch in 1..=INGEST_ROUND_BATCHES {
@@ -119,6 +132,7 @@ impl Miner {
                     break;
                 }
                 want = next_read_size(&entries);
+                self.ingest_read_size.insert(supplier.clone(), want);
                 let mut touched: HashMap<SessionKey, (Schedule, String, String)> = HashMap::new();
                 let mut consumed: HashMap<String, u64> = HashMap::new();
                 for entry in &entries {
