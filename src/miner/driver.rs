@@ -261,6 +261,8 @@ impl Miner {
                 self.restore_supplier(address).await?;
                 tracing::info!(supplier = address, "miner serving supplier");
                 self.signers.insert(address.clone(), key.clone());
+                // Its relay log has not been read yet: its claims wait for an ingest round (module `ingest`).
+                self.engine.set_ingest_caught_up(address, false);
             }
         }
         let removed: Vec<String> = self
