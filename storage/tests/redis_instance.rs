@@ -127,7 +127,8 @@ async fn a_live_process_keeps_its_name_between_renewals_and_a_crashed_ones_lapse
 }
 
 /// A restart after a crash in the same pid namespace (two systemd units, the same container) finds its
-/// predecessor's lock held by a pid that is gone: it takes the lock over at once, in a new term.
+/// predecessor's lock held by a pid that is gone: it takes the lock over at once, in a new term. (A holder on
+/// another host, another boot id, is never taken for dead: unit test in `storage::redis::leader`.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lock_of_a_dead_pid_in_this_pid_namespace_is_taken_over_at_once() {
     let server = RedisServer::start(ServerOptions::default()).unwrap();
@@ -137,7 +138,9 @@ async fn a_lock_of_a_dead_pid_in_this_pid_namespace_is_taken_over_at_once() {
     let dead = child.id();
     child.wait().unwrap();
     let lock = format!("ha:miner:instance_lock:{NAME}");
-    let holder = format!("{ns}:{dead}:0123456789abcdef");
+    let boot = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap();
+    let boot = boot.trim();
+    let holder = format!("{boot}:{ns}:{dead}:0123456789abcdef");
     server.command(&["SET", &lock, &holder, "PX", "60000"]).unwrap();
     server
         .command(&["SET", "ha:miner:leader:miner", NAME, "PX", "60000"])
@@ -157,7 +160,7 @@ async fn a_lock_of_a_dead_pid_in_this_pid_namespace_is_taken_over_at_once() {
     assert_eq!(token, Some(8), "taken over at once, in a new term");
     assert_eq!(b.instance_in_use(), None);
     // A live holder in this namespace (this very process' pid under another nonce) is waited out.
-    let live = format!("{ns}:{}:fedcba9876543210", std::process::id());
+    let live = format!("{boot}:{ns}:{}:fedcba9876543210", std::process::id());
     server.command(&["SET", &lock, &live, "PX", "60000"]).unwrap();
     let c = process(&server).await;
     assert_eq!(

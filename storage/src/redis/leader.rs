@@ -87,16 +87,20 @@ return 0
     )
 });
 
-/// Whether the process that wrote `nonce` (`{pid namespace}:{pid}:{random}`, see `process_nonce`) is known to be
-/// dead: it ran in this process' pid namespace (a known one) and its pid is gone. A holder in another namespace
-/// (another container) or whose pid was reused reads as alive; its lock is then waited out.
+/// Whether the process that wrote `nonce` (`{boot id}:{pid namespace}:{pid}:{random}`, see `process_nonce`) is
+/// known to be dead: it ran on this host since its last boot (same boot id), in this process' pid namespace (a
+/// known one), and its pid is gone. A holder on another host, in another namespace (another container), of an
+/// older nonce format, or whose pid was reused reads as alive; its lock is then waited out.
 fn holder_is_dead(nonce: &str) -> bool {
-    let mut parts = nonce.splitn(3, ':');
-    let (Some(ns), Some(pid)) = (parts.next(), parts.next()) else {
+    let mut parts = nonce.splitn(4, ':');
+    let (Some(boot), Some(ns), Some(pid), Some(_)) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
         return false;
     };
     let own = super::pid_namespace();
+    let own_boot = super::boot_id();
     own != 0
+        && own_boot != "0"
+        && boot == own_boot
         && ns.parse::<u64>().ok() == Some(own)
         && pid.parse::<u32>().is_ok_and(|pid| pid != std::process::id())
         && !std::path::Path::new(&format!("/proc/{pid}")).exists()
@@ -500,5 +504,29 @@ impl Leadership for RedisBackend {
         drop(watchers);
         self.spawn_watch_poller(election.to_owned(), tx);
         Ok(rx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::holder_is_dead;
+
+    /// A pid no process has (above the kernel's largest `pid_max`).
+    const GONE: u32 = 4_194_305;
+
+    #[test]
+    fn only_a_holder_of_this_host_and_pid_namespace_whose_pid_is_gone_is_dead() {
+        let (boot, ns) = (super::super::boot_id(), super::super::pid_namespace());
+        if boot == "0" || ns == 0 {
+            return; // no /proc: nothing is ever taken as dead, which the other cases below also show
+        }
+        assert!(holder_is_dead(&format!("{boot}:{ns}:{GONE}:ab")));
+        // Another host: the init pid namespace has the same inode on every Linux host, the boot id differs.
+        assert!(!holder_is_dead(&format!("other-boot:{ns}:{GONE}:ab")));
+        // Another pid namespace (another container), this very process, a live process, an older nonce format.
+        assert!(!holder_is_dead(&format!("{boot}:{}:{GONE}:ab", ns + 1)));
+        assert!(!holder_is_dead(&format!("{boot}:{ns}:{}:ab", std::process::id())));
+        assert!(!holder_is_dead(&format!("{boot}:{ns}:1:ab")));
+        assert!(!holder_is_dead(&format!("{ns}:{GONE}:ab")));
     }
 }

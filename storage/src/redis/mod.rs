@@ -172,9 +172,11 @@ pub(crate) struct Inner {
     pub(crate) reclaimed: Mutex<HashMap<String, std::time::Instant>>,
 }
 
-/// A nonce unique to this backend: `{pid namespace}:{pid}:{random}` (the pid namespace is the inode of
-/// `/proc/self/ns/pid`, `0` when unreadable). The first two let a process tell that the holder of an instance lock
-/// in its own pid namespace is dead (`leader` module); the last is the process' wall clock nanos hashed with std's
+/// A nonce unique to this backend: `{boot id}:{pid namespace}:{pid}:{random}` (the boot id is the kernel's
+/// `/proc/sys/kernel/random/boot_id`, the pid namespace the inode of `/proc/self/ns/pid`; `0` when unreadable).
+/// The first three let a process tell that the holder of an instance lock on its own host and in its own pid
+/// namespace is dead (`leader` module): the init pid namespace has the same inode on every Linux host, so without
+/// the boot id a process on another host looked dead; the last is the process' wall clock nanos hashed with std's
 /// per-process random keys.
 fn process_nonce() -> String {
     use std::hash::{BuildHasher as _, Hasher as _};
@@ -184,7 +186,22 @@ fn process_nonce() -> String {
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos());
     h.write_u128(nanos);
-    format!("{}:{}:{:016x}", pid_namespace(), std::process::id(), h.finish())
+    format!(
+        "{}:{}:{}:{:016x}",
+        boot_id(),
+        pid_namespace(),
+        std::process::id(),
+        h.finish()
+    )
+}
+
+/// The kernel's boot id (a UUID, new at every boot of every host), `0` when unreadable.
+pub(crate) fn boot_id() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
+        .ok()
+        .map(|s| s.trim().replace(':', ""))
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "0".into())
 }
 
 /// The inode of this process' pid namespace (`/proc/self/ns/pid` links to `pid:[inode]`), 0 when unreadable.
