@@ -299,6 +299,23 @@ impl Identity {
         }
     }
 
+    /// Adopts the incarnations the current raft leader advertised, replacing known ones that differ (see
+    /// `server`: called once the leader's append was accepted). Its own id is never taken from a peer.
+    pub fn adopt_from_leader(&self, advertised: &str) {
+        let mut peers = self.lock();
+        let mut changed = false;
+        for stamp in advertised.split(',').filter_map(Stamp::parse) {
+            if let (Some(inc), false) = (stamp.incarnation, stamp.id == self.node_id)
+                && peers.insert(stamp.id, inc) != Some(inc)
+            {
+                changed = true;
+            }
+        }
+        if changed && let Err(e) = self.persist(&peers) {
+            tracing::error!(error = %e, "raft: could not persist the peers' identities");
+        }
+    }
+
     /// Forgets peers that are not in `members` (removed from the cluster: their id may be reused).
     pub fn forget_absent(&self, members: &BTreeSet<u64>) {
         let mut peers = self.lock();
@@ -533,6 +550,29 @@ mod tests {
         // Persisted.
         let follower = Identity::open(b.path(), 2).unwrap();
         assert_eq!(follower.target(3).incarnation, Some(0x33));
+    }
+
+    #[test]
+    fn the_leaders_view_replaces_a_stale_incarnation() {
+        let dir = tempfile::tempdir().unwrap();
+        let me = Identity::open(dir.path(), 2).unwrap();
+        me.check_peer(Stamp {
+            id: 3,
+            incarnation: Some(0x30),
+        })
+        .unwrap();
+        me.adopt("3:31");
+        assert_eq!(
+            me.target(3).incarnation,
+            Some(0x30),
+            "a peer's advertisement does not replace"
+        );
+        me.adopt_from_leader(&format!("1:11,2:{:x},3:31", me.incarnation() ^ 1));
+        assert_eq!(me.target(3).incarnation, Some(0x31), "the leader's does");
+        assert_eq!(me.target(1).incarnation, Some(0x11));
+        assert_eq!(me.target(2).incarnation, None, "its own id is not taken from a peer");
+        let me = Identity::open(dir.path(), 2).unwrap();
+        assert_eq!(me.target(3).incarnation, Some(0x31), "persisted");
     }
 
     #[test]

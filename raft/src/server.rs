@@ -188,6 +188,12 @@ async fn append(State(st): State<ServerState>, h: HeaderMap, body: Bytes) -> Res
         // Any answer but "your vote is stale" means the sender is this node's current leader.
         if !matches!(response, AppendEntriesResponse::HigherVote(_)) {
             st.core.note_leader_contact();
+            // The current leader's view of the peers' incarnations wins over what this node learned: it made
+            // the membership changes, so it saw a node removed and added again under the same id, which this
+            // node may have missed (down, or caught up from a snapshot past the removal).
+            if let Some(advertised) = h.get(PEERS_HEADER).and_then(|v| v.to_str().ok()) {
+                st.core.identity.adopt_from_leader(advertised);
+            }
         }
         Ok(response)
     })
