@@ -93,10 +93,11 @@ impl Miner {
         // in a fixed order, the first suppliers' batches used up the time bound every round and the last ones
         // got a single batch each, so a busy one at the end never caught up (its claims held, then built from
         // part of its relays).
-        let suppliers: Vec<String> = self.signers.keys().cloned().collect();
+        let mut suppliers: Vec<String> = self.signers.keys().cloned().collect();
         let start = self.ingest_rotation % suppliers.len().max(1);
         self.ingest_rotation = self.ingest_rotation.wrapping_add(1);
-        for supplier in suppliers[start..].iter().chain(&suppliers[..start]).cloned() {
+        suppliers.rotate_left(start);
+        for supplier in suppliers {
             // A round that stops at its bound leaves the supplier's claims held until a later one catches up
             // (`Engine::set_ingest_caught_up`); marked before the first batch, whose events may advance the engine.
             // The first read asks for what the supplier's last batch sized (a full batch, not a probe, for one
