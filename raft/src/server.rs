@@ -93,6 +93,15 @@ fn answer<T: Serialize>(r: Result<T, WireError>) -> Response {
     }
 }
 
+/// The 401 answer to a request without the right cluster token (`None`: the token is right).
+fn unauthorized(st: &ServerState, headers: &HeaderMap) -> Option<Response> {
+    if token_ok(headers, &st.token) {
+        return None;
+    }
+    tracing::warn!("raft port: request with a wrong or missing cluster token rejected");
+    Some((StatusCode::UNAUTHORIZED, "wrong cluster token").into_response())
+}
+
 /// Checks the token, decodes the body, runs `f`, encodes its result.
 async fn handle<Req, Resp, F, Fut>(st: &ServerState, headers: &HeaderMap, body: &Bytes, f: F) -> Response
 where
@@ -101,9 +110,8 @@ where
     F: FnOnce(Req) -> Fut,
     Fut: std::future::Future<Output = Result<Resp, WireError>>,
 {
-    if !token_ok(headers, &st.token) {
-        tracing::warn!("raft port: request with a wrong or missing cluster token rejected");
-        return (StatusCode::UNAUTHORIZED, "wrong cluster token").into_response();
+    if let Some(refused) = unauthorized(st, headers) {
+        return refused;
     }
     let req = match decode::<Req>(body) {
         Ok(r) => r,
@@ -123,10 +131,10 @@ where
     Fut: std::future::Future<Output = Result<Resp, WireError>>,
 {
     let identity = &st.core.identity;
-    let mut response = if !token_ok(headers, &st.token) {
-        tracing::warn!("raft port: request with a wrong or missing cluster token rejected");
-        return (StatusCode::UNAUTHORIZED, "wrong cluster token").into_response();
-    } else if let Err(e) = check_request(&st.core, identity, headers) {
+    if let Some(refused) = unauthorized(st, headers) {
+        return refused;
+    }
+    let mut response = if let Err(e) = check_request(&st.core, identity, headers) {
         answer::<Resp>(Err(e))
     } else {
         handle(st, headers, body, f).await

@@ -6,21 +6,9 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{Cluster, TOKEN, wait_for};
+use common::{Cluster, SUPPLIER, TOKEN, holds, wait_for};
 use raft::{AdminClient, AdminError, RaftNode};
 use storage::suite::relay;
-
-const SUPPLIER: &str = "pokt1a";
-
-/// Waits until `node`'s relay log holds `n` undelivered entries of `SUPPLIER`.
-async fn holds(node: &RaftNode, n: u64) {
-    let log = node.storage().relay_log;
-    wait_for(&format!("node {} holds {n} relays", node.id()), || {
-        let log = log.clone();
-        async move { (log.backlog(SUPPLIER).await.unwrap().undelivered == n).then_some(()) }
-    })
-    .await;
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replication_failover_and_restart() {

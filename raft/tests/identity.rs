@@ -7,21 +7,9 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{Cluster, TOKEN, config, wait_for};
+use common::{Cluster, SUPPLIER, TOKEN, config, holds, wait_for};
 use raft::{AdminClient, RaftNode};
 use storage::suite::relay;
-
-const SUPPLIER: &str = "pokt1a";
-
-/// Waits until `node`'s relay log holds `n` undelivered entries of `SUPPLIER`.
-async fn holds(node: &RaftNode, n: u64) {
-    let log = node.storage().relay_log;
-    wait_for(&format!("node {} holds {n} relays", node.id()), || {
-        let log = log.clone();
-        async move { (log.backlog(SUPPLIER).await.unwrap().undelivered == n).then_some(()) }
-    })
-    .await;
-}
 
 async fn append(node: &RaftNode, range: std::ops::Range<u64>) {
     node.storage()

@@ -10,6 +10,8 @@ use std::time::Duration;
 use raft::{RaftConfig, RaftNode, Status};
 
 pub const TOKEN: &str = "test-cluster-token";
+/// The supplier whose relays the tests append.
+pub const SUPPLIER: &str = "pokt1a";
 pub const DEADLINE: Duration = Duration::from_secs(30);
 
 /// Polls `check` every 5 ms until it returns `Some`, panicking after [`DEADLINE`].
@@ -26,6 +28,16 @@ where
         assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
+}
+
+/// Waits until `node`'s relay log holds `n` undelivered entries of [`SUPPLIER`].
+pub async fn holds(node: &RaftNode, n: u64) {
+    let log = node.storage().relay_log;
+    wait_for(&format!("node {} holds {n} relays", node.id()), || {
+        let log = log.clone();
+        async move { (log.backlog(SUPPLIER).await.unwrap().undelivered == n).then_some(()) }
+    })
+    .await;
 }
 
 pub fn config(id: u64, listen: SocketAddr, dir: PathBuf) -> RaftConfig {

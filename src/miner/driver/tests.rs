@@ -30,11 +30,11 @@ mod tip;
 
 const LEASE: Duration = Duration::from_secs(60);
 
-fn key_hex(label: &str) -> String {
+pub(super) fn key_hex(label: &str) -> String {
     hex::encode(Sha256::digest(label.as_bytes()))
 }
 
-fn genesis() -> Genesis {
+pub(super) fn genesis() -> Genesis {
     Genesis {
         chain_id: "pocket-fence".into(),
         block_time_ms: 50,
@@ -177,7 +177,7 @@ impl Leadership for LaggingView {
     }
 }
 
-fn config(instance: &str) -> MinerConfig {
+pub(super) fn config(instance: &str) -> MinerConfig {
     MinerConfig {
         chain_id: "pocket-fence".into(),
         gas_price: "0.000001upokt".into(),
@@ -200,7 +200,7 @@ fn config(instance: &str) -> MinerConfig {
     }
 }
 
-fn relays(supplier: &str, header: &SessionHeader, n: std::ops::Range<u64>) -> Vec<MinedRelay> {
+pub(super) fn relays(supplier: &str, header: &SessionHeader, n: std::ops::Range<u64>) -> Vec<MinedRelay> {
     n.map(|i| {
         let relay_bytes = format!("relay-{i}").into_bytes();
         let relay_hash = Sha256::digest(&relay_bytes).to_vec();

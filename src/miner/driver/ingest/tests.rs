@@ -6,110 +6,15 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use prost::Message as _;
-use sha2::{Digest as _, Sha256};
-use storage::{Backlog, MemoryBackend, MinedRelay};
+use storage::{Backlog, MemoryBackend};
 
 use super::{INGEST_BATCH, INGEST_PROBE, INGEST_ROUND_BATCHES};
 use crate::chain::query::ChainClient;
 use crate::keys::{KeyMap, Keyring};
-use crate::miner::driver::{Miner, MinerConfig};
+use crate::miner::driver::Miner;
+use crate::miner::driver::tests::{config, genesis, key_hex, relays};
 use crate::miner::lifecycle::SessionKey;
-use crate::protocol::wire::{MinedRelayMessage, SessionHeader};
-use crate::sim::chain::genesis::*;
 use crate::sim::chain::{SimChain, actor, router};
-
-fn key_hex(label: &str) -> String {
-    hex::encode(Sha256::digest(label.as_bytes()))
-}
-
-fn genesis() -> Genesis {
-    Genesis {
-        chain_id: "pocket-ingest".into(),
-        block_time_ms: 50,
-        shared_params: GenesisSharedParams::default(),
-        proof_params: GenesisProofParams {
-            proof_request_probability: 0.0,
-            proof_requirement_threshold_upokt: u64::MAX,
-            proof_missing_penalty_upokt: 320,
-            proof_submission_fee_upokt: 1,
-        },
-        num_suppliers_per_session: 15,
-        services: vec![GenesisService {
-            id: "anvil".into(),
-            compute_units_per_relay: 10,
-            difficulty_target_hex: None,
-        }],
-        applications: vec![GenesisApplication {
-            key_hex: key_hex("app"),
-            stake_upokt: 1_000_000,
-            services: vec!["anvil".into()],
-            delegate_to: vec![0],
-        }],
-        gateways: vec![GenesisGateway {
-            key_hex: key_hex("gateway"),
-            stake_upokt: 1_000_000,
-        }],
-        suppliers: vec![GenesisSupplier {
-            key_hex: key_hex("supplier"),
-            stake_upokt: 1_000_000,
-            balance_upokt: 1_000_000,
-            services: vec![GenesisSupplierService {
-                service_id: "anvil".into(),
-                url: "http://127.0.0.1:1".into(),
-            }],
-        }],
-    }
-}
-
-fn config() -> MinerConfig {
-    MinerConfig {
-        chain_id: "pocket-ingest".into(),
-        gas_price: "0.000001upokt".into(),
-        max_gas_price: "10upokt".into(),
-        gas_adjustment: 1.7,
-        gas_limit: 0,
-        tx_ttl_secs: 120,
-        max_tx_bytes: crate::config::DEFAULT_MAX_TX_BYTES as usize,
-        unordered: true,
-        tick: Duration::from_millis(10),
-        consumer: "miner".into(),
-        instance: "a".into(),
-        lease: Duration::from_secs(60),
-        engine: crate::miner::lifecycle::EngineConfig {
-            claim_delay_blocks: 0,
-            ..Default::default()
-        },
-    }
-}
-
-fn relays(supplier: &str, header: &SessionHeader, n: std::ops::Range<u64>) -> Vec<MinedRelay> {
-    n.map(|i| {
-        let relay_bytes = format!("relay-{i}").into_bytes();
-        let relay_hash = Sha256::digest(&relay_bytes).to_vec();
-        let message = MinedRelayMessage {
-            relay_hash: relay_hash.clone(),
-            relay_bytes,
-            compute_units_per_relay: 10,
-            session_id: header.session_id.clone(),
-            session_end_height: header.session_end_block_height,
-            supplier_operator_address: supplier.to_owned(),
-            service_id: "anvil".into(),
-            application_address: header.application_address.clone(),
-            arrival_block_height: header.session_start_block_height,
-            published_at_unix_nano: 0,
-            session_start_height: header.session_start_block_height,
-        };
-        MinedRelay {
-            supplier: supplier.to_owned(),
-            session_id: header.session_id.clone(),
-            session_end_height: u64::try_from(header.session_end_block_height).unwrap(),
-            relay_hash,
-            payload: message.encode_to_vec(),
-        }
-    })
-    .collect()
-}
 
 async fn backlog(plain: &storage::Storage, supplier: &str) -> u64 {
     let Backlog { undelivered, pending } = plain.relay_log.backlog(supplier).await.unwrap();
@@ -146,7 +51,7 @@ async fn a_backlog_is_ingested_over_several_rounds_with_blocks_handled_between_a
     };
 
     let plain = MemoryBackend::new().storage();
-    let mut miner = Miner::new(client.clone(), plain.clone(), keyring, config());
+    let mut miner = Miner::new(client.clone(), plain.clone(), keyring, config("a"));
     miner.step().await.unwrap();
     assert!(miner.engine.is_leader());
 

@@ -5,12 +5,13 @@
 use super::*;
 use crate::miner::lifecycle::{Command, LossReason, Step};
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn losses_of_records_stored_before_a_failed_write_are_reported_even_if_the_leadership_is_lost() {
-    let (c, mut miner) = Confirming::new().await;
-    let lost =
-        |c: &Confirming, reason: &str| counter(&c.telemetry.render_metrics(), "ha_miner_relays_lost_total", reason);
-    // Two sessions of the supplier whose records change in one step, each with its loss.
+fn lost(c: &Confirming, reason: &str) -> Option<u64> {
+    counter(&c.telemetry.render_metrics(), "ha_miner_relays_lost_total", reason)
+}
+
+/// Two sessions of the supplier whose records change in one step, each with its loss (`claim_window_missed` for
+/// the first, `claim_not_included` for the second).
+fn two_losses(c: &Confirming, miner: &mut Miner) -> (SessionKey, SessionKey, Step) {
     let first = c.f.key.clone();
     let mut record = miner.engine.session(&first).unwrap().clone();
     record.relays += 1;
@@ -32,6 +33,13 @@ async fn losses_of_records_stored_before_a_failed_write_are_reported_even_if_the
             loss(&second, LossReason::ClaimNotIncluded),
         ],
     };
+    (first, second, step)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn losses_of_records_stored_before_a_failed_write_are_reported_even_if_the_leadership_is_lost() {
+    let (c, mut miner) = Confirming::new().await;
+    let (first, second, step) = two_losses(&c, &mut miner);
     // The first record is stored, the second write fails.
     c.faults
         .fail_nth_write(2, StorageError::Unavailable("test: storage down".into()));
@@ -63,29 +71,7 @@ async fn losses_of_records_stored_before_a_failed_write_are_reported_even_if_the
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_retry_that_stores_part_of_the_waiting_records_reports_only_theirs() {
     let (c, mut miner) = Confirming::new().await;
-    let lost =
-        |c: &Confirming, reason: &str| counter(&c.telemetry.render_metrics(), "ha_miner_relays_lost_total", reason);
-    let first = c.f.key.clone();
-    let mut record = miner.engine.session(&first).unwrap().clone();
-    record.relays += 1;
-    miner.engine.restore(record.clone());
-    let mut other = record;
-    other.key.session_id = "f".repeat(64);
-    let second = other.key.clone();
-    miner.engine.restore(other);
-    let loss = |key: &SessionKey, reason| Command::RecordLoss {
-        key: key.clone(),
-        reason,
-        relays: 5,
-        compute_units: 50,
-    };
-    let step = Step {
-        changed: vec![first.clone(), second.clone()],
-        commands: vec![
-            loss(&first, LossReason::ClaimWindowMissed),
-            loss(&second, LossReason::ClaimNotIncluded),
-        ],
-    };
+    let (_, _, step) = two_losses(&c, &mut miner);
     c.faults
         .refuse_writes(Some(StorageError::Unavailable("test: storage down".into())));
     assert!(miner.execute(step).await.is_err());
