@@ -34,9 +34,13 @@ pub struct AccountSequence {
 /// Errors of an ordered submission.
 #[derive(Debug, thiserror::Error)]
 pub enum SequenceError {
-    /// Reading the account or broadcasting failed.
+    /// Reading the account (or building the tx from the chain) failed: nothing was broadcast.
     #[error(transparent)]
     Chain(#[from] ChainError),
+    /// The broadcast itself failed, whatever the error: the node may have admitted the tx before it failed (its
+    /// outcome is unknown, so it is kept and looked up, not replaced by a new tx with a second fee).
+    #[error("broadcast: {0}")]
+    Broadcast(ChainError),
     /// The tx could not be built.
     #[error(transparent)]
     Tx(#[from] TxError),
@@ -143,7 +147,7 @@ impl Sequencer {
                         Err(e) => {
                             // Maybe admitted, maybe not: the next submission re-reads the account.
                             *state = None;
-                            return Err(e.into());
+                            return Err(SequenceError::Broadcast(e));
                         }
                     };
                     if response.code == 0 {

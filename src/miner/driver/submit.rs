@@ -786,6 +786,9 @@ impl Miner {
             SequenceError::NotSent(reason) => TxOutcome::NotSent(reason.clone()),
             SequenceError::Chain(c) if c.is_retryable() => TxOutcome::Retryable(e.to_string()),
             SequenceError::Chain(_) => TxOutcome::Refused(e.to_string()),
+            // Any error of the broadcast itself (a node may answer `Unknown` after its CometBFT hop took the tx):
+            // unknown outcome, as on the unordered path; the tx is kept and found out about first.
+            SequenceError::Broadcast(_) => TxOutcome::Retryable(e.to_string()),
             SequenceError::Tx(_) => TxOutcome::Rejected(e.to_string()),
         };
         let response = if self.config.unordered {

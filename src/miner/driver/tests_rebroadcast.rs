@@ -113,6 +113,27 @@ async fn a_claim_whose_broadcast_answer_is_lost_lands_once_and_pays_one_fee() {
     }
 }
 
+/// An ordered claim tx whose broadcast the node took and then answered with an error that is no timeout (gRPC
+/// `Unknown`, e.g. its own hop to CometBFT failed): the outcome is unknown, the tx is kept and found out about,
+/// not replaced by a second tx and a second fee.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ordered_claim_whose_broadcast_failed_after_the_node_took_it_lands_once_and_pays_one_fee() {
+    let (f, mut miner) = leader_at_claim_open_with(
+        MinerConfig {
+            unordered: false,
+            ..config("a")
+        },
+        Duration::from_millis(500),
+    )
+    .await;
+    let balance_before = balance(&f.chain, &f.supplier);
+    f.chain.state().fail_broadcast_answers = 1;
+    miner.step().await.unwrap();
+    assert_eq!(f.chain.state().mempool.len(), 1, "the node took the tx");
+    assert_eq!(miner.unknown_txs.len(), 1, "and the miner kept it");
+    assert_landed_once_with_one_fee(&f, &mut miner, balance_before).await;
+}
+
 /// The same on a node whose tx index is off (`GetTx` cannot tell): the same bytes are broadcast again, the node
 /// answers code 19 (already in its mempool or cache, cosmos-sdk `ErrTxInMempoolCache`), and that counts as sent,
 /// not as a refusal or an HA conflict.

@@ -174,6 +174,10 @@ pub struct ChainState {
     /// Test knob: the next this many `BroadcastTx` calls run CheckTx as usual (an admitted tx is in the mempool)
     /// and then never answer, so the caller's call times out: the answer lost after the node took the tx.
     pub lose_broadcast_answers: usize,
+    /// Test knob: the next this many `BroadcastTx` calls run CheckTx as usual (an admitted tx is in the mempool)
+    /// and then answer a gRPC `Unknown` error (a node whose own hop to CometBFT failed after CheckTx): an error
+    /// that is no timeout, with the tx taken all the same.
+    pub fail_broadcast_answers: usize,
     /// Test knob: each of the next this many `BroadcastTx` calls commits a block before it answers (a slow answer
     /// while the chain moves on), which includes the tx if CheckTx admitted it.
     pub blocks_after_broadcasts: usize,
@@ -405,6 +409,7 @@ impl SimChain {
             check_unordered_nonces: BTreeSet::new(),
             refuse_simulations: 0,
             lose_broadcast_answers: 0,
+            fail_broadcast_answers: 0,
             blocks_after_broadcasts: 0,
             tx_index_disabled: false,
             max_tx_bytes: DEFAULT_MAX_TX_BYTES,

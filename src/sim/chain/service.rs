@@ -257,13 +257,15 @@ pub fn router(chain: SimChain) -> GrpcRouter {
                 Admission::MempoolFull => (20, "sdk".into(), "mempool is full".into()),
                 Admission::Rejected { code, codespace, log } => (code, codespace, log),
             };
-            let (lose_answer, block_first) = {
+            let (lose_answer, block_first, fail_answer) = {
                 let mut s = c.state();
                 let lose = s.lose_broadcast_answers > 0;
                 s.lose_broadcast_answers = s.lose_broadcast_answers.saturating_sub(1);
+                let fail = s.fail_broadcast_answers > 0;
+                s.fail_broadcast_answers = s.fail_broadcast_answers.saturating_sub(1);
                 let block = s.blocks_after_broadcasts > 0;
                 s.blocks_after_broadcasts = s.blocks_after_broadcasts.saturating_sub(1);
-                (lose, block)
+                (lose, block, fail)
             };
             if block_first {
                 c.produce_block();
@@ -271,6 +273,9 @@ pub fn router(chain: SimChain) -> GrpcRouter {
             if lose_answer {
                 // The tx went through CheckTx; its answer never reaches the caller, whose timeout ends the call.
                 std::future::pending::<()>().await;
+            }
+            if fail_answer {
+                return Err(Status::unknown("broadcast tx: post failed: connection reset by peer"));
             }
             Ok(wire::BroadcastTxResponse {
                 tx_response: Some(wire::TxResponse {
