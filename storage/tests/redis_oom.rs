@@ -1,8 +1,9 @@
 //! Redis OOM hardening (the Go fleet's outage: leader died, the standby's acquisition failed with
 //! `OOM command not allowed` for hours, logged at DEBUG, no metric, no leader). A server with `--maxmemory 2mb
-//! --maxmemory-policy noeviction` is filled until it refuses writes; then every write path fails with a
-//! retryable `OutOfMemory`, acquisitions are counted with reason `redis_oom`, readiness says why, nothing
-//! panics, the sitting leader can still renew, and everything resumes once memory is freed.
+//! --maxmemory-policy noeviction` is filled until it refuses writes; then relays, tries and KV writes fail with a
+//! retryable `OutOfMemory` (so memory stops growing), while session records and leadership (small writes in
+//! `allow-oom` scripts on Redis ≥ 7) still work: a standby takes over and claims and proofs keep going.
+//! Readiness says why, nothing panics, and everything resumes once memory is freed.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::time::Duration;
@@ -82,7 +83,17 @@ async fn oom_is_typed_counted_and_recovers() {
     assert!(is_oom(s.relay_log.append(vec![big_relay(1 << 40)]).await));
     assert!(is_oom(s.kv.set("k", b"v".to_vec(), None).await));
     assert!(is_oom(s.kv.increment("ctr", 1, None).await));
-    assert!(is_oom(s.sessions.put("pokt1a", "s1", "active", b"x".to_vec(), 0).await));
+    // Except session records (Redis ≥ 7, flagged scripts): no claim or proof is sent before its record is
+    // stored, so refusing them at maxmemory stopped every submission (and slashed suppliers for missed proofs).
+    assert!(b.script_flags(), "the test server is Redis 7");
+    assert_eq!(
+        s.sessions
+            .put("pokt1a", "s1", "active", b"x".to_vec(), 0)
+            .await
+            .unwrap(),
+        1,
+        "a session record is written at maxmemory"
+    );
     let (ns_back, res) = tokio::task::spawn_blocking(move || {
         let r = ns.write_batch(NodeBatch {
             puts: vec![(vec![1; 32], vec![2; 64])],
@@ -96,16 +107,14 @@ async fn oom_is_typed_counted_and_recovers() {
     assert!(is_oom(res));
     assert_eq!(ns.get(&[1; 32]).unwrap(), None, "a refused batch is not mirrored");
 
-    // Leadership acquisition: counted by reason, streak grows, error typed.
+    // Leadership acquisition works at maxmemory too (the Go fleet's outage: the standby's acquisition failed with
+    // OOM for hours, no leader): a standby takes a free election.
     let stats = b.stats();
-    for i in 1..=3u64 {
-        assert!(is_oom(s.leadership.campaign("global", "standby", ttl).await));
-        assert_eq!(stats.acquire_failures(AcquireFailure::RedisOom), i);
-        assert_eq!(stats.acquire_consecutive_failures(), i);
-    }
+    let standby = s.leadership.campaign("global", "standby", ttl).await.unwrap();
+    assert!(standby.is_some(), "acquired at maxmemory");
+    assert_eq!(stats.acquire_failures(AcquireFailure::RedisOom), 0);
     assert_eq!(stats.acquire_failures(AcquireFailure::RedisError), 0);
-    assert_eq!(s.leadership.leader("global").await.unwrap(), None);
-    assert!(stats.oom_errors() >= 9, "{}", stats.oom_errors());
+    assert!(stats.oom_errors() >= 4, "{}", stats.oom_errors());
     // The sitting leader can still renew (PEXPIRE is allowed under OOM), so an existing leadership holds.
     assert!(
         s.leadership
@@ -133,13 +142,13 @@ async fn oom_is_typed_counted_and_recovers() {
     assert_eq!(server.command(&["CONFIG", "SET", "maxmemory", "0"]).unwrap(), "+OK\r\n");
     b.readiness().await.unwrap();
     let token = s.leadership.campaign("global", "standby", ttl).await.unwrap().unwrap();
-    assert!(token > 0);
+    assert_eq!(Some(token), standby, "still the standby's term");
     assert_eq!(stats.acquire_consecutive_failures(), 0);
-    assert_eq!(stats.acquire_failures(AcquireFailure::RedisOom), 3);
+    assert_eq!(stats.acquire_failures(AcquireFailure::RedisOom), 0);
     s.relay_log.append(vec![big_relay(1 << 41)]).await.unwrap();
     s.kv.set("k", b"v".to_vec(), None).await.unwrap();
     s.sessions
-        .put("pokt1a", "s1", "active", b"x".to_vec(), 0)
+        .put("pokt1a", "s1", "claiming", b"y".to_vec(), 1)
         .await
         .unwrap();
     tokio::task::spawn_blocking(move || {
@@ -163,7 +172,9 @@ async fn flushall_also_recovers_and_other_errors_count_as_redis_error() {
     cfg.response_timeout = Duration::from_millis(500);
     cfg.connection_timeout = Duration::from_millis(300);
     cfg.reconnect_retries = 1;
-    let b = RedisBackend::connect(cfg).await.unwrap();
+    // As against Redis before 7, whose scripts cannot be flagged `allow-oom`: an acquisition at maxmemory is
+    // refused, counted as `redis_oom`.
+    let b = RedisBackend::connect(cfg).await.unwrap().without_script_flags();
     let s = b.storage();
     assert!(is_oom(Err::<(), _>(fill(&server, &b).await)));
     assert!(is_oom(

@@ -35,10 +35,16 @@ if redis.call('GET', KEYS[NK + 1]) ~= ARGV[NA + 1] or redis.call('GET', KEYS[NK 
 end
 ";
 
-/// One script body as a plain and a fenced script.
+/// The first line of a script Redis ≥ 7 runs at `maxmemory` too (script flags; older servers cannot parse it).
+pub(crate) const ALLOW_OOM: &str = "#!lua flags=allow-oom\n";
+
+/// One script body as a plain and a fenced script, and for a few small writes also as twins Redis ≥ 7 runs at
+/// `maxmemory` ([`Scripts::allow_oom`]).
 pub(crate) struct Scripts {
     plain: Script,
     fenced: Script,
+    /// The plain and fenced twins flagged `allow-oom`, for servers that know script flags.
+    oom: Option<(Script, Script)>,
 }
 
 impl Scripts {
@@ -47,6 +53,21 @@ impl Scripts {
         Self {
             plain: Script::new(&format!("{PLAIN_PRELUDE}{body}")),
             fenced: Script::new(&format!("{FENCED_PRELUDE}{body}")),
+            oom: None,
+        }
+    }
+
+    /// As [`Scripts::new`], and run with the `allow-oom` flag on servers that know script flags (Redis ≥ 7): a
+    /// write Redis takes at `maxmemory`. Only for small writes the miner cannot do without (session records:
+    /// no claim or proof leaves before its record is stored), never for relays or tries, whose refusal is what
+    /// stops the memory growing.
+    pub(crate) fn allow_oom(body: &str) -> Self {
+        Self {
+            oom: Some((
+                Script::new(&format!("{ALLOW_OOM}{PLAIN_PRELUDE}{body}")),
+                Script::new(&format!("{ALLOW_OOM}{FENCED_PRELUDE}{body}")),
+            )),
+            ..Self::new(body)
         }
     }
 
@@ -64,9 +85,11 @@ impl RedisBackend {
     /// An invocation of `scripts` for this view: the fenced variant (fence keys and arguments appended when the
     /// invocation is run through [`RedisBackend::fence_args`]) or the plain one.
     pub(crate) fn invocation<'a>(&self, scripts: &'a Scripts) -> ScriptInvocation<'a> {
-        match self.fence {
-            Some(_) => scripts.fenced.prepare_invoke(),
-            None => scripts.plain.prepare_invoke(),
+        match (&scripts.oom, self.script_flags(), &self.fence) {
+            (Some((_, fenced)), true, Some(_)) => fenced.prepare_invoke(),
+            (Some((plain, _)), true, None) => plain.prepare_invoke(),
+            (_, _, Some(_)) => scripts.fenced.prepare_invoke(),
+            (_, _, None) => scripts.plain.prepare_invoke(),
         }
     }
 

@@ -41,9 +41,7 @@ use crate::contract::{LeaderInfo, Leadership};
 /// name keeps its term (token) only for the process that holds the instance lock: a process taking a free lock
 /// (a restart after a crash, or a process whose lock lapsed) starts a new term, so fenced writes of any earlier
 /// process under that name are refused from then on.
-static CAMPAIGN: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
-        r"
+const CAMPAIGN_BODY: &str = r"
 local owner = redis.call('GET', KEYS[4])
 if owner and owner ~= ARGV[3] then
   return -1
@@ -71,9 +69,11 @@ elseif not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
 end
 redis.call('SET', KEYS[2], t, 'PX', ARGV[2])
 return t
-",
-    )
-});
+";
+static CAMPAIGN: LazyLock<Script> = LazyLock::new(|| Script::new(CAMPAIGN_BODY));
+/// [`CAMPAIGN`] for servers that know script flags: run at `maxmemory` too (module docs of `fence`).
+static CAMPAIGN_OOM: LazyLock<Script> =
+    LazyLock::new(|| Script::new(&format!("{}{CAMPAIGN_BODY}", super::fence::ALLOW_OOM)));
 
 /// KEYS: instance lock. ARGV: the dead holder's nonce. Deletes the lock if it still holds that nonce.
 static DROP_DEAD_INSTANCE: LazyLock<Script> = LazyLock::new(|| {
@@ -135,9 +135,7 @@ return 1
 /// KEYS: lease, token, instance lock. ARGV: candidate, token, ttl ms, nonce, lock ttl ms. 1 = renewed, -1 = another process
 /// holds the candidate's instance lock. Only `PEXPIRE`s an existing lock (Redis allows it at maxmemory, so a
 /// sitting leader keeps renewing under OOM); a missing one is re-set where memory allows.
-static RENEW: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
-        r"
+const RENEW_BODY: &str = r"
 local owner = redis.call('GET', KEYS[3])
 if owner and owner ~= ARGV[4] then
   return -1
@@ -153,9 +151,10 @@ if redis.call('GET', KEYS[1]) == ARGV[1] and redis.call('GET', KEYS[2]) == ARGV[
   return 1
 end
 return 0
-",
-    )
-});
+";
+static RENEW: LazyLock<Script> = LazyLock::new(|| Script::new(RENEW_BODY));
+/// [`RENEW`] for servers that know script flags: run at `maxmemory` too (module docs of `fence`).
+static RENEW_OOM: LazyLock<Script> = LazyLock::new(|| Script::new(&format!("{}{RENEW_BODY}", super::fence::ALLOW_OOM)));
 
 /// KEYS: lease, token. ARGV: candidate, token. 1 = released.
 static RESIGN: LazyLock<Script> = LazyLock::new(|| {
@@ -333,7 +332,8 @@ impl RedisBackend {
 impl RedisBackend {
     /// One run of [`CAMPAIGN`]: the holder's token, 0 when busy, -1 when another process holds the name's lock.
     async fn campaign_once(&self, election: &str, candidate: &str, ttl: Duration) -> Result<i64, redis::RedisError> {
-        CAMPAIGN
+        let script: &Script = if self.script_flags() { &CAMPAIGN_OOM } else { &CAMPAIGN };
+        script
             .key(self.keys().lease(election))
             .key(self.keys().lease_token(election))
             .key(self.keys().lease_counter(election))
@@ -452,7 +452,8 @@ impl Leadership for RedisBackend {
     }
 
     async fn renew(&self, election: &str, candidate: &str, token: u64, ttl: Duration) -> Result<bool, StorageError> {
-        let renewed: i64 = RENEW
+        let script: &Script = if self.script_flags() { &RENEW_OOM } else { &RENEW };
+        let renewed: i64 = script
             .key(self.keys().lease(election))
             .key(self.keys().lease_token(election))
             .key(self.keys().instance_lock(candidate))

@@ -170,6 +170,8 @@ pub(crate) struct Inner {
     pub(crate) refresher_started: std::sync::atomic::AtomicBool,
     /// When `read_pending` last looked for idle entries of other consumers, by stream (`log` module).
     pub(crate) reclaimed: Mutex<HashMap<String, std::time::Instant>>,
+    /// Whether the server runs scripts with flags (Redis ≥ 7): the `allow-oom` twins are used (`fence` module).
+    pub(crate) script_flags: std::sync::atomic::AtomicBool,
 }
 
 /// A nonce unique to this backend: `{boot id}:{pid namespace}:{pid}:{random}` (the boot id is the kernel's
@@ -279,14 +281,53 @@ impl RedisBackend {
                 instance_conflict: Mutex::default(),
                 refresher_started: std::sync::atomic::AtomicBool::new(false),
                 reclaimed: Mutex::default(),
+                script_flags: std::sync::atomic::AtomicBool::new(false),
             }),
             fence: None,
         };
+        // Redis ≥ 7 runs flagged scripts: session records and leadership are then written at maxmemory too.
+        backend.detect_script_flags().await;
         // A wrong eviction policy is an ERROR now, not a surprise at maxmemory (readiness keeps failing on it).
         backend.check_eviction_policy().await;
         // So is running without AOF (a restart loses acknowledged relays and claimed tries).
         backend.check_persistence().await;
         Ok(backend)
+    }
+
+    /// Whether the server runs flagged scripts (Redis ≥ 7; read at connect).
+    pub fn script_flags(&self) -> bool {
+        self.inner.script_flags.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Runs the plain scripts from now on, as against Redis before 7 (session records and leadership refused at
+    /// `maxmemory`); for tests of that behaviour on a newer server.
+    pub fn without_script_flags(self) -> Self {
+        self.inner
+            .script_flags
+            .store(false, std::sync::atomic::Ordering::Relaxed);
+        self
+    }
+
+    /// Reads the server's version (`INFO server`): Redis ≥ 7 takes the `allow-oom` flag on the few scripts that
+    /// must write at `maxmemory` (session records, leadership). Older or unreadable: the plain scripts, refused
+    /// at `maxmemory` like every write.
+    async fn detect_script_flags(&self) {
+        let info: Result<String, _> = redis::cmd("INFO").arg("server").query_async(&mut self.conn()).await;
+        let major = info.ok().and_then(|text| {
+            text.lines()
+                .find_map(|l| l.strip_prefix("redis_version:"))
+                .and_then(|v| v.trim().split('.').next()?.parse::<u32>().ok())
+        });
+        let flags = major.is_some_and(|m| m >= 7);
+        self.inner
+            .script_flags
+            .store(flags, std::sync::atomic::Ordering::Relaxed);
+        if !flags {
+            tracing::warn!(
+                version = ?major,
+                "redis before 7 (or its version unreadable): session records and leadership cannot be written at                  maxmemory, so no claim or proof is sent while Redis is out of memory"
+            );
+        }
     }
 
     /// The bundle of every contract trait served by this backend.

@@ -27,7 +27,7 @@ use crate::contract::{SessionRecord, SessionStore};
 /// expire with our records in it, and a failover would not restore (claim, prove) those sessions. Every write
 /// `PERSIST`s the keys it wrote; our records are deleted explicitly when pruned.
 static PUT: LazyLock<Scripts> = LazyLock::new(|| {
-    Scripts::new(
+    Scripts::allow_oom(
         r"
 local cur = tonumber(redis.call('HGET', KEYS[1], 'version') or '0')
 if cur ~= tonumber(ARGV[1]) then return {-1, cur} end
@@ -51,7 +51,7 @@ return {v, cur}
 /// KEYS: record, supplier index. ARGV: expected version ('' = any), session, state-set prefix.
 /// Returns {1 deleted | 0 absent | -1 conflict, stored version}.
 static DELETE: LazyLock<Scripts> = LazyLock::new(|| {
-    Scripts::new(
+    Scripts::allow_oom(
         r"
 local cur = tonumber(redis.call('HGET', KEYS[1], 'version') or '0')
 if ARGV[1] ~= '' and tonumber(ARGV[1]) ~= cur then return {-1, cur} end
