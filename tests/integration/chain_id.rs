@@ -13,6 +13,11 @@ use relay_miner::sim::{BlockTimer, SimNode, SimNodeConfig};
 const NODE_CHAIN_ID: &str = "pocket-chain-id-it";
 
 fn write_config(path: &Path, dir: &Path, node: &SimNode, chain_id: &str) {
+    write_config_with(path, dir, node, chain_id, "");
+}
+
+/// The config of [`write_config`] with the YAML `extra` (top-level sections) appended.
+pub(crate) fn write_config_with(path: &Path, dir: &Path, node: &SimNode, chain_id: &str, extra: &str) {
     let yaml = format!(
         "listen_addr: 127.0.0.1:0
 storage:
@@ -43,10 +48,10 @@ logging:
         grpc = node.grpc_url(),
         keys = dir.join("keys.yaml").display(),
     );
-    std::fs::write(path, yaml).unwrap();
+    std::fs::write(path, format!("{yaml}{extra}")).unwrap();
 }
 
-fn relay_miner(args: &[&str], config: &Path) -> tokio::process::Command {
+pub(crate) fn relay_miner(args: &[&str], config: &Path) -> tokio::process::Command {
     let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_relay-miner"));
     command
         .args(args)

@@ -4,67 +4,22 @@
 //! one is accepted.
 
 use std::path::Path;
-use std::process::Stdio;
 use std::time::Duration;
 
 use relay_miner::sim::chain::{Genesis, SimChain};
 use relay_miner::sim::{BlockTimer, SimNode, SimNodeConfig};
 
+use super::chain_id::relay_miner;
+
 /// The demo genesis's claim window (`claim_window_close_offset_blocks`).
 const WINDOW: u64 = 4;
 
 fn write_config(path: &Path, dir: &Path, node: &SimNode, chain_id: &str, claim_delay_blocks: u64) {
-    let yaml = format!(
-        "listen_addr: 127.0.0.1:0
-storage:
-  data_dir: {data}
-  mode: embedded
-pocket_node:
-  query_node_rpc_url: {rpc}
-  query_node_grpc_url: {grpc}
-  chain_id: {chain_id}
-keys:
-  keys_file: {keys}
-  hot_reload: false
-services:
-  anvil:
-    backends:
-      jsonrpc:
-        url: http://127.0.0.1:8545
-transaction:
-  submission_buffer_blocks: 1
-  claim_delay_blocks: {claim_delay_blocks}
-metrics:
-  enabled: false
-health_check:
-  enabled: false
-logging:
-  level: warn
-  format: text
-",
-        data = dir.join("data").display(),
-        rpc = node.rpc_url(),
-        grpc = node.grpc_url(),
-        keys = dir.join("keys.yaml").display(),
-    );
-    std::fs::write(path, yaml).unwrap();
+    let transaction =
+        format!("transaction:\n  submission_buffer_blocks: 1\n  claim_delay_blocks: {claim_delay_blocks}\n");
+    super::chain_id::write_config_with(path, dir, node, chain_id, &transaction);
 }
 
-fn relay_miner(args: &[&str], config: &Path) -> tokio::process::Command {
-    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_relay-miner"));
-    command
-        .args(args)
-        .arg("--config")
-        .arg(config)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        // A `run` that wrongly starts is killed when the deadline drops it.
-        .kill_on_drop(true);
-    command
-}
-
-/// The refusal names the key, the delay and the chain's window.
 fn assert_names_the_delay(text: &str, delay: u64) {
     for part in [
         "transaction.claim_delay_blocks".to_string(),

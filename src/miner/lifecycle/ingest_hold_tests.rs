@@ -3,16 +3,7 @@
 
 use super::*;
 
-// Default shared params, session 1..10: claim [12,16], proof [16,20] (spec §3 example).
-const SCHEDULE: Schedule = Schedule {
-    session_start: 7,
-    session_end: 10,
-    claim_open: 12,
-    claim_close: 16,
-    proof_open: 16,
-    proof_close: 20,
-    settlement: 21,
-};
+use super::tests::SCHEDULE;
 
 fn key(supplier: &str) -> SessionKey {
     SessionKey {

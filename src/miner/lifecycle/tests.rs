@@ -3,7 +3,7 @@
 use super::*;
 
 // Default shared params, session 1..10: claim [12,16], proof [16,20], seed 15 (spec §3 example).
-const SCHEDULE: Schedule = Schedule {
+pub(super) const SCHEDULE: Schedule = Schedule {
     session_start: 7,
     session_end: 10,
     claim_open: 12,
