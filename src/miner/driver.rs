@@ -25,7 +25,7 @@ use prost::Message as _;
 
 use super::lifecycle::{Command, Engine, EngineConfig, Event, SessionKey, SessionRecord, TxKind};
 use super::metrics::MinerMetrics;
-use crate::chain::query::{ChainClient, ChainTip};
+use crate::chain::query::ChainClient;
 use crate::protocol::lottery;
 use crate::protocol::session::SessionWindows;
 use crate::protocol::wire::{self, SessionHeader};
@@ -154,9 +154,6 @@ pub struct Miner {
     /// Txs whose broadcast got no answer, kept so the next attempt finds out what happened to them before it
     /// signs a new one (module `submit`).
     unknown_txs: submit::UnknownTxs,
-    /// The chain's tip as last read (each iteration, and again by a submission's deadline check): unordered txs
-    /// anchor their timeout on its block time ([`Miner::tip_for_tx`]) instead of reading a block per tx.
-    tip: Option<ChainTip>,
     /// How long a leadership confirmation is taken as still holding (module `leadership`,
     /// [`Miner::with_confirmation_reuse`]); zero: every check asks storage.
     confirmation_reuse: Duration,
@@ -227,7 +224,6 @@ impl Miner {
             after_prune_log: crate::telemetry::LogThrottle::new(ingest::AFTER_PRUNE_LOG_EVERY),
             gas_pricing,
             unknown_txs: submit::UnknownTxs::default(),
-            tip: None,
             confirmation_reuse: Duration::ZERO,
             confirmed: std::sync::Mutex::new(None),
         }
@@ -398,7 +394,6 @@ impl Miner {
         // with proofs in it is MBs, returned twice by `GetLatestBlock`. Blocks are read where their contents are
         // needed (the proof seed block's hash, `proof_required` and `submit`).
         let tip = self.chain.tip().await?;
-        self.tip = Some(tip);
         timer.lap("tip");
         if tip.height > self.engine.height() {
             timer.new_block = true;
@@ -409,14 +404,6 @@ impl Miner {
             timer.lap("gauges");
         }
         ingested
-    }
-
-    /// Reads the chain's tip now (a submission's deadline check: confirming the leadership can take blocks) and
-    /// keeps it.
-    async fn refresh_tip(&mut self) -> Result<ChainTip, crate::chain::query::ChainError> {
-        let tip = self.chain.tip().await?;
-        self.tip = Some(tip);
-        Ok(tip)
     }
 
     /// Sessions by state, height, leadership and ingest lag (once per block).

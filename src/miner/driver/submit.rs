@@ -191,7 +191,7 @@ impl Miner {
         // The engine decided at its height; confirming the leadership can take blocks (a raft commit waits out a
         // partition). A tx included after its window is refused and costs its fee, so sessions whose deadline
         // passed meanwhile are not sent (the engine takes it as a send that never left).
-        let height = match self.refresh_tip().await {
+        let height = match self.chain.tip().await {
             Ok(tip) => tip.height,
             Err(e) => {
                 return Ok(self.tx_outcome(step, kind, supplier, keys, TxOutcome::NotSent(e.to_string())));
