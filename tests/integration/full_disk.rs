@@ -45,10 +45,30 @@ async fn a_full_disk_stops_recording_and_once_freed_every_served_relay_is_claime
     wait_up(&net).await;
     let mut served = Served::new();
     let mut n = 0u64;
-    let deadline = Instant::now() + Duration::from_secs(30);
+    // Ready first (on a loaded host the node can answer /metrics well before it serves relays), then 20 served;
+    // a failure names the node's last answer instead of only "none served".
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !matches!(http_get_status(&ready_url).await, Some((200, _))) {
+        assert!(
+            Instant::now() < deadline,
+            "node not ready: {:?}",
+            http_get_status(&ready_url).await
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let mut last = None;
     while served.values().sum::<u64>() < 20 {
-        assert!(Instant::now() < deadline, "no relays served");
-        send(&net, &mut n, &mut served).await;
+        assert!(Instant::now() < deadline, "no relays served; last answer: {last:?}");
+        n += 1;
+        match net.loadgen.send(n, net.chain.height()).await {
+            Outcome::Served {
+                supplier, session_id, ..
+            } => *served.entry((supplier, session_id)).or_default() += 1,
+            other => {
+                last = Some(other);
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
     }
 
     // Fill the disk; relays go on until the node refuses them (the WAL's preallocated segments acknowledge a
