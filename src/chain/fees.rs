@@ -12,6 +12,7 @@ use num_bigint::BigInt;
 use num_rational::BigRational;
 use num_traits::Zero as _;
 
+use super::grpc::GrpcClient;
 use super::query::{ChainClient, ChainError};
 use crate::protocol::wire::{self, method};
 
@@ -89,6 +90,20 @@ pub fn required_fees(raw_log: &str) -> Option<Vec<(String, u128)>> {
     (!fees.is_empty()).then_some(fees)
 }
 
+/// A price as a short decimal for messages (at most 18 decimals, as the SDK's `LegacyDec`, rounded up).
+pub fn decimal(price: &BigRational) -> String {
+    let one = BigInt::from(10u64.pow(18));
+    let atto = (price * BigRational::from_integer(one.clone())).ceil().to_integer();
+    let (int, frac) = (&atto / &one, &atto % &one);
+    let frac = format!("{frac:0>18}");
+    let frac = frac.trim_end_matches('0');
+    if frac.is_empty() {
+        int.to_string()
+    } else {
+        format!("{int}.{frac}")
+    }
+}
+
 /// The price per gas unit a required fee stands for: `fee / gas_limit`. The node computed the fee as
 /// `ceil(min_price × gas_limit)`, so this is at least its minimum price, and a fee from it for the same gas
 /// limit is exactly the required fee.
@@ -100,12 +115,14 @@ impl ChainClient {
     /// The node's minimum gas prices (its app.toml `minimum-gas-prices`; empty when it takes any fee). Not
     /// cached here: the caller decides how often to ask (a node's operator can change it at a restart).
     pub async fn minimum_gas_prices(&self) -> Result<Vec<GasPrice>, ChainError> {
-        let response: wire::NodeConfigResponse = self
-            .grpc()
-            .unary(method::NODE_CONFIG, wire::NodeConfigRequest {})
-            .await?;
-        parse_dec_coins(&response.minimum_gas_price).map_err(|e| ChainError::BadResponse(e.to_string()))
+        node_minimum_gas_prices(self.grpc()).await
     }
+}
+
+/// The minimum gas prices of the node `grpc` talks to (`cosmos.base.node.v1beta1.Service/Config`).
+pub async fn node_minimum_gas_prices(grpc: &GrpcClient) -> Result<Vec<GasPrice>, ChainError> {
+    let response: wire::NodeConfigResponse = grpc.unary(method::NODE_CONFIG, wire::NodeConfigRequest {}).await?;
+    parse_dec_coins(&response.minimum_gas_price).map_err(|e| ChainError::BadResponse(e.to_string()))
 }
 
 #[cfg(test)]

@@ -11,6 +11,7 @@ pub mod cache;
 pub mod chain_id;
 pub mod claim_delay;
 pub mod comet;
+pub mod fee_check;
 pub mod fees;
 pub mod gauges;
 pub mod grpc;

@@ -227,9 +227,10 @@ fn comet_client(config: &Config) -> Result<crate::chain::comet::CometClient, Nod
 /// `chmod 600`, every key valid), the CometBFT RPC URL, every service as the relayer builds it (backend header
 /// names and values included) and, in raft mode, the cluster token file. Each problem is named by its config key;
 /// `relay-miner validate` reports them with [`Config::validate`]'s, so a config it accepts does not fail `run`
-/// for any of these. Reads files and, for `pocket_node.chain_id` and `transaction.claim_delay_blocks`, asks the
-/// node for its chain id and shared params (a mismatch, or a delay that leaves no claim re-send in the chain's
-/// claim window, is an issue; an unreachable node is not: `run` starts without it); needs no runtime.
+/// for any of these. Reads files and, for `pocket_node.chain_id`, `transaction.claim_delay_blocks` and
+/// `transaction.max_gas_price`, asks the node for its chain id, shared params and minimum gas prices (a mismatch,
+/// a delay that leaves no claim re-send in the chain's claim window, or a node minimum no fee within the cap
+/// meets, is an issue; an unreachable node is not: `run` starts without it); needs no runtime.
 pub fn preflight(config: &Config, overrides: &RaftOverrides) -> Vec<ConfigIssue> {
     let mut issues = Vec::new();
     let mut push = |key: &str, problem: String| {
@@ -286,6 +287,20 @@ pub fn preflight(config: &Config, overrides: &RaftOverrides) -> Vec<ConfigIssue>
         }
         Ok(()) => {}
     }
+    if let Err(e) = crate::chain::fee_check::check_blocking(
+        &node.query_node_grpc_url,
+        &tls,
+        timeout,
+        &tx.gas_price,
+        &tx.max_gas_price,
+    ) {
+        match e.key() {
+            Some(key) => push(key, e.to_string()),
+            None => {
+                tracing::warn!(error = %e, "transaction.max_gas_price not checked against the node's minimum gas price")
+            }
+        }
+    }
     issues
 }
 
@@ -335,6 +350,26 @@ impl Node {
                 tracing::warn!(error = %e, "transaction.claim_delay_blocks not checked against the chain's claim window")
             }
             Ok(()) => {}
+        }
+        // A node whose minimum gas price no fee of ours meets refuses every claim and proof (crate::chain::fee_check).
+        if let Err(e) = crate::chain::fee_check::check_node(
+            chain.grpc(),
+            &config.transaction.gas_price,
+            &config.transaction.max_gas_price,
+        )
+        .await
+        {
+            match e.key() {
+                Some(key) => {
+                    return Err(NodeError::Config {
+                        key,
+                        problem: e.to_string(),
+                    });
+                }
+                None => {
+                    tracing::warn!(error = %e, "transaction.max_gas_price not checked against the node's minimum gas price")
+                }
+            }
         }
         let gauges = crate::chain::gauges::CacheGauges::new(&chain).map_err(crate::telemetry::TelemetryError::from)?;
         telemetry.register(Box::new(gauges))?;

@@ -6,6 +6,7 @@ mod chain_id;
 mod claim_delay;
 mod configs;
 mod conformance_vectors;
+mod fee_check;
 mod full_disk;
 mod localnet;
 mod miner_process;

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use num_rational::BigRational;
 
 use super::Miner;
-use crate::chain::fees::{self, GasPrice};
+use crate::chain::fees::{self, GasPrice, decimal};
 use crate::chain::query::ChainClient;
 use crate::chain::tx::{self, TxError};
 use crate::protocol::wire;
@@ -245,21 +245,6 @@ impl Miner {
                 .with_label_values(&[supplier, if resent { "resent" } else { "not_resent" }])
                 .inc();
         }
-    }
-}
-
-/// A price as a short decimal for logs (at most 18 decimals, as the SDK's `LegacyDec`).
-fn decimal(price: &BigRational) -> String {
-    use num_bigint::BigInt;
-    let one = BigInt::from(10u64.pow(18));
-    let atto = (price * BigRational::from_integer(one.clone())).ceil().to_integer();
-    let (int, frac) = (&atto / &one, &atto % &one);
-    let frac = format!("{frac:0>18}");
-    let frac = frac.trim_end_matches('0');
-    if frac.is_empty() {
-        int.to_string()
-    } else {
-        format!("{int}.{frac}")
     }
 }
 
