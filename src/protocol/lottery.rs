@@ -234,6 +234,89 @@ mod tests {
         assert_eq!(go_varint(&[0x80, 0x80]), 0, "no terminator");
     }
 
+    /// §6.3: the lottery hashes the gogo encoding of `Claim{supplier = 1, header = 2, root = 3}` with the status
+    /// (field 4) left out; the vector's claim bytes (and their hash) come from Go. `MsgCreateClaim` has the same
+    /// three fields (§1.3), so the message the miner sends carries the same bytes; `MsgSubmitProof` differs only
+    /// in field 3 (the gob proof). A wrong encoding would mispredict the requirement (a missed proof is slashed)
+    /// with every test still passing, since the simulator encodes claims with the same structs.
+    #[test]
+    fn relay_e2e_claim_bytes_are_gogos() {
+        use prost::Message as _;
+
+        use crate::protocol::wire::{Claim, MsgCreateClaim, MsgSubmitProof, SessionHeader};
+        let v: serde_json::Value =
+            serde_json::from_str(include_str!("../../tests/vectors/protocol-test-vectors.json")).unwrap();
+        let e = &v["relay_e2e"];
+        let field = |name: &str| hex::decode(e[name].as_str().unwrap()).unwrap();
+        let header_bytes = field("session_header");
+        let header = SessionHeader::decode(header_bytes.as_slice()).unwrap();
+        let supplier = e["supplier_addr"].as_str().unwrap().to_string();
+        let root = field("smst_root_1leaf_w10");
+        let claim = Claim {
+            supplier_operator_address: supplier.clone(),
+            session_header: Some(header.clone()),
+            root_hash: root.clone(),
+            proof_validation_status: 0,
+        };
+        assert_eq!(hex::encode(claim.encode_to_vec()), e["claim_bytes"].as_str().unwrap());
+        assert_eq!(
+            hex::encode(sha256(&claim.encode_to_vec())),
+            e["claim_hash"].as_str().unwrap()
+        );
+        let msg = MsgCreateClaim {
+            supplier_operator_address: supplier.clone(),
+            session_header: Some(header.clone()),
+            root_hash: root,
+        };
+        assert_eq!(hex::encode(msg.encode_to_vec()), e["claim_bytes"].as_str().unwrap());
+        // MsgSubmitProof assembled by hand from §1.3's field numbers: 0a len addr ‖ 12 len header ‖ 1a len proof
+        // (the 1,046-byte gob: a two-byte varint length).
+        let proof = field("proof_gob");
+        assert_eq!(proof.len(), 1046);
+        let mut expected = vec![0x0a, supplier.len() as u8];
+        expected.extend_from_slice(supplier.as_bytes());
+        expected.extend_from_slice(&[0x12, header_bytes.len() as u8]);
+        expected.extend_from_slice(&header_bytes);
+        expected.extend_from_slice(&[0x1a, 0x96, 0x08]);
+        expected.extend_from_slice(&proof);
+        let msg = MsgSubmitProof {
+            supplier_operator_address: supplier,
+            session_header: Some(header),
+            proof,
+        };
+        assert_eq!(msg.encode_to_vec(), expected);
+    }
+
+    /// §6.3: `sample ≤ probability` is PROBABILISTIC, so at equality (the e2e sample 0.9088601354745546) a proof
+    /// is required; a hair below it is not.
+    #[test]
+    fn a_sample_equal_to_the_probability_requires_a_proof() {
+        let v: serde_json::Value =
+            serde_json::from_str(include_str!("../../tests/vectors/protocol-test-vectors.json")).unwrap();
+        let e = &v["relay_e2e"];
+        let claim = hex::decode(e["claim_bytes"].as_str().unwrap()).unwrap();
+        let seed_hash = hex::decode(e["proof_seed_block_hash"].as_str().unwrap()).unwrap();
+        let sample: f64 = e["proof_req_sample"].as_str().unwrap().parse().unwrap();
+        let mut params = ProofParams {
+            proof_request_probability: sample,
+            proof_requirement_threshold: Some(Coin {
+                denom: "upokt".into(),
+                amount: "20000000".into(),
+            }),
+            ..Default::default()
+        };
+        let small = BigUint::from(10u32);
+        assert_eq!(
+            proof_requirement(&claim, &seed_hash, &small, &params),
+            ProofRequirementReason::Probabilistic
+        );
+        params.proof_request_probability = f64::from_bits(sample.to_bits() - 1);
+        assert_eq!(
+            proof_requirement(&claim, &seed_hash, &small, &params),
+            ProofRequirementReason::NotRequired
+        );
+    }
+
     #[test]
     fn relay_e2e_lottery_golden() {
         let v: serde_json::Value =

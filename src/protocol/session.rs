@@ -307,6 +307,10 @@ mod tests {
             (12, 16, 16, 20)
         );
         assert_eq!(w.proof_seed_height(), 15);
+        assert_eq!(
+            w.settlement, 20,
+            "SettlementSessionEnd = end + 1 + (co+cc+po+pc) = 10 + 1 + 9"
+        );
         let main = SharedParams {
             num_blocks_per_session: 20,
             grace_period_end_offset_blocks: 10,
@@ -323,6 +327,7 @@ mod tests {
             (112, 122, 123, 133)
         );
         assert_eq!(w.proof_seed_height(), 122);
+        assert_eq!(w.settlement, 133, "100 + 1 + (11+10+1+10)");
         let n4 = SharedParams {
             num_blocks_per_session: 4,
             ..default_params()

@@ -215,3 +215,45 @@ proptest::proptest! {
         let _ = RingSignature::from_bytes(&bytes);
     }
 }
+
+/// §2.5 Deserialize: scalars are decoded with silent reduction mod n, so a signature whose s_i is written as
+/// `s_i + n` (possible for s_i < 2²⁵⁶ − n) verifies as the canonical one does, on both verifiers (a gateway's
+/// Go signer never writes one, but the chain accepts it, so refusing it would refuse relays the chain pays for).
+/// The decoy s₀ = 5 is chosen so that `5 + n` fits in 32 bytes.
+#[test]
+fn a_non_canonical_scalar_is_reduced_mod_n_as_go_deserializes_it() {
+    let ring = [pub33(APP_PUB), pub33(GW_PUB)];
+    let message = *b"pocket-relay-signable-hash-32byt";
+    let u = scalar(&hex::encode(crate::protocol::sha256(b"u-nonce")));
+    let sig =
+        RingSignature::sign_with(&ring, &message, &scalar(GW_PRIV), &u, &[Some(Scalar::from(5u64)), None]).unwrap();
+    let canonical = sig.to_bytes();
+    // u32 n ‖ c₀ ‖ I ‖ (s_i ‖ P_i)*: s₀ at 69..101.
+    assert_eq!(hex::encode(&canonical[69..101]), format!("{:064x}", 5));
+    // n + 5 = FFFFFFFF FFFFFFFF FFFFFFFF FFFFFFFE BAAEDCE6 AF48A03B BFD25E8C D0364146.
+    let mut lifted = canonical.clone();
+    lifted[69..101]
+        .copy_from_slice(&hex::decode("fffffffffffffffffffffffffffffffebaaedce6af48a03bbfd25e8cd0364146").unwrap());
+    let fast = super::fast::FastRing::default();
+    for bytes in [&canonical, &lifted] {
+        RingSignature::from_bytes(bytes).unwrap().verify(&message).unwrap();
+        verify_relay_ring_signature(bytes, &message).unwrap();
+        fast.verify(&RawRingSignature::parse(bytes).unwrap(), &message).unwrap();
+    }
+    assert_eq!(
+        RingSignature::from_bytes(&lifted).unwrap(),
+        sig,
+        "the same signature once reduced"
+    );
+    // n + 6 is s₀ = 6: no longer the signature.
+    let mut wrong = lifted;
+    wrong[100] = 0x47;
+    assert_eq!(
+        RingSignature::from_bytes(&wrong).unwrap().verify(&message),
+        Err(RingError::Invalid)
+    );
+    assert_eq!(
+        fast.verify(&RawRingSignature::parse(&wrong).unwrap(), &message),
+        Err(RingError::Invalid)
+    );
+}
