@@ -458,6 +458,16 @@ mod tests {
         // field 4 (bool) = 0x20 0x01 and field 5 (message) = 0x2a follow the memo in ascending tag order.
         let memo_end = raw.body_bytes.windows(11).position(|w| w == b"relay-miner").unwrap() + 11;
         assert_eq!(&raw.body_bytes[memo_end..memo_end + 3], &[0x20, 0x01, 0x2a]);
+        // The whole body, assembled by hand from cosmos-sdk v0.53's tx.proto (§6.5): messages = 1 (Any: type_url 1,
+        // value 2), memo = 2, unordered = 4, timeout_timestamp = 5 (Timestamp: seconds 1, nanos 2); no field 3
+        // (timeout_height 0). Not prost's reading of our own structs: a tag or type slip would change these bytes.
+        assert_eq!(
+            hex::encode(&raw.body_bytes),
+            "0a230a1c2f706f636b65742e70726f6f662e4d7367437265617465436c61696d12030a0161\
+             120b72656c61792d6d696e6572\
+             2001\
+             2a0808ace4cfaa061005"
+        );
         let auth = AuthInfo::decode(raw.auth_info_bytes.as_slice()).unwrap();
         assert_eq!(auth.signer_infos[0].sequence, 0);
         assert_eq!(
