@@ -447,6 +447,25 @@ mod tests {
         ] {
             assert!(validate_header(&bad).is_err(), "{bad:?}");
         }
+        // poktroll x/shared/types/service.go IsValidServiceId: non-empty, at most 42 characters of
+        // `^[a-zA-Z0-9_-]+$`. Refusing more than the chain would refuse relays it pays for.
+        let with = |service_id: &str| {
+            validate_header(&SessionHeader {
+                service_id: service_id.into(),
+                ..good.clone()
+            })
+        };
+        for ok in [
+            "a",
+            "Eth-Mainnet_2",
+            &"x".repeat(42),
+            "0123456789_-ABCDEFGHIJKLMNOPQRSTUVWXYZabcd",
+        ] {
+            assert_eq!(with(ok), Ok(()), "{ok}");
+        }
+        for bad in ["", &"x".repeat(43), "eth.mainnet", "eth mainnet", "eth/1", "éth"] {
+            assert!(with(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]
