@@ -7,6 +7,12 @@ pub enum StorageError {
     /// resume once memory is freed.
     #[error("storage out of memory: {0}")]
     OutOfMemory(String),
+    /// The store refuses relay-log appends because its memory is above the relay threshold, kept below its
+    /// hard limit so the miner can still ingest what was accepted and prune (Redis: `used_memory` above
+    /// `storage.redis.relay_max_memory_ratio` of `maxmemory`). Only appends get it; every other write goes on.
+    /// Retryable: appends resume once the miner's ingest and pruning bring memory below the threshold.
+    #[error("storage memory above the relay threshold: {0}")]
+    RelayMemoryThreshold(String),
     /// The backend could not be reached or the connection dropped. Retryable.
     #[error("storage unavailable: {0}")]
     Unavailable(String),
@@ -33,6 +39,9 @@ pub enum StorageError {
 impl StorageError {
     /// Whether retrying the same call can succeed.
     pub fn is_retryable(&self) -> bool {
-        matches!(self, Self::OutOfMemory(_) | Self::Unavailable(_))
+        matches!(
+            self,
+            Self::OutOfMemory(_) | Self::RelayMemoryThreshold(_) | Self::Unavailable(_)
+        )
     }
 }

@@ -19,6 +19,15 @@ fn big_relay(n: u64) -> MinedRelay {
     }
 }
 
+/// Settings without the relay memory threshold (`redis_relay_threshold` tests it): these tests fill Redis with
+/// relay appends up to `maxmemory`, which the threshold would stop earlier.
+fn no_relay_threshold(url: String) -> RedisConfig {
+    RedisConfig {
+        relay_max_memory_ratio: 1.0,
+        ..RedisConfig::new(url)
+    }
+}
+
 fn is_oom(r: Result<impl std::fmt::Debug, StorageError>) -> bool {
     match r {
         Err(e @ StorageError::OutOfMemory(_)) => {
@@ -60,7 +69,7 @@ async fn fill(server: &RedisServer, b: &RedisBackend) -> StorageError {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn oom_is_typed_counted_and_recovers() {
     let server = RedisServer::start(ServerOptions::max_memory(2 << 20)).unwrap();
-    let b = RedisBackend::connect(RedisConfig::new(server.url())).await.unwrap();
+    let b = RedisBackend::connect(no_relay_threshold(server.url())).await.unwrap();
     let s = b.storage();
     let ttl = Duration::from_secs(30);
 
@@ -168,7 +177,7 @@ async fn oom_is_typed_counted_and_recovers() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn flushall_also_recovers_and_other_errors_count_as_redis_error() {
     let mut server = RedisServer::start(ServerOptions::max_memory(2 << 20)).unwrap();
-    let mut cfg = RedisConfig::new(server.url());
+    let mut cfg = no_relay_threshold(server.url());
     cfg.response_timeout = Duration::from_millis(500);
     cfg.connection_timeout = Duration::from_millis(300);
     cfg.reconnect_retries = 1;

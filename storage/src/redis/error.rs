@@ -6,8 +6,9 @@
 //! hit it reports it in its message, so all three places are checked. OOM maps to
 //! [`StorageError::OutOfMemory`] (retryable: writes resume once memory is freed); connection, timeout and
 //! transient server states (`LOADING`, `BUSY`, `TRYAGAIN`, `MASTERDOWN`, `READONLY`, `CLUSTERDOWN`) map to
-//! [`StorageError::Unavailable`]; the `FENCED` error of a fenced script to [`StorageError::Fenced`]; everything
-//! else to [`StorageError::Backend`].
+//! [`StorageError::Unavailable`]; the `FENCED` error of a fenced script to [`StorageError::Fenced`]; the
+//! `RELAYMEM` error of a relay append above the relay memory threshold (`log` module) to
+//! [`StorageError::RelayMemoryThreshold`]; everything else to [`StorageError::Backend`].
 
 use redis::RedisError;
 
@@ -46,6 +47,9 @@ pub fn map(what: &str, e: RedisError) -> StorageError {
     let msg = format!("redis {what}: {e}");
     if has_code(&e, "FENCED") || e.to_string().contains("FENCED lease") {
         return StorageError::Fenced(msg);
+    }
+    if has_code(&e, "RELAYMEM") || e.to_string().contains("RELAYMEM used_memory") {
+        return StorageError::RelayMemoryThreshold(msg);
     }
     if is_oom(&e) {
         return StorageError::OutOfMemory(msg);

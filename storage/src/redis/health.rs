@@ -152,13 +152,28 @@ impl RedisBackend {
         let ratio = stats.record_memory(used, max);
         let warn_ratio = self.config().memory_warn_ratio;
         if max > 0 && ratio > warn_ratio {
-            tracing::warn!(
-                used_bytes = used,
-                max_bytes = max,
-                ratio,
-                threshold = warn_ratio,
-                "redis memory above the warning threshold; writes fail with OOM at maxmemory"
-            );
+            let relay_threshold = self.relay_memory_threshold();
+            if relay_threshold.is_some_and(|t| ratio > t) {
+                tracing::error!(
+                    used_bytes = used,
+                    max_bytes = max,
+                    ratio,
+                    relay_threshold,
+                    "redis memory above the relay threshold: relays are refused (relayers answer \
+                     redis_memory_threshold) until the miner's ingest and pruning bring it below; raise maxmemory \
+                     if it stays there"
+                );
+            } else {
+                tracing::warn!(
+                    used_bytes = used,
+                    max_bytes = max,
+                    ratio,
+                    threshold = warn_ratio,
+                    relay_threshold,
+                    "redis memory above the warning threshold; relays are refused above the relay threshold, every \
+                     write but session records and leases at maxmemory"
+                );
+            }
         }
         Ok(stats.memory())
     }

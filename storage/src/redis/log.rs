@@ -16,6 +16,9 @@
 //!   carry no `session` field to index, and a stream holds only what the miner has not acknowledged yet.
 //! - fenced views (`fence` module): `append` is one Lua script of `XADD`s, `ack` and each `trim_session` page
 //!   run the fenced twins of their scripts; deliveries are not fenced (see the `fence` module for why).
+//! - the relay memory threshold (module docs of `redis`): `append` is then that same Lua script, which first
+//!   reads `INFO memory` and refuses the whole batch (`RELAYMEM`, [`StorageError::RelayMemoryThreshold`]) above
+//!   the threshold. Only `append` checks it: `ack`, `trim_session` and deliveries free or move memory.
 //! - `backlog`: Lua over `XINFO GROUPS` (`lag`, `pending`), counting with `XRANGE` when `lag` is unknown.
 
 use std::sync::LazyLock;
@@ -112,18 +115,53 @@ return {#entries, last, removed}
     )
 });
 
-/// A fenced view's append: KEYS = the stream of each relay, ARGV = data, session, hash, end per relay.
-/// Returns the ids in order.
+/// The relay memory threshold check (module docs of `redis`, "Relay memory threshold"): refuses with the error
+/// code `RELAYMEM` while `used_memory` exceeds ARGV[1] of `maxmemory` (ARGV[1] ≥ 1, no `maxmemory` or an
+/// unreadable `INFO`: no refusal). Plain `string.find` rather than patterns: 13.3 vs 17 µs of Redis CPU a call.
+const MEMORY_CHECK: &str = r"
+local ratio = tonumber(ARGV[1])
+if ratio < 1 then
+  local info = redis.pcall('INFO', 'memory')
+  if type(info) == 'string' then
+    local a = string.find(info, 'used_memory:', 1, true)
+    local b = string.find(info, '\nmaxmemory:', 1, true)
+    if a and b then
+      local used = tonumber(string.sub(info, a + 12, (string.find(info, '\r', a, true) or 0) - 1))
+      local max = tonumber(string.sub(info, b + 11, (string.find(info, '\r', b, true) or 0) - 1))
+      if used and max and max > 0 and used > max * ratio then
+        return redis.error_reply('RELAYMEM used_memory ' .. used .. ' is above ' .. ARGV[1] ..
+          ' of maxmemory ' .. max .. ': relay appends refused, the rest is kept for the miner')
+      end
+    end
+  end
+end
+";
+
+/// The append of a fenced view or of one checking the relay memory threshold: KEYS = the stream of each relay,
+/// ARGV = the threshold ratio (`1` = none), then data, session, hash, end per relay. Returns the ids in order.
 static APPEND: LazyLock<Scripts> = LazyLock::new(|| {
-    Scripts::new(
+    Scripts::new(&format!(
+        "{MEMORY_CHECK}{}",
         r"
 local ids = {}
 for i = 1, NK do
-  local b = (i - 1) * 4
+  local b = 1 + (i - 1) * 4
   ids[i] = redis.call('XADD', KEYS[i], '*', 'data', ARGV[b + 1], 'session', ARGV[b + 2], 'hash', ARGV[b + 3],
     'end', ARGV[b + 4])
 end
 return ids
+"
+    ))
+});
+
+/// Whether a script reads `used_memory` and `maxmemory` from `INFO memory` (1) or not (0), checked at connect.
+pub(super) static MEMORY_PROBE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+local info = redis.pcall('INFO', 'memory')
+if type(info) ~= 'string' then return 0 end
+if string.find(info, 'used_memory:', 1, true) and string.find(info, '\nmaxmemory:', 1, true) then return 1 end
+return 0
 ",
     )
 });
@@ -387,8 +425,10 @@ impl RelayLog for RedisBackend {
         for supplier in streams {
             self.create_group(&self.keys().relay_stream(supplier)).await?;
         }
-        if self.fence.is_some() {
+        let threshold = self.relay_memory_threshold();
+        if self.fence.is_some() || threshold.is_some() {
             let mut inv = self.invocation(&APPEND);
+            inv.arg(threshold.map_or_else(|| "1".to_owned(), |r| r.to_string()));
             for r in &relays {
                 inv.key(self.keys().relay_stream(&r.supplier))
                     .arg(&r.payload)
@@ -397,10 +437,16 @@ impl RelayLog for RedisBackend {
                     .arg(r.session_end_height);
             }
             self.fence_args(&mut inv);
-            let ids: Vec<String> = inv
-                .invoke_async(&mut self.conn())
-                .await
-                .map_err(|e| self.err("XADD", e))?;
+            let ids: Vec<String> = match inv.invoke_async(&mut self.conn()).await {
+                Ok(ids) => ids,
+                Err(e) => {
+                    let e = self.err("XADD", e);
+                    if matches!(e, StorageError::RelayMemoryThreshold(_)) {
+                        self.inner.stats.record_relay_memory_refusal(relays.len());
+                    }
+                    return Err(e);
+                }
+            };
             if ids.len() != relays.len() {
                 return Err(corrupt("XADD reply count"));
             }

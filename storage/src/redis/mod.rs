@@ -44,6 +44,38 @@
 //! [`RedisBackend::readiness`] answers PING, the eviction policy (`maxmemory-policy` must be `noeviction`, else
 //! Redis deletes keys at maxmemory instead of refusing writes) and a small write with a typed [`NotReady`]
 //! reason.
+//!
+//! # Relay memory threshold
+//! At `maxmemory` Redis refuses the miner's trie writes too, so relays accepted but not ingested yet could not
+//! be claimed (revenue lost, the Go fleet's failure mode). Relay-log appends are therefore refused earlier, with
+//! [`StorageError::RelayMemoryThreshold`], while `used_memory` exceeds [`RedisConfig::relay_max_memory_ratio`]
+//! of `maxmemory`: the relayers stop adding, and the miner keeps the rest to ingest what was accepted and to
+//! prune (which frees memory; appends then resume on their own). Nothing else is subject to it: tries, session
+//! records, leases, acks, trims, deletes and KV writes go on up to `maxmemory` (records and leases beyond it,
+//! on Redis ≥ 7).
+//!
+//! The check runs in Redis, in the append itself: one Lua script reads `INFO memory` and either refuses (error
+//! `RELAYMEM`) or runs the `XADD`s, so the decision is never older than the append (the 30 s memory poll would
+//! let relayers overshoot by rate × size × 30 s, e.g. 1,000 relays/s × 2 KiB × 30 s = 60 MiB) and sees
+//! `maxmemory` changed at runtime. Measured on Redis 7.0 (`redis-benchmark` of the script, one 1 KB relay per
+//! call, `INFO commandstats`): 13.3 µs of Redis CPU per append against 5.6–6.3 µs with the check off (`INFO
+//! memory` alone: 4.0 µs; Lua patterns instead of `string.find`: 17 µs), so +7.3 µs per append, one round trip
+//! as before: at 2,000 appends/s, 1.5 % of one Redis core. A script cannot read `INFO` when the command is
+//! disabled: checked at connect, logged at WARN, and appends are then refused only at `maxmemory`.
+//!
+//! Default 0.9 (10 % of `maxmemory` for the miner). What the headroom must hold once appends are refused:
+//! - one append past the threshold (scripts run one at a time, so only the last one overshoots): at most
+//!   `relay_log.max_batch_relays` (512) relays, 1 MiB at 2 KiB each;
+//! - one ingest batch, written to a trie before its stream entries are deleted: at most 16 MiB of relay bytes
+//!   (the miner's `INGEST_BATCH_BYTES`);
+//! - the rest of the backlog costs nothing net: a relay's trie records took 0.87 of its stream entry's memory
+//!   (measured: 2,256 vs 2,591 bytes at a 2,000-byte relay, 605 vs 691 at 500), and its entry is deleted once
+//!   ingested; so is a failover's backlog (rate × lease TTL: 60 MiB at 1,000 relays/s × 2 KiB × 30 s, already
+//!   in `used_memory` when appends stop);
+//! - session records, leases and claims: kilobytes.
+//!
+//! About 20 MiB: 10 % covers it from `maxmemory` 200 MiB on (a supplier's tries take gigabytes: every relay of
+//! its unsettled sessions); below that, lower the ratio.
 
 pub mod error;
 mod fence;
@@ -74,6 +106,13 @@ pub use log::BlockingReader;
 pub use stats::{AcquireFailure, MemorySnapshot, RedisStats};
 pub use trie::{INLINE_MAX as TRIE_INLINE_MAX, RedisNodeStore};
 
+/// Default [`RedisConfig::memory_warn_ratio`]: below the relay threshold, so the WARN comes first.
+pub const DEFAULT_MEMORY_WARN_RATIO: f64 = 0.8;
+
+/// Default [`RedisConfig::relay_max_memory_ratio`]: 10 % of `maxmemory` kept for the miner (module docs, "Relay
+/// memory threshold", for the arithmetic).
+pub const DEFAULT_RELAY_MAX_MEMORY_RATIO: f64 = 0.9;
+
 /// Settings of the Redis backend.
 #[derive(Debug, Clone)]
 pub struct RedisConfig {
@@ -97,8 +136,14 @@ pub struct RedisConfig {
     pub leader_watch_interval: Duration,
     /// Interval of the `INFO MEMORY` monitor.
     pub memory_poll_interval: Duration,
-    /// The monitor warns when `used_memory / maxmemory` exceeds this.
+    /// The monitor warns when `used_memory / maxmemory` exceeds this (below `relay_max_memory_ratio`, so the
+    /// warning comes before relays are refused).
     pub memory_warn_ratio: f64,
+    /// Relay-log appends are refused with [`StorageError::RelayMemoryThreshold`] while `used_memory` exceeds this
+    /// share of `maxmemory` (module docs, "Relay memory threshold"); every other write goes on up to
+    /// `maxmemory`. `1.0` (or more) turns it off: appends are then refused only at `maxmemory`, by Redis (OOM).
+    /// Without a `maxmemory` (0) nothing is refused.
+    pub relay_max_memory_ratio: f64,
     /// This process' name in the readiness probe key.
     pub instance_id: String,
     /// `COUNT` hint of the `HSCAN` that prefetches a trie namespace.
@@ -118,7 +163,8 @@ pub struct RedisConfig {
 
 impl RedisConfig {
     /// Defaults for `url`: prefix `ha`, 3 s response / 2 s connect timeouts, 6 reconnect attempts up to 2 s
-    /// apart, 2 s `BLOCK`, 500 ms leader watch, 30 s memory poll warning above 90 %.
+    /// apart, 2 s `BLOCK`, 500 ms leader watch, 30 s memory poll warning above 80 %, relay appends refused
+    /// above 90 % of `maxmemory` ([`DEFAULT_RELAY_MAX_MEMORY_RATIO`]).
     pub fn new(url: impl Into<String>) -> Self {
         Self {
             url: url.into(),
@@ -131,7 +177,8 @@ impl RedisConfig {
             block_timeout: Duration::from_secs(2),
             leader_watch_interval: Duration::from_millis(500),
             memory_poll_interval: Duration::from_secs(30),
-            memory_warn_ratio: 0.9,
+            memory_warn_ratio: DEFAULT_MEMORY_WARN_RATIO,
+            relay_max_memory_ratio: DEFAULT_RELAY_MAX_MEMORY_RATIO,
             instance_id: format!("relay-miner-{}", std::process::id()),
             trie_scan_count: 1000,
             tls_root_cert_pem: None,
@@ -172,6 +219,9 @@ pub(crate) struct Inner {
     pub(crate) reclaimed: Mutex<HashMap<String, std::time::Instant>>,
     /// Whether the server runs scripts with flags (Redis ≥ 7): the `allow-oom` twins are used (`fence` module).
     pub(crate) script_flags: std::sync::atomic::AtomicBool,
+    /// Whether a script can read `INFO memory` (checked at connect): relay appends then check the relay memory
+    /// threshold (`log` module); when it cannot (INFO disabled), appends are refused only at `maxmemory`.
+    pub(crate) memory_gate: std::sync::atomic::AtomicBool,
 }
 
 /// A nonce unique to this backend: `{boot id}:{pid namespace}:{pid}:{random}` (the boot id is the kernel's
@@ -282,11 +332,14 @@ impl RedisBackend {
                 refresher_started: std::sync::atomic::AtomicBool::new(false),
                 reclaimed: Mutex::default(),
                 script_flags: std::sync::atomic::AtomicBool::new(false),
+                memory_gate: std::sync::atomic::AtomicBool::new(false),
             }),
             fence: None,
         };
         // Redis ≥ 7 runs flagged scripts: session records and leadership are then written at maxmemory too.
         backend.detect_script_flags().await;
+        // Whether relay appends can check the relay memory threshold in Redis (INFO readable by scripts).
+        backend.detect_memory_gate().await;
         // A wrong eviction policy is an ERROR now, not a surprise at maxmemory (readiness keeps failing on it).
         backend.check_eviction_policy().await;
         // So is running without AOF (a restart loses acknowledged relays and claimed tries).
@@ -330,6 +383,30 @@ impl RedisBackend {
         }
     }
 
+    /// Whether a script can read `INFO memory` (module docs, "Relay memory threshold"); logged at WARN when it
+    /// cannot while a relay threshold is configured.
+    async fn detect_memory_gate(&self) {
+        let probe: Result<i64, _> = log::MEMORY_PROBE.invoke_async(&mut self.conn()).await;
+        let readable = probe.is_ok_and(|n| n == 1);
+        self.inner
+            .memory_gate
+            .store(readable, std::sync::atomic::Ordering::Relaxed);
+        if !readable && self.config().relay_max_memory_ratio < 1.0 {
+            tracing::warn!(
+                relay_max_memory_ratio = self.config().relay_max_memory_ratio,
+                "redis INFO cannot be read by scripts (disabled or renamed): relay appends are not held below the \
+                 relay memory threshold and are refused only at maxmemory, where the miner's trie writes are \
+                 refused too"
+            );
+        }
+    }
+
+    /// The relay memory threshold relay appends check in Redis (`None`: off, or `INFO` not readable there).
+    pub fn relay_memory_threshold(&self) -> Option<f64> {
+        let ratio = self.config().relay_max_memory_ratio;
+        (ratio < 1.0 && self.inner.memory_gate.load(std::sync::atomic::Ordering::Relaxed)).then_some(ratio)
+    }
+
     /// The bundle of every contract trait served by this backend.
     pub fn storage(&self) -> Storage {
         Storage::from_backend("redis", Arc::new(self.clone()), self.fence.as_deref().cloned())
@@ -344,7 +421,9 @@ impl RedisBackend {
     /// refusals, memory gauges and the monitor's heartbeat; names in the `stats` module), labelled with this
     /// backend's `instance_id`. Register them once per backend with the process's registry.
     pub fn collectors(&self) -> Result<Vec<Box<dyn prometheus::core::Collector>>, prometheus::Error> {
-        self.inner.stats.collectors(&self.inner.cfg.instance_id)
+        self.inner
+            .stats
+            .collectors(&self.inner.cfg.instance_id, self.relay_memory_threshold())
     }
 
     /// The key layout in use.

@@ -16,6 +16,8 @@
 //! | `ha_storage_redis_oom_errors_total` (every operation refused with OOM) | counter | ours |
 //! | `ha_storage_redis_memory_last_poll_timestamp_seconds` (0 = never; stalls when the monitor does) | gauge | ours |
 //! | `ha_storage_redis_memory_poll_failures_total` | counter | ours |
+//! | `ha_storage_redis_relays_refused_memory_threshold_total` (relays whose append the relay memory threshold refused) | counter | ours |
+//! | `ha_storage_redis_relay_memory_threshold_ratio` (the threshold in use; 0 = none) | gauge | ours |
 //!
 //! The collector reads the atomics below at scrape time, so there is one source of truth.
 
@@ -58,6 +60,7 @@ pub struct RedisStats {
     memory_ratio_bits: AtomicU64,
     memory_last_poll_unix_ms: AtomicU64,
     memory_poll_failures: AtomicU64,
+    relays_refused_memory_threshold: AtomicU64,
     /// Unix ms of the last logged acquisition failure (0 = none in the current streak).
     acquire_last_log_unix_ms: AtomicU64,
 }
@@ -103,6 +106,11 @@ impl RedisStats {
         self.oom_errors.load(Ordering::Relaxed)
     }
 
+    /// Relays whose append was refused by the relay memory threshold, since start.
+    pub fn relays_refused_memory_threshold(&self) -> u64 {
+        self.relays_refused_memory_threshold.load(Ordering::Relaxed)
+    }
+
     /// The memory gauges of the last `INFO MEMORY` poll.
     pub fn memory(&self) -> MemorySnapshot {
         MemorySnapshot {
@@ -141,6 +149,11 @@ impl RedisStats {
                 .is_ok()
     }
 
+    pub(crate) fn record_relay_memory_refusal(&self, relays: usize) {
+        self.relays_refused_memory_threshold
+            .fetch_add(u64::try_from(relays).unwrap_or(u64::MAX), Ordering::Relaxed);
+    }
+
     pub(crate) fn record_oom(&self) {
         self.oom_errors.fetch_add(1, Ordering::Relaxed);
     }
@@ -161,8 +174,19 @@ impl RedisStats {
 
 impl RedisStats {
     /// Prometheus collectors of these stats (the series in the module docs), `instance` labelling the
-    /// acquisition failures like the Go fleet's instance id. Register them once per backend.
-    pub fn collectors(self: &Arc<Self>, instance: &str) -> Result<Vec<Box<dyn Collector>>, prometheus::Error> {
+    /// acquisition failures like the Go fleet's instance id; `relay_threshold` is the relay memory threshold in
+    /// use (`None`: none). Register them once per backend.
+    pub fn collectors(
+        self: &Arc<Self>,
+        instance: &str,
+        relay_threshold: Option<f64>,
+    ) -> Result<Vec<Box<dyn Collector>>, prometheus::Error> {
+        let relay_threshold_gauge = Gauge::new(
+            "ha_storage_redis_relay_memory_threshold_ratio",
+            "Share of maxmemory above which relay appends are refused so the miner keeps headroom (0 = none: \
+             off, no maxmemory check possible)",
+        )?;
+        relay_threshold_gauge.set(relay_threshold.unwrap_or(0.0));
         let acquire_failures = IntCounterVec::new(
             Opts::new(
                 "ha_miner_leader_acquisition_failures_total",
@@ -205,6 +229,12 @@ impl RedisStats {
                 "ha_storage_redis_memory_poll_failures_total",
                 "INFO MEMORY polls that failed (Redis unreachable, unparsable reply)",
             )?,
+            relays_refused: IntCounter::new(
+                "ha_storage_redis_relays_refused_memory_threshold_total",
+                "Relays whose relay-log append was refused because Redis used_memory was above the relay memory \
+                 threshold (storage.redis.relay_max_memory_ratio of maxmemory)",
+            )?,
+            relay_threshold: relay_threshold_gauge,
             descs: Vec::new(),
         };
         Ok(vec![Box::new(collector.with_descs())])
@@ -226,6 +256,8 @@ struct StatsCollector {
     ratio: Gauge,
     last_poll: Gauge,
     poll_failures: IntCounter,
+    relays_refused: IntCounter,
+    relay_threshold: Gauge,
     descs: Vec<Desc>,
 }
 
@@ -247,7 +279,7 @@ impl StatsCollector {
         self
     }
 
-    fn parts(&self) -> [&dyn Collector; 8] {
+    fn parts(&self) -> [&dyn Collector; 10] {
         [
             &self.acquire_failures,
             &self.consecutive,
@@ -257,6 +289,8 @@ impl StatsCollector {
             &self.ratio,
             &self.last_poll,
             &self.poll_failures,
+            &self.relays_refused,
+            &self.relay_threshold,
         ]
     }
 }
@@ -280,6 +314,7 @@ impl Collector for StatsCollector {
             self.ratio.set(m.ratio);
             self.last_poll.set(m.last_poll_unix_ms as f64 / 1000.0);
             advance(&self.poll_failures, m.poll_failures);
+            advance(&self.relays_refused, s.relays_refused_memory_threshold());
         }
         self.parts().iter().flat_map(|c| c.collect()).collect()
     }
@@ -329,13 +364,14 @@ mod tests {
     fn collectors_mirror_the_stats() {
         let s = Arc::new(RedisStats::default());
         let registry = prometheus::Registry::new();
-        for c in s.collectors("miner-a").unwrap() {
+        for c in s.collectors("miner-a", Some(0.9)).unwrap() {
             registry.register(c).unwrap();
         }
         s.record_acquire_failure(AcquireFailure::RedisOom);
         s.record_acquire_failure(AcquireFailure::RedisOom);
         s.record_oom();
         s.record_memory(900, 1000);
+        s.record_relay_memory_refusal(3);
         let text = |r: &prometheus::Registry| {
             let mut out = String::new();
             prometheus::TextEncoder::new()
@@ -362,5 +398,13 @@ mod tests {
         assert!(out.contains("ha_miner_redis_used_memory_bytes 900"), "{out}");
         assert!(out.contains("ha_miner_redis_max_memory_bytes 1000"), "{out}");
         assert!(out.contains("ha_miner_redis_memory_usage_ratio 0.9"), "{out}");
+        assert!(
+            out.contains("ha_storage_redis_relays_refused_memory_threshold_total 3"),
+            "{out}"
+        );
+        assert!(
+            out.contains("ha_storage_redis_relay_memory_threshold_ratio 0.9"),
+            "{out}"
+        );
     }
 }
