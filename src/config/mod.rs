@@ -195,6 +195,12 @@ pub struct RedisConfig {
     /// connect). A Redis restart then loses relays already acknowledged to gateways and the tries of claimed
     /// sessions (claims that cannot be proven are slashed).
     pub allow_without_aof: bool,
+    /// Relay appends are refused (relayers answer `redis_memory_threshold`) while Redis `used_memory` is above
+    /// this share of `maxmemory`, so the miner keeps the rest to ingest what was accepted and to prune; `1` =
+    /// only at `maxmemory` (where the miner's trie writes are refused too). No effect without a `maxmemory`.
+    pub relay_max_memory_ratio: f64,
+    /// The memory monitor warns above this share of `maxmemory` (below `relay_max_memory_ratio`).
+    pub memory_warn_ratio: f64,
 }
 
 impl Default for RedisConfig {
@@ -208,6 +214,8 @@ impl Default for RedisConfig {
             heartbeat_rate_seconds: 10,
             tls_ca_file: None,
             allow_without_aof: false,
+            relay_max_memory_ratio: storage::redis::DEFAULT_RELAY_MAX_MEMORY_RATIO,
+            memory_warn_ratio: storage::redis::DEFAULT_MEMORY_WARN_RATIO,
         }
     }
 }

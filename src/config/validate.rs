@@ -166,6 +166,30 @@ impl Config {
                         "must be shorter than storage.redis.leader_ttl_seconds or the lease lapses between renewals",
                     );
                 }
+                let ratio = |v: f64| v > 0.0 && v <= 1.0;
+                let (relay, warn) = (storage.redis.relay_max_memory_ratio, storage.redis.memory_warn_ratio);
+                if !ratio(relay) {
+                    issues.push(
+                        "storage.redis.relay_max_memory_ratio",
+                        format!(
+                            "`{relay}` must be a share of maxmemory in (0, 1] (1 = refuse relays only at maxmemory)"
+                        ),
+                    );
+                }
+                if !ratio(warn) {
+                    issues.push(
+                        "storage.redis.memory_warn_ratio",
+                        format!("`{warn}` must be a share of maxmemory in (0, 1]"),
+                    );
+                } else if ratio(relay) && warn >= relay {
+                    issues.push(
+                        "storage.redis.memory_warn_ratio",
+                        format!(
+                            "`{warn}` must be below storage.redis.relay_max_memory_ratio ({relay}): the warning is to \
+                             come before relays are refused"
+                        ),
+                    );
+                }
             }
             StorageMode::Raft => {
                 let raft = &storage.raft;
@@ -722,6 +746,45 @@ relay_server:
         let issues = Config::from_yaml(&text).unwrap().validate();
         let keys: Vec<&str> = issues.iter().map(|i| i.key.as_str()).collect();
         assert_eq!(keys, vec!["storage.redis.url", "storage.redis.heartbeat_rate_seconds"]);
+    }
+
+    /// The relay memory threshold and the warning below it: shares of maxmemory in (0, 1], the warning first.
+    #[test]
+    fn redis_memory_ratios_are_shares_with_the_warning_first() {
+        let redis = "storage:\n  mode: redis\n  redis:\n    url: redis://127.0.0.1:6379\n";
+        let config = Config::from_yaml(&format!("{MINIMAL}{redis}")).unwrap();
+        assert!(config.validate().is_empty(), "{:?}", config.validate());
+        assert_eq!(
+            (
+                config.storage.redis.relay_max_memory_ratio,
+                config.storage.redis.memory_warn_ratio
+            ),
+            (0.9, 0.8)
+        );
+        let keys = |extra: &str| issue_keys(&format!("{MINIMAL}{redis}{extra}"));
+        assert!(keys("    relay_max_memory_ratio: 1\n    memory_warn_ratio: 0.95\n").is_empty());
+        for bad in ["0", "-0.5", "1.2", ".nan"] {
+            assert_eq!(
+                keys(&format!("    relay_max_memory_ratio: {bad}\n")),
+                vec!["storage.redis.relay_max_memory_ratio"],
+                "{bad}"
+            );
+            assert_eq!(
+                keys(&format!("    memory_warn_ratio: {bad}\n")),
+                vec!["storage.redis.memory_warn_ratio"],
+                "{bad}"
+            );
+        }
+        let warn_at_or_above = keys("    relay_max_memory_ratio: 0.7\n");
+        assert_eq!(warn_at_or_above, vec!["storage.redis.memory_warn_ratio"]);
+        let text = format!("{MINIMAL}{redis}    relay_max_memory_ratio: 0.8\n");
+        let issue = &Config::from_yaml(&text).unwrap().validate()[0];
+        assert!(
+            issue
+                .problem
+                .contains("below storage.redis.relay_max_memory_ratio (0.8)"),
+            "{issue}"
+        );
     }
 
     #[test]

@@ -152,6 +152,8 @@ pub async fn open(config: &Config, overrides: &RaftOverrides) -> Result<OpenedSt
             // labels `ha_miner_leader_acquisition_failures_total{instance}`.
             cfg.instance_id = r.consumer_name.clone().unwrap_or_else(consumer_default);
             cfg.require_aof = !r.allow_without_aof;
+            cfg.relay_max_memory_ratio = r.relay_max_memory_ratio;
+            cfg.memory_warn_ratio = r.memory_warn_ratio;
             // 0 disables the take-over of a dead consumer's pending entries.
             cfg.claim_idle_timeout =
                 (r.claim_idle_timeout_ms > 0).then(|| Duration::from_millis(r.claim_idle_timeout_ms));

@@ -91,6 +91,11 @@ pub enum RelayError {
         /// This relay miner's height when it gave up waiting.
         height: i64,
     },
+    /// Redis memory is above the relay threshold (`storage.redis.relay_max_memory_ratio` of `maxmemory`): relays
+    /// are not recorded so the miner keeps headroom to ingest and prune; taken again once memory is below it.
+    /// Every relayer on that Redis refuses alike.
+    #[error("relay not recorded: {0}")]
+    MemoryThreshold(storage::StorageError),
 }
 
 impl RelayError {
@@ -116,6 +121,7 @@ impl RelayError {
     /// | 16 | relay_too_large | 507 |
     /// | 17 | overloaded | 503 |
     /// | 18 | session_not_started | 503 |
+    /// | 19 | redis_memory_threshold | 503 |
     pub fn code(&self) -> (u32, &'static str) {
         match self {
             Self::Malformed(_) => (1, "malformed"),
@@ -136,6 +142,7 @@ impl RelayError {
             Self::RelayTooLarge(_) => (16, "relay_too_large"),
             Self::Overloaded { .. } => (17, "overloaded"),
             Self::SessionNotStarted { .. } => (18, "session_not_started"),
+            Self::MemoryThreshold(_) => (19, "redis_memory_threshold"),
         }
     }
 
@@ -146,7 +153,8 @@ impl RelayError {
             | Self::Storage(_)
             | Self::MeterUnavailable(_)
             | Self::Overloaded { .. }
-            | Self::SessionNotStarted { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            | Self::SessionNotStarted { .. }
+            | Self::MemoryThreshold(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Backend(_) | Self::ResponseTooLarge { .. } => StatusCode::BAD_GATEWAY,
             Self::BackendTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
             Self::OverServiced(_) => StatusCode::TOO_MANY_REQUESTS,
@@ -157,11 +165,12 @@ impl RelayError {
         }
     }
 
-    /// A relay log append failure: [`RelayError::RelayTooLarge`] for a relay too large to hold, else
-    /// [`RelayError::Storage`].
+    /// A relay log append failure: [`RelayError::RelayTooLarge`] for a relay too large to hold,
+    /// [`RelayError::MemoryThreshold`] for Redis above the relay threshold, else [`RelayError::Storage`].
     pub(super) fn from_storage(e: storage::StorageError) -> Self {
         match e {
             storage::StorageError::TooLarge(_) => Self::RelayTooLarge(e),
+            storage::StorageError::RelayMemoryThreshold(_) => Self::MemoryThreshold(e),
             e => Self::Storage(e),
         }
     }

@@ -10,6 +10,17 @@
 //! its own with `StorageError::TooLarge` before it is queued: it neither fails its batch-mates nor counts as a
 //! storage outage (which would refuse every relay for [`REFUSE_AFTER_FAILURE`]).
 //!
+//! Redis above its relay memory threshold (`storage.redis.relay_max_memory_ratio` of `maxmemory`; storage crate,
+//! `redis` module docs) refuses appends with `StorageError::RelayMemoryThreshold`: handled like any failed append
+//! (relays refused before the backend for [`REFUSE_AFTER_FAILURE`], the first success ends it, so appends resume
+//! without a restart once the miner's pruning freed memory), but answered as `redis_memory_threshold` (code 19,
+//! 503) and logged as such, at most once a second. `/ready` stays green meanwhile: every relayer on that Redis
+//! refuses alike, so going unready would move no traffic to a relayer that could take it (there is none), would
+//! empty a load balancer's pool or stall a rolling restart, and would turn a 503 that names its reason into
+//! connection errors; the process itself works (its miner ingests and prunes), and the state is on `/metrics`
+//! (`ha_relayer_relays_rejected_total{reason="redis_memory_threshold"}`, `ha_miner_redis_memory_usage_ratio`).
+//! Redis at `maxmemory` still fails `/ready` (`redis_oom`): the miner's writes are refused then.
+//!
 //! A backend that group-commits concurrent appends itself ([`storage::RelayLog::coalesces_appends`], the
 //! embedded redb log with its write-ahead log) gets durable appends straight from the handler: batching here
 //! too would only add a task hop and a wake-up to every relay's latency.
@@ -34,8 +45,8 @@ pub trait LogObserver: Send + Sync {
     fn batch(&self, relays: usize, ok: bool);
     /// A durable append made without batching here (the backend coalesces appends) failed.
     fn append_failed(&self);
-    /// A relay appended without durable ack was lost because its batch failed.
-    fn dropped(&self, service_id: &str);
+    /// A relay appended without durable ack was lost because its batch failed with `error`.
+    fn dropped(&self, service_id: &str, error: &storage::StorageError);
 }
 
 /// One queued relay.
@@ -94,7 +105,24 @@ impl Outcomes {
             Err(e) => {
                 *last = Some((Instant::now(), e.clone()));
                 drop(last);
-                if let Some(suppressed) = self.throttle.admit() {
+                let Some(suppressed) = self.throttle.admit() else {
+                    return;
+                };
+                if let storage::StorageError::RelayMemoryThreshold(e) = e {
+                    // Not a storage failure: Redis is kept below maxmemory for the miner (storage crate, `redis`
+                    // module docs, "Relay memory threshold").
+                    tracing::error!(
+                        error = %e,
+                        relays,
+                        suppressed,
+                        "redis memory above relay threshold: relays are refused (redis_memory_threshold, code 19) \
+                         before reaching the backend, so the miner keeps the rest of maxmemory to ingest what was \
+                         accepted and to prune; taken again once its pruning brings memory below \
+                         storage.redis.relay_max_memory_ratio (`suppressed`: refused appends not logged since the \
+                         last line; every refused relay is counted in \
+                         ha_relayer_relays_rejected_total{{reason=\"redis_memory_threshold\"}})"
+                    );
+                } else {
                     tracing::error!(
                         error = %e,
                         relays,
@@ -260,8 +288,11 @@ async fn run(
                     Some(ack) => {
                         let _ = ack.send(result.clone());
                     }
-                    None if result.is_err() => observer.dropped(&service_id),
-                    None => {}
+                    None => {
+                        if let Err(e) = &result {
+                            observer.dropped(&service_id, e);
+                        }
+                    }
                 }
             }
         });
@@ -279,7 +310,7 @@ mod tests {
     impl LogObserver for Quiet {
         fn batch(&self, _relays: usize, _ok: bool) {}
         fn append_failed(&self) {}
-        fn dropped(&self, _service_id: &str) {}
+        fn dropped(&self, _service_id: &str, _error: &storage::StorageError) {}
     }
 
     /// Storage that refuses an append makes the appender refuse new relays for a second (they would fail the

@@ -199,8 +199,9 @@ impl super::log::LogObserver for Metrics {
         self.batch_failures.with_label_values(&["relay_log"]).inc();
     }
 
-    fn dropped(&self, service_id: &str) {
-        self.dropped.with_label_values(&[service_id, "storage_error"]).inc();
+    fn dropped(&self, service_id: &str, error: &storage::StorageError) {
+        let reason = super::error::RelayError::from_storage(error.clone()).code().1;
+        self.dropped.with_label_values(&[service_id, reason]).inc();
     }
 }
 

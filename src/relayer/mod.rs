@@ -608,7 +608,7 @@ impl Relayer {
                 }
                 // Storage refusing appends right now: refuse before the backend works for nothing.
                 if let Some(e) = self.appender.refusing() {
-                    return Err(fail(RelayError::Storage(e)));
+                    return Err(fail(RelayError::from_storage(e)));
                 }
                 // Both costs before the backend works: a relay is not served and then dropped because the
                 // difficulty target could not be read after the backend answered.
@@ -659,7 +659,7 @@ impl Relayer {
                     }
                 }
                 if let Some(e) = self.appender.refusing() {
-                    return Err(fail(RelayError::Storage(e)));
+                    return Err(fail(RelayError::from_storage(e)));
                 }
                 self.observe_phase(&self.metrics.pre_backend, &service_id, rt, started);
                 let backend_response = self.forward(service, backend, payload).await.map_err(fail)?;

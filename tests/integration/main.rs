@@ -17,6 +17,7 @@ mod redis_storage;
 mod relay_server;
 mod relayer;
 mod relayer_guards;
+mod relayer_redis_memory;
 mod sim;
 mod support;
 mod tx_cosmrs_oracle;

@@ -16,7 +16,7 @@ use relay_miner::protocol::wire::method::{
 use crate::relayer::{ChainFault, Net, error_code, eventually};
 
 /// The sum of every sample of metric `name` whose labels contain `labels`.
-fn metric_sum(telemetry: &relay_miner::telemetry::Telemetry, name: &str, labels: &str) -> u64 {
+pub(crate) fn metric_sum(telemetry: &relay_miner::telemetry::Telemetry, name: &str, labels: &str) -> u64 {
     telemetry
         .render_metrics()
         .lines()
