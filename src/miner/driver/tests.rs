@@ -26,6 +26,7 @@ mod ingest_failure;
 mod keyless_tombstones;
 mod partial_persist;
 mod pruned;
+mod redis_threshold;
 mod tip;
 
 const LEASE: Duration = Duration::from_secs(60);
