@@ -95,7 +95,9 @@ pub struct Backlog {
 pub trait RelayLog: Send + Sync {
     /// Appends a batch of relays (any suppliers) and returns their ids in input order. When this returns `Ok`,
     /// every relay of the batch is durable (survives kill -9 of this process). On `Err` none or some may have
-    /// been stored; retrying may duplicate entries (consumers must tolerate duplicates: same relay hash).
+    /// been stored; retrying may duplicate entries (consumers must tolerate duplicates: same relay hash). A store
+    /// that keeps headroom for its miner refuses the whole batch with [`StorageError::RelayMemoryThreshold`]
+    /// (Redis above `relay_max_memory_ratio` of `maxmemory`) while its other writes go on.
     async fn append(&self, relays: Vec<MinedRelay>) -> Result<Vec<EntryId>, StorageError>;
 
     /// True when the backend itself group-commits concurrent [`RelayLog::append`] calls (everything queued while
