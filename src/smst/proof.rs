@@ -1,6 +1,7 @@
 //! Closest proofs (§5.1–5.4): generation by greedy descent, compaction into the gob wire struct and back, and
 //! verification exactly as the chain does it (§5.4 step 17, including what it does *not* check: key/path
-//! consistency and Depth == #SideNodes).
+//! consistency and Depth == #SideNodes; SiblingData is any node encoding, an extension `02…` hashed as its
+//! inner-chain expansion, and is not checked at all without side nodes).
 
 use storage::NodeStore;
 
@@ -241,9 +242,45 @@ impl ClosestProof {
     }
 }
 
-fn to_digest(node: &[u8]) -> Result<[u8; DIGEST_LEN], ProofError> {
-    node.try_into()
-        .map_err(|_| ProofError::Malformed("side node is not 48 bytes"))
+/// Length of an extension encoding's fixed head: prefix `02`, path bounds (2 bytes), path (32 bytes).
+const EXTENSION_HEAD_LEN: usize = 1 + 2 + 32;
+
+/// The digest the chain computes from `SiblingData` (smt v0.14.1 `hashSumSerialization`, spec §5 and §5.4 (17)):
+/// an extension encoding `02 ‖ [start, end] ‖ path ‖ child digest ‖ sum ‖ count` is hashed as the chain of inner
+/// nodes with empty siblings it stands for (`extensionNode.expand`: bits `end−1` down to `start` of its path
+/// wrap the child digest; its own sum and count are not read; with `end ≤ start` the child digest itself);
+/// any other encoding (leaf `00`, inner `01`) as `SHA256(data) ‖ its last 16 bytes` (sum, count). `None` where
+/// the chain could not slice the bytes (shorter than its layout needs), or for an extension whose child digest is
+/// not 48 bytes but needs wrapping (no node of a real trie).
+pub fn sibling_digest(data: &[u8]) -> Option<Vec<u8>> {
+    if data.first() == Some(&2) {
+        if data.len() < EXTENSION_HEAD_LEN + 16 {
+            return None;
+        }
+        let (start, end) = (usize::from(data[1]), usize::from(data[2]));
+        let path: [u8; 32] = data[3..EXTENSION_HEAD_LEN].try_into().ok()?;
+        let child = &data[EXTENSION_HEAD_LEN..data.len() - 16];
+        if end <= start {
+            return Some(child.to_vec());
+        }
+        let child: [u8; DIGEST_LEN] = child.try_into().ok()?;
+        return Some(hash::wrap_chain(child, &path, start, end).to_vec());
+    }
+    if data.len() < 16 {
+        return None;
+    }
+    let mut digest = sha256(data).to_vec();
+    digest.extend_from_slice(&data[data.len() - 16..]);
+    Some(digest)
+}
+
+/// A side node as the chain folds it: copied into a 48-byte buffer (smt `verifyProofWithUpdates`), so a shorter
+/// one is zero-padded and a longer one cut (their sizes are only checked when SiblingData is checked).
+fn fold_digest(node: &[u8]) -> [u8; DIGEST_LEN] {
+    let mut digest = [0u8; DIGEST_LEN];
+    let n = node.len().min(DIGEST_LEN);
+    digest[..n].copy_from_slice(&node[..n]);
+    digest
 }
 
 /// Verifies a decompacted closest proof against a 48-byte claim root exactly as the chain does (§5.4 step 17).
@@ -278,14 +315,13 @@ pub fn verify_closest_proof(proof: &ClosestProof, root: &[u8]) -> Result<(), Pro
     if proof.side_nodes.len() > 256 {
         return Err(ProofError::Malformed("more than 256 side nodes"));
     }
-    if let Some(sibling) = &proof.sibling_data {
-        let nodes = proof
-            .side_nodes
-            .iter()
-            .map(|n| to_digest(n))
-            .collect::<Result<Vec<_>, _>>()?;
-        let first = nodes.first().ok_or(ProofError::SiblingMismatch)?;
-        if hash::digest_of_encoding(sibling).as_ref() != Some(first) {
+    // SiblingData is checked only when present with side nodes (smt `validateBasic`: skipped when nil or when
+    // there are no side nodes); then every side node must be 48 bytes and the data must hash to the deepest.
+    if let Some(sibling) = proof.sibling_data.as_ref().filter(|_| !proof.side_nodes.is_empty()) {
+        if proof.side_nodes.iter().any(|n| n.len() != DIGEST_LEN) {
+            return Err(ProofError::Malformed("side node is not 48 bytes"));
+        }
+        if sibling_digest(sibling).as_deref() != Some(proof.side_nodes[0].as_slice()) {
             return Err(ProofError::SiblingMismatch);
         }
     }
@@ -302,7 +338,7 @@ pub fn verify_closest_proof(proof: &ClosestProof, root: &[u8]) -> Result<(), Pro
     current[32..].copy_from_slice(&value[value.len() - 16..]);
     let n = proof.side_nodes.len();
     for (i, node) in proof.side_nodes.iter().enumerate() {
-        let node = to_digest(node)?;
+        let node = fold_digest(node);
         current = if bit(&closest, n - 1 - i) {
             inner_digest(&node, &current)
         } else {
@@ -339,3 +375,7 @@ pub fn verify_proof_for_claim(
     }
     Ok(proof)
 }
+
+#[cfg(test)]
+#[path = "proof_tests.rs"]
+mod tests;
