@@ -132,14 +132,28 @@ pub struct ChainState {
     pub block_hashes: BTreeMap<i64, [u8; 32]>,
     /// Unix seconds of the genesis block.
     pub genesis_time: i64,
-    /// Shared params (constant in the simulator; served for every height).
+    /// The live shared params (`Params`): the last [`ChainState::shared_history`] entry whose effective height
+    /// was reached (promoted at that block's end, as poktroll's shared end blocker does).
     pub shared: SharedParams,
-    /// Proof params.
+    /// Shared params by effective height (poktroll `ParamsUpdate`; genesis at 1, a change effective at the next
+    /// session start): `ParamsAtHeight(h)` answers the last entry at or before `h` ([`ChainState::shared_at`]).
+    pub shared_history: BTreeMap<i64, SharedParams>,
+    /// Proof params: the chain keeps no history of them and reads the live ones wherever it uses them (proof
+    /// requirement at proof submission and again at settlement, the proof submission fee).
     pub proof: wire::ProofParams,
-    /// Services by id.
+    /// Services by id, with their live `compute_units_per_relay` (what `Service` answers).
     pub services: BTreeMap<String, wire::Service>,
-    /// Difficulty target per service.
+    /// `compute_units_per_relay` per service by effective height (poktroll's CUPR history: the genesis value at
+    /// 1, a change effective at the next session start): [`ChainState::compute_units_at`].
+    pub compute_units_history: BTreeMap<String, BTreeMap<i64, u64>>,
+    /// Live difficulty target per service (what `RelayMiningDifficulty` answers).
     pub targets: BTreeMap<String, Vec<u8>>,
+    /// Difficulty target per service by effective height (poktroll's relay mining difficulty history: genesis at
+    /// 1, a change effective at the next session start): [`ChainState::target_at`].
+    pub difficulty_history: BTreeMap<String, BTreeMap<i64, Vec<u8>>>,
+    /// Changes asked for by the test knobs ([`SimChain::set_compute_units_per_relay`] and the like), applied when
+    /// the next block is produced, as the tx making them would be included there.
+    pub pending_changes: Vec<ParamChange>,
     /// Applications by address.
     pub applications: BTreeMap<String, wire::Application>,
     /// Gateways by address.
@@ -202,6 +216,34 @@ pub struct ChainState {
     pub settlements: Vec<(String, String, Settlement)>,
 }
 
+/// A change of on-chain values, applied at the next block (as the governance or service-owner tx making it would
+/// be), with the effective heights poktroll v0.1.35 gives it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ParamChange {
+    /// A service's `compute_units_per_relay` (`MsgAddService` by its owner): the live value changes in that
+    /// block; the history entry is effective at the next session start (x/service
+    /// `SnapshotServiceComputeUnitsPerRelayChange`), so a session in flight keeps the value of its start.
+    ComputeUnitsPerRelay {
+        /// Service id.
+        service: String,
+        /// The new value.
+        compute_units_per_relay: u64,
+    },
+    /// A service's relay mining difficulty target (set at settlement on chain): live at once, effective in the
+    /// history at the next session start (x/service `UpdateRelayMiningDifficulty`).
+    Difficulty {
+        /// Service id.
+        service: String,
+        /// The new 32-byte target.
+        target: Vec<u8>,
+    },
+    /// Shared params (`MsgUpdateParams`): effective at the next session start, with the grid anchored there
+    /// (x/shared `recordParamsHistory`), promoted to the live params at the end of that block.
+    Shared(SharedParams),
+    /// Proof params (`MsgUpdateParams`): live from that block on (no history on chain).
+    Proof(wire::ProofParams),
+}
+
 /// The simulator handle: shared state.
 #[derive(Debug, Clone)]
 pub struct SimChain {
@@ -247,6 +289,84 @@ pub fn actor(key_hex: &str) -> Result<(SigningKey, String, [u8; 33]), genesis::G
     Ok((key.clone(), address::address_of(&key), pubkey))
 }
 
+impl ChainState {
+    /// The shared params at `height` (poktroll `GetParamsAtHeight`: the last history entry at or before it, else
+    /// the live params).
+    pub fn shared_at(&self, height: i64) -> SharedParams {
+        self.shared_history
+            .range(..=height)
+            .next_back()
+            .map_or_else(|| self.shared.clone(), |(_, p)| p.clone())
+    }
+
+    /// `compute_units_per_relay` of `service` at `height` (poktroll `GetServiceComputeUnitsPerRelayAtHeight`: the
+    /// last history entry at or before it, else the live value); `None` for an unknown service.
+    pub fn compute_units_at(&self, service: &str, height: i64) -> Option<u64> {
+        let live = self.services.get(service)?.compute_units_per_relay;
+        let at = self
+            .compute_units_history
+            .get(service)
+            .and_then(|h| h.range(..=height).next_back())
+            .map(|(_, cupr)| *cupr);
+        Some(at.unwrap_or(live))
+    }
+
+    /// The difficulty target of `service` at `height` (poktroll `GetRelayMiningDifficultyAtHeight`: the last
+    /// history entry at or before it, else the base target); `None` for an unknown service.
+    pub fn target_at(&self, service: &str, height: i64) -> Option<Vec<u8>> {
+        self.services.get(service)?;
+        let at = self
+            .difficulty_history
+            .get(service)
+            .and_then(|h| h.range(..=height).next_back())
+            .map(|(_, t)| t.clone());
+        Some(at.unwrap_or_else(|| crate::protocol::difficulty::BASE_TARGET.to_vec()))
+    }
+
+    /// The first height of the session after the one `height` is in (poktroll `nextSessionStartHeight`).
+    fn next_session_start(&self, height: i64) -> i64 {
+        crate::protocol::session::SessionGrid::new(&self.shared_at(height))
+            .map_or(height + 1, |grid| grid.session_end(height) + 1)
+    }
+
+    /// Applies the knobs' changes in block `height` (before its txs), with the chain's effective heights
+    /// ([`ParamChange`]).
+    fn apply_pending_changes(&mut self, height: i64) {
+        let next_start = self.next_session_start(height);
+        for change in std::mem::take(&mut self.pending_changes) {
+            match change {
+                ParamChange::ComputeUnitsPerRelay {
+                    service,
+                    compute_units_per_relay,
+                } => {
+                    if let Some(svc) = self.services.get_mut(&service) {
+                        svc.compute_units_per_relay = compute_units_per_relay;
+                    }
+                    self.compute_units_history
+                        .entry(service)
+                        .or_default()
+                        .insert(next_start, compute_units_per_relay);
+                }
+                ParamChange::Difficulty { service, target } => {
+                    self.targets.insert(service.clone(), target.clone());
+                    self.difficulty_history
+                        .entry(service)
+                        .or_default()
+                        .insert(next_start, target);
+                }
+                ParamChange::Shared(mut params) => {
+                    let number = crate::protocol::session::SessionGrid::new(&self.shared_at(height))
+                        .map_or(1, |grid| grid.session_number(next_start));
+                    params.session_grid_anchor_height = next_start;
+                    params.session_number_at_anchor = number;
+                    self.shared_history.insert(next_start, params);
+                }
+                ParamChange::Proof(params) => self.proof = params,
+            }
+        }
+    }
+}
+
 impl SimChain {
     /// A chain at height 1 built from `genesis`.
     pub fn new(genesis: Genesis) -> Result<Self, genesis::GenesisError> {
@@ -277,7 +397,10 @@ impl SimChain {
         };
         let mut services = BTreeMap::new();
         let mut targets = BTreeMap::new();
+        let mut compute_units_history = BTreeMap::new();
+        let mut difficulty_history = BTreeMap::new();
         for s in &g.services {
+            compute_units_history.insert(s.id.clone(), BTreeMap::from([(1, s.compute_units_per_relay)]));
             services.insert(
                 s.id.clone(),
                 wire::Service {
@@ -294,6 +417,7 @@ impl SimChain {
                     .ok_or_else(|| genesis::GenesisError::Invalid(format!("service {} target", s.id)))?,
                 None => crate::protocol::difficulty::BASE_TARGET.to_vec(),
             };
+            difficulty_history.insert(s.id.clone(), BTreeMap::from([(1, target.clone())]));
             targets.insert(s.id.clone(), target);
         }
         let mut accounts = BTreeMap::new();
@@ -393,10 +517,14 @@ impl SimChain {
             height: 1,
             block_hashes,
             genesis_time: 1_700_000_000,
+            shared_history: BTreeMap::from([(1, shared.clone())]),
             shared,
             proof,
             services,
+            compute_units_history,
             targets,
+            difficulty_history,
+            pending_changes: Vec::new(),
             applications,
             gateways,
             suppliers,
@@ -442,6 +570,50 @@ impl SimChain {
         Ok(())
     }
 
+    /// Changes `service`'s `compute_units_per_relay` in the next block (its owner's `MsgAddService`): `Service`
+    /// answers the new value from that block on, `ComputeUnitsPerRelayAtHeight` from the next session start.
+    pub fn set_compute_units_per_relay(&self, service: &str, compute_units_per_relay: u64) -> Result<(), String> {
+        let mut s = self.state();
+        if !s.services.contains_key(service) {
+            return Err(format!("service {service} not found"));
+        }
+        if compute_units_per_relay == 0 {
+            return Err("compute_units_per_relay must be positive".into());
+        }
+        s.pending_changes.push(ParamChange::ComputeUnitsPerRelay {
+            service: service.to_string(),
+            compute_units_per_relay,
+        });
+        Ok(())
+    }
+
+    /// Changes `service`'s relay mining difficulty target in the next block: `RelayMiningDifficulty` answers it
+    /// from that block on, `RelayMiningDifficultyAtHeight` from the next session start.
+    pub fn set_relay_mining_difficulty(&self, service: &str, target: [u8; 32]) -> Result<(), String> {
+        let mut s = self.state();
+        if !s.services.contains_key(service) {
+            return Err(format!("service {service} not found"));
+        }
+        s.pending_changes.push(ParamChange::Difficulty {
+            service: service.to_string(),
+            target: target.to_vec(),
+        });
+        Ok(())
+    }
+
+    /// Changes the shared params in the next block: effective (in `ParamsAtHeight` and every check) from the
+    /// next session start, where the session grid is anchored; the anchor fields of `params` are replaced.
+    pub fn set_shared_params(&self, params: SharedParams) -> Result<(), String> {
+        crate::protocol::session::SessionGrid::new(&params).map_err(|e| e.to_string())?;
+        self.state().pending_changes.push(ParamChange::Shared(params));
+        Ok(())
+    }
+
+    /// Changes the proof params in the next block (live from that block on, as on chain: no history).
+    pub fn set_proof_params(&self, params: wire::ProofParams) {
+        self.state().pending_changes.push(ParamChange::Proof(params));
+    }
+
     /// Current height.
     pub fn height(&self) -> i64 {
         self.state().height
@@ -457,6 +629,7 @@ impl SimChain {
             let height = s.height;
             let hash = block_hash(&s.genesis.chain_id, height);
             s.block_hashes.insert(height, hash);
+            s.apply_pending_changes(height);
             let txs = std::mem::take(&mut s.mempool);
             // Every admitted tx is in this block: the check state starts again from the committed sequences.
             s.check_sequences.clear();
@@ -475,6 +648,9 @@ impl SimChain {
             }
             s.block_txs.insert(height, txs);
             validate::end_block(&mut s, height);
+            if let Some(params) = s.shared_history.get(&height).cloned() {
+                s.shared = params;
+            }
             cometbft::block_info(&s, height)
         };
         let height = block.as_ref().map_or(0, |b| b.height);

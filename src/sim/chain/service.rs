@@ -37,11 +37,11 @@ pub fn router(chain: SimChain) -> GrpcRouter {
     let c = chain.clone();
     let router = router.unary(
         method::SHARED_PARAMS_AT_HEIGHT,
-        move |_: wire::QueryParamsAtHeightRequest| {
+        move |r: wire::QueryParamsAtHeightRequest| {
             let c = c.clone();
             async move {
                 Ok(wire::QuerySharedParamsResponse {
-                    params: Some(c.state().shared.clone()),
+                    params: Some(c.state().shared_at(r.height)),
                 })
             }
         },
@@ -104,17 +104,18 @@ pub fn router(chain: SimChain) -> GrpcRouter {
         }
     });
     let c = chain.clone();
-    let difficulty = move |service_id: String, height: i64| {
+    // The live target without a height, else the one effective at `height` (its history, §4).
+    let difficulty = move |service_id: String, height: Option<i64>| {
         let s = c.state();
-        let target = s
-            .targets
-            .get(&service_id)
-            .cloned()
-            .ok_or_else(|| not_found(format!("service {service_id}")))?;
+        let target = match height {
+            None => s.targets.get(&service_id).cloned(),
+            Some(h) => s.target_at(&service_id, h),
+        }
+        .ok_or_else(|| not_found(format!("service {service_id}")))?;
         Ok(wire::QueryGetRelayMiningDifficultyResponse {
             relay_mining_difficulty: Some(wire::RelayMiningDifficulty {
                 service_id,
-                block_height: height,
+                block_height: height.unwrap_or(0),
                 num_relays_ema: 0,
                 target_hash: target,
             }),
@@ -124,14 +125,14 @@ pub fn router(chain: SimChain) -> GrpcRouter {
     let router = router.unary(
         method::RELAY_MINING_DIFFICULTY,
         move |r: wire::QueryGetRelayMiningDifficultyRequest| {
-            let result = d(r.service_id, 0);
+            let result = d(r.service_id, None);
             async move { result }
         },
     );
     let router = router.unary(
         method::RELAY_MINING_DIFFICULTY_AT_HEIGHT,
         move |r: wire::QueryGetRelayMiningDifficultyAtHeightRequest| {
-            let result = difficulty(r.service_id, r.block_height);
+            let result = difficulty(r.service_id, Some(r.block_height));
             async move { result }
         },
     );
@@ -141,7 +142,7 @@ pub fn router(chain: SimChain) -> GrpcRouter {
         move |r: wire::QueryGetComputeUnitsPerRelayAtHeightRequest| {
             let c = c.clone();
             async move {
-                let cu = c.state().services.get(&r.service_id).map(|s| s.compute_units_per_relay);
+                let cu = c.state().compute_units_at(&r.service_id, r.block_height);
                 cu.map(
                     |compute_units_per_relay| wire::QueryGetComputeUnitsPerRelayAtHeightResponse {
                         compute_units_per_relay,

@@ -16,6 +16,8 @@ use crate::protocol::wire::{RelayRequest, RelayRequestMetadata};
 use crate::protocol::{gob, relay};
 use crate::smst::Smst;
 
+mod heights;
+
 fn key_hex(label: &str) -> String {
     hex::encode(sha256(label.as_bytes()))
 }
@@ -86,7 +88,12 @@ struct Fixture {
 }
 
 async fn fixture(probability: f64) -> Fixture {
-    let chain = SimChain::new(genesis(probability)).unwrap();
+    fixture_on(genesis(probability)).await
+}
+
+/// A chain of `genesis` serving gRPC on loopback, 4 blocks in, and the app's current session.
+async fn fixture_on(genesis: Genesis) -> Fixture {
+    let chain = SimChain::new(genesis).unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let app = router(chain.clone()).into_axum();

@@ -18,7 +18,9 @@ pub(super) fn hydrate_session(s: &ChainState, app: &str, service: &str, height: 
     if height > s.height {
         return Err(format!("height {height} is in the future (latest {})", s.height));
     }
-    let windows = SessionWindows::new(&s.shared, height).map_err(|e| e.to_string())?;
+    // The grid of the params at that height (§3: `ParamsAtHeight(h)`).
+    let params = s.shared_at(height);
+    let windows = SessionWindows::new(&params, height).map_err(|e| e.to_string())?;
     let application = s
         .applications
         .get(app)
@@ -60,7 +62,7 @@ pub(super) fn hydrate_session(s: &ChainState, app: &str, service: &str, height: 
         }),
         session_id,
         session_number: windows.number,
-        num_blocks_per_session: s.shared.num_blocks_per_session as i64,
+        num_blocks_per_session: params.num_blocks_per_session as i64,
         application: Some(application.clone()),
         suppliers: selected.iter().filter_map(|op| s.suppliers.get(op).cloned()).collect(),
     })
@@ -100,19 +102,37 @@ fn claim_bytes(claim: &wire::Claim) -> Vec<u8> {
     .encode_to_vec()
 }
 
-/// The proof requirement of a stored claim (§6.3); `None` until the seed block exists.
-fn proof_required(s: &ChainState, claim: &wire::Claim) -> Option<bool> {
-    let header = claim.session_header.as_ref()?;
-    let windows = SessionWindows::new(&s.shared, header.session_end_block_height).ok()?;
-    let seed_hash = s.block_hashes.get(&windows.proof_seed_height())?;
-    let target = s.targets.get(&header.service_id)?;
-    let (sum, _) = root_sum_count(&claim.root_hash)?;
-    let claimed = lottery::claimed_upokt(
+/// The windows of the session ending at `end`, from the shared params at `end` (§3; poktroll
+/// `validateClaimWindow`/`validateProofWindow`, the proof seed and settlement all read `ParamsAtHeight(end)`).
+fn windows_of(s: &ChainState, end: i64) -> Result<SessionWindows, String> {
+    SessionWindows::new(&s.shared_at(end), end).map_err(|e| e.to_string())
+}
+
+/// The uPOKT a claim of `sum` compute units of the session header is worth (§6.3.1): difficulty and shared
+/// params at the session start (poktroll `GetClaimeduPOKT` with `GetRelayMiningDifficultyAtHeight` and
+/// `GetParamsAtHeight` of the start, in claim creation, proof requirement and settlement alike).
+fn claimed_upokt_of(s: &ChainState, header: &SessionHeader, sum: u64) -> Option<num_bigint::BigUint> {
+    let start = header.session_start_block_height;
+    let target = s.target_at(&header.service_id, start)?;
+    let params = s.shared_at(start);
+    lottery::claimed_upokt(
         sum,
-        target,
-        s.shared.compute_units_to_tokens_multiplier,
-        s.shared.compute_unit_cost_granularity,
-    )?;
+        &target,
+        params.compute_units_to_tokens_multiplier,
+        params.compute_unit_cost_granularity,
+    )
+}
+
+/// The proof requirement of a stored claim (§6.3; poktroll `ProofRequirementForClaim`): the claim's worth at
+/// its session start, the seed block of the params at its end, and the live proof params (the chain keeps no
+/// history of them: at proof submission and at settlement it reads the params of that block). `None` until the
+/// seed block exists.
+pub(super) fn proof_required(s: &ChainState, claim: &wire::Claim) -> Option<bool> {
+    let header = claim.session_header.as_ref()?;
+    let windows = windows_of(s, header.session_end_block_height).ok()?;
+    let seed_hash = s.block_hashes.get(&windows.proof_seed_height())?;
+    let (sum, _) = root_sum_count(&claim.root_hash)?;
+    let claimed = claimed_upokt_of(s, header, sum)?;
     let reason = lottery::proof_requirement(&claim_bytes(claim), seed_hash, &claimed, &s.proof);
     Some(reason != lottery::ProofRequirementReason::NotRequired)
 }
@@ -125,17 +145,17 @@ fn create_claim(s: &mut ChainState, msg: &wire::MsgCreateClaim, height: i64) -> 
         return Err("claim root has zero sum or count".into());
     }
     let on_chain = check_session(s, header, &msg.supplier_operator_address)?;
-    let windows = SessionWindows::new(&s.shared, on_chain.session_end_block_height).map_err(|e| e.to_string())?;
+    let windows = windows_of(s, on_chain.session_end_block_height)?;
     if !windows.claim_in_window(height) {
         return Err(format!(
             "claim at height {height} outside the claim window [{}, {}]",
             windows.claim_open, windows.claim_close
         ));
     }
+    // Compute units per relay at the session start (poktroll `getServiceComputeUnitsPerRelay`): every relay of
+    // the session was weighted with it, whatever the service's value is now.
     let cupr = s
-        .services
-        .get(&header.service_id)
-        .map(|sv| sv.compute_units_per_relay)
+        .compute_units_at(&header.service_id, on_chain.session_start_block_height)
         .ok_or("unknown service")?;
     if Some(sum) != count.checked_mul(cupr) {
         return Err(format!(
@@ -171,7 +191,7 @@ fn submit_proof(s: &mut ChainState, msg: &wire::MsgSubmitProof, height: i64) -> 
         return Err("empty proof".into());
     }
     let on_chain = check_session(s, header, supplier)?;
-    let windows = SessionWindows::new(&s.shared, on_chain.session_end_block_height).map_err(|e| e.to_string())?;
+    let windows = windows_of(s, on_chain.session_end_block_height)?;
     if !windows.proof_in_window(height) {
         return Err(format!(
             "proof at height {height} outside the proof window [{}, {}]",
@@ -211,8 +231,11 @@ fn submit_proof(s: &mut ChainState, msg: &wire::MsgSubmitProof, height: i64) -> 
     if *req_header != on_chain || *res_header != on_chain {
         return Err("relay session headers differ from the on-chain session".into());
     }
-    let target = s.targets.get(&on_chain.service_id).ok_or("unknown service")?;
-    if !difficulty::is_volume_applicable(&relay::relay_hash(relay_bytes), target) {
+    // (9) the target at the session start (poktroll `GetRelayMiningDifficultyAtHeight(start)`).
+    let target = s
+        .target_at(&on_chain.service_id, on_chain.session_start_block_height)
+        .ok_or("unknown service")?;
+    if !difficulty::is_volume_applicable(&relay::relay_hash(relay_bytes), &target) {
         return Err("relay hash does not meet the difficulty target".into());
     }
     let key = (on_chain.session_id.clone(), supplier.clone());
@@ -294,7 +317,7 @@ fn validate_proof_end_block(s: &ChainState, entry: &ClaimEntry, msg: &wire::MsgS
     supplier_sig::verify(&supplier_key, &relay::response_signable_hash(&res), &supplier_signature)
         .map_err(|e| format!("supplier signature: {e}"))?;
     // (16) path from the seed block, (17) closest proof against the claim root.
-    let windows = SessionWindows::new(&s.shared, header.session_end_block_height).map_err(|e| e.to_string())?;
+    let windows = windows_of(s, header.session_end_block_height)?;
     let seed = s
         .block_hashes
         .get(&windows.proof_seed_height())
@@ -344,7 +367,7 @@ pub(super) fn end_block(s: &mut ChainState, height: i64) {
         let Some(header) = entry.claim.session_header.as_ref() else {
             continue;
         };
-        let Ok(windows) = SessionWindows::new(&s.shared, header.session_end_block_height) else {
+        let Ok(windows) = windows_of(s, header.session_end_block_height) else {
             continue;
         };
         // Settled at the end of block `SettlementSessionEnd` (§3: `end + 1 + (co+cc+po+pc)`, which is the proof
@@ -352,22 +375,16 @@ pub(super) fn end_block(s: &mut ChainState, height: i64) {
         if height < windows.settlement {
             continue;
         }
-        let required = entry
-            .proof_required
-            .or_else(|| proof_required(s, &entry.claim))
+        // The requirement is decided again with this block's proof params (poktroll's settlement calls
+        // `ProofRequirementForClaim` itself): a proof required at submission may not be any more, and the other
+        // way round.
+        let required = proof_required(s, &entry.claim)
+            .or(entry.proof_required)
             .unwrap_or(false);
         let validated = entry.claim.proof_validation_status == wire::ClaimProofStatus::Validated as i32;
         let sum = root_sum_count(&entry.claim.root_hash).map(|(sum, _)| sum);
-        let target = s.targets.get(&header.service_id).cloned().unwrap_or_default();
         let claimed = sum
-            .and_then(|sum| {
-                lottery::claimed_upokt(
-                    sum,
-                    &target,
-                    s.shared.compute_units_to_tokens_multiplier,
-                    s.shared.compute_unit_cost_granularity,
-                )
-            })
+            .and_then(|sum| claimed_upokt_of(s, header, sum))
             .and_then(|v| num_traits::ToPrimitive::to_u128(&v))
             .unwrap_or(0);
         let outcome = if required && !validated {
