@@ -293,17 +293,22 @@ fn validate_proof_end_block(s: &ChainState, entry: &ClaimEntry, msg: &wire::MsgS
         .map(|(k, v)| (*k, v.gateway_addresses.clone()))
         .collect();
     let target_end = header.session_end_block_height.max(0) as u64;
+    // Every member's public key: a member without one on chain fails the whole ring (poktroll
+    // `pkg/crypto/rings` `addressesToPubKeys` returns the account query's error), so the proof is INVALID.
     let expected: Vec<[u8; 33]> =
         ring::expected_ring_addresses(&app.address, &app.delegatee_gateway_addresses, &pending, target_end)
             .iter()
-            .filter_map(|a| {
+            .map(|a| {
                 if *a == ring::placeholder_address() {
-                    Some(ring::placeholder_public_key())
+                    Ok(ring::placeholder_public_key())
                 } else {
-                    s.accounts.get(a).and_then(|acc| acc.pubkey)
+                    s.accounts
+                        .get(a)
+                        .and_then(|acc| acc.pubkey)
+                        .ok_or_else(|| format!("ring signature: ring member {a} has no public key on chain"))
                 }
             })
-            .collect();
+            .collect::<Result<_, String>>()?;
     let signature = req.meta.as_ref().map(|m| m.signature.clone()).unwrap_or_default();
     let sig = ring::verify_relay_ring_signature(&signature, &relay::request_signable_hash(&req))
         .map_err(|e| format!("ring signature: {e}"))?;

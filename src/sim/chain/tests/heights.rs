@@ -1,6 +1,6 @@
 //! Values that change over heights (poktroll v0.1.35): the at-height queries answer from the simulator's history,
 //! claims and proofs are judged with the session-start compute units and difficulty, the proof requirement with
-//! the live proof params (again at settlement).
+//! the live proof params (again at settlement), and a ring member without an on-chain key fails the ring.
 
 use super::*;
 
@@ -179,4 +179,42 @@ async fn the_proof_requirement_is_decided_again_at_settlement_with_the_live_para
     assert_eq!(validate::proof_required(&f.chain.state(), &claim), Some(true));
     advance_to(&f.chain, windows(&f).settlement);
     assert!(matches!(&f.chain.settlements()[0].2, Settlement::Expired(r) if r == "required proof missing"));
+}
+
+/// The application delegates to a second gateway that has no public key on chain. A relay signed by the first
+/// gateway over the ring [app, first gateway] is a valid LSAG, but the chain builds the ring of every delegate
+/// and fails it as a whole when a member has no key (poktroll `pkg/crypto/rings`): the proof is INVALID and the
+/// claim expires, as a relayer that refuses such relays expects.
+#[tokio::test]
+async fn a_ring_member_without_a_public_key_makes_the_proof_invalid() {
+    let mut g = genesis(1.0);
+    g.gateways.push(GenesisGateway {
+        key_hex: key_hex("keyless gateway"),
+        stake_upokt: 1_000_000,
+    });
+    g.applications[0].delegate_to = vec![0, 1];
+    let f = fixture_on(g).await;
+    let (_, keyless, _) = actor(&key_hex("keyless gateway")).unwrap();
+    f.chain.state().accounts.get_mut(&keyless).unwrap().pubkey = None;
+    let mut trie = trie_with(&f, 2, 10);
+    claim_and_reach_seed(&f, &mut trie).await;
+    let proof = trie.prove_closest(&seed_path(&f)).unwrap();
+    submit(
+        &f,
+        proof_msg(&f, gob::encode_closest_proof(&proof.compact())),
+        &f.supplier,
+    )
+    .await;
+    f.chain.produce_block();
+    let reason = last_record(&f.chain, "proof").rejected.unwrap();
+    assert!(
+        reason.contains("ring member") && reason.contains(&keyless) && reason.contains("no public key"),
+        "{reason}"
+    );
+    assert_eq!(
+        on_chain_claim(&f).await.proof_validation_status,
+        wire::ClaimProofStatus::Invalid as i32
+    );
+    advance_to(&f.chain, windows(&f).settlement);
+    assert!(matches!(&f.chain.settlements()[0].2, Settlement::Expired(r) if r == "proof invalid"));
 }
