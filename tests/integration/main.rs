@@ -8,6 +8,7 @@ mod configs;
 mod conformance_vectors;
 mod fee_check;
 mod full_disk;
+mod heights;
 mod localnet;
 mod miner_process;
 mod raft_chaos;
