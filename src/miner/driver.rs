@@ -11,6 +11,7 @@ mod fees;
 mod ingest;
 mod leadership;
 mod lookup;
+mod requirement;
 mod submit;
 #[cfg(test)]
 mod tests;
@@ -154,6 +155,8 @@ pub struct Miner {
     /// Txs whose broadcast got no answer, kept so the next attempt finds out what happened to them before it
     /// signs a new one (module `submit`).
     unknown_txs: submit::UnknownTxs,
+    /// The chain's proof params as last read, and the engine height they were read for (module `requirement`).
+    proof_params: Option<(i64, wire::ProofParams)>,
     /// How long a leadership confirmation is taken as still holding (module `leadership`,
     /// [`Miner::with_confirmation_reuse`]); zero: every check asks storage.
     confirmation_reuse: Duration,
@@ -224,6 +227,7 @@ impl Miner {
             after_prune_log: crate::telemetry::LogThrottle::new(ingest::AFTER_PRUNE_LOG_EVERY),
             gas_pricing,
             unknown_txs: submit::UnknownTxs::default(),
+            proof_params: None,
             confirmation_reuse: Duration::ZERO,
             confirmed: std::sync::Mutex::new(None),
         }
@@ -398,6 +402,8 @@ impl Miner {
         if tip.height > self.engine.height() {
             timer.new_block = true;
             let step = self.engine.handle(Event::NewBlock { height: tip.height });
+            // Before the block's own requirement checks, which then read the same params (module `requirement`).
+            self.watch_proof_params().await?;
             self.execute(step).await?;
             timer.lap("execute");
             self.observe_gauges(tip.height).await;
@@ -910,7 +916,7 @@ impl Miner {
             start_params.compute_unit_cost_granularity,
         )
         .unwrap_or_default();
-        let proof_params = self.chain.proof_params().await?;
+        let proof_params = self.block_proof_params().await?;
         let reason = lottery::proof_requirement(&claim.encode_to_vec(), &seed.hash, &claimed, &proof_params);
         Ok(reason != lottery::ProofRequirementReason::NotRequired)
     }

@@ -262,6 +262,14 @@ pub enum Event {
         /// What happened.
         outcome: TxOutcome,
     },
+    /// The chain's proof params differ from those the last proof-requirement checks used (or are not known to
+    /// be the same: a restart). poktroll computes the requirement with its live proof params when the proof is
+    /// submitted and again at settlement (`ProofRequirementForClaim`, spec §6.3), so a session decided "no proof"
+    /// becomes "proof required" if governance lowers the threshold or raises the probability before it settles,
+    /// and its claim then expires for want of a proof. Every such session whose proof can still be sent is
+    /// checked again ([`Command::CheckProofRequirement`]); the driver watches the params while
+    /// [`Engine::proof_requirement_revisable`].
+    ProofParamsChanged,
     /// Answer to [`Command::CheckProofRequirement`].
     ProofRequirement {
         /// Which session.
@@ -665,12 +673,28 @@ impl Engine {
                 }
             }
             Event::ProofRequirement { key, required } => {
-                if let Some(record) = self.sessions.get_mut(&key)
-                    && record.state == State::Claimed
-                {
-                    record.proof_required = Some(required);
-                    record.state = if required { State::Proving } else { State::Settled };
-                    step.changed.push(key);
+                if let Some(record) = self.sessions.get_mut(&key) {
+                    if record.state == State::Claimed {
+                        record.proof_required = Some(required);
+                        record.state = if required { State::Proving } else { State::Settled };
+                        step.changed.push(key);
+                    } else if required && Self::revisable(record, self.height, self.config.submission_buffer_blocks) {
+                        // Decided "no proof" under older proof params (`Event::ProofParamsChanged`): proven now.
+                        record.proof_required = Some(true);
+                        record.state = State::Proving;
+                        step.changed.push(key);
+                    }
+                }
+            }
+            Event::ProofParamsChanged => {
+                let (height, buffer) = (self.height, self.config.submission_buffer_blocks);
+                for record in self.sessions.values_mut() {
+                    if Self::revisable(record, height, buffer) && record.queried_at != Some(height) {
+                        record.queried_at = Some(height);
+                        step.commands.push(Command::CheckProofRequirement {
+                            key: record.key.clone(),
+                        });
+                    }
                 }
             }
             Event::OnChain {
@@ -1035,6 +1059,23 @@ impl Engine {
         }
     }
 
+    /// Whether `record` was decided "no proof required" and a proof of it could still be sent at `height` (its
+    /// proof window is open to sends: up to `proof_close − buffer`), so a change of the chain's proof params
+    /// can still be acted on ([`Event::ProofParamsChanged`]).
+    fn revisable(record: &SessionRecord, height: i64, buffer: i64) -> bool {
+        record.state == State::Settled
+            && record.proof_required == Some(false)
+            && !record.pruned
+            && height <= record.schedule.proof_close - buffer
+    }
+
+    /// Whether some session decided "no proof required" could still be proven if the chain's proof params
+    /// changed: the driver then compares them block by block ([`Event::ProofParamsChanged`]).
+    pub fn proof_requirement_revisable(&self) -> bool {
+        let buffer = self.config.submission_buffer_blocks;
+        self.sessions.values().any(|r| Self::revisable(r, self.height, buffer))
+    }
+
     /// A [`Command::Prune`] that failed or did not run: the session is pruned again at the engine's next pass (deletes
     /// are idempotent), so a transient storage error does not leave its data behind until a restart.
     pub fn prune_failed(&mut self, key: &SessionKey) {
@@ -1100,5 +1141,7 @@ impl Engine {
 
 #[cfg(test)]
 mod ingest_hold_tests;
+#[cfg(test)]
+mod requirement_tests;
 #[cfg(test)]
 mod tests;

@@ -25,6 +25,7 @@ mod fee_refusals;
 mod ingest_failure;
 mod keyless_tombstones;
 mod partial_persist;
+mod proof_params;
 mod pruned;
 mod redis_threshold;
 mod tip;

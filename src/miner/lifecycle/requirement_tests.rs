@@ -1,0 +1,105 @@
+//! A session decided "no proof required" is checked again when the chain's proof params change while its proof
+//! can still be sent ([`Event::ProofParamsChanged`]): poktroll decides with its live params at settlement too.
+
+use super::*;
+
+use super::tests::SCHEDULE;
+
+fn key() -> SessionKey {
+    SessionKey {
+        supplier: "s1".into(),
+        session_id: "a".into(),
+    }
+}
+
+/// A leader engine whose session is claimed and decided "no proof" at the seed block 15 (proof window [16, 20]).
+fn decided_not_required() -> Engine {
+    let k = key();
+    let mut e = Engine::new(EngineConfig {
+        claim_delay_blocks: 0,
+        ..EngineConfig::default()
+    });
+    e.handle(Event::Leadership { leader: true });
+    e.handle(Event::RelaysIngested {
+        key: k.clone(),
+        service_id: "anvil".into(),
+        application_address: "pokt1app".into(),
+        schedule: SCHEDULE,
+        relays: 5,
+        compute_units: 50,
+    });
+    e.handle(Event::NewBlock { height: 12 });
+    e.handle(Event::NewBlock { height: 13 });
+    e.handle(Event::OnChain {
+        key: k.clone(),
+        claim_exists: true,
+        proof_validated: false,
+    });
+    let step = e.handle(Event::NewBlock { height: 15 });
+    assert_eq!(step.commands, vec![Command::CheckProofRequirement { key: k.clone() }]);
+    e.handle(Event::ProofRequirement {
+        key: k.clone(),
+        required: false,
+    });
+    assert_eq!(e.session(&k).unwrap().state, State::Settled);
+    e
+}
+
+#[test]
+fn a_params_change_in_the_proof_window_checks_again_and_a_proof_now_required_is_sent() {
+    let k = key();
+    let mut e = decided_not_required();
+    assert!(e.proof_requirement_revisable());
+    assert!(e.handle(Event::NewBlock { height: 16 }).commands.is_empty());
+    let step = e.handle(Event::ProofParamsChanged);
+    assert_eq!(step.commands, vec![Command::CheckProofRequirement { key: k.clone() }]);
+    let again = e.handle(Event::ProofParamsChanged);
+    assert!(again.commands.is_empty(), "one check per block");
+    let step = e.handle(Event::ProofRequirement {
+        key: k.clone(),
+        required: true,
+    });
+    assert_eq!(
+        step.commands,
+        vec![Command::SubmitProofs {
+            supplier: "s1".into(),
+            keys: vec![k.clone()]
+        }]
+    );
+    let record = e.session(&k).unwrap();
+    assert_eq!((record.state, record.proof_required), (State::Proving, Some(true)));
+    assert_eq!(record.proof_sent_at, [16]);
+    assert!(!e.proof_requirement_revisable());
+}
+
+#[test]
+fn a_check_that_still_says_no_proof_changes_nothing() {
+    let k = key();
+    let mut e = decided_not_required();
+    e.handle(Event::NewBlock { height: 17 });
+    e.handle(Event::ProofParamsChanged);
+    let step = e.handle(Event::ProofRequirement {
+        key: k.clone(),
+        required: false,
+    });
+    assert!(step.commands.is_empty());
+    assert_eq!(e.session(&k).unwrap().state, State::Settled);
+    assert!(e.proof_requirement_revisable());
+}
+
+/// Past `proof_close − buffer` no proof could be sent: nothing is checked, and a late answer changes nothing.
+#[test]
+fn past_the_last_proof_send_height_nothing_is_revisable() {
+    let k = key();
+    let mut e = decided_not_required();
+    e.handle(Event::NewBlock { height: 19 });
+    assert!(e.proof_requirement_revisable(), "19 = proof_close − buffer");
+    e.handle(Event::NewBlock { height: 20 });
+    assert!(!e.proof_requirement_revisable());
+    assert!(e.handle(Event::ProofParamsChanged).commands.is_empty());
+    e.handle(Event::ProofRequirement {
+        key: k.clone(),
+        required: true,
+    });
+    assert_eq!(e.session(&k).unwrap().state, State::Settled);
+}
