@@ -5,7 +5,9 @@
 //! Ingest (module `ingest`) is at-least-once and idempotent, and never changes a trie whose claim was built.
 //! Only the leader submits: leadership is campaigned through the storage contract and
 //! re-checked right before every submission. Every write of the leader is fenced by its leadership token and a
-//! refused write ends leadership at once (module `leadership`).
+//! refused write ends leadership at once (module `leadership`). Every claim or proof tx is stored in a session
+//! record before it leaves, so the next leader finds out what happened to it before it signs another (module
+//! `submit::kept`).
 
 mod fees;
 mod ingest;
@@ -157,6 +159,14 @@ pub struct Miner {
     unknown_txs: submit::UnknownTxs,
     /// The chain's proof params as last read, and the engine height they were read for (module `requirement`).
     proof_params: Option<(i64, wire::ProofParams)>,
+    /// Every tx that may be in a mempool or a block while its sessions still send, by the session whose record
+    /// holds it (stored there before it left, dropped once its outcome is known; module `submit::kept`): what the
+    /// next leader or a restarted process restores as txs of unknown outcome.
+    kept_txs: submit::KeptTxs,
+    /// The hashes of the kept txs each record was last written with.
+    stored_txs: HashMap<SessionKey, Vec<String>>,
+    /// Records whose kept txs changed since they were written (written with the submission's step).
+    kept_changed: std::collections::BTreeSet<SessionKey>,
     /// How long a leadership confirmation is taken as still holding (module `leadership`,
     /// [`Miner::with_confirmation_reuse`]); zero: every check asks storage.
     confirmation_reuse: Duration,
@@ -228,6 +238,9 @@ impl Miner {
             gas_pricing,
             unknown_txs: submit::UnknownTxs::default(),
             proof_params: None,
+            kept_txs: submit::KeptTxs::default(),
+            stored_txs: HashMap::new(),
+            kept_changed: Default::default(),
             confirmation_reuse: Duration::ZERO,
             confirmed: std::sync::Mutex::new(None),
         }
@@ -288,14 +301,42 @@ impl Miner {
         Ok(())
     }
 
+    /// Restores a supplier's session records, and the txs they hold (module `submit::kept`) as txs of unknown
+    /// outcome: a predecessor (or this process before a restart) may have broadcast them, so each is found out
+    /// about before a new tx is built for its sessions.
     async fn restore_supplier(&mut self, supplier: &str) -> Result<(), MinerError> {
         for record in self.storage.sessions.list(Some(supplier), None).await? {
-            let parsed: SessionRecord =
-                serde_json::from_slice(&record.data).map_err(|e| MinerError::Corrupt(e.to_string()))?;
+            let submit::RecordIn {
+                record: parsed,
+                in_flight_txs,
+            } = serde_json::from_slice(&record.data).map_err(|e| MinerError::Corrupt(e.to_string()))?;
             if self.engine.session(&parsed.key).is_none() && !self.engine.is_tombstoned(&parsed.key) {
-                self.versions.insert(parsed.key.clone(), record.version);
-                self.stored.insert(parsed.key.clone(), parsed.clone());
+                let key = parsed.key.clone();
+                self.versions.insert(key.clone(), record.version);
+                self.stored.insert(key.clone(), parsed.clone());
                 self.engine.restore(parsed);
+                self.stored_txs.insert(key.clone(), submit::hashes(&in_flight_txs));
+                for stored in &in_flight_txs {
+                    match self.kept_txs.restore(&key, stored) {
+                        Some((kind, keys, tx)) => {
+                            tracing::info!(
+                                supplier,
+                                session = key.session_id,
+                                ?kind,
+                                tx = tx.hash,
+                                sessions = keys.len(),
+                                "restored a tx that may have been broadcast: found out about before any new one"
+                            );
+                            self.unknown_txs.insert(kind, &keys, tx);
+                        }
+                        None => tracing::error!(
+                            supplier,
+                            session = key.session_id,
+                            tx = stored.hash,
+                            "a stored tx does not decode or does not match its hash; ignored"
+                        ),
+                    }
+                }
             }
         }
         Ok(())
@@ -620,25 +661,40 @@ impl Miner {
             let Some(record) = self.engine.session(key) else {
                 continue;
             };
-            if self
-                .stored
-                .get(key)
-                .is_some_and(|stored| same_but_queried_at(stored, record))
+            // The txs its record holds (module `submit::kept`): a change of them alone is written too.
+            let held_hashes = self.kept_txs.held_hashes(key, Some(record.state));
+            if self.stored_txs.get(key).map_or(&[][..], Vec::as_slice) == held_hashes.as_slice()
+                && self
+                    .stored
+                    .get(key)
+                    .is_some_and(|stored| same_but_queried_at(stored, record))
             {
                 continue;
             }
             let record = record.clone();
-            let data = serde_json::to_vec(&record).map_err(|e| MinerError::Corrupt(e.to_string()))?;
+            let held = self.kept_txs.held_by(key);
+            let data = serde_json::to_vec(&submit::RecordOut {
+                record: &record,
+                in_flight_txs: &held,
+            })
+            .map_err(|e| MinerError::Corrupt(e.to_string()))?;
             let expected = self.versions.get(key).copied().unwrap_or(0);
             match self
                 .writer()?
                 .sessions
-                .put(&key.supplier, &key.session_id, record.state.as_str(), data, expected)
+                .put(
+                    &key.supplier,
+                    &key.session_id,
+                    record.state.as_str(),
+                    data.clone(),
+                    expected,
+                )
                 .await
             {
                 Ok(version) => {
                     self.versions.insert(key.clone(), version);
                     self.stored.insert(key.clone(), record);
+                    self.stored_txs.insert(key.clone(), held_hashes);
                     written += 1;
                     written_keys.push(key.clone());
                 }
@@ -659,7 +715,6 @@ impl Miner {
                         .await?
                         .map(|r| r.version)
                         .unwrap_or(0);
-                    let data = serde_json::to_vec(&record).map_err(|e| MinerError::Corrupt(e.to_string()))?;
                     let version = self
                         .writer()?
                         .sessions
@@ -667,6 +722,7 @@ impl Miner {
                         .await?;
                     self.versions.insert(key.clone(), version);
                     self.stored.insert(key.clone(), record);
+                    self.stored_txs.insert(key.clone(), held_hashes);
                     written += 1;
                     written_keys.push(key.clone());
                 }
@@ -778,6 +834,9 @@ impl Miner {
                 self.engine.bury(&key);
                 self.versions.remove(&key);
                 self.stored.remove(&key);
+                // The record holding its kept txs is gone (module `submit::kept`).
+                self.kept_txs.held_hashes(&key, None);
+                self.stored_txs.remove(&key);
                 self.stats.sessions_done.fetch_add(1, AtomicOrdering::Relaxed);
                 None
             }
@@ -790,6 +849,7 @@ impl Miner {
                 self.engine.forget(&key);
                 self.versions.remove(&key);
                 self.stored.remove(&key);
+                self.stored_txs.remove(&key);
                 None
             }
         })

@@ -210,6 +210,12 @@ impl Miner {
         self.tries.clear();
         self.versions.clear();
         self.stored.clear();
+        // The txs kept in the records are restored with them (the previous leader may have resolved or replaced
+        // what this process kept when it last led).
+        self.unknown_txs = super::submit::UnknownTxs::default();
+        self.kept_txs.clear();
+        self.stored_txs.clear();
+        self.kept_changed.clear();
         self.unpersisted.clear();
         self.pending_reports.clear();
         self.signers.clear();

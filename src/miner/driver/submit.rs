@@ -15,7 +15,9 @@ use crate::protocol::gob;
 use crate::protocol::session::{SessionWindows, proof_path};
 use crate::protocol::wire;
 
+mod kept;
 mod unknown;
+pub(super) use kept::{KeptTxs, RecordIn, RecordOut, hashes};
 pub(super) use unknown::UnknownTxs;
 use unknown::{Expiry, SentTx};
 
@@ -96,15 +98,30 @@ pub(super) fn proof_message(
 
 /// What [`Miner::sign_with_gas`] signed for a broadcast: the gas limit and fee of the last tx (so a refusal of its
 /// fee, code 13, can be turned into a price) and the last tx handed to the node (so one whose broadcast got no
-/// answer can be kept, module `unknown`). Behind mutexes because the ordered path signs inside the sequencer's
-/// future.
-#[derive(Debug, Default)]
+/// answer can be kept, module `unknown`), with the sessions it carries and, once stored in their holder's record
+/// before it left (module `kept`), that record's version and the txs it holds. Behind mutexes because the ordered
+/// path signs inside the sequencer's future.
+#[derive(Debug)]
 struct Signed {
+    kind: TxKind,
+    /// The sessions whose messages the tx carries; the first holds the stored tx.
+    keys: Vec<SessionKey>,
     fee: std::sync::Mutex<(u64, u128)>,
     sent: std::sync::Mutex<Option<SentTx>>,
+    stored: std::sync::Mutex<Option<(u64, Vec<String>)>>,
 }
 
 impl Signed {
+    fn new(kind: TxKind, keys: &[SessionKey]) -> Self {
+        Self {
+            kind,
+            keys: keys.to_vec(),
+            fee: Default::default(),
+            sent: Default::default(),
+            stored: Default::default(),
+        }
+    }
+
     fn record(&self, gas_limit: u64, fee: u128) {
         *self.fee.lock().unwrap_or_else(|p| p.into_inner()) = (gas_limit, fee);
     }
@@ -113,14 +130,20 @@ impl Signed {
         *self.fee.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Records `bytes` as handed to the node right now (set just before the broadcast, after every check that
-    /// can stop it).
-    fn sending(&self, bytes: &[u8], expiry: Expiry) {
-        *self.sent.lock().unwrap_or_else(|p| p.into_inner()) = Some(SentTx {
-            hash: tx::tx_hash(bytes),
-            bytes: bytes.to_vec(),
-            expiry,
-        });
+    /// Records `tx` as handed to the node right now (set just before the broadcast, after every check that can
+    /// stop it and once it is stored).
+    fn sending(&self, tx: SentTx) {
+        *self.sent.lock().unwrap_or_else(|p| p.into_inner()) = Some(tx);
+    }
+
+    /// The holder's record was written at `version`, holding the txs `hashes`.
+    fn stored_at(&self, version: u64, hashes: Vec<String>) {
+        *self.stored.lock().unwrap_or_else(|p| p.into_inner()) = Some((version, hashes));
+    }
+
+    /// The holder's record as last written for this send, if it was.
+    fn stored(&self) -> Option<(u64, Vec<String>)> {
+        self.stored.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     /// Forgets the tx recorded by [`Self::sending`] (a new attempt starts).
@@ -173,6 +196,16 @@ impl Miner {
         supplier: &str,
         keys: Vec<SessionKey>,
     ) -> Result<Step, MinerError> {
+        let mut step = self.submit_due(kind, supplier, keys).await?;
+        // Records whose kept txs changed (module `kept`) are written with the step's.
+        step.changed.extend(std::mem::take(&mut self.kept_changed));
+        step.changed.sort();
+        step.changed.dedup();
+        Ok(step)
+    }
+
+    /// [`Self::submit`] but for the records whose kept txs changed.
+    async fn submit_due(&mut self, kind: TxKind, supplier: &str, keys: Vec<SessionKey>) -> Result<Step, MinerError> {
         self.forget_unknown_txs_of_done_sessions();
         let (unknown, keys): (Vec<SessionKey>, Vec<SessionKey>) = keys
             .into_iter()
@@ -367,6 +400,12 @@ impl Miner {
             }
         };
         self.unknown_txs.forget_tx(&tx.hash);
+        if check_tx_outcome(&response).is_err() {
+            // Refused now: it is not kept any more (if it expired, a new tx replaces it; else the engine takes the
+            // refusal as for any tx).
+            let holders = self.kept_txs.drop_tx(&tx.hash);
+            self.kept_changed.extend(holders);
+        }
         match check_tx_outcome(&response) {
             Ok(()) => {
                 tracing::info!(
@@ -429,6 +468,89 @@ impl Miner {
         }
     }
 
+    /// Takes in what storing the tx before it left wrote (module `kept`): the holder's record version, and the tx
+    /// kept while the node may have it (it took it, or did not answer). A stored tx that did not leave or that the
+    /// node refused is dropped, and its holder's record written again without it.
+    fn after_broadcast(&mut self, outcome: &Result<(), TxOutcome>, signed: &Signed) {
+        let Some(holder) = signed.keys.first() else {
+            return;
+        };
+        let Some((version, held)) = signed.stored() else {
+            return;
+        };
+        self.versions.insert(holder.clone(), version);
+        self.stored_txs.insert(holder.clone(), held);
+        match (outcome, signed.sent()) {
+            (Ok(()) | Err(TxOutcome::Retryable(_)), Some(tx)) => {
+                let superseded = self.kept_txs.keep(signed.kind, &signed.keys, tx);
+                self.kept_changed.extend(superseded);
+            }
+            _ => {
+                self.kept_txs.drop_held(signed.kind, holder);
+                self.kept_changed.insert(holder.clone());
+            }
+        }
+    }
+
+    /// Stores the tx `bytes` about to leave in the record of the first session it carries (module `kept`), so the
+    /// next leader or a restarted process finds out what happened to it before it builds another: one fenced
+    /// record write, which also confirms that this miner still leads. Not stored, it does not leave (`NotSent`).
+    async fn store_before_sending(&self, signed: &Signed, bytes: &[u8], expiry: Expiry) -> Result<(), SequenceError> {
+        let not_stored = |e: String| SequenceError::NotSent(format!("the tx could not be stored before it left: {e}"));
+        let tx = SentTx {
+            hash: tx::tx_hash(bytes),
+            bytes: bytes.to_vec(),
+            expiry,
+        };
+        let Some(holder) = signed.keys.first() else {
+            return Err(not_stored("it carries no session".into()));
+        };
+        let record = self
+            .stored
+            .get(holder)
+            .or_else(|| self.engine.session(holder))
+            .ok_or_else(|| not_stored(format!("no record of session {}", holder.session_id)))?;
+        let mut held = self.kept_txs.held_besides(holder, signed.kind);
+        held.push(KeptTxs::stored(signed.kind, &signed.keys, &tx));
+        let data = serde_json::to_vec(&RecordOut {
+            record,
+            in_flight_txs: &held,
+        })
+        .map_err(|e| not_stored(e.to_string()))?;
+        let expected = signed
+            .stored()
+            .map(|(version, _)| version)
+            .or_else(|| self.versions.get(holder).copied())
+            .unwrap_or(0);
+        let writer = self.writer().map_err(|e| not_stored(e.to_string()))?;
+        let state = record.state.as_str();
+        let version = match writer
+            .sessions
+            .put(&holder.supplier, &holder.session_id, state, data.clone(), expected)
+            .await
+        {
+            Ok(version) => version,
+            // A write that landed before this term began (as in `Miner::persist`): overwritten, fenced.
+            Err(storage::StorageError::Conflict(_)) => {
+                let current = writer
+                    .sessions
+                    .get(&holder.supplier, &holder.session_id)
+                    .await
+                    .map_err(|e| not_stored(e.to_string()))?
+                    .map_or(0, |r| r.version);
+                writer
+                    .sessions
+                    .put(&holder.supplier, &holder.session_id, state, data, current)
+                    .await
+                    .map_err(|e| not_stored(e.to_string()))?
+            }
+            Err(e) => return Err(not_stored(e.to_string())),
+        };
+        signed.stored_at(version, hashes(&held));
+        signed.sending(tx);
+        Ok(())
+    }
+
     /// Sends `messages` (of one supplier) as one tx and feeds the outcome to the engine; a tx a node refuses for
     /// one of its messages is sent again message by message.
     async fn send(
@@ -440,12 +562,13 @@ impl Miner {
     ) -> Step {
         let keys: Vec<SessionKey> = messages.iter().map(|(key, _)| key.clone()).collect();
         let batch: Vec<wire::Any> = messages.iter().map(|(_, m)| m.clone()).collect();
-        let signed = Signed::default();
+        let signed = Signed::new(kind, &keys);
         let bounds = self.bounds(kind, &keys);
         let Broadcast {
             outcome,
             message_refused,
         } = self.broadcast(supplier, batch, bounds, &signed).await;
+        self.after_broadcast(&outcome, &signed);
         self.keep_if_unknown(kind, supplier, &keys, &outcome, &signed);
         if let (Err(TxOutcome::Refused(reason)), true) = (&outcome, message_refused && messages.len() > 1) {
             // One tx: a message the chain refuses (a check of §5.4 / §6.1 fails for one session in Simulate)
@@ -459,10 +582,11 @@ impl Miner {
                 "batch refused by the node; sending each session's message in its own tx"
             );
             for (key, message) in messages {
-                let signed = Signed::default();
                 let keys = vec![key];
+                let signed = Signed::new(kind, &keys);
                 let bounds = self.bounds(kind, &keys);
                 let outcome = self.broadcast(supplier, vec![message], bounds, &signed).await.outcome;
+                self.after_broadcast(&outcome, &signed);
                 self.keep_if_unknown(kind, supplier, &keys, &outcome, &signed);
                 step = self.sent(step, kind, supplier, keys, outcome);
             }
@@ -819,7 +943,9 @@ impl Miner {
                 .await
                 .map_err(failed)?;
             self.confirm_leadership_before_sending().await.map_err(failed)?;
-            signed.sending(&bytes, expiry);
+            self.store_before_sending(signed, &bytes, expiry)
+                .await
+                .map_err(failed)?;
             self.chain.broadcast(bytes).await.map_err(retry)?
         } else {
             let sequencer = self.sequencers.for_signer(supplier);
@@ -839,7 +965,8 @@ impl Miner {
                             .sign_with_gas(key, messages, ordering, account.account_number, signed)
                             .await?;
                         self.confirm_leadership_before_sending().await?;
-                        signed.sending(&bytes, Expiry::Height(bounds.timeout_height));
+                        self.store_before_sending(signed, &bytes, Expiry::Height(bounds.timeout_height))
+                            .await?;
                         Ok(bytes)
                     }
                 })

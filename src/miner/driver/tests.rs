@@ -23,6 +23,7 @@ use crate::sim::chain::{SimChain, actor, router};
 
 mod fee_refusals;
 mod ingest_failure;
+mod kept_txs;
 mod keyless_tombstones;
 mod partial_persist;
 mod proof_params;

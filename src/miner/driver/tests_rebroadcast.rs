@@ -6,7 +6,7 @@ use super::*;
 use crate::miner::lifecycle::{State, TxKind};
 
 /// Every tx of `signer` the chain included (in any block), with the fee it paid.
-fn included_txs_of(chain: &SimChain, signer: &str) -> Vec<(String, u128)> {
+pub(super) fn included_txs_of(chain: &SimChain, signer: &str) -> Vec<(String, u128)> {
     use crate::chain::tx::{AuthInfo, TxRaw};
     let s = chain.state();
     let mut txs = Vec::new();
@@ -32,7 +32,7 @@ fn included_txs_of(chain: &SimChain, signer: &str) -> Vec<(String, u128)> {
     txs
 }
 
-fn balance(chain: &SimChain, address: &str) -> u128 {
+pub(super) fn balance(chain: &SimChain, address: &str) -> u128 {
     chain.state().accounts[address].balance
 }
 

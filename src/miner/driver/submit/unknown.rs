@@ -4,6 +4,9 @@
 //! most once) instead of signing a new tx: a new tx has a new timeout and a new hash, so if the first one was in a
 //! mempool both would land, the second failing or duplicating its messages and paying its fee anyway. Only once
 //! the kept tx can no longer be included (its timeout passed) and is not on chain is a new one built.
+//!
+//! This map is the leader's memory; module `kept` stores every tx before it leaves, so a new leader or a restarted
+//! process fills it again from the session records.
 
 use std::collections::HashMap;
 use std::sync::Arc;

@@ -1,0 +1,245 @@
+//! Txs kept in storage across a failover or a restart (module `submit::kept`): a tx whose broadcast got no answer
+//! (the node took it) is found out about by the next leader, or by the restarted process, from the session
+//! record that stored it before it left, instead of a second tx being signed: the claim or proof lands once and
+//! one fee is paid.
+
+use super::rebroadcast::{balance, included_txs_of};
+use super::*;
+use crate::miner::lifecycle::State;
+
+/// A miner over `plain` whose chain calls time out after 500 ms (what ends a broadcast whose answer is lost).
+fn miner(f: &Fixture, plain: &storage::Storage, instance: &str, unordered: bool) -> Miner {
+    let client = Arc::new(ChainClient::new(f.client.grpc().url(), Duration::from_millis(500)).unwrap());
+    let config = MinerConfig {
+        unordered,
+        ..config(instance)
+    };
+    Miner::new(client, plain.clone(), f.keyring.clone(), config)
+}
+
+/// The txs the stored record of `key` holds.
+async fn stored_txs(plain: &storage::Storage, key: &SessionKey) -> Vec<serde_json::Value> {
+    let record = plain
+        .sessions
+        .get(&key.supplier, &key.session_id)
+        .await
+        .unwrap()
+        .unwrap();
+    let value: serde_json::Value = serde_json::from_slice(&record.data).unwrap();
+    value
+        .get("in_flight_txs")
+        .and_then(|t| t.as_array())
+        .cloned()
+        .unwrap_or_default()
+}
+
+/// `a` stops leading (it resigns, as when raft or Redis leadership moves) and, a block later, a miner "b" leads the
+/// same storage (a tx it signs then has another timeout or sequence than `a`'s: another hash); `a` then sees it
+/// and stays a follower.
+async fn fail_over(f: &Fixture, plain: &storage::Storage, a: &mut Miner, unordered: bool) -> Miner {
+    let token = a.leader_token.unwrap();
+    f.chain.produce_block();
+    assert!(plain.leadership.resign(ELECTION, "a", token).await.unwrap());
+    let mut b = miner(f, plain, "b", unordered);
+    b.step().await.unwrap();
+    assert!(b.engine.is_leader());
+    a.step().await.unwrap();
+    assert!(!a.engine.is_leader());
+    b
+}
+
+/// The fixture's session with relays ingested by a leader "a" (over a fresh memory backend), the chain at its
+/// claim window's opening, and that leader's claim broadcast whose answer is lost: the node took the tx, and
+/// it was stored in the session's record before it left.
+async fn claim_answer_lost(g: Genesis, unordered: bool) -> (Fixture, storage::Storage, Miner, u128) {
+    let f = fixture_on(g).await;
+    let plain = MemoryBackend::new().storage();
+    let mut a = miner(&f, &plain, "a", unordered);
+    ingest_until_claim_open(&f, &plain, &mut a).await;
+    let before = balance(&f.chain, &f.supplier);
+    f.chain.state().lose_broadcast_answers = 1;
+    a.step().await.unwrap();
+    assert_eq!(f.chain.state().mempool.len(), 1, "the node took the claim tx");
+    assert_eq!(a.engine.session(&f.key).unwrap().claim_sent_at, Vec::<i64>::new());
+    let stored = stored_txs(&plain, &f.key).await;
+    assert_eq!(stored.len(), 1, "stored before it left: {stored:?}");
+    assert_eq!(stored[0]["kind"], "claim");
+    (f, plain, a, before)
+}
+
+/// Three blocks with `miner` leading, then: one tx of the supplier in the blocks (the first one's hash, when
+/// given), one claim message ran, one fee paid; the claim is confirmed and its record holds no tx any more.
+async fn assert_claim_landed_once(
+    f: &Fixture,
+    plain: &storage::Storage,
+    miner: &mut Miner,
+    before: u128,
+    hash: Option<&str>,
+) {
+    for _ in 0..3 {
+        f.chain.produce_block();
+        miner.step().await.unwrap();
+    }
+    let txs = included_txs_of(&f.chain, &f.supplier);
+    assert_eq!(txs.len(), 1, "one tx of the supplier in the blocks: {txs:?}");
+    if let Some(hash) = hash {
+        assert_eq!(txs[0].0, hash, "the stored tx's very bytes");
+    }
+    let claims: Vec<_> = f.chain.records().into_iter().filter(|r| r.kind == "claim").collect();
+    assert_eq!(claims.len(), 1, "one claim message ran: {claims:?}");
+    assert_eq!(claims[0].rejected, None);
+    assert_eq!(before - balance(&f.chain, &f.supplier), txs[0].1, "exactly one fee");
+    let record = miner.engine.session(&f.key).unwrap();
+    assert!(
+        matches!(record.state, State::Claimed | State::Settled),
+        "{:?}",
+        record.state
+    );
+    assert_eq!(
+        stored_txs(plain, &f.key).await,
+        Vec::<serde_json::Value>::new(),
+        "dropped"
+    );
+    assert_eq!(miner.kept_txs.len(), 0);
+}
+
+/// Leader A broadcasts a claim, the node takes it and the answer is lost, and A stops leading. B, leading the
+/// same storage, restores the tx from the session's record and finds it in the node (the same bytes: code 19)
+/// instead of signing a second claim tx (new timeout or sequence, new hash) that would land too and pay a second
+/// fee. Unordered and ordered txs alike.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_claim_whose_answer_was_lost_lands_once_with_one_fee_after_a_failover() {
+    for unordered in [true, false] {
+        let (f, plain, mut a, before) = claim_answer_lost(genesis(), unordered).await;
+        let mut b = fail_over(&f, &plain, &mut a, unordered).await;
+        assert_claim_landed_once(&f, &plain, &mut b, before, None).await;
+    }
+}
+
+/// The same with the process restarted (a new miner of the same instance over the same storage, as after a
+/// SIGKILL of the embedded node).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_claim_whose_answer_was_lost_lands_once_with_one_fee_after_a_restart() {
+    let (f, plain, a, before) = claim_answer_lost(genesis(), true).await;
+    drop(a);
+    f.chain.produce_block();
+    let mut restarted = miner(&f, &plain, "a", true);
+    restarted.step().await.unwrap();
+    assert!(restarted.engine.is_leader());
+    assert_claim_landed_once(&f, &plain, &mut restarted, before, None).await;
+}
+
+/// A tx stored and then never taken by the node (here: its mempool full, and the answer saying so lost; as a
+/// crash between the store and the broadcast) is broadcast again as the same bytes by the restarted process and
+/// lands once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stored_tx_the_node_never_took_is_sent_as_the_same_bytes_after_a_restart() {
+    let f = fixture().await;
+    let plain = MemoryBackend::new().storage();
+    let mut a = miner(&f, &plain, "a", true);
+    ingest_until_claim_open(&f, &plain, &mut a).await;
+    let before = balance(&f.chain, &f.supplier);
+    {
+        let mut s = f.chain.state();
+        s.lose_broadcast_answers = 1;
+        s.mempool = vec![Vec::new(); crate::sim::chain::MAX_MEMPOOL_TXS];
+    }
+    a.step().await.unwrap();
+    drop(a);
+    f.chain.state().mempool.clear();
+    f.chain.produce_block();
+    let stored = stored_txs(&plain, &f.key).await;
+    assert_eq!(stored.len(), 1);
+    let hash = stored[0]["hash"].as_str().unwrap().to_string();
+    let mut restarted = miner(&f, &plain, "a", true);
+    restarted.step().await.unwrap();
+    assert_claim_landed_once(&f, &plain, &mut restarted, before, Some(&hash)).await;
+}
+
+/// A proof whose broadcast answer is lost, then a failover: one proof tx lands, one proof message runs, one fee
+/// is paid (a second proof tx of the session would land too and pay its fee).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_proof_whose_answer_was_lost_lands_once_with_one_fee_after_a_failover() {
+    let mut g = genesis();
+    g.proof_params.proof_request_probability = 1.0;
+    g.proof_params.proof_requirement_threshold_upokt = 0;
+    let submission_fee = u128::from(g.proof_params.proof_submission_fee_upokt);
+    let f = fixture_on(g).await;
+    let plain = MemoryBackend::new().storage();
+    let mut a = miner(&f, &plain, "a", true);
+    // Relays a proof can be built from and the chain validates.
+    a.step().await.unwrap();
+    plain
+        .relay_log
+        .append(signed_relays(&f, &f.header, "app", 0..3, 100))
+        .await
+        .unwrap();
+    a.step().await.unwrap();
+    let schedule = a.engine.session(&f.key).unwrap().schedule;
+    while f.chain.height() < schedule.proof_open - 1 {
+        f.chain.produce_block();
+        a.step().await.unwrap();
+    }
+    assert_eq!(a.engine.session(&f.key).unwrap().state, State::Proving);
+    let txs_before = included_txs_of(&f.chain, &f.supplier).len();
+    let before = balance(&f.chain, &f.supplier);
+    f.chain.state().lose_broadcast_answers = 1;
+    f.chain.produce_block();
+    a.step().await.unwrap();
+    assert_eq!(f.chain.state().mempool.len(), 1, "the node took the proof tx");
+    let stored = stored_txs(&plain, &f.key).await;
+    assert_eq!(stored.len(), 1, "{stored:?}");
+    assert_eq!(stored[0]["kind"], "proof");
+
+    let mut b = fail_over(&f, &plain, &mut a, true).await;
+    for _ in 0..3 {
+        f.chain.produce_block();
+        b.step().await.unwrap();
+    }
+    let txs = included_txs_of(&f.chain, &f.supplier);
+    assert_eq!(txs.len(), txs_before + 1, "one proof tx: {txs:?}");
+    let proofs: Vec<_> = f.chain.records().into_iter().filter(|r| r.kind == "proof").collect();
+    assert_eq!(proofs.len(), 1, "one proof message ran: {proofs:?}");
+    assert_eq!(proofs[0].rejected, None);
+    let fee = txs.last().unwrap().1;
+    assert_eq!(
+        before - balance(&f.chain, &f.supplier),
+        fee + submission_fee,
+        "exactly one tx fee (and the proof's submission fee, once)"
+    );
+}
+
+/// A claim the node took and answered for (its record says sent), and the leader stops leading before a block
+/// includes it (here it is held out of the mempool). The next leader, told by the chain that the claim is not
+/// there, re-sends a predecessor's send at once: the kept tx, not a new one, so when the held tx reaches a block
+/// after all, it is the only one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_claim_sent_before_a_failover_and_not_yet_included_is_sent_again_as_the_same_tx() {
+    let f = fixture().await;
+    let plain = MemoryBackend::new().storage();
+    let mut a = miner(&f, &plain, "a", true);
+    ingest_until_claim_open(&f, &plain, &mut a).await;
+    let before = balance(&f.chain, &f.supplier);
+    a.step().await.unwrap();
+    assert_eq!(a.engine.session(&f.key).unwrap().claim_sent_at.len(), 1);
+    assert_eq!(a.unknown_txs.len(), 0, "answered: not a tx of unknown outcome here");
+    assert_eq!(
+        stored_txs(&plain, &f.key).await.len(),
+        1,
+        "but kept until it is on chain"
+    );
+    let held = std::mem::take(&mut f.chain.state().mempool);
+    assert_eq!(held.len(), 1);
+
+    // B's first block: the lookup says "not there", and the send is repeated.
+    let mut b = fail_over(&f, &plain, &mut a, true).await;
+    assert_eq!(b.engine.session(&f.key).unwrap().claim_sent_at.len(), 2, "sent again");
+    {
+        // The held tx reaches the mempool after all (unless these very bytes are there already).
+        let mut s = f.chain.state();
+        if !s.mempool.contains(&held[0]) {
+            s.mempool.push(held[0].clone());
+        }
+    }
+    assert_claim_landed_once(&f, &plain, &mut b, before, Some(&crate::chain::tx::tx_hash(&held[0]))).await;
+}
