@@ -44,6 +44,8 @@ pub(crate) struct RelayValue {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct SessionValue {
     pub state: String,
+    /// One byte string (the same postcard bytes as a sequence of `u8`, in one copy).
+    #[serde(with = "serde_bytes")]
     pub data: Vec<u8>,
     pub version: u64,
 }
