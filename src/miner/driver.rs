@@ -159,6 +159,9 @@ pub struct Miner {
     unknown_txs: submit::UnknownTxs,
     /// The chain's proof params as last read, and the engine height they were read for (module `requirement`).
     proof_params: Option<(i64, wire::ProofParams)>,
+    /// The proof params every session decided "no proof required" is known to have been decided or re-checked
+    /// with (module `requirement`); `None`: not known (a start, a new leadership, a decision with other params).
+    watched_proof_params: Option<wire::ProofParams>,
     /// Every tx that may be in a mempool or a block while its sessions still send, by the session whose record
     /// holds it (stored there before it left, dropped once its outcome is known; module `submit::kept`): what the
     /// next leader or a restarted process restores as txs of unknown outcome.
@@ -238,6 +241,7 @@ impl Miner {
             gas_pricing,
             unknown_txs: submit::UnknownTxs::default(),
             proof_params: None,
+            watched_proof_params: None,
             kept_txs: submit::KeptTxs::default(),
             stored_txs: HashMap::new(),
             kept_changed: Default::default(),
@@ -443,9 +447,11 @@ impl Miner {
         if tip.height > self.engine.height() {
             timer.new_block = true;
             let step = self.engine.handle(Event::NewBlock { height: tip.height });
-            // Before the block's own requirement checks, which then read the same params (module `requirement`).
-            self.watch_proof_params().await?;
-            self.execute(step).await?;
+            let executed = self.execute(step).await;
+            // After the block's own work (its claims and proofs come first), and never failing it (module
+            // `requirement`).
+            self.watch_proof_params().await;
+            executed?;
             timer.lap("execute");
             self.observe_gauges(tip.height).await;
             timer.lap("gauges");
@@ -978,6 +984,12 @@ impl Miner {
         .unwrap_or_default();
         let proof_params = self.block_proof_params().await?;
         let reason = lottery::proof_requirement(&claim.encode_to_vec(), &seed.hash, &claimed, &proof_params);
+        if reason == lottery::ProofRequirementReason::NotRequired
+            && self.watched_proof_params.as_ref() != Some(&proof_params)
+        {
+            // Decided with params the watch has not seen: the decisions before it are re-checked against these.
+            self.watched_proof_params = None;
+        }
         Ok(reason != lottery::ProofRequirementReason::NotRequired)
     }
 }

@@ -216,6 +216,9 @@ impl Miner {
         self.kept_txs.clear();
         self.stored_txs.clear();
         self.kept_changed.clear();
+        // Sessions another leader decided "no proof" for, with params this process never saw (module
+        // `requirement`).
+        self.watched_proof_params = None;
         self.unpersisted.clear();
         self.pending_reports.clear();
         self.signers.clear();

@@ -12,10 +12,13 @@
 //! required. A change after the last send height cannot be acted on by anyone.
 //!
 //! Every requirement check of a block reads the params through [`Miner::block_proof_params`], cached for the
-//! engine's height, and the watch reads them before the block's own checks run: so the params each decision
-//! used are the ones the next block's watch compares against, and no change between a decision and the watch
-//! goes unseen. The first read after a start compares against nothing and so re-checks every restored session
-//! once (their decisions were made with params this process never saw).
+//! engine's height. The watch runs after the block's own commands (its claims and proofs are not delayed by
+//! re-checks, and a failed re-check never costs the block's submissions) against its own baseline,
+//! `watched_proof_params`: the params every session decided "no proof" is known to have been decided or
+//! re-checked with. It is moved only when every re-check of a change succeeded, so a failed one is asked again
+//! at the next block; a decision made with params other than the baseline, a start and a new leadership clear
+//! it, so the sessions decided before are re-checked against the params in force (their decisions may have
+//! used params this process never compared).
 
 use super::{Event, Miner, MinerError};
 use crate::protocol::wire;
@@ -35,25 +38,25 @@ impl Miner {
         Ok(params)
     }
 
-    /// At a new block, before its commands run: when a session decided "no proof" could still be proven and
-    /// the proof params are not those of the last read, every such session is checked again. A failed read is
-    /// only logged: the block's work goes on, and the next block compares against the last params read.
-    pub(super) async fn watch_proof_params(&mut self) -> Result<(), MinerError> {
+    /// At a new block, after its commands ran: when a session decided "no proof" could still be proven and the
+    /// proof params differ from the baseline (or it is unknown), every such session is checked again, and the
+    /// baseline moves to the params read once all checks succeeded. Nothing here fails the tick: a failed read
+    /// or check is logged and retried at the next block.
+    pub(super) async fn watch_proof_params(&mut self) {
         if !self.engine.proof_requirement_revisable() {
-            return Ok(());
+            return;
         }
-        let previous = self.proof_params.as_ref().map(|(_, p)| p.clone());
         let current = match self.block_proof_params().await {
             Ok(params) => params,
             Err(e) => {
-                tracing::warn!(error = %e, "cannot read the proof params; sessions decided \"no proof\" are checked again at a later block");
-                return Ok(());
+                tracing::warn!(error = %e, "cannot read the proof params; sessions decided \"no proof\" are checked again at the next block");
+                return;
             }
         };
-        if previous.as_ref() == Some(&current) {
-            return Ok(());
+        if self.watched_proof_params.as_ref() == Some(&current) {
+            return;
         }
-        if previous.is_some() {
+        if self.watched_proof_params.is_some() {
             tracing::info!(
                 probability = current.proof_request_probability,
                 threshold = ?current.proof_requirement_threshold,
@@ -61,6 +64,11 @@ impl Miner {
             );
         }
         let step = self.engine.handle(Event::ProofParamsChanged);
-        self.execute(step).await
+        match self.execute(step).await {
+            Ok(()) => self.watched_proof_params = Some(current),
+            Err(e) => {
+                tracing::warn!(error = %e, "re-checking the proof requirement of sessions decided \"no proof\" failed; retried at the next block")
+            }
+        }
     }
 }

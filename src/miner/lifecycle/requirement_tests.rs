@@ -103,3 +103,27 @@ fn past_the_last_proof_send_height_nothing_is_revisable() {
     });
     assert_eq!(e.session(&k).unwrap().state, State::Settled);
 }
+
+/// A change seen at the last height a proof can be sent (`proof_close − buffer`) still sends it in the same step.
+#[test]
+fn a_proof_required_at_the_last_send_height_is_sent_in_the_same_step() {
+    let k = key();
+    let mut e = decided_not_required();
+    e.handle(Event::NewBlock { height: 19 });
+    assert_eq!(
+        e.handle(Event::ProofParamsChanged).commands,
+        vec![Command::CheckProofRequirement { key: k.clone() }]
+    );
+    let step = e.handle(Event::ProofRequirement {
+        key: k.clone(),
+        required: true,
+    });
+    assert_eq!(
+        step.commands,
+        vec![Command::SubmitProofs {
+            supplier: "s1".into(),
+            keys: vec![k.clone()]
+        }]
+    );
+    assert_eq!(e.session(&k).unwrap().proof_sent_at, [19]);
+}
