@@ -255,6 +255,11 @@ pub enum Op {
         /// Token the candidate holds.
         token: u64,
     },
+    /// The storage contract's write set (`storage::WriteSets`): `ops` (only [`Op::TrieBatch`],
+    /// [`Op::SessionPut`] and [`Op::Ack`]) applied all or nothing in one entry. Every `SessionPut`'s version is
+    /// checked first; one mismatch is [`OpResult::Conflict`] and nothing is written. Result
+    /// [`OpResult::WriteSet`]; any other op inside is [`OpResult::Error`] (nothing written).
+    WriteSet(Vec<Op>),
     /// `op` applied only if `fence`'s candidate holds its election with its token, live in the entry's term at
     /// the entry's `now_ms`; else [`OpResult::Fenced`] and nothing written. Result: `op`'s.
     Fenced {
@@ -338,6 +343,14 @@ pub enum OpResult {
     Conflict(String),
     /// Any other failure of this op (nothing written by this op).
     Error(String),
+    /// What an [`Op::WriteSet`] did: the new versions of its `SessionPut`s in order, and the entries its `Ack`s
+    /// deleted.
+    WriteSet {
+        /// New record versions, in op order.
+        versions: Vec<u64>,
+        /// Relay-log entries deleted.
+        acked: u64,
+    },
     /// A fenced op refused because its fence's candidate no longer held the lease (nothing written).
     Fenced(String),
 }

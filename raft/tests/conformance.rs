@@ -43,6 +43,7 @@ async fn relay_log_through_follower() {
 async fn records_tries_kv_through_follower() {
     on_follower(suite::trie_namespaces).await;
     on_follower(suite::session_cas).await;
+    on_follower(suite::write_sets).await;
     on_follower(suite::kv_basics).await;
     on_follower(suite::kv_ttl).await;
 }
@@ -51,6 +52,7 @@ async fn records_tries_kv_through_follower() {
 async fn data_checks_on_leader() {
     on_leader(suite::relay_log_order).await;
     on_leader(suite::session_cas).await;
+    on_leader(suite::write_sets).await;
     on_leader(suite::trie_namespaces).await;
 }
 

@@ -267,7 +267,7 @@ impl Fence {
 /// shared state: relay-log `append`, `read`, `read_pending`, `claim` (they record deliveries), `ack`,
 /// `trim_session`; trie `open`, [`NodeStore::write_batch`] of stores opened
 /// through the view, `delete_namespace`; session `put` / `delete`; KV `set` / `set_if_absent` / `increment` /
-/// `delete`. Pure reads and [`Leadership`] calls are not fenced. A fenced call that has nothing to change (an
+/// `delete`; [`WriteSets::write`]. Pure reads and [`Leadership`] calls are not fenced. A fenced call that has nothing to change (an
 /// `ack` of ids not pending, a `trim_session` that matches nothing) may return `Ok` without checking. Backends
 /// document any exception (Redis: stream deliveries and trie `open` are not fenced, see its `fence` module).
 /// The unfenced view (what a backend's `storage()` returns) keeps working for writers without leadership (the
@@ -326,4 +326,118 @@ pub trait KvStore: Send + Sync {
 
     /// Deletes `key`; returns whether a live value existed.
     async fn delete(&self, key: &str) -> Result<bool, StorageError>;
+}
+
+/// One trie namespace's batch in a [`WriteSet`]: what [`NodeStore::write_batch`] of the store
+/// [`TrieStore::open`]`(supplier, namespace)` hands out would write.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TrieWrite {
+    /// Supplier operator address.
+    pub supplier: String,
+    /// The namespace as passed to [`TrieStore::open`] (a session id, or a session's derived namespace).
+    pub namespace: String,
+    /// The nodes to put and delete.
+    pub batch: crate::nodes::NodeBatch,
+}
+
+/// One session record compare-and-set in a [`WriteSet`], as [`SessionStore::put`] takes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordWrite {
+    /// Supplier operator address.
+    pub supplier: String,
+    /// Session id.
+    pub session_id: String,
+    /// Lifecycle state.
+    pub state: String,
+    /// Opaque record body.
+    pub data: Vec<u8>,
+    /// The version the stored record must have (`0` = must not exist).
+    pub expected_version: u64,
+}
+
+/// Relay-log entries of one supplier to acknowledge in a [`WriteSet`], as [`RelayLog::ack`] takes them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogAck {
+    /// Supplier operator address.
+    pub supplier: String,
+    /// Entry ids; unknown or already acknowledged ones are ignored.
+    pub ids: Vec<EntryId>,
+}
+
+/// Writes of several parts of the contract applied as one: trie batches, session record compare-and-sets and
+/// relay-log acks. See [`WriteSets::write`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WriteSet {
+    /// Trie batches, at most one per (supplier, namespace).
+    pub tries: Vec<TrieWrite>,
+    /// Record writes, at most one per (supplier, session).
+    pub records: Vec<RecordWrite>,
+    /// Acks, at most one per supplier.
+    pub acks: Vec<LogAck>,
+}
+
+impl WriteSet {
+    /// True when the set writes nothing.
+    pub fn is_empty(&self) -> bool {
+        self.tries.iter().all(|t| t.batch.is_empty())
+            && self.records.is_empty()
+            && self.acks.iter().all(|a| a.ids.is_empty())
+    }
+
+    /// Refuses a set naming one trie namespace, record or supplier's acks twice ([`StorageError::Backend`]):
+    /// every backend applies the parts of a set in its own order, so two writes of one key would be ambiguous.
+    pub fn validate(&self) -> Result<(), StorageError> {
+        let mut tries = std::collections::HashSet::new();
+        let mut records = std::collections::HashSet::new();
+        let mut acks = std::collections::HashSet::new();
+        let dup = |what: &str, a: &str, b: &str| StorageError::Backend(format!("write set names {what} {a}/{b} twice"));
+        for t in &self.tries {
+            if !tries.insert((t.supplier.as_str(), t.namespace.as_str())) {
+                return Err(dup("trie namespace", &t.supplier, &t.namespace));
+            }
+        }
+        for r in &self.records {
+            if !records.insert((r.supplier.as_str(), r.session_id.as_str())) {
+                return Err(dup("session record", &r.supplier, &r.session_id));
+            }
+        }
+        for a in &self.acks {
+            if !acks.insert(a.supplier.as_str()) {
+                return Err(dup("relay log acks of", &a.supplier, ""));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// What [`WriteSets::write`] did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WriteSetOutcome {
+    /// The new version of each record write, in [`WriteSet::records`] order.
+    pub versions: Vec<u64>,
+    /// How many entries the acks acknowledged (as the sum of [`RelayLog::ack`]'s results).
+    pub acked: u64,
+}
+
+/// Several writes in one: the miner's ingest batch (its sessions' trie commits, their records and the relay-log
+/// ack) and a step's records, which written one by one cost a durable commit each (on raft, a replicated entry
+/// each: a quorum round trip plus an fsync).
+#[async_trait]
+pub trait WriteSets: Send + Sync {
+    /// Applies `set` all or nothing: every trie batch, every record and every ack, or none of them.
+    ///
+    /// - Each record is a compare-and-set as [`SessionStore::put`]; when any record's stored version differs
+    ///   from its expected one, the call fails with [`StorageError::Conflict`] and writes nothing (a caller
+    ///   falls back to writing one by one, where it can resolve the conflict).
+    /// - On a fenced view the fence is checked once, atomically with the whole set ([`Fencing`]).
+    /// - A set naming a key twice is refused ([`WriteSet::validate`]). An empty set returns at once.
+    /// - On `Err` other than `Conflict` / `Fenced` / a refused set, a crash or a lost connection may leave the
+    ///   set applied or not, never in part.
+    ///
+    /// A trie namespace must have been opened with [`TrieStore::open`] (through any view) and not deleted since:
+    /// a backend that allocates namespaces there (redb) refuses the set otherwise ([`StorageError::Conflict`]).
+    /// The tries written here must not have a [`NodeStore`] handle writing the same namespace concurrently
+    /// (the miner writes each trie from one task); a backend that mirrors open namespaces (Redis) updates the
+    /// mirror once the set is applied.
+    async fn write(&self, set: WriteSet) -> Result<WriteSetOutcome, StorageError>;
 }

@@ -23,6 +23,9 @@
 //! - [`Leadership`]: per named election, `campaign` / `renew` / `resign` / `leader` / `watch`, with a fencing
 //!   token that strictly increases for every new term.
 //! - [`KvStore`]: get / set / set-if-absent / increment (ASCII decimal counters) / delete, with TTLs.
+//! - [`WriteSets`]: trie batches, session record compare-and-sets and relay-log acks applied as one, all or
+//!   nothing (any record's version mismatch writes nothing): the miner's ingest batch and a step's records in
+//!   one durable commit (on raft one log entry) instead of one per write.
 //! - [`Fencing`]: [`Storage::fenced`] is a view whose state-changing calls succeed only while a [`Fence`]'s
 //!   candidate holds its election with its token (checked atomically with the write), else
 //!   [`StorageError::Fenced`] and nothing changes. The miner writes through it, so a deposed leader cannot ack
@@ -45,8 +48,8 @@ pub mod suite;
 use std::sync::Arc;
 
 pub use contract::{
-    Backlog, BoxNodeStore, EntryId, Fence, Fencing, KvStore, LeaderInfo, Leadership, LogEntry, MinedRelay, RelayLog,
-    SessionRecord, SessionStore, TrieStore,
+    Backlog, BoxNodeStore, EntryId, Fence, Fencing, KvStore, LeaderInfo, Leadership, LogAck, LogEntry, MinedRelay,
+    RecordWrite, RelayLog, SessionRecord, SessionStore, TrieStore, TrieWrite, WriteSet, WriteSetOutcome, WriteSets,
 };
 pub use error::StorageError;
 pub use memory::{Faults, MemoryBackend};
@@ -68,6 +71,8 @@ pub struct Storage {
     pub leadership: Arc<dyn Leadership>,
     /// Small TTL key-value store.
     pub kv: Arc<dyn KvStore>,
+    /// Trie batches, records and acks written as one.
+    pub write_sets: Arc<dyn WriteSets>,
     /// Makes fenced views of the same backend.
     fencing: Arc<dyn Fencing>,
     /// The fence this view's writes carry, if any.
@@ -79,7 +84,7 @@ impl Storage {
     /// (`None` for a backend's plain view).
     pub fn from_backend<B>(backend: &'static str, b: Arc<B>, fence: Option<Fence>) -> Self
     where
-        B: RelayLog + TrieStore + SessionStore + Leadership + KvStore + Fencing + 'static,
+        B: RelayLog + TrieStore + SessionStore + Leadership + KvStore + WriteSets + Fencing + 'static,
     {
         Self {
             backend,
@@ -88,6 +93,7 @@ impl Storage {
             sessions: b.clone(),
             leadership: b.clone(),
             kv: b.clone(),
+            write_sets: b.clone(),
             fencing: b,
             fence,
         }

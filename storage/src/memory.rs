@@ -21,7 +21,7 @@ pub use faults::Faults;
 
 use crate::contract::{
     Backlog, BoxNodeStore, EntryId, Fence, Fencing, KvStore, LeaderInfo, Leadership, LogEntry, MinedRelay, RelayLog,
-    SessionRecord, SessionStore, TrieStore,
+    SessionRecord, SessionStore, TrieStore, WriteSet, WriteSetOutcome, WriteSets,
 };
 use crate::group::GroupState;
 use crate::lease::{CampaignPlan, LeaseTable};
@@ -349,6 +349,66 @@ impl SessionStore for MemoryBackend {
 }
 
 /// The conflict error of a failed session compare-and-set (shared wording across in-process backends).
+#[async_trait]
+impl WriteSets for MemoryBackend {
+    /// One write for the fault plan, one lock: checks the fence and every record's version, then applies all.
+    async fn write(&self, set: WriteSet) -> Result<WriteSetOutcome, StorageError> {
+        set.validate()?;
+        if set.is_empty() {
+            return Ok(WriteSetOutcome::default());
+        }
+        self.shared.faults.gate().await?;
+        let mut st = self.lock_fenced(Instant::now())?;
+        for r in &set.records {
+            let current = st
+                .sessions
+                .get(&(r.supplier.clone(), r.session_id.clone()))
+                .map_or(0, |rec| rec.version);
+            if current != r.expected_version {
+                return Err(version_conflict(
+                    &r.supplier,
+                    &r.session_id,
+                    r.expected_version,
+                    current,
+                ));
+            }
+        }
+        for t in set.tries {
+            let map = st.nodes.entry((t.supplier, t.namespace)).or_default();
+            for key in t.batch.deletes {
+                map.remove(&key);
+            }
+            map.extend(t.batch.puts);
+        }
+        let mut outcome = WriteSetOutcome::default();
+        for r in set.records {
+            let version = r.expected_version + 1;
+            let key = (r.supplier.clone(), r.session_id.clone());
+            let record = SessionRecord {
+                supplier: r.supplier,
+                session_id: r.session_id,
+                state: r.state,
+                data: r.data,
+                version,
+            };
+            st.sessions.insert(key, record);
+            outcome.versions.push(version);
+        }
+        for a in set.acks {
+            let Some(log) = st.logs.get_mut(&a.supplier) else {
+                continue;
+            };
+            for id in a.ids {
+                if id.minor == 0 && log.group.remove(id.major) {
+                    log.entries.remove(&id.major);
+                    outcome.acked += 1;
+                }
+            }
+        }
+        Ok(outcome)
+    }
+}
+
 pub(crate) fn version_conflict(supplier: &str, session_id: &str, expected: u64, current: u64) -> StorageError {
     StorageError::Conflict(format!(
         "session record {supplier}/{session_id}: expected version {expected}, stored version {current}"

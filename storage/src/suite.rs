@@ -13,6 +13,7 @@ mod kv;
 mod leader;
 mod log;
 mod records;
+mod write_set;
 
 use std::any::Any;
 use std::future::Future;
@@ -28,6 +29,7 @@ pub use log::{
     relay, relay_log_concurrent_appends, relay_log_order, relay_log_redelivery, relay_log_trim_session, trie_namespaces,
 };
 pub use records::session_cas;
+pub use write_set::write_sets;
 
 /// One backend under test plus whatever must live as long as it (a temp dir, a server process).
 pub struct Fixture {
@@ -86,6 +88,7 @@ where
     relay_log_concurrent_appends(factory().await).await;
     trie_namespaces(factory().await).await;
     session_cas(factory().await).await;
+    write_sets(factory().await).await;
     leadership_exclusive(factory().await).await;
     leadership_takeover(factory().await).await;
     fencing_stale_token(factory().await).await;

@@ -228,6 +228,27 @@ impl RaftBackend {
         self.groups.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// The sequences of `ids` pending in this node's consumer group of `supplier` (what an ack deletes).
+    pub(super) fn pending_seqs(&self, supplier: &str, ids: &[EntryId]) -> Vec<u64> {
+        let groups = self.groups();
+        let Some(group) = groups.get(supplier) else {
+            return Vec::new();
+        };
+        ids.iter()
+            .filter(|id| id.minor == 0 && group.pending.contains_key(&id.major))
+            .map(|id| id.major)
+            .collect()
+    }
+
+    /// Ends the delivery bookkeeping of acknowledged `seqs` once their ack applied; how many were pending.
+    pub(super) fn acked(&self, supplier: &str, seqs: Vec<u64>) -> u64 {
+        let mut groups = self.groups();
+        let Some(group) = groups.get_mut(supplier) else {
+            return 0;
+        };
+        seqs.into_iter().filter(|s| group.pending.remove(s).is_some()).count() as u64
+    }
+
     /// Redelivers pending entries chosen by `pick` (in sequence order, at most `max`), dropping pending entries
     /// whose relay no longer exists (trimmed or acknowledged through another node).
     fn redeliver(
@@ -364,16 +385,7 @@ impl RelayLog for RaftBackend {
     }
 
     async fn ack(&self, supplier: &str, ids: &[EntryId]) -> Result<u64, StorageError> {
-        let seqs: Vec<u64> = {
-            let groups = self.groups();
-            let Some(group) = groups.get(supplier) else {
-                return Ok(0);
-            };
-            ids.iter()
-                .filter(|id| id.minor == 0 && group.pending.contains_key(&id.major))
-                .map(|id| id.major)
-                .collect()
-        };
+        let seqs = self.pending_seqs(supplier, ids);
         if seqs.is_empty() {
             return Ok(0);
         }
@@ -382,11 +394,7 @@ impl RelayLog for RaftBackend {
             seqs: seqs.clone(),
         })
         .await?;
-        let mut groups = self.groups();
-        let Some(group) = groups.get_mut(supplier) else {
-            return Ok(0);
-        };
-        Ok(seqs.into_iter().filter(|s| group.pending.remove(s).is_some()).count() as u64)
+        Ok(self.acked(supplier, seqs))
     }
 
     async fn trim_session(&self, supplier: &str, session_id: &str) -> Result<u64, StorageError> {

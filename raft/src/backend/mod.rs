@@ -26,6 +26,7 @@
 
 mod leader;
 mod log;
+mod write_set;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

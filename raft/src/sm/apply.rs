@@ -367,6 +367,7 @@ pub(crate) fn apply_op(txn: &WriteTransaction, term: u64, now_ms: u64, op: &Op) 
             }
             OpResult::Bool(held)
         }
+        Op::WriteSet(ops) => write_set(txn, term, now_ms, ops)?,
         Op::Fenced { fence, op } => {
             let lease: Option<LeaseValue> = match txn.open_table(LEASES)?.get(fence.election.as_str())? {
                 Some(v) => Some(dec(v.value())?),
@@ -387,6 +388,58 @@ pub(crate) fn apply_op(txn: &WriteTransaction, term: u64, now_ms: u64, op: &Op) 
             }
         }
     })
+}
+
+/// [`Op::WriteSet`]: every check before the first write, so a refused set writes nothing.
+fn write_set(txn: &WriteTransaction, term: u64, now_ms: u64, ops: &[Op]) -> DbResult<OpResult> {
+    {
+        let t = txn.open_table(SESSIONS)?;
+        let mut seen = std::collections::HashSet::new();
+        for op in ops {
+            match op {
+                Op::SessionPut {
+                    supplier,
+                    session_id,
+                    expected_version,
+                    ..
+                } => {
+                    if !seen.insert((supplier.as_str(), session_id.as_str())) {
+                        return Ok(OpResult::Error(format!("write set puts {supplier}/{session_id} twice")));
+                    }
+                    let current = match t.get((supplier.as_str(), session_id.as_str()))? {
+                        Some(v) => dec::<SessionValue>(v.value())?.version,
+                        None => 0,
+                    };
+                    if current != *expected_version {
+                        return Ok(OpResult::Conflict(format!(
+                            "session {supplier}/{session_id}: version {current}, expected {expected_version}"
+                        )));
+                    }
+                }
+                Op::TrieBatch { .. } | Op::Ack { .. } => {}
+                _ => {
+                    return Ok(OpResult::Error(
+                        "write set with an op other than a trie batch, record or ack".into(),
+                    ));
+                }
+            }
+        }
+    }
+    let (mut versions, mut acked) = (Vec::new(), 0);
+    for op in ops {
+        match apply_op(txn, term, now_ms, op)? {
+            OpResult::Version(v) => versions.push(v),
+            OpResult::Count(n) => acked += n,
+            OpResult::Done => {}
+            // Unreachable: versions were checked above and each record is put once.
+            other => {
+                return Err(redb::Error::Corrupted(format!(
+                    "write set op failed after its checks: {other:?}"
+                )));
+            }
+        }
+    }
+    Ok(OpResult::WriteSet { versions, acked })
 }
 
 fn append(txn: &WriteTransaction, relays: &[RelayRecord]) -> DbResult<Vec<u64>> {

@@ -62,7 +62,7 @@ pub(super) fn insert_entry(
 }
 
 /// Deletes `(sid, seq)` from the relay log and its session index; whether it was there.
-fn remove_entry(
+pub(super) fn remove_entry(
     log: &mut Table<(u32, u64), &[u8]>,
     index: &mut Table<(u32, &[u8], u64), ()>,
     sid: u32,

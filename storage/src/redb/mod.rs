@@ -39,6 +39,7 @@ mod open;
 mod rest;
 mod tables;
 mod wal;
+mod write_set;
 mod writer;
 
 pub use health::NotReady;

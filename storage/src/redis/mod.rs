@@ -88,6 +88,7 @@ mod records;
 pub mod server;
 mod stats;
 mod trie;
+mod write_set;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};

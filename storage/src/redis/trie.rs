@@ -128,7 +128,7 @@ impl Mirror {
 
 const HEX: &[u8; 16] = b"0123456789abcdef";
 
-fn to_hex(b: &[u8]) -> String {
+pub(crate) fn to_hex(b: &[u8]) -> String {
     let mut s = String::with_capacity(b.len() * 2);
     for x in b {
         s.push(char::from(HEX[usize::from(x >> 4)]));
@@ -315,6 +315,20 @@ impl RedisNodeStore {
 }
 
 impl RedisBackend {
+    /// Mirrors `batch`, applied in Redis to the hash `key` by a write set (`write_set` module), into the
+    /// namespace's mirror if this process has it open.
+    pub(crate) fn mirror_applied(&self, key: &str, batch: NodeBatch) {
+        let Some(mirror) = lock(&self.inner.mirrors).get(key).and_then(Weak::upgrade) else {
+            return;
+        };
+        let _writer = lock(&mirror.writer);
+        let mut nodes = mirror.write();
+        for k in batch.deletes {
+            nodes.remove(&k);
+        }
+        nodes.extend(batch.puts.into_iter().map(|(k, v)| (k, mirrored(v))));
+    }
+
     /// Loads the whole namespace hash with paged `HSCAN`.
     async fn prefetch(&self, key: &str) -> Result<HashMap<Vec<u8>, Vec<u8>>, StorageError> {
         let mut nodes = HashMap::new();

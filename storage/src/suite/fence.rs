@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use super::{Fixture, poll_until, relay};
-use crate::contract::{EntryId, Fence};
+use crate::contract::{EntryId, Fence, LogAck, RecordWrite, TrieWrite, WriteSet};
 use crate::nodes::NodeBatch;
 use crate::{Storage, StorageError};
 
@@ -83,6 +83,30 @@ async fn assert_all_refused(plain: &Storage, view: &Storage, pending: &[EntryId]
     is_fenced("trim", view.relay_log.trim_session(SUP, "s1").await);
     is_fenced("append", view.relay_log.append(vec![relay(SUP, "s1", 99)]).await);
     is_fenced("delete namespace", view.tries.delete_namespace(SUP, "s1").await);
+    let version = before.session.as_ref().map_or(0, |(_, _, v)| *v);
+    is_fenced(
+        "write set",
+        view.write_sets
+            .write(WriteSet {
+                tries: vec![TrieWrite {
+                    supplier: SUP.into(),
+                    namespace: "s1".into(),
+                    batch: node(9, "stale"),
+                }],
+                records: vec![RecordWrite {
+                    supplier: SUP.into(),
+                    session_id: "s1".into(),
+                    state: "stale".into(),
+                    data: b"x".to_vec(),
+                    expected_version: version,
+                }],
+                acks: vec![LogAck {
+                    supplier: SUP.into(),
+                    ids: pending.to_vec(),
+                }],
+            })
+            .await,
+    );
     if plain.backend == "redis" {
         // Redis fences trie batches (the store is opened unfenced: `open` is a prefetch) but not deliveries
         // (see `storage::redis` fence docs): every miner reads as one consumer, so nothing moves to another.
