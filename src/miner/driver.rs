@@ -570,31 +570,9 @@ impl Miner {
                 "miner step records persisted"
             );
             if let Err(e) = persisted {
-                // Records written before the failure are stored as the engine has them now (all of this step's
-                // changes and the queued steps' included), so their reports run now: were they left waiting and
-                // this miner lost the leadership first, the next leader would restore those records already moved
-                // and never report them. The others wait for their records.
                 let stored: HashSet<SessionKey> = written.into_iter().collect();
-                let mut now = Vec::new();
-                for step in queue.into_iter().chain(std::iter::once(step)) {
-                    self.unpersisted
-                        .extend(step.changed.into_iter().filter(|k| !stored.contains(k)));
-                    for command in step.commands {
-                        match command {
-                            report if report.report_key().is_some_and(|k| stored.contains(k)) => now.push(report),
-                            report if report.is_report() => self.pending_reports.push(report),
-                            // Not run: the engine prunes it again at the next block.
-                            Command::Prune { key } => self.engine.prune_failed(&key),
-                            _ => {}
-                        }
-                    }
-                }
-                for report in now {
-                    // Reports do no IO that can fail (metrics and a log line).
-                    if let Err(report_error) = self.run_command(report).await {
-                        tracing::warn!(error = %report_error, "a loss report failed");
-                    }
-                }
+                self.defer(queue.into_iter().chain(std::iter::once(step)), &stored)
+                    .await;
                 return Err(e);
             }
             let (reports, mut commands): (Vec<Command>, Vec<Command>) =
@@ -629,6 +607,36 @@ impl Miner {
         failed.map_or(Ok(()), Err)
     }
 
+    /// After a failed record write: the changes of `steps` whose records are not in `stored` wait for
+    /// [`Miner::persist_pending`] with their reports, their prunes are handed back to the engine, their other
+    /// commands are dropped (the engine asks for them again at the next block).
+    ///
+    /// Records in `stored` were written as the engine has them now (all of the steps' changes included), so
+    /// their reports run now: were they left waiting and this miner lost the leadership first, the next leader
+    /// would restore those records already moved and never report them.
+    async fn defer(&mut self, steps: impl IntoIterator<Item = super::lifecycle::Step>, stored: &HashSet<SessionKey>) {
+        let mut now = Vec::new();
+        for step in steps {
+            self.unpersisted
+                .extend(step.changed.into_iter().filter(|k| !stored.contains(k)));
+            for command in step.commands {
+                match command {
+                    report if report.report_key().is_some_and(|k| stored.contains(k)) => now.push(report),
+                    report if report.is_report() => self.pending_reports.push(report),
+                    // Not run: the engine prunes it again at the next block.
+                    Command::Prune { key } => self.engine.prune_failed(&key),
+                    _ => {}
+                }
+            }
+        }
+        for report in now {
+            // Reports do no IO that can fail (metrics and a log line).
+            if let Err(report_error) = self.run_command(report).await {
+                tracing::warn!(error = %report_error, "a loss report failed");
+            }
+        }
+    }
+
     /// Writes the records a failed iteration could not store, then runs their waiting reports.
     async fn persist_pending(&mut self) -> Result<(), MinerError> {
         if self.unpersisted.is_empty() {
@@ -661,54 +669,61 @@ impl Miner {
     /// first block after a restart or failover.
     /// Returns how many records were written; each written key is pushed on `written` as it is stored (so a
     /// caller knows which ones were when a later write fails).
+    ///
+    /// Several records are written as one storage write ([`storage::WriteSets`]; on raft one log entry instead of
+    /// one per record), all or none; when one of them conflicts, they are written one by one, which resolves
+    /// the conflict. A session whose trie has changes not yet committed (an ingest batch whose write failed)
+    /// gets its trie committed first, so a record never counts relays its trie does not hold in storage.
     async fn persist(&mut self, keys: &[SessionKey], written_keys: &mut Vec<SessionKey>) -> Result<usize, MinerError> {
-        let mut written = 0;
-        for key in keys {
-            let Some(record) = self.engine.session(key) else {
-                continue;
+        let writes = self.record_writes(keys)?;
+        if writes.is_empty() {
+            return Ok(0);
+        }
+        self.flush_tries(writes.iter().map(|w| &w.0))?;
+        if writes.len() > 1 {
+            let set = storage::WriteSet {
+                records: writes.iter().map(|(_, _, w)| w.clone()).collect(),
+                ..Default::default()
             };
-            // The txs its record holds (module `submit::kept`): a change of them alone is written too.
-            let held_hashes = self.kept_txs.held_hashes(key, Some(record.state));
-            if self.stored_txs.get(key).map_or(&[][..], Vec::as_slice) == held_hashes.as_slice()
-                && self
-                    .stored
-                    .get(key)
-                    .is_some_and(|stored| same_but_queried_at(stored, record))
-            {
-                continue;
+            match self.writer()?.write_sets.write(set).await {
+                Ok(outcome) => {
+                    let n = writes.len();
+                    for ((key, record, _), version) in writes.into_iter().zip(outcome.versions) {
+                        self.stored_as(key.clone(), record, version);
+                        written_keys.push(key);
+                    }
+                    return Ok(n);
+                }
+                // One by one below: a conflicting record is taken over there.
+                Err(storage::StorageError::Conflict(_)) => {}
+                Err(e) => return Err(e.into()),
             }
-            let record = record.clone();
-            let held = self.kept_txs.held_by(key);
-            let data = serde_json::to_vec(&submit::RecordOut {
-                record: &record,
-                in_flight_txs: &held,
-            })
-            .map_err(|e| MinerError::Corrupt(e.to_string()))?;
-            let expected = self.versions.get(key).copied().unwrap_or(0);
+        }
+        let mut written = 0;
+        for (key, record, w) in writes {
             match self
                 .writer()?
                 .sessions
                 .put(
                     &key.supplier,
                     &key.session_id,
-                    record.state.as_str(),
-                    data.clone(),
-                    expected,
+                    &w.state,
+                    w.data.clone(),
+                    w.expected_version,
                 )
                 .await
             {
                 Ok(version) => {
-                    self.versions.insert(key.clone(), version);
-                    self.stored.insert(key.clone(), record);
-                    self.stored_txs.insert(key.clone(), held_hashes);
+                    self.stored_as(key.clone(), record, version);
                     written += 1;
-                    written_keys.push(key.clone());
+                    written_keys.push(key);
                 }
                 Err(storage::StorageError::Conflict(e)) => {
                     // The stored version moved under us. Deposed leaders cannot write any more (their writes are
-                    // fenced), so this is a write that landed before this miner's term began. The leader's
-                    // in-memory record is authoritative: take the stored version and write once more, fenced
-                    // like every write, so this overwrite happens only while this miner still leads.
+                    // fenced), so this is a write that landed before this miner's term began (or a write whose
+                    // outcome this miner did not learn). The leader's in-memory record is authoritative: take
+                    // the stored version and write once more, fenced like every write, so this overwrite
+                    // happens only while this miner still leads.
                     tracing::warn!(
                         session = key.session_id,
                         error = e,
@@ -724,18 +739,89 @@ impl Miner {
                     let version = self
                         .writer()?
                         .sessions
-                        .put(&key.supplier, &key.session_id, record.state.as_str(), data, current)
+                        .put(&key.supplier, &key.session_id, record.state.as_str(), w.data, current)
                         .await?;
-                    self.versions.insert(key.clone(), version);
-                    self.stored.insert(key.clone(), record);
-                    self.stored_txs.insert(key.clone(), held_hashes);
+                    self.stored_as(key.clone(), record, version);
                     written += 1;
-                    written_keys.push(key.clone());
+                    written_keys.push(key);
                 }
                 Err(e) => return Err(e.into()),
             }
         }
         Ok(written)
+    }
+
+    /// The record writes `keys` need now (see [`Miner::persist`] for which are skipped), with the record each
+    /// stores.
+    fn record_writes(
+        &mut self,
+        keys: &[SessionKey],
+    ) -> Result<Vec<(SessionKey, SessionRecord, storage::RecordWrite)>, MinerError> {
+        let mut writes = Vec::new();
+        for key in keys {
+            let Some(record) = self.engine.session(key) else {
+                continue;
+            };
+            // The txs its record holds (module `submit::kept`): a change of them alone is written too.
+            let held_hashes = self.kept_txs.held_hashes(key, Some(record.state));
+            if self.stored_txs.get(key).map_or(&[][..], Vec::as_slice) == held_hashes.as_slice()
+                && self
+                    .stored
+                    .get(key)
+                    .is_some_and(|stored| same_but_queried_at(stored, record))
+            {
+                continue;
+            }
+            let held = self.kept_txs.held_by(key);
+            let data = serde_json::to_vec(&submit::RecordOut {
+                record,
+                in_flight_txs: &held,
+            })
+            .map_err(|e| MinerError::Corrupt(e.to_string()))?;
+            let write = storage::RecordWrite {
+                supplier: key.supplier.clone(),
+                session_id: key.session_id.clone(),
+                state: record.state.as_str().to_owned(),
+                data,
+                expected_version: self.versions.get(key).copied().unwrap_or(0),
+            };
+            writes.push((key.clone(), record.clone(), write));
+        }
+        Ok(writes)
+    }
+
+    /// Notes `record` as stored at `version`.
+    fn stored_as(&mut self, key: SessionKey, record: SessionRecord, version: u64) {
+        // The txs the record was written with ([`Miner::record_writes`]; `kept_txs` does not change in between).
+        let held_hashes = self.kept_txs.held_hashes(&key, Some(record.state));
+        self.versions.insert(key.clone(), version);
+        self.stored_txs.insert(key.clone(), held_hashes);
+        self.stored.insert(key, record);
+    }
+
+    /// Commits the tries (claimed and late) of `keys` that have changes not in storage yet.
+    fn flush_tries<'a>(&mut self, keys: impl Iterator<Item = &'a SessionKey>) -> Result<(), MinerError> {
+        for key in keys {
+            let Some(open) = self.tries.get_mut(key) else {
+                continue;
+            };
+            if !open.trie.has_uncommitted_changes() && !open.late.as_ref().is_some_and(|l| l.has_uncommitted_changes())
+            {
+                continue;
+            }
+            tokio::task::block_in_place(|| {
+                if open.trie.has_uncommitted_changes() {
+                    open.trie.commit()?;
+                }
+                if let Some(late) = &mut open.late
+                    && late.has_uncommitted_changes()
+                {
+                    late.commit()?;
+                }
+                Ok::<_, MinerError>(())
+            })?;
+        }
+        Ok(())
     }
 
     async fn run_command(&mut self, command: Command) -> Result<Option<super::lifecycle::Step>, MinerError> {

@@ -376,6 +376,17 @@ impl<S: NodeStore> Smst<S> {
     /// Writes every change since the last commit as one batch: the records and values of changed leaves, the
     /// deletions of removed ones, and the root record. Nothing is hashed.
     pub fn commit(&mut self) -> Result<(), SmstError> {
+        let batch = self.pending_batch();
+        // On failure nothing was written and the pending values and removed ids are still here for the next try.
+        self.store.write_batch(batch)?;
+        self.mark_committed();
+        Ok(())
+    }
+
+    /// The batch [`Smst::commit`] would write now, for a caller that writes it to the store's backend itself
+    /// (several tries and other writes in one storage write, `storage::WriteSets`) and then calls
+    /// [`Smst::mark_committed`]. Changes nothing.
+    pub fn pending_batch(&self) -> NodeBatch {
         let mut batch = NodeBatch::default();
         for (&id, &(start, end)) in &self.pending_values {
             if let Some(l) = self.leaves.get(id as usize) {
@@ -397,8 +408,13 @@ impl<S: NodeStore> Smst<S> {
         // Sorted keys: backends write in key order (fast B-tree inserts, deterministic raft entries).
         batch.puts.sort_unstable_by(|a, b| a.0.cmp(&b.0));
         batch.deletes.sort_unstable();
-        // On failure nothing was written and the pending values and removed ids are still here for the next try.
-        self.store.write_batch(batch)?;
+        batch
+    }
+
+    /// Records that the batch of [`Smst::pending_batch`], taken with no change since, is durable in the store:
+    /// the pending values are dropped (later reads of them go to the store). Calling it for a batch that was
+    /// not written loses those changes from storage.
+    pub fn mark_committed(&mut self) {
         // Reuse the pending buffers for the next round unless a large round left them big.
         if self.pending_bytes.capacity() > KEEP_PENDING_BYTES {
             self.pending_bytes = Vec::new();
@@ -411,7 +427,6 @@ impl<S: NodeStore> Smst<S> {
             self.pending_values.clear();
         }
         self.removed_leaves.clear();
-        Ok(())
     }
 
     /// Whether there are changes not yet committed.

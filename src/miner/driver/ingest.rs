@@ -33,7 +33,7 @@ use std::sync::atomic::Ordering as AtomicOrdering;
 use prost::Message as _;
 
 use super::{Miner, MinerError};
-use crate::miner::lifecycle::{Event, Schedule, SessionKey};
+use crate::miner::lifecycle::{Event, Schedule, SessionKey, Step};
 use crate::protocol::session::SessionWindows;
 use crate::protocol::wire::{MinedRelayMessage, SessionHeader};
 
@@ -164,36 +164,35 @@ impl Miner {
                 // The record takes the tries' totals, not this batch's increments: after a crash between the trie
                 // commit and the record/ack, redelivered relays are already in a trie and add nothing to it.
                 let ids: Vec<storage::EntryId> = entries.iter().map(|e| e.id).collect();
+                let mut step = Step::default();
+                let mut tries = Vec::new();
                 for (key, (schedule, service_id, application_address)) in touched {
                     let open = self
                         .tries
-                        .get_mut(&key)
+                        .get(&key)
                         .ok_or_else(|| MinerError::Corrupt("trie vanished".into()))?;
-                    let (relays, compute_units) = tokio::task::block_in_place(|| {
-                        if open.trie.has_uncommitted_changes() {
-                            open.trie.commit()?;
+                    let (mut relays, mut compute_units) = (open.trie.count(), open.trie.sum());
+                    if open.trie.has_uncommitted_changes() {
+                        let batch = open.trie.pending_batch();
+                        tries.push((key.clone(), false, batch));
+                    }
+                    if let Some(late) = &open.late {
+                        if late.has_uncommitted_changes() {
+                            tries.push((key.clone(), true, late.pending_batch()));
                         }
-                        let (mut relays, mut compute_units) = (open.trie.count(), open.trie.sum());
-                        if let Some(late) = &mut open.late {
-                            if late.has_uncommitted_changes() {
-                                late.commit()?;
-                            }
-                            relays += late.count();
-                            compute_units += late.sum();
-                        }
-                        Ok::<_, MinerError>((relays, compute_units))
-                    })?;
-                    let step = self.engine.handle(Event::RelaysIngested {
+                        relays += late.count();
+                        compute_units += late.sum();
+                    }
+                    step.merge(self.engine.handle(Event::RelaysIngested {
                         key,
                         service_id,
                         application_address,
                         schedule,
                         relays,
                         compute_units,
-                    });
-                    self.execute(step).await?;
+                    }));
                 }
-                self.writer()?.relay_log.ack(&supplier, &ids).await?;
+                self.commit_batch(&supplier, tries, step, ids.clone()).await?;
                 if let Some(m) = &self.metrics {
                     for (service, n) in consumed {
                         m.relays_consumed.with_label_values(&[&supplier, &service]).inc_by(n);
@@ -217,6 +216,88 @@ impl Miner {
             }
         }
         Ok(())
+    }
+
+    /// Writes one ingest batch: its sessions' trie batches, their records and the ack of its entries as ONE
+    /// storage write ([`storage::WriteSets`], all or nothing; on raft one log entry instead of one per trie,
+    /// record and ack), then runs the step's commands. The ack is in the write that makes the relays durable in
+    /// their tries, so an acknowledged relay is always in a stored trie, and a crash leaves the batch written
+    /// whole or not at all (its entries redelivered, the tries reopened at their last commit).
+    ///
+    /// When a record changed under this leader (the write set's `Conflict`, nothing written), the batch is
+    /// written as before write sets: the tries first, then the records (the conflict taken over there, a failure
+    /// keeping them and their reports waiting), then the ack. Any other failure writes nothing and keeps it all
+    /// waiting (see the last match arm).
+    async fn commit_batch(
+        &mut self,
+        supplier: &str,
+        tries: Vec<(SessionKey, bool, storage::NodeBatch)>,
+        step: Step,
+        ids: Vec<storage::EntryId>,
+    ) -> Result<(), MinerError> {
+        let records = self.record_writes(&step.changed)?;
+        let (written, tries): (Vec<(SessionKey, bool)>, Vec<storage::TrieWrite>) = tries
+            .into_iter()
+            .map(|(key, late, batch)| {
+                let namespace = if late {
+                    late_namespace(&key.session_id)
+                } else {
+                    key.session_id.clone()
+                };
+                let write = storage::TrieWrite {
+                    supplier: key.supplier.clone(),
+                    namespace,
+                    batch,
+                };
+                ((key, late), write)
+            })
+            .unzip();
+        let set = storage::WriteSet {
+            tries,
+            records: records.iter().map(|(_, _, w)| w.clone()).collect(),
+            acks: vec![storage::LogAck {
+                supplier: supplier.to_owned(),
+                ids: ids.clone(),
+            }],
+        };
+        match self.writer()?.write_sets.write(set).await {
+            Ok(outcome) => {
+                for (key, late) in written {
+                    let Some(open) = self.tries.get_mut(&key) else {
+                        continue;
+                    };
+                    match (late, &mut open.late) {
+                        (false, _) => open.trie.mark_committed(),
+                        (true, Some(trie)) => trie.mark_committed(),
+                        (true, None) => {}
+                    }
+                }
+                for ((key, record, _), version) in records.into_iter().zip(outcome.versions) {
+                    self.stored_as(key, record, version);
+                }
+                // The records are stored: this persists nothing more and runs the step's commands.
+                self.execute(step).await
+            }
+            Err(e @ storage::StorageError::Conflict(_)) => {
+                tracing::debug!(supplier, error = %e, "ingest batch write conflicted; writing its parts one by one");
+                // Every trie of the batch before its ack (a trie whose record did not change included); when this
+                // fails, the records' write below fails on the same tries and keeps them waiting.
+                let flushed = self.flush_tries(written.iter().map(|(key, _)| key));
+                self.execute(step).await?;
+                flushed?;
+                self.writer()?.relay_log.ack(supplier, &ids).await?;
+                Ok(())
+            }
+            // Nothing of the batch is known to be stored: the tries keep their changes (committed before any of
+            // their records, `Miner::persist`), the records and reports wait for `persist_pending`, the entries
+            // stay pending (redelivered, adding nothing to the tries). Not retried part by part here: against an
+            // unreachable store that would double the time before the block's claims and proofs are handled.
+            Err(e) => {
+                self.defer(std::iter::once(step), &std::collections::HashSet::new())
+                    .await;
+                Err(e.into())
+            }
+        }
     }
 
     /// Whether a proof of this relay fits a tx (module docs); counts and logs (throttled) one that does not.
