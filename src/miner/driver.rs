@@ -133,6 +133,8 @@ pub struct Miner {
     ingest_read_size: HashMap<String, usize>,
     /// Where the next ingest round starts in the supplier list (it rotates; module `ingest`).
     ingest_rotation: usize,
+    /// When an ingest round stops reading (the time bound; tests set a batch count).
+    ingest_bound: ingest::RoundBound,
     /// The reports (losses, discards) of those changes, run once their records are stored.
     pending_reports: Vec<Command>,
     leader_token: Option<u64>,
@@ -226,6 +228,7 @@ impl Miner {
             unpersisted: Default::default(),
             ingest_read_size: HashMap::new(),
             ingest_rotation: 0,
+            ingest_bound: ingest::RoundBound::Time,
             pending_reports: Vec::new(),
             leader_token: None,
             fenced: None,

@@ -67,6 +67,17 @@ pub(super) const INGEST_ROUND_BATCHES: usize = 8;
 /// and no block was handled meanwhile (proofs missed their windows).
 pub(super) const INGEST_ROUND_TIME: std::time::Duration = std::time::Duration::from_millis(300);
 
+/// When an ingest round stops reading, checked between batches (every supplier still gets one batch per round).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum RoundBound {
+    /// [`INGEST_ROUND_TIME`] or a quarter of the lease, whichever is shorter: what runs.
+    Time,
+    /// After this many batches of the round, over all its suppliers: for tests, whose counts must not depend on
+    /// how fast the host is.
+    #[cfg_attr(not(test), allow(dead_code))]
+    Batches(usize),
+}
+
 /// Entries the next read of a round asks for, given the previous batch's (module constants).
 fn next_read_size(previous: &[storage::LogEntry]) -> usize {
     let bytes: usize = previous.iter().map(|e| e.relay.payload.len()).sum();
@@ -89,6 +100,7 @@ impl Miner {
             return Ok(());
         }
         let deadline = std::time::Instant::now() + INGEST_ROUND_TIME.min(self.config.lease / 4);
+        let mut round_batches = 0usize;
         // Every supplier gets at least one batch per round, and the round starts at the next supplier each time:
         // in a fixed order, the first suppliers' batches used up the time bound every round and the last ones
         // got a single batch each, so a busy one at the end never caught up (its claims held, then built from
@@ -205,7 +217,12 @@ impl Miner {
                     self.engine.set_ingest_caught_up(&supplier, true);
                     break;
                 }
-                if batch == INGEST_ROUND_BATCHES || std::time::Instant::now() >= deadline {
+                round_batches += 1;
+                let bounded = match self.ingest_bound {
+                    RoundBound::Time => std::time::Instant::now() >= deadline,
+                    RoundBound::Batches(max) => round_batches >= max,
+                };
+                if batch == INGEST_ROUND_BATCHES || bounded {
                     tracing::debug!(
                         supplier,
                         batches = batch,

@@ -16,6 +16,8 @@ use crate::miner::driver::tests::{config, genesis, key_hex, relays};
 use crate::miner::lifecycle::SessionKey;
 use crate::sim::chain::{SimChain, actor, router};
 
+mod rounds;
+
 async fn backlog(plain: &storage::Storage, supplier: &str) -> u64 {
     let Backlog { undelivered, pending } = plain.relay_log.backlog(supplier).await.unwrap();
     undelivered + pending
