@@ -432,7 +432,9 @@ pub trait WriteSets: Send + Sync {
     /// - On a fenced view the fence is checked once, atomically with the whole set ([`Fencing`]).
     /// - A set naming a key twice is refused ([`WriteSet::validate`]). An empty set returns at once.
     /// - On `Err` other than `Conflict` / `Fenced` / a refused set, a crash or a lost connection may leave the
-    ///   set applied or not, never in part.
+    ///   set applied or not, never in part (Redis: a write command failing inside its script, e.g. on a key of
+    ///   the wrong type, keeps the writes before it, which come in the order tries, records, acks, so never an
+    ///   ack ahead of its trie; see its `write_set` module).
     ///
     /// A trie namespace must have been opened with [`TrieStore::open`] (through any view) and not deleted since:
     /// a backend that allocates namespaces there (redb) refuses the set otherwise ([`StorageError::Conflict`]).

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use storage::redis::server::{RedisServer, ServerOptions};
 use storage::redis::{AcquireFailure, NotReady, RedisBackend, RedisConfig};
-use storage::{MinedRelay, NodeBatch, StorageError, suite};
+use storage::{MinedRelay, NodeBatch, RecordWrite, StorageError, TrieWrite, WriteSet, suite};
 
 fn big_relay(n: u64) -> MinedRelay {
     MinedRelay {
@@ -115,6 +115,45 @@ async fn oom_is_typed_counted_and_recovers() {
     ns = ns_back;
     assert!(is_oom(res));
     assert_eq!(ns.get(&[1; 32]).unwrap(), None, "a refused batch is not mirrored");
+    // Write sets: records alone are written (the miner's step records), a set with a trie batch is refused
+    // whole, before anything of it is written.
+    let record = |session: &str, expected_version| RecordWrite {
+        supplier: "pokt1ws".into(),
+        session_id: session.into(),
+        state: "active".into(),
+        data: b"y".to_vec(),
+        expected_version,
+    };
+    let outcome = s
+        .write_sets
+        .write(WriteSet {
+            records: vec![record("s1", 0), record("s2", 0)],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(outcome.versions, vec![1, 1], "records written at maxmemory as one set");
+    assert!(is_oom(
+        s.write_sets
+            .write(WriteSet {
+                tries: vec![TrieWrite {
+                    supplier: "pokt1oom".into(),
+                    namespace: "s1".into(),
+                    batch: NodeBatch {
+                        puts: vec![(vec![1; 32], vec![2; 64])],
+                        deletes: vec![],
+                    },
+                }],
+                records: vec![record("s3", 0)],
+                ..Default::default()
+            })
+            .await
+    ));
+    assert_eq!(ns.get(&[1; 32]).unwrap(), None, "a refused set is not mirrored");
+    assert!(
+        s.sessions.get("pokt1ws", "s3").await.unwrap().is_none(),
+        "nothing of a refused set is written"
+    );
 
     // Leadership acquisition works at maxmemory too (the Go fleet's outage: the standby's acquisition failed with
     // OOM for hours, no leader): a standby takes a free election.
