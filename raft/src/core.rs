@@ -210,6 +210,14 @@ impl Core {
             .map(|t| t.elapsed())
     }
 
+    /// `Err` once openraft's core stopped for good (a storage error, e.g. a full disk; see
+    /// [`crate::RaftNode::stopped`]): refusing here, before openraft, spares an ERROR line per request from it.
+    pub fn check_running(&self) -> Result<(), WireError> {
+        self.view()
+            .running
+            .map_err(|why| WireError::Raft(format!("raft stopped: {why}")))
+    }
+
     /// Proposes `req` on this node only (stamping the leader clock); `NotLeader` when this node is not leader.
     /// Returns the log index the entry was applied at and its results.
     pub async fn write_local(&self, req: Request) -> Result<(u64, Response), WireError> {
@@ -226,6 +234,7 @@ impl Core {
     /// Bounded by [`COMMIT_DEADLINE`] plus [`size_allowance`]: past it the answer is [`WireError::Timeout`] and the
     /// entry may still commit later (when the partition heals). See [`Core::write`] for why that is safe for relays.
     pub async fn propose_local(&self, mut req: Request) -> Result<Proposed, WireError> {
+        self.check_running()?;
         req.now_ms = now_ms();
         let deadline = COMMIT_DEADLINE + size_allowance(&req);
         let Ok(written) = tokio::time::timeout(deadline, self.raft.client_write(req)).await else {
@@ -248,6 +257,7 @@ impl Core {
 
     /// The log index a linearizable read on any node must wait for; only answered by the leader.
     pub async fn linearize_local(&self) -> Result<u64, WireError> {
+        self.check_running()?;
         match self.raft.ensure_linearizable(ReadPolicy::ReadIndex).await {
             Ok(r) => Ok(r.log_id().index),
             Err(RaftError::APIError(openraft::error::LinearizableReadError::ForwardToLeader(f))) => Err(not_leader(&f)),

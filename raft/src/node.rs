@@ -8,7 +8,7 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -142,6 +142,7 @@ pub struct RaftNode {
     addr: SocketAddr,
     advertise: String,
     api_addr: Option<String>,
+    data_dir: PathBuf,
     stop: watch::Sender<bool>,
     server_stop: Option<oneshot::Sender<()>>,
     server: Option<tokio::task::JoinHandle<()>>,
@@ -241,6 +242,7 @@ impl RaftNode {
             addr,
             advertise,
             api_addr: cfg.api_addr,
+            data_dir: cfg.data_dir.clone(),
             stop,
             server_stop: Some(server_stop),
             server: Some(server),
@@ -302,6 +304,18 @@ impl RaftNode {
     /// `Ok` when the node can serve writes; else why not (no leader known, leader without quorum, stopped).
     pub fn readiness(&self) -> Result<(), String> {
         self.core.readiness()
+    }
+
+    /// Why openraft's core stopped, once it has: a storage error (a log or state machine write that failed,
+    /// e.g. `ENOSPC`) or a fatal bug. The core never runs again in this process; only a restart on the same data
+    /// directory brings the node back (it then catches up from the leader).
+    pub fn stopped(&self) -> Option<String> {
+        self.core.view().running.err()
+    }
+
+    /// The node's data directory (raft log, state machine, snapshots, identity).
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
     }
 
     /// Stops raft, the raft port and the backend tasks. The data dir can be reopened once every clone of the

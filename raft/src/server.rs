@@ -136,6 +136,10 @@ where
     }
     let mut response = if let Err(e) = check_request(&st.core, identity, headers) {
         answer::<Resp>(Err(e))
+    } else if let Err(e) = st.core.check_running() {
+        // openraft's core stopped (a storage error, e.g. a full disk): handing it the RPC would only log an
+        // ERROR per append or heartbeat the leader keeps sending, until the process restarts.
+        answer::<Resp>(Err(e))
     } else {
         handle(st, headers, body, f).await
     };
