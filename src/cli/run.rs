@@ -74,7 +74,6 @@ pub fn run(args: RunArgs) -> anyhow::Result<i32> {
             "relay-miner running: relays on {}, metrics on {:?}, health on {:?}",
             node.relay_addr, node.metrics_addr, node.health_addr
         );
-        node.run_until(shutdown_signal()).await;
-        Ok(0)
+        Ok(node.run_until(shutdown_signal()).await)
     })
 }

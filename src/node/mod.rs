@@ -12,6 +12,7 @@
 //! the miner told to stop, so its final ingest sees them, and it persists its tries and records; then storage
 //! closes (raft leaves cleanly; redb flushes).
 
+mod raft_stopped;
 mod storage_mode;
 
 use std::net::SocketAddr;
@@ -95,6 +96,9 @@ pub struct Node {
     miner: MinerRuntime,
     background: Vec<JoinHandle<()>>,
     storage: OpenedStorage,
+    /// Set once the storage can no longer work in this process (a raft node whose core stopped, once its data
+    /// directory has room again): the node then stops and the process exits non-zero for a restart.
+    fatal: watch::Receiver<Option<String>>,
 }
 
 fn bind_error(what: &'static str, addr: &str) -> impl FnOnce(std::io::Error) -> NodeError + use<> {
@@ -304,6 +308,9 @@ pub fn preflight(config: &Config, overrides: &RaftOverrides) -> Vec<ConfigIssue>
     issues
 }
 
+/// How long a node whose storage failed for good may take to stop before the process exits anyway.
+pub const FATAL_STOP_LIMIT: Duration = Duration::from_secs(15);
+
 impl Node {
     /// Starts every component from `config`; `raft` carries command-line overrides of the raft settings.
     pub async fn start(config: Config, raft: RaftOverrides) -> Result<Self, NodeError> {
@@ -488,7 +495,8 @@ impl Node {
             );
             background.push(serve_side(listener, telemetry.router()));
         }
-        background.extend(storage.spawn_readiness(telemetry.clone())?);
+        let (fatal_tx, fatal) = watch::channel(None);
+        background.extend(storage.spawn_readiness(telemetry.clone(), fatal_tx)?);
         tracing::info!(%relay_addr, ?metrics_addr, ?health_addr, storage = storage.name(), "relay miner running");
         Ok(Self {
             relay_addr,
@@ -503,13 +511,36 @@ impl Node {
             miner,
             background,
             storage,
+            fatal,
         })
     }
 
-    /// Runs until `shutdown` resolves, then stops gracefully.
-    pub async fn run_until(self, shutdown: impl std::future::Future<Output = ()>) {
-        shutdown.await;
-        self.shutdown().await;
+    /// Runs until `shutdown` resolves, then stops gracefully; returns the process exit code: 0, or 1 when the
+    /// storage failed for good first (a raft node whose core stopped on a storage error, see `raft_stopped`),
+    /// so that its supervisor restarts it. That stop is bounded by [`FATAL_STOP_LIMIT`].
+    pub async fn run_until(self, shutdown: impl std::future::Future<Output = ()>) -> i32 {
+        let mut fatal = self.fatal.clone();
+        let failed = async move {
+            match fatal.wait_for(Option::is_some).await {
+                Ok(why) => why.clone(),
+                // Never closed while the node runs (the node holds a receiver; a probe that ended dropped only
+                // its sender): nothing failed.
+                Err(_) => std::future::pending().await,
+            }
+        };
+        let failed = tokio::select! {
+            () = shutdown => None,
+            why = failed => why,
+        };
+        let Some(why) = failed else {
+            self.shutdown().await;
+            return 0;
+        };
+        tracing::error!(reason = %why, "storage failed for good: stopping, exit code 1 (a supervisor restarts the node)");
+        if tokio::time::timeout(FATAL_STOP_LIMIT, self.shutdown()).await.is_err() {
+            tracing::error!(limit = ?FATAL_STOP_LIMIT, "graceful stop after the storage failure took too long; exiting");
+        }
+        1
     }
 
     /// Graceful stop: drain relays (connections, then optimistic settlements), final miner ingest and persist,

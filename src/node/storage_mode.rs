@@ -282,7 +282,15 @@ impl OpenedStorage {
     /// Background probes feeding `/ready` with the storage's state (raft quorum, Redis OOM or eviction policy, a
     /// failed relay WAL or redb writer), and the storage's own metrics (the relay WAL's, raft's writes and
     /// snapshots, Redis' acquisition failures, OOM refusals and memory) registered with the process's registry.
-    pub fn spawn_readiness(&self, telemetry: Telemetry) -> Result<Option<JoinHandle<()>>, TelemetryError> {
+    ///
+    /// A raft node whose core stopped for good (a storage error, e.g. a full data directory) reports not ready
+    /// and, once its data directory has room, sends the reason on `fatal`: the process then exits non-zero for
+    /// its supervisor to restart it (`super::raft_stopped`).
+    pub fn spawn_readiness(
+        &self,
+        telemetry: Telemetry,
+        fatal: tokio::sync::watch::Sender<Option<String>>,
+    ) -> Result<Option<JoinHandle<()>>, TelemetryError> {
         Ok(match self {
             Self::Embedded(backend) => {
                 for collector in backend.collectors() {
@@ -321,9 +329,35 @@ impl OpenedStorage {
                 let metrics = RaftMetrics::new(&telemetry)?;
                 Some(tokio::spawn(async move {
                     let mut tick = tokio::time::interval(Duration::from_millis(250));
+                    let mut stopped_logged = false;
                     loop {
                         tick.tick().await;
                         let Some(node) = node.upgrade() else { return };
+                        if let Some(why) = node.stopped() {
+                            let dir = node.data_dir().to_path_buf();
+                            metrics.observe(&node.status());
+                            drop(node);
+                            let detail = format!(
+                                "{why}; the node takes no raft entries until restarted and exits for a restart once \
+                                 {} has room",
+                                dir.display()
+                            );
+                            telemetry.set_not_ready("raft", "stopped", &detail);
+                            if !stopped_logged {
+                                stopped_logged = true;
+                                tracing::error!(
+                                    error = %why,
+                                    data_dir = %dir.display(),
+                                    "raft stopped on a storage error: relays are refused; the process exits (code 1) \
+                                     for a restart once its data directory has room"
+                                );
+                            }
+                            if super::raft_stopped::has_room_async(dir).await.is_ok() {
+                                let _ = fatal.send(Some(format!("raft stopped: {why}")));
+                                return;
+                            }
+                            continue;
+                        }
                         match node.readiness() {
                             Ok(()) => telemetry.set_ready("raft"),
                             Err(reason) => telemetry.set_not_ready("raft", "no_quorum", &reason),

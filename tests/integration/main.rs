@@ -12,6 +12,7 @@ mod heights;
 mod localnet;
 mod miner_process;
 mod raft_chaos;
+mod raft_full_disk;
 mod raft_partition;
 mod raft_throughput;
 mod redis_storage;

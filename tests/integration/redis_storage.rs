@@ -34,7 +34,9 @@ async fn redis_stats_reach_metrics_after_an_oom() {
     let monitor = backend.start_memory_monitor();
     let opened = OpenedStorage::Redis(backend.clone(), monitor);
     let telemetry = Telemetry::new().unwrap();
-    let probe = opened.spawn_readiness(telemetry.clone()).unwrap();
+    let probe = opened
+        .spawn_readiness(telemetry.clone(), tokio::sync::watch::channel(None).0)
+        .unwrap();
 
     // Every write is refused from now on (used_memory > 1 byte, policy noeviction).
     assert_eq!(server.command(&["CONFIG", "SET", "maxmemory", "1"]).unwrap(), "+OK\r\n");
