@@ -199,3 +199,25 @@ async fn off_at_ratio_one_and_when_info_is_disabled() {
     assert!(appended > 0);
     assert!(matches!(err, StorageError::OutOfMemory(_)), "{err:?}");
 }
+
+/// A probe that fails at connect (here `INFO` denied to the connection's user by an ACL, as a passing failure
+/// would) leaves the threshold off only until a memory poll's probe succeeds: it is not off for the life of the
+/// process.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_threshold_comes_back_once_scripts_can_read_info_again() {
+    let server = RedisServer::start(ServerOptions::max_memory(4 << 20)).unwrap();
+    let client = redis::Client::open(server.url()).unwrap();
+    let mut admin = client.get_multiplexed_async_connection().await.unwrap();
+    let acl = |rule: &'static str| redis::cmd("ACL").arg("SETUSER").arg("default").arg(rule).clone();
+    let _: () = acl("-info").query_async(&mut admin).await.unwrap();
+    let mut cfg = RedisConfig::new(server.url());
+    cfg.relay_max_memory_ratio = 0.5;
+    let b = RedisBackend::connect(cfg).await.unwrap();
+    assert_eq!(b.relay_memory_threshold(), None, "INFO denied at connect");
+    let _: () = acl("+info").query_async(&mut admin).await.unwrap();
+    b.poll_memory().await.unwrap();
+    assert_eq!(b.relay_memory_threshold(), Some(0.5), "back after a poll");
+    let (err, appended) = fill(&b.storage()).await;
+    assert!(appended > 0);
+    assert!(is_threshold(Err::<(), _>(err)));
+}

@@ -150,6 +150,9 @@ impl RedisBackend {
             ));
         };
         let ratio = stats.record_memory(used, max);
+        if self.relay_memory_threshold().is_none() {
+            self.detect_memory_gate(false).await;
+        }
         let warn_ratio = self.config().memory_warn_ratio;
         if max > 0 && ratio > warn_ratio {
             let relay_threshold = self.relay_memory_threshold();

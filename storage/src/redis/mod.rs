@@ -340,7 +340,7 @@ impl RedisBackend {
         // Redis ≥ 7 runs flagged scripts: session records and leadership are then written at maxmemory too.
         backend.detect_script_flags().await;
         // Whether relay appends can check the relay memory threshold in Redis (INFO readable by scripts).
-        backend.detect_memory_gate().await;
+        backend.detect_memory_gate(true).await;
         // A wrong eviction policy is an ERROR now, not a surprise at maxmemory (readiness keeps failing on it).
         backend.check_eviction_policy().await;
         // So is running without AOF (a restart loses acknowledged relays and claimed tries).
@@ -386,19 +386,39 @@ impl RedisBackend {
 
     /// Whether a script can read `INFO memory` (module docs, "Relay memory threshold"); logged at WARN when it
     /// cannot while a relay threshold is configured.
-    async fn detect_memory_gate(&self) {
+    /// Probes whether scripts can read `INFO memory` ([`log::MEMORY_PROBE`]) and turns the relay memory threshold
+    /// on or off accordingly. Run at connect (`first`) and again by every memory poll while it is off, so a probe
+    /// that failed for a passing reason (Redis still loading its AOF after a restart, a timeout) does not leave
+    /// the threshold off for the life of the process. Logged when the state changes, and at connect.
+    pub(crate) async fn detect_memory_gate(&self, first: bool) {
+        if self.config().relay_max_memory_ratio >= 1.0 {
+            return;
+        }
         let probe: Result<i64, _> = log::MEMORY_PROBE.invoke_async(&mut self.conn()).await;
-        let readable = probe.is_ok_and(|n| n == 1);
-        self.inner
+        let readable = matches!(probe, Ok(1));
+        let was = self
+            .inner
             .memory_gate
-            .store(readable, std::sync::atomic::Ordering::Relaxed);
-        if !readable && self.config().relay_max_memory_ratio < 1.0 {
-            tracing::warn!(
+            .swap(readable, std::sync::atomic::Ordering::Relaxed);
+        match probe {
+            Ok(1) if !was && !first => tracing::info!(
+                relay_max_memory_ratio = self.config().relay_max_memory_ratio,
+                "redis INFO is readable by scripts again: relay appends are held below the relay memory threshold"
+            ),
+            Ok(1) => {}
+            Ok(_) if first || was => tracing::warn!(
                 relay_max_memory_ratio = self.config().relay_max_memory_ratio,
                 "redis INFO cannot be read by scripts (disabled or renamed): relay appends are not held below the \
                  relay memory threshold and are refused only at maxmemory, where the miner's trie writes are \
                  refused too"
-            );
+            ),
+            Ok(_) => {}
+            Err(e) if first || was => tracing::warn!(
+                error = %e,
+                "cannot probe whether redis scripts read INFO: the relay memory threshold is off until a memory \
+                 poll's probe succeeds"
+            ),
+            Err(_) => {}
         }
     }
 
