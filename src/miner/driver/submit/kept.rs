@@ -14,6 +14,14 @@
 //! (module `unknown`): found out about (looked up by hash, the same bytes broadcast again) before any new tx is
 //! built for its sessions. A tx stored and never broadcast (a crash in between) is then broadcast once, or
 //! expires and is replaced.
+//!
+//! What this does not do, on purpose: the leader that sent a tx the node took (code 0) still builds a new one
+//! when the engine re-sends (the chain has not shown the message two blocks after the send), and a tx of
+//! unknown outcome whose same bytes a node now refuses (mempool full, a fee raised, a sequence moved) is
+//! replaced at the next block though it may still sit in another node's mempool. Both can pay a second fee if
+//! the first tx lands after all; holding the session until the first tx expires instead would, when it never
+//! lands (evicted, or kept out of blocks), leave too few blocks in the window for the replacement, and lose the
+//! session's reward (a claim) or be slashed (a proof). A fee is the smaller loss.
 
 use std::collections::BTreeMap;
 
@@ -155,8 +163,10 @@ impl KeptTxs {
     }
 
     /// Keeps `tx`, stored in the record of `keys[0]`, for `keys`' messages of `kind`. Txs of the same kind kept
-    /// for any of `keys` are superseded (a new tx is built only once the old one's outcome is known) and dropped;
-    /// returns their holders, whose records must be written again.
+    /// for any of `keys` are superseded and dropped; returns their holders, whose records must be written again.
+    /// (A tx of unknown outcome is found out about before a new one is built; a tx the node took, code 0, is
+    /// replaced when the engine re-sends because the chain still does not have its message two blocks later: see
+    /// the module docs for why that risk of a second fee is taken.)
     pub(in crate::miner::driver) fn keep(&mut self, kind: TxKind, keys: &[SessionKey], tx: SentTx) -> Vec<SessionKey> {
         let Some(holder) = keys.first() else {
             return Vec::new();
