@@ -213,7 +213,18 @@ pub struct SessionRecord {
     /// binary reads a tombstone as a record persisted as pruned, prunes it again and deletes it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub forget_after: Option<i64>,
+    /// The chain's settlement of this session's claim was read (or judged without its events). A session the
+    /// miner decided "no proof required" is `Settled` before the chain settles it, and the chain decides again
+    /// at settlement with its live proof params (§6.3): it is looked up once past its settlement height
+    /// ([`SETTLED_LOOKUP_BLOCKS`]) before it is pruned, so a claim the chain expired is counted as lost, not as
+    /// paid. Never serialized while `false` (the format older binaries write and read).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub settlement_seen: bool,
 }
+
+/// Blocks past its settlement height during which a session decided "no proof required" is looked up for its
+/// settlement before it is pruned anyway (a node that cannot say: the decision stands, as before the lookup).
+pub const SETTLED_LOOKUP_BLOCKS: i64 = 8;
 
 impl SessionRecord {
     /// Whether the session's trie is frozen: a claim may be on chain (`claim_built`), a send is recorded (in
@@ -647,6 +658,7 @@ impl Engine {
                     claimed: None,
                     claim_built: false,
                     forget_after: None,
+                    settlement_seen: false,
                 });
                 record.relays = record.relays.max(relays);
                 record.compute_units = record.compute_units.max(compute_units);
@@ -833,6 +845,9 @@ impl Engine {
                     keys: vec![key.clone()],
                 });
             }
+            // Decided "no proof required" and the claim is gone past its settlement, with no settlement events to
+            // read (`on_settled` otherwise): the decision stands.
+            State::Settled if !claim_exists && height > record.schedule.settlement => record.settlement_seen = true,
             // The proof requirement was never learnt and the window closed (a lookup answered with the settlement
             // when the chain had one, `on_settled`): the claim is gone and no proof of ours was sent.
             State::Claimed if !claim_exists && height > record.schedule.proof_close => {
@@ -870,6 +885,16 @@ impl Engine {
         let Some(record) = self.sessions.get_mut(key) else {
             return;
         };
+        if record.state == State::Settled && !record.settlement_seen {
+            // Decided "no proof required" by this miner: the chain decided again at settlement (§6.3).
+            step.changed.push(key.clone());
+            match outcome {
+                SettlementOutcome::Settled { .. } => record.settlement_seen = true,
+                SettlementOutcome::Expired { .. } => Self::expire(record, LossReason::ProofWindowMissed, step),
+                SettlementOutcome::Discarded { .. } => Self::expire(record, LossReason::SettlementDiscarded, step),
+            }
+            return;
+        }
         if !matches!(record.state, State::Claiming | State::Claimed | State::Proving) {
             return;
         }
@@ -879,6 +904,7 @@ impl Engine {
                 let required = *proof_required || record.state == State::Proving;
                 record.proof_required = Some(required);
                 record.state = if required { State::Proved } else { State::Settled };
+                record.settlement_seen = true;
             }
             SettlementOutcome::Expired { .. } => {
                 // As at the window's close (`on_chain`): a proof a node answered for is `proof_not_included`.
@@ -1029,9 +1055,23 @@ impl Engine {
                     });
                 }
             }
+            // Decided "no proof required": what the chain's settlement did, read once past it (`settlement_seen`).
+            let settlement_unseen = record.state == State::Settled && !record.settlement_seen;
+            if settlement_unseen
+                && height > s.settlement
+                && height <= s.settlement + SETTLED_LOOKUP_BLOCKS
+                && record.queried_at != Some(height)
+            {
+                record.queried_at = Some(height);
+                step.commands.push(Command::LookupOnChain {
+                    key: record.key.clone(),
+                });
+            }
             let prune_due = match record.state {
                 State::Proved | State::Expired(_) | State::Discarded => true,
-                State::Settled => height > s.settlement,
+                State::Settled => {
+                    height > s.settlement && (!settlement_unseen || height > s.settlement + SETTLED_LOOKUP_BLOCKS)
+                }
                 _ => false,
             };
             if prune_due && !record.pruned && self.leader {

@@ -127,3 +127,62 @@ fn a_proof_required_at_the_last_send_height_is_sent_in_the_same_step() {
     );
     assert_eq!(e.session(&k).unwrap().proof_sent_at, [19]);
 }
+
+/// Decided "no proof", the chain expired the claim at settlement anyway (it decided again with other params):
+/// the settlement lookup counts the loss instead of taking the session as paid; then it is pruned.
+#[test]
+fn a_claim_the_chain_expired_at_settlement_is_lost_not_paid() {
+    use crate::chain::settlement::SettlementOutcome;
+    let k = key();
+    let mut e = decided_not_required();
+    assert!(e.handle(Event::NewBlock { height: 21 }).commands.is_empty());
+    assert_eq!(
+        e.handle(Event::NewBlock { height: 22 }).commands,
+        vec![Command::LookupOnChain { key: k.clone() }]
+    );
+    let step = e.handle(Event::Settled {
+        key: k.clone(),
+        outcome: SettlementOutcome::Expired {
+            reason: "PROOF_MISSING".into(),
+        },
+    });
+    assert_eq!(
+        step.commands,
+        vec![
+            Command::RecordLoss {
+                key: k.clone(),
+                reason: LossReason::ProofWindowMissed,
+                relays: 5,
+                compute_units: 50,
+            },
+            Command::Prune { key: k.clone() },
+        ]
+    );
+    assert_eq!(
+        e.session(&k).unwrap().state,
+        State::Expired(LossReason::ProofWindowMissed)
+    );
+}
+
+/// A lookup that never answers (a node that cannot say) does not hold the session: it is pruned once
+/// [`SETTLED_LOOKUP_BLOCKS`] past its settlement, the decision standing; one lookup per block meanwhile.
+#[test]
+fn a_settlement_that_cannot_be_read_does_not_hold_the_session() {
+    let k = key();
+    let mut e = decided_not_required();
+    for h in 22..=21 + SETTLED_LOOKUP_BLOCKS {
+        assert_eq!(
+            e.handle(Event::NewBlock { height: h }).commands,
+            vec![Command::LookupOnChain { key: k.clone() }],
+            "block {h}"
+        );
+    }
+    assert_eq!(
+        e.handle(Event::NewBlock {
+            height: 22 + SETTLED_LOOKUP_BLOCKS
+        })
+        .commands,
+        vec![Command::Prune { key: k.clone() }]
+    );
+    assert_eq!(e.session(&k).unwrap().state, State::Settled);
+}

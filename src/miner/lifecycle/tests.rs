@@ -87,7 +87,13 @@ fn happy_path_without_proof_claims_once_and_prunes_after_settlement() {
     assert_eq!(e.session(&k).unwrap().state, State::Settled);
     assert!(step.commands.is_empty());
     assert!(block(&mut e, 21).is_empty());
-    assert_eq!(block(&mut e, 22), vec![Command::Prune { key: k.clone() }]);
+    // The chain decides again at settlement: read what it did before pruning.
+    assert_eq!(block(&mut e, 22), vec![Command::LookupOnChain { key: k.clone() }]);
+    let step = e.handle(Event::Settled {
+        key: k.clone(),
+        outcome: crate::chain::settlement::SettlementOutcome::Settled { proof_required: false },
+    });
+    assert_eq!(step.commands, vec![Command::Prune { key: k.clone() }]);
     assert!(e.session(&k).is_some_and(|r| r.pruned));
     e.bury(&k);
     assert!(e.session(&k).is_none());
@@ -1226,7 +1232,14 @@ fn tombstones_survive_a_restart_and_records_of_older_binaries_load() {
         key: k.clone(),
         required: false,
     });
-    assert_eq!(block(&mut e, 22), vec![Command::Prune { key: k.clone() }]);
+    assert_eq!(block(&mut e, 22), vec![Command::LookupOnChain { key: k.clone() }]);
+    // Without settlement events (no CometBFT client): the claim is gone, the decision stands.
+    let step = e.handle(Event::OnChain {
+        key: k.clone(),
+        claim_exists: false,
+        proof_validated: false,
+    });
+    assert_eq!(step.commands, vec![Command::Prune { key: k.clone() }]);
     let stored = serde_json::to_vec(&e.tombstone(&k).unwrap()).unwrap();
 
     let mut restarted = leader_engine();

@@ -87,3 +87,51 @@ async fn params_changed_without_requiring_a_proof_send_nothing() {
     assert!(matches!(chain.settlements()[0].2, Settlement::Settled(v) if v > 0));
     assert!(miner.engine.session(&key).is_none_or(|r| r.state == State::Settled));
 }
+
+/// A change too late to act on (after the last height a proof can be sent): the chain, deciding again at
+/// settlement, expires the claim. The miner reads the settlement before pruning and counts the loss, instead of
+/// taking the session as paid (revenue-loss metrics must not lie).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_claim_expired_by_a_late_params_change_is_counted_lost() {
+    let f = fixture().await;
+    let telemetry = crate::telemetry::Telemetry::new().unwrap();
+    let plain = MemoryBackend::new().storage();
+    let mut miner = Miner::new(f.client.clone(), plain.clone(), f.keyring.clone(), config("a"))
+        .with_settlements_from(f.comet.clone())
+        .with_metrics(crate::miner::metrics::MinerMetrics::new(&telemetry).unwrap());
+    miner.step().await.unwrap();
+    plain
+        .relay_log
+        .append(signed_relays(&f, &f.header, "app", 0..3, 100))
+        .await
+        .unwrap();
+    miner.step().await.unwrap();
+    let schedule = miner.engine.session(&f.key).unwrap().schedule;
+    let (chain, key) = (&f.chain, &f.key);
+    // Effective at block proof_close (the settlement's): past proof_close − buffer, the last height a proof can
+    // be sent at.
+    while chain.height() < schedule.proof_close - 1 {
+        chain.produce_block();
+        miner.step().await.unwrap();
+    }
+    assert_eq!(miner.engine.session(key).unwrap().state, State::Settled);
+    let mut params = chain.state().proof.clone();
+    params.proof_request_probability = 1.0;
+    chain.set_proof_params(params);
+    while chain.height() <= schedule.settlement + 2 {
+        chain.produce_block();
+        miner.step().await.unwrap();
+    }
+    assert!(
+        matches!(&chain.settlements()[..], [(_, _, Settlement::Expired(_))]),
+        "{:?}",
+        chain.settlements()
+    );
+    let text = telemetry.render_metrics();
+    assert_eq!(
+        super::counter(&text, "ha_miner_relays_lost_total", "proof_window_missed"),
+        Some(3),
+        "{text}"
+    );
+    assert!(miner.engine.session(key).is_none_or(|r| r.pruned), "pruned");
+}
