@@ -234,6 +234,25 @@ mod tests {
         assert_eq!(go_varint(&[0x80, 0x80]), 0, "no terminator");
     }
 
+    /// The `relay_e2e` vector.
+    fn e2e() -> serde_json::Value {
+        let v: serde_json::Value =
+            serde_json::from_str(include_str!("../../tests/vectors/protocol-test-vectors.json")).unwrap();
+        v["relay_e2e"].clone()
+    }
+
+    /// Proof params with `probability` and a 20 POKT threshold.
+    fn threshold_params(probability: f64) -> ProofParams {
+        ProofParams {
+            proof_request_probability: probability,
+            proof_requirement_threshold: Some(Coin {
+                denom: "upokt".into(),
+                amount: "20000000".into(),
+            }),
+            ..Default::default()
+        }
+    }
+
     /// §6.3: the lottery hashes the gogo encoding of `Claim{supplier = 1, header = 2, root = 3}` with the status
     /// (field 4) left out; the vector's claim bytes (and their hash) come from Go. `MsgCreateClaim` has the same
     /// three fields (§1.3), so the message the miner sends carries the same bytes; `MsgSubmitProof` differs only
@@ -244,9 +263,7 @@ mod tests {
         use prost::Message as _;
 
         use crate::protocol::wire::{Claim, MsgCreateClaim, MsgSubmitProof, SessionHeader};
-        let v: serde_json::Value =
-            serde_json::from_str(include_str!("../../tests/vectors/protocol-test-vectors.json")).unwrap();
-        let e = &v["relay_e2e"];
+        let e = &e2e();
         let field = |name: &str| hex::decode(e[name].as_str().unwrap()).unwrap();
         let header_bytes = field("session_header");
         let header = SessionHeader::decode(header_bytes.as_slice()).unwrap();
@@ -291,20 +308,11 @@ mod tests {
     /// is required; a hair below it is not.
     #[test]
     fn a_sample_equal_to_the_probability_requires_a_proof() {
-        let v: serde_json::Value =
-            serde_json::from_str(include_str!("../../tests/vectors/protocol-test-vectors.json")).unwrap();
-        let e = &v["relay_e2e"];
+        let e = &e2e();
         let claim = hex::decode(e["claim_bytes"].as_str().unwrap()).unwrap();
         let seed_hash = hex::decode(e["proof_seed_block_hash"].as_str().unwrap()).unwrap();
         let sample: f64 = e["proof_req_sample"].as_str().unwrap().parse().unwrap();
-        let mut params = ProofParams {
-            proof_request_probability: sample,
-            proof_requirement_threshold: Some(Coin {
-                denom: "upokt".into(),
-                amount: "20000000".into(),
-            }),
-            ..Default::default()
-        };
+        let mut params = threshold_params(sample);
         let small = BigUint::from(10u32);
         assert_eq!(
             proof_requirement(&claim, &seed_hash, &small, &params),
@@ -319,9 +327,7 @@ mod tests {
 
     #[test]
     fn relay_e2e_lottery_golden() {
-        let v: serde_json::Value =
-            serde_json::from_str(include_str!("../../tests/vectors/protocol-test-vectors.json")).unwrap();
-        let e = &v["relay_e2e"];
+        let e = &e2e();
         let claim = hex::decode(e["claim_bytes"].as_str().unwrap()).unwrap();
         let seed_hash = hex::decode(e["proof_seed_block_hash"].as_str().unwrap()).unwrap();
         assert_eq!(hex::encode(sha256(&claim)), e["claim_hash"].as_str().unwrap());
@@ -331,14 +337,7 @@ mod tests {
         assert_eq!(lottery_seed(&seed), -11);
         assert_eq!(seeded_float64(&seed), 0.9088601354745546);
 
-        let mut params = ProofParams {
-            proof_request_probability: 0.25,
-            proof_requirement_threshold: Some(Coin {
-                denom: "upokt".into(),
-                amount: "20000000".into(),
-            }),
-            ..Default::default()
-        };
+        let mut params = threshold_params(0.25);
         let small = BigUint::from(10u32);
         assert_eq!(
             proof_requirement(&claim, &seed_hash, &small, &params),

@@ -51,6 +51,23 @@ logging:
     std::fs::write(path, format!("{yaml}{extra}")).unwrap();
 }
 
+/// A simulator node on `genesis` whose blocks are produced only by hand, and a directory holding a supplier keys
+/// file (`keys.yaml`) for the configs of [`write_config_with`].
+pub(crate) async fn manual_node(genesis: Genesis) -> (SimNode, tempfile::TempDir) {
+    let node = SimNode::start(
+        SimChain::new(genesis).unwrap(),
+        SimNodeConfig {
+            blocks: BlockTimer::Manual,
+            ..SimNodeConfig::default()
+        },
+    )
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    crate::support::node::write_keys(&dir.path().join("keys.yaml"), &[hex::encode([1u8; 32])]);
+    (node, dir)
+}
+
 pub(crate) fn relay_miner(args: &[&str], config: &Path) -> tokio::process::Command {
     let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_relay-miner"));
     command
@@ -76,17 +93,7 @@ fn assert_names_the_mismatch(text: &str) {
 async fn validate_and_run_refuse_a_chain_id_the_node_does_not_serve() {
     let mut genesis = Genesis::from_yaml(relay_miner::cli::DEMO_GENESIS).unwrap();
     genesis.chain_id = NODE_CHAIN_ID.into();
-    let node = SimNode::start(
-        SimChain::new(genesis).unwrap(),
-        SimNodeConfig {
-            blocks: BlockTimer::Manual,
-            ..SimNodeConfig::default()
-        },
-    )
-    .await
-    .unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    crate::support::node::write_keys(&dir.path().join("keys.yaml"), &[hex::encode([1u8; 32])]);
+    let (node, dir) = manual_node(genesis).await;
     let config = dir.path().join("relay-miner.yaml");
 
     // `pocket` (the default, and the example config's) is not this node's chain.

@@ -6,8 +6,8 @@
 use std::path::Path;
 use std::time::Duration;
 
-use relay_miner::sim::chain::{Genesis, SimChain};
-use relay_miner::sim::{BlockTimer, SimNode, SimNodeConfig};
+use relay_miner::sim::SimNode;
+use relay_miner::sim::chain::Genesis;
 
 use super::chain_id::relay_miner;
 
@@ -36,17 +36,7 @@ async fn validate_and_run_refuse_a_claim_delay_that_leaves_no_resend_in_the_chai
     let genesis = Genesis::from_yaml(relay_miner::cli::DEMO_GENESIS).unwrap();
     assert_eq!(genesis.shared_params.claim_window_close_offset_blocks, WINDOW);
     let chain_id = genesis.chain_id.clone();
-    let node = SimNode::start(
-        SimChain::new(genesis).unwrap(),
-        SimNodeConfig {
-            blocks: BlockTimer::Manual,
-            ..SimNodeConfig::default()
-        },
-    )
-    .await
-    .unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    crate::support::node::write_keys(&dir.path().join("keys.yaml"), &[hex::encode([1u8; 32])]);
+    let (node, dir) = super::chain_id::manual_node(genesis).await;
     let config = dir.path().join("relay-miner.yaml");
 
     // 3 blocks after the window opens is claim_close − 1 = claim_close − buffer: the only send. 100 (the config's

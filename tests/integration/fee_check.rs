@@ -6,8 +6,7 @@
 
 use std::time::Duration;
 
-use relay_miner::sim::chain::{Genesis, SimChain};
-use relay_miner::sim::{BlockTimer, SimNode, SimNodeConfig};
+use relay_miner::sim::chain::Genesis;
 
 use super::chain_id::{relay_miner, write_config_with};
 
@@ -15,17 +14,7 @@ use super::chain_id::{relay_miner, write_config_with};
 async fn validate_and_run_refuse_a_node_whose_minimum_gas_price_no_fee_within_the_cap_meets() {
     let genesis = Genesis::from_yaml(relay_miner::cli::DEMO_GENESIS).unwrap();
     let chain_id = genesis.chain_id.clone();
-    let node = SimNode::start(
-        SimChain::new(genesis).unwrap(),
-        SimNodeConfig {
-            blocks: BlockTimer::Manual,
-            ..SimNodeConfig::default()
-        },
-    )
-    .await
-    .unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    crate::support::node::write_keys(&dir.path().join("keys.yaml"), &[hex::encode([1u8; 32])]);
+    let (node, dir) = super::chain_id::manual_node(genesis).await;
     let config = dir.path().join("relay-miner.yaml");
     let transaction = "transaction:\n  gas_price: \"0.000001upokt\"\n  max_gas_price: \"2upokt\"\n";
     write_config_with(&config, dir.path(), &node, &chain_id, transaction);
