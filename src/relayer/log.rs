@@ -12,7 +12,7 @@
 //!
 //! Redis above its relay memory threshold (`storage.redis.relay_max_memory_ratio` of `maxmemory`; storage crate,
 //! `redis` module docs) refuses appends with `StorageError::RelayMemoryThreshold`: handled like any failed append
-//! (relays refused before the backend for [`REFUSE_AFTER_FAILURE`], the first success ends it, so appends resume
+//! (relays refused before the backend, one let through per [`REFUSE_AFTER_FAILURE`], the first success ends it, so appends resume
 //! without a restart once the miner's pruning freed memory), but answered as `redis_memory_threshold` (code 19,
 //! 503) and logged as such, at most once a second. `/ready` stays green meanwhile: every relayer on that Redis
 //! refuses alike, so going unready would move no traffic to a relayer that could take it (there is none), would
@@ -68,14 +68,30 @@ pub struct LogAppender {
     /// One ERROR line per second at most for failed appends (each is counted in the metrics).
     failures: Arc<LogThrottle>,
     /// The last failed append, until an append succeeds: relays arriving within [`REFUSE_AFTER_FAILURE`] of it
-    /// are refused before they reach the backend ([`LogAppender::refusing`]).
-    last_failure: Arc<Mutex<Option<(Instant, storage::StorageError)>>>,
+    /// are refused before they reach the backend, then one relay per [`REFUSE_AFTER_FAILURE`] goes through
+    /// ([`LogAppender::refusing`]).
+    last_failure: Arc<Mutex<Option<Failure>>>,
+}
+
+/// A failed append and the probe let through since (module docs of [`REFUSE_AFTER_FAILURE`]).
+#[derive(Debug)]
+struct Failure {
+    /// When the last append failed.
+    at: Instant,
+    /// Its error, answered to the relays refused meanwhile.
+    error: storage::StorageError,
+    /// When a relay was last let through to find out whether appends work again.
+    probe_at: Option<Instant>,
 }
 
 /// How long after a failed append new relays are refused before they are served. Storage that refuses one
-/// append (a full disk, Redis OOM, no raft quorum) refuses the next ones too; serving them anyway makes the
-/// backend work for relays that can never be claimed, and makes the gateway wait for a backend answer only to
-/// get an error. After this long relays are let through again; the first append that succeeds closes it.
+/// append (a full disk, Redis OOM or above its relay memory threshold, no raft quorum) refuses the next ones too;
+/// serving them anyway makes the backend work for relays that can never be claimed (in optimistic mode they are
+/// even answered first, then dropped), and makes the gateway wait for a backend answer only to get an error.
+/// After this long one relay is let through (a probe) while the others are still refused, and one more every
+/// this long while no append answered: the first append that succeeds ends the refusals, a failed one starts
+/// them again. So while storage keeps refusing, the backend serves at most one relay per second for nothing,
+/// not every relay arriving between the end of a window and the next failed append.
 pub const REFUSE_AFTER_FAILURE: Duration = Duration::from_secs(1);
 
 /// How often a failed append is logged at most while they keep failing.
@@ -85,7 +101,7 @@ const FAILURE_LOG_EVERY: Duration = Duration::from_secs(1);
 #[derive(Clone)]
 struct Outcomes {
     throttle: Arc<LogThrottle>,
-    last_failure: Arc<Mutex<Option<(Instant, storage::StorageError)>>>,
+    last_failure: Arc<Mutex<Option<Failure>>>,
 }
 
 impl Outcomes {
@@ -103,7 +119,11 @@ impl Outcomes {
                 }
             }
             Err(e) => {
-                *last = Some((Instant::now(), e.clone()));
+                *last = Some(Failure {
+                    at: Instant::now(),
+                    error: e.clone(),
+                    probe_at: None,
+                });
                 drop(last);
                 let Some(suppressed) = self.throttle.admit() else {
                     return;
@@ -127,8 +147,8 @@ impl Outcomes {
                         error = %e,
                         relays,
                         suppressed,
-                        "relay log append failed; relays are refused before reaching the backend for 1 s \
-                         (`suppressed`: failed appends not logged since the last line; all are counted in \
+                        "relay log append failed; relays are refused before reaching the backend, one a second let \
+                         through until an append succeeds (`suppressed`: failed appends not logged since the last line; all are counted in \
                          ha_relayer_relay_log_append_failures_total)"
                     );
                 }
@@ -137,15 +157,16 @@ impl Outcomes {
     }
 }
 
-fn refusing_at(
-    last_failure: &Mutex<Option<(Instant, storage::StorageError)>>,
-    now: Instant,
-) -> Option<storage::StorageError> {
-    let last = last_failure.lock().unwrap_or_else(|e| e.into_inner());
-    match &*last {
-        Some((at, e)) if now.saturating_duration_since(*at) < REFUSE_AFTER_FAILURE => Some(e.clone()),
-        _ => None,
+fn refusing_at(last_failure: &Mutex<Option<Failure>>, now: Instant) -> Option<storage::StorageError> {
+    let mut last = last_failure.lock().unwrap_or_else(|e| e.into_inner());
+    let failure = last.as_mut()?;
+    let within = |since: Instant| now.saturating_duration_since(since) < REFUSE_AFTER_FAILURE;
+    if within(failure.at) || failure.probe_at.is_some_and(within) {
+        return Some(failure.error.clone());
     }
+    // The probe: this relay goes through; the others wait for its append (or the next window).
+    failure.probe_at = Some(now);
+    None
 }
 
 /// Settings of the appender.
@@ -314,7 +335,8 @@ mod tests {
     }
 
     /// Storage that refuses an append makes the appender refuse new relays for a second (they would fail the
-    /// same way after the backend served them); the first append that succeeds ends it at once.
+    /// same way after the backend served them), then let one through per second while the others wait; a failed
+    /// append starts over, the first append that succeeds ends it at once.
     #[tokio::test]
     async fn a_failed_append_refuses_new_relays_until_one_succeeds_or_a_second_passed() {
         let backend = storage::MemoryBackend::new();
@@ -335,20 +357,31 @@ mod tests {
             Some(full.clone()),
             "refused right after the failure"
         );
-        let failed_at = appender
-            .last_failure
-            .lock()
-            .unwrap()
-            .as_ref()
-            .map(|(at, _)| *at)
-            .unwrap();
+        let failed_at = appender.last_failure.lock().unwrap().as_ref().map(|f| f.at).unwrap();
         let after = |d: Duration| refusing_at(&appender.last_failure, failed_at + d);
-        assert_eq!(after(REFUSE_AFTER_FAILURE - Duration::from_millis(1)), Some(full));
+        assert_eq!(
+            after(REFUSE_AFTER_FAILURE - Duration::from_millis(1)),
+            Some(full.clone())
+        );
         assert_eq!(
             after(REFUSE_AFTER_FAILURE),
             None,
-            "let through a second after the failure"
+            "one let through a second after the failure"
         );
+        assert_eq!(
+            after(REFUSE_AFTER_FAILURE + Duration::from_millis(1)),
+            Some(full.clone()),
+            "the others wait for its append"
+        );
+        assert_eq!(
+            after(2 * REFUSE_AFTER_FAILURE),
+            None,
+            "another one when the first never reached an append"
+        );
+        assert_eq!(after(2 * REFUSE_AFTER_FAILURE), Some(full.clone()));
+        // The probe's append fails: refused for a whole window again.
+        assert_eq!(appender.append(relay(3), "anvil", true).await, Err(full.clone()));
+        assert_eq!(appender.refusing(), Some(full));
 
         backend.faults().refuse_writes(None);
         appender.append(relay(4), "anvil", true).await.unwrap();

@@ -34,8 +34,9 @@
 //!    chain read per miss however many relays wait: module `costs`), then the relay is queued to the group-committing relay log appender.
 //!    With `relay_log.durable_ack` the gateway's answer waits for the batch to be durable; without it, it does
 //!    not. While appends fail (storage full or unreachable), new relays are refused with `storage_error` before
-//!    step 3 calls the backend, for 1 s after each failure (`log::REFUSE_AFTER_FAILURE`): the backend does not
-//!    work for relays that cannot be claimed, and the gateway gets its error at once.
+//!    step 3 calls the backend, one a second let through to find out whether appends work again
+//!    (`log::REFUSE_AFTER_FAILURE`): the backend does not work for relays that cannot be claimed, and the gateway
+//!    gets its error at once.
 //!
 //! Refusals are answered with a `RelayResponse` carrying a `RelayMinerError` with a stable code per reason
 //! ([`RelayError::code`]), and counted in `ha_relayer_relays_rejected_total{service_id,rpc_type,reason}`.
