@@ -42,6 +42,13 @@ pub(crate) fn size_allowance(req: &Request) -> Duration {
 /// A follower or learner that heard nothing from a leader for this long reports not ready: it cannot forward
 /// writes (relays) to a leader it cannot reach, e.g. when it is cut off from the rest of the cluster.
 pub(crate) const FOLLOWER_CONTACT_LIMIT: Duration = Duration::from_secs(1);
+/// A leader whose last quorum acknowledgement is this old reports not ready (the leader's side of
+/// [`FOLLOWER_CONTACT_LIMIT`], the same tolerance). Readiness decides where relays are routed, and a leader
+/// whose followers answer a few hundred milliseconds late under load still commits every write: judging it by
+/// the leader lease (150 ms), as [`Core::is_leader`] must for a submission, made a healthy leader's `/ready`
+/// flap on a loaded host. A leader really cut off from its quorum is replaced within the election timeout and
+/// reports not ready a second after its last acknowledgement.
+pub(crate) const LEADER_QUORUM_LIMIT: Duration = FOLLOWER_CONTACT_LIMIT;
 
 /// A snapshot of the raft metrics that matter to callers (copied out of the watch, never held across awaits).
 #[derive(Debug, Clone)]
@@ -175,27 +182,7 @@ impl Core {
         if let Some(why) = self.identity.problem() {
             return Err(format!("raft node identity refused: {why}"));
         }
-        let v = self.view();
-        if let Err(e) = v.running {
-            return Err(format!("raft stopped: {e}"));
-        }
-        match v.leader {
-            None => Err(format!("no raft leader known (term {}, {:?})", v.term, v.state)),
-            Some(l) if l == self.id && v.quorum_age.is_none_or(|a| a >= self.lease) => Err(format!(
-                "raft leader without quorum acknowledgement for {:?} (term {})",
-                v.quorum_age, v.term
-            )),
-            Some(l) if l != self.id => match self.leader_contact_age() {
-                Some(age) if age < FOLLOWER_CONTACT_LIMIT => Ok(()),
-                age => Err(format!(
-                    "no contact with raft leader {l} for {} (term {}, {:?})",
-                    age.map_or("ever".to_string(), |a| format!("{a:?}")),
-                    v.term,
-                    v.state
-                )),
-            },
-            Some(_) => Ok(()),
-        }
+        readiness_of(&self.view(), self.id, self.leader_contact_age())
     }
 
     /// Records that a current leader's append reached this node.
@@ -357,5 +344,79 @@ impl Core {
             .on_leader(path::LINEARIZE, &Request::default(), || self.linearize_local())
             .await?;
         self.wait_applied(index).await
+    }
+}
+
+/// [`Core::readiness`] on a metrics view: `contact_age` is the time since a leader's append last reached this
+/// node (followers and learners).
+fn readiness_of(v: &View, id: u64, contact_age: Option<Duration>) -> Result<(), String> {
+    if let Err(e) = &v.running {
+        return Err(format!("raft stopped: {e}"));
+    }
+    match v.leader {
+        None => Err(format!("no raft leader known (term {}, {:?})", v.term, v.state)),
+        Some(l) if l == id && v.quorum_age.is_none_or(|a| a >= LEADER_QUORUM_LIMIT) => Err(format!(
+            "raft leader without quorum acknowledgement for {:?} (term {})",
+            v.quorum_age, v.term
+        )),
+        Some(l) if l != id => match contact_age {
+            Some(age) if age < FOLLOWER_CONTACT_LIMIT => Ok(()),
+            age => Err(format!(
+                "no contact with raft leader {l} for {} (term {}, {:?})",
+                age.map_or("ever".to_string(), |a| format!("{a:?}")),
+                v.term,
+                v.state
+            )),
+        },
+        Some(_) => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn leader_view(quorum_age: Option<Duration>) -> View {
+        View {
+            state: ServerState::Leader,
+            term: 4,
+            leader: Some(1),
+            leader_addr: None,
+            quorum_age,
+            running: Ok(()),
+        }
+    }
+
+    /// A leader whose followers answer late (beyond the 150 ms lease, as on a loaded host) stays ready; one
+    /// without an acknowledgement for the limit, or never acknowledged, is not.
+    #[test]
+    fn leader_readiness_tolerates_late_acknowledgements() {
+        assert_eq!(
+            readiness_of(&leader_view(Some(Duration::from_millis(20))), 1, None),
+            Ok(())
+        );
+        assert_eq!(
+            readiness_of(&leader_view(Some(Duration::from_millis(400))), 1, None),
+            Ok(())
+        );
+        let late = readiness_of(&leader_view(Some(LEADER_QUORUM_LIMIT)), 1, None).unwrap_err();
+        assert!(late.contains("without quorum acknowledgement"), "{late}");
+        assert!(readiness_of(&leader_view(None), 1, None).is_err());
+        let mut stopped = leader_view(Some(Duration::ZERO));
+        stopped.running = Err("disk full".into());
+        assert_eq!(readiness_of(&stopped, 1, None), Err("raft stopped: disk full".into()));
+    }
+
+    /// A follower is ready while a leader's appends reach it, not once they stopped for the contact limit.
+    #[test]
+    fn follower_readiness_follows_leader_contact() {
+        let mut v = leader_view(None);
+        v.state = ServerState::Follower;
+        assert_eq!(readiness_of(&v, 2, Some(Duration::from_millis(300))), Ok(()));
+        let cut = readiness_of(&v, 2, Some(FOLLOWER_CONTACT_LIMIT)).unwrap_err();
+        assert!(cut.contains("no contact with raft leader 1"), "{cut}");
+        assert!(readiness_of(&v, 2, None).unwrap_err().contains("for ever"));
+        v.leader = None;
+        assert!(readiness_of(&v, 2, None).unwrap_err().contains("no raft leader known"));
     }
 }
