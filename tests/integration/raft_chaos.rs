@@ -23,17 +23,15 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Command;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use relay_miner::loadgen::LoadGen;
 use relay_miner::protocol::session::SessionWindows;
 use relay_miner::sim::chain::SimChain;
 
 use crate::support::claims::{Proofs, assert_claims};
-use crate::support::cluster::{Cluster, NodeOpts, SERVICE, lease_taken_ms, node_config, now_ms, start_env};
-use crate::support::load::{Load, spawn_load};
-use crate::support::monitor::{Submitters, spawn_monitor};
+use crate::support::cluster::{Cluster, NodeOpts, lease_taken_ms, node_config, now_ms, start_env};
+use crate::support::traffic::Traffic;
 use crate::support::{CLUSTER_TESTS, assert_nodes_lost_nothing, free_port, min_median_max, raft_block_ms, wait_height};
 
 /// `storage.raft` timing lines from `RAFT_CHAOS_TIMING=heartbeat,min,max[,pre_vote]` (none = the defaults).
@@ -174,30 +172,9 @@ async fn raft_cluster_survives_leader_kills_and_membership_changes_under_load() 
     assert_eq!(table.lines().count(), 3 + 3, "{table}");
 
     // Load and the submitter monitor.
-    let gens: Vec<(u64, LoadGen)> = (1..=4)
-        .map(|id| {
-            let loadgen = LoadGen::new(
-                &env.genesis,
-                Arc::clone(&env.client),
-                &cluster.proc(id).relay_url,
-                SERVICE,
-            )
-            .unwrap();
-            (id, loadgen)
-        })
-        .collect();
-    let load = Arc::new(Mutex::new(Load::default()));
-    let submitters = Arc::new(Mutex::new(Submitters::default()));
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     // One sender per node; about the rate of the former single round-robin sender (8 ms pauses).
-    let pace = Duration::from_millis(40);
-    let load_task = spawn_load(env.chain.clone(), gens, Arc::clone(&load), stop_rx.clone(), pace);
-    let monitor_task = spawn_monitor(
-        env.chain.clone(),
-        Arc::clone(&cluster.live),
-        Arc::clone(&submitters),
-        stop_rx,
-    );
+    let traffic = Traffic::start(&env, &cluster, 1..=4, Duration::from_millis(40));
+    let load = Arc::clone(&traffic.load);
     let first_term = cluster.max_term().await;
 
     let params = env.chain.state().shared.clone();
@@ -275,12 +252,7 @@ async fn raft_cluster_survives_leader_kills_and_membership_changes_under_load() 
     let last = SessionWindows::new(&params, env.chain.height()).unwrap();
     wait_height(&env.chain, last.end + 1, limit).await;
     let last_term = cluster.max_term().await;
-    stop_tx.send(true).unwrap();
-    load_task.await.unwrap();
-    let load = std::mem::take(&mut *load.lock().unwrap());
-    let settle = SessionWindows::new(&params, load.max_session_end).unwrap();
-    wait_height(&env.chain, settle.settlement + 1, Duration::from_secs(60)).await;
-    monitor_task.await.unwrap();
+    let (load, submitters) = traffic.finish(&env, &params).await;
 
     // CLI errors: an unreachable node, a wrong token, an invalid change.
     let (code, _, err) = cli(&token_file, &cluster.proc(removed).raft_addr, &["status"]);
@@ -302,7 +274,6 @@ async fn raft_cluster_survives_leader_kills_and_membership_changes_under_load() 
 
     // --- Assertions ---
     let kill_heights: Vec<i64> = failovers.iter().map(|f| f.height).collect();
-    let submitters = std::mem::take(&mut *submitters.lock().unwrap());
     println!(
         "submitters by term: {:?} ({} samples, {} ambiguous intervals); leader miner max blocks behind the \
          chain, per node: {:?}",

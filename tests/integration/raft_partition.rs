@@ -14,28 +14,20 @@
 //! rejections, every session settled, no two submitters in one term, no term change beyond the one election.
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use relay_miner::loadgen::LoadGen;
 use relay_miner::protocol::session::SessionWindows;
 
 use crate::raft_chaos::timing_overrides;
 use crate::support::claims::{Proofs, assert_claims};
-use crate::support::cluster::{Cluster, NodeOpts, SERVICE, node_config, start_env};
-use crate::support::load::{Load, spawn_load};
-use crate::support::monitor::{Submitters, spawn_monitor};
+use crate::support::cluster::{Cluster, NodeOpts, node_config, start_env};
 use crate::support::tcp_proxy::LinkProxies;
+use crate::support::traffic::{Traffic, served_by};
 use crate::support::{
     CLUSTER_TESTS, assert_nodes_lost_nothing, free_port, http_get, http_get_status, poll, raft_block_ms, submitted,
     wait_height,
 };
-
-/// Served relays answered by the nodes in `nodes`.
-fn served_by(load: &Mutex<Load>, nodes: &[u64]) -> u64 {
-    let l = load.lock().unwrap();
-    nodes.iter().map(|n| l.served_by.get(n).copied().unwrap_or(0)).sum()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn raft_cluster_survives_partitions_under_load() {
@@ -65,31 +57,8 @@ async fn raft_cluster_survives_partitions_under_load() {
     let (leader, _) = cluster.leader(0, limit).await;
     cluster.miner_leads(leader, limit).await;
 
-    let gens: Vec<(u64, LoadGen)> = (1..=3)
-        .map(|id| {
-            let relay_url = &cluster.proc(id).relay_url;
-            (
-                id,
-                LoadGen::new(&env.genesis, Arc::clone(&env.client), relay_url, SERVICE).unwrap(),
-            )
-        })
-        .collect();
-    let load = Arc::new(Mutex::new(Load::default()));
-    let submitters = Arc::new(Mutex::new(Submitters::default()));
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let load_task = spawn_load(
-        env.chain.clone(),
-        gens,
-        Arc::clone(&load),
-        stop_rx.clone(),
-        Duration::from_millis(40),
-    );
-    let monitor_task = spawn_monitor(
-        env.chain.clone(),
-        Arc::clone(&cluster.live),
-        Arc::clone(&submitters),
-        stop_rx,
-    );
+    let traffic = Traffic::start(&env, &cluster, 1..=3, Duration::from_millis(40));
+    let load = Arc::clone(&traffic.load);
     let first_term = cluster.max_term().await;
     let params = env.chain.state().shared.clone();
     let now = SessionWindows::new(&params, env.chain.height()).unwrap();
@@ -222,17 +191,11 @@ async fn raft_cluster_survives_partitions_under_load() {
     let last = SessionWindows::new(&params, env.chain.height()).unwrap();
     wait_height(&env.chain, last.end + 1, limit).await;
     let last_term = cluster.max_term().await;
-    stop_tx.send(true).unwrap();
-    load_task.await.unwrap();
-    let load = std::mem::take(&mut *load.lock().unwrap());
-    let settle = SessionWindows::new(&params, load.max_session_end).unwrap();
-    wait_height(&env.chain, settle.settlement + 1, Duration::from_secs(60)).await;
-    monitor_task.await.unwrap();
+    let (load, submitters) = traffic.finish(&env, &params).await;
     let metrics = cluster.metrics().await;
     let stats = proxies.stats();
     drop(cluster);
 
-    let submitters = std::mem::take(&mut *submitters.lock().unwrap());
     println!(
         "load: {} sent, {} served (per node {:?}), {} refused, {} failed (per node {:?}; last error: {:?}); {} \
          sessions; proxies {stats:?}; submitters by term {:?}; terms {first_term} → {last_term}; total {} s",

@@ -10,6 +10,7 @@ pub mod monitor;
 pub mod node;
 pub mod sock_diag;
 pub mod tcp_proxy;
+pub mod traffic;
 
 use std::time::{Duration, Instant};
 
