@@ -16,8 +16,8 @@ use relay_miner::protocol::session::SessionWindows;
 use relay_miner::protocol::wire;
 use relay_miner::sim::chain::Settlement;
 
-use crate::support::claims::{Proofs, Served, assert_claims, claimed_counts};
-use crate::support::node::{Net, NetOpts, spawn_miner, start_net, wait_up};
+use crate::support::claims::{Proofs, Served, assert_claims, claimed_counts, claimed_roots};
+use crate::support::node::{MinerProcess, Net, NetOpts, spawn_miner, start_net, wait_up};
 use crate::support::{http_get, metric_sum};
 
 const SERVICE: &str = "anvil";
@@ -89,22 +89,6 @@ fn upokt(net: &Net, compute_units: u64, target: &[u8]) -> u128 {
     .unwrap()
 }
 
-/// (supplier, session) → (root sum, root count) of every claim the chain accepted.
-fn claimed_sums(net: &Net) -> std::collections::BTreeMap<(String, String), (u64, u64)> {
-    let state = net.chain.state();
-    state
-        .claims
-        .iter()
-        .chain(state.settled.iter())
-        .map(|((session, supplier), entry)| {
-            let root = &entry.claim.root_hash;
-            let sum = u64::from_be_bytes(root[32..40].try_into().unwrap());
-            let count = u64::from_be_bytes(root[40..48].try_into().unwrap());
-            ((supplier.clone(), session.clone()), (sum, count))
-        })
-        .collect()
-}
-
 /// The settlement reward of every settled (supplier, session); panics on an expired one.
 fn rewards(net: &Net) -> std::collections::BTreeMap<(String, String), u128> {
     net.chain
@@ -117,19 +101,25 @@ fn rewards(net: &Net) -> std::collections::BTreeMap<(String, String), u128> {
         .collect()
 }
 
+/// A demo network whose blocks the test produces (200 ms block time otherwise) and its miner, up.
+async fn manual_net() -> (Net, MinerProcess) {
+    let net = start_net(NetOpts {
+        manual_blocks: true,
+        ..NetOpts::blocks_every(200)
+    })
+    .await;
+    let miner = spawn_miner(&net.config);
+    wait_up(&net).await;
+    (net, miner)
+}
+
 /// The service's compute units per relay change in the second block of a session (its owner's `MsgAddService`):
 /// `Service` answers the new value at once, `ComputeUnitsPerRelayAtHeight(start)` the old one. Every relay of the
 /// session is weighted with the old one, so each claim is `count × old` and the chain (which checks that) accepts
 /// it and settles it at the old worth. Weighting with the live value would have the whole claim refused.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn compute_units_changed_mid_session_are_claimed_at_the_session_start_value() {
-    let net = start_net(NetOpts {
-        manual_blocks: true,
-        ..NetOpts::blocks_every(200)
-    })
-    .await;
-    let mut miner = spawn_miner(&net.config);
-    wait_up(&net).await;
+    let (net, mut miner) = manual_net().await;
     let before = net.chain.state().services[SERVICE].compute_units_per_relay;
     let after = before * 3;
     let session = next_session(&net);
@@ -152,7 +142,7 @@ async fn compute_units_changed_mid_session_are_claimed_at_the_session_start_valu
     miner.wait().unwrap();
 
     assert_claims(&net.chain, &served, 0, Proofs::None);
-    let sums = claimed_sums(&net);
+    let sums = claimed_roots(&net.chain);
     let rewards = rewards(&net);
     for (key, (sum, count)) in &sums {
         assert_eq!(
@@ -248,13 +238,7 @@ async fn a_difficulty_changed_mid_session_mines_against_the_session_start_target
 /// with the params it saw before (e.g. cached from the first session) would send no proof: the claims expire.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn proof_params_changed_after_a_session_ended_decide_its_proof_requirement() {
-    let net = start_net(NetOpts {
-        manual_blocks: true,
-        ..NetOpts::blocks_every(200)
-    })
-    .await;
-    let mut miner = spawn_miner(&net.config);
-    wait_up(&net).await;
+    let (net, mut miner) = manual_net().await;
     let per_relay = net.chain.state().services[SERVICE].compute_units_per_relay;
     let first = next_session(&net);
     blocks_to(&net, first.start).await;

@@ -9,8 +9,9 @@ use relay_miner::sim::chain::{Settlement, SimChain};
 /// Relays per (supplier, session).
 pub type Served = BTreeMap<(String, String), u64>;
 
-/// The (supplier, session) → claimed relay count of every accepted claim on the simulator.
-pub fn claimed_counts(chain: &SimChain) -> Served {
+/// The (supplier, session) → (root sum, root count) of every accepted claim on the simulator (the root's
+/// big-endian compute-unit sum at bytes 32..40 and relay count at 40..48, spec §4).
+pub fn claimed_roots(chain: &SimChain) -> BTreeMap<(String, String), (u64, u64)> {
     // `state()` holds the simulator's lock: copy what is needed and release it.
     // Settled claims left the chain's state (as poktroll removes them); the simulator keeps them apart.
     let state = chain.state();
@@ -20,9 +21,18 @@ pub fn claimed_counts(chain: &SimChain) -> Served {
         .chain(state.settled.iter())
         .map(|((session, supplier), entry)| {
             let root = &entry.claim.root_hash;
+            let sum = u64::from_be_bytes(root[32..40].try_into().unwrap());
             let count = u64::from_be_bytes(root[40..48].try_into().unwrap());
-            ((supplier.clone(), session.clone()), count)
+            ((supplier.clone(), session.clone()), (sum, count))
         })
+        .collect()
+}
+
+/// The (supplier, session) → claimed relay count of every accepted claim on the simulator.
+pub fn claimed_counts(chain: &SimChain) -> Served {
+    claimed_roots(chain)
+        .into_iter()
+        .map(|(k, (_, count))| (k, count))
         .collect()
 }
 
