@@ -76,6 +76,27 @@ pub(super) fn genesis() -> Genesis {
     }
 }
 
+/// Serves `chain`'s gRPC on a free port for the test's runtime and produces 4 blocks: a client of it and the
+/// session header of the demo app (`app`, service `anvil`) at the chain's height.
+pub(super) async fn serve_grpc(chain: &SimChain) -> (Arc<ChainClient>, SessionHeader) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let app = router(chain.clone()).into_axum();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    for _ in 0..4 {
+        chain.produce_block();
+    }
+    let client = Arc::new(ChainClient::new(&format!("http://{addr}"), Duration::from_secs(5)).unwrap());
+    let (_, app_address, _) = actor(&key_hex("app")).unwrap();
+    let header = client
+        .session(&app_address, "anvil", chain.height())
+        .await
+        .unwrap()
+        .header
+        .unwrap();
+    (client, header)
+}
+
 /// A leadership view that can lag: once frozen, `leader()` keeps answering what it was frozen with (a raft
 /// node's applied view between ticks); campaign, renew and resign always reach the storage. Renewals can be
 /// held (write-lock `hold`), as a raft commit is while its leader is cut off; `renewals` counts those started.
@@ -250,10 +271,6 @@ async fn fixture() -> Fixture {
 
 async fn fixture_on(genesis: Genesis) -> Fixture {
     let chain = SimChain::new(genesis).unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let app = router(chain.clone()).into_axum();
-    tokio::spawn(async move { axum::serve(listener, app).await });
     let rpc = crate::sim::comet::serve(
         Arc::new(chain.clone()),
         "127.0.0.1:0".parse().unwrap(),
@@ -264,18 +281,8 @@ async fn fixture_on(genesis: Genesis) -> Fixture {
     let comet = crate::chain::comet::CometClient::new(&rpc.url()).unwrap();
     // The server lives as long as the test's runtime.
     std::mem::forget(rpc);
-    for _ in 0..4 {
-        chain.produce_block();
-    }
-    let client = Arc::new(ChainClient::new(&format!("http://{addr}"), Duration::from_secs(5)).unwrap());
+    let (client, header) = serve_grpc(&chain).await;
     let (supplier_key, supplier, _) = actor(&key_hex("supplier")).unwrap();
-    let (_, app_address, _) = actor(&key_hex("app")).unwrap();
-    let header = client
-        .session(&app_address, "anvil", chain.height())
-        .await
-        .unwrap()
-        .header
-        .unwrap();
     let keyring = Keyring::new(KeyMap::from([(supplier.clone(), supplier_key)]));
     let key = SessionKey {
         supplier: supplier.clone(),

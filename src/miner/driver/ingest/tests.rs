@@ -3,18 +3,14 @@
 //! until its relay log is read up to now.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::sync::Arc;
-use std::time::Duration;
-
 use storage::{Backlog, MemoryBackend};
 
 use super::{INGEST_BATCH, INGEST_PROBE, INGEST_ROUND_BATCHES};
-use crate::chain::query::ChainClient;
 use crate::keys::{KeyMap, Keyring};
 use crate::miner::driver::Miner;
-use crate::miner::driver::tests::{config, genesis, key_hex, relays};
+use crate::miner::driver::tests::{config, genesis, key_hex, relays, serve_grpc};
 use crate::miner::lifecycle::SessionKey;
-use crate::sim::chain::{SimChain, actor, router};
+use crate::sim::chain::{SimChain, actor};
 
 mod rounds;
 
@@ -30,22 +26,8 @@ async fn backlog(plain: &storage::Storage, supplier: &str) -> u64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_backlog_is_ingested_over_several_rounds_with_blocks_handled_between_and_the_claim_waits_for_it() {
     let chain = SimChain::new(genesis()).unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let app = router(chain.clone()).into_axum();
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    for _ in 0..4 {
-        chain.produce_block();
-    }
-    let client = Arc::new(ChainClient::new(&format!("http://{addr}"), Duration::from_secs(5)).unwrap());
+    let (client, header) = serve_grpc(&chain).await;
     let (supplier_key, supplier, _) = actor(&key_hex("supplier")).unwrap();
-    let (_, app_address, _) = actor(&key_hex("app")).unwrap();
-    let header = client
-        .session(&app_address, "anvil", chain.height())
-        .await
-        .unwrap()
-        .header
-        .unwrap();
     let keyring = Keyring::new(KeyMap::from([(supplier.clone(), supplier_key)]));
     let key = SessionKey {
         supplier: supplier.clone(),

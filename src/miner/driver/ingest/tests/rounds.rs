@@ -6,15 +6,12 @@ use storage::{MemoryBackend, Storage};
 
 use super::super::{INGEST_BATCH, INGEST_PROBE, RoundBound};
 use super::backlog;
-use crate::chain::query::ChainClient;
 use crate::keys::{KeyMap, Keyring};
 use crate::miner::driver::Miner;
-use crate::miner::driver::tests::{config, genesis, key_hex, relays};
+use crate::miner::driver::tests::{config, genesis, key_hex, relays, serve_grpc};
 use crate::protocol::wire::SessionHeader;
 use crate::sim::chain::genesis::GenesisSupplier;
-use crate::sim::chain::{SimChain, actor, router};
-use std::sync::Arc;
-use std::time::Duration;
+use crate::sim::chain::{SimChain, actor};
 
 struct Rig {
     mem: MemoryBackend,
@@ -38,21 +35,7 @@ async fn rig(labels: &[&str], bound: usize) -> Rig {
         });
     }
     let chain = SimChain::new(g).unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let app = router(chain.clone()).into_axum();
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    for _ in 0..4 {
-        chain.produce_block();
-    }
-    let client = Arc::new(ChainClient::new(&format!("http://{addr}"), Duration::from_secs(5)).unwrap());
-    let (_, app_address, _) = actor(&key_hex("app")).unwrap();
-    let header = client
-        .session(&app_address, "anvil", chain.height())
-        .await
-        .unwrap()
-        .header
-        .unwrap();
+    let (client, header) = serve_grpc(&chain).await;
     let mut keys = KeyMap::new();
     let mut suppliers = Vec::new();
     for label in labels {
