@@ -1,5 +1,5 @@
 //! Cluster administration: the status report and the admin client the CLI uses
-//! (`relay-miner raft status|init|add-learner|promote|remove`).
+//! (`relay-miner raft status|init|add-learner|promote|remove|transfer-leader`).
 //!
 //! Admin RPCs go to any node's raft port; membership changes must run on the leader, so the client follows a
 //! `NotLeader` answer to the leader's address once. One admin at a time: concurrent membership changes can
@@ -226,6 +226,12 @@ impl AdminClient {
     /// Makes learner `id` a voter; returns the log index of the membership entry (0 if already a voter).
     pub async fn promote(&self, id: u64) -> Result<u64, AdminError> {
         self.call(path::MEMBERSHIP, &MembershipChange::Promote(id), true).await
+    }
+
+    /// Hands the leadership to voter `to` (`None`: the most caught-up other voter); returns the new leader's id
+    /// once it leads. Run against any node: a follower's answer is followed to the leader.
+    pub async fn transfer_leader(&self, to: Option<u64>) -> Result<u64, AdminError> {
+        self.call(path::TRANSFER, &to, true).await
     }
 
     /// Removes voter or learner `id`; wipe its data only after this returns.

@@ -6,7 +6,8 @@
 //! - [`sm`]: the state machine on a second redb file; deterministic apply; file snapshots.
 //! - [`network`] / [`wire`]: openraft RPCs over HTTP on the raft port, with a pre-shared cluster token.
 //! - [`RaftNode`]: one member (files, raft port, openraft) serving the storage contract through [`RaftBackend`].
-//! - [`AdminClient`]: init, add-learner, promote, remove, status, for the CLI.
+//! - [`AdminClient`]: init, add-learner, promote, remove, transfer-leader, status, for the CLI.
+//! - `transfer`: a leader hands its role to a voter (admin command, graceful stop).
 //! - [`identity`]: which data directory a node id speaks for; a wiped voter cannot rejoin under its old id.
 //!
 //! # Using it
@@ -53,6 +54,7 @@ mod node;
 mod server;
 pub mod sm;
 mod stats;
+mod transfer;
 pub mod types;
 pub mod wire;
 

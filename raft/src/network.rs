@@ -16,7 +16,10 @@ use std::time::Duration;
 
 use openraft::error::{NetworkError, RPCError, ReplicationClosed, StreamingError, Unreachable};
 use openraft::network::{RPCOption, RaftNetworkFactory, RaftNetworkV2};
-use openraft::raft::{AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, VoteRequest, VoteResponse};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, TransferLeaderRequest, TransferLeaderResponse,
+    VoteRequest, VoteResponse,
+};
 use serde::{Deserialize, Serialize};
 
 use crate::identity::Identity;
@@ -239,6 +242,21 @@ impl RaftNetworkV2<TypeConfig> for Network {
         let body = crate::types::encode(&rpc).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
         self.client
             .call_raft(path::PRE_VOTE, body, option.hard_ttl(), &self.identity, self.target)
+            .await
+            .map_err(|e| rpc_err(self.target, e))
+    }
+
+    async fn transfer_leader(
+        &mut self,
+        req: TransferLeaderRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<TransferLeaderResponse<TypeConfig>, RPCError<TypeConfig>> {
+        // The target answers once its log holds the leader's last entry; a lagging target may need longer than
+        // a heartbeat's deadline for that, so the call gets at least a second.
+        let body = crate::types::encode(&req).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        let deadline = option.hard_ttl().max(Duration::from_secs(1));
+        self.client
+            .call_raft(path::TRANSFER_LEADER, body, deadline, &self.identity, self.target)
             .await
             .map_err(|e| rpc_err(self.target, e))
     }

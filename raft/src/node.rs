@@ -318,6 +318,25 @@ impl RaftNode {
         &self.data_dir
     }
 
+    /// On the leader: hands the leadership to the most caught-up other voter and waits up to `wait` for it to
+    /// lead (see `transfer`), so a planned stop costs the cluster one election round instead of an election
+    /// timeout with every write waiting. Call it before [`RaftNode::shutdown`] once this node's own writers
+    /// (relayer, miner) have stopped. Returns the new leader; `None` (logged) on a follower, in a cluster of
+    /// one voter, on a stopped core, or when the target did not lead in time (the cluster then elects as after
+    /// any leader loss).
+    pub async fn hand_off(&self, wait: std::time::Duration) -> Option<u64> {
+        if self.stopped().is_some() || self.core.view().leader != Some(self.core.id) {
+            return None;
+        }
+        match self.core.transfer_leadership(None, wait).await {
+            Ok(to) => Some(to),
+            Err(e) => {
+                tracing::warn!("raft: leadership not handed off before stopping: {e}");
+                None
+            }
+        }
+    }
+
     /// Stops raft, the raft port and the backend tasks. The data dir can be reopened once every clone of the
     /// storage bundle is dropped.
     pub async fn shutdown(mut self) {

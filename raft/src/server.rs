@@ -20,7 +20,7 @@ use axum::routing::post;
 use openraft::ChangeMembers;
 use openraft::async_runtime::watch::WatchReceiver;
 use openraft::error::{ClientWriteError, RaftError};
-use openraft::raft::{AppendEntriesRequest, AppendEntriesResponse, VoteRequest};
+use openraft::raft::{AppendEntriesRequest, AppendEntriesResponse, TransferLeaderRequest, VoteRequest};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -67,6 +67,8 @@ pub(crate) fn router(state: ServerState) -> Router {
         .route(path::VOTE, post(vote))
         .route(path::PRE_VOTE, post(pre_vote))
         .route(path::SNAPSHOT, post(snapshot))
+        .route(path::TRANSFER_LEADER, post(transfer_leader))
+        .route(path::TRANSFER, post(transfer))
         .route(path::INIT, post(init))
         .route(path::ADD_LEARNER, post(add_learner))
         .route(path::MEMBERSHIP, post(membership))
@@ -225,6 +227,31 @@ async fn pre_vote(State(st): State<ServerState>, h: HeaderMap, body: Bytes) -> R
     })
     .await
 }
+
+async fn transfer_leader(State(st): State<ServerState>, h: HeaderMap, body: Bytes) -> Response {
+    handle_raft(&st, &h, &body, |req: TransferLeaderRequest<TypeConfig>| async {
+        st.core
+            .raft
+            .handle_transfer_leader(req)
+            .await
+            .map_err(|e| WireError::Raft(e.to_string()))
+    })
+    .await
+}
+
+/// Admin: hand the leadership to voter `to` (`None`: the most caught-up one); answers the new leader's id once
+/// it leads (waiting up to [`TRANSFER_WAIT`]).
+async fn transfer(State(st): State<ServerState>, h: HeaderMap, body: Bytes) -> Response {
+    let core = Arc::clone(&st.core);
+    handle(&st, &h, &body, |to: Option<u64>| async move {
+        core.transfer_leadership(to, TRANSFER_WAIT).await
+    })
+    .await
+}
+
+/// How long an admin leadership transfer waits for the target to lead: its log must catch up with the leader's
+/// (usually at once) and it must win one election round.
+const TRANSFER_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
 async fn snapshot(State(st): State<ServerState>, h: HeaderMap, body: Bytes) -> Response {
     let st2 = st.clone();

@@ -56,6 +56,8 @@ pub mod path {
     pub const PRE_VOTE: &str = "/raft/pre-vote";
     /// One chunk of a snapshot transfer.
     pub const SNAPSHOT: &str = "/raft/snapshot";
+    /// openraft TransferLeader (a leader handing its role to a voter).
+    pub const TRANSFER_LEADER: &str = "/raft/transfer-leader";
     /// Admin: initialize the cluster.
     pub const INIT: &str = "/admin/init";
     /// Admin: add a learner.
@@ -64,6 +66,8 @@ pub mod path {
     pub const MEMBERSHIP: &str = "/admin/membership";
     /// Admin: status.
     pub const STATUS: &str = "/admin/status";
+    /// Admin: hand the leadership to a voter.
+    pub const TRANSFER: &str = "/admin/transfer-leader";
     /// Client write (forwarded by followers to the leader).
     pub const WRITE: &str = "/admin/write";
     /// Linearizable read barrier: the leader answers the log index a follower must apply before reading.

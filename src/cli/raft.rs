@@ -1,5 +1,5 @@
-//! `relay-miner raft status|init|add-learner|promote|remove`: cluster administration against a running node's
-//! raft port (issue 8).
+//! `relay-miner raft status|init|add-learner|promote|remove|transfer-leader`: cluster administration against a
+//! running node's raft port (issue 8).
 //!
 //! Every command talks to `--addr host:port` (a node's raft port) with the pre-shared cluster token from
 //! `--cluster-token-file` (the file `storage.raft.cluster_token_file` names; `--config FILE` reads that key).
@@ -76,7 +76,18 @@ pub enum RaftCommand {
         #[arg(long)]
         id: u64,
     },
+    /// Hand the leadership to another voter before maintenance on the leader's node (restart, upgrade): the
+    /// cluster elects it at once instead of after an election timeout. A stopping leader (SIGTERM) does this by
+    /// itself.
+    TransferLeader {
+        /// The voter to lead next (default: the most caught-up other voter).
+        #[arg(long)]
+        to: Option<u64>,
+    },
 }
+
+/// How many times `transfer-leader --to N` asks when another voter wins the election instead of N.
+const TRANSFER_ATTEMPTS: u32 = 3;
 
 /// Runs `relay-miner raft …`; returns the exit code.
 pub fn run(args: RaftArgs) -> anyhow::Result<i32> {
@@ -242,6 +253,24 @@ async fn dispatch(args: RaftArgs, token: String) -> anyhow::Result<i32> {
             }
             Err(e) => fail(e),
         },
+        RaftCommand::TransferLeader { to } => {
+            // Another voter can win the election when the target was not caught up in time: the leadership
+            // moved all the same, so asking the new leader again usually lands it where it was meant to go.
+            let mut attempt = 1;
+            loop {
+                match client.transfer_leader(to).await {
+                    Ok(leader) => {
+                        println!("node {leader} leads now");
+                        return Ok(0);
+                    }
+                    Err(AdminError::Raft(why)) if why.contains("instead of node") && attempt < TRANSFER_ATTEMPTS => {
+                        eprintln!("relay-miner raft transfer-leader: {why}; asking again");
+                        attempt += 1;
+                    }
+                    Err(e) => return fail(e),
+                }
+            }
+        }
     }
 }
 

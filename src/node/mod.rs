@@ -543,19 +543,27 @@ impl Node {
         1
     }
 
-    /// Graceful stop: drain relays (connections, then optimistic settlements), final miner ingest and persist,
-    /// close storage. The miner stops only after every relay is appended, so its final ingest includes them.
+    /// Graceful stop: a raft leader first hands its role to another voter (whose miner then ingests and submits
+    /// from the replicated log), then drain relays (connections, then optimistic settlements), final miner ingest
+    /// and persist, close storage. The miner stops only after every relay is appended, so its final ingest (on a
+    /// leader) includes them.
     pub async fn shutdown(self) {
+        let started = std::time::Instant::now();
+        self.storage.hand_off().await;
         tracing::info!("shutting down: draining relays");
         let _ = self.stop.send(true);
         let _ = self.relay_server.await;
+        tracing::info!(
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "relays drained; stopping the miner"
+        );
         let _ = self.miner_stop.send(true);
         self.miner.join().await;
         for task in &self.background {
             task.abort();
         }
         self.storage.close().await;
-        tracing::info!("stopped");
+        tracing::info!(elapsed_ms = started.elapsed().as_millis() as u64, "stopped");
     }
 }
 

@@ -314,6 +314,32 @@ impl Cluster {
         child.wait().unwrap();
     }
 
+    /// SIGTERM (a planned stop: the node drains, its miner stops, a leader hands its role off) and waits up to
+    /// `limit` for the process to exit; its exit status.
+    pub async fn terminate(&mut self, id: u64, limit: Duration) -> std::process::ExitStatus {
+        self.live.lock().unwrap().remove(&id);
+        let p = self.procs.get_mut(&id).unwrap();
+        let mut child = p.child.take().unwrap_or_else(|| panic!("node {id} is not running"));
+        let sent = Command::new("kill")
+            .arg("-TERM")
+            .arg(child.id().to_string())
+            .status()
+            .unwrap();
+        assert!(sent.success(), "kill -TERM node {id}");
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "node {id} did not stop within {limit:?}\n{}",
+                tail(&p.log)
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// Waits until node `id` answers a raft status on its raft port; panics with its exit status (if it exited)
     /// and the tail of its log otherwise, so a node that died is named with its own last words.
     pub async fn expect_answering(&mut self, id: u64, limit: Duration) {
