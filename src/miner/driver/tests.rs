@@ -29,6 +29,7 @@ mod partial_persist;
 mod proof_params;
 mod pruned;
 mod redis_threshold;
+mod stop_resigns;
 mod tip;
 
 const LEASE: Duration = Duration::from_secs(60);
