@@ -330,6 +330,11 @@ impl RaftNode {
         }
         match self.core.transfer_leadership(None, wait).await {
             Ok(to) => Some(to),
+            Err(e @ crate::wire::WireError::BadRequest(_)) => {
+                // A cluster of one voter: nobody to hand the role to.
+                tracing::debug!("raft: no leadership hand-off before stopping: {e}");
+                None
+            }
             Err(e) => {
                 tracing::warn!("raft: leadership not handed off before stopping: {e}");
                 None
