@@ -850,7 +850,8 @@ impl Miner {
                 outcome: check_tx_outcome(&response),
             },
             Err(outcome) => Broadcast {
-                message_refused: matches!(&outcome, TxOutcome::Refused(reason) if reason.contains(MESSAGE_INDEX)),
+                message_refused: matches!(&outcome, TxOutcome::Refused(reason)
+                    if reason.contains(MESSAGE_INDEX) || reason.contains(REFUSED_BEFORE_ANTE)),
                 outcome: Err(outcome),
             },
         }
@@ -995,6 +996,13 @@ struct Broadcast {
 /// What cosmos-sdk's `runMsgs` adds to the error of the message that failed ("failed to execute message; message
 /// index: N"): a Simulate refusal naming a message.
 const MESSAGE_INDEX: &str = "message index: ";
+
+/// How cosmos-sdk's gRPC `Simulate` ends the error of a tx refused before its ante handler ran (no gas metered):
+/// in practice a message's `ValidateBasic` (`baseapp.runTx` → `validateBasicTxMsgs`), which names no message
+/// index and loses its codespace on the way. Splitting such a batch sends the bad message alone; a refusal of the
+/// whole tx with that ending (bytes that do not decode, an ante check that ran before any gas was used) costs
+/// one refused Simulate per message, and no fee.
+const REFUSED_BEFORE_ANTE: &str = "With gas wanted: '0' and gas used: '0'";
 
 /// Whether a CheckTx refusal is about the messages rather than the tx: an error of a message's module (its
 /// `ValidateBasic`, codespace other than `sdk`), or the tx too large for the node (code 21; smaller txs may fit).

@@ -47,6 +47,28 @@ async fn leader_at_claim_open_with(config: MinerConfig, timeout: Duration) -> (F
     (f, miner)
 }
 
+/// Relays 0..3 of a session the chain does not know (id `00…0`, the fixture session's heights), ingested by
+/// `miner`; returns its key. Its claim passes the messages' `ValidateBasic`, so a node's CheckTx takes it, and
+/// fails only when run (in Simulate or a block: no such session). A claim of an empty trie would not do: its
+/// zero root is refused before the ante handler, with the proof module's code.
+async fn ingest_unknown_session(f: &Fixture, miner: &mut Miner) -> SessionKey {
+    let mut header = f.header.clone();
+    header.session_id = "0".repeat(64);
+    miner
+        .storage
+        .relay_log
+        .append(relays(&f.supplier, &header, 0..3))
+        .await
+        .unwrap();
+    miner.step().await.unwrap();
+    let key = SessionKey {
+        supplier: f.supplier.clone(),
+        session_id: header.session_id,
+    };
+    assert!(miner.engine.session(&key).is_some(), "ingested");
+    key
+}
+
 /// The claim's first broadcast: CheckTx admits it and the answer is lost (our call times out), so the engine
 /// takes the send back as `Retryable`, and the tx is kept.
 async fn first_broadcast_answer_lost(f: &Fixture, miner: &mut Miner) {
@@ -244,8 +266,8 @@ async fn a_batch_times_out_at_its_earliest_window_close() {
 
 /// A batch of two claims refused for a reason of the whole tx (CheckTx: mempool full, code 20; the signer's
 /// funds, code 5) is not sent again message by message (each tx would be refused the same): one refusal, both
-/// sends taken back for the next block. A fixed gas limit skips Simulate, so the batch (one good claim, one of an
-/// empty trie the chain would refuse) reaches CheckTx.
+/// sends taken back for the next block. A fixed gas limit skips Simulate, so the batch (one good claim, one of a
+/// session the chain does not know, which passes `ValidateBasic`) reaches CheckTx.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_batch_refused_for_the_whole_tx_is_not_split_into_one_tx_per_message() {
     for code in [20, 5] {
@@ -259,10 +281,6 @@ async fn a_batch_refused_for_the_whole_tx_is_not_split_into_one_tx_per_message()
         )
         .await;
         let mut miner = miner.with_metrics(crate::miner::metrics::MinerMetrics::new(&telemetry).unwrap());
-        let mut other = miner.engine.session(&f.key).unwrap().clone();
-        other.key.session_id = "0".repeat(64);
-        let other_key = other.key.clone();
-        miner.engine.restore(other);
         {
             let mut s = f.chain.state();
             if code == 20 {
@@ -271,7 +289,8 @@ async fn a_batch_refused_for_the_whole_tx_is_not_split_into_one_tx_per_message()
                 s.accounts.get_mut(&f.supplier).unwrap().balance = 0;
             }
         }
-        miner.step().await.unwrap();
+        // Ingested, then both claims sent in one tx at this step.
+        let other_key = ingest_unknown_session(&f, &mut miner).await;
         assert_eq!(
             counter(&telemetry.render_metrics(), "ha_miner_claim_errors_total", "refused"),
             Some(1),
@@ -293,17 +312,15 @@ async fn a_batch_refused_for_the_whole_tx_is_not_split_into_one_tx_per_message()
 async fn a_tx_of_a_split_submission_whose_deadline_passed_meanwhile_is_not_sent() {
     let telemetry = crate::telemetry::Telemetry::new().unwrap();
     let mut config = config("a");
-    // Simulate skipped (the empty-trie claim reaches the mempool), one claim per tx, sent at the last height.
+    // Simulate skipped (the unknown session's claim reaches the mempool), one claim per tx, sent at the last height.
     config.gas_limit = 1_000_000;
     config.engine.claim_delay_blocks = 100;
     let (f, miner) = leader_at_claim_open_with(config, Duration::from_secs(5)).await;
     let mut miner = miner.with_metrics(crate::miner::metrics::MinerMetrics::new(&telemetry).unwrap());
+    let first = ingest_unknown_session(&f, &mut miner).await;
+    assert!(first < f.key, "it goes in the first tx");
     // After the ingest, which keeps out relays too large for a tx of this size.
     miner.config.max_tx_bytes = 512 + 400;
-    let mut first = miner.engine.session(&f.key).unwrap().clone();
-    first.key.session_id = "0".repeat(64);
-    assert!(first.key < f.key, "it goes in the first tx");
-    miner.engine.restore(first);
     let schedule = miner.engine.session(&f.key).unwrap().schedule;
     let last_height = schedule.claim_close - miner.config.engine.submission_buffer_blocks;
     while f.chain.height() < last_height {

@@ -149,10 +149,17 @@ mod tests {
         let number = chain.state().accounts[&address].number;
         let msg = wire::Any::pack(
             wire::MSG_CREATE_CLAIM_TYPE_URL,
+            // Passes `ValidateBasic` (so CheckTx only runs the ante checks) and fails when run: no such session.
             &wire::MsgCreateClaim {
-                supplier_operator_address: address,
-                session_header: None,
-                root_hash: vec![],
+                supplier_operator_address: address.clone(),
+                session_header: Some(wire::SessionHeader {
+                    application_address: address,
+                    service_id: "anvil".into(),
+                    session_id: "no-such-session".into(),
+                    session_start_block_height: 1,
+                    session_end_block_height: 2,
+                }),
+                root_hash: [[7; 32].as_slice(), &10u64.to_be_bytes(), &1u64.to_be_bytes()].concat(),
             },
         );
         let plan = TxPlan {
@@ -213,7 +220,7 @@ mod tests {
         assert_eq!(c.block_txs(height).len(), 2);
         let rec = c.tx(&first.hash).unwrap();
         assert_eq!((rec.result.height, rec.result.index), (height, 0));
-        // The claim itself is malformed: included with a failure code, but the sequence is consumed.
+        // The claim itself fails when run: included with a failure code, but the sequence is consumed.
         assert_ne!(rec.result.code, 0);
         assert_eq!(c.tx(&second.hash).unwrap().result.index, 1);
         let (_, address, _) = actor(&key_hex("supplier")).unwrap();

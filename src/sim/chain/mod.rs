@@ -13,6 +13,7 @@ pub mod fees;
 pub mod genesis;
 mod service;
 mod validate;
+mod validate_basic;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -692,13 +693,12 @@ impl SimChain {
                 s.mempool.push(tx);
                 Admission::Accepted
             }
-            Err(log) => {
-                let (code, codespace) = validate::abci_code(&log);
-                tracing::debug!(tx = %hash, code, %log, "sim: CheckTx rejected");
+            Err(refusal) => {
+                tracing::debug!(tx = %hash, code = refusal.code, log = %refusal.log, "sim: CheckTx rejected");
                 Admission::Rejected {
-                    code,
-                    codespace: codespace.to_string(),
-                    log,
+                    code: refusal.code,
+                    codespace: refusal.codespace.to_string(),
+                    log: refusal.log,
                 }
             }
         }

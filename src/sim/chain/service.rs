@@ -218,8 +218,16 @@ pub fn router(chain: SimChain) -> GrpcRouter {
                     s.height
                 )));
             }
-            let (_, body, fee) =
-                validate::check_tx(&s, &r.tx_bytes, validate::Mode::Simulate).map_err(Status::invalid_argument)?;
+            // A refusal before the ante handler (the messages' `ValidateBasic`) is answered as cosmos-sdk's tx
+            // service answers every simulation error (`Unknown`); ante refusals keep the simulator's
+            // `InvalidArgument`.
+            let (_, body, fee) = validate::check_tx(&s, &r.tx_bytes, validate::Mode::Simulate).map_err(|refusal| {
+                if refusal.before_ante {
+                    Status::unknown(refusal.simulate_status_message())
+                } else {
+                    Status::invalid_argument(refusal.log)
+                }
+            })?;
             // A node runs the messages too (at its last committed height) and answers a refusal with `Unknown`.
             validate::simulate_messages(&mut s, &body).map_err(Status::unknown)?;
             let gas = validate::gas_used(r.tx_bytes.len(), body.messages.len(), fee);

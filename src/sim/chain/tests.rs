@@ -17,6 +17,7 @@ use crate::protocol::{gob, relay};
 use crate::smst::Smst;
 
 mod heights;
+mod validate_basic;
 
 fn key_hex(label: &str) -> String {
     hex::encode(sha256(label.as_bytes()))

@@ -5,6 +5,7 @@
 use k256::ecdsa::signature::Verifier as _;
 use prost::Message as _;
 
+use super::validate_basic::Refusal;
 use super::{ChainState, ClaimEntry, MsgRecord, Settlement, TxResult};
 use crate::chain::tx::{AuthInfo, SignDoc, TxBody, TxRaw};
 use crate::protocol::session::{self, SessionWindows};
@@ -437,7 +438,7 @@ pub(super) fn expected_sequence(s: &ChainState, signer: &str, mode: Mode) -> u64
 }
 
 /// The SDK's ABCI code and codespace of an ante-handler failure text from [`check_tx`].
-pub(super) fn abci_code(log: &str) -> (u32, &'static str) {
+fn abci_code(log: &str) -> (u32, &'static str) {
     if log.starts_with("account sequence mismatch") {
         (32, "sdk") // ErrWrongSequence
     } else if log.starts_with(UNORDERED_NONCE_USED) {
@@ -459,8 +460,30 @@ pub(super) fn abci_code(log: &str) -> (u32, &'static str) {
     }
 }
 
-/// Authenticates a tx (CheckTx): returns the signer address and decoded body, or the reason.
-pub(super) fn check_tx(s: &ChainState, tx_bytes: &[u8], mode: Mode) -> Result<(String, TxBody, u128), String> {
+/// Checks a tx as a node's `runTx` does before its messages run, in `mode`: the tx decoder's signer addresses and
+/// the messages' `ValidateBasic` ([`super::validate_basic::before_ante`]), then the ante handler ([`ante`]).
+/// Returns the signer address, the decoded body and the upokt fee, or the refusal with its code.
+pub(super) fn check_tx(s: &ChainState, tx_bytes: &[u8], mode: Mode) -> Result<(String, TxBody, u128), Refusal> {
+    // A tx that does not decode is refused by the ante step's own decoding, with its code.
+    if let Some(body) = TxRaw::decode(tx_bytes)
+        .ok()
+        .and_then(|raw| TxBody::decode(raw.body_bytes.as_slice()).ok())
+    {
+        super::validate_basic::before_ante(&body)?;
+    }
+    ante(s, tx_bytes, mode).map_err(|log| {
+        let (code, codespace) = abci_code(&log);
+        Refusal {
+            code,
+            codespace,
+            log,
+            before_ante: false,
+        }
+    })
+}
+
+/// Authenticates a tx (the ante handler's checks): returns the signer address and decoded body, or the reason.
+fn ante(s: &ChainState, tx_bytes: &[u8], mode: Mode) -> Result<(String, TxBody, u128), String> {
     let raw = TxRaw::decode(tx_bytes).map_err(|e| format!("tx decode: {e}"))?;
     let body = TxBody::decode(raw.body_bytes.as_slice()).map_err(|e| format!("tx body decode: {e}"))?;
     let auth = AuthInfo::decode(raw.auth_info_bytes.as_slice()).map_err(|e| format!("auth info decode: {e}"))?;
@@ -676,15 +699,15 @@ pub const MESSAGE_FAILED: &str = "failed to execute message; message index: ";
 /// DeliverTx: authenticate, charge the fee, run every message; a failing message fails the whole tx (state
 /// rolled back) and every message of it is recorded with the reason.
 pub(super) fn deliver_tx(s: &mut ChainState, tx_bytes: &[u8], height: i64) -> TxResult {
+    // Refused before the ante handler (no fee) or by it (no fee either: the fee is deducted by its last step).
     let (signer, body, fee) = match check_tx(s, tx_bytes, Mode::Deliver) {
         Ok(v) => v,
-        Err(log) => {
-            let (code, codespace) = abci_code(&log);
+        Err(refusal) => {
             return TxResult {
                 height,
-                code,
-                codespace: codespace.into(),
-                log,
+                code: refusal.code,
+                codespace: refusal.codespace.into(),
+                log: refusal.log,
                 ..TxResult::default()
             };
         }
