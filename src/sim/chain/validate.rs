@@ -69,8 +69,10 @@ pub(super) fn hydrate_session(s: &ChainState, app: &str, service: &str, height: 
     })
 }
 
-/// Checks a message's header against the hydrated on-chain session and supplier membership (§5.4 step 2,
-/// §6.1); returns the on-chain header.
+/// Checks a message's header against the hydrated on-chain session and supplier membership as poktroll's
+/// `queryAndValidateSessionHeader` does (`x/proof/keeper/session.go`; §5.4 step 2, §6.1): the session is hydrated
+/// at the header's start height and only its session id and supplier list are compared, not the other header
+/// fields. Returns the on-chain header.
 fn check_session(s: &ChainState, header: &SessionHeader, supplier: &str) -> Result<SessionHeader, String> {
     session::validate_header(header).map_err(|e| e.to_string())?;
     let on_chain = hydrate_session(
@@ -85,9 +87,6 @@ fn check_session(s: &ChainState, header: &SessionHeader, supplier: &str) -> Resu
             "session id mismatch: on chain {}, got {}",
             on_chain_header.session_id, header.session_id
         ));
-    }
-    if on_chain_header != *header {
-        return Err("session header differs from the on-chain session".into());
     }
     if !on_chain.suppliers.iter().any(|sup| sup.operator_address == supplier) {
         return Err(format!("supplier {supplier} is not in session {}", header.session_id));
@@ -145,8 +144,11 @@ fn create_claim(s: &mut ChainState, msg: &wire::MsgCreateClaim, height: i64) -> 
     if sum == 0 || count == 0 {
         return Err("claim root has zero sum or count".into());
     }
-    let on_chain = check_session(s, header, &msg.supplier_operator_address)?;
-    let windows = windows_of(s, on_chain.session_end_block_height)?;
+    check_session(s, header, &msg.supplier_operator_address)?;
+    // From here poktroll's `CreateClaim` works with the message's header, not the hydrated one: it is what the
+    // claim stores ("use the session header from the message, not the queried session"), its end height places
+    // the claim window and its start height picks the compute units per relay (§6.1).
+    let windows = windows_of(s, header.session_end_block_height)?;
     if !windows.claim_in_window(height) {
         return Err(format!(
             "claim at height {height} outside the claim window [{}, {}]",
@@ -156,7 +158,7 @@ fn create_claim(s: &mut ChainState, msg: &wire::MsgCreateClaim, height: i64) -> 
     // Compute units per relay at the session start (poktroll `getServiceComputeUnitsPerRelay`): every relay of
     // the session was weighted with it, whatever the service's value is now.
     let cupr = s
-        .compute_units_at(&header.service_id, on_chain.session_start_block_height)
+        .compute_units_at(&header.service_id, header.session_start_block_height)
         .ok_or("unknown service")?;
     if Some(sum) != count.checked_mul(cupr) {
         return Err(format!(
@@ -165,12 +167,12 @@ fn create_claim(s: &mut ChainState, msg: &wire::MsgCreateClaim, height: i64) -> 
     }
     let claim = wire::Claim {
         supplier_operator_address: msg.supplier_operator_address.clone(),
-        session_header: Some(on_chain.clone()),
+        session_header: Some(header.clone()),
         root_hash: msg.root_hash.clone(),
         proof_validation_status: 0,
     };
     s.claims.insert(
-        (on_chain.session_id.clone(), msg.supplier_operator_address.clone()),
+        (header.session_id.clone(), msg.supplier_operator_address.clone()),
         ClaimEntry {
             claim,
             proof_required: None,
@@ -241,6 +243,9 @@ fn submit_proof(s: &mut ChainState, msg: &wire::MsgSubmitProof, height: i64) -> 
     }
     let key = (on_chain.session_id.clone(), supplier.clone());
     let entry = s.claims.get(&key).ok_or("no claim for this session and supplier")?;
+    // (10) the claim's stored header (the one its message carried) against the on-chain header (poktroll
+    // `validateSessionClaim`, `x/proof/keeper/proof_validation.go`).
+    claim_matches_session(&entry.claim, &on_chain)?;
     let fee: u128 = s
         .proof
         .proof_submission_fee
@@ -263,6 +268,37 @@ fn submit_proof(s: &mut ChainState, msg: &wire::MsgSubmitProof, height: i64) -> 
     if let Some(entry) = s.claims.get_mut(&key) {
         entry.proof_required = Some(true);
         entry.proof_pending = Some(msg.clone());
+    }
+    Ok(())
+}
+
+/// §5.4 step 10 (poktroll `validateSessionClaim`): the claim's header has the on-chain session's start and end
+/// heights, application and service, with poktroll's texts.
+fn claim_matches_session(claim: &wire::Claim, on_chain: &SessionHeader) -> Result<(), String> {
+    let stored = claim.session_header.clone().unwrap_or_default();
+    if stored.session_start_block_height != on_chain.session_start_block_height {
+        return Err(format!(
+            "claim session start height {} does not match proof session start height {}: invalid session start height",
+            stored.session_start_block_height, on_chain.session_start_block_height
+        ));
+    }
+    if stored.session_end_block_height != on_chain.session_end_block_height {
+        return Err(format!(
+            "claim session end height {} does not match proof session end height {}: invalid session end height",
+            stored.session_end_block_height, on_chain.session_end_block_height
+        ));
+    }
+    if stored.application_address != on_chain.application_address {
+        return Err(format!(
+            "claim application address {:?} does not match proof application address {:?}: invalid address",
+            stored.application_address, on_chain.application_address
+        ));
+    }
+    if stored.service_id != on_chain.service_id {
+        return Err(format!(
+            "claim service ID {:?} does not match proof service ID {:?}: invalid service in supplier",
+            stored.service_id, on_chain.service_id
+        ));
     }
     Ok(())
 }
