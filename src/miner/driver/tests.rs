@@ -29,6 +29,7 @@ mod partial_persist;
 mod proof_params;
 mod pruned;
 mod redis_threshold;
+mod split_on_refusal;
 mod stop_resigns;
 mod tip;
 

@@ -1,0 +1,142 @@
+//! A batch a node refuses because of one of its messages is sent again message by message
+//! (`Miner::send`, `message_refused && messages.len() > 1`): the good sessions' claims land at the same block and
+//! only the bad session is lost.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use prost::Message as _;
+
+use super::*;
+
+/// `relays` whose relayer weighted them with `compute_units_per_relay` (a relayer whose cached value is not the
+/// chain's at the session start, e.g. read before the service owner's `MsgAddService` changed it).
+fn weighted(relays: Vec<MinedRelay>, compute_units_per_relay: u64) -> Vec<MinedRelay> {
+    relays
+        .into_iter()
+        .map(|mut relay| {
+            let mut message = MinedRelayMessage::decode(relay.payload.as_slice()).unwrap();
+            message.compute_units_per_relay = compute_units_per_relay;
+            relay.payload = message.encode_to_vec();
+            relay
+        })
+        .collect()
+}
+
+/// One supplier with three sessions (three applications) due at the same height; the third one's relays carry 7
+/// compute units each instead of the service's 10, so the chain refuses its claim (poktroll `CreateClaim`:
+/// "claim compute units ... is not equal to number of relays * compute units per relay", §6.1) wherever it
+/// runs: the one-tx batch of the three claims is refused at Simulate naming that message's index. Sent again one
+/// claim per tx, the two good claims are included at the next block; the bad one is refused on its own (before
+/// the mempool, no fee), tried again each block until its window's deadline, and lost as `claim_not_included`
+/// (a node answered it, no block has it): only its 4 relays are counted lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_refused_for_one_claim_lands_the_others_and_loses_only_that_one() {
+    let mut g = genesis();
+    for app in ["app2", "app3"] {
+        g.applications.push(GenesisApplication {
+            key_hex: key_hex(app),
+            stake_upokt: 1_000_000,
+            services: vec!["anvil".into()],
+            delegate_to: vec![0],
+        });
+    }
+    let f = fixture_on(g).await;
+    let mut headers = Vec::new();
+    for app in ["app2", "app3"] {
+        let (_, address, _) = actor(&key_hex(app)).unwrap();
+        let session = f.client.session(&address, "anvil", f.chain.height()).await.unwrap();
+        headers.push(session.header.unwrap());
+    }
+    let (good, bad) = (headers[0].clone(), headers[1].clone());
+    let key_of = |header: &SessionHeader| SessionKey {
+        supplier: f.supplier.clone(),
+        session_id: header.session_id.clone(),
+    };
+    let (good_key, bad_key) = (key_of(&good), key_of(&bad));
+
+    let telemetry = crate::telemetry::Telemetry::new().unwrap();
+    let plain = MemoryBackend::new().storage();
+    let mut miner = Miner::new(f.client.clone(), plain.clone(), f.keyring.clone(), config("a"))
+        .with_metrics(crate::miner::metrics::MinerMetrics::new(&telemetry).unwrap());
+    plain
+        .relay_log
+        .append(relays(&f.supplier, &good, 10..13))
+        .await
+        .unwrap();
+    plain
+        .relay_log
+        .append(weighted(relays(&f.supplier, &bad, 20..24), 7))
+        .await
+        .unwrap();
+    let schedule = ingest_until_claim_open(&f, &plain, &mut miner).await;
+    for key in [&good_key, &bad_key] {
+        assert_eq!(
+            miner.engine.session(key).unwrap().schedule,
+            schedule,
+            "all due together"
+        );
+    }
+
+    // The batch is refused for its third claim, as a real node's Simulate does.
+    let simulations = f.chain.grpc_calls(crate::protocol::wire::method::SIMULATE);
+    miner.step().await.unwrap();
+    assert_eq!(
+        f.chain.grpc_calls(crate::protocol::wire::method::SIMULATE) - simulations,
+        4,
+        "the batch, then each claim on its own"
+    );
+    f.chain.produce_block();
+    for key in [&f.key, &good_key] {
+        assert!(
+            f.client.claim(&key.session_id, &f.supplier).await.unwrap().is_some(),
+            "claim of {} on chain: {:?}",
+            key.session_id,
+            f.chain.records()
+        );
+    }
+    assert!(
+        f.client
+            .claim(&bad_key.session_id, &f.supplier)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        f.chain.records().iter().all(|r| r.session_id != bad_key.session_id),
+        "the bad claim never reached a block (no fee): {:?}",
+        f.chain.records()
+    );
+
+    // The bad claim is refused at each block until its deadline, then lost; the others are not.
+    let lost = || {
+        counter(
+            &telemetry.render_metrics(),
+            "ha_miner_relays_lost_total",
+            "claim_not_included",
+        )
+    };
+    while lost().is_none() && f.chain.height() <= schedule.proof_close {
+        miner.step().await.unwrap();
+        f.chain.produce_block();
+    }
+    let text = telemetry.render_metrics();
+    assert_eq!(
+        counter(&text, "ha_miner_relays_lost_total", "claim_not_included"),
+        Some(4),
+        "{text}"
+    );
+    assert_eq!(
+        counter(&text, "ha_miner_compute_units_lost_total", "claim_not_included"),
+        Some(28)
+    );
+    let lost_lines: Vec<&str> = text
+        .lines()
+        .filter(|l| l.starts_with("ha_miner_relays_lost_total{"))
+        .collect();
+    assert_eq!(lost_lines.len(), 1, "no other loss: {lost_lines:?}");
+    assert!(counter(&text, "ha_miner_claim_errors_total", "refused").unwrap() >= 1);
+    assert!(
+        f.chain.records().iter().all(|r| r.rejected.is_none()),
+        "no tx failed in a block: {:?}",
+        f.chain.records()
+    );
+}
