@@ -24,6 +24,9 @@ pub mod session;
 pub mod supplier_sig;
 pub mod wire;
 
+#[cfg(test)]
+mod tests;
+
 use sha2::Digest as _;
 
 /// SHA-256 of `data` (relay hashes, signable hashes, trie paths).

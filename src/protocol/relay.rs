@@ -116,15 +116,15 @@ pub fn request_signable_hash(request: &RelayRequest) -> [u8; 32] {
     sha256(&encode_relay_request(&copy))
 }
 
-/// §2.2 step 2: SHA256 of the response with the supplier signature emptied and, when `payload_hash` is set, the
-/// payload emptied.
+/// §2.2 step 2: SHA256 of the response with the supplier signature emptied and, when `payload_hash` is non-nil
+/// (Go `res.PayloadHash != nil`: any field 4 on the wire, even of length 0), the payload emptied.
 pub fn response_signable_hash(response: &RelayResponse) -> [u8; 32] {
     let mut copy = response.clone();
     copy.meta
         .get_or_insert_with(RelayResponseMetadata::default)
         .supplier_operator_signature
         .clear();
-    if !copy.payload_hash.is_empty() {
+    if copy.payload_hash.is_some() {
         copy.payload.clear();
     }
     sha256(&encode_relay_response(&copy))
@@ -162,7 +162,7 @@ pub fn sign_response(
             session_header,
             supplier_operator_signature: Vec::new(),
         }),
-        payload_hash: sha256(&payload).to_vec(),
+        payload_hash: Some(sha256(&payload).to_vec()),
         payload,
         relay_miner_error: None,
     };
@@ -206,8 +206,8 @@ mod tests {
         );
 
         let response = decode_relay_response(&hex_of(&v, "relay_response_wire"), MAX_RELAY_MESSAGE_BYTES).unwrap();
-        assert_eq!(response.payload_hash, hex_of(&v, "res_payload_hash"));
-        assert_eq!(response.payload_hash, sha256(&response.payload).to_vec());
+        assert_eq!(response.payload_hash, Some(hex_of(&v, "res_payload_hash")));
+        assert_eq!(response.payload_hash, Some(sha256(&response.payload).to_vec()));
         assert_eq!(
             response_signable_hash(&response).to_vec(),
             hex_of(&v, "res_signable_sha256")

@@ -990,7 +990,7 @@ async fn handle(State(relayer): State<Arc<Relayer>>, headers: HeaderMap, body: B
                     description: reason.into(),
                     message: error.to_string(),
                 }),
-                payload_hash: vec![],
+                payload_hash: None,
             };
             (
                 error.status(),

@@ -435,7 +435,7 @@ pub(crate) fn served_status(net: &Net, response: &RelayResponse) -> u32 {
     let signable = relay::response_signable_hash(response);
     let signature = &response.meta.as_ref().unwrap().supplier_operator_signature;
     supplier_sig::verify(&net.ours.2, &signable, signature).unwrap();
-    assert_eq!(response.payload_hash, sha256(&response.payload).to_vec());
+    assert_eq!(response.payload_hash, Some(sha256(&response.payload).to_vec()));
     PoktHttpResponse::decode(response.payload.as_slice())
         .unwrap()
         .status_code

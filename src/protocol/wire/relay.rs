@@ -34,17 +34,84 @@ pub struct RelayRequestMetadata {
 }
 
 /// `pocket.service.RelayResponse`; `meta` is non-nullable (always emitted, §1.1).
-#[derive(Clone, PartialEq, Eq, prost::Message)]
+///
+/// `payload_hash` keeps Go's three states of a `[]byte` (nil, empty, set), which `prost::Message` derive cannot:
+/// gogoproto's unmarshal makes a field that is on the wire non-nil even when its length is 0, and the response
+/// signable hash (§2.2 step 2) drops the payload whenever `PayloadHash != nil`. So a decoded `22 00` is
+/// `Some(vec![])`, an absent field `None`; encoding omits both (gogoproto writes the field only when `len > 0`).
+#[derive(Clone, PartialEq, Eq, Default, Debug)]
 pub struct RelayResponse {
-    #[prost(message, optional, tag = "1")]
     pub meta: Option<RelayResponseMetadata>,
-    #[prost(bytes = "vec", tag = "2")]
     pub payload: Vec<u8>,
-    #[prost(message, optional, tag = "3")]
     pub relay_miner_error: Option<RelayMinerError>,
-    /// SHA-256 of `payload` (§2.2; required since v0.1.25).
-    #[prost(bytes = "vec", tag = "4")]
-    pub payload_hash: Vec<u8>,
+    /// SHA-256 of `payload` (§2.2; required since v0.1.25). `None` = not on the wire (Go nil).
+    pub payload_hash: Option<Vec<u8>>,
+}
+
+impl RelayResponse {
+    /// The payload hash bytes to encode: gogoproto writes `bytes` fields only when non-empty.
+    fn payload_hash_to_encode(&self) -> Option<&Vec<u8>> {
+        self.payload_hash.as_ref().filter(|h| !h.is_empty())
+    }
+}
+
+impl prost::Message for RelayResponse {
+    fn encode_raw(&self, buf: &mut impl prost::bytes::BufMut) {
+        use prost::encoding::{bytes, message};
+        if let Some(meta) = &self.meta {
+            message::encode(1, meta, buf);
+        }
+        if !self.payload.is_empty() {
+            bytes::encode(2, &self.payload, buf);
+        }
+        if let Some(error) = &self.relay_miner_error {
+            message::encode(3, error, buf);
+        }
+        if let Some(hash) = self.payload_hash_to_encode() {
+            bytes::encode(4, hash, buf);
+        }
+    }
+
+    fn merge_field(
+        &mut self,
+        tag: u32,
+        wire_type: prost::encoding::WireType,
+        buf: &mut impl prost::bytes::Buf,
+        ctx: prost::encoding::DecodeContext,
+    ) -> Result<(), prost::DecodeError> {
+        use prost::encoding::{bytes, message, skip_field};
+        match tag {
+            1 => message::merge(wire_type, self.meta.get_or_insert_with(Default::default), buf, ctx),
+            2 => bytes::merge(wire_type, &mut self.payload, buf, ctx),
+            3 => message::merge(
+                wire_type,
+                self.relay_miner_error.get_or_insert_with(Default::default),
+                buf,
+                ctx,
+            ),
+            4 => bytes::merge(wire_type, self.payload_hash.get_or_insert_with(Vec::new), buf, ctx),
+            _ => skip_field(wire_type, tag, buf, ctx),
+        }
+    }
+
+    fn encoded_len(&self) -> usize {
+        use prost::encoding::{bytes, message};
+        self.meta.as_ref().map_or(0, |m| message::encoded_len(1, m))
+            + if self.payload.is_empty() {
+                0
+            } else {
+                bytes::encoded_len(2, &self.payload)
+            }
+            + self
+                .relay_miner_error
+                .as_ref()
+                .map_or(0, |e| message::encoded_len(3, e))
+            + self.payload_hash_to_encode().map_or(0, |h| bytes::encoded_len(4, h))
+    }
+
+    fn clear(&mut self) {
+        *self = Self::default();
+    }
 }
 
 /// `pocket.service.RelayResponseMetadata`.

@@ -1,0 +1,5 @@
+//! Golden tests of spec rules whose expected values do not come from this crate: poktroll's own Go fixtures, or
+//! values computed by independent Python models (hashlib only) shown next to each test or committed beside it.
+//! One file per rule; each names the spec section and the Go code it mirrors.
+
+mod golden_payload_hash;
