@@ -178,8 +178,10 @@ pub fn session_id(start_block_hash: &[u8], service_id: &str, app_address: &str, 
     )))
 }
 
-/// Supplier selection (§3): when there are more candidates than `num_suppliers`, sort by the signed weight of
-/// SHA3-256(preimage ‖ "." ‖ operator), ties broken by address bytes, and keep the first `num_suppliers`.
+/// Supplier selection (§3): unless there are fewer candidates than `num_suppliers` (then all of them, in the
+/// given order), sort by the signed weight of SHA3-256(preimage ‖ "." ‖ operator), ties broken by address bytes,
+/// and keep the first `num_suppliers`. With exactly `num_suppliers` candidates the chain sorts too
+/// (`hydrateSessionSuppliers` returns early only on `len < numSuppliersPerSession`), so the order is the weights'.
 pub fn select_suppliers(
     start_block_hash: &[u8],
     service_id: &str,
@@ -188,7 +190,7 @@ pub fn select_suppliers(
     candidates: &[String],
     num_suppliers: usize,
 ) -> Vec<String> {
-    if candidates.len() <= num_suppliers {
+    if candidates.len() < num_suppliers {
         return candidates.to_vec();
     }
     let pre = session_preimage(start_block_hash, service_id, app_address, start);

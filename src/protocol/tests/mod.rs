@@ -3,3 +3,4 @@
 //! One file per rule; each names the spec section and the Go code it mirrors.
 
 mod golden_payload_hash;
+mod golden_supplier_selection;
