@@ -4,7 +4,8 @@
 //! type definitions (ids 65–67, a constant 287-byte prefix) then the value. The decoder accepts any
 //! self-consistent stream: it parses the type definitions it finds, matches struct fields by name as Go does,
 //! skips unknown fields, and never trusts a length beyond the bytes present (no panics, no oversized
-//! allocations). The §5.3 limits are enforced when decompacting (`smst::ClosestProof::decompact`).
+//! allocations). It refuses what Go's `gob.Decoder` refuses before a value: a definition of an id below 64 or of
+//! an id already defined, and bytes left in a definition's message; bytes after the value are never read. The §5.3 limits are enforced when decompacting (`smst::ClosestProof::decompact`).
 
 /// `SparseCompactMerkleClosestProof` (smt v0.14.1).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -65,6 +66,8 @@ pub enum GobError {
 const TYPE_PREFIX_HEX: &str = "ff88ff810301011f537061727365436f6d706163744d65726b6c65436c6f7365737450726f6f6601ff82000106010450617468010a00010b466c69707065644269747301ff840001054465707468010a00010b436c6f7365737450617468010a000110436c6f7365737456616c756548617368010a00010c436c6f7365737450726f6f6601ff8600000017ff83020101095b5d5b5d75696e743801ff8400010a00007cff8503010118537061727365436f6d706163744d65726b6c6550726f6f6601ff860001050109536964654e6f64657301ff840001154e6f6e4d656d626572736869704c65616644617461010a0001074269744d61736b010a00010c4e756d536964654e6f646573010400010b5369626c696e6744617461010a000000";
 
 const BYTES_ID: i64 = 5;
+/// Go's `firstUserId`: ids below it are gob's own; a stream may not define them.
+const FIRST_USER_ID: i64 = 64;
 const INT_ID: i64 = 2;
 
 fn put_uint(out: &mut Vec<u8>, v: u64) {
@@ -427,9 +430,18 @@ pub fn decode_closest_proof(bytes: &[u8]) -> Result<SparseCompactMerkleClosestPr
         };
         let type_id = msg.int()?;
         if type_id < 0 {
-            let (id, def) = wire_type(&mut msg)?;
-            if id != -type_id {
+            // Go `Decoder.recvType`: an id below firstUserId or one already defined is "duplicate type received".
+            let id = type_id.checked_neg().ok_or(GobError::BadInteger)?;
+            if id < FIRST_USER_ID || decoder.types.contains_key(&id) {
+                return Err(GobError::BadType("duplicate type received"));
+            }
+            let (defined, def) = wire_type(&mut msg)?;
+            if defined != id {
                 return Err(GobError::BadType("definition id does not match its message"));
+            }
+            // Go `decodeTypeSequence`: a definition message must end with its wireType.
+            if msg.remaining() > 0 {
+                return Err(GobError::BadType("extra data in buffer"));
             }
             decoder.types.insert(id, def);
         } else if type_id > 0 {

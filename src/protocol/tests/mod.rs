@@ -3,5 +3,6 @@
 //! One file per rule; each names the spec section and the Go code it mirrors.
 
 mod golden_payload_hash;
+mod golden_proof_limits;
 mod golden_relay_fixtures;
 mod golden_supplier_selection;
