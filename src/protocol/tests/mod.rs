@@ -6,3 +6,4 @@ mod golden_payload_hash;
 mod golden_proof_limits;
 mod golden_relay_fixtures;
 mod golden_supplier_selection;
+mod golden_wire;
