@@ -130,3 +130,18 @@ fn signing_an_empty_payload_hashes_it() {
         SIGNABLE_EMPTY_PAYLOAD_HASHED
     );
 }
+
+#[test]
+fn relay_vectors_with_an_empty_payload_hash_verify_as_on_chain() {
+    // payload_hash_relays.jsonl, written by payload_hash_relays.py beside this file: the public relay_e2e request
+    // with a response of payload "hello" and `22 00`, supplier-signed over Go's signable bytes (valid) and over the
+    // payload-kept bytes (invalid), checked as `relay-miner conformance` checks them.
+    let lines: Vec<serde_json::Value> = include_str!("payload_hash_relays.jsonl")
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 2);
+    for v in &lines {
+        crate::conformance::check_vector(v).unwrap_or_else(|e| panic!("{}: {e}", v["note"]));
+    }
+}
