@@ -192,8 +192,8 @@ impl ClosestProof {
         }
     }
 
-    /// Decompacts with the §5.3 limits: flips and depth ≤ 2 bytes, 0 ≤ NumSideNodes ≤ 256,
-    /// len(BitMask) == ceil(N/8), #SideNodes == N − popcount(BitMask).
+    /// Decompacts with the §5.3 limits: a ClosestProof present, flips and depth ≤ 2 bytes, 0 ≤ NumSideNodes ≤ 256,
+    /// len(BitMask) == ceil(N/8), #SideNodes == N − popcount(BitMask), NonMembershipLeafData empty or ≥ 33 bytes.
     pub fn decompact(compact: &SparseCompactMerkleClosestProof) -> Result<Self, ProofError> {
         let flipped_bits = compact
             .flipped_bits
@@ -201,7 +201,17 @@ impl ClosestProof {
             .map(|b| bytes_int(b))
             .collect::<Result<Vec<_>, _>>()?;
         let depth = bytes_int(&compact.depth)?;
-        let inner = compact.closest_proof.clone().unwrap_or_default();
+        // smt v0.14.1 decompacts `*proof.ClosestProof` unguarded: a proof without one panics the chain's
+        // handler and the MsgSubmitProof fails (gob always sends the struct when it is set, even all-zero).
+        let inner = compact
+            .closest_proof
+            .clone()
+            .ok_or(ProofError::Malformed("ClosestProof absent"))?;
+        // smt `SparseMerkleProof.validateBasic`: leaf data shorter than a leaf's prefix and path (1 + 32 bytes)
+        // is "invalid non-membership leaf data size" (an empty one is none at all).
+        if (1..=32).contains(&inner.non_membership_leaf_data.len()) {
+            return Err(ProofError::Malformed("invalid non-membership leaf data size"));
+        }
         let n = usize::try_from(inner.num_side_nodes)
             .ok()
             .filter(|n| *n <= 256)

@@ -59,14 +59,13 @@ fn every_limit_is_accepted_at_and_rejected_past_it() {
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
-/// Two limits smt enforces that `smst::ClosestProof::decompact` / `verify_closest_proof` do not (yet): a proof
-/// without `ClosestProof` (smt dereferences the nil pointer in `SparseCompactMerkleProof.validateBasic`: the
-/// panic fails the tx) and a `NonMembershipLeafData` of 1..=32 bytes (`SparseMerkleProof.validateBasic`:
-/// "invalid non-membership leaf data size", the proof is INVALID at EndBlock). Only the simulator's verdict on
-/// a hostile proof and `relay-miner conformance` depend on them; the miner never builds such a proof.
+/// Two limits smt enforces on the proof's inner `ClosestProof` (`smst::ClosestProof::decompact` refuses both): a
+/// proof without one (smt dereferences the nil pointer in `SparseCompactMerkleProof.validateBasic`: the panic
+/// fails the tx) and a `NonMembershipLeafData` of 1..=32 bytes (`SparseMerkleProof.validateBasic`: "invalid
+/// non-membership leaf data size", the proof is INVALID at EndBlock). Only the simulator's verdict on a hostile
+/// proof and `relay-miner conformance` depend on them; the miner never builds such a proof.
 #[test]
-#[ignore = "src/smst accepts these two proofs that smt rejects; see the doc comment"]
-fn limits_not_enforced_yet() {
+fn inner_proof_limits() {
     let vectors = parse(include_str!("proof_limits_divergent.jsonl"));
     assert_eq!(vectors.len(), 2);
     let failures = disagreements(&vectors);
