@@ -34,6 +34,16 @@ pub struct Replication {
     pub lag: Option<u64>,
 }
 
+/// What one member advertised to the node asked ([`crate::features`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemberFeatures {
+    /// Node id.
+    pub node_id: u64,
+    /// The feature names it advertised in the current term (empty: none, a build without features); `None`:
+    /// nothing heard from it in this term (down, restarting, or a follower the node asked never talks to).
+    pub advertised: Option<Vec<String>>,
+}
+
 /// One node's view of the cluster (also the metrics values the process exports).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Status {
@@ -67,6 +77,12 @@ pub struct Status {
     pub replication: Vec<Replication>,
     /// Why the node is not ready to serve writes (`None` = ready).
     pub not_ready: Option<String>,
+    /// What every member (voters and learners, this node included) advertised to this node
+    /// ([`crate::features`]); on the leader, what its write-set gate decides on.
+    pub features: Vec<MemberFeatures>,
+    /// On the leader: `true` while it proposes write sets as one entry (every member advertised `write-set`),
+    /// `false` while they are written one entry per part. `None` on other nodes: the leader decides.
+    pub write_sets: Option<bool>,
 }
 
 impl Status {
@@ -74,12 +90,20 @@ impl Status {
     pub(crate) fn of(core: &Core) -> Self {
         let not_ready = core.readiness().err();
         let is_leader = core.is_leader();
+        let write_sets = core.write_set_lacking().map(|lacking| lacking.is_empty());
         let m = core.raft.metrics();
         let m = m.borrow_watched();
         let mem = m.membership_config.membership();
         let node = |id: u64| (id, mem.get_node(&id).cloned().unwrap_or_default());
         let voters: Vec<(u64, NodeInfo)> = mem.voter_ids().map(node).collect();
         let learners: Vec<(u64, NodeInfo)> = mem.learner_ids().map(node).collect();
+        let features = mem
+            .nodes()
+            .map(|(id, _)| MemberFeatures {
+                node_id: *id,
+                advertised: core.features.advertised(*id, m.current_term).map(|f| f.names()),
+            })
+            .collect();
         let last = m.last_log_index;
         let replication = m
             .replication
@@ -116,6 +140,8 @@ impl Status {
             purged_index: m.purged.as_ref().map(|l| l.index),
             replication,
             not_ready,
+            features,
+            write_sets,
         }
     }
 }

@@ -14,8 +14,9 @@ use openraft::async_runtime::watch::WatchReceiver;
 use openraft::error::{ClientWriteError, RaftError};
 use storage::StorageError;
 
+use crate::features::{FeatureSet, Lacking};
 use crate::network::NetworkFactory;
-use crate::types::{Raft, Request, Response, now_ms};
+use crate::types::{Op, OpResult, Raft, Request, Response, now_ms};
 use crate::wire::{WireError, path};
 
 /// How long a write or read barrier keeps looking for a leader before failing with `Unavailable`.
@@ -88,6 +89,8 @@ pub(crate) struct Core {
     pub stats: crate::RaftStats,
     /// This node's identity and its peers' ([`crate::identity`]).
     pub identity: Arc<crate::identity::Identity>,
+    /// What this node and its peers can apply ([`crate::features`]).
+    pub features: Arc<crate::features::Features>,
 }
 
 fn not_leader(f: &openraft::error::ForwardToLeader<crate::types::TypeConfig>) -> WireError {
@@ -106,6 +109,7 @@ impl Core {
     pub fn view(&self) -> View {
         let m = self.raft.metrics();
         let m = m.borrow_watched();
+        self.features.set_term(m.current_term);
         let leader_addr = m.current_leader.and_then(|l| {
             m.membership_config
                 .membership()
@@ -205,6 +209,42 @@ impl Core {
             .map_err(|why| WireError::Raft(format!("raft stopped: {why}")))
     }
 
+    /// The members lacking write sets ([`crate::features`]) when this node is the raft leader; `None` when it
+    /// is not (the leader decides). Updates `ha_raft_write_sets_enabled`.
+    pub fn write_set_lacking(&self) -> Option<Lacking> {
+        let (members, term): (Vec<u64>, u64) = {
+            let m = self.raft.metrics();
+            let m = m.borrow_watched();
+            if m.state != ServerState::Leader || m.current_leader != Some(self.id) {
+                self.stats.write_sets_enabled(false);
+                return None;
+            }
+            let members = m.membership_config.membership().nodes().map(|(id, _)| *id).collect();
+            (members, m.current_term)
+        };
+        self.features.set_term(term);
+        let lacking = self.features.lacking(members, FeatureSet::WRITE_SET, term);
+        self.stats.write_sets_enabled(lacking.is_empty());
+        Some(lacking)
+    }
+
+    /// Whether a write set may be sent as one entry ([`crate::types::Op::WriteSet`]) now: on the leader, when
+    /// every member advertised `write-set` to it in this term; on a follower (which forwards it), when the leader
+    /// did, and this node itself does (the leader checks again). `Err` says why not (logged at WARN once per
+    /// change of the members lacking it).
+    pub fn check_write_set(&self) -> Result<(), String> {
+        let v = self.view();
+        let lacking = match v.leader {
+            Some(l) if l == self.id => match self.write_set_lacking() {
+                Some(lacking) => lacking,
+                None => return Err(format!("node {l} is not the raft leader any more")),
+            },
+            Some(l) => self.features.lacking([self.id, l], FeatureSet::WRITE_SET, v.term),
+            None => return Err("no raft leader known".into()),
+        };
+        self.features.write_set_gate(&lacking)
+    }
+
     /// Proposes `req` on this node only (stamping the leader clock); `NotLeader` when this node is not leader.
     /// Returns the log index the entry was applied at and its results.
     pub async fn write_local(&self, req: Request) -> Result<(u64, Response), WireError> {
@@ -222,6 +262,28 @@ impl Core {
     /// entry may still commit later (when the partition heals). See [`Core::write`] for why that is safe for relays.
     pub async fn propose_local(&self, mut req: Request) -> Result<Proposed, WireError> {
         self.check_running()?;
+        if req.ops.iter().any(Op::is_write_set) {
+            // The version gate ([`crate::features`]): a write set is proposed only while every member can apply
+            // it. Otherwise nothing is proposed and every op answers `Conflict` (the caller writes the set's parts
+            // one by one); index 0 (the cluster's first entry): read-your-writes has nothing to wait for, also on
+            // a forwarding follower that lags.
+            let v = self.view();
+            if v.leader != Some(self.id) {
+                return Err(WireError::NotLeader {
+                    leader_id: v.leader,
+                    leader_addr: v.leader_addr,
+                });
+            }
+            if let Err(why) = self.check_write_set() {
+                return Ok(Proposed {
+                    index: 0,
+                    term: v.term,
+                    data: Response {
+                        results: vec![OpResult::Conflict(why); req.ops.len()],
+                    },
+                });
+            }
+        }
         req.now_ms = now_ms();
         let deadline = COMMIT_DEADLINE + size_allowance(&req);
         let Ok(written) = tokio::time::timeout(deadline, self.raft.client_write(req)).await else {

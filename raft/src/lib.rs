@@ -9,6 +9,9 @@
 //! - [`AdminClient`]: init, add-learner, promote, remove, transfer-leader, status, for the CLI.
 //! - `transfer`: a leader hands its role to a voter (admin command, graceful stop).
 //! - [`identity`]: which data directory a node id speaks for; a wiped voter cannot rejoin under its old id.
+//! - [`features`]: what each node can apply, advertised on every raft RPC; the leader proposes a write set
+//!   ([`Op::WriteSet`]) as one entry only while every member advertises it (a rolling upgrade keeps its older
+//!   members), else the caller writes its parts one by one.
 //!
 //! # Using it
 //! ```no_run
@@ -47,6 +50,7 @@
 pub mod admin;
 mod backend;
 mod core;
+pub mod features;
 pub mod identity;
 pub mod log_store;
 pub mod network;
@@ -58,8 +62,9 @@ mod transfer;
 pub mod types;
 pub mod wire;
 
-pub use admin::{AdminClient, AdminError, MembershipChange, Replication, Status};
+pub use admin::{AdminClient, AdminError, MemberFeatures, MembershipChange, Replication, Status};
 pub use backend::{BatchConfig, RaftBackend};
+pub use features::FeatureSet;
 pub use log_store::LogStore;
 pub use node::{NodeError, RaftConfig, RaftNode};
 pub use sm::StateMachine;

@@ -22,6 +22,7 @@ use openraft::raft::{
 };
 use serde::{Deserialize, Serialize};
 
+use crate::features::Features;
 use crate::identity::Identity;
 use crate::types::{NodeInfo, Snapshot, SnapshotData, SnapshotMeta, TypeConfig, Vote};
 use crate::wire::{PeerClient, WireError, path};
@@ -60,6 +61,7 @@ pub(crate) struct SnapshotChunk {
 pub struct NetworkFactory {
     node_id: u64,
     identity: Arc<Identity>,
+    features: Arc<Features>,
     token: String,
     clients: Arc<Mutex<HashMap<String, PeerClient>>>,
     transfers: Arc<std::sync::atomic::AtomicU64>,
@@ -67,11 +69,12 @@ pub struct NetworkFactory {
 }
 
 impl NetworkFactory {
-    /// A factory for the node of `identity` using the cluster `token`.
-    pub fn new(identity: Arc<Identity>, token: &str) -> Self {
+    /// A factory for the node of `identity`, advertising `features`, using the cluster `token`.
+    pub fn new(identity: Arc<Identity>, features: Arc<Features>, token: &str) -> Self {
         Self {
             node_id: identity.node_id(),
             identity,
+            features,
             token: token.to_owned(),
             clients: Arc::new(Mutex::new(HashMap::new())),
             transfers: Arc::new(std::sync::atomic::AtomicU64::new(0)),
@@ -104,6 +107,7 @@ impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
             client: self.client(&node.raft_addr),
             from: self.node_id,
             identity: self.identity.clone(),
+            features: self.features.clone(),
             transfers: self.transfers.clone(),
             stats: self.stats.clone(),
         }
@@ -116,6 +120,7 @@ pub struct Network {
     client: PeerClient,
     from: u64,
     identity: Arc<Identity>,
+    features: Arc<Features>,
     transfers: Arc<std::sync::atomic::AtomicU64>,
     stats: Option<crate::RaftStats>,
 }
@@ -180,7 +185,13 @@ impl Network {
             let body = crate::types::encode(&msg).map_err(|e| StreamingError::Network(NetworkError::new(&e)))?;
             let resp: Option<SnapshotResponse<TypeConfig>> = self
                 .client
-                .call_raft(path::SNAPSHOT, body, timeout, &self.identity, self.target)
+                .call_raft(
+                    path::SNAPSHOT,
+                    body,
+                    timeout,
+                    (&self.identity, &self.features),
+                    self.target,
+                )
                 .await
                 .map_err(|e| match e {
                     WireError::Unreachable(_)
@@ -217,7 +228,13 @@ impl RaftNetworkV2<TypeConfig> for Network {
             append_deadline(option.hard_ttl(), body.len())
         };
         self.client
-            .call_raft(path::APPEND, body, deadline, &self.identity, self.target)
+            .call_raft(
+                path::APPEND,
+                body,
+                deadline,
+                (&self.identity, &self.features),
+                self.target,
+            )
             .await
             .map_err(|e| rpc_err(self.target, e))
     }
@@ -229,7 +246,13 @@ impl RaftNetworkV2<TypeConfig> for Network {
     ) -> Result<VoteResponse<TypeConfig>, RPCError<TypeConfig>> {
         let body = crate::types::encode(&rpc).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
         self.client
-            .call_raft(path::VOTE, body, option.hard_ttl(), &self.identity, self.target)
+            .call_raft(
+                path::VOTE,
+                body,
+                option.hard_ttl(),
+                (&self.identity, &self.features),
+                self.target,
+            )
             .await
             .map_err(|e| rpc_err(self.target, e))
     }
@@ -241,7 +264,13 @@ impl RaftNetworkV2<TypeConfig> for Network {
     ) -> Result<VoteResponse<TypeConfig>, RPCError<TypeConfig>> {
         let body = crate::types::encode(&rpc).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
         self.client
-            .call_raft(path::PRE_VOTE, body, option.hard_ttl(), &self.identity, self.target)
+            .call_raft(
+                path::PRE_VOTE,
+                body,
+                option.hard_ttl(),
+                (&self.identity, &self.features),
+                self.target,
+            )
             .await
             .map_err(|e| rpc_err(self.target, e))
     }

@@ -20,6 +20,7 @@ use tokio::sync::{oneshot, watch};
 use crate::admin::Status;
 use crate::backend::{BatchConfig, RaftBackend};
 use crate::core::Core;
+use crate::features::{FeatureSet, Features};
 use crate::log_store::LogStore;
 use crate::network::NetworkFactory;
 use crate::server::{ServerState, router};
@@ -65,6 +66,11 @@ pub struct RaftConfig {
     pub install_snapshot_timeout: Duration,
     /// Relay-log group commit.
     pub batch: BatchConfig,
+    /// The raft features this node advertises on every raft RPC and answer ([`crate::features`]):
+    /// [`FeatureSet::CURRENT`], everything this build can apply. A node advertising fewer never proposes the
+    /// entries of the others itself either. Tests set [`FeatureSet::NONE`] to stand for a node of a build
+    /// without write sets, which sends no features header.
+    pub features: FeatureSet,
 }
 
 impl RaftConfig {
@@ -112,6 +118,7 @@ impl RaftConfig {
             keep_after_snapshot: 1_000,
             install_snapshot_timeout: Duration::from_secs(60),
             batch: BatchConfig::default(),
+            features: FeatureSet::CURRENT,
         }
     }
 }
@@ -187,7 +194,8 @@ impl RaftNode {
         let stats = crate::RaftStats::new().map_err(|e| NodeError::Config(format!("metrics: {e}")))?;
         let sm = StateMachine::open(&sm_dir)?.with_stats(stats.clone());
         let reader = sm.reader();
-        let net = NetworkFactory::new(identity.clone(), &cfg.cluster_token).with_stats(stats.clone());
+        let features = Arc::new(Features::new(cfg.node_id, cfg.features));
+        let net = NetworkFactory::new(identity.clone(), features.clone(), &cfg.cluster_token).with_stats(stats.clone());
         let raft = Raft::new(cfg.node_id, config, net.clone(), log, sm)
             .await
             .map_err(|e| NodeError::Raft(e.to_string()))?;
@@ -200,20 +208,26 @@ impl RaftNode {
             leader_contact: std::sync::Mutex::new(None),
             stats,
             identity: identity.clone(),
+            features,
         });
-        // Peers removed from the membership are forgotten, so their ids can be reused.
+        // Peers removed from the membership are forgotten, so their ids can be reused; the write-set gauge
+        // follows leadership and membership changes (and what peers advertise, heard with each replication
+        // answer) ([`crate::features`]).
         {
             let mut metrics = raft.metrics();
             let identity = identity.clone();
+            let core = core.clone();
             tokio::spawn(async move {
                 loop {
                     let members: std::collections::BTreeSet<u64> = {
                         let m = metrics.borrow_and_update();
+                        core.features.set_term(m.current_term);
                         m.membership_config.membership().nodes().map(|(id, _)| *id).collect()
                     };
                     if !members.is_empty() {
                         identity.forget_absent(&members);
                     }
+                    core.write_set_lacking();
                     if metrics.changed().await.is_err() {
                         return;
                     }

@@ -26,6 +26,7 @@ use serde::de::DeserializeOwned;
 
 use crate::admin::{MembershipChange, Status};
 use crate::core::Core;
+use crate::features::FEATURES_HEADER;
 use crate::identity::{FROM_HEADER, Identity, PEERS_HEADER, Stamp, TO_HEADER};
 use crate::network::SnapshotChunk;
 use crate::types::{NodeInfo, Request, Snapshot, TypeConfig, decode, encode};
@@ -124,7 +125,8 @@ where
 
 /// [`handle`] for raft RPCs (appends, votes, snapshot chunks): the identities the request carries are checked
 /// first, and the answer carries this node's ([`crate::identity`]): a wiped node's votes and acknowledgements
-/// never count, and a request for another node is refused.
+/// never count, and a request for another node is refused. The features the sender advertises are recorded, and
+/// the answer advertises this node's ([`crate::features`]).
 async fn handle_raft<Req, Resp, F, Fut>(st: &ServerState, headers: &HeaderMap, body: &Bytes, f: F) -> Response
 where
     Req: DeserializeOwned,
@@ -147,6 +149,15 @@ where
     };
     if let Ok(v) = axum::http::HeaderValue::from_str(&identity.stamp().render()) {
         response.headers_mut().insert(FROM_HEADER, v);
+    }
+    if let Some(v) = st
+        .core
+        .features
+        .own()
+        .header()
+        .and_then(|h| axum::http::HeaderValue::from_str(&h).ok())
+    {
+        response.headers_mut().insert(FEATURES_HEADER, v);
     }
     response
 }
@@ -175,6 +186,10 @@ fn check_request(core: &Core, identity: &Identity, headers: &HeaderMap) -> Resul
             }
             WireError::IdentityRefused(why)
         })?;
+        // What the sender can apply (no header: a build without features). A request without `x-raft-from`
+        // cannot be attributed; its sender is learned from its answers instead.
+        let advertised = headers.get(FEATURES_HEADER).and_then(|v| v.to_str().ok());
+        core.features.heard(from.id, advertised);
     }
     if let Some(advertised) = headers.get(PEERS_HEADER).and_then(|v| v.to_str().ok()) {
         identity.adopt(advertised);

@@ -259,6 +259,9 @@ pub enum Op {
     /// [`Op::SessionPut`] and [`Op::Ack`]) applied all or nothing in one entry. Every `SessionPut`'s version is
     /// checked first; one mismatch is [`OpResult::Conflict`] and nothing is written. Result
     /// [`OpResult::WriteSet`]; any other op inside is [`OpResult::Error`] (nothing written).
+    ///
+    /// Builds before write sets cannot decode this op: the leader proposes it only while every member
+    /// advertised the `write-set` feature ([`crate::features`]).
     WriteSet(Vec<Op>),
     /// `op` applied only if `fence`'s candidate holds its election with its token, live in the entry's term at
     /// the entry's `now_ms`; else [`OpResult::Fenced`] and nothing written. Result: `op`'s.
@@ -268,6 +271,18 @@ pub enum Op {
         /// The write it guards.
         op: Box<Op>,
     },
+}
+
+impl Op {
+    /// True for an [`Op::WriteSet`], fenced or not: an entry a build without write sets cannot apply
+    /// ([`crate::features`]).
+    pub fn is_write_set(&self) -> bool {
+        match self {
+            Op::WriteSet(_) => true,
+            Op::Fenced { op, .. } => op.is_write_set(),
+            _ => false,
+        }
+    }
 }
 
 /// The storage contract's `Fence` as replicated.

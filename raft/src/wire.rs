@@ -2,7 +2,9 @@
 //!
 //! Every request is a `POST` whose body is a postcard-encoded message (openraft's own serde types for raft RPCs,
 //! this crate's types for admin RPCs); every answer is a postcard-encoded `Result<T, WireError>`. The pre-shared
-//! cluster token travels in [`TOKEN_HEADER`] and is checked on every request (401 otherwise).
+//! cluster token travels in [`TOKEN_HEADER`] and is checked on every request (401 otherwise). Raft RPCs and
+//! their answers also carry the identity headers of [`crate::identity`] and the features header of
+//! [`crate::features`] (what the sender can apply).
 
 use std::time::Duration;
 
@@ -14,6 +16,7 @@ use hyper_util::rt::TokioExecutor;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
+use crate::features::{FEATURES_HEADER, Features};
 use crate::identity::{FROM_HEADER, Identity, PEERS_HEADER, Stamp, TO_HEADER};
 use crate::types::{decode, encode};
 
@@ -156,18 +159,21 @@ impl PeerClient {
         self.call_as(path, body, timeout, None).await
     }
 
-    /// Sends a raft RPC from this node (`identity`) to node `target`: the request carries both identities and
-    /// the answer's is checked ([`crate::identity`]). A refusal of this node's identity by the target is
-    /// recorded in `identity`.
+    /// Sends a raft RPC from this node (`identity`, advertising `features`) to node `target`: the request carries
+    /// both identities and this node's features, the answer's identity is checked ([`crate::identity`]) and its
+    /// features recorded ([`crate::features`]; a failed connection forgets them). A refusal of this node's
+    /// identity by the target is recorded in `identity`.
     pub async fn call_raft<Resp: DeserializeOwned>(
         &self,
         path: &str,
         body: Vec<u8>,
         timeout: Duration,
-        identity: &Identity,
+        (identity, features): (&Identity, &Features),
         target: u64,
     ) -> Result<Resp, WireError> {
-        let result = self.call_as(path, body, timeout, Some((identity, target))).await;
+        let result = self
+            .call_as(path, body, timeout, Some((identity, features, target)))
+            .await;
         if let Err(WireError::IdentityRefused(why)) = &result {
             identity.note_refused(why);
         }
@@ -179,22 +185,30 @@ impl PeerClient {
         path: &str,
         body: Vec<u8>,
         timeout: Duration,
-        identity: Option<(&Identity, u64)>,
+        peer: Option<(&Identity, &Features, u64)>,
     ) -> Result<Resp, WireError> {
         let mut request = http::Request::post(format!("{}{path}", self.base))
             .header(TOKEN_HEADER, &self.token)
             .header(http::header::CONTENT_TYPE, "application/octet-stream");
-        if let Some((me, target)) = identity {
+        if let Some((me, features, target)) = peer {
             request = request
                 .header(FROM_HEADER, me.stamp().render())
                 .header(TO_HEADER, me.target(target).render())
                 .header(PEERS_HEADER, me.advertised());
+            if let Some(own) = features.own().header() {
+                request = request.header(FEATURES_HEADER, own);
+            }
         }
         let request = request
             .body(Full::new(Bytes::from(body)))
             .map_err(|e| WireError::BadRequest(e.to_string()))?;
         let fut = async {
             let resp = self.client.request(request).await.map_err(|e| {
+                // The target is down or restarting (maybe into another build): what it advertised is forgotten
+                // until it answers again.
+                if let Some((_, features, target)) = peer {
+                    features.forget(target);
+                }
                 if e.is_connect() {
                     WireError::Unreachable(format!("{}: {e}", self.base))
                 } else {
@@ -202,8 +216,12 @@ impl PeerClient {
                 }
             })?;
             let status = resp.status();
-            if let Some((me, target)) = identity {
+            if let Some((me, features, target)) = peer {
                 check_answer(me, target, resp.headers())?;
+                if status != http::StatusCode::UNAUTHORIZED {
+                    let advertised = resp.headers().get(FEATURES_HEADER).and_then(|v| v.to_str().ok());
+                    features.heard(target, advertised);
+                }
             }
             let bytes = Limited::new(resp.into_body(), MAX_BODY)
                 .collect()

@@ -429,6 +429,10 @@ pub trait WriteSets: Send + Sync {
     /// - Each record is a compare-and-set as [`SessionStore::put`]; when any record's stored version differs
     ///   from its expected one, the call fails with [`StorageError::Conflict`] and writes nothing (a caller
     ///   falls back to writing one by one, where it can resolve the conflict).
+    /// - A backend that cannot apply the set as one write right now answers [`StorageError::Conflict`] too,
+    ///   having written nothing, so the caller writes its parts one by one the same way: raft while a member of
+    ///   the cluster runs a build that cannot apply a write-set entry (a rolling upgrade; see the raft crate's
+    ///   `features` module). A backend never splits a set itself: a failure half way would leave it in part.
     /// - On a fenced view the fence is checked once, atomically with the whole set ([`Fencing`]).
     /// - A set naming a key twice is refused ([`WriteSet::validate`]). An empty set returns at once.
     /// - On `Err` other than `Conflict` / `Fenced` / a refused set, a crash or a lost connection may leave the

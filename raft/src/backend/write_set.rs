@@ -2,6 +2,14 @@
 //! like every write: checked at apply against the replicated lease), so an ingest batch costs one quorum round
 //! trip and one fsync per node instead of one per trie batch, record and ack. Apply checks every record's
 //! version before writing anything (all or nothing).
+//!
+//! Version gate ([`crate::features`]): a node of a build without write sets cannot apply that entry and would
+//! stop. So the set is proposed as one entry only while every member advertised the `write-set` feature to the
+//! leader (checked here, and again by the leader when this node forwards the set). Otherwise nothing is proposed
+//! and the call fails with `StorageError::Conflict` (nothing written), the contract's answer that sends the
+//! caller to its one-by-one path (the miner writes the tries, then the records, then the ack, each an op every
+//! build applies, handling a failure of each part as it does for a record conflict). Splitting the set here
+//! instead could not stay all or nothing: a failure half way would leave part of it written.
 
 use async_trait::async_trait;
 use storage::{StorageError, WriteSet, WriteSetOutcome, WriteSets};
@@ -49,6 +57,7 @@ impl WriteSets for RaftBackend {
         if ops.is_empty() {
             return Ok(WriteSetOutcome::default());
         }
+        self.core.check_write_set().map_err(StorageError::Conflict)?;
         match self.write1(Op::WriteSet(ops)).await? {
             OpResult::WriteSet { versions, .. } => {
                 let acked = acks

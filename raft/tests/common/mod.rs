@@ -68,9 +68,11 @@ impl Cluster {
             nodes: BTreeMap::new(),
             addrs: BTreeMap::new(),
         };
+        let mut current = true;
         for id in 1..=n {
             let mut cfg = config(id, "127.0.0.1:0".parse().unwrap(), c.data_dir(id));
             tweak(&mut cfg);
+            current &= cfg.features == raft::FeatureSet::CURRENT;
             let node = RaftNode::start(cfg).await.unwrap();
             c.addrs.insert(id, node.local_addr());
             c.nodes.insert(id, Some(node));
@@ -81,8 +83,30 @@ impl Cluster {
             .map(|(id, n)| (*id, n.as_ref().unwrap().node_info()))
             .collect();
         c.node(1).initialize(members).await.unwrap();
-        c.leader().await;
+        if current {
+            c.write_sets_on().await;
+        } else {
+            c.leader().await;
+        }
         c
+    }
+
+    /// Waits until the leader proposes write sets as one entry (every member advertised the feature to it in
+    /// its term) and every follower knows the leader does (a follower forwards a write set only then): right
+    /// after an election a write set is refused (`Conflict`) until the leader heard from every member.
+    pub async fn write_sets_on(&self) -> u64 {
+        wait_for("write sets on, on every node", || async {
+            let l = self.leader().await;
+            let on = self.node(l).status().write_sets == Some(true)
+                && self.running().all(|n| {
+                    n.status()
+                        .features
+                        .iter()
+                        .any(|f| f.node_id == l && f.advertised.as_ref().is_some_and(|a| !a.is_empty()))
+                });
+            on.then_some(l)
+        })
+        .await
     }
 
     pub fn node(&self, id: u64) -> &RaftNode {
