@@ -327,6 +327,9 @@ pub struct NodeRow {
     pub not_ready: Option<String>,
     /// Why the node could not be asked.
     pub error: Option<String>,
+    /// The raft features it advertised to the leader (to the node asked when no leader answered); `None`:
+    /// nothing heard from it in this term.
+    pub features: Option<Vec<String>>,
 }
 
 /// The cluster as `raft status` reports it.
@@ -348,6 +351,9 @@ pub struct ClusterReport {
     pub learners: Vec<u64>,
     /// One row per member.
     pub nodes: Vec<NodeRow>,
+    /// Whether the leader proposes write sets as one raft entry (every member advertised `write-set`); `None`
+    /// when no leader answered.
+    pub write_sets: Option<bool>,
 }
 
 fn opt(v: Option<u64>) -> String {
@@ -381,6 +387,21 @@ impl ClusterReport {
             list(&self.voters),
             list(&self.learners)
         ));
+        let lacking: Vec<u64> = self
+            .nodes
+            .iter()
+            .filter(|n| !n.features.as_ref().is_some_and(|f| f.iter().any(|f| f == "write-set")))
+            .map(|n| n.id)
+            .collect();
+        out.push_str(&match self.write_sets {
+            Some(true) => "write sets: on (an ingest batch is one raft entry)\n".to_string(),
+            Some(false) => format!(
+                "write sets: off, written one entry per part (nodes {} have not advertised write-set: an older \
+                 build, or not heard from since a restart)\n",
+                list(&lacking)
+            ),
+            None => "write sets: unknown (no leader answered)\n".to_string(),
+        });
         let header = [
             "ID",
             "ROLE",
@@ -391,9 +412,10 @@ impl ClusterReport {
             "APPLIED",
             "MATCHED",
             "LAG",
+            "FEATURES",
             "NOTE",
         ];
-        let rows: Vec<[String; 10]> = self
+        let rows: Vec<[String; 11]> = self
             .nodes
             .iter()
             .map(|n| {
@@ -412,6 +434,11 @@ impl ClusterReport {
                     opt(n.applied_index),
                     opt(n.matched_index),
                     opt(n.lag),
+                    match &n.features {
+                        Some(f) if f.is_empty() => "none".to_string(),
+                        Some(f) => f.join(","),
+                        None => "?".to_string(),
+                    },
                     note,
                 ]
             })
@@ -504,6 +531,11 @@ pub async fn cluster_report(addr: &str, token: &str, timeout: Duration) -> Resul
                 lag: replication.and_then(|r| r.lag),
                 not_ready: None,
                 error: None,
+                features: view
+                    .features
+                    .iter()
+                    .find(|f| f.node_id == *id)
+                    .and_then(|f| f.advertised.clone()),
             };
             if is_leader_row {
                 row.matched_index = leader.as_ref().and_then(|l| l.last_log_index);
@@ -533,6 +565,7 @@ pub async fn cluster_report(addr: &str, token: &str, timeout: Duration) -> Resul
         voters: view.voters.iter().map(|(id, _)| *id).collect(),
         learners: view.learners.iter().map(|(id, _)| *id).collect(),
         nodes,
+        write_sets: leader.as_ref().and_then(|l| l.write_sets),
     })
 }
 
@@ -607,6 +640,7 @@ mod tests {
                     lag: Some(0),
                     not_ready: None,
                     error: None,
+                    features: Some(vec!["write-set".into()]),
                 },
                 NodeRow {
                     id: 3,
@@ -621,13 +655,19 @@ mod tests {
                     lag: Some(3),
                     not_ready: None,
                     error: Some("unreachable".into()),
+                    features: Some(Vec::new()),
                 },
             ],
+            write_sets: Some(false),
         };
         let t = report.table();
         assert!(t.starts_with("leader: node 1 (a:1)   term: 4"), "{t}");
         assert!(t.contains("voters: 1,2   learners: 3"), "{t}");
-        assert_eq!(t.lines().count(), 5, "{t}");
+        assert!(
+            t.contains("write sets: off, written one entry per part (nodes 3 have"),
+            "{t}"
+        );
+        assert_eq!(t.lines().count(), 6, "{t}");
         assert!(
             t.lines()
                 .any(|l| l.starts_with("3 ") && l.contains("unreachable") && l.contains(" 3 ")),
