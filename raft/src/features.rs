@@ -23,8 +23,9 @@
 //!   written): the caller's one-by-one path, which it already takes for a record conflict, writes the same parts
 //!   as ops every build applies (see `storage::WriteSets::write`). A follower forwards a write set only when the
 //!   leader advertised `write-set` to it, and the leader checks again.
-//! - Falling back is logged once at WARN per change of the members lacking the feature (naming them), and the
-//!   return of write sets at INFO; `ha_raft_write_sets_enabled` (1 on a leader proposing write sets) and
+//! - Falling back is logged once at WARN per change of the members lacking the feature (naming them; at DEBUG
+//!   within a second of a new term while the members lacking it are only not heard from yet: the election
+//!   window), and the return of write sets at INFO; `ha_raft_write_sets_enabled` (1 on a leader proposing write sets) and
 //!   `relay-miner raft status` show the state.
 //!
 //! While a member is down or restarting it is unknown, so write sets are off until it answers again: a member
@@ -39,6 +40,7 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
@@ -120,9 +122,15 @@ pub struct Features {
     /// The current raft term, as this node last saw it in its metrics (tags what is heard).
     term: AtomicU64,
     peers: Mutex<HashMap<u64, Heard>>,
+    /// When this node first saw the current term.
+    term_since: Mutex<Instant>,
     /// The members lacking write sets last logged at WARN (`None`: write sets on, or nothing logged yet).
     warned: Mutex<Option<Vec<u64>>>,
 }
+
+/// Right after an election the leader has not heard every member's answer yet: write sets refused then only
+/// for members not heard from are logged at DEBUG, not WARN (every failover would WARN otherwise).
+const ELECTION_GRACE: Duration = Duration::from_secs(1);
 
 impl Features {
     /// Node `node_id`, advertising (and proposing entries of) `own`.
@@ -132,6 +140,7 @@ impl Features {
             own,
             term: AtomicU64::new(0),
             peers: Mutex::new(HashMap::new()),
+            term_since: Mutex::new(Instant::now()),
             warned: Mutex::new(None),
         }
     }
@@ -143,7 +152,9 @@ impl Features {
 
     /// Records the current raft term (it only grows): what is heard from now on is tagged with it.
     pub fn set_term(&self, term: u64) {
-        self.term.fetch_max(term, Ordering::Relaxed);
+        if self.term.fetch_max(term, Ordering::Relaxed) < term {
+            *self.term_since.lock().unwrap_or_else(|p| p.into_inner()) = Instant::now();
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Heard>> {
@@ -203,11 +214,16 @@ impl Features {
         }
         let why = describe(lacking);
         let ids: Vec<u64> = lacking.iter().map(|(id, _)| *id).collect();
-        if warned.as_ref() != Some(&ids) {
+        let electing = lacking.iter().all(|(_, f)| f.is_none())
+            && self.term_since.lock().unwrap_or_else(|p| p.into_inner()).elapsed() < ELECTION_GRACE;
+        if electing {
+            tracing::debug!(lacking = ?ids, "raft write set written one entry per part right after an election ({why})");
+        } else if warned.as_ref() != Some(&ids) {
             tracing::warn!(
                 lacking = ?ids,
                 "raft write sets off ({why}): each write set (ingest batch, record set) is written one entry per \
-                 part until every member advertises write-set (upgrade the members named)"
+                 part until every member advertises write-set (upgrade a member of an older build; one not heard \
+                 from is down, restarting or cut off)"
             );
             *warned = Some(ids);
         }
