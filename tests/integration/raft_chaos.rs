@@ -170,7 +170,10 @@ async fn raft_cluster_survives_leader_kills_and_membership_changes_under_load() 
     let table = cli_ok(&token_file, &cluster.proc(follower).raft_addr, &["status"]);
     println!("{table}");
     assert!(table.contains(&format!("leader: node {leader}")), "{table}");
-    assert!(table.lines().nth(2).is_some_and(|l| l.starts_with("write sets: ")), "{table}");
+    assert!(
+        table.lines().nth(2).is_some_and(|l| l.starts_with("write sets: ")),
+        "{table}"
+    );
     assert_eq!(table.lines().count(), 4 + 3, "{table}");
 
     // Load and the submitter monitor.
