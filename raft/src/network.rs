@@ -285,7 +285,13 @@ impl RaftNetworkV2<TypeConfig> for Network {
         let body = crate::types::encode(&req).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
         let deadline = option.hard_ttl().max(Duration::from_secs(1));
         self.client
-            .call_raft(path::TRANSFER_LEADER, body, deadline, &self.identity, self.target)
+            .call_raft(
+                path::TRANSFER_LEADER,
+                body,
+                deadline,
+                (&self.identity, &self.features),
+                self.target,
+            )
             .await
             .map_err(|e| rpc_err(self.target, e))
     }
