@@ -1,6 +1,7 @@
 //! Leadership transfer: the leader hands its role to a chosen voter instead of leaving the cluster to notice it
 //! is gone. Used by `relay-miner raft transfer-leader` (planned maintenance: move the leader off a node before
-//! restarting or upgrading it) and by a leader's graceful stop ([`crate::RaftNode::shutdown`]).
+//! restarting or upgrading it) and by a leader's graceful stop ([`crate::RaftNode::hand_off`], which `run`
+//! calls first thing when it stops, and again before it closes the node).
 //!
 //! openraft 0.10 (`Trigger::transfer_leader`): the leader stops proposing and heartbeating and broadcasts a
 //! transfer request to every node; the others reset the leader lease they hold for it (so they vote at once),

@@ -364,6 +364,8 @@ impl Miner {
         let failures = crate::telemetry::LogThrottle::new(Duration::from_secs(1));
         loop {
             tokio::select! {
+                // A stop asked while a tick is due wins: the final ingest below runs at once.
+                biased;
                 _ = &mut shutdown => break,
                 _ = ticker.tick() => {}
             }
@@ -379,11 +381,21 @@ impl Miner {
                 );
             }
         }
-        // Graceful shutdown: ingest what is pending and persist tries and records.
+        // Graceful shutdown: ingest what is pending and persist tries and records, including the records a
+        // failed iteration could not store (else they wait for the next leader to rebuild them).
         match self.ingest().await {
             Err(e) if e.is_fenced() => self.fenced_out(&e),
             Err(e) => tracing::warn!(error = %e, "final ingest failed; entries stay pending for redelivery"),
             Ok(()) => {}
+        }
+        if self.engine.is_leader() {
+            match self.persist_pending().await {
+                Err(e) if e.is_fenced() => self.fenced_out(&e),
+                Err(e) => {
+                    tracing::warn!(error = %e, "records not stored before stopping; the next leader rebuilds them")
+                }
+                Ok(()) => {}
+            }
         }
         self.resign().await;
     }

@@ -286,6 +286,14 @@ impl Miner {
     /// - Redis: the renewal extended the lease to at least `t + lease TTL` (≥ 1 s); no one else can take it before.
     /// - embedded: one process, no other leader.
     ///
+    /// - raft leadership transfer (`relay-miner raft transfer-leader`, a leader's graceful stop): the followers
+    ///   drop the follower lease at once and the target campaigns, so another leader IS possible within the
+    ///   window. What keeps a send safe then is not the reuse but the two storage round trips every tx makes
+    ///   right before it leaves: the fresh renewal and the fenced write of the tx into its session record
+    ///   (`submit::kept`); a transferring leader proposes nothing (openraft answers ForwardToLeader) and the new
+    ///   term voids the lease, so both fail and the tx never leaves. A tx stored just before the transfer is
+    ///   restored by the new leader as one of unknown outcome and re-sent as the same bytes: one fee at most.
+    ///
     /// So a send confirmed by a reused answer leaves while no other instance can lead, as one confirmed by a fresh
     /// renewal does (that one, too, holds only from its request on: the broadcast after it takes time as well). On
     /// raft the margins are the same: a reused answer (taken before `t + max / 2`) leaves at least `max / 2` before

@@ -1,5 +1,5 @@
-//! A leading miner stopped gracefully gives its lease up: a standby on the same storage leads at its next tick,
-//! not once the lease (60 s in these tests) expires.
+//! A leading miner stopped gracefully stores what its last step could not and gives its lease up: a standby on
+//! the same storage leads at its next tick, not once the lease (60 s in these tests) expires.
 
 use super::*;
 
@@ -20,4 +20,38 @@ async fn a_stopping_leader_gives_its_lease_up_and_a_standby_leads_at_once() {
     assert_eq!(plain.leadership.leader(ELECTION).await.unwrap(), None);
     b.step().await.unwrap();
     assert!(b.engine.is_leader(), "the standby leads at its next tick");
+}
+
+/// Records a failed step could not store (`unpersisted`) are stored by the stopping leader before it gives its
+/// lease up, instead of being left for the next leader to rebuild.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopping_leader_stores_the_records_a_failed_step_left() {
+    let (c, mut miner) = Confirming::new().await;
+    let key = c.f.key.clone();
+    let mut record = miner.engine.session(&key).unwrap().clone();
+    record.relays += 7;
+    let relays = record.relays;
+    miner.engine.restore(record);
+    miner.unpersisted.insert(key.clone());
+    a_stored_relay_count(&c, &key, |n| assert_ne!(n, relays)).await;
+
+    miner.run(c.telemetry.heartbeat("miner"), std::future::ready(())).await;
+    a_stored_relay_count(&c, &key, |n| assert_eq!(n, relays)).await;
+    assert_eq!(
+        c.plain.leadership.leader(ELECTION).await.unwrap(),
+        None,
+        "and the lease is given up"
+    );
+}
+
+async fn a_stored_relay_count(c: &Confirming, key: &SessionKey, check: impl FnOnce(u64)) {
+    let stored = c
+        .plain
+        .sessions
+        .get(&key.supplier, &key.session_id)
+        .await
+        .unwrap()
+        .unwrap();
+    let value: serde_json::Value = serde_json::from_slice(&stored.data).unwrap();
+    check(value["relays"].as_u64().unwrap());
 }
