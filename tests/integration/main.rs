@@ -15,6 +15,7 @@ mod raft_chaos;
 mod raft_full_disk;
 mod raft_partition;
 mod raft_throughput;
+mod redis_ha;
 mod redis_storage;
 mod relay_server;
 mod relayer;
