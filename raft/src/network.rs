@@ -146,6 +146,20 @@ struct WireErrorAt {
 }
 
 impl Network {
+    /// Sends one raft RPC of `body` to the target on `route` with this node's identity and features, its wire
+    /// errors mapped as openraft expects them ([`rpc_err`]).
+    async fn call<Resp: serde::de::DeserializeOwned, E: std::error::Error>(
+        &self,
+        route: &str,
+        body: Vec<u8>,
+        deadline: Duration,
+    ) -> Result<Resp, RPCError<TypeConfig, E>> {
+        self.client
+            .call_raft(route, body, deadline, (&self.identity, &self.features), self.target)
+            .await
+            .map_err(|e| rpc_err(self.target, e))
+    }
+
     async fn send_snapshot(
         &mut self,
         vote: Vote,
@@ -227,16 +241,7 @@ impl RaftNetworkV2<TypeConfig> for Network {
         } else {
             append_deadline(option.hard_ttl(), body.len())
         };
-        self.client
-            .call_raft(
-                path::APPEND,
-                body,
-                deadline,
-                (&self.identity, &self.features),
-                self.target,
-            )
-            .await
-            .map_err(|e| rpc_err(self.target, e))
+        self.call(path::APPEND, body, deadline).await
     }
 
     async fn vote(
@@ -245,16 +250,7 @@ impl RaftNetworkV2<TypeConfig> for Network {
         option: RPCOption,
     ) -> Result<VoteResponse<TypeConfig>, RPCError<TypeConfig>> {
         let body = crate::types::encode(&rpc).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
-        self.client
-            .call_raft(
-                path::VOTE,
-                body,
-                option.hard_ttl(),
-                (&self.identity, &self.features),
-                self.target,
-            )
-            .await
-            .map_err(|e| rpc_err(self.target, e))
+        self.call(path::VOTE, body, option.hard_ttl()).await
     }
 
     async fn pre_vote(
@@ -263,16 +259,7 @@ impl RaftNetworkV2<TypeConfig> for Network {
         option: RPCOption,
     ) -> Result<VoteResponse<TypeConfig>, RPCError<TypeConfig>> {
         let body = crate::types::encode(&rpc).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
-        self.client
-            .call_raft(
-                path::PRE_VOTE,
-                body,
-                option.hard_ttl(),
-                (&self.identity, &self.features),
-                self.target,
-            )
-            .await
-            .map_err(|e| rpc_err(self.target, e))
+        self.call(path::PRE_VOTE, body, option.hard_ttl()).await
     }
 
     async fn transfer_leader(
@@ -284,16 +271,7 @@ impl RaftNetworkV2<TypeConfig> for Network {
         // a heartbeat's deadline for that, so the call gets at least a second.
         let body = crate::types::encode(&req).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
         let deadline = option.hard_ttl().max(Duration::from_secs(1));
-        self.client
-            .call_raft(
-                path::TRANSFER_LEADER,
-                body,
-                deadline,
-                (&self.identity, &self.features),
-                self.target,
-            )
-            .await
-            .map_err(|e| rpc_err(self.target, e))
+        self.call(path::TRANSFER_LEADER, body, deadline).await
     }
 
     async fn full_snapshot(

@@ -241,8 +241,9 @@ impl Miner {
     /// their tries, so an acknowledged relay is always in a stored trie, and a crash leaves the batch written
     /// whole or not at all (its entries redelivered, the tries reopened at their last commit).
     ///
-    /// When a record changed under this leader (the write set's `Conflict`, nothing written), the batch is
-    /// written as before write sets: the tries first, then the records (the conflict taken over there, a failure
+    /// When a record changed under this leader, or raft's version gate refuses write sets while a member has not
+    /// advertised them (both the write set's `Conflict`, nothing written), the batch is written as before write
+    /// sets: the tries first, then the records (the conflict taken over there, a failure
     /// keeping them and their reports waiting), then the ack. Any other failure writes nothing and keeps it all
     /// waiting (see the last match arm).
     async fn commit_batch(
