@@ -188,8 +188,15 @@ async fn a_missed_claim_window_is_lost_exactly_once() {
     miner = spawn_miner(&net.config);
     wait_up(&net).await;
     let lost_sessions = served.len() as f64;
+    let served_relays: u64 = served.values().sum();
+    let per_relay = net.chain.state().services["anvil"].compute_units_per_relay;
+    // Wait for every loss metric, not just one: a scrape gathers the families one after another (by name), so
+    // `ha_miner_compute_units_lost_total` can be read before the last loss is counted and
+    // `ha_miner_sessions_failed_total` after it (seen in CI: 4 sessions and 16 relays, but 120 of 160 CU).
     let metrics = metrics_until(&net, "loss recorded", Duration::from_secs(30), Some(block), |m| {
         metric_sum(m, "ha_miner_sessions_failed_total", &[]) >= lost_sessions
+            && metric_sum(m, "ha_miner_relays_lost_total", &[]) >= served_relays as f64
+            && metric_sum(m, "ha_miner_compute_units_lost_total", &[]) >= (served_relays * per_relay) as f64
     })
     .await;
     // Exactly: one loss per served session, all of them for the missed window, and the uPOKT of every relay
@@ -224,8 +231,6 @@ async fn a_missed_claim_window_is_lost_exactly_once() {
         "{metrics}"
     );
     // The same loss in relays and compute units (counted without any chain query).
-    let served_relays: u64 = served.values().sum();
-    let per_relay = net.chain.state().services["anvil"].compute_units_per_relay;
     assert_eq!(
         metric_sum(
             &metrics,
