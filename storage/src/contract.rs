@@ -364,6 +364,25 @@ pub struct LogAck {
     pub ids: Vec<EntryId>,
 }
 
+/// How soon a [`WriteSet`] must be on disk once [`WriteSets::write`] returned `Ok`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum SetDurability {
+    /// Durable when `write` returns (the default).
+    #[default]
+    Immediate,
+    /// Applied and visible to every reader when `write` returns, durable a little later: redb makes it durable
+    /// within `RedbConfig::eventual_sync_within` (1 s), with any later durable write, or at a clean close;
+    /// backends that persist every write the same way (Redis, raft, memory) treat it as `Immediate`.
+    ///
+    /// Only for a set the caller can redo after a crash from what is already durable, and on which nothing
+    /// outside storage depended meanwhile: the miner's ingest batch (the relays' trie inserts, their sessions'
+    /// totals and the relay-log acks), which a crash leaves unacknowledged, so the relays are delivered and
+    /// inserted again. A crash loses only a suffix of the commit order, never part of a set, and never a set
+    /// that a later durable write follows (the miner writes its claim and proof records durably before it
+    /// sends them).
+    Eventual,
+}
+
 /// Writes of several parts of the contract applied as one: trie batches, session record compare-and-sets and
 /// relay-log acks. See [`WriteSets::write`].
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -374,6 +393,8 @@ pub struct WriteSet {
     pub records: Vec<RecordWrite>,
     /// Acks, at most one per supplier.
     pub acks: Vec<LogAck>,
+    /// How soon the set must be durable ([`SetDurability::Immediate`] unless set).
+    pub durability: SetDurability,
 }
 
 impl WriteSet {

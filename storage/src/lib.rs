@@ -49,7 +49,8 @@ use std::sync::Arc;
 
 pub use contract::{
     Backlog, BoxNodeStore, EntryId, Fence, Fencing, KvStore, LeaderInfo, Leadership, LogAck, LogEntry, MinedRelay,
-    RecordWrite, RelayLog, SessionRecord, SessionStore, TrieStore, TrieWrite, WriteSet, WriteSetOutcome, WriteSets,
+    RecordWrite, RelayLog, SessionRecord, SessionStore, SetDurability, TrieStore, TrieWrite, WriteSet, WriteSetOutcome,
+    WriteSets,
 };
 pub use error::StorageError;
 pub use memory::{Faults, MemoryBackend};

@@ -9,6 +9,9 @@
 //!   at open keep the two consistent. Every other relay-log call first waits until the WAL's durable records
 //!   are applied, so reads see every acknowledged append. The WAL is bound to its database by a random identity,
 //!   so a WAL left next to a deleted or replaced database file refuses the open instead of being replayed.
+//! - Write sets of [`crate::SetDurability::Eventual`] (the miner's ingest batches, which it can redo from the
+//!   relay log) commit without an fsync; the writer makes them durable within
+//!   [`RedbConfig::eventual_sync_within`] (1 s), with any durable commit before that, or at a clean close.
 //! - Crash restarts: with the relay WAL on, durable commits use redb's quick-repair (`writer` module), so the
 //!   open after a SIGKILL loads the allocator state instead of walking the whole file (a full repair, whose
 //!   time grows with the database); each durable commit (off the append path) pays a second `fsync` for it.
@@ -94,11 +97,17 @@ pub struct RedbConfig {
     /// once, so it costs no visible latency; it saves a redb commit per WAL group (at 2,000 relays/s measured
     /// here the writer thread went from 13–15 % to 8 % of a core, ~30 µs of CPU per relay).
     pub wal_apply_delay: Duration,
+    /// A write set of [`crate::SetDurability::Eventual`] (the miner's ingest batches) is durable at the latest
+    /// this long after `write` returned (default 1 s): the next commit after that is durable, or an empty one
+    /// when nothing else comes. A crash loses at most this much of such writes, which the miner then redoes from
+    /// the relay log.
+    pub eventual_sync_within: Duration,
 }
 
 impl RedbConfig {
     /// Defaults for `path`: 64 MiB cache, group commit without a window and at most 512 entries, 30 s sweep,
-    /// relay WAL on with 16 MiB segments, a checkpoint every 256 KiB or 1 s and applies batched for 10 ms.
+    /// relay WAL on with 16 MiB segments, a checkpoint every 256 KiB or 1 s, applies batched for 10 ms, and
+    /// eventual write sets durable within 1 s.
     pub fn new(path: impl Into<PathBuf>) -> Self {
         Self {
             path: path.into(),
@@ -111,6 +120,7 @@ impl RedbConfig {
             wal_checkpoint_bytes: 256 << 10,
             wal_checkpoint_interval: Duration::from_secs(1),
             wal_apply_delay: Duration::from_millis(10),
+            eventual_sync_within: Duration::from_secs(1),
         }
     }
 }

@@ -119,6 +119,7 @@ pub(crate) async fn open_files(
             max_entries: config.group_commit_max_entries.max(1),
             defer: config.wal_apply_delay,
             quick_repair: config.relay_wal,
+            sync_within: config.eventual_sync_within,
         },
     )?;
     let wal = match (recovered, wal_stats) {

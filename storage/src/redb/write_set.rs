@@ -1,5 +1,7 @@
 //! [`WriteSets`] on redb: the whole set is one writer op, so one transaction and one durable commit (shared with
-//! whatever the group-commit writer batches with it) instead of one per trie batch, record and ack.
+//! whatever the group-commit writer batches with it) instead of one per trie batch, record and ack. A set of
+//! [`SetDurability::Eventual`] is a `Durable::Soon` op: its commit may be non-durable, made durable within
+//! `RedbConfig::eventual_sync_within` (`writer` module).
 //!
 //! Every check (fence, trie namespaces still live, record versions) runs before the first write of the op: an
 //! op that returns its own error must leave the shared transaction untouched (`writer` module).
@@ -12,8 +14,9 @@ use super::log::remove_entry;
 use super::tables::{
     LOG, LOG_SESSIONS, NAMESPACES, NODES, SESSIONS, SUPPLIERS, db_err, decode_session, encode_session, namespace_key,
 };
+use super::writer::Durable;
 use crate::StorageError;
-use crate::contract::{WriteSet, WriteSetOutcome, WriteSets};
+use crate::contract::{SetDurability, WriteSet, WriteSetOutcome, WriteSets};
 use crate::memory::version_conflict;
 
 #[async_trait]
@@ -56,13 +59,17 @@ impl WriteSets for RedbBackend {
             .map(|t| (namespace_key(&t.supplier, &t.namespace), t.batch))
             .collect();
         let weight = 1 + records.len() + tries.iter().map(|(_, b)| b.puts.len() + b.deletes.len()).sum::<usize>();
+        let durable = match set.durability {
+            SetDurability::Immediate => Durable::Now,
+            SetDurability::Eventual => Durable::Soon,
+        };
         let fence = self.fence_check();
         let ack_seqs = acks.clone();
         let versions = self
             .inner
             .files()?
             .writer
-            .call(weight, move |txn| {
+            .call_with(weight, durable, move |txn| {
                 if let Err(e) = fence.check() {
                     return Ok(Err(e));
                 }

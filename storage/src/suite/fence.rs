@@ -104,6 +104,8 @@ async fn assert_all_refused(plain: &Storage, view: &Storage, pending: &[EntryId]
                     supplier: SUP.into(),
                     ids: pending.to_vec(),
                 }],
+                // The fence is checked whatever the durability (an ingest batch is eventually durable).
+                durability: crate::SetDurability::Eventual,
             })
             .await,
     );

@@ -1,8 +1,9 @@
 //! Write-set checks ([`crate::WriteSets`]): trie batches, records and acks applied together; a record's version
-//! mismatch writes nothing; a set naming a key twice is refused. (Fencing: the `fence` checks.)
+//! mismatch writes nothing; a set naming a key twice is refused; an eventually durable set reads the same at
+//! once. (Fencing: the `fence` checks.)
 
 use super::{Fixture, relay};
-use crate::contract::{LogAck, RecordWrite, TrieWrite, WriteSet};
+use crate::contract::{LogAck, RecordWrite, SetDurability, TrieWrite, WriteSet};
 use crate::nodes::NodeBatch;
 use crate::{Storage, StorageError};
 
@@ -85,6 +86,8 @@ pub async fn write_sets(f: Fixture) {
                 supplier: SUP.into(),
                 ids: ids[..2].to_vec(),
             }],
+            // Eventual durability changes nothing a reader sees: everything below is visible at once.
+            durability: SetDurability::Eventual,
         })
         .await
         .unwrap();
@@ -133,6 +136,7 @@ pub async fn write_sets(f: Fixture) {
             supplier: SUP.into(),
             ids: ids[2..].to_vec(),
         }],
+        durability: SetDurability::Eventual,
     };
     match ws.write(stale).await {
         Err(StorageError::Conflict(_)) => {}
