@@ -91,6 +91,16 @@ impl LeaseTable {
         }
     }
 
+    /// Ends every lease now (publishing the change): every fenced write of a current holder is refused from
+    /// here on, and the next campaign starts a new term with a higher token.
+    pub fn depose_all(&mut self) {
+        for e in self.elections.values_mut() {
+            if e.holder.take().is_some() {
+                e.publish();
+            }
+        }
+    }
+
     /// Decides a campaign. `Holder` is applied immediately (lease extended). A new term's token exceeds both
     /// every token handed out by this table and `persisted_floor` (the last token persisted by a previous run).
     pub fn plan(

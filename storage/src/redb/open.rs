@@ -14,6 +14,15 @@
 //! 4. the open path runs again ([`open_files`]): redb's repair, WAL recovery (every valid record newer than
 //!    the durable `wal_applied` is applied in one durable commit), a new writer and WAL thread.
 //!
+//! 5. if the old writer held eventually durable commits not yet synced (`SetDurability::Eventual`, the miner's
+//!    ingest batches), the close may have lost them (redb makes pending commits durable at close, but not after
+//!    an I/O error in a commit, the usual reason for a reopen). The in-memory state built on them is then
+//!    restarted as a process restart would: every lease ends (the miner's next fenced write is refused, it
+//!    leaves leader mode, and when it leads again it reloads its sessions and tries from storage) and every
+//!    consumer group starts over (entries whose ack was lost are delivered again). Without this, a miner that
+//!    kept its in-memory tries would never write the lost trie leaves again, and its relays' entries, delivered
+//!    again, would be acknowledged without them.
+//!
 //! The crash-safety argument of the WAL (`wal/mod.rs`) carries over because step 4 is the open path, run with
 //! nothing else touching the files; a failed step leaves the database closed and the next try starts again from
 //! the files. Sequences continue from META (raised by every apply, recovery's included), as after a restart.
@@ -31,7 +40,7 @@ use redb::Database;
 use super::tables::{self, KV, META, db_err};
 use super::wal::{self, Wal, WalStats, fault::FaultHook};
 use super::writer::{GroupCommit, Writer};
-use super::{RedbBackend, RedbConfig, join_err};
+use super::{RedbBackend, RedbConfig, join_err, lock_leases};
 use crate::StorageError;
 use crate::lease::LeaseTable;
 
@@ -120,6 +129,7 @@ pub(crate) async fn open_files(
             defer: config.wal_apply_delay,
             quick_repair: config.relay_wal,
             sync_within: config.eventual_sync_within,
+            faults: faults.clone(),
         },
     )?;
     let wal = match (recovered, wal_stats) {
@@ -278,6 +288,18 @@ impl RedbBackend {
         self.reopen().await
     }
 
+    /// What a restart does to the in-memory state built on the files, for a reopen that may lose eventually
+    /// durable writes (module docs, point 5): every lease ends and every consumer group starts over.
+    fn restart_views(&self) {
+        lock_leases(&self.inner.leases).depose_all();
+        self.inner.groups().clear();
+        tracing::warn!(
+            "the database was reopened with eventually durable writes (the miner's ingest) not yet synced, which \
+             the reopen may have lost: every leadership ended and every relay-log entry not acknowledged on disk \
+             is delivered again, so the miner reloads its sessions from storage and ingests those relays again"
+        );
+    }
+
     async fn reopen_locked(&self) -> Result<bool, StorageError> {
         let Some(why) = self.needs_reopen() else {
             return Ok(false);
@@ -301,6 +323,9 @@ impl RedbBackend {
             let deadline = Instant::now() + RELEASE_WAIT;
             while Arc::strong_count(&old) > 1 && Instant::now() < deadline {
                 tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            if old.writer.holds_unsynced() {
+                self.restart_views();
             }
         }
         let opened = open_files(
@@ -374,5 +399,103 @@ mod tests {
             "the relay is in the copy"
         );
         drop(b);
+    }
+
+    /// A reopen after eventually durable writes that no durable commit followed (module docs, point 5) ends
+    /// every lease and starts every consumer group over; after a durable commit it changes neither. The reopen
+    /// is forced by a failed WAL apply, and the stopping WAL's checkpoint (a durable commit) fails as on a
+    /// failing disk. Only what the reopen does to the in-memory state is checked: redb's close still makes the
+    /// pending commits durable here, which a real I/O error in a commit would prevent.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_reopen_with_unsynced_eventual_writes_restarts_leases_and_deliveries() {
+        for synced in [false, true] {
+            let dir = tempfile::tempdir().unwrap();
+            let mut config = RedbConfig::new(dir.path().join("e.redb"));
+            config.sweep_interval = Duration::from_secs(3600);
+            config.wal_checkpoint_interval = Duration::from_secs(3600);
+            config.wal_checkpoint_bytes = 1 << 30;
+            config.eventual_sync_within = Duration::from_secs(3600);
+            // The second WAL record's apply fails: the WAL stops and the database needs a reopen. Once armed,
+            // the next durable commit fails too (the disk is failing): the WAL's checkpoint when the reopen stops
+            // it cannot make the pending commits durable.
+            let fail_next_durable = Arc::new(AtomicBool::new(false));
+            let armed = fail_next_durable.clone();
+            let hook = FaultHook::new(move |site| match site {
+                wal::fault::Site::Apply(2) => Some(wal::fault::Fault::Instead),
+                wal::fault::Site::DurableCommit if armed.swap(false, Ordering::SeqCst) => {
+                    Some(wal::fault::Fault::Instead)
+                }
+                _ => None,
+            });
+            let b = RedbBackend::open_with_faults(config, hook).await.unwrap();
+            let s = b.storage();
+            let ttl = Duration::from_secs(3600);
+            let token = s.leadership.campaign("miner", "a", ttl).await.unwrap().unwrap();
+            let view = s.fenced(crate::Fence::new("miner", "a", token));
+            let sup = "pokt1reopen";
+            s.relay_log
+                .append((0..2).map(|n| suite::relay(sup, "s1", n)).collect())
+                .await
+                .unwrap();
+            let delivered = view.relay_log.read(sup, "miner", 10).await.unwrap();
+            assert_eq!(delivered.len(), 2);
+            // The ingest batch of the first relay: its ack and its session's record, eventually durable.
+            view.write_sets
+                .write(crate::WriteSet {
+                    records: vec![crate::RecordWrite {
+                        supplier: sup.into(),
+                        session_id: "s1".into(),
+                        state: "active".into(),
+                        data: b"1 relay".to_vec(),
+                        expected_version: 0,
+                    }],
+                    acks: vec![crate::LogAck {
+                        supplier: sup.into(),
+                        ids: vec![delivered[0].id],
+                    }],
+                    durability: crate::SetDurability::Eventual,
+                    ..Default::default()
+                })
+                .await
+                .unwrap();
+            if synced {
+                // A durable write (a record's compare-and-set) after it.
+                view.sessions.put(sup, "s0", "active", b"x".to_vec(), 0).await.unwrap();
+            }
+            fail_next_durable.store(true, Ordering::SeqCst);
+            s.relay_log.append(vec![suite::relay(sup, "s1", 2)]).await.unwrap();
+            suite::poll_until("the failed apply stopped the WAL", || async {
+                b.needs_reopen().map(drop)
+            })
+            .await;
+            assert!(b.reopen().await.unwrap(), "reopened");
+            assert!(
+                !fail_next_durable.load(Ordering::SeqCst),
+                "the stopping WAL's checkpoint failed"
+            );
+            let fenced = view.sessions.put(sup, "s2", "active", b"x".to_vec(), 0).await;
+            let leader = s.leadership.leader("miner").await.unwrap();
+            let again = s.relay_log.read(sup, "miner", 10).await.unwrap();
+            let ids = |entries: &[crate::LogEntry]| entries.iter().map(|e| e.id).collect::<Vec<_>>();
+            if synced {
+                fenced.unwrap();
+                assert_eq!(leader.map(|l| l.token), Some(token), "the lease outlives the reopen");
+                assert_eq!(ids(&again).len(), 1, "only the relay appended since: {again:?}");
+            } else {
+                assert!(
+                    matches!(fenced, Err(StorageError::Fenced(_))),
+                    "the old leader's writes are refused: {fenced:?}"
+                );
+                assert_eq!(leader, None, "no lease survives the reopen");
+                let next = s.leadership.campaign("miner", "a", ttl).await.unwrap().unwrap();
+                assert!(next > token, "a new term: {next} after {token}");
+                assert_eq!(
+                    ids(&again),
+                    vec![delivered[1].id, ids(&again)[1]],
+                    "the relay delivered but not acknowledged is delivered again, then the new one"
+                );
+            }
+            drop(b);
+        }
     }
 }

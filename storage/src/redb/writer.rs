@@ -34,6 +34,7 @@
 //! when its apply fails or it is dropped unapplied (queued ops of a stopped writer fail with `Unavailable`).
 
 use std::marker::PhantomData;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender, TryRecvError};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -42,6 +43,7 @@ use redb::{Database, Durability, WriteTransaction};
 use tokio::sync::oneshot;
 
 use super::tables::db_err;
+use super::wal::fault::{FaultHook, Site};
 use crate::StorageError;
 
 /// Reply hook of an applied op, called with the commit outcome.
@@ -80,7 +82,7 @@ enum Msg {
 }
 
 /// Gathering limits.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub(crate) struct GroupCommit {
     pub window: Duration,
     pub max_entries: usize,
@@ -91,6 +93,8 @@ pub(crate) struct GroupCommit {
     pub quick_repair: bool,
     /// A [`Durable::Soon`] op is durable at the latest this long after its commit (module docs).
     pub sync_within: Duration,
+    /// Fault injection at durable commits (tests; zero-sized otherwise).
+    pub faults: FaultHook,
 }
 
 /// Handle to the writer thread (cheap to clone; the thread stops when every handle is dropped).
@@ -104,6 +108,8 @@ pub(crate) struct Writer {
     /// Why the last group could not start a transaction (redb refuses every write after an I/O error in a
     /// commit, `PreviousIo`, until the database is closed and opened again); cleared by a commit.
     broken: Arc<Mutex<Option<String>>>,
+    /// Set by the thread after a [`Durable::Soon`] op's non-durable commit, cleared by a durable commit.
+    unsynced: Arc<AtomicBool>,
 }
 
 fn writer_gone() -> StorageError {
@@ -172,17 +178,25 @@ impl Writer {
     pub fn spawn(db: Arc<Database>, limits: GroupCommit) -> Result<Self, StorageError> {
         let (tx, rx) = mpsc::channel();
         let broken = Arc::new(Mutex::new(None));
-        let flag = broken.clone();
+        let unsynced = Arc::new(AtomicBool::new(false));
+        let (flag, unsynced_flag) = (broken.clone(), unsynced.clone());
         let handle = std::thread::Builder::new()
             .name("redb-writer".into())
-            .spawn(move || run(&db, &rx, limits, &flag))
+            .spawn(move || run(&db, &rx, limits, &flag, &unsynced_flag))
             .map_err(|e| StorageError::Backend(format!("cannot start redb writer thread: {e}")))?;
         Ok(Self {
             tx,
             thread: handle.thread().clone(),
             handle: Arc::new(Mutex::new(Some(handle))),
             broken,
+            unsynced,
         })
+    }
+
+    /// Whether a [`Durable::Soon`] op was committed and no durable commit followed yet: a crash now, or closing a
+    /// database whose commits fail (redb then cannot make pending commits durable), loses those ops.
+    pub fn holds_unsynced(&self) -> bool {
+        self.unsynced.load(Ordering::SeqCst)
     }
 
     /// Ends the thread after the ops queued before this call and waits for it (blocking; idempotent). Ops sent
@@ -287,7 +301,7 @@ impl Writer {
     }
 }
 
-fn run(db: &Database, rx: &Receiver<Msg>, limits: GroupCommit, broken: &Mutex<Option<String>>) {
+fn run(db: &Database, rx: &Receiver<Msg>, limits: GroupCommit, broken: &Mutex<Option<String>>, flag: &AtomicBool) {
     // A flush also keeps the next group from deferring: the op a reader waits for may be queued just after
     // its flush (at worst a rare race leaves one read waiting up to `defer`).
     let mut flushed = false;
@@ -304,8 +318,9 @@ fn run(db: &Database, rx: &Receiver<Msg>, limits: GroupCommit, broken: &Mutex<Op
             Err(RecvTimeoutError::Disconnected) => break,
             Err(RecvTimeoutError::Timeout) => {
                 // Idle with `Soon` commits still not durable: an empty durable commit persists them.
-                if commit(db, Vec::new(), true, limits.quick_repair, broken) {
+                if commit(db, Vec::new(), true, &limits, broken) {
                     unsynced = None;
+                    flag.store(false, Ordering::SeqCst);
                 }
                 continue;
             }
@@ -371,11 +386,13 @@ fn run(db: &Database, rx: &Receiver<Msg>, limits: GroupCommit, broken: &Mutex<Op
         let soon = ops.iter().any(|op| op.durable == Durable::Soon);
         let sync_due = unsynced.is_some_and(|at| at.elapsed() >= limits.sync_within);
         let durable = sync_due || ops.iter().any(|op| op.durable == Durable::Now);
-        if commit(db, ops, durable, limits.quick_repair, broken) {
+        if commit(db, ops, durable, &limits, broken) {
             if durable {
                 unsynced = None;
+                flag.store(false, Ordering::SeqCst);
             } else if soon {
                 unsynced.get_or_insert_with(Instant::now);
+                flag.store(true, Ordering::SeqCst);
             }
         }
     }
@@ -383,7 +400,7 @@ fn run(db: &Database, rx: &Receiver<Msg>, limits: GroupCommit, broken: &Mutex<Op
 
 /// Applies `ops` in one transaction and commits it (`Durability::Immediate` when `durable`), then replies to
 /// every op; true when the commit succeeded.
-fn commit(db: &Database, ops: Vec<Op>, durable: bool, quick_repair: bool, broken: &Mutex<Option<String>>) -> bool {
+fn commit(db: &Database, ops: Vec<Op>, durable: bool, limits: &GroupCommit, broken: &Mutex<Option<String>>) -> bool {
     let mut txn = match db.begin_write() {
         Ok(t) => t,
         Err(e) => {
@@ -401,7 +418,7 @@ fn commit(db: &Database, ops: Vec<Op>, durable: bool, quick_repair: bool, broken
         tracing::error!(error = %e, "redb set_durability failed");
         return false;
     }
-    if quick_repair && durable {
+    if limits.quick_repair && durable {
         txn.set_quick_repair(true);
     }
     let mut dones = Vec::with_capacity(ops.len());
@@ -418,7 +435,15 @@ fn commit(db: &Database, ops: Vec<Op>, durable: bool, quick_repair: bool, broken
             }
         }
     }
-    let outcome = txn.commit().map_err(db_err);
+    let outcome = if durable {
+        limits.faults.run(
+            Site::DurableCommit,
+            || txn.commit().map_err(db_err),
+            StorageError::Backend,
+        )
+    } else {
+        txn.commit().map_err(db_err)
+    };
     match &outcome {
         Ok(()) => *broken.lock().unwrap_or_else(|e| e.into_inner()) = None,
         Err(e) => tracing::error!(error = %e, "redb commit failed"),
@@ -450,6 +475,7 @@ mod tests {
             defer: Duration::from_secs(3600),
             quick_repair: false,
             sync_within: Duration::from_secs(3600),
+            faults: FaultHook::none(),
         };
         (Writer::spawn(db, limits).unwrap(), dir)
     }

@@ -1,6 +1,6 @@
 //! Fault injection for the relay WAL's tests: the segment `pwrite`, its `fdatasync`, the apply of a record to
-//! redb (after a write or during recovery) and the reply of a checkpoint run through a [`FaultHook`], which in
-//! test builds may replace the call's result with an error.
+//! redb (after a write or during recovery), the reply of a checkpoint and the redb writer's durable commits run
+//! through a [`FaultHook`], which in test builds may replace the call's result with an error.
 //!
 //! Why here and not a mock: the crash-safety claims (a failed write is not acknowledged and burns its
 //! sequences; a failed apply leaves the record in the WAL and makes the WAL unavailable until a reopen
@@ -28,6 +28,9 @@ pub(crate) enum Site {
     /// The WAL thread took the reply of a checkpoint that succeeded, covering records up to this one, and
     /// recycled what it could: only observed (its fault is ignored), so tests can wait for that point.
     CheckpointTaken(u64),
+    /// The commit of a durable transaction by the redb writer (any op's, not only the WAL's): a fault aborts it
+    /// instead, as an I/O error of the commit (a full disk) would.
+    DurableCommit,
 }
 
 #[cfg(test)]
