@@ -190,13 +190,21 @@ async fn a_missed_claim_window_is_lost_exactly_once() {
     let lost_sessions = served.len() as f64;
     let served_relays: u64 = served.values().sum();
     let per_relay = net.chain.state().services["anvil"].compute_units_per_relay;
-    // Wait for every loss metric, not just one: a scrape gathers the families one after another (by name), so
-    // `ha_miner_compute_units_lost_total` can be read before the last loss is counted and
-    // `ha_miner_sessions_failed_total` after it (seen in CI: 4 sessions and 16 relays, but 120 of 160 CU).
+    let mut expected_upokt = 0;
+    for ((supplier, _), relays) in &served {
+        let upokt = session_upokt(&net, "anvil", &session, *relays).await;
+        assert!(upokt > 0, "{supplier}: {relays} relays are worth nothing");
+        expected_upokt += upokt;
+    }
+    // Wait for every loss metric asserted below, not just one: a scrape reads the metric families one after
+    // another, in no fixed order (prometheus' `Registry::gather` walks its collectors in `HashMap` order), while
+    // the driver counts a loss into them one after another. So one family can be read before the last loss is
+    // counted and another after it (seen in CI: 4 sessions and 16 relays, but 120 of 160 compute units).
     let metrics = metrics_until(&net, "loss recorded", Duration::from_secs(30), Some(block), |m| {
         metric_sum(m, "ha_miner_sessions_failed_total", &[]) >= lost_sessions
             && metric_sum(m, "ha_miner_relays_lost_total", &[]) >= served_relays as f64
             && metric_sum(m, "ha_miner_compute_units_lost_total", &[]) >= (served_relays * per_relay) as f64
+            && metric_sum(m, "ha_miner_upokt_lost_total", &[]) >= expected_upokt as f64
     })
     .await;
     // Exactly: one loss per served session, all of them for the missed window, and the uPOKT of every relay
@@ -215,12 +223,6 @@ async fn a_missed_claim_window_is_lost_exactly_once() {
         lost_sessions,
         "{metrics}"
     );
-    let mut expected_upokt = 0;
-    for ((supplier, _), relays) in &served {
-        let upokt = session_upokt(&net, "anvil", &session, *relays).await;
-        assert!(upokt > 0, "{supplier}: {relays} relays are worth nothing");
-        expected_upokt += upokt;
-    }
     assert_eq!(
         metric_sum(
             &metrics,
