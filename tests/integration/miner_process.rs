@@ -405,14 +405,16 @@ async fn sigterm_drains_in_flight_relays_and_exits_cleanly() {
             (served, failed_after_stop)
         }));
     }
-    let deadline = Instant::now() + Duration::from_secs(10);
+    // 30 s: the first relays wait for the session and its costs to be read from the chain, and the four senders
+    // sign each relay in a debug build; how soon 20 are mined is not what this test is about.
+    let deadline = Instant::now() + Duration::from_secs(30);
     while metric_sum(
         &http_get(&net.metrics_url).await.unwrap_or_default(),
         "ha_relayer_relays_mined_total",
         &[],
     ) < 20.0
     {
-        assert!(Instant::now() < deadline, "no relays mined");
+        assert!(Instant::now() < deadline, "20 relays not mined within 30 s");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     // The relay WAL's metrics are served too (embedded mode, WAL and durable ack on by default): a relay counts
@@ -448,14 +450,16 @@ async fn sigterm_drains_in_flight_relays_and_exits_cleanly() {
         .status()
         .unwrap();
     assert!(status.success());
+    // The drain has no deadline of its own: this one only tells a hang from a slow stop (final ingest, storage
+    // close) on a loaded machine, as the raft tests' `Cluster::terminate` does with 30 s.
     let started = Instant::now();
     let exit = loop {
         if let Some(exit) = miner.try_wait().unwrap() {
             break exit;
         }
         assert!(
-            started.elapsed() < Duration::from_secs(15),
-            "did not stop within 15 s of SIGTERM"
+            started.elapsed() < Duration::from_secs(30),
+            "did not stop within 30 s of SIGTERM"
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
