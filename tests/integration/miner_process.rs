@@ -14,6 +14,7 @@ use relay_miner::loadgen::Outcome;
 use relay_miner::protocol::session::SessionWindows;
 
 use crate::support::claims::{Proofs, Served, assert_claims, claimed_counts};
+use crate::support::gate::Gate;
 use crate::support::node::{Net, NetOpts, load_until, spawn_miner, start_net, wait_up, write_keys};
 use crate::support::{http_get, metric_sum, wait_height};
 
@@ -499,14 +500,17 @@ async fn sigterm_drains_in_flight_relays_and_exits_cleanly() {
 /// Now the relayer checks reward eligibility (§2.6 rule 5) again when the backend answered and refuses the relay,
 /// so it is never served for nothing; should a relay still reach the trie after the claim (a relayer whose height
 /// lags the miner's), the miner records its value as lost (`reason="relays_after_claim"`, engine unit tests). Here:
-/// the late relay is refused, every served relay is claimed and nothing is lost. The backend's delay keeps the
-/// relay in flight while the test moves the chain.
+/// the late relay is refused, every served relay is claimed and nothing is lost. A gated backend holds the relay
+/// in flight until the claim is sent and the relayer has seen the claim window open (a fixed backend delay raced
+/// the relayer's block notification on a loaded machine).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_grace_period_relay_answered_after_the_claim_window_opened_is_refused_and_nothing_is_lost() {
+    let gate = Gate::new();
+    let backend: &'static str = Box::leak(gate.spawn().await.into_boxed_str());
     let net = Arc::new(
         start_net(NetOpts {
             manual_blocks: true,
-            backend_delay_ms: 1500,
+            backend_url: Some(backend),
             ..NetOpts::blocks_every(200)
         })
         .await,
@@ -522,7 +526,12 @@ async fn a_grace_period_relay_answered_after_the_claim_window_opened_is_refused_
         } => *served.entry((supplier, session_id)).or_default() += 1,
         other => panic!("not served: {other:?}"),
     };
+    // Relay 1 is answered at once; its arrival's notification is taken, so the next wait is relay 5's.
+    gate.release.add_permits(1);
     count(net.loadgen.send(1, net.chain.height()).await);
+    tokio::time::timeout(Duration::from_secs(30), gate.arrived.notified())
+        .await
+        .expect("relay 1 reached the backend");
     metrics_until(&net, "relay 1 ingested", Duration::from_secs(30), None, |m| {
         metric_sum(m, "ha_miner_relays_consumed_from_stream_total", &[]) >= 1.0
     })
@@ -536,10 +545,9 @@ async fn a_grace_period_relay_answered_after_the_claim_window_opened_is_refused_
         let end = session.end;
         tokio::spawn(async move { net.loadgen.send(5, end).await })
     };
-    metrics_until(&net, "relay 5 validated", Duration::from_secs(30), None, |m| {
-        metric_sum(m, "ha_relayer_validation_latency_seconds_count", &[]) >= 2.0
-    })
-    .await;
+    tokio::time::timeout(Duration::from_secs(30), gate.arrived.notified())
+        .await
+        .expect("relay 5 reached the backend");
     // The claim window opens while relay 5 waits for the backend; the claim goes out a block later
     // (`claim_delay_blocks`), from what the trie holds.
     net.chain.produce_block();
@@ -551,6 +559,15 @@ async fn a_grace_period_relay_answered_after_the_claim_window_opened_is_refused_
         |m| metric_sum(m, "ha_miner_claims_submitted_total", &[]) >= 1.0,
     )
     .await;
+    // The backend answers once the relayer has seen a height the claim was sent at or after (the relayer refuses
+    // from the claim's send height on, and learns of blocks on its own).
+    let sent_by = net.chain.height() as f64;
+    metrics_until(&net, "relayer at the claim's height", Duration::from_secs(30), None, |m| {
+        metric_sum(m, "ha_relayer_current_block_height", &[]) >= sent_by
+    })
+    .await;
+    assert!(!late.is_finished(), "relay 5 was answered before the gate opened");
+    gate.release.add_permits(1);
     match late.await.unwrap() {
         Outcome::Refused(message) => assert!(message.contains("no longer accepts relays"), "{message}"),
         other => panic!("the relay answered after the claim window opened must be refused: {other:?}"),

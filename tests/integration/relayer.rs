@@ -23,6 +23,8 @@ use relay_miner::sim::chain::{SimChain, actor};
 use relay_miner::telemetry::Telemetry;
 use tokio::sync::watch;
 
+use crate::support::gate::Gate;
+
 type Actor = (k256::ecdsa::SigningKey, String, [u8; 33]);
 
 fn key_hex(label: &str) -> String {
@@ -30,37 +32,6 @@ fn key_hex(label: &str) -> String {
 }
 
 const SERVICES: [&str; 5] = ["anvil", "lazy", "slow", "broken", "gated"];
-
-/// A backend that answers only when the test releases it, so a relay can be held in flight while the chain moves.
-#[derive(Clone)]
-pub(crate) struct Gate {
-    /// Notified when a request reached the backend.
-    pub(crate) arrived: Arc<tokio::sync::Notify>,
-    /// One permit per request allowed to answer.
-    pub(crate) release: Arc<tokio::sync::Semaphore>,
-}
-
-impl Gate {
-    fn new() -> Self {
-        Self {
-            arrived: Arc::new(tokio::sync::Notify::new()),
-            release: Arc::new(tokio::sync::Semaphore::new(0)),
-        }
-    }
-
-    async fn spawn(&self) -> String {
-        let gate = self.clone();
-        let router = axum::Router::new().fallback(move || {
-            let gate = gate.clone();
-            async move {
-                gate.arrived.notify_one();
-                gate.release.acquire().await.unwrap().forget();
-                r#"{"jsonrpc":"2.0","id":1,"result":"0x1"}"#
-            }
-        });
-        serve(router).await
-    }
-}
 
 pub(crate) struct Net {
     pub(crate) chain: SimChain,

@@ -1,10 +1,12 @@
 //! Harness shared by the tests that run the real binary as child processes (`miner_process`, `raft_chaos`,
 //! `raft_partition`, `raft_full_disk`, `redis_ha`, the throughput bench): ports, HTTP probes, metrics parsing, the simulator environment and
-//! the node processes, the load, the submitter monitor, a fault-injecting TCP proxy and the money assertions
+//! the node processes, the load, the submitter monitor, a fault-injecting TCP proxy, a gated backend and the money
+//! assertions
 //! (every served relay claimed, each session claimed and proven once, zero rejections, everything settles).
 
 pub mod claims;
 pub mod cluster;
+pub mod gate;
 pub mod load;
 pub mod monitor;
 pub mod node;

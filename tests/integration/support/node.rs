@@ -45,15 +45,15 @@ pub struct NetOpts {
     pub redis_url: Option<&'static str>,
     /// The test produces every block itself ([`BlockTimer::Manual`]) instead of the genesis block timer.
     pub manual_blocks: bool,
-    /// Latency the demo backend adds to every request (0 = none).
-    pub backend_delay_ms: u64,
+    /// The services' backend (e.g. a [`super::gate::Gate`]'s URL); `None` = the simulator's demo backend.
+    pub backend_url: Option<&'static str>,
     /// Put the data directory on a tmpfs of this size (e.g. `"64M"`) to fill it up; needs root.
     pub data_tmpfs: Option<&'static str>,
 }
 
 impl NetOpts {
     /// Blocks every `block_time_ms` by the genesis timer, no proofs, unordered sends, every supplier, embedded
-    /// storage on the temp dir, no backend delay: change what a test needs with `..NetOpts::blocks_every(ms)`.
+    /// storage on the temp dir, the demo backend: change what a test needs with `..NetOpts::blocks_every(ms)`.
     pub fn blocks_every(block_time_ms: u64) -> Self {
         Self {
             block_time_ms,
@@ -62,7 +62,7 @@ impl NetOpts {
             initial_suppliers: None,
             redis_url: None,
             manual_blocks: false,
-            backend_delay_ms: 0,
+            backend_url: None,
             data_tmpfs: None,
         }
     }
@@ -90,7 +90,7 @@ pub async fn start_net(opts: NetOpts) -> Net {
         initial_suppliers,
         redis_url,
         manual_blocks,
-        backend_delay_ms,
+        backend_url,
         data_tmpfs,
     } = opts;
     let storage_mode = match redis_url {
@@ -106,13 +106,7 @@ pub async fn start_net(opts: NetOpts) -> Net {
     let node = relay_miner::sim::SimNode::start(
         chain.clone(),
         relay_miner::sim::SimNodeConfig {
-            backend: Some(relay_miner::sim::backend::BackendConfig {
-                delay: relay_miner::sim::backend::DelayConfig {
-                    fixed: Duration::from_millis(backend_delay_ms),
-                    jitter: Duration::ZERO,
-                },
-                ..Default::default()
-            }),
+            backend: Some(relay_miner::sim::backend::BackendConfig::default()),
             blocks: if manual_blocks {
                 BlockTimer::Manual
             } else {
@@ -125,7 +119,10 @@ pub async fn start_net(opts: NetOpts) -> Net {
     .unwrap();
     let grpc_url = node.grpc_url();
     let rpc_url = node.rpc_url();
-    let backend_url = node.backend_url().unwrap();
+    let backend_url = match backend_url {
+        Some(url) => url.to_string(),
+        None => node.backend_url().unwrap(),
+    };
     let dir = tempfile::tempdir().unwrap();
     let data = data_tmpfs.map(|size| Tmpfs::mount(&dir.path().join("data"), size));
     let keys = dir.path().join("keys.yaml");
