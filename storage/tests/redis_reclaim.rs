@@ -18,7 +18,9 @@ async fn backend(server: &RedisServer, idle: Option<Duration>) -> RedisBackend {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn entries_a_dead_consumer_left_pending_are_taken_over_once_idle() {
     let server = RedisServer::start(ServerOptions::default()).unwrap();
-    let idle = Duration::from_millis(300);
+    // 2 s: "not idle long enough" below is checked after a second backend connected; on a loaded machine that
+    // can take longer than a few hundred milliseconds, and the entries would rightly be taken over already.
+    let idle = Duration::from_secs(2);
     let dead = backend(&server, None).await;
     let relays: Vec<_> = (0..5).map(|i| suite::relay("pokt1a", "s1", i)).collect();
     let ids = dead.storage().relay_log.append(relays).await.unwrap();
