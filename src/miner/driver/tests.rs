@@ -515,6 +515,61 @@ async fn a_loss_that_cannot_be_valued_counts_relays_and_compute_units_but_no_upo
     );
 }
 
+/// The test genesis plus one application per label of `apps`, staked for `anvil` and delegating to the gateway:
+/// the supplier gets one more session per application at each height.
+pub(super) fn genesis_with_apps(apps: &[&str]) -> Genesis {
+    let mut g = genesis();
+    for app in apps {
+        g.applications.push(GenesisApplication {
+            key_hex: key_hex(app),
+            stake_upokt: 1_000_000,
+            services: vec!["anvil".into()],
+            delegate_to: vec![0],
+        });
+    }
+    g
+}
+
+/// Application `app`'s `anvil` session at the chain's current height: its header and its key for the fixture's
+/// supplier.
+async fn app_session(f: &Fixture, app: &str) -> (SessionHeader, SessionKey) {
+    let (_, address, _) = actor(&key_hex(app)).unwrap();
+    let header = f
+        .client
+        .session(&address, "anvil", f.chain.height())
+        .await
+        .unwrap()
+        .header
+        .unwrap();
+    let key = SessionKey {
+        supplier: f.supplier.clone(),
+        session_id: header.session_id.clone(),
+    };
+    (header, key)
+}
+
+/// Asserts that the chain holds the claim of every session of `keys`.
+async fn assert_claimed(f: &Fixture, keys: &[&SessionKey]) {
+    for key in keys {
+        assert!(
+            f.client.claim(&key.session_id, &key.supplier).await.unwrap().is_some(),
+            "claim of {} on chain: {:?}",
+            key.session_id,
+            f.chain.records()
+        );
+    }
+}
+
+/// Asserts that the chain holds no claim of `key`'s session.
+async fn assert_not_claimed(f: &Fixture, key: &SessionKey) {
+    assert!(
+        f.client.claim(&key.session_id, &key.supplier).await.unwrap().is_none(),
+        "claim of {} on chain: {:?}",
+        key.session_id,
+        f.chain.records()
+    );
+}
+
 /// Lets `miner` (a leader to be, over `plain`'s relay log) ingest relays 0..5 of the fixture's session, then
 /// produces blocks up to the claim window's open (the miner has not seen it yet); returns the session schedule.
 async fn ingest_until_claim_open(
@@ -1110,18 +1165,8 @@ async fn a_refused_batch_is_resent_message_by_message_so_one_bad_claim_does_not_
 
     miner.step().await.unwrap();
     f.chain.produce_block();
-    assert!(
-        f.client.claim(&f.key.session_id, &f.supplier).await.unwrap().is_some(),
-        "the good session's claim is on chain: {:?}",
-        f.chain.records()
-    );
-    assert!(
-        f.client
-            .claim(&empty_key.session_id, &f.supplier)
-            .await
-            .unwrap()
-            .is_none()
-    );
+    assert_claimed(&f, &[&f.key]).await;
+    assert_not_claimed(&f, &empty_key).await;
     assert_eq!(
         counter(&telemetry.render_metrics(), "ha_miner_claim_errors_total", "refused"),
         Some(1),
@@ -1238,26 +1283,8 @@ async fn a_claim_settled_before_the_miner_looked_it_up_is_read_from_the_settleme
 /// 18), so both good claims land.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_batch_resent_message_by_message_in_one_block_lands_every_good_claim() {
-    let mut g = genesis();
-    g.applications.push(GenesisApplication {
-        key_hex: key_hex("app2"),
-        stake_upokt: 1_000_000,
-        services: vec!["anvil".into()],
-        delegate_to: vec![0],
-    });
-    let f = fixture_on(g).await;
-    let (_, app2, _) = actor(&key_hex("app2")).unwrap();
-    let header2 = f
-        .client
-        .session(&app2, "anvil", f.chain.height())
-        .await
-        .unwrap()
-        .header
-        .unwrap();
-    let key2 = SessionKey {
-        supplier: f.supplier.clone(),
-        session_id: header2.session_id.clone(),
-    };
+    let f = fixture_on(genesis_with_apps(&["app2"])).await;
+    let (header2, key2) = app_session(&f, "app2").await;
     let plain = MemoryBackend::new().storage();
     let mut miner = Miner::new(f.client.clone(), plain.clone(), f.keyring.clone(), config("a"));
     plain
@@ -1277,14 +1304,7 @@ async fn a_batch_resent_message_by_message_in_one_block_lands_every_good_claim()
 
     miner.step().await.unwrap();
     f.chain.produce_block();
-    for key in [&f.key, &key2] {
-        assert!(
-            f.client.claim(&key.session_id, &f.supplier).await.unwrap().is_some(),
-            "claim of {} on chain: {:?}",
-            key.session_id,
-            f.chain.records()
-        );
-    }
+    assert_claimed(&f, &[&f.key, &key2]).await;
 }
 
 /// The node's gRPC latest block can be one ahead of the committed state Simulate and CheckTx run on (CometBFT
@@ -1433,17 +1453,9 @@ async fn proofs_over_the_size_limit_go_out_in_several_txs_and_all_land() {
     // Relays with a 10,000-byte payload make proof txs of ~22 KB: two proofs fit a tx, three do not, and each
     // relay is under the limit less the proof overhead (`MAX_PROOF_OVERHEAD_BYTES`), so it is mined.
     const LIMIT: usize = 48_000;
-    let mut g = genesis();
+    let mut g = genesis_with_apps(&APPS[1..]);
     g.proof_params.proof_request_probability = 1.0;
     g.proof_params.proof_requirement_threshold_upokt = 0;
-    for app in &APPS[1..] {
-        g.applications.push(GenesisApplication {
-            key_hex: key_hex(app),
-            stake_upokt: 1_000_000,
-            services: vec!["anvil".into()],
-            delegate_to: vec![0],
-        });
-    }
     let f = fixture_on(g).await;
     f.chain.state().max_tx_bytes = LIMIT;
     let telemetry = crate::telemetry::Telemetry::new().unwrap();
@@ -1455,23 +1467,13 @@ async fn proofs_over_the_size_limit_go_out_in_several_txs_and_all_land() {
     miner.step().await.unwrap();
     let mut keys = Vec::new();
     for app in APPS {
-        let (_, address, _) = actor(&key_hex(app)).unwrap();
-        let header = f
-            .client
-            .session(&address, "anvil", f.chain.height())
-            .await
-            .unwrap()
-            .header
-            .unwrap();
+        let (header, key) = app_session(&f, app).await;
         plain
             .relay_log
             .append(signed_relays(&f, &header, app, 0..2, 10_000))
             .await
             .unwrap();
-        keys.push(SessionKey {
-            supplier: f.supplier.clone(),
-            session_id: header.session_id,
-        });
+        keys.push(key);
     }
     miner.step().await.unwrap();
     let schedule = miner.engine.session(&keys[0]).unwrap().schedule;

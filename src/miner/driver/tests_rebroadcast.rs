@@ -349,26 +349,8 @@ async fn a_tx_of_a_split_submission_whose_deadline_passed_meanwhile_is_not_sent(
 /// next block both sessions count as sent from it, no claim is signed again, and one fee is paid for both.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_batch_whose_broadcast_answer_is_lost_lands_once_and_pays_one_fee() {
-    let mut g = genesis();
-    g.applications.push(GenesisApplication {
-        key_hex: key_hex("app2"),
-        stake_upokt: 1_000_000,
-        services: vec!["anvil".into()],
-        delegate_to: vec![0],
-    });
-    let f = fixture_on(g).await;
-    let (_, app2, _) = actor(&key_hex("app2")).unwrap();
-    let header2 = f
-        .client
-        .session(&app2, "anvil", f.chain.height())
-        .await
-        .unwrap()
-        .header
-        .unwrap();
-    let key2 = SessionKey {
-        supplier: f.supplier.clone(),
-        session_id: header2.session_id.clone(),
-    };
+    let f = fixture_on(genesis_with_apps(&["app2"])).await;
+    let (header2, key2) = app_session(&f, "app2").await;
     let client = Arc::new(ChainClient::new(f.client.grpc().url(), Duration::from_millis(500)).unwrap());
     let plain = MemoryBackend::new().storage();
     let mut miner = Miner::new(client, plain.clone(), f.keyring.clone(), config("a"));

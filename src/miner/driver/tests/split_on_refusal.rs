@@ -30,28 +30,9 @@ fn weighted(relays: Vec<MinedRelay>, compute_units_per_relay: u64) -> Vec<MinedR
 /// (a node answered it, no block has it): only its 4 relays are counted lost.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_batch_refused_for_one_claim_lands_the_others_and_loses_only_that_one() {
-    let mut g = genesis();
-    for app in ["app2", "app3"] {
-        g.applications.push(GenesisApplication {
-            key_hex: key_hex(app),
-            stake_upokt: 1_000_000,
-            services: vec!["anvil".into()],
-            delegate_to: vec![0],
-        });
-    }
-    let f = fixture_on(g).await;
-    let mut headers = Vec::new();
-    for app in ["app2", "app3"] {
-        let (_, address, _) = actor(&key_hex(app)).unwrap();
-        let session = f.client.session(&address, "anvil", f.chain.height()).await.unwrap();
-        headers.push(session.header.unwrap());
-    }
-    let (good, bad) = (headers[0].clone(), headers[1].clone());
-    let key_of = |header: &SessionHeader| SessionKey {
-        supplier: f.supplier.clone(),
-        session_id: header.session_id.clone(),
-    };
-    let (good_key, bad_key) = (key_of(&good), key_of(&bad));
+    let f = fixture_on(genesis_with_apps(&["app2", "app3"])).await;
+    let (good, good_key) = app_session(&f, "app2").await;
+    let (bad, bad_key) = app_session(&f, "app3").await;
 
     let telemetry = crate::telemetry::Telemetry::new().unwrap();
     let plain = MemoryBackend::new().storage();
@@ -85,21 +66,8 @@ async fn a_batch_refused_for_one_claim_lands_the_others_and_loses_only_that_one(
         "the batch, then each claim on its own"
     );
     f.chain.produce_block();
-    for key in [&f.key, &good_key] {
-        assert!(
-            f.client.claim(&key.session_id, &f.supplier).await.unwrap().is_some(),
-            "claim of {} on chain: {:?}",
-            key.session_id,
-            f.chain.records()
-        );
-    }
-    assert!(
-        f.client
-            .claim(&bad_key.session_id, &f.supplier)
-            .await
-            .unwrap()
-            .is_none()
-    );
+    assert_claimed(&f, &[&f.key, &good_key]).await;
+    assert_not_claimed(&f, &bad_key).await;
     assert!(
         f.chain.records().iter().all(|r| r.session_id != bad_key.session_id),
         "the bad claim never reached a block (no fee): {:?}",
