@@ -325,16 +325,7 @@ async fn raft_cluster_survives_leader_kills_and_membership_changes_under_load() 
          chain, per node: {:?}",
         submitters.by_term, submitters.samples, submitters.ambiguous, submitters.miner_lag
     );
-    println!(
-        "load: {} sent, {} served (per node {:?}), {} refused, {} failed (last error: {:?}); {} sessions",
-        load.sent,
-        load.total_served(),
-        load.served_by,
-        load.refused,
-        load.failed,
-        load.last_error,
-        load.served.len()
-    );
+    println!("{}", load.summary());
     assert!(load.served.len() >= 4, "too few sessions served: {:?}", load.served);
     println!("leader kills at heights {kill_heights:?}");
     // Two submitters in one term explain rejected or duplicate claims best: asserted first.

@@ -161,16 +161,7 @@ impl Run {
             metrics.push(http_get(&self.cluster.proc(id).metrics_url).await.unwrap());
         }
         drop(self.cluster);
-        println!(
-            "load: {} sent, {} served (per node {:?}), {} refused, {} failed (last error: {:?}); {} sessions",
-            load.sent,
-            load.total_served(),
-            load.served_by,
-            load.refused,
-            load.failed,
-            load.last_error,
-            load.served.len()
-        );
+        println!("{}", load.summary());
         assert!(load.served.len() >= 2, "too few sessions served: {:?}", load.served);
         assert_claims(&env.chain, &load.served, load.unanswered(), Proofs::EveryClaim);
         for (i, text) in metrics.iter().enumerate() {

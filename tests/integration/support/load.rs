@@ -36,6 +36,21 @@ impl Load {
     pub fn unanswered(&self) -> u64 {
         self.failed + self.refused
     }
+
+    /// The line a process test prints about its load: sent, served (per node), refused, failed (with the last
+    /// error), sessions.
+    pub fn summary(&self) -> String {
+        format!(
+            "load: {} sent, {} served (per node {:?}), {} refused, {} failed (last error: {:?}); {} sessions",
+            self.sent,
+            self.total_served(),
+            self.served_by,
+            self.refused,
+            self.failed,
+            self.last_error,
+            self.served.len()
+        )
+    }
 }
 
 /// Sends relays to every node in `gens` (one sender each, `pace` between requests) until `stop`. The senders
