@@ -562,9 +562,13 @@ async fn a_grace_period_relay_answered_after_the_claim_window_opened_is_refused_
     // The backend answers once the relayer has seen a height the claim was sent at or after (the relayer refuses
     // from the claim's send height on, and learns of blocks on its own).
     let sent_by = net.chain.height() as f64;
-    metrics_until(&net, "relayer at the claim's height", Duration::from_secs(30), None, |m| {
-        metric_sum(m, "ha_relayer_current_block_height", &[]) >= sent_by
-    })
+    metrics_until(
+        &net,
+        "relayer at the claim's height",
+        Duration::from_secs(30),
+        None,
+        |m| metric_sum(m, "ha_relayer_current_block_height", &[]) >= sent_by,
+    )
     .await;
     assert!(!late.is_finished(), "relay 5 was answered before the gate opened");
     gate.release.add_permits(1);
