@@ -15,7 +15,7 @@ use storage::suite::fill;
 
 use crate::support::claims::{Proofs, Served, assert_claims};
 use crate::support::node::{Net, NetOpts, spawn_miner, start_net, wait_up};
-use crate::support::{http_get, http_get_status, metric_sum, wait_height};
+use crate::support::{http_get_status, metric_sum, scrape, wait_height};
 
 /// Sends relay `n + 1`; a served one is counted in `served`. Returns whether it was served.
 async fn send(net: &Net, n: &mut u64, served: &mut Served) -> bool {
@@ -102,7 +102,7 @@ async fn a_full_disk_stops_recording_and_once_freed_every_served_relay_is_claime
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let metrics = http_get(&net.metrics_url).await.unwrap_or_default();
+    let metrics = scrape(&net.metrics_url).await;
     assert!(
         metric_sum(&metrics, "ha_storage_redb_reopens_total", &[("result", "ok")]) >= 1.0,
         "reopened in place, not restarted:\n{metrics}"

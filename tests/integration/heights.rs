@@ -18,7 +18,7 @@ use relay_miner::sim::chain::Settlement;
 
 use crate::support::claims::{Proofs, Served, assert_claims, claimed_counts, claimed_roots};
 use crate::support::node::{MinerProcess, Net, NetOpts, spawn_miner, start_net, wait_up};
-use crate::support::{http_get, metric_sum};
+use crate::support::{http_get, metric_sum, scrape};
 
 const SERVICE: &str = "anvil";
 
@@ -199,7 +199,7 @@ async fn a_difficulty_changed_mid_session_mines_against_the_session_start_target
     let served = serve(&net, &mut n, 8).await;
     let total: u64 = served.values().sum();
     blocks_to(&net, session.settlement).await;
-    let metrics = http_get(&net.metrics_url).await.unwrap_or_default();
+    let metrics = scrape(&net.metrics_url).await;
     miner.kill().unwrap();
     miner.wait().unwrap();
 

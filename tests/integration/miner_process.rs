@@ -16,7 +16,7 @@ use relay_miner::protocol::session::SessionWindows;
 use crate::support::claims::{Proofs, Served, assert_claims, claimed_counts};
 use crate::support::gate::Gate;
 use crate::support::node::{Net, NetOpts, load_until, spawn_miner, start_net, wait_up, write_keys};
-use crate::support::{http_get, metric_sum, wait_height};
+use crate::support::{http_get, metric_sum, scrape, wait_height};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_in_claim_and_proof_windows_loses_nothing() {
@@ -73,7 +73,7 @@ async fn sigkill_scenario(opts: NetOpts) {
     wait_up(&net).await;
     // Until both sessions are settled.
     wait_height(&net.chain, second.settlement + 1, Duration::from_secs(60)).await;
-    let metrics = http_get(&net.metrics_url).await.unwrap_or_default();
+    let metrics = scrape(&net.metrics_url).await;
     miner.kill().unwrap();
     miner.wait().unwrap();
 
@@ -420,7 +420,7 @@ async fn sigterm_drains_in_flight_relays_and_exits_cleanly() {
     }
     // The relay WAL's metrics are served too (embedded mode, WAL and durable ack on by default): a relay counts
     // as mined only after its record was written and synced, so the WAL has counted at least the 20 seen above.
-    let metrics = http_get(&net.metrics_url).await.unwrap_or_default();
+    let metrics = scrape(&net.metrics_url).await;
     assert!(
         metric_sum(&metrics, "ha_storage_wal_relays_total", &[]) >= 20.0,
         "relay WAL metrics missing or short:\n{metrics}"

@@ -25,7 +25,7 @@ use crate::support::cluster::{Cluster, NodeOpts, node_config, start_env};
 use crate::support::tcp_proxy::LinkProxies;
 use crate::support::traffic::{Traffic, served_by};
 use crate::support::{
-    CLUSTER_TESTS, assert_nodes_lost_nothing, free_port, http_get, http_get_status, poll, raft_block_ms, submitted,
+    CLUSTER_TESTS, assert_nodes_lost_nothing, free_port, http_get_status, poll, raft_block_ms, scrape, submitted,
     wait_height,
 };
 
@@ -87,7 +87,7 @@ async fn raft_cluster_survives_partitions_under_load() {
     assert!(!old_status.is_leader, "{old_status:?}");
     // From here on the old leader cannot confirm its leadership: its miner must not submit.
     let old_metrics = cluster.proc(old).metrics_url.clone();
-    let submitted_at_cut = submitted(&http_get(&old_metrics).await.unwrap());
+    let submitted_at_cut = submitted(&scrape(&old_metrics).await);
     let old_served_at_cut = served_by(&load, &[old]);
     let majority_served_at_cut = served_by(&load, &majority);
     println!(
@@ -109,7 +109,7 @@ async fn raft_cluster_survives_partitions_under_load() {
     assert_eq!(old_status.term, term, "the isolated node's term moved: {old_status:?}");
     assert!(!old_status.is_leader, "{old_status:?}");
     assert_eq!(
-        submitted(&http_get(&old_metrics).await.unwrap()),
+        submitted(&scrape(&old_metrics).await),
         submitted_at_cut,
         "the isolated old leader submitted while cut off"
     );

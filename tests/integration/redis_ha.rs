@@ -18,7 +18,7 @@ use storage::redis::server::{RedisServer, ServerOptions};
 use crate::support::claims::{Proofs, assert_claims};
 use crate::support::cluster::{Cluster, Env, NodeOpts, Proc, SERVICE, node_config, start_env, tail};
 use crate::support::load::{Load, spawn_load};
-use crate::support::{CLUSTER_TESTS, free_port, http_get, metric_sum, raft_block_ms, wait_height};
+use crate::support::{CLUSTER_TESTS, free_port, http_get, metric_sum, raft_block_ms, scrape, wait_height};
 
 /// Far longer than the scenario: a standby that leads within seconds of a stop got the lease given up, not expired.
 const LEADER_TTL_SECONDS: u64 = 60;
@@ -158,7 +158,7 @@ impl Run {
         wait_height(&env.chain, settle.settlement + 1, Duration::from_secs(60)).await;
         let mut metrics = Vec::new();
         for id in 1..=2 {
-            metrics.push(http_get(&self.cluster.proc(id).metrics_url).await.unwrap());
+            metrics.push(scrape(&self.cluster.proc(id).metrics_url).await);
         }
         drop(self.cluster);
         println!("{}", load.summary());

@@ -13,7 +13,7 @@ use relay_miner::chain::query::ChainClient;
 use relay_miner::cli::demo_genesis;
 use relay_miner::sim::chain::{Genesis, SimChain};
 
-use super::{demo_args, free_port, http_get, metric_sum, serve};
+use super::{demo_args, free_port, http_get, metric_sum, scrape, serve};
 
 /// The cluster token every test node shares.
 pub const TOKEN: &str = "chaos-test-cluster-token-0123456789";
@@ -505,7 +505,7 @@ impl Cluster {
     pub async fn metrics(&self) -> BTreeMap<u64, String> {
         let mut m = BTreeMap::new();
         for id in self.running() {
-            m.insert(id, http_get(&self.proc(id).metrics_url).await.unwrap_or_default());
+            m.insert(id, scrape(&self.proc(id).metrics_url).await);
         }
         m
     }

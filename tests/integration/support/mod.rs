@@ -103,6 +103,13 @@ pub async fn http_get(url: &str) -> Option<String> {
     http_get_status(url).await.map(|(_, body)| body)
 }
 
+/// A `/metrics` text the test asserts on: GETs `url` until it answers (up to 30 s), so that one request left
+/// unanswered for 2 s on a loaded machine is not read as an empty text (where a counter asserted `0` passes
+/// without being read, and one asserted `> 0` fails).
+pub async fn scrape(url: &str) -> String {
+    poll(&format!("{url} answers"), Duration::from_secs(30), || http_get(url)).await
+}
+
 /// Sum of a metric's samples whose label set contains every `labels` pair.
 pub fn metric_sum(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
     text.lines()
