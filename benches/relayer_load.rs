@@ -18,6 +18,7 @@
 //! `RELAYER_BENCH_COOLDOWN_MS` (idle time before the open-loop runs, default 0), `RELAYER_BENCH_MINER` (1 = the
 //! miner runs on its own runtime thread and ingests every relay into the session's trie, as in `relay-miner run`;
 //! default 1), `RELAYER_BENCH_MINER_OWN_THREAD` (0 = the miner runs on the relayer's runtime instead; default 1),
+//! `RELAYER_BENCH_MINER_TICK_MS` (the miner's tick, default 100 as `relay-miner run`),
 //! `RELAYER_BENCH_BODY_BUDGET` (`relay_server.max_body_bytes_in_flight`; 0 = none; default: the config default),
 //! `RELAYER_BENCH_FLOOR` (1 = a proxy doing none of the relayer's work but the same hops and the same durable
 //! append stands in for the relayer: the latency floor of this topology on this host; default 0). The relayer's
@@ -579,7 +580,7 @@ relay_log: {{durable_ack: {durable}}}
                 tx_ttl_secs: 120,
                 max_tx_bytes: relay_miner::config::DEFAULT_MAX_TX_BYTES as usize,
                 unordered: true,
-                tick: Duration::from_millis(100),
+                tick: Duration::from_millis(env("RELAYER_BENCH_MINER_TICK_MS", 100) as u64),
                 consumer: "bench-miner".into(),
                 instance: "bench-miner".into(),
                 lease: Duration::from_secs(10),
