@@ -18,7 +18,8 @@
 //! `RELAYER_BENCH_COOLDOWN_MS` (idle time before the open-loop runs, default 0), `RELAYER_BENCH_MINER` (1 = the
 //! miner runs on its own runtime thread and ingests every relay into the session's trie, as in `relay-miner run`;
 //! default 1), `RELAYER_BENCH_MINER_OWN_THREAD` (0 = the miner runs on the relayer's runtime instead; default 1),
-//! `RELAYER_BENCH_MINER_TICK_MS` (the miner's tick, default 100 as `relay-miner run`),
+//! `RELAYER_BENCH_MINER_TICK_MS` (the miner's tick, default 100 as `relay-miner run`), `RELAYER_BENCH_MINER_INGEST_MS`
+//! (its ingest rounds between ticks, default 20 as `relay-miner run` on the embedded store; ≥ the tick: none),
 //! `RELAYER_BENCH_BODY_BUDGET` (`relay_server.max_body_bytes_in_flight`; 0 = none; default: the config default),
 //! `RELAYER_BENCH_FLOOR` (1 = a proxy doing none of the relayer's work but the same hops and the same durable
 //! append stands in for the relayer: the latency floor of this topology on this host; default 0). The relayer's
@@ -581,6 +582,10 @@ relay_log: {{durable_ack: {durable}}}
                 max_tx_bytes: relay_miner::config::DEFAULT_MAX_TX_BYTES as usize,
                 unordered: true,
                 tick: Duration::from_millis(env("RELAYER_BENCH_MINER_TICK_MS", 100) as u64),
+                ingest_every: Duration::from_millis(env(
+                    "RELAYER_BENCH_MINER_INGEST_MS",
+                    relay_miner::miner::driver::INGEST_EVERY_EMBEDDED.as_millis() as usize,
+                ) as u64),
                 consumer: "bench-miner".into(),
                 instance: "bench-miner".into(),
                 lease: Duration::from_secs(10),

@@ -236,6 +236,7 @@ pub async fn run(args: LocalnetArgs) -> anyhow::Result<i32> {
             max_tx_bytes: crate::config::DEFAULT_MAX_TX_BYTES as usize,
             unordered: true,
             tick: Duration::from_millis(50),
+            ingest_every: crate::miner::driver::INGEST_EVERY_EMBEDDED,
             consumer: format!("miner-localnet-{}", std::process::id()),
             instance: format!("miner-localnet-{}", std::process::id()),
             lease: Duration::from_secs(10),

@@ -68,6 +68,9 @@ pub struct MinerStats {
     pub keyless_sessions: AtomicU64,
 }
 
+/// [`MinerConfig::ingest_every`] of the embedded store.
+pub const INGEST_EVERY_EMBEDDED: Duration = Duration::from_millis(20);
+
 /// Driver settings.
 #[derive(Debug, Clone)]
 pub struct MinerConfig {
@@ -89,6 +92,14 @@ pub struct MinerConfig {
     pub unordered: bool,
     /// Loop period.
     pub tick: Duration,
+    /// Period of the extra ingest rounds run between two ticks while this miner leads and a round took relays
+    /// within the last `tick` ([`Miner::run`]); `tick` or longer: none. The embedded store runs them every 20 ms
+    /// ([`INGEST_EVERY_EMBEDDED`]): a 100 ms tick at 2,000 relays/s gave the miner ~200 relays to decode and
+    /// insert in one burst of several ms of one core's time, and the relayer's threads waited behind it on a
+    /// 2-core host (the relayer's added p99 2.2–2.7 ms at a 100 ms tick, 1.8–1.9 ms with 20 ms rounds:
+    /// BENCHMARKS.md). Redis and raft keep the tick: a round costs them a round trip per supplier, and on raft a
+    /// replicated entry per batch.
+    pub ingest_every: Duration,
     /// Consumer name in the relay log. Miners that take over from each other (raft nodes) share it, so a new
     /// leader re-reads what the old one had read but not acknowledged.
     pub consumer: String,
@@ -133,6 +144,8 @@ pub struct Miner {
     ingest_read_size: HashMap<String, usize>,
     /// Where the next ingest round starts in the supplier list (it rotates; module `ingest`).
     ingest_rotation: usize,
+    /// When an ingest round last took any relay (extra rounds between ticks run for one tick after it).
+    ingest_busy_at: Option<std::time::Instant>,
     /// When an ingest round stops reading (the time bound; tests set a batch count).
     ingest_bound: ingest::RoundBound,
     /// The reports (losses, discards) of those changes, run once their records are stored.
@@ -228,6 +241,7 @@ impl Miner {
             unpersisted: Default::default(),
             ingest_read_size: HashMap::new(),
             ingest_rotation: 0,
+            ingest_busy_at: None,
             ingest_bound: ingest::RoundBound::Time,
             pending_reports: Vec::new(),
             leader_token: None,
@@ -360,14 +374,34 @@ impl Miner {
         }
         tokio::pin!(shutdown);
         let mut ticker = tokio::time::interval(self.config.tick);
+        let mut ingest_ticker = tokio::time::interval(self.config.ingest_every);
+        ingest_ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let extra_rounds = self.config.ingest_every < self.config.tick;
         // A failing step repeats every tick (storage down: 10 lines a second); one line a second says it.
         let failures = crate::telemetry::LogThrottle::new(Duration::from_secs(1));
         loop {
+            // Extra ingest rounds only while leading and busy (a round took relays within the last tick): an idle
+            // or following miner reads nothing between ticks.
+            let busy = self.ingest_busy_at.is_some_and(|at| at.elapsed() < self.config.tick);
+            let ingest_due = extra_rounds && self.engine.is_leader() && busy;
             tokio::select! {
                 // A stop asked while a tick is due wins: the final ingest below runs at once.
                 biased;
                 _ = &mut shutdown => break,
                 _ = ticker.tick() => {}
+                _ = ingest_ticker.tick(), if ingest_due => {
+                    if let Err(e) = self.ingest_between_ticks().await
+                        && let Some(suppressed) = failures.admit()
+                    {
+                        tracing::warn!(
+                            error = %e,
+                            suppressed,
+                            "ingest round between ticks failed; retrying (`suppressed`: failures not logged since \
+                             the last line)"
+                        );
+                    }
+                    continue;
+                }
             }
             heartbeat.beat();
             if let Err(e) = self.step().await
@@ -422,6 +456,25 @@ impl Miner {
             ),
         }
         self.leave_leader_mode();
+    }
+
+    /// An ingest round between two ticks (`MinerConfig::ingest_every`): a write refused by the fence ends
+    /// leadership as in [`Miner::step`]; any other failure holds every supplier's claims until a round catches
+    /// up, as a failed ingest of a tick does.
+    async fn ingest_between_ticks(&mut self) -> Result<(), MinerError> {
+        match self.ingest().await {
+            Err(e) if e.is_fenced() => {
+                self.fenced_out(&e);
+                Ok(())
+            }
+            Err(e) => {
+                for supplier in self.signers.keys().cloned().collect::<Vec<_>>() {
+                    self.engine.set_ingest_caught_up(&supplier, false);
+                }
+                Err(e)
+            }
+            Ok(()) => Ok(()),
+        }
     }
 
     /// One iteration: leadership, ingest, new block, commands. A write refused by the fence ends leadership here

@@ -452,6 +452,10 @@ impl Node {
                 max_tx_bytes: usize::try_from(config.transaction.max_tx_bytes).unwrap_or(usize::MAX),
                 unordered: config.transaction.unordered,
                 tick: Duration::from_millis(100),
+                ingest_every: match storage.name() {
+                    "embedded" => crate::miner::driver::INGEST_EVERY_EMBEDDED,
+                    _ => Duration::from_millis(100),
+                },
                 consumer,
                 instance,
                 lease: match storage.name() {

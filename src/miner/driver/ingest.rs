@@ -94,7 +94,18 @@ pub(super) fn late_namespace(session_id: &str) -> String {
 }
 
 impl Miner {
+    /// One ingest round ([`Miner::ingest_round`]), noting when it took any relay (`ingest_busy_at`: the extra
+    /// rounds between ticks run for a tick after that, see [`super::MinerConfig::ingest_every`]).
     pub(super) async fn ingest(&mut self) -> Result<(), MinerError> {
+        let before = self.stats.relays_ingested.load(AtomicOrdering::Relaxed);
+        let result = self.ingest_round().await;
+        if self.stats.relays_ingested.load(AtomicOrdering::Relaxed) != before {
+            self.ingest_busy_at = Some(std::time::Instant::now());
+        }
+        result
+    }
+
+    async fn ingest_round(&mut self) -> Result<(), MinerError> {
         // Only the leader builds tries: followers' engines would diverge from the records the leader persists.
         if !self.engine.is_leader() {
             return Ok(());

@@ -22,6 +22,7 @@ use crate::sim::chain::genesis::*;
 use crate::sim::chain::{SimChain, actor, router};
 
 mod fee_refusals;
+mod ingest_between_ticks;
 mod ingest_failure;
 mod kept_txs;
 mod keyless_tombstones;
@@ -214,6 +215,7 @@ pub(super) fn config(instance: &str) -> MinerConfig {
         max_tx_bytes: crate::config::DEFAULT_MAX_TX_BYTES as usize,
         unordered: true,
         tick: Duration::from_millis(10),
+        ingest_every: Duration::from_millis(10),
         consumer: "miner".into(),
         instance: instance.into(),
         lease: LEASE,
