@@ -850,8 +850,7 @@ impl Miner {
                 outcome: check_tx_outcome(&response),
             },
             Err(outcome) => Broadcast {
-                message_refused: matches!(&outcome, TxOutcome::Refused(reason)
-                    if reason.contains(MESSAGE_INDEX) || reason.contains(REFUSED_BEFORE_ANTE)),
+                message_refused: matches!(&outcome, TxOutcome::Refused(reason) if simulate_refused_a_message(reason)),
                 outcome: Err(outcome),
             },
         }
@@ -997,12 +996,21 @@ struct Broadcast {
 /// index: N"): a Simulate refusal naming a message.
 const MESSAGE_INDEX: &str = "message index: ";
 
-/// How cosmos-sdk's gRPC `Simulate` ends the error of a tx refused before its ante handler ran (no gas metered):
-/// in practice a message's `ValidateBasic` (`baseapp.runTx` → `validateBasicTxMsgs`), which names no message
-/// index and loses its codespace on the way. Splitting such a batch sends the bad message alone; a refusal of the
-/// whole tx with that ending (bytes that do not decode, an ante check that ran before any gas was used) costs
-/// one refused Simulate per message, and no fee.
-const REFUSED_BEFORE_ANTE: &str = "With gas wanted: '0' and gas used: '0'";
+/// How cosmos-sdk v0.53's gRPC `Simulate` ends the error of a tx refused before any gas was metered
+/// (x/auth/tx/service.go `txServer.Simulate`: `"%v with gas used: '%d'"`, cosmos-sdk#18772 since v0.50.3; before,
+/// `"%v With gas wanted: '%d' and gas used: '%d' "`): in practice a message's `ValidateBasic` (`baseapp.runTx` →
+/// `validateBasicTxMsgs`) or a signer address the tx decoder refuses, which name no message index and lose their
+/// codespace on the way. Splitting such a batch sends the bad message alone; a refusal of the whole tx with that
+/// ending (bytes that do not decode, the ante handler's first checks such as the timeout height) costs one refused
+/// Simulate per message, and no fee.
+const REFUSED_BEFORE_GAS: &str = "gas used: '0'";
+
+/// Whether a Simulate refusal (`reason`, the status error's text) is one message's: it names the message that
+/// failed (`runMsgs`' "message index: N"), or it was refused before any gas was metered ([`REFUSED_BEFORE_GAS`]
+/// ends it, after the error's `[file:line]` frame and with or without the older format's trailing space).
+pub(super) fn simulate_refused_a_message(reason: &str) -> bool {
+    reason.contains(MESSAGE_INDEX) || reason.trim_end().ends_with(REFUSED_BEFORE_GAS)
+}
 
 /// Whether a CheckTx refusal is about the messages rather than the tx: an error of a message's module (its
 /// `ValidateBasic`, codespace other than `sdk`), or the tx too large for the node (code 21; smaller txs may fit).

@@ -108,3 +108,35 @@ async fn a_batch_refused_for_one_claim_lands_the_others_and_loses_only_that_one(
         f.chain.records()
     );
 }
+
+/// The Simulate refusals a cosmos-sdk v0.53.7 node answers, as the chain client shows them (`gRPC <method>:
+/// Unknown: <status message>`), the status message being `"%v with gas used: '%d'"` (x/auth/tx/service.go): one
+/// message's refusal names its index (baseapp `runMsgs`) or was metered no gas (a message's `ValidateBasic`, refused
+/// before the ante handler, its `[file:line]` frame before the gas); an ante refusal after gas was metered (a
+/// sequence mismatch) is the whole tx's. The pre-v0.50.3 ending ("With gas wanted: '0' and gas used: '0' ") is
+/// still read.
+#[test]
+fn simulate_refusals_of_one_message_are_told_from_the_whole_txs() {
+    use super::super::submit::simulate_refused_a_message as one_message;
+    let simulate = "gRPC /cosmos.tx.v1beta1.Service/Simulate: Unknown: ";
+    let validate_basic = format!(
+        "{simulate}expecting root hash to be 48 bytes, got 47 bytes: invalid root hash \
+         [cosmossdk.io/errors@v1.0.2/errors.go:155] with gas used: '0'"
+    );
+    assert!(one_message(&validate_basic), "{validate_basic}");
+    let message_index = format!(
+        "{simulate}failed to execute message; message index: 2: rpc error: code = InvalidArgument desc = claim \
+         compute units: 28 is not equal to number of relays 4 * compute units per relay 10 for service anvil: \
+         mismatch: claim compute units != number of relays * service compute units per relay \
+         [cosmos/cosmos-sdk@v0.53.7/baseapp/baseapp.go:1097] with gas used: '131790'"
+    );
+    assert!(one_message(&message_index), "{message_index}");
+    let sequence = format!(
+        "{simulate}account sequence mismatch, expected 4, got 5: incorrect account sequence \
+         [cosmos/cosmos-sdk@v0.53.7/x/auth/ante/sigverify.go:294] with gas used: '10'"
+    );
+    assert!(!one_message(&sequence), "{sequence}");
+    let legacy =
+        format!("{simulate}must contain at least one message: invalid request With gas wanted: '0' and gas used: '0' ");
+    assert!(one_message(&legacy), "{legacy}");
+}
