@@ -60,6 +60,8 @@ impl CometBackend for SimChain {
                 "mempool is full: number of txs {0} (max: {0})",
                 super::MAX_MEMPOOL_TXS
             )),
+            // CometBFT v0.38 `mempool.ErrTxTooLarge`, an RPC error like the two above.
+            Admission::TooLarge { max, size } => Err(format!("Tx too large. Max size is {max}, but got {size}")),
             Admission::Rejected { code, codespace, log } => Ok(BroadcastResult {
                 code,
                 log,
@@ -256,8 +258,14 @@ mod tests {
             ..raw.clone()
         };
         let r = c.broadcast_tx(no_timeout.encode_to_vec()).unwrap();
-        assert_eq!(r.code, 4);
-        assert!(r.log.contains("without timeout_timestamp"), "{}", r.log);
+        // cosmos-sdk v0.53 `SigVerificationDecorator.verifyUnorderedNonce`: `ErrInvalidRequest` (18).
+        assert_eq!(
+            (r.code, r.log.as_str()),
+            (
+                18,
+                "unordered transaction must have timeout_timestamp set: invalid request"
+            )
+        );
         let mut auth = crate::chain::tx::AuthInfo::decode(raw.auth_info_bytes.as_slice()).unwrap();
         auth.signer_infos[0].sequence = 1;
         let with_sequence = crate::chain::tx::TxRaw {

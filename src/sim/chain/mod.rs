@@ -7,6 +7,7 @@
 //! mempool, run end-block proof validation, settle claims). A timer task drives it in `relay-miner sim`/`localnet`;
 //! tests call it directly for deterministic heights.
 
+mod ante;
 mod cometbft;
 mod events;
 pub mod fees;
@@ -90,6 +91,13 @@ pub enum Admission {
     Duplicate,
     /// The mempool holds [`MAX_MEMPOOL_TXS`] txs already.
     MempoolFull,
+    /// Larger than the mempool's `max_tx_bytes`: CometBFT refuses it before the app's CheckTx (`ErrTxTooLarge`).
+    TooLarge {
+        /// The mempool's limit.
+        max: usize,
+        /// The tx's size.
+        size: usize,
+    },
     /// CheckTx failed: not kept. Codes as the SDK's (2 decode, 4 unauthorized, 5 insufficient funds, 32
     /// account sequence mismatch).
     Rejected {
@@ -676,10 +684,9 @@ impl SimChain {
         }
         if tx.len() > s.max_tx_bytes {
             // CometBFT's mempool refuses it before the app sees it; the SDK's broadcast answers code 21.
-            return Admission::Rejected {
-                code: 21,
-                codespace: "sdk".into(),
-                log: format!("tx too large. Max size is {}, but got {}", s.max_tx_bytes, tx.len()),
+            return Admission::TooLarge {
+                max: s.max_tx_bytes,
+                size: tx.len(),
             };
         }
         match validate::check_tx(&s, &tx, validate::Mode::Check) {

@@ -210,31 +210,33 @@ pub fn router(chain: SimChain) -> GrpcRouter {
         let c = c.clone();
         async move {
             let mut s = c.state();
+            // Every failed simulation is answered as cosmos-sdk v0.53.7's tx service answers it: gRPC `Unknown`
+            // with "<error under %v> with gas used: '<n>'" (x/auth/tx/service.go `txServer.Simulate`; module
+            // `validate_basic` `simulate_failure`), whether the tx was refused before the ante handler (gas 0), by
+            // it, or by one of its messages (baseapp `runMsgs`: "failed to execute message; message index: N: ...").
             if s.refuse_simulations > 0 {
                 s.refuse_simulations -= 1;
-                return Err(Status::unknown(format!(
-                    "failed to execute message; message index: 0: refused by the test knob at height {}: outside the \
-                     window",
-                    s.height
-                )));
+                let refusal = validate::MsgError {
+                    code: tonic::Code::FailedPrecondition,
+                    text: format!("refused by the test knob at height {}: outside the window", s.height),
+                };
+                let gas = super::ante::ante_gas(r.tx_bytes.len(), 0) + super::ante::MESSAGE_GAS;
+                return Err(Status::unknown(validate::simulate_message_failure(0, &refusal, gas)));
             }
-            // A refusal before the ante handler (the messages' `ValidateBasic`) is answered as cosmos-sdk's tx
-            // service answers every simulation error (`Unknown`); ante refusals keep the simulator's
-            // `InvalidArgument`.
-            let (_, body, fee) = validate::check_tx(&s, &r.tx_bytes, validate::Mode::Simulate).map_err(|refusal| {
-                if refusal.before_ante {
-                    Status::unknown(refusal.simulate_status_message())
-                } else {
-                    Status::invalid_argument(refusal.log)
-                }
+            let (_, body, fee) = validate::check_tx(&s, &r.tx_bytes, validate::Mode::Simulate)
+                .map_err(|refusal| Status::unknown(refusal.simulate_status_message()))?;
+            // A node runs the messages too (at its last committed height); the gas metered up to the refused one.
+            validate::simulate_messages(&mut s, &body).map_err(|(index, error)| {
+                let gas = super::ante::ante_gas(r.tx_bytes.len(), fee) + super::ante::MESSAGE_GAS * (index as u64 + 1);
+                Status::unknown(validate::simulate_message_failure(index, &error, gas))
             })?;
-            // A node runs the messages too (at its last committed height) and answers a refusal with `Unknown`.
-            validate::simulate_messages(&mut s, &body).map_err(Status::unknown)?;
             let gas = validate::gas_used(r.tx_bytes.len(), body.messages.len(), fee);
             s.last_simulated_fee = Some(fee);
             Ok(wire::SimulateResponse {
+                // Simulate meters on an infinite gas meter (x/auth/ante `SetGasMeter` in simulate mode), whose
+                // `Limit()` is `math.MaxUint64`: that is the gas wanted a node reports.
                 gas_info: Some(wire::GasInfo {
-                    gas_wanted: gas,
+                    gas_wanted: u64::MAX,
                     gas_used: gas,
                 }),
                 result: Some(wire::AbciResult::default()),
@@ -260,10 +262,16 @@ pub fn router(chain: SimChain) -> GrpcRouter {
         let c = c.clone();
         async move {
             let txhash = crate::chain::tx::tx_hash(&r.tx_bytes);
+            // cosmos-sdk v0.53 `client.TxServiceBroadcast` → `Context.BroadcastTxSync`: a CheckTx refusal is a
+            // `TxResponse` with its code, codespace and `raw_log` (`NewResponseFormatBroadcastTx`), not a gRPC error;
+            // CometBFT's own refusals before CheckTx (RPC errors) become a `TxResponse` with the SDK's code and no
+            // `raw_log` (client/broadcast.go `CheckCometError`: 19 `ErrTxInMempoolCache` for "tx already exists in
+            // cache", 20 `ErrMempoolIsFull`, 21 `ErrTxTooLarge`).
             let (code, codespace, raw_log) = match c.submit_tx(r.tx_bytes) {
                 Admission::Accepted => (0, String::new(), String::new()),
-                Admission::Duplicate => (19, "sdk".into(), "tx already in mempool or committed".into()),
-                Admission::MempoolFull => (20, "sdk".into(), "mempool is full".into()),
+                Admission::Duplicate => (19, "sdk".into(), String::new()),
+                Admission::MempoolFull => (20, "sdk".into(), String::new()),
+                Admission::TooLarge { .. } => (21, "sdk".into(), String::new()),
                 Admission::Rejected { code, codespace, log } => (code, codespace, log),
             };
             let (lose_answer, block_first, fail_answer) = {

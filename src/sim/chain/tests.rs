@@ -16,6 +16,7 @@ use crate::protocol::wire::{RelayRequest, RelayRequestMetadata};
 use crate::protocol::{gob, relay};
 use crate::smst::Smst;
 
+mod answers;
 mod claim_header;
 mod heights;
 mod validate_basic;

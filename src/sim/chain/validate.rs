@@ -2,12 +2,13 @@
 //! `MsgSubmitProof` at tx time (§5.4 steps 1–12) and at end block (steps 13–17), session hydration (§3), and
 //! settlement (required proof missing or invalid ⇒ expired and slashed, §6.2).
 
-use k256::ecdsa::signature::Verifier as _;
 use prost::Message as _;
 
-use super::validate_basic::Refusal;
+pub(super) use super::ante::{
+    Mode, check_tx, expected_sequence, expire_unordered_nonces, gas_used, record_unordered_nonce,
+};
 use super::{ChainState, ClaimEntry, MsgRecord, Settlement, TxResult};
-use crate::chain::tx::{AuthInfo, SignDoc, TxBody, TxRaw};
+use crate::chain::tx::TxBody;
 use crate::protocol::session::{self, SessionWindows};
 use crate::protocol::wire::{self, SessionHeader};
 use crate::protocol::{address, difficulty, lottery, relay, ring, supplier_sig};
@@ -137,33 +138,44 @@ pub(super) fn proof_required(s: &ChainState, claim: &wire::Claim) -> Option<bool
     Some(reason != lottery::ProofRequirementReason::NotRequired)
 }
 
-fn create_claim(s: &mut ChainState, msg: &wire::MsgCreateClaim, height: i64) -> Result<(), String> {
-    let header = msg.session_header.as_ref().ok_or("claim without session header")?;
+/// poktroll `msgServer.CreateClaim` (`x/proof/keeper/msg_server_create_claim.go`), with the gRPC code its
+/// `status.Error` carries for each refusal.
+fn create_claim(s: &mut ChainState, msg: &wire::MsgCreateClaim, height: i64) -> Result<(), MsgError> {
+    use MsgError as E;
+    // `msg.ValidateBasic()` (refused before the ante handler already; kept for a message run on its own).
+    let header = msg
+        .session_header
+        .as_ref()
+        .ok_or("claim without session header")
+        .map_err(E::invalid_argument)?;
     let (sum, count) = root_sum_count(&msg.root_hash)
-        .ok_or_else(|| format!("root hash must be 48 bytes, got {}", msg.root_hash.len()))?;
+        .ok_or_else(|| format!("root hash must be 48 bytes, got {}", msg.root_hash.len()))
+        .map_err(E::invalid_argument)?;
     if sum == 0 || count == 0 {
-        return Err("claim root has zero sum or count".into());
+        return Err(E::invalid_argument("claim root has zero sum or count"));
     }
-    check_session(s, header, &msg.supplier_operator_address)?;
+    check_session(s, header, &msg.supplier_operator_address).map_err(E::invalid_argument)?;
     // From here poktroll's `CreateClaim` works with the message's header, not the hydrated one: it is what the
     // claim stores ("use the session header from the message, not the queried session"), its end height places
     // the claim window and its start height picks the compute units per relay (§6.1).
-    let windows = windows_of(s, header.session_end_block_height)?;
+    // `validateClaimWindow`: FailedPrecondition.
+    let windows = windows_of(s, header.session_end_block_height).map_err(E::failed_precondition)?;
     if !windows.claim_in_window(height) {
-        return Err(format!(
+        return Err(E::failed_precondition(format!(
             "claim at height {height} outside the claim window [{}, {}]",
             windows.claim_open, windows.claim_close
-        ));
+        )));
     }
     // Compute units per relay at the session start (poktroll `getServiceComputeUnitsPerRelay`): every relay of
     // the session was weighted with it, whatever the service's value is now.
     let cupr = s
         .compute_units_at(&header.service_id, header.session_start_block_height)
-        .ok_or("unknown service")?;
+        .ok_or("unknown service")
+        .map_err(E::not_found)?;
     if Some(sum) != count.checked_mul(cupr) {
-        return Err(format!(
+        return Err(E::invalid_argument(format!(
             "root sum {sum} != count {count} × compute units per relay {cupr}"
-        ));
+        )));
     }
     let claim = wire::Claim {
         supplier_operator_address: msg.supplier_operator_address.clone(),
@@ -183,8 +195,47 @@ fn create_claim(s: &mut ChainState, msg: &wire::MsgCreateClaim, height: i64) -> 
     Ok(())
 }
 
+/// poktroll `msgServer.SubmitProof` (`x/proof/keeper/msg_server_submit_proof.go`): its `ValidateBasic` as
+/// `codes.InvalidArgument`, a proof requirement it cannot compute as `codes.Internal`, every other refusal
+/// (`EnsureWellFormedProof`, the claim, the submission fee, a proof not required) as `codes.FailedPrecondition`.
+fn submit_proof(s: &mut ChainState, msg: &wire::MsgSubmitProof, height: i64) -> Result<(), MsgError> {
+    if !address::is_valid_address(&msg.supplier_operator_address) {
+        return Err(MsgError::invalid_argument("invalid supplier operator address"));
+    }
+    if msg.session_header.is_none() {
+        return Err(MsgError::invalid_argument("proof without session header"));
+    }
+    if msg.proof.is_empty() {
+        return Err(MsgError::invalid_argument("empty proof"));
+    }
+    submit_proof_checks(s, msg, height).map_err(|e| match e {
+        ProofRefusal::Internal(text) => MsgError::internal(text),
+        ProofRefusal::Precondition(text) => MsgError::failed_precondition(text),
+    })
+}
+
+/// How [`submit_proof_checks`] refuses.
+enum ProofRefusal {
+    /// `codes.FailedPrecondition`.
+    Precondition(String),
+    /// `codes.Internal` (the proof requirement cannot be computed).
+    Internal(String),
+}
+
+impl From<String> for ProofRefusal {
+    fn from(text: String) -> Self {
+        Self::Precondition(text)
+    }
+}
+
+impl From<&str> for ProofRefusal {
+    fn from(text: &str) -> Self {
+        Self::Precondition(text.into())
+    }
+}
+
 /// Tx-time proof checks (§5.4 steps 1–12).
-fn submit_proof(s: &mut ChainState, msg: &wire::MsgSubmitProof, height: i64) -> Result<(), String> {
+fn submit_proof_checks(s: &mut ChainState, msg: &wire::MsgSubmitProof, height: i64) -> Result<(), ProofRefusal> {
     let supplier = &msg.supplier_operator_address;
     if !address::is_valid_address(supplier) {
         return Err("invalid supplier operator address".into());
@@ -199,7 +250,8 @@ fn submit_proof(s: &mut ChainState, msg: &wire::MsgSubmitProof, height: i64) -> 
         return Err(format!(
             "proof at height {height} outside the proof window [{}, {}]",
             windows.proof_open, windows.proof_close
-        ));
+        )
+        .into());
     }
     let compact = crate::protocol::gob::decode_closest_proof(&msg.proof).map_err(|e| format!("proof decode: {e}"))?;
     let proof = crate::smst::ClosestProof::decompact(&compact).map_err(|e| e.to_string())?;
@@ -254,11 +306,10 @@ fn submit_proof(s: &mut ChainState, msg: &wire::MsgSubmitProof, height: i64) -> 
         .unwrap_or(0);
     let balance = s.accounts.get(supplier).map(|a| a.balance).unwrap_or(0);
     if balance <= fee {
-        return Err(format!(
-            "supplier balance {balance} must exceed the proof submission fee {fee}"
-        ));
+        return Err(format!("supplier balance {balance} must exceed the proof submission fee {fee}").into());
     }
-    let required = proof_required(s, &entry.claim).ok_or("proof seed block does not exist yet")?;
+    let required = proof_required(s, &entry.claim)
+        .ok_or_else(|| ProofRefusal::Internal("proof seed block does not exist yet".into()))?;
     if !required {
         return Err("proof not required for this claim".into());
     }
@@ -453,199 +504,57 @@ pub(super) fn end_block(s: &mut ChainState, height: i64) {
     }
 }
 
-/// Which state a tx is checked against.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Mode {
-    /// CheckTx: sequences and unordered nonces count txs already admitted to the mempool.
-    Check,
-    /// Simulate: as CheckTx, but unordered nonces are not checked (the SDK skips them in simulate mode).
-    Simulate,
-    /// DeliverTx: committed sequences and unordered nonces.
-    Deliver,
+/// A message handler's refusal as poktroll's msg servers return it: `status.Error(code, text)`, a gRPC status
+/// error, not a registered (ABCI-coded) one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct MsgError {
+    /// The gRPC code.
+    pub code: tonic::Code,
+    /// The status message (the chain's reason).
+    pub text: String,
 }
 
-/// The sequence the next ordered tx of `signer` must carry in `mode`.
-pub(super) fn expected_sequence(s: &ChainState, signer: &str, mode: Mode) -> u64 {
-    let committed = s.accounts.get(signer).map_or(0, |a| a.sequence);
-    match mode {
-        Mode::Check | Mode::Simulate => s.check_sequences.get(signer).copied().unwrap_or(committed),
-        Mode::Deliver => committed,
+impl MsgError {
+    fn invalid_argument(text: impl Into<String>) -> Self {
+        Self {
+            code: tonic::Code::InvalidArgument,
+            text: text.into(),
+        }
     }
-}
 
-/// The SDK's ABCI code and codespace of an ante-handler failure text from [`check_tx`].
-fn abci_code(log: &str) -> (u32, &'static str) {
-    if log.starts_with("account sequence mismatch") {
-        (32, "sdk") // ErrWrongSequence
-    } else if log.starts_with(UNORDERED_NONCE_USED) {
-        (18, "sdk") // ErrInvalidRequest
-    } else if log.starts_with("block height: ") && log.ends_with(": tx timeout height") {
-        (30, "sdk") // ErrTxTimeoutHeight
-    } else if log.starts_with("tx decode") || log.starts_with("tx body decode") || log.starts_with("auth info decode") {
-        (2, "sdk") // ErrTxDecode
-    } else if log.starts_with("insufficient fees;") {
-        (13, "sdk") // ErrInsufficientFee
-    } else if log.starts_with("insufficient funds") {
-        (5, "sdk") // ErrInsufficientFunds
-    } else if log.starts_with("account ") && log.ends_with(" not found") {
-        (9, "sdk") // ErrUnknownAddress
-    } else if log.starts_with("unsupported message") {
-        (6, "sdk") // ErrUnknownRequest
-    } else {
-        (4, "sdk") // ErrUnauthorized
+    fn failed_precondition(text: impl Into<String>) -> Self {
+        Self {
+            code: tonic::Code::FailedPrecondition,
+            text: text.into(),
+        }
     }
-}
 
-/// Checks a tx as a node's `runTx` does before its messages run, in `mode`: the tx decoder's signer addresses and
-/// the messages' `ValidateBasic` ([`super::validate_basic::before_ante`]), then the ante handler ([`ante`]).
-/// Returns the signer address, the decoded body and the upokt fee, or the refusal with its code.
-pub(super) fn check_tx(s: &ChainState, tx_bytes: &[u8], mode: Mode) -> Result<(String, TxBody, u128), Refusal> {
-    // A tx that does not decode is refused by the ante step's own decoding, with its code.
-    if let Some(body) = TxRaw::decode(tx_bytes)
-        .ok()
-        .and_then(|raw| TxBody::decode(raw.body_bytes.as_slice()).ok())
-    {
-        super::validate_basic::before_ante(&body)?;
-    }
-    ante(s, tx_bytes, mode).map_err(|log| {
-        let (code, codespace) = abci_code(&log);
-        Refusal {
-            code,
-            codespace,
-            log,
-            before_ante: false,
+    fn not_found(text: impl Into<String>) -> Self {
+        Self {
+            code: tonic::Code::NotFound,
+            text: text.into(),
         }
-    })
-}
+    }
 
-/// Authenticates a tx (the ante handler's checks): returns the signer address and decoded body, or the reason.
-fn ante(s: &ChainState, tx_bytes: &[u8], mode: Mode) -> Result<(String, TxBody, u128), String> {
-    let raw = TxRaw::decode(tx_bytes).map_err(|e| format!("tx decode: {e}"))?;
-    let body = TxBody::decode(raw.body_bytes.as_slice()).map_err(|e| format!("tx body decode: {e}"))?;
-    let auth = AuthInfo::decode(raw.auth_info_bytes.as_slice()).map_err(|e| format!("auth info decode: {e}"))?;
-    let signer_info = auth.signer_infos.first().ok_or("tx without signer")?;
-    let pubkey_any = signer_info.public_key.as_ref().ok_or("signer without public key")?;
-    let pubkey = crate::chain::tx::Secp256k1PubKey::decode(pubkey_any.value.as_slice()).map_err(|e| e.to_string())?;
-    let signer = address::address_from_public_key(&pubkey.key);
-    // cosmos-sdk `TxTimeoutHeightDecorator` (before the fee checks): a tx whose `timeout_height` is below the
-    // height it runs at is refused, code 30 `ErrTxTimeoutHeight`; at CheckTx and in Simulate that height is the
-    // last committed block's (the check state's header), in a block the block's (`s.height` is both here).
-    let at = u64::try_from(s.height).unwrap_or(0);
-    if body.timeout_height > 0 && at > body.timeout_height {
-        return Err(format!(
-            "block height: {at}, timeout height: {}: tx timeout height",
-            body.timeout_height
-        ));
-    }
-    if mode == Mode::Check {
-        // The node's minimum gas price, only at CheckTx (the SDK's `DeductFeeDecorator` runs its fee checker only
-        // outside simulate mode, and a block's DeliverTx has no minimum), before the fee payer and signature
-        // checks, as in the SDK's ante chain.
-        let fee = auth.fee.as_ref();
-        let coins = fee.map(|f| f.amount.as_slice()).unwrap_or_default();
-        let gas_limit = fee.map_or(0, |f| f.gas_limit);
-        if let Some(refusal) = super::fees::insufficient_fee(&s.minimum_gas_prices, coins, gas_limit) {
-            return Err(refusal);
+    fn internal(text: impl Into<String>) -> Self {
+        Self {
+            code: tonic::Code::Internal,
+            text: text.into(),
         }
     }
-    let account = s
-        .accounts
-        .get(&signer)
-        .ok_or_else(|| format!("account {signer} not found"))?;
-    if body.unordered {
-        let timeout = body.timeout_timestamp.ok_or("unordered tx without timeout_timestamp")?;
-        let now = s.genesis_time + s.height * s.genesis.block_time_ms.max(1) as i64 / 1000;
-        if timeout.seconds <= now || timeout.seconds > now + crate::chain::tx::MAX_UNORDERED_TIMEOUT_SECS + 5 {
-            return Err(format!(
-                "unordered tx timeout {} not within 10 minutes after block time {now}",
-                timeout.seconds
-            ));
-        }
-        if signer_info.sequence != 0 {
-            return Err("unordered tx must have sequence 0".into());
-        }
-        // cosmos-sdk v0.53 `verifyUnorderedNonce`: one nonce per (signer, timeout); Simulate does not check it.
-        let nonce = ((timeout.seconds, timeout.nanos), signer.clone());
-        let used = match mode {
-            Mode::Simulate => false,
-            Mode::Check => s.unordered_nonces.contains(&nonce) || s.check_unordered_nonces.contains(&nonce),
-            Mode::Deliver => s.unordered_nonces.contains(&nonce),
+
+    /// grpc-go's `status.Error(...).Error()`: `rpc error: code = <Code> desc = <message>`, the code as
+    /// `codes.Code.String()` names it.
+    pub fn error_string(&self) -> String {
+        let code = match self.code {
+            tonic::Code::InvalidArgument => "InvalidArgument",
+            tonic::Code::FailedPrecondition => "FailedPrecondition",
+            tonic::Code::NotFound => "NotFound",
+            tonic::Code::Internal => "Internal",
+            _ => "Unknown",
         };
-        if used {
-            return Err(UNORDERED_NONCE_USED.into());
-        }
-    } else {
-        let expected = expected_sequence(s, &signer, mode);
-        if signer_info.sequence != expected {
-            return Err(format!(
-                "account sequence mismatch, expected {expected}, got {}: incorrect account sequence",
-                signer_info.sequence
-            ));
-        }
+        format!("rpc error: code = {code} desc = {}", self.text)
     }
-    let doc = SignDoc {
-        body_bytes: raw.body_bytes.clone(),
-        auth_info_bytes: raw.auth_info_bytes.clone(),
-        chain_id: s.genesis.chain_id.clone(),
-        account_number: account.number,
-    };
-    let signature = raw.signatures.first().ok_or("tx without signature")?;
-    let key = address::verifying_key_from_compressed(&pubkey.key).map_err(|e| e.to_string())?;
-    let sig = k256::ecdsa::Signature::from_slice(signature).map_err(|_| "malformed tx signature")?;
-    key.verify(&doc.encode_to_vec(), &sig)
-        .map_err(|_| "signature verification failed")?;
-    let fee: u128 = auth
-        .fee
-        .as_ref()
-        .map(|f| {
-            f.amount
-                .iter()
-                .filter(|c| c.denom == "upokt")
-                .filter_map(|c| c.amount.parse::<u128>().ok())
-                .sum()
-        })
-        .unwrap_or(0);
-    if account.balance < fee {
-        return Err(format!("insufficient funds for fee {fee}"));
-    }
-    for msg in &body.messages {
-        let ok = match msg.type_url.as_str() {
-            wire::MSG_CREATE_CLAIM_TYPE_URL => wire::MsgCreateClaim::decode(msg.value.as_slice())
-                .map(|m| m.supplier_operator_address == signer)
-                .unwrap_or(false),
-            wire::MSG_SUBMIT_PROOF_TYPE_URL => wire::MsgSubmitProof::decode(msg.value.as_slice())
-                .map(|m| m.supplier_operator_address == signer)
-                .unwrap_or(false),
-            other => return Err(format!("unsupported message {other}")),
-        };
-        if !ok {
-            return Err("message signer is not the tx signer or message is malformed".into());
-        }
-    }
-    Ok((signer, body, fee))
-}
-
-/// The SDK's text for an unordered tx whose (signer, timeout) nonce is taken (`TryAddUnorderedNonce`).
-const UNORDERED_NONCE_USED: &str = "failed to add unordered nonce: already used timeout: invalid request";
-
-/// Records the unordered nonce of a tx [`check_tx`] accepted in `mode` (CheckTx: until the next block; DeliverTx:
-/// until its timeout passes).
-pub(super) fn record_unordered_nonce(s: &mut ChainState, signer: &str, body: &TxBody, mode: Mode) {
-    let Some(timeout) = body.timeout_timestamp.filter(|_| body.unordered) else {
-        return;
-    };
-    let nonce = ((timeout.seconds, timeout.nanos), signer.to_string());
-    match mode {
-        Mode::Check => s.check_unordered_nonces.insert(nonce),
-        Mode::Deliver => s.unordered_nonces.insert(nonce),
-        Mode::Simulate => false,
-    };
-}
-
-/// Drops the committed unordered nonces whose timeout is before `block_time` (the SDK's pre-block
-/// `RemoveExpiredUnorderedNonces`): a tx with such a timeout is refused anyway, and memory stays bounded.
-pub(super) fn expire_unordered_nonces(s: &mut ChainState, block_time: (i64, i32)) {
-    s.unordered_nonces = s.unordered_nonces.split_off(&(block_time, String::new()));
 }
 
 /// Runs one claim or proof message at `height`: (kind, supplier, session id, outcome), the supplier being
@@ -655,7 +564,7 @@ fn run_message(
     msg: &wire::Any,
     height: i64,
     signer: &str,
-) -> (&'static str, String, String, Result<(), String>) {
+) -> (&'static str, String, String, Result<(), MsgError>) {
     let session = |h: &Option<SessionHeader>| h.as_ref().map(|h| h.session_id.clone()).unwrap_or_default();
     match msg.type_url.as_str() {
         wire::MSG_CREATE_CLAIM_TYPE_URL => match wire::MsgCreateClaim::decode(msg.value.as_slice()) {
@@ -665,7 +574,12 @@ fn run_message(
                 session(&m.session_header),
                 create_claim(s, &m, height),
             ),
-            Err(e) => ("claim", signer.to_string(), String::new(), Err(e.to_string())),
+            Err(e) => (
+                "claim",
+                signer.to_string(),
+                String::new(),
+                Err(MsgError::invalid_argument(e.to_string())),
+            ),
         },
         wire::MSG_SUBMIT_PROOF_TYPE_URL => match wire::MsgSubmitProof::decode(msg.value.as_slice()) {
             Ok(m) => (
@@ -674,44 +588,28 @@ fn run_message(
                 session(&m.session_header),
                 submit_proof(s, &m, height),
             ),
-            Err(e) => ("proof", signer.to_string(), String::new(), Err(e.to_string())),
+            Err(e) => (
+                "proof",
+                signer.to_string(),
+                String::new(),
+                Err(MsgError::invalid_argument(e.to_string())),
+            ),
         },
         other => (
             "proof",
             signer.to_string(),
             String::new(),
-            Err(format!("unsupported message {other}")),
+            Err(MsgError::invalid_argument(format!("unsupported message {other}"))),
         ),
     }
-}
-
-/// Gas of deducting a non-zero fee: the bank send from the payer to the fee collector (account and balance
-/// reads and writes, ~10k gas with the SDK's KV gas costs). cosmos-sdk's `DeductFeeDecorator` skips the send for
-/// a zero fee, in Simulate too, so a draft simulated with a zero fee is estimated without it.
-pub const FEE_DEDUCTION_GAS: u64 = 10_000;
-
-/// Gas a tx uses, the same in Simulate and in a block (the simulator's model: a base, per message, per byte of
-/// the tx, and the fee transfer when the fee is not zero).
-pub(super) fn gas_used(tx_len: usize, messages: usize, fee: u128) -> u64 {
-    let fee_gas = if fee == 0 { 0 } else { FEE_DEDUCTION_GAS };
-    50_000 + 20_000 * messages as u64 + tx_len as u64 * 10 + fee_gas
-}
-
-/// The gas limit a tx signed for (0 when it does not decode: `check_tx` refused it already).
-fn gas_limit_of(tx_bytes: &[u8]) -> u64 {
-    TxRaw::decode(tx_bytes)
-        .ok()
-        .and_then(|raw| AuthInfo::decode(raw.auth_info_bytes.as_slice()).ok())
-        .and_then(|auth| auth.fee)
-        .map_or(0, |fee| fee.gas_limit)
 }
 
 /// Simulate (gas estimation): runs the tx's messages as DeliverTx would, on the state and height of the last
 /// committed block (the SDK simulates on its check state, whose header is the last committed block's, so a
 /// message checked against the current height sees `H`, not the `H + 1` it would be included at), then undoes
-/// everything. A refused message refuses the whole simulation, as on a node, with the SDK's `runMsgs` text
-/// naming it ("failed to execute message; message index: N: ...").
-pub(super) fn simulate_messages(s: &mut ChainState, body: &TxBody) -> Result<(), String> {
+/// everything. A refused message refuses the whole simulation, as on a node: `Err` with the index of the
+/// message and its refusal.
+pub(super) fn simulate_messages(s: &mut ChainState, body: &TxBody) -> Result<(), (usize, MsgError)> {
     let claims = s.claims.clone();
     let accounts = s.accounts.clone();
     let records = s.records.len();
@@ -719,7 +617,7 @@ pub(super) fn simulate_messages(s: &mut ChainState, body: &TxBody) -> Result<(),
     let mut result = Ok(());
     for (index, msg) in body.messages.iter().enumerate() {
         if let Err(e) = run_message(s, msg, height, "").3 {
-            result = Err(format!("{MESSAGE_FAILED}{index}: {e}"));
+            result = Err((index, e));
             break;
         }
     }
@@ -729,8 +627,23 @@ pub(super) fn simulate_messages(s: &mut ChainState, body: &TxBody) -> Result<(),
     result
 }
 
-/// How cosmos-sdk's `runMsgs` wraps a message's error (`failed to execute message; message index: %d`).
+/// How cosmos-sdk's `runMsgs` wraps a message's error (`errorsmod.Wrapf(err, "failed to execute message; message
+/// index: %d", i)`).
 pub const MESSAGE_FAILED: &str = "failed to execute message; message index: ";
+
+/// The status message of a Simulate whose message `index` was refused with `error`, `gas_used` metered: the
+/// `runMsgs` wrap of the handler's gRPC status error under `%v` (its stack attached by that wrap, so the frame is
+/// baseapp's), then the tx service's gas suffix ([`super::validate_basic::simulate_failure`]).
+pub(super) fn simulate_message_failure(index: usize, error: &MsgError, gas_used: u64) -> String {
+    super::validate_basic::simulate_failure(
+        &format!(
+            "{MESSAGE_FAILED}{index}: {}{}",
+            error.error_string(),
+            super::validate_basic::frame::BASEAPP
+        ),
+        gas_used,
+    )
+}
 
 /// DeliverTx: authenticate, charge the fee, run every message; a failing message fails the whole tx (state
 /// rolled back) and every message of it is recorded with the reason.
@@ -757,7 +670,7 @@ pub(super) fn deliver_tx(s: &mut ChainState, tx_bytes: &[u8], height: i64) -> Tx
     record_unordered_nonce(s, &signer, &body, Mode::Deliver);
     // The fee is paid whatever the messages do; a gas limit below what the tx uses fails it after that.
     let (gas_wanted, gas_used) = (
-        gas_limit_of(tx_bytes),
+        super::ante::gas_limit_of(tx_bytes),
         gas_used(tx_bytes.len(), body.messages.len(), fee),
     );
     let out_of_gas = (gas_wanted < gas_used).then(|| {
@@ -767,19 +680,19 @@ pub(super) fn deliver_tx(s: &mut ChainState, tx_bytes: &[u8], height: i64) -> Tx
     let balance_before = s.accounts.get(&signer).map(|a| a.balance);
     let mut outcomes = Vec::new();
     let mut failure = None;
-    for msg in &body.messages {
+    for (index, msg) in body.messages.iter().enumerate() {
         let (kind, supplier, session_id, result) = run_message(s, msg, height, &signer);
-        if let Err(reason) = &result {
-            failure.get_or_insert_with(|| reason.clone());
+        if let Err(error) = &result {
+            failure.get_or_insert_with(|| (index, error.clone()));
         }
-        outcomes.push((kind, supplier, session_id, result));
+        outcomes.push((kind, supplier, session_id, result.map_err(|e| e.text)));
     }
-    let code = if out_of_gas.is_some() {
-        (11, "sdk")
-    } else {
-        (1105, "proof")
+    let result = match (&out_of_gas, &failure) {
+        (Some(reason), _) => Some((11, "sdk", reason.clone(), reason.clone())),
+        (None, Some((_, error))) => Some((1105, "proof", error.text.clone(), error.text.clone())),
+        (None, None) => None,
     };
-    if let Some(reason) = out_of_gas.or(failure) {
+    if let Some((code, codespace, log, reason)) = result {
         s.claims = claims_before;
         if let (Some(account), Some(balance)) = (s.accounts.get_mut(&signer), balance_before) {
             account.balance = balance;
@@ -796,9 +709,9 @@ pub(super) fn deliver_tx(s: &mut ChainState, tx_bytes: &[u8], height: i64) -> Tx
         }
         return TxResult {
             height,
-            code: code.0,
-            codespace: code.1.into(),
-            log: reason,
+            code,
+            codespace: codespace.into(),
+            log,
             ..TxResult::default()
         };
     }

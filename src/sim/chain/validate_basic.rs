@@ -20,29 +20,68 @@ pub(super) struct Refusal {
     pub code: u32,
     /// Module that registered the code (`sdk`, `proof`, ...).
     pub codespace: &'static str,
-    /// The error text (`raw_log`).
+    /// The error text (`err.Error()`: CheckTx's and a block result's `raw_log`).
     pub log: String,
-    /// Refused by `validateBasicTxMsgs` or the tx decoder, before the ante handler: gRPC Simulate answers it as
-    /// cosmos-sdk's tx service does every simulation error (`codes.Unknown`, "... With gas wanted: '0' and gas
-    /// used: '0' ": no gas was metered yet).
-    pub before_ante: bool,
+    /// Gas the node had metered when it refused: 0 before the ante handler (`validateBasicTxMsgs`, the tx decoder)
+    /// and in its first decorators (module `ante`).
+    pub gas_used: u64,
+    /// Where the error was created, as `errorsmod` prints it after the text under `%v` ([`frame`]).
+    pub frame: &'static str,
 }
 
 impl Refusal {
+    /// A refusal before the ante handler, created by a registered error's `Wrapf` (poktroll's `ValidateBasic`).
     fn new(code: u32, codespace: &'static str, log: String) -> Self {
         Self {
             code,
             codespace,
             log,
-            before_ante: true,
+            gas_used: 0,
+            frame: frame::ERROR_WRAPF,
         }
     }
 
-    /// How cosmos-sdk's gRPC `Simulate` (x/auth/tx `txServer.Simulate`) reports a tx refused before any gas was
-    /// metered.
-    pub fn simulate_status_message(&self) -> String {
-        format!("{} With gas wanted: '0' and gas used: '0' ", self.log)
+    /// The same refusal, its error created elsewhere.
+    fn at(self, frame: &'static str) -> Self {
+        Self { frame, ..self }
     }
+
+    /// How cosmos-sdk v0.53's gRPC `Simulate` reports the refusal: the status message of its `codes.Unknown`
+    /// ([`simulate_failure`] of the error under `%v`, with its frame, and the gas metered).
+    pub fn simulate_status_message(&self) -> String {
+        simulate_failure(&format!("{}{}", self.log, self.frame), self.gas_used)
+    }
+}
+
+/// The status message of a failed simulation: cosmos-sdk v0.53 `x/auth/tx/service.go` `txServer.Simulate`
+/// answers `status.Errorf(codes.Unknown, "%v with gas used: '%d'", err, gasInfo.GasUsed)` (since v0.50.3,
+/// cosmos-sdk#18772: before, "%v With gas wanted: '%d' and gas used: '%d' "). `error_v` is the error as `%v` prints
+/// it (its text, then its frame).
+pub(super) fn simulate_failure(error_v: &str, gas_used: u64) -> String {
+    format!("{error_v} with gas used: '{gas_used}'")
+}
+
+/// `%v` of a cosmossdk.io/errors v1 wrapped error appends ` [file:line]` of where its stack was first attached
+/// (`errors/stacktrace.go` `wrappedError.Format` → `writeSimpleFrame`, the path cut after "github.com/", the
+/// errors package's own `Wrap`/`Wrapf` trimmed). `err.Error()` has no frame, so CheckTx and block results carry
+/// none; only a failed Simulate shows one. The files are where v0.53.7 / errors v1.0.2 create each error; the line
+/// numbers are representative, not checked against those releases (no client may parse them).
+pub(super) mod frame {
+    /// A registered error's `(*Error).Wrapf` method (`ErrX.Wrapf(...)`): the method is not trimmed, so the frame
+    /// is the errors package's own file.
+    pub const ERROR_WRAPF: &str = " [cosmossdk.io/errors@v1.0.2/errors.go:155]";
+    /// A registered error's `(*Error).Wrap` method.
+    pub const ERROR_WRAP: &str = " [cosmossdk.io/errors@v1.0.2/errors.go:151]";
+    /// `errorsmod.Wrap(f)` in baseapp (`validateBasicTxMsgs`, `runMsgs`'s "failed to execute message").
+    pub const BASEAPP: &str = " [cosmos/cosmos-sdk@v0.53.7/baseapp/baseapp.go:1097]";
+    /// `TxTimeoutHeightDecorator`.
+    pub const BASIC: &str = " [cosmos/cosmos-sdk@v0.53.7/x/auth/ante/basic.go:238]";
+    /// `checkTxFeeWithValidatorMinGasPrices`.
+    pub const VALIDATOR_TX_FEE: &str = " [cosmos/cosmos-sdk@v0.53.7/x/auth/ante/validator_tx_fee.go:43]";
+    /// The bank's "spendable balance ... is smaller than ..." that `DeductFees` wraps.
+    pub const BANK_SEND: &str = " [cosmos/cosmos-sdk@v0.53.7/x/bank/keeper/send.go:278]";
+    /// `SigVerificationDecorator` (sequence, unordered nonce, signature).
+    pub const SIGVERIFY: &str = " [cosmos/cosmos-sdk@v0.53.7/x/auth/ante/sigverify.go:294]";
 }
 
 /// cosmos-sdk `sdkerrors` (codespace `sdk`) codes used here.
@@ -232,10 +271,7 @@ pub(super) fn submit_proof_basic(msg: &wire::MsgSubmitProof) -> Result<(), Refus
     session_header_basic(header)
         .map_err(|e| proof(PROOF_INVALID_SESSION_HEADER, format!("{e}: invalid session header")))?;
     if msg.proof.is_empty() {
-        return Err(proof(
-            PROOF_INVALID_PROOF,
-            "proof cannot be empty: invalid proof".into(),
-        ));
+        return Err(proof(PROOF_INVALID_PROOF, "proof cannot be empty: invalid proof".into()).at(frame::ERROR_WRAP));
     }
     Ok(())
 }
@@ -245,7 +281,8 @@ pub(super) fn submit_proof_basic(msg: &wire::MsgSubmitProof) -> Result<(), Refus
 /// whole tx as cosmos-sdk `ErrTxDecode`), then `validateBasicTxMsgs`. Messages of other types are left to the
 /// ante checks; a message that does not decode is a tx decode failure.
 pub(super) fn before_ante(body: &TxBody) -> Result<(), Refusal> {
-    let decode_refusal = |reason: String| Refusal::new(SDK_TX_DECODE, "sdk", format!("{reason}: tx parse error"));
+    let decode_refusal =
+        |reason: String| Refusal::new(SDK_TX_DECODE, "sdk", format!("{reason}: tx parse error")).at(frame::ERROR_WRAP);
     let mut claims_and_proofs = Vec::with_capacity(body.messages.len());
     for msg in &body.messages {
         let decoded = match msg.type_url.as_str() {
@@ -266,7 +303,8 @@ pub(super) fn before_ante(body: &TxBody) -> Result<(), Refusal> {
             SDK_INVALID_REQUEST,
             "sdk",
             "must contain at least one message: invalid request".into(),
-        ));
+        )
+        .at(frame::BASEAPP));
     }
     for msg in &claims_and_proofs {
         match msg {

@@ -1,0 +1,144 @@
+//! What a node answers for a refused tx, as cosmos-sdk v0.53.7 and poktroll v0.1.35 write it: a failed Simulate
+//! is gRPC `Unknown` with "<error> [<frame>] with gas used: '<n>'" (x/auth/tx/service.go `txServer.Simulate`), a
+//! CheckTx refusal is a `BroadcastTx` answer with its code, codespace and `raw_log`, CometBFT's own refusals carry
+//! no `raw_log` (client/broadcast.go `CheckCometError`).
+
+use super::*;
+use crate::chain::grpc::GrpcError;
+use crate::chain::query::ChainError;
+
+/// The status message of a failed Simulate; panics unless its code is `Unknown`.
+async fn simulate_refusal(f: &Fixture, tx_bytes: Vec<u8>) -> String {
+    match f.client.simulate(tx_bytes).await {
+        Err(ChainError::Grpc(GrpcError::Status { code, message, .. })) => {
+            assert_eq!(code, tonic::Code::Unknown, "{message}");
+            message
+        }
+        other => panic!("a Simulate refusal: {other:?}"),
+    }
+}
+
+/// (error text, frame, gas used) of a Simulate status message "<text> [<frame>] with gas used: '<n>'".
+fn parts(message: &str) -> (&str, &str, u64) {
+    let (error, gas) = message
+        .rsplit_once(" with gas used: '")
+        .unwrap_or_else(|| panic!("the gas suffix: {message}"));
+    let gas = gas.strip_suffix('\'').unwrap().parse().unwrap();
+    let (text, frame) = error.rsplit_once(" [").unwrap_or_else(|| panic!("a frame: {message}"));
+    (text, frame.strip_suffix(']').unwrap(), gas)
+}
+
+/// An ante refusal in Simulate: the SDK's text, the frame of the ante file that created it, and the gas metered
+/// up to that decorator (the size and signature gas, not 0).
+#[tokio::test]
+async fn an_ante_refusal_is_simulated_as_unknown_with_its_frame_and_the_gas_used() {
+    let f = fixture(0.0).await;
+    advance_to(&f.chain, windows(&f).claim_open);
+    let claim = claim_msg(&f, &f.header, &trie_with(&f, 2, 10).root());
+    let account = f.client.account(&f.supplier_address).await.unwrap();
+    let plan = TxPlan {
+        messages: vec![claim],
+        memo: String::new(),
+        gas_limit: 500_000,
+        fee_amount: 7,
+        fee_denom: "upokt".into(),
+        ordering: Ordering::Ordered {
+            sequence: account.sequence + 3,
+            timeout_height: 0,
+        },
+        chain_id: "pocket-sim".into(),
+        account_number: account.account_number,
+    };
+    let tx = build_signed_tx(&f.supplier, &plan).unwrap();
+    let message = simulate_refusal(&f, tx.tx_bytes.clone()).await;
+    let (text, frame, gas) = parts(&message);
+    assert_eq!(
+        text,
+        format!(
+            "account sequence mismatch, expected {}, got {}: incorrect account sequence",
+            account.sequence,
+            account.sequence + 3
+        )
+    );
+    assert!(
+        frame.starts_with("cosmos/cosmos-sdk@v0.53.7/x/auth/ante/sigverify.go:"),
+        "{frame}"
+    );
+    assert_eq!(
+        gas,
+        tx.tx_bytes.len() as u64 * crate::sim::chain::ante::TX_SIZE_GAS_PER_BYTE
+            + crate::sim::chain::ante::FEE_DEDUCTION_GAS
+            + crate::sim::chain::ante::SIGNATURE_GAS
+    );
+    // CheckTx: the same text without a frame, in a `TxResponse`.
+    let checked = f.client.broadcast(tx.tx_bytes).await.unwrap();
+    assert_eq!(
+        (checked.code, checked.codespace.as_str(), checked.raw_log.as_str()),
+        (32, "sdk", text)
+    );
+}
+
+/// A message refused when Simulate runs it: `runMsgs`' wrap naming its index around the handler's gRPC status
+/// error (poktroll `CreateClaim`: the claim window is `codes.FailedPrecondition`), baseapp's frame, and the gas
+/// of the ante handler and the message.
+#[tokio::test]
+async fn a_refused_message_is_simulated_with_its_index_and_grpc_status() {
+    let f = fixture(0.0).await;
+    // Before the claim window opens.
+    let claim = claim_msg(&f, &f.header, &trie_with(&f, 2, 10).root());
+    let tx = signed_tx(&f, claim, &f.supplier).await;
+    let message = simulate_refusal(&f, tx.tx_bytes.clone()).await;
+    let (text, frame, gas) = parts(&message);
+    let w = windows(&f);
+    assert_eq!(
+        text,
+        format!(
+            "failed to execute message; message index: 0: rpc error: code = FailedPrecondition desc = claim at \
+             height {} outside the claim window [{}, {}]",
+            f.chain.height(),
+            w.claim_open,
+            w.claim_close
+        )
+    );
+    assert!(
+        frame.starts_with("cosmos/cosmos-sdk@v0.53.7/baseapp/baseapp.go:"),
+        "{frame}"
+    );
+    assert!(gas > crate::sim::chain::ante::SIGNATURE_GAS, "{message}");
+}
+
+/// Broadcasting bytes the node already has is answered 19 with no `raw_log`.
+#[tokio::test]
+async fn a_tx_the_node_has_is_answered_19_without_raw_log() {
+    let f = fixture(0.0).await;
+    advance_to(&f.chain, windows(&f).claim_open);
+    let claim = claim_msg(&f, &f.header, &trie_with(&f, 2, 10).root());
+    let tx = signed_tx(&f, claim, &f.supplier).await;
+    assert_eq!(f.client.broadcast(tx.tx_bytes.clone()).await.unwrap().code, 0);
+    let again = f.client.broadcast(tx.tx_bytes).await.unwrap();
+    assert_eq!(
+        (again.code, again.codespace.as_str(), again.raw_log.as_str()),
+        (19, "sdk", "")
+    );
+}
+
+/// A refusal before the ante handler and the ante handler's first checks (the timeout height) meter no gas.
+#[tokio::test]
+async fn a_timeout_height_refusal_is_simulated_with_no_gas_used() {
+    let f = fixture(0.0).await;
+    let open = windows(&f).claim_open;
+    advance_to(&f.chain, open);
+    let claim = claim_msg(&f, &f.header, &trie_with(&f, 2, 10).root());
+    let stale = ordered_tx(&f, claim, u64::try_from(open).unwrap() - 1).await;
+    let message = simulate_refusal(&f, stale.tx_bytes).await;
+    let (text, frame, gas) = parts(&message);
+    assert_eq!(
+        text,
+        format!("block height: {open}, timeout height: {}: tx timeout height", open - 1)
+    );
+    assert!(
+        frame.starts_with("cosmos/cosmos-sdk@v0.53.7/x/auth/ante/basic.go:"),
+        "{frame}"
+    );
+    assert_eq!(gas, 0);
+}
