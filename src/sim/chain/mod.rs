@@ -647,11 +647,17 @@ impl SimChain {
             validate::expire_unordered_nonces(&mut s, (now.seconds, now.nanos));
             for (index, tx) in txs.iter().enumerate() {
                 let hash = crate::chain::tx::tx_hash(tx);
+                let recorded = s.records.len();
                 let mut result = validate::deliver_tx(&mut s, tx, height);
                 result.index = u32::try_from(index).unwrap_or(u32::MAX);
                 result.tx = tx.clone();
                 if result.code != 0 {
-                    tracing::debug!(height, tx = %hash, code = result.code, log = %result.log, "sim: tx failed");
+                    // The result's log may be redacted ("internal"), as a node's: the messages' reasons too.
+                    let reasons: Vec<&str> = s.records[recorded..]
+                        .iter()
+                        .filter_map(|r| r.rejected.as_deref())
+                        .collect();
+                    tracing::debug!(height, tx = %hash, code = result.code, log = %result.log, ?reasons, "sim: tx failed");
                 }
                 s.txs.insert(hash, result);
             }

@@ -687,9 +687,22 @@ pub(super) fn deliver_tx(s: &mut ChainState, tx_bytes: &[u8], height: i64) -> Tx
         }
         outcomes.push((kind, supplier, session_id, result.map_err(|e| e.text)));
     }
+    // The tx result (`ExecTxResult`) as cosmos-sdk v0.53 `deliverTx` → `ResponseExecTxResultWithEvents` →
+    // cosmossdk.io/errors v1 `ABCIInfo(err, app.trace)` writes it: running out of gas is the registered
+    // `ErrOutOfGas` (sdk 11, its text); a message failure is `runMsgs`' "failed to execute message; message index:
+    // N: ..." around the handler's error, and poktroll's claim and proof handlers return gRPC status errors
+    // (`status.Error(codes.X, ...)`), which carry no ABCI code: `ABCIInfo` gives them code 1 in codespace
+    // `undefined`, and without `--trace` its `defaultErrEncoder` redacts the text of such an error to "internal"
+    // (`Redact` → `errInternal`). So a real node records no reason for a failed claim or proof; the simulator's
+    // reason stays in [`MsgRecord::rejected`].
     let result = match (&out_of_gas, &failure) {
         (Some(reason), _) => Some((11, "sdk", reason.clone(), reason.clone())),
-        (None, Some((_, error))) => Some((1105, "proof", error.text.clone(), error.text.clone())),
+        (None, Some((index, error))) => Some((
+            1,
+            "undefined",
+            "internal".to_string(),
+            format!("{MESSAGE_FAILED}{index}: {}", error.error_string()),
+        )),
         (None, None) => None,
     };
     if let Some((code, codespace, log, reason)) = result {

@@ -1,7 +1,9 @@
 //! What a node answers for a refused tx, as cosmos-sdk v0.53.7 and poktroll v0.1.35 write it: a failed Simulate
 //! is gRPC `Unknown` with "<error> [<frame>] with gas used: '<n>'" (x/auth/tx/service.go `txServer.Simulate`), a
 //! CheckTx refusal is a `BroadcastTx` answer with its code, codespace and `raw_log`, CometBFT's own refusals carry
-//! no `raw_log` (client/broadcast.go `CheckCometError`).
+//! no `raw_log` (client/broadcast.go `CheckCometError`), and a claim or proof message failing in a block leaves a
+//! result of code 1 in codespace `undefined` with the log "internal" (poktroll's handlers return gRPC status
+//! errors, which cosmossdk.io/errors v1 `ABCIInfo` redacts), its fee paid.
 
 use super::*;
 use crate::chain::grpc::GrpcError;
@@ -105,6 +107,29 @@ async fn a_refused_message_is_simulated_with_its_index_and_grpc_status() {
         "{frame}"
     );
     assert!(gas > crate::sim::chain::ante::SIGNATURE_GAS, "{message}");
+}
+
+/// The same claim included in a block (CheckTx runs no message): the tx fails with code 1, codespace
+/// `undefined`, log "internal", and its fee is paid; the simulator's record keeps the reason.
+#[tokio::test]
+async fn a_message_failing_in_a_block_is_recorded_as_a_redacted_internal_error_and_pays_its_fee() {
+    let f = fixture(0.0).await;
+    let claim = claim_msg(&f, &f.header, &trie_with(&f, 2, 10).root());
+    let balance = f.chain.state().accounts[&f.supplier_address].balance;
+    let hash = submit(&f, claim, &f.supplier).await;
+    f.chain.produce_block();
+    let result = f.client.get_tx(&hash).await.unwrap().unwrap();
+    assert_eq!(
+        (result.code, result.codespace.as_str(), result.raw_log.as_str()),
+        (1, "undefined", "internal")
+    );
+    assert_eq!(
+        f.chain.state().accounts[&f.supplier_address].balance,
+        balance - 1,
+        "fee paid"
+    );
+    let rejected = last_record(&f.chain, "claim").rejected.unwrap();
+    assert!(rejected.contains("outside the claim window"), "{rejected}");
 }
 
 /// Broadcasting bytes the node already has is answered 19 with no `raw_log`.
