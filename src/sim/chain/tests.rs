@@ -162,9 +162,20 @@ async fn signed_tx(f: &Fixture, msg: wire::Any, signer: &SigningKey) -> crate::c
 
 /// An unordered tx of `msg` whose timeout is the latest block time + `ttl_secs`.
 async fn signed_tx_ttl(f: &Fixture, msg: wire::Any, signer: &SigningKey, ttl_secs: i64) -> crate::chain::tx::SignedTx {
+    signed_tx_of(f, vec![msg], signer, ttl_secs).await
+}
+
+/// An unordered tx of `messages` signed by `signer`, fee 1upokt, whose timeout is the latest block time +
+/// `ttl_secs`.
+async fn signed_tx_of(
+    f: &Fixture,
+    messages: Vec<wire::Any>,
+    signer: &SigningKey,
+    ttl_secs: i64,
+) -> crate::chain::tx::SignedTx {
     let block_time = f.chain.block_time(f.chain.height());
     let plan = TxPlan {
-        messages: vec![msg],
+        messages,
         memo: String::new(),
         gas_limit: 500_000,
         fee_amount: 1,
@@ -207,6 +218,25 @@ fn proof_msg(f: &Fixture, proof: Vec<u8>) -> wire::Any {
             proof,
         },
     )
+}
+
+/// The proof message of `proof` for the fixture's session, as the chain takes it (compacted, gob-encoded).
+fn closest_proof_msg(f: &Fixture, proof: &crate::smst::ClosestProof) -> wire::Any {
+    proof_msg(f, gob::encode_closest_proof(&proof.compact()))
+}
+
+/// Sends `msg` signed by `signer` (CheckTx must take it), includes it in the next block and reads what the chain
+/// recorded for it: `None` when accepted, else the chain's reason (a proof's end-block checks run in that block
+/// too, so their rejection is the one read).
+async fn rejection_in_block(f: &Fixture, msg: wire::Any, signer: &SigningKey) -> Option<String> {
+    let kind = if msg.type_url == wire::MSG_CREATE_CLAIM_TYPE_URL {
+        "claim"
+    } else {
+        "proof"
+    };
+    submit(f, msg, signer).await;
+    f.chain.produce_block();
+    last_record(&f.chain, kind).rejected
 }
 
 fn advance_to(chain: &SimChain, height: i64) {
@@ -401,34 +431,16 @@ async fn claim_rejections_carry_the_chain_reason() {
     let root = trie.root();
     let w = windows(&f);
     // Too early: the window opens at claim_open.
-    submit(&f, claim_msg(&f, &f.header, &root), &f.supplier).await;
-    f.chain.produce_block();
-    assert!(
-        last_record(&f.chain, "claim")
-            .rejected
-            .unwrap()
-            .contains("outside the claim window")
-    );
+    let rejected = rejection_in_block(&f, claim_msg(&f, &f.header, &root), &f.supplier).await;
+    assert!(rejected.unwrap().contains("outside the claim window"));
     advance_to(&f.chain, w.claim_open);
     let mut wrong_id = f.header.clone();
     wrong_id.session_id = "00".repeat(32);
-    submit(&f, claim_msg(&f, &wrong_id, &root), &f.supplier).await;
-    f.chain.produce_block();
-    assert!(
-        last_record(&f.chain, "claim")
-            .rejected
-            .unwrap()
-            .contains("session id mismatch")
-    );
+    let rejected = rejection_in_block(&f, claim_msg(&f, &wrong_id, &root), &f.supplier).await;
+    assert!(rejected.unwrap().contains("session id mismatch"));
     let mut bad_sum = trie_with(&f, 2, 7);
-    submit(&f, claim_msg(&f, &f.header, &bad_sum.root()), &f.supplier).await;
-    f.chain.produce_block();
-    assert!(
-        last_record(&f.chain, "claim")
-            .rejected
-            .unwrap()
-            .contains("compute units per relay")
-    );
+    let rejected = rejection_in_block(&f, claim_msg(&f, &f.header, &bad_sum.root()), &f.supplier).await;
+    assert!(rejected.unwrap().contains("compute units per relay"));
     let (outsider, outsider_address, _) = actor(&key_hex("outsider")).unwrap();
     let msg = wire::Any::pack(
         wire::MSG_CREATE_CLAIM_TYPE_URL,
@@ -438,14 +450,8 @@ async fn claim_rejections_carry_the_chain_reason() {
             root_hash: root.to_vec(),
         },
     );
-    submit(&f, msg, &outsider).await;
-    f.chain.produce_block();
-    assert!(
-        last_record(&f.chain, "claim")
-            .rejected
-            .unwrap()
-            .contains("is not in session")
-    );
+    let rejected = rejection_in_block(&f, msg, &outsider).await;
+    assert!(rejected.unwrap().contains("is not in session"));
 }
 
 #[tokio::test]
@@ -455,18 +461,8 @@ async fn proof_rejections_carry_the_chain_reason() {
     let mut trie = trie_with(&f, 4, 10);
     claim_and_reach_seed(&f, &mut trie).await;
     let wrong = trie.prove_closest(&sha256(b"not the seed path")).unwrap();
-    submit(
-        &f,
-        proof_msg(&f, gob::encode_closest_proof(&wrong.compact())),
-        &f.supplier,
-    )
-    .await;
-    f.chain.produce_block();
-    assert!(
-        last_record(&f.chain, "proof").rejected.unwrap().contains("path"),
-        "{:?}",
-        f.chain.records()
-    );
+    let rejected = rejection_in_block(&f, closest_proof_msg(&f, &wrong), &f.supplier).await;
+    assert!(rejected.unwrap().contains("path"), "{:?}", f.chain.records());
 
     // Tampered side node.
     let f = fixture(1.0).await;
@@ -475,16 +471,10 @@ async fn proof_rejections_carry_the_chain_reason() {
     let mut proof = trie.prove_closest(&seed_path(&f)).unwrap();
     let last = proof.side_nodes.len() - 1;
     proof.side_nodes[last][0] ^= 1;
-    submit(
-        &f,
-        proof_msg(&f, gob::encode_closest_proof(&proof.compact())),
-        &f.supplier,
-    )
-    .await;
-    f.chain.produce_block();
+    let rejected = rejection_in_block(&f, closest_proof_msg(&f, &proof), &f.supplier).await;
     // Relay hashes are random (ring signatures are), so when the proof has a single side node the tampered node is
     // the deepest one and the sibling-data check catches it; otherwise the recomputed root does.
-    let reason = last_record(&f.chain, "proof").rejected.unwrap();
+    let reason = rejected.unwrap();
     assert!(
         reason.contains("root") || reason.contains("sibling data"),
         "{:?}",
@@ -499,19 +489,8 @@ async fn proof_rejections_carry_the_chain_reason() {
     trie.insert_relay(&hash, &bytes, 10);
     claim_and_reach_seed(&f, &mut trie).await;
     let proof = trie.prove_closest(&seed_path(&f)).unwrap();
-    submit(
-        &f,
-        proof_msg(&f, gob::encode_closest_proof(&proof.compact())),
-        &f.supplier,
-    )
-    .await;
-    f.chain.produce_block();
-    assert!(
-        last_record(&f.chain, "proof")
-            .rejected
-            .unwrap()
-            .contains("supplier signature")
-    );
+    let rejected = rejection_in_block(&f, closest_proof_msg(&f, &proof), &f.supplier).await;
+    assert!(rejected.unwrap().contains("supplier signature"));
 
     // Bad ring signature: one byte of the request signature flipped before mining.
     let f = fixture(1.0).await;
@@ -524,19 +503,8 @@ async fn proof_rejections_carry_the_chain_reason() {
     trie.insert_relay(&relay::relay_hash(&bytes), &bytes, 10);
     claim_and_reach_seed(&f, &mut trie).await;
     let proof = trie.prove_closest(&seed_path(&f)).unwrap();
-    submit(
-        &f,
-        proof_msg(&f, gob::encode_closest_proof(&proof.compact())),
-        &f.supplier,
-    )
-    .await;
-    f.chain.produce_block();
-    assert!(
-        last_record(&f.chain, "proof")
-            .rejected
-            .unwrap()
-            .contains("ring signature")
-    );
+    let rejected = rejection_in_block(&f, closest_proof_msg(&f, &proof), &f.supplier).await;
+    assert!(rejected.unwrap().contains("ring signature"));
     advance_to(&f.chain, windows(&f).proof_close + 1);
     assert!(matches!(&f.chain.settlements()[0].2, Settlement::Expired(r) if r == "proof invalid"));
     assert_eq!(expired_reason(&f), "PROOF_INVALID");
@@ -548,19 +516,8 @@ async fn unrequired_proof_is_rejected_and_missing_required_proof_expires() {
     let mut trie = trie_with(&f, 2, 10);
     claim_and_reach_seed(&f, &mut trie).await;
     let proof = trie.prove_closest(&seed_path(&f)).unwrap();
-    submit(
-        &f,
-        proof_msg(&f, gob::encode_closest_proof(&proof.compact())),
-        &f.supplier,
-    )
-    .await;
-    f.chain.produce_block();
-    assert!(
-        last_record(&f.chain, "proof")
-            .rejected
-            .unwrap()
-            .contains("not required")
-    );
+    let rejected = rejection_in_block(&f, closest_proof_msg(&f, &proof), &f.supplier).await;
+    assert!(rejected.unwrap().contains("not required"));
     advance_to(&f.chain, windows(&f).proof_close + 1);
     assert!(matches!(f.chain.settlements()[0].2, Settlement::Settled(_)));
 
@@ -574,6 +531,12 @@ async fn unrequired_proof_is_rejected_and_missing_required_proof_expires() {
 
 /// An ordered tx of `msg` with the signer's next sequence and `timeout_height`.
 async fn ordered_tx(f: &Fixture, msg: wire::Any, timeout_height: u64) -> crate::chain::tx::SignedTx {
+    ordered_tx_at(f, msg, 0, timeout_height).await
+}
+
+/// An ordered tx of `msg` signed by the supplier, fee 7upokt, with its next sequence + `ahead` and
+/// `timeout_height`.
+async fn ordered_tx_at(f: &Fixture, msg: wire::Any, ahead: u64, timeout_height: u64) -> crate::chain::tx::SignedTx {
     let account = f.client.account(&f.supplier_address).await.unwrap();
     let plan = TxPlan {
         messages: vec![msg],
@@ -582,7 +545,7 @@ async fn ordered_tx(f: &Fixture, msg: wire::Any, timeout_height: u64) -> crate::
         fee_amount: 7,
         fee_denom: "upokt".into(),
         ordering: Ordering::Ordered {
-            sequence: account.sequence,
+            sequence: account.sequence + ahead,
             timeout_height,
         },
         chain_id: "pocket-sim".into(),

@@ -515,32 +515,27 @@ pub(super) struct MsgError {
 }
 
 impl MsgError {
-    fn invalid_argument(text: impl Into<String>) -> Self {
+    fn new(code: tonic::Code, text: impl Into<String>) -> Self {
         Self {
-            code: tonic::Code::InvalidArgument,
+            code,
             text: text.into(),
         }
+    }
+
+    fn invalid_argument(text: impl Into<String>) -> Self {
+        Self::new(tonic::Code::InvalidArgument, text)
     }
 
     fn failed_precondition(text: impl Into<String>) -> Self {
-        Self {
-            code: tonic::Code::FailedPrecondition,
-            text: text.into(),
-        }
+        Self::new(tonic::Code::FailedPrecondition, text)
     }
 
     fn not_found(text: impl Into<String>) -> Self {
-        Self {
-            code: tonic::Code::NotFound,
-            text: text.into(),
-        }
+        Self::new(tonic::Code::NotFound, text)
     }
 
     fn internal(text: impl Into<String>) -> Self {
-        Self {
-            code: tonic::Code::Internal,
-            text: text.into(),
-        }
+        Self::new(tonic::Code::Internal, text)
     }
 
     /// grpc-go's `status.Error(...).Error()`: `rpc error: code = <Code> desc = <message>`, the code as

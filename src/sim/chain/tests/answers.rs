@@ -38,20 +38,7 @@ async fn an_ante_refusal_is_simulated_as_unknown_with_its_frame_and_the_gas_used
     advance_to(&f.chain, windows(&f).claim_open);
     let claim = claim_msg(&f, &f.header, &trie_with(&f, 2, 10).root());
     let account = f.client.account(&f.supplier_address).await.unwrap();
-    let plan = TxPlan {
-        messages: vec![claim],
-        memo: String::new(),
-        gas_limit: 500_000,
-        fee_amount: 7,
-        fee_denom: "upokt".into(),
-        ordering: Ordering::Ordered {
-            sequence: account.sequence + 3,
-            timeout_height: 0,
-        },
-        chain_id: "pocket-sim".into(),
-        account_number: account.account_number,
-    };
-    let tx = build_signed_tx(&f.supplier, &plan).unwrap();
+    let tx = ordered_tx_at(&f, claim, 3, 0).await;
     let message = simulate_refusal(&f, tx.tx_bytes.clone()).await;
     let (text, frame, gas) = parts(&message);
     assert_eq!(

@@ -17,9 +17,8 @@ async fn the_claim_stores_the_header_of_its_message() {
     sent.session_start_block_height += 1;
     assert!(sent.session_start_block_height < sent.session_end_block_height);
     advance_to(&f.chain, w.claim_open - 1);
-    submit(&f, claim_msg(&f, &sent, &trie.root()), &f.supplier).await;
-    f.chain.produce_block();
-    assert_eq!(last_record(&f.chain, "claim").rejected, None, "{:?}", f.chain.records());
+    let rejected = rejection_in_block(&f, claim_msg(&f, &sent, &trie.root()), &f.supplier).await;
+    assert_eq!(rejected, None, "{:?}", f.chain.records());
     let stored = on_chain_claim(&f).await;
     assert_eq!(
         stored.session_header,
@@ -30,14 +29,9 @@ async fn the_claim_stores_the_header_of_its_message() {
 
     advance_to(&f.chain, w.proof_seed_height());
     let proof = trie.prove_closest(&seed_path(&f)).unwrap();
-    submit(
-        &f,
-        proof_msg(&f, gob::encode_closest_proof(&proof.compact())),
-        &f.supplier,
-    )
-    .await;
-    f.chain.produce_block();
-    let rejected = last_record(&f.chain, "proof").rejected.unwrap_or_default();
+    let rejected = rejection_in_block(&f, closest_proof_msg(&f, &proof), &f.supplier)
+        .await
+        .unwrap_or_default();
     assert_eq!(
         rejected,
         format!(
@@ -59,13 +53,12 @@ async fn the_claim_window_comes_from_the_message_end_height() {
     let mut sent = f.header.clone();
     sent.session_end_block_height += 1;
     advance_to(&f.chain, w.claim_open);
-    submit(&f, claim_msg(&f, &sent, &trie.root()), &f.supplier).await;
-    f.chain.produce_block();
-    let rejected = last_record(&f.chain, "claim").rejected.unwrap_or_default();
+    let rejected = rejection_in_block(&f, claim_msg(&f, &sent, &trie.root()), &f.supplier)
+        .await
+        .unwrap_or_default();
     assert!(rejected.contains("outside the claim window"), "{rejected}");
     // The on-chain header in the same window is taken.
-    submit(&f, claim_msg(&f, &f.header, &trie.root()), &f.supplier).await;
-    f.chain.produce_block();
-    assert_eq!(last_record(&f.chain, "claim").rejected, None);
+    let rejected = rejection_in_block(&f, claim_msg(&f, &f.header, &trie.root()), &f.supplier).await;
+    assert_eq!(rejected, None);
     assert_eq!(on_chain_claim(&f).await.session_header, Some(f.header.clone()));
 }

@@ -88,14 +88,12 @@ async fn a_claim_is_checked_with_the_session_start_compute_units() {
     let w = windows(&f);
     advance_to(&f.chain, w.claim_open - 1);
     let mut live = trie_with(&f, 3, 20);
-    submit(&f, claim_msg(&f, &f.header, &live.root()), &f.supplier).await;
-    f.chain.produce_block();
-    let reason = last_record(&f.chain, "claim").rejected.unwrap();
+    let rejected = rejection_in_block(&f, claim_msg(&f, &f.header, &live.root()), &f.supplier).await;
+    let reason = rejected.unwrap();
     assert!(reason.contains("compute units per relay 10"), "{reason}");
     let mut start = trie_with(&f, 3, 10);
-    submit(&f, claim_msg(&f, &f.header, &start.root()), &f.supplier).await;
-    f.chain.produce_block();
-    assert_eq!(last_record(&f.chain, "claim").rejected, None);
+    let rejected = rejection_in_block(&f, claim_msg(&f, &f.header, &start.root()), &f.supplier).await;
+    assert_eq!(rejected, None);
     advance_to(&f.chain, w.settlement);
     let expected = crate::protocol::lottery::claimed_upokt(30, &[0xff; 32], 42_000_000, 1_000_000).unwrap();
     let expected = num_traits::ToPrimitive::to_u128(&expected).unwrap();
@@ -113,13 +111,10 @@ async fn a_proof_is_checked_against_the_session_start_target() {
     assert_eq!(f.chain.state().targets["anvil"], vec![0; 32]);
     claim_and_reach_seed(&f, &mut trie).await;
     let proof = trie.prove_closest(&seed_path(&f)).unwrap();
-    submit(
-        &f,
-        proof_msg(&f, gob::encode_closest_proof(&proof.compact())),
-        &f.supplier,
-    )
-    .await;
-    f.chain.produce_block();
+    assert_eq!(
+        rejection_in_block(&f, closest_proof_msg(&f, &proof), &f.supplier).await,
+        None
+    );
     let records = f.chain.records();
     assert!(records.iter().all(|r| r.rejected.is_none()), "{records:?}");
     advance_to(&f.chain, windows(&f).settlement);
@@ -140,13 +135,11 @@ async fn the_proof_requirement_is_decided_again_at_settlement_with_the_live_para
     let mut proof = trie.prove_closest(&seed_path(&f)).unwrap();
     let last = proof.side_nodes.len() - 1;
     proof.side_nodes[last][0] ^= 1;
-    submit(
-        &f,
-        proof_msg(&f, gob::encode_closest_proof(&proof.compact())),
-        &f.supplier,
-    )
-    .await;
-    f.chain.produce_block();
+    let rejected = rejection_in_block(&f, closest_proof_msg(&f, &proof), &f.supplier).await;
+    assert!(
+        rejected.is_some_and(|r| r.starts_with("end block: ")),
+        "invalid at end block"
+    );
     assert_eq!(
         on_chain_claim(&f).await.proof_validation_status,
         wire::ClaimProofStatus::Invalid as i32
@@ -199,14 +192,8 @@ async fn a_ring_member_without_a_public_key_makes_the_proof_invalid() {
     let mut trie = trie_with(&f, 2, 10);
     claim_and_reach_seed(&f, &mut trie).await;
     let proof = trie.prove_closest(&seed_path(&f)).unwrap();
-    submit(
-        &f,
-        proof_msg(&f, gob::encode_closest_proof(&proof.compact())),
-        &f.supplier,
-    )
-    .await;
-    f.chain.produce_block();
-    let reason = last_record(&f.chain, "proof").rejected.unwrap();
+    let rejected = rejection_in_block(&f, closest_proof_msg(&f, &proof), &f.supplier).await;
+    let reason = rejected.unwrap();
     assert!(
         reason.contains("ring member") && reason.contains(&keyless) && reason.contains("no public key"),
         "{reason}"

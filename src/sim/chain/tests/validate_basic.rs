@@ -7,24 +7,7 @@ use crate::sim::chain::validate_basic::{create_claim_basic, submit_proof_basic};
 
 /// An unordered tx of `messages` signed by the fixture's supplier.
 async fn tx_of(f: &Fixture, messages: Vec<wire::Any>) -> crate::chain::tx::SignedTx {
-    let block_time = f.chain.block_time(f.chain.height());
-    let plan = TxPlan {
-        messages,
-        memo: String::new(),
-        gas_limit: 500_000,
-        fee_amount: 1,
-        fee_denom: "upokt".into(),
-        ordering: Ordering::unordered(
-            crate::chain::tx::Timestamp {
-                seconds: block_time.seconds,
-                nanos: block_time.nanos,
-            },
-            120,
-        ),
-        chain_id: "pocket-sim".into(),
-        account_number: f.client.account(&f.supplier_address).await.unwrap().account_number,
-    };
-    build_signed_tx(&f.supplier, &plan).unwrap()
+    signed_tx_of(f, messages, &f.supplier, 120).await
 }
 
 /// What the node answers for a tx of `messages`: Simulate's error text (it must fail), then CheckTx's (code,
