@@ -1001,16 +1001,23 @@ const MESSAGE_INDEX: &str = "message index: ";
 /// `"%v With gas wanted: '%d' and gas used: '%d' "`): in practice a message's `ValidateBasic` (`baseapp.runTx` →
 /// `validateBasicTxMsgs`) or a signer address the tx decoder refuses, which name no message index and lose their
 /// codespace on the way. Splitting such a batch sends the bad message alone; a refusal of the whole tx with that
-/// ending (bytes that do not decode, the ante handler's first checks such as the timeout height) costs one refused
-/// Simulate per message, and no fee.
+/// ending (bytes that do not decode, the ante handler's first checks) costs one refused Simulate per message, and
+/// no fee; the timeout height, the likely one of those, is not split ([`simulate_refused_a_message`]).
 const REFUSED_BEFORE_GAS: &str = "gas used: '0'";
 
 /// Whether a Simulate refusal (`reason`, the status error's text) is one message's: it names the message that
 /// failed (`runMsgs`' "message index: N"), or it was refused before any gas was metered ([`REFUSED_BEFORE_GAS`]
-/// ends it, after the error's `[file:line]` frame and with or without the older format's trailing space).
+/// ends it, after the error's `[file:line]` frame and with or without the older format's trailing space) and is
+/// not the timeout-height check, the one whole-tx refusal of the ante handler that also comes before any gas
+/// (x/auth/ante `TxTimeoutHeightDecorator`, before `ConsumeGasForTxSizeDecorator`: every tx of the split would
+/// get it too).
 pub(super) fn simulate_refused_a_message(reason: &str) -> bool {
-    reason.contains(MESSAGE_INDEX) || reason.trim_end().ends_with(REFUSED_BEFORE_GAS)
+    reason.contains(MESSAGE_INDEX)
+        || (reason.trim_end().ends_with(REFUSED_BEFORE_GAS) && !reason.contains(TIMEOUT_HEIGHT_REFUSAL))
 }
+
+/// The registered text of cosmos-sdk's `ErrTxTimeoutHeight` (code 30), ending the decorator's wrap.
+const TIMEOUT_HEIGHT_REFUSAL: &str = ": tx timeout height";
 
 /// Whether a CheckTx refusal is about the messages rather than the tx: an error of a message's module (its
 /// `ValidateBasic`, codespace other than `sdk`), or the tx too large for the node (code 21; smaller txs may fit).

@@ -113,7 +113,7 @@ async fn a_batch_refused_for_one_claim_lands_the_others_and_loses_only_that_one(
 /// Unknown: <status message>`), the status message being `"%v with gas used: '%d'"` (x/auth/tx/service.go): one
 /// message's refusal names its index (baseapp `runMsgs`) or was metered no gas (a message's `ValidateBasic`, refused
 /// before the ante handler, its `[file:line]` frame before the gas); an ante refusal after gas was metered (a
-/// sequence mismatch) is the whole tx's. The pre-v0.50.3 ending ("With gas wanted: '0' and gas used: '0' ") is
+/// sequence mismatch) or the timeout height (before any gas) is the whole tx's. The pre-v0.50.3 ending ("With gas wanted: '0' and gas used: '0' ") is
 /// still read.
 #[test]
 fn simulate_refusals_of_one_message_are_told_from_the_whole_txs() {
@@ -136,6 +136,12 @@ fn simulate_refusals_of_one_message_are_told_from_the_whole_txs() {
          [cosmos/cosmos-sdk@v0.53.7/x/auth/ante/sigverify.go:294] with gas used: '10'"
     );
     assert!(!one_message(&sequence), "{sequence}");
+    // The timeout height is checked before any gas too, but it is the whole tx's.
+    let timeout = format!(
+        "{simulate}block height: 120, timeout height: 119: tx timeout height \
+         [cosmos/cosmos-sdk@v0.53.7/x/auth/ante/basic.go:238] with gas used: '0'"
+    );
+    assert!(!one_message(&timeout), "{timeout}");
     let legacy =
         format!("{simulate}must contain at least one message: invalid request With gas wanted: '0' and gas used: '0' ");
     assert!(one_message(&legacy), "{legacy}");
