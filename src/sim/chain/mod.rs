@@ -682,7 +682,12 @@ impl SimChain {
     pub fn submit_tx(&self, tx: Vec<u8>) -> Admission {
         let mut s = self.state();
         let hash = crate::chain::tx::tx_hash(&tx);
-        if s.txs.contains_key(&hash) || s.mempool.contains(&tx) {
+        // CometBFT v0.38's mempool cache (mempool/clist_mempool.go): a tx in the mempool, or committed with code
+        // 0, is "already in cache"; one that failed in its block was removed from the cache (`Update`, with the
+        // default `keep-invalid-txs-in-cache = false`), so it goes through CheckTx again, which refuses it for the
+        // sequence or unordered nonce its ante handler already used in that block.
+        let committed_ok = s.txs.get(&hash).is_some_and(|r| r.code == 0);
+        if committed_ok || s.mempool.contains(&tx) {
             return Admission::Duplicate;
         }
         if s.mempool.len() >= MAX_MEMPOOL_TXS {

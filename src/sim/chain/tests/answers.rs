@@ -117,6 +117,17 @@ async fn a_message_failing_in_a_block_is_recorded_as_a_redacted_internal_error_a
     );
     let rejected = last_record(&f.chain, "claim").rejected.unwrap();
     assert!(rejected.contains("outside the claim window"), "{rejected}");
+    // A tx that failed in its block left the node's cache: the same bytes go through CheckTx again, refused for
+    // the unordered nonce its ante handler used in that block (not 19, "already in cache").
+    let tx = f.chain.state().txs[&hash].tx.clone();
+    let again = f.client.broadcast(tx).await.unwrap();
+    assert_eq!(
+        (again.code, again.raw_log.as_str()),
+        (
+            18,
+            "failed to add unordered nonce: already used timeout: invalid request"
+        )
+    );
 }
 
 /// Broadcasting bytes the node already has is answered 19 with no `raw_log`.
