@@ -377,8 +377,10 @@ impl Miner {
         let mut ingest_ticker = tokio::time::interval(self.config.ingest_every);
         ingest_ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let extra_rounds = self.config.ingest_every < self.config.tick;
-        // A failing step repeats every tick (storage down: 10 lines a second); one line a second says it.
+        // A failing step repeats every tick (storage down: 10 lines a second); one line a second says it. The
+        // rounds between ticks have their own, so theirs never hide a tick's different error.
         let failures = crate::telemetry::LogThrottle::new(Duration::from_secs(1));
+        let round_failures = crate::telemetry::LogThrottle::new(Duration::from_secs(1));
         loop {
             // Extra ingest rounds only while leading and busy (a round took relays within the last tick): an idle
             // or following miner reads nothing between ticks.
@@ -391,7 +393,7 @@ impl Miner {
                 _ = ticker.tick() => {}
                 _ = ingest_ticker.tick(), if ingest_due => {
                     if let Err(e) = self.ingest_between_ticks().await
-                        && let Some(suppressed) = failures.admit()
+                        && let Some(suppressed) = round_failures.admit()
                     {
                         tracing::warn!(
                             error = %e,
@@ -462,6 +464,16 @@ impl Miner {
     /// leadership as in [`Miner::step`]; any other failure holds every supplier's claims until a round catches
     /// up, as a failed ingest of a tick does.
     async fn ingest_between_ticks(&mut self) -> Result<(), MinerError> {
+        // As a tick does: the records a failed step left, and their waiting reports, before any ingest (an
+        // eventually durable batch carrying such a record must not let its report run as if it were stored).
+        match self.persist_pending().await {
+            Err(e) if e.is_fenced() => {
+                self.fenced_out(&e);
+                return Ok(());
+            }
+            Err(e) => return Err(e),
+            Ok(()) => {}
+        }
         match self.ingest().await {
             Err(e) if e.is_fenced() => {
                 self.fenced_out(&e);

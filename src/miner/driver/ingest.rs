@@ -289,7 +289,7 @@ impl Miner {
                 supplier: supplier.to_owned(),
                 ids: ids.clone(),
             }],
-            durability: ingest_durability(&step),
+            durability: self.ingest_durability(&step),
         };
         match self.writer()?.write_sets.write(set).await {
             Ok(outcome) => {
@@ -479,25 +479,29 @@ impl Miner {
 #[cfg(test)]
 mod tests;
 
-/// The durability of an ingest batch's write set: [`storage::SetDurability::Eventual`] when its step has no
-/// command, `Immediate` otherwise.
-///
-/// Such a batch is pure bookkeeping that the relay log can rebuild: its relays' trie inserts, their sessions'
-/// totals (the tries' counts, see `ingest`) and the acks of its entries. If a crash loses it, the entries are
-/// still pending and delivered again, and inserting a relay twice adds nothing. Nothing outside storage acts on
-/// it meanwhile: a claim or proof is sent only after a durable write of its record, which makes every earlier
-/// write durable too (storage keeps commit order). A step with a command (a loss report of relays that arrived
-/// after the claim was built, `Command::RecordUnclaimed`) is reported right after this write, and a report
-/// must never be repeated after a restart (lessons.md: revenue-loss metrics must not lie), so its batch is
-/// durable before it runs.
-///
-/// Why: on redb the ingest's durable commits were ~1/4 of the device's syncs at 2,000 relays/s, and the relay
-/// WAL's `fdatasync`s (on the acknowledgement path of every relay) queued behind them: making them eventual
-/// took the relayer's added p99 from 2.7–3.5 ms to 2.4–2.6 ms (BENCHMARKS.md).
-fn ingest_durability(step: &Step) -> storage::SetDurability {
-    if step.commands.is_empty() {
-        storage::SetDurability::Eventual
-    } else {
-        storage::SetDurability::Immediate
+impl Miner {
+    /// The durability of an ingest batch's write set: [`storage::SetDurability::Eventual`] when its step has no
+    /// command and no record or report of an earlier step is waiting to be stored, `Immediate` otherwise.
+    ///
+    /// Such a batch is pure bookkeeping that the relay log can rebuild: its relays' trie inserts, their sessions'
+    /// totals (the tries' counts, see `ingest`) and the acks of its entries. If a crash loses it, the entries are
+    /// still pending and delivered again, and inserting a relay twice adds nothing. Nothing outside storage acts on
+    /// it meanwhile: a claim or proof is sent only after a durable write of its record, which makes every earlier
+    /// write durable too (storage keeps commit order). A step with a command (a loss report of relays that arrived
+    /// after the claim was built, `Command::RecordUnclaimed`, or any command `advance` adds) runs it right after
+    /// this write, and a report must never be repeated after a restart (lessons.md: revenue-loss metrics must not
+    /// lie), so its batch is durable first. The same holds while a failed step's records wait (`unpersisted`,
+    /// `pending_reports`): this batch writes the engine's whole record of each session it touches, which can be
+    /// such a record, and `persist_pending` then finds it stored and runs its report.
+    ///
+    /// Why: on redb the ingest's durable commits were ~1/4 of the device's syncs at 2,000 relays/s, and the relay
+    /// WAL's `fdatasync`s (on the acknowledgement path of every relay) queued behind them: making them eventual
+    /// took the relayer's added p99 from 2.7–3.5 ms to 2.4–2.6 ms (BENCHMARKS.md).
+    pub(super) fn ingest_durability(&self, step: &Step) -> storage::SetDurability {
+        if step.commands.is_empty() && self.unpersisted.is_empty() && self.pending_reports.is_empty() {
+            storage::SetDurability::Eventual
+        } else {
+            storage::SetDurability::Immediate
+        }
     }
 }

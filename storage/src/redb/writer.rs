@@ -27,7 +27,7 @@
 //! much time has passed, and an idle thread commits an empty durable transaction when it runs out. A crash
 //! therefore loses at most the last `sync_within` of such ops, always a suffix of the commit order (redb
 //! commits are atomic and applied in order), and a clean close keeps them (redb's close makes pending
-//! non-durable commits durable). Measured: the ingest's durable commits were ~1/5 of the device's syncs at
+//! non-durable commits durable). Measured: the ingest's durable commits were ~1/4 of the device's syncs at
 //! 2,000 relays/s, and the relay WAL's `fdatasync`s queued behind them (BENCHMARKS.md).
 //! An op's logical failure (e.g. a version conflict) is its own reply and writes nothing; a redb failure while
 //! applying aborts the whole transaction and fails every op of it. Every op's reply runs exactly once, also
@@ -317,10 +317,15 @@ fn run(db: &Database, rx: &Receiver<Msg>, limits: GroupCommit, broken: &Mutex<Op
             Ok(msg) => msg,
             Err(RecvTimeoutError::Disconnected) => break,
             Err(RecvTimeoutError::Timeout) => {
-                // Idle with `Soon` commits still not durable: an empty durable commit persists them.
+                // Idle with `Soon` commits still not durable: an empty durable commit persists them. A failed one
+                // is tried again a `sync_within` later, not at once: redb refuses every transaction after an I/O
+                // error in a commit, and retrying at once spun a core (and logged an ERROR per try) until the
+                // readiness loop reopened the database.
                 if commit(db, Vec::new(), true, &limits, broken) {
                     unsynced = None;
                     flag.store(false, Ordering::SeqCst);
+                } else {
+                    unsynced = Some(Instant::now());
                 }
                 continue;
             }
@@ -574,5 +579,57 @@ mod tests {
             })
             .unwrap();
         assert_eq!(seen, (Some(1), Some(2)));
+    }
+
+    /// An idle sync that fails (after an I/O error in a commit redb refuses every transaction) is tried again a
+    /// `sync_within` later, not at once in a loop that spins a core until the database is reopened.
+    #[test]
+    fn a_failing_idle_sync_is_retried_at_the_bound_not_in_a_loop() {
+        use crate::redb::wal::fault::Fault;
+        let dir = tempfile::tempdir().unwrap();
+        let db = Arc::new(Database::create(dir.path().join("w.redb")).unwrap());
+        let attempts: Arc<Mutex<Vec<Instant>>> = Arc::default();
+        let seen = attempts.clone();
+        let bound = Duration::from_millis(50);
+        let limits = GroupCommit {
+            window: Duration::ZERO,
+            max_entries: 512,
+            defer: Duration::from_secs(3600),
+            quick_repair: false,
+            sync_within: bound,
+            faults: FaultHook::new(move |site| {
+                (site == Site::DurableCommit).then(|| {
+                    seen.lock().unwrap().push(Instant::now());
+                    Fault::Instead
+                })
+            }),
+        };
+        let w = Writer::spawn(db, limits).unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(w.call_with(1, Durable::Soon, |txn| {
+            txn.open_table(META)
+                .map_err(db_err)?
+                .insert("soon", 1u64)
+                .map_err(db_err)?;
+            Ok(Ok(()))
+        }))
+        .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while attempts.lock().unwrap().len() < 4 {
+            assert!(Instant::now() < deadline, "the idle sync is not tried again");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        w.stop();
+        let attempts = attempts.lock().unwrap();
+        for pair in attempts.windows(2) {
+            let gap = pair[1] - pair[0];
+            assert!(
+                gap >= bound - Duration::from_millis(5),
+                "retried {gap:?} after a failed sync: {attempts:?}"
+            );
+        }
     }
 }

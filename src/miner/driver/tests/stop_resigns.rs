@@ -44,7 +44,7 @@ async fn a_stopping_leader_stores_the_records_a_failed_step_left() {
     );
 }
 
-async fn a_stored_relay_count(c: &Confirming, key: &SessionKey, check: impl FnOnce(u64)) {
+pub(super) async fn a_stored_relay_count(c: &Confirming, key: &SessionKey, check: impl FnOnce(u64)) {
     let stored = c
         .plain
         .sessions
