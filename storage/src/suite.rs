@@ -76,6 +76,22 @@ where
     }
 }
 
+/// Opens the redb backend with `config`, retrying while an earlier in-process handle of the same file is still
+/// shutting its threads down (redb then answers "already open"); any other failure panics.
+pub async fn reopen_redb(config: crate::RedbConfig) -> crate::RedbBackend {
+    poll_until("the database can be reopened", || {
+        let config = config.clone();
+        async move {
+            match crate::RedbBackend::open(config).await {
+                Ok(b) => Some(b),
+                Err(crate::StorageError::Backend(msg)) if msg.contains("already open") => None,
+                Err(e) => panic!("reopen failed: {e}"),
+            }
+        }
+    })
+    .await
+}
+
 /// Runs every check, each on a fresh fixture from `factory`.
 pub async fn run_all<F, Fut>(factory: F)
 where

@@ -9,7 +9,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use storage::suite::{self, Fixture};
-use storage::{MinedRelay, NodeBatch, RedbBackend, RedbConfig, StorageError};
+use storage::{MinedRelay, NodeBatch, RedbBackend, RedbConfig};
 
 fn config(path: &Path, wal: bool) -> RedbConfig {
     let mut c = RedbConfig::new(path);
@@ -62,21 +62,6 @@ async fn conformance_without_wal() {
     suite::run_all(|| fixture_with(false)).await;
 }
 
-/// Opens with `config`, retrying while a previous in-process handle is still shutting its threads down.
-async fn reopen_with(config: RedbConfig) -> RedbBackend {
-    suite::poll_until("the database can be reopened", || {
-        let config = config.clone();
-        async move {
-            match RedbBackend::open(config).await {
-                Ok(b) => Some(b),
-                Err(StorageError::Backend(msg)) if msg.contains("already open") => None,
-                Err(e) => panic!("reopen failed: {e}"),
-            }
-        }
-    })
-    .await
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn state_survives_restart_and_unacked_entries_are_redelivered() {
     restart_case(true).await;
@@ -124,7 +109,7 @@ async fn restart_case(wal: bool) {
             .unwrap()
             .unwrap();
     }
-    let b = reopen_with(config(&path, wal)).await;
+    let b = suite::reopen_redb(config(&path, wal)).await;
     let s = b.storage();
     let again = s.relay_log.read("pokt1a", "miner-2", 100).await.unwrap();
     let hashes: Vec<Vec<u8>> = again.iter().map(|e| e.relay.relay_hash.clone()).collect();
@@ -376,7 +361,7 @@ async fn legacy_database_and_wal_without_identity_recover_after_kill_9() {
         acked.len()
     );
     drop((log, b));
-    let b = reopen_with(config(&path, true)).await;
+    let b = suite::reopen_redb(config(&path, true)).await;
     drop(b);
     let bound = std::fs::read_to_string(wal_dir.join("identity/wal-id")).unwrap();
     let db_id = suite::poll_until("the database is closed", || async {
@@ -417,7 +402,7 @@ async fn kill9_child_heavy() {
         return;
     };
     let round: u64 = std::env::var(ROUND_ENV).unwrap().parse().unwrap();
-    let b = reopen_with(small_wal(Path::new(&path))).await;
+    let b = suite::reopen_redb(small_wal(Path::new(&path))).await;
     let mut tasks = Vec::new();
     for t in 0..6u64 {
         let log = b.storage().relay_log;
@@ -519,7 +504,7 @@ impl Ledger {
 /// Reopens, checks every acknowledged relay (exact bytes), deletions, id order and uniqueness, and that a new
 /// append gets an id above every old one.
 async fn verify_heavy(path: &Path, ledger: &mut Ledger, round: u64) {
-    let b = reopen_with(small_wal(path)).await;
+    let b = suite::reopen_redb(small_wal(path)).await;
     let log = b.storage().relay_log;
     for (si, s) in HEAVY_SUPPLIERS.iter().enumerate() {
         let mut stored: BTreeMap<u64, MinedRelay> = BTreeMap::new();
@@ -660,7 +645,7 @@ async fn wal_rollover_oversized_batches_and_restart() {
         let got = log.read("pokt1roll", "c", 10_000).await.unwrap();
         assert_eq!(got.len(), expect.len(), "reads see every acknowledged append");
     }
-    let b = reopen_with(small_wal(&path)).await;
+    let b = suite::reopen_redb(small_wal(&path)).await;
     let log = b.storage().relay_log;
     let got = log.read("pokt1roll", "c", 10_000).await.unwrap();
     let got: BTreeMap<u64, MinedRelay> = got.into_iter().map(|e| (e.id.major, e.relay)).collect();
@@ -686,13 +671,13 @@ async fn wal_can_be_switched_off_and_on() {
         assert!(wal_dir.is_dir());
     }
     {
-        let b = reopen_with(config(&path, false)).await;
+        let b = suite::reopen_redb(config(&path, false)).await;
         let log = b.storage().relay_log;
         assert!(!wal_dir.exists(), "the WAL is applied and removed when switched off");
         assert_eq!(log.read("pokt1s", "c", 100).await.unwrap().len(), 10);
         assert_eq!(log.append(relays(10, 1)).await.unwrap()[0].major, 11);
     }
-    let b = reopen_with(config(&path, true)).await;
+    let b = suite::reopen_redb(config(&path, true)).await;
     let log = b.storage().relay_log;
     assert_eq!(log.append(relays(11, 1)).await.unwrap()[0].major, 12);
     assert_eq!(log.read("pokt1s", "c", 100).await.unwrap().len(), 12);

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use storage::suite;
-use storage::{RecordWrite, RedbBackend, RedbConfig, SetDurability, StorageError, WriteSet};
+use storage::{RecordWrite, RedbBackend, RedbConfig, SetDurability, WriteSet};
 
 const SUP: &str = "pokt1eventual";
 
@@ -63,20 +63,6 @@ fn rand_suffix() -> u128 {
         .as_nanos()
 }
 
-async fn reopen(config: RedbConfig) -> RedbBackend {
-    suite::poll_until("the database can be reopened", || {
-        let config = config.clone();
-        async move {
-            match RedbBackend::open(config).await {
-                Ok(b) => Some(b),
-                Err(StorageError::Backend(msg)) if msg.contains("already open") => None,
-                Err(e) => panic!("reopen failed: {e}"),
-            }
-        }
-    })
-    .await
-}
-
 /// With no bound in reach (an hour): an eventual set is visible at once but not on disk; the next durable
 /// write puts it there with its own; a clean close keeps one written after that.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -118,7 +104,7 @@ async fn an_eventual_set_is_durable_with_the_next_durable_write_or_at_close() {
         .unwrap();
     drop(s);
     drop(b);
-    let b = reopen(config(&path, hour)).await;
+    let b = suite::reopen_redb(config(&path, hour)).await;
     assert!(
         b.storage().sessions.get(SUP, "eventual-3").await.unwrap().is_some(),
         "a clean close keeps an eventual set"
