@@ -58,15 +58,7 @@ async fn a_busy_leader_ingests_between_ticks() {
 /// ingest batch that carried such a record could otherwise let its waiting report run as if it were stored.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_round_between_ticks_stores_a_failed_steps_records_first() {
-    let (c, mut miner) = Confirming::new().await;
-    let key = c.f.key.clone();
-    let mut record = miner.engine.session(&key).unwrap().clone();
-    record.relays += 7;
-    let relays = record.relays;
-    miner.engine.restore(record);
-    miner.unpersisted.insert(key.clone());
-    super::stop_resigns::a_stored_relay_count(&c, &key, |n| assert_ne!(n, relays)).await;
-
+    let (c, mut miner, key, relays) = super::stop_resigns::a_record_a_failed_step_left().await;
     miner.ingest_between_ticks().await.unwrap();
     super::stop_resigns::a_stored_relay_count(&c, &key, |n| assert_eq!(n, relays)).await;
     assert!(miner.unpersisted.is_empty());

@@ -26,6 +26,19 @@ async fn a_stopping_leader_gives_its_lease_up_and_a_standby_leads_at_once() {
 /// lease up, instead of being left for the next leader to rebuild.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stopping_leader_stores_the_records_a_failed_step_left() {
+    let (c, miner, key, relays) = a_record_a_failed_step_left().await;
+    miner.run(c.telemetry.heartbeat("miner"), std::future::ready(())).await;
+    a_stored_relay_count(&c, &key, |n| assert_eq!(n, relays)).await;
+    assert_eq!(
+        c.plain.leadership.leader(ELECTION).await.unwrap(),
+        None,
+        "and the lease is given up"
+    );
+}
+
+/// A miner whose session record (7 relays more than stored) a failed step could not store (`unpersisted`):
+/// the fixture, the miner, the session and its relay count in memory.
+pub(super) async fn a_record_a_failed_step_left() -> (Confirming, Miner, SessionKey, u64) {
     let (c, mut miner) = Confirming::new().await;
     let key = c.f.key.clone();
     let mut record = miner.engine.session(&key).unwrap().clone();
@@ -34,14 +47,7 @@ async fn a_stopping_leader_stores_the_records_a_failed_step_left() {
     miner.engine.restore(record);
     miner.unpersisted.insert(key.clone());
     a_stored_relay_count(&c, &key, |n| assert_ne!(n, relays)).await;
-
-    miner.run(c.telemetry.heartbeat("miner"), std::future::ready(())).await;
-    a_stored_relay_count(&c, &key, |n| assert_eq!(n, relays)).await;
-    assert_eq!(
-        c.plain.leadership.leader(ELECTION).await.unwrap(),
-        None,
-        "and the lease is given up"
-    );
+    (c, miner, key, relays)
 }
 
 pub(super) async fn a_stored_relay_count(c: &Confirming, key: &SessionKey, check: impl FnOnce(u64)) {
