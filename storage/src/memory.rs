@@ -357,7 +357,7 @@ impl WriteSets for MemoryBackend {
         if set.is_empty() {
             return Ok(WriteSetOutcome::default());
         }
-        self.shared.faults.gate().await?;
+        self.shared.faults.gate_write_set().await?;
         let mut st = self.lock_fenced(Instant::now())?;
         for r in &set.records {
             let current = st

@@ -47,6 +47,24 @@ use crate::protocol::wire::{MinedRelayMessage, SessionHeader};
 /// from ~1.0 to ~2.0 ms (BENCHMARKS.md, Relayer).
 pub(super) const INGEST_BATCH: usize = 512;
 
+/// `reason` of `ha_miner_relays_rejected_total` for a relay too large to prove (module docs).
+const TOO_LARGE: &str = "too_large_to_prove";
+/// `reason` of `ha_miner_relays_rejected_total` for a relay of a pruned session (module docs).
+const PRUNED: &str = "session_pruned";
+
+/// Relays of one ingest batch acknowledged without being mined, by `(reason, service)`. Counted (metrics and
+/// [`super::MinerStats`]) only once the batch is written: a batch whose write fails stays pending and is read
+/// again, and counting at reading would count its rejected relays once per failed write (a store refusing
+/// writes for a while would inflate `too_large_to_prove`, a lost reward, many times over).
+#[derive(Default)]
+struct Rejections(HashMap<(&'static str, String), u64>);
+
+impl Rejections {
+    fn note(&mut self, reason: &'static str, service: &str) {
+        *self.0.entry((reason, service.to_owned())).or_default() += 1;
+    }
+}
+
 /// Entries of the first read of a round whose supplier's log was not caught up at the end of its last round (or
 /// that this leadership has not ingested yet): the entries' size is not known yet, and at the largest provable
 /// relays (~880 KB at the default `transaction.max_tx_bytes`) a full batch would be a ~450 MB read and trie
@@ -159,8 +177,9 @@ impl Miner {
                 self.ingest_read_size.insert(supplier.clone(), want);
                 let mut touched: HashMap<SessionKey, (Schedule, String, String)> = HashMap::new();
                 let mut consumed: HashMap<String, u64> = HashMap::new();
+                let mut rejected = Rejections::default();
                 for entry in &entries {
-                    let Some((message, hash)) = self.readable(&supplier, entry) else {
+                    let Some((message, hash)) = self.readable(&supplier, entry, &mut rejected) else {
                         continue;
                     };
                     let key = SessionKey {
@@ -169,10 +188,10 @@ impl Miner {
                     };
                     // The pruned session first: a relay of it is refused whatever its size, and counted for that.
                     if self.engine.is_tombstoned(&key) {
-                        self.after_prune(&key, &message, entry);
+                        self.after_prune(&key, &message, entry, &mut rejected);
                         continue;
                     }
-                    if !self.provable(&supplier, &message) {
+                    if !self.provable(&supplier, &message, &mut rejected) {
                         continue;
                     }
                     *consumed.entry(message.service_id.clone()).or_default() += 1;
@@ -216,11 +235,13 @@ impl Miner {
                     }));
                 }
                 self.commit_batch(&supplier, tries, step, ids.clone()).await?;
+                // Counted once the batch is written: a batch whose write failed is read again.
                 if let Some(m) = &self.metrics {
                     for (service, n) in consumed {
                         m.relays_consumed.with_label_values(&[&supplier, &service]).inc_by(n);
                     }
                 }
+                self.count_rejected(&supplier, rejected);
                 self.stats
                     .relays_ingested
                     .fetch_add(ids.len() as u64, AtomicOrdering::Relaxed);
@@ -331,19 +352,32 @@ impl Miner {
         }
     }
 
-    /// Whether a proof of this relay fits a tx (module docs); counts and logs (throttled) one that does not.
-    fn provable(&self, supplier: &str, message: &MinedRelayMessage) -> bool {
+    /// Counts the relays of a written batch that were acknowledged without being mined.
+    fn count_rejected(&self, supplier: &str, rejected: Rejections) {
+        for ((reason, service), n) in rejected.0 {
+            let stat = match reason {
+                TOO_LARGE => &self.stats.relays_too_large,
+                PRUNED => &self.stats.relays_after_prune,
+                _ => &self.stats.relays_unreadable,
+            };
+            stat.fetch_add(n, AtomicOrdering::Relaxed);
+            if let Some(m) = &self.metrics {
+                m.relays_rejected
+                    .with_label_values(&[supplier, reason, &service])
+                    .inc_by(n);
+            }
+        }
+    }
+
+    /// Whether a proof of this relay fits a tx (module docs); notes in `rejected` and logs (throttled) one that
+    /// does not.
+    fn provable(&self, supplier: &str, message: &MinedRelayMessage, rejected: &mut Rejections) -> bool {
         let limit = crate::smst::max_provable_relay_bytes(self.config.max_tx_bytes);
         let size = message.relay_bytes.len();
         if size <= limit {
             return true;
         }
-        self.stats.relays_too_large.fetch_add(1, AtomicOrdering::Relaxed);
-        if let Some(m) = &self.metrics {
-            m.relays_rejected
-                .with_label_values(&[supplier, "too_large_to_prove", &message.service_id])
-                .inc();
-        }
+        rejected.note(TOO_LARGE, &message.service_id);
         if let Some(suppressed) = self.too_large_log.admit() {
             tracing::warn!(
                 supplier,
@@ -360,12 +394,17 @@ impl Miner {
         false
     }
 
-    /// The relay of a relay-log entry, or `None` (logged at ERROR, counted in `ha_miner_relays_rejected_total`)
-    /// when it cannot be read: its payload does not decode or its relay hash is not 32 bytes. Such an entry can
-    /// never be read, so it is acknowledged with its batch and skipped: left in the log it would fail every ingest
-    /// round and, with it, every claim and proof of every supplier.
-    fn readable(&self, supplier: &str, entry: &storage::LogEntry) -> Option<(MinedRelayMessage, [u8; 32])> {
-        let fail = |reason: &'static str, service: &str, error: String| {
+    /// The relay of a relay-log entry, or `None` (logged at ERROR, noted in `rejected` for
+    /// `ha_miner_relays_rejected_total`) when it cannot be read: its payload does not decode or its relay hash is
+    /// not 32 bytes. Such an entry can never be read, so it is acknowledged with its batch and skipped: left in
+    /// the log it would fail every ingest round and, with it, every claim and proof of every supplier.
+    fn readable(
+        &self,
+        supplier: &str,
+        entry: &storage::LogEntry,
+        rejected: &mut Rejections,
+    ) -> Option<(MinedRelayMessage, [u8; 32])> {
+        let mut fail = |reason: &'static str, service: &str, error: String| {
             tracing::error!(
                 supplier,
                 entry = %entry.id,
@@ -374,10 +413,7 @@ impl Miner {
                 error,
                 "unreadable relay-log entry skipped; its relay, if any, is lost"
             );
-            self.stats.relays_unreadable.fetch_add(1, AtomicOrdering::Relaxed);
-            if let Some(m) = &self.metrics {
-                m.relays_rejected.with_label_values(&[supplier, reason, service]).inc();
-            }
+            rejected.note(reason, service);
             None
         };
         let message = match MinedRelayMessage::decode(entry.relay.payload.as_slice()) {
@@ -397,14 +433,16 @@ impl Miner {
         }
     }
 
-    /// Counts and (throttled) logs a relay of a pruned session, which is acknowledged with its batch unmined.
-    fn after_prune(&self, key: &SessionKey, message: &MinedRelayMessage, entry: &storage::LogEntry) {
-        self.stats.relays_after_prune.fetch_add(1, AtomicOrdering::Relaxed);
-        if let Some(m) = &self.metrics {
-            m.relays_rejected
-                .with_label_values(&[&key.supplier, "session_pruned", &message.service_id])
-                .inc();
-        }
+    /// Notes in `rejected` and (throttled) logs a relay of a pruned session, which is acknowledged with its
+    /// batch unmined.
+    fn after_prune(
+        &self,
+        key: &SessionKey,
+        message: &MinedRelayMessage,
+        entry: &storage::LogEntry,
+        rejected: &mut Rejections,
+    ) {
+        rejected.note(PRUNED, &message.service_id);
         if let Some(suppressed) = self.after_prune_log.admit() {
             tracing::warn!(
                 supplier = key.supplier,

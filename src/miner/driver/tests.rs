@@ -30,6 +30,7 @@ mod partial_persist;
 mod proof_params;
 mod pruned;
 mod redis_threshold;
+mod rejected_once;
 mod split_on_refusal;
 mod stop_resigns;
 mod tip;

@@ -21,6 +21,8 @@ struct Inner {
     waiting: usize,
     crashes: u64,
     max_relay_bytes: Option<usize>,
+    /// The next write sets to fail (each with its error), before their write is counted.
+    fail_write_sets: std::collections::VecDeque<StorageError>,
 }
 
 #[derive(Debug)]
@@ -61,6 +63,15 @@ impl Faults {
         let mut g = self.lock();
         let at = g.writes.saturating_add(n.max(1));
         g.fail_at.insert(at, err);
+    }
+
+    /// Makes the next `n` [`crate::WriteSets::write`] calls fail with `err` (nothing of them is applied), whatever
+    /// other writes come between them; the failed calls are not counted as writes.
+    pub fn fail_write_sets(&self, n: u64, err: StorageError) {
+        let mut g = self.lock();
+        for _ in 0..n {
+            g.fail_write_sets.push_back(err.clone());
+        }
     }
 
     /// Limits the relays the relay log holds to `max` payload bytes (like the raft backend's entry limit): a
@@ -134,6 +145,14 @@ impl Faults {
             return Err(err.clone());
         }
         Ok(())
+    }
+
+    /// Gate for a write set: fails when [`Faults::fail_write_sets`] says so, else as [`Faults::gate`].
+    pub(crate) async fn gate_write_set(&self) -> Result<(), StorageError> {
+        if let Some(err) = self.lock().fail_write_sets.pop_front() {
+            return Err(err);
+        }
+        self.gate().await
     }
 
     /// Gate for a sync write: counts and may fail, never stalls.
