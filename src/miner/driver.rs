@@ -480,12 +480,18 @@ impl Miner {
                 Ok(())
             }
             Err(e) => {
-                for supplier in self.signers.keys().cloned().collect::<Vec<_>>() {
-                    self.engine.set_ingest_caught_up(&supplier, false);
-                }
+                self.mark_ingest_behind();
                 Err(e)
             }
             Ok(()) => Ok(()),
+        }
+    }
+
+    /// After a failed ingest: every supplier's log counts as not caught up, so its claims are held until a round
+    /// catches up (`Engine::set_ingest_caught_up`).
+    fn mark_ingest_behind(&mut self) {
+        for supplier in self.signers.keys() {
+            self.engine.set_ingest_caught_up(supplier, false);
         }
     }
 
@@ -534,9 +540,7 @@ impl Miner {
             // `Engine::set_ingest_caught_up`). Returned once the block is handled.
             Err(e) => {
                 tracing::warn!(error = %e, "ingest failed; this block's claims and proofs are still handled");
-                for supplier in self.signers.keys().cloned().collect::<Vec<_>>() {
-                    self.engine.set_ingest_caught_up(&supplier, false);
-                }
+                self.mark_ingest_behind();
             }
             // After ingest, so a removed supplier's last relays are in its tries before it is considered drained.
             Ok(()) => {

@@ -26,6 +26,7 @@ use tokio::sync::oneshot;
 
 use super::RedbBackend;
 use super::tables::{META, db_err, now_ms};
+use super::writer::Durable;
 
 /// META key the probe writes.
 const READY_PROBE: &str = "ready_probe";
@@ -117,7 +118,7 @@ impl RedbBackend {
             .writer
             .submit(
                 0,
-                false,
+                Durable::Later,
                 |txn| {
                     txn.open_table(META)
                         .map_err(db_err)?

@@ -264,16 +264,15 @@ impl Writer {
         rx.recv().map_err(|_| writer_gone())?
     }
 
-    /// Queues `f` without waiting; `reply` runs on the writer thread with its result after the commit. With
-    /// `durable = false` the commit may be `Durability::None` (lost on a crash unless a durable commit follows),
-    /// so `reply(Ok)` then means applied and visible to readers, not durable.
-    pub fn submit<T, F, R>(&self, weight: usize, durable: bool, f: F, reply: R) -> Result<(), StorageError>
+    /// Queues `f` without waiting; `reply` runs on the writer thread with its result after the commit. Unless
+    /// `durable` is [`Durable::Now`] the commit may be `Durability::None` (lost on a crash unless a durable commit
+    /// follows), so `reply(Ok)` then means applied and visible to readers, not durable.
+    pub fn submit<T, F, R>(&self, weight: usize, durable: Durable, f: F, reply: R) -> Result<(), StorageError>
     where
         T: Send + 'static,
         F: FnOnce(&WriteTransaction) -> Result<Result<T, StorageError>, StorageError> + Send + 'static,
         R: FnOnce(Result<T, StorageError>) + Send + 'static,
     {
-        let durable = if durable { Durable::Now } else { Durable::Later };
         self.send_waking(make_op(weight, durable, f, reply))
     }
 
@@ -516,7 +515,7 @@ mod tests {
         let (tx, failed) = mpsc::channel();
         w.submit(
             1,
-            false,
+            Durable::Later,
             |_txn| Err::<Result<(), StorageError>, _>(StorageError::Backend("apply failed".into())),
             move |r| {
                 let _ = tx.send(r);
@@ -555,7 +554,7 @@ mod tests {
         let (tx, b) = mpsc::channel();
         w.submit(
             1,
-            false,
+            Durable::Later,
             |txn| {
                 txn.open_table(META)
                     .map_err(db_err)?

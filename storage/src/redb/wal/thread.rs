@@ -22,7 +22,7 @@ use crate::contract::EntryId;
 use crate::lease::LeaseTable;
 use crate::redb::lock_leases;
 use crate::redb::tables::{META, db_err};
-use crate::redb::writer::Writer;
+use crate::redb::writer::{Durable, Writer};
 
 /// What the thread is built from (besides the recovered files).
 pub(super) struct Parts {
@@ -537,7 +537,7 @@ impl WalThread {
         let stats = self.p.stats.clone();
         let queued = self.p.writer.submit(
             1,
-            true,
+            Durable::Now,
             move |txn| {
                 let covered = checkpoint(txn, seq)?;
                 Ok(faults.run(Site::CheckpointReply(seq), || Ok(covered), StorageError::Backend))
