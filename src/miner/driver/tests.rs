@@ -800,6 +800,31 @@ async fn a_settled_session_is_deleted_from_storage_and_memory_and_a_half_pruned_
     assert_session_pruned(&plain, &supplier, &key.session_id).await;
 }
 
+/// A miner of `f` on `storage`, with metrics on `telemetry`, whose proofs fit relays of at most 4,096 bytes
+/// (`max_tx_bytes` = the proof's overhead + 4,096): a relay of 4,097 is too large to prove.
+fn miner_proving_4k(f: &Fixture, storage: storage::Storage, telemetry: &crate::telemetry::Telemetry) -> Miner {
+    Miner::new(
+        f.client.clone(),
+        storage,
+        f.keyring.clone(),
+        MinerConfig {
+            max_tx_bytes: crate::smst::MAX_PROOF_OVERHEAD_BYTES + 4096,
+            ..config("a")
+        },
+    )
+    .with_metrics(crate::miner::metrics::MinerMetrics::new(telemetry).unwrap())
+}
+
+/// `relay` carrying `len` relay bytes of `fill` instead (its relay hash and payload follow).
+fn resized(mut relay: MinedRelay, len: usize, fill: u8) -> MinedRelay {
+    let mut message = MinedRelayMessage::decode(relay.payload.as_slice()).unwrap();
+    message.relay_bytes = vec![fill; len];
+    message.relay_hash = Sha256::digest(&message.relay_bytes).to_vec();
+    relay.relay_hash = message.relay_hash.clone();
+    relay.payload = message.encode_to_vec();
+    relay
+}
+
 /// The value of the first series of counter `name` labelled `reason` in a metrics rendering.
 fn counter(text: &str, name: &str, reason: &str) -> Option<u64> {
     text.lines()
@@ -1871,31 +1896,12 @@ async fn a_grace_relay_appended_at_claim_open_is_in_the_claim_sent_after_the_del
 /// counted as `too_large_to_prove`; the session's other relays are claimed as usual.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_relay_too_large_to_prove_is_not_counted_into_the_trie() {
-    use crate::smst::MAX_PROOF_OVERHEAD_BYTES;
     let f = fixture().await;
     let telemetry = crate::telemetry::Telemetry::new().unwrap();
     let plain = MemoryBackend::new().storage();
-    let max_tx_bytes = MAX_PROOF_OVERHEAD_BYTES + 4096;
-    let mut miner = Miner::new(
-        f.client.clone(),
-        plain.clone(),
-        f.keyring.clone(),
-        MinerConfig {
-            max_tx_bytes,
-            ..config("a")
-        },
-    )
-    .with_metrics(crate::miner::metrics::MinerMetrics::new(&telemetry).unwrap());
+    let mut miner = miner_proving_4k(&f, plain.clone(), &telemetry);
     miner.step().await.unwrap();
-    let sized = |i: u64, len: usize| {
-        let mut relay = relays(&f.supplier, &f.header, i..i + 1).remove(0);
-        let mut message = MinedRelayMessage::decode(relay.payload.as_slice()).unwrap();
-        message.relay_bytes = vec![i as u8; len];
-        message.relay_hash = Sha256::digest(&message.relay_bytes).to_vec();
-        relay.relay_hash = message.relay_hash.clone();
-        relay.payload = message.encode_to_vec();
-        relay
-    };
+    let sized = |i: u64, len: usize| resized(relays(&f.supplier, &f.header, i..i + 1).remove(0), len, i as u8);
     plain
         .relay_log
         .append(vec![sized(1, 4096), sized(2, 4097), sized(3, 100)])

@@ -11,17 +11,7 @@ async fn a_too_large_relay_of_a_pruned_session_is_counted_as_pruned() {
     let f = fixture().await;
     let telemetry = crate::telemetry::Telemetry::new().unwrap();
     let plain = MemoryBackend::new().storage();
-    let max_tx_bytes = crate::smst::MAX_PROOF_OVERHEAD_BYTES + 4096;
-    let mut miner = Miner::new(
-        f.client.clone(),
-        plain.clone(),
-        f.keyring.clone(),
-        MinerConfig {
-            max_tx_bytes,
-            ..config("a")
-        },
-    )
-    .with_metrics(crate::miner::metrics::MinerMetrics::new(&telemetry).unwrap());
+    let mut miner = miner_proving_4k(&f, plain.clone(), &telemetry);
     let schedule = ingest_until_claim_open(&f, &plain, &mut miner).await;
     while miner.engine.session(&f.key).is_some() {
         assert!(
@@ -33,12 +23,7 @@ async fn a_too_large_relay_of_a_pruned_session_is_counted_as_pruned() {
     }
     assert!(miner.engine.is_tombstoned(&f.key));
 
-    let mut relay = relays(&f.supplier, &f.header, 9..10).remove(0);
-    let mut message = MinedRelayMessage::decode(relay.payload.as_slice()).unwrap();
-    message.relay_bytes = vec![9; 4097];
-    message.relay_hash = Sha256::digest(&message.relay_bytes).to_vec();
-    relay.relay_hash = message.relay_hash.clone();
-    relay.payload = message.encode_to_vec();
+    let relay = resized(relays(&f.supplier, &f.header, 9..10).remove(0), 4097, 9);
     plain.relay_log.append(vec![relay]).await.unwrap();
     miner.step().await.unwrap();
 

@@ -5,31 +5,16 @@ use super::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn relays_rejected_in_a_batch_whose_write_failed_are_counted_once_when_it_is_written() {
-    use crate::smst::MAX_PROOF_OVERHEAD_BYTES;
     let f = fixture().await;
     let telemetry = crate::telemetry::Telemetry::new().unwrap();
     let backend = MemoryBackend::new();
     let faults = backend.faults().clone();
     let plain = backend.storage();
-    let max_tx_bytes = MAX_PROOF_OVERHEAD_BYTES + 4096;
-    let mut miner = Miner::new(
-        f.client.clone(),
-        plain.clone(),
-        f.keyring.clone(),
-        MinerConfig {
-            max_tx_bytes,
-            ..config("a")
-        },
-    )
-    .with_metrics(crate::miner::metrics::MinerMetrics::new(&telemetry).unwrap());
+    let mut miner = miner_proving_4k(&f, plain.clone(), &telemetry);
     miner.step().await.unwrap();
     let mut batch = relays(&f.supplier, &f.header, 0..3);
     // Relay 1: too large to prove. Relay 2: a payload that does not decode.
-    let mut message = MinedRelayMessage::decode(batch[1].payload.as_slice()).unwrap();
-    message.relay_bytes = vec![1; 4097];
-    message.relay_hash = Sha256::digest(&message.relay_bytes).to_vec();
-    batch[1].relay_hash = message.relay_hash.clone();
-    batch[1].payload = message.encode_to_vec();
+    batch[1] = resized(batch[1].clone(), 4097, 1);
     batch[2].payload = vec![0xff; 7];
     plain.relay_log.append(batch).await.unwrap();
 
