@@ -38,7 +38,8 @@ use crate::smst::hash::sum_count;
 /// Counters the driver exports (and `localnet` summarizes).
 #[derive(Debug, Default)]
 pub struct MinerStats {
-    /// Relay-log entries ingested into tries.
+    /// Relay-log entries ingested and acknowledged: those put into tries and those acknowledged without being
+    /// mined (the three counters below).
     pub relays_ingested: AtomicU64,
     /// Relay-log entries that could not be read (acknowledged and skipped, counted, logged at ERROR).
     pub relays_unreadable: AtomicU64,

@@ -52,10 +52,23 @@ const TOO_LARGE: &str = "too_large_to_prove";
 /// `reason` of `ha_miner_relays_rejected_total` for a relay of a pruned session (module docs).
 const PRUNED: &str = "session_pruned";
 
-/// Relays of one ingest batch acknowledged without being mined, by `(reason, service)`. Counted (metrics and
-/// [`super::MinerStats`]) only once the batch is written: a batch whose write fails stays pending and is read
-/// again, and counting at reading would count its rejected relays once per failed write (a store refusing
-/// writes for a while would inflate `too_large_to_prove`, a lost reward, many times over).
+/// What one ingest batch counts, counted (metrics and [`super::MinerStats`]) exactly when its entries are
+/// acknowledged, which is when they will not be read again:
+/// - not before: a batch whose write fails stays pending and is read again, and counting at reading counted its
+///   rejected relays once per failed write (a store refusing writes for a while inflated `too_large_to_prove`,
+///   a lost reward, many times over);
+/// - not after the step's commands: the write that acknowledges the entries succeeded, so a command failing
+///   after it (a prune re-issued and failing again) must not skip counting them, or nobody ever would.
+#[derive(Default)]
+struct BatchCounts {
+    /// Entries of the batch (`MinerStats::relays_ingested`).
+    entries: u64,
+    /// Relays put into tries, by service (`ha_miner_relays_consumed_from_stream_total`).
+    consumed: HashMap<String, u64>,
+    rejected: Rejections,
+}
+
+/// Relays of one ingest batch acknowledged without being mined, by `(reason, service)`.
 #[derive(Default)]
 struct Rejections(HashMap<(&'static str, String), u64>);
 
@@ -176,10 +189,12 @@ impl Miner {
                 want = next_read_size(&entries);
                 self.ingest_read_size.insert(supplier.clone(), want);
                 let mut touched: HashMap<SessionKey, (Schedule, String, String)> = HashMap::new();
-                let mut consumed: HashMap<String, u64> = HashMap::new();
-                let mut rejected = Rejections::default();
+                let mut counts = BatchCounts {
+                    entries: entries.len() as u64,
+                    ..BatchCounts::default()
+                };
                 for entry in &entries {
-                    let Some((message, hash)) = self.readable(&supplier, entry, &mut rejected) else {
+                    let Some((message, hash)) = self.readable(&supplier, entry, &mut counts.rejected) else {
                         continue;
                     };
                     let key = SessionKey {
@@ -188,13 +203,13 @@ impl Miner {
                     };
                     // The pruned session first: a relay of it is refused whatever its size, and counted for that.
                     if self.engine.is_tombstoned(&key) {
-                        self.after_prune(&key, &message, entry, &mut rejected);
+                        self.after_prune(&key, &message, entry, &mut counts.rejected);
                         continue;
                     }
-                    if !self.provable(&supplier, &message, &mut rejected) {
+                    if !self.provable(&supplier, &message, &mut counts.rejected) {
                         continue;
                     }
-                    *consumed.entry(message.service_id.clone()).or_default() += 1;
+                    *counts.consumed.entry(message.service_id.clone()).or_default() += 1;
                     self.insert(&key, &message, &hash).await?;
                     let schedule = self.schedule(message.session_end_height).await?;
                     touched.entry(key).or_insert((
@@ -234,17 +249,7 @@ impl Miner {
                         compute_units,
                     }));
                 }
-                self.commit_batch(&supplier, tries, step, ids.clone()).await?;
-                // Counted once the batch is written: a batch whose write failed is read again.
-                if let Some(m) = &self.metrics {
-                    for (service, n) in consumed {
-                        m.relays_consumed.with_label_values(&[&supplier, &service]).inc_by(n);
-                    }
-                }
-                self.count_rejected(&supplier, rejected);
-                self.stats
-                    .relays_ingested
-                    .fetch_add(ids.len() as u64, AtomicOrdering::Relaxed);
+                self.commit_batch(&supplier, tries, step, ids, counts).await?;
                 if caught_up {
                     self.engine.set_ingest_caught_up(&supplier, true);
                     break;
@@ -285,6 +290,7 @@ impl Miner {
         tries: Vec<(SessionKey, bool, storage::NodeBatch)>,
         step: Step,
         ids: Vec<storage::EntryId>,
+        counts: BatchCounts,
     ) -> Result<(), MinerError> {
         let records = self.record_writes(&step.changed)?;
         let (written, tries): (Vec<(SessionKey, bool)>, Vec<storage::TrieWrite>) = tries
@@ -327,6 +333,8 @@ impl Miner {
                 for ((key, record, _), version) in records.into_iter().zip(outcome.versions) {
                     self.stored_as(key, record, version);
                 }
+                // Acknowledged: never read again, so counted now, whatever the step's commands do.
+                self.count_batch(supplier, counts);
                 // The records are stored: this persists nothing more and runs the step's commands.
                 self.execute(step).await
             }
@@ -338,6 +346,7 @@ impl Miner {
                 self.execute(step).await?;
                 flushed?;
                 self.writer()?.relay_log.ack(supplier, &ids).await?;
+                self.count_batch(supplier, counts);
                 Ok(())
             }
             // Nothing of the batch is known to be stored: the tries keep their changes (committed before any of
@@ -352,9 +361,18 @@ impl Miner {
         }
     }
 
-    /// Counts the relays of a written batch that were acknowledged without being mined.
-    fn count_rejected(&self, supplier: &str, rejected: Rejections) {
-        for ((reason, service), n) in rejected.0 {
+    /// Counts an acknowledged batch: its entries, the relays it put into tries and those it acknowledged
+    /// without mining them.
+    fn count_batch(&self, supplier: &str, counts: BatchCounts) {
+        self.stats
+            .relays_ingested
+            .fetch_add(counts.entries, AtomicOrdering::Relaxed);
+        if let Some(m) = &self.metrics {
+            for (service, n) in counts.consumed {
+                m.relays_consumed.with_label_values(&[supplier, &service]).inc_by(n);
+            }
+        }
+        for ((reason, service), n) in counts.rejected.0 {
             let stat = match reason {
                 TOO_LARGE => &self.stats.relays_too_large,
                 PRUNED => &self.stats.relays_after_prune,

@@ -12,6 +12,7 @@ use crate::miner::driver::tests::{config, genesis, key_hex, relays, serve_grpc};
 use crate::miner::lifecycle::SessionKey;
 use crate::sim::chain::{SimChain, actor};
 
+mod counted;
 mod rounds;
 
 async fn backlog(plain: &storage::Storage, supplier: &str) -> u64 {
