@@ -151,6 +151,9 @@ pub struct Miner {
     ingest_bound: ingest::RoundBound,
     /// The reports (losses, discards) of those changes, run once their records are stored.
     pending_reports: Vec<Command>,
+    /// Reports taken from `pending_reports` because a write just stored their record (any write of it: it holds
+    /// the engine's whole record); run by that write's caller before it returns ([`Miner::run_due_reports`]).
+    due_reports: Vec<Command>,
     leader_token: Option<u64>,
     /// `storage` fenced by the current leadership token (`None` when not leading); every write goes through it.
     fenced: Option<storage::Storage>,
@@ -245,6 +248,7 @@ impl Miner {
             ingest_busy_at: None,
             ingest_bound: ingest::RoundBound::Time,
             pending_reports: Vec::new(),
+            due_reports: Vec::new(),
             leader_token: None,
             fenced: None,
             stats: Arc::default(),
@@ -718,8 +722,9 @@ impl Miner {
     }
 
     /// After a failed record write: the changes of `steps` whose records are not in `stored` wait for
-    /// [`Miner::persist_pending`] with their reports, their prunes are handed back to the engine, their other
-    /// commands are dropped (the engine asks for them again at the next block).
+    /// [`Miner::persist_pending`] with their reports (or for any earlier write of their records, which runs those
+    /// reports: [`Miner::stored_as`]), their prunes are handed back to the engine, their other commands are
+    /// dropped (the engine asks for them again at the next block).
     ///
     /// Records in `stored` were written as the engine has them now (all of the steps' changes included), so
     /// their reports run now: were they left waiting and this miner lost the leadership first, the next leader
@@ -785,6 +790,18 @@ impl Miner {
     /// the conflict. A session whose trie has changes not yet committed (an ingest batch whose write failed)
     /// gets its trie committed first, so a record never counts relays its trie does not hold in storage.
     async fn persist(&mut self, keys: &[SessionKey], written_keys: &mut Vec<SessionKey>) -> Result<usize, MinerError> {
+        let persisted = self.write_records(keys, written_keys).await;
+        // Even after a failed write: the records written before it are stored.
+        self.run_due_reports().await;
+        persisted
+    }
+
+    /// [`Miner::persist`]'s writes.
+    async fn write_records(
+        &mut self,
+        keys: &[SessionKey],
+        written_keys: &mut Vec<SessionKey>,
+    ) -> Result<usize, MinerError> {
         let writes = self.record_writes(keys)?;
         if writes.is_empty() {
             return Ok(0);
@@ -906,7 +923,27 @@ impl Miner {
         let held_hashes = self.kept_txs.held_hashes(&key, Some(record.state));
         self.versions.insert(key.clone(), version);
         self.stored_txs.insert(key.clone(), held_hashes);
+        // The engine's whole record is stored: whatever change of it waited for a write ([`Miner::defer`]) is in
+        // it, and so are the reports of those changes, which are due now. Left waiting for `persist_pending`,
+        // they would be dropped if this miner lost the leadership first, and the next leader, restoring the
+        // record already moved, would never report them.
+        self.unpersisted.remove(&key);
+        let (due, waiting): (Vec<Command>, Vec<Command>) = std::mem::take(&mut self.pending_reports)
+            .into_iter()
+            .partition(|r| r.report_key() == Some(&key));
+        self.pending_reports = waiting;
+        self.due_reports.extend(due);
         self.stored.insert(key, record);
+    }
+
+    /// Runs the reports whose records a write just stored ([`Miner::stored_as`]). Reports do no IO that can fail
+    /// (metrics and a log line; a failed uPOKT valuation is logged by the report itself).
+    async fn run_due_reports(&mut self) {
+        for report in std::mem::take(&mut self.due_reports) {
+            if let Err(e) = self.run_command(report).await {
+                tracing::warn!(error = %e, "a loss report failed");
+            }
+        }
     }
 
     /// Commits the tries (claimed and late) of `keys` that have changes not in storage yet.

@@ -333,6 +333,7 @@ impl Miner {
                 for ((key, record, _), version) in records.into_iter().zip(outcome.versions) {
                     self.stored_as(key, record, version);
                 }
+                self.run_due_reports().await;
                 // Acknowledged: never read again, so counted now, whatever the step's commands do.
                 self.count_batch(supplier, counts);
                 // The records are stored: this persists nothing more and runs the step's commands.

@@ -34,6 +34,7 @@ mod rejected_once;
 mod split_on_refusal;
 mod stop_resigns;
 mod tip;
+mod waiting_reports;
 
 const LEASE: Duration = Duration::from_secs(60);
 
