@@ -9,6 +9,7 @@
 //! record before it leaves, so the next leader finds out what happened to it before it signs another (module
 //! `submit::kept`).
 
+mod confirmed;
 mod fees;
 mod ingest;
 mod leadership;
@@ -149,7 +150,7 @@ pub struct Miner {
     ingest_busy_at: Option<std::time::Instant>,
     /// When an ingest round stops reading (the time bound; tests set a batch count).
     ingest_bound: ingest::RoundBound,
-    /// The reports (losses, discards) of those changes, run once their records are stored.
+    /// The reports (losses, discards, confirmations) of those changes, run once their records are stored.
     pending_reports: Vec<Command>,
     /// Reports taken from `pending_reports` because a write just stored their record (any write of it: it holds
     /// the engine's whole record); run by that write's caller before it returns ([`Miner::run_due_reports`]).
@@ -977,14 +978,28 @@ impl Miner {
             Command::SubmitProofs { supplier, keys } => Some(self.submit(TxKind::Proof, &supplier, keys).await?),
             Command::LookupOnChain { key } => Some(self.lookup(key).await?),
             Command::CheckProofRequirement { key } => {
+                // A proof found required is reported by the engine's step once its record is stored (module
+                // `confirmed`).
                 let required = self.proof_required(&key).await?;
-                if required {
-                    self.stats.proofs_required.fetch_add(1, AtomicOrdering::Relaxed);
-                    if let Some(m) = &self.metrics {
-                        m.proof_required.with_label_values(&[&key.supplier]).inc();
-                    }
-                }
                 Some(self.engine.handle(Event::ProofRequirement { key, required }))
+            }
+            Command::RecordClaimConfirmed {
+                key,
+                service_id,
+                session_end,
+                compute_units,
+            } => {
+                self.report_claim_confirmed(&key, &service_id, session_end, compute_units)
+                    .await;
+                None
+            }
+            Command::RecordProofValidated { key, service_id } => {
+                self.report_proof_validated(&key, &service_id);
+                None
+            }
+            Command::RecordProofRequired { key } => {
+                self.report_proof_required(&key);
+                None
             }
             Command::RecordLoss {
                 key,
@@ -1234,7 +1249,12 @@ fn urgency(command: &Command) -> u8 {
         Command::SubmitClaims { .. } | Command::SubmitProofs { .. } => 0,
         Command::CheckProofRequirement { .. } => 1,
         Command::LookupOnChain { .. } => 2,
-        Command::RecordLoss { .. } | Command::RecordUnclaimed { .. } | Command::RecordDiscard { .. } => 3,
+        Command::RecordLoss { .. }
+        | Command::RecordUnclaimed { .. }
+        | Command::RecordDiscard { .. }
+        | Command::RecordClaimConfirmed { .. }
+        | Command::RecordProofValidated { .. }
+        | Command::RecordProofRequired { .. } => 3,
         Command::Prune { .. } | Command::Forget { .. } => 4,
     }
 }
@@ -1249,6 +1269,9 @@ fn command_kind(command: &Command) -> &'static str {
         Command::RecordLoss { .. } => "record_loss",
         Command::RecordUnclaimed { .. } => "record_unclaimed",
         Command::RecordDiscard { .. } => "record_discard",
+        Command::RecordClaimConfirmed { .. } => "record_claim_confirmed",
+        Command::RecordProofValidated { .. } => "record_proof_validated",
+        Command::RecordProofRequired { .. } => "record_proof_required",
         Command::Prune { .. } => "prune",
         Command::Forget { .. } => "forget",
     }

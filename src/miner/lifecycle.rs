@@ -19,6 +19,11 @@
 //! settlement itself ([`Event::Settled`], read from that block's events), which ends the session as paid or
 //! lost whatever state the miner had it in.
 //!
+//! What happened to a session is reported by commands the engine emits once, in the step that moves it
+//! ([`Command::is_report`]): a loss, a discard, relays after the claim, a claim confirmed on chain, a proof
+//! found required or validated. The driver runs them once that step's record is stored, so a change that a
+//! deposed leader could not store is reported by whoever moves the stored record next, once.
+//!
 //! A relay validated in the grace period is appended once the backend answered, so it can still reach the trie
 //! after the claim's root was built. Once the claim is confirmed the engine knows what it covers
 //! ([`Event::ClaimOnChain`]); whatever the trie holds beyond that is recorded as lost once
@@ -422,6 +427,36 @@ pub enum Command {
         /// Which session.
         key: SessionKey,
     },
+    /// Our claim was found on chain: the session left `Claiming` (for `Claimed`, or straight to its settlement's
+    /// outcome when the lookup read that). Metrics `claim_inclusion_outcome{included}` and `upokt_claimed`
+    /// (the claim's value, from a chain query when the report runs), counter `claims_confirmed`. Reported once:
+    /// a next leader that restores the record still `Claiming` confirms (and reports) it itself.
+    RecordClaimConfirmed {
+        /// Which session.
+        key: SessionKey,
+        /// Its service (metrics label; what the claim is valued at).
+        service_id: String,
+        /// Its session end height (what the claim is valued at).
+        session_end: i64,
+        /// Compute units the claim on chain pays for: its root's sum ([`SessionRecord::claimed`]), the trie's
+        /// when the chain did not say.
+        compute_units: u64,
+    },
+    /// The session's required proof was found validated on chain (or its settlement said so): the session is
+    /// `Proved`. Metric `proof_inclusion_outcome{validated}`. Reported once.
+    RecordProofValidated {
+        /// Which session.
+        key: SessionKey,
+        /// Its service (metrics label).
+        service_id: String,
+    },
+    /// The proof requirement check found a proof required: the session went to `Proving` (from `Claimed`, or
+    /// from `Settled` under changed proof params). Metric `proof_requirement{required}`, counter
+    /// `proofs_required`. Reported once.
+    RecordProofRequired {
+        /// Which session.
+        key: SessionKey,
+    },
     /// Delete the session's tries and relay-log entries, then store its tombstone ([`Engine::tombstone`],
     /// [`Engine::bury`]), or delete its record when it leaves none: nothing more will be asked of it.
     Prune {
@@ -437,8 +472,10 @@ pub enum Command {
 }
 
 impl Command {
-    /// A report of what happened to a session (a loss, relays after the claim, a discard): metrics and a log
-    /// line, no IO that can fail. The driver runs reports once the records that say so are stored.
+    /// A report of what happened to a session (a loss, relays after the claim, a discard, a claim confirmed, a
+    /// proof validated or found required): metrics and a log line, no IO that can fail. The driver runs reports
+    /// once the records that say so are stored, so each is counted once across leaders (lessons.md: metrics
+    /// must not lie).
     pub fn is_report(&self) -> bool {
         self.report_key().is_some()
     }
@@ -446,7 +483,12 @@ impl Command {
     /// The session a report is about (`None` for a command that is not a report).
     pub fn report_key(&self) -> Option<&SessionKey> {
         match self {
-            Self::RecordLoss { key, .. } | Self::RecordUnclaimed { key, .. } | Self::RecordDiscard { key } => Some(key),
+            Self::RecordLoss { key, .. }
+            | Self::RecordUnclaimed { key, .. }
+            | Self::RecordDiscard { key }
+            | Self::RecordClaimConfirmed { key, .. }
+            | Self::RecordProofValidated { key, .. }
+            | Self::RecordProofRequired { key } => Some(key),
             _ => None,
         }
     }
@@ -689,11 +731,15 @@ impl Engine {
                     if record.state == State::Claimed {
                         record.proof_required = Some(required);
                         record.state = if required { State::Proving } else { State::Settled };
+                        if required {
+                            step.commands.push(Command::RecordProofRequired { key: key.clone() });
+                        }
                         step.changed.push(key);
                     } else if required && Self::revisable(record, self.height, self.config.submission_buffer_blocks) {
                         // Decided "no proof" under older proof params (`Event::ProofParamsChanged`): proven now.
                         record.proof_required = Some(true);
                         record.state = State::Proving;
+                        step.commands.push(Command::RecordProofRequired { key: key.clone() });
                         step.changed.push(key);
                     }
                 }
@@ -824,7 +870,10 @@ impl Engine {
         };
         step.changed.push(key.clone());
         match record.state {
-            State::Claiming if claim_exists => record.state = State::Claimed,
+            State::Claiming if claim_exists => {
+                record.state = State::Claimed;
+                Self::confirm_claim(record, step);
+            }
             State::Claiming if height > record.schedule.claim_close => {
                 // A claim refused before the mempool (`Refused`) is taken back but did reach a node.
                 let reason = if !record.claim_reached_node {
@@ -853,7 +902,7 @@ impl Engine {
             State::Claimed if !claim_exists && height > record.schedule.proof_close => {
                 Self::expire(record, LossReason::ProofWindowMissed, step);
             }
-            State::Proving if proof_validated => record.state = State::Proved,
+            State::Proving if proof_validated => Self::prove(record, step),
             State::Proving if height > record.schedule.proof_close => {
                 let reason = if !record.proof_reached_node {
                     LossReason::ProofWindowMissed
@@ -899,12 +948,20 @@ impl Engine {
             return;
         }
         step.changed.push(key.clone());
+        if record.state == State::Claiming {
+            // The chain settled (or expired, or discarded) our claim: it was on chain.
+            Self::confirm_claim(record, step);
+        }
         match outcome {
             SettlementOutcome::Settled { proof_required } => {
                 let required = *proof_required || record.state == State::Proving;
                 record.proof_required = Some(required);
-                record.state = if required { State::Proved } else { State::Settled };
                 record.settlement_seen = true;
+                if required {
+                    Self::prove(record, step);
+                } else {
+                    record.state = State::Settled;
+                }
             }
             SettlementOutcome::Expired { .. } => {
                 // As at the window's close (`on_chain`): a proof a node answered for is `proof_not_included`.
@@ -933,6 +990,28 @@ impl Engine {
             });
             record.accounted = Some((record.relays, record.compute_units.max(compute_units)));
         }
+    }
+
+    /// Reports the session's claim as found on chain, once: called as the session leaves `Claiming` with its
+    /// claim there (after [`Event::ClaimOnChain`], so what the claim pays for is known when the chain said).
+    fn confirm_claim(record: &SessionRecord, step: &mut Step) {
+        step.commands.push(Command::RecordClaimConfirmed {
+            key: record.key.clone(),
+            service_id: record.service_id.clone(),
+            session_end: record.schedule.session_end,
+            compute_units: record
+                .claimed
+                .map_or(record.compute_units, |(_, compute_units)| compute_units),
+        });
+    }
+
+    /// Ends the session as proved (its required proof validated on chain) and reports it, once.
+    fn prove(record: &mut SessionRecord, step: &mut Step) {
+        record.state = State::Proved;
+        step.commands.push(Command::RecordProofValidated {
+            key: record.key.clone(),
+            service_id: record.service_id.clone(),
+        });
     }
 
     /// Ends the session as lost. Before its claim is on chain the whole trie is lost; after (a proof-stage
@@ -1179,6 +1258,8 @@ impl Engine {
     }
 }
 
+#[cfg(test)]
+mod confirmation_tests;
 #[cfg(test)]
 mod ingest_hold_tests;
 #[cfg(test)]

@@ -10,11 +10,9 @@
 //! (`block_results`, [`crate::chain::settlement`]). Without a CometBFT client, or when the node cannot answer
 //! for a few blocks (e.g. it discards ABCI responses), the lookup falls back to "not found" and says so at WARN.
 
-use std::sync::atomic::Ordering as AtomicOrdering;
-
 use super::{Miner, MinerError};
 use crate::chain::settlement::{ClaimSettlement, settlements};
-use crate::miner::lifecycle::{Event, SessionKey, State, Step};
+use crate::miner::lifecycle::{Event, SessionKey, Step};
 use crate::protocol::wire;
 use crate::smst::hash::root_sum_count;
 
@@ -44,7 +42,6 @@ impl Miner {
             (None, None) => None,
         };
         let claim_exists = claim.is_some() || settled.is_some();
-        let before = self.engine.session(&key).map(|r| r.state);
         let mut step = Step::default();
         // What the claim covers first: a loss at settlement counts the claim's root, not the trie.
         if let Some((relays, compute_units)) = claimed_totals {
@@ -66,9 +63,9 @@ impl Miner {
                     .is_some_and(|c| c.proof_validation_status == wire::ClaimProofStatus::Validated as i32),
             },
         };
+        // A claim confirmed or a proof validated is reported by the engine's step (`Command::is_report`), once
+        // the record that moved the session is stored (module `confirmed`).
         step.merge(self.engine.handle(answer));
-        self.count_confirmations(&key, before, claim_exists, claimed_totals)
-            .await;
         Ok(step)
     }
 
@@ -126,48 +123,5 @@ impl Miner {
                     && s.session_id.as_ref().is_none_or(|id| *id == key.session_id)
             })
             .cloned())
-    }
-
-    /// Counts a claim seen on chain for the first time and a proof seen validated (or settled as required).
-    async fn count_confirmations(
-        &self,
-        key: &SessionKey,
-        before: Option<State>,
-        claim_exists: bool,
-        claimed_totals: Option<(u64, u64)>,
-    ) {
-        // What the claim pays for is its root's sum: relays that reached the trie after the claim was built are
-        // not in it (they are counted as lost, `relays_after_claim`).
-        let Some((state, service, schedule, compute_units)) = self.engine.session(key).map(|r| {
-            let claimed = claimed_totals.map_or(r.compute_units, |(_, compute_units)| compute_units);
-            (r.state, r.service_id.clone(), r.schedule, claimed)
-        }) else {
-            return;
-        };
-        let confirmed = before == Some(State::Claiming) && state != State::Claiming && claim_exists;
-        if confirmed {
-            self.stats.claims_confirmed.fetch_add(1, AtomicOrdering::Relaxed);
-        }
-        let proved = before != Some(State::Proved) && state == State::Proved;
-        if !(confirmed || proved) || self.metrics.is_none() {
-            return;
-        }
-        let upokt = self.upokt(&service, schedule.session_end, compute_units).await;
-        let Some(m) = &self.metrics else {
-            return;
-        };
-        if confirmed {
-            m.claim_inclusion
-                .with_label_values(&[&key.supplier, &service, "included"])
-                .inc();
-            m.upokt_claimed
-                .with_label_values(&[&key.supplier, &service])
-                .inc_by(upokt.unwrap_or(0));
-        }
-        if proved {
-            m.proof_inclusion
-                .with_label_values(&[&key.supplier, &service, "validated"])
-                .inc();
-        }
     }
 }

@@ -21,6 +21,7 @@ use crate::protocol::wire::{MinedRelayMessage, SessionHeader};
 use crate::sim::chain::genesis::*;
 use crate::sim::chain::{SimChain, actor, router};
 
+mod confirmed_once;
 mod fee_refusals;
 mod ingest_between_ticks;
 mod ingest_failure;

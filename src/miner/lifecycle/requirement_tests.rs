@@ -61,10 +61,13 @@ fn a_params_change_in_the_proof_window_checks_again_and_a_proof_now_required_is_
     });
     assert_eq!(
         step.commands,
-        vec![Command::SubmitProofs {
-            supplier: "s1".into(),
-            keys: vec![k.clone()]
-        }]
+        vec![
+            Command::RecordProofRequired { key: k.clone() },
+            Command::SubmitProofs {
+                supplier: "s1".into(),
+                keys: vec![k.clone()]
+            }
+        ]
     );
     let record = e.session(&k).unwrap();
     assert_eq!((record.state, record.proof_required), (State::Proving, Some(true)));
@@ -120,10 +123,13 @@ fn a_proof_required_at_the_last_send_height_is_sent_in_the_same_step() {
     });
     assert_eq!(
         step.commands,
-        vec![Command::SubmitProofs {
-            supplier: "s1".into(),
-            keys: vec![k.clone()]
-        }]
+        vec![
+            Command::RecordProofRequired { key: k.clone() },
+            Command::SubmitProofs {
+                supplier: "s1".into(),
+                keys: vec![k.clone()]
+            }
+        ]
     );
     assert_eq!(e.session(&k).unwrap().proof_sent_at, [19]);
 }

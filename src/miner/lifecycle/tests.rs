@@ -124,7 +124,11 @@ fn required_proof_is_sent_once_the_proof_window_opened_and_confirmed_by_claim_st
         key: k.clone(),
         required: true,
     });
-    assert!(step.commands.is_empty(), "not at the seed block: {step:?}");
+    assert_eq!(
+        step.commands,
+        vec![Command::RecordProofRequired { key: k.clone() }],
+        "no proof sent at the seed block"
+    );
     assert_eq!(
         block(&mut e, 16),
         vec![Command::SubmitProofs {
@@ -139,7 +143,16 @@ fn required_proof_is_sent_once_the_proof_window_opened_and_confirmed_by_claim_st
         proof_validated: true,
     });
     assert_eq!(e.session(&k).unwrap().state, State::Proved);
-    assert_eq!(step.commands, vec![Command::Prune { key: k }]);
+    assert_eq!(
+        step.commands,
+        vec![
+            Command::RecordProofValidated {
+                key: k.clone(),
+                service_id: "anvil".into()
+            },
+            Command::Prune { key: k }
+        ]
+    );
 }
 
 #[test]
@@ -1201,7 +1214,16 @@ fn a_late_relay_of_a_proved_session_starts_no_second_claim_or_proof() {
         claim_exists: true,
         proof_validated: true,
     });
-    assert_eq!(step.commands, vec![Command::Prune { key: k.clone() }]);
+    assert_eq!(
+        step.commands,
+        vec![
+            Command::RecordProofValidated {
+                key: k.clone(),
+                service_id: "anvil".into()
+            },
+            Command::Prune { key: k.clone() }
+        ]
+    );
     e.bury(&k);
     assert_eq!(ingest(&mut e, &k, 4), Step::default());
     for h in 17..=30 {
