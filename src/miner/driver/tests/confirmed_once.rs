@@ -122,3 +122,47 @@ async fn a_claim_confirmed_by_a_leader_deposed_before_its_record_was_stored_is_c
     assert_eq!(confirmed(&c.telemetry, &a), (None, None, 0));
     assert_eq!(confirmed(&b_telemetry, &b), (Some(1), Some(value), 1), "counted once");
 }
+
+/// The same for a proof found required (`ha_miner_proof_requirement_required_total`, `proofs_required`): the
+/// requirement check's record (`Claimed` → `Proving`) cannot be stored, the miner is deposed and leads again,
+/// checks again and counts the requirement once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_proof_found_required_while_its_record_could_not_be_stored_is_counted_once() {
+    let (c, mut miner) = Confirming::new().await;
+    let mut params = c.f.chain.state().proof.clone();
+    params.proof_request_probability = 1.0;
+    c.f.chain.set_proof_params(params);
+    let required = |miner: &Miner| {
+        (
+            series(&c.telemetry, "ha_miner_proof_requirement_required_total", &c.f.supplier),
+            miner.stats.proofs_required.load(std::sync::atomic::Ordering::Relaxed),
+        )
+    };
+    // The claim is sent, included and confirmed; blocks up to the one before the proof seed block.
+    miner.step().await.unwrap();
+    while c.f.chain.height() < c.schedule.proof_seed_height() - 1 {
+        c.f.chain.produce_block();
+        miner.step().await.unwrap();
+    }
+    assert_eq!(stored_state(&c).await, "claimed");
+    c.f.chain.produce_block();
+    c.faults
+        .refuse_writes(Some(StorageError::Unavailable("test: storage down".into())));
+    assert!(miner.step().await.is_err(), "the record's write fails");
+    c.faults.refuse_writes(None);
+    assert_eq!(miner.engine.session(&c.f.key).unwrap().state, State::Proving);
+    assert_eq!(stored_state(&c).await, "claimed");
+    assert_eq!(required(&miner), (None, 0), "counted before its record was stored");
+
+    c.view.set(Some(None));
+    miner.step().await.unwrap();
+    assert!(!miner.engine.is_leader(), "deposed");
+    c.view.set(None);
+    miner.step().await.unwrap();
+    assert!(miner.engine.is_leader(), "leads again");
+    assert_eq!(stored_state(&c).await, "proving");
+    assert_eq!(required(&miner), (Some(1), 1));
+    c.f.chain.produce_block();
+    miner.step().await.unwrap();
+    assert_eq!(required(&miner), (Some(1), 1), "counted once");
+}
