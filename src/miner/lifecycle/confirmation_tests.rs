@@ -2,7 +2,7 @@
 //! [`Command::RecordProofRequired`]): emitted once, in the step that moves the session, so the driver counts
 //! them once that step's record is stored (as it does losses).
 
-use super::tests::SCHEDULE;
+use super::tests::{SCHEDULE, claim_sent_at_12};
 use super::*;
 use crate::chain::settlement::SettlementOutcome;
 
@@ -15,23 +15,7 @@ fn key() -> SessionKey {
 
 /// A leader engine whose session (5 relays, 50 compute units) had its claim sent at 12 and is looked up at 13.
 fn claim_sent() -> Engine {
-    let mut e = Engine::new(EngineConfig {
-        claim_delay_blocks: 0,
-        ..EngineConfig::default()
-    });
-    e.handle(Event::Leadership { leader: true });
-    e.handle(Event::RelaysIngested {
-        key: key(),
-        service_id: "anvil".into(),
-        application_address: "pokt1app".into(),
-        schedule: SCHEDULE,
-        relays: 5,
-        compute_units: 50,
-    });
-    e.handle(Event::NewBlock { height: 12 });
-    let step = e.handle(Event::NewBlock { height: 13 });
-    assert_eq!(step.commands, vec![Command::LookupOnChain { key: key() }]);
-    e
+    claim_sent_at_12(&key())
 }
 
 /// The reports of `step`, in order.

@@ -3,7 +3,7 @@
 
 use super::*;
 
-use super::tests::SCHEDULE;
+use super::tests::claim_sent_at_12;
 
 fn key() -> SessionKey {
     SessionKey {
@@ -15,21 +15,7 @@ fn key() -> SessionKey {
 /// A leader engine whose session is claimed and decided "no proof" at the seed block 15 (proof window [16, 20]).
 fn decided_not_required() -> Engine {
     let k = key();
-    let mut e = Engine::new(EngineConfig {
-        claim_delay_blocks: 0,
-        ..EngineConfig::default()
-    });
-    e.handle(Event::Leadership { leader: true });
-    e.handle(Event::RelaysIngested {
-        key: k.clone(),
-        service_id: "anvil".into(),
-        application_address: "pokt1app".into(),
-        schedule: SCHEDULE,
-        relays: 5,
-        compute_units: 50,
-    });
-    e.handle(Event::NewBlock { height: 12 });
-    e.handle(Event::NewBlock { height: 13 });
+    let mut e = claim_sent_at_12(&k);
     e.handle(Event::OnChain {
         key: k.clone(),
         claim_exists: true,

@@ -13,6 +13,28 @@ pub(super) const SCHEDULE: Schedule = Schedule {
     settlement: 21,
 };
 
+/// A leader engine (no claim delay) whose session `k` (5 relays, 50 compute units, [`SCHEDULE`]) had its claim
+/// sent at block 12 and is looked up at 13 (the commands of block 13 are checked).
+pub(super) fn claim_sent_at_12(k: &SessionKey) -> Engine {
+    let mut e = Engine::new(EngineConfig {
+        claim_delay_blocks: 0,
+        ..EngineConfig::default()
+    });
+    e.handle(Event::Leadership { leader: true });
+    e.handle(Event::RelaysIngested {
+        key: k.clone(),
+        service_id: "anvil".into(),
+        application_address: "pokt1app".into(),
+        schedule: SCHEDULE,
+        relays: 5,
+        compute_units: 50,
+    });
+    e.handle(Event::NewBlock { height: 12 });
+    let step = e.handle(Event::NewBlock { height: 13 });
+    assert_eq!(step.commands, vec![Command::LookupOnChain { key: k.clone() }]);
+    e
+}
+
 fn key(supplier: &str, session: &str) -> SessionKey {
     SessionKey {
         supplier: supplier.into(),

@@ -36,6 +36,17 @@ async fn stored_state(c: &Confirming) -> String {
     stored.expect("the session has a record").state
 }
 
+/// One step whose leadership read says another instance leads (the miner is deposed), then one leading again
+/// in the same process (it reloads everything from storage).
+async fn depose_and_lead_again(c: &Confirming, miner: &mut Miner) {
+    c.view.set(Some(None));
+    miner.step().await.unwrap();
+    assert!(!miner.engine.is_leader(), "deposed");
+    c.view.set(None);
+    miner.step().await.unwrap();
+    assert!(miner.engine.is_leader(), "leads again");
+}
+
 /// The miner sends the claim at the window's opening, the chain includes it, and the next step's lookup finds
 /// it while storage refuses writes: the session is `Claimed` in memory, still `Claiming` in storage, and nothing
 /// is counted yet. Returns the claim's uPOKT value (5 relays of 10 compute units).
@@ -70,15 +81,9 @@ async fn a_claim_confirmed_while_its_record_could_not_be_stored_is_counted_once_
     let (c, mut miner) = Confirming::new().await;
     let value = found_while_the_record_cannot_be_stored(&c, &mut miner).await;
 
-    // One leadership read says another instance leads: deposed before the record could be stored.
-    c.view.set(Some(None));
-    miner.step().await.unwrap();
-    assert!(!miner.engine.is_leader(), "deposed");
-    // Leading again in the same process: the record is restored from storage (`Claiming`), the claim is looked
-    // up again and found, and this time its record is stored.
-    c.view.set(None);
-    miner.step().await.unwrap();
-    assert!(miner.engine.is_leader(), "leads again");
+    // Deposed before the record could be stored, then leading again in the same process: the record is restored
+    // from storage (`Claiming`), the claim is looked up again and found, and this time its record is stored.
+    depose_and_lead_again(&c, &mut miner).await;
     assert_eq!(miner.engine.session(&c.f.key).unwrap().state, State::Claimed);
     assert_eq!(stored_state(&c).await, "claimed");
     assert_eq!(confirmed(&c.telemetry, &miner), (Some(1), Some(value), 1));
@@ -154,12 +159,7 @@ async fn a_proof_found_required_while_its_record_could_not_be_stored_is_counted_
     assert_eq!(stored_state(&c).await, "claimed");
     assert_eq!(required(&miner), (None, 0), "counted before its record was stored");
 
-    c.view.set(Some(None));
-    miner.step().await.unwrap();
-    assert!(!miner.engine.is_leader(), "deposed");
-    c.view.set(None);
-    miner.step().await.unwrap();
-    assert!(miner.engine.is_leader(), "leads again");
+    depose_and_lead_again(&c, &mut miner).await;
     assert_eq!(stored_state(&c).await, "proving");
     assert_eq!(required(&miner), (Some(1), 1));
     c.f.chain.produce_block();
