@@ -35,6 +35,25 @@ pub(super) fn claim_sent_at_12(k: &SessionKey) -> Engine {
     e
 }
 
+/// The chain answers that `k`'s proof is validated: the session is proved, reported once and pruned.
+fn proof_validated_and_pruned(e: &mut Engine, k: &SessionKey) {
+    let step = e.handle(Event::OnChain {
+        key: k.clone(),
+        claim_exists: true,
+        proof_validated: true,
+    });
+    assert_eq!(
+        step.commands,
+        vec![
+            Command::RecordProofValidated {
+                key: k.clone(),
+                service_id: "anvil".into()
+            },
+            Command::Prune { key: k.clone() }
+        ]
+    );
+}
+
 fn key(supplier: &str, session: &str) -> SessionKey {
     SessionKey {
         supplier: supplier.into(),
@@ -159,22 +178,8 @@ fn required_proof_is_sent_once_the_proof_window_opened_and_confirmed_by_claim_st
         }]
     );
     assert_eq!(block(&mut e, 17), vec![Command::LookupOnChain { key: k.clone() }]);
-    let step = e.handle(Event::OnChain {
-        key: k.clone(),
-        claim_exists: true,
-        proof_validated: true,
-    });
+    proof_validated_and_pruned(&mut e, &k);
     assert_eq!(e.session(&k).unwrap().state, State::Proved);
-    assert_eq!(
-        step.commands,
-        vec![
-            Command::RecordProofValidated {
-                key: k.clone(),
-                service_id: "anvil".into()
-            },
-            Command::Prune { key: k }
-        ]
-    );
 }
 
 #[test]
@@ -1231,21 +1236,7 @@ fn a_late_relay_of_a_proved_session_starts_no_second_claim_or_proof() {
         required: true,
     });
     block(&mut e, 16);
-    let step = e.handle(Event::OnChain {
-        key: k.clone(),
-        claim_exists: true,
-        proof_validated: true,
-    });
-    assert_eq!(
-        step.commands,
-        vec![
-            Command::RecordProofValidated {
-                key: k.clone(),
-                service_id: "anvil".into()
-            },
-            Command::Prune { key: k.clone() }
-        ]
-    );
+    proof_validated_and_pruned(&mut e, &k);
     e.bury(&k);
     assert_eq!(ingest(&mut e, &k, 4), Step::default());
     for h in 17..=30 {
