@@ -124,6 +124,10 @@ impl RelayLog for MemoryBackend {
         self.shared.faults.relay_fits(relay.payload.len())
     }
 
+    fn coalesces_appends(&self) -> bool {
+        self.shared.faults.coalesces_appends()
+    }
+
     async fn append(&self, relays: Vec<MinedRelay>) -> Result<Vec<EntryId>, StorageError> {
         if let Some(big) = relays.iter().find(|r| !self.relay_fits(r)) {
             return Err(StorageError::TooLarge(format!(

@@ -21,6 +21,8 @@ struct Inner {
     waiting: usize,
     crashes: u64,
     max_relay_bytes: Option<usize>,
+    /// [`Faults::coalesce_appends`].
+    coalesces_appends: bool,
     /// The next write sets to fail (each with its error), before their write is counted.
     fail_write_sets: std::collections::VecDeque<StorageError>,
 }
@@ -72,6 +74,18 @@ impl Faults {
         for _ in 0..n {
             g.fail_write_sets.push_back(err.clone());
         }
+    }
+
+    /// Makes the memory relay log claim it group-commits concurrent appends itself
+    /// ([`crate::RelayLog::coalesces_appends`], as the redb log does), so callers append to it directly instead of
+    /// batching in front of it: lets tests stall or fail the direct append path. Off by default.
+    pub fn coalesce_appends(&self, on: bool) {
+        self.lock().coalesces_appends = on;
+    }
+
+    /// Whether [`Faults::coalesce_appends`] is on.
+    pub fn coalesces_appends(&self) -> bool {
+        self.lock().coalesces_appends
     }
 
     /// Limits the relays the relay log holds to `max` payload bytes (like the raft backend's entry limit): a
