@@ -27,9 +27,12 @@
 //!    `POKTHTTPResponse`). **5xx relays are served but not mined** and their meter charge is refunded (poktroll's
 //!    "pessimistic reversal of 5xx rewards": the supplier is not paid for its backend's failures); counted in
 //!    `ha_relayer_relays_skipped_5xx_total`. Transport failures, timeouts and oversized answers are refused with
-//!    their own codes and refunded; so is a relay whose gateway disconnected before the answer (hyper drops the
-//!    handler, and the uncommitted [`meter::Charge`] refunds itself when dropped). Every refund, abandoned ones
-//!    included, is counted in `ha_relayer_relay_meter_consumptions_total{result="refunded"}`.
+//!    their own codes and refunded; so is a relay whose gateway disconnected before the backend answered (hyper
+//!    drops the handler, and the uncommitted [`meter::Charge`] refunds itself when dropped). Every refund, abandoned
+//!    ones included, is counted in `ha_relayer_relay_meter_consumptions_total{result="refunded"}`. Once the backend
+//!    answered, the relay's mining and the settlement of its charge run to their end even if the gateway
+//!    disconnects meanwhile (module `detach`): a relay handed to the relay log is claimed, so it stays charged and
+//!    counts as mined and served.
 //! 5. Mining: difficulty at session start (read with the compute units before the backend was called, cached, one
 //!    chain read per miss however many relays wait: module `costs`), then the relay is queued to the group-committing relay log appender.
 //!    With `relay_log.durable_ack` the gateway's answer waits for the batch to be durable; without it, it does
@@ -47,6 +50,7 @@
 pub(crate) mod backend_url;
 mod budget;
 mod costs;
+mod detach;
 mod error;
 mod forward;
 mod log;
@@ -221,6 +225,8 @@ pub struct Relayer {
     next_session_waiters: Semaphore,
     ring_verifier: crate::protocol::ring::fast::FastRing,
     metrics: Arc<Metrics>,
+    /// Minings and settlements finishing in tasks because their handler was dropped (module `detach`).
+    detached: detach::Detachments,
 }
 
 impl std::fmt::Debug for Relayer {
@@ -231,15 +237,6 @@ impl std::fmt::Debug for Relayer {
             .field("meter", &self.meter.is_some())
             .finish_non_exhaustive()
     }
-}
-
-/// How a served relay's mining ended (for the optimistic task and tests).
-enum Mined {
-    Appended,
-    BelowDifficulty,
-    Backend5xx,
-    /// Served, not mined: a proof of it would not fit a tx ([`RelayerOptions::max_mined_relay_bytes`]); refunded.
-    TooLargeToProve,
 }
 
 impl Relayer {
@@ -407,6 +404,7 @@ impl Relayer {
             next_session_waiters: Semaphore::new(NEXT_SESSION_WAITERS),
             ring_verifier: crate::protocol::ring::fast::FastRing::default(),
             metrics,
+            detached: detach::Detachments::default(),
         })
     }
 
@@ -414,7 +412,9 @@ impl Relayer {
     /// dropped). Call once the relay server drained its connections and before the miner's final ingest and the
     /// storage close: a relay already answered to its gateway but still validating would otherwise never reach
     /// the relay log. Every background settlement holds one of the `OPTIMISTIC_IN_FLIGHT` permits, so holding
-    /// them all means none is left running; they are released on return.
+    /// them all means none is left running; they are released on return. Then waits for the minings and
+    /// settlements whose handler was dropped (their gateway disconnected) and which finish in tasks of their own
+    /// (module `detach`).
     pub async fn drain_settlements(&self) {
         let all = u32::try_from(OPTIMISTIC_IN_FLIGHT).unwrap_or(u32::MAX);
         match self.optimistic.acquire_many(all).await {
@@ -422,6 +422,7 @@ impl Relayer {
             // The semaphore is never closed; nothing would be left to wait for.
             Err(e) => tracing::warn!(error = %e, "optimistic settlements not drained"),
         }
+        self.detached.idle().await;
     }
 
     /// The relay meter, when enabled.
@@ -626,22 +627,23 @@ impl Relayer {
                 let answered = Instant::now();
                 let status = backend_response.status_code;
                 let response = relay::sign_response(&request, backend_response.encode_to_vec(), &key);
-                match self
-                    .mine(&request, &response, &valid, status, &costs, arrival, self.durable_ack)
-                    .await
-                {
-                    Ok(Mined::Appended | Mined::BelowDifficulty) => charge.commit(),
-                    Ok(Mined::Backend5xx | Mined::TooLargeToProve) => self.refund(&service_id, charge),
-                    Err(e) => {
-                        self.refund(&service_id, charge);
-                        return Err(fail(e));
-                    }
-                }
-                self.metrics
+                // From here on the relay is mined and its charge settled by the mining's real outcome even if the
+                // gateway disconnects and hyper drops this handler meanwhile (module `detach`): a relay handed to
+                // the relay log is claimed, so its charge must stay committed and it counts as mined and served.
+                // Inline unless dropped: no task on the common path.
+                let this = Arc::clone(self);
+                let served = self
+                    .metrics
                     .served
-                    .with_label_values(&[&service_id, rt, &status.to_string()])
-                    .inc();
-                let encoded = relay::encode_relay_response(&response);
+                    .with_label_values(&[&service_id, rt, &status.to_string()]);
+                let durable = self.durable_ack;
+                let mined = detach::Detached::new(&self.detached, async move {
+                    this.mine(&request, &response, &valid, status, &costs, arrival, durable, charge)
+                        .await?;
+                    served.inc();
+                    Ok(relay::encode_relay_response(&response))
+                });
+                let encoded = mined.await.map_err(fail)?;
                 self.observe_phase(&self.metrics.post_backend, &service_id, rt, answered);
                 Ok((encoded, service_id))
             }
@@ -686,9 +688,17 @@ impl Relayer {
                                 .await;
                         });
                     }
+                    // No permit free: settled inline (backpressure), but finished like the spawned ones even if the
+                    // gateway disconnects and hyper drops this handler meanwhile (module `detach`): the relay was
+                    // served, and once handed to the relay log it is claimed, so its charge must stay committed.
+                    // A dropped one goes on outside the `OPTIMISTIC_IN_FLIGHT` bound (one task per dropped handler
+                    // at most; `drain_settlements` waits for it too).
                     Err(_) => {
-                        this.settle_optimistic(request, response, structure, status, arrival)
-                            .await
+                        detach::Detached::new(&self.detached, async move {
+                            this.settle_optimistic(request, response, structure, status, arrival)
+                                .await
+                        })
+                        .await
                     }
                 }
                 Ok((encoded, service_id))
@@ -766,23 +776,8 @@ impl Relayer {
         let outcome = async {
             let costs = self.costs(&valid).await?;
             let charge = self.charge(&valid, costs.compute_units).await?;
-            match self
-                .mine(&request, &response, &valid, status, &costs, arrival, true)
+            self.mine(&request, &response, &valid, status, &costs, arrival, true, charge)
                 .await
-            {
-                Ok(Mined::Backend5xx | Mined::TooLargeToProve) => {
-                    self.refund(&service_id, charge);
-                    Ok(())
-                }
-                Ok(Mined::Appended | Mined::BelowDifficulty) => {
-                    charge.commit();
-                    Ok(())
-                }
-                Err(e) => {
-                    self.refund(&service_id, charge);
-                    Err(e)
-                }
-            }
         }
         .await;
         if let Err(e) = outcome {
@@ -859,6 +854,11 @@ impl Relayer {
     /// (`costs`, read before the backend was called: nothing here waits on the chain). `arrival` is the height
     /// the relay arrived at (recorded in the mined relay); eligibility is checked with the current height. With
     /// `durable` it returns once the relay is durable.
+    ///
+    /// Settles the relay's `charge` by the outcome: committed when the relay is appended or below the difficulty
+    /// (served and kept), refunded when it is not mined (5xx, too large to prove) or refused (expired session,
+    /// failed append). Its callers finish it even when their handler is dropped (module `detach`), so the charge
+    /// follows what the relay log holds.
     #[allow(clippy::too_many_arguments)]
     async fn mine(
         &self,
@@ -869,11 +869,13 @@ impl Relayer {
         costs: &costs::SessionCosts,
         arrival: i64,
         durable: bool,
-    ) -> Result<Mined, RelayError> {
+        charge: meter::Charge,
+    ) -> Result<(), RelayError> {
         let h = &valid.header;
         if status >= 500 {
             self.metrics.skipped_5xx.with_label_values(&[&h.service_id]).inc();
-            return Ok(Mined::Backend5xx);
+            self.refund(&h.service_id, charge);
+            return Ok(());
         }
         // §2.6 rule 5 again at append time: a relay validated in the grace period may come back from the backend
         // after the claim window opened. The miner sends the claim `claim_delay_blocks` after the window opens, so
@@ -887,6 +889,7 @@ impl Relayer {
             self.submission_buffer_blocks,
         );
         if now >= claim_sent_at {
+            self.refund(&h.service_id, charge);
             return Err(RelayError::SessionExpired {
                 end: h.session_end_block_height,
                 height: now,
@@ -900,7 +903,8 @@ impl Relayer {
                 .dropped
                 .with_label_values(&[&h.service_id, "too_large_to_prove"])
                 .inc();
-            return Ok(Mined::TooLargeToProve);
+            self.refund(&h.service_id, charge);
+            return Ok(());
         }
         let hash = relay::relay_hash(&bytes);
         let start = h.session_start_block_height;
@@ -909,7 +913,8 @@ impl Relayer {
                 .skipped_difficulty
                 .with_label_values(&[&h.service_id])
                 .inc();
-            return Ok(Mined::BelowDifficulty);
+            charge.commit();
+            return Ok(());
         }
         let message = MinedRelayMessage {
             relay_hash: hash.to_vec(),
@@ -931,12 +936,17 @@ impl Relayer {
             relay_hash: hash.to_vec(),
             payload: message.encode_to_vec(),
         };
-        self.appender
-            .append(mined, &h.service_id, durable)
-            .await
-            .map_err(RelayError::from_storage)?;
-        self.metrics.mined.with_label_values(&[&h.service_id]).inc();
-        Ok(Mined::Appended)
+        match self.appender.append(mined, &h.service_id, durable).await {
+            Ok(()) => {
+                self.metrics.mined.with_label_values(&[&h.service_id]).inc();
+                charge.commit();
+                Ok(())
+            }
+            Err(e) => {
+                self.refund(&h.service_id, charge);
+                Err(RelayError::from_storage(e))
+            }
+        }
     }
 }
 

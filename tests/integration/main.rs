@@ -19,6 +19,7 @@ mod redis_ha;
 mod redis_storage;
 mod relay_server;
 mod relayer;
+mod relayer_abandoned;
 mod relayer_guards;
 mod relayer_redis_memory;
 mod sim;
