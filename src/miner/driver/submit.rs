@@ -354,7 +354,7 @@ impl Miner {
         }
         let mut expired = Vec::new();
         for (tx, keys) in by_tx {
-            match self.resolve_one(supplier, &tx, height).await {
+            match self.resolve_one(kind, supplier, &tx, &keys, height).await {
                 Some(outcome) => *step = self.sent(std::mem::take(step), kind, supplier, keys, outcome),
                 None => expired.extend(keys),
             }
@@ -367,7 +367,20 @@ impl Miner {
     /// node has it now (the same bytes broadcast again: accepted, or code 19, already in its mempool or cache),
     /// `Retryable` while still no node answers (kept), a node's refusal of the bytes, or `None` when the node
     /// refused them and they can no longer be included (their timeout passed): a new tx is due.
-    async fn resolve_one(&mut self, supplier: &str, tx: &SentTx, height: i64) -> Option<Result<(), TxOutcome>> {
+    ///
+    /// Only the entries of `keys` (the sessions asking now) are forgotten once the answer is known: the tx may
+    /// carry other sessions' messages whose own attempts come as separate submits (the lookups after a failover
+    /// repeat each session's send on its own). Each finds out for itself (the tx in a block, or the same bytes
+    /// again: code 19); forgetting theirs here would have them build a new tx that lands beside this one, a second
+    /// claim or proof of the session and a second fee.
+    async fn resolve_one(
+        &mut self,
+        kind: TxKind,
+        supplier: &str,
+        tx: &SentTx,
+        keys: &[SessionKey],
+        height: i64,
+    ) -> Option<Result<(), TxOutcome>> {
         match self.chain.get_tx(&tx.hash).await {
             Ok(Some(included)) => {
                 tracing::info!(
@@ -377,7 +390,7 @@ impl Miner {
                     code = included.code,
                     "a tx whose broadcast got no answer is in a block"
                 );
-                self.unknown_txs.forget_tx(&tx.hash);
+                self.unknown_txs.forget_all(kind, keys);
                 return Some(Ok(()));
             }
             Ok(None) => {}
@@ -399,7 +412,7 @@ impl Miner {
                 ))));
             }
         };
-        self.unknown_txs.forget_tx(&tx.hash);
+        self.unknown_txs.forget_all(kind, keys);
         if check_tx_outcome(&response).is_err() {
             // Refused now: it is not kept any more (if it expired, a new tx replaces it; else the engine takes the
             // refusal as for any tx).

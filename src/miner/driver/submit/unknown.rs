@@ -73,9 +73,12 @@ impl UnknownTxs {
         self.by_session.get(&(kind, key.clone())).cloned()
     }
 
-    /// Forgets the tx `hash` for every session it carries (its outcome is known now).
-    pub(in crate::miner::driver) fn forget_tx(&mut self, hash: &str) {
-        self.by_session.retain(|_, tx| tx.hash != hash);
+    /// Forgets the entries of `keys`' messages of `kind` (their attempt found out what happened to the tx). The
+    /// entries of other sessions the same tx carries stay: their own attempts find out for themselves.
+    pub(in crate::miner::driver) fn forget_all(&mut self, kind: TxKind, keys: &[SessionKey]) {
+        for key in keys {
+            self.forget(kind, key);
+        }
     }
 
     /// Forgets the entry of `key`'s message of `kind`.
@@ -127,7 +130,7 @@ mod tests {
     }
 
     #[test]
-    fn a_batch_is_kept_per_session_and_forgotten_whole() {
+    fn a_batch_is_kept_per_session_and_forgotten_per_session() {
         let mut unknown = UnknownTxs::default();
         let tx = SentTx {
             hash: "AB".into(),
@@ -142,7 +145,9 @@ mod tests {
         unknown.insert(TxKind::Proof, &[key("c")], tx.clone());
         unknown.retain(|kind, _| kind == TxKind::Claim);
         assert_eq!(unknown.len(), 1);
-        unknown.forget_tx("AB");
-        assert_eq!(unknown.len(), 0);
+        unknown.insert(TxKind::Claim, &[key("a"), key("b"), key("d")], tx.clone());
+        unknown.forget_all(TxKind::Claim, &[key("a"), key("d")]);
+        assert_eq!(unknown.len(), 1, "the sibling's entry stays");
+        assert_eq!(unknown.get(TxKind::Claim, &key("b")).as_deref(), Some(&tx));
     }
 }

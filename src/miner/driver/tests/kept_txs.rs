@@ -243,3 +243,119 @@ async fn a_claim_sent_before_a_failover_and_not_yet_included_is_sent_again_as_th
     }
     assert_claim_landed_once(&f, &plain, &mut b, before, Some(&crate::chain::tx::tx_hash(&held[0]))).await;
 }
+
+/// One claim tx carrying two sessions' claims (one supplier, two applications, due together) is stored in its
+/// holder's record and never reaches the node (as a leader killed between the store and the broadcast), and the
+/// leadership moves. The next leader restores it for both sessions and sends the stored bytes again, once: one
+/// tx lands, each session is claimed once, one fee is paid.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stored_two_session_claim_tx_lands_once_per_session_after_a_failover() {
+    let f = fixture_on(genesis_with_apps(&["app2"])).await;
+    let (other, other_key) = app_session(&f, "app2").await;
+    let plain = MemoryBackend::new().storage();
+    let mut a = miner(&f, &plain, "a", true);
+    plain
+        .relay_log
+        .append(relays(&f.supplier, &other, 10..13))
+        .await
+        .unwrap();
+    let schedule = ingest_until_claim_open(&f, &plain, &mut a).await;
+    assert_eq!(a.engine.session(&other_key).unwrap().schedule, schedule, "due together");
+    let before = balance(&f.chain, &f.supplier);
+    {
+        let mut s = f.chain.state();
+        s.lose_broadcast_answers = 1;
+        s.mempool = vec![Vec::new(); crate::sim::chain::MAX_MEMPOOL_TXS];
+    }
+    a.step().await.unwrap();
+    let mut stored = stored_txs(&plain, &f.key).await;
+    stored.extend(stored_txs(&plain, &other_key).await);
+    assert_eq!(stored.len(), 1, "one tx, stored once: {stored:?}");
+    let hash = stored[0]["hash"].as_str().unwrap().to_string();
+    f.chain.state().mempool.clear();
+
+    let mut b = fail_over(&f, &plain, &mut a, true).await;
+    for _ in 0..3 {
+        f.chain.produce_block();
+        b.step().await.unwrap();
+    }
+    let txs = included_txs_of(&f.chain, &f.supplier);
+    assert_eq!(txs.len(), 1, "one tx of the supplier in the blocks: {txs:?}");
+    assert_eq!(txs[0].0, hash, "the stored tx's very bytes");
+    assert_eq!(before - balance(&f.chain, &f.supplier), txs[0].1, "exactly one fee");
+    for key in [&f.key, &other_key] {
+        let claims: Vec<_> = f
+            .chain
+            .records()
+            .into_iter()
+            .filter(|r| r.kind == "claim" && r.session_id == key.session_id)
+            .collect();
+        assert_eq!(claims.len(), 1, "one claim of {key:?}: {claims:?}");
+        assert_eq!(claims[0].rejected, None);
+        assert!(matches!(
+            b.engine.session(key).unwrap().state,
+            State::Claimed | State::Settled
+        ));
+    }
+    assert_eq!(b.kept_txs.len(), 0);
+}
+
+/// One claim tx carrying two sessions' claims, taken and answered by the node (both records say sent, the tx is
+/// kept in its holder's record) and held out of a block, then the leadership moves. The next leader, told by the
+/// chain that neither claim is there, repeats each predecessor's send on its own: the first re-broadcast of the
+/// kept bytes answers for both sessions, so the second session must not get a new tx of its own, which would land
+/// beside the kept one and claim that session twice (a second fee). Found by raft_chaos (a claim included twice
+/// at one height after a leader kill).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_two_session_claim_tx_sent_before_a_failover_is_sent_again_as_the_same_tx_for_both() {
+    let f = fixture_on(genesis_with_apps(&["app2"])).await;
+    let (other, other_key) = app_session(&f, "app2").await;
+    let plain = MemoryBackend::new().storage();
+    let mut a = miner(&f, &plain, "a", true);
+    plain
+        .relay_log
+        .append(relays(&f.supplier, &other, 10..13))
+        .await
+        .unwrap();
+    ingest_until_claim_open(&f, &plain, &mut a).await;
+    let before = balance(&f.chain, &f.supplier);
+    a.step().await.unwrap();
+    for key in [&f.key, &other_key] {
+        assert_eq!(a.engine.session(key).unwrap().claim_sent_at.len(), 1);
+    }
+    let held = std::mem::take(&mut f.chain.state().mempool);
+    assert_eq!(held.len(), 1, "one tx for both claims");
+
+    let mut b = fail_over(&f, &plain, &mut a, true).await;
+    for key in [&f.key, &other_key] {
+        assert_eq!(b.engine.session(key).unwrap().claim_sent_at.len(), 2, "sent again");
+    }
+    {
+        let mut s = f.chain.state();
+        if !s.mempool.contains(&held[0]) {
+            s.mempool.push(held[0].clone());
+        }
+    }
+    for _ in 0..3 {
+        f.chain.produce_block();
+        b.step().await.unwrap();
+    }
+    let txs = included_txs_of(&f.chain, &f.supplier);
+    assert_eq!(txs.len(), 1, "one tx of the supplier in the blocks: {txs:?}");
+    assert_eq!(
+        txs[0].0,
+        crate::chain::tx::tx_hash(&held[0]),
+        "the kept tx's very bytes"
+    );
+    assert_eq!(before - balance(&f.chain, &f.supplier), txs[0].1, "exactly one fee");
+    for key in [&f.key, &other_key] {
+        let claims: Vec<_> = f
+            .chain
+            .records()
+            .into_iter()
+            .filter(|r| r.kind == "claim" && r.session_id == key.session_id)
+            .collect();
+        assert_eq!(claims.len(), 1, "one claim of {key:?}: {claims:?}");
+        assert_eq!(claims[0].rejected, None);
+    }
+}
