@@ -937,8 +937,9 @@ impl Miner {
         self.stored.insert(key, record);
     }
 
-    /// Runs the reports whose records a write just stored ([`Miner::stored_as`]). Reports do no IO that can fail
-    /// (metrics and a log line; a failed uPOKT valuation is logged by the report itself).
+    /// Runs the reports whose records a write just stored ([`Miner::stored_as`]). A report writes nothing: it
+    /// counts metrics and logs, and may query the chain to value a claim or a loss in uPOKT (a failed query is
+    /// logged by the report and leaves that uPOKT uncounted).
     async fn run_due_reports(&mut self) {
         for report in std::mem::take(&mut self.due_reports) {
             if let Err(e) = self.run_command(report).await {

@@ -7,7 +7,9 @@
 //! as the body arrives otherwise. A reservation that cannot be had within `relay_server.body_budget_wait_ms` is
 //! refused with `overloaded` (code 17, HTTP 503, counted in `ha_relayer_relays_rejected_total{reason="overloaded"}`),
 //! so a gateway can retry elsewhere instead of the process running out of memory. The bytes are released when the
-//! request's handler returns; `ha_relayer_request_body_bytes_in_flight` shows what is reserved.
+//! request's handler returns, or, for a relay whose gateway left while it was being mined, when that work ends
+//! (module `detach`: such work is bounded by this budget as live relays are);
+//! `ha_relayer_request_body_bytes_in_flight` shows what is reserved.
 //!
 //! Cost on the relay path: one uncontended semaphore acquire and release, and two gauge updates, per request.
 

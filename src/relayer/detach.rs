@@ -41,6 +41,11 @@ impl Detachments {
         let _ = rx.wait_for(|n| *n == 0).await;
     }
 
+    /// Detached work running now.
+    pub(crate) fn running(&self) -> usize {
+        *self.0.borrow()
+    }
+
     fn spawn(&self, work: Pin<Box<dyn Future<Output = ()> + Send>>) {
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             // Dropped outside any runtime: nothing can run it any more (the work's own drops settle what they

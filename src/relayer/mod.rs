@@ -7,7 +7,8 @@
 //! 1. The body is read with the largest service limit (`max_body_size_bytes`; never buffered beyond it) and
 //!    decoded; the session header names the service, whose own limit then applies. Its bytes are reserved first
 //!    in the process-wide `relay_server.max_body_bytes_in_flight` budget (module `budget`; `overloaded` when none
-//!    free up within `relay_server.body_budget_wait_ms`) and released when the relay is answered.
+//!    free up within `relay_server.body_budget_wait_ms`) and released when the relay is answered (or, when its
+//!    gateway left while it was being mined, once that work finished: module `detach`).
 //! 2. Structural checks, synchronous in both modes: decodable, known service, well-formed session header,
 //!    supplier we hold a key for.
 //! 3. `eager`: full validation (chain-backed checks from the chain client's caches; the ring signature last, with
@@ -425,6 +426,13 @@ impl Relayer {
         self.detached.idle().await;
     }
 
+    /// Relays whose gateway went away while they were being mined and whose mining and settlement still run in
+    /// tasks of their own (module `detach`); each holds its request's body bytes in the
+    /// `max_body_bytes_in_flight` budget until it ends.
+    pub fn detached_relays(&self) -> usize {
+        self.detached.running()
+    }
+
     /// The relay meter, when enabled.
     pub fn meter(&self) -> Option<&RelayMeter> {
         self.meter.as_ref()
@@ -508,6 +516,7 @@ impl Relayer {
         rpc_type: Option<RpcType>,
         body: &[u8],
         started: Instant,
+        reserved: budget::Reserved,
     ) -> Result<(Vec<u8>, String), (RelayError, String, Option<SessionHeader>)> {
         let rt = rpc_type_label(rpc_type);
         let request = relay::decode_relay_request(body, relay::MAX_RELAY_MESSAGE_BYTES)
@@ -637,7 +646,11 @@ impl Relayer {
                     .served
                     .with_label_values(&[&service_id, rt, &status.to_string()]);
                 let durable = self.durable_ack;
+                // The work keeps the request's body bytes reserved (module `budget`) until it ends: work left behind
+                // by gateways that went away is bounded by `max_body_bytes_in_flight` as the live relays are, and
+                // new relays are refused as `overloaded` while it holds the budget (e.g. storage stalling).
                 let mined = detach::Detached::new(&self.detached, async move {
+                    let _body_bytes = reserved;
                     this.mine(&request, &response, &valid, status, &costs, arrival, durable, charge)
                         .await?;
                     served.inc();
@@ -691,10 +704,12 @@ impl Relayer {
                     // No permit free: settled inline (backpressure), but finished like the spawned ones even if the
                     // gateway disconnects and hyper drops this handler meanwhile (module `detach`): the relay was
                     // served, and once handed to the relay log it is claimed, so its charge must stay committed.
-                    // A dropped one goes on outside the `OPTIMISTIC_IN_FLIGHT` bound (one task per dropped handler
-                    // at most; `drain_settlements` waits for it too).
+                    // A dropped one goes on outside the `OPTIMISTIC_IN_FLIGHT` bound, holding the request's body bytes
+                    // in the `max_body_bytes_in_flight` budget as the eager path's does (`drain_settlements` waits
+                    // for it too).
                     Err(_) => {
                         detach::Detached::new(&self.detached, async move {
+                            let _body_bytes = reserved;
                             this.settle_optimistic(request, response, structure, status, arrival)
                                 .await
                         })
@@ -964,10 +979,9 @@ async fn handle(State(relayer): State<Arc<Relayer>>, headers: HeaderMap, body: B
     let rt = rpc_type_label(rpc_type);
     let result = match relayer.read_body(&headers, body).await {
         Ok((bytes, reserved)) => {
-            let result = relayer.serve_relay(rpc_type, &bytes, started).await;
-            // The body's bytes count against relay_server.max_body_bytes_in_flight until the relay is answered.
-            drop(reserved);
-            result
+            // The body's bytes count against relay_server.max_body_bytes_in_flight until the relay is answered, or,
+            // for a relay whose gateway left while it was being mined, until that work finished (`serve_relay`).
+            relayer.serve_relay(rpc_type, &bytes, started, reserved).await
         }
         Err(e) => Err((e, String::new(), None)),
     };

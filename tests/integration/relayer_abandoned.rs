@@ -39,13 +39,20 @@ async fn abandoned_during_the_durable_append_stays_mined_and_charged(direct: boo
         .expect("the relay's append is held");
     let in_flight = |t| metric(t, "ha_relayer_request_body_bytes_in_flight");
     assert!(in_flight(&r.telemetry) > 0, "the handler waits for the durable append");
+    let reserved = in_flight(&r.telemetry);
     drop(gateway);
-    // hyper dropped the handler (its request-body reservation is released with it) while the append is held.
+    // hyper dropped the handler while the append is held: the rest of its work runs in a task of its own.
     eventually("the abandoned handler to be dropped", || async {
-        in_flight(&r.telemetry) == 0
+        r.relayer.detached_relays() == 1
     })
     .await;
     assert_eq!(net.recorded().await, 0, "still held");
+    // That work keeps the request's body bytes in the budget (what bounds work left behind by gateways).
+    assert_eq!(
+        in_flight(&r.telemetry),
+        reserved,
+        "the detached work holds its body bytes"
+    );
 
     backend.faults().release_writes();
     eventually("the relay to reach the relay log", || async {
@@ -54,6 +61,8 @@ async fn abandoned_during_the_durable_append_stays_mined_and_charged(direct: boo
     .await;
     // What a shutdown waits for: the settlement of a relay whose handler was dropped.
     r.relayer.drain_settlements().await;
+    assert_eq!(r.relayer.detached_relays(), 0);
+    assert_eq!(in_flight(&r.telemetry), 0, "the body bytes are released with the work");
     let meter = r.relayer.meter().unwrap();
     meter.sync().await;
     let key = format!("meter:{}:{}:consumed", header.session_id, net.ours.1);

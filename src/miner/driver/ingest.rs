@@ -316,7 +316,7 @@ impl Miner {
                 supplier: supplier.to_owned(),
                 ids: ids.clone(),
             }],
-            durability: self.ingest_durability(&step),
+            durability: self.batch_durability(&step, &counts),
         };
         match self.writer()?.write_sets.write(set).await {
             Ok(outcome) => {
@@ -554,6 +554,18 @@ impl Miner {
     /// Why: on redb the ingest's durable commits were ~1/4 of the device's syncs at 2,000 relays/s, and the relay
     /// WAL's `fdatasync`s (on the acknowledgement path of every relay) queued behind them: making them eventual
     /// took the relayer's added p99 from 2.7–3.5 ms to 2.4–2.6 ms (BENCHMARKS.md).
+    /// [`Miner::ingest_durability`] of a batch, made durable too when it acknowledges relays without mining them:
+    /// their rejections are counted right after this write (`count_batch`), and a crash losing an eventual write
+    /// would deliver the relays again to be counted a second time (`too_large_to_prove` is a lost reward). Rare
+    /// enough to cost nothing measurable.
+    fn batch_durability(&self, step: &Step, counts: &BatchCounts) -> storage::SetDurability {
+        if counts.rejected.0.is_empty() {
+            self.ingest_durability(step)
+        } else {
+            storage::SetDurability::Immediate
+        }
+    }
+
     pub(super) fn ingest_durability(&self, step: &Step) -> storage::SetDurability {
         if step.commands.is_empty() && self.unpersisted.is_empty() && self.pending_reports.is_empty() {
             storage::SetDurability::Eventual

@@ -176,6 +176,9 @@ impl Miner {
         // Changes not stored are the next leader's to make (and to report) from the records as stored.
         self.unpersisted.clear();
         self.pending_reports.clear();
+        // Drained by every write's caller before it returns (`Miner::run_due_reports`), so empty here; any left
+        // would be reports of records this miner did store, not to be dropped.
+        debug_assert!(self.due_reports.is_empty(), "due reports left: {:?}", self.due_reports);
         let step = self.engine.handle(Event::Leadership { leader: false });
         if !step.commands.is_empty() || !step.changed.is_empty() {
             tracing::debug!(
@@ -221,6 +224,9 @@ impl Miner {
         self.watched_proof_params = None;
         self.unpersisted.clear();
         self.pending_reports.clear();
+        // Drained by every write's caller before it returns (`Miner::run_due_reports`), so empty here; any left
+        // would be reports of records this miner did store, not to be dropped.
+        debug_assert!(self.due_reports.is_empty(), "due reports left: {:?}", self.due_reports);
         self.signers.clear();
         self.sync_suppliers().await?;
         // A failed listing must not keep this miner from leading: it only reports, and restores tombstones that

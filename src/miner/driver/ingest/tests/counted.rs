@@ -69,3 +69,31 @@ async fn an_acknowledged_batch_is_counted_even_when_a_command_of_its_step_fails(
     assert_eq!(value("ha_miner_relays_consumed_from_stream_total{"), Some(2));
     assert_eq!(value("ha_miner_relays_rejected_total{"), Some(1));
 }
+
+/// A batch that acknowledges relays without mining them is durable even when nothing else would make it so:
+/// their rejections are counted right after the write, and an eventual write lost in a crash would deliver them
+/// again to be counted twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_with_rejected_relays_is_written_durably() {
+    use storage::SetDurability::{Eventual, Immediate};
+    let chain = SimChain::new(genesis()).unwrap();
+    let (client, _) = serve_grpc(&chain).await;
+    let (supplier_key, supplier, _) = actor(&key_hex("supplier")).unwrap();
+    let keyring = Keyring::new(KeyMap::from([(supplier, supplier_key)]));
+    let mut miner = Miner::new(client, MemoryBackend::new().storage(), keyring, config("a"));
+    miner.step().await.unwrap();
+    let plain = BatchCounts {
+        entries: 2,
+        consumed: HashMap::from([("anvil".to_owned(), 2)]),
+        ..BatchCounts::default()
+    };
+    assert_eq!(miner.batch_durability(&Step::default(), &plain), Eventual);
+    let mut rejected = Rejections::default();
+    rejected.note(TOO_LARGE, "anvil");
+    let with_rejection = BatchCounts {
+        entries: 2,
+        consumed: HashMap::from([("anvil".to_owned(), 1)]),
+        rejected,
+    };
+    assert_eq!(miner.batch_durability(&Step::default(), &with_rejection), Immediate);
+}
