@@ -412,6 +412,21 @@ pub(crate) fn served_status(net: &Net, response: &RelayResponse) -> u32 {
         .status_code
 }
 
+/// A gateway's connection to the relayer at `url` that has sent one relay request (`body`, JSON-RPC) as a raw
+/// HTTP/1.1 POST and reads nothing: dropping it is a gateway going away mid-request.
+pub(crate) async fn post_raw(url: &str, body: &[u8]) -> tokio::net::TcpStream {
+    use tokio::io::AsyncWriteExt as _;
+    let addr = url.trim_start_matches("http://");
+    let mut gateway = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let head = format!(
+        "POST / HTTP/1.1\r\nhost: {addr}\r\ncontent-type: application/x-protobuf\r\nrpc-type: 3\r\ncontent-length: {}\r\n\r\n",
+        body.len()
+    );
+    gateway.write_all(head.as_bytes()).await.unwrap();
+    gateway.write_all(body).await.unwrap();
+    gateway
+}
+
 pub(crate) async fn eventually<F: std::future::Future<Output = bool>>(what: &str, mut check: impl FnMut() -> F) {
     let deadline = Instant::now() + Duration::from_secs(10);
     while !check().await {
@@ -946,19 +961,11 @@ async fn a_ring_member_without_an_on_chain_key_makes_the_relay_invalid() {
 /// dropped), or later paid relays of the session would be refused as over-serviced.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_gateway_disconnecting_while_the_backend_works_is_not_charged() {
-    use tokio::io::AsyncWriteExt as _;
     let net = Net::new(1_000_000_000).await;
     let r = net.relayer().await;
     let header = net.header("gated").await;
     let body = relay::encode_relay_request(&net.request(&header, &net.ours.1, Net::rpc(1)));
-    let addr = r.url.trim_start_matches("http://");
-    let mut gateway = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let head = format!(
-        "POST / HTTP/1.1\r\nhost: {addr}\r\ncontent-type: application/x-protobuf\r\nrpc-type: 3\r\ncontent-length: {}\r\n\r\n",
-        body.len()
-    );
-    gateway.write_all(head.as_bytes()).await.unwrap();
-    gateway.write_all(&body).await.unwrap();
+    let gateway = post_raw(&r.url, &body).await;
     // The relay was validated and charged: it waits on the backend.
     tokio::time::timeout(Duration::from_secs(10), net.gate.arrived.notified())
         .await

@@ -8,9 +8,8 @@
 use std::time::Duration;
 
 use relay_miner::protocol::relay;
-use tokio::io::AsyncWriteExt as _;
 
-use crate::relayer::{Net, eventually, metric};
+use crate::relayer::{Net, eventually, metric, post_raw};
 
 async fn abandoned_during_the_durable_append_stays_mined_and_charged(direct: bool) {
     let backend = storage::MemoryBackend::new();
@@ -25,14 +24,7 @@ async fn abandoned_during_the_durable_append_stays_mined_and_charged(direct: boo
     let body = relay::encode_relay_request(&net.request(&header, &net.ours.1, Net::rpc(1)));
 
     backend.faults().stall_writes();
-    let addr = r.url.trim_start_matches("http://");
-    let mut gateway = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let head = format!(
-        "POST / HTTP/1.1\r\nhost: {addr}\r\ncontent-type: application/x-protobuf\r\nrpc-type: 3\r\ncontent-length: {}\r\n\r\n",
-        body.len()
-    );
-    gateway.write_all(head.as_bytes()).await.unwrap();
-    gateway.write_all(&body).await.unwrap();
+    let gateway = post_raw(&r.url, &body).await;
     // Validated, charged, answered by the backend: its append (the only write on the way) is held.
     tokio::time::timeout(Duration::from_secs(10), backend.faults().wait_stalled(1))
         .await

@@ -34,14 +34,11 @@ impl Miner {
         compute_units: u64,
     ) {
         self.stats.claims_confirmed.fetch_add(1, AtomicOrdering::Relaxed);
-        if self.metrics.is_none() {
-            return;
-        }
-        // A chain query (cached params); `None` when it failed: the claim is counted, its value is not.
-        let upokt = self.upokt(service, session_end, compute_units).await;
         let Some(m) = &self.metrics else {
             return;
         };
+        // A chain query (cached params); `None` when it failed: the claim is counted, its value is not.
+        let upokt = self.upokt(service, session_end, compute_units).await;
         m.claim_inclusion
             .with_label_values(&[&key.supplier, service, "included"])
             .inc();
