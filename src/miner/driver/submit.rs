@@ -438,6 +438,15 @@ impl Miner {
                 );
                 None
             }
+            // Code 32 on our own kept bytes is not another instance's tx (`HaConflict`, which keeps the send as
+            // made): the account's sequence is no longer the tx's. Used by another tx of ours, the kept one can
+            // never land; used by the kept one itself (a block took it since the lookup), the chain shows the
+            // claim or proof at the next lookup. Either way the send did not happen now: a refusal undoes it, and
+            // the next block's lookup decides whether a new tx is due. Taken as a conflict, it spent the session's
+            // last re-send after a failover and nothing was sent again: a claim lost, a proof slashed.
+            Err(TxOutcome::HaConflict(log)) => Some(Err(TxOutcome::Refused(format!(
+                "the tx kept since its broadcast got no answer has a sequence the account no longer expects: {log}"
+            )))),
             Err(refusal) => Some(Err(refusal)),
         }
     }

@@ -359,3 +359,38 @@ async fn a_two_session_claim_tx_sent_before_a_failover_is_sent_again_as_the_same
         assert_eq!(claims[0].rejected, None);
     }
 }
+
+/// An ordered claim tx the node took and then lost (here: taken out of the mempool), whose sequence another tx of
+/// the supplier used meanwhile, and the leadership moves. The next leader repeats the predecessor's send with the
+/// kept bytes, which the node now refuses for their sequence (code 32): that tx can never land, so the send must
+/// not count as made (it was taken as another instance's tx, the session's last re-send spent, and the claim
+/// never sent again: the session's reward lost). Undone, the session is sent anew at the next block and lands.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kept_ordered_tx_whose_sequence_was_used_is_replaced_after_a_failover() {
+    let f = fixture().await;
+    let plain = MemoryBackend::new().storage();
+    let mut a = miner(&f, &plain, "a", false);
+    ingest_until_claim_open(&f, &plain, &mut a).await;
+    a.step().await.unwrap();
+    assert_eq!(a.engine.session(&f.key).unwrap().claim_sent_at.len(), 1);
+    {
+        let mut s = f.chain.state();
+        let lost = std::mem::take(&mut s.mempool);
+        assert_eq!(lost.len(), 1, "the node took the claim tx");
+        // Another tx of the supplier's account used that sequence.
+        s.check_sequences.clear();
+        s.accounts.get_mut(&f.supplier).unwrap().sequence += 1;
+    }
+    let mut b = fail_over(&f, &plain, &mut a, false).await;
+    for _ in 0..4 {
+        f.chain.produce_block();
+        b.step().await.unwrap();
+    }
+    let claims: Vec<_> = f.chain.records().into_iter().filter(|r| r.kind == "claim").collect();
+    assert_eq!(claims.len(), 1, "claimed once: {claims:?}");
+    assert_eq!(claims[0].rejected, None);
+    assert!(matches!(
+        b.engine.session(&f.key).unwrap().state,
+        State::Claimed | State::Settled
+    ));
+}
