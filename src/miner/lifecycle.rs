@@ -572,9 +572,11 @@ pub struct Engine {
     /// Sessions whose claim / proof this engine sent since it last became the leader. A send recorded in a
     /// session without being in here was made by a predecessor (a leader that may have died before its tx
     /// reached the chain): once the chain says the claim or proof is not there, it is re-sent at once, not two
-    /// blocks after the predecessor's send, which near the window's close left no time at all.
-    claims_sent_here: std::collections::BTreeSet<SessionKey>,
-    proofs_sent_here: std::collections::BTreeSet<SessionKey>,
+    /// blocks after the predecessor's send, which near the window's close left no time at all. Each with the
+    /// height of its first send here: a first send taken back (it did not leave) is forgotten, so the session
+    /// stays inherited, or a predecessor that used up the re-sends left it with none.
+    claims_sent_here: BTreeMap<SessionKey, i64>,
+    proofs_sent_here: BTreeMap<SessionKey, i64>,
     /// Sends that no node took at the current height (`TxOutcome::Retryable`/`NotSent`, taken back): repeated at the next
     /// block, not in the same iteration (which would loop while the node stays unreachable). Emptied at each
     /// new height.
@@ -816,6 +818,13 @@ impl Engine {
                     sent.pop();
                     self.failed_at_height.insert((kind, key.clone()));
                     step.changed.push(key.clone());
+                    let sent_here = match kind {
+                        TxKind::Claim => &mut self.claims_sent_here,
+                        TxKind::Proof => &mut self.proofs_sent_here,
+                    };
+                    if sent_here.get(key) == Some(&self.height) {
+                        sent_here.remove(key);
+                    }
                 }
                 // A refusal may mean another instance's claim or proof is already there: ask the chain.
                 if matches!(outcome, TxOutcome::Refused(_)) && record.queried_at != Some(self.height) {
@@ -861,8 +870,8 @@ impl Engine {
                 && ((sent.len() < max_sends && sent.last().is_some_and(|at| height >= at + CLAIM_RESEND_SPACING))
                     || (inherited && !sent.is_empty()))
         };
-        let claim_inherited = !self.claims_sent_here.contains(key);
-        let proof_inherited = !self.proofs_sent_here.contains(key);
+        let claim_inherited = !self.claims_sent_here.contains_key(key);
+        let proof_inherited = !self.proofs_sent_here.contains_key(key);
         let claim_failed_now = self.failed_at_height.contains(&(TxKind::Claim, key.clone()));
         let proof_failed_now = self.failed_at_height.contains(&(TxKind::Proof, key.clone()));
         let Some(record) = self.sessions.get_mut(key) else {
@@ -888,7 +897,7 @@ impl Engine {
                     && resend_due(&record.claim_sent_at, record.schedule.claim_close, claim_inherited) =>
             {
                 record.claim_sent_at.push(height);
-                self.claims_sent_here.insert(key.clone());
+                self.claims_sent_here.entry(key.clone()).or_insert(height);
                 step.commands.push(Command::SubmitClaims {
                     supplier: key.supplier.clone(),
                     keys: vec![key.clone()],
@@ -917,7 +926,7 @@ impl Engine {
                     && resend_due(&record.proof_sent_at, record.schedule.proof_close, proof_inherited) =>
             {
                 record.proof_sent_at.push(height);
-                self.proofs_sent_here.insert(key.clone());
+                self.proofs_sent_here.entry(key.clone()).or_insert(height);
                 step.commands.push(Command::SubmitProofs {
                     supplier: key.supplier.clone(),
                     keys: vec![key.clone()],
@@ -1078,7 +1087,7 @@ impl Engine {
                     && !failed_now.contains(&(TxKind::Claim, record.key.clone()));
                 if self.leader && due && height <= s.claim_close - buffer {
                     record.claim_sent_at.push(height);
-                    self.claims_sent_here.insert(record.key.clone());
+                    self.claims_sent_here.entry(record.key.clone()).or_insert(height);
                     claims
                         .entry(record.key.supplier.clone())
                         .or_default()
@@ -1120,7 +1129,7 @@ impl Engine {
                 // block (`proof_open − 1`) it would be refused, though it would land inside the window.
                 if self.leader && due && height >= s.proof_open && height <= s.proof_close - buffer {
                     record.proof_sent_at.push(height);
-                    self.proofs_sent_here.insert(record.key.clone());
+                    self.proofs_sent_here.entry(record.key.clone()).or_insert(height);
                     proofs
                         .entry(record.key.supplier.clone())
                         .or_default()

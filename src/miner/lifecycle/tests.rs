@@ -398,6 +398,73 @@ fn a_predecessors_unconfirmed_send_is_repeated_at_once_by_the_new_leader() {
     assert_eq!(not_there(&mut same).commands, vec![claim]);
 }
 
+/// A new leader's repeat of a predecessor's send that did not leave (no answer, not sent, refused before a
+/// mempool) is taken back, so it is not its own send: still inherited, the session is sent again at the next
+/// block even though the predecessor used up the re-sends. Counted as its own, the session waited for a re-send
+/// its budget no longer allowed, and the claim (or the proof: a slash) was lost at the window's close.
+#[test]
+fn a_new_leaders_repeat_that_did_not_leave_is_repeated_at_the_next_block() {
+    let k = key("s1", "a");
+    // Sends allowed up to the window's close (16), so the test has a block after the failed repeat.
+    let config = EngineConfig {
+        submission_buffer_blocks: 0,
+        ..at_open()
+    };
+    let mut old = Engine::new(config);
+    old.handle(Event::Leadership { leader: true });
+    ingest(&mut old, &k, 2);
+    block(&mut old, 12);
+    // The predecessor sent at 12 and again at 14 (its one re-send), then died before the tx left.
+    let mut spent = old.session(&k).unwrap().clone();
+    spent.claim_sent_at = vec![12, 14];
+    let claim = Command::SubmitClaims {
+        supplier: "s1".into(),
+        keys: vec![k.clone()],
+    };
+    let not_there = |e: &mut Engine| {
+        e.handle(Event::OnChain {
+            key: k.clone(),
+            claim_exists: false,
+            proof_validated: false,
+        })
+        .commands
+    };
+    for outcome in [
+        TxOutcome::NotSent("not leader".into()),
+        TxOutcome::Retryable("no answer".into()),
+        TxOutcome::Refused("CheckTx code 32".into()),
+    ] {
+        let mut new = Engine::new(config);
+        new.restore(spent.clone());
+        new.handle(Event::Leadership { leader: true });
+        assert_eq!(block(&mut new, 15), vec![Command::LookupOnChain { key: k.clone() }]);
+        assert_eq!(not_there(&mut new), vec![claim.clone()]);
+        new.handle(Event::TxOutcome {
+            kind: TxKind::Claim,
+            keys: vec![k.clone()],
+            outcome: outcome.clone(),
+        });
+        assert_eq!(
+            new.session(&k).unwrap().claim_sent_at,
+            vec![12, 14],
+            "{outcome:?}: taken back"
+        );
+        assert!(block(&mut new, 16).contains(&Command::LookupOnChain { key: k.clone() }));
+        assert_eq!(
+            not_there(&mut new),
+            vec![claim.clone()],
+            "{outcome:?}: sent again at 16"
+        );
+        // Once it left, the new leader's send is its own: not repeated a block later.
+        new.handle(Event::TxOutcome {
+            kind: TxKind::Claim,
+            keys: vec![k.clone()],
+            outcome: TxOutcome::Broadcast,
+        });
+        assert_eq!(new.session(&k).unwrap().claim_sent_at, vec![12, 14, 16]);
+    }
+}
+
 #[test]
 fn unconfirmed_claim_is_resent_once_then_lost_once_after_the_window() {
     let mut e = leader_engine();
