@@ -27,7 +27,7 @@ use std::time::Duration;
 use k256::ecdsa::SigningKey;
 use prost::Message as _;
 
-use super::lifecycle::{Command, Engine, EngineConfig, Event, SessionKey, SessionRecord, TxKind};
+use super::lifecycle::{Command, Engine, EngineConfig, Event, SessionKey, SessionRecord, TxKind, TxOutcome};
 use super::metrics::MinerMetrics;
 use crate::chain::query::ChainClient;
 use crate::protocol::lottery;
@@ -724,25 +724,51 @@ impl Miner {
 
     /// After a failed record write: the changes of `steps` whose records are not in `stored` wait for
     /// [`Miner::persist_pending`] with their reports (or for any earlier write of their records, which runs those
-    /// reports: [`Miner::stored_as`]), their prunes are handed back to the engine, their other commands are
-    /// dropped (the engine asks for them again at the next block).
+    /// reports: [`Miner::stored_as`]), their prunes and their claims and proofs are handed back to the engine,
+    /// their other commands are dropped (the engine asks for them again at the next block).
+    ///
+    /// A claim or proof the engine decided is recorded as sent in its session: not run, it is taken back as a
+    /// send that never left (`TxOutcome::NotSent`), so it goes at the next block. Left recorded, the session
+    /// waited for a re-send two blocks later and spent its one re-send on a tx nobody sent; one more failure
+    /// and the claim was lost, or the proof missing (a slash).
     ///
     /// Records in `stored` were written as the engine has them now (all of the steps' changes included), so
     /// their reports run now: were they left waiting and this miner lost the leadership first, the next leader
     /// would restore those records already moved and never report them.
     async fn defer(&mut self, steps: impl IntoIterator<Item = super::lifecycle::Step>, stored: &HashSet<SessionKey>) {
         let mut now = Vec::new();
-        for step in steps {
+        // With whether the step's changes may be in `stored` (a step of a take-back is newer than any write).
+        let mut steps: Vec<(super::lifecycle::Step, bool)> = steps.into_iter().map(|s| (s, true)).collect();
+        while let Some((step, written)) = steps.pop() {
             self.unpersisted
-                .extend(step.changed.into_iter().filter(|k| !stored.contains(k)));
+                .extend(step.changed.into_iter().filter(|k| !(written && stored.contains(k))));
             for command in step.commands {
-                match command {
-                    report if report.report_key().is_some_and(|k| stored.contains(k)) => now.push(report),
-                    report if report.is_report() => self.pending_reports.push(report),
+                let (kind, keys) = match command {
+                    report if report.report_key().is_some_and(|k| stored.contains(k)) => {
+                        now.push(report);
+                        continue;
+                    }
+                    report if report.is_report() => {
+                        self.pending_reports.push(report);
+                        continue;
+                    }
                     // Not run: the engine prunes it again at the next block.
-                    Command::Prune { key } => self.engine.prune_failed(&key),
-                    _ => {}
-                }
+                    Command::Prune { key } => {
+                        self.engine.prune_failed(&key);
+                        continue;
+                    }
+                    Command::SubmitClaims { keys, .. } => (TxKind::Claim, keys),
+                    Command::SubmitProofs { keys, .. } => (TxKind::Proof, keys),
+                    _ => continue,
+                };
+                // Its changed records (the send taken back) wait as the others do, stored or not; its own
+                // commands are deferred as well.
+                let taken_back = self.engine.handle(Event::TxOutcome {
+                    kind,
+                    keys,
+                    outcome: TxOutcome::NotSent("the step's session records could not be stored".into()),
+                });
+                steps.push((taken_back, false));
             }
         }
         for report in now {

@@ -22,6 +22,7 @@ use crate::sim::chain::genesis::*;
 use crate::sim::chain::{SimChain, actor, router};
 
 mod confirmed_once;
+mod deferred_submits;
 mod fee_refusals;
 mod ingest_between_ticks;
 mod ingest_failure;
