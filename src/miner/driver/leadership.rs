@@ -10,6 +10,7 @@
 //! retries nothing, logs at WARN and counts `ha_miner_fenced_writes_total`. The chain submission itself is
 //! guarded separately by a lease renewal right before it ([`Miner::still_leader`]).
 
+use k256::ecdsa::SigningKey;
 use std::sync::atomic::Ordering as AtomicOrdering;
 
 use storage::{Fence, StorageError};
@@ -227,8 +228,24 @@ impl Miner {
         // Drained by every write's caller before it returns (`Miner::run_due_reports`), so empty here; any left
         // would be reports of records this miner did store, not to be dropped.
         debug_assert!(self.due_reports.is_empty(), "due reports left: {:?}", self.due_reports);
-        self.signers.clear();
+        // The keys of suppliers removed from the keys file that this process still holds stay: their live
+        // sessions are claimed and proved as before (`sync_suppliers` drops a key once none is live). Rebuilt from
+        // the keys file alone, those sessions were not restored and never claimed or proved.
+        let current = self.keys.snapshot();
+        let held: Vec<(String, SigningKey)> = std::mem::take(&mut self.signers)
+            .into_iter()
+            .filter(|(address, _)| !current.contains_key(address))
+            .collect();
         self.sync_suppliers().await?;
+        for (address, key) in held {
+            self.restore_supplier(&address).await?;
+            tracing::info!(
+                supplier = address,
+                "miner still serving a supplier removed from the keys file: its live sessions are claimed and proved"
+            );
+            self.engine.set_ingest_caught_up(&address, false);
+            self.signers.insert(address, key);
+        }
         // A failed listing must not keep this miner from leading: it only reports, and restores tombstones that
         // the next leadership change restores as well.
         if let Err(e) = self.keyless_sessions().await {

@@ -33,6 +33,7 @@ mod proof_params;
 mod pruned;
 mod redis_threshold;
 mod rejected_once;
+mod removed_supplier;
 mod split_on_refusal;
 mod stop_resigns;
 mod tip;

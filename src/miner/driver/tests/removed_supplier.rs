@@ -1,0 +1,38 @@
+//! A supplier removed from the keys file while its sessions are live is still claimed and proved by the process
+//! that holds its key (`Miner::sync_suppliers`), also after this process loses and regains the leadership (a
+//! storage error on a renewal is enough: `leave_leader_mode`, then `reload_from_storage`). Rebuilt from the keys
+//! file alone, the signers lost that key, its sessions were not restored, and their claims and proofs were never
+//! sent: the reward lost, a required proof slashed.
+
+use super::*;
+use crate::miner::lifecycle::State;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_removed_suppliers_live_session_is_still_claimed_after_the_leadership_comes_back() {
+    let f = fixture().await;
+    let plain = MemoryBackend::new().storage();
+    let mut miner = Miner::new(f.client.clone(), plain.clone(), f.keyring.clone(), config("a"));
+    ingest_until_claim_open(&f, &plain, &mut miner).await;
+    // Removed while its session waits for its claim: kept.
+    f.keyring.replace(KeyMap::new());
+    miner.sync_suppliers().await.unwrap();
+    assert!(miner.signers.contains_key(&f.supplier), "kept while a session is live");
+
+    // The leadership is lost (a failed renewal) and won again at the next iteration: everything reloads.
+    miner.leave_leader_mode();
+    miner.step().await.unwrap();
+    assert!(miner.engine.is_leader());
+    assert!(
+        miner.engine.session(&f.key).is_some(),
+        "the removed supplier's live session is restored with the key this process holds"
+    );
+    for _ in 0..3 {
+        f.chain.produce_block();
+        miner.step().await.unwrap();
+    }
+    assert_claimed(&f, &[&f.key]).await;
+    assert!(matches!(
+        miner.engine.session(&f.key).unwrap().state,
+        State::Claimed | State::Settled
+    ));
+}
