@@ -10,8 +10,9 @@
 //! retries nothing, logs at WARN and counts `ha_miner_fenced_writes_total`. The chain submission itself is
 //! guarded separately by a lease renewal right before it ([`Miner::still_leader`]).
 
-use k256::ecdsa::SigningKey;
 use std::sync::atomic::Ordering as AtomicOrdering;
+
+use k256::ecdsa::SigningKey;
 
 use storage::{Fence, StorageError};
 
