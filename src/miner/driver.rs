@@ -333,10 +333,25 @@ impl Miner {
     /// about before a new tx is built for its sessions.
     async fn restore_supplier(&mut self, supplier: &str) -> Result<(), MinerError> {
         for record in self.storage.sessions.list(Some(supplier), None).await? {
+            // One record this binary cannot read (a newer binary's, after a rollback; damaged bytes) is skipped,
+            // not a failed restore: that failed the reload, so no instance could lead, and every session of every
+            // supplier missed its claim and proof.
             let submit::RecordIn {
                 record: parsed,
                 in_flight_txs,
-            } = serde_json::from_slice(&record.data).map_err(|e| MinerError::Corrupt(e.to_string()))?;
+            } = match serde_json::from_slice(&record.data) {
+                Ok(parsed) => parsed,
+                Err(e) => {
+                    tracing::error!(
+                        supplier,
+                        session = record.session_id,
+                        error = %e,
+                        "a session record does not decode (written by a newer version, or damaged): skipped, its \
+                         claim and proof are not handled by this process"
+                    );
+                    continue;
+                }
+            };
             if self.engine.session(&parsed.key).is_none() && !self.engine.is_tombstoned(&parsed.key) {
                 let key = parsed.key.clone();
                 self.versions.insert(key.clone(), record.version);

@@ -37,6 +37,7 @@ mod removed_supplier;
 mod split_on_refusal;
 mod stop_resigns;
 mod tip;
+mod undecodable_record;
 mod waiting_reports;
 
 const LEASE: Duration = Duration::from_secs(60);
