@@ -613,13 +613,18 @@ pub struct TransactionConfig {
     /// carry relay payloads). Below the node's CometBFT `mempool.max_tx_bytes` (default 1 MiB; a larger tx is
     /// refused at CheckTx, code 21) and the SDK gRPC server's 10 MiB message limit.
     pub max_tx_bytes: u64,
-    /// Blocks before a window closes by which a submission must have been sent.
+    /// Blocks before a window closes by which a submission must have been sent (1 to
+    /// [`MAX_SUBMISSION_BUFFER_BLOCKS`]: a tx sent at the closing height lands after it).
     pub submission_buffer_blocks: u64,
     /// Blocks after the claim window opens before a session's claim is first sent (at most
     /// [`MAX_CLAIM_DELAY_BLOCKS`]; never later than `submission_buffer_blocks` before the window closes), so
     /// relays accepted just before the window opened are in the claim.
     pub claim_delay_blocks: u64,
 }
+
+/// Upper bound of `transaction.submission_buffer_blocks` (whether the chain's windows leave sends with it is
+/// checked against the node at start: `crate::chain::claim_delay`).
+pub const MAX_SUBMISSION_BUFFER_BLOCKS: u64 = 100;
 
 /// Upper bound of `transaction.claim_delay_blocks`.
 pub const MAX_CLAIM_DELAY_BLOCKS: u64 = 100;

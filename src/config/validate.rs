@@ -560,6 +560,17 @@ impl Config {
                 ),
             );
         }
+        if tx.submission_buffer_blocks == 0 || tx.submission_buffer_blocks > crate::config::MAX_SUBMISSION_BUFFER_BLOCKS
+        {
+            issues.push(
+                "transaction.submission_buffer_blocks",
+                format!(
+                    "must be between 1 and {} (a tx sent at the height a window closes lands in a later block, \
+                     outside the window: its fee is paid and a proof sent then is missing, a slash)",
+                    crate::config::MAX_SUBMISSION_BUFFER_BLOCKS
+                ),
+            );
+        }
         if tx.claim_delay_blocks > crate::config::MAX_CLAIM_DELAY_BLOCKS {
             issues.push(
                 "transaction.claim_delay_blocks",
@@ -700,6 +711,16 @@ relay_server:
         assert_eq!(with(1), Vec::<String>::new());
         for bad in [0, 541, 600] {
             assert_eq!(with(bad), vec!["transaction.tx_timeout_default_seconds"], "{bad}");
+        }
+    }
+
+    #[test]
+    fn submission_buffer_is_at_least_one_block() {
+        let with = |blocks: u64| transaction_issues(&format!("  submission_buffer_blocks: {blocks}\n"));
+        assert_eq!(with(1), Vec::<String>::new());
+        assert_eq!(with(100), Vec::<String>::new());
+        for bad in [0, 101] {
+            assert_eq!(with(bad), vec!["transaction.submission_buffer_blocks"], "{bad}");
         }
     }
 
