@@ -110,6 +110,11 @@ fn lock(shared: &Shared) -> MutexGuard<'_, State> {
     shared.state.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// The payload bytes of `entries` (what [`Faults::limit_read_bytes`] limits).
+fn payload_bytes(entries: &[LogEntry]) -> usize {
+    entries.iter().map(|e| e.relay.payload.len()).sum()
+}
+
 fn entry(log: &SupplierLog, seq: u64, deliveries: u64) -> Option<LogEntry> {
     log.entries.get(&seq).map(|relay| LogEntry {
         id: EntryId::new(seq, 0),
@@ -165,6 +170,7 @@ impl RelayLog for MemoryBackend {
             let n = log.group.deliver_new(seq, consumer, now);
             out.extend(entry(log, seq, n));
         }
+        self.shared.faults.check_read(payload_bytes(&out))?;
         Ok(out)
     }
 
@@ -175,7 +181,9 @@ impl RelayLog for MemoryBackend {
             return Ok(Vec::new());
         };
         let picked = log.group.redeliver_own(consumer, max, now);
-        Ok(picked.into_iter().filter_map(|(seq, n)| entry(log, seq, n)).collect())
+        let out: Vec<LogEntry> = picked.into_iter().filter_map(|(seq, n)| entry(log, seq, n)).collect();
+        self.shared.faults.check_read(payload_bytes(&out))?;
+        Ok(out)
     }
 
     async fn claim(

@@ -166,22 +166,17 @@ impl Miner {
             };
             self.engine.set_ingest_caught_up(&supplier, false);
             for batch in 1..=INGEST_ROUND_BATCHES {
-                let mut entries = self
-                    .writer()?
-                    .relay_log
-                    .read_pending(&supplier, &self.config.consumer, want)
-                    .await?;
-                let mut caught_up = false;
-                if entries.is_empty() {
-                    entries = self
-                        .writer()?
-                        .relay_log
-                        .read(&supplier, &self.config.consumer, want)
-                        .await?;
-                    // Fewer new entries than asked for: the log is drained up to now. Relays appended while this
-                    // batch is committed wait for the next tick instead of being chased in batches of a few.
-                    caught_up = entries.len() < want;
-                }
+                let (entries, caught_up) = match self.read_batch(&supplier, want).await {
+                    Ok(read) => read,
+                    Err(e) => {
+                        // The read may have asked for more than storage can answer in time (on Redis a reply
+                        // that outlasts the response timeout, its entries left pending): asked again at the same
+                        // size, it failed every round and the supplier's ingest stopped. The next round probes
+                        // (the supplier is not caught up) and sizes up from what it reads.
+                        self.ingest_read_size.remove(&supplier);
+                        return Err(e);
+                    }
+                };
                 if entries.is_empty() {
                     self.engine.set_ingest_caught_up(&supplier, true);
                     break;
@@ -537,6 +532,20 @@ impl Miner {
 mod tests;
 
 impl Miner {
+    /// Reads up to `want` entries of `supplier`'s log: those delivered to this consumer and not acknowledged
+    /// first, else new ones, with whether the log is drained up to now (fewer new entries than asked for; relays
+    /// appended while the batch is committed wait for the next tick instead of being chased in batches of a few).
+    async fn read_batch(&self, supplier: &str, want: usize) -> Result<(Vec<storage::LogEntry>, bool), MinerError> {
+        let log = &self.writer()?.relay_log;
+        let pending = log.read_pending(supplier, &self.config.consumer, want).await?;
+        if !pending.is_empty() {
+            return Ok((pending, false));
+        }
+        let entries = log.read(supplier, &self.config.consumer, want).await?;
+        let caught_up = entries.len() < want;
+        Ok((entries, caught_up))
+    }
+
     /// The durability of an ingest batch's write set: [`storage::SetDurability::Eventual`] when its step has no
     /// command and no record or report of an earlier step is waiting to be stored, `Immediate` otherwise.
     ///

@@ -21,6 +21,8 @@ struct Inner {
     waiting: usize,
     crashes: u64,
     max_relay_bytes: Option<usize>,
+    /// [`Faults::limit_read_bytes`].
+    max_read_bytes: Option<usize>,
     /// [`Faults::coalesce_appends`].
     coalesces_appends: bool,
     /// The next write sets to fail (each with its error), before their write is counted.
@@ -98,6 +100,24 @@ impl Faults {
     /// Whether a relay payload of `bytes` is within [`Faults::limit_relay_bytes`].
     pub fn relay_fits(&self, bytes: usize) -> bool {
         self.lock().max_relay_bytes.is_none_or(|max| bytes <= max)
+    }
+
+    /// Makes a relay log read (`read`, `read_pending`) whose entries' payloads add up to more than `max` bytes
+    /// fail with [`StorageError::Unavailable`] after it delivered them, as a Redis `XREADGROUP` whose reply takes
+    /// longer than the client's response timeout does (the server ran it: the entries are pending). `None` lifts
+    /// the limit.
+    pub fn limit_read_bytes(&self, max: Option<usize>) {
+        self.lock().max_read_bytes = max;
+    }
+
+    /// Fails a read of `bytes` payload bytes over [`Faults::limit_read_bytes`].
+    pub(crate) fn check_read(&self, bytes: usize) -> Result<(), StorageError> {
+        match self.lock().max_read_bytes {
+            Some(max) if bytes > max => Err(StorageError::Unavailable(format!(
+                "test: a read of {bytes} payload bytes took longer than the response timeout (limit {max})"
+            ))),
+            _ => Ok(()),
+        }
     }
 
     /// Makes every write fail with `err` until called with `None` (e.g. a store refusing writes when full).

@@ -13,6 +13,7 @@ use crate::miner::lifecycle::SessionKey;
 use crate::sim::chain::{SimChain, actor};
 
 mod counted;
+mod oversized_read;
 mod rounds;
 
 async fn backlog(plain: &storage::Storage, supplier: &str) -> u64 {
