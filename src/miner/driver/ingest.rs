@@ -51,6 +51,12 @@ pub(super) const INGEST_BATCH: usize = 512;
 const TOO_LARGE: &str = "too_large_to_prove";
 /// `reason` of `ha_miner_relays_rejected_total` for a relay of a pruned session (module docs).
 const PRUNED: &str = "session_pruned";
+/// `reason` of `ha_miner_relays_rejected_total` for a relay whose session's stored trie cannot be read (its
+/// records malformed: damaged, or not this miner's, e.g. a Go miner's trie under the same Redis key). That
+/// session cannot be claimed from it; its relays are acknowledged and counted, so the supplier's later relays,
+/// behind them in the log, are still ingested. Left pending, they were read first in every round and failed it:
+/// the supplier's ingest stopped, and every later session went unclaimed.
+const TRIE_UNREADABLE: &str = "trie_unreadable";
 
 /// What one ingest batch counts, counted (metrics and [`super::MinerStats`]) exactly when its entries are
 /// acknowledged, which is when they will not be read again:
@@ -188,6 +194,8 @@ impl Miner {
                     entries: entries.len() as u64,
                     ..BatchCounts::default()
                 };
+                // Sessions of this batch whose stored trie cannot be read (not opened again for each relay).
+                let mut unreadable: std::collections::HashSet<SessionKey> = std::collections::HashSet::new();
                 for entry in &entries {
                     let Some((message, hash)) = self.readable(&supplier, entry, &mut counts.rejected) else {
                         continue;
@@ -204,8 +212,28 @@ impl Miner {
                     if !self.provable(&supplier, &message, &mut counts.rejected) {
                         continue;
                     }
+                    if unreadable.contains(&key) {
+                        counts.rejected.note(TRIE_UNREADABLE, &message.service_id);
+                        continue;
+                    }
+                    match self.insert(&key, &message, &hash).await {
+                        Ok(()) => {}
+                        Err(e) if unreadable_trie(&e) => {
+                            tracing::error!(
+                                supplier,
+                                session = key.session_id,
+                                error = %e,
+                                "the session's stored trie cannot be read: its relays are acknowledged without being \
+                                 mined (ha_miner_relays_rejected_total{{reason=\"trie_unreadable\"}}) so the \
+                                 supplier's later relays are still ingested"
+                            );
+                            counts.rejected.note(TRIE_UNREADABLE, &message.service_id);
+                            unreadable.insert(key);
+                            continue;
+                        }
+                        Err(e) => return Err(e),
+                    }
                     *counts.consumed.entry(message.service_id.clone()).or_default() += 1;
-                    self.insert(&key, &message, &hash).await?;
                     let schedule = self.schedule(message.session_end_height).await?;
                     touched.entry(key).or_insert((
                         schedule,
@@ -530,6 +558,17 @@ impl Miner {
 
 #[cfg(test)]
 mod tests;
+
+/// Whether `error` says a stored trie is malformed (it will not read better next time), not that storage
+/// failed for now.
+fn unreadable_trie(error: &MinerError) -> bool {
+    matches!(
+        error,
+        MinerError::Trie(crate::smst::SmstError::Corrupt(_))
+            | MinerError::Trie(crate::smst::SmstError::Store(storage::StorageError::Corrupt(_)))
+            | MinerError::Storage(storage::StorageError::Corrupt(_))
+    )
+}
 
 impl Miner {
     /// Reads up to `want` entries of `supplier`'s log: those delivered to this consumer and not acknowledged

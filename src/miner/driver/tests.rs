@@ -38,6 +38,7 @@ mod split_on_refusal;
 mod stop_resigns;
 mod tip;
 mod undecodable_record;
+mod unreadable_trie;
 mod waiting_reports;
 
 const LEASE: Duration = Duration::from_secs(60);
