@@ -14,7 +14,9 @@
 //! `claim_close − buffer`; proofs once the seed block `proof_open − 1` exists and no later than `proof_close −
 //! buffer`. A submission not confirmed on chain is re-sent once inside its window (lessons.md: mempool-only txs).
 //! Before a session is recorded as lost the engine asks the driver to look the claim/proof up on chain, so an HA
-//! conflict (another instance already submitted) is never counted as a loss. Only the leader submits. The chain
+//! conflict (another instance already submitted) is never counted as a loss; a claim is lost only when lookups at
+//! two heights past its window found it absent (one answer may come from a node a block behind,
+//! [`SessionRecord::claim_absent_at`]). Only the leader submits. The chain
 //! deletes a claim when it settles it (end of block `proof_close`, §3); from then on the lookup answers with the
 //! settlement itself ([`Event::Settled`], read from that block's events), which ends the session as paid or
 //! lost whatever state the miner had it in.
@@ -225,7 +227,25 @@ pub struct SessionRecord {
     /// paid. Never serialized while `false` (the format older binaries write and read).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub settlement_seen: bool,
+    /// The first height past `claim_close` at which a lookup said the claim is not on chain (state `Claiming`).
+    /// The claim lookup reads the node's latest state while the height comes from another call, so behind a
+    /// load-balanced or lagging endpoint a claim included at `claim_close` can read as absent one block later.
+    /// Expired and pruned on that single answer, a claim that was on chain could never be proven when a proof is
+    /// then required (a slash) and would be counted lost though paid. So the session is expired only when a lookup
+    /// at a later height ([`CLAIM_ABSENT_CONFIRMATIONS`]) says "absent" again. Never serialized while `None`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub claim_absent_at: Option<i64>,
 }
+
+/// Blocks a session past its claim window stays `Claiming` after the first lookup that found its claim absent,
+/// waiting for a lookup at a later height to say so again before it is expired and pruned
+/// ([`SessionRecord::claim_absent_at`]). One block: a fresh answer is asked at every block past the close
+/// (`advance`), so this covers a node whose state lags the reported tip by one block, or a load balancer that
+/// sent the first query to such a node. A node that lags by more than one block at two successive heights would
+/// still expire the session: the cost of waiting longer is a loss found (and the session's data kept) later for
+/// every claim that really did not land, and a lag of that size makes the claim lookups wrong elsewhere too
+/// (confirmations, re-sends). Raising it only delays expiry; the answer "exists" ends the wait at any height.
+pub const CLAIM_ABSENT_CONFIRMATIONS: i64 = 1;
 
 /// Blocks past its settlement height during which a session decided "no proof required" is looked up for its
 /// settlement before it is pruned anyway (a node that cannot say: the decision stands, as before the lookup).
@@ -517,7 +537,8 @@ impl Step {
 ///
 /// The bound is how late a relay of a session can reach the relay log after the session was pruned. A relayer
 /// accepts a relay only below its session's claim window open (spec §2.6 rule 5). A session is pruned at the
-/// earliest one block after its claim window closed (a claim that never landed), once its proof is validated
+/// earliest two blocks after its claim window closed (a claim that never landed, said absent at two heights,
+/// [`SessionRecord::claim_absent_at`]), once its proof is validated
 /// (from `proof_open` on) or past its settlement height; its tombstone is kept until `tombstone_blocks` past
 /// the later of the prune and the settlement height (§3 `SettlementSessionEnd`). So a relay would have to reach
 /// the log at least `settlement − claim_open + 1 + tombstone_blocks` blocks after the last height it could be
@@ -703,6 +724,7 @@ impl Engine {
                     claim_built: false,
                     forget_after: None,
                     settlement_seen: false,
+                    claim_absent_at: None,
                 });
                 record.relays = record.relays.max(relays);
                 record.compute_units = record.compute_units.max(compute_units);
@@ -883,7 +905,18 @@ impl Engine {
                 record.state = State::Claimed;
                 Self::confirm_claim(record, step);
             }
+            // Absent past the close, said once: kept `Claiming` (not pruned) and looked up again at the next
+            // block (`advance` asks at every height past the close), see `SessionRecord::claim_absent_at`.
+            State::Claiming
+                if height > record.schedule.claim_close
+                    && record
+                        .claim_absent_at
+                        .is_none_or(|first| height < first + CLAIM_ABSENT_CONFIRMATIONS) =>
+            {
+                record.claim_absent_at.get_or_insert(height);
+            }
             State::Claiming if height > record.schedule.claim_close => {
+                // Said absent at two heights past the close: lost.
                 // A claim refused before the mempool (`Refused`) is taken back but did reach a node.
                 let reason = if !record.claim_reached_node {
                     LossReason::ClaimWindowMissed
@@ -1267,6 +1300,8 @@ impl Engine {
     }
 }
 
+#[cfg(test)]
+mod absence_tests;
 #[cfg(test)]
 mod confirmation_tests;
 #[cfg(test)]

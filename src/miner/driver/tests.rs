@@ -1021,8 +1021,11 @@ async fn a_claim_whose_deadline_passed_while_the_leadership_was_confirmed_is_not
         .await;
     // Not broadcast after its deadline, and counted as not sent because of it, not as a node's refusal.
     c.assert_decided_but_not_sent(&miner, "deadline_passed");
-    c.f.chain.produce_block();
-    miner.step().await.unwrap();
+    // Lost once the chain said "no claim" at two heights past the window (`SessionRecord::claim_absent_at`).
+    for _ in 0..2 {
+        c.f.chain.produce_block();
+        miner.step().await.unwrap();
+    }
     c.no_claim_on_chain();
     let text = c.telemetry.render_metrics();
     assert_eq!(
@@ -1287,6 +1290,16 @@ async fn a_claim_settled_before_the_miner_looked_it_up_is_read_from_the_settleme
         );
         assert!(f.client.claim(&f.key.session_id, &f.supplier).await.unwrap().is_none());
         miner.step().await.unwrap();
+        if !with_events {
+            // No claim and no settlement read: lost only when said again at a later height
+            // (`SessionRecord::claim_absent_at`).
+            assert_eq!(
+                miner.engine.session(&f.key).unwrap().state,
+                crate::miner::lifecycle::State::Claiming
+            );
+            f.chain.produce_block();
+            miner.step().await.unwrap();
+        }
         // Decided and, as its settlement is past, pruned in the same step.
         assert!(miner.engine.session(&f.key).is_none(), "pruned and forgotten");
         let text = telemetry.render_metrics();
@@ -1856,6 +1869,10 @@ async fn a_relay_of_a_pruned_session_is_acknowledged_not_mined_even_after_a_rest
         .append(relays(&f.supplier, &f.header, 9..10))
         .await
         .unwrap();
+    miner.step().await.unwrap();
+    // Its claim said absent once: lost at the next block's lookup (`SessionRecord::claim_absent_at`).
+    assert_eq!(miner.stats.sessions_lost.load(Relaxed), 0);
+    f.chain.produce_block();
     miner.step().await.unwrap();
     assert_eq!(miner.stats.sessions_lost.load(Relaxed), 1);
     assert!(miner.engine.is_tombstoned(&f.key), "lost, pruned, and tombstoned again");

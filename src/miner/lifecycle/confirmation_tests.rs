@@ -93,6 +93,11 @@ fn a_claim_not_found_is_not_reported_confirmed() {
     let mut e = claim_sent();
     assert!(reports_of(on_chain(&mut e, false, false)).is_empty());
     e.handle(Event::NewBlock { height: 17 });
+    assert!(
+        reports_of(on_chain(&mut e, false, false)).is_empty(),
+        "absent once past the window"
+    );
+    e.handle(Event::NewBlock { height: 18 });
     let reports = reports_of(on_chain(&mut e, false, false));
     assert!(
         matches!(reports.as_slice(), [Command::RecordLoss { .. }]),

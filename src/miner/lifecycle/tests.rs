@@ -541,6 +541,13 @@ fn missed_window_without_leadership_is_recorded_once_with_its_reason() {
         claim_exists: false,
         proof_validated: false,
     });
+    assert!(step.commands.is_empty(), "absent once past the window: asked again");
+    assert_eq!(block(&mut e, 18), vec![Command::LookupOnChain { key: k.clone() }]);
+    let step = e.handle(Event::OnChain {
+        key: k.clone(),
+        claim_exists: false,
+        proof_validated: false,
+    });
     assert_eq!(
         step.commands[0],
         Command::RecordLoss {
@@ -551,7 +558,7 @@ fn missed_window_without_leadership_is_recorded_once_with_its_reason() {
         }
     );
     assert!(
-        block(&mut e, 18)
+        block(&mut e, 19)
             .iter()
             .all(|c| !matches!(c, Command::RecordLoss { .. }))
     );
@@ -1241,12 +1248,16 @@ fn a_relay_of_a_pruned_session_is_not_mined_again_until_its_tombstone_expires() 
     ingest(&mut e, &k, 2);
     block(&mut e, 16);
     e.handle(Event::Leadership { leader: true });
-    assert_eq!(block(&mut e, 17), vec![Command::LookupOnChain { key: k.clone() }]);
-    let step = e.handle(Event::OnChain {
-        key: k.clone(),
-        claim_exists: false,
-        proof_validated: false,
-    });
+    // Absent at two heights past the window (`claim_absent_at`): lost at the second.
+    let mut step = Step::default();
+    for h in 17..=18 {
+        assert_eq!(block(&mut e, h), vec![Command::LookupOnChain { key: k.clone() }]);
+        step = e.handle(Event::OnChain {
+            key: k.clone(),
+            claim_exists: false,
+            proof_validated: false,
+        });
+    }
     assert_eq!(losses(&step.commands), vec![(LossReason::ClaimWindowMissed, 2, 20)]);
     assert_eq!(step.commands.last(), Some(&Command::Prune { key: k.clone() }));
     let tombstone = e.tombstone(&k).unwrap();
@@ -1263,7 +1274,7 @@ fn a_relay_of_a_pruned_session_is_not_mined_again_until_its_tombstone_expires() 
     assert_eq!(step, Step::default());
     assert!(e.session(&k).is_none());
     let forget_after = SCHEDULE.settlement + TOMBSTONE_BLOCKS;
-    for h in 18..=forget_after {
+    for h in 19..=forget_after {
         assert!(block(&mut e, h).is_empty(), "block {h}");
         if h % 50 == 0 {
             assert_eq!(ingest(&mut e, &k, 1), Step::default());
