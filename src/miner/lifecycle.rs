@@ -235,11 +235,20 @@ pub struct SessionRecord {
     /// at a later height ([`CLAIM_ABSENT_CONFIRMATIONS`]) says "absent" again. Never serialized while `None`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub claim_absent_at: Option<i64>,
+    /// The same for a required proof (state `Proving`): the first height past `proof_close` at which a lookup
+    /// found no validated proof. The chain settles and deletes the claim at the end of block `proof_close` (the
+    /// settlement height, §3), so past it a current node has no claim and the lookup reads the settlement; a node
+    /// that still shows the claim with its proof unvalidated is behind, and a proof included at `proof_close`
+    /// (validated in that block) would have been counted lost though paid. Nothing can be sent past the window,
+    /// so this only keeps a false loss out of the metrics. Never serialized while `None`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proof_absent_at: Option<i64>,
 }
 
 /// Blocks a session past its claim window stays `Claiming` after the first lookup that found its claim absent,
 /// waiting for a lookup at a later height to say so again before it is expired and pruned
-/// ([`SessionRecord::claim_absent_at`]). One block: a fresh answer is asked at every block past the close
+/// ([`SessionRecord::claim_absent_at`]; the same for a required proof past `proof_close`,
+/// [`SessionRecord::proof_absent_at`]). One block: a fresh answer is asked at every block past the close
 /// (`advance`), so this covers a node whose state lags the reported tip by one block, or a load balancer that
 /// sent the first query to such a node. A node that lags by more than one block at two successive heights would
 /// still expire the session: the cost of waiting longer is a loss found (and the session's data kept) later for
@@ -725,6 +734,7 @@ impl Engine {
                     forget_after: None,
                     settlement_seen: false,
                     claim_absent_at: None,
+                    proof_absent_at: None,
                 });
                 record.relays = record.relays.max(relays);
                 record.compute_units = record.compute_units.max(compute_units);
@@ -945,6 +955,16 @@ impl Engine {
                 Self::expire(record, LossReason::ProofWindowMissed, step);
             }
             State::Proving if proof_validated => Self::prove(record, step),
+            // No validated proof past the close, said once: looked up again at the next block (the lookup then
+            // usually reads the settlement), see `SessionRecord::proof_absent_at`.
+            State::Proving
+                if height > record.schedule.proof_close
+                    && record
+                        .proof_absent_at
+                        .is_none_or(|first| height < first + CLAIM_ABSENT_CONFIRMATIONS) =>
+            {
+                record.proof_absent_at.get_or_insert(height);
+            }
             State::Proving if height > record.schedule.proof_close => {
                 let reason = if !record.proof_reached_node {
                     LossReason::ProofWindowMissed

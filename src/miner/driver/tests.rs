@@ -862,7 +862,8 @@ async fn no_proof_is_sent_from_a_trie_whose_root_is_not_the_claim_on_chain() {
         .unwrap()
         .trie
         .insert_relay(&extra.into(), b"not claimed", 10);
-    while chain.height() <= schedule.proof_close {
+    // Past the window, no validated proof said at two heights (`SessionRecord::proof_absent_at`).
+    while chain.height() <= schedule.proof_close + 1 {
         chain.produce_block();
         miner.step().await.unwrap();
     }

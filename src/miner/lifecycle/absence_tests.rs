@@ -1,7 +1,8 @@
 //! A claim said absent past its window is lost only when the chain says so at two heights
 //! ([`SessionRecord::claim_absent_at`]): the lookup reads the node's latest state while the height comes from
 //! another call, so behind a lagging or load-balanced endpoint a claim included at `claim_close` can read as
-//! absent at `claim_close + 1`. Expired and pruned on that one answer, the session could not be proven.
+//! absent at `claim_close + 1`. Expired and pruned on that one answer, the session could not be proven. The same
+//! for a required proof read unvalidated past its window ([`SessionRecord::proof_absent_at`]): a false loss.
 
 use super::tests::SCHEDULE;
 use super::*;
@@ -197,4 +198,83 @@ fn the_first_absence_survives_a_restart_and_older_records_read_without_it() {
     let fresh = claim_sent_unconfirmed_through_the_window();
     let value = serde_json::to_value(fresh.session(&key()).unwrap()).unwrap();
     assert!(value.get("claim_absent_at").is_none(), "{value}");
+}
+
+/// A required proof included at `proof_close` (validated and settled in that block) read at `proof_close + 1`
+/// from a node a block behind: the claim still there, its proof not validated. Not counted lost on that one
+/// answer: the next block's lookup reads the settlement, and the session is proved.
+#[test]
+fn a_proof_read_unvalidated_once_past_the_window_is_proved_by_the_next_lookup_not_lost() {
+    use crate::chain::settlement::SettlementOutcome;
+    let mut e = Engine::new(EngineConfig {
+        claim_delay_blocks: 0,
+        ..EngineConfig::default()
+    });
+    e.handle(Event::Leadership { leader: true });
+    e.handle(Event::RelaysIngested {
+        key: key(),
+        service_id: "anvil".into(),
+        application_address: "pokt1app".into(),
+        schedule: SCHEDULE,
+        relays: 5,
+        compute_units: 50,
+    });
+    e.handle(Event::NewBlock { height: 12 });
+    e.handle(Event::TxOutcome {
+        kind: TxKind::Claim,
+        keys: vec![key()],
+        outcome: TxOutcome::Broadcast,
+    });
+    block_asks_lookup(&mut e, 13);
+    answer(&mut e, true);
+    e.handle(Event::NewBlock { height: 14 });
+    let step = e.handle(Event::NewBlock {
+        height: SCHEDULE.proof_seed_height(),
+    });
+    assert_eq!(step.commands, vec![Command::CheckProofRequirement { key: key() }]);
+    e.handle(Event::ProofRequirement {
+        key: key(),
+        required: true,
+    });
+    let step = e.handle(Event::NewBlock {
+        height: SCHEDULE.proof_open,
+    });
+    assert!(
+        step.commands.iter().any(|c| matches!(c, Command::SubmitProofs { .. })),
+        "{step:?}"
+    );
+    e.handle(Event::TxOutcome {
+        kind: TxKind::Proof,
+        keys: vec![key()],
+        outcome: TxOutcome::Broadcast,
+    });
+    // The lookups inside the window got no answer.
+    for h in SCHEDULE.proof_open + 1..=SCHEDULE.proof_close {
+        e.handle(Event::NewBlock { height: h });
+    }
+
+    block_asks_lookup(&mut e, SCHEDULE.proof_close + 1);
+    let stale = answer(&mut e, true);
+    assert_eq!(losses(&stale), 0, "{stale:?}");
+    assert_eq!(prunes(&stale), 0, "{stale:?}");
+    assert_eq!(e.session(&key()).unwrap().state, State::Proving);
+    assert_eq!(
+        e.session(&key()).unwrap().proof_absent_at,
+        Some(SCHEDULE.proof_close + 1)
+    );
+
+    block_asks_lookup(&mut e, SCHEDULE.proof_close + 2);
+    let step = e.handle(Event::Settled {
+        key: key(),
+        outcome: SettlementOutcome::Settled { proof_required: true },
+    });
+    assert_eq!(losses(&step), 0, "{step:?}");
+    assert_eq!(e.session(&key()).unwrap().state, State::Proved);
+    assert!(
+        step.commands
+            .iter()
+            .any(|c| matches!(c, Command::RecordProofValidated { .. })),
+        "{step:?}"
+    );
+    assert_eq!(prunes(&step), 1, "{step:?}");
 }
