@@ -244,12 +244,9 @@ async fn a_claim_sent_before_a_failover_and_not_yet_included_is_sent_again_as_th
     assert_claim_landed_once(&f, &plain, &mut b, before, Some(&crate::chain::tx::tx_hash(&held[0]))).await;
 }
 
-/// One claim tx carrying two sessions' claims (one supplier, two applications, due together) is stored in its
-/// holder's record and never reaches the node (as a leader killed between the store and the broadcast), and the
-/// leadership moves. The next leader restores it for both sessions and sends the stored bytes again, once: one
-/// tx lands, each session is claimed once, one fee is paid.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_stored_two_session_claim_tx_lands_once_per_session_after_a_failover() {
+/// The fixture's session and one of "app2" with relays ingested by a leader "a" (over a fresh memory backend), due
+/// together: a's next step sends both claims in one tx. With the supplier's balance before that.
+async fn two_sessions_due() -> (Fixture, storage::Storage, Miner, SessionKey, u128) {
     let f = fixture_on(genesis_with_apps(&["app2"])).await;
     let (other, other_key) = app_session(&f, "app2").await;
     let plain = MemoryBackend::new().storage();
@@ -262,6 +259,34 @@ async fn a_stored_two_session_claim_tx_lands_once_per_session_after_a_failover()
     let schedule = ingest_until_claim_open(&f, &plain, &mut a).await;
     assert_eq!(a.engine.session(&other_key).unwrap().schedule, schedule, "due together");
     let before = balance(&f.chain, &f.supplier);
+    (f, plain, a, other_key, before)
+}
+
+/// One tx of the supplier in the blocks, `hash`, one fee paid since `before`, and one claim of each of `keys` ran.
+fn assert_one_tx_claiming_each_once(f: &Fixture, before: u128, hash: &str, keys: &[&SessionKey]) {
+    let txs = included_txs_of(&f.chain, &f.supplier);
+    assert_eq!(txs.len(), 1, "one tx of the supplier in the blocks: {txs:?}");
+    assert_eq!(txs[0].0, hash, "the kept tx's very bytes");
+    assert_eq!(before - balance(&f.chain, &f.supplier), txs[0].1, "exactly one fee");
+    for key in keys {
+        let claims: Vec<_> = f
+            .chain
+            .records()
+            .into_iter()
+            .filter(|r| r.kind == "claim" && r.session_id == key.session_id)
+            .collect();
+        assert_eq!(claims.len(), 1, "one claim of {key:?}: {claims:?}");
+        assert_eq!(claims[0].rejected, None);
+    }
+}
+
+/// One claim tx carrying two sessions' claims (one supplier, two applications, due together) is stored in its
+/// holder's record and never reaches the node (as a leader killed between the store and the broadcast), and the
+/// leadership moves. The next leader restores it for both sessions and sends the stored bytes again, once: one
+/// tx lands, each session is claimed once, one fee is paid.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stored_two_session_claim_tx_lands_once_per_session_after_a_failover() {
+    let (f, plain, mut a, other_key, before) = two_sessions_due().await;
     {
         let mut s = f.chain.state();
         s.lose_broadcast_answers = 1;
@@ -279,19 +304,8 @@ async fn a_stored_two_session_claim_tx_lands_once_per_session_after_a_failover()
         f.chain.produce_block();
         b.step().await.unwrap();
     }
-    let txs = included_txs_of(&f.chain, &f.supplier);
-    assert_eq!(txs.len(), 1, "one tx of the supplier in the blocks: {txs:?}");
-    assert_eq!(txs[0].0, hash, "the stored tx's very bytes");
-    assert_eq!(before - balance(&f.chain, &f.supplier), txs[0].1, "exactly one fee");
+    assert_one_tx_claiming_each_once(&f, before, &hash, &[&f.key, &other_key]);
     for key in [&f.key, &other_key] {
-        let claims: Vec<_> = f
-            .chain
-            .records()
-            .into_iter()
-            .filter(|r| r.kind == "claim" && r.session_id == key.session_id)
-            .collect();
-        assert_eq!(claims.len(), 1, "one claim of {key:?}: {claims:?}");
-        assert_eq!(claims[0].rejected, None);
         assert!(matches!(
             b.engine.session(key).unwrap().state,
             State::Claimed | State::Settled
@@ -308,17 +322,7 @@ async fn a_stored_two_session_claim_tx_lands_once_per_session_after_a_failover()
 /// at one height after a leader kill).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_two_session_claim_tx_sent_before_a_failover_is_sent_again_as_the_same_tx_for_both() {
-    let f = fixture_on(genesis_with_apps(&["app2"])).await;
-    let (other, other_key) = app_session(&f, "app2").await;
-    let plain = MemoryBackend::new().storage();
-    let mut a = miner(&f, &plain, "a", true);
-    plain
-        .relay_log
-        .append(relays(&f.supplier, &other, 10..13))
-        .await
-        .unwrap();
-    ingest_until_claim_open(&f, &plain, &mut a).await;
-    let before = balance(&f.chain, &f.supplier);
+    let (f, plain, mut a, other_key, before) = two_sessions_due().await;
     a.step().await.unwrap();
     for key in [&f.key, &other_key] {
         assert_eq!(a.engine.session(key).unwrap().claim_sent_at.len(), 1);
@@ -340,24 +344,8 @@ async fn a_two_session_claim_tx_sent_before_a_failover_is_sent_again_as_the_same
         f.chain.produce_block();
         b.step().await.unwrap();
     }
-    let txs = included_txs_of(&f.chain, &f.supplier);
-    assert_eq!(txs.len(), 1, "one tx of the supplier in the blocks: {txs:?}");
-    assert_eq!(
-        txs[0].0,
-        crate::chain::tx::tx_hash(&held[0]),
-        "the kept tx's very bytes"
-    );
-    assert_eq!(before - balance(&f.chain, &f.supplier), txs[0].1, "exactly one fee");
-    for key in [&f.key, &other_key] {
-        let claims: Vec<_> = f
-            .chain
-            .records()
-            .into_iter()
-            .filter(|r| r.kind == "claim" && r.session_id == key.session_id)
-            .collect();
-        assert_eq!(claims.len(), 1, "one claim of {key:?}: {claims:?}");
-        assert_eq!(claims[0].rejected, None);
-    }
+    let hash = crate::chain::tx::tx_hash(&held[0]);
+    assert_one_tx_claiming_each_once(&f, before, &hash, &[&f.key, &other_key]);
 }
 
 /// An ordered claim tx the node took and then lost (here: taken out of the mempool), whose sequence another tx of
