@@ -4,7 +4,7 @@
 //! absent at `claim_close + 1`. Expired and pruned on that one answer, the session could not be proven. The same
 //! for a required proof read unvalidated past its window ([`SessionRecord::proof_absent_at`]): a false loss.
 
-use super::tests::SCHEDULE;
+use super::tests::{SCHEDULE, ingest, leader_engine};
 use super::*;
 
 fn key() -> SessionKey {
@@ -17,19 +17,8 @@ fn key() -> SessionKey {
 /// A leader engine whose session (5 relays, 50 compute units, [`SCHEDULE`]: claim window [12, 16]) had its
 /// claim sent at 12 and taken by a node; the lookups inside the window got no answer (a node that kept failing).
 fn claim_sent_unconfirmed_through_the_window() -> Engine {
-    let mut e = Engine::new(EngineConfig {
-        claim_delay_blocks: 0,
-        ..EngineConfig::default()
-    });
-    e.handle(Event::Leadership { leader: true });
-    e.handle(Event::RelaysIngested {
-        key: key(),
-        service_id: "anvil".into(),
-        application_address: "pokt1app".into(),
-        schedule: SCHEDULE,
-        relays: 5,
-        compute_units: 50,
-    });
+    let mut e = leader_engine();
+    ingest(&mut e, &key(), 5);
     let step = e.handle(Event::NewBlock { height: 12 });
     assert!(step.commands.iter().any(|c| matches!(c, Command::SubmitClaims { .. })));
     e.handle(Event::TxOutcome {
@@ -206,19 +195,8 @@ fn the_first_absence_survives_a_restart_and_older_records_read_without_it() {
 #[test]
 fn a_proof_read_unvalidated_once_past_the_window_is_proved_by_the_next_lookup_not_lost() {
     use crate::chain::settlement::SettlementOutcome;
-    let mut e = Engine::new(EngineConfig {
-        claim_delay_blocks: 0,
-        ..EngineConfig::default()
-    });
-    e.handle(Event::Leadership { leader: true });
-    e.handle(Event::RelaysIngested {
-        key: key(),
-        service_id: "anvil".into(),
-        application_address: "pokt1app".into(),
-        schedule: SCHEDULE,
-        relays: 5,
-        compute_units: 50,
-    });
+    let mut e = leader_engine();
+    ingest(&mut e, &key(), 5);
     e.handle(Event::NewBlock { height: 12 });
     e.handle(Event::TxOutcome {
         kind: TxKind::Claim,

@@ -61,7 +61,7 @@ fn key(supplier: &str, session: &str) -> SessionKey {
     }
 }
 
-fn ingest(engine: &mut Engine, k: &SessionKey, relays: u64) -> Step {
+pub(super) fn ingest(engine: &mut Engine, k: &SessionKey, relays: u64) -> Step {
     engine.handle(Event::RelaysIngested {
         key: k.clone(),
         service_id: "anvil".into(),
@@ -81,7 +81,7 @@ fn at_open() -> EngineConfig {
     }
 }
 
-fn leader_engine() -> Engine {
+pub(super) fn leader_engine() -> Engine {
     let mut engine = Engine::new(at_open());
     engine.handle(Event::Leadership { leader: true });
     engine
