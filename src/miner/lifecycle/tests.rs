@@ -344,6 +344,23 @@ fn a_claim_that_lands_late_is_not_paid_for_twice() {
     assert_eq!(e.session(&k).unwrap().state, State::Claimed);
 }
 
+/// The claim send of `k` (supplier "s1") the engine commands.
+fn submit_claim(k: &SessionKey) -> Command {
+    Command::SubmitClaims {
+        supplier: "s1".into(),
+        keys: vec![k.clone()],
+    }
+}
+
+/// The chain's answer to a lookup of `k`: no claim.
+fn claim_not_there(e: &mut Engine, k: &SessionKey) -> Step {
+    e.handle(Event::OnChain {
+        key: k.clone(),
+        claim_exists: false,
+        proof_validated: false,
+    })
+}
+
 /// Seen in the raft chaos test: the leader recorded its claim at 14 (window closes at 16, buffer 1) and was
 /// killed before the tx reached the chain; the new leader's lookup at 15 said "not there", but a re-send had
 /// to wait until 16, past the buffer, so the session was lost as `claim_not_included`.
@@ -358,17 +375,8 @@ fn a_predecessors_unconfirmed_send_is_repeated_at_once_by_the_new_leader() {
     // The old leader's miner ran late: its first send is at 14.
     let mut late = old.session(&k).unwrap().clone();
     late.claim_sent_at = vec![14];
-    let claim = Command::SubmitClaims {
-        supplier: "s1".into(),
-        keys: vec![k.clone()],
-    };
-    let not_there = |e: &mut Engine| {
-        e.handle(Event::OnChain {
-            key: k.clone(),
-            claim_exists: false,
-            proof_validated: false,
-        })
-    };
+    let claim = submit_claim(&k);
+    let not_there = |e: &mut Engine| claim_not_there(e, &k);
     // A new leader restores the record: at 15 it asks the chain and re-sends at once.
     let mut new = Engine::new(at_open());
     new.restore(late.clone());
@@ -417,18 +425,8 @@ fn a_new_leaders_repeat_that_did_not_leave_is_repeated_at_the_next_block() {
     // The predecessor sent at 12 and again at 14 (its one re-send), then died before the tx left.
     let mut spent = old.session(&k).unwrap().clone();
     spent.claim_sent_at = vec![12, 14];
-    let claim = Command::SubmitClaims {
-        supplier: "s1".into(),
-        keys: vec![k.clone()],
-    };
-    let not_there = |e: &mut Engine| {
-        e.handle(Event::OnChain {
-            key: k.clone(),
-            claim_exists: false,
-            proof_validated: false,
-        })
-        .commands
-    };
+    let claim = submit_claim(&k);
+    let not_there = |e: &mut Engine| claim_not_there(e, &k).commands;
     for outcome in [
         TxOutcome::NotSent("not leader".into()),
         TxOutcome::Retryable("no answer".into()),
