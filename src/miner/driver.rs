@@ -759,7 +759,7 @@ impl Miner {
                 .extend(step.changed.into_iter().filter(|k| !(written && stored.contains(k))));
             for command in step.commands {
                 let (kind, keys) = match command {
-                    report if report.report_key().is_some_and(|k| stored.contains(k)) => {
+                    report if written && report.report_key().is_some_and(|k| stored.contains(k)) => {
                         now.push(report);
                         continue;
                     }

@@ -350,6 +350,7 @@ impl SessionStore for MemoryBackend {
     }
 
     async fn list(&self, supplier: Option<&str>, state: Option<&str>) -> Result<Vec<SessionRecord>, StorageError> {
+        self.shared.faults.check_session_list()?;
         let st = self.lock();
         Ok(st
             .sessions

@@ -232,14 +232,23 @@ impl Miner {
         // The keys of suppliers removed from the keys file that this process still holds stay: their live
         // sessions are claimed and proved as before (`sync_suppliers` drops a key once none is live). Rebuilt from
         // the keys file alone, those sessions were not restored and never claimed or proved.
+        // A reload that fails (storage in trouble: likely when a renewal just failed) puts the held keys back, so
+        // the next attempt holds them still; dropped there, they were gone for good.
         let current = self.keys.snapshot();
-        let held: Vec<(String, SigningKey)> = std::mem::take(&mut self.signers)
+        let mut held: Vec<(String, SigningKey)> = std::mem::take(&mut self.signers)
             .into_iter()
             .filter(|(address, _)| !current.contains_key(address))
             .collect();
-        self.sync_suppliers().await?;
-        for (address, key) in held {
-            self.restore_supplier(&address).await?;
+        if let Err(e) = self.sync_suppliers().await {
+            self.signers.extend(held);
+            return Err(e);
+        }
+        while let Some((address, key)) = held.pop() {
+            if let Err(e) = self.restore_supplier(&address).await {
+                self.signers.insert(address, key);
+                self.signers.extend(held);
+                return Err(e);
+            }
             tracing::info!(
                 supplier = address,
                 "miner still serving a supplier removed from the keys file: its live sessions are claimed and proved"

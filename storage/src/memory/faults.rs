@@ -23,6 +23,8 @@ struct Inner {
     max_relay_bytes: Option<usize>,
     /// [`Faults::limit_read_bytes`].
     max_read_bytes: Option<usize>,
+    /// [`Faults::fail_session_lists`].
+    fail_session_lists: std::collections::VecDeque<StorageError>,
     /// [`Faults::coalesce_appends`].
     coalesces_appends: bool,
     /// The next write sets to fail (each with its error), before their write is counted.
@@ -108,6 +110,20 @@ impl Faults {
     /// the limit.
     pub fn limit_read_bytes(&self, max: Option<usize>) {
         self.lock().max_read_bytes = max;
+    }
+
+    /// Makes the next `n` session-record listings (`SessionStore::list`, what a new leader restores from) fail with
+    /// `err`, as a store in trouble right after a failed lease renewal does.
+    pub fn fail_session_lists(&self, n: u64, err: StorageError) {
+        let mut g = self.lock();
+        for _ in 0..n {
+            g.fail_session_lists.push_back(err.clone());
+        }
+    }
+
+    /// The failure [`Faults::fail_session_lists`] planned for this listing, if any.
+    pub(crate) fn check_session_list(&self) -> Result<(), StorageError> {
+        self.lock().fail_session_lists.pop_front().map_or(Ok(()), Err)
     }
 
     /// Fails a read of `bytes` payload bytes over [`Faults::limit_read_bytes`].

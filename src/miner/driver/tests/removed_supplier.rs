@@ -36,3 +36,42 @@ async fn a_removed_suppliers_live_session_is_still_claimed_after_the_leadership_
         State::Claimed | State::Settled
     ));
 }
+
+/// The same when the first reload after the leadership came back fails (storage in trouble, as when the renewal
+/// failed): the held key is kept for the next attempt, which restores and claims the session. Dropped with the
+/// failed reload, it was gone for good.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_removed_suppliers_key_survives_a_failed_reload() {
+    let f = fixture().await;
+    let backend = MemoryBackend::new();
+    let plain = backend.storage();
+    let mut miner = Miner::new(f.client.clone(), plain.clone(), f.keyring.clone(), config("a"));
+    ingest_until_claim_open(&f, &plain, &mut miner).await;
+    f.keyring.replace(KeyMap::new());
+    miner.sync_suppliers().await.unwrap();
+    assert!(miner.signers.contains_key(&f.supplier));
+
+    miner.leave_leader_mode();
+    backend
+        .faults()
+        .fail_session_lists(1, StorageError::Unavailable("test: storage in trouble".into()));
+    let _ = miner.step().await;
+    assert!(
+        miner.signers.contains_key(&f.supplier),
+        "kept through the failed reload"
+    );
+    for _ in 0..4 {
+        f.chain.produce_block();
+        let _ = miner.step().await;
+        if miner.engine.session(&f.key).is_some() {
+            break;
+        }
+    }
+    assert!(miner.engine.is_leader());
+    assert!(miner.engine.session(&f.key).is_some(), "restored by the next reload");
+    for _ in 0..3 {
+        f.chain.produce_block();
+        miner.step().await.unwrap();
+    }
+    assert_claimed(&f, &[&f.key]).await;
+}
