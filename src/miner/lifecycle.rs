@@ -256,6 +256,12 @@ pub struct SessionRecord {
 /// (confirmations, re-sends). Raising it only delays expiry; the answer "exists" ends the wait at any height.
 pub const CLAIM_ABSENT_CONFIRMATIONS: i64 = 1;
 
+/// Whether an answer "absent" at `height` does not confirm yet the first one (`first`, none yet: this is it), so
+/// the session waits for a later lookup ([`CLAIM_ABSENT_CONFIRMATIONS`]).
+fn absence_unconfirmed(first: Option<i64>, height: i64) -> bool {
+    first.is_none_or(|first| height < first + CLAIM_ABSENT_CONFIRMATIONS)
+}
+
 /// Blocks past its settlement height during which a session decided "no proof required" is looked up for its
 /// settlement before it is pruned anyway (a node that cannot say: the decision stands, as before the lookup).
 pub const SETTLED_LOOKUP_BLOCKS: i64 = 8;
@@ -918,10 +924,7 @@ impl Engine {
             // Absent past the close, said once: kept `Claiming` (not pruned) and looked up again at the next
             // block (`advance` asks at every height past the close), see `SessionRecord::claim_absent_at`.
             State::Claiming
-                if height > record.schedule.claim_close
-                    && record
-                        .claim_absent_at
-                        .is_none_or(|first| height < first + CLAIM_ABSENT_CONFIRMATIONS) =>
+                if height > record.schedule.claim_close && absence_unconfirmed(record.claim_absent_at, height) =>
             {
                 record.claim_absent_at.get_or_insert(height);
             }
@@ -958,10 +961,7 @@ impl Engine {
             // No validated proof past the close, said once: looked up again at the next block (the lookup then
             // usually reads the settlement), see `SessionRecord::proof_absent_at`.
             State::Proving
-                if height > record.schedule.proof_close
-                    && record
-                        .proof_absent_at
-                        .is_none_or(|first| height < first + CLAIM_ABSENT_CONFIRMATIONS) =>
+                if height > record.schedule.proof_close && absence_unconfirmed(record.proof_absent_at, height) =>
             {
                 record.proof_absent_at.get_or_insert(height);
             }
