@@ -362,8 +362,8 @@ impl Miner {
         expired
     }
 
-    /// What happened to `tx`, whose broadcast got no answer: `Ok` when it is in a block (its fee is paid whatever
-    /// its messages did; whether they did is read from chain state by the lookups, as after any broadcast) or a
+    /// What happened to `tx`, whose broadcast got no answer: `Ok` when it is in a block with its messages run
+    /// (code 0), a refusal when they failed there (its fee paid, nothing done: the send is undone), or a
     /// node has it now (the same bytes broadcast again: accepted, or code 19, already in its mempool or cache),
     /// `Retryable` while still no node answers (kept), a node's refusal of the bytes, or `None` when the node
     /// refused them and they can no longer be included (their timeout passed): a new tx is due.
@@ -382,12 +382,33 @@ impl Miner {
         height: i64,
     ) -> Option<Result<(), TxOutcome>> {
         match self.chain.get_tx(&tx.hash).await {
+            Ok(Some(included)) if included.code != 0 => {
+                // In a block, but its messages failed there (out of gas, a message the block's state refused):
+                // its fee is paid and nothing happened. Taken as made, it spent the send being repeated (after a
+                // failover, the inherited re-send: nothing was sent again, the claim lost or the proof slashed). A
+                // refusal undoes the send; the next block's lookup decides whether a new tx is due, as after a tx
+                // that failed in its block right after its broadcast.
+                tracing::warn!(
+                    supplier,
+                    tx = tx.hash,
+                    height = included.height,
+                    code = included.code,
+                    log = included.raw_log,
+                    "a tx whose broadcast got no answer failed in its block: its messages did nothing"
+                );
+                self.unknown_txs.forget_all(kind, keys);
+                let holders = self.kept_txs.drop_tx(&tx.hash);
+                self.kept_changed.extend(holders);
+                return Some(Err(TxOutcome::Refused(format!(
+                    "tx {} failed in block {} with code {}: {}",
+                    tx.hash, included.height, included.code, included.raw_log
+                ))));
+            }
             Ok(Some(included)) => {
                 tracing::info!(
                     supplier,
                     tx = tx.hash,
                     height = included.height,
-                    code = included.code,
                     "a tx whose broadcast got no answer is in a block"
                 );
                 self.unknown_txs.forget_all(kind, keys);

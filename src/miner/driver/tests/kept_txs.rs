@@ -382,3 +382,49 @@ async fn a_kept_ordered_tx_whose_sequence_was_used_is_replaced_after_a_failover(
         State::Claimed | State::Settled
     ));
 }
+
+/// A claim tx the node took and answered for (the record says sent, the tx kept in it) that a block includes but
+/// whose message fails there (here: the service is unknown in that block; on a real chain,
+/// say, out of gas), and the leadership moves. The next leader repeats the predecessor's send, finds the kept tx
+/// in a block with a failure code and must not take that as the send made: it was, the inherited re-send spent on
+/// a tx that did nothing, and no claim was ever sent again (the session's reward lost). Undone, a new tx is sent
+/// at the next block and the claim lands.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kept_tx_that_failed_in_its_block_is_replaced_after_a_failover() {
+    let f = fixture().await;
+    let plain = MemoryBackend::new().storage();
+    let mut a = miner(&f, &plain, "a", true);
+    let schedule = ingest_until_claim_open(&f, &plain, &mut a).await;
+    a.step().await.unwrap();
+    assert_eq!(a.engine.session(&f.key).unwrap().claim_sent_at.len(), 1);
+    let kept = stored_txs(&plain, &f.key).await;
+    assert_eq!(kept.len(), 1, "kept until it is on chain");
+    let failed_hash = kept[0]["hash"].as_str().unwrap().to_string();
+    {
+        let service = a.engine.session(&f.key).unwrap().service_id.clone();
+        let entry = f.chain.state().services.remove(&service).unwrap();
+        f.chain.produce_block();
+        f.chain.state().services.insert(service, entry);
+    }
+    let failed = f.chain.state().txs.get(&failed_hash).map(|r| r.code);
+    assert!(failed.is_some_and(|code| code != 0), "in a block, failed: {failed:?}");
+    assert!(
+        f.chain.records().iter().all(|r| r.rejected.is_some()),
+        "the claim did nothing"
+    );
+
+    let mut b = fail_over(&f, &plain, &mut a, true).await;
+    while f.chain.height() < schedule.claim_close {
+        f.chain.produce_block();
+        b.step().await.unwrap();
+    }
+    let txs = included_txs_of(&f.chain, &f.supplier);
+    assert_eq!(txs.len(), 2, "the failed tx and one new tx: {txs:?}");
+    let claims: Vec<_> = f.chain.records().into_iter().filter(|r| r.rejected.is_none()).collect();
+    assert_eq!(claims.len(), 1, "claimed once: {claims:?}");
+    assert!(matches!(
+        b.engine.session(&f.key).unwrap().state,
+        State::Claimed | State::Settled
+    ));
+    assert_eq!(b.kept_txs.len(), 0);
+}
