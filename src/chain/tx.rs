@@ -200,6 +200,10 @@ pub enum Ordering {
         block_time: Timestamp,
         /// The tx's `timeout_timestamp`: after `block_time`, at most 600 s after it.
         timeout: Timestamp,
+        /// Optional `timeout_height` (0 = none): cosmos-sdk v0.53's `TxTimeoutHeightDecorator` checks it for
+        /// unordered txs too, so a claim or proof held in a mempool past its window's close is refused for free
+        /// instead of included and failed with its fee paid.
+        timeout_height: u64,
     },
     /// Classic ordered tx with the account's current sequence.
     Ordered {
@@ -215,7 +219,28 @@ impl Ordering {
     /// refuses a timeout outside (0, 600] s after the block time).
     pub fn unordered(block_time: Timestamp, ttl_secs: i64) -> Self {
         let timeout = from_unix_nanos(unix_nanos(block_time).saturating_add(i128::from(ttl_secs) * NANOS_PER_SEC));
-        Self::Unordered { block_time, timeout }
+        Self::Unordered {
+            block_time,
+            timeout,
+            timeout_height: 0,
+        }
+    }
+
+    /// The same ordering with `timeout_height` (0 = none), ordered or not.
+    pub fn with_timeout_height(self, height: u64) -> Self {
+        match self {
+            Self::Unordered {
+                block_time, timeout, ..
+            } => Self::Unordered {
+                block_time,
+                timeout,
+                timeout_height: height,
+            },
+            Self::Ordered { sequence, .. } => Self::Ordered {
+                sequence,
+                timeout_height: height,
+            },
+        }
     }
 }
 
@@ -268,7 +293,11 @@ impl UnorderedTimeouts {
         };
         let timeout = from_unix_nanos(timeout);
         self.last = Some(timeout);
-        Ordering::Unordered { block_time, timeout }
+        Ordering::Unordered {
+            block_time,
+            timeout,
+            timeout_height: 0,
+        }
     }
 }
 
@@ -308,12 +337,16 @@ pub fn build_signed_tx(key: &SigningKey, plan: &TxPlan) -> Result<SignedTx, TxEr
         return Err(TxError::NoMessages);
     }
     let (unordered, timeout_timestamp, sequence, timeout_height) = match plan.ordering {
-        Ordering::Unordered { block_time, timeout } => {
+        Ordering::Unordered {
+            block_time,
+            timeout,
+            timeout_height,
+        } => {
             let offset_nanos = unix_nanos(timeout) - unix_nanos(block_time);
             if offset_nanos <= 0 || offset_nanos > i128::from(MAX_UNORDERED_TIMEOUT_SECS) * NANOS_PER_SEC {
                 return Err(TxError::BadUnorderedTimeout { offset_nanos });
             }
-            (true, Some(timeout), 0, 0)
+            (true, Some(timeout), 0, timeout_height)
         }
         Ordering::Ordered {
             sequence,
@@ -526,6 +559,7 @@ mod tests {
         let just_over = Ordering::Unordered {
             block_time,
             timeout: Timestamp { seconds: 610, nanos: 1 },
+            timeout_height: 0,
         };
         assert_eq!(
             build_signed_tx(&key(), &plan(just_over)),
@@ -533,6 +567,28 @@ mod tests {
                 offset_nanos: 600_000_000_001
             })
         );
+    }
+
+    /// An unordered tx carries the `timeout_height` it was given beside its `timeout_timestamp` (cosmos-sdk
+    /// v0.53 checks both for unordered txs), and none when given 0.
+    #[test]
+    fn an_unordered_tx_carries_its_timeout_height() {
+        let block_time = Timestamp { seconds: 10, nanos: 0 };
+        let body = |ordering: Ordering| {
+            let signed = build_signed_tx(&key(), &plan(ordering)).unwrap();
+            let raw = TxRaw::decode(signed.tx_bytes.as_slice()).unwrap();
+            TxBody::decode(raw.body_bytes.as_slice()).unwrap()
+        };
+        let with = body(Ordering::unordered(block_time, 60).with_timeout_height(42));
+        assert!(with.unordered);
+        assert_eq!(with.timeout_height, 42);
+        assert_eq!(with.timeout_timestamp, Some(Timestamp { seconds: 70, nanos: 0 }));
+        assert_eq!(body(Ordering::unordered(block_time, 60)).timeout_height, 0);
+        let ordered = Ordering::Ordered {
+            sequence: 3,
+            timeout_height: 0,
+        };
+        assert_eq!(body(ordered.with_timeout_height(9)).timeout_height, 9);
     }
 
     fn timeout_of(ordering: Ordering) -> Timestamp {

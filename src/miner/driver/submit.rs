@@ -167,7 +167,7 @@ const DEADLINE_PASSED: &str = "the window's deadline passed";
 /// The heights that bound one tx, from the windows of the sessions whose messages it carries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) struct Bounds {
-    /// The `timeout_height` of an ordered tx ([`Miner::timeout_height`]; 0 = none).
+    /// The `timeout_height` of the tx, ordered or unordered ([`Miner::timeout_height`]; 0 = none).
     pub(super) timeout_height: u64,
     /// The last height at which the tx is still sent: the earliest window close minus
     /// `submission_buffer_blocks`, as the engine decides sends (`i64::MAX` when no session is known).
@@ -638,7 +638,7 @@ impl Miner {
         self.sent(step, kind, supplier, keys, outcome)
     }
 
-    /// The `timeout_height` of an ordered tx carrying `keys`' messages of `kind`: the earliest close of their
+    /// The `timeout_height` of a tx carrying `keys`' messages of `kind`: the earliest close of their
     /// windows (claim or proof, spec §3), the last height at which all of them still land. Past it the chain
     /// refuses the tx (`ErrTxTimeoutHeight`, no fee) instead of including it after the window, where every
     /// message fails and the fee is paid, and a stuck tx stops holding the signer's next sequences. 0 (none)
@@ -931,9 +931,9 @@ impl Miner {
 
     /// Builds, signs and broadcasts one tx of `messages`: unordered (ADR-070, no sequence races between HA
     /// instances) or ordered through the signer's [`Sequencer`](crate::chain::sequence::Sequencer), which
-    /// recovers from a sequence mismatch by re-reading the account, with the bounds' `timeout_height` (unordered
-    /// txs expire by their timeout timestamp instead). A tx whose deadline passed is not sent (`NotSent`): the
-    /// unordered path checks the block it reads; the ordered path reads no block and checks the latest height
+    /// recovers from a sequence mismatch by re-reading the account; both carry the bounds' `timeout_height`
+    /// (unordered txs also expire by their timeout timestamp). A tx whose deadline passed is not sent (`NotSent`):
+    /// the unordered path checks the block it reads; the ordered path reads no block and checks the latest height
     /// the chain client saw (its `timeout_height` keeps it out of blocks after the window anyway). Returns the
     /// node's answer to the broadcast.
     async fn send_once(
@@ -973,10 +973,13 @@ impl Miner {
                 seconds: block.time.seconds,
                 nanos: block.time.nanos,
             };
+            // The windows' close as `timeout_height` too: an unordered tx held in a mempool past it is refused
+            // for free (code 30) instead of included after the window, every message failed and its fee paid.
             let ordering = self
                 .sequencers
                 .for_signer(supplier)
-                .next_unordered(block_time, self.config.tx_ttl_secs);
+                .next_unordered(block_time, self.config.tx_ttl_secs)
+                .with_timeout_height(bounds.timeout_height);
             let expiry = match ordering {
                 Ordering::Unordered { timeout, .. } => Expiry::Time(timeout),
                 Ordering::Ordered { timeout_height, .. } => Expiry::Height(timeout_height),
