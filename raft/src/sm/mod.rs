@@ -284,10 +284,14 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     }
 
     async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot>, io::Error> {
-        let cur = self.inner.current().clone();
-        match cur {
+        // Opened under the lock: a build finishing meanwhile (`set_current`, openraft runs builds on their own
+        // task) deletes the file it replaces; opened after, the path could be gone, and the `NotFound` stopped the
+        // state-machine worker and with it the raft core (the node out until restarted). An open handle keeps a
+        // replaced file's data for the transfer.
+        let cur = self.inner.current();
+        match cur.as_ref() {
             Some((meta, path)) => Ok(Some(Snapshot {
-                meta,
+                meta: meta.clone(),
                 snapshot: File::open(path)?,
             })),
             None => Ok(None),

@@ -445,3 +445,39 @@ async fn a_truncated_snapshot_file_is_refused_on_install() {
     super::snapshot::install(&sm.inner.db, &mut std::fs::File::open(&p).unwrap()).unwrap();
     assert_eq!(sm.reader().relays_after("a", 0, 100).unwrap().len(), 15);
 }
+
+/// The current snapshot is asked for (a lagging follower) while builds finish on another task, each replacing
+/// and deleting the file before it: every ask gets an open file. The path was read under the lock and opened
+/// after it, so a build finishing in between made the ask fail (`NotFound`), which stopped the raft core.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_current_snapshot_opens_while_builds_replace_it() {
+    let d = tempfile::tempdir().unwrap();
+    let mut sm = StateMachine::open(d.path()).unwrap();
+    apply(&mut sm, workload()).await;
+    snapshot_bytes(&mut sm).await;
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let builder = {
+        let mut sm = sm.clone();
+        let done = done.clone();
+        tokio::spawn(async move {
+            for _ in 0..400 {
+                let mut b = sm.get_snapshot_builder().await;
+                b.build_snapshot().await.unwrap();
+            }
+            done.store(true, std::sync::atomic::Ordering::SeqCst);
+        })
+    };
+    let mut asks = 0u64;
+    while !done.load(std::sync::atomic::Ordering::SeqCst) {
+        let snap = sm.get_current_snapshot().await;
+        assert!(
+            matches!(snap, Ok(Some(_))),
+            "ask {asks}: {:?}",
+            snap.map(|s| s.map(|s| s.meta))
+        );
+        asks += 1;
+        tokio::task::yield_now().await;
+    }
+    builder.await.unwrap();
+    assert!(asks > 0);
+}
