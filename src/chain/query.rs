@@ -80,6 +80,9 @@ pub struct ChainClient {
     blocks: TtlCache<i64, BlockInfo>,
     /// Highest block height known to exist (0: none yet); bounds what [`ChainClient::shared_params_at`] caches.
     latest_height: AtomicI64,
+    /// The highest height [`ChainClient::shared_params_at`] cached, with its params: every other height of its
+    /// session has the same params, so they are answered without a query ([`ChainClient::same_session_params`]).
+    last_shared: std::sync::Mutex<Option<(i64, wire::SharedParams)>>,
     /// The chain id txs are signed for, once [`ChainClient::expect_chain_id`] set it: blocks of any other chain
     /// are refused from then on.
     expected_chain_id: std::sync::OnceLock<String>,
@@ -107,6 +110,7 @@ impl ChainClient {
             pubkeys: TtlCache::new(65_536),
             blocks: TtlCache::new(4096),
             latest_height: AtomicI64::new(0),
+            last_shared: std::sync::Mutex::new(None),
             expected_chain_id: std::sync::OnceLock::new(),
             chain_checked_at: AtomicI64::new(0),
         })
@@ -151,8 +155,17 @@ impl ChainClient {
     /// most the end of the session of the latest known height ([`ChainClient::observe_height`]); the current
     /// session's params are fixed, and the relayer asks for them on every relay. Other answers are used, not
     /// stored (nothing is stored while no height is known).
+    ///
+    /// A height in the session of the last cached one takes that one's params without a query: x/shared makes a
+    /// change effective at the next session start only, so a session's heights share their params. The relayer
+    /// asks at every new block; without this, each block's first relays failed while the node was unreachable
+    /// (refused in eager mode; served and then never mined in optimistic mode).
     pub async fn shared_params_at(&self, height: i64) -> Result<wire::SharedParams, ChainError> {
         if let Some(p) = self.shared_at.get(&height) {
+            return Ok(p);
+        }
+        if let Some(p) = self.same_session_params(height) {
+            self.shared_at.insert(height, p.clone(), Some(AT_HEIGHT_TTL));
             return Ok(p);
         }
         let response: wire::QuerySharedParamsResponse = self
@@ -172,8 +185,30 @@ impl ChainClient {
                 || crate::protocol::session::SessionGrid::new(&params).is_ok_and(|g| height <= g.session_end(latest)));
         if height > 0 && settled {
             self.shared_at.insert(height, params.clone(), Some(AT_HEIGHT_TTL));
+            let mut last = self
+                .last_shared
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if last.as_ref().is_none_or(|(h, _)| *h <= height) {
+                *last = Some((height, params.clone()));
+            }
         }
         Ok(params)
+    }
+
+    /// The params of the last cached height when `height` is in its session (by those params' own grid, which
+    /// places the next session start where a change would take effect).
+    fn same_session_params(&self, height: i64) -> Option<wire::SharedParams> {
+        if height <= 0 {
+            return None;
+        }
+        let last = self
+            .last_shared
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let (cached, params) = last.as_ref()?;
+        let grid = crate::protocol::session::SessionGrid::new(params).ok()?;
+        (grid.session_start(*cached) == grid.session_start(height)).then(|| params.clone())
     }
 
     /// Current proof params (not cached: read once per claim).

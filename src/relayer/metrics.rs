@@ -10,6 +10,7 @@ pub(crate) struct Metrics {
     pub received: IntCounterVec,
     pub served: IntCounterVec,
     pub served_optimistically: IntCounterVec,
+    pub optimistic_chain_retries: IntCounterVec,
     pub rejected: IntCounterVec,
     pub validation_failures: IntCounterVec,
     pub mined: IntCounterVec,
@@ -96,6 +97,11 @@ impl Metrics {
                 "ha_relayer_relays_served_optimistically_total",
                 "Relays served before their validation finished (optimistic mode)",
                 &["service_id", "rpc_type"],
+            )?,
+            optimistic_chain_retries: counter(
+                "ha_relayer_optimistic_chain_retries_total",
+                "Chain reads of relays served first (optimistic mode) tried again because the node did not answer",
+                &["service_id"],
             )?,
             rejected: counter(
                 "ha_relayer_relays_rejected_total",

@@ -50,6 +50,7 @@
 
 pub(crate) mod backend_url;
 mod budget;
+mod chain_retry;
 mod costs;
 mod detach;
 mod error;
@@ -766,8 +767,24 @@ impl Relayer {
     ) {
         let service_id = structure.header.service_id.clone();
         let validation_started = Instant::now();
-        // The LSAG equations were verified before serving ([`validate::verify_signature`]).
-        let validated = validate::validate(&self.chain, &self.ring_verifier, &request, structure, arrival, true).await;
+        // The LSAG equations were verified before serving ([`validate::verify_signature`]). The relay was served:
+        // its chain reads are tried again while the node is unreachable (module `chain_retry`).
+        let retried = self.metrics.optimistic_chain_retries.with_label_values(&[&service_id]);
+        let validated = chain_retry::retry_chain_errors(
+            chain_retry::RETRY_FOR,
+            || {
+                validate::validate(
+                    &self.chain,
+                    &self.ring_verifier,
+                    &request,
+                    structure.clone(),
+                    arrival,
+                    true,
+                )
+            },
+            || retried.inc(),
+        )
+        .await;
         self.metrics
             .validation_latency
             .with_label_values(&[&service_id, "optimistic"])
@@ -789,7 +806,9 @@ impl Relayer {
             }
         };
         let outcome = async {
-            let costs = self.costs(&valid).await?;
+            let costs =
+                chain_retry::retry_chain_errors(chain_retry::RETRY_FOR, || self.costs(&valid), || retried.inc())
+                    .await?;
             let charge = self.charge(&valid, costs.compute_units).await?;
             self.mine(&request, &response, &valid, status, &costs, arrival, true, charge)
                 .await

@@ -1,7 +1,7 @@
 //! The relayer's guards against serving for nothing or for free, over real sockets with the harness of
 //! [`crate::relayer`]: a session's costs (compute units, difficulty target) are read before the backend is called,
 //! once per session however many relays wait; an optimistic relay is validated at its arrival height; a relay of
-//! the next session waits for that session's first block.
+//! the next session waits for that session's first block; a new block of a session needs no params read.
 
 use std::time::Duration;
 
@@ -9,7 +9,7 @@ use prost::Message as _;
 use relay_miner::protocol::session::SessionWindows;
 use relay_miner::protocol::wire::MinedRelayMessage;
 use relay_miner::protocol::wire::method::{
-    COMPUTE_UNITS_PER_RELAY_AT_HEIGHT as COMPUTE_UNITS, RELAY_MINING_DIFFICULTY_AT_HEIGHT as DIFFICULTY,
+    APPLICATION, COMPUTE_UNITS_PER_RELAY_AT_HEIGHT as COMPUTE_UNITS, RELAY_MINING_DIFFICULTY_AT_HEIGHT as DIFFICULTY,
     SHARED_PARAMS_AT_HEIGHT as PARAMS_AT_HEIGHT,
 };
 
@@ -86,14 +86,15 @@ async fn an_optimistic_relay_is_settled_at_its_arrival_height() {
     eventually("relay 1 to be recorded", || async { net.recorded().await == 1 }).await;
     net.advance(1);
     let arrival = net.chain.height();
-    // Relay 2's background validation reads the shared params at its height: slowly, so the chain moves on first.
+    // Relay 2's background validation reads the application again (a new block made it stale): slowly, so the
+    // chain moves on first.
     net.chain_tap
-        .set_fault(PARAMS_AT_HEIGHT, Some(ChainFault::Delay(Duration::from_millis(500))));
-    let before = net.chain_tap.calls(PARAMS_AT_HEIGHT);
+        .set_fault(APPLICATION, Some(ChainFault::Delay(Duration::from_millis(500))));
+    let before = net.chain_tap.calls(APPLICATION);
     let (status, _) = net.send(&r.url, &net.request(&header, &net.ours.1, Net::rpc(2))).await;
     assert_eq!(status, 200);
     eventually("relay 2's validation to read the chain", || async {
-        net.chain_tap.calls(PARAMS_AT_HEIGHT) > before
+        net.chain_tap.calls(APPLICATION) > before
     })
     .await;
     net.advance(1);
@@ -252,4 +253,85 @@ async fn a_relay_too_large_to_prove_is_served_but_neither_mined_nor_charged() {
     let (status, _) = net.send(&r.url, &net.request(&header, &net.ours.1, Net::rpc(2))).await;
     assert_eq!(status, 200);
     assert_eq!(net.recorded().await, 1);
+}
+
+/// The shared params of a new block of the current session are the session's (x/shared changes them at session
+/// starts only): no `ParamsAtHeight` read. While the node cannot answer it, relays of a known session go on at the
+/// next block: eager ones are served and mined, optimistic ones served first are mined (they were served and then
+/// dropped, never claimed, when that read failed: work done for nothing).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_block_of_the_session_needs_no_params_read() {
+    let net = Net::new(1_000_000_000).await;
+    let r = net.relayer().await;
+    // The first block of a fresh session: relays there, more one block later.
+    let params = net.chain.state().shared.clone();
+    let current = SessionWindows::new(&params, net.chain.height()).unwrap();
+    net.advance(usize::try_from(current.end + 1 - net.chain.height()).unwrap());
+    let (eager, lazy) = (net.header("anvil").await, net.header("lazy").await);
+    for header in [&eager, &lazy] {
+        let (status, _) = net.send(&r.url, &net.request(header, &net.ours.1, Net::rpc(1))).await;
+        assert_eq!(status, 200);
+    }
+    eventually("both relays to be recorded", || async { net.recorded().await == 2 }).await;
+    net.advance(1);
+    net.chain_tap.set_fault(PARAMS_AT_HEIGHT, Some(ChainFault::Unavailable));
+    let before = net.chain_tap.calls(PARAMS_AT_HEIGHT);
+    for header in [&eager, &lazy] {
+        let (status, response) = net.send(&r.url, &net.request(header, &net.ours.1, Net::rpc(2))).await;
+        assert_eq!(status, 200, "{response:?}");
+    }
+    eventually("the next block's relays to be recorded", || async {
+        net.recorded().await == 4
+    })
+    .await;
+    assert_eq!(net.chain_tap.calls(PARAMS_AT_HEIGHT), before, "no params read");
+    assert_eq!(
+        metric_sum(
+            &r.telemetry,
+            "ha_relayer_validation_failures_total",
+            "reason=\"chain_unavailable\""
+        ),
+        0
+    );
+}
+
+/// A relay served first (optimistic mode) whose background validation cannot read the chain (here: a grace-period
+/// relay of the last session, whose validation reads the new session's params, while the node is out) is
+/// validated again with growing pauses once the node answers, and mined: given up at once, it was served for
+/// nothing (never claimed).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_optimistic_relay_is_mined_once_the_chain_answers_again() {
+    let net = Net::new(1_000_000_000).await;
+    let r = net.relayer().await;
+    let params = net.chain.state().shared.clone();
+    let current = SessionWindows::new(&params, net.chain.height()).unwrap();
+    net.advance(usize::try_from(current.end + 1 - net.chain.height()).unwrap());
+    let header = net.header("lazy").await;
+    let (status, _) = net.send(&r.url, &net.request(&header, &net.ours.1, Net::rpc(1))).await;
+    assert_eq!(status, 200);
+    eventually("relay 1 to be recorded", || async { net.recorded().await == 1 }).await;
+    // The next session's first block: relay 2 of the last session is within its grace period.
+    net.advance(usize::try_from(header.session_end_block_height + 1 - net.chain.height()).unwrap());
+    net.chain_tap.set_fault(PARAMS_AT_HEIGHT, Some(ChainFault::Unavailable));
+    let (status, response) = net.send(&r.url, &net.request(&header, &net.ours.1, Net::rpc(2))).await;
+    assert_eq!(status, 200, "served first: {response:?}");
+    let retries = || {
+        metric_sum(
+            &r.telemetry,
+            "ha_relayer_optimistic_chain_retries_total",
+            "service_id=\"lazy\"",
+        )
+    };
+    eventually("the validation to be tried again", || async { retries() >= 1 }).await;
+    assert_eq!(net.recorded().await, 1);
+    net.chain_tap.set_fault(PARAMS_AT_HEIGHT, None);
+    eventually("relay 2 to be recorded", || async { net.recorded().await == 2 }).await;
+    assert_eq!(
+        metric_sum(
+            &r.telemetry,
+            "ha_relayer_validation_failures_total",
+            "reason=\"chain_unavailable\""
+        ),
+        0
+    );
 }
