@@ -830,18 +830,7 @@ impl Relayer {
         let Some(meter) = &self.meter else {
             return Ok(meter::Charge::none());
         };
-        let key = meter::MeterKey {
-            session_id: valid.header.session_id.clone(),
-            supplier: valid.supplier.clone(),
-        };
-        let budget = meter::Budget::from_stake(
-            valid.app_stake_upokt,
-            valid.session_suppliers,
-            valid.pending_sessions,
-            valid.compute_units_to_tokens_multiplier,
-            valid.compute_unit_cost_granularity,
-            valid.windows.claim_open,
-        );
+        let (key, budget) = meter_budget(valid);
         let service_id = valid.header.service_id.as_str();
         match meter.charge(&key, budget, compute_units).await {
             Ok(charge) => {
@@ -963,6 +952,25 @@ impl Relayer {
             }
         }
     }
+}
+
+/// The meter key and budget of a validated relay: its supplier's share of the app's stake and
+/// `per_session_spend_limit` as the validation read them ([`meter::Budget::from_stake`]).
+fn meter_budget(valid: &Validated) -> (meter::MeterKey, meter::Budget) {
+    let key = meter::MeterKey {
+        session_id: valid.header.session_id.clone(),
+        supplier: valid.supplier.clone(),
+    };
+    let budget = meter::Budget::from_stake(
+        valid.app_stake_upokt,
+        valid.app_spend_limit_upokt,
+        valid.session_suppliers,
+        valid.pending_sessions,
+        valid.compute_units_to_tokens_multiplier,
+        valid.compute_unit_cost_granularity,
+        valid.windows.claim_open,
+    );
+    (key, budget)
 }
 
 /// The `rpc_type` label value: the `Rpc-Type` header's config key (`jsonrpc`, `rest`, …), `default` without one.

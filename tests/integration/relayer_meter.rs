@@ -1,0 +1,50 @@
+//! The relay meter against the application's on-chain budget, over real sockets with the harness of
+//! [`crate::relayer`]: an app's `per_session_spend_limit` caps what an eager service serves however large its
+//! stake (poktroll's settlement pays no more).
+
+use relay_miner::protocol::wire::Coin;
+
+use crate::relayer::{Net, error_code, metric, served_status};
+
+/// Sets the simulated application's `per_session_spend_limit` (uPOKT) and makes the relayer's chain client read
+/// it at the next validation.
+fn set_spend_limit(net: &Net, upokt: u64) {
+    net.chain
+        .state()
+        .applications
+        .get_mut(&net.app.1)
+        .unwrap()
+        .per_session_spend_limit = Some(Coin {
+        denom: "upokt".into(),
+        amount: upokt.to_string(),
+    });
+    net.advance(0);
+}
+
+/// Stake 1e9 uPOKT (about 3M compute units per supplier and session), limit 2,520 uPOKT per session: 1,260 per
+/// supplier (2 in the session), 42 uPOKT per compute unit → 30 compute units → 3 relays of 10.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_spend_limit_caps_what_an_eager_service_serves() {
+    let net = Net::new(1_000_000_000).await;
+    set_spend_limit(&net, 2_520);
+    let r = net.relayer().await;
+    let header = net.header("anvil").await;
+    for id in 0..3 {
+        let (status, response) = net.send(&r.url, &net.request(&header, &net.ours.1, Net::rpc(id))).await;
+        assert_eq!((status, served_status(&net, &response)), (200, 200));
+    }
+    let (status, response) = net.send(&r.url, &net.request(&header, &net.ours.1, Net::rpc(3))).await;
+    assert_eq!(
+        (status, error_code(&response)),
+        (429, Some(10)),
+        "over-serviced past the limit"
+    );
+    assert_eq!(net.recorded().await, 3);
+    assert_eq!(
+        metric(
+            &r.telemetry,
+            "ha_relayer_relay_meter_consumptions_total{result=\"over_serviced\",service_id=\"anvil\"}"
+        ),
+        1
+    );
+}
