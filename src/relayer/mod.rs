@@ -19,8 +19,10 @@
 //!    meter already knows the session is exhausted); the chain-backed checks, metering and mining run
 //!    afterwards in a bounded background task (when it is full, the handler validates inline: backpressure, no
 //!    unbounded queue), and invalid relays are counted in `ha_relayer_validation_failures_total`, never mined,
-//!    and revoke their session. The first relay of a session goes the eager way and records the session, so
-//!    the backend never works for a session nobody proved valid.
+//!    and revoke their session. A valid relay the meter finds over budget there is still charged and mined (the
+//!    work is done; the chain caps the claim at settlement), counted in
+//!    `ha_relayer_relay_meter_consumptions_total{result="over_serviced_mined"}`. The first relay of a session goes
+//!    the eager way and records the session, so the backend never works for a session nobody proved valid.
 //!
 //!    Both modes: a relay of the session right after the current one (a gateway a block ahead of us) waits up to
 //!    1 s for that session's first block, then is validated at it (else `session_not_started`, 503).
@@ -790,7 +792,7 @@ impl Relayer {
         };
         let outcome = async {
             let costs = self.costs(&valid).await?;
-            let charge = self.charge(&valid, costs.compute_units).await?;
+            let charge = self.charge_served(&valid, costs.compute_units).await;
             self.mine(&request, &response, &valid, status, &costs, arrival, true, charge)
                 .await
         }
@@ -845,6 +847,27 @@ impl Relayer {
                 Err(err)
             }
         }
+    }
+
+    /// Charges a relay already served (optimistic mode) without refusing it: the work is done, and mining it
+    /// costs nothing (the chain caps the claim at settlement, without penalty), so dropping it would only lose
+    /// what the chain pays. One the meter would have refused is counted as `over_serviced_mined` (over budget) or
+    /// `meter_unavailable_mined` (storage down, failing closed) instead of `ok`.
+    async fn charge_served(&self, valid: &Validated, compute_units: u64) -> meter::Charge {
+        let Some(meter) = &self.meter else {
+            return meter::Charge::none();
+        };
+        let (key, budget) = meter_budget(valid);
+        let service_id = valid.header.service_id.as_str();
+        let (charge, refusal) = meter.force(&key, budget, compute_units).await;
+        let result = match refusal {
+            None => "ok",
+            Some(meter::MeterError::OverServiced { .. }) => "over_serviced_mined",
+            Some(meter::MeterError::Unavailable(_)) => "meter_unavailable_mined",
+        };
+        self.metrics.meter.with_label_values(&[service_id, result]).inc();
+        let refunded = self.metrics.meter.with_label_values(&[service_id, "refunded"]);
+        charge.count_abandoned_in(refunded)
     }
 
     fn refund(&self, service_id: &str, charge: meter::Charge) {
