@@ -2,11 +2,18 @@
 //!
 //! Per (session, supplier) the meter tracks consumed compute units (`compute_units_per_relay` at session start per
 //! served relay). The budget of one supplier in a session is its share of the app's stake,
-//! `stake / suppliers in the session / pending sessions` uPOKT ([`Budget::from_stake`], [`pending_sessions`]):
-//! the stake pays every session not yet settled, and the chain caps a supplier's claim at such a share when an
-//! app over-consumes. A relay is refused when
+//! `stake / suppliers in the session / pending sessions` uPOKT, capped by its share of the app's
+//! `per_session_spend_limit`, `limit / suppliers in the session` ([`Budget::from_stake`], [`pending_sessions`]):
+//! the stake pays every session not yet settled, and the chain caps a supplier's claim at the smaller of such
+//! shares when an app over-consumes (poktroll `getOrInitSessionBudget`). A relay is refused when
 //! `(consumed + cu) × compute_units_to_tokens_multiplier > share × compute_unit_cost_granularity` (spec §6.4,
 //! exact integer arithmetic).
+//!
+//! The budget is the one of the latest charge: each relay's validation reads the app's current stake and limit,
+//! so a top-up mid-session raises it at the next relay and a settlement of an earlier session (which lowers the
+//! stake) lowers it. It is still not a guarantee of payment: the chain divides the stake it holds when the
+//! session settles, which earlier settlements may lower further, and relayers sharing the session learn each
+//! other's consumption only at their syncs (below).
 //!
 //! State lives in the storage KV (`meter:{session_id}:{supplier}:consumed`, ASCII compute units, TTL
 //! `relay_meter.cache_ttl`, set when the key is created and at least an hour so it outlives the session:
@@ -69,8 +76,8 @@ pub struct MeterKey {
     pub supplier: String,
 }
 
-/// What a meter needs to know about its session when it is first seen.
-#[derive(Debug, Clone, Copy)]
+/// A session's budget as of one charge (the meter keeps the latest one it is given).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Budget {
     /// Budget in compute units.
     pub limit_compute_units: u64,
@@ -83,8 +90,9 @@ pub struct Budget {
 /// `ceil((claim_window_open + claim_window_close + proof_window_open + proof_window_close offsets) /
 /// num_blocks_per_session)`, plus the current one. `params` are the shared params at the session end height.
 ///
-/// The chain's settlement cap (`ensureClaimAmountLimits`) divides by the first term only, so this budget is at
-/// most the chain's (never over-serves), and equals poktroll's relayer.
+/// The chain's settlement cap (`getOrInitSessionBudget`) divides by the first term only, so this budget is at
+/// most the chain's cap for the same stake (the stake at settlement may be lower: see the module doc), and
+/// equals poktroll's relayer.
 pub fn pending_sessions(params: &crate::protocol::wire::SharedParams) -> u64 {
     let blocks = params.num_blocks_per_session.max(1);
     let until_proof_window_closes = params
@@ -96,22 +104,32 @@ pub fn pending_sessions(params: &crate::protocol::wire::SharedParams) -> u64 {
 }
 
 impl Budget {
-    /// The compute-unit budget of one supplier in one session:
-    /// `floor(floor(floor(stake / suppliers) / pending_sessions) × granularity / multiplier)` (integer divisions in
-    /// poktroll's order: per supplier, then per pending session).
+    /// The compute-unit budget of one supplier in one session: `floor(share × granularity / multiplier)` with
+    /// `share = min(floor(floor(stake / suppliers) / pending_sessions), floor(spend_limit / suppliers))` uPOKT
+    /// (integer divisions in poktroll's order: per supplier, then per pending session).
     ///
-    /// `session_suppliers` are the suppliers of the on-chain session (poktroll's relayer divides by the session
-    /// param `num_suppliers_per_session`, at least as many; the chain by the suppliers that claimed, at most as
-    /// many, so this never exceeds what the chain pays).
+    /// `spend_limit_upokt` is the app's `per_session_spend_limit`: `None` (absent or zero on chain) is no limit,
+    /// as the chain's settlement treats a nil or zero limit. `session_suppliers` are the suppliers of the on-chain
+    /// session (poktroll's relayer divides by the session param `num_suppliers_per_session`, at least as many;
+    /// the chain by the suppliers that claimed, at most as many, so this share is at most the chain's for the
+    /// same stake and limit).
     pub fn from_stake(
         stake_upokt: u64,
+        spend_limit_upokt: Option<u64>,
         session_suppliers: usize,
         pending_sessions: u64,
         multiplier: u64,
         granularity: u64,
         forget_at_height: i64,
     ) -> Self {
-        let share = u128::from(stake_upokt) / (session_suppliers.max(1) as u128) / u128::from(pending_sessions.max(1));
+        let suppliers = session_suppliers.max(1) as u128;
+        let stake_share = u128::from(stake_upokt) / suppliers / u128::from(pending_sessions.max(1));
+        // The chain caps the per-session budget `min(limit, stake / pending)` and then divides it by the suppliers:
+        // `min(limit / suppliers, stake share)` here.
+        let share = match spend_limit_upokt {
+            Some(limit) if limit > 0 => stake_share.min(u128::from(limit) / suppliers),
+            _ => stake_share,
+        };
         let limit = if multiplier == 0 {
             u128::from(u64::MAX)
         } else {
@@ -124,8 +142,10 @@ impl Budget {
     }
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Counts {
+    /// The budget of the latest charge (the app's stake and limit as its validation read them).
+    budget: Budget,
     /// Total in storage as last read (includes our flushed deltas and other relayers').
     global: i64,
     /// Charged locally, not yet sent.
@@ -139,7 +159,6 @@ struct Counts {
 #[derive(Debug)]
 struct Entry {
     storage_key: String,
-    budget: Budget,
     loaded: OnceCell<()>,
     counts: Mutex<Counts>,
 }
@@ -302,11 +321,11 @@ impl RelayMeter {
         };
         let c = entry.counts();
         let consumed = (c.global + c.pending + c.inflight).max(0) as u64;
-        if consumed.saturating_add(cost) > entry.budget.limit_compute_units {
+        if consumed.saturating_add(cost) > c.budget.limit_compute_units {
             return Err(MeterError::OverServiced {
                 session_id: key.session_id.clone(),
                 consumed,
-                limit: entry.budget.limit_compute_units,
+                limit: c.budget.limit_compute_units,
                 cost,
             });
         }
@@ -316,20 +335,53 @@ impl RelayMeter {
         Ok(())
     }
 
-    /// Charges `cost` compute units to `key` (budget `budget` when first seen). The first charge of a session
-    /// reads its shared total from storage; later ones are local.
+    /// Charges `cost` compute units to `key`, or refuses them when they do not fit `budget` (which replaces the
+    /// session's budget: the latest validation's stake and limit). The first charge of a session reads its shared
+    /// total from storage; later ones are local.
     pub async fn charge(&self, key: &MeterKey, budget: Budget, cost: u64) -> Result<Charge, MeterError> {
+        self.charge_or_force(key, budget, cost, false)
+            .await
+            .map(|(charge, _)| charge)
+    }
+
+    /// Charges `cost` compute units to `key` whether they fit `budget` or not, for a relay already served
+    /// (optimistic mode): the work is done and mining it costs nothing (the chain caps the claim at settlement,
+    /// without penalty). Returns the charge and the refusal [`RelayMeter::charge`] would have given (over budget,
+    /// or storage unavailable when failing closed: the charge is then kept locally and synced later).
+    pub async fn force(&self, key: &MeterKey, budget: Budget, cost: u64) -> (Charge, Option<MeterError>) {
+        match self.charge_or_force(key, budget, cost, true).await {
+            Ok(charged) => charged,
+            // Not returned when forced.
+            Err(e) => (Charge::none(), Some(e)),
+        }
+    }
+
+    /// [`RelayMeter::charge`] (`force` false: a refusal is the error, nothing charged) and [`RelayMeter::force`]
+    /// (always a charge, with the refusal it overrode).
+    async fn charge_or_force(
+        &self,
+        key: &MeterKey,
+        budget: Budget,
+        cost: u64,
+        force: bool,
+    ) -> Result<(Charge, Option<MeterError>), MeterError> {
         let entry = {
             let mut entries = self.inner.entries();
             Arc::clone(entries.entry(key.clone()).or_insert_with(|| {
                 Arc::new(Entry {
                     storage_key: storage_key(key),
-                    budget,
                     loaded: OnceCell::new(),
-                    counts: Mutex::new(Counts::default()),
+                    counts: Mutex::new(Counts {
+                        budget,
+                        global: 0,
+                        pending: 0,
+                        inflight: 0,
+                        storage_failed: false,
+                    }),
                 })
             }))
         };
+        let mut refusal = None;
         if !entry.loaded.initialized() {
             let inner = &self.inner;
             let loaded = entry
@@ -360,30 +412,39 @@ impl RelayMeter {
                     }
                 })
                 .await;
+            // Forced without its shared total (failing closed, the read failed): the charge is kept locally,
+            // synced as a delta, and the next charge reads the total again.
             if let Err(e) = loaded {
-                return Err(MeterError::Unavailable(e.to_string()));
+                refusal = Some(MeterError::Unavailable(e.to_string()));
             }
         }
         let mut counts = entry.counts();
-        if counts.storage_failed && self.inner.fail == FailBehavior::Closed {
-            return Err(MeterError::Unavailable("the last sync with storage failed".into()));
+        // The latest budget, up or down (a top-up, or a settlement lowering the stake), under the lock that
+        // guards the counts it is compared with.
+        counts.budget = budget;
+        if refusal.is_none() && counts.storage_failed && self.inner.fail == FailBehavior::Closed {
+            refusal = Some(MeterError::Unavailable("the last sync with storage failed".into()));
         }
         let consumed = (counts.global + counts.pending + counts.inflight).max(0) as u64;
-        if consumed.saturating_add(cost) > entry.budget.limit_compute_units {
-            return Err(MeterError::OverServiced {
+        if refusal.is_none() && consumed.saturating_add(cost) > budget.limit_compute_units {
+            refusal = Some(MeterError::OverServiced {
                 session_id: key.session_id.clone(),
                 consumed,
-                limit: entry.budget.limit_compute_units,
+                limit: budget.limit_compute_units,
                 cost,
             });
         }
+        if let Some(e) = refusal.take_if(|_| !force) {
+            return Err(e);
+        }
         counts.pending += cost as i64;
         drop(counts);
-        Ok(Charge {
+        let charge = Charge {
             entry: Some(entry),
             cost,
             abandoned: None,
-        })
+        };
+        Ok((charge, refusal))
     }
 
     /// Pushes every local delta to storage and reads the shared totals now (the sync task does this
@@ -444,8 +505,9 @@ async fn sync_once(inner: &Inner, height: i64) {
             }
         }
         let idle = c.pending == 0 && c.inflight == 0;
+        let forget_at_height = c.budget.forget_at_height;
         drop(c);
-        if idle && height >= entry.budget.forget_at_height {
+        if idle && height >= forget_at_height {
             inner.entries().remove(&key);
         }
     }
@@ -466,6 +528,8 @@ async fn sync_loop(inner: Weak<Inner>, every: Duration, height: watch::Receiver<
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+
+    mod budget;
 
     struct NoObserver;
     impl MeterObserver for NoObserver {
@@ -494,7 +558,7 @@ mod tests {
     #[test]
     fn budget_is_the_suppliers_share_of_the_stake() {
         // 1000 uPOKT, 2 suppliers → 500 uPOKT; 42 uPOKT per CU (42e6 / 1e6) → 11 CU.
-        let b = Budget::from_stake(1000, 2, 1, 42_000_000, 1_000_000, 10);
+        let b = Budget::from_stake(1000, None, 2, 1, 42_000_000, 1_000_000, 10);
         assert_eq!(b.limit_compute_units, 11);
     }
 
@@ -526,7 +590,7 @@ mod tests {
     async fn the_meter_refuses_at_the_share_of_one_of_the_pending_sessions() {
         let params = shared(60, [1, 4, 0, 4]);
         // 1,200 uPOKT, 2 suppliers → 600 each; 2 pending sessions → 300; 10 uPOKT per CU → 30 CU.
-        let budget = Budget::from_stake(1_200, 2, pending_sessions(&params), 10_000_000, 1_000_000, 100);
+        let budget = Budget::from_stake(1_200, None, 2, pending_sessions(&params), 10_000_000, 1_000_000, 100);
         assert_eq!(budget.limit_compute_units, 30);
         let store = storage::MemoryBackend::new().storage();
         let m = meter(Arc::clone(&store.kv), FailBehavior::Open);

@@ -19,8 +19,10 @@
 //!    meter already knows the session is exhausted); the chain-backed checks, metering and mining run
 //!    afterwards in a bounded background task (when it is full, the handler validates inline: backpressure, no
 //!    unbounded queue), and invalid relays are counted in `ha_relayer_validation_failures_total`, never mined,
-//!    and revoke their session. The first relay of a session goes the eager way and records the session, so
-//!    the backend never works for a session nobody proved valid.
+//!    and revoke their session. A valid relay the meter finds over budget there is still charged and mined (the
+//!    work is done; the chain caps the claim at settlement), counted in
+//!    `ha_relayer_relay_meter_consumptions_total{result="over_serviced_mined"}`. The first relay of a session goes
+//!    the eager way and records the session, so the backend never works for a session nobody proved valid.
 //!
 //!    Both modes: a relay of the session right after the current one (a gateway a block ahead of us) waits up to
 //!    1 s for that session's first block, then is validated at it (else `session_not_started`, 503).
@@ -809,7 +811,7 @@ impl Relayer {
             let costs =
                 chain_retry::retry_chain_errors(chain_retry::RETRY_FOR, || self.costs(&valid), || retried.inc())
                     .await?;
-            let charge = self.charge(&valid, costs.compute_units).await?;
+            let charge = self.charge_served(&valid, costs.compute_units).await;
             self.mine(&request, &response, &valid, status, &costs, arrival, true, charge)
                 .await
         }
@@ -849,18 +851,7 @@ impl Relayer {
         let Some(meter) = &self.meter else {
             return Ok(meter::Charge::none());
         };
-        let key = meter::MeterKey {
-            session_id: valid.header.session_id.clone(),
-            supplier: valid.supplier.clone(),
-        };
-        let budget = meter::Budget::from_stake(
-            valid.app_stake_upokt,
-            valid.session_suppliers,
-            valid.pending_sessions,
-            valid.compute_units_to_tokens_multiplier,
-            valid.compute_unit_cost_granularity,
-            valid.windows.claim_open,
-        );
+        let (key, budget) = meter_budget(valid);
         let service_id = valid.header.service_id.as_str();
         match meter.charge(&key, budget, compute_units).await {
             Ok(charge) => {
@@ -875,6 +866,27 @@ impl Relayer {
                 Err(err)
             }
         }
+    }
+
+    /// Charges a relay already served (optimistic mode) without refusing it: the work is done, and mining it
+    /// costs nothing (the chain caps the claim at settlement, without penalty), so dropping it would only lose
+    /// what the chain pays. One the meter would have refused is counted as `over_serviced_mined` (over budget) or
+    /// `meter_unavailable_mined` (storage down, failing closed) instead of `ok`.
+    async fn charge_served(&self, valid: &Validated, compute_units: u64) -> meter::Charge {
+        let Some(meter) = &self.meter else {
+            return meter::Charge::none();
+        };
+        let (key, budget) = meter_budget(valid);
+        let service_id = valid.header.service_id.as_str();
+        let (charge, refusal) = meter.force(&key, budget, compute_units).await;
+        let result = match refusal {
+            None => "ok",
+            Some(meter::MeterError::OverServiced { .. }) => "over_serviced_mined",
+            Some(meter::MeterError::Unavailable(_)) => "meter_unavailable_mined",
+        };
+        self.metrics.meter.with_label_values(&[service_id, result]).inc();
+        let refunded = self.metrics.meter.with_label_values(&[service_id, "refunded"]);
+        charge.count_abandoned_in(refunded)
     }
 
     fn refund(&self, service_id: &str, charge: meter::Charge) {
@@ -982,6 +994,25 @@ impl Relayer {
             }
         }
     }
+}
+
+/// The meter key and budget of a validated relay: its supplier's share of the app's stake and
+/// `per_session_spend_limit` as the validation read them ([`meter::Budget::from_stake`]).
+fn meter_budget(valid: &Validated) -> (meter::MeterKey, meter::Budget) {
+    let key = meter::MeterKey {
+        session_id: valid.header.session_id.clone(),
+        supplier: valid.supplier.clone(),
+    };
+    let budget = meter::Budget::from_stake(
+        valid.app_stake_upokt,
+        valid.app_spend_limit_upokt,
+        valid.session_suppliers,
+        valid.pending_sessions,
+        valid.compute_units_to_tokens_multiplier,
+        valid.compute_unit_cost_granularity,
+        valid.windows.claim_open,
+    );
+    (key, budget)
 }
 
 /// The `rpc_type` label value: the `Rpc-Type` header's config key (`jsonrpc`, `rest`, …), `default` without one.

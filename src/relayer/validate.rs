@@ -38,6 +38,9 @@ pub struct Validated {
     pub session_suppliers: usize,
     /// The application's stake in uPOKT (current state).
     pub app_stake_upokt: u64,
+    /// The application's `per_session_spend_limit` in uPOKT (current state); `None` when absent or zero (no
+    /// limit, as the chain's settlement reads it). [`spend_limit_upokt`].
+    pub app_spend_limit_upokt: Option<u64>,
     /// Shared `compute_units_to_tokens_multiplier` at the session end height.
     pub compute_units_to_tokens_multiplier: u64,
     /// Shared `compute_unit_cost_granularity` at the session end height.
@@ -216,11 +219,33 @@ pub async fn validate(
         windows,
         session_suppliers: on_chain.suppliers.len(),
         app_stake_upokt,
+        app_spend_limit_upokt: spend_limit_upokt(app.per_session_spend_limit.as_ref()),
         compute_units_to_tokens_multiplier: params.compute_units_to_tokens_multiplier,
         compute_unit_cost_granularity: params.compute_unit_cost_granularity,
         pending_sessions: super::meter::pending_sessions(&params),
         ring: expected.into(),
     })
+}
+
+/// An application's `per_session_spend_limit` as the chain's settlement applies it (poktroll
+/// `getOrInitSessionBudget`): absent, zero or negative is no limit (`None`); a positive limit in another denom
+/// than uPOKT fails the session's settlement (nothing is paid: `Some(0)`), as does an amount that is not an
+/// integer (the chain never sends one); one beyond `u64` caps nothing a stake could pay (`u64::MAX`).
+pub fn spend_limit_upokt(limit: Option<&crate::protocol::wire::Coin>) -> Option<u64> {
+    let limit = limit?;
+    let amount = limit.amount.as_str();
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    let positive = match amount.parse::<i128>() {
+        Ok(a) if a <= 0 => return None,
+        Ok(a) => u64::try_from(a).unwrap_or(u64::MAX),
+        Err(_) if amount.strip_prefix('-').is_some_and(digits) => return None,
+        Err(_) if digits(amount) => u64::MAX,
+        Err(_) => return Some(0),
+    };
+    if limit.denom != "upokt" {
+        return Some(0);
+    }
+    Some(positive)
 }
 
 /// The session grid of the shared params at `height` (the current height: cached by the chain client).
@@ -275,6 +300,28 @@ fn session_refused_for_request(error: &ChainError) -> bool {
 mod tests {
     use super::*;
     use crate::chain::grpc::GrpcError;
+
+    /// poktroll `getOrInitSessionBudget` applies a limit only when it is set and positive, and fails the session's
+    /// settlement for a limit in another denom.
+    #[test]
+    fn the_spend_limit_is_read_as_the_chain_settles_it() {
+        let coin = |denom: &str, amount: &str| crate::protocol::wire::Coin {
+            denom: denom.into(),
+            amount: amount.into(),
+        };
+        let limit = |c: crate::protocol::wire::Coin| spend_limit_upokt(Some(&c));
+        assert_eq!(spend_limit_upokt(None), None);
+        assert_eq!(limit(coin("upokt", "0")), None);
+        assert_eq!(limit(coin("upokt", "-5")), None);
+        assert_eq!(limit(coin("upokt", "2520")), Some(2520));
+        assert_eq!(
+            limit(coin("upokt", "99999999999999999999999999999999999999999")),
+            Some(u64::MAX)
+        );
+        assert_eq!(limit(coin("uatom", "2520")), Some(0));
+        assert_eq!(limit(coin("uatom", "0")), None);
+        assert_eq!(limit(coin("upokt", "12x")), Some(0));
+    }
 
     fn status(code: tonic::Code, message: &str) -> ChainError {
         ChainError::Grpc(GrpcError::Status {

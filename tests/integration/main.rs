@@ -21,6 +21,7 @@ mod relay_server;
 mod relayer;
 mod relayer_abandoned;
 mod relayer_guards;
+mod relayer_meter;
 mod relayer_redis_memory;
 mod sim;
 mod support;

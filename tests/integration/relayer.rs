@@ -47,7 +47,7 @@ pub(crate) struct Net {
     _backends: Vec<BackendHandle>,
     pub(crate) gate: Gate,
     pub(crate) config: Config,
-    app: Actor,
+    pub(crate) app: Actor,
     gateway: Actor,
     pub(crate) ours: Actor,
     theirs: Actor,

@@ -1,0 +1,96 @@
+//! The relay meter against the application's on-chain budget, over real sockets with the harness of
+//! [`crate::relayer`]: an app's `per_session_spend_limit` caps what an eager service serves however large its
+//! stake (poktroll's settlement pays no more), and in optimistic mode a relay already served that the meter finds
+//! over budget is still mined (the work is done; the chain caps the claim), counted as `over_serviced_mined`.
+
+use relay_miner::protocol::wire::Coin;
+
+use crate::relayer::{Net, error_code, eventually, metric, served_status};
+
+/// Sets the simulated application's `per_session_spend_limit` (uPOKT) and makes the relayer's chain client read
+/// it at the next validation.
+fn set_spend_limit(net: &Net, upokt: u64) {
+    net.chain
+        .state()
+        .applications
+        .get_mut(&net.app.1)
+        .unwrap()
+        .per_session_spend_limit = Some(Coin {
+        denom: "upokt".into(),
+        amount: upokt.to_string(),
+    });
+    net.advance(0);
+}
+
+/// Stake 1e9 uPOKT (about 3M compute units per supplier and session), limit 2,520 uPOKT per session: 1,260 per
+/// supplier (2 in the session), 42 uPOKT per compute unit → 30 compute units → 3 relays of 10.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_spend_limit_caps_what_an_eager_service_serves() {
+    let net = Net::new(1_000_000_000).await;
+    set_spend_limit(&net, 2_520);
+    let r = net.relayer().await;
+    let header = net.header("anvil").await;
+    for id in 0..3 {
+        let (status, response) = net.send(&r.url, &net.request(&header, &net.ours.1, Net::rpc(id))).await;
+        assert_eq!((status, served_status(&net, &response)), (200, 200));
+    }
+    let (status, response) = net.send(&r.url, &net.request(&header, &net.ours.1, Net::rpc(3))).await;
+    assert_eq!(
+        (status, error_code(&response)),
+        (429, Some(10)),
+        "over-serviced past the limit"
+    );
+    assert_eq!(net.recorded().await, 3);
+    assert_eq!(
+        metric(
+            &r.telemetry,
+            "ha_relayer_relay_meter_consumptions_total{result=\"over_serviced\",service_id=\"anvil\"}"
+        ),
+        1
+    );
+}
+
+/// Optimistic mode: the limit is lowered (to 10 compute units) after two relays were charged; the meter's local
+/// view still has the old budget, so the next relay is served first, and its settlement finds it over the new
+/// budget. It is mined anyway and counted as over-serviced-but-mined; the relay after it is refused before
+/// serving (the meter now knows the session is exhausted).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_optimistic_relay_found_over_budget_is_mined() {
+    let net = Net::new(1_000_000_000).await;
+    set_spend_limit(&net, 2_520);
+    let r = net.relayer().await;
+    let header = net.header("lazy").await;
+    let served_first = "ha_relayer_relays_served_optimistically_total{rpc_type=\"jsonrpc\",service_id=\"lazy\"}";
+    let over_mined = "ha_relayer_relay_meter_consumptions_total{result=\"over_serviced_mined\",service_id=\"lazy\"}";
+    let dropped = "ha_relayer_relays_dropped_total{reason=\"over_serviced\",service_id=\"lazy\"}";
+    // The session's first relay goes the eager way (and records the session), the second is served first.
+    for id in 0..2 {
+        let (status, response) = net.send(&r.url, &net.request(&header, &net.ours.1, Net::rpc(id))).await;
+        assert_eq!((status, served_status(&net, &response)), (200, 200));
+    }
+    assert_eq!(metric(&r.telemetry, served_first), 1);
+    eventually("the relay served first to be recorded", || async {
+        net.recorded().await == 2
+    })
+    .await;
+
+    // 840 uPOKT per session → 420 per supplier → 10 compute units, 20 already consumed.
+    set_spend_limit(&net, 840);
+    let (status, response) = net.send(&r.url, &net.request(&header, &net.ours.1, Net::rpc(2))).await;
+    assert_eq!((status, served_status(&net, &response)), (200, 200));
+    assert_eq!(metric(&r.telemetry, served_first), 2);
+    eventually("the over-budget relay to be settled", || async {
+        metric(&r.telemetry, over_mined) + metric(&r.telemetry, dropped) > 0
+    })
+    .await;
+    assert_eq!(metric(&r.telemetry, dropped), 0, "served work dropped");
+    eventually("the over-budget relay to be recorded", || async {
+        net.recorded().await == 3
+    })
+    .await;
+    assert_eq!(metric(&r.telemetry, over_mined), 1);
+
+    let (status, response) = net.send(&r.url, &net.request(&header, &net.ours.1, Net::rpc(3))).await;
+    assert_eq!((status, error_code(&response)), (429, Some(10)));
+    assert_eq!(net.recorded().await, 3);
+}
