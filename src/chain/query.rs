@@ -385,6 +385,23 @@ impl ChainClient {
         Ok(key)
     }
 
+    /// The spendable balance of `address` in `denom` (bank `Balance`; 0 when it holds none). Not cached.
+    pub async fn balance(&self, address: &str, denom: &str) -> Result<u128, ChainError> {
+        let request = wire::QueryBalanceRequest {
+            address: address.to_string(),
+            denom: denom.to_string(),
+        };
+        let response: wire::QueryBalanceResponse = self.grpc.unary(method::BALANCE, request).await?;
+        match response.balance {
+            None => Ok(0),
+            Some(coin) if coin.amount.is_empty() => Ok(0),
+            Some(coin) => coin
+                .amount
+                .parse()
+                .map_err(|e| ChainError::BadResponse(format!("balance of {address}: {:?}: {e}", coin.amount))),
+        }
+    }
+
     /// Account number and sequence (for ordered txs and SignDoc).
     pub async fn account(&self, address: &str) -> Result<wire::BaseAccount, ChainError> {
         let request = wire::QueryAccountRequest {

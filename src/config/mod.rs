@@ -99,6 +99,8 @@ pub struct Config {
     pub relay_log: RelayLogConfig,
     /// Claim and proof transactions.
     pub transaction: TransactionConfig,
+    /// The supplier funds monitor: balance and stake against what claims and proofs cost (Go miner keys).
+    pub balance_monitor: BalanceMonitorConfig,
     /// Prometheus `/metrics`.
     pub metrics: ListenerConfig,
     /// `/health` and `/ready`.
@@ -125,6 +127,7 @@ impl Default for Config {
             relay_meter: RelayMeterConfig::default(),
             relay_log: RelayLogConfig::default(),
             transaction: TransactionConfig::default(),
+            balance_monitor: BalanceMonitorConfig::default(),
             metrics: ListenerConfig {
                 enabled: true,
                 addr: "0.0.0.0:9090".into(),
@@ -529,6 +532,34 @@ impl RelayServerConfig {
 pub const DEFAULT_MAX_BODY_BYTES_IN_FLIGHT: u64 = 1 << 30;
 /// Largest `relay_server.max_body_bytes_in_flight`.
 pub const MAX_MAX_BODY_BYTES_IN_FLIGHT: u64 = 1 << 40;
+
+/// The supplier funds monitor (`miner::driver::balance`; the Go miner's `balance_monitor` keys and defaults).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BalanceMonitorConfig {
+    /// Check balances and stakes at all.
+    pub enabled: bool,
+    /// Seconds between checks (1–86400).
+    pub check_interval_seconds: u64,
+    /// A supplier operator balance below this (upokt) is a warning.
+    pub balance_threshold_upokt: u64,
+    /// A stake covering fewer `proof_missing_penalty` slashes than this is a warning.
+    pub stake_warning_proof_threshold: u64,
+    /// …fewer than this, critical (at most the warning threshold).
+    pub stake_critical_proof_threshold: u64,
+}
+
+impl Default for BalanceMonitorConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            check_interval_seconds: 300,
+            balance_threshold_upokt: 1_000_000,
+            stake_warning_proof_threshold: 10,
+            stake_critical_proof_threshold: 3,
+        }
+    }
+}
 
 /// Group commit of mined relays (the hot path never fsyncs per relay).
 #[derive(Debug, Clone, PartialEq, Deserialize)]

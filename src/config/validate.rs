@@ -138,6 +138,22 @@ impl Config {
             );
         }
         self.validate_relay_meter(&mut issues);
+        let monitor = &self.balance_monitor;
+        if !(1..=86_400).contains(&monitor.check_interval_seconds) {
+            issues.push(
+                "balance_monitor.check_interval_seconds",
+                "must be 1–86400 (a check reads the chain twice per supplier)",
+            );
+        }
+        if monitor.stake_critical_proof_threshold > monitor.stake_warning_proof_threshold {
+            issues.push(
+                "balance_monitor.stake_critical_proof_threshold",
+                format!(
+                    "must be at most stake_warning_proof_threshold ({})",
+                    monitor.stake_warning_proof_threshold
+                ),
+            );
+        }
         if tracing_subscriber::EnvFilter::try_new(&self.logging.level).is_err() {
             issues.push(
                 "logging.level",
@@ -712,6 +728,29 @@ relay_server:
         for bad in [0, 541, 600] {
             assert_eq!(with(bad), vec!["transaction.tx_timeout_default_seconds"], "{bad}");
         }
+    }
+
+    #[test]
+    fn balance_monitor_values_are_checked() {
+        let with = |lines: &str| issue_keys(&format!("{MINIMAL}balance_monitor:\n{lines}"));
+        assert_eq!(with("  enabled: false\n"), Vec::<String>::new());
+        assert_eq!(with("  check_interval_seconds: 60\n"), Vec::<String>::new());
+        for bad in [0, 86_401] {
+            assert_eq!(
+                with(&format!("  check_interval_seconds: {bad}\n")),
+                vec!["balance_monitor.check_interval_seconds"],
+                "{bad}"
+            );
+        }
+        assert_eq!(
+            with("  stake_warning_proof_threshold: 2\n  stake_critical_proof_threshold: 3\n"),
+            vec!["balance_monitor.stake_critical_proof_threshold"]
+        );
+        let typo = Config::from_yaml(&format!("{MINIMAL}balance_monitor:\n  balance_thresold_upokt: 1\n"));
+        assert!(
+            matches!(&typo, Err(crate::config::ConfigError::Parse { key, .. }) if key == "balance_monitor.balance_thresold_upokt"),
+            "{typo:?}"
+        );
     }
 
     #[test]

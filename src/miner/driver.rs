@@ -9,6 +9,8 @@
 //! record before it leaves, so the next leader finds out what happened to it before it signs another (module
 //! `submit::kept`).
 
+pub(super) mod balance;
+pub use balance::BalanceMonitor;
 mod confirmed;
 mod fees;
 mod ingest;
@@ -160,6 +162,8 @@ pub struct Miner {
     fenced: Option<storage::Storage>,
     stats: Arc<MinerStats>,
     metrics: Option<MinerMetrics>,
+    /// The funds monitor and when it last checked (module `balance`; `None`: off).
+    balance_monitor: Option<(balance::BalanceMonitor, Option<std::time::Instant>)>,
     sequencers: crate::chain::sequence::Sequencers,
     last_renewal: Option<std::time::Instant>,
     /// Throttles the WARN of failed campaigns/renewals (the loop ticks every ~100 ms).
@@ -254,6 +258,7 @@ impl Miner {
             fenced: None,
             stats: Arc::default(),
             metrics: None,
+            balance_monitor: None,
             sequencers: crate::chain::sequence::Sequencers::new(),
             last_renewal: None,
             leadership_failures: leadership::FailureLog::default(),
@@ -585,6 +590,8 @@ impl Miner {
             timer.lap("execute");
             self.observe_gauges(tip.height).await;
             timer.lap("gauges");
+            self.monitor_funds().await;
+            timer.lap("funds");
         }
         ingested
     }

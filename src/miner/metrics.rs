@@ -33,6 +33,7 @@ pub struct MinerMetrics {
     pub(super) leader_status: IntGauge,
     pub(super) fenced_writes: IntCounter,
     pub(super) fee_refusals: IntCounterVec,
+    pub(super) balance: super::driver::balance::FundsMetrics,
 }
 
 impl MinerMetrics {
@@ -133,6 +134,55 @@ impl MinerMetrics {
             )?,
             block_height: gauge("ha_miner_current_block_height", "Latest block height seen by the miner")?,
             leader_status: gauge("ha_miner_leader_status", "1 when this miner is the leader that submits")?,
+            balance: super::driver::balance::FundsMetrics {
+                balance: gauge_vec(
+                    "ha_miner_supplier_balance_upokt",
+                    "Spendable upokt of the supplier operator account, which pays every claim and proof tx's fee \
+                     and the proof submission fee (balance_monitor)",
+                    &["supplier"],
+                )?,
+                balance_health: gauge_vec(
+                    "ha_miner_supplier_balance_health_status",
+                    "0 healthy, 1 warning (below balance_monitor.balance_threshold_upokt), 2 critical (below the \
+                     proof submission fees its claimed sessions may still owe: a required proof refused is a slash)",
+                    &["supplier"],
+                )?,
+                balance_warnings: counter(
+                    "ha_miner_supplier_balance_warning_alerts_total",
+                    "Balance checks that found the supplier's balance at warning level",
+                    &["supplier"],
+                )?,
+                balance_criticals: counter(
+                    "ha_miner_supplier_balance_critical_alerts_total",
+                    "Balance checks that found the supplier's balance at critical level",
+                    &["supplier"],
+                )?,
+                stake: gauge_vec(
+                    "ha_miner_supplier_stake_upokt",
+                    "The supplier's stake (upokt), which a missing required proof slashes",
+                    &["supplier"],
+                )?,
+                stake_health: gauge_vec(
+                    "ha_miner_supplier_stake_health_ratio",
+                    "How many proof_missing_penalty slashes the supplier's stake covers",
+                    &["supplier"],
+                )?,
+                stake_warnings: counter(
+                    "ha_miner_supplier_stake_warning_alerts_total",
+                    "Stake checks below balance_monitor.stake_warning_proof_threshold penalties",
+                    &["supplier"],
+                )?,
+                stake_criticals: counter(
+                    "ha_miner_supplier_stake_critical_alerts_total",
+                    "Stake checks below balance_monitor.stake_critical_proof_threshold penalties",
+                    &["supplier"],
+                )?,
+                check_failures: counter(
+                    "ha_miner_supplier_monitor_errors_total",
+                    "Balance or stake checks that could not read the chain, by what failed",
+                    &["supplier", "error_type"],
+                )?,
+            },
             fee_refusals: counter(
                 "ha_miner_fee_refusals_total",
                 "Claim and proof txs a node refused at CheckTx for a fee below its minimum gas price (code 13), by \

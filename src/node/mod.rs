@@ -475,6 +475,15 @@ impl Node {
         if let Some(comet) = settlement_reader {
             miner = miner.with_settlements_from(comet);
         }
+        let monitor = &config.balance_monitor;
+        if monitor.enabled {
+            miner = miner.with_balance_monitor(crate::miner::driver::BalanceMonitor {
+                every: Duration::from_secs(monitor.check_interval_seconds),
+                balance_threshold_upokt: u128::from(monitor.balance_threshold_upokt),
+                stake_warning_proofs: monitor.stake_warning_proof_threshold,
+                stake_critical_proofs: monitor.stake_critical_proof_threshold,
+            });
+        }
         let miner_stats = miner.stats();
         let miner = MinerRuntime::spawn(miner.run(telemetry.heartbeat("miner"), stopped(miner_stop_rx)))
             .map_err(|e| NodeError::Miner(format!("miner runtime: {e}")))?;
