@@ -32,7 +32,10 @@
 //! full sync acknowledges nothing until its first `REPLCONF ACK` (sent once a second) lets the primary stream to
 //! it: measured on Redis 7.0, writes in that window (up to a second) fail although the replica is listed online,
 //! and succeed afterwards. And the check costs: each covered write waits one more round trip to the primary plus
-//! the replicas' acknowledgement.
+//! the replicas' acknowledgement. Measured on one host (release build, Redis 7.0, one local replica, AOF
+//! `everysec` on both, 2,000 sequential appends of 8 relays, then 500 record puts, two rounds each): append p50
+//! 107–144 µs → 225–313 µs, p99 0.19–0.73 ms → 2.8–4.4 ms; record put p50 64–131 µs → 153–182 µs, p99
+//! 0.14–0.24 ms → 0.26–4.5 ms. A replica across a network adds its round trip.
 //!
 //! # Connection
 //! `WAIT` covers the writes made on the connection it runs on (the primary waits for the replication offset of
