@@ -204,7 +204,17 @@ pub struct RedisConfig {
     pub relay_max_memory_ratio: f64,
     /// The memory monitor warns above this share of `maxmemory` (below `relay_max_memory_ratio`).
     pub memory_warn_ratio: f64,
+    /// Replicas that must acknowledge (Redis `WAIT`) each relay-log append, session record write, write set and
+    /// trie batch before it counts as written; fewer within `wait_timeout_ms` fail the write (storage crate,
+    /// `redis::replicas` module). 0 = off: acknowledged once the primary has it (a failover may lose it).
+    pub wait_replicas: u32,
+    /// How long a write waits for `wait_replicas` replicas, in (0, [`MAX_WAIT_TIMEOUT_MS`]].
+    pub wait_timeout_ms: u64,
 }
+
+/// Upper bound of `storage.redis.wait_timeout_ms`: a relay append waits this long at most before its gateway is
+/// answered, and every write queued behind a wait on its connection waits too.
+pub const MAX_WAIT_TIMEOUT_MS: u64 = 10_000;
 
 impl Default for RedisConfig {
     fn default() -> Self {
@@ -219,6 +229,8 @@ impl Default for RedisConfig {
             allow_without_aof: false,
             relay_max_memory_ratio: storage::redis::DEFAULT_RELAY_MAX_MEMORY_RATIO,
             memory_warn_ratio: storage::redis::DEFAULT_MEMORY_WARN_RATIO,
+            wait_replicas: 0,
+            wait_timeout_ms: u64::try_from(storage::redis::DEFAULT_WAIT_TIMEOUT.as_millis()).unwrap_or(500),
         }
     }
 }

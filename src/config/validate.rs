@@ -206,6 +206,17 @@ impl Config {
                         ),
                     );
                 }
+                let (replicas, wait_ms) = (storage.redis.wait_replicas, storage.redis.wait_timeout_ms);
+                if (replicas > 0 && wait_ms == 0) || wait_ms > super::MAX_WAIT_TIMEOUT_MS {
+                    issues.push(
+                        "storage.redis.wait_timeout_ms",
+                        format!(
+                            "`{wait_ms}` must be in (0, {}] ms: how long a write waits for storage.redis.wait_replicas \
+                             replicas (0 would wait forever)",
+                            super::MAX_WAIT_TIMEOUT_MS
+                        ),
+                    );
+                }
             }
             StorageMode::Raft => {
                 let raft = &storage.raft;
@@ -612,6 +623,8 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::super::*;
+
+    mod wait_replicas;
 
     const MINIMAL: &str = "
 services:

@@ -154,6 +154,9 @@ pub async fn open(config: &Config, overrides: &RaftOverrides) -> Result<OpenedSt
             cfg.require_aof = !r.allow_without_aof;
             cfg.relay_max_memory_ratio = r.relay_max_memory_ratio;
             cfg.memory_warn_ratio = r.memory_warn_ratio;
+            // Writes whose loss in a failover costs money wait for this many replicas (0 = off).
+            cfg.wait_replicas = r.wait_replicas;
+            cfg.wait_timeout = Duration::from_millis(r.wait_timeout_ms);
             // 0 disables the take-over of a dead consumer's pending entries.
             cfg.claim_idle_timeout =
                 (r.claim_idle_timeout_ms > 0).then(|| Duration::from_millis(r.claim_idle_timeout_ms));

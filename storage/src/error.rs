@@ -34,6 +34,22 @@ pub enum StorageError {
     /// nothing about the store's health: smaller writes succeed. Not retryable as is.
     #[error("storage refuses the write as too large: {0}")]
     TooLarge(String),
+    /// The write was applied by the Redis primary, but fewer replicas than asked
+    /// (`storage.redis.wait_replicas`) acknowledged it within the wait timeout (Redis `WAIT`): a failover that
+    /// promotes a replica without it loses it, so it is not acknowledged. It may still be on the primary (and
+    /// stay if no failover happens). Retryable: writes are acknowledged again once the replicas catch up.
+    #[error(
+        "storage write not acknowledged by replicas: {what}: {got} of {asked} replicas acknowledged it in time \
+         (applied on the primary only; a failover may lose it)"
+    )]
+    NotReplicated {
+        /// The write (`relay-log append`, `session record`, ...).
+        what: String,
+        /// Replicas asked for (`wait_replicas`).
+        asked: u32,
+        /// Replicas that acknowledged it within the timeout.
+        got: u32,
+    },
 }
 
 impl StorageError {
@@ -41,7 +57,7 @@ impl StorageError {
     pub fn is_retryable(&self) -> bool {
         matches!(
             self,
-            Self::OutOfMemory(_) | Self::RelayMemoryThreshold(_) | Self::Unavailable(_)
+            Self::OutOfMemory(_) | Self::RelayMemoryThreshold(_) | Self::Unavailable(_) | Self::NotReplicated { .. }
         )
     }
 }

@@ -23,6 +23,7 @@ mod relayer_abandoned;
 mod relayer_guards;
 mod relayer_meter;
 mod relayer_redis_memory;
+mod relayer_redis_replicas;
 mod sim;
 mod support;
 mod tx_cosmrs_oracle;

@@ -19,6 +19,9 @@
 //! - the relay memory threshold (module docs of `redis`): `append` is then that same Lua script, which first
 //!   reads `INFO memory` and refuses the whole batch (`RELAYMEM`, [`StorageError::RelayMemoryThreshold`]) above
 //!   the threshold. Only `append` checks it: `ack`, `trim_session` and deliveries free or move memory.
+//! - replica acknowledgement (`replicas` module): with `wait_replicas` > 0 an append (one per batch) runs on the
+//!   dedicated connection of replicated writes and is followed by `WAIT` there; too few replicas fail it with
+//!   [`StorageError::NotReplicated`] although its entries are in the stream.
 //! - `backlog`: Lua over `XINFO GROUPS` (`lag`, `pending`), counting with `XRANGE` when `lag` is unknown.
 
 use std::sync::LazyLock;
@@ -437,16 +440,18 @@ impl RelayLog for RedisBackend {
                     .arg(r.session_end_height);
             }
             self.fence_args(&mut inv);
-            let ids: Vec<String> = match inv.invoke_async(&mut self.conn()).await {
+            let mut conn = self.write_conn().await?;
+            let ids: Vec<String> = match inv.invoke_async(&mut conn).await {
                 Ok(ids) => ids,
                 Err(e) => {
-                    let e = self.err("XADD", e);
+                    let e = self.write_err(&conn, "XADD", e);
                     if matches!(e, StorageError::RelayMemoryThreshold(_)) {
                         self.inner.stats.record_relay_memory_refusal(relays.len());
                     }
                     return Err(e);
                 }
             };
+            self.replicated(&mut conn, "relay-log append").await?;
             if ids.len() != relays.len() {
                 return Err(corrupt("XADD reply count"));
             }
@@ -467,7 +472,12 @@ impl RelayLog for RedisBackend {
                 .arg("end")
                 .arg(r.session_end_height);
         }
-        let ids: Vec<String> = p.query_async(&mut self.conn()).await.map_err(|e| self.err("XADD", e))?;
+        let mut conn = self.write_conn().await?;
+        let ids: Vec<String> = p
+            .query_async(&mut conn)
+            .await
+            .map_err(|e| self.write_err(&conn, "XADD", e))?;
+        self.replicated(&mut conn, "relay-log append").await?;
         if ids.len() != relays.len() {
             return Err(corrupt("XADD reply count"));
         }

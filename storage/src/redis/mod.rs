@@ -32,6 +32,12 @@
 //! server runs with `appendonly yes` + `appendfsync always` (tested: kill -9 of the server, restart, every
 //! acknowledged append is present). With `everysec` up to a second of acknowledged appends can be lost.
 //!
+//! Replication is asynchronous: a write the primary acknowledged can still be lost when Sentinel promotes a
+//! replica that had not received it. [`RedisConfig::wait_replicas`] > 0 makes the writes whose loss costs money
+//! (relay-log appends, session records, write sets, trie batches) wait for that many replicas with `WAIT` on a
+//! dedicated connection, and fail with [`StorageError::NotReplicated`] when fewer acknowledged them in time
+//! (`replicas` module: what it guarantees and what not).
+//!
 //! Readiness fails while the server runs without AOF (`appendonly no`, the default of a plain `redis-server`:
 //! RDB snapshots at best), unless `RedisConfig::require_aof` is off; `appendfsync` other than `always` is a WARN at
 //! connect (`health` module).
@@ -85,6 +91,7 @@ mod kv;
 mod leader;
 mod log;
 mod records;
+mod replicas;
 pub mod server;
 mod stats;
 mod trie;
@@ -104,6 +111,7 @@ pub use health::{MemoryMonitor, NotReady, Persistence};
 pub use keys::Keys;
 pub use leader::{INSTANCE_LOCK_REFRESH, INSTANCE_LOCK_TTL};
 pub use log::BlockingReader;
+pub use replicas::DEFAULT_WAIT_TIMEOUT;
 pub use stats::{AcquireFailure, MemorySnapshot, RedisStats};
 pub use trie::{INLINE_MAX as TRIE_INLINE_MAX, RedisNodeStore};
 
@@ -160,6 +168,12 @@ pub struct RedisConfig {
     /// consumer by [`RelayLog::read_pending`](crate::RelayLog::read_pending), at most once per this interval per
     /// stream while there are none left to take (the Go miner's `claim_idle_timeout_ms`). `None`: never.
     pub claim_idle_timeout: Option<Duration>,
+    /// Replicas that must acknowledge (Redis `WAIT`) each relay-log append, session record write, write set and
+    /// trie batch before it is acknowledged; fewer within [`RedisConfig::wait_timeout`] fail it with
+    /// [`StorageError::NotReplicated`] (`replicas` module). `0` (default): acknowledged once the primary has it.
+    pub wait_replicas: u32,
+    /// How long a covered write waits for `wait_replicas` replicas (must be positive when they are asked for).
+    pub wait_timeout: Duration,
 }
 
 impl RedisConfig {
@@ -185,6 +199,8 @@ impl RedisConfig {
             tls_root_cert_pem: None,
             require_aof: true,
             claim_idle_timeout: Some(Duration::from_secs(60)),
+            wait_replicas: 0,
+            wait_timeout: DEFAULT_WAIT_TIMEOUT,
         }
     }
 
@@ -223,6 +239,8 @@ pub(crate) struct Inner {
     /// Whether a script can read `INFO memory` (checked at connect): relay appends then check the relay memory
     /// threshold (`log` module); when it cannot (INFO disabled), appends are refused only at `maxmemory`.
     pub(crate) memory_gate: std::sync::atomic::AtomicBool,
+    /// The dedicated connection of the writes that wait for replicas (`replicas` module).
+    pub(crate) acked: replicas::AckedConn,
 }
 
 /// A nonce unique to this backend: `{boot id}:{pid namespace}:{pid}:{random}` (the boot id is the kernel's
@@ -334,6 +352,7 @@ impl RedisBackend {
                 reclaimed: Mutex::default(),
                 script_flags: std::sync::atomic::AtomicBool::new(false),
                 memory_gate: std::sync::atomic::AtomicBool::new(false),
+                acked: replicas::AckedConn::default(),
             }),
             fence: None,
         };
@@ -345,6 +364,8 @@ impl RedisBackend {
         backend.check_eviction_policy().await;
         // So is running without AOF (a restart loses acknowledged relays and claimed tries).
         backend.check_persistence().await;
+        // And a primary with fewer replicas than every covered write waits for.
+        backend.check_replicas().await;
         Ok(backend)
     }
 

@@ -6,6 +6,8 @@
 //! Compare-and-set and delete are Lua scripts (read version, compare, write record and indexes atomically); a
 //! fenced view runs their fenced twins (lease check first, same script). The
 //! record's hash shares the Go miner's key and `state` field but not its other fields: our body is opaque bytes.
+//! With `wait_replicas` > 0 a put or delete that wrote runs on the dedicated connection of replicated writes and
+//! waits for the replicas (`replicas` module; a conflict wrote nothing and does not wait).
 //! `list` is at most three round trips (suppliers, index sets, records) and drops index entries whose record is
 //! gone or has moved to another state.
 
@@ -148,11 +150,14 @@ impl SessionStore for RedisBackend {
             .arg(session_id)
             .arg(self.keys().session_state_prefix(supplier));
         self.fence_args(&mut inv);
+        let mut conn = self.write_conn().await?;
         let (version, current): (i64, i64) = inv
-            .invoke_async(&mut self.conn())
+            .invoke_async(&mut conn)
             .await
-            .map_err(|e| self.err("session CAS", e))?;
-        u64::try_from(version).map_err(|_| conflict(supplier, session_id, expected_version, current))
+            .map_err(|e| self.write_err(&conn, "session CAS", e))?;
+        let version = u64::try_from(version).map_err(|_| conflict(supplier, session_id, expected_version, current))?;
+        self.replicated(&mut conn, "session record put").await?;
+        Ok(version)
     }
 
     async fn delete(
@@ -168,10 +173,11 @@ impl SessionStore for RedisBackend {
             .arg(session_id)
             .arg(self.keys().session_state_prefix(supplier));
         self.fence_args(&mut inv);
+        let mut conn = self.write_conn().await?;
         let (outcome, current): (i64, i64) = inv
-            .invoke_async(&mut self.conn())
+            .invoke_async(&mut conn)
             .await
-            .map_err(|e| self.err("session delete", e))?;
+            .map_err(|e| self.write_err(&conn, "session delete", e))?;
         match outcome {
             -1 => Err(conflict(
                 supplier,
@@ -179,7 +185,11 @@ impl SessionStore for RedisBackend {
                 expected_version.unwrap_or_default(),
                 current,
             )),
-            n => Ok(n == 1),
+            1 => {
+                self.replicated(&mut conn, "session record delete").await?;
+                Ok(true)
+            }
+            _ => Ok(false),
         }
     }
 

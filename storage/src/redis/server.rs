@@ -7,7 +7,9 @@
 //! `OOM command not allowed`. [`RedisServer::start`] returns only once the server answers `PING` with `PONG`
 //! (polled against a deadline; a server still `LOADING` its AOF is not ready). Dropping the value kills the
 //! child (SIGKILL) and removes the directory. [`RedisServer::kill9`] + [`RedisServer::restart`] simulate a
-//! server crash and a restart on the same directory and port.
+//! server crash and a restart on the same directory and port. [`RedisServer::start_replica_of`] starts a replica
+//! (`--replicaof`) and returns once the primary lists it online; [`RedisServer::pause`] / [`RedisServer::resume`]
+//! (SIGSTOP / SIGCONT) hang it without closing its link, as a stuck replica does.
 //!
 //! Everything here is synchronous std code so benches and non-async tests can use it too.
 
@@ -162,6 +164,83 @@ impl RedisServer {
         self.spawn_and_wait()
     }
 
+    /// Starts a replica of `primary` (`--replicaof 127.0.0.1 <port>` added to `options`) and waits until it is in
+    /// sync ([`RedisServer::wait_replica_online`]). [`RedisServer::restart`] restarts it as a replica again.
+    pub fn start_replica_of(primary: &RedisServer, mut options: ServerOptions) -> io::Result<Self> {
+        // A diskless full sync starts only after `repl-diskless-sync-delay` (5 s by default, for more replicas to
+        // join it): at once here.
+        let set = primary.command(&["CONFIG", "SET", "repl-diskless-sync-delay", "0"])?;
+        if !set.starts_with("+OK") {
+            return Err(io::Error::other(format!("CONFIG SET repl-diskless-sync-delay: {set}")));
+        }
+        options
+            .extra_args
+            .extend(["--replicaof".into(), "127.0.0.1".into(), primary.port().to_string()]);
+        let replica = Self::start(options)?;
+        replica.wait_replica_online(primary)?;
+        Ok(replica)
+    }
+
+    /// Waits (polled against [`START_DEADLINE`]) until this replica's `INFO replication` shows
+    /// `master_link_status:up`, `primary`'s lists it `state=online`, and it acknowledged a write `primary` made
+    /// after that (a `PUBLISH`, which Redis replicates). `online` alone is not enough: after a full sync the primary
+    /// holds the command stream back until the replica's first `REPLCONF ACK`, which it sends once a second, so a
+    /// `WAIT` right then timed out (800 ms) in about one run in four.
+    pub fn wait_replica_online(&self, primary: &RedisServer) -> io::Result<()> {
+        let deadline = Instant::now() + START_DEADLINE;
+        let listed = format!("port={},state=online,offset=", self.port);
+        let mut published = false;
+        loop {
+            let up = self
+                .command(&["INFO", "replication"])?
+                .contains("master_link_status:up");
+            let info = primary.command(&["INFO", "replication"])?;
+            if up && info.contains(&listed) && !published {
+                primary.command(&["PUBLISH", "relay-miner-test-replica-sync", "1"])?;
+                published = true;
+                continue;
+            }
+            if published && caught_up(&info, &listed) {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                return Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    format!(
+                        "replica on port {} never came online at the primary on port {}",
+                        self.port, primary.port
+                    ),
+                ));
+            }
+            // Poll interval (bounded by the deadline above).
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    /// Stops the process with SIGSTOP: its connections stay open but it answers nothing (a hung server).
+    pub fn pause(&self) -> io::Result<()> {
+        self.signal("-STOP")
+    }
+
+    /// Continues a process stopped by [`RedisServer::pause`] (SIGCONT).
+    pub fn resume(&self) -> io::Result<()> {
+        self.signal("-CONT")
+    }
+
+    fn signal(&self, sig: &str) -> io::Result<()> {
+        let pid = self
+            .child
+            .as_ref()
+            .map(Child::id)
+            .ok_or_else(|| io::Error::other("redis-server is not running"))?;
+        let status = Command::new("kill").arg(sig).arg(pid.to_string()).status()?;
+        if status.success() {
+            Ok(())
+        } else {
+            Err(io::Error::other(format!("kill {sig} {pid}: {status}")))
+        }
+    }
+
     /// Sends one command (inline protocol, arguments without spaces) and returns the raw reply line(s).
     /// Test support for `CONFIG SET`, `FLUSHALL`, `DEBUG` and the like, independent of the client under test.
     pub fn command(&self, args: &[&str]) -> io::Result<String> {
@@ -249,6 +328,18 @@ impl RedisServer {
             let _ = child.wait();
         }
     }
+}
+
+/// Whether the replica whose `slaveN:` line of a primary's `INFO replication` contains `listed`
+/// (`port=P,state=online,offset=`) acknowledged the primary's `master_repl_offset`.
+fn caught_up(info: &str, listed: &str) -> bool {
+    let field = |line: &str, name: &str| line.strip_prefix(name).and_then(|v| v.trim().parse::<u64>().ok());
+    let primary = info.lines().find_map(|l| field(l, "master_repl_offset:"));
+    let acked = info.lines().find_map(|l| {
+        let rest = &l[l.find(listed)? + listed.len()..];
+        rest.split(',').next()?.trim().parse::<u64>().ok()
+    });
+    matches!((primary, acked), (Some(p), Some(a)) if a >= p)
 }
 
 impl Drop for RedisServer {

@@ -18,6 +18,7 @@
 //! | `ha_storage_redis_memory_poll_failures_total` | counter | ours |
 //! | `ha_storage_redis_relays_refused_memory_threshold_total` (relays whose append the relay memory threshold refused) | counter | ours |
 //! | `ha_storage_redis_relay_memory_threshold_ratio` (the threshold in use; 0 = none) | gauge | ours |
+//! | `ha_storage_redis_writes_not_replicated_total` (writes fewer than `wait_replicas` replicas acknowledged in time) | counter | ours |
 //!
 //! The collector reads the atomics below at scrape time, so there is one source of truth.
 
@@ -61,6 +62,9 @@ pub struct RedisStats {
     memory_last_poll_unix_ms: AtomicU64,
     memory_poll_failures: AtomicU64,
     relays_refused_memory_threshold: AtomicU64,
+    writes_not_replicated: AtomicU64,
+    /// Unix ms of the last logged write not replicated (0 = never).
+    not_replicated_last_log_unix_ms: AtomicU64,
     /// Unix ms of the last logged acquisition failure (0 = none in the current streak).
     acquire_last_log_unix_ms: AtomicU64,
 }
@@ -111,6 +115,12 @@ impl RedisStats {
         self.relays_refused_memory_threshold.load(Ordering::Relaxed)
     }
 
+    /// Writes applied on the primary that fewer replicas than `wait_replicas` acknowledged in time (failed with
+    /// `StorageError::NotReplicated`), since start.
+    pub fn writes_not_replicated(&self) -> u64 {
+        self.writes_not_replicated.load(Ordering::Relaxed)
+    }
+
     /// The memory gauges of the last `INFO MEMORY` poll.
     pub fn memory(&self) -> MemorySnapshot {
         MemorySnapshot {
@@ -145,6 +155,21 @@ impl RedisStats {
         (last == 0 || now_ms.saturating_sub(last) >= 1000)
             && self
                 .acquire_last_log_unix_ms
+                .compare_exchange(last, now_ms.max(1), Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+    }
+
+    /// Records one write not replicated; returns the total including it.
+    pub(crate) fn record_not_replicated(&self) -> u64 {
+        self.writes_not_replicated.fetch_add(1, Ordering::Relaxed) + 1
+    }
+
+    /// Whether a write not replicated at `now_ms` is to be logged: at most one a second (each is counted).
+    pub(crate) fn log_not_replicated(&self, now_ms: u64) -> bool {
+        let last = self.not_replicated_last_log_unix_ms.load(Ordering::Relaxed);
+        (last == 0 || now_ms.saturating_sub(last) >= 1000)
+            && self
+                .not_replicated_last_log_unix_ms
                 .compare_exchange(last, now_ms.max(1), Ordering::Relaxed, Ordering::Relaxed)
                 .is_ok()
     }
@@ -234,6 +259,12 @@ impl RedisStats {
                 "Relays whose relay-log append was refused because Redis used_memory was above the relay memory \
                  threshold (storage.redis.relay_max_memory_ratio of maxmemory)",
             )?,
+            not_replicated: IntCounter::new(
+                "ha_storage_redis_writes_not_replicated_total",
+                "Writes (relay-log appends, session records, write sets, trie batches) applied on the Redis primary \
+                 that fewer than storage.redis.wait_replicas replicas acknowledged within wait_timeout_ms: failed, \
+                 a failover may lose them",
+            )?,
             relay_threshold: relay_threshold_gauge,
             descs: Vec::new(),
         };
@@ -257,6 +288,7 @@ struct StatsCollector {
     last_poll: Gauge,
     poll_failures: IntCounter,
     relays_refused: IntCounter,
+    not_replicated: IntCounter,
     relay_threshold: Gauge,
     descs: Vec<Desc>,
 }
@@ -279,7 +311,7 @@ impl StatsCollector {
         self
     }
 
-    fn parts(&self) -> [&dyn Collector; 10] {
+    fn parts(&self) -> [&dyn Collector; 11] {
         [
             &self.acquire_failures,
             &self.consecutive,
@@ -290,6 +322,7 @@ impl StatsCollector {
             &self.last_poll,
             &self.poll_failures,
             &self.relays_refused,
+            &self.not_replicated,
             &self.relay_threshold,
         ]
     }
@@ -315,6 +348,7 @@ impl Collector for StatsCollector {
             self.last_poll.set(m.last_poll_unix_ms as f64 / 1000.0);
             advance(&self.poll_failures, m.poll_failures);
             advance(&self.relays_refused, s.relays_refused_memory_threshold());
+            advance(&self.not_replicated, s.writes_not_replicated());
         }
         self.parts().iter().flat_map(|c| c.collect()).collect()
     }
@@ -372,6 +406,7 @@ mod tests {
         s.record_oom();
         s.record_memory(900, 1000);
         s.record_relay_memory_refusal(3);
+        s.record_not_replicated();
         let text = |r: &prometheus::Registry| {
             let mut out = String::new();
             prometheus::TextEncoder::new()
@@ -406,5 +441,16 @@ mod tests {
             out.contains("ha_storage_redis_relay_memory_threshold_ratio 0.9"),
             "{out}"
         );
+        assert!(out.contains("ha_storage_redis_writes_not_replicated_total 1"), "{out}");
+    }
+
+    #[test]
+    fn not_replicated_logs_are_throttled() {
+        let s = RedisStats::default();
+        assert_eq!((s.record_not_replicated(), s.record_not_replicated()), (1, 2));
+        assert!(s.log_not_replicated(10_000));
+        assert!(!s.log_not_replicated(10_999));
+        assert!(s.log_not_replicated(11_000));
+        assert_eq!(s.writes_not_replicated(), 2);
     }
 }

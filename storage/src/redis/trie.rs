@@ -16,8 +16,9 @@
 //! in-memory **mirror**: [`TrieStore::open`] prefetches the whole hash with `HSCAN` (paged, never one `HGETALL`
 //! that could stall the server on a huge hash), `get` reads the mirror, and each [`NodeStore::write_batch`] is
 //! one `MULTI`/`EXEC` (`HDEL` + `HSET`) run on the runtime the store was opened on, updating the mirror once
-//! Redis has applied it. One mirror is shared by every handle of a namespace in this process, and
-//! [`TrieStore::delete_namespace`] clears it.
+//! Redis has applied it (also when too few replicas acknowledged it, `wait_replicas`: the batch then fails with
+//! [`StorageError::NotReplicated`], but the primary has it; `replicas` module). One mirror is shared by every
+//! handle of a namespace in this process, and [`TrieStore::delete_namespace`] clears it.
 //!
 //! The mirror holds values of at most [`INLINE_MAX`] bytes (the trie's leaf and root records); a larger one (a
 //! leaf's value: the relay's bytes, which only a proof reads) is mirrored as present and read from Redis by `get`
@@ -217,7 +218,7 @@ impl RedisNodeStore {
 
     fn wait_budget(&self) -> Duration {
         let c = self.backend.config();
-        c.response_timeout + c.connection_timeout + Duration::from_secs(1)
+        c.response_timeout + c.connection_timeout + Duration::from_secs(1) + self.backend.replica_wait_budget()
     }
 }
 
@@ -250,10 +251,11 @@ impl NodeStore for RedisNodeStore {
             self.backend.fence_args(&mut inv);
             let (backend, key) = (self.backend.clone(), self.mirror.key.clone());
             return self.run(batch, async move {
-                inv.invoke_async::<i64>(&mut backend.conn())
+                let mut conn = backend.write_conn().await?;
+                inv.invoke_async::<i64>(&mut conn)
                     .await
-                    .map(drop)
-                    .map_err(|e| backend.err(&format!("trie batch on {key}"), e))
+                    .map_err(|e| backend.write_err(&conn, &format!("trie batch on {key}"), e))?;
+                backend.replicated(&mut conn, "trie batch").await
             });
         }
         let mut p = redis::pipe();
@@ -274,9 +276,11 @@ impl NodeStore for RedisNodeStore {
         }
         let backend = self.backend.clone();
         self.run(batch, async move {
-            p.query_async::<()>(&mut backend.conn())
+            let mut conn = backend.write_conn().await?;
+            p.query_async::<()>(&mut conn)
                 .await
-                .map_err(|e| backend.err("HSET trie batch", e))
+                .map_err(|e| backend.write_err(&conn, "HSET trie batch", e))?;
+            backend.replicated(&mut conn, "trie batch").await
         })
     }
 }
@@ -293,7 +297,8 @@ impl RedisNodeStore {
         let mirror = Arc::clone(&self.mirror);
         self.handle.spawn(async move {
             let res = write.await;
-            if res.is_ok() {
+            // Not replicated: applied on the primary all the same (`replicas` module).
+            if matches!(res, Ok(()) | Err(StorageError::NotReplicated { .. })) {
                 // Applied in Redis: mirror it even if the caller stopped waiting.
                 let mut nodes = mirror.write();
                 for k in batch.deletes {

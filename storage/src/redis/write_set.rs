@@ -9,6 +9,13 @@
 //! trie). An `XACK` error other than a missing group leaves that entry pending (redelivered, idempotent) rather
 //! than stopping the script after its writes.
 //!
+//! Replicas: with `wait_replicas` > 0 the script runs on the dedicated connection of replicated writes and is
+//! followed by `WAIT` (`replicas` module); a set too few replicas acknowledged fails with
+//! [`StorageError::NotReplicated`] after the trie mirrors took it (the primary has it). A
+//! [`SetDurability::Eventual`] set (the miner's ingest batch, which the caller redoes if a crash loses it, and so
+//! if a failover does) does not wait; a later set that waits covers it too (`WAIT` waits for the primary's
+//! replication offset, which includes every earlier write).
+//!
 //! Memory: a set with trie writes runs the plain script, so at `maxmemory` Redis refuses it at its first write
 //! (an `HSET`, before anything is written), as it refuses trie batches; a set without tries (a step's records,
 //! acks) runs the `allow-oom` twin on Redis ≥ 7, as the records' own script does.
@@ -19,9 +26,10 @@ use async_trait::async_trait;
 
 use super::RedisBackend;
 use super::fence::Scripts;
+use super::replicas::WriteConn;
 use super::trie::to_hex;
 use crate::StorageError;
-use crate::contract::{WriteSet, WriteSetOutcome, WriteSets};
+use crate::contract::{SetDurability, WriteSet, WriteSetOutcome, WriteSets};
 
 /// ARGV: tries t, records r, ack streams a, group; then per record (expected version, state, data, supplier,
 /// session, state-set prefix); then per trie (n deleted, n put, deleted fields, field/value pairs); then per
@@ -101,6 +109,8 @@ impl WriteSets for RedisBackend {
         if set.is_empty() {
             return Ok(WriteSetOutcome::default());
         }
+        // An eventual set is one a crash may lose (the caller redoes it): so may a failover, it does not wait.
+        let eventual = set.durability == SetDurability::Eventual;
         let tries: Vec<_> = set.tries.into_iter().filter(|t| !t.batch.is_empty()).collect();
         let acks: Vec<_> = set.acks.into_iter().filter(|a| !a.ids.is_empty()).collect();
         let scripts = if tries.is_empty() {
@@ -153,10 +163,15 @@ impl WriteSets for RedisBackend {
         // Run to the end even if the caller stops waiting: once Redis applied the set, the open namespaces'
         // mirrors must see it.
         let outcome = tokio::spawn(async move {
+            let mut conn = if eventual {
+                WriteConn::Shared(backend.conn())
+            } else {
+                backend.write_conn().await?
+            };
             let reply: Vec<i64> = inv
-                .invoke_async(&mut backend.conn())
+                .invoke_async(&mut conn)
                 .await
-                .map_err(|e| backend.err("write set", e))?;
+                .map_err(|e| backend.write_err(&conn, "write set", e))?;
             match reply.as_slice() {
                 [-1, i, current] => {
                     let (supplier, session_id, expected) = usize::try_from(*i - 1)
@@ -172,6 +187,8 @@ impl WriteSets for RedisBackend {
                     for (key, batch) in hashes.iter().zip(batches) {
                         backend.mirror_applied(key, batch);
                     }
+                    // After the mirrors: the primary applied the set whether the replicas have it or not.
+                    backend.replicated(&mut conn, "write set").await?;
                     Ok(WriteSetOutcome {
                         versions: versions.iter().map(|v| u64::try_from(*v).unwrap_or_default()).collect(),
                         acked: u64::try_from(*acked).unwrap_or_default(),
