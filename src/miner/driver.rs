@@ -164,6 +164,8 @@ pub struct Miner {
     metrics: Option<MinerMetrics>,
     /// The funds monitor and when it last checked (module `balance`; `None`: off).
     balance_monitor: Option<(balance::BalanceMonitor, Option<std::time::Instant>)>,
+    /// The funds check running on its own task, if any (module `balance`).
+    funds_check: Option<tokio::task::JoinHandle<()>>,
     sequencers: crate::chain::sequence::Sequencers,
     last_renewal: Option<std::time::Instant>,
     /// Throttles the WARN of failed campaigns/renewals (the loop ticks every ~100 ms).
@@ -259,6 +261,7 @@ impl Miner {
             stats: Arc::default(),
             metrics: None,
             balance_monitor: None,
+            funds_check: None,
             sequencers: crate::chain::sequence::Sequencers::new(),
             last_renewal: None,
             leadership_failures: leadership::FailureLog::default(),
@@ -590,8 +593,7 @@ impl Miner {
             timer.lap("execute");
             self.observe_gauges(tip.height).await;
             timer.lap("gauges");
-            self.monitor_funds().await;
-            timer.lap("funds");
+            self.monitor_funds();
         }
         ingested
     }

@@ -12,7 +12,8 @@
 //!   critical below `stake_critical_proof_threshold`.
 //!
 //! Gauges carry the values and a health status (0 healthy, 1 warning, 2 critical); each check at warning or
-//! critical level counts an alert and logs at WARN or ERROR. A check that cannot read the chain is counted
+//! critical level counts an alert and logs at WARN or ERROR. A check runs on a task of its own, so its chain
+//! reads never hold up the block's claims and proofs; one that cannot read the chain is counted
 //! (`ha_miner_supplier_monitor_errors_total`) and never fails the miner's block work.
 
 use std::time::{Duration, Instant};
@@ -102,148 +103,175 @@ impl Miner {
         self
     }
 
-    /// Checks every supplier's balance and stake when the interval since the last check passed (module docs).
-    pub(super) async fn monitor_funds(&mut self) {
+    /// Starts a check of every supplier's balance and stake when the interval since the last one passed (module
+    /// docs), on a task of its own: its 1 + 2 × suppliers chain reads (each bounded by the query timeout) never
+    /// hold up the block's claims, proofs or ingest. A check still running when the next is due is not doubled.
+    pub(super) fn monitor_funds(&mut self) {
         let Some((monitor, last)) = &self.balance_monitor else {
             return;
         };
-        if last.is_some_and(|at| at.elapsed() < monitor.every) {
+        if last.is_some_and(|at| at.elapsed() < monitor.every)
+            || self.funds_check.as_ref().is_some_and(|t| !t.is_finished())
+        {
             return;
         }
         let monitor = monitor.clone();
         self.balance_monitor = Some((monitor.clone(), Some(Instant::now())));
-        let fail = |metrics: Option<&FundsMetrics>, supplier: &str, what: &str, error: &dyn std::fmt::Display| {
-            tracing::warn!(supplier, what, error = %error, "supplier funds check could not read the chain");
-            if let Some(m) = metrics {
-                m.check_failures.with_label_values(&[supplier, what]).inc();
-            }
-        };
+        let suppliers: Vec<(String, u64)> = self
+            .signers
+            .keys()
+            .map(|supplier| {
+                let owing = self
+                    .engine
+                    .sessions()
+                    .filter(|r| {
+                        r.key.supplier == *supplier
+                            && !r.pruned
+                            && matches!(r.state, State::Claiming | State::Claimed | State::Proving)
+                    })
+                    .count();
+                (supplier.clone(), u64::try_from(owing).unwrap_or(u64::MAX))
+            })
+            .collect();
+        let chain = std::sync::Arc::clone(&self.chain);
         let metrics = self.metrics.as_ref().map(|m| m.balance.clone());
-        let params = match self.chain.proof_params().await {
-            Ok(p) => p,
-            Err(e) => {
-                for supplier in self.signers.keys() {
-                    fail(metrics.as_ref(), supplier, "proof_params", &e);
-                }
-                return;
-            }
-        };
-        let proof_fee = upokt(params.proof_submission_fee.as_ref());
-        let penalty = upokt(params.proof_missing_penalty.as_ref());
-        let suppliers: Vec<String> = self.signers.keys().cloned().collect();
-        for supplier in suppliers {
-            let owing = self
-                .engine
-                .sessions()
-                .filter(|r| {
-                    r.key.supplier == supplier
-                        && !r.pruned
-                        && matches!(r.state, State::Claiming | State::Claimed | State::Proving)
-                })
-                .count();
-            let owing = u64::try_from(owing).unwrap_or(u64::MAX);
-            match self.chain.balance(&supplier, DENOM).await {
-                Ok(balance) => {
-                    let health = balance_health(balance, monitor.balance_threshold_upokt, proof_fee, owing);
-                    self.report_balance(metrics.as_ref(), &supplier, balance, health, proof_fee, owing, &monitor);
-                }
-                Err(e) => fail(metrics.as_ref(), &supplier, "balance", &e),
-            }
-            match self.chain.supplier(&supplier).await {
-                Ok(on_chain) => {
-                    let stake = upokt(on_chain.as_ref().and_then(|s| s.stake.as_ref()));
-                    let (covered, health) = stake_health(
-                        stake,
-                        penalty,
-                        monitor.stake_warning_proofs,
-                        monitor.stake_critical_proofs,
-                    );
-                    Self::report_stake(metrics.as_ref(), &supplier, stake, penalty, covered, health);
-                }
-                Err(e) => fail(metrics.as_ref(), &supplier, "stake", &e),
-            }
-        }
+        self.funds_check = Some(tokio::spawn(check_funds(chain, metrics, monitor, suppliers)));
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn report_balance(
-        &self,
-        metrics: Option<&FundsMetrics>,
-        supplier: &str,
-        balance: u128,
-        health: Health,
-        proof_fee: u128,
-        owing: u64,
-        monitor: &BalanceMonitor,
-    ) {
-        if let Some(m) = metrics {
-            m.balance
-                .with_label_values(&[supplier])
-                .set(i64::try_from(balance).unwrap_or(i64::MAX));
-            m.balance_health.with_label_values(&[supplier]).set(health as i64);
-            match health {
-                Health::Critical => m.balance_criticals.with_label_values(&[supplier]).inc(),
-                Health::Warning => m.balance_warnings.with_label_values(&[supplier]).inc(),
-                Health::Healthy => {}
-            }
-        }
-        match health {
-            Health::Critical => tracing::error!(
-                supplier,
-                balance_upokt = %balance,
-                proof_submission_fee_upokt = %proof_fee,
-                claimed_sessions = owing,
-                "supplier balance cannot pay the proofs its claims may need: a required proof refused for funds is \
-                 slashed and claims are lost; fund the operator account"
-            ),
-            Health::Warning => tracing::warn!(
-                supplier,
-                balance_upokt = %balance,
-                threshold_upokt = %monitor.balance_threshold_upokt,
-                "supplier balance below balance_monitor.balance_threshold_upokt"
-            ),
-            Health::Healthy => tracing::debug!(supplier, balance_upokt = %balance, "supplier balance checked"),
+    /// Waits for the funds check started last, if any (tests).
+    #[cfg(test)]
+    pub(super) async fn funds_checked(&mut self) {
+        if let Some(task) = self.funds_check.take() {
+            let _ = task.await;
         }
     }
+}
 
-    fn report_stake(
-        metrics: Option<&FundsMetrics>,
-        supplier: &str,
-        stake: u128,
-        penalty: u128,
-        covered: Option<u128>,
-        health: Health,
-    ) {
-        if let Some(m) = metrics {
-            m.stake
-                .with_label_values(&[supplier])
-                .set(i64::try_from(stake).unwrap_or(i64::MAX));
-            if let Some(covered) = covered {
-                m.stake_health
-                    .with_label_values(&[supplier])
-                    .set(i64::try_from(covered).unwrap_or(i64::MAX));
-            }
-            match health {
-                Health::Critical => m.stake_criticals.with_label_values(&[supplier]).inc(),
-                Health::Warning => m.stake_warnings.with_label_values(&[supplier]).inc(),
-                Health::Healthy => {}
-            }
+/// One check of `suppliers` (each with the sessions that may still owe a proof fee).
+async fn check_funds(
+    chain: std::sync::Arc<crate::chain::query::ChainClient>,
+    metrics: Option<FundsMetrics>,
+    monitor: BalanceMonitor,
+    suppliers: Vec<(String, u64)>,
+) {
+    let fail = |supplier: &str, what: &str, error: &dyn std::fmt::Display| {
+        tracing::warn!(supplier, what, error = %error, "supplier funds check could not read the chain");
+        if let Some(m) = &metrics {
+            m.check_failures.with_label_values(&[supplier, what]).inc();
         }
+    };
+    let params = match chain.proof_params().await {
+        Ok(p) => p,
+        Err(e) => {
+            for (supplier, _) in &suppliers {
+                fail(supplier, "proof_params", &e);
+            }
+            return;
+        }
+    };
+    let proof_fee = upokt(params.proof_submission_fee.as_ref());
+    let penalty = upokt(params.proof_missing_penalty.as_ref());
+    for (supplier, owing) in suppliers {
+        match chain.balance(&supplier, DENOM).await {
+            Ok(balance) => {
+                let health = balance_health(balance, monitor.balance_threshold_upokt, proof_fee, owing);
+                report_balance(metrics.as_ref(), &supplier, balance, health, proof_fee, owing, &monitor);
+            }
+            Err(e) => fail(&supplier, "balance", &e),
+        }
+        match chain.supplier(&supplier).await {
+            Ok(on_chain) => {
+                let stake = upokt(on_chain.as_ref().and_then(|s| s.stake.as_ref()));
+                let (covered, health) = stake_health(
+                    stake,
+                    penalty,
+                    monitor.stake_warning_proofs,
+                    monitor.stake_critical_proofs,
+                );
+                report_stake(metrics.as_ref(), &supplier, stake, penalty, covered, health);
+            }
+            Err(e) => fail(&supplier, "stake", &e),
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn report_balance(
+    metrics: Option<&FundsMetrics>,
+    supplier: &str,
+    balance: u128,
+    health: Health,
+    proof_fee: u128,
+    owing: u64,
+    monitor: &BalanceMonitor,
+) {
+    if let Some(m) = metrics {
+        m.balance
+            .with_label_values(&[supplier])
+            .set(i64::try_from(balance).unwrap_or(i64::MAX));
+        m.balance_health.with_label_values(&[supplier]).set(health as i64);
         match health {
-            Health::Critical => tracing::error!(
-                supplier,
-                stake_upokt = %stake,
-                proof_missing_penalty_upokt = %penalty,
-                "supplier stake covers fewer missed-proof penalties than balance_monitor.stake_critical_proof_threshold"
-            ),
-            Health::Warning => tracing::warn!(
-                supplier,
-                stake_upokt = %stake,
-                proof_missing_penalty_upokt = %penalty,
-                "supplier stake covers fewer missed-proof penalties than balance_monitor.stake_warning_proof_threshold"
-            ),
+            Health::Critical => m.balance_criticals.with_label_values(&[supplier]).inc(),
+            Health::Warning => m.balance_warnings.with_label_values(&[supplier]).inc(),
             Health::Healthy => {}
         }
+    }
+    match health {
+        Health::Critical => tracing::error!(
+            supplier,
+            balance_upokt = %balance,
+            proof_submission_fee_upokt = %proof_fee,
+            claimed_sessions = owing,
+            "supplier balance cannot pay the proofs its claims may need: a required proof refused for funds is \
+             slashed and claims are lost; fund the operator account"
+        ),
+        Health::Warning => tracing::warn!(
+            supplier,
+            balance_upokt = %balance,
+            threshold_upokt = %monitor.balance_threshold_upokt,
+            "supplier balance below balance_monitor.balance_threshold_upokt"
+        ),
+        Health::Healthy => tracing::debug!(supplier, balance_upokt = %balance, "supplier balance checked"),
+    }
+}
+
+fn report_stake(
+    metrics: Option<&FundsMetrics>,
+    supplier: &str,
+    stake: u128,
+    penalty: u128,
+    covered: Option<u128>,
+    health: Health,
+) {
+    if let Some(m) = metrics {
+        m.stake
+            .with_label_values(&[supplier])
+            .set(i64::try_from(stake).unwrap_or(i64::MAX));
+        if let Some(covered) = covered {
+            m.stake_health
+                .with_label_values(&[supplier])
+                .set(i64::try_from(covered).unwrap_or(i64::MAX));
+        }
+        match health {
+            Health::Critical => m.stake_criticals.with_label_values(&[supplier]).inc(),
+            Health::Warning => m.stake_warnings.with_label_values(&[supplier]).inc(),
+            Health::Healthy => {}
+        }
+    }
+    match health {
+        Health::Critical => tracing::error!(
+            supplier,
+            stake_upokt = %stake,
+            proof_missing_penalty_upokt = %penalty,
+            "supplier stake covers fewer missed-proof penalties than balance_monitor.stake_critical_proof_threshold"
+        ),
+        Health::Warning => tracing::warn!(
+            supplier,
+            stake_upokt = %stake,
+            proof_missing_penalty_upokt = %penalty,
+            "supplier stake covers fewer missed-proof penalties than balance_monitor.stake_warning_proof_threshold"
+        ),
+        Health::Healthy => {}
     }
 }
 

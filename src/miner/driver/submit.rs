@@ -834,7 +834,10 @@ impl Miner {
     }
 
     /// Signs `messages` as one tx: a draft is simulated for gas, then signed with gas × adjustment and its fee;
-    /// with a fixed `gas_limit` (config `transaction.gas_limit` ≠ 0) Simulate is skipped and that limit is used.
+    /// with a fixed `gas_limit` (config `transaction.gas_limit` ≠ 0) Simulate is skipped and that limit is used
+    /// per message: a tx of n messages asks n × `gas_limit`. One limit for the whole tx, whatever it carries, let
+    /// a batch of claims (several suppliers' sessions ending together) outgrow it: the tx ran out of gas in its
+    /// block, its fee paid and every claim in it failed, each then re-sent on its own (a second fee each).
     /// The price is `transaction.gas_price` raised to what the node takes (module `fees`); the gas limit and fee
     /// signed are recorded in `signed`, so a refusal of the fee can be priced from them.
     async fn sign_with_gas(
@@ -846,6 +849,7 @@ impl Miner {
         signed: &Signed,
     ) -> Result<Vec<u8>, SequenceError> {
         let price = self.gas_pricing.price(&self.chain).await?;
+        let message_count = u64::try_from(messages.len()).unwrap_or(u64::MAX);
         let mut plan = TxPlan {
             messages,
             memo: String::new(),
@@ -857,7 +861,7 @@ impl Miner {
             account_number,
         };
         if self.config.gas_limit != 0 {
-            plan.gas_limit = self.config.gas_limit;
+            plan.gas_limit = self.config.gas_limit.saturating_mul(message_count.max(1));
         } else {
             // A non-zero fee, so Simulate charges the fee transfer the block will charge (see `simulation_fee`).
             let draft = tx::build_signed_tx(key, &plan)?;

@@ -24,6 +24,7 @@ use crate::sim::chain::{SimChain, actor, router};
 mod confirmed_once;
 mod deferred_submits;
 mod fee_refusals;
+mod fixed_gas;
 mod funds_monitor;
 mod held_past_close;
 mod ingest_between_ticks;

@@ -35,8 +35,8 @@
 //! Replication is asynchronous: a write the primary acknowledged can still be lost when Sentinel promotes a
 //! replica that had not received it. [`RedisConfig::wait_replicas`] > 0 makes the writes whose loss costs money
 //! (relay-log appends, session records, write sets, trie batches) wait for that many replicas with `WAIT` on a
-//! dedicated connection, and fail with [`StorageError::NotReplicated`] when fewer acknowledged them in time
-//! (`replicas` module: what it guarantees and what not).
+//! dedicated connection; fewer in time fail an append with [`StorageError::NotReplicated`] and are counted for
+//! the miner's writes, which stand (`replicas` module: what it guarantees and what not).
 //!
 //! Readiness fails while the server runs without AOF (`appendonly no`, the default of a plain `redis-server`:
 //! RDB snapshots at best), unless `RedisConfig::require_aof` is off; `appendfsync` other than `always` is a WARN at
@@ -169,8 +169,9 @@ pub struct RedisConfig {
     /// stream while there are none left to take (the Go miner's `claim_idle_timeout_ms`). `None`: never.
     pub claim_idle_timeout: Option<Duration>,
     /// Replicas that must acknowledge (Redis `WAIT`) each relay-log append, session record write, write set and
-    /// trie batch before it is acknowledged; fewer within [`RedisConfig::wait_timeout`] fail it with
-    /// [`StorageError::NotReplicated`] (`replicas` module). `0` (default): acknowledged once the primary has it.
+    /// trie batch; fewer within [`RedisConfig::wait_timeout`] fail an append with [`StorageError::NotReplicated`]
+    /// and are counted for the miner's writes, which stand (`replicas` module). `0` (default): acknowledged once
+    /// the primary has it.
     pub wait_replicas: u32,
     /// How long a covered write waits for `wait_replicas` replicas (must be positive when they are asked for).
     pub wait_timeout: Duration,

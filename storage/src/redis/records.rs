@@ -156,7 +156,7 @@ impl SessionStore for RedisBackend {
             .await
             .map_err(|e| self.write_err(&conn, "session CAS", e))?;
         let version = u64::try_from(version).map_err(|_| conflict(supplier, session_id, expected_version, current))?;
-        self.replicated(&mut conn, "session record put").await?;
+        self.replicated_best_effort(&mut conn, "session record put").await?;
         Ok(version)
     }
 
@@ -186,7 +186,7 @@ impl SessionStore for RedisBackend {
                 current,
             )),
             1 => {
-                self.replicated(&mut conn, "session record delete").await?;
+                self.replicated_best_effort(&mut conn, "session record delete").await?;
                 Ok(true)
             }
             _ => Ok(false),

@@ -5,11 +5,13 @@
 //! acknowledged to a gateway (served, never claimed), a session record holding the tx about to be broadcast (the
 //! next leader sends a second tx: a second fee, a duplicate claim), a write set's tries and records (a claim whose
 //! trie is gone cannot be proven: slashed). With `wait_replicas` > 0, each of these writes is followed by Redis
-//! `WAIT wait_replicas wait_timeout_ms` on the connection the write went on, and fewer replicas than asked within
-//! the timeout turn the write into [`StorageError::NotReplicated`] (counted in
-//! `ha_storage_redis_writes_not_replicated_total`, WARN at most once a second), which every caller already
-//! treats as a failed write: a relayer refuses the relays of the batch (its storage error), the miner's write
-//! fails and its take-back paths run.
+//! `WAIT wait_replicas wait_timeout_ms` on the connection the write went on. Fewer replicas than asked within the
+//! timeout are counted (`ha_storage_redis_writes_not_replicated_total`, WARN at most once a second); a relay-log
+//! append then fails as [`StorageError::NotReplicated`], so the relayer refuses the batch's relays (its storage
+//! error) instead of telling gateways they are kept. The miner's writes (records, tries, write sets) stand
+//! (`RedisBackend::replicated_best_effort`): failing them stopped every claim and proof for as long as a replica
+//! was out (a claim lost, a required proof slashed), against the rarer primary crash in that time, which costs
+//! at most a second tx (a lookup runs before any re-send).
 //!
 //! Covered: relay-log appends (one `WAIT` per append, i.e. per group-commit batch, not per relay), session record
 //! puts and deletes (a delete lost in a failover resurrects a pruned session), write sets (but the
@@ -181,9 +183,9 @@ impl RedisBackend {
                 got,
                 wait_timeout_ms = millis(cfg.wait_timeout),
                 not_replicated_total = total,
-                "redis write not acknowledged by enough replicas within storage.redis.wait_timeout_ms: failed \
-                 (applied on the primary only, which a failover may lose); logged at most once a second, every one \
-                 counted in ha_storage_redis_writes_not_replicated_total"
+                "redis write not acknowledged by enough replicas within storage.redis.wait_timeout_ms (applied on \
+                 the primary only, which a failover may lose): a relay-log append fails, the miner's writes stand; \
+                 logged at most once a second, every one counted in ha_storage_redis_writes_not_replicated_total"
             );
         }
         Err(StorageError::NotReplicated {
@@ -191,6 +193,19 @@ impl RedisBackend {
             asked,
             got,
         })
+    }
+
+    /// [`Self::replicated`] for the miner's writes (session records, tries, write sets): a shortfall is counted
+    /// and logged the same, but the write stands (the primary applied it). Failing them stopped every claim and
+    /// proof while a replica was down (the tx stored before it leaves is one such write, and a step whose records
+    /// fail is taken back and tried again at each block): claims lost and required proofs slashed for as long as
+    /// the replica was out, to guard against the rarer primary crash in that time, which costs at most a second
+    /// tx. Relay-log appends stay strict ([`Self::replicated`]): what a gateway is told is kept is kept.
+    pub(crate) async fn replicated_best_effort(&self, conn: &mut WriteConn, what: &str) -> Result<(), StorageError> {
+        match self.replicated(conn, what).await {
+            Err(StorageError::NotReplicated { .. }) => Ok(()),
+            other => other,
+        }
     }
 
     /// How much longer a covered write may take than a plain one (the `WAIT`), for callers that bound the wait.

@@ -16,8 +16,8 @@
 //! in-memory **mirror**: [`TrieStore::open`] prefetches the whole hash with `HSCAN` (paged, never one `HGETALL`
 //! that could stall the server on a huge hash), `get` reads the mirror, and each [`NodeStore::write_batch`] is
 //! one `MULTI`/`EXEC` (`HDEL` + `HSET`) run on the runtime the store was opened on, updating the mirror once
-//! Redis has applied it (also when too few replicas acknowledged it, `wait_replicas`: the batch then fails with
-//! [`StorageError::NotReplicated`], but the primary has it; `replicas` module). One mirror is shared by every
+//! Redis has applied it (also when too few replicas acknowledged it, `wait_replicas`: counted, and the batch
+//! stands, the primary has it; `replicas` module). One mirror is shared by every
 //! handle of a namespace in this process, and [`TrieStore::delete_namespace`] clears it.
 //!
 //! The mirror holds values of at most [`INLINE_MAX`] bytes (the trie's leaf and root records); a larger one (a
@@ -255,7 +255,7 @@ impl NodeStore for RedisNodeStore {
                 inv.invoke_async::<i64>(&mut conn)
                     .await
                     .map_err(|e| backend.write_err(&conn, &format!("trie batch on {key}"), e))?;
-                backend.replicated(&mut conn, "trie batch").await
+                backend.replicated_best_effort(&mut conn, "trie batch").await
             });
         }
         let mut p = redis::pipe();
@@ -280,7 +280,7 @@ impl NodeStore for RedisNodeStore {
             p.query_async::<()>(&mut conn)
                 .await
                 .map_err(|e| backend.write_err(&conn, "HSET trie batch", e))?;
-            backend.replicated(&mut conn, "trie batch").await
+            backend.replicated_best_effort(&mut conn, "trie batch").await
         })
     }
 }

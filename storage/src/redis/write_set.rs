@@ -10,8 +10,8 @@
 //! than stopping the script after its writes.
 //!
 //! Replicas: with `wait_replicas` > 0 the script runs on the dedicated connection of replicated writes and is
-//! followed by `WAIT` (`replicas` module); a set too few replicas acknowledged fails with
-//! [`StorageError::NotReplicated`] after the trie mirrors took it (the primary has it). A
+//! followed by `WAIT` (`replicas` module); a set too few replicas acknowledged is counted and stands (the primary
+//! has it, and failing the miner's writes would stop its claims and proofs while a replica is out). A
 //! [`SetDurability::Eventual`] set (the miner's ingest batch, which the caller redoes if a crash loses it, and so
 //! if a failover does) does not wait; a later set that waits covers it too (`WAIT` waits for the primary's
 //! replication offset, which includes every earlier write).
@@ -188,7 +188,7 @@ impl WriteSets for RedisBackend {
                         backend.mirror_applied(key, batch);
                     }
                     // After the mirrors: the primary applied the set whether the replicas have it or not.
-                    backend.replicated(&mut conn, "write set").await?;
+                    backend.replicated_best_effort(&mut conn, "write set").await?;
                     Ok(WriteSetOutcome {
                         versions: versions.iter().map(|v| u64::try_from(*v).unwrap_or_default()).collect(),
                         acked: u64::try_from(*acked).unwrap_or_default(),

@@ -44,6 +44,7 @@ async fn the_leader_reports_each_suppliers_balance_and_stake_levels() {
     }
     f.chain.produce_block();
     miner.step().await.unwrap();
+    miner.funds_checked().await;
     let text = telemetry.render_metrics();
     assert_eq!(value(&text, "ha_miner_supplier_balance_upokt"), Some(5_000_000));
     assert_eq!(value(&text, "ha_miner_supplier_balance_health_status"), Some(0));
@@ -64,6 +65,7 @@ async fn the_leader_reports_each_suppliers_balance_and_stake_levels() {
         .amount = "5000".into();
     f.chain.produce_block();
     miner.step().await.unwrap();
+    miner.funds_checked().await;
     let text = telemetry.render_metrics();
     assert_eq!(value(&text, "ha_miner_supplier_balance_health_status"), Some(1));
     assert_eq!(value(&text, "ha_miner_supplier_balance_warning_alerts_total"), Some(1));
@@ -83,6 +85,7 @@ async fn the_leader_reports_each_suppliers_balance_and_stake_levels() {
         .amount = "2000".into();
     f.chain.produce_block();
     miner.step().await.unwrap();
+    miner.funds_checked().await;
     let text = telemetry.render_metrics();
     assert_eq!(value(&text, "ha_miner_supplier_balance_upokt"), Some(399_999));
     assert_eq!(value(&text, "ha_miner_supplier_balance_health_status"), Some(2));
@@ -120,6 +123,11 @@ async fn claimed_sessions_raise_the_critical_level_to_their_proof_fees() {
     miner.step().await.unwrap();
     f.chain.produce_block();
     miner.step().await.unwrap();
+    // A check started after the claims were sent.
+    miner.funds_checked().await;
+    f.chain.produce_block();
+    miner.step().await.unwrap();
+    miner.funds_checked().await;
     let claiming = miner
         .engine
         .sessions()
@@ -130,7 +138,8 @@ async fn claimed_sessions_raise_the_critical_level_to_their_proof_fees() {
     assert_eq!(value(&text, "ha_miner_supplier_balance_health_status"), Some(2));
 }
 
-/// Between checks the chain is not read again: one check per interval, not per block.
+/// Between checks the chain is not read again: one check per interval, not per block. The check runs on a task
+/// of its own, so its reads never hold up the block's work.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn funds_are_checked_once_per_interval() {
     let f = fixture().await;
@@ -139,10 +148,12 @@ async fn funds_are_checked_once_per_interval() {
     let calls = || f.chain.grpc_calls(crate::protocol::wire::method::BALANCE);
     f.chain.produce_block();
     miner.step().await.unwrap();
+    miner.funds_checked().await;
     assert_eq!(calls(), 1, "checked at the first block");
     for _ in 0..3 {
         f.chain.produce_block();
         miner.step().await.unwrap();
+        miner.funds_checked().await;
     }
     assert_eq!(calls(), 1, "not again within the interval");
 }
