@@ -15,6 +15,13 @@ use relay_miner::protocol::wire::method::{
 
 use crate::relayer::{ChainFault, Net, error_code, eventually};
 
+/// Moves the chain (and the relayer's view of it) to the first block of the next session.
+fn to_a_fresh_session(net: &Net) {
+    let params = net.chain.state().shared.clone();
+    let current = SessionWindows::new(&params, net.chain.height()).unwrap();
+    net.advance(usize::try_from(current.end + 1 - net.chain.height()).unwrap());
+}
+
 /// The sum of every sample of metric `name` whose labels contain `labels`.
 pub(crate) fn metric_sum(telemetry: &relay_miner::telemetry::Telemetry, name: &str, labels: &str) -> u64 {
     telemetry
@@ -77,9 +84,7 @@ async fn an_optimistic_relay_is_settled_at_its_arrival_height() {
     let net = Net::new(1_000_000_000).await;
     let r = net.relayer().await;
     // The first block of a fresh session: relay 1 there, relay 2 one block later.
-    let params = net.chain.state().shared.clone();
-    let current = SessionWindows::new(&params, net.chain.height()).unwrap();
-    net.advance(usize::try_from(current.end + 1 - net.chain.height()).unwrap());
+    to_a_fresh_session(&net);
     let header = net.header("lazy").await;
     let (status, _) = net.send(&r.url, &net.request(&header, &net.ours.1, Net::rpc(1))).await;
     assert_eq!(status, 200);
@@ -264,9 +269,7 @@ async fn a_new_block_of_the_session_needs_no_params_read() {
     let net = Net::new(1_000_000_000).await;
     let r = net.relayer().await;
     // The first block of a fresh session: relays there, more one block later.
-    let params = net.chain.state().shared.clone();
-    let current = SessionWindows::new(&params, net.chain.height()).unwrap();
-    net.advance(usize::try_from(current.end + 1 - net.chain.height()).unwrap());
+    to_a_fresh_session(&net);
     let (eager, lazy) = (net.header("anvil").await, net.header("lazy").await);
     for header in [&eager, &lazy] {
         let (status, _) = net.send(&r.url, &net.request(header, &net.ours.1, Net::rpc(1))).await;
@@ -303,9 +306,7 @@ async fn a_new_block_of_the_session_needs_no_params_read() {
 async fn an_optimistic_relay_is_mined_once_the_chain_answers_again() {
     let net = Net::new(1_000_000_000).await;
     let r = net.relayer().await;
-    let params = net.chain.state().shared.clone();
-    let current = SessionWindows::new(&params, net.chain.height()).unwrap();
-    net.advance(usize::try_from(current.end + 1 - net.chain.height()).unwrap());
+    to_a_fresh_session(&net);
     let header = net.header("lazy").await;
     let (status, _) = net.send(&r.url, &net.request(&header, &net.ours.1, Net::rpc(1))).await;
     assert_eq!(status, 200);
