@@ -39,7 +39,7 @@ pub struct Validated {
     /// The application's stake in uPOKT (current state).
     pub app_stake_upokt: u64,
     /// The application's `per_session_spend_limit` in uPOKT (current state); `None` when absent or zero (no
-    /// limit, as the chain's settlement reads it). [`spend_limit_upokt`].
+    /// limit, as the chain's settlement reads it). Read by `spend_limit_upokt`.
     pub app_spend_limit_upokt: Option<u64>,
     /// Shared `compute_units_to_tokens_multiplier` at the session end height.
     pub compute_units_to_tokens_multiplier: u64,
