@@ -771,7 +771,13 @@ impl Relayer {
         let validation_started = Instant::now();
         // The LSAG equations were verified before serving ([`validate::verify_signature`]). The relay was served:
         // its chain reads are tried again while the node is unreachable (module `chain_retry`).
-        let retried = self.metrics.optimistic_chain_retries.with_label_values(&[&service_id]);
+        // Looked up only when a read is retried (the common path pays nothing).
+        let retried = || {
+            self.metrics
+                .optimistic_chain_retries
+                .with_label_values(&[&service_id])
+                .inc()
+        };
         let validated = chain_retry::retry_chain_errors(
             chain_retry::RETRY_FOR,
             || {
@@ -784,7 +790,7 @@ impl Relayer {
                     true,
                 )
             },
-            || retried.inc(),
+            retried,
         )
         .await;
         self.metrics
@@ -808,9 +814,7 @@ impl Relayer {
             }
         };
         let outcome = async {
-            let costs =
-                chain_retry::retry_chain_errors(chain_retry::RETRY_FOR, || self.costs(&valid), || retried.inc())
-                    .await?;
+            let costs = chain_retry::retry_chain_errors(chain_retry::RETRY_FOR, || self.costs(&valid), retried).await?;
             let charge = self.charge_served(&valid, costs.compute_units).await;
             self.mine(&request, &response, &valid, status, &costs, arrival, true, charge)
                 .await

@@ -22,6 +22,17 @@ fn to_a_fresh_session(net: &Net) {
     net.advance(usize::try_from(current.end + 1 - net.chain.height()).unwrap());
 }
 
+/// At the first block of a fresh session, relay 1 of the optimistic service `lazy` (validated first, as a
+/// session's first relay is) served and recorded; its session header.
+async fn first_lazy_relay_of_a_fresh_session(net: &Net, url: &str) -> relay_miner::protocol::wire::SessionHeader {
+    to_a_fresh_session(net);
+    let header = net.header("lazy").await;
+    let (status, _) = net.send(url, &net.request(&header, &net.ours.1, Net::rpc(1))).await;
+    assert_eq!(status, 200);
+    eventually("relay 1 to be recorded", || async { net.recorded().await == 1 }).await;
+    header
+}
+
 /// The sum of every sample of metric `name` whose labels contain `labels`.
 pub(crate) fn metric_sum(telemetry: &relay_miner::telemetry::Telemetry, name: &str, labels: &str) -> u64 {
     telemetry
@@ -83,12 +94,8 @@ async fn session_costs_are_read_before_forwarding_and_once_per_session() {
 async fn an_optimistic_relay_is_settled_at_its_arrival_height() {
     let net = Net::new(1_000_000_000).await;
     let r = net.relayer().await;
-    // The first block of a fresh session: relay 1 there, relay 2 one block later.
-    to_a_fresh_session(&net);
-    let header = net.header("lazy").await;
-    let (status, _) = net.send(&r.url, &net.request(&header, &net.ours.1, Net::rpc(1))).await;
-    assert_eq!(status, 200);
-    eventually("relay 1 to be recorded", || async { net.recorded().await == 1 }).await;
+    // Relay 1 at the first block of a fresh session, relay 2 one block later.
+    let header = first_lazy_relay_of_a_fresh_session(&net, &r.url).await;
     net.advance(1);
     let arrival = net.chain.height();
     // Relay 2's background validation reads the application again (a new block made it stale): slowly, so the
@@ -306,11 +313,7 @@ async fn a_new_block_of_the_session_needs_no_params_read() {
 async fn an_optimistic_relay_is_mined_once_the_chain_answers_again() {
     let net = Net::new(1_000_000_000).await;
     let r = net.relayer().await;
-    to_a_fresh_session(&net);
-    let header = net.header("lazy").await;
-    let (status, _) = net.send(&r.url, &net.request(&header, &net.ours.1, Net::rpc(1))).await;
-    assert_eq!(status, 200);
-    eventually("relay 1 to be recorded", || async { net.recorded().await == 1 }).await;
+    let header = first_lazy_relay_of_a_fresh_session(&net, &r.url).await;
     // The next session's first block: relay 2 of the last session is within its grace period.
     net.advance(usize::try_from(header.session_end_block_height + 1 - net.chain.height()).unwrap());
     net.chain_tap.set_fault(PARAMS_AT_HEIGHT, Some(ChainFault::Unavailable));

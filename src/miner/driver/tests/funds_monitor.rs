@@ -14,6 +14,29 @@ fn value(text: &str, name: &str) -> Option<i64> {
         .and_then(|l| l.rsplit(' ').next()?.parse().ok())
 }
 
+/// Sets the supplier's balance and stake (upokt) on chain, moves a block and waits for the check it starts; the
+/// metrics after it.
+async fn check_with(
+    f: &Fixture,
+    miner: &mut Miner,
+    telemetry: &crate::telemetry::Telemetry,
+    balance: u128,
+    stake: u64,
+) -> String {
+    {
+        let mut s = f.chain.state();
+        s.accounts.get_mut(&f.supplier).unwrap().balance = balance;
+        s.suppliers.get_mut(&f.supplier).unwrap().stake = Some(crate::protocol::wire::Coin {
+            denom: "upokt".into(),
+            amount: stake.to_string(),
+        });
+    }
+    f.chain.produce_block();
+    miner.step().await.unwrap();
+    miner.funds_checked().await;
+    telemetry.render_metrics()
+}
+
 fn monitored(f: &Fixture, every: Duration, telemetry: &crate::telemetry::Telemetry) -> Miner {
     let plain = MemoryBackend::new().storage();
     Miner::new(f.client.clone(), plain, f.keyring.clone(), config("a"))
@@ -34,18 +57,7 @@ async fn the_leader_reports_each_suppliers_balance_and_stake_levels() {
     let f = fixture_on(g).await;
     let telemetry = crate::telemetry::Telemetry::new().unwrap();
     let mut miner = monitored(&f, Duration::ZERO, &telemetry);
-    {
-        let mut s = f.chain.state();
-        s.accounts.get_mut(&f.supplier).unwrap().balance = 5_000_000;
-        s.suppliers.get_mut(&f.supplier).unwrap().stake = Some(crate::protocol::wire::Coin {
-            denom: "upokt".into(),
-            amount: "20000".into(),
-        });
-    }
-    f.chain.produce_block();
-    miner.step().await.unwrap();
-    miner.funds_checked().await;
-    let text = telemetry.render_metrics();
+    let text = check_with(&f, &mut miner, &telemetry, 5_000_000, 20_000).await;
     assert_eq!(value(&text, "ha_miner_supplier_balance_upokt"), Some(5_000_000));
     assert_eq!(value(&text, "ha_miner_supplier_balance_health_status"), Some(0));
     assert_eq!(value(&text, "ha_miner_supplier_stake_upokt"), Some(20_000));
@@ -53,40 +65,14 @@ async fn the_leader_reports_each_suppliers_balance_and_stake_levels() {
     assert_eq!(value(&text, "ha_miner_supplier_stake_warning_alerts_total"), None);
 
     // Below the threshold, above one proof fee: warning. Stake for 5 penalties: warning.
-    f.chain.state().accounts.get_mut(&f.supplier).unwrap().balance = 999_999;
-    f.chain
-        .state()
-        .suppliers
-        .get_mut(&f.supplier)
-        .unwrap()
-        .stake
-        .as_mut()
-        .unwrap()
-        .amount = "5000".into();
-    f.chain.produce_block();
-    miner.step().await.unwrap();
-    miner.funds_checked().await;
-    let text = telemetry.render_metrics();
+    let text = check_with(&f, &mut miner, &telemetry, 999_999, 5_000).await;
     assert_eq!(value(&text, "ha_miner_supplier_balance_health_status"), Some(1));
     assert_eq!(value(&text, "ha_miner_supplier_balance_warning_alerts_total"), Some(1));
     assert_eq!(value(&text, "ha_miner_supplier_stake_health_ratio"), Some(5));
     assert_eq!(value(&text, "ha_miner_supplier_stake_warning_alerts_total"), Some(1));
 
     // Below one proof submission fee: critical (a required proof could not be paid). Stake for 2: critical.
-    f.chain.state().accounts.get_mut(&f.supplier).unwrap().balance = 399_999;
-    f.chain
-        .state()
-        .suppliers
-        .get_mut(&f.supplier)
-        .unwrap()
-        .stake
-        .as_mut()
-        .unwrap()
-        .amount = "2000".into();
-    f.chain.produce_block();
-    miner.step().await.unwrap();
-    miner.funds_checked().await;
-    let text = telemetry.render_metrics();
+    let text = check_with(&f, &mut miner, &telemetry, 399_999, 2_000).await;
     assert_eq!(value(&text, "ha_miner_supplier_balance_upokt"), Some(399_999));
     assert_eq!(value(&text, "ha_miner_supplier_balance_health_status"), Some(2));
     assert_eq!(value(&text, "ha_miner_supplier_balance_critical_alerts_total"), Some(1));
