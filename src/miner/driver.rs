@@ -9,6 +9,7 @@
 //! record before it leaves, so the next leader finds out what happened to it before it signs another (module
 //! `submit::kept`).
 
+mod afford;
 pub(super) mod balance;
 pub use balance::BalanceMonitor;
 mod confirmed;
@@ -196,6 +197,8 @@ pub struct Miner {
     stored_txs: HashMap<SessionKey, Vec<String>>,
     /// Records whose kept txs changed since they were written (written with the submission's step).
     kept_changed: std::collections::BTreeSet<SessionKey>,
+    /// Claims held back because the balance could not pay their proofs (module `afford`): each counted once.
+    held_for_funds: std::collections::BTreeSet<SessionKey>,
     /// How long a leadership confirmation is taken as still holding (module `leadership`,
     /// [`Miner::with_confirmation_reuse`]); zero: every check asks storage.
     confirmation_reuse: Duration,
@@ -276,6 +279,7 @@ impl Miner {
             kept_txs: submit::KeptTxs::default(),
             stored_txs: HashMap::new(),
             kept_changed: Default::default(),
+            held_for_funds: Default::default(),
             confirmation_reuse: Duration::ZERO,
             confirmed: std::sync::Mutex::new(None),
         }

@@ -33,6 +33,7 @@ pub struct MinerMetrics {
     pub(super) leader_status: IntGauge,
     pub(super) fenced_writes: IntCounter,
     pub(super) fee_refusals: IntCounterVec,
+    pub(super) claims_skipped: IntCounterVec,
     pub(super) balance: super::driver::balance::FundsMetrics,
 }
 
@@ -190,6 +191,13 @@ impl MinerMetrics {
                  named is above transaction.max_gas_price, in another denom or unreadable, or the re-send was \
                  refused again; tried again at the next block)",
                 &["supplier", "result"],
+            )?,
+            claims_skipped: counter(
+                "ha_miner_claims_skipped_total",
+                "Sessions whose claim was held back, counted once per session: insufficient_funds (the operator \
+                 balance cannot also pay this claim's proof submission fee after the fees its claimed sessions may \
+                 owe; tried again at every block while the claim window allows)",
+                &["supplier", "service_id", "reason"],
             )?,
             fenced_writes: {
                 let c = IntCounter::new(

@@ -264,6 +264,7 @@ impl Miner {
             let rebuilt = self.build_all(kind, supplier, expired, &mut step).await;
             messages.extend(rebuilt);
         }
+        let (mut step, messages) = self.affordable(kind, supplier, messages, step).await;
         if messages.is_empty() {
             return Ok(step);
         }
@@ -770,7 +771,7 @@ impl Miner {
     /// [`Self::tx_outcome`] with the error counter's reason given: sends that never left because this node no
     /// longer leads (`not_leader`: routine in a cluster, no node was asked) or because the window's deadline
     /// passed while the leadership was confirmed (`deadline_passed`) are told apart from a node's refusals.
-    fn tx_outcome_as(
+    pub(super) fn tx_outcome_as(
         &mut self,
         mut step: Step,
         kind: TxKind,

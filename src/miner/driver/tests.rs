@@ -21,6 +21,7 @@ use crate::protocol::wire::{MinedRelayMessage, SessionHeader};
 use crate::sim::chain::genesis::*;
 use crate::sim::chain::{SimChain, actor, router};
 
+mod claim_funds;
 mod confirmed_once;
 mod deferred_submits;
 mod fee_refusals;

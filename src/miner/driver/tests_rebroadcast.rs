@@ -286,6 +286,8 @@ async fn a_batch_refused_for_the_whole_tx_is_not_split_into_one_tx_per_message()
             if code == 20 {
                 s.mempool = vec![Vec::new(); crate::sim::chain::MAX_MEMPOOL_TXS];
             } else {
+                // No proof fee: the claims are not held back for it (module `afford`) and reach CheckTx.
+                s.proof.proof_submission_fee = None;
                 s.accounts.get_mut(&f.supplier).unwrap().balance = 0;
             }
         }
@@ -317,8 +319,9 @@ async fn a_tx_of_a_split_submission_whose_deadline_passed_meanwhile_is_not_sent(
     config.engine.claim_delay_blocks = 100;
     let (f, miner) = leader_at_claim_open_with(config, Duration::from_secs(5)).await;
     let mut miner = miner.with_metrics(crate::miner::metrics::MinerMetrics::new(&telemetry).unwrap());
-    let first = ingest_unknown_session(&f, &mut miner).await;
-    assert!(first < f.key, "it goes in the first tx");
+    // Sent most valuable first (module `afford`): the fixture's session, then the unknown one (which the chain
+    // cannot value).
+    let second = ingest_unknown_session(&f, &mut miner).await;
     // After the ingest, which keeps out relays too large for a tx of this size.
     miner.config.max_tx_bytes = 512 + 400;
     let schedule = miner.engine.session(&f.key).unwrap().schedule;
@@ -340,9 +343,10 @@ async fn a_tx_of_a_split_submission_whose_deadline_passed_meanwhile_is_not_sent(
         ),
         Some(1)
     );
-    let record = miner.engine.session(&f.key).unwrap();
+    let record = miner.engine.session(&second).unwrap();
     assert_eq!(record.claim_sent_at, Vec::<i64>::new(), "never sent");
     assert!(!record.claim_reached_node);
+    assert!(!miner.engine.session(&f.key).unwrap().claim_sent_at.is_empty());
 }
 
 /// A batch (two sessions' claims in one tx) whose broadcast answer is lost is found out about as one tx: at the

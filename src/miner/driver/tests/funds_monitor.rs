@@ -104,10 +104,12 @@ async fn claimed_sessions_raise_the_critical_level_to_their_proof_fees() {
         .await
         .unwrap();
     ingest_until_claim_open(&f, &plain, &mut miner).await;
-    // 600,000: one fee is covered, the two claimed sessions' are not.
-    f.chain.state().accounts.get_mut(&f.supplier).unwrap().balance = 600_000;
+    // 900,000 pays both claims' proof fees (a claim the balance could not prove is held back, module `afford`).
+    f.chain.state().accounts.get_mut(&f.supplier).unwrap().balance = 900_000;
     miner.step().await.unwrap();
     f.chain.produce_block();
+    // 600,000: one fee is covered, the two claimed sessions' are not.
+    f.chain.state().accounts.get_mut(&f.supplier).unwrap().balance = 600_000;
     miner.step().await.unwrap();
     // A check started after the claims were sent.
     miner.funds_checked().await;

@@ -1,0 +1,256 @@
+//! What a supplier's balance can pay for: claims it could not prove are held back, and the most valuable
+//! sessions go first.
+//!
+//! Why: every required proof costs the chain's `proof_submission_fee` on top of its tx fee, paid from the
+//! supplier operator's balance (poktroll x/proof `SubmitProof`). A claim whose proof the account cannot pay for
+//! is worse than no claim: if the chain then requires its proof (always above `proof_requirement_threshold`,
+//! else with `proof_request_probability`, spec §6.3), the proof is refused for funds, the claim expires unpaid
+//! and the supplier's stake is slashed by `proof_missing_penalty`. poktroll's own relay miner therefore claims
+//! only the sessions whose proof fees its balance covers, most rewarding first (`payableProofsSessionTrees`,
+//! pkg/relayer/session/claim.go). We do the same, with two differences in the supplier's favour:
+//! - the balance first keeps the proof fees of the supplier's sessions already claimed (sent, on chain with the
+//!   requirement unknown, or proving): poktroll counts only the batch at hand, so two sessions' batches can each
+//!   take the same funds (the funds monitor's critical level, module `balance`, uses the same reserve);
+//! - a claim held back is not dropped: it is a send that never left (`TxOutcome::NotSent`, the trie not frozen),
+//!   tried again at every block while its window allows, so an operator who tops the account up in the claim
+//!   window still gets it claimed. Held-back sessions are counted once each in
+//!   `ha_miner_claims_skipped_total{reason="insufficient_funds"}` (the Go miner's name) and logged at ERROR.
+//!
+//! Proofs are never held back (a proof not sent is a slash for sure; one refused for funds costs no fee and is
+//! tried again), but, like claims, go most valuable first, so when a batch is refused for the message the
+//! balance no longer covers (it names the message, and the rest is sent again without it), the sessions that
+//! land are the ones worth most. Value is the session's claimed uPOKT (§6.3.1: its compute units, scaled by
+//! the service's relay difficulty, at the session start's `compute_units_to_tokens_multiplier`).
+//!
+//! A balance or params read that fails holds nothing back (logged): the node will say itself whether it takes
+//! the txs, and a failed read must not cost claims.
+
+use std::cmp::Reverse;
+
+use super::Miner;
+use crate::miner::lifecycle::{SessionKey, State, Step, TxKind, TxOutcome};
+use crate::protocol::wire;
+
+/// The denom balances and the proof submission fee are in.
+const DENOM: &str = "upokt";
+
+/// The reason label of held-back claims.
+pub(super) const INSUFFICIENT_FUNDS: &str = "insufficient_funds";
+
+/// What a supplier's balance covers, given the proof fees it already owes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Funds {
+    /// The operator account's spendable balance.
+    pub balance: u128,
+    /// `proof_submission_fee`.
+    pub proof_fee: u128,
+    /// Sessions of the supplier outside the batch that may still need a paid proof.
+    pub owed_proofs: u64,
+}
+
+impl Funds {
+    /// How many new claims the balance can back with a proof each: the chain takes a proof only while the
+    /// balance exceeds its fee (x/proof deducts it before the proof's checks), so each needs more than one fee
+    /// left. Every claim when the fee is zero.
+    pub fn claims_covered(&self) -> usize {
+        if self.proof_fee == 0 {
+            return usize::MAX;
+        }
+        let reserved = self.proof_fee.saturating_mul(u128::from(self.owed_proofs));
+        let left = self.balance.saturating_sub(reserved);
+        // n claims are covered when left > n × fee, i.e. n = ceil(left / fee) − 1.
+        let covered = left.div_ceil(self.proof_fee).saturating_sub(1);
+        usize::try_from(covered).unwrap_or(usize::MAX)
+    }
+}
+
+impl Miner {
+    /// Orders `messages` (one supplier's, of `kind`) most valuable first and, for claims, holds back those the
+    /// supplier's balance could not prove (module docs): they are fed to the engine as sends that never left.
+    /// Returns the messages to send.
+    pub(super) async fn affordable(
+        &mut self,
+        kind: TxKind,
+        supplier: &str,
+        mut messages: Vec<(SessionKey, wire::Any)>,
+        step: Step,
+    ) -> (Step, Vec<(SessionKey, wire::Any)>) {
+        if messages.len() > 1 {
+            let mut valued = Vec::with_capacity(messages.len());
+            for (key, message) in messages {
+                let value = self.session_value(&key).await;
+                valued.push((value, key, message));
+            }
+            // Stable: equal values keep the engine's order.
+            valued.sort_by_key(|(value, _, _)| Reverse(*value));
+            messages = valued.into_iter().map(|(_, key, message)| (key, message)).collect();
+        }
+        if kind != TxKind::Claim || messages.is_empty() {
+            return (step, messages);
+        }
+        self.held_for_funds
+            .retain(|key| self.engine.session(key).is_some_and(|r| r.state == State::Claiming));
+        let batch: Vec<SessionKey> = messages.iter().map(|(key, _)| key.clone()).collect();
+        let Some(funds) = self.funds(supplier, &batch).await else {
+            return (step, messages);
+        };
+        let covered = funds.claims_covered();
+        if covered >= messages.len() {
+            for key in &batch {
+                self.held_for_funds.remove(key);
+            }
+            return (step, messages);
+        }
+        let held: Vec<SessionKey> = messages.split_off(covered).into_iter().map(|(key, _)| key).collect();
+        for (key, _) in &messages {
+            self.held_for_funds.remove(key);
+        }
+        tracing::error!(
+            supplier,
+            balance_upokt = %funds.balance,
+            proof_submission_fee_upokt = %funds.proof_fee,
+            owed_proofs = funds.owed_proofs,
+            sent = messages.len(),
+            held = held.len(),
+            "the supplier's balance cannot pay the proofs of all its claims: the least valuable claims are held \
+             back (tried again at every block while their window allows); fund the operator account"
+        );
+        for key in &held {
+            if self.held_for_funds.insert(key.clone())
+                && let Some(m) = &self.metrics
+            {
+                let service = self
+                    .engine
+                    .session(key)
+                    .map(|r| r.service_id.clone())
+                    .unwrap_or_default();
+                m.claims_skipped
+                    .with_label_values(&[supplier, &service, INSUFFICIENT_FUNDS])
+                    .inc();
+            }
+        }
+        let reason = format!(
+            "{INSUFFICIENT_FUNDS}: balance {}upokt cannot also pay the proof submission fee ({}upokt) of this claim",
+            funds.balance, funds.proof_fee
+        );
+        let step = self.tx_outcome_as(
+            step,
+            kind,
+            supplier,
+            held,
+            TxOutcome::NotSent(reason),
+            INSUFFICIENT_FUNDS,
+        );
+        (step, messages)
+    }
+
+    /// The supplier's balance, the proof fee, and the proofs its sessions outside `batch` may still owe; `None`
+    /// (logged) when the chain cannot be read.
+    async fn funds(&mut self, supplier: &str, batch: &[SessionKey]) -> Option<Funds> {
+        let params = match self.block_proof_params().await {
+            Ok(params) => params,
+            Err(e) => {
+                tracing::warn!(supplier, error = %e, "cannot read the proof params: claims sent without a funds check");
+                return None;
+            }
+        };
+        let proof_fee = params
+            .proof_submission_fee
+            .as_ref()
+            .filter(|c| c.denom == DENOM)
+            .and_then(|c| c.amount.parse::<u128>().ok())
+            .unwrap_or(0);
+        if proof_fee == 0 {
+            return Some(Funds {
+                balance: 0,
+                proof_fee,
+                owed_proofs: 0,
+            });
+        }
+        let balance = match self.chain.balance(supplier, DENOM).await {
+            Ok(balance) => balance,
+            Err(e) => {
+                tracing::warn!(supplier, error = %e, "cannot read the supplier's balance: claims sent without a funds check");
+                return None;
+            }
+        };
+        let owed = self
+            .engine
+            .sessions()
+            .filter(|r| {
+                r.key.supplier == supplier
+                    && !r.pruned
+                    && !batch.contains(&r.key)
+                    && owes_a_proof(r.state, r.proof_required)
+            })
+            .count();
+        Some(Funds {
+            balance,
+            proof_fee,
+            owed_proofs: u64::try_from(owed).unwrap_or(u64::MAX),
+        })
+    }
+
+    /// A session's value for ordering: its claimed uPOKT (compute units claimed on chain, else ingested), or its
+    /// compute units when a chain read needed to value it fails (then it sorts among the others by size alone).
+    async fn session_value(&self, key: &SessionKey) -> (u64, u64) {
+        let Some(r) = self.engine.session(key) else {
+            return (0, 0);
+        };
+        let compute_units = r.claimed.map_or(r.compute_units, |(_, cu)| cu);
+        let (service, end) = (r.service_id.clone(), r.schedule.session_end);
+        let upokt = self.upokt(&service, end, compute_units).await.unwrap_or(0);
+        (upokt, compute_units)
+    }
+}
+
+/// Whether a session in `state` may still have to pay a proof fee: its claim is being sent, or on chain with
+/// the requirement unknown or required, and no proof has landed.
+fn owes_a_proof(state: State, proof_required: Option<bool>) -> bool {
+    match state {
+        State::Claiming | State::Proving => true,
+        State::Claimed => proof_required != Some(false),
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn funds(balance: u128, proof_fee: u128, owed_proofs: u64) -> Funds {
+        Funds {
+            balance,
+            proof_fee,
+            owed_proofs,
+        }
+    }
+
+    #[test]
+    fn a_claim_is_covered_while_the_balance_exceeds_one_more_proof_fee() {
+        assert_eq!(funds(1_000, 0, 7).claims_covered(), usize::MAX);
+        assert_eq!(funds(100, 100, 0).claims_covered(), 0);
+        assert_eq!(funds(101, 100, 0).claims_covered(), 1);
+        assert_eq!(funds(200, 100, 0).claims_covered(), 1);
+        assert_eq!(funds(201, 100, 0).claims_covered(), 2);
+        assert_eq!(funds(0, 100, 0).claims_covered(), 0);
+    }
+
+    #[test]
+    fn proofs_already_owed_are_paid_first() {
+        assert_eq!(funds(301, 100, 2).claims_covered(), 1);
+        assert_eq!(funds(300, 100, 2).claims_covered(), 0);
+        assert_eq!(funds(50, 100, 3).claims_covered(), 0);
+    }
+
+    #[test]
+    fn claimed_sessions_owe_a_proof_until_known_not_required() {
+        assert!(owes_a_proof(State::Claiming, None));
+        assert!(owes_a_proof(State::Claimed, None));
+        assert!(owes_a_proof(State::Claimed, Some(true)));
+        assert!(!owes_a_proof(State::Claimed, Some(false)));
+        assert!(owes_a_proof(State::Proving, Some(true)));
+        assert!(!owes_a_proof(State::Active, None));
+        assert!(!owes_a_proof(State::Proved, Some(true)));
+    }
+}

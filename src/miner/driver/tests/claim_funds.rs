@@ -1,0 +1,103 @@
+//! Claims the supplier's balance could not prove are held back, most valuable first (module `afford`): a claim
+//! whose required proof is refused for funds expires unpaid and is slashed, so the balance backs the claims worth
+//! most, and a held claim goes out at the first block after the operator topped the account up.
+
+use super::*;
+
+/// Three sessions worth 10 (`high`), 5 (the fixture's own) and 2 (`low`) relays; the proof fee 400,000 upokt.
+struct ThreeSessions {
+    f: Fixture,
+    miner: Miner,
+    telemetry: crate::telemetry::Telemetry,
+    high: SessionKey,
+    low: SessionKey,
+}
+
+async fn three_sessions_at_claim_open(balance: u128) -> ThreeSessions {
+    let mut g = genesis_with_apps(&["app2", "app3"]);
+    g.proof_params.proof_submission_fee_upokt = 400_000;
+    let f = fixture_on(g).await;
+    let (low_header, low) = app_session(&f, "app2").await;
+    let (high_header, high) = app_session(&f, "app3").await;
+    let telemetry = crate::telemetry::Telemetry::new().unwrap();
+    let plain = MemoryBackend::new().storage();
+    let mut miner = Miner::new(f.client.clone(), plain.clone(), f.keyring.clone(), config("a"))
+        .with_metrics(crate::miner::metrics::MinerMetrics::new(&telemetry).unwrap());
+    plain
+        .relay_log
+        .append(relays(&f.supplier, &low_header, 100..102))
+        .await
+        .unwrap();
+    plain
+        .relay_log
+        .append(relays(&f.supplier, &high_header, 200..210))
+        .await
+        .unwrap();
+    // The fixture's own session gets relays 0..5.
+    ingest_until_claim_open(&f, &plain, &mut miner).await;
+    f.chain.state().accounts.get_mut(&f.supplier).unwrap().balance = balance;
+    ThreeSessions {
+        f,
+        miner,
+        telemetry,
+        high,
+        low,
+    }
+}
+
+fn skipped(t: &ThreeSessions) -> Option<u64> {
+    counter(
+        &t.telemetry.render_metrics(),
+        "ha_miner_claims_skipped_total",
+        "insufficient_funds",
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_balance_short_of_every_proof_fee_claims_the_most_valuable_sessions_and_the_rest_after_a_top_up() {
+    // 900,000 > 2 × 400,000: two proofs can be paid, not three.
+    let mut t = three_sessions_at_claim_open(900_000).await;
+    t.miner.step().await.unwrap();
+    t.f.chain.produce_block();
+    t.miner.step().await.unwrap();
+    assert_claimed(&t.f, &[&t.high, &t.f.key]).await;
+    assert_not_claimed(&t.f, &t.low).await;
+    assert_eq!(
+        skipped(&t),
+        Some(1),
+        "the least valuable session held back, counted once"
+    );
+
+    // Still short (the two claimed sessions may owe their proof fees): held again, not counted again.
+    t.f.chain.produce_block();
+    t.miner.step().await.unwrap();
+    assert_not_claimed(&t.f, &t.low).await;
+    assert_eq!(skipped(&t), Some(1));
+    assert_eq!(
+        t.miner.engine.session(&t.low).unwrap().state,
+        crate::miner::lifecycle::State::Claiming,
+        "a held claim waits in its window, its trie not frozen: {:?}",
+        t.miner.engine.session(&t.low)
+    );
+    assert!(!t.miner.engine.session(&t.low).unwrap().claim_built);
+
+    // Topped up: the held claim goes out at the next block and lands.
+    t.f.chain.state().accounts.get_mut(&t.f.supplier).unwrap().balance = 5_000_000;
+    t.f.chain.produce_block();
+    t.miner.step().await.unwrap();
+    t.f.chain.produce_block();
+    t.miner.step().await.unwrap();
+    assert_claimed(&t.f, &[&t.low]).await;
+    assert_eq!(skipped(&t), Some(1));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_balance_covering_every_proof_fee_holds_nothing_back() {
+    // 1,200,001 > 3 × 400,000.
+    let mut t = three_sessions_at_claim_open(1_200_001).await;
+    t.miner.step().await.unwrap();
+    t.f.chain.produce_block();
+    t.miner.step().await.unwrap();
+    assert_claimed(&t.f, &[&t.high, &t.low, &t.f.key]).await;
+    assert_eq!(skipped(&t), None);
+}
