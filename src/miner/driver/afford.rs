@@ -144,8 +144,8 @@ impl Miner {
         (step, messages)
     }
 
-    /// The supplier's balance, the proof fee, and the proofs its sessions outside `batch` may still owe; `None`
-    /// (logged) when the chain cannot be read.
+    /// The supplier's balance, the proof fee, and the proofs its sessions outside `batch` may still owe (a
+    /// claim held back owes none); `None` (logged) when the chain cannot be read.
     async fn funds(&mut self, supplier: &str, batch: &[SessionKey]) -> Option<Funds> {
         let params = match self.block_proof_params().await {
             Ok(params) => params,
@@ -181,6 +181,7 @@ impl Miner {
                 r.key.supplier == supplier
                     && !r.pruned
                     && !batch.contains(&r.key)
+                    && !self.held_for_funds.contains(&r.key)
                     && owes_a_proof(r.state, r.proof_required)
             })
             .count();
