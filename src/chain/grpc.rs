@@ -160,6 +160,17 @@ impl GrpcClient {
         Req: prost::Message + Send + Sync + 'static,
         Resp: prost::Message + Default + Send + Sync + 'static,
     {
+        Ok(self.unary_at(path, request).await?.0)
+    }
+
+    /// [`Self::unary`], with the height of the state the node answered from: cosmos-sdk's gRPC server puts its
+    /// latest committed height in the `x-cosmos-block-height` response header of every query (baseapp
+    /// `GRPCBlockHeightHeader`). `None` when the header is missing or unreadable (a proxy may strip it).
+    pub async fn unary_at<Req, Resp>(&self, path: &'static str, request: Req) -> Result<(Resp, Option<i64>), GrpcError>
+    where
+        Req: prost::Message + Send + Sync + 'static,
+        Resp: prost::Message + Default + Send + Sync + 'static,
+    {
         // Every call goes through here, so the limits hold for every query and tx (see the constants).
         let mut grpc = tonic::client::Grpc::new(self.channel.clone())
             .max_decoding_message_size(MAX_DECODING_MESSAGE_BYTES)
@@ -177,7 +188,14 @@ impl GrpcClient {
             )
             .await
         {
-            Ok(response) => Ok(response.into_inner()),
+            Ok(response) => {
+                let height = response
+                    .metadata()
+                    .get(BLOCK_HEIGHT_HEADER)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.parse::<i64>().ok());
+                Ok((response.into_inner(), height))
+            }
             Err(status) if status.code() == tonic::Code::Unavailable => Err(GrpcError::Transport {
                 url: self.url.clone(),
                 reason: status.message().to_string(),
@@ -190,6 +208,9 @@ impl GrpcClient {
         }
     }
 }
+
+/// The response header in which a cosmos-sdk node names the height its query answer was read at.
+pub const BLOCK_HEIGHT_HEADER: &str = "x-cosmos-block-height";
 
 /// Runs `query` against a client of the node at `url` for callers without a tokio runtime (`relay-miner
 /// validate`'s preflight): on a thread of its own with a current-thread runtime, which also keeps it safe to call

@@ -24,6 +24,17 @@ pub enum ChainError {
     /// The chain answered something unusable.
     #[error("unexpected chain response: {0}")]
     BadResponse(String),
+    /// The node answering had not reached the height the query is about, so its answer may not be the chain's
+    /// (a load-balanced endpoint's lagging backend): asked again later.
+    #[error("the node answered {query} at height {height} from height {served}, too far behind to know it")]
+    Behind {
+        /// What was asked.
+        query: &'static str,
+        /// The height asked about.
+        height: i64,
+        /// The height the node answered from (`x-cosmos-block-height`).
+        served: i64,
+    },
 }
 
 impl ChainError {
@@ -31,6 +42,7 @@ impl ChainError {
     pub fn is_retryable(&self) -> bool {
         match self {
             Self::Grpc(e) => e.is_retryable(),
+            Self::Behind { .. } => true,
             _ => false,
         }
     }
@@ -59,6 +71,9 @@ pub struct ChainTip {
 /// Cache lifetimes.
 /// Values at a height never change; the TTL only lets heights nobody asks about any more leave the cache.
 const AT_HEIGHT_TTL: Duration = Duration::from_secs(3600);
+
+/// How many times an at-height query is asked of a node behind the height before giving up for now.
+const BEHIND_ATTEMPTS: usize = 3;
 const SESSION_TTL: Duration = Duration::from_secs(600);
 const ENTITY_TTL: Duration = Duration::from_secs(10);
 const NOT_FOUND_TTL: Duration = Duration::from_secs(2);
@@ -425,8 +440,7 @@ impl ChainClient {
             block_height: height,
         };
         let response: wire::QueryGetRelayMiningDifficultyResponse = self
-            .grpc
-            .unary(method::RELAY_MINING_DIFFICULTY_AT_HEIGHT, request)
+            .at_height("difficulty", method::RELAY_MINING_DIFFICULTY_AT_HEIGHT, request, height)
             .await?;
         let target = response
             .relay_mining_difficulty
@@ -437,6 +451,42 @@ impl ChainClient {
             self.difficulty_at.insert(key, target.clone(), Some(AT_HEIGHT_TTL));
         }
         Ok(target)
+    }
+
+    /// An at-height history query (`…AtHeight`) answered by a node that knew `height`'s entry: the chain writes
+    /// the entry a session start takes (a difficulty retarget at settlement) in the end block just before it,
+    /// and a node that has not committed that block answers the entry before, which is cached for the whole
+    /// session and would mine relays with the wrong target (an invalid proof, a slash) and value the claim
+    /// wrongly for the proof requirement. So the answer must come from a node at `height − 1` or later
+    /// (`x-cosmos-block-height`); a load balancer may send a repeat elsewhere, so a node behind is asked up to
+    /// [`BEHIND_ATTEMPTS`] times before [`ChainError::Behind`] (retryable). An answer without the header (a proxy
+    /// that strips it) is taken as before.
+    async fn at_height<Req, Resp>(
+        &self,
+        query: &'static str,
+        path: &'static str,
+        request: Req,
+        height: i64,
+    ) -> Result<Resp, ChainError>
+    where
+        Req: prost::Message + Clone + Send + Sync + 'static,
+        Resp: prost::Message + Default + Send + Sync + 'static,
+    {
+        let mut served = i64::MIN;
+        for _ in 0..BEHIND_ATTEMPTS {
+            let (response, at) = self.grpc.unary_at(path, request.clone()).await?;
+            match at {
+                Some(at) if at < height - 1 => served = at,
+                _ => return Ok(response),
+            }
+        }
+        tracing::debug!(
+            query,
+            height,
+            served,
+            "the node answering is behind the height asked about"
+        );
+        Err(ChainError::Behind { query, height, served })
     }
 
     /// Compute units per relay of `service` at `height` (session start, §5).
@@ -450,8 +500,12 @@ impl ChainClient {
             block_height: height,
         };
         let response: wire::QueryGetComputeUnitsPerRelayAtHeightResponse = self
-            .grpc
-            .unary(method::COMPUTE_UNITS_PER_RELAY_AT_HEIGHT, request)
+            .at_height(
+                "compute units per relay",
+                method::COMPUTE_UNITS_PER_RELAY_AT_HEIGHT,
+                request,
+                height,
+            )
             .await?;
         if response.compute_units_per_relay == 0 {
             return Err(ChainError::BadResponse(format!(
@@ -676,6 +730,8 @@ fn simulated_gas(response: wire::SimulateResponse) -> Result<u64, ChainError> {
     }
 }
 
+#[cfg(test)]
+mod behind_tests;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]

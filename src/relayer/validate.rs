@@ -292,7 +292,7 @@ fn session_refused_for_request(error: &ChainError) -> bool {
             tonic::Code::Internal => REQUEST_FAULT_MESSAGES.iter().any(|m| message.contains(m)),
             _ => false,
         },
-        ChainError::Grpc(_) | ChainError::BadResponse(_) => false,
+        ChainError::Grpc(_) | ChainError::BadResponse(_) | ChainError::Behind { .. } => false,
     }
 }
 

@@ -16,12 +16,17 @@ use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
 type HandlerFuture = Pin<Box<dyn Future<Output = Result<Vec<u8>, Status>> + Send>>;
 type Handler = Arc<dyn Fn(Vec<u8>) -> HandlerFuture + Send + Sync>;
 
+/// The height a node answers from, for the `x-cosmos-block-height` response header.
+type HeightSource = Arc<dyn Fn() -> i64 + Send + Sync>;
+
 /// A set of unary gRPC methods keyed by full path.
 #[derive(Clone, Default)]
 pub struct GrpcRouter {
     handlers: HashMap<String, Handler>,
     /// Requests received per method path.
     calls: CallCounts,
+    /// When set, every answer carries `x-cosmos-block-height` with its value, as a cosmos-sdk node's does.
+    height: Option<HeightSource>,
 }
 
 /// Requests a router received per full method path (known or not), shared by its clones: tests assert what a
@@ -78,6 +83,13 @@ impl GrpcRouter {
         self
     }
 
+    /// Sends `height()` in the `x-cosmos-block-height` header of every answer (cosmos-sdk baseapp's gRPC server
+    /// names the committed height each query was read at there).
+    pub fn with_block_height(mut self, height: impl Fn() -> i64 + Send + Sync + 'static) -> Self {
+        self.height = Some(Arc::new(height));
+        self
+    }
+
     /// Counts requests into `calls` (instead of a counter of its own).
     pub fn counting_into(mut self, calls: CallCounts) -> Self {
         self.calls = calls;
@@ -103,8 +115,10 @@ impl GrpcRouter {
     pub fn into_axum(self) -> axum::Router {
         let handlers = Arc::new(self.handlers);
         let calls = self.calls;
+        let height = self.height;
         axum::Router::new().fallback(move |req: axum::extract::Request| {
             let handlers = Arc::clone(&handlers);
+            let height = height.clone();
             calls.add(req.uri().path());
             async move {
                 let handler = handlers.get(req.uri().path()).cloned();
@@ -112,11 +126,20 @@ impl GrpcRouter {
                 let service = tower::service_fn(move |request: tonic::Request<Vec<u8>>| {
                     let handler = handler.clone();
                     let path = path.clone();
+                    // Read before the handler runs, as a node reads its state at one committed height.
+                    let served_at = height.as_ref().map(|h| h());
                     async move {
-                        match handler {
-                            Some(handler) => handler(request.into_inner()).await.map(tonic::Response::new),
-                            None => Err(Status::unimplemented(format!("unknown method {path}"))),
+                        let bytes = match handler {
+                            Some(handler) => handler(request.into_inner()).await?,
+                            None => return Err(Status::unimplemented(format!("unknown method {path}"))),
+                        };
+                        let mut response = tonic::Response::new(bytes);
+                        if let Some(value) = served_at.and_then(|h| h.to_string().parse().ok()) {
+                            response
+                                .metadata_mut()
+                                .insert(crate::chain::grpc::BLOCK_HEIGHT_HEADER, value);
                         }
+                        Ok(response)
                     }
                 });
                 tonic::server::Grpc::new(RawCodec).unary(service, req).await

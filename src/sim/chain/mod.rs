@@ -207,6 +207,12 @@ pub struct ChainState {
     /// Test knob: `GetTx` fails as on a node whose tx indexer is off (`indexer = "null"`): whether a tx was
     /// included cannot be looked up.
     pub tx_index_disabled: bool,
+    /// Test knob: the node answering queries is this many blocks behind the chain, as behind a load balancer
+    /// whose backends lag: its answers carry `x-cosmos-block-height` = height − lag, and the at-height
+    /// difficulty and compute-units queries answer what such a node knows: the history entries effective up to
+    /// one block past its height (the chain writes the entry a session start takes at a settlement during the
+    /// session before, in the end block just before it at the latest; this simulator writes entries early).
+    pub query_lag_blocks: i64,
     /// The mempool's largest tx (CometBFT `mempool.max_tx_bytes`; [`DEFAULT_MAX_TX_BYTES`]).
     pub max_tx_bytes: usize,
     /// The node's `minimum-gas-prices` (app.toml; [`SimChain::set_minimum_gas_prices`]): CheckTx refuses a lower
@@ -549,6 +555,7 @@ impl SimChain {
             fail_broadcast_answers: 0,
             blocks_after_broadcasts: 0,
             tx_index_disabled: false,
+            query_lag_blocks: 0,
             max_tx_bytes: DEFAULT_MAX_TX_BYTES,
             minimum_gas_prices: Vec::new(),
             node_config_unavailable: false,

@@ -12,19 +12,23 @@ fn not_found(what: String) -> Status {
 
 /// Every query and tx service the relay miner uses, backed by `chain`.
 pub fn router(chain: SimChain) -> GrpcRouter {
+    let h = chain.clone();
+    let router = GrpcRouter::new()
+        .counting_into(chain.grpc_call_counts())
+        .with_block_height(move || {
+            let s = h.state();
+            s.height - s.query_lag_blocks
+        });
     let c = chain.clone();
-    let router = GrpcRouter::new().counting_into(chain.grpc_call_counts()).unary(
-        method::GET_SESSION,
-        move |r: wire::QueryGetSessionRequest| {
-            let c = c.clone();
-            async move {
-                let s = c.state();
-                validate::hydrate_session(&s, &r.application_address, &r.service_id, r.block_height)
-                    .map(|session| wire::QueryGetSessionResponse { session: Some(session) })
-                    .map_err(Status::failed_precondition)
-            }
-        },
-    );
+    let router = router.unary(method::GET_SESSION, move |r: wire::QueryGetSessionRequest| {
+        let c = c.clone();
+        async move {
+            let s = c.state();
+            validate::hydrate_session(&s, &r.application_address, &r.service_id, r.block_height)
+                .map(|session| wire::QueryGetSessionResponse { session: Some(session) })
+                .map_err(Status::failed_precondition)
+        }
+    });
     let c = chain.clone();
     let router = router.unary(method::SHARED_PARAMS, move |_: wire::QueryParamsRequest| {
         let c = c.clone();
@@ -109,7 +113,9 @@ pub fn router(chain: SimChain) -> GrpcRouter {
         let s = c.state();
         let target = match height {
             None => s.targets.get(&service_id).cloned(),
-            Some(h) => s.target_at(&service_id, h),
+            // A lagging node (test knob) knows the entries written up to its height: up to the session starting
+            // after it (the chain writes a start's entry at a settlement before it, in the block before at latest).
+            Some(h) => s.target_at(&service_id, h.min(s.height - s.query_lag_blocks + 1)),
         }
         .ok_or_else(|| not_found(format!("service {service_id}")))?;
         Ok(wire::QueryGetRelayMiningDifficultyResponse {
@@ -142,7 +148,9 @@ pub fn router(chain: SimChain) -> GrpcRouter {
         move |r: wire::QueryGetComputeUnitsPerRelayAtHeightRequest| {
             let c = c.clone();
             async move {
-                let cu = c.state().compute_units_at(&r.service_id, r.block_height);
+                let s = c.state();
+                let known = s.height - s.query_lag_blocks + 1;
+                let cu = s.compute_units_at(&r.service_id, r.block_height.min(known));
                 cu.map(
                     |compute_units_per_relay| wire::QueryGetComputeUnitsPerRelayAtHeightResponse {
                         compute_units_per_relay,

@@ -21,8 +21,12 @@ async fn at_height_queries_answer_from_the_history() {
     f.chain.set_shared_params(shared).unwrap();
     assert!(f.chain.set_compute_units_per_relay("nope", 1).is_err());
     assert!(f.chain.set_compute_units_per_relay("anvil", 0).is_err());
-    // Nothing before the next block.
-    assert_eq!(f.client.compute_units_at("anvil", h + 100).await.unwrap(), 10);
+    // Nothing before the next block; a height the node has not reached is not answered (`Behind`).
+    assert_eq!(f.client.compute_units_at("anvil", h).await.unwrap(), 10);
+    assert!(matches!(
+        f.client.compute_units_at("anvil", h + 100).await,
+        Err(crate::chain::query::ChainError::Behind { .. })
+    ));
     f.chain.produce_block();
     let next = w.end + 1;
     {
@@ -33,6 +37,10 @@ async fn at_height_queries_answer_from_the_history() {
             s.shared.num_blocks_per_session, 10,
             "live until the next session starts"
         );
+    }
+    // A node answers a session start's entry once it committed the block before it.
+    while f.chain.height() < next - 1 {
+        f.chain.produce_block();
     }
     for (height, cupr, target) in [(w.start, 10, [0xff; 32]), (w.end, 10, [0xff; 32]), (next, 25, hard)] {
         assert_eq!(

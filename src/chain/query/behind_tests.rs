@@ -1,0 +1,107 @@
+//! At-height history queries answered by a node behind the height asked about (module docs of
+//! [`ChainClient::difficulty_target_at`]): against the simulator's gRPC server, whose `query_lag_blocks` knob makes
+//! it answer as a load-balanced backend that lags.
+
+#![allow(clippy::unwrap_used)]
+
+use std::time::Duration;
+
+use super::*;
+use crate::sim::chain::genesis::*;
+use crate::sim::chain::{SimChain, router};
+
+fn genesis() -> Genesis {
+    let key_hex = |label: &str| hex::encode(crate::protocol::sha256(label.as_bytes()));
+    Genesis {
+        chain_id: "pocket-sim".into(),
+        block_time_ms: 50,
+        shared_params: GenesisSharedParams::default(),
+        proof_params: GenesisProofParams::default(),
+        num_suppliers_per_session: 15,
+        services: vec![GenesisService {
+            id: "anvil".into(),
+            compute_units_per_relay: 10,
+            difficulty_target_hex: None,
+        }],
+        applications: vec![GenesisApplication {
+            key_hex: key_hex("app"),
+            stake_upokt: 1_000_000,
+            services: vec!["anvil".into()],
+            delegate_to: vec![],
+        }],
+        gateways: vec![],
+        suppliers: vec![GenesisSupplier {
+            key_hex: key_hex("supplier"),
+            stake_upokt: 1_000_000,
+            balance_upokt: 1_000_000,
+            services: vec![GenesisSupplierService {
+                service_id: "anvil".into(),
+                url: "http://127.0.0.1:1".into(),
+            }],
+        }],
+    }
+}
+
+async fn serve(chain: &SimChain) -> ChainClient {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let app = router(chain.clone()).into_axum();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    ChainClient::new(&format!("http://{addr}"), Duration::from_secs(5)).unwrap()
+}
+
+/// The difficulty retargeted for the next session, and the chain at that session's start: returns its height.
+fn retargeted_at_next_session(chain: &SimChain) -> i64 {
+    chain.produce_block();
+    chain.set_relay_mining_difficulty("anvil", [0x0f; 32]).unwrap();
+    // Applied in the next block, effective from the session start after it.
+    chain.produce_block();
+    let grid = crate::protocol::session::SessionGrid::new(&chain.state().shared).unwrap();
+    let next = grid.session_end(chain.height()) + 1;
+    while chain.height() < next {
+        chain.produce_block();
+    }
+    next
+}
+
+/// A node two blocks behind a session start answers the difficulty of the session before (it has not committed
+/// the end block that wrote the new entry). Its answer is neither used nor cached: the read fails as retryable
+/// `Behind`, and once a node that knows the height answers, the new target is what every later read gets.
+#[tokio::test]
+async fn a_difficulty_from_a_node_behind_the_session_start_is_not_taken() {
+    let chain = SimChain::new(genesis()).unwrap();
+    let client = serve(&chain).await;
+    let start = retargeted_at_next_session(&chain);
+    chain.state().query_lag_blocks = 2;
+    let behind = client.difficulty_target_at("anvil", start).await.unwrap_err();
+    assert!(matches!(behind, ChainError::Behind { height, served, .. } if height == start && served == start - 2));
+    assert!(behind.is_retryable());
+    let cu_behind = client.compute_units_at("anvil", start).await.unwrap_err();
+    assert!(matches!(cu_behind, ChainError::Behind { .. }), "{cu_behind:?}");
+
+    chain.state().query_lag_blocks = 0;
+    assert_eq!(
+        client.difficulty_target_at("anvil", start).await.unwrap(),
+        vec![0x0f; 32]
+    );
+    chain.state().query_lag_blocks = 2;
+    assert_eq!(
+        client.difficulty_target_at("anvil", start).await.unwrap(),
+        vec![0x0f; 32],
+        "cached once a node at the height answered"
+    );
+}
+
+/// A node one block behind has committed the block before the session start, whose end block writes the
+/// session's entry at the latest: its answer is the chain's.
+#[tokio::test]
+async fn a_node_one_block_behind_knows_the_session_starts_entry() {
+    let chain = SimChain::new(genesis()).unwrap();
+    let client = serve(&chain).await;
+    let start = retargeted_at_next_session(&chain);
+    chain.state().query_lag_blocks = 1;
+    assert_eq!(
+        client.difficulty_target_at("anvil", start).await.unwrap(),
+        vec![0x0f; 32]
+    );
+}
