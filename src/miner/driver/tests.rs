@@ -35,6 +35,7 @@ mod partial_persist;
 mod proof_params;
 mod pruned;
 mod redis_threshold;
+mod refused_message_alone;
 mod rejected_once;
 mod removed_supplier;
 mod split_on_refusal;
