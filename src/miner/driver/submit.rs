@@ -268,6 +268,7 @@ impl Miner {
         if messages.is_empty() {
             return Ok(step);
         }
+        self.most_valuable_first(kind, &mut messages).await;
         let sessions = messages.len();
         let txs = split_by_size(messages, self.config.max_tx_bytes);
         if txs.len() > 1 {

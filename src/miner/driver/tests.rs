@@ -33,6 +33,7 @@ mod kept_txs;
 mod keyless_tombstones;
 mod partial_persist;
 mod proof_params;
+mod proofs_by_value;
 mod pruned;
 mod redis_threshold;
 mod refused_message_alone;

@@ -9,6 +9,11 @@
 //! message at most. A refusal about a message that names none (a message's `ValidateBasic`, refused before any gas)
 //! leaves nothing to go by: the batch is then sent message by message. Refusals of the whole tx (fee, funds,
 //! mempool, timeout) are not split at all: every tx would get them.
+//!
+//! A supplier's proofs go most valuable first ([`Miner::most_valuable_first`]): when its balance cannot pay every
+//! proof's `proof_submission_fee` (poktroll's `SubmitProof` handler deducts it; the first message it cannot pay
+//! for is named), the proofs before that index land together, so the ones whose claims pay the most are the ones
+//! kept (a required proof missing loses its claim's reward and is slashed the same `proof_missing_penalty`).
 
 use crate::miner::lifecycle::{SessionKey, Step, TxKind, TxOutcome};
 use crate::protocol::wire;
@@ -26,6 +31,32 @@ pub(in crate::miner::driver) fn refused_message_index(reason: &str) -> Option<us
 }
 
 impl Miner {
+    /// Orders one supplier's proof messages by the uPOKT their claims pay, most first (then by compute units; a
+    /// claim whose value the chain cannot tell now counts as 0 uPOKT), the order stable otherwise: when the
+    /// balance pays only some proof submission fees, the proofs before the first it cannot pay for land (see the
+    /// module doc). Claims keep their order (no submission fee, no slash).
+    pub(super) async fn most_valuable_first(&self, kind: TxKind, messages: &mut Vec<(SessionKey, wire::Any)>) {
+        if kind != TxKind::Proof || messages.len() < 2 {
+            return;
+        }
+        let mut valued = Vec::with_capacity(messages.len());
+        for (key, message) in messages.drain(..) {
+            let value = match self.engine.session(&key) {
+                Some(record) => {
+                    let compute_units = record.claimed.map_or(record.compute_units, |(_, units)| units);
+                    let upokt = self
+                        .upokt(&record.service_id, record.schedule.session_end, compute_units)
+                        .await;
+                    (upokt.unwrap_or(0), compute_units)
+                }
+                None => (0, 0),
+            };
+            valued.push((value, key, message));
+        }
+        valued.sort_by_key(|(value, _, _)| std::cmp::Reverse(*value));
+        messages.extend(valued.into_iter().map(|(_, key, message)| (key, message)));
+    }
+
     /// Sends `messages` (of one supplier) as one tx and feeds each session's outcome to the engine. A tx a node
     /// refuses naming one of its messages is sent again without it, and that message alone after the rest
     /// (its own outcome: only its session takes the refusal); each pass takes one message out, so there are at
