@@ -16,6 +16,7 @@ use crate::protocol::session::{SessionWindows, proof_path};
 use crate::protocol::wire;
 
 mod kept;
+mod refusal;
 mod unknown;
 pub(super) use kept::{KeptTxs, RecordIn, RecordOut, hashes};
 pub(super) use unknown::UnknownTxs;
@@ -187,9 +188,9 @@ impl Miner {
     /// `max_tx_bytes` allows, and feeds each session's outcome to the engine. Each session stands alone: one whose
     /// message cannot be built (a chain query failed, its trie cannot be read) is a send that never left
     /// (`NotSent`: repeated at the next block) and does not hold back the others, and a batch a node refuses
-    /// (`Refused`) because of one of its messages is sent again message by message, so one bad message cannot
-    /// sink the rest of the batch. A session whose last tx got no answer (module `unknown`) gets no new tx while
-    /// that one may still land: what happened to it is found out first.
+    /// (`Refused`) because of one of its messages is sent again without it (module `refusal`), so one bad message
+    /// cannot sink the rest of the batch. A session whose last tx got no answer (module `unknown`) gets no new tx
+    /// while that one may still land: what happened to it is found out first.
     pub(super) async fn submit(
         &mut self,
         kind: TxKind,
@@ -595,50 +596,6 @@ impl Miner {
         Ok(())
     }
 
-    /// Sends `messages` (of one supplier) as one tx and feeds the outcome to the engine; a tx a node refuses for
-    /// one of its messages is sent again message by message.
-    async fn send(
-        &mut self,
-        mut step: Step,
-        kind: TxKind,
-        supplier: &str,
-        messages: Vec<(SessionKey, wire::Any)>,
-    ) -> Step {
-        let keys: Vec<SessionKey> = messages.iter().map(|(key, _)| key.clone()).collect();
-        let batch: Vec<wire::Any> = messages.iter().map(|(_, m)| m.clone()).collect();
-        let signed = Signed::new(kind, &keys);
-        let bounds = self.bounds(kind, &keys);
-        let Broadcast {
-            outcome,
-            message_refused,
-        } = self.broadcast(supplier, batch, bounds, &signed).await;
-        self.after_broadcast(&outcome, &signed);
-        self.keep_if_unknown(kind, supplier, &keys, &outcome, &signed);
-        if let (Err(TxOutcome::Refused(reason)), true) = (&outcome, message_refused && messages.len() > 1) {
-            // One tx: a message the chain refuses (a check of §5.4 / §6.1 fails for one session in Simulate)
-            // refuses them all. Each is sent on its own, so only the bad one is refused. A refusal of the tx
-            // itself (its fee, the signer's funds, a full mempool) is not split: each tx would get it.
-            tracing::warn!(
-                supplier,
-                ?kind,
-                sessions = messages.len(),
-                reason,
-                "batch refused by the node; sending each session's message in its own tx"
-            );
-            for (key, message) in messages {
-                let keys = vec![key];
-                let signed = Signed::new(kind, &keys);
-                let bounds = self.bounds(kind, &keys);
-                let outcome = self.broadcast(supplier, vec![message], bounds, &signed).await.outcome;
-                self.after_broadcast(&outcome, &signed);
-                self.keep_if_unknown(kind, supplier, &keys, &outcome, &signed);
-                step = self.sent(step, kind, supplier, keys, outcome);
-            }
-            return step;
-        }
-        self.sent(step, kind, supplier, keys, outcome)
-    }
-
     /// The `timeout_height` of a tx carrying `keys`' messages of `kind`: the earliest close of their
     /// windows (claim or proof, spec §3), the last height at which all of them still land. Past it the chain
     /// refuses the tx (`ErrTxTimeoutHeight`, no fee) instead of including it after the window, where every
@@ -657,8 +614,8 @@ impl Miner {
     }
 
     /// The [`Bounds`] of a tx carrying `keys`' messages of `kind`. The deadline is checked again right before
-    /// each tx leaves ([`Self::send_once`]): a submission of several txs (split by size, or a batch re-sent message
-    /// by message) can take blocks, and a tx the chain includes after its window costs its fee.
+    /// each tx leaves ([`Self::send_once`]): a submission of several txs (split by size, or a refused batch re-sent
+    /// without its bad message) can take blocks, and a tx the chain includes after its window costs its fee.
     pub(super) fn bounds(&self, kind: TxKind, keys: &[SessionKey]) -> Bounds {
         let buffer = self.config.engine.submission_buffer_blocks;
         let deadline = keys
@@ -877,7 +834,7 @@ impl Miner {
     /// Confirms the leadership once more right before a tx leaves, after the chain reads and the simulation
     /// that build it: the confirmation at the start of a submission holds only for a moment (on raft a node is
     /// the only leader for about an election timeout after a quorum acknowledged it), and building a tx or
-    /// re-sending a refused batch message by message can take longer. A deposed leader's broadcast costs a fee
+    /// re-sending a refused batch (module `refusal`) can take longer. A deposed leader's broadcast costs a fee
     /// and, for a proof against another root, the claim.
     async fn confirm_leadership_before_sending(&self) -> Result<(), SequenceError> {
         if self.leader_right_now().await {
@@ -893,14 +850,26 @@ impl Miner {
     /// The tx last handed to the node is recorded in `signed`.
     async fn broadcast(&self, supplier: &str, messages: Vec<wire::Any>, bounds: Bounds, signed: &Signed) -> Broadcast {
         match self.broadcast_response(supplier, messages, bounds, signed).await {
+            // CheckTx runs no message, so its refusal names none.
             Ok(response) => Broadcast {
                 message_refused: check_tx_refused_a_message(&response),
+                refused_index: None,
                 outcome: check_tx_outcome(&response),
             },
-            Err(outcome) => Broadcast {
-                message_refused: matches!(&outcome, TxOutcome::Refused(reason) if simulate_refused_a_message(reason)),
-                outcome: Err(outcome),
-            },
+            Err(outcome) => {
+                let (message_refused, refused_index) = match &outcome {
+                    TxOutcome::Refused(reason) => (
+                        simulate_refused_a_message(reason),
+                        refusal::refused_message_index(reason),
+                    ),
+                    _ => (false, None),
+                };
+                Broadcast {
+                    message_refused,
+                    refused_index,
+                    outcome: Err(outcome),
+                }
+            }
         }
     }
 
@@ -1037,10 +1006,14 @@ fn deadline_passed(height: i64) -> String {
 struct Broadcast {
     /// Sent (`Ok`), or why not.
     outcome: Result<(), TxOutcome>,
-    /// The refusal names one of the tx's messages, so sending the messages one per tx lets the others land. Other
+    /// The refusal is about one of the tx's messages, so sending the others without it lets them land. Other
     /// refusals are the whole tx's (fee, funds, signature, mempool full, timeout): every one of n txs would get
     /// them too, n refusals instead of one.
     message_refused: bool,
+    /// The index (0-based, in the tx's messages as sent) of the message a Simulate refusal names (`runMsgs`'
+    /// "message index: N", [`refusal::refused_message_index`]); `None` when it names none (a refusal before any
+    /// gas, a CheckTx refusal).
+    refused_index: Option<usize>,
 }
 
 /// What cosmos-sdk's `runMsgs` adds to the error of the message that failed ("failed to execute message; message
@@ -1051,9 +1024,10 @@ const MESSAGE_INDEX: &str = "message index: ";
 /// (x/auth/tx/service.go `txServer.Simulate`: `"%v with gas used: '%d'"`, cosmos-sdk#18772 since v0.50.3; before,
 /// `"%v With gas wanted: '%d' and gas used: '%d' "`): in practice a message's `ValidateBasic` (`baseapp.runTx` →
 /// `validateBasicTxMsgs`) or a signer address the tx decoder refuses, which name no message index and lose their
-/// codespace on the way. Splitting such a batch sends the bad message alone; a refusal of the whole tx with that
-/// ending (bytes that do not decode, the ante handler's first checks) costs one refused Simulate per message, and
-/// no fee; the timeout height, the likely one of those, is not split ([`simulate_refused_a_message`]).
+/// codespace on the way. Such a batch is sent again message by message (module `refusal`: no index to go by); a
+/// refusal of the whole tx with that ending (bytes that do not decode, the ante handler's first checks) costs one
+/// refused Simulate per message, and no fee; the timeout height, the likely one of those, is not split
+/// ([`simulate_refused_a_message`]).
 const REFUSED_BEFORE_GAS: &str = "gas used: '0'";
 
 /// Whether a Simulate refusal (`reason`, the status error's text) is one message's: it names the message that

@@ -1,6 +1,6 @@
-//! A batch a node refuses because of one of its messages is sent again message by message
-//! (`Miner::send`, `message_refused && messages.len() > 1`): the good sessions' claims land at the same block and
-//! only the bad session is lost.
+//! A batch a node refuses because of one of its messages is sent again without it, that message alone (module
+//! `submit::refusal`; message by message when the refusal names none): the good sessions' claims land at the same
+//! block and only the bad session is lost.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use prost::Message as _;
@@ -9,7 +9,7 @@ use super::*;
 
 /// `relays` whose relayer weighted them with `compute_units_per_relay` (a relayer whose cached value is not the
 /// chain's at the session start, e.g. read before the service owner's `MsgAddService` changed it).
-fn weighted(relays: Vec<MinedRelay>, compute_units_per_relay: u64) -> Vec<MinedRelay> {
+pub(super) fn weighted(relays: Vec<MinedRelay>, compute_units_per_relay: u64) -> Vec<MinedRelay> {
     relays
         .into_iter()
         .map(|mut relay| {
@@ -24,10 +24,11 @@ fn weighted(relays: Vec<MinedRelay>, compute_units_per_relay: u64) -> Vec<MinedR
 /// One supplier with three sessions (three applications) due at the same height; the third one's relays carry 7
 /// compute units each instead of the service's 10, so the chain refuses its claim (poktroll `CreateClaim`:
 /// "claim compute units ... is not equal to number of relays * compute units per relay", §6.1) wherever it
-/// runs: the one-tx batch of the three claims is refused at Simulate naming that message's index. Sent again one
-/// claim per tx, the two good claims are included at the next block; the bad one is refused on its own (before
-/// the mempool, no fee), tried again each block until its window's deadline, and lost as `claim_not_included`
-/// (a node answered it, no block has it): only its 4 relays are counted lost.
+/// runs: the one-tx batch of the three claims is refused at Simulate naming that message's index. Sent again
+/// without it (the two good claims in one tx, the bad one alone), the two good claims are included at the next
+/// block; the bad one is refused on its own (before the mempool, no fee), tried again each block until its
+/// window's deadline, and lost as `claim_not_included` (a node answered it, no block has it): only its 4 relays
+/// are counted lost.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_batch_refused_for_one_claim_lands_the_others_and_loses_only_that_one() {
     let f = fixture_on(genesis_with_apps(&["app2", "app3"])).await;
@@ -62,8 +63,8 @@ async fn a_batch_refused_for_one_claim_lands_the_others_and_loses_only_that_one(
     miner.step().await.unwrap();
     assert_eq!(
         f.chain.grpc_calls(crate::protocol::wire::method::SIMULATE) - simulations,
-        4,
-        "the batch, then each claim on its own"
+        3,
+        "the batch, then the two good claims together, then the bad one alone"
     );
     f.chain.produce_block();
     assert_claimed(&f, &[&f.key, &good_key]).await;

@@ -1,0 +1,137 @@
+//! Sending one supplier's tx of claims or proofs, and sending it again without the message a node refused it for.
+//!
+//! One message the chain refuses (a check of spec §5.4 / §6.1 failing for one session) refuses the whole tx at
+//! Simulate, where no fee is paid. When the refusal names that message (cosmos-sdk v0.53 baseapp `runMsgs` wraps
+//! the handler's error as "failed to execute message; message index: N", N the 0-based index of the message in
+//! the tx as sent), the others go again as one batch and the named one alone: each tx that lands pays one fee, so
+//! a supplier with 50 sessions and one bad message pays 2 fees (at most), not 50, and waits for 3 answers instead
+//! of 51 while its windows close. The batch may be refused again naming another message: the same again, once per
+//! message at most. A refusal about a message that names none (a message's `ValidateBasic`, refused before any gas)
+//! leaves nothing to go by: the batch is then sent message by message. Refusals of the whole tx (fee, funds,
+//! mempool, timeout) are not split at all: every tx would get them.
+//!
+//! A supplier's messages come most valuable first (module `afford`): when its balance cannot pay every proof's
+//! `proof_submission_fee` (poktroll's `SubmitProof` handler deducts it; the first message it cannot pay for is
+//! named), the proofs before that index land together, so the ones whose claims pay the most are the ones kept (a
+//! required proof missing loses its claim's reward and is slashed the same `proof_missing_penalty`).
+
+use crate::miner::lifecycle::{SessionKey, Step, TxKind, TxOutcome};
+use crate::protocol::wire;
+
+use super::super::Miner;
+use super::{Broadcast, MESSAGE_INDEX, Signed};
+
+/// The message a Simulate refusal (`reason`, the status error's text) names: the `N` of the first
+/// "message index: N" in it, the outermost wrap (`errorsmod.Wrapf` puts its text before the wrapped error's), so
+/// `runMsgs`' own. `None` when it names none.
+pub(in crate::miner::driver) fn refused_message_index(reason: &str) -> Option<usize> {
+    let (_, after) = reason.split_once(MESSAGE_INDEX)?;
+    let end = after.find(|c: char| !c.is_ascii_digit()).unwrap_or(after.len());
+    after[..end].parse().ok()
+}
+
+impl Miner {
+    /// Sends `messages` (of one supplier) as one tx and feeds each session's outcome to the engine. A tx a node
+    /// refuses naming one of its messages is sent again without it, and that message alone after the rest
+    /// (its own outcome: only its session takes the refusal); each pass takes one message out, so there are at
+    /// most as many passes as messages. A refusal about a message that names none sends the rest message by
+    /// message. The refused batches are not fed to the engine: each session gets the outcome of the last tx
+    /// that carried it.
+    pub(super) async fn send(
+        &mut self,
+        mut step: Step,
+        kind: TxKind,
+        supplier: &str,
+        messages: Vec<(SessionKey, wire::Any)>,
+    ) -> Step {
+        let mut batch = messages;
+        // Messages a refusal named, sent alone once the rest is sent.
+        let mut named = Vec::new();
+        // Messages of a batch refused for a message it did not name, each sent alone.
+        let mut unnamed = Vec::new();
+        loop {
+            let keys: Vec<SessionKey> = batch.iter().map(|(key, _)| key.clone()).collect();
+            let Broadcast {
+                outcome,
+                message_refused,
+                refused_index,
+            } = self.send_tx(kind, supplier, &batch).await;
+            let reason = match &outcome {
+                Err(TxOutcome::Refused(reason)) if message_refused && batch.len() > 1 => reason,
+                _ => {
+                    step = self.sent(step, kind, supplier, keys, outcome);
+                    break;
+                }
+            };
+            match refused_index.filter(|&index| index < batch.len()) {
+                Some(index) => {
+                    let (key, message) = batch.remove(index);
+                    tracing::warn!(
+                        supplier,
+                        ?kind,
+                        sessions = keys.len(),
+                        index,
+                        session = key.session_id,
+                        reason,
+                        "batch refused by the node for one message; sending the others again as one tx, that one \
+                         alone"
+                    );
+                    named.push((key, message));
+                }
+                None => {
+                    tracing::warn!(
+                        supplier,
+                        ?kind,
+                        sessions = keys.len(),
+                        reason,
+                        "batch refused by the node for a message it does not name; sending each session's message \
+                         in its own tx"
+                    );
+                    unnamed = std::mem::take(&mut batch);
+                    break;
+                }
+            }
+        }
+        for (key, message) in unnamed.into_iter().chain(named) {
+            let outcome = self.send_tx(kind, supplier, &[(key.clone(), message)]).await.outcome;
+            step = self.sent(step, kind, supplier, vec![key], outcome);
+        }
+        step
+    }
+
+    /// Broadcasts one tx of `messages` within the bounds of their sessions (timeout height, deadline) and takes
+    /// in what its broadcast stored and kept (modules `kept`, `unknown`); the outcome is left to the caller.
+    async fn send_tx(&mut self, kind: TxKind, supplier: &str, messages: &[(SessionKey, wire::Any)]) -> Broadcast {
+        let keys: Vec<SessionKey> = messages.iter().map(|(key, _)| key.clone()).collect();
+        let tx: Vec<wire::Any> = messages.iter().map(|(_, message)| message.clone()).collect();
+        let signed = Signed::new(kind, &keys);
+        let bounds = self.bounds(kind, &keys);
+        let broadcast = self.broadcast(supplier, tx, bounds, &signed).await;
+        self.after_broadcast(&broadcast.outcome, &signed);
+        self.keep_if_unknown(kind, supplier, &keys, &broadcast.outcome, &signed);
+        broadcast
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::refused_message_index;
+
+    /// The index is read from `runMsgs`' wrap as a v0.53.7 node's Simulate answers it (0-based, the outermost
+    /// occurrence), and not made up when the text names none or a malformed one.
+    #[test]
+    fn the_refused_message_index_is_read_from_the_outermost_wrap() {
+        let simulate = "gRPC /cosmos.tx.v1beta1.Service/Simulate: Unknown: ";
+        let named = format!(
+            "{simulate}failed to execute message; message index: 12: rpc error: code = InvalidArgument desc = \
+             message index: 3 [cosmos/cosmos-sdk@v0.53.7/baseapp/baseapp.go:1097] with gas used: '131790'"
+        );
+        assert_eq!(refused_message_index(&named), Some(12));
+        let first = format!("{simulate}failed to execute message; message index: 0: x with gas used: '9'");
+        assert_eq!(refused_message_index(&first), Some(0));
+        let none = format!("{simulate}invalid root hash [cosmossdk.io/errors@v1.0.2/errors.go:155] with gas used: '0'");
+        assert_eq!(refused_message_index(&none), None);
+        assert_eq!(refused_message_index("message index: x"), None);
+        assert_eq!(refused_message_index("message index: "), None);
+    }
+}
