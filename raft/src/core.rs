@@ -245,6 +245,33 @@ impl Core {
         self.features.write_set_gate(&lacking)
     }
 
+    /// Whether an [`crate::types::Op::KvIncrementOnce`] may be sent now: as [`Core::check_write_set`] for the
+    /// `kv-once` feature (on the leader every member advertised it in this term; on a follower the leader did
+    /// and this node does). `Err` says why not.
+    pub fn check_kv_once(&self) -> Result<(), String> {
+        let v = self.view();
+        let lacking = match v.leader {
+            Some(l) if l == self.id => {
+                let m = self.raft.metrics();
+                let m = m.borrow_watched();
+                if m.state != ServerState::Leader || m.current_leader != Some(self.id) {
+                    return Err(format!("node {l} is not the raft leader any more"));
+                }
+                let members: Vec<u64> = m.membership_config.membership().nodes().map(|(id, _)| *id).collect();
+                self.features.lacking(members, FeatureSet::KV_ONCE, m.current_term)
+            }
+            Some(l) => self.features.lacking([self.id, l], FeatureSet::KV_ONCE, v.term),
+            None => return Err("no raft leader known".into()),
+        };
+        if lacking.is_empty() {
+            return Ok(());
+        }
+        Err(format!(
+            "raft increments at most once off: {}",
+            crate::features::describe(&lacking)
+        ))
+    }
+
     /// Proposes `req` on this node only (stamping the leader clock); `NotLeader` when this node is not leader.
     /// Returns the log index the entry was applied at and its results.
     pub async fn write_local(&self, req: Request) -> Result<(u64, Response), WireError> {
@@ -275,6 +302,26 @@ impl Core {
                 });
             }
             if let Err(why) = self.check_write_set() {
+                return Ok(Proposed {
+                    index: 0,
+                    term: v.term,
+                    data: Response {
+                        results: vec![OpResult::Conflict(why); req.ops.len()],
+                    },
+                });
+            }
+        }
+        if req.ops.iter().any(Op::is_kv_once) {
+            // The same gate for `kv-once` ([`crate::features`]): nothing proposed, every op `Conflict`.
+            let v = self.view();
+            if v.leader != Some(self.id) {
+                return Err(WireError::NotLeader {
+                    leader_id: v.leader,
+                    leader_addr: v.leader_addr,
+                });
+            }
+            if let Err(why) = self.check_kv_once() {
+                tracing::debug!(why, "raft increment at most once refused by the kv-once gate");
                 return Ok(Proposed {
                     index: 0,
                     term: v.term,

@@ -1,5 +1,8 @@
 //! Raft features: what each node can apply, as it advertises it, and the version gate of the entries that need
-//! a feature (today one: write sets, [`crate::types::Op::WriteSet`]).
+//! a feature (write sets, [`crate::types::Op::WriteSet`]; increments applied at most once, `kv-once`,
+//! [`crate::types::Op::KvIncrementOnce`], gated the same way: while a member lacks it, `increment_once` answers
+//! `StorageError::Conflict` having proposed nothing, and the relay meter sends new deltas with plain increments
+//! and keeps retrying the one whose answer it lost).
 //!
 //! A node of an older build cannot decode an entry of a newer op: its log store or state machine fails on it and
 //! openraft stops that node for good, so proposing such an entry while one member runs an older build loses that
@@ -52,15 +55,17 @@ pub const FEATURES_HEADER: &str = "x-raft-features";
 pub struct FeatureSet(u32);
 
 /// Every feature a build may know: bit and header name.
-const NAMES: [(u32, &str); 1] = [(1, "write-set")];
+const NAMES: [(u32, &str); 2] = [(1, "write-set"), (2, "kv-once")];
 
 impl FeatureSet {
     /// No feature: what a node of an older build advertises (it sends no [`FEATURES_HEADER`]).
     pub const NONE: Self = Self(0);
     /// Write sets: [`crate::types::Op::WriteSet`] entries.
     pub const WRITE_SET: Self = Self(1);
+    /// Increments applied at most once: [`crate::types::Op::KvIncrementOnce`] entries.
+    pub const KV_ONCE: Self = Self(2);
     /// Everything this build can apply.
-    pub const CURRENT: Self = Self::WRITE_SET;
+    pub const CURRENT: Self = Self(Self::WRITE_SET.0 | Self::KV_ONCE.0);
 
     /// True when every feature of `other` is in this set.
     pub fn contains(self, other: Self) -> bool {
@@ -250,7 +255,9 @@ mod tests {
 
     #[test]
     fn headers_round_trip_and_unknown_names_are_ignored() {
-        assert_eq!(FeatureSet::CURRENT.header().as_deref(), Some("write-set"));
+        assert_eq!(FeatureSet::CURRENT.header().as_deref(), Some("write-set,kv-once"));
+        assert_eq!(FeatureSet::parse(Some("write-set,kv-once")), FeatureSet::CURRENT);
+        assert_eq!(FeatureSet::parse(Some("kv-once")), FeatureSet::KV_ONCE);
         assert_eq!(FeatureSet::NONE.header(), None);
         assert_eq!(FeatureSet::parse(Some("write-set")), FeatureSet::WRITE_SET);
         assert_eq!(FeatureSet::parse(Some("hyper-drive, write-set")), FeatureSet::WRITE_SET);

@@ -271,6 +271,24 @@ pub enum Op {
         /// The write it guards.
         op: Box<Op>,
     },
+    /// `storage::KvStore::increment_once`: add to a decimal counter unless `writer` already applied a sequence
+    /// at least `seq` to it (kept in the KV key `{key}:once:{writer}`, written with the counter, TTL `ttl_ms`);
+    /// result [`OpResult::Int`] (the counter either way) or [`OpResult::Error`] for a non-integer value.
+    ///
+    /// Last variant on purpose (postcard numbers variants in order). Builds before it cannot decode it: the
+    /// leader proposes it only while every member advertised the `kv-once` feature ([`crate::features`]).
+    KvIncrementOnce {
+        /// Counter key.
+        key: String,
+        /// The operation's writer.
+        writer: String,
+        /// The writer's sequence number of the operation.
+        seq: u64,
+        /// Delta.
+        delta: i64,
+        /// TTL of the counter when created, and of the marker.
+        ttl_ms: Option<u64>,
+    },
 }
 
 impl Op {
@@ -280,6 +298,16 @@ impl Op {
         match self {
             Op::WriteSet(_) => true,
             Op::Fenced { op, .. } => op.is_write_set(),
+            _ => false,
+        }
+    }
+
+    /// True for an [`Op::KvIncrementOnce`], fenced or not: an entry a build without `kv-once` cannot apply
+    /// ([`crate::features`]).
+    pub fn is_kv_once(&self) -> bool {
+        match self {
+            Op::KvIncrementOnce { .. } => true,
+            Op::Fenced { op, .. } => op.is_kv_once(),
             _ => false,
         }
     }

@@ -48,6 +48,13 @@ async fn records_tries_kv_through_follower() {
     on_follower(suite::kv_ttl).await;
 }
 
+/// Increments applied at most once: one replicated op, deduplicated at apply on every node alike.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kv_increment_once_through_follower() {
+    on_follower(suite::kv_increment_once).await;
+    on_follower(suite::kv_increment_once_ttl).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn data_checks_on_leader() {
     on_leader(suite::relay_log_order).await;

@@ -185,7 +185,7 @@ async fn with_every_member_current_an_ingest_batch_is_one_entry() {
     assert!(
         st.features
             .iter()
-            .all(|f| f.advertised.as_deref() == Some(&["write-set".to_string()][..])),
+            .all(|f| f.advertised.as_deref() == Some(&["write-set".to_string(), "kv-once".to_string()][..])),
         "{st:?}"
     );
     let mut m = Miner::on(c.node(l)).await;

@@ -21,9 +21,10 @@
 //! which counts uPOKT against another budget: see `storage/src/redis/keys.rs`) so several relayers on the same
 //! storage share it. The hot path never waits on storage after a session's first relay: each relayer charges a local
 //! counter under a short mutex, and a sync task adds the local delta to the shared counter every
-//! `sync_interval_ms` (one `increment` per active session, never one write per relay) and reads back the total,
-//! which includes the other relayers' consumption. Relayers sharing a session may therefore over-serve by at
-//! most what the others served within one interval.
+//! `sync_interval_ms` (one `increment_once` per active session, never one write per relay) and reads back the
+//! total, which includes the other relayers' consumption. A sync whose answer is lost is sent again as the same
+//! operation, which storage applies at most once (`sync_once`), so the shared total never counts it twice.
+//! Relayers sharing a session may over-serve by at most what the others served within one interval.
 //!
 //! Charges happen only after validation (lessons: "verify before metering") and are refunded when the relay is
 //! not served (backend failure, timeout, oversized answer, relay log failure) or not mined (a 5xx answer), and
@@ -150,10 +151,23 @@ struct Counts {
     global: i64,
     /// Charged locally, not yet sent.
     pending: i64,
-    /// Sent, not yet acknowledged by storage.
+    /// Sent, not yet acknowledged by storage: the sync under way's delta, and the delta of [`Counts::unconfirmed`]
+    /// (counted here until storage confirms it, so the hot path needs no other field).
     inflight: i64,
+    /// The increment whose answer was lost (storage may or may not have applied it): the next sync sends it
+    /// again, same operation, same delta, before any new delta (see [`sync_once`]).
+    unconfirmed: Option<Unconfirmed>,
     /// The last storage operation failed.
     storage_failed: bool,
+}
+
+/// An increment sent with [`storage::KvStore::increment_once`] whose answer was lost.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Unconfirmed {
+    /// The meter's sequence number of the operation.
+    seq: u64,
+    /// Its compute units.
+    delta: i64,
 }
 
 #[derive(Debug)]
@@ -246,6 +260,14 @@ struct Inner {
     /// One sync at a time: a sync that finds another in flight waits for it, so when [`RelayMeter::sync`]
     /// returns every delta taken before the call (by it or by the periodic task) is in storage.
     syncing: tokio::sync::Mutex<()>,
+    /// This meter's writer id in [`storage::IncrementOnce`]: random per meter, so two relayers (or two runs of
+    /// one) never take each other's increments for retries.
+    writer: String,
+    /// The last [`storage::IncrementOnce::seq`] handed out (increasing across all entries).
+    seq: std::sync::atomic::AtomicU64,
+    /// Whether the last new delta went out as a plain, at-least-once increment because storage could not apply
+    /// it at most once (raft during a rolling upgrade); logs the change once each way.
+    at_least_once: std::sync::atomic::AtomicBool,
 }
 
 impl Inner {
@@ -298,6 +320,9 @@ impl RelayMeter {
             entries: Mutex::new(HashMap::new()),
             observer,
             syncing: tokio::sync::Mutex::new(()),
+            writer: format!("{:016x}{:016x}", rand::random::<u64>(), rand::random::<u64>()),
+            seq: std::sync::atomic::AtomicU64::new(0),
+            at_least_once: std::sync::atomic::AtomicBool::new(false),
         });
         tokio::spawn(sync_loop(
             Arc::downgrade(&inner),
@@ -376,6 +401,7 @@ impl RelayMeter {
                         global: 0,
                         pending: 0,
                         inflight: 0,
+                        unconfirmed: None,
                         storage_failed: false,
                     }),
                 })
@@ -462,6 +488,48 @@ async fn read_total(kv: &dyn storage::KvStore, key: &str) -> Result<i64, storage
         .unwrap_or(0))
 }
 
+impl Inner {
+    /// A new operation of this meter for [`storage::KvStore::increment_once`].
+    fn next_op(&self) -> storage::IncrementOnce {
+        storage::IncrementOnce {
+            writer: self.writer.clone(),
+            seq: self.seq.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1,
+        }
+    }
+
+    /// Logs when new deltas switch between at-most-once and plain (at-least-once) increments.
+    fn note_at_least_once(&self, now: bool, why: Option<&str>) {
+        if self.at_least_once.swap(now, std::sync::atomic::Ordering::Relaxed) != now {
+            if now {
+                tracing::warn!(
+                    why,
+                    "relay meter storage cannot apply increments at most once: syncing with plain increments (a \
+                     sync whose answer is lost may count twice) until it can"
+                );
+            } else {
+                tracing::info!("relay meter syncs with increments applied at most once again");
+            }
+        }
+    }
+}
+
+/// The outcome of one entry's sync: the shared total, or the failed operation and its error.
+type Synced = Result<i64, (&'static str, storage::StorageError)>;
+
+/// Adds each entry's local delta to its shared counter and reads the total back.
+///
+/// A delta goes out with [`storage::KvStore::increment_once`] under a new operation of this meter. When that
+/// fails, storage may still have applied it (Redis: the script ran, the reply was lost to a timeout or a reset
+/// connection; raft: the proposal commits after its answer timed out), so the delta is not put back to be sent
+/// as a new delta (which counted it twice in the shared total, and every relayer sharing it refused relays the
+/// chain would pay for): it stays in `inflight` as the entry's [`Unconfirmed`] operation, and the next sync sends
+/// that same operation again (applied at most once: storage remembers this meter's last applied sequence per
+/// counter) before it sends any new delta. Meanwhile the local view counts it, so this relayer never serves
+/// past the budget on its account.
+///
+/// Storage that cannot apply an increment at most once right now (`Conflict`: raft while a member lacks the
+/// `kv-once` feature) gets new deltas as plain increments, put back on failure as before (at least once); an
+/// unconfirmed operation stays unconfirmed until it can be sent again as itself.
 async fn sync_once(inner: &Inner, height: i64) {
     let _one_at_a_time = inner.syncing.lock().await;
     let entries: Vec<(MeterKey, Arc<Entry>)> = inner
@@ -470,33 +538,21 @@ async fn sync_once(inner: &Inner, height: i64) {
         .map(|(k, e)| (k.clone(), Arc::clone(e)))
         .collect();
     for (key, entry) in entries {
-        let delta = {
+        let (retry, delta) = {
             let mut c = entry.counts();
             let d = c.pending;
             c.pending = 0;
             c.inflight += d;
-            d
+            (c.unconfirmed, d)
         };
-        let result = if delta != 0 {
-            inner
-                .kv
-                .increment(&entry.storage_key, delta, Some(inner.ttl))
-                .await
-                .map_err(|e| ("increment", e))
-        } else {
-            read_total(inner.kv.as_ref(), &entry.storage_key)
-                .await
-                .map_err(|e| ("get", e))
-        };
+        let outcome = sync_entry(inner, &entry, retry, delta).await;
         let mut c = entry.counts();
-        c.inflight -= delta;
-        match result {
+        match outcome {
             Ok(total) => {
                 c.global = total;
                 c.storage_failed = false;
             }
             Err((operation, e)) => {
-                c.pending += delta;
                 c.storage_failed = true;
                 drop(c);
                 inner.observer.storage_error(operation);
@@ -509,6 +565,75 @@ async fn sync_once(inner: &Inner, height: i64) {
         drop(c);
         if idle && height >= forget_at_height {
             inner.entries().remove(&key);
+        }
+    }
+}
+
+/// One entry's sync ([`sync_once`]): the unconfirmed operation `retry` first, then `delta` (already moved from
+/// `pending` to `inflight`). Settles `inflight`, `pending` and `unconfirmed` for what it sent.
+async fn sync_entry(inner: &Inner, entry: &Entry, retry: Option<Unconfirmed>, delta: i64) -> Synced {
+    let kv = inner.kv.as_ref();
+    let key = entry.storage_key.as_str();
+    let ttl = Some(inner.ttl);
+    let mut at_most_once = true;
+    let mut total = None;
+    if let Some(u) = retry {
+        let op = storage::IncrementOnce {
+            writer: inner.writer.clone(),
+            seq: u.seq,
+        };
+        match kv.increment_once(key, &op, u.delta, ttl).await {
+            Ok(t) => {
+                let mut c = entry.counts();
+                c.inflight -= u.delta;
+                c.unconfirmed = None;
+                total = Some(t);
+            }
+            // Not sent (nothing written): it stays unconfirmed; new deltas go out plain meanwhile.
+            Err(storage::StorageError::Conflict(why)) => {
+                inner.note_at_least_once(true, Some(&why));
+                at_most_once = false;
+            }
+            Err(e) => {
+                // Still unconfirmed; the new delta waits behind it (one unconfirmed operation per entry).
+                let mut c = entry.counts();
+                c.inflight -= delta;
+                c.pending += delta;
+                return Err(("increment", e));
+            }
+        }
+    }
+    if delta == 0 {
+        return match total {
+            Some(t) => Ok(t),
+            None => read_total(kv, key).await.map_err(|e| ("get", e)),
+        };
+    }
+    if at_most_once {
+        let op = inner.next_op();
+        match kv.increment_once(key, &op, delta, ttl).await {
+            Ok(t) => {
+                inner.note_at_least_once(false, None);
+                entry.counts().inflight -= delta;
+                return Ok(t);
+            }
+            Err(storage::StorageError::Conflict(why)) => inner.note_at_least_once(true, Some(&why)),
+            Err(e) => {
+                // Maybe applied: sent again as this very operation by the next sync.
+                entry.counts().unconfirmed = Some(Unconfirmed { seq: op.seq, delta });
+                return Err(("increment", e));
+            }
+        }
+    }
+    // Plain increment, at least once (storage wrote nothing of the refused operation).
+    let result = kv.increment(key, delta, ttl).await;
+    let mut c = entry.counts();
+    c.inflight -= delta;
+    match result {
+        Ok(t) => Ok(t),
+        Err(e) => {
+            c.pending += delta;
+            Err(("increment", e))
         }
     }
 }
@@ -530,6 +655,7 @@ mod tests {
     use super::*;
 
     mod budget;
+    mod lost_reply;
 
     struct NoObserver;
     impl MeterObserver for NoObserver {
@@ -736,6 +862,18 @@ mod tests {
                 return Err(storage::StorageError::Unavailable("down".into()));
             }
             self.inner.increment(key, delta, ttl).await
+        }
+        async fn increment_once(
+            &self,
+            key: &str,
+            op: &storage::IncrementOnce,
+            delta: i64,
+            ttl: Option<Duration>,
+        ) -> Result<i64, storage::StorageError> {
+            if self.down.load(std::sync::atomic::Ordering::SeqCst) {
+                return Err(storage::StorageError::Unavailable("down".into()));
+            }
+            self.inner.increment_once(key, op, delta, ttl).await
         }
         async fn delete(&self, key: &str) -> Result<bool, storage::StorageError> {
             self.inner.delete(key).await

@@ -267,7 +267,7 @@ impl Fence {
 /// shared state: relay-log `append`, `read`, `read_pending`, `claim` (they record deliveries), `ack`,
 /// `trim_session`; trie `open`, [`NodeStore::write_batch`] of stores opened
 /// through the view, `delete_namespace`; session `put` / `delete`; KV `set` / `set_if_absent` / `increment` /
-/// `delete`; [`WriteSets::write`]. Pure reads and [`Leadership`] calls are not fenced. A fenced call that has nothing to change (an
+/// `increment_once` / `delete`; [`WriteSets::write`]. Pure reads and [`Leadership`] calls are not fenced. A fenced call that has nothing to change (an
 /// `ack` of ids not pending, a `trim_session` that matches nothing) may return `Ok` without checking. Backends
 /// document any exception (Redis: stream deliveries and trie `open` are not fenced, see its `fence` module).
 /// The unfenced view (what a backend's `storage()` returns) keeps working for writers without leadership (the
@@ -324,8 +324,52 @@ pub trait KvStore: Send + Sync {
     /// [`StorageError::Backend`].
     async fn increment(&self, key: &str, delta: i64, ttl: Option<Duration>) -> Result<i64, StorageError>;
 
+    /// [`KvStore::increment`] applied at most once per operation: adds `delta` to the counter at `key` unless
+    /// `op`'s writer already applied an operation with a sequence at least `op.seq` to `key`, and returns the
+    /// counter's value either way. A caller that lost the answer of an increment (a timeout, a reset
+    /// connection: the write may have been applied) retries it with the same `op` and `delta` and counts it once.
+    ///
+    /// - The writer's last applied sequence is kept in the KV key [`IncrementOnce::marker_key`]`(key)` (ASCII
+    ///   decimal), written atomically with the counter, with `ttl` from each applied operation (`None`: no
+    ///   expiry); it must outlive the retries. Counter `ttl` as [`KvStore::increment`].
+    /// - One writer must send its operations on one key one at a time, in increasing `seq`, and retry an
+    ///   operation whose answer it lost before it sends the next one on that key: an operation with a sequence
+    ///   not above the last applied one is taken as applied (this is what makes a late copy of an old
+    ///   operation, delivered after its retry, harmless).
+    /// - A non-integer counter is [`StorageError::Backend`] and changes nothing (nor the marker).
+    /// - A backend that cannot apply it at most once right now answers [`StorageError::Conflict`], having
+    ///   written nothing: raft while a member runs a build without the `kv-once` feature (a rolling upgrade) or
+    ///   is not heard from in the current term (the raft crate's `features` module). The caller may then send
+    ///   a delta never sent before with [`KvStore::increment`] (at least once) and must keep retrying an
+    ///   operation whose answer it lost with this method.
+    async fn increment_once(
+        &self,
+        key: &str,
+        op: &IncrementOnce,
+        delta: i64,
+        ttl: Option<Duration>,
+    ) -> Result<i64, StorageError>;
+
     /// Deletes `key`; returns whether a live value existed.
     async fn delete(&self, key: &str) -> Result<bool, StorageError>;
+}
+
+/// Identifies one [`KvStore::increment_once`] operation: its writer and the writer's sequence number.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct IncrementOnce {
+    /// Who sends the operation (unique per process lifetime, e.g. a random id per relay meter): operations of
+    /// different writers never dedupe each other. Non-empty, without `:`.
+    pub writer: String,
+    /// Increasing per writer and key (from 1); at most 2^53 (a Lua number on Redis).
+    pub seq: u64,
+}
+
+impl IncrementOnce {
+    /// The KV key holding the last sequence `self.writer` applied to counter `key`: `{key}:once:{writer}`
+    /// (on Redis `{base}:cache:{key}:once:{writer}`, a key the Go fleet never writes).
+    pub fn marker_key(&self, key: &str) -> String {
+        format!("{key}:once:{}", self.writer)
+    }
 }
 
 /// One trie namespace's batch in a [`WriteSet`]: what [`NodeStore::write_batch`] of the store

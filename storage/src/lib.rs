@@ -22,7 +22,8 @@
 //!   (0 = create), listed by supplier and/or state.
 //! - [`Leadership`]: per named election, `campaign` / `renew` / `resign` / `leader` / `watch`, with a fencing
 //!   token that strictly increases for every new term.
-//! - [`KvStore`]: get / set / set-if-absent / increment (ASCII decimal counters) / delete, with TTLs.
+//! - [`KvStore`]: get / set / set-if-absent / increment (ASCII decimal counters; `increment_once` applies a
+//!   retried increment at most once) / delete, with TTLs.
 //! - [`WriteSets`]: trie batches, session record compare-and-sets and relay-log acks applied as one, all or
 //!   nothing (any record's version mismatch writes nothing): the miner's ingest batch and a step's records in
 //!   one durable commit (on raft one log entry) instead of one per write.
@@ -48,9 +49,9 @@ pub mod suite;
 use std::sync::Arc;
 
 pub use contract::{
-    Backlog, BoxNodeStore, EntryId, Fence, Fencing, KvStore, LeaderInfo, Leadership, LogAck, LogEntry, MinedRelay,
-    RecordWrite, RelayLog, SessionRecord, SessionStore, SetDurability, TrieStore, TrieWrite, WriteSet, WriteSetOutcome,
-    WriteSets,
+    Backlog, BoxNodeStore, EntryId, Fence, Fencing, IncrementOnce, KvStore, LeaderInfo, Leadership, LogAck, LogEntry,
+    MinedRelay, RecordWrite, RelayLog, SessionRecord, SessionStore, SetDurability, TrieStore, TrieWrite, WriteSet,
+    WriteSetOutcome, WriteSets,
 };
 pub use error::StorageError;
 pub use memory::{Faults, MemoryBackend};

@@ -20,8 +20,8 @@ use tokio::time::Instant;
 pub use faults::Faults;
 
 use crate::contract::{
-    Backlog, BoxNodeStore, EntryId, Fence, Fencing, KvStore, LeaderInfo, Leadership, LogEntry, MinedRelay, RelayLog,
-    SessionRecord, SessionStore, TrieStore, WriteSet, WriteSetOutcome, WriteSets,
+    Backlog, BoxNodeStore, EntryId, Fence, Fencing, IncrementOnce, KvStore, LeaderInfo, Leadership, LogEntry,
+    MinedRelay, RelayLog, SessionRecord, SessionStore, TrieStore, WriteSet, WriteSetOutcome, WriteSets,
 };
 use crate::group::GroupState;
 use crate::lease::{CampaignPlan, LeaseTable};
@@ -517,6 +517,37 @@ impl KvStore for MemoryBackend {
             .checked_add(delta)
             .ok_or_else(|| StorageError::Backend(format!("kv counter {key:?} overflows")))?;
         st.kv.insert(key.to_owned(), (next.to_string().into_bytes(), expiry));
+        Ok(next)
+    }
+
+    async fn increment_once(
+        &self,
+        key: &str,
+        op: &IncrementOnce,
+        delta: i64,
+        ttl: Option<Duration>,
+    ) -> Result<i64, StorageError> {
+        self.shared.faults.gate().await?;
+        let now = Instant::now();
+        let mut st = self.lock_fenced(now)?;
+        let marker = op.marker_key(key);
+        let last = match st.kv.get(&marker).filter(|v| live(v, now)) {
+            Some((raw, _)) => parse_counter(&marker, raw)?,
+            None => 0,
+        };
+        let (current, expiry) = match st.kv.get(key).filter(|v| live(v, now)) {
+            Some((raw, exp)) => (parse_counter(key, raw)?, *exp),
+            None => (0, ttl.map(|t| now + t)),
+        };
+        if u64::try_from(last).is_ok_and(|last| last >= op.seq) {
+            return Ok(current);
+        }
+        let next = current
+            .checked_add(delta)
+            .ok_or_else(|| StorageError::Backend(format!("kv counter {key:?} overflows")))?;
+        st.kv.insert(key.to_owned(), (next.to_string().into_bytes(), expiry));
+        st.kv
+            .insert(marker, (op.seq.to_string().into_bytes(), ttl.map(|t| now + t)));
         Ok(next)
     }
 

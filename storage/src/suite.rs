@@ -10,6 +10,7 @@
 mod disk;
 mod fence;
 mod kv;
+mod kv_once;
 mod leader;
 mod log;
 mod records;
@@ -24,6 +25,7 @@ use crate::Storage;
 pub use disk::{Tmpfs, fill};
 pub use fence::{fencing_stale_token, fencing_takeover};
 pub use kv::{kv_basics, kv_ttl};
+pub use kv_once::{kv_increment_once, kv_increment_once_ttl, once};
 pub use leader::{leadership_exclusive, leadership_takeover};
 pub use log::{
     relay, relay_log_concurrent_appends, relay_log_order, relay_log_redelivery, relay_log_trim_session, trie_namespaces,
@@ -111,4 +113,6 @@ where
     fencing_takeover(factory().await).await;
     kv_basics(factory().await).await;
     kv_ttl(factory().await).await;
+    kv_increment_once(factory().await).await;
+    kv_increment_once_ttl(factory().await).await;
 }

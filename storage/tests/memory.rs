@@ -18,6 +18,7 @@ async fn conformance() {
 #[tokio::test(start_paused = true)]
 async fn conformance_time_based_under_paused_clock() {
     suite::kv_ttl(fixture()).await;
+    suite::kv_increment_once_ttl(fixture()).await;
     suite::leadership_takeover(fixture()).await;
     suite::fencing_takeover(fixture()).await;
 }

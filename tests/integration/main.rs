@@ -22,6 +22,7 @@ mod relayer;
 mod relayer_abandoned;
 mod relayer_guards;
 mod relayer_meter;
+mod relayer_meter_redis;
 mod relayer_redis_memory;
 mod relayer_redis_replicas;
 mod sim;

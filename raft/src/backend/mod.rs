@@ -369,6 +369,31 @@ impl KvStore for RaftBackend {
         }
     }
 
+    async fn increment_once(
+        &self,
+        key: &str,
+        op: &storage::IncrementOnce,
+        delta: i64,
+        ttl: Option<Duration>,
+    ) -> Result<i64, StorageError> {
+        // The `kv-once` gate ([`crate::features`]): checked here before forwarding (a leader of an older build
+        // could not decode the op) and again by the leader at proposal.
+        self.core.check_kv_once().map_err(StorageError::Conflict)?;
+        match self
+            .write1(Op::KvIncrementOnce {
+                key: key.to_owned(),
+                writer: op.writer.clone(),
+                seq: op.seq,
+                delta,
+                ttl_ms: ttl_ms(ttl),
+            })
+            .await?
+        {
+            OpResult::Int(n) => Ok(n),
+            other => Err(unexpected(other)),
+        }
+    }
+
     async fn delete(&self, key: &str) -> Result<bool, StorageError> {
         match self.write1(Op::KvDelete { key: key.to_owned() }).await? {
             OpResult::Bool(b) => Ok(b),

@@ -115,6 +115,73 @@ fn ttl_expiry(now_ms: u64, ttl_ms: Option<u64>) -> Option<u64> {
     ttl_ms.map(|t| now_ms.saturating_add(t))
 }
 
+/// A live KV value of `key` as a decimal integer: `Ok(None)` when absent or expired, `Err(message)` when it is
+/// not an integer.
+fn live_int(t: &redb::Table<&str, &[u8]>, key: &str, now_ms: u64) -> DbResult<Result<Option<(i64, KvValue)>, String>> {
+    let Some(v) = t.get(key)? else {
+        return Ok(Ok(None));
+    };
+    let v = dec::<KvValue>(v.value())?;
+    if !v.live(now_ms) {
+        return Ok(Ok(None));
+    }
+    Ok(
+        match std::str::from_utf8(&v.value).ok().and_then(|s| s.parse::<i64>().ok()) {
+            Some(n) => Ok(Some((n, v))),
+            None => Err(format!("kv {key:?}: value is not an integer")),
+        },
+    )
+}
+
+/// [`Op::KvIncrementOnce`]: the counter and the writer's marker (`{key}:once:{writer}`, the storage contract's
+/// `IncrementOnce::marker_key`) change together, or neither when the marker holds `seq` or later.
+fn kv_increment_once(
+    txn: &WriteTransaction,
+    now_ms: u64,
+    key: &str,
+    writer: &str,
+    seq: u64,
+    delta: i64,
+    ttl_ms: Option<u64>,
+) -> DbResult<OpResult> {
+    let mut t = txn.open_table(KV)?;
+    let marker = storage::IncrementOnce {
+        writer: writer.to_owned(),
+        seq,
+    }
+    .marker_key(key);
+    let last = match live_int(&t, &marker, now_ms)? {
+        Ok(last) => last.map_or(0, |(n, _)| n),
+        Err(e) => return Ok(OpResult::Error(e)),
+    };
+    let current = match live_int(&t, key, now_ms)? {
+        Ok(current) => current,
+        Err(e) => return Ok(OpResult::Error(e)),
+    };
+    if u64::try_from(last).is_ok_and(|last| last >= seq) {
+        return Ok(OpResult::Int(current.map_or(0, |(n, _)| n)));
+    }
+    let (base, expires_ms) = match current {
+        Some((n, v)) => (n, v.expires_ms),
+        None => (0, ttl_expiry(now_ms, ttl_ms)),
+    };
+    let Some(n) = base.checked_add(delta) else {
+        return Ok(OpResult::Error(format!("kv {key:?}: counter overflow")));
+    };
+    let counter = KvValue {
+        value: n.to_string().into_bytes(),
+        expires_ms,
+    };
+    t.insert(key, enc(&counter)?.as_slice())?;
+    let applied = KvValue {
+        value: seq.to_string().into_bytes(),
+        expires_ms: ttl_expiry(now_ms, ttl_ms),
+    };
+    t.insert(marker.as_str(), enc(&applied)?.as_slice())?;
+    sweep_kv(&mut t, key, now_ms)?;
+    Ok(OpResult::Int(n))
+}
+
 /// Applies one op inside `txn`; `term` is the entry's raft term, `now_ms` its leader clock.
 pub(crate) fn apply_op(txn: &WriteTransaction, term: u64, now_ms: u64, op: &Op) -> DbResult<OpResult> {
     Ok(match op {
@@ -257,6 +324,13 @@ pub(crate) fn apply_op(txn: &WriteTransaction, term: u64, now_ms: u64, op: &Op) 
             sweep_kv(&mut t, key, now_ms)?;
             OpResult::Int(n)
         }
+        Op::KvIncrementOnce {
+            key,
+            writer,
+            seq,
+            delta,
+            ttl_ms,
+        } => kv_increment_once(txn, now_ms, key, writer, *seq, *delta, *ttl_ms)?,
         Op::KvDelete { key } => {
             let mut t = txn.open_table(KV)?;
             let removed = t.remove(key.as_str())?;

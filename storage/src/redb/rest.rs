@@ -13,7 +13,9 @@ use super::tables::{
 };
 use super::{RedbBackend, read_meta};
 use crate::StorageError;
-use crate::contract::{BoxNodeStore, KvStore, LeaderInfo, Leadership, SessionRecord, SessionStore, TrieStore};
+use crate::contract::{
+    BoxNodeStore, IncrementOnce, KvStore, LeaderInfo, Leadership, SessionRecord, SessionStore, TrieStore,
+};
 use crate::lease::CampaignPlan;
 use crate::memory::{parse_counter, version_conflict};
 use crate::nodes::{NodeBatch, NodeStore};
@@ -422,6 +424,67 @@ impl KvStore for RedbBackend {
                 };
                 table
                     .insert(key.as_str(), encode_kv(exp, next.to_string().as_bytes()).as_slice())
+                    .map_err(db_err)?;
+                Ok(Ok(next))
+            })
+            .await
+    }
+
+    async fn increment_once(
+        &self,
+        key: &str,
+        op: &IncrementOnce,
+        delta: i64,
+        ttl: Option<Duration>,
+    ) -> Result<i64, StorageError> {
+        let key = key.to_owned();
+        let marker = op.marker_key(&key);
+        let seq = op.seq;
+        let fence = self.fence_check();
+        self.inner
+            .files()?
+            .writer
+            .call(1, move |txn| {
+                if let Err(e) = fence.check() {
+                    return Ok(Err(e));
+                }
+                let now = now_ms();
+                let mut table = txn.open_table(KV).map_err(db_err)?;
+                // The writer's last applied sequence and the counter, both as live values (one transaction: the
+                // counter and its marker change together or not at all).
+                let live_counter = |k: &str| -> Result<Result<Option<(i64, u64)>, StorageError>, StorageError> {
+                    let Some(g) = table.get(k).map_err(db_err)? else {
+                        return Ok(Ok(None));
+                    };
+                    let (exp, raw) = decode_kv(g.value())?;
+                    if !kv_live(exp, now) {
+                        return Ok(Ok(None));
+                    }
+                    Ok(parse_counter(k, raw).map(|n| Some((n, exp))))
+                };
+                let last = match live_counter(&marker)? {
+                    Ok(last) => last.map_or(0, |(n, _)| n),
+                    Err(e) => return Ok(Err(e)),
+                };
+                let current = match live_counter(&key)? {
+                    Ok(current) => current,
+                    Err(e) => return Ok(Err(e)),
+                };
+                if u64::try_from(last).is_ok_and(|last| last >= seq) {
+                    return Ok(Ok(current.map_or(0, |(n, _)| n)));
+                }
+                let (n, exp) = current.unwrap_or((0, expiry_ms(ttl, now)));
+                let Some(next) = n.checked_add(delta) else {
+                    return Ok(Err(StorageError::Backend(format!("kv counter {key:?} overflows"))));
+                };
+                table
+                    .insert(key.as_str(), encode_kv(exp, next.to_string().as_bytes()).as_slice())
+                    .map_err(db_err)?;
+                table
+                    .insert(
+                        marker.as_str(),
+                        encode_kv(expiry_ms(ttl, now), seq.to_string().as_bytes()).as_slice(),
+                    )
                     .map_err(db_err)?;
                 Ok(Ok(next))
             })

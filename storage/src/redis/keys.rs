@@ -14,6 +14,7 @@
 //! | fencing counter (ours, never expires) | `{lease key}:fencing` | INCR counter |
 //! | TTL key-value | `{base}:cache:{key}` | string |
 //! | relay meter of (session, supplier), compute units (ours) | `{base}:cache:meter:{session}:{supplier}:consumed` | string, INCRBY |
+//! | last sync applied to a meter by one relayer (ours) | `{base}:cache:meter:{session}:{supplier}:consumed:once:{writer}` | string, meter's PX |
 //! | readiness probe (ours) | `{base}:miner:ready_probe:{instance}` | string, short PX |
 //!
 //! The relay-miner miner campaigns as election `miner` (`{base}:miner:leader:miner`), not at Go's

@@ -1,6 +1,7 @@
 //! The TTL key-value store on plain Redis strings under `{base}:cache:` (the Go fleet's cache namespace).
 //! TTLs are Redis' own (`PX`); counters are `INCRBY` (ASCII decimal, as the contract wants). A fenced view runs
-//! each write as a fenced script (`fence` module).
+//! each write as a fenced script (`fence` module). `increment_once` keeps each writer's last applied sequence
+//! next to the counter at `{base}:cache:{key}:once:{writer}` (same TTL), changed in the same script.
 
 use std::sync::LazyLock;
 use std::time::Duration;
@@ -8,7 +9,7 @@ use std::time::Duration;
 use super::fence::Scripts;
 use super::{RedisBackend, millis};
 use crate::StorageError;
-use crate::contract::KvStore;
+use crate::contract::{IncrementOnce, KvStore};
 use async_trait::async_trait;
 
 /// KEYS: key. ARGV: delta, ttl ms (0 = none). The TTL applies only when this call creates the key.
@@ -18,6 +19,32 @@ static INCREMENT: LazyLock<Scripts> = LazyLock::new(|| {
 local existed = redis.call('EXISTS', KEYS[1])
 local v = redis.call('INCRBY', KEYS[1], ARGV[1])
 if existed == 0 and tonumber(ARGV[2]) > 0 then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+return v
+",
+    )
+});
+
+/// KEYS: counter, the writer's marker. ARGV: delta, ttl ms (0 = none), seq. Applies the delta and records `seq`
+/// in the marker unless the marker already holds a sequence at least `seq`; returns the counter either way
+/// (`INCRBY 0` of an existing counter: its value, checked to be an integer, its TTL untouched). `INCRBY` comes
+/// first, so a non-integer counter fails the script before anything is written.
+static INCREMENT_ONCE: LazyLock<Scripts> = LazyLock::new(|| {
+    Scripts::new(
+        r"
+local last = tonumber(redis.call('GET', KEYS[2]) or '0')
+if last == nil then return redis.error_reply('ERR kv marker ' .. KEYS[2] .. ' does not hold an integer') end
+if last >= tonumber(ARGV[3]) then
+  if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+  return redis.call('INCRBY', KEYS[1], 0)
+end
+local existed = redis.call('EXISTS', KEYS[1])
+local v = redis.call('INCRBY', KEYS[1], ARGV[1])
+if existed == 0 and tonumber(ARGV[2]) > 0 then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+if tonumber(ARGV[2]) > 0 then
+  redis.call('SET', KEYS[2], ARGV[3], 'PX', ARGV[2])
+else
+  redis.call('SET', KEYS[2], ARGV[3])
+end
 return v
 ",
     )
@@ -87,6 +114,25 @@ impl KvStore for RedisBackend {
         inv.invoke_async(&mut self.conn())
             .await
             .map_err(|e| self.err("INCRBY", e))
+    }
+
+    async fn increment_once(
+        &self,
+        key: &str,
+        op: &IncrementOnce,
+        delta: i64,
+        ttl: Option<Duration>,
+    ) -> Result<i64, StorageError> {
+        let mut inv = self.invocation(&INCREMENT_ONCE);
+        inv.key(self.keys().kv(key))
+            .key(self.keys().kv(&op.marker_key(key)))
+            .arg(delta)
+            .arg(ttl.map_or(0, millis))
+            .arg(op.seq);
+        self.fence_args(&mut inv);
+        inv.invoke_async(&mut self.conn())
+            .await
+            .map_err(|e| self.err("INCRBY once", e))
     }
 
     async fn delete(&self, key: &str) -> Result<bool, StorageError> {
