@@ -19,6 +19,7 @@ use crate::smst::Smst;
 mod answers;
 mod claim_header;
 mod heights;
+mod proof_header;
 mod validate_basic;
 
 fn key_hex(label: &str) -> String {

@@ -355,6 +355,13 @@ fn claim_matches_session(claim: &wire::Claim, on_chain: &SessionHeader) -> Resul
 }
 
 /// End-block proof checks (§5.4 steps 13–17): ring and supplier signatures, closest path, closest proof.
+///
+/// The stored proof keeps the session header its message carried (poktroll `newProofFromMsg`,
+/// `x/proof/keeper/msg_server_submit_proof.go`), which at tx time was only held to the on-chain session by its
+/// session id and start height (`queryAndValidateSessionHeader`); `EnsureValidProofSignaturesAndClosestPath`
+/// (`x/proof/keeper/proof_validation.go`) then derives the closest path from *that* header:
+/// `validateClosestPath` seeds it with the block before `GetEarliestSupplierProofCommitHeight(header end)` and the
+/// header's session id. So a header whose end height is off (same session id) passes tx time and fails here.
 fn validate_proof_end_block(s: &ChainState, entry: &ClaimEntry, msg: &wire::MsgSubmitProof) -> Result<(), String> {
     let supplier = &msg.supplier_operator_address;
     let supplier_key = s
@@ -409,13 +416,16 @@ fn validate_proof_end_block(s: &ChainState, entry: &ClaimEntry, msg: &wire::MsgS
         .unwrap_or_default();
     supplier_sig::verify(&supplier_key, &relay::response_signable_hash(&res), &supplier_signature)
         .map_err(|e| format!("supplier signature: {e}"))?;
-    // (16) path from the seed block, (17) closest proof against the claim root.
-    let windows = windows_of(s, header.session_end_block_height)?;
+    // (16) path from the seed block of the proof message's header (poktroll `validateClosestPath`: params and
+    // proof window open height of the session containing that header's end height, seed one block before it;
+    // a block not yet committed has no hash, and no path matches), (17) closest proof against the claim root.
+    let proof_header = msg.session_header.as_ref().ok_or("proof without session header")?;
+    let windows = windows_of(s, proof_header.session_end_block_height)?;
     let seed = s
         .block_hashes
         .get(&windows.proof_seed_height())
         .ok_or("seed block missing")?;
-    let path = session::proof_path(seed, &header.session_id);
+    let path = session::proof_path(seed, &proof_header.session_id);
     crate::smst::verify_proof_for_claim(&msg.proof, &entry.claim.root_hash, &path)
         .map(drop)
         .map_err(|e| e.to_string())
