@@ -13,6 +13,7 @@ mod events;
 pub mod fees;
 pub mod genesis;
 mod service;
+pub mod tokenomics;
 mod validate;
 mod validate_basic;
 
@@ -46,7 +47,7 @@ pub struct MsgRecord {
 /// What happened to a claim at settlement.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Settlement {
-    /// Rewarded with this many uPOKT.
+    /// Settled for this many uPOKT: the claim's worth, capped by the application's session budget.
     Settled(u128),
     /// A required proof was missing or invalid: expired and slashed.
     Expired(String),
@@ -163,7 +164,9 @@ pub struct ChainState {
     /// Changes asked for by the test knobs ([`SimChain::set_compute_units_per_relay`] and the like), applied when
     /// the next block is produced, as the tx making them would be included there.
     pub pending_changes: Vec<ParamChange>,
-    /// Applications by address.
+    /// Tokenomics params settlement reads (poktroll's defaults; tests may change them).
+    pub tokenomics: tokenomics::TokenomicsParams,
+    /// Applications by address (their stake is burnt by what their sessions' claims are settled for).
     pub applications: BTreeMap<String, wire::Application>,
     /// Gateways by address.
     pub gateways: BTreeMap<String, wire::Gateway>,
@@ -534,6 +537,7 @@ impl SimChain {
             targets,
             difficulty_history,
             pending_changes: Vec::new(),
+            tokenomics: tokenomics::TokenomicsParams::default(),
             applications,
             gateways,
             suppliers,

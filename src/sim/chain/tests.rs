@@ -20,6 +20,7 @@ mod answers;
 mod claim_header;
 mod heights;
 mod proof_header;
+mod settlement;
 mod validate_basic;
 
 fn key_hex(label: &str) -> String {
