@@ -144,7 +144,7 @@ pub struct ChainState {
     pub genesis_time: i64,
     /// The live shared params (`Params`): the last [`ChainState::shared_history`] entry whose effective height
     /// was reached (promoted at that block's end, as poktroll's shared end blocker does), or a change of no
-    /// session-timing param at once ([`ChainState::record_shared_params`]).
+    /// session-timing param at once (poktroll `recordParamsHistory`; `ChainState::record_shared_params`).
     pub shared: SharedParams,
     /// Shared params by effective height (poktroll `ParamsUpdate`; genesis at 1, a change effective at the next
     /// session start): `ParamsAtHeight(h)` answers the last entry at or before `h` ([`ChainState::shared_at`]).
@@ -252,7 +252,7 @@ pub enum ParamChange {
     },
     /// Shared params (`MsgUpdateParams`): in the history from the next session start (x/shared
     /// `recordParamsHistory`), promoted to the live params at the end of that block; a change of no session-timing
-    /// param is live at once ([`ChainState::record_shared_params`]).
+    /// param is live at once (`ChainState::record_shared_params`).
     Shared(SharedParams),
     /// Proof params (`MsgUpdateParams`): live from that block on (no history on chain).
     Proof(wire::ProofParams),
@@ -644,7 +644,8 @@ impl SimChain {
 
     /// Changes the shared params in the next block: in `ParamsAtHeight` (and every check reading it) from the
     /// next session start; live (`Params`) then too, or in that block already when no session-timing param changes
-    /// ([`ChainState::record_shared_params`]). The anchor fields of `params` are replaced.
+    /// (poktroll `recordParamsHistory`; `ChainState::record_shared_params`). The anchor fields of `params` are
+    /// replaced.
     pub fn set_shared_params(&self, params: SharedParams) -> Result<(), String> {
         crate::protocol::session::SessionGrid::new(&params).map_err(|e| e.to_string())?;
         self.state().pending_changes.push(ParamChange::Shared(params));
