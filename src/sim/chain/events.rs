@@ -12,7 +12,8 @@ use crate::chain::comet::AbciEvent;
 use crate::protocol::wire;
 use crate::smst::hash::root_sum_count;
 
-/// The finalize-block event of one claim's settlement. `claimed_upokt` is what the claim is worth.
+/// The finalize-block event of one claim's settlement. `claimed_upokt` is what the claim is worth; a settled
+/// claim's `settled_upokt` is what it was paid, at most the application's budget (poktroll `NewEventClaimSettled`).
 pub(super) fn settlement_event(
     claim: &wire::Claim,
     proof_required: bool,
@@ -46,12 +47,12 @@ pub(super) fn settlement_event(
         ),
     ];
     let kind = match outcome {
-        Settlement::Settled(_) => {
+        Settlement::Settled(settled) => {
             // ProofRequirementReason: NOT_REQUIRED = 0, PROBABILISTIC = 1 (the simulator does not tell it from
             // THRESHOLD = 2).
             attributes.push(("proof_requirement_int".into(), i32::from(proof_required).to_string()));
             attributes.push(("session_id".into(), text(&header.session_id)));
-            attributes.push(("settled_upokt".into(), text(&format!("{claimed_upokt}upokt"))));
+            attributes.push(("settled_upokt".into(), text(&format!("{settled}upokt"))));
             crate::chain::settlement::CLAIM_SETTLED
         }
         Settlement::Expired(reason) => {

@@ -13,6 +13,7 @@ mod events;
 pub mod fees;
 pub mod genesis;
 mod service;
+pub mod tokenomics;
 mod validate;
 mod validate_basic;
 
@@ -46,7 +47,7 @@ pub struct MsgRecord {
 /// What happened to a claim at settlement.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Settlement {
-    /// Rewarded with this many uPOKT.
+    /// Settled for this many uPOKT: the claim's worth, capped by the application's session budget.
     Settled(u128),
     /// A required proof was missing or invalid: expired and slashed.
     Expired(String),
@@ -142,7 +143,8 @@ pub struct ChainState {
     /// Unix seconds of the genesis block.
     pub genesis_time: i64,
     /// The live shared params (`Params`): the last [`ChainState::shared_history`] entry whose effective height
-    /// was reached (promoted at that block's end, as poktroll's shared end blocker does).
+    /// was reached (promoted at that block's end, as poktroll's shared end blocker does), or a change of no
+    /// session-timing param at once (poktroll `recordParamsHistory`; `ChainState::record_shared_params`).
     pub shared: SharedParams,
     /// Shared params by effective height (poktroll `ParamsUpdate`; genesis at 1, a change effective at the next
     /// session start): `ParamsAtHeight(h)` answers the last entry at or before `h` ([`ChainState::shared_at`]).
@@ -163,7 +165,9 @@ pub struct ChainState {
     /// Changes asked for by the test knobs ([`SimChain::set_compute_units_per_relay`] and the like), applied when
     /// the next block is produced, as the tx making them would be included there.
     pub pending_changes: Vec<ParamChange>,
-    /// Applications by address.
+    /// Tokenomics params settlement reads (poktroll's defaults; tests may change them).
+    pub tokenomics: tokenomics::TokenomicsParams,
+    /// Applications by address (their stake is burnt by what their sessions' claims are settled for).
     pub applications: BTreeMap<String, wire::Application>,
     /// Gateways by address.
     pub gateways: BTreeMap<String, wire::Gateway>,
@@ -252,8 +256,9 @@ pub enum ParamChange {
         /// The new 32-byte target.
         target: Vec<u8>,
     },
-    /// Shared params (`MsgUpdateParams`): effective at the next session start, with the grid anchored there
-    /// (x/shared `recordParamsHistory`), promoted to the live params at the end of that block.
+    /// Shared params (`MsgUpdateParams`): in the history from the next session start (x/shared
+    /// `recordParamsHistory`), promoted to the live params at the end of that block; a change of no session-timing
+    /// param is live at once (`ChainState::record_shared_params`).
     Shared(SharedParams),
     /// Proof params (`MsgUpdateParams`): live from that block on (no history on chain).
     Proof(wire::ProofParams),
@@ -344,6 +349,38 @@ impl ChainState {
             .map_or(height + 1, |grid| grid.session_end(height) + 1)
     }
 
+    /// poktroll `recordParamsHistory` (`x/shared/keeper/msg_server_update_param.go`, for `MsgUpdateParams` and
+    /// `MsgUpdateParam` alike) in block `height`: the new params enter the history at the next session start, the
+    /// grid anchor moved there only when `num_blocks_per_session` changes (else carried from the params in effect);
+    /// when no session-timing param changes (`sessionTimingParamsChanged`: blocks per session, grace period, claim
+    /// and proof window offsets) they are also written to the live params at once, keeping the live anchor, so
+    /// `Params` answers the new compute-unit economics while `ParamsAtHeight` of the current session keeps the old
+    /// ones until the boundary. A timing change waits for the shared end blocker to promote it.
+    fn record_shared_params(&mut self, height: i64, next_start: i64, mut params: SharedParams) {
+        let effective = self.shared_at(height);
+        if params.num_blocks_per_session != effective.num_blocks_per_session {
+            params.session_grid_anchor_height = next_start;
+            params.session_number_at_anchor = crate::protocol::session::SessionGrid::new(&effective)
+                .map_or(1, |grid| grid.session_number(next_start));
+        } else {
+            params.session_grid_anchor_height = effective.session_grid_anchor_height;
+            params.session_number_at_anchor = effective.session_number_at_anchor;
+        }
+        self.shared_history.insert(next_start, params.clone());
+        let live = &self.shared;
+        let timing_changed = live.num_blocks_per_session != params.num_blocks_per_session
+            || live.grace_period_end_offset_blocks != params.grace_period_end_offset_blocks
+            || live.claim_window_open_offset_blocks != params.claim_window_open_offset_blocks
+            || live.claim_window_close_offset_blocks != params.claim_window_close_offset_blocks
+            || live.proof_window_open_offset_blocks != params.proof_window_open_offset_blocks
+            || live.proof_window_close_offset_blocks != params.proof_window_close_offset_blocks;
+        if !timing_changed {
+            params.session_grid_anchor_height = live.session_grid_anchor_height;
+            params.session_number_at_anchor = live.session_number_at_anchor;
+            self.shared = params;
+        }
+    }
+
     /// Applies the knobs' changes in block `height` (before its txs), with the chain's effective heights
     /// ([`ParamChange`]).
     fn apply_pending_changes(&mut self, height: i64) {
@@ -369,13 +406,7 @@ impl ChainState {
                         .or_default()
                         .insert(next_start, target);
                 }
-                ParamChange::Shared(mut params) => {
-                    let number = crate::protocol::session::SessionGrid::new(&self.shared_at(height))
-                        .map_or(1, |grid| grid.session_number(next_start));
-                    params.session_grid_anchor_height = next_start;
-                    params.session_number_at_anchor = number;
-                    self.shared_history.insert(next_start, params);
-                }
+                ParamChange::Shared(params) => self.record_shared_params(height, next_start, params),
                 ParamChange::Proof(params) => self.proof = params,
             }
         }
@@ -540,6 +571,7 @@ impl SimChain {
             targets,
             difficulty_history,
             pending_changes: Vec::new(),
+            tokenomics: tokenomics::TokenomicsParams::default(),
             applications,
             gateways,
             suppliers,
@@ -617,8 +649,10 @@ impl SimChain {
         Ok(())
     }
 
-    /// Changes the shared params in the next block: effective (in `ParamsAtHeight` and every check) from the
-    /// next session start, where the session grid is anchored; the anchor fields of `params` are replaced.
+    /// Changes the shared params in the next block: in `ParamsAtHeight` (and every check reading it) from the
+    /// next session start; live (`Params`) then too, or in that block already when no session-timing param changes
+    /// (poktroll `recordParamsHistory`; `ChainState::record_shared_params`). The anchor fields of `params` are
+    /// replaced.
     pub fn set_shared_params(&self, params: SharedParams) -> Result<(), String> {
         crate::protocol::session::SessionGrid::new(&params).map_err(|e| e.to_string())?;
         self.state().pending_changes.push(ParamChange::Shared(params));

@@ -19,6 +19,9 @@ use crate::smst::Smst;
 mod answers;
 mod claim_header;
 mod heights;
+mod proof_header;
+mod settlement;
+mod shared_params;
 mod validate_basic;
 
 fn key_hex(label: &str) -> String {

@@ -355,6 +355,13 @@ fn claim_matches_session(claim: &wire::Claim, on_chain: &SessionHeader) -> Resul
 }
 
 /// End-block proof checks (§5.4 steps 13–17): ring and supplier signatures, closest path, closest proof.
+///
+/// The stored proof keeps the session header its message carried (poktroll `newProofFromMsg`,
+/// `x/proof/keeper/msg_server_submit_proof.go`), which at tx time was only held to the on-chain session by its
+/// session id and start height (`queryAndValidateSessionHeader`); `EnsureValidProofSignaturesAndClosestPath`
+/// (`x/proof/keeper/proof_validation.go`) then derives the closest path from *that* header:
+/// `validateClosestPath` seeds it with the block before `GetEarliestSupplierProofCommitHeight(header end)` and the
+/// header's session id. So a header whose end height is off (same session id) passes tx time and fails here.
 fn validate_proof_end_block(s: &ChainState, entry: &ClaimEntry, msg: &wire::MsgSubmitProof) -> Result<(), String> {
     let supplier = &msg.supplier_operator_address;
     let supplier_key = s
@@ -409,49 +416,61 @@ fn validate_proof_end_block(s: &ChainState, entry: &ClaimEntry, msg: &wire::MsgS
         .unwrap_or_default();
     supplier_sig::verify(&supplier_key, &relay::response_signable_hash(&res), &supplier_signature)
         .map_err(|e| format!("supplier signature: {e}"))?;
-    // (16) path from the seed block, (17) closest proof against the claim root.
-    let windows = windows_of(s, header.session_end_block_height)?;
+    // (16) path from the seed block of the proof message's header (poktroll `validateClosestPath`: params and
+    // proof window open height of the session containing that header's end height, seed one block before it;
+    // a block not yet committed has no hash, and no path matches), (17) closest proof against the claim root.
+    let proof_header = msg.session_header.as_ref().ok_or("proof without session header")?;
+    let windows = windows_of(s, proof_header.session_end_block_height)?;
     let seed = s
         .block_hashes
         .get(&windows.proof_seed_height())
         .ok_or("seed block missing")?;
-    let path = session::proof_path(seed, &header.session_id);
+    let path = session::proof_path(seed, &proof_header.session_id);
     crate::smst::verify_proof_for_claim(&msg.proof, &entry.claim.root_hash, &path)
         .map(drop)
         .map_err(|e| e.to_string())
 }
 
-/// End block: validate pending proofs, then settle the claims whose settlement height (`SettlementSessionEnd`,
-/// the proof window's close) this block is: each settled claim moves from `claims` to `settled` and its outcome
-/// becomes a finalize-block event of this block.
+/// End block: validate pending proofs (poktroll `ValidateSubmittedProofs`), then settle the claims whose
+/// settlement height (`SettlementSessionEnd`, the proof window's close) this block is (`SettlePendingClaims`):
+/// each settled claim moves from `claims` to `settled` and its outcome becomes a finalize-block event of this
+/// block.
 pub(super) fn end_block(s: &mut ChainState, height: i64) {
     let keys: Vec<(String, String)> = s.claims.keys().cloned().collect();
-    for key in keys {
-        let Some(entry) = s.claims.get(&key).cloned() else {
+    for key in &keys {
+        let Some(entry) = s.claims.get(key).cloned() else {
             continue;
         };
-        if let Some(msg) = &entry.proof_pending {
-            let outcome = validate_proof_end_block(s, &entry, msg);
-            let status = if outcome.is_ok() {
-                wire::ClaimProofStatus::Validated
-            } else {
-                wire::ClaimProofStatus::Invalid
-            };
-            if let Err(reason) = outcome {
-                s.records.push(MsgRecord {
-                    height,
-                    kind: "proof",
-                    supplier: key.1.clone(),
-                    session_id: key.0.clone(),
-                    rejected: Some(format!("end block: {reason}")),
-                });
-            }
-            if let Some(e) = s.claims.get_mut(&key) {
-                e.claim.proof_validation_status = status as i32;
-                e.proof_pending = None;
-            }
+        let Some(msg) = &entry.proof_pending else {
+            continue;
+        };
+        let outcome = validate_proof_end_block(s, &entry, msg);
+        let status = if outcome.is_ok() {
+            wire::ClaimProofStatus::Validated
+        } else {
+            wire::ClaimProofStatus::Invalid
+        };
+        if let Err(reason) = outcome {
+            s.records.push(MsgRecord {
+                height,
+                kind: "proof",
+                supplier: key.1.clone(),
+                session_id: key.0.clone(),
+                rejected: Some(format!("end block: {reason}")),
+            });
         }
-        let Some(entry) = s.claims.get(&key).cloned() else {
+        if let Some(e) = s.claims.get_mut(key) {
+            e.claim.proof_validation_status = status as i32;
+            e.proof_pending = None;
+        }
+    }
+    // Phase 1 of poktroll's settlement (`x/tokenomics/keeper/settle_pending_claims.go`): collect the ripe claims
+    // and count them per (application, session), settled or expiring alike (`IncrementSupplierCount`): that
+    // count divides the application's session budget.
+    let mut ripe = Vec::new();
+    let mut claimants: std::collections::BTreeMap<(String, String), u128> = Default::default();
+    for key in keys {
+        let Some(entry) = s.claims.get(&key) else {
             continue;
         };
         if entry.settlement.is_some() {
@@ -468,6 +487,25 @@ pub(super) fn end_block(s: &mut ChainState, height: i64) {
         if height < windows.settlement {
             continue;
         }
+        *claimants
+            .entry((header.application_address.clone(), header.session_id.clone()))
+            .or_default() += 1;
+        ripe.push(key);
+    }
+    // Every claim of this block is limited by the application's stake at its start (poktroll caches it before
+    // any claim is paid: `applicationInitialStakeMap`).
+    let initial_stakes: std::collections::BTreeMap<String, u128> = s
+        .applications
+        .iter()
+        .map(|(address, app)| (address.clone(), coin_amount(app.stake.as_ref())))
+        .collect();
+    for key in ripe {
+        let Some(entry) = s.claims.get(&key).cloned() else {
+            continue;
+        };
+        let Some(header) = entry.claim.session_header.as_ref() else {
+            continue;
+        };
         // The requirement is decided again with this block's proof params (poktroll's settlement calls
         // `ProofRequirementForClaim` itself): a proof required at submission may not be any more, and the other
         // way round.
@@ -489,7 +527,18 @@ pub(super) fn end_block(s: &mut ChainState, height: i64) {
                 },
             )
         } else {
-            Settlement::Settled(claimed)
+            let suppliers = claimants
+                .get(&(header.application_address.clone(), header.session_id.clone()))
+                .copied()
+                .unwrap_or(1);
+            Settlement::Settled(pay_claim(
+                s,
+                header,
+                &entry.claim.supplier_operator_address,
+                claimed,
+                initial_stakes.get(&header.application_address).copied().unwrap_or(0),
+                suppliers,
+            ))
         };
         // As poktroll: the outcome is reported in the block's finalize-block events and the claim leaves the
         // state (`RemoveClaim`); a `Claim` query answers "not found" from now on.
@@ -502,6 +551,60 @@ pub(super) fn end_block(s: &mut ChainState, height: i64) {
         }
         s.settlements.push((key.0.clone(), key.1.clone(), outcome));
     }
+}
+
+/// The amount of an upokt coin (0 when absent or unparsable).
+fn coin_amount(coin: Option<&wire::Coin>) -> u128 {
+    coin.and_then(|c| c.amount.parse().ok()).unwrap_or(0)
+}
+
+/// Pays a claim worth `claimed` uPOKT of `header`'s session to `supplier` and returns what it was settled for
+/// (poktroll `ProcessTokenLogicModules`): at most the application's per-supplier session budget
+/// ([`super::tokenomics::session_floor`] of its stake at the block's start, the pending sessions of the shared
+/// params at the session end, `suppliers` claimants and its spend limit), burnt from the application's stake, the
+/// supplier's shares of it and of its inflation credited to the supplier's account.
+fn pay_claim(
+    s: &mut ChainState,
+    header: &SessionHeader,
+    supplier: &str,
+    claimed: u128,
+    initial_stake: u128,
+    suppliers: u128,
+) -> u128 {
+    use super::tokenomics as t;
+    let Some(app) = s.applications.get(&header.application_address) else {
+        return 0;
+    };
+    let pending = t::num_pending_sessions(&s.shared_at(header.session_end_block_height));
+    let spend_limit = app.per_session_spend_limit.as_ref().map(|c| coin_amount(Some(c)));
+    let (floor, spend_limited) = t::session_floor(initial_stake, pending, suppliers, spend_limit);
+    let (settled, overserviced) = t::settled_amount(claimed, floor, &s.tokenomics);
+    if overserviced {
+        tracing::debug!(
+            application = %header.application_address,
+            supplier,
+            claimed,
+            settled,
+            spend_limited,
+            "sim: application overserviced"
+        );
+    }
+    let stake = coin_amount(app.stake.as_ref());
+    // `RelayBurnEqualsMint` refuses to take the stake below zero (`SafeSub`); the floor keeps it from it.
+    let Some(remaining) = stake.checked_sub(settled) else {
+        return 0;
+    };
+    if let Some(app) = s.applications.get_mut(&header.application_address) {
+        app.stake = Some(wire::Coin {
+            denom: "upokt".into(),
+            amount: remaining.to_string(),
+        });
+    }
+    let reward = t::supplier_reward(settled, &s.tokenomics);
+    if let Some(account) = s.accounts.get_mut(supplier) {
+        account.balance = account.balance.saturating_add(reward);
+    }
+    settled
 }
 
 /// A message handler's refusal as poktroll's msg servers return it: `status.Error(code, text)`, a gRPC status
