@@ -330,6 +330,7 @@ async fn raft_cluster_survives_leader_kills_and_membership_changes_under_load() 
     println!("leader kills at heights {kill_heights:?}");
     // Two submitters in one term explain rejected or duplicate claims best: asserted first.
     submitters.assert_one_per_term();
+    crate::support::print_miner_errors(&metrics);
     assert_claims(&env.chain, &load.served, load.unanswered(), Proofs::EveryClaim);
     assert_nodes_lost_nothing(&metrics);
     let failover_terms: u64 = failovers.iter().map(|f| f.terms).sum();

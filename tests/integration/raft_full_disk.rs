@@ -224,6 +224,7 @@ async fn raft_node_with_a_full_disk_stops_acknowledging_and_comes_back() {
         started.elapsed().as_secs()
     );
     submitters.assert_one_per_term();
+    crate::support::print_miner_errors(&metrics);
     assert_claims(&env.chain, &load.served, load.unanswered(), Proofs::EveryClaim);
     assert_nodes_lost_nothing(&metrics);
 }

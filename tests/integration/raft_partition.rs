@@ -213,6 +213,7 @@ async fn raft_cluster_survives_partitions_under_load() {
     assert!(load.served.len() >= 2, "too few sessions served: {:?}", load.served);
     // Two submitters in one term explain rejected or duplicate claims best: asserted first.
     submitters.assert_one_per_term();
+    crate::support::print_miner_errors(&metrics);
     assert_claims(&env.chain, &load.served, load.unanswered(), Proofs::EveryClaim);
     assert_nodes_lost_nothing(&metrics);
     assert!(stats.dropped + stats.blackholed > 0, "the cuts cut nothing: {stats:?}");

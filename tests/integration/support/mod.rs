@@ -58,6 +58,27 @@ pub fn assert_nodes_lost_nothing(metrics: &std::collections::BTreeMap<u64, Strin
     }
 }
 
+/// Prints each node's miner error and loss series (non-zero samples of `ha_miner_claim_errors_total`,
+/// `ha_miner_proof_errors_total`, `ha_miner_relays_lost_total`, `ha_miner_sessions_failed_total`): printed before
+/// the money assertions, so a failing run says whether its miners refused, were deposed, missed a deadline or
+/// found another root on chain.
+pub fn print_miner_errors(metrics: &std::collections::BTreeMap<u64, String>) {
+    const SERIES: [&str; 4] = [
+        "ha_miner_claim_errors_total",
+        "ha_miner_proof_errors_total",
+        "ha_miner_relays_lost_total",
+        "ha_miner_sessions_failed_total",
+    ];
+    for (id, text) in metrics {
+        let lines: Vec<&str> = text
+            .lines()
+            .filter(|l| SERIES.iter().any(|s| l.starts_with(&format!("{s}{{"))))
+            .filter(|l| l.rsplit(' ').next() != Some("0"))
+            .collect();
+        println!("node {id} miner errors and losses: {lines:#?}");
+    }
+}
+
 /// A free TCP port on 127.0.0.1 (bound and released: another process may take it first, rarely), never one
 /// this test process handed out before: a killed node's ports are free until it restarts on them, and a node
 /// started meanwhile must not get one (a CI run gave a new node a killed node's raft port as its relay port).
