@@ -368,6 +368,23 @@ impl RedbBackend {
     }
 }
 
+/// The live counter at `key` with its expiry (`None`: missing or expired); the inner error is a value that is
+/// not a counter (the caller's result, nothing written), the outer one a database error.
+fn live_counter(
+    table: &redb::Table<&str, &[u8]>,
+    key: &str,
+    now: u64,
+) -> Result<Result<Option<(i64, u64)>, StorageError>, StorageError> {
+    let Some(g) = table.get(key).map_err(db_err)? else {
+        return Ok(Ok(None));
+    };
+    let (exp, raw) = decode_kv(g.value())?;
+    if !kv_live(exp, now) {
+        return Ok(Ok(None));
+    }
+    Ok(parse_counter(key, raw).map(|n| Some((n, exp))))
+}
+
 #[async_trait]
 impl KvStore for RedbBackend {
     async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StorageError> {
@@ -404,19 +421,9 @@ impl KvStore for RedbBackend {
                 }
                 let now = now_ms();
                 let mut table = txn.open_table(KV).map_err(db_err)?;
-                let current = match table.get(key.as_str()).map_err(db_err)? {
-                    Some(g) => {
-                        let (exp, raw) = decode_kv(g.value())?;
-                        if kv_live(exp, now) {
-                            match parse_counter(&key, raw) {
-                                Ok(n) => Some((n, exp)),
-                                Err(e) => return Ok(Err(e)),
-                            }
-                        } else {
-                            None
-                        }
-                    }
-                    None => None,
+                let current = match live_counter(&table, &key, now)? {
+                    Ok(current) => current,
+                    Err(e) => return Ok(Err(e)),
                 };
                 let (n, exp) = current.unwrap_or((0, expiry_ms(ttl, now)));
                 let Some(next) = n.checked_add(delta) else {
@@ -452,21 +459,11 @@ impl KvStore for RedbBackend {
                 let mut table = txn.open_table(KV).map_err(db_err)?;
                 // The writer's last applied sequence and the counter, both as live values (one transaction: the
                 // counter and its marker change together or not at all).
-                let live_counter = |k: &str| -> Result<Result<Option<(i64, u64)>, StorageError>, StorageError> {
-                    let Some(g) = table.get(k).map_err(db_err)? else {
-                        return Ok(Ok(None));
-                    };
-                    let (exp, raw) = decode_kv(g.value())?;
-                    if !kv_live(exp, now) {
-                        return Ok(Ok(None));
-                    }
-                    Ok(parse_counter(k, raw).map(|n| Some((n, exp))))
-                };
-                let last = match live_counter(&marker)? {
+                let last = match live_counter(&table, &marker, now)? {
                     Ok(last) => last.map_or(0, |(n, _)| n),
                     Err(e) => return Ok(Err(e)),
                 };
-                let current = match live_counter(&key)? {
+                let current = match live_counter(&table, &key, now)? {
                     Ok(current) => current,
                     Err(e) => return Ok(Err(e)),
                 };
