@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use super::cache::{Lookup, RefreshCache, TtlCache};
 use super::grpc::{GrpcClient, GrpcError};
+use crate::protocol::inflation::InflationPerClaim;
 use crate::protocol::wire::{self, method, tendermint_method};
 
 /// Errors of chain queries.
@@ -80,6 +81,11 @@ const NOT_FOUND_TTL: Duration = Duration::from_secs(2);
 /// How long a stale application (past its TTL or from before the last block) stays usable while one caller
 /// refreshes it or the chain is unreachable.
 const APPLICATION_STALE_FOR: Duration = Duration::from_secs(30);
+/// How long the tokenomics params are used before they are read again (governance changes them rarely; the relay
+/// meter's budget follows within this).
+const TOKENOMICS_TTL: Duration = Duration::from_secs(60);
+/// How long stale tokenomics params stay usable while one caller refreshes them or the chain is unreachable.
+const TOKENOMICS_STALE_FOR: Duration = Duration::from_secs(60);
 
 /// The chain query client shared by relayer and miner.
 #[derive(Debug)]
@@ -93,6 +99,8 @@ pub struct ChainClient {
     applications: RefreshCache<String, Option<wire::Application>>,
     pubkeys: TtlCache<String, Option<[u8; 33]>>,
     blocks: TtlCache<i64, BlockInfo>,
+    /// The tokenomics `global_inflation_per_claim` (one entry), read by the relay meter on every relay.
+    inflation: RefreshCache<(), InflationPerClaim>,
     /// Highest block height known to exist (0: none yet); bounds what [`ChainClient::shared_params_at`] caches.
     latest_height: AtomicI64,
     /// The highest height [`ChainClient::shared_params_at`] cached, with its params: every other height of its
@@ -124,6 +132,7 @@ impl ChainClient {
             applications: RefreshCache::new(65_536, APPLICATION_STALE_FOR),
             pubkeys: TtlCache::new(65_536),
             blocks: TtlCache::new(4096),
+            inflation: RefreshCache::new(1, TOKENOMICS_STALE_FOR),
             latest_height: AtomicI64::new(0),
             last_shared: std::sync::Mutex::new(None),
             expected_chain_id: std::sync::OnceLock::new(),
@@ -235,6 +244,43 @@ impl ChainClient {
         response
             .params
             .ok_or_else(|| ChainError::BadResponse("proof Params without params".into()))
+    }
+
+    /// The current tokenomics `global_inflation_per_claim` as settlement uses it ([`InflationPerClaim`]): what the
+    /// relay meter's budget must leave for the inflation the chain counts against the application's stake.
+    ///
+    /// Cached like an application: fresh for a minute, then one caller reads it again while the others keep the
+    /// stale value (for at most a minute more), which is also used when that read fails. With no usable value a
+    /// failed read is an error, and the relay is refused as when the shared params cannot be read: the meter never
+    /// guesses a budget. A value the chain could not settle with (NaN, infinite) is a bad response.
+    pub async fn global_inflation_per_claim(&self) -> Result<InflationPerClaim, ChainError> {
+        let (stale, _guard) = match self.inflation.lookup(&()) {
+            Lookup::Fresh(i) | Lookup::Stale(i) => return Ok(i),
+            Lookup::Refresh(i, guard) => (Some(i), Some(guard)),
+            Lookup::Miss => (None, None),
+        };
+        let read = async {
+            let response: wire::QueryTokenomicsParamsResponse = self
+                .grpc
+                .unary(method::TOKENOMICS_PARAMS, wire::QueryParamsRequest {})
+                .await?;
+            let params = response
+                .params
+                .ok_or_else(|| ChainError::BadResponse("tokenomics Params without params".into()))?;
+            InflationPerClaim::from_param(params.global_inflation_per_claim)
+                .map_err(|e| ChainError::BadResponse(e.to_string()))
+        };
+        match (read.await, stale) {
+            (Ok(inflation), _) => {
+                self.inflation.insert((), inflation, TOKENOMICS_TTL);
+                Ok(inflation)
+            }
+            (Err(e), Some(stale)) => {
+                tracing::warn!(error = %e, "tokenomics params refresh failed; using the cached value");
+                Ok(stale)
+            }
+            (Err(e), None) => Err(e),
+        }
     }
 
     /// The session of (app, service) at `height` (§2.6 step 3).
@@ -732,6 +778,8 @@ fn simulated_gas(response: wire::SimulateResponse) -> Result<u64, ChainError> {
 
 #[cfg(test)]
 mod behind_tests;
+#[cfg(test)]
+mod inflation_tests;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]

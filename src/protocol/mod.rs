@@ -11,12 +11,14 @@
 //! | [`session`] | session grid, windows, session id, supplier selection | §3 |
 //! | [`difficulty`] | relay mining difficulty and multiplier | §4 |
 //! | [`lottery`] | claimed uPOKT and the proof requirement lottery | §6.3 |
+//! | [`inflation`] | `global_inflation_per_claim` as settlement counts it against the app's stake | §6.4 (read from poktroll) |
 //! | [`gob`] | Go `encoding/gob` of the compact closest proof | §5.3 |
 //! | [`address`] | bech32 `pokt` addresses and keys from hex | §2.5 |
 
 pub mod address;
 pub mod difficulty;
 pub mod gob;
+pub mod inflation;
 pub mod lottery;
 pub mod relay;
 pub mod ring;

@@ -462,5 +462,10 @@ pub struct ServiceParams {
 }
 
 /// `pocket.tokenomics.Params` (only what relay-miner reads; unknown fields are ignored on decode).
-#[derive(Clone, PartialEq, Eq, prost::Message)]
-pub struct TokenomicsParams {}
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct TokenomicsParams {
+    /// Minted on top of each claim's settlement and counted against the application's stake
+    /// ([`crate::protocol::inflation`]).
+    #[prost(double, tag = "7")]
+    pub global_inflation_per_claim: f64,
+}

@@ -238,6 +238,13 @@ pub struct QueryProofParamsResponse {
     pub params: Option<ProofParams>,
 }
 
+/// `pocket.tokenomics.QueryParamsResponse`.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct QueryTokenomicsParamsResponse {
+    #[prost(message, optional, tag = "1")]
+    pub params: Option<TokenomicsParams>,
+}
+
 #[derive(Clone, PartialEq, Eq, prost::Message)]
 pub struct QueryGetClaimRequest {
     #[prost(string, tag = "1")]

@@ -72,6 +72,19 @@ pub fn router(chain: SimChain) -> GrpcRouter {
         }
     });
     let c = chain.clone();
+    let router = router.unary(method::TOKENOMICS_PARAMS, move |_: wire::QueryParamsRequest| {
+        let c = c.clone();
+        async move {
+            // The live params, as settlement reads them at its block (poktroll has no tokenomics ParamsAtHeight).
+            let inflation = c.state().tokenomics.global_inflation_per_claim.as_f64();
+            Ok(wire::QueryTokenomicsParamsResponse {
+                params: Some(wire::TokenomicsParams {
+                    global_inflation_per_claim: inflation,
+                }),
+            })
+        }
+    });
+    let c = chain.clone();
     let router = router.unary(method::APPLICATION, move |r: wire::QueryGetApplicationRequest| {
         let c = c.clone();
         async move {

@@ -20,6 +20,12 @@ pub struct Ratio {
 }
 
 impl Ratio {
+    /// The nearest `f64` (how the chain stores the param: a proto `double`; 1/10 is the double `0.1`, which
+    /// poktroll reads back as 1/10).
+    pub fn as_f64(self) -> f64 {
+        self.num as f64 / self.den.max(1) as f64
+    }
+
     /// `floor(amount × self)` (poktroll `calculateAllocationAmount`).
     fn floor_of(self, amount: u128) -> u128 {
         amount.saturating_mul(self.num) / self.den.max(1)
