@@ -5,9 +5,13 @@
 //! `stake / suppliers in the session / pending sessions` uPOKT, capped by its share of the app's
 //! `per_session_spend_limit`, `limit / suppliers in the session` ([`Budget::from_stake`], [`pending_sessions`]):
 //! the stake pays every session not yet settled, and the chain caps a supplier's claim at the smaller of such
-//! shares when an app over-consumes (poktroll `getOrInitSessionBudget`). A relay is refused when
-//! `(consumed + cu) × compute_units_to_tokens_multiplier > share × compute_unit_cost_granularity` (spec §6.4,
-//! exact integer arithmetic).
+//! shares when an app over-consumes (poktroll `getOrInitSessionBudget`). Of that share the chain settles at most
+//! `floor(share / (1 + global_inflation_per_claim))`, because the inflation minted for a claim is counted against
+//! the app's stake too (poktroll `ensureClaimAmountLimits`, [`crate::protocol::inflation`]); the budget is that
+//! settlement cap, in compute units: a relay is refused when
+//! `(consumed + cu) × compute_units_to_tokens_multiplier > cap × compute_unit_cost_granularity` (spec §6.4, exact
+//! integer arithmetic). poktroll's relayer meter stops at the share itself, so with many pending sessions it
+//! serves relays the chain does not pay.
 //!
 //! The budget is the one of the latest charge: each relay's validation reads the app's current stake and limit,
 //! so a top-up mid-session raises it at the next relay and a settlement of an earlier session (which lowers the
@@ -45,6 +49,7 @@ use std::time::Duration;
 use tokio::sync::{OnceCell, watch};
 
 use crate::config::FailBehavior;
+use crate::protocol::inflation::InflationPerClaim;
 
 /// Why the meter refused a relay.
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
@@ -91,9 +96,11 @@ pub struct Budget {
 /// `ceil((claim_window_open + claim_window_close + proof_window_open + proof_window_close offsets) /
 /// num_blocks_per_session)`, plus the current one. `params` are the shared params at the session end height.
 ///
-/// The chain's settlement cap (`getOrInitSessionBudget`) divides by the first term only, so this budget is at
-/// most the chain's cap for the same stake (the stake at settlement may be lower: see the module doc), and
-/// equals poktroll's relayer.
+/// The chain's settlement floor (`getOrInitSessionBudget`) divides by the first term only, so this share is at
+/// most the chain's floor for the same stake (the stake at settlement may be lower: see the module doc), and
+/// equals poktroll's relayer. It is not enough on its own: the `+ 1` is worth less than the inflation the chain
+/// counts against the floor once more than about `1 / global_inflation_per_claim` sessions are pending (10 at
+/// the default 0.1), so [`Budget::from_stake`] also takes the inflation off.
 pub fn pending_sessions(params: &crate::protocol::wire::SharedParams) -> u64 {
     let blocks = params.num_blocks_per_session.max(1);
     let until_proof_window_closes = params
@@ -105,20 +112,31 @@ pub fn pending_sessions(params: &crate::protocol::wire::SharedParams) -> u64 {
 }
 
 impl Budget {
-    /// The compute-unit budget of one supplier in one session: `floor(share × granularity / multiplier)` with
-    /// `share = min(floor(floor(stake / suppliers) / pending_sessions), floor(spend_limit / suppliers))` uPOKT
-    /// (integer divisions in poktroll's order: per supplier, then per pending session).
+    /// The compute-unit budget of one supplier in one session: `floor(cap × granularity / multiplier)` with
+    /// `cap = floor(share / (1 + inflation))` and `share = min(floor(floor(stake / suppliers) / pending_sessions),
+    /// floor(spend_limit / suppliers))` uPOKT.
+    ///
+    /// Rounding follows the chain, each step truncated: the share as poktroll's relayer meter divides it (per
+    /// supplier, then per pending session: `getAppStakePortionPayableToSessionSupplier`), capped by the spend
+    /// limit's share (`getOrInitSessionBudget`); then the settlement cap of that share with its inflation
+    /// (`ensureClaimAmountLimits` → `supplierAppStakeToMaxSettlementAmount`: one truncation of the exact quotient,
+    /// [`InflationPerClaim::max_settlement`]); then compute units, truncated, so that the claim of the budget's
+    /// compute units (`compute units × multiplier / granularity`, also truncated) is at most the cap and is settled
+    /// in full.
     ///
     /// `spend_limit_upokt` is the app's `per_session_spend_limit`: `None` (absent or zero on chain) is no limit,
     /// as the chain's settlement treats a nil or zero limit. `session_suppliers` are the suppliers of the on-chain
     /// session (poktroll's relayer divides by the session param `num_suppliers_per_session`, at least as many;
     /// the chain by the suppliers that claimed, at most as many, so this share is at most the chain's for the
-    /// same stake and limit).
+    /// same stake and limit). `inflation` is the tokenomics `global_inflation_per_claim` the relay's validation
+    /// read (the chain uses the one of the settling block: a raise before then lowers the cap below this budget).
+    #[allow(clippy::too_many_arguments)]
     pub fn from_stake(
         stake_upokt: u64,
         spend_limit_upokt: Option<u64>,
         session_suppliers: usize,
         pending_sessions: u64,
+        inflation: InflationPerClaim,
         multiplier: u64,
         granularity: u64,
         forget_at_height: i64,
@@ -131,10 +149,12 @@ impl Budget {
             Some(limit) if limit > 0 => stake_share.min(u128::from(limit) / suppliers),
             _ => stake_share,
         };
+        // The settlement plus the inflation minted for it must fit the share.
+        let cap = inflation.max_settlement(share);
         let limit = if multiplier == 0 {
             u128::from(u64::MAX)
         } else {
-            share * u128::from(granularity.max(1)) / u128::from(multiplier)
+            cap * u128::from(granularity.max(1)) / u128::from(multiplier)
         };
         Self {
             limit_compute_units: u64::try_from(limit).unwrap_or(u64::MAX),
@@ -655,6 +675,7 @@ mod tests {
     use super::*;
 
     mod budget;
+    mod inflation;
     mod lost_reply;
 
     struct NoObserver;
@@ -683,8 +704,8 @@ mod tests {
 
     #[test]
     fn budget_is_the_suppliers_share_of_the_stake() {
-        // 1000 uPOKT, 2 suppliers → 500 uPOKT; 42 uPOKT per CU (42e6 / 1e6) → 11 CU.
-        let b = Budget::from_stake(1000, None, 2, 1, 42_000_000, 1_000_000, 10);
+        // 1000 uPOKT, 2 suppliers → 500 uPOKT; 42 uPOKT per CU (42e6 / 1e6) → 11 CU (no inflation: see tests/inflation.rs).
+        let b = Budget::from_stake(1000, None, 2, 1, InflationPerClaim::ZERO, 42_000_000, 1_000_000, 10);
         assert_eq!(b.limit_compute_units, 11);
     }
 
@@ -716,7 +737,16 @@ mod tests {
     async fn the_meter_refuses_at_the_share_of_one_of_the_pending_sessions() {
         let params = shared(60, [1, 4, 0, 4]);
         // 1,200 uPOKT, 2 suppliers → 600 each; 2 pending sessions → 300; 10 uPOKT per CU → 30 CU.
-        let budget = Budget::from_stake(1_200, None, 2, pending_sessions(&params), 10_000_000, 1_000_000, 100);
+        let budget = Budget::from_stake(
+            1_200,
+            None,
+            2,
+            pending_sessions(&params),
+            InflationPerClaim::ZERO,
+            10_000_000,
+            1_000_000,
+            100,
+        );
         assert_eq!(budget.limit_compute_units, 30);
         let store = storage::MemoryBackend::new().storage();
         let m = meter(Arc::clone(&store.kv), FailBehavior::Open);

@@ -1001,7 +1001,8 @@ impl Relayer {
 }
 
 /// The meter key and budget of a validated relay: its supplier's share of the app's stake and
-/// `per_session_spend_limit` as the validation read them ([`meter::Budget::from_stake`]).
+/// `per_session_spend_limit` as the validation read them, net of the global inflation settlement counts against it
+/// ([`meter::Budget::from_stake`]).
 fn meter_budget(valid: &Validated) -> (meter::MeterKey, meter::Budget) {
     let key = meter::MeterKey {
         session_id: valid.header.session_id.clone(),
@@ -1012,6 +1013,7 @@ fn meter_budget(valid: &Validated) -> (meter::MeterKey, meter::Budget) {
         valid.app_spend_limit_upokt,
         valid.session_suppliers,
         valid.pending_sessions,
+        valid.global_inflation_per_claim,
         valid.compute_units_to_tokens_multiplier,
         valid.compute_unit_cost_granularity,
         valid.windows.claim_open,

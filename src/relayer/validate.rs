@@ -48,6 +48,9 @@ pub struct Validated {
     /// Sessions the app's stake pays for at once, from the shared params at the session end height
     /// ([`super::meter::pending_sessions`]).
     pub pending_sessions: u64,
+    /// The tokenomics `global_inflation_per_claim` (current, cached): settlement counts it against the stake, so
+    /// the meter's budget leaves room for it ([`super::meter::Budget::from_stake`]).
+    pub global_inflation_per_claim: crate::protocol::inflation::InflationPerClaim,
     /// The application's expected ring (§2.4: every member's on-chain key) the signature was verified against.
     pub ring: Arc<[[u8; 33]]>,
 }
@@ -202,6 +205,10 @@ pub async fn validate(
             header.session_id
         )));
     }
+    // What settlement takes off the app's stake beyond the claim (the meter's budget): read before the signature
+    // check, like the other chain reads, so a relay the meter cannot price is refused without that work. A failed
+    // read refuses the relay (`chain_unavailable`), never meters it without the inflation.
+    let global_inflation_per_claim = chain.global_inflation_per_claim().await.map_err(RelayError::Chain)?;
     // (2b) the LSAG equations, last: the one expensive check runs only for otherwise valid requests (and once).
     if !lsag_verified {
         ring_verifier
@@ -223,6 +230,7 @@ pub async fn validate(
         compute_units_to_tokens_multiplier: params.compute_units_to_tokens_multiplier,
         compute_unit_cost_granularity: params.compute_unit_cost_granularity,
         pending_sessions: super::meter::pending_sessions(&params),
+        global_inflation_per_claim,
         ring: expected.into(),
     })
 }

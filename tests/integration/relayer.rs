@@ -856,10 +856,11 @@ async fn optimistic_mode_takes_a_gateway_delegated_after_the_session_was_recorde
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn meter_refuses_over_service_and_is_shared_between_relayers() {
-    // Stake 10,400 uPOKT shared by 2 suppliers → 5,200 each, paying 4 pending sessions at once (4-block sessions,
-    // 9 blocks from session end to proof window close: ceil(9 / 4) + the current one) → 1,300 per session; 42 uPOKT
-    // per compute unit (42e6 / 1e6) → 30 compute units → 3 relays of 10 compute units per supplier and session.
-    let net = Net::new(10_400).await;
+    // Stake 11,440 uPOKT shared by 2 suppliers → 5,720 each, paying 4 pending sessions at once (4-block sessions,
+    // 9 blocks from session end to proof window close: ceil(9 / 4) + the current one) → 1,430 per session, which
+    // settles for at most 1,300 (the global inflation 0.1 counted against it); 42 uPOKT per compute unit (42e6 / 1e6)
+    // → 30 compute units → 3 relays of 10 compute units per supplier and session.
+    let net = Net::new(11_440).await;
     let a = net.relayer().await;
     let b = net.relayer().await;
     let header = net.header("anvil").await;

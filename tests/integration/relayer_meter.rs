@@ -1,11 +1,15 @@
 //! The relay meter against the application's on-chain budget, over real sockets with the harness of
 //! [`crate::relayer`]: an app's `per_session_spend_limit` caps what an eager service serves however large its
-//! stake (poktroll's settlement pays no more), and in optimistic mode a relay already served that the meter finds
-//! over budget is still mined (the work is done; the chain caps the claim), counted as `over_serviced_mined`.
+//! stake, at what poktroll's settlement pays for it (net of the global inflation per claim it counts against the
+//! app); a relay is refused while the inflation cannot be read; and in optimistic mode a relay already served that
+//! the meter finds over budget is still mined (the work is done; the chain caps the claim), counted as
+//! `over_serviced_mined`.
 
 use relay_miner::protocol::wire::Coin;
+use relay_miner::protocol::wire::method::TOKENOMICS_PARAMS;
+use relay_miner::sim::chain::tokenomics;
 
-use crate::relayer::{Net, error_code, eventually, metric, served_status};
+use crate::relayer::{ChainFault, Net, error_code, eventually, metric, served_status};
 
 /// Sets the simulated application's `per_session_spend_limit` (uPOKT) and makes the relayer's chain client read
 /// it at the next validation.
@@ -22,25 +26,46 @@ fn set_spend_limit(net: &Net, upokt: u64) {
     net.advance(0);
 }
 
+/// What the simulated chain settles at most for one of the 2 suppliers of a session of the app (uPOKT): its share
+/// of the session budget (stake over pending sessions, capped by the spend limit), net of the global inflation.
+fn chain_settlement_cap(net: &Net) -> u128 {
+    let s = net.chain.state();
+    let app = &s.applications[&net.app.1];
+    let stake = app.stake.as_ref().unwrap().amount.parse::<u128>().unwrap();
+    let limit = app
+        .per_session_spend_limit
+        .as_ref()
+        .map(|c| c.amount.parse::<u128>().unwrap());
+    let pending = tokenomics::num_pending_sessions(&s.shared);
+    let (floor, _) = tokenomics::session_floor(stake, pending, 2, limit);
+    tokenomics::settled_amount(u128::MAX, floor, &s.tokenomics).0
+}
+
 /// Stake 1e9 uPOKT (about 3M compute units per supplier and session), limit 2,520 uPOKT per session: 1,260 per
-/// supplier (2 in the session), 42 uPOKT per compute unit → 30 compute units → 3 relays of 10.
+/// supplier (2 in the session), which the chain settles for at most 1,260 / 1.1 = 1,145 (the default inflation
+/// 0.1 is counted against it); 42 uPOKT per compute unit → 27 compute units → 2 relays of 10. The third relay (a
+/// 1,260 uPOKT claim, inside the share but over the settlement cap) is refused.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_spend_limit_caps_what_an_eager_service_serves() {
     let net = Net::new(1_000_000_000).await;
     set_spend_limit(&net, 2_520);
+    let cap = chain_settlement_cap(&net);
+    assert_eq!(cap, 1_145);
     let r = net.relayer().await;
     let header = net.header("anvil").await;
-    for id in 0..3 {
+    for id in 0..2 {
         let (status, response) = net.send(&r.url, &net.request(&header, &net.ours.1, Net::rpc(id))).await;
         assert_eq!((status, served_status(&net, &response)), (200, 200));
     }
-    let (status, response) = net.send(&r.url, &net.request(&header, &net.ours.1, Net::rpc(3))).await;
+    // Served: 2 relays × 10 CU × 42 uPOKT = 840 ≤ cap; one more would claim 1,260 > cap.
+    assert!((2 * 10 * 42..3 * 10 * 42).contains(&cap));
+    let (status, response) = net.send(&r.url, &net.request(&header, &net.ours.1, Net::rpc(2))).await;
     assert_eq!(
         (status, error_code(&response)),
         (429, Some(10)),
-        "over-serviced past the limit"
+        "over-serviced past what the chain settles"
     );
-    assert_eq!(net.recorded().await, 3);
+    assert_eq!(net.recorded().await, 2);
     assert_eq!(
         metric(
             &r.telemetry,
@@ -50,7 +75,7 @@ async fn the_spend_limit_caps_what_an_eager_service_serves() {
     );
 }
 
-/// Optimistic mode: the limit is lowered (to 10 compute units) after two relays were charged; the meter's local
+/// Optimistic mode: the limit is lowered (to 9 compute units) after two relays were charged; the meter's local
 /// view still has the old budget, so the next relay is served first, and its settlement finds it over the new
 /// budget. It is mined anyway and counted as over-serviced-but-mined; the relay after it is refused before
 /// serving (the meter now knows the session is exhausted).
@@ -74,7 +99,7 @@ async fn an_optimistic_relay_found_over_budget_is_mined() {
     })
     .await;
 
-    // 840 uPOKT per session → 420 per supplier → 10 compute units, 20 already consumed.
+    // 840 uPOKT per session → 420 per supplier → 381 net of inflation → 9 compute units, 20 already consumed.
     set_spend_limit(&net, 840);
     let (status, response) = net.send(&r.url, &net.request(&header, &net.ours.1, Net::rpc(2))).await;
     assert_eq!((status, served_status(&net, &response)), (200, 200));
@@ -93,4 +118,25 @@ async fn an_optimistic_relay_found_over_budget_is_mined() {
     let (status, response) = net.send(&r.url, &net.request(&header, &net.ours.1, Net::rpc(3))).await;
     assert_eq!((status, error_code(&response)), (429, Some(10)));
     assert_eq!(net.recorded().await, 3);
+}
+
+/// The meter's budget needs the tokenomics `global_inflation_per_claim`: while the chain cannot answer it (and the
+/// relayer holds no earlier answer), a relay is refused as `chain_unavailable` (7, HTTP 503) before the backend
+/// works, never metered without the inflation; once the chain answers, it is served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_is_refused_while_the_inflation_cannot_be_read() {
+    let net = Net::new(1_000_000_000).await;
+    net.chain_tap
+        .set_fault(TOKENOMICS_PARAMS, Some(ChainFault::Unavailable));
+    let r = net.relayer().await;
+    let header = net.header("anvil").await;
+    let (status, response) = net.send(&r.url, &net.request(&header, &net.ours.1, Net::rpc(0))).await;
+    assert_eq!((status, error_code(&response)), (503, Some(7)), "{response:?}");
+    assert_eq!(net.recorded().await, 0);
+    assert!(net.chain_tap.calls(TOKENOMICS_PARAMS) > 0);
+
+    net.chain_tap.set_fault(TOKENOMICS_PARAMS, None);
+    let (status, response) = net.send(&r.url, &net.request(&header, &net.ours.1, Net::rpc(1))).await;
+    assert_eq!((status, served_status(&net, &response)), (200, 200));
+    assert_eq!(net.recorded().await, 1);
 }

@@ -4,6 +4,9 @@
 
 use super::*;
 
+/// These tests are about the stake and the spend limit: no inflation taken off (see `inflation.rs`).
+const NO_INFLATION: InflationPerClaim = InflationPerClaim::ZERO;
+
 fn budget(limit_compute_units: u64) -> Budget {
     Budget {
         limit_compute_units,
@@ -16,7 +19,9 @@ fn budget(limit_compute_units: u64) -> Budget {
 #[test]
 fn the_spend_limit_caps_the_stake_share() {
     // Stake 1,000,000 uPOKT, 2 suppliers, 2 pending sessions → 250,000 each; 10 uPOKT per CU.
-    let with = |limit| Budget::from_stake(1_000_000, limit, 2, 2, 10_000_000, 1_000_000, 100).limit_compute_units;
+    let with = |limit| {
+        Budget::from_stake(1_000_000, limit, 2, 2, NO_INFLATION, 10_000_000, 1_000_000, 100).limit_compute_units
+    };
     assert_eq!(with(None), 25_000);
     assert_eq!(with(Some(0)), 25_000, "a zero limit is no limit");
     // Limit 600 uPOKT per session → 300 per supplier → 30 CU.
@@ -35,7 +40,7 @@ async fn the_meter_refuses_past_the_spend_limit() {
     let store = storage::MemoryBackend::new().storage();
     let m = meter(Arc::clone(&store.kv), FailBehavior::Open);
     // Stake 1e9 uPOKT would pay 25M CU; the 600 uPOKT limit pays 30.
-    let b = Budget::from_stake(1_000_000_000, Some(600), 2, 2, 10_000_000, 1_000_000, 100);
+    let b = Budget::from_stake(1_000_000_000, Some(600), 2, 2, NO_INFLATION, 10_000_000, 1_000_000, 100);
     for _ in 0..3 {
         m.charge(&key(), b, 10).await.unwrap().commit();
     }
