@@ -84,8 +84,11 @@ const APPLICATION_STALE_FOR: Duration = Duration::from_secs(30);
 /// How long the tokenomics params are used before they are read again (governance changes them rarely; the relay
 /// meter's budget follows within this).
 const TOKENOMICS_TTL: Duration = Duration::from_secs(60);
-/// How long stale tokenomics params stay usable while one caller refreshes them or the chain is unreachable.
+/// How long stale tokenomics params stay usable while one caller refreshes them.
 const TOKENOMICS_STALE_FOR: Duration = Duration::from_secs(60);
+/// After a failed read, how long the last known value is used before the node is asked again (one read per this
+/// while a node is down, not one per relay).
+const TOKENOMICS_RETRY: Duration = Duration::from_secs(5);
 
 /// The chain query client shared by relayer and miner.
 #[derive(Debug)]
@@ -101,6 +104,9 @@ pub struct ChainClient {
     blocks: TtlCache<i64, BlockInfo>,
     /// The tokenomics `global_inflation_per_claim` (one entry), read by the relay meter on every relay.
     inflation: RefreshCache<(), InflationPerClaim>,
+    /// The last `global_inflation_per_claim` read, used for as long as the node cannot answer (see
+    /// [`ChainClient::global_inflation_per_claim`]).
+    last_inflation: std::sync::Mutex<Option<InflationPerClaim>>,
     /// Highest block height known to exist (0: none yet); bounds what [`ChainClient::shared_params_at`] caches.
     latest_height: AtomicI64,
     /// The highest height [`ChainClient::shared_params_at`] cached, with its params: every other height of its
@@ -133,6 +139,7 @@ impl ChainClient {
             pubkeys: TtlCache::new(65_536),
             blocks: TtlCache::new(4096),
             inflation: RefreshCache::new(1, TOKENOMICS_STALE_FOR),
+            last_inflation: std::sync::Mutex::new(None),
             latest_height: AtomicI64::new(0),
             last_shared: std::sync::Mutex::new(None),
             expected_chain_id: std::sync::OnceLock::new(),
@@ -249,10 +256,12 @@ impl ChainClient {
     /// The current tokenomics `global_inflation_per_claim` as settlement uses it ([`InflationPerClaim`]): what the
     /// relay meter's budget must leave for the inflation the chain counts against the application's stake.
     ///
-    /// Cached like an application: fresh for a minute, then one caller reads it again while the others keep the
-    /// stale value (for at most a minute more), which is also used when that read fails. With no usable value a
-    /// failed read is an error, and the relay is refused as when the shared params cannot be read: the meter never
-    /// guesses a budget. A value the chain could not settle with (NaN, infinite) is a bad response.
+    /// Fresh for a minute, then one caller reads it again while the others keep the stale value. When that read
+    /// fails, the last value read is used, for as long as the node cannot answer (asked again every
+    /// [`TOKENOMICS_RETRY`]): only governance changes it, and refusing every relay of a running session because a
+    /// node is restarting would lose paid work the caches can still serve. Only when nothing was ever read is a
+    /// failed read an error (the relay is refused as when the shared params cannot be read: the meter never
+    /// guesses a budget). A value the chain could not settle with (NaN, infinite) is a bad response.
     pub async fn global_inflation_per_claim(&self) -> Result<InflationPerClaim, ChainError> {
         let (stale, _guard) = match self.inflation.lookup(&()) {
             Lookup::Fresh(i) | Lookup::Stale(i) => return Ok(i),
@@ -270,14 +279,17 @@ impl ChainClient {
             InflationPerClaim::from_param(params.global_inflation_per_claim)
                 .map_err(|e| ChainError::BadResponse(e.to_string()))
         };
-        match (read.await, stale) {
+        let last = || *self.last_inflation.lock().unwrap_or_else(|p| p.into_inner());
+        match (read.await, stale.or_else(last)) {
             (Ok(inflation), _) => {
                 self.inflation.insert((), inflation, TOKENOMICS_TTL);
+                *self.last_inflation.lock().unwrap_or_else(|p| p.into_inner()) = Some(inflation);
                 Ok(inflation)
             }
-            (Err(e), Some(stale)) => {
-                tracing::warn!(error = %e, "tokenomics params refresh failed; using the cached value");
-                Ok(stale)
+            (Err(e), Some(known)) => {
+                tracing::warn!(error = %e, "tokenomics params read failed; using the last value read");
+                self.inflation.insert((), known, TOKENOMICS_RETRY);
+                Ok(known)
             }
             (Err(e), None) => Err(e),
         }

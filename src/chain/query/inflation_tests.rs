@@ -88,3 +88,25 @@ async fn without_a_usable_answer_the_read_fails() {
     // Nothing was cached: each call asked again.
     assert_eq!(queries.load(Ordering::SeqCst), 2);
 }
+
+#[tokio::test]
+async fn a_node_down_past_the_stale_window_keeps_the_last_value_and_is_asked_again_at_most_every_few_seconds() {
+    let (value, queries) = (
+        Arc::new(AtomicU64::new(0.1f64.to_bits())),
+        Arc::new(AtomicUsize::new(0)),
+    );
+    let mut client = node(Arc::clone(&value), Arc::clone(&queries)).await;
+    let tenth = InflationPerClaim::from_param(0.1).unwrap();
+    assert_eq!(client.global_inflation_per_claim().await.unwrap(), tenth);
+    // The node goes down and the cached entry is past its usable time (a cache without a stale window: every
+    // lookup after the TTL is a miss), as after minutes of a node restart.
+    value.store(u64::MAX, Ordering::SeqCst);
+    client.inflation = RefreshCache::new(1, Duration::ZERO);
+    assert_eq!(client.global_inflation_per_claim().await.unwrap(), tenth);
+    assert_eq!(queries.load(Ordering::SeqCst), 2);
+    // The failed read cached the last value for a few seconds: the next relays do not ask the node each.
+    for _ in 0..10 {
+        assert_eq!(client.global_inflation_per_claim().await.unwrap(), tenth);
+    }
+    assert_eq!(queries.load(Ordering::SeqCst), 2);
+}
