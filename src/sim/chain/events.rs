@@ -126,7 +126,10 @@ pub(super) fn slashed_event(claim: &wire::Claim, penalty: u128, stake_after: u12
             "supplier_operator_address".into(),
             text(&claim.supplier_operator_address),
         ),
-        ("supplier_stake_after_slash".into(), text(&format!("{stake_after}upokt"))),
+        (
+            "supplier_stake_after_slash".into(),
+            text(&format!("{stake_after}upokt")),
+        ),
     ];
     attributes.sort();
     attributes.push(("mode".into(), "EndBlock".into()));

@@ -539,7 +539,13 @@ async fn unrequired_proof_is_rejected_and_missing_required_proof_expires() {
 async fn an_expired_claim_slashes_the_supplier_by_the_proof_missing_penalty() {
     let stake = |f: &Fixture| -> u128 {
         let s = f.chain.state();
-        s.suppliers[&f.supplier_address].stake.as_ref().unwrap().amount.parse().unwrap()
+        s.suppliers[&f.supplier_address]
+            .stake
+            .as_ref()
+            .unwrap()
+            .amount
+            .parse()
+            .unwrap()
     };
     let f = fixture(1.0).await;
     let before = stake(&f);
@@ -579,7 +585,12 @@ async fn an_expired_claim_slashes_the_supplier_by_the_proof_missing_penalty() {
     assert!(matches!(f.chain.settlements()[0].2, Settlement::Settled(_)));
     assert_eq!(stake(&f), before);
     let events = crate::sim::comet::CometBackend::finalize_block_events(&f.chain, windows(&f).settlement);
-    assert!(crate::chain::settlement::BlockSettlements::read(&events).0.slashed.is_empty());
+    assert!(
+        crate::chain::settlement::BlockSettlements::read(&events)
+            .0
+            .slashed
+            .is_empty()
+    );
 }
 
 /// An ordered tx of `msg` with the signer's next sequence and `timeout_height`.

@@ -105,5 +105,10 @@ async fn a_claim_under_the_app_budget_is_paid_in_full() {
     // 0.7 × 1 260 + 0.7 × 126 = 882 + 88.
     assert_eq!(balance[1] - balance[0], 970);
     let events = crate::sim::comet::CometBackend::finalize_block_events(&f.chain, windows(&f).settlement);
-    assert!(crate::chain::settlement::BlockSettlements::read(&events).0.overserviced.is_empty());
+    assert!(
+        crate::chain::settlement::BlockSettlements::read(&events)
+            .0
+            .overserviced
+            .is_empty()
+    );
 }
