@@ -189,3 +189,46 @@ async fn settlements_are_counted_once_as_the_chain_paid_them() {
     }
     assert_eq!(settlement_series(&telemetry.render_metrics()), settlement_series(&text));
 }
+
+/// A node that cannot answer `block_results` (here: nothing listens): the settlement is tried for a few blocks,
+/// then given up and counted once as unread, never as settled.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreadable_settlement_block_is_given_up_and_counted_once() {
+    let f = fixture().await;
+    let telemetry = crate::telemetry::Telemetry::new().unwrap();
+    let plain = MemoryBackend::new().storage();
+    let closed = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap()
+    };
+    let mut miner = Miner::new(f.client.clone(), plain.clone(), f.keyring.clone(), config("a"))
+        .with_settlements_from(crate::chain::comet::CometClient::new(&format!("http://{closed}")).unwrap())
+        .with_metrics(crate::miner::metrics::MinerMetrics::new(&telemetry).unwrap());
+    miner.step().await.unwrap();
+    plain
+        .relay_log
+        .append(signed_relays(&f, &f.header, "app", 0..3, 100))
+        .await
+        .unwrap();
+    miner.step().await.unwrap();
+    let schedule = miner.engine.session(&f.key).unwrap().schedule;
+    let unread = |text: &str| series(text, "ha_miner_settlements_unread_total", &["reason=\"read_failed\""]);
+    let mut given_up_at = None;
+    while f.chain.height() <= schedule.settlement + 20 {
+        f.chain.produce_block();
+        // Failed reads fail the lookup's command (tried again at the next block), not the miner.
+        let _ = miner.step().await;
+        if given_up_at.is_none() && unread(&telemetry.render_metrics()).is_some() {
+            given_up_at = Some(f.chain.height());
+        }
+    }
+    assert!(miner.engine.is_tombstoned(&f.key), "pruned");
+    let text = telemetry.render_metrics();
+    assert_eq!(unread(&text), Some(1), "{text}");
+    assert!(given_up_at.unwrap() > schedule.settlement + super::super::lookup::SETTLEMENT_READ_BLOCKS);
+    assert_eq!(
+        series(&text, "ha_miner_claims_settled_by_status_total", &[]),
+        None,
+        "{text}"
+    );
+}
