@@ -10,6 +10,12 @@
 //! - `pocket.tokenomics.EventClaimExpired`: a required proof was missing or invalid (`expiration_reason`);
 //! - `pocket.tokenomics.EventClaimDiscarded`: settlement failed unexpectedly and the claim was dropped.
 //!
+//! Two more events of the same block tell what a settlement cost ([`BlockSettlements`]):
+//! - `pocket.tokenomics.EventApplicationOverserviced`: the application's stake could not cover a claim, which
+//!   was settled for less (`x/tokenomics/keeper/token_logic_modules.go`, `ensureClaimAmountLimits`);
+//! - `pocket.tokenomics.EventSupplierSlashed`: the supplier of an expired claim lost `proof_missing_penalty` of
+//!   its stake (`slashSupplierStake`).
+//!
 //! Encoding (cosmos-sdk `TypedEventToEvent`): one attribute per proto field, keyed by the field's proto name,
 //! valued with the field's proto-JSON (strings and 64-bit integers quoted, 32-bit integers and enums as in
 //! jsonpb), plus `mode` = `EndBlock`. At poktroll v0.1.35 the events carry `supplier_operator_address`,
@@ -30,6 +36,10 @@ pub const CLAIM_SETTLED: &str = "pocket.tokenomics.EventClaimSettled";
 pub const CLAIM_EXPIRED: &str = "pocket.tokenomics.EventClaimExpired";
 /// Event type of a claim discarded because its settlement failed (not paid).
 pub const CLAIM_DISCARDED: &str = "pocket.tokenomics.EventClaimDiscarded";
+/// Event type of a claim the application's stake could not cover (settled for less than claimed).
+pub const APPLICATION_OVERSERVICED: &str = "pocket.tokenomics.EventApplicationOverserviced";
+/// Event type of a supplier slashed for an expired claim (required proof missing or invalid).
+pub const SUPPLIER_SLASHED: &str = "pocket.tokenomics.EventSupplierSlashed";
 
 /// What the chain did with a claim at settlement.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -69,6 +79,11 @@ pub struct ClaimSettlement {
     pub relays: Option<u64>,
     /// Compute units in the claim's root (`num_claimed_compute_units`), when present.
     pub compute_units: Option<u64>,
+    /// What the claim is worth in uPOKT (`claimed_upokt`), when present.
+    pub claimed_upokt: Option<u128>,
+    /// What a settled claim was paid in uPOKT (`settled_upokt`: the claim's worth, or less when the application
+    /// was overserviced); `None` for an expired or discarded claim and in releases before the field.
+    pub settled_upokt: Option<u128>,
     /// What happened.
     pub outcome: SettlementOutcome,
 }
@@ -149,6 +164,8 @@ impl ClaimSettlement {
             session_id: field("session_id", header),
             relays: number("num_relays"),
             compute_units: number("num_claimed_compute_units"),
+            claimed_upokt: field("claimed_upokt", None).and_then(|v| upokt(&v)),
+            settled_upokt: field("settled_upokt", None).and_then(|v| upokt(&v)),
             outcome,
         })
     }
@@ -157,6 +174,168 @@ impl ClaimSettlement {
 /// Every claim settlement among `events`, with the ones that could not be read.
 pub fn settlements(events: &[AbciEvent]) -> Vec<Result<ClaimSettlement, SettlementEventError>> {
     events.iter().filter_map(ClaimSettlement::from_event).collect()
+}
+
+/// `EventApplicationOverserviced`: the application's stake could not cover a claim, which was settled for less
+/// (poktroll `ensureClaimAmountLimits`, `x/tokenomics/keeper/token_logic_modules.go`). Both burns are in stake
+/// terms (the settlement plus its global-inflation share): `expected_burn` what the claim asked of the
+/// application's stake, `effective_burn` what it could give; the difference is what the supplier was not paid
+/// for (in stake terms).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApplicationOverserviced {
+    /// Supplier operator address (`supplier_operator_addr`).
+    pub supplier: String,
+    /// Application (`application_addr`).
+    pub application: String,
+    /// Service of the session; `None` in older releases (the event did not say).
+    pub service_id: Option<String>,
+    /// The session's end height; `None` in older releases.
+    pub session_end: Option<i64>,
+    /// uPOKT the claim would have burnt from the application's stake.
+    pub expected_burn: u128,
+    /// uPOKT actually burnt (less than `expected_burn`).
+    pub effective_burn: u128,
+}
+
+impl ApplicationOverserviced {
+    /// Whether this is about the given supplier's session (a release that does not name the service or the
+    /// session end matches on supplier and application alone).
+    pub fn is_for(&self, supplier: &str, application: &str, service_id: &str, session_end: i64) -> bool {
+        self.supplier == supplier
+            && self.application == application
+            && self.service_id.as_deref().is_none_or(|s| s == service_id)
+            && self.session_end.is_none_or(|e| e == session_end)
+    }
+
+    /// uPOKT the supplier's claim exceeded what the application's stake could cover (in stake terms).
+    pub fn exceeded_by(&self) -> u128 {
+        self.expected_burn.saturating_sub(self.effective_burn)
+    }
+}
+
+/// `EventSupplierSlashed`: a supplier's stake was slashed for an expired claim (poktroll `slashSupplierStake`,
+/// `x/tokenomics/keeper/settle_pending_claims.go`), by the proof params' `proof_missing_penalty` (at most its
+/// whole stake).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SupplierSlashed {
+    /// Supplier operator address.
+    pub supplier: String,
+    /// Application of the session.
+    pub application: String,
+    /// Service of the session.
+    pub service_id: String,
+    /// The session's end height.
+    pub session_end: i64,
+    /// uPOKT slashed from the supplier's stake.
+    pub penalty: u128,
+}
+
+impl SupplierSlashed {
+    /// Whether this is about the given supplier's session.
+    pub fn is_for(&self, supplier: &str, application: &str, service_id: &str, session_end: i64) -> bool {
+        self.supplier == supplier
+            && self.application == application
+            && self.service_id == service_id
+            && self.session_end == session_end
+    }
+}
+
+/// Everything one block's finalize-block events say about claim settlements.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BlockSettlements {
+    /// One per claim settled, expired or discarded.
+    pub claims: Vec<ClaimSettlement>,
+    /// Claims settled for less than they were worth.
+    pub overserviced: Vec<ApplicationOverserviced>,
+    /// Suppliers slashed for expired claims.
+    pub slashed: Vec<SupplierSlashed>,
+}
+
+impl BlockSettlements {
+    /// Reads a block's settlement events; the ones that cannot be read are returned apart (other events are
+    /// skipped).
+    pub fn read(events: &[AbciEvent]) -> (Self, Vec<SettlementEventError>) {
+        let mut block = Self::default();
+        let mut errors = Vec::new();
+        for event in events {
+            let read = match event.kind.as_str() {
+                APPLICATION_OVERSERVICED => read_overserviced(event).map(|o| block.overserviced.push(o)),
+                SUPPLIER_SLASHED => read_slashed(event).map(|s| block.slashed.push(s)),
+                _ => match ClaimSettlement::from_event(event) {
+                    Some(claim) => claim.map(|c| block.claims.push(c)),
+                    None => Ok(()),
+                },
+            };
+            if let Err(e) = read {
+                errors.push(e);
+            }
+        }
+        (block, errors)
+    }
+}
+
+fn read_overserviced(event: &AbciEvent) -> Result<ApplicationOverserviced, SettlementEventError> {
+    let err = |reason: String| SettlementEventError {
+        event: event.kind.clone(),
+        reason,
+    };
+    let text = |name: &str| event.attribute(name).map(json_scalar);
+    let coin = |name: &str| -> Result<u128, SettlementEventError> {
+        let raw = event.attribute(name).ok_or_else(|| err(format!("no {name}")))?;
+        upokt(&json_scalar(raw)).ok_or_else(|| err(format!("{name} {raw:?} is no upokt amount")))
+    };
+    let session_end = match text("session_end_block_height") {
+        Some(v) => Some(
+            v.parse::<i64>()
+                .map_err(|e| err(format!("session_end_block_height {v:?}: {e}")))?,
+        ),
+        None => None,
+    };
+    Ok(ApplicationOverserviced {
+        supplier: text("supplier_operator_addr").ok_or_else(|| err("no supplier_operator_addr".into()))?,
+        application: text("application_addr").ok_or_else(|| err("no application_addr".into()))?,
+        service_id: text("service_id"),
+        session_end,
+        expected_burn: coin("expected_burn")?,
+        effective_burn: coin("effective_burn")?,
+    })
+}
+
+fn read_slashed(event: &AbciEvent) -> Result<SupplierSlashed, SettlementEventError> {
+    let err = |reason: String| SettlementEventError {
+        event: event.kind.clone(),
+        reason,
+    };
+    let text = |name: &str| {
+        event
+            .attribute(name)
+            .map(json_scalar)
+            .ok_or_else(|| err(format!("no {name}")))
+    };
+    let session_end = text("session_end_block_height")?;
+    let penalty = text("proof_missing_penalty")?;
+    Ok(SupplierSlashed {
+        supplier: text("supplier_operator_address")?,
+        application: text("application_address")?,
+        service_id: text("service_id")?,
+        session_end: session_end
+            .parse()
+            .map_err(|e| err(format!("session_end_block_height {session_end:?}: {e}")))?,
+        penalty: upokt(&penalty).ok_or_else(|| err(format!("proof_missing_penalty {penalty:?} is no upokt amount")))?,
+    })
+}
+
+/// A uPOKT amount as poktroll's events write it: a coin's `String()` (`"1000upokt"`, the v0.1.35 string fields),
+/// or, in older releases, a `cosmos.base.v1beta1.Coin` as JSON (`{"denom":"upokt","amount":"1000"}`).
+fn upokt(raw: &str) -> Option<u128> {
+    if let Some(amount) = raw.strip_suffix("upokt") {
+        return amount.parse().ok();
+    }
+    let coin: Value = serde_json::from_str(raw).ok()?;
+    if coin.get("denom")?.as_str()? != "upokt" {
+        return None;
+    }
+    coin.get("amount")?.as_str()?.parse().ok()
 }
 
 /// An attribute value as text: the JSON string's contents, a JSON number's digits, else the raw value (a node
@@ -230,6 +409,8 @@ mod tests {
                 session_id: Some("abc123".into()),
                 relays: Some(42),
                 compute_units: Some(420),
+                claimed_upokt: Some(1000),
+                settled_upokt: Some(1000),
                 outcome: SettlementOutcome::Settled { proof_required: true },
             }
         );
@@ -284,6 +465,7 @@ mod tests {
             (s.relays, s.compute_units, s.session_id.as_deref()),
             (Some(42), Some(420), None)
         );
+        assert_eq!((s.claimed_upokt, s.settled_upokt), (Some(1000), None));
         assert!(s.is_for("pokt1supplier", "pokt1app", "anvil", 363_540));
 
         let d = event(
@@ -358,5 +540,116 @@ mod tests {
         ]);
         assert_eq!(all.len(), 2);
         assert!(all[0].is_err() && all[1].is_ok());
+    }
+
+    /// `EventApplicationOverserviced` and `EventSupplierSlashed` as poktroll v0.1.35 emits them
+    /// (`ensureClaimAmountLimits`, `slashSupplierStake`): amounts as a coin's `String()`, read with the claims of
+    /// the same block.
+    #[test]
+    fn overserviced_and_slashed_events_of_v0_1_35_golden() {
+        let overserviced = event(
+            APPLICATION_OVERSERVICED,
+            &[
+                ("application_addr", "\"pokt1app\""),
+                ("effective_burn", "\"1000upokt\""),
+                ("expected_burn", "\"1386upokt\""),
+                ("service_id", "\"anvil\""),
+                ("session_end_block_height", "\"363540\""),
+                ("spend_limit_exceeded", "false"),
+                ("supplier_operator_addr", "\"pokt1supplier\""),
+                ("mode", "EndBlock"),
+            ],
+        );
+        let slashed = event(
+            SUPPLIER_SLASHED,
+            &[
+                ("application_address", "\"pokt1app2\""),
+                ("claim_proof_status_int", "0"),
+                ("proof_missing_penalty", "\"320upokt\""),
+                ("service_id", "\"anvil\""),
+                ("session_end_block_height", "\"363540\""),
+                ("supplier_operator_address", "\"pokt1supplier\""),
+                ("supplier_stake_after_slash", "\"999680upokt\""),
+                ("mode", "EndBlock"),
+            ],
+        );
+        let settled = event(
+            CLAIM_SETTLED,
+            &[
+                ("application_address", "\"pokt1app\""),
+                ("claimed_upokt", "\"1260upokt\""),
+                ("proof_requirement_int", "0"),
+                ("service_id", "\"anvil\""),
+                ("session_end_block_height", "\"363540\""),
+                ("settled_upokt", "\"909upokt\""),
+                ("supplier_operator_address", "\"pokt1supplier\""),
+            ],
+        );
+        let (block, errors) = BlockSettlements::read(&[event("transfer", &[]), overserviced, settled, slashed]);
+        assert_eq!(errors, vec![]);
+        assert_eq!(
+            block.overserviced,
+            vec![ApplicationOverserviced {
+                supplier: "pokt1supplier".into(),
+                application: "pokt1app".into(),
+                service_id: Some("anvil".into()),
+                session_end: Some(363_540),
+                expected_burn: 1386,
+                effective_burn: 1000,
+            }]
+        );
+        assert_eq!(block.overserviced[0].exceeded_by(), 386);
+        assert!(block.overserviced[0].is_for("pokt1supplier", "pokt1app", "anvil", 363_540));
+        assert!(!block.overserviced[0].is_for("pokt1supplier", "pokt1app", "anvil", 363_530));
+        assert!(!block.overserviced[0].is_for("pokt1other", "pokt1app", "anvil", 363_540));
+        assert_eq!(
+            block.slashed,
+            vec![SupplierSlashed {
+                supplier: "pokt1supplier".into(),
+                application: "pokt1app2".into(),
+                service_id: "anvil".into(),
+                session_end: 363_540,
+                penalty: 320,
+            }]
+        );
+        assert!(block.slashed[0].is_for("pokt1supplier", "pokt1app2", "anvil", 363_540));
+        assert!(!block.slashed[0].is_for("pokt1supplier", "pokt1app", "anvil", 363_540));
+        assert_eq!(block.claims.len(), 1);
+        assert_eq!(
+            (block.claims[0].claimed_upokt, block.claims[0].settled_upokt),
+            (Some(1260), Some(909))
+        );
+    }
+
+    /// Older releases carried the burns as `cosmos.base.v1beta1.Coin` JSON and no service or session end (then
+    /// matched on supplier and application); an unreadable amount is reported, not read as zero.
+    #[test]
+    fn older_overserviced_events_and_unreadable_amounts() {
+        let older = event(
+            APPLICATION_OVERSERVICED,
+            &[
+                ("application_addr", "\"pokt1app\""),
+                ("effective_burn", r#"{"denom":"upokt","amount":"10"}"#),
+                ("expected_burn", r#"{"denom":"upokt","amount":"25"}"#),
+                ("supplier_operator_addr", "\"pokt1supplier\""),
+            ],
+        );
+        let bad = event(
+            SUPPLIER_SLASHED,
+            &[
+                ("application_address", "\"pokt1app\""),
+                ("proof_missing_penalty", "\"320uatom\""),
+                ("service_id", "\"anvil\""),
+                ("session_end_block_height", "\"10\""),
+                ("supplier_operator_address", "\"pokt1supplier\""),
+            ],
+        );
+        let (block, errors) = BlockSettlements::read(&[older, bad]);
+        assert_eq!(block.overserviced.len(), 1);
+        assert_eq!(block.overserviced[0].exceeded_by(), 15);
+        assert!(block.overserviced[0].is_for("pokt1supplier", "pokt1app", "anvil", 10));
+        assert!(block.slashed.is_empty());
+        assert_eq!(errors.len(), 1);
+        assert!(errors[0].reason.contains("proof_missing_penalty"), "{}", errors[0]);
     }
 }

@@ -18,6 +18,7 @@ mod ingest;
 mod leadership;
 mod lookup;
 mod requirement;
+pub(super) mod settled;
 mod submit;
 #[cfg(test)]
 mod tests;
@@ -177,6 +178,8 @@ pub struct Miner {
     comet: Option<crate::chain::comet::CometClient>,
     /// The last settlement block read.
     settlements: lookup::SettlementCache,
+    /// Pruned sessions whose settlement is yet to be counted in the settlement metrics (module `settled`).
+    settled: settled::SettlementWatch,
     /// Throttles the WARN of relays of pruned sessions (module `ingest`): one line per interval with a count.
     after_prune_log: crate::telemetry::LogThrottle,
     /// The gas price txs are signed at, raised to what the node takes (module `fees`).
@@ -271,6 +274,7 @@ impl Miner {
             too_large_log: crate::telemetry::LogThrottle::new(Duration::from_secs(10)),
             comet: None,
             settlements: lookup::SettlementCache::default(),
+            settled: settled::SettlementWatch::default(),
             after_prune_log: crate::telemetry::LogThrottle::new(ingest::AFTER_PRUNE_LOG_EVERY),
             gas_pricing,
             unknown_txs: submit::UnknownTxs::default(),
@@ -593,6 +597,8 @@ impl Miner {
             // After the block's own work (its claims and proofs come first), and never failing it (module
             // `requirement`).
             self.watch_proof_params().await;
+            // What the chain paid for the sessions settled by now (module `settled`); never fails the block.
+            self.count_settlements().await;
             executed?;
             timer.lap("execute");
             self.observe_gauges(tip.height).await;
@@ -1140,6 +1146,8 @@ impl Miner {
                     self.engine.prune_failed(&key);
                     return Err(e);
                 }
+                // Its record leaves the engine here; its settlement may still be ahead (module `settled`).
+                self.watch_settlement(&key);
                 self.engine.bury(&key);
                 self.versions.remove(&key);
                 self.stored.remove(&key);

@@ -4,6 +4,9 @@
 //! discarded zero-relay session or an HA conflict (lessons.md: revenue-loss metrics that lie are worse than none).
 //! Its uPOKT value needs chain params (cached); `ha_miner_relays_lost_total` and `ha_miner_compute_units_lost_total`
 //! count the same events exactly without them, so a failed valuation (logged at ERROR) never hides a loss.
+//! What the chain paid (`ha_miner_*_settled_*`, `ha_miner_upokt_earned_total`, `ha_miner_claim_ceiling_exceeded_*`,
+//! `ha_miner_supplier_slashed_total`) comes from the settlement block's events only, once per settlement (module
+//! `driver::settled`).
 
 use prometheus::{IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts};
 
@@ -35,6 +38,7 @@ pub struct MinerMetrics {
     pub(super) fee_refusals: IntCounterVec,
     pub(super) claims_skipped: IntCounterVec,
     pub(super) balance: super::driver::balance::FundsMetrics,
+    pub(super) settlement: super::driver::settled::SettlementMetrics,
 }
 
 impl MinerMetrics {
@@ -183,6 +187,63 @@ impl MinerMetrics {
                     "Balance or stake checks that could not read the chain, by what failed",
                     &["supplier", "error_type"],
                 )?,
+            },
+            settlement: {
+                let sss = &["supplier", "service_id", "status"];
+                super::driver::settled::SettlementMetrics {
+                    claims: counter(
+                        "ha_miner_claims_settled_by_status_total",
+                        "Claims of this miner the chain settled, from the settlement block's events, once each: \
+                         settled (paid, no proof required), proven (paid, proof validated), expired (required proof \
+                         missing or invalid: not paid, supplier slashed), discarded (the chain's settlement failed)",
+                        sss,
+                    )?,
+                    relays: counter(
+                        "ha_miner_relays_settled_by_status_total",
+                        "Relays of the claims counted in ha_miner_claims_settled_by_status_total (num_relays)",
+                        sss,
+                    )?,
+                    compute_units_by_status: counter(
+                        "ha_miner_compute_units_settled_by_status_total",
+                        "Compute units of the claims counted in ha_miner_claims_settled_by_status_total",
+                        sss,
+                    )?,
+                    compute_units: counter(
+                        "ha_miner_compute_units_settled_total",
+                        "Compute units of the claims the chain paid (settled and proven)",
+                        ss,
+                    )?,
+                    upokt_earned: counter(
+                        "ha_miner_upokt_earned_total",
+                        "uPOKT the chain settled the paid claims for (settled_upokt of EventClaimSettled: the \
+                         application's payment, before the revenue shares)",
+                        ss,
+                    )?,
+                    ceiling_exceeded: counter(
+                        "ha_miner_claim_ceiling_exceeded_total",
+                        "Claims the application's stake could not cover, settled for less \
+                         (EventApplicationOverserviced)",
+                        ss,
+                    )?,
+                    ceiling_exceeded_upokt: counter(
+                        "ha_miner_claim_ceiling_exceeded_upokt",
+                        "uPOKT by which those claims exceeded what the application's stake covered \
+                         (expected_burn - effective_burn, in stake terms: settlement plus its inflation share)",
+                        ss,
+                    )?,
+                    slashed: counter(
+                        "ha_miner_supplier_slashed_total",
+                        "Slashes of the supplier's stake for an expired claim (EventSupplierSlashed)",
+                        ss,
+                    )?,
+                    unread: counter(
+                        "ha_miner_settlements_unread_total",
+                        "Settled sessions not counted in the settlement metrics: read_failed (the settlement \
+                         block's events could not be read for a few blocks), no_event (the block has no event of \
+                         the session's claim)",
+                        &["supplier", "service_id", "reason"],
+                    )?,
+                }
             },
             fee_refusals: counter(
                 "ha_miner_fee_refusals_total",

@@ -11,7 +11,8 @@
 //! for a few blocks (e.g. it discards ABCI responses), the lookup falls back to "not found" and says so at WARN.
 
 use super::{Miner, MinerError};
-use crate::chain::settlement::{ClaimSettlement, settlements};
+use crate::chain::comet::CometError;
+use crate::chain::settlement::{BlockSettlements, ClaimSettlement};
 use crate::miner::lifecycle::{Event, SessionKey, Step};
 use crate::protocol::wire;
 use crate::smst::hash::root_sum_count;
@@ -20,11 +21,12 @@ use crate::smst::hash::root_sum_count;
 /// and comes again at the next block) before the lookup goes on without it.
 pub(super) const SETTLEMENT_READ_BLOCKS: i64 = 3;
 
-/// The settlements of one block, kept for the other sessions settled in it (one read per block, not per session).
+/// The settlements of one block, kept for the other sessions settled in it (one read per block, not per session),
+/// shared by the lookup and the settlement metrics (module `settled`).
 #[derive(Debug, Default)]
 pub(super) struct SettlementCache {
     height: i64,
-    settlements: Vec<ClaimSettlement>,
+    block: BlockSettlements,
 }
 
 impl Miner {
@@ -79,49 +81,57 @@ impl Miner {
         let (application, service) = (record.application_address.clone(), record.service_id.clone());
         let session_end = record.schedule.session_end;
         let height = self.engine.height();
-        let Some(comet) = &self.comet else {
-            return Ok(None);
-        };
         if height < at {
             return Ok(None);
         }
-        if self.settlements.height != at {
-            match comet.block_results(at).await {
-                Ok(results) => {
-                    let mut read = Vec::new();
-                    for s in settlements(&results.finalize_block_events) {
-                        match s {
-                            Ok(s) => read.push(s),
-                            Err(e) => tracing::warn!(height = at, error = %e, "unreadable settlement event"),
-                        }
-                    }
-                    self.settlements = SettlementCache {
-                        height: at,
-                        settlements: read,
-                    };
-                }
-                Err(e) if height <= at + SETTLEMENT_READ_BLOCKS => return Err(MinerError::Comet(e)),
-                Err(e) => {
-                    tracing::warn!(
-                        supplier = key.supplier,
-                        session = key.session_id,
-                        height = at,
-                        error = %e,
-                        "cannot read the settlement block's events; the session's claim is gone from the chain \
-                         and is judged without them"
-                    );
-                    return Ok(None);
-                }
+        match self.read_settlements(at).await {
+            Ok(true) => {}
+            Ok(false) => return Ok(None),
+            Err(e) if height <= at + SETTLEMENT_READ_BLOCKS => return Err(MinerError::Comet(e)),
+            Err(e) => {
+                tracing::warn!(
+                    supplier = key.supplier,
+                    session = key.session_id,
+                    height = at,
+                    error = %e,
+                    "cannot read the settlement block's events; the session's claim is gone from the chain \
+                     and is judged without them"
+                );
+                return Ok(None);
             }
         }
         Ok(self
             .settlements
-            .settlements
+            .block
+            .claims
             .iter()
             .find(|s| {
                 s.is_for(&key.supplier, &application, &service, session_end)
                     && s.session_id.as_ref().is_none_or(|id| *id == key.session_id)
             })
             .cloned())
+    }
+
+    /// Reads block `at`'s settlement events into the cache ([`Miner::settlement_block`]), unless it holds them
+    /// already: `false` without a CometBFT client (nothing read).
+    pub(super) async fn read_settlements(&mut self, at: i64) -> Result<bool, CometError> {
+        if self.settlements.height == at {
+            return Ok(true);
+        }
+        let Some(comet) = &self.comet else {
+            return Ok(false);
+        };
+        let results = comet.block_results(at).await?;
+        let (block, errors) = BlockSettlements::read(&results.finalize_block_events);
+        for e in errors {
+            tracing::warn!(height = at, error = %e, "unreadable settlement event");
+        }
+        self.settlements = SettlementCache { height: at, block };
+        Ok(true)
+    }
+
+    /// The settlements of the block [`Miner::read_settlements`] read last.
+    pub(super) fn settlement_block(&self) -> &BlockSettlements {
+        &self.settlements.block
     }
 }

@@ -40,6 +40,7 @@ mod redis_threshold;
 mod refused_message_alone;
 mod rejected_once;
 mod removed_supplier;
+mod settled;
 mod split_on_refusal;
 mod stop_resigns;
 mod tip;

@@ -1,5 +1,6 @@
 //! The simulator's settlement events, shaped as poktroll v0.1.35 emits them through cosmos-sdk's
-//! `TypedEventToEvent` (`x/tokenomics/keeper/settle_pending_claims.go`, `proto/pocket/tokenomics/event.proto`):
+//! `TypedEventToEvent` (`x/tokenomics/keeper/settle_pending_claims.go`, `token_logic_modules.go`,
+//! `proto/pocket/tokenomics/event.proto`):
 //! one attribute per proto field, keys sorted, each value the field's proto-JSON (strings and 64-bit integers
 //! quoted, 32-bit integers bare, enums by name), then `mode` = `EndBlock` appended by the SDK's `FinalizeBlock`.
 //! Written from the proto and the SDK, apart from the miner's reader (`crate::chain::settlement`), so a shape
@@ -69,6 +70,71 @@ pub(super) fn settlement_event(
     attributes.push(("mode".into(), "EndBlock".into()));
     AbciEvent {
         kind: kind.into(),
+        attributes,
+    }
+}
+
+/// poktroll `EventApplicationOverserviced` (`ensureClaimAmountLimits`): the claim of `supplier` for `header`'s
+/// session asked `expected_burn` uPOKT of the application's stake (the claim plus its global-inflation share) and
+/// it could give `effective_burn` (its per-supplier session budget), both written as a coin's `String()`.
+pub(super) fn overserviced_event(
+    header: &wire::SessionHeader,
+    supplier: &str,
+    expected_burn: u128,
+    effective_burn: u128,
+    spend_limit_exceeded: bool,
+) -> AbciEvent {
+    let text = |v: &str| json!(v).to_string();
+    let mut attributes: Vec<(String, String)> = vec![
+        ("application_addr".into(), text(&header.application_address)),
+        ("effective_burn".into(), text(&format!("{effective_burn}upokt"))),
+        ("expected_burn".into(), text(&format!("{expected_burn}upokt"))),
+        ("service_id".into(), text(&header.service_id)),
+        (
+            "session_end_block_height".into(),
+            text(&header.session_end_block_height.to_string()),
+        ),
+        ("spend_limit_exceeded".into(), spend_limit_exceeded.to_string()),
+        ("supplier_operator_addr".into(), text(supplier)),
+    ];
+    attributes.sort();
+    attributes.push(("mode".into(), "EndBlock".into()));
+    AbciEvent {
+        kind: crate::chain::settlement::APPLICATION_OVERSERVICED.into(),
+        attributes,
+    }
+}
+
+/// poktroll `EventSupplierSlashed` (`slashSupplierStake`): the claim's supplier slashed by `penalty` uPOKT,
+/// `stake_after` left.
+pub(super) fn slashed_event(claim: &wire::Claim, penalty: u128, stake_after: u128) -> AbciEvent {
+    let header = claim.session_header.clone().unwrap_or_default();
+    let text = |v: &str| json!(v).to_string();
+    let mut attributes: Vec<(String, String)> = vec![
+        ("application_address".into(), text(&header.application_address)),
+        (
+            "claim_proof_status_int".into(),
+            claim.proof_validation_status.to_string(),
+        ),
+        ("proof_missing_penalty".into(), text(&format!("{penalty}upokt"))),
+        ("service_id".into(), text(&header.service_id)),
+        (
+            "session_end_block_height".into(),
+            text(&header.session_end_block_height.to_string()),
+        ),
+        (
+            "supplier_operator_address".into(),
+            text(&claim.supplier_operator_address),
+        ),
+        (
+            "supplier_stake_after_slash".into(),
+            text(&format!("{stake_after}upokt")),
+        ),
+    ];
+    attributes.sort();
+    attributes.push(("mode".into(), "EndBlock".into()));
+    AbciEvent {
+        kind: crate::chain::settlement::SUPPLIER_SLASHED.into(),
         attributes,
     }
 }

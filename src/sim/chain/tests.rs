@@ -532,6 +532,67 @@ async fn unrequired_proof_is_rejected_and_missing_required_proof_expires() {
     assert_eq!(expired_reason(&f), "PROOF_MISSING");
 }
 
+/// A claim expired for a missing proof slashes its supplier's stake by `proof_missing_penalty` (poktroll
+/// `slashSupplierStake`), reported as `EventSupplierSlashed` in the settlement block; a settled claim slashes
+/// nothing.
+#[tokio::test]
+async fn an_expired_claim_slashes_the_supplier_by_the_proof_missing_penalty() {
+    let stake = |f: &Fixture| -> u128 {
+        let s = f.chain.state();
+        s.suppliers[&f.supplier_address]
+            .stake
+            .as_ref()
+            .unwrap()
+            .amount
+            .parse()
+            .unwrap()
+    };
+    let f = fixture(1.0).await;
+    let before = stake(&f);
+    let mut trie = trie_with(&f, 2, 10);
+    claim_and_reach_seed(&f, &mut trie).await;
+    advance_to(&f.chain, windows(&f).proof_close + 1);
+    // The genesis penalty: 320 upokt.
+    assert_eq!(stake(&f), before - 320);
+    let events = crate::sim::comet::CometBackend::finalize_block_events(&f.chain, windows(&f).settlement);
+    let (block, errors) = crate::chain::settlement::BlockSettlements::read(&events);
+    assert_eq!(errors, vec![]);
+    assert_eq!(
+        block.slashed,
+        vec![crate::chain::settlement::SupplierSlashed {
+            supplier: f.supplier_address.clone(),
+            application: f.header.application_address.clone(),
+            service_id: "anvil".into(),
+            session_end: f.header.session_end_block_height,
+            penalty: 320,
+        }]
+    );
+    let slashed = events
+        .iter()
+        .find(|e| e.kind == crate::chain::settlement::SUPPLIER_SLASHED)
+        .unwrap();
+    assert_eq!(
+        slashed.attribute("supplier_stake_after_slash"),
+        Some(format!("\"{}upokt\"", before - 320).as_str())
+    );
+    assert!(block.overserviced.is_empty());
+
+    let f = fixture(0.0).await;
+    let before = stake(&f);
+    let mut trie = trie_with(&f, 2, 10);
+    claim_and_reach_seed(&f, &mut trie).await;
+    advance_to(&f.chain, windows(&f).proof_close + 1);
+    assert!(matches!(f.chain.settlements()[0].2, Settlement::Settled(_)));
+    assert_eq!(stake(&f), before);
+    let events = crate::sim::comet::CometBackend::finalize_block_events(&f.chain, windows(&f).settlement);
+    assert!(
+        crate::chain::settlement::BlockSettlements::read(&events)
+            .0
+            .slashed
+            .is_empty()
+    );
+}
+
 /// An ordered tx of `msg` with the signer's next sequence and `timeout_height`.
 async fn ordered_tx(f: &Fixture, msg: wire::Any, timeout_height: u64) -> crate::chain::tx::SignedTx {
     ordered_tx_at(f, msg, 0, timeout_height).await

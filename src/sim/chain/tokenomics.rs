@@ -111,6 +111,12 @@ pub fn settled_amount(claimed: u128, floor: u128, params: &TokenomicsParams) -> 
     }
 }
 
+/// A claim's amount in stake terms (poktroll `claimStakeTermsAmount`): the settlement plus its global-inflation
+/// share, rounded up, which is what it asks of the application's stake (`expected_burn` when overserviced).
+pub fn stake_terms(claimed: u128, params: &TokenomicsParams) -> u128 {
+    claimed.saturating_add(params.global_inflation_per_claim.ceil_of(claimed))
+}
+
 /// What the supplier's owner receives for a claim settled for `settled` uPOKT: its share of the settlement
 /// (`RelayBurnEqualsMint`, mint ratio 1) plus its share of the inflation minted for it (`GlobalMint`). The
 /// simulator's suppliers own themselves with no other revenue share, so all of it goes to the operator account.
@@ -138,6 +144,8 @@ mod tests {
         assert_eq!(settled_amount(2_000_000, floor, &p), (454_545, true));
         assert_eq!(settled_amount(454_545, floor, &p), (454_545, false));
         assert_eq!(settled_amount(1_000, floor, &p), (1_000, false));
+        // What a claim asks of the stake: 1 260 + ceil(126) and 15 + ceil(1.5).
+        assert_eq!((stake_terms(1_260, &p), stake_terms(15, &p)), (1_386, 17));
         // A spend limit below the per-session stake lowers the floor before the division by suppliers.
         assert_eq!(session_floor(1_000_000, 2, 2, Some(300_000)), (150_000, true));
         assert_eq!(session_floor(1_000_000, 2, 2, Some(900_000)), (250_000, false));

@@ -468,6 +468,7 @@ pub(super) fn end_block(s: &mut ChainState, height: i64) {
     // and count them per (application, session), settled or expiring alike (`IncrementSupplierCount`): that
     // count divides the application's session budget.
     let mut ripe = Vec::new();
+    let mut expired = Vec::new();
     let mut claimants: std::collections::BTreeMap<(String, String), u128> = Default::default();
     for key in keys {
         let Some(entry) = s.claims.get(&key) else {
@@ -531,19 +532,26 @@ pub(super) fn end_block(s: &mut ChainState, height: i64) {
                 .get(&(header.application_address.clone(), header.session_id.clone()))
                 .copied()
                 .unwrap_or(1);
-            Settlement::Settled(pay_claim(
+            let (settled, overserviced) = pay_claim(
                 s,
                 header,
                 &entry.claim.supplier_operator_address,
                 claimed,
                 initial_stakes.get(&header.application_address).copied().unwrap_or(0),
                 suppliers,
-            ))
+            );
+            // Emitted while the claim's amount is limited, before its settlement event (poktroll
+            // `ensureClaimAmountLimits` runs inside the token logic modules).
+            s.finalize_events.entry(height).or_default().extend(overserviced);
+            Settlement::Settled(settled)
         };
         // As poktroll: the outcome is reported in the block's finalize-block events and the claim leaves the
         // state (`RemoveClaim`); a `Claim` query answers "not found" from now on.
         let event = super::events::settlement_event(&entry.claim, required, claimed, &outcome);
         s.finalize_events.entry(height).or_default().push(event);
+        if matches!(outcome, Settlement::Expired(_)) {
+            expired.push(entry.claim.clone());
+        }
         if let Some(mut e) = s.claims.remove(&key) {
             e.settlement = Some(outcome.clone());
             e.proof_required = Some(required);
@@ -551,6 +559,30 @@ pub(super) fn end_block(s: &mut ChainState, height: i64) {
         }
         s.settlements.push((key.0.clone(), key.1.clone(), outcome));
     }
+    // After every claim of the block is settled, the suppliers of the expired ones are slashed, each claim by
+    // the live `proof_missing_penalty` (poktroll `ExecutePendingExpiredResults` → `slashSupplierStake`).
+    for claim in expired {
+        let event = slash_supplier(s, &claim);
+        s.finalize_events.entry(height).or_default().push(event);
+    }
+}
+
+/// Slashes the supplier of an expired `claim` by the proof params' `proof_missing_penalty`, at most its whole
+/// stake (poktroll `slashSupplierStake`; unbonding a supplier left below the minimum stake is not modelled), and
+/// returns the `EventSupplierSlashed` that reports it.
+fn slash_supplier(s: &mut ChainState, claim: &wire::Claim) -> crate::chain::comet::AbciEvent {
+    let penalty = coin_amount(s.proof.proof_missing_penalty.as_ref());
+    let supplier = s.suppliers.get_mut(&claim.supplier_operator_address);
+    let stake = coin_amount(supplier.as_ref().and_then(|sup| sup.stake.as_ref()));
+    let slashed = penalty.min(stake);
+    let remaining = stake - slashed;
+    if let Some(supplier) = supplier {
+        supplier.stake = Some(wire::Coin {
+            denom: "upokt".into(),
+            amount: remaining.to_string(),
+        });
+    }
+    super::events::slashed_event(claim, slashed, remaining)
 }
 
 /// The amount of an upokt coin (0 when absent or unparsable).
@@ -562,7 +594,8 @@ fn coin_amount(coin: Option<&wire::Coin>) -> u128 {
 /// (poktroll `ProcessTokenLogicModules`): at most the application's per-supplier session budget
 /// ([`super::tokenomics::session_floor`] of its stake at the block's start, the pending sessions of the shared
 /// params at the session end, `suppliers` claimants and its spend limit), burnt from the application's stake, the
-/// supplier's shares of it and of its inflation credited to the supplier's account.
+/// supplier's shares of it and of its inflation credited to the supplier's account. With the amount, the
+/// `EventApplicationOverserviced` of a claim capped by the budget.
 fn pay_claim(
     s: &mut ChainState,
     header: &SessionHeader,
@@ -570,16 +603,18 @@ fn pay_claim(
     claimed: u128,
     initial_stake: u128,
     suppliers: u128,
-) -> u128 {
+) -> (u128, Option<crate::chain::comet::AbciEvent>) {
     use super::tokenomics as t;
     let Some(app) = s.applications.get(&header.application_address) else {
-        return 0;
+        return (0, None);
     };
     let pending = t::num_pending_sessions(&s.shared_at(header.session_end_block_height));
     let spend_limit = app.per_session_spend_limit.as_ref().map(|c| coin_amount(Some(c)));
     let (floor, spend_limited) = t::session_floor(initial_stake, pending, suppliers, spend_limit);
     let (settled, overserviced) = t::settled_amount(claimed, floor, &s.tokenomics);
-    if overserviced {
+    // Both burns in stake terms (poktroll `claimStakeTermsAmount`): the claim plus its inflation asked, the
+    // budget given.
+    let overserviced = overserviced.then(|| {
         tracing::debug!(
             application = %header.application_address,
             supplier,
@@ -588,11 +623,18 @@ fn pay_claim(
             spend_limited,
             "sim: application overserviced"
         );
-    }
+        super::events::overserviced_event(
+            header,
+            supplier,
+            t::stake_terms(claimed, &s.tokenomics),
+            floor,
+            spend_limited,
+        )
+    });
     let stake = coin_amount(app.stake.as_ref());
     // `RelayBurnEqualsMint` refuses to take the stake below zero (`SafeSub`); the floor keeps it from it.
     let Some(remaining) = stake.checked_sub(settled) else {
-        return 0;
+        return (0, overserviced);
     };
     if let Some(app) = s.applications.get_mut(&header.application_address) {
         app.stake = Some(wire::Coin {
@@ -604,7 +646,7 @@ fn pay_claim(
     if let Some(account) = s.accounts.get_mut(supplier) {
         account.balance = account.balance.saturating_add(reward);
     }
-    settled
+    (settled, overserviced)
 }
 
 /// A message handler's refusal as poktroll's msg servers return it: `status.Error(code, text)`, a gRPC status

@@ -76,6 +76,22 @@ async fn a_claim_above_the_app_budget_is_settled_at_the_budget() {
     assert_eq!(stake, [1_000_000, 1_000_000 - 909_090]);
     // 0.7 × 909 090 + 0.7 × ceil(0.1 × 909 090) = 636 363 + 63 636.
     assert_eq!(balance[1] - balance[0], 699_999);
+    // Reported as poktroll does: what the claim asked of the stake (its worth plus inflation, rounded up) and
+    // what the stake could give (the budget, 1e6).
+    let events = crate::sim::comet::CometBackend::finalize_block_events(&f.chain, windows(&f).settlement);
+    let (block, errors) = crate::chain::settlement::BlockSettlements::read(&events);
+    assert_eq!(errors, vec![]);
+    assert_eq!(block.overserviced.len(), 1, "{block:?}");
+    let o = &block.overserviced[0];
+    assert!(o.is_for(
+        &f.supplier_address,
+        &f.header.application_address,
+        "anvil",
+        f.header.session_end_block_height
+    ));
+    assert_eq!(o.expected_burn, claimed + claimed.div_ceil(10));
+    assert_eq!(o.effective_burn, 1_000_000);
+    assert_eq!(block.claims[0].settled_upokt, Some(909_090));
 }
 
 /// 3 relays at the base difficulty are worth 3 × 10 × 42 = 1 260 uPOKT, well within the budget: paid in full.
@@ -88,4 +104,11 @@ async fn a_claim_under_the_app_budget_is_paid_in_full() {
     assert_eq!(stake, [1_000_000, 1_000_000 - 1_260]);
     // 0.7 × 1 260 + 0.7 × 126 = 882 + 88.
     assert_eq!(balance[1] - balance[0], 970);
+    let events = crate::sim::comet::CometBackend::finalize_block_events(&f.chain, windows(&f).settlement);
+    assert!(
+        crate::chain::settlement::BlockSettlements::read(&events)
+            .0
+            .overserviced
+            .is_empty()
+    );
 }

@@ -1,0 +1,414 @@
+//! What the chain paid: every settlement of this miner's claims, counted once from the chain's own events.
+//!
+//! Why: the loss metrics (`ha_miner_upokt_lost_total` and the like) say what the miner failed to get on chain,
+//! not what the chain paid for what it got there. A claim on chain can still be settled for less than it is worth
+//! (the application's stake could not cover it: poktroll `EventApplicationOverserviced`), expired by the chain's
+//! own proof decision at settlement, or discarded, and an expired claim also slashes the supplier's stake
+//! (`EventSupplierSlashed`). Operators migrating from the Go HA RelayMiner have dashboards on its settlement
+//! metrics; the Go miner's revenue metrics lied (lessons.md), so these are read from the settlement block's
+//! finalize-block events only (module `lookup`, [`crate::chain::settlement`]), never derived from the miner's
+//! own state.
+//!
+//! How: a session whose record is pruned in a state where its claim is on chain (`Proved`, `Settled`, or expired
+//! at the proof stage or by a discarded settlement) is watched ([`SettlementWatch::watch`]); a `Proved` session is
+//! pruned as soon as its proof is validated, before the chain settles it, so the watch outlives the record. Once
+//! the chain is at the session's settlement height (`Schedule::settlement`, the block whose end settles it, §3),
+//! the leader reads that block's settlement events (one `block_results` read per block, shared with the lookup
+//! through `SettlementCache`) and counts the session's events once. A read that fails is tried again at the
+//! next blocks, for [`SETTLEMENT_READ_BLOCKS`] blocks after the first try, then given up with a WARN and
+//! `ha_miner_settlements_unread_total{reason="read_failed"}`; a block with no event of the session (its claim
+//! was never on chain after all) counts `reason="no_event"`.
+//!
+//! Status label (`status`) of the `*_settled_by_status_total` metrics, from the claim's event:
+//! - `settled`: `EventClaimSettled` without a proof requirement (paid);
+//! - `proven`: `EventClaimSettled` of a claim that required a proof, validated (paid);
+//! - `expired`: `EventClaimExpired`, a required proof missing or invalid (not paid; the supplier slashed);
+//! - `discarded`: `EventClaimDiscarded`, the chain's settlement failed (not paid).
+//!
+//! `ha_miner_upokt_earned_total` adds the `settled_upokt` a paid claim's event reports (what the application's
+//! stake paid for it, before the supplier's revenue share), `ha_miner_compute_units_settled_total` its compute
+//! units. `ha_miner_claim_ceiling_exceeded_upokt` adds `expected_burn − effective_burn` of the session's
+//! `EventApplicationOverserviced`, in stake terms (the settlement plus its global-inflation share), as poktroll
+//! reports them.
+//!
+//! Once per process: a session counted is remembered (until its tombstone would have been forgotten, past which
+//! no record of it can be pruned again), so a second prune of it (a record persisted as pruned, pruned again) or
+//! a second read of the block counts nothing more. Not across processes: the watch list lives in memory, so a
+//! restart or a failover between a session's prune and its settlement misses that session's settlement, and a
+//! process that restarts after counting but before its prune's tombstone was stored may count it again. Only the
+//! leader counts (its loop is the one that prunes). Without a CometBFT client nothing is watched: these metrics
+//! then stay at zero.
+
+use std::collections::BTreeMap;
+
+use prometheus::IntCounterVec;
+
+use super::Miner;
+use super::lookup::SETTLEMENT_READ_BLOCKS;
+use crate::chain::settlement::{BlockSettlements, ClaimSettlement, SettlementOutcome};
+use crate::miner::lifecycle::{LossReason, SessionKey, SessionRecord, State};
+
+/// The settlement metrics' handles (registered with the miner's, `MinerMetrics`).
+#[derive(Clone)]
+pub struct SettlementMetrics {
+    pub(in crate::miner) claims: IntCounterVec,
+    pub(in crate::miner) relays: IntCounterVec,
+    pub(in crate::miner) compute_units_by_status: IntCounterVec,
+    pub(in crate::miner) compute_units: IntCounterVec,
+    pub(in crate::miner) upokt_earned: IntCounterVec,
+    pub(in crate::miner) ceiling_exceeded: IntCounterVec,
+    pub(in crate::miner) ceiling_exceeded_upokt: IntCounterVec,
+    pub(in crate::miner) slashed: IntCounterVec,
+    pub(in crate::miner) unread: IntCounterVec,
+}
+
+/// A watched session: what identifies its events, and where they are.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct Watched {
+    service_id: String,
+    application: String,
+    session_end: i64,
+    /// The block whose finalize-block events settle the session.
+    settlement: i64,
+    /// The height of the first failed read of the settlement block, if any.
+    failing_since: Option<i64>,
+}
+
+/// Sessions whose settlement is yet to be counted, and those counted (pure: no IO).
+#[derive(Debug, Default)]
+pub(super) struct SettlementWatch {
+    pending: BTreeMap<SessionKey, Watched>,
+    /// Sessions counted or given up, with their settlement height: never counted again while kept.
+    done: BTreeMap<SessionKey, i64>,
+}
+
+/// What to do after a failed read of a session's settlement block.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum ReadFailure {
+    /// Try again at the next block.
+    Retry,
+    /// Tried for [`SETTLEMENT_READ_BLOCKS`] blocks: given up (counted as unread).
+    GiveUp,
+}
+
+impl SettlementWatch {
+    /// Watches the session of `record`, a record being pruned, when its claim is on chain (its state says so):
+    /// `false` when it is not, or when the session is watched or was counted already.
+    pub(super) fn watch(&mut self, record: &SessionRecord) -> bool {
+        let on_chain = matches!(
+            record.state,
+            State::Proved
+                | State::Settled
+                | State::Expired(
+                    LossReason::ProofWindowMissed | LossReason::ProofNotIncluded | LossReason::SettlementDiscarded
+                )
+        );
+        if !on_chain || self.pending.contains_key(&record.key) || self.done.contains_key(&record.key) {
+            return false;
+        }
+        self.pending.insert(
+            record.key.clone(),
+            Watched {
+                service_id: record.service_id.clone(),
+                application: record.application_address.clone(),
+                session_end: record.schedule.session_end,
+                settlement: record.schedule.settlement,
+                failing_since: None,
+            },
+        );
+        true
+    }
+
+    /// The watched sessions whose settlement block is committed at `height`, by settlement height (sessions of
+    /// one block together, so one read serves them all).
+    pub(super) fn due(&self, height: i64) -> Vec<(SessionKey, Watched)> {
+        let mut due: Vec<_> = self
+            .pending
+            .iter()
+            .filter(|(_, w)| w.settlement <= height)
+            .map(|(k, w)| (k.clone(), w.clone()))
+            .collect();
+        due.sort_by_key(|(_, w)| w.settlement);
+        due
+    }
+
+    /// The session was counted (or given up): never again in this process.
+    pub(super) fn done(&mut self, key: &SessionKey) {
+        if let Some(w) = self.pending.remove(key) {
+            self.done.insert(key.clone(), w.settlement);
+        }
+    }
+
+    /// A read of `key`'s settlement block failed at `height`: retried for [`SETTLEMENT_READ_BLOCKS`] blocks after
+    /// the first failure, then given up (and done).
+    pub(super) fn read_failed(&mut self, key: &SessionKey, height: i64) -> ReadFailure {
+        let Some(w) = self.pending.get_mut(key) else {
+            return ReadFailure::GiveUp;
+        };
+        let since = *w.failing_since.get_or_insert(height);
+        if height >= since + SETTLEMENT_READ_BLOCKS {
+            self.done(key);
+            ReadFailure::GiveUp
+        } else {
+            ReadFailure::Retry
+        }
+    }
+
+    /// Forgets the sessions counted whose settlement is more than `keep` blocks before `height` (no record of
+    /// them can be pruned again: their tombstones are gone).
+    pub(super) fn forget_done(&mut self, height: i64, keep: i64) {
+        self.done.retain(|_, settlement| *settlement + keep >= height);
+    }
+
+    #[cfg(test)]
+    pub(super) fn is_pending(&self, key: &SessionKey) -> bool {
+        self.pending.contains_key(key)
+    }
+}
+
+/// The `status` label of a claim's settlement (module docs).
+fn status(outcome: &SettlementOutcome) -> &'static str {
+    match outcome {
+        SettlementOutcome::Settled { proof_required: false } => "settled",
+        SettlementOutcome::Settled { proof_required: true } => "proven",
+        SettlementOutcome::Expired { .. } => "expired",
+        SettlementOutcome::Discarded { .. } => "discarded",
+    }
+}
+
+/// A uPOKT amount as a counter increment (saturating: no amount on chain comes near `u64::MAX`).
+fn inc(amount: u128) -> u64 {
+    u64::try_from(amount).unwrap_or(u64::MAX)
+}
+
+impl Miner {
+    /// Watches the settlement of the session `key` is about to prune (called before its record leaves the engine).
+    pub(super) fn watch_settlement(&mut self, key: &SessionKey) {
+        if self.comet.is_none() {
+            return;
+        }
+        if let Some(record) = self.engine.session(key) {
+            self.settled.watch(record);
+        }
+    }
+
+    /// Counts the settlements of the watched sessions whose settlement block is committed (once per new block,
+    /// by the leader). Never fails the block's work: a failed read is tried again at the next block.
+    pub(super) async fn count_settlements(&mut self) {
+        let height = self.engine.height();
+        let mut failed: BTreeMap<i64, String> = BTreeMap::new();
+        for (key, watched) in self.settled.due(height) {
+            let error = match failed.get(&watched.settlement) {
+                Some(e) => Some(e.clone()),
+                None => match self.read_settlements(watched.settlement).await {
+                    Ok(true) => None,
+                    Ok(false) => return,
+                    Err(e) => {
+                        failed.insert(watched.settlement, e.to_string());
+                        Some(e.to_string())
+                    }
+                },
+            };
+            match error {
+                None => {
+                    self.count_settlement(&key, &watched);
+                    self.settled.done(&key);
+                }
+                Some(error) => {
+                    if self.settled.read_failed(&key, height) == ReadFailure::GiveUp {
+                        tracing::warn!(
+                            supplier = key.supplier,
+                            session = key.session_id,
+                            settlement_height = watched.settlement,
+                            error,
+                            "cannot read the settlement block's events: what the chain paid for this session is not \
+                             counted (ha_miner_settlements_unread_total)"
+                        );
+                        self.count_unread(&key, &watched, "read_failed");
+                    }
+                }
+            }
+        }
+        self.settled.forget_done(
+            height,
+            self.config.engine.tombstone_blocks.max(0) + SETTLEMENT_READ_BLOCKS,
+        );
+    }
+
+    /// Counts one session's settlement from the block just read.
+    fn count_settlement(&self, key: &SessionKey, w: &Watched) {
+        let block: &BlockSettlements = self.settlement_block();
+        let claim: Option<&ClaimSettlement> = block.claims.iter().find(|s| {
+            s.is_for(&key.supplier, &w.application, &w.service_id, w.session_end)
+                && s.session_id.as_ref().is_none_or(|id| *id == key.session_id)
+        });
+        let Some(claim) = claim else {
+            tracing::warn!(
+                supplier = key.supplier,
+                session = key.session_id,
+                settlement_height = w.settlement,
+                "the settlement block has no event of this session's claim: nothing counted as settled"
+            );
+            self.count_unread(key, w, "no_event");
+            return;
+        };
+        let status = status(&claim.outcome);
+        let paid = matches!(claim.outcome, SettlementOutcome::Settled { .. });
+        let (relays, compute_units) = (claim.relays.unwrap_or(0), claim.compute_units.unwrap_or(0));
+        let overserviced = block
+            .overserviced
+            .iter()
+            .find(|o| o.is_for(&key.supplier, &w.application, &w.service_id, w.session_end));
+        let slashed = block
+            .slashed
+            .iter()
+            .find(|s| s.is_for(&key.supplier, &w.application, &w.service_id, w.session_end));
+        tracing::info!(
+            supplier = key.supplier,
+            session = key.session_id,
+            status,
+            relays,
+            compute_units,
+            settled_upokt = claim.settled_upokt.map(|v| v.to_string()),
+            claimed_upokt = claim.claimed_upokt.map(|v| v.to_string()),
+            overserviced_by_upokt = overserviced.map(|o| o.exceeded_by().to_string()),
+            slashed_upokt = slashed.map(|s| s.penalty.to_string()),
+            "session settled on chain"
+        );
+        let Some(m) = self.metrics.as_ref().map(|m| &m.settlement) else {
+            return;
+        };
+        let ss = [key.supplier.as_str(), w.service_id.as_str()];
+        let by_status = [key.supplier.as_str(), w.service_id.as_str(), status];
+        m.claims.with_label_values(&by_status).inc();
+        m.relays.with_label_values(&by_status).inc_by(relays);
+        m.compute_units_by_status
+            .with_label_values(&by_status)
+            .inc_by(compute_units);
+        if paid {
+            m.compute_units.with_label_values(&ss).inc_by(compute_units);
+            match claim.settled_upokt {
+                Some(upokt) => m.upokt_earned.with_label_values(&ss).inc_by(inc(upokt)),
+                None => tracing::warn!(
+                    supplier = key.supplier,
+                    session = key.session_id,
+                    "the settlement event carries no settled_upokt (a release before v0.1.35?): \
+                     ha_miner_upokt_earned_total misses it"
+                ),
+            }
+        }
+        if let Some(o) = overserviced {
+            m.ceiling_exceeded.with_label_values(&ss).inc();
+            m.ceiling_exceeded_upokt
+                .with_label_values(&ss)
+                .inc_by(inc(o.exceeded_by()));
+        }
+        if slashed.is_some() {
+            m.slashed.with_label_values(&ss).inc();
+        }
+    }
+
+    fn count_unread(&self, key: &SessionKey, w: &Watched, reason: &str) {
+        if let Some(m) = &self.metrics {
+            m.settlement
+                .unread
+                .with_label_values(&[key.supplier.as_str(), w.service_id.as_str(), reason])
+                .inc();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::miner::lifecycle::Schedule;
+
+    fn record(session: &str, state: State, settlement: i64) -> SessionRecord {
+        SessionRecord {
+            key: SessionKey {
+                supplier: "pokt1supplier".into(),
+                session_id: session.into(),
+            },
+            service_id: "anvil".into(),
+            application_address: "pokt1app".into(),
+            schedule: Schedule {
+                session_start: 1,
+                session_end: 10,
+                claim_open: 11,
+                claim_close: 15,
+                proof_open: 15,
+                proof_close: 19,
+                settlement,
+            },
+            state,
+            relays: 3,
+            compute_units: 30,
+            claim_sent_at: vec![11],
+            proof_sent_at: vec![],
+            claim_reached_node: true,
+            proof_reached_node: false,
+            proof_required: None,
+            queried_at: None,
+            pruned: false,
+            accounted: None,
+            claimed: None,
+            claim_built: true,
+            forget_after: None,
+            settlement_seen: false,
+            claim_absent_at: None,
+            proof_absent_at: None,
+        }
+    }
+
+    /// Only sessions whose claim is on chain are watched, each once: a second prune of the same session (a
+    /// record persisted as pruned is pruned again) or one counted already adds nothing.
+    #[test]
+    fn sessions_with_a_claim_on_chain_are_watched_once() {
+        let mut w = SettlementWatch::default();
+        assert!(w.watch(&record("proved", State::Proved, 19)));
+        assert!(!w.watch(&record("proved", State::Proved, 19)), "watched already");
+        assert!(w.watch(&record("settled", State::Settled, 19)));
+        assert!(w.watch(&record("lost-proof", State::Expired(LossReason::ProofNotIncluded), 19)));
+        assert!(!w.watch(&record("no-claim", State::Expired(LossReason::ClaimWindowMissed), 19)));
+        assert!(!w.watch(&record("no-claim-2", State::Expired(LossReason::ClaimNotIncluded), 19)));
+        assert!(!w.watch(&record("zero", State::Discarded, 19)));
+        assert!(w.due(18).is_empty(), "the settlement block is not committed yet");
+        assert_eq!(w.due(19).len(), 3);
+        let proved = record("proved", State::Proved, 19).key;
+        w.done(&proved);
+        assert!(!w.watch(&record("proved", State::Proved, 19)), "counted already");
+        assert_eq!(w.due(25).len(), 2);
+        // Forgotten once no record of it can come back (its tombstone is gone).
+        w.forget_done(19 + 240, 240);
+        assert!(!w.watch(&record("proved", State::Proved, 19)));
+        w.forget_done(19 + 241, 240);
+        assert!(w.watch(&record("proved", State::Proved, 19)));
+    }
+
+    /// Sessions of the earlier settlement block come first, so one read serves all of a block's.
+    #[test]
+    fn due_sessions_come_by_settlement_height() {
+        let mut w = SettlementWatch::default();
+        w.watch(&record("a", State::Proved, 29));
+        w.watch(&record("b", State::Proved, 19));
+        w.watch(&record("c", State::Settled, 29));
+        let due: Vec<i64> = w.due(30).iter().map(|(_, w)| w.settlement).collect();
+        assert_eq!(due, vec![19, 29, 29]);
+    }
+
+    /// A failed read is tried again for `SETTLEMENT_READ_BLOCKS` blocks after the first failure, then given up.
+    #[test]
+    fn a_failing_read_is_retried_for_a_few_blocks_then_given_up() {
+        let mut w = SettlementWatch::default();
+        let r = record("a", State::Proved, 19);
+        w.watch(&r);
+        for height in 20..20 + SETTLEMENT_READ_BLOCKS {
+            assert_eq!(w.read_failed(&r.key, height), ReadFailure::Retry, "at {height}");
+            assert!(w.is_pending(&r.key));
+        }
+        assert_eq!(w.read_failed(&r.key, 20 + SETTLEMENT_READ_BLOCKS), ReadFailure::GiveUp);
+        assert!(!w.is_pending(&r.key));
+        assert!(!w.watch(&r), "given up: not watched again");
+    }
+}

@@ -1,0 +1,234 @@
+//! What the chain paid (module `settled`), against the simulator over its gRPC and CometBFT RPC: three sessions
+//! of one supplier settle in one block: one paid in full with its proof, one capped by its application's stake
+//! (`EventApplicationOverserviced`) with its proof, one expired for a proof the chain required only at
+//! settlement (`EventSupplierSlashed`). The settlement metrics equal what the simulator paid, each settlement
+//! counted once, though the two proven sessions were pruned before the chain settled them.
+
+use super::*;
+use crate::miner::lifecycle::State;
+use crate::sim::chain::Settlement;
+
+/// The value of the series of `name` whose labels include every one of `labels` (`key="value"`), if any.
+fn series(text: &str, name: &str, labels: &[&str]) -> Option<u64> {
+    text.lines()
+        .find(|l| {
+            l.strip_prefix(name)
+                .is_some_and(|rest| rest.starts_with('{') || rest.starts_with(' '))
+                && labels.iter().all(|label| l.contains(label))
+        })
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+}
+
+/// The settlement series of a rendering, to compare two renderings.
+fn settlement_series(text: &str) -> Vec<String> {
+    let names = [
+        "ha_miner_claims_settled_by_status_total",
+        "ha_miner_relays_settled_by_status_total",
+        "ha_miner_compute_units_settled",
+        "ha_miner_upokt_earned_total",
+        "ha_miner_claim_ceiling_exceeded",
+        "ha_miner_supplier_slashed_total",
+        "ha_miner_settlements_unread_total",
+    ];
+    text.lines()
+        .filter(|l| names.iter().any(|n| l.starts_with(n)))
+        .map(str::to_owned)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn settlements_are_counted_once_as_the_chain_paid_them() {
+    let mut g = genesis();
+    // 3 relays of 10 compute units are worth 3 × 10 × 42 = 1 260 uPOKT, 1 relay 420: a proof is required for
+    // the first two sessions, not for the third (until the params change below).
+    g.proof_params.proof_requirement_threshold_upokt = 1_000;
+    let app = |label: &str, stake_upokt: u64| GenesisApplication {
+        key_hex: key_hex(label),
+        stake_upokt,
+        services: vec!["anvil".into()],
+        delegate_to: vec![0],
+    };
+    // `app2` can spend 1 000 uPOKT (in stake terms) on its one pending session: its 1 260 uPOKT claim is capped.
+    g.applications.push(app("app2", 1_000));
+    g.applications.push(app("app3", 1_000_000));
+    let f = fixture_on(g).await;
+    let header_of = |label: &'static str| {
+        let client = f.client.clone();
+        let height = f.chain.height();
+        async move {
+            let (_, address, _) = actor(&key_hex(label)).unwrap();
+            client.session(&address, "anvil", height).await.unwrap().header.unwrap()
+        }
+    };
+    let (paid, capped, expired) = (f.header.clone(), header_of("app2").await, header_of("app3").await);
+    assert_eq!(capped.session_end_block_height, paid.session_end_block_height);
+    let key = |h: &SessionHeader| SessionKey {
+        supplier: f.supplier.clone(),
+        session_id: h.session_id.clone(),
+    };
+    let telemetry = crate::telemetry::Telemetry::new().unwrap();
+    let plain = MemoryBackend::new().storage();
+    let mut miner = Miner::new(f.client.clone(), plain.clone(), f.keyring.clone(), config("a"))
+        .with_settlements_from(f.comet.clone())
+        .with_metrics(crate::miner::metrics::MinerMetrics::new(&telemetry).unwrap());
+    miner.step().await.unwrap();
+    let mut relays = signed_relays(&f, &paid, "app", 0..3, 100);
+    relays.extend(signed_relays(&f, &capped, "app2", 0..3, 100));
+    relays.extend(signed_relays(&f, &expired, "app3", 0..1, 100));
+    plain.relay_log.append(relays).await.unwrap();
+    miner.step().await.unwrap();
+    let schedule = miner.engine.session(&key(&paid)).unwrap().schedule;
+    let stake_before: u128 = f.chain.state().suppliers[&f.supplier]
+        .stake
+        .as_ref()
+        .unwrap()
+        .amount
+        .parse()
+        .unwrap();
+
+    // Up to the block before the settlement's: both proofs validated, their sessions pruned (`Proved`).
+    while f.chain.height() < schedule.proof_close - 1 {
+        f.chain.produce_block();
+        miner.step().await.unwrap();
+    }
+    for proven in [&paid, &capped] {
+        assert!(miner.engine.session(&key(proven)).is_none(), "pruned before settlement");
+        assert!(miner.engine.is_tombstoned(&key(proven)));
+    }
+    assert_eq!(miner.engine.session(&key(&expired)).unwrap().state, State::Settled);
+    // Every claim now needs a proof, effective at the settlement block: too late for the third session's.
+    let mut params = f.chain.state().proof.clone();
+    params.proof_request_probability = 1.0;
+    f.chain.set_proof_params(params);
+    while f.chain.height() <= schedule.settlement + 2 {
+        f.chain.produce_block();
+        miner.step().await.unwrap();
+    }
+
+    // What the simulator did: paid 1 260, capped the second at 1 000 / 1.1 = 909, expired and slashed the third.
+    let settled: std::collections::BTreeMap<String, Settlement> = f
+        .chain
+        .settlements()
+        .into_iter()
+        .map(|(session, supplier, outcome)| {
+            assert_eq!(supplier, f.supplier);
+            (session, outcome)
+        })
+        .collect();
+    assert_eq!(settled[&paid.session_id], Settlement::Settled(1_260));
+    assert_eq!(settled[&capped.session_id], Settlement::Settled(909));
+    assert!(
+        matches!(&settled[&expired.session_id], Settlement::Expired(r) if r == "required proof missing"),
+        "{settled:?}"
+    );
+    let paid_total: u128 = settled
+        .values()
+        .map(|s| match s {
+            Settlement::Settled(v) => *v,
+            Settlement::Expired(_) => 0,
+        })
+        .sum();
+    let stake_after: u128 = f.chain.state().suppliers[&f.supplier]
+        .stake
+        .as_ref()
+        .unwrap()
+        .amount
+        .parse()
+        .unwrap();
+    assert_eq!(stake_before - stake_after, 320, "slashed by proof_missing_penalty");
+
+    // What the miner counted: exactly that.
+    let text = telemetry.render_metrics();
+    let supplier = format!("supplier=\"{}\"", f.supplier);
+    let of = |name: &str, labels: &[&str]| {
+        let mut all = vec![supplier.as_str(), "service_id=\"anvil\""];
+        all.extend_from_slice(labels);
+        series(&text, name, &all)
+    };
+    let proven = ["status=\"proven\""];
+    let lost = ["status=\"expired\""];
+    assert_eq!(
+        of("ha_miner_upokt_earned_total", &[]),
+        Some(u64::try_from(paid_total).unwrap()),
+        "{text}"
+    );
+    assert_eq!(
+        of("ha_miner_claims_settled_by_status_total", &proven),
+        Some(2),
+        "{text}"
+    );
+    assert_eq!(of("ha_miner_claims_settled_by_status_total", &lost), Some(1), "{text}");
+    assert_eq!(
+        of("ha_miner_claims_settled_by_status_total", &["status=\"settled\""]),
+        None
+    );
+    assert_eq!(of("ha_miner_relays_settled_by_status_total", &proven), Some(6));
+    assert_eq!(of("ha_miner_relays_settled_by_status_total", &lost), Some(1));
+    assert_eq!(of("ha_miner_compute_units_settled_by_status_total", &proven), Some(60));
+    assert_eq!(of("ha_miner_compute_units_settled_by_status_total", &lost), Some(10));
+    assert_eq!(of("ha_miner_compute_units_settled_total", &[]), Some(60));
+    // The capped claim asked 1 260 + ceil(126) = 1 386 of the stake, which covered 1 000.
+    assert_eq!(of("ha_miner_claim_ceiling_exceeded_total", &[]), Some(1));
+    assert_eq!(of("ha_miner_claim_ceiling_exceeded_upokt", &[]), Some(386));
+    assert_eq!(of("ha_miner_supplier_slashed_total", &[]), Some(1));
+    assert_eq!(series(&text, "ha_miner_settlements_unread_total", &[]), None, "{text}");
+    // The loss metrics agree: the expired claim's relay is lost (the chain decided at settlement).
+    assert_eq!(
+        super::counter(&text, "ha_miner_relays_lost_total", "proof_window_missed"),
+        Some(1),
+        "{text}"
+    );
+
+    // A second pass over the same block counts nothing again: the cached block dropped (read again), the count
+    // run again, more blocks handled.
+    miner.settlements = super::super::lookup::SettlementCache::default();
+    miner.count_settlements().await;
+    for _ in 0..3 {
+        f.chain.produce_block();
+        miner.step().await.unwrap();
+    }
+    assert_eq!(settlement_series(&telemetry.render_metrics()), settlement_series(&text));
+}
+
+/// A node that cannot answer `block_results` (here: nothing listens): the settlement is tried for a few blocks,
+/// then given up and counted once as unread, never as settled.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreadable_settlement_block_is_given_up_and_counted_once() {
+    let f = fixture().await;
+    let telemetry = crate::telemetry::Telemetry::new().unwrap();
+    let plain = MemoryBackend::new().storage();
+    let closed = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap()
+    };
+    let mut miner = Miner::new(f.client.clone(), plain.clone(), f.keyring.clone(), config("a"))
+        .with_settlements_from(crate::chain::comet::CometClient::new(&format!("http://{closed}")).unwrap())
+        .with_metrics(crate::miner::metrics::MinerMetrics::new(&telemetry).unwrap());
+    miner.step().await.unwrap();
+    plain
+        .relay_log
+        .append(signed_relays(&f, &f.header, "app", 0..3, 100))
+        .await
+        .unwrap();
+    miner.step().await.unwrap();
+    let schedule = miner.engine.session(&f.key).unwrap().schedule;
+    let unread = |text: &str| series(text, "ha_miner_settlements_unread_total", &["reason=\"read_failed\""]);
+    let mut given_up_at = None;
+    while f.chain.height() <= schedule.settlement + 20 {
+        f.chain.produce_block();
+        // Failed reads fail the lookup's command (tried again at the next block), not the miner.
+        let _ = miner.step().await;
+        if given_up_at.is_none() && unread(&telemetry.render_metrics()).is_some() {
+            given_up_at = Some(f.chain.height());
+        }
+    }
+    assert!(miner.engine.is_tombstoned(&f.key), "pruned");
+    let text = telemetry.render_metrics();
+    assert_eq!(unread(&text), Some(1), "{text}");
+    assert!(given_up_at.unwrap() > schedule.settlement + super::super::lookup::SETTLEMENT_READ_BLOCKS);
+    assert_eq!(
+        series(&text, "ha_miner_claims_settled_by_status_total", &[]),
+        None,
+        "{text}"
+    );
+}
