@@ -1349,7 +1349,9 @@ fn same_but_queried_at(a: &SessionRecord, b: &SessionRecord) -> bool {
 }
 
 /// Times the phases of one miner iteration; reported at DEBUG when the iteration handled a new block or took
-/// long (a tick that only polled the tip is not logged).
+/// long (a tick that only polled the tip is not logged), and at WARN, whatever the log level, when it took
+/// [`StepTimer::STALLED`] or more: a leader whose iterations take seconds misses windows of a few blocks without
+/// any other error (seen on a host starved of CPU, where every send was late), so the operator sees which phase.
 struct StepTimer {
     started: std::time::Instant,
     last: std::time::Instant,
@@ -1361,6 +1363,8 @@ struct StepTimer {
 impl StepTimer {
     /// An iteration that took longer than this is reported even without a new block.
     const SLOW: Duration = Duration::from_millis(50);
+    /// An iteration that took this long is reported at WARN.
+    const STALLED: Duration = Duration::from_secs(2);
 
     fn start() -> Self {
         let now = std::time::Instant::now();
@@ -1379,9 +1383,26 @@ impl StepTimer {
         self.last = now;
     }
 
+    /// The level an iteration of `total` is reported at, if any.
+    fn level(&self, total: Duration) -> Option<tracing::Level> {
+        if total >= Self::STALLED {
+            Some(tracing::Level::WARN)
+        } else if self.new_block || total >= Self::SLOW {
+            Some(tracing::Level::DEBUG)
+        } else {
+            None
+        }
+    }
+
     fn report(&self, height: i64) {
         let total = self.started.elapsed();
-        if !(self.new_block || total >= Self::SLOW) || !tracing::enabled!(tracing::Level::DEBUG) {
+        let level = self.level(total);
+        let enabled = match level {
+            Some(tracing::Level::WARN) => true,
+            Some(_) => tracing::enabled!(tracing::Level::DEBUG),
+            None => false,
+        };
+        if !enabled {
             return;
         }
         let phases = self
@@ -1390,12 +1411,23 @@ impl StepTimer {
             .map(|(name, d)| format!("{name}={:.1}", d.as_secs_f64() * 1000.0))
             .collect::<Vec<_>>()
             .join(" ");
-        tracing::debug!(
-            height,
-            new_block = self.new_block,
-            total_ms = format!("{:.1}", total.as_secs_f64() * 1000.0),
-            phases,
-            "miner iteration (phases in ms)"
-        );
+        let total_ms = format!("{:.1}", total.as_secs_f64() * 1000.0);
+        if level == Some(tracing::Level::WARN) {
+            tracing::warn!(
+                height,
+                new_block = self.new_block,
+                total_ms,
+                phases,
+                "miner iteration stalled (phases in ms): claims and proofs wait behind it"
+            );
+        } else {
+            tracing::debug!(
+                height,
+                new_block = self.new_block,
+                total_ms,
+                phases,
+                "miner iteration (phases in ms)"
+            );
+        }
     }
 }

@@ -42,6 +42,7 @@ mod rejected_once;
 mod removed_supplier;
 mod settled;
 mod split_on_refusal;
+mod step_timer;
 mod stop_resigns;
 mod tip;
 mod undecodable_record;
