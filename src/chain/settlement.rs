@@ -84,6 +84,11 @@ pub struct ClaimSettlement {
     /// What a settled claim was paid in uPOKT (`settled_upokt`: the claim's worth, or less when the application
     /// was overserviced); `None` for an expired or discarded claim and in releases before the field.
     pub settled_upokt: Option<u128>,
+    /// What the supplier's revenue-share holders received for the claim in uPOKT: the `reward_distribution_detailed`
+    /// entries whose `op_reason` is a supplier-shareholder distribution (`TLM_RELAY_BURN_EQUALS_MINT_SUPPLIER_
+    /// SHAREHOLDER_*` and `TLM_GLOBAL_MINT_SUPPLIER_SHAREHOLDER_*`, v0.1.33 on), after the mint ratio and the
+    /// DAO, proposer and source-owner allocations; `None` when the event carries no detailed distribution.
+    pub supplier_share_upokt: Option<u128>,
     /// What happened.
     pub outcome: SettlementOutcome,
 }
@@ -166,6 +171,7 @@ impl ClaimSettlement {
             compute_units: number("num_claimed_compute_units"),
             claimed_upokt: field("claimed_upokt", None).and_then(|v| upokt(&v)),
             settled_upokt: field("settled_upokt", None).and_then(|v| upokt(&v)),
+            supplier_share_upokt: event.attribute("reward_distribution_detailed").and_then(supplier_share),
             outcome,
         })
     }
@@ -327,6 +333,27 @@ fn read_slashed(event: &AbciEvent) -> Result<SupplierSlashed, SettlementEventErr
 
 /// A uPOKT amount as poktroll's events write it: a coin's `String()` (`"1000upokt"`, the v0.1.35 string fields),
 /// or, in older releases, a `cosmos.base.v1beta1.Coin` as JSON (`{"denom":"upokt","amount":"1000"}`).
+/// The supplier shareholders' part of a `reward_distribution_detailed` attribute (a JSON array of
+/// `{recipient_address, op_reason, amount}`, poktroll `SettlementOpReason` names): the sum of the amounts whose
+/// reason names a supplier-shareholder distribution. `None` when the attribute is not such an array or an amount
+/// of such an entry cannot be read (nothing counted rather than a part of it).
+fn supplier_share(raw: &str) -> Option<u128> {
+    let rows: Vec<Value> = serde_json::from_str(raw).ok()?;
+    let mut total: u128 = 0;
+    for row in &rows {
+        let reason = row.get("op_reason").and_then(value_scalar).unwrap_or_default();
+        if !reason.contains("SUPPLIER_SHAREHOLDER") {
+            continue;
+        }
+        let amount = match row.get("amount")? {
+            Value::String(text) => upokt(text)?,
+            coin => upokt(&coin.to_string())?,
+        };
+        total = total.saturating_add(amount);
+    }
+    Some(total)
+}
+
 fn upokt(raw: &str) -> Option<u128> {
     if let Some(amount) = raw.strip_suffix("upokt") {
         return amount.parse().ok();
@@ -366,6 +393,30 @@ mod tests {
             kind: kind.into(),
             attributes: attrs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
         }
+    }
+
+    /// The supplier's revenue is its shareholders' rows of `reward_distribution_detailed` (relay burn = mint and
+    /// global mint), not the DAO's, the proposer's or the source owner's, nor the settled amount.
+    #[test]
+    fn the_supplier_share_is_its_shareholder_rows_of_the_detailed_distribution() {
+        let detailed = r#"[{"recipient_address":"pokt1owner","op_reason":"TLM_RELAY_BURN_EQUALS_MINT_SUPPLIER_SHAREHOLDER_REWARD_DISTRIBUTION","amount":"682upokt"},{"recipient_address":"pokt1dao","op_reason":"TLM_RELAY_BURN_EQUALS_MINT_DAO_REWARD_DISTRIBUTION","amount":"97upokt"},{"recipient_address":"pokt1val","op_reason":"TLM_RELAY_BURN_EQUALS_MINT_VALIDATOR_RD","amount":"49upokt"},{"recipient_address":"pokt1rev","op_reason":"TLM_GLOBAL_MINT_SUPPLIER_SHAREHOLDER_REWARD_DISTRIBUTION","amount":"70upokt"},{"recipient_address":"pokt1src","op_reason":"TLM_GLOBAL_MINT_SOURCE_OWNER_REWARD_DISTRIBUTION","amount":"15upokt"}]"#;
+        assert_eq!(supplier_share(detailed), Some(752));
+        assert_eq!(supplier_share("[]"), Some(0));
+        // A shareholder row whose amount cannot be read: nothing, not a part.
+        assert_eq!(
+            supplier_share(
+                r#"[{"op_reason":"TLM_GLOBAL_MINT_SUPPLIER_SHAREHOLDER_REWARD_DISTRIBUTION","amount":"x"}]"#
+            ),
+            None
+        );
+        assert_eq!(supplier_share("{}"), None);
+        // Coin objects, as some encoders print a Coin.
+        assert_eq!(
+            supplier_share(
+                r#"[{"op_reason":"TLM_RELAY_BURN_EQUALS_MINT_SUPPLIER_SHAREHOLDER_RD","amount":{"denom":"upokt","amount":"5"}}]"#
+            ),
+            Some(5)
+        );
     }
 
     /// `EventClaimSettled` as poktroll v0.1.35 emits it through cosmos-sdk's `TypedEventToEvent` (keys sorted,
@@ -411,6 +462,7 @@ mod tests {
                 compute_units: Some(420),
                 claimed_upokt: Some(1000),
                 settled_upokt: Some(1000),
+                supplier_share_upokt: Some(0),
                 outcome: SettlementOutcome::Settled { proof_required: true },
             }
         );

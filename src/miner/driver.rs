@@ -594,13 +594,15 @@ impl Miner {
             timer.new_block = true;
             let step = self.engine.handle(Event::NewBlock { height: tip.height });
             let executed = self.execute(step).await;
+            timer.lap("execute");
             // After the block's own work (its claims and proofs come first), and never failing it (module
             // `requirement`).
             self.watch_proof_params().await;
+            timer.lap("proof_params");
             // What the chain paid for the sessions settled by now (module `settled`); never fails the block.
             self.count_settlements().await;
+            timer.lap("settlements");
             executed?;
-            timer.lap("execute");
             self.observe_gauges(tip.height).await;
             timer.lap("gauges");
             self.monitor_funds();

@@ -4,7 +4,7 @@
 //! discarded zero-relay session or an HA conflict (lessons.md: revenue-loss metrics that lie are worse than none).
 //! Its uPOKT value needs chain params (cached); `ha_miner_relays_lost_total` and `ha_miner_compute_units_lost_total`
 //! count the same events exactly without them, so a failed valuation (logged at ERROR) never hides a loss.
-//! What the chain paid (`ha_miner_*_settled_*`, `ha_miner_upokt_earned_total`, `ha_miner_claim_ceiling_exceeded_*`,
+//! What the chain paid (`ha_miner_*_settled_*`, `ha_miner_upokt_earned_total`, `ha_miner_upokt_settled_total`, `ha_miner_claim_ceiling_exceeded_*`,
 //! `ha_miner_supplier_slashed_total`) comes from the settlement block's events only, once per settlement (module
 //! `driver::settled`).
 
@@ -210,13 +210,21 @@ impl MinerMetrics {
                     )?,
                     compute_units: counter(
                         "ha_miner_compute_units_settled_total",
-                        "Compute units of the claims the chain paid (settled and proven)",
+                        "Compute units of the claims the chain paid (settled and proven; all of a claim's compute units, also when \
+                         the application's stake capped its settlement)",
                         ss,
                     )?,
                     upokt_earned: counter(
                         "ha_miner_upokt_earned_total",
+                        "uPOKT the supplier's revenue-share holders received for the paid claims (their rows of \
+                         EventClaimSettled's reward_distribution_detailed: relay burn = mint and global mint, after \
+                         the mint ratio and the DAO, proposer and source-owner allocations), as the Go miner counts it",
+                        ss,
+                    )?,
+                    upokt_settled: counter(
+                        "ha_miner_upokt_settled_total",
                         "uPOKT the chain settled the paid claims for (settled_upokt of EventClaimSettled: the \
-                         application's payment, before the revenue shares)",
+                         application's payment, before the mint ratio and the revenue shares)",
                         ss,
                     )?,
                     ceiling_exceeded: counter(
@@ -227,8 +235,8 @@ impl MinerMetrics {
                     )?,
                     ceiling_exceeded_upokt: counter(
                         "ha_miner_claim_ceiling_exceeded_upokt",
-                        "uPOKT by which those claims exceeded what the application's stake covered \
-                         (expected_burn - effective_burn, in stake terms: settlement plus its inflation share)",
+                        "uPOKT of those claims the chain did not pay: claimed_upokt - settled_upokt of their \
+                         EventClaimSettled",
                         ss,
                     )?,
                     slashed: counter(

@@ -27,6 +27,10 @@ pub(super) const SETTLEMENT_READ_BLOCKS: i64 = 3;
 pub(super) struct SettlementCache {
     height: i64,
     block: BlockSettlements,
+    /// The last failed read: the miner's height when it failed, and its error. No node is asked again within the
+    /// same block (a hung node costs its timeout once per block, not once per read: the lookup and the
+    /// settlement count of one block read the same heights).
+    failed: Option<(i64, CometError)>,
 }
 
 impl Miner {
@@ -121,12 +125,28 @@ impl Miner {
         let Some(comet) = &self.comet else {
             return Ok(false);
         };
-        let results = comet.block_results(at).await?;
+        let now = self.engine.height();
+        if let Some((when, e)) = &self.settlements.failed
+            && *when == now
+        {
+            return Err(e.clone());
+        }
+        let results = match comet.block_results(at).await {
+            Ok(results) => results,
+            Err(e) => {
+                self.settlements.failed = Some((now, e.clone()));
+                return Err(e);
+            }
+        };
         let (block, errors) = BlockSettlements::read(&results.finalize_block_events);
         for e in errors {
             tracing::warn!(height = at, error = %e, "unreadable settlement event");
         }
-        self.settlements = SettlementCache { height: at, block };
+        self.settlements = SettlementCache {
+            height: at,
+            block,
+            failed: None,
+        };
         Ok(true)
     }
 

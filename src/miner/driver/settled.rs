@@ -25,11 +25,14 @@
 //! - `expired`: `EventClaimExpired`, a required proof missing or invalid (not paid; the supplier slashed);
 //! - `discarded`: `EventClaimDiscarded`, the chain's settlement failed (not paid).
 //!
-//! `ha_miner_upokt_earned_total` adds the `settled_upokt` a paid claim's event reports (what the application's
-//! stake paid for it, before the supplier's revenue share), `ha_miner_compute_units_settled_total` its compute
-//! units. `ha_miner_claim_ceiling_exceeded_upokt` adds `expected_burn − effective_burn` of the session's
-//! `EventApplicationOverserviced`, in stake terms (the settlement plus its global-inflation share), as poktroll
-//! reports them.
+//! `ha_miner_upokt_earned_total` adds what the supplier's revenue-share holders received for a paid claim (its
+//! event's `reward_distribution_detailed` rows of supplier-shareholder distributions, after the mint ratio and
+//! the other allocations: the Go miner's meaning), `ha_miner_upokt_settled_total` its `settled_upokt` (what the
+//! application's stake paid for it), `ha_miner_compute_units_settled_total` its claimed compute units (all of
+//! them, also for a claim capped by the application's stake). `ha_miner_claim_ceiling_exceeded_upokt` adds, for a
+//! claim the session's `EventApplicationOverserviced` names, `claimed_upokt − settled_upokt`: what the supplier
+//! was not paid, in settlement terms (the overserviced event's burns are in stake terms, the inflation share
+//! included).
 //!
 //! Once per process: a session counted is remembered (until its tombstone would have been forgotten, past which
 //! no record of it can be pruned again), so a second prune of it (a record persisted as pruned, pruned again) or
@@ -56,6 +59,7 @@ pub struct SettlementMetrics {
     pub(in crate::miner) compute_units_by_status: IntCounterVec,
     pub(in crate::miner) compute_units: IntCounterVec,
     pub(in crate::miner) upokt_earned: IntCounterVec,
+    pub(in crate::miner) upokt_settled: IntCounterVec,
     pub(in crate::miner) ceiling_exceeded: IntCounterVec,
     pub(in crate::miner) ceiling_exceeded_upokt: IntCounterVec,
     pub(in crate::miner) slashed: IntCounterVec,
@@ -288,20 +292,33 @@ impl Miner {
         if paid {
             m.compute_units.with_label_values(&ss).inc_by(compute_units);
             match claim.settled_upokt {
-                Some(upokt) => m.upokt_earned.with_label_values(&ss).inc_by(inc(upokt)),
+                Some(upokt) => m.upokt_settled.with_label_values(&ss).inc_by(inc(upokt)),
                 None => tracing::warn!(
                     supplier = key.supplier,
                     session = key.session_id,
                     "the settlement event carries no settled_upokt (a release before v0.1.35?): \
-                     ha_miner_upokt_earned_total misses it"
+                     ha_miner_upokt_settled_total misses it"
+                ),
+            }
+            match claim.supplier_share_upokt {
+                Some(upokt) => m.upokt_earned.with_label_values(&ss).inc_by(inc(upokt)),
+                None => tracing::warn!(
+                    supplier = key.supplier,
+                    session = key.session_id,
+                    "the settlement event carries no readable reward_distribution_detailed (a release before \
+                     v0.1.33?): ha_miner_upokt_earned_total misses it"
                 ),
             }
         }
-        if let Some(o) = overserviced {
+        if overserviced.is_some() {
             m.ceiling_exceeded.with_label_values(&ss).inc();
-            m.ceiling_exceeded_upokt
-                .with_label_values(&ss)
-                .inc_by(inc(o.exceeded_by()));
+            // In settlement terms, what the supplier was not paid: the claim's worth less its settlement (the
+            // overserviced event's burns are in stake terms, the inflation share included).
+            if let (Some(claimed), Some(settled)) = (claim.claimed_upokt, claim.settled_upokt) {
+                m.ceiling_exceeded_upokt
+                    .with_label_values(&ss)
+                    .inc_by(inc(claimed.saturating_sub(settled)));
+            }
         }
         if slashed.is_some() {
             m.slashed.with_label_values(&ss).inc();
@@ -323,6 +340,19 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
     use crate::miner::lifecycle::Schedule;
+
+    #[test]
+    fn each_outcome_has_its_status_label() {
+        assert_eq!(status(&SettlementOutcome::Settled { proof_required: false }), "settled");
+        assert_eq!(status(&SettlementOutcome::Settled { proof_required: true }), "proven");
+        assert_eq!(
+            status(&SettlementOutcome::Expired {
+                reason: "PROOF_MISSING".into()
+            }),
+            "expired"
+        );
+        assert_eq!(status(&SettlementOutcome::Discarded { error: "x".into() }), "discarded");
+    }
 
     fn record(session: &str, state: State, settlement: i64) -> SessionRecord {
         SessionRecord {

@@ -20,6 +20,7 @@ pub(super) fn settlement_event(
     proof_required: bool,
     claimed_upokt: u128,
     outcome: &Settlement,
+    tokenomics: &super::tokenomics::TokenomicsParams,
 ) -> AbciEvent {
     let header = claim.session_header.clone().unwrap_or_default();
     let (compute_units, relays) = root_sum_count(&claim.root_hash).unwrap_or_default();
@@ -54,6 +55,24 @@ pub(super) fn settlement_event(
             attributes.push(("proof_requirement_int".into(), i32::from(proof_required).to_string()));
             attributes.push(("session_id".into(), text(&header.session_id)));
             attributes.push(("settled_upokt".into(), text(&format!("{settled}upokt"))));
+            // The supplier shareholders' rows of the distribution (the simulator's suppliers own themselves, so
+            // the operator is the one shareholder); the DAO's, proposer's and source owner's rows are left out.
+            let (relay, mint) = super::tokenomics::supplier_reward_parts(*settled, tokenomics);
+            let row = |reason: &str, amount: u128| {
+                json!({
+                    "recipient_address": claim.supplier_operator_address,
+                    "op_reason": reason,
+                    "amount": format!("{amount}upokt"),
+                })
+            };
+            let detailed = json!([
+                row(
+                    "TLM_RELAY_BURN_EQUALS_MINT_SUPPLIER_SHAREHOLDER_REWARD_DISTRIBUTION",
+                    relay
+                ),
+                row("TLM_GLOBAL_MINT_SUPPLIER_SHAREHOLDER_REWARD_DISTRIBUTION", mint),
+            ]);
+            attributes.push(("reward_distribution_detailed".into(), detailed.to_string()));
             crate::chain::settlement::CLAIM_SETTLED
         }
         Settlement::Expired(reason) => {

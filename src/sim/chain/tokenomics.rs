@@ -121,14 +121,22 @@ pub fn stake_terms(claimed: u128, params: &TokenomicsParams) -> u128 {
 /// (`RelayBurnEqualsMint`, mint ratio 1) plus its share of the inflation minted for it (`GlobalMint`). The
 /// simulator's suppliers own themselves with no other revenue share, so all of it goes to the operator account.
 pub fn supplier_reward(settled: u128, params: &TokenomicsParams) -> u128 {
+    let (relay, mint) = supplier_reward_parts(settled, params);
+    relay.saturating_add(mint)
+}
+
+/// [`supplier_reward`]'s two parts: the supplier shareholders' share of the settlement (`RelayBurnEqualsMint`)
+/// and of the inflation minted for it (`GlobalMint`), as the settlement event's `reward_distribution_detailed`
+/// reports them.
+pub fn supplier_reward_parts(settled: u128, params: &TokenomicsParams) -> (u128, u128) {
     if settled == 0 {
-        return 0;
+        return (0, 0);
     }
     let inflation = params.global_inflation_per_claim.ceil_of(settled);
-    params
-        .supplier_share_of_settlement
-        .floor_of(settled)
-        .saturating_add(params.supplier_share_of_inflation.floor_of(inflation))
+    (
+        params.supplier_share_of_settlement.floor_of(settled),
+        params.supplier_share_of_inflation.floor_of(inflation),
+    )
 }
 
 #[cfg(test)]

@@ -547,7 +547,7 @@ pub(super) fn end_block(s: &mut ChainState, height: i64) {
         };
         // As poktroll: the outcome is reported in the block's finalize-block events and the claim leaves the
         // state (`RemoveClaim`); a `Claim` query answers "not found" from now on.
-        let event = super::events::settlement_event(&entry.claim, required, claimed, &outcome);
+        let event = super::events::settlement_event(&entry.claim, required, claimed, &outcome, &s.tokenomics);
         s.finalize_events.entry(height).or_default().push(event);
         if matches!(outcome, Settlement::Expired(_)) {
             expired.push(entry.claim.clone());
