@@ -139,8 +139,18 @@ impl Miner {
             }
         };
         let (block, errors) = BlockSettlements::read(&results.finalize_block_events);
-        for e in errors {
-            tracing::warn!(height = at, error = %e, "unreadable settlement event");
+        // The block's events are the whole network's: a shape this reader does not know (another release) makes
+        // every supplier's events unreadable, so one WARN per block, the rest at DEBUG.
+        if let Some(first) = errors.first() {
+            tracing::warn!(
+                height = at,
+                unreadable = errors.len(),
+                error = %first,
+                "unreadable settlement events in this block (any supplier's; the others at DEBUG)"
+            );
+        }
+        for e in errors.iter().skip(1) {
+            tracing::debug!(height = at, error = %e, "unreadable settlement event");
         }
         self.settlements = SettlementCache {
             height: at,
