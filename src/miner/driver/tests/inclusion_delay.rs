@@ -88,7 +88,7 @@ async fn run_session(
         .block_txs
         .iter()
         .flat_map(|(height, txs)| txs.iter().map(move |tx| (*height, tx)))
-        .filter(|(_, tx)| included_txs_of_one(tx, &f.supplier))
+        .filter(|(_, tx)| signed_by(tx, &f.supplier))
         .map(|(height, tx)| (height, kind_of(tx), s.txs[&crate::chain::tx::tx_hash(tx)].code))
         .collect();
     let tokenomics = s.tokenomics;
@@ -118,7 +118,7 @@ async fn run_session(
 }
 
 /// Whether `tx` is signed by `signer`.
-fn included_txs_of_one(tx: &[u8], signer: &str) -> bool {
+fn signed_by(tx: &[u8], signer: &str) -> bool {
     use crate::chain::tx::{AuthInfo, TxRaw};
     let raw = TxRaw::decode(tx).unwrap();
     let auth = AuthInfo::decode(raw.auth_info_bytes.as_slice()).unwrap();
