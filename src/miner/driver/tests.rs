@@ -28,6 +28,7 @@ mod fee_refusals;
 mod fixed_gas;
 mod funds_monitor;
 mod held_past_close;
+mod inclusion_delay;
 mod ingest_between_ticks;
 mod ingest_failure;
 mod kept_txs;

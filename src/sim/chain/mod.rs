@@ -86,7 +86,8 @@ pub struct TxResult {
 /// What mempool admission (CheckTx) did with a tx; shared by gRPC `BroadcastTx` and CometBFT `broadcast_tx_sync`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Admission {
-    /// In the mempool; the next block includes it.
+    /// In the mempool; the next block includes it (unless held back: [`ChainState::inclusion_delay_blocks`], or
+    /// dropped: [`ChainState::drop_accepted_txs`]).
     Accepted,
     /// The same bytes are already in the mempool or committed (CometBFT: "tx already exists in cache").
     Duplicate,
@@ -182,18 +183,20 @@ pub struct ChainState {
     pub settled: BTreeMap<(String, String), ClaimEntry>,
     /// Finalize-block events by height (`block_results`): the settlements of each block.
     pub finalize_events: BTreeMap<i64, Vec<crate::chain::comet::AbciEvent>>,
-    /// Txs waiting for the next block.
+    /// Txs waiting for a block (the next one, or a later one: [`ChainState::inclusion_delay_blocks`]).
     pub mempool: Vec<Vec<u8>>,
     /// The txs of each block, in order (CometBFT `block.data.txs`).
     pub block_txs: BTreeMap<i64, Vec<Vec<u8>>>,
     /// CheckTx state: the next sequence per signer counting ordered txs admitted to the mempool since the last
-    /// block (the SDK's `checkState`); cleared at each block, which includes the whole mempool.
+    /// block (the SDK's `checkState`); cleared at each block and filled again by the
+    /// recheck of the txs still waiting.
     pub check_sequences: BTreeMap<String, u64>,
     /// Committed unordered nonces: (timeout as (unix seconds, nanos), signer) of every unordered tx delivered whose
     /// timeout has not passed (cosmos-sdk v0.53 `x/auth` `UnorderedNonces`, pruned each block before its txs).
     pub unordered_nonces: BTreeSet<((i64, i32), String)>,
     /// Unordered nonces of txs admitted to the mempool since the last block (the check state's view on top of
-    /// the committed ones); cleared at each block, which includes the whole mempool.
+    /// the committed ones); cleared at each block and filled again by
+    /// the recheck of the txs still waiting.
     pub check_unordered_nonces: BTreeSet<((i64, i32), String)>,
     /// Test knob: the next this many Simulate calls are refused (gRPC `Unknown`), as a node whose committed state
     /// is a block behind its latest block refuses a claim sent at `claim_open` ("outside the claim window").
@@ -217,6 +220,19 @@ pub struct ChainState {
     /// one block past its height (the chain writes the entry a session start takes at a settlement during the
     /// session before, in the end block just before it at the latest; this simulator writes entries early).
     pub query_lag_blocks: i64,
+    /// Test knob: each tx CheckTx admits while this is N waits N blocks more in the mempool before a block includes
+    /// it (taken at height h, it lands at h + 1 + N), as when blocks are full or the proposers' mempools are behind
+    /// ours. A waiting tx is checked again after each block (CometBFT's recheck, `mempool.recheck = true`: dropped,
+    /// and out of the cache, if CheckTx now refuses it, e.g. its unordered timeout passed) and run against the
+    /// state of the block that finally includes it (a claim landing after its window fails there, in its block).
+    pub inclusion_delay_blocks: i64,
+    /// The earliest height at which a block may include each waiting tx, by uppercase hex hash
+    /// ([`ChainState::inclusion_delay_blocks`]); a tx of the mempool without an entry goes in the next block.
+    pub included_not_before: HashMap<String, i64>,
+    /// Test knob: the next this many txs CheckTx admits (answered code 0) leave the mempool at once and are never
+    /// included: gone from the node's cache and check state too, as after a node restart (CometBFT keeps both in
+    /// memory), so the same bytes broadcast again are taken anew.
+    pub drop_accepted_txs: usize,
     /// The mempool's largest tx (CometBFT `mempool.max_tx_bytes`; [`DEFAULT_MAX_TX_BYTES`]).
     pub max_tx_bytes: usize,
     /// The node's `minimum-gas-prices` (app.toml; [`SimChain::set_minimum_gas_prices`]): CheckTx refuses a lower
@@ -233,6 +249,41 @@ pub struct ChainState {
     pub records: Vec<MsgRecord>,
     /// Settlement outcomes, in order: (session id, supplier, outcome).
     pub settlements: Vec<(String, String, Settlement)>,
+}
+
+impl ChainState {
+    /// Counts a tx CheckTx took in the check state: the signer's next sequence, or its unordered nonce.
+    fn admit(&mut self, signer: String, body: &crate::chain::tx::TxBody) {
+        if body.unordered {
+            validate::record_unordered_nonce(self, &signer, body, validate::Mode::Check);
+        } else {
+            let next = validate::expected_sequence(self, &signer, validate::Mode::Check).saturating_add(1);
+            self.check_sequences.insert(signer, next);
+        }
+    }
+
+    /// CometBFT's recheck after a block (`mempool.recheck = true`): the txs still waiting go through CheckTx again,
+    /// in order, against the state just committed; those it refuses now (their sequence used, their unordered
+    /// timeout or timeout height passed, their fee no longer covered) leave the mempool and, with the default
+    /// `keep-invalid-txs-in-cache = false`, the cache: broadcast again, they meet CheckTx anew.
+    fn recheck(&mut self, waiting: Vec<Vec<u8>>) {
+        for tx in waiting {
+            let hash = crate::chain::tx::tx_hash(&tx);
+            match validate::check_tx(self, &tx, validate::Mode::Check) {
+                Ok((signer, body, _)) => {
+                    self.admit(signer, &body);
+                    self.mempool.push(tx);
+                }
+                Err(refusal) => {
+                    tracing::debug!(tx = %hash, code = refusal.code, log = %refusal.log, "sim: recheck dropped a tx");
+                    self.included_not_before.remove(&hash);
+                }
+            }
+        }
+        let mempool: std::collections::HashSet<String> =
+            self.mempool.iter().map(|tx| crate::chain::tx::tx_hash(tx)).collect();
+        self.included_not_before.retain(|hash, _| mempool.contains(hash));
+    }
 }
 
 /// A change of on-chain values, applied at the next block (as the governance or service-owner tx making it would
@@ -588,6 +639,9 @@ impl SimChain {
             blocks_after_broadcasts: 0,
             tx_index_disabled: false,
             query_lag_blocks: 0,
+            inclusion_delay_blocks: 0,
+            included_not_before: HashMap::new(),
+            drop_accepted_txs: 0,
             max_tx_bytes: DEFAULT_MAX_TX_BYTES,
             minimum_gas_prices: Vec::new(),
             node_config_unavailable: false,
@@ -669,9 +723,10 @@ impl SimChain {
         self.state().height
     }
 
-    /// Commits the next block: includes the mempool (each tx atomically), validates pending proofs (end block),
-    /// settles claims whose proof window closed, then publishes the block to CometBFT subscribers. Returns the
-    /// new height.
+    /// Commits the next block: includes the mempool (each tx atomically, against this block's state) but the txs
+    /// held back for a later block ([`ChainState::inclusion_delay_blocks`]), validates pending proofs (end block),
+    /// settles claims whose proof window closed, rechecks the txs still waiting, then publishes the block to
+    /// CometBFT subscribers. Returns the new height.
     pub fn produce_block(&self) -> i64 {
         let block = {
             let mut s = self.state();
@@ -680,8 +735,14 @@ impl SimChain {
             let hash = block_hash(&s.genesis.chain_id, height);
             s.block_hashes.insert(height, hash);
             s.apply_pending_changes(height);
-            let txs = std::mem::take(&mut s.mempool);
-            // Every admitted tx is in this block: the check state starts again from the committed sequences.
+            // Every admitted tx is in this block but those held back (`inclusion_delay_blocks`): the check state
+            // starts again from the committed sequences, and the held ones are checked again after the block.
+            let (waiting, txs): (Vec<Vec<u8>>, Vec<Vec<u8>>) =
+                std::mem::take(&mut s.mempool).into_iter().partition(|tx| {
+                    s.included_not_before
+                        .get(&crate::chain::tx::tx_hash(tx))
+                        .is_some_and(|not_before| *not_before > height)
+                });
             s.check_sequences.clear();
             s.check_unordered_nonces.clear();
             let now = block_time_of(&s, height);
@@ -707,6 +768,7 @@ impl SimChain {
             if let Some(params) = s.shared_history.get(&height).cloned() {
                 s.shared = params;
             }
+            s.recheck(waiting);
             cometbft::block_info(&s, height)
         };
         let height = block.as_ref().map_or(0, |b| b.height);
@@ -742,12 +804,17 @@ impl SimChain {
             };
         }
         match validate::check_tx(&s, &tx, validate::Mode::Check) {
+            Ok(_) if s.drop_accepted_txs > 0 => {
+                // Answered as taken, then lost with the node's memory of it (`drop_accepted_txs`).
+                s.drop_accepted_txs -= 1;
+                tracing::debug!(tx = %hash, "sim: tx admitted and dropped from the mempool");
+                Admission::Accepted
+            }
             Ok((signer, body, _)) => {
-                if body.unordered {
-                    validate::record_unordered_nonce(&mut s, &signer, &body, validate::Mode::Check);
-                } else {
-                    let next = validate::expected_sequence(&s, &signer, validate::Mode::Check).saturating_add(1);
-                    s.check_sequences.insert(signer, next);
+                s.admit(signer, &body);
+                if s.inclusion_delay_blocks > 0 {
+                    let not_before = s.height.saturating_add(1).saturating_add(s.inclusion_delay_blocks);
+                    s.included_not_before.insert(hash, not_before);
                 }
                 s.mempool.push(tx);
                 Admission::Accepted

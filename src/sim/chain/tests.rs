@@ -19,6 +19,7 @@ use crate::smst::Smst;
 mod answers;
 mod claim_header;
 mod heights;
+mod inclusion;
 mod proof_header;
 mod settlement;
 mod shared_params;
