@@ -567,8 +567,7 @@ impl Step {
 pub const TOMBSTONE_BLOCKS: i64 = 240;
 
 /// Blocks between a claim or proof send and its re-send: a send the chain does not show one block later may
-/// only be slow (included a block late); it is sent again at the block after that if still missing (the driver
-/// repeats the tx the node took, its same bytes, while it can still land: a tx later still is not paid twice).
+/// only be slow (included a block late); it is sent again at the block after that if still missing.
 pub const CLAIM_RESEND_SPACING: i64 = 2;
 
 /// Tunables of the engine.

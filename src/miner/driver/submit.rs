@@ -189,9 +189,8 @@ impl Miner {
     /// message cannot be built (a chain query failed, its trie cannot be read) is a send that never left
     /// (`NotSent`: repeated at the next block) and does not hold back the others, and a batch a node refuses
     /// (`Refused`) because of one of its messages is sent again without it (module `refusal`), so one bad message
-    /// cannot sink the rest of the batch. A session whose last tx got no answer (module `unknown`), or was taken
-    /// by the node and is not on chain yet (module `kept`), gets no new tx while that one may still land: what
-    /// happened to it is found out first.
+    /// cannot sink the rest of the batch. A session whose last tx got no answer (module `unknown`) gets no new tx
+    /// while that one may still land: what happened to it is found out first.
     pub(super) async fn submit(
         &mut self,
         kind: TxKind,
@@ -209,7 +208,6 @@ impl Miner {
     /// [`Self::submit`] but for the records whose kept txs changed.
     async fn submit_due(&mut self, kind: TxKind, supplier: &str, keys: Vec<SessionKey>) -> Result<Step, MinerError> {
         self.forget_unknown_txs_of_done_sessions();
-        self.recheck_kept_txs_first(kind, &keys);
         let (unknown, keys): (Vec<SessionKey>, Vec<SessionKey>) = keys
             .into_iter()
             .partition(|key| self.unknown_txs.get(kind, key).is_some());
@@ -320,26 +318,6 @@ impl Miner {
             step.merge(refused);
         }
         messages
-    }
-
-    /// Takes the kept tx of each of `keys` (module `kept`: one that left for it, the node took it, and the chain
-    /// does not show it yet) as a tx of unknown outcome, found out about before a new tx is built. The engine
-    /// re-sends when the chain does not show a message two blocks after its send, but a node's CheckTx answer
-    /// (code 0) promises no block: with full blocks, or proposers whose mempools are behind the node's, an
-    /// accepted tx lands blocks later, and a new tx (another timeout or sequence, another hash) would land beside
-    /// it, the chain taking the second claim as an update of the first (poktroll `MsgCreateClaim` upserts, as
-    /// `MsgSubmitProof` does) and charging both fees. Broadcast again, the same bytes are answered code 19 while
-    /// they wait (the send stands, no new fee), taken again if the node dropped them (evicted, a restart: they
-    /// land once, in time), and replaced by a new tx only when refused and past their timeout (module `unknown`).
-    fn recheck_kept_txs_first(&mut self, kind: TxKind, keys: &[SessionKey]) {
-        for key in keys {
-            if self.unknown_txs.get(kind, key).is_some() {
-                continue;
-            }
-            if let Some(tx) = self.kept_txs.carrying(kind, key) {
-                self.unknown_txs.insert(kind, std::slice::from_ref(key), tx);
-            }
-        }
     }
 
     /// Forgets the txs of unknown outcome of sessions that will not send that kind of message again (claimed,

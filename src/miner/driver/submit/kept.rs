@@ -15,22 +15,13 @@
 //! built for its sessions. A tx stored and never broadcast (a crash in between) is then broadcast once, or
 //! expires and is replaced.
 //!
-//! The leader that sent a tx the node took (code 0) keeps it too: when the engine re-sends because the chain
-//! does not show the message two blocks after the send, the kept tx is found out about first, as a tx of unknown
-//! outcome (`Miner::submit`): a tx that is merely late (full blocks, proposers' mempools behind ours) is still in
-//! the node's mempool, its same bytes are answered code 19 and nothing new is signed; a tx the node dropped
-//! (evicted, a restart) is taken again as the same bytes and lands once. Only bytes the node now refuses and that
-//! can no longer land (their timeout passed) are replaced by a new tx. A new tx beside a late one lands too (the
-//! chain takes a second claim of a session as an update, a second proof likewise) and pays a second fee.
-//!
-//! What this does not do, on purpose: a tx of unknown outcome whose same bytes a node now refuses while they
-//! could still land (mempool full, a fee raised) is replaced at the next block though it may still sit in
-//! another node's mempool. That can pay a second fee if the first tx lands after all; holding the session until
-//! the first tx expires instead would, when it never lands (kept out of blocks), leave too few blocks in the
-//! window for the replacement, and lose the session's reward (a claim) or be slashed (a proof). A fee is the
-//! smaller loss. And a node that answers code 19 for bytes it holds in its cache but dropped from its mempool
-//! (CometBFT removes a tx from the cache when it leaves the mempool as invalid, and a restart empties both) makes
-//! the re-send count as made without a tx in flight.
+//! What this does not do, on purpose: the leader that sent a tx the node took (code 0) still builds a new one
+//! when the engine re-sends (the chain has not shown the message two blocks after the send), and a tx of
+//! unknown outcome whose same bytes a node now refuses (mempool full, a fee raised, a sequence moved) is
+//! replaced at the next block though it may still sit in another node's mempool. Both can pay a second fee if
+//! the first tx lands after all; holding the session until the first tx expires instead would, when it never
+//! lands (evicted, or kept out of blocks), leave too few blocks in the window for the replacement, and lose the
+//! session's reward (a claim) or be slashed (a proof). A fee is the smaller loss.
 
 use std::collections::BTreeMap;
 
@@ -173,8 +164,9 @@ impl KeptTxs {
 
     /// Keeps `tx`, stored in the record of `keys[0]`, for `keys`' messages of `kind`. Txs of the same kind kept
     /// for any of `keys` are superseded and dropped; returns their holders, whose records must be written again.
-    /// (A kept tx is found out about before a new one is built, module docs: a new one supersedes it only once it
-    /// can no longer land.)
+    /// (A tx of unknown outcome is found out about before a new one is built; a tx the node took, code 0, is
+    /// replaced when the engine re-sends because the chain still does not have its message two blocks later: see
+    /// the module docs for why that risk of a second fee is taken.)
     pub(in crate::miner::driver) fn keep(&mut self, kind: TxKind, keys: &[SessionKey], tx: SentTx) -> Vec<SessionKey> {
         let Some(holder) = keys.first() else {
             return Vec::new();
@@ -196,14 +188,6 @@ impl KeptTxs {
             },
         );
         superseded
-    }
-
-    /// The kept tx carrying `key`'s message of `kind`, if any: a tx that left for it and whose outcome is not known.
-    pub(in crate::miner::driver) fn carrying(&self, kind: TxKind, key: &SessionKey) -> Option<SentTx> {
-        self.by_holder
-            .iter()
-            .find(|((k, _), kept)| *k == kind && kept.keys.contains(key))
-            .map(|(_, kept)| kept.tx.clone())
     }
 
     /// Drops the tx of `kind` held by `holder` (it did not leave, or its outcome is known).
