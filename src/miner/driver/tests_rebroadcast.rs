@@ -36,6 +36,21 @@ pub(super) fn balance(chain: &SimChain, address: &str) -> u128 {
     chain.state().accounts[address].balance
 }
 
+/// What the chain's settlements so far credited `supplier` (its shares of each paid claim and of its inflation).
+pub(super) fn supplier_rewards(chain: &SimChain, supplier: &str) -> u128 {
+    let tokenomics = chain.state().tokenomics;
+    chain
+        .settlements()
+        .iter()
+        .filter_map(|(_, s, outcome)| match outcome {
+            crate::sim::chain::Settlement::Settled(paid) if s == supplier => {
+                Some(crate::sim::chain::tokenomics::supplier_reward(*paid, &tokenomics))
+            }
+            _ => None,
+        })
+        .sum()
+}
+
 /// A leader miner whose chain calls time out after `timeout` (what ends a broadcast whose answer is lost), with
 /// `config`, that ingested relays 0..5 of the fixture's session, with the chain at the claim window's opening.
 async fn leader_at_claim_open_with(config: MinerConfig, timeout: Duration) -> (Fixture, Miner) {

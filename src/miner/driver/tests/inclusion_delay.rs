@@ -3,7 +3,7 @@
 //! doubled by a second tx (the chain upserts claims and proofs: both would land and both pay a fee), a dropped one
 //! is replaced in time, and one the chain would include only after the window costs no fee.
 
-use super::rebroadcast::{balance, included_txs_of};
+use super::rebroadcast::{balance, included_txs_of, supplier_rewards};
 use super::*;
 use crate::miner::lifecycle::{LossReason, State};
 
@@ -91,20 +91,9 @@ async fn run_session(
         .filter(|(_, tx)| signed_by(tx, &f.supplier))
         .map(|(height, tx)| (height, kind_of(tx), s.txs[&crate::chain::tx::tx_hash(tx)].code))
         .collect();
-    let tokenomics = s.tokenomics;
     drop(s);
     let fees = included_txs_of(&f.chain, &f.supplier).iter().map(|(_, fee)| fee).sum();
-    let rewards: u128 = f
-        .chain
-        .settlements()
-        .iter()
-        .filter_map(|(_, supplier, outcome)| match outcome {
-            crate::sim::chain::Settlement::Settled(paid) if *supplier == f.supplier => {
-                Some(crate::sim::chain::tokenomics::supplier_reward(*paid, &tokenomics))
-            }
-            _ => None,
-        })
-        .sum();
+    let rewards = supplier_rewards(&f.chain, &f.supplier);
     let run = Run {
         txs,
         paid: before + rewards - balance(&f.chain, &f.supplier),

@@ -3,7 +3,7 @@
 //! record that stored it before it left, instead of a second tx being signed: the claim or proof lands once and
 //! one fee is paid.
 
-use super::rebroadcast::{balance, included_txs_of};
+use super::rebroadcast::{balance, included_txs_of, supplier_rewards};
 use super::*;
 use crate::miner::lifecycle::State;
 
@@ -203,18 +203,7 @@ async fn a_proof_whose_answer_was_lost_lands_once_with_one_fee_after_a_failover(
     assert_eq!(proofs[0].rejected, None);
     let fee = txs.last().unwrap().1;
     // The claim may settle in these blocks: settlement credits the supplier its share of what it was paid.
-    let tokenomics = f.chain.state().tokenomics;
-    let rewards: u128 = f
-        .chain
-        .settlements()
-        .iter()
-        .filter_map(|(_, supplier, outcome)| match outcome {
-            crate::sim::chain::Settlement::Settled(paid) if *supplier == f.supplier => {
-                Some(crate::sim::chain::tokenomics::supplier_reward(*paid, &tokenomics))
-            }
-            _ => None,
-        })
-        .sum();
+    let rewards = supplier_rewards(&f.chain, &f.supplier);
     assert_eq!(
         before + rewards - balance(&f.chain, &f.supplier),
         fee + submission_fee,
