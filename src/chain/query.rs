@@ -258,7 +258,7 @@ impl ChainClient {
     ///
     /// Fresh for a minute, then one caller reads it again while the others keep the stale value. When that read
     /// fails, the last value read is used, for as long as the node cannot answer (asked again every
-    /// [`TOKENOMICS_RETRY`]): only governance changes it, and refusing every relay of a running session because a
+    /// `TOKENOMICS_RETRY`, 5 s): only governance changes it, and refusing every relay of a running session because a
     /// node is restarting would lose paid work the caches can still serve. Only when nothing was ever read is a
     /// failed read an error (the relay is refused as when the shared params cannot be read: the meter never
     /// guesses a budget). A value the chain could not settle with (NaN, infinite) is a bad response.

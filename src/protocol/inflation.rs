@@ -40,7 +40,7 @@ impl InflationPerClaim {
     /// `f64` (Go's `FormatFloat(f, 'f', -1, 64)`, Rust's `Display` of `f64`: same digits, no exponent), read as an
     /// exact fraction, so 0.1 is 1/10, not the binary double's 3602879701896397/2^55.
     ///
-    /// Rounded only to stay on the safe side of the chain: past [`MAX_DECIMALS`] decimals the value is rounded up (a
+    /// Rounded only to stay on the safe side of the chain: past `MAX_DECIMALS` (18) decimals the value is rounded up (a
     /// larger inflation means a smaller settlement, so the meter's budget stays at most the chain's), and a value
     /// too large for `u128` saturates (a budget of nothing). A negative value, which the chain's params validation
     /// refuses (`ValidateGlobalInflationPerClaim`), counts as zero: it could only make the chain pay more.
