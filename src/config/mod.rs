@@ -198,8 +198,8 @@ pub struct RedisConfig {
     /// connect). A Redis restart then loses relays already acknowledged to gateways and the tries of claimed
     /// sessions (claims that cannot be proven are slashed).
     pub allow_without_aof: bool,
-    /// Relay appends are refused (relayers answer `redis_memory_threshold`) while Redis `used_memory` is above
-    /// this share of `maxmemory`, so the miner keeps the rest to ingest what was accepted and to prune; `1` =
+    /// Relay appends are refused (relayers answer `redis_memory_threshold`) while the memory Redis counts against
+    /// `maxmemory` (`used_memory` less replica output buffers and the AOF buffer) is above this share of it, so the miner keeps the rest to ingest what was accepted and to prune; `1` =
     /// only at `maxmemory` (where the miner's trie writes are refused too). No effect without a `maxmemory`.
     pub relay_max_memory_ratio: f64,
     /// The memory monitor warns above this share of `maxmemory` (below `relay_max_memory_ratio`).

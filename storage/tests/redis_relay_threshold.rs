@@ -1,6 +1,6 @@
 //! The relay memory threshold on a real `redis-server` (`redis` module docs, "Relay memory threshold"): relay
-//! appends are refused with `RelayMemoryThreshold` once `used_memory` is above `relay_max_memory_ratio` of
-//! `maxmemory`, well before Redis refuses every write (OOM), while the miner's writes (tries, records, leases,
+//! appends are refused with `RelayMemoryThreshold` once the memory Redis counts against `maxmemory` (`used_memory`
+//! less replica output buffers and the AOF buffer) is above `relay_max_memory_ratio` of it, well before Redis refuses every write (OOM), while the miner's writes (tries, records, leases,
 //! acks, KV) go on, so it can ingest what was accepted and prune; appends resume on their own once memory is
 //! below the threshold again. Without a `maxmemory`, or with `INFO` unreadable by scripts, nothing is refused
 //! early.
@@ -79,7 +79,10 @@ async fn relay_appends_stop_at_the_threshold_while_the_miner_ingests_and_prunes(
     assert!(is_threshold(Err::<(), _>(err)));
     let m = b.poll_memory().await.unwrap();
     // (Read by another command than the refused append, give or take the allocator's noise.)
-    assert!(m.ratio > 0.45 && m.ratio < 0.6, "refused at the threshold: {m:?}");
+    assert!(
+        m.counted_ratio > 0.45 && m.counted_ratio < 0.6,
+        "refused at the threshold: {m:?}"
+    );
     let stats = b.stats();
     assert_eq!(stats.relays_refused_memory_threshold(), 8);
 
@@ -93,7 +96,7 @@ async fn relay_appends_stop_at_the_threshold_while_the_miner_ingests_and_prunes(
         res.unwrap();
     }
     let m = b.poll_memory().await.unwrap();
-    assert!(m.ratio > 0.6 && m.ratio < 0.9, "{m:?}");
+    assert!(m.counted_ratio > 0.6 && m.counted_ratio < 0.9, "{m:?}");
     assert!(is_threshold(s.relay_log.append(vec![big_relay(1 << 40)]).await));
     assert_eq!(stats.relays_refused_memory_threshold(), 8 + 1);
     let token = s.leadership.campaign("global", "miner-1", ttl).await.unwrap();
@@ -118,7 +121,7 @@ async fn relay_appends_stop_at_the_threshold_while_the_miner_ingests_and_prunes(
     assert_eq!(ns.get(&0u32.to_be_bytes()).unwrap(), Some(vec![b'v'; 4096]));
     // A relay's trie records take a little less than its stream entry: still above the threshold.
     let m = b.poll_memory().await.unwrap();
-    assert!(m.ratio > 0.55, "{m:?}");
+    assert!(m.counted_ratio > 0.55, "{m:?}");
     assert!(is_threshold(s.relay_log.append(vec![big_relay(1 << 41)]).await));
 
     // No maxmemory, no threshold (changed at runtime: read by every append).
@@ -141,7 +144,7 @@ async fn relay_appends_stop_at_the_threshold_while_the_miner_ingests_and_prunes(
     // (`UNLINK`: Redis frees the hashes in the background.)
     suite::poll_until("memory below the threshold after pruning", || {
         let b = b.clone();
-        async move { (b.poll_memory().await.unwrap().ratio < 0.5).then_some(()) }
+        async move { (b.poll_memory().await.unwrap().counted_ratio < 0.5).then_some(()) }
     })
     .await;
     s.relay_log.append(vec![big_relay(1 << 44)]).await.unwrap();
@@ -149,6 +152,43 @@ async fn relay_appends_stop_at_the_threshold_while_the_miner_ingests_and_prunes(
     assert!(read.iter().any(|e| e.relay == big_relay(1 << 44)), "{}", read.len());
     assert_eq!(stats.relays_refused_memory_threshold(), 8 + 3);
     assert_eq!(stats.oom_errors(), 0, "Redis itself refused nothing");
+}
+
+/// Memory Redis does not count against `maxmemory` does not hold relays back either: a replica that stopped
+/// reading (SIGSTOP) makes the primary buffer the replication stream for it, which takes `used_memory` above the
+/// threshold while the dataset stays at a few percent of `maxmemory`. Redis takes every write there (its own
+/// limit leaves replica output buffers out), so relays are taken too; the monitor shows both ratios.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replica_output_buffers_do_not_refuse_relays() {
+    let max: u64 = 16 << 20;
+    let server = RedisServer::start(ServerOptions::max_memory(max)).unwrap();
+    let replica = RedisServer::start_replica_of(&server, ServerOptions::default()).unwrap();
+    let mut cfg = RedisConfig::new(server.url());
+    cfg.relay_max_memory_ratio = 0.5;
+    let b = RedisBackend::connect(cfg).await.unwrap();
+    let s = b.storage();
+    s.relay_log.append(vec![big_relay(0)]).await.unwrap();
+
+    replica.pause().unwrap();
+    // One 1 MiB value written over and over: the dataset holds one, the stalled replica's buffer all of them
+    // (after the kernel's socket buffers fill).
+    let mut m = b.poll_memory().await.unwrap();
+    let mut writes = 0;
+    while m.ratio < 0.6 {
+        s.kv.set("big", vec![b'b'; 1 << 20], None).await.unwrap();
+        writes += 1;
+        assert!(writes < 200, "the replica's buffer never grew: {m:?}");
+        m = b.poll_memory().await.unwrap();
+    }
+    assert!(m.counted_ratio < 0.3, "the buffer is not counted: {m:?}");
+    assert!(
+        m.used_bytes - m.counted_bytes > max / 4,
+        "the primary holds the stalled replica's stream: {m:?}"
+    );
+    s.relay_log.append(vec![big_relay(1)]).await.unwrap();
+    assert_eq!(b.stats().relays_refused_memory_threshold(), 0);
+    assert_eq!(b.stats().oom_errors(), 0);
+    replica.resume().unwrap();
 }
 
 /// A fenced view (a leader's) appends through the same script: refused the same way.
@@ -169,7 +209,7 @@ async fn fenced_appends_are_held_back_too() {
     let (err, appended) = fill(&fenced).await;
     assert!(appended > 0);
     assert!(is_threshold(Err::<(), _>(err)));
-    assert!(b.poll_memory().await.unwrap().ratio < 0.6);
+    assert!(b.poll_memory().await.unwrap().counted_ratio < 0.6);
 }
 
 /// Ratio 1 turns the threshold off (appends refused only by Redis at maxmemory, OOM); so does a server whose

@@ -37,7 +37,7 @@ async fn relays_are_refused_above_the_threshold_and_taken_again_after_pruning() 
     // The miner's tries (its writes are never held back) take Redis above half of maxmemory.
     let mut fill = net.storage.tries.open("pokt1fill", "s1").await.unwrap();
     let mut next = 0u32;
-    while redis.poll_memory().await.unwrap().ratio < 0.6 {
+    while redis.poll_memory().await.unwrap().counted_ratio < 0.6 {
         fill = tokio::task::spawn_blocking(move || {
             let puts = (next..next + 64)
                 .map(|i| (i.to_be_bytes().to_vec(), vec![b'v'; 4096]))
@@ -75,7 +75,7 @@ async fn relays_are_refused_above_the_threshold_and_taken_again_after_pruning() 
     net.storage.tries.delete_namespace("pokt1fill", "s1").await.unwrap();
     eventually("memory below the threshold (UNLINK frees in the background)", || {
         let redis = redis.clone();
-        async move { redis.poll_memory().await.unwrap().ratio < 0.5 }
+        async move { redis.poll_memory().await.unwrap().counted_ratio < 0.5 }
     })
     .await;
     let mut id = 100;

@@ -2,7 +2,9 @@
 //!
 //! The monitor exports `used_memory`, `maxmemory` and their ratio through [`RedisStats::memory`]
 //! (with a heartbeat timestamp that advances every successful poll) and warns above `memory_warn_ratio`, so an
-//! operator sees OOM coming instead of discovering it hours later. The readiness probe answers `PING`, the
+//! operator sees OOM coming instead of discovering it hours later. The warning compares what Redis counts
+//! against `maxmemory` (`used_memory` less `mem_not_counted_for_evict`: replica output buffers and the AOF
+//! buffer), the quantity Redis refuses writes on and the relay memory threshold compares. The readiness probe answers `PING`, the
 //! eviction policy and a small write, so `/ready` can go 503 with a typed reason while Redis refuses writes or
 //! may drop our data.
 //!
@@ -122,14 +124,19 @@ fn parse_info_policy(info: &str) -> Option<String> {
         .filter(|v| !v.is_empty())
 }
 
-/// `(used_memory, maxmemory)` from an `INFO MEMORY` reply.
-fn parse_info_memory(info: &str) -> Option<(u64, u64)> {
+/// `(used_memory, mem_not_counted_for_evict, maxmemory)` from an `INFO MEMORY` reply; a reply without
+/// `mem_not_counted_for_evict` (older servers) counts all of `used_memory`.
+fn parse_info_memory(info: &str) -> Option<(u64, u64, u64)> {
     let field = |name: &str| {
         info.lines()
             .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))
             .and_then(|v| v.trim().parse::<u64>().ok())
     };
-    Some((field("used_memory")?, field("maxmemory")?))
+    Some((
+        field("used_memory")?,
+        field("mem_not_counted_for_evict").unwrap_or(0),
+        field("maxmemory")?,
+    ))
 }
 
 impl RedisBackend {
@@ -143,13 +150,15 @@ impl RedisBackend {
                 return Err(self.err("INFO MEMORY", e));
             }
         };
-        let Some((used, max)) = parse_info_memory(&info) else {
+        let Some((used, not_counted, max)) = parse_info_memory(&info) else {
             stats.record_memory_poll_failure();
             return Err(StorageError::Corrupt(
                 "redis INFO MEMORY: used_memory/maxmemory missing".into(),
             ));
         };
-        let ratio = stats.record_memory(used, max);
+        // Warnings compare what Redis counts against maxmemory, as the relay threshold does (module docs of
+        // `redis`, "Relay memory threshold"): replica output buffers and the AOF buffer are left out.
+        let ratio = stats.record_memory(used, not_counted, max).counted_ratio;
         if self.relay_memory_threshold().is_none() {
             self.detect_memory_gate(false).await;
         }
@@ -159,6 +168,7 @@ impl RedisBackend {
             if relay_threshold.is_some_and(|t| ratio > t) {
                 tracing::error!(
                     used_bytes = used,
+                    not_counted_bytes = not_counted,
                     max_bytes = max,
                     ratio,
                     relay_threshold,
@@ -169,6 +179,7 @@ impl RedisBackend {
             } else {
                 tracing::warn!(
                     used_bytes = used,
+                    not_counted_bytes = not_counted,
                     max_bytes = max,
                     ratio,
                     threshold = warn_ratio,
@@ -403,7 +414,9 @@ mod tests {
     fn parses_info_memory() {
         let info = "# Memory\r\nused_memory:1048576\r\nused_memory_human:1.00M\r\nmaxmemory:2097152\r\n\
                     maxmemory_human:2.00M\r\nmaxmemory_policy:noeviction\r\n";
-        assert_eq!(parse_info_memory(info), Some((1_048_576, 2_097_152)));
+        assert_eq!(parse_info_memory(info), Some((1_048_576, 0, 2_097_152)));
+        let with_buffers = "used_memory:900\r\nmem_not_counted_for_evict:300\r\nmaxmemory:1000\r\n";
+        assert_eq!(parse_info_memory(with_buffers), Some((900, 300, 1000)));
         assert_eq!(parse_info_memory("used_memory:1\r\n"), None);
         assert_eq!(parse_info_memory("used_memory:x\r\nmaxmemory:0\r\n"), None);
         assert_eq!(parse_info_policy(info).as_deref(), Some("noeviction"));

@@ -54,11 +54,18 @@
 //! # Relay memory threshold
 //! At `maxmemory` Redis refuses the miner's trie writes too, so relays accepted but not ingested yet could not
 //! be claimed (revenue lost, the Go fleet's failure mode). Relay-log appends are therefore refused earlier, with
-//! [`StorageError::RelayMemoryThreshold`], while `used_memory` exceeds [`RedisConfig::relay_max_memory_ratio`]
-//! of `maxmemory`: the relayers stop adding, and the miner keeps the rest to ingest what was accepted and to
+//! [`StorageError::RelayMemoryThreshold`], while the memory Redis counts against `maxmemory` exceeds
+//! [`RedisConfig::relay_max_memory_ratio`] of it: the relayers stop adding, and the miner keeps the rest to ingest what was accepted and to
 //! prune (which frees memory; appends then resume on their own). Nothing else is subject to it: tries, session
 //! records, leases, acks, trims, deletes and KV writes go on up to `maxmemory` (records and leases beyond it,
 //! on Redis ≥ 7).
+//!
+//! What Redis counts is `used_memory` less `mem_not_counted_for_evict`, as Redis itself decides to refuse writes
+//! (`evict.c`): replica output buffers and the AOF buffer are left out. They are transient (a replica's full
+//! resync or a slow one, an AOF write postponed while a background fsync is slow) and Redis does not refuse
+//! writes for them, so neither do we: counting them refused relays during a replica resync or a slow disk with
+//! the dataset far below the threshold (test `redis_relay_threshold`: a replica that does not read its stream
+//! takes `used_memory` to 0.6 of `maxmemory` with the dataset at a few percent).
 //!
 //! The check runs in Redis, in the append itself: one Lua script reads `INFO memory` and either refuses (error
 //! `RELAYMEM`) or runs the `XADD`s, so the decision is never older than the append (the 30 s memory poll would
@@ -145,11 +152,13 @@ pub struct RedisConfig {
     pub leader_watch_interval: Duration,
     /// Interval of the `INFO MEMORY` monitor.
     pub memory_poll_interval: Duration,
-    /// The monitor warns when `used_memory / maxmemory` exceeds this (below `relay_max_memory_ratio`, so the
+    /// The monitor warns when the memory Redis counts against `maxmemory` (`used_memory` less
+    /// `mem_not_counted_for_evict`) over `maxmemory` exceeds this (below `relay_max_memory_ratio`, so the
     /// warning comes before relays are refused).
     pub memory_warn_ratio: f64,
-    /// Relay-log appends are refused with [`StorageError::RelayMemoryThreshold`] while `used_memory` exceeds this
-    /// share of `maxmemory` (module docs, "Relay memory threshold"); every other write goes on up to
+    /// Relay-log appends are refused with [`StorageError::RelayMemoryThreshold`] while the memory Redis counts
+    /// against `maxmemory` exceeds this share of it (module docs, "Relay memory threshold"); every other write
+    /// goes on up to
     /// `maxmemory`. `1.0` (or more) turns it off: appends are then refused only at `maxmemory`, by Redis (OOM).
     /// Without a `maxmemory` (0) nothing is refused.
     pub relay_max_memory_ratio: f64,

@@ -12,6 +12,7 @@
 //! |---|---|---|
 //! | `ha_miner_leader_acquisition_failures_total{instance,reason=redis_oom\|redis_error}` | counter | yes |
 //! | `ha_miner_redis_used_memory_bytes`, `ha_miner_redis_max_memory_bytes`, `ha_miner_redis_memory_usage_ratio` | gauge | yes |
+//! | `ha_storage_redis_memory_counted_ratio` (what Redis counts against `maxmemory` over `maxmemory`: what it refuses writes at, and what the relay memory threshold compares) | gauge | ours |
 //! | `ha_storage_redis_leader_acquisition_consecutive_failures` | gauge | ours |
 //! | `ha_storage_redis_oom_errors_total` (every operation refused with OOM) | counter | ours |
 //! | `ha_storage_redis_memory_last_poll_timestamp_seconds` (0 = never; stalls when the monitor does) | gauge | ours |
@@ -59,6 +60,8 @@ pub struct RedisStats {
     memory_used_bytes: AtomicU64,
     memory_max_bytes: AtomicU64,
     memory_ratio_bits: AtomicU64,
+    memory_counted_bytes: AtomicU64,
+    memory_counted_ratio_bits: AtomicU64,
     memory_last_poll_unix_ms: AtomicU64,
     memory_poll_failures: AtomicU64,
     relays_refused_memory_threshold: AtomicU64,
@@ -78,6 +81,11 @@ pub struct MemorySnapshot {
     pub max_bytes: u64,
     /// `used / max` (0.0 when `max` is 0).
     pub ratio: f64,
+    /// What Redis counts against `maxmemory`: `used_memory` less `mem_not_counted_for_evict` (replica output
+    /// buffers and the AOF buffer, which Redis leaves out when it decides to refuse writes, `evict.c`), bytes.
+    pub counted_bytes: u64,
+    /// `counted / max` (0.0 when `max` is 0): Redis refuses writes at 1; the relay memory threshold compares this.
+    pub counted_ratio: f64,
     /// Wall-clock time of the last successful poll (unix ms; 0 = never). Advances every poll.
     pub last_poll_unix_ms: u64,
     /// Polls that failed (Redis unreachable, unparsable reply).
@@ -127,6 +135,8 @@ impl RedisStats {
             used_bytes: self.memory_used_bytes.load(Ordering::Relaxed),
             max_bytes: self.memory_max_bytes.load(Ordering::Relaxed),
             ratio: f64::from_bits(self.memory_ratio_bits.load(Ordering::Relaxed)),
+            counted_bytes: self.memory_counted_bytes.load(Ordering::Relaxed),
+            counted_ratio: f64::from_bits(self.memory_counted_ratio_bits.load(Ordering::Relaxed)),
             last_poll_unix_ms: self.memory_last_poll_unix_ms.load(Ordering::Relaxed),
             poll_failures: self.memory_poll_failures.load(Ordering::Relaxed),
         }
@@ -183,13 +193,18 @@ impl RedisStats {
         self.oom_errors.fetch_add(1, Ordering::Relaxed);
     }
 
-    pub(crate) fn record_memory(&self, used: u64, max: u64) -> f64 {
-        let ratio = if max == 0 { 0.0 } else { used as f64 / max as f64 };
+    /// Records one poll: `used_memory`, `mem_not_counted_for_evict` and `maxmemory`; returns the snapshot.
+    pub(crate) fn record_memory(&self, used: u64, not_counted: u64, max: u64) -> MemorySnapshot {
+        let of_max = |bytes: u64| if max == 0 { 0.0 } else { bytes as f64 / max as f64 };
+        let counted = used.saturating_sub(not_counted);
         self.memory_used_bytes.store(used, Ordering::Relaxed);
         self.memory_max_bytes.store(max, Ordering::Relaxed);
-        self.memory_ratio_bits.store(ratio.to_bits(), Ordering::Relaxed);
+        self.memory_ratio_bits.store(of_max(used).to_bits(), Ordering::Relaxed);
+        self.memory_counted_bytes.store(counted, Ordering::Relaxed);
+        self.memory_counted_ratio_bits
+            .store(of_max(counted).to_bits(), Ordering::Relaxed);
         self.memory_last_poll_unix_ms.store(unix_ms(), Ordering::Relaxed);
-        ratio
+        self.memory()
     }
 
     pub(crate) fn record_memory_poll_failure(&self) {
@@ -246,6 +261,12 @@ impl RedisStats {
                 "ha_miner_redis_memory_usage_ratio",
                 "Redis used_memory / maxmemory at the last INFO MEMORY poll (0 when unlimited)",
             )?,
+            counted_ratio: Gauge::new(
+                "ha_storage_redis_memory_counted_ratio",
+                "Redis used_memory less mem_not_counted_for_evict (replica output buffers, the AOF buffer) over \
+                 maxmemory at the last INFO MEMORY poll: Redis refuses writes at 1, relay appends are refused above \
+                 storage.redis.relay_max_memory_ratio of it (0 when unlimited)",
+            )?,
             last_poll: Gauge::new(
                 "ha_storage_redis_memory_last_poll_timestamp_seconds",
                 "Unix time of the last successful INFO MEMORY poll (0 = never); the memory gauges are this old",
@@ -285,6 +306,7 @@ struct StatsCollector {
     used: IntGauge,
     max: IntGauge,
     ratio: Gauge,
+    counted_ratio: Gauge,
     last_poll: Gauge,
     poll_failures: IntCounter,
     relays_refused: IntCounter,
@@ -311,7 +333,7 @@ impl StatsCollector {
         self
     }
 
-    fn parts(&self) -> [&dyn Collector; 11] {
+    fn parts(&self) -> [&dyn Collector; 12] {
         [
             &self.acquire_failures,
             &self.consecutive,
@@ -319,6 +341,7 @@ impl StatsCollector {
             &self.used,
             &self.max,
             &self.ratio,
+            &self.counted_ratio,
             &self.last_poll,
             &self.poll_failures,
             &self.relays_refused,
@@ -345,6 +368,7 @@ impl Collector for StatsCollector {
             self.used.set(gauge_i64(m.used_bytes));
             self.max.set(gauge_i64(m.max_bytes));
             self.ratio.set(m.ratio);
+            self.counted_ratio.set(m.counted_ratio);
             self.last_poll.set(m.last_poll_unix_ms as f64 / 1000.0);
             advance(&self.poll_failures, m.poll_failures);
             advance(&self.relays_refused, s.relays_refused_memory_threshold());
@@ -387,11 +411,15 @@ mod tests {
     fn memory_ratio() {
         let s = RedisStats::default();
         assert_eq!(s.memory(), MemorySnapshot::default());
-        assert!((s.record_memory(900, 1000) - 0.9).abs() < 1e-9);
-        let m = s.memory();
-        assert_eq!((m.used_bytes, m.max_bytes), (900, 1000));
+        let m = s.record_memory(900, 200, 1000);
+        assert_eq!(m, s.memory());
+        assert!((m.ratio - 0.9).abs() < 1e-9);
+        assert!((m.counted_ratio - 0.7).abs() < 1e-9);
+        assert_eq!((m.used_bytes, m.counted_bytes, m.max_bytes), (900, 700, 1000));
         assert!(m.last_poll_unix_ms > 0);
-        assert_eq!(s.record_memory(5, 0), 0.0);
+        let m = s.record_memory(5, 0, 0);
+        assert_eq!((m.ratio, m.counted_ratio), (0.0, 0.0));
+        assert_eq!(s.record_memory(5, 9, 10).counted_bytes, 0, "never below zero");
     }
 
     #[test]
@@ -404,7 +432,7 @@ mod tests {
         s.record_acquire_failure(AcquireFailure::RedisOom);
         s.record_acquire_failure(AcquireFailure::RedisOom);
         s.record_oom();
-        s.record_memory(900, 1000);
+        s.record_memory(900, 100, 1000);
         s.record_relay_memory_refusal(3);
         s.record_not_replicated();
         let text = |r: &prometheus::Registry| {
@@ -433,6 +461,7 @@ mod tests {
         assert!(out.contains("ha_miner_redis_used_memory_bytes 900"), "{out}");
         assert!(out.contains("ha_miner_redis_max_memory_bytes 1000"), "{out}");
         assert!(out.contains("ha_miner_redis_memory_usage_ratio 0.9"), "{out}");
+        assert!(out.contains("ha_storage_redis_memory_counted_ratio 0.8"), "{out}");
         assert!(
             out.contains("ha_storage_redis_relays_refused_memory_threshold_total 3"),
             "{out}"

@@ -26,7 +26,7 @@ async fn above_the_relay_threshold_the_miner_ingests_and_claims_what_was_accepte
         .unwrap();
     let mut fill = plain.tries.open(&f.supplier, "other-session").await.unwrap();
     let mut next = 0u32;
-    while redis.poll_memory().await.unwrap().ratio < 0.6 {
+    while redis.poll_memory().await.unwrap().counted_ratio < 0.6 {
         fill = tokio::task::spawn_blocking(move || {
             let puts = (next..next + 64)
                 .map(|i| (i.to_be_bytes().to_vec(), vec![b'v'; 4096]))
@@ -62,7 +62,7 @@ async fn above_the_relay_threshold_the_miner_ingests_and_claims_what_was_accepte
         "every accepted relay acknowledged"
     );
     assert!(
-        redis.poll_memory().await.unwrap().ratio > 0.5,
+        redis.poll_memory().await.unwrap().counted_ratio > 0.5,
         "still above the threshold"
     );
     assert_eq!(redis.stats().oom_errors(), 0);
@@ -75,7 +75,7 @@ async fn above_the_relay_threshold_the_miner_ingests_and_claims_what_was_accepte
         .unwrap();
     storage::suite::poll_until("memory below the threshold", || {
         let redis = redis.clone();
-        async move { (redis.poll_memory().await.unwrap().ratio < 0.5).then_some(()) }
+        async move { (redis.poll_memory().await.unwrap().counted_ratio < 0.5).then_some(()) }
     })
     .await;
     plain
