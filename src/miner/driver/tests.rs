@@ -632,6 +632,13 @@ struct Leading {
     schedule: crate::miner::lifecycle::Schedule,
 }
 
+/// [`Leading`] with 3 signed relays of the fixture's session, on a memory backend.
+async fn leading() -> Leading {
+    let f = fixture().await;
+    let relays = signed_relays(&f, &f.header, "app", 0..3, 100);
+    leading_with(f, MemoryBackend::new().storage(), relays).await
+}
+
 /// [`Leading`] on `plain`, with `relays` ingested.
 async fn leading_with(f: Fixture, plain: storage::Storage, relays: Vec<MinedRelay>) -> Leading {
     let telemetry = crate::telemetry::Telemetry::new().unwrap();

@@ -5,6 +5,7 @@
 //! counted once, though the two proven sessions were pruned before the chain settled them. Across a restart and a
 //! failover: module `settled_failover`.
 
+use super::rebroadcast::stake_of;
 use super::*;
 use crate::miner::lifecycle::State;
 use crate::sim::chain::Settlement;
@@ -64,29 +65,22 @@ async fn settlements_are_counted_once_as_the_chain_paid_them() {
     };
     let (paid, capped, expired) = (f.header.clone(), header_of("app2").await, header_of("app3").await);
     assert_eq!(capped.session_end_block_height, paid.session_end_block_height);
-    let key = |h: &SessionHeader| SessionKey {
-        supplier: f.supplier.clone(),
+    let supplier = f.supplier.clone();
+    let key = move |h: &SessionHeader| SessionKey {
+        supplier: supplier.clone(),
         session_id: h.session_id.clone(),
     };
-    let telemetry = crate::telemetry::Telemetry::new().unwrap();
-    let plain = MemoryBackend::new().storage();
-    let mut miner = Miner::new(f.client.clone(), plain.clone(), f.keyring.clone(), config("a"))
-        .with_settlements_from(f.comet.clone())
-        .with_metrics(crate::miner::metrics::MinerMetrics::new(&telemetry).unwrap());
-    miner.step().await.unwrap();
     let mut relays = signed_relays(&f, &paid, "app", 0..3, 100);
     relays.extend(signed_relays(&f, &capped, "app2", 0..3, 100));
     relays.extend(signed_relays(&f, &expired, "app3", 0..1, 100));
-    plain.relay_log.append(relays).await.unwrap();
-    miner.step().await.unwrap();
-    let schedule = miner.engine.session(&key(&paid)).unwrap().schedule;
-    let stake_before: u128 = f.chain.state().suppliers[&f.supplier]
-        .stake
-        .as_ref()
-        .unwrap()
-        .amount
-        .parse()
-        .unwrap();
+    let Leading {
+        f,
+        mut miner,
+        telemetry,
+        schedule,
+        ..
+    } = leading_with(f, MemoryBackend::new().storage(), relays).await;
+    let stake_before = stake_of(&f.chain, &f.supplier);
 
     // Up to the block before the settlement's: both proofs validated, their sessions pruned (`Proved`).
     while f.chain.height() < schedule.proof_close - 1 {
@@ -130,14 +124,11 @@ async fn settlements_are_counted_once_as_the_chain_paid_them() {
             Settlement::Expired(_) => 0,
         })
         .sum();
-    let stake_after: u128 = f.chain.state().suppliers[&f.supplier]
-        .stake
-        .as_ref()
-        .unwrap()
-        .amount
-        .parse()
-        .unwrap();
-    assert_eq!(stake_before - stake_after, 320, "slashed by proof_missing_penalty");
+    assert_eq!(
+        stake_before - stake_of(&f.chain, &f.supplier),
+        320,
+        "slashed by proof_missing_penalty"
+    );
 
     // What the miner counted: exactly that.
     let text = telemetry.render_metrics();
@@ -203,24 +194,18 @@ async fn settlements_are_counted_once_as_the_chain_paid_them() {
 /// then given up and counted once as unread, never as settled.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unreadable_settlement_block_is_given_up_and_counted_once() {
-    let f = fixture().await;
-    let telemetry = crate::telemetry::Telemetry::new().unwrap();
-    let plain = MemoryBackend::new().storage();
+    let Leading {
+        f,
+        mut miner,
+        telemetry,
+        schedule,
+        ..
+    } = leading().await;
     let closed = {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         listener.local_addr().unwrap()
     };
-    let mut miner = Miner::new(f.client.clone(), plain.clone(), f.keyring.clone(), config("a"))
-        .with_settlements_from(crate::chain::comet::CometClient::new(&format!("http://{closed}")).unwrap())
-        .with_metrics(crate::miner::metrics::MinerMetrics::new(&telemetry).unwrap());
-    miner.step().await.unwrap();
-    plain
-        .relay_log
-        .append(signed_relays(&f, &f.header, "app", 0..3, 100))
-        .await
-        .unwrap();
-    miner.step().await.unwrap();
-    let schedule = miner.engine.session(&f.key).unwrap().schedule;
+    miner.comet = Some(crate::chain::comet::CometClient::new(&format!("http://{closed}")).unwrap());
     let unread = |text: &str| series(text, "ha_miner_settlements_unread_total", &["reason=\"read_failed\""]);
     let mut given_up_at = None;
     while f.chain.height() <= schedule.settlement + 20 {
