@@ -121,7 +121,7 @@ async fn settlements_are_counted_once_as_the_chain_paid_them() {
         .values()
         .map(|s| match s {
             Settlement::Settled(v) => *v,
-            Settlement::Expired(_) => 0,
+            Settlement::Expired(_) | Settlement::Discarded(_) => 0,
         })
         .sum();
     assert_eq!(
@@ -152,7 +152,7 @@ async fn settlements_are_counted_once_as_the_chain_paid_them() {
         .values()
         .map(|s| match s {
             Settlement::Settled(v) => crate::sim::chain::tokenomics::supplier_reward(*v, &tokenomics),
-            Settlement::Expired(_) => 0,
+            Settlement::Expired(_) | Settlement::Discarded(_) => 0,
         })
         .sum();
     assert!(credited > 0 && credited != paid_total);
@@ -225,4 +225,46 @@ async fn an_unreadable_settlement_block_is_given_up_and_counted_once() {
         None,
         "{text}"
     );
+}
+
+/// A claim whose settlement fails on chain (the simulator's `discard_settlements`: poktroll `discardFaultyClaim`,
+/// `EventClaimDiscarded`) is counted `discarded`, paid nothing, and its relays lost as `settlement_discarded`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_discarded_settlement_is_counted_discarded_and_not_paid() {
+    let Leading {
+        f,
+        mut miner,
+        telemetry,
+        schedule,
+        ..
+    } = leading().await;
+    f.chain.state().discard_settlements = 1;
+    while f.chain.height() <= schedule.settlement + 2 {
+        f.chain.produce_block();
+        miner.step().await.unwrap();
+    }
+    assert!(
+        matches!(&f.chain.settlements()[..], [(_, _, Settlement::Discarded(_))]),
+        "{:?}",
+        f.chain.settlements()
+    );
+    let text = telemetry.render_metrics();
+    let claims = |status: &str| {
+        series(
+            &text,
+            "ha_miner_claims_settled_by_status_total",
+            &[&format!("status=\"{status}\"")],
+        )
+    };
+    assert_eq!(claims("discarded"), Some(1), "{text}");
+    assert_eq!(claims("settled"), None, "{text}");
+    for paid in ["ha_miner_upokt_settled_total", "ha_miner_upokt_earned_total"] {
+        assert_eq!(series(&text, paid, &[]), None, "{text}");
+    }
+    assert_eq!(
+        super::counter(&text, "ha_miner_relays_lost_total", "settlement_discarded"),
+        Some(3),
+        "{text}"
+    );
+    assert!(miner.engine.is_tombstoned(&f.key), "pruned");
 }
