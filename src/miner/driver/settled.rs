@@ -314,6 +314,9 @@ impl Miner {
     /// they are counted: a restart or a new leader then never counts them again. Returns how many of them, from
     /// the first, are stored, and the error that stopped the rest.
     async fn store_counted(&self, sessions: &[(SessionKey, Watched)]) -> (usize, Option<MinerError>) {
+        if sessions.is_empty() {
+            return (0, None);
+        }
         let mut writes = Vec::with_capacity(sessions.len());
         for (key, watched) in sessions {
             let mut tombstone = watched.tombstone.clone();
@@ -563,6 +566,24 @@ mod tests {
         assert!(!w.watch(&record("proved", State::Proved, 19), 1));
         w.forget_done(19 + 241, 240);
         assert!(w.watch(&record("proved", State::Proved, 19), 1));
+    }
+
+    /// A new leadership term forgets the sessions watched but not counted (they come back from storage, unless
+    /// the other leader counted them), and keeps those counted.
+    #[test]
+    fn a_new_term_drops_the_pending_watches_and_keeps_the_counted() {
+        let mut w = SettlementWatch::default();
+        let (pending, counted) = (
+            record("pending", State::Proved, 19),
+            record("counted", State::Proved, 19),
+        );
+        assert!(w.watch(&pending, 1) && w.watch(&counted, 1));
+        w.done(&counted.key);
+        w.drop_pending();
+        assert!(!w.is_pending(&pending.key));
+        assert!(w.due(30).is_empty());
+        assert!(w.wants(&pending), "watched again when restored awaiting");
+        assert!(!w.wants(&counted), "counted in this process");
     }
 
     /// Sessions of the earlier settlement block come first, so one read serves all of a block's.
