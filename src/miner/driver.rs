@@ -372,6 +372,8 @@ impl Miner {
                 let key = parsed.key.clone();
                 self.versions.insert(key.clone(), record.version);
                 self.stored.insert(key.clone(), parsed.clone());
+                // A tombstone whose settlement was not counted yet (module `settled`).
+                self.watch_settlement(&parsed, record.version);
                 self.engine.restore(parsed);
                 self.stored_txs.insert(key.clone(), submit::hashes(&in_flight_txs));
                 for stored in &in_flight_txs {
@@ -599,10 +601,12 @@ impl Miner {
             // `requirement`).
             self.watch_proof_params().await;
             timer.lap("proof_params");
-            // What the chain paid for the sessions settled by now (module `settled`); never fails the block.
-            self.count_settlements().await;
+            // What the chain paid for the sessions settled by now (module `settled`); fails the block only when
+            // fenced out.
+            let counted = self.count_settlements().await;
             timer.lap("settlements");
             executed?;
+            counted?;
             self.observe_gauges(tip.height).await;
             timer.lap("gauges");
             self.monitor_funds();
@@ -1143,13 +1147,19 @@ impl Miner {
             }
             Command::Prune { key } => {
                 self.tries.remove(&key);
-                if let Err(e) = self.delete_session(&key).await {
-                    // Deletes are idempotent: the engine prunes it again at the next block.
-                    self.engine.prune_failed(&key);
-                    return Err(e);
+                let tombstone = match self.delete_session(&key).await {
+                    Ok(tombstone) => tombstone,
+                    Err(e) => {
+                        // Deletes are idempotent: the engine prunes it again at the next block.
+                        self.engine.prune_failed(&key);
+                        return Err(e);
+                    }
+                };
+                // Its record leaves the engine here; its settlement may still be ahead: its tombstone, stored
+                // awaiting it, is watched (module `settled`).
+                if let Some((tombstone, version)) = tombstone {
+                    self.watch_settlement(&tombstone, version);
                 }
-                // Its record leaves the engine here; its settlement may still be ahead (module `settled`).
-                self.watch_settlement(&key);
                 self.engine.bury(&key);
                 self.versions.remove(&key);
                 self.stored.remove(&key);
@@ -1176,8 +1186,8 @@ impl Miner {
 
     /// Deletes a session's tries and relay-log entries and, last, replaces its record by its tombstone (module
     /// `lifecycle`), or deletes the record when the session leaves none: until that write, a restart finds the
-    /// record persisted as pruned and prunes again.
-    async fn delete_session(&self, key: &SessionKey) -> Result<(), MinerError> {
+    /// record persisted as pruned and prunes again. Returns the tombstone stored and its version.
+    async fn delete_session(&self, key: &SessionKey) -> Result<Option<(SessionRecord, u64)>, MinerError> {
         let writer = self.writer()?;
         writer.tries.delete_namespace(&key.supplier, &key.session_id).await?;
         writer
@@ -1185,20 +1195,21 @@ impl Miner {
             .delete_namespace(&key.supplier, &ingest::late_namespace(&key.session_id))
             .await?;
         writer.relay_log.trim_session(&key.supplier, &key.session_id).await?;
-        let Some(tombstone) = self.engine.tombstone(key) else {
+        // Marked awaiting its settlement when that is watched (module `settled`).
+        let Some(tombstone) = self.tombstone_of(key) else {
             writer.sessions.delete(&key.supplier, &key.session_id, None).await?;
-            return Ok(());
+            return Ok(None);
         };
         let data = serde_json::to_vec(&tombstone).map_err(|e| MinerError::Corrupt(e.to_string()))?;
         // The record was stored (as pruned) by this leader right before: its version is known. Another
         // writer's version (a write that landed before this term began) is overwritten as in `persist`.
         let expected = self.versions.get(key).copied().unwrap_or(0);
-        match writer
+        let version = match writer
             .sessions
             .put(&key.supplier, &key.session_id, TOMBSTONE_STATE, data.clone(), expected)
             .await
         {
-            Ok(_) => {}
+            Ok(version) => version,
             Err(storage::StorageError::Conflict(_)) => {
                 let current = writer
                     .sessions
@@ -1208,11 +1219,11 @@ impl Miner {
                 writer
                     .sessions
                     .put(&key.supplier, &key.session_id, TOMBSTONE_STATE, data, current)
-                    .await?;
+                    .await?
             }
             Err(e) => return Err(e.into()),
-        }
-        Ok(())
+        };
+        Ok(Some((tombstone, version)))
     }
 
     /// The session's trie, opened from storage when this process has not touched it yet (after a restart or a

@@ -243,6 +243,12 @@ pub struct SessionRecord {
     /// so this only keeps a false loss out of the metrics. Never serialized while `None`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub proof_absent_at: Option<i64>,
+    /// Set on a tombstone whose session's settlement is yet to be counted in the settlement metrics (module
+    /// `driver::settled`); cleared (the tombstone written again) once it is counted or given up. A restarted
+    /// process or a new leader restoring a tombstone with it set watches the settlement again. The engine never
+    /// sets it. Never serialized while `false` (the format older binaries write and read).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub awaiting_settlement: bool,
 }
 
 /// Blocks a session past its claim window stays `Claiming` after the first lookup that found its claim absent,
@@ -267,6 +273,35 @@ fn absence_unconfirmed(first: Option<i64>, height: i64) -> bool {
 pub const SETTLED_LOOKUP_BLOCKS: i64 = 8;
 
 impl SessionRecord {
+    /// The record of a session first seen with relays ingested: `Active`, nothing sent, nothing counted (its
+    /// relays and compute units are raised by the ingest that created it).
+    pub fn new(key: SessionKey, service_id: String, application_address: String, schedule: Schedule) -> Self {
+        Self {
+            key,
+            service_id,
+            application_address,
+            schedule,
+            state: State::Active,
+            relays: 0,
+            compute_units: 0,
+            claim_sent_at: Vec::new(),
+            proof_sent_at: Vec::new(),
+            claim_reached_node: false,
+            proof_reached_node: false,
+            proof_required: None,
+            queried_at: None,
+            pruned: false,
+            accounted: None,
+            claimed: None,
+            claim_built: false,
+            forget_after: None,
+            settlement_seen: false,
+            claim_absent_at: None,
+            proof_absent_at: None,
+            awaiting_settlement: false,
+        }
+    }
+
     /// Whether the session's trie is frozen: a claim may be on chain (`claim_built`), a send is recorded (in
     /// flight, or confirmed and not taken back), or the state is past `Claiming` (also covers records written
     /// before `claim_built` existed).
@@ -719,29 +754,10 @@ impl Engine {
                 relays,
                 compute_units,
             } => {
-                let record = self.sessions.entry(key.clone()).or_insert_with(|| SessionRecord {
-                    key: key.clone(),
-                    service_id,
-                    application_address,
-                    schedule,
-                    state: State::Active,
-                    relays: 0,
-                    compute_units: 0,
-                    claim_sent_at: Vec::new(),
-                    proof_sent_at: Vec::new(),
-                    claim_reached_node: false,
-                    proof_reached_node: false,
-                    proof_required: None,
-                    queried_at: None,
-                    pruned: false,
-                    accounted: None,
-                    claimed: None,
-                    claim_built: false,
-                    forget_after: None,
-                    settlement_seen: false,
-                    claim_absent_at: None,
-                    proof_absent_at: None,
-                });
+                let record = self
+                    .sessions
+                    .entry(key.clone())
+                    .or_insert_with(|| SessionRecord::new(key.clone(), service_id, application_address, schedule));
                 record.relays = record.relays.max(relays);
                 record.compute_units = record.compute_units.max(compute_units);
                 Self::record_unclaimed(record, &mut step);

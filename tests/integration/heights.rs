@@ -89,7 +89,7 @@ fn upokt(net: &Net, compute_units: u64, target: &[u8]) -> u128 {
     .unwrap()
 }
 
-/// The settlement reward of every settled (supplier, session); panics on an expired one.
+/// The settlement reward of every settled (supplier, session); panics on an expired or discarded one.
 fn rewards(net: &Net) -> std::collections::BTreeMap<(String, String), u128> {
     net.chain
         .settlements()
@@ -97,6 +97,7 @@ fn rewards(net: &Net) -> std::collections::BTreeMap<(String, String), u128> {
         .map(|(session, supplier, outcome)| match outcome {
             Settlement::Settled(v) => ((supplier, session), v),
             Settlement::Expired(reason) => panic!("{supplier} {session} expired: {reason}"),
+            Settlement::Discarded(error) => panic!("{supplier} {session} discarded: {error}"),
         })
         .collect()
 }

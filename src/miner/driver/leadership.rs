@@ -224,6 +224,9 @@ impl Miner {
         // Sessions another leader decided "no proof" for, with params this process never saw (module
         // `requirement`).
         self.watched_proof_params = None;
+        // Settlements still to count are restored with the tombstones awaiting them: another leader may have
+        // counted some meanwhile (module `settled`).
+        self.settled.drop_pending();
         self.unpersisted.clear();
         self.pending_reports.clear();
         // Drained by every write's caller before it returns (`Miner::run_due_reports`), so empty here; any left
@@ -283,6 +286,8 @@ impl Miner {
                 && !self.engine.is_tombstoned(&record.key)
             {
                 self.versions.insert(record.key.clone(), stored.version);
+                // A removed supplier's settlements are still counted (module `settled`).
+                self.watch_settlement(record, stored.version);
                 self.engine.restore(record.clone());
                 continue;
             }

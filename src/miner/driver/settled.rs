@@ -19,6 +19,33 @@
 //! `ha_miner_settlements_unread_total{reason="read_failed"}`; a block with no event of the session (its claim
 //! was never on chain after all) counts `reason="no_event"`.
 //!
+//! Durable: the watch is stored with the session's tombstone (module `lifecycle`: the record a prune leaves in
+//! storage, on every backend, until `tombstone_blocks` past the later of the prune and the settlement height),
+//! which the prune writes with [`SessionRecord::awaiting_settlement`] set. A restarted process or a new leader
+//! restores the tombstones with the records and watches again those still awaiting, so a restart or a failover
+//! between a session's prune and its settlement block no longer misses what the chain paid for it. Once a
+//! settlement block is read, the tombstones of its sessions are written again with the flag cleared (the
+//! counted mark: one write per settlement block, [`storage::WriteSets`]; on raft one log entry), and only the
+//! sessions whose mark is stored are counted; a mark that cannot be stored is tried again at the next block.
+//! A new leadership term drops the watches it held in memory and takes them from storage again (the other
+//! leader may have counted them meanwhile).
+//!
+//! Guarantee: at most once per session across processes and leaders, the mark being stored (a fenced write:
+//! only the leader's lands) before the counters move. A session is missed only when its leader stops (or is
+//! deposed) after its mark was stored and before it counted, with no await in between, or after a mark write
+//! whose outcome it did not learn and before it wrote it again; a Prometheus counter of a process that stops
+//! loses more (its increments since the last scrape). Within a process, a session counted is also remembered in
+//! memory (until its tombstone would have been forgotten), so a second prune of it counts nothing more. Not
+//! watched: sessions pruned by a binary without this flag (their tombstones do not carry it), and sessions
+//! pruned without a CometBFT client. A restored watch whose settlement block the node no longer serves (a
+//! pruning node, a leader back after long) is given up as `read_failed`.
+//!
+//! Storage: no record is added and none is kept longer: every watched session already leaves a tombstone, kept
+//! at least `tombstone_blocks` (240 by default) past its settlement height, while the count is due at the
+//! settlement height and retried for [`SETTLEMENT_READ_BLOCKS`] blocks. The cost is the flag in the tombstone
+//! (a few dozen bytes) and one write per settlement block with watched sessions. Only the leader counts (its
+//! loop is the one that prunes). Without a CometBFT client nothing is watched: these metrics then stay at zero.
+//!
 //! Status label (`status`) of the `*_settled_by_status_total` metrics, from the claim's event:
 //! - `settled`: `EventClaimSettled` without a proof requirement (paid);
 //! - `proven`: `EventClaimSettled` of a claim that required a proof, validated (paid);
@@ -33,21 +60,13 @@
 //! claim the session's `EventApplicationOverserviced` names, `claimed_upokt − settled_upokt`: what the supplier
 //! was not paid, in settlement terms (the overserviced event's burns are in stake terms, the inflation share
 //! included).
-//!
-//! Once per process: a session counted is remembered (until its tombstone would have been forgotten, past which
-//! no record of it can be pruned again), so a second prune of it (a record persisted as pruned, pruned again) or
-//! a second read of the block counts nothing more. Not across processes: the watch list lives in memory, so a
-//! restart or a failover between a session's prune and its settlement misses that session's settlement, and a
-//! process that restarts after counting but before its prune's tombstone was stored may count it again. Only the
-//! leader counts (its loop is the one that prunes). Without a CometBFT client nothing is watched: these metrics
-//! then stay at zero.
 
 use std::collections::BTreeMap;
 
 use prometheus::IntCounterVec;
 
-use super::Miner;
 use super::lookup::SETTLEMENT_READ_BLOCKS;
+use super::{Miner, MinerError, TOMBSTONE_STATE};
 use crate::chain::settlement::{BlockSettlements, ClaimSettlement, SettlementOutcome};
 use crate::miner::lifecycle::{LossReason, SessionKey, SessionRecord, State};
 
@@ -66,16 +85,23 @@ pub struct SettlementMetrics {
     pub(in crate::miner) unread: IntCounterVec,
 }
 
-/// A watched session: what identifies its events, and where they are.
+/// A watched session: its tombstone as stored (what identifies its events, and where they are), and the version
+/// it is stored at (the counted mark overwrites it).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) struct Watched {
-    service_id: String,
-    application: String,
-    session_end: i64,
-    /// The block whose finalize-block events settle the session.
-    settlement: i64,
+    /// The session's tombstone, [`SessionRecord::awaiting_settlement`] set.
+    tombstone: SessionRecord,
+    /// The tombstone's stored version.
+    version: u64,
     /// The height of the first failed read of the settlement block, if any.
     failing_since: Option<i64>,
+}
+
+impl Watched {
+    /// The block whose finalize-block events settle the session.
+    pub(super) fn settlement(&self) -> i64 {
+        self.tombstone.schedule.settlement
+    }
 }
 
 /// Sessions whose settlement is yet to be counted, and those counted (pure: no IO).
@@ -91,14 +117,14 @@ pub(super) struct SettlementWatch {
 pub(super) enum ReadFailure {
     /// Try again at the next block.
     Retry,
-    /// Tried for [`SETTLEMENT_READ_BLOCKS`] blocks: given up (counted as unread).
+    /// Tried for [`SETTLEMENT_READ_BLOCKS`] blocks: give up (counted as unread once its mark is stored).
     GiveUp,
 }
 
 impl SettlementWatch {
-    /// Watches the session of `record`, a record being pruned, when its claim is on chain (its state says so):
-    /// `false` when it is not, or when the session is watched or was counted already.
-    pub(super) fn watch(&mut self, record: &SessionRecord) -> bool {
+    /// Whether the session of `record`, a record being pruned, is to be watched: its claim is on chain (its state
+    /// says so), and it is neither watched nor counted already.
+    pub(super) fn wants(&self, record: &SessionRecord) -> bool {
         let on_chain = matches!(
             record.state,
             State::Proved
@@ -107,20 +133,30 @@ impl SettlementWatch {
                     LossReason::ProofWindowMissed | LossReason::ProofNotIncluded | LossReason::SettlementDiscarded
                 )
         );
-        if !on_chain || self.pending.contains_key(&record.key) || self.done.contains_key(&record.key) {
+        on_chain && !self.pending.contains_key(&record.key) && !self.done.contains_key(&record.key)
+    }
+
+    /// Watches the session of `tombstone`, stored at `version` with [`SessionRecord::awaiting_settlement`] set
+    /// (at its prune, or found so in storage): `false` when [`SettlementWatch::wants`] does not.
+    pub(super) fn watch(&mut self, tombstone: &SessionRecord, version: u64) -> bool {
+        if !self.wants(tombstone) {
             return false;
         }
         self.pending.insert(
-            record.key.clone(),
+            tombstone.key.clone(),
             Watched {
-                service_id: record.service_id.clone(),
-                application: record.application_address.clone(),
-                session_end: record.schedule.session_end,
-                settlement: record.schedule.settlement,
+                tombstone: tombstone.clone(),
+                version,
                 failing_since: None,
             },
         );
         true
+    }
+
+    /// Forgets the sessions watched but not counted: a new leadership term restores them from storage (the
+    /// previous leader may have counted them meanwhile, and their tombstones' versions may have moved).
+    pub(super) fn drop_pending(&mut self) {
+        self.pending.clear();
     }
 
     /// The watched sessions whose settlement block is committed at `height`, by settlement height (sessions of
@@ -129,29 +165,28 @@ impl SettlementWatch {
         let mut due: Vec<_> = self
             .pending
             .iter()
-            .filter(|(_, w)| w.settlement <= height)
+            .filter(|(_, w)| w.settlement() <= height)
             .map(|(k, w)| (k.clone(), w.clone()))
             .collect();
-        due.sort_by_key(|(_, w)| w.settlement);
+        due.sort_by_key(|(_, w)| w.settlement());
         due
     }
 
-    /// The session was counted (or given up): never again in this process.
+    /// The session was counted (or given up), its mark stored: never again in this process.
     pub(super) fn done(&mut self, key: &SessionKey) {
         if let Some(w) = self.pending.remove(key) {
-            self.done.insert(key.clone(), w.settlement);
+            self.done.insert(key.clone(), w.settlement());
         }
     }
 
     /// A read of `key`'s settlement block failed at `height`: retried for [`SETTLEMENT_READ_BLOCKS`] blocks after
-    /// the first failure, then given up (and done).
+    /// the first failure, then given up (the caller stores its mark, then calls [`SettlementWatch::done`]).
     pub(super) fn read_failed(&mut self, key: &SessionKey, height: i64) -> ReadFailure {
         let Some(w) = self.pending.get_mut(key) else {
             return ReadFailure::GiveUp;
         };
         let since = *w.failing_since.get_or_insert(height);
         if height >= since + SETTLEMENT_READ_BLOCKS {
-            self.done(key);
             ReadFailure::GiveUp
         } else {
             ReadFailure::Retry
@@ -186,50 +221,67 @@ fn inc(amount: u128) -> u64 {
 }
 
 impl Miner {
-    /// Watches the settlement of the session `key` is about to prune (called before its record leaves the engine).
-    pub(super) fn watch_settlement(&mut self, key: &SessionKey) {
-        if self.comet.is_none() {
-            return;
-        }
-        if let Some(record) = self.engine.session(key) {
-            self.settled.watch(record);
+    /// The tombstone the pruned session `key` leaves ([`crate::miner::lifecycle::Engine::tombstone`]), marked
+    /// [`SessionRecord::awaiting_settlement`] when its settlement is to be watched: its claim is on chain and a
+    /// CometBFT client reads the settlement events.
+    pub(super) fn tombstone_of(&self, key: &SessionKey) -> Option<SessionRecord> {
+        let mut tombstone = self.engine.tombstone(key)?;
+        tombstone.awaiting_settlement = self.comet.is_some() && self.settled.wants(&tombstone);
+        Some(tombstone)
+    }
+
+    /// Watches the settlement of a session whose tombstone (from [`Miner::tombstone_of`]) was just stored at
+    /// `version`, or was found so in storage (a restart, a new leadership term).
+    pub(super) fn watch_settlement(&mut self, tombstone: &SessionRecord, version: u64) {
+        if self.comet.is_some() && tombstone.forget_after.is_some() && tombstone.awaiting_settlement {
+            self.settled.watch(tombstone, version);
         }
     }
 
     /// Counts the settlements of the watched sessions whose settlement block is committed (once per new block,
-    /// by the leader). Never fails the block's work: a failed read is tried again at the next block.
-    pub(super) async fn count_settlements(&mut self) {
+    /// by the leader): per settlement block, one read of its events, one write of its sessions' counted marks
+    /// ([`Miner::store_counted`]), then the counts of the sessions whose mark is stored. A failed read or mark
+    /// write is tried again at the next block and never fails the block's work; only a fenced write (another
+    /// instance leads) is returned.
+    pub(super) async fn count_settlements(&mut self) -> Result<(), MinerError> {
         let height = self.engine.height();
-        let mut failed: BTreeMap<i64, String> = BTreeMap::new();
-        for (key, watched) in self.settled.due(height) {
-            let error = match failed.get(&watched.settlement) {
-                Some(e) => Some(e.clone()),
-                None => match self.read_settlements(watched.settlement).await {
-                    Ok(true) => None,
-                    Ok(false) => return,
-                    Err(e) => {
-                        failed.insert(watched.settlement, e.to_string());
-                        Some(e.to_string())
+        let due = self.settled.due(height);
+        let mut rest = due.as_slice();
+        while let Some((_, first)) = rest.first() {
+            let at = first.settlement();
+            let (block, tail) = rest.split_at(rest.iter().take_while(|(_, w)| w.settlement() == at).count());
+            rest = tail;
+            match self.read_settlements(at).await {
+                Ok(true) => {
+                    let (stored, error) = self.store_counted(block).await;
+                    for (key, watched) in &block[..stored] {
+                        self.count_settlement(key, watched);
+                        self.settled.done(key);
                     }
-                },
-            };
-            match error {
-                None => {
-                    self.count_settlement(&key, &watched);
-                    self.settled.done(&key);
+                    Self::mark_not_stored(error, at)?;
                 }
-                Some(error) => {
-                    if self.settled.read_failed(&key, height) == ReadFailure::GiveUp {
+                Ok(false) => return Ok(()),
+                Err(e) => {
+                    let mut given_up = Vec::new();
+                    for (key, watched) in block {
+                        if self.settled.read_failed(key, height) == ReadFailure::GiveUp {
+                            given_up.push((key.clone(), watched.clone()));
+                        }
+                    }
+                    let (stored, error) = self.store_counted(&given_up).await;
+                    for (key, watched) in &given_up[..stored] {
                         tracing::warn!(
                             supplier = key.supplier,
                             session = key.session_id,
-                            settlement_height = watched.settlement,
-                            error,
+                            settlement_height = at,
+                            error = %e,
                             "cannot read the settlement block's events: what the chain paid for this session is not \
                              counted (ha_miner_settlements_unread_total)"
                         );
-                        self.count_unread(&key, &watched, "read_failed");
+                        self.count_unread(key, watched, "read_failed");
+                        self.settled.done(key);
                     }
+                    Self::mark_not_stored(error, at)?;
                 }
             }
         }
@@ -237,20 +289,123 @@ impl Miner {
             height,
             self.config.engine.tombstone_blocks.max(0) + SETTLEMENT_READ_BLOCKS,
         );
+        Ok(())
+    }
+
+    /// After [`Miner::store_counted`]: a fenced write is returned (another instance leads and counts what is
+    /// left); any other error only delays the count to the next block.
+    fn mark_not_stored(error: Option<MinerError>, settlement: i64) -> Result<(), MinerError> {
+        match error {
+            Some(e) if e.is_fenced() => Err(e),
+            Some(e) => {
+                tracing::warn!(
+                    settlement_height = settlement,
+                    error = %e,
+                    "cannot store that sessions' settlements are counted: counted at the next block instead"
+                );
+                Ok(())
+            }
+            None => Ok(()),
+        }
+    }
+
+    /// Stores the counted mark of `sessions` (each tombstone written again with
+    /// [`SessionRecord::awaiting_settlement`] cleared; several as one write, [`storage::WriteSets`]), before
+    /// they are counted: a restart or a new leader then never counts them again. Returns how many of them, from
+    /// the first, are stored, and the error that stopped the rest.
+    async fn store_counted(&self, sessions: &[(SessionKey, Watched)]) -> (usize, Option<MinerError>) {
+        if sessions.is_empty() {
+            return (0, None);
+        }
+        let mut writes = Vec::with_capacity(sessions.len());
+        for (key, watched) in sessions {
+            let mut tombstone = watched.tombstone.clone();
+            tombstone.awaiting_settlement = false;
+            let data = match serde_json::to_vec(&tombstone) {
+                Ok(data) => data,
+                Err(e) => return (0, Some(MinerError::Corrupt(e.to_string()))),
+            };
+            writes.push(storage::RecordWrite {
+                supplier: key.supplier.clone(),
+                session_id: key.session_id.clone(),
+                state: TOMBSTONE_STATE.to_owned(),
+                data,
+                expected_version: watched.version,
+            });
+        }
+        let writer = match self.writer() {
+            Ok(writer) => writer,
+            Err(e) => return (0, Some(e)),
+        };
+        if writes.len() > 1 {
+            let set = storage::WriteSet {
+                records: writes.clone(),
+                ..Default::default()
+            };
+            match writer.write_sets.write(set).await {
+                Ok(_) => return (writes.len(), None),
+                // One by one below, where a conflict is resolved.
+                Err(storage::StorageError::Conflict(_)) => {}
+                Err(e) => return (0, Some(e.into())),
+            }
+        }
+        let n = writes.len();
+        for (i, write) in writes.into_iter().enumerate() {
+            if let Err(e) = Self::store_mark(writer, write).await {
+                return (i, Some(e));
+            }
+        }
+        (n, None)
+    }
+
+    /// One counted mark. On a version conflict (a write of this process whose answer was lost: only the leader
+    /// writes, fenced) the stored record is read again: a tombstone is written at its version; no record, or a
+    /// live record (the tombstone forgotten, a relay of the session mined anew), is left alone: no watch can be
+    /// restored from it, so the session is counted here once.
+    async fn store_mark(writer: &storage::Storage, write: storage::RecordWrite) -> Result<(), MinerError> {
+        let storage::RecordWrite {
+            supplier,
+            session_id,
+            state,
+            data,
+            expected_version,
+        } = write;
+        match writer
+            .sessions
+            .put(&supplier, &session_id, &state, data.clone(), expected_version)
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(storage::StorageError::Conflict(_)) => {
+                let Some(current) = writer.sessions.get(&supplier, &session_id).await? else {
+                    return Ok(());
+                };
+                if current.state == TOMBSTONE_STATE {
+                    writer
+                        .sessions
+                        .put(&supplier, &session_id, &state, data, current.version)
+                        .await?;
+                }
+                Ok(())
+            }
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// Counts one session's settlement from the block just read.
     fn count_settlement(&self, key: &SessionKey, w: &Watched) {
         let block: &BlockSettlements = self.settlement_block();
+        let (t, settlement) = (&w.tombstone, w.settlement());
+        let (application, service_id, session_end) = (&t.application_address, &t.service_id, t.schedule.session_end);
         let claim: Option<&ClaimSettlement> = block.claims.iter().find(|s| {
-            s.is_for(&key.supplier, &w.application, &w.service_id, w.session_end)
+            s.is_for(&key.supplier, application, service_id, session_end)
                 && s.session_id.as_ref().is_none_or(|id| *id == key.session_id)
         });
         let Some(claim) = claim else {
             tracing::warn!(
                 supplier = key.supplier,
                 session = key.session_id,
-                settlement_height = w.settlement,
+                settlement_height = settlement,
                 "the settlement block has no event of this session's claim: nothing counted as settled"
             );
             self.count_unread(key, w, "no_event");
@@ -262,11 +417,11 @@ impl Miner {
         let overserviced = block
             .overserviced
             .iter()
-            .find(|o| o.is_for(&key.supplier, &w.application, &w.service_id, w.session_end));
+            .find(|o| o.is_for(&key.supplier, application, service_id, session_end));
         let slashed = block
             .slashed
             .iter()
-            .find(|s| s.is_for(&key.supplier, &w.application, &w.service_id, w.session_end));
+            .find(|s| s.is_for(&key.supplier, application, service_id, session_end));
         tracing::info!(
             supplier = key.supplier,
             session = key.session_id,
@@ -282,8 +437,8 @@ impl Miner {
         let Some(m) = self.metrics.as_ref().map(|m| &m.settlement) else {
             return;
         };
-        let ss = [key.supplier.as_str(), w.service_id.as_str()];
-        let by_status = [key.supplier.as_str(), w.service_id.as_str(), status];
+        let ss = [key.supplier.as_str(), service_id.as_str()];
+        let by_status = [key.supplier.as_str(), service_id.as_str(), status];
         m.claims.with_label_values(&by_status).inc();
         m.relays.with_label_values(&by_status).inc_by(relays);
         m.compute_units_by_status
@@ -329,7 +484,7 @@ impl Miner {
         if let Some(m) = &self.metrics {
             m.settlement
                 .unread
-                .with_label_values(&[key.supplier.as_str(), w.service_id.as_str(), reason])
+                .with_label_values(&[key.supplier.as_str(), w.tombstone.service_id.as_str(), reason])
                 .inc();
         }
     }
@@ -355,39 +510,27 @@ mod tests {
     }
 
     fn record(session: &str, state: State, settlement: i64) -> SessionRecord {
+        let key = SessionKey {
+            supplier: "pokt1supplier".into(),
+            session_id: session.into(),
+        };
+        let schedule = Schedule {
+            session_start: 1,
+            session_end: 10,
+            claim_open: 11,
+            claim_close: 15,
+            proof_open: 15,
+            proof_close: 19,
+            settlement,
+        };
         SessionRecord {
-            key: SessionKey {
-                supplier: "pokt1supplier".into(),
-                session_id: session.into(),
-            },
-            service_id: "anvil".into(),
-            application_address: "pokt1app".into(),
-            schedule: Schedule {
-                session_start: 1,
-                session_end: 10,
-                claim_open: 11,
-                claim_close: 15,
-                proof_open: 15,
-                proof_close: 19,
-                settlement,
-            },
             state,
             relays: 3,
             compute_units: 30,
             claim_sent_at: vec![11],
-            proof_sent_at: vec![],
             claim_reached_node: true,
-            proof_reached_node: false,
-            proof_required: None,
-            queried_at: None,
-            pruned: false,
-            accounted: None,
-            claimed: None,
             claim_built: true,
-            forget_after: None,
-            settlement_seen: false,
-            claim_absent_at: None,
-            proof_absent_at: None,
+            ..SessionRecord::new(key, "anvil".into(), "pokt1app".into(), schedule)
         }
     }
 
@@ -396,34 +539,61 @@ mod tests {
     #[test]
     fn sessions_with_a_claim_on_chain_are_watched_once() {
         let mut w = SettlementWatch::default();
-        assert!(w.watch(&record("proved", State::Proved, 19)));
-        assert!(!w.watch(&record("proved", State::Proved, 19)), "watched already");
-        assert!(w.watch(&record("settled", State::Settled, 19)));
-        assert!(w.watch(&record("lost-proof", State::Expired(LossReason::ProofNotIncluded), 19)));
-        assert!(!w.watch(&record("no-claim", State::Expired(LossReason::ClaimWindowMissed), 19)));
-        assert!(!w.watch(&record("no-claim-2", State::Expired(LossReason::ClaimNotIncluded), 19)));
-        assert!(!w.watch(&record("zero", State::Discarded, 19)));
+        assert!(w.watch(&record("proved", State::Proved, 19), 1));
+        assert!(!w.watch(&record("proved", State::Proved, 19), 1), "watched already");
+        assert!(w.watch(&record("settled", State::Settled, 19), 1));
+        assert!(w.watch(
+            &record("lost-proof", State::Expired(LossReason::ProofNotIncluded), 19),
+            1
+        ));
+        assert!(!w.watch(
+            &record("no-claim", State::Expired(LossReason::ClaimWindowMissed), 19),
+            1
+        ));
+        assert!(!w.watch(
+            &record("no-claim-2", State::Expired(LossReason::ClaimNotIncluded), 19),
+            1
+        ));
+        assert!(!w.watch(&record("zero", State::Discarded, 19), 1));
         assert!(w.due(18).is_empty(), "the settlement block is not committed yet");
         assert_eq!(w.due(19).len(), 3);
         let proved = record("proved", State::Proved, 19).key;
         w.done(&proved);
-        assert!(!w.watch(&record("proved", State::Proved, 19)), "counted already");
+        assert!(!w.watch(&record("proved", State::Proved, 19), 1), "counted already");
         assert_eq!(w.due(25).len(), 2);
         // Forgotten once no record of it can come back (its tombstone is gone).
         w.forget_done(19 + 240, 240);
-        assert!(!w.watch(&record("proved", State::Proved, 19)));
+        assert!(!w.watch(&record("proved", State::Proved, 19), 1));
         w.forget_done(19 + 241, 240);
-        assert!(w.watch(&record("proved", State::Proved, 19)));
+        assert!(w.watch(&record("proved", State::Proved, 19), 1));
+    }
+
+    /// A new leadership term forgets the sessions watched but not counted (they come back from storage, unless
+    /// the other leader counted them), and keeps those counted.
+    #[test]
+    fn a_new_term_drops_the_pending_watches_and_keeps_the_counted() {
+        let mut w = SettlementWatch::default();
+        let (pending, counted) = (
+            record("pending", State::Proved, 19),
+            record("counted", State::Proved, 19),
+        );
+        assert!(w.watch(&pending, 1) && w.watch(&counted, 1));
+        w.done(&counted.key);
+        w.drop_pending();
+        assert!(!w.is_pending(&pending.key));
+        assert!(w.due(30).is_empty());
+        assert!(w.wants(&pending), "watched again when restored awaiting");
+        assert!(!w.wants(&counted), "counted in this process");
     }
 
     /// Sessions of the earlier settlement block come first, so one read serves all of a block's.
     #[test]
     fn due_sessions_come_by_settlement_height() {
         let mut w = SettlementWatch::default();
-        w.watch(&record("a", State::Proved, 29));
-        w.watch(&record("b", State::Proved, 19));
-        w.watch(&record("c", State::Settled, 29));
-        let due: Vec<i64> = w.due(30).iter().map(|(_, w)| w.settlement).collect();
+        w.watch(&record("a", State::Proved, 29), 1);
+        w.watch(&record("b", State::Proved, 19), 1);
+        w.watch(&record("c", State::Settled, 29), 1);
+        let due: Vec<i64> = w.due(30).iter().map(|(_, w)| w.settlement()).collect();
         assert_eq!(due, vec![19, 29, 29]);
     }
 
@@ -432,13 +602,15 @@ mod tests {
     fn a_failing_read_is_retried_for_a_few_blocks_then_given_up() {
         let mut w = SettlementWatch::default();
         let r = record("a", State::Proved, 19);
-        w.watch(&r);
+        w.watch(&r, 1);
         for height in 20..20 + SETTLEMENT_READ_BLOCKS {
             assert_eq!(w.read_failed(&r.key, height), ReadFailure::Retry, "at {height}");
             assert!(w.is_pending(&r.key));
         }
         assert_eq!(w.read_failed(&r.key, 20 + SETTLEMENT_READ_BLOCKS), ReadFailure::GiveUp);
+        assert!(w.is_pending(&r.key), "pending until its mark is stored");
+        w.done(&r.key);
         assert!(!w.is_pending(&r.key));
-        assert!(!w.watch(&r), "given up: not watched again");
+        assert!(!w.watch(&r, 1), "given up: not watched again");
     }
 }

@@ -42,6 +42,7 @@ mod refused_message_alone;
 mod rejected_once;
 mod removed_supplier;
 mod settled;
+mod settled_failover;
 mod split_on_refusal;
 mod step_timer;
 mod stop_resigns;
@@ -607,6 +608,53 @@ async fn ingest_until_claim_open(
         f.chain.produce_block();
     }
     schedule
+}
+
+/// A miner on `plain` with metrics (registered with `telemetry`) that reads the chain's settlement events.
+fn settling_miner(
+    f: &Fixture,
+    plain: &storage::Storage,
+    telemetry: &crate::telemetry::Telemetry,
+    instance: &str,
+) -> Miner {
+    Miner::new(f.client.clone(), plain.clone(), f.keyring.clone(), config(instance))
+        .with_settlements_from(f.comet.clone())
+        .with_metrics(crate::miner::metrics::MinerMetrics::new(telemetry).unwrap())
+}
+
+/// A leader miner ([`settling_miner`] "a") that ingested signed relays (a proof can be built from them; the
+/// fixture's fake ones are refused by the chain's proof checks), and the schedule of the fixture's session.
+struct Leading {
+    f: Fixture,
+    miner: Miner,
+    plain: storage::Storage,
+    telemetry: crate::telemetry::Telemetry,
+    schedule: crate::miner::lifecycle::Schedule,
+}
+
+/// [`Leading`] with 3 signed relays of the fixture's session, on a memory backend.
+async fn leading() -> Leading {
+    let f = fixture().await;
+    let relays = signed_relays(&f, &f.header, "app", 0..3, 100);
+    leading_with(f, MemoryBackend::new().storage(), relays).await
+}
+
+/// [`Leading`] on `plain`, with `relays` ingested.
+async fn leading_with(f: Fixture, plain: storage::Storage, relays: Vec<MinedRelay>) -> Leading {
+    let telemetry = crate::telemetry::Telemetry::new().unwrap();
+    let mut miner = settling_miner(&f, &plain, &telemetry, "a");
+    miner.step().await.unwrap();
+    assert!(miner.engine.is_leader());
+    plain.relay_log.append(relays).await.unwrap();
+    miner.step().await.unwrap();
+    let schedule = miner.engine.session(&f.key).unwrap().schedule;
+    Leading {
+        f,
+        miner,
+        plain,
+        telemetry,
+        schedule,
+    }
 }
 
 /// A leader miner (with metrics, on a memory backend) that ingested relays 0..5 of the fixture's session and

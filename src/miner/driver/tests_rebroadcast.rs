@@ -36,6 +36,17 @@ pub(super) fn balance(chain: &SimChain, address: &str) -> u128 {
     chain.state().accounts[address].balance
 }
 
+/// What `supplier` has staked on the chain.
+pub(super) fn stake_of(chain: &SimChain, supplier: &str) -> u128 {
+    chain.state().suppliers[supplier]
+        .stake
+        .as_ref()
+        .unwrap()
+        .amount
+        .parse()
+        .unwrap()
+}
+
 /// What the chain's settlements so far credited `supplier` (its shares of each paid claim and of its inflation).
 pub(super) fn supplier_rewards(chain: &SimChain, supplier: &str) -> u128 {
     let tokenomics = chain.state().tokenomics;

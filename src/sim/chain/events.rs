@@ -84,6 +84,21 @@ pub(super) fn settlement_event(
             attributes.push(("expiration_reason".into(), text(name)));
             crate::chain::settlement::CLAIM_EXPIRED
         }
+        Settlement::Discarded(error) => {
+            // `EventClaimDiscarded`: the session's identity, the claim's status and the error; no amounts.
+            attributes.retain(|(key, _)| {
+                matches!(
+                    key.as_str(),
+                    "application_address"
+                        | "claim_proof_status_int"
+                        | "service_id"
+                        | "session_end_block_height"
+                        | "supplier_operator_address"
+                )
+            });
+            attributes.push(("error".into(), text(error)));
+            crate::chain::settlement::CLAIM_DISCARDED
+        }
     };
     attributes.sort();
     attributes.push(("mode".into(), "EndBlock".into()));

@@ -51,6 +51,10 @@ pub enum Settlement {
     Settled(u128),
     /// A required proof was missing or invalid: expired and slashed.
     Expired(String),
+    /// The settlement failed (poktroll `discardFaultyClaim`: its token logic modules returned an error): the
+    /// claim is dropped with an `EventClaimDiscarded` carrying the error, not paid and nobody slashed. Only by
+    /// the test knob [`ChainState::discard_settlements`].
+    Discarded(String),
 }
 
 /// A stored claim.
@@ -233,6 +237,9 @@ pub struct ChainState {
     /// included: gone from the node's cache and check state too, as after a node restart (CometBFT keeps both in
     /// memory), so the same bytes broadcast again are taken anew.
     pub drop_accepted_txs: usize,
+    /// Test knob: the next this many claims a settlement would pay fail to settle instead
+    /// ([`Settlement::Discarded`]).
+    pub discard_settlements: usize,
     /// The mempool's largest tx (CometBFT `mempool.max_tx_bytes`; [`DEFAULT_MAX_TX_BYTES`]).
     pub max_tx_bytes: usize,
     /// The node's `minimum-gas-prices` (app.toml; [`SimChain::set_minimum_gas_prices`]): CheckTx refuses a lower
@@ -642,6 +649,7 @@ impl SimChain {
             inclusion_delay_blocks: 0,
             included_not_before: HashMap::new(),
             drop_accepted_txs: 0,
+            discard_settlements: 0,
             max_tx_bytes: DEFAULT_MAX_TX_BYTES,
             minimum_gas_prices: Vec::new(),
             node_config_unavailable: false,

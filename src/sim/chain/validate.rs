@@ -527,6 +527,9 @@ pub(super) fn end_block(s: &mut ChainState, height: i64) {
                     "required proof missing".into()
                 },
             )
+        } else if s.discard_settlements > 0 {
+            s.discard_settlements -= 1;
+            Settlement::Discarded("test: the claim's token logic modules failed".into())
         } else {
             let suppliers = claimants
                 .get(&(header.application_address.clone(), header.session_id.clone()))

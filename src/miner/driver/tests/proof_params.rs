@@ -7,38 +7,19 @@ use crate::miner::lifecycle::State;
 use crate::protocol::wire;
 use crate::sim::chain::Settlement;
 
-/// A leader miner (with metrics and settlement events) that ingested 3 relays a proof can be built from (the
-/// fixture's fake ones are refused by the chain's proof checks), and their session's schedule.
-async fn provable_session() -> (
-    Fixture,
-    Miner,
-    crate::telemetry::Telemetry,
-    crate::miner::lifecycle::Schedule,
-) {
-    let f = fixture().await;
-    let telemetry = crate::telemetry::Telemetry::new().unwrap();
-    let plain = MemoryBackend::new().storage();
-    let mut miner = Miner::new(f.client.clone(), plain.clone(), f.keyring.clone(), config("a"))
-        .with_settlements_from(f.comet.clone())
-        .with_metrics(crate::miner::metrics::MinerMetrics::new(&telemetry).unwrap());
-    miner.step().await.unwrap();
-    plain
-        .relay_log
-        .append(signed_relays(&f, &f.header, "app", 0..3, 100))
-        .await
-        .unwrap();
-    miner.step().await.unwrap();
-    let schedule = miner.engine.session(&f.key).unwrap().schedule;
-    (f, miner, telemetry, schedule)
-}
-
 /// Probability 0 and an unreachable threshold at the seed block: "no proof". Governance then raises the
 /// probability to 1 inside the proof window (effective at the next block): the miner checks again, sends the
 /// proof, and the settlement, which decides with the new params, pays. Without the re-check the claim expires
 /// for want of a proof (the simulator decides at settlement as poktroll does).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_proof_required_by_params_changed_in_the_proof_window_is_sent_and_the_claim_settles() {
-    let (f, mut miner, telemetry, schedule) = provable_session().await;
+    let Leading {
+        f,
+        mut miner,
+        telemetry,
+        schedule,
+        ..
+    } = leading().await;
     let (chain, key) = (&f.chain, &f.key);
     while chain.height() < schedule.proof_open {
         chain.produce_block();
@@ -105,7 +86,13 @@ async fn params_changed_without_requiring_a_proof_send_nothing() {
 /// taking the session as paid (revenue-loss metrics must not lie).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_claim_expired_by_a_late_params_change_is_counted_lost() {
-    let (f, mut miner, telemetry, schedule) = provable_session().await;
+    let Leading {
+        f,
+        mut miner,
+        telemetry,
+        schedule,
+        ..
+    } = leading().await;
     let (chain, key) = (&f.chain, &f.key);
     // Effective at block proof_close (the settlement's): past proof_close − buffer, the last height a proof can
     // be sent at.

@@ -2,14 +2,16 @@
 //! of one supplier settle in one block: one paid in full with its proof, one capped by its application's stake
 //! (`EventApplicationOverserviced`) with its proof, one expired for a proof the chain required only at
 //! settlement (`EventSupplierSlashed`). The settlement metrics equal what the simulator paid, each settlement
-//! counted once, though the two proven sessions were pruned before the chain settled them.
+//! counted once, though the two proven sessions were pruned before the chain settled them. Across a restart and a
+//! failover: module `settled_failover`.
 
+use super::rebroadcast::stake_of;
 use super::*;
 use crate::miner::lifecycle::State;
 use crate::sim::chain::Settlement;
 
 /// The value of the series of `name` whose labels include every one of `labels` (`key="value"`), if any.
-fn series(text: &str, name: &str, labels: &[&str]) -> Option<u64> {
+pub(super) fn series(text: &str, name: &str, labels: &[&str]) -> Option<u64> {
     text.lines()
         .find(|l| {
             l.strip_prefix(name)
@@ -20,7 +22,7 @@ fn series(text: &str, name: &str, labels: &[&str]) -> Option<u64> {
 }
 
 /// The settlement series of a rendering, to compare two renderings.
-fn settlement_series(text: &str) -> Vec<String> {
+pub(super) fn settlement_series(text: &str) -> Vec<String> {
     let names = [
         "ha_miner_claims_settled_by_status_total",
         "ha_miner_relays_settled_by_status_total",
@@ -63,29 +65,22 @@ async fn settlements_are_counted_once_as_the_chain_paid_them() {
     };
     let (paid, capped, expired) = (f.header.clone(), header_of("app2").await, header_of("app3").await);
     assert_eq!(capped.session_end_block_height, paid.session_end_block_height);
-    let key = |h: &SessionHeader| SessionKey {
-        supplier: f.supplier.clone(),
+    let supplier = f.supplier.clone();
+    let key = move |h: &SessionHeader| SessionKey {
+        supplier: supplier.clone(),
         session_id: h.session_id.clone(),
     };
-    let telemetry = crate::telemetry::Telemetry::new().unwrap();
-    let plain = MemoryBackend::new().storage();
-    let mut miner = Miner::new(f.client.clone(), plain.clone(), f.keyring.clone(), config("a"))
-        .with_settlements_from(f.comet.clone())
-        .with_metrics(crate::miner::metrics::MinerMetrics::new(&telemetry).unwrap());
-    miner.step().await.unwrap();
     let mut relays = signed_relays(&f, &paid, "app", 0..3, 100);
     relays.extend(signed_relays(&f, &capped, "app2", 0..3, 100));
     relays.extend(signed_relays(&f, &expired, "app3", 0..1, 100));
-    plain.relay_log.append(relays).await.unwrap();
-    miner.step().await.unwrap();
-    let schedule = miner.engine.session(&key(&paid)).unwrap().schedule;
-    let stake_before: u128 = f.chain.state().suppliers[&f.supplier]
-        .stake
-        .as_ref()
-        .unwrap()
-        .amount
-        .parse()
-        .unwrap();
+    let Leading {
+        f,
+        mut miner,
+        telemetry,
+        schedule,
+        ..
+    } = leading_with(f, MemoryBackend::new().storage(), relays).await;
+    let stake_before = stake_of(&f.chain, &f.supplier);
 
     // Up to the block before the settlement's: both proofs validated, their sessions pruned (`Proved`).
     while f.chain.height() < schedule.proof_close - 1 {
@@ -126,17 +121,14 @@ async fn settlements_are_counted_once_as_the_chain_paid_them() {
         .values()
         .map(|s| match s {
             Settlement::Settled(v) => *v,
-            Settlement::Expired(_) => 0,
+            Settlement::Expired(_) | Settlement::Discarded(_) => 0,
         })
         .sum();
-    let stake_after: u128 = f.chain.state().suppliers[&f.supplier]
-        .stake
-        .as_ref()
-        .unwrap()
-        .amount
-        .parse()
-        .unwrap();
-    assert_eq!(stake_before - stake_after, 320, "slashed by proof_missing_penalty");
+    assert_eq!(
+        stake_before - stake_of(&f.chain, &f.supplier),
+        320,
+        "slashed by proof_missing_penalty"
+    );
 
     // What the miner counted: exactly that.
     let text = telemetry.render_metrics();
@@ -160,7 +152,7 @@ async fn settlements_are_counted_once_as_the_chain_paid_them() {
         .values()
         .map(|s| match s {
             Settlement::Settled(v) => crate::sim::chain::tokenomics::supplier_reward(*v, &tokenomics),
-            Settlement::Expired(_) => 0,
+            Settlement::Expired(_) | Settlement::Discarded(_) => 0,
         })
         .sum();
     assert!(credited > 0 && credited != paid_total);
@@ -196,40 +188,24 @@ async fn settlements_are_counted_once_as_the_chain_paid_them() {
         Some(1),
         "{text}"
     );
-
-    // A second pass over the same block counts nothing again: the cached block dropped (read again), the count
-    // run again, more blocks handled.
-    miner.settlements = super::super::lookup::SettlementCache::default();
-    miner.count_settlements().await;
-    for _ in 0..3 {
-        f.chain.produce_block();
-        miner.step().await.unwrap();
-    }
-    assert_eq!(settlement_series(&telemetry.render_metrics()), settlement_series(&text));
 }
 
 /// A node that cannot answer `block_results` (here: nothing listens): the settlement is tried for a few blocks,
 /// then given up and counted once as unread, never as settled.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unreadable_settlement_block_is_given_up_and_counted_once() {
-    let f = fixture().await;
-    let telemetry = crate::telemetry::Telemetry::new().unwrap();
-    let plain = MemoryBackend::new().storage();
+    let Leading {
+        f,
+        mut miner,
+        telemetry,
+        schedule,
+        ..
+    } = leading().await;
     let closed = {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         listener.local_addr().unwrap()
     };
-    let mut miner = Miner::new(f.client.clone(), plain.clone(), f.keyring.clone(), config("a"))
-        .with_settlements_from(crate::chain::comet::CometClient::new(&format!("http://{closed}")).unwrap())
-        .with_metrics(crate::miner::metrics::MinerMetrics::new(&telemetry).unwrap());
-    miner.step().await.unwrap();
-    plain
-        .relay_log
-        .append(signed_relays(&f, &f.header, "app", 0..3, 100))
-        .await
-        .unwrap();
-    miner.step().await.unwrap();
-    let schedule = miner.engine.session(&f.key).unwrap().schedule;
+    miner.comet = Some(crate::chain::comet::CometClient::new(&format!("http://{closed}")).unwrap());
     let unread = |text: &str| series(text, "ha_miner_settlements_unread_total", &["reason=\"read_failed\""]);
     let mut given_up_at = None;
     while f.chain.height() <= schedule.settlement + 20 {
@@ -249,4 +225,46 @@ async fn an_unreadable_settlement_block_is_given_up_and_counted_once() {
         None,
         "{text}"
     );
+}
+
+/// A claim whose settlement fails on chain (the simulator's `discard_settlements`: poktroll `discardFaultyClaim`,
+/// `EventClaimDiscarded`) is counted `discarded`, paid nothing, and its relays lost as `settlement_discarded`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_discarded_settlement_is_counted_discarded_and_not_paid() {
+    let Leading {
+        f,
+        mut miner,
+        telemetry,
+        schedule,
+        ..
+    } = leading().await;
+    f.chain.state().discard_settlements = 1;
+    while f.chain.height() <= schedule.settlement + 2 {
+        f.chain.produce_block();
+        miner.step().await.unwrap();
+    }
+    assert!(
+        matches!(&f.chain.settlements()[..], [(_, _, Settlement::Discarded(_))]),
+        "{:?}",
+        f.chain.settlements()
+    );
+    let text = telemetry.render_metrics();
+    let claims = |status: &str| {
+        series(
+            &text,
+            "ha_miner_claims_settled_by_status_total",
+            &[&format!("status=\"{status}\"")],
+        )
+    };
+    assert_eq!(claims("discarded"), Some(1), "{text}");
+    assert_eq!(claims("settled"), None, "{text}");
+    for paid in ["ha_miner_upokt_settled_total", "ha_miner_upokt_earned_total"] {
+        assert_eq!(series(&text, paid, &[]), None, "{text}");
+    }
+    assert_eq!(
+        super::counter(&text, "ha_miner_relays_lost_total", "settlement_discarded"),
+        Some(3),
+        "{text}"
+    );
+    assert!(miner.engine.is_tombstoned(&f.key), "pruned");
 }

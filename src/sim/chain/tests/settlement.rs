@@ -112,3 +112,47 @@ async fn a_claim_under_the_app_budget_is_paid_in_full() {
             .is_empty()
     );
 }
+
+/// The `discard_settlements` knob: the claim's settlement fails as poktroll's `discardFaultyClaim` reports it
+/// (`EventClaimDiscarded` with the error), the claim leaves the state, nothing is burnt, paid or slashed.
+#[tokio::test]
+async fn a_discarded_settlement_pays_nothing_and_reports_the_error() {
+    let f = fixture_with_target(0).await;
+    let mut trie = trie_with(&f, 3, 10);
+    let w = windows(&f);
+    advance_to(&f.chain, w.claim_open - 1);
+    let rejected = rejection_in_block(&f, claim_msg(&f, &f.header, &trie.root()), &f.supplier).await;
+    assert_eq!(rejected, None);
+    advance_to(&f.chain, w.settlement - 1);
+    f.chain.state().discard_settlements = 1;
+    let app = f.header.application_address.clone();
+    let holdings = |c: &SimChain| {
+        let s = c.state();
+        (
+            s.applications[&app].stake.clone(),
+            s.accounts[&f.supplier_address].balance,
+            s.suppliers[&f.supplier_address].stake.clone(),
+        )
+    };
+    let before = holdings(&f.chain);
+    f.chain.produce_block();
+    assert_eq!(holdings(&f.chain), before, "nothing burnt, paid or slashed");
+    assert!(
+        matches!(&f.chain.settlements()[..], [(_, _, Settlement::Discarded(e))] if e.contains("failed")),
+        "{:?}",
+        f.chain.settlements()
+    );
+    assert_eq!(f.chain.state().discard_settlements, 0, "one claim discarded");
+    let events = crate::sim::comet::CometBackend::finalize_block_events(&f.chain, w.settlement);
+    let (block, errors) = crate::chain::settlement::BlockSettlements::read(&events);
+    assert_eq!(errors, vec![]);
+    assert!(block.slashed.is_empty() && block.overserviced.is_empty(), "{block:?}");
+    let [claim] = &block.claims[..] else {
+        panic!("{block:?}")
+    };
+    assert!(claim.is_for(&f.supplier_address, &app, "anvil", f.header.session_end_block_height));
+    assert!(
+        matches!(&claim.outcome, crate::chain::settlement::SettlementOutcome::Discarded { error } if error.contains("failed")),
+        "{claim:?}"
+    );
+}
