@@ -116,12 +116,27 @@ impl Core {
                 .get_node(&l)
                 .map(|n| n.raft_addr.clone())
         });
+        // A leader that is the only voter (a new cluster before its other nodes join, one shrunk to a node for
+        // maintenance, or one run alone) is its own quorum: every entry commits on its own log write, and no
+        // follower acknowledges anything, so openraft's quorum acknowledgement stays at the election's and, read
+        // as an age, would depose it from the lease 150 ms after it was elected (its miner never claimed again).
+        let sole_voter = m.state == ServerState::Leader
+            && m.membership_config
+                .membership()
+                .get_joint_config()
+                .iter()
+                .all(|voters| voters.len() == 1 && voters.contains(&self.id));
+        let quorum_age = if sole_voter {
+            Some(Duration::ZERO)
+        } else {
+            m.last_quorum_acked.as_ref().map(|t| t.elapsed())
+        };
         View {
             state: m.state,
             term: m.current_term,
             leader: m.current_leader,
             leader_addr,
-            quorum_age: m.last_quorum_acked.as_ref().map(|t| t.elapsed()),
+            quorum_age,
             running: m.running_state.as_ref().map(|_| ()).map_err(|e| e.to_string()),
         }
     }

@@ -221,3 +221,26 @@ async fn a_leader_whose_heartbeat_answers_are_late_is_confirmed_by_its_commits()
     }
     c.shutdown().await;
 }
+
+/// A cluster of one voter (a new cluster before its other nodes are added, or one run alone on purpose): its
+/// leader is its own quorum, so it takes, renews and holds the lease, and is ready, for as long as it runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_single_voter_cluster_takes_and_renews_the_lease() {
+    let c = Cluster::start(1).await;
+    let node = c.node(1);
+    let leadership = node.storage().leadership;
+    let token = leadership.campaign(ELECTION, "m1", TTL).await.unwrap();
+    let token = token.expect("the only voter takes the lease");
+    for round in 0..4 {
+        // Longer than the leader lease (150 ms): a confirmation then needs a fresh quorum acknowledgement.
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        assert!(
+            leadership.renew(ELECTION, "m1", token, TTL).await.unwrap(),
+            "renewal {round} refused; status {:?}",
+            node.status()
+        );
+        assert_eq!(node.readiness(), Ok(()), "round {round}");
+        assert!(node.is_leader(), "round {round}");
+    }
+    c.shutdown().await;
+}
