@@ -597,16 +597,22 @@ impl Miner {
             let step = self.engine.handle(Event::NewBlock { height: tip.height });
             let executed = self.execute(step).await;
             timer.lap("execute");
+            // Fenced out: another instance leads; nothing more to read or count here.
+            if let Err(e) = &executed
+                && e.is_fenced()
+            {
+                return executed;
+            }
             // After the block's own work (its claims and proofs come first), and never failing it (module
             // `requirement`).
             self.watch_proof_params().await;
             timer.lap("proof_params");
             // What the chain paid for the sessions settled by now (module `settled`); fails the block only when
-            // fenced out.
+            // fenced out, which then comes first (the caller resigns on it).
             let counted = self.count_settlements().await;
             timer.lap("settlements");
-            executed?;
             counted?;
+            executed?;
             self.observe_gauges(tip.height).await;
             timer.lap("gauges");
             self.monitor_funds();

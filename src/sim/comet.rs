@@ -68,6 +68,10 @@ pub trait CometBackend: Send + Sync + 'static {
     fn finalize_block_events(&self, _height: i64) -> Vec<crate::chain::comet::AbciEvent> {
         Vec::new()
     }
+    /// The lowest height whose block and block results are still served (a pruning node's; 1 = all).
+    fn lowest_height(&self) -> i64 {
+        1
+    }
     /// Submits a tx (CheckTx). `Err(reason)` is a JSON-RPC error, as CometBFT answers for a duplicate tx or a
     /// full mempool; a CheckTx rejection is `Ok` with a non-zero code.
     fn broadcast_tx(&self, tx: Vec<u8>) -> Result<BroadcastResult, String>;
@@ -231,7 +235,7 @@ impl Params<'_> {
 }
 
 /// The `height` argument of `block` / `block_results`, the latest when absent; CometBFT's errors for a height
-/// that is not positive or not committed yet.
+/// that is not positive, not committed yet, or pruned.
 fn committed_height(backend: &dyn CometBackend, params: &Params<'_>) -> Result<i64, RpcError> {
     let latest = backend.latest().map_or(0, |b| b.height);
     match params.height()? {
@@ -241,6 +245,10 @@ fn committed_height(backend: &dyn CometBackend, params: &Params<'_>) -> Result<i
         ))),
         Some(h) if h > latest => Err(RpcError::internal(format!(
             "height {h} must be less than or equal to the current blockchain height {latest}"
+        ))),
+        Some(h) if h < backend.lowest_height() => Err(RpcError::internal(format!(
+            "height {h} is not available, lowest height is {}",
+            backend.lowest_height()
         ))),
         Some(h) => Ok(h),
     }

@@ -27,10 +27,34 @@ pub(super) const SETTLEMENT_READ_BLOCKS: i64 = 3;
 pub(super) struct SettlementCache {
     height: i64,
     block: BlockSettlements,
-    /// The last failed read: the miner's height when it failed, and its error. No node is asked again within the
-    /// same block (a hung node costs its timeout once per block, not once per read: the lookup and the
-    /// settlement count of one block read the same heights).
-    failed: Option<(i64, CometError)>,
+    /// The last failed read: the miner's height when it failed, the height read when the error is that height's
+    /// own (`None`: the node failed, any height), and its error. No node is asked again within the same block
+    /// (a hung node costs its timeout once per block, not once per read: the lookup and the settlement count of
+    /// one block read the same heights); a node's answer that one height cannot be read (pruned, say) fails
+    /// only that height, so an old block a pruning node no longer serves does not make newer ones unreadable.
+    failed: Option<FailedRead>,
+}
+
+/// A failed `block_results` read, remembered for the rest of the block ([`SettlementCache::failed`]).
+#[derive(Debug)]
+struct FailedRead {
+    now: i64,
+    height: Option<i64>,
+    error: CometError,
+}
+
+impl FailedRead {
+    fn new(now: i64, at: i64, error: CometError) -> Self {
+        // The node's own answer (a JSON-RPC error, a reply that cannot be read) is about the height asked; no
+        // answer (transport, timeout, an HTTP error of a proxy) is about the node.
+        let height = matches!(error, CometError::Rpc { .. } | CometError::BadResponse { .. }).then_some(at);
+        Self { now, height, error }
+    }
+
+    /// The remembered error, if it answers a read of `at` at the miner's height `now`.
+    fn answers(&self, now: i64, at: i64) -> Option<&CometError> {
+        (self.now == now && self.height.is_none_or(|h| h == at)).then_some(&self.error)
+    }
 }
 
 impl Miner {
@@ -126,15 +150,13 @@ impl Miner {
             return Ok(false);
         };
         let now = self.engine.height();
-        if let Some((when, e)) = &self.settlements.failed
-            && *when == now
-        {
+        if let Some(e) = self.settlements.failed.as_ref().and_then(|f| f.answers(now, at)) {
             return Err(e.clone());
         }
         let results = match comet.block_results(at).await {
             Ok(results) => results,
             Err(e) => {
-                self.settlements.failed = Some((now, e.clone()));
+                self.settlements.failed = Some(FailedRead::new(now, at, e.clone()));
                 return Err(e);
             }
         };

@@ -46,6 +46,10 @@ impl CometBackend for SimChain {
         self.state().finalize_events.get(&height).cloned().unwrap_or_default()
     }
 
+    fn lowest_height(&self) -> i64 {
+        self.state().lowest_served_height.max(1)
+    }
+
     fn broadcast_tx(&self, tx: Vec<u8>) -> Result<BroadcastResult, String> {
         let hash = crate::protocol::sha256(&tx);
         match self.submit_tx(tx) {

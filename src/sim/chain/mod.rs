@@ -240,6 +240,9 @@ pub struct ChainState {
     /// Test knob: the next this many claims a settlement would pay fail to settle instead
     /// ([`Settlement::Discarded`]).
     pub discard_settlements: usize,
+    /// Test knob: the lowest block the CometBFT endpoints still serve (`block`, `block_results`), as a node
+    /// with pruning (CometBFT `retain_height`); lower heights are answered with CometBFT's error. 0 = all.
+    pub lowest_served_height: i64,
     /// The mempool's largest tx (CometBFT `mempool.max_tx_bytes`; [`DEFAULT_MAX_TX_BYTES`]).
     pub max_tx_bytes: usize,
     /// The node's `minimum-gas-prices` (app.toml; [`SimChain::set_minimum_gas_prices`]): CheckTx refuses a lower
@@ -650,6 +653,7 @@ impl SimChain {
             included_not_before: HashMap::new(),
             drop_accepted_txs: 0,
             discard_settlements: 0,
+            lowest_served_height: 0,
             max_tx_bytes: DEFAULT_MAX_TX_BYTES,
             minimum_gas_prices: Vec::new(),
             node_config_unavailable: false,

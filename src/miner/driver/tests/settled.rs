@@ -268,3 +268,27 @@ async fn a_discarded_settlement_is_counted_discarded_and_not_paid() {
     );
     assert!(miner.engine.is_tombstoned(&f.key), "pruned");
 }
+
+/// A pruning node answers that an old block is not available: that fails the old block's read only, not a newer
+/// block's in the same miner block (watches restored after a restart or a failover span several settlement
+/// heights, and the oldest may be gone from the node).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_old_block_a_pruning_node_no_longer_serves_does_not_fail_newer_reads() {
+    let Leading { f, mut miner, .. } = leading().await;
+    for _ in 0..3 {
+        f.chain.produce_block();
+    }
+    let now = f.chain.height();
+    f.chain.state().lowest_served_height = now - 1;
+    let old = miner.read_settlements(now - 2).await.unwrap_err();
+    assert!(old.to_string().contains("is not available, lowest height is"), "{old}");
+    assert!(
+        miner.read_settlements(now - 1).await.unwrap(),
+        "the newer block is read"
+    );
+    assert!(miner.read_settlements(now).await.unwrap());
+    assert!(
+        miner.read_settlements(now - 2).await.is_err(),
+        "the old block still fails"
+    );
+}
