@@ -14,12 +14,18 @@
 //! `afford`). The cost uses what the miner knows then:
 //! - the proof params at the current height (the chain decides with its live params; a later change cannot be
 //!   foreseen);
-//! - tx fees only with a fixed gas limit (`transaction.gas_limit`): a tx of n messages is signed for n × the
-//!   limit, so one message's share is exactly `gas_limit × price`, the price the next tx is signed at (module
-//!   `fees`). With simulated gas the fee of a tx is known only once it is built, so the estimate counts none: it
-//!   is on the low side, and a claim skipped under it surely costs more than it earns on average;
-//! - a read that fails (params, price, value) skips nothing but by the 2 uPOKT floor: a failed read must not
-//!   cost claims.
+//! - the tx fee of one claim, at the price the next tx is signed at (module `fees`): with a fixed gas limit
+//!   (`transaction.gas_limit`) a tx of n messages is signed for n × the limit, so one message's share is exactly
+//!   `gas_limit × price`; with simulated gas, the fee of a tx carrying one of the batch's claims alone (a draft
+//!   simulated once per batch, × `gas_adjustment`, as `submit` signs it; the claims of a batch differ only in
+//!   their header's ids). That single-message fee is the conservative choice: in a batch a claim's share of the
+//!   ante gas (signature, fee transfer) is smaller, so a claim skipped for it can pay a little in a batch, but
+//!   the miner cannot know the batch a re-send goes in;
+//! - the proof's tx fee taken as the claim's: a proof tx carries the same header plus the proof (a relay, side
+//!   nodes), so this is on the low side;
+//! - a read that fails (params, price, a Simulate the node refuses) counts that term as 0 and a value that
+//!   cannot be read skips nothing: the estimate only errs towards claiming, so a failed read never costs a
+//!   claim. poktroll's 2 uPOKT floor holds in every case.
 //!
 //! Only a first send whose claim never left is skipped (`SessionRecord::claim_built` unset, no earlier send
 //! recorded): once a claim may be on chain its proof may be owed, and not claiming again saves nothing. The
@@ -134,11 +140,18 @@ impl Miner {
         if self.claim_policy == SkipUnprofitableClaims::Off || messages.is_empty() {
             return (step, messages);
         }
+        let height = self.engine.height();
+        let sample = messages
+            .iter()
+            .find(|(key, _)| self.engine.session(key).is_some_and(|r| r.claim_never_left(height)))
+            .map(|(_, message)| message.clone());
+        let Some(sample) = sample else {
+            return (step, messages);
+        };
         let costs = match self.claim_policy {
-            SkipUnprofitableClaims::ExpectedCost => self.claim_costs().await,
+            SkipUnprofitableClaims::ExpectedCost => self.claim_costs(supplier, &sample).await,
             _ => None,
         };
-        let height = self.engine.height();
         let mut kept = Vec::with_capacity(messages.len());
         let mut skipped = Vec::new();
         for (key, message) in messages {
@@ -210,25 +223,17 @@ impl Miner {
         self.upokt(&service, end, sum).await.map(u128::from)
     }
 
-    /// The claim costs at the current height (module docs); `None` (logged) when the proof params cannot be read.
-    async fn claim_costs(&mut self) -> Option<ClaimCosts> {
+    /// The claim costs at the current height (module docs), the tx fee from `sample`, one of the batch's claim
+    /// messages; `None` (logged) when the proof params cannot be read.
+    async fn claim_costs(&mut self, supplier: &str, sample: &wire::Any) -> Option<ClaimCosts> {
         let params = match self.block_proof_params().await {
             Ok(params) => params,
             Err(e) => {
-                tracing::warn!(error = %e, "cannot read the proof params: claims are not checked for profit");
+                tracing::warn!(error = %e, "cannot read the proof params: claims are checked against poktroll's floor only");
                 return None;
             }
         };
-        let tx_fee = if self.config.gas_limit == 0 {
-            0
-        } else {
-            match self.gas_pricing.price(&self.chain).await {
-                Ok(price) if price.denom == DENOM => {
-                    crate::chain::tx::fee_for_gas(&price.amount, self.config.gas_limit).unwrap_or(0)
-                }
-                _ => 0,
-            }
-        };
+        let tx_fee = self.one_claim_tx_fee(supplier, sample).await;
         Some(ClaimCosts {
             claim_tx_fee: tx_fee,
             proof_tx_fee: tx_fee,
@@ -236,6 +241,61 @@ impl Miner {
             probability: probability_of(params.proof_request_probability),
             threshold: upokt(params.proof_requirement_threshold.as_ref()),
         })
+    }
+}
+
+impl Miner {
+    /// The fee of one claim message (module docs): `gas_limit × price` with a fixed gas limit, else the fee of a
+    /// tx carrying `sample` alone, simulated; 0 when the price is not in uPOKT or a read or the Simulate fails.
+    async fn one_claim_tx_fee(&self, supplier: &str, sample: &wire::Any) -> u128 {
+        let price = match self.gas_pricing.price(&self.chain).await {
+            Ok(price) if price.denom == DENOM && !price.amount.is_zero() => price,
+            _ => return 0,
+        };
+        let gas = if self.config.gas_limit != 0 {
+            self.config.gas_limit
+        } else {
+            match self.simulated_claim_gas(supplier, sample, &price).await {
+                Ok(gas) => gas,
+                Err(e) => {
+                    tracing::debug!(supplier, error = %e, "cannot simulate a claim for its fee: counted as 0");
+                    return 0;
+                }
+            }
+        };
+        crate::chain::tx::fee_for_gas(&price.amount, gas).unwrap_or(0)
+    }
+
+    /// The gas limit `submit` would sign a tx carrying `sample` alone with: a draft (unordered: it takes no
+    /// sequence and no nonce of the signer's; the smallest non-zero fee, as `submit` simulates) simulated,
+    /// × `gas_adjustment`.
+    async fn simulated_claim_gas(
+        &self,
+        supplier: &str,
+        sample: &wire::Any,
+        price: &super::fees::Price,
+    ) -> Result<u64, String> {
+        use crate::chain::tx;
+        let key = self.signers.get(supplier).ok_or("no key")?;
+        let account = self.chain.account(supplier).await.map_err(|e| e.to_string())?;
+        let block = self.chain.tip().await.map_err(|e| e.to_string())?;
+        let block_time = tx::Timestamp {
+            seconds: block.time.seconds,
+            nanos: block.time.nanos,
+        };
+        let plan = tx::TxPlan {
+            messages: vec![sample.clone()],
+            memo: String::new(),
+            gas_limit: 1_000_000,
+            fee_amount: super::fees::simulation_fee(&price.amount),
+            fee_denom: price.denom.clone(),
+            ordering: tx::Ordering::unordered(block_time, self.config.tx_ttl_secs),
+            chain_id: self.config.chain_id.clone(),
+            account_number: account.account_number,
+        };
+        let draft = tx::build_signed_tx(key, &plan).map_err(|e| e.to_string())?;
+        let gas = self.chain.simulate(draft.tx_bytes).await.map_err(|e| e.to_string())?;
+        Ok(tx::gas_limit_from_simulation(gas, self.config.gas_adjustment))
     }
 }
 

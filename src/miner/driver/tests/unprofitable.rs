@@ -3,8 +3,8 @@
 //! claim loses the supplier money on average. The session ends without a claim, no fee paid, counted once.
 //!
 //! The sessions: the fixture's own (`low`, 5 relays) and `app2`'s (`high`, 10 relays), each relay 10 compute units
-//! at 42 uPOKT each (the simulator's default params): worth 2,100 and 4,200 uPOKT. Gas is simulated, so the
-//! estimate counts no tx fee (module docs).
+//! at 42 uPOKT each (the simulator's default params): worth 2,100 and 4,200 uPOKT. At the tests' default gas price
+//! (0.000001 uPOKT) a claim's tx fee is 1 uPOKT.
 
 use super::*;
 use crate::config::SkipUnprofitableClaims;
@@ -22,14 +22,26 @@ struct Sessions {
 /// A leader miner under `policy` that ingested the low session (and the high one when `with_high`), at the claim
 /// window's open; the proof params are `fee` uPOKT, a probability of 0.25 and `threshold`.
 async fn at_claim_open(policy: SkipUnprofitableClaims, fee: u64, threshold: u64, with_high: bool) -> Sessions {
+    at_claim_open_with(config("a"), policy, fee, 0.25, threshold, with_high).await
+}
+
+/// [`at_claim_open`] with the miner's `config` and the proof request `probability`.
+async fn at_claim_open_with(
+    config: MinerConfig,
+    policy: SkipUnprofitableClaims,
+    fee: u64,
+    probability: f64,
+    threshold: u64,
+    with_high: bool,
+) -> Sessions {
     let mut g = genesis_with_apps(&["app2"]);
     g.proof_params.proof_submission_fee_upokt = fee;
-    g.proof_params.proof_request_probability = 0.25;
+    g.proof_params.proof_request_probability = probability;
     g.proof_params.proof_requirement_threshold_upokt = threshold;
     let f = fixture_on(g).await;
     let telemetry = crate::telemetry::Telemetry::new().unwrap();
     let plain = MemoryBackend::new().storage();
-    let mut miner = Miner::new(f.client.clone(), plain.clone(), f.keyring.clone(), config("a"))
+    let mut miner = Miner::new(f.client.clone(), plain.clone(), f.keyring.clone(), config)
         .with_metrics(crate::miner::metrics::MinerMetrics::new(&telemetry).unwrap())
         .with_claim_policy(policy);
     let high = if with_high {
@@ -155,4 +167,47 @@ async fn poktrolls_rule_ignores_the_proof_fee() {
     s.claim().await;
     assert_claimed(&s.f, &[&s.f.key]).await;
     assert_eq!(s.skipped(), None);
+}
+
+/// A claim tx of one message in the simulator uses ~85,000 gas (10 per byte, the fee transfer, the signature, the
+/// message), × 1.7 signed: at 0.02 uPOKT per gas its fee is ~2,900 uPOKT, between the two sessions' values.
+const PRICE: &str = "0.02upokt";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_claims_simulated_tx_fee_is_part_of_its_cost() {
+    // No proof fee and no proof ever required: the claim's own tx fee alone decides.
+    let config = MinerConfig {
+        gas_price: PRICE.into(),
+        ..config("a")
+    };
+    let mut s = at_claim_open_with(config, SkipUnprofitableClaims::ExpectedCost, 0, 0.0, u64::MAX, true).await;
+    let high = s.high.clone().unwrap();
+    let before = s.balance();
+    s.claim().await;
+    assert_claimed(&s.f, &[&high]).await;
+    assert_not_claimed(&s.f, &s.f.key).await;
+    assert_eq!(s.skipped(), Some(1));
+    let paid = before - s.balance();
+    assert!(
+        (2_100..4_200).contains(&paid),
+        "one claim tx paid, its fee between the two values: {paid}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fixed_gas_limit_prices_each_claim_at_its_share() {
+    // 150,000 gas × 0.02 = 3,000 uPOKT per claim message: 2,100 ≤ 3,000 < 4,200.
+    let config = MinerConfig {
+        gas_price: PRICE.into(),
+        gas_limit: 150_000,
+        ..config("a")
+    };
+    let mut s = at_claim_open_with(config, SkipUnprofitableClaims::ExpectedCost, 0, 0.0, u64::MAX, true).await;
+    let high = s.high.clone().unwrap();
+    let before = s.balance();
+    s.claim().await;
+    assert_claimed(&s.f, &[&high]).await;
+    assert_not_claimed(&s.f, &s.f.key).await;
+    assert_eq!(s.skipped(), Some(1));
+    assert_eq!(before - s.balance(), 3_000, "one claim message's fee");
 }
