@@ -243,7 +243,8 @@ pub async fn run(args: LocalnetArgs) -> anyhow::Result<i32> {
             engine: Default::default(),
         },
     )
-    .with_settlements_from(crate::chain::comet::CometClient::new(&comet_rpc.url())?);
+    .with_settlements_from(crate::chain::comet::CometClient::new(&comet_rpc.url())?)
+    .with_claim_policy(crate::config::SkipUnprofitableClaims::default());
     let miner_stats = miner.stats();
     let miner_task =
         crate::miner::runtime::MinerRuntime::spawn(miner.run(telemetry.heartbeat("miner"), stopped(stop_rx.clone())))?;

@@ -663,6 +663,27 @@ pub struct TransactionConfig {
     /// [`MAX_CLAIM_DELAY_BLOCKS`]; never later than `submission_buffer_blocks` before the window closes), so
     /// relays accepted just before the window opened are in the claim.
     pub claim_delay_blocks: u64,
+    /// Which claims are not sent because they would cost the supplier more than they earn
+    /// (`crate::miner::driver` module `profit`).
+    pub skip_unprofitable_claims: SkipUnprofitableClaims,
+}
+
+/// `transaction.skip_unprofitable_claims`: when a session's claim is not sent because it is not worth its cost.
+/// A skipped session ends without a claim, counted in `ha_miner_claims_skipped_total{reason="unprofitable"}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SkipUnprofitableClaims {
+    /// Skip a claim worth at most its expected cost: the claim's tx fee plus, weighted by the chance the chain
+    /// requires its proof (`proof_request_probability`, or 1 at or above `proof_requirement_threshold`, spec
+    /// §6.3), the proof's `proof_submission_fee` and tx fee; and always one worth at most 2 uPOKT (poktroll's
+    /// rule). The supplier then never pays more for a claim than it earns, on average.
+    #[default]
+    ExpectedCost,
+    /// poktroll's relay miner's rule alone: skip a claim worth at most 2 uPOKT (`ClaimAndProofGasCost`,
+    /// pkg/relayer/session/claim.go), whatever a proof would cost.
+    Poktroll,
+    /// Claim every session with relays.
+    Off,
 }
 
 /// Upper bound of `transaction.submission_buffer_blocks` (whether the chain's windows leave sends with it is
@@ -684,6 +705,7 @@ impl Default for TransactionConfig {
             max_tx_bytes: DEFAULT_MAX_TX_BYTES,
             submission_buffer_blocks: 1,
             claim_delay_blocks: 1,
+            skip_unprofitable_claims: SkipUnprofitableClaims::ExpectedCost,
         }
     }
 }

@@ -624,6 +624,7 @@ impl Config {
 mod tests {
     use super::super::*;
 
+    mod skip_unprofitable_claims;
     mod wait_replicas;
 
     const MINIMAL: &str = "

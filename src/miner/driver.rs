@@ -17,6 +17,7 @@ mod fees;
 mod ingest;
 mod leadership;
 mod lookup;
+mod profit;
 mod requirement;
 pub(super) mod settled;
 mod submit;
@@ -202,6 +203,8 @@ pub struct Miner {
     kept_changed: std::collections::BTreeSet<SessionKey>,
     /// Claims held back because the balance could not pay their proofs (module `afford`): each counted once.
     held_for_funds: std::collections::BTreeSet<SessionKey>,
+    /// Which claims are not sent as not worth their cost (module `profit`; [`Miner::with_claim_policy`]).
+    claim_policy: crate::config::SkipUnprofitableClaims,
     /// How long a leadership confirmation is taken as still holding (module `leadership`,
     /// [`Miner::with_confirmation_reuse`]); zero: every check asks storage.
     confirmation_reuse: Duration,
@@ -284,6 +287,7 @@ impl Miner {
             stored_txs: HashMap::new(),
             kept_changed: Default::default(),
             held_for_funds: Default::default(),
+            claim_policy: crate::config::SkipUnprofitableClaims::Off,
             confirmation_reuse: Duration::ZERO,
             confirmed: std::sync::Mutex::new(None),
         }
@@ -293,6 +297,13 @@ impl Miner {
     /// settled (and so deleted) before the miner saw its proof validated reads as lost.
     pub fn with_settlements_from(mut self, comet: crate::chain::comet::CometClient) -> Self {
         self.comet = Some(comet);
+        self
+    }
+
+    /// Skips claims not worth their cost by `policy` (`transaction.skip_unprofitable_claims`, module `profit`).
+    /// Off unless set: `run` and the localnet set the config's value (default `expected_cost`).
+    pub fn with_claim_policy(mut self, policy: crate::config::SkipUnprofitableClaims) -> Self {
+        self.claim_policy = policy;
         self
     }
 

@@ -2,7 +2,8 @@
 //!
 //! Every (supplier, session) the miner has relays for is driven through
 //! `Active → Claiming → Claimed → Proving → Proved → (pruned)`, or `Claimed → Settled` when no proof is required,
-//! or `Discarded` (zero relays, not a failure), or `Expired { reason }` (real loss, recorded once). The thin async
+//! or `Discarded` (zero relays, or a claim the driver found not worth its cost, [`Event::ClaimSkipped`]: nothing
+//! claimed, not a failure), or `Expired { reason }` (real loss, recorded once). The thin async
 //! driver feeds [`Event`]s (new blocks, relays ingested, tx outcomes, on-chain lookups, leadership changes) and
 //! executes the [`Command`]s returned; it persists every session whose record changed (see [`Step::changed`]), so a
 //! restarted or newly elected miner continues where the last one stopped.
@@ -128,7 +129,8 @@ pub enum State {
     Proved,
     /// The claim is on chain and no proof is required.
     Settled,
-    /// No relays: nothing to claim (never counted as a failure).
+    /// No relays: nothing to claim; or relays whose claim was not worth its cost ([`Event::ClaimSkipped`]).
+    /// Never counted as a failure.
     Discarded,
     /// Revenue lost, with the reason.
     Expired(LossReason),
@@ -309,6 +311,13 @@ impl SessionRecord {
     pub fn is_claim_built(&self) -> bool {
         self.claim_built || !self.claim_sent_at.is_empty() || !matches!(self.state, State::Active | State::Claiming)
     }
+
+    /// Whether no claim of the session can be on chain at `height`: `Claiming`, no claim send left
+    /// ([`Self::claim_built`]) and none recorded but the one due at this height (a send recorded earlier may have
+    /// left before a crash).
+    pub fn claim_never_left(&self, height: i64) -> bool {
+        self.state == State::Claiming && !self.claim_built && self.claim_sent_at.iter().all(|&at| at == height)
+    }
 }
 
 fn reached_before_it_was_recorded() -> bool {
@@ -391,6 +400,15 @@ pub enum Event {
         key: SessionKey,
         /// The outcome.
         outcome: crate::chain::settlement::SettlementOutcome,
+    },
+    /// The driver found these sessions' claims not worth their expected cost and does not send them
+    /// (`driver` module `profit`). A session still `Claiming` whose claim never left
+    /// ([`SessionRecord::claim_never_left`]) ends `Discarded`, without a claim and with no loss recorded (the
+    /// driver counts it), and is pruned like any other ended session, leaving a tombstone: its relays were served,
+    /// so one reaching the log later must not start a record counted lost. Others are left as they are.
+    ClaimSkipped {
+        /// The sessions.
+        keys: Vec<SessionKey>,
     },
     /// This instance became (or stopped being) the leader that submits.
     Leadership {
@@ -825,6 +843,18 @@ impl Engine {
                 proof_validated,
             } => self.on_chain(&key, claim_exists, proof_validated, &mut step),
             Event::Settled { key, outcome } => self.on_settled(&key, &outcome, &mut step),
+            Event::ClaimSkipped { keys } => {
+                for key in keys {
+                    if let Some(record) = self.sessions.get_mut(&key)
+                        && record.claim_never_left(self.height)
+                    {
+                        record.claim_sent_at.clear();
+                        record.state = State::Discarded;
+                        self.claims_sent_here.remove(&key);
+                        step.changed.push(key);
+                    }
+                }
+            }
             Event::Leadership { leader } => {
                 if leader != self.leader {
                     self.claims_sent_here.clear();
@@ -1291,11 +1321,12 @@ impl Engine {
 
     /// The tombstone the pruned session `key` leaves: its record marked pruned, with
     /// [`SessionRecord::forget_after`] [`EngineConfig::tombstone_blocks`] past the later of the current height
-    /// and its settlement height. `None` for a session without a record, and for a discarded one: none of its
-    /// relays was paid or counted, so a relay of it that arrives later is rightly mined as new.
+    /// and its settlement height. `None` for a session without a record, and for one discarded without relays:
+    /// none of its relays was paid or counted, so a relay of it that arrives later is rightly mined as new. A
+    /// session discarded with relays (its claim skipped, [`Event::ClaimSkipped`]) leaves one like any other.
     pub fn tombstone(&self, key: &SessionKey) -> Option<SessionRecord> {
         let record = self.sessions.get(key)?;
-        if record.state == State::Discarded {
+        if record.state == State::Discarded && record.relays == 0 {
             return None;
         }
         let mut tombstone = record.clone();
@@ -1352,6 +1383,8 @@ mod confirmation_tests;
 mod ingest_hold_tests;
 #[cfg(test)]
 mod requirement_tests;
+#[cfg(test)]
+mod skip_tests;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]

@@ -471,7 +471,8 @@ impl Node {
         );
         let mut miner = miner
             .with_metrics(crate::miner::metrics::MinerMetrics::new(&telemetry)?)
-            .with_confirmation_reuse(confirmation_reuse(&config, storage.name()));
+            .with_confirmation_reuse(confirmation_reuse(&config, storage.name()))
+            .with_claim_policy(config.transaction.skip_unprofitable_claims);
         if let Some(comet) = settlement_reader {
             miner = miner.with_settlements_from(comet);
         }

@@ -72,9 +72,15 @@ impl Miner {
         &mut self,
         kind: TxKind,
         supplier: &str,
-        mut messages: Vec<(SessionKey, wire::Any)>,
+        messages: Vec<(SessionKey, wire::Any)>,
         step: Step,
     ) -> (Step, Vec<(SessionKey, wire::Any)>) {
+        // Claims not worth their cost are ended first (module `profit`): they need no funds.
+        let (step, mut messages) = if kind == TxKind::Claim {
+            self.without_unprofitable(supplier, messages, step).await
+        } else {
+            (step, messages)
+        };
         if messages.len() > 1 {
             let mut valued = Vec::with_capacity(messages.len());
             for (key, message) in messages {

@@ -49,6 +49,7 @@ mod step_timer;
 mod stop_resigns;
 mod tip;
 mod undecodable_record;
+mod unprofitable;
 mod unreadable_trie;
 mod waiting_reports;
 

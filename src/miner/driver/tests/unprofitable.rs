@@ -1,0 +1,213 @@
+//! Claims worth at most their expected cost are not sent (module `profit`, `transaction.skip_unprofitable_claims`):
+//! the claim's tx fee would be paid for sure and the proof's fees with the chance a proof is required, so such a
+//! claim loses the supplier money on average. The session ends without a claim, no fee paid, counted once.
+//!
+//! The sessions: the fixture's own (`low`, 5 relays) and `app2`'s (`high`, 10 relays), each relay 10 compute units
+//! at 42 uPOKT each (the simulator's default params): worth 2,100 and 4,200 uPOKT. At the tests' default gas price
+//! (0.000001 uPOKT) a claim's tx fee is 1 uPOKT.
+
+use super::*;
+use crate::config::SkipUnprofitableClaims;
+use crate::miner::lifecycle::State;
+
+struct Sessions {
+    f: Fixture,
+    miner: Miner,
+    plain: storage::Storage,
+    telemetry: crate::telemetry::Telemetry,
+    schedule: crate::miner::lifecycle::Schedule,
+    high: Option<SessionKey>,
+}
+
+/// A leader miner under `policy` that ingested the low session (and the high one when `with_high`), at the claim
+/// window's open; the proof params are `fee` uPOKT, a probability of 0.25 and `threshold`.
+async fn at_claim_open(policy: SkipUnprofitableClaims, fee: u64, threshold: u64, with_high: bool) -> Sessions {
+    at_claim_open_with(config("a"), policy, fee, 0.25, threshold, with_high).await
+}
+
+/// [`at_claim_open`] with the miner's `config` and the proof request `probability`.
+async fn at_claim_open_with(
+    config: MinerConfig,
+    policy: SkipUnprofitableClaims,
+    fee: u64,
+    probability: f64,
+    threshold: u64,
+    with_high: bool,
+) -> Sessions {
+    let mut g = genesis_with_apps(&["app2"]);
+    g.proof_params.proof_submission_fee_upokt = fee;
+    g.proof_params.proof_request_probability = probability;
+    g.proof_params.proof_requirement_threshold_upokt = threshold;
+    let f = fixture_on(g).await;
+    let telemetry = crate::telemetry::Telemetry::new().unwrap();
+    let plain = MemoryBackend::new().storage();
+    let mut miner = Miner::new(f.client.clone(), plain.clone(), f.keyring.clone(), config)
+        .with_metrics(crate::miner::metrics::MinerMetrics::new(&telemetry).unwrap())
+        .with_claim_policy(policy);
+    let high = if with_high {
+        let (high_header, high) = app_session(&f, "app2").await;
+        plain
+            .relay_log
+            .append(relays(&f.supplier, &high_header, 200..210))
+            .await
+            .unwrap();
+        Some(high)
+    } else {
+        None
+    };
+    // The fixture's own session gets relays 0..5.
+    let schedule = ingest_until_claim_open(&f, &plain, &mut miner).await;
+    Sessions {
+        f,
+        miner,
+        plain,
+        telemetry,
+        schedule,
+        high,
+    }
+}
+
+impl Sessions {
+    fn skipped(&self) -> Option<u64> {
+        counter(
+            &self.telemetry.render_metrics(),
+            "ha_miner_claims_skipped_total",
+            "unprofitable",
+        )
+    }
+
+    fn balance(&self) -> u128 {
+        self.f.chain.state().accounts.get(&self.f.supplier).unwrap().balance
+    }
+
+    /// Sends the claims due at the window's open and includes them.
+    async fn claim(&mut self) {
+        self.miner.step().await.unwrap();
+        self.f.chain.produce_block();
+        self.miner.step().await.unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_claim_worth_less_than_its_expected_cost_is_not_sent_and_its_session_ends_unclaimed() {
+    // 2,100 uPOKT ≤ 0.25 × 10,000.
+    let mut s = at_claim_open(SkipUnprofitableClaims::ExpectedCost, 10_000, u64::MAX, false).await;
+    let before = s.balance();
+    s.claim().await;
+    assert_not_claimed(&s.f, &s.f.key).await;
+    assert_eq!(s.balance(), before, "no claim tx paid for");
+    assert_eq!(s.skipped(), Some(1));
+    assert!(
+        s.miner.engine.session(&s.f.key).is_none() && s.miner.engine.is_tombstoned(&s.f.key),
+        "ended and pruned, its tombstone kept: {:?}",
+        s.miner.engine.session(&s.f.key)
+    );
+    let tombstone = assert_session_pruned(&s.plain, &s.f.supplier, &s.f.key.session_id).await;
+    assert_eq!(tombstone.state, State::Discarded);
+    assert!(
+        tombstone.claim_sent_at.is_empty() && !tombstone.claim_built,
+        "{tombstone:?}"
+    );
+
+    // Past the claim window: still no claim, no fee, counted once, and not recorded as lost.
+    while s.f.chain.height() <= s.schedule.claim_close + 2 {
+        s.f.chain.produce_block();
+        s.miner.step().await.unwrap();
+    }
+    assert_not_claimed(&s.f, &s.f.key).await;
+    assert_eq!(s.balance(), before);
+    assert_eq!(s.skipped(), Some(1));
+    let metrics = s.telemetry.render_metrics();
+    assert!(
+        !metrics.lines().any(|l| l.starts_with("ha_miner_relays_lost_total{")),
+        "no loss recorded: {metrics}"
+    );
+    assert!(
+        !metrics
+            .lines()
+            .any(|l| l.starts_with("ha_miner_claims_discarded_total{"))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_claim_worth_more_than_its_expected_cost_is_sent_beside_a_skipped_one() {
+    // 4,200 > 2,500 ≥ 2,100.
+    let mut s = at_claim_open(SkipUnprofitableClaims::ExpectedCost, 10_000, u64::MAX, true).await;
+    let high = s.high.clone().unwrap();
+    s.claim().await;
+    assert_claimed(&s.f, &[&high]).await;
+    assert_not_claimed(&s.f, &s.f.key).await;
+    assert_eq!(s.skipped(), Some(1), "the low session alone, once");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_the_policy_off_every_session_is_claimed() {
+    let mut s = at_claim_open(SkipUnprofitableClaims::Off, 10_000, u64::MAX, true).await;
+    let high = s.high.clone().unwrap();
+    s.claim().await;
+    assert_claimed(&s.f, &[&high, &s.f.key]).await;
+    assert_eq!(s.skipped(), None);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_claim_at_the_threshold_counts_the_whole_proof_fee() {
+    // Threshold 4,000: the high session (4,200) needs a proof for sure, and 4,200 ≤ 5,000 is not worth it; the
+    // low one (2,100) needs one with p = 0.25, 1,250 expected, and is claimed.
+    let mut s = at_claim_open(SkipUnprofitableClaims::ExpectedCost, 5_000, 4_000, true).await;
+    let high = s.high.clone().unwrap();
+    s.claim().await;
+    assert_claimed(&s.f, &[&s.f.key]).await;
+    assert_not_claimed(&s.f, &high).await;
+    assert_eq!(s.skipped(), Some(1));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn poktrolls_rule_ignores_the_proof_fee() {
+    let mut s = at_claim_open(SkipUnprofitableClaims::Poktroll, 10_000, u64::MAX, false).await;
+    s.claim().await;
+    assert_claimed(&s.f, &[&s.f.key]).await;
+    assert_eq!(s.skipped(), None);
+}
+
+/// A claim tx of one message in the simulator uses ~85,000 gas (10 per byte, the fee transfer, the signature, the
+/// message), × 1.7 signed: at 0.02 uPOKT per gas its fee is ~2,900 uPOKT, between the two sessions' values.
+const PRICE: &str = "0.02upokt";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_claims_simulated_tx_fee_is_part_of_its_cost() {
+    // No proof fee and no proof ever required: the claim's own tx fee alone decides.
+    let config = MinerConfig {
+        gas_price: PRICE.into(),
+        ..config("a")
+    };
+    let mut s = at_claim_open_with(config, SkipUnprofitableClaims::ExpectedCost, 0, 0.0, u64::MAX, true).await;
+    let high = s.high.clone().unwrap();
+    let before = s.balance();
+    s.claim().await;
+    assert_claimed(&s.f, &[&high]).await;
+    assert_not_claimed(&s.f, &s.f.key).await;
+    assert_eq!(s.skipped(), Some(1));
+    let paid = before - s.balance();
+    assert!(
+        (2_100..4_200).contains(&paid),
+        "one claim tx paid, its fee between the two values: {paid}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fixed_gas_limit_prices_each_claim_at_its_share() {
+    // 150,000 gas × 0.02 = 3,000 uPOKT per claim message: 2,100 ≤ 3,000 < 4,200.
+    let config = MinerConfig {
+        gas_price: PRICE.into(),
+        gas_limit: 150_000,
+        ..config("a")
+    };
+    let mut s = at_claim_open_with(config, SkipUnprofitableClaims::ExpectedCost, 0, 0.0, u64::MAX, true).await;
+    let high = s.high.clone().unwrap();
+    let before = s.balance();
+    s.claim().await;
+    assert_claimed(&s.f, &[&high]).await;
+    assert_not_claimed(&s.f, &s.f.key).await;
+    assert_eq!(s.skipped(), Some(1));
+    assert_eq!(before - s.balance(), 3_000, "one claim message's fee");
+}

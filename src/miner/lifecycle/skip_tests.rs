@@ -1,0 +1,83 @@
+//! Claims the driver skips as not worth their cost ([`Event::ClaimSkipped`]): only a claim that never left ends
+//! the session, unclaimed and pruned with a tombstone; a session whose claim may be on chain goes on.
+
+use super::*;
+
+use super::tests::SCHEDULE;
+
+fn key(session: &str) -> SessionKey {
+    SessionKey {
+        supplier: "s1".into(),
+        session_id: session.into(),
+    }
+}
+
+fn engine_with(keys: &[&SessionKey]) -> Engine {
+    let mut engine = Engine::new(EngineConfig {
+        claim_delay_blocks: 0,
+        ..EngineConfig::default()
+    });
+    engine.handle(Event::Leadership { leader: true });
+    for k in keys {
+        engine.handle(Event::RelaysIngested {
+            key: (*k).clone(),
+            service_id: "anvil".into(),
+            application_address: "pokt1app".into(),
+            schedule: SCHEDULE,
+            relays: 5,
+            compute_units: 50,
+        });
+    }
+    engine
+}
+
+#[test]
+fn a_skipped_first_claim_ends_the_session_unclaimed_and_pruned_with_a_tombstone() {
+    let k = key("a");
+    let mut e = engine_with(&[&k]);
+    e.handle(Event::NewBlock { height: 12 });
+    assert_eq!(e.session(&k).unwrap().claim_sent_at, [12]);
+    let step = e.handle(Event::ClaimSkipped { keys: vec![k.clone()] });
+    let record = e.session(&k).unwrap();
+    assert_eq!(record.state, State::Discarded);
+    assert!(record.claim_sent_at.is_empty() && record.pruned, "{record:?}");
+    assert!(step.changed.contains(&k));
+    assert!(step.commands.contains(&Command::Prune { key: k.clone() }));
+    assert!(
+        !step
+            .commands
+            .iter()
+            .any(|c| matches!(c, Command::RecordLoss { .. } | Command::RecordDiscard { .. })),
+        "no loss and no discard recorded: {:?}",
+        step.commands
+    );
+    assert!(e.tombstone(&k).is_some(), "its relays were served: a tombstone is kept");
+}
+
+#[test]
+fn a_claim_that_may_be_on_chain_is_not_ended_by_a_skip() {
+    let k = key("a");
+    let mut e = engine_with(&[&k]);
+    e.handle(Event::NewBlock { height: 12 });
+    e.handle(Event::TxOutcome {
+        kind: TxKind::Claim,
+        keys: vec![k.clone()],
+        outcome: TxOutcome::Retryable("no answer".into()),
+    });
+    assert!(e.session(&k).unwrap().claim_built);
+    e.handle(Event::NewBlock { height: 13 });
+    e.handle(Event::ClaimSkipped { keys: vec![k.clone()] });
+    assert_eq!(e.session(&k).unwrap().state, State::Claiming);
+}
+
+#[test]
+fn a_send_recorded_at_an_earlier_height_is_not_ended_by_a_skip() {
+    // A record restored with a send stored before a crash: that claim may have left.
+    let k = key("a");
+    let mut e = engine_with(&[&k]);
+    e.handle(Event::NewBlock { height: 12 });
+    e.handle(Event::NewBlock { height: 13 });
+    assert!(!e.session(&k).unwrap().claim_never_left(13));
+    e.handle(Event::ClaimSkipped { keys: vec![k.clone()] });
+    assert_eq!(e.session(&k).unwrap().state, State::Claiming);
+}
