@@ -176,8 +176,7 @@ pub struct SessionRecord {
     /// Compute units ingested (sum of leaf weights).
     pub compute_units: u64,
     /// Heights at which a claim tx was sent (recorded before the broadcast; a send that no node took or that a
-    /// node refused before its mempool, a `TxOutcome::Retryable`, `NotSent` or `Refused`, is taken back, and so is
-    /// a re-send that found the earlier tx still waiting, `Waiting`).
+    /// node refused before its mempool, a `TxOutcome::Retryable`, `NotSent` or `Refused`, is taken back).
     pub claim_sent_at: Vec<i64>,
     /// Heights at which a proof tx was sent (the same).
     pub proof_sent_at: Vec<i64>,
@@ -452,13 +451,6 @@ pub enum TxOutcome {
     /// (it does not use up a re-send), but it reached a node (a final loss is `*_not_included`) and the chain
     /// is asked whether another instance's claim or proof is there (an HA conflict is never a loss).
     Refused(String),
-    /// The re-send found the tx of an earlier send still waiting: its same bytes, broadcast again, were answered
-    /// code 19 (already in the node's mempool cache) while a later height of the window is left for a new tx
-    /// (module `driver::submit::kept`). No new tx left, so the re-send is taken back and does not use up the
-    /// budget (as `NotSent`: the engine re-sends at the next block while the window allows, where the driver
-    /// looks again, and builds a new tx at the last sending height); but a node holds a claim of the trie, so,
-    /// unlike `NotSent`, it freezes the trie (`SessionRecord::claim_built`) and counts as reaching a node.
-    Waiting(String),
     /// Another instance already submitted (sequence mismatch, claim exists): an HA conflict, never a loss.
     HaConflict(String),
     /// Cannot be sent for a reason retrying cannot fix (no key for the supplier, a proof that cannot verify
@@ -896,12 +888,12 @@ impl Engine {
         match outcome {
             // Inclusion is confirmed from chain state (lookups each block), never from the broadcast result.
             TxOutcome::Broadcast => {}
-            TxOutcome::Retryable(_) | TxOutcome::NotSent(_) | TxOutcome::Refused(_) | TxOutcome::Waiting(_) => {
+            TxOutcome::Retryable(_) | TxOutcome::NotSent(_) | TxOutcome::Refused(_) => {
                 // No node took it (unreachable node, a chain query failed while building it, leadership or
                 // deadline check), or a node refused it before its mempool (no fee paid): the send did not
                 // happen, so it does not use up a re-send. Forgetting it makes the session due again at the next
                 // block while its window allows (a first send from `advance`, a re-send from `on_chain` after an
-                // earlier real send). `Waiting`: no new tx left either; the earlier one the node holds stands.
+                // earlier real send).
                 let sent = match kind {
                     TxKind::Claim => &mut record.claim_sent_at,
                     TxKind::Proof => &mut record.proof_sent_at,
@@ -1387,5 +1379,3 @@ mod requirement_tests;
 mod skip_tests;
 #[cfg(test)]
 mod tests;
-#[cfg(test)]
-mod waiting_tests;

@@ -17,7 +17,6 @@ use crate::protocol::wire;
 
 mod kept;
 mod refusal;
-mod resend;
 mod unknown;
 pub(super) use kept::{KeptTxs, RecordIn, RecordOut, hashes};
 pub(super) use unknown::UnknownTxs;
@@ -191,8 +190,7 @@ impl Miner {
     /// (`NotSent`: repeated at the next block) and does not hold back the others, and a batch a node refuses
     /// (`Refused`) because of one of its messages is sent again without it (module `refusal`), so one bad message
     /// cannot sink the rest of the batch. A session whose last tx got no answer (module `unknown`) gets no new tx
-    /// while that one may still land: what happened to it is found out first; so does the re-send of a tx the
-    /// node took, while a later height of the window is left (module `resend`).
+    /// while that one may still land: what happened to it is found out first.
     pub(super) async fn submit(
         &mut self,
         kind: TxKind,
@@ -213,12 +211,10 @@ impl Miner {
         let (unknown, keys): (Vec<SessionKey>, Vec<SessionKey>) = keys
             .into_iter()
             .partition(|key| self.unknown_txs.get(kind, key).is_some());
-        let (kept, keys) = self.split_kept(kind, keys);
         let mut step = Step::default();
         let mut messages = self.build_all(kind, supplier, keys, &mut step).await;
         let mut keys: Vec<SessionKey> = messages.iter().map(|(key, _)| key.clone()).collect();
         keys.extend(unknown.iter().cloned());
-        keys.extend(kept.iter().cloned());
         if keys.is_empty() {
             return Ok(step);
         }
@@ -229,13 +225,12 @@ impl Miner {
         // The engine decided at its height; confirming the leadership can take blocks (a raft commit waits out a
         // partition). A tx included after its window is refused and costs its fee, so sessions whose deadline
         // passed meanwhile are not sent (the engine takes it as a send that never left).
-        let tip = match self.chain.tip().await {
-            Ok(tip) => tip,
+        let height = match self.chain.tip().await {
+            Ok(tip) => tip.height,
             Err(e) => {
                 return Ok(self.tx_outcome(step, kind, supplier, keys, TxOutcome::NotSent(e.to_string())));
             }
         };
-        let height = tip.height;
         let buffer = self.config.engine.submission_buffer_blocks;
         let (late, keys): (Vec<SessionKey>, Vec<SessionKey>) = keys.into_iter().partition(|key| {
             self.engine.session(key).is_some_and(|r| {
@@ -247,7 +242,6 @@ impl Miner {
             })
         });
         let unknown: Vec<SessionKey> = unknown.into_iter().filter(|key| keys.contains(key)).collect();
-        let kept: Vec<SessionKey> = kept.into_iter().filter(|key| keys.contains(key)).collect();
         if !late.is_empty() {
             messages.retain(|(key, _)| !late.contains(key));
             for key in &late {
@@ -266,9 +260,7 @@ impl Miner {
                 return Ok(step);
             }
         }
-        let mut expired = self.resolve_unknown(&mut step, kind, supplier, unknown, height).await;
-        // The leader's own re-send of a tx the node took: found out about first (module `resend`).
-        expired.extend(self.recheck_kept(&mut step, kind, supplier, kept, &tip).await);
+        let expired = self.resolve_unknown(&mut step, kind, supplier, unknown, height).await;
         if !expired.is_empty() {
             let rebuilt = self.build_all(kind, supplier, expired, &mut step).await;
             messages.extend(rebuilt);
@@ -728,8 +720,6 @@ impl Miner {
             TxOutcome::Refused(_) => "refused",
             TxOutcome::Rejected(_) => "rejected",
             TxOutcome::HaConflict(_) => "ha_conflict",
-            // Not an error (no WARN, not counted below): the earlier tx is still in the node's mempool cache.
-            TxOutcome::Waiting(_) => "waiting",
             TxOutcome::Retryable(_) | TxOutcome::NotSent(_) | TxOutcome::Broadcast => "retryable",
         };
         self.tx_outcome_as(step, kind, supplier, keys, outcome, label)

@@ -33,7 +33,6 @@ mod ingest_between_ticks;
 mod ingest_failure;
 mod kept_txs;
 mod keyless_tombstones;
-mod late_resend;
 mod partial_persist;
 mod proof_params;
 mod proofs_by_value;

@@ -15,20 +15,13 @@
 //! built for its sessions. A tx stored and never broadcast (a crash in between) is then broadcast once, or
 //! expires and is replaced.
 //!
-//! The leader that sent a tx the node took (code 0) keeps it too, and when the engine re-sends (the chain has not
-//! shown the message two blocks after the send) the kept tx is found out about first (module `resend`): looked
-//! up by hash, then its same bytes broadcast again while they can still land and a later sending height of the
-//! window is left; a code 19 answer (still in the node's mempool cache) signs nothing and does not use up the
-//! re-send.
-//!
-//! What this does not do, on purpose: at the window's last sending height, or when the kept bytes are refused,
-//! get no answer or time out within two blocks, the re-send builds a new tx; and a tx of unknown outcome whose
-//! same bytes a node now refuses (mempool full, a fee raised, a sequence moved) is replaced at the next block
-//! though it may still sit in another node's mempool. Both can pay a second fee if the first tx lands after
-//! all; holding the session on the first tx instead would, when it never lands (evicted, or kept out of blocks,
-//! code 19 coming from the node's cache), leave no block in the window for a replacement, and lose the session's
-//! reward (a claim) or be slashed (a proof). A fee is the smaller loss. With the default windows the claim's
-//! re-send is at the last sending height, so a claim tx two blocks late still costs a second fee.
+//! What this does not do, on purpose: the leader that sent a tx the node took (code 0) still builds a new one
+//! when the engine re-sends (the chain has not shown the message two blocks after the send), and a tx of
+//! unknown outcome whose same bytes a node now refuses (mempool full, a fee raised, a sequence moved) is
+//! replaced at the next block though it may still sit in another node's mempool. Both can pay a second fee if
+//! the first tx lands after all; holding the session until the first tx expires instead would, when it never
+//! lands (evicted, or kept out of blocks), leave too few blocks in the window for the replacement, and lose the
+//! session's reward (a claim) or be slashed (a proof). A fee is the smaller loss.
 
 use std::collections::BTreeMap;
 
@@ -172,8 +165,8 @@ impl KeptTxs {
     /// Keeps `tx`, stored in the record of `keys[0]`, for `keys`' messages of `kind`. Txs of the same kind kept
     /// for any of `keys` are superseded and dropped; returns their holders, whose records must be written again.
     /// (A tx of unknown outcome is found out about before a new one is built; a tx the node took, code 0, is
-    /// replaced by the engine's re-send only when it cannot be relied on or at the window's last sending height:
-    /// see the module docs and module `resend` for why that risk of a second fee is taken.)
+    /// replaced when the engine re-sends because the chain still does not have its message two blocks later: see
+    /// the module docs for why that risk of a second fee is taken.)
     pub(in crate::miner::driver) fn keep(&mut self, kind: TxKind, keys: &[SessionKey], tx: SentTx) -> Vec<SessionKey> {
         let Some(holder) = keys.first() else {
             return Vec::new();
@@ -195,15 +188,6 @@ impl KeptTxs {
             },
         );
         superseded
-    }
-
-    /// The kept tx carrying `key`'s message of `kind`, if any: one that left for it (the node took it, or did not
-    /// answer) and whose outcome is not known yet.
-    pub(in crate::miner::driver) fn carrying(&self, kind: TxKind, key: &SessionKey) -> Option<SentTx> {
-        self.by_holder
-            .iter()
-            .find(|((k, _), kept)| *k == kind && kept.keys.contains(key))
-            .map(|(_, kept)| kept.tx.clone())
     }
 
     /// Drops the tx of `kind` held by `holder` (it did not leave, or its outcome is known).

@@ -35,26 +35,6 @@ impl Expiry {
         }
     }
 
-    /// Whether the next two blocks after the latest one (`height`, at `time`, blocks about `interval_nanos`
-    /// apart) can still include the tx: an ordered tx's `timeout_height` above `height + 1` (or none), an
-    /// unordered tx's timeout at or after `time` plus two intervals. The second block is the margin a re-send of
-    /// the same bytes needs (module `resend`): broadcast again at `height`, they wait at least the next block.
-    pub(in crate::miner::driver) fn lasts_two_more_blocks(
-        self,
-        height: i64,
-        time: Timestamp,
-        interval_nanos: i128,
-    ) -> bool {
-        match self {
-            Self::Time(timeout) => {
-                let nanos = |t: Timestamp| i128::from(t.seconds) * 1_000_000_000 + i128::from(t.nanos);
-                nanos(timeout) >= nanos(time) + 2 * interval_nanos
-            }
-            Self::Height(0) => true,
-            Self::Height(timeout) => u64::try_from(height).is_ok_and(|h| timeout > h.saturating_add(1)),
-        }
-    }
-
     /// Whether the tx's expiry is known from the height alone (no block time needed).
     pub(in crate::miner::driver) fn by_height(self) -> bool {
         matches!(self, Self::Height(_))
@@ -147,26 +127,6 @@ mod tests {
         assert!(Expiry::Height(10).passed(10, at), "the next block is 11");
         assert!(!Expiry::Height(0).passed(i64::MAX, at));
         assert!(Expiry::Height(0).by_height());
-    }
-
-    #[test]
-    fn a_tx_lasts_two_more_blocks_only_with_its_timeout_two_intervals_away() {
-        let at = Timestamp { seconds: 100, nanos: 0 };
-        let second = 1_000_000_000;
-        let timeout = |seconds, nanos| Expiry::Time(Timestamp { seconds, nanos });
-        assert!(timeout(102, 0).lasts_two_more_blocks(9, at, second));
-        assert!(!timeout(101, 999_999_999).lasts_two_more_blocks(9, at, second));
-        assert!(
-            !timeout(101, 0).lasts_two_more_blocks(9, at, second),
-            "the next block only"
-        );
-        assert!(Expiry::Height(11).lasts_two_more_blocks(9, at, second));
-        assert!(
-            !Expiry::Height(10).lasts_two_more_blocks(9, at, second),
-            "block 10 only"
-        );
-        assert!(!Expiry::Height(9).lasts_two_more_blocks(9, at, second));
-        assert!(Expiry::Height(0).lasts_two_more_blocks(i64::MAX, at, second));
     }
 
     #[test]

@@ -21,19 +21,15 @@ fn wide_windows() -> Genesis {
 /// What one session cost and gave: the supplier's txs in blocks as (height, kind, code), what its balance lost
 /// (settlement rewards added back) and what those txs' fees add up to, the last state the miner had for the
 /// session before pruning it, sessions it counted lost, claims and proofs it counted sent.
-/// Also the session's schedule and the heights of its claim and proof sends as the engine last recorded them.
 #[derive(Debug)]
-pub(super) struct Run {
-    pub(super) txs: Vec<(i64, &'static str, u32)>,
-    pub(super) paid: u128,
-    pub(super) fees: u128,
-    pub(super) state: State,
-    pub(super) sessions_lost: u64,
-    pub(super) claims_sent: u64,
-    pub(super) proofs_sent: u64,
-    pub(super) schedule: crate::miner::lifecycle::Schedule,
-    pub(super) claim_sent_at: Vec<i64>,
-    pub(super) proof_sent_at: Vec<i64>,
+struct Run {
+    txs: Vec<(i64, &'static str, u32)>,
+    paid: u128,
+    fees: u128,
+    state: State,
+    sessions_lost: u64,
+    claims_sent: u64,
+    proofs_sent: u64,
 }
 
 /// Kind of a tx: the type of its first message.
@@ -55,35 +51,13 @@ async fn run_session(
     before_claim: impl Fn(&SimChain),
     before_proof: impl Fn(&SimChain),
 ) -> (Fixture, Run) {
-    run_session_with(g, unordered, config("a").engine, |chain, height, record| {
-        if height == record.schedule.claim_open {
-            before_claim(chain);
-        }
-        if height == record.schedule.proof_open {
-            before_proof(chain);
-        }
-    })
-    .await
-}
-
-/// [`run_session`] with `at_height` called after each block, before the miner's step, with the height and the
-/// session's record as the miner had it after its last step.
-pub(super) async fn run_session_with(
-    g: Genesis,
-    unordered: bool,
-    engine: crate::miner::lifecycle::EngineConfig,
-    mut at_height: impl FnMut(&SimChain, i64, &crate::miner::lifecycle::SessionRecord),
-) -> (Fixture, Run) {
     let f = fixture_on(g).await;
     let plain = MemoryBackend::new().storage();
     let config = MinerConfig {
         unordered,
-        engine,
         ..config("a")
     };
-    // Settlements read as in production: a proof in the settling block is not a false loss.
-    let mut miner =
-        Miner::new(f.client.clone(), plain.clone(), f.keyring.clone(), config).with_settlements_from(f.comet.clone());
+    let mut miner = Miner::new(f.client.clone(), plain.clone(), f.keyring.clone(), config);
     miner.step().await.unwrap();
     plain
         .relay_log
@@ -94,24 +68,19 @@ pub(super) async fn run_session_with(
     let schedule = miner.engine.session(&f.key).unwrap().schedule;
     let before = balance(&f.chain, &f.supplier);
     let mut state = State::Active;
-    let mut last = miner.engine.session(&f.key).unwrap().clone();
-    let mut claim_sent_at = Vec::new();
-    let mut proof_sent_at = Vec::new();
     while f.chain.height() < schedule.settlement + 2 {
         f.chain.produce_block();
         let height = f.chain.height();
-        at_height(&f.chain, height, &last);
+        if height == schedule.claim_open {
+            before_claim(&f.chain);
+        }
+        if height == schedule.proof_open {
+            before_proof(&f.chain);
+        }
         miner.step().await.unwrap();
         // The last state the session had (it is pruned some blocks after it ends).
         if let Some(record) = miner.engine.session(&f.key) {
             state = record.state;
-            last = record.clone();
-            if !record.claim_sent_at.is_empty() {
-                claim_sent_at.clone_from(&record.claim_sent_at);
-            }
-            if !record.proof_sent_at.is_empty() {
-                proof_sent_at.clone_from(&record.proof_sent_at);
-            }
         }
     }
     let s = f.chain.state();
@@ -133,9 +102,6 @@ pub(super) async fn run_session_with(
         sessions_lost: miner.stats.sessions_lost.load(std::sync::atomic::Ordering::Relaxed),
         claims_sent: miner.stats.claims_sent.load(std::sync::atomic::Ordering::Relaxed),
         proofs_sent: miner.stats.proofs_sent.load(std::sync::atomic::Ordering::Relaxed),
-        schedule,
-        claim_sent_at,
-        proof_sent_at,
     };
     (f, run)
 }
@@ -153,13 +119,13 @@ fn signed_by(tx: &[u8], signer: &str) -> bool {
 
 /// One claim message and one proof message ran on chain, both accepted, and the chain settled the claim (paid);
 /// the miner lost nothing.
-pub(super) fn assert_claimed_and_proved_once(f: &Fixture, run: &Run, what: &str) {
+fn assert_claimed_and_proved_once(f: &Fixture, run: &Run, what: &str) {
     assert_claimed_and_proved(f, run, what, 1);
 }
 
 /// At least one and at most `most` claim messages and as many proof messages ran on chain, all accepted (the
 /// chain takes a second one as an update), and the chain settled the claim (paid); the miner lost nothing.
-pub(super) fn assert_claimed_and_proved(f: &Fixture, run: &Run, what: &str, most: usize) {
+fn assert_claimed_and_proved(f: &Fixture, run: &Run, what: &str, most: usize) {
     let records = f.chain.records();
     for kind in ["claim", "proof"] {
         let of_kind: Vec<_> = records.iter().filter(|r| r.kind == kind).collect();
@@ -177,24 +143,33 @@ pub(super) fn assert_claimed_and_proved(f: &Fixture, run: &Run, what: &str, most
     assert_eq!(run.sessions_lost, 0, "{what}: {run:?}");
 }
 
-/// Every tx held 1, 2 or 3 blocks (inside windows of 8): each session gets one claim tx and one proof tx, both
-/// land, and the supplier pays two tx fees and the proof submission fee, not more. The engine's re-send two
-/// blocks after a send the chain does not show yet finds the tx the node took still waiting (its same bytes:
-/// code 19) while later heights of the window are left, and signs nothing (module `submit::resend`); before, it
-/// signed a second tx that landed beside the late one, the chain taking it as an update and charging its fee.
+/// Every tx held 1, 2 or 3 blocks (inside windows of 8): the session is claimed, proved and paid, nothing lost.
+/// Held 1 block, one claim tx and one proof tx, two tx fees and the proof submission fee. Held 2 or 3, the
+/// engine's re-send (the chain does not show the message two blocks after its send) signs a new tx, which
+/// lands beside the late one: the chain takes it as an update and charges its fee (and a second proof's
+/// submission fee) — at most one more of each per message. Known and kept for now: repeating the kept tx's
+/// same bytes instead (tried this session) can lose the session when those bytes can no longer land at the
+/// last sending height (a raised fee, a reused sequence, an unordered timeout passing in the next block), a
+/// worse loss than a fee.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn txs_landing_one_to_three_blocks_late_are_sent_once_and_pay_one_fee_each() {
+async fn txs_landing_one_to_three_blocks_late_are_claimed_and_proved_with_at_most_one_more_fee_each() {
     for unordered in [true, false] {
         for delay in 1..=3 {
             let what = format!("delay {delay}, unordered {unordered}");
             let set = |chain: &SimChain| chain.state().inclusion_delay_blocks = delay;
             let (f, run) = run_session(wide_windows(), unordered, set, |_| {}).await;
-            assert_claimed_and_proved_once(&f, &run, &what);
-            let kinds: Vec<_> = run.txs.iter().map(|(_, kind, code)| (*kind, *code)).collect();
-            assert_eq!(kinds, [("claim", 0), ("proof", 0)], "{what}: {run:?}");
             let submission_fee = 1;
-            assert_eq!(run.paid, run.fees + submission_fee, "{what}: {run:?}");
-            assert_eq!((run.claims_sent, run.proofs_sent), (1, 1), "{what}: nothing new signed");
+            if delay == 1 {
+                assert_claimed_and_proved_once(&f, &run, &what);
+                let kinds: Vec<_> = run.txs.iter().map(|(_, kind, code)| (*kind, *code)).collect();
+                assert_eq!(kinds, [("claim", 0), ("proof", 0)], "{what}: {run:?}");
+                assert_eq!(run.paid, run.fees + submission_fee, "{what}: {run:?}");
+            } else {
+                assert_claimed_and_proved(&f, &run, &what, 2);
+                let proofs = f.chain.records().iter().filter(|r| r.kind == "proof").count() as u128;
+                assert!(run.txs.len() <= 4, "{what}: {run:?}");
+                assert_eq!(run.paid, run.fees + proofs * submission_fee, "{what}: {run:?}");
+            }
             assert!(f.chain.state().mempool.is_empty(), "{what}: nothing left waiting");
         }
     }
@@ -218,10 +193,9 @@ async fn a_dropped_claim_or_proof_tx_is_sent_again_in_time() {
 }
 
 /// The default windows (`claim_close` = `claim_open` + 4) and every tx held 4 blocks: the claim, sent when its
-/// window opens (12), can land only after the window; its `timeout_height` (the window's close) has the chain
-/// refuse it for free (code 30). The miner's re-send at 14 finds it waiting (code 19) and keeps the engine's one
-/// re-send for 15, the last sending height, where it signs a new tx (held too, refused too); the session is
-/// lost as `claim_not_included`, with no fee paid.
+/// window opens, can land only after the window. Its `timeout_height` (the window's close) has the chain refuse it in that block before its fee
+/// is charged; the re-send does not make a second tx that would fail too; the session is lost as
+/// `claim_not_included`, with no fee paid.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_claim_delayed_past_its_window_is_lost_without_a_fee() {
     let mut g = wide_windows();
@@ -233,22 +207,10 @@ async fn a_claim_delayed_past_its_window_is_lost_without_a_fee() {
         records.iter().all(|r| r.kind != "claim"),
         "no claim ran: {records:?} {run:?}"
     );
-    assert!(!run.txs.is_empty(), "{run:?}");
-    assert!(
-        run.txs.iter().all(|(_, kind, code)| *kind == "claim" && *code == 30),
-        "refused for their timeout height: {run:?}"
-    );
+    assert_eq!(run.txs.len(), 1, "{run:?}");
+    assert_eq!(run.txs[0].1, "claim");
+    assert_eq!(run.txs[0].2, 30, "refused for its timeout height: {run:?}");
     assert_eq!(run.paid, 0, "{run:?}");
-    let open = run.schedule.claim_open;
-    assert_eq!(
-        run.claim_sent_at,
-        [open, open + 3],
-        "the re-send at the last sending height: {run:?}"
-    );
-    assert_eq!(
-        run.claims_sent, 2,
-        "the first tx and the last height's new one: {run:?}"
-    );
     assert_eq!(run.sessions_lost, 1, "{run:?}");
     assert!(
         matches!(
