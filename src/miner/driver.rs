@@ -205,6 +205,10 @@ pub struct Miner {
     held_for_funds: std::collections::BTreeSet<SessionKey>,
     /// Which claims are not sent as not worth their cost (module `profit`; [`Miner::with_claim_policy`]).
     claim_policy: crate::config::SkipUnprofitableClaims,
+    /// The first chain height this process handled in its current leadership (`None`: not leading, or no block
+    /// handled yet in it): only sessions whose claim window opened after it can be known never to have been
+    /// claimed by another instance (module `profit`).
+    leading_since: Option<i64>,
     /// How long a leadership confirmation is taken as still holding (module `leadership`,
     /// [`Miner::with_confirmation_reuse`]); zero: every check asks storage.
     confirmation_reuse: Duration,
@@ -288,6 +292,7 @@ impl Miner {
             kept_changed: Default::default(),
             held_for_funds: Default::default(),
             claim_policy: crate::config::SkipUnprofitableClaims::Off,
+            leading_since: None,
             confirmation_reuse: Duration::ZERO,
             confirmed: std::sync::Mutex::new(None),
         }
@@ -605,6 +610,7 @@ impl Miner {
         timer.lap("tip");
         if tip.height > self.engine.height() {
             timer.new_block = true;
+            self.leading_since.get_or_insert(tip.height);
             let step = self.engine.handle(Event::NewBlock { height: tip.height });
             let executed = self.execute(step).await;
             timer.lap("execute");

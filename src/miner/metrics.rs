@@ -263,9 +263,12 @@ impl MinerMetrics {
             )?,
             claims_skipped: counter(
                 "ha_miner_claims_skipped_total",
-                "Sessions whose claim was held back, counted once per session: insufficient_funds (the operator \
-                 balance cannot also pay this claim's proof submission fee after the fees its claimed sessions may \
-                 owe; tried again at every block while the claim window allows); unprofitable (the claim is worth at                  most its expected cost, transaction.skip_unprofitable_claims: not claimed, the session ends without                  a claim; not counted in the *_lost_total metrics, as claiming it would cost more on average)",
+                "Sessions whose claim was held back or not sent, counted once per session: insufficient_funds (the \
+                 operator balance cannot also pay this claim's proof submission fee after the fees its claimed \
+                 sessions may owe; tried again at every block while the claim window allows); unprofitable (the \
+                 claim is worth at most its expected cost, transaction.skip_unprofitable_claims: not claimed, the \
+                 session ends without a claim; not counted in the *_lost_total metrics, as claiming it would cost \
+                 more on average)",
                 &["supplier", "service_id", "reason"],
             )?,
             fenced_writes: {

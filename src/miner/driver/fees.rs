@@ -84,6 +84,15 @@ impl GasPricing {
         Ok((configured, max, fees::gas_price_denom(&self.configured).to_string()))
     }
 
+    /// `transaction.gas_price`: the lowest price a tx is signed at.
+    pub(super) fn configured_price(&self) -> Result<Price, TxError> {
+        let (configured, _, denom) = self.bounds()?;
+        Ok(Price {
+            amount: configured,
+            denom,
+        })
+    }
+
     /// The price to sign the next tx at: the highest of `transaction.gas_price`, the node's minimum (read again
     /// every [`NODE_MINIMUM_TTL`]) and a price a recent refusal named, at most `transaction.max_gas_price`.
     /// The node's config failing to answer is not an error: the configured price is tried, and a refusal still

@@ -152,6 +152,7 @@ impl Miner {
                     }
                     let step = self.engine.handle(Event::Leadership { leader: true });
                     self.leader_token = Some(token);
+                    self.leading_since = None;
                     if let Err(e) = self.execute(step).await {
                         if e.is_fenced() {
                             self.fenced_out(&e);
@@ -171,6 +172,7 @@ impl Miner {
     /// The engine's step is dropped: a miner that does not lead writes nothing.
     pub(super) fn leave_leader_mode(&mut self) {
         self.leader_token = None;
+        self.leading_since = None;
         *self.confirmed.lock().unwrap_or_else(|p| p.into_inner()) = None;
         self.last_renewal = None;
         self.fenced = None;
@@ -211,6 +213,8 @@ impl Miner {
 
     /// Drops in-memory sessions and tries and restores every supplier's records from storage.
     async fn reload_from_storage(&mut self) -> Result<(), MinerError> {
+        // Sessions restored here may have been claimed by another instance (module `profit`).
+        self.leading_since = None;
         self.engine = Engine::new(self.config.engine);
         self.tries.clear();
         self.versions.clear();

@@ -14,7 +14,8 @@
 //! `afford`). The cost uses what the miner knows then:
 //! - the proof params at the current height (the chain decides with its live params; a later change cannot be
 //!   foreseen);
-//! - the tx fee of one claim, at the price the next tx is signed at (module `fees`): with a fixed gas limit
+//! - the tx fee of one claim, at `transaction.gas_price` (the lowest price a tx is signed at; a node's higher
+//!   minimum or a price a refusal named may be passing, and a claim skipped is gone for good): with a fixed gas limit
 //!   (`transaction.gas_limit`) a tx of n messages is signed for n × the limit, so one message's share is exactly
 //!   `gas_limit × price`; with simulated gas, the fee of a tx carrying one of the batch's claims alone (a draft
 //!   simulated once per batch, × `gas_adjustment`, as `submit` signs it; the claims of a batch differ only in
@@ -28,10 +29,14 @@
 //!   claim. poktroll's 2 uPOKT floor holds in every case.
 //!
 //! Only a first send whose claim never left is skipped (`SessionRecord::claim_built` unset, no earlier send
-//! recorded): once a claim may be on chain its proof may be owed, and not claiming again saves nothing. The
+//! recorded), of a session whose claim window opened after this process began to lead: once a claim may be on
+//! chain its proof may be owed, and not claiming again saves nothing. A session inherited from another leader
+//! (a failover, a restart) is claimed: its record says no claim left, but a store that lost an acknowledged
+//! write (a Redis failover without `wait_replicas`) may say so of a claim on chain, whose proof would then be
+//! missing (slashed). The
 //! session then ends without a claim (state `Discarded`, its trie pruned, a tombstone kept like any session
-//! with relays), counted once in `ha_miner_claims_skipped_total{reason="unprofitable"}` and logged once at WARN
-//! with its value and expected cost. It is not counted as lost revenue: not claiming it is the larger income on
+//! with relays), counted once in `ha_miner_claims_skipped_total{reason="unprofitable"}`, logged at DEBUG with
+//! its value and expected cost and in one WARN per supplier and block with their count and total value. It is not counted as lost revenue: not claiming it is the larger income on
 //! average.
 
 use num_bigint::BigInt;
@@ -114,7 +119,7 @@ pub(super) fn probability_of(value: f64) -> BigRational {
     // Rust's `Display` of an f64 never uses an exponent, so this is a plain decimal.
     crate::chain::tx::parse_gas_price(&value.to_string())
         .ok()
-        .map_or_else(BigRational::one, |p| p.min(BigRational::one()))
+        .map_or_else(BigRational::zero, |p| p.min(BigRational::one()))
 }
 
 /// A coin's uPOKT amount (`None`: another denom, none, or unreadable).
@@ -141,9 +146,17 @@ impl Miner {
             return (step, messages);
         }
         let height = self.engine.height();
+        let leading_since = self.leading_since;
+        // A first send of a session whose claim window opened while this process led: no other instance can
+        // have claimed it, whatever storage lost (module docs).
+        let first_send = |engine: &crate::miner::lifecycle::Engine, key: &SessionKey| {
+            engine.session(key).is_some_and(|r| {
+                r.claim_never_left(height) && leading_since.is_some_and(|since| since < r.schedule.claim_open)
+            })
+        };
         let sample = messages
             .iter()
-            .find(|(key, _)| self.engine.session(key).is_some_and(|r| r.claim_never_left(height)))
+            .find(|(key, _)| first_send(&self.engine, key))
             .map(|(_, message)| message.clone());
         let Some(sample) = sample else {
             return (step, messages);
@@ -155,8 +168,7 @@ impl Miner {
         let mut kept = Vec::with_capacity(messages.len());
         let mut skipped = Vec::new();
         for (key, message) in messages {
-            let first_send = self.engine.session(&key).is_some_and(|r| r.claim_never_left(height));
-            let value = if first_send {
+            let value = if first_send(&self.engine, &key) {
                 self.claim_value(&key, &message).await
             } else {
                 None
@@ -190,16 +202,14 @@ impl Miner {
                     "unknown".to_string(),
                 ),
             };
-            tracing::warn!(
+            tracing::debug!(
                 supplier,
                 session = key.session_id,
                 service,
                 claimed_upokt = %value,
                 expected_cost_upokt = %cost,
                 proof_probability = %probability,
-                policy = ?self.claim_policy,
-                "the session's claim is worth at most what it is expected to cost (its tx fee, and the proof fees \
-                 weighted by the chance a proof is required): not claimed (transaction.skip_unprofitable_claims)"
+                "claim not worth its expected cost: not sent"
             );
             if let Some(m) = &self.metrics {
                 m.claims_skipped
@@ -207,6 +217,17 @@ impl Miner {
                     .inc();
             }
         }
+        // One line per supplier and block (thousands of small sessions can end together); each at DEBUG.
+        tracing::warn!(
+            supplier,
+            sessions = skipped.len(),
+            claimed_upokt = %skipped.iter().map(|(_, v)| *v).sum::<u128>(),
+            largest_upokt = %skipped.iter().map(|(_, v)| *v).max().unwrap_or(0),
+            policy = ?self.claim_policy,
+            "sessions whose claim is worth at most what it is expected to cost (its tx fee, and the proof fees \
+             weighted by the chance a proof is required): not claimed (transaction.skip_unprofitable_claims; each \
+             at DEBUG)"
+        );
         let keys = skipped.into_iter().map(|(key, _)| key).collect();
         step.merge(self.engine.handle(Event::ClaimSkipped { keys }));
         (step, kept)
@@ -248,7 +269,9 @@ impl Miner {
     /// The fee of one claim message (module docs): `gas_limit × price` with a fixed gas limit, else the fee of a
     /// tx carrying `sample` alone, simulated; 0 when the price is not in uPOKT or a read or the Simulate fails.
     async fn one_claim_tx_fee(&self, supplier: &str, sample: &wire::Any) -> u128 {
-        let price = match self.gas_pricing.price(&self.chain).await {
+        // `transaction.gas_price`, the lowest price a tx is signed at: a node's higher minimum or a price a refusal
+        // named can be passing (a spike), and a claim skipped for it is gone for good.
+        let price = match self.gas_pricing.configured_price() {
             Ok(price) if price.denom == DENOM && !price.amount.is_zero() => price,
             _ => return 0,
         };

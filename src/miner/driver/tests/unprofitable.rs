@@ -211,3 +211,52 @@ async fn a_fixed_gas_limit_prices_each_claim_at_its_share() {
     assert_eq!(s.skipped(), Some(1));
     assert_eq!(before - s.balance(), 3_000, "one claim message's fee");
 }
+
+/// A session inherited from another leader (this process began to lead after its claim window opened) is claimed
+/// even when not worth its cost: its record says no claim left, but a store that lost an acknowledged write (a
+/// Redis failover without `wait_replicas`) could say so of a claim on chain whose proof would then be missing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_inherited_after_its_claim_window_opened_is_claimed_whatever_its_worth() {
+    let s = at_claim_open(SkipUnprofitableClaims::ExpectedCost, 10_000, u64::MAX, false).await;
+    let mut first = s.miner;
+    first.resign().await;
+    let telemetry = crate::telemetry::Telemetry::new().unwrap();
+    let mut next = Miner::new(s.f.client.clone(), s.plain.clone(), s.f.keyring.clone(), config("b"))
+        .with_metrics(crate::miner::metrics::MinerMetrics::new(&telemetry).unwrap())
+        .with_claim_policy(SkipUnprofitableClaims::ExpectedCost);
+    next.step().await.unwrap();
+    assert!(next.engine.is_leader());
+    while s.f.chain.height() <= s.schedule.claim_close {
+        s.f.chain.produce_block();
+        next.step().await.unwrap();
+    }
+    assert_claimed(&s.f, &[&s.f.key]).await;
+    assert_eq!(
+        counter(
+            &telemetry.render_metrics(),
+            "ha_miner_claims_skipped_total",
+            "unprofitable"
+        ),
+        None
+    );
+}
+
+/// The tx fee in the cost is at `transaction.gas_price`, not at a node's higher minimum or a price a refusal
+/// named: those can be passing (a spike), and a claim skipped for them is gone for good. Here the node asks
+/// 0.02 uPOKT per gas (3,000 uPOKT a claim message, more than the low session's 2,100): both are claimed, each
+/// at the price the node asks.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_nodes_higher_gas_price_does_not_skip_claims() {
+    let config = MinerConfig {
+        gas_limit: 150_000,
+        ..config("a")
+    };
+    let mut s = at_claim_open_with(config, SkipUnprofitableClaims::ExpectedCost, 0, 0.0, u64::MAX, true).await;
+    s.f.chain.set_minimum_gas_prices(PRICE).unwrap();
+    let high = s.high.clone().unwrap();
+    let before = s.balance();
+    s.claim().await;
+    assert_claimed(&s.f, &[&s.f.key, &high]).await;
+    assert_eq!(s.skipped(), None);
+    assert_eq!(before - s.balance(), 6_000, "two claim messages at the node's price");
+}
