@@ -3,32 +3,13 @@
 
 use super::*;
 
-use super::tests::SCHEDULE;
+use super::tests::leading_engine_with as engine_with;
 
 fn key(session: &str) -> SessionKey {
     SessionKey {
         supplier: "s1".into(),
         session_id: session.into(),
     }
-}
-
-fn engine_with(keys: &[&SessionKey]) -> Engine {
-    let mut engine = Engine::new(EngineConfig {
-        claim_delay_blocks: 0,
-        ..EngineConfig::default()
-    });
-    engine.handle(Event::Leadership { leader: true });
-    for k in keys {
-        engine.handle(Event::RelaysIngested {
-            key: (*k).clone(),
-            service_id: "anvil".into(),
-            application_address: "pokt1app".into(),
-            schedule: SCHEDULE,
-            relays: 5,
-            compute_units: 50,
-        });
-    }
-    engine
 }
 
 #[test]

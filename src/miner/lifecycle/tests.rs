@@ -13,6 +13,26 @@ pub(super) const SCHEDULE: Schedule = Schedule {
     settlement: 21,
 };
 
+/// A leader engine (no claim delay) holding sessions `keys`, each 5 relays and 50 compute units of [`SCHEDULE`].
+pub(super) fn leading_engine_with(keys: &[&SessionKey]) -> Engine {
+    let mut engine = Engine::new(EngineConfig {
+        claim_delay_blocks: 0,
+        ..EngineConfig::default()
+    });
+    engine.handle(Event::Leadership { leader: true });
+    for k in keys {
+        engine.handle(Event::RelaysIngested {
+            key: (*k).clone(),
+            service_id: "anvil".into(),
+            application_address: "pokt1app".into(),
+            schedule: SCHEDULE,
+            relays: 5,
+            compute_units: 50,
+        });
+    }
+    engine
+}
+
 /// A leader engine (no claim delay) whose session `k` (5 relays, 50 compute units, [`SCHEDULE`]) had its claim
 /// sent at block 12 and is looked up at 13 (the commands of block 13 are checked).
 pub(super) fn claim_sent_at_12(k: &SessionKey) -> Engine {
