@@ -60,6 +60,8 @@ mod forward;
 mod log;
 pub mod meter;
 mod metrics;
+mod mining;
+mod options;
 pub mod routes;
 pub mod server;
 mod sessions;
@@ -78,17 +80,17 @@ use prost::Message as _;
 use tokio::sync::{Semaphore, watch};
 
 use crate::chain::query::ChainClient;
-use crate::config::{Config, FailBehavior, ValidationMode};
+use crate::config::{Config, ValidationMode};
+use crate::protocol::relay;
 use crate::protocol::wire::{
-    MinedRelayMessage, PoktHttpRequest, RelayMinerError, RelayRequest, RelayResponse, RelayResponseMetadata,
-    SessionHeader,
+    PoktHttpRequest, RelayMinerError, RelayRequest, RelayResponse, RelayResponseMetadata, SessionHeader,
 };
-use crate::protocol::{difficulty, relay};
 use crate::telemetry::{Telemetry, TelemetryError};
 
 pub use error::{RelayError, RelayerBuildError};
 pub use log::BatchSettings;
 pub use meter::{MeterError, RelayMeter};
+pub use options::{MeterOptions, RelayerOptions, ServiceRoute};
 pub use routes::{Backend, PoolSettings, RouteError, RpcType, Service};
 pub use server::ServerLimits;
 pub use validate::{Structure, Validated};
@@ -103,103 +105,6 @@ const OPTIMISTIC_IN_FLIGHT: usize = 1024;
 const NEXT_SESSION_WAIT: Duration = Duration::from_secs(1);
 /// Relays waiting for the next session's first block at most at once.
 const NEXT_SESSION_WAITERS: usize = 1024;
-
-/// A simple route (one backend URL per service; what `relay-miner localnet` uses with [`Relayer::new`]).
-#[derive(Debug, Clone)]
-pub struct ServiceRoute {
-    /// Backend base URL (`http://host:port`).
-    pub backend_url: String,
-    /// Backend request timeout.
-    pub timeout: Duration,
-    /// Request and response body limit.
-    pub max_body_bytes: usize,
-}
-
-/// Relayer-wide behaviour not tied to one service.
-#[derive(Debug, Clone)]
-pub struct RelayerOptions {
-    /// Relay log batching (`relay_log.max_batch_delay_ms`, `relay_log.max_batch_relays`).
-    pub batch: BatchSettings,
-    /// Answer only once the relay's batch is durable (`relay_log.durable_ack`).
-    pub durable_ack: bool,
-    /// Relay metering (`relay_meter.*`); `None` disables it.
-    pub meter: Option<MeterOptions>,
-    /// Time a client has to send a request's body (`relay_server.body_read_timeout_seconds`).
-    pub body_read_timeout: Duration,
-    /// Request-body bytes buffered at once by all relays (`relay_server.max_body_bytes_in_flight`); `None` = no
-    /// such limit.
-    pub max_body_bytes_in_flight: Option<usize>,
-    /// How long a relay waits for body bytes to be released (`relay_server.body_budget_wait_ms`).
-    pub body_budget_wait: Duration,
-    /// Blocks after a session's claim window opens during which its relays are still appended
-    /// (`transaction.claim_delay_blocks`: the miner sends the claim no earlier), never past
-    /// `claim_close − submission_buffer_blocks` (the miner sends it then at the latest).
-    pub claim_delay_blocks: i64,
-    /// `transaction.submission_buffer_blocks`.
-    pub submission_buffer_blocks: i64,
-    /// The largest relay a proof of which fits a tx (`transaction.max_tx_bytes` less the proof overhead,
-    /// [`crate::smst::max_provable_relay_bytes`]); a larger one is served but not mined. `None`: no limit.
-    pub max_mined_relay_bytes: Option<usize>,
-}
-
-impl Default for RelayerOptions {
-    /// Durable ack, 5 ms / 512-relay batches, no meter, 30 s for a request body, 1 GiB of request bodies in flight
-    /// with a 100 ms wait.
-    fn default() -> Self {
-        Self {
-            batch: BatchSettings {
-                max_delay: Duration::from_millis(5),
-                max_relays: 512,
-            },
-            durable_ack: true,
-            meter: None,
-            body_read_timeout: Duration::from_secs(30),
-            max_body_bytes_in_flight: Some(1 << 30),
-            body_budget_wait: Duration::from_millis(100),
-            claim_delay_blocks: 0,
-            submission_buffer_blocks: 1,
-            max_mined_relay_bytes: None,
-        }
-    }
-}
-
-/// Relay meter settings.
-#[derive(Debug, Clone, Copy)]
-pub struct MeterOptions {
-    /// What to do when the meter's storage fails.
-    pub fail_behavior: FailBehavior,
-    /// TTL of the meter keys in storage.
-    pub cache_ttl: Duration,
-    /// Sync period with storage.
-    pub sync_interval: Duration,
-}
-
-impl RelayerOptions {
-    /// The options of `config` (`relay_log.*`, `relay_meter.*`, `relay_server.body_read_timeout_seconds`).
-    pub fn from_config(config: &Config) -> Self {
-        Self {
-            batch: BatchSettings {
-                max_delay: Duration::from_millis(config.relay_log.max_batch_delay_ms),
-                max_relays: config.relay_log.max_batch_relays.max(1),
-            },
-            durable_ack: config.relay_log.durable_ack,
-            meter: config.relay_meter.enabled.then(|| MeterOptions {
-                fail_behavior: config.relay_meter.fail_behavior,
-                cache_ttl: Duration::from_secs(config.relay_meter.cache_ttl.max(1)),
-                sync_interval: Duration::from_millis(config.relay_meter.sync_interval_ms.max(1)),
-            }),
-            body_read_timeout: Duration::from_secs(config.relay_server.body_read_timeout_seconds.max(1)),
-            max_body_bytes_in_flight: (config.relay_server.max_body_bytes_in_flight > 0)
-                .then(|| usize::try_from(config.relay_server.max_body_bytes_in_flight).unwrap_or(usize::MAX)),
-            body_budget_wait: Duration::from_millis(config.relay_server.body_budget_wait_ms),
-            claim_delay_blocks: i64::try_from(config.transaction.claim_delay_blocks).unwrap_or(0),
-            submission_buffer_blocks: i64::try_from(config.transaction.submission_buffer_blocks).unwrap_or(0),
-            max_mined_relay_bytes: Some(crate::smst::max_provable_relay_bytes(
-                usize::try_from(config.transaction.max_tx_bytes).unwrap_or(usize::MAX),
-            )),
-        }
-    }
-}
 
 /// Everything the relay handler needs.
 pub struct Relayer {
@@ -841,184 +746,6 @@ impl Relayer {
             .with_label_values(&[service_id, reason])
             .inc();
     }
-
-    /// The session's compute units and difficulty target ([`costs`]: cached, one fetch per miss).
-    async fn costs(&self, valid: &Validated) -> Result<Arc<costs::SessionCosts>, RelayError> {
-        let h = &valid.header;
-        self.costs
-            .get(&self.chain, &h.service_id, h.session_start_block_height)
-            .await
-            .map_err(RelayError::Chain)
-    }
-
-    async fn charge(&self, valid: &Validated, compute_units: u64) -> Result<meter::Charge, RelayError> {
-        let Some(meter) = &self.meter else {
-            return Ok(meter::Charge::none());
-        };
-        let (key, budget) = meter_budget(valid);
-        let service_id = valid.header.service_id.as_str();
-        match meter.charge(&key, budget, compute_units).await {
-            Ok(charge) => {
-                self.metrics.meter.with_label_values(&[service_id, "ok"]).inc();
-                // A charge abandoned with its relay (the gateway went away) refunds itself: counted as refunded.
-                let refunded = self.metrics.meter.with_label_values(&[service_id, "refunded"]);
-                Ok(charge.count_abandoned_in(refunded))
-            }
-            Err(e) => {
-                let err = RelayError::from_meter(e);
-                self.metrics.meter.with_label_values(&[service_id, err.code().1]).inc();
-                Err(err)
-            }
-        }
-    }
-
-    /// Charges a relay already served (optimistic mode) without refusing it: the work is done, and mining it
-    /// costs nothing (the chain caps the claim at settlement, without penalty), so dropping it would only lose
-    /// what the chain pays. One the meter would have refused is counted as `over_serviced_mined` (over budget) or
-    /// `meter_unavailable_mined` (storage down, failing closed) instead of `ok`.
-    async fn charge_served(&self, valid: &Validated, compute_units: u64) -> meter::Charge {
-        let Some(meter) = &self.meter else {
-            return meter::Charge::none();
-        };
-        let (key, budget) = meter_budget(valid);
-        let service_id = valid.header.service_id.as_str();
-        let (charge, refusal) = meter.force(&key, budget, compute_units).await;
-        let result = match refusal {
-            None => "ok",
-            Some(meter::MeterError::OverServiced { .. }) => "over_serviced_mined",
-            Some(meter::MeterError::Unavailable(_)) => "meter_unavailable_mined",
-        };
-        self.metrics.meter.with_label_values(&[service_id, result]).inc();
-        let refunded = self.metrics.meter.with_label_values(&[service_id, "refunded"]);
-        charge.count_abandoned_in(refunded)
-    }
-
-    fn refund(&self, service_id: &str, charge: meter::Charge) {
-        if self.meter.is_some() {
-            self.metrics.meter.with_label_values(&[service_id, "refunded"]).inc();
-        }
-        charge.refund();
-    }
-
-    /// Appends the relay to the log when it is minable: a non-5xx answer meeting the difficulty at session start
-    /// (`costs`, read before the backend was called: nothing here waits on the chain). `arrival` is the height
-    /// the relay arrived at (recorded in the mined relay); eligibility is checked with the current height. With
-    /// `durable` it returns once the relay is durable.
-    ///
-    /// Settles the relay's `charge` by the outcome: committed when the relay is appended or below the difficulty
-    /// (served and kept), refunded when it is not mined (5xx, too large to prove) or refused (expired session,
-    /// failed append). Its callers finish it even when their handler is dropped (module `detach`), so the charge
-    /// follows what the relay log holds.
-    #[allow(clippy::too_many_arguments)]
-    async fn mine(
-        &self,
-        request: &RelayRequest,
-        response: &RelayResponse,
-        valid: &Validated,
-        status: u32,
-        costs: &costs::SessionCosts,
-        arrival: i64,
-        durable: bool,
-        charge: meter::Charge,
-    ) -> Result<(), RelayError> {
-        let h = &valid.header;
-        if status >= 500 {
-            self.metrics.skipped_5xx.with_label_values(&[&h.service_id]).inc();
-            self.refund(&h.service_id, charge);
-            return Ok(());
-        }
-        // §2.6 rule 5 again at append time: a relay validated in the grace period may come back from the backend
-        // after the claim window opened. The miner sends the claim `claim_delay_blocks` after the window opens, so
-        // until then it is still in the claim; later the miner may already have built the claim's root without
-        // it: it would be served for nothing (and in HA the miner could only count it as lost), so it is refused.
-        let now = *self.height.borrow();
-        let claim_sent_at = crate::protocol::session::first_claim_send_height(
-            valid.windows.claim_open,
-            valid.windows.claim_close,
-            self.claim_delay_blocks,
-            self.submission_buffer_blocks,
-        );
-        if now >= claim_sent_at {
-            self.refund(&h.service_id, charge);
-            return Err(RelayError::SessionExpired {
-                end: h.session_end_block_height,
-                height: now,
-            });
-        }
-        let bytes = relay::relay_bytes(request, response);
-        // The miner keeps a relay too large for its proof to fit a tx out of the claim; not appended here either,
-        // so it is neither counted mined nor charged to the application's stake.
-        if self.max_mined_relay_bytes.is_some_and(|limit| bytes.len() > limit) {
-            self.metrics
-                .dropped
-                .with_label_values(&[&h.service_id, "too_large_to_prove"])
-                .inc();
-            self.refund(&h.service_id, charge);
-            return Ok(());
-        }
-        let hash = relay::relay_hash(&bytes);
-        let start = h.session_start_block_height;
-        if !difficulty::is_volume_applicable(&hash, &costs.target) {
-            self.metrics
-                .skipped_difficulty
-                .with_label_values(&[&h.service_id])
-                .inc();
-            charge.commit();
-            return Ok(());
-        }
-        let message = MinedRelayMessage {
-            relay_hash: hash.to_vec(),
-            relay_bytes: bytes,
-            compute_units_per_relay: costs.compute_units,
-            session_id: h.session_id.clone(),
-            session_end_height: h.session_end_block_height,
-            supplier_operator_address: valid.supplier.clone(),
-            service_id: h.service_id.clone(),
-            application_address: h.application_address.clone(),
-            arrival_block_height: arrival,
-            published_at_unix_nano: 0,
-            session_start_height: start,
-        };
-        let mined = storage::MinedRelay {
-            supplier: valid.supplier.clone(),
-            session_id: h.session_id.clone(),
-            session_end_height: h.session_end_block_height.max(0) as u64,
-            relay_hash: hash.to_vec(),
-            payload: message.encode_to_vec(),
-        };
-        match self.appender.append(mined, &h.service_id, durable).await {
-            Ok(()) => {
-                self.metrics.mined.with_label_values(&[&h.service_id]).inc();
-                charge.commit();
-                Ok(())
-            }
-            Err(e) => {
-                self.refund(&h.service_id, charge);
-                Err(RelayError::from_storage(e))
-            }
-        }
-    }
-}
-
-/// The meter key and budget of a validated relay: its supplier's share of the app's stake and
-/// `per_session_spend_limit` as the validation read them, net of the global inflation settlement counts against it
-/// ([`meter::Budget::from_stake`]).
-fn meter_budget(valid: &Validated) -> (meter::MeterKey, meter::Budget) {
-    let key = meter::MeterKey {
-        session_id: valid.header.session_id.clone(),
-        supplier: valid.supplier.clone(),
-    };
-    let budget = meter::Budget::from_stake(
-        valid.app_stake_upokt,
-        valid.app_spend_limit_upokt,
-        valid.session_suppliers,
-        valid.pending_sessions,
-        valid.global_inflation_per_claim,
-        valid.compute_units_to_tokens_multiplier,
-        valid.compute_unit_cost_granularity,
-        valid.windows.claim_open,
-    );
-    (key, budget)
 }
 
 /// The `rpc_type` label value: the `Rpc-Type` header's config key (`jsonrpc`, `rest`, …), `default` without one.
