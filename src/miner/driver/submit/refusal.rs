@@ -19,7 +19,8 @@ use crate::miner::lifecycle::{SessionKey, Step, TxKind, TxOutcome};
 use crate::protocol::wire;
 
 use super::super::Miner;
-use super::{Broadcast, MESSAGE_INDEX, Signed};
+use super::Signed;
+use super::broadcast::{Broadcast, MESSAGE_INDEX};
 
 /// The message a Simulate refusal (`reason`, the status error's text) names: the `N` of the first
 /// "message index: N" in it, the outermost wrap (`errorsmod.Wrapf` puts its text before the wrapped error's), so
