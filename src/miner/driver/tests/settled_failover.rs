@@ -45,14 +45,27 @@ async fn awaiting(plain: &storage::Storage, key: &SessionKey) -> bool {
         .awaiting_settlement
 }
 
-/// Leads `miner` through the fixture session's proof: up to the block before its settlement's, its proof
-/// validated and the session pruned, its tombstone stored awaiting the settlement.
-async fn pruned_before_settlement(f: &Fixture, miner: &mut Miner, plain: &storage::Storage, settlement: i64) {
-    run_to(f, miner, settlement - 1).await;
+/// The fixture every test here starts from: a chain where the session needs a proof, a leader ([`leading_with`],
+/// instance "a") on `plain` that ingested 3 signed relays of it and led it through its proof up to the block
+/// before its settlement's: its proof validated and the session pruned, its tombstone stored awaiting the
+/// settlement.
+async fn pruned_leader(plain: storage::Storage) -> Leading {
+    let f = proof_required().await;
+    let relays = signed_relays(&f, &f.header, "app", 0..3, 100);
+    let mut leading = leading_with(f, plain, relays).await;
+    let Leading {
+        f,
+        miner,
+        plain,
+        schedule,
+        ..
+    } = &mut leading;
+    run_to(f, miner, schedule.settlement - 1).await;
     assert!(miner.engine.session(&f.key).is_none(), "pruned before its settlement");
     assert!(miner.engine.is_tombstoned(&f.key));
     assert!(f.chain.settlements().is_empty(), "not settled yet");
     assert!(awaiting(plain, &f.key).await);
+    leading
 }
 
 /// The leader's process stops (without giving its lease up, as a crash) between the prune of a `Proved`
@@ -62,16 +75,13 @@ async fn pruned_before_settlement(f: &Fixture, miner: &mut Miner, plain: &storag
 async fn a_session_pruned_before_its_settlement_is_counted_after_a_restart() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("miner.redb");
-    let f = proof_required().await;
-    let relays = signed_relays(&f, &f.header, "app", 0..3, 100);
     let Leading {
         f,
-        mut miner,
+        miner,
         plain,
         telemetry,
         schedule,
-    } = leading_with(f, open_redb(&path).await.storage(), relays).await;
-    pruned_before_settlement(&f, &mut miner, &plain, schedule.settlement).await;
+    } = pruned_leader(open_redb(&path).await.storage()).await;
     assert_eq!(proven(&telemetry), None);
     drop((miner, plain, telemetry));
 
@@ -89,16 +99,13 @@ async fn a_session_pruned_before_its_settlement_is_counted_after_a_restart() {
 /// stored as counted, and counts nothing more.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_settlement_counted_by_one_leader_is_not_counted_again_by_the_next() {
-    let f = proof_required().await;
-    let relays = signed_relays(&f, &f.header, "app", 0..3, 100);
     let Leading {
         f,
         mut miner,
         plain,
         telemetry,
         schedule,
-    } = leading_with(f, MemoryBackend::new().storage(), relays).await;
-    pruned_before_settlement(&f, &mut miner, &plain, schedule.settlement).await;
+    } = pruned_leader(MemoryBackend::new().storage()).await;
     run_to(&f, &mut miner, schedule.settlement + 1).await;
     assert_eq!(proven(&telemetry), Some(1), "{}", telemetry.render_metrics());
     miner.resign().await;
@@ -134,16 +141,13 @@ async fn a_leader_back_after_a_failover_does_not_count_what_the_other_counted_on
 }
 
 async fn leader_back_after_a_failover(plain: storage::Storage) {
-    let f = proof_required().await;
-    let relays = signed_relays(&f, &f.header, "app", 0..3, 100);
     let Leading {
         f,
         mut miner,
         plain,
         telemetry,
         schedule,
-    } = leading_with(f, plain, relays).await;
-    pruned_before_settlement(&f, &mut miner, &plain, schedule.settlement).await;
+    } = pruned_leader(plain).await;
     miner.resign().await;
 
     let other_telemetry = crate::telemetry::Telemetry::new().unwrap();
