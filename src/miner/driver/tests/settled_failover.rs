@@ -171,3 +171,45 @@ async fn leader_back_after_a_failover(plain: storage::Storage) {
         "counted again"
     );
 }
+
+/// A supplier removed from the keys file between its session's prune and its settlement, then a failover whose
+/// listing of the keyless suppliers' sessions fails (storage in trouble, as when the leadership moves): the
+/// listing is owed and tried again at the next blocks, once per block (not at a tick without a new block), so the
+/// new leader restores the session's tombstone (forgotten when due) and counts what the chain paid for it. Only
+/// logged, the listing was not made again for the whole term: the tombstone stayed in storage and the
+/// settlement was never counted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_removed_suppliers_settlement_is_counted_though_the_listing_failed_at_the_failover() {
+    let backend = MemoryBackend::new();
+    let Leading {
+        f,
+        mut miner,
+        plain,
+        schedule,
+        ..
+    } = pruned_leader(backend.storage()).await;
+    f.keyring.replace(KeyMap::new());
+    miner.resign().await;
+
+    // The listing at the leadership change fails, and so does the one at the new leader's first block.
+    backend
+        .faults()
+        .fail_session_lists(2, StorageError::Unavailable("test: storage in trouble".into()));
+    let telemetry = crate::telemetry::Telemetry::new().unwrap();
+    let mut next = settling_miner(&f, &plain, &telemetry, "b");
+    next.step().await.unwrap();
+    assert!(next.engine.is_leader());
+    assert!(!next.engine.is_tombstoned(&f.key), "both listings failed");
+    // Storage answers again, but no new block: not listed yet (at most once a block).
+    next.step().await.unwrap();
+    assert!(
+        !next.engine.is_tombstoned(&f.key),
+        "listed again at a tick without a block"
+    );
+
+    run_to(&f, &mut next, schedule.settlement + 1).await;
+    assert!(next.engine.is_tombstoned(&f.key), "restored by the owed listing");
+    assert_eq!(f.chain.settlements().len(), 1);
+    assert_eq!(proven(&telemetry), Some(1), "{}", telemetry.render_metrics());
+    assert!(!awaiting(&plain, &f.key).await, "stored as counted");
+}
