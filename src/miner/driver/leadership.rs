@@ -180,6 +180,8 @@ impl Miner {
         // Changes not stored are the next leader's to make (and to report) from the records as stored.
         self.unpersisted.clear();
         self.pending_reports.clear();
+        // A listing owed is the next term's to make (each term lists at its start).
+        self.settled.owe_keyless_listing(false);
         // Drained by every write's caller before it returns (`Miner::run_due_reports`), so empty here; any left
         // would be reports of records this miner did store, not to be dropped.
         debug_assert!(self.due_reports.is_empty(), "due reports left: {:?}", self.due_reports);
@@ -263,12 +265,42 @@ impl Miner {
             self.engine.set_ingest_caught_up(&address, false);
             self.signers.insert(address, key);
         }
-        // A failed listing must not keep this miner from leading: it only reports, and restores tombstones that
-        // the next leadership change restores as well.
-        if let Err(e) = self.keyless_sessions().await {
-            tracing::warn!(error = %e, "could not list the sessions of suppliers without a key");
+        // A failed listing must not keep this miner from leading: it is owed, and tried again at the next blocks
+        // while this process leads (`Miner::list_keyless_owed`). Not tried again, the removed suppliers' tombstones
+        // were not forgotten and their settlements not counted for the whole term.
+        let listed = self.keyless_sessions().await;
+        self.settled.owe_keyless_listing(listed.is_err());
+        if let Err(e) = listed {
+            tracing::warn!(
+                error = %e,
+                "could not list the sessions of suppliers without a key: listed again at the next block"
+            );
         }
         Ok(())
+    }
+
+    /// Lists the sessions of suppliers without a key ([`Miner::keyless_sessions`]) when this leadership term
+    /// still owes it (the listing at the leadership change failed: storage in trouble, likely just when the
+    /// leadership moved). Called once per block, after its claims and proofs ([`Miner::count_settlements`]), so
+    /// it is tried at most once a block and never holds any of them up; a failure only logs and stays owed.
+    ///
+    /// Why: the listing restores the tombstones of suppliers removed from the keys file (else never forgotten:
+    /// storage grows) and the settlement watches they carry (else what the chain paid for those sessions is
+    /// never counted in the settlement metrics).
+    pub(super) async fn list_keyless_owed(&mut self) {
+        if !self.settled.keyless_listing_owed() {
+            return;
+        }
+        match self.keyless_sessions().await {
+            Ok(()) => {
+                self.settled.owe_keyless_listing(false);
+                tracing::info!("listed the sessions of suppliers without a key (failed at the leadership change)");
+            }
+            Err(e) => tracing::warn!(
+                error = %e,
+                "could not list the sessions of suppliers without a key: listed again at the next block"
+            ),
+        }
     }
 
     /// Goes through the sessions storage holds for suppliers whose key is not in the keys file (removed, then

@@ -38,13 +38,7 @@ pub(super) fn balance(chain: &SimChain, address: &str) -> u128 {
 
 /// What `supplier` has staked on the chain.
 pub(super) fn stake_of(chain: &SimChain, supplier: &str) -> u128 {
-    chain.state().suppliers[supplier]
-        .stake
-        .as_ref()
-        .unwrap()
-        .amount
-        .parse()
-        .unwrap()
+    chain.supplier_stake(supplier).expect("a staked supplier")
 }
 
 /// What the chain's settlements so far credited `supplier` (its shares of each paid claim and of its inflation).

@@ -13,6 +13,7 @@ mod events;
 pub mod fees;
 pub mod genesis;
 mod service;
+mod stakes;
 pub mod tokenomics;
 mod validate;
 mod validate_basic;

@@ -538,16 +538,7 @@ async fn unrequired_proof_is_rejected_and_missing_required_proof_expires() {
 /// nothing.
 #[tokio::test]
 async fn an_expired_claim_slashes_the_supplier_by_the_proof_missing_penalty() {
-    let stake = |f: &Fixture| -> u128 {
-        let s = f.chain.state();
-        s.suppliers[&f.supplier_address]
-            .stake
-            .as_ref()
-            .unwrap()
-            .amount
-            .parse()
-            .unwrap()
-    };
+    let stake = |f: &Fixture| f.chain.supplier_stake(&f.supplier_address).unwrap();
     let f = fixture(1.0).await;
     let before = stake(&f);
     let mut trie = trie_with(&f, 2, 10);

@@ -45,14 +45,27 @@ async fn awaiting(plain: &storage::Storage, key: &SessionKey) -> bool {
         .awaiting_settlement
 }
 
-/// Leads `miner` through the fixture session's proof: up to the block before its settlement's, its proof
-/// validated and the session pruned, its tombstone stored awaiting the settlement.
-async fn pruned_before_settlement(f: &Fixture, miner: &mut Miner, plain: &storage::Storage, settlement: i64) {
-    run_to(f, miner, settlement - 1).await;
+/// The fixture every test here starts from: a chain where the session needs a proof, a leader ([`leading_with`],
+/// instance "a") on `plain` that ingested 3 signed relays of it and led it through its proof up to the block
+/// before its settlement's: its proof validated and the session pruned, its tombstone stored awaiting the
+/// settlement.
+async fn pruned_leader(plain: storage::Storage) -> Leading {
+    let f = proof_required().await;
+    let relays = signed_relays(&f, &f.header, "app", 0..3, 100);
+    let mut leading = leading_with(f, plain, relays).await;
+    let Leading {
+        f,
+        miner,
+        plain,
+        schedule,
+        ..
+    } = &mut leading;
+    run_to(f, miner, schedule.settlement - 1).await;
     assert!(miner.engine.session(&f.key).is_none(), "pruned before its settlement");
     assert!(miner.engine.is_tombstoned(&f.key));
     assert!(f.chain.settlements().is_empty(), "not settled yet");
     assert!(awaiting(plain, &f.key).await);
+    leading
 }
 
 /// The leader's process stops (without giving its lease up, as a crash) between the prune of a `Proved`
@@ -62,16 +75,13 @@ async fn pruned_before_settlement(f: &Fixture, miner: &mut Miner, plain: &storag
 async fn a_session_pruned_before_its_settlement_is_counted_after_a_restart() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("miner.redb");
-    let f = proof_required().await;
-    let relays = signed_relays(&f, &f.header, "app", 0..3, 100);
     let Leading {
         f,
-        mut miner,
+        miner,
         plain,
         telemetry,
         schedule,
-    } = leading_with(f, open_redb(&path).await.storage(), relays).await;
-    pruned_before_settlement(&f, &mut miner, &plain, schedule.settlement).await;
+    } = pruned_leader(open_redb(&path).await.storage()).await;
     assert_eq!(proven(&telemetry), None);
     drop((miner, plain, telemetry));
 
@@ -89,16 +99,13 @@ async fn a_session_pruned_before_its_settlement_is_counted_after_a_restart() {
 /// stored as counted, and counts nothing more.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_settlement_counted_by_one_leader_is_not_counted_again_by_the_next() {
-    let f = proof_required().await;
-    let relays = signed_relays(&f, &f.header, "app", 0..3, 100);
     let Leading {
         f,
         mut miner,
         plain,
         telemetry,
         schedule,
-    } = leading_with(f, MemoryBackend::new().storage(), relays).await;
-    pruned_before_settlement(&f, &mut miner, &plain, schedule.settlement).await;
+    } = pruned_leader(MemoryBackend::new().storage()).await;
     run_to(&f, &mut miner, schedule.settlement + 1).await;
     assert_eq!(proven(&telemetry), Some(1), "{}", telemetry.render_metrics());
     miner.resign().await;
@@ -134,16 +141,13 @@ async fn a_leader_back_after_a_failover_does_not_count_what_the_other_counted_on
 }
 
 async fn leader_back_after_a_failover(plain: storage::Storage) {
-    let f = proof_required().await;
-    let relays = signed_relays(&f, &f.header, "app", 0..3, 100);
     let Leading {
         f,
         mut miner,
         plain,
         telemetry,
         schedule,
-    } = leading_with(f, plain, relays).await;
-    pruned_before_settlement(&f, &mut miner, &plain, schedule.settlement).await;
+    } = pruned_leader(plain).await;
     miner.resign().await;
 
     let other_telemetry = crate::telemetry::Telemetry::new().unwrap();
@@ -166,4 +170,46 @@ async fn leader_back_after_a_failover(plain: storage::Storage) {
         Vec::<String>::new(),
         "counted again"
     );
+}
+
+/// A supplier removed from the keys file between its session's prune and its settlement, then a failover whose
+/// listing of the keyless suppliers' sessions fails (storage in trouble, as when the leadership moves): the
+/// listing is owed and tried again at the next blocks, once per block (not at a tick without a new block), so the
+/// new leader restores the session's tombstone (forgotten when due) and counts what the chain paid for it. Only
+/// logged, the listing was not made again for the whole term: the tombstone stayed in storage and the
+/// settlement was never counted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_removed_suppliers_settlement_is_counted_though_the_listing_failed_at_the_failover() {
+    let backend = MemoryBackend::new();
+    let Leading {
+        f,
+        mut miner,
+        plain,
+        schedule,
+        ..
+    } = pruned_leader(backend.storage()).await;
+    f.keyring.replace(KeyMap::new());
+    miner.resign().await;
+
+    // The listing at the leadership change fails, and so does the one at the new leader's first block.
+    backend
+        .faults()
+        .fail_session_lists(2, StorageError::Unavailable("test: storage in trouble".into()));
+    let telemetry = crate::telemetry::Telemetry::new().unwrap();
+    let mut next = settling_miner(&f, &plain, &telemetry, "b");
+    next.step().await.unwrap();
+    assert!(next.engine.is_leader());
+    assert!(!next.engine.is_tombstoned(&f.key), "both listings failed");
+    // Storage answers again, but no new block: not listed yet (at most once a block).
+    next.step().await.unwrap();
+    assert!(
+        !next.engine.is_tombstoned(&f.key),
+        "listed again at a tick without a block"
+    );
+
+    run_to(&f, &mut next, schedule.settlement + 1).await;
+    assert!(next.engine.is_tombstoned(&f.key), "restored by the owed listing");
+    assert_eq!(f.chain.settlements().len(), 1);
+    assert_eq!(proven(&telemetry), Some(1), "{}", telemetry.render_metrics());
+    assert!(!awaiting(&plain, &f.key).await, "stored as counted");
 }

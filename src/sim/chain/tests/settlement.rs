@@ -26,15 +26,7 @@ async fn claim_and_settle(f: &Fixture, relays: u32) -> (Settlement, [u128; 2], [
     assert_eq!(rejected, None);
     advance_to(&f.chain, w.settlement - 1);
     let app = f.header.application_address.clone();
-    let stake = |c: &SimChain| -> u128 {
-        c.state().applications[&app]
-            .stake
-            .as_ref()
-            .unwrap()
-            .amount
-            .parse()
-            .unwrap()
-    };
+    let stake = |c: &SimChain| c.application_stake(&app).unwrap();
     let balance = |c: &SimChain| c.state().accounts[&f.supplier_address].balance;
     let before = (stake(&f.chain), balance(&f.chain));
     f.chain.produce_block();
