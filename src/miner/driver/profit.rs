@@ -44,6 +44,7 @@ use num_rational::BigRational;
 use num_traits::{One as _, Zero as _};
 
 use super::Miner;
+use super::balance::{DENOM, upokt};
 use crate::config::SkipUnprofitableClaims;
 use crate::miner::lifecycle::{Event, SessionKey, Step};
 use crate::protocol::wire;
@@ -53,9 +54,6 @@ pub(super) const UNPROFITABLE: &str = "unprofitable";
 
 /// poktroll's `ClaimAndProofGasCost`: a claim worth at most this many uPOKT is never sent.
 pub(super) const POKTROLL_MIN_CLAIM_UPOKT: u128 = 2;
-
-/// The denom fees, values and params are in.
-const DENOM: &str = "upokt";
 
 /// What a claim may cost, from the chain's proof params and the tx fee estimate.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -122,11 +120,6 @@ pub(super) fn probability_of(value: f64) -> BigRational {
         .map_or_else(BigRational::zero, |p| p.min(BigRational::one()))
 }
 
-/// A coin's uPOKT amount (`None`: another denom, none, or unreadable).
-fn upokt(coin: Option<&wire::Coin>) -> Option<u128> {
-    coin.filter(|c| c.denom == DENOM).and_then(|c| c.amount.parse().ok())
-}
-
 /// The uPOKT display of an exact cost, rounded up to a whole uPOKT (for logs).
 fn ceil_upokt(value: &BigRational) -> String {
     value.ceil().to_integer().to_string()
@@ -184,23 +177,17 @@ impl Miner {
             return (step, kept);
         }
         for (key, value) in &skipped {
-            let (service, cost, probability) = match &costs {
+            let service = self
+                .engine
+                .session(key)
+                .map(|r| r.service_id.clone())
+                .unwrap_or_default();
+            let (cost, probability) = match &costs {
                 Some(c) => (
-                    self.engine
-                        .session(key)
-                        .map(|r| r.service_id.clone())
-                        .unwrap_or_default(),
                     ceil_upokt(&c.expected_cost(*value)),
                     crate::chain::fees::decimal(&c.proof_probability(*value)),
                 ),
-                None => (
-                    self.engine
-                        .session(key)
-                        .map(|r| r.service_id.clone())
-                        .unwrap_or_default(),
-                    POKTROLL_MIN_CLAIM_UPOKT.to_string(),
-                    "unknown".to_string(),
-                ),
+                None => (POKTROLL_MIN_CLAIM_UPOKT.to_string(), "unknown".to_string()),
             };
             tracing::debug!(
                 supplier,
