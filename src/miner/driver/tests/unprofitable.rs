@@ -10,10 +10,17 @@ use super::*;
 use crate::config::SkipUnprofitableClaims;
 use crate::miner::lifecycle::State;
 
+/// Skips counted once their records are stored.
+mod reports;
+
 struct Sessions {
     f: Fixture,
     miner: Miner,
     plain: storage::Storage,
+    /// The fault plan of `plain`'s memory backend.
+    faults: storage::memory::Faults,
+    /// The miner's view of the leadership (its confirmations can be held).
+    view: Arc<LaggingView>,
     telemetry: crate::telemetry::Telemetry,
     schedule: crate::miner::lifecycle::Schedule,
     high: Option<SessionKey>,
@@ -40,8 +47,13 @@ async fn at_claim_open_with(
     g.proof_params.proof_requirement_threshold_upokt = threshold;
     let f = fixture_on(g).await;
     let telemetry = crate::telemetry::Telemetry::new().unwrap();
-    let plain = MemoryBackend::new().storage();
-    let mut miner = Miner::new(f.client.clone(), plain.clone(), f.keyring.clone(), config)
+    let backend = MemoryBackend::new();
+    let faults = backend.faults().clone();
+    let plain = backend.storage();
+    let view = Arc::new(LaggingView::over(plain.leadership.clone()));
+    let mut storage = plain.clone();
+    storage.leadership = view.clone();
+    let mut miner = Miner::new(f.client.clone(), storage, f.keyring.clone(), config)
         .with_metrics(crate::miner::metrics::MinerMetrics::new(&telemetry).unwrap())
         .with_claim_policy(policy);
     let high = if with_high {
@@ -61,19 +73,40 @@ async fn at_claim_open_with(
         f,
         miner,
         plain,
+        faults,
+        view,
         telemetry,
         schedule,
         high,
     }
 }
 
+/// `ha_miner_claims_skipped_total{reason="unprofitable"}` in `telemetry`.
+fn skipped(telemetry: &crate::telemetry::Telemetry) -> Option<u64> {
+    counter(
+        &telemetry.render_metrics(),
+        "ha_miner_claims_skipped_total",
+        "unprofitable",
+    )
+}
+
+/// `ha_miner_claims_skipped_upokt_total{reason="unprofitable"}` in `telemetry`.
+fn skipped_upokt(telemetry: &crate::telemetry::Telemetry) -> Option<u64> {
+    counter(
+        &telemetry.render_metrics(),
+        "ha_miner_claims_skipped_upokt_total",
+        "unprofitable",
+    )
+}
+
 impl Sessions {
     fn skipped(&self) -> Option<u64> {
-        counter(
-            &self.telemetry.render_metrics(),
-            "ha_miner_claims_skipped_total",
-            "unprofitable",
-        )
+        skipped(&self.telemetry)
+    }
+
+    /// `ha_miner_claims_skipped_upokt_total{reason="unprofitable"}`.
+    fn skipped_upokt(&self) -> Option<u64> {
+        skipped_upokt(&self.telemetry)
     }
 
     fn balance(&self) -> u128 {
@@ -97,6 +130,7 @@ async fn a_claim_worth_less_than_its_expected_cost_is_not_sent_and_its_session_e
     assert_not_claimed(&s.f, &s.f.key).await;
     assert_eq!(s.balance(), before, "no claim tx paid for");
     assert_eq!(s.skipped(), Some(1));
+    assert_eq!(s.skipped_upokt(), Some(2_100), "the claim's value");
     assert!(
         s.miner.engine.session(&s.f.key).is_none() && s.miner.engine.is_tombstoned(&s.f.key),
         "ended and pruned, its tombstone kept: {:?}",
@@ -117,6 +151,7 @@ async fn a_claim_worth_less_than_its_expected_cost_is_not_sent_and_its_session_e
     assert_not_claimed(&s.f, &s.f.key).await;
     assert_eq!(s.balance(), before);
     assert_eq!(s.skipped(), Some(1));
+    assert_eq!(s.skipped_upokt(), Some(2_100));
     let metrics = s.telemetry.render_metrics();
     assert!(
         !metrics.lines().any(|l| l.starts_with("ha_miner_relays_lost_total{")),
@@ -138,6 +173,7 @@ async fn a_claim_worth_more_than_its_expected_cost_is_sent_beside_a_skipped_one(
     assert_claimed(&s.f, &[&high]).await;
     assert_not_claimed(&s.f, &s.f.key).await;
     assert_eq!(s.skipped(), Some(1), "the low session alone, once");
+    assert_eq!(s.skipped_upokt(), Some(2_100));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -159,6 +195,7 @@ async fn a_claim_at_the_threshold_counts_the_whole_proof_fee() {
     assert_claimed(&s.f, &[&s.f.key]).await;
     assert_not_claimed(&s.f, &high).await;
     assert_eq!(s.skipped(), Some(1));
+    assert_eq!(s.skipped_upokt(), Some(4_200), "the high session's value");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -231,14 +268,7 @@ async fn a_session_inherited_after_its_claim_window_opened_is_claimed_whatever_i
         next.step().await.unwrap();
     }
     assert_claimed(&s.f, &[&s.f.key]).await;
-    assert_eq!(
-        counter(
-            &telemetry.render_metrics(),
-            "ha_miner_claims_skipped_total",
-            "unprofitable"
-        ),
-        None
-    );
+    assert_eq!(skipped(&telemetry), None);
 }
 
 /// The tx fee in the cost is at `transaction.gas_price`, not at a node's higher minimum or a price a refusal
