@@ -45,6 +45,16 @@ async fn at_claim_open_with(
     g.proof_params.proof_submission_fee_upokt = fee;
     g.proof_params.proof_request_probability = probability;
     g.proof_params.proof_requirement_threshold_upokt = threshold;
+    at_claim_open_on(g, config, policy, with_high).await
+}
+
+/// [`at_claim_open_with`] on genesis `g` (its proof params as they are).
+async fn at_claim_open_on(
+    g: Genesis,
+    config: MinerConfig,
+    policy: SkipUnprofitableClaims,
+    with_high: bool,
+) -> Sessions {
     let f = fixture_on(g).await;
     let telemetry = crate::telemetry::Telemetry::new().unwrap();
     let backend = MemoryBackend::new();
@@ -289,4 +299,53 @@ async fn a_nodes_higher_gas_price_does_not_skip_claims() {
     assert_claimed(&s.f, &[&s.f.key, &high]).await;
     assert_eq!(s.skipped(), None);
     assert_eq!(before - s.balance(), 6_000, "two claim messages at the node's price");
+}
+
+/// The claimed uPOKT a claim is valued at scales with the relay mining difficulty at its session's start (spec §4,
+/// §6.3.1: `floor(sum_CU × (2²⁵⁶−1)/target × CUTTM / granularity)`, one floor at the end). At target `7f…ff` the
+/// multiplier is `(2²⁵⁶−1)/(2²⁵⁵−1)`, 2 plus 1/(2²⁵⁵−1): the low session's 50 compute units are worth
+/// `floor(4,200 + 2,100/(2²⁵⁵−1))` = 4,200 uPOKT, not its 2,100 at base difficulty. A fixed gas limit of
+/// 1,000,000 at 0.000001 uPOKT makes each tx fee in the cost exactly 1 uPOKT: the cost is `1 + 0.25 × (fee + 1)`.
+async fn at_twice_the_difficulty(fee: u64) -> Sessions {
+    let mut g = genesis();
+    g.services[0].difficulty_target_hex = Some(format!("7f{}", "ff".repeat(31)));
+    g.proof_params.proof_submission_fee_upokt = fee;
+    g.proof_params.proof_request_probability = 0.25;
+    g.proof_params.proof_requirement_threshold_upokt = u64::MAX;
+    let config = MinerConfig {
+        gas_limit: 1_000_000,
+        ..config("a")
+    };
+    let s = at_claim_open_on(g, config, SkipUnprofitableClaims::ExpectedCost, false).await;
+    let end = s.schedule.session_end;
+    assert_eq!(
+        s.miner.upokt("anvil", end, 50).await,
+        Some(4_200),
+        "valued at the difficulty"
+    );
+    s
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_claim_below_its_cost_at_base_difficulty_is_claimed_at_twice_the_difficulty() {
+    // 2,100 ≤ 1 + 0.25 × 10,001 = 2,501.25 < 4,200: skipped at base difficulty, claimed here.
+    let mut s = at_twice_the_difficulty(10_000).await;
+    s.claim().await;
+    assert_claimed(&s.f, &[&s.f.key]).await;
+    assert_eq!(s.skipped(), None);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_claim_at_twice_the_difficulty_is_valued_after_one_final_floor() {
+    // 1 + 0.25 × 16,796 = 4,200: the claim's value, floored, equals its cost and is skipped; unfloored (4,200 plus
+    // a fraction) it would have been claimed.
+    let mut s = at_twice_the_difficulty(16_795).await;
+    s.claim().await;
+    assert_not_claimed(&s.f, &s.f.key).await;
+    assert_eq!((s.skipped(), s.skipped_upokt()), (Some(1), Some(4_200)));
+    // One uPOKT less of cost (4,199): claimed.
+    let mut s = at_twice_the_difficulty(16_791).await;
+    s.claim().await;
+    assert_claimed(&s.f, &[&s.f.key]).await;
+    assert_eq!(s.skipped(), None);
 }
