@@ -669,7 +669,8 @@ pub struct TransactionConfig {
 }
 
 /// `transaction.skip_unprofitable_claims`: when a session's claim is not sent because it is not worth its cost.
-/// A skipped session ends without a claim, counted in `ha_miner_claims_skipped_total{reason="unprofitable"}`.
+/// A skipped session ends without a claim, counted in `ha_miner_claims_skipped_total{reason="unprofitable"}` and
+/// its value in `ha_miner_claims_skipped_upokt_total`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum SkipUnprofitableClaims {

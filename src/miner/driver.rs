@@ -155,7 +155,7 @@ pub struct Miner {
     ingest_busy_at: Option<std::time::Instant>,
     /// When an ingest round stops reading (the time bound; tests set a batch count).
     ingest_bound: ingest::RoundBound,
-    /// The reports (losses, discards, confirmations) of those changes, run once their records are stored.
+    /// The reports (losses, discards, skips, confirmations) of those changes, run once their records are stored.
     pending_reports: Vec<Command>,
     /// Reports taken from `pending_reports` because a write just stored their record (any write of it: it holds
     /// the engine's whole record); run by that write's caller before it returns ([`Miner::run_due_reports`]).
@@ -1083,6 +1083,14 @@ impl Miner {
                     .await;
                 None
             }
+            Command::RecordClaimSkipped {
+                key,
+                service_id,
+                value_upokt,
+            } => {
+                self.report_claim_skipped(&key, &service_id, value_upokt);
+                None
+            }
             Command::RecordProofValidated { key, service_id } => {
                 self.report_proof_validated(&key, &service_id);
                 None
@@ -1351,6 +1359,7 @@ fn urgency(command: &Command) -> u8 {
         Command::RecordLoss { .. }
         | Command::RecordUnclaimed { .. }
         | Command::RecordDiscard { .. }
+        | Command::RecordClaimSkipped { .. }
         | Command::RecordClaimConfirmed { .. }
         | Command::RecordProofValidated { .. }
         | Command::RecordProofRequired { .. } => 3,
@@ -1368,6 +1377,7 @@ fn command_kind(command: &Command) -> &'static str {
         Command::RecordLoss { .. } => "record_loss",
         Command::RecordUnclaimed { .. } => "record_unclaimed",
         Command::RecordDiscard { .. } => "record_discard",
+        Command::RecordClaimSkipped { .. } => "record_claim_skipped",
         Command::RecordClaimConfirmed { .. } => "record_claim_confirmed",
         Command::RecordProofValidated { .. } => "record_proof_validated",
         Command::RecordProofRequired { .. } => "record_proof_required",

@@ -23,8 +23,8 @@
 //! lost whatever state the miner had it in.
 //!
 //! What happened to a session is reported by commands the engine emits once, in the step that moves it
-//! ([`Command::is_report`]): a loss, a discard, relays after the claim, a claim confirmed on chain, a proof
-//! found required or validated. The driver runs them once that step's record is stored, so a change that a
+//! ([`Command::is_report`]): a loss, a discard, a claim skipped as not worth its cost, relays after the claim, a
+//! claim confirmed on chain, a proof found required or validated. The driver runs them once that step's record is stored, so a change that a
 //! deposed leader could not store is reported by whoever moves the stored record next, once.
 //!
 //! A relay validated in the grace period is appended once the backend answered, so it can still reach the trie
@@ -402,12 +402,13 @@ pub enum Event {
     },
     /// The driver found these sessions' claims not worth their expected cost and does not send them
     /// (`driver` module `profit`). A session still `Claiming` whose claim never left
-    /// ([`SessionRecord::claim_never_left`]) ends `Discarded`, without a claim and with no loss recorded (the
-    /// driver counts it), and is pruned like any other ended session, leaving a tombstone: its relays were served,
-    /// so one reaching the log later must not start a record counted lost. Others are left as they are.
+    /// ([`SessionRecord::claim_never_left`]) ends `Discarded`, without a claim and with no loss recorded, reported
+    /// once with [`Command::RecordClaimSkipped`], and is pruned like any other ended session, leaving a tombstone:
+    /// its relays were served, so one reaching the log later must not start a record counted lost. Others are
+    /// left as they are (and not reported).
     ClaimSkipped {
-        /// The sessions.
-        keys: Vec<SessionKey>,
+        /// The sessions, each with its claim's value in uPOKT (§6.3.1), which its report counts.
+        claims: Vec<(SessionKey, u64)>,
     },
     /// This instance became (or stopped being) the leader that submits.
     Leadership {
@@ -515,6 +516,19 @@ pub enum Command {
         /// Which session.
         key: SessionKey,
     },
+    /// The session's claim was not worth its expected cost and is not sent ([`Event::ClaimSkipped`]): it ended
+    /// `Discarded` with its relays unclaimed, not a loss. Metrics `claims_skipped{reason="unprofitable"}` and
+    /// `claims_skipped_upokt` (the claim's value). Reported once: a deposed leader that could not store the
+    /// discard drops the report with it, and the next leader, restoring the session still `Claiming`, decides
+    /// (and reports) it itself.
+    RecordClaimSkipped {
+        /// Which session.
+        key: SessionKey,
+        /// Its service (metrics label).
+        service_id: String,
+        /// The claim's value in uPOKT (§6.3.1), as the driver valued it when it skipped it.
+        value_upokt: u64,
+    },
     /// Our claim was found on chain: the session left `Claiming` (for `Claimed`, or straight to its settlement's
     /// outcome when the lookup read that). Metrics `claim_inclusion_outcome{included}` and `upokt_claimed`
     /// (the claim's value, from a chain query when the report runs), counter `claims_confirmed`. Reported once:
@@ -560,8 +574,8 @@ pub enum Command {
 }
 
 impl Command {
-    /// A report of what happened to a session (a loss, relays after the claim, a discard, a claim confirmed, a
-    /// proof validated or found required): metrics and a log line, no IO that can fail. The driver runs reports
+    /// A report of what happened to a session (a loss, relays after the claim, a discard, a claim skipped, a
+    /// claim confirmed, a proof validated or found required): metrics and a log line, no IO that can fail. The driver runs reports
     /// once the records that say so are stored, so each is counted once across leaders (lessons.md: metrics
     /// must not lie).
     pub fn is_report(&self) -> bool {
@@ -574,6 +588,7 @@ impl Command {
             Self::RecordLoss { key, .. }
             | Self::RecordUnclaimed { key, .. }
             | Self::RecordDiscard { key }
+            | Self::RecordClaimSkipped { key, .. }
             | Self::RecordClaimConfirmed { key, .. }
             | Self::RecordProofValidated { key, .. }
             | Self::RecordProofRequired { key } => Some(key),
@@ -835,14 +850,19 @@ impl Engine {
                 proof_validated,
             } => self.on_chain(&key, claim_exists, proof_validated, &mut step),
             Event::Settled { key, outcome } => self.on_settled(&key, &outcome, &mut step),
-            Event::ClaimSkipped { keys } => {
-                for key in keys {
+            Event::ClaimSkipped { claims } => {
+                for (key, value_upokt) in claims {
                     if let Some(record) = self.sessions.get_mut(&key)
                         && record.claim_never_left(self.height)
                     {
                         record.claim_sent_at.clear();
                         record.state = State::Discarded;
                         self.claims_sent_here.remove(&key);
+                        step.commands.push(Command::RecordClaimSkipped {
+                            key: key.clone(),
+                            service_id: record.service_id.clone(),
+                            value_upokt,
+                        });
                         step.changed.push(key);
                     }
                 }

@@ -37,6 +37,7 @@ pub struct MinerMetrics {
     pub(super) fenced_writes: IntCounter,
     pub(super) fee_refusals: IntCounterVec,
     pub(super) claims_skipped: IntCounterVec,
+    pub(super) claims_skipped_upokt: IntCounterVec,
     pub(super) balance: super::driver::balance::FundsMetrics,
     pub(super) settlement: super::driver::settled::SettlementMetrics,
 }
@@ -269,6 +270,13 @@ impl MinerMetrics {
                  claim is worth at most its expected cost, transaction.skip_unprofitable_claims: not claimed, the \
                  session ends without a claim; not counted in the *_lost_total metrics, as claiming it would cost \
                  more on average)",
+                &["supplier", "service_id", "reason"],
+            )?,
+            claims_skipped_upokt: counter(
+                "ha_miner_claims_skipped_upokt_total",
+                "uPOKT value of the claims not sent, counted once per session with \
+                 ha_miner_claims_skipped_total: unprofitable (the claimed uPOKT of each claim skipped as worth at \
+                 most its expected cost; not lost revenue, claiming it would cost more on average)",
                 &["supplier", "service_id", "reason"],
             )?,
             fenced_writes: {

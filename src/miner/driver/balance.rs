@@ -23,8 +23,8 @@ use prometheus::{IntCounterVec, IntGaugeVec};
 use super::Miner;
 use crate::miner::lifecycle::State;
 
-/// The denom balances, fees and stakes are read in.
-const DENOM: &str = "upokt";
+/// The denom balances, fees, stakes and claim values are read in.
+pub(super) const DENOM: &str = "upokt";
 
 /// What the monitor checks, and how often (`balance_monitor.*`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -89,11 +89,9 @@ pub(super) fn stake_health(stake: u128, penalty: u128, warning: u64, critical: u
     (Some(covered), health)
 }
 
-/// A coin's upokt amount (0 for another denom, none or an unreadable amount).
-fn upokt(coin: Option<&crate::protocol::wire::Coin>) -> u128 {
-    coin.filter(|c| c.denom == DENOM)
-        .and_then(|c| c.amount.parse().ok())
-        .unwrap_or(0)
+/// A coin's uPOKT amount (`None`: another denom, none, or an unreadable amount).
+pub(super) fn upokt(coin: Option<&crate::protocol::wire::Coin>) -> Option<u128> {
+    coin.filter(|c| c.denom == DENOM).and_then(|c| c.amount.parse().ok())
 }
 
 impl Miner {
@@ -169,8 +167,8 @@ async fn check_funds(
             return;
         }
     };
-    let proof_fee = upokt(params.proof_submission_fee.as_ref());
-    let penalty = upokt(params.proof_missing_penalty.as_ref());
+    let proof_fee = upokt(params.proof_submission_fee.as_ref()).unwrap_or(0);
+    let penalty = upokt(params.proof_missing_penalty.as_ref()).unwrap_or(0);
     for (supplier, owing) in suppliers {
         match chain.balance(&supplier, DENOM).await {
             Ok(balance) => {
@@ -181,7 +179,7 @@ async fn check_funds(
         }
         match chain.supplier(&supplier).await {
             Ok(on_chain) => {
-                let stake = upokt(on_chain.as_ref().and_then(|s| s.stake.as_ref()));
+                let stake = upokt(on_chain.as_ref().and_then(|s| s.stake.as_ref())).unwrap_or(0);
                 let (covered, health) = stake_health(
                     stake,
                     penalty,

@@ -35,15 +35,25 @@
 //! write (a Redis failover without `wait_replicas`) may say so of a claim on chain, whose proof would then be
 //! missing (slashed). The
 //! session then ends without a claim (state `Discarded`, its trie pruned, a tombstone kept like any session
-//! with relays), counted once in `ha_miner_claims_skipped_total{reason="unprofitable"}`, logged at DEBUG with
-//! its value and expected cost and in one WARN per supplier and block with their count and total value. It is not counted as lost revenue: not claiming it is the larger income on
+//! with relays), logged at DEBUG with its value and expected cost and in one WARN per supplier and block with
+//! their count and total value. It is not counted as lost revenue: not claiming it is the larger income on
 //! average.
+//!
+//! Counted in `ha_miner_claims_skipped_total{reason="unprofitable"}` and, by its value,
+//! `ha_miner_claims_skipped_upokt_total`, by the engine's report ([`Command::RecordClaimSkipped`]), which the
+//! driver runs once the record saying the session is `Discarded` is stored (lessons.md: money metrics must not
+//! lie). Why not when the skip is decided: a record write refused then (fenced: another instance leads; or a
+//! failed write and a deposal before its retry) leaves the stored record `Claiming`, the next leader claims the
+//! session (inherited, it is never skipped), and the fleet reported it both skipped and claimed.
+//!
+//! [`Command::RecordClaimSkipped`]: crate::miner::lifecycle::Command::RecordClaimSkipped
 
 use num_bigint::BigInt;
 use num_rational::BigRational;
 use num_traits::{One as _, Zero as _};
 
 use super::Miner;
+use super::balance::{DENOM, upokt};
 use crate::config::SkipUnprofitableClaims;
 use crate::miner::lifecycle::{Event, SessionKey, Step};
 use crate::protocol::wire;
@@ -53,9 +63,6 @@ pub(super) const UNPROFITABLE: &str = "unprofitable";
 
 /// poktroll's `ClaimAndProofGasCost`: a claim worth at most this many uPOKT is never sent.
 pub(super) const POKTROLL_MIN_CLAIM_UPOKT: u128 = 2;
-
-/// The denom fees, values and params are in.
-const DENOM: &str = "upokt";
 
 /// What a claim may cost, from the chain's proof params and the tx fee estimate.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -122,11 +129,6 @@ pub(super) fn probability_of(value: f64) -> BigRational {
         .map_or_else(BigRational::zero, |p| p.min(BigRational::one()))
 }
 
-/// A coin's uPOKT amount (`None`: another denom, none, or unreadable).
-fn upokt(coin: Option<&wire::Coin>) -> Option<u128> {
-    coin.filter(|c| c.denom == DENOM).and_then(|c| c.amount.parse().ok())
-}
-
 /// The uPOKT display of an exact cost, rounded up to a whole uPOKT (for logs).
 fn ceil_upokt(value: &BigRational) -> String {
     value.ceil().to_integer().to_string()
@@ -134,8 +136,8 @@ fn ceil_upokt(value: &BigRational) -> String {
 
 impl Miner {
     /// Takes out of `messages` (one supplier's claims) those not worth their cost under
-    /// `transaction.skip_unprofitable_claims` (module docs): each is counted, logged and ended by the engine
-    /// (`Event::ClaimSkipped`). Returns the messages to send.
+    /// `transaction.skip_unprofitable_claims` (module docs): each is logged and ended by the engine
+    /// (`Event::ClaimSkipped`), which reports it once its record is stored. Returns the messages to send.
     pub(super) async fn without_unprofitable(
         &mut self,
         supplier: &str,
@@ -174,7 +176,7 @@ impl Miner {
                 None
             };
             match value {
-                Some(value) if unprofitable(self.claim_policy, value, costs.as_ref()) => {
+                Some(value) if unprofitable(self.claim_policy, u128::from(value), costs.as_ref()) => {
                     skipped.push((key, value));
                 }
                 _ => kept.push((key, message)),
@@ -184,23 +186,18 @@ impl Miner {
             return (step, kept);
         }
         for (key, value) in &skipped {
-            let (service, cost, probability) = match &costs {
+            let service = self
+                .engine
+                .session(key)
+                .map(|r| r.service_id.clone())
+                .unwrap_or_default();
+            let value = u128::from(*value);
+            let (cost, probability) = match &costs {
                 Some(c) => (
-                    self.engine
-                        .session(key)
-                        .map(|r| r.service_id.clone())
-                        .unwrap_or_default(),
-                    ceil_upokt(&c.expected_cost(*value)),
-                    crate::chain::fees::decimal(&c.proof_probability(*value)),
+                    ceil_upokt(&c.expected_cost(value)),
+                    crate::chain::fees::decimal(&c.proof_probability(value)),
                 ),
-                None => (
-                    self.engine
-                        .session(key)
-                        .map(|r| r.service_id.clone())
-                        .unwrap_or_default(),
-                    POKTROLL_MIN_CLAIM_UPOKT.to_string(),
-                    "unknown".to_string(),
-                ),
+                None => (POKTROLL_MIN_CLAIM_UPOKT.to_string(), "unknown".to_string()),
             };
             tracing::debug!(
                 supplier,
@@ -211,37 +208,43 @@ impl Miner {
                 proof_probability = %probability,
                 "claim not worth its expected cost: not sent"
             );
-            if let Some(m) = &self.metrics {
-                m.claims_skipped
-                    .with_label_values(&[supplier, &service, UNPROFITABLE])
-                    .inc();
-            }
         }
         // One line per supplier and block (thousands of small sessions can end together); each at DEBUG.
         tracing::warn!(
             supplier,
             sessions = skipped.len(),
-            claimed_upokt = %skipped.iter().map(|(_, v)| *v).sum::<u128>(),
+            claimed_upokt = %skipped.iter().map(|(_, v)| u128::from(*v)).sum::<u128>(),
             largest_upokt = %skipped.iter().map(|(_, v)| *v).max().unwrap_or(0),
             policy = ?self.claim_policy,
             "sessions whose claim is worth at most what it is expected to cost (its tx fee, and the proof fees \
              weighted by the chance a proof is required): not claimed (transaction.skip_unprofitable_claims; each \
              at DEBUG)"
         );
-        let keys = skipped.into_iter().map(|(key, _)| key).collect();
-        step.merge(self.engine.handle(Event::ClaimSkipped { keys }));
+        step.merge(self.engine.handle(Event::ClaimSkipped { claims: skipped }));
         (step, kept)
+    }
+
+    /// Counts `key`'s claim, worth `value_upokt`, as skipped unprofitable (the engine's
+    /// [`Command::RecordClaimSkipped`], run once the record that ends the session is stored: module docs).
+    ///
+    /// [`Command::RecordClaimSkipped`]: crate::miner::lifecycle::Command::RecordClaimSkipped
+    pub(super) fn report_claim_skipped(&self, key: &SessionKey, service: &str, value_upokt: u64) {
+        if let Some(m) = &self.metrics {
+            let labels = [key.supplier.as_str(), service, UNPROFITABLE];
+            m.claims_skipped.with_label_values(&labels).inc();
+            m.claims_skipped_upokt.with_label_values(&labels).inc_by(value_upokt);
+        }
     }
 
     /// The claimed uPOKT of a claim message (§6.3.1: its root's sum, at the session start's params); `None` when
     /// the message or a chain read needed to value it fails.
-    async fn claim_value(&self, key: &SessionKey, message: &wire::Any) -> Option<u128> {
+    async fn claim_value(&self, key: &SessionKey, message: &wire::Any) -> Option<u64> {
         use prost::Message as _;
         let claim = wire::MsgCreateClaim::decode(message.value.as_slice()).ok()?;
         let (sum, _) = crate::smst::hash::root_sum_count(&claim.root_hash)?;
         let record = self.engine.session(key)?;
         let (service, end) = (record.service_id.clone(), record.schedule.session_end);
-        self.upokt(&service, end, sum).await.map(u128::from)
+        self.upokt(&service, end, sum).await
     }
 
     /// The claim costs at the current height (module docs), the tx fee from `sample`, one of the batch's claim

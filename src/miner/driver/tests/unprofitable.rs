@@ -10,10 +10,17 @@ use super::*;
 use crate::config::SkipUnprofitableClaims;
 use crate::miner::lifecycle::State;
 
+/// Skips counted once their records are stored.
+mod reports;
+
 struct Sessions {
     f: Fixture,
     miner: Miner,
     plain: storage::Storage,
+    /// The fault plan of `plain`'s memory backend.
+    faults: storage::memory::Faults,
+    /// The miner's view of the leadership (its confirmations can be held).
+    view: Arc<LaggingView>,
     telemetry: crate::telemetry::Telemetry,
     schedule: crate::miner::lifecycle::Schedule,
     high: Option<SessionKey>,
@@ -38,10 +45,25 @@ async fn at_claim_open_with(
     g.proof_params.proof_submission_fee_upokt = fee;
     g.proof_params.proof_request_probability = probability;
     g.proof_params.proof_requirement_threshold_upokt = threshold;
+    at_claim_open_on(g, config, policy, with_high).await
+}
+
+/// [`at_claim_open_with`] on genesis `g` (its proof params as they are).
+async fn at_claim_open_on(
+    g: Genesis,
+    config: MinerConfig,
+    policy: SkipUnprofitableClaims,
+    with_high: bool,
+) -> Sessions {
     let f = fixture_on(g).await;
     let telemetry = crate::telemetry::Telemetry::new().unwrap();
-    let plain = MemoryBackend::new().storage();
-    let mut miner = Miner::new(f.client.clone(), plain.clone(), f.keyring.clone(), config)
+    let backend = MemoryBackend::new();
+    let faults = backend.faults().clone();
+    let plain = backend.storage();
+    let view = Arc::new(LaggingView::over(plain.leadership.clone()));
+    let mut storage = plain.clone();
+    storage.leadership = view.clone();
+    let mut miner = Miner::new(f.client.clone(), storage, f.keyring.clone(), config)
         .with_metrics(crate::miner::metrics::MinerMetrics::new(&telemetry).unwrap())
         .with_claim_policy(policy);
     let high = if with_high {
@@ -61,19 +83,40 @@ async fn at_claim_open_with(
         f,
         miner,
         plain,
+        faults,
+        view,
         telemetry,
         schedule,
         high,
     }
 }
 
+/// `ha_miner_claims_skipped_total{reason="unprofitable"}` in `telemetry`.
+fn skipped(telemetry: &crate::telemetry::Telemetry) -> Option<u64> {
+    counter(
+        &telemetry.render_metrics(),
+        "ha_miner_claims_skipped_total",
+        "unprofitable",
+    )
+}
+
+/// `ha_miner_claims_skipped_upokt_total{reason="unprofitable"}` in `telemetry`.
+fn skipped_upokt(telemetry: &crate::telemetry::Telemetry) -> Option<u64> {
+    counter(
+        &telemetry.render_metrics(),
+        "ha_miner_claims_skipped_upokt_total",
+        "unprofitable",
+    )
+}
+
 impl Sessions {
     fn skipped(&self) -> Option<u64> {
-        counter(
-            &self.telemetry.render_metrics(),
-            "ha_miner_claims_skipped_total",
-            "unprofitable",
-        )
+        skipped(&self.telemetry)
+    }
+
+    /// `ha_miner_claims_skipped_upokt_total{reason="unprofitable"}`.
+    fn skipped_upokt(&self) -> Option<u64> {
+        skipped_upokt(&self.telemetry)
     }
 
     fn balance(&self) -> u128 {
@@ -97,6 +140,7 @@ async fn a_claim_worth_less_than_its_expected_cost_is_not_sent_and_its_session_e
     assert_not_claimed(&s.f, &s.f.key).await;
     assert_eq!(s.balance(), before, "no claim tx paid for");
     assert_eq!(s.skipped(), Some(1));
+    assert_eq!(s.skipped_upokt(), Some(2_100), "the claim's value");
     assert!(
         s.miner.engine.session(&s.f.key).is_none() && s.miner.engine.is_tombstoned(&s.f.key),
         "ended and pruned, its tombstone kept: {:?}",
@@ -117,6 +161,7 @@ async fn a_claim_worth_less_than_its_expected_cost_is_not_sent_and_its_session_e
     assert_not_claimed(&s.f, &s.f.key).await;
     assert_eq!(s.balance(), before);
     assert_eq!(s.skipped(), Some(1));
+    assert_eq!(s.skipped_upokt(), Some(2_100));
     let metrics = s.telemetry.render_metrics();
     assert!(
         !metrics.lines().any(|l| l.starts_with("ha_miner_relays_lost_total{")),
@@ -138,6 +183,7 @@ async fn a_claim_worth_more_than_its_expected_cost_is_sent_beside_a_skipped_one(
     assert_claimed(&s.f, &[&high]).await;
     assert_not_claimed(&s.f, &s.f.key).await;
     assert_eq!(s.skipped(), Some(1), "the low session alone, once");
+    assert_eq!(s.skipped_upokt(), Some(2_100));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -159,6 +205,7 @@ async fn a_claim_at_the_threshold_counts_the_whole_proof_fee() {
     assert_claimed(&s.f, &[&s.f.key]).await;
     assert_not_claimed(&s.f, &high).await;
     assert_eq!(s.skipped(), Some(1));
+    assert_eq!(s.skipped_upokt(), Some(4_200), "the high session's value");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -231,14 +278,7 @@ async fn a_session_inherited_after_its_claim_window_opened_is_claimed_whatever_i
         next.step().await.unwrap();
     }
     assert_claimed(&s.f, &[&s.f.key]).await;
-    assert_eq!(
-        counter(
-            &telemetry.render_metrics(),
-            "ha_miner_claims_skipped_total",
-            "unprofitable"
-        ),
-        None
-    );
+    assert_eq!(skipped(&telemetry), None);
 }
 
 /// The tx fee in the cost is at `transaction.gas_price`, not at a node's higher minimum or a price a refusal
@@ -259,4 +299,53 @@ async fn a_nodes_higher_gas_price_does_not_skip_claims() {
     assert_claimed(&s.f, &[&s.f.key, &high]).await;
     assert_eq!(s.skipped(), None);
     assert_eq!(before - s.balance(), 6_000, "two claim messages at the node's price");
+}
+
+/// The claimed uPOKT a claim is valued at scales with the relay mining difficulty at its session's start (spec §4,
+/// §6.3.1: `floor(sum_CU × (2²⁵⁶−1)/target × CUTTM / granularity)`, one floor at the end). At target `7f…ff` the
+/// multiplier is `(2²⁵⁶−1)/(2²⁵⁵−1)`, 2 plus 1/(2²⁵⁵−1): the low session's 50 compute units are worth
+/// `floor(4,200 + 2,100/(2²⁵⁵−1))` = 4,200 uPOKT, not its 2,100 at base difficulty. A fixed gas limit of
+/// 1,000,000 at 0.000001 uPOKT makes each tx fee in the cost exactly 1 uPOKT: the cost is `1 + 0.25 × (fee + 1)`.
+async fn at_twice_the_difficulty(fee: u64) -> Sessions {
+    let mut g = genesis();
+    g.services[0].difficulty_target_hex = Some(format!("7f{}", "ff".repeat(31)));
+    g.proof_params.proof_submission_fee_upokt = fee;
+    g.proof_params.proof_request_probability = 0.25;
+    g.proof_params.proof_requirement_threshold_upokt = u64::MAX;
+    let config = MinerConfig {
+        gas_limit: 1_000_000,
+        ..config("a")
+    };
+    let s = at_claim_open_on(g, config, SkipUnprofitableClaims::ExpectedCost, false).await;
+    let end = s.schedule.session_end;
+    assert_eq!(
+        s.miner.upokt("anvil", end, 50).await,
+        Some(4_200),
+        "valued at the difficulty"
+    );
+    s
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_claim_below_its_cost_at_base_difficulty_is_claimed_at_twice_the_difficulty() {
+    // 2,100 ≤ 1 + 0.25 × 10,001 = 2,501.25 < 4,200: skipped at base difficulty, claimed here.
+    let mut s = at_twice_the_difficulty(10_000).await;
+    s.claim().await;
+    assert_claimed(&s.f, &[&s.f.key]).await;
+    assert_eq!(s.skipped(), None);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_claim_at_twice_the_difficulty_is_valued_after_one_final_floor() {
+    // 1 + 0.25 × 16,796 = 4,200: the claim's value, floored, equals its cost and is skipped; unfloored (4,200 plus
+    // a fraction) it would have been claimed.
+    let mut s = at_twice_the_difficulty(16_795).await;
+    s.claim().await;
+    assert_not_claimed(&s.f, &s.f.key).await;
+    assert_eq!((s.skipped(), s.skipped_upokt()), (Some(1), Some(4_200)));
+    // One uPOKT less of cost (4,199): claimed.
+    let mut s = at_twice_the_difficulty(16_791).await;
+    s.claim().await;
+    assert_claimed(&s.f, &[&s.f.key]).await;
+    assert_eq!(s.skipped(), None);
 }
