@@ -24,8 +24,9 @@
 //!
 //! What happened to a session is reported by commands the engine emits once, in the step that moves it
 //! ([`Command::is_report`]): a loss, a discard, a claim skipped as not worth its cost, relays after the claim, a
-//! claim confirmed on chain, a proof found required or validated. The driver runs them once that step's record is stored, so a change that a
-//! deposed leader could not store is reported by whoever moves the stored record next, once.
+//! claim confirmed on chain, a proof found required or validated. The driver runs them once that step's record
+//! is stored, so a change that a deposed leader could not store is reported by whoever moves the stored record
+//! next, once.
 //!
 //! A relay validated in the grace period is appended once the backend answered, so it can still reach the trie
 //! after the claim's root was built. Once the claim is confirmed the engine knows what it covers
@@ -575,9 +576,9 @@ pub enum Command {
 
 impl Command {
     /// A report of what happened to a session (a loss, relays after the claim, a discard, a claim skipped, a
-    /// claim confirmed, a proof validated or found required): metrics and a log line, no IO that can fail. The driver runs reports
-    /// once the records that say so are stored, so each is counted once across leaders (lessons.md: metrics
-    /// must not lie).
+    /// claim confirmed, a proof validated or found required): metrics and a log line, no IO that can fail. The
+    /// driver runs reports once the records that say so are stored, so each is counted once across leaders
+    /// (lessons.md: metrics must not lie).
     pub fn is_report(&self) -> bool {
         self.report_key().is_some()
     }

@@ -33,11 +33,10 @@
 //! chain its proof may be owed, and not claiming again saves nothing. A session inherited from another leader
 //! (a failover, a restart) is claimed: its record says no claim left, but a store that lost an acknowledged
 //! write (a Redis failover without `wait_replicas`) may say so of a claim on chain, whose proof would then be
-//! missing (slashed). The
-//! session then ends without a claim (state `Discarded`, its trie pruned, a tombstone kept like any session
-//! with relays), logged at DEBUG with its value and expected cost and in one WARN per supplier and block with
-//! their count and total value. It is not counted as lost revenue: not claiming it is the larger income on
-//! average.
+//! missing (slashed). The session then ends without a claim (state `Discarded`, its trie pruned, a tombstone
+//! kept like any session with relays), logged at DEBUG with its value and expected cost and in one WARN per
+//! supplier and block with their count and total value. It is not counted as lost revenue: not claiming it is
+//! the larger income on average.
 //!
 //! Counted in `ha_miner_claims_skipped_total{reason="unprofitable"}` and, by its value,
 //! `ha_miner_claims_skipped_upokt_total`, by the engine's report ([`Command::RecordClaimSkipped`]), which the
