@@ -15,6 +15,10 @@
 //! - no two nodes submitted in the same raft term (sampled from each node's `/metrics` and raft status);
 //! - failover: leader killed → new leader elected → its miner leads again, within bounds; the numbers are
 //!   printed (`--nocapture`) and recorded in BENCHMARKS.md (new leader ≤ 1.5 s asserted, goal 1 s);
+//! - settlement metrics (`ha_miner_claims_settled_by_status_total`, `ha_miner_relays_settled_by_status_total`):
+//!   summed over the live nodes, per status, at most what the chain settled (never counted twice across
+//!   processes and leaders; a killed process's counters are lost), and every settlement made after the last
+//!   leader kill counted;
 //! - no spurious elections: every term change is accounted for by a leader kill or a planned hand-off (the raft
 //!   term of the cluster at the end minus at the start equals the terms the failovers and hand-offs took).
 //!
@@ -32,6 +36,7 @@ use relay_miner::sim::chain::SimChain;
 
 use crate::support::claims::{Proofs, assert_claims};
 use crate::support::cluster::{Cluster, NodeOpts, lease_taken_ms, node_config, now_ms, start_env, tail};
+use crate::support::settled::{await_counted, chain_settled, cluster_settled, print_settled_series};
 use crate::support::traffic::Traffic;
 use crate::support::{CLUSTER_TESTS, assert_nodes_lost_nothing, free_port, min_median_max, raft_block_ms, wait_height};
 
@@ -293,12 +298,23 @@ async fn raft_cluster_survives_leader_kills_and_membership_changes_under_load() 
 
     // 8. The leader of the new configuration is killed too.
     failovers.push(kill_leader(&mut cluster, &env.chain, "after membership change").await);
+    // No process dies from here on: the settlement counters' base, then how many settlements the chain had made
+    // (read after the scrape: a settlement made later cannot be in the base).
+    let settled_base = cluster_settled(&cluster.metrics().await);
+    let (_, settled_before_base) = chain_settled(&env.chain, 0);
 
     // Keep loading through the current session, then let every served session settle.
     let last = SessionWindows::new(&params, env.chain.height()).unwrap();
     wait_height(&env.chain, last.end + 1, limit).await;
     let last_term = cluster.max_term().await;
     let (load, submitters) = traffic.finish(&env, &params).await;
+    // The settlements made after the base are all counted by the live nodes (the leader counts at its next
+    // block); a few blocks more, so that a second count of a session would show too.
+    let t_count = Instant::now();
+    let (settled_after_base, _) = chain_settled(&env.chain, settled_before_base);
+    let counted_by = await_counted(limit, &settled_base, &settled_after_base, || cluster.metrics()).await;
+    wait_height(&env.chain, env.chain.height() + 2, limit).await;
+    let count_wait = t_count.elapsed();
 
     // CLI errors: an unreachable node, a wrong token, an invalid change.
     let (code, _, err) = cli(&token_file, &cluster.proc(removed).raft_addr, &["status"]);
@@ -331,7 +347,34 @@ async fn raft_cluster_survives_leader_kills_and_membership_changes_under_load() 
     // Two submitters in one term explain rejected or duplicate claims best: asserted first.
     submitters.assert_one_per_term();
     crate::support::print_miner_errors(&metrics);
+    print_settled_series(&metrics);
     assert_claims(&env.chain, &load.served, load.unanswered(), Proofs::EveryClaim);
+    // Settlement counters: killed processes lost theirs, so summed over the live nodes they are at most the
+    // chain's settlements, per status (never double-counted across processes and leaders), and every settlement
+    // made after the last leader kill is counted (`src/miner/driver/settled.rs` module docs).
+    let (on_chain, _) = chain_settled(&env.chain, 0);
+    let counted = cluster_settled(&metrics);
+    let counted_since = counted.minus(&settled_base);
+    println!(
+        "settlements: chain {on_chain:?}, {} of them after the last leader kill {settled_after_base:?}; counted \
+         over the live nodes {counted:?}, since the last kill {counted_since:?} (when first covered: {:?}); waited \
+         {} ms after the load's last settlement",
+        on_chain.total_claims() - settled_before_base as u64,
+        cluster_settled(&counted_by).minus(&settled_base),
+        count_wait.as_millis()
+    );
+    assert!(
+        on_chain.covers(&counted),
+        "settlement counters summed over the live nodes exceed the chain's settlements: {counted:?} > {on_chain:?}"
+    );
+    assert!(
+        settled_after_base.total_claims() > 0,
+        "no settlement after the last leader kill: {settled_after_base:?}"
+    );
+    assert!(
+        counted_since.covers(&settled_after_base),
+        "settlements made after the last leader kill not counted: {counted_since:?} < {settled_after_base:?}"
+    );
     assert_nodes_lost_nothing(&metrics);
     let failover_terms: u64 = failovers.iter().map(|f| f.terms).sum();
     let spurious = (last_term - first_term).saturating_sub(failover_terms + planned_terms);

@@ -12,6 +12,9 @@
 //!
 //! Asserted as in `raft_chaos`: every served relay claimed, each session claimed once and proven once, zero
 //! rejections, every session settled, no two submitters in one term, no term change beyond the one election.
+//! And the settlement metrics: no node died, so summed over the nodes they count every settlement the chain made
+//! for our suppliers exactly once, by status (`ha_miner_claims_settled_by_status_total`,
+//! `ha_miner_relays_settled_by_status_total`), although the leader changed between the counts.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -22,6 +25,7 @@ use relay_miner::protocol::session::SessionWindows;
 use crate::raft_chaos::timing_overrides;
 use crate::support::claims::{Proofs, assert_claims};
 use crate::support::cluster::{Cluster, NodeOpts, node_config, start_env};
+use crate::support::settled::{ByStatus, await_counted, chain_settled, cluster_settled, print_settled_series};
 use crate::support::tcp_proxy::LinkProxies;
 use crate::support::traffic::{Traffic, served_by};
 use crate::support::{
@@ -192,7 +196,15 @@ async fn raft_cluster_survives_partitions_under_load() {
     wait_height(&env.chain, last.end + 1, limit).await;
     let last_term = cluster.max_term().await;
     let (load, submitters) = traffic.finish(&env, &params).await;
+    // Settlement counters: no process died, so every node's survive; wait until they include every settlement
+    // the chain made (the leader counts at its next block), then a few blocks more, so that a second count of a
+    // session (another leader, a later block) would show too.
+    let t_count = Instant::now();
+    let (on_chain, _) = chain_settled(&env.chain, 0);
+    let counted_by = await_counted(limit, &ByStatus::default(), &on_chain, || cluster.metrics()).await;
+    wait_height(&env.chain, env.chain.height() + 2, limit).await;
     let metrics = cluster.metrics().await;
+    let count_wait = t_count.elapsed();
     let stats = proxies.stats();
     drop(cluster);
 
@@ -214,7 +226,27 @@ async fn raft_cluster_survives_partitions_under_load() {
     // Two submitters in one term explain rejected or duplicate claims best: asserted first.
     submitters.assert_one_per_term();
     crate::support::print_miner_errors(&metrics);
+    print_settled_series(&metrics);
     assert_claims(&env.chain, &load.served, load.unanswered(), Proofs::EveryClaim);
+    // Each settlement counted exactly once across the nodes and the leaders (partitions, no deaths: nothing may be
+    // missed), by status and relays, as the chain settled it (`src/miner/driver/settled.rs` module docs).
+    let counted = cluster_settled(&metrics);
+    println!(
+        "settlements: chain {on_chain:?}; counted over the nodes {counted:?} (when first covered: {:?}); waited {} ms \
+         after the load's last settlement",
+        cluster_settled(&counted_by),
+        count_wait.as_millis()
+    );
+    assert!(on_chain.total_claims() >= 2, "too few settlements: {on_chain:?}");
+    assert_eq!(
+        chain_settled(&env.chain, 0).0,
+        on_chain,
+        "the chain settled more meanwhile"
+    );
+    assert_eq!(
+        counted, on_chain,
+        "settlement counters summed over the nodes ≠ the chain's settlements"
+    );
     assert_nodes_lost_nothing(&metrics);
     assert!(stats.dropped + stats.blackholed > 0, "the cuts cut nothing: {stats:?}");
     assert_eq!(

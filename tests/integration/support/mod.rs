@@ -10,6 +10,7 @@ pub mod gate;
 pub mod load;
 pub mod monitor;
 pub mod node;
+pub mod settled;
 pub mod sock_diag;
 pub mod tcp_proxy;
 pub mod traffic;
