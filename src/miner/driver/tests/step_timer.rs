@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use tracing::Level;
 
-use super::super::StepTimer;
+use super::super::iteration::StepTimer;
 
 #[test]
 fn a_stalled_iteration_is_a_warning_an_ordinary_block_a_debug_line_an_idle_poll_nothing() {

@@ -184,7 +184,7 @@ fn a_steps_submissions_run_before_its_lookups_and_prunes() {
             keys: vec![key("proof")],
         },
     ];
-    commands.sort_by_key(super::super::urgency);
+    commands.sort_by_key(super::super::execute::urgency);
     let names: Vec<String> = commands
         .iter()
         .map(|c| match c {

@@ -1,0 +1,144 @@
+//! The sessions' tries in storage: opened on demand (after a restart or a failover only the records are
+//! restored), read for a claim and its proof requirement, and deleted with the session's relay-log entries when
+//! it is pruned, its record replaced by its tombstone.
+
+use super::*;
+
+impl Miner {
+    /// Deletes a session's tries and relay-log entries and, last, replaces its record by its tombstone (module
+    /// `lifecycle`), or deletes the record when the session leaves none: until that write, a restart finds the
+    /// record persisted as pruned and prunes again. Returns the tombstone stored and its version.
+    pub(super) async fn delete_session(&self, key: &SessionKey) -> Result<Option<(SessionRecord, u64)>, MinerError> {
+        let writer = self.writer()?;
+        writer.tries.delete_namespace(&key.supplier, &key.session_id).await?;
+        writer
+            .tries
+            .delete_namespace(&key.supplier, &ingest::late_namespace(&key.session_id))
+            .await?;
+        writer.relay_log.trim_session(&key.supplier, &key.session_id).await?;
+        // Marked awaiting its settlement when that is watched (module `settled`).
+        let Some(tombstone) = self.tombstone_of(key) else {
+            writer.sessions.delete(&key.supplier, &key.session_id, None).await?;
+            return Ok(None);
+        };
+        let data = serde_json::to_vec(&tombstone).map_err(|e| MinerError::Corrupt(e.to_string()))?;
+        // The record was stored (as pruned) by this leader right before: its version is known. Another
+        // writer's version (a write that landed before this term began) is overwritten as in `persist`.
+        let expected = self.versions.get(key).copied().unwrap_or(0);
+        let version = match writer
+            .sessions
+            .put(&key.supplier, &key.session_id, TOMBSTONE_STATE, data.clone(), expected)
+            .await
+        {
+            Ok(version) => version,
+            Err(storage::StorageError::Conflict(_)) => {
+                let current = writer
+                    .sessions
+                    .get(&key.supplier, &key.session_id)
+                    .await?
+                    .map_or(0, |r| r.version);
+                writer
+                    .sessions
+                    .put(&key.supplier, &key.session_id, TOMBSTONE_STATE, data, current)
+                    .await?
+            }
+            Err(e) => return Err(e.into()),
+        };
+        Ok(Some((tombstone, version)))
+    }
+
+    /// The session's trie, opened from storage when this process has not touched it yet (after a restart or a
+    /// failover the records are restored first; the tries load on demand, digests only).
+    pub(super) async fn open_trie(&mut self, key: &SessionKey) -> Result<&mut OpenTrie, MinerError> {
+        if !self.tries.contains_key(key) {
+            let record = self
+                .engine
+                .session(key)
+                .ok_or_else(|| MinerError::Corrupt(format!("no session record for {}", key.session_id)))?;
+            if record.application_address.is_empty() {
+                return Err(MinerError::Corrupt(format!(
+                    "session record {} predates header persistence",
+                    key.session_id
+                )));
+            }
+            let header = SessionHeader {
+                application_address: record.application_address.clone(),
+                service_id: record.service_id.clone(),
+                session_id: key.session_id.clone(),
+                session_start_block_height: record.schedule.session_start,
+                session_end_block_height: record.schedule.session_end,
+            };
+            self.keep_open(key, header).await?;
+        }
+        self.tries
+            .get_mut(key)
+            .ok_or_else(|| MinerError::Corrupt(format!("no trie for {}", key.session_id)))
+    }
+
+    /// The trie stored in the namespace `(supplier, namespace)`.
+    pub(super) async fn load_trie(
+        &self,
+        supplier: &str,
+        namespace: &str,
+    ) -> Result<Smst<storage::BoxNodeStore>, MinerError> {
+        let store = self.writer()?.tries.open(supplier, namespace).await?;
+        Ok(tokio::task::block_in_place(|| Smst::open(store))?)
+    }
+
+    /// Loads the session's (claimed) trie and keeps it open with its header.
+    pub(super) async fn keep_open(&mut self, key: &SessionKey, header: SessionHeader) -> Result<(), MinerError> {
+        let trie = self.load_trie(&key.supplier, &key.session_id).await?;
+        self.tries.insert(
+            key.clone(),
+            OpenTrie {
+                trie,
+                header,
+                late: None,
+            },
+        );
+        Ok(())
+    }
+
+    pub(super) async fn claim_of(&mut self, key: &SessionKey) -> Result<(wire::Claim, [u8; 48]), MinerError> {
+        let open = self.open_trie(key).await?;
+        let root = tokio::task::block_in_place(|| open.trie.root());
+        let claim = wire::Claim {
+            supplier_operator_address: key.supplier.clone(),
+            session_header: Some(open.header.clone()),
+            root_hash: root.to_vec(),
+            proof_validation_status: 0,
+        };
+        Ok((claim, root))
+    }
+
+    pub(super) async fn proof_required(&mut self, key: &SessionKey) -> Result<bool, MinerError> {
+        let (claim, root) = self.claim_of(key).await?;
+        let header = claim.session_header.clone().unwrap_or_default();
+        let params = self.chain.shared_params_at(header.session_end_block_height).await?;
+        let windows = SessionWindows::new(&params, header.session_end_block_height)
+            .map_err(|e| MinerError::Corrupt(e.to_string()))?;
+        let seed = self.chain.block(windows.proof_seed_height()).await?;
+        let start_params = self.chain.shared_params_at(header.session_start_block_height).await?;
+        let target = self
+            .chain
+            .difficulty_target_at(&header.service_id, header.session_start_block_height)
+            .await?;
+        let (sum, _) = sum_count(&root);
+        let claimed = lottery::claimed_upokt(
+            sum,
+            &target,
+            start_params.compute_units_to_tokens_multiplier,
+            start_params.compute_unit_cost_granularity,
+        )
+        .unwrap_or_default();
+        let proof_params = self.block_proof_params().await?;
+        let reason = lottery::proof_requirement(&claim.encode_to_vec(), &seed.hash, &claimed, &proof_params);
+        if reason == lottery::ProofRequirementReason::NotRequired
+            && self.watched_proof_params.as_ref() != Some(&proof_params)
+        {
+            // Decided with params the watch has not seen: the decisions before it are re-checked against these.
+            self.watched_proof_params = None;
+        }
+        Ok(reason != lottery::ProofRequirementReason::NotRequired)
+    }
+}
