@@ -581,6 +581,14 @@ mod ingest_hold_tests;
 #[cfg(test)]
 mod requirement_tests;
 #[cfg(test)]
+mod send_tests;
+#[cfg(test)]
+mod settlement_event_tests;
+#[cfg(test)]
 mod skip_tests;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tombstone_tests;
+#[cfg(test)]
+mod window_loss_tests;
