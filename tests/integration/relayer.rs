@@ -2,7 +2,9 @@
 //! from a YAML config. Valid relays are served and recorded; every invalid kind is refused with its stable code
 //! and not recorded; backend timeouts, 5xx answers and oversized bodies behave as documented; optimistic mode
 //! serves an invalid relay but does not mine it; the relay meter refuses over-service and two relayers on the
-//! same storage share it. Blocks are produced by hand and every wait polls with a deadline.
+//! same storage share it. Blocks are produced by hand and every wait polls with a deadline. The fixtures here serve
+//! the other `relayer_*` modules too (optimistic mode: `relayer_optimistic`; chain-backed validation:
+//! `relayer_validation`).
 
 use std::num::NonZeroU64;
 use std::sync::Arc;
@@ -27,18 +29,18 @@ use crate::support::gate::Gate;
 
 type Actor = (k256::ecdsa::SigningKey, String, [u8; 33]);
 
-fn key_hex(label: &str) -> String {
+pub(crate) fn key_hex(label: &str) -> String {
     hex::encode(sha256(label.as_bytes()))
 }
 
-const SERVICES: [&str; 5] = ["anvil", "lazy", "slow", "broken", "gated"];
+pub(crate) const SERVICES: [&str; 5] = ["anvil", "lazy", "slow", "broken", "gated"];
 
 pub(crate) struct Net {
     pub(crate) chain: SimChain,
     pub(crate) client: Arc<ChainClient>,
-    grpc_url: String,
+    pub(crate) grpc_url: String,
     /// `ParamsAtHeight` queries the simulator answered.
-    params_queries: Arc<std::sync::atomic::AtomicUsize>,
+    pub(crate) params_queries: Arc<std::sync::atomic::AtomicUsize>,
     /// Queries the simulator's gRPC got, by method path, and faults injected per path.
     pub(crate) chain_tap: ChainTap,
     pub(crate) height_tx: watch::Sender<i64>,
@@ -48,9 +50,9 @@ pub(crate) struct Net {
     pub(crate) gate: Gate,
     pub(crate) config: Config,
     pub(crate) app: Actor,
-    gateway: Actor,
+    pub(crate) gateway: Actor,
     pub(crate) ours: Actor,
-    theirs: Actor,
+    pub(crate) theirs: Actor,
     http: Http,
 }
 
@@ -111,7 +113,7 @@ pub(crate) struct Running {
     pub(crate) telemetry: Telemetry,
 }
 
-async fn serve(router: axum::Router) -> String {
+pub(crate) async fn serve(router: axum::Router) -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {
@@ -121,7 +123,7 @@ async fn serve(router: axum::Router) -> String {
 }
 
 /// Serves `relayer` on a free port with the relay server and `limits` (as `relay-miner run` does).
-async fn serve_relayer(relayer: Arc<Relayer>, limits: relay_miner::relayer::ServerLimits) -> String {
+pub(crate) async fn serve_relayer(relayer: Arc<Relayer>, limits: relay_miner::relayer::ServerLimits) -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(relayer.serve(listener, limits, std::future::pending()));
@@ -367,7 +369,7 @@ type Http = hyper_util::client::legacy::Client<
 >;
 
 /// POSTs a relay request body the way a gateway does (`Rpc-Type: 3`, JSON-RPC).
-async fn post(http: &Http, url: &str, body: Vec<u8>) -> (u16, RelayResponse) {
+pub(crate) async fn post(http: &Http, url: &str, body: Vec<u8>) -> (u16, RelayResponse) {
     let request = http::Request::post(url)
         .header("content-type", "application/x-protobuf")
         .header("rpc-type", "3")
@@ -383,7 +385,7 @@ async fn post(http: &Http, url: &str, body: Vec<u8>) -> (u16, RelayResponse) {
 }
 
 /// After a meter sync, none of `headers`' sessions has compute units charged to our supplier.
-async fn assert_nothing_consumed(net: &Net, r: &Running, headers: &[&SessionHeader]) {
+pub(crate) async fn assert_nothing_consumed(net: &Net, r: &Running, headers: &[&SessionHeader]) {
     r.relayer.meter().unwrap().sync().await;
     for header in headers {
         let key = format!("meter:{}:{}:consumed", header.session_id, net.ours.1);
@@ -718,142 +720,6 @@ async fn oversized_request_and_response_are_refused() {
     assert_eq!(net.recorded().await, 1);
 }
 
-/// Optimistic mode serves before its chain-backed validation only relays of a (supplier, session) it validated
-/// once, and only once their own ring signature verified: the first relay of a session is validated first, as in
-/// eager mode (an invented or badly signed request is refused before the backend works for it); later relays are
-/// served after their signature check and validated against the chain in the background. One found invalid there
-/// (here: its gateway undelegated since the session was recorded) is not mined and revokes the session, whose next
-/// relay is validated first again.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn optimistic_mode_serves_first_only_sessions_validated_once() {
-    let net = Net::new(1_000_000_000).await;
-    let r = net.relayer().await;
-    let header = net.header("lazy").await;
-    let bad = |id: u64| {
-        let mut bad = net.request(&header, &net.ours.1, Net::rpc(id));
-        bad.meta.as_mut().unwrap().signature[5] ^= 0x01;
-        bad
-    };
-    let served_first = "ha_relayer_relays_served_optimistically_total{rpc_type=\"jsonrpc\",service_id=\"lazy\"}";
-    let bad_signatures = "ha_relayer_validation_failures_total{reason=\"bad_ring_signature\",service_id=\"lazy\"}";
-    let sessions = "ha_relayer_optimistic_sessions";
-    let backend_calls = || {
-        metric(
-            &r.telemetry,
-            "ha_relayer_backend_requests_total{outcome=\"ok\",service_id=\"lazy\"",
-        )
-    };
-
-    // A session never validated: its badly signed first relay is refused before the backend is called.
-    let (status, response) = net.send(&r.url, &bad(1)).await;
-    assert_eq!((status, error_code(&response)), (400, Some(4)));
-    assert_eq!(backend_calls(), 0);
-    // A valid relay is validated, served and mined, and records its session.
-    let (status, response) = net.send(&r.url, &net.request(&header, &net.ours.1, Net::rpc(2))).await;
-    assert_eq!((status, served_status(&net, &response)), (200, 200));
-    assert_eq!(net.recorded().await, 1);
-    assert_eq!(
-        (metric(&r.telemetry, served_first), metric(&r.telemetry, sessions)),
-        (0, 1)
-    );
-
-    // A badly signed relay of the recorded session (a copied header) is still refused unserved.
-    let (status, response) = net.send(&r.url, &bad(3)).await;
-    assert_eq!((status, error_code(&response)), (400, Some(4)));
-    assert_eq!(metric(&r.telemetry, bad_signatures), 2);
-    assert_eq!((backend_calls(), metric(&r.telemetry, served_first)), (1, 0));
-    // A valid one is served first and mined after it was served.
-    let (status, response) = net.send(&r.url, &net.request(&header, &net.ours.1, Net::rpc(4))).await;
-    assert_eq!((status, served_status(&net, &response)), (200, 200));
-    assert_eq!(metric(&r.telemetry, served_first), 1);
-    eventually("the relay served first to be recorded", || async {
-        net.recorded().await == 2
-    })
-    .await;
-
-    // The gateway undelegates (a new block): its next relay still verifies against the recorded ring and is served
-    // first, but the background validation reads the new ring: not mined, and the session is revoked.
-    net.chain
-        .state()
-        .applications
-        .get_mut(&net.app.1)
-        .unwrap()
-        .delegatee_gateway_addresses
-        .clear();
-    net.advance(0);
-    let (status, response) = net.send(&r.url, &net.request(&header, &net.ours.1, Net::rpc(5))).await;
-    assert_eq!((status, served_status(&net, &response)), (200, 200));
-    assert_eq!(metric(&r.telemetry, served_first), 2);
-    eventually("the session to be revoked", || async {
-        metric(&r.telemetry, sessions) == 0
-    })
-    .await;
-    assert_eq!(net.recorded().await, 2);
-    // So the gateway's next relay is validated before serving, and refused.
-    let (status, response) = net.send(&r.url, &net.request(&header, &net.ours.1, Net::rpc(6))).await;
-    assert_eq!((status, error_code(&response)), (400, Some(4)), "{response:?}");
-    assert_eq!(backend_calls(), 3, "relays 2, 4, 5 reached the backend");
-
-    // An invented session is never served first; nor is a supplier that is not ours.
-    let mut invented = header.clone();
-    invented.session_id = "0000000000000000000000000000000000000000000000000000000000000000".into();
-    let (status, response) = net
-        .send(&r.url, &net.request(&invented, &net.ours.1, Net::rpc(7)))
-        .await;
-    assert_eq!(status, 400, "{response:?}");
-    let (_, response) = net
-        .send(&r.url, &net.request(&header, &net.theirs.1, Net::rpc(8)))
-        .await;
-    assert_eq!(error_code(&response), Some(2));
-    assert_eq!(backend_calls(), 3);
-    assert_eq!(net.recorded().await, 2);
-}
-
-/// A gateway delegated after optimistic mode recorded a session is not in the ring recorded with it: its relay is
-/// then validated against the application's ring read now (not refused), served, and records the new ring, so its
-/// next relays are served first.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn optimistic_mode_takes_a_gateway_delegated_after_the_session_was_recorded() {
-    let net = Net::new(1_000_000_000).await;
-    let r = net.relayer().await;
-    let header = net.header("lazy").await;
-    let gateway = net.gateway.1.clone();
-    let delegate = |to: Vec<String>| {
-        net.chain
-            .state()
-            .applications
-            .get_mut(&net.app.1)
-            .unwrap()
-            .delegatee_gateway_addresses = to;
-        net.advance(0);
-    };
-    // No gateway delegated: the app signs its own relay (ring [app, placeholder], §2.4), which records the session.
-    delegate(Vec::new());
-    let ring = [net.app.2, relay_miner::protocol::ring::placeholder_public_key()];
-    let own =
-        relay_miner::loadgen::signed_relay_request(&header, &net.ours.1, "/", Net::rpc(1), &net.app.0, &ring).unwrap();
-    let (status, response) = net.send(&r.url, &own).await;
-    assert_eq!((status, served_status(&net, &response)), (200, 200));
-    let served_first = "ha_relayer_relays_served_optimistically_total{rpc_type=\"jsonrpc\",service_id=\"lazy\"}";
-    assert_eq!(metric(&r.telemetry, served_first), 0);
-    assert_eq!(net.recorded().await, 1);
-
-    // The gateway is delegated: its relay is validated in full, served and mined, not refused.
-    delegate(vec![gateway]);
-    let (status, response) = net.send(&r.url, &net.request(&header, &net.ours.1, Net::rpc(2))).await;
-    assert_eq!((status, served_status(&net, &response)), (200, 200));
-    assert_eq!(metric(&r.telemetry, served_first), 0);
-    assert_eq!(net.recorded().await, 2);
-    // Its next relay is served first.
-    let (status, _) = net.send(&r.url, &net.request(&header, &net.ours.1, Net::rpc(3))).await;
-    assert_eq!(status, 200);
-    assert_eq!(metric(&r.telemetry, served_first), 1);
-    eventually("the relay served first to be recorded", || async {
-        net.recorded().await == 3
-    })
-    .await;
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn meter_refuses_over_service_and_is_shared_between_relayers() {
     // Stake 11,440 uPOKT shared by 2 suppliers → 5,720 each, paying 4 pending sessions at once (4-block sessions,
@@ -914,49 +780,6 @@ async fn without_durable_ack_relays_are_appended_in_the_background() {
     eventually("the relays to be appended", || async { net.recorded().await == 5 }).await;
 }
 
-/// §2.4 step 4: every address of the expected ring resolves to its on-chain key. An application whose account has
-/// no public key and which delegates to no gateway has no ring; without this rule only the placeholder would be
-/// left, whose private key derives from a public secret, so anyone could sign relays the chain later rejects.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_ring_member_without_an_on_chain_key_makes_the_relay_invalid() {
-    let net = Net::new(1_000_000_000).await;
-    {
-        let mut state = net.chain.state();
-        state.accounts.get_mut(&net.app.1).unwrap().pubkey = None;
-        state
-            .applications
-            .get_mut(&net.app.1)
-            .unwrap()
-            .delegatee_gateway_addresses
-            .clear();
-    }
-    net.client.invalidate_applications();
-    let r = net.relayer().await;
-    let header = net.header("anvil").await;
-    let placeholder = relay_miner::protocol::ring::placeholder_signing_key().unwrap();
-    let placeholder_pub = relay_miner::protocol::ring::placeholder_public_key();
-    let forged = relay_miner::loadgen::signed_relay_request(
-        &header,
-        &net.ours.1,
-        "/",
-        Net::rpc(1),
-        &placeholder,
-        &[placeholder_pub, placeholder_pub],
-    )
-    .unwrap();
-    let (status, response) = net.send(&r.url, &forged).await;
-    assert_eq!((status, error_code(&response)), (400, Some(4)), "{response:?}");
-    assert!(response.payload.is_empty());
-    assert_eq!(net.recorded().await, 0);
-    assert_eq!(
-        metric(
-            &r.telemetry,
-            "ha_relayer_validation_failures_total{reason=\"bad_ring_signature\",service_id=\"anvil\"}"
-        ),
-        1
-    );
-}
-
 /// A gateway that disconnects while the backend works makes hyper drop the relay's handler: the compute units the
 /// eager path charged before calling the backend go back to the meter (a charge not committed refunds itself when
 /// dropped), or later paid relays of the session would be refused as over-serviced.
@@ -988,191 +811,5 @@ async fn a_gateway_disconnecting_while_the_backend_works_is_not_charged() {
         ),
         1,
         "the abandoned charge's refund is counted"
-    );
-}
-
-/// A relay answered optimistically is validated and appended in the background; a shutdown right after the
-/// answer waits for that settlement (after the connections drained, before the miner's final ingest and the
-/// storage close), so the relay reaches the relay log and the miner's final ingest. The chain answers the
-/// settlement's application query slowly, so it is still running when the shutdown starts.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn shutdown_waits_for_optimistic_relays_still_settling() {
-    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-    let net = Net::new(1_000_000_000).await;
-    let slow = Arc::new(AtomicBool::new(false));
-    let delayed = Arc::new(AtomicUsize::new(0));
-    let grpc_url = {
-        let (slow, delayed) = (Arc::clone(&slow), Arc::clone(&delayed));
-        let chain = relay_miner::sim::chain::router(net.chain.clone())
-            .into_axum()
-            .layer(axum::middleware::from_fn(
-                move |request: axum::extract::Request, next: axum::middleware::Next| {
-                    let (slow, delayed) = (Arc::clone(&slow), Arc::clone(&delayed));
-                    async move {
-                        if slow.load(Ordering::SeqCst)
-                            && request.uri().path() == "/pocket.application.Query/Application"
-                        {
-                            delayed.fetch_add(1, Ordering::SeqCst);
-                            tokio::time::sleep(Duration::from_millis(1500)).await;
-                        }
-                        next.run(request).await
-                    }
-                },
-            ));
-        serve(chain).await
-    };
-    let backend = DemoBackend::spawn(BackendConfig::default()).await.unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let keys = dir.path().join("keys.yaml");
-    crate::support::node::write_keys(&keys, &[key_hex("relayer-test-supplier-ours")]);
-    let yaml = format!(
-        "listen_addr: 127.0.0.1:0
-storage:
-  data_dir: {data}
-  mode: embedded
-pocket_node:
-  query_node_rpc_url: http://127.0.0.1:1
-  query_node_grpc_url: {grpc_url}
-  chain_id: pocket-relayer-test
-keys:
-  keys_file: {keys}
-  hot_reload: false
-services:
-  lazy:
-    validation_mode: optimistic
-    backends:
-      jsonrpc: {{url: {backend}}}
-metrics:
-  enabled: false
-health_check:
-  enabled: false
-logging:
-  level: warn
-  format: text
-",
-        data = dir.path().join("data").display(),
-        keys = keys.display(),
-        backend = backend.http_url(),
-    );
-    let config = Config::from_yaml(&yaml).unwrap();
-    let node = relay_miner::node::Node::start(config, Default::default())
-        .await
-        .unwrap();
-    let stats = Arc::clone(&node.miner_stats);
-    let header = net.header("lazy").await;
-    let url = format!("http://{}", node.relay_addr);
-    // The session's first relay is validated before it is served (optimistic mode serves first only sessions
-    // validated once).
-    let (status, _) = net.send(&url, &net.request(&header, &net.ours.1, Net::rpc(1))).await;
-    assert_eq!(status, 200);
-    // A new block marks the application stale, so relay 2's background validation reads it again: slowly.
-    net.chain.produce_block();
-    let block = u64::try_from(net.chain.height()).unwrap();
-    eventually("the relayer to see the new block", || async {
-        metric(&node.telemetry, "ha_relayer_current_block_height") >= block
-    })
-    .await;
-    slow.store(true, Ordering::SeqCst);
-    let (status, response) = net.send(&url, &net.request(&header, &net.ours.1, Net::rpc(2))).await;
-    assert_eq!(status, 200);
-    assert_eq!(served_status(&net, &response), 200);
-    node.shutdown().await;
-    assert_eq!(delayed.load(Ordering::SeqCst), 1, "the settlement was slowed down");
-    assert_eq!(
-        stats.relays_ingested.load(Ordering::SeqCst),
-        2,
-        "the relay served first reached the relay log before the miner's final ingest"
-    );
-}
-
-/// §2.6: a relay is for the current session or a past one within grace. A header naming a session far in the future
-/// is refused (session_mismatch) before the relayer reads anything from the chain keyed by its unauthenticated
-/// heights: no `ParamsAtHeight` query, no new cache entry.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_relay_for_a_future_session_is_refused_before_any_chain_read_keyed_by_it() {
-    use std::sync::atomic::Ordering;
-    let net = Net::new(1_000_000_000).await;
-    let r = net.relayer().await;
-    let header = net.header("anvil").await;
-    let (status, _) = net.send(&r.url, &net.request(&header, &net.ours.1, Net::rpc(1))).await;
-    assert_eq!(status, 200);
-    let cached = || net.client.cache_entries()[0];
-    let (queries, entries) = (net.params_queries.load(Ordering::SeqCst), cached());
-    assert_eq!(entries.0, "shared_params");
-    let mut future = header.clone();
-    future.session_start_block_height += 10_000;
-    future.session_end_block_height += 10_000;
-    let (status, response) = net.send(&r.url, &net.request(&future, &net.ours.1, Net::rpc(2))).await;
-    assert_eq!((status, error_code(&response)), (400, Some(5)), "{response:?}");
-    assert_eq!(
-        net.params_queries.load(Ordering::SeqCst),
-        queries,
-        "no chain read for the future heights"
-    );
-    assert_eq!(cached(), entries);
-    assert_eq!(net.recorded().await, 1);
-}
-
-/// The chain answers `ParamsAtHeight` for a height it has not reached with today's params, which a governance
-/// change can still make wrong: such an answer is used, never cached. The current session's params are cached
-/// (the relayer asks for them on every relay).
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn shared_params_beyond_the_current_session_are_not_cached() {
-    let net = Net::new(1_000_000_000).await;
-    let client = ChainClient::new(&net.grpc_url, Duration::from_secs(5)).unwrap();
-    let height = net.chain.height();
-    let shared_params = |c: &ChainClient| c.cache_entries()[0].1;
-    // No height known yet: nothing is cached.
-    client.shared_params_at(height).await.unwrap();
-    assert_eq!(shared_params(&client), 0);
-    client.observe_height(height);
-    let current_end = relay_miner::protocol::session::SessionGrid::new(&net.chain.state().shared)
-        .unwrap()
-        .session_end(height);
-    for future in [height + 10_000, current_end + 1] {
-        client.shared_params_at(future).await.unwrap();
-        assert_eq!(
-            shared_params(&client),
-            0,
-            "params at {future} cached at height {height}"
-        );
-    }
-    client.shared_params_at(current_end).await.unwrap();
-    client.shared_params_at(height).await.unwrap();
-    assert_eq!(shared_params(&client), if current_end == height { 1 } else { 2 });
-}
-
-/// §2.6 step 3: when the chain refuses `GetSession` because the application is not staked for the service, the
-/// relay is the client's fault (session_mismatch, 400), not a chain outage (chain_unavailable, 503: "retry
-/// elsewhere"). It is not recorded.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_relay_for_an_app_not_staked_for_the_service_is_a_session_mismatch() {
-    let net = Net::new(1_000_000_000).await;
-    let r = net.relayer().await;
-    // The header as it was while the app was staked for the service, read without filling the relayer's caches.
-    let header = ChainClient::new(&net.grpc_url, Duration::from_secs(5))
-        .unwrap()
-        .session(&net.app.1, "anvil", net.chain.height())
-        .await
-        .unwrap()
-        .header
-        .unwrap();
-    net.chain
-        .state()
-        .applications
-        .get_mut(&net.app.1)
-        .unwrap()
-        .service_configs
-        .retain(|c| c.service_id != "anvil");
-    net.client.invalidate_applications();
-    let (status, response) = net.send(&r.url, &net.request(&header, &net.ours.1, Net::rpc(1))).await;
-    assert_eq!((status, error_code(&response)), (400, Some(5)), "{response:?}");
-    assert_eq!(net.recorded().await, 0);
-    assert_eq!(
-        metric(
-            &r.telemetry,
-            "ha_relayer_validation_failures_total{reason=\"session_mismatch\",service_id=\"anvil\"}"
-        ),
-        1
     );
 }
