@@ -13,6 +13,7 @@ mod events;
 pub mod fees;
 pub mod genesis;
 mod service;
+mod settle;
 mod stakes;
 pub mod tokenomics;
 mod validate;
@@ -777,7 +778,7 @@ impl SimChain {
                 s.txs.insert(hash, result);
             }
             s.block_txs.insert(height, txs);
-            validate::end_block(&mut s, height);
+            settle::end_block(&mut s, height);
             if let Some(params) = s.shared_history.get(&height).cloned() {
                 s.shared = params;
             }
