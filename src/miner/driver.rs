@@ -191,6 +191,10 @@ pub struct Miner {
     settlements: lookup::SettlementCache,
     /// Pruned sessions whose settlement is yet to be counted in the settlement metrics (module `settled`).
     settled: settled::SettlementWatch,
+    /// This leadership term still owes the listing of the sessions of suppliers without a key (module
+    /// `leadership`, `Miner::keyless_sessions`, which restores their tombstones and settlement watches): it failed
+    /// at the leadership change and is tried again at each block until it succeeds (`Miner::list_keyless_owed`).
+    keyless_listing_owed: bool,
     /// Throttles the WARN of relays of pruned sessions (module `ingest`): one line per interval with a count.
     after_prune_log: crate::telemetry::LogThrottle,
     /// The gas price txs are signed at, raised to what the node takes (module `fees`).
@@ -292,6 +296,7 @@ impl Miner {
             comet: None,
             settlements: lookup::SettlementCache::default(),
             settled: settled::SettlementWatch::default(),
+            keyless_listing_owed: false,
             after_prune_log: crate::telemetry::LogThrottle::new(ingest::AFTER_PRUNE_LOG_EVERY),
             gas_pricing,
             unknown_txs: submit::UnknownTxs::default(),

@@ -181,7 +181,7 @@ impl Miner {
         self.unpersisted.clear();
         self.pending_reports.clear();
         // A listing owed is the next term's to make (each term lists at its start).
-        self.settled.owe_keyless_listing(false);
+        self.keyless_listing_owed = false;
         // Drained by every write's caller before it returns (`Miner::run_due_reports`), so empty here; any left
         // would be reports of records this miner did store, not to be dropped.
         debug_assert!(self.due_reports.is_empty(), "due reports left: {:?}", self.due_reports);
@@ -269,7 +269,7 @@ impl Miner {
         // while this process leads (`Miner::list_keyless_owed`). Not tried again, the removed suppliers' tombstones
         // were not forgotten and their settlements not counted for the whole term.
         let listed = self.keyless_sessions().await;
-        self.settled.owe_keyless_listing(listed.is_err());
+        self.keyless_listing_owed = listed.is_err();
         if let Err(e) = listed {
             tracing::warn!(
                 error = %e,
@@ -288,12 +288,12 @@ impl Miner {
     /// storage grows) and the settlement watches they carry (else what the chain paid for those sessions is
     /// never counted in the settlement metrics).
     pub(super) async fn list_keyless_owed(&mut self) {
-        if !self.settled.keyless_listing_owed() {
+        if !self.keyless_listing_owed {
             return;
         }
         match self.keyless_sessions().await {
             Ok(()) => {
-                self.settled.owe_keyless_listing(false);
+                self.keyless_listing_owed = false;
                 tracing::info!("listed the sessions of suppliers without a key (failed at the leadership change)");
             }
             Err(e) => tracing::warn!(

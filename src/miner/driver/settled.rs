@@ -110,10 +110,6 @@ pub(super) struct SettlementWatch {
     pending: BTreeMap<SessionKey, Watched>,
     /// Sessions counted or given up, with their settlement height: never counted again while kept.
     done: BTreeMap<SessionKey, i64>,
-    /// Whether this leadership term still owes the listing of the sessions of suppliers without a key (module
-    /// `leadership`, `Miner::keyless_sessions`): it restores their watches (and tombstones), and failed at the
-    /// leadership change; tried again at each block until it succeeds ([`Miner::count_settlements`]).
-    keyless_listing_owed: bool,
 }
 
 /// What to do after a failed read of a session's settlement block.
@@ -161,17 +157,6 @@ impl SettlementWatch {
     /// previous leader may have counted them meanwhile, and their tombstones' versions may have moved).
     pub(super) fn drop_pending(&mut self) {
         self.pending.clear();
-    }
-
-    /// Records whether the listing of keyless suppliers' sessions is still owed in this leadership term (set by
-    /// a new term whose listing failed, cleared once one succeeds or the leadership is lost).
-    pub(super) fn owe_keyless_listing(&mut self, owed: bool) {
-        self.keyless_listing_owed = owed;
-    }
-
-    /// Whether the listing of keyless suppliers' sessions is still owed in this leadership term.
-    pub(super) fn keyless_listing_owed(&self) -> bool {
-        self.keyless_listing_owed
     }
 
     /// The watched sessions whose settlement block is committed at `height`, by settlement height (sessions of

@@ -11,6 +11,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use relay_miner::sim::chain::{Settlement, SimChain};
+use relay_miner::smst::hash::root_sum_count;
 
 use super::metric_sum;
 
@@ -78,12 +79,10 @@ pub fn chain_settled(chain: &SimChain, skip: usize) -> (ByStatus, usize) {
     for (session, supplier, outcome) in state.settlements.iter().skip(skip) {
         let entry = state.settled.get(&(session.clone(), supplier.clone()));
         let required = entry.and_then(|e| e.proof_required).unwrap_or(false);
-        // The root's relay count, big-endian at bytes 40..48 (spec §4).
+        // The root's relay count (its sum and count, §5).
         let relays = entry
-            .and_then(|e| e.claim.root_hash.get(40..48))
-            .and_then(|b| b.try_into().ok())
-            .map(u64::from_be_bytes)
-            .unwrap_or(0);
+            .and_then(|e| root_sum_count(&e.claim.root_hash))
+            .map_or(0, |(_, count)| count);
         let status = status_of(outcome, required);
         *by.claims.entry(status).or_default() += 1;
         *by.relays.entry(status).or_default() += relays;

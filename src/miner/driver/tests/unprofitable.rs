@@ -220,12 +220,12 @@ async fn poktrolls_rule_ignores_the_proof_fee() {
 /// message), × 1.7 signed: at 0.02 uPOKT per gas its fee is ~2,900 uPOKT, between the two sessions' values.
 const PRICE: &str = "0.02upokt";
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_claims_simulated_tx_fee_is_part_of_its_cost() {
-    // No proof fee and no proof ever required: the claim's own tx fee alone decides.
+/// With no proof fee and no proof ever required (the claim's own tx fee alone decides) and `config`'s gas at
+/// [`PRICE`]: the 4,200 uPOKT session is claimed, the 2,100 one skipped; returns the fees paid.
+async fn only_the_high_session_claimed_at_price(config: MinerConfig) -> u128 {
     let config = MinerConfig {
         gas_price: PRICE.into(),
-        ..config("a")
+        ..config
     };
     let mut s = at_claim_open_with(config, SkipUnprofitableClaims::ExpectedCost, 0, 0.0, u64::MAX, true).await;
     let high = s.high.clone().unwrap();
@@ -234,7 +234,12 @@ async fn the_claims_simulated_tx_fee_is_part_of_its_cost() {
     assert_claimed(&s.f, &[&high]).await;
     assert_not_claimed(&s.f, &s.f.key).await;
     assert_eq!(s.skipped(), Some(1));
-    let paid = before - s.balance();
+    before - s.balance()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_claims_simulated_tx_fee_is_part_of_its_cost() {
+    let paid = only_the_high_session_claimed_at_price(config("a")).await;
     assert!(
         (2_100..4_200).contains(&paid),
         "one claim tx paid, its fee between the two values: {paid}"
@@ -245,18 +250,11 @@ async fn the_claims_simulated_tx_fee_is_part_of_its_cost() {
 async fn a_fixed_gas_limit_prices_each_claim_at_its_share() {
     // 150,000 gas × 0.02 = 3,000 uPOKT per claim message: 2,100 ≤ 3,000 < 4,200.
     let config = MinerConfig {
-        gas_price: PRICE.into(),
         gas_limit: 150_000,
         ..config("a")
     };
-    let mut s = at_claim_open_with(config, SkipUnprofitableClaims::ExpectedCost, 0, 0.0, u64::MAX, true).await;
-    let high = s.high.clone().unwrap();
-    let before = s.balance();
-    s.claim().await;
-    assert_claimed(&s.f, &[&high]).await;
-    assert_not_claimed(&s.f, &s.f.key).await;
-    assert_eq!(s.skipped(), Some(1));
-    assert_eq!(before - s.balance(), 3_000, "one claim message's fee");
+    let paid = only_the_high_session_claimed_at_price(config).await;
+    assert_eq!(paid, 3_000, "one claim message's fee");
 }
 
 /// A session inherited from another leader (this process began to lead after its claim window opened) is claimed
