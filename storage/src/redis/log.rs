@@ -36,6 +36,10 @@ use super::{RedisBackend, error, lock, millis};
 use crate::StorageError;
 use crate::contract::{Backlog, EntryId, LogEntry, MinedRelay, RelayLog};
 
+mod parse;
+
+use parse::*;
+
 /// Creates the consumer group at id 0 if the stream exists; 1 = group exists now, 0 = no stream.
 static ENSURE_GROUP: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
@@ -198,123 +202,6 @@ return {redis.call('XLEN', KEYS[1]), 0}
 
 const TRIM_PAGE: usize = 512;
 const CLAIM_SCAN_PAGES: usize = 64;
-
-fn as_bytes(v: &Value) -> Option<&[u8]> {
-    match v {
-        Value::BulkString(b) => Some(b),
-        Value::SimpleString(s) => Some(s.as_bytes()),
-        _ => None,
-    }
-}
-
-fn as_str(v: &Value) -> Option<&str> {
-    as_bytes(v).and_then(|b| std::str::from_utf8(b).ok())
-}
-
-fn as_u64(v: &Value) -> Option<u64> {
-    match v {
-        Value::Int(i) => u64::try_from(*i).ok(),
-        other => as_str(other).and_then(|s| s.parse().ok()),
-    }
-}
-
-fn corrupt(what: &str) -> StorageError {
-    StorageError::Corrupt(format!("redis relay stream: unexpected {what}"))
-}
-
-fn pairs(v: &Value) -> Vec<(&Value, &Value)> {
-    match v {
-        Value::Array(items) => items.chunks_exact(2).map(|c| (&c[0], &c[1])).collect(),
-        Value::Map(items) => items.iter().map(|(k, v)| (k, v)).collect(),
-        _ => Vec::new(),
-    }
-}
-
-/// One stream entry `[id, fields]`; `None` relay when the entry was deleted (nil fields).
-fn parse_entry(supplier: &str, v: &Value) -> Result<(EntryId, Option<MinedRelay>), StorageError> {
-    let Value::Array(parts) = v else {
-        return Err(corrupt("entry shape"));
-    };
-    let (Some(id), Some(fields)) = (parts.first(), parts.get(1)) else {
-        return Err(corrupt("entry length"));
-    };
-    let id: EntryId = as_str(id).ok_or_else(|| corrupt("entry id"))?.parse()?;
-    if matches!(fields, Value::Nil) {
-        return Ok((id, None));
-    }
-    let mut relay = MinedRelay {
-        supplier: supplier.to_owned(),
-        ..MinedRelay::default()
-    };
-    for (k, val) in pairs(fields) {
-        let val_bytes = as_bytes(val).unwrap_or_default();
-        match as_bytes(k) {
-            Some(b"data") => relay.payload = val_bytes.to_vec(),
-            Some(b"session") => relay.session_id = String::from_utf8_lossy(val_bytes).into_owned(),
-            Some(b"hash") => relay.relay_hash = val_bytes.to_vec(),
-            Some(b"end") => relay.session_end_height = as_u64(val).unwrap_or(0),
-            _ => {}
-        }
-    }
-    Ok((id, Some(relay)))
-}
-
-fn parse_entries(supplier: &str, list: &Value) -> Result<Vec<(EntryId, Option<MinedRelay>)>, StorageError> {
-    match list {
-        Value::Nil => Ok(Vec::new()),
-        Value::Array(items) => items.iter().map(|e| parse_entry(supplier, e)).collect(),
-        _ => Err(corrupt("entry list")),
-    }
-}
-
-/// The entries of an `XREADGROUP` reply for one stream (nil = nothing).
-fn parse_read(supplier: &str, reply: &Value) -> Result<Vec<(EntryId, Option<MinedRelay>)>, StorageError> {
-    match reply {
-        Value::Nil => Ok(Vec::new()),
-        Value::Array(streams) => {
-            let mut out = Vec::new();
-            for s in streams {
-                let Value::Array(kv) = s else {
-                    return Err(corrupt("stream reply"));
-                };
-                if let Some(list) = kv.get(1) {
-                    out.extend(parse_entries(supplier, list)?);
-                }
-            }
-            Ok(out)
-        }
-        Value::Map(streams) => {
-            let mut out = Vec::new();
-            for (_, list) in streams {
-                out.extend(parse_entries(supplier, list)?);
-            }
-            Ok(out)
-        }
-        _ => Err(corrupt("read reply")),
-    }
-}
-
-/// `XPENDING` extended rows: `(id, consumer, delivery count)`.
-fn parse_pending(reply: &Value) -> Result<Vec<(EntryId, String, u64)>, StorageError> {
-    let Value::Array(rows) = reply else {
-        return Ok(Vec::new());
-    };
-    rows.iter()
-        .map(|row| {
-            let Value::Array(f) = row else {
-                return Err(corrupt("pending row"));
-            };
-            let id: EntryId = f
-                .first()
-                .and_then(as_str)
-                .ok_or_else(|| corrupt("pending id"))?
-                .parse()?;
-            let consumer = f.get(1).and_then(as_str).unwrap_or_default().to_owned();
-            let count = f.get(3).and_then(as_u64).unwrap_or(1);
-            Ok((id, consumer, count))
-        })
-        .collect()
-}
 
 impl RedisBackend {
     /// Makes sure the consumer group of `stream` exists; `false` when the stream itself does not exist.
