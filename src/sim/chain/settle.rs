@@ -166,7 +166,7 @@ fn slash_supplier(s: &mut ChainState, claim: &wire::Claim) -> crate::chain::come
 
 /// The amount of an upokt coin (0 when absent or unparsable).
 fn coin_amount(coin: Option<&wire::Coin>) -> u128 {
-    coin.and_then(|c| c.amount.parse().ok()).unwrap_or(0)
+    super::stakes::upokt(coin).unwrap_or(0)
 }
 
 /// Pays a claim worth `claimed` uPOKT of `header`'s session to `supplier` and returns what it was settled for

@@ -16,7 +16,7 @@ impl SimChain {
     }
 }
 
-/// The amount of a stake coin (the simulator stakes in uPOKT only).
-fn upokt(stake: Option<&wire::Coin>) -> Option<u128> {
+/// The amount of a uPOKT coin (the simulator stakes and pays in uPOKT only); `None` when absent or unparsable.
+pub(super) fn upokt(stake: Option<&wire::Coin>) -> Option<u128> {
     stake?.amount.parse().ok()
 }
