@@ -38,6 +38,7 @@ pub struct MinerMetrics {
     pub(super) fee_refusals: IntCounterVec,
     pub(super) claims_skipped: IntCounterVec,
     pub(super) claims_skipped_upokt: IntCounterVec,
+    pub(super) records_undecodable: IntGaugeVec,
     pub(super) balance: super::driver::balance::FundsMetrics,
     pub(super) settlement: super::driver::settled::SettlementMetrics,
 }
@@ -278,6 +279,13 @@ impl MinerMetrics {
                  ha_miner_claims_skipped_total: unprofitable (the claimed uPOKT of each claim skipped as worth at \
                  most its expected cost; not lost revenue, claiming it would cost more on average)",
                 &["supplier", "service_id", "reason"],
+            )?,
+            records_undecodable: gauge_vec(
+                "ha_miner_session_records_undecodable",
+                "Stored session records of the supplier its last restore (at start, at every leadership gain) could \
+                 not decode and skipped: written by a newer version (after a rollback) or damaged. No process of \
+                 this version claims or proves those sessions; above 0 is worth an alert",
+                &["supplier"],
             )?,
             fenced_writes: {
                 let c = IntCounter::new(

@@ -46,6 +46,7 @@ impl Miner {
     /// outcome: a predecessor (or this process before a restart) may have broadcast them, so each is found out
     /// about before a new tx is built for its sessions.
     pub(super) async fn restore_supplier(&mut self, supplier: &str) -> Result<(), MinerError> {
+        let mut undecodable = 0i64;
         for record in self.storage.sessions.list(Some(supplier), None).await? {
             // One record this binary cannot read (a newer binary's, after a rollback; damaged bytes) is skipped,
             // not a failed restore: that failed the reload, so no instance could lead, and every session of every
@@ -63,6 +64,7 @@ impl Miner {
                         "a session record does not decode (written by a newer version, or damaged): skipped, its \
                          claim and proof are not handled by this process"
                     );
+                    undecodable += 1;
                     continue;
                 }
             };
@@ -96,6 +98,10 @@ impl Miner {
                     }
                 }
             }
+        }
+        // Set once the listing succeeded: what this restore skipped (an alert, where the log line is easily missed).
+        if let Some(m) = &self.metrics {
+            m.records_undecodable.with_label_values(&[supplier]).set(undecodable);
         }
         Ok(())
     }
