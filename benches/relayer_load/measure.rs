@@ -117,6 +117,21 @@ pub(super) struct Run {
     pub(super) failures: usize,
 }
 
+impl Run {
+    /// A run that started at `started` with the process at `cpu0` of CPU and just ended (latencies sorted).
+    fn ended(started: Instant, cpu0: Duration, mut latencies: Vec<Duration>, failures: usize) -> Self {
+        let wall = started.elapsed();
+        let cpu = cpu_time().saturating_sub(cpu0);
+        latencies.sort();
+        Self {
+            wall,
+            cpu,
+            latencies,
+            failures,
+        }
+    }
+}
+
 /// Sends every body in `bodies` to `url` from `concurrency` workers; the first `warmup` are not measured.
 pub(super) async fn load(
     client: &Client,
@@ -178,15 +193,7 @@ pub(super) async fn load(
         latencies.extend(l);
         failures += f;
     }
-    let wall = started.elapsed();
-    let cpu = cpu_time().saturating_sub(cpu0);
-    latencies.sort();
-    Run {
-        wall,
-        cpu,
-        latencies,
-        failures,
-    }
+    Run::ended(started, cpu0, latencies, failures)
 }
 
 /// Open-loop load: `rate` requests per second (sent in ticks of at least 1 ms) for `bodies.len()` requests; latency from
@@ -239,18 +246,11 @@ pub(super) async fn paced(client: &Client, url: &str, bodies: Vec<bytes::Bytes>,
             failures += 1;
         }
     }
-    let wall = started.elapsed();
-    let cpu = cpu_time().saturating_sub(cpu0);
+    let run = Run::ended(started, cpu0, latencies, failures);
     if let Ok(dir) = std::env::var("RELAYER_BENCH_TIMELINE") {
         let name = if url.ends_with("/v1/echo") { "direct" } else { "relayer" };
         std::fs::write(format!("{dir}/{name}.csv"), timeline).unwrap();
         std::fs::write(format!("{dir}/{name}.start"), format!("{started:?}")).unwrap();
     }
-    latencies.sort();
-    Run {
-        wall,
-        cpu,
-        latencies,
-        failures,
-    }
+    run
 }
