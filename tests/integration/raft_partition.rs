@@ -15,6 +15,20 @@
 //! And the settlement metrics: no node died, so summed over the nodes they count every settlement the chain made
 //! for our suppliers exactly once, by status (`ha_miner_claims_settled_by_status_total`,
 //! `ha_miner_relays_settled_by_status_total`), although the leader changed between the counts.
+//!
+//! Short blocks against raft's write deadlines: the simulator's blocks are 2 s (`RAFT_CHAOS_BLOCK_MS`), its
+//! sessions 4 blocks, and the cluster's claims go out as the window opens (`claim_delay_blocks: 0`), one block
+//! after a session's grace period. A relay the relayer accepted in the grace period is in the claim only if its
+//! append commits before that block; one that commits later is served and not claimed (`relays_after_claim`).
+//! A node that knows no leader retries a write for up to raft's `LEADER_DEADLINE` (5 s, `raft/src/core.rs`), and
+//! once healed forwards it to the leader, which commits it. The old leader is healed at the claim window's
+//! close, which is the next session's claim opening: a relay of that session accepted by the old leader in the
+//! grace period, still retried at the heal, committed after that claim went out (seen about once in ten runs).
+//! So the old leader's sender is paused before the heal until its last relay is answered
+//! ([`Traffic::pause`]): nothing is left waiting in it. A cut-off follower (part 2) still knows its leader: its
+//! forwarded writes are blackholed and fail at their deadline or at the heal, never retried, so its cut may span
+//! a claim opening. With mainnet blocks (~60 s) and the default claim delay (1 block) a relay has more than a
+//! minute, longer than any raft write deadline (at most 15 s).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -123,9 +137,13 @@ async fn raft_cluster_survives_partitions_under_load() {
         proxies.stats()
     );
 
-    // Healed: the old leader follows the new one and catches up, without an election.
+    // Healed: the old leader follows the new one and catches up, without an election. Nothing sent to it is
+    // left waiting in it by then (module docs): a relay of the next session it still retried would commit after
+    // that session's claim.
+    traffic.pause(old, limit).await;
     let t_heal = Instant::now();
     proxies.rejoin(old);
+    traffic.resume(old);
     let rejoined = cluster
         .await_status(old, "old leader follows the new one", limit, |s| {
             (s.leader_id == Some(new) && s.state == "Follower").then(|| s.clone())

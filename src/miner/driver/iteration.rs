@@ -169,10 +169,24 @@ impl Miner {
         result
     }
 
-    /// The leader's part of an iteration: ingest, then the block's work when the chain moved.
+    /// The leader's part of an iteration: the chain's tip, ingest, then the block's work when the chain moved.
+    ///
+    /// The tip is read before the ingest round, so the claims a block makes due are built from tries holding every
+    /// relay the log held when the miner learnt of that block. The relayer appends a session's relays until its
+    /// height reaches the claim's first send height (`relayer::mining`), so a relay it appended before that block
+    /// was rightly accepted; with the tip read after the round, one committed during a slow round (after its
+    /// supplier's read) and before the block was left out of the claim the iteration then built, and counted lost
+    /// (`relays_after_claim`; seen in the `raft_partition` process test, a 2 s round on a leader whose writes went
+    /// one entry per part while a node was cut off).
     pub(super) async fn lead_once(&mut self, timer: &mut StepTimer) -> Result<(), MinerError> {
         self.persist_pending().await?;
         timer.lap("persist_pending");
+        // The tip only (node status, a few dozen bytes), not the latest block: this runs every tick, and a block
+        // with proofs in it is MBs, returned twice by `GetLatestBlock`. Blocks are read where their contents are
+        // needed (the proof seed block's hash, `proof_required` and `submit`). A failure fails the iteration
+        // after the ingest round: the chain being unreachable must not stop the relay log from being ingested.
+        let tip = self.chain.tip().await;
+        timer.lap("tip");
         let ingested = self.ingest().await;
         timer.lap("ingest");
         match &ingested {
@@ -191,11 +205,7 @@ impl Miner {
                 timer.lap("sync_suppliers");
             }
         }
-        // The tip only (node status, a few dozen bytes), not the latest block: this runs every tick, and a block
-        // with proofs in it is MBs, returned twice by `GetLatestBlock`. Blocks are read where their contents are
-        // needed (the proof seed block's hash, `proof_required` and `submit`).
-        let tip = self.chain.tip().await?;
-        timer.lap("tip");
+        let tip = tip?;
         if tip.height > self.engine.height() {
             timer.new_block = true;
             self.leading_since.get_or_insert(tip.height);

@@ -58,6 +58,7 @@ mod split_on_refusal;
 mod step_timer;
 mod stop_resigns;
 mod tip;
+mod tip_before_ingest;
 mod tx_size;
 mod undecodable_record;
 mod unknown_outcome;

@@ -1,7 +1,7 @@
 //! Load against a set of nodes: one sequential sender per node, so a node that hangs (cut off, no quorum) only
 //! slows its own sender; outcomes are counted per (supplier, session) and per node.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -25,6 +25,10 @@ pub struct Load {
     pub failed: u64,
     pub refused: u64,
     pub last_error: Option<String>,
+    /// Nodes whose sender sends nothing new ([`super::traffic::Traffic::pause`]).
+    pub paused: BTreeSet<u64>,
+    /// Nodes whose sender has a request out.
+    pub in_flight: BTreeSet<u64>,
 }
 
 impl Load {
@@ -89,6 +93,21 @@ async fn senders(
                 let mut n = i as u64;
                 // Stopped, or the test is gone (its sender dropped, e.g. by a panic).
                 while !*stop.borrow() && stop.has_changed().is_ok() {
+                    let paused = {
+                        let mut l = load.lock().unwrap();
+                        let paused = l.paused.contains(&node);
+                        if !paused {
+                            l.in_flight.insert(node);
+                        }
+                        paused
+                    };
+                    if paused {
+                        tokio::select! {
+                            _ = tokio::time::sleep(pace) => {}
+                            _ = stop.changed() => {}
+                        }
+                        continue;
+                    }
                     n += senders;
                     let outcome = match tokio::time::timeout(REQUEST_TIMEOUT, loadgen.send(n, chain.height())).await {
                         Ok(o) => o,
@@ -96,6 +115,7 @@ async fn senders(
                     };
                     {
                         let mut l = load.lock().unwrap();
+                        l.in_flight.remove(&node);
                         l.sent += 1;
                         match outcome {
                             Outcome::Served {

@@ -12,7 +12,7 @@ use relay_miner::protocol::wire::SharedParams;
 use super::cluster::{Cluster, Env, SERVICE};
 use super::load::{Load, spawn_load};
 use super::monitor::{Submitters, spawn_monitor};
-use super::wait_height;
+use super::{poll, wait_height};
 
 /// The running load and monitor.
 pub struct Traffic {
@@ -54,6 +54,23 @@ impl Traffic {
             load_task,
             monitor_task,
         }
+    }
+
+    /// Stops sending to `node` and waits (up to `limit`) until its last request is answered. A node answers a
+    /// relay once its append is finished (committed, or failed and refused), so nothing sent to it is left
+    /// waiting in it: a node cut off from the leader retries a relay's append until it is healed or the write's
+    /// deadline passes, and healed, it forwards the relay to the leader (`raft_partition` module docs).
+    pub async fn pause(&self, node: u64, limit: Duration) {
+        self.load.lock().unwrap().paused.insert(node);
+        poll("the paused sender's last request answered", limit, || async {
+            (!self.load.lock().unwrap().in_flight.contains(&node)).then_some(())
+        })
+        .await;
+    }
+
+    /// Sends to `node` again after [`Traffic::pause`].
+    pub fn resume(&self, node: u64) {
+        self.load.lock().unwrap().paused.remove(&node);
     }
 
     /// Stops the load, waits (up to 60 s) until the last session it served has settled under `params`, then
