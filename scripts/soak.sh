@@ -105,6 +105,21 @@ done
 last=$(sample "$(printf '%6d s' $(($(date +%s) - start)))")
 echo "$last"
 echo "load: $(tail -1 "$dir/loadgen.log")"
+# What the money metrics say at the end, per node: losses by reason, what the chain settled, and what the miner
+# skipped or could not read (the sessions of the last seconds are still open: their claims are not settled yet).
+for i in $(seq "$nodes"); do
+  curl -s "http://127.0.0.1:$((9090 + i))/metrics" | awk -v i="$i" '
+    /^ha_miner_upokt_lost_total\{/ { match($0, /reason="[^"]*"/); lost[substr($0, RSTART + 8, RLENGTH - 9)] += $NF }
+    /^ha_miner_claims_settled_by_status_total\{/ { match($0, /status="[^"]*"/); settled[substr($0, RSTART + 8, RLENGTH - 9)] += $NF }
+    /^ha_miner_claims_skipped_total\{/ { match($0, /reason="[^"]*"/); skipped[substr($0, RSTART + 8, RLENGTH - 9)] += $NF }
+    /^ha_miner_relays_rejected_total\{/ { rejected += $NF }
+    END {
+      printf "node%d lost uPOKT:", i; n = 0; for (r in lost) { printf " %s %d", r, lost[r]; n++ } if (!n) printf " none"
+      printf "; claims settled:"; n = 0; for (s in settled) { printf " %s %d", s, settled[s]; n++ } if (!n) printf " none"
+      printf "; claims skipped:"; n = 0; for (s in skipped) { printf " %s %d", s, skipped[s]; n++ } if (!n) printf " none"
+      printf "; relay-log entries not mined: %d\n", rejected
+    }'
+done
 first=${first:-$last}
 echo "first: $first"
 echo "last:  $last"
