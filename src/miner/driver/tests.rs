@@ -21,6 +21,57 @@ use crate::protocol::wire::{MinedRelayMessage, SessionHeader};
 use crate::sim::chain::genesis::*;
 use crate::sim::chain::{SimChain, actor, router};
 
+/// The relay log `inner` as a relayer serving while the miner ingests sees it: after every read of new entries
+/// it appends what `after_read` returns (after the read, as appends land while a batch is being committed) and,
+/// when that was not nothing, runs `then` (e.g. the chain producing a block). Everything else goes to `inner`.
+struct AppendsAfterRead {
+    inner: Arc<dyn storage::RelayLog>,
+    after_read: Box<dyn Fn() -> Vec<MinedRelay> + Send + Sync>,
+    then: Box<dyn Fn() + Send + Sync>,
+}
+
+#[async_trait::async_trait]
+impl storage::RelayLog for AppendsAfterRead {
+    async fn append(&self, relays: Vec<MinedRelay>) -> Result<Vec<storage::EntryId>, StorageError> {
+        self.inner.append(relays).await
+    }
+    async fn read(&self, supplier: &str, consumer: &str, max: usize) -> Result<Vec<storage::LogEntry>, StorageError> {
+        let out = self.inner.read(supplier, consumer, max).await?;
+        let more = (self.after_read)();
+        if !more.is_empty() {
+            self.inner.append(more).await?;
+            (self.then)();
+        }
+        Ok(out)
+    }
+    async fn read_pending(
+        &self,
+        supplier: &str,
+        consumer: &str,
+        max: usize,
+    ) -> Result<Vec<storage::LogEntry>, StorageError> {
+        self.inner.read_pending(supplier, consumer, max).await
+    }
+    async fn claim(
+        &self,
+        supplier: &str,
+        consumer: &str,
+        min_idle: Duration,
+        max: usize,
+    ) -> Result<Vec<storage::LogEntry>, StorageError> {
+        self.inner.claim(supplier, consumer, min_idle, max).await
+    }
+    async fn ack(&self, supplier: &str, ids: &[storage::EntryId]) -> Result<u64, StorageError> {
+        self.inner.ack(supplier, ids).await
+    }
+    async fn trim_session(&self, supplier: &str, session_id: &str) -> Result<u64, StorageError> {
+        self.inner.trim_session(supplier, session_id).await
+    }
+    async fn backlog(&self, supplier: &str) -> Result<Backlog, StorageError> {
+        self.inner.backlog(supplier).await
+    }
+}
+
 mod claim_funds;
 mod confirmed_once;
 mod deferred_submits;

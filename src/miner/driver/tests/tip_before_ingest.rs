@@ -3,57 +3,6 @@
 
 use super::*;
 
-/// The relay log of a relayer that appends a relay of the session while an ingest round is under way (after the
-/// round read the supplier's log), and then the chain produces the block that opens the session's claim window:
-/// the relayer saw the height before `claim_open`, so it rightly appended the relay. Armed once.
-struct AppendThenBlock {
-    inner: Arc<dyn storage::RelayLog>,
-    chain: SimChain,
-    late: Mutex<Option<Vec<MinedRelay>>>,
-}
-
-#[async_trait::async_trait]
-impl storage::RelayLog for AppendThenBlock {
-    async fn append(&self, relays: Vec<MinedRelay>) -> Result<Vec<storage::EntryId>, StorageError> {
-        self.inner.append(relays).await
-    }
-    async fn read(&self, supplier: &str, consumer: &str, max: usize) -> Result<Vec<storage::LogEntry>, StorageError> {
-        let out = self.inner.read(supplier, consumer, max).await?;
-        let late = self.late.lock().unwrap().take();
-        if let Some(late) = late {
-            self.inner.append(late).await?;
-            self.chain.produce_block();
-        }
-        Ok(out)
-    }
-    async fn read_pending(
-        &self,
-        supplier: &str,
-        consumer: &str,
-        max: usize,
-    ) -> Result<Vec<storage::LogEntry>, StorageError> {
-        self.inner.read_pending(supplier, consumer, max).await
-    }
-    async fn claim(
-        &self,
-        supplier: &str,
-        consumer: &str,
-        min_idle: Duration,
-        max: usize,
-    ) -> Result<Vec<storage::LogEntry>, StorageError> {
-        self.inner.claim(supplier, consumer, min_idle, max).await
-    }
-    async fn ack(&self, supplier: &str, ids: &[storage::EntryId]) -> Result<u64, StorageError> {
-        self.inner.ack(supplier, ids).await
-    }
-    async fn trim_session(&self, supplier: &str, session_id: &str) -> Result<u64, StorageError> {
-        self.inner.trim_session(supplier, session_id).await
-    }
-    async fn backlog(&self, supplier: &str) -> Result<Backlog, StorageError> {
-        self.inner.backlog(supplier).await
-    }
-}
-
 /// A relay appended during an ingest round, after the round read its supplier's log, and before the block that
 /// makes the session's claim due, is in the claim. With the tip read after the ingest round (as it was), the
 /// iteration saw that block, built the claim from the tries as the round left them and sent it without the
@@ -82,10 +31,16 @@ async fn a_relay_appended_before_the_claim_block_during_an_ingest_round_is_in_th
 
     // The miner reads through its fenced view (made when it became leader): the relayer goes in there.
     let fenced = miner.fenced.as_mut().unwrap();
-    fenced.relay_log = Arc::new(AppendThenBlock {
+    // A relayer that saw the height before `claim_open` appends relay 5 while a round is under way (after the
+    // round read the supplier's log), then the chain produces block `claim_open`. Once.
+    let late = Mutex::new(Some(relays(&f.supplier, &f.header, 5..6)));
+    let chain = f.chain.clone();
+    fenced.relay_log = Arc::new(AppendsAfterRead {
         inner: fenced.relay_log.clone(),
-        chain: f.chain.clone(),
-        late: Mutex::new(Some(relays(&f.supplier, &f.header, 5..6))),
+        after_read: Box::new(move || late.lock().unwrap().take().unwrap_or_default()),
+        then: Box::new(move || {
+            chain.produce_block();
+        }),
     });
     // The round reads the log, the relay is appended, then block `claim_open` comes.
     for _ in 0..3 {
