@@ -449,6 +449,30 @@ async fn ingest_until_claim_open(
     plain: &storage::Storage,
     miner: &mut Miner,
 ) -> crate::miner::lifecycle::Schedule {
+    ingest_until(f, plain, miner, |s| s.claim_open).await
+}
+
+/// [`ingest_until_claim_open`], then steps `miner` block by block until it pruned the session, which must happen
+/// by the block after its settlement height.
+async fn ingest_until_pruned(f: &Fixture, plain: &storage::Storage, miner: &mut Miner) {
+    let schedule = ingest_until_claim_open(f, plain, miner).await;
+    while miner.engine.session(&f.key).is_some() {
+        assert!(
+            f.chain.height() <= schedule.settlement + 1,
+            "pruned after the settlement height"
+        );
+        miner.step().await.unwrap();
+        f.chain.produce_block();
+    }
+}
+
+/// [`ingest_until_claim_open`], with the blocks produced up to the height `until` names in the schedule.
+async fn ingest_until(
+    f: &Fixture,
+    plain: &storage::Storage,
+    miner: &mut Miner,
+    until: impl Fn(&crate::miner::lifecycle::Schedule) -> i64,
+) -> crate::miner::lifecycle::Schedule {
     miner.step().await.unwrap();
     plain
         .relay_log
@@ -457,7 +481,7 @@ async fn ingest_until_claim_open(
         .unwrap();
     miner.step().await.unwrap();
     let schedule = miner.engine.session(&f.key).unwrap().schedule;
-    while f.chain.height() < schedule.claim_open {
+    while f.chain.height() < until(&schedule) {
         f.chain.produce_block();
     }
     schedule

@@ -13,15 +13,7 @@ async fn a_removed_suppliers_tombstone_is_deleted_once_past_after_a_restart() {
     let mut cfg = config("a");
     cfg.engine.tombstone_blocks = 5;
     let mut miner = Miner::new(f.client.clone(), plain.clone(), f.keyring.clone(), cfg.clone());
-    let schedule = ingest_until_claim_open(&f, &plain, &mut miner).await;
-    while miner.engine.session(&f.key).is_some() {
-        assert!(
-            f.chain.height() <= schedule.settlement + 1,
-            "pruned after the settlement height"
-        );
-        miner.step().await.unwrap();
-        f.chain.produce_block();
-    }
+    ingest_until_pruned(&f, &plain, &mut miner).await;
     let forget_after = assert_session_pruned(&plain, &f.supplier, &f.key.session_id)
         .await
         .forget_after

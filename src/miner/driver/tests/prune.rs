@@ -130,15 +130,7 @@ async fn a_relay_of_a_pruned_session_is_acknowledged_not_mined_even_after_a_rest
     let telemetry = crate::telemetry::Telemetry::new().unwrap();
     let mut miner = Miner::new(f.client.clone(), plain.clone(), f.keyring.clone(), cfg.clone())
         .with_metrics(crate::miner::metrics::MinerMetrics::new(&telemetry).unwrap());
-    let schedule = ingest_until_claim_open(&f, &plain, &mut miner).await;
-    while miner.engine.session(&f.key).is_some() {
-        assert!(
-            f.chain.height() <= schedule.settlement + 1,
-            "pruned after the settlement height"
-        );
-        miner.step().await.unwrap();
-        f.chain.produce_block();
-    }
+    ingest_until_pruned(&f, &plain, &mut miner).await;
     assert_eq!(miner.stats.claims_confirmed.load(Relaxed), 1);
 
     // Relays 0..3 redelivered and a relay never seen (appended late): acknowledged, nothing mined or counted.

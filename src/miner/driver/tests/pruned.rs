@@ -12,15 +12,7 @@ async fn a_too_large_relay_of_a_pruned_session_is_counted_as_pruned() {
     let telemetry = crate::telemetry::Telemetry::new().unwrap();
     let plain = MemoryBackend::new().storage();
     let mut miner = miner_proving_4k(&f, plain.clone(), &telemetry);
-    let schedule = ingest_until_claim_open(&f, &plain, &mut miner).await;
-    while miner.engine.session(&f.key).is_some() {
-        assert!(
-            f.chain.height() <= schedule.settlement + 1,
-            "pruned after the settlement height"
-        );
-        miner.step().await.unwrap();
-        f.chain.produce_block();
-    }
+    ingest_until_pruned(&f, &plain, &mut miner).await;
     assert!(miner.engine.is_tombstoned(&f.key));
 
     let relay = resized(relays(&f.supplier, &f.header, 9..10).remove(0), 4097, 9);

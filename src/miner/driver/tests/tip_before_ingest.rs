@@ -14,17 +14,7 @@ async fn a_relay_appended_before_the_claim_block_during_an_ingest_round_is_in_th
     let f = fixture().await;
     let plain = MemoryBackend::new().storage();
     let mut miner = Miner::new(f.client.clone(), plain.clone(), f.keyring.clone(), config("a"));
-    miner.step().await.unwrap();
-    plain
-        .relay_log
-        .append(relays(&f.supplier, &f.header, 0..5))
-        .await
-        .unwrap();
-    miner.step().await.unwrap();
-    let schedule = miner.engine.session(&f.key).unwrap().schedule;
-    while f.chain.height() < schedule.claim_open - 1 {
-        f.chain.produce_block();
-    }
+    let schedule = ingest_until(&f, &plain, &mut miner, |s| s.claim_open - 1).await;
     miner.step().await.unwrap();
     assert_eq!(miner.engine.session(&f.key).unwrap().relays, 5);
     assert_eq!(miner.engine.session(&f.key).unwrap().claim_sent_at, Vec::<i64>::new());
