@@ -10,10 +10,13 @@ pub mod gate;
 pub mod load;
 pub mod monitor;
 pub mod node;
+mod ports;
 pub mod settled;
 pub mod sock_diag;
 pub mod tcp_proxy;
 pub mod traffic;
+
+pub use ports::free_port;
 
 use std::time::{Duration, Instant};
 
@@ -77,24 +80,6 @@ pub fn print_miner_errors(metrics: &std::collections::BTreeMap<u64, String>) {
             .filter(|l| l.rsplit(' ').next() != Some("0"))
             .collect();
         println!("node {id} miner errors and losses: {lines:#?}");
-    }
-}
-
-/// A free TCP port on 127.0.0.1 (bound and released: another process may take it first, rarely), never one
-/// this test process handed out before: a killed node's ports are free until it restarts on them, and a node
-/// started meanwhile must not get one (a CI run gave a new node a killed node's raft port as its relay port).
-pub fn free_port() -> u16 {
-    static HANDED_OUT: std::sync::Mutex<std::collections::BTreeSet<u16>> =
-        std::sync::Mutex::new(std::collections::BTreeSet::new());
-    loop {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        if HANDED_OUT.lock().unwrap_or_else(|p| p.into_inner()).insert(port) {
-            return port;
-        }
     }
 }
 
