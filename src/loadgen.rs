@@ -42,13 +42,25 @@ pub fn signed_relay_request(
         url: url.into(),
         body_bz: body,
     };
+    signed_relay_request_with_payload(header, supplier, payload.encode_to_vec(), signer, ring)
+}
+
+/// A relay request carrying `payload` as it is (a WebSocket relay's raw message, spec §2.7), ring-signed by
+/// `signer`, a member of `ring`.
+pub fn signed_relay_request_with_payload(
+    header: &SessionHeader,
+    supplier: &str,
+    payload: Vec<u8>,
+    signer: &SigningKey,
+    ring: &[[u8; 33]],
+) -> Result<RelayRequest, RingError> {
     let mut request = RelayRequest {
         meta: Some(RelayRequestMetadata {
             session_header: Some(header.clone()),
             signature: vec![],
             supplier_operator_address: supplier.to_string(),
         }),
-        payload: payload.encode_to_vec(),
+        payload,
     };
     let secret = k256::Scalar::reduce(&signer.to_bytes());
     let signature = RingSignature::sign(ring, &relay::request_signable_hash(&request), &secret)?;

@@ -47,11 +47,13 @@
 //! Refusals are answered with a `RelayResponse` carrying a `RelayMinerError` with a stable code per reason
 //! ([`RelayError::code`]), and counted in `ha_relayer_relays_rejected_total{service_id,rpc_type,reason}`.
 //!
-//! Transports other than HTTP (WebSocket, gRPC, streaming) plug in by calling the same stages: structure check,
-//! [`Relayer`]'s validation and metering, their own forwarding, then signing and mining.
+//! WebSocket relays (a gateway's upgrade on the relay address) go through the same stages per message, with
+//! their own forwarding: module [`ws`]. Other transports (gRPC, streaming) plug in the same way: structure check,
+//! [`Relayer`]'s validation and metering, their own forwarding, then signing and mining; they are not served yet.
 
 pub(crate) mod backend_url;
 mod budget;
+mod build;
 mod chain_retry;
 mod costs;
 mod detach;
@@ -66,6 +68,7 @@ pub mod routes;
 pub mod server;
 mod sessions;
 mod validate;
+pub mod ws;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -136,6 +139,8 @@ pub struct Relayer {
     metrics: Arc<Metrics>,
     /// Minings and settlements finishing in tasks because their handler was dropped (module `detach`).
     detached: detach::Detachments,
+    /// WebSocket relays' own metrics (module `ws`).
+    ws_metrics: ws::WsMetrics,
 }
 
 impl std::fmt::Debug for Relayer {
@@ -149,174 +154,6 @@ impl std::fmt::Debug for Relayer {
 }
 
 impl Relayer {
-    /// The relayer of a whole process configuration: every `services.*` entry with its backends per rpc type
-    /// (`Rpc-Type` header → `backends.{grpc|websocket|jsonrpc|rest|cometbft}`, else `default_backend`), backend
-    /// `headers`, `max_retries` (connection failures only), the timeouts of its `timeout_profile` (else
-    /// `default_request_timeout_seconds` and `http_transport.*`), its pool (`pool_profile` else `http_transport`,
-    /// Go defaults: 500 connections and 100 idle per host, 90 s idle timeout, 5 s dial, 30 s keep-alive),
-    /// `max_body_size_bytes` (else `default_max_body_size_bytes`) for requests and backend answers, and its
-    /// `validation_mode` (else `default_validation_mode`); plus `relay_log.*` (batching, `durable_ack`) and
-    /// `relay_meter.*` (metering in `storage.kv`, shared by every relayer on the same storage).
-    ///
-    /// - `chain`: the chain query client (its caches keep validation off the network on the hot path).
-    /// - `suppliers`: the supplier operator keys (hot-reloadable; a supplier removed from it is refused at once).
-    /// - `storage`: relay mined relays go to `storage.relay_log`, meters live in `storage.kv`.
-    /// - `height`: the current block height (timing checks, meter expiry); the caller keeps it fresh and should
-    ///   call [`ChainClient::invalidate_applications`] on each new block (delegation changes).
-    /// - `telemetry`: registry for the `ha_relayer_*` metrics (one relayer per registry).
-    ///
-    /// Call [`Config::validate`] first; this fails only on what it cannot build. Must be called inside a tokio
-    /// runtime (it starts the relay log appender and the meter sync task; both stop when the relayer is dropped).
-    /// Serve it with [`Relayer::router`] on `config.listen_addr`.
-    pub fn from_config(
-        config: &Config,
-        chain: Arc<ChainClient>,
-        suppliers: crate::keys::Keyring,
-        storage: &storage::Storage,
-        height: watch::Receiver<i64>,
-        telemetry: &Telemetry,
-    ) -> Result<Self, RelayerBuildError> {
-        let services = routes::services_from_config(config)?;
-        Self::with_services(
-            chain,
-            suppliers,
-            services,
-            RelayerOptions::from_config(config),
-            storage,
-            height,
-            telemetry,
-        )
-    }
-
-    /// The lower-level constructor: explicit [`Service`]s and [`RelayerOptions`].
-    pub fn with_services(
-        chain: Arc<ChainClient>,
-        suppliers: crate::keys::Keyring,
-        services: HashMap<String, Arc<Service>>,
-        options: RelayerOptions,
-        storage: &storage::Storage,
-        height: watch::Receiver<i64>,
-        telemetry: &Telemetry,
-    ) -> Result<Self, RelayerBuildError> {
-        Self::build(
-            chain,
-            suppliers,
-            services,
-            options,
-            Arc::clone(&storage.relay_log),
-            Some(Arc::clone(&storage.kv)),
-            height,
-            telemetry,
-        )
-    }
-
-    /// The simplest relayer (what `relay-miner localnet` uses): one backend URL per service, eager validation,
-    /// durable ack with default batching, no meter.
-    pub fn new(
-        chain: Arc<ChainClient>,
-        suppliers: crate::keys::Keyring,
-        services: HashMap<String, ServiceRoute>,
-        relay_log: Arc<dyn storage::RelayLog>,
-        height: watch::Receiver<i64>,
-        telemetry: &Telemetry,
-    ) -> Result<Self, TelemetryError> {
-        let tls = routes::backend_tls(None).map_err(|e| TelemetryError::from(prometheus::Error::Msg(e.to_string())))?;
-        let services = services
-            .into_iter()
-            .map(|(id, route)| {
-                let backend = Backend::new(RpcType::JsonRpc, route.backend_url, PoolSettings::default(), &tls)?;
-                let service = Service::single(
-                    id.clone(),
-                    ValidationMode::Eager,
-                    backend,
-                    route.timeout,
-                    route.max_body_bytes,
-                );
-                Ok((id, Arc::new(service)))
-            })
-            .collect::<Result<_, RouteError>>()
-            .map_err(|e| TelemetryError::from(prometheus::Error::Msg(e.to_string())))?;
-        match Self::build(
-            chain,
-            suppliers,
-            services,
-            RelayerOptions::default(),
-            relay_log,
-            None,
-            height,
-            telemetry,
-        ) {
-            Ok(r) => Ok(r),
-            Err(RelayerBuildError::Telemetry(e)) => Err(e),
-            Err(RelayerBuildError::Route(e)) => Err(TelemetryError::from(prometheus::Error::Msg(e.to_string()))),
-        }
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn build(
-        chain: Arc<ChainClient>,
-        suppliers: crate::keys::Keyring,
-        services: HashMap<String, Arc<Service>>,
-        options: RelayerOptions,
-        relay_log: Arc<dyn storage::RelayLog>,
-        kv: Option<Arc<dyn storage::KvStore>>,
-        height: watch::Receiver<i64>,
-        telemetry: &Telemetry,
-    ) -> Result<Self, RelayerBuildError> {
-        let metrics = Arc::new(Metrics::new(telemetry)?);
-        let appender = log::LogAppender::spawn(relay_log, options.batch, metrics.clone());
-        let meter = match (options.meter, kv) {
-            (Some(m), Some(kv)) => Some(RelayMeter::spawn(
-                kv,
-                m.fail_behavior,
-                m.cache_ttl,
-                m.sync_interval,
-                height.clone(),
-                metrics.clone(),
-            )),
-            _ => None,
-        };
-        let max_request_bytes = services.values().map(|s| s.max_body_bytes).max().unwrap_or(10 << 20);
-        // `ha_relayer_current_block_height` follows the height relays are validated at (ends with the sender).
-        let mut watched = height.clone();
-        let current_height = metrics.current_height.clone();
-        tokio::spawn(async move {
-            loop {
-                current_height.set(*watched.borrow_and_update());
-                if watched.changed().await.is_err() {
-                    break;
-                }
-            }
-        });
-        Ok(Self {
-            chain,
-            suppliers,
-            services,
-            max_request_bytes,
-            body_read_timeout: options.body_read_timeout,
-            body_budget: options.max_body_bytes_in_flight.map(|bytes| {
-                budget::BodyBudget::new(bytes, options.body_budget_wait, metrics.body_bytes_in_flight.clone())
-            }),
-            appender,
-            durable_ack: options.durable_ack,
-            claim_delay_blocks: options.claim_delay_blocks.max(0),
-            submission_buffer_blocks: options.submission_buffer_blocks.max(0),
-            max_mined_relay_bytes: options.max_mined_relay_bytes,
-            meter,
-            costs: costs::CostCache::default(),
-            height,
-            optimistic: Arc::new(Semaphore::new(OPTIMISTIC_IN_FLIGHT)),
-            validated_sessions: sessions::ValidatedSessions::new(
-                sessions::CAPACITY,
-                metrics.optimistic_sessions.clone(),
-            ),
-            next_session_waiters: Semaphore::new(NEXT_SESSION_WAITERS),
-            ring_verifier: crate::protocol::ring::fast::FastRing::default(),
-            metrics,
-            detached: detach::Detachments::default(),
-        })
-    }
-
     /// Waits until every optimistic settlement running in the background is done (validated, then appended or
     /// dropped). Call once the relay server drained its connections and before the miner's final ingest and the
     /// storage close: a relay already answered to its gateway but still validating would otherwise never reach
@@ -363,10 +200,11 @@ impl Relayer {
         .await;
     }
 
-    /// The axum router: `POST` on any path takes relay requests.
+    /// The axum router: `POST` on any path takes relay requests; a WebSocket upgrade (`GET`) on any path opens a
+    /// connection of WebSocket relays (module `ws`).
     pub fn router(self: Arc<Self>) -> axum::Router {
         axum::Router::new()
-            .fallback(axum::routing::post(handle))
+            .fallback(axum::routing::post(handle).get(ws::upgrade))
             .with_state(self)
     }
 
@@ -778,27 +616,14 @@ async fn handle(State(relayer): State<Arc<Relayer>>, headers: HeaderMap, body: B
             ([(http::header::CONTENT_TYPE, "application/x-protobuf")], bytes).into_response()
         }
         Err((error, service, header)) => {
-            let (code, reason) = error.code();
+            let (_, reason) = error.code();
             relayer
                 .metrics
                 .rejected
                 .with_label_values(&[&service, rt, reason])
                 .inc();
             tracing::debug!(%error, service, "relay refused");
-            let response = RelayResponse {
-                meta: Some(RelayResponseMetadata {
-                    session_header: header,
-                    supplier_operator_signature: vec![],
-                }),
-                payload: vec![],
-                relay_miner_error: Some(RelayMinerError {
-                    codespace: "relayminer".into(),
-                    code,
-                    description: reason.into(),
-                    message: error.to_string(),
-                }),
-                payload_hash: None,
-            };
+            let response = error_response(&error, header);
             (
                 error.status(),
                 [(http::header::CONTENT_TYPE, "application/x-protobuf")],
@@ -806,5 +631,24 @@ async fn handle(State(relayer): State<Arc<Relayer>>, headers: HeaderMap, body: B
             )
                 .into_response()
         }
+    }
+}
+
+/// The answer to a refused relay: its `RelayMinerError` (stable code per reason) and the request's session header.
+fn error_response(error: &RelayError, header: Option<SessionHeader>) -> RelayResponse {
+    let (code, reason) = error.code();
+    RelayResponse {
+        meta: Some(RelayResponseMetadata {
+            session_header: header,
+            supplier_operator_signature: vec![],
+        }),
+        payload: vec![],
+        relay_miner_error: Some(RelayMinerError {
+            codespace: "relayminer".into(),
+            code,
+            description: reason.into(),
+            message: error.to_string(),
+        }),
+        payload_hash: None,
     }
 }

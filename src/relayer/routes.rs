@@ -179,6 +179,8 @@ pub struct Backend {
     pub client: HttpClient,
     /// Bounds connections in use (Go `max_conns_per_host`); `None` = no limit.
     pub permits: Option<Arc<Semaphore>>,
+    /// The TLS client configuration its `https`/`wss` connections use (WebSocket relays connect with it too).
+    pub tls: Arc<rustls::ClientConfig>,
 }
 
 impl Backend {
@@ -205,6 +207,7 @@ impl Backend {
             permits: pool
                 .max_conns_per_host
                 .map(|n| Arc::new(Semaphore::new(n.clamp(1, Semaphore::MAX_PERMITS)))),
+            tls: Arc::clone(tls),
         })
     }
 }

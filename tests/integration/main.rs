@@ -27,6 +27,7 @@ mod relayer_optimistic;
 mod relayer_redis_memory;
 mod relayer_redis_replicas;
 mod relayer_validation;
+mod relayer_ws;
 mod sim;
 mod support;
 mod tx_cosmrs_oracle;

@@ -34,7 +34,10 @@ pub fn free_port() -> u16 {
     }
     let span = u64::from(end - LOWEST);
     let dir = lock_dir();
-    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
     let start = (u128::from(std::process::id()) * 7_919 + nanos) % u128::from(span);
     let mut held = HELD.lock().unwrap_or_else(|p| p.into_inner());
     for i in 0..span {
@@ -42,7 +45,12 @@ pub fn free_port() -> u16 {
         if held.contains_key(&port) {
             continue;
         }
-        let Ok(file) = File::options().create(true).write(true).truncate(false).open(dir.join(port.to_string())) else {
+        let Ok(file) = File::options()
+            .create(true)
+            .write(true)
+            .truncate(false)
+            .open(dir.join(port.to_string()))
+        else {
             continue;
         };
         if file.try_lock().is_err() {
@@ -76,10 +84,14 @@ fn lock_dir() -> PathBuf {
 fn ephemeral_port() -> u16 {
     let mut held = HELD.lock().unwrap_or_else(|p| p.into_inner());
     loop {
-        let port = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap().local_addr().unwrap().port();
-        if !held.contains_key(&port) {
+        let port = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        if let std::collections::btree_map::Entry::Vacant(slot) = held.entry(port) {
             // No lock file: this path only keeps the process from handing a port out twice.
-            held.insert(port, File::open("/dev/null").unwrap());
+            slot.insert(File::open("/dev/null").unwrap());
             return port;
         }
     }

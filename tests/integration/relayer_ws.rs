@@ -1,0 +1,308 @@
+//! WebSocket relays over real sockets (module `relayer::ws`): a gateway's WebSocket connection to the relayer, the
+//! demo backend's JSON-RPC WebSocket (`eth_subscribe("newHeads")`) behind it, the simulator chain and redb. Every
+//! backend message comes back signed and is in the relay log before the gateway gets it; an invalid request is
+//! answered with its error and costs nothing; the handshake is refused for an unknown service, a service without a
+//! WebSocket backend and a supplier that is not ours; a backend message after its session's claim was built is
+//! refused and ends the connection.
+
+use std::time::Duration;
+
+use futures::{SinkExt as _, StreamExt as _};
+use relay_miner::config::Config;
+use relay_miner::protocol::wire::{RelayRequest, RelayResponse, SessionHeader};
+use relay_miner::protocol::{relay, sha256, supplier_sig};
+use relay_miner::sim::backend::{BackendConfig, BackendHandle, DemoBackend};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
+
+use crate::relayer::{Net, Running, error_code};
+
+type Gateway = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// A net whose `anvil` service has a WebSocket backend (the demo backend, a `newHeads` notification every 100 ms);
+/// `lazy` keeps only its JSON-RPC one.
+async fn ws_net() -> (Net, Running, BackendHandle) {
+    let net = Net::new(1_000_000_000).await;
+    let backend = DemoBackend::spawn(BackendConfig {
+        ws: relay_miner::sim::backend::WsConfig {
+            new_heads_interval: Duration::from_millis(100),
+            ..Default::default()
+        },
+        ..BackendConfig::default()
+    })
+    .await
+    .unwrap();
+    let yaml = format!(
+        "
+listen_addr: 127.0.0.1:0
+default_max_body_size_bytes: 65536
+services:
+  anvil:
+    validation_mode: eager
+    backends:
+      jsonrpc: {{url: {http}}}
+      websocket: {{url: {ws}}}
+  lazy:
+    validation_mode: optimistic
+    backends:
+      jsonrpc: {{url: {http}}}
+relay_meter:
+  enabled: true
+  fail_behavior: closed
+  sync_interval_ms: 20
+relay_log:
+  durable_ack: true
+",
+        http = backend.http_url(),
+        ws = backend.ws_url(),
+    );
+    let config = Config::from_yaml(&yaml).unwrap();
+    assert_eq!(config.validate(), vec![]);
+    let running = net.relayer_with(&config).await;
+    (net, running, backend)
+}
+
+/// Opens a gateway connection to the relayer at `url` with the handshake headers given.
+async fn connect(url: &str, headers: &[(&str, &str)]) -> Result<Gateway, tokio_tungstenite::tungstenite::Error> {
+    let mut request = url.replacen("http://", "ws://", 1).into_client_request().unwrap();
+    for (name, value) in headers {
+        let name = http::HeaderName::from_bytes(name.as_bytes()).unwrap();
+        request.headers_mut().insert(name, value.parse().unwrap());
+    }
+    tokio::time::timeout(Duration::from_secs(5), tokio_tungstenite::connect_async(request))
+        .await
+        .expect("handshake within 5 s")
+        .map(|(socket, _)| socket)
+}
+
+/// A signed WebSocket relay request whose payload is the raw JSON-RPC `body`.
+fn ws_request(net: &Net, header: &SessionHeader, body: &str) -> RelayRequest {
+    let ring = [net.app.2, net.gateway.2];
+    relay_miner::loadgen::signed_relay_request_with_payload(
+        header,
+        &net.ours.1,
+        body.as_bytes().to_vec(),
+        &net.gateway.0,
+        &ring,
+    )
+    .unwrap()
+}
+
+async fn send(gateway: &mut Gateway, request: &RelayRequest) {
+    let bytes = relay::encode_relay_request(request);
+    gateway.send(Message::binary(bytes)).await.unwrap();
+}
+
+/// The next data message from the relayer, decoded; `None` when it closed the connection.
+async fn next(gateway: &mut Gateway) -> Option<RelayResponse> {
+    loop {
+        let message = tokio::time::timeout(Duration::from_secs(5), gateway.next())
+            .await
+            .expect("a message within 5 s");
+        match message {
+            None | Some(Err(_)) | Some(Ok(Message::Close(_))) => return None,
+            Some(Ok(Message::Binary(bytes))) => {
+                return Some(relay::decode_relay_response(&bytes, relay::MAX_RELAY_MESSAGE_BYTES).unwrap());
+            }
+            Some(Ok(_)) => continue,
+        }
+    }
+}
+
+/// The JSON of a served response, after checking its supplier signature and payload hash (§2.2).
+fn served(net: &Net, response: &RelayResponse) -> serde_json::Value {
+    assert!(response.relay_miner_error.is_none(), "{:?}", response.relay_miner_error);
+    let signable = relay::response_signable_hash(response);
+    let signature = &response.meta.as_ref().unwrap().supplier_operator_signature;
+    supplier_sig::verify(&net.ours.2, &signable, signature).unwrap();
+    assert_eq!(response.payload_hash, Some(sha256(&response.payload).to_vec()));
+    serde_json::from_slice(&response.payload).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn websocket_relays_are_served_signed_and_mined_one_per_backend_message() {
+    let (net, running, backend) = ws_net().await;
+    let header = net.header("anvil").await;
+    let mut gateway = connect(&running.url, &[("target-service-id", "anvil")]).await.unwrap();
+
+    // A call: one backend message, one relay, in the relay log before the gateway has it.
+    send(
+        &mut gateway,
+        &ws_request(
+            &net,
+            &header,
+            r#"{"jsonrpc":"2.0","id":7,"method":"eth_blockNumber","params":[]}"#,
+        ),
+    )
+    .await;
+    let answer = served(&net, &next(&mut gateway).await.unwrap());
+    assert_eq!(answer["id"], 7);
+    assert!(answer["result"].is_string(), "{answer}");
+    assert_eq!(net.recorded().await, 1);
+
+    // A subscription: its acknowledgement and every notification are relays answering the subscribe request.
+    send(
+        &mut gateway,
+        &ws_request(
+            &net,
+            &header,
+            r#"{"jsonrpc":"2.0","id":8,"method":"eth_subscribe","params":["newHeads"]}"#,
+        ),
+    )
+    .await;
+    let ack = served(&net, &next(&mut gateway).await.unwrap());
+    assert_eq!(ack["id"], 8);
+    let subscription = ack["result"].as_str().unwrap().to_owned();
+    for n in 0..3 {
+        let note = served(&net, &next(&mut gateway).await.unwrap());
+        assert_eq!(note["method"], "eth_subscription", "{note}");
+        assert_eq!(note["params"]["subscription"], subscription.as_str());
+        assert_eq!(net.recorded().await, 3 + n);
+    }
+    assert!(backend.stats().ws_messages >= 2, "{:?}", backend.stats());
+
+    let text = running.telemetry.render_metrics();
+    for (series, at_least) in [
+        ("ha_relayer_websocket_connections_total{service_id=\"anvil\"}", 1),
+        ("ha_relayer_websocket_connections_active{service_id=\"anvil\"}", 1),
+        (
+            "ha_relayer_websocket_messages_forwarded_total{direction=\"to_backend\",service_id=\"anvil\"}",
+            2,
+        ),
+        ("ha_relayer_websocket_relays_emitted_total{service_id=\"anvil\"}", 5),
+    ] {
+        let value: u64 = text
+            .lines()
+            .find_map(|l| l.strip_prefix(series).map(|v| v.trim().parse().unwrap()))
+            .unwrap_or_else(|| panic!("{series} missing:\n{text}"));
+        assert!(value >= at_least, "{series} = {value}");
+    }
+    gateway.close(None).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_invalid_websocket_relay_is_refused_and_the_connection_goes_on() {
+    let (net, running, backend) = ws_net().await;
+    let header = net.header("anvil").await;
+    let mut gateway = connect(&running.url, &[("target-service-id", "anvil")]).await.unwrap();
+
+    let mut forged = ws_request(
+        &net,
+        &header,
+        r#"{"jsonrpc":"2.0","id":1,"method":"eth_blockNumber","params":[]}"#,
+    );
+    let signature = &mut forged.meta.as_mut().unwrap().signature;
+    let last = signature.len() - 1;
+    signature[last] ^= 1;
+    send(&mut gateway, &forged).await;
+    let refused = next(&mut gateway).await.unwrap();
+    assert_eq!(error_code(&refused), Some(4), "{refused:?}");
+    // Not forwarded, not recorded: the backend never saw a connection.
+    assert_eq!(backend.stats().ws_connections, 0);
+    assert_eq!(net.recorded().await, 0);
+
+    // A relay of another service on this connection is refused too.
+    let other = net.header("lazy").await;
+    send(
+        &mut gateway,
+        &ws_request(
+            &net,
+            &other,
+            r#"{"jsonrpc":"2.0","id":2,"method":"eth_blockNumber","params":[]}"#,
+        ),
+    )
+    .await;
+    assert_eq!(error_code(&next(&mut gateway).await.unwrap()), Some(3));
+
+    send(
+        &mut gateway,
+        &ws_request(
+            &net,
+            &header,
+            r#"{"jsonrpc":"2.0","id":3,"method":"eth_blockNumber","params":[]}"#,
+        ),
+    )
+    .await;
+    assert_eq!(served(&net, &next(&mut gateway).await.unwrap())["id"], 3);
+    assert_eq!(net.recorded().await, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn websocket_handshakes_are_refused_for_what_cannot_be_served() {
+    let (_net, running, _backend) = ws_net().await;
+    let status = |result: Result<Gateway, tokio_tungstenite::tungstenite::Error>| match result {
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => response.status().as_u16(),
+        Err(e) => panic!("{e}"),
+        Ok(_) => panic!("the handshake was accepted"),
+    };
+    assert_eq!(
+        status(connect(&running.url, &[("target-service-id", "nope")]).await),
+        400
+    );
+    assert_eq!(status(connect(&running.url, &[]).await), 400);
+    // A service served over HTTP only.
+    assert_eq!(
+        status(connect(&running.url, &[("target-service-id", "lazy")]).await),
+        502
+    );
+    assert_eq!(
+        status(
+            connect(
+                &running.url,
+                &[
+                    ("target-service-id", "anvil"),
+                    ("pocket-supplier-address", "pokt1someoneelse")
+                ]
+            )
+            .await
+        ),
+        400
+    );
+    // The legacy service header is read too.
+    assert!(connect(&running.url, &[("pocket-service-id", "anvil")]).await.is_ok());
+    let text = running.telemetry.render_metrics();
+    assert!(
+        text.lines().any(|l| l.starts_with("ha_relayer_relays_rejected_total{")
+            && l.contains("reason=\"unknown_service\"")
+            && l.contains("rpc_type=\"websocket\"")),
+        "{text}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backend_message_after_the_claim_was_built_is_refused_and_ends_the_connection() {
+    let (net, running, _backend) = ws_net().await;
+    let header = net.header("anvil").await;
+    let mut gateway = connect(&running.url, &[("target-service-id", "anvil")]).await.unwrap();
+    send(
+        &mut gateway,
+        &ws_request(
+            &net,
+            &header,
+            r#"{"jsonrpc":"2.0","id":1,"method":"eth_subscribe","params":["newHeads"]}"#,
+        ),
+    )
+    .await;
+    served(&net, &next(&mut gateway).await.unwrap());
+    served(&net, &next(&mut gateway).await.unwrap());
+    let before = net.recorded().await;
+    // Past the session's claim window opening: its claim may be built, so no relay of it is served any more.
+    let end = header.session_end_block_height;
+    while net.chain.height() <= end + 3 {
+        net.advance(1);
+    }
+    // Notifications already in flight may still be served (appended before the height moved); then one is refused.
+    let refused = loop {
+        match next(&mut gateway).await {
+            Some(r) if r.relay_miner_error.is_none() => continue,
+            Some(r) => break r,
+            None => panic!("closed without refusing"),
+        }
+    };
+    assert_eq!(error_code(&refused), Some(6), "{refused:?}");
+    assert!(
+        next(&mut gateway).await.is_none(),
+        "the connection ends after the refusal"
+    );
+    assert!(net.recorded().await >= before);
+}
