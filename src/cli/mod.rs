@@ -44,6 +44,12 @@ pub enum Command {
     Raft(RaftArgs),
     /// Run the relay miner (relayer + miner + metrics) from a config file until SIGTERM/Ctrl-C.
     Run(RunArgs),
+    /// Run the relayer alone (serves and records relays, never mines), for a deployment on Redis storage whose
+    /// miners run as `relay-miner miner`. Same flags as `run`.
+    Relayer(RunArgs),
+    /// Run the miner alone (mines what the relayers recorded, serves no relays; the lease holder submits), for a
+    /// deployment on Redis storage whose relayers run as `relay-miner relayer`. Same flags as `run`.
+    Miner(RunArgs),
     /// Run the local chain simulator: pocket/cosmos gRPC, CometBFT RPC + websocket, a block timer and the demo
     /// backend on 127.0.0.1, from a genesis YAML; until Ctrl-C/SIGTERM.
     Sim(SimArgs),
@@ -58,11 +64,13 @@ pub enum Command {
 
 /// Runs the parsed command; returns the process exit code.
 pub fn run(cli: Cli) -> anyhow::Result<i32> {
-    if !matches!(cli.command, Command::Run(_)) {
+    if !matches!(cli.command, Command::Run(_) | Command::Relayer(_) | Command::Miner(_)) {
         crate::telemetry::init_tracing("info", false);
     }
     match cli.command {
-        Command::Run(args) => run::run(args),
+        Command::Run(args) => run::run(args, crate::node::Role::All),
+        Command::Relayer(args) => run::run(args, crate::node::Role::Relayer),
+        Command::Miner(args) => run::run(args, crate::node::Role::Miner),
         Command::Loadgen(args) => {
             let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
             runtime.block_on(loadgen::run(args))

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use anyhow::Context as _;
 
 use crate::config::{Config, LogFormat, StorageMode};
-use crate::node::{Node, RaftOverrides, shutdown_signal};
+use crate::node::{Node, RaftOverrides, Role, shutdown_signal};
 
 /// Flags of `relay-miner run`.
 #[derive(Debug, Clone, clap::Args)]
@@ -40,8 +40,8 @@ fn parse_mode(s: &str) -> Result<StorageMode, String> {
     }
 }
 
-/// Loads the config (errors name the key), sets up logging, runs until SIGTERM/Ctrl-C.
-pub fn run(args: RunArgs) -> anyhow::Result<i32> {
+/// Loads the config (errors name the key), sets up logging, runs `role` until SIGTERM/Ctrl-C.
+pub fn run(args: RunArgs, role: Role) -> anyhow::Result<i32> {
     let config = match Config::load(&args.config) {
         Ok(c) => c,
         Err(e) => {
@@ -56,6 +56,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<i32> {
         peers: args.peers,
         listen_addr: args.raft_addr,
         data_dir: args.data_dir,
+        role,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -70,10 +71,20 @@ pub fn run(args: RunArgs) -> anyhow::Result<i32> {
                 return Ok(2);
             }
         };
-        println!(
-            "relay-miner running: relays on {}, metrics on {:?}, health on {:?}",
-            node.relay_addr, node.metrics_addr, node.health_addr
-        );
+        match node.relay_addr {
+            Some(relays) => println!(
+                "relay-miner {}: relays on {relays}, metrics on {:?}, health on {:?}",
+                role.command(),
+                node.metrics_addr,
+                node.health_addr
+            ),
+            None => println!(
+                "relay-miner {}: no relays served here, metrics on {:?}, health on {:?}",
+                role.command(),
+                node.metrics_addr,
+                node.health_addr
+            ),
+        }
         Ok(node.run_until(shutdown_signal()).await)
     })
 }

@@ -4,7 +4,7 @@
 //! 1. storage (embedded redb, Redis, or a raft node) — everything else writes through it;
 //! 2. chain client, supplier keyring (+ hot reload), block height watch;
 //! 3. relayer (gateways' port), miner (relay log → claims and proofs), telemetry listeners (`/metrics`,
-//!    `/health`, `/ready`).
+//!    `/health`, `/ready`); `relay-miner relayer` and `relay-miner miner` start one of the two (module `role`).
 //!
 //! Shutdown (SIGTERM, Ctrl-C, or the caller's future) runs in reverse: the relay server stops accepting and
 //! drains in-flight relays (each is in the relay log before its gateway got an answer), then waits for the
@@ -13,6 +13,7 @@
 //! closes (raft leaves cleanly; redb flushes).
 
 mod raft_stopped;
+mod role;
 mod storage_mode;
 
 use std::net::SocketAddr;
@@ -23,6 +24,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+pub use role::Role;
 pub use storage_mode::{OpenedStorage, RaftOverrides};
 
 use crate::chain::query::ChainClient;
@@ -76,14 +78,14 @@ pub enum NodeError {
 
 /// A running relay miner.
 pub struct Node {
-    /// Where gateways send relays.
-    pub relay_addr: SocketAddr,
+    /// Where gateways send relays (`None` for a miner-only process).
+    pub relay_addr: Option<SocketAddr>,
     /// Where `/metrics` is served (if enabled).
     pub metrics_addr: Option<SocketAddr>,
     /// Where `/health` and `/ready` are served (if enabled and not the metrics address).
     pub health_addr: Option<SocketAddr>,
-    /// The miner's counters.
-    pub miner_stats: Arc<MinerStats>,
+    /// The miner's counters (`None` for a relayer-only process).
+    pub miner_stats: Option<Arc<MinerStats>>,
     /// The process telemetry.
     pub telemetry: Telemetry,
     /// The keyring (hot reloads land here).
@@ -92,8 +94,8 @@ pub struct Node {
     stop: watch::Sender<bool>,
     /// Stops the miner, once every relay is settled.
     miner_stop: watch::Sender<bool>,
-    relay_server: JoinHandle<()>,
-    miner: MinerRuntime,
+    relay_server: Option<JoinHandle<()>>,
+    miner: Option<MinerRuntime>,
     background: Vec<JoinHandle<()>>,
     storage: OpenedStorage,
     /// Set once the storage can no longer work in this process (a raft node whose core stopped, once its data
@@ -314,6 +316,8 @@ pub const FATAL_STOP_LIMIT: Duration = Duration::from_secs(15);
 impl Node {
     /// Starts every component from `config`; `raft` carries command-line overrides of the raft settings.
     pub async fn start(config: Config, raft: RaftOverrides) -> Result<Self, NodeError> {
+        let role = raft.role;
+        role.check(storage_mode::mode(&config, &raft))?;
         let telemetry = Telemetry::new()?;
         // Keys first: a bad keys file must fail before anything binds a port.
         let (keys_path, keys) = load_keys(&config)?;
@@ -419,75 +423,87 @@ impl Node {
 
         let (stop, stop_rx) = watch::channel(false);
         let (miner_stop, miner_stop_rx) = watch::channel(false);
-        let relayer = Arc::new(
-            Relayer::from_config(&config, Arc::clone(&chain), keyring.clone(), &store, height, &telemetry)
-                .map_err(|e| NodeError::Relayer(e.to_string()))?,
-        );
-        let relay_listener = listen("listen_addr", &config.listen_addr).await?;
-        let relay_addr = relay_listener
-            .local_addr()
-            .map_err(bind_error("listen_addr", &config.listen_addr))?;
-        let relay_server = tokio::spawn({
-            let shutdown = stopped(stop_rx.clone());
-            let limits = config.relay_server.limits();
-            async move {
-                Arc::clone(&relayer).serve(relay_listener, limits, shutdown).await;
-                // Connections are drained; optimistic relays may still be validating and appending.
-                relayer.drain_settlements().await;
-            }
-        });
-
-        let (consumer, instance) = storage.consumer_and_instance(&config);
-        let miner = Miner::new(
-            Arc::clone(&chain),
-            store,
-            keyring.clone(),
-            MinerConfig {
-                chain_id: config.pocket_node.chain_id.clone(),
-                gas_price: config.transaction.gas_price.clone(),
-                max_gas_price: config.transaction.max_gas_price.clone(),
-                gas_adjustment: config.transaction.gas_adjustment,
-                gas_limit: config.transaction.gas_limit,
-                tx_ttl_secs: i64::try_from(config.transaction.tx_timeout_default_seconds).unwrap_or(120),
-                max_tx_bytes: usize::try_from(config.transaction.max_tx_bytes).unwrap_or(usize::MAX),
-                unordered: config.transaction.unordered,
-                tick: Duration::from_millis(100),
-                ingest_every: match storage.name() {
-                    "embedded" => crate::miner::driver::INGEST_EVERY_EMBEDDED,
-                    _ => Duration::from_millis(100),
-                },
-                consumer,
-                instance,
-                lease: match storage.name() {
-                    "redis" => Duration::from_secs(config.storage.redis.leader_ttl_seconds.max(1)),
-                    _ => Duration::from_secs(10),
-                },
-                engine: crate::miner::lifecycle::EngineConfig {
-                    submission_buffer_blocks: i64::try_from(config.transaction.submission_buffer_blocks).unwrap_or(1),
-                    claim_delay_blocks: i64::try_from(config.transaction.claim_delay_blocks).unwrap_or(1),
-                    ..Default::default()
-                },
-            },
-        );
-        let mut miner = miner
-            .with_metrics(crate::miner::metrics::MinerMetrics::new(&telemetry)?)
-            .with_confirmation_reuse(confirmation_reuse(&config, storage.name()))
-            .with_claim_policy(config.transaction.skip_unprofitable_claims);
-        if let Some(comet) = settlement_reader {
-            miner = miner.with_settlements_from(comet);
-        }
-        let monitor = &config.balance_monitor;
-        if monitor.enabled {
-            miner = miner.with_balance_monitor(crate::miner::driver::BalanceMonitor {
-                every: Duration::from_secs(monitor.check_interval_seconds),
-                balance_threshold_upokt: u128::from(monitor.balance_threshold_upokt),
-                stake_warning_proofs: monitor.stake_warning_proof_threshold,
-                stake_critical_proofs: monitor.stake_critical_proof_threshold,
+        let (relay_addr, relay_server) = if role.relays() {
+            let relayer = Arc::new(
+                Relayer::from_config(&config, Arc::clone(&chain), keyring.clone(), &store, height, &telemetry)
+                    .map_err(|e| NodeError::Relayer(e.to_string()))?,
+            );
+            let relay_listener = listen("listen_addr", &config.listen_addr).await?;
+            let relay_addr = relay_listener
+                .local_addr()
+                .map_err(bind_error("listen_addr", &config.listen_addr))?;
+            let relay_server = tokio::spawn({
+                let shutdown = stopped(stop_rx.clone());
+                let limits = config.relay_server.limits();
+                async move {
+                    Arc::clone(&relayer).serve(relay_listener, limits, shutdown).await;
+                    // Connections are drained; optimistic relays may still be validating and appending.
+                    relayer.drain_settlements().await;
+                }
             });
-        }
-        let miner_stats = miner.stats();
-        let miner = MinerRuntime::spawn(miner.run(telemetry.heartbeat("miner"), stopped(miner_stop_rx)))
-            .map_err(|e| NodeError::Miner(format!("miner runtime: {e}")))?;
+            (Some(relay_addr), Some(relay_server))
+        } else {
+            drop(height);
+            (None, None)
+        };
+
+        let (miner_stats, miner) = if role.mines() {
+            let (consumer, instance) = storage.consumer_and_instance(&config);
+            let miner = Miner::new(
+                Arc::clone(&chain),
+                store,
+                keyring.clone(),
+                MinerConfig {
+                    chain_id: config.pocket_node.chain_id.clone(),
+                    gas_price: config.transaction.gas_price.clone(),
+                    max_gas_price: config.transaction.max_gas_price.clone(),
+                    gas_adjustment: config.transaction.gas_adjustment,
+                    gas_limit: config.transaction.gas_limit,
+                    tx_ttl_secs: i64::try_from(config.transaction.tx_timeout_default_seconds).unwrap_or(120),
+                    max_tx_bytes: usize::try_from(config.transaction.max_tx_bytes).unwrap_or(usize::MAX),
+                    unordered: config.transaction.unordered,
+                    tick: Duration::from_millis(100),
+                    ingest_every: match storage.name() {
+                        "embedded" => crate::miner::driver::INGEST_EVERY_EMBEDDED,
+                        _ => Duration::from_millis(100),
+                    },
+                    consumer,
+                    instance,
+                    lease: match storage.name() {
+                        "redis" => Duration::from_secs(config.storage.redis.leader_ttl_seconds.max(1)),
+                        _ => Duration::from_secs(10),
+                    },
+                    engine: crate::miner::lifecycle::EngineConfig {
+                        submission_buffer_blocks: i64::try_from(config.transaction.submission_buffer_blocks)
+                            .unwrap_or(1),
+                        claim_delay_blocks: i64::try_from(config.transaction.claim_delay_blocks).unwrap_or(1),
+                        ..Default::default()
+                    },
+                },
+            );
+            let mut miner = miner
+                .with_metrics(crate::miner::metrics::MinerMetrics::new(&telemetry)?)
+                .with_confirmation_reuse(confirmation_reuse(&config, storage.name()))
+                .with_claim_policy(config.transaction.skip_unprofitable_claims);
+            if let Some(comet) = settlement_reader {
+                miner = miner.with_settlements_from(comet);
+            }
+            let monitor = &config.balance_monitor;
+            if monitor.enabled {
+                miner = miner.with_balance_monitor(crate::miner::driver::BalanceMonitor {
+                    every: Duration::from_secs(monitor.check_interval_seconds),
+                    balance_threshold_upokt: u128::from(monitor.balance_threshold_upokt),
+                    stake_warning_proofs: monitor.stake_warning_proof_threshold,
+                    stake_critical_proofs: monitor.stake_critical_proof_threshold,
+                });
+            }
+            let miner_stats = miner.stats();
+            let miner = MinerRuntime::spawn(miner.run(telemetry.heartbeat("miner"), stopped(miner_stop_rx)))
+                .map_err(|e| NodeError::Miner(format!("miner runtime: {e}")))?;
+            (Some(miner_stats), Some(miner))
+        } else {
+            (None, None)
+        };
 
         let mut metrics_addr = None;
         let mut health_addr = None;
@@ -511,7 +527,14 @@ impl Node {
         }
         let (fatal_tx, fatal) = watch::channel(None);
         background.extend(storage.spawn_readiness(telemetry.clone(), fatal_tx)?);
-        tracing::info!(%relay_addr, ?metrics_addr, ?health_addr, storage = storage.name(), "relay miner running");
+        tracing::info!(
+            ?relay_addr,
+            ?metrics_addr,
+            ?health_addr,
+            storage = storage.name(),
+            role = role.command(),
+            "relay miner running"
+        );
         Ok(Self {
             relay_addr,
             metrics_addr,
@@ -566,13 +589,17 @@ impl Node {
         self.storage.hand_off().await;
         tracing::info!("shutting down: draining relays");
         let _ = self.stop.send(true);
-        let _ = self.relay_server.await;
+        if let Some(server) = self.relay_server {
+            let _ = server.await;
+        }
         tracing::info!(
             elapsed_ms = started.elapsed().as_millis() as u64,
             "relays drained; stopping the miner"
         );
         let _ = self.miner_stop.send(true);
-        self.miner.join().await;
+        if let Some(miner) = self.miner {
+            miner.join().await;
+        }
         for task in &self.background {
             task.abort();
         }

@@ -25,6 +25,8 @@ pub struct RaftOverrides {
     pub listen_addr: Option<String>,
     /// Overrides `storage.data_dir`.
     pub data_dir: Option<std::path::PathBuf>,
+    /// The roles this process runs (`relay-miner run`: both; `relayer`, `miner`: one, on Redis only).
+    pub role: super::Role,
 }
 
 /// The open storage backend.

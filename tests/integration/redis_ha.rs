@@ -6,7 +6,8 @@
 //! the lease TTL (60 s here, longer than the whole scenario), and claims and proofs go on. Asserted as in the
 //! raft tests: every served relay is in an accepted claim, each session claimed once and proven once, zero
 //! rejections, every session settles; no lost revenue on either node. A second run kills the leader (SIGKILL)
-//! with a 3 s lease: the standby leads once it expired.
+//! with a 3 s lease: the standby leads once it expired. A third runs the roles as separate processes
+//! (`relay-miner relayer`, `relay-miner miner`).
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -107,17 +108,32 @@ struct Run {
 
 impl Run {
     async fn start(ttl: u64) -> Self {
+        Self::start_with(ttl, &[(1, "run"), (2, "run")], &[1, 2]).await
+    }
+
+    /// Nodes `(id, subcommand)` on one redis-server, one miner leading among those that mine, the load sending
+    /// to the relayers of `load_to`.
+    async fn start_with(ttl: u64, nodes: &[(u64, &'static str)], load_to: &[u64]) -> Self {
         let server = RedisServer::start(ServerOptions::default()).unwrap();
         let env = start_env(raft_block_ms(), 1.0).await;
         let mut cluster = Cluster::default();
-        for id in 1..=2 {
-            cluster.add(redis_node(&env, id, &server.url(), ttl));
+        for (id, command) in nodes {
+            let mut proc = redis_node(&env, *id, &server.url(), ttl);
+            proc.command = command;
+            cluster.add(proc);
         }
-        for id in 1..=2 {
-            cluster.start(id).await;
+        for (id, _) in nodes {
+            cluster.start(*id).await;
         }
-        leading(&cluster, &[1, 2], Duration::from_secs(30)).await;
-        let gens: Vec<(u64, LoadGen)> = (1..=2)
+        let miners: Vec<u64> = nodes
+            .iter()
+            .filter(|(_, c)| *c != "relayer")
+            .map(|(id, _)| *id)
+            .collect();
+        leading(&cluster, &miners, Duration::from_secs(30)).await;
+        let gens: Vec<(u64, LoadGen)> = load_to
+            .iter()
+            .copied()
             .map(|id| {
                 let url = &cluster.proc(id).relay_url;
                 (
@@ -215,5 +231,37 @@ async fn redis_standby_takes_over_when_a_killed_leaders_lease_expires() {
     let took = t0.elapsed();
     println!("redis HA: SIGKILL to leader {old} → {new} leads after {took:?} (lease {TTL} s)");
     run.cluster.start(old).await;
+    run.finish().await;
+}
+
+/// The Go fleet's deployment shape: `relay-miner relayer` (serves and records relays, never mines) and
+/// `relay-miner miner` (mines what the relayer recorded, serves nothing) as separate processes on one Redis. The
+/// load goes to the relayer only; every served relay is claimed and proven by the miner, nothing lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relayer_process_and_a_miner_process_on_redis_lose_nothing() {
+    let _one_cluster = CLUSTER_TESTS.lock().await;
+    let run = Run::start_with(LEADER_TTL_SECONDS, &[(1, "relayer"), (2, "miner")], &[1]).await;
+    let relayer = scrape(&run.cluster.proc(1).metrics_url).await;
+    assert!(
+        !relayer.contains("ha_miner_leader_status"),
+        "the relayer process runs a miner"
+    );
+    assert!(
+        http_get(&run.cluster.proc(1).relay_url).await.is_some(),
+        "the relayer process does not answer on its relay port"
+    );
+    let miner = scrape(&run.cluster.proc(2).metrics_url).await;
+    assert!(
+        !miner.contains("ha_relayer_relays_received_total"),
+        "the miner process runs a relayer"
+    );
+    assert!(
+        http_get(&run.cluster.proc(2).relay_url).await.is_none(),
+        "the miner process answers on its relay port"
+    );
+    // A whole loaded session, then the current one (`finish`).
+    let params = run.env.chain.state().shared.clone();
+    let now = SessionWindows::new(&params, run.env.chain.height()).unwrap();
+    wait_height(&run.env.chain, now.end + 2, Duration::from_secs(60)).await;
     run.finish().await;
 }

@@ -213,9 +213,9 @@ logging:
     let node = relay_miner::node::Node::start(config, Default::default())
         .await
         .unwrap();
-    let stats = Arc::clone(&node.miner_stats);
+    let stats = Arc::clone(node.miner_stats.as_ref().unwrap());
     let header = net.header("lazy").await;
-    let url = format!("http://{}", node.relay_addr);
+    let url = format!("http://{}", node.relay_addr.unwrap());
     // The session's first relay is validated before it is served (optimistic mode serves first only sessions
     // validated once).
     let (status, _) = net.send(&url, &net.request(&header, &net.ours.1, Net::rpc(1))).await;

@@ -118,6 +118,8 @@ pub struct Proc {
     pub log: PathBuf,
     pub child: Option<Child>,
     pub incarnation: u32,
+    /// The subcommand it runs: `run` (both roles), `relayer` or `miner`.
+    pub command: &'static str,
 }
 
 /// A running node as the load and monitor tasks see it.
@@ -222,6 +224,7 @@ logging:
         log: dir.join("stderr.log"),
         child: None,
         incarnation: 0,
+        command: "run",
     }
 }
 
@@ -276,7 +279,7 @@ impl Cluster {
         assert!(p.child.is_none(), "node {id} already running");
         let log = OpenOptions::new().create(true).append(true).open(&p.log).unwrap();
         let child = Command::new(&binary)
-            .arg("run")
+            .arg(p.command)
             .arg("--config")
             .arg(&p.config)
             .env_remove("RUST_LOG")
