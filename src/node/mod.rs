@@ -385,6 +385,7 @@ impl Node {
             background.push(crate::keys::spawn_reload(
                 Reloader::new(keys_path, keyring.clone()),
                 Duration::from_secs(2),
+                telemetry.heartbeat("keys_reload"),
             ));
         }
         let initial = match chain.tip().await {
