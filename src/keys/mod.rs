@@ -238,13 +238,18 @@ impl Reloader {
 
 /// Polls the keys file every `interval` and replaces the keyring when its content changes and loads cleanly;
 /// a broken file is logged and the old keys stay, so a half-written file never drops a supplier. Runs until the
-/// returned task is aborted.
-pub fn spawn_reload(mut reloader: Reloader, interval: Duration) -> tokio::task::JoinHandle<()> {
+/// returned task is aborted. Beats `heartbeat` at every check, changed file or not.
+pub fn spawn_reload(
+    mut reloader: Reloader,
+    interval: Duration,
+    heartbeat: crate::telemetry::Heartbeat,
+) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut ticker = tokio::time::interval(interval);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             ticker.tick().await;
+            heartbeat.beat();
             match reloader.check() {
                 None => {}
                 Some(Ok(change)) => tracing::info!(
@@ -364,7 +369,14 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = write(dir.path(), &format!("keys:\n  - {K1}\n"), 0o600);
         let ring = Keyring::new(load_keys_file(&path).unwrap());
-        let task = spawn_reload(Reloader::new(path.clone(), ring.clone()), Duration::from_millis(10));
+        let telemetry = crate::telemetry::Telemetry::new().unwrap();
+        let task = spawn_reload(
+            Reloader::new(path.clone(), ring.clone()),
+            Duration::from_millis(10),
+            telemetry.heartbeat("keys_reload"),
+        );
+        // It beats while the file is unchanged.
+        telemetry.assert_heartbeat_advances("keys_reload").await;
         write(dir.path(), &format!("keys:\n  - {K1}\n  - {K2}\n"), 0o600);
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
         while ring.addresses().len() != 2 {

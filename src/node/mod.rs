@@ -12,6 +12,7 @@
 //! the miner told to stop, so its final ingest sees them, and it persists its tries and records; then storage
 //! closes (raft leaves cleanly; redb flushes).
 
+mod height_watch;
 mod raft_stopped;
 mod role;
 mod storage_mode;
@@ -116,76 +117,6 @@ async fn listen(what: &'static str, addr: &str) -> Result<tokio::net::TcpListene
 
 async fn stopped(mut rx: watch::Receiver<bool>) {
     let _ = rx.wait_for(|s| *s).await;
-}
-
-/// Feeds the chain's latest height into a watch (relayer timing checks) and the `chain` readiness component.
-/// New blocks come from the CometBFT new-block subscription (websocket, falling back to polling, gap-free) when
-/// the node's RPC answers at start; otherwise the gRPC latest block is polled.
-fn spawn_height_watch(
-    client: Arc<ChainClient>,
-    comet: Option<crate::chain::comet::CometClient>,
-    telemetry: Telemetry,
-    initial: i64,
-    period: Duration,
-) -> (watch::Receiver<i64>, JoinHandle<()>) {
-    let (tx, rx) = watch::channel(initial);
-    let heartbeat = telemetry.heartbeat("block_watch");
-    let poller = Arc::clone(&client);
-    let advance = move |height: i64| {
-        // What the chain client may cache (shared params up to the current session's end) follows the chain.
-        client.observe_height(height);
-        let changed = tx.send_if_modified(|h| {
-            let changed = height > *h;
-            *h = (*h).max(height);
-            changed
-        });
-        if changed {
-            // New block: application rings may have changed (delegations).
-            client.invalidate_applications();
-        }
-    };
-    let task = match comet {
-        Some(comet) => tokio::spawn(async move {
-            let mut blocks = comet.subscribe_blocks(crate::chain::comet::SubscribeConfig {
-                start_after: Some(initial),
-                ..Default::default()
-            });
-            let mut beat = tokio::time::interval(period);
-            loop {
-                tokio::select! {
-                    block = blocks.recv() => match block {
-                        Some(block) => {
-                            telemetry.set_ready("chain");
-                            advance(block.height);
-                        }
-                        None => {
-                            telemetry.set_not_ready("chain", "subscription_ended", "CometBFT block subscription ended");
-                            return;
-                        }
-                    },
-                    _ = beat.tick() => heartbeat.beat(),
-                }
-            }
-        }),
-        None => tokio::spawn(async move {
-            let mut ticker = tokio::time::interval(period);
-            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                ticker.tick().await;
-                heartbeat.beat();
-                // The tip (node status), not the latest block: a block with proofs is MBs, and this polls every
-                // `period` whenever CometBFT is unreachable.
-                match poller.tip().await {
-                    Ok(tip) => {
-                        telemetry.set_ready("chain");
-                        advance(tip.height);
-                    }
-                    Err(e) => telemetry.set_not_ready("chain", "unreachable", &e.to_string()),
-                }
-            }
-        }),
-    };
-    (rx, task)
 }
 
 /// How long the miner takes a leadership confirmation as holding (see
@@ -389,6 +320,7 @@ impl Node {
             background.push(crate::keys::spawn_reload(
                 Reloader::new(keys_path, keyring.clone()),
                 Duration::from_secs(2),
+                telemetry.heartbeat("keys_reload"),
             ));
         }
         let initial = match chain.tip().await {
@@ -412,13 +344,13 @@ impl Node {
             }
         };
         let settlement_reader = comet.clone();
-        let (height, watch_task) = spawn_height_watch(
+        let (height, watch_task) = height_watch::spawn_height_watch(
             Arc::clone(&chain),
             comet,
             telemetry.clone(),
             initial,
             Duration::from_millis(200),
-        );
+        )?;
         background.push(watch_task);
 
         let (stop, stop_rx) = watch::channel(false);

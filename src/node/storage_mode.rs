@@ -67,17 +67,44 @@ pub fn parse_peers(peers: &[String]) -> Result<BTreeMap<u64, String>, NodeError>
     Ok(out)
 }
 
-/// Runs `probe` every 2 s and sets the `storage` readiness component from its answer (`Err((reason, detail))`).
-fn probe_storage<F, Fut>(telemetry: Telemetry, probe: F) -> JoinHandle<()>
+/// How often the storage readiness probe runs.
+const PROBE_EVERY: Duration = Duration::from_secs(2);
+
+/// How long a storage probe may go unanswered before `/ready` stops trusting the previous answer. The probes
+/// bound most of their own steps (Redis commands by `response_timeout`, redb's probe write by 5 s) but not
+/// all (a redb reopen, a lock held by a stuck writer), and until a probe returns its readiness would otherwise
+/// keep its last value, possibly "ready", for as long as the probe hangs.
+pub(super) const PROBE_STALE_AFTER: Duration = Duration::from_secs(10);
+
+/// Runs `probe` every `every` and sets the `storage` readiness component from its answer (`Err((reason,
+/// detail))`); beats `ha_loop_heartbeat_timestamp_seconds{loop="storage_probe"}` at each round. A probe that has
+/// not answered after `stale_after` makes `storage` not ready (`probe_stalled`) while it keeps being awaited
+/// (not cancelled: a probe may be reopening the store): its answer, when it comes, sets readiness again.
+fn probe_storage<F, Fut>(telemetry: Telemetry, every: Duration, stale_after: Duration, probe: F) -> JoinHandle<()>
 where
     F: Fn() -> Fut + Send + 'static,
     Fut: std::future::Future<Output = Result<(), (&'static str, String)>> + Send,
 {
     tokio::spawn(async move {
-        let mut tick = tokio::time::interval(Duration::from_secs(2));
+        let heartbeat = telemetry.heartbeat("storage_probe");
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
-            match probe().await {
+            heartbeat.beat();
+            let mut answer = std::pin::pin!(probe());
+            let result = match tokio::time::timeout(stale_after, &mut answer).await {
+                Ok(result) => result,
+                Err(_) => {
+                    telemetry.set_not_ready(
+                        "storage",
+                        "probe_stalled",
+                        &format!("the storage readiness probe has not answered for {stale_after:?}"),
+                    );
+                    answer.await
+                }
+            };
+            match result {
                 Ok(()) => telemetry.set_ready("storage"),
                 Err((reason, detail)) => telemetry.set_not_ready("storage", reason, &detail),
             }
@@ -288,6 +315,9 @@ impl OpenedStorage {
     /// failed relay WAL or redb writer), and the storage's own metrics (the relay WAL's, raft's writes and
     /// snapshots, Redis' acquisition failures, OOM refusals and memory) registered with the process's registry.
     ///
+    /// Each mode's probe loop beats `ha_loop_heartbeat_timestamp_seconds{loop="storage_probe"}`; on embedded and
+    /// Redis, a probe unanswered for [`PROBE_STALE_AFTER`] makes `storage` not ready (`probe_stalled`).
+    ///
     /// A raft node whose core stopped for good (a storage error, e.g. a full data directory) reports not ready
     /// and, once its data directory has room, sends the reason on `fatal`: the process then exits non-zero for
     /// its supervisor to restart it (`super::raft_stopped`).
@@ -302,7 +332,7 @@ impl OpenedStorage {
                     telemetry.register(collector)?;
                 }
                 let backend = backend.clone();
-                Some(probe_storage(telemetry, move || {
+                Some(probe_storage(telemetry, PROBE_EVERY, PROBE_STALE_AFTER, move || {
                     let backend = backend.clone();
                     // A failed relay WAL or a redb that refuses every write (after a full disk) is reopened in
                     // place here (retried with growing pauses), so the node takes relays again once there is room.
@@ -321,7 +351,7 @@ impl OpenedStorage {
                     telemetry.register(collector)?;
                 }
                 let backend = backend.clone();
-                Some(probe_storage(telemetry, move || {
+                Some(probe_storage(telemetry, PROBE_EVERY, PROBE_STALE_AFTER, move || {
                     let backend = backend.clone();
                     async move { backend.readiness().await.map_err(|e| (e.reason(), e.to_string())) }
                 }))
@@ -332,11 +362,13 @@ impl OpenedStorage {
                 }
                 let node = std::sync::Arc::downgrade(node);
                 let metrics = RaftMetrics::new(&telemetry)?;
+                let heartbeat = telemetry.heartbeat("storage_probe");
                 Some(tokio::spawn(async move {
                     let mut tick = tokio::time::interval(Duration::from_millis(250));
                     let mut stopped_logged = false;
                     loop {
                         tick.tick().await;
+                        heartbeat.beat();
                         let Some(node) = node.upgrade() else { return };
                         if let Some(why) = node.stopped() {
                             let dir = node.data_dir().to_path_buf();
@@ -468,3 +500,6 @@ impl RaftMetrics {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

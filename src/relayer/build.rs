@@ -119,16 +119,24 @@ impl Relayer {
         telemetry: &Telemetry,
     ) -> Result<Self, RelayerBuildError> {
         let metrics = Arc::new(Metrics::new(telemetry)?);
-        let appender = log::LogAppender::spawn(relay_log, options.batch, metrics.clone());
+        let appender = log::LogAppender::spawn(
+            relay_log,
+            options.batch,
+            metrics.clone(),
+            telemetry.heartbeat("relay_log_appender"),
+        );
         let meter = match (options.meter, kv) {
-            (Some(m), Some(kv)) => Some(RelayMeter::spawn(
-                kv,
-                m.fail_behavior,
-                m.cache_ttl,
-                m.sync_interval,
-                height.clone(),
-                metrics.clone(),
-            )),
+            (Some(m), Some(kv)) => Some(
+                RelayMeter::spawn(
+                    kv,
+                    m.fail_behavior,
+                    m.cache_ttl,
+                    m.sync_interval,
+                    height.clone(),
+                    metrics.clone(),
+                )
+                .with_heartbeat(telemetry.heartbeat("relay_meter_sync")),
+            ),
             _ => None,
         };
         let max_request_bytes = services.values().map(|s| s.max_body_bytes).max().unwrap_or(10 << 20);

@@ -21,6 +21,12 @@
 //! (`ha_relayer_relays_rejected_total{reason="redis_memory_threshold"}`, `ha_miner_redis_memory_usage_ratio`).
 //! Redis at `maxmemory` still fails `/ready` (`redis_oom`): the miner's writes are refused then.
 //!
+//! The appender task beats `ha_loop_heartbeat_timestamp_seconds{loop="relay_log_appender"}` from a timer it
+//! waits on next to the queue ([`crate::telemetry::IDLE_BEAT`]): an idle appender waiting for relays beats, a busy
+//! one too (the wait picks a ready branch at random, so the timer is not starved by a full queue), and one stuck
+//! (every commit slot held by appends that never return) stops beating. Nothing is added per relay or per batch:
+//! one clock read and one store per timer wake.
+//!
 //! A backend that group-commits concurrent appends itself ([`storage::RelayLog::coalesces_appends`], the
 //! embedded redb log with its write-ahead log) gets durable appends straight from the handler: batching here
 //! too would only add a task hop and a wake-up to every relay's latency.
@@ -30,7 +36,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
-use crate::telemetry::LogThrottle;
+use crate::telemetry::{Heartbeat, LogThrottle};
 
 /// Batches appended concurrently at most.
 const IN_FLIGHT_BATCHES: usize = 4;
@@ -179,8 +185,13 @@ pub struct BatchSettings {
 }
 
 impl LogAppender {
-    /// Starts the appender over `log`. Must be called inside a tokio runtime.
-    pub fn spawn(log: Arc<dyn storage::RelayLog>, settings: BatchSettings, observer: Arc<dyn LogObserver>) -> Self {
+    /// Starts the appender over `log`, beating `heartbeat` (module docs). Must be called inside a tokio runtime.
+    pub fn spawn(
+        log: Arc<dyn storage::RelayLog>,
+        settings: BatchSettings,
+        observer: Arc<dyn LogObserver>,
+        heartbeat: Heartbeat,
+    ) -> Self {
         let (tx, rx) = mpsc::channel(QUEUE_RELAYS);
         let direct = log
             .coalesces_appends()
@@ -191,7 +202,7 @@ impl LogAppender {
             throttle: Arc::clone(&failures),
             last_failure: Arc::clone(&last_failure),
         };
-        tokio::spawn(run(Arc::clone(&log), rx, settings, observer, outcomes));
+        tokio::spawn(run(Arc::clone(&log), rx, settings, observer, outcomes, heartbeat));
         Self {
             tx,
             log,
@@ -263,10 +274,24 @@ async fn run(
     settings: BatchSettings,
     observer: Arc<dyn LogObserver>,
     outcomes: Outcomes,
+    heartbeat: Heartbeat,
 ) {
     let in_flight = Arc::new(Semaphore::new(IN_FLIGHT_BATCHES));
     let max = settings.max_relays.max(1);
-    while let Some(first) = rx.recv().await {
+    let mut beat = tokio::time::interval(crate::telemetry::IDLE_BEAT);
+    beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        // Not `biased`: with relays always queued the timer still gets its turn (module docs).
+        let first = tokio::select! {
+            item = rx.recv() => match item {
+                Some(item) => item,
+                None => return,
+            },
+            _ = beat.tick() => {
+                heartbeat.beat();
+                continue;
+            }
+        };
         let mut batch = vec![first];
         let deadline = tokio::time::Instant::now() + settings.max_delay;
         while batch.len() < max {
@@ -328,6 +353,59 @@ mod tests {
 
     struct Quiet;
 
+    fn spawn(log: Arc<dyn storage::RelayLog>, settings: BatchSettings) -> LogAppender {
+        let telemetry = crate::telemetry::Telemetry::new().unwrap();
+        LogAppender::spawn(
+            log,
+            settings,
+            Arc::new(Quiet),
+            telemetry.heartbeat("relay_log_appender"),
+        )
+    }
+
+    /// The appender beats while it waits for relays (idle is healthy, not stalled) and while relays keep it
+    /// busy (its timer is not starved by a queue that is never empty).
+    #[tokio::test]
+    async fn the_appender_beats_idle_and_busy() {
+        let telemetry = crate::telemetry::Telemetry::new().unwrap();
+        let backend = storage::MemoryBackend::new();
+        let settings = BatchSettings {
+            max_delay: Duration::from_millis(1),
+            max_relays: 8,
+        };
+        let appender = LogAppender::spawn(
+            backend.storage().relay_log,
+            settings,
+            Arc::new(Quiet),
+            telemetry.heartbeat("relay_log_appender"),
+        );
+        telemetry.assert_heartbeat_advances("relay_log_appender").await;
+        let busy = tokio::spawn({
+            let appender = appender.clone();
+            async move {
+                for n in 0.. {
+                    let relay = storage::suite::relay("pokt1sup", "s1", n);
+                    if appender.append(relay, "anvil", false).await.is_err() {
+                        return;
+                    }
+                }
+            }
+        });
+        telemetry.assert_heartbeat_advances("relay_log_appender").await;
+        busy.abort();
+        assert!(
+            backend
+                .storage()
+                .relay_log
+                .backlog("pokt1sup")
+                .await
+                .unwrap()
+                .undelivered
+                > 0,
+            "relays flowed while it beat"
+        );
+    }
+
     impl LogObserver for Quiet {
         fn batch(&self, _relays: usize, _ok: bool) {}
         fn append_failed(&self) {}
@@ -344,7 +422,7 @@ mod tests {
             max_delay: Duration::from_millis(1),
             max_relays: 8,
         };
-        let appender = LogAppender::spawn(backend.storage().relay_log, settings, Arc::new(Quiet));
+        let appender = spawn(backend.storage().relay_log, settings);
         let relay = |n| storage::suite::relay("pokt1sup", "s1", n);
         appender.append(relay(1), "anvil", true).await.unwrap();
         assert!(appender.refusing().is_none(), "nothing failed yet");
@@ -398,7 +476,7 @@ mod tests {
             max_delay: Duration::from_millis(1),
             max_relays: 8,
         };
-        let appender = LogAppender::spawn(backend.storage().relay_log, settings, Arc::new(Quiet));
+        let appender = spawn(backend.storage().relay_log, settings);
         let relay = |n, bytes: usize| storage::MinedRelay {
             payload: vec![7; bytes],
             ..storage::suite::relay("pokt1sup", "s1", n)

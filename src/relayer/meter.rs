@@ -288,6 +288,9 @@ struct Inner {
     /// Whether the last new delta went out as a plain, at-least-once increment because storage could not apply
     /// it at most once (raft during a rolling upgrade); logs the change once each way.
     at_least_once: std::sync::atomic::AtomicBool,
+    /// The sync loop's heartbeat, beaten after every round (idle or not), once [`RelayMeter::with_heartbeat`]
+    /// set it: a sync stuck on storage stalls it.
+    heartbeat: std::sync::OnceLock<crate::telemetry::Heartbeat>,
 }
 
 impl Inner {
@@ -343,6 +346,7 @@ impl RelayMeter {
             writer: format!("{:016x}{:016x}", rand::random::<u64>(), rand::random::<u64>()),
             seq: std::sync::atomic::AtomicU64::new(0),
             at_least_once: std::sync::atomic::AtomicBool::new(false),
+            heartbeat: std::sync::OnceLock::new(),
         });
         tokio::spawn(sync_loop(
             Arc::downgrade(&inner),
@@ -350,6 +354,14 @@ impl RelayMeter {
             height,
         ));
         Self { inner }
+    }
+
+    /// Beats `heartbeat` after every round of the sync task (`ha_loop_heartbeat_timestamp_seconds{loop=
+    /// "relay_meter_sync"}` in the relayer): a set-after-spawn, so the meter's constructor stays as it is. Only the
+    /// first heartbeat given is kept.
+    pub fn with_heartbeat(self, heartbeat: crate::telemetry::Heartbeat) -> Self {
+        let _ = self.inner.heartbeat.set(heartbeat);
+        self
     }
 
     /// Whether the session is already known to be exhausted (no storage access; used before serving in
@@ -666,6 +678,9 @@ async fn sync_loop(inner: Weak<Inner>, every: Duration, height: watch::Receiver<
         let Some(inner) = inner.upgrade() else { return };
         let h = *height.borrow();
         sync_once(&inner, h).await;
+        if let Some(heartbeat) = inner.heartbeat.get() {
+            heartbeat.beat();
+        }
     }
 }
 

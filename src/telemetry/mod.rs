@@ -126,6 +126,38 @@ impl Telemetry {
         }
     }
 
+    /// The last value of the heartbeat of the loop named `name` (unix seconds), if that loop ever took its
+    /// heartbeat; read from the registry without creating the series. For tests polling that a loop beats.
+    #[cfg(test)]
+    pub(crate) fn heartbeat_seconds(&self, name: &str) -> Option<f64> {
+        let prefix = format!("ha_loop_heartbeat_timestamp_seconds{{loop=\"{name}\"}} ");
+        self.render_metrics()
+            .lines()
+            .find_map(|line| line.strip_prefix(prefix.as_str())?.trim().parse().ok())
+    }
+
+    /// Polls (every 10 ms, for up to 15 s) until the heartbeat of the loop named `name` has been set and then
+    /// set again to a later time; panics naming the loop otherwise. For tests of each loop's heartbeat.
+    #[cfg(test)]
+    pub(crate) async fn assert_heartbeat_advances(&self, name: &str) {
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(15);
+        let mut first = None;
+        loop {
+            if let Some(now) = self.heartbeat_seconds(name).filter(|v| *v > 0.0) {
+                match first {
+                    None => first = Some(now),
+                    Some(first) if now > first => return,
+                    Some(_) => {}
+                }
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "heartbeat of loop `{name}` did not advance (first beat: {first:?})"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    }
+
     /// The text exposition of every registered metric.
     pub fn render_metrics(&self) -> String {
         let mut out = Vec::new();
@@ -177,6 +209,11 @@ impl Telemetry {
         }
     }
 }
+
+/// How often a loop that waits for work (a channel, a file change) wakes up to beat when there is none, so an
+/// idle loop is not taken for a stuck one. Alerts on `ha_loop_heartbeat_timestamp_seconds` should allow several
+/// of these (and the loop's own period, when longer).
+pub const IDLE_BEAT: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// A loop's heartbeat: call [`Heartbeat::beat`] once per iteration.
 #[derive(Clone)]

@@ -173,3 +173,53 @@ async fn a_lock_of_a_dead_pid_in_this_pid_namespace_is_taken_over_at_once() {
     );
     assert_eq!(c.instance_in_use().as_deref(), Some(NAME));
 }
+
+/// The instance-lock refresher beats: its last round, exported as
+/// `ha_storage_redis_instance_lock_refresh_timestamp_seconds`, is 0 until a campaign starts it, then advances every
+/// round although nothing changes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_instance_lock_refresher_beats() {
+    let server = RedisServer::start(ServerOptions::default()).unwrap();
+    let a = process(&server).await;
+    assert_eq!(
+        a.stats().instance_lock_refreshed_unix_ms(),
+        0,
+        "not started before a campaign"
+    );
+    a.storage()
+        .leadership
+        .campaign(ELECTION, NAME, Duration::from_secs(30))
+        .await
+        .unwrap()
+        .expect("leads");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    let mut first = 0;
+    loop {
+        let now = a.stats().instance_lock_refreshed_unix_ms();
+        if first == 0 {
+            first = now;
+        } else if now > first {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "refresher heartbeat did not advance (first {first})"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let registry = prometheus::Registry::new();
+    for collector in a.collectors().unwrap() {
+        registry.register(collector).unwrap();
+    }
+    let mut text = String::new();
+    prometheus::TextEncoder::new()
+        .encode_utf8(&registry.gather(), &mut text)
+        .unwrap();
+    let exported: f64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("ha_storage_redis_instance_lock_refresh_timestamp_seconds "))
+        .expect("exported")
+        .parse()
+        .unwrap();
+    assert!(exported * 1000.0 >= first as f64, "{exported} vs {first}");
+}

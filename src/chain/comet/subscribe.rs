@@ -43,6 +43,10 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
+mod metrics;
+
+pub use metrics::SubscriptionCollector;
+
 use super::wire::{self, WsMessage};
 use super::{BlockInfo, CometClient, CometError, CometResult};
 
@@ -90,7 +94,7 @@ impl Default for SubscribeConfig {
     }
 }
 
-/// Live counters of one subscription (export them as metrics).
+/// Live counters of one subscription, exported by [`SubscriptionCollector`].
 #[derive(Debug, Default)]
 pub struct SubscriptionStats {
     /// Successful websocket connections after the first.

@@ -316,3 +316,22 @@ async fn two_meters_share_the_total() {
     m1.sync().await;
     assert!(m1.charge(&key(), budget, 10).await.is_err());
 }
+
+/// The sync loop beats its heartbeat every round, with no session to sync too (architecture.md: every
+/// background loop exports a heartbeat that advances while idle).
+#[tokio::test]
+async fn the_sync_loop_beats_its_heartbeat_while_idle() {
+    let telemetry = crate::telemetry::Telemetry::new().unwrap();
+    let store = storage::MemoryBackend::new().storage();
+    let (_tx, rx) = watch::channel(0);
+    let _meter = RelayMeter::spawn(
+        Arc::clone(&store.kv),
+        FailBehavior::Open,
+        Duration::from_secs(60),
+        Duration::from_millis(10),
+        rx,
+        Arc::new(NoObserver),
+    )
+    .with_heartbeat(telemetry.heartbeat("relay_meter_sync"));
+    telemetry.assert_heartbeat_advances("relay_meter_sync").await;
+}

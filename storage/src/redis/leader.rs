@@ -19,6 +19,9 @@
 //! ([`RedisBackend::release_instances`]); after a crash the restart campaigns once the lock lapsed (at most
 //! [`INSTANCE_LOCK_TTL`]). The lease value stays the plain name (the Go layout).
 //!
+//! The refresher's last round is its heartbeat, `ha_storage_redis_instance_lock_refresh_timestamp_seconds`
+//! ([`RedisStats::instance_lock_refreshed_unix_ms`](super::RedisStats::instance_lock_refreshed_unix_ms)).
+//!
 //! Failed acquisitions are counted by reason (`redis_oom`, `redis_error`) in [`RedisStats`](super::RedisStats)
 //! and logged at ERROR (OOM) or WARN (other) with the consecutive-failure count, the first of a streak at once
 //! and then at most once a second; losing to a live holder is normal and logged at DEBUG. Watchers poll the
@@ -227,7 +230,10 @@ impl RedisBackend {
             loop {
                 tick.tick().await;
                 let Some(inner) = weak.upgrade() else { return };
-                RedisBackend { inner, fence: None }.refresh_instances().await;
+                let backend = RedisBackend { inner, fence: None };
+                backend.refresh_instances().await;
+                // The refresher's heartbeat (exported by the stats collector): a refresh that hangs stalls it.
+                backend.inner.stats.record_instance_lock_refresh();
             }
         });
     }

@@ -20,6 +20,7 @@
 //! | `ha_storage_redis_relays_refused_memory_threshold_total` (relays whose append the relay memory threshold refused) | counter | ours |
 //! | `ha_storage_redis_relay_memory_threshold_ratio` (the threshold in use; 0 = none) | gauge | ours |
 //! | `ha_storage_redis_writes_not_replicated_total` (writes fewer than `wait_replicas` replicas acknowledged in time) | counter | ours |
+//! | `ha_storage_redis_instance_lock_refresh_timestamp_seconds` (the instance-lock refresher's heartbeat: each round, busy or idle; 0 = not started, no campaign yet) | gauge | ours |
 //!
 //! The collector reads the atomics below at scrape time, so there is one source of truth.
 
@@ -70,6 +71,8 @@ pub struct RedisStats {
     not_replicated_last_log_unix_ms: AtomicU64,
     /// Unix ms of the last logged acquisition failure (0 = none in the current streak).
     acquire_last_log_unix_ms: AtomicU64,
+    /// Unix ms of the instance-lock refresher's last round (0 = not started).
+    instance_lock_refresh_unix_ms: AtomicU64,
 }
 
 /// A point-in-time copy of the memory gauges.
@@ -127,6 +130,18 @@ impl RedisStats {
     /// `StorageError::NotReplicated`), since start.
     pub fn writes_not_replicated(&self) -> u64 {
         self.writes_not_replicated.load(Ordering::Relaxed)
+    }
+
+    /// Unix ms of the instance-lock refresher's last round (module `leader`; 0 = not started): its heartbeat,
+    /// advancing every [`INSTANCE_LOCK_REFRESH`](super::INSTANCE_LOCK_REFRESH) whatever the refreshes answered,
+    /// stalling when a refresh hangs.
+    pub fn instance_lock_refreshed_unix_ms(&self) -> u64 {
+        self.instance_lock_refresh_unix_ms.load(Ordering::Relaxed)
+    }
+
+    /// Records a round of the instance-lock refresher.
+    pub(crate) fn record_instance_lock_refresh(&self) {
+        self.instance_lock_refresh_unix_ms.store(unix_ms(), Ordering::Relaxed);
     }
 
     /// The memory gauges of the last `INFO MEMORY` poll.
@@ -286,6 +301,11 @@ impl RedisStats {
                  that fewer than storage.redis.wait_replicas replicas acknowledged within wait_timeout_ms: failed, \
                  a failover may lose them",
             )?,
+            instance_lock_refresh: Gauge::new(
+                "ha_storage_redis_instance_lock_refresh_timestamp_seconds",
+                "Unix time of the instance-lock refresher's last round (its heartbeat, advancing every 500 ms \
+                 busy or idle; 0 = not started: no campaign took the lock yet)",
+            )?,
             relay_threshold: relay_threshold_gauge,
             descs: Vec::new(),
         };
@@ -311,6 +331,7 @@ struct StatsCollector {
     poll_failures: IntCounter,
     relays_refused: IntCounter,
     not_replicated: IntCounter,
+    instance_lock_refresh: Gauge,
     relay_threshold: Gauge,
     descs: Vec<Desc>,
 }
@@ -333,7 +354,7 @@ impl StatsCollector {
         self
     }
 
-    fn parts(&self) -> [&dyn Collector; 12] {
+    fn parts(&self) -> [&dyn Collector; 13] {
         [
             &self.acquire_failures,
             &self.consecutive,
@@ -346,6 +367,7 @@ impl StatsCollector {
             &self.poll_failures,
             &self.relays_refused,
             &self.not_replicated,
+            &self.instance_lock_refresh,
             &self.relay_threshold,
         ]
     }
@@ -373,6 +395,8 @@ impl Collector for StatsCollector {
             advance(&self.poll_failures, m.poll_failures);
             advance(&self.relays_refused, s.relays_refused_memory_threshold());
             advance(&self.not_replicated, s.writes_not_replicated());
+            self.instance_lock_refresh
+                .set(s.instance_lock_refreshed_unix_ms() as f64 / 1000.0);
         }
         self.parts().iter().flat_map(|c| c.collect()).collect()
     }
@@ -471,6 +495,21 @@ mod tests {
             "{out}"
         );
         assert!(out.contains("ha_storage_redis_writes_not_replicated_total 1"), "{out}");
+        assert!(
+            out.contains("ha_storage_redis_instance_lock_refresh_timestamp_seconds 0\n"),
+            "not started: {out}"
+        );
+        s.record_instance_lock_refresh();
+        let ms = s.instance_lock_refreshed_unix_ms();
+        assert!(ms > 0);
+        let out = text(&registry);
+        assert!(
+            out.contains(&format!(
+                "ha_storage_redis_instance_lock_refresh_timestamp_seconds {}\n",
+                ms as f64 / 1000.0
+            )),
+            "{out}"
+        );
     }
 
     #[test]
