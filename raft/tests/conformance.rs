@@ -37,6 +37,7 @@ async fn relay_log_through_follower() {
     on_follower(suite::relay_log_redelivery).await;
     on_follower(suite::relay_log_trim_session).await;
     on_follower(suite::relay_log_concurrent_appends).await;
+    on_follower(suite::relay_log_suppliers).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

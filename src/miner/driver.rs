@@ -33,6 +33,7 @@ mod submit;
 #[cfg(test)]
 mod tests;
 mod tries;
+pub(super) mod unowned;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;

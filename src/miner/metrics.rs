@@ -41,6 +41,7 @@ pub struct MinerMetrics {
     pub(super) records_undecodable: IntGaugeVec,
     pub(super) balance: super::driver::balance::FundsMetrics,
     pub(super) settlement: super::driver::settled::SettlementMetrics,
+    pub(super) unowned: super::driver::unowned::UnownedLogs,
 }
 
 impl MinerMetrics {
@@ -295,6 +296,13 @@ impl MinerMetrics {
                 r.register(Box::new(c.clone()))?;
                 c
             },
+            unowned: super::driver::unowned::UnownedLogs::new(gauge_vec(
+                "ha_miner_relay_log_unowned_entries",
+                "Relay-log entries (undelivered + pending) of a supplier this miner has no key for (another keys \
+                 file appends them): never mined nor trimmed until its key is added, so the log grows; above 0 is \
+                 worth an alert (module driver::unowned)",
+                &["supplier"],
+            )?),
         })
     }
 }

@@ -142,6 +142,15 @@ pub trait RelayLog: Send + Sync {
 
     /// Undelivered and pending counts of `supplier`'s log.
     async fn backlog(&self, supplier: &str) -> Result<Backlog, StorageError>;
+
+    /// Every supplier whose log holds at least one entry (undelivered or pending: appended and neither
+    /// acknowledged nor trimmed), sorted, each once. A supplier whose entries were all acknowledged or trimmed is
+    /// not listed. Whoever appended them is irrelevant: this is how a miner finds the logs of suppliers it has no
+    /// key for (a relayer with another keys file appends them; nothing else would ever read or trim them).
+    /// Appends acknowledged before the call starts are seen (as [`RelayLog::backlog`] sees them). Not fenced (a
+    /// pure read); its cost grows with the number of suppliers, not of entries (Redis: a `SCAN` of the keyspace,
+    /// so once per block, not per relay).
+    async fn suppliers(&self) -> Result<Vec<String>, StorageError>;
 }
 
 /// A [`NodeStore`] handed out by a backend, scoped to one (supplier, session) namespace.

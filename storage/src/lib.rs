@@ -15,7 +15,8 @@
 //!   until `ack`), `read_pending` gives a restarted consumer its own pending entries back, `claim` moves pending
 //!   entries of a consumer idle for `min_idle` (dead) to another one. Delivery is at-least-once and in
 //!   [`EntryId`] order per supplier. `ack` ends redelivery (the backend may delete the entry);
-//!   `trim_session` removes every remaining entry of a (supplier, session) once settled; `backlog` counts.
+//!   `trim_session` removes every remaining entry of a (supplier, session) once settled; `backlog` counts;
+//!   `suppliers` lists the suppliers whose logs hold entries (whoever appended them).
 //! - [`TrieStore`]: `open(supplier, session)` hands out a [`NodeStore`] namespaced to that pair (lazy reads,
 //!   one atomic batch per `write_batch`; sync, so call it from blocking threads), `delete_namespace` drops it.
 //! - [`SessionStore`]: opaque lifecycle records (bytes + state string) with compare-and-set on `version`

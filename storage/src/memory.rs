@@ -247,6 +247,19 @@ impl RelayLog for MemoryBackend {
             pending: log.group.pending.len() as u64,
         })
     }
+
+    /// The suppliers whose map of entries is not empty (acknowledged and trimmed entries leave it).
+    async fn suppliers(&self) -> Result<Vec<String>, StorageError> {
+        let st = self.lock();
+        let mut out: Vec<String> = st
+            .logs
+            .iter()
+            .filter(|(_, log)| !log.entries.is_empty())
+            .map(|(s, _)| s.clone())
+            .collect();
+        out.sort();
+        Ok(out)
+    }
 }
 
 /// A memory node store scoped to one namespace.

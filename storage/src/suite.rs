@@ -13,6 +13,7 @@ mod kv;
 mod kv_once;
 mod leader;
 mod log;
+mod log_suppliers;
 mod records;
 mod write_set;
 
@@ -30,6 +31,7 @@ pub use leader::{leadership_exclusive, leadership_takeover};
 pub use log::{
     relay, relay_log_concurrent_appends, relay_log_order, relay_log_redelivery, relay_log_trim_session, trie_namespaces,
 };
+pub use log_suppliers::relay_log_suppliers;
 pub use records::session_cas;
 pub use write_set::write_sets;
 
@@ -104,6 +106,7 @@ where
     relay_log_redelivery(factory().await).await;
     relay_log_trim_session(factory().await).await;
     relay_log_concurrent_appends(factory().await).await;
+    relay_log_suppliers(factory().await).await;
     trie_namespaces(factory().await).await;
     session_cas(factory().await).await;
     write_sets(factory().await).await;

@@ -430,6 +430,11 @@ impl RelayLog for RaftBackend {
             pending: live,
         })
     }
+
+    /// Read from this node's applied state machine, as the other reads are (a follower lists what it applied).
+    async fn suppliers(&self) -> Result<Vec<String>, StorageError> {
+        self.reader.suppliers()
+    }
 }
 
 #[cfg(test)]

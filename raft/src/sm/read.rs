@@ -63,6 +63,29 @@ impl SmReader {
         Ok(n)
     }
 
+    /// Every supplier with at least one relay in the log, sorted: one range lookup per supplier, skipping from
+    /// each to the first key past all of its sequences (the smallest name above it is it plus `\0`).
+    pub(crate) fn suppliers(&self) -> Result<Vec<String>, StorageError> {
+        let txn = self.db.begin_read().map_err(db_err)?;
+        let t = txn.open_table(RELAYS).map_err(db_err)?;
+        let mut out: Vec<String> = Vec::new();
+        loop {
+            let next = match out.last() {
+                None => t.iter().map_err(db_err)?.next(),
+                Some(last) => {
+                    let mut above = last.clone();
+                    above.push('\0');
+                    t.range((above.as_str(), 0)..).map_err(db_err)?.next()
+                }
+            };
+            let Some(item) = next else {
+                return Ok(out);
+            };
+            let (k, _) = item.map_err(db_err)?;
+            out.push(k.value().0.to_owned());
+        }
+    }
+
     /// The relays of `supplier` at the given sequences that still exist, in the input order.
     pub(crate) fn relays_at(&self, supplier: &str, seqs: &[u64]) -> Result<Vec<Option<RelayValue>>, StorageError> {
         let txn = self.db.begin_read().map_err(db_err)?;

@@ -41,6 +41,7 @@ impl Miner {
                     .set(i64::try_from(lag).unwrap_or(i64::MAX));
             }
         }
+        self.observe_unowned_logs(m).await;
     }
 
     /// The uPOKT value of `compute_units` of a session (§6.3.1 at the session start height), for money metrics.

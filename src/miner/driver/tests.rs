@@ -70,6 +70,9 @@ impl storage::RelayLog for AppendsAfterRead {
     async fn backlog(&self, supplier: &str) -> Result<Backlog, StorageError> {
         self.inner.backlog(supplier).await
     }
+    async fn suppliers(&self) -> Result<Vec<String>, StorageError> {
+        self.inner.suppliers().await
+    }
 }
 
 mod claim_funds;
@@ -113,6 +116,7 @@ mod tip_before_ingest;
 mod tx_size;
 mod undecodable_record;
 mod unknown_outcome;
+mod unowned_logs;
 mod unprofitable;
 mod unreadable_entry;
 mod unreadable_trie;

@@ -472,6 +472,29 @@ impl RelayLog for RedbBackend {
         })
         .await
     }
+
+    /// Every supplier ever seen (SUPPLIERS) whose range of the log holds an entry: one lookup each. Waits for the
+    /// WAL like the other reads, so relays still only in the WAL count.
+    async fn suppliers(&self) -> Result<Vec<String>, StorageError> {
+        self.wal_caught_up().await?;
+        self.blocking(|inner| {
+            let txn = inner.files()?.db.begin_read().map_err(db_err)?;
+            let suppliers = txn.open_table(SUPPLIERS).map_err(db_err)?;
+            let log = txn.open_table(LOG).map_err(db_err)?;
+            let mut out = Vec::new();
+            for item in suppliers.iter().map_err(db_err)? {
+                let (name, sid) = item.map_err(db_err)?;
+                let sid = sid.value();
+                if let Some(first) = log.range((sid, 0)..=(sid, u64::MAX)).map_err(db_err)?.next() {
+                    first.map_err(db_err)?;
+                    out.push(name.value().to_owned());
+                }
+            }
+            // SUPPLIERS is keyed by name, so `out` is sorted already.
+            Ok(out)
+        })
+        .await
+    }
 }
 
 #[cfg(test)]

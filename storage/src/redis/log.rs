@@ -23,6 +23,7 @@
 //!   dedicated connection of replicated writes and is followed by `WAIT` there; too few replicas fail it with
 //!   [`StorageError::NotReplicated`] although its entries are in the stream.
 //! - `backlog`: Lua over `XINFO GROUPS` (`lag`, `pending`), counting with `XRANGE` when `lag` is unknown.
+//! - `suppliers`: paged `SCAN MATCH {base}:relays:*`, keeping the non-empty streams (module `suppliers`).
 
 use std::sync::LazyLock;
 use std::time::Duration;
@@ -37,6 +38,7 @@ use crate::StorageError;
 use crate::contract::{Backlog, EntryId, LogEntry, MinedRelay, RelayLog};
 
 mod parse;
+mod suppliers;
 
 use parse::*;
 
@@ -576,6 +578,10 @@ impl RelayLog for RedisBackend {
             .await
             .map_err(|e| self.err("XINFO GROUPS", e))?;
         Ok(Backlog { undelivered, pending })
+    }
+
+    async fn suppliers(&self) -> Result<Vec<String>, StorageError> {
+        self.log_suppliers().await
     }
 }
 
