@@ -93,6 +93,11 @@ async fn send(gateway: &mut Gateway, request: &RelayRequest) {
     gateway.send(Message::binary(bytes)).await.unwrap();
 }
 
+/// Sends the JSON-RPC `body` as a signed relay request of the session of `header`.
+async fn call(gateway: &mut Gateway, net: &Net, header: &SessionHeader, body: &str) {
+    send(gateway, &ws_request(net, header, body)).await;
+}
+
 /// The next data message from the relayer, decoded; `None` when it closed the connection.
 async fn next(gateway: &mut Gateway) -> Option<RelayResponse> {
     loop {
@@ -126,13 +131,11 @@ async fn websocket_relays_are_served_signed_and_mined_one_per_backend_message() 
     let mut gateway = connect(&running.url, &[("target-service-id", "anvil")]).await.unwrap();
 
     // A call: one backend message, one relay, in the relay log before the gateway has it.
-    send(
+    call(
         &mut gateway,
-        &ws_request(
-            &net,
-            &header,
-            r#"{"jsonrpc":"2.0","id":7,"method":"eth_blockNumber","params":[]}"#,
-        ),
+        &net,
+        &header,
+        r#"{"jsonrpc":"2.0","id":7,"method":"eth_blockNumber","params":[]}"#,
     )
     .await;
     let answer = served(&net, &next(&mut gateway).await.unwrap());
@@ -141,13 +144,11 @@ async fn websocket_relays_are_served_signed_and_mined_one_per_backend_message() 
     assert_eq!(net.recorded().await, 1);
 
     // A subscription: its acknowledgement and every notification are relays answering the subscribe request.
-    send(
+    call(
         &mut gateway,
-        &ws_request(
-            &net,
-            &header,
-            r#"{"jsonrpc":"2.0","id":8,"method":"eth_subscribe","params":["newHeads"]}"#,
-        ),
+        &net,
+        &header,
+        r#"{"jsonrpc":"2.0","id":8,"method":"eth_subscribe","params":["newHeads"]}"#,
     )
     .await;
     let ack = served(&net, &next(&mut gateway).await.unwrap());
@@ -203,24 +204,20 @@ async fn an_invalid_websocket_relay_is_refused_and_the_connection_goes_on() {
 
     // A relay of another service on this connection is refused too.
     let other = net.header("lazy").await;
-    send(
+    call(
         &mut gateway,
-        &ws_request(
-            &net,
-            &other,
-            r#"{"jsonrpc":"2.0","id":2,"method":"eth_blockNumber","params":[]}"#,
-        ),
+        &net,
+        &other,
+        r#"{"jsonrpc":"2.0","id":2,"method":"eth_blockNumber","params":[]}"#,
     )
     .await;
     assert_eq!(error_code(&next(&mut gateway).await.unwrap()), Some(3));
 
-    send(
+    call(
         &mut gateway,
-        &ws_request(
-            &net,
-            &header,
-            r#"{"jsonrpc":"2.0","id":3,"method":"eth_blockNumber","params":[]}"#,
-        ),
+        &net,
+        &header,
+        r#"{"jsonrpc":"2.0","id":3,"method":"eth_blockNumber","params":[]}"#,
     )
     .await;
     assert_eq!(served(&net, &next(&mut gateway).await.unwrap())["id"], 3);
@@ -274,13 +271,11 @@ async fn a_backend_message_after_the_claim_was_built_is_refused_and_ends_the_con
     let (net, running, _backend) = ws_net().await;
     let header = net.header("anvil").await;
     let mut gateway = connect(&running.url, &[("target-service-id", "anvil")]).await.unwrap();
-    send(
+    call(
         &mut gateway,
-        &ws_request(
-            &net,
-            &header,
-            r#"{"jsonrpc":"2.0","id":1,"method":"eth_subscribe","params":["newHeads"]}"#,
-        ),
+        &net,
+        &header,
+        r#"{"jsonrpc":"2.0","id":1,"method":"eth_subscribe","params":["newHeads"]}"#,
     )
     .await;
     served(&net, &next(&mut gateway).await.unwrap());
