@@ -34,6 +34,15 @@ pub struct MinerMetrics {
     pub(super) consumer_lag: IntGaugeVec,
     pub(super) block_height: IntGauge,
     pub(super) leader_status: IntGauge,
+    /// `ha_miner_leader_elections_total{instance}`: times this instance took the leadership (module
+    /// `driver::leadership`).
+    pub(super) leader_elections: IntCounterVec,
+    /// `ha_miner_leader_losses_total{instance}`: times this instance stopped leading (lease lost, a fenced write,
+    /// a resign on stop).
+    pub(super) leader_losses: IntCounterVec,
+    /// `ha_miner_leader_acquisition_failures_total{instance,reason}` when the miner counts it
+    /// ([`AcquisitionFailures::Miner`]); `None` where the storage counts it itself (Redis).
+    pub(super) leader_acquisition_failures: Option<IntCounterVec>,
     pub(super) fenced_writes: IntCounter,
     pub(super) fee_refusals: IntCounterVec,
     pub(super) claims_skipped: IntCounterVec,
@@ -43,9 +52,34 @@ pub struct MinerMetrics {
     pub(super) settlement: super::driver::settled::SettlementMetrics,
 }
 
+/// Who counts `ha_miner_leader_acquisition_failures_total{instance,reason}`: exactly one of the miner and the
+/// storage, as both registered in one registry fail the second registration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AcquisitionFailures {
+    /// The miner counts its failed campaigns (embedded, raft, memory), by the storage error's kind.
+    Miner,
+    /// The storage counts them itself: the Redis backend, which tells an OOM refusal apart
+    /// (`storage::redis` stats, registered with the storage's collectors).
+    Storage,
+}
+
+impl AcquisitionFailures {
+    /// Who counts them with storage mode `mode` (`embedded`, `redis`, `raft`; the node's storage mode name).
+    pub fn for_storage_mode(mode: &str) -> Self {
+        if mode == "redis" { Self::Storage } else { Self::Miner }
+    }
+}
+
 impl MinerMetrics {
-    /// Registers every miner metric in `telemetry`'s registry.
+    /// Registers every miner metric in `telemetry`'s registry, the miner counting the leadership acquisition
+    /// failures ([`AcquisitionFailures::Miner`]).
     pub fn new(telemetry: &Telemetry) -> Result<Self, TelemetryError> {
+        Self::counting(telemetry, AcquisitionFailures::Miner)
+    }
+
+    /// Registers every miner metric in `telemetry`'s registry; `ha_miner_leader_acquisition_failures_total` only
+    /// when `acquisition_failures` is [`AcquisitionFailures::Miner`].
+    pub fn counting(telemetry: &Telemetry, acquisition_failures: AcquisitionFailures) -> Result<Self, TelemetryError> {
         let r = telemetry.registry();
         let counter = |name: &str, help: &str, labels: &[&str]| -> Result<IntCounterVec, TelemetryError> {
             let c = IntCounterVec::new(Opts::new(name, help), labels)?;
@@ -141,6 +175,27 @@ impl MinerMetrics {
             )?,
             block_height: gauge("ha_miner_current_block_height", "Latest block height seen by the miner")?,
             leader_status: gauge("ha_miner_leader_status", "1 when this miner is the leader that submits")?,
+            leader_elections: counter(
+                "ha_miner_leader_elections_total",
+                "Times this instance took the miner leadership (its sessions reloaded from storage)",
+                &["instance"],
+            )?,
+            leader_losses: counter(
+                "ha_miner_leader_losses_total",
+                "Times this instance stopped leading: lease lost or not renewed, a write refused by the fence, or the \
+                 lease given up on stop; with ha_miner_leader_elections_total it shows leadership flapping",
+                &["instance"],
+            )?,
+            leader_acquisition_failures: match acquisition_failures {
+                AcquisitionFailures::Miner => Some(counter(
+                    "ha_miner_leader_acquisition_failures_total",
+                    "Leadership campaigns that failed on a storage error, by reason (storage_unavailable: raft \
+                     without a quorum or a timeout; storage_error: any other); losing to another holder is not \
+                     counted",
+                    &["instance", "reason"],
+                )?),
+                AcquisitionFailures::Storage => None,
+            },
             balance: super::driver::balance::FundsMetrics {
                 balance: gauge_vec(
                     "ha_miner_supplier_balance_upokt",
