@@ -19,6 +19,10 @@ pub struct MinerMetrics {
     pub(super) relays_rejected: IntCounterVec,
     pub(super) claims_submitted: IntCounterVec,
     pub(super) proofs_submitted: IntCounterVec,
+    /// `ha_miner_claim_rebroadcasts_total{supplier,service_id,result}`: claim re-sends (module `driver::submit`).
+    pub(super) claim_rebroadcasts: IntCounterVec,
+    /// `ha_miner_proof_rebroadcasts_total{supplier,service_id,result}`: proof re-sends.
+    pub(super) proof_rebroadcasts: IntCounterVec,
     pub(super) claim_errors: IntCounterVec,
     pub(super) proof_errors: IntCounterVec,
     pub(super) claim_inclusion: IntCounterVec,
@@ -110,8 +114,28 @@ impl MinerMetrics {
                  already pruned after settlement (session_pruned; paid or counted lost already)",
                 &["supplier", "reason", "service_id"],
             )?,
-            claims_submitted: counter("ha_miner_claims_submitted_total", "Claim messages broadcast", ss)?,
-            proofs_submitted: counter("ha_miner_proofs_submitted_total", "Proof messages broadcast", ss)?,
+            claims_submitted: counter(
+                "ha_miner_claims_submitted_total",
+                "Sessions whose claim a node took at its first send (re-sends: ha_miner_claim_rebroadcasts_total)",
+                ss,
+            )?,
+            proofs_submitted: counter(
+                "ha_miner_proofs_submitted_total",
+                "Sessions whose proof a node took at its first send (re-sends: ha_miner_proof_rebroadcasts_total)",
+                ss,
+            )?,
+            claim_rebroadcasts: counter(
+                "ha_miner_claim_rebroadcasts_total",
+                "Claim re-sends broadcast (the chain did not show the claim two blocks after a send, or a new \
+                 leader repeats its predecessor's send), by outcome: broadcast (a node took it), refused, rejected, \
+                 ha_conflict, retryable (no node answered)",
+                &["supplier", "service_id", "result"],
+            )?,
+            proof_rebroadcasts: counter(
+                "ha_miner_proof_rebroadcasts_total",
+                "Proof re-sends broadcast, by outcome (as ha_miner_claim_rebroadcasts_total)",
+                &["supplier", "service_id", "result"],
+            )?,
             claim_errors: counter(
                 "ha_miner_claim_errors_total",
                 "Claim txs refused by a node (refused), unanswered (retryable), in conflict (ha_conflict), unsendable (rejected) or not sent (not_leader, deadline_passed, build_failed)",

@@ -5,6 +5,7 @@
 use super::*;
 
 mod leadership;
+mod rebroadcasts;
 
 /// The value of the series of `name` that carries every label of `labels` in a metrics rendering (`None`: no
 /// such series).
