@@ -36,6 +36,8 @@ pub struct MinerMetrics {
     pub(super) claims_discarded: IntCounterVec,
     pub(super) sessions: IntGaugeVec,
     pub(super) consumer_lag: IntGaugeVec,
+    /// `ha_miner_session_block_processing_lag{supplier}` (module `driver::observe`).
+    pub(super) block_processing_lag: IntGaugeVec,
     pub(super) block_height: IntGauge,
     pub(super) leader_status: IntGauge,
     /// `ha_miner_leader_elections_total{instance}`: times this instance took the leadership (module
@@ -195,6 +197,13 @@ impl MinerMetrics {
             consumer_lag: gauge_vec(
                 "ha_miner_consumer_lag",
                 "Relay-log entries not yet ingested (undelivered + pending)",
+                &["supplier"],
+            )?,
+            block_processing_lag: gauge_vec(
+                "ha_miner_session_block_processing_lag",
+                "Blocks between the chain tip the leader handled and the last block whose work (claims, proofs, \
+                 lookups, record writes) completed without a failure for the supplier; 0 when caught up, growing \
+                 while its commands keep failing",
                 &["supplier"],
             )?,
             block_height: gauge("ha_miner_current_block_height", "Latest block height seen by the miner")?,

@@ -226,8 +226,11 @@ impl Miner {
                 "dropping the engine's step on losing leadership"
             );
         }
+        // A new term counts from its first block (module `observe`); a follower handles no blocks.
+        self.work_done_at.clear();
         if let Some(m) = &self.metrics {
             m.leader_status.set(0);
+            m.block_processing_lag.reset();
         }
     }
 

@@ -307,6 +307,8 @@ impl Miner {
                 Ok(Built::Message(message)) => messages.push((key, message)),
                 Ok(Built::Unprovable) => unprovable.push(key),
                 Err(e) => {
+                    // Its work for this block did not complete (module `observe`).
+                    self.block_failures.insert(supplier.to_owned());
                     let outcome = TxOutcome::NotSent(format!("cannot build the message: {e}"));
                     *step =
                         self.tx_outcome_as(std::mem::take(step), kind, supplier, vec![key], outcome, "build_failed");

@@ -4,6 +4,7 @@
 
 use super::*;
 
+mod failed_block;
 mod leadership;
 mod rebroadcasts;
 
