@@ -54,6 +54,8 @@ pub struct MinerMetrics {
     pub(super) claims_skipped: IntCounterVec,
     pub(super) claims_skipped_upokt: IntCounterVec,
     pub(super) records_undecodable: IntGaugeVec,
+    /// `ha_miner_keyless_sessions{supplier}` (module `driver::leadership`).
+    pub(super) keyless_sessions: IntGaugeVec,
     pub(super) balance: super::driver::balance::FundsMetrics,
     pub(super) settlement: super::driver::settled::SettlementMetrics,
 }
@@ -373,6 +375,14 @@ impl MinerMetrics {
                 "Stored session records of the supplier its last restore (at start, at every leadership gain) could \
                  not decode and skipped: written by a newer version (after a rollback) or damaged. No process of \
                  this version claims or proves those sessions; above 0 is worth an alert",
+                &["supplier"],
+            )?,
+            keyless_sessions: gauge_vec(
+                "ha_miner_keyless_sessions",
+                "Live session records in storage of a supplier whose key is not in the keys file, as last listed \
+                 (at every leadership gain): their claims and proofs are not submitted, their revenue is lost when \
+                 their windows close unless the key is added back (the series goes once it is); above 0 is worth \
+                 an alert",
                 &["supplier"],
             )?,
             fenced_writes: {

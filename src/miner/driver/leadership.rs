@@ -346,7 +346,8 @@ impl Miner {
     ///   otherwise, so a removed supplier's tombstones were never forgotten and stayed in storage for good;
     /// - their live sessions are logged at ERROR, per supplier: their claims and proofs cannot be signed, so
     ///   nothing is submitted for them until the key is added back (the records are kept: adding the key back
-    ///   restores them). Their number is in [`MinerStats::keyless_sessions`].
+    ///   restores them). Their number is in [`MinerStats::keyless_sessions`], and per supplier in
+    ///   `ha_miner_keyless_sessions{supplier}`.
     async fn keyless_sessions(&mut self) -> Result<(), MinerError> {
         let mut keyless: std::collections::BTreeMap<String, u64> = std::collections::BTreeMap::new();
         for stored in self.storage.sessions.list(None, None).await? {
@@ -379,6 +380,15 @@ impl Miner {
         self.stats
             .keyless_sessions
             .store(keyless.values().sum(), AtomicOrdering::Relaxed);
+        if let Some(m) = &self.metrics {
+            // Suppliers listed before and not now (their key is back, or their sessions ended) drop out.
+            m.keyless_sessions.reset();
+            for (supplier, sessions) in &keyless {
+                m.keyless_sessions
+                    .with_label_values(&[supplier])
+                    .set(i64::try_from(*sessions).unwrap_or(i64::MAX));
+            }
+        }
         Ok(())
     }
 

@@ -5,6 +5,7 @@
 use super::*;
 
 mod failed_block;
+mod keyless;
 mod leadership;
 mod rebroadcasts;
 
