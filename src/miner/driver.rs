@@ -229,6 +229,11 @@ pub struct Miner {
     confirmation_reuse: Duration,
     /// The last leadership confirmation that succeeded: (when it was requested, the token it confirmed).
     confirmed: std::sync::Mutex<Option<(std::time::Instant, u64)>>,
+    /// Suppliers a command or record write of the block being handled failed for (module `observe`).
+    block_failures: std::collections::BTreeSet<String>,
+    /// The last block whose work completed without a failure, by supplier, in this leadership term (module
+    /// `observe`: `ha_miner_session_block_processing_lag`).
+    work_done_at: HashMap<String, i64>,
 }
 
 /// Errors that stop one loop iteration (retried at the next tick).
@@ -311,6 +316,8 @@ impl Miner {
             leading_since: None,
             confirmation_reuse: Duration::ZERO,
             confirmed: std::sync::Mutex::new(None),
+            block_failures: Default::default(),
+            work_done_at: HashMap::new(),
         }
     }
 

@@ -19,6 +19,10 @@ pub struct MinerMetrics {
     pub(super) relays_rejected: IntCounterVec,
     pub(super) claims_submitted: IntCounterVec,
     pub(super) proofs_submitted: IntCounterVec,
+    /// `ha_miner_claim_rebroadcasts_total{supplier,service_id,result}`: claim re-sends (module `driver::submit`).
+    pub(super) claim_rebroadcasts: IntCounterVec,
+    /// `ha_miner_proof_rebroadcasts_total{supplier,service_id,result}`: proof re-sends.
+    pub(super) proof_rebroadcasts: IntCounterVec,
     pub(super) claim_errors: IntCounterVec,
     pub(super) proof_errors: IntCounterVec,
     pub(super) claim_inclusion: IntCounterVec,
@@ -32,21 +36,59 @@ pub struct MinerMetrics {
     pub(super) claims_discarded: IntCounterVec,
     pub(super) sessions: IntGaugeVec,
     pub(super) consumer_lag: IntGaugeVec,
+    /// `ha_miner_session_block_processing_lag{supplier}` (module `driver::observe`).
+    pub(super) block_processing_lag: IntGaugeVec,
     pub(super) block_height: IntGauge,
     pub(super) leader_status: IntGauge,
+    /// `ha_miner_leader_elections_total{instance}`: times this instance took the leadership (module
+    /// `driver::leadership`).
+    pub(super) leader_elections: IntCounterVec,
+    /// `ha_miner_leader_losses_total{instance}`: times this instance stopped leading (lease lost, a fenced write,
+    /// a resign on stop).
+    pub(super) leader_losses: IntCounterVec,
+    /// `ha_miner_leader_acquisition_failures_total{instance,reason}` when the miner counts it
+    /// ([`AcquisitionFailures::Miner`]); `None` where the storage counts it itself (Redis).
+    pub(super) leader_acquisition_failures: Option<IntCounterVec>,
     pub(super) fenced_writes: IntCounter,
     pub(super) fee_refusals: IntCounterVec,
     pub(super) claims_skipped: IntCounterVec,
     pub(super) claims_skipped_upokt: IntCounterVec,
     pub(super) records_undecodable: IntGaugeVec,
+    /// `ha_miner_keyless_sessions{supplier}` (module `driver::leadership`).
+    pub(super) keyless_sessions: IntGaugeVec,
     pub(super) balance: super::driver::balance::FundsMetrics,
     pub(super) settlement: super::driver::settled::SettlementMetrics,
     pub(super) unowned: super::driver::unowned::UnownedLogs,
 }
 
+/// Who counts `ha_miner_leader_acquisition_failures_total{instance,reason}`: exactly one of the miner and the
+/// storage, as both registered in one registry fail the second registration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AcquisitionFailures {
+    /// The miner counts its failed campaigns (embedded, raft, memory), by the storage error's kind.
+    Miner,
+    /// The storage counts them itself: the Redis backend, which tells an OOM refusal apart
+    /// (`storage::redis` stats, registered with the storage's collectors).
+    Storage,
+}
+
+impl AcquisitionFailures {
+    /// Who counts them with storage mode `mode` (`embedded`, `redis`, `raft`; the node's storage mode name).
+    pub fn for_storage_mode(mode: &str) -> Self {
+        if mode == "redis" { Self::Storage } else { Self::Miner }
+    }
+}
+
 impl MinerMetrics {
-    /// Registers every miner metric in `telemetry`'s registry.
+    /// Registers every miner metric in `telemetry`'s registry, the miner counting the leadership acquisition
+    /// failures ([`AcquisitionFailures::Miner`]).
     pub fn new(telemetry: &Telemetry) -> Result<Self, TelemetryError> {
+        Self::counting(telemetry, AcquisitionFailures::Miner)
+    }
+
+    /// Registers every miner metric in `telemetry`'s registry; `ha_miner_leader_acquisition_failures_total` only
+    /// when `acquisition_failures` is [`AcquisitionFailures::Miner`].
+    pub fn counting(telemetry: &Telemetry, acquisition_failures: AcquisitionFailures) -> Result<Self, TelemetryError> {
         let r = telemetry.registry();
         let counter = |name: &str, help: &str, labels: &[&str]| -> Result<IntCounterVec, TelemetryError> {
             let c = IntCounterVec::new(Opts::new(name, help), labels)?;
@@ -77,8 +119,28 @@ impl MinerMetrics {
                  already pruned after settlement (session_pruned; paid or counted lost already)",
                 &["supplier", "reason", "service_id"],
             )?,
-            claims_submitted: counter("ha_miner_claims_submitted_total", "Claim messages broadcast", ss)?,
-            proofs_submitted: counter("ha_miner_proofs_submitted_total", "Proof messages broadcast", ss)?,
+            claims_submitted: counter(
+                "ha_miner_claims_submitted_total",
+                "Sessions whose claim a node took at its first send (re-sends: ha_miner_claim_rebroadcasts_total)",
+                ss,
+            )?,
+            proofs_submitted: counter(
+                "ha_miner_proofs_submitted_total",
+                "Sessions whose proof a node took at its first send (re-sends: ha_miner_proof_rebroadcasts_total)",
+                ss,
+            )?,
+            claim_rebroadcasts: counter(
+                "ha_miner_claim_rebroadcasts_total",
+                "Claim re-sends broadcast (the chain did not show the claim two blocks after a send, or a new \
+                 leader repeats its predecessor's send), by outcome: broadcast (a node took it), refused, rejected, \
+                 ha_conflict, retryable (no node answered)",
+                &["supplier", "service_id", "result"],
+            )?,
+            proof_rebroadcasts: counter(
+                "ha_miner_proof_rebroadcasts_total",
+                "Proof re-sends broadcast, by outcome (as ha_miner_claim_rebroadcasts_total)",
+                &["supplier", "service_id", "result"],
+            )?,
             claim_errors: counter(
                 "ha_miner_claim_errors_total",
                 "Claim txs refused by a node (refused), unanswered (retryable), in conflict (ha_conflict), unsendable (rejected) or not sent (not_leader, deadline_passed, build_failed)",
@@ -140,8 +202,36 @@ impl MinerMetrics {
                 "Relay-log entries not yet ingested (undelivered + pending)",
                 &["supplier"],
             )?,
+            block_processing_lag: gauge_vec(
+                "ha_miner_session_block_processing_lag",
+                "Blocks between the chain tip the leader handled and the last block whose work (claims, proofs, \
+                 lookups, record writes) completed without a failure for the supplier; 0 when caught up, growing \
+                 while its commands keep failing",
+                &["supplier"],
+            )?,
             block_height: gauge("ha_miner_current_block_height", "Latest block height seen by the miner")?,
             leader_status: gauge("ha_miner_leader_status", "1 when this miner is the leader that submits")?,
+            leader_elections: counter(
+                "ha_miner_leader_elections_total",
+                "Times this instance took the miner leadership (its sessions reloaded from storage)",
+                &["instance"],
+            )?,
+            leader_losses: counter(
+                "ha_miner_leader_losses_total",
+                "Times this instance stopped leading: lease lost or not renewed, a write refused by the fence, or the \
+                 lease given up on stop; with ha_miner_leader_elections_total it shows leadership flapping",
+                &["instance"],
+            )?,
+            leader_acquisition_failures: match acquisition_failures {
+                AcquisitionFailures::Miner => Some(counter(
+                    "ha_miner_leader_acquisition_failures_total",
+                    "Leadership campaigns that failed on a storage error, by reason (storage_unavailable: raft \
+                     without a quorum or a timeout; storage_error: any other); losing to another holder is not \
+                     counted",
+                    &["instance", "reason"],
+                )?),
+                AcquisitionFailures::Storage => None,
+            },
             balance: super::driver::balance::FundsMetrics {
                 balance: gauge_vec(
                     "ha_miner_supplier_balance_upokt",
@@ -286,6 +376,14 @@ impl MinerMetrics {
                 "Stored session records of the supplier its last restore (at start, at every leadership gain) could \
                  not decode and skipped: written by a newer version (after a rollback) or damaged. No process of \
                  this version claims or proves those sessions; above 0 is worth an alert",
+                &["supplier"],
+            )?,
+            keyless_sessions: gauge_vec(
+                "ha_miner_keyless_sessions",
+                "Live session records in storage of a supplier whose key is not in the keys file, as last listed \
+                 (at every leadership gain): their claims and proofs are not submitted, their revenue is lost when \
+                 their windows close unless the key is added back (the series goes once it is); above 0 is worth \
+                 an alert",
                 &["supplier"],
             )?,
             fenced_writes: {

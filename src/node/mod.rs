@@ -414,7 +414,11 @@ impl Node {
                 },
             );
             let mut miner = miner
-                .with_metrics(crate::miner::metrics::MinerMetrics::new(&telemetry)?)
+                // One of the miner and the storage counts ha_miner_leader_acquisition_failures_total (Redis does).
+                .with_metrics(crate::miner::metrics::MinerMetrics::counting(
+                    &telemetry,
+                    crate::miner::metrics::AcquisitionFailures::for_storage_mode(storage.name()),
+                )?)
                 .with_confirmation_reuse(confirmation_reuse(&config, storage.name()))
                 .with_claim_policy(config.transaction.skip_unprofitable_claims);
             if let Some(comet) = settlement_reader {

@@ -32,6 +32,12 @@ impl Miner {
                 "miner step records persisted"
             );
             if let Err(e) = persisted {
+                // The work of the step and of those queued behind it waits for a later block.
+                for step in queue.iter().chain(std::iter::once(&step)) {
+                    let suppliers = step.changed.iter().map(|k| k.supplier.as_str());
+                    let suppliers = suppliers.chain(step.commands.iter().map(command_supplier));
+                    self.block_failures.extend(suppliers.map(str::to_owned));
+                }
                 let stored: HashSet<SessionKey> = written.into_iter().collect();
                 self.defer(queue.into_iter().chain(std::iter::once(step)), &stored)
                     .await;
@@ -45,6 +51,7 @@ impl Miner {
             commands.sort_by_key(urgency);
             for command in reports.into_iter().chain(commands) {
                 let (running, kind) = (std::time::Instant::now(), command_kind(&command));
+                let supplier = command_supplier(&command).to_owned();
                 let result = self.run_command(command).await;
                 tracing::debug!(
                     command = kind,
@@ -62,6 +69,7 @@ impl Miner {
                     Err(e) => {
                         tracing::warn!(error = %e, "a miner command failed; the others of this block still run");
                         failed.get_or_insert(e);
+                        self.block_failures.insert(supplier);
                     }
                 }
             }
@@ -295,6 +303,24 @@ pub(super) fn urgency(command: &Command) -> u8 {
         | Command::RecordProofValidated { .. }
         | Command::RecordProofRequired { .. } => 3,
         Command::Prune { .. } | Command::Forget { .. } => 4,
+    }
+}
+
+/// The supplier whose work `command` is (whose block's work failed when it fails, [`Miner::execute`]).
+fn command_supplier(command: &Command) -> &str {
+    match command {
+        Command::SubmitClaims { supplier, .. } | Command::SubmitProofs { supplier, .. } => supplier,
+        Command::LookupOnChain { key }
+        | Command::CheckProofRequirement { key }
+        | Command::RecordLoss { key, .. }
+        | Command::RecordUnclaimed { key, .. }
+        | Command::RecordDiscard { key }
+        | Command::RecordClaimSkipped { key, .. }
+        | Command::RecordClaimConfirmed { key, .. }
+        | Command::RecordProofValidated { key, .. }
+        | Command::RecordProofRequired { key }
+        | Command::Prune { key }
+        | Command::Forget { key } => &key.supplier,
     }
 }
 

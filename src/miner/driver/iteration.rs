@@ -210,6 +210,7 @@ impl Miner {
             timer.new_block = true;
             self.leading_since.get_or_insert(tip.height);
             let step = self.engine.handle(Event::NewBlock { height: tip.height });
+            self.block_failures.clear();
             let executed = self.execute(step).await;
             timer.lap("execute");
             // Fenced out: another instance leads; nothing more to read or count here.
@@ -226,11 +227,20 @@ impl Miner {
             // fenced out, which then comes first (the caller resigns on it).
             let counted = self.count_settlements().await;
             timer.lap("settlements");
-            counted?;
-            executed?;
+            if let Err(e) = &counted
+                && e.is_fenced()
+            {
+                return counted;
+            }
+            // Observed whether or not a command failed: in a block with a failed command, the height, the
+            // sessions and the lags kept their old values otherwise (and the funds went unchecked while one
+            // session's command failed at every block), and a supplier stuck on failing commands did not show.
+            self.mark_block_work(tip.height);
             self.observe_gauges(tip.height).await;
             timer.lap("gauges");
             self.monitor_funds();
+            counted?;
+            executed?;
         }
         ingested
     }

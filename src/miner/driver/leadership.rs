@@ -83,6 +83,8 @@ impl Miner {
     pub(super) async fn campaign(&mut self) {
         let leadership = &self.storage.leadership;
         let renew_every = self.config.lease / 4;
+        // Only a campaign (no leadership held) is an acquisition; a failed renewal or check ends in a loss.
+        let acquiring = self.leader_token.is_none();
         let result = match self.leader_token {
             // Between renewals (each one a replicated write) the storage's local view is checked every tick,
             // so a lost lease or a new raft term stops ingest and submissions at once.
@@ -124,6 +126,9 @@ impl Miner {
                 token
             }
             Err(e) => {
+                if acquiring {
+                    self.count_acquisition_failure(&e);
+                }
                 if let Some(failures) = self.leadership_failures.failed(std::time::Instant::now()) {
                     tracing::warn!(
                         error = %e,
@@ -153,6 +158,9 @@ impl Miner {
                     let step = self.engine.handle(Event::Leadership { leader: true });
                     self.leader_token = Some(token);
                     self.leading_since = None;
+                    if let Some(m) = &self.metrics {
+                        m.leader_elections.with_label_values(&[&self.config.instance]).inc();
+                    }
                     if let Err(e) = self.execute(step).await {
                         if e.is_fenced() {
                             self.fenced_out(&e);
@@ -168,9 +176,34 @@ impl Miner {
         self.leader_token = token;
     }
 
+    /// Counts a failed campaign in `ha_miner_leader_acquisition_failures_total{instance,reason}` when the miner
+    /// counts them (not on Redis, whose backend counts its own: [`crate::miner::metrics::AcquisitionFailures`]).
+    /// lessons.md: a standby that cannot acquire the leadership for hours must show on a metric, by reason.
+    fn count_acquisition_failure(&self, e: &StorageError) {
+        let Some(failures) = self
+            .metrics
+            .as_ref()
+            .and_then(|m| m.leader_acquisition_failures.as_ref())
+        else {
+            return;
+        };
+        let reason = match e {
+            StorageError::Unavailable(_) => "storage_unavailable",
+            StorageError::OutOfMemory(_) => "storage_oom",
+            _ => "storage_error",
+        };
+        failures.with_label_values(&[&self.config.instance, reason]).inc();
+    }
+
     /// Leaves leader mode: no fenced view, no open tries (they may hold uncommitted inserts), engine passive.
-    /// The engine's step is dropped: a miner that does not lead writes nothing.
+    /// The engine's step is dropped: a miner that does not lead writes nothing. A miner that led counts the loss
+    /// (`ha_miner_leader_losses_total`: a lost or unrenewed lease, a fenced write, a resign on stop).
     pub(super) fn leave_leader_mode(&mut self) {
+        if self.engine.is_leader()
+            && let Some(m) = &self.metrics
+        {
+            m.leader_losses.with_label_values(&[&self.config.instance]).inc();
+        }
         self.leader_token = None;
         self.leading_since = None;
         *self.confirmed.lock().unwrap_or_else(|p| p.into_inner()) = None;
@@ -193,8 +226,11 @@ impl Miner {
                 "dropping the engine's step on losing leadership"
             );
         }
+        // A new term counts from its first block (module `observe`); a follower handles no blocks.
+        self.work_done_at.clear();
         if let Some(m) = &self.metrics {
             m.leader_status.set(0);
+            m.block_processing_lag.reset();
         }
     }
 
@@ -310,7 +346,8 @@ impl Miner {
     ///   otherwise, so a removed supplier's tombstones were never forgotten and stayed in storage for good;
     /// - their live sessions are logged at ERROR, per supplier: their claims and proofs cannot be signed, so
     ///   nothing is submitted for them until the key is added back (the records are kept: adding the key back
-    ///   restores them). Their number is in [`MinerStats::keyless_sessions`].
+    ///   restores them). Their number is in [`MinerStats::keyless_sessions`], and per supplier in
+    ///   `ha_miner_keyless_sessions{supplier}`.
     async fn keyless_sessions(&mut self) -> Result<(), MinerError> {
         let mut keyless: std::collections::BTreeMap<String, u64> = std::collections::BTreeMap::new();
         for stored in self.storage.sessions.list(None, None).await? {
@@ -343,6 +380,15 @@ impl Miner {
         self.stats
             .keyless_sessions
             .store(keyless.values().sum(), AtomicOrdering::Relaxed);
+        if let Some(m) = &self.metrics {
+            // Suppliers listed before and not now (their key is back, or their sessions ended) drop out.
+            m.keyless_sessions.reset();
+            for (supplier, sessions) in &keyless {
+                m.keyless_sessions
+                    .with_label_values(&[supplier])
+                    .set(i64::try_from(*sessions).unwrap_or(i64::MAX));
+            }
+        }
         Ok(())
     }
 

@@ -1,11 +1,26 @@
 //! What the miner exports besides its logs: the gauges observed once per block (sessions by state, height,
-//! leadership, ingest lag), and the valuing and counting of lost revenue in the money metrics, which must add up
-//! to what was really lost.
+//! leadership, ingest lag, each supplier's block processing lag), and the valuing and counting of lost revenue in
+//! the money metrics, which must add up to what was really lost.
 
 use super::*;
 
 impl Miner {
-    /// Sessions by state, height, leadership and ingest lag (once per block).
+    /// Records that the work of block `height` completed for every supplier no command or record write of it
+    /// failed for ([`Miner::execute`] collects those in `block_failures`). A supplier with no completed block in
+    /// this leadership term counts the block before its first one as completed.
+    pub(super) fn mark_block_work(&mut self, height: i64) {
+        let signers = &self.signers;
+        self.work_done_at.retain(|supplier, _| signers.contains_key(supplier));
+        for supplier in self.signers.keys() {
+            if self.block_failures.contains(supplier) {
+                self.work_done_at.entry(supplier.clone()).or_insert(height - 1);
+            } else {
+                self.work_done_at.insert(supplier.clone(), height);
+            }
+        }
+    }
+
+    /// Sessions by state, height, leadership, ingest lag and block processing lag (once per block).
     pub(super) async fn observe_gauges(&self, height: i64) {
         let Some(m) = &self.metrics else { return };
         m.block_height.set(height);
@@ -32,6 +47,14 @@ impl Miner {
             m.sessions
                 .with_label_values(&[state])
                 .set(by_state.get(state).copied().unwrap_or(0));
+        }
+        // Blocks behind the tip: a supplier whose commands fail at every block shows a growing lag.
+        m.block_processing_lag.reset();
+        for supplier in self.signers.keys() {
+            let done = self.work_done_at.get(supplier).copied().unwrap_or(height);
+            m.block_processing_lag
+                .with_label_values(&[supplier])
+                .set(height.saturating_sub(done).max(0));
         }
         for supplier in self.signers.keys() {
             if let Ok(backlog) = self.storage.relay_log.backlog(supplier).await {

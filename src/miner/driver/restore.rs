@@ -15,6 +15,10 @@ impl Miner {
                 self.restore_supplier(address).await?;
                 tracing::info!(supplier = address, "miner serving supplier");
                 self.signers.insert(address.clone(), key.clone());
+                // Its sessions are restored: none of them is keyless any more.
+                if let Some(m) = &self.metrics {
+                    let _absent = m.keyless_sessions.remove_label_values(&[address]);
+                }
                 // Its relay log has not been read yet: its claims wait for an ingest round (module `ingest`).
                 self.engine.set_ingest_caught_up(address, false);
             }

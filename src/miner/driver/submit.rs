@@ -307,6 +307,8 @@ impl Miner {
                 Ok(Built::Message(message)) => messages.push((key, message)),
                 Ok(Built::Unprovable) => unprovable.push(key),
                 Err(e) => {
+                    // Its work for this block did not complete (module `observe`).
+                    self.block_failures.insert(supplier.to_owned());
                     let outcome = TxOutcome::NotSent(format!("cannot build the message: {e}"));
                     *step =
                         self.tx_outcome_as(std::mem::take(step), kind, supplier, vec![key], outcome, "build_failed");
@@ -475,6 +477,11 @@ impl Miner {
     }
 
     /// Counts a broadcast of `keys`' messages (sent, or the error) and feeds its outcome to the engine.
+    ///
+    /// `ha_miner_{claims,proofs}_submitted_total` count a session's first send a node took; a re-send (the
+    /// session's record holds an earlier send: one that showed no message on chain two blocks later, or a
+    /// predecessor's repeated by a new leader) is counted in `ha_miner_{claim,proof}_rebroadcasts_total` by its
+    /// outcome instead, so the submitted counters are not inflated by re-sends (as the Go miner counts them).
     fn sent(
         &mut self,
         step: Step,
@@ -483,34 +490,49 @@ impl Miner {
         keys: Vec<SessionKey>,
         outcome: Result<(), TxOutcome>,
     ) -> Step {
-        let outcome = match outcome {
-            Ok(()) => {
-                let counter = if kind == TxKind::Claim {
-                    &self.stats.claims_sent
-                } else {
-                    &self.stats.proofs_sent
-                };
-                counter.fetch_add(keys.len() as u64, AtomicOrdering::Relaxed);
-                if let Some(m) = &self.metrics {
-                    let vec = if kind == TxKind::Claim {
-                        &m.claims_submitted
-                    } else {
-                        &m.proofs_submitted
-                    };
-                    for key in &keys {
-                        let service = self
-                            .engine
-                            .session(key)
-                            .map(|r| r.service_id.as_str())
-                            .unwrap_or_default();
-                        vec.with_label_values(&[supplier, service]).inc();
-                    }
-                }
-                TxOutcome::Broadcast
-            }
-            Err(outcome) => outcome,
-        };
+        if let Ok(()) = outcome {
+            let counter = if kind == TxKind::Claim {
+                &self.stats.claims_sent
+            } else {
+                &self.stats.proofs_sent
+            };
+            counter.fetch_add(keys.len() as u64, AtomicOrdering::Relaxed);
+        }
+        self.count_sends(kind, supplier, &keys, &outcome);
+        let outcome = outcome.map_or_else(|outcome| outcome, |()| TxOutcome::Broadcast);
         self.tx_outcome(step, kind, supplier, keys, outcome)
+    }
+
+    /// The Prometheus side of [`Self::sent`]: first sends a node took in the submitted counters, re-sends (a
+    /// send that never left excepted: `NotSent`) in the rebroadcast counters by outcome.
+    fn count_sends(&self, kind: TxKind, supplier: &str, keys: &[SessionKey], outcome: &Result<(), TxOutcome>) {
+        let Some(m) = &self.metrics else { return };
+        let (submitted, rebroadcasts) = match kind {
+            TxKind::Claim => (&m.claims_submitted, &m.claim_rebroadcasts),
+            TxKind::Proof => (&m.proofs_submitted, &m.proof_rebroadcasts),
+        };
+        let result = match outcome {
+            Ok(()) => "broadcast",
+            Err(TxOutcome::NotSent(_)) => return,
+            Err(outcome) => error_reason(outcome),
+        };
+        for key in keys {
+            let Some(record) = self.engine.session(key) else {
+                continue;
+            };
+            // The engine records a send before it asks for it, and takes back those that never left: more than
+            // one means an earlier send left.
+            let sends = match kind {
+                TxKind::Claim => record.claim_sent_at.len(),
+                TxKind::Proof => record.proof_sent_at.len(),
+            };
+            let service = record.service_id.as_str();
+            if sends > 1 {
+                rebroadcasts.with_label_values(&[supplier, service, result]).inc();
+            } else if outcome.is_ok() {
+                submitted.with_label_values(&[supplier, service]).inc();
+            }
+        }
     }
 
     /// Counts a submission's outcome and feeds it to the engine, merging the engine's answer into `step`. An
@@ -525,14 +547,7 @@ impl Miner {
         keys: Vec<SessionKey>,
         outcome: TxOutcome,
     ) -> Step {
-        let label = match &outcome {
-            TxOutcome::NotSent(reason) if reason == NOT_LEADER => "not_leader",
-            TxOutcome::NotSent(reason) if reason.starts_with(DEADLINE_PASSED) => "deadline_passed",
-            TxOutcome::Refused(_) => "refused",
-            TxOutcome::Rejected(_) => "rejected",
-            TxOutcome::HaConflict(_) => "ha_conflict",
-            TxOutcome::Retryable(_) | TxOutcome::NotSent(_) | TxOutcome::Broadcast => "retryable",
-        };
+        let label = error_reason(&outcome);
         self.tx_outcome_as(step, kind, supplier, keys, outcome, label)
     }
 
@@ -659,4 +674,19 @@ impl Miner {
 /// The reason of a tx not sent because its deadline passed at `height`.
 fn deadline_passed(height: i64) -> String {
     format!("{DEADLINE_PASSED} (height {height}) before the tx left")
+}
+
+/// The reason a submission's outcome other than a broadcast a node took is counted under, in
+/// `ha_miner_{claim,proof}_errors_total` and as the `result` of a re-send: `not_leader` and `deadline_passed`
+/// (never sent), `refused` (a node refused it at Simulate or CheckTx), `rejected` (it cannot be sent),
+/// `ha_conflict`, `retryable` (no node answered).
+fn error_reason(outcome: &TxOutcome) -> &'static str {
+    match outcome {
+        TxOutcome::NotSent(reason) if reason == NOT_LEADER => "not_leader",
+        TxOutcome::NotSent(reason) if reason.starts_with(DEADLINE_PASSED) => "deadline_passed",
+        TxOutcome::Refused(_) => "refused",
+        TxOutcome::Rejected(_) => "rejected",
+        TxOutcome::HaConflict(_) => "ha_conflict",
+        TxOutcome::Retryable(_) | TxOutcome::NotSent(_) | TxOutcome::Broadcast => "retryable",
+    }
 }

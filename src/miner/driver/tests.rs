@@ -95,6 +95,7 @@ mod keyless_tombstones;
 mod late_relays;
 mod leadership_confirmed;
 mod losses;
+mod operator_metrics;
 mod partial_persist;
 mod proof_params;
 mod proofs_by_value;

@@ -126,10 +126,13 @@ pub fn metric_sum(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
         .sum()
 }
 
-/// Claims plus proofs a node's miner broadcast (its `/metrics` text).
+/// Claims plus proofs a node's miner broadcast (its `/metrics` text): first sends and re-sends (counted apart,
+/// the re-sends whatever their outcome).
 pub fn submitted(metrics: &str) -> f64 {
     metric_sum(metrics, "ha_miner_claims_submitted_total", &[])
         + metric_sum(metrics, "ha_miner_proofs_submitted_total", &[])
+        + metric_sum(metrics, "ha_miner_claim_rebroadcasts_total", &[])
+        + metric_sum(metrics, "ha_miner_proof_rebroadcasts_total", &[])
 }
 
 /// Waits until the simulator reaches `height`.
