@@ -178,6 +178,7 @@ impl Relayer {
             metrics,
             detached: detach::Detachments::default(),
             ws_metrics: ws::WsMetrics::new(telemetry)?,
+            ws_slots: ws::Slots::new(options.max_websocket_connections),
         })
     }
 }

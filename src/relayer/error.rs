@@ -82,6 +82,12 @@ pub enum RelayError {
         /// How long the request waited.
         waited: Duration,
     },
+    /// Every WebSocket relay connection allowed is open (`relay_server.max_connections`, module `ws`).
+    #[error("relay miner overloaded: {max} WebSocket relay connections open")]
+    WebSocketsFull {
+        /// The bound.
+        max: usize,
+    },
     /// The relay is for the session after the current one, whose first block did not reach this relay miner
     /// within the wait (the gateway's chain view is ahead of ours); retrying shortly, here or elsewhere, works.
     #[error("session starting at {start} has not started: this relay miner is at height {height}")]
@@ -140,7 +146,7 @@ impl RelayError {
             Self::MeterUnavailable(_) => (14, "meter_unavailable"),
             Self::RequestTimeout(_) => (15, "request_timeout"),
             Self::RelayTooLarge(_) => (16, "relay_too_large"),
-            Self::Overloaded { .. } => (17, "overloaded"),
+            Self::Overloaded { .. } | Self::WebSocketsFull { .. } => (17, "overloaded"),
             Self::SessionNotStarted { .. } => (18, "session_not_started"),
             Self::MemoryThreshold(_) => (19, "redis_memory_threshold"),
         }
@@ -153,6 +159,7 @@ impl RelayError {
             | Self::Storage(_)
             | Self::MeterUnavailable(_)
             | Self::Overloaded { .. }
+            | Self::WebSocketsFull { .. }
             | Self::SessionNotStarted { .. }
             | Self::MemoryThreshold(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Backend(_) | Self::ResponseTooLarge { .. } => StatusCode::BAD_GATEWAY,

@@ -141,6 +141,8 @@ pub struct Relayer {
     detached: detach::Detachments,
     /// WebSocket relays' own metrics (module `ws`).
     ws_metrics: ws::WsMetrics,
+    /// One permit per open WebSocket relay connection ([`RelayerOptions::max_websocket_connections`]).
+    ws_slots: ws::Slots,
 }
 
 impl std::fmt::Debug for Relayer {

@@ -42,6 +42,9 @@ pub struct RelayerOptions {
     /// The largest relay a proof of which fits a tx (`transaction.max_tx_bytes` less the proof overhead,
     /// [`crate::smst::max_provable_relay_bytes`]); a larger one is served but not mined. `None`: no limit.
     pub max_mined_relay_bytes: Option<usize>,
+    /// WebSocket relay connections open at once at most (`relay_server.max_connections`: an upgraded connection
+    /// leaves the relay server's count, module `ws`); beyond, an upgrade is refused as `overloaded` (503).
+    pub max_websocket_connections: usize,
 }
 
 impl Default for RelayerOptions {
@@ -60,6 +63,7 @@ impl Default for RelayerOptions {
             body_budget_wait: Duration::from_millis(100),
             claim_delay_blocks: 0,
             submission_buffer_blocks: 1,
+            max_websocket_connections: 10_000,
             max_mined_relay_bytes: None,
         }
     }
@@ -99,6 +103,7 @@ impl RelayerOptions {
             max_mined_relay_bytes: Some(crate::smst::max_provable_relay_bytes(
                 usize::try_from(config.transaction.max_tx_bytes).unwrap_or(usize::MAX),
             )),
+            max_websocket_connections: config.relay_server.max_connections.max(1),
         }
     }
 }

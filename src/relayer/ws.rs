@@ -15,7 +15,9 @@
 //!
 //! lessons.md (the Go relayer's WebSocket panics): each side of a connection has one writer. The gateway's socket
 //! is written only by its writer task, fed through a bounded channel; the backend's only by the connection task.
-//! Frames and messages are bounded by the service's `max_body_size_bytes` in both directions; a larger backend
+//! Open connections are bounded by `relay_server.max_connections` (an upgraded connection leaves the relay
+//! server's own count; beyond, the upgrade is refused as `overloaded`, 503). Frames and messages are bounded by
+//! the service's `max_body_size_bytes` in both directions; a larger backend
 //! message is answered as `response_too_large` and ends the connection. A connection with no message either way
 //! for [`IDLE_TIMEOUT`] is closed, and so is the gateway's when the backend's ends (the gateway's subscriptions
 //! lived there) or when a backend message comes after its session's claim was built (`session_expired`: the
@@ -112,6 +114,29 @@ impl WsMetrics {
     }
 }
 
+/// Permits for open WebSocket relay connections (module docs).
+pub(crate) struct Slots {
+    permits: Arc<tokio::sync::Semaphore>,
+    max: usize,
+}
+
+impl Slots {
+    pub(crate) fn new(max: usize) -> Self {
+        let max = max.clamp(1, tokio::sync::Semaphore::MAX_PERMITS);
+        Self {
+            permits: Arc::new(tokio::sync::Semaphore::new(max)),
+            max,
+        }
+    }
+
+    /// A permit for one more connection (released when dropped), or `overloaded` when all are taken.
+    fn take(&self) -> Result<tokio::sync::OwnedSemaphorePermit, RelayError> {
+        Arc::clone(&self.permits)
+            .try_acquire_owned()
+            .map_err(|_| RelayError::WebSocketsFull { max: self.max })
+    }
+}
+
 /// A `GET` on the relay address: the WebSocket handshake (module docs), or 400 for a plain `GET`.
 pub(super) async fn upgrade(
     State(relayer): State<Arc<Relayer>>,
@@ -157,6 +182,11 @@ pub(super) async fn upgrade(
     {
         return refuse(&service_id, RelayError::NotOurSupplier(supplier));
     }
+    // Upgraded, the connection leaves the relay server's count (`relay_server.max_connections`): bounded here.
+    let slot = match relayer.ws_slots.take() {
+        Ok(slot) => slot,
+        Err(e) => return refuse(&service_id, e),
+    };
     let limit = service.max_body_bytes;
     ws.max_message_size(limit)
         .max_frame_size(limit)
@@ -173,6 +203,7 @@ pub(super) async fn upgrade(
             .run(socket)
             .await;
             active.dec();
+            drop(slot);
         })
 }
 

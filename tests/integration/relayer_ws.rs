@@ -22,6 +22,11 @@ type Gateway = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStr
 /// A net whose `anvil` service has a WebSocket backend (the demo backend, a `newHeads` notification every 100 ms);
 /// `lazy` keeps only its JSON-RPC one.
 async fn ws_net() -> (Net, Running, BackendHandle) {
+    ws_net_with("").await
+}
+
+/// [`ws_net`] with `extra` (top-level YAML keys) added to the relayer's config.
+async fn ws_net_with(extra: &str) -> (Net, Running, BackendHandle) {
     let net = Net::new(1_000_000_000).await;
     let backend = DemoBackend::spawn(BackendConfig {
         ws: relay_miner::sim::backend::WsConfig {
@@ -52,7 +57,7 @@ relay_meter:
   sync_interval_ms: 20
 relay_log:
   durable_ack: true
-",
+{extra}",
         http = backend.http_url(),
         ws = backend.ws_url(),
     );
@@ -300,4 +305,41 @@ async fn a_backend_message_after_the_claim_was_built_is_refused_and_ends_the_con
         "the connection ends after the refusal"
     );
     assert!(net.recorded().await >= before);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn websocket_connections_are_bounded_by_relay_server_max_connections() {
+    // An upgraded connection leaves the relay server's own count: the relayer bounds WebSocket connections itself.
+    let (_net, running, _backend) = ws_net_with("relay_server:\n  max_connections: 2\n").await;
+    let anvil = [("target-service-id", "anvil")];
+    let first = connect(&running.url, &anvil).await.unwrap();
+    let _second = connect(&running.url, &anvil).await.unwrap();
+    match connect(&running.url, &anvil).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => assert_eq!(response.status().as_u16(), 503),
+        Err(e) => panic!("{e}"),
+        Ok(_) => panic!("a third WebSocket connection was accepted"),
+    }
+    // A connection that ends frees its slot.
+    drop(first);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        match connect(&running.url, &anvil).await {
+            Ok(_) => break,
+            Err(tokio_tungstenite::tungstenite::Error::Http(r)) if r.status().as_u16() == 503 => {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "the ended connection's slot was not freed"
+                );
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            Err(e) => panic!("{e}"),
+        }
+    }
+    let text = running.telemetry.render_metrics();
+    assert!(
+        text.lines().any(|l| l.starts_with("ha_relayer_relays_rejected_total{")
+            && l.contains("reason=\"overloaded\"")
+            && l.contains("rpc_type=\"websocket\"")),
+        "{text}"
+    );
 }
