@@ -156,14 +156,17 @@ impl std::fmt::Debug for Relayer {
 }
 
 impl Relayer {
-    /// Waits until every optimistic settlement running in the background is done (validated, then appended or
-    /// dropped). Call once the relay server drained its connections and before the miner's final ingest and the
+    /// Closes the WebSocket relay connections (module `ws`; each finishes the relay in hand) and waits until every
+    /// optimistic settlement running in the background is done (validated, then appended or dropped). Call once the relay server drained its connections and before the miner's final ingest and the
     /// storage close: a relay already answered to its gateway but still validating would otherwise never reach
     /// the relay log. Every background settlement holds one of the `OPTIMISTIC_IN_FLIGHT` permits, so holding
     /// them all means none is left running; they are released on return. Then waits for the minings and
     /// settlements whose handler was dropped (their gateway disconnected) and which finish in tasks of their own
     /// (module `detach`).
     pub async fn drain_settlements(&self) {
+        // WebSocket relay connections first: they outlive the relay server's drain (an upgraded connection
+        // leaves it), and each finishes the relay in hand before it ends.
+        self.ws_slots.close_all().await;
         let all = u32::try_from(OPTIMISTIC_IN_FLIGHT).unwrap_or(u32::MAX);
         match self.optimistic.acquire_many(all).await {
             Ok(_all) => tracing::debug!("optimistic settlements drained"),

@@ -20,7 +20,8 @@
 //! the service's `max_body_size_bytes` in both directions; a larger backend
 //! message is answered as `response_too_large` and ends the connection. A connection with no message either way
 //! for [`IDLE_TIMEOUT`] is closed, and so is the gateway's when the backend's ends (the gateway's subscriptions
-//! lived there) or when a backend message comes after its session's claim was built (`session_expired`: the
+//! lived there), at the shutdown's relay drain ([`Relayer::drain_settlements`], so their relays are in the log
+//! before the miner's final ingest), or when a backend message comes after its session's claim was built (`session_expired`: the
 //! gateway reconnects with the new session). A backend message's relay is appended (durably with
 //! `relay_log.durable_ack`) before its response is sent, and the append finishes even if the gateway goes away
 //! meanwhile (module `detach`), so its meter charge follows what the relay log holds.
@@ -53,6 +54,8 @@ const LEGACY_SERVICE_HEADER: &str = "pocket-service-id";
 pub const SUPPLIER_HEADER: &str = "pocket-supplier-address";
 /// A connection with no message either way for this long is closed.
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(600);
+/// How long a closing connection waits for its backend reader and its gateway writer to finish.
+const CLOSE_WAIT: Duration = Duration::from_secs(5);
 /// Messages waiting for the gateway's writer at most; a gateway that does not read slows its backend's reader.
 const OUTBOX: usize = 64;
 /// The `rpc_type` label of WebSocket relays.
@@ -114,10 +117,11 @@ impl WsMetrics {
     }
 }
 
-/// Permits for open WebSocket relay connections (module docs).
+/// Permits for open WebSocket relay connections (module docs), and the signal that closes them all.
 pub(crate) struct Slots {
     permits: Arc<tokio::sync::Semaphore>,
     max: usize,
+    closing: watch::Sender<bool>,
 }
 
 impl Slots {
@@ -126,14 +130,33 @@ impl Slots {
         Self {
             permits: Arc::new(tokio::sync::Semaphore::new(max)),
             max,
+            closing: watch::Sender::new(false),
         }
     }
 
-    /// A permit for one more connection (released when dropped), or `overloaded` when all are taken.
-    fn take(&self) -> Result<tokio::sync::OwnedSemaphorePermit, RelayError> {
-        Arc::clone(&self.permits)
+    /// Closes every connection (`1001 going away`; each finishes the relay in hand first) and refuses new ones,
+    /// then waits until all have ended: the shutdown's relay drain, so their relays are in the relay log before
+    /// the miner's final ingest.
+    pub(crate) async fn close_all(&self) {
+        self.closing.send_replace(true);
+        let all = u32::try_from(self.max).unwrap_or(u32::MAX);
+        match self.permits.acquire_many(all).await {
+            // Kept: no connection opens after the drain.
+            Ok(permits) => permits.forget(),
+            Err(e) => tracing::warn!(error = %e, "websocket relay connections not drained"),
+        }
+    }
+
+    /// A permit for one more connection (released when dropped) with the closing signal it watches, or
+    /// `overloaded` when all are taken (or the relayer is shutting down).
+    fn take(&self) -> Result<(tokio::sync::OwnedSemaphorePermit, watch::Receiver<bool>), RelayError> {
+        if *self.closing.borrow() {
+            return Err(RelayError::WebSocketsFull { max: self.max });
+        }
+        let permit = Arc::clone(&self.permits)
             .try_acquire_owned()
-            .map_err(|_| RelayError::WebSocketsFull { max: self.max })
+            .map_err(|_| RelayError::WebSocketsFull { max: self.max })?;
+        Ok((permit, self.closing.subscribe()))
     }
 }
 
@@ -183,8 +206,8 @@ pub(super) async fn upgrade(
         return refuse(&service_id, RelayError::NotOurSupplier(supplier));
     }
     // Upgraded, the connection leaves the relay server's count (`relay_server.max_connections`): bounded here.
-    let slot = match relayer.ws_slots.take() {
-        Ok(slot) => slot,
+    let (slot, closing) = match relayer.ws_slots.take() {
+        Ok(taken) => taken,
         Err(e) => return refuse(&service_id, e),
     };
     let limit = service.max_body_bytes;
@@ -200,7 +223,7 @@ pub(super) async fn upgrade(
                 service,
                 backend,
             }
-            .run(socket)
+            .run(socket, closing)
             .await;
             active.dec();
             drop(slot);
@@ -259,7 +282,7 @@ struct BackendLink {
 }
 
 impl Connection {
-    async fn run(self, socket: WebSocket) {
+    async fn run(self, socket: WebSocket, mut closing: watch::Receiver<bool>) {
         let (gateway_sink, mut gateway) = socket.split();
         let (out, outbox) = mpsc::channel::<Message>(OUTBOX);
         let writer = tokio::spawn(write_gateway(gateway_sink, outbox));
@@ -292,6 +315,10 @@ impl Connection {
                     link = None;
                     break Some(frame.unwrap_or_else(|| close_frame(close_code::AWAY, "backend connection ended")));
                 }
+                // Its guard dropped inside: the select's output must stay `Send`.
+                () = async { drop(closing.wait_for(|c| *c).await) } => {
+                    break Some(close_frame(close_code::AWAY, "relay miner shutting down"));
+                }
                 () = tokio::time::sleep_until(idle_at) => {
                     if activity.deadline() <= tokio::time::Instant::now() {
                         break Some(close_frame(close_code::NORMAL, "idle"));
@@ -300,16 +327,23 @@ impl Connection {
             }
         };
         if let Some(mut l) = link {
-            // The backend's reader finishes the message in hand (its relay's append and charge), then stops.
+            // The backend's reader finishes the message in hand (its relay's append and charge), then stops. Bounded:
+            // a gateway that stopped reading can hold the reader on a full outbox; aborted then, the append in hand
+            // still finishes (module `detach`) and an unfinished charge refunds itself.
             let _ = l.stop.send(true);
-            let _ = l.sink.close().await;
-            let _ = (&mut l.reader).await;
+            let _ = tokio::time::timeout(CLOSE_WAIT, l.sink.close()).await;
+            if tokio::time::timeout(CLOSE_WAIT, &mut l.reader).await.is_err() {
+                l.reader.abort();
+            }
         }
         if let Some(frame) = close {
-            let _ = out.send(Message::Close(Some(frame))).await;
+            let _ = out.try_send(Message::Close(Some(frame)));
         }
         drop(out);
-        let _ = writer.await;
+        let mut writer = writer;
+        if tokio::time::timeout(CLOSE_WAIT, &mut writer).await.is_err() {
+            writer.abort();
+        }
     }
 
     /// One gateway message: validated, then its payload is sent to the backend (opened at the first one). An

@@ -343,3 +343,49 @@ async fn websocket_connections_are_bounded_by_relay_server_max_connections() {
         "{text}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_shutdown_drain_closes_websocket_connections_with_every_served_relay_recorded() {
+    let (net, running, _backend) = ws_net().await;
+    let header = net.header("anvil").await;
+    let mut gateway = connect(&running.url, &[("target-service-id", "anvil")]).await.unwrap();
+    call(
+        &mut gateway,
+        &net,
+        &header,
+        r#"{"jsonrpc":"2.0","id":1,"method":"eth_subscribe","params":["newHeads"]}"#,
+    )
+    .await;
+    let mut served = 0;
+    for _ in 0..3 {
+        assert!(next(&mut gateway).await.unwrap().relay_miner_error.is_none());
+        served += 1;
+    }
+    // What `relay-miner run` calls once the relay server drained, before the miner's final ingest.
+    let drained = tokio::spawn({
+        let relayer = std::sync::Arc::clone(&running.relayer);
+        async move { relayer.drain_settlements().await }
+    });
+    // Notifications answered until the close, each recorded before it was sent; then the connection ends.
+    for answered in 0.. {
+        assert!(answered < 50, "the connection stayed open through the drain");
+        match next(&mut gateway).await {
+            Some(r) => {
+                assert!(r.relay_miner_error.is_none(), "{r:?}");
+                served += 1;
+            }
+            None => break,
+        }
+    }
+    tokio::time::timeout(Duration::from_secs(10), drained)
+        .await
+        .expect("the drain ends once the connection closed")
+        .unwrap();
+    assert_eq!(net.recorded().await, served);
+    // No connection opens after the drain.
+    match connect(&running.url, &[("target-service-id", "anvil")]).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(r)) => assert_eq!(r.status().as_u16(), 503),
+        Err(e) => panic!("{e}"),
+        Ok(_) => panic!("a WebSocket connection opened after the drain"),
+    }
+}
