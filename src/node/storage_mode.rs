@@ -316,7 +316,7 @@ impl OpenedStorage {
     /// snapshots, Redis' acquisition failures, OOM refusals and memory) registered with the process's registry.
     ///
     /// Each mode's probe loop beats `ha_loop_heartbeat_timestamp_seconds{loop="storage_probe"}`; on embedded and
-    /// Redis, a probe unanswered for [`PROBE_STALE_AFTER`] makes `storage` not ready (`probe_stalled`).
+    /// Redis, a probe unanswered for `PROBE_STALE_AFTER` (10 s) makes `storage` not ready (`probe_stalled`).
     ///
     /// A raft node whose core stopped for good (a storage error, e.g. a full data directory) reports not ready
     /// and, once its data directory has room, sends the reason on `fatal`: the process then exits non-zero for
