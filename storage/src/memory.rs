@@ -250,6 +250,7 @@ impl RelayLog for MemoryBackend {
 
     /// The suppliers whose map of entries is not empty (acknowledged and trimmed entries leave it).
     async fn suppliers(&self) -> Result<Vec<String>, StorageError> {
+        self.shared.faults.check_log_supplier_list()?;
         let st = self.lock();
         let mut out: Vec<String> = st
             .logs

@@ -25,6 +25,8 @@ struct Inner {
     max_read_bytes: Option<usize>,
     /// [`Faults::fail_session_lists`].
     fail_session_lists: std::collections::VecDeque<StorageError>,
+    /// [`Faults::fail_log_supplier_lists`].
+    fail_log_supplier_lists: std::collections::VecDeque<StorageError>,
     /// [`Faults::coalesce_appends`].
     coalesces_appends: bool,
     /// The next write sets to fail (each with its error), before their write is counted.
@@ -119,6 +121,19 @@ impl Faults {
         for _ in 0..n {
             g.fail_session_lists.push_back(err.clone());
         }
+    }
+
+    /// Makes the next `n` listings of the relay log's suppliers (`RelayLog::suppliers`) fail with `err`.
+    pub fn fail_log_supplier_lists(&self, n: u64, err: StorageError) {
+        let mut g = self.lock();
+        for _ in 0..n {
+            g.fail_log_supplier_lists.push_back(err.clone());
+        }
+    }
+
+    /// The failure [`Faults::fail_log_supplier_lists`] planned for this listing, if any.
+    pub(crate) fn check_log_supplier_list(&self) -> Result<(), StorageError> {
+        self.lock().fail_log_supplier_lists.pop_front().map_or(Ok(()), Err)
     }
 
     /// The failure [`Faults::fail_session_lists`] planned for this listing, if any.

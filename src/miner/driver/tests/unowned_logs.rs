@@ -146,59 +146,19 @@ async fn relays_of_a_supplier_without_a_key_are_counted_reported_once_per_term_a
     assert_eq!(lines.count("ERROR", &error(&f.supplier)), 2);
 }
 
-/// A relay log whose listing of suppliers fails (and that otherwise is `inner`).
-struct ListingFails(Arc<dyn storage::RelayLog>);
-
-#[async_trait::async_trait]
-impl storage::RelayLog for ListingFails {
-    async fn append(&self, relays: Vec<MinedRelay>) -> Result<Vec<storage::EntryId>, StorageError> {
-        self.0.append(relays).await
-    }
-    async fn read(&self, supplier: &str, consumer: &str, max: usize) -> Result<Vec<storage::LogEntry>, StorageError> {
-        self.0.read(supplier, consumer, max).await
-    }
-    async fn read_pending(
-        &self,
-        supplier: &str,
-        consumer: &str,
-        max: usize,
-    ) -> Result<Vec<storage::LogEntry>, StorageError> {
-        self.0.read_pending(supplier, consumer, max).await
-    }
-    async fn claim(
-        &self,
-        supplier: &str,
-        consumer: &str,
-        min_idle: Duration,
-        max: usize,
-    ) -> Result<Vec<storage::LogEntry>, StorageError> {
-        self.0.claim(supplier, consumer, min_idle, max).await
-    }
-    async fn ack(&self, supplier: &str, ids: &[storage::EntryId]) -> Result<u64, StorageError> {
-        self.0.ack(supplier, ids).await
-    }
-    async fn trim_session(&self, supplier: &str, session_id: &str) -> Result<u64, StorageError> {
-        self.0.trim_session(supplier, session_id).await
-    }
-    async fn backlog(&self, supplier: &str) -> Result<Backlog, StorageError> {
-        self.0.backlog(supplier).await
-    }
-    async fn suppliers(&self) -> Result<Vec<String>, StorageError> {
-        Err(StorageError::Unavailable("listing refused by the test".into()))
-    }
-}
-
 /// A failed listing is a WARN; the block's work (ingest, the claim) goes on.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_listing_warns_and_fails_no_block() {
     let lines = Lines::default();
     let _logs = lines.capture();
     let f = fixture().await;
-    let plain = MemoryBackend::new().storage();
-    let mut storage = plain.clone();
-    storage.relay_log = Arc::new(ListingFails(plain.relay_log.clone()));
+    let backend = MemoryBackend::new();
+    backend
+        .faults()
+        .fail_log_supplier_lists(1_000, StorageError::Unavailable("listing refused by the test".into()));
+    let plain = backend.storage();
     let telemetry = Telemetry::new().unwrap();
-    let mut miner = Miner::new(f.client.clone(), storage, f.keyring.clone(), config("a"))
+    let mut miner = Miner::new(f.client.clone(), plain.clone(), f.keyring.clone(), config("a"))
         .with_metrics(crate::miner::metrics::MinerMetrics::new(&telemetry).unwrap());
     plain
         .relay_log
