@@ -297,7 +297,7 @@ impl Config {
                 } else {
                     &["http", "https"]
                 };
-                issues.url(&key(&format!("backends.{kind}.url")), &backend.url, schemes);
+                issues.url(&key(&format!("backends.{kind}.url")), &backend.url_for(kind), schemes);
                 if backend.max_retries > 3 {
                     issues.push(key(&format!("backends.{kind}.max_retries")), "must be between 0 and 3");
                 }

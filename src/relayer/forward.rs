@@ -12,7 +12,7 @@ use http_body_util::BodyExt as _;
 
 use super::Relayer;
 use super::error::RelayError;
-use super::routes::{Backend, Service};
+use super::routes::{Backend, RpcType, Service};
 use crate::protocol::wire::{HttpHeader, PoktHttpRequest, PoktHttpResponse};
 
 impl Relayer {
@@ -75,6 +75,10 @@ impl Relayer {
         for (name, value) in &backend.headers {
             headers.insert(name.clone(), value.clone());
         }
+        // gRPC requires `te: trailers` on every call (its HTTP/2 protocol); hop-by-hop, so dropped above.
+        if backend.rpc_type == RpcType::Grpc {
+            headers.insert(http::header::TE, http::HeaderValue::from_static("trailers"));
+        }
         let body = Bytes::from(payload.body_bz);
         let _permit = match &backend.permits {
             Some(permits) => Some(
@@ -109,20 +113,19 @@ impl Relayer {
             return Err(RelayError::ResponseTooLarge { limit });
         }
         let mut header = std::collections::BTreeMap::new();
-        for (name, value) in response.headers() {
-            let entry = header.entry(name.as_str().to_string()).or_insert_with(|| HttpHeader {
-                key: name.as_str().to_string(),
-                values: Vec::new(),
-            });
-            entry
-                .values
-                .push(String::from_utf8_lossy(value.as_bytes()).into_owned());
-        }
+        fold_headers(&mut header, response.headers());
         let body = match http_body_util::Limited::new(response.into_body(), limit)
             .collect()
             .await
         {
-            Ok(collected) => collected.to_bytes(),
+            Ok(collected) => {
+                // Trailers (gRPC's `grpc-status` and `grpc-message`) are folded into the headers: a
+                // `POKTHTTPResponse` has no trailers, and the gateway needs the status to read the answer.
+                if let Some(trailers) = collected.trailers() {
+                    fold_headers(&mut header, trailers);
+                }
+                collected.to_bytes()
+            }
             Err(e) if e.is::<http_body_util::LengthLimitError>() => {
                 return Err(RelayError::ResponseTooLarge { limit });
             }
@@ -133,6 +136,42 @@ impl Relayer {
             header,
             body_bz: body.to_vec(),
         })
+    }
+}
+
+/// Adds `headers` to a `POKTHTTPResponse`'s header map (values of one name kept in order).
+fn fold_headers(header: &mut std::collections::BTreeMap<String, HttpHeader>, headers: &HeaderMap) {
+    for (name, value) in headers {
+        let entry = header.entry(name.as_str().to_string()).or_insert_with(|| HttpHeader {
+            key: name.as_str().to_string(),
+            values: Vec::new(),
+        });
+        entry
+            .values
+            .push(String::from_utf8_lossy(value.as_bytes()).into_owned());
+    }
+}
+
+/// The status a relay is mined by (the 5xx rule, module docs step 4): the backend's HTTP status, except that a
+/// gRPC answer (HTTP 200 whatever happened) failing with a server-side `grpc-status` counts as the HTTP status
+/// gRPC maps that code to (`UNKNOWN`, `INTERNAL`, `DATA_LOSS` 500, `UNIMPLEMENTED` 501, `UNAVAILABLE` 503,
+/// `DEADLINE_EXCEEDED` 504): the supplier is not paid for its backend's failures over either protocol. A
+/// client-side code (`INVALID_ARGUMENT`, `NOT_FOUND`, …) is a served relay as a 4xx is.
+pub(super) fn mined_status(response: &PoktHttpResponse) -> u32 {
+    if response.status_code >= 500 {
+        return response.status_code;
+    }
+    let grpc_status = response
+        .header
+        .get("grpc-status")
+        .and_then(|h| h.values.first())
+        .and_then(|v| v.trim().parse::<u32>().ok());
+    match grpc_status {
+        Some(2 | 13 | 15) => 500,
+        Some(12) => 501,
+        Some(14) => 503,
+        Some(4) => 504,
+        _ => response.status_code,
     }
 }
 

@@ -48,8 +48,11 @@
 //! ([`RelayError::code`]), and counted in `ha_relayer_relays_rejected_total{service_id,rpc_type,reason}`.
 //!
 //! WebSocket relays (a gateway's upgrade on the relay address) go through the same stages per message, with
-//! their own forwarding: module [`ws`]. Other transports (gRPC, streaming) plug in the same way: structure check,
-//! [`Relayer`]'s validation and metering, their own forwarding, then signing and mining; they are not served yet.
+//! their own forwarding: module [`ws`]. gRPC relays (a gateway's unary `SendRelay` call on the relay address) are
+//! this pipeline inside gRPC framing: module [`grpc`]; the gRPC call a relay carries goes to the service's `grpc`
+//! backend over HTTP/2 with its trailers folded into the signed answer's headers (module `forward`), and a
+//! server-side `grpc-status` counts as a 5xx for step 4. Streaming transports plug in the same way: structure
+//! check, [`Relayer`]'s validation and metering, their own forwarding, then signing and mining.
 
 pub(crate) mod backend_url;
 mod budget;
@@ -59,6 +62,7 @@ mod costs;
 mod detach;
 mod error;
 mod forward;
+pub mod grpc;
 mod log;
 pub mod meter;
 mod metrics;
@@ -139,6 +143,8 @@ pub struct Relayer {
     metrics: Arc<Metrics>,
     /// Minings and settlements finishing in tasks because their handler was dropped (module `detach`).
     detached: detach::Detachments,
+    /// gRPC relays' own metrics (module `grpc`).
+    grpc_metrics: grpc::GrpcMetrics,
     /// WebSocket relays' own metrics (module `ws`).
     ws_metrics: ws::WsMetrics,
     /// One permit per open WebSocket relay connection ([`RelayerOptions::max_websocket_connections`]).
@@ -205,8 +211,8 @@ impl Relayer {
         .await;
     }
 
-    /// The axum router: `POST` on any path takes relay requests; a WebSocket upgrade (`GET`) on any path opens a
-    /// connection of WebSocket relays (module `ws`).
+    /// The axum router: `POST` on any path takes relay requests (a gRPC call, by its content type, is one through
+    /// module `grpc`); a WebSocket upgrade (`GET`) on any path opens a connection of WebSocket relays (module `ws`).
     pub fn router(self: Arc<Self>) -> axum::Router {
         axum::Router::new()
             .fallback(axum::routing::post(handle).get(ws::upgrade))
@@ -306,6 +312,8 @@ impl Relayer {
         // validated later, when the chain may have moved past its grace period; Go's `arrivalBlockHeight`) and
         // what the mined relay records. Reward eligibility is checked again with the height at append time.
         let arrival = self.arrival_height(&structure.header).await.map_err(fail)?;
+        // No rpc type named: a gRPC call in the payload goes to the `grpc` backend (as the Go relayer infers it).
+        let rpc_type = rpc_type.or_else(|| is_grpc_call(&payload).then_some(RpcType::Grpc));
         let (backend, missing) = service.backend(rpc_type);
         if missing && let Some(t) = rpc_type {
             self.metrics
@@ -385,7 +393,7 @@ impl Relayer {
                     }
                 };
                 let answered = Instant::now();
-                let status = backend_response.status_code;
+                let status = forward::mined_status(&backend_response);
                 let response = relay::sign_response(&request, backend_response.encode_to_vec(), &key);
                 // From here on the relay is mined and its charge settled by the mining's real outcome even if the
                 // gateway disconnects and hyper drops this handler meanwhile (module `detach`): a relay handed to
@@ -431,7 +439,7 @@ impl Relayer {
                 self.observe_phase(&self.metrics.pre_backend, &service_id, rt, started);
                 let backend_response = self.forward(service, backend, payload).await.map_err(fail)?;
                 let answered = Instant::now();
-                let status = backend_response.status_code;
+                let status = forward::mined_status(&backend_response);
                 let response = relay::sign_response(&request, backend_response.encode_to_vec(), &key);
                 let encoded = relay::encode_relay_response(&response);
                 self.observe_phase(&self.metrics.post_backend, &service_id, rt, answered);
@@ -591,12 +599,25 @@ impl Relayer {
     }
 }
 
+/// Whether a relay's payload is a gRPC call (its `content-type` is `application/grpc…`).
+fn is_grpc_call(payload: &PoktHttpRequest) -> bool {
+    payload
+        .header
+        .iter()
+        .filter(|(name, _)| name.eq_ignore_ascii_case("content-type"))
+        .flat_map(|(_, h)| h.values.first())
+        .any(|ct| ct.trim().to_ascii_lowercase().starts_with("application/grpc"))
+}
+
 /// The `rpc_type` label value: the `Rpc-Type` header's config key (`jsonrpc`, `rest`, …), `default` without one.
 fn rpc_type_label(rpc_type: Option<RpcType>) -> &'static str {
     rpc_type.map_or("default", RpcType::config_key)
 }
 
-async fn handle(State(relayer): State<Arc<Relayer>>, headers: HeaderMap, body: Body) -> Response {
+async fn handle(State(relayer): State<Arc<Relayer>>, uri: http::Uri, headers: HeaderMap, body: Body) -> Response {
+    if grpc::is_grpc(&headers) {
+        return grpc::handle(relayer, uri.path(), headers, body).await;
+    }
     let started = Instant::now();
     let rpc_type = headers
         .get(RPC_TYPE_HEADER)

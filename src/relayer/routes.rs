@@ -203,7 +203,10 @@ impl Backend {
             target,
             headers: Vec::new(),
             max_retries: 0,
-            client: http_client(&pool, tls),
+            client: match rpc_type {
+                RpcType::Grpc => grpc_client(&pool, tls),
+                _ => http_client(&pool, tls),
+            },
             permits: pool
                 .max_conns_per_host
                 .map(|n| Arc::new(Semaphore::new(n.clamp(1, Semaphore::MAX_PERMITS)))),
@@ -222,6 +225,24 @@ pub fn http_client(pool: &PoolSettings, tls: &Arc<rustls::ClientConfig>) -> Http
         .pool_idle_timeout(pool.idle_conn_timeout)
         .pool_max_idle_per_host(pool.max_idle_conns_per_host)
         .build(tls::https_connector(connector, tls, false))
+}
+
+/// The client of a `grpc` backend: HTTP/2 only, as gRPC is (cleartext with prior knowledge for `http`, ALPN `h2`
+/// over TLS for `https`), otherwise pooled and bounded as [`http_client`]'s.
+pub fn grpc_client(pool: &PoolSettings, tls: &Arc<rustls::ClientConfig>) -> HttpClient {
+    let mut connector = HttpConnector::new();
+    connector.set_nodelay(true);
+    connector.set_connect_timeout(pool.dial_timeout);
+    connector.set_keepalive(Some(pool.tcp_keep_alive));
+    let mut h2 = rustls::ClientConfig::clone(tls);
+    h2.alpn_protocols = vec![b"h2".to_vec()];
+    Client::builder(hyper_util::rt::TokioExecutor::new())
+        .http2_only(true)
+        .timer(hyper_util::rt::TokioTimer::new())
+        .pool_timer(hyper_util::rt::TokioTimer::new())
+        .pool_idle_timeout(pool.idle_conn_timeout)
+        .pool_max_idle_per_host(pool.max_idle_conns_per_host)
+        .build(tls::https_connector(connector, &Arc::new(h2), false))
 }
 
 /// The TLS client configuration of backends: the base roots plus `http_transport.tls_ca_file`.
@@ -345,7 +366,7 @@ pub fn services_from_config(config: &Config) -> Result<HashMap<String, Arc<Servi
         for (kind, bc) in &sc.backends {
             let rpc_type = RpcType::from_config_key(kind)
                 .ok_or_else(|| invalid(&format!("backends.{kind}"), "unknown backend kind".into()))?;
-            let mut backend = Backend::new(rpc_type, bc.url.clone(), pool, &tls)
+            let mut backend = Backend::new(rpc_type, bc.url_for(kind), pool, &tls)
                 .map_err(|e| invalid(&format!("backends.{kind}.url"), e.to_string()))?;
             backend.max_retries = bc.max_retries.min(3);
             for (name, value) in &bc.headers {

@@ -18,7 +18,7 @@
 //! handler finished (bounded by [`BackendConfig::shutdown_grace`]).
 
 mod config;
-mod grpc;
+pub mod grpc;
 mod jsonrpc;
 mod routes;
 mod stats;

@@ -328,6 +328,39 @@ services:
 }
 
 #[test]
+fn a_grpc_backend_may_be_a_bare_host_and_port_and_only_it() {
+    let text = "
+services:
+  anvil:
+    backends:
+      grpc:
+        url: 127.0.0.1:50051
+      jsonrpc:
+        url: 127.0.0.1:8545
+  other:
+    backends:
+      grpc:
+        url: ws://127.0.0.1:50051
+";
+    assert_eq!(
+        issue_keys(text),
+        vec![
+            "services.anvil.backends.jsonrpc.url",
+            "services.other.backends.grpc.url"
+        ]
+    );
+    let config = Config::from_yaml(text).unwrap();
+    let backends = &config.services["anvil"].backends;
+    assert_eq!(backends["grpc"].url_for("grpc"), "http://127.0.0.1:50051");
+    assert_eq!(backends["jsonrpc"].url_for("jsonrpc"), "127.0.0.1:8545");
+    let tls = BackendConfig {
+        url: "https://grpc.example.net".into(),
+        ..BackendConfig::default()
+    };
+    assert_eq!(tls.url_for("grpc"), "https://grpc.example.net");
+}
+
+#[test]
 fn transport_and_profile_values_are_bounded() {
     let text = format!(
         "{MINIMAL}default_request_timeout_seconds: 86401

@@ -1,0 +1,307 @@
+//! gRPC relays over real sockets (module `relayer::grpc`): a gateway's tonic client calling
+//! `/pocket.service.RelayService/SendRelay` on the relay address over HTTP/2, the demo backend's `demo.Echo` gRPC
+//! service behind it (a `grpc` backend given as a bare `host:port`, reached over HTTP/2 cleartext), the simulator
+//! chain and redb. A served call comes back signed with the backend's messages and `grpc-status` trailer inside and
+//! is in the relay log when the gateway has it; a server-streaming call is one relay; a backend's server-side
+//! gRPC failure is served but not mined; refusals carry a gRPC status and the protocol's `RelayMinerError` in
+//! `grpc-status-details-bin`.
+
+use std::time::Duration;
+
+use prost::Message as _;
+use relay_miner::config::Config;
+use relay_miner::protocol::relay;
+use relay_miner::protocol::wire::{HttpHeader, PoktHttpRequest, PoktHttpResponse, RelayRequest, RelayResponse};
+use relay_miner::relayer::grpc::{RELAY_RESPONSE_TYPE_URL, RpcStatus, SEND_RELAY_PATH, encode_frame};
+use relay_miner::sim::backend::grpc::{ECHO_PATH, ECHO_STREAM_PATH, EchoRequest, EchoResponse, EchoStreamRequest};
+use relay_miner::sim::backend::{BackendConfig, BackendHandle, DemoBackend};
+use tonic::codegen::http::uri::PathAndQuery;
+
+use crate::relayer::{Net, Running, served_status};
+
+/// A net whose `anvil` service has a `grpc` backend (`grpc_backend`, as a bare `host:port`) and a `jsonrpc` one
+/// (`json_backend`), eager, durable ack, metered.
+async fn grpc_net() -> (Net, Running, BackendHandle, BackendHandle) {
+    let net = Net::new(1_000_000_000).await;
+    let grpc_backend = DemoBackend::spawn(BackendConfig::default()).await.unwrap();
+    let json_backend = DemoBackend::spawn(BackendConfig::default()).await.unwrap();
+    let yaml = format!(
+        "
+listen_addr: 127.0.0.1:0
+default_max_body_size_bytes: 65536
+services:
+  anvil:
+    validation_mode: eager
+    default_backend: jsonrpc
+    backends:
+      jsonrpc: {{url: {json}}}
+      grpc: {{url: '{grpc}'}}
+relay_meter:
+  enabled: true
+  fail_behavior: closed
+  sync_interval_ms: 20
+relay_log:
+  durable_ack: true
+",
+        json = json_backend.http_url(),
+        grpc = grpc_backend.addr(),
+    );
+    let config = Config::from_yaml(&yaml).unwrap();
+    assert_eq!(config.validate(), vec![]);
+    let running = net.relayer_with(&config).await;
+    (net, running, grpc_backend, json_backend)
+}
+
+/// A gateway's gRPC client of the relayer at `url`.
+async fn gateway(url: &str) -> tonic::client::Grpc<tonic::transport::Channel> {
+    let channel = tonic::transport::Channel::from_shared(url.to_string())
+        .unwrap()
+        .connect_timeout(Duration::from_secs(5))
+        .connect()
+        .await
+        .unwrap();
+    tonic::client::Grpc::new(channel)
+}
+
+/// Calls `method` (`SendRelay` unless testing another) with `request`, `rpc-type` metadata when given.
+async fn call_method(
+    url: &str,
+    method: &'static str,
+    request: RelayRequest,
+    rpc_type: Option<&'static str>,
+) -> Result<RelayResponse, tonic::Status> {
+    let mut client = gateway(url).await;
+    client.ready().await.unwrap();
+    let mut request = tonic::Request::new(request);
+    if let Some(rpc_type) = rpc_type {
+        request.metadata_mut().insert("rpc-type", rpc_type.parse().unwrap());
+    }
+    let codec = tonic_prost::ProstCodec::<RelayRequest, RelayResponse>::default();
+    tokio::time::timeout(
+        Duration::from_secs(10),
+        client.unary(request, PathAndQuery::from_static(method), codec),
+    )
+    .await
+    .expect("answered within 10 s")
+    .map(tonic::Response::into_inner)
+}
+
+async fn send_relay(url: &str, request: RelayRequest) -> Result<RelayResponse, tonic::Status> {
+    call_method(url, SEND_RELAY_PATH, request, Some("1")).await
+}
+
+/// A relay request of `anvil`'s current session whose payload is a gRPC call of `method` with `message`.
+async fn grpc_relay(net: &Net, method: &str, message: Vec<u8>) -> RelayRequest {
+    let header = net.header("anvil").await;
+    let payload = PoktHttpRequest {
+        method: "POST".into(),
+        header: [("content-type", "application/grpc"), ("te", "trailers")]
+            .into_iter()
+            .map(|(k, v)| {
+                (
+                    k.to_string(),
+                    HttpHeader {
+                        key: k.to_string(),
+                        values: vec![v.to_string()],
+                    },
+                )
+            })
+            .collect(),
+        url: method.into(),
+        body_bz: encode_frame(&message),
+    };
+    let ring = [net.app.2, net.gateway.2];
+    relay_miner::loadgen::signed_relay_request_with_payload(
+        &header,
+        &net.ours.1,
+        payload.encode_to_vec(),
+        &net.gateway.0,
+        &ring,
+    )
+    .unwrap()
+}
+
+fn echo(message: &str) -> Vec<u8> {
+    EchoRequest {
+        message: message.into(),
+        payload: b"payload".to_vec(),
+    }
+    .encode_to_vec()
+}
+
+/// The backend's answer inside a served relay (signature and payload hash checked): its `grpc-status` and the
+/// messages of its body.
+fn answer(net: &Net, response: &RelayResponse) -> (Option<String>, Vec<EchoResponse>) {
+    assert_eq!(served_status(net, response), 200);
+    let http = PoktHttpResponse::decode(response.payload.as_slice()).unwrap();
+    let status = http.header.get("grpc-status").map(|h| h.values.join(","));
+    let mut messages = Vec::new();
+    let mut body = http.body_bz.as_slice();
+    while !body.is_empty() {
+        assert_eq!(body[0], 0, "uncompressed message");
+        let len = u32::from_be_bytes(body[1..5].try_into().unwrap()) as usize;
+        messages.push(EchoResponse::decode(&body[5..5 + len]).unwrap());
+        body = &body[5 + len..];
+    }
+    (status, messages)
+}
+
+/// The `RelayMinerError` code a refused call carries in `grpc-status-details-bin`.
+fn refusal_code(status: &tonic::Status) -> u32 {
+    let details = RpcStatus::decode(status.details()).unwrap();
+    assert_eq!(details.code, status.code() as i32);
+    assert_eq!(details.details.len(), 1);
+    assert_eq!(details.details[0].type_url, RELAY_RESPONSE_TYPE_URL);
+    let response = relay::decode_relay_response(&details.details[0].value, relay::MAX_RELAY_MESSAGE_BYTES).unwrap();
+    response.relay_miner_error.unwrap().code
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpc_relays_are_served_signed_and_mined() {
+    let (net, running, grpc_backend, json_backend) = grpc_net().await;
+    let response = send_relay(&running.url, grpc_relay(&net, ECHO_PATH, echo("hello")).await)
+        .await
+        .unwrap();
+    let (status, messages) = answer(&net, &response);
+    assert_eq!(
+        status.as_deref(),
+        Some("0"),
+        "the backend's trailer folded into the signed headers"
+    );
+    assert_eq!(messages.len(), 1);
+    assert_eq!(messages[0].message, "hello");
+    assert_eq!(messages[0].payload, b"payload");
+    // In the relay log when the gateway has the answer (durable ack).
+    assert_eq!(net.recorded().await, 1);
+
+    // A server-streaming call is one relay holding every message the backend streamed.
+    let stream = EchoStreamRequest {
+        message: "tick".into(),
+        count: 3,
+        interval_ms: 10,
+    }
+    .encode_to_vec();
+    let response = send_relay(&running.url, grpc_relay(&net, ECHO_STREAM_PATH, stream).await)
+        .await
+        .unwrap();
+    let (status, messages) = answer(&net, &response);
+    assert_eq!(status.as_deref(), Some("0"));
+    assert_eq!(messages.iter().map(|m| m.seq).collect::<Vec<_>>(), [0, 1, 2]);
+    assert_eq!(net.recorded().await, 2);
+
+    // Without `rpc-type` metadata, the gRPC call in the payload still goes to the grpc backend, not the default.
+    let response = call_method(
+        &running.url,
+        SEND_RELAY_PATH,
+        grpc_relay(&net, ECHO_PATH, echo("inferred")).await,
+        None,
+    )
+    .await
+    .unwrap();
+    assert_eq!(answer(&net, &response).1[0].message, "inferred");
+    assert_eq!(net.recorded().await, 3);
+    assert_eq!(grpc_backend.stats().grpc_unary, 2);
+    assert_eq!(grpc_backend.stats().grpc_streaming, 1);
+    assert_eq!(json_backend.stats().served(), 0);
+
+    let text = running.telemetry.render_metrics();
+    assert!(
+        text.contains("ha_relayer_grpc_relays_total{service_id=\"anvil\"} 3"),
+        "{text}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backends_server_side_grpc_failure_is_served_but_not_mined() {
+    let (net, running, grpc_backend, _json) = grpc_net().await;
+    // UNAVAILABLE (14) from the backend: the gateway gets it signed, the supplier is not paid for it (the 5xx rule).
+    let response = send_relay(&running.url, grpc_relay(&net, ECHO_PATH, echo("status:14")).await)
+        .await
+        .unwrap();
+    let (status, messages) = answer(&net, &response);
+    assert_eq!(status.as_deref(), Some("14"));
+    assert!(messages.is_empty());
+    // NOT_FOUND (5) is the caller's: a served relay, mined as a 4xx is.
+    let response = send_relay(&running.url, grpc_relay(&net, ECHO_PATH, echo("status:5")).await)
+        .await
+        .unwrap();
+    assert_eq!(answer(&net, &response).0.as_deref(), Some("5"));
+    assert_eq!(grpc_backend.stats().grpc_unary, 2);
+    assert_eq!(net.recorded().await, 1, "only the NOT_FOUND answer is mined");
+    let text = running.telemetry.render_metrics();
+    assert!(
+        text.contains("ha_relayer_relays_skipped_5xx_total{service_id=\"anvil\"} 1"),
+        "{text}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_grpc_relays_carry_a_grpc_status_and_the_relay_miner_error() {
+    let (net, running, grpc_backend, _json) = grpc_net().await;
+    // A forged signature: PERMISSION_DENIED, RelayMinerError code 4; the backend never called.
+    let mut forged = grpc_relay(&net, ECHO_PATH, echo("hello")).await;
+    let signature = &mut forged.meta.as_mut().unwrap().signature;
+    let last = signature.len() - 1;
+    signature[last] ^= 1;
+    let status = send_relay(&running.url, forged).await.unwrap_err();
+    assert_eq!(status.code(), tonic::Code::PermissionDenied, "{status:?}");
+    assert_eq!(refusal_code(&status), 4);
+
+    // A service this relay miner does not serve: NOT_FOUND, code 3.
+    let mut unknown = grpc_relay(&net, ECHO_PATH, echo("hello")).await;
+    unknown
+        .meta
+        .as_mut()
+        .unwrap()
+        .session_header
+        .as_mut()
+        .unwrap()
+        .service_id = "nope".into();
+    let status = send_relay(&running.url, unknown).await.unwrap_err();
+    assert_eq!(status.code(), tonic::Code::NotFound, "{status:?}");
+    assert_eq!(refusal_code(&status), 3);
+
+    // A payload that is not a POKTHTTPRequest: INVALID_ARGUMENT, code 1.
+    let header = net.header("anvil").await;
+    let ring = [net.app.2, net.gateway.2];
+    let garbage = relay_miner::loadgen::signed_relay_request_with_payload(
+        &header,
+        &net.ours.1,
+        vec![0xff; 8],
+        &net.gateway.0,
+        &ring,
+    )
+    .unwrap();
+    let status = send_relay(&running.url, garbage).await.unwrap_err();
+    assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status:?}");
+    assert_eq!(refusal_code(&status), 1);
+
+    // Another method of the relay address: UNIMPLEMENTED.
+    let status = call_method(
+        &running.url,
+        "/pocket.service.RelayService/Other",
+        grpc_relay(&net, ECHO_PATH, echo("hello")).await,
+        Some("1"),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(status.code(), tonic::Code::Unimplemented, "{status:?}");
+
+    assert_eq!(grpc_backend.stats().grpc_unary, 0);
+    assert_eq!(net.recorded().await, 0);
+    let text = running.telemetry.render_metrics();
+    for (service, reason) in [
+        ("anvil", "bad_ring_signature"),
+        ("", "unknown_service"),
+        ("anvil", "malformed"),
+        ("", "unimplemented"),
+    ] {
+        let counted = text.lines().any(|l| {
+            l.starts_with("ha_relayer_grpc_relay_errors_total{")
+                && l.contains(&format!("reason=\"{reason}\""))
+                && l.contains(&format!("service_id=\"{service}\""))
+                && l.ends_with(" 1")
+        });
+        assert!(counted, "{service} {reason}\n{text}");
+    }
+}
