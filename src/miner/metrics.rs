@@ -39,7 +39,8 @@ pub struct MinerMetrics {
     /// `ha_miner_session_block_processing_lag{supplier}` (module `driver::observe`).
     pub(super) block_processing_lag: IntGaugeVec,
     pub(super) block_height: IntGauge,
-    pub(super) leader_status: IntGauge,
+    /// `ha_miner_leader_status{instance}` (Go's labels): 1 while this instance leads.
+    pub(super) leader_status: IntGaugeVec,
     /// `ha_miner_leader_elections_total{instance}`: times this instance took the leadership (module
     /// `driver::leadership`).
     pub(super) leader_elections: IntCounterVec,
@@ -210,7 +211,11 @@ impl MinerMetrics {
                 &["supplier"],
             )?,
             block_height: gauge("ha_miner_current_block_height", "Latest block height seen by the miner")?,
-            leader_status: gauge("ha_miner_leader_status", "1 when this miner is the leader that submits")?,
+            leader_status: gauge_vec(
+                "ha_miner_leader_status",
+                "1 when this miner instance is the leader that submits",
+                &["instance"],
+            )?,
             leader_elections: counter(
                 "ha_miner_leader_elections_total",
                 "Times this instance took the miner leadership (its sessions reloaded from storage)",

@@ -157,7 +157,9 @@ impl Miner {
         self.campaign().await;
         timer.lap("campaign");
         if let Some(m) = &self.metrics {
-            m.leader_status.set(i64::from(self.engine.is_leader()));
+            m.leader_status
+                .with_label_values(&[&self.config.instance])
+                .set(i64::from(self.engine.is_leader()));
         }
         // Followers stay passive: no ingest, no block handling, no record writes (they would race the leader's
         // records through storage). A follower that becomes leader reloads everything from storage first.

@@ -229,7 +229,7 @@ impl Miner {
         // A new term counts from its first block (module `observe`); a follower handles no blocks.
         self.work_done_at.clear();
         if let Some(m) = &self.metrics {
-            m.leader_status.set(0);
+            m.leader_status.with_label_values(&[&self.config.instance]).set(0);
             m.block_processing_lag.reset();
         }
     }

@@ -24,7 +24,9 @@ impl Miner {
     pub(super) async fn observe_gauges(&self, height: i64) {
         let Some(m) = &self.metrics else { return };
         m.block_height.set(height);
-        m.leader_status.set(i64::from(self.engine.is_leader()));
+        m.leader_status
+            .with_label_values(&[&self.config.instance])
+            .set(i64::from(self.engine.is_leader()));
         let mut by_state: HashMap<&'static str, i64> = HashMap::new();
         for record in self.engine.sessions().filter(|r| !r.pruned) {
             *by_state.entry(record.state.as_str()).or_default() += 1;

@@ -1,6 +1,7 @@
 //! Leadership changes are counted: gains (`ha_miner_leader_elections_total`), losses
 //! (`ha_miner_leader_losses_total`) and failed campaigns by reason (`ha_miner_leader_acquisition_failures_total`),
-//! each labelled with the instance the miner campaigns as; on Redis the storage counts the failed campaigns.
+//! each labelled with the instance the miner campaigns as (as is `ha_miner_leader_status`); on Redis the storage
+//! counts the failed campaigns.
 
 use super::*;
 
@@ -20,6 +21,11 @@ async fn leadership_gains_losses_and_failed_campaigns_are_counted_per_instance()
     a.step().await.unwrap();
     assert!(a.engine.is_leader());
     assert_eq!(value("ha_miner_leader_elections_total", &a_label), Some(1.0));
+    assert_eq!(
+        value("ha_miner_leader_status", &a_label),
+        Some(1.0),
+        "Go's instance label"
+    );
     a.step().await.unwrap();
     assert_eq!(
         value("ha_miner_leader_elections_total", &a_label),
@@ -35,6 +41,7 @@ async fn leadership_gains_losses_and_failed_campaigns_are_counted_per_instance()
     a.step().await.unwrap();
     assert!(!a.engine.is_leader());
     assert_eq!(value("ha_miner_leader_losses_total", &a_label), Some(1.0));
+    assert_eq!(value("ha_miner_leader_status", &a_label), Some(0.0));
 
     // "b" gives it up while storage is down: "a"'s campaign fails, counted by reason.
     assert!(plain.leadership.resign(ELECTION, "b", b).await.unwrap());
