@@ -47,6 +47,8 @@ use crate::telemetry::{Telemetry, TelemetryError};
 pub const SEND_RELAY_PATH: &str = "/pocket.service.RelayService/SendRelay";
 /// `type_url` of the `RelayResponse` detail in `grpc-status-details-bin`.
 pub const RELAY_RESPONSE_TYPE_URL: &str = "type.googleapis.com/pocket.service.RelayResponse";
+/// Bytes before each message: a compression flag and a 4-byte big-endian length.
+const FRAME_PREFIX: usize = 5;
 /// Message encodings accepted in `grpc-encoding`.
 const ACCEPT_ENCODING: &str = "identity,gzip";
 
@@ -264,7 +266,7 @@ pub(super) async fn handle(relayer: Arc<Relayer>, path: &str, headers: HeaderMap
         .and_then(RpcType::from_header);
     let rt = super::rpc_type_label(rpc_type);
     let encoding = headers.get("grpc-encoding").and_then(|v| v.to_str().ok());
-    let result = match relayer.read_body(&headers, body).await {
+    let result = match relayer.read_body(&headers, body, FRAME_PREFIX).await {
         Ok((bytes, reserved)) => match decode_unary(&bytes, encoding, relayer.max_request_bytes) {
             Ok(message) => relayer.serve_relay(rpc_type, &message, started, reserved).await,
             Err(FrameError::Encoding(e)) => {

@@ -219,20 +219,31 @@ impl Relayer {
             .with_state(self)
     }
 
-    /// Reads the request body, never buffering more than the largest service limit, with its bytes reserved in
-    /// the body budget (released when the returned reservation is dropped).
-    async fn read_body(&self, headers: &HeaderMap, body: Body) -> Result<(Bytes, budget::Reserved), RelayError> {
-        let limit = self.max_request_bytes;
+    /// Reads the request body, never buffering more than the largest service limit plus `framing` bytes (a gRPC
+    /// message's prefix), with its bytes reserved in the body budget (released when the returned reservation is
+    /// dropped).
+    async fn read_body(
+        &self,
+        headers: &HeaderMap,
+        body: Body,
+        framing: usize,
+    ) -> Result<(Bytes, budget::Reserved), RelayError> {
+        let limit = self.max_request_bytes.saturating_add(framing);
         let declared = headers
             .get(http::header::CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<u64>().ok());
         if declared.is_some_and(|len| len > limit as u64) {
-            return Err(RelayError::RequestTooLarge { limit });
+            return Err(RelayError::RequestTooLarge {
+                limit: self.max_request_bytes,
+            });
         }
+        // Refusals name the relay's limit, not the framing's.
         let body_error = |e: Box<dyn std::error::Error + Send + Sync>| {
             if e.is::<http_body_util::LengthLimitError>() {
-                RelayError::RequestTooLarge { limit }
+                RelayError::RequestTooLarge {
+                    limit: self.max_request_bytes,
+                }
             } else {
                 RelayError::Malformed(format!("cannot read the request body: {e}"))
             }
@@ -624,7 +635,7 @@ async fn handle(State(relayer): State<Arc<Relayer>>, uri: http::Uri, headers: He
         .and_then(|v| v.to_str().ok())
         .and_then(RpcType::from_header);
     let rt = rpc_type_label(rpc_type);
-    let result = match relayer.read_body(&headers, body).await {
+    let result = match relayer.read_body(&headers, body, 0).await {
         Ok((bytes, reserved)) => {
             // The body's bytes count against relay_server.max_body_bytes_in_flight until the relay is answered, or,
             // for a relay whose gateway left while it was being mined, until that work finished (`serve_relay`).

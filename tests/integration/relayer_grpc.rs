@@ -305,3 +305,32 @@ async fn refused_grpc_relays_carry_a_grpc_status_and_the_relay_miner_error() {
         assert!(counted, "{service} {reason}\n{text}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_grpc_relay_exactly_at_the_size_limit_is_served_and_one_byte_over_it_refused() {
+    let (net, running, grpc_backend, _json) = grpc_net().await;
+    // A relay of exactly `default_max_body_size_bytes` (65,536) once encoded: its gRPC framing's 5 bytes come on
+    // top, and must not make it too large. The call is of a method the backend does not have, so the answer
+    // stays small (UNIMPLEMENTED).
+    let sized = |pad: usize| {
+        let net = &net;
+        async move { grpc_relay(net, "/demo.Echo/Nope", echo(&"x".repeat(pad))).await }
+    };
+    let mut pad = 65_536 - 200;
+    let exact = loop {
+        let request = sized(pad).await;
+        let len = relay::encode_relay_request(&request).len();
+        match len.cmp(&65_536) {
+            std::cmp::Ordering::Equal => break request,
+            std::cmp::Ordering::Less => pad += 65_536 - len,
+            std::cmp::Ordering::Greater => pad -= 1,
+        }
+    };
+    let response = send_relay(&running.url, exact).await.unwrap();
+    assert_eq!(answer(&net, &response).0.as_deref(), Some("12"));
+    assert_eq!(grpc_backend.stats().http_requests, 1, "the backend was called");
+
+    let status = send_relay(&running.url, sized(pad + 1).await).await.unwrap_err();
+    assert_eq!(status.code(), tonic::Code::ResourceExhausted, "{status:?}");
+    assert_eq!(refusal_code(&status), 11);
+}
