@@ -22,8 +22,10 @@
 //! (its ingest rounds between ticks, default 20 as `relay-miner run` on the embedded store; ≥ the tick: none),
 //! `RELAYER_BENCH_BODY_BUDGET` (`relay_server.max_body_bytes_in_flight`; 0 = none; default: the config default),
 //! `RELAYER_BENCH_FLOOR` (1 = a proxy doing none of the relayer's work but the same hops and the same durable
-//! append stands in for the relayer: the latency floor of this topology on this host; default 0). The relayer's
-//! phase histograms print their mean too.
+//! append stands in for the relayer: the latency floor of this topology on this host; default 0),
+//! `RELAYER_BENCH_TRANSPORT` (`grpc`: gRPC relays, the gateway's `SendRelay` over HTTP/2 carrying a `demo.Echo/Echo`
+//! call of the same 1 KB to the backend's gRPC service, the direct baseline that call over HTTP/2; default `http`).
+//! The relayer's phase histograms print their mean too.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -32,12 +34,14 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use http_body_util::BodyExt as _;
+use prost::Message as _;
 use relay_miner::chain::query::ChainClient;
 use relay_miner::config::Config;
 use relay_miner::keys::Keyring;
 use relay_miner::protocol::ring::{RawRingSignature, RingSignature};
 use relay_miner::protocol::{relay, sha256};
 use relay_miner::relayer::Relayer;
+use relay_miner::relayer::grpc::encode_frame;
 use relay_miner::sim::backend::{BackendConfig, DemoBackend};
 use relay_miner::sim::chain::genesis::*;
 use relay_miner::sim::chain::{SimChain, actor};
@@ -168,6 +172,11 @@ async fn bench(workers: usize, relayer_runtime: Option<tokio::runtime::Handle>) 
         b.extend_from_slice(b"\"}");
         b
     };
+    let wire = match std::env::var("RELAYER_BENCH_TRANSPORT").as_deref() {
+        Ok("grpc") => Wire::Grpc,
+        Ok("http") | Err(_) => Wire::Http,
+        Ok(other) => panic!("RELAYER_BENCH_TRANSPORT={other}: http or grpc"),
+    };
     let sign_started = Instant::now();
     let total = relays + warmup + paced_relays;
     let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
@@ -181,16 +190,27 @@ async fn bench(workers: usize, relayer_runtime: Option<tokio::runtime::Handle>) 
                         .map(|i| {
                             let mut body = body.clone();
                             body[10..30].copy_from_slice(format!("{i:020}").as_bytes());
-                            let request = relay_miner::loadgen::signed_relay_request(
-                                header,
-                                supplier,
-                                "/v1/echo",
-                                body,
-                                &gateway.0,
-                                &[app.2, gateway.2],
-                            )
-                            .unwrap();
-                            bytes::Bytes::from(relay::encode_relay_request(&request))
+                            let ring = [app.2, gateway.2];
+                            match wire {
+                                Wire::Http => {
+                                    let request = relay_miner::loadgen::signed_relay_request(
+                                        header, supplier, "/v1/echo", body, &gateway.0, &ring,
+                                    )
+                                    .unwrap();
+                                    bytes::Bytes::from(relay::encode_relay_request(&request))
+                                }
+                                Wire::Grpc => {
+                                    let request = relay_miner::loadgen::signed_relay_request_with_payload(
+                                        header,
+                                        supplier,
+                                        grpc_echo_call(body).encode_to_vec(),
+                                        &gateway.0,
+                                        &ring,
+                                    )
+                                    .unwrap();
+                                    bytes::Bytes::from(encode_frame(&relay::encode_relay_request(&request)))
+                                }
+                            }
                         })
                         .collect()
                 })
@@ -276,6 +296,7 @@ services:
     validation_mode: eager
     backends:
       rest: {{url: {backend_url}}}
+      grpc: {{url: {backend_url}}}
 relay_meter: {{enabled: true}}
 relay_log: {{durable_ack: {durable}}}
 {budget}"
@@ -293,6 +314,7 @@ relay_log: {{durable_ack: {durable}}}
     // ingests it as a relay), then the answer. Its added latency is the floor this topology and host give any
     // relayer with durable ack.
     let floor = env("RELAYER_BENCH_FLOOR", 0) == 1;
+    assert!(!floor || wire == Wire::Http, "RELAYER_BENCH_FLOOR has no gRPC proxy");
     let relayer_url = if floor {
         let start = floor_proxy(
             backend_url.clone(),
@@ -382,15 +404,31 @@ relay_log: {{durable_ack: {durable}}}
     // Every connection the generator opened stays pooled: after a stall (more requests in flight than usual)
     // it must not close the extra ones and open new ones later (a gateway keeps its connections too), which
     // cost the relayer an accept, a connection task and a close each.
+    // gRPC: HTTP/2 (cleartext, prior knowledge), as gateways call.
     let http: Client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
         .pool_max_idle_per_host(usize::MAX)
+        .http2_only(wire == Wire::Grpc)
         .build_http();
+    let (direct_url, relayer_url) = match wire {
+        Wire::Http => (format!("{backend_url}/v1/echo"), relayer_url),
+        Wire::Grpc => (
+            format!("{backend_url}{}", relay_miner::sim::backend::grpc::ECHO_PATH),
+            format!("{relayer_url}{}", relay_miner::relayer::grpc::SEND_RELAY_PATH),
+        ),
+    };
 
     // Throughput: closed loop, `concurrency` requests in flight; baseline straight to the backend first.
-    let echo = |n: usize| -> Vec<bytes::Bytes> { (0..n).map(|_| bytes::Bytes::from(body_1kb.clone())).collect() };
+    let echo = |n: usize| -> Vec<bytes::Bytes> {
+        let body = match wire {
+            Wire::Http => body_1kb.clone(),
+            Wire::Grpc => grpc_echo_call(body_1kb.clone()).body_bz,
+        };
+        (0..n).map(|_| bytes::Bytes::from(body.clone())).collect()
+    };
     let direct = load(
         &http,
-        &format!("{backend_url}/v1/echo"),
+        wire,
+        &direct_url,
         Arc::new(echo(relays + warmup)),
         concurrency,
         warmup,
@@ -399,14 +437,14 @@ relay_log: {{durable_ack: {durable}}}
     let paced_bodies = signed.split_off(relays + warmup);
     let signed_mib = (signed.iter().chain(&paced_bodies).map(|b| b.len()).sum::<usize>()) as f64 / (1 << 20) as f64;
     let memory_before = memory_mib();
-    let through = load(&http, &relayer_url, Arc::new(signed), concurrency, warmup).await;
+    let through = load(&http, wire, &relayer_url, Arc::new(signed), concurrency, warmup).await;
     // Latency: open loop at `rate`, baseline first. `RELAYER_BENCH_COOLDOWN_MS` idles first (after signing and
     // the closed loop kept both cores busy for many seconds, a VM host may steal CPU for a while).
     let cooldown = Duration::from_millis(env("RELAYER_BENCH_COOLDOWN_MS", 0) as u64);
     if !cooldown.is_zero() {
         tokio::time::sleep(cooldown).await;
     }
-    let direct_paced = paced(&http, &format!("{backend_url}/v1/echo"), echo(paced_relays), rate).await;
+    let direct_paced = paced(&http, wire, &direct_url, echo(paced_relays), rate).await;
     let phases_before = PHASES.map(|name| buckets(&telemetry, name));
     let means_before = PHASES.map(|name| sum_count(&telemetry, name));
     // Stall probes (with RELAYER_BENCH_TIMELINE): an OS thread and a task on each runtime sleep 1 ms in a loop
@@ -449,7 +487,7 @@ relay_log: {{durable_ack: {durable}}}
     });
     // Markers on stderr so profilers (`perf stat -p`, `perf record`) can attach to this window.
     eprintln!("phase: open loop through relayer starts");
-    let through_paced = paced(&http, &relayer_url, paced_bodies, rate).await;
+    let through_paced = paced(&http, wire, &relayer_url, paced_bodies, rate).await;
     eprintln!("phase: open loop through relayer ends");
     probe_stop.store(true, Ordering::Relaxed);
     if let Some((dir, origin, thread, load_task, relayer_task)) = probes {
@@ -486,7 +524,7 @@ relay_log: {{durable_ack: {durable}}}
     let cpu_per = |r: &Run| r.cpu.as_micros() as f64 / r.latencies.len().max(1) as f64;
     let p = |r: &Run, q: f64| percentile(&r.latencies, q);
     println!(
-        "relayer_load: pre-signed {total} relays in {sign_time:.1?}; {threads} cores, {workers} tokio workers, durable_ack {durable}, redb group-commit window {:?}",
+        "relayer_load: pre-signed {total} relays in {sign_time:.1?}; {wire:?} relays; {threads} cores, {workers} tokio workers, durable_ack {durable}, redb group-commit window {:?}",
         Duration::from_micros(env("RELAYER_BENCH_REDB_WINDOW_US", 0) as u64)
     );
     println!("throughput (closed loop, {concurrency} in flight, {relays} measured after {warmup} warm-up):");
@@ -557,4 +595,29 @@ relay_log: {{durable_ack: {durable}}}
             None => " (miner off)".into(),
         }
     );
+}
+
+/// A gRPC call of the demo backend's `demo.Echo/Echo` with `payload`, as a relay's `POKTHTTPRequest` carries it.
+fn grpc_echo_call(payload: Vec<u8>) -> relay_miner::protocol::wire::PoktHttpRequest {
+    let header = |k: &str, v: &str| {
+        (
+            k.to_string(),
+            relay_miner::protocol::wire::HttpHeader {
+                key: k.to_string(),
+                values: vec![v.to_string()],
+            },
+        )
+    };
+    let message = relay_miner::sim::backend::grpc::EchoRequest {
+        message: String::new(),
+        payload,
+    };
+    relay_miner::protocol::wire::PoktHttpRequest {
+        method: "POST".into(),
+        header: [header("content-type", "application/grpc"), header("te", "trailers")]
+            .into_iter()
+            .collect(),
+        url: relay_miner::sim::backend::grpc::ECHO_PATH.into(),
+        body_bz: encode_frame(&message.encode_to_vec()),
+    }
 }

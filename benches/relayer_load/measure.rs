@@ -132,9 +132,52 @@ impl Run {
     }
 }
 
+/// How the generator's requests go on the wire: POSTed relays (`Rpc-Type: 4`, HTTP/1.1), or gRPC calls (HTTP/2,
+/// `RELAYER_BENCH_TRANSPORT=grpc`: `SendRelay` to the relayer, `demo.Echo/Echo` straight to the backend).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Wire {
+    Http,
+    Grpc,
+}
+
+impl Wire {
+    /// A request of `body` to `url`.
+    pub(super) fn request(self, url: &str, body: bytes::Bytes) -> http::Request<http_body_util::Full<bytes::Bytes>> {
+        let request = http::Request::post(url);
+        let request = match self {
+            Wire::Http => request
+                .header("content-type", "application/x-protobuf")
+                .header("rpc-type", "4"),
+            Wire::Grpc => request
+                .header("content-type", "application/grpc")
+                .header("te", "trailers")
+                .header("rpc-type", "1"),
+        };
+        request.body(http_body_util::Full::new(body)).unwrap()
+    }
+
+    /// Reads the whole answer; whether it succeeded (a 2xx, and for gRPC `grpc-status: 0`, in the trailers or
+    /// in a trailers-only head).
+    pub(super) async fn ok(self, response: http::Response<hyper::body::Incoming>) -> bool {
+        let success = response.status().is_success();
+        let head_status = response.headers().get("grpc-status").cloned();
+        let collected = response.into_body().collect().await;
+        match self {
+            Wire::Http => success && collected.is_ok(),
+            Wire::Grpc => {
+                let trailer_status = collected
+                    .ok()
+                    .and_then(|c| c.trailers().and_then(|t| t.get("grpc-status").cloned()));
+                success && head_status.or(trailer_status).is_some_and(|v| v == "0")
+            }
+        }
+    }
+}
+
 /// Sends every body in `bodies` to `url` from `concurrency` workers; the first `warmup` are not measured.
 pub(super) async fn load(
     client: &Client,
+    wire: Wire,
     url: &str,
     bodies: Arc<Vec<bytes::Bytes>>,
     concurrency: usize,
@@ -156,16 +199,11 @@ pub(super) async fn load(
                     if i >= limit {
                         break;
                     }
-                    let request = http::Request::post(&url)
-                        .header("content-type", "application/x-protobuf")
-                        .header("rpc-type", "4")
-                        .body(http_body_util::Full::new(bodies[i].clone()))
-                        .unwrap();
+                    let request = wire.request(&url, bodies[i].clone());
                     let started = Instant::now();
                     match client.request(request).await {
                         Ok(response) => {
-                            let ok = response.status().is_success();
-                            let _ = response.into_body().collect().await;
+                            let ok = wire.ok(response).await;
                             latencies.push(started.elapsed());
                             if !ok {
                                 failures += 1;
@@ -198,7 +236,7 @@ pub(super) async fn load(
 
 /// Open-loop load: `rate` requests per second (sent in ticks of at least 1 ms) for `bodies.len()` requests; latency from
 /// the moment each request is sent.
-pub(super) async fn paced(client: &Client, url: &str, bodies: Vec<bytes::Bytes>, rate: usize) -> Run {
+pub(super) async fn paced(client: &Client, wire: Wire, url: &str, bodies: Vec<bytes::Bytes>, rate: usize) -> Run {
     let rate = rate.max(1);
     // A 1 ms ticker; each tick sends what is due by then (rate × elapsed), so any rate is exact on average.
     let cpu0 = cpu_time();
@@ -215,17 +253,12 @@ pub(super) async fn paced(client: &Client, url: &str, bodies: Vec<bytes::Bytes>,
             let Some(body) = bodies.next() else { break 'send };
             sent_so_far += 1;
             let client = client.clone();
-            let request = http::Request::post(url)
-                .header("content-type", "application/x-protobuf")
-                .header("rpc-type", "4")
-                .body(http_body_util::Full::new(body))
-                .unwrap();
+            let request = wire.request(url, body);
             tasks.push(tokio::spawn(async move {
                 let sent = Instant::now();
                 match client.request(request).await {
                     Ok(response) => {
-                        let ok = response.status().is_success();
-                        let _ = response.into_body().collect().await;
+                        let ok = wire.ok(response).await;
                         (Some((sent.duration_since(started), sent.elapsed())), ok)
                     }
                     Err(_) => (None, false),
@@ -248,7 +281,8 @@ pub(super) async fn paced(client: &Client, url: &str, bodies: Vec<bytes::Bytes>,
     }
     let run = Run::ended(started, cpu0, latencies, failures);
     if let Ok(dir) = std::env::var("RELAYER_BENCH_TIMELINE") {
-        let name = if url.ends_with("/v1/echo") { "direct" } else { "relayer" };
+        let direct = url.ends_with("/v1/echo") || url.ends_with(relay_miner::sim::backend::grpc::ECHO_PATH);
+        let name = if direct { "direct" } else { "relayer" };
         std::fs::write(format!("{dir}/{name}.csv"), timeline).unwrap();
         std::fs::write(format!("{dir}/{name}.start"), format!("{started:?}")).unwrap();
     }
