@@ -36,6 +36,8 @@
 //!    answered, the relay's mining and the settlement of its charge run to their end even if the gateway
 //!    disconnects meanwhile (module `detach`): a relay handed to the relay log is claimed, so it stays charged and
 //!    counts as mined and served.
+//!    A streamed backend answer (SSE, NDJSON) is relayed batch by batch as it arrives, then mined as one relay
+//!    (module `stream`).
 //! 5. Mining: difficulty at session start (read with the compute units before the backend was called, cached, one
 //!    chain read per miss however many relays wait: module `costs`), then the relay is queued to the group-committing relay log appender.
 //!    With `relay_log.durable_ack` the gateway's answer waits for the batch to be durable; without it, it does
@@ -48,8 +50,11 @@
 //! ([`RelayError::code`]), and counted in `ha_relayer_relays_rejected_total{service_id,rpc_type,reason}`.
 //!
 //! WebSocket relays (a gateway's upgrade on the relay address) go through the same stages per message, with
-//! their own forwarding: module [`ws`]. Other transports (gRPC, streaming) plug in the same way: structure check,
-//! [`Relayer`]'s validation and metering, their own forwarding, then signing and mining; they are not served yet.
+//! their own forwarding: module [`ws`]. A backend answering a stream (`Content-Type` `text/event-stream` or
+//! `application/x-ndjson`) is answered as a stream of signed batches framed by [`STREAM_DELIMITER`] and mined as
+//! one relay when the stream ends, the final batch written once the relay is appended (module `stream`). Other
+//! transports (gRPC) plug in the same way: structure check, [`Relayer`]'s validation and metering, their own
+//! forwarding, then signing and mining.
 
 pub(crate) mod backend_url;
 mod budget;
@@ -67,6 +72,7 @@ mod options;
 pub mod routes;
 pub mod server;
 mod sessions;
+mod stream;
 mod validate;
 pub mod ws;
 
@@ -96,6 +102,7 @@ pub use meter::{MeterError, RelayMeter};
 pub use options::{MeterOptions, RelayerOptions, ServiceRoute};
 pub use routes::{Backend, PoolSettings, RouteError, RpcType, Service};
 pub use server::ServerLimits;
+pub use stream::STREAM_DELIMITER;
 pub use validate::{Structure, Validated};
 
 use metrics::Metrics;
@@ -162,7 +169,8 @@ impl Relayer {
     /// the relay log. Every background settlement holds one of the `OPTIMISTIC_IN_FLIGHT` permits, so holding
     /// them all means none is left running; they are released on return. Then waits for the minings and
     /// settlements whose handler was dropped (their gateway disconnected) and which finish in tasks of their own
-    /// (module `detach`).
+    /// (module `detach`), and for the streamed answers in flight (module `stream`), each mining its relay when its
+    /// backend's stream ends.
     pub async fn drain_settlements(&self) {
         // WebSocket relay connections first: they outlive the relay server's drain (an upgraded connection
         // leaves it), and each finishes the relay in hand before it ends.
@@ -268,7 +276,7 @@ impl Relayer {
         body: &[u8],
         started: Instant,
         reserved: budget::Reserved,
-    ) -> Result<(Vec<u8>, String), (RelayError, String, Option<SessionHeader>)> {
+    ) -> Result<(stream::Answer, String), (RelayError, String, Option<SessionHeader>)> {
         let rt = rpc_type_label(rpc_type);
         let request = relay::decode_relay_request(body, relay::MAX_RELAY_MESSAGE_BYTES)
             .map_err(|e| (RelayError::Malformed(e.to_string()), String::new(), None))?;
@@ -378,7 +386,26 @@ impl Relayer {
                 let charge = self.charge(&valid, costs.compute_units).await.map_err(fail)?;
                 self.observe_phase(&self.metrics.pre_backend, &service_id, rt, started);
                 let backend_response = match self.forward(service, backend, payload).await {
-                    Ok(r) => r,
+                    Ok(stream::Forwarded::Whole(r)) => r,
+                    Ok(stream::Forwarded::Stream(head)) => {
+                        let settle = stream::Settle::Eager {
+                            valid: Box::new(valid),
+                            costs,
+                            charge,
+                            arrival,
+                        };
+                        let job = stream::StreamJob {
+                            request,
+                            key,
+                            service: Arc::clone(service),
+                            head,
+                            rt,
+                            started,
+                            reserved,
+                            settle,
+                        };
+                        return Ok((stream::Answer::Streamed(self.serve_stream(job)), service_id));
+                    }
                     Err(e) => {
                         self.refund(&service_id, charge);
                         return Err(fail(e));
@@ -409,7 +436,7 @@ impl Relayer {
                 });
                 let encoded = mined.await.map_err(fail)?;
                 self.observe_phase(&self.metrics.post_backend, &service_id, rt, answered);
-                Ok((encoded, service_id))
+                Ok((stream::Answer::Signed(encoded), service_id))
             }
             true => {
                 if let Some(meter) = &self.meter {
@@ -429,7 +456,23 @@ impl Relayer {
                     return Err(fail(RelayError::from_storage(e)));
                 }
                 self.observe_phase(&self.metrics.pre_backend, &service_id, rt, started);
-                let backend_response = self.forward(service, backend, payload).await.map_err(fail)?;
+                let backend_response = match self.forward(service, backend, payload).await.map_err(fail)? {
+                    stream::Forwarded::Whole(r) => r,
+                    stream::Forwarded::Stream(head) => {
+                        let settle = stream::Settle::Optimistic { structure, arrival };
+                        let job = stream::StreamJob {
+                            request,
+                            key,
+                            service: Arc::clone(service),
+                            head,
+                            rt,
+                            started,
+                            reserved,
+                            settle,
+                        };
+                        return Ok((stream::Answer::Streamed(self.serve_stream(job)), service_id));
+                    }
+                };
                 let answered = Instant::now();
                 let status = backend_response.status_code;
                 let response = relay::sign_response(&request, backend_response.encode_to_vec(), &key);
@@ -467,7 +510,7 @@ impl Relayer {
                         .await
                     }
                 }
-                Ok((encoded, service_id))
+                Ok((stream::Answer::Signed(encoded), service_id))
             }
         }
     }
@@ -612,7 +655,9 @@ async fn handle(State(relayer): State<Arc<Relayer>>, headers: HeaderMap, body: B
         Err(e) => Err((e, String::new(), None)),
     };
     match result {
-        Ok((bytes, service)) => {
+        // Its latency is observed when its stream ends (module `stream`).
+        Ok((stream::Answer::Streamed(response), _)) => response,
+        Ok((stream::Answer::Signed(bytes), service)) => {
             relayer
                 .metrics
                 .latency
