@@ -45,6 +45,11 @@ async fn tap_backend(tap: Tap) -> String {
 /// A net whose services answer streams: `anvil` (eager) and `lazy` (optimistic) with the demo backend, `slow`
 /// (eager) with the tap, `broken` (eager) with the demo backend and a 2000-byte body limit.
 async fn stream_net() -> (Net, Running, BackendHandle, mpsc::UnboundedSender<Bytes>) {
+    stream_net_with("").await
+}
+
+/// [`stream_net`] with `extra` (top-level YAML keys) added to the relayer's config.
+async fn stream_net_with(extra: &str) -> (Net, Running, BackendHandle, mpsc::UnboundedSender<Bytes>) {
     let net = Net::new(1_000_000_000).await;
     let backend = DemoBackend::spawn(BackendConfig::default()).await.unwrap();
     let (tx, rx) = mpsc::unbounded_channel();
@@ -77,7 +82,7 @@ relay_meter:
   sync_interval_ms: 20
 relay_log:
   durable_ack: true
-",
+{extra}",
         demo = backend.http_url(),
     );
     let config = Config::from_yaml(&yaml).unwrap();
@@ -388,5 +393,48 @@ async fn a_gateway_leaving_mid_stream_is_refunded_and_nothing_is_mined() {
             "ha_relayer_streaming_relays_served_total{service_id=\"slow\"}"
         ),
         0
+    );
+}
+
+/// Mining refused when the stream ends (its session's claim window opened meanwhile, with `claim_delay_blocks: 0`
+/// the miner may have built the claim): the final item is the `session_expired` error instead of the final batch,
+/// nothing is recorded and the charge is refunded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_ending_after_the_claim_window_opened_ends_with_the_mining_error() {
+    let (net, r, _backend, tap) = stream_net_with("transaction:\n  claim_delay_blocks: 0\n").await;
+    let header = net.header("slow").await;
+    let params = net.chain.state().shared.clone();
+    let windows =
+        relay_miner::protocol::session::SessionWindows::new(&params, header.session_end_block_height).unwrap();
+    let request = get_request(&net, &header, "/events");
+    let mut reader = Reader::open(&r.url, &request).await;
+    tap.send(Bytes::from_static(b"data: one\n\n")).unwrap();
+    assert_eq!(batch(&net, &reader.next().await.unwrap()), b"data: one\n\n");
+    net.advance((windows.claim_open - net.chain.height()) as usize);
+    tap.send(Bytes::from_static(b"data: two\n\n")).unwrap();
+    drop(tap);
+    let items = reader.rest().await;
+    let (last, served) = items.split_last().unwrap();
+    assert_eq!(error_code(last), Some(6), "session_expired: {:?}", last.relay_miner_error);
+    for item in served {
+        assert_eq!(batch(&net, item), b"data: two\n\n");
+    }
+    assert_eq!(net.recorded().await, 0);
+    // Refunded (not read back from the meter's storage: once the claim window opened the meter may have forgotten
+    // the session's entry, and a refund after that does not reach storage; no relay of the session is metered any
+    // more).
+    assert_eq!(
+        metric(
+            &r.telemetry,
+            "ha_relayer_relay_meter_consumptions_total{result=\"refunded\",service_id=\"slow\"}"
+        ),
+        1
+    );
+    assert_eq!(
+        metric(
+            &r.telemetry,
+            "ha_relayer_relays_rejected_total{reason=\"session_expired\",rpc_type=\"jsonrpc\",service_id=\"slow\"}"
+        ),
+        1
     );
 }
