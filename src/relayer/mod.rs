@@ -185,8 +185,8 @@ impl Relayer {
     }
 
     /// Relays whose gateway went away while they were being mined and whose mining and settlement still run in
-    /// tasks of their own (module `detach`); each holds its request's body bytes in the
-    /// `max_body_bytes_in_flight` budget until it ends.
+    /// tasks of their own (module `detach`), and streamed answers in flight (module `stream`); each holds its
+    /// request's body bytes in the `max_body_bytes_in_flight` budget until it ends.
     pub fn detached_relays(&self) -> usize {
         self.detached.running()
     }

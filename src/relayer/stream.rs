@@ -509,7 +509,11 @@ mod tests {
         let mut b = Batcher::default();
         assert!(b.push(&lines(BATCH_LINES - 1, 10), t).unwrap().is_empty());
         let out = b.push(&lines(BATCH_LINES + 2, 10), t).unwrap();
-        assert!(out == vec![lines(BATCH_LINES, 10), lines(BATCH_LINES, 10)], "{} batches", out.len());
+        assert!(
+            out == vec![lines(BATCH_LINES, 10), lines(BATCH_LINES, 10)],
+            "{} batches",
+            out.len()
+        );
         assert_eq!(b.finish().unwrap(), lines(1, 10));
     }
 

@@ -260,8 +260,10 @@ async fn a_streamed_answer_is_relayed_batch_by_batch_and_mined_once_when_it_ende
     tap.send(Bytes::from_static(b"data: one\n\n")).unwrap();
     let first = reader.next().await.unwrap();
     assert_eq!(batch(&net, &first), b"data: one\n\n");
-    // The backend's stream is open (the test holds it): the relay cannot be mined yet.
+    // The backend's stream is open (the test holds it): the relay cannot be mined yet. Its work is counted where
+    // the shutdown's drain waits for it.
     assert_eq!(net.recorded().await, 0);
+    assert_eq!(r.relayer.detached_relays(), 1);
 
     // A line split across reads, then the end.
     for chunk in ["data: two\n\nda", "ta: three\n", "\n"] {
@@ -276,6 +278,8 @@ async fn a_streamed_answer_is_relayed_batch_by_batch_and_mined_once_when_it_ende
     // durable_ack: the relay was appended before the final batch was written and the body ended.
     assert_eq!(net.recorded().await, 1);
     assert_mined_once(&net, &request, &reader.headers, &body).await;
+    r.relayer.drain_settlements().await;
+    assert_eq!(r.relayer.detached_relays(), 0);
     let t = &r.telemetry;
     assert_eq!(
         metric(t, "ha_relayer_streaming_relays_served_total{service_id=\"slow\"}"),
@@ -415,7 +419,12 @@ async fn a_stream_ending_after_the_claim_window_opened_ends_with_the_mining_erro
     drop(tap);
     let items = reader.rest().await;
     let (last, served) = items.split_last().unwrap();
-    assert_eq!(error_code(last), Some(6), "session_expired: {:?}", last.relay_miner_error);
+    assert_eq!(
+        error_code(last),
+        Some(6),
+        "session_expired: {:?}",
+        last.relay_miner_error
+    );
     for item in served {
         assert_eq!(batch(&net, item), b"data: two\n\n");
     }
