@@ -2,7 +2,8 @@
 //! `POKTHTTPResponse`: the backend URI built from the relay URL's path and query only ([`super::backend_url`],
 //! poktroll's rules), hop-by-hop headers dropped, backend headers added, pooled keep-alive client with a per-host
 //! connection cap, retries on connection failures only, header and whole-request timeouts, body limits that never
-//! buffer past the service's `max_body_size_bytes`.
+//! buffer past the service's `max_body_size_bytes`. An answer of a streamed media type (SSE, NDJSON) comes back
+//! with its head only, its body read by module `stream`.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

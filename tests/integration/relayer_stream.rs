@@ -43,7 +43,8 @@ async fn tap_backend(tap: Tap) -> String {
 }
 
 /// A net whose services answer streams: `anvil` (eager) and `lazy` (optimistic) with the demo backend, `slow`
-/// (eager) with the tap, `broken` (eager) with the demo backend and a 2000-byte body limit.
+/// (eager) with the tap, `broken` (eager) with the demo backend and a 2000-byte body limit, `gated` (eager) with
+/// the demo backend and a 1 s request timeout.
 async fn stream_net() -> (Net, Running, BackendHandle, mpsc::UnboundedSender<Bytes>) {
     stream_net_with("").await
 }
@@ -76,6 +77,13 @@ services:
     max_body_size_bytes: 2000
     backends:
       jsonrpc: {{url: {demo}}}
+  gated:
+    validation_mode: eager
+    timeout_profile: quick
+    backends:
+      jsonrpc: {{url: {demo}}}
+timeout_profiles:
+  quick: {{request_timeout_seconds: 1, response_header_timeout_seconds: 1}}
 relay_meter:
   enabled: true
   fail_behavior: closed
@@ -446,4 +454,30 @@ async fn a_stream_ending_after_the_claim_window_opened_ends_with_the_mining_erro
         ),
         1
     );
+}
+
+/// The request timeout (here 1 s) applies between two lines, not to the whole stream: a 1.5 s stream of lines
+/// 300 ms apart is served and mined; a stream silent for longer ends with a `backend_timeout` item, not mined.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_request_timeout_applies_between_two_lines() {
+    let (net, r, _backend, _tap) = stream_net().await;
+    let header = net.header("gated").await;
+    let request = get_request(&net, &header, "/sse?count=5&interval_ms=300");
+    let mut reader = Reader::open(&r.url, &request).await;
+    let items = reader.rest().await;
+    let body: Vec<u8> = items.iter().flat_map(|item| batch(&net, item)).collect();
+    assert_eq!(
+        body.iter().filter(|b| **b == b'\n').count(),
+        5 * 4,
+        "5 events of 4 lines"
+    );
+    assert_mined_once(&net, &request, &reader.headers, &body).await;
+
+    let request = get_request(&net, &header, "/sse?count=2&interval_ms=1500");
+    let mut reader = Reader::open(&r.url, &request).await;
+    assert_eq!(reader.status, 200);
+    let items = reader.rest().await;
+    assert_eq!(items.len(), 1, "no event within the timeout");
+    assert_eq!(error_code(&items[0]), Some(13), "{:?}", items[0].relay_miner_error);
+    assert_eq!(net.recorded().await, 0);
 }
