@@ -15,6 +15,9 @@
 //! went away: with redb the request is already with the WAL or writer thread and is committed regardless; with
 //! the memory backend a dropped append would be lost; the batched path's queue task appends regardless), and
 //! settles the charge by its result.
+//!
+//! A streamed answer (module `stream`) runs in such a counted task from the start ([`Detachments::run`]): its
+//! handler returns the response head at once, and the relay is mined when the backend's stream ends.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -44,6 +47,12 @@ impl Detachments {
     /// Detached work running now.
     pub(crate) fn running(&self) -> usize {
         *self.0.borrow()
+    }
+
+    /// Runs `work` in a task of its own from the start, counted here until it ends: work that outlives its handler
+    /// by design, e.g. a streamed answer whose relay is mined when the backend's stream ends (module `stream`).
+    pub(crate) fn run(&self, work: impl Future<Output = ()> + Send + 'static) {
+        self.spawn(Box::pin(work));
     }
 
     fn spawn(&self, work: Pin<Box<dyn Future<Output = ()> + Send>>) {

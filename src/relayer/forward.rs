@@ -2,8 +2,11 @@
 //! `POKTHTTPResponse`: the backend URI built from the relay URL's path and query only ([`super::backend_url`],
 //! poktroll's rules), hop-by-hop headers dropped, backend headers added, pooled keep-alive client with a per-host
 //! connection cap, retries on connection failures only, header and whole-request timeouts, body limits that never
-//! buffer past the service's `max_body_size_bytes`.
+//! buffer past the service's `max_body_size_bytes`. An answer of a streamed media type (SSE, NDJSON) comes back
+//! with its head only, its body read by module `stream`.
 
+use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Instant;
 
 use axum::body::Bytes;
@@ -16,19 +19,42 @@ use super::routes::{Backend, RpcType, Service};
 use crate::protocol::wire::{HttpHeader, PoktHttpRequest, PoktHttpResponse};
 
 impl Relayer {
+    /// Forwards the relay's request and reads the answer: whole, or, when the relay's transport `streams` (a
+    /// POSTed relay; a gRPC one reads every answer whole) and the answer is of a streamed media type
+    /// ([`super::stream::is_streaming`]), its head only (module `stream`). The service's request timeout bounds
+    /// the whole answer, or a stream's head.
     pub(super) async fn forward(
         &self,
         service: &Service,
         backend: &Backend,
         payload: PoktHttpRequest,
-    ) -> Result<PoktHttpResponse, RelayError> {
+        streams: bool,
+    ) -> Result<Forwarded, RelayError> {
         let started = Instant::now();
-        let result = tokio::time::timeout(service.request_timeout, self.forward_inner(service, backend, payload))
+        let forwarded = async {
+            let head = self.send(service, backend, payload).await?;
+            if streams && super::stream::is_streaming(head.response.headers()) {
+                Ok(Forwarded::Stream(head))
+            } else {
+                collect(service, head).await.map(Forwarded::Whole)
+            }
+        };
+        let result = tokio::time::timeout(service.request_timeout, forwarded)
             .await
             .unwrap_or(Err(RelayError::BackendTimeout(service.request_timeout)));
-        let (outcome, status) = match &result {
-            Ok(r) if r.status_code >= 500 => ("5xx", r.status_code.to_string()),
-            Ok(r) => ("ok", r.status_code.to_string()),
+        let status = result.as_ref().map(|f| match f {
+            Forwarded::Whole(r) => r.status_code,
+            Forwarded::Stream(head) => u32::from(head.response.status().as_u16()),
+        });
+        self.observe_backend(service, started, status);
+        result
+    }
+
+    /// Counts a backend request `started` then, by its outcome (the answer's status or the error).
+    fn observe_backend(&self, service: &Service, started: Instant, result: Result<u32, &RelayError>) {
+        let (outcome, status) = match result {
+            Ok(code) if code >= 500 => ("5xx", code.to_string()),
+            Ok(code) => ("ok", code.to_string()),
             Err(e) => (e.code().1, String::new()),
         };
         self.metrics
@@ -39,15 +65,16 @@ impl Relayer {
             .backend_latency
             .with_label_values(&[&service.id, outcome])
             .observe(started.elapsed().as_secs_f64());
-        result
     }
 
-    async fn forward_inner(
+    /// Sends the relay's request to the backend and reads the answer's head (status and headers), not its body;
+    /// the answer keeps the backend connection permit it was sent with until it is dropped.
+    async fn send(
         &self,
         service: &Service,
         backend: &Backend,
         payload: PoktHttpRequest,
-    ) -> Result<PoktHttpResponse, RelayError> {
+    ) -> Result<BackendHead, RelayError> {
         // Only the path and query of the relay's URL (often the supplier's public URL) reach the backend.
         let uri = backend
             .target
@@ -80,10 +107,10 @@ impl Relayer {
             headers.insert(http::header::TE, http::HeaderValue::from_static("trailers"));
         }
         let body = Bytes::from(payload.body_bz);
-        let _permit = match &backend.permits {
+        let permit = match &backend.permits {
             Some(permits) => Some(
-                permits
-                    .acquire()
+                Arc::clone(permits)
+                    .acquire_owned()
                     .await
                     .map_err(|_| RelayError::Backend("backend connection pool closed".into()))?,
             ),
@@ -102,45 +129,37 @@ impl Relayer {
                 Ok(Err(e)) => return Err(RelayError::Backend(error_chain(&e))),
             }
         };
-        let status = response.status().as_u16();
-        let limit = service.max_body_bytes;
-        let declared = response
-            .headers()
-            .get(http::header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<u64>().ok());
-        if declared.is_some_and(|len| len > limit as u64) {
-            return Err(RelayError::ResponseTooLarge { limit });
-        }
-        let mut header = std::collections::BTreeMap::new();
-        fold_headers(&mut header, response.headers());
-        let body = match http_body_util::Limited::new(response.into_body(), limit)
-            .collect()
-            .await
-        {
-            Ok(collected) => {
-                // Trailers (gRPC's `grpc-status` and `grpc-message`) are folded into the headers: a
-                // `POKTHTTPResponse` has no trailers, and the gateway needs the status to read the answer.
-                if let Some(trailers) = collected.trailers() {
-                    fold_headers(&mut header, trailers);
-                }
-                collected.to_bytes()
-            }
-            Err(e) if e.is::<http_body_util::LengthLimitError>() => {
-                return Err(RelayError::ResponseTooLarge { limit });
-            }
-            Err(e) => return Err(RelayError::Backend(format!("response body: {e}"))),
-        };
-        Ok(PoktHttpResponse {
-            status_code: u32::from(status),
-            header,
-            body_bz: body.to_vec(),
+        Ok(BackendHead {
+            response,
+            _permit: permit,
         })
     }
 }
 
+/// A backend's answer: whole, or a stream whose head was read (module `stream`).
+#[derive(Debug)]
+pub(super) enum Forwarded {
+    Whole(PoktHttpResponse),
+    Stream(BackendHead),
+}
+
+/// A backend's answer whose head was read ([`Relayer::send`]), its body not yet.
+#[derive(Debug)]
+pub(super) struct BackendHead {
+    pub(super) response: http::Response<hyper::body::Incoming>,
+    /// The backend connection permit (`max_conns_per_host`), held until the body is read.
+    pub(super) _permit: Option<tokio::sync::OwnedSemaphorePermit>,
+}
+
+/// The backend's headers as a `POKTHTTPResponse` carries them (one entry per name, values in order).
+pub(super) fn response_headers(headers: &HeaderMap) -> BTreeMap<String, HttpHeader> {
+    let mut header = BTreeMap::new();
+    fold_headers(&mut header, headers);
+    header
+}
+
 /// Adds `headers` to a `POKTHTTPResponse`'s header map (values of one name kept in order).
-fn fold_headers(header: &mut std::collections::BTreeMap<String, HttpHeader>, headers: &HeaderMap) {
+fn fold_headers(header: &mut BTreeMap<String, HttpHeader>, headers: &HeaderMap) {
     for (name, value) in headers {
         let entry = header.entry(name.as_str().to_string()).or_insert_with(|| HttpHeader {
             key: name.as_str().to_string(),
@@ -150,6 +169,44 @@ fn fold_headers(header: &mut std::collections::BTreeMap<String, HttpHeader>, hea
             .values
             .push(String::from_utf8_lossy(value.as_bytes()).into_owned());
     }
+}
+
+/// Reads the body of the answer `head` (never past the service's `max_body_size_bytes`) into a `POKTHTTPResponse`.
+async fn collect(service: &Service, head: BackendHead) -> Result<PoktHttpResponse, RelayError> {
+    let response = head.response;
+    let status = response.status().as_u16();
+    let limit = service.max_body_bytes;
+    let declared = response
+        .headers()
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|len| len > limit as u64) {
+        return Err(RelayError::ResponseTooLarge { limit });
+    }
+    let mut header = response_headers(response.headers());
+    let body = match http_body_util::Limited::new(response.into_body(), limit)
+        .collect()
+        .await
+    {
+        Ok(collected) => {
+            // Trailers (gRPC's `grpc-status` and `grpc-message`) are folded into the headers: a `POKTHTTPResponse`
+            // has no trailers, and the gateway needs the status to read the answer.
+            if let Some(trailers) = collected.trailers() {
+                fold_headers(&mut header, trailers);
+            }
+            collected.to_bytes()
+        }
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => {
+            return Err(RelayError::ResponseTooLarge { limit });
+        }
+        Err(e) => return Err(RelayError::Backend(format!("response body: {e}"))),
+    };
+    Ok(PoktHttpResponse {
+        status_code: u32::from(status),
+        header,
+        body_bz: body.to_vec(),
+    })
 }
 
 /// The status a relay is mined by (the 5xx rule, module docs step 4): the backend's HTTP status, except that a
@@ -175,7 +232,7 @@ pub(super) fn mined_status(response: &PoktHttpResponse) -> u32 {
     }
 }
 
-fn is_hop_by_hop(name: &http::HeaderName) -> bool {
+pub(super) fn is_hop_by_hop(name: &http::HeaderName) -> bool {
     use http::header::*;
     [
         HOST,
@@ -213,9 +270,18 @@ mod tests {
     use tokio::sync::watch;
 
     use super::super::{Relayer, ServiceRoute};
+    use super::Forwarded;
     use crate::chain::query::ChainClient;
     use crate::protocol::wire::PoktHttpRequest;
     use crate::telemetry::Telemetry;
+
+    /// The whole answer of a forwarded relay (none of these backends streams).
+    fn whole(forwarded: Forwarded) -> crate::protocol::wire::PoktHttpResponse {
+        match forwarded {
+            Forwarded::Whole(r) => r,
+            Forwarded::Stream(head) => panic!("streamed: {head:?}"),
+        }
+    }
 
     /// A backend recording the request target of every request it gets.
     async fn recording_backend() -> (String, Arc<Mutex<Vec<String>>>) {
@@ -306,7 +372,7 @@ mod tests {
                 url: relay_url.into(),
                 ..Default::default()
             };
-            let answer = r.forward(&service, backend, payload).await.unwrap();
+            let answer = whole(r.forward(&service, backend, payload, true).await.unwrap());
             assert_eq!(answer.status_code, 200);
             assert_eq!(seen.lock().unwrap().pop().as_deref(), Some(want), "{relay_url}");
         }
@@ -314,7 +380,7 @@ mod tests {
             url: "/a%zz".into(),
             ..Default::default()
         };
-        let err = r.forward(&service, backend, bad).await.unwrap_err();
+        let err = r.forward(&service, backend, bad, true).await.unwrap_err();
         assert_eq!(err.code().1, "malformed", "{err}");
         assert!(seen.lock().unwrap().is_empty());
     }
@@ -339,10 +405,11 @@ services:
         let r = relayer_from_yaml(&yaml);
         let service = Arc::clone(&r.services["svc"]);
         for _ in 0..2 {
-            let answer = r
-                .forward(&service, service.backend(None).0, PoktHttpRequest::default())
-                .await
-                .unwrap();
+            let answer = whole(
+                r.forward(&service, service.backend(None).0, PoktHttpRequest::default(), true)
+                    .await
+                    .unwrap(),
+            );
             assert_eq!(answer.status_code, 200);
         }
         assert_eq!(seen.lock().unwrap().len(), 2);
@@ -370,13 +437,17 @@ services:
         };
         let r = relayer_for(format!("  tls_ca_file: {}\n", ca.display()));
         let service = Arc::clone(&r.services["svc"]);
-        let answer = r.forward(&service, service.backend(None).0, payload()).await.unwrap();
+        let answer = whole(
+            r.forward(&service, service.backend(None).0, payload(), true)
+                .await
+                .unwrap(),
+        );
         assert_eq!(answer.status_code, 200);
         assert_eq!(answer.body_bz, b"tls /v2/KEY/v1");
         let r = relayer_for("  max_conns_per_host: 10\n".into());
         let service = Arc::clone(&r.services["svc"]);
         let err = r
-            .forward(&service, service.backend(None).0, payload())
+            .forward(&service, service.backend(None).0, payload(), true)
             .await
             .unwrap_err();
         assert_eq!(err.code().1, "backend_error", "{err}");

@@ -4,7 +4,7 @@
 //! `docs/PROTOCOL_SPEC.md`, "gRPC Protocol"; metadata `rpc-type` names the backend, as the `Rpc-Type` header does
 //! for POSTed relays).
 //!
-//! Everything between the message and the answer is the POSTed relay's pipeline ([`Relayer::serve_relay`]): the
+//! Everything between the message and the answer is the POSTed relay's pipeline (`Relayer::serve_relay`): the
 //! same limits, body budget, validation, metering, forwarding, signing and mining. What this module owns is the
 //! gRPC framing around it:
 //! - the request body is exactly one length-prefixed message (1 flag byte, 4 bytes big-endian length); a message
@@ -268,7 +268,7 @@ pub(super) async fn handle(relayer: Arc<Relayer>, path: &str, headers: HeaderMap
     let encoding = headers.get("grpc-encoding").and_then(|v| v.to_str().ok());
     let result = match relayer.read_body(&headers, body, FRAME_PREFIX).await {
         Ok((bytes, reserved)) => match decode_unary(&bytes, encoding, relayer.max_request_bytes) {
-            Ok(message) => relayer.serve_relay(rpc_type, &message, started, reserved).await,
+            Ok(message) => relayer.serve_relay(rpc_type, false, &message, started, reserved).await,
             Err(FrameError::Encoding(e)) => {
                 metrics.errors.with_label_values(&["", "bad_frame"]).inc();
                 return trailers_only(code::UNIMPLEMENTED, &FrameError::Encoding(e).to_string(), None);
@@ -279,7 +279,13 @@ pub(super) async fn handle(relayer: Arc<Relayer>, path: &str, headers: HeaderMap
         Err(e) => Err((e, String::new(), None)),
     };
     match result {
-        Ok((encoded, service)) => {
+        // `serve_relay` reads every answer of a gRPC relay whole (`streams` false).
+        Ok((super::stream::Answer::Streamed(_), service)) => {
+            tracing::error!(service, "a gRPC relay's answer was streamed; refused");
+            metrics.errors.with_label_values(&[&service, "internal"]).inc();
+            trailers_only(code::INTERNAL, "internal error: a streamed answer over gRPC", None)
+        }
+        Ok((super::stream::Answer::Signed(encoded), service)) => {
             let elapsed = started.elapsed().as_secs_f64();
             relayer
                 .metrics

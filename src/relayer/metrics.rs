@@ -33,6 +33,11 @@ pub(crate) struct Metrics {
     pub body_bytes_in_flight: IntGauge,
     pub optimistic_sessions: IntGauge,
     pub current_height: IntGauge,
+    /// Streamed answers (module `stream`): signed batches written, lines and bytes forwarded, relays served.
+    pub streaming_batches: IntCounter,
+    pub streaming_chunks: IntCounter,
+    pub streaming_bytes: IntCounter,
+    pub streaming_served: IntCounterVec,
 }
 
 const LATENCY_BUCKETS: [f64; 14] = [
@@ -77,6 +82,23 @@ impl Metrics {
             "Latest block height the relayer validates relays at",
         )?;
         r.register(Box::new(current_height.clone()))?;
+        let plain = |name: &str, help: &str| -> Result<IntCounter, TelemetryError> {
+            let c = IntCounter::new(name, help)?;
+            r.register(Box::new(c.clone()))?;
+            Ok(c)
+        };
+        let streaming_batches = plain(
+            "ha_relayer_streaming_batches_signed_total",
+            "Signed batches of streamed (SSE/NDJSON) answers written to gateways",
+        )?;
+        let streaming_chunks = plain(
+            "ha_relayer_streaming_chunks_forwarded_total",
+            "Lines of streamed (SSE/NDJSON) answers forwarded to gateways",
+        )?;
+        let streaming_bytes = plain(
+            "ha_relayer_streaming_bytes_forwarded_total",
+            "Bytes of streamed answers written to gateways (signed batches with their delimiters)",
+        )?;
         let connections_refused = counter(
             "ha_relayer_connections_refused_total",
             "Connections closed unserved, by reason (per_ip_limit: the client had relay_server.max_connections_per_ip open)",
@@ -189,6 +211,14 @@ impl Metrics {
             connections_refused,
             optimistic_sessions,
             current_height,
+            streaming_batches,
+            streaming_chunks,
+            streaming_bytes,
+            streaming_served: counter(
+                "ha_relayer_streaming_relays_served_total",
+                "Relays answered as a stream of signed batches (SSE/NDJSON backends) whose stream ended",
+                &["service_id"],
+            )?,
         })
     }
 }

@@ -36,6 +36,8 @@
 //!    answered, the relay's mining and the settlement of its charge run to their end even if the gateway
 //!    disconnects meanwhile (module `detach`): a relay handed to the relay log is claimed, so it stays charged and
 //!    counts as mined and served.
+//!    A streamed backend answer (SSE, NDJSON) is relayed batch by batch as it arrives, then mined as one relay
+//!    (module `stream`).
 //! 5. Mining: difficulty at session start (read with the compute units before the backend was called, cached, one
 //!    chain read per miss however many relays wait: module `costs`), then the relay is queued to the group-committing relay log appender.
 //!    With `relay_log.durable_ack` the gateway's answer waits for the batch to be durable; without it, it does
@@ -51,8 +53,10 @@
 //! their own forwarding: module [`ws`]. gRPC relays (a gateway's unary `SendRelay` call on the relay address) are
 //! this pipeline inside gRPC framing: module [`grpc`]; the gRPC call a relay carries goes to the service's `grpc`
 //! backend over HTTP/2 with its trailers folded into the signed answer's headers (module `forward`), and a
-//! server-side `grpc-status` counts as a 5xx for step 4. Streaming transports plug in the same way: structure
-//! check, [`Relayer`]'s validation and metering, their own forwarding, then signing and mining.
+//! server-side `grpc-status` counts as a 5xx for step 4. A backend answering a stream (`Content-Type`
+//! `text/event-stream` or `application/x-ndjson`) to a POSTed relay is answered as a stream of signed batches
+//! framed by [`STREAM_DELIMITER`] and mined as one relay when the stream ends, the final batch written once the
+//! relay is appended (module `stream`); over gRPC such an answer is read whole, as one relay.
 
 pub(crate) mod backend_url;
 mod budget;
@@ -71,6 +75,7 @@ mod options;
 pub mod routes;
 pub mod server;
 mod sessions;
+mod stream;
 mod validate;
 pub mod ws;
 
@@ -100,6 +105,7 @@ pub use meter::{MeterError, RelayMeter};
 pub use options::{MeterOptions, RelayerOptions, ServiceRoute};
 pub use routes::{Backend, PoolSettings, RouteError, RpcType, Service};
 pub use server::ServerLimits;
+pub use stream::STREAM_DELIMITER;
 pub use validate::{Structure, Validated};
 
 use metrics::Metrics;
@@ -168,7 +174,8 @@ impl Relayer {
     /// the relay log. Every background settlement holds one of the `OPTIMISTIC_IN_FLIGHT` permits, so holding
     /// them all means none is left running; they are released on return. Then waits for the minings and
     /// settlements whose handler was dropped (their gateway disconnected) and which finish in tasks of their own
-    /// (module `detach`).
+    /// (module `detach`), and for the streamed answers in flight (module `stream`), each mining its relay when its
+    /// backend's stream ends.
     pub async fn drain_settlements(&self) {
         // WebSocket relay connections first: they outlive the relay server's drain (an upgraded connection
         // leaves it), and each finishes the relay in hand before it ends.
@@ -183,8 +190,8 @@ impl Relayer {
     }
 
     /// Relays whose gateway went away while they were being mined and whose mining and settlement still run in
-    /// tasks of their own (module `detach`); each holds its request's body bytes in the
-    /// `max_body_bytes_in_flight` budget until it ends.
+    /// tasks of their own (module `detach`), and streamed answers in flight (module `stream`); each holds its
+    /// request's body bytes in the `max_body_bytes_in_flight` budget until it ends.
     pub fn detached_relays(&self) -> usize {
         self.detached.running()
     }
@@ -279,13 +286,16 @@ impl Relayer {
         }
     }
 
+    /// Serves one relay request (`body`: an encoded `RelayRequest`) through the pipeline (module docs); a backend's
+    /// streamed answer is relayed as a stream when the transport `streams` (POST), read whole otherwise (gRPC).
     async fn serve_relay(
         self: &Arc<Self>,
         rpc_type: Option<RpcType>,
+        streams: bool,
         body: &[u8],
         started: Instant,
         reserved: budget::Reserved,
-    ) -> Result<(Vec<u8>, String), (RelayError, String, Option<SessionHeader>)> {
+    ) -> Result<(stream::Answer, String), (RelayError, String, Option<SessionHeader>)> {
         let rt = rpc_type_label(rpc_type);
         let request = relay::decode_relay_request(body, relay::MAX_RELAY_MESSAGE_BYTES)
             .map_err(|e| (RelayError::Malformed(e.to_string()), String::new(), None))?;
@@ -396,8 +406,27 @@ impl Relayer {
                 let costs = self.costs(&valid).await.map_err(fail)?;
                 let charge = self.charge(&valid, costs.compute_units).await.map_err(fail)?;
                 self.observe_phase(&self.metrics.pre_backend, &service_id, rt, started);
-                let backend_response = match self.forward(service, backend, payload).await {
-                    Ok(r) => r,
+                let backend_response = match self.forward(service, backend, payload, streams).await {
+                    Ok(stream::Forwarded::Whole(r)) => r,
+                    Ok(stream::Forwarded::Stream(head)) => {
+                        let settle = stream::Settle::Eager {
+                            valid: Box::new(valid),
+                            costs,
+                            charge,
+                            arrival,
+                        };
+                        let job = stream::StreamJob {
+                            request,
+                            key,
+                            service: Arc::clone(service),
+                            head,
+                            rt,
+                            started,
+                            reserved,
+                            settle,
+                        };
+                        return Ok((stream::Answer::Streamed(self.serve_stream(job)), service_id));
+                    }
                     Err(e) => {
                         self.refund(&service_id, charge);
                         return Err(fail(e));
@@ -428,7 +457,7 @@ impl Relayer {
                 });
                 let encoded = mined.await.map_err(fail)?;
                 self.observe_phase(&self.metrics.post_backend, &service_id, rt, answered);
-                Ok((encoded, service_id))
+                Ok((stream::Answer::Signed(encoded), service_id))
             }
             true => {
                 if let Some(meter) = &self.meter {
@@ -448,7 +477,23 @@ impl Relayer {
                     return Err(fail(RelayError::from_storage(e)));
                 }
                 self.observe_phase(&self.metrics.pre_backend, &service_id, rt, started);
-                let backend_response = self.forward(service, backend, payload).await.map_err(fail)?;
+                let backend_response = match self.forward(service, backend, payload, streams).await.map_err(fail)? {
+                    stream::Forwarded::Whole(r) => r,
+                    stream::Forwarded::Stream(head) => {
+                        let settle = stream::Settle::Optimistic { structure, arrival };
+                        let job = stream::StreamJob {
+                            request,
+                            key,
+                            service: Arc::clone(service),
+                            head,
+                            rt,
+                            started,
+                            reserved,
+                            settle,
+                        };
+                        return Ok((stream::Answer::Streamed(self.serve_stream(job)), service_id));
+                    }
+                };
                 let answered = Instant::now();
                 let status = forward::mined_status(&backend_response);
                 let response = relay::sign_response(&request, backend_response.encode_to_vec(), &key);
@@ -486,7 +531,7 @@ impl Relayer {
                         .await
                     }
                 }
-                Ok((encoded, service_id))
+                Ok((stream::Answer::Signed(encoded), service_id))
             }
         }
     }
@@ -639,12 +684,14 @@ async fn handle(State(relayer): State<Arc<Relayer>>, uri: http::Uri, headers: He
         Ok((bytes, reserved)) => {
             // The body's bytes count against relay_server.max_body_bytes_in_flight until the relay is answered, or,
             // for a relay whose gateway left while it was being mined, until that work finished (`serve_relay`).
-            relayer.serve_relay(rpc_type, &bytes, started, reserved).await
+            relayer.serve_relay(rpc_type, true, &bytes, started, reserved).await
         }
         Err(e) => Err((e, String::new(), None)),
     };
     match result {
-        Ok((bytes, service)) => {
+        // Its latency is observed when its stream ends (module `stream`).
+        Ok((stream::Answer::Streamed(response), _)) => response,
+        Ok((stream::Answer::Signed(bytes), service)) => {
             relayer
                 .metrics
                 .latency

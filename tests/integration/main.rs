@@ -27,6 +27,7 @@ mod relayer_meter_redis;
 mod relayer_optimistic;
 mod relayer_redis_memory;
 mod relayer_redis_replicas;
+mod relayer_stream;
 mod relayer_validation;
 mod relayer_ws;
 mod sim;

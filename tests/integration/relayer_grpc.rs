@@ -334,3 +334,33 @@ async fn a_grpc_relay_exactly_at_the_size_limit_is_served_and_one_byte_over_it_r
     assert_eq!(status.code(), tonic::Code::ResourceExhausted, "{status:?}");
     assert_eq!(refusal_code(&status), 11);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_streamed_backend_answer_to_a_grpc_relay_is_read_whole_as_one_relay() {
+    let (net, running, _grpc, json_backend) = grpc_net().await;
+    let header = net.header("anvil").await;
+    let payload = PoktHttpRequest {
+        method: "GET".into(),
+        url: "/sse?count=3&interval_ms=10".into(),
+        ..Default::default()
+    };
+    let ring = [net.app.2, net.gateway.2];
+    let request = relay_miner::loadgen::signed_relay_request_with_payload(
+        &header,
+        &net.ours.1,
+        payload.encode_to_vec(),
+        &net.gateway.0,
+        &ring,
+    )
+    .unwrap();
+    // Over gRPC there is no stream of signed batches: one RelayResponse holds the whole event stream.
+    let response = call_method(&running.url, SEND_RELAY_PATH, request, Some("3"))
+        .await
+        .unwrap();
+    assert_eq!(served_status(&net, &response), 200);
+    let http = PoktHttpResponse::decode(response.payload.as_slice()).unwrap();
+    let body = String::from_utf8(http.body_bz).unwrap();
+    assert_eq!(body.matches("event: tick").count(), 3, "{body}");
+    assert_eq!(json_backend.stats().sse_streams, 1);
+    assert_eq!(net.recorded().await, 1);
+}

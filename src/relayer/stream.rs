@@ -1,0 +1,544 @@
+//! Streamed HTTP answers (SSE, NDJSON) served as a stream of signed batches and mined as one relay.
+//!
+//! Inference backends answer `text/event-stream` or `application/x-ndjson` and the gateway needs the first tokens
+//! at once; buffering the whole answer (module `forward`) would hold them back and hit the request timeout. When
+//! the backend's `Content-Type` names one of those media types ([`is_streaming`]), the relayer answers with the
+//! backend's status and headers (hop-by-hop ones dropped) and a body made of items, each a protobuf
+//! `RelayResponse` followed by [`STREAM_DELIMITER`] (the Go relay miner's wire format). Each item is signed by the
+//! supplier over `POKTHTTPResponse { status_code, header: {}, body_bz: batch }`, where a batch is the stream's
+//! newline-terminated lines (each `\n` kept) accumulated until [`BATCH_AGE`] passed since the batch's first line,
+//! or [`BATCH_BYTES`], or [`BATCH_LINES`], or the stream ended ([`Batcher`], pure). The batches' bodies
+//! concatenated are the backend's body.
+//!
+//! The whole stream is **one relay**: when the backend's stream ends, the request and a `RelayResponse` signed over
+//! `POKTHTTPResponse { status, backend headers, full body }` go through the buffered relays' mining path
+//! (`Relayer::mine`: the meter charge taken before forwarding, difficulty, 5xx served but not mined and refunded,
+//! the claim-window refusal, `max_mined_relay_bytes`).
+//!
+//! Money rule (a relay the relayer answered is appended before it is acknowledged): the acknowledgement of a stream
+//! is the end of its HTTP body. In `eager` mode the final batch (what the stream held when it ended) is written
+//! only once the mined relay's append returned (durable with `relay_log.durable_ack`), then the body ends. When
+//! mining fails (storage error, claim window passed…) the final item is a `RelayResponse` carrying the
+//! `RelayMinerError` instead of the final batch. In `optimistic` mode the final batch is written at once and the
+//! settlement (validation, metering, mining) runs after the body ended with the full response, as for buffered
+//! relays served first.
+//!
+//! Decisions:
+//! - The full body kept for the mined relay is bounded by the service's `max_body_size_bytes`. Past it the relayer
+//!   stops reading the backend, ends the stream with a `response_too_large` item, refunds the charge and mines
+//!   nothing, as a buffered answer over the limit is refused and not mined: the delivered part was served, but a
+//!   relay over the limit could not be claimed whole, and the limit is what keeps a relay's proof within a tx.
+//! - A line longer than [`MAX_LINE`] ends the stream with a `backend_error` item, mined nothing; so does a backend
+//!   body error.
+//! - The service's request timeout applies between two lines (idle), not to the whole stream (the backend's head
+//!   is still bounded by it): a backend silent that long ends the stream with a `backend_timeout` item, mined
+//!   nothing. A gateway that does not take an item within the same time counts as gone.
+//! - The gateway leaving mid-stream (its connection dropped): the relayer stops reading the backend, refunds the
+//!   meter charge and mines nothing (counted in `ha_relayer_relays_dropped_total{reason="stream_abandoned"}`). Once
+//!   the backend's stream ended, the mining runs to its end even if the gateway leaves meanwhile.
+//! - Every stream runs in a task counted by the relayer's `detach::Detachments`, which the shutdown's
+//!   `Relayer::drain_settlements` waits for: a stream in flight finishes and mines its relay first.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::{Body, Bytes};
+use axum::response::Response;
+use http_body_util::BodyExt as _;
+use prost::Message as _;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+pub(super) use super::forward::Forwarded;
+use super::forward::{BackendHead, is_hop_by_hop, response_headers};
+use super::routes::Service;
+use super::{RelayError, Relayer, Structure, Validated, budget, costs, error_response, meter};
+use crate::protocol::relay;
+use crate::protocol::wire::{PoktHttpResponse, RelayRequest, RelayResponse};
+
+/// Ends every item of a streamed answer (the Go relay miner's `streamDelimiter`): a wire constant.
+pub const STREAM_DELIMITER: &[u8] = b"||POKT_STREAM||";
+/// A batch is signed and written once this long passed since its first line.
+pub const BATCH_AGE: Duration = Duration::from_millis(100);
+/// … or once it holds this many bytes.
+pub const BATCH_BYTES: usize = 100 * 1024;
+/// … or this many lines.
+pub const BATCH_LINES: usize = 100;
+/// A longer line (its `\n` included) ends the stream with an error.
+pub const MAX_LINE: usize = 256 * 1024;
+/// Signed items waiting for the gateway to read them, per stream.
+const ITEMS_QUEUED: usize = 8;
+
+/// Whether a backend answer with these headers is streamed: its `Content-Type`'s media type is
+/// `text/event-stream` or `application/x-ndjson` (parameters and case ignored).
+pub fn is_streaming(headers: &http::HeaderMap) -> bool {
+    let Some(value) = headers.get(http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()) else {
+        return false;
+    };
+    let media = value.split(';').next().unwrap_or_default().trim();
+    media.eq_ignore_ascii_case("text/event-stream") || media.eq_ignore_ascii_case("application/x-ndjson")
+}
+
+/// A line longer than [`MAX_LINE`].
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("a line of the streamed answer exceeds {MAX_LINE} bytes")]
+pub struct LineTooLong;
+
+/// Cuts a byte stream into batches of whole lines (pure: the caller passes the time each read happened at).
+#[derive(Debug, Default)]
+pub struct Batcher {
+    /// Whole lines of the current batch.
+    batch: Vec<u8>,
+    /// Lines in `batch`.
+    lines: usize,
+    /// When the current batch's first line arrived.
+    began: Option<Instant>,
+    /// The line being read (no `\n` yet).
+    partial: Vec<u8>,
+    /// Lines taken so far, all batches together.
+    lines_total: u64,
+}
+
+impl Batcher {
+    /// Takes `data` read at `now`; returns the batches it completed, in order (by size, line count or age).
+    pub fn push(&mut self, mut data: &[u8], now: Instant) -> Result<Vec<Vec<u8>>, LineTooLong> {
+        let mut out = Vec::new();
+        while let Some(i) = data.iter().position(|b| *b == b'\n') {
+            let (line, rest) = data.split_at(i + 1);
+            if self.partial.len() + line.len() > MAX_LINE {
+                return Err(LineTooLong);
+            }
+            self.began.get_or_insert(now);
+            self.batch.append(&mut self.partial);
+            self.batch.extend_from_slice(line);
+            self.lines += 1;
+            self.lines_total += 1;
+            if self.batch.len() >= BATCH_BYTES || self.lines >= BATCH_LINES {
+                out.push(self.take());
+            }
+            data = rest;
+        }
+        if self.partial.len() + data.len() > MAX_LINE {
+            return Err(LineTooLong);
+        }
+        self.partial.extend_from_slice(data);
+        out.extend(self.flush_due(now));
+        Ok(out)
+    }
+
+    /// When the current batch is due by age; `None` while it holds no line.
+    pub fn deadline(&self) -> Option<Instant> {
+        self.began.map(|b| b + BATCH_AGE)
+    }
+
+    /// The current batch when it is due by age at `now`.
+    pub fn flush_due(&mut self, now: Instant) -> Option<Vec<u8>> {
+        self.deadline().filter(|d| now >= *d).map(|_| self.take())
+    }
+
+    /// Lines taken so far.
+    pub fn lines(&self) -> u64 {
+        self.lines_total
+    }
+
+    /// The stream ended: the last batch (with a last line lacking its `\n`), `None` when nothing is left.
+    pub fn finish(mut self) -> Option<Vec<u8>> {
+        self.batch.append(&mut self.partial);
+        (!self.batch.is_empty()).then_some(self.batch)
+    }
+
+    fn take(&mut self) -> Vec<u8> {
+        self.lines = 0;
+        self.began = None;
+        std::mem::take(&mut self.batch)
+    }
+}
+
+/// One item of a streamed answer: the encoded `response` and [`STREAM_DELIMITER`].
+pub fn frame(response: &RelayResponse) -> Bytes {
+    let mut item = relay::encode_relay_response(response);
+    item.extend_from_slice(STREAM_DELIMITER);
+    Bytes::from(item)
+}
+
+/// What a relay is answered with: one signed `RelayResponse`, or a stream of them.
+pub(super) enum Answer {
+    Signed(Vec<u8>),
+    Streamed(Response),
+}
+
+/// How a streamed relay is settled once its stream ended.
+pub(super) enum Settle {
+    /// Validated before forwarding, its meter charge taken: mined before the final batch is written.
+    Eager {
+        valid: Box<Validated>,
+        costs: Arc<costs::SessionCosts>,
+        charge: meter::Charge,
+        arrival: i64,
+    },
+    /// Served first: validated, metered and mined after the body ended.
+    Optimistic { structure: Structure, arrival: i64 },
+}
+
+/// A relay whose backend answers a stream.
+pub(super) struct StreamJob {
+    pub request: RelayRequest,
+    pub key: k256::ecdsa::SigningKey,
+    pub service: Arc<Service>,
+    pub head: BackendHead,
+    /// The `rpc_type` metric label.
+    pub rt: &'static str,
+    /// When the relay's request arrived (relay latency).
+    pub started: std::time::Instant,
+    /// The request's body bytes in the in-flight budget, held until the stream's work ended.
+    pub reserved: budget::Reserved,
+    pub settle: Settle,
+}
+
+/// How reading the backend's stream ended.
+enum Ended {
+    /// The backend's stream ended.
+    Done,
+    /// The gateway went away (or stopped reading).
+    Left,
+    /// The stream cannot go on: the error's item ends the body.
+    Failed(RelayError),
+}
+
+impl Relayer {
+    /// Answers a relay whose backend streams: the response (the backend's status and headers) at once, its body
+    /// fed by a task counted in the relayer's detachments (the shutdown waits for it).
+    pub(super) fn serve_stream(self: &Arc<Self>, job: StreamJob) -> Response {
+        let (tx, rx) = mpsc::channel::<Result<Bytes, std::convert::Infallible>>(ITEMS_QUEUED);
+        let mut response = Response::new(Body::from_stream(tokio_stream::wrappers::ReceiverStream::new(rx)));
+        *response.status_mut() = job.head.response.status();
+        for (name, value) in job.head.response.headers() {
+            // `Content-Length` included: the body is ours, not the backend's. `Content-Type` stays the backend's.
+            if !is_hop_by_hop(name) {
+                response.headers_mut().append(name.clone(), value.clone());
+            }
+        }
+        let this = Arc::clone(self);
+        self.detached.run(async move { this.stream(job, tx).await });
+        response
+    }
+
+    /// Reads the backend's stream, writes its signed batches to `tx`, then settles the relay (module docs).
+    async fn stream(&self, job: StreamJob, tx: mpsc::Sender<Result<Bytes, std::convert::Infallible>>) {
+        let StreamJob {
+            request,
+            key,
+            service,
+            head,
+            rt,
+            started,
+            reserved,
+            settle,
+        } = job;
+        let _body_bytes = reserved;
+        let answered = std::time::Instant::now();
+        let BackendHead { response, _permit } = head;
+        let status = u32::from(response.status().as_u16());
+        let headers = response_headers(response.headers());
+        let mut body = response.into_body();
+        let idle = service.request_timeout;
+        let limit = service.max_body_bytes;
+        let header = request.meta.as_ref().and_then(|m| m.session_header.clone());
+        let mut batcher = Batcher::default();
+        let mut full = Vec::new();
+        let mut idle_deadline = Instant::now() + idle;
+        let write = |response: &RelayResponse| {
+            let item = frame(response);
+            let len = item.len();
+            let tx = &tx;
+            async move {
+                match tokio::time::timeout(idle, tx.send(Ok(item))).await {
+                    Ok(Ok(())) => {
+                        self.metrics.streaming_bytes.inc_by(len as u64);
+                        true
+                    }
+                    _ => false,
+                }
+            }
+        };
+        let sign = |batch: Vec<u8>| {
+            self.metrics.streaming_batches.inc();
+            let payload = PoktHttpResponse {
+                status_code: status,
+                header: Default::default(),
+                body_bz: batch,
+            };
+            relay::sign_response(&request, payload.encode_to_vec(), &key)
+        };
+        let ended = loop {
+            enum Step {
+                Flush,
+                Data(Bytes),
+                End,
+                Failed(RelayError),
+                Left,
+            }
+            let flush_at = batcher.deadline();
+            let step = tokio::select! {
+                biased;
+                () = tx.closed() => Step::Left,
+                () = tokio::time::sleep_until(flush_at.unwrap_or(idle_deadline)), if flush_at.is_some() => Step::Flush,
+                frame = tokio::time::timeout_at(idle_deadline, body.frame()) => match frame {
+                    Err(_) => Step::Failed(RelayError::BackendTimeout(idle)),
+                    Ok(None) => Step::End,
+                    Ok(Some(Err(e))) => Step::Failed(RelayError::Backend(format!("response body: {e}"))),
+                    // Trailers carry no body bytes.
+                    Ok(Some(Ok(frame))) => Step::Data(frame.into_data().unwrap_or_default()),
+                },
+            };
+            let now = Instant::now();
+            let batches = match step {
+                Step::End => break Ended::Done,
+                Step::Left => break Ended::Left,
+                Step::Failed(e) => break Ended::Failed(e),
+                Step::Flush => batcher.flush_due(now).into_iter().collect(),
+                Step::Data(data) => {
+                    if full.len() + data.len() > limit {
+                        break Ended::Failed(RelayError::ResponseTooLarge { limit });
+                    }
+                    full.extend_from_slice(&data);
+                    let lines = batcher.lines();
+                    match batcher.push(&data, now) {
+                        Ok(batches) => {
+                            let taken = batcher.lines() - lines;
+                            if taken > 0 {
+                                self.metrics.streaming_chunks.inc_by(taken);
+                                idle_deadline = now + idle;
+                            }
+                            batches
+                        }
+                        Err(e) => break Ended::Failed(RelayError::Backend(e.to_string())),
+                    }
+                }
+            };
+            let mut left = false;
+            for batch in batches {
+                if !write(&sign(batch)).await {
+                    left = true;
+                    break;
+                }
+            }
+            if left {
+                break Ended::Left;
+            }
+        };
+        // The backend connection is not needed any more.
+        drop(body);
+        drop(_permit);
+        let service_id = service.id.as_str();
+        let refund = |settle: Settle| {
+            if let Settle::Eager { charge, .. } = settle {
+                self.refund(service_id, charge);
+            }
+        };
+        match ended {
+            Ended::Done => {}
+            Ended::Left => {
+                self.metrics
+                    .dropped
+                    .with_label_values(&[service_id, "stream_abandoned"])
+                    .inc();
+                tracing::debug!(service_id, "gateway left a streamed relay; not mined");
+                refund(settle);
+                return;
+            }
+            Ended::Failed(e) => {
+                self.metrics
+                    .rejected
+                    .with_label_values(&[service_id, rt, e.code().1])
+                    .inc();
+                tracing::debug!(error = %e, service_id, "streamed relay ended early; not mined");
+                refund(settle);
+                write(&error_response(&e, header)).await;
+                return;
+            }
+        }
+        let last = batcher.finish();
+        let whole = PoktHttpResponse {
+            status_code: status,
+            header: headers,
+            body_bz: full,
+        };
+        let mined_response = relay::sign_response(&request, whole.encode_to_vec(), &key);
+        let served = |this: &Self| {
+            this.metrics
+                .served
+                .with_label_values(&[service_id, rt, &status.to_string()])
+                .inc();
+            this.metrics.streaming_served.with_label_values(&[service_id]).inc();
+            this.metrics
+                .latency
+                .with_label_values(&[service_id, rt])
+                .observe(started.elapsed().as_secs_f64());
+            this.observe_phase(&this.metrics.post_backend, service_id, rt, answered);
+        };
+        match settle {
+            Settle::Eager {
+                valid,
+                costs,
+                charge,
+                arrival,
+            } => {
+                let mined = self
+                    .mine(
+                        &request,
+                        &mined_response,
+                        &valid,
+                        status,
+                        &costs,
+                        arrival,
+                        self.durable_ack,
+                        charge,
+                    )
+                    .await;
+                match mined {
+                    Ok(()) => {
+                        if let Some(batch) = last {
+                            write(&sign(batch)).await;
+                        }
+                        served(self);
+                    }
+                    Err(e) => {
+                        self.metrics
+                            .rejected
+                            .with_label_values(&[service_id, rt, e.code().1])
+                            .inc();
+                        tracing::debug!(error = %e, service_id, "streamed relay not mined");
+                        write(&error_response(&e, header)).await;
+                    }
+                }
+            }
+            Settle::Optimistic { structure, arrival } => {
+                if let Some(batch) = last {
+                    write(&sign(batch)).await;
+                }
+                served(self);
+                self.metrics
+                    .served_optimistically
+                    .with_label_values(&[service_id, rt])
+                    .inc();
+                // The body ends here; the settlement goes on with the full response.
+                drop(tx);
+                self.settle_optimistic(request, mined_response, structure, status, arrival)
+                    .await;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    fn lines(n: usize, len: usize) -> Vec<u8> {
+        let mut line = vec![b'x'; len - 1];
+        line.push(b'\n');
+        line.repeat(n)
+    }
+
+    /// The Go relay miner's delimiter, byte for byte: gateways split on it.
+    #[test]
+    fn the_delimiter_is_the_go_wire_constant() {
+        assert_eq!(STREAM_DELIMITER, b"||POKT_STREAM||");
+        let response = RelayResponse {
+            payload: b"batch".to_vec(),
+            ..Default::default()
+        };
+        let item = frame(&response);
+        let (encoded, delimiter) = item.split_at(item.len() - STREAM_DELIMITER.len());
+        assert_eq!(delimiter, b"||POKT_STREAM||");
+        assert_eq!(
+            relay::decode_relay_response(encoded, 1 << 20).unwrap().payload,
+            b"batch"
+        );
+    }
+
+    #[test]
+    fn streamed_media_types() {
+        for (value, streamed) in [
+            ("text/event-stream", true),
+            ("Text/Event-Stream; charset=utf-8", true),
+            ("application/x-ndjson", true),
+            (" application/x-ndjson ;q=1", true),
+            ("application/json", false),
+            ("text/event-streams", false),
+            ("", false),
+        ] {
+            let mut headers = http::HeaderMap::new();
+            headers.insert(http::header::CONTENT_TYPE, value.parse().unwrap());
+            assert_eq!(is_streaming(&headers), streamed, "{value:?}");
+        }
+        assert!(!is_streaming(&http::HeaderMap::new()));
+    }
+
+    /// Lines are batched whole, with their `\n`, a line split across reads included; nothing is due before
+    /// [`BATCH_AGE`] passed since the batch's first line.
+    #[test]
+    fn a_batch_is_due_by_age_since_its_first_line() {
+        let t0 = Instant::now();
+        let mut b = Batcher::default();
+        assert_eq!(b.push(b"data: a", t0).unwrap(), Vec::<Vec<u8>>::new());
+        assert_eq!(b.deadline(), None, "no whole line yet");
+        let t1 = t0 + Duration::from_millis(30);
+        assert!(b.push(b"\n\ndata: b", t1).unwrap().is_empty());
+        assert_eq!(b.deadline(), Some(t1 + BATCH_AGE));
+        assert_eq!(b.flush_due(t1 + BATCH_AGE - Duration::from_millis(1)), None);
+        assert_eq!(b.flush_due(t1 + BATCH_AGE).unwrap(), b"data: a\n\n");
+        assert_eq!(b.deadline(), None);
+        // A line arriving after the age passed joins the batch, which is then due.
+        let t2 = t1 + Duration::from_secs(1);
+        assert!(b.push(b"\n", t2).unwrap().is_empty());
+        assert_eq!(b.push(b"c\n", t2 + BATCH_AGE).unwrap(), vec![b"data: b\nc\n".to_vec()]);
+        assert_eq!(b.lines(), 4);
+        // The end: the rest, a last line without `\n` included.
+        assert!(b.push(b"tail", t2 + BATCH_AGE).unwrap().is_empty());
+        assert_eq!(b.finish().unwrap(), b"tail");
+        assert_eq!(Batcher::default().finish(), None);
+    }
+
+    #[test]
+    fn a_batch_is_due_at_the_line_count() {
+        let t = Instant::now();
+        let mut b = Batcher::default();
+        assert!(b.push(&lines(BATCH_LINES - 1, 10), t).unwrap().is_empty());
+        let out = b.push(&lines(BATCH_LINES + 2, 10), t).unwrap();
+        assert!(
+            out == vec![lines(BATCH_LINES, 10), lines(BATCH_LINES, 10)],
+            "{} batches",
+            out.len()
+        );
+        assert_eq!(b.finish().unwrap(), lines(1, 10));
+    }
+
+    #[test]
+    fn a_batch_is_due_at_its_size() {
+        let t = Instant::now();
+        let mut b = Batcher::default();
+        // 10 lines of 10 KiB: 100 KiB exactly at the 10th.
+        let out = b.push(&lines(11, 10 * 1024), t).unwrap();
+        assert!(out == vec![lines(10, 10 * 1024)], "{} batches", out.len());
+        assert!(b.finish().unwrap() == lines(1, 10 * 1024));
+    }
+
+    #[test]
+    fn a_line_longer_than_the_limit_is_an_error() {
+        let t = Instant::now();
+        let mut b = Batcher::default();
+        // The longest line, due at once by its size.
+        let out = b.push(&lines(1, MAX_LINE), t).unwrap();
+        assert!(out == vec![lines(1, MAX_LINE)], "{} batches", out.len());
+        let mut b = Batcher::default();
+        assert_eq!(b.push(&lines(1, MAX_LINE + 1), t), Err(LineTooLong));
+        // Split across reads, never ended.
+        let mut b = Batcher::default();
+        assert!(b.push(&vec![b'x'; MAX_LINE], t).is_ok());
+        assert_eq!(b.push(b"x", t), Err(LineTooLong));
+    }
+}

@@ -1,0 +1,483 @@
+//! Streamed answers over real sockets (module `relayer::stream`): a backend answering `text/event-stream` or
+//! `application/x-ndjson` is relayed as a stream of signed batches, each a `RelayResponse` followed by
+//! `||POKT_STREAM||`, and mined as one relay once the stream ended (in eager mode before the final batch is
+//! written). A plain JSON answer is still one `RelayResponse`; a stream over `max_body_size_bytes` ends with a
+//! `response_too_large` item and is neither mined nor charged. Backends: the demo backend's `/sse` and `/ndjson`,
+//! and a tap the test feeds line by line, so what the gateway has by the time the stream ends is decided by the
+//! test, not by timing.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::BodyExt as _;
+use prost::Message as _;
+use relay_miner::config::Config;
+use relay_miner::protocol::wire::{
+    HttpHeader, MinedRelayMessage, PoktHttpRequest, PoktHttpResponse, Relay, RelayRequest, RelayResponse, SessionHeader,
+};
+use relay_miner::protocol::{relay, sha256, supplier_sig};
+use relay_miner::sim::backend::{BackendConfig, BackendHandle, DemoBackend};
+use tokio::sync::mpsc;
+
+use crate::relayer::{Net, Running, assert_nothing_consumed, error_code, eventually, metric};
+
+/// The wire delimiter, spelled out here so a change of the constant fails this test.
+const DELIMITER: &[u8] = b"||POKT_STREAM||";
+
+/// The sending side of the tap backend's next stream.
+type Tap = Arc<Mutex<Option<mpsc::UnboundedReceiver<Bytes>>>>;
+
+/// A backend answering `text/event-stream` with whatever the test sends on the tap's sender, ending when the
+/// sender is dropped. Returns its URL.
+async fn tap_backend(tap: Tap) -> String {
+    let router = axum::Router::new().fallback(move || {
+        let rx = tap.lock().unwrap().take().expect("one stream per tap");
+        async move {
+            let lines = tokio_stream::wrappers::UnboundedReceiverStream::new(rx);
+            let body = axum::body::Body::from_stream(futures::StreamExt::map(lines, Ok::<_, std::convert::Infallible>));
+            ([(http::header::CONTENT_TYPE, "text/event-stream")], body)
+        }
+    });
+    crate::support::serve(router).await
+}
+
+/// A net whose services answer streams: `anvil` (eager) and `lazy` (optimistic) with the demo backend, `slow`
+/// (eager) with the tap, `broken` (eager) with the demo backend and a 2000-byte body limit, `gated` (eager) with
+/// the demo backend and a 1 s request timeout.
+async fn stream_net() -> (Net, Running, BackendHandle, mpsc::UnboundedSender<Bytes>) {
+    stream_net_with("").await
+}
+
+/// [`stream_net`] with `extra` (top-level YAML keys) added to the relayer's config.
+async fn stream_net_with(extra: &str) -> (Net, Running, BackendHandle, mpsc::UnboundedSender<Bytes>) {
+    let net = Net::new(1_000_000_000).await;
+    let backend = DemoBackend::spawn(BackendConfig::default()).await.unwrap();
+    let (tx, rx) = mpsc::unbounded_channel();
+    let tap = tap_backend(Arc::new(Mutex::new(Some(rx)))).await;
+    let yaml = format!(
+        "
+listen_addr: 127.0.0.1:0
+default_max_body_size_bytes: 65536
+services:
+  anvil:
+    validation_mode: eager
+    backends:
+      jsonrpc: {{url: {demo}}}
+  lazy:
+    validation_mode: optimistic
+    backends:
+      jsonrpc: {{url: {demo}}}
+  slow:
+    validation_mode: eager
+    backends:
+      jsonrpc: {{url: {tap}}}
+  broken:
+    validation_mode: eager
+    max_body_size_bytes: 2000
+    backends:
+      jsonrpc: {{url: {demo}}}
+  gated:
+    validation_mode: eager
+    timeout_profile: quick
+    backends:
+      jsonrpc: {{url: {demo}}}
+timeout_profiles:
+  quick: {{request_timeout_seconds: 1, response_header_timeout_seconds: 1}}
+relay_meter:
+  enabled: true
+  fail_behavior: closed
+  sync_interval_ms: 20
+relay_log:
+  durable_ack: true
+{extra}",
+        demo = backend.http_url(),
+    );
+    let config = Config::from_yaml(&yaml).unwrap();
+    assert_eq!(config.validate(), vec![]);
+    let running = net.relayer_with(&config).await;
+    (net, running, backend, tx)
+}
+
+/// A signed relay request for `GET url`.
+fn get_request(net: &Net, header: &SessionHeader, url: &str) -> RelayRequest {
+    let payload = PoktHttpRequest {
+        method: "GET".into(),
+        url: url.into(),
+        ..Default::default()
+    };
+    let ring = [net.app.2, net.gateway.2];
+    relay_miner::loadgen::signed_relay_request_with_payload(
+        header,
+        &net.ours.1,
+        payload.encode_to_vec(),
+        &net.gateway.0,
+        &ring,
+    )
+    .unwrap()
+}
+
+/// A gateway's streamed answer being read.
+struct Reader {
+    status: u16,
+    headers: http::HeaderMap,
+    body: hyper::body::Incoming,
+    buf: Vec<u8>,
+    ended: bool,
+}
+
+impl Reader {
+    async fn open(url: &str, request: &RelayRequest) -> Self {
+        let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+            .build_http::<http_body_util::Full<Bytes>>();
+        let request = http::Request::post(url)
+            .header("content-type", "application/x-protobuf")
+            .header("rpc-type", "3")
+            .body(http_body_util::Full::new(Bytes::from(relay::encode_relay_request(
+                request,
+            ))))
+            .unwrap();
+        let response = tokio::time::timeout(Duration::from_secs(10), client.request(request))
+            .await
+            .expect("an answer within 10 s")
+            .unwrap();
+        Self {
+            status: response.status().as_u16(),
+            headers: response.headers().clone(),
+            body: response.into_body(),
+            buf: Vec::new(),
+            ended: false,
+        }
+    }
+
+    /// The next item (a decoded `RelayResponse`), `None` once the body ended (with no byte after the last
+    /// delimiter).
+    async fn next(&mut self) -> Option<RelayResponse> {
+        loop {
+            if let Some(at) = self.buf.windows(DELIMITER.len()).position(|w| w == DELIMITER) {
+                let item: Vec<u8> = self.buf.drain(..at + DELIMITER.len()).take(at).collect();
+                return Some(relay::decode_relay_response(&item, relay::MAX_RELAY_MESSAGE_BYTES).unwrap());
+            }
+            if self.ended {
+                assert!(self.buf.is_empty(), "bytes after the last delimiter: {:?}", self.buf);
+                return None;
+            }
+            let frame = tokio::time::timeout(Duration::from_secs(10), self.body.frame())
+                .await
+                .expect("a frame within 10 s");
+            match frame {
+                None => self.ended = true,
+                Some(frame) => {
+                    if let Ok(data) = frame.unwrap().into_data() {
+                        self.buf.extend_from_slice(&data);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Every item left.
+    async fn rest(&mut self) -> Vec<RelayResponse> {
+        let mut items = Vec::new();
+        while let Some(item) = self.next().await {
+            items.push(item);
+        }
+        items
+    }
+}
+
+/// The batch a served item carries, after checking its supplier signature, payload hash and status (200), and
+/// that it carries no headers.
+fn batch(net: &Net, item: &RelayResponse) -> Vec<u8> {
+    assert!(item.relay_miner_error.is_none(), "{:?}", item.relay_miner_error);
+    let signature = &item.meta.as_ref().unwrap().supplier_operator_signature;
+    supplier_sig::verify(&net.ours.2, &relay::response_signable_hash(item), signature).unwrap();
+    assert_eq!(item.payload_hash, Some(sha256(&item.payload).to_vec()));
+    let payload = PoktHttpResponse::decode(item.payload.as_slice()).unwrap();
+    assert_eq!(payload.status_code, 200);
+    assert!(payload.header.is_empty(), "{:?}", payload.header);
+    payload.body_bz
+}
+
+/// The relays in the relay log (read once, as a miner would).
+async fn logged(net: &Net) -> Vec<Relay> {
+    let entries = net
+        .storage
+        .relay_log
+        .read(&net.ours.1, "stream-test", 100)
+        .await
+        .unwrap();
+    entries
+        .iter()
+        .map(|e| {
+            let message = MinedRelayMessage::decode(e.relay.payload.as_slice()).unwrap();
+            Relay::decode(message.relay_bytes.as_slice()).unwrap()
+        })
+        .collect()
+}
+
+/// The one relay in the log is `request` answered with a response signed by our supplier over
+/// `POKTHTTPResponse { 200, the backend's headers (as the gateway got them), body }`.
+async fn assert_mined_once(net: &Net, request: &RelayRequest, headers: &http::HeaderMap, body: &[u8]) {
+    let relays = logged(net).await;
+    assert_eq!(relays.len(), 1);
+    assert_eq!(relays[0].req.as_ref(), Some(request));
+    let res = relays[0].res.as_ref().unwrap();
+    let signature = &res.meta.as_ref().unwrap().supplier_operator_signature;
+    supplier_sig::verify(&net.ours.2, &relay::response_signable_hash(res), signature).unwrap();
+    let mut header = std::collections::BTreeMap::new();
+    for (name, value) in headers {
+        header
+            .entry(name.as_str().to_string())
+            .or_insert_with(|| HttpHeader {
+                key: name.as_str().to_string(),
+                values: vec![],
+            })
+            .values
+            .push(value.to_str().unwrap().to_string());
+    }
+    let whole = PoktHttpResponse {
+        status_code: 200,
+        header,
+        body_bz: body.to_vec(),
+    };
+    assert_eq!(res.payload_hash, Some(sha256(&whole.encode_to_vec()).to_vec()));
+}
+
+/// The body the demo backend answers `GET path` with directly.
+async fn direct(backend: &BackendHandle, path: &str) -> Vec<u8> {
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http::<http_body_util::Empty<Bytes>>();
+    let uri = format!("{}{path}", backend.http_url()).parse().unwrap();
+    let response = client.get(uri).await.unwrap();
+    response.into_body().collect().await.unwrap().to_bytes().to_vec()
+}
+
+/// Eager mode: the gateway has the first signed batch while the backend's stream is still open (the relay is not
+/// in the log yet); once the stream ended and the body with it, the log holds exactly one relay whose response
+/// covers the whole body, which the batches concatenated are.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_streamed_answer_is_relayed_batch_by_batch_and_mined_once_when_it_ended() {
+    let (net, r, _backend, tap) = stream_net().await;
+    let header = net.header("slow").await;
+    let request = get_request(&net, &header, "/events");
+    let mut reader = Reader::open(&r.url, &request).await;
+    assert_eq!(reader.status, 200);
+    assert_eq!(reader.headers[http::header::CONTENT_TYPE], "text/event-stream");
+
+    tap.send(Bytes::from_static(b"data: one\n\n")).unwrap();
+    let first = reader.next().await.unwrap();
+    assert_eq!(batch(&net, &first), b"data: one\n\n");
+    // The backend's stream is open (the test holds it): the relay cannot be mined yet. Its work is counted where
+    // the shutdown's drain waits for it.
+    assert_eq!(net.recorded().await, 0);
+    assert_eq!(r.relayer.detached_relays(), 1);
+
+    // A line split across reads, then the end.
+    for chunk in ["data: two\n\nda", "ta: three\n", "\n"] {
+        tap.send(Bytes::from(chunk)).unwrap();
+    }
+    drop(tap);
+    let mut body = batch(&net, &first);
+    for item in reader.rest().await {
+        body.extend(batch(&net, &item));
+    }
+    assert_eq!(body, b"data: one\n\ndata: two\n\ndata: three\n\n");
+    // durable_ack: the relay was appended before the final batch was written and the body ended.
+    assert_eq!(net.recorded().await, 1);
+    assert_mined_once(&net, &request, &reader.headers, &body).await;
+    r.relayer.drain_settlements().await;
+    assert_eq!(r.relayer.detached_relays(), 0);
+    let t = &r.telemetry;
+    assert_eq!(
+        metric(t, "ha_relayer_streaming_relays_served_total{service_id=\"slow\"}"),
+        1
+    );
+    assert!(metric(t, "ha_relayer_streaming_batches_signed_total") >= 2);
+    assert_eq!(metric(t, "ha_relayer_streaming_chunks_forwarded_total"), 6);
+}
+
+/// The demo backend's `/sse` (5 events 300 ms apart) in optimistic mode, after a first relay validated the
+/// session: several batches whose bodies concatenated are the backend's body, and the settlement after the stream
+/// mines one relay over the full response.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_sse_stream_in_optimistic_mode_is_settled_with_the_full_response() {
+    let (net, r, backend, _tap) = stream_net().await;
+    let header = net.header("lazy").await;
+    // The session's first relay is validated before serving (and records the session).
+    let (status, _) = net.send(&r.url, &net.request(&header, &net.ours.1, Net::rpc(1))).await;
+    assert_eq!(status, 200);
+    assert_eq!(logged(&net).await.len(), 1);
+
+    let request = get_request(&net, &header, "/sse?count=5&interval_ms=300");
+    let mut reader = Reader::open(&r.url, &request).await;
+    assert_eq!(reader.status, 200);
+    let items = reader.rest().await;
+    assert!(items.len() > 1, "{} items", items.len());
+    let body: Vec<u8> = items.iter().flat_map(|item| batch(&net, item)).collect();
+    assert_eq!(body, direct(&backend, "/sse?count=5&interval_ms=0").await);
+    eventually("the streamed relay to be settled", || async {
+        net.recorded().await == 1
+    })
+    .await;
+    assert_mined_once(&net, &request, &reader.headers, &body).await;
+}
+
+/// A plain JSON answer is still one signed `RelayResponse`, no delimiter; NDJSON is streamed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_json_answer_is_one_response_and_ndjson_is_streamed() {
+    let (net, r, backend, _tap) = stream_net().await;
+    let header = net.header("anvil").await;
+    let (status, response) = net.send(&r.url, &net.request(&header, &net.ours.1, Net::rpc(4))).await;
+    assert_eq!(status, 200);
+    let payload = PoktHttpResponse::decode(response.payload.as_slice()).unwrap();
+    assert!(String::from_utf8_lossy(&payload.body_bz).contains("\"id\":4"));
+    let request = net.request(&header, &net.ours.1, Net::rpc(5));
+    let mut reader = Reader::open(&r.url, &request).await;
+    let mut raw = Vec::new();
+    while let Some(frame) = reader.body.frame().await {
+        if let Ok(data) = frame.unwrap().into_data() {
+            raw.extend_from_slice(&data);
+        }
+    }
+    assert!(!raw.windows(DELIMITER.len()).any(|w| w == DELIMITER));
+    assert!(relay::decode_relay_response(&raw, relay::MAX_RELAY_MESSAGE_BYTES).is_ok());
+    assert_eq!(logged(&net).await.len(), 2);
+
+    let request = get_request(&net, &header, "/ndjson?count=20&interval_ms=0");
+    let mut reader = Reader::open(&r.url, &request).await;
+    assert_eq!(reader.headers[http::header::CONTENT_TYPE], "application/x-ndjson");
+    let body: Vec<u8> = reader.rest().await.iter().flat_map(|item| batch(&net, item)).collect();
+    assert_eq!(body, direct(&backend, "/ndjson?count=20&interval_ms=0").await);
+    assert_mined_once(&net, &request, &reader.headers, &body).await;
+}
+
+/// A stream past the service's `max_body_size_bytes`: the gateway gets the batches read until then, then a
+/// `response_too_large` item, and the body ends; nothing is mined and the meter charge is refunded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_over_the_body_limit_ends_with_an_error_and_is_not_mined() {
+    let (net, r, _backend, _tap) = stream_net().await;
+    let header = net.header("broken").await;
+    let request = get_request(&net, &header, "/ndjson?count=200&interval_ms=0");
+    let mut reader = Reader::open(&r.url, &request).await;
+    assert_eq!(reader.status, 200);
+    let items = reader.rest().await;
+    let (last, served) = items.split_last().unwrap();
+    assert_eq!(error_code(last), Some(12), "{:?}", last.relay_miner_error);
+    let delivered: usize = served.iter().map(|item| batch(&net, item).len()).sum();
+    assert!(delivered <= 2000, "{delivered}");
+    assert_eq!(net.recorded().await, 0);
+    assert_nothing_consumed(&net, &r, &[&header]).await;
+    assert_eq!(
+        metric(
+            &r.telemetry,
+            "ha_relayer_relays_rejected_total{reason=\"response_too_large\",rpc_type=\"jsonrpc\",service_id=\"broken\"}"
+        ),
+        1
+    );
+}
+
+/// The gateway leaving mid-stream: the relayer stops reading the backend, refunds the meter charge and mines
+/// nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gateway_leaving_mid_stream_is_refunded_and_nothing_is_mined() {
+    let (net, r, _backend, tap) = stream_net().await;
+    let header = net.header("slow").await;
+    let request = get_request(&net, &header, "/events");
+    let mut reader = Reader::open(&r.url, &request).await;
+    tap.send(Bytes::from_static(b"data: one\n\n")).unwrap();
+    assert_eq!(batch(&net, &reader.next().await.unwrap()), b"data: one\n\n");
+    drop(reader);
+    // The relayer finds the gateway gone at the latest when it writes the next batch.
+    let abandoned = "ha_relayer_relays_dropped_total{reason=\"stream_abandoned\",service_id=\"slow\"}";
+    eventually("the stream to be abandoned", || {
+        let _ = tap.send(Bytes::from_static(b"data: more\n\n"));
+        async { metric(&r.telemetry, abandoned) == 1 }
+    })
+    .await;
+    drop(tap);
+    r.relayer.drain_settlements().await;
+    assert_eq!(net.recorded().await, 0);
+    assert_nothing_consumed(&net, &r, &[&header]).await;
+    assert_eq!(
+        metric(
+            &r.telemetry,
+            "ha_relayer_streaming_relays_served_total{service_id=\"slow\"}"
+        ),
+        0
+    );
+}
+
+/// Mining refused when the stream ends (its session's claim window opened meanwhile, with `claim_delay_blocks: 0`
+/// the miner may have built the claim): the final item is the `session_expired` error instead of the final batch,
+/// nothing is recorded and the charge is refunded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_ending_after_the_claim_window_opened_ends_with_the_mining_error() {
+    let (net, r, _backend, tap) = stream_net_with("transaction:\n  claim_delay_blocks: 0\n").await;
+    let header = net.header("slow").await;
+    let params = net.chain.state().shared.clone();
+    let windows =
+        relay_miner::protocol::session::SessionWindows::new(&params, header.session_end_block_height).unwrap();
+    let request = get_request(&net, &header, "/events");
+    let mut reader = Reader::open(&r.url, &request).await;
+    tap.send(Bytes::from_static(b"data: one\n\n")).unwrap();
+    assert_eq!(batch(&net, &reader.next().await.unwrap()), b"data: one\n\n");
+    net.advance((windows.claim_open - net.chain.height()) as usize);
+    tap.send(Bytes::from_static(b"data: two\n\n")).unwrap();
+    drop(tap);
+    let items = reader.rest().await;
+    let (last, served) = items.split_last().unwrap();
+    assert_eq!(
+        error_code(last),
+        Some(6),
+        "session_expired: {:?}",
+        last.relay_miner_error
+    );
+    for item in served {
+        assert_eq!(batch(&net, item), b"data: two\n\n");
+    }
+    assert_eq!(net.recorded().await, 0);
+    // Refunded (not read back from the meter's storage: once the claim window opened the meter may have forgotten
+    // the session's entry, and a refund after that does not reach storage; no relay of the session is metered any
+    // more).
+    assert_eq!(
+        metric(
+            &r.telemetry,
+            "ha_relayer_relay_meter_consumptions_total{result=\"refunded\",service_id=\"slow\"}"
+        ),
+        1
+    );
+    assert_eq!(
+        metric(
+            &r.telemetry,
+            "ha_relayer_relays_rejected_total{reason=\"session_expired\",rpc_type=\"jsonrpc\",service_id=\"slow\"}"
+        ),
+        1
+    );
+}
+
+/// The request timeout (here 1 s) applies between two lines, not to the whole stream: a 1.5 s stream of lines
+/// 300 ms apart is served and mined; a stream silent for longer ends with a `backend_timeout` item, not mined.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_request_timeout_applies_between_two_lines() {
+    let (net, r, _backend, _tap) = stream_net().await;
+    let header = net.header("gated").await;
+    let request = get_request(&net, &header, "/sse?count=5&interval_ms=300");
+    let mut reader = Reader::open(&r.url, &request).await;
+    let items = reader.rest().await;
+    let body: Vec<u8> = items.iter().flat_map(|item| batch(&net, item)).collect();
+    assert_eq!(
+        body.iter().filter(|b| **b == b'\n').count(),
+        5 * 4,
+        "5 events of 4 lines"
+    );
+    assert_mined_once(&net, &request, &reader.headers, &body).await;
+
+    let request = get_request(&net, &header, "/sse?count=2&interval_ms=1500");
+    let mut reader = Reader::open(&r.url, &request).await;
+    assert_eq!(reader.status, 200);
+    let items = reader.rest().await;
+    assert_eq!(items.len(), 1, "no event within the timeout");
+    assert_eq!(error_code(&items[0]), Some(13), "{:?}", items[0].relay_miner_error);
+    assert_eq!(net.recorded().await, 0);
+}
