@@ -237,6 +237,8 @@ async fn bench(workers: usize, relayer_runtime: Option<tokio::runtime::Handle>) 
         .iter()
         .take(1000)
         .map(|b| {
+            // A gRPC body is the request behind its 5-byte message prefix.
+            let b = if wire == Wire::Grpc { &b[5..] } else { &b[..] };
             let request = relay::decode_relay_request(b, relay::MAX_RELAY_MESSAGE_BYTES).unwrap();
             let signature = request.meta.as_ref().unwrap().signature.clone();
             (signature, relay::request_signable_hash(&request))
