@@ -1,10 +1,12 @@
 //! A load generator that plays gateways: it sends correctly ring-signed relay requests (spec §2.1, §2.5) from a
 //! genesis' applications — through their delegated gateway, or the app itself when it delegates to none — to the
-//! suppliers of the chain's current session, over real HTTP. Used by `localnet` and the end-to-end tests, which
-//! need to know exactly which relays were served (a served relay must end up claimed).
+//! suppliers of the chain's current session, over real HTTP: POSTed JSON-RPC relays ([`LoadGen::send`]) or gRPC
+//! relays, `SendRelay` calls over one HTTP/2 channel carrying a call of the demo backend's `demo.Echo`
+//! ([`LoadGen::send_grpc`]). Used by `localnet` and the end-to-end tests, which need to know exactly which relays
+//! were served (a served relay must end up claimed).
 //!
-//! Every request is signed on its own (a unique JSON-RPC id): identical relay bytes would collapse into one leaf
-//! (lessons.md).
+//! Every request is signed on its own (a unique JSON-RPC id, or `Echo` message): identical relay bytes would
+//! collapse into one leaf (lessons.md).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,7 +15,6 @@ use http_body_util::BodyExt as _;
 use k256::ecdsa::SigningKey;
 use k256::elliptic_curve::ops::Reduce as _;
 use prost::Message as _;
-
 use tonic::codegen::http::uri::PathAndQuery;
 use tonic::transport::Channel;
 

@@ -4,7 +4,7 @@
 //! POSTed JSON-RPC relays, and a share of gRPC relays (`SendRelay` over HTTP/2, to the demo backend's
 //! `demo.Echo` through the service's `grpc` backend); then waits until every loaded session is settled on the
 //! simulator and prints a summary. Exit status 0 only when every served relay (either transport) is in an
-//! accepted claim, every claim and proof was accepted, and nothing was lost.
+//! accepted claim, every claim and proof was accepted, every claim settled, and nothing was lost.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -239,8 +239,9 @@ pub struct LocalnetSummary {
     pub expired: usize,
     /// Accepted claims not settled when the run ended.
     pub unsettled: usize,
-    /// Every check held: every served relay claimed, no more claimed than sent, every claim settled, nothing
-    /// rejected, expired or lost, at least one claim accepted. The exit status is 0 only then.
+    /// Every check held: every served relay claimed, no relay claimed beyond those served but for requests that
+    /// got no answer, every claim settled, nothing rejected, expired or lost, at least one claim accepted. The
+    /// exit status is 0 only then.
     pub ok: bool,
 }
 
