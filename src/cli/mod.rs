@@ -9,7 +9,9 @@ mod sim;
 use std::path::PathBuf;
 
 pub use loadgen::LoadgenArgs;
-pub use localnet::{LocalnetArgs, demo_genesis, run as run_localnet};
+pub use localnet::{
+    LocalnetArgs, LocalnetSummary, demo_genesis, run as run_localnet, run_with_summary as run_localnet_with_summary,
+};
 pub use raft::{RaftArgs, RaftCommand};
 pub use run::RunArgs;
 pub use sim::{DEMO_GENESIS, SimArgs, run as run_sim};

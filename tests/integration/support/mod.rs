@@ -33,6 +33,7 @@ pub fn demo_args(block_time_ms: u64, proof_probability: f64) -> LocalnetArgs {
         suppliers: 2,
         block_time_ms,
         proof_probability,
+        grpc_share: 0.25,
         data_dir: None,
         keep_running: false,
     }
