@@ -1,5 +1,5 @@
 //! Building a [`Relayer`]: from the process configuration, from explicit services and options, or the simplest
-//! one `relay-miner localnet` uses. Apart from the handler so the request path reads on its own.
+//! one (tests). Apart from the handler so the request path reads on its own.
 
 use super::*;
 
@@ -65,8 +65,8 @@ impl Relayer {
         )
     }
 
-    /// The simplest relayer (what `relay-miner localnet` uses): one backend URL per service, eager validation,
-    /// durable ack with default batching, no meter.
+    /// The simplest relayer (tests; `relay-miner localnet` builds its own from a config): one backend URL per
+    /// service, eager validation, durable ack with default batching, no meter.
     pub fn new(
         chain: Arc<ChainClient>,
         suppliers: crate::keys::Keyring,
