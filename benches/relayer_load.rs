@@ -407,10 +407,14 @@ relay_log: {{durable_ack: {durable}}}
     // it must not close the extra ones and open new ones later (a gateway keeps its connections too), which
     // cost the relayer an accept, a connection task and a close each.
     // gRPC: HTTP/2 (cleartext, prior knowledge), as gateways call.
+    // TCP_NODELAY, as gateways and the relayer's own clients set it: an HTTP/2 request is several small writes
+    // (headers, data), which Nagle's algorithm would hold for the peer's delayed ACK (~40 ms).
+    let mut connector = hyper_util::client::legacy::connect::HttpConnector::new();
+    connector.set_nodelay(true);
     let http: Client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
         .pool_max_idle_per_host(usize::MAX)
         .http2_only(wire == Wire::Grpc)
-        .build_http();
+        .build(connector);
     let (direct_url, relayer_url) = match wire {
         Wire::Http => (format!("{backend_url}/v1/echo"), relayer_url),
         Wire::Grpc => (
