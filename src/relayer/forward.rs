@@ -28,11 +28,12 @@ impl Relayer {
         service: &Service,
         backend: &Backend,
         payload: PoktHttpRequest,
+        origin: Origin<'_>,
         streams: bool,
     ) -> Result<Forwarded, RelayError> {
         let started = Instant::now();
         let forwarded = async {
-            let head = self.send(service, backend, payload).await?;
+            let head = self.send(service, backend, payload, origin).await?;
             if streams && super::stream::is_streaming(head.response.headers()) {
                 Ok(Forwarded::Stream(head))
             } else {
@@ -74,6 +75,7 @@ impl Relayer {
         service: &Service,
         backend: &Backend,
         payload: PoktHttpRequest,
+        origin: Origin<'_>,
     ) -> Result<BackendHead, RelayError> {
         // Only the path and query of the relay's URL (often the supplier's public URL) reach the backend.
         let uri = backend
@@ -90,13 +92,26 @@ impl Relayer {
         for (name, header) in &payload.header {
             let name = http::HeaderName::from_bytes(name.as_bytes())
                 .map_err(|e| RelayError::Malformed(format!("payload header {name:?}: {e}")))?;
-            if is_hop_by_hop(&name) {
+            // `Accept-Encoding` is the gateway client's: the signed body must be one the gateway can read (the
+            // Go relayer decodes gzip for the same reason), so the backend is asked for none.
+            if is_hop_by_hop(&name) || name == http::header::ACCEPT_ENCODING {
                 continue;
             }
             for value in &header.values {
                 let value = http::HeaderValue::from_str(value)
                     .map_err(|e| RelayError::Malformed(format!("payload header {name}: {e}")))?;
                 headers.append(name.clone(), value);
+            }
+        }
+        // Who the relay is for, as the Go relayer tells backends (set over any the gateway sent; the operator's
+        // backend headers below still win).
+        for (name, value) in [
+            (POCKET_SUPPLIER, origin.supplier),
+            (POCKET_SERVICE, service.id.as_str()),
+            (POCKET_APPLICATION, origin.application),
+        ] {
+            if let Ok(value) = http::HeaderValue::from_str(value) {
+                headers.insert(http::HeaderName::from_static(name), value);
             }
         }
         for (name, value) in &backend.headers {
@@ -134,6 +149,22 @@ impl Relayer {
             _permit: permit,
         })
     }
+}
+
+/// Backend request header naming the relay's supplier operator (Go relayer's `Pocket-Supplier`).
+pub const POCKET_SUPPLIER: &str = "pocket-supplier";
+/// … the relay's service (`Pocket-Service`).
+pub const POCKET_SERVICE: &str = "pocket-service";
+/// … the relay's application (`Pocket-Application`).
+pub const POCKET_APPLICATION: &str = "pocket-application";
+
+/// Who a relay is for, told to the backend ([`POCKET_SUPPLIER`], [`POCKET_APPLICATION`]).
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Origin<'a> {
+    /// The supplier operator address the relay names.
+    pub supplier: &'a str,
+    /// The application of the relay's session.
+    pub application: &'a str,
 }
 
 /// A backend's answer: whole, or a stream whose head was read (module `stream`).
@@ -202,11 +233,45 @@ async fn collect(service: &Service, head: BackendHead) -> Result<PoktHttpRespons
         }
         Err(e) => return Err(RelayError::Backend(format!("response body: {e}"))),
     };
+    let body_bz = decode_content(&mut header, body.to_vec(), limit)?;
     Ok(PoktHttpResponse {
         status_code: u32::from(status),
         header,
-        body_bz: body.to_vec(),
+        body_bz,
     })
+}
+
+/// A body the backend compressed anyway (`Content-Encoding` `gzip`, `x-gzip` or `deflate`, though it was asked
+/// for none) decoded, never past `limit`, its `Content-Encoding` and `Content-Length` dropped: the gateway reads
+/// the signed body as it is (the Go relayer decodes gzip for the same reason). Other encodings are kept as sent.
+fn decode_content(
+    header: &mut BTreeMap<String, HttpHeader>,
+    body: Vec<u8>,
+    limit: usize,
+) -> Result<Vec<u8>, RelayError> {
+    use std::io::Read as _;
+    let encoding = header
+        .get("content-encoding")
+        .and_then(|h| h.values.first())
+        .map(|v| v.trim().to_ascii_lowercase());
+    let reader: Box<dyn std::io::Read + '_> = match encoding.as_deref() {
+        Some("gzip" | "x-gzip") => Box::new(flate2::read::GzDecoder::new(body.as_slice())),
+        Some("deflate") => Box::new(flate2::read::ZlibDecoder::new(body.as_slice())),
+        _ => return Ok(body),
+    };
+    let mut decoded = Vec::new();
+    match reader.take(limit as u64 + 1).read_to_end(&mut decoded) {
+        Err(e) => {
+            return Err(RelayError::Backend(format!(
+                "response body: cannot decode its content encoding: {e}"
+            )));
+        }
+        Ok(n) if n > limit => return Err(RelayError::ResponseTooLarge { limit }),
+        Ok(_) => {}
+    }
+    header.remove("content-encoding");
+    header.remove("content-length");
+    Ok(decoded)
 }
 
 /// The status a relay is mined by (the 5xx rule, module docs step 4): the backend's HTTP status, except that a
@@ -275,12 +340,27 @@ mod tests {
     use crate::protocol::wire::PoktHttpRequest;
     use crate::telemetry::Telemetry;
 
+    const ORIGIN: super::Origin<'static> = super::Origin {
+        supplier: "pokt1supplier",
+        application: "pokt1app",
+    };
+
     /// The whole answer of a forwarded relay (none of these backends streams).
     fn whole(forwarded: Forwarded) -> crate::protocol::wire::PoktHttpResponse {
         match forwarded {
             Forwarded::Whole(r) => r,
             Forwarded::Stream(head) => panic!("streamed: {head:?}"),
         }
+    }
+
+    /// Serves `router` on a free loopback port; its URL.
+    async fn serve(router: axum::Router) -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, router).await;
+        });
+        format!("http://{addr}")
     }
 
     /// A backend recording the request target of every request it gets.
@@ -294,15 +374,14 @@ mod tests {
                 "ok"
             }
         });
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        tokio::spawn(async move {
-            let _ = axum::serve(listener, router).await;
-        });
-        (format!("http://{addr}"), seen)
+        (serve(router).await, seen)
     }
 
     fn relayer(url: &str) -> Arc<Relayer> {
+        relayer_with_limit(url, 1 << 20)
+    }
+
+    fn relayer_with_limit(url: &str, max_body_bytes: usize) -> Arc<Relayer> {
         let chain = Arc::new(ChainClient::new("http://127.0.0.1:1", Duration::from_secs(1)).unwrap());
         let (_tx, rx) = watch::channel(0);
         let telemetry = Telemetry::new().unwrap();
@@ -311,7 +390,7 @@ mod tests {
             ServiceRoute {
                 backend_url: url.to_string(),
                 timeout: Duration::from_secs(5),
-                max_body_bytes: 1 << 20,
+                max_body_bytes,
             },
         )]
         .into();
@@ -372,7 +451,7 @@ mod tests {
                 url: relay_url.into(),
                 ..Default::default()
             };
-            let answer = whole(r.forward(&service, backend, payload, true).await.unwrap());
+            let answer = whole(r.forward(&service, backend, payload, ORIGIN, true).await.unwrap());
             assert_eq!(answer.status_code, 200);
             assert_eq!(seen.lock().unwrap().pop().as_deref(), Some(want), "{relay_url}");
         }
@@ -380,9 +459,97 @@ mod tests {
             url: "/a%zz".into(),
             ..Default::default()
         };
-        let err = r.forward(&service, backend, bad, true).await.unwrap_err();
+        let err = r.forward(&service, backend, bad, ORIGIN, true).await.unwrap_err();
         assert_eq!(err.code().1, "malformed", "{err}");
         assert!(seen.lock().unwrap().is_empty());
+    }
+
+    /// The backend is told who the relay is for (`Pocket-*`, the gateway's own values replaced) and asked for no
+    /// content encoding; one it compresses anyway reaches the gateway decoded, within the body limit.
+    #[tokio::test]
+    async fn backends_get_the_pocket_context_and_compressed_answers_are_decoded() {
+        use std::io::Write as _;
+        let seen: Arc<Mutex<Vec<http::HeaderMap>>> = Arc::default();
+        let s = Arc::clone(&seen);
+        let router = axum::Router::new().fallback(move |uri: http::Uri, headers: http::HeaderMap| {
+            let s = Arc::clone(&s);
+            async move {
+                s.lock().unwrap().push(headers);
+                let text = format!("answer to {}", uri.path()).repeat(50);
+                let (encoding, body) = match uri.path() {
+                    "/gzip" => {
+                        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+                        e.write_all(text.as_bytes()).unwrap();
+                        ("gzip", e.finish().unwrap())
+                    }
+                    "/deflate" => {
+                        let mut e = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
+                        e.write_all(text.as_bytes()).unwrap();
+                        ("deflate", e.finish().unwrap())
+                    }
+                    "/br" => ("br", b"opaque".to_vec()),
+                    _ => ("identity", text.into_bytes()),
+                };
+                ([(http::header::CONTENT_ENCODING, encoding)], body)
+            }
+        });
+        let url = serve(router).await;
+        let r = relayer(&url);
+        let service = Arc::clone(&r.services["svc"]);
+        let (backend, _) = service.backend(None);
+        let request = |path: &str| PoktHttpRequest {
+            method: "GET".into(),
+            url: path.into(),
+            header: [("Accept-Encoding", "gzip, br"), ("Pocket-Application", "pokt1spoofed")]
+                .into_iter()
+                .map(|(k, v)| {
+                    (
+                        k.to_string(),
+                        crate::protocol::wire::HttpHeader {
+                            key: k.to_string(),
+                            values: vec![v.to_string()],
+                        },
+                    )
+                })
+                .collect(),
+            ..Default::default()
+        };
+        for path in ["/gzip", "/deflate"] {
+            let answer = whole(r.forward(&service, backend, request(path), ORIGIN, true).await.unwrap());
+            assert_eq!(
+                answer.body_bz,
+                format!("answer to {path}").repeat(50).into_bytes(),
+                "{path}"
+            );
+            assert!(
+                !answer.header.contains_key("content-encoding"),
+                "{path}: {:?}",
+                answer.header
+            );
+            assert!(!answer.header.contains_key("content-length"), "{path}");
+        }
+        // An encoding it cannot decode is passed on as sent.
+        let answer = whole(
+            r.forward(&service, backend, request("/br"), ORIGIN, true)
+                .await
+                .unwrap(),
+        );
+        assert_eq!(answer.body_bz, b"opaque");
+        assert_eq!(answer.header["content-encoding"].values, ["br"]);
+        for headers in seen.lock().unwrap().iter() {
+            assert_eq!(headers.get("accept-encoding"), None);
+            assert_eq!(headers["pocket-supplier"], "pokt1supplier");
+            assert_eq!(headers["pocket-service"], "svc");
+            assert_eq!(headers["pocket-application"], "pokt1app");
+        }
+        // Decoded past the body limit: refused, as an answer over the limit is.
+        let small = relayer_with_limit(&url, 100);
+        let service = Arc::clone(&small.services["svc"]);
+        let err = small
+            .forward(&service, service.backend(None).0, request("/gzip"), ORIGIN, true)
+            .await
+            .unwrap_err();
+        assert_eq!(err.code().1, "response_too_large", "{err}");
     }
 
     /// Go's "0 = no limit" in `http_transport`: relays reach the backend instead of failing "within 0ns".
@@ -406,9 +573,15 @@ services:
         let service = Arc::clone(&r.services["svc"]);
         for _ in 0..2 {
             let answer = whole(
-                r.forward(&service, service.backend(None).0, PoktHttpRequest::default(), true)
-                    .await
-                    .unwrap(),
+                r.forward(
+                    &service,
+                    service.backend(None).0,
+                    PoktHttpRequest::default(),
+                    ORIGIN,
+                    true,
+                )
+                .await
+                .unwrap(),
             );
             assert_eq!(answer.status_code, 200);
         }
@@ -438,7 +611,7 @@ services:
         let r = relayer_for(format!("  tls_ca_file: {}\n", ca.display()));
         let service = Arc::clone(&r.services["svc"]);
         let answer = whole(
-            r.forward(&service, service.backend(None).0, payload(), true)
+            r.forward(&service, service.backend(None).0, payload(), ORIGIN, true)
                 .await
                 .unwrap(),
         );
@@ -447,7 +620,7 @@ services:
         let r = relayer_for("  max_conns_per_host: 10\n".into());
         let service = Arc::clone(&r.services["svc"]);
         let err = r
-            .forward(&service, service.backend(None).0, payload(), true)
+            .forward(&service, service.backend(None).0, payload(), ORIGIN, true)
             .await
             .unwrap_err();
         assert_eq!(err.code().1, "backend_error", "{err}");

@@ -406,7 +406,11 @@ impl Relayer {
                 let costs = self.costs(&valid).await.map_err(fail)?;
                 let charge = self.charge(&valid, costs.compute_units).await.map_err(fail)?;
                 self.observe_phase(&self.metrics.pre_backend, &service_id, rt, started);
-                let backend_response = match self.forward(service, backend, payload, streams).await {
+                let origin = forward::Origin {
+                    supplier: &valid.supplier,
+                    application: &valid.header.application_address,
+                };
+                let backend_response = match self.forward(service, backend, payload, origin, streams).await {
                     Ok(stream::Forwarded::Whole(r)) => r,
                     Ok(stream::Forwarded::Stream(head)) => {
                         let settle = stream::Settle::Eager {
@@ -477,7 +481,15 @@ impl Relayer {
                     return Err(fail(RelayError::from_storage(e)));
                 }
                 self.observe_phase(&self.metrics.pre_backend, &service_id, rt, started);
-                let backend_response = match self.forward(service, backend, payload, streams).await.map_err(fail)? {
+                let origin = forward::Origin {
+                    supplier: &structure.supplier,
+                    application: &structure.header.application_address,
+                };
+                let backend_response = match self
+                    .forward(service, backend, payload, origin, streams)
+                    .await
+                    .map_err(fail)?
+                {
                     stream::Forwarded::Whole(r) => r,
                     stream::Forwarded::Stream(head) => {
                         let settle = stream::Settle::Optimistic { structure, arrival };
