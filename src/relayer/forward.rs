@@ -2,8 +2,12 @@
 //! `POKTHTTPResponse`: the backend URI built from the relay URL's path and query only ([`super::backend_url`],
 //! poktroll's rules), hop-by-hop headers dropped, backend headers added, pooled keep-alive client with a per-host
 //! connection cap, retries on connection failures only, header and whole-request timeouts, body limits that never
-//! buffer past the service's `max_body_size_bytes`. An answer of a streamed media type (SSE, NDJSON) comes back
-//! with its head only, its body read by module `stream`.
+//! buffer past the service's `max_body_size_bytes`. The backend is told who the relay is for (`Pocket-Supplier`,
+//! `Pocket-Service`, `Pocket-Application`, as the Go relayer does) and is not asked for a content encoding (the
+//! gateway client's `Accept-Encoding` is not forwarded); an answer compressed anyway (gzip, deflate) is decoded
+//! before it is signed, since gateways read the body (a JSON-RPC answer they check). A `grpc` backend is reached
+//! over HTTP/2 with `te: trailers`, its trailers folded into the answer's headers. An answer of a streamed media
+//! type (SSE, NDJSON) comes back with its head only, its body read by module `stream`.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
