@@ -605,25 +605,9 @@ relay_log: {{durable_ack: {durable}}}
 
 /// A gRPC call of the demo backend's `demo.Echo/Echo` with `payload`, as a relay's `POKTHTTPRequest` carries it.
 fn grpc_echo_call(payload: Vec<u8>) -> relay_miner::protocol::wire::PoktHttpRequest {
-    let header = |k: &str, v: &str| {
-        (
-            k.to_string(),
-            relay_miner::protocol::wire::HttpHeader {
-                key: k.to_string(),
-                values: vec![v.to_string()],
-            },
-        )
-    };
     let message = relay_miner::sim::backend::grpc::EchoRequest {
         message: String::new(),
         payload,
     };
-    relay_miner::protocol::wire::PoktHttpRequest {
-        method: "POST".into(),
-        header: [header("content-type", "application/grpc"), header("te", "trailers")]
-            .into_iter()
-            .collect(),
-        url: relay_miner::sim::backend::grpc::ECHO_PATH.into(),
-        body_bz: encode_frame(&message.encode_to_vec()),
-    }
+    relay_miner::loadgen::grpc_call_payload(relay_miner::sim::backend::grpc::ECHO_PATH, &message.encode_to_vec())
 }

@@ -324,6 +324,13 @@ pub fn grpc_echo_payload(message: &str) -> PoktHttpRequest {
         message: message.to_string(),
         payload: Vec::new(),
     };
+    grpc_call_payload(ECHO_PATH, &call.encode_to_vec())
+}
+
+/// A relay payload carrying a unary gRPC call of `path` (`/pkg.Service/Method`) with the encoded `message`, as a
+/// gateway's `POKTHTTPRequest` carries one: `POST`, `content-type: application/grpc`, `te: trailers`, the message
+/// framed.
+pub fn grpc_call_payload(path: &str, message: &[u8]) -> PoktHttpRequest {
     PoktHttpRequest {
         method: "POST".into(),
         header: [("content-type", "application/grpc"), ("te", "trailers")]
@@ -338,8 +345,8 @@ pub fn grpc_echo_payload(message: &str) -> PoktHttpRequest {
                 )
             })
             .collect(),
-        url: ECHO_PATH.into(),
-        body_bz: encode_frame(&call.encode_to_vec()),
+        url: path.into(),
+        body_bz: encode_frame(message),
     }
 }
 

@@ -11,8 +11,8 @@ use std::time::Duration;
 use prost::Message as _;
 use relay_miner::config::Config;
 use relay_miner::protocol::relay;
-use relay_miner::protocol::wire::{HttpHeader, PoktHttpRequest, PoktHttpResponse, RelayRequest, RelayResponse};
-use relay_miner::relayer::grpc::{RELAY_RESPONSE_TYPE_URL, RpcStatus, SEND_RELAY_PATH, encode_frame};
+use relay_miner::protocol::wire::{PoktHttpRequest, PoktHttpResponse, RelayRequest, RelayResponse};
+use relay_miner::relayer::grpc::{RELAY_RESPONSE_TYPE_URL, RpcStatus, SEND_RELAY_PATH};
 use relay_miner::sim::backend::grpc::{ECHO_PATH, ECHO_STREAM_PATH, EchoRequest, EchoResponse, EchoStreamRequest};
 use relay_miner::sim::backend::{BackendConfig, BackendHandle, DemoBackend};
 use tonic::codegen::http::uri::PathAndQuery;
@@ -93,23 +93,7 @@ async fn send_relay(url: &str, request: RelayRequest) -> Result<RelayResponse, t
 /// A relay request of `anvil`'s current session whose payload is a gRPC call of `method` with `message`.
 async fn grpc_relay(net: &Net, method: &str, message: Vec<u8>) -> RelayRequest {
     let header = net.header("anvil").await;
-    let payload = PoktHttpRequest {
-        method: "POST".into(),
-        header: [("content-type", "application/grpc"), ("te", "trailers")]
-            .into_iter()
-            .map(|(k, v)| {
-                (
-                    k.to_string(),
-                    HttpHeader {
-                        key: k.to_string(),
-                        values: vec![v.to_string()],
-                    },
-                )
-            })
-            .collect(),
-        url: method.into(),
-        body_bz: encode_frame(&message),
-    };
+    let payload = relay_miner::loadgen::grpc_call_payload(method, &message);
     let ring = [net.app.2, net.gateway.2];
     relay_miner::loadgen::signed_relay_request_with_payload(
         &header,
