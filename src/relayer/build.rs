@@ -177,6 +177,7 @@ impl Relayer {
             ring_verifier: crate::protocol::ring::fast::FastRing::default(),
             metrics,
             detached: detach::Detachments::default(),
+            streams_stop: watch::channel(false).0,
             grpc_metrics: grpc::GrpcMetrics::new(telemetry)?,
             ws_metrics: ws::WsMetrics::new(telemetry)?,
             ws_slots: ws::Slots::new(options.max_websocket_connections),

@@ -38,7 +38,10 @@ impl Relayer {
         let started = Instant::now();
         let forwarded = async {
             let head = self.send(service, backend, payload, origin).await?;
-            if streams && super::stream::is_streaming(head.response.headers()) {
+            // A stream the backend compressed anyway is read whole and decoded: its batches would be compressed
+            // bytes cut at arbitrary line ends.
+            let headers = head.response.headers();
+            if streams && super::stream::is_streaming(headers) && !is_encoded(headers) {
                 Ok(Forwarded::Stream(head))
             } else {
                 collect(service, head).await.map(Forwarded::Whole)
@@ -245,6 +248,14 @@ async fn collect(service: &Service, head: BackendHead) -> Result<PoktHttpRespons
     })
 }
 
+/// Whether an answer's body has a content encoding (other than `identity`).
+fn is_encoded(headers: &HeaderMap) -> bool {
+    headers
+        .get(http::header::CONTENT_ENCODING)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| !v.trim().is_empty() && !v.trim().eq_ignore_ascii_case("identity"))
+}
+
 /// A body the backend compressed anyway (`Content-Encoding` `gzip`, `x-gzip` or `deflate`, though it was asked
 /// for none) decoded, never past `limit`, its `Content-Encoding` and `Content-Length` dropped: the gateway reads
 /// the signed body as it is (the Go relayer decodes gzip for the same reason). Other encodings are kept as sent.
@@ -258,6 +269,11 @@ fn decode_content(
         .get("content-encoding")
         .and_then(|h| h.values.first())
         .map(|v| v.trim().to_ascii_lowercase());
+    // An empty body (a HEAD, 204 or 304 answer marked compressed) has nothing to decode.
+    if body.is_empty() && encoding.is_some() {
+        header.remove("content-encoding");
+        return Ok(body);
+    }
     let reader: Box<dyn std::io::Read + '_> = match encoding.as_deref() {
         Some("gzip" | "x-gzip") => Box::new(flate2::read::GzDecoder::new(body.as_slice())),
         Some("deflate") => Box::new(flate2::read::ZlibDecoder::new(body.as_slice())),
@@ -492,9 +508,25 @@ mod tests {
                         ("deflate", e.finish().unwrap())
                     }
                     "/br" => ("br", b"opaque".to_vec()),
+                    "/empty" => ("gzip", Vec::new()),
+                    "/sse" => {
+                        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+                        e.write_all(b"data: tick\n\n").unwrap();
+                        let sse = [
+                            (http::header::CONTENT_ENCODING, "gzip"),
+                            (http::header::CONTENT_TYPE, "text/event-stream"),
+                        ];
+                        return (sse, e.finish().unwrap());
+                    }
                     _ => ("identity", text.into_bytes()),
                 };
-                ([(http::header::CONTENT_ENCODING, encoding)], body)
+                (
+                    [
+                        (http::header::CONTENT_ENCODING, encoding),
+                        (http::header::CONTENT_TYPE, "text/plain"),
+                    ],
+                    body,
+                )
             }
         });
         let url = serve(router).await;
@@ -532,6 +564,21 @@ mod tests {
             );
             assert!(!answer.header.contains_key("content-length"), "{path}");
         }
+        // An empty body marked compressed (a 204, a HEAD) is an empty body, not a decoding error.
+        let answer = whole(
+            r.forward(&service, backend, request("/empty"), ORIGIN, true)
+                .await
+                .unwrap(),
+        );
+        assert!(answer.body_bz.is_empty());
+        assert!(!answer.header.contains_key("content-encoding"));
+        // A stream compressed anyway is read whole and decoded, not relayed as batches of compressed bytes.
+        let answer = whole(
+            r.forward(&service, backend, request("/sse"), ORIGIN, true)
+                .await
+                .unwrap(),
+        );
+        assert_eq!(answer.body_bz, b"data: tick\n\n");
         // An encoding it cannot decode is passed on as sent.
         let answer = whole(
             r.forward(&service, backend, request("/br"), ORIGIN, true)

@@ -267,8 +267,19 @@ pub(super) async fn handle(relayer: Arc<Relayer>, path: &str, headers: HeaderMap
     let rt = super::rpc_type_label(rpc_type);
     let encoding = headers.get("grpc-encoding").and_then(|v| v.to_str().ok());
     let result = match relayer.read_body(&headers, body, FRAME_PREFIX).await {
-        Ok((bytes, reserved)) => match decode_unary(&bytes, encoding, relayer.max_request_bytes) {
-            Ok(message) => relayer.serve_relay(rpc_type, false, &message, started, reserved).await,
+        Ok((bytes, mut reserved)) => match decode_unary(&bytes, encoding, relayer.max_request_bytes) {
+            Ok(message) => {
+                // An inflated message holds more than the body's bytes reserved: the rest is reserved too.
+                let grown = message.len().saturating_sub(bytes.len());
+                let reserved_all = match (&relayer.body_budget, grown) {
+                    (Some(budget), 1..) => budget.reserve(&mut reserved, grown).await,
+                    _ => Ok(()),
+                };
+                match reserved_all {
+                    Ok(()) => relayer.serve_relay(rpc_type, false, &message, started, reserved).await,
+                    Err(e) => Err((e, String::new(), None)),
+                }
+            }
             Err(FrameError::Encoding(e)) => {
                 metrics.errors.with_label_values(&["", "bad_frame"]).inc();
                 return trailers_only(code::UNIMPLEMENTED, &FrameError::Encoding(e).to_string(), None);

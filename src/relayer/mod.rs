@@ -149,6 +149,9 @@ pub struct Relayer {
     metrics: Arc<Metrics>,
     /// Minings and settlements finishing in tasks because their handler was dropped (module `detach`).
     detached: detach::Detachments,
+    /// Set when the shutdown begins: streamed answers (module `stream`) end and mine their relay, so the relay
+    /// server's drain, which waits for every response body, ends.
+    streams_stop: watch::Sender<bool>,
     /// gRPC relays' own metrics (module `grpc`).
     grpc_metrics: grpc::GrpcMetrics,
     /// WebSocket relays' own metrics (module `ws`).
@@ -177,6 +180,7 @@ impl Relayer {
     /// (module `detach`), and for the streamed answers in flight (module `stream`), each mining its relay when its
     /// backend's stream ends.
     pub async fn drain_settlements(&self) {
+        self.stop_streams();
         // WebSocket relay connections first: they outlive the relay server's drain (an upgraded connection
         // leaves it), and each finishes the relay in hand before it ends.
         self.ws_slots.close_all().await;
@@ -187,6 +191,13 @@ impl Relayer {
             Err(e) => tracing::warn!(error = %e, "optimistic settlements not drained"),
         }
         self.detached.idle().await;
+    }
+
+    /// Ends every streamed answer in flight, and any started later, at its next step, as if its backend's stream
+    /// had ended: its relay is mined with what was delivered (module `stream`). The shutdown calls it when the relay
+    /// server stops accepting ([`Relayer::serve`]), since the server's drain waits for their bodies.
+    pub fn stop_streams(&self) {
+        self.streams_stop.send_replace(true);
     }
 
     /// Relays whose gateway went away while they were being mined and whose mining and settlement still run in
@@ -211,6 +222,11 @@ impl Relayer {
     ) {
         let waited = self.metrics.connections_waited.clone();
         let per_ip = self.metrics.connections_refused.with_label_values(&["per_ip_limit"]);
+        let this = Arc::clone(&self);
+        let shutdown = async move {
+            shutdown.await;
+            this.stop_streams();
+        };
         server::serve(listener, self.router(), limits, shutdown, move |event| match event {
             server::ServerEvent::Waited => waited.inc(),
             server::ServerEvent::RefusedPerIp => per_ip.inc(),

@@ -10,34 +10,44 @@
 //! or [`BATCH_BYTES`], or [`BATCH_LINES`], or the stream ended ([`Batcher`], pure). The batches' bodies
 //! concatenated are the backend's body.
 //!
-//! The whole stream is **one relay**: when the backend's stream ends, the request and a `RelayResponse` signed over
-//! `POKTHTTPResponse { status, backend headers, full body }` go through the buffered relays' mining path
+//! The whole stream is **one relay**: the request and the stream's final item (the last batch, an empty one when
+//! nothing is left, so the gateway always gets a signed item) go through the buffered relays' mining path
 //! (`Relayer::mine`: the meter charge taken before forwarding, difficulty, 5xx served but not mined and refunded,
-//! the claim-window refusal, `max_mined_relay_bytes`).
+//! the claim-window refusal, `max_mined_relay_bytes`), as poktroll's relayer mines a stream with its last batch.
+//! Any supplier-signed response to the request makes a valid relay; one signed over a single batch keeps the
+//! relay's proof small however long the stream ran (a relay over the whole body of a long inference answer would
+//! be too large to prove: served, never paid).
 //!
 //! Money rule (a relay the relayer answered is appended before it is acknowledged): the acknowledgement of a stream
-//! is the end of its HTTP body. In `eager` mode the final batch (what the stream held when it ended) is written
-//! only once the mined relay's append returned (durable with `relay_log.durable_ack`), then the body ends. When
-//! mining fails (storage error, claim window passed…) the final item is a `RelayResponse` carrying the
-//! `RelayMinerError` instead of the final batch. In `optimistic` mode the final batch is written at once and the
-//! settlement (validation, metering, mining) runs after the body ended with the full response, as for buffered
-//! relays served first.
+//! is the end of its HTTP body. In `eager` mode the final item is written only once the relay's append returned
+//! (durable with `relay_log.durable_ack`), then the body ends. When mining fails (storage error, claim window
+//! passed…) the final item is a `RelayResponse` carrying the `RelayMinerError` instead. A stream still running one
+//! block before the miner may build its session's claim (`transaction.claim_delay_blocks`) is mined then, with the
+//! last item the gateway has, and goes on: a stream crossing its session's end is paid. In `optimistic` mode the
+//! final item is written at once and the settlement (validation, metering, mining) runs after the body ended with
+//! it, as for buffered relays served first.
 //!
 //! Decisions:
-//! - The full body kept for the mined relay is bounded by the service's `max_body_size_bytes`. Past it the relayer
-//!   stops reading the backend, ends the stream with a `response_too_large` item, refunds the charge and mines
-//!   nothing, as a buffered answer over the limit is refused and not mined: the delivered part was served, but a
-//!   relay over the limit could not be claimed whole, and the limit is what keeps a relay's proof within a tx.
+//! - The bytes a stream may deliver are bounded by the service's `max_body_size_bytes`. Past it the relayer stops
+//!   reading the backend, ends the stream with a `response_too_large` item, refunds the charge and mines nothing,
+//!   as a buffered answer over the limit is refused and not mined.
 //! - A line longer than [`MAX_LINE`] ends the stream with a `backend_error` item, mined nothing; so does a backend
 //!   body error.
 //! - The service's request timeout applies between two lines (idle), not to the whole stream (the backend's head
 //!   is still bounded by it): a backend silent that long ends the stream with a `backend_timeout` item, mined
 //!   nothing. A gateway that does not take an item within the same time counts as gone.
 //! - The gateway leaving mid-stream (its connection dropped): the relayer stops reading the backend, refunds the
-//!   meter charge and mines nothing (counted in `ha_relayer_relays_dropped_total{reason="stream_abandoned"}`). Once
-//!   the backend's stream ended, the mining runs to its end even if the gateway leaves meanwhile.
+//!   meter charge and mines nothing (counted in `ha_relayer_relays_dropped_total{reason="stream_abandoned"}`), unless
+//!   the relay was already mined before its claim. Once the backend's stream ended, the mining runs to its end even
+//!   if the gateway leaves meanwhile.
+//! - The shutdown (`Relayer::stop_streams`, called when the relay server stops accepting and by
+//!   `Relayer::drain_settlements`) ends every stream at its next step as if its backend's had ended: its relay is
+//!   mined with what was delivered. The relay server's drain waits for every response body, so a stream kept open
+//!   by a backend (SSE keep-alive comments) would otherwise hold the shutdown.
 //! - Every stream runs in a task counted by the relayer's `detach::Detachments`, which the shutdown's
-//!   `Relayer::drain_settlements` waits for: a stream in flight finishes and mines its relay first.
+//!   `Relayer::drain_settlements` waits for.
+//! - A backend that compresses its stream anyway (`Content-Encoding`) is not streamed: module `forward` reads it
+//!   whole and decodes it (its batches would be compressed bytes cut at arbitrary line ends).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -50,7 +60,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 pub(super) use super::forward::Forwarded;
-use super::forward::{BackendHead, is_hop_by_hop, response_headers};
+use super::forward::{BackendHead, is_hop_by_hop};
 use super::routes::Service;
 use super::{RelayError, Relayer, Structure, Validated, budget, costs, error_response, meter};
 use crate::protocol::relay;
@@ -154,6 +164,14 @@ impl Batcher {
     }
 }
 
+/// Resolves when `wait` (a `watch::Receiver::wait_for`) saw its condition; never when the watch's sender is gone
+/// (nothing will change any more: a stream goes on as if nothing happened).
+async fn until<T>(wait: impl std::future::Future<Output = Result<T, tokio::sync::watch::error::RecvError>>) {
+    if wait.await.is_err() {
+        std::future::pending::<()>().await;
+    }
+}
+
 /// One item of a streamed answer: the encoded `response` and [`STREAM_DELIMITER`].
 pub fn frame(response: &RelayResponse) -> Bytes {
     let mut item = relay::encode_relay_response(response);
@@ -223,7 +241,7 @@ impl Relayer {
         response
     }
 
-    /// Reads the backend's stream, writes its signed batches to `tx`, then settles the relay (module docs).
+    /// Reads the backend's stream, writes its signed batches to `tx`, and settles the relay (module docs).
     async fn stream(&self, job: StreamJob, tx: mpsc::Sender<Result<Bytes, std::convert::Infallible>>) {
         let StreamJob {
             request,
@@ -239,14 +257,33 @@ impl Relayer {
         let answered = std::time::Instant::now();
         let BackendHead { response, _permit } = head;
         let status = u32::from(response.status().as_u16());
-        let headers = response_headers(response.headers());
         let mut body = response.into_body();
         let idle = service.request_timeout;
         let limit = service.max_body_bytes;
         let header = request.meta.as_ref().and_then(|m| m.session_header.clone());
+        let service_id = service.id.as_str();
         let mut batcher = Batcher::default();
-        let mut full = Vec::new();
+        let mut delivered = 0usize;
         let mut idle_deadline = Instant::now() + idle;
+        // An eager relay is mined one block before the miner may build its claim if its stream is still running
+        // then (the stream goes on, the relay is in the claim); `settle` is `None` once it was settled.
+        let mine_before = match &settle {
+            Settle::Eager { valid, .. } => Some(
+                crate::protocol::session::first_claim_send_height(
+                    valid.windows.claim_open,
+                    valid.windows.claim_close,
+                    self.claim_delay_blocks,
+                    self.submission_buffer_blocks,
+                )
+                .saturating_sub(1),
+            ),
+            Settle::Optimistic { .. } => None,
+        };
+        let mut settle = Some(settle);
+        let mut height = self.height.clone();
+        let mut stopping = self.streams_stop.subscribe();
+        // The last signed item written: what the relay is mined with when it is mined before its stream ended.
+        let mut last_written: Option<RelayResponse> = None;
         let write = |response: &RelayResponse| {
             let item = frame(response);
             let len = item.len();
@@ -277,11 +314,19 @@ impl Relayer {
                 End,
                 Failed(RelayError),
                 Left,
+                MineNow,
             }
             let flush_at = batcher.deadline();
+            let mine_at = mine_before.filter(|_| settle.is_some());
             let step = tokio::select! {
                 biased;
                 () = tx.closed() => Step::Left,
+                // The shutdown's drain: the stream ends here, as if the backend's had, and its relay is mined (the
+                // relay server's drain waits for this body to end).
+                () = until(stopping.wait_for(|stop| *stop)) => Step::End,
+                () = until(height.wait_for(|h| mine_at.is_some_and(|at| *h >= at))), if mine_at.is_some() => {
+                    Step::MineNow
+                }
                 () = tokio::time::sleep_until(flush_at.unwrap_or(idle_deadline)), if flush_at.is_some() => Step::Flush,
                 frame = tokio::time::timeout_at(idle_deadline, body.frame()) => match frame {
                     Err(_) => Step::Failed(RelayError::BackendTimeout(idle)),
@@ -296,12 +341,49 @@ impl Relayer {
                 Step::End => break Ended::Done,
                 Step::Left => break Ended::Left,
                 Step::Failed(e) => break Ended::Failed(e),
+                Step::MineNow => {
+                    // Mined with the last item the gateway has (an empty batch written first when none was).
+                    let response = match last_written.clone() {
+                        Some(r) => r,
+                        None => {
+                            let r = sign(Vec::new());
+                            if !write(&r).await {
+                                break Ended::Left;
+                            }
+                            r
+                        }
+                    };
+                    if let Some(Settle::Eager {
+                        valid,
+                        costs,
+                        charge,
+                        arrival,
+                    }) = settle.take()
+                    {
+                        let mined = self
+                            .mine(
+                                &request,
+                                &response,
+                                &valid,
+                                status,
+                                &costs,
+                                arrival,
+                                self.durable_ack,
+                                charge,
+                            )
+                            .await;
+                        if let Err(e) = mined {
+                            break Ended::Failed(e);
+                        }
+                    }
+                    Vec::new()
+                }
                 Step::Flush => batcher.flush_due(now).into_iter().collect(),
                 Step::Data(data) => {
-                    if full.len() + data.len() > limit {
+                    if delivered + data.len() > limit {
                         break Ended::Failed(RelayError::ResponseTooLarge { limit });
                     }
-                    full.extend_from_slice(&data);
+                    delivered += data.len();
                     let lines = batcher.lines();
                     match batcher.push(&data, now) {
                         Ok(batches) => {
@@ -318,10 +400,12 @@ impl Relayer {
             };
             let mut left = false;
             for batch in batches {
-                if !write(&sign(batch)).await {
+                let signed = sign(batch);
+                if !write(&signed).await {
                     left = true;
                     break;
                 }
+                last_written = Some(signed);
             }
             if left {
                 break Ended::Left;
@@ -330,9 +414,10 @@ impl Relayer {
         // The backend connection is not needed any more.
         drop(body);
         drop(_permit);
-        let service_id = service.id.as_str();
-        let refund = |settle: Settle| {
-            if let Settle::Eager { charge, .. } = settle {
+        // A relay mined before its stream ended keeps its charge whatever happens next; one not settled yet is
+        // refunded when its stream does not end well.
+        let refund = |settle: Option<Settle>| {
+            if let Some(Settle::Eager { charge, .. }) = settle {
                 self.refund(service_id, charge);
             }
         };
@@ -358,13 +443,11 @@ impl Relayer {
                 return;
             }
         }
-        let last = batcher.finish();
-        let whole = PoktHttpResponse {
-            status_code: status,
-            header: headers,
-            body_bz: full,
-        };
-        let mined_response = relay::sign_response(&request, whole.encode_to_vec(), &key);
+        // The final item: the stream's last batch (an empty one when nothing is left, so the gateway always gets a
+        // signed item to verify). The relay is mined with it: a response the gateway holds, signed over one batch,
+        // so its proof stays small however long the stream was (a relay signed over the whole body could be too
+        // large to prove, served and never paid).
+        let last = sign(batcher.finish().unwrap_or_default());
         let served = |this: &Self| {
             this.metrics
                 .served
@@ -378,16 +461,21 @@ impl Relayer {
             this.observe_phase(&this.metrics.post_backend, service_id, rt, answered);
         };
         match settle {
-            Settle::Eager {
+            // Mined before the stream ended.
+            None => {
+                write(&last).await;
+                served(self);
+            }
+            Some(Settle::Eager {
                 valid,
                 costs,
                 charge,
                 arrival,
-            } => {
+            }) => {
                 let mined = self
                     .mine(
                         &request,
-                        &mined_response,
+                        &last,
                         &valid,
                         status,
                         &costs,
@@ -398,9 +486,7 @@ impl Relayer {
                     .await;
                 match mined {
                     Ok(()) => {
-                        if let Some(batch) = last {
-                            write(&sign(batch)).await;
-                        }
+                        write(&last).await;
                         served(self);
                     }
                     Err(e) => {
@@ -413,19 +499,16 @@ impl Relayer {
                     }
                 }
             }
-            Settle::Optimistic { structure, arrival } => {
-                if let Some(batch) = last {
-                    write(&sign(batch)).await;
-                }
+            Some(Settle::Optimistic { structure, arrival }) => {
+                write(&last).await;
                 served(self);
                 self.metrics
                     .served_optimistically
                     .with_label_values(&[service_id, rt])
                     .inc();
-                // The body ends here; the settlement goes on with the full response.
+                // The body ends here; the settlement goes on with the final item.
                 drop(tx);
-                self.settle_optimistic(request, mined_response, structure, status, arrival)
-                    .await;
+                self.settle_optimistic(request, last, structure, status, arrival).await;
             }
         }
     }

@@ -217,6 +217,14 @@ async fn a_backends_server_side_grpc_failure_is_served_but_not_mined() {
         text.contains("ha_relayer_relays_skipped_5xx_total{service_id=\"anvil\"} 1"),
         "{text}"
     );
+    // Its meter charge was refunded; the NOT_FOUND one's stays.
+    let refunded = text
+        .lines()
+        .filter(|l| l.starts_with("ha_relayer_relay_meter_consumptions_total{"))
+        .filter(|l| l.contains("result=\"refunded\"") && l.contains("service_id=\"anvil\""))
+        .map(|l| l.rsplit(' ').next().unwrap().to_string())
+        .collect::<Vec<_>>();
+    assert_eq!(refunded, ["1"], "{text}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

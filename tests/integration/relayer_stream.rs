@@ -14,7 +14,7 @@ use http_body_util::BodyExt as _;
 use prost::Message as _;
 use relay_miner::config::Config;
 use relay_miner::protocol::wire::{
-    HttpHeader, MinedRelayMessage, PoktHttpRequest, PoktHttpResponse, Relay, RelayRequest, RelayResponse, SessionHeader,
+    MinedRelayMessage, PoktHttpRequest, PoktHttpResponse, Relay, RelayRequest, RelayResponse, SessionHeader,
 };
 use relay_miner::protocol::{relay, sha256, supplier_sig};
 use relay_miner::sim::backend::{BackendConfig, BackendHandle, DemoBackend};
@@ -216,32 +216,19 @@ async fn logged(net: &Net) -> Vec<Relay> {
         .collect()
 }
 
-/// The one relay in the log is `request` answered with a response signed by our supplier over
-/// `POKTHTTPResponse { 200, the backend's headers (as the gateway got them), body }`.
-async fn assert_mined_once(net: &Net, request: &RelayRequest, headers: &http::HeaderMap, body: &[u8]) {
+/// The relay log holds exactly one relay: `request` and `item`, the signed item the gateway got last (module
+/// `stream`: a stream is mined with its final item, so its proof stays small however long it ran).
+async fn assert_mined_once(net: &Net, request: &RelayRequest, item: &RelayResponse) {
     let relays = logged(net).await;
     assert_eq!(relays.len(), 1);
     assert_eq!(relays[0].req.as_ref(), Some(request));
     let res = relays[0].res.as_ref().unwrap();
+    // The mined relay keeps the response's payload hash, not its payload (spec: relay bytes).
+    assert_eq!(res.meta, item.meta);
+    assert_eq!(res.payload_hash, item.payload_hash);
+    assert_eq!(res.payload_hash, Some(sha256(&item.payload).to_vec()));
     let signature = &res.meta.as_ref().unwrap().supplier_operator_signature;
     supplier_sig::verify(&net.ours.2, &relay::response_signable_hash(res), signature).unwrap();
-    let mut header = std::collections::BTreeMap::new();
-    for (name, value) in headers {
-        header
-            .entry(name.as_str().to_string())
-            .or_insert_with(|| HttpHeader {
-                key: name.as_str().to_string(),
-                values: vec![],
-            })
-            .values
-            .push(value.to_str().unwrap().to_string());
-    }
-    let whole = PoktHttpResponse {
-        status_code: 200,
-        header,
-        body_bz: body.to_vec(),
-    };
-    assert_eq!(res.payload_hash, Some(sha256(&whole.encode_to_vec()).to_vec()));
 }
 
 /// The body the demo backend answers `GET path` with directly.
@@ -279,15 +266,20 @@ async fn a_streamed_answer_is_relayed_batch_by_batch_and_mined_once_when_it_ende
     }
     drop(tap);
     let mut body = batch(&net, &first);
-    let rest = reader.rest().await;
-    let items = 1 + rest.len() as u64;
-    for item in rest {
+    let mut items = 1;
+    let mut last = first.clone();
+    while let Some(item) = reader.next().await {
+        items += 1;
         body.extend(batch(&net, &item));
+        if body.ends_with(b"three\n\n") {
+            // durable_ack: the relay was appended before the final item was written.
+            assert_eq!(net.recorded().await, 1);
+        }
+        last = item;
     }
     assert_eq!(body, b"data: one\n\ndata: two\n\ndata: three\n\n");
-    // durable_ack: the relay was appended before the final batch was written and the body ended.
     assert_eq!(net.recorded().await, 1);
-    assert_mined_once(&net, &request, &reader.headers, &body).await;
+    assert_mined_once(&net, &request, &last).await;
     r.relayer.drain_settlements().await;
     assert_eq!(r.relayer.detached_relays(), 0);
     let t = &r.telemetry;
@@ -323,7 +315,7 @@ async fn an_sse_stream_in_optimistic_mode_is_settled_with_the_full_response() {
         net.recorded().await == 1
     })
     .await;
-    assert_mined_once(&net, &request, &reader.headers, &body).await;
+    assert_mined_once(&net, &request, items.last().unwrap()).await;
 }
 
 /// A plain JSON answer is still one signed `RelayResponse`, no delimiter; NDJSON is streamed.
@@ -350,9 +342,10 @@ async fn a_json_answer_is_one_response_and_ndjson_is_streamed() {
     let request = get_request(&net, &header, "/ndjson?count=20&interval_ms=0");
     let mut reader = Reader::open(&r.url, &request).await;
     assert_eq!(reader.headers[http::header::CONTENT_TYPE], "application/x-ndjson");
-    let body: Vec<u8> = reader.rest().await.iter().flat_map(|item| batch(&net, item)).collect();
+    let items = reader.rest().await;
+    let body: Vec<u8> = items.iter().flat_map(|item| batch(&net, item)).collect();
     assert_eq!(body, direct(&backend, "/ndjson?count=20&interval_ms=0").await);
-    assert_mined_once(&net, &request, &reader.headers, &body).await;
+    assert_mined_once(&net, &request, items.last().unwrap()).await;
 }
 
 /// A stream past the service's `max_body_size_bytes`: the gateway gets the batches read until then, then a
@@ -411,9 +404,9 @@ async fn a_gateway_leaving_mid_stream_is_refunded_and_nothing_is_mined() {
     );
 }
 
-/// Mining refused when the stream ends (its session's claim window opened meanwhile, with `claim_delay_blocks: 0`
-/// the miner may have built the claim): the final item is the `session_expired` error instead of the final batch,
-/// nothing is recorded and the charge is refunded.
+/// Mining refused (the relayer's height jumped to the claim window's opening, with `claim_delay_blocks: 0` the
+/// block the miner may build the claim at, past the block before it where a running stream is mined): the final
+/// item is the `session_expired` error, nothing is recorded and the charge is refunded.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stream_ending_after_the_claim_window_opened_ends_with_the_mining_error() {
     let (net, r, _backend, tap) = stream_net_with("transaction:\n  claim_delay_blocks: 0\n").await;
@@ -426,7 +419,8 @@ async fn a_stream_ending_after_the_claim_window_opened_ends_with_the_mining_erro
     tap.send(Bytes::from_static(b"data: one\n\n")).unwrap();
     assert_eq!(batch(&net, &reader.next().await.unwrap()), b"data: one\n\n");
     net.advance((windows.claim_open - net.chain.height()) as usize);
-    tap.send(Bytes::from_static(b"data: two\n\n")).unwrap();
+    // The stream may have ended at the new height already (its backend then gone): the send may fail.
+    let _ = tap.send(Bytes::from_static(b"data: two\n\n"));
     drop(tap);
     let items = reader.rest().await;
     let (last, served) = items.split_last().unwrap();
@@ -436,9 +430,9 @@ async fn a_stream_ending_after_the_claim_window_opened_ends_with_the_mining_erro
         "session_expired: {:?}",
         last.relay_miner_error
     );
-    for item in served {
-        assert_eq!(batch(&net, item), b"data: two\n\n");
-    }
+    // The relayer saw the height jump past the block before the claim's: mining was refused there, the stream
+    // ended with it, and the second line was never served.
+    assert!(served.is_empty(), "{} items served after the first", served.len());
     assert_eq!(net.recorded().await, 0);
     // Refunded (not read back from the meter's storage: once the claim window opened the meter may have forgotten
     // the session's entry, and a refund after that does not reach storage; no relay of the session is metered any
@@ -474,7 +468,7 @@ async fn the_request_timeout_applies_between_two_lines() {
         5 * 4,
         "5 events of 4 lines"
     );
-    assert_mined_once(&net, &request, &reader.headers, &body).await;
+    assert_mined_once(&net, &request, items.last().unwrap()).await;
 
     let request = get_request(&net, &header, "/sse?count=2&interval_ms=1500");
     let mut reader = Reader::open(&r.url, &request).await;
@@ -483,4 +477,64 @@ async fn the_request_timeout_applies_between_two_lines() {
     assert_eq!(items.len(), 1, "no event within the timeout");
     assert_eq!(error_code(&items[0]), Some(13), "{:?}", items[0].relay_miner_error);
     assert_eq!(net.recorded().await, 0);
+}
+
+/// A stream still running one block before the miner may build its session's claim is mined then, with the item
+/// the gateway has, and goes on: the session's end does not leave a long stream unpaid.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_still_running_before_its_claim_is_mined_then_and_goes_on() {
+    let (net, r, _backend, tap) = stream_net_with("transaction:\n  claim_delay_blocks: 1\n").await;
+    let header = net.header("slow").await;
+    let params = net.chain.state().shared.clone();
+    let windows =
+        relay_miner::protocol::session::SessionWindows::new(&params, header.session_end_block_height).unwrap();
+    let request = get_request(&net, &header, "/events");
+    let mut reader = Reader::open(&r.url, &request).await;
+    tap.send(Bytes::from_static(b"data: one\n\n")).unwrap();
+    let first = reader.next().await.unwrap();
+    assert_eq!(batch(&net, &first), b"data: one\n\n");
+    assert_eq!(net.recorded().await, 0);
+    // The claim is sent at claim_open + 1: at claim_open the stream's relay is mined, with the item served so far.
+    net.advance((windows.claim_open - net.chain.height()) as usize);
+    eventually("the running stream's relay to be mined", || async {
+        net.recorded().await == 1
+    })
+    .await;
+    // The stream goes on and ends normally; nothing more is mined or refunded.
+    tap.send(Bytes::from_static(b"data: two\n\n")).unwrap();
+    drop(tap);
+    let items = reader.rest().await;
+    let body: Vec<u8> = items.iter().flat_map(|item| batch(&net, item)).collect();
+    assert_eq!(body, b"data: two\n\n");
+    assert!(items.iter().all(|item| item.relay_miner_error.is_none()));
+    assert_mined_once(&net, &request, &first).await;
+    r.relayer.drain_settlements().await;
+    assert_eq!(
+        metric(
+            &r.telemetry,
+            "ha_relayer_streaming_relays_served_total{service_id=\"slow\"}"
+        ),
+        1
+    );
+}
+
+/// The shutdown's drain ends a stream its backend keeps open, as if the backend's had ended: the gateway gets a
+/// final item and the body ends, and the relay is mined with it (the relay server's drain waits for every body).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_shutdown_ends_a_stream_and_mines_what_was_delivered() {
+    let (net, r, _backend, tap) = stream_net().await;
+    let header = net.header("slow").await;
+    let request = get_request(&net, &header, "/events");
+    let mut reader = Reader::open(&r.url, &request).await;
+    tap.send(Bytes::from_static(b"data: one\n\n")).unwrap();
+    assert_eq!(batch(&net, &reader.next().await.unwrap()), b"data: one\n\n");
+    // The backend's stream stays open (the test holds `tap`).
+    tokio::time::timeout(Duration::from_secs(10), r.relayer.drain_settlements())
+        .await
+        .expect("the drain ends the stream");
+    let items = reader.rest().await;
+    assert_eq!(items.len(), 1, "one final item");
+    assert!(batch(&net, &items[0]).is_empty());
+    assert_mined_once(&net, &request, &items[0]).await;
+    drop(tap);
 }
