@@ -22,8 +22,13 @@ use crate::relayer::{Net, Running, served_status};
 /// A net whose `anvil` service has a `grpc` backend (`grpc_backend`, as a bare `host:port`) and a `jsonrpc` one
 /// (`json_backend`), eager, durable ack, metered.
 async fn grpc_net() -> (Net, Running, BackendHandle, BackendHandle) {
+    grpc_net_with(BackendConfig::default()).await
+}
+
+/// [`grpc_net`] with the `grpc` backend configured as `grpc_config`.
+async fn grpc_net_with(grpc_config: BackendConfig) -> (Net, Running, BackendHandle, BackendHandle) {
     let net = Net::new(1_000_000_000).await;
-    let grpc_backend = DemoBackend::spawn(BackendConfig::default()).await.unwrap();
+    let grpc_backend = DemoBackend::spawn(grpc_config).await.unwrap();
     let json_backend = DemoBackend::spawn(BackendConfig::default()).await.unwrap();
     let yaml = format!(
         "
@@ -355,4 +360,73 @@ async fn a_streamed_backend_answer_to_a_grpc_relay_is_read_whole_as_one_relay() 
     assert_eq!(body.matches("event: tick").count(), 3, "{body}");
     assert_eq!(json_backend.stats().sse_streams, 1);
     assert_eq!(net.recorded().await, 1);
+}
+
+/// A gzip message is inflated before it is served, and the inflated bytes are held in the relay server's body
+/// budget (`ha_relayer_request_body_bytes_in_flight`) while it is, not only the few compressed ones: otherwise many
+/// small messages inflating a thousandfold would hold memory past `max_body_bytes_in_flight`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gzip_message_is_served_with_its_inflated_size_in_the_body_budget() {
+    use std::io::Write as _;
+    let slow = BackendConfig {
+        delay: relay_miner::sim::backend::DelayConfig {
+            fixed: Duration::from_millis(500),
+            jitter: Duration::ZERO,
+        },
+        ..BackendConfig::default()
+    };
+    let (net, running, grpc_backend, _json) = grpc_net_with(slow).await;
+    let request = grpc_relay(&net, ECHO_PATH, echo(&"x".repeat(40_000))).await;
+    let message = relay::encode_relay_request(&request);
+    let mut gzip = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gzip.write_all(&message).unwrap();
+    let packed = gzip.finish().unwrap();
+    assert!(packed.len() < 2_000, "{}", packed.len());
+    let mut body = vec![1];
+    body.extend_from_slice(&(packed.len() as u32).to_be_bytes());
+    body.extend_from_slice(&packed);
+
+    let mut connector = hyper_util::client::legacy::connect::HttpConnector::new();
+    connector.set_nodelay(true);
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .http2_only(true)
+        .build::<_, http_body_util::Full<bytes::Bytes>>(connector);
+    let call = http::Request::post(format!("{}{SEND_RELAY_PATH}", running.url))
+        .header("content-type", "application/grpc")
+        .header("grpc-encoding", "gzip")
+        .header("te", "trailers")
+        .header("rpc-type", "1")
+        .body(http_body_util::Full::new(bytes::Bytes::from(body)))
+        .unwrap();
+    let call = tokio::spawn(async move {
+        let response = client.request(call).await.unwrap();
+        http_body_util::BodyExt::collect(response.into_body()).await.unwrap()
+    });
+    // While the backend takes its time, the relay holds its inflated size in the budget.
+    let in_flight = || {
+        running
+            .telemetry
+            .render_metrics()
+            .lines()
+            .find_map(|l| l.strip_prefix("ha_relayer_request_body_bytes_in_flight "))
+            .map_or(0, |v| v.trim().parse::<u64>().unwrap())
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while in_flight() < message.len() as u64 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{} bytes held, {} inflated",
+            in_flight(),
+            message.len()
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let collected = call.await.unwrap();
+    assert_eq!(collected.trailers().and_then(|t| t.get("grpc-status")).unwrap(), "0");
+    let bytes = collected.to_bytes();
+    let response = relay::decode_relay_response(&bytes[5..], relay::MAX_RELAY_MESSAGE_BYTES).unwrap();
+    assert_eq!(answer(&net, &response).1[0].message.len(), 40_000);
+    assert_eq!(grpc_backend.stats().grpc_unary, 1);
+    assert_eq!(net.recorded().await, 1);
+    assert_eq!(in_flight(), 0, "released once answered");
 }
