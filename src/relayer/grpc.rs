@@ -308,13 +308,8 @@ pub(super) async fn handle(relayer: Arc<Relayer>, path: &str, headers: HeaderMap
             message_with_ok(encode_frame(&encoded))
         }
         Err((error, service, header)) => {
-            let (_, reason) = error.code();
-            relayer
-                .metrics
-                .rejected
-                .with_label_values(&[&service, rt, reason])
-                .inc();
-            metrics.errors.with_label_values(&[&service, reason]).inc();
+            relayer.count_rejected(&service, rt, &error);
+            metrics.errors.with_label_values(&[&service, error.code().1]).inc();
             tracing::debug!(%error, service, "gRPC relay refused");
             let refused = relay::encode_relay_response(&error_response(&error, header));
             trailers_only(grpc_code(&error), &error.to_string(), Some(refused))

@@ -429,12 +429,12 @@ impl Relayer {
                 let backend_response = match self.forward(service, backend, payload, origin, streams).await {
                     Ok(stream::Forwarded::Whole(r)) => r,
                     Ok(stream::Forwarded::Stream(head)) => {
-                        let settle = stream::Settle::Eager {
+                        let settle = stream::Settle::Eager(stream::Eager {
                             valid: Box::new(valid),
                             costs,
                             charge,
                             arrival,
-                        };
+                        });
                         let job = stream::StreamJob {
                             request,
                             key,
@@ -674,6 +674,15 @@ impl Relayer {
             .observe(since.elapsed().as_secs_f64());
     }
 
+    /// Counts a refused relay in `ha_relayer_relays_rejected_total{service_id,rpc_type,reason}`.
+    fn count_rejected(&self, service_id: &str, rpc_type: &str, error: &RelayError) {
+        let (_, reason) = error.code();
+        self.metrics
+            .rejected
+            .with_label_values(&[service_id, rpc_type, reason])
+            .inc();
+    }
+
     fn count_validation_failure(&self, service_id: &str, error: &RelayError) {
         let (_, reason) = error.code();
         self.metrics
@@ -728,12 +737,7 @@ async fn handle(State(relayer): State<Arc<Relayer>>, uri: http::Uri, headers: He
             ([(http::header::CONTENT_TYPE, "application/x-protobuf")], bytes).into_response()
         }
         Err((error, service, header)) => {
-            let (_, reason) = error.code();
-            relayer
-                .metrics
-                .rejected
-                .with_label_values(&[&service, rt, reason])
-                .inc();
+            relayer.count_rejected(&service, rt, &error);
             tracing::debug!(%error, service, "relay refused");
             let response = error_response(&error, header);
             (

@@ -188,14 +188,17 @@ pub(super) enum Answer {
 /// How a streamed relay is settled once its stream ended.
 pub(super) enum Settle {
     /// Validated before forwarding, its meter charge taken: mined before the final batch is written.
-    Eager {
-        valid: Box<Validated>,
-        costs: Arc<costs::SessionCosts>,
-        charge: meter::Charge,
-        arrival: i64,
-    },
+    Eager(Eager),
     /// Served first: validated, metered and mined after the body ended.
     Optimistic { structure: Structure, arrival: i64 },
+}
+
+/// What mining an eagerly validated stream's relay needs (taken when it is mined).
+pub(super) struct Eager {
+    pub valid: Box<Validated>,
+    pub costs: Arc<costs::SessionCosts>,
+    pub charge: meter::Charge,
+    pub arrival: i64,
 }
 
 /// A relay whose backend answers a stream.
@@ -224,6 +227,34 @@ enum Ended {
 }
 
 impl Relayer {
+    /// Mines a streamed relay validated before forwarding: `request` with `response` (module docs: an item the
+    /// gateway has), the charge taken before forwarding settled by the outcome.
+    async fn mine_eager(
+        &self,
+        request: &RelayRequest,
+        response: &RelayResponse,
+        status: u32,
+        eager: Eager,
+    ) -> Result<(), RelayError> {
+        let Eager {
+            valid,
+            costs,
+            charge,
+            arrival,
+        } = eager;
+        self.mine(
+            request,
+            response,
+            &valid,
+            status,
+            &costs,
+            arrival,
+            self.durable_ack,
+            charge,
+        )
+        .await
+    }
+
     /// Answers a relay whose backend streams: the response (the backend's status and headers) at once, its body
     /// fed by a task counted in the relayer's detachments (the shutdown waits for it).
     pub(super) fn serve_stream(self: &Arc<Self>, job: StreamJob) -> Response {
@@ -268,7 +299,7 @@ impl Relayer {
         // An eager relay is mined one block before the miner may build its claim if its stream is still running
         // then (the stream goes on, the relay is in the claim); `settle` is `None` once it was settled.
         let mine_before = match &settle {
-            Settle::Eager { valid, .. } => Some(
+            Settle::Eager(Eager { valid, .. }) => Some(
                 crate::protocol::session::first_claim_send_height(
                     valid.windows.claim_open,
                     valid.windows.claim_close,
@@ -353,28 +384,10 @@ impl Relayer {
                             r
                         }
                     };
-                    if let Some(Settle::Eager {
-                        valid,
-                        costs,
-                        charge,
-                        arrival,
-                    }) = settle.take()
+                    if let Some(Settle::Eager(eager)) = settle.take()
+                        && let Err(e) = self.mine_eager(&request, &response, status, eager).await
                     {
-                        let mined = self
-                            .mine(
-                                &request,
-                                &response,
-                                &valid,
-                                status,
-                                &costs,
-                                arrival,
-                                self.durable_ack,
-                                charge,
-                            )
-                            .await;
-                        if let Err(e) = mined {
-                            break Ended::Failed(e);
-                        }
+                        break Ended::Failed(e);
                     }
                     Vec::new()
                 }
@@ -417,7 +430,7 @@ impl Relayer {
         // A relay mined before its stream ended keeps its charge whatever happens next; one not settled yet is
         // refunded when its stream does not end well.
         let refund = |settle: Option<Settle>| {
-            if let Some(Settle::Eager { charge, .. }) = settle {
+            if let Some(Settle::Eager(Eager { charge, .. })) = settle {
                 self.refund(service_id, charge);
             }
         };
@@ -433,10 +446,7 @@ impl Relayer {
                 return;
             }
             Ended::Failed(e) => {
-                self.metrics
-                    .rejected
-                    .with_label_values(&[service_id, rt, e.code().1])
-                    .inc();
+                self.count_rejected(service_id, rt, &e);
                 tracing::debug!(error = %e, service_id, "streamed relay ended early; not mined");
                 refund(settle);
                 write(&error_response(&e, header)).await;
@@ -466,34 +476,15 @@ impl Relayer {
                 write(&last).await;
                 served(self);
             }
-            Some(Settle::Eager {
-                valid,
-                costs,
-                charge,
-                arrival,
-            }) => {
-                let mined = self
-                    .mine(
-                        &request,
-                        &last,
-                        &valid,
-                        status,
-                        &costs,
-                        arrival,
-                        self.durable_ack,
-                        charge,
-                    )
-                    .await;
+            Some(Settle::Eager(eager)) => {
+                let mined = self.mine_eager(&request, &last, status, eager).await;
                 match mined {
                     Ok(()) => {
                         write(&last).await;
                         served(self);
                     }
                     Err(e) => {
-                        self.metrics
-                            .rejected
-                            .with_label_values(&[service_id, rt, e.code().1])
-                            .inc();
+                        self.count_rejected(service_id, rt, &e);
                         tracing::debug!(error = %e, service_id, "streamed relay not mined");
                         write(&error_response(&e, header)).await;
                     }

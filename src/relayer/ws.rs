@@ -175,12 +175,7 @@ pub(super) async fn upgrade(
         .or_else(|| header(LEGACY_SERVICE_HEADER))
         .unwrap_or_default();
     let refuse = |label: &str, error: RelayError| {
-        let (_, reason) = error.code();
-        relayer
-            .metrics
-            .rejected
-            .with_label_values(&[label, RPC_TYPE, reason])
-            .inc();
+        relayer.count_rejected(label, RPC_TYPE, &error);
         tracing::debug!(%error, service = service_id, "websocket handshake refused");
         (error.status(), error.to_string()).into_response()
     };
@@ -530,12 +525,7 @@ async fn send_error(
     header: Option<SessionHeader>,
     out: &mpsc::Sender<Message>,
 ) {
-    let (_, reason) = error.code();
-    relayer
-        .metrics
-        .rejected
-        .with_label_values(&[service_id, RPC_TYPE, reason])
-        .inc();
+    relayer.count_rejected(service_id, RPC_TYPE, error);
     tracing::debug!(%error, service = service_id, "websocket relay refused");
     let response = error_response(error, header);
     let _ = out

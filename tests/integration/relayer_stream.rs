@@ -404,20 +404,37 @@ async fn a_gateway_leaving_mid_stream_is_refunded_and_nothing_is_mined() {
     );
 }
 
+/// A stream of the `slow` service's current session opened on the test-fed backend, its first line `data: one`
+/// served (returned with the session's windows, the request and the gateway's reader).
+async fn stream_served_once(
+    net: &Net,
+    r: &Running,
+    tap: &mpsc::UnboundedSender<Bytes>,
+) -> (
+    relay_miner::protocol::session::SessionWindows,
+    RelayRequest,
+    Reader,
+    RelayResponse,
+) {
+    let header = net.header("slow").await;
+    let params = net.chain.state().shared.clone();
+    let windows =
+        relay_miner::protocol::session::SessionWindows::new(&params, header.session_end_block_height).unwrap();
+    let request = get_request(net, &header, "/events");
+    let mut reader = Reader::open(&r.url, &request).await;
+    tap.send(Bytes::from_static(b"data: one\n\n")).unwrap();
+    let first = reader.next().await.unwrap();
+    assert_eq!(batch(net, &first), b"data: one\n\n");
+    (windows, request, reader, first)
+}
+
 /// Mining refused (the relayer's height jumped to the claim window's opening, with `claim_delay_blocks: 0` the
 /// block the miner may build the claim at, past the block before it where a running stream is mined): the final
 /// item is the `session_expired` error, nothing is recorded and the charge is refunded.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stream_ending_after_the_claim_window_opened_ends_with_the_mining_error() {
     let (net, r, _backend, tap) = stream_net_with("transaction:\n  claim_delay_blocks: 0\n").await;
-    let header = net.header("slow").await;
-    let params = net.chain.state().shared.clone();
-    let windows =
-        relay_miner::protocol::session::SessionWindows::new(&params, header.session_end_block_height).unwrap();
-    let request = get_request(&net, &header, "/events");
-    let mut reader = Reader::open(&r.url, &request).await;
-    tap.send(Bytes::from_static(b"data: one\n\n")).unwrap();
-    assert_eq!(batch(&net, &reader.next().await.unwrap()), b"data: one\n\n");
+    let (windows, _request, mut reader, _first) = stream_served_once(&net, &r, &tap).await;
     net.advance((windows.claim_open - net.chain.height()) as usize);
     // The stream may have ended at the new height already (its backend then gone): the send may fail.
     let _ = tap.send(Bytes::from_static(b"data: two\n\n"));
@@ -484,15 +501,7 @@ async fn the_request_timeout_applies_between_two_lines() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stream_still_running_before_its_claim_is_mined_then_and_goes_on() {
     let (net, r, _backend, tap) = stream_net_with("transaction:\n  claim_delay_blocks: 1\n").await;
-    let header = net.header("slow").await;
-    let params = net.chain.state().shared.clone();
-    let windows =
-        relay_miner::protocol::session::SessionWindows::new(&params, header.session_end_block_height).unwrap();
-    let request = get_request(&net, &header, "/events");
-    let mut reader = Reader::open(&r.url, &request).await;
-    tap.send(Bytes::from_static(b"data: one\n\n")).unwrap();
-    let first = reader.next().await.unwrap();
-    assert_eq!(batch(&net, &first), b"data: one\n\n");
+    let (windows, request, mut reader, first) = stream_served_once(&net, &r, &tap).await;
     assert_eq!(net.recorded().await, 0);
     // The claim is sent at claim_open + 1: at claim_open the stream's relay is mined, with the item served so far.
     net.advance((windows.claim_open - net.chain.height()) as usize);
