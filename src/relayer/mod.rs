@@ -370,9 +370,10 @@ impl Relayer {
         };
         // The relay's own ring signature before the backend works: only a holder of a ring key (the app or its
         // gateways) gets a relay served first; what needs the chain is checked in the background.
+        // The session's windows when the relay is served first.
         let serve_first = match recorded_ring {
-            None => false,
-            Some(ring) => {
+            None => None,
+            Some((ring, windows)) => {
                 let verified = Instant::now();
                 let result = validate::verify_signature(&self.ring_verifier, &request, &ring);
                 self.metrics
@@ -380,10 +381,10 @@ impl Relayer {
                     .with_label_values(&[&service_id, "signature"])
                     .observe(verified.elapsed().as_secs_f64());
                 match result {
-                    Ok(()) => true,
+                    Ok(()) => Some(windows),
                     // A member the recorded ring lacks (a gateway delegated since the session was recorded): the
                     // full validation reads the application's ring now, and records it when the relay is valid.
-                    Err(RelayError::RingSignature(crate::protocol::ring::RingError::NotAMember(_))) => false,
+                    Err(RelayError::RingSignature(crate::protocol::ring::RingError::NotAMember(_))) => None,
                     Err(e) => {
                         self.count_validation_failure(&service_id, &e);
                         return Err(fail(e));
@@ -392,7 +393,7 @@ impl Relayer {
             }
         };
         match serve_first {
-            false => {
+            None => {
                 let validation_started = Instant::now();
                 let validated =
                     validate::validate(&self.chain, &self.ring_verifier, &request, structure, arrival, false).await;
@@ -479,7 +480,7 @@ impl Relayer {
                 self.observe_phase(&self.metrics.post_backend, &service_id, rt, answered);
                 Ok((stream::Answer::Signed(encoded), service_id))
             }
-            true => {
+            Some(windows) => {
                 if let Some(meter) = &self.meter {
                     let key = meter::MeterKey {
                         session_id: structure.header.session_id.clone(),
@@ -508,7 +509,11 @@ impl Relayer {
                 {
                     stream::Forwarded::Whole(r) => r,
                     stream::Forwarded::Stream(head) => {
-                        let settle = stream::Settle::Optimistic { structure, arrival };
+                        let settle = stream::Settle::Optimistic {
+                            structure,
+                            arrival,
+                            windows,
+                        };
                         let job = stream::StreamJob {
                             request,
                             key,

@@ -106,18 +106,23 @@ impl ValidatedSessions {
         }
     }
 
-    /// The application's ring to verify a relay's signature against when a relay of `header` for `supplier`
-    /// arriving at `height` may be served before its chain-backed validation: the pair was validated before and
-    /// `height` is inside the session's relay window (not past the grace period, before the claim window opens, as
-    /// §2.6 steps 1 and 5 check it). `None`: validate fully before serving.
-    pub fn serves_first(&self, header: &SessionHeader, supplier: &str, height: i64) -> Option<Arc<[[u8; 33]]>> {
+    /// The application's ring to verify a relay's signature against, and the session's windows, when a relay of
+    /// `header` for `supplier` arriving at `height` may be served before its chain-backed validation: the pair was
+    /// validated before and `height` is inside the session's relay window (not past the grace period, before the
+    /// claim window opens, as §2.6 steps 1 and 5 check it). `None`: validate fully before serving.
+    pub fn serves_first(
+        &self,
+        header: &SessionHeader,
+        supplier: &str,
+        height: i64,
+    ) -> Option<(Arc<[[u8; 33]]>, SessionWindows)> {
         let key = Key::new(header, supplier);
         let inner = self.inner.lock().ok()?;
         inner
             .windows
             .get(&key)
             .filter(|e| in_relay_window(&e.windows, height))
-            .map(|e| Arc::clone(&e.ring))
+            .map(|e| (Arc::clone(&e.ring), e.windows))
     }
 
     /// Records a pair whose relay (arrived at `height`) passed full validation against `ring`.

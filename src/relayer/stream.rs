@@ -25,7 +25,9 @@
 //! block before the miner may build its session's claim (`transaction.claim_delay_blocks`) is mined then, with the
 //! last item the gateway has, and goes on: a stream crossing its session's end is paid. In `optimistic` mode the
 //! final item is written at once and the settlement (validation, metering, mining) runs after the body ended with
-//! it, as for buffered relays served first.
+//! it, as for buffered relays served first; a stream still running one block before its claim may be built is
+//! settled then, beside the stream, with the last item the gateway has (the session's windows are known: optimistic
+//! mode serves first only relays of a session validated before, recorded with them).
 //!
 //! Decisions:
 //! - The bytes a stream may deliver are bounded by the service's `max_body_size_bytes`. Past it the relayer stops
@@ -58,6 +60,8 @@ use http_body_util::BodyExt as _;
 use prost::Message as _;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
+
+use crate::protocol::session::SessionWindows;
 
 pub(super) use super::forward::Forwarded;
 use super::forward::{BackendHead, is_hop_by_hop};
@@ -189,8 +193,13 @@ pub(super) enum Answer {
 pub(super) enum Settle {
     /// Validated before forwarding, its meter charge taken: mined before the final batch is written.
     Eager(Eager),
-    /// Served first: validated, metered and mined after the body ended.
-    Optimistic { structure: Structure, arrival: i64 },
+    /// Served first: validated, metered and mined after the body ended (or one block before its session's claim may
+    /// be built, if still running then). `windows`: the session's, as recorded when it was first validated.
+    Optimistic {
+        structure: Structure,
+        arrival: i64,
+        windows: SessionWindows,
+    },
 }
 
 /// What mining an eagerly validated stream's relay needs (taken when it is mined).
@@ -273,7 +282,7 @@ impl Relayer {
     }
 
     /// Reads the backend's stream, writes its signed batches to `tx`, and settles the relay (module docs).
-    async fn stream(&self, job: StreamJob, tx: mpsc::Sender<Result<Bytes, std::convert::Infallible>>) {
+    async fn stream(self: &Arc<Self>, job: StreamJob, tx: mpsc::Sender<Result<Bytes, std::convert::Infallible>>) {
         let StreamJob {
             request,
             key,
@@ -296,20 +305,20 @@ impl Relayer {
         let mut batcher = Batcher::default();
         let mut delivered = 0usize;
         let mut idle_deadline = Instant::now() + idle;
-        // An eager relay is mined one block before the miner may build its claim if its stream is still running
-        // then (the stream goes on, the relay is in the claim); `settle` is `None` once it was settled.
-        let mine_before = match &settle {
-            Settle::Eager(Eager { valid, .. }) => Some(
-                crate::protocol::session::first_claim_send_height(
-                    valid.windows.claim_open,
-                    valid.windows.claim_close,
-                    self.claim_delay_blocks,
-                    self.submission_buffer_blocks,
-                )
-                .saturating_sub(1),
-            ),
-            Settle::Optimistic { .. } => None,
+        // A relay is mined one block before the miner may build its claim if its stream is still running then
+        // (the stream goes on, the relay is in the claim); `settle` is `None` once it was settled.
+        let windows = match &settle {
+            Settle::Eager(Eager { valid, .. }) => valid.windows,
+            Settle::Optimistic { windows, .. } => *windows,
         };
+        let optimistic = matches!(settle, Settle::Optimistic { .. });
+        let mine_before = crate::protocol::session::first_claim_send_height(
+            windows.claim_open,
+            windows.claim_close,
+            self.claim_delay_blocks,
+            self.submission_buffer_blocks,
+        )
+        .saturating_sub(1);
         let mut settle = Some(settle);
         let mut height = self.height.clone();
         let mut stopping = self.streams_stop.subscribe();
@@ -348,7 +357,7 @@ impl Relayer {
                 MineNow,
             }
             let flush_at = batcher.deadline();
-            let mine_at = mine_before.filter(|_| settle.is_some());
+            let mine_at = settle.is_some().then_some(mine_before);
             let step = tokio::select! {
                 biased;
                 () = tx.closed() => Step::Left,
@@ -384,10 +393,23 @@ impl Relayer {
                             r
                         }
                     };
-                    if let Some(Settle::Eager(eager)) = settle.take()
-                        && let Err(e) = self.mine_eager(&request, &response, status, eager).await
-                    {
-                        break Ended::Failed(e);
+                    match settle.take() {
+                        Some(Settle::Eager(eager)) => {
+                            if let Err(e) = self.mine_eager(&request, &response, status, eager).await {
+                                break Ended::Failed(e);
+                            }
+                        }
+                        // Settled beside the stream (validation may retry chain reads for a while; the backend is
+                        // read on meanwhile), in the detachments the shutdown's drain waits for.
+                        Some(Settle::Optimistic { structure, arrival, .. }) => {
+                            let this = Arc::clone(self);
+                            let request = request.clone();
+                            self.detached.run(async move {
+                                this.settle_optimistic(request, response, structure, status, arrival)
+                                    .await
+                            });
+                        }
+                        None => {}
                     }
                     Vec::new()
                 }
@@ -471,10 +493,16 @@ impl Relayer {
             this.observe_phase(&this.metrics.post_backend, service_id, rt, answered);
         };
         match settle {
-            // Mined before the stream ended.
+            // Mined (optimistic: settled) before the stream ended.
             None => {
                 write(&last).await;
                 served(self);
+                if optimistic {
+                    self.metrics
+                        .served_optimistically
+                        .with_label_values(&[service_id, rt])
+                        .inc();
+                }
             }
             Some(Settle::Eager(eager)) => {
                 let mined = self.mine_eager(&request, &last, status, eager).await;
@@ -490,7 +518,7 @@ impl Relayer {
                     }
                 }
             }
-            Some(Settle::Optimistic { structure, arrival }) => {
+            Some(Settle::Optimistic { structure, arrival, .. }) => {
                 write(&last).await;
                 served(self);
                 self.metrics

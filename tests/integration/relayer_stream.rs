@@ -28,22 +28,35 @@ const DELIMITER: &[u8] = b"||POKT_STREAM||";
 /// The sending side of the tap backend's next stream.
 type Tap = Arc<Mutex<Option<mpsc::UnboundedReceiver<Bytes>>>>;
 
-/// A backend answering `text/event-stream` with whatever the test sends on the tap's sender, ending when the
-/// sender is dropped. Returns its URL.
+/// A backend answering `GET /events` with `text/event-stream` made of whatever the test sends on the tap's sender,
+/// ending when the sender is dropped, and any other request with a small JSON answer. Returns its URL.
 async fn tap_backend(tap: Tap) -> String {
-    let router = axum::Router::new().fallback(move || {
-        let rx = tap.lock().unwrap().take().expect("one stream per tap");
-        async move {
-            let lines = tokio_stream::wrappers::UnboundedReceiverStream::new(rx);
-            let body = axum::body::Body::from_stream(futures::StreamExt::map(lines, Ok::<_, std::convert::Infallible>));
-            ([(http::header::CONTENT_TYPE, "text/event-stream")], body)
-        }
-    });
+    let router = axum::Router::new()
+        .route(
+            "/events",
+            axum::routing::get(move || {
+                let rx = tap.lock().unwrap().take().expect("one stream per tap");
+                async move {
+                    let lines = tokio_stream::wrappers::UnboundedReceiverStream::new(rx);
+                    let body = axum::body::Body::from_stream(futures::StreamExt::map(
+                        lines,
+                        Ok::<_, std::convert::Infallible>,
+                    ));
+                    ([(http::header::CONTENT_TYPE, "text/event-stream")], body)
+                }
+            }),
+        )
+        .fallback(|| async {
+            (
+                [(http::header::CONTENT_TYPE, "application/json")],
+                r#"{"jsonrpc":"2.0","id":1,"result":"0x1"}"#,
+            )
+        });
     crate::support::serve(router).await
 }
 
 /// A net whose services answer streams: `anvil` (eager) and `lazy` (optimistic) with the demo backend, `slow`
-/// (eager) with the tap, `broken` (eager) with the demo backend and a 2000-byte body limit, `gated` (eager) with
+/// (eager unless [`stream_net_full`] says otherwise) with the tap, `broken` (eager) with the demo backend and a 2000-byte body limit, `gated` (eager) with
 /// the demo backend and a 1 s request timeout.
 async fn stream_net() -> (Net, Running, BackendHandle, mpsc::UnboundedSender<Bytes>) {
     stream_net_with("").await
@@ -51,6 +64,11 @@ async fn stream_net() -> (Net, Running, BackendHandle, mpsc::UnboundedSender<Byt
 
 /// [`stream_net`] with `extra` (top-level YAML keys) added to the relayer's config.
 async fn stream_net_with(extra: &str) -> (Net, Running, BackendHandle, mpsc::UnboundedSender<Bytes>) {
+    stream_net_full(extra, "eager").await
+}
+
+/// [`stream_net_with`], the `slow` service (the tap's) validated in `slow_mode`.
+async fn stream_net_full(extra: &str, slow_mode: &str) -> (Net, Running, BackendHandle, mpsc::UnboundedSender<Bytes>) {
     let net = Net::new(1_000_000_000).await;
     let backend = DemoBackend::spawn(BackendConfig::default()).await.unwrap();
     let (tx, rx) = mpsc::unbounded_channel();
@@ -69,7 +87,7 @@ services:
     backends:
       jsonrpc: {{url: {demo}}}
   slow:
-    validation_mode: eager
+    validation_mode: {slow_mode}
     backends:
       jsonrpc: {{url: {tap}}}
   broken:
@@ -525,6 +543,55 @@ async fn a_stream_still_running_before_its_claim_is_mined_then_and_goes_on() {
         ),
         1
     );
+}
+
+/// Optimistic mode too: a stream of a session validated before, served first, still running one block before the
+/// miner may build the session's claim, is settled then (validated, metered, mined) with the item the gateway has,
+/// and goes on; the session's end does not leave it unpaid.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_optimistic_stream_still_running_before_its_claim_is_mined_then_and_goes_on() {
+    let (net, r, _backend, tap) = stream_net_full("transaction:\n  claim_delay_blocks: 1\n", "optimistic").await;
+    let header = net.header("slow").await;
+    // The session's first relay is validated before serving and records the session (with its windows).
+    let (status, _) = net.send(&r.url, &net.request(&header, &net.ours.1, Net::rpc(1))).await;
+    assert_eq!(status, 200);
+    assert_eq!(net.recorded().await, 1);
+    let optimistic = "ha_relayer_relays_served_optimistically_total{rpc_type=\"jsonrpc\",service_id=\"slow\"}";
+    let served_before = metric(&r.telemetry, optimistic);
+    let params = net.chain.state().shared.clone();
+    let windows =
+        relay_miner::protocol::session::SessionWindows::new(&params, header.session_end_block_height).unwrap();
+    let request = get_request(&net, &header, "/events");
+    let mut reader = Reader::open(&r.url, &request).await;
+    tap.send(Bytes::from_static(b"data: one\n\n")).unwrap();
+    let first = reader.next().await.unwrap();
+    assert_eq!(batch(&net, &first), b"data: one\n\n");
+    assert_eq!(net.recorded().await, 1, "served first, not settled yet");
+    // The claim is sent at claim_open + 1: at claim_open the stream's relay is settled with the item served so far.
+    net.advance((windows.claim_open - net.chain.height()) as usize);
+    eventually("the running optimistic stream's relay to be mined", || async {
+        net.recorded().await == 2
+    })
+    .await;
+    tap.send(Bytes::from_static(b"data: two\n\n")).unwrap();
+    drop(tap);
+    let items = reader.rest().await;
+    let body: Vec<u8> = items.iter().flat_map(|item| batch(&net, item)).collect();
+    assert_eq!(body, b"data: two\n\n");
+    assert!(items.iter().all(|item| item.relay_miner_error.is_none()));
+    r.relayer.drain_settlements().await;
+    // Mined once, with the item the gateway had when it was settled.
+    let relays = logged(&net).await;
+    assert_eq!(relays.len(), 2);
+    let streamed: Vec<_> = relays
+        .iter()
+        .filter(|relay| relay.req.as_ref() == Some(&request))
+        .collect();
+    assert_eq!(streamed.len(), 1);
+    let res = streamed[0].res.as_ref().unwrap();
+    assert_eq!(res.meta, first.meta);
+    assert_eq!(res.payload_hash, Some(sha256(&first.payload).to_vec()));
+    assert_eq!(metric(&r.telemetry, optimistic), served_before + 1);
 }
 
 /// The shutdown's drain ends a stream its backend keeps open, as if the backend's had ended: the gateway gets a
