@@ -13,8 +13,8 @@
 //!   and new connections wait in the kernel's accept queue until one closes (counted, logged once a second);
 //! - optionally at most `relay_server.max_connections_per_ip` of them from one client address (IPv6 counted
 //!   per /64, the block one host usually holds): a connection beyond it is closed at once, before anything is
-//!   read (counted, logged once a second), so one client cannot take every slot and lock the gateways out.
-//!   Off by default: behind a load balancer or ingress every connection comes from its few addresses;
+//!   read (counted, logged once a second), so one client cannot take every slot and lock the gateways out. A
+//!   WebSocket relay connection upgraded from it stays counted until it ends ([`ClientSlot`]). Off by default: behind a load balancer or ingress every connection comes from its few addresses;
 //! - an accept error such as running out of file descriptors pauses accepting briefly instead of spinning;
 //! - graceful shutdown: on the signal it stops accepting, lets every connection finish the requests in flight,
 //!   then returns (the SIGTERM drain: every relay the server took gets its answer).
@@ -156,11 +156,19 @@ pub async fn serve(
         // Relays are small request/response pairs: no Nagle delay on the answer.
         let _ = stream.set_nodelay(true);
         let activity = Arc::new(Activity::new());
+        // Shared with the connection's requests: an upgraded one (a WebSocket relay connection) outlives this
+        // connection's task and keeps its client counted until it ends.
+        let ip_slot = ip_slot.map(Arc::new);
         let service = {
-            let (router, activity) = (router.clone(), Arc::clone(&activity));
-            hyper::service::service_fn(move |request: http::Request<Incoming>| {
+            let (router, activity, client) = (router.clone(), Arc::clone(&activity), ip_slot.clone());
+            hyper::service::service_fn(move |mut request: http::Request<Incoming>| {
                 let in_flight = InFlight::start(&activity);
                 let router = router.clone();
+                if let Some(slot) = &client {
+                    request.extensions_mut().insert(ClientSlot {
+                        _slot: Arc::clone(slot),
+                    });
+                }
                 async move {
                     let response = router.oneshot(request.map(axum::body::Body::new)).await;
                     drop(in_flight);
@@ -221,6 +229,14 @@ impl PerIp {
             client,
         })
     }
+}
+
+/// A connection's slot under `max_connections_per_ip`, in its requests' extensions (when the limit is set): a
+/// request that takes the connection over (a WebSocket upgrade) holds it until it ends, so upgraded connections
+/// stay counted against their client's address.
+#[derive(Clone)]
+pub struct ClientSlot {
+    _slot: Arc<IpSlot>,
 }
 
 /// One open connection of a client; its drop frees the slot (and the address's entry with its last one).

@@ -18,7 +18,11 @@
 //! Open connections are bounded by `relay_server.max_connections` (an upgraded connection leaves the relay
 //! server's own count; beyond, the upgrade is refused as `overloaded`, 503). Frames and messages are bounded by
 //! the service's `max_body_size_bytes` in both directions; a larger backend
-//! message is answered as `response_too_large` and ends the connection. A connection with no message either way
+//! message is answered as `response_too_large` and ends the connection. An upgraded connection stays counted
+//! against its client's `relay_server.max_connections_per_ip`. The connection's loop never waits on a peer that
+//! does not read: a refusal for a gateway whose outbox is full is dropped, and a message the backend does not take
+//! within the service's request timeout ends the connection, so the idle timeout and the shutdown's close always
+//! get through. A connection with no message either way
 //! for [`IDLE_TIMEOUT`] is closed, and so is the gateway's when the backend's ends (the gateway's subscriptions
 //! lived there), at the shutdown's relay drain ([`Relayer::drain_settlements`], so their relays are in the log
 //! before the miner's final ingest), or when a backend message comes after its session's claim was built (`session_expired`: the
@@ -164,6 +168,7 @@ impl Slots {
 pub(super) async fn upgrade(
     State(relayer): State<Arc<Relayer>>,
     headers: HeaderMap,
+    extensions: http::Extensions,
     ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
     let ws = match ws {
@@ -205,10 +210,13 @@ pub(super) async fn upgrade(
         Ok(taken) => taken,
         Err(e) => return refuse(&service_id, e),
     };
+    let client = extensions.get::<super::server::ClientSlot>().cloned();
     let limit = service.max_body_bytes;
     ws.max_message_size(limit)
         .max_frame_size(limit)
         .on_upgrade(move |socket| async move {
+            // The client's `max_connections_per_ip` slot, held while the connection lives (module `server`).
+            let _client = client;
             let metrics = relayer.ws_metrics.clone();
             metrics.opened.with_label_values(&[&service.id]).inc();
             let active = metrics.active.with_label_values(&[&service.id]);
@@ -360,7 +368,7 @@ impl Connection {
         let current = match self.validate(bytes).await {
             Ok(current) => current,
             Err((error, header)) => {
-                self.reject(&error, header, out).await;
+                self.reject(&error, header, out);
                 return None;
             }
         };
@@ -371,7 +379,7 @@ impl Connection {
             {
                 Ok(l) => *link = Some(l),
                 Err(error) => {
-                    self.reject(&error, header_of(&current.request), out).await;
+                    self.reject(&error, header_of(&current.request), out);
                     return Some(close_frame(close_code::ERROR, "backend unavailable"));
                 }
             }
@@ -384,10 +392,19 @@ impl Connection {
             Ok(text) => tungstenite::Message::text(text),
             Err(e) => tungstenite::Message::binary(e.into_bytes()),
         };
-        if let Err(e) = l.sink.send(message).await {
-            self.reject(&RelayError::Backend(format!("websocket backend: {e}")), header, out)
-                .await;
-            return Some(close_frame(close_code::ERROR, "backend connection failed"));
+        // Bounded: a backend that stops reading would otherwise hold the connection's loop (and the shutdown's
+        // drain, which waits for every connection) for good.
+        let timeout = self.service.request_timeout;
+        match tokio::time::timeout(timeout, l.sink.send(message)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                self.reject(&RelayError::Backend(format!("websocket backend: {e}")), header, out);
+                return Some(close_frame(close_code::ERROR, "backend connection failed"));
+            }
+            Err(_) => {
+                self.reject(&RelayError::BackendTimeout(timeout), header, out);
+                return Some(close_frame(close_code::ERROR, "backend not reading"));
+            }
         }
         self.relayer
             .ws_metrics
@@ -511,14 +528,16 @@ impl Connection {
         })
     }
 
-    /// Answers the gateway with `error` (counted as a refusal).
-    async fn reject(&self, error: &RelayError, header: Option<SessionHeader>, out: &mpsc::Sender<Message>) {
-        send_error(&self.relayer, &self.service.id, error, header, out).await;
+    /// Answers the gateway with `error` (counted as a refusal; [`send_error`]).
+    fn reject(&self, error: &RelayError, header: Option<SessionHeader>, out: &mpsc::Sender<Message>) {
+        send_error(&self.relayer, &self.service.id, error, header, out);
     }
 }
 
-/// Counts `error` as a refusal and answers the gateway with it.
-async fn send_error(
+/// Counts `error` as a refusal and answers the gateway with it, unless its outbox is full: a gateway that does not
+/// read its answers does not get this one either, and never holds the connection's loop (which must keep seeing
+/// the shutdown's close and the idle timeout) on a send that cannot finish.
+fn send_error(
     relayer: &Relayer,
     service_id: &str,
     error: &RelayError,
@@ -528,9 +547,12 @@ async fn send_error(
     relayer.count_rejected(service_id, RPC_TYPE, error);
     tracing::debug!(%error, service = service_id, "websocket relay refused");
     let response = error_response(error, header);
-    let _ = out
-        .send(Message::Binary(relay::encode_relay_response(&response).into()))
-        .await;
+    if out
+        .try_send(Message::Binary(relay::encode_relay_response(&response).into()))
+        .is_err()
+    {
+        tracing::debug!(service = service_id, "websocket gateway not reading; refusal not sent");
+    }
 }
 
 /// Reads the backend's messages until it closes, `stop` is set or a message cannot be answered; each one becomes a
@@ -561,7 +583,7 @@ async fn read_backend(
                 };
                 tracing::debug!(error = %e, service = service_id, "websocket backend message too large");
                 let header = current.borrow().as_ref().and_then(|c| header_of(&c.request));
-                send_error(&relayer, service_id, &error, header, &out).await;
+                send_error(&relayer, service_id, &error, header, &out);
                 return Some(close_frame(close_code::SIZE, "backend message too large"));
             }
             Some(Err(e)) => {
@@ -591,7 +613,7 @@ async fn read_backend(
             }
             Err(error) => {
                 let expired = matches!(error, RelayError::SessionExpired { .. });
-                send_error(&relayer, service_id, &error, header_of(&now.request), &out).await;
+                send_error(&relayer, service_id, &error, header_of(&now.request), &out);
                 // Later messages of this session would be refused alike: the gateway reconnects with a new one.
                 if expired {
                     return Some(close_frame(close_code::POLICY, "session expired"));

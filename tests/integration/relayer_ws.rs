@@ -389,3 +389,154 @@ async fn the_shutdown_drain_closes_websocket_connections_with_every_served_relay
         503
     );
 }
+
+/// A gateway connection whose socket reads at most a few KB at a time (its receive buffer set small before
+/// connecting), so what the relayer writes to it backs up at once when the test does not read.
+async fn connect_small_buffer(url: &str, service: &str) -> Gateway {
+    let addr: std::net::SocketAddr = url.trim_start_matches("http://").parse().unwrap();
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let stream = socket.connect(addr).await.unwrap();
+    let mut request = url.replacen("http://", "ws://", 1).into_client_request().unwrap();
+    request
+        .headers_mut()
+        .insert("target-service-id", service.parse().unwrap());
+    let (socket, _) = tokio_tungstenite::client_async(request, tokio_tungstenite::MaybeTlsStream::Plain(stream))
+        .await
+        .unwrap();
+    socket
+}
+
+/// A gateway that floods the connection with relay requests it may not make (another service's) and never reads
+/// its answers: the refusals back up, and are dropped rather than waited on, so the connection's loop keeps
+/// reading and the shutdown's drain (which waits for every connection) still closes it. Waiting on the full
+/// outbox held the loop, and with it `drain_settlements` (and `relay-miner run`'s shutdown), for good.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gateway_that_never_reads_its_answers_does_not_hold_the_shutdown_drain() {
+    let (net, running, _backend) = ws_net().await;
+    let gateway = connect_small_buffer(&running.url, "anvil").await;
+    // Well-formed, for the other service: refused before any chain read, each refusal carrying the header back.
+    let other = net.header("lazy").await;
+    let bytes = axum::body::Bytes::from(relay::encode_relay_request(&ws_request(&net, &other, "{}")));
+    let (mut sink, _unread) = gateway.split();
+    let mut flood = tokio::spawn(async move {
+        for _ in 0..60_000 {
+            if sink.send(Message::binary(bytes.clone())).await.is_err() {
+                break;
+            }
+        }
+        sink
+    });
+    // The flood is all sent, or the relayer stopped reading it (its loop held): either way it has backed up.
+    let _ = tokio::time::timeout(Duration::from_secs(10), &mut flood).await;
+    let refused = |text: &str| {
+        text.lines()
+            .filter(|l| l.starts_with("ha_relayer_relays_rejected_total{") && l.contains("unknown_service"))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+            .sum::<u64>()
+    };
+    assert!(refused(&running.telemetry.render_metrics()) > 0);
+    tokio::time::timeout(Duration::from_secs(20), running.relayer.drain_settlements())
+        .await
+        .expect("the drain closes the connection of a gateway that does not read");
+    flood.abort();
+}
+
+/// `relay_server.max_connections_per_ip` also counts WebSocket connections once upgraded (they leave the relay
+/// server's connection task): a client cannot hold more of them than the limit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upgraded_websocket_connections_count_against_max_connections_per_ip() {
+    let (_net, running, _backend) = ws_net_with("relay_server:\n  max_connections_per_ip: 1\n").await;
+    let anvil = [("target-service-id", "anvil")];
+    let first = connect(&running.url, &anvil).await.unwrap();
+    // The second connection from 127.0.0.1 is closed unserved: the handshake fails without an HTTP answer.
+    match connect(&running.url, &anvil).await {
+        Ok(_) => panic!("a second connection from the same address was upgraded"),
+        Err(tokio_tungstenite::tungstenite::Error::Http(r)) => panic!("answered {}", r.status()),
+        Err(_) => {}
+    }
+    // Once the first ends, its address's slot is free again.
+    drop(first);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while connect(&running.url, &anvil).await.is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the ended connection's slot was not freed"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A WebSocket backend that completes the handshake and then never reads (its socket's receive buffer small), so
+/// what the relayer sends it backs up at once. Returns its `ws://` URL; the connections are kept until the test ends.
+async fn backend_that_never_reads() -> String {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let listener = socket.listen(16).unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let mut kept = Vec::new();
+        while let Ok((stream, _)) = listener.accept().await {
+            if let Ok(ws) = tokio_tungstenite::accept_async(stream).await {
+                kept.push(ws);
+            }
+        }
+    });
+    format!("ws://{addr}")
+}
+
+/// A backend that stops reading cannot hold the connection either: a message it does not take within the
+/// service's request timeout (here 1 s) is refused as `backend_timeout` and the connection ends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backend_that_stops_reading_ends_the_connection_within_the_request_timeout() {
+    let net = Net::new(1_000_000_000).await;
+    let stuck = backend_that_never_reads().await;
+    let yaml = format!(
+        "
+listen_addr: 127.0.0.1:0
+default_max_body_size_bytes: 131072
+services:
+  slow:
+    validation_mode: eager
+    timeout_profile: quick
+    backends:
+      websocket: {{url: {stuck}}}
+timeout_profiles:
+  quick: {{request_timeout_seconds: 1, response_header_timeout_seconds: 1}}
+"
+    );
+    let config = Config::from_yaml(&yaml).unwrap();
+    assert_eq!(config.validate(), vec![]);
+    let running = net.relayer_with(&config).await;
+    let header = net.header("slow").await;
+    let mut gateway = connect(&running.url, &[("target-service-id", "slow")]).await.unwrap();
+    // 100 KB payloads until the backend's buffers are full and a send waits past the timeout.
+    let body = format!("\"{}\"", "x".repeat(100_000));
+    let closed = tokio::time::timeout(Duration::from_secs(60), async {
+        for _ in 0..2_000 {
+            if gateway
+                .send(Message::binary(relay::encode_relay_request(&ws_request(
+                    &net, &header, &body,
+                ))))
+                .await
+                .is_err()
+            {
+                return;
+            }
+            // Drain what the relayer answers without waiting: the connection closing is what ends the test.
+            while let Some(Some(message)) = futures::FutureExt::now_or_never(gateway.next()) {
+                if matches!(message, Err(_) | Ok(Message::Close(_))) {
+                    return;
+                }
+            }
+        }
+        panic!("2,000 messages of 100 KB taken by a backend that never reads");
+    })
+    .await;
+    assert!(
+        closed.is_ok(),
+        "the connection stayed open with its backend not reading"
+    );
+    assert!(refused_for(&running.telemetry.render_metrics(), "backend_timeout"));
+}
