@@ -104,6 +104,16 @@ impl BodyBudget {
         held.gauge.get_or_insert_with(|| self.gauge.clone());
         Ok(())
     }
+
+    /// Releases what `held` holds beyond `keep` bytes.
+    pub(super) fn shrink(&self, held: &mut Reserved, keep: usize) {
+        let surplus = held.bytes().saturating_sub(keep);
+        if let Some(permit) = held.permit.as_mut()
+            && let Some(freed) = permit.split(surplus).filter(|_| surplus > 0)
+        {
+            self.gauge.sub(i64::try_from(freed.num_permits()).unwrap_or(i64::MAX));
+        }
+    }
 }
 
 #[cfg(test)]
@@ -113,6 +123,22 @@ mod tests {
 
     fn gauge() -> prometheus::IntGauge {
         prometheus::IntGauge::new("test_bytes_in_flight", "test").unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_shrunk_reservation_releases_its_surplus_at_once() {
+        let g = gauge();
+        let budget = BodyBudget::new(100, Duration::from_millis(20), g.clone());
+        let mut a = Reserved::none();
+        budget.reserve(&mut a, 90).await.unwrap();
+        budget.shrink(&mut a, 30);
+        assert_eq!((a.bytes(), g.get()), (30, 30));
+        budget.shrink(&mut a, 50);
+        assert_eq!((a.bytes(), g.get()), (30, 30), "never grows");
+        let mut b = Reserved::none();
+        budget.reserve(&mut b, 70).await.unwrap();
+        drop(a);
+        assert_eq!(g.get(), 70);
     }
 
     #[tokio::test]

@@ -267,26 +267,39 @@ pub(super) async fn handle(relayer: Arc<Relayer>, path: &str, headers: HeaderMap
     let rt = super::rpc_type_label(rpc_type);
     let encoding = headers.get("grpc-encoding").and_then(|v| v.to_str().ok());
     let result = match relayer.read_body(&headers, body, FRAME_PREFIX).await {
-        Ok((bytes, mut reserved)) => match decode_unary(&bytes, encoding, relayer.max_request_bytes) {
-            Ok(message) => {
-                // An inflated message holds more than the body's bytes reserved: the rest is reserved too.
-                let grown = message.len().saturating_sub(bytes.len());
-                let reserved_all = match (&relayer.body_budget, grown) {
-                    (Some(budget), 1..) => budget.reserve(&mut reserved, grown).await,
-                    _ => Ok(()),
-                };
-                match reserved_all {
-                    Ok(()) => relayer.serve_relay(rpc_type, false, &message, started, reserved).await,
-                    Err(e) => Err((e, String::new(), None)),
+        Ok((bytes, mut reserved)) => {
+            // A compressed message is inflated only once the most it may inflate to (the size limit) is reserved
+            // too, so messages waiting for the budget hold their compressed bytes alone; what the relay holds from
+            // then on is the larger of its body and its message.
+            let limit = relayer.max_request_bytes;
+            let room = match (&relayer.body_budget, bytes.first()) {
+                (Some(budget), Some(1)) => {
+                    let most = limit.saturating_add(1).saturating_sub(bytes.len());
+                    budget.reserve(&mut reserved, most).await
+                }
+                _ => Ok(()),
+            };
+            match room.map(|()| decode_unary(&bytes, encoding, limit)) {
+                Err(e) => Err((e, String::new(), None)),
+                Ok(Ok(message)) => {
+                    if let Some(budget) = &relayer.body_budget {
+                        budget.shrink(&mut reserved, bytes.len().max(message.len()));
+                    }
+                    drop(bytes);
+                    relayer.serve_relay(rpc_type, false, &message, started, reserved).await
+                }
+                Ok(Err(FrameError::Encoding(e))) => {
+                    metrics.errors.with_label_values(&["", "bad_frame"]).inc();
+                    return trailers_only(code::UNIMPLEMENTED, &FrameError::Encoding(e).to_string(), None);
+                }
+                Ok(Err(FrameError::TooLarge(limit))) => {
+                    Err((RelayError::RequestTooLarge { limit }, String::new(), None))
+                }
+                Ok(Err(e @ FrameError::Malformed(_))) => {
+                    Err((RelayError::Malformed(e.to_string()), String::new(), None))
                 }
             }
-            Err(FrameError::Encoding(e)) => {
-                metrics.errors.with_label_values(&["", "bad_frame"]).inc();
-                return trailers_only(code::UNIMPLEMENTED, &FrameError::Encoding(e).to_string(), None);
-            }
-            Err(FrameError::TooLarge(limit)) => Err((RelayError::RequestTooLarge { limit }, String::new(), None)),
-            Err(e @ FrameError::Malformed(_)) => Err((RelayError::Malformed(e.to_string()), String::new(), None)),
-        },
+        }
         Err(e) => Err((e, String::new(), None)),
     };
     match result {

@@ -27,6 +27,11 @@ async fn grpc_net() -> (Net, Running, BackendHandle, BackendHandle) {
 
 /// [`grpc_net`] with the `grpc` backend configured as `grpc_config`.
 async fn grpc_net_with(grpc_config: BackendConfig) -> (Net, Running, BackendHandle, BackendHandle) {
+    grpc_net_full(grpc_config, "").await
+}
+
+/// [`grpc_net_with`] with `extra` (top-level YAML keys) added to the relayer's config.
+async fn grpc_net_full(grpc_config: BackendConfig, extra: &str) -> (Net, Running, BackendHandle, BackendHandle) {
     let net = Net::new(1_000_000_000).await;
     let grpc_backend = DemoBackend::spawn(grpc_config).await.unwrap();
     let json_backend = DemoBackend::spawn(BackendConfig::default()).await.unwrap();
@@ -47,7 +52,7 @@ relay_meter:
   sync_interval_ms: 20
 relay_log:
   durable_ack: true
-",
+{extra}",
         json = json_backend.http_url(),
         grpc = grpc_backend.addr(),
     );
@@ -429,4 +434,92 @@ async fn a_gzip_message_is_served_with_its_inflated_size_in_the_body_budget() {
     assert_eq!(grpc_backend.stats().grpc_unary, 1);
     assert_eq!(net.recorded().await, 1);
     assert_eq!(in_flight(), 0, "released once answered");
+}
+
+/// A gzip `SendRelay` body of `message` (one compressed message).
+fn gzip_body(message: &[u8]) -> Vec<u8> {
+    use std::io::Write as _;
+    let mut gzip = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gzip.write_all(message).unwrap();
+    let packed = gzip.finish().unwrap();
+    let mut body = vec![1];
+    body.extend_from_slice(&(packed.len() as u32).to_be_bytes());
+    body.extend_from_slice(&packed);
+    body
+}
+
+/// Posts a raw `SendRelay` body with `grpc-encoding: gzip`; returns its `grpc-status` (headers of a trailers-only
+/// answer, else trailers).
+async fn post_gzip(url: &str, body: Vec<u8>) -> String {
+    let mut connector = hyper_util::client::legacy::connect::HttpConnector::new();
+    connector.set_nodelay(true);
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .http2_only(true)
+        .build::<_, http_body_util::Full<bytes::Bytes>>(connector);
+    let call = http::Request::post(format!("{url}{SEND_RELAY_PATH}"))
+        .header("content-type", "application/grpc")
+        .header("grpc-encoding", "gzip")
+        .header("te", "trailers")
+        .header("rpc-type", "1")
+        .body(http_body_util::Full::new(bytes::Bytes::from(body)))
+        .unwrap();
+    let response = client.request(call).await.unwrap();
+    if let Some(status) = response.headers().get("grpc-status") {
+        return status.to_str().unwrap().to_owned();
+    }
+    let collected = http_body_util::BodyExt::collect(response.into_body()).await.unwrap();
+    collected
+        .trailers()
+        .and_then(|t| t.get("grpc-status"))
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_owned()
+}
+
+/// A compressed message is inflated only once the most it may inflate to (the size limit) is reserved in the body
+/// budget, so messages waiting for room hold their few compressed bytes, not their inflated ones: while another
+/// relay holds most of the budget, a small gzip message that would inflate to less than what is left still waits
+/// for room for the limit and is refused as `overloaded` (UNAVAILABLE); once the budget is free it is served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gzip_message_is_inflated_only_with_room_for_the_limit_in_the_body_budget() {
+    let slow = BackendConfig {
+        delay: relay_miner::sim::backend::DelayConfig {
+            fixed: Duration::from_millis(1500),
+            jitter: Duration::ZERO,
+        },
+        ..BackendConfig::default()
+    };
+    let extra = "relay_server:\n  max_body_bytes_in_flight: 100000\n  body_budget_wait_ms: 100\n";
+    let (net, running, _grpc_backend, _json) = grpc_net_full(slow, extra).await;
+    let in_flight = || {
+        running
+            .telemetry
+            .render_metrics()
+            .lines()
+            .find_map(|l| l.strip_prefix("ha_relayer_request_body_bytes_in_flight "))
+            .map_or(0, |v| v.trim().parse::<u64>().unwrap())
+    };
+    // A relay of ~45 KB held in flight by the slow backend: ~55 KB of the budget left.
+    let big = grpc_relay(&net, ECHO_PATH, echo(&"y".repeat(45_000))).await;
+    let held = tokio::spawn({
+        let url = running.url.clone();
+        async move { send_relay(&url, big).await }
+    });
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while in_flight() < 45_000 {
+        assert!(std::time::Instant::now() < deadline, "{} bytes held", in_flight());
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // ~30 KB inflated from ~1 KB compressed: fits what is left, but room for the 64 KiB limit does not.
+    let small = relay::encode_relay_request(&grpc_relay(&net, ECHO_PATH, echo(&"x".repeat(30_000))).await);
+    assert_eq!(
+        post_gzip(&running.url, gzip_body(&small)).await,
+        "14",
+        "UNAVAILABLE (overloaded)"
+    );
+    assert!(held.await.unwrap().is_ok());
+    assert_eq!(post_gzip(&running.url, gzip_body(&small)).await, "0");
+    assert_eq!(in_flight(), 0);
+    assert_eq!(net.recorded().await, 2);
 }
