@@ -19,6 +19,7 @@ use http_body_util::BodyExt as _;
 
 use super::Relayer;
 use super::error::RelayError;
+use super::pool::{Transition, Tried};
 use super::routes::{Backend, RpcType, Service};
 use crate::protocol::wire::{HttpHeader, PoktHttpRequest, PoktHttpResponse};
 
@@ -26,7 +27,13 @@ impl Relayer {
     /// Forwards the relay's request and reads the answer: whole, or, when the relay's transport `streams` (a
     /// POSTed relay; a gRPC one reads every answer whole) and the answer is of a streamed media type
     /// ([`super::stream::is_streaming`]), its head only (module `stream`). The service's request timeout bounds
-    /// the whole answer, or a stream's head.
+    /// the whole answer, or a stream's head, retries included.
+    ///
+    /// The request goes to the endpoint the backend's pool selects (module `pool`); an answer the circuit breaker
+    /// counts as a failure (a transport error that is not a timeout, a 5xx, a server-side `grpc-status`) is tried
+    /// again, up to `max_retries` times, on another endpoint in service (a backend of one URL: on it, after a
+    /// refused connection only). The answer returned is the last attempt's. No endpoint in service:
+    /// [`RelayError::BackendUnavailable`].
     pub(super) async fn forward(
         &self,
         service: &Service,
@@ -37,15 +44,8 @@ impl Relayer {
     ) -> Result<Forwarded, RelayError> {
         let started = Instant::now();
         let forwarded = async {
-            let head = self.send(service, backend, payload, origin).await?;
-            // A stream the backend compressed anyway is read whole and decoded: its batches would be compressed
-            // bytes cut at arbitrary line ends.
-            let headers = head.response.headers();
-            if streams && super::stream::is_streaming(headers) && !is_encoded(headers) {
-                Ok(Forwarded::Stream(head))
-            } else {
-                collect(service, head).await.map(Forwarded::Whole)
-            }
+            let request = prepare(service, backend, payload, origin)?;
+            self.attempts(service, backend, &request, streams).await
         };
         let result = tokio::time::timeout(service.request_timeout, forwarded)
             .await
@@ -56,6 +56,118 @@ impl Relayer {
         });
         self.observe_backend(service, started, status);
         result
+    }
+
+    /// The attempts of one request over the backend's pool (see [`Relayer::forward`]).
+    async fn attempts(
+        &self,
+        service: &Service,
+        backend: &Backend,
+        request: &Prepared,
+        streams: bool,
+    ) -> Result<Forwarded, RelayError> {
+        let pool = &backend.pool;
+        let Some(mut index) = pool.select(Instant::now(), 0) else {
+            return Err(self.fast_fail(service, backend));
+        };
+        let mut tried: Tried = 0;
+        let mut retries = 0;
+        loop {
+            tried |= 1u64.checked_shl(u32::try_from(index).unwrap_or(u32::MAX)).unwrap_or(0);
+            let (outcome, class) = self.attempt(service, backend, index, request, streams).await;
+            let now = Instant::now();
+            let transition = match class {
+                Class::Success => pool.record_success(index, now),
+                Class::Failure { .. } => pool.record_failure(index, now),
+                Class::Neutral => None,
+            };
+            if let Some(t) = transition {
+                self.endpoint_transition(service, backend, index, t, class.reason());
+            }
+            let Class::Failure { connect, .. } = class else {
+                return outcome;
+            };
+            // A streamed answer is the gateway's from its head on; and retries are bounded.
+            if matches!(outcome, Ok(Forwarded::Stream(_))) || retries >= backend.max_retries {
+                return outcome;
+            }
+            // Another endpoint in service; a backend of one URL retries it after a refused connection (the
+            // request did nothing there).
+            let next = pool
+                .select(now, tried)
+                .or_else(|| (pool.len() == 1 && connect).then_some(index));
+            let Some(next) = next else {
+                return outcome;
+            };
+            tracing::debug!(
+                service = %service.id,
+                endpoint = %pool.endpoint(next).name,
+                previous = %pool.endpoint(index).name,
+                retry = retries + 1,
+                "retrying the relay on another backend endpoint"
+            );
+            drop(outcome);
+            retries += 1;
+            index = next;
+        }
+    }
+
+    /// One attempt on endpoint `index`: its answer (whole, or a stream's head) and how the breaker counts it.
+    async fn attempt(
+        &self,
+        service: &Service,
+        backend: &Backend,
+        index: usize,
+        request: &Prepared,
+        streams: bool,
+    ) -> (Result<Forwarded, RelayError>, Class) {
+        let head = match self.send(service, backend, index, request).await {
+            Ok(head) => head,
+            Err((e, class)) => return (Err(e), class),
+        };
+        // A stream the backend compressed anyway is read whole and decoded: its batches would be compressed
+        // bytes cut at arbitrary line ends.
+        let headers = head.response.headers();
+        if streams && super::stream::is_streaming(headers) && !is_encoded(headers) {
+            let class = Class::of_status(u32::from(head.response.status().as_u16()));
+            return (Ok(Forwarded::Stream(head)), class);
+        }
+        match collect(service, head).await {
+            Ok(whole) => {
+                let class = Class::of_status(mined_status(&whole));
+                (Ok(Forwarded::Whole(whole)), class)
+            }
+            Err(e @ RelayError::Backend(_)) => (
+                Err(e),
+                Class::Failure {
+                    connect: false,
+                    reason: "transport_error",
+                },
+            ),
+            Err(e) => (Err(e), Class::Neutral),
+        }
+    }
+
+    /// A relay refused because no endpoint of `backend` is in service, counted (`ha_relayer_fast_fails_total`).
+    pub(super) fn fast_fail(&self, service: &Service, backend: &Backend) -> RelayError {
+        self.metrics.fast_fails.with_label_values(&[&service.id]).inc();
+        RelayError::BackendUnavailable(format!(
+            "no endpoint of the {} backend of service {} is in service",
+            backend.rpc_type.config_key(),
+            service.id
+        ))
+    }
+
+    /// Logs and exposes a health change of endpoint `index` ([`report_transition`]).
+    pub(super) fn endpoint_transition(
+        &self,
+        service: &Service,
+        backend: &Backend,
+        index: usize,
+        transition: Transition,
+        reason: &str,
+    ) {
+        report_transition(&self.metrics, &service.id, backend, index, transition, reason);
     }
 
     /// Counts a backend request `started` then, by its outcome (the answer's status or the error).
@@ -75,87 +187,210 @@ impl Relayer {
             .observe(started.elapsed().as_secs_f64());
     }
 
-    /// Sends the relay's request to the backend and reads the answer's head (status and headers), not its body;
-    /// the answer keeps the backend connection permit it was sent with until it is dropped.
+    /// Sends the prepared request to endpoint `index` and reads the answer's head (status and headers), not its
+    /// body; the answer keeps the endpoint's connection permit it was sent with until it is dropped.
     async fn send(
         &self,
         service: &Service,
         backend: &Backend,
-        payload: PoktHttpRequest,
-        origin: Origin<'_>,
-    ) -> Result<BackendHead, RelayError> {
+        index: usize,
+        request: &Prepared,
+    ) -> Result<BackendHead, (RelayError, Class)> {
+        let endpoint = backend.pool.endpoint(index);
         // Only the path and query of the relay's URL (often the supplier's public URL) reach the backend.
-        let uri = backend
+        let uri = endpoint
             .target
-            .join(&payload.url)
-            .map_err(|e| RelayError::Malformed(format!("payload url: {e}")))?;
-        let method = if payload.method.is_empty() {
-            http::Method::POST
-        } else {
-            http::Method::from_bytes(payload.method.as_bytes())
-                .map_err(|e| RelayError::Malformed(format!("payload method: {e}")))?
-        };
-        let mut headers = HeaderMap::with_capacity(payload.header.len() + backend.headers.len());
-        for (name, header) in &payload.header {
-            let name = http::HeaderName::from_bytes(name.as_bytes())
-                .map_err(|e| RelayError::Malformed(format!("payload header {name:?}: {e}")))?;
-            // `Accept-Encoding` is the gateway client's: the signed body must be one the gateway can read (the
-            // Go relayer decodes gzip for the same reason), so the backend is asked for none.
-            if is_hop_by_hop(&name) || name == http::header::ACCEPT_ENCODING {
-                continue;
-            }
-            for value in &header.values {
-                let value = http::HeaderValue::from_str(value)
-                    .map_err(|e| RelayError::Malformed(format!("payload header {name}: {e}")))?;
-                headers.append(name.clone(), value);
-            }
-        }
-        // Who the relay is for, as the Go relayer tells backends (set over any the gateway sent; the operator's
-        // backend headers below still win).
-        for (name, value) in [
-            (POCKET_SUPPLIER, origin.supplier),
-            (POCKET_SERVICE, service.id.as_str()),
-            (POCKET_APPLICATION, origin.application),
-        ] {
-            if let Ok(value) = http::HeaderValue::from_str(value) {
-                headers.insert(http::HeaderName::from_static(name), value);
-            }
-        }
-        for (name, value) in &backend.headers {
-            headers.insert(name.clone(), value.clone());
-        }
-        // gRPC requires `te: trailers` on every call (its HTTP/2 protocol); hop-by-hop, so dropped above.
-        if backend.rpc_type == RpcType::Grpc {
-            headers.insert(http::header::TE, http::HeaderValue::from_static("trailers"));
-        }
-        let body = Bytes::from(payload.body_bz);
-        let permit = match &backend.permits {
-            Some(permits) => Some(
-                Arc::clone(permits)
-                    .acquire_owned()
-                    .await
-                    .map_err(|_| RelayError::Backend("backend connection pool closed".into()))?,
-            ),
+            .join(&request.url)
+            .map_err(|e| (RelayError::Malformed(format!("payload url: {e}")), Class::Neutral))?;
+        let permit = match &endpoint.permits {
+            Some(permits) => Some(Arc::clone(permits).acquire_owned().await.map_err(|_| {
+                (
+                    RelayError::Backend("backend connection pool closed".into()),
+                    Class::Neutral,
+                )
+            })?),
             None => None,
         };
-        let mut attempt = 0;
-        let response = loop {
-            let mut request = http::Request::new(http_body_util::Full::new(body.clone()));
-            *request.method_mut() = method.clone();
-            *request.uri_mut() = uri.clone();
-            *request.headers_mut() = headers.clone();
-            match tokio::time::timeout(service.response_header_timeout, backend.client.request(request)).await {
-                Err(_) => return Err(RelayError::BackendTimeout(service.response_header_timeout)),
-                Ok(Ok(response)) => break response,
-                Ok(Err(e)) if e.is_connect() && attempt < backend.max_retries => attempt += 1,
-                Ok(Err(e)) => return Err(RelayError::Backend(error_chain(&e))),
-            }
-        };
+        let mut http_request = http::Request::new(http_body_util::Full::new(request.body.clone()));
+        *http_request.method_mut() = request.method.clone();
+        *http_request.uri_mut() = uri;
+        *http_request.headers_mut() = request.headers.clone();
+        let response =
+            match tokio::time::timeout(service.response_header_timeout, backend.client.request(http_request)).await {
+                Err(_) => {
+                    return Err((
+                        RelayError::BackendTimeout(service.response_header_timeout),
+                        Class::Neutral,
+                    ));
+                }
+                Ok(Ok(response)) => response,
+                Ok(Err(e)) => {
+                    let class = if is_timeout(&e) {
+                        Class::Neutral
+                    } else {
+                        Class::Failure {
+                            connect: e.is_connect(),
+                            reason: if e.is_connect() {
+                                "connect_error"
+                            } else {
+                                "transport_error"
+                            },
+                        }
+                    };
+                    return Err((RelayError::Backend(error_chain(&e)), class));
+                }
+            };
         Ok(BackendHead {
             response,
             _permit: permit,
         })
     }
+}
+
+/// Logs a health change of endpoint `index` of `backend` (WARN down with the reason and failure count, INFO up
+/// with the downtime) and sets its `ha_relayer_backend_health_status`.
+pub(super) fn report_transition(
+    metrics: &super::metrics::Metrics,
+    service_id: &str,
+    backend: &Backend,
+    index: usize,
+    transition: Transition,
+    reason: &str,
+) {
+    let endpoint = backend.pool.endpoint(index);
+    let gauge = metrics.backend_health.with_label_values(&[service_id, &endpoint.name]);
+    match transition {
+        Transition::Down { failures } => {
+            gauge.set(0);
+            tracing::warn!(
+                service = %service_id,
+                backend = backend.rpc_type.config_key(),
+                endpoint = %endpoint.name,
+                failures,
+                reason,
+                "backend endpoint taken out of service"
+            );
+        }
+        Transition::Up { downtime } => {
+            gauge.set(1);
+            tracing::info!(
+                service = %service_id,
+                backend = backend.rpc_type.config_key(),
+                endpoint = %endpoint.name,
+                downtime_ms = u64::try_from(downtime.as_millis()).unwrap_or(u64::MAX),
+                "backend endpoint back in service"
+            );
+        }
+    }
+}
+
+/// How the circuit breaker counts an attempt's outcome (module `pool`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Class {
+    /// An answer below 500.
+    Success,
+    /// A transport error that is not a timeout, or a 5xx; `connect`: the connection was refused or failed.
+    Failure { connect: bool, reason: &'static str },
+    /// Neither (a timeout, an answer over the body limit, a malformed relay).
+    Neutral,
+}
+
+impl Class {
+    fn of_status(status: u32) -> Self {
+        if (500..600).contains(&status) {
+            Self::Failure {
+                connect: false,
+                reason: "backend_5xx",
+            }
+        } else {
+            Self::Success
+        }
+    }
+
+    fn reason(self) -> &'static str {
+        match self {
+            Self::Failure { reason, .. } => reason,
+            Self::Success | Self::Neutral => "",
+        }
+    }
+}
+
+/// Whether a transport error is a timeout (a connect timeout): not a breaker failure, as in Go.
+fn is_timeout(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut source = Some(e);
+    while let Some(s) = source {
+        if let Some(io) = s.downcast_ref::<std::io::Error>()
+            && io.kind() == std::io::ErrorKind::TimedOut
+        {
+            return true;
+        }
+        source = s.source();
+    }
+    false
+}
+
+/// A relay's request as every attempt sends it (the URI is joined per endpoint).
+#[derive(Debug)]
+struct Prepared {
+    url: String,
+    method: http::Method,
+    headers: HeaderMap,
+    body: Bytes,
+}
+
+/// The request of `payload` for `backend`: method, headers (hop-by-hop dropped, the Pocket context, the
+/// backend's headers and authentication over the relay's), body.
+fn prepare(
+    service: &Service,
+    backend: &Backend,
+    payload: PoktHttpRequest,
+    origin: Origin<'_>,
+) -> Result<Prepared, RelayError> {
+    let method = if payload.method.is_empty() {
+        http::Method::POST
+    } else {
+        http::Method::from_bytes(payload.method.as_bytes())
+            .map_err(|e| RelayError::Malformed(format!("payload method: {e}")))?
+    };
+    let mut headers = HeaderMap::with_capacity(payload.header.len() + backend.headers.len());
+    for (name, header) in &payload.header {
+        let name = http::HeaderName::from_bytes(name.as_bytes())
+            .map_err(|e| RelayError::Malformed(format!("payload header {name:?}: {e}")))?;
+        // `Accept-Encoding` is the gateway client's: the signed body must be one the gateway can read (the
+        // Go relayer decodes gzip for the same reason), so the backend is asked for none.
+        if is_hop_by_hop(&name) || name == http::header::ACCEPT_ENCODING {
+            continue;
+        }
+        for value in &header.values {
+            let value = http::HeaderValue::from_str(value)
+                .map_err(|e| RelayError::Malformed(format!("payload header {name}: {e}")))?;
+            headers.append(name.clone(), value);
+        }
+    }
+    // Who the relay is for, as the Go relayer tells backends (set over any the gateway sent; the operator's
+    // backend headers below still win).
+    for (name, value) in [
+        (POCKET_SUPPLIER, origin.supplier),
+        (POCKET_SERVICE, service.id.as_str()),
+        (POCKET_APPLICATION, origin.application),
+    ] {
+        if let Ok(value) = http::HeaderValue::from_str(value) {
+            headers.insert(http::HeaderName::from_static(name), value);
+        }
+    }
+    for (name, value) in &backend.headers {
+        headers.insert(name.clone(), value.clone());
+    }
+    // gRPC requires `te: trailers` on every call (its HTTP/2 protocol); hop-by-hop, so dropped above.
+    if backend.rpc_type == RpcType::Grpc {
+        headers.insert(http::header::TE, http::HeaderValue::from_static("trailers"));
+    }
+    Ok(Prepared {
+        url: payload.url,
+        method,
+        headers,
+        body: Bytes::from(payload.body_bz),
+    })
 }
 
 /// Backend request header naming the relay's supplier operator (Go relayer's `Pocket-Supplier`).

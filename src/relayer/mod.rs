@@ -67,11 +67,13 @@ mod detach;
 mod error;
 mod forward;
 pub mod grpc;
+mod health;
 mod log;
 pub mod meter;
 mod metrics;
 mod mining;
 mod options;
+pub mod pool;
 pub mod routes;
 pub mod server;
 mod sessions;
@@ -103,7 +105,7 @@ pub use error::{RelayError, RelayerBuildError};
 pub use log::BatchSettings;
 pub use meter::{MeterError, RelayMeter};
 pub use options::{MeterOptions, RelayerOptions, ServiceRoute};
-pub use routes::{Backend, PoolSettings, RouteError, RpcType, Service};
+pub use routes::{Backend, PoolOptions, PoolSettings, RouteError, RpcType, Service};
 pub use server::ServerLimits;
 pub use stream::STREAM_DELIMITER;
 pub use validate::{Structure, Validated};
@@ -357,6 +359,11 @@ impl Relayer {
                 .backend_missing
                 .with_label_values(&[&service_id, t.config_key()])
                 .inc();
+        }
+        // No endpoint of the backend in service (module `pool`): refused before the signature, the meter and the
+        // backend work for nothing.
+        if !backend.pool.has_candidate(Instant::now()) {
+            return Err(fail(self.fast_fail(service, backend)));
         }
         // Optimistic mode serves first only relays of a session already validated once (module `sessions`), and
         // only once their own signature verified; the first relay of a session is validated before serving, as in
