@@ -8,8 +8,8 @@
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
+use prost::Message as _;
 use relay_miner::config::BackendConfig;
-use relay_miner::protocol::Message as _;
 use relay_miner::protocol::wire::PoktHttpResponse;
 
 use crate::relayer::{Net, Running, assert_nothing_consumed, error_code, eventually, metric, serve, served_status};
@@ -185,6 +185,9 @@ async fn with_every_endpoint_out_relays_fail_fast() {
     let rejected =
         "ha_relayer_relays_rejected_total{reason=\"backend_unavailable\",rpc_type=\"jsonrpc\",service_id=\"anvil\"}";
     assert_eq!(metric(&r.telemetry, rejected), 3);
+    // Refused before the relay's validation (its ring signature): only the first relay was validated.
+    let validated = "ha_relayer_validation_latency_seconds_count{mode=\"eager\",service_id=\"anvil\"}";
+    assert_eq!(metric(&r.telemetry, validated), 1);
 }
 
 /// An active health check (`/health` toggled 200/503, every second) takes the endpoint out, relays fail fast
