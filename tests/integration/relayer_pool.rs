@@ -14,12 +14,15 @@ use relay_miner::protocol::wire::PoktHttpResponse;
 
 use crate::relayer::{Net, Running, assert_nothing_consumed, error_code, eventually, metric, serve, served_status};
 
+/// The path and `Authorization` of each request a [`Counting`] backend got.
+type Seen = Arc<Mutex<Vec<(String, Option<String>)>>>;
+
 /// A JSON-RPC backend answering `status`, counting its requests and recording each one's path and
 /// `Authorization`.
 struct Counting {
     url: String,
     hits: Arc<AtomicUsize>,
-    seen: Arc<Mutex<Vec<(String, Option<String>)>>>,
+    seen: Seen,
     /// `/health` answers 200 while set, 503 otherwise.
     healthy: Arc<AtomicBool>,
 }
@@ -32,7 +35,7 @@ impl Counting {
 
 async fn counting(status: u16) -> Counting {
     let hits = Arc::new(AtomicUsize::new(0));
-    let seen: Arc<Mutex<Vec<(String, Option<String>)>>> = Arc::default();
+    let seen: Seen = Arc::default();
     let healthy = Arc::new(AtomicBool::new(true));
     let (h, s, up) = (Arc::clone(&hits), Arc::clone(&seen), Arc::clone(&healthy));
     let router = axum::Router::new().fallback(move |uri: http::Uri, headers: http::HeaderMap| {
