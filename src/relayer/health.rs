@@ -214,6 +214,43 @@ mod tests {
         assert!(!check(vec![], Some("ok")).healthy(200, b"{\"status\":\"down\"}"));
     }
 
+    /// The probe tasks are owned by their backend: dropping it (with the relayer's services) ends them at once,
+    /// though their next probe is an hour away.
+    #[tokio::test]
+    async fn probe_tasks_end_with_their_backend() {
+        let tls = super::super::routes::backend_tls(None).unwrap();
+        let mut backend = Backend::pooled(
+            super::super::RpcType::JsonRpc,
+            vec![("a".into(), "http://127.0.0.1:1".into()), ("b".into(), "http://127.0.0.1:2".into())],
+            &super::super::PoolOptions::default(),
+            PoolSettings::default(),
+            &tls,
+        )
+        .unwrap();
+        let mut probe = check(vec![], None);
+        probe.interval = Duration::from_secs(3600);
+        backend.health = Some(probe);
+        let backend = Arc::new(backend);
+        let telemetry = crate::telemetry::Telemetry::new().unwrap();
+        let metrics = Arc::new(Metrics::new(&telemetry).unwrap());
+        start("svc", &backend, &metrics);
+        assert_eq!(Arc::strong_count(&metrics), 3, "one task per endpoint");
+        // Both probed once (the first tick is immediate), connection refused.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while metrics.health_check_failures.with_label_values(&["svc", "b"]).get() < 1
+            || metrics.health_check_failures.with_label_values(&["svc", "a"]).get() < 1
+        {
+            assert!(Instant::now() < deadline, "probes ran");
+            tokio::task::yield_now().await;
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        drop(backend);
+        while Arc::strong_count(&metrics) > 1 {
+            assert!(Instant::now() < deadline, "the probe tasks ended");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
     #[test]
     fn probe_uris_use_http_for_websocket_endpoints() {
         assert_eq!(
