@@ -221,7 +221,10 @@ mod tests {
         let tls = super::super::routes::backend_tls(None).unwrap();
         let mut backend = Backend::pooled(
             super::super::RpcType::JsonRpc,
-            vec![("a".into(), "http://127.0.0.1:1".into()), ("b".into(), "http://127.0.0.1:2".into())],
+            vec![
+                ("a".into(), "http://127.0.0.1:1".into()),
+                ("b".into(), "http://127.0.0.1:2".into()),
+            ],
             &super::super::PoolOptions::default(),
             PoolSettings::default(),
             &tls,

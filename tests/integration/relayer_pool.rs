@@ -82,10 +82,17 @@ async fn dropping() -> (String, Arc<AtomicUsize>) {
 
 /// A relayer of this net whose `anvil` service's only backend is `jsonrpc` as `backend_yaml` says.
 async fn relayer_with_backend(net: &Net, backend_yaml: &str) -> Running {
+    relayer_with_backends(net, &[("jsonrpc", backend_yaml)]).await
+}
+
+/// A relayer of this net whose `anvil` service has the backends `(kind, yaml)`.
+async fn relayer_with_backends(net: &Net, backends: &[(&str, &str)]) -> Running {
     let mut config = net.config.clone();
-    let backend: BackendConfig = serde_norway::from_str(backend_yaml).unwrap();
     let anvil = config.services.get_mut("anvil").unwrap();
-    anvil.backends = [("jsonrpc".to_string(), backend)].into();
+    anvil.backends = backends
+        .iter()
+        .map(|(kind, yaml)| (kind.to_string(), serde_norway::from_str::<BackendConfig>(yaml).unwrap()))
+        .collect();
     assert_eq!(config.validate(), vec![]);
     net.relayer_with(&config).await
 }
@@ -267,4 +274,64 @@ async fn authentication_and_base_path_reach_the_backend() {
             ("/api/v2".to_string(), bearer),
         ]
     );
+}
+
+/// A WebSocket relay connects to the first endpoint in service and, when its connection is refused, to the next:
+/// the relay is served, and the refusing endpoint is counted by its breaker.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn websocket_relays_connect_to_the_next_endpoint_when_one_refuses() {
+    use futures::{SinkExt as _, StreamExt as _};
+    use tokio_tungstenite::tungstenite::Message;
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
+
+    let net = Net::new(1_000_000_000).await;
+    let demo = relay_miner::sim::backend::DemoBackend::spawn(relay_miner::sim::backend::BackendConfig::default())
+        .await
+        .unwrap();
+    let closed = {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        listener.local_addr().unwrap()
+    };
+    let http = format!("url: \"{}\"\n", demo.http_url());
+    let ws = format!(
+        "urls: [{{name: closed, url: \"ws://{closed}\"}}, {{name: demo, url: \"{}\"}}]\nload_balancing: first_healthy\nhealth_check: {{unhealthy_threshold: 1}}\n",
+        demo.ws_url()
+    );
+    let r = relayer_with_backends(&net, &[("jsonrpc", &http), ("websocket", &ws)]).await;
+    let mut request = r.url.replacen("http://", "ws://", 1).into_client_request().unwrap();
+    request
+        .headers_mut()
+        .insert("target-service-id", http::HeaderValue::from_static("anvil"));
+    let (mut gateway, _) = tokio_tungstenite::connect_async(request).await.unwrap();
+    let header = net.header("anvil").await;
+    let ring = [net.app.2, net.gateway.2];
+    let relay_request = relay_miner::loadgen::signed_relay_request_with_payload(
+        &header,
+        &net.ours.1,
+        br#"{"jsonrpc":"2.0","id":7,"method":"eth_blockNumber","params":[]}"#.to_vec(),
+        &net.gateway.0,
+        &ring,
+    )
+    .unwrap();
+    let bytes = relay_miner::protocol::relay::encode_relay_request(&relay_request);
+    gateway.send(Message::binary(bytes)).await.unwrap();
+    let response = loop {
+        let message = tokio::time::timeout(std::time::Duration::from_secs(5), gateway.next())
+            .await
+            .expect("an answer within 5 s")
+            .expect("the connection stays open")
+            .unwrap();
+        if let Message::Binary(bytes) = message {
+            break relay_miner::protocol::relay::decode_relay_response(
+                &bytes,
+                relay_miner::protocol::relay::MAX_RELAY_MESSAGE_BYTES,
+            )
+            .unwrap();
+        }
+    };
+    assert!(response.relay_miner_error.is_none(), "{:?}", response.relay_miner_error);
+    let answer: serde_json::Value = serde_json::from_slice(&response.payload).unwrap();
+    assert_eq!(answer["id"], 7, "{answer}");
+    let health = "ha_relayer_backend_health_status{endpoint=\"closed\",service_id=\"anvil\"}";
+    assert!(r.telemetry.render_metrics().contains(&format!("{health} 0")));
 }
