@@ -1,7 +1,9 @@
 //! Forwarding a relay's `POKTHTTPRequest` to the service's backend (§2.7) and wrapping the answer as a
 //! `POKTHTTPResponse`: the backend URI built from the relay URL's path and query only ([`super::backend_url`],
-//! poktroll's rules), hop-by-hop headers dropped, backend headers added, pooled keep-alive client with a per-host
-//! connection cap, retries on connection failures only, header and whole-request timeouts, body limits that never
+//! poktroll's rules), hop-by-hop headers dropped, backend headers (and `authentication`) added, pooled keep-alive
+//! client with a per-endpoint connection cap, the endpoint chosen by the backend's pool (module `pool`) and a
+//! failed attempt (broken connection, 5xx; never a timeout) retried on another endpoint, header and whole-request
+//! timeouts, body limits that never
 //! buffer past the service's `max_body_size_bytes`. The backend is told who the relay is for (`Pocket-Supplier`,
 //! `Pocket-Service`, `Pocket-Application`, as the Go relayer does) and is not asked for a content encoding (the
 //! gateway client's `Accept-Encoding` is not forwarded); an answer compressed anyway (gzip, deflate) is decoded

@@ -25,7 +25,9 @@
 //!    the eager way and records the session, so the backend never works for a session nobody proved valid.
 //!
 //!    Both modes: a relay of the session right after the current one (a gateway a block ahead of us) waits up to
-//!    1 s for that session's first block, then is validated at it (else `session_not_started`, 503).
+//!    1 s for that session's first block, then is validated at it (else `session_not_started`, 503). A relay
+//!    whose backend has no endpoint in service (module `pool`: circuit breakers, health checks) is refused as
+//!    `backend_unavailable` (503) before its signature, the meter and the backend.
 //! 4. Backend answers of any status are signed and returned (a 5xx is the backend's status inside the
 //!    `POKTHTTPResponse`). **5xx relays are served but not mined** and their meter charge is refunded (poktroll's
 //!    "pessimistic reversal of 5xx rewards": the supplier is not paid for its backend's failures); counted in

@@ -1,8 +1,10 @@
 //! Per-service routing built from the config: one backend per rpc type, chosen by the request's `Rpc-Type` header
 //! (poktroll `RPCType` numbers, spec §1.1 / §2.7) with the service's `default_backend` as fallback, plus the
-//! service's timeouts, body limit, validation mode and a pooled HTTP client per backend.
+//! service's timeouts, body limit, validation mode and a pooled HTTP client per backend. A backend has one
+//! endpoint (`url`) or several (`urls`): module `pool` picks one per request and keeps each one's circuit
+//! breaker, module `health` probes them when `health_check` is on.
 //!
-//! Go settings and what they become here: `max_conns_per_host` is a semaphore per backend (requests beyond it
+//! Go settings and what they become here: `max_conns_per_host` is a semaphore per backend endpoint (requests beyond it
 //! wait, within the request timeout); `max_idle_conns_per_host` and `idle_conn_timeout_seconds` are hyper's pool
 //! limits; `dial_timeout_seconds` and `tcp_keep_alive_seconds` the connector's; `response_header_timeout_seconds`
 //! bounds the wait for the response head and `request_timeout_seconds` the whole exchange including the body.
