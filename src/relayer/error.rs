@@ -207,3 +207,17 @@ pub enum RelayerBuildError {
     #[error(transparent)]
     Route(#[from] RouteError),
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// No endpoint in service: its own stable code, 503, and gRPC `UNAVAILABLE` (a gateway retries elsewhere).
+    #[test]
+    fn backend_unavailable_is_code_20_and_503() {
+        let e = RelayError::BackendUnavailable("none in service".into());
+        assert_eq!(e.code(), (20, "backend_unavailable"));
+        assert_eq!(e.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(super::super::grpc::grpc_code(&e), 14);
+    }
+}

@@ -145,6 +145,11 @@ impl Pool {
         })
     }
 
+    /// Whether some endpoint is in service (no clock read: the relay path's common case).
+    pub fn any_healthy(&self) -> bool {
+        self.endpoints.iter().any(Endpoint::is_healthy)
+    }
+
     /// Whether some endpoint could take a request at `now` (healthy, or due for a half-open try): when none
     /// can, a relay fails fast without the backend.
     pub fn has_candidate(&self, now: Instant) -> bool {
