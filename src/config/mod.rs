@@ -8,6 +8,7 @@
 //! runs both without starting anything. The example `config/relay-miner.example.yaml` documents every key and is
 //! loaded by a test so it never rots.
 
+mod backend;
 mod transaction;
 mod validate;
 
@@ -16,6 +17,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+pub use backend::*;
 pub use transaction::*;
 pub use validate::ConfigIssue;
 
@@ -335,31 +337,6 @@ pub struct ServiceConfig {
     pub default_backend: Option<String>,
     /// Backends per rpc type: keys `jsonrpc`, `rest`, `websocket`, `grpc`, `cometbft`.
     pub backends: BTreeMap<String, BackendConfig>,
-}
-
-/// One backend of a service.
-#[derive(Debug, Clone, PartialEq, Deserialize, Default)]
-#[serde(deny_unknown_fields, default)]
-pub struct BackendConfig {
-    /// Backend URL. A `grpc` backend may be a bare `host:port` (the Go relayer's convention), read as
-    /// `http://host:port` (HTTP/2 cleartext): [`BackendConfig::url_for`].
-    pub url: String,
-    /// Extra headers sent to the backend.
-    pub headers: BTreeMap<String, String>,
-    /// Retries of a failed backend request (0–3).
-    pub max_retries: u32,
-}
-
-impl BackendConfig {
-    /// The URL the backend of kind `kind` is reached at: `url`, except that a `grpc` backend given as a bare
-    /// `host:port` (no `://`) is `http://host:port`.
-    pub fn url_for(&self, kind: &str) -> String {
-        if kind == "grpc" && !self.url.contains("://") && !self.url.is_empty() {
-            format!("http://{}", self.url)
-        } else {
-            self.url.clone()
-        }
-    }
 }
 
 /// Go `timeout_profiles.{name}`.

@@ -297,10 +297,7 @@ impl Config {
                 } else {
                     &["http", "https"]
                 };
-                issues.url(&key(&format!("backends.{kind}.url")), &backend.url_for(kind), schemes);
-                if backend.max_retries > 3 {
-                    issues.push(key(&format!("backends.{kind}.max_retries")), "must be between 0 and 3");
-                }
+                validate_backend_pool(issues, &key(&format!("backends.{kind}")), kind, backend, schemes);
             }
             if let Some(default) = &service.default_backend
                 && !service.backends.contains_key(default)
@@ -335,11 +332,17 @@ impl Config {
         for (id, service) in &self.services {
             for (kind, backend) in &service.backends {
                 let key = |k: &str| format!("services.{id}.backends.{kind}.{k}");
-                let scheme_ok = ["http://", "https://", "ws://", "wss://"]
-                    .iter()
-                    .any(|s| backend.url.starts_with(s));
-                if scheme_ok && let Err(e) = crate::relayer::backend_url::BackendUrl::parse(&backend.url) {
-                    issues.push(key("url"), e.to_string());
+                let pooled = !backend.urls.is_empty();
+                for (i, (_, url)) in backend.endpoints(kind).iter().enumerate() {
+                    let scheme_ok = ["http://", "https://", "ws://", "wss://"]
+                        .iter()
+                        .any(|s| url.starts_with(s));
+                    if scheme_ok && let Err(e) = crate::relayer::backend_url::BackendUrl::parse(url) {
+                        issues.push(
+                            if pooled { key(&format!("urls[{i}]")) } else { key("url") },
+                            e.to_string(),
+                        );
+                    }
                 }
                 for (name, value) in &backend.headers {
                     if http::HeaderName::from_bytes(name.as_bytes()).is_err() {
@@ -616,6 +619,126 @@ impl Config {
                     crate::config::MAX_TX_TIMEOUT_SECS
                 ),
             );
+        }
+    }
+}
+
+/// `backends.{kind}` beyond its kind: `url` xor `urls`, each endpoint's URL, unique endpoint names, retries,
+/// recovery timeout, `base_path`, `authentication` and `health_check` (Go's checks, key named in each problem).
+fn validate_backend_pool(
+    issues: &mut Issues,
+    prefix: &str,
+    kind: &str,
+    backend: &super::BackendConfig,
+    schemes: &[&str],
+) {
+    let key = |k: &str| format!("{prefix}.{k}");
+    match (backend.url.is_empty(), backend.urls.is_empty()) {
+        (false, false) => issues.push(key("urls"), "set either `url` or `urls`, not both"),
+        (true, true) => issues.push(key("url"), "one of `url` or `urls` is required"),
+        (false, true) => issues.url(&key("url"), &backend.url_for(kind), schemes),
+        (true, false) => {
+            if backend.urls.len() > super::MAX_BACKEND_ENDPOINTS {
+                issues.push(
+                    key("urls"),
+                    format!("at most {} endpoints per backend", super::MAX_BACKEND_ENDPOINTS),
+                );
+            }
+            let mut names = std::collections::BTreeSet::new();
+            for (i, (name, url)) in backend.endpoints(kind).iter().enumerate() {
+                issues.url(&key(&format!("urls[{i}]")), url, schemes);
+                if name.is_empty() {
+                    issues.push(key(&format!("urls[{i}].name")), "must not be empty");
+                } else if !names.insert(name.clone()) {
+                    issues.push(
+                        key(&format!("urls[{i}].name")),
+                        format!("endpoint name `{name}` is used twice in this backend"),
+                    );
+                }
+            }
+        }
+    }
+    if backend.max_retries.is_some_and(|r| r > 3) {
+        issues.push(key("max_retries"), "must be between 0 and 3");
+    }
+    if backend.recovery_timeout_seconds.is_some_and(|s| s > 86_400) {
+        issues.push(key("recovery_timeout_seconds"), "must be between 0 and 86400");
+    }
+    if let Some(base) = &backend.base_path
+        && !base.is_empty()
+        && (!base.starts_with('/') || base.contains(['?', '#']))
+    {
+        issues.push(
+            key("base_path"),
+            "must be a path starting with `/` (no query or fragment)",
+        );
+    }
+    if let Some(auth) = &backend.authentication {
+        let kinds = [
+            auth.username.is_some(),
+            auth.bearer_token.is_some(),
+            auth.plain_token.is_some(),
+        ]
+        .into_iter()
+        .filter(|k| *k)
+        .count();
+        if kinds > 1 {
+            issues.push(
+                key("authentication"),
+                "set only one of username/password, bearer_token or plain_token",
+            );
+        }
+        if auth.username.is_some() != auth.password.is_some() {
+            issues.push(key("authentication.password"), "username and password go together");
+        }
+        if let Some(value) = auth.header_value()
+            && http::HeaderValue::from_str(&value).is_err()
+        {
+            issues.push(key("authentication"), "not a valid HTTP header value");
+        }
+    }
+    if let Some(hc) = &backend.health_check {
+        let key = |k: &str| format!("{prefix}.health_check.{k}");
+        if hc.enabled {
+            let has_path = hc.endpoint.as_deref().is_some_and(|e| !e.is_empty())
+                || backend.base_path.as_deref().is_some_and(|b| !b.is_empty());
+            if !has_path {
+                issues.push(
+                    key("endpoint"),
+                    "required when health checks are enabled (or set base_path)",
+                );
+            }
+            if !(1..=86_400).contains(&hc.interval_seconds) {
+                issues.push(key("interval_seconds"), "must be between 1 and 86400");
+            }
+            if !(1..=3_600).contains(&hc.timeout_seconds) {
+                issues.push(key("timeout_seconds"), "must be between 1 and 3600");
+            }
+        }
+        if !(1..=1_000).contains(&hc.unhealthy_threshold) {
+            issues.push(key("unhealthy_threshold"), "must be between 1 and 1000");
+        }
+        if !(1..=1_000).contains(&hc.healthy_threshold) {
+            issues.push(key("healthy_threshold"), "must be between 1 and 1000");
+        }
+        if http::Method::from_bytes(hc.method.as_bytes()).is_err() {
+            issues.push(key("method"), format!("`{}` is not an HTTP method", hc.method));
+        }
+        if let Some(e) = &hc.endpoint
+            && !e.is_empty()
+            && !e.starts_with('/')
+        {
+            issues.push(key("endpoint"), "must be a path starting with `/`");
+        }
+        for status in &hc.expected_status {
+            if !(100..=599).contains(status) {
+                issues.push(key("expected_status"), format!("{status} is not an HTTP status"));
+            }
+        }
+        for (name, value) in &hc.headers {
+            if http::HeaderName::from_bytes(name.as_bytes()).is_err() || http::HeaderValue::from_str(value).is_err() {
+                issues.push(key(&format!("headers.{name}")), "not a valid HTTP header");
+            }
         }
     }
 }

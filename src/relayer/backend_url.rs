@@ -38,6 +38,8 @@ pub struct BackendUrl {
     query: Vec<(Vec<u8>, Vec<u8>)>,
     /// The request URI when the relay adds neither path nor query (the common `/` case).
     bare: http::Uri,
+    /// `path` is a `base_path`: a relay path already starting with it (whole segments) is not prefixed again.
+    base: bool,
 }
 
 impl BackendUrl {
@@ -62,9 +64,30 @@ impl BackendUrl {
             path: parts.path,
             query,
             bare: http::Uri::from_static("/"),
+            base: false,
         };
         this.bare = this.build(b"", None)?;
         Ok(this)
+    }
+
+    /// The URL with `base_path` instead of its own path (the Go relayer's `mergeBackendPath`): relay paths are
+    /// joined onto `base_path`, except one that already starts with it as whole segments, sent as it is. A
+    /// `base_path` of `/` or empty changes nothing.
+    pub fn with_base_path(mut self, base_path: &str) -> Result<Self, UrlError> {
+        let trimmed = base_path.trim_end_matches('/');
+        if trimmed.is_empty() {
+            return Ok(self);
+        }
+        let path = unescape(trimmed.as_bytes(), false)
+            .ok_or_else(|| UrlError(format!("base_path {base_path:?}: invalid URL escape")))?;
+        self.path = if path.first() == Some(&b'/') {
+            path
+        } else {
+            [b"/".as_slice(), &path].concat()
+        };
+        self.base = true;
+        self.bare = self.build(b"", None)?;
+        Ok(self)
     }
 
     /// `http` or `https`.
@@ -97,7 +120,14 @@ impl BackendUrl {
             rooted.extend_from_slice(path);
             clean(&rooted)
         };
-        let joined = join(&self.path, &relay_path);
+        let prefixed = self.base
+            && relay_path.starts_with(&self.path)
+            && matches!(relay_path.get(self.path.len()), None | Some(b'/'));
+        let joined = if prefixed {
+            relay_path.clone()
+        } else {
+            join(&self.path, &relay_path)
+        };
         let mut uri = String::with_capacity(self.origin.len() + joined.len() + 16);
         uri.push_str(&self.origin);
         // Go's `URL.EscapedPath`: the relay's own escaping when the join left its path as it was.
@@ -469,5 +499,35 @@ mod tests {
         ] {
             assert_eq!(String::from_utf8(clean(input.as_bytes())).unwrap(), want, "{input:?}");
         }
+    }
+}
+
+#[cfg(test)]
+mod base_path_tests {
+    #![allow(clippy::unwrap_used)]
+    use super::BackendUrl;
+
+    /// The Go relayer's `mergeBackendPath` cases: `base_path` wins over the URL's path, a relay path already under
+    /// it (whole segments) is not prefixed again, a partial segment is.
+    #[test]
+    fn base_path_merges_as_go_does() {
+        let with = |url: &str, base: &str| BackendUrl::parse(url).unwrap().with_base_path(base).unwrap();
+        let b = with("http://h:1/ignored", "/api/");
+        for (relay, want) in [
+            ("/", "http://h:1/api"),
+            ("", "http://h:1/api"),
+            ("/foo", "http://h:1/api/foo"),
+            ("/api", "http://h:1/api"),
+            ("/api/foo", "http://h:1/api/foo"),
+            ("/apifoo", "http://h:1/api/apifoo"),
+            ("/api/foo?x=1", "http://h:1/api/foo?x=1"),
+        ] {
+            assert_eq!(b.join(relay).unwrap().to_string(), want, "{relay}");
+        }
+        // `/` or empty: the URL's own path, as without base_path.
+        assert_eq!(
+            with("http://h:1/v1", "/").join("/x").unwrap().to_string(),
+            "http://h:1/v1/x"
+        );
     }
 }

@@ -139,6 +139,11 @@ impl Relayer {
             ),
             _ => None,
         };
+        for service in services.values() {
+            for backend in service.all_backends() {
+                health::start(&service.id, backend, &metrics);
+            }
+        }
         let max_request_bytes = services.values().map(|s| s.max_body_bytes).max().unwrap_or(10 << 20);
         // `ha_relayer_current_block_height` follows the height relays are validated at (ends with the sender).
         let mut watched = height.clone();

@@ -102,6 +102,10 @@ pub enum RelayError {
     /// Every relayer on that Redis refuses alike.
     #[error("relay not recorded: {0}")]
     MemoryThreshold(storage::StorageError),
+    /// No endpoint of the relay's backend is in service (circuit breaker or health checks, module `pool`): refused
+    /// before any work, nothing charged or mined.
+    #[error("backend unavailable: {0}")]
+    BackendUnavailable(String),
 }
 
 impl RelayError {
@@ -128,6 +132,7 @@ impl RelayError {
     /// | 17 | overloaded | 503 |
     /// | 18 | session_not_started | 503 |
     /// | 19 | redis_memory_threshold | 503 |
+    /// | 20 | backend_unavailable | 503 |
     pub fn code(&self) -> (u32, &'static str) {
         match self {
             Self::Malformed(_) => (1, "malformed"),
@@ -149,6 +154,7 @@ impl RelayError {
             Self::Overloaded { .. } | Self::WebSocketsFull { .. } => (17, "overloaded"),
             Self::SessionNotStarted { .. } => (18, "session_not_started"),
             Self::MemoryThreshold(_) => (19, "redis_memory_threshold"),
+            Self::BackendUnavailable(_) => (20, "backend_unavailable"),
         }
     }
 
@@ -161,7 +167,8 @@ impl RelayError {
             | Self::Overloaded { .. }
             | Self::WebSocketsFull { .. }
             | Self::SessionNotStarted { .. }
-            | Self::MemoryThreshold(_) => StatusCode::SERVICE_UNAVAILABLE,
+            | Self::MemoryThreshold(_)
+            | Self::BackendUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Backend(_) | Self::ResponseTooLarge { .. } => StatusCode::BAD_GATEWAY,
             Self::BackendTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
             Self::OverServiced(_) => StatusCode::TOO_MANY_REQUESTS,
@@ -199,4 +206,18 @@ pub enum RelayerBuildError {
     /// A service could not be built from the config.
     #[error(transparent)]
     Route(#[from] RouteError),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// No endpoint in service: its own stable code, 503, and gRPC `UNAVAILABLE` (a gateway retries elsewhere).
+    #[test]
+    fn backend_unavailable_is_code_20_and_503() {
+        let e = RelayError::BackendUnavailable("none in service".into());
+        assert_eq!(e.code(), (20, "backend_unavailable"));
+        assert_eq!(e.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(super::super::grpc::grpc_code(&e), 14);
+    }
 }

@@ -1,7 +1,9 @@
 //! Forwarding a relay's `POKTHTTPRequest` to the service's backend (§2.7) and wrapping the answer as a
 //! `POKTHTTPResponse`: the backend URI built from the relay URL's path and query only ([`super::backend_url`],
-//! poktroll's rules), hop-by-hop headers dropped, backend headers added, pooled keep-alive client with a per-host
-//! connection cap, retries on connection failures only, header and whole-request timeouts, body limits that never
+//! poktroll's rules), hop-by-hop headers dropped, backend headers (and `authentication`) added, pooled keep-alive
+//! client with a per-endpoint connection cap, the endpoint chosen by the backend's pool (module `pool`) and a
+//! failed attempt (broken connection, 5xx; never a timeout) retried on another endpoint, header and whole-request
+//! timeouts, body limits that never
 //! buffer past the service's `max_body_size_bytes`. The backend is told who the relay is for (`Pocket-Supplier`,
 //! `Pocket-Service`, `Pocket-Application`, as the Go relayer does) and is not asked for a content encoding (the
 //! gateway client's `Accept-Encoding` is not forwarded); an answer compressed anyway (gzip, deflate) is decoded
@@ -19,6 +21,7 @@ use http_body_util::BodyExt as _;
 
 use super::Relayer;
 use super::error::RelayError;
+use super::pool::{Transition, Tried};
 use super::routes::{Backend, RpcType, Service};
 use crate::protocol::wire::{HttpHeader, PoktHttpRequest, PoktHttpResponse};
 
@@ -26,7 +29,13 @@ impl Relayer {
     /// Forwards the relay's request and reads the answer: whole, or, when the relay's transport `streams` (a
     /// POSTed relay; a gRPC one reads every answer whole) and the answer is of a streamed media type
     /// ([`super::stream::is_streaming`]), its head only (module `stream`). The service's request timeout bounds
-    /// the whole answer, or a stream's head.
+    /// the whole answer, or a stream's head, retries included.
+    ///
+    /// The request goes to the endpoint the backend's pool selects (module `pool`); an answer the circuit breaker
+    /// counts as a failure (a transport error that is not a timeout, a 5xx, a server-side `grpc-status`) is tried
+    /// again, up to `max_retries` times, on another endpoint in service (a backend of one URL: on it, after a
+    /// refused connection only). The answer returned is the last attempt's. No endpoint in service:
+    /// [`RelayError::BackendUnavailable`].
     pub(super) async fn forward(
         &self,
         service: &Service,
@@ -37,15 +46,8 @@ impl Relayer {
     ) -> Result<Forwarded, RelayError> {
         let started = Instant::now();
         let forwarded = async {
-            let head = self.send(service, backend, payload, origin).await?;
-            // A stream the backend compressed anyway is read whole and decoded: its batches would be compressed
-            // bytes cut at arbitrary line ends.
-            let headers = head.response.headers();
-            if streams && super::stream::is_streaming(headers) && !is_encoded(headers) {
-                Ok(Forwarded::Stream(head))
-            } else {
-                collect(service, head).await.map(Forwarded::Whole)
-            }
+            let request = prepare(service, backend, payload, origin)?;
+            self.attempts(service, backend, &request, streams).await
         };
         let result = tokio::time::timeout(service.request_timeout, forwarded)
             .await
@@ -56,6 +58,118 @@ impl Relayer {
         });
         self.observe_backend(service, started, status);
         result
+    }
+
+    /// The attempts of one request over the backend's pool (see [`Relayer::forward`]).
+    async fn attempts(
+        &self,
+        service: &Service,
+        backend: &Backend,
+        request: &Prepared,
+        streams: bool,
+    ) -> Result<Forwarded, RelayError> {
+        let pool = &backend.pool;
+        let Some(mut index) = pool.select(Instant::now(), 0) else {
+            return Err(self.fast_fail(service, backend));
+        };
+        let mut tried: Tried = 0;
+        let mut retries = 0;
+        loop {
+            tried |= 1u64.checked_shl(u32::try_from(index).unwrap_or(u32::MAX)).unwrap_or(0);
+            let (outcome, class) = self.attempt(service, backend, index, request, streams).await;
+            let now = Instant::now();
+            let transition = match class {
+                Class::Success => pool.record_success(index, now),
+                Class::Failure { .. } => pool.record_failure(index, now),
+                Class::Neutral => None,
+            };
+            if let Some(t) = transition {
+                self.endpoint_transition(service, backend, index, t, class.reason());
+            }
+            let Class::Failure { connect, .. } = class else {
+                return outcome;
+            };
+            // A streamed answer is the gateway's from its head on; and retries are bounded.
+            if matches!(outcome, Ok(Forwarded::Stream(_))) || retries >= backend.max_retries {
+                return outcome;
+            }
+            // Another endpoint in service; a backend of one URL retries it after a refused connection (the
+            // request did nothing there).
+            let next = pool
+                .select(now, tried)
+                .or_else(|| (pool.len() == 1 && connect).then_some(index));
+            let Some(next) = next else {
+                return outcome;
+            };
+            tracing::debug!(
+                service = %service.id,
+                endpoint = %pool.endpoint(next).name,
+                previous = %pool.endpoint(index).name,
+                retry = retries + 1,
+                "retrying the relay on another backend endpoint"
+            );
+            drop(outcome);
+            retries += 1;
+            index = next;
+        }
+    }
+
+    /// One attempt on endpoint `index`: its answer (whole, or a stream's head) and how the breaker counts it.
+    async fn attempt(
+        &self,
+        service: &Service,
+        backend: &Backend,
+        index: usize,
+        request: &Prepared,
+        streams: bool,
+    ) -> (Result<Forwarded, RelayError>, Class) {
+        let head = match self.send(service, backend, index, request).await {
+            Ok(head) => head,
+            Err((e, class)) => return (Err(e), class),
+        };
+        // A stream the backend compressed anyway is read whole and decoded: its batches would be compressed
+        // bytes cut at arbitrary line ends.
+        let headers = head.response.headers();
+        if streams && super::stream::is_streaming(headers) && !is_encoded(headers) {
+            let class = Class::of_status(u32::from(head.response.status().as_u16()));
+            return (Ok(Forwarded::Stream(head)), class);
+        }
+        match collect(service, head).await {
+            Ok(whole) => {
+                let class = Class::of_status(mined_status(&whole));
+                (Ok(Forwarded::Whole(whole)), class)
+            }
+            Err(e @ RelayError::Backend(_)) => (
+                Err(e),
+                Class::Failure {
+                    connect: false,
+                    reason: "transport_error",
+                },
+            ),
+            Err(e) => (Err(e), Class::Neutral),
+        }
+    }
+
+    /// A relay refused because no endpoint of `backend` is in service, counted (`ha_relayer_fast_fails_total`).
+    pub(super) fn fast_fail(&self, service: &Service, backend: &Backend) -> RelayError {
+        self.metrics.fast_fails.with_label_values(&[&service.id]).inc();
+        RelayError::BackendUnavailable(format!(
+            "no endpoint of the {} backend of service {} is in service",
+            backend.rpc_type.config_key(),
+            service.id
+        ))
+    }
+
+    /// Logs and exposes a health change of endpoint `index` ([`report_transition`]).
+    pub(super) fn endpoint_transition(
+        &self,
+        service: &Service,
+        backend: &Backend,
+        index: usize,
+        transition: Transition,
+        reason: &str,
+    ) {
+        report_transition(&self.metrics, &service.id, backend, index, transition, reason);
     }
 
     /// Counts a backend request `started` then, by its outcome (the answer's status or the error).
@@ -75,87 +189,210 @@ impl Relayer {
             .observe(started.elapsed().as_secs_f64());
     }
 
-    /// Sends the relay's request to the backend and reads the answer's head (status and headers), not its body;
-    /// the answer keeps the backend connection permit it was sent with until it is dropped.
+    /// Sends the prepared request to endpoint `index` and reads the answer's head (status and headers), not its
+    /// body; the answer keeps the endpoint's connection permit it was sent with until it is dropped.
     async fn send(
         &self,
         service: &Service,
         backend: &Backend,
-        payload: PoktHttpRequest,
-        origin: Origin<'_>,
-    ) -> Result<BackendHead, RelayError> {
+        index: usize,
+        request: &Prepared,
+    ) -> Result<BackendHead, (RelayError, Class)> {
+        let endpoint = backend.pool.endpoint(index);
         // Only the path and query of the relay's URL (often the supplier's public URL) reach the backend.
-        let uri = backend
+        let uri = endpoint
             .target
-            .join(&payload.url)
-            .map_err(|e| RelayError::Malformed(format!("payload url: {e}")))?;
-        let method = if payload.method.is_empty() {
-            http::Method::POST
-        } else {
-            http::Method::from_bytes(payload.method.as_bytes())
-                .map_err(|e| RelayError::Malformed(format!("payload method: {e}")))?
-        };
-        let mut headers = HeaderMap::with_capacity(payload.header.len() + backend.headers.len());
-        for (name, header) in &payload.header {
-            let name = http::HeaderName::from_bytes(name.as_bytes())
-                .map_err(|e| RelayError::Malformed(format!("payload header {name:?}: {e}")))?;
-            // `Accept-Encoding` is the gateway client's: the signed body must be one the gateway can read (the
-            // Go relayer decodes gzip for the same reason), so the backend is asked for none.
-            if is_hop_by_hop(&name) || name == http::header::ACCEPT_ENCODING {
-                continue;
-            }
-            for value in &header.values {
-                let value = http::HeaderValue::from_str(value)
-                    .map_err(|e| RelayError::Malformed(format!("payload header {name}: {e}")))?;
-                headers.append(name.clone(), value);
-            }
-        }
-        // Who the relay is for, as the Go relayer tells backends (set over any the gateway sent; the operator's
-        // backend headers below still win).
-        for (name, value) in [
-            (POCKET_SUPPLIER, origin.supplier),
-            (POCKET_SERVICE, service.id.as_str()),
-            (POCKET_APPLICATION, origin.application),
-        ] {
-            if let Ok(value) = http::HeaderValue::from_str(value) {
-                headers.insert(http::HeaderName::from_static(name), value);
-            }
-        }
-        for (name, value) in &backend.headers {
-            headers.insert(name.clone(), value.clone());
-        }
-        // gRPC requires `te: trailers` on every call (its HTTP/2 protocol); hop-by-hop, so dropped above.
-        if backend.rpc_type == RpcType::Grpc {
-            headers.insert(http::header::TE, http::HeaderValue::from_static("trailers"));
-        }
-        let body = Bytes::from(payload.body_bz);
-        let permit = match &backend.permits {
-            Some(permits) => Some(
-                Arc::clone(permits)
-                    .acquire_owned()
-                    .await
-                    .map_err(|_| RelayError::Backend("backend connection pool closed".into()))?,
-            ),
+            .join(&request.url)
+            .map_err(|e| (RelayError::Malformed(format!("payload url: {e}")), Class::Neutral))?;
+        let permit = match &endpoint.permits {
+            Some(permits) => Some(Arc::clone(permits).acquire_owned().await.map_err(|_| {
+                (
+                    RelayError::Backend("backend connection pool closed".into()),
+                    Class::Neutral,
+                )
+            })?),
             None => None,
         };
-        let mut attempt = 0;
-        let response = loop {
-            let mut request = http::Request::new(http_body_util::Full::new(body.clone()));
-            *request.method_mut() = method.clone();
-            *request.uri_mut() = uri.clone();
-            *request.headers_mut() = headers.clone();
-            match tokio::time::timeout(service.response_header_timeout, backend.client.request(request)).await {
-                Err(_) => return Err(RelayError::BackendTimeout(service.response_header_timeout)),
-                Ok(Ok(response)) => break response,
-                Ok(Err(e)) if e.is_connect() && attempt < backend.max_retries => attempt += 1,
-                Ok(Err(e)) => return Err(RelayError::Backend(error_chain(&e))),
-            }
-        };
+        let mut http_request = http::Request::new(http_body_util::Full::new(request.body.clone()));
+        *http_request.method_mut() = request.method.clone();
+        *http_request.uri_mut() = uri;
+        *http_request.headers_mut() = request.headers.clone();
+        let response =
+            match tokio::time::timeout(service.response_header_timeout, backend.client.request(http_request)).await {
+                Err(_) => {
+                    return Err((
+                        RelayError::BackendTimeout(service.response_header_timeout),
+                        Class::Neutral,
+                    ));
+                }
+                Ok(Ok(response)) => response,
+                Ok(Err(e)) => {
+                    let class = if is_timeout(&e) {
+                        Class::Neutral
+                    } else {
+                        Class::Failure {
+                            connect: e.is_connect(),
+                            reason: if e.is_connect() {
+                                "connect_error"
+                            } else {
+                                "transport_error"
+                            },
+                        }
+                    };
+                    return Err((RelayError::Backend(error_chain(&e)), class));
+                }
+            };
         Ok(BackendHead {
             response,
             _permit: permit,
         })
     }
+}
+
+/// Logs a health change of endpoint `index` of `backend` (WARN down with the reason and failure count, INFO up
+/// with the downtime) and sets its `ha_relayer_backend_health_status`.
+pub(super) fn report_transition(
+    metrics: &super::metrics::Metrics,
+    service_id: &str,
+    backend: &Backend,
+    index: usize,
+    transition: Transition,
+    reason: &str,
+) {
+    let endpoint = backend.pool.endpoint(index);
+    let gauge = metrics.backend_health.with_label_values(&[service_id, &endpoint.name]);
+    match transition {
+        Transition::Down { failures } => {
+            gauge.set(0);
+            tracing::warn!(
+                service = %service_id,
+                backend = backend.rpc_type.config_key(),
+                endpoint = %endpoint.name,
+                failures,
+                reason,
+                "backend endpoint taken out of service"
+            );
+        }
+        Transition::Up { downtime } => {
+            gauge.set(1);
+            tracing::info!(
+                service = %service_id,
+                backend = backend.rpc_type.config_key(),
+                endpoint = %endpoint.name,
+                downtime_ms = u64::try_from(downtime.as_millis()).unwrap_or(u64::MAX),
+                "backend endpoint back in service"
+            );
+        }
+    }
+}
+
+/// How the circuit breaker counts an attempt's outcome (module `pool`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Class {
+    /// An answer below 500.
+    Success,
+    /// A transport error that is not a timeout, or a 5xx; `connect`: the connection was refused or failed.
+    Failure { connect: bool, reason: &'static str },
+    /// Neither (a timeout, an answer over the body limit, a malformed relay).
+    Neutral,
+}
+
+impl Class {
+    fn of_status(status: u32) -> Self {
+        if (500..600).contains(&status) {
+            Self::Failure {
+                connect: false,
+                reason: "backend_5xx",
+            }
+        } else {
+            Self::Success
+        }
+    }
+
+    fn reason(self) -> &'static str {
+        match self {
+            Self::Failure { reason, .. } => reason,
+            Self::Success | Self::Neutral => "",
+        }
+    }
+}
+
+/// Whether a transport error is a timeout (a connect timeout): not a breaker failure, as in Go.
+fn is_timeout(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut source = Some(e);
+    while let Some(s) = source {
+        if let Some(io) = s.downcast_ref::<std::io::Error>()
+            && io.kind() == std::io::ErrorKind::TimedOut
+        {
+            return true;
+        }
+        source = s.source();
+    }
+    false
+}
+
+/// A relay's request as every attempt sends it (the URI is joined per endpoint).
+#[derive(Debug)]
+struct Prepared {
+    url: String,
+    method: http::Method,
+    headers: HeaderMap,
+    body: Bytes,
+}
+
+/// The request of `payload` for `backend`: method, headers (hop-by-hop dropped, the Pocket context, the
+/// backend's headers and authentication over the relay's), body.
+fn prepare(
+    service: &Service,
+    backend: &Backend,
+    payload: PoktHttpRequest,
+    origin: Origin<'_>,
+) -> Result<Prepared, RelayError> {
+    let method = if payload.method.is_empty() {
+        http::Method::POST
+    } else {
+        http::Method::from_bytes(payload.method.as_bytes())
+            .map_err(|e| RelayError::Malformed(format!("payload method: {e}")))?
+    };
+    let mut headers = HeaderMap::with_capacity(payload.header.len() + backend.headers.len());
+    for (name, header) in &payload.header {
+        let name = http::HeaderName::from_bytes(name.as_bytes())
+            .map_err(|e| RelayError::Malformed(format!("payload header {name:?}: {e}")))?;
+        // `Accept-Encoding` is the gateway client's: the signed body must be one the gateway can read (the
+        // Go relayer decodes gzip for the same reason), so the backend is asked for none.
+        if is_hop_by_hop(&name) || name == http::header::ACCEPT_ENCODING {
+            continue;
+        }
+        for value in &header.values {
+            let value = http::HeaderValue::from_str(value)
+                .map_err(|e| RelayError::Malformed(format!("payload header {name}: {e}")))?;
+            headers.append(name.clone(), value);
+        }
+    }
+    // Who the relay is for, as the Go relayer tells backends (set over any the gateway sent; the operator's
+    // backend headers below still win).
+    for (name, value) in [
+        (POCKET_SUPPLIER, origin.supplier),
+        (POCKET_SERVICE, service.id.as_str()),
+        (POCKET_APPLICATION, origin.application),
+    ] {
+        if let Ok(value) = http::HeaderValue::from_str(value) {
+            headers.insert(http::HeaderName::from_static(name), value);
+        }
+    }
+    for (name, value) in &backend.headers {
+        headers.insert(name.clone(), value.clone());
+    }
+    // gRPC requires `te: trailers` on every call (its HTTP/2 protocol); hop-by-hop, so dropped above.
+    if backend.rpc_type == RpcType::Grpc {
+        headers.insert(http::header::TE, http::HeaderValue::from_static("trailers"));
+    }
+    Ok(Prepared {
+        url: payload.url,
+        method,
+        headers,
+        body: Bytes::from(payload.body_bz),
+    })
 }
 
 /// Backend request header naming the relay's supplier operator (Go relayer's `Pocket-Supplier`).
@@ -346,335 +583,4 @@ fn error_chain(e: &dyn std::error::Error) -> String {
 }
 
 #[cfg(test)]
-mod tests {
-    #![allow(clippy::unwrap_used)]
-    use std::collections::HashMap;
-    use std::sync::{Arc, Mutex};
-    use std::time::Duration;
-
-    use tokio::sync::watch;
-
-    use super::super::{Relayer, ServiceRoute};
-    use super::Forwarded;
-    use crate::chain::query::ChainClient;
-    use crate::protocol::wire::PoktHttpRequest;
-    use crate::telemetry::Telemetry;
-
-    const ORIGIN: super::Origin<'static> = super::Origin {
-        supplier: "pokt1supplier",
-        application: "pokt1app",
-    };
-
-    /// The whole answer of a forwarded relay (none of these backends streams).
-    fn whole(forwarded: Forwarded) -> crate::protocol::wire::PoktHttpResponse {
-        match forwarded {
-            Forwarded::Whole(r) => r,
-            Forwarded::Stream(head) => panic!("streamed: {head:?}"),
-        }
-    }
-
-    /// Serves `router` on a free loopback port; its URL.
-    async fn serve(router: axum::Router) -> String {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        tokio::spawn(async move {
-            let _ = axum::serve(listener, router).await;
-        });
-        format!("http://{addr}")
-    }
-
-    /// A backend recording the request target of every request it gets.
-    async fn recording_backend() -> (String, Arc<Mutex<Vec<String>>>) {
-        let seen = Arc::new(Mutex::new(Vec::new()));
-        let s = Arc::clone(&seen);
-        let router = axum::Router::new().fallback(move |uri: http::Uri| {
-            let s = Arc::clone(&s);
-            async move {
-                s.lock().unwrap().push(uri.to_string());
-                "ok"
-            }
-        });
-        (serve(router).await, seen)
-    }
-
-    fn relayer(url: &str) -> Arc<Relayer> {
-        relayer_with_limit(url, 1 << 20)
-    }
-
-    fn relayer_with_limit(url: &str, max_body_bytes: usize) -> Arc<Relayer> {
-        let chain = Arc::new(ChainClient::new("http://127.0.0.1:1", Duration::from_secs(1)).unwrap());
-        let (_tx, rx) = watch::channel(0);
-        let telemetry = Telemetry::new().unwrap();
-        let services: HashMap<_, _> = [(
-            "svc".to_string(),
-            ServiceRoute {
-                backend_url: url.to_string(),
-                timeout: Duration::from_secs(5),
-                max_body_bytes,
-            },
-        )]
-        .into();
-        let mem = storage::MemoryBackend::new().storage();
-        Arc::new(
-            Relayer::new(
-                chain,
-                crate::keys::Keyring::default(),
-                services,
-                mem.relay_log,
-                rx,
-                &telemetry,
-            )
-            .unwrap(),
-        )
-    }
-
-    /// A relayer of a whole config (`services.svc` and whatever `http_transport` keys the test sets).
-    fn relayer_from_yaml(yaml: &str) -> Relayer {
-        let config = crate::config::Config::from_yaml(yaml).unwrap();
-        assert_eq!(config.validate(), vec![]);
-        let services = super::super::routes::services_from_config(&config).unwrap();
-        let chain = Arc::new(ChainClient::new("http://127.0.0.1:1", Duration::from_secs(1)).unwrap());
-        let (_tx, rx) = watch::channel(0);
-        let telemetry = Telemetry::new().unwrap();
-        let mem = storage::MemoryBackend::new().storage();
-        Relayer::with_services(
-            chain,
-            crate::keys::Keyring::default(),
-            services,
-            super::super::RelayerOptions::default(),
-            &mem,
-            rx,
-            &telemetry,
-        )
-        .unwrap()
-    }
-
-    /// PATH and shannon-sdk put `http.Request.URL.String()` (absolute: the supplier's public URL) in
-    /// `POKTHTTPRequest.url`; only its path and query reach the backend, joined onto the backend URL's own.
-    #[tokio::test]
-    async fn an_absolute_payload_url_reaches_the_backend_as_path_and_query() {
-        let (url, seen) = recording_backend().await;
-        let r = relayer(&format!("{url}/v2/KEY?apikey=s3cret"));
-        let service = Arc::clone(&r.services["svc"]);
-        let (backend, _) = service.backend(None);
-        for (relay_url, want) in [
-            (
-                "https://relayminer.example.com/v1/rest?x=1",
-                "/v2/KEY/v1/rest?apikey=s3cret&x=1",
-            ),
-            ("https://relayminer.example.com", "/v2/KEY?apikey=s3cret"),
-            ("/", "/v2/KEY?apikey=s3cret"),
-            ("/v1", "/v2/KEY/v1?apikey=s3cret"),
-        ] {
-            let payload = PoktHttpRequest {
-                method: "POST".into(),
-                url: relay_url.into(),
-                ..Default::default()
-            };
-            let answer = whole(r.forward(&service, backend, payload, ORIGIN, true).await.unwrap());
-            assert_eq!(answer.status_code, 200);
-            assert_eq!(seen.lock().unwrap().pop().as_deref(), Some(want), "{relay_url}");
-        }
-        let bad = PoktHttpRequest {
-            url: "/a%zz".into(),
-            ..Default::default()
-        };
-        let err = r.forward(&service, backend, bad, ORIGIN, true).await.unwrap_err();
-        assert_eq!(err.code().1, "malformed", "{err}");
-        assert!(seen.lock().unwrap().is_empty());
-    }
-
-    /// The backend is told who the relay is for (`Pocket-*`, the gateway's own values replaced) and asked for no
-    /// content encoding; one it compresses anyway reaches the gateway decoded, within the body limit.
-    #[tokio::test]
-    async fn backends_get_the_pocket_context_and_compressed_answers_are_decoded() {
-        use std::io::Write as _;
-        let seen: Arc<Mutex<Vec<http::HeaderMap>>> = Arc::default();
-        let s = Arc::clone(&seen);
-        let router = axum::Router::new().fallback(move |uri: http::Uri, headers: http::HeaderMap| {
-            let s = Arc::clone(&s);
-            async move {
-                s.lock().unwrap().push(headers);
-                let text = format!("answer to {}", uri.path()).repeat(50);
-                let (encoding, body) = match uri.path() {
-                    "/gzip" => {
-                        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
-                        e.write_all(text.as_bytes()).unwrap();
-                        ("gzip", e.finish().unwrap())
-                    }
-                    "/deflate" => {
-                        let mut e = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
-                        e.write_all(text.as_bytes()).unwrap();
-                        ("deflate", e.finish().unwrap())
-                    }
-                    "/br" => ("br", b"opaque".to_vec()),
-                    "/empty" => ("gzip", Vec::new()),
-                    "/sse" => {
-                        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
-                        e.write_all(b"data: tick\n\n").unwrap();
-                        let sse = [
-                            (http::header::CONTENT_ENCODING, "gzip"),
-                            (http::header::CONTENT_TYPE, "text/event-stream"),
-                        ];
-                        return (sse, e.finish().unwrap());
-                    }
-                    _ => ("identity", text.into_bytes()),
-                };
-                (
-                    [
-                        (http::header::CONTENT_ENCODING, encoding),
-                        (http::header::CONTENT_TYPE, "text/plain"),
-                    ],
-                    body,
-                )
-            }
-        });
-        let url = serve(router).await;
-        let r = relayer(&url);
-        let service = Arc::clone(&r.services["svc"]);
-        let (backend, _) = service.backend(None);
-        let request = |path: &str| PoktHttpRequest {
-            method: "GET".into(),
-            url: path.into(),
-            header: [("Accept-Encoding", "gzip, br"), ("Pocket-Application", "pokt1spoofed")]
-                .into_iter()
-                .map(|(k, v)| {
-                    (
-                        k.to_string(),
-                        crate::protocol::wire::HttpHeader {
-                            key: k.to_string(),
-                            values: vec![v.to_string()],
-                        },
-                    )
-                })
-                .collect(),
-            ..Default::default()
-        };
-        for path in ["/gzip", "/deflate"] {
-            let answer = whole(r.forward(&service, backend, request(path), ORIGIN, true).await.unwrap());
-            assert_eq!(
-                answer.body_bz,
-                format!("answer to {path}").repeat(50).into_bytes(),
-                "{path}"
-            );
-            assert!(
-                !answer.header.contains_key("content-encoding"),
-                "{path}: {:?}",
-                answer.header
-            );
-            assert!(!answer.header.contains_key("content-length"), "{path}");
-        }
-        // An empty body marked compressed (a 204, a HEAD) is an empty body, not a decoding error.
-        let answer = whole(
-            r.forward(&service, backend, request("/empty"), ORIGIN, true)
-                .await
-                .unwrap(),
-        );
-        assert!(answer.body_bz.is_empty());
-        assert!(!answer.header.contains_key("content-encoding"));
-        // A stream compressed anyway is read whole and decoded, not relayed as batches of compressed bytes.
-        let answer = whole(
-            r.forward(&service, backend, request("/sse"), ORIGIN, true)
-                .await
-                .unwrap(),
-        );
-        assert_eq!(answer.body_bz, b"data: tick\n\n");
-        // An encoding it cannot decode is passed on as sent.
-        let answer = whole(
-            r.forward(&service, backend, request("/br"), ORIGIN, true)
-                .await
-                .unwrap(),
-        );
-        assert_eq!(answer.body_bz, b"opaque");
-        assert_eq!(answer.header["content-encoding"].values, ["br"]);
-        for headers in seen.lock().unwrap().iter() {
-            assert_eq!(headers.get("accept-encoding"), None);
-            assert_eq!(headers["pocket-supplier"], "pokt1supplier");
-            assert_eq!(headers["pocket-service"], "svc");
-            assert_eq!(headers["pocket-application"], "pokt1app");
-        }
-        // Decoded past the body limit: refused, as an answer over the limit is.
-        let small = relayer_with_limit(&url, 100);
-        let service = Arc::clone(&small.services["svc"]);
-        let err = small
-            .forward(&service, service.backend(None).0, request("/gzip"), ORIGIN, true)
-            .await
-            .unwrap_err();
-        assert_eq!(err.code().1, "response_too_large", "{err}");
-    }
-
-    /// Go's "0 = no limit" in `http_transport`: relays reach the backend instead of failing "within 0ns".
-    #[tokio::test]
-    async fn transport_zeros_let_relays_through() {
-        let (url, seen) = recording_backend().await;
-        let yaml = format!(
-            "http_transport:
-  response_header_timeout_seconds: 0
-  dial_timeout_seconds: 0
-  max_conns_per_host: 0
-  idle_conn_timeout_seconds: 0
-  tcp_keep_alive_seconds: 0
-services:
-  svc:
-    backends:
-      jsonrpc: {{url: {url}}}
-"
-        );
-        let r = relayer_from_yaml(&yaml);
-        let service = Arc::clone(&r.services["svc"]);
-        for _ in 0..2 {
-            let answer = whole(
-                r.forward(
-                    &service,
-                    service.backend(None).0,
-                    PoktHttpRequest::default(),
-                    ORIGIN,
-                    true,
-                )
-                .await
-                .unwrap(),
-            );
-            assert_eq!(answer.status_code, 200);
-        }
-        assert_eq!(seen.lock().unwrap().len(), 2);
-    }
-
-    /// An `https` backend (third-party RPC providers): TLS with the certificate verified against the roots plus
-    /// `http_transport.tls_ca_file`; without the CA the relay is a backend error, never plaintext.
-    #[tokio::test]
-    async fn https_backends_speak_tls_and_verify_the_certificate() {
-        let router = axum::Router::new().fallback(|uri: http::Uri| async move { format!("tls {uri}") });
-        let (pem, server) = crate::chain::tls::testing::self_signed(&[b"http/1.1"]);
-        let port = crate::chain::tls::testing::serve_tls(router, server).await;
-        let dir = tempfile::tempdir().unwrap();
-        let ca = dir.path().join("ca.pem");
-        std::fs::write(&ca, pem).unwrap();
-        let relayer_for = |ca_line: String| {
-            let yaml = format!(
-                "http_transport:\n{ca_line}services:\n  svc:\n    backends:\n      jsonrpc: {{url: \"https://localhost:{port}/v2/KEY\"}}\n"
-            );
-            relayer_from_yaml(&yaml)
-        };
-        let payload = || PoktHttpRequest {
-            url: "https://relayminer.example.com/v1".into(),
-            ..Default::default()
-        };
-        let r = relayer_for(format!("  tls_ca_file: {}\n", ca.display()));
-        let service = Arc::clone(&r.services["svc"]);
-        let answer = whole(
-            r.forward(&service, service.backend(None).0, payload(), ORIGIN, true)
-                .await
-                .unwrap(),
-        );
-        assert_eq!(answer.status_code, 200);
-        assert_eq!(answer.body_bz, b"tls /v2/KEY/v1");
-        let r = relayer_for("  max_conns_per_host: 10\n".into());
-        let service = Arc::clone(&r.services["svc"]);
-        let err = r
-            .forward(&service, service.backend(None).0, payload(), ORIGIN, true)
-            .await
-            .unwrap_err();
-        assert_eq!(err.code().1, "backend_error", "{err}");
-        assert!(err.to_string().to_lowercase().contains("certificate"), "{err}");
-    }
-}
+mod tests;

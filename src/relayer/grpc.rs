@@ -191,7 +191,8 @@ pub fn grpc_code(error: &RelayError) -> i32 {
         | RelayError::Overloaded { .. }
         | RelayError::WebSocketsFull { .. }
         | RelayError::SessionNotStarted { .. }
-        | RelayError::MemoryThreshold(_) => code::UNAVAILABLE,
+        | RelayError::MemoryThreshold(_)
+        | RelayError::BackendUnavailable(_) => code::UNAVAILABLE,
     }
 }
 

@@ -1,6 +1,6 @@
 //! Relayer metrics, with the Go relayer's names where the meaning is the same (`go-operator-surface.md` §B).
 
-use prometheus::{Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts};
+use prometheus::{Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts};
 
 use crate::telemetry::{Telemetry, TelemetryError};
 
@@ -38,6 +38,12 @@ pub(crate) struct Metrics {
     pub streaming_chunks: IntCounter,
     pub streaming_bytes: IntCounter,
     pub streaming_served: IntCounterVec,
+    /// Backend pools (module `pool`): relays refused because no endpoint was in service, each endpoint's health
+    /// (1/0, moved by the breaker and the health checks), health probe outcomes.
+    pub fast_fails: IntCounterVec,
+    pub backend_health: IntGaugeVec,
+    pub health_check_successes: IntCounterVec,
+    pub health_check_failures: IntCounterVec,
 }
 
 const LATENCY_BUCKETS: [f64; 14] = [
@@ -104,7 +110,31 @@ impl Metrics {
             "Connections closed unserved, by reason (per_ip_limit: the client had relay_server.max_connections_per_ip open)",
             &["reason"],
         )?;
+        let backend_health = IntGaugeVec::new(
+            Opts::new(
+                "ha_relayer_backend_health_status",
+                "Backend endpoint in service (1) or taken out by the circuit breaker or health checks (0)",
+            ),
+            &["service_id", "endpoint"],
+        )?;
+        r.register(Box::new(backend_health.clone()))?;
         Ok(Self {
+            fast_fails: counter(
+                "ha_relayer_fast_fails_total",
+                "Relays refused as backend_unavailable without work: no endpoint of their backend in service",
+                &["service_id"],
+            )?,
+            backend_health,
+            health_check_successes: counter(
+                "ha_relayer_health_check_successes_total",
+                "Backend health probes that succeeded",
+                &["service_id", "endpoint"],
+            )?,
+            health_check_failures: counter(
+                "ha_relayer_health_check_failures_total",
+                "Backend health probes that failed",
+                &["service_id", "endpoint"],
+            )?,
             received: counter(
                 "ha_relayer_relays_received_total",
                 "Relays received",

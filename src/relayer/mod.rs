@@ -25,7 +25,9 @@
 //!    the eager way and records the session, so the backend never works for a session nobody proved valid.
 //!
 //!    Both modes: a relay of the session right after the current one (a gateway a block ahead of us) waits up to
-//!    1 s for that session's first block, then is validated at it (else `session_not_started`, 503).
+//!    1 s for that session's first block, then is validated at it (else `session_not_started`, 503). A relay
+//!    whose backend has no endpoint in service (module `pool`: circuit breakers, health checks) is refused as
+//!    `backend_unavailable` (503) before its signature, the meter and the backend.
 //! 4. Backend answers of any status are signed and returned (a 5xx is the backend's status inside the
 //!    `POKTHTTPResponse`). **5xx relays are served but not mined** and their meter charge is refunded (poktroll's
 //!    "pessimistic reversal of 5xx rewards": the supplier is not paid for its backend's failures); counted in
@@ -67,11 +69,13 @@ mod detach;
 mod error;
 mod forward;
 pub mod grpc;
+mod health;
 mod log;
 pub mod meter;
 mod metrics;
 mod mining;
 mod options;
+pub mod pool;
 pub mod routes;
 pub mod server;
 mod sessions;
@@ -103,7 +107,7 @@ pub use error::{RelayError, RelayerBuildError};
 pub use log::BatchSettings;
 pub use meter::{MeterError, RelayMeter};
 pub use options::{MeterOptions, RelayerOptions, ServiceRoute};
-pub use routes::{Backend, PoolSettings, RouteError, RpcType, Service};
+pub use routes::{Backend, PoolOptions, PoolSettings, RouteError, RpcType, Service};
 pub use server::ServerLimits;
 pub use stream::STREAM_DELIMITER;
 pub use validate::{Structure, Validated};
@@ -357,6 +361,11 @@ impl Relayer {
                 .backend_missing
                 .with_label_values(&[&service_id, t.config_key()])
                 .inc();
+        }
+        // No endpoint of the backend in service (module `pool`): refused before the signature, the meter and the
+        // backend work for nothing.
+        if !backend.pool.any_healthy() && !backend.pool.has_candidate(Instant::now()) {
+            return Err(fail(self.fast_fail(service, backend)));
         }
         // Optimistic mode serves first only relays of a session already validated once (module `sessions`), and
         // only once their own signature verified; the first relay of a session is validated before serving, as in

@@ -1,8 +1,10 @@
 //! Per-service routing built from the config: one backend per rpc type, chosen by the request's `Rpc-Type` header
 //! (poktroll `RPCType` numbers, spec §1.1 / §2.7) with the service's `default_backend` as fallback, plus the
-//! service's timeouts, body limit, validation mode and a pooled HTTP client per backend.
+//! service's timeouts, body limit, validation mode and a pooled HTTP client per backend. A backend has one
+//! endpoint (`url`) or several (`urls`): module `pool` picks one per request and keeps each one's circuit
+//! breaker, module `health` probes them when `health_check` is on.
 //!
-//! Go settings and what they become here: `max_conns_per_host` is a semaphore per backend (requests beyond it
+//! Go settings and what they become here: `max_conns_per_host` is a semaphore per backend endpoint (requests beyond it
 //! wait, within the request timeout); `max_idle_conns_per_host` and `idle_conn_timeout_seconds` are hyper's pool
 //! limits; `dial_timeout_seconds` and `tcp_keep_alive_seconds` the connector's; `response_header_timeout_seconds`
 //! bounds the wait for the response head and `request_timeout_seconds` the whole exchange including the body.
@@ -28,6 +30,8 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use tokio::sync::Semaphore;
 
 use super::backend_url::BackendUrl;
+use super::health::HealthCheck;
+use super::pool::{Endpoint, LoadBalancing, Pool};
 use crate::chain::tls::{self, HttpsConnector};
 use crate::config::{Config, PoolProfile, ValidationMode};
 
@@ -162,30 +166,32 @@ impl Default for PoolSettings {
     }
 }
 
-/// One backend of a service.
+/// One backend of a service: its endpoints (a pool, module `pool`) and what every request to it carries.
 #[derive(Debug)]
 pub struct Backend {
     /// Which rpc type it serves.
     pub rpc_type: RpcType,
-    /// The configured URL.
-    pub url: String,
-    /// The configured URL parsed: relay URLs are joined onto it (`BackendUrl::join`).
-    pub target: BackendUrl,
-    /// Extra headers sent with every request (they replace a header of the same name from the relay).
+    /// Its endpoints, their selection and circuit breakers.
+    pub pool: Pool,
+    /// Extra headers sent with every request (they replace a header of the same name from the relay), the
+    /// `authentication` header last.
     pub headers: Vec<(HeaderName, HeaderValue)>,
-    /// Retries after a connection failure (never after a response or a timeout).
+    /// Retries of a failed request (module `forward`): on another endpoint, or on the only one after a refused
+    /// connection.
     pub max_retries: u32,
-    /// The pooled client.
+    /// The pooled client (shared by the endpoints).
     pub client: HttpClient,
-    /// Bounds connections in use (Go `max_conns_per_host`); `None` = no limit.
-    pub permits: Option<Arc<Semaphore>>,
     /// The TLS client configuration its `https`/`wss` connections use (WebSocket relays connect with it too).
     pub tls: Arc<rustls::ClientConfig>,
+    /// Active health checks of its endpoints (module `health`), `None` = off.
+    pub health: Option<HealthCheck>,
+    /// Dropped with the backend: ends its probe tasks (module `health`).
+    pub(super) health_stop: tokio::sync::watch::Sender<()>,
 }
 
 impl Backend {
-    /// A backend at `url` with its own pooled client (TLS with `tls` for an `https` URL); fails when `url` is
-    /// not an absolute URL (`RouteError::Invalid` with key `url`).
+    /// A backend with one endpoint at `url` and its own pooled client (TLS with `tls` for an `https` URL); fails
+    /// when `url` is not an absolute URL (`RouteError::Invalid` with key `url`).
     pub fn new(
         rpc_type: RpcType,
         url: impl Into<String>,
@@ -193,25 +199,84 @@ impl Backend {
         tls: &Arc<rustls::ClientConfig>,
     ) -> Result<Self, RouteError> {
         let url = url.into();
-        let target = BackendUrl::parse(&url).map_err(|e| RouteError::Invalid {
-            key: "url".into(),
-            problem: e.to_string(),
-        })?;
+        let name = crate::config::default_endpoint_name(&url);
+        Self::pooled(rpc_type, vec![(name, url)], &PoolOptions::default(), pool, tls)
+    }
+
+    /// A backend over `endpoints` (`(name, url)` in config order).
+    pub fn pooled(
+        rpc_type: RpcType,
+        endpoints: Vec<(String, String)>,
+        options: &PoolOptions,
+        pool: PoolSettings,
+        tls: &Arc<rustls::ClientConfig>,
+    ) -> Result<Self, RouteError> {
+        let mut built = Vec::with_capacity(endpoints.len());
+        for (name, url) in endpoints {
+            let mut target = BackendUrl::parse(&url).map_err(|e| RouteError::Invalid {
+                key: "url".into(),
+                problem: e.to_string(),
+            })?;
+            if let Some(base) = &options.base_path {
+                target = target.with_base_path(base).map_err(|e| RouteError::Invalid {
+                    key: "base_path".into(),
+                    problem: e.to_string(),
+                })?;
+            }
+            let permits = pool
+                .max_conns_per_host
+                .map(|n| Arc::new(Semaphore::new(n.clamp(1, Semaphore::MAX_PERMITS))));
+            built.push(Endpoint::new(name, url, target, permits));
+        }
         Ok(Self {
             rpc_type,
-            url,
-            target,
+            pool: Pool::new(
+                built,
+                options.load_balancing,
+                options.unhealthy_threshold,
+                options.recovery_timeout,
+                std::time::Instant::now(),
+            ),
             headers: Vec::new(),
             max_retries: 0,
             client: match rpc_type {
                 RpcType::Grpc => grpc_client(&pool, tls),
                 _ => http_client(&pool, tls),
             },
-            permits: pool
-                .max_conns_per_host
-                .map(|n| Arc::new(Semaphore::new(n.clamp(1, Semaphore::MAX_PERMITS)))),
             tls: Arc::clone(tls),
+            health: None,
+            health_stop: tokio::sync::watch::channel(()).0,
         })
+    }
+
+    /// The first endpoint's URL (the backend's only one unless it lists `urls`).
+    pub fn url(&self) -> &str {
+        self.pool.endpoints().first().map_or("", |e| e.url.as_str())
+    }
+}
+
+/// How a backend's pool behaves (`load_balancing`, breaker, `base_path`).
+#[derive(Debug, Clone)]
+pub struct PoolOptions {
+    /// Endpoint selection.
+    pub load_balancing: LoadBalancing,
+    /// Consecutive failures that take an endpoint out.
+    pub unhealthy_threshold: u32,
+    /// When an endpoint taken out is tried again; `None` = only by health checks.
+    pub recovery_timeout: Option<Duration>,
+    /// `base_path` over the URLs' own paths.
+    pub base_path: Option<String>,
+}
+
+impl Default for PoolOptions {
+    /// Go's defaults: round robin, 5 failures, 30 s.
+    fn default() -> Self {
+        Self {
+            load_balancing: LoadBalancing::RoundRobin,
+            unhealthy_threshold: crate::config::DEFAULT_UNHEALTHY_THRESHOLD,
+            recovery_timeout: Some(Duration::from_secs(crate::config::DEFAULT_RECOVERY_TIMEOUT_SECONDS)),
+            base_path: None,
+        }
     }
 }
 
@@ -293,6 +358,11 @@ impl Service {
         }
     }
 
+    /// Every backend of the service, once each.
+    pub fn all_backends(&self) -> impl Iterator<Item = &Arc<Backend>> {
+        self.backends.iter().flatten()
+    }
+
     /// The backend for `rpc_type` (`None` = no header), or the default one; the flag says whether the requested
     /// type had no backend of its own (counted as `ha_relayer_backend_missing_total`).
     pub fn backend(&self, rpc_type: Option<RpcType>) -> (&Arc<Backend>, bool) {
@@ -366,9 +436,18 @@ pub fn services_from_config(config: &Config) -> Result<HashMap<String, Arc<Servi
         for (kind, bc) in &sc.backends {
             let rpc_type = RpcType::from_config_key(kind)
                 .ok_or_else(|| invalid(&format!("backends.{kind}"), "unknown backend kind".into()))?;
-            let mut backend = Backend::new(rpc_type, bc.url_for(kind), pool, &tls)
+            let options = PoolOptions {
+                load_balancing: bc.load_balancing,
+                unhealthy_threshold: bc.unhealthy_threshold(),
+                recovery_timeout: match bc.recovery_timeout_seconds() {
+                    0 => None,
+                    s => Some(Duration::from_secs(s)),
+                },
+                base_path: bc.base_path.clone(),
+            };
+            let mut backend = Backend::pooled(rpc_type, bc.endpoints(kind), &options, pool, &tls)
                 .map_err(|e| invalid(&format!("backends.{kind}.url"), e.to_string()))?;
-            backend.max_retries = bc.max_retries.min(3);
+            backend.max_retries = bc.max_retries().min(3);
             for (name, value) in &bc.headers {
                 let header_key = format!("backends.{kind}.headers.{name}");
                 let name = HeaderName::from_bytes(name.as_bytes())
@@ -376,6 +455,16 @@ pub fn services_from_config(config: &Config) -> Result<HashMap<String, Arc<Servi
                 let value = HeaderValue::from_str(value)
                     .map_err(|e| invalid(&header_key, format!("not a header value: {e}")))?;
                 backend.headers.push((name, value));
+            }
+            if let Some(auth) = bc.authentication.as_ref().and_then(|a| a.header_value()) {
+                let value = HeaderValue::from_str(&auth)
+                    .map_err(|e| invalid(&format!("backends.{kind}.authentication"), e.to_string()))?;
+                backend.headers.push((http::header::AUTHORIZATION, value));
+            }
+            if let Some(hc) = bc.health_check.as_ref().filter(|h| h.enabled) {
+                backend.health = Some(health_check(hc, bc, &|k, p| {
+                    invalid(&format!("backends.{kind}.{k}"), p)
+                })?);
             }
             backends[rpc_type.index()] = Some(Arc::new(backend));
         }
@@ -415,6 +504,49 @@ pub fn services_from_config(config: &Config) -> Result<HashMap<String, Arc<Servi
         );
     }
     Ok(services)
+}
+
+/// The probe of `hc` (validated): its path (`endpoint`, else `base_path`), headers with the content type.
+fn health_check(
+    hc: &crate::config::BackendHealthCheckConfig,
+    bc: &crate::config::BackendConfig,
+    invalid: &dyn Fn(&str, String) -> RouteError,
+) -> Result<HealthCheck, RouteError> {
+    let path = hc
+        .endpoint
+        .clone()
+        .filter(|e| !e.is_empty())
+        .or_else(|| bc.base_path.clone())
+        .unwrap_or_else(|| "/".into());
+    let method =
+        http::Method::from_bytes(hc.method.as_bytes()).map_err(|e| invalid("health_check.method", e.to_string()))?;
+    let body = hc.request_body.clone().unwrap_or_default();
+    let mut headers = Vec::new();
+    let content_type = hc.content_type.clone().or_else(|| {
+        let start = body.trim_start();
+        (start.starts_with('{') || start.starts_with('[')).then(|| "application/json".to_string())
+    });
+    if let Some(ct) = content_type {
+        let value = HeaderValue::from_str(&ct).map_err(|e| invalid("health_check.content_type", e.to_string()))?;
+        headers.push((http::header::CONTENT_TYPE, value));
+    }
+    for (name, value) in &hc.headers {
+        let key = format!("health_check.headers.{name}");
+        let name = HeaderName::from_bytes(name.as_bytes()).map_err(|e| invalid(&key, e.to_string()))?;
+        let value = HeaderValue::from_str(value).map_err(|e| invalid(&key, e.to_string()))?;
+        headers.push((name, value));
+    }
+    Ok(HealthCheck {
+        method,
+        path,
+        headers,
+        body: Bytes::from(body),
+        interval: Duration::from_secs(hc.interval_seconds.max(1)),
+        timeout: Duration::from_secs(hc.timeout_seconds.max(1)),
+        healthy_threshold: hc.healthy_threshold,
+        expected_status: hc.expected_status.clone(),
+        expected_body: hc.expected_body.clone().filter(|b| !b.is_empty()),
+    })
 }
 
 #[cfg(test)]
@@ -467,17 +599,28 @@ pool_profiles:
         assert_eq!(anvil.request_timeout, Duration::from_secs(2));
         assert_eq!(anvil.response_header_timeout, Duration::from_secs(1));
         assert_eq!(anvil.max_body_bytes, 1000);
-        assert_eq!(anvil.backend(None).0.url, "http://127.0.0.1:2");
+        assert_eq!(anvil.backend(None).0.url(), "http://127.0.0.1:2");
         let (rest, missing) = anvil.backend(Some(RpcType::Rest));
-        assert_eq!((rest.url.as_str(), missing), ("http://127.0.0.1:1", false));
+        assert_eq!((rest.url(), missing), ("http://127.0.0.1:1", false));
         assert_eq!(rest.headers.len(), 1);
-        assert_eq!(rest.permits.as_ref().unwrap().available_permits(), 3);
+        assert_eq!(rest.pool.endpoint(0).permits.as_ref().unwrap().available_permits(), 3);
         assert!(anvil.backend(Some(RpcType::CometBft)).1);
         let other = &services["other"];
         assert_eq!(other.mode, ValidationMode::Optimistic);
         assert_eq!(other.request_timeout, Duration::from_secs(7));
-        assert_eq!(other.backend(None).0.url, "http://127.0.0.1:4");
-        assert_eq!(other.backend(None).0.permits.as_ref().unwrap().available_permits(), 500);
+        assert_eq!(other.backend(None).0.url(), "http://127.0.0.1:4");
+        assert_eq!(
+            other
+                .backend(None)
+                .0
+                .pool
+                .endpoint(0)
+                .permits
+                .as_ref()
+                .unwrap()
+                .available_permits(),
+            500
+        );
     }
 
     /// `0` in `http_transport` takes Go's `net/http` meaning instead of failing every relay "within 0ns" or
@@ -507,7 +650,10 @@ services:
             Duration::from_secs(7),
             "no header timeout of its own"
         );
-        assert!(anvil.backend(None).0.permits.is_none(), "no connection limit");
+        assert!(
+            anvil.backend(None).0.pool.endpoint(0).permits.is_none(),
+            "no connection limit"
+        );
         assert_eq!(
             PoolSettings::from_go(0, 0, 0, 0, 0),
             PoolSettings {

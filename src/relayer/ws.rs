@@ -471,33 +471,76 @@ impl Connection {
         out: mpsc::Sender<Message>,
         activity: Arc<Activity>,
     ) -> Result<BackendLink, RelayError> {
-        let url = websocket_url(&self.backend.url);
-        let mut request = url
-            .as_str()
-            .into_client_request()
-            .map_err(|e| RelayError::Backend(format!("websocket backend url {url}: {e}")))?;
-        let headers = request.headers_mut();
-        for (name, value) in &self.backend.headers {
-            headers.insert(name.clone(), value.clone());
-        }
-        // The context headers the Go relayer sends a WebSocket backend (the supplier of the connection's first relay).
-        if let Ok(v) = self.service.id.parse() {
-            headers.insert("pocket-service", v);
-        }
-        if let Ok(v) = supplier.parse() {
-            headers.insert("pocket-supplier", v);
-        }
         let limit = self.service.max_body_bytes;
         let config = WebSocketConfig::default()
             .max_message_size(Some(limit))
             .max_frame_size(Some(limit));
-        let connector = tokio_tungstenite::Connector::Rustls(Arc::clone(&self.backend.tls));
-        let connecting = tokio_tungstenite::connect_async_tls_with_config(request, Some(config), true, Some(connector));
-        let connected = match tokio::time::timeout(self.service.response_header_timeout, connecting).await {
-            Err(_) => Err(RelayError::BackendTimeout(self.service.response_header_timeout)),
-            Ok(Err(e)) => Err(RelayError::Backend(format!("websocket backend {url}: {e}"))),
-            Ok(Ok((socket, _))) => Ok(socket),
-        };
+        // An endpoint of the backend's pool in service (module `pool`); one whose connection fails is counted by
+        // its circuit breaker and the next one in service is tried.
+        let pool = &self.backend.pool;
+        let mut tried: crate::relayer::pool::Tried = 0;
+        let mut connected = None;
+        while let Some(index) = pool.select(std::time::Instant::now(), tried) {
+            tried |= 1u64.checked_shl(u32::try_from(index).unwrap_or(u32::MAX)).unwrap_or(0);
+            let endpoint = pool.endpoint(index);
+            // The endpoint's URL with `base_path` (the URI a relay without a path goes to), as `ws`/`wss`.
+            let url = match endpoint.target.join("") {
+                Ok(uri) => websocket_url(&uri.to_string()),
+                Err(e) => {
+                    connected = Some(Err(RelayError::Backend(format!("websocket backend url: {e}"))));
+                    break;
+                }
+            };
+            let mut request = url
+                .as_str()
+                .into_client_request()
+                .map_err(|e| RelayError::Backend(format!("websocket backend url {url}: {e}")))?;
+            let headers = request.headers_mut();
+            for (name, value) in &self.backend.headers {
+                headers.insert(name.clone(), value.clone());
+            }
+            // The context headers the Go relayer sends a WebSocket backend (the supplier of the connection's first
+            // relay).
+            if let Ok(v) = self.service.id.parse() {
+                headers.insert("pocket-service", v);
+            }
+            if let Ok(v) = supplier.parse() {
+                headers.insert("pocket-supplier", v);
+            }
+            let connector = tokio_tungstenite::Connector::Rustls(Arc::clone(&self.backend.tls));
+            let connecting =
+                tokio_tungstenite::connect_async_tls_with_config(request, Some(config), true, Some(connector));
+            let (result, failure) = match tokio::time::timeout(self.service.response_header_timeout, connecting).await {
+                Err(_) => (
+                    Err(RelayError::BackendTimeout(self.service.response_header_timeout)),
+                    None,
+                ),
+                Ok(Err(e)) => (
+                    Err(RelayError::Backend(format!("websocket backend {url}: {e}"))),
+                    match &e {
+                        tungstenite::Error::Http(response) if !response.status().is_server_error() => None,
+                        tungstenite::Error::Http(_) => Some("backend_5xx"),
+                        _ => Some("connect_error"),
+                    },
+                ),
+                Ok(Ok((socket, _))) => (Ok(socket), None),
+            };
+            let now = std::time::Instant::now();
+            let transition = match (&result, failure) {
+                (Ok(_), _) => pool.record_success(index, now),
+                (Err(_), Some(_)) => pool.record_failure(index, now),
+                (Err(_), None) => None,
+            };
+            if let Some(t) = transition {
+                self.relayer
+                    .endpoint_transition(&self.service, &self.backend, index, t, failure.unwrap_or_default());
+            }
+            connected = Some(result);
+            if failure.is_none() {
+                break;
+            }
+        }
+        let connected = connected.unwrap_or_else(|| Err(self.relayer.fast_fail(&self.service, &self.backend)));
         let (outcome, status) = match &connected {
             Ok(_) => ("ok", "101"),
             Err(e) => (e.code().1, ""),

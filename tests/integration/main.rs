@@ -25,6 +25,7 @@ mod relayer_guards;
 mod relayer_meter;
 mod relayer_meter_redis;
 mod relayer_optimistic;
+mod relayer_pool;
 mod relayer_redis_memory;
 mod relayer_redis_replicas;
 mod relayer_stream;

@@ -494,3 +494,113 @@ fn example_config_in_repo_is_valid() {
     let config = Config::load(&path).unwrap();
     assert!(!config.services.is_empty());
 }
+
+/// A Go relayer config's backend pool (`urls` mixing plain URLs and `{name, url}`, with every pool key) loads.
+#[test]
+fn go_style_backend_pools_load() {
+    let yaml = "
+services:
+  anvil:
+    backends:
+      jsonrpc:
+        urls:
+          - http://10.0.0.1:8545
+          - {name: backup, url: \"http://10.0.0.2:8545/v2\"}
+        load_balancing: first_healthy
+        base_path: /rpc
+        authentication: {username: u, password: p}
+        max_retries: 2
+        recovery_timeout_seconds: 0
+        health_check:
+          enabled: true
+          endpoint: /health
+          interval_seconds: 5
+          unhealthy_threshold: 3
+          healthy_threshold: 1
+          method: POST
+          request_body: '{\"jsonrpc\":\"2.0\"}'
+          expected_status: [200, 204]
+          expected_body: ok
+          headers: {x-probe: '1'}
+      grpc:
+        urls: [\"10.0.0.1:9090\", \"10.0.0.2:9090\"]
+";
+    let config = Config::from_yaml(yaml).unwrap();
+    assert_eq!(config.validate(), vec![]);
+    let backends = &config.services["anvil"].backends;
+    let jsonrpc = &backends["jsonrpc"];
+    assert_eq!(
+        jsonrpc.endpoints("jsonrpc"),
+        [
+            ("10.0.0.1:8545".to_string(), "http://10.0.0.1:8545".to_string()),
+            ("backup".to_string(), "http://10.0.0.2:8545/v2".to_string()),
+        ]
+    );
+    assert_eq!(jsonrpc.load_balancing, LoadBalancing::FirstHealthy);
+    assert_eq!((jsonrpc.max_retries(), jsonrpc.recovery_timeout_seconds()), (2, 0));
+    assert_eq!(jsonrpc.unhealthy_threshold(), 3);
+    assert_eq!(
+        jsonrpc.authentication.as_ref().unwrap().header_value().as_deref(),
+        Some("Basic dTpw")
+    );
+    // Bare gRPC host:port entries, as `url` accepts them.
+    assert_eq!(backends["grpc"].endpoints("grpc")[1].1, "http://10.0.0.2:9090");
+    // Unset: Go's defaults.
+    let minimal = &Config::from_yaml(MINIMAL).unwrap().services["anvil"].backends["jsonrpc"];
+    assert_eq!(
+        (
+            minimal.max_retries(),
+            minimal.recovery_timeout_seconds(),
+            minimal.unhealthy_threshold()
+        ),
+        (1, 30, 5)
+    );
+}
+
+/// Every pool key is checked, each problem naming its key.
+#[test]
+fn backend_pool_errors_name_the_key() {
+    let p = "services.anvil.backends.jsonrpc";
+    let cases: [(&str, String); 10] = [
+        ("url: http://a:1\n        urls: [http://b:1]", format!("{p}.urls")),
+        ("headers: {}", format!("{p}.url")),
+        (
+            "urls: [http://a:1, {name: a:1, url: \"http://c:1\"}]",
+            format!("{p}.urls[1].name"),
+        ),
+        ("urls: [http://a:1, \"ftp://b\"]", format!("{p}.urls[1]")),
+        ("url: http://a:1\n        max_retries: 4", format!("{p}.max_retries")),
+        ("url: http://a:1\n        base_path: api", format!("{p}.base_path")),
+        (
+            "url: http://a:1\n        authentication: {bearer_token: x, plain_token: y}",
+            format!("{p}.authentication"),
+        ),
+        (
+            "url: http://a:1\n        authentication: {username: x}",
+            format!("{p}.authentication.password"),
+        ),
+        (
+            "url: http://a:1\n        health_check: {enabled: true}",
+            format!("{p}.health_check.endpoint"),
+        ),
+        (
+            "url: http://a:1\n        health_check: {enabled: true, endpoint: /h, interval_seconds: 0}",
+            format!("{p}.health_check.interval_seconds"),
+        ),
+    ];
+    for (backend, key) in cases {
+        let yaml = format!("services:\n  anvil:\n    backends:\n      jsonrpc:\n        {backend}\n");
+        assert_eq!(issue_keys(&yaml), vec![key.clone()], "{backend}");
+    }
+    // An unknown policy or key: a parse error naming the key and, for the policy, the valid values.
+    let yaml =
+        "services:\n  anvil:\n    backends:\n      jsonrpc:\n        url: http://a:1\n        load_balancing: random\n";
+    let err = Config::from_yaml(yaml).unwrap_err().to_string();
+    assert!(
+        err.contains("load_balancing") && err.contains("round_robin") && err.contains("first_healthy"),
+        "{err}"
+    );
+    let yaml = "services:\n  anvil:\n    backends:\n      jsonrpc:\n        url: http://a:1\n        health_check: {intervall: 1}\n";
+    let err = Config::from_yaml(yaml).unwrap_err().to_string();
+    assert!(err.contains("health_check") && err.contains("intervall"), "{err}");
+}
