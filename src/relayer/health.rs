@@ -143,7 +143,7 @@ impl Probe {
                 Err(reason) => {
                     self.metrics.health_check_failures.with_label_values(&labels).inc();
                     tracing::debug!(service = %self.service_id, endpoint = %endpoint.name, %reason, "health probe failed");
-                    backend.pool.record_failure(self.index, now)
+                    backend.pool.record_probe_failure(self.index, now)
                 }
             };
             if let Some(t) = transition {

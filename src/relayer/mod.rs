@@ -364,7 +364,7 @@ impl Relayer {
         }
         // No endpoint of the backend in service (module `pool`): refused before the signature, the meter and the
         // backend work for nothing.
-        if !backend.pool.any_healthy() && !backend.pool.has_candidate(Instant::now()) {
+        if backend.pool.serves_none(Instant::now()) {
             return Err(fail(self.fast_fail(service, backend)));
         }
         // Optimistic mode serves first only relays of a session already validated once (module `sessions`), and

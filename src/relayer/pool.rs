@@ -8,6 +8,15 @@
 //! taken out is tried again by one request (half-open) each time `recovery_timeout` elapsed since it went down
 //! or was last tried; `None` = never by itself (only an active health check, module `health`, brings it back).
 //!
+//! What "out" means depends on who decides. Without active health checks the breaker only orders the endpoints:
+//! a request goes to one in service, and when none is, to one taken out anyway (round robin), never refused for it
+//! (fail-open). Relays are money: a backend of one URL, or several taken out by a burst of 5xx answers (which an
+//! application's own requests can cause), must not be refused while a node may serve them; and a node back up is
+//! found by the next request, not after `recovery_timeout`. With active health checks (module `health`) their
+//! verdict is authoritative: an endpoint their probes took out gets no relay (but its half-open try), and when
+//! every endpoint is, a relay fails fast as `backend_unavailable` before any work ([`Pool::serves_none`]), as the
+//! Go relayer does; endpoints taken out by relays alone are still tried then.
+//!
 //! Everything here is lock-free atomics on state owned by the endpoint, and time is passed in (`now`), so the
 //! logic is unit-tested with an injected clock. Selection allocates nothing: the endpoints already tried by a
 //! request are a bit set (a backend lists at most [`crate::config::MAX_BACKEND_ENDPOINTS`]).
@@ -37,6 +46,11 @@ pub struct Endpoint {
     failures: AtomicU32,
     /// Consecutive successful probes while taken out.
     probe_successes: AtomicU32,
+    /// Consecutive failed probes.
+    probe_failures: AtomicU32,
+    /// Taken out by the health checks (not by relays alone): with health checks, only such an endpoint is
+    /// refused relays (module docs).
+    probed_out: AtomicBool,
     /// When it went down or was last tried half-open: nanoseconds since the pool's epoch.
     down_at: AtomicU64,
     /// When it went down (for the downtime logged when it comes back).
@@ -54,6 +68,8 @@ impl Endpoint {
             healthy: AtomicBool::new(true),
             failures: AtomicU32::new(0),
             probe_successes: AtomicU32::new(0),
+            probe_failures: AtomicU32::new(0),
+            probed_out: AtomicBool::new(false),
             down_at: AtomicU64::new(0),
             went_down: AtomicU64::new(0),
         }
@@ -88,6 +104,8 @@ pub struct Pool {
     next: AtomicUsize,
     unhealthy_threshold: u32,
     recovery_timeout: Option<Duration>,
+    /// No active health checks: with every endpoint out, requests still go to one (module docs).
+    fail_open: bool,
     epoch: Instant,
 }
 
@@ -95,12 +113,14 @@ pub struct Pool {
 pub type Tried = u64;
 
 impl Pool {
-    /// A pool of `endpoints` (at least one; at most 64 are addressable by [`Tried`]).
+    /// A pool of `endpoints` (at least one; at most 64 are addressable by [`Tried`]); `health_checked`: active
+    /// health checks decide what is out (module docs: else fail-open).
     pub fn new(
         endpoints: Vec<Endpoint>,
         policy: LoadBalancing,
         unhealthy_threshold: u32,
         recovery_timeout: Option<Duration>,
+        health_checked: bool,
         epoch: Instant,
     ) -> Self {
         Self {
@@ -109,6 +129,7 @@ impl Pool {
             next: AtomicUsize::new(0),
             unhealthy_threshold: unhealthy_threshold.max(1),
             recovery_timeout,
+            fail_open: !health_checked,
             epoch,
         }
     }
@@ -150,12 +171,20 @@ impl Pool {
         self.endpoints.iter().any(Endpoint::is_healthy)
     }
 
-    /// Whether some endpoint could take a request at `now` (healthy, or due for a half-open try): when none
-    /// can, a relay fails fast without the backend.
+    /// Whether some endpoint could take a request at `now` (healthy, or due for a half-open try).
     pub fn has_candidate(&self, now: Instant) -> bool {
         self.endpoints
             .iter()
             .any(|e| e.is_healthy() || self.recovery_due(e, now))
+    }
+
+    /// Whether a relay arriving at `now` is refused without the backend: health checks took every endpoint out
+    /// and none is due for a half-open try (module docs). No clock read while an endpoint is in service.
+    pub fn serves_none(&self, now: Instant) -> bool {
+        !self.fail_open
+            && !self.any_healthy()
+            && self.endpoints.iter().all(|e| e.probed_out.load(Ordering::Relaxed))
+            && !self.has_candidate(now)
     }
 
     /// Claims endpoint `i` for a request at `now`: yes when healthy; when taken out, yes for the one request
@@ -177,8 +206,9 @@ impl Pool {
     }
 
     /// The endpoint a request goes to at `now`, none of `tried`: by the pool's policy among the endpoints in
-    /// service (round robin: the next one from a shared counter; first healthy: the first in config order);
-    /// `None` when none is.
+    /// service (round robin: the next one from a shared counter; first healthy: the first in config order); when
+    /// none is, one taken out by relays alone (not by health checks) in the same order (module docs); `None`
+    /// when every one was tried or health checks took them all out.
     pub fn select(&self, now: Instant, tried: Tried) -> Option<usize> {
         let n = self.endpoints.len();
         let start = match (self.policy, n) {
@@ -187,9 +217,12 @@ impl Pool {
             (LoadBalancing::RoundRobin, _) => self.next.fetch_add(1, Ordering::Relaxed) % n,
             (LoadBalancing::FirstHealthy, _) => 0,
         };
-        (0..n)
-            .map(|k| (start + k) % n)
-            .find(|&i| (i >= 64 || tried & (1 << i) == 0) && self.claim(i, now))
+        let untried = |i: usize| i >= 64 || tried & (1 << i) == 0;
+        let mut order = (0..n).map(|k| (start + k) % n);
+        order
+            .clone()
+            .find(|&i| untried(i) && self.claim(i, now))
+            .or_else(|| order.find(|&i| untried(i) && !self.endpoints[i].probed_out.load(Ordering::Relaxed)))
     }
 
     /// A relay (or probe) on endpoint `i` failed at `now`; `Down` when this took it out.
@@ -220,11 +253,23 @@ impl Pool {
         self.bring_up(e, now)
     }
 
+    /// A health probe of endpoint `i` failed at `now`: `unhealthy_threshold` in a row take it out as the
+    /// breaker does, and mark it taken out by the health checks (module docs); `Down` when this took it out.
+    pub fn record_probe_failure(&self, i: usize, now: Instant) -> Option<Transition> {
+        let e = &self.endpoints[i];
+        let failures = e.probe_failures.fetch_add(1, Ordering::Relaxed).saturating_add(1);
+        if failures >= self.unhealthy_threshold {
+            e.probed_out.store(true, Ordering::Relaxed);
+        }
+        self.record_failure(i, now)
+    }
+
     /// A health probe of endpoint `i` succeeded at `now`: after `healthy_threshold` in a row an endpoint taken
     /// out is back (`Up`); a healthy one just has its failure count reset.
     pub fn record_probe_success(&self, i: usize, now: Instant, healthy_threshold: u32) -> Option<Transition> {
         let e = &self.endpoints[i];
         e.failures.store(0, Ordering::Relaxed);
+        e.probe_failures.store(0, Ordering::Relaxed);
         if e.is_healthy() {
             e.probe_successes.store(0, Ordering::Relaxed);
             return None;
@@ -238,6 +283,7 @@ impl Pool {
     }
 
     fn bring_up(&self, e: &Endpoint, now: Instant) -> Option<Transition> {
+        e.probed_out.store(false, Ordering::Relaxed);
         let down_at = e.went_down.load(Ordering::Relaxed);
         if e.healthy.swap(true, Ordering::AcqRel) {
             return None;
@@ -254,6 +300,10 @@ mod tests {
     use super::*;
 
     fn pool(n: usize, policy: LoadBalancing, recovery: Option<Duration>) -> (Pool, Instant) {
+        pool_with(n, policy, recovery, true)
+    }
+
+    fn pool_with(n: usize, policy: LoadBalancing, recovery: Option<Duration>, checked: bool) -> (Pool, Instant) {
         let epoch = Instant::now();
         let endpoints = (0..n)
             .map(|i| {
@@ -261,7 +311,7 @@ mod tests {
                 Endpoint::new(format!("e{i}"), url.clone(), BackendUrl::parse(&url).unwrap(), None)
             })
             .collect();
-        (Pool::new(endpoints, policy, 3, recovery, epoch), epoch)
+        (Pool::new(endpoints, policy, 3, recovery, checked, epoch), epoch)
     }
 
     #[test]
@@ -270,9 +320,9 @@ mod tests {
         let picks: Vec<_> = (0..6).map(|_| p.select(t0, 0).unwrap()).collect();
         assert_eq!(picks, [0, 1, 2, 0, 1, 2]);
         for _ in 0..2 {
-            assert_eq!(p.record_failure(1, t0), None);
+            assert_eq!(p.record_probe_failure(1, t0), None);
         }
-        assert_eq!(p.record_failure(1, t0), Some(Transition::Down { failures: 3 }));
+        assert_eq!(p.record_probe_failure(1, t0), Some(Transition::Down { failures: 3 }));
         let picks: Vec<_> = (0..4).map(|_| p.select(t0, 0).unwrap()).collect();
         assert_eq!(picks, [0, 2, 2, 0], "endpoint 1 is skipped");
         // A request's retry never goes to an endpoint it tried.
@@ -281,12 +331,49 @@ mod tests {
     }
 
     #[test]
+    fn without_health_checks_every_endpoint_out_still_takes_requests() {
+        // Fail-open: the breaker orders the endpoints, only health checks refuse (module docs).
+        let (p, t0) = pool_with(2, LoadBalancing::RoundRobin, None, false);
+        for i in 0..2 {
+            for _ in 0..3 {
+                p.record_failure(i, t0);
+            }
+        }
+        assert!(!p.any_healthy());
+        assert!(!p.serves_none(t0));
+        let picks: Vec<_> = (0..4).map(|_| p.select(t0, 0).unwrap()).collect();
+        assert_eq!(picks, [0, 1, 0, 1], "round robin over the endpoints taken out");
+        assert_eq!(p.select(t0, 0b01), Some(1), "never one the request tried");
+        assert_eq!(p.select(t0, 0b11), None);
+        // One endpoint back in service is preferred again.
+        p.record_success(1, t0);
+        assert_eq!((p.select(t0, 0), p.select(t0, 0)), (Some(1), Some(1)));
+        // With health checks, endpoints their probes took out are refused relays; ones relays took out are not.
+        let (p, t0) = pool_with(2, LoadBalancing::RoundRobin, None, true);
+        for _ in 0..3 {
+            p.record_failure(0, t0);
+            p.record_probe_failure(1, t0);
+        }
+        assert!(!p.serves_none(t0));
+        assert_eq!((p.select(t0, 0), p.select(t0, 0)), (Some(0), Some(0)));
+        for _ in 0..3 {
+            p.record_probe_failure(0, t0);
+        }
+        assert!(p.serves_none(t0));
+        assert_eq!(p.select(t0, 0), None);
+        // A probe success run brings one back (threshold 1 here).
+        assert!(p.record_probe_success(1, t0, 1).is_some());
+        assert!(!p.serves_none(t0));
+        assert_eq!(p.select(t0, 0), Some(1));
+    }
+
+    #[test]
     fn first_healthy_prefers_config_order() {
         let (p, t0) = pool(3, LoadBalancing::FirstHealthy, None);
         assert_eq!(p.select(t0, 0), Some(0));
         assert_eq!(p.select(t0, 0), Some(0));
         for _ in 0..3 {
-            p.record_failure(0, t0);
+            p.record_probe_failure(0, t0);
         }
         assert_eq!(p.select(t0, 0), Some(1));
         assert_eq!(p.select(t0, 0b010), Some(2));
@@ -312,7 +399,7 @@ mod tests {
     fn half_open_after_the_recovery_timeout_one_request_at_a_time() {
         let (p, t0) = pool(1, LoadBalancing::RoundRobin, Some(Duration::from_secs(30)));
         for _ in 0..3 {
-            p.record_failure(0, t0);
+            p.record_probe_failure(0, t0);
         }
         assert!(!p.has_candidate(t0 + Duration::from_secs(29)));
         assert_eq!(p.select(t0 + Duration::from_secs(29), 0), None);
@@ -322,7 +409,7 @@ mod tests {
         assert_eq!(p.select(t30, 0), None, "only one request tries it");
         assert!(!p.has_candidate(t30 + Duration::from_secs(1)));
         // The try failed: out for another recovery timeout.
-        assert_eq!(p.record_failure(0, t30), None);
+        assert_eq!(p.record_probe_failure(0, t30), None);
         assert_eq!(p.select(t30 + Duration::from_secs(29), 0), None);
         let t60 = t30 + Duration::from_secs(30);
         assert_eq!(p.select(t60, 0), Some(0));
@@ -340,7 +427,7 @@ mod tests {
     fn no_recovery_timeout_means_only_probes_bring_it_back() {
         let (p, t0) = pool(1, LoadBalancing::RoundRobin, None);
         for _ in 0..3 {
-            p.record_failure(0, t0);
+            p.record_probe_failure(0, t0);
         }
         let later = t0 + Duration::from_secs(86_400);
         assert!(!p.has_candidate(later));

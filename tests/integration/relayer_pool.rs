@@ -1,8 +1,8 @@
 //! Backend pools over real sockets (modules `relayer::pool`, `relayer::health`): a backend listing several URLs
 //! (`urls`) spreads relays over them; an endpoint that breaks connections or answers 5xx is retried on the other
-//! and taken out by the circuit breaker; with every endpoint out a relay fails fast as `backend_unavailable`
-//! without the backend, the relay log or the meter; an active health check takes an endpoint out and brings it
-//! back; `authentication` and `base_path` reach the backend. The simulator chain, redb and the `anvil` service of
+//! and taken out by the circuit breaker, which alone never refuses a relay (every endpoint out: still tried); an
+//! active health check takes an endpoint out (every one out: a relay fails fast as `backend_unavailable` without
+//! the backend, the relay log or the meter) and brings it back; `authentication` and `base_path` reach the backend. The simulator chain, redb and the `anvil` service of
 //! [`Net`] with its backends replaced.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -12,7 +12,7 @@ use prost::Message as _;
 use relay_miner::config::BackendConfig;
 use relay_miner::protocol::wire::PoktHttpResponse;
 
-use crate::relayer::{Net, Running, assert_nothing_consumed, error_code, eventually, metric, serve, served_status};
+use crate::relayer::{Net, Running, error_code, eventually, metric, serve, served_status};
 
 /// The path and `Authorization` of each request a [`Counting`] backend got.
 type Seen = Arc<Mutex<Vec<(String, Option<String>)>>>;
@@ -162,10 +162,11 @@ async fn a_5xx_is_retried_on_the_other_endpoint() {
     assert_eq!(net.recorded().await, 2);
 }
 
-/// Every endpoint out: the relay is refused as `backend_unavailable` (20, 503) before any work: the backend is
-/// not called, nothing is recorded or charged, the fast fail is counted.
+/// Every endpoint out by the circuit breaker alone (no health checks): relays are still tried (fail-open, module
+/// `relayer::pool`), never refused for it, so a node back up serves the next relay and earns; a burst of 5xx an
+/// application's requests cause cannot black a service out.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn with_every_endpoint_out_relays_fail_fast() {
+async fn with_every_endpoint_out_by_the_breaker_relays_are_still_tried() {
     let net = Net::new(1_000_000_000).await;
     let ((one, a), (two, b)) = (dropping().await, dropping().await);
     let yaml = format!(
@@ -177,27 +178,24 @@ async fn with_every_endpoint_out_relays_fail_fast() {
     let (status, response) = net.send(&r.url, &net.request(&header, &net.ours.1, Net::rpc(1))).await;
     assert_eq!((status, error_code(&response)), (502, Some(8)), "backend_error");
     assert_eq!((a.load(Ordering::SeqCst), b.load(Ordering::SeqCst)), (1, 1));
+    let health = |name: &str| format!("ha_relayer_backend_health_status{{endpoint=\"{name}\",service_id=\"anvil\"}} 0");
+    let text = r.telemetry.render_metrics();
+    assert!(text.contains(&health(one.trim_start_matches("http://"))), "{text}");
+    assert!(text.contains(&health(two.trim_start_matches("http://"))), "{text}");
     for id in 2..5 {
         let (status, response) = net.send(&r.url, &net.request(&header, &net.ours.1, Net::rpc(id))).await;
-        assert_eq!((status, error_code(&response)), (503, Some(20)), "backend_unavailable");
+        assert_eq!((status, error_code(&response)), (502, Some(8)), "tried, not refused");
     }
     assert_eq!(
-        (a.load(Ordering::SeqCst), b.load(Ordering::SeqCst)),
-        (1, 1),
-        "never called"
+        a.load(Ordering::SeqCst) + b.load(Ordering::SeqCst),
+        2 + 3 * 2,
+        "each relay tried both"
     );
     assert_eq!(net.recorded().await, 0);
-    assert_nothing_consumed(&net, &r, &[&header]).await;
     assert_eq!(
         metric(&r.telemetry, "ha_relayer_fast_fails_total{service_id=\"anvil\"}"),
-        3
+        0
     );
-    let rejected =
-        "ha_relayer_relays_rejected_total{reason=\"backend_unavailable\",rpc_type=\"jsonrpc\",service_id=\"anvil\"}";
-    assert_eq!(metric(&r.telemetry, rejected), 3);
-    // Refused before the relay's validation (its ring signature): only the first relay was validated.
-    let validated = "ha_relayer_validation_latency_seconds_count{mode=\"eager\",service_id=\"anvil\"}";
-    assert_eq!(metric(&r.telemetry, validated), 1);
 }
 
 /// An active health check (`/health` toggled 200/503, every second) takes the endpoint out, relays fail fast
@@ -219,9 +217,20 @@ async fn health_checks_take_an_endpoint_out_and_bring_it_back() {
     })
     .await;
     let header = net.header("anvil").await;
+    let validated = "ha_relayer_validation_latency_seconds_count{mode=\"eager\",service_id=\"anvil\"}";
+    let before = (metric(&r.telemetry, validated), net.recorded().await);
     let (status, response) = net.send(&r.url, &net.request(&header, &net.ours.1, Net::rpc(9))).await;
-    assert_eq!((status, error_code(&response)), (503, Some(20)));
+    assert_eq!((status, error_code(&response)), (503, Some(20)), "backend_unavailable");
     assert_eq!(node.hits(), 1);
+    // Refused before any work: not validated (its ring signature), nothing recorded, the fast fail counted.
+    assert_eq!((metric(&r.telemetry, validated), net.recorded().await), before);
+    assert_eq!(
+        metric(&r.telemetry, "ha_relayer_fast_fails_total{service_id=\"anvil\"}"),
+        1
+    );
+    let rejected =
+        "ha_relayer_relays_rejected_total{reason=\"backend_unavailable\",rpc_type=\"jsonrpc\",service_id=\"anvil\"}";
+    assert_eq!(metric(&r.telemetry, rejected), 1);
     node.healthy.store(true, Ordering::SeqCst);
     eventually("the probe brought the endpoint back", || async {
         r.telemetry.render_metrics().contains(&format!("{health} 1"))
