@@ -616,8 +616,11 @@ async fn sync_entry(inner: &Inner, entry: &Entry, retry: Option<Unconfirmed>, de
         };
         match kv.increment_once(key, &op, u.delta, ttl).await {
             Ok(t) => {
+                // The applied delta leaves `inflight` as the total that holds it arrives (one critical section:
+                // consumption never drops by it in between, which would admit relays past the budget).
                 let mut c = entry.counts();
                 c.inflight -= u.delta;
+                c.global = t;
                 c.unconfirmed = None;
                 total = Some(t);
             }
@@ -646,7 +649,9 @@ async fn sync_entry(inner: &Inner, entry: &Entry, retry: Option<Unconfirmed>, de
         match kv.increment_once(key, &op, delta, ttl).await {
             Ok(t) => {
                 inner.note_at_least_once(false, None);
-                entry.counts().inflight -= delta;
+                let mut c = entry.counts();
+                c.inflight -= delta;
+                c.global = t;
                 return Ok(t);
             }
             Err(storage::StorageError::Conflict(why)) => inner.note_at_least_once(true, Some(&why)),
@@ -662,7 +667,10 @@ async fn sync_entry(inner: &Inner, entry: &Entry, retry: Option<Unconfirmed>, de
     let mut c = entry.counts();
     c.inflight -= delta;
     match result {
-        Ok(t) => Ok(t),
+        Ok(t) => {
+            c.global = t;
+            Ok(t)
+        }
         Err(e) => {
             c.pending += delta;
             Err(("increment", e))

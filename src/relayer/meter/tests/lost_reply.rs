@@ -17,6 +17,11 @@ struct LostReplyKv {
     refuse_once: AtomicBool,
     /// Plain increments seen.
     plain: AtomicUsize,
+    /// `increment_once` calls from this many on (1-based) wait for `gate` after signalling `entered`.
+    hold_from: AtomicUsize,
+    calls: AtomicUsize,
+    gate: tokio::sync::Semaphore,
+    entered: tokio::sync::Semaphore,
 }
 
 impl LostReplyKv {
@@ -26,6 +31,10 @@ impl LostReplyKv {
             lose_replies: false.into(),
             refuse_once: false.into(),
             plain: 0.into(),
+            hold_from: usize::MAX.into(),
+            calls: 0.into(),
+            gate: tokio::sync::Semaphore::new(0),
+            entered: tokio::sync::Semaphore::new(0),
         })
     }
 
@@ -69,6 +78,11 @@ impl storage::KvStore for LostReplyKv {
     ) -> Result<i64, storage::StorageError> {
         if self.refuse_once.load(Ordering::SeqCst) {
             return Err(storage::StorageError::Conflict("kv-once off".into()));
+        }
+        let call = self.calls.fetch_add(1, Ordering::SeqCst) + 1;
+        if call >= self.hold_from.load(Ordering::SeqCst) {
+            self.entered.add_permits(1);
+            self.gate.acquire().await.unwrap().forget();
         }
         let applied = self.inner.increment_once(key, op, delta, ttl).await?;
         self.answer(applied)
@@ -116,6 +130,35 @@ async fn an_applied_increment_whose_answer_was_lost_counts_once() {
     assert!(m.exhausted(&key(), 3));
     m.sync().await;
     assert_eq!(total(&store).await, Some(b"13".to_vec()));
+}
+
+/// While a sync sends the operation whose answer was lost again, then the delta charged since, the meter never
+/// counts less than it consumed: the confirmed operation leaves `inflight` together with the total that holds it
+/// (before, in between, the session looked 10 CU emptier for a whole storage round trip and took relays past its
+/// budget).
+#[tokio::test]
+async fn a_confirmed_retry_never_leaves_the_meter_short_of_it() {
+    let store = storage::MemoryBackend::new().storage();
+    let kv = LostReplyKv::new(Arc::clone(&store.kv));
+    let m = meter(kv.clone(), FailBehavior::Open);
+    m.charge(&key(), budget(20), 10).await.unwrap().commit();
+    kv.lose_replies.store(true, Ordering::SeqCst);
+    m.sync().await;
+    kv.lose_replies.store(false, Ordering::SeqCst);
+    m.charge(&key(), budget(20), 5).await.unwrap().commit();
+    // The next sync: its retry (call 2) goes through, its new delta (call 3) waits at the gate.
+    kv.hold_from.store(3, Ordering::SeqCst);
+    let syncing = tokio::spawn({
+        let m = m.clone();
+        async move { m.sync().await }
+    });
+    kv.entered.acquire().await.unwrap().forget();
+    assert!(m.exhausted(&key(), 6), "15 of 20 consumed while the delta is in flight");
+    assert!(!m.exhausted(&key(), 5));
+    kv.gate.add_permits(1);
+    syncing.await.unwrap();
+    assert_eq!(total(&store).await, Some(b"15".to_vec()));
+    assert!(m.exhausted(&key(), 6));
 }
 
 /// A second meter sharing the session sees the true total: the lost answer costs neither of them budget.
