@@ -38,13 +38,16 @@
 //! - The service's request timeout applies between two lines (idle), not to the whole stream (the backend's head
 //!   is still bounded by it): a backend silent that long ends the stream with a `backend_timeout` item, mined
 //!   nothing. A gateway that does not take an item within the same time counts as gone.
-//! - The gateway leaving mid-stream (its connection dropped): the relayer stops reading the backend, refunds the
-//!   meter charge and mines nothing (counted in `ha_relayer_relays_dropped_total{reason="stream_abandoned"}`), unless
-//!   the relay was already mined before its claim. Once the backend's stream ended, the mining runs to its end even
-//!   if the gateway leaves meanwhile.
+//! - The gateway leaving mid-stream (its connection dropped, e.g. its user cancelled an inference answer): the
+//!   relayer stops reading the backend. A gateway that got an item holds a signed response of a relay served: the
+//!   relay is mined with the last item it got (settled, in optimistic mode), as the stream's end would have mined
+//!   it. One that left before any item is refunded and nothing is mined (counted in
+//!   `ha_relayer_relays_dropped_total{reason="stream_abandoned"}`). Once the backend's stream ended, the mining
+//!   runs to its end even if the gateway leaves meanwhile.
 //! - The shutdown (`Relayer::stop_streams`, called when the relay server stops accepting and by
 //!   `Relayer::drain_settlements`) ends every stream at its next step as if its backend's had ended: its relay is
-//!   mined with what was delivered. The relay server's drain waits for every response body, so a stream kept open
+//!   mined with what was delivered; one whose backend sent nothing yet ends with an error item instead, refunded
+//!   (the application would pay for an empty answer). The relay server's drain waits for every response body, so a stream kept open
 //!   by a backend (SSE keep-alive comments) would otherwise hold the shutdown.
 //! - Every stream runs in a task counted by the relayer's `detach::Detachments`, which the shutdown's
 //!   `Relayer::drain_settlements` waits for.
@@ -324,6 +327,8 @@ impl Relayer {
         let mut stopping = self.streams_stop.subscribe();
         // The last signed item written: what the relay is mined with when it is mined before its stream ended.
         let mut last_written: Option<RelayResponse> = None;
+        // Whether the relay was mined (optimistic: its settlement started) before its stream ended.
+        let mut mined_early = false;
         let write = |response: &RelayResponse| {
             let item = frame(response);
             let len = item.len();
@@ -362,8 +367,14 @@ impl Relayer {
                 biased;
                 () = tx.closed() => Step::Left,
                 // The shutdown's drain: the stream ends here, as if the backend's had, and its relay is mined (the
-                // relay server's drain waits for this body to end).
-                () = until(stopping.wait_for(|stop| *stop)) => Step::End,
+                // relay server's drain waits for this body to end); one that delivered nothing yet is not (the app
+                // would pay for an empty answer): it ends with an error item, refunded.
+                () = until(stopping.wait_for(|stop| *stop)) => match delivered {
+                    0 => Step::Failed(RelayError::Backend(
+                        "the relay miner shut down before the backend's stream sent anything".into(),
+                    )),
+                    _ => Step::End,
+                },
                 () = until(height.wait_for(|h| mine_at.is_some_and(|at| *h >= at))), if mine_at.is_some() => {
                     Step::MineNow
                 }
@@ -398,10 +409,12 @@ impl Relayer {
                             if let Err(e) = self.mine_eager(&request, &response, status, eager).await {
                                 break Ended::Failed(e);
                             }
+                            mined_early = true;
                         }
                         // Settled beside the stream (validation may retry chain reads for a while; the backend is
                         // read on meanwhile), in the detachments the shutdown's drain waits for.
                         Some(Settle::Optimistic { structure, arrival, .. }) => {
+                            mined_early = true;
                             let this = Arc::clone(self);
                             let request = request.clone();
                             self.detached.run(async move {
@@ -449,37 +462,6 @@ impl Relayer {
         // The backend connection is not needed any more.
         drop(body);
         drop(_permit);
-        // A relay mined before its stream ended keeps its charge whatever happens next; one not settled yet is
-        // refunded when its stream does not end well.
-        let refund = |settle: Option<Settle>| {
-            if let Some(Settle::Eager(Eager { charge, .. })) = settle {
-                self.refund(service_id, charge);
-            }
-        };
-        match ended {
-            Ended::Done => {}
-            Ended::Left => {
-                self.metrics
-                    .dropped
-                    .with_label_values(&[service_id, "stream_abandoned"])
-                    .inc();
-                tracing::debug!(service_id, "gateway left a streamed relay; not mined");
-                refund(settle);
-                return;
-            }
-            Ended::Failed(e) => {
-                self.count_rejected(service_id, rt, &e);
-                tracing::debug!(error = %e, service_id, "streamed relay ended early; not mined");
-                refund(settle);
-                write(&error_response(&e, header)).await;
-                return;
-            }
-        }
-        // The final item: the stream's last batch (an empty one when nothing is left, so the gateway always gets a
-        // signed item to verify). The relay is mined with it: a response the gateway holds, signed over one batch,
-        // so its proof stays small however long the stream was (a relay signed over the whole body could be too
-        // large to prove, served and never paid).
-        let last = sign(batcher.finish().unwrap_or_default());
         let served = |this: &Self| {
             this.metrics
                 .served
@@ -491,18 +473,87 @@ impl Relayer {
                 .with_label_values(&[service_id, rt])
                 .observe(started.elapsed().as_secs_f64());
             this.observe_phase(&this.metrics.post_backend, service_id, rt, answered);
+            if optimistic {
+                this.metrics
+                    .served_optimistically
+                    .with_label_values(&[service_id, rt])
+                    .inc();
+            }
         };
+        // A relay mined before its stream ended (before its claim) stands, its charge kept, whatever happens next;
+        // one not settled yet is refunded when its stream does not end well, unless the gateway left holding items.
+        let settle = match (ended, settle, last_written) {
+            (Ended::Done, settle, _) => settle,
+            (Ended::Left, None, _) => {
+                tracing::debug!(service_id, "gateway left a streamed relay mined before its claim");
+                served(self);
+                return;
+            }
+            (Ended::Failed(e), None, _) => {
+                if mined_early {
+                    tracing::debug!(error = %e, service_id, "streamed relay mined before its claim ended early");
+                } else {
+                    // Its mining before the claim failed (`mine` settled the charge).
+                    self.count_rejected(service_id, rt, &e);
+                    tracing::debug!(error = %e, service_id, "streamed relay not mined");
+                }
+                write(&error_response(&e, header)).await;
+                return;
+            }
+            // The gateway left (its user cancelled the answer) after items were delivered: it holds signed
+            // responses, the relay was served; mined with the last item it has, as the stream's end would have been.
+            (Ended::Left, Some(settle), Some(item)) => {
+                tracing::debug!(
+                    service_id,
+                    "gateway left a streamed relay; mined with the last item it has"
+                );
+                match settle {
+                    Settle::Eager(eager) => match self.mine_eager(&request, &item, status, eager).await {
+                        Ok(()) => served(self),
+                        Err(e) => {
+                            self.count_rejected(service_id, rt, &e);
+                            tracing::debug!(error = %e, service_id, "streamed relay not mined");
+                        }
+                    },
+                    Settle::Optimistic { structure, arrival, .. } => {
+                        served(self);
+                        drop(tx);
+                        self.settle_optimistic(request, item, structure, status, arrival).await;
+                    }
+                }
+                return;
+            }
+            (Ended::Left, Some(settle), None) => {
+                self.metrics
+                    .dropped
+                    .with_label_values(&[service_id, "stream_abandoned"])
+                    .inc();
+                tracing::debug!(service_id, "gateway left a streamed relay before any item; not mined");
+                if let Settle::Eager(Eager { charge, .. }) = settle {
+                    self.refund(service_id, charge);
+                }
+                return;
+            }
+            (Ended::Failed(e), Some(settle), _) => {
+                self.count_rejected(service_id, rt, &e);
+                tracing::debug!(error = %e, service_id, "streamed relay ended early; not mined");
+                if let Settle::Eager(Eager { charge, .. }) = settle {
+                    self.refund(service_id, charge);
+                }
+                write(&error_response(&e, header)).await;
+                return;
+            }
+        };
+        // The final item: the stream's last batch (an empty one when nothing is left, so the gateway always gets a
+        // signed item to verify). The relay is mined with it: a response the gateway holds, signed over one batch,
+        // so its proof stays small however long the stream was (a relay signed over the whole body could be too
+        // large to prove, served and never paid).
+        let last = sign(batcher.finish().unwrap_or_default());
         match settle {
             // Mined (optimistic: settled) before the stream ended.
             None => {
                 write(&last).await;
                 served(self);
-                if optimistic {
-                    self.metrics
-                        .served_optimistically
-                        .with_label_values(&[service_id, rt])
-                        .inc();
-                }
             }
             Some(Settle::Eager(eager)) => {
                 let mined = self.mine_eager(&request, &last, status, eager).await;
@@ -521,10 +572,6 @@ impl Relayer {
             Some(Settle::Optimistic { structure, arrival, .. }) => {
                 write(&last).await;
                 served(self);
-                self.metrics
-                    .served_optimistically
-                    .with_label_values(&[service_id, rt])
-                    .inc();
                 // The body ends here; the settlement goes on with the final item.
                 drop(tx);
                 self.settle_optimistic(request, last, structure, status, arrival).await;

@@ -391,18 +391,48 @@ async fn a_stream_over_the_body_limit_ends_with_an_error_and_is_not_mined() {
     );
 }
 
-/// The gateway leaving mid-stream: the relayer stops reading the backend, refunds the meter charge and mines
-/// nothing.
+/// The gateway leaving mid-stream (its user cancelled the answer) after an item: it holds a signed response, the
+/// relay was served; the relayer stops reading the backend and mines it with the last item the gateway has, the
+/// charge kept (before, it was refunded and not mined: served work unpaid).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_gateway_leaving_mid_stream_is_refunded_and_nothing_is_mined() {
+async fn a_gateway_leaving_mid_stream_after_an_item_is_mined_with_it() {
     let (net, r, _backend, tap) = stream_net().await;
     let header = net.header("slow").await;
     let request = get_request(&net, &header, "/events");
     let mut reader = Reader::open(&r.url, &request).await;
     tap.send(Bytes::from_static(b"data: one\n\n")).unwrap();
-    assert_eq!(batch(&net, &reader.next().await.unwrap()), b"data: one\n\n");
+    let first = reader.next().await.unwrap();
+    assert_eq!(batch(&net, &first), b"data: one\n\n");
     drop(reader);
     // The relayer finds the gateway gone at the latest when it writes the next batch.
+    eventually("the cancelled stream to be mined", || {
+        let _ = tap.send(Bytes::from_static(b"data: more\n\n"));
+        async { net.recorded().await == 1 }
+    })
+    .await;
+    drop(tap);
+    r.relayer.drain_settlements().await;
+    assert_mined_once(&net, &request, &first).await;
+    let abandoned = "ha_relayer_relays_dropped_total{reason=\"stream_abandoned\",service_id=\"slow\"}";
+    assert_eq!(metric(&r.telemetry, abandoned), 0);
+    assert_eq!(
+        metric(
+            &r.telemetry,
+            "ha_relayer_streaming_relays_served_total{service_id=\"slow\"}"
+        ),
+        1
+    );
+}
+
+/// The gateway leaving before any item: nothing was served; the relayer stops reading the backend, refunds the
+/// meter charge and mines nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gateway_leaving_before_any_item_is_refunded_and_nothing_is_mined() {
+    let (net, r, _backend, tap) = stream_net().await;
+    let header = net.header("slow").await;
+    let request = get_request(&net, &header, "/events");
+    let reader = Reader::open(&r.url, &request).await;
+    drop(reader);
     let abandoned = "ha_relayer_relays_dropped_total{reason=\"stream_abandoned\",service_id=\"slow\"}";
     eventually("the stream to be abandoned", || {
         let _ = tap.send(Bytes::from_static(b"data: more\n\n"));
@@ -612,5 +642,26 @@ async fn the_shutdown_ends_a_stream_and_mines_what_was_delivered() {
     assert_eq!(items.len(), 1, "one final item");
     assert!(batch(&net, &items[0]).is_empty());
     assert_mined_once(&net, &request, &items[0]).await;
+    drop(tap);
+}
+
+/// A stream whose backend sent nothing yet when the shutdown's drain ends it is not mined (the application would
+/// pay for an empty answer): it ends with an error item, its charge refunded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_shutdown_does_not_mine_a_stream_that_delivered_nothing() {
+    let (net, r, _backend, tap) = stream_net().await;
+    let header = net.header("slow").await;
+    let request = get_request(&net, &header, "/events");
+    let mut reader = Reader::open(&r.url, &request).await;
+    assert_eq!(reader.status, 200);
+    // The backend's stream stays open and silent (the test holds `tap`).
+    tokio::time::timeout(Duration::from_secs(10), r.relayer.drain_settlements())
+        .await
+        .expect("the drain ends the stream");
+    let items = reader.rest().await;
+    assert_eq!(items.len(), 1, "one error item");
+    assert_eq!(error_code(&items[0]), Some(8), "{:?}", items[0].relay_miner_error);
+    assert_eq!(net.recorded().await, 0);
+    assert_nothing_consumed(&net, &r, &[&header]).await;
     drop(tap);
 }
