@@ -127,6 +127,16 @@ impl Relayer {
             return Ok(());
         }
         let hash = relay::relay_hash(&bytes);
+        // The very same relay appended lately (module `recent`): the trie holds it once, so it is paid once;
+        // served again, not appended or charged again.
+        if self.recent.contains(&hash) {
+            self.metrics
+                .dropped
+                .with_label_values(&[&h.service_id, "duplicate"])
+                .inc();
+            self.refund(&h.service_id, charge);
+            return Ok(());
+        }
         let start = h.session_start_block_height;
         if !difficulty::is_volume_applicable(&hash, &costs.target) {
             self.metrics
@@ -158,6 +168,7 @@ impl Relayer {
         };
         match self.appender.append(mined, &h.service_id, durable).await {
             Ok(()) => {
+                self.recent.insert(hash);
                 self.metrics.mined.with_label_values(&[&h.service_id]).inc();
                 charge.commit();
                 Ok(())

@@ -76,6 +76,7 @@ mod metrics;
 mod mining;
 mod options;
 pub mod pool;
+mod recent;
 pub mod routes;
 pub mod server;
 mod sessions;
@@ -147,6 +148,8 @@ pub struct Relayer {
     optimistic: Arc<Semaphore>,
     /// The (supplier, session) pairs validated once, whose relays optimistic mode serves before validating.
     validated_sessions: sessions::ValidatedSessions,
+    /// Relays appended lately (module `recent`): the same relay is not appended and charged twice.
+    recent: recent::RecentRelays,
     /// Relays waiting for the next session's first block ([`NEXT_SESSION_WAITERS`]).
     next_session_waiters: Semaphore,
     ring_verifier: crate::protocol::ring::fast::FastRing,

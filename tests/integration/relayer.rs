@@ -813,3 +813,41 @@ async fn a_gateway_disconnecting_while_the_backend_works_is_not_charged() {
         "the abandoned charge's refund is counted"
     );
 }
+
+/// The very same relay again (a gateway replaying a signed request; the backend answering alike, the supplier's
+/// signature deterministic): answered again, but neither appended nor charged again, since the session's trie holds
+/// it once and the chain pays it once (module `relayer::recent`). Before, each repeat spent the application's budget
+/// in the meter for nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_relay_again_is_answered_but_neither_appended_nor_charged_again() {
+    let net = Net::new(1_000_000_000).await;
+    let r = net.relayer().await;
+    let header = net.header("anvil").await;
+    let request = net.request(&header, &net.ours.1, Net::rpc(7));
+    let (status, first) = net.send(&r.url, &request).await;
+    assert_eq!((status, served_status(&net, &first)), (200, 200));
+    for _ in 0..3 {
+        let (status, again) = net.send(&r.url, &request).await;
+        assert_eq!(status, 200);
+        assert_eq!(again, first, "the same signed answer");
+    }
+    assert_eq!(net.recorded().await, 1);
+    r.relayer.meter().unwrap().sync().await;
+    let key = format!("meter:{}:{}:consumed", header.session_id, net.ours.1);
+    assert_eq!(
+        net.storage.kv.get(&key).await.unwrap(),
+        Some(b"10".to_vec()),
+        "one relay's compute units"
+    );
+    assert_eq!(
+        metric(
+            &r.telemetry,
+            "ha_relayer_relays_dropped_total{reason=\"duplicate\",service_id=\"anvil\"}"
+        ),
+        3
+    );
+    // Another relay of the session is appended as usual.
+    let (status, _) = net.send(&r.url, &net.request(&header, &net.ours.1, Net::rpc(7))).await;
+    assert_eq!(status, 200);
+    assert_eq!(net.recorded().await, 2);
+}
