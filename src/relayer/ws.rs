@@ -62,6 +62,8 @@ pub const IDLE_TIMEOUT: Duration = Duration::from_secs(600);
 const CLOSE_WAIT: Duration = Duration::from_secs(5);
 /// Messages waiting for the gateway's writer at most; a gateway that does not read slows its backend's reader.
 const OUTBOX: usize = 64;
+/// Bytes waiting for the gateway's writer at most besides twice the service's message limit ([`Outbox`]).
+const OUTBOX_SLACK_BYTES: usize = 64 << 10;
 /// The `rpc_type` label of WebSocket relays.
 const RPC_TYPE: &str = "websocket";
 
@@ -287,7 +289,7 @@ struct BackendLink {
 impl Connection {
     async fn run(self, socket: WebSocket, mut closing: watch::Receiver<bool>) {
         let (gateway_sink, mut gateway) = socket.split();
-        let (out, outbox) = mpsc::channel::<Message>(OUTBOX);
+        let (out, outbox) = Outbox::new(self.service.max_body_bytes);
         let writer = tokio::spawn(write_gateway(gateway_sink, outbox));
         let mut link: Option<BackendLink> = None;
         // The last message either way: the gateway's are seen here, the backend's by its reader.
@@ -355,7 +357,7 @@ impl Connection {
         &self,
         bytes: &[u8],
         link: &mut Option<BackendLink>,
-        out: &mpsc::Sender<Message>,
+        out: &Outbox,
         activity: &Arc<Activity>,
     ) -> Option<CloseFrame> {
         let started = Instant::now();
@@ -465,12 +467,7 @@ impl Connection {
 
     /// Opens the backend connection (with the configured headers and the Pocket context headers) and starts its
     /// reader.
-    async fn connect(
-        &self,
-        supplier: &str,
-        out: mpsc::Sender<Message>,
-        activity: Arc<Activity>,
-    ) -> Result<BackendLink, RelayError> {
+    async fn connect(&self, supplier: &str, out: Outbox, activity: Arc<Activity>) -> Result<BackendLink, RelayError> {
         let limit = self.service.max_body_bytes;
         let config = WebSocketConfig::default()
             .max_message_size(Some(limit))
@@ -572,7 +569,7 @@ impl Connection {
     }
 
     /// Answers the gateway with `error` (counted as a refusal; [`send_error`]).
-    fn reject(&self, error: &RelayError, header: Option<SessionHeader>, out: &mpsc::Sender<Message>) {
+    fn reject(&self, error: &RelayError, header: Option<SessionHeader>, out: &Outbox) {
         send_error(&self.relayer, &self.service.id, error, header, out);
     }
 }
@@ -580,20 +577,11 @@ impl Connection {
 /// Counts `error` as a refusal and answers the gateway with it, unless its outbox is full: a gateway that does not
 /// read its answers does not get this one either, and never holds the connection's loop (which must keep seeing
 /// the shutdown's close and the idle timeout) on a send that cannot finish.
-fn send_error(
-    relayer: &Relayer,
-    service_id: &str,
-    error: &RelayError,
-    header: Option<SessionHeader>,
-    out: &mpsc::Sender<Message>,
-) {
+fn send_error(relayer: &Relayer, service_id: &str, error: &RelayError, header: Option<SessionHeader>, out: &Outbox) {
     relayer.count_rejected(service_id, RPC_TYPE, error);
     tracing::debug!(%error, service = service_id, "websocket relay refused");
     let response = error_response(error, header);
-    if out
-        .try_send(Message::Binary(relay::encode_relay_response(&response).into()))
-        .is_err()
-    {
+    if !out.try_send(Message::Binary(relay::encode_relay_response(&response).into())) {
         tracing::debug!(service = service_id, "websocket gateway not reading; refusal not sent");
     }
 }
@@ -607,7 +595,7 @@ async fn read_backend(
     mut stream: SplitStream<BackendSocket>,
     current: watch::Receiver<Option<Arc<Current>>>,
     mut stop: watch::Receiver<bool>,
-    out: mpsc::Sender<Message>,
+    out: Outbox,
     activity: Arc<Activity>,
 ) -> Option<CloseFrame> {
     let service_id = service.id.as_str();
@@ -644,7 +632,7 @@ async fn read_backend(
         match emit(&relayer, now.clone(), payload).await {
             Ok(encoded) => {
                 relayer.ws_metrics.emitted.with_label_values(&[service_id]).inc();
-                if out.send(Message::Binary(encoded.into())).await.is_err() {
+                if !out.send(encoded).await {
                     return None;
                 }
                 relayer
@@ -690,9 +678,53 @@ async fn emit(relayer: &Arc<Relayer>, current: Arc<Current>, payload: Vec<u8>) -
     .await
 }
 
+/// The queue to the gateway's writer, bounded in messages ([`OUTBOX`]) and in bytes: a relay's answer waits for
+/// room, so a gateway that stops reading holds at most twice the service's message limit (plus
+/// [`OUTBOX_SLACK_BYTES`]) of answers per connection, not [`OUTBOX`] messages of up to the limit each.
+#[derive(Clone)]
+struct Outbox {
+    tx: mpsc::Sender<Queued>,
+    bytes: Arc<tokio::sync::Semaphore>,
+    capacity: usize,
+}
+
+/// A queued message and the outbox bytes it holds until written.
+type Queued = (Message, Option<tokio::sync::OwnedSemaphorePermit>);
+
+impl Outbox {
+    /// An outbox for messages of at most `limit` bytes (the service's), and its receiving end.
+    fn new(limit: usize) -> (Self, mpsc::Receiver<Queued>) {
+        let capacity = limit
+            .saturating_mul(2)
+            .saturating_add(OUTBOX_SLACK_BYTES)
+            .min(tokio::sync::Semaphore::MAX_PERMITS)
+            .min(u32::MAX as usize);
+        let (tx, rx) = mpsc::channel(OUTBOX);
+        let bytes = Arc::new(tokio::sync::Semaphore::new(capacity));
+        (Self { tx, bytes, capacity }, rx)
+    }
+
+    /// Queues a relay's encoded answer once there is room; false when the writer is gone.
+    async fn send(&self, encoded: Vec<u8>) -> bool {
+        let n = u32::try_from(encoded.len().clamp(1, self.capacity)).unwrap_or(u32::MAX);
+        let Ok(permit) = Arc::clone(&self.bytes).acquire_many_owned(n).await else {
+            return false;
+        };
+        self.tx
+            .send((Message::Binary(encoded.into()), Some(permit)))
+            .await
+            .is_ok()
+    }
+
+    /// Queues a small message (a refusal, a close frame) only if there is room now.
+    fn try_send(&self, message: Message) -> bool {
+        self.tx.try_send((message, None)).is_ok()
+    }
+}
+
 /// The only writer of the gateway's socket: sends what the connection queues, until a close frame or the queue ends.
-async fn write_gateway(mut sink: SplitSink<WebSocket, Message>, mut outbox: mpsc::Receiver<Message>) {
-    while let Some(message) = outbox.recv().await {
+async fn write_gateway(mut sink: SplitSink<WebSocket, Message>, mut outbox: mpsc::Receiver<Queued>) {
+    while let Some((message, _bytes)) = outbox.recv().await {
         let closing = matches!(message, Message::Close(_));
         if sink.send(message).await.is_err() || closing {
             break;
@@ -727,6 +759,25 @@ fn websocket_url(url: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A gateway that stops reading holds at most twice the message limit (plus the slack) of answers queued,
+    /// not 64 messages of up to the limit each: a third answer of 100 KB waits until one is written.
+    #[tokio::test]
+    async fn the_outbox_is_bounded_in_bytes() {
+        use futures::FutureExt as _;
+        let (out, mut rx) = Outbox::new(100_000);
+        assert!(out.send(vec![1; 100_000]).await);
+        assert!(out.send(vec![2; 100_000]).await);
+        let third = out.send(vec![3; 100_000]);
+        tokio::pin!(third);
+        assert_eq!(third.as_mut().now_or_never(), None, "264 KB of room, 200 KB queued");
+        // Small messages still go (a close frame, a refusal).
+        assert!(out.try_send(Message::Text("refused".into())));
+        let (first, bytes) = rx.recv().await.unwrap();
+        assert!(matches!(first, Message::Binary(b) if b.len() == 100_000));
+        drop(bytes);
+        assert_eq!(third.now_or_never(), Some(true), "room once one was written");
+    }
 
     #[test]
     fn websocket_urls() {
