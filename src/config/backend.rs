@@ -32,8 +32,8 @@ pub struct BackendConfig {
     /// Retries of a failed backend request (0–3, default 1), each on another healthy endpoint of the pool (a
     /// single URL: a refused connection is retried on it).
     pub max_retries: Option<u32>,
-    /// Seconds after which an endpoint the circuit breaker took out is tried again (default 30; 0 = only an
-    /// active health check brings it back).
+    /// Seconds after which an endpoint taken out gets one request first again, half-open (default 30; 0 = none:
+    /// it is back with a success while relays go to it anyway, every endpoint being out, or by a health check).
     pub recovery_timeout_seconds: Option<u64>,
 }
 

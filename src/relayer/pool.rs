@@ -6,7 +6,8 @@
 //! (for gRPC also a server-side `grpc-status`, [`super::forward::mined_status`]); `unhealthy_threshold`
 //! consecutive failures take the endpoint out; any success resets the count and brings it back. An endpoint
 //! taken out is tried again by one request (half-open) each time `recovery_timeout` elapsed since it went down
-//! or was last tried; `None` = never by itself (only an active health check, module `health`, brings it back).
+//! or was last tried; `None` = no half-open try (a success while every endpoint is out, or an active health
+//! check, module `health`, brings it back).
 //!
 //! What "out" means depends on who decides. Without active health checks the breaker only orders the endpoints:
 //! a request goes to one in service, and when none is, to one taken out anyway (round robin), never refused for it
