@@ -89,7 +89,9 @@ impl Relayer {
             let Class::Failure { connect, .. } = class else {
                 return outcome;
             };
-            // A streamed answer is the gateway's from its head on; and retries are bounded.
+            // A streamed answer is the gateway's from its head on; and retries are bounded. As in Go, a connection
+            // broken after the request left is retried too: blockchain backends' writes (a transaction broadcast)
+            // are idempotent by hash, and a relay answered elsewhere is one the supplier is paid for.
             if matches!(outcome, Ok(Forwarded::Stream(_))) || retries >= backend.max_retries {
                 return outcome;
             }

@@ -16,7 +16,7 @@ use http_body_util::BodyExt as _;
 use tokio::sync::watch;
 
 use super::metrics::Metrics;
-use super::routes::{Backend, HttpClient, PoolSettings, http_client};
+use super::routes::{Backend, HttpClient};
 
 /// Largest probe answer body read (to look for `expected_body`).
 const MAX_PROBE_BODY: usize = 1 << 20;
@@ -89,7 +89,9 @@ pub(super) fn start(service_id: &str, backend: &Arc<Backend>, metrics: &Arc<Metr
     let Some(check) = &backend.health else {
         return;
     };
-    let client = http_client(&PoolSettings::default(), &backend.tls);
+    // The backend's own client: HTTP/2 for a `grpc` backend (an HTTP/1.1 probe would fail against it), HTTP/1.1
+    // otherwise.
+    let client = backend.client.clone();
     for index in 0..backend.pool.len() {
         let task = Probe {
             service_id: service_id.to_string(),
@@ -226,7 +228,7 @@ mod tests {
                 ("b".into(), "http://127.0.0.1:2".into()),
             ],
             &super::super::PoolOptions::default(),
-            PoolSettings::default(),
+            super::super::PoolSettings::default(),
             &tls,
         )
         .unwrap();

@@ -143,6 +143,8 @@ impl Relayer {
                 .skipped_difficulty
                 .with_label_values(&[&h.service_id])
                 .inc();
+            // Kept and charged once; its repeats are not charged again.
+            self.recent.insert(hash);
             charge.commit();
             return Ok(());
         }
@@ -168,7 +170,11 @@ impl Relayer {
         };
         match self.appender.append(mined, &h.service_id, durable).await {
             Ok(()) => {
-                self.recent.insert(hash);
+                // Only a durable append: without `durable_ack` a batch failing later loses the relay, and its
+                // repeat must then be appended.
+                if durable {
+                    self.recent.insert(hash);
+                }
                 self.metrics.mined.with_label_values(&[&h.service_id]).inc();
                 charge.commit();
                 Ok(())

@@ -259,10 +259,12 @@ impl Pool {
     pub fn record_probe_failure(&self, i: usize, now: Instant) -> Option<Transition> {
         let e = &self.endpoints[i];
         let failures = e.probe_failures.fetch_add(1, Ordering::Relaxed).saturating_add(1);
-        if failures >= self.unhealthy_threshold {
+        let transition = self.record_failure(i, now);
+        // Out, and the probes agree: refused relays (an endpoint relays keep serving stays in, whatever probes say).
+        if failures >= self.unhealthy_threshold && !e.is_healthy() {
             e.probed_out.store(true, Ordering::Relaxed);
         }
-        self.record_failure(i, now)
+        transition
     }
 
     /// A health probe of endpoint `i` succeeded at `now`: after `healthy_threshold` in a row an endpoint taken
@@ -271,6 +273,7 @@ impl Pool {
         let e = &self.endpoints[i];
         e.failures.store(0, Ordering::Relaxed);
         e.probe_failures.store(0, Ordering::Relaxed);
+        e.probed_out.store(false, Ordering::Relaxed);
         if e.is_healthy() {
             e.probe_successes.store(0, Ordering::Relaxed);
             return None;
@@ -285,6 +288,7 @@ impl Pool {
 
     fn bring_up(&self, e: &Endpoint, now: Instant) -> Option<Transition> {
         e.probed_out.store(false, Ordering::Relaxed);
+        e.probe_failures.store(0, Ordering::Relaxed);
         let down_at = e.went_down.load(Ordering::Relaxed);
         if e.healthy.swap(true, Ordering::AcqRel) {
             return None;
@@ -366,6 +370,32 @@ mod tests {
         assert!(p.record_probe_success(1, t0, 1).is_some());
         assert!(!p.serves_none(t0));
         assert_eq!(p.select(t0, 0), Some(1));
+    }
+
+    #[test]
+    fn failing_probes_refuse_an_endpoint_only_while_it_is_out() {
+        // Probes failing while relays keep the endpoint serving: it stays in, and once relays alone take it out it
+        // is still tried (fail-open), not refused as if the probes had taken it out.
+        let (p, t0) = pool_with(1, LoadBalancing::RoundRobin, None, true);
+        for _ in 0..5 {
+            p.record_probe_failure(0, t0);
+            p.record_success(0, t0);
+        }
+        assert!(p.endpoint(0).is_healthy());
+        for _ in 0..3 {
+            p.record_failure(0, t0);
+        }
+        assert!(!p.endpoint(0).is_healthy());
+        assert!(!p.serves_none(t0));
+        assert_eq!(p.select(t0, 0), Some(0));
+        // Probes failing now, while it is out: refused.
+        for _ in 0..3 {
+            p.record_probe_failure(0, t0);
+        }
+        assert!(p.serves_none(t0));
+        // One probe success ends the probes' verdict (the endpoint comes back at healthy_threshold).
+        assert_eq!(p.record_probe_success(0, t0, 2), None);
+        assert!(!p.serves_none(t0));
     }
 
     #[test]

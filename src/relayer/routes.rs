@@ -185,6 +185,9 @@ pub struct Backend {
     pub tls: Arc<rustls::ClientConfig>,
     /// Active health checks of its endpoints (module `health`), `None` = off.
     pub health: Option<HealthCheck>,
+    /// `base_path`, when set (the endpoints' targets already carry it; a WebSocket backend's URL is used as
+    /// configured without one).
+    pub base_path: Option<String>,
     /// Dropped with the backend: ends its probe tasks (module `health`).
     pub(super) health_stop: tokio::sync::watch::Sender<()>,
 }
@@ -246,6 +249,7 @@ impl Backend {
             },
             tls: Arc::clone(tls),
             health: None,
+            base_path: options.base_path.clone(),
             health_stop: tokio::sync::watch::channel(()).0,
         })
     }

@@ -480,13 +480,17 @@ impl Connection {
         while let Some(index) = pool.select(std::time::Instant::now(), tried) {
             tried |= 1u64.checked_shl(u32::try_from(index).unwrap_or(u32::MAX)).unwrap_or(0);
             let endpoint = pool.endpoint(index);
-            // The endpoint's URL with `base_path` (the URI a relay without a path goes to), as `ws`/`wss`.
-            let url = match endpoint.target.join("") {
-                Ok(uri) => websocket_url(&uri.to_string()),
-                Err(e) => {
-                    connected = Some(Err(RelayError::Backend(format!("websocket backend url: {e}"))));
-                    break;
-                }
+            // The endpoint's URL as configured (its path and query exactly: a WebSocket server may need them so),
+            // or with `base_path` when one is set, as `ws`/`wss`.
+            let url = match &self.backend.base_path {
+                None => websocket_url(&endpoint.url),
+                Some(_) => match endpoint.target.join("") {
+                    Ok(uri) => websocket_url(&uri.to_string()),
+                    Err(e) => {
+                        connected = Some(Err(RelayError::Backend(format!("websocket backend url: {e}"))));
+                        break;
+                    }
+                },
             };
             let mut request = url
                 .as_str()
