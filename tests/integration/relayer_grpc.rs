@@ -372,7 +372,6 @@ async fn a_streamed_backend_answer_to_a_grpc_relay_is_read_whole_as_one_relay() 
 /// small messages inflating a thousandfold would hold memory past `max_body_bytes_in_flight`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_gzip_message_is_served_with_its_inflated_size_in_the_body_budget() {
-    use std::io::Write as _;
     let slow = BackendConfig {
         delay: relay_miner::sim::backend::DelayConfig {
             fixed: Duration::from_millis(500),
@@ -383,28 +382,11 @@ async fn a_gzip_message_is_served_with_its_inflated_size_in_the_body_budget() {
     let (net, running, grpc_backend, _json) = grpc_net_with(slow).await;
     let request = grpc_relay(&net, ECHO_PATH, echo(&"x".repeat(40_000))).await;
     let message = relay::encode_relay_request(&request);
-    let mut gzip = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
-    gzip.write_all(&message).unwrap();
-    let packed = gzip.finish().unwrap();
-    assert!(packed.len() < 2_000, "{}", packed.len());
-    let mut body = vec![1];
-    body.extend_from_slice(&(packed.len() as u32).to_be_bytes());
-    body.extend_from_slice(&packed);
-
-    let mut connector = hyper_util::client::legacy::connect::HttpConnector::new();
-    connector.set_nodelay(true);
-    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-        .http2_only(true)
-        .build::<_, http_body_util::Full<bytes::Bytes>>(connector);
-    let call = http::Request::post(format!("{}{SEND_RELAY_PATH}", running.url))
-        .header("content-type", "application/grpc")
-        .header("grpc-encoding", "gzip")
-        .header("te", "trailers")
-        .header("rpc-type", "1")
-        .body(http_body_util::Full::new(bytes::Bytes::from(body)))
-        .unwrap();
+    let body = gzip_body(&message);
+    assert!(body.len() < 2_000, "{}", body.len());
+    let url = running.url.clone();
     let call = tokio::spawn(async move {
-        let response = client.request(call).await.unwrap();
+        let response = send_gzip(&url, body).await;
         http_body_util::BodyExt::collect(response.into_body()).await.unwrap()
     });
     // While the backend takes its time, the relay holds its inflated size in the budget.
@@ -448,9 +430,8 @@ fn gzip_body(message: &[u8]) -> Vec<u8> {
     body
 }
 
-/// Posts a raw `SendRelay` body with `grpc-encoding: gzip`; returns its `grpc-status` (headers of a trailers-only
-/// answer, else trailers).
-async fn post_gzip(url: &str, body: Vec<u8>) -> String {
+/// Posts a raw `SendRelay` body with `grpc-encoding: gzip` over HTTP/2 (prior knowledge).
+async fn send_gzip(url: &str, body: Vec<u8>) -> http::Response<hyper::body::Incoming> {
     let mut connector = hyper_util::client::legacy::connect::HttpConnector::new();
     connector.set_nodelay(true);
     let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
@@ -463,7 +444,12 @@ async fn post_gzip(url: &str, body: Vec<u8>) -> String {
         .header("rpc-type", "1")
         .body(http_body_util::Full::new(bytes::Bytes::from(body)))
         .unwrap();
-    let response = client.request(call).await.unwrap();
+    client.request(call).await.unwrap()
+}
+
+/// [`send_gzip`]; returns the answer's `grpc-status` (headers of a trailers-only answer, else trailers).
+async fn post_gzip(url: &str, body: Vec<u8>) -> String {
+    let response = send_gzip(url, body).await;
     if let Some(status) = response.headers().get("grpc-status") {
         return status.to_str().unwrap().to_owned();
     }
