@@ -3,7 +3,7 @@
 //! package (behaviour read, not copied).
 //!
 //! The breaker: a failure is a transport error that is neither a timeout nor the gateway going away, or a 5xx
-//! (for gRPC also a server-side `grpc-status`, [`super::forward::mined_status`]); `unhealthy_threshold`
+//! (for gRPC also a server-side `grpc-status`, `forward::mined_status`); `unhealthy_threshold`
 //! consecutive failures take the endpoint out; any success resets the count and brings it back. An endpoint
 //! taken out is tried again by one request (half-open) each time `recovery_timeout` elapsed since it went down
 //! or was last tried; `None` = no half-open try (a success while every endpoint is out, or an active health
