@@ -105,8 +105,6 @@ pub struct Pool {
     next: AtomicUsize,
     unhealthy_threshold: u32,
     recovery_timeout: Option<Duration>,
-    /// No active health checks: with every endpoint out, requests still go to one (module docs).
-    fail_open: bool,
     epoch: Instant,
 }
 
@@ -114,14 +112,13 @@ pub struct Pool {
 pub type Tried = u64;
 
 impl Pool {
-    /// A pool of `endpoints` (at least one; at most 64 are addressable by [`Tried`]); `health_checked`: active
-    /// health checks decide what is out (module docs: else fail-open).
+    /// A pool of `endpoints` (at least one; at most 64 are addressable by [`Tried`]). Only active health checks
+    /// (module `health`, through [`Pool::record_probe_failure`]) make an endpoint refuse relays (module docs).
     pub fn new(
         endpoints: Vec<Endpoint>,
         policy: LoadBalancing,
         unhealthy_threshold: u32,
         recovery_timeout: Option<Duration>,
-        health_checked: bool,
         epoch: Instant,
     ) -> Self {
         Self {
@@ -130,7 +127,6 @@ impl Pool {
             next: AtomicUsize::new(0),
             unhealthy_threshold: unhealthy_threshold.max(1),
             recovery_timeout,
-            fail_open: !health_checked,
             epoch,
         }
     }
@@ -182,8 +178,7 @@ impl Pool {
     /// Whether a relay arriving at `now` is refused without the backend: health checks took every endpoint out
     /// and none is due for a half-open try (module docs). No clock read while an endpoint is in service.
     pub fn serves_none(&self, now: Instant) -> bool {
-        !self.fail_open
-            && !self.any_healthy()
+        !self.any_healthy()
             && self.endpoints.iter().all(|e| e.probed_out.load(Ordering::Relaxed))
             && !self.has_candidate(now)
     }
@@ -305,10 +300,6 @@ mod tests {
     use super::*;
 
     fn pool(n: usize, policy: LoadBalancing, recovery: Option<Duration>) -> (Pool, Instant) {
-        pool_with(n, policy, recovery, true)
-    }
-
-    fn pool_with(n: usize, policy: LoadBalancing, recovery: Option<Duration>, checked: bool) -> (Pool, Instant) {
         let epoch = Instant::now();
         let endpoints = (0..n)
             .map(|i| {
@@ -316,7 +307,7 @@ mod tests {
                 Endpoint::new(format!("e{i}"), url.clone(), BackendUrl::parse(&url).unwrap(), None)
             })
             .collect();
-        (Pool::new(endpoints, policy, 3, recovery, checked, epoch), epoch)
+        (Pool::new(endpoints, policy, 3, recovery, epoch), epoch)
     }
 
     #[test]
@@ -338,7 +329,7 @@ mod tests {
     #[test]
     fn without_health_checks_every_endpoint_out_still_takes_requests() {
         // Fail-open: the breaker orders the endpoints, only health checks refuse (module docs).
-        let (p, t0) = pool_with(2, LoadBalancing::RoundRobin, None, false);
+        let (p, t0) = pool(2, LoadBalancing::RoundRobin, None);
         for i in 0..2 {
             for _ in 0..3 {
                 p.record_failure(i, t0);
@@ -354,7 +345,7 @@ mod tests {
         p.record_success(1, t0);
         assert_eq!((p.select(t0, 0), p.select(t0, 0)), (Some(1), Some(1)));
         // With health checks, endpoints their probes took out are refused relays; ones relays took out are not.
-        let (p, t0) = pool_with(2, LoadBalancing::RoundRobin, None, true);
+        let (p, t0) = pool(2, LoadBalancing::RoundRobin, None);
         for _ in 0..3 {
             p.record_failure(0, t0);
             p.record_probe_failure(1, t0);
@@ -376,7 +367,7 @@ mod tests {
     fn failing_probes_refuse_an_endpoint_only_while_it_is_out() {
         // Probes failing while relays keep the endpoint serving: it stays in, and once relays alone take it out it
         // is still tried (fail-open), not refused as if the probes had taken it out.
-        let (p, t0) = pool_with(1, LoadBalancing::RoundRobin, None, true);
+        let (p, t0) = pool(1, LoadBalancing::RoundRobin, None);
         for _ in 0..5 {
             p.record_probe_failure(0, t0);
             p.record_success(0, t0);

@@ -238,7 +238,6 @@ impl Backend {
                 options.load_balancing,
                 options.unhealthy_threshold,
                 options.recovery_timeout,
-                options.health_checked,
                 std::time::Instant::now(),
             ),
             headers: Vec::new(),
@@ -271,8 +270,6 @@ pub struct PoolOptions {
     pub recovery_timeout: Option<Duration>,
     /// `base_path` over the URLs' own paths.
     pub base_path: Option<String>,
-    /// Active health checks on: their verdict is authoritative (module `pool`: else fail-open).
-    pub health_checked: bool,
 }
 
 impl Default for PoolOptions {
@@ -283,7 +280,6 @@ impl Default for PoolOptions {
             unhealthy_threshold: crate::config::DEFAULT_UNHEALTHY_THRESHOLD,
             recovery_timeout: Some(Duration::from_secs(crate::config::DEFAULT_RECOVERY_TIMEOUT_SECONDS)),
             base_path: None,
-            health_checked: false,
         }
     }
 }
@@ -452,7 +448,6 @@ pub fn services_from_config(config: &Config) -> Result<HashMap<String, Arc<Servi
                     s => Some(Duration::from_secs(s)),
                 },
                 base_path: bc.base_path.clone(),
-                health_checked: bc.health_check.as_ref().is_some_and(|h| h.enabled),
             };
             let mut backend = Backend::pooled(rpc_type, bc.endpoints(kind), &options, pool, &tls)
                 .map_err(|e| invalid(&format!("backends.{kind}.url"), e.to_string()))?;

@@ -372,13 +372,7 @@ async fn a_streamed_backend_answer_to_a_grpc_relay_is_read_whole_as_one_relay() 
 /// small messages inflating a thousandfold would hold memory past `max_body_bytes_in_flight`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_gzip_message_is_served_with_its_inflated_size_in_the_body_budget() {
-    let slow = BackendConfig {
-        delay: relay_miner::sim::backend::DelayConfig {
-            fixed: Duration::from_millis(500),
-            jitter: Duration::ZERO,
-        },
-        ..BackendConfig::default()
-    };
+    let slow = answering_after(Duration::from_millis(500));
     let (net, running, grpc_backend, _json) = grpc_net_with(slow).await;
     let request = grpc_relay(&net, ECHO_PATH, echo(&"x".repeat(40_000))).await;
     let message = relay::encode_relay_request(&request);
@@ -390,14 +384,7 @@ async fn a_gzip_message_is_served_with_its_inflated_size_in_the_body_budget() {
         http_body_util::BodyExt::collect(response.into_body()).await.unwrap()
     });
     // While the backend takes its time, the relay holds its inflated size in the budget.
-    let in_flight = || {
-        running
-            .telemetry
-            .render_metrics()
-            .lines()
-            .find_map(|l| l.strip_prefix("ha_relayer_request_body_bytes_in_flight "))
-            .map_or(0, |v| v.trim().parse::<u64>().unwrap())
-    };
+    let in_flight = || body_bytes_in_flight(&running);
     let deadline = std::time::Instant::now() + Duration::from_secs(5);
     while in_flight() < message.len() as u64 {
         assert!(
@@ -469,23 +456,10 @@ async fn post_gzip(url: &str, body: Vec<u8>) -> String {
 /// for room for the limit and is refused as `overloaded` (UNAVAILABLE); once the budget is free it is served.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_gzip_message_is_inflated_only_with_room_for_the_limit_in_the_body_budget() {
-    let slow = BackendConfig {
-        delay: relay_miner::sim::backend::DelayConfig {
-            fixed: Duration::from_millis(1500),
-            jitter: Duration::ZERO,
-        },
-        ..BackendConfig::default()
-    };
+    let slow = answering_after(Duration::from_millis(1500));
     let extra = "relay_server:\n  max_body_bytes_in_flight: 100000\n  body_budget_wait_ms: 100\n";
     let (net, running, _grpc_backend, _json) = grpc_net_full(slow, extra).await;
-    let in_flight = || {
-        running
-            .telemetry
-            .render_metrics()
-            .lines()
-            .find_map(|l| l.strip_prefix("ha_relayer_request_body_bytes_in_flight "))
-            .map_or(0, |v| v.trim().parse::<u64>().unwrap())
-    };
+    let in_flight = || body_bytes_in_flight(&running);
     // A relay of ~45 KB held in flight by the slow backend: ~55 KB of the budget left.
     let big = grpc_relay(&net, ECHO_PATH, echo(&"y".repeat(45_000))).await;
     let held = tokio::spawn({
@@ -508,4 +482,25 @@ async fn a_gzip_message_is_inflated_only_with_room_for_the_limit_in_the_body_bud
     assert_eq!(post_gzip(&running.url, gzip_body(&small)).await, "0");
     assert_eq!(in_flight(), 0);
     assert_eq!(net.recorded().await, 2);
+}
+
+/// A demo backend answering after `delay`.
+fn answering_after(delay: Duration) -> BackendConfig {
+    BackendConfig {
+        delay: relay_miner::sim::backend::DelayConfig {
+            fixed: delay,
+            jitter: Duration::ZERO,
+        },
+        ..BackendConfig::default()
+    }
+}
+
+/// `ha_relayer_request_body_bytes_in_flight` of the relayer.
+fn body_bytes_in_flight(running: &Running) -> u64 {
+    running
+        .telemetry
+        .render_metrics()
+        .lines()
+        .find_map(|l| l.strip_prefix("ha_relayer_request_body_bytes_in_flight "))
+        .map_or(0, |v| v.trim().parse::<u64>().unwrap())
 }
