@@ -31,13 +31,15 @@
 //!
 //! Decisions:
 //! - The bytes a stream may deliver are bounded by the service's `max_body_size_bytes`. Past it the relayer stops
-//!   reading the backend, ends the stream with a `response_too_large` item, refunds the charge and mines nothing,
-//!   as a buffered answer over the limit is refused and not mined.
-//! - A line longer than [`MAX_LINE`] ends the stream with a `backend_error` item, mined nothing; so does a backend
-//!   body error.
+//!   reading the backend and ends the stream with a `response_too_large` item.
+//! - A line longer than [`MAX_LINE`] ends the stream with a `backend_error` item; so does a backend body error.
 //! - The service's request timeout applies between two lines (idle), not to the whole stream (the backend's head
-//!   is still bounded by it): a backend silent that long ends the stream with a `backend_timeout` item, mined
-//!   nothing. A gateway that does not take an item within the same time counts as gone.
+//!   is still bounded by it): a backend silent that long ends the stream with a `backend_timeout` item. A gateway
+//!   that does not take an item within the same time counts as gone.
+//! - A stream broken in one of those ways before any item is refunded and mined nothing, as a buffered answer over
+//!   the limit or a failed backend. One broken after items is mined with the last item delivered, then ends with
+//!   the error item: the gateway holds supplier-signed responses of a relay served in part (its application got
+//!   the tokens), so the relay is valid on chain and the work was done; leaving it unmined would serve it unpaid.
 //! - The gateway leaving mid-stream (its connection dropped, e.g. its user cancelled an inference answer): the
 //!   relayer stops reading the backend. A gateway that got an item holds a signed response of a relay served: the
 //!   relay is mined with the last item it got (settled, in optimistic mode), as the stream's end would have mined
@@ -500,13 +502,26 @@ impl Relayer {
                 write(&error_response(&e, header)).await;
                 return;
             }
-            // The gateway left (its user cancelled the answer) after items were delivered: it holds signed
-            // responses, the relay was served; mined with the last item it has, as the stream's end would have been.
-            (Ended::Left, Some(settle), Some(item)) => {
-                tracing::debug!(
-                    service_id,
-                    "gateway left a streamed relay; mined with the last item it has"
-                );
+            // The gateway holds signed responses of a relay served (in part) when it left after items (its user
+            // cancelled the answer) or when the stream broke after items (the backend failed, went silent, or past
+            // `max_body_size_bytes`): mined with the last item it got, as the stream's end would have been; a
+            // broken stream's body then ends with the error item.
+            (ended @ (Ended::Left | Ended::Failed(_)), Some(settle), Some(item)) => {
+                let failed = match ended {
+                    Ended::Failed(e) => Some(e),
+                    _ => None,
+                };
+                match &failed {
+                    None => tracing::debug!(
+                        service_id,
+                        "gateway left a streamed relay; mined with the last item it has"
+                    ),
+                    Some(e) => tracing::debug!(
+                        error = %e,
+                        service_id,
+                        "streamed relay broken after items; mined with the last item delivered"
+                    ),
+                }
                 match settle {
                     Settle::Eager(eager) => match self.mine_eager(&request, &item, status, eager).await {
                         Ok(()) => served(self),
@@ -517,9 +532,16 @@ impl Relayer {
                     },
                     Settle::Optimistic { structure, arrival, .. } => {
                         served(self);
+                        if let Some(e) = &failed {
+                            write(&error_response(e, header.clone())).await;
+                        }
                         drop(tx);
                         self.settle_optimistic(request, item, structure, status, arrival).await;
+                        return;
                     }
+                }
+                if let Some(e) = &failed {
+                    write(&error_response(e, header)).await;
                 }
                 return;
             }
@@ -534,9 +556,9 @@ impl Relayer {
                 }
                 return;
             }
-            (Ended::Failed(e), Some(settle), _) => {
+            (Ended::Failed(e), Some(settle), None) => {
                 self.count_rejected(service_id, rt, &e);
-                tracing::debug!(error = %e, service_id, "streamed relay ended early; not mined");
+                tracing::debug!(error = %e, service_id, "streamed relay ended before any item; not mined");
                 if let Settle::Eager(Eager { charge, .. }) = settle {
                     self.refund(service_id, charge);
                 }

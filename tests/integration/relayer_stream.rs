@@ -2,7 +2,7 @@
 //! `application/x-ndjson` is relayed as a stream of signed batches, each a `RelayResponse` followed by
 //! `||POKT_STREAM||`, and mined as one relay once the stream ended (in eager mode before the final batch is
 //! written). A plain JSON answer is still one `RelayResponse`; a stream over `max_body_size_bytes` ends with a
-//! `response_too_large` item and is neither mined nor charged. Backends: the demo backend's `/sse` and `/ndjson`,
+//! `response_too_large` item, mined with the last item delivered (neither mined nor charged when none was). Backends: the demo backend's `/sse` and `/ndjson`,
 //! and a tap the test feeds line by line, so what the gateway has by the time the stream ends is decided by the
 //! test, not by timing.
 
@@ -366,29 +366,125 @@ async fn a_json_answer_is_one_response_and_ndjson_is_streamed() {
     assert_mined_once(&net, &request, items.last().unwrap()).await;
 }
 
-/// A stream past the service's `max_body_size_bytes`: the gateway gets the batches read until then, then a
-/// `response_too_large` item, and the body ends; nothing is mined and the meter charge is refunded.
+/// A stream past the service's `max_body_size_bytes` (the `slow` service's 65,536 bytes) before any item: the
+/// gateway gets a `response_too_large` item and the body ends; nothing is mined and the meter charge is refunded.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_stream_over_the_body_limit_ends_with_an_error_and_is_not_mined() {
-    let (net, r, _backend, _tap) = stream_net().await;
-    let header = net.header("broken").await;
-    let request = get_request(&net, &header, "/ndjson?count=200&interval_ms=0");
+async fn a_stream_over_the_body_limit_before_any_item_ends_with_an_error_and_is_not_mined() {
+    let (net, r, _backend, tap) = stream_net().await;
+    let header = net.header("slow").await;
+    let request = get_request(&net, &header, "/events");
     let mut reader = Reader::open(&r.url, &request).await;
     assert_eq!(reader.status, 200);
+    tap.send(Bytes::from(lines_of(70_000))).unwrap();
     let items = reader.rest().await;
-    let (last, served) = items.split_last().unwrap();
-    assert_eq!(error_code(last), Some(12), "{:?}", last.relay_miner_error);
-    let delivered: usize = served.iter().map(|item| batch(&net, item).len()).sum();
-    assert!(delivered <= 2000, "{delivered}");
+    assert_eq!(items.len(), 1, "nothing served before the limit");
+    assert_eq!(error_code(&items[0]), Some(12), "{:?}", items[0].relay_miner_error);
+    r.relayer.drain_settlements().await;
     assert_eq!(net.recorded().await, 0);
     assert_nothing_consumed(&net, &r, &[&header]).await;
     assert_eq!(
         metric(
             &r.telemetry,
-            "ha_relayer_relays_rejected_total{reason=\"response_too_large\",rpc_type=\"jsonrpc\",service_id=\"broken\"}"
+            "ha_relayer_relays_rejected_total{reason=\"response_too_large\",rpc_type=\"jsonrpc\",service_id=\"slow\"}"
         ),
         1
     );
+}
+
+/// One SSE line of `len` bytes (`data: xxx…\n`): no batch is complete before its end.
+fn lines_of(len: usize) -> Vec<u8> {
+    format!("data: {}\n", "x".repeat(len - 7)).into_bytes()
+}
+
+/// A stream going past the body limit after an item was delivered: the gateway holds a signed response of a
+/// relay served in part (its application got the tokens), so the relay is mined with that item and the charge
+/// kept; the body still ends with the `response_too_large` item (before, refunded and not mined: served unpaid).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_over_the_body_limit_after_an_item_is_mined_with_it() {
+    let (net, r, _backend, tap) = stream_net().await;
+    let header = net.header("slow").await;
+    let request = get_request(&net, &header, "/events");
+    let mut reader = Reader::open(&r.url, &request).await;
+    tap.send(Bytes::from_static(b"data: one\n\n")).unwrap();
+    let first = reader.next().await.unwrap();
+    assert_eq!(batch(&net, &first), b"data: one\n\n");
+    tap.send(Bytes::from(lines_of(70_000))).unwrap();
+    let items = reader.rest().await;
+    assert_eq!(items.len(), 1, "one item after the first");
+    assert_eq!(error_code(&items[0]), Some(12), "{:?}", items[0].relay_miner_error);
+    r.relayer.drain_settlements().await;
+    assert_mined_once(&net, &request, &first).await;
+    assert_charged(&net, &r, &header).await;
+    assert_eq!(
+        metric(
+            &r.telemetry,
+            "ha_relayer_relays_rejected_total{reason=\"response_too_large\",rpc_type=\"jsonrpc\",service_id=\"slow\"}"
+        ),
+        0
+    );
+    assert_eq!(
+        metric(
+            &r.telemetry,
+            "ha_relayer_streaming_relays_served_total{service_id=\"slow\"}"
+        ),
+        1
+    );
+}
+
+/// A backend going silent past the request timeout (here `default_request_timeout_seconds: 1`) after an item:
+/// mined with the item the gateway got, the body ending with a `backend_timeout` item.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_going_silent_after_an_item_is_mined_with_it() {
+    silent_after_an_item("eager").await;
+}
+
+/// [`a_stream_going_silent_after_an_item_is_mined_with_it`] in optimistic mode: settled with that item.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_optimistic_stream_going_silent_after_an_item_is_settled_with_it() {
+    silent_after_an_item("optimistic").await;
+}
+
+async fn silent_after_an_item(mode: &str) {
+    let (net, r, _backend, tap) = stream_net_full("default_request_timeout_seconds: 1", mode).await;
+    let header = net.header("slow").await;
+    let mut others = 0;
+    if mode == "optimistic" {
+        // Optimistic mode serves first only relays of a session validated before (the first, recorded too).
+        let (status, _) = net.send(&r.url, &net.request(&header, &net.ours.1, Net::rpc(1))).await;
+        assert_eq!(status, 200);
+        others = 1;
+    }
+    let request = get_request(&net, &header, "/events");
+    let mut reader = Reader::open(&r.url, &request).await;
+    tap.send(Bytes::from_static(b"data: one\n\n")).unwrap();
+    let first = reader.next().await.unwrap();
+    assert_eq!(batch(&net, &first), b"data: one\n\n");
+    // Nothing more is sent (the tap is held open): the relayer times the backend out.
+    let items = reader.rest().await;
+    assert_eq!(items.len(), 1, "one item after the first");
+    assert_eq!(error_code(&items[0]), Some(13), "{:?}", items[0].relay_miner_error);
+    drop(tap);
+    r.relayer.drain_settlements().await;
+    let relays = logged(&net).await;
+    assert_eq!(relays.len(), others + 1);
+    let streamed: Vec<_> = relays
+        .iter()
+        .filter(|relay| relay.req.as_ref() == Some(&request))
+        .collect();
+    assert_eq!(streamed.len(), 1);
+    let res = streamed[0].res.as_ref().unwrap();
+    assert_eq!(res.meta, first.meta);
+    assert_eq!(res.payload_hash, Some(sha256(&first.payload).to_vec()));
+    assert_charged(&net, &r, &header).await;
+}
+
+/// The session's meter holds a charge (the relay's compute units were not refunded).
+async fn assert_charged(net: &Net, r: &Running, header: &SessionHeader) {
+    r.relayer.meter().unwrap().sync().await;
+    let key = format!("meter:{}:{}:consumed", header.session_id, net.ours.1);
+    let consumed = net.storage.kv.get(&key).await.unwrap().unwrap_or_default();
+    let consumed: u64 = String::from_utf8_lossy(&consumed).parse().unwrap_or(0);
+    assert!(consumed > 0, "charge refunded");
 }
 
 /// The gateway leaving mid-stream (its user cancelled the answer) after an item: it holds a signed response, the
