@@ -15,6 +15,7 @@ pub mod fee_check;
 pub mod fees;
 pub mod gauges;
 pub mod grpc;
+pub mod pace;
 pub mod query;
 pub mod sequence;
 pub mod settlement;

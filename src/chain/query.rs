@@ -118,6 +118,8 @@ pub struct ChainClient {
     /// The tip height at which the node's chain id was last found to be the expected one ([`ChainClient::tip`]);
     /// 0: never.
     chain_checked_at: AtomicI64,
+    /// The last tips [`ChainClient::tip`] gave: the chain's recent pace ([`ChainClient::pace_reference`]).
+    pace: super::pace::TipPace,
 }
 
 impl ChainClient {
@@ -144,6 +146,7 @@ impl ChainClient {
             last_shared: std::sync::Mutex::new(None),
             expected_chain_id: std::sync::OnceLock::new(),
             chain_checked_at: AtomicI64::new(0),
+            pace: super::pace::TipPace::default(),
         })
     }
 
@@ -641,7 +644,14 @@ impl ChainClient {
             self.chain_checked_at.store(tip.height, Ordering::Relaxed);
         }
         self.observe_height(tip.height);
+        self.pace.observe(tip.height, tip.time);
         Ok(tip)
+    }
+
+    /// A tip seen before `height` (height, block time) to measure the chain's pace against, without reading a
+    /// block ([`super::pace::TipPace::reference`]); `None` until two tips were seen.
+    pub fn pace_reference(&self, height: i64) -> Option<(i64, wire::BlockTime)> {
+        self.pace.reference(height)
     }
 
     /// The chain id the node says it serves (`GetNodeInfo`'s `default_node_info.network`).

@@ -49,7 +49,8 @@ pub struct TransactionConfig {
     pub gas_adjustment: f64,
     /// Send ADR-070 unordered txs (no sequence races between HA instances).
     pub unordered: bool,
-    /// Unordered tx timeout after the chain's latest block time (≤ [`MAX_TX_TIMEOUT_SECS`]).
+    /// Unordered tx timeout after the chain's latest block time, at least (≤ [`MAX_TX_TIMEOUT_SECS`]); a claim or
+    /// proof tx gets what its window needs at the chain's pace, up to that bound (the miner's `submit::ttl`).
     pub tx_timeout_default_seconds: u64,
     /// A supplier's claims or proofs due together go out in txs of at most this many encoded bytes (proofs
     /// carry relay payloads). Below the node's CometBFT `mempool.max_tx_bytes` (default 1 MiB; a larger tx is

@@ -19,6 +19,7 @@ mod broadcast;
 mod kept;
 mod refusal;
 mod resolve;
+mod ttl;
 mod unknown;
 #[cfg(test)]
 pub(super) use broadcast::simulate_refused_a_message;

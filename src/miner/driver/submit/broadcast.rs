@@ -116,10 +116,25 @@ impl Miner {
             };
             // The windows' close as `timeout_height` too: an unordered tx held in a mempool past it is refused
             // for free (code 30) instead of included after the window, every message failed and its fee paid.
+            // Valid long enough for the blocks up to the window's close at the chain's pace (module `ttl`).
+            let reference = self.chain.pace_reference(block.height).map(|(height, time)| {
+                let time = tx::Timestamp {
+                    seconds: time.seconds,
+                    nanos: time.nanos,
+                };
+                (height, time)
+            });
+            let ttl = super::ttl::unordered_ttl_secs(
+                self.config.tx_ttl_secs,
+                block.height,
+                block_time,
+                reference,
+                bounds.timeout_height,
+            );
             let ordering = self
                 .sequencers
                 .for_signer(supplier)
-                .next_unordered(block_time, self.config.tx_ttl_secs)
+                .next_unordered(block_time, ttl)
                 .with_timeout_height(bounds.timeout_height);
             let expiry = match ordering {
                 Ordering::Unordered { timeout, .. } => Expiry::Time(timeout),

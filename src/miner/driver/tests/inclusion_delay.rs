@@ -220,3 +220,22 @@ async fn a_claim_delayed_past_its_window_is_lost_without_a_fee() {
         "{run:?}"
     );
 }
+
+/// Pocket mainnet's ~60 s blocks (CometBFT stamps a block with about the time the one before it was committed):
+/// a claim or proof held 2 or 3 blocks (a full block at a window's open), and with Beta testnet's 5-minute blocks
+/// every tx in the next block, still lands — the unordered timeout covers the window at the chain's pace (module
+/// `submit::ttl`). With a fixed 120 s after the tip's time, each of those txs was refused in its block for its
+/// passed timeout, both sends of the claim, and the session lost. (5-minute blocks leave no room for a tx held a
+/// block: the block after next is 10 min after the tip, the SDK's bound on any unordered timeout.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn long_blocks_do_not_expire_a_claim_or_proof_held_a_few_blocks() {
+    for (block_time_ms, delay) in [(62_000, 2), (62_000, 3), (300_000, 0)] {
+        let what = format!("{block_time_ms} ms blocks, held {delay}");
+        let mut g = wide_windows();
+        g.block_time_ms = block_time_ms;
+        let set = move |chain: &SimChain| chain.state().inclusion_delay_blocks = delay;
+        let (f, run) = run_session(g, true, set, |_| {}).await;
+        assert_claimed_and_proved(&f, &run, &what, 2);
+        assert!(run.txs.iter().all(|(_, _, code)| *code == 0), "{what}: {run:?}");
+    }
+}

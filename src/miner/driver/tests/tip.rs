@@ -44,6 +44,21 @@ async fn ticks_and_claims_read_the_tip_not_a_block() {
         f.chain.records()
     );
     assert_eq!(blocks_read(&f.chain), blocks_before, "a block was read");
+    // Its unordered timeout: the configured 120 s after the tip's time, the pace of the tips seen (50 ms blocks)
+    // asking for less (the bound, 540 s, would mean the pace was unknown).
+    let s = f.chain.state();
+    let (height, tx) = s
+        .block_txs
+        .iter()
+        .flat_map(|(h, txs)| txs.iter().map(move |tx| (*h, tx)))
+        .last()
+        .unwrap();
+    let raw = crate::chain::tx::TxRaw::decode(tx.as_slice()).unwrap();
+    let body = crate::chain::tx::TxBody::decode(raw.body_bytes.as_slice()).unwrap();
+    let timeout = body.timeout_timestamp.unwrap();
+    drop(s);
+    let tip_time = f.chain.block_time(height - 1);
+    assert_eq!(timeout.seconds - tip_time.seconds, 120, "{timeout:?} {tip_time:?}");
 }
 
 /// A submission confirms the leadership before building its tx and again right before it leaves. Within the
