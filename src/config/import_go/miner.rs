@@ -61,6 +61,9 @@ pub(super) fn walk(cx: &mut Cx, root: &Value) {
             _ => cx.unknown(&key),
         }
     }
+    if !map.contains_key("pocket_node") {
+        shared::grpc_insecure_default(cx);
+    }
 }
 
 fn transaction(cx: &mut Cx, key: &str, v: &Value) {
@@ -80,7 +83,9 @@ fn transaction(cx: &mut Cx, key: &str, v: &Value) {
                 None => {}
             },
             "gas_adjustment" => match cx.f64_of(&k, value) {
-                Some(f) if f == 0.0 => cx.put_agree(&k, &to, 1.7.into(), Some("Go reads 0 as its default 1.7".into())),
+                Some(f) if f <= 0.0 => {
+                    cx.put_agree(&k, &to, 1.7.into(), Some(format!("Go reads {f} as its default 1.7")))
+                }
                 Some(f) => cx.put_agree(&k, &to, f.into(), None),
                 None => {}
             },

@@ -64,6 +64,17 @@ pub enum Fate {
     Attention(String),
 }
 
+impl Fate {
+    /// `mapped`, `dropped` or `attention`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Mapped { .. } => "mapped",
+            Self::Dropped(_) => "dropped",
+            Self::Attention(_) => "attention",
+        }
+    }
+}
+
 /// One Go key and its fate.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Item {
@@ -124,13 +135,8 @@ impl Import {
     /// The report printed by the CLI: storage choice, every key by fate, then the validation result.
     pub fn report(&self) -> String {
         let mut out = format!("storage.mode: {} ({})\n", mode_name(self.storage), self.storage_reason);
-        let sections: [(&str, fn(&Fate) -> bool); 3] = [
-            ("mapped", |f| matches!(f, Fate::Mapped { .. })),
-            ("dropped", |f| matches!(f, Fate::Dropped(_))),
-            ("attention", |f| matches!(f, Fate::Attention(_))),
-        ];
-        for (title, wanted) in sections {
-            let items: Vec<&Item> = self.items.iter().filter(|i| wanted(&i.fate)).collect();
+        for title in ["mapped", "dropped", "attention"] {
+            let items: Vec<&Item> = self.items.iter().filter(|i| i.fate.kind() == title).collect();
             out.push_str(&format!("{title} ({}):\n", items.len()));
             for item in items {
                 let line = match &item.fate {

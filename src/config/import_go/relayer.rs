@@ -78,6 +78,9 @@ pub(super) fn walk(cx: &mut Cx, root: &Value) {
             _ => cx.unknown(&key),
         }
     }
+    if !map.contains_key("pocket_node") {
+        shared::grpc_insecure_default(cx);
+    }
     builtin_profiles(cx, &used, &defined_timeouts, &defined_pools);
 }
 
@@ -385,24 +388,35 @@ fn timeout_profiles(cx: &mut Cx, key: &str, v: &Value, default_timeout: u64, def
     for (profile, key, p) in entries(cx, key, map) {
         defined.insert(profile.clone());
         let Some(p) = cx.map_of(&key, p) else { continue };
+        // The profile exists in Go even with no key of ours set (zeros: the defaults apply).
+        cx.set_raw(&["timeout_profiles", &profile], Value::Mapping(Mapping::new()));
         let request = p.get("request_timeout_seconds").and_then(Value::as_u64).unwrap_or(0);
+        let header_bound = if request > 0 { request } else { default_timeout };
+        if !p.contains_key("response_header_timeout_seconds") {
+            cx.put_agree(
+                &format!("{key}.response_header_timeout_seconds (not set)"),
+                &["timeout_profiles", &profile, "response_header_timeout_seconds"],
+                header_bound.into(),
+                Some(format!(
+                    "Go's unset (0) is no header timeout, only the request timeout ({header_bound} s); 0 here would \
+                     be http_transport's"
+                )),
+            );
+        }
         for (name, k, value) in entries(cx, &key, p) {
             let to = ["timeout_profiles", profile.as_str(), name.as_str()];
             match name.as_str() {
                 "request_timeout_seconds" | "dial_timeout_seconds" => cx.copy_u64(&k, value, &to),
                 "response_header_timeout_seconds" => match cx.u64_of(&k, value) {
-                    Some(0) => {
-                        let bound = if request > 0 { request } else { default_timeout };
-                        cx.put_agree(
-                            &k,
-                            &to,
-                            bound.into(),
-                            Some(format!(
-                                "Go's 0 is no header timeout, only the request timeout ({bound} s); 0 here would be \
-                                 http_transport's"
-                            )),
-                        );
-                    }
+                    Some(0) => cx.put_agree(
+                        &k,
+                        &to,
+                        header_bound.into(),
+                        Some(format!(
+                            "Go's 0 is no header timeout, only the request timeout ({header_bound} s); 0 here would be \
+                             http_transport's"
+                        )),
+                    ),
                     Some(n) => cx.put_agree(&k, &to, n.into(), None),
                     None => {}
                 },
@@ -422,6 +436,8 @@ fn pool_profiles(cx: &mut Cx, key: &str, v: &Value, defined: &mut BTreeSet<Strin
     for (profile, key, p) in entries(cx, key, map) {
         defined.insert(profile.clone());
         let Some(p) = cx.map_of(&key, p) else { continue };
+        // The profile exists in Go even with no key set (zeros: http_transport's values, as here).
+        cx.set_raw(&["pool_profiles", &profile], Value::Mapping(Mapping::new()));
         for (name, k, value) in entries(cx, &key, p) {
             match name.as_str() {
                 "max_conns_per_host" | "max_idle_conns_per_host" | "idle_conn_timeout_seconds" => {

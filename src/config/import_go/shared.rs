@@ -127,17 +127,23 @@ pub(super) fn pocket_node(cx: &mut Cx, key: &str, value: &Value) {
         }
     }
     if !insecure_set {
-        cx.put_agree(
-            "pocket_node.grpc_insecure (not set)",
-            &["pocket_node", "grpc_insecure"],
-            false.into(),
-            Some(
-                "Go's default false (TLS, even for an http:// gRPC URL) written, ours is true; set true if the node \
-                 serves plaintext gRPC"
-                    .into(),
-            ),
-        );
+        grpc_insecure_default(cx);
     }
+}
+
+/// A Go file without `pocket_node.grpc_insecure` means Go's false (TLS, even for an `http://` gRPC URL); ours
+/// defaults to true, so false is written.
+pub(super) fn grpc_insecure_default(cx: &mut Cx) {
+    cx.put_agree(
+        "pocket_node.grpc_insecure (not set)",
+        &["pocket_node", "grpc_insecure"],
+        false.into(),
+        Some(
+            "Go's default false (TLS, even for an http:// gRPC URL) written, ours is true; set true if the node \
+             serves plaintext gRPC"
+                .into(),
+        ),
+    );
 }
 
 /// `keys.*`: `keys_file` has our format already; `keys_dir` and `keyring` we cannot read.
