@@ -122,6 +122,9 @@ fn write_out(path: &Path, text: &str, force: bool) -> Result<(), String> {
     } else {
         options.create_new(true);
     }
+    // A new file gets 0600: the config carries the Go files' backend credentials.
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
     let mut file = options.open(path).map_err(|e| {
         if e.kind() == std::io::ErrorKind::AlreadyExists {
             format!("{} exists; not overwritten (use --force to replace it)", path.display())

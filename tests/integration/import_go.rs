@@ -76,6 +76,9 @@ fn import_go_config_writes_a_config_validate_accepts_and_never_overwrites_withou
     let (code, stdout) = validate(&out);
     assert_eq!(code, Some(0), "{stdout}");
     assert!(stdout.contains("valid (3 services, storage Redis)"), "{stdout}");
+    // It carries the backends' credentials: owner-only, like the keys file.
+    use std::os::unix::fs::PermissionsExt as _;
+    assert_eq!(std::fs::metadata(&out).unwrap().permissions().mode() & 0o777, 0o600);
 
     // An existing --out is left alone without --force, replaced with it.
     std::fs::write(&out, "operator's own file\n").unwrap();
