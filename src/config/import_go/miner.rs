@@ -64,6 +64,7 @@ pub(super) fn walk(cx: &mut Cx, root: &Value) {
     if !map.contains_key("pocket_node") {
         shared::grpc_insecure_default(cx);
     }
+    shared::listener_default(cx, map, "metrics", ":9092");
 }
 
 fn transaction(cx: &mut Cx, key: &str, v: &Value) {

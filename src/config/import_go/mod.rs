@@ -221,7 +221,9 @@ pub fn import(relayer: &Value, miner: Option<&Value>, options: &Options) -> Impo
         ),
         None => (
             StorageMode::Embedded,
-            "the Go files have no redis.url; --storage redis to share state in Redis".to_string(),
+            "the Go files have no redis.url (Go would have used redis://localhost:6379); --storage redis to share \
+             state in Redis"
+                .to_string(),
         ),
     };
     let mut cx = Cx {

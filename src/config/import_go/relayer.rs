@@ -81,6 +81,8 @@ pub(super) fn walk(cx: &mut Cx, root: &Value) {
     if !map.contains_key("pocket_node") {
         shared::grpc_insecure_default(cx);
     }
+    shared::listener_default(cx, map, "metrics", "0.0.0.0:9090");
+    shared::listener_default(cx, map, "health_check", "0.0.0.0:8081");
     builtin_profiles(cx, &used, &defined_timeouts, &defined_pools);
 }
 

@@ -30,7 +30,11 @@ pub(super) fn redis(cx: &mut Cx, key: &str, value: &Value) {
     let Some(map) = cx.map_of(key, value) else { return };
     for (name, key, v) in entries(cx, key, map) {
         match name.as_str() {
-            "url" => cx.copy_str(&key, v, &["storage", "redis", "url"]),
+            "url" => match cx.str_of(&key, v) {
+                Some(s) if s.is_empty() => cx.drop_key(&key, "empty: as if not set"),
+                Some(s) => cx.put_agree(&key, &["storage", "redis", "url"], s.into(), None),
+                None => {}
+            },
             "pool_size" | "min_idle_conns" | "pool_timeout_seconds" | "conn_max_idle_time_seconds" => {
                 cx.drop_key(&key, NO_POOL)
             }
@@ -226,6 +230,22 @@ pub(super) fn listener(cx: &mut Cx, key: &str, value: &Value, section: &str) {
             _ => cx.unknown(&key),
         }
     }
+}
+
+/// A Go file without `{section}.addr` listened on Go's default `addr`: written as that, so the other file's
+/// listener is compared with it.
+pub(super) fn listener_default(cx: &mut Cx, root: &serde_norway::Mapping, section: &str, addr: &str) {
+    if root.get(section).and_then(|s| s.get("addr")).is_some() {
+        return;
+    }
+    let (ours, _) = listen_addr(addr);
+    cx.put(
+        &format!("{section}.addr (not set)"),
+        &[section, "addr"],
+        ours.into(),
+        Some(format!("Go's default `{addr}`")),
+        Conflict::Attention("one process serves one listener for relayer and miner: point scrapes and probes at it"),
+    );
 }
 
 /// `logging.*`: level and format; Go's async writer and sampling have no counterpart.

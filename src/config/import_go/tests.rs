@@ -349,7 +349,8 @@ fn keys_without_a_meaning_are_dropped_with_a_reason_and_not_written() {
          cache_warmup: {{enabled: true}}\nhttp_transport: {{disable_compression: true}}\n\
          timeout_profiles: {{fast: {{tls_handshake_timeout_seconds: 3}}}}\n"
     );
-    let miner = "worker_pools: {cpu_multiplier: 8}\ndeduplication_ttl_blocks: 10\nsupplier_claiming: {claim_ttl_seconds: 90}\n\
+    let miner = "metrics: {addr: \"0.0.0.0:9090\"}\nworker_pools: {cpu_multiplier: 8}\ndeduplication_ttl_blocks: 10\n\
+                 supplier_claiming: {claim_ttl_seconds: 90}\n\
                  transaction: {max_rebroadcasts: 2, tx_timeout_max_seconds: 590}\nbatch_size: 10\n";
     let import = run(&relayer, Some(miner));
     assert!(import.issues.is_empty(), "{}", import.report());
@@ -419,6 +420,33 @@ fn one_metrics_listener_for_two_go_listeners_is_an_attention_item() {
     let what = attention(&import, GoFile::Miner, "metrics.addr");
     assert!(what.contains("0.0.0.0:9092") && what.contains("0.0.0.0:9090"), "{what}");
     assert_eq!(config(&import).metrics.addr, "0.0.0.0:9090");
+}
+
+/// Go's default listeners count: a miner file without `metrics` served on :9092, which this process does not.
+#[test]
+fn go_default_listeners_are_compared_too() {
+    let import = run(MIN_RELAYER, Some("redis: {url: \"redis://r:1\"}\n"));
+    let what = attention(&import, GoFile::Miner, "metrics.addr (not set)");
+    assert!(what.contains("0.0.0.0:9092") && what.contains("0.0.0.0:9090"), "{what}");
+    assert_eq!(import.attention().count(), 1, "{}", import.report());
+    let c = config(&import);
+    assert_eq!(
+        (c.metrics.addr.as_str(), c.health_check.addr.as_str()),
+        ("0.0.0.0:9090", "0.0.0.0:8081")
+    );
+    // Set to the relayer's default, nothing to decide.
+    let import = run(MIN_RELAYER, Some("metrics: {addr: \"0.0.0.0:9090\"}\n"));
+    assert_eq!(import.attention().count(), 0, "{}", import.report());
+}
+
+/// An empty `redis.url` is not set: the other file's URL is used, without a disagreement.
+#[test]
+fn an_empty_redis_url_is_not_set() {
+    let relayer = format!("{MIN_RELAYER}redis: {{url: \"\"}}\nmetrics: {{addr: \":9092\"}}\n");
+    let import = run(&relayer, Some("redis: {url: \"redis://r:1\"}\n"));
+    assert_eq!(import.attention().count(), 0, "{}", import.report());
+    assert_dropped(&import, GoFile::Relayer, "redis.url");
+    assert_eq!(config(&import).storage.redis.url, "redis://r:1");
 }
 
 #[test]
