@@ -475,12 +475,6 @@ impl Cx {
         }
     }
 
-    fn copy_str(&mut self, key: &str, value: &Value, to: &[&str]) {
-        if let Some(s) = self.str_of(key, value) {
-            self.put_agree(key, to, s.into(), None);
-        }
-    }
-
     fn copy_bool(&mut self, key: &str, value: &Value, to: &[&str]) {
         if let Some(b) = self.bool_of(key, value) {
             self.put_agree(key, to, b.into(), None);
