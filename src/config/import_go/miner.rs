@@ -30,7 +30,8 @@ pub(super) fn walk(cx: &mut Cx, root: &Value) {
             "batch_size" => cx.drop_key(&key, "the miner sizes its relay-log reads itself; no setting"),
             "cache_ttl" | "session_ttl" => cx.drop_key(
                 &key,
-                "no TTL on the miner's state here: a session's data is removed only after it settled",
+                "no TTL on the miner's state here: a session's data is pruned when its lifecycle ends (proved, settled \
+                 or expired), not by a timer",
             ),
             "submission_tracking_ttl" => cx.drop_key(
                 &key,

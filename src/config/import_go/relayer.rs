@@ -375,7 +375,7 @@ fn http_transport(cx: &mut Cx, key: &str, v: &Value) {
                 &k,
                 "no TLS handshake timeout of its own here: the request timeout bounds it",
             ),
-            "expect_continue_timeout_seconds" => cx.drop_key(&k, "relay-miner never sends `Expect: 100-continue`"),
+            "expect_continue_timeout_seconds" => cx.drop_key(&k, "no `Expect: 100-continue` timeout setting here"),
             "disable_compression" => cx.drop_key(
                 &k,
                 "relay-miner never asks backends for compressed answers, and decodes gzip/deflate ones sent anyway",
