@@ -1,5 +1,6 @@
 //! The command line: clap commands and their dispatch. `main.rs` only parses and calls [`run`].
 
+mod import_go;
 mod loadgen;
 mod localnet;
 mod raft;
@@ -8,6 +9,7 @@ mod sim;
 
 use std::path::PathBuf;
 
+pub use import_go::{ImportGoArgs, StorageArg};
 pub use loadgen::LoadgenArgs;
 pub use localnet::{
     LocalnetArgs, LocalnetSummary, demo_genesis, run as run_localnet, run_with_summary as run_localnet_with_summary,
@@ -36,6 +38,11 @@ pub enum Command {
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
+    /// Convert the Go relay miner's relayer (and miner) config files into one relay-miner config, reporting what
+    /// became of every Go key (mapped, dropped with the reason, or needing your decision) and whether the output
+    /// validates. Exit codes: 0 valid and nothing to decide, 1 the output does not validate, 2 valid but some keys
+    /// need your decision, 3 nothing imported.
+    ImportGoConfig(ImportGoArgs),
     /// Run a local network: simulator chain, demo backend, relay miner on embedded storage and a load generator;
     /// prints a summary and exits 0 when every claim and proof was accepted and nothing was lost.
     Localnet(LocalnetArgs),
@@ -79,6 +86,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         }
         Command::Conformance { files } => conformance(&files),
         Command::Validate { config } => validate(&config),
+        Command::ImportGoConfig(args) => import_go::run(&args),
         Command::Raft(args) => raft::run(args),
         Command::Localnet(args) => {
             let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;

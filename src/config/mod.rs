@@ -9,6 +9,7 @@
 //! loaded by a test so it never rots.
 
 mod backend;
+pub mod import_go;
 mod transaction;
 mod validate;
 

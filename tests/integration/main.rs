@@ -9,6 +9,7 @@ mod conformance_vectors;
 mod fee_check;
 mod full_disk;
 mod heights;
+mod import_go;
 mod localnet;
 mod miner_process;
 mod raft_chaos;
