@@ -61,14 +61,12 @@ fn import_go_config_writes_a_config_validate_accepts_and_never_overwrites_withou
     let (relayer, miner) = write_go_files(dir.path());
     let out = dir.path().join("relay-miner.yaml");
 
-    // The pair: valid output, one decision left (the miner's own metrics port) → exit 2.
+    // The pair: valid output, nothing to decide (the miner's own metrics port is reported as dropped) → exit 0.
     let (code, stdout, stderr) = import(&relayer, Some(&miner), Some(&out), false);
-    assert_eq!(code, Some(2), "{stderr}");
+    assert_eq!(code, Some(0), "{stderr}");
     assert!(stdout.is_empty(), "the config goes to --out: {stdout}");
-    assert!(
-        stderr.contains("attention (1):\n  miner: metrics.addr: attention:"),
-        "{stderr}"
-    );
+    assert!(stderr.contains("attention (0):"), "{stderr}");
+    assert!(stderr.contains("miner: metrics.addr: dropped:"), "{stderr}");
     assert!(
         stderr.contains("validation: the output is a valid relay-miner config"),
         "{stderr}"
@@ -87,7 +85,23 @@ fn import_go_config_writes_a_config_validate_accepts_and_never_overwrites_withou
     assert!(stderr.contains("exists; not overwritten (use --force"), "{stderr}");
     assert_eq!(std::fs::read_to_string(&out).unwrap(), "operator's own file\n");
     let (code, _, stderr) = import(&relayer, Some(&miner), Some(&out), true);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(validate(&out).0, Some(0));
+
+    // A Go setting that needs the operator's decision (claims one per tx, which this miner does not do): the
+    // output is still written and valid, exit 2.
+    let text = std::fs::read_to_string(&miner).unwrap();
+    std::fs::write(
+        &miner,
+        text.replace("disable_claim_batching: false", "disable_claim_batching: true"),
+    )
+    .unwrap();
+    let (code, _, stderr) = import(&relayer, Some(&miner), Some(&out), true);
     assert_eq!(code, Some(2), "{stderr}");
+    assert!(
+        stderr.contains("attention (1):\n  miner: transaction.disable_claim_batching: attention:"),
+        "{stderr}"
+    );
     assert_eq!(validate(&out).0, Some(0));
 
     // The relayer alone: nothing to decide → exit 0, the config on stdout.

@@ -210,21 +210,26 @@ pub(super) fn keys(cx: &mut Cx, key: &str, value: &Value) {
     }
 }
 
+/// Why a second listener is dropped: not a decision to make (one process, one `/metrics` with the relayer's and
+/// the miner's metrics), but scrape configs pointing at the other address must follow, so it is reported.
+const LISTENER_HINT: &str =
+    "one process serves relayer and miner metrics and probes on one listener: point the other scrapes and probes at it";
+
 /// `metrics` / `health_check` listeners: `{enabled, addr}`. One process serves one of each.
 pub(super) fn listener(cx: &mut Cx, key: &str, value: &Value, section: &str) {
     let Some(map) = cx.map_of(key, value) else { return };
     for (name, key, v) in entries(cx, key, map) {
-        let hint = "one process serves one listener for relayer and miner: point scrapes and probes at it";
+        let hint = LISTENER_HINT;
         match name.as_str() {
             "enabled" => {
                 if let Some(b) = cx.bool_of(&key, v) {
-                    cx.put(&key, &[section, "enabled"], b.into(), None, Conflict::Attention(hint));
+                    cx.put(&key, &[section, "enabled"], b.into(), None, Conflict::KeepFirst(hint));
                 }
             }
             "addr" => {
                 if let Some(s) = cx.str_of(&key, v) {
                     let (addr, note) = listen_addr(&s);
-                    cx.put(&key, &[section, "addr"], addr.into(), note, Conflict::Attention(hint));
+                    cx.put(&key, &[section, "addr"], addr.into(), note, Conflict::KeepFirst(hint));
                 }
             }
             _ => cx.unknown(&key),
@@ -244,7 +249,7 @@ pub(super) fn listener_default(cx: &mut Cx, root: &serde_norway::Mapping, sectio
         &[section, "addr"],
         ours.into(),
         Some(format!("Go's default `{addr}`")),
-        Conflict::Attention("one process serves one listener for relayer and miner: point scrapes and probes at it"),
+        Conflict::KeepFirst(LISTENER_HINT),
     );
 }
 

@@ -43,6 +43,14 @@ fn assert_dropped(import: &Import, file: GoFile, key: &str) {
     );
 }
 
+/// The reason a key was dropped (panics if it was not).
+fn dropped_reason<'a>(import: &'a Import, file: GoFile, key: &str) -> &'a str {
+    match fate(import, file, key) {
+        Fate::Dropped(why) => why,
+        other => panic!("{file} {key}: expected dropped, got {other:?}"),
+    }
+}
+
 /// The attention text of a key (panics if the key is not an attention item).
 fn attention<'a>(import: &'a Import, file: GoFile, key: &str) -> &'a str {
     match fate(import, file, key) {
@@ -413,12 +421,18 @@ fn the_files_disagreeing_on_the_node_is_an_attention_item_and_the_relayer_value_
     attention(&import, GoFile::Miner, "pocket_node.grpc_insecure (not set)");
 }
 
+/// Go's miner served its metrics on their own listener; one process serves one: the relayer's stands and the
+/// miner's is reported as dropped, naming both (scrape configs must follow), not as a decision to make.
 #[test]
-fn one_metrics_listener_for_two_go_listeners_is_an_attention_item() {
+fn one_metrics_listener_for_two_go_listeners_keeps_the_relayers() {
     let relayer = format!("{MIN_RELAYER}metrics: {{addr: \"0.0.0.0:9090\"}}\n");
     let import = run(&relayer, Some("metrics: {addr: \":9092\"}\n"));
-    let what = attention(&import, GoFile::Miner, "metrics.addr");
-    assert!(what.contains("0.0.0.0:9092") && what.contains("0.0.0.0:9090"), "{what}");
+    let why = dropped_reason(&import, GoFile::Miner, "metrics.addr");
+    assert!(
+        why.contains("0.0.0.0:9092") && why.contains("0.0.0.0:9090") && why.contains("scrapes"),
+        "{why}"
+    );
+    assert_eq!(import.attention().count(), 0, "{}", import.report());
     assert_eq!(config(&import).metrics.addr, "0.0.0.0:9090");
 }
 
@@ -426,9 +440,9 @@ fn one_metrics_listener_for_two_go_listeners_is_an_attention_item() {
 #[test]
 fn go_default_listeners_are_compared_too() {
     let import = run(MIN_RELAYER, Some("redis: {url: \"redis://r:1\"}\n"));
-    let what = attention(&import, GoFile::Miner, "metrics.addr (not set)");
-    assert!(what.contains("0.0.0.0:9092") && what.contains("0.0.0.0:9090"), "{what}");
-    assert_eq!(import.attention().count(), 1, "{}", import.report());
+    let why = dropped_reason(&import, GoFile::Miner, "metrics.addr (not set)");
+    assert!(why.contains("0.0.0.0:9092") && why.contains("0.0.0.0:9090"), "{why}");
+    assert_eq!(import.attention().count(), 0, "{}", import.report());
     let c = config(&import);
     assert_eq!(
         (c.metrics.addr.as_str(), c.health_check.addr.as_str()),
@@ -618,9 +632,9 @@ fn a_full_go_pair_imports_to_a_valid_config_and_every_key_is_reported() {
             assert!(reported, "{file} {key} not reported:\n{}", import.report());
         }
     }
-    // The one decision a typical pair leaves: Go's miner served metrics on :9092, this process serves one.
-    let attention: Vec<_> = import.attention().map(|i| (i.file, i.key.as_str())).collect();
-    assert_eq!(attention, [(GoFile::Miner, "metrics.addr")], "{}", import.report());
+    // A typical pair leaves nothing to decide (Go's miner metrics on :9092 are reported as dropped).
+    assert_eq!(import.attention().count(), 0, "{}", import.report());
+    assert!(dropped_reason(&import, GoFile::Miner, "metrics.addr").contains("0.0.0.0:9092"));
     assert!(
         import
             .yaml
