@@ -72,6 +72,11 @@ pub trait CometBackend: Send + Sync + 'static {
     fn lowest_height(&self) -> i64 {
         1
     }
+    /// The highest height whose block and block results are served by height (a node lagging the one the miner
+    /// follows; the latest by default).
+    fn highest_height(&self) -> i64 {
+        self.latest().map_or(0, |b| b.height)
+    }
     /// Submits a tx (CheckTx). `Err(reason)` is a JSON-RPC error, as CometBFT answers for a duplicate tx or a
     /// full mempool; a CheckTx rejection is `Ok` with a non-zero code.
     fn broadcast_tx(&self, tx: Vec<u8>) -> Result<BroadcastResult, String>;
@@ -237,7 +242,7 @@ impl Params<'_> {
 /// The `height` argument of `block` / `block_results`, the latest when absent; CometBFT's errors for a height
 /// that is not positive, not committed yet, or pruned.
 fn committed_height(backend: &dyn CometBackend, params: &Params<'_>) -> Result<i64, RpcError> {
-    let latest = backend.latest().map_or(0, |b| b.height);
+    let latest = backend.highest_height();
     match params.height()? {
         None => Ok(latest),
         Some(h) if h <= 0 => Err(RpcError::internal(format!(

@@ -21,6 +21,23 @@ use crate::smst::hash::root_sum_count;
 /// and comes again at the next block) before the lookup goes on without it.
 pub(super) const SETTLEMENT_READ_BLOCKS: i64 = 3;
 
+/// Blocks after the settlement height during which a CometBFT node that does not have the settlement block yet is
+/// waited for. Its RPC is often other infrastructure than the gRPC node the miner follows, and can lag it: its
+/// "must be less than or equal to the current blockchain height" says nothing about the block, so it does not use
+/// up [`SETTLEMENT_READ_BLOCKS`] (a proof landing at the proof window's close would otherwise be judged without its
+/// settlement, not included, while the chain paid: a false loss). Bounded, so a node stuck for good still lets the
+/// session be judged (after 100 blocks: more than an hour and a half of 60 s blocks).
+pub(super) const SETTLEMENT_LAG_BLOCKS: i64 = 100;
+
+/// How many blocks after the settlement height a failed read of it is retried: [`SETTLEMENT_LAG_BLOCKS`] while the
+/// node says it does not have the block yet, else [`SETTLEMENT_READ_BLOCKS`].
+pub(super) fn read_budget(error: &CometError) -> i64 {
+    match error.is_height_not_available() {
+        true => SETTLEMENT_LAG_BLOCKS,
+        false => SETTLEMENT_READ_BLOCKS,
+    }
+}
+
 /// The settlements of one block, kept for the other sessions settled in it (one read per block, not per session),
 /// shared by the lookup and the settlement metrics (module `settled`).
 #[derive(Debug, Default)]
@@ -115,7 +132,7 @@ impl Miner {
         match self.read_settlements(at).await {
             Ok(true) => {}
             Ok(false) => return Ok(None),
-            Err(e) if height <= at + SETTLEMENT_READ_BLOCKS => return Err(MinerError::Comet(e)),
+            Err(e) if height <= at + read_budget(&e) => return Err(MinerError::Comet(e)),
             Err(e) => {
                 tracing::warn!(
                     supplier = key.supplier,

@@ -179,14 +179,15 @@ impl SettlementWatch {
         }
     }
 
-    /// A read of `key`'s settlement block failed at `height`: retried for [`SETTLEMENT_READ_BLOCKS`] blocks after
-    /// the first failure, then given up (the caller stores its mark, then calls [`SettlementWatch::done`]).
-    pub(super) fn read_failed(&mut self, key: &SessionKey, height: i64) -> ReadFailure {
+    /// A read of `key`'s settlement block failed at `height`: retried for `budget` blocks after the first failure
+    /// ([`super::lookup::read_budget`]: more while the node does not have the block yet), then given up (the
+    /// caller stores its mark, then calls [`SettlementWatch::done`]).
+    pub(super) fn read_failed(&mut self, key: &SessionKey, height: i64, budget: i64) -> ReadFailure {
         let Some(w) = self.pending.get_mut(key) else {
             return ReadFailure::GiveUp;
         };
         let since = *w.failing_since.get_or_insert(height);
-        if height >= since + SETTLEMENT_READ_BLOCKS {
+        if height >= since + budget {
             ReadFailure::GiveUp
         } else {
             ReadFailure::Retry
@@ -269,7 +270,8 @@ impl Miner {
                 Err(e) => {
                     let mut given_up = Vec::new();
                     for (key, watched) in block {
-                        if self.settled.read_failed(key, height) == ReadFailure::GiveUp {
+                        if self.settled.read_failed(key, height, super::lookup::read_budget(&e)) == ReadFailure::GiveUp
+                        {
                             given_up.push((key.clone(), watched.clone()));
                         }
                     }
@@ -609,10 +611,17 @@ mod tests {
         let r = record("a", State::Proved, 19);
         w.watch(&r, 1);
         for height in 20..20 + SETTLEMENT_READ_BLOCKS {
-            assert_eq!(w.read_failed(&r.key, height), ReadFailure::Retry, "at {height}");
+            assert_eq!(
+                w.read_failed(&r.key, height, SETTLEMENT_READ_BLOCKS),
+                ReadFailure::Retry,
+                "at {height}"
+            );
             assert!(w.is_pending(&r.key));
         }
-        assert_eq!(w.read_failed(&r.key, 20 + SETTLEMENT_READ_BLOCKS), ReadFailure::GiveUp);
+        assert_eq!(
+            w.read_failed(&r.key, 20 + SETTLEMENT_READ_BLOCKS, SETTLEMENT_READ_BLOCKS),
+            ReadFailure::GiveUp
+        );
         assert!(w.is_pending(&r.key), "pending until its mark is stored");
         w.done(&r.key);
         assert!(!w.is_pending(&r.key));

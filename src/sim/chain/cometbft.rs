@@ -50,6 +50,11 @@ impl CometBackend for SimChain {
         self.state().lowest_served_height.max(1)
     }
 
+    fn highest_height(&self) -> i64 {
+        let s = self.state();
+        (s.height - s.comet_lag_blocks.max(0)).max(0)
+    }
+
     fn broadcast_tx(&self, tx: Vec<u8>) -> Result<BroadcastResult, String> {
         let hash = crate::protocol::sha256(&tx);
         match self.submit_tx(tx) {

@@ -247,6 +247,10 @@ pub struct ChainState {
     /// Test knob: the lowest block the CometBFT endpoints still serve (`block`, `block_results`), as a node
     /// with pruning (CometBFT `retain_height`); lower heights are answered with CometBFT's error. 0 = all.
     pub lowest_served_height: i64,
+    /// Test knob: how many blocks the CometBFT endpoint's `block` / `block_results` by height lag the chain (its
+    /// RPC on other infrastructure than the gRPC node): a height within them is answered "must be less than or
+    /// equal to the current blockchain height". 0 = none.
+    pub comet_lag_blocks: i64,
     /// The mempool's largest tx (CometBFT `mempool.max_tx_bytes`; [`DEFAULT_MAX_TX_BYTES`]).
     pub max_tx_bytes: usize,
     /// The node's `minimum-gas-prices` (app.toml; [`SimChain::set_minimum_gas_prices`]): CheckTx refuses a lower
@@ -525,6 +529,7 @@ impl SimChain {
             drop_accepted_txs: 0,
             discard_settlements: 0,
             lowest_served_height: 0,
+            comet_lag_blocks: 0,
             max_tx_bytes: DEFAULT_MAX_TX_BYTES,
             minimum_gas_prices: Vec::new(),
             node_config_unavailable: false,

@@ -69,3 +69,46 @@ async fn a_claim_settled_before_the_miner_looked_it_up_is_read_from_the_settleme
         }
     }
 }
+
+/// The same with a CometBFT endpoint lagging the gRPC node the miner follows (often other infrastructure): its
+/// "must be less than or equal to the current blockchain height" for the settlement block is waited out, not
+/// counted among the few failed reads after which the session is judged without the events; once it serves the
+/// block, the claim counts as included and paid. Judged after 3 blocks before: `claim_not_included`, a false
+/// loss of a paid claim.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lagging_comet_endpoint_is_waited_for_not_judged_without_the_settlement() {
+    let Claimed {
+        f,
+        miner,
+        telemetry,
+        schedule,
+        ..
+    } = claimed(genesis()).await;
+    let mut miner = miner.with_settlements_from(f.comet.clone());
+    while f.chain.height() <= schedule.settlement {
+        f.chain.produce_block();
+    }
+    assert!(f.client.claim(&f.key.session_id, &f.supplier).await.unwrap().is_none());
+    let lag = super::super::lookup::SETTLEMENT_READ_BLOCKS + 4;
+    f.chain.state().comet_lag_blocks = lag;
+    // Past the settlement by more than SETTLEMENT_READ_BLOCKS while the endpoint does not have its block.
+    for _ in 1..lag {
+        let _ = miner.step().await;
+        assert_eq!(
+            miner.engine.session(&f.key).map(|r| r.state),
+            Some(crate::miner::lifecycle::State::Claiming),
+            "at {}: waiting for the settlement block",
+            f.chain.height()
+        );
+        f.chain.produce_block();
+    }
+    f.chain.state().comet_lag_blocks = 0;
+    miner.step().await.unwrap();
+    assert!(miner.engine.session(&f.key).is_none(), "decided and pruned");
+    let text = telemetry.render_metrics();
+    let included = text
+        .lines()
+        .find(|l| l.starts_with("ha_miner_claim_inclusion_outcome_total{") && l.contains("outcome=\"included\""));
+    assert!(included.is_some_and(|l| l.ends_with(" 1")), "{text}");
+    assert!(!text.contains("ha_miner_upokt_lost_total{"), "{text}");
+}
