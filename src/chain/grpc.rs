@@ -85,6 +85,19 @@ impl GrpcError {
     }
 }
 
+/// While calls are open, an HTTP/2 ping goes to the node after this long without a frame from it.
+///
+/// A connection a load balancer or NAT dropped silently (no RST) otherwise stays "open": every call on it times
+/// out, and the channel never reconnects until the kernel gives up on the socket (about 15 min with Linux's
+/// defaults), longer than a claim or proof window of 60 s blocks. A ping not answered within
+/// [`KEEP_ALIVE_TIMEOUT`] closes the connection and the next call dials anew. Never sent on an idle connection
+/// (grpc-go servers, cosmos-sdk's included, answer pings more often than every 5 min without calls open with
+/// GOAWAY `too_many_pings`), and rarely on a busy one (any frame from the node restarts the interval).
+pub const KEEP_ALIVE_INTERVAL: Duration = Duration::from_secs(20);
+
+/// How long a keep-alive ping may go unanswered before the connection is dropped ([`KEEP_ALIVE_INTERVAL`]).
+pub const KEEP_ALIVE_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// A cheaply clonable unary gRPC client over one lazily connected, multiplexed HTTP/2 channel.
 #[derive(Debug, Clone)]
 pub struct GrpcClient {
@@ -121,6 +134,19 @@ impl GrpcClient {
 
     /// A client for `url` with `tls` deciding TLS (see [`GrpcTls`]).
     pub fn with_tls(url: &str, timeout: Duration, tls: &GrpcTls) -> Result<Self, GrpcError> {
+        Self::with_keep_alive(url, timeout, tls, KEEP_ALIVE_INTERVAL, KEEP_ALIVE_TIMEOUT)
+    }
+
+    /// [`Self::with_tls`] with HTTP/2 keep-alive pings after `interval` without a frame from the node while calls
+    /// are open, the connection dropped when one is not answered within `ping_timeout` (see
+    /// [`KEEP_ALIVE_INTERVAL`]).
+    pub fn with_keep_alive(
+        url: &str,
+        timeout: Duration,
+        tls: &GrpcTls,
+        interval: Duration,
+        ping_timeout: Duration,
+    ) -> Result<Self, GrpcError> {
         let bad = |reason: String| GrpcError::BadEndpoint {
             url: url.to_string(),
             reason,
@@ -133,7 +159,10 @@ impl GrpcClient {
         let endpoint = Endpoint::from_shared(target.clone())
             .map_err(|e| bad(e.to_string()))?
             .timeout(timeout)
-            .connect_timeout(timeout);
+            .connect_timeout(timeout)
+            .http2_keep_alive_interval(interval)
+            .keep_alive_timeout(ping_timeout)
+            .keep_alive_while_idle(false);
         let channel = if target.starts_with("https://") {
             let config = crate::chain::tls::client_config(tls.ca_file.as_deref(), crate::chain::tls::Alpn::H2)
                 .map_err(|e| bad(e.to_string()))?;
@@ -306,5 +335,109 @@ mod tests {
         let chain = crate::chain::query::ChainClient::new(&url, Duration::from_millis(300)).unwrap();
         let err = chain.broadcast(vec![1, 2, 3]).await.unwrap_err();
         assert!(err.is_retryable(), "{err}");
+    }
+
+    /// A TCP proxy to `upstream` whose connections accepted before [`Blackhole::freeze`] stop forwarding without
+    /// closing (a load balancer or NAT that dropped them silently); later connections forward normally.
+    struct Blackhole {
+        addr: std::net::SocketAddr,
+        accepted: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+        frozen_below: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    }
+
+    impl Blackhole {
+        async fn to(upstream: std::net::SocketAddr) -> Self {
+            use std::sync::atomic::Ordering::SeqCst;
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let addr = listener.local_addr().unwrap();
+            let accepted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+            let frozen_below = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+            let (count, frozen) = (accepted.clone(), frozen_below.clone());
+            tokio::spawn(async move {
+                loop {
+                    let (inbound, _) = listener.accept().await.unwrap();
+                    let index = count.fetch_add(1, SeqCst);
+                    let outbound = tokio::net::TcpStream::connect(upstream).await.unwrap();
+                    let (ri, wi) = inbound.into_split();
+                    let (ro, wo) = outbound.into_split();
+                    for (mut from, mut to) in [(ri, wo), (ro, wi)].map(|(r, w)| {
+                        let r: Box<dyn tokio::io::AsyncRead + Send + Unpin> = Box::new(r);
+                        let w: Box<dyn tokio::io::AsyncWrite + Send + Unpin> = Box::new(w);
+                        (r, w)
+                    }) {
+                        let frozen = frozen.clone();
+                        tokio::spawn(async move {
+                            use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+                            let mut buf = vec![0u8; 16 * 1024];
+                            loop {
+                                let n = match from.read(&mut buf).await {
+                                    Ok(0) | Err(_) => return,
+                                    Ok(n) => n,
+                                };
+                                if index < frozen.load(SeqCst) {
+                                    // Silently dropped: hold both sockets, forward nothing, never close.
+                                    let _keep = (from, to);
+                                    std::future::pending::<()>().await;
+                                    return;
+                                }
+                                if to.write_all(&buf[..n]).await.is_err() {
+                                    return;
+                                }
+                            }
+                        });
+                    }
+                }
+            });
+            Self {
+                addr,
+                accepted,
+                frozen_below,
+            }
+        }
+
+        fn freeze(&self) {
+            use std::sync::atomic::Ordering::SeqCst;
+            self.frozen_below.store(self.accepted.load(SeqCst), SeqCst);
+        }
+    }
+
+    /// A connection dropped silently (no RST) under a channel in use: the keep-alive ping goes unanswered, the
+    /// connection is closed and the next call dials anew, within a few seconds here (short intervals for the
+    /// test). Without keep-alive every call times out on the dead connection until the kernel gives up on it.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_silently_dropped_connection_is_replaced() {
+        let router = crate::sim::grpc::GrpcRouter::new()
+            .unary(method::BROADCAST_TX, |_: wire::BroadcastTxRequest| async move {
+                Ok(wire::BroadcastTxResponse::default())
+            });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let upstream = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, router.into_axum()).await });
+        let proxy = Blackhole::to(upstream).await;
+        let grpc = GrpcClient::with_keep_alive(
+            &format!("http://{}", proxy.addr),
+            Duration::from_millis(500),
+            &GrpcTls::plaintext_or_https(),
+            Duration::from_secs(1),
+            Duration::from_millis(500),
+        )
+        .unwrap();
+        let call =
+            || grpc.unary::<_, wire::BroadcastTxResponse>(method::BROADCAST_TX, wire::BroadcastTxRequest::default());
+        call().await.unwrap();
+        proxy.freeze();
+        assert!(call().await.is_err(), "the connection is dead");
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+        while call().await.is_err() {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "still on the dead connection after 15 s"
+            );
+        }
+        assert_eq!(
+            proxy.accepted.load(std::sync::atomic::Ordering::SeqCst),
+            2,
+            "dialled anew once"
+        );
     }
 }
