@@ -213,6 +213,15 @@ impl Miner {
     /// [`Self::submit`] but for the records whose kept txs changed.
     async fn submit_due(&mut self, kind: TxKind, supplier: &str, keys: Vec<SessionKey>) -> Result<Step, MinerError> {
         self.forget_unknown_txs_of_done_sessions();
+        // A re-send of a session whose earlier tx of this kind the node took (still kept: it may land) finds out
+        // about that tx and broadcasts its same bytes again before any new tx (module `kept`).
+        for key in &keys {
+            if self.unknown_txs.get(kind, key).is_none()
+                && let Some(tx) = self.kept_txs.carrying(kind, key)
+            {
+                self.unknown_txs.insert(kind, std::slice::from_ref(key), tx);
+            }
+        }
         let (unknown, keys): (Vec<SessionKey>, Vec<SessionKey>) = keys
             .into_iter()
             .partition(|key| self.unknown_txs.get(kind, key).is_some());

@@ -15,13 +15,19 @@
 //! built for its sessions. A tx stored and never broadcast (a crash in between) is then broadcast once, or
 //! expires and is replaced.
 //!
-//! What this does not do, on purpose: the leader that sent a tx the node took (code 0) still builds a new one
-//! when the engine re-sends (the chain has not shown the message two blocks after the send), and a tx of
-//! unknown outcome whose same bytes a node now refuses (mempool full, a fee raised, a sequence moved) is
-//! replaced at the next block though it may still sit in another node's mempool. Both can pay a second fee if
-//! the first tx lands after all; holding the session until the first tx expires instead would, when it never
-//! lands (evicted, or kept out of blocks), leave too few blocks in the window for the replacement, and lose the
-//! session's reward (a claim) or be slashed (a proof). A fee is the smaller loss.
+//! The leader's own re-send (the engine sends again when the chain does not show the message two blocks after a
+//! send the node took, code 0) goes the same way: its kept tx is looked up by hash and its same bytes broadcast
+//! again (code 19: the node still has it), and only a tx the node refuses now is replaced. Signing a new tx there
+//! instead made a tx held up two or more blocks (full blocks at a window's open) land beside its replacement, the
+//! chain taking the second as an update and charging its fee (and a second proof submission fee). The same bytes
+//! can still land because an unordered tx's timeout covers its window at the chain's pace (module `ttl`), and an
+//! ordered tx's `timeout_height` is the window's close.
+//!
+//! What this does not do, on purpose: a tx whose same bytes a node now refuses (mempool full, a fee raised, a
+//! sequence moved) is replaced at the next block though it may still sit in another node's mempool. That can pay
+//! a second fee if the first tx lands after all; holding the session until the first tx expires instead would,
+//! when it never lands, leave too few blocks in the window for the replacement, and lose the session's reward (a
+//! claim) or be slashed (a proof). A fee is the smaller loss.
 
 use std::collections::BTreeMap;
 
@@ -164,9 +170,8 @@ impl KeptTxs {
 
     /// Keeps `tx`, stored in the record of `keys[0]`, for `keys`' messages of `kind`. Txs of the same kind kept
     /// for any of `keys` are superseded and dropped; returns their holders, whose records must be written again.
-    /// (A tx of unknown outcome is found out about before a new one is built; a tx the node took, code 0, is
-    /// replaced when the engine re-sends because the chain still does not have its message two blocks later: see
-    /// the module docs for why that risk of a second fee is taken.)
+    /// (A tx of unknown outcome, and a tx the node took when the engine re-sends, is found out about before a new
+    /// one is built: see the module docs.)
     pub(in crate::miner::driver) fn keep(&mut self, kind: TxKind, keys: &[SessionKey], tx: SentTx) -> Vec<SessionKey> {
         let Some(holder) = keys.first() else {
             return Vec::new();
@@ -188,6 +193,14 @@ impl KeptTxs {
             },
         );
         superseded
+    }
+
+    /// The kept tx of `kind` that carries `key`'s message (a tx the node took, or one of unknown outcome).
+    pub(in crate::miner::driver) fn carrying(&self, kind: TxKind, key: &SessionKey) -> Option<SentTx> {
+        self.by_holder
+            .iter()
+            .find(|((k, _), kept)| *k == kind && kept.keys.contains(key))
+            .map(|(_, kept)| kept.tx.clone())
     }
 
     /// Drops the tx of `kind` held by `holder` (it did not leave, or its outcome is known).
