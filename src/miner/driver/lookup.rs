@@ -21,21 +21,35 @@ use crate::smst::hash::root_sum_count;
 /// and comes again at the next block) before the lookup goes on without it.
 pub(super) const SETTLEMENT_READ_BLOCKS: i64 = 3;
 
-/// Blocks after the settlement height during which a CometBFT node that does not have the settlement block yet is
-/// waited for. Its RPC is often other infrastructure than the gRPC node the miner follows, and can lag it: its
-/// "must be less than or equal to the current blockchain height" says nothing about the block, so it does not use
-/// up [`SETTLEMENT_READ_BLOCKS`] (a proof landing at the proof window's close would otherwise be judged without its
-/// settlement, not included, while the chain paid: a false loss). Bounded, so a node stuck for good still lets the
+/// Blocks after the settlement height during which a CometBFT node that cannot answer for the settlement block yet
+/// is waited for: one that does not have the block ("must be less than or equal to the current blockchain height":
+/// its RPC is often other infrastructure than the gRPC node the miner follows, and can lag it), or that does not
+/// answer at all (down, timing out). Neither says anything about the block, so neither uses up
+/// [`SETTLEMENT_READ_BLOCKS`], which is for the node's own refusals (one that discards ABCI responses answers every
+/// height with an error): a proof landing at the proof window's close would otherwise be judged without its
+/// settlement, not included, while the chain paid (a false loss). Bounded, so a node gone for good still lets the
 /// session be judged (after 100 blocks: more than an hour and a half of 60 s blocks).
 pub(super) const SETTLEMENT_LAG_BLOCKS: i64 = 100;
 
 /// How many blocks after the settlement height a failed read of it is retried: [`SETTLEMENT_LAG_BLOCKS`] while the
-/// node says it does not have the block yet, else [`SETTLEMENT_READ_BLOCKS`].
+/// node does not have the block yet or does not answer (transport, timeout, a proxy's 5xx), else
+/// [`SETTLEMENT_READ_BLOCKS`].
 pub(super) fn read_budget(error: &CometError) -> i64 {
-    match error.is_height_not_available() {
+    let waiting = error.is_height_not_available()
+        || matches!(error, CometError::Transport { .. } | CometError::Timeout { .. })
+        || matches!(error, CometError::Http { status, .. } if *status >= 500);
+    match waiting {
         true => SETTLEMENT_LAG_BLOCKS,
         false => SETTLEMENT_READ_BLOCKS,
     }
+}
+
+/// What a session's settlement read gave ([`Miner::settlement_of`]).
+enum Settlement {
+    /// Read (or not readable for good, or not due): the session's settlement, if the block has one.
+    Read(Option<Box<ClaimSettlement>>),
+    /// The CometBFT node cannot answer for the block yet: no answer this block.
+    NotYet,
 }
 
 /// The settlements of one block, kept for the other sessions settled in it (one read per block, not per session),
@@ -80,7 +94,11 @@ impl Miner {
         let claim = self.chain.claim(&key.session_id, &key.supplier).await?;
         let settled = match claim {
             Some(_) => None,
-            None => self.settlement_of(&key).await?,
+            None => match self.settlement_of(&key).await? {
+                Settlement::Read(settled) => settled.map(|s| *s),
+                // No answer: the engine asks again at the next block.
+                Settlement::NotYet => return Ok(Step::default()),
+            },
         };
         // The root's sum and count: what the claim on chain pays for.
         let claimed_totals = match (&claim, &settled) {
@@ -117,22 +135,38 @@ impl Miner {
     }
 
     /// The settlement of `key`'s claim, when the chain is past the session's settlement height and its events
-    /// say what happened; `None` before that, without a CometBFT client, or when no event matches.
-    async fn settlement_of(&mut self, key: &SessionKey) -> Result<Option<ClaimSettlement>, MinerError> {
+    /// say what happened; `None` before that, without a CometBFT client, or when no event matches; `NotYet` while
+    /// the CometBFT node is waited for ([`SETTLEMENT_LAG_BLOCKS`]).
+    async fn settlement_of(&mut self, key: &SessionKey) -> Result<Settlement, MinerError> {
         let Some(record) = self.engine.session(key) else {
-            return Ok(None);
+            return Ok(Settlement::Read(None));
         };
         let at = record.schedule.settlement;
         let (application, service) = (record.application_address.clone(), record.service_id.clone());
         let session_end = record.schedule.session_end;
         let height = self.engine.height();
         if height < at {
-            return Ok(None);
+            return Ok(Settlement::Read(None));
         }
         match self.read_settlements(at).await {
             Ok(true) => {}
-            Ok(false) => return Ok(None),
-            Err(e) if height <= at + read_budget(&e) => return Err(MinerError::Comet(e)),
+            Ok(false) => return Ok(Settlement::Read(None)),
+            Err(e) if height <= at + SETTLEMENT_READ_BLOCKS => return Err(MinerError::Comet(e)),
+            // Waited for without failing the block's work (no WARN per block, no processing lag): said once.
+            Err(e) if height <= at + read_budget(&e) => {
+                if height == at + SETTLEMENT_READ_BLOCKS + 1 {
+                    tracing::warn!(
+                        supplier = key.supplier,
+                        session = key.session_id,
+                        height = at,
+                        error = %e,
+                        "the CometBFT node cannot answer for the settlement block yet (behind the gRPC node, or \
+                         unreachable): waiting for it up to {SETTLEMENT_LAG_BLOCKS} blocks before judging the \
+                         session without it"
+                    );
+                }
+                return Ok(Settlement::NotYet);
+            }
             Err(e) => {
                 tracing::warn!(
                     supplier = key.supplier,
@@ -142,19 +176,21 @@ impl Miner {
                     "cannot read the settlement block's events; the session's claim is gone from the chain \
                      and is judged without them"
                 );
-                return Ok(None);
+                return Ok(Settlement::Read(None));
             }
         }
-        Ok(self
-            .settlements
-            .block
-            .claims
-            .iter()
-            .find(|s| {
-                s.is_for(&key.supplier, &application, &service, session_end)
-                    && s.session_id.as_ref().is_none_or(|id| *id == key.session_id)
-            })
-            .cloned())
+        Ok(Settlement::Read(
+            self.settlements
+                .block
+                .claims
+                .iter()
+                .find(|s| {
+                    s.is_for(&key.supplier, &application, &service, session_end)
+                        && s.session_id.as_ref().is_none_or(|id| *id == key.session_id)
+                })
+                .cloned()
+                .map(Box::new),
+        ))
     }
 
     /// Reads block `at`'s settlement events into the cache ([`Miner::settlement_block`]), unless it holds them
@@ -202,5 +238,48 @@ impl Miner {
     /// The settlements of the block [`Miner::read_settlements`] read last.
     pub(super) fn settlement_block(&self) -> &BlockSettlements {
         &self.settlements.block
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    /// A node that has not the block yet, or does not answer, is waited for; its own refusals (a node discarding
+    /// ABCI responses, a pruned height) use up the few blocks of [`SETTLEMENT_READ_BLOCKS`].
+    #[test]
+    fn what_is_waited_for() {
+        let rpc = |data: &str| CometError::Rpc {
+            method: "block_results".into(),
+            code: -32603,
+            message: "Internal error".into(),
+            data: data.into(),
+        };
+        let waited = [
+            rpc("height 20 must be less than or equal to the current blockchain height 14"),
+            CometError::Transport {
+                method: "block_results".into(),
+                message: "connection refused".into(),
+            },
+            CometError::Timeout {
+                method: "block_results".into(),
+                after: Duration::from_secs(5),
+            },
+            CometError::Http {
+                method: "block_results".into(),
+                status: 502,
+                body: "bad gateway".into(),
+            },
+        ];
+        for e in &waited {
+            assert_eq!(read_budget(e), SETTLEMENT_LAG_BLOCKS, "{e}");
+        }
+        for e in [
+            rpc("height 3 is not available, lowest height is 10"),
+            rpc("block results are not stored (discard_abci_responses)"),
+        ] {
+            assert_eq!(read_budget(&e), SETTLEMENT_READ_BLOCKS, "{e}");
+        }
     }
 }

@@ -201,11 +201,9 @@ async fn an_unreadable_settlement_block_is_given_up_and_counted_once() {
         schedule,
         ..
     } = leading().await;
-    let closed = {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.local_addr().unwrap()
-    };
-    miner.comet = Some(crate::chain::comet::CometClient::new(&format!("http://{closed}")).unwrap());
+    // The node refuses the block for good (pruned: "height X is not available"); a node that does not answer,
+    // or does not have the block yet, is waited for longer (`lookup::SETTLEMENT_LAG_BLOCKS`).
+    f.chain.state().lowest_served_height = schedule.settlement + 1;
     let unread = |text: &str| series(text, "ha_miner_settlements_unread_total", &["reason=\"read_failed\""]);
     let mut given_up_at = None;
     while f.chain.height() <= schedule.settlement + 20 {
