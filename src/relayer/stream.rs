@@ -533,7 +533,14 @@ impl Relayer {
                     Settle::Optimistic { structure, arrival, .. } => {
                         served(self);
                         if let Some(e) = &failed {
+                            // Settled beside the error item (a gateway slow to take it must not hold the
+                            // settlement past the claim's height), in the detachments the shutdown waits for.
+                            let this = Arc::clone(self);
+                            self.detached.run(async move {
+                                this.settle_optimistic(request, item, structure, status, arrival).await
+                            });
                             write(&error_response(e, header.clone())).await;
+                            return;
                         }
                         drop(tx);
                         self.settle_optimistic(request, item, structure, status, arrival).await;
