@@ -580,23 +580,6 @@ impl ChainClient {
         Ok(response.compute_units_per_relay)
     }
 
-    /// The claim of (session, supplier), if on chain.
-    pub async fn claim(&self, session_id: &str, supplier: &str) -> Result<Option<wire::Claim>, ChainError> {
-        let request = wire::QueryGetClaimRequest {
-            session_id: session_id.to_string(),
-            supplier_operator_address: supplier.to_string(),
-        };
-        match self
-            .grpc
-            .unary::<_, wire::QueryGetClaimResponse>(method::CLAIM, request)
-            .await
-        {
-            Ok(r) => Ok(r.claim),
-            Err(e) if e.is_not_found() => Ok(None),
-            Err(e) => Err(e.into()),
-        }
-    }
-
     /// The chain id of the node's latest block header.
     pub async fn node_chain_id(&self) -> Result<String, ChainError> {
         super::chain_id::node_chain_id(&self.grpc).await
@@ -798,6 +781,7 @@ fn simulated_gas(response: wire::SimulateResponse) -> Result<u64, ChainError> {
     }
 }
 
+mod claims;
 #[cfg(test)]
 mod behind_tests;
 #[cfg(test)]

@@ -8,6 +8,7 @@
 //! tests call it directly for deterministic heights.
 
 mod ante;
+mod claim_history;
 mod cometbft;
 mod events;
 pub mod fees;
@@ -186,6 +187,9 @@ pub struct ChainState {
     pub accounts: BTreeMap<String, Account>,
     /// Live claims by (session id, supplier): a `Claim` query finds these.
     pub claims: BTreeMap<(String, String), ClaimEntry>,
+    /// The claims as of each height they changed at: a `Claim` query pinned to a height, or answered by a
+    /// lagging node, reads them ([`ChainState::claim_at`]).
+    pub claim_history: claim_history::ClaimHistory,
     /// Claims removed at settlement (poktroll deletes them from state; an archive node still has them), with
     /// their outcome; for tests and `localnet` reports.
     pub settled: BTreeMap<(String, String), ClaimEntry>,
@@ -509,6 +513,7 @@ impl SimChain {
             suppliers,
             accounts,
             claims: BTreeMap::new(),
+            claim_history: claim_history::ClaimHistory::default(),
             mempool: Vec::new(),
             block_txs: BTreeMap::new(),
             check_sequences: BTreeMap::new(),
@@ -652,6 +657,10 @@ impl SimChain {
                 s.shared = params;
             }
             s.recheck(waiting);
+            let ChainState {
+                claims, claim_history, ..
+            } = &mut *s;
+            claim_history.record(height, claims);
             cometbft::block_info(&s, height)
         };
         let height = block.as_ref().map_or(0, |b| b.height);
