@@ -217,11 +217,7 @@ impl GrpcClient {
         })?;
         let codec = tonic_prost::ProstCodec::<Req, Resp>::default();
         match grpc
-            .unary(
-                request,
-                http::uri::PathAndQuery::from_static(path),
-                codec,
-            )
+            .unary(request, http::uri::PathAndQuery::from_static(path), codec)
             .await
         {
             Ok(response) => {

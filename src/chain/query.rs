@@ -781,9 +781,9 @@ fn simulated_gas(response: wire::SimulateResponse) -> Result<u64, ChainError> {
     }
 }
 
-mod claims;
 #[cfg(test)]
 mod behind_tests;
+mod claims;
 #[cfg(test)]
 mod inflation_tests;
 #[cfg(test)]

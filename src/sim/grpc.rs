@@ -194,7 +194,9 @@ fn pinned_height(metadata: &tonic::metadata::MetadataMap) -> Result<Option<i64>,
         .and_then(|v| v.parse::<i64>().ok())
         .ok_or_else(|| Status::invalid_argument("invalid height header: invalid request"))?;
     if height < 0 {
-        return Err(Status::invalid_argument("height < 0; can't query at a negative height: invalid request"));
+        return Err(Status::invalid_argument(
+            "height < 0; can't query at a negative height: invalid request",
+        ));
     }
     Ok((height > 0).then_some(height))
 }

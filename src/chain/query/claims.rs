@@ -20,10 +20,13 @@ impl ChainClient {
     /// Behind a per-request load balancer a backend answers from its own state, which may be blocks behind the
     /// tip the miner acts on: a claim included in the last blocks of its window then reads "absent", and the
     /// miner re-sends it (a fee) or, past the window, expires the session as lost (the whole reward). Pinned to
-    /// `height` (`x-cosmos-block-height`, [`GrpcClient::unary_pinned`](crate::chain::grpc::GrpcClient::unary_pinned)), a node without that height refuses,
-    /// a retryable [`ChainError::Grpc`] ([`GrpcError::is_height_in_the_future`](crate::chain::grpc::GrpcError::is_height_in_the_future)), and an answer read from an
-    /// older state (a proxy that drops the header) is [`ChainError::Behind`]: the miner looks again at its next
-    /// block, and neither is ever "absent".
+    /// `height` (`x-cosmos-block-height`, [`GrpcClient::unary_pinned`]), a node without that height refuses: a
+    /// retryable [`ChainError::Grpc`] ([`GrpcError::is_height_in_the_future`]). An answer read from an older
+    /// state (a proxy that drops the header) is [`ChainError::Behind`]. The miner looks again at its next
+    /// block; neither is ever "absent".
+    ///
+    /// [`GrpcClient::unary_pinned`]: super::GrpcClient::unary_pinned
+    /// [`GrpcError::is_height_in_the_future`]: super::GrpcError::is_height_in_the_future
     pub async fn claim_at(
         &self,
         session_id: &str,
