@@ -1,11 +1,13 @@
 //! `Claim` queries as of a height, over gRPC: pinned by the request (`x-cosmos-block-height`) they answer the
 //! claim as the chain held it at that height (created, its proof validated, removed at settlement), a height the
 //! node has not committed is refused as cosmos-sdk refuses it, and a lagging node (`query_lag_blocks`) answers
-//! un-pinned queries from its older state and refuses pinned ones above it.
+//! un-pinned queries from its older state and refuses pinned ones above it. [`ChainClient::claim_at`] takes a
+//! refusal as an error, never "absent", unless the node's own state holds the claim.
 
 use super::*;
 use crate::chain::grpc::GrpcError;
 use crate::chain::query::ChainError;
+use crate::protocol::wire::method;
 
 /// The fixture session's claim as of `height` (`None`: un-pinned).
 async fn claim_at(f: &Fixture, height: Option<i64>) -> Result<Option<wire::Claim>, ChainError> {
@@ -65,14 +67,27 @@ async fn a_claim_query_answers_as_of_the_pinned_height_and_a_lagging_node_as_of_
     let (stale, served) = f
         .client
         .grpc()
-        .unary_at::<_, wire::QueryGetClaimResponse>(crate::protocol::wire::method::CLAIM, request)
+        .unary_at::<_, wire::QueryGetClaimResponse>(method::CLAIM, request)
         .await
         .unwrap();
     assert_eq!(served, Some(w.settlement - 1));
     assert_eq!(stale.claim.map(|c| c.proof_validation_status), Some(validated));
     for pinned in [w.settlement, w.settlement + 2] {
-        assert_refused(claim_at(&f, Some(pinned)).await, &format!("pinned at {pinned}, node behind"));
+        let request = wire::QueryGetClaimRequest {
+            session_id: f.header.session_id.clone(),
+            supplier_operator_address: f.supplier_address.clone(),
+        };
+        let refused = f
+            .client
+            .grpc()
+            .unary_pinned::<_, wire::QueryGetClaimResponse>(method::CLAIM, request, Some(pinned))
+            .await
+            .map(|_| None);
+        assert_refused(refused.map_err(ChainError::from), &format!("pinned at {pinned}"));
     }
+    // The client, refused, takes the claim the node still holds from its un-pinned answer.
+    let held = claim_at(&f, Some(w.settlement + 2)).await.unwrap();
+    assert_eq!(held.map(|c| c.root_hash), Some(created.root_hash.clone()));
     assert!(claim_at(&f, Some(w.settlement - 1)).await.unwrap().is_some());
     assert_eq!(claim_at(&f, Some(landed - 1)).await.unwrap(), None);
     // Caught up: the latest state.
