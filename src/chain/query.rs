@@ -13,6 +13,8 @@ use super::grpc::{GrpcClient, GrpcError};
 use crate::protocol::inflation::InflationPerClaim;
 use crate::protocol::wire::{self, method, tendermint_method};
 
+pub use claims::ClaimAnswer;
+
 /// Errors of chain queries.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum ChainError {

@@ -40,6 +40,18 @@ impl ChainClient {
         supplier: &str,
         height: Option<i64>,
     ) -> Result<Option<wire::Claim>, ChainError> {
+        Ok(self.claim_as_of(session_id, supplier, height).await?.claim)
+    }
+
+    /// [`ChainClient::claim_at`], with the height the answer was read at: below `height` when a node behind
+    /// answered with the claim it holds. What such a claim says of its proof (`proof_validation_status`) is as
+    /// of that older height: a proof validated since reads "not validated" there.
+    pub async fn claim_as_of(
+        &self,
+        session_id: &str,
+        supplier: &str,
+        height: Option<i64>,
+    ) -> Result<ClaimAnswer, ChainError> {
         let request = wire::QueryGetClaimRequest {
             session_id: session_id.to_string(),
             supplier_operator_address: supplier.to_string(),
@@ -50,27 +62,42 @@ impl ChainClient {
             .await;
         match answer {
             Ok((response, served)) => match (response.claim, served, height) {
-                (Some(claim), _, _) => Ok(Some(claim)),
                 (None, Some(served), Some(height)) if served < height => Err(ChainError::Behind {
                     query: "claim",
                     height,
                     served,
                 }),
-                (None, _, _) => Ok(None),
+                (claim, served, height) => Ok(ClaimAnswer {
+                    claim,
+                    as_of: served.or(height),
+                }),
             },
             // Never a refusal of the height (`is_not_found` excludes it).
-            Err(e) if e.is_not_found() => Ok(None),
+            Err(e) if e.is_not_found() => Ok(ClaimAnswer { claim: None, as_of: height }),
             Err(e) if height.is_some() && e.is_height_in_the_future() => {
                 let unpinned = self
                     .grpc
                     .unary_pinned::<_, wire::QueryGetClaimResponse>(method::CLAIM, request, None)
                     .await;
                 match unpinned {
-                    Ok((response, _)) if response.claim.is_some() => Ok(response.claim),
+                    Ok((response, served)) if response.claim.is_some() => Ok(ClaimAnswer {
+                        claim: response.claim,
+                        as_of: served,
+                    }),
                     _ => Err(e.into()),
                 }
             }
             Err(e) => Err(e.into()),
         }
     }
+}
+
+/// A claim lookup's answer ([`ChainClient::claim_as_of`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClaimAnswer {
+    /// The claim, if the node holds it.
+    pub claim: Option<wire::Claim>,
+    /// The height the answer was read at (the node's `x-cosmos-block-height`, else the height pinned); `None`
+    /// when neither is known.
+    pub as_of: Option<i64>,
 }

@@ -94,6 +94,7 @@ mod ingest_round;
 mod kept_txs;
 mod keyless_sessions;
 mod keyless_tombstones;
+mod lagging_node;
 mod late_relays;
 mod leadership_confirmed;
 mod losses;
