@@ -73,7 +73,10 @@ impl ChainClient {
                 }),
             },
             // Never a refusal of the height (`is_not_found` excludes it).
-            Err(e) if e.is_not_found() => Ok(ClaimAnswer { claim: None, as_of: height }),
+            Err(e) if e.is_not_found() => Ok(ClaimAnswer {
+                claim: None,
+                as_of: height,
+            }),
             Err(e) if height.is_some() && e.is_height_in_the_future() => {
                 let unpinned = self
                     .grpc

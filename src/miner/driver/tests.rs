@@ -328,7 +328,11 @@ async fn app_session(f: &Fixture, app: &str) -> (SessionHeader, SessionKey) {
 async fn assert_claimed(f: &Fixture, keys: &[&SessionKey]) {
     for key in keys {
         assert!(
-            f.client.claim_at(&key.session_id, &key.supplier, None).await.unwrap().is_some(),
+            f.client
+                .claim_at(&key.session_id, &key.supplier, None)
+                .await
+                .unwrap()
+                .is_some(),
             "claim of {} on chain: {:?}",
             key.session_id,
             f.chain.records()
@@ -339,7 +343,11 @@ async fn assert_claimed(f: &Fixture, keys: &[&SessionKey]) {
 /// Asserts that the chain holds no claim of `key`'s session.
 async fn assert_not_claimed(f: &Fixture, key: &SessionKey) {
     assert!(
-        f.client.claim_at(&key.session_id, &key.supplier, None).await.unwrap().is_none(),
+        f.client
+            .claim_at(&key.session_id, &key.supplier, None)
+            .await
+            .unwrap()
+            .is_none(),
         "claim of {} on chain: {:?}",
         key.session_id,
         f.chain.records()

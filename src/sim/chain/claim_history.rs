@@ -16,10 +16,13 @@ use crate::protocol::wire;
 /// prunes its old states too), and a long `relay-miner sim` run must not keep every claim it ever saw.
 const REMOVED_KEPT_BLOCKS: i64 = 1000;
 
-/// Per (session id, supplier): the claim as of each height it changed at, oldest first (`None`: removed).
+/// A claim's changes: the height of each and the claim from then on (`None`: removed), oldest first.
+type Changes = Vec<(i64, Option<wire::Claim>)>;
+
+/// Per (session id, supplier): the claim as of each height it changed at.
 #[derive(Debug, Default, Clone)]
 pub struct ClaimHistory {
-    entries: BTreeMap<(String, String), Vec<(i64, Option<wire::Claim>)>>,
+    entries: BTreeMap<(String, String), Changes>,
 }
 
 impl ClaimHistory {

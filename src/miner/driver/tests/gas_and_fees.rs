@@ -17,7 +17,11 @@ async fn a_fixed_gas_limit_skips_simulate() {
     miner.step().await.unwrap();
     f.chain.produce_block();
     assert!(
-        f.client.claim_at(&f.key.session_id, &f.supplier, None).await.unwrap().is_some(),
+        f.client
+            .claim_at(&f.key.session_id, &f.supplier, None)
+            .await
+            .unwrap()
+            .is_some(),
         "{:?}",
         f.chain.records()
     );

@@ -49,7 +49,10 @@ async fn run_with_lagging_backends(f: &Fixture) -> (State, u64, u64, Vec<String>
         let height = f.chain.produce_block();
         if height == schedule.claim_close {
             assert!(
-                f.chain.state().claims.contains_key(&(f.key.session_id.clone(), f.supplier.clone())),
+                f.chain
+                    .state()
+                    .claims
+                    .contains_key(&(f.key.session_id.clone(), f.supplier.clone())),
                 "the claim landed in the window's last block: {:?}",
                 f.chain.records()
             );
@@ -93,7 +96,11 @@ async fn a_claim_in_the_last_block_of_its_window_read_through_lagging_backends_i
         assert_eq!(of_kind.len(), 1, "one {kind} ran: {what}");
         assert!(of_kind[0].rejected.is_none(), "{kind} accepted: {what}");
     }
-    assert_eq!(included_txs_of(&f.chain, &f.supplier).len(), 2, "two txs in blocks: {what}");
+    assert_eq!(
+        included_txs_of(&f.chain, &f.supplier).len(),
+        2,
+        "two txs in blocks: {what}"
+    );
     let settled = f.chain.settlements();
     assert!(
         matches!(settled.as_slice(), [(id, _, crate::sim::chain::Settlement::Settled(_))] if *id == f.key.session_id),

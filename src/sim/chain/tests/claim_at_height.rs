@@ -44,8 +44,22 @@ async fn a_claim_query_answers_as_of_the_pinned_height_and_a_lagging_node_as_of_
     submit(&f, proof, &f.supplier).await;
     let proved = f.chain.produce_block();
     let validated = wire::ClaimProofStatus::Validated as i32;
-    assert_ne!(claim_at(&f, Some(proved - 1)).await.unwrap().unwrap().proof_validation_status, validated);
-    assert_eq!(claim_at(&f, Some(proved)).await.unwrap().unwrap().proof_validation_status, validated);
+    assert_ne!(
+        claim_at(&f, Some(proved - 1))
+            .await
+            .unwrap()
+            .unwrap()
+            .proof_validation_status,
+        validated
+    );
+    assert_eq!(
+        claim_at(&f, Some(proved))
+            .await
+            .unwrap()
+            .unwrap()
+            .proof_validation_status,
+        validated
+    );
     assert_eq!(claim_at(&f, Some(landed)).await.unwrap(), Some(created.clone()));
     // Removed at settlement: still there the block before.
     advance_to(&f.chain, w.settlement);
