@@ -231,6 +231,8 @@ pub struct ChainState {
     /// difficulty and compute-units queries answer what such a node knows: the history entries effective up to
     /// one block past its height (the chain writes the entry a session start takes at a settlement during the
     /// session before, in the end block just before it at the latest; this simulator writes entries early).
+    /// `Claim` queries answer the claims as of its height ([`ChainState::claim_at`]); a query pinned above it
+    /// (`x-cosmos-block-height`) is refused as cosmos-sdk refuses a height in the future.
     pub query_lag_blocks: i64,
     /// Test knob: each tx CheckTx admits while this is N waits N blocks more in the mempool before a block includes
     /// it (taken at height h, it lands at h + 1 + N), as when blocks are full or the proposers' mempools are behind
