@@ -313,6 +313,28 @@ mod tests {
         }
     }
 
+    /// A node's refusal of a height it has not committed (cosmos-sdk's text, under the code the SDK gives it or
+    /// another) is retryable and never "not found": a lookup pinned to the tip must not read it as "absent".
+    #[test]
+    fn a_height_in_the_future_is_retryable_and_never_not_found() {
+        for code in [
+            tonic::Code::InvalidArgument,
+            tonic::Code::Unknown,
+            tonic::Code::NotFound,
+        ] {
+            let refused = GrpcError::Status {
+                method: method::CLAIM.into(),
+                code,
+                message: "cannot query with height in the future; please provide a valid height: invalid height".into(),
+            };
+            assert!(refused.is_height_in_the_future(), "{code:?}");
+            assert!(refused.is_retryable(), "{code:?}");
+            assert!(!refused.is_not_found(), "{code:?}");
+        }
+        assert!(!status(tonic::Code::InvalidArgument).is_height_in_the_future());
+        assert!(status(tonic::Code::NotFound).is_not_found());
+    }
+
     /// Our own call timeout, as tonic reports it (`Cancelled`, "Timeout expired"), on a broadcast the node took
     /// and never answered over a real socket: retryable, so the miner counts it as a send whose outcome is
     /// unknown (the tx may be in the mempool), not as a refusal before the mempool.
