@@ -62,6 +62,8 @@ impl GrpcError {
         match self {
             Self::BadEndpoint { .. } => false,
             Self::Transport { .. } => true,
+            // A node behind the height asked: another (or the same, a block later) will have it.
+            Self::Status { .. } if self.is_height_in_the_future() => true,
             Self::Status { code, .. } => matches!(
                 code,
                 tonic::Code::Unavailable
@@ -73,7 +75,15 @@ impl GrpcError {
         }
     }
 
-    /// Whether the server said the entity does not exist.
+    /// A query pinned to a height the node has not committed yet, refused (cosmos-sdk baseapp
+    /// `CreateQueryContext`: [`HEIGHT_IN_THE_FUTURE`], `ErrInvalidHeight`): the node is behind, not the
+    /// request wrong. Matched on the text, whatever the code (the SDK's wrapped error reaches gRPC as
+    /// `InvalidArgument` or `Unknown` depending on the release), so it is never taken for an answer.
+    pub fn is_height_in_the_future(&self) -> bool {
+        matches!(self, Self::Status { message, .. } if message.contains(HEIGHT_IN_THE_FUTURE))
+    }
+
+    /// Whether the server said the entity does not exist (never a node refusing a height it has not reached).
     pub fn is_not_found(&self) -> bool {
         matches!(
             self,
@@ -81,7 +91,7 @@ impl GrpcError {
                 code: tonic::Code::NotFound,
                 ..
             }
-        )
+        ) && !self.is_height_in_the_future()
     }
 }
 
@@ -200,6 +210,32 @@ impl GrpcClient {
         Req: prost::Message + Send + Sync + 'static,
         Resp: prost::Message + Default + Send + Sync + 'static,
     {
+        self.unary_pinned(path, request, None).await
+    }
+
+    /// [`Self::unary_at`], read from the state committed at `height` when it is given: sent in the
+    /// `x-cosmos-block-height` request header, which a cosmos-sdk node answers from that height's state or
+    /// refuses when it has not committed it yet ([`GrpcError::is_height_in_the_future`]), instead of answering
+    /// from whatever older state it has.
+    pub async fn unary_pinned<Req, Resp>(
+        &self,
+        path: &'static str,
+        request: Req,
+        height: Option<i64>,
+    ) -> Result<(Resp, Option<i64>), GrpcError>
+    where
+        Req: prost::Message + Send + Sync + 'static,
+        Resp: prost::Message + Default + Send + Sync + 'static,
+    {
+        let mut request = tonic::Request::new(request);
+        if let Some(height) = height {
+            let value = height.to_string().parse().map_err(|_| GrpcError::Status {
+                method: path.to_string(),
+                code: tonic::Code::InvalidArgument,
+                message: format!("height {height} cannot be sent as a header"),
+            })?;
+            request.metadata_mut().insert(BLOCK_HEIGHT_HEADER, value);
+        }
         // Every call goes through here, so the limits hold for every query and tx (see the constants).
         let mut grpc = tonic::client::Grpc::new(self.channel.clone())
             .max_decoding_message_size(MAX_DECODING_MESSAGE_BYTES)
@@ -210,11 +246,7 @@ impl GrpcClient {
         })?;
         let codec = tonic_prost::ProstCodec::<Req, Resp>::default();
         match grpc
-            .unary(
-                tonic::Request::new(request),
-                http::uri::PathAndQuery::from_static(path),
-                codec,
-            )
+            .unary(request, http::uri::PathAndQuery::from_static(path), codec)
             .await
         {
             Ok(response) => {
@@ -238,8 +270,13 @@ impl GrpcClient {
     }
 }
 
-/// The response header in which a cosmos-sdk node names the height its query answer was read at.
+/// The response header in which a cosmos-sdk node names the height its query answer was read at, and the request
+/// header that pins a query to a height ([`GrpcClient::unary_pinned`]).
 pub const BLOCK_HEIGHT_HEADER: &str = "x-cosmos-block-height";
+
+/// What a cosmos-sdk node says when a query is pinned to a height above its latest committed one (baseapp
+/// `CreateQueryContext`).
+pub const HEIGHT_IN_THE_FUTURE: &str = "cannot query with height in the future";
 
 /// Runs `query` against a client of the node at `url` for callers without a tokio runtime (`relay-miner
 /// validate`'s preflight): on a thread of its own with a current-thread runtime, which also keeps it safe to call
@@ -303,6 +340,28 @@ mod tests {
         ] {
             assert!(!status(code).is_retryable(), "{code:?}");
         }
+    }
+
+    /// A node's refusal of a height it has not committed (cosmos-sdk's text, under the code the SDK gives it or
+    /// another) is retryable and never "not found": a lookup pinned to the tip must not read it as "absent".
+    #[test]
+    fn a_height_in_the_future_is_retryable_and_never_not_found() {
+        for code in [
+            tonic::Code::InvalidArgument,
+            tonic::Code::Unknown,
+            tonic::Code::NotFound,
+        ] {
+            let refused = GrpcError::Status {
+                method: method::CLAIM.into(),
+                code,
+                message: "cannot query with height in the future; please provide a valid height: invalid height".into(),
+            };
+            assert!(refused.is_height_in_the_future(), "{code:?}");
+            assert!(refused.is_retryable(), "{code:?}");
+            assert!(!refused.is_not_found(), "{code:?}");
+        }
+        assert!(!status(tonic::Code::InvalidArgument).is_height_in_the_future());
+        assert!(status(tonic::Code::NotFound).is_not_found());
     }
 
     /// Our own call timeout, as tonic reports it (`Cancelled`, "Timeout expired"), on a broadcast the node took

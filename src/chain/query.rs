@@ -13,6 +13,8 @@ use super::grpc::{GrpcClient, GrpcError};
 use crate::protocol::inflation::InflationPerClaim;
 use crate::protocol::wire::{self, method, tendermint_method};
 
+pub use claims::ClaimAnswer;
+
 /// Errors of chain queries.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum ChainError {
@@ -580,23 +582,6 @@ impl ChainClient {
         Ok(response.compute_units_per_relay)
     }
 
-    /// The claim of (session, supplier), if on chain.
-    pub async fn claim(&self, session_id: &str, supplier: &str) -> Result<Option<wire::Claim>, ChainError> {
-        let request = wire::QueryGetClaimRequest {
-            session_id: session_id.to_string(),
-            supplier_operator_address: supplier.to_string(),
-        };
-        match self
-            .grpc
-            .unary::<_, wire::QueryGetClaimResponse>(method::CLAIM, request)
-            .await
-        {
-            Ok(r) => Ok(r.claim),
-            Err(e) if e.is_not_found() => Ok(None),
-            Err(e) => Err(e.into()),
-        }
-    }
-
     /// The chain id of the node's latest block header.
     pub async fn node_chain_id(&self) -> Result<String, ChainError> {
         super::chain_id::node_chain_id(&self.grpc).await
@@ -800,6 +785,7 @@ fn simulated_gas(response: wire::SimulateResponse) -> Result<u64, ChainError> {
 
 #[cfg(test)]
 mod behind_tests;
+mod claims;
 #[cfg(test)]
 mod inflation_tests;
 #[cfg(test)]

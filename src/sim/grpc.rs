@@ -4,6 +4,12 @@
 //! Handlers are registered per full method path; the router is an axum `Router` (HTTP/2 cleartext, as gRPC
 //! clients connect) whose fallback speaks gRPC framing through `tonic::server::Grpc` with a raw-bytes codec, then
 //! decodes/encodes the typed messages with prost. Unknown methods answer `UNIMPLEMENTED`.
+//!
+//! Heights as cosmos-sdk's baseapp gRPC server handles them (`RegisterGRPCServer`, `CreateQueryContext`): a
+//! request may pin the state it is read from with the `x-cosmos-block-height` request header; a height above the
+//! node's own is refused (`InvalidArgument`, [`HEIGHT_IN_THE_FUTURE`]), and every answer names the height it
+//! was read at in the same response header. Handlers registered with [`GrpcRouter::unary_at_height`] are given
+//! that height.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -14,7 +20,12 @@ use tonic::Status;
 use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
 
 type HandlerFuture = Pin<Box<dyn Future<Output = Result<Vec<u8>, Status>> + Send>>;
-type Handler = Arc<dyn Fn(Vec<u8>) -> HandlerFuture + Send + Sync>;
+/// A handler of request bytes and the height the request is answered at (see [`GrpcRouter::unary_at_height`]).
+type Handler = Arc<dyn Fn(Vec<u8>, Option<i64>) -> HandlerFuture + Send + Sync>;
+
+/// cosmos-sdk's refusal of a query pinned to a height the node has not committed (baseapp `CreateQueryContext`,
+/// wrapping `ErrInvalidHeight`).
+pub const HEIGHT_IN_THE_FUTURE: &str = "cannot query with height in the future; please provide a valid height";
 
 /// The height a node answers from, for the `x-cosmos-block-height` response header.
 type HeightSource = Arc<dyn Fn() -> i64 + Send + Sync>;
@@ -62,20 +73,33 @@ impl GrpcRouter {
     }
 
     /// Registers the unary method `path` (e.g. `/pocket.session.Query/GetSession`).
-    pub fn unary<Req, Resp, F, Fut>(mut self, path: &str, handler: F) -> Self
+    pub fn unary<Req, Resp, F, Fut>(self, path: &str, handler: F) -> Self
     where
         Req: prost::Message + Default + 'static,
         Resp: prost::Message + 'static,
         F: Fn(Req) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<Resp, Status>> + Send + 'static,
     {
+        self.unary_at_height(path, move |request: Req, _| handler(request))
+    }
+
+    /// Registers the unary method `path` whose handler answers as of a height: the one the request pinned
+    /// (`x-cosmos-block-height`, refused above the node's height), else the node's own height
+    /// ([`GrpcRouter::with_block_height`]); `None` when neither is known.
+    pub fn unary_at_height<Req, Resp, F, Fut>(mut self, path: &str, handler: F) -> Self
+    where
+        Req: prost::Message + Default + 'static,
+        Resp: prost::Message + 'static,
+        F: Fn(Req, Option<i64>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<Resp, Status>> + Send + 'static,
+    {
         let handler = Arc::new(handler);
-        let erased: Handler = Arc::new(move |bytes: Vec<u8>| {
+        let erased: Handler = Arc::new(move |bytes: Vec<u8>, height: Option<i64>| {
             let handler = Arc::clone(&handler);
             let decoded = Req::decode(bytes.as_slice());
             Box::pin(async move {
                 let request = decoded.map_err(|e| Status::invalid_argument(format!("malformed request: {e}")))?;
-                let response = handler(request).await?;
+                let response = handler(request, height).await?;
                 Ok(response.encode_to_vec())
             })
         });
@@ -127,10 +151,20 @@ impl GrpcRouter {
                     let handler = handler.clone();
                     let path = path.clone();
                     // Read before the handler runs, as a node reads its state at one committed height.
-                    let served_at = height.as_ref().map(|h| h());
+                    let latest = height.as_ref().map(|h| h());
+                    let pinned = pinned_height(request.metadata());
                     async move {
+                        let served_at = match (pinned?, latest) {
+                            (Some(pinned), Some(latest)) if pinned > latest => {
+                                return Err(Status::invalid_argument(format!(
+                                    "{HEIGHT_IN_THE_FUTURE}: invalid height"
+                                )));
+                            }
+                            (Some(pinned), _) => Some(pinned),
+                            (None, latest) => latest,
+                        };
                         let bytes = match handler {
-                            Some(handler) => handler(request.into_inner()).await?,
+                            Some(handler) => handler(request.into_inner(), served_at).await?,
                             None => return Err(Status::unimplemented(format!("unknown method {path}"))),
                         };
                         let mut response = tonic::Response::new(bytes);
@@ -146,6 +180,25 @@ impl GrpcRouter {
             }
         })
     }
+}
+
+/// The height a request pins (`x-cosmos-block-height`; 0 or absent: the latest), refused as baseapp refuses an
+/// unreadable or negative one.
+fn pinned_height(metadata: &tonic::metadata::MetadataMap) -> Result<Option<i64>, Status> {
+    let Some(value) = metadata.get(crate::chain::grpc::BLOCK_HEIGHT_HEADER) else {
+        return Ok(None);
+    };
+    let height = value
+        .to_str()
+        .ok()
+        .and_then(|v| v.parse::<i64>().ok())
+        .ok_or_else(|| Status::invalid_argument("invalid height header: invalid request"))?;
+    if height < 0 {
+        return Err(Status::invalid_argument(
+            "height < 0; can't query at a negative height: invalid request",
+        ));
+    }
+    Ok((height > 0).then_some(height))
 }
 
 /// A codec that passes message bytes through untouched (prost coding happens in the handlers).

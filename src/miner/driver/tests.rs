@@ -94,6 +94,7 @@ mod ingest_round;
 mod kept_txs;
 mod keyless_sessions;
 mod keyless_tombstones;
+mod lagging_node;
 mod late_relays;
 mod leadership_confirmed;
 mod losses;
@@ -327,7 +328,11 @@ async fn app_session(f: &Fixture, app: &str) -> (SessionHeader, SessionKey) {
 async fn assert_claimed(f: &Fixture, keys: &[&SessionKey]) {
     for key in keys {
         assert!(
-            f.client.claim(&key.session_id, &key.supplier).await.unwrap().is_some(),
+            f.client
+                .claim_at(&key.session_id, &key.supplier, None)
+                .await
+                .unwrap()
+                .is_some(),
             "claim of {} on chain: {:?}",
             key.session_id,
             f.chain.records()
@@ -338,7 +343,11 @@ async fn assert_claimed(f: &Fixture, keys: &[&SessionKey]) {
 /// Asserts that the chain holds no claim of `key`'s session.
 async fn assert_not_claimed(f: &Fixture, key: &SessionKey) {
     assert!(
-        f.client.claim(&key.session_id, &key.supplier).await.unwrap().is_none(),
+        f.client
+            .claim_at(&key.session_id, &key.supplier, None)
+            .await
+            .unwrap()
+            .is_none(),
         "claim of {} on chain: {:?}",
         key.session_id,
         f.chain.records()
@@ -464,7 +473,7 @@ async fn claimed(genesis: Genesis) -> Claimed {
     f.chain.produce_block();
     let on_chain = f
         .client
-        .claim(&f.key.session_id, &f.supplier)
+        .claim_at(&f.key.session_id, &f.supplier, None)
         .await
         .unwrap()
         .expect("claim included");

@@ -8,6 +8,7 @@
 //! tests call it directly for deterministic heights.
 
 mod ante;
+mod claim_history;
 mod cometbft;
 mod events;
 pub mod fees;
@@ -186,6 +187,9 @@ pub struct ChainState {
     pub accounts: BTreeMap<String, Account>,
     /// Live claims by (session id, supplier): a `Claim` query finds these.
     pub claims: BTreeMap<(String, String), ClaimEntry>,
+    /// The claims as of each height they changed at: a `Claim` query pinned to a height, or answered by a
+    /// lagging node, reads them ([`ChainState::claim_at`]).
+    pub claim_history: claim_history::ClaimHistory,
     /// Claims removed at settlement (poktroll deletes them from state; an archive node still has them), with
     /// their outcome; for tests and `localnet` reports.
     pub settled: BTreeMap<(String, String), ClaimEntry>,
@@ -227,6 +231,8 @@ pub struct ChainState {
     /// difficulty and compute-units queries answer what such a node knows: the history entries effective up to
     /// one block past its height (the chain writes the entry a session start takes at a settlement during the
     /// session before, in the end block just before it at the latest; this simulator writes entries early).
+    /// `Claim` queries answer the claims as of its height ([`ChainState::claim_at`]); a query pinned above it
+    /// (`x-cosmos-block-height`) is refused as cosmos-sdk refuses a height in the future.
     pub query_lag_blocks: i64,
     /// Test knob: each tx CheckTx admits while this is N waits N blocks more in the mempool before a block includes
     /// it (taken at height h, it lands at h + 1 + N), as when blocks are full or the proposers' mempools are behind
@@ -513,6 +519,7 @@ impl SimChain {
             suppliers,
             accounts,
             claims: BTreeMap::new(),
+            claim_history: claim_history::ClaimHistory::default(),
             mempool: Vec::new(),
             block_txs: BTreeMap::new(),
             check_sequences: BTreeMap::new(),
@@ -657,6 +664,10 @@ impl SimChain {
                 s.shared = params;
             }
             s.recheck(waiting);
+            let ChainState {
+                claims, claim_history, ..
+            } = &mut *s;
+            claim_history.record(height, claims);
             cometbft::block_info(&s, height)
         };
         let height = block.as_ref().map_or(0, |b| b.height);

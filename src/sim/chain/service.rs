@@ -174,16 +174,15 @@ pub fn router(chain: SimChain) -> GrpcRouter {
         },
     );
     let c = chain.clone();
-    let router = router.unary(method::CLAIM, move |r: wire::QueryGetClaimRequest| {
+    // As of the height the request pinned, else the node's (behind the chain by `query_lag_blocks`).
+    let router = router.unary_at_height(method::CLAIM, move |r: wire::QueryGetClaimRequest, at: Option<i64>| {
         let c = c.clone();
         async move {
             let claim = c
                 .state()
-                .claims
-                .get(&(r.session_id.clone(), r.supplier_operator_address.clone()))
-                .cloned();
+                .claim_at(&(r.session_id.clone(), r.supplier_operator_address.clone()), at);
             claim
-                .map(|e| wire::QueryGetClaimResponse { claim: Some(e.claim) })
+                .map(|claim| wire::QueryGetClaimResponse { claim: Some(claim) })
                 .ok_or_else(|| not_found(format!("claim of {} in {}", r.supplier_operator_address, r.session_id)))
         }
     });

@@ -17,6 +17,7 @@ use crate::protocol::{gob, relay};
 use crate::smst::Smst;
 
 mod answers;
+mod claim_at_height;
 mod claim_header;
 mod heights;
 mod inclusion;

@@ -97,7 +97,7 @@ async fn a_backlog_is_ingested_over_several_rounds_with_blocks_handled_between_a
     assert_eq!(miner.engine.session(&key).unwrap().claim_sent_at.len(), 1);
     chain.produce_block();
     let on_chain = client
-        .claim(&key.session_id, &supplier)
+        .claim_at(&key.session_id, &supplier, None)
         .await
         .unwrap()
         .expect("claim included");

@@ -49,7 +49,11 @@ async fn sessions_whose_commands_fail_do_not_hold_back_the_others_claims() {
     );
     f.chain.produce_block();
     assert!(
-        f.client.claim(&f.key.session_id, &f.supplier).await.unwrap().is_some(),
+        f.client
+            .claim_at(&f.key.session_id, &f.supplier, None)
+            .await
+            .unwrap()
+            .is_some(),
         "the good session's claim is on chain: {:?}",
         f.chain.records()
     );
@@ -132,7 +136,13 @@ async fn a_claim_refused_once_by_simulate_at_window_open_lands_at_the_next_block
     f.chain.state().refuse_simulations = 1;
     miner.step().await.unwrap();
     f.chain.produce_block();
-    assert!(f.client.claim(&f.key.session_id, &f.supplier).await.unwrap().is_none());
+    assert!(
+        f.client
+            .claim_at(&f.key.session_id, &f.supplier, None)
+            .await
+            .unwrap()
+            .is_none()
+    );
     let record = miner.engine.session(&f.key).unwrap();
     assert_eq!(
         record.claim_sent_at,
@@ -148,7 +158,11 @@ async fn a_claim_refused_once_by_simulate_at_window_open_lands_at_the_next_block
     miner.step().await.unwrap();
     f.chain.produce_block();
     assert!(
-        f.client.claim(&f.key.session_id, &f.supplier).await.unwrap().is_some(),
+        f.client
+            .claim_at(&f.key.session_id, &f.supplier, None)
+            .await
+            .unwrap()
+            .is_some(),
         "sent again at the next block: {:?}",
         f.chain.records()
     );

@@ -29,7 +29,7 @@ async fn claim_refused_by_a_node_charging(minimum: &str) -> (Fixture, Option<cra
     ingest_until_claim_open(&f, &plain, &mut miner).await;
     miner.step().await.unwrap();
     f.chain.produce_block();
-    let claim = f.client.claim(&f.key.session_id, &f.supplier).await.unwrap();
+    let claim = f.client.claim_at(&f.key.session_id, &f.supplier, None).await.unwrap();
     (f, claim, telemetry.render_metrics())
 }
 

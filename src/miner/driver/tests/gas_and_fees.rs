@@ -17,7 +17,11 @@ async fn a_fixed_gas_limit_skips_simulate() {
     miner.step().await.unwrap();
     f.chain.produce_block();
     assert!(
-        f.client.claim(&f.key.session_id, &f.supplier).await.unwrap().is_some(),
+        f.client
+            .claim_at(&f.key.session_id, &f.supplier, None)
+            .await
+            .unwrap()
+            .is_some(),
         "{:?}",
         f.chain.records()
     );
@@ -59,7 +63,7 @@ async fn claim_on_a_node_charging(
     ingest_until_claim_open(&f, &plain, &mut miner).await;
     miner.step().await.unwrap();
     f.chain.produce_block();
-    let claim = f.client.claim(&f.key.session_id, &f.supplier).await.unwrap();
+    let claim = f.client.claim_at(&f.key.session_id, &f.supplier, None).await.unwrap();
     (f, claim)
 }
 

@@ -100,7 +100,7 @@ async fn a_grace_relay_appended_at_claim_open_is_in_the_claim_sent_after_the_del
     assert_eq!(f.chain.height(), schedule.claim_open + 1);
     miner.step().await.unwrap();
     f.chain.produce_block();
-    let claim = f.client.claim(&f.key.session_id, &f.supplier).await.unwrap();
+    let claim = f.client.claim_at(&f.key.session_id, &f.supplier, None).await.unwrap();
     let claim = claim.unwrap_or_else(|| panic!("no claim on chain: {:?}", f.chain.records()));
     let (_, count) = crate::smst::hash::root_sum_count(&claim.root_hash).unwrap();
     assert_eq!(count, 6, "the grace relay is in the claim");

@@ -34,7 +34,13 @@ async fn a_claim_settled_before_the_miner_looked_it_up_is_read_from_the_settleme
             "{:?}",
             f.chain.settlements()
         );
-        assert!(f.client.claim(&f.key.session_id, &f.supplier).await.unwrap().is_none());
+        assert!(
+            f.client
+                .claim_at(&f.key.session_id, &f.supplier, None)
+                .await
+                .unwrap()
+                .is_none()
+        );
         miner.step().await.unwrap();
         if !with_events {
             // No claim and no settlement read: lost only when said again at a later height

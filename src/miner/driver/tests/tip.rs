@@ -39,7 +39,11 @@ async fn ticks_and_claims_read_the_tip_not_a_block() {
     f.chain.produce_block();
     miner.step().await.unwrap();
     assert!(
-        f.client.claim(&f.key.session_id, &f.supplier).await.unwrap().is_some(),
+        f.client
+            .claim_at(&f.key.session_id, &f.supplier, None)
+            .await
+            .unwrap()
+            .is_some(),
         "the claim landed: {:?}",
         f.chain.records()
     );
@@ -82,7 +86,13 @@ async fn a_leadership_confirmation_is_reused_within_its_window() {
         assert_eq!(view.renewals.load(SeqCst) - before, renewals, "reuse {reuse:?}");
         f.chain.produce_block();
         miner.step().await.unwrap();
-        assert!(f.client.claim(&f.key.session_id, &f.supplier).await.unwrap().is_some());
+        assert!(
+            f.client
+                .claim_at(&f.key.session_id, &f.supplier, None)
+                .await
+                .unwrap()
+                .is_some()
+        );
     }
 }
 

@@ -39,7 +39,7 @@ async fn a_relay_appended_before_the_claim_block_during_an_ingest_round_is_in_th
     assert_eq!(f.chain.height(), schedule.claim_open);
     f.chain.produce_block();
     miner.step().await.unwrap();
-    let claim = f.client.claim(&f.key.session_id, &f.supplier).await.unwrap();
+    let claim = f.client.claim_at(&f.key.session_id, &f.supplier, None).await.unwrap();
     let claim = claim.unwrap_or_else(|| panic!("no claim on chain: {:?}", f.chain.records()));
     let (_, count) = crate::smst::hash::root_sum_count(&claim.root_hash).unwrap();
     assert_eq!(count, 6, "the relay appended before the claim's block is in the claim");

@@ -60,7 +60,7 @@ async fn an_unreadable_relay_log_entry_is_skipped_and_does_not_stop_the_claims()
     }
     let claim = f
         .client
-        .claim(&f.key.session_id, &f.supplier)
+        .claim_at(&f.key.session_id, &f.supplier, None)
         .await
         .unwrap()
         .expect("claimed");
