@@ -8,12 +8,13 @@ use std::path::{Path, PathBuf};
 use crate::config::StorageMode;
 use crate::config::import_go::{self, Options};
 
+// Exit codes apart from clap's usage error (2) and an error out of `main` (1), so a script tells them apart.
 /// Exit code: the output does not validate (with or without attention items).
-pub const EXIT_INVALID: i32 = 1;
+pub const EXIT_INVALID: i32 = 10;
 /// Exit code: the output validates, but some Go keys need the operator's decision.
-pub const EXIT_ATTENTION: i32 = 2;
+pub const EXIT_ATTENTION: i32 = 11;
 /// Exit code: nothing was imported (a file unreadable or not YAML, `--out` exists).
-pub const EXIT_NOT_RUN: i32 = 3;
+pub const EXIT_NOT_RUN: i32 = 12;
 
 /// Storage mode of the output.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -28,10 +29,12 @@ pub enum StorageArg {
 #[derive(Debug, clap::Args)]
 #[command(
     after_help = "Exit codes: 0 = the output validates and every Go key was mapped or dropped; \
-    1 = the output does not validate (the report names each problem and the Go key it came from); \
-    2 = it validates but some Go keys need your decision (`attention` lines in the report); \
-    3 = nothing imported (a file unreadable or not YAML, or --out exists without --force). \
-    The output is written in cases 0-2."
+    10 = the output does not validate (the report names each problem and the Go key it came from); \
+    11 = it validates but some Go keys need your decision (`attention` lines in the report); \
+    12 = nothing imported (a file unreadable or not YAML, or --out exists without --force); \
+    2 = a usage error (clap), 1 = another error. The output is written in cases 0, 10 and 11 (mode 0600: it \
+    holds the Go files' credentials). Values printed in the report have URL credentials and every \
+    password, token and header value left out."
 )]
 pub struct ImportGoArgs {
     /// The Go relayer's config file.
@@ -122,7 +125,8 @@ fn write_out(path: &Path, text: &str, force: bool) -> Result<(), String> {
     } else {
         options.create_new(true);
     }
-    // A new file gets 0600: the config carries the Go files' backend credentials.
+    // 0600: the config carries the Go files' backend credentials. The open mode applies to a new file only; an
+    // existing one replaced with --force keeps its mode, so it is set before anything is written.
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
     let mut file = options.open(path).map_err(|e| {
@@ -132,6 +136,9 @@ fn write_out(path: &Path, text: &str, force: bool) -> Result<(), String> {
             format!("cannot write {}: {e}", path.display())
         }
     })?;
+    #[cfg(unix)]
+    file.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o600))
+        .map_err(|e| format!("cannot make {} owner-only (0600): {e}", path.display()))?;
     file.write_all(text.as_bytes())
         .and_then(|()| file.sync_all())
         .map_err(|e| format!("cannot write {}: {e}", path.display()))

@@ -1,6 +1,8 @@
-//! `relay-miner import-go-config` run as a binary on Go relayer + miner files in a temp dir: its exit codes, an
-//! output `relay-miner validate` accepts, and `--out` never replacing a file without `--force`.
+//! `relay-miner import-go-config` run as a binary on Go relayer + miner files in a temp dir: its exit codes (apart
+//! from clap's usage error), an output `relay-miner validate` accepts, and `--out` never replacing a file without
+//! `--force` and always owner-only.
 
+use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -75,21 +77,22 @@ fn import_go_config_writes_a_config_validate_accepts_and_never_overwrites_withou
     assert_eq!(code, Some(0), "{stdout}");
     assert!(stdout.contains("valid (3 services, storage Redis)"), "{stdout}");
     // It carries the backends' credentials: owner-only, like the keys file.
-    use std::os::unix::fs::PermissionsExt as _;
     assert_eq!(std::fs::metadata(&out).unwrap().permissions().mode() & 0o777, 0o600);
 
-    // An existing --out is left alone without --force, replaced with it.
+    // An existing --out is left alone without --force, replaced with it, and made owner-only (it was 0644).
     std::fs::write(&out, "operator's own file\n").unwrap();
+    std::fs::set_permissions(&out, std::fs::Permissions::from_mode(0o644)).unwrap();
     let (code, _, stderr) = import(&relayer, Some(&miner), Some(&out), false);
-    assert_eq!(code, Some(3), "{stderr}");
+    assert_eq!(code, Some(12), "{stderr}");
     assert!(stderr.contains("exists; not overwritten (use --force"), "{stderr}");
     assert_eq!(std::fs::read_to_string(&out).unwrap(), "operator's own file\n");
     let (code, _, stderr) = import(&relayer, Some(&miner), Some(&out), true);
     assert_eq!(code, Some(0), "{stderr}");
     assert_eq!(validate(&out).0, Some(0));
+    assert_eq!(std::fs::metadata(&out).unwrap().permissions().mode() & 0o777, 0o600);
 
     // A Go setting that needs the operator's decision (claims one per tx, which this miner does not do): the
-    // output is still written and valid, exit 2.
+    // output is still written and valid, exit 11.
     let text = std::fs::read_to_string(&miner).unwrap();
     std::fs::write(
         &miner,
@@ -97,7 +100,7 @@ fn import_go_config_writes_a_config_validate_accepts_and_never_overwrites_withou
     )
     .unwrap();
     let (code, _, stderr) = import(&relayer, Some(&miner), Some(&out), true);
-    assert_eq!(code, Some(2), "{stderr}");
+    assert_eq!(code, Some(11), "{stderr}");
     assert!(
         stderr.contains("attention (1):\n  miner: transaction.disable_claim_batching: attention:"),
         "{stderr}"
@@ -114,19 +117,19 @@ fn import_go_config_writes_a_config_validate_accepts_and_never_overwrites_withou
 }
 
 #[test]
-fn import_go_config_exits_1_when_the_output_does_not_validate_and_still_writes_it() {
+fn import_go_config_exits_10_when_the_output_does_not_validate_and_still_writes_it() {
     let dir = tempfile::tempdir().unwrap();
     let (relayer, miner) = write_go_files(dir.path());
-    // The Go miner's tx_timeout_max_seconds default (590) used as the timeout: beyond what we send (540).
+    // A Go floor for tx timeouts (590) beyond what we send (540).
     let text = std::fs::read_to_string(&miner).unwrap();
-    let text = text.replace("tx_timeout_default_seconds: 120", "tx_timeout_default_seconds: 590");
+    let text = text.replace("tx_timeout_min_seconds: 120", "tx_timeout_min_seconds: 590");
     std::fs::write(&miner, text).unwrap();
     let out = dir.path().join("relay-miner.yaml");
     let (code, _, stderr) = import(&relayer, Some(&miner), Some(&out), false);
-    assert_eq!(code, Some(1), "{stderr}");
+    assert_eq!(code, Some(10), "{stderr}");
     assert!(
         stderr.contains("transaction.tx_timeout_default_seconds: must be between 1 and 540")
-            && stderr.contains("[from the miner file's `transaction.tx_timeout_default_seconds`]"),
+            && stderr.contains("[from the miner file's `transaction.tx_timeout_min_seconds`]"),
         "{stderr}"
     );
     let (code, stdout) = validate(&out);
@@ -135,6 +138,10 @@ fn import_go_config_exits_1_when_the_output_does_not_validate_and_still_writes_i
 
     // Nothing imported from a file that is not there.
     let (code, _, stderr) = import(&dir.path().join("missing.yaml"), None, None, false);
-    assert_eq!(code, Some(3), "{stderr}");
+    assert_eq!(code, Some(12), "{stderr}");
     assert!(stderr.contains("cannot read"), "{stderr}");
+
+    // A usage error is clap's 2, apart from every outcome of ours.
+    let output = relay_miner(&["import-go-config".as_ref(), "--no-such-flag".as_ref()]);
+    assert_eq!(output.status.code(), Some(2));
 }

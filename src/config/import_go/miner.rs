@@ -5,8 +5,8 @@
 
 use serde_norway::Value;
 
-use super::{Cx, entries, shared, show};
-use crate::config::StorageMode;
+use super::{Cx, entries, shared, shown};
+use crate::config::{MAX_TX_TIMEOUT_SECS, StorageMode};
 
 const INCLUSION: &str = "relay-miner confirms every claim and proof from chain state each block and re-sends a missing one once inside \
      its window; nothing to configure";
@@ -91,13 +91,53 @@ fn transaction(cx: &mut Cx, key: &str, v: &Value) {
                 Some(f) => cx.put_agree(&k, &to, f.into(), None),
                 None => {}
             },
-            "tx_timeout_default_seconds" => cx.u64_zero_is(&k, value, &to, 120),
-            "tx_timeout_min_seconds" | "tx_timeout_max_seconds" | "tx_timeout_clock_skew_buffer_seconds" => cx
-                .drop_key(
+            // Go sizes a claim/proof tx's timeout to its window, clamped to [min, max]; `default` is its fallback
+            // when no window-based value can be computed. Ours sizes it to the window at the chain's pace, at
+            // least tx_timeout_default_seconds, at most 540 s, and 540 s when the pace is unknown: Go's floor is
+            // our key.
+            "tx_timeout_min_seconds" => {
+                cx.u64_zero_is(&k, value, &["transaction", "tx_timeout_default_seconds"], 120);
+                if let Some(item) = cx.items.last_mut()
+                    && let super::Fate::Mapped { note, .. } = &mut item.fate
+                {
+                    let floor = "the floor of a claim/proof tx's timeout, which is sized to its window at the \
+                                 chain's pace up to 540 s";
+                    *note = Some(note.as_ref().map_or(floor.to_string(), |n| format!("{n}; {floor}")));
+                }
+            }
+            "tx_timeout_default_seconds" => cx.drop_key(
+                &k,
+                "Go's fallback when no window-based timeout can be computed; relay-miner then uses 540 s (the \
+                 window's close, the tx's timeout_height, bounds inclusion anyway); its floor is Go's \
+                 tx_timeout_min_seconds",
+            ),
+            "tx_timeout_max_seconds" => match cx.u64_of(&k, value) {
+                Some(n) if n > 0 && n < MAX_TX_TIMEOUT_SECS => cx.attention(
                     &k,
-                    "tx timeouts are anchored on the chain's latest block time here \
-                 (transaction.tx_timeout_default_seconds, at most 540), not the local clock",
+                    format!(
+                        "{n}: Go capped a tx's timeout at {n} s; relay-miner sizes it to the window at the chain's \
+                         pace up to {MAX_TX_TIMEOUT_SECS} s, with no lower cap (the window's close still bounds \
+                         inclusion): accept that"
+                    ),
                 ),
+                Some(n) => cx.drop_key(
+                    &k,
+                    &format!(
+                        "{}: relay-miner caps a tx's timeout at {MAX_TX_TIMEOUT_SECS} s (the node refuses 10 min \
+                         less its clock margin)",
+                        if n == 0 {
+                            "0 (Go's default 590)".to_string()
+                        } else {
+                            n.to_string()
+                        }
+                    ),
+                ),
+                None => {}
+            },
+            "tx_timeout_clock_skew_buffer_seconds" => cx.drop_key(
+                &k,
+                "tx timeouts are anchored on the chain's latest block time here, not the local clock",
+            ),
             "disable_claim_batching" | "disable_proof_batching" => match value.as_bool() {
                 Some(false) => cx.drop_key(&k, "relay-miner always batches a supplier's claims and proofs"),
                 _ => cx.attention(
@@ -105,7 +145,7 @@ fn transaction(cx: &mut Cx, key: &str, v: &Value) {
                     format!(
                         "`{}`: relay-miner always batches a supplier's claims and proofs due together, in txs of at \
                          most transaction.max_tx_bytes; it cannot send one tx per session",
-                        show(value)
+                        shown(&k, value)
                     ),
                 ),
             },
@@ -179,7 +219,7 @@ fn service_factor(cx: &mut Cx, key: &str, v: &Value) {
                 "`{}`: relay-miner meters an application's stake split over its suppliers (relay_meter), with no \
                  service factor: its relayers may serve a different budget per session than the Go fleet did; accept \
                  that or keep the Go relayers",
-                show(v)
+                shown(key, v)
             ),
         );
     }

@@ -10,6 +10,10 @@
 //! value our validator refuses is written as it is, so the validation result names it with its Go origin, never
 //! silently changed.
 //!
+//! The report goes to stderr, often a CI log, so it never prints a credential: URLs in it lose their userinfo,
+//! query values and API-key-like path segments ([`redact`]), and a password, token or header value is named by its
+//! key only ([`is_secret`]).
+//!
 //! Pure: no IO. The CLI (`crate::cli`, module `import_go`) reads the files, writes the output and prints
 //! [`Import::report`]; [`import`] itself parses its own output with [`Config::from_yaml`] and
 //! [`Config::validate`], so what it prints as valid is what `run` loads.
@@ -167,10 +171,16 @@ impl Import {
                     .origin_of(&issue.key)
                     .map(|(file, key)| format!(" [from the {file} file's `{key}`]"))
                     .unwrap_or_default();
-                out.push_str(&format!("  - {issue}{origin}\n"));
+                let problem = if is_secret(&issue.key) {
+                    mask_quoted(&issue.problem)
+                } else {
+                    issue.problem.clone()
+                };
+                out.push_str(&format!("  - {}: {problem}{origin}\n", issue.key));
             }
         }
-        out
+        // Every printed value: a URL's credentials never reach the terminal or a CI log.
+        redact(&out)
     }
 }
 
@@ -369,10 +379,17 @@ impl Cx {
                 );
                 return;
             }
-            let mine = show(&value);
+            let values = if is_secret(&dotted) || is_secret(key) {
+                format!("the {first_file} file's value differs from this file's (values not printed: credentials)")
+            } else {
+                format!(
+                    "the {first_file} file has `{first_value}`, this file `{}`",
+                    show(&value)
+                )
+            };
             let what = format!(
-                "the {first_file} file has `{first_value}`, this file `{mine}`; relay-miner runs one process with one \
-                 value: {dotted} is written with the {first_file} file's"
+                "{values}; relay-miner runs one process with one value: {dotted} is written with the {first_file} \
+                 file's"
             );
             match conflict {
                 Conflict::Attention(hint) => self.attention(key, format!("{what}; {hint}")),
@@ -427,7 +444,7 @@ impl Cx {
         if n.is_none() {
             self.attention(
                 key,
-                format!("`{}` is not a whole number ≥ 0: nothing written", show(value)),
+                format!("`{}` is not a whole number ≥ 0: nothing written", shown(key, value)),
             );
         }
         n
@@ -436,7 +453,7 @@ impl Cx {
     fn str_of(&mut self, key: &str, value: &Value) -> Option<String> {
         let s = value.as_str().map(str::to_string);
         if s.is_none() {
-            self.attention(key, format!("`{}` is not a string: nothing written", show(value)));
+            self.attention(key, format!("`{}` is not a string: nothing written", shown(key, value)));
         }
         s
     }
@@ -444,7 +461,10 @@ impl Cx {
     fn bool_of(&mut self, key: &str, value: &Value) -> Option<bool> {
         let b = value.as_bool();
         if b.is_none() {
-            self.attention(key, format!("`{}` is not true or false: nothing written", show(value)));
+            self.attention(
+                key,
+                format!("`{}` is not true or false: nothing written", shown(key, value)),
+            );
         }
         b
     }
@@ -452,7 +472,7 @@ impl Cx {
     fn f64_of(&mut self, key: &str, value: &Value) -> Option<f64> {
         let f = value.as_f64();
         if f.is_none() {
-            self.attention(key, format!("`{}` is not a number: nothing written", show(value)));
+            self.attention(key, format!("`{}` is not a number: nothing written", shown(key, value)));
         }
         f
     }
@@ -462,7 +482,10 @@ impl Cx {
             Value::Mapping(m) => Some(m),
             Value::Null => Some(empty_mapping()),
             other => {
-                self.attention(key, format!("`{}` is not a mapping: nothing written", show(other)));
+                self.attention(
+                    key,
+                    format!("`{}` is not a mapping: nothing written", shown(key, other)),
+                );
                 None
             }
         }
@@ -523,6 +546,113 @@ fn show(v: &Value) -> String {
             .map(|s| s.trim().replace('\n', " "))
             .unwrap_or_else(|_| "?".into()),
     }
+}
+
+/// Whether a dotted key (ours or Go's) holds credentials: an `authentication` or `headers` value, a password or a
+/// token. Its value is never printed, only its key.
+fn is_secret(key: &str) -> bool {
+    key.split(['.', '[', ' ']).any(|s| {
+        matches!(
+            s,
+            "authentication" | "headers" | "password" | "bearer_token" | "plain_token"
+        )
+    })
+}
+
+/// A value for the report: nothing of a credential key's, URL credentials redacted otherwise.
+fn shown(key: &str, v: &Value) -> String {
+    if is_secret(key) {
+        "<not printed: credentials>".into()
+    } else {
+        redact(&show(v))
+    }
+}
+
+/// A validation problem of a credential key with every `quoted` or "quoted" part replaced (a parse error quotes
+/// the value).
+fn mask_quoted(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut open: Option<char> = None;
+    for c in text.chars() {
+        match open {
+            Some(q) if c == q => {
+                out.push_str("***");
+                out.push(c);
+                open = None;
+            }
+            Some(_) => {}
+            None => {
+                out.push(c);
+                if c == '`' || c == '"' {
+                    open = Some(c);
+                }
+            }
+        }
+    }
+    if open.is_some() {
+        out.push_str("***");
+    }
+    out
+}
+
+/// `text` with the credentials of every URL in it (`scheme://…`) replaced by `***`: the userinfo
+/// (`redis://:secret@host` → `redis://***@host`), every query value (`?api_key=***`) and path segments that look
+/// like an API key (16+ letters, digits, `-` or `_`, with a letter and a digit: `/v2/***`).
+fn redact(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(i) = rest.find("://") {
+        let (head, tail) = rest.split_at(i + 3);
+        out.push_str(head);
+        let end = tail
+            .find(|c: char| c.is_whitespace() || matches!(c, '`' | '"' | '\'' | ',' | ';' | ')' | ']' | '}' | '>'))
+            .unwrap_or(tail.len());
+        let (url, after) = tail.split_at(end);
+        out.push_str(&redact_url(url));
+        rest = after;
+    }
+    out.push_str(rest);
+    out
+}
+
+/// A URL after its `scheme://`, redacted (see [`redact`]).
+fn redact_url(url: &str) -> String {
+    // The last `@` ends the userinfo even if the password has a raw `/` or `?` (over-redacting a path with an `@`
+    // is the safe side).
+    let (userinfo, rest) = match url.rfind('@') {
+        Some(at) => (true, &url[at + 1..]),
+        None => (false, url),
+    };
+    let (before_query, query) = match rest.split_once('?') {
+        Some((b, q)) => (b, Some(q)),
+        None => (rest, None),
+    };
+    let mut out = String::from(if userinfo { "***@" } else { "" });
+    for (i, segment) in before_query.split('/').enumerate() {
+        if i > 0 {
+            out.push('/');
+        }
+        let token_like = segment.len() >= 16
+            && segment
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+            && segment.chars().any(|c| c.is_ascii_digit())
+            && segment.chars().any(|c| c.is_ascii_alphabetic());
+        out.push_str(if i > 0 && token_like { "***" } else { segment });
+    }
+    if let Some(query) = query {
+        out.push('?');
+        let params: Vec<String> = query
+            .split('&')
+            .map(|p| match p.split_once('=') {
+                Some((name, _)) => format!("{name}=***"),
+                None if p.is_empty() => String::new(),
+                None => "***".into(),
+            })
+            .collect();
+        out.push_str(&params.join("&"));
+    }
+    out
 }
 
 /// The entries of a mapping with their dotted keys, non-string keys reported.

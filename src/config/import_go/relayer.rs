@@ -11,7 +11,7 @@ use std::collections::BTreeSet;
 
 use serde_norway::{Mapping, Value};
 
-use super::{Cx, entries, go_duration_seconds, listen_addr, shared, show};
+use super::{Cx, entries, go_duration_seconds, listen_addr, shared, show, shown};
 use crate::config::validate::BACKEND_KINDS;
 
 /// Go's built-in timeout profiles: (name, request, response header, dial) seconds.
@@ -101,7 +101,7 @@ fn validation_mode(cx: &mut Cx, key: &str, v: &Value, to: &[&str]) {
             key,
             format!(
                 "`{}` is not eager or optimistic (the Go loader refuses it too): nothing written",
-                show(v)
+                shown(key, v)
             ),
         ),
     }
@@ -216,7 +216,10 @@ fn backends(cx: &mut Cx, key: &str, value: &Value, id: &str) {
 /// `urls`: plain URLs or `{name, url}` entries, the same shapes here.
 fn urls(cx: &mut Cx, key: &str, v: &Value, to: &[&str]) {
     let Some(list) = v.as_sequence() else {
-        cx.attention(key, format!("`{}` is not a list of URLs: nothing written", show(v)));
+        cx.attention(
+            key,
+            format!("`{}` is not a list of URLs: nothing written", shown(key, v)),
+        );
         return;
     };
     let mut out = Vec::new();
@@ -233,7 +236,7 @@ fn urls(cx: &mut Cx, key: &str, v: &Value, to: &[&str]) {
                             named.insert(name.as_str().into(), s.into());
                         }
                         ("name" | "url", None) => {
-                            cx.attention(&k, format!("`{}` is not a string: nothing written", show(field)))
+                            cx.attention(&k, format!("`{}` is not a string: nothing written", shown(&k, field)))
                         }
                         _ => cx.unknown(&k),
                     }
@@ -242,7 +245,10 @@ fn urls(cx: &mut Cx, key: &str, v: &Value, to: &[&str]) {
             }
             other => cx.attention(
                 &entry_key,
-                format!("`{}` is not a URL or {{name, url}}: nothing written", show(other)),
+                format!(
+                    "`{}` is not a URL or {{name, url}}: nothing written",
+                    shown(&entry_key, other)
+                ),
             ),
         }
     }
@@ -258,7 +264,10 @@ fn string_map(cx: &mut Cx, key: &str, v: &Value, to: &[&str]) {
             Value::String(_) | Value::Number(_) | Value::Bool(_) => {
                 out.insert(name.into(), show(value).into());
             }
-            other => cx.attention(&k, format!("`{}` is not a header value: nothing written", show(other))),
+            other => cx.attention(
+                &k,
+                format!("`{}` is not a header value: nothing written", shown(&k, other)),
+            ),
         }
     }
     cx.put_agree(key, to, Value::Mapping(out), None);
@@ -267,20 +276,43 @@ fn string_map(cx: &mut Cx, key: &str, v: &Value, to: &[&str]) {
 fn authentication(cx: &mut Cx, key: &str, v: &Value, to: &[&str]) {
     let Some(map) = cx.map_of(key, v) else { return };
     let mut out = Mapping::new();
+    let mut unquoted = Vec::new();
     for (name, k, value) in entries(cx, key, map) {
         match name.as_str() {
-            "username" | "password" | "bearer_token" | "plain_token" => match cx.str_of(&k, value) {
-                // Go treats an empty field as not set.
-                Some(s) if s.is_empty() => cx.drop_key(&k, "empty: not set, as in Go"),
-                Some(s) => {
-                    out.insert(name.as_str().into(), s.into());
+            "username" | "password" | "bearer_token" | "plain_token" => {
+                // Go's yaml.v3 reads an unquoted number or boolean into these strings as its text (`password:
+                // 123456` is the password "123456"); written quoted, as our strict loader wants a string.
+                let text = match value {
+                    Value::Number(n) if n.is_i64() || n.is_u64() => Some(n.to_string()),
+                    Value::Bool(b) => Some(b.to_string()),
+                    _ => None,
+                };
+                if let Some(text) = text {
+                    unquoted.push(name.clone());
+                    out.insert(name.as_str().into(), text.into());
+                    continue;
                 }
-                None => {}
-            },
+                match cx.str_of(&k, value) {
+                    // Go treats an empty field as not set.
+                    Some(s) if s.is_empty() => cx.drop_key(&k, "empty: not set, as in Go"),
+                    Some(s) => {
+                        out.insert(name.as_str().into(), s.into());
+                    }
+                    None => {}
+                }
+            }
             _ => cx.unknown(&k),
         }
     }
-    cx.put_agree(key, to, Value::Mapping(out), Some("secrets copied as they are".into()));
+    let mut note = "secrets copied as they are".to_string();
+    if !unquoted.is_empty() {
+        note.push_str(&format!(
+            "; {} unquoted in the Go file (a number or true/false, which Go reads as its text): written quoted \
+             (check it if the Go file wrote it with leading zeros)",
+            unquoted.join(", ")
+        ));
+    }
+    cx.put_agree(key, to, Value::Mapping(out), Some(note));
 }
 
 fn health_check(cx: &mut Cx, key: &str, v: &Value, to: &[&str]) {
@@ -317,7 +349,7 @@ fn health_check(cx: &mut Cx, key: &str, v: &Value, to: &[&str]) {
                 Some(list) if list.iter().all(|s| s.as_u64().is_some()) => cx.put_agree(&k, &path, value.clone(), None),
                 _ => cx.attention(
                     &k,
-                    format!("`{}` is not a list of HTTP statuses: nothing written", show(value)),
+                    format!("`{}` is not a list of HTTP statuses: nothing written", shown(&k, value)),
                 ),
             },
             "headers" => string_map(cx, &k, value, &path),

@@ -4,7 +4,7 @@
 
 use serde_norway::Value;
 
-use super::{Conflict, Cx, GoFile, entries, listen_addr, show};
+use super::{Conflict, Cx, GoFile, entries, listen_addr, show, shown};
 use crate::config::StorageMode;
 
 /// Go `redis.namespace.*` sub-prefixes and their defaults: our Redis layout uses these, fixed.
@@ -82,8 +82,8 @@ fn namespace(cx: &mut Cx, key: &str, value: &Value) {
                 format!(
                     "`{}`: relay-miner's Redis layout uses Go's default `{fixed}`, fixed: what the Go fleet wrote \
                      under `{}` is not read. Let the Go fleet settle its sessions, or move to the default first",
-                    show(v),
-                    show(v)
+                    shown(&key, v),
+                    shown(&key, v)
                 ),
             ),
         }
@@ -180,7 +180,7 @@ pub(super) fn keys(cx: &mut Cx, key: &str, value: &Value) {
                     format!(
                         "`{}`: relay-miner reads one keys file, not a directory of per-key files: put each file's \
                          `private_key_hex` into one file `keys: [<hex>, …]` (chmod 600) and set keys.keys_file",
-                        show(v)
+                        shown(&key, v)
                     ),
                 ),
             },

@@ -221,7 +221,8 @@ pocket_node: {query_timeout_seconds: 9, chain_id: pocket-beta}
 keys: {keys_file: /k.yaml}
 hot_reload_enabled: false
 leader_election: {leader_ttl_seconds: 40, heartbeat_rate_seconds: 12}
-transaction: {gas_limit: 500000, gas_price: 0.000002upokt, gas_adjustment: 1.5, tx_timeout_default_seconds: 300}
+transaction: {gas_limit: 500000, gas_price: 0.000002upokt, gas_adjustment: 1.5, tx_timeout_min_seconds: 300,
+              tx_timeout_default_seconds: 200}
 balance_monitor: {enabled: false, check_interval_seconds: 60, balance_threshold_upokt: 42,
                   stake_warning_proof_threshold: 8, stake_critical_proof_threshold: 2}
 "#;
@@ -244,7 +245,9 @@ balance_monitor: {enabled: false, check_interval_seconds: 60, balance_threshold_
         (t.gas_limit, t.gas_price.as_str(), t.gas_adjustment),
         (500_000, "0.000002upokt", 1.5)
     );
+    // Go's floor is our minimum; Go's fallback (`tx_timeout_default_seconds`) is not.
     assert_eq!(t.tx_timeout_default_seconds, 300);
+    assert_dropped(&import, GoFile::Miner, "transaction.tx_timeout_default_seconds");
     let b = &c.balance_monitor;
     assert_eq!(
         (b.enabled, b.check_interval_seconds, b.balance_threshold_upokt),
@@ -278,7 +281,7 @@ logging: {level: TRACE, format: console}
 redis: {claim_idle_timeout_ms: 0}
 leader_election: {leader_ttl_seconds: 0, heartbeat_rate_seconds: 0}
 pocket_node: {chain_id: ""}
-transaction: {gas_price: "", gas_adjustment: 0, tx_timeout_default_seconds: 0}
+transaction: {gas_price: "", gas_adjustment: 0, tx_timeout_min_seconds: 0}
 balance_monitor: {check_interval_seconds: 0, stake_warning_proof_threshold: 0, stake_critical_proof_threshold: 0}
 "#;
     let import = run(relayer, Some(miner));
@@ -529,7 +532,7 @@ fn a_wrong_type_is_an_attention_item_not_a_guess() {
 /// it came from.
 #[test]
 fn a_value_our_validator_refuses_is_kept_and_reported_with_its_go_key() {
-    let miner = "transaction: {tx_timeout_default_seconds: 590, gas_adjustment: 1.05}\n";
+    let miner = "transaction: {tx_timeout_min_seconds: 590, gas_adjustment: 1.05}\n";
     let import = run(MIN_RELAYER, Some(miner));
     assert!(
         import.yaml.contains("tx_timeout_default_seconds: 590"),
@@ -551,7 +554,7 @@ fn a_value_our_validator_refuses_is_kept_and_reported_with_its_go_key() {
     );
     assert!(
         report.contains("transaction.tx_timeout_default_seconds: must be between 1 and 540")
-            && report.contains("[from the miner file's `transaction.tx_timeout_default_seconds`]"),
+            && report.contains("[from the miner file's `transaction.tx_timeout_min_seconds`]"),
         "{report}"
     );
     // An issue of a key under a written mapping is traced to it.
@@ -657,4 +660,105 @@ fn go_durations_convert_to_whole_seconds() {
     for bad in ["", "2", "-1h", "1500ms", "2d", "h"] {
         assert!(go_duration_seconds(bad).is_err(), "{bad}");
     }
+}
+
+/// Go's `tx_timeout_max_seconds` below our 540 s cap is a decision (we may keep a tx alive longer than Go did); at
+/// or above it (Go's default 590), or 0 (Go's default), it is dropped with our cap as the reason.
+#[test]
+fn go_tx_timeout_max_below_our_cap_needs_attention_and_its_default_is_dropped() {
+    let import = run(MIN_RELAYER, Some("transaction: {tx_timeout_max_seconds: 300}\n"));
+    let what = attention(&import, GoFile::Miner, "transaction.tx_timeout_max_seconds");
+    assert!(what.contains("up to 540 s"), "{what}");
+    assert!(!import.yaml.contains("300"), "{}", import.yaml);
+    for max in ["590", "0", "600"] {
+        let import = run(
+            MIN_RELAYER,
+            Some(&format!("transaction: {{tx_timeout_max_seconds: {max}}}\n")),
+        );
+        let why = dropped_reason(&import, GoFile::Miner, "transaction.tx_timeout_max_seconds");
+        assert!(why.contains("caps a tx's timeout at 540 s"), "{max}: {why}");
+        assert_eq!(import.attention().count(), 0, "{}", import.report());
+    }
+}
+
+/// `password: 123456` is the string "123456" for Go's yaml.v3: written quoted, so our loader reads the same
+/// string.
+#[test]
+fn an_unquoted_number_password_or_token_is_written_as_its_text() {
+    let relayer = "services:\n  a:\n    backends:\n      jsonrpc:\n        url: http://a:1\n        \
+                   authentication: {username: 42, password: 123456}\n      rest:\n        url: http://b:1\n        \
+                   authentication: {bearer_token: 987654}\n";
+    let import = run(relayer, None);
+    assert!(import.issues.is_empty(), "{}", import.report());
+    let c = config(&import);
+    let backends = &c.services["a"].backends;
+    let auth = backends["jsonrpc"].authentication.as_ref().unwrap();
+    assert_eq!(
+        (auth.username.as_deref(), auth.password.as_deref()),
+        (Some("42"), Some("123456"))
+    );
+    let auth = backends["rest"].authentication.as_ref().unwrap();
+    assert_eq!(auth.bearer_token.as_deref(), Some("987654"));
+    assert!(
+        import.yaml.contains("password: '123456'") || import.yaml.contains("password: \"123456\""),
+        "{}",
+        import.yaml
+    );
+}
+
+/// The report (stderr, often a CI log) never carries a credential: URL userinfo, query values and API-key path
+/// segments are redacted in every printed value (the files disagreeing, a value of the wrong type, a URL our
+/// validator refuses), and a password, token or header value is named by its key only.
+#[test]
+fn the_report_never_prints_a_credential() {
+    let relayer = "redis: {url: \"redis://:hunter2secret@r:6379\"}\n\
+                   pocket_node: {query_node_rpc_url: \"https://user:apikeyrpc@node:443\", \
+                   query_node_grpc_url: \"https://node:9090?api_key=qsgrpcsecret\"}\n\
+                   services:\n  a:\n    backends:\n      jsonrpc:\n        \
+                   url: \"ftp://eth.example/v2/abcdef1234567890abcdef\"\n        \
+                   headers: {X-Api-Key: [hdrsecret]}\n        authentication: {password: [pwsecret]}\n";
+    let miner = "redis: {url: \"redis://:otherpass@r:6379\"}\n\
+                 pocket_node: {query_node_rpc_url: \"https://user:apikeyminer@node:443\", \
+                 query_node_grpc_url: \"https://node:9090?api_key=qsminersecret\"}\n";
+    let import = run(relayer, Some(miner));
+    let report = import.report();
+    for secret in [
+        "hunter2secret",
+        "otherpass",
+        "apikeyrpc",
+        "apikeyminer",
+        "qsgrpcsecret",
+        "qsminersecret",
+        "abcdef1234567890abcdef",
+        "hdrsecret",
+        "pwsecret",
+    ] {
+        assert!(!report.contains(secret), "{secret} printed:\n{report}");
+    }
+    // What is printed still says what happened, and where.
+    assert!(
+        report.contains("miner: redis.url: attention: the relayer file has `redis://***@r:6379`"),
+        "{report}"
+    );
+    assert!(report.contains("`https://node:9090?api_key=***`"), "{report}");
+    assert!(report.contains("`ftp://eth.example/v2/***` is not a URL"), "{report}");
+    assert!(
+        report.contains("services.a.backends.jsonrpc.headers.X-Api-Key: attention: `<not printed: credentials>`"),
+        "{report}"
+    );
+    assert!(
+        report.contains("services.a.backends.jsonrpc.authentication.password: attention:"),
+        "{report}"
+    );
+    // A conflict on a credential key names the key only.
+    let relayer = format!("{MIN_RELAYER}keys: {{keys_file: /k.yaml}}\n");
+    let import = run(&relayer, Some("keys: {keys_file: /k2.yaml}\n"));
+    assert!(import.report().contains("/k2.yaml"), "{}", import.report());
+    assert!(super::is_secret("services.a.backends.rest.authentication"));
+    assert!(super::is_secret("services.a.backends.rest.health_check.headers.X-K"));
+    assert!(!super::is_secret("storage.redis.url"));
+    assert_eq!(
+        super::mask_quoted("invalid type: string `s3cret`, expected \"x\" or `y"),
+        "invalid type: string `***`, expected \"***\" or `***"
+    );
 }
