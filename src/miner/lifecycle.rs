@@ -58,10 +58,10 @@ pub use record::{LossReason, Schedule, SessionKey, SessionRecord, State};
 /// ([`SessionRecord::claim_absent_at`]; the same for a required proof past `proof_close`,
 /// [`SessionRecord::proof_absent_at`]). One block: a fresh answer is asked at every block past the close
 /// (`advance`), so this covers a node whose state lags the reported tip by one block, or a load balancer that
-/// sent the first query to such a node. A node that lags by more than one block at two successive heights would
-/// still expire the session: the cost of waiting longer is a loss found (and the session's data kept) later for
-/// every claim that really did not land, and a lag of that size makes the claim lookups wrong elsewhere too
-/// (confirmations, re-sends). Raising it only delays expiry; the answer "exists" ends the wait at any height.
+/// sent the first query to such a node. A node lagging by more than that cannot answer "absent" any more: the
+/// driver's claim lookups are pinned to the tip it read (`x-cosmos-block-height`), so such a node refuses the
+/// height (an error, asked again at the next block) instead of answering from its older state. Raising it only
+/// delays expiry; the answer "exists" ends the wait at any height.
 pub const CLAIM_ABSENT_CONFIRMATIONS: i64 = 1;
 
 /// Whether an answer "absent" at `height` does not confirm yet the first one (`first`, none yet: this is it), so
