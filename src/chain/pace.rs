@@ -1,4 +1,4 @@
-//! The chain's recent pace, from the tips the node's status gave ([`ChainClient::tip`](super::ChainClient::tip)):
+//! The chain's recent pace, from the tips the node's status gave ([`ChainClient::tip`](super::query::ChainClient::tip)):
 //! (height, block time) samples of the last blocks seen, so the miner can size an unordered tx's timeout to its
 //! window at the chain's block time without reading a block (a whole block can be MBs once proofs are in it).
 

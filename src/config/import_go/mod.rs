@@ -11,8 +11,8 @@
 //! silently changed.
 //!
 //! The report goes to stderr, often a CI log, so it never prints a credential: URLs in it lose their userinfo,
-//! query values and API-key-like path segments ([`redact`]), and a password, token or header value is named by its
-//! key only ([`is_secret`]).
+//! query values and API-key-like path segments (`redact`), and a password, token or header value is named by its
+//! key only (`is_secret`).
 //!
 //! Pure: no IO. The CLI (`crate::cli`, module `import_go`) reads the files, writes the output and prints
 //! [`Import::report`]; [`import`] itself parses its own output with [`Config::from_yaml`] and
