@@ -403,11 +403,7 @@ fn lines_of(len: usize) -> Vec<u8> {
 async fn a_stream_over_the_body_limit_after_an_item_is_mined_with_it() {
     let (net, r, _backend, tap) = stream_net().await;
     let header = net.header("slow").await;
-    let request = get_request(&net, &header, "/events");
-    let mut reader = Reader::open(&r.url, &request).await;
-    tap.send(Bytes::from_static(b"data: one\n\n")).unwrap();
-    let first = reader.next().await.unwrap();
-    assert_eq!(batch(&net, &first), b"data: one\n\n");
+    let (_, request, mut reader, first) = stream_served_once(&net, &r, &tap).await;
     tap.send(Bytes::from(lines_of(70_000))).unwrap();
     let items = reader.rest().await;
     assert_eq!(items.len(), 1, "one item after the first");
@@ -454,11 +450,7 @@ async fn silent_after_an_item(mode: &str) {
         assert_eq!(status, 200);
         others = 1;
     }
-    let request = get_request(&net, &header, "/events");
-    let mut reader = Reader::open(&r.url, &request).await;
-    tap.send(Bytes::from_static(b"data: one\n\n")).unwrap();
-    let first = reader.next().await.unwrap();
-    assert_eq!(batch(&net, &first), b"data: one\n\n");
+    let (_, request, mut reader, first) = stream_served_once(&net, &r, &tap).await;
     // Nothing more is sent (the tap is held open): the relayer times the backend out.
     let items = reader.rest().await;
     assert_eq!(items.len(), 1, "one item after the first");
