@@ -38,6 +38,9 @@ pub(crate) struct Metrics {
     pub streaming_chunks: IntCounter,
     pub streaming_bytes: IntCounter,
     pub streaming_served: IntCounterVec,
+    /// Streamed answers that ended broken (over the body limit, the backend silent or failing), by reason: whether
+    /// items were delivered before (then mined with the last one) or not (refunded).
+    pub streams_broken: IntCounterVec,
     /// Backend pools (module `pool`): relays refused because no endpoint was in service, each endpoint's health
     /// (1/0, moved by the breaker and the health checks), health probe outcomes.
     pub fast_fails: IntCounterVec,
@@ -248,6 +251,12 @@ impl Metrics {
                 "ha_relayer_streaming_relays_served_total",
                 "Relays answered as a stream of signed batches (SSE/NDJSON backends) whose stream ended",
                 &["service_id"],
+            )?,
+            streams_broken: counter(
+                "ha_relayer_streams_broken_total",
+                "Streamed answers that ended broken (response_too_large, backend_timeout, backend_error), mined with \
+                 the last item delivered when there was one",
+                &["service_id", "reason"],
             )?,
         })
     }

@@ -482,6 +482,15 @@ impl Relayer {
                     .inc();
             }
         };
+        // A broken stream (not a mining refusal before the claim, which took the settlement) is counted by reason.
+        if let Ended::Failed(e) = &ended
+            && (settle.is_some() || mined_early)
+        {
+            self.metrics
+                .streams_broken
+                .with_label_values(&[service_id, e.code().1])
+                .inc();
+        }
         // A relay mined before its stream ended (before its claim) stands, its charge kept, whatever happens next;
         // one not settled yet is refunded when its stream does not end well, unless the gateway left holding items.
         let settle = match (ended, settle, last_written) {

@@ -425,6 +425,14 @@ async fn a_stream_over_the_body_limit_after_an_item_is_mined_with_it() {
         ),
         1
     );
+    // Still seen as a backend answer cut short.
+    assert_eq!(
+        metric(
+            &r.telemetry,
+            "ha_relayer_streams_broken_total{reason=\"response_too_large\",service_id=\"slow\"}"
+        ),
+        1
+    );
 }
 
 /// A backend going silent past the request timeout (here `default_request_timeout_seconds: 1`) after an item:
@@ -457,6 +465,13 @@ async fn silent_after_an_item(mode: &str) {
     assert_eq!(error_code(&items[0]), Some(13), "{:?}", items[0].relay_miner_error);
     drop(tap);
     r.relayer.drain_settlements().await;
+    assert_eq!(
+        metric(
+            &r.telemetry,
+            "ha_relayer_streams_broken_total{reason=\"backend_timeout\",service_id=\"slow\"}"
+        ),
+        1
+    );
     let relays = logged(&net).await;
     assert_eq!(relays.len(), others + 1);
     let streamed: Vec<_> = relays
