@@ -824,6 +824,18 @@ async fn the_same_relay_again_is_answered_but_neither_appended_nor_charged_again
     let r = net.relayer().await;
     let header = net.header("anvil").await;
     let request = net.request(&header, &net.ours.1, Net::rpc(7));
+    // The backend's answer carries an HTTP `Date` header (whole seconds): the four sends start early in a second,
+    // so a second boundary between them cannot make the answer, and the relay, another one.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_millis()
+        > 100
+    {
+        assert!(std::time::Instant::now() < deadline);
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
     let (status, first) = net.send(&r.url, &request).await;
     assert_eq!((status, served_status(&net, &first)), (200, 200));
     for _ in 0..3 {
