@@ -237,16 +237,28 @@ async fn logged(net: &Net) -> Vec<Relay> {
 /// The relay log holds exactly one relay: `request` and `item`, the signed item the gateway got last (module
 /// `stream`: a stream is mined with its final item, so its proof stays small however long it ran).
 async fn assert_mined_once(net: &Net, request: &RelayRequest, item: &RelayResponse) {
-    let relays = logged(net).await;
-    assert_eq!(relays.len(), 1);
-    assert_eq!(relays[0].req.as_ref(), Some(request));
-    let res = relays[0].res.as_ref().unwrap();
+    let mined = assert_mined_among(net, 1, request, item).await;
+    let res = mined.res.as_ref().unwrap();
     // The mined relay keeps the response's payload hash, not its payload (spec: relay bytes).
-    assert_eq!(res.meta, item.meta);
     assert_eq!(res.payload_hash, item.payload_hash);
-    assert_eq!(res.payload_hash, Some(sha256(&item.payload).to_vec()));
     let signature = &res.meta.as_ref().unwrap().supplier_operator_signature;
     supplier_sig::verify(&net.ours.2, &relay::response_signable_hash(res), signature).unwrap();
+}
+
+/// The relay log holds `total` relays, and the relay of `request` among them once, mined with `item` (the signed
+/// item the gateway had when the relay was mined or settled). Returns that relay (the log is read once).
+async fn assert_mined_among(net: &Net, total: usize, request: &RelayRequest, item: &RelayResponse) -> Relay {
+    let relays = logged(net).await;
+    assert_eq!(relays.len(), total);
+    let streamed: Vec<_> = relays
+        .iter()
+        .filter(|relay| relay.req.as_ref() == Some(request))
+        .collect();
+    assert_eq!(streamed.len(), 1);
+    let res = streamed[0].res.as_ref().unwrap();
+    assert_eq!(res.meta, item.meta);
+    assert_eq!(res.payload_hash, Some(sha256(&item.payload).to_vec()));
+    streamed[0].clone()
 }
 
 /// The body the demo backend answers `GET path` with directly.
@@ -472,16 +484,7 @@ async fn silent_after_an_item(mode: &str) {
         ),
         1
     );
-    let relays = logged(&net).await;
-    assert_eq!(relays.len(), others + 1);
-    let streamed: Vec<_> = relays
-        .iter()
-        .filter(|relay| relay.req.as_ref() == Some(&request))
-        .collect();
-    assert_eq!(streamed.len(), 1);
-    let res = streamed[0].res.as_ref().unwrap();
-    assert_eq!(res.meta, first.meta);
-    assert_eq!(res.payload_hash, Some(sha256(&first.payload).to_vec()));
+    assert_mined_among(&net, others + 1, &request, &first).await;
     assert_charged(&net, &r, &header).await;
 }
 
@@ -714,16 +717,7 @@ async fn an_optimistic_stream_still_running_before_its_claim_is_mined_then_and_g
     assert!(items.iter().all(|item| item.relay_miner_error.is_none()));
     r.relayer.drain_settlements().await;
     // Mined once, with the item the gateway had when it was settled.
-    let relays = logged(&net).await;
-    assert_eq!(relays.len(), 2);
-    let streamed: Vec<_> = relays
-        .iter()
-        .filter(|relay| relay.req.as_ref() == Some(&request))
-        .collect();
-    assert_eq!(streamed.len(), 1);
-    let res = streamed[0].res.as_ref().unwrap();
-    assert_eq!(res.meta, first.meta);
-    assert_eq!(res.payload_hash, Some(sha256(&first.payload).to_vec()));
+    assert_mined_among(&net, 2, &request, &first).await;
     assert_eq!(metric(&r.telemetry, optimistic), served_before + 1);
 }
 
