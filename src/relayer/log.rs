@@ -4,7 +4,9 @@
 //! `max_batch_relays`; when the queue is short it waits up to `max_batch_delay_ms` from the first relay for more)
 //! and appends it as one batch, with a few batches in flight so one slow commit does not stall the next. With
 //! `durable_ack` the handler waits for its batch's append to return (durable); without it, the handler returns at
-//! once and a failed batch is logged and counted as dropped. Either way no relay costs a commit of its own.
+//! once ([`LogAppender::append_eventually`]) and a failed batch is logged and counted as dropped, its relays'
+//! meter charges refunded (not in the log, so never paid: kept charged, they would count against the session's
+//! budget and refuse later relays the chain would pay). Either way no relay costs a commit of its own.
 //!
 //! A relay the log cannot hold at all (over the raft entry limit, [`storage::RelayLog::relay_fits`]) is refused on
 //! its own with `StorageError::TooLarge` before it is queued: it neither fails its batch-mates nor counts as a
@@ -59,7 +61,17 @@ pub trait LogObserver: Send + Sync {
 struct Item {
     relay: storage::MinedRelay,
     service_id: String,
-    ack: Option<Ack>,
+    /// How its handler learns the outcome.
+    outcome: Outcome,
+}
+
+/// What a queued relay's batch result goes to.
+enum Outcome {
+    /// A durable append: its handler waits for the result.
+    Ack(Ack),
+    /// An append without durable ack: its handler returned when it was queued; its meter charge is kept when the
+    /// batch is appended and refunded when it failed.
+    Settle(super::meter::Charge),
 }
 
 /// Handle to the appender task (cheap to clone; the task ends when every handle is dropped).
@@ -225,20 +237,21 @@ impl LogAppender {
         }
     }
 
-    /// Queues `relay`; with `durable` returns once its batch is durable, else once it is queued.
-    pub async fn append(
-        &self,
-        relay: storage::MinedRelay,
-        service_id: &str,
-        durable: bool,
-    ) -> Result<(), storage::StorageError> {
-        if !self.log.relay_fits(&relay) {
-            return Err(storage::StorageError::TooLarge(format!(
-                "relay of {} bytes is larger than the relay log can hold (see max_body_size_bytes)",
-                relay.payload.len()
-            )));
+    /// Refuses a relay the log cannot hold at all (module docs).
+    fn check_fits(&self, relay: &storage::MinedRelay) -> Result<(), storage::StorageError> {
+        if self.log.relay_fits(relay) {
+            return Ok(());
         }
-        if durable && let Some((log, observer)) = &self.direct {
+        Err(storage::StorageError::TooLarge(format!(
+            "relay of {} bytes is larger than the relay log can hold (see max_body_size_bytes)",
+            relay.payload.len()
+        )))
+    }
+
+    /// Appends `relay` and returns once its batch is durable.
+    pub async fn append(&self, relay: storage::MinedRelay, service_id: &str) -> Result<(), storage::StorageError> {
+        self.check_fits(&relay)?;
+        if let Some((log, observer)) = &self.direct {
             let result = log.append(vec![relay]).await.map(|_| ());
             if result.is_err() {
                 observer.append_failed();
@@ -246,26 +259,47 @@ impl LogAppender {
             self.outcomes().record(&result, 1);
             return result;
         }
-        let gone = || storage::StorageError::Unavailable("relay log appender stopped".into());
-        let (ack, done) = if durable {
-            let (tx, rx) = oneshot::channel();
-            (Some(tx), Some(rx))
-        } else {
-            (None, None)
-        };
+        let (ack, done) = oneshot::channel();
         self.tx
             .send(Item {
                 relay,
                 service_id: service_id.to_string(),
-                ack,
+                outcome: Outcome::Ack(ack),
             })
             .await
-            .map_err(|_| gone())?;
-        match done {
-            Some(rx) => rx.await.map_err(|_| gone())?,
-            None => Ok(()),
+            .map_err(|_| appender_gone())?;
+        done.await.map_err(|_| appender_gone())?
+    }
+
+    /// Queues `relay` without waiting for its batch (no durable ack). Once queued, the batch settles `charge`:
+    /// kept when the relay is appended, refunded when the batch failed (module docs). A relay not queued (too
+    /// large, the appender gone) gets its charge back with the error.
+    pub async fn append_eventually(
+        &self,
+        relay: storage::MinedRelay,
+        service_id: &str,
+        charge: super::meter::Charge,
+    ) -> Result<(), (storage::StorageError, super::meter::Charge)> {
+        if let Err(e) = self.check_fits(&relay) {
+            return Err((e, charge));
+        }
+        let item = Item {
+            relay,
+            service_id: service_id.to_string(),
+            outcome: Outcome::Settle(charge),
+        };
+        match self.tx.send(item).await {
+            Ok(()) => Ok(()),
+            Err(mpsc::error::SendError(item)) => match item.outcome {
+                Outcome::Settle(charge) => Err((appender_gone(), charge)),
+                Outcome::Ack(_) => Err((appender_gone(), super::meter::Charge::none())),
+            },
         }
     }
+}
+
+fn appender_gone() -> storage::StorageError {
+    storage::StorageError::Unavailable("relay log appender stopped".into())
 }
 
 async fn run(
@@ -320,24 +354,24 @@ async fn run(
         tokio::spawn(async move {
             let _permit = permit;
             let mut relays = Vec::with_capacity(batch.len());
-            let mut acks = Vec::with_capacity(batch.len());
+            let mut waiting = Vec::with_capacity(batch.len());
             for item in batch {
                 relays.push(item.relay);
-                acks.push((item.service_id, item.ack));
+                waiting.push((item.service_id, item.outcome));
             }
             let n = relays.len();
             let result = log.append(relays).await.map(|_| ());
             observer.batch(n, result.is_ok());
             outcomes.record(&result, n);
-            for (service_id, ack) in acks {
-                match ack {
-                    Some(ack) => {
+            for (service_id, outcome) in waiting {
+                match (outcome, &result) {
+                    (Outcome::Ack(ack), _) => {
                         let _ = ack.send(result.clone());
                     }
-                    None => {
-                        if let Err(e) = &result {
-                            observer.dropped(&service_id, e);
-                        }
+                    (Outcome::Settle(charge), Ok(())) => charge.commit(),
+                    (Outcome::Settle(charge), Err(e)) => {
+                        observer.dropped(&service_id, e);
+                        charge.refund_counted();
                     }
                 }
             }
@@ -385,7 +419,11 @@ mod tests {
             async move {
                 for n in 0.. {
                     let relay = storage::suite::relay("pokt1sup", "s1", n);
-                    if appender.append(relay, "anvil", false).await.is_err() {
+                    if appender
+                        .append_eventually(relay, "anvil", crate::relayer::meter::Charge::none())
+                        .await
+                        .is_err()
+                    {
                         return;
                     }
                 }
@@ -424,12 +462,12 @@ mod tests {
         };
         let appender = spawn(backend.storage().relay_log, settings);
         let relay = |n| storage::suite::relay("pokt1sup", "s1", n);
-        appender.append(relay(1), "anvil", true).await.unwrap();
+        appender.append(relay(1), "anvil").await.unwrap();
         assert!(appender.refusing().is_none(), "nothing failed yet");
 
         let full = storage::StorageError::OutOfMemory("disk full".into());
         backend.faults().refuse_writes(Some(full.clone()));
-        assert_eq!(appender.append(relay(2), "anvil", true).await, Err(full.clone()));
+        assert_eq!(appender.append(relay(2), "anvil").await, Err(full.clone()));
         assert_eq!(
             appender.refusing(),
             Some(full.clone()),
@@ -458,12 +496,86 @@ mod tests {
         );
         assert_eq!(after(2 * REFUSE_AFTER_FAILURE), Some(full.clone()));
         // The probe's append fails: refused for a whole window again.
-        assert_eq!(appender.append(relay(3), "anvil", true).await, Err(full.clone()));
+        assert_eq!(appender.append(relay(3), "anvil").await, Err(full.clone()));
         assert_eq!(appender.refusing(), Some(full));
 
         backend.faults().refuse_writes(None);
-        appender.append(relay(4), "anvil", true).await.unwrap();
+        appender.append(relay(4), "anvil").await.unwrap();
         assert!(appender.refusing().is_none(), "a successful append ends it at once");
+    }
+
+    /// Without durable ack the handler returns when its relay is queued; the relay's meter charge follows its
+    /// batch: kept when the batch is appended, refunded (and counted) when it failed, as the relay is then not in
+    /// the log and never paid. Before, the charge was kept at queueing: a failed batch's relays stayed charged
+    /// against the session's budget.
+    #[tokio::test]
+    async fn a_failed_batch_without_durable_ack_refunds_its_relays_charges() {
+        use crate::relayer::meter::{Budget, MeterKey, MeterObserver, RelayMeter};
+        struct NoMeterObserver;
+        impl MeterObserver for NoMeterObserver {
+            fn storage_error(&self, _: &'static str) {}
+        }
+        let backend = storage::MemoryBackend::new();
+        let store = backend.storage();
+        let (_height, rx) = tokio::sync::watch::channel(0);
+        let meter = RelayMeter::spawn(
+            Arc::clone(&store.kv),
+            crate::config::FailBehavior::Open,
+            Duration::from_secs(3600),
+            Duration::from_secs(60),
+            rx,
+            Arc::new(NoMeterObserver),
+        );
+        let key = MeterKey {
+            session_id: "s1".into(),
+            supplier: "pokt1sup".into(),
+        };
+        let budget = Budget {
+            limit_compute_units: 10,
+            forget_at_height: 100,
+        };
+        let refunded = prometheus::IntCounter::new("refunded", "refunded charges").unwrap();
+        let charge = || async {
+            meter
+                .charge(&key, budget, 10)
+                .await
+                .unwrap()
+                .count_abandoned_in(refunded.clone())
+        };
+        let settings = BatchSettings {
+            max_delay: Duration::from_millis(1),
+            max_relays: 8,
+        };
+        let appender = spawn(store.relay_log.clone(), settings);
+        let relay = |n| storage::suite::relay("pokt1sup", "s1", n);
+        let full = storage::StorageError::OutOfMemory("disk full".into());
+        backend.faults().refuse_writes(Some(full));
+        appender
+            .append_eventually(relay(1), "anvil", charge().await)
+            .await
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while refunded.get() == 0 {
+            assert!(
+                Instant::now() < deadline,
+                "the failed batch's charge was never refunded"
+            );
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        assert!(!meter.exhausted(&key, 10), "the failed relay's compute units are back");
+
+        backend.faults().refuse_writes(None);
+        appender
+            .append_eventually(relay(2), "anvil", charge().await)
+            .await
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while store.relay_log.backlog("pokt1sup").await.unwrap().undelivered == 0 {
+            assert!(Instant::now() < deadline, "the relay was never appended");
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        assert!(meter.exhausted(&key, 10), "the appended relay stays charged");
+        assert_eq!(refunded.get(), 1);
     }
 
     /// A relay the log cannot hold is refused on its own: not queued with others, not taken for a storage
@@ -482,7 +594,16 @@ mod tests {
             ..storage::suite::relay("pokt1sup", "s1", n)
         };
         for durable in [true, false] {
-            match appender.append(relay(1, 2000), "anvil", durable).await {
+            let result = if durable {
+                appender.append(relay(1, 2000), "anvil").await
+            } else {
+                let none = crate::relayer::meter::Charge::none();
+                appender
+                    .append_eventually(relay(1, 2000), "anvil", none)
+                    .await
+                    .map_err(|(e, _)| e)
+            };
+            match result {
                 Err(storage::StorageError::TooLarge(_)) => {}
                 other => panic!("expected TooLarge, got {other:?}"),
             }
@@ -491,15 +612,15 @@ mod tests {
                 "one oversized relay is no storage outage"
             );
         }
-        appender.append(relay(2, 10), "anvil", true).await.unwrap();
+        appender.append(relay(2, 10), "anvil").await.unwrap();
         // Even when the store itself refuses a write as too large, that is no outage.
         backend
             .faults()
             .refuse_writes(Some(storage::StorageError::TooLarge("big".into())));
-        assert!(appender.append(relay(3, 10), "anvil", true).await.is_err());
+        assert!(appender.append(relay(3, 10), "anvil").await.is_err());
         assert!(appender.refusing().is_none());
         backend.faults().refuse_writes(None);
-        appender.append(relay(4, 10), "anvil", true).await.unwrap();
+        appender.append(relay(4, 10), "anvil").await.unwrap();
         assert_eq!(
             backend
                 .storage()

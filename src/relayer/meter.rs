@@ -245,6 +245,18 @@ impl Charge {
         self.give_back();
     }
 
+    /// Gives the compute units back and counts it where an abandoned charge is counted
+    /// ([`Charge::count_abandoned_in`]): for a refund decided where the relayer's outcome counters are not at
+    /// hand (the relay log appender, for a batch that failed after its handler returned).
+    pub fn refund_counted(mut self) {
+        if self.entry.is_some()
+            && let Some(counter) = &self.abandoned
+        {
+            counter.inc();
+        }
+        self.give_back();
+    }
+
     fn give_back(&mut self) {
         if let Some(entry) = self.entry.take() {
             entry.counts().pending -= self.cost as i64;

@@ -168,13 +168,24 @@ impl Relayer {
             relay_hash: hash.to_vec(),
             payload: message.encode_to_vec(),
         };
-        match self.appender.append(mined, &h.service_id, durable).await {
-            Ok(()) => {
-                // Only a durable append: without `durable_ack` a batch failing later loses the relay, and its
-                // repeat must then be appended.
-                if durable {
-                    self.recent.insert(hash);
+        if !durable {
+            // The charge is settled by the relay's batch: kept when it is appended, refunded when it failed (a
+            // relay not in the log is not paid; module `log`). Its repeat is appended again, so not recorded in
+            // `recent`.
+            return match self.appender.append_eventually(mined, &h.service_id, charge).await {
+                Ok(()) => {
+                    self.metrics.mined.with_label_values(&[&h.service_id]).inc();
+                    Ok(())
                 }
+                Err((e, charge)) => {
+                    self.refund(&h.service_id, charge);
+                    Err(RelayError::from_storage(e))
+                }
+            };
+        }
+        match self.appender.append(mined, &h.service_id).await {
+            Ok(()) => {
+                self.recent.insert(hash);
                 self.metrics.mined.with_label_values(&[&h.service_id]).inc();
                 charge.commit();
                 Ok(())
