@@ -148,6 +148,8 @@ pub struct Miner {
     /// Suppliers this miner works for: the keyring's, plus removed ones still finishing sessions they mined
     /// (their relays are money: a supplier removed from the keys file keeps claiming and proving what it served).
     signers: std::collections::BTreeMap<String, SigningKey>,
+    /// Removed suppliers kept in `signers` whose removal was warned about (once per removal: module `restore`).
+    removal_warned: std::collections::BTreeSet<String>,
     config: MinerConfig,
     engine: Engine,
     tries: HashMap<SessionKey, OpenTrie>,
@@ -277,6 +279,7 @@ impl Miner {
             storage,
             keys,
             signers: std::collections::BTreeMap::new(),
+            removal_warned: std::collections::BTreeSet::new(),
             config,
             engine,
             tries: HashMap::new(),

@@ -29,21 +29,54 @@ impl Miner {
             .filter(|a| !current.contains_key(*a))
             .cloned()
             .collect();
+        // A supplier back in the keys file is warned about again if removed again.
+        self.removal_warned.retain(|a| !current.contains_key(a));
         for address in removed {
             let live = self
                 .engine
                 .sessions()
                 .filter(|r| r.key.supplier == address && !r.pruned)
                 .count();
-            if live == 0 {
-                tracing::info!(
+            if live > 0 {
+                self.warn_removed_but_kept(&address, live, 0);
+                continue;
+            }
+            // Relays in its log not ingested yet belong to sessions the engine does not know: dropped now, the
+            // key would be gone before they are claimed (counted only as unowned entries).
+            match self.storage.relay_log.backlog(&address).await {
+                Ok(b) if b.undelivered == 0 && b.pending == 0 => {
+                    tracing::info!(
+                        supplier = address,
+                        "supplier removed from the keys file; no live sessions and no relays left to ingest"
+                    );
+                    self.removal_warned.remove(&address);
+                    self.signers.remove(&address);
+                }
+                Ok(b) => self.warn_removed_but_kept(&address, 0, b.undelivered.saturating_add(b.pending)),
+                Err(e) => tracing::warn!(
                     supplier = address,
-                    "supplier removed from the keys file; no live sessions left"
-                );
-                self.signers.remove(&address);
+                    error = %e,
+                    "supplier removed from the keys file: cannot read its relay-log backlog, its key is kept \
+                     until it can be read"
+                ),
             }
         }
         Ok(())
+    }
+
+    /// Warns once per removal that `supplier`'s key is kept in memory for its `live` sessions and `unread`
+    /// relays not ingested yet: the keys file no longer has it, so a restart before they end abandons them.
+    fn warn_removed_but_kept(&mut self, supplier: &str, live: usize, unread: u64) {
+        if self.removal_warned.insert(supplier.to_owned()) {
+            tracing::warn!(
+                supplier,
+                live_sessions = live,
+                relays_not_ingested = unread,
+                "supplier removed from the keys file while it has work left: its key is kept in memory until its \
+                 sessions are claimed, proved and pruned; keep it in the keys file until then (a restart before \
+                 abandons them: claims and required proofs not sent, shown by ha_miner_keyless_sessions)"
+            );
+        }
     }
 
     /// Restores a supplier's session records, and the txs they hold (module `submit::kept`) as txs of unknown

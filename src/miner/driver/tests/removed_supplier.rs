@@ -75,3 +75,41 @@ async fn a_removed_suppliers_key_survives_a_failed_reload() {
     }
     assert_claimed(&f, &[&f.key]).await;
 }
+
+/// A supplier removed from the keys file with relays in its log not ingested yet (a session the engine does not
+/// know, so no live session) keeps its key until they are: they are ingested and claimed. Dropped at once (no live
+/// session was the only test), its relays were left to the unowned-entries gauge, never claimed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_removed_supplier_with_relays_not_ingested_yet_keeps_its_key_until_they_are_claimed() {
+    let f = fixture().await;
+    let plain = MemoryBackend::new().storage();
+    let mut miner = Miner::new(f.client.clone(), plain.clone(), f.keyring.clone(), config("a"));
+    miner.step().await.unwrap();
+    assert!(miner.engine.is_leader());
+    plain
+        .relay_log
+        .append(relays(&f.supplier, &f.header, 0..5))
+        .await
+        .unwrap();
+    // Removed before an ingest round read its relays.
+    f.keyring.replace(KeyMap::new());
+    miner.sync_suppliers().await.unwrap();
+    assert!(miner.engine.session(&f.key).is_none(), "not ingested yet");
+    assert!(
+        miner.signers.contains_key(&f.supplier),
+        "kept while its log holds relays not ingested"
+    );
+    let schedule = loop {
+        miner.step().await.unwrap();
+        if let Some(session) = miner.engine.session(&f.key) {
+            break session.schedule;
+        }
+        f.chain.produce_block();
+    };
+    assert_eq!(miner.engine.session(&f.key).unwrap().relays, 5);
+    while f.chain.height() < schedule.claim_open + 3 {
+        f.chain.produce_block();
+        miner.step().await.unwrap();
+    }
+    assert_claimed(&f, &[&f.key]).await;
+}
