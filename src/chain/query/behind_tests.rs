@@ -105,3 +105,54 @@ async fn a_node_one_block_behind_knows_the_session_starts_entry() {
         vec![0x0f; 32]
     );
 }
+
+/// A node answering claims from state older than the height asked, whose "no claim" is an empty answer stamped
+/// with that older height: the pin (`x-cosmos-block-height`) dropped on the way (a proxy), so the node does not
+/// refuse the height it has not reached. Taken as "absent", a claim landed in the blocks it has not committed
+/// reads as missing: re-sent (a fee) or, past its window, the session expired as lost. It is
+/// [`ChainError::Behind`] (retryable), and "absent" only from a node at the height asked or past it.
+#[tokio::test]
+async fn an_absent_claim_answered_below_the_height_asked_is_behind_not_absent() {
+    use crate::chain::grpc::BLOCK_HEIGHT_HEADER;
+    use crate::protocol::wire::{self, method};
+    use crate::sim::grpc::GrpcRouter;
+
+    // The node's height; the test asks about 10.
+    const NODE_HEIGHT: i64 = 8;
+    let router = GrpcRouter::new()
+        .with_block_height(|| NODE_HEIGHT)
+        .unary(method::CLAIM, |_: wire::QueryGetClaimRequest| async {
+            Ok(wire::QueryGetClaimResponse { claim: None })
+        });
+    let unpinned = tower::util::MapRequestLayer::new(|mut request: axum::extract::Request| {
+        request.headers_mut().remove(BLOCK_HEIGHT_HEADER);
+        request
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let app = router.into_axum().layer(unpinned);
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let client = ChainClient::new(&format!("http://{addr}"), Duration::from_secs(5)).unwrap();
+
+    let behind = client
+        .claim_at("session", "pokt1supplier", Some(NODE_HEIGHT + 2))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            behind,
+            ChainError::Behind {
+                query: "claim",
+                height: 10,
+                served: 8
+            }
+        ),
+        "{behind:?}"
+    );
+    assert!(behind.is_retryable());
+    for height in [Some(NODE_HEIGHT), Some(NODE_HEIGHT - 1), None] {
+        let answer = client.claim_as_of("session", "pokt1supplier", height).await.unwrap();
+        assert_eq!(answer.claim, None, "absent as of {height:?}");
+        assert_eq!(answer.as_of, Some(NODE_HEIGHT), "{height:?}");
+    }
+}

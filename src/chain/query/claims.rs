@@ -1,6 +1,6 @@
-//! Claim lookups ([`ChainClient::claim`], [`ChainClient::claim_at`]): what decides whether a claim (and,
-//! through its proof validation status, a proof) landed, so they are read as of the height the miner acts on,
-//! never from whatever older state a load-balanced node has.
+//! Claim lookups ([`ChainClient::claim`], [`ChainClient::claim_at`], [`ChainClient::claim_at_tip`]): what
+//! decides whether a claim (and, through its proof validation status, a proof) landed, so they are read as of
+//! the height the miner acts on, never from whatever older state a load-balanced node has.
 
 use super::{ChainClient, ChainError};
 use crate::protocol::wire::{self, method};
@@ -10,8 +10,13 @@ impl ChainClient {
     /// ([`ChainClient::latest_height`]: the tip the miner acts on), see [`ChainClient::claim_at`]; unpinned
     /// before any height is known.
     pub async fn claim(&self, session_id: &str, supplier: &str) -> Result<Option<wire::Claim>, ChainError> {
+        Ok(self.claim_at_tip(session_id, supplier).await?.claim)
+    }
+
+    /// [`ChainClient::claim`], with the height the answer was read at ([`ChainClient::claim_as_of`]).
+    pub async fn claim_at_tip(&self, session_id: &str, supplier: &str) -> Result<ClaimAnswer, ChainError> {
         let height = self.latest_height();
-        self.claim_at(session_id, supplier, (height > 0).then_some(height))
+        self.claim_as_of(session_id, supplier, (height > 0).then_some(height))
             .await
     }
 
@@ -45,7 +50,8 @@ impl ChainClient {
 
     /// [`ChainClient::claim_at`], with the height the answer was read at: below `height` when a node behind
     /// answered with the claim it holds. What such a claim says of its proof (`proof_validation_status`) is as
-    /// of that older height: a proof validated since reads "not validated" there.
+    /// of that older height: a proof validated since reads "not validated" there ([`ClaimAnswer::behind`]; the
+    /// miner's lookup takes that status as unknown and looks again at its next block).
     pub async fn claim_as_of(
         &self,
         session_id: &str,
@@ -67,15 +73,17 @@ impl ChainClient {
                     height,
                     served,
                 }),
-                (claim, served, height) => Ok(ClaimAnswer {
+                (claim, served, asked) => Ok(ClaimAnswer {
                     claim,
-                    as_of: served.or(height),
+                    as_of: served.or(asked),
+                    asked,
                 }),
             },
             // Never a refusal of the height (`is_not_found` excludes it).
             Err(e) if e.is_not_found() => Ok(ClaimAnswer {
                 claim: None,
                 as_of: height,
+                asked: height,
             }),
             Err(e) if height.is_some() && e.is_height_in_the_future() => {
                 let unpinned = self
@@ -83,9 +91,11 @@ impl ChainClient {
                     .unary_pinned::<_, wire::QueryGetClaimResponse>(method::CLAIM, request, None)
                     .await;
                 match unpinned {
+                    // Read below `height` (the node has not committed it), named or not in its answer.
                     Ok((response, served)) if response.claim.is_some() => Ok(ClaimAnswer {
                         claim: response.claim,
-                        as_of: served,
+                        as_of: served.or(height.map(|h| h - 1)),
+                        asked: height,
                     }),
                     _ => Err(e.into()),
                 }
@@ -100,7 +110,21 @@ impl ChainClient {
 pub struct ClaimAnswer {
     /// The claim, if the node holds it.
     pub claim: Option<wire::Claim>,
-    /// The height the answer was read at (the node's `x-cosmos-block-height`, else the height pinned); `None`
-    /// when neither is known.
+    /// The height the answer was read at (the node's `x-cosmos-block-height`, else the height pinned, or the
+    /// block before it from a node that refused it); `None` when neither is known.
     pub as_of: Option<i64>,
+    /// The height asked about (`None`: un-pinned).
+    pub asked: Option<i64>,
+}
+
+impl ClaimAnswer {
+    /// The height asked about and the older one the answer was read at, when it was read below the height asked
+    /// (a node behind answered with the claim it holds): what the claim says of its proof is not the chain's
+    /// at the height asked.
+    pub fn behind(&self) -> Option<(i64, i64)> {
+        match (self.asked, self.as_of) {
+            (Some(asked), Some(as_of)) if as_of < asked => Some((asked, as_of)),
+            _ => None,
+        }
+    }
 }

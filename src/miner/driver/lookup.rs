@@ -12,8 +12,9 @@
 
 use super::{Miner, MinerError};
 use crate::chain::comet::CometError;
+use crate::chain::query::ChainError;
 use crate::chain::settlement::{BlockSettlements, ClaimSettlement};
-use crate::miner::lifecycle::{Event, SessionKey, Step};
+use crate::miner::lifecycle::{Event, SessionKey, State, Step};
 use crate::protocol::wire;
 use crate::smst::hash::root_sum_count;
 
@@ -91,7 +92,25 @@ impl FailedRead {
 impl Miner {
     /// Reads the chain for `key` and feeds the answer to the engine.
     pub(super) async fn lookup(&mut self, key: SessionKey) -> Result<Step, MinerError> {
-        let claim = self.chain.claim(&key.session_id, &key.supplier).await?;
+        let answer = self.chain.claim_at_tip(&key.session_id, &key.supplier).await?;
+        // A claim read below the tip (a node behind answered with the claim it holds: `ChainClient::claim_at`)
+        // says of its proof what the chain said at that older height: a proof validated since reads "not
+        // validated" there. For a session waiting on its proof that is no answer. Read as "not validated", the
+        // engine re-sent the proof two blocks after its send and, past the window's close, expired the session
+        // as `proof_not_included` (a false loss of a paid claim). So the lookup fails as the node's being behind
+        // (retryable) and the engine asks again at the next block. The claim's existence it reads as it is.
+        if let (Some(claim), Some((height, served))) = (&answer.claim, answer.behind()) {
+            let proving = self.engine.session(&key).is_some_and(|r| r.state == State::Proving);
+            if proving && claim.proof_validation_status != wire::ClaimProofStatus::Validated as i32 {
+                return Err(ChainError::Behind {
+                    query: "claim (its proof validation status)",
+                    height,
+                    served,
+                }
+                .into());
+            }
+        }
+        let claim = answer.claim;
         let settled = match claim {
             Some(_) => None,
             None => match self.settlement_of(&key).await? {
