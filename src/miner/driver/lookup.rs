@@ -95,13 +95,20 @@ impl Miner {
         let answer = self.chain.claim_at_tip(&key.session_id, &key.supplier).await?;
         // A claim read below the tip (a node behind answered with the claim it holds: `ChainClient::claim_at`)
         // says of its proof what the chain said at that older height: a proof validated since reads "not
-        // validated" there. For a session waiting on its proof that is no answer. Read as "not validated", the
-        // engine re-sent the proof two blocks after its send and, past the window's close, expired the session
-        // as `proof_not_included` (a false loss of a paid claim). So the lookup fails as the node's being behind
-        // (retryable) and the engine asks again at the next block. The claim's existence it reads as it is.
+        // validated" there. Past the proof window's close that is no answer for a session waiting on its proof:
+        // the chain settles and deletes the claim at the end of block `proof_close`, so a node still holding it is
+        // from before, and two such answers expired the session as `proof_not_included` (a false loss of a paid
+        // claim). So the lookup fails as the node's being behind (retryable) and the engine asks again at the next
+        // block, where the settlement decides. Inside the window the answer is taken: at worst the engine re-sends
+        // the kept proof tx (its same bytes: no second fee), and a node behind the tip every block (a gRPC endpoint
+        // a block behind the CometBFT one the height comes from) must not keep a dropped proof from its re-send.
+        // The claim's existence is read as it is.
         if let (Some(claim), Some((height, served))) = (&answer.claim, answer.behind()) {
-            let proving = self.engine.session(&key).is_some_and(|r| r.state == State::Proving);
-            if proving && claim.proof_validation_status != wire::ClaimProofStatus::Validated as i32 {
+            let past_close = self
+                .engine
+                .session(&key)
+                .is_some_and(|r| r.state == State::Proving && self.engine.height() > r.schedule.proof_close);
+            if past_close && claim.proof_validation_status != wire::ClaimProofStatus::Validated as i32 {
                 return Err(ChainError::Behind {
                     query: "claim (its proof validation status)",
                     height,
