@@ -23,6 +23,11 @@
 //! fields: they come back with an empty session id and relay hash (the caller decodes them from `data`) and
 //! `trim_session` cannot match them.
 //!
+//! # Beside a Go fleet
+//! During a migration the Go relayers and miners may share the Redis: a campaign is refused while a Go miner is
+//! live (`go_fleet` module; readiness fails with [`NotReady::GoMinerActive`]), and the relay streams the Go
+//! relayer gives a 2 h `EXPIRE` are `PERSIST`ed by appends and reads (`log` module).
+//!
 //! # Fencing
 //! A fenced view ([`crate::Fencing`]) runs its writes as Lua scripts that check the lease and token keys first
 //! (`fence` module, which also lists what is not fenced on Redis: stream deliveries).

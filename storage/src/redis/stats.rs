@@ -611,6 +611,18 @@ mod tests {
     }
 
     #[test]
+    fn go_miner_refusals_are_all_counted_and_logged_every_ten_seconds() {
+        let s = RedisStats::default();
+        assert!(s.record_go_miner_refusal(10_000), "the first at once");
+        assert!(!s.record_go_miner_refusal(19_999));
+        assert!(s.record_go_miner_refusal(20_000));
+        assert_eq!(s.acquire_failures(AcquireFailure::GoMinerActive), 3);
+        assert_eq!(s.acquire_consecutive_failures(), 0, "not a Redis failure");
+        s.record_go_miner_gone();
+        assert!(s.record_go_miner_refusal(20_001), "a new stretch logs at once");
+    }
+
+    #[test]
     fn not_replicated_logs_are_throttled() {
         let s = RedisStats::default();
         assert_eq!((s.record_not_replicated(), s.record_not_replicated()), (1, 2));
