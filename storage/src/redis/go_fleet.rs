@@ -63,9 +63,7 @@ impl RedisBackend {
             .await?;
         let mut found = Vec::new();
         if let Some(holder) = holder.filter(|_| ttl_ms > 0 && !ours) {
-            found.push(format!(
-                "{leader_key} held by {holder:?} for {ttl_ms} ms more unless renewed"
-            ));
+            found.push(format!("{leader_key} held by {holder:?} (TTL {ttl_ms} ms when read)"));
         }
         if !members.is_empty() {
             let mut p = redis::pipe();
@@ -82,7 +80,7 @@ impl RedisBackend {
                 })
                 .collect();
             for (key, ms) in live {
-                found.push(format!("Go instance heartbeat {key} alive for {ms} ms more"));
+                found.push(format!("Go instance heartbeat {key} (TTL {ms} ms when read)"));
             }
         }
         if found.is_empty() {
@@ -96,9 +94,15 @@ impl RedisBackend {
     }
 
     /// A campaign refused because a Go miner is live: counted, logged at ERROR (throttled), and readiness fails
-    /// until a campaign finds none. Returns the campaign's answer: not elected.
+    /// until a campaign finds none. Returns the campaign's answer: not elected. The description of what was
+    /// found is read again with each log (every 10 s).
     pub(crate) async fn go_miner_refusal(&self, election: &str, candidate: &str) -> Option<u64> {
         let log = self.inner.stats.record_go_miner_refusal(super::stats::unix_ms());
+        // Described again when logged (every 10 s), not at every campaign (every miner tick).
+        if !log && let Some(found) = self.go_miner_active() {
+            tracing::debug!(election, candidate, found, "campaign refused: a Go relay miner is live");
+            return None;
+        }
         let found = match self.describe_go_miner().await {
             Ok(found) => found,
             Err(e) => {
