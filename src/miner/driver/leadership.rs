@@ -9,6 +9,9 @@
 //! with [`storage::StorageError::Fenced`] once another instance leads. The miner then drops leadership at once,
 //! retries nothing, logs at WARN and counts `ha_miner_fenced_writes_total`. The chain submission itself is
 //! guarded separately by a lease renewal right before it ([`Miner::still_leader`]).
+//!
+//! On Redis a campaign is also refused (answered as "not elected") while a Go relay miner is live on the same
+//! Redis: the storage checks it, counts it and fails readiness (`storage::redis`, module `go_fleet`).
 
 use std::sync::atomic::Ordering as AtomicOrdering;
 

@@ -66,6 +66,13 @@ pub enum NotReady {
          or accept the risk with storage.redis.allow_without_aof"
     )]
     NoAof,
+    /// A Go relay miner is live on this Redis (the keys found, module `go_fleet`): this miner does not campaign.
+    #[error(
+        "a Go relay miner is live on this Redis ({0}): this miner does not lead while it is (both would consume \
+         the relay streams and claim the same sessions); stop the Go miners once the sessions they claimed are \
+         settled"
+    )]
+    GoMinerActive(String),
 }
 
 /// The server's persistence settings as far as they can be read.
@@ -88,7 +95,7 @@ fn parse_info_aof(info: &str) -> Option<bool> {
 
 impl NotReady {
     /// A stable label for metrics and logs: `redis_unreachable`, `redis_oom`, `redis_write_rejected`,
-    /// `redis_eviction_policy`, `redis_instance_in_use`, `redis_no_aof`.
+    /// `redis_eviction_policy`, `redis_instance_in_use`, `redis_no_aof`, `redis_go_miner_active`.
     pub fn reason(&self) -> &'static str {
         match self {
             Self::Unreachable(_) => "redis_unreachable",
@@ -97,6 +104,7 @@ impl NotReady {
             Self::EvictionPolicy(_) => "redis_eviction_policy",
             Self::InstanceInUse(_) => "redis_instance_in_use",
             Self::NoAof => "redis_no_aof",
+            Self::GoMinerActive(_) => "redis_go_miner_active",
         }
     }
 }
@@ -383,6 +391,7 @@ impl RedisBackend {
         if let Some(name) = self.instance_in_use() {
             return Err(NotReady::InstanceInUse(name));
         }
+        self.go_miner_readiness()?;
         if self.config().require_aof {
             match self.persistence().await {
                 Ok(Persistence { aof: Some(false), .. }) => return Err(NotReady::NoAof),
@@ -446,5 +455,6 @@ mod tests {
             NotReady::EvictionPolicy(String::new()).reason(),
             "redis_eviction_policy"
         );
+        assert_eq!(NotReady::GoMinerActive(String::new()).reason(), "redis_go_miner_active");
     }
 }

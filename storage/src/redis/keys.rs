@@ -16,13 +16,15 @@
 //! | relay meter of (session, supplier), compute units (ours) | `{base}:cache:meter:{session}:{supplier}:consumed` | string, INCRBY |
 //! | last sync applied to a meter by one relayer (ours) | `{base}:cache:meter:{session}:{supplier}:consumed:once:{writer}` | string, meter's PX |
 //! | readiness probe (ours) | `{base}:miner:ready_probe:{instance}` | string, short PX |
+//! | Go miners' instance heartbeats (read only) | `{base}:miner:active` (set of ids), `{base}:miner:instance:{id}` | set, string with TTL |
 //!
 //! The relay-miner miner campaigns as election `miner` (`{base}:miner:leader:miner`), not at Go's
 //! `global_leader`, and holding `global_leader` would not exclude a Go miner anyway: in the Go fleet the global
 //! leader only refreshes caches and publishes blocks, while every Go miner replica consumes relay streams and
 //! claims for the suppliers it leases at `{base}:miner:claim:{supplier}`. Go and relay-miner miners therefore
-//! must not run against the same Redis at once (both would read the `ha-miners` group and split the relays):
-//! stop the Go miners before starting relay-miner's.
+//! must not run against the same Redis at once (both would read the `ha-miners` group, split the relays and
+//! claim the same sessions). A relay-miner campaign is refused while a Go miner is live (module `go_fleet`): Go's
+//! `global_leader` held with a TTL and without our token key next to it, or a Go instance heartbeat alive.
 //!
 //! Keys marked "ours" have no Go counterpart. The trie is "ours" on purpose: Go keeps its SMST at
 //! `{base}:smst:{supplier}:{session}:nodes` as content-addressed nodes (field = hex of a node digest, value = the
@@ -134,6 +136,17 @@ impl Keys {
         format!("{}:miner:instance_lock:{name}", self.base)
     }
 
+    /// `{base}:miner:active`: the Go miners' set of instance ids (read only: relay-miner never writes it).
+    pub fn go_active_set(&self) -> String {
+        format!("{}:miner:active", self.base)
+    }
+
+    /// `{base}:miner:instance:`: prefix of a Go miner's heartbeat key `{base}:miner:instance:{id}` (value unix
+    /// nanos, TTL the Go miner's claim TTL, 90 s by default, refreshed every 10 s).
+    pub fn go_instance_prefix(&self) -> String {
+        format!("{}:miner:instance:", self.base)
+    }
+
     /// `{base}:miner:ready_probe:{instance}`.
     pub fn ready_probe(&self, instance: &str) -> String {
         format!("{}:miner:ready_probe:{instance}", self.base)
@@ -162,6 +175,11 @@ mod tests {
         assert_eq!(k.lease_counter("global"), "ha:miner:global_leader:fencing");
         assert_eq!(k.lease("claim"), "ha:miner:leader:claim");
         assert_eq!(k.kv("application:pokt1app"), "ha:cache:application:pokt1app");
+        assert_eq!(k.go_active_set(), "ha:miner:active");
+        assert_eq!(
+            format!("{}host-42", k.go_instance_prefix()),
+            "ha:miner:instance:host-42"
+        );
     }
 
     #[test]

@@ -19,6 +19,9 @@
 //! ([`RedisBackend::release_instances`]); after a crash the restart campaigns once the lock lapsed (at most
 //! [`INSTANCE_LOCK_TTL`]). The lease value stays the plain name (the Go layout).
 //!
+//! A live Go miner on the same Redis refuses every campaign (module `go_fleet`): the campaign script checks the
+//! Go miner's keys first and touches nothing when it finds one.
+//!
 //! The refresher's last round is its heartbeat, `ha_storage_redis_instance_lock_refresh_timestamp_seconds`
 //! ([`RedisStats::instance_lock_refreshed_unix_ms`](super::RedisStats::instance_lock_refreshed_unix_ms)).
 //!
@@ -34,13 +37,15 @@ use async_trait::async_trait;
 use redis::Script;
 use tokio::sync::watch;
 
+use super::go_fleet::{GO_MINER_CHECK, GO_MINER_LIVE};
 use super::stats::AcquireFailure;
 use super::{RedisBackend, lock, millis};
 use crate::StorageError;
 use crate::contract::{LeaderInfo, Leadership};
 
-/// KEYS: lease, token, counter, instance lock. ARGV: candidate, ttl ms, nonce, lock ttl ms. Returns the holder's
-/// token, 0 when busy, -1 when another process holds the candidate's instance lock. A lease under the candidate's
+/// KEYS: lease, token, counter, instance lock, then the Go miner's keys of [`GO_MINER_CHECK`]. ARGV: candidate,
+/// ttl ms, nonce, lock ttl ms, Go instance key prefix. Returns the holder's token, 0 when busy, -1 when another
+/// process holds the candidate's instance lock, [`GO_MINER_LIVE`] (-2, nothing touched) when a Go miner is live. A lease under the candidate's
 /// name keeps its term (token) only for the process that holds the instance lock: a process taking a free lock
 /// (a restart after a crash, or a process whose lock lapsed) starts a new term, so fenced writes of any earlier
 /// process under that name are refused from then on.
@@ -73,10 +78,10 @@ end
 redis.call('SET', KEYS[2], t, 'PX', ARGV[2])
 return t
 ";
-static CAMPAIGN: LazyLock<Script> = LazyLock::new(|| Script::new(CAMPAIGN_BODY));
+static CAMPAIGN: LazyLock<Script> = LazyLock::new(|| Script::new(&format!("{GO_MINER_CHECK}{CAMPAIGN_BODY}")));
 /// [`CAMPAIGN`] for servers that know script flags: run at `maxmemory` too (module docs of `fence`).
 static CAMPAIGN_OOM: LazyLock<Script> =
-    LazyLock::new(|| Script::new(&format!("{}{CAMPAIGN_BODY}", super::fence::ALLOW_OOM)));
+    LazyLock::new(|| Script::new(&format!("{}{GO_MINER_CHECK}{CAMPAIGN_BODY}", super::fence::ALLOW_OOM)));
 
 /// KEYS: instance lock. ARGV: the dead holder's nonce. Deletes the lock if it still holds that nonce.
 static DROP_DEAD_INSTANCE: LazyLock<Script> = LazyLock::new(|| {
@@ -344,12 +349,29 @@ impl RedisBackend {
             .key(self.keys().lease_token(election))
             .key(self.keys().lease_counter(election))
             .key(self.keys().instance_lock(candidate))
+            .key(self.keys().lease(super::keys::GLOBAL_ELECTION))
+            .key(self.keys().lease_token(super::keys::GLOBAL_ELECTION))
+            .key(self.keys().go_active_set())
             .arg(candidate)
             .arg(millis(ttl))
             .arg(&self.inner.nonce)
             .arg(millis(INSTANCE_LOCK_TTL))
+            .arg(self.keys().go_instance_prefix())
             .invoke_async(&mut self.conn())
             .await
+    }
+
+    /// Logs the end of a streak of failed acquisitions (a campaign reached Redis again).
+    fn acquire_reached(&self, election: &str, candidate: &str) {
+        let streak = self.inner.stats.record_acquire_reached();
+        if streak > 0 {
+            tracing::warn!(
+                election,
+                candidate,
+                failed_attempts = streak,
+                "leadership acquisition reaches Redis again"
+            );
+        }
     }
 
     /// Counts, logs and maps the answer of [`CAMPAIGN`].
@@ -362,15 +384,8 @@ impl RedisBackend {
         let stats = &self.inner.stats;
         match res {
             Ok(token) => {
-                let streak = stats.record_acquire_reached();
-                if streak > 0 {
-                    tracing::warn!(
-                        election,
-                        candidate,
-                        failed_attempts = streak,
-                        "leadership acquisition reaches Redis again"
-                    );
-                }
+                self.acquire_reached(election, candidate);
+                self.no_go_miner(election, candidate);
                 self.instance_lock_answer(election, candidate, token < 0);
                 let Ok(token) = u64::try_from(token) else {
                     return Ok(None);
@@ -428,6 +443,10 @@ impl RedisBackend {
 impl Leadership for RedisBackend {
     async fn campaign(&self, election: &str, candidate: &str, ttl: Duration) -> Result<Option<u64>, StorageError> {
         let first = self.campaign_once(election, candidate, ttl).await;
+        if matches!(first, Ok(GO_MINER_LIVE)) {
+            self.acquire_reached(election, candidate);
+            return Ok(self.go_miner_refusal(election, candidate).await);
+        }
         if !matches!(first, Ok(-1)) {
             return self.campaign_outcome(election, candidate, first);
         }
@@ -452,6 +471,10 @@ impl Leadership for RedisBackend {
                 "instance lock of a dead process under this name taken over"
             );
             let again = self.campaign_once(election, candidate, ttl).await;
+            if matches!(again, Ok(GO_MINER_LIVE)) {
+                self.acquire_reached(election, candidate);
+                return Ok(self.go_miner_refusal(election, candidate).await);
+            }
             return self.campaign_outcome(election, candidate, again);
         }
         self.campaign_outcome(election, candidate, first)

@@ -22,6 +22,16 @@
 //! - replica acknowledgement (`replicas` module): with `wait_replicas` > 0 an append (one per batch) runs on the
 //!   dedicated connection of replicated writes and is followed by `WAIT` there; too few replicas fail it with
 //!   [`StorageError::NotReplicated`] although its entries are in the stream.
+//! - stream TTLs: the Go relayer sets `EXPIRE {stream} 2h` (once per publisher process and stream); expired,
+//!   the stream takes its consumer group, pending list and unread relays with it. Every append (script or
+//!   `MULTI`) and every `read_pending` (in its `MULTI`, so once per ingest round of a supplier, no extra round
+//!   trip) `PERSIST`s the stream, so a Go relayer's TTL is undone at the miner's next round; session records and
+//!   write sets do the same for the keys they touch.
+//! - losses made visible: a consumer group this process had seen that is gone (`NOGROUP`: the stream was
+//!   deleted or expired) and entries pending for the reading consumer found deleted (another process trimmed
+//!   them, e.g. the Go relayer's `XTRIM MINID`) are counted (`ha_storage_redis_relay_log_groups_vanished_total`,
+//!   `ha_storage_redis_relay_log_pending_deleted_total`) and logged at ERROR (at most every 10 s); the group is
+//!   created again at id 0 and the deleted entries acknowledged, so reading goes on.
 //! - `backlog`: Lua over `XINFO GROUPS` (`lag`, `pending`), counting with `XRANGE` when `lag` is unknown.
 //! - `suppliers`: paged `SCAN MATCH {base}:relays:*`, keeping the non-empty streams (module `suppliers`).
 
@@ -158,10 +168,15 @@ static APPEND: LazyLock<Scripts> = LazyLock::new(|| {
         "{MEMORY_CHECK}{}",
         r"
 local ids = {}
+local persisted = {}
 for i = 1, NK do
   local b = 1 + (i - 1) * 4
   ids[i] = redis.call('XADD', KEYS[i], '*', 'data', ARGV[b + 1], 'session', ARGV[b + 2], 'hash', ARGV[b + 3],
     'end', ARGV[b + 4])
+  if not persisted[KEYS[i]] then
+    persisted[KEYS[i]] = true
+    redis.call('PERSIST', KEYS[i])
+  end
 end
 return ids
 "
@@ -240,8 +255,22 @@ impl RedisBackend {
         Ok(())
     }
 
-    fn forget_group(&self, stream: &str) {
-        lock(&self.inner.groups).remove(stream);
+    /// `NOGROUP` on `stream`: the group is created again by the next read. When this process had seen it, it
+    /// vanished with whatever it held (module docs): counted and logged.
+    fn group_gone(&self, stream: &str) {
+        if !lock(&self.inner.groups).remove(stream) {
+            return;
+        }
+        if self.inner.stats.record_group_vanished() {
+            tracing::error!(
+                stream,
+                group = self.keys().group(),
+                vanished_total = self.inner.stats.relay_log_groups_vanished(),
+                "relay stream's consumer group vanished (the stream was deleted or expired: a Go relayer's EXPIRE, \
+                 a DEL, a Redis restart without AOF): the relays it held that were not ingested yet are lost; \
+                 the group is created again and reading goes on"
+            );
+        }
     }
 
     /// `XREADGROUP` of new entries, with `block` on `conn` when given.
@@ -267,7 +296,7 @@ impl RedisBackend {
         let reply: Value = match cmd.query_async(conn).await {
             Ok(v) => v,
             Err(e) if error::has_code(&e, "NOGROUP") => {
-                self.forget_group(&stream);
+                self.group_gone(&stream);
                 return Ok(Vec::new());
             }
             Err(e) => return Err(self.err("XREADGROUP", e)),
@@ -284,10 +313,21 @@ impl RedisBackend {
             .collect())
     }
 
-    /// Acknowledges and deletes entries that came back deleted (nil) so they stop being redelivered.
+    /// Acknowledges and deletes entries that came back deleted (nil) so they stop being redelivered; they were
+    /// pending for the reading consumer, so their relays are lost unless already ingested (counted, logged).
     async fn drop_deleted(&self, stream: &str, ids: Vec<EntryId>) {
         if ids.is_empty() {
             return;
+        }
+        if self.inner.stats.record_pending_deleted(ids.len()) {
+            tracing::error!(
+                stream,
+                entries = ids.len(),
+                pending_deleted_total = self.inner.stats.relay_log_pending_deleted(),
+                "relay-log entries pending for the miner were deleted before it acknowledged them (another process \
+                 trimmed the stream, e.g. a Go relayer's XTRIM MINID): their relays are lost unless already \
+                 ingested"
+            );
         }
         let res: Result<i64, _> = TRIM_IDS
             .plain()
@@ -319,7 +359,7 @@ impl RelayLog for RedisBackend {
         let mut streams: Vec<&str> = relays.iter().map(|r| r.supplier.as_str()).collect();
         streams.sort_unstable();
         streams.dedup();
-        for supplier in streams {
+        for supplier in &streams {
             self.create_group(&self.keys().relay_stream(supplier)).await?;
         }
         let threshold = self.relay_memory_threshold();
@@ -353,6 +393,10 @@ impl RelayLog for RedisBackend {
         }
         let mut p = redis::pipe();
         p.atomic();
+        // Undoes a Go relayer's EXPIRE of the streams (module docs).
+        for supplier in &streams {
+            p.cmd("PERSIST").arg(self.keys().relay_stream(supplier)).ignore();
+        }
         for r in &relays {
             p.cmd("XADD")
                 .arg(self.keys().relay_stream(&r.supplier))
@@ -414,8 +458,12 @@ impl RelayLog for RedisBackend {
                 }
             }
         }
+        // The PERSIST undoes a Go relayer's EXPIRE of the stream at every round (module docs).
         let mut p = redis::pipe();
         p.atomic()
+            .cmd("PERSIST")
+            .arg(&stream)
+            .ignore()
             .cmd("XREADGROUP")
             .arg("GROUP")
             .arg(group)
@@ -434,7 +482,10 @@ impl RelayLog for RedisBackend {
             .arg(consumer);
         let (reply, pending): (Value, Value) = match p.query_async(&mut self.conn()).await {
             Ok(v) => v,
-            Err(e) if error::has_code(&e, "NOGROUP") => return Ok(Vec::new()),
+            Err(e) if error::has_code(&e, "NOGROUP") => {
+                self.group_gone(&stream);
+                return Ok(Vec::new());
+            }
             Err(e) => return Err(self.err("XREADGROUP history", e)),
         };
         let counts: std::collections::HashMap<EntryId, u64> =

@@ -23,6 +23,11 @@
 //! fields: they come back with an empty session id and relay hash (the caller decodes them from `data`) and
 //! `trim_session` cannot match them.
 //!
+//! # Beside a Go fleet
+//! During a migration the Go relayers and miners may share the Redis: a campaign is refused while a Go miner is
+//! live (`go_fleet` module; readiness fails with [`NotReady::GoMinerActive`]), and the relay streams the Go
+//! relayer gives a 2 h `EXPIRE` are `PERSIST`ed by appends and reads (`log` module).
+//!
 //! # Fencing
 //! A fenced view ([`crate::Fencing`]) runs its writes as Lua scripts that check the lease and token keys first
 //! (`fence` module, which also lists what is not fenced on Redis: stream deliveries).
@@ -92,6 +97,7 @@
 
 pub mod error;
 mod fence;
+mod go_fleet;
 mod health;
 pub mod keys;
 mod kv;
@@ -240,6 +246,9 @@ pub(crate) struct Inner {
     /// A candidate name another live process campaigns under (its instance lock holds another nonce): this
     /// process must not lead under it, and readiness fails with [`NotReady::InstanceInUse`].
     pub(crate) instance_conflict: Mutex<Option<String>>,
+    /// The live Go miner (the keys found) the last campaign was refused for (module `go_fleet`): readiness fails
+    /// with [`NotReady::GoMinerActive`] while it is set.
+    pub(crate) go_miner: Mutex<Option<String>>,
     /// Whether the instance lock refresher runs (`leader` module).
     pub(crate) refresher_started: std::sync::atomic::AtomicBool,
     /// When `read_pending` last looked for idle entries of other consumers, by stream (`log` module).
@@ -358,6 +367,7 @@ impl RedisBackend {
                 nonce: process_nonce(),
                 instances: Mutex::default(),
                 instance_conflict: Mutex::default(),
+                go_miner: Mutex::default(),
                 refresher_started: std::sync::atomic::AtomicBool::new(false),
                 reclaimed: Mutex::default(),
                 script_flags: std::sync::atomic::AtomicBool::new(false),

@@ -10,7 +10,7 @@
 //!
 //! | series | type | Go name? |
 //! |---|---|---|
-//! | `ha_miner_leader_acquisition_failures_total{instance,reason=redis_oom\|redis_error}` | counter | yes |
+//! | `ha_miner_leader_acquisition_failures_total{instance,reason=redis_oom\|redis_error\|go_miner_active}` (`go_miner_active`: a campaign refused because a Go miner is live on this Redis, module `go_fleet`; ours) | counter | yes |
 //! | `ha_miner_redis_used_memory_bytes`, `ha_miner_redis_max_memory_bytes`, `ha_miner_redis_memory_usage_ratio` | gauge | yes |
 //! | `ha_storage_redis_memory_counted_ratio` (what Redis counts against `maxmemory` over `maxmemory`: what it refuses writes at, and what the relay memory threshold compares) | gauge | ours |
 //! | `ha_storage_redis_leader_acquisition_consecutive_failures` | gauge | ours |
@@ -20,6 +20,8 @@
 //! | `ha_storage_redis_relays_refused_memory_threshold_total` (relays whose append the relay memory threshold refused) | counter | ours |
 //! | `ha_storage_redis_relay_memory_threshold_ratio` (the threshold in use; 0 = none) | gauge | ours |
 //! | `ha_storage_redis_writes_not_replicated_total` (writes fewer than `wait_replicas` replicas acknowledged in time) | counter | ours |
+//! | `ha_storage_redis_relay_log_pending_deleted_total` (entries pending for the reading consumer found deleted before it acknowledged them: their relays are lost unless already ingested) | counter | ours |
+//! | `ha_storage_redis_relay_log_groups_vanished_total` (a relay stream's consumer group this process had seen is gone: the stream was deleted or expired, its pending and unread relays with it) | counter | ours |
 //! | `ha_storage_redis_instance_lock_refresh_timestamp_seconds` (the instance-lock refresher's heartbeat: each round, busy or idle; 0 = not started, no campaign yet) | gauge | ours |
 //!
 //! The collector reads the atomics below at scrape time, so there is one source of truth.
@@ -39,14 +41,18 @@ pub enum AcquireFailure {
     RedisOom,
     /// Any other Redis error (unreachable, timeout, script error, ...).
     RedisError,
+    /// Not a Redis failure: a Go miner is live on this Redis, so this process does not campaign (module
+    /// `go_fleet`). Counted apart from the consecutive-failure streak, which counts Redis failures only.
+    GoMinerActive,
 }
 
 impl AcquireFailure {
-    /// The metric label value: `redis_oom` or `redis_error`.
+    /// The metric label value: `redis_oom`, `redis_error` or `go_miner_active`.
     pub fn reason(self) -> &'static str {
         match self {
             Self::RedisOom => "redis_oom",
             Self::RedisError => "redis_error",
+            Self::GoMinerActive => "go_miner_active",
         }
     }
 }
@@ -56,6 +62,7 @@ impl AcquireFailure {
 pub struct RedisStats {
     acquire_failures_oom: AtomicU64,
     acquire_failures_error: AtomicU64,
+    acquire_failures_go_miner: AtomicU64,
     acquire_consecutive_failures: AtomicU64,
     oom_errors: AtomicU64,
     memory_used_bytes: AtomicU64,
@@ -73,7 +80,29 @@ pub struct RedisStats {
     acquire_last_log_unix_ms: AtomicU64,
     /// Unix ms of the instance-lock refresher's last round (0 = not started).
     instance_lock_refresh_unix_ms: AtomicU64,
+    /// Unix ms of the last logged refusal because of a live Go miner (0 = none since the last campaign without).
+    go_miner_last_log_unix_ms: AtomicU64,
+    relay_log_pending_deleted: AtomicU64,
+    relay_log_groups_vanished: AtomicU64,
+    /// Unix ms of the last logged relay-log loss (pending entries deleted, a group vanished; 0 = never).
+    relay_log_loss_last_log_unix_ms: AtomicU64,
 }
+
+/// Whether an event at `now_ms` is to be logged when the last one logged (unix ms in `last`, 0 = none) was at
+/// least `every_ms` before; records it when so.
+fn admit(last: &AtomicU64, now_ms: u64, every_ms: u64) -> bool {
+    let prev = last.load(Ordering::Relaxed);
+    (prev == 0 || now_ms.saturating_sub(prev) >= every_ms)
+        && last
+            .compare_exchange(prev, now_ms.max(1), Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok()
+}
+
+/// Interval of the ERROR logs of relay-log losses (each loss is counted).
+const LOSS_LOG_EVERY_MS: u64 = 10_000;
+
+/// Interval of the ERROR logs of campaigns refused because of a live Go miner (each is counted).
+const GO_MINER_LOG_EVERY_MS: u64 = 10_000;
 
 /// A point-in-time copy of the memory gauges.
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
@@ -108,7 +137,44 @@ impl RedisStats {
         match reason {
             AcquireFailure::RedisOom => self.acquire_failures_oom.load(Ordering::Relaxed),
             AcquireFailure::RedisError => self.acquire_failures_error.load(Ordering::Relaxed),
+            AcquireFailure::GoMinerActive => self.acquire_failures_go_miner.load(Ordering::Relaxed),
         }
+    }
+
+    /// Relay-log entries pending for the reading consumer that were found deleted before it acknowledged them
+    /// (module `log`), since start.
+    pub fn relay_log_pending_deleted(&self) -> u64 {
+        self.relay_log_pending_deleted.load(Ordering::Relaxed)
+    }
+
+    /// Relay streams whose consumer group this process had seen and found gone (module `log`), since start.
+    pub fn relay_log_groups_vanished(&self) -> u64 {
+        self.relay_log_groups_vanished.load(Ordering::Relaxed)
+    }
+
+    /// Records `n` pending entries found deleted; whether to log it (at most once every 10 s, each counted).
+    pub(crate) fn record_pending_deleted(&self, n: usize) -> bool {
+        self.relay_log_pending_deleted
+            .fetch_add(u64::try_from(n).unwrap_or(u64::MAX), Ordering::Relaxed);
+        admit(&self.relay_log_loss_last_log_unix_ms, unix_ms(), LOSS_LOG_EVERY_MS)
+    }
+
+    /// Records a vanished consumer group; whether to log it (at most once every 10 s, each counted).
+    pub(crate) fn record_group_vanished(&self) -> bool {
+        self.relay_log_groups_vanished.fetch_add(1, Ordering::Relaxed);
+        admit(&self.relay_log_loss_last_log_unix_ms, unix_ms(), LOSS_LOG_EVERY_MS)
+    }
+
+    /// Records a campaign refused because a Go miner is live; whether to log it (the first of a stretch at once,
+    /// then at most once every 10 s; each is counted).
+    pub(crate) fn record_go_miner_refusal(&self, now_ms: u64) -> bool {
+        self.acquire_failures_go_miner.fetch_add(1, Ordering::Relaxed);
+        admit(&self.go_miner_last_log_unix_ms, now_ms, GO_MINER_LOG_EVERY_MS)
+    }
+
+    /// Ends a stretch of refusals because of a live Go miner (the next one is logged at once).
+    pub(crate) fn record_go_miner_gone(&self) {
+        self.go_miner_last_log_unix_ms.store(0, Ordering::Relaxed);
     }
 
     /// Failed acquisitions in a row (reset by a campaign that reached Redis, won or not).
@@ -162,6 +228,7 @@ impl RedisStats {
         match reason {
             AcquireFailure::RedisOom => &self.acquire_failures_oom,
             AcquireFailure::RedisError => &self.acquire_failures_error,
+            AcquireFailure::GoMinerActive => &self.acquire_failures_go_miner,
         }
         .fetch_add(1, Ordering::Relaxed);
         self.acquire_consecutive_failures.fetch_add(1, Ordering::Relaxed) + 1
@@ -176,12 +243,7 @@ impl RedisStats {
     /// Whether a failed acquisition at `now_ms` is to be logged: the first of a streak, then at most one a
     /// second (the miner campaigns every ~100 ms; the counters above count every one).
     pub(crate) fn log_acquire_failure(&self, now_ms: u64) -> bool {
-        let last = self.acquire_last_log_unix_ms.load(Ordering::Relaxed);
-        (last == 0 || now_ms.saturating_sub(last) >= 1000)
-            && self
-                .acquire_last_log_unix_ms
-                .compare_exchange(last, now_ms.max(1), Ordering::Relaxed, Ordering::Relaxed)
-                .is_ok()
+        admit(&self.acquire_last_log_unix_ms, now_ms, 1000)
     }
 
     /// Records one write not replicated; returns the total including it.
@@ -191,12 +253,7 @@ impl RedisStats {
 
     /// Whether a write not replicated at `now_ms` is to be logged: at most one a second (each is counted).
     pub(crate) fn log_not_replicated(&self, now_ms: u64) -> bool {
-        let last = self.not_replicated_last_log_unix_ms.load(Ordering::Relaxed);
-        (last == 0 || now_ms.saturating_sub(last) >= 1000)
-            && self
-                .not_replicated_last_log_unix_ms
-                .compare_exchange(last, now_ms.max(1), Ordering::Relaxed, Ordering::Relaxed)
-                .is_ok()
+        admit(&self.not_replicated_last_log_unix_ms, now_ms, 1000)
     }
 
     pub(crate) fn record_relay_memory_refusal(&self, relays: usize) {
@@ -245,8 +302,9 @@ impl RedisStats {
         let acquire_failures = IntCounterVec::new(
             Opts::new(
                 "ha_miner_leader_acquisition_failures_total",
-                "Leadership acquisitions that failed on a Redis error, by reason (redis_oom, redis_error); \
-                 losing to another holder is not counted",
+                "Leadership acquisitions that failed, by reason: on a Redis error (redis_oom, redis_error), or \
+                 refused because a Go relay miner is live on this Redis (go_miner_active); losing to another \
+                 holder is not counted",
             ),
             &["instance", "reason"],
         )?;
@@ -255,6 +313,7 @@ impl RedisStats {
             refresh: Mutex::new(()),
             acquire_oom: acquire_failures.with_label_values(&[instance, AcquireFailure::RedisOom.reason()]),
             acquire_error: acquire_failures.with_label_values(&[instance, AcquireFailure::RedisError.reason()]),
+            acquire_go_miner: acquire_failures.with_label_values(&[instance, AcquireFailure::GoMinerActive.reason()]),
             acquire_failures,
             consecutive: IntGauge::new(
                 "ha_storage_redis_leader_acquisition_consecutive_failures",
@@ -301,6 +360,17 @@ impl RedisStats {
                  that fewer than storage.redis.wait_replicas replicas acknowledged within wait_timeout_ms: failed, \
                  a failover may lose them",
             )?,
+            pending_deleted: IntCounter::new(
+                "ha_storage_redis_relay_log_pending_deleted_total",
+                "Relay-log entries pending for the miner's consumer found deleted before it acknowledged them \
+                 (another process trimmed or deleted them, e.g. the Go relayer's XTRIM MINID): their relays are \
+                 lost unless already ingested",
+            )?,
+            groups_vanished: IntCounter::new(
+                "ha_storage_redis_relay_log_groups_vanished_total",
+                "Relay streams whose consumer group this process had seen and found gone (the stream was deleted \
+                 or expired, e.g. by the Go relayer's EXPIRE): its pending and unread relays went with it",
+            )?,
             instance_lock_refresh: Gauge::new(
                 "ha_storage_redis_instance_lock_refresh_timestamp_seconds",
                 "Unix time of the instance-lock refresher's last round (its heartbeat, advancing every 500 ms \
@@ -321,6 +391,7 @@ struct StatsCollector {
     acquire_failures: IntCounterVec,
     acquire_oom: IntCounter,
     acquire_error: IntCounter,
+    acquire_go_miner: IntCounter,
     consecutive: IntGauge,
     oom_errors: IntCounter,
     used: IntGauge,
@@ -331,6 +402,8 @@ struct StatsCollector {
     poll_failures: IntCounter,
     relays_refused: IntCounter,
     not_replicated: IntCounter,
+    pending_deleted: IntCounter,
+    groups_vanished: IntCounter,
     instance_lock_refresh: Gauge,
     relay_threshold: Gauge,
     descs: Vec<Desc>,
@@ -354,7 +427,7 @@ impl StatsCollector {
         self
     }
 
-    fn parts(&self) -> [&dyn Collector; 13] {
+    fn parts(&self) -> [&dyn Collector; 15] {
         [
             &self.acquire_failures,
             &self.consecutive,
@@ -367,6 +440,8 @@ impl StatsCollector {
             &self.poll_failures,
             &self.relays_refused,
             &self.not_replicated,
+            &self.pending_deleted,
+            &self.groups_vanished,
             &self.instance_lock_refresh,
             &self.relay_threshold,
         ]
@@ -384,6 +459,10 @@ impl Collector for StatsCollector {
             let s = &self.stats;
             advance(&self.acquire_oom, s.acquire_failures(AcquireFailure::RedisOom));
             advance(&self.acquire_error, s.acquire_failures(AcquireFailure::RedisError));
+            advance(
+                &self.acquire_go_miner,
+                s.acquire_failures(AcquireFailure::GoMinerActive),
+            );
             self.consecutive.set(gauge_i64(s.acquire_consecutive_failures()));
             advance(&self.oom_errors, s.oom_errors());
             let m = s.memory();
@@ -395,6 +474,8 @@ impl Collector for StatsCollector {
             advance(&self.poll_failures, m.poll_failures);
             advance(&self.relays_refused, s.relays_refused_memory_threshold());
             advance(&self.not_replicated, s.writes_not_replicated());
+            advance(&self.pending_deleted, s.relay_log_pending_deleted());
+            advance(&self.groups_vanished, s.relay_log_groups_vanished());
             self.instance_lock_refresh
                 .set(s.instance_lock_refreshed_unix_ms() as f64 / 1000.0);
         }
@@ -459,6 +540,9 @@ mod tests {
         s.record_memory(900, 100, 1000);
         s.record_relay_memory_refusal(3);
         s.record_not_replicated();
+        s.record_go_miner_refusal(unix_ms());
+        s.record_pending_deleted(4);
+        s.record_group_vanished();
         let text = |r: &prometheus::Registry| {
             let mut out = String::new();
             prometheus::TextEncoder::new()
@@ -496,6 +580,20 @@ mod tests {
         );
         assert!(out.contains("ha_storage_redis_writes_not_replicated_total 1"), "{out}");
         assert!(
+            out.contains(
+                r#"ha_miner_leader_acquisition_failures_total{instance="miner-a",reason="go_miner_active"} 1"#
+            ),
+            "{out}"
+        );
+        assert!(
+            out.contains("ha_storage_redis_relay_log_pending_deleted_total 4"),
+            "{out}"
+        );
+        assert!(
+            out.contains("ha_storage_redis_relay_log_groups_vanished_total 1"),
+            "{out}"
+        );
+        assert!(
             out.contains("ha_storage_redis_instance_lock_refresh_timestamp_seconds 0\n"),
             "not started: {out}"
         );
@@ -510,6 +608,18 @@ mod tests {
             )),
             "{out}"
         );
+    }
+
+    #[test]
+    fn go_miner_refusals_are_all_counted_and_logged_every_ten_seconds() {
+        let s = RedisStats::default();
+        assert!(s.record_go_miner_refusal(10_000), "the first at once");
+        assert!(!s.record_go_miner_refusal(19_999));
+        assert!(s.record_go_miner_refusal(20_000));
+        assert_eq!(s.acquire_failures(AcquireFailure::GoMinerActive), 3);
+        assert_eq!(s.acquire_consecutive_failures(), 0, "not a Redis failure");
+        s.record_go_miner_gone();
+        assert!(s.record_go_miner_refusal(20_001), "a new stretch logs at once");
     }
 
     #[test]
