@@ -204,17 +204,8 @@ impl ChainClient {
             self.shared_at.insert(height, p.clone(), Some(AT_HEIGHT_TTL));
             return Ok(p);
         }
-        let response: wire::QuerySharedParamsResponse = self
-            .grpc
-            .unary(
-                method::SHARED_PARAMS_AT_HEIGHT,
-                wire::QueryParamsAtHeightRequest { height },
-            )
-            .await?;
-        let params = response
-            .params
-            .ok_or_else(|| ChainError::BadResponse("ParamsAtHeight without params".into()))?;
         let latest = self.latest_height();
+        let params = self.shared_params_from_a_node_that_knows(height, latest).await?;
         // A height above `latest` was answered with the params at `latest`: their grid gives the current session.
         let settled = latest > 0
             && (height <= latest
@@ -230,6 +221,50 @@ impl ChainClient {
             }
         }
         Ok(params)
+    }
+
+    /// `ParamsAtHeight(height)` answered by a node that committed the block before `height`'s session start
+    /// (`x-cosmos-block-height`), when that start is at most the latest height known: x/shared writes a change
+    /// into its history when the change's tx lands, effective at the next session start, so a node behind that
+    /// start's block before may not hold the entry the session takes, and answers the previous one. Cached for
+    /// the session (and taken by [`ChainClient::same_session_params`] for its every height), the previous
+    /// session's windows would time every claim and proof of the session wrongly. A node behind is asked up to
+    /// [`BEHIND_ATTEMPTS`] times before [`ChainError::Behind`] (retryable), as [`ChainClient::at_height`] does;
+    /// an answer without the header (a proxy that strips it) is taken as before. The session start is read on the
+    /// answer's own grid: a change of the session length takes effect at the start that grid places.
+    async fn shared_params_from_a_node_that_knows(
+        &self,
+        height: i64,
+        latest: i64,
+    ) -> Result<wire::SharedParams, ChainError> {
+        let mut served = i64::MIN;
+        for _ in 0..BEHIND_ATTEMPTS {
+            let (response, at): (wire::QuerySharedParamsResponse, _) = self
+                .grpc
+                .unary_at(
+                    method::SHARED_PARAMS_AT_HEIGHT,
+                    wire::QueryParamsAtHeightRequest { height },
+                )
+                .await?;
+            let params = response
+                .params
+                .ok_or_else(|| ChainError::BadResponse("ParamsAtHeight without params".into()))?;
+            let start = crate::protocol::session::SessionGrid::new(&params).map(|g| g.session_start(height));
+            match (at, start) {
+                (Some(at), Ok(start)) if latest > 0 && start <= latest && at < start - 1 => served = at,
+                _ => return Ok(params),
+            }
+        }
+        tracing::debug!(
+            height,
+            served,
+            "the node answering shared params is behind the session start of the height asked about"
+        );
+        Err(ChainError::Behind {
+            query: "shared params at height",
+            height,
+            served,
+        })
     }
 
     /// The params of the last cached height when `height` is in its session (by those params' own grid, which

@@ -156,3 +156,63 @@ async fn an_absent_claim_answered_below_the_height_asked_is_behind_not_absent() 
         assert_eq!(answer.as_of, Some(NODE_HEIGHT), "{height:?}");
     }
 }
+
+/// A governance change of the claim window, landing in the last block of a session (x/shared writes it into its
+/// history then, effective at the next session start), read at that start through a node two blocks behind: it
+/// has not committed the block with the change and answers the previous params. Taken (and cached for the whole
+/// session, every height of which then gets them without a query), the session's claims and proofs were timed
+/// on the old windows. The read fails as retryable `Behind`; a node one block behind (it committed the change)
+/// is taken, and what every later read of the session gets.
+#[tokio::test]
+async fn shared_params_from_a_node_behind_the_session_start_are_not_taken() {
+    let chain = SimChain::new(genesis()).unwrap();
+    let client = serve(&chain).await;
+    let old = chain.state().shared.clone();
+    let grid = crate::protocol::session::SessionGrid::new(&old).unwrap();
+    // The chain in the block before the last block of a session: the change lands in that last block.
+    let start = grid.session_end(chain.height().max(1)) + grid_len(&old) + 1;
+    while chain.height() < start - 2 {
+        chain.produce_block();
+    }
+    let changed = wire_shared(&old);
+    chain.set_shared_params(changed.clone()).unwrap();
+    while chain.height() < start {
+        chain.produce_block();
+    }
+    client.observe_height(start);
+    assert_eq!(
+        chain.state().shared_at(start),
+        changed,
+        "the history takes the change from the start"
+    );
+
+    chain.state().query_lag_blocks = 2;
+    let behind = client.shared_params_at(start).await.unwrap_err();
+    assert!(
+        matches!(behind, ChainError::Behind { height, served, .. } if height == start && served == start - 2),
+        "{behind:?}"
+    );
+    assert!(behind.is_retryable());
+
+    chain.state().query_lag_blocks = 1;
+    assert_eq!(client.shared_params_at(start).await.unwrap(), changed);
+    chain.state().query_lag_blocks = 2;
+    assert_eq!(
+        client.shared_params_at(start + 1).await.unwrap(),
+        changed,
+        "the session's params, cached"
+    );
+}
+
+/// Blocks per session of `params`.
+fn grid_len(params: &crate::protocol::wire::SharedParams) -> i64 {
+    i64::try_from(params.num_blocks_per_session).unwrap()
+}
+
+/// `params` with a claim window one block longer.
+fn wire_shared(params: &crate::protocol::wire::SharedParams) -> crate::protocol::wire::SharedParams {
+    crate::protocol::wire::SharedParams {
+        claim_window_close_offset_blocks: params.claim_window_close_offset_blocks + 1,
+        ..params.clone()
+    }
+}

@@ -44,8 +44,15 @@ pub fn router(chain: SimChain) -> GrpcRouter {
         move |r: wire::QueryParamsAtHeightRequest| {
             let c = c.clone();
             async move {
+                let s = c.state();
+                // A lagging node (test knob) knows the entries written up to its height: up to the session
+                // starting after it (the latest a change is written is the block before the start it takes).
+                let height = match s.query_lag_blocks {
+                    0 => r.height,
+                    lag => r.height.min(s.height - lag + 1),
+                };
                 Ok(wire::QuerySharedParamsResponse {
-                    params: Some(c.state().shared_at(r.height)),
+                    params: Some(s.shared_at(height)),
                 })
             }
         },
