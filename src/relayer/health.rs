@@ -3,6 +3,13 @@
 //! (module `pool`), `healthy_threshold` successes in a row bring it back. Probes and relays share the endpoint's
 //! failure count, as the breaker is one state per endpoint.
 //!
+//! A `grpc` backend whose check's `endpoint` is [`GRPC_HEALTH_CHECK_PATH`] is probed with the gRPC health checking
+//! protocol (`grpc.health.v1.Health/Check`, the way gRPC load balancers and Kubernetes probe gRPC servers): a
+//! gRPC call over HTTP/2 asking about the service named by `request_body` (empty: the server), healthy when it
+//! answers `grpc-status` 0 with `SERVING`. A plain HTTP request to that path fails against every gRPC server
+//! (415 for its content type, 404 behind a router), which took every endpoint of a gRPC backend out and refused
+//! its relays.
+//!
 //! The tasks are owned by the backend they probe: each holds a `Weak` of it and the receiver of a channel whose
 //! sender the backend holds, so dropping the relayer (its services, their backends) ends every probe task at
 //! once, with no task left behind.
@@ -20,6 +27,71 @@ use super::routes::{Backend, HttpClient};
 
 /// Largest probe answer body read (to look for `expected_body`).
 const MAX_PROBE_BODY: usize = 1 << 20;
+
+/// The gRPC health checking protocol's method (module docs).
+pub const GRPC_HEALTH_CHECK_PATH: &str = "/grpc.health.v1.Health/Check";
+
+/// `grpc.health.v1.HealthCheckRequest`.
+#[derive(Clone, PartialEq, prost::Message)]
+struct GrpcHealthRequest {
+    /// The service asked about; empty for the server.
+    #[prost(string, tag = "1")]
+    service: String,
+}
+
+/// `grpc.health.v1.HealthCheckResponse`.
+#[derive(Clone, PartialEq, prost::Message)]
+struct GrpcHealthResponse {
+    /// `ServingStatus`: 0 unknown, 1 serving, 2 not serving, 3 service unknown.
+    #[prost(int32, tag = "1")]
+    status: i32,
+}
+
+/// `ServingStatus.SERVING`.
+const GRPC_SERVING: i32 = 1;
+
+/// One gRPC message frame (uncompressed flag, big-endian length, the message).
+fn grpc_frame(message: &impl prost::Message) -> Bytes {
+    let body = message.encode_to_vec();
+    let mut frame = Vec::with_capacity(5 + body.len());
+    frame.push(0);
+    frame.extend_from_slice(&u32::try_from(body.len()).unwrap_or(u32::MAX).to_be_bytes());
+    frame.extend_from_slice(&body);
+    Bytes::from(frame)
+}
+
+/// Whether a gRPC health answer (its `grpc-status`, from the trailers or a trailers-only answer's headers, and
+/// its body) says `SERVING`; `Err` says why not.
+fn grpc_health(grpc_status: Option<&str>, body: &[u8]) -> Result<(), String> {
+    match grpc_status {
+        Some("0") => {}
+        Some(code) => return Err(format!("gRPC health check answered grpc-status {code}")),
+        None => return Err("gRPC health check answered without grpc-status".into()),
+    }
+    let (flag, rest) = body
+        .split_first()
+        .ok_or_else(|| "gRPC health check answered no message".to_string())?;
+    if *flag != 0 {
+        return Err("gRPC health check answered a compressed message".into());
+    }
+    let len = rest
+        .get(..4)
+        .and_then(|l| <[u8; 4]>::try_from(l).ok())
+        .map(u32::from_be_bytes)
+        .and_then(|l| usize::try_from(l).ok())
+        .ok_or_else(|| "gRPC health check answered a truncated frame".to_string())?;
+    let message = rest
+        .get(4..4 + len)
+        .ok_or_else(|| "gRPC health check answered a truncated frame".to_string())?;
+    let answer = <GrpcHealthResponse as prost::Message>::decode(message)
+        .map_err(|e| format!("gRPC health check answer does not decode: {e}"))?;
+    match answer.status {
+        GRPC_SERVING => Ok(()),
+        status => Err(format!(
+            "gRPC health check answered serving status {status} (not SERVING)"
+        )),
+    }
+}
 
 /// A backend's health check, ready to send.
 #[derive(Debug)]
@@ -159,6 +231,9 @@ impl Probe {
     async fn probe(&self, backend: &Backend, check: &HealthCheck) -> Result<(), String> {
         let endpoint = backend.pool.endpoint(self.index);
         let uri = probe_uri(&endpoint.url, &check.path).ok_or_else(|| "no probe URI".to_string())?;
+        if backend.rpc_type == super::RpcType::Grpc && check.path == GRPC_HEALTH_CHECK_PATH {
+            return self.grpc_probe(backend, check, uri).await;
+        }
         let mut request = http::Request::new(http_body_util::Full::new(check.body.clone()));
         *request.method_mut() = check.method.clone();
         *request.uri_mut() = uri;
@@ -179,6 +254,45 @@ impl Probe {
             } else {
                 Err(format!("probe answered {status}"))
             }
+        };
+        tokio::time::timeout(check.timeout, exchange)
+            .await
+            .unwrap_or_else(|_| Err(format!("probe timed out after {:?}", check.timeout)))
+    }
+
+    /// A probe with the gRPC health checking protocol (module docs): `request_body` names the service.
+    async fn grpc_probe(&self, backend: &Backend, check: &HealthCheck, uri: http::Uri) -> Result<(), String> {
+        let service = String::from_utf8_lossy(&check.body).trim().to_string();
+        let mut request = http::Request::new(http_body_util::Full::new(grpc_frame(&GrpcHealthRequest { service })));
+        *request.method_mut() = http::Method::POST;
+        *request.uri_mut() = uri;
+        let headers = request.headers_mut();
+        // The backend's headers (its authentication) and the check's, but the gRPC ones are the protocol's.
+        for (name, value) in backend.headers.iter().chain(&check.headers) {
+            headers.insert(name.clone(), value.clone());
+        }
+        headers.insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/grpc"));
+        headers.insert(http::header::TE, HeaderValue::from_static("trailers"));
+        let exchange = async {
+            let response = self.client.request(request).await.map_err(|e| format!("probe: {e}"))?;
+            let status = response.status().as_u16();
+            if status != 200 {
+                return Err(format!("gRPC health check answered HTTP {status}"));
+            }
+            let (parts, body) = response.into_parts();
+            let collected = http_body_util::Limited::new(body, MAX_PROBE_BODY)
+                .collect()
+                .await
+                .map_err(|e| format!("probe body: {e}"))?;
+            let trailers = collected.trailers().cloned();
+            let body = collected.to_bytes();
+            // A trailers-only answer (an error before any message) carries grpc-status in its headers.
+            let grpc_status = trailers
+                .as_ref()
+                .and_then(|t| t.get("grpc-status"))
+                .or_else(|| parts.headers.get("grpc-status"))
+                .and_then(|v| v.to_str().ok());
+            grpc_health(grpc_status, &body)
         };
         tokio::time::timeout(check.timeout, exchange)
             .await
@@ -254,6 +368,28 @@ mod tests {
             assert!(Instant::now() < deadline, "the probe tasks ended");
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
+    }
+
+    /// The gRPC health answer: `SERVING` with grpc-status 0 only.
+    #[test]
+    fn grpc_health_answers_are_read_as_the_protocol_says() {
+        let serving = grpc_frame(&GrpcHealthResponse { status: GRPC_SERVING });
+        assert_eq!(grpc_health(Some("0"), &serving), Ok(()));
+        let not_serving = grpc_frame(&GrpcHealthResponse { status: 2 });
+        assert!(grpc_health(Some("0"), &not_serving).unwrap_err().contains("status 2"));
+        // Unknown (0) is the default value: an empty message.
+        assert!(grpc_health(Some("0"), &grpc_frame(&GrpcHealthResponse::default())).is_err());
+        assert!(grpc_health(Some("5"), b"").unwrap_err().contains("grpc-status 5"));
+        assert!(grpc_health(None, &serving).is_err());
+        assert!(grpc_health(Some("0"), &serving[..6]).unwrap_err().contains("truncated"));
+        let mut compressed = serving.to_vec();
+        compressed[0] = 1;
+        assert!(grpc_health(Some("0"), &compressed).unwrap_err().contains("compressed"));
+        // The request frame: flag, length, `service` (field 1).
+        assert_eq!(
+            grpc_frame(&GrpcHealthRequest { service: "x".into() }).as_ref(),
+            &[0, 0, 0, 0, 3, 0x0a, 1, b'x']
+        );
     }
 
     #[test]

@@ -27,11 +27,16 @@ async fn grpc_net() -> (Net, Running, BackendHandle, BackendHandle) {
 
 /// [`grpc_net`] with the `grpc` backend configured as `grpc_config`.
 async fn grpc_net_with(grpc_config: BackendConfig) -> (Net, Running, BackendHandle, BackendHandle) {
-    grpc_net_full(grpc_config, "").await
+    grpc_net_full(grpc_config, "", "").await
 }
 
-/// [`grpc_net_with`] with `extra` (top-level YAML keys) added to the relayer's config.
-async fn grpc_net_full(grpc_config: BackendConfig, extra: &str) -> (Net, Running, BackendHandle, BackendHandle) {
+/// [`grpc_net_with`] with `extra` (top-level YAML keys) added to the relayer's config and `grpc_keys` (flow YAML
+/// keys, each starting with `, `) to its `grpc` backend's.
+async fn grpc_net_full(
+    grpc_config: BackendConfig,
+    extra: &str,
+    grpc_keys: &str,
+) -> (Net, Running, BackendHandle, BackendHandle) {
     let net = Net::new(1_000_000_000).await;
     let grpc_backend = DemoBackend::spawn(grpc_config).await.unwrap();
     let json_backend = DemoBackend::spawn(BackendConfig::default()).await.unwrap();
@@ -45,7 +50,7 @@ services:
     default_backend: jsonrpc
     backends:
       jsonrpc: {{url: {json}}}
-      grpc: {{url: '{grpc}'}}
+      grpc: {{url: '{grpc}'{grpc_keys}}}
 relay_meter:
   enabled: true
   fail_behavior: closed
@@ -458,7 +463,7 @@ async fn post_gzip(url: &str, body: Vec<u8>) -> String {
 async fn a_gzip_message_is_inflated_only_with_room_for_the_limit_in_the_body_budget() {
     let slow = answering_after(Duration::from_millis(1500));
     let extra = "relay_server:\n  max_body_bytes_in_flight: 100000\n  body_budget_wait_ms: 100\n";
-    let (net, running, _grpc_backend, _json) = grpc_net_full(slow, extra).await;
+    let (net, running, _grpc_backend, _json) = grpc_net_full(slow, extra, "").await;
     let in_flight = || body_bytes_in_flight(&running);
     // A relay of ~45 KB held in flight by the slow backend: ~55 KB of the budget left.
     let big = grpc_relay(&net, ECHO_PATH, echo(&"y".repeat(45_000))).await;
@@ -503,4 +508,72 @@ fn body_bytes_in_flight(running: &Running) -> u64 {
         .lines()
         .find_map(|l| l.strip_prefix("ha_relayer_request_body_bytes_in_flight "))
         .map_or(0, |v| v.trim().parse::<u64>().unwrap())
+}
+
+/// A `grpc` backend checked with the gRPC health checking protocol (`endpoint: /grpc.health.v1.Health/Check`,
+/// `request_body` the service asked about) every second, one answer taking it out or bringing it back.
+async fn grpc_checked(service: &str) -> (Net, Running, BackendHandle, BackendHandle) {
+    let keys = format!(
+        ", health_check: {{enabled: true, endpoint: /grpc.health.v1.Health/Check, request_body: '{service}', \
+         interval_seconds: 1, unhealthy_threshold: 1, healthy_threshold: 1}}"
+    );
+    grpc_net_full(BackendConfig::default(), "", &keys).await
+}
+
+/// The series of `name` for the `grpc` backend's only endpoint (named by its address).
+fn endpoint_series(running: &Running, grpc: &BackendHandle, name: &str) -> Option<u64> {
+    let text = running.telemetry.render_metrics();
+    let endpoint = format!("endpoint=\"{}\"", grpc.addr());
+    text.lines()
+        .find(|l| l.starts_with(name) && l.contains(&endpoint))
+        .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .map(|v| v as u64)
+}
+
+/// A gRPC backend probed at `/grpc.health.v1.Health/Check` answering `SERVING` stays in (its probes succeed) and
+/// its relays are served. Probed with a plain HTTP GET (before), every gRPC server refused the probe (the demo
+/// backend 404, grpc-go 415), the endpoint was taken out and every gRPC relay refused as backend_unavailable.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_grpc_backend_serving_by_the_grpc_health_protocol_stays_in() {
+    let (net, running, grpc, _json) = grpc_checked("").await;
+    crate::relayer::eventually("a probe succeeded", || async {
+        endpoint_series(&running, &grpc, "ha_relayer_health_check_successes_total").unwrap_or(0) >= 2
+    })
+    .await;
+    assert_eq!(
+        endpoint_series(&running, &grpc, "ha_relayer_health_check_failures_total").unwrap_or(0),
+        0
+    );
+    assert_eq!(
+        endpoint_series(&running, &grpc, "ha_relayer_backend_health_status"),
+        Some(1)
+    );
+    let response = send_relay(&running.url, grpc_relay(&net, ECHO_PATH, echo("hi")).await)
+        .await
+        .unwrap();
+    let (status, messages) = answer(&net, &response);
+    assert_eq!(status.as_deref(), Some("0"));
+    assert_eq!(messages.len(), 1);
+}
+
+/// A gRPC backend answering `NOT_SERVING` for the service asked about (or not knowing it: gRPC status
+/// `NOT_FOUND`) is taken out: its relays fail fast.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_grpc_backend_not_serving_by_the_grpc_health_protocol_is_taken_out() {
+    for service in [relay_miner::sim::backend::grpc::NOT_SERVING_SERVICE, "no.such.Service"] {
+        let (net, running, grpc, _json) = grpc_checked(service).await;
+        crate::relayer::eventually("the probe took the endpoint out", || async {
+            endpoint_series(&running, &grpc, "ha_relayer_backend_health_status") == Some(0)
+        })
+        .await;
+        assert_eq!(
+            endpoint_series(&running, &grpc, "ha_relayer_health_check_successes_total").unwrap_or(0),
+            0,
+            "{service}"
+        );
+        let refused = send_relay(&running.url, grpc_relay(&net, ECHO_PATH, echo("hi")).await)
+            .await
+            .unwrap_err();
+        assert_eq!(refusal_code(&refused), 20, "backend_unavailable: {refused:?}");
+    }
 }

@@ -12,6 +12,11 @@
 //! message EchoResponse { string message = 1; bytes payload = 2; uint64 seq = 3; }
 //! message EchoStreamRequest { string message = 1; uint32 count = 2; uint32 interval_ms = 3; }
 //! ```
+//!
+//! It also answers the gRPC health checking protocol's `grpc.health.v1.Health/Check` ([`HEALTH_CHECK_PATH`]):
+//! `SERVING` for the server (`service` empty) and `demo.Echo`, `NOT_SERVING` for the service named
+//! [`NOT_SERVING_SERVICE`] (so tests can have a backend that answers but is not healthy), and the gRPC status
+//! `NOT_FOUND` for any other service, as grpc-go's health server does.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -74,6 +79,27 @@ pub struct EchoStreamRequest {
     pub interval_ms: u32,
 }
 
+/// Path of the gRPC health checking protocol's `Check`.
+pub const HEALTH_CHECK_PATH: &str = "/grpc.health.v1.Health/Check";
+/// The service whose health [`HEALTH_CHECK_PATH`] answers `NOT_SERVING`.
+pub const NOT_SERVING_SERVICE: &str = "not-serving";
+
+/// `grpc.health.v1.HealthCheckRequest`.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct HealthCheckRequest {
+    /// The service asked about; empty for the server as a whole.
+    #[prost(string, tag = "1")]
+    pub service: String,
+}
+
+/// `grpc.health.v1.HealthCheckResponse`.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct HealthCheckResponse {
+    /// `ServingStatus`: 0 unknown, 1 serving, 2 not serving, 3 service unknown.
+    #[prost(int32, tag = "1")]
+    pub status: i32,
+}
+
 /// The stream of `EchoStream` items.
 type EchoStream = BoxStream<'static, Result<EchoResponse, Status>>;
 
@@ -131,6 +157,20 @@ pub(crate) async fn echo_stream(State(shared): State<Arc<Shared>>, req: Request)
         }
     });
     grpc.server_streaming(service, req).await.map(Body::new)
+}
+
+/// `grpc.health.v1.Health/Check` (module docs).
+pub(crate) async fn health_check(req: Request) -> Response {
+    let mut grpc = Grpc::new(ProstCodec::<HealthCheckResponse, HealthCheckRequest>::default());
+    let service = tower::service_fn(|req: tonic::Request<HealthCheckRequest>| async move {
+        let status = match req.into_inner().service.as_str() {
+            "" | "demo.Echo" => 1,
+            NOT_SERVING_SERVICE => 2,
+            _ => return Err(Status::not_found("unknown service")),
+        };
+        Ok(tonic::Response::new(HealthCheckResponse { status }))
+    });
+    grpc.unary(service, req).await.map(Body::new)
 }
 
 /// The answer to a gRPC call of a method this backend does not serve.

@@ -40,6 +40,7 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         .route("/ndjson", get(ndjson))
         .route(grpc::ECHO_PATH, post(grpc::echo))
         .route(grpc::ECHO_STREAM_PATH, post(grpc::echo_stream))
+        .route(grpc::HEALTH_CHECK_PATH, post(grpc::health_check))
         .fallback(fallback)
         .layer(DefaultBodyLimit::max(body_limit))
         .with_state(shared)
