@@ -18,8 +18,10 @@
 //!   file (`log.redb`): its state is not read; a raft member's data may live on in its cluster, but a node that
 //!   changed its id or left raft no longer proves its sessions.
 //!
-//! A store another process holds open (redb's file lock) is in use, not abandoned, and is skipped; a store that
-//! cannot be read read-only (not closed cleanly, damaged) counts as live. Redis mode's own store is not
+//! A store another process holds open (redb's file lock) counts as live: a process still running on it (an old
+//! one still draining during a rolling update, a node of another id sharing the directory) has data this start
+//! cannot read and would leave behind; nodes sharing a host take one `data_dir` each. A store that cannot be
+//! read read-only (not closed cleanly, damaged) counts as live too. Redis mode's own store is not
 //! inspected (it is not in `data_dir`), so there the check runs at every start: an old store left in `data_dir`
 //! must be moved away once its sessions settled, or the key set. Not covered: relays only in the embedded relay
 //! WAL (`relay-miner.redb.wal/`) and not yet in the redb file, which redb holds within milliseconds of their
@@ -36,6 +38,8 @@ use crate::node::NodeError;
 pub const EMBEDDED_FILE: &str = "relay-miner.redb";
 /// The raft log file in a node's directory; its presence makes the directory a store.
 const RAFT_LOG_FILE: &str = "log.redb";
+/// How a store held open by another process is described.
+const IN_USE: &str = "held open by another process: stop it first, or give this one its own storage.data_dir";
 /// The config key that lets a start abandon another store's live data.
 pub const ALLOW_KEY: &str = "storage.allow_abandoned_data";
 
@@ -152,7 +156,7 @@ fn live_stores(dir: &Path, chosen: Store) -> Result<Vec<String>, NodeError> {
                 contents.relay_log_entries
             )),
             Ok(_) | Err(FileState::Absent | FileState::Present) => {}
-            Err(FileState::InUse) => in_use(&file),
+            Err(FileState::InUse) => found.push(format!("{} (embedded store {IN_USE})", file.display())),
             Err(FileState::Unreadable(why)) => found.push(format!(
                 "{} (embedded store that cannot be read, so counted as live: {why})",
                 file.display()
@@ -182,7 +186,7 @@ fn live_stores(dir: &Path, chosen: Store) -> Result<Vec<String>, NodeError> {
         let log = path.join(RAFT_LOG_FILE);
         match storage::redb::probe_file(&log) {
             FileState::Absent => {}
-            FileState::InUse => in_use(&log),
+            FileState::InUse => found.push(format!("{} (raft node {id}'s store, {IN_USE})", path.display())),
             FileState::Present => found.push(format!("{} (raft node {id}'s store)", path.display())),
             FileState::Unreadable(why) => found.push(format!(
                 "{} (raft node {id}'s store; its log cannot be read: {why})",
@@ -191,11 +195,4 @@ fn live_stores(dir: &Path, chosen: Store) -> Result<Vec<String>, NodeError> {
         }
     }
     Ok(found)
-}
-
-fn in_use(path: &Path) {
-    tracing::info!(
-        path = %path.display(),
-        "another process has this store open: it is in use, not abandoned"
-    );
 }

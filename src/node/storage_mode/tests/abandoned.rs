@@ -142,14 +142,17 @@ async fn relay_log_entries_are_live_data_and_tombstones_are_not() {
 }
 
 /// A raft node that changed its id (a new `raft-2` next to `raft-1`), or a switch from raft to embedded, is
-/// refused; a raft store held open by a running node is in use, not abandoned.
+/// refused, also while the old node still runs (a rolling update: it cannot be read, it is not abandoned yet).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn another_raft_node_ids_store_is_live_data() {
     let d = dir();
     let (raft, location) = open_ok(&config(&d.data, "raft", 1, &d.token, false)).await;
     assert!(!location.existed, "{location:?}");
-    let held = guard::check(&d.data, Store::Raft(2), false).unwrap();
-    assert!(held.abandoned.is_empty() && !held.existed, "{held:?}");
+    let held = guard::check(&d.data, Store::Raft(2), false).unwrap_err().to_string();
+    assert!(
+        held.contains("raft node 1's store, held open by another process"),
+        "{held}"
+    );
     close(raft, &d.data.join("raft-1").join("log.redb")).await;
 
     for (store, mode) in [(Store::Raft(2), "raft with node id 2"), (Store::Embedded, "embedded")] {
