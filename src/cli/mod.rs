@@ -126,6 +126,9 @@ fn validate(path: &std::path::Path) -> anyhow::Result<i32> {
             return Ok(1);
         }
     };
+    for warning in config.warnings() {
+        println!("{}: warning: {warning}", path.display());
+    }
     let issues = crate::node::preflight(&config, &crate::node::RaftOverrides::default());
     if !issues.is_empty() {
         println!("{}: {}", path.display(), crate::config::ConfigError::Invalid(issues));

@@ -152,8 +152,14 @@ impl Default for Config {
 pub struct StorageConfig {
     /// `embedded` (default), `raft` or `redis`.
     pub mode: StorageMode,
-    /// Directory of the redb files (embedded and raft modes).
+    /// Directory of the redb files (embedded and raft modes). A relative path resolves against the process's
+    /// working directory (`validate` warns about it).
     pub data_dir: PathBuf,
+    /// Start even though this mode's store is new and `data_dir` holds another mode's store with live data (an
+    /// embedded `relay-miner.redb` with session records or relay-log entries, a `raft-N` directory of another
+    /// node id): that data is abandoned (its sessions are never claimed or proven). Default `false`: refused
+    /// (`crate::node::storage_mode`, `guard` module).
+    pub allow_abandoned_data: bool,
     /// redb page cache size.
     pub cache_size_bytes: u64,
     /// Embedded mode: make relay appends durable through a write-ahead log (one `pwrite` + `fdatasync` per
@@ -170,6 +176,7 @@ impl Default for StorageConfig {
         Self {
             mode: StorageMode::Embedded,
             data_dir: PathBuf::from("./relay-miner-data"),
+            allow_abandoned_data: false,
             cache_size_bytes: 256 * 1024 * 1024,
             relay_wal: true,
             redis: RedisConfig::default(),

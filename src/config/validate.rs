@@ -163,6 +163,29 @@ impl Config {
         issues.0
     }
 
+    /// Settings that are valid but likely wrong, reported by `relay-miner validate` without failing it: a
+    /// relative `storage.data_dir` in embedded and raft modes (it resolves against the process's working
+    /// directory, so a changed systemd `WorkingDirectory` or container `WORKDIR` means a new, empty store).
+    pub fn warnings(&self) -> Vec<ConfigIssue> {
+        let mut warnings = Issues::default();
+        let storage = &self.storage;
+        if storage.mode != StorageMode::Redis
+            && !storage.data_dir.as_os_str().is_empty()
+            && storage.data_dir.is_relative()
+        {
+            warnings.push(
+                "storage.data_dir",
+                format!(
+                    "`{}` is relative: it resolves against the working directory of the process, so starting from \
+                     another directory (a changed systemd WorkingDirectory or container WORKDIR) opens a new, empty \
+                     store; prefer an absolute path",
+                    storage.data_dir.display()
+                ),
+            );
+        }
+        warnings.0
+    }
+
     fn validate_storage(&self, issues: &mut Issues) {
         let storage = &self.storage;
         if storage.data_dir.as_os_str().is_empty() && storage.mode != StorageMode::Redis {

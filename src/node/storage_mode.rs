@@ -8,6 +8,10 @@ use std::time::Duration;
 
 use tokio::task::JoinHandle;
 
+mod guard;
+
+pub use guard::{EMBEDDED_FILE, Store, StoreLocation};
+
 use super::NodeError;
 use crate::config::{Config, StorageMode};
 use crate::telemetry::{Telemetry, TelemetryError};
@@ -148,18 +152,72 @@ pub fn cluster_token(raft: &crate::config::RaftConfig) -> Result<String, NodeErr
     Ok(token)
 }
 
+/// The raft node id `config` selects (after `overrides`); ids start at 1.
+fn raft_node_id(config: &Config, overrides: &RaftOverrides) -> Result<u64, NodeError> {
+    let node_id = overrides.node_id.unwrap_or(config.storage.raft.node_id);
+    if node_id == 0 {
+        return Err(config_err(
+            "storage.raft.node_id",
+            "required in raft mode (ids start at 1)",
+        ));
+    }
+    Ok(node_id)
+}
+
 /// Opens the storage `config` selects (after `overrides`).
 pub async fn open(config: &Config, overrides: &RaftOverrides) -> Result<OpenedStorage, NodeError> {
+    Ok(open_at(config, overrides).await?.0)
+}
+
+/// [`open`], also saying where the store is and whether it existed. Before anything is created, the data
+/// directory is checked (`guard` module): a new store while `data_dir` holds another mode's live data is refused
+/// unless `storage.allow_abandoned_data` is set. Logs the store's absolute path (INFO), and a WARN when the
+/// store is new.
+pub async fn open_at(config: &Config, overrides: &RaftOverrides) -> Result<(OpenedStorage, StoreLocation), NodeError> {
     let mode = mode(config, overrides);
     let data_dir = overrides
         .data_dir
         .clone()
         .unwrap_or_else(|| config.storage.data_dir.clone());
+    let store = match mode {
+        StorageMode::Embedded => Store::Embedded,
+        StorageMode::Raft => Store::Raft(raft_node_id(config, overrides)?),
+        StorageMode::Redis => Store::Redis,
+    };
+    let location = {
+        let (dir, allow) = (data_dir.clone(), config.storage.allow_abandoned_data);
+        tokio::task::spawn_blocking(move || guard::check(&dir, store, allow))
+            .await
+            .map_err(|e| NodeError::Storage(format!("the data directory check failed: {e}")))??
+    };
+    match (&location.path, location.existed) {
+        (Some(path), true) => {
+            tracing::info!(mode = ?mode, path = %path.display(), "storage: opening the existing store")
+        }
+        (Some(path), false) => tracing::warn!(
+            mode = ?mode,
+            path = %path.display(),
+            "no existing store at {}: starting empty; if this node ran before, check storage.data_dir / the working \
+             directory",
+            path.display()
+        ),
+        (None, _) => {}
+    }
+    let opened = open_store(config, overrides, mode, &data_dir).await?;
+    Ok((opened, location))
+}
+
+async fn open_store(
+    config: &Config,
+    overrides: &RaftOverrides,
+    mode: StorageMode,
+    data_dir: &std::path::Path,
+) -> Result<OpenedStorage, NodeError> {
     match mode {
         StorageMode::Embedded => {
-            std::fs::create_dir_all(&data_dir)
+            std::fs::create_dir_all(data_dir)
                 .map_err(|e| config_err("storage.data_dir", format!("cannot create {}: {e}", data_dir.display())))?;
-            let mut redb = storage::redb::RedbConfig::new(data_dir.join("relay-miner.redb"));
+            let mut redb = storage::redb::RedbConfig::new(data_dir.join(EMBEDDED_FILE));
             redb.cache_size_bytes = usize::try_from(config.storage.cache_size_bytes).unwrap_or(usize::MAX);
             redb.relay_wal = config.storage.relay_wal;
             // No redb window: the relayer's appender already gathers relays while commits are in flight
@@ -214,13 +272,7 @@ pub async fn open(config: &Config, overrides: &RaftOverrides) -> Result<OpenedSt
         }
         StorageMode::Raft => {
             let r = &config.storage.raft;
-            let node_id = overrides.node_id.unwrap_or(r.node_id);
-            if node_id == 0 {
-                return Err(config_err(
-                    "storage.raft.node_id",
-                    "required in raft mode (ids start at 1)",
-                ));
-            }
+            let node_id = raft_node_id(config, overrides)?;
             let peers = parse_peers(overrides.peers.as_ref().unwrap_or(&r.peers))?;
             let listen = overrides
                 .listen_addr

@@ -36,6 +36,29 @@ fn minimal_config_is_valid_with_go_defaults() {
     assert_eq!(config.relay_server.limits(), crate::relayer::ServerLimits::default());
 }
 
+/// A relative `storage.data_dir` is a warning (it resolves against the working directory), not an error; an
+/// absolute one, or any in Redis mode (which keeps nothing there), is not.
+#[test]
+fn a_relative_data_dir_is_a_warning() {
+    let config = Config::from_yaml(MINIMAL).unwrap();
+    assert_eq!(config.validate(), vec![], "not an error");
+    let warnings = config.warnings();
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert_eq!(warnings[0].key, "storage.data_dir");
+    assert!(
+        warnings[0].problem.contains("./relay-miner-data") && warnings[0].problem.contains("working directory"),
+        "{}",
+        warnings[0]
+    );
+    for storage in [
+        "storage:\n  data_dir: /var/lib/relay-miner\n",
+        "storage:\n  mode: redis\n  redis:\n    url: redis://127.0.0.1:6379\n",
+    ] {
+        let config = Config::from_yaml(&format!("{MINIMAL}{storage}")).unwrap();
+        assert_eq!(config.warnings(), vec![], "{storage}");
+    }
+}
+
 #[test]
 fn unknown_key_is_named_with_its_path() {
     let text = MINIMAL.replace("url:", "urll:");

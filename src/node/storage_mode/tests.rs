@@ -7,6 +7,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::*;
 
+mod abandoned;
+
 /// The probe loop beats every round.
 #[tokio::test]
 async fn the_probe_loop_beats() {

@@ -35,17 +35,25 @@
 //! - Reopening in place (`open` module): a failed relay WAL, or a redb that refuses every write after an I/O
 //!   error (a full disk), is repaired by closing and opening the database under the same backend handle, as
 //!   a restart would ([`RedbBackend::reopen`], tried by [`RedbBackend::readiness_recovering`]).
+//! - Schema version (`schema` module): META `schema_version` is written with a new database and checked at every
+//!   open; a database written by a newer binary (a rollback after an upgrade) is refused instead of mis-read.
+//! - Read-only probes (`probe` module): what a database file nobody opens holds (live session records,
+//!   relay-log entries), for the node's check that a new store does not abandon another one's data.
 
 mod health;
 mod log;
 mod open;
+mod probe;
 mod rest;
+mod schema;
 mod tables;
 mod wal;
 mod write_set;
 mod writer;
 
 pub use health::NotReady;
+pub use probe::{EmbeddedContents, FileState, probe_embedded, probe_file};
+pub use schema::SCHEMA_VERSION;
 pub use wal::WalStats;
 
 use std::collections::HashMap;

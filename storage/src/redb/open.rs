@@ -89,7 +89,13 @@ pub(crate) async fn open_files(
         // few, and a process that crashes again right after each open must not pay a full repair every time.
         txn.set_quick_repair(true);
         // A new database gets its identity with its tables (the relay WAL is bound to it).
+        let created = txn
+            .list_tables()
+            .map_err(db_err)?
+            .all(|t| redb::TableHandle::name(&t) != redb::TableHandle::name(&META));
         wal::init_new_database(&txn)?;
+        // Before anything reads the tables: a database written by a newer binary is refused untouched.
+        super::schema::check_and_record(&txn, &cfg.path)?;
         txn.open_table(tables::SUPPLIERS).map_err(db_err)?;
         txn.open_table(tables::LOG).map_err(db_err)?;
         txn.open_table(tables::LOG_SESSIONS).map_err(db_err)?;
@@ -109,6 +115,9 @@ pub(crate) async fn open_files(
             );
         }
         txn.commit().map_err(db_err)?;
+        if created {
+            tracing::info!(path = %cfg.path.display(), "new embedded database created");
+        }
         // Before any other write: relay-log appends acknowledged by the WAL must be in redb first.
         let recovered = if cfg.relay_wal {
             Some(wal::recover(&db, &recover_cfg)?)
@@ -363,6 +372,83 @@ mod tests {
 
     use super::*;
     use crate::suite;
+
+    /// A new database records the schema version; a database whose version is newer than this binary's (a
+    /// rollback after an upgrade) is refused with an error naming both versions and the file, and is left as it
+    /// was; one without the key (written before it existed) is taken as the current version and gets it.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_database_with_a_newer_schema_version_is_refused() {
+        use super::super::schema::{SCHEMA_VERSION, SCHEMA_VERSION_KEY};
+        let dir = tempfile::tempdir().unwrap();
+        let config = RedbConfig::new(dir.path().join("v.redb"));
+        // The file once the dropped backend's threads let go of it.
+        let released = || {
+            suite::poll_until("the database is released", || async {
+                match Database::open(&config.path) {
+                    Ok(db) => Some(db),
+                    Err(redb::DatabaseError::DatabaseAlreadyOpen) => None,
+                    Err(e) => panic!("{e}"),
+                }
+            })
+        };
+        let set_version = |db: Database, version: Option<u64>| {
+            let txn = db.begin_write().unwrap();
+            {
+                let mut meta = txn.open_table(META).unwrap();
+                match version {
+                    Some(v) => meta.insert(SCHEMA_VERSION_KEY, v).unwrap(),
+                    None => meta.remove(SCHEMA_VERSION_KEY).unwrap(),
+                };
+            }
+            txn.commit().unwrap();
+        };
+        let stored_version = |db: &Database| {
+            let txn = db.begin_read().unwrap();
+            let meta = txn.open_table(META).unwrap();
+            meta.get(SCHEMA_VERSION_KEY).unwrap().map(|g| g.value())
+        };
+        let b = RedbBackend::open(config.clone()).await.unwrap();
+        b.storage()
+            .sessions
+            .put("pokt1v", "s1", "active", b"x".to_vec(), 0)
+            .await
+            .unwrap();
+        drop(b);
+        let db = released().await;
+        assert_eq!(
+            stored_version(&db),
+            Some(SCHEMA_VERSION),
+            "written with the new database"
+        );
+
+        set_version(db, Some(SCHEMA_VERSION + 1));
+        let err = match RedbBackend::open(config.clone()).await {
+            Ok(_) => panic!("a database of schema version {} was opened", SCHEMA_VERSION + 1),
+            Err(e) => e.to_string(),
+        };
+        let newer = format!("schema version {}", SCHEMA_VERSION + 1);
+        for part in [newer.as_str(), "newer than", &config.path.display().to_string()] {
+            assert!(err.contains(part), "`{part}` missing from: {err}");
+        }
+        let db = released().await;
+        assert_eq!(
+            stored_version(&db),
+            Some(SCHEMA_VERSION + 1),
+            "the refused database is unchanged"
+        );
+
+        set_version(db, None);
+        let b = RedbBackend::open(config.clone()).await.unwrap();
+        let records = b.storage().sessions.list(Some("pokt1v"), None).await.unwrap();
+        assert_eq!(records.len(), 1, "the data is read as before");
+        drop(b);
+        let db = released().await;
+        assert_eq!(
+            stored_version(&db),
+            Some(SCHEMA_VERSION),
+            "a database without it gets it"
+        );
+    }
 
     /// A crash right after a durable commit (the file copied while the database is open is what SIGKILL
     /// leaves) needs only redb's quick repair at the next open: the commit recorded the allocator state, so the

@@ -25,7 +25,8 @@ pub(crate) const SESSIONS: TableDefinition<(&str, &str), &[u8]> = TableDefinitio
 /// Key → `expiry unix ms (0 = none) ++ value`.
 pub(crate) const KV: TableDefinition<&str, &[u8]> = TableDefinition::new("kv");
 /// Counters: `next_supplier`, `next_namespace`, `seq:{supplier id}`, `lease:{election}`; and
-/// `log_sessions_index_version`, the format of [`LOG_SESSIONS`] (module `log`: the index is rebuilt at open without it).
+/// `log_sessions_index_version`, the format of [`LOG_SESSIONS`] (module `log`: the index is rebuilt at open without it);
+/// `schema_version`, the format of the whole database (module `schema`: a newer one is refused at open).
 pub(crate) const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 
 /// Maps any redb error to the contract error. A full disk is `OutOfMemory` (retryable once space is freed).
