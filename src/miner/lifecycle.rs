@@ -288,6 +288,13 @@ impl Engine {
                         record.state = State::Proving;
                         step.commands.push(Command::RecordProofRequired { key: key.clone() });
                         step.changed.push(key);
+                    } else if !required && record.state == State::Proving {
+                        // Checked again after the chain refused the proof as not required
+                        // (`TxOutcome::NotRequired`): the chain settles the claim without a proof, as if decided
+                        // so at the seed block, and the watch proves it if the params make it required again.
+                        record.proof_required = Some(false);
+                        record.state = State::Settled;
+                        step.changed.push(key);
                     }
                 }
             }

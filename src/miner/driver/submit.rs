@@ -508,6 +508,12 @@ impl Miner {
             };
             counter.fetch_add(keys.len() as u64, AtomicOrdering::Relaxed);
         }
+        let outcome = match outcome {
+            Err(TxOutcome::Refused(reason)) if kind == TxKind::Proof && refusal::proof_not_required(&reason) => {
+                Err(TxOutcome::NotRequired(reason))
+            }
+            outcome => outcome,
+        };
         self.count_sends(kind, supplier, &keys, &outcome);
         let outcome = outcome.map_or_else(|outcome| outcome, |()| TxOutcome::Broadcast);
         self.tx_outcome(step, kind, supplier, keys, outcome)
@@ -574,6 +580,7 @@ impl Miner {
         label: &str,
     ) -> Step {
         if let TxOutcome::Refused(reason)
+        | TxOutcome::NotRequired(reason)
         | TxOutcome::Rejected(reason)
         | TxOutcome::Retryable(reason)
         | TxOutcome::NotSent(reason)
@@ -690,13 +697,15 @@ fn deadline_passed(height: i64) -> String {
 
 /// The reason a submission's outcome other than a broadcast a node took is counted under, in
 /// `ha_miner_{claim,proof}_errors_total` and as the `result` of a re-send: `not_leader` and `deadline_passed`
-/// (never sent), `refused` (a node refused it at Simulate or CheckTx), `rejected` (it cannot be sent),
+/// (never sent), `refused` (a node refused it at Simulate or CheckTx), `not_required` (a proof the chain refused
+/// as no longer required, `TxOutcome::NotRequired`), `rejected` (it cannot be sent),
 /// `ha_conflict`, `retryable` (no node answered).
 fn error_reason(outcome: &TxOutcome) -> &'static str {
     match outcome {
         TxOutcome::NotSent(reason) if reason == NOT_LEADER => "not_leader",
         TxOutcome::NotSent(reason) if reason.starts_with(DEADLINE_PASSED) => "deadline_passed",
         TxOutcome::Refused(_) => "refused",
+        TxOutcome::NotRequired(_) => "not_required",
         TxOutcome::Rejected(_) => "rejected",
         TxOutcome::HaConflict(_) => "ha_conflict",
         TxOutcome::Retryable(_) | TxOutcome::NotSent(_) | TxOutcome::Broadcast => "retryable",

@@ -124,6 +124,7 @@ mod unowned_logs;
 mod unprofitable;
 mod unreadable_entry;
 mod unreadable_trie;
+mod unrequired_proof;
 mod waiting_reports;
 
 const LEASE: Duration = Duration::from_secs(60);

@@ -31,7 +31,7 @@ impl Engine {
         match outcome {
             // Inclusion is confirmed from chain state (lookups each block), never from the broadcast result.
             TxOutcome::Broadcast => {}
-            TxOutcome::Retryable(_) | TxOutcome::NotSent(_) | TxOutcome::Refused(_) => {
+            TxOutcome::Retryable(_) | TxOutcome::NotSent(_) | TxOutcome::Refused(_) | TxOutcome::NotRequired(_) => {
                 // No node took it (unreachable node, a chain query failed while building it, leadership or
                 // deadline check), or a node refused it before its mempool (no fee paid): the send did not
                 // happen, so it does not use up a re-send. Forgetting it makes the session due again at the next
@@ -53,8 +53,17 @@ impl Engine {
                         sent_here.remove(key);
                     }
                 }
-                // A refusal may mean another instance's claim or proof is already there: ask the chain.
-                if matches!(outcome, TxOutcome::Refused(_)) && record.queried_at != Some(self.height) {
+                if kind == TxKind::Proof && matches!(outcome, TxOutcome::NotRequired(_)) {
+                    // The chain no longer requires this proof (its live proof params changed since the seed
+                    // block): check the requirement again rather than re-sending it at every block until the
+                    // close; a session found not required ends `Settled` (`Event::ProofRequirement`).
+                    record.queried_at = Some(self.height);
+                    step.commands.push(Command::CheckProofRequirement { key: key.clone() });
+                    step.changed.push(key.clone());
+                } else if matches!(outcome, TxOutcome::Refused(_) | TxOutcome::NotRequired(_))
+                    && record.queried_at != Some(self.height)
+                {
+                    // A refusal may mean another instance's claim or proof is already there: ask the chain.
                     record.queried_at = Some(self.height);
                     step.commands.push(Command::LookupOnChain { key: key.clone() });
                     step.changed.push(key.clone());

@@ -132,6 +132,16 @@ pub enum TxOutcome {
     /// (it does not use up a re-send), but it reached a node (a final loss is `*_not_included`) and the chain
     /// is asked whether another instance's claim or proof is there (an HA conflict is never a loss).
     Refused(String),
+    /// A node refused a proof because the chain does not require it (poktroll `ErrProofNotRequired`, code 1129
+    /// in codespace `proof`, "proof not required"): `SubmitProof` decides the requirement with its *live* proof
+    /// params, so a proof found required at the seed block stops being required when governance raises
+    /// `proof_requirement_threshold` or lowers `proof_request_probability` before it lands, and the settlement
+    /// then pays the claim without one. Refused at Simulate (no fee), it is taken back like `Refused` but not
+    /// sent again at every block: the requirement is checked again with the params in force
+    /// ([`Command::CheckProofRequirement`]), and a session found not required ends `Settled`, still watched
+    /// while its proof can be sent ([`Event::ProofParamsChanged`]). Only a proof's outcome (a claim's is taken as
+    /// `Refused`).
+    NotRequired(String),
     /// Another instance already submitted (sequence mismatch, claim exists): an HA conflict, never a loss.
     HaConflict(String),
     /// Cannot be sent for a reason retrying cannot fix (no key for the supplier, a proof that cannot verify

@@ -178,3 +178,109 @@ fn a_settlement_that_cannot_be_read_does_not_hold_the_session() {
     );
     assert_eq!(e.session(&k).unwrap().state, State::Settled);
 }
+
+/// The other way round: required at the seed block, then refused by the chain as not required (its live params
+/// changed). The proof is not sent again at every block: the requirement is checked again, the session ends
+/// `Settled` (still watched while its proof can be sent), and the settlement is not taken as a validated proof.
+#[test]
+fn a_proof_refused_as_not_required_is_checked_again_not_resent() {
+    let k = key();
+    let mut e = claim_sent_at_12(&k);
+    e.handle(Event::OnChain {
+        key: k.clone(),
+        claim_exists: true,
+        proof_validated: false,
+    });
+    e.handle(Event::NewBlock { height: 15 });
+    e.handle(Event::ProofRequirement {
+        key: k.clone(),
+        required: true,
+    });
+    let step = e.handle(Event::NewBlock { height: 16 });
+    assert_eq!(
+        step.commands,
+        vec![Command::SubmitProofs {
+            supplier: "s1".into(),
+            keys: vec![k.clone()]
+        }]
+    );
+    let step = e.handle(Event::TxOutcome {
+        kind: TxKind::Proof,
+        keys: vec![k.clone()],
+        outcome: TxOutcome::NotRequired("proof not required".into()),
+    });
+    assert_eq!(step.commands, vec![Command::CheckProofRequirement { key: k.clone() }]);
+    let step = e.handle(Event::ProofRequirement {
+        key: k.clone(),
+        required: false,
+    });
+    assert!(step.commands.is_empty(), "{:?}", step.commands);
+    assert_eq!(step.changed, vec![k.clone()]);
+    let record = e.session(&k).unwrap();
+    assert_eq!((record.state, record.proof_required), (State::Settled, Some(false)));
+    assert!(record.proof_sent_at.is_empty(), "the refused send was taken back");
+    assert!(e.proof_requirement_revisable(), "watched while a proof can be sent");
+    assert!(
+        e.handle(Event::NewBlock { height: 17 }).commands.is_empty(),
+        "not re-sent"
+    );
+    // Params that require it again before the last send height: proven after all.
+    assert_eq!(
+        e.handle(Event::ProofParamsChanged).commands,
+        vec![Command::CheckProofRequirement { key: k.clone() }]
+    );
+    let step = e.handle(Event::ProofRequirement {
+        key: k.clone(),
+        required: true,
+    });
+    assert!(step.commands.contains(&Command::SubmitProofs {
+        supplier: "s1".into(),
+        keys: vec![k.clone()]
+    }));
+}
+
+/// Refused as not required and found so: the chain's settlement without a proof is not a validated proof.
+#[test]
+fn a_session_found_not_required_after_a_refusal_settles_without_a_proof() {
+    use crate::chain::settlement::SettlementOutcome;
+    let k = key();
+    let mut e = claim_sent_at_12(&k);
+    e.handle(Event::OnChain {
+        key: k.clone(),
+        claim_exists: true,
+        proof_validated: false,
+    });
+    e.handle(Event::NewBlock { height: 15 });
+    e.handle(Event::ProofRequirement {
+        key: k.clone(),
+        required: true,
+    });
+    e.handle(Event::NewBlock { height: 16 });
+    e.handle(Event::TxOutcome {
+        kind: TxKind::Proof,
+        keys: vec![k.clone()],
+        outcome: TxOutcome::NotRequired("proof not required".into()),
+    });
+    e.handle(Event::ProofRequirement {
+        key: k.clone(),
+        required: false,
+    });
+    for height in 17..=21 {
+        e.handle(Event::NewBlock { height });
+    }
+    let step = e.handle(Event::Settled {
+        key: k.clone(),
+        outcome: SettlementOutcome::Settled { proof_required: false },
+    });
+    assert!(
+        !step
+            .commands
+            .iter()
+            .any(|c| matches!(c, Command::RecordProofValidated { .. } | Command::RecordLoss { .. })),
+        "{:?}",
+        step.commands
+    );
+    let record = e.session(&k).unwrap();
+    assert_eq!(record.state, State::Settled);
+    assert!(record.settlement_seen);
+}

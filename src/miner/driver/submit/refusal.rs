@@ -31,6 +31,17 @@ pub(in crate::miner::driver) fn refused_message_index(reason: &str) -> Option<us
     after[..end].parse().ok()
 }
 
+/// The text of poktroll's `ErrProofNotRequired` (code 1129, codespace `proof`, `x/proof/types/errors.go`), which
+/// `SubmitProof` answers as `codes.FailedPrecondition` when its live proof params do not require the claim's
+/// proof; a Simulate refusal carries it inside baseapp's "failed to execute message" wrap.
+const PROOF_NOT_REQUIRED: &str = "proof not required";
+
+/// Whether a refusal (`reason`, the node's text) is the chain saying a proof is not required
+/// (`TxOutcome::NotRequired`): re-sending it cannot help, the requirement is checked again instead.
+pub(in crate::miner::driver) fn proof_not_required(reason: &str) -> bool {
+    reason.contains(PROOF_NOT_REQUIRED)
+}
+
 impl Miner {
     /// Sends `messages` (of one supplier) as one tx and feeds each session's outcome to the engine. A tx a node
     /// refuses naming one of its messages is sent again without it, and that message alone after the rest
@@ -116,7 +127,21 @@ impl Miner {
 
 #[cfg(test)]
 mod tests {
-    use super::refused_message_index;
+    use super::{proof_not_required, refused_message_index};
+
+    /// poktroll's refusal as Simulate answers it (baseapp's wrap of the handler's status error) and the
+    /// simulator's are told apart from other refusals of a proof.
+    #[test]
+    fn a_proof_not_required_is_told_from_other_refusals() {
+        let poktroll = "gRPC /cosmos.tx.v1beta1.Service/Simulate: Unknown: failed to execute message; message \
+                        index: 0: rpc error: code = FailedPrecondition desc = proof not required with gas used: '9'";
+        assert!(proof_not_required(poktroll));
+        assert!(proof_not_required("proof not required for this claim"));
+        assert!(!proof_not_required(
+            "proof attempted outside of the session's proof window"
+        ));
+        assert!(!proof_not_required("invalid proof"));
+    }
 
     /// The index is read from `runMsgs`' wrap as a v0.53.7 node's Simulate answers it (0-based, the outermost
     /// occurrence), and not made up when the text names none or a malformed one.
