@@ -454,11 +454,15 @@ impl Engine {
                     });
                 }
             }
-            // Decided "no proof required": what the chain's settlement did, read once past it (`settlement_seen`).
+            // Decided "no proof required": what the chain's settlement did, read once past it (`settlement_seen`),
+            // for up to SETTLED_LOOKUP_BLOCKS; a session first seen later than that (a process back from a long
+            // stop, restoring it) is still looked up once before it is pruned, so a claim the chain expired at
+            // settlement is counted lost, not pruned as paid.
             let settlement_unseen = record.state == State::Settled && !record.settlement_seen;
+            let looked_up_past = record.pruned || record.queried_at.is_some_and(|q| q > s.settlement);
             if settlement_unseen
                 && height > s.settlement
-                && height <= s.settlement + SETTLED_LOOKUP_BLOCKS
+                && (height <= s.settlement + SETTLED_LOOKUP_BLOCKS || !looked_up_past)
                 && record.queried_at != Some(height)
             {
                 record.queried_at = Some(height);
@@ -469,7 +473,8 @@ impl Engine {
             let prune_due = match record.state {
                 State::Proved | State::Expired(_) | State::Discarded => true,
                 State::Settled => {
-                    height > s.settlement && (!settlement_unseen || height > s.settlement + SETTLED_LOOKUP_BLOCKS)
+                    height > s.settlement
+                        && (!settlement_unseen || (height > s.settlement + SETTLED_LOOKUP_BLOCKS && looked_up_past))
                 }
                 _ => false,
             };

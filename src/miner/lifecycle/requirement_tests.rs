@@ -179,6 +179,25 @@ fn a_settlement_that_cannot_be_read_does_not_hold_the_session() {
     assert_eq!(e.session(&k).unwrap().state, State::Settled);
 }
 
+/// A session decided "no proof required" first seen again more than [`SETTLED_LOOKUP_BLOCKS`] past its
+/// settlement (a process back from a long stop restores it) is looked up once before it is pruned: pruned at
+/// once (before), a claim the chain expired at settlement was never counted lost.
+#[test]
+fn a_settled_session_first_seen_long_past_its_settlement_is_looked_up_once_before_it_is_pruned() {
+    let k = key();
+    let mut e = decided_not_required();
+    let late = 21 + SETTLED_LOOKUP_BLOCKS + 10;
+    assert_eq!(
+        e.handle(Event::NewBlock { height: late }).commands,
+        vec![Command::LookupOnChain { key: k.clone() }]
+    );
+    assert_eq!(
+        e.handle(Event::NewBlock { height: late + 1 }).commands,
+        vec![Command::Prune { key: k.clone() }],
+        "one lookup, then pruned whatever it answered"
+    );
+}
+
 /// The other way round: required at the seed block, then refused by the chain as not required (its live params
 /// changed). The proof is not sent again at every block: the requirement is checked again, the session ends
 /// `Settled` (still watched while its proof can be sent), and the settlement is not taken as a validated proof.
