@@ -276,6 +276,7 @@ impl NodeStore for MemoryNamespace {
     }
 
     fn write_batch(&mut self, batch: NodeBatch) -> Result<(), StorageError> {
+        self.shared.faults.check_trie_write()?;
         self.shared.faults.gate_sync()?;
         let mut st = lock(&self.shared);
         check(&st, self.fence.as_deref(), Instant::now())?;
@@ -384,7 +385,7 @@ impl WriteSets for MemoryBackend {
         if set.is_empty() {
             return Ok(WriteSetOutcome::default());
         }
-        self.shared.faults.gate_write_set().await?;
+        self.shared.faults.gate_write_set(!set.tries.is_empty()).await?;
         let mut st = self.lock_fenced(Instant::now())?;
         for r in &set.records {
             let current = st

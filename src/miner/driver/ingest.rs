@@ -366,15 +366,23 @@ impl Miner {
                 tracing::debug!(supplier, error = %e, "ingest batch write conflicted; writing its parts one by one");
                 // Every trie of the batch before its ack (a trie whose record did not change included); when this
                 // fails, the records' write below fails on the same tries and keeps them waiting.
-                let flushed = self.flush_tries(written.iter().map(|(key, _)| key));
+                let keys: Vec<SessionKey> = written.into_iter().map(|(key, _)| key).collect();
+                let flushed = self.flush_tries(&keys).await;
                 self.execute(step).await?;
-                flushed?;
+                if !flushed?.is_empty() {
+                    // Rolled back (storage out of memory, `Miner::flush_tries`): the batch's relays are not all in
+                    // stored tries, so its entries stay pending and are read again.
+                    return Err(storage::StorageError::OutOfMemory(
+                        "the ingest batch's trie changes were refused and rolled back".into(),
+                    )
+                    .into());
+                }
                 self.writer()?.relay_log.ack(supplier, &ids).await?;
                 self.count_batch(supplier, counts);
                 Ok(())
             }
             // Nothing of the batch is known to be stored: the tries keep their changes (committed before any of
-            // their records, `Miner::persist`), the records and reports wait for `persist_pending`, the entries
+            // their records, `Miner::persist`, or rolled back there if storage is out of memory), the records and reports wait for `persist_pending`, the entries
             // stay pending (redelivered, adding nothing to the tries). Not retried part by part here: against an
             // unreachable store that would double the time before the block's claims and proofs are handled.
             Err(e) => {

@@ -1,6 +1,7 @@
 //! Storing session records: the writes a set of sessions needs (a change of `queried_at` alone is not written),
 //! batched as one storage write where possible and fenced like every write of the leader; the tries a record
-//! counts are committed first, and the reports waiting for a record run once it is stored.
+//! counts are committed first (rolled back to what storage holds when storage refuses them for want of memory),
+//! and the reports waiting for a record run once it is stored.
 
 use super::*;
 
@@ -41,7 +42,9 @@ impl Miner {
     /// Several records are written as one storage write ([`storage::WriteSets`]; on raft one log entry instead of
     /// one per record), all or none; when one of them conflicts, they are written one by one, which resolves
     /// the conflict. A session whose trie has changes not yet committed (an ingest batch whose write failed)
-    /// gets its trie committed first, so a record never counts relays its trie does not hold in storage.
+    /// gets its trie committed first, so a record never counts relays its trie does not hold in storage; when
+    /// storage refuses that for want of memory, the trie is rolled back to what storage holds and the record
+    /// counts that ([`Miner::flush_tries`]).
     pub(super) async fn persist(
         &mut self,
         keys: &[SessionKey],
@@ -59,11 +62,15 @@ impl Miner {
         keys: &[SessionKey],
         written_keys: &mut Vec<SessionKey>,
     ) -> Result<usize, MinerError> {
-        let writes = self.record_writes(keys)?;
+        let mut writes = self.record_writes(keys)?;
         if writes.is_empty() {
             return Ok(0);
         }
-        self.flush_tries(writes.iter().map(|w| &w.0))?;
+        let with_writes: Vec<SessionKey> = writes.iter().map(|w| w.0.clone()).collect();
+        if !self.flush_tries(&with_writes).await?.is_empty() {
+            // Their records now count what the rolled-back tries hold.
+            writes = self.record_writes(keys)?;
+        }
         if writes.len() > 1 {
             let set = storage::WriteSet {
                 records: writes.iter().map(|(_, _, w)| w.clone()).collect(),
@@ -204,8 +211,19 @@ impl Miner {
         }
     }
 
-    /// Commits the tries (claimed and late) of `keys` that have changes not in storage yet.
-    pub(super) fn flush_tries<'a>(&mut self, keys: impl Iterator<Item = &'a SessionKey>) -> Result<(), MinerError> {
+    /// Commits the tries (claimed and late) of `keys` that have changes not in storage yet; returns the sessions
+    /// whose changes storage refused for want of memory and which were rolled back.
+    ///
+    /// Storage at its memory limit (Redis at `maxmemory`, reached through other tenants or Go relayers, which do
+    /// not stop at `storage.redis.relay_max_memory_ratio`) refuses every trie write but still takes session
+    /// records and acks (their `allow-oom` scripts on Redis ≥ 7). The changes a refused ingest batch left in a
+    /// trie then failed every record write of its session, and with it every other record of the same write:
+    /// nothing was claimed until memory was freed, and a claim window could close meanwhile (the reward lost).
+    /// Such a trie is rolled back to what storage holds instead ([`Miner::roll_back_tries`]): its record is
+    /// written (and its claim built) from the stored trie, and the relays rolled back, still pending in the relay
+    /// log, are ingested once storage takes writes again (after the claim: counted as relays after it).
+    pub(super) async fn flush_tries(&mut self, keys: &[SessionKey]) -> Result<Vec<SessionKey>, MinerError> {
+        let mut rolled_back = Vec::new();
         for key in keys {
             let Some(open) = self.tries.get_mut(key) else {
                 continue;
@@ -214,7 +232,7 @@ impl Miner {
             {
                 continue;
             }
-            tokio::task::block_in_place(|| {
+            let committed = tokio::task::block_in_place(|| {
                 if open.trie.has_uncommitted_changes() {
                     open.trie.commit()?;
                 }
@@ -224,10 +242,45 @@ impl Miner {
                     late.commit()?;
                 }
                 Ok::<_, MinerError>(())
-            })?;
+            });
+            match committed {
+                Ok(()) => {}
+                Err(e) if out_of_memory(&e) => {
+                    // Again at every record write while storage stays full (the ingest reinserts the relays).
+                    if let Some(suppressed) = ROLL_BACK_LOG.admit() {
+                        tracing::warn!(
+                            supplier = key.supplier,
+                            session = key.session_id,
+                            error = %e,
+                            suppressed,
+                            "storage refuses the session's trie changes for want of memory: the trie is rolled back \
+                             to what storage holds, so its record (and claim) is written from that; the relays \
+                             rolled back stay pending in the relay log and are ingested once storage takes writes \
+                             again (`suppressed`: roll-backs not logged since the last line)"
+                        );
+                    }
+                    self.roll_back_tries(key).await?;
+                    rolled_back.push(key.clone());
+                }
+                Err(e) => return Err(e),
+            }
         }
-        Ok(())
+        Ok(rolled_back)
     }
+}
+
+/// At most one WARN per 10 s about tries rolled back ([`Miner::flush_tries`]).
+static ROLL_BACK_LOG: std::sync::LazyLock<crate::telemetry::LogThrottle> =
+    std::sync::LazyLock::new(|| crate::telemetry::LogThrottle::new(std::time::Duration::from_secs(10)));
+
+/// Whether `error` is storage refusing a write for want of memory (Redis `OOM command not allowed`; a full disk
+/// on redb).
+pub(super) fn out_of_memory(error: &MinerError) -> bool {
+    matches!(
+        error,
+        MinerError::Storage(storage::StorageError::OutOfMemory(_))
+            | MinerError::Trie(crate::smst::SmstError::Store(storage::StorageError::OutOfMemory(_)))
+    )
 }
 
 /// Whether `a` and `b` differ in nothing but `queried_at` (see [`Miner::persist`]).

@@ -117,6 +117,7 @@ mod step_timer;
 mod stop_resigns;
 mod tip;
 mod tip_before_ingest;
+mod trie_oom;
 mod tx_size;
 mod undecodable_record;
 mod unknown_outcome;

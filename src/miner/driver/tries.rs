@@ -99,6 +99,59 @@ impl Miner {
         Ok(())
     }
 
+    /// Drops the changes of the session's tries that storage does not hold ([`Miner::flush_tries`]): each trie
+    /// with changes not committed is reopened from storage (on Redis from the namespace's in-process mirror,
+    /// which holds what Redis applied: no round trip for its leaf records), and the session's record, which the
+    /// ingest set to the tries' totals with those changes, is set back to what the tries now hold. So a record
+    /// stored after it never counts relays its trie does not hold in storage, and a claim built after it is the
+    /// stored trie's root (what a proof is built from after a restart). The relays dropped are pending in the
+    /// relay log (their batch was not acknowledged) and are ingested again later.
+    pub(super) async fn roll_back_tries(&mut self, key: &SessionKey) -> Result<(), MinerError> {
+        let Some(open) = self.tries.get(key) else {
+            return Ok(());
+        };
+        let claimed_changed = open.trie.has_uncommitted_changes();
+        let late_changed = open.late.as_ref().is_some_and(|l| l.has_uncommitted_changes());
+        if claimed_changed {
+            // Loaded before the old trie is dropped: on Redis the new store shares its mirror.
+            let trie = self.load_trie(&key.supplier, &key.session_id).await?;
+            if let Some(open) = self.tries.get_mut(key) {
+                open.trie = trie;
+            }
+        }
+        if late_changed {
+            let late = self
+                .load_trie(&key.supplier, &ingest::late_namespace(&key.session_id))
+                .await?;
+            if let Some(open) = self.tries.get_mut(key) {
+                open.late = Some(late);
+            }
+        }
+        let Some(open) = self.tries.get(key) else {
+            return Ok(());
+        };
+        let late = open.late.as_ref().map_or((0, 0), |l| (l.count(), l.sum()));
+        let (relays, compute_units) = (open.trie.count() + late.0, open.trie.sum() + late.1);
+        if let Some(record) = self.engine.session(key)
+            && !record.pruned
+            && record.forget_after.is_none()
+            && (record.relays > relays || record.compute_units > compute_units)
+        {
+            let mut record = record.clone();
+            tracing::debug!(
+                supplier = key.supplier,
+                session = key.session_id,
+                relays_before = record.relays,
+                relays,
+                "session record set back to the relays its stored tries hold"
+            );
+            record.relays = relays;
+            record.compute_units = compute_units;
+            self.engine.restore(record);
+        }
+        Ok(())
+    }
+
     pub(super) async fn claim_of(&mut self, key: &SessionKey) -> Result<(wire::Claim, [u8; 48]), MinerError> {
         let open = self.open_trie(key).await?;
         let root = tokio::task::block_in_place(|| open.trie.root());

@@ -31,6 +31,8 @@ struct Inner {
     coalesces_appends: bool,
     /// The next write sets to fail (each with its error), before their write is counted.
     fail_write_sets: std::collections::VecDeque<StorageError>,
+    /// [`Faults::refuse_trie_writes`].
+    refuse_tries: Option<StorageError>,
 }
 
 #[derive(Debug)]
@@ -157,6 +159,19 @@ impl Faults {
         self.bump();
     }
 
+    /// Makes every trie write (a node-store batch, or a write set carrying trie batches) fail with `err` until
+    /// called with `None`, while every other write goes on: Redis at `maxmemory`, which refuses trie writes but
+    /// still takes session records and acks (their `allow-oom` scripts, Redis ≥ 7). A refused write is not
+    /// counted.
+    pub fn refuse_trie_writes(&self, err: Option<StorageError>) {
+        self.lock().refuse_tries = err;
+    }
+
+    /// The failure [`Faults::refuse_trie_writes`] sets for a trie write, if any.
+    pub(crate) fn check_trie_write(&self) -> Result<(), StorageError> {
+        self.lock().refuse_tries.clone().map_or(Ok(()), Err)
+    }
+
     /// Holds every following async write (before it is applied) until [`Faults::release_writes`] or
     /// [`Faults::crash`].
     pub fn stall_writes(&self) {
@@ -212,10 +227,14 @@ impl Faults {
         Ok(())
     }
 
-    /// Gate for a write set: fails when [`Faults::fail_write_sets`] says so, else as [`Faults::gate`].
-    pub(crate) async fn gate_write_set(&self) -> Result<(), StorageError> {
+    /// Gate for a write set (`tries`: it carries trie batches): fails when [`Faults::fail_write_sets`] says so,
+    /// then when [`Faults::refuse_trie_writes`] does, else as [`Faults::gate`].
+    pub(crate) async fn gate_write_set(&self, tries: bool) -> Result<(), StorageError> {
         if let Some(err) = self.lock().fail_write_sets.pop_front() {
             return Err(err);
+        }
+        if tries {
+            self.check_trie_write()?;
         }
         self.gate().await
     }
