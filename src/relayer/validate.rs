@@ -127,7 +127,7 @@ pub async fn validate(
         }
         current_grid = Some(grid);
     }
-    let params = chain.shared_params_at(end).await.map_err(RelayError::Chain)?;
+    let params = chain.shared_params_for_relays(end).await.map_err(RelayError::Chain)?;
     let windows = SessionWindows::new(&params, end).map_err(|e| RelayError::Malformed(e.to_string()))?;
     let query_height = if end < height {
         if windows.grace_elapsed(height) {
@@ -258,7 +258,10 @@ pub fn spend_limit_upokt(limit: Option<&crate::protocol::wire::Coin>) -> Option<
 
 /// The session grid of the shared params at `height` (the current height: cached by the chain client).
 pub async fn current_grid_at(chain: &ChainClient, height: i64) -> Result<SessionGrid, RelayError> {
-    let current = chain.shared_params_at(height).await.map_err(RelayError::Chain)?;
+    let current = chain
+        .shared_params_for_relays(height)
+        .await
+        .map_err(RelayError::Chain)?;
     SessionGrid::new(&current)
         .map_err(|e| RelayError::Chain(ChainError::BadResponse(format!("shared params at {height}: {e}"))))
 }

@@ -216,3 +216,36 @@ fn wire_shared(params: &crate::protocol::wire::SharedParams) -> crate::protocol:
         ..params.clone()
     }
 }
+
+/// The relay path takes shared params from nodes all behind the session start (not cached), instead of refusing
+/// the relay; the miner's read still fails as `Behind` and, once a node that knows answers, gets the new params.
+#[tokio::test]
+async fn the_relay_path_takes_shared_params_from_nodes_behind_uncached() {
+    let chain = SimChain::new(genesis()).unwrap();
+    let client = serve(&chain).await;
+    let old = chain.state().shared.clone();
+    let grid = crate::protocol::session::SessionGrid::new(&old).unwrap();
+    let start = grid.session_end(chain.height().max(1)) + grid_len(&old) + 1;
+    while chain.height() < start - 2 {
+        chain.produce_block();
+    }
+    let changed = wire_shared(&old);
+    chain.set_shared_params(changed.clone()).unwrap();
+    while chain.height() < start {
+        chain.produce_block();
+    }
+    client.observe_height(start);
+    chain.state().query_lag_blocks = 2;
+    assert_eq!(
+        client.shared_params_for_relays(start).await.unwrap(),
+        old,
+        "the node's answer"
+    );
+    assert!(matches!(
+        client.shared_params_at(start).await.unwrap_err(),
+        ChainError::Behind { .. }
+    ));
+    chain.state().query_lag_blocks = 0;
+    assert_eq!(client.shared_params_at(start).await.unwrap(), changed, "not cached");
+    assert_eq!(client.shared_params_for_relays(start).await.unwrap(), changed);
+}

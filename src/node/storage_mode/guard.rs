@@ -22,8 +22,9 @@
 //! one still draining during a rolling update, a node of another id sharing the directory) has data this start
 //! cannot read and would leave behind; nodes sharing a host take one `data_dir` each. A store that cannot be
 //! read read-only (not closed cleanly, damaged) counts as live too. Redis mode's own store is not
-//! inspected (it is not in `data_dir`), so there the check runs at every start: an old store left in `data_dir`
-//! must be moved away once its sessions settled, or the key set. Not covered: relays only in the embedded relay
+//! inspected (it is not in `data_dir`), so there the check runs at every start, and an old store left in
+//! `data_dir` (which nothing prunes once the mode changed) is logged at ERROR, not refused: a refusal would stop
+//! every later start of the deployment, an upgrade included. Not covered: relays only in the embedded relay
 //! WAL (`relay-miner.redb.wal/`) and not yet in the redb file, which redb holds within milliseconds of their
 //! acknowledgement.
 
@@ -106,6 +107,22 @@ pub fn check(data_dir: &Path, store: Store, allow_abandoned: bool) -> Result<Sto
     }
     let found = live_stores(&dir, store)?;
     if found.is_empty() {
+        return Ok(location);
+    }
+    if store == Store::Redis && !allow_abandoned {
+        // Redis mode keeps nothing in data_dir, so it would check at every start, and a store left there by an
+        // earlier embedded or raft deployment never becomes "not live" by itself (nothing prunes it once the
+        // mode changed): refusing would stop every start of a Redis deployment, an upgrade included, until
+        // someone moves the file. Said loudly instead.
+        for other in &found {
+            tracing::error!(
+                store = %other,
+                "storage.mode is redis, and storage.data_dir holds another store with live data: its sessions are \
+                 not claimed or proven by this node (if it is an earlier deployment's, settle or move it; set \
+                 {ALLOW_KEY}: true to silence this)"
+            );
+        }
+        location.abandoned = found;
         return Ok(location);
     }
     if allow_abandoned {
