@@ -34,7 +34,7 @@ impl ChainClient {
     /// (refused in eager mode; served and then never mined in optimistic mode).
     ///
     /// The answer must come from a node that knows the session's params
-    /// ([`ChainClient::shared_params_from_a_node_that_knows`]), else [`ChainError::Behind`]: the miner builds a
+    /// (`shared_params_from_a_node_that_knows`), else [`ChainError::Behind`]: the miner builds a
     /// session's schedule from them and keeps it. The relayer asks with
     /// [`ChainClient::shared_params_for_relays`].
     pub async fn shared_params_at(&self, height: i64) -> Result<wire::SharedParams, ChainError> {
