@@ -167,24 +167,7 @@ async fn an_absent_claim_answered_below_the_height_asked_is_behind_not_absent() 
 async fn shared_params_from_a_node_behind_the_session_start_are_not_taken() {
     let chain = SimChain::new(genesis()).unwrap();
     let client = serve(&chain).await;
-    let old = chain.state().shared.clone();
-    let grid = crate::protocol::session::SessionGrid::new(&old).unwrap();
-    // The chain in the block before the last block of a session: the change lands in that last block.
-    let start = grid.session_end(chain.height().max(1)) + grid_len(&old) + 1;
-    while chain.height() < start - 2 {
-        chain.produce_block();
-    }
-    let changed = wire_shared(&old);
-    chain.set_shared_params(changed.clone()).unwrap();
-    while chain.height() < start {
-        chain.produce_block();
-    }
-    client.observe_height(start);
-    assert_eq!(
-        chain.state().shared_at(start),
-        changed,
-        "the history takes the change from the start"
-    );
+    let (start, _, changed) = windows_changed_at_a_session_start(&chain, &client);
 
     chain.state().query_lag_blocks = 2;
     let behind = client.shared_params_at(start).await.unwrap_err();
@@ -204,17 +187,39 @@ async fn shared_params_from_a_node_behind_the_session_start_are_not_taken() {
     );
 }
 
-/// Blocks per session of `params`.
-fn grid_len(params: &crate::protocol::wire::SharedParams) -> i64 {
-    i64::try_from(params.num_blocks_per_session).unwrap()
-}
-
-/// `params` with a claim window one block longer.
-fn wire_shared(params: &crate::protocol::wire::SharedParams) -> crate::protocol::wire::SharedParams {
-    crate::protocol::wire::SharedParams {
-        claim_window_close_offset_blocks: params.claim_window_close_offset_blocks + 1,
-        ..params.clone()
+/// A claim window one block longer, set in the last block of a session (the change lands there), and the
+/// chain at the next session's start, which `client` knows: returns that start, the params before and after.
+fn windows_changed_at_a_session_start(
+    chain: &SimChain,
+    client: &ChainClient,
+) -> (
+    i64,
+    crate::protocol::wire::SharedParams,
+    crate::protocol::wire::SharedParams,
+) {
+    let old = chain.state().shared.clone();
+    let grid = crate::protocol::session::SessionGrid::new(&old).unwrap();
+    let blocks = i64::try_from(old.num_blocks_per_session).unwrap();
+    // The chain in the block before the last block of a session: the change lands in that last block.
+    let start = grid.session_end(chain.height().max(1)) + blocks + 1;
+    while chain.height() < start - 2 {
+        chain.produce_block();
     }
+    let changed = crate::protocol::wire::SharedParams {
+        claim_window_close_offset_blocks: old.claim_window_close_offset_blocks + 1,
+        ..old.clone()
+    };
+    chain.set_shared_params(changed.clone()).unwrap();
+    while chain.height() < start {
+        chain.produce_block();
+    }
+    client.observe_height(start);
+    assert_eq!(
+        chain.state().shared_at(start),
+        changed,
+        "the history takes the change from the start"
+    );
+    (start, old, changed)
 }
 
 /// The relay path takes shared params from nodes all behind the session start (not cached), instead of refusing
@@ -223,18 +228,7 @@ fn wire_shared(params: &crate::protocol::wire::SharedParams) -> crate::protocol:
 async fn the_relay_path_takes_shared_params_from_nodes_behind_uncached() {
     let chain = SimChain::new(genesis()).unwrap();
     let client = serve(&chain).await;
-    let old = chain.state().shared.clone();
-    let grid = crate::protocol::session::SessionGrid::new(&old).unwrap();
-    let start = grid.session_end(chain.height().max(1)) + grid_len(&old) + 1;
-    while chain.height() < start - 2 {
-        chain.produce_block();
-    }
-    let changed = wire_shared(&old);
-    chain.set_shared_params(changed.clone()).unwrap();
-    while chain.height() < start {
-        chain.produce_block();
-    }
-    client.observe_height(start);
+    let (start, old, changed) = windows_changed_at_a_session_start(&chain, &client);
     chain.state().query_lag_blocks = 2;
     assert_eq!(
         client.shared_params_for_relays(start).await.unwrap(),

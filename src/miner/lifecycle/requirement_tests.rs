@@ -198,13 +198,9 @@ fn a_settled_session_first_seen_long_past_its_settlement_is_looked_up_once_befor
     );
 }
 
-/// The other way round: required at the seed block, then refused by the chain as not required (its live params
-/// changed). The proof is not sent again at every block: the requirement is checked again, the session ends
-/// `Settled` (still watched while its proof can be sent), and the settlement is not taken as a validated proof.
-#[test]
-fn a_proof_refused_as_not_required_is_checked_again_not_resent() {
-    let k = key();
-    let mut e = claim_sent_at_12(&k);
+/// A session whose claim is on chain and whose proof was found required at the seed block (height 15).
+fn decided_required(k: &SessionKey) -> Engine {
+    let mut e = claim_sent_at_12(k);
     e.handle(Event::OnChain {
         key: k.clone(),
         claim_exists: true,
@@ -215,6 +211,25 @@ fn a_proof_refused_as_not_required_is_checked_again_not_resent() {
         key: k.clone(),
         required: true,
     });
+    e
+}
+
+/// The chain refuses `k`'s proof as not required (`TxOutcome::NotRequired`).
+fn refused_as_not_required(e: &mut Engine, k: &SessionKey) -> Step {
+    e.handle(Event::TxOutcome {
+        kind: TxKind::Proof,
+        keys: vec![k.clone()],
+        outcome: TxOutcome::NotRequired("proof not required".into()),
+    })
+}
+
+/// The other way round: required at the seed block, then refused by the chain as not required (its live params
+/// changed). The proof is not sent again at every block: the requirement is checked again, the session ends
+/// `Settled` (still watched while its proof can be sent), and the settlement is not taken as a validated proof.
+#[test]
+fn a_proof_refused_as_not_required_is_checked_again_not_resent() {
+    let k = key();
+    let mut e = decided_required(&k);
     let step = e.handle(Event::NewBlock { height: 16 });
     assert_eq!(
         step.commands,
@@ -223,11 +238,7 @@ fn a_proof_refused_as_not_required_is_checked_again_not_resent() {
             keys: vec![k.clone()]
         }]
     );
-    let step = e.handle(Event::TxOutcome {
-        kind: TxKind::Proof,
-        keys: vec![k.clone()],
-        outcome: TxOutcome::NotRequired("proof not required".into()),
-    });
+    let step = refused_as_not_required(&mut e, &k);
     assert_eq!(step.commands, vec![Command::CheckProofRequirement { key: k.clone() }]);
     let step = e.handle(Event::ProofRequirement {
         key: k.clone(),
@@ -263,23 +274,9 @@ fn a_proof_refused_as_not_required_is_checked_again_not_resent() {
 fn a_session_found_not_required_after_a_refusal_settles_without_a_proof() {
     use crate::chain::settlement::SettlementOutcome;
     let k = key();
-    let mut e = claim_sent_at_12(&k);
-    e.handle(Event::OnChain {
-        key: k.clone(),
-        claim_exists: true,
-        proof_validated: false,
-    });
-    e.handle(Event::NewBlock { height: 15 });
-    e.handle(Event::ProofRequirement {
-        key: k.clone(),
-        required: true,
-    });
+    let mut e = decided_required(&k);
     e.handle(Event::NewBlock { height: 16 });
-    e.handle(Event::TxOutcome {
-        kind: TxKind::Proof,
-        keys: vec![k.clone()],
-        outcome: TxOutcome::NotRequired("proof not required".into()),
-    });
+    refused_as_not_required(&mut e, &k);
     e.handle(Event::ProofRequirement {
         key: k.clone(),
         required: false,
