@@ -96,21 +96,7 @@ async fn a_claim_in_the_last_block_of_its_window_read_through_lagging_backends_i
     let what = format!("last state {state:?}, failed steps {failed:?}, records {records:?}");
     assert_eq!(lost, 0, "nothing lost: {what}");
     assert_eq!(claims_sent, 1, "the claim sent once: {what}");
-    for kind in ["claim", "proof"] {
-        let of_kind: Vec<_> = records.iter().filter(|r| r.kind == kind).collect();
-        assert_eq!(of_kind.len(), 1, "one {kind} ran: {what}");
-        assert!(of_kind[0].rejected.is_none(), "{kind} accepted: {what}");
-    }
-    assert_eq!(
-        included_txs_of(&f.chain, &f.supplier).len(),
-        2,
-        "two txs in blocks: {what}"
-    );
-    let settled = f.chain.settlements();
-    assert!(
-        matches!(settled.as_slice(), [(id, _, crate::sim::chain::Settlement::Settled(_))] if *id == f.key.session_id),
-        "settled: {settled:?} ({what})"
-    );
+    assert_claimed_proved_and_settled_once(&f, &what);
     // The lagging backends were asked and refused the height (the lookups failed and came again).
     assert!(!failed.is_empty(), "{what}");
 }
@@ -210,19 +196,29 @@ async fn a_proof_read_through_backends_stalled_before_it_past_its_window_is_prov
     // Inside the window the stale "not validated" is taken (a node behind every block must not keep a dropped
     // proof from its re-send): the kept tx is broadcast again two blocks after its send, the same bytes.
     assert_eq!(proofs_sent, 2, "the proof sent, then its kept tx again: {what}");
-    let proofs: Vec<_> = records.iter().filter(|r| r.kind == "proof").collect();
-    assert_eq!(proofs.len(), 1, "one proof ran: {what}");
-    assert!(proofs[0].rejected.is_none(), "proof accepted: {what}");
+    // One claim tx and one proof tx in blocks: one proof fee.
+    assert_claimed_proved_and_settled_once(&f, &what);
+    // The stalled backends' answers were not taken (the lookups failed and came again).
+    assert!(failed.iter().any(|e| e.contains("proof validation status")), "{what}");
+}
+
+/// The chain ran one claim and one proof of the fixture's session, both accepted, from two txs in blocks (one fee
+/// each), and settled the session. `what` describes the run for the failure messages.
+fn assert_claimed_proved_and_settled_once(f: &Fixture, what: &str) {
+    let records = f.chain.records();
+    for kind in ["claim", "proof"] {
+        let of_kind: Vec<_> = records.iter().filter(|r| r.kind == kind).collect();
+        assert_eq!(of_kind.len(), 1, "one {kind} ran: {what}");
+        assert!(of_kind[0].rejected.is_none(), "{kind} accepted: {what}");
+    }
     assert_eq!(
         included_txs_of(&f.chain, &f.supplier).len(),
         2,
-        "a claim tx and a proof tx in blocks (one proof fee): {what}"
+        "two txs in blocks: {what}"
     );
     let settled = f.chain.settlements();
     assert!(
         matches!(settled.as_slice(), [(id, _, crate::sim::chain::Settlement::Settled(_))] if *id == f.key.session_id),
         "settled: {settled:?} ({what})"
     );
-    // The stalled backends' answers were not taken (the lookups failed and came again).
-    assert!(failed.iter().any(|e| e.contains("proof validation status")), "{what}");
 }

@@ -14,14 +14,7 @@ async fn a_claim_is_sent_from_the_stored_trie_while_storage_refuses_trie_writes(
     let mut miner = Miner::new(f.client.clone(), plain.clone(), f.keyring.clone(), config("a"))
         .with_metrics(crate::miner::metrics::MinerMetrics::new(&telemetry).unwrap());
     // Relays 0..5 ingested and committed.
-    miner.step().await.unwrap();
-    plain
-        .relay_log
-        .append(relays(&f.supplier, &f.header, 0..5))
-        .await
-        .unwrap();
-    miner.step().await.unwrap();
-    let schedule = miner.engine.session(&f.key).unwrap().schedule;
+    let schedule = ingest_until(&f, &plain, &mut miner, |_| 0).await;
     assert_eq!(stored_trie(&plain, &f.supplier, &f.key.session_id).await, (5, 50));
 
     // Storage reaches its memory limit while relays 5..8 wait in the log: their batch is read, its write refused.
@@ -96,13 +89,7 @@ async fn a_conflicting_batch_whose_tries_are_refused_leaves_its_entries_pending_
     let backend = MemoryBackend::new();
     let plain = backend.storage();
     let mut miner = Miner::new(f.client.clone(), plain.clone(), f.keyring.clone(), config("a"));
-    miner.step().await.unwrap();
-    plain
-        .relay_log
-        .append(relays(&f.supplier, &f.header, 0..5))
-        .await
-        .unwrap();
-    miner.step().await.unwrap();
+    ingest_until(&f, &plain, &mut miner, |_| 0).await;
 
     plain
         .relay_log
