@@ -144,6 +144,24 @@ pub fn relay_bytes(request: &RelayRequest, response: &RelayResponse) -> Vec<u8> 
     .encode_to_vec()
 }
 
+/// The length of [`relay_bytes`] for `request` and any response [`sign_response`] makes of it (§2.3: the request
+/// whole; the response with the session header copied, a 64-byte signature, a 32-byte `payload_hash` and its
+/// payload cleared), so known before the backend answers: the response's body is not in the relay. A request
+/// without metadata makes the relay 2 bytes longer (an empty one is written); a response carrying a relay-miner
+/// error is longer too: never shorter than this.
+pub fn least_relay_bytes_len(request: &RelayRequest) -> usize {
+    let response = RelayResponse {
+        meta: Some(RelayResponseMetadata {
+            session_header: request.meta.as_ref().and_then(|m| m.session_header.clone()),
+            supplier_operator_signature: vec![0; 64],
+        }),
+        payload: Vec::new(),
+        payload_hash: Some(vec![0; 32]),
+        relay_miner_error: None,
+    };
+    prost::encoding::message::encoded_len(1, request) + prost::encoding::message::encoded_len(2, &response)
+}
+
 /// §2.3: the relay hash, SHA256 of the relay bytes (trie key and difficulty hash).
 pub fn relay_hash(relay_bytes: &[u8]) -> [u8; 32] {
     sha256(relay_bytes)
@@ -185,6 +203,23 @@ mod tests {
 
     fn hex_of(v: &serde_json::Value, k: &str) -> Vec<u8> {
         hex::decode(v[k].as_str().unwrap()).unwrap()
+    }
+
+    /// The relay's length known from its request alone is the length of the relay its signed response makes,
+    /// whatever the backend's body (not in the relay, §2.3).
+    #[test]
+    fn least_relay_bytes_len_is_the_relay_length_for_any_body() {
+        let v = e2e();
+        let request = decode_relay_request(&hex_of(&v, "relay_request"), MAX_RELAY_MESSAGE_BYTES).unwrap();
+        let key = k256::ecdsa::SigningKey::from_slice(&[7u8; 32]).unwrap();
+        for body in [Vec::new(), b"{}".to_vec(), vec![b'x'; 100_000]] {
+            let response = sign_response(&request, body, &key);
+            assert_eq!(least_relay_bytes_len(&request), relay_bytes(&request, &response).len());
+        }
+        let mut bare = request.clone();
+        bare.meta = None;
+        let response = sign_response(&bare, b"{}".to_vec(), &key);
+        assert_eq!(least_relay_bytes_len(&bare) + 2, relay_bytes(&bare, &response).len());
     }
 
     #[test]

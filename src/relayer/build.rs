@@ -174,7 +174,7 @@ impl Relayer {
             costs: costs::CostCache::default(),
             height,
             optimistic: Arc::new(Semaphore::new(OPTIMISTIC_IN_FLIGHT)),
-            recent: super::recent::RecentRelays::default(),
+            recent: Arc::default(),
             validated_sessions: sessions::ValidatedSessions::new(
                 sessions::CAPACITY,
                 metrics.optimistic_sessions.clone(),

@@ -70,9 +70,13 @@ enum Outcome {
     /// A durable append: its handler waits for the result.
     Ack(Ack),
     /// An append without durable ack: its handler returned when it was queued; its meter charge is kept when the
-    /// batch is appended and refunded when it failed.
-    Settle(super::meter::Charge),
+    /// batch is appended and refunded when it failed, and `appended` runs once the batch is appended.
+    Settle(super::meter::Charge, Option<Appended>),
 }
+
+/// What runs once a relay queued without durable ack is appended (the relayer records its hash as appended lately,
+/// module `recent`: its repeat is then neither appended nor charged again).
+pub type Appended = Box<dyn FnOnce() + Send>;
 
 /// Handle to the appender task (cheap to clone; the task ends when every handle is dropped).
 #[derive(Clone)]
@@ -272,13 +276,14 @@ impl LogAppender {
     }
 
     /// Queues `relay` without waiting for its batch (no durable ack). Once queued, the batch settles `charge`:
-    /// kept when the relay is appended, refunded when the batch failed (module docs). A relay not queued (too
-    /// large, the appender gone) gets its charge back with the error.
+    /// kept when the relay is appended (then `appended` runs), refunded when the batch failed (module docs). A
+    /// relay not queued (too large, the appender gone) gets its charge back with the error.
     pub async fn append_eventually(
         &self,
         relay: storage::MinedRelay,
         service_id: &str,
         charge: super::meter::Charge,
+        appended: Option<Appended>,
     ) -> Result<(), (storage::StorageError, super::meter::Charge)> {
         if let Err(e) = self.check_fits(&relay) {
             return Err((e, charge));
@@ -286,12 +291,12 @@ impl LogAppender {
         let item = Item {
             relay,
             service_id: service_id.to_string(),
-            outcome: Outcome::Settle(charge),
+            outcome: Outcome::Settle(charge, appended),
         };
         match self.tx.send(item).await {
             Ok(()) => Ok(()),
             Err(mpsc::error::SendError(item)) => match item.outcome {
-                Outcome::Settle(charge) => Err((appender_gone(), charge)),
+                Outcome::Settle(charge, _) => Err((appender_gone(), charge)),
                 Outcome::Ack(_) => Err((appender_gone(), super::meter::Charge::none())),
             },
         }
@@ -361,20 +366,27 @@ async fn run(
             }
             let n = relays.len();
             let result = log.append(relays).await.map(|_| ());
-            observer.batch(n, result.is_ok());
             outcomes.record(&result, n);
             for (service_id, outcome) in waiting {
                 match (outcome, &result) {
                     (Outcome::Ack(ack), _) => {
                         let _ = ack.send(result.clone());
                     }
-                    (Outcome::Settle(charge), Ok(())) => charge.commit(),
-                    (Outcome::Settle(charge), Err(e)) => {
+                    (Outcome::Settle(charge, appended), Ok(())) => {
+                        charge.commit();
+                        if let Some(appended) = appended {
+                            appended();
+                        }
+                    }
+                    (Outcome::Settle(charge, _), Err(e)) => {
                         observer.dropped(&service_id, e);
                         charge.refund_counted();
                     }
                 }
             }
+            // Observed once the batch's relays are settled: a batch counted has its hashes recorded (module
+            // `recent`) and its charges kept or refunded.
+            observer.batch(n, result.is_ok());
         });
     }
 }
@@ -420,7 +432,7 @@ mod tests {
                 for n in 0.. {
                     let relay = storage::suite::relay("pokt1sup", "s1", n);
                     if appender
-                        .append_eventually(relay, "anvil", crate::relayer::meter::Charge::none())
+                        .append_eventually(relay, "anvil", crate::relayer::meter::Charge::none(), None)
                         .await
                         .is_err()
                     {
@@ -551,7 +563,7 @@ mod tests {
         let full = storage::StorageError::OutOfMemory("disk full".into());
         backend.faults().refuse_writes(Some(full));
         appender
-            .append_eventually(relay(1), "anvil", charge().await)
+            .append_eventually(relay(1), "anvil", charge().await, None)
             .await
             .unwrap();
         let deadline = Instant::now() + Duration::from_secs(10);
@@ -566,7 +578,7 @@ mod tests {
 
         backend.faults().refuse_writes(None);
         appender
-            .append_eventually(relay(2), "anvil", charge().await)
+            .append_eventually(relay(2), "anvil", charge().await, None)
             .await
             .unwrap();
         let deadline = Instant::now() + Duration::from_secs(10);
@@ -599,7 +611,7 @@ mod tests {
             } else {
                 let none = crate::relayer::meter::Charge::none();
                 appender
-                    .append_eventually(relay(1, 2000), "anvil", none)
+                    .append_eventually(relay(1, 2000), "anvil", none, None)
                     .await
                     .map_err(|(e, _)| e)
             };

@@ -63,6 +63,26 @@ impl Relayer {
         charge.count_abandoned_in(refunded)
     }
 
+    /// Refuses, before the backend is called, a relay whose request alone makes it too large for its proof to fit
+    /// a tx (`max_mined_relay_bytes`; its relay holds the request whole and the response without its body, §2.3, so
+    /// its length is known now): served, it could never be mined, as the miner keeps it out of the claim. Before,
+    /// it was served and then dropped as `too_large_to_prove` with its charge refunded: the backend's work given
+    /// away, and outside the meter's bound (an application with budget for one relay could have any number).
+    /// The limit named is the request's share of it.
+    pub(super) fn check_provable(&self, request: &RelayRequest) -> Result<(), RelayError> {
+        let Some(limit) = self.max_mined_relay_bytes else {
+            return Ok(());
+        };
+        let least = relay::least_relay_bytes_len(request);
+        if least <= limit {
+            return Ok(());
+        }
+        let response_share = least.saturating_sub(request.encoded_len());
+        Err(RelayError::RequestTooLarge {
+            limit: limit.saturating_sub(response_share),
+        })
+    }
+
     pub(super) fn refund(&self, service_id: &str, charge: meter::Charge) {
         if self.meter.is_some() {
             self.metrics.meter.with_label_values(&[service_id, "refunded"]).inc();
@@ -117,7 +137,8 @@ impl Relayer {
         }
         let bytes = relay::relay_bytes(request, response);
         // The miner keeps a relay too large for its proof to fit a tx out of the claim; not appended here either,
-        // so it is neither counted mined nor charged to the application's stake.
+        // so it is neither counted mined nor charged to the application's stake. `check_provable` refused such a
+        // request before the backend; only a response longer than its least (a relay-miner error) gets here.
         if self.max_mined_relay_bytes.is_some_and(|limit| bytes.len() > limit) {
             self.metrics
                 .dropped
@@ -170,9 +191,15 @@ impl Relayer {
         };
         if !durable {
             // The charge is settled by the relay's batch: kept when it is appended, refunded when it failed (a
-            // relay not in the log is not paid; module `log`). Its repeat is appended again, so not recorded in
-            // `recent`.
-            return match self.appender.append_eventually(mined, &h.service_id, charge).await {
+            // relay not in the log is not paid; module `log`). Recorded in `recent` once its batch is appended: a
+            // repeat before that is appended again (paid once, charged twice), one after it is not charged again.
+            let recent = Arc::clone(&self.recent);
+            let appended: super::log::Appended = Box::new(move || recent.insert(hash));
+            return match self
+                .appender
+                .append_eventually(mined, &h.service_id, charge, Some(appended))
+                .await
+            {
                 Ok(()) => {
                     self.metrics.mined.with_label_values(&[&h.service_id]).inc();
                     Ok(())

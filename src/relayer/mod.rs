@@ -27,7 +27,9 @@
 //!    Both modes: a relay of the session right after the current one (a gateway a block ahead of us) waits up to
 //!    1 s for that session's first block, then is validated at it (else `session_not_started`, 503). A relay
 //!    whose backend has no endpoint in service (module `pool`: circuit breakers, health checks) is refused as
-//!    `backend_unavailable` (503) before its signature, the meter and the backend.
+//!    `backend_unavailable` (503) before its signature, the meter and the backend. A request whose relay could not
+//!    be proven in a tx (`transaction.max_tx_bytes`: the relay holds the request whole, §2.3) is refused as
+//!    `request_too_large` (413) before the backend too: served, it would never be paid.
 //! 4. Backend answers of any status are signed and returned (a 5xx is the backend's status inside the
 //!    `POKTHTTPResponse`). **5xx relays are served but not mined** and their meter charge is refunded (poktroll's
 //!    "pessimistic reversal of 5xx rewards": the supplier is not paid for its backend's failures); counted in
@@ -149,7 +151,7 @@ pub struct Relayer {
     /// The (supplier, session) pairs validated once, whose relays optimistic mode serves before validating.
     validated_sessions: sessions::ValidatedSessions,
     /// Relays appended lately (module `recent`): the same relay is not appended and charged twice.
-    recent: recent::RecentRelays,
+    recent: Arc<recent::RecentRelays>,
     /// Relays waiting for the next session's first block ([`NEXT_SESSION_WAITERS`]).
     next_session_waiters: Semaphore,
     ring_verifier: crate::protocol::ring::fast::FastRing,
@@ -342,6 +344,7 @@ impl Relayer {
                 limit: service.max_body_bytes,
             }));
         }
+        self.check_provable(&request).map_err(fail)?;
         let structure = validate::check_structure(&request, |s| self.suppliers.contains(s)).map_err(|e| {
             self.count_validation_failure(&service_id, &e);
             fail(e)

@@ -40,7 +40,8 @@ pub struct RelayerOptions {
     /// `transaction.submission_buffer_blocks`.
     pub submission_buffer_blocks: i64,
     /// The largest relay a proof of which fits a tx (`transaction.max_tx_bytes` less the proof overhead,
-    /// [`crate::smst::max_provable_relay_bytes`]); a larger one is served but not mined. `None`: no limit.
+    /// [`crate::smst::max_provable_relay_bytes`]); a request that makes a larger one is refused before the
+    /// backend (`request_too_large`). `None`: no limit.
     pub max_mined_relay_bytes: Option<usize>,
     /// WebSocket relay connections open at once at most (`relay_server.max_connections`: an upgraded connection
     /// leaves the relay server's count, module `ws`); beyond, an upgrade is refused as `overloaded` (503).

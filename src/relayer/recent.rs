@@ -10,9 +10,9 @@
 //!
 //! Bounded: the last [`CAPACITY`] hashes, oldest forgotten first (a repeat after that is appended again, which
 //! costs budget, never money). Per process: relayers sharing a session each remember their own. A hash is recorded
-//! only once its relay's append is durable (or the relay was kept below the difficulty target, charged, not
-//! appended), so a relay whose append failed, or whose batch may still fail (`durable_ack` off), is appended when it
-//! comes again. Two repeats arriving together may both be appended (the check and the record are apart, around the
+//! only once its relay's append is durable, or without `durable_ack` once its batch is appended (or the relay was
+//! kept below the difficulty target, charged, not appended), so a relay whose append failed, or whose batch is still
+//! in flight, is appended when it comes again. Two repeats arriving together may both be appended (the check and the record are apart, around the
 //! append): the chain still pays one. Pure data and one mutex held for a set lookup; no IO.
 
 use std::collections::{HashSet, VecDeque};

@@ -432,6 +432,7 @@ impl Connection {
                 self.service.id
             ))));
         }
+        r.check_provable(&request).map_err(fail)?;
         let structure = validate::check_structure(&request, |s| r.suppliers.contains(s)).map_err(|e| {
             r.count_validation_failure(&self.service.id, &e);
             fail(e)

@@ -814,18 +814,10 @@ async fn a_gateway_disconnecting_while_the_backend_works_is_not_charged() {
     );
 }
 
-/// The very same relay again (a gateway replaying a signed request; the backend answering alike, the supplier's
-/// signature deterministic): answered again, but neither appended nor charged again, since the session's trie holds
-/// it once and the chain pays it once (module `relayer::recent`). Before, each repeat spent the application's budget
-/// in the meter for nothing.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_same_relay_again_is_answered_but_neither_appended_nor_charged_again() {
-    let net = Net::new(1_000_000_000).await;
-    let r = net.relayer().await;
-    let header = net.header("anvil").await;
-    let request = net.request(&header, &net.ours.1, Net::rpc(7));
-    // The backend's answer carries an HTTP `Date` header (whole seconds): the four sends start early in a second,
-    // so a second boundary between them cannot make the answer, and the relay, another one.
+/// Waits for the first 100 ms of a wall-clock second. The backend's answer carries an HTTP `Date` header (whole
+/// seconds): sends of the same request starting then cannot have a second boundary between them make the answer,
+/// and the relay, another one.
+async fn early_in_a_second() {
     let deadline = std::time::Instant::now() + Duration::from_secs(5);
     while std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -836,6 +828,62 @@ async fn the_same_relay_again_is_answered_but_neither_appended_nor_charged_again
         assert!(std::time::Instant::now() < deadline);
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
+}
+
+/// Without durable ack too, the same relay again is neither appended nor charged again once its batch is appended
+/// (its hash is recorded in `relayer::recent` when the batch lands). Before, a relay queued without durable ack was
+/// never recorded: every repeat was appended and charged, the trie held it once (paid once), and the meter's
+/// over-count refused later relays the chain would have paid.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_durable_ack_the_same_relay_again_is_not_charged_again() {
+    let mut net = Net::new(1_000_000_000).await;
+    net.config.relay_log.durable_ack = false;
+    net.config.relay_log.max_batch_delay_ms = 1;
+    let r = net.relayer().await;
+    let header = net.header("anvil").await;
+    let request = net.request(&header, &net.ours.1, Net::rpc(7));
+    early_in_a_second().await;
+    let (status, first) = net.send(&r.url, &request).await;
+    assert_eq!((status, served_status(&net, &first)), (200, 200));
+    // The batch is counted once its relays are settled (hashes recorded, charges kept).
+    eventually("the first relay's batch", || async {
+        metric(&r.telemetry, "ha_relayer_relay_log_batch_size_count") == 1
+    })
+    .await;
+    for _ in 0..3 {
+        let (status, again) = net.send(&r.url, &request).await;
+        assert_eq!(status, 200);
+        assert_eq!(again, first, "the same signed answer");
+    }
+    assert_eq!(
+        metric(
+            &r.telemetry,
+            "ha_relayer_relays_dropped_total{reason=\"duplicate\",service_id=\"anvil\"}"
+        ),
+        3
+    );
+    assert_eq!(metric(&r.telemetry, "ha_relayer_relay_log_batch_size_count"), 1);
+    assert_eq!(net.recorded().await, 1);
+    r.relayer.meter().unwrap().sync().await;
+    let key = format!("meter:{}:{}:consumed", header.session_id, net.ours.1);
+    assert_eq!(
+        net.storage.kv.get(&key).await.unwrap(),
+        Some(b"10".to_vec()),
+        "one relay's compute units"
+    );
+}
+
+/// The very same relay again (a gateway replaying a signed request; the backend answering alike, the supplier's
+/// signature deterministic): answered again, but neither appended nor charged again, since the session's trie holds
+/// it once and the chain pays it once (module `relayer::recent`). Before, each repeat spent the application's budget
+/// in the meter for nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_relay_again_is_answered_but_neither_appended_nor_charged_again() {
+    let net = Net::new(1_000_000_000).await;
+    let r = net.relayer().await;
+    let header = net.header("anvil").await;
+    let request = net.request(&header, &net.ours.1, Net::rpc(7));
+    early_in_a_second().await;
     let (status, first) = net.send(&r.url, &request).await;
     assert_eq!((status, served_status(&net, &first)), (200, 200));
     for _ in 0..3 {

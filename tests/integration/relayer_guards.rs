@@ -225,11 +225,12 @@ async fn a_relay_answered_within_the_claim_delay_is_still_mined() {
 }
 
 /// A relay (its request, and the response without its body) larger than `transaction.max_tx_bytes` less the proof
-/// overhead is served but not mined: the miner
-/// would keep it out of the claim (a proof of it fits no tx), so the relayer neither appends it, nor counts it
-/// mined, nor charges it to the application's stake; it counts it dropped.
+/// overhead could never be paid: the miner would keep it out of the claim (a proof of it fits no tx). Its length is
+/// known from the request (§2.3), so the relayer refuses it before the backend as `request_too_large` (413, code
+/// 11): neither served, nor mined, nor charged. Before, it was served and dropped after the backend's work, its
+/// charge refunded, so it escaped the meter's bound too.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_relay_too_large_to_prove_is_served_but_neither_mined_nor_charged() {
+async fn a_relay_too_large_to_prove_is_refused_before_the_backend() {
     let net = Net::new(1_000_000_000).await;
     let mut config = net.config.clone();
     config.transaction.max_tx_bytes = 64 * 1024;
@@ -244,14 +245,20 @@ async fn a_relay_too_large_to_prove_is_served_but_neither_mined_nor_charged() {
     )
     .into_bytes();
     let (status, response) = net.send(&r.url, &net.request(&header, &net.ours.1, big)).await;
-    assert_eq!((status, error_code(&response)), (200, None), "served");
-    assert_eq!(net.recorded().await, 0);
-    let dropped = metric_sum(
-        &r.telemetry,
-        "ha_relayer_relays_dropped_total",
-        "reason=\"too_large_to_prove\"",
+    assert_eq!(
+        (status, error_code(&response)),
+        (413, Some(11)),
+        "refused: {response:?}"
     );
-    assert_eq!(dropped, 1);
+    assert_eq!(net.recorded().await, 0);
+    let refused = metric_sum(
+        &r.telemetry,
+        "ha_relayer_relays_rejected_total",
+        "reason=\"request_too_large\"",
+    );
+    assert_eq!(refused, 1);
+    let forwarded = metric_sum(&r.telemetry, "ha_relayer_backend_latency_seconds_count", "");
+    assert_eq!(forwarded, 0, "the backend was not called");
     assert_eq!(metric_sum(&r.telemetry, "ha_relayer_relays_mined_total", ""), 0);
     let key = format!("meter:{}:{}:consumed", header.session_id, net.ours.1);
     r.relayer.meter().unwrap().sync().await;
@@ -261,10 +268,14 @@ async fn a_relay_too_large_to_prove_is_served_but_neither_mined_nor_charged() {
         "{}",
         String::from_utf8_lossy(&consumed)
     );
-    // A relay under the limit is mined as usual.
+    // A relay under the limit is forwarded and mined as usual.
     let (status, _) = net.send(&r.url, &net.request(&header, &net.ours.1, Net::rpc(2))).await;
     assert_eq!(status, 200);
     assert_eq!(net.recorded().await, 1);
+    assert_eq!(
+        metric_sum(&r.telemetry, "ha_relayer_backend_latency_seconds_count", ""),
+        1
+    );
 }
 
 /// The shared params of a new block of the current session are the session's (x/shared changes them at session
