@@ -65,6 +65,12 @@ pub struct MinerStats {
     pub relays_too_large: AtomicU64,
     /// Relay-log entries of sessions already pruned (tombstoned): acknowledged, not mined (module `ingest`).
     pub relays_after_prune: AtomicU64,
+    /// Relays whose relay-log entry carried a `compute_units_per_relay` other than the chain's for their session
+    /// (a relayer with a stale cache, another implementation): mined with the chain's value (module `ingest`).
+    pub relays_reweighted: AtomicU64,
+    /// Relays that reached the miner after their session's claimed trie was frozen (module `ingest`): kept in
+    /// the late trie, counted lost as `relays_after_claim` once the claim is confirmed.
+    pub relays_late: AtomicU64,
     /// Claim messages sent.
     pub claims_sent: AtomicU64,
     /// Proof messages sent.
@@ -138,6 +144,9 @@ struct OpenTrie {
     /// Relays that reached the miner after the claim was built, kept apart so the claimed trie (which proofs
     /// are built from) never changes and they are still counted once each (opened on first use).
     late: Option<Smst<storage::BoxNodeStore>>,
+    /// The chain's `compute_units_per_relay` of the session's service at its start height, every relay's weight
+    /// in both tries (module `ingest`); read once per session, at its first insert in this process.
+    compute_units_per_relay: Option<u64>,
 }
 
 /// The miner of a set of suppliers.
@@ -200,6 +209,13 @@ pub struct Miner {
     keyless_listing_owed: bool,
     /// Throttles the WARN of relays of pruned sessions (module `ingest`): one line per interval with a count.
     after_prune_log: crate::telemetry::LogThrottle,
+    /// Throttles the WARN of relay-log entries whose compute units per relay are not the chain's (module `ingest`).
+    reweighted_log: crate::telemetry::LogThrottle,
+    /// Throttles the WARN of relays that reached the miner after their claimed trie was frozen (module `ingest`).
+    late_log: crate::telemetry::LogThrottle,
+    /// Sessions whose claim the block being handled decided and whose root is not read yet: the freeze read
+    /// (module `ingest`, [`Miner::freeze_read`]) still puts their relays into the claimed trie. Empty otherwise.
+    freezing: HashSet<SessionKey>,
     /// The gas price txs are signed at, raised to what the node takes (module `fees`).
     gas_pricing: fees::GasPricing,
     /// Txs whose broadcast got no answer, kept so the next attempt finds out what happened to them before it
@@ -307,6 +323,9 @@ impl Miner {
             settled: settled::SettlementWatch::default(),
             keyless_listing_owed: false,
             after_prune_log: crate::telemetry::LogThrottle::new(ingest::AFTER_PRUNE_LOG_EVERY),
+            reweighted_log: crate::telemetry::LogThrottle::new(ingest::AFTER_PRUNE_LOG_EVERY),
+            late_log: crate::telemetry::LogThrottle::new(ingest::AFTER_PRUNE_LOG_EVERY),
+            freezing: HashSet::new(),
             gas_pricing,
             unknown_txs: submit::UnknownTxs::default(),
             proof_params: None,

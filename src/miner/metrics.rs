@@ -17,6 +17,9 @@ use crate::telemetry::{Telemetry, TelemetryError};
 pub struct MinerMetrics {
     pub(super) relays_consumed: IntCounterVec,
     pub(super) relays_rejected: IntCounterVec,
+    /// `ha_miner_relays_reweighted_total{supplier,service_id}`: relays whose relay-log entry's compute units per
+    /// relay were not the chain's for their session, mined with the chain's (module `driver::ingest`).
+    pub(super) relays_reweighted: IntCounterVec,
     pub(super) claims_submitted: IntCounterVec,
     pub(super) proofs_submitted: IntCounterVec,
     /// `ha_miner_claim_rebroadcasts_total{supplier,service_id,result}`: claim re-sends (module `driver::submit`).
@@ -119,6 +122,13 @@ impl MinerMetrics {
                  bad_relay_hash; logged at ERROR, skipped so they cannot stop ingest) and relays of sessions \
                  already pruned after settlement (session_pruned; paid or counted lost already)",
                 &["supplier", "reason", "service_id"],
+            )?,
+            relays_reweighted: counter(
+                "ha_miner_relays_reweighted_total",
+                "Relays whose relay-log entry carried compute units per relay other than the chain's for their \
+                 session (at its start height; a relayer with a stale cache or another implementation): mined with \
+                 the chain's value, which the chain checks every claim's sum against",
+                ss,
             )?,
             claims_submitted: counter(
                 "ha_miner_claims_submitted_total",

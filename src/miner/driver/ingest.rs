@@ -12,6 +12,21 @@
 //! (the engine's totals are claimed + late, and records the late ones as `relays_after_claim`), and a relay the
 //! claimed trie already holds (redelivered after a crash) is not counted again.
 //!
+//! The freeze is a point in the relay log, not a moment: right before the claims a block decided are built, a
+//! freeze read ([`Miner::freeze_read`]) takes what their suppliers' relayers appended since the iteration's
+//! round read their logs (an append in flight at the claim's block, a relayer a block behind) into the claimed
+//! tries. Every relay appended before that read is in the claim; one appended after it goes to the late trie,
+//! counted (`MinerStats::relays_late`, then `relays_after_claim`) and logged at WARN (throttled), never lost
+//! silently.
+//!
+//! Every relay is weighted with the chain's `compute_units_per_relay` of its service at the session's start
+//! height (spec §5, §6.1: the chain refuses a claim whose sum is not its count times that value; the difficulty
+//! multiplier is not in the weight, only in the claim's uPOKT value), read once per session from the chain client
+//! (cached there too), not with the value in the relay-log entry. In a mixed fleet one relayer can weigh with
+//! another value (a stale cache across a governance change of the service's compute units, another
+//! implementation): trusted, the trie's sum would not be count × the chain's value and the claim would be
+//! refused. Such entries are counted (`ha_miner_relays_reweighted_total`) and logged at WARN (throttled).
+//!
 //! A relay too large for a proof of it to fit a tx (`transaction.max_tx_bytes` less
 //! [`crate::smst::MAX_PROOF_OVERHEAD_BYTES`]; the proof carries the whole relay, spec §5.4) is not counted into any trie. If
 //! the chain picked it for the session's proof, no node would take the proof tx (CometBFT refuses txs over its
@@ -72,6 +87,11 @@ struct BatchCounts {
     /// Relays put into tries, by service (`ha_miner_relays_consumed_from_stream_total`).
     consumed: HashMap<String, u64>,
     rejected: Rejections,
+    /// Relays whose entry's compute units per relay were not the chain's, by service
+    /// (`ha_miner_relays_reweighted_total`).
+    reweighted: HashMap<String, u64>,
+    /// Relays put into a late trie that did not hold them (`MinerStats::relays_late`).
+    late: u64,
 }
 
 /// Relays of one ingest batch acknowledged without being mined, by `(reason, service)`.
@@ -158,138 +178,150 @@ impl Miner {
         self.ingest_rotation = self.ingest_rotation.wrapping_add(1);
         suppliers.rotate_left(start);
         for supplier in suppliers {
-            // A round that stops at its bound leaves the supplier's claims held until a later one catches up
-            // (`Engine::set_ingest_caught_up`); marked before the first batch, whose events may advance the engine.
-            // The first read asks for what the supplier's last batch sized (a full batch, not a probe, for one
-            // that fell behind); the probe only when nothing is known of its entries.
-            let mut want = match (
-                self.ingest_read_size.get(&supplier),
-                self.engine.ingest_caught_up(&supplier),
-            ) {
-                (Some(size), _) => *size,
-                (None, Some(true)) => INGEST_BATCH,
-                (None, _) => INGEST_PROBE,
+            self.ingest_supplier(&supplier, deadline, &mut round_batches).await?;
+        }
+        Ok(())
+    }
+
+    /// Reads `supplier`'s relay log into its sessions' tries, batch by batch, until a read finds it caught up or
+    /// the round's bound (`deadline`, or [`RoundBound::Batches`] over `round_batches`) is reached.
+    async fn ingest_supplier(
+        &mut self,
+        supplier: &str,
+        deadline: std::time::Instant,
+        round_batches: &mut usize,
+    ) -> Result<(), MinerError> {
+        // A round that stops at its bound leaves the supplier's claims held until a later one catches up
+        // (`Engine::set_ingest_caught_up`); marked before the first batch, whose events may advance the engine.
+        // The first read asks for what the supplier's last batch sized (a full batch, not a probe, for one
+        // that fell behind); the probe only when nothing is known of its entries.
+        let mut want = match (
+            self.ingest_read_size.get(supplier),
+            self.engine.ingest_caught_up(supplier),
+        ) {
+            (Some(size), _) => *size,
+            (None, Some(true)) => INGEST_BATCH,
+            (None, _) => INGEST_PROBE,
+        };
+        self.engine.set_ingest_caught_up(supplier, false);
+        for batch in 1..=INGEST_ROUND_BATCHES {
+            let (entries, caught_up) = match self.read_batch(supplier, want).await {
+                Ok(read) => read,
+                Err(e) => {
+                    // The read may have asked for more than storage can answer in time (on Redis a reply
+                    // that outlasts the response timeout, its entries left pending): asked again at the same
+                    // size, it failed every round and the supplier's ingest stopped. The next round probes
+                    // (the supplier is not caught up) and sizes up from what it reads.
+                    self.ingest_read_size.remove(supplier);
+                    return Err(e);
+                }
             };
-            self.engine.set_ingest_caught_up(&supplier, false);
-            for batch in 1..=INGEST_ROUND_BATCHES {
-                let (entries, caught_up) = match self.read_batch(&supplier, want).await {
-                    Ok(read) => read,
-                    Err(e) => {
-                        // The read may have asked for more than storage can answer in time (on Redis a reply
-                        // that outlasts the response timeout, its entries left pending): asked again at the same
-                        // size, it failed every round and the supplier's ingest stopped. The next round probes
-                        // (the supplier is not caught up) and sizes up from what it reads.
-                        self.ingest_read_size.remove(&supplier);
-                        return Err(e);
-                    }
+            if entries.is_empty() {
+                self.engine.set_ingest_caught_up(supplier, true);
+                return Ok(());
+            }
+            want = next_read_size(&entries);
+            self.ingest_read_size.insert(supplier.to_owned(), want);
+            let mut touched: HashMap<SessionKey, (Schedule, String, String)> = HashMap::new();
+            let mut counts = BatchCounts {
+                entries: entries.len() as u64,
+                ..BatchCounts::default()
+            };
+            // Sessions of this batch whose stored trie cannot be read (not opened again for each relay).
+            let mut unreadable: std::collections::HashSet<SessionKey> = std::collections::HashSet::new();
+            for entry in &entries {
+                let Some((message, hash)) = self.readable(supplier, entry, &mut counts.rejected) else {
+                    continue;
                 };
-                if entries.is_empty() {
-                    self.engine.set_ingest_caught_up(&supplier, true);
-                    break;
+                let key = SessionKey {
+                    supplier: supplier.to_owned(),
+                    session_id: message.session_id.clone(),
+                };
+                // The pruned session first: a relay of it is refused whatever its size, and counted for that.
+                if self.engine.is_tombstoned(&key) {
+                    self.after_prune(&key, &message, entry, &mut counts.rejected);
+                    continue;
                 }
-                want = next_read_size(&entries);
-                self.ingest_read_size.insert(supplier.clone(), want);
-                let mut touched: HashMap<SessionKey, (Schedule, String, String)> = HashMap::new();
-                let mut counts = BatchCounts {
-                    entries: entries.len() as u64,
-                    ..BatchCounts::default()
-                };
-                // Sessions of this batch whose stored trie cannot be read (not opened again for each relay).
-                let mut unreadable: std::collections::HashSet<SessionKey> = std::collections::HashSet::new();
-                for entry in &entries {
-                    let Some((message, hash)) = self.readable(&supplier, entry, &mut counts.rejected) else {
-                        continue;
-                    };
-                    let key = SessionKey {
-                        supplier: supplier.clone(),
-                        session_id: message.session_id.clone(),
-                    };
-                    // The pruned session first: a relay of it is refused whatever its size, and counted for that.
-                    if self.engine.is_tombstoned(&key) {
-                        self.after_prune(&key, &message, entry, &mut counts.rejected);
-                        continue;
-                    }
-                    if !self.provable(&supplier, &message, &mut counts.rejected) {
-                        continue;
-                    }
-                    if unreadable.contains(&key) {
+                if !self.provable(supplier, &message, &mut counts.rejected) {
+                    continue;
+                }
+                if unreadable.contains(&key) {
+                    counts.rejected.note(TRIE_UNREADABLE, &message.service_id);
+                    continue;
+                }
+                match self.insert(&key, &message, &hash, &mut counts).await {
+                    Ok(()) => {}
+                    Err(e) if unreadable_trie(&e) => {
+                        tracing::error!(
+                            supplier,
+                            session = key.session_id,
+                            error = %e,
+                            "the session's stored trie cannot be read: its relays are acknowledged without being \
+                             mined (ha_miner_relays_rejected_total{{reason=\"trie_unreadable\"}}) so the \
+                             supplier's later relays are still ingested"
+                        );
                         counts.rejected.note(TRIE_UNREADABLE, &message.service_id);
+                        unreadable.insert(key);
                         continue;
                     }
-                    match self.insert(&key, &message, &hash).await {
-                        Ok(()) => {}
-                        Err(e) if unreadable_trie(&e) => {
-                            tracing::error!(
-                                supplier,
-                                session = key.session_id,
-                                error = %e,
-                                "the session's stored trie cannot be read: its relays are acknowledged without being \
-                                 mined (ha_miner_relays_rejected_total{{reason=\"trie_unreadable\"}}) so the \
-                                 supplier's later relays are still ingested"
-                            );
-                            counts.rejected.note(TRIE_UNREADABLE, &message.service_id);
-                            unreadable.insert(key);
-                            continue;
-                        }
-                        Err(e) => return Err(e),
+                    Err(e) => return Err(e),
+                }
+                *counts.consumed.entry(message.service_id.clone()).or_default() += 1;
+                let schedule = self.schedule(message.session_end_height).await?;
+                touched.entry(key).or_insert((
+                    schedule,
+                    message.service_id.clone(),
+                    message.application_address.clone(),
+                ));
+            }
+            // The record takes the tries' totals, not this batch's increments: after a crash between the trie
+            // commit and the record/ack, redelivered relays are already in a trie and add nothing to it.
+            let ids: Vec<storage::EntryId> = entries.iter().map(|e| e.id).collect();
+            let mut step = Step::default();
+            let mut tries = Vec::new();
+            for (key, (schedule, service_id, application_address)) in touched {
+                let open = self
+                    .tries
+                    .get(&key)
+                    .ok_or_else(|| MinerError::Corrupt("trie vanished".into()))?;
+                let (mut relays, mut compute_units) = (open.trie.count(), open.trie.sum());
+                if open.trie.has_uncommitted_changes() {
+                    let batch = open.trie.pending_batch();
+                    tries.push((key.clone(), false, batch));
+                }
+                if let Some(late) = &open.late {
+                    if late.has_uncommitted_changes() {
+                        tries.push((key.clone(), true, late.pending_batch()));
                     }
-                    *counts.consumed.entry(message.service_id.clone()).or_default() += 1;
-                    let schedule = self.schedule(message.session_end_height).await?;
-                    touched.entry(key).or_insert((
-                        schedule,
-                        message.service_id.clone(),
-                        message.application_address.clone(),
-                    ));
+                    relays += late.count();
+                    compute_units += late.sum();
                 }
-                // The record takes the tries' totals, not this batch's increments: after a crash between the trie
-                // commit and the record/ack, redelivered relays are already in a trie and add nothing to it.
-                let ids: Vec<storage::EntryId> = entries.iter().map(|e| e.id).collect();
-                let mut step = Step::default();
-                let mut tries = Vec::new();
-                for (key, (schedule, service_id, application_address)) in touched {
-                    let open = self
-                        .tries
-                        .get(&key)
-                        .ok_or_else(|| MinerError::Corrupt("trie vanished".into()))?;
-                    let (mut relays, mut compute_units) = (open.trie.count(), open.trie.sum());
-                    if open.trie.has_uncommitted_changes() {
-                        let batch = open.trie.pending_batch();
-                        tries.push((key.clone(), false, batch));
-                    }
-                    if let Some(late) = &open.late {
-                        if late.has_uncommitted_changes() {
-                            tries.push((key.clone(), true, late.pending_batch()));
-                        }
-                        relays += late.count();
-                        compute_units += late.sum();
-                    }
-                    step.merge(self.engine.handle(Event::RelaysIngested {
-                        key,
-                        service_id,
-                        application_address,
-                        schedule,
-                        relays,
-                        compute_units,
-                    }));
-                }
-                self.commit_batch(&supplier, tries, step, ids, counts).await?;
-                if caught_up {
-                    self.engine.set_ingest_caught_up(&supplier, true);
-                    break;
-                }
-                round_batches += 1;
-                let bounded = match self.ingest_bound {
-                    RoundBound::Time => std::time::Instant::now() >= deadline,
-                    RoundBound::Batches(max) => round_batches >= max,
-                };
-                if batch == INGEST_ROUND_BATCHES || bounded {
-                    tracing::debug!(
-                        supplier,
-                        batches = batch,
-                        "ingest round bounded with relay-log entries left; continued next tick, claims held"
-                    );
-                    break;
-                }
+                step.merge(self.engine.handle(Event::RelaysIngested {
+                    key,
+                    service_id,
+                    application_address,
+                    schedule,
+                    relays,
+                    compute_units,
+                }));
+            }
+            self.commit_batch(supplier, tries, step, ids, counts).await?;
+            if caught_up {
+                self.engine.set_ingest_caught_up(supplier, true);
+                return Ok(());
+            }
+            *round_batches += 1;
+            let bounded = match self.ingest_bound {
+                RoundBound::Time => std::time::Instant::now() >= deadline,
+                RoundBound::Batches(max) => *round_batches >= max,
+            };
+            if batch == INGEST_ROUND_BATCHES || bounded {
+                tracing::debug!(
+                    supplier,
+                    batches = batch,
+                    "ingest round bounded with relay-log entries left; continued next tick, claims held"
+                );
+                break;
             }
         }
         Ok(())
@@ -399,9 +431,17 @@ impl Miner {
         self.stats
             .relays_ingested
             .fetch_add(counts.entries, AtomicOrdering::Relaxed);
+        self.stats.relays_late.fetch_add(counts.late, AtomicOrdering::Relaxed);
+        let reweighted: u64 = counts.reweighted.values().sum();
+        self.stats
+            .relays_reweighted
+            .fetch_add(reweighted, AtomicOrdering::Relaxed);
         if let Some(m) = &self.metrics {
             for (service, n) in counts.consumed {
                 m.relays_consumed.with_label_values(&[supplier, &service]).inc_by(n);
+            }
+            for (service, n) in counts.reweighted {
+                m.relays_reweighted.with_label_values(&[supplier, &service]).inc_by(n);
             }
         }
         for ((reason, service), n) in counts.rejected.0 {
@@ -507,12 +547,15 @@ impl Miner {
     }
 
     /// Puts one relay into its session's trie, or into the session's late trie once the claim was built (a
-    /// relay the claimed trie already holds goes nowhere: it is counted already).
+    /// relay the claimed trie already holds goes nowhere: it is counted already). Its weight is the chain's
+    /// compute units per relay for the session ([`Miner::session_compute_units`]), whatever its entry says; an
+    /// entry that says otherwise is noted in `counts` and logged (throttled).
     async fn insert(
         &mut self,
         key: &SessionKey,
         message: &MinedRelayMessage,
         hash: &[u8; 32],
+        counts: &mut BatchCounts,
     ) -> Result<(), MinerError> {
         if !self.tries.contains_key(key) {
             let header = SessionHeader {
@@ -524,14 +567,19 @@ impl Miner {
             };
             self.keep_open(key, header).await?;
         }
-        let claim_built = self.engine.session(key).is_some_and(|r| r.is_claim_built());
+        let weight = self.session_compute_units(key).await?;
+        if message.compute_units_per_relay != weight {
+            self.reweighted(key, message, weight, counts);
+        }
+        // Frozen once the claim may be on chain, except while the freeze read of the block that decided the
+        // claim runs (module docs): its root is not read yet.
+        let frozen = self.engine.session(key).is_some_and(|r| r.is_claim_built()) && !self.freezing.contains(key);
         let open = self
             .tries
             .get_mut(key)
             .ok_or_else(|| MinerError::Corrupt("trie vanished".into()))?;
-        if !claim_built {
-            open.trie
-                .insert_relay(hash, &message.relay_bytes, message.compute_units_per_relay);
+        if !frozen {
+            open.trie.insert_relay(hash, &message.relay_bytes, weight);
             return Ok(());
         }
         if open.trie.contains(hash) {
@@ -544,9 +592,61 @@ impl Miner {
             }
         }
         if let Some(late) = self.tries.get_mut(key).and_then(|open| open.late.as_mut()) {
-            late.insert_relay(hash, &message.relay_bytes, message.compute_units_per_relay);
+            if !late.contains(hash) {
+                counts.late += 1;
+                if let Some(suppressed) = self.late_log.admit() {
+                    tracing::warn!(
+                        supplier = key.supplier,
+                        session = key.session_id,
+                        arrival_height = message.arrival_block_height,
+                        suppressed,
+                        "relay reached the miner after its session's claimed trie was frozen: kept in the late \
+                         trie, counted lost as relays_after_claim once the claim is confirmed (`suppressed`: such \
+                         relays not logged since the last line)"
+                    );
+                }
+            }
+            late.insert_relay(hash, &message.relay_bytes, weight);
         }
         Ok(())
+    }
+
+    /// The chain's `compute_units_per_relay` of the session's service at its start height (spec §5, §6.1: the
+    /// chain refuses a claim whose sum is not its count times that value), read once per session and kept with
+    /// its open trie (the chain client caches it too).
+    async fn session_compute_units(&mut self, key: &SessionKey) -> Result<u64, MinerError> {
+        let open = self
+            .tries
+            .get(key)
+            .ok_or_else(|| MinerError::Corrupt("trie vanished".into()))?;
+        if let Some(cupr) = open.compute_units_per_relay {
+            return Ok(cupr);
+        }
+        let (service, start) = (open.header.service_id.clone(), open.header.session_start_block_height);
+        let cupr = self.chain.compute_units_at(&service, start).await?;
+        if let Some(open) = self.tries.get_mut(key) {
+            open.compute_units_per_relay = Some(cupr);
+        }
+        Ok(cupr)
+    }
+
+    /// Notes in `counts` and (throttled) logs a relay whose entry's compute units per relay are not `weight`,
+    /// the chain's for its session.
+    fn reweighted(&self, key: &SessionKey, message: &MinedRelayMessage, weight: u64, counts: &mut BatchCounts) {
+        *counts.reweighted.entry(message.service_id.clone()).or_default() += 1;
+        if let Some(suppressed) = self.reweighted_log.admit() {
+            tracing::warn!(
+                supplier = key.supplier,
+                session = key.session_id,
+                service = message.service_id,
+                entry_compute_units_per_relay = message.compute_units_per_relay,
+                chain_compute_units_per_relay = weight,
+                suppressed,
+                "relay-log entry weighted with compute units per relay other than the chain's at the session's \
+                 start (a relayer with a stale cache or another implementation?): mined with the chain's value \
+                 (`suppressed`: such entries not logged since the last line)"
+            );
+        }
     }
 
     async fn schedule(&self, session_end: i64) -> Result<Schedule, MinerError> {
@@ -628,5 +728,46 @@ impl Miner {
         } else {
             storage::SetDurability::Immediate
         }
+    }
+}
+
+impl Miner {
+    /// The freeze read: right before the claims `step` decided (at the block being handled) are built, reads the
+    /// logs of their suppliers once more into their sessions' claimed tries. Returns the error of a failed read
+    /// or write (the claims are still built, from what the tries hold).
+    ///
+    /// The round that ran before the block's step read each log before the step decided the claims; a relay whose
+    /// append landed between that read and the claim's root (a relayer whose check passed a block earlier, its
+    /// append still in flight; one whose height lags) was acknowledged to its gateway and yet went to the late
+    /// trie, served and never paid. This read is the freeze: every relay appended before it is in the claimed
+    /// trie, and no ingest runs between it and the roots read for the claims (one task), so a relay appended
+    /// after it goes to the late trie, counted once (`MinerStats::relays_late`, then `relays_after_claim`) and
+    /// logged. Only sessions whose claim never left ([`crate::miner::lifecycle::SessionRecord::claim_never_left`]:
+    /// decided at this height, no send recorded before) are thawed for it; a re-sent claim's root may be on chain.
+    pub(super) async fn freeze_read(&mut self, step: &Step) -> Result<(), MinerError> {
+        let height = self.engine.height();
+        let mut suppliers = std::collections::BTreeSet::new();
+        for command in &step.commands {
+            let crate::miner::lifecycle::Command::SubmitClaims { supplier, keys } = command else {
+                continue;
+            };
+            for key in keys {
+                if self.engine.session(key).is_some_and(|r| r.claim_never_left(height)) {
+                    self.freezing.insert(key.clone());
+                    suppliers.insert(supplier.clone());
+                }
+            }
+        }
+        let deadline = std::time::Instant::now() + INGEST_ROUND_TIME.min(self.config.lease / 4);
+        let mut batches = 0usize;
+        let mut result = Ok(());
+        for supplier in suppliers {
+            result = self.ingest_supplier(&supplier, deadline, &mut batches).await;
+            if result.is_err() {
+                break;
+            }
+        }
+        self.freezing.clear();
+        result
     }
 }

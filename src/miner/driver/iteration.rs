@@ -180,6 +180,12 @@ impl Miner {
     /// supplier's read) and before the block was left out of the claim the iteration then built, and counted lost
     /// (`relays_after_claim`; seen in the `raft_partition` process test, a 2 s round on a leader whose writes went
     /// one entry per part while a node was cut off).
+    ///
+    /// That still left the appends landing after the round's read of a supplier's log and before the claim's
+    /// root was read (a relayer's check passed a block earlier, or its height lags the miner's): acknowledged to
+    /// the gateway, never in the claim. The freeze read ([`Miner::freeze_read`]) reads the logs of the suppliers
+    /// whose claims the block decided once more, right before those claims are built: it is the point where
+    /// their tries freeze, and a relay appended after it is counted and logged as late.
     pub(super) async fn lead_once(&mut self, timer: &mut StepTimer) -> Result<(), MinerError> {
         self.persist_pending().await?;
         timer.lap("persist_pending");
@@ -213,6 +219,19 @@ impl Miner {
             self.leading_since.get_or_insert(tip.height);
             let step = self.engine.handle(Event::NewBlock { height: tip.height });
             self.block_failures.clear();
+            // The freeze read of the claims this block decided (`Miner::freeze_read`): what their suppliers'
+            // relayers appended since the round read their logs goes into the claims, not the late tries. A
+            // failure leaves the claims to what the tries hold (claims are not held for it: their send height
+            // came) and holds the suppliers' next claims until a round catches up.
+            match self.freeze_read(&step).await {
+                Err(e) if e.is_fenced() => return Err(e),
+                Err(e) => {
+                    tracing::warn!(error = %e, "freeze read before the block's claims failed; claims built from the tries as they are");
+                    self.mark_ingest_behind();
+                }
+                Ok(()) => {}
+            }
+            timer.lap("freeze_read");
             let executed = self.execute(step).await;
             timer.lap("execute");
             // Fenced out: another instance leads; nothing more to read or count here.

@@ -94,6 +94,7 @@ impl Miner {
                 trie,
                 header,
                 late: None,
+                compute_units_per_relay: None,
             },
         );
         Ok(())

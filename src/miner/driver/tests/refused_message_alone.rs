@@ -4,7 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use super::rebroadcast::{balance, included_txs_of};
-use super::split_on_refusal::weighted;
+use super::split_on_refusal::unhydratable;
 use super::*;
 use crate::protocol::wire::method::{BROADCAST_TX, SIMULATE};
 
@@ -26,7 +26,7 @@ struct Sent {
 }
 
 /// The fixture's session and applications `app2`..`app5`'s, all of one supplier and due together; the sessions
-/// of the applications in `bad` carry relays weighted 7 compute units instead of the service's 10, so the chain
+/// of the applications in `bad` carry relays whose header names no application ([`unhydratable`]), so the chain
 /// refuses their claims wherever they run (poktroll `CreateClaim`, §6.1): at Simulate, naming the message's index
 /// in the tx. One claim step is run, then a block produced.
 async fn claim_five_sessions(bad: &[&str]) -> Sent {
@@ -42,7 +42,7 @@ async fn claim_five_sessions(bad: &[&str]) -> Sent {
         let first = 10 * (i as u64 + 1);
         let mut mined = relays(&f.supplier, &header, first..first + 3);
         if bad.contains(&app) {
-            mined = weighted(mined, 7);
+            mined = unhydratable(mined, &f.supplier);
             bad_keys.push(key);
         } else {
             good.push(key);

@@ -7,24 +7,25 @@ use prost::Message as _;
 
 use super::*;
 
-/// `relays` whose relayer weighted them with `compute_units_per_relay` (a relayer whose cached value is not the
-/// chain's at the session start, e.g. read before the service owner's `MsgAddService` changed it).
-pub(super) fn weighted(relays: Vec<MinedRelay>, compute_units_per_relay: u64) -> Vec<MinedRelay> {
+/// `relays` whose entries name `not_an_application` (an address that is no application's) as their session's
+/// application: the claim built from them carries that header, and the chain refuses it wherever it runs
+/// (poktroll `CreateClaim` hydrates the header's session: "application ... not found", §6.1). (A wrong
+/// `compute_units_per_relay` no longer makes a bad claim: the miner weighs every relay with the chain's value.)
+pub(super) fn unhydratable(relays: Vec<MinedRelay>, not_an_application: &str) -> Vec<MinedRelay> {
     relays
         .into_iter()
         .map(|mut relay| {
             let mut message = MinedRelayMessage::decode(relay.payload.as_slice()).unwrap();
-            message.compute_units_per_relay = compute_units_per_relay;
+            message.application_address = not_an_application.to_owned();
             relay.payload = message.encode_to_vec();
             relay
         })
         .collect()
 }
 
-/// One supplier with three sessions (three applications) due at the same height; the third one's relays carry 7
-/// compute units each instead of the service's 10, so the chain refuses its claim (poktroll `CreateClaim`:
-/// "claim compute units ... is not equal to number of relays * compute units per relay", §6.1) wherever it
-/// runs: the one-tx batch of the three claims is refused at Simulate naming that message's index. Sent again
+/// One supplier with three sessions (three applications) due at the same height; the third one's relays name
+/// no application in their header ([`unhydratable`]), so the chain refuses its claim (poktroll `CreateClaim`,
+/// §6.1) wherever it runs: the one-tx batch of the three claims is refused at Simulate naming that message's index. Sent again
 /// without it (the two good claims in one tx, the bad one alone), the two good claims are included at the next
 /// block; the bad one is refused on its own (before the mempool, no fee), tried again each block until its
 /// window's deadline, and lost as `claim_not_included` (a node answered it, no block has it): only its 4 relays
@@ -46,7 +47,7 @@ async fn a_batch_refused_for_one_claim_lands_the_others_and_loses_only_that_one(
         .unwrap();
     plain
         .relay_log
-        .append(weighted(relays(&f.supplier, &bad, 20..24), 7))
+        .append(unhydratable(relays(&f.supplier, &bad, 20..24), &f.supplier))
         .await
         .unwrap();
     let schedule = ingest_until_claim_open(&f, &plain, &mut miner).await;
@@ -95,7 +96,7 @@ async fn a_batch_refused_for_one_claim_lands_the_others_and_loses_only_that_one(
     );
     assert_eq!(
         counter(&text, "ha_miner_compute_units_lost_total", "claim_not_included"),
-        Some(28)
+        Some(40)
     );
     let lost_lines: Vec<&str> = text
         .lines()

@@ -39,6 +39,7 @@ async fn an_acknowledged_batch_is_counted_even_when_a_command_of_its_step_fails(
         entries: 3,
         consumed: HashMap::from([("anvil".to_owned(), 2)]),
         rejected,
+        ..BatchCounts::default()
     };
     // The batch's write set is the next write and succeeds; the step's prune fails at its first delete.
     let doomed = SessionKey {
@@ -94,6 +95,7 @@ async fn a_batch_with_rejected_relays_is_written_durably() {
         entries: 2,
         consumed: HashMap::from([("anvil".to_owned(), 1)]),
         rejected,
+        ..BatchCounts::default()
     };
     assert_eq!(miner.batch_durability(&Step::default(), &with_rejection), Immediate);
 }
