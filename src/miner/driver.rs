@@ -77,8 +77,14 @@ pub struct MinerStats {
     pub proofs_sent: AtomicU64,
     /// Sessions confirmed claimed on chain.
     pub claims_confirmed: AtomicU64,
-    /// Sessions whose proof was required.
+    /// Sessions whose proof was found required (each time: a session found required again after its params
+    /// changed counts again).
     pub proofs_required: AtomicU64,
+    /// Of those, the ones the chain then did not require (settled without a proof): proofs owed are
+    /// `proofs_required − proofs_not_required_after_all`.
+    pub proofs_not_required_after_all: AtomicU64,
+    /// Sessions decided "no proof required" whose settlement the chain never told (neither paid nor lost).
+    pub settlements_unknown: AtomicU64,
     /// Sessions lost (real losses only).
     pub sessions_lost: AtomicU64,
     /// Zero-relay sessions discarded.

@@ -20,7 +20,9 @@
 //! [`SessionRecord::claim_absent_at`]). Only the leader submits. The chain
 //! deletes a claim when it settles it (end of block `proof_close`, §3); from then on the lookup answers with the
 //! settlement itself ([`Event::Settled`], read from that block's events), which ends the session as paid or
-//! lost whatever state the miner had it in.
+//! lost whatever state the miner had it in. A session decided "no proof required" is looked up past its
+//! settlement until a lookup answers (a lookup asked is not one answered, [`SETTLED_LOOKUP_BLOCKS`]); when the
+//! chain never tells, it ends with its settlement unknown ([`SessionRecord::settlement_unknown`]), not as paid.
 //!
 //! What happened to a session is reported by commands the engine emits once, in the step that moves it
 //! ([`Command::is_report`]): a loss, a discard, a claim skipped as not worth its cost, relays after the claim, a
@@ -70,9 +72,19 @@ fn absence_unconfirmed(first: Option<i64>, height: i64) -> bool {
     first.is_none_or(|first| height < first + CLAIM_ABSENT_CONFIRMATIONS)
 }
 
-/// Blocks past its settlement height during which a session decided "no proof required" is looked up for its
-/// settlement before it is pruned anyway (a node that cannot say: the decision stands, as before the lookup).
+/// Lookups (one per block) a session decided "no proof required" gets past its settlement height before its
+/// settlement may be given up as unknown ([`SessionRecord::settlement_unknown`]). Only an answer ends the wait:
+/// the settlement read ([`Event::Settled`]), or the claim found gone where no settlement events can be read
+/// (no CometBFT client: the decision stands). A lookup that failed (a node unreachable, block results pruned or
+/// discarded, a node behind that still shows the claim) is asked again at the next block, so a claim the chain
+/// expired at settlement is counted lost, not pruned as paid because a lookup was *asked*. Counted in the record
+/// ([`SessionRecord::settlement_lookups`]), so a process back from a long stop asks as many before giving up.
 pub const SETTLED_LOOKUP_BLOCKS: i64 = 8;
+
+/// Blocks past its settlement height before which a session decided "no proof required" is not given up as
+/// unknown, however many lookups failed: the lookup waits as long for a CometBFT node that does not have the
+/// settlement block yet or does not answer (`driver::lookup`'s `SETTLEMENT_LAG_BLOCKS`, the same value).
+pub const SETTLEMENT_WAIT_BLOCKS: i64 = 100;
 
 /// Default of [`EngineConfig::tombstone_blocks`]: 240 blocks.
 ///
@@ -291,9 +303,11 @@ impl Engine {
                     } else if !required && record.state == State::Proving {
                         // Checked again after the chain refused the proof as not required
                         // (`TxOutcome::NotRequired`): the chain settles the claim without a proof, as if decided
-                        // so at the seed block, and the watch proves it if the params make it required again.
+                        // so at the seed block, and the watch proves it if the params make it required again. It
+                        // was counted required: the correction is counted too (proofs owed = required − these).
                         record.proof_required = Some(false);
                         record.state = State::Settled;
+                        step.commands.push(Command::RecordProofNotRequired { key: key.clone() });
                         step.changed.push(key);
                     }
                 }
@@ -315,6 +329,19 @@ impl Engine {
                 proof_validated,
             } => self.on_chain(&key, claim_exists, proof_validated, &mut step),
             Event::Settled { key, outcome } => self.on_settled(&key, &outcome, &mut step),
+            Event::SettlementUnknown { key } => {
+                let unseen = self
+                    .sessions
+                    .get(&key)
+                    .is_some_and(|r| r.state == State::Settled && !r.settlement_seen);
+                if !unseen {
+                    // Another state: a lookup that found no claim.
+                    self.on_chain(&key, false, false, &mut step);
+                } else if let Some(record) = self.sessions.get_mut(&key) {
+                    Self::settlement_unknown(record, &mut step);
+                    step.changed.push(key);
+                }
+            }
             Event::ClaimSkipped { claims } => {
                 for (key, value_upokt) in claims {
                     if let Some(record) = self.sessions.get_mut(&key)
@@ -364,6 +391,7 @@ impl Engine {
                 record.proof_sent_at.len(),
                 record.queried_at,
                 record.pruned,
+                record.settlement_seen,
             );
             if record.state == State::Active && height >= s.claim_open {
                 if record.relays == 0 {
@@ -454,28 +482,30 @@ impl Engine {
                     });
                 }
             }
-            // Decided "no proof required": what the chain's settlement did, read once past it (`settlement_seen`),
-            // for up to SETTLED_LOOKUP_BLOCKS; a session first seen later than that (a process back from a long
-            // stop, restoring it) is still looked up once before it is pruned, so a claim the chain expired at
-            // settlement is counted lost, not pruned as paid.
-            let settlement_unseen = record.state == State::Settled && !record.settlement_seen;
-            let looked_up_past = record.pruned || record.queried_at.is_some_and(|q| q > s.settlement);
-            if settlement_unseen
+            // Decided "no proof required": what the chain's settlement did is looked up at every block past it
+            // until a lookup answers (`settlement_seen`, or the session expired by its settlement), so a claim the
+            // chain expired at settlement is counted lost, not pruned as paid. A lookup asked is not an answer: one
+            // that failed is asked again. Bounded (SETTLED_LOOKUP_BLOCKS lookups, and not before
+            // SETTLEMENT_WAIT_BLOCKS past the settlement): then the settlement is given up as unknown, reported.
+            if record.state == State::Settled
+                && !record.settlement_seen
                 && height > s.settlement
-                && (height <= s.settlement + SETTLED_LOOKUP_BLOCKS || !looked_up_past)
                 && record.queried_at != Some(height)
             {
-                record.queried_at = Some(height);
-                step.commands.push(Command::LookupOnChain {
-                    key: record.key.clone(),
-                });
+                let asked = i64::from(record.settlement_lookups);
+                if asked >= SETTLED_LOOKUP_BLOCKS && height > s.settlement + SETTLEMENT_WAIT_BLOCKS {
+                    Self::settlement_unknown(record, step);
+                } else {
+                    record.queried_at = Some(height);
+                    record.settlement_lookups = record.settlement_lookups.saturating_add(1);
+                    step.commands.push(Command::LookupOnChain {
+                        key: record.key.clone(),
+                    });
+                }
             }
             let prune_due = match record.state {
                 State::Proved | State::Expired(_) | State::Discarded => true,
-                State::Settled => {
-                    height > s.settlement
-                        && (!settlement_unseen || (height > s.settlement + SETTLED_LOOKUP_BLOCKS && looked_up_past))
-                }
+                State::Settled => height > s.settlement && record.settlement_seen,
                 _ => false,
             };
             if prune_due && !record.pruned && self.leader {
@@ -490,6 +520,7 @@ impl Engine {
                 record.proof_sent_at.len(),
                 record.queried_at,
                 record.pruned,
+                record.settlement_seen,
             );
             if before != after {
                 step.changed.push(record.key.clone());
@@ -596,6 +627,8 @@ mod requirement_tests;
 mod send_tests;
 #[cfg(test)]
 mod settlement_event_tests;
+#[cfg(test)]
+mod settlement_lookup_tests;
 #[cfg(test)]
 mod skip_tests;
 #[cfg(test)]

@@ -31,6 +31,12 @@ pub struct MinerMetrics {
     pub(super) claim_inclusion: IntCounterVec,
     pub(super) proof_inclusion: IntCounterVec,
     pub(super) proof_required: IntCounterVec,
+    /// `ha_miner_proof_requirement_not_required_after_all_total{supplier}`: proofs counted in `proof_required`
+    /// that the chain then did not require (module `driver::confirmed`).
+    pub(super) proof_not_required_after_all: IntCounterVec,
+    /// `ha_miner_settlement_unknown_total{supplier,service_id}`: sessions decided "no proof required" whose
+    /// settlement the chain never told (module `driver::confirmed`).
+    pub(super) settlement_unknown: IntCounterVec,
     pub(super) upokt_claimed: IntCounterVec,
     pub(super) upokt_lost: IntCounterVec,
     pub(super) relays_lost: IntCounterVec,
@@ -174,8 +180,22 @@ impl MinerMetrics {
             )?,
             proof_required: counter(
                 "ha_miner_proof_requirement_required_total",
-                "Claims whose proof the chain requires",
+                "Claims whose proof was found required (at the proof seed block, or when the proof params changed); \
+                 those the chain then did not require are counted in \
+                 ha_miner_proof_requirement_not_required_after_all_total: proofs owed = this - that",
                 &["supplier"],
+            )?,
+            proof_not_required_after_all: counter(
+                "ha_miner_proof_requirement_not_required_after_all_total",
+                "Claims counted in ha_miner_proof_requirement_required_total whose proof the chain then did not \
+                 require (its proof params changed before the proof landed): settled without a proof",
+                &["supplier"],
+            )?,
+            settlement_unknown: counter(
+                "ha_miner_settlement_unknown_total",
+                "Sessions decided \"no proof required\" whose settlement the chain never told (its block results \
+                 unreadable or without the claim's event for as long as they were asked): neither counted paid nor lost",
+                &["supplier", "service_id"],
             )?,
             upokt_claimed: counter("ha_miner_upokt_claimed_total", "uPOKT of claims confirmed on chain", ss)?,
             upokt_lost: counter(

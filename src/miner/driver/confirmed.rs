@@ -1,9 +1,12 @@
 //! The reports of what the chain confirmed for a session: a claim found on chain
 //! ([`Command::RecordClaimConfirmed`]), a required proof found validated ([`Command::RecordProofValidated`]), a
-//! proof found required ([`Command::RecordProofRequired`]). They feed `ha_miner_claim_inclusion_outcome_total`,
-//! `ha_miner_upokt_claimed_total`, `ha_miner_proof_inclusion_outcome_total`,
-//! `ha_miner_proof_requirement_required_total` and the matching [`super::MinerStats`] counters
-//! (go-operator-surface.md).
+//! proof found required ([`Command::RecordProofRequired`]) or not required after all
+//! ([`Command::RecordProofNotRequired`]), a settlement the chain never told ([`Command::RecordSettlementUnknown`]).
+//! They feed `ha_miner_claim_inclusion_outcome_total`, `ha_miner_upokt_claimed_total`,
+//! `ha_miner_proof_inclusion_outcome_total`, `ha_miner_proof_requirement_required_total` (the Go meaning: a
+//! requirement decided "required"; a counter cannot go down, so the decisions the chain later overturned are
+//! counted in `ha_miner_proof_requirement_not_required_after_all_total`), `ha_miner_settlement_unknown_total`
+//! and the matching [`super::MinerStats`] counters (go-operator-surface.md).
 //!
 //! Why reports, run as the loss reports are ([`Miner::execute`]): they were counted when the lookup or the
 //! requirement check saw the chain's answer, before the record that moves the session was stored. A write that
@@ -16,6 +19,8 @@
 //! [`Command::RecordClaimConfirmed`]: crate::miner::lifecycle::Command::RecordClaimConfirmed
 //! [`Command::RecordProofValidated`]: crate::miner::lifecycle::Command::RecordProofValidated
 //! [`Command::RecordProofRequired`]: crate::miner::lifecycle::Command::RecordProofRequired
+//! [`Command::RecordProofNotRequired`]: crate::miner::lifecycle::Command::RecordProofNotRequired
+//! [`Command::RecordSettlementUnknown`]: crate::miner::lifecycle::Command::RecordSettlementUnknown
 
 use std::sync::atomic::Ordering as AtomicOrdering;
 
@@ -69,6 +74,40 @@ impl Miner {
         self.stats.proofs_required.fetch_add(1, AtomicOrdering::Relaxed);
         if let Some(m) = &self.metrics {
             m.proof_required.with_label_values(&[&key.supplier]).inc();
+        }
+    }
+
+    /// Counts `key`'s proof, counted required, as not required after all (the chain's proof params changed
+    /// before it landed): a counter cannot go down, so the correction has its own; proofs owed are the
+    /// difference.
+    pub(super) fn report_proof_not_required(&self, key: &SessionKey) {
+        self.stats
+            .proofs_not_required_after_all
+            .fetch_add(1, AtomicOrdering::Relaxed);
+        tracing::info!(
+            supplier = key.supplier,
+            session = key.session_id,
+            "the proof found required is not required any more (the chain's proof params changed): the claim \
+             settles without it"
+        );
+        if let Some(m) = &self.metrics {
+            m.proof_not_required_after_all.with_label_values(&[&key.supplier]).inc();
+        }
+    }
+
+    /// Counts `key` (decided "no proof required") as a session whose settlement the chain never told.
+    pub(super) fn report_settlement_unknown(&self, key: &SessionKey, service: &str) {
+        self.stats.settlements_unknown.fetch_add(1, AtomicOrdering::Relaxed);
+        tracing::warn!(
+            supplier = key.supplier,
+            session = key.session_id,
+            service,
+            "the chain's settlement of this session's claim (decided \"no proof required\") could not be read for \
+             as long as it was asked (block results pruned or discarded, the node unreachable, no event of the \
+             claim): counted neither paid nor lost (ha_miner_settlement_unknown_total)"
+        );
+        if let Some(m) = &self.metrics {
+            m.settlement_unknown.with_label_values(&[&key.supplier, service]).inc();
         }
     }
 }

@@ -171,6 +171,14 @@ impl Miner {
                 self.report_proof_required(&key);
                 None
             }
+            Command::RecordProofNotRequired { key } => {
+                self.report_proof_not_required(&key);
+                None
+            }
+            Command::RecordSettlementUnknown { key, service_id } => {
+                self.report_settlement_unknown(&key, &service_id);
+                None
+            }
             Command::RecordLoss {
                 key,
                 reason,
@@ -301,7 +309,9 @@ pub(super) fn urgency(command: &Command) -> u8 {
         | Command::RecordClaimSkipped { .. }
         | Command::RecordClaimConfirmed { .. }
         | Command::RecordProofValidated { .. }
-        | Command::RecordProofRequired { .. } => 3,
+        | Command::RecordProofRequired { .. }
+        | Command::RecordProofNotRequired { .. }
+        | Command::RecordSettlementUnknown { .. } => 3,
         Command::Prune { .. } | Command::Forget { .. } => 4,
     }
 }
@@ -319,6 +329,8 @@ fn command_supplier(command: &Command) -> &str {
         | Command::RecordClaimConfirmed { key, .. }
         | Command::RecordProofValidated { key, .. }
         | Command::RecordProofRequired { key }
+        | Command::RecordProofNotRequired { key }
+        | Command::RecordSettlementUnknown { key, .. }
         | Command::Prune { key }
         | Command::Forget { key } => &key.supplier,
     }
@@ -338,6 +350,8 @@ fn command_kind(command: &Command) -> &'static str {
         Command::RecordClaimConfirmed { .. } => "record_claim_confirmed",
         Command::RecordProofValidated { .. } => "record_proof_validated",
         Command::RecordProofRequired { .. } => "record_proof_required",
+        Command::RecordProofNotRequired { .. } => "record_proof_not_required",
+        Command::RecordSettlementUnknown { .. } => "record_settlement_unknown",
         Command::Prune { .. } => "prune",
         Command::Forget { .. } => "forget",
     }

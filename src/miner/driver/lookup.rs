@@ -9,6 +9,10 @@
 //! gone at or after the settlement height, the outcome is read from that block's events over CometBFT
 //! (`block_results`, [`crate::chain::settlement`]). Without a CometBFT client, or when the node cannot answer
 //! for a few blocks (e.g. it discards ABCI responses), the lookup falls back to "not found" and says so at WARN.
+//! Not for a session decided "no proof required" (`Settled`, its settlement not seen): "not found" is all it
+//! knew already, so a block that cannot be read is no answer (asked again; the engine gives the settlement up as
+//! unknown after its bound, `lifecycle::SETTLEMENT_WAIT_BLOCKS`), and a block without the claim's event ends it
+//! as unknown ([`Event::SettlementUnknown`]), never as paid.
 
 use super::{Miner, MinerError};
 use crate::chain::comet::CometError;
@@ -29,8 +33,9 @@ pub(super) const SETTLEMENT_READ_BLOCKS: i64 = 3;
 /// [`SETTLEMENT_READ_BLOCKS`], which is for the node's own refusals (one that discards ABCI responses answers every
 /// height with an error): a proof landing at the proof window's close would otherwise be judged without its
 /// settlement, not included, while the chain paid (a false loss). Bounded, so a node gone for good still lets the
-/// session be judged (after 100 blocks: more than an hour and a half of 60 s blocks).
-pub(super) const SETTLEMENT_LAG_BLOCKS: i64 = 100;
+/// session be judged (after 100 blocks: more than an hour and a half of 60 s blocks). The engine waits as long for
+/// the settlement of a session decided "no proof required" before it gives it up as unknown.
+pub(super) const SETTLEMENT_LAG_BLOCKS: i64 = crate::miner::lifecycle::SETTLEMENT_WAIT_BLOCKS;
 
 /// How many blocks after the settlement height a failed read of it is retried: [`SETTLEMENT_LAG_BLOCKS`] while the
 /// node does not have the block yet or does not answer (transport, timeout, a proxy's 5xx), else
@@ -49,8 +54,12 @@ pub(super) fn read_budget(error: &CometError) -> i64 {
 enum Settlement {
     /// Read (or not readable for good, or not due): the session's settlement, if the block has one.
     Read(Option<Box<ClaimSettlement>>),
-    /// The CometBFT node cannot answer for the block yet: no answer this block.
+    /// The CometBFT node cannot answer for the block yet, or (a session decided "no proof required", whose
+    /// settlement is all the lookup is for) cannot answer at all: no answer this block.
     NotYet,
+    /// The block was read and holds no event of the claim of a session decided "no proof required": asking again
+    /// cannot tell what the chain did ([`Event::SettlementUnknown`]).
+    Missing,
 }
 
 /// The settlements of one block, kept for the other sessions settled in it (one read per block, not per session),
@@ -124,6 +133,7 @@ impl Miner {
                 Settlement::Read(settled) => settled.map(|s| *s),
                 // No answer: the engine asks again at the next block.
                 Settlement::NotYet => return Ok(Step::default()),
+                Settlement::Missing => return Ok(self.engine.handle(Event::SettlementUnknown { key })),
             },
         };
         // The root's sum and count: what the claim on chain pays for.
@@ -163,10 +173,17 @@ impl Miner {
     /// The settlement of `key`'s claim, when the chain is past the session's settlement height and its events
     /// say what happened; `None` before that, without a CometBFT client, or when no event matches; `NotYet` while
     /// the CometBFT node is waited for ([`SETTLEMENT_LAG_BLOCKS`]).
+    ///
+    /// A session decided "no proof required" (`Settled`, its settlement not seen) is looked up for its settlement
+    /// alone: its claim gone says nothing the decision did not, and only the settlement tells a claim the chain
+    /// paid from one it expired. So for it a block that cannot be read is never judged without its events (it
+    /// stays `NotYet`: the engine asks again, and gives the settlement up as unknown once its bound passed), and a
+    /// block read without an event of its claim is `Missing`.
     async fn settlement_of(&mut self, key: &SessionKey) -> Result<Settlement, MinerError> {
         let Some(record) = self.engine.session(key) else {
             return Ok(Settlement::Read(None));
         };
+        let settlement_only = record.state == State::Settled && !record.settlement_seen;
         let at = record.schedule.settlement;
         let (application, service) = (record.application_address.clone(), record.service_id.clone());
         let session_end = record.schedule.session_end;
@@ -178,6 +195,19 @@ impl Miner {
             Ok(true) => {}
             Ok(false) => return Ok(Settlement::Read(None)),
             Err(e) if height <= at + SETTLEMENT_READ_BLOCKS => return Err(MinerError::Comet(e)),
+            // The engine bounds the wait and reports a settlement given up (`Command::RecordSettlementUnknown`):
+            // no failed block work nor WARN per block meanwhile.
+            Err(e) if settlement_only => {
+                tracing::debug!(
+                    supplier = key.supplier,
+                    session = key.session_id,
+                    height = at,
+                    error = %e,
+                    "cannot read the settlement block's events of a session decided \"no proof required\"; asked again \
+                     at the next block"
+                );
+                return Ok(Settlement::NotYet);
+            }
             // Waited for without failing the block's work (no WARN per block, no processing lag): said once.
             Err(e) if height <= at + read_budget(&e) => {
                 if height == at + SETTLEMENT_READ_BLOCKS + 1 {
@@ -205,18 +235,21 @@ impl Miner {
                 return Ok(Settlement::Read(None));
             }
         }
-        Ok(Settlement::Read(
-            self.settlements
-                .block
-                .claims
-                .iter()
-                .find(|s| {
-                    s.is_for(&key.supplier, &application, &service, session_end)
-                        && s.session_id.as_ref().is_none_or(|id| *id == key.session_id)
-                })
-                .cloned()
-                .map(Box::new),
-        ))
+        let settled = self
+            .settlements
+            .block
+            .claims
+            .iter()
+            .find(|s| {
+                s.is_for(&key.supplier, &application, &service, session_end)
+                    && s.session_id.as_ref().is_none_or(|id| *id == key.session_id)
+            })
+            .cloned()
+            .map(Box::new);
+        Ok(match settled {
+            None if settlement_only => Settlement::Missing,
+            settled => Settlement::Read(settled),
+        })
     }
 
     /// Reads block `at`'s settlement events into the cache ([`Miner::settlement_block`]), unless it holds them

@@ -186,6 +186,9 @@ enum Built {
     Message(wire::Any),
     /// A proof that cannot verify against the claim on chain (another root): never sent.
     Unprovable,
+    /// A proof the chain no longer requires, found so right before a broadcast without Simulate
+    /// ([`Miner::still_required`]): not sent.
+    NotRequired,
 }
 
 impl Miner {
@@ -316,6 +319,20 @@ impl Miner {
             match self.build(kind, supplier, &key).await {
                 Ok(Built::Message(message)) => messages.push((key, message)),
                 Ok(Built::Unprovable) => unprovable.push(key),
+                Ok(Built::NotRequired) => {
+                    // Taken back as a send that never left, then settled without a proof as the requirement check
+                    // just said (the engine counts the correction, and proves it if the params change back).
+                    let reason = "the chain no longer requires the proof (checked before a broadcast without Simulate)";
+                    *step = self.tx_outcome_as(
+                        std::mem::take(step),
+                        kind,
+                        supplier,
+                        vec![key.clone()],
+                        TxOutcome::NotSent(reason.into()),
+                        "not_required",
+                    );
+                    step.merge(self.engine.handle(Event::ProofRequirement { key, required: false }));
+                }
                 Err(e) => {
                     // Its work for this block did not complete (module `observe`).
                     self.block_failures.insert(supplier.to_owned());
@@ -463,6 +480,9 @@ impl Miner {
         if kind == TxKind::Proof && !self.claim_on_chain_is(key, &claim.root_hash).await? {
             return Ok(Built::Unprovable);
         }
+        if kind == TxKind::Proof && !self.still_required(key).await? {
+            return Ok(Built::NotRequired);
+        }
         Ok(Built::Message(match kind {
             TxKind::Claim => wire::Any::pack(
                 wire::MSG_CREATE_CLAIM_TYPE_URL,
@@ -606,6 +626,21 @@ impl Miner {
         step
     }
 
+    /// Whether `key`'s proof is still required, when the tx will be signed without Simulate (a fixed
+    /// `transaction.gas_limit`); always `true` otherwise.
+    ///
+    /// poktroll decides the requirement with its live proof params when the proof is submitted (spec §6.3): a
+    /// proof found required at the seed block stops being required when governance changes them before it lands.
+    /// Simulate refuses such a proof for no fee (`TxOutcome::NotRequired`), but CheckTx runs only the ante
+    /// checks: without Simulate it is refused in its block, its fee paid. So the requirement is checked again
+    /// (the same check as `Command::CheckProofRequirement`, with the params of this height) right before.
+    async fn still_required(&mut self, key: &SessionKey) -> Result<bool, MinerError> {
+        if self.config.gas_limit == 0 {
+            return Ok(true);
+        }
+        self.proof_required(key).await
+    }
+
     /// Whether the session's claim on chain (if any) has the root `root` that a proof from this miner's trie
     /// verifies against. A proof against another root fails on chain (spec §5.4 step 17) and costs its fee: it
     /// is not sent, and the mismatch is logged at ERROR and counted (`ha_miner_proof_errors_total{reason=
@@ -698,7 +733,8 @@ fn deadline_passed(height: i64) -> String {
 /// The reason a submission's outcome other than a broadcast a node took is counted under, in
 /// `ha_miner_{claim,proof}_errors_total` and as the `result` of a re-send: `not_leader` and `deadline_passed`
 /// (never sent), `refused` (a node refused it at Simulate or CheckTx), `not_required` (a proof the chain refused
-/// as no longer required, `TxOutcome::NotRequired`), `rejected` (it cannot be sent),
+/// as no longer required, `TxOutcome::NotRequired`, or found so before a broadcast without Simulate),
+/// `rejected` (it cannot be sent),
 /// `ha_conflict`, `retryable` (no node answered).
 fn error_reason(outcome: &TxOutcome) -> &'static str {
     match outcome {

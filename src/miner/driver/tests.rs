@@ -123,6 +123,7 @@ mod trie_oom;
 mod tx_size;
 mod undecodable_record;
 mod unknown_outcome;
+mod unknown_settlement;
 mod unowned_logs;
 mod unprofitable;
 mod unreadable_entry;

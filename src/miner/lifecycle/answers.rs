@@ -279,6 +279,17 @@ impl Engine {
         });
     }
 
+    /// Ends a session decided "no proof required" whose settlement the chain never told
+    /// ([`SessionRecord::settlement_unknown`]): neither paid nor lost, reported once, then pruned.
+    pub(super) fn settlement_unknown(record: &mut SessionRecord, step: &mut Step) {
+        record.settlement_seen = true;
+        record.settlement_unknown = true;
+        step.commands.push(Command::RecordSettlementUnknown {
+            key: record.key.clone(),
+            service_id: record.service_id.clone(),
+        });
+    }
+
     /// Ends the session as lost. Before its claim is on chain the whole trie is lost; after (a proof-stage
     /// loss) what is lost is what the claim pays for: relays beyond it were recorded when the claim was found.
     pub(super) fn expire(record: &mut SessionRecord, reason: LossReason, step: &mut Step) {

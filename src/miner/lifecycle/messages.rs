@@ -80,6 +80,15 @@ pub enum Event {
         /// The outcome.
         outcome: crate::chain::settlement::SettlementOutcome,
     },
+    /// Answer to [`Command::LookupOnChain`] for a session decided "no proof required" whose claim is gone past
+    /// its settlement height, when the settlement block's events were read and hold no event of the claim (its
+    /// settlement is in no block the miner can name): what the chain did cannot be learnt by asking again. The
+    /// session ends with its settlement unknown ([`SessionRecord::settlement_unknown`]), neither paid nor lost.
+    /// A session in another state takes it as a lookup that found no claim ([`Event::OnChain`]).
+    SettlementUnknown {
+        /// Which session.
+        key: SessionKey,
+    },
     /// The driver found these sessions' claims not worth their expected cost and does not send them
     /// (`driver` module `profit`). A session still `Claiming` whose claim never left
     /// ([`SessionRecord::claim_never_left`]) ends `Discarded`, without a claim and with no loss recorded, reported
@@ -249,6 +258,24 @@ pub enum Command {
         /// Which session.
         key: SessionKey,
     },
+    /// A proof found required (and counted so, [`Command::RecordProofRequired`]) turned out not to be: the chain
+    /// refused it as not required ([`TxOutcome::NotRequired`]) or the driver found so right before sending it, and
+    /// the requirement checked again said "not required"; the session went from `Proving` to `Settled`. Metric
+    /// `proof_requirement_not_required_after_all`, counter `proofs_not_required_after_all`: the proofs owed are
+    /// the required less these. Reported once.
+    RecordProofNotRequired {
+        /// Which session.
+        key: SessionKey,
+    },
+    /// The chain never told what its settlement did with the claim of this session decided "no proof required"
+    /// ([`SessionRecord::settlement_unknown`]): neither paid nor lost as far as the miner knows. Metric
+    /// `settlement_unknown`, counter `settlements_unknown`, a WARN. Reported once.
+    RecordSettlementUnknown {
+        /// Which session.
+        key: SessionKey,
+        /// Its service (metrics label).
+        service_id: String,
+    },
     /// Delete the session's tries and relay-log entries, then store its tombstone ([`Engine::tombstone`],
     /// [`Engine::bury`]), or delete its record when it leaves none: nothing more will be asked of it.
     Prune {
@@ -265,7 +292,8 @@ pub enum Command {
 
 impl Command {
     /// A report of what happened to a session (a loss, relays after the claim, a discard, a claim skipped, a
-    /// claim confirmed, a proof validated or found required): metrics and a log line, no IO that can fail. The
+    /// claim confirmed, a proof validated, found required or not required after all, a settlement that could not
+    /// be learnt): metrics and a log line, no IO that can fail. The
     /// driver runs reports once the records that say so are stored, so each is counted once across leaders
     /// (lessons.md: metrics must not lie).
     pub fn is_report(&self) -> bool {
@@ -281,7 +309,9 @@ impl Command {
             | Self::RecordClaimSkipped { key, .. }
             | Self::RecordClaimConfirmed { key, .. }
             | Self::RecordProofValidated { key, .. }
-            | Self::RecordProofRequired { key } => Some(key),
+            | Self::RecordProofRequired { key }
+            | Self::RecordProofNotRequired { key }
+            | Self::RecordSettlementUnknown { key, .. } => Some(key),
             _ => None,
         }
     }

@@ -181,9 +181,10 @@ pub struct SessionRecord {
     pub forget_after: Option<i64>,
     /// The chain's settlement of this session's claim was read (or judged without its events). A session the miner
     /// decided "no proof required" is `Settled` before the chain settles it, and the chain decides again at settlement
-    /// with its live proof params (§6.3): it is looked up once past its settlement height
+    /// with its live proof params (§6.3): it is looked up past its settlement height until a lookup answers
     /// ([`SETTLED_LOOKUP_BLOCKS`](super::SETTLED_LOOKUP_BLOCKS)) before it is pruned, so a claim the chain expired is
-    /// counted as lost, not as paid. Never serialized while `false` (the format older binaries write and read).
+    /// counted as lost, not as paid; also set when the settlement is given up as unknown
+    /// ([`Self::settlement_unknown`]). Never serialized while `false` (the format older binaries write and read).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub settlement_seen: bool,
     /// The first height past `claim_close` at which a lookup said the claim is not on chain (state `Claiming`). The
@@ -209,6 +210,24 @@ pub struct SessionRecord {
     /// sets it. Never serialized while `false` (the format older binaries write and read).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub awaiting_settlement: bool,
+    /// Lookups asked past the settlement height for a session decided "no proof required" whose settlement is not
+    /// read yet ([`Self::settlement_seen`]): only an answer ends the wait (a lookup that failed, or that got no
+    /// answer, is asked again at the next block), and this bounds it across restarts
+    /// ([`SETTLED_LOOKUP_BLOCKS`](super::SETTLED_LOOKUP_BLOCKS)). Never serialized while 0.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub settlement_lookups: u32,
+    /// The chain never told what its settlement did with this session's claim (decided "no proof required"): the
+    /// lookups past the settlement height failed or found no settlement event for as long as they are asked
+    /// ([`SETTLED_LOOKUP_BLOCKS`](super::SETTLED_LOOKUP_BLOCKS), [`SETTLEMENT_WAIT_BLOCKS`](super::SETTLEMENT_WAIT_BLOCKS);
+    /// block results pruned or discarded by the node, a node unreachable all that time). The session ends neither
+    /// paid nor lost, reported once as such ([`Command::RecordSettlementUnknown`](super::Command::RecordSettlementUnknown)).
+    /// Never serialized while `false`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub settlement_unknown: bool,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 impl SessionRecord {
@@ -238,6 +257,8 @@ impl SessionRecord {
             claim_absent_at: None,
             proof_absent_at: None,
             awaiting_settlement: false,
+            settlement_lookups: 0,
+            settlement_unknown: false,
         }
     }
 

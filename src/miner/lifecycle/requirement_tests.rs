@@ -5,7 +5,7 @@ use super::*;
 
 use super::tests::claim_sent_at_12;
 
-fn key() -> SessionKey {
+pub(super) fn key() -> SessionKey {
     SessionKey {
         supplier: "s1".into(),
         session_id: "a".into(),
@@ -13,7 +13,7 @@ fn key() -> SessionKey {
 }
 
 /// A leader engine whose session is claimed and decided "no proof" at the seed block 15 (proof window [16, 20]).
-fn decided_not_required() -> Engine {
+pub(super) fn decided_not_required() -> Engine {
     let k = key();
     let mut e = claim_sent_at_12(&k);
     e.handle(Event::OnChain {
@@ -156,48 +156,6 @@ fn a_claim_the_chain_expired_at_settlement_is_lost_not_paid() {
     );
 }
 
-/// A lookup that never answers (a node that cannot say) does not hold the session: it is pruned once
-/// [`SETTLED_LOOKUP_BLOCKS`] past its settlement, the decision standing; one lookup per block meanwhile.
-#[test]
-fn a_settlement_that_cannot_be_read_does_not_hold_the_session() {
-    let k = key();
-    let mut e = decided_not_required();
-    for h in 22..=21 + SETTLED_LOOKUP_BLOCKS {
-        assert_eq!(
-            e.handle(Event::NewBlock { height: h }).commands,
-            vec![Command::LookupOnChain { key: k.clone() }],
-            "block {h}"
-        );
-    }
-    assert_eq!(
-        e.handle(Event::NewBlock {
-            height: 22 + SETTLED_LOOKUP_BLOCKS
-        })
-        .commands,
-        vec![Command::Prune { key: k.clone() }]
-    );
-    assert_eq!(e.session(&k).unwrap().state, State::Settled);
-}
-
-/// A session decided "no proof required" first seen again more than [`SETTLED_LOOKUP_BLOCKS`] past its
-/// settlement (a process back from a long stop restores it) is looked up once before it is pruned: pruned at
-/// once (before), a claim the chain expired at settlement was never counted lost.
-#[test]
-fn a_settled_session_first_seen_long_past_its_settlement_is_looked_up_once_before_it_is_pruned() {
-    let k = key();
-    let mut e = decided_not_required();
-    let late = 21 + SETTLED_LOOKUP_BLOCKS + 10;
-    assert_eq!(
-        e.handle(Event::NewBlock { height: late }).commands,
-        vec![Command::LookupOnChain { key: k.clone() }]
-    );
-    assert_eq!(
-        e.handle(Event::NewBlock { height: late + 1 }).commands,
-        vec![Command::Prune { key: k.clone() }],
-        "one lookup, then pruned whatever it answered"
-    );
-}
-
 /// A session whose claim is on chain and whose proof was found required at the seed block (height 15).
 fn decided_required(k: &SessionKey) -> Engine {
     let mut e = claim_sent_at_12(k);
@@ -244,7 +202,11 @@ fn a_proof_refused_as_not_required_is_checked_again_not_resent() {
         key: k.clone(),
         required: false,
     });
-    assert!(step.commands.is_empty(), "{:?}", step.commands);
+    assert_eq!(
+        step.commands,
+        vec![Command::RecordProofNotRequired { key: k.clone() }],
+        "counted required at the seed block: the correction is counted once"
+    );
     assert_eq!(step.changed, vec![k.clone()]);
     let record = e.session(&k).unwrap();
     assert_eq!((record.state, record.proof_required), (State::Settled, Some(false)));
