@@ -51,8 +51,9 @@
 //! the relays we got; the cost is the Go miner's share of the relays and its second claim of the sessions it
 //! got relays of (a second fee; a claim sent again within the window replaces the earlier one, so only the proof
 //! of the last claimant's tree counts for such a session) until an operator stops one of the two. Sessions the
-//! Go miner got no relay of (those whose relays all came before it started) stay ours alone. That decision is the operator's: they know which fleet they meant to run, and a Go miner just
-//! started holds little, so stopping it loses least. Hence the alarm, loud and specific, and nothing automatic.
+//! Go miner got no relay of (those whose relays all came before it started) stay ours alone. Which one to stop
+//! is the operator's decision: they know which fleet they meant to run, and a Go miner just started holds
+//! little, so stopping it loses least. Hence the alarm, loud and specific, and nothing automatic.
 //! The sessions the Go miner claims are its own to prove: stop it only once they settled, or accept losing them.
 //!
 //! # Relays read by a foreign consumer
@@ -91,7 +92,7 @@ local function go_miner_live(leader, token, active, prefix)
 end
 ";
 
-/// The check the campaign script runs first: KEYS[5..7] and ARGV[5] are [`GO_MINER_LIVE_FN`]'s arguments.
+/// The check the campaign script runs first: `KEYS[5..7]` and `ARGV[5]` are [`GO_MINER_LIVE_FN`]'s arguments.
 pub(crate) const GO_MINER_CHECK: &str = r"
 if go_miner_live(KEYS[5], KEYS[6], KEYS[7], ARGV[5]) then return -2 end
 ";
