@@ -62,8 +62,8 @@
 //! took relays our tries will not get. Each read round of a supplier (`read_pending`) lists the group's
 //! consumers in the same `MULTI` (no extra round trip) and counts the entries pending for consumers not named
 //! like the reader as relays at risk: the gauges `ha_storage_redis_relay_log_foreign_pending` (summed over the
-//! streams read) and `ha_storage_redis_relay_log_foreign_consumers`, and an ERROR log naming them (at most every
-//! 10 s). At risk, not lost: a foreign consumer that died leaves them pending, and `claim_idle_timeout_ms` takes
+//! streams read) and `ha_storage_redis_relay_log_foreign_consumers` (those holding any), and an ERROR log naming
+//! them (at most every 10 s). At risk, not lost: a foreign consumer that died leaves them pending, and `claim_idle_timeout_ms` takes
 //! them over; a live Go miner mines them itself. What this cannot count: entries a foreign consumer read and
 //! acknowledged with `XACKDEL` are gone from the group's lists (only its in-flight entries show), so on Redis
 //! 8.2+ the count understates what a live Go miner took; the renewal check above is what reliably sees it.
@@ -271,7 +271,9 @@ impl RedisBackend {
     /// summed over the streams into the stats' gauges; logged at ERROR while there are any (at most every
     /// 10 s).
     pub(crate) fn foreign_consumers(&self, stream: &str, reader: &str, consumers: &[GroupConsumer]) {
-        let foreign: Vec<&GroupConsumer> = consumers.iter().filter(|c| c.name != reader).collect();
+        // A consumer stays in the group once its entries are acknowledged or taken over (a Go miner long gone):
+        // only those holding entries are counted.
+        let foreign: Vec<&GroupConsumer> = consumers.iter().filter(|c| c.name != reader && c.pending > 0).collect();
         let pending: u64 = foreign.iter().map(|c| c.pending).sum();
         let (total_pending, total_consumers) = {
             let mut by_stream = lock(&self.inner.foreign);

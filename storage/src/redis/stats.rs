@@ -25,7 +25,7 @@
 //! | `ha_storage_redis_go_miner_beside_leader` (1 while this process leads and its last lease renewal found a live Go miner on this Redis, module `go_fleet`) | gauge | ours |
 //! | `ha_storage_redis_go_miner_beside_leader_renewals_total` (lease renewals that found a live Go miner beside this leader) | counter | ours |
 //! | `ha_storage_redis_relay_log_foreign_pending` (relays at risk: entries pending for consumers of the group other than the reader, summed over the streams at their last read round, module `go_fleet`) | gauge | ours |
-//! | `ha_storage_redis_relay_log_foreign_consumers` (consumers of the relay streams' group other than the reader, summed over the streams at their last read round) | gauge | ours |
+//! | `ha_storage_redis_relay_log_foreign_consumers` (consumers of the relay streams' group other than the reader holding pending entries, summed over the streams at their last read round) | gauge | ours |
 //! | `ha_storage_redis_instance_lock_refresh_timestamp_seconds` (the instance-lock refresher's heartbeat: each round, busy or idle; 0 = not started, no campaign yet) | gauge | ours |
 //!
 //! The collector reads the atomics below at scrape time, so there is one source of truth.
@@ -220,8 +220,8 @@ impl RedisStats {
         self.relay_log_foreign_pending.load(Ordering::Relaxed)
     }
 
-    /// Consumers of the relay streams' group other than the reader, summed over the streams at their last read
-    /// round.
+    /// Consumers of the relay streams' group other than the reader holding pending entries, summed over the
+    /// streams at their last read round.
     pub fn relay_log_foreign_consumers(&self) -> u64 {
         self.relay_log_foreign_consumers.load(Ordering::Relaxed)
     }
@@ -446,8 +446,8 @@ impl RedisStats {
             )?,
             foreign_consumers: IntGauge::new(
                 "ha_storage_redis_relay_log_foreign_consumers",
-                "Consumers of the relay streams' group other than this miner's, summed over the streams at their \
-                 last read round",
+                "Consumers of the relay streams' group other than this miner's holding pending entries (relays at \
+                 risk), summed over the streams at their last read round",
             )?,
             instance_lock_refresh: Gauge::new(
                 "ha_storage_redis_instance_lock_refresh_timestamp_seconds",
