@@ -233,3 +233,183 @@ async fn relays_lost_to_another_process_are_counted() {
         "{out}"
     );
 }
+
+/// The Prometheus text of `b`'s collectors.
+fn metrics(b: &RedisBackend) -> String {
+    let registry = prometheus::Registry::new();
+    for c in b.collectors().unwrap() {
+        registry.register(c).unwrap();
+    }
+    let mut out = String::new();
+    prometheus::TextEncoder::new()
+        .encode_utf8(&registry.gather(), &mut out)
+        .unwrap();
+    out
+}
+
+/// A Go miner started while our miner leads (a replica's heartbeat, then its global leader lock): the next lease
+/// renewal sees it and keeps the lease (our sessions in progress are still ours to claim and prove), counts it,
+/// sets the gauge and fails readiness with its own reason; once the Go keys expired a renewal clears it, and a
+/// renewal refused (another holder) clears it too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_go_miner_started_beside_our_leader_is_seen_at_the_next_renewal() {
+    let server = RedisServer::start(ServerOptions::default()).unwrap();
+    let b = backend(&server, "ha").await;
+    let l = b.storage().leadership;
+    let token = l.campaign("miner", "miner-a", LEASE).await.unwrap().unwrap();
+    assert!(l.renew("miner", "miner-a", token, LEASE).await.unwrap());
+    assert_eq!(b.go_miner_beside_leader(), None);
+    b.readiness().await.unwrap();
+
+    // A Go miner replica starts: its claimer registers and heartbeats.
+    server.command(&["SADD", "ha:miner:active", "go-host-7"]).unwrap();
+    server
+        .command(&[
+            "SET",
+            "ha:miner:instance:go-host-7",
+            "1765000000000000000",
+            "PX",
+            "3000",
+        ])
+        .unwrap();
+    assert!(
+        l.renew("miner", "miner-a", token, LEASE).await.unwrap(),
+        "keeps leading"
+    );
+    let info = l.leader("miner").await.unwrap().unwrap();
+    assert_eq!((info.holder.as_str(), info.token), ("miner-a", token));
+    let stats = b.stats();
+    assert_eq!(stats.go_miner_beside_leader_renewals(), 1);
+    assert!(stats.go_miner_beside_leader());
+    let err = b.readiness().await.unwrap_err();
+    assert_eq!(err.reason(), "redis_go_miner_beside_leader", "{err}");
+    let NotReady::GoMinerBesideLeader(found) = err else {
+        panic!("not ready for another reason")
+    };
+    assert!(found.contains("ha:miner:instance:go-host-7"), "{found}");
+    assert_eq!(b.go_miner_beside_leader().as_deref(), Some(found.as_str()));
+    assert_eq!(b.go_miner_active(), None, "not a refused campaign");
+    let out = metrics(&b);
+    assert!(out.contains("ha_storage_redis_go_miner_beside_leader 1\n"), "{out}");
+    assert!(
+        out.contains("ha_storage_redis_go_miner_beside_leader_renewals_total 1\n"),
+        "{out}"
+    );
+
+    // Its global leader lock too (our election is `miner`, so Go's key is not ours).
+    server
+        .command(&["SET", "ha:miner:global_leader", "go-host-7", "PX", "60000"])
+        .unwrap();
+    assert!(l.renew("miner", "miner-a", token, LEASE).await.unwrap());
+    assert_eq!(stats.go_miner_beside_leader_renewals(), 2);
+    expired(&server, "ha:miner:instance:go-host-7").await;
+    assert!(l.renew("miner", "miner-a", token, LEASE).await.unwrap());
+    assert_eq!(stats.go_miner_beside_leader_renewals(), 3, "the leader lock alone");
+    assert!(b.readiness().await.is_err());
+
+    // Both gone (a graceful stop deletes the lock): the next renewal clears it.
+    server.command(&["DEL", "ha:miner:global_leader"]).unwrap();
+    assert!(l.renew("miner", "miner-a", token, LEASE).await.unwrap());
+    assert_eq!(b.go_miner_beside_leader(), None);
+    assert!(!stats.go_miner_beside_leader());
+    b.readiness().await.unwrap();
+    assert_eq!(stats.go_miner_beside_leader_renewals(), 3);
+    assert!(metrics(&b).contains("ha_storage_redis_go_miner_beside_leader 0\n"));
+
+    // Seen again, then the lease is lost (another holder): no longer beside it as a leader.
+    server
+        .command(&["SET", "ha:miner:global_leader", "go-host-8", "PX", "60000"])
+        .unwrap();
+    assert!(l.renew("miner", "miner-a", token, LEASE).await.unwrap());
+    assert!(b.go_miner_beside_leader().is_some());
+    server
+        .command(&["SET", "ha:miner:leader:miner", "miner-b", "PX", "60000"])
+        .unwrap();
+    assert!(!l.renew("miner", "miner-a", token, LEASE).await.unwrap());
+    assert_eq!(b.go_miner_beside_leader(), None);
+    assert!(!stats.go_miner_beside_leader());
+}
+
+/// Relays a foreign consumer of the group read (the Go miner's `XREADGROUP GROUP ha-miners miner-{host}-{pid}`)
+/// are counted at risk at our read round while they are pending for it, and no longer once it acknowledged them
+/// or the group is gone; our own pending entries are not counted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn relays_read_by_a_foreign_consumer_are_counted_at_risk() {
+    let server = RedisServer::start(ServerOptions::default()).unwrap();
+    let b = backend(&server, "ha").await;
+    let stats = b.stats();
+    let log = b.storage().relay_log;
+    let stream = "ha:relays:pokt1a";
+    let ids = log
+        .append((1..=5).map(|n| suite::relay("pokt1a", "s1", n)).collect())
+        .await
+        .unwrap();
+
+    // The Go miner takes two new relays first.
+    let taken = server
+        .command(&[
+            "XREADGROUP",
+            "GROUP",
+            "ha-miners",
+            "miner-gohost-42",
+            "COUNT",
+            "2",
+            "STREAMS",
+            stream,
+            ">",
+        ])
+        .unwrap();
+    assert!(taken.contains("data"), "{taken}");
+    assert!(log.read_pending("pokt1a", "miner", 10).await.unwrap().is_empty());
+    assert_eq!(stats.relay_log_foreign_pending(), 2);
+    assert_eq!(stats.relay_log_foreign_consumers(), 1);
+    let out = metrics(&b);
+    assert!(out.contains("ha_storage_redis_relay_log_foreign_pending 2\n"), "{out}");
+    assert!(
+        out.contains("ha_storage_redis_relay_log_foreign_consumers 1\n"),
+        "{out}"
+    );
+
+    // We get the other three; pending for us, they are not at risk.
+    let ours = log.read("pokt1a", "miner", 10).await.unwrap();
+    assert_eq!(ours.len(), 3);
+    assert_eq!(log.read_pending("pokt1a", "miner", 10).await.unwrap().len(), 3);
+    assert_eq!(stats.relay_log_foreign_pending(), 2);
+
+    // A second supplier's stream with its own foreign reader: summed over the streams.
+    log.append(vec![suite::relay("pokt1b", "s2", 1)]).await.unwrap();
+    server
+        .command(&[
+            "XREADGROUP",
+            "GROUP",
+            "ha-miners",
+            "miner-gohost-43",
+            "STREAMS",
+            "ha:relays:pokt1b",
+            ">",
+        ])
+        .unwrap();
+    assert!(log.read_pending("pokt1b", "miner", 10).await.unwrap().is_empty());
+    assert_eq!(stats.relay_log_foreign_pending(), 3);
+    assert_eq!(stats.relay_log_foreign_consumers(), 2);
+
+    // The Go miner acknowledges its two (XACKDEL on Redis 8.2+; XACK + XDEL here): nothing pending for it.
+    for id in &ids[..2] {
+        let id = id.to_string();
+        assert_eq!(server.command(&["XACK", stream, "ha-miners", &id]).unwrap(), ":1\r\n");
+        server.command(&["XDEL", stream, &id]).unwrap();
+    }
+    assert_eq!(log.read_pending("pokt1a", "miner", 10).await.unwrap().len(), 3);
+    assert_eq!(stats.relay_log_foreign_pending(), 1);
+    assert_eq!(
+        stats.relay_log_foreign_consumers(),
+        1,
+        "still a consumer of the group, holding nothing"
+    );
+
+    // The second stream vanishes with its group: forgotten.
+    server.command(&["DEL", "ha:relays:pokt1b"]).unwrap();
+    assert!(log.read_pending("pokt1b", "miner", 10).await.unwrap().is_empty());
+    assert_eq!(stats.relay_log_foreign_pending(), 0);
+    assert_eq!(stats.relay_log_foreign_consumers(), 0);
+}

@@ -14,14 +14,59 @@
 //!   supplier claimer sets it with the claim TTL, 90 s, every 10 s, and deletes it on a graceful stop): every Go
 //!   replica, leader or standby. Stale members (a crashed Go miner) have no live heartbeat and are ignored.
 //!
-//! Not used: `XINFO CONSUMERS` of the group. Go consumers are named `miner-{host}-{pid}`, close to our default
-//! `miner-{hostname}`, and a consumer's idle time does not tell a live Go miner from one stopped a minute ago.
+//! Not used to refuse a campaign: `XINFO CONSUMERS` of the group. A consumer stays in the group after its
+//! process ended, and its idle time does not tell a live Go miner from one stopped a minute ago (a read blocked
+//! with `BLOCK 0` ages like a dead consumer). It does tell which relays another consumer took: see "Relays read
+//! by a foreign consumer" below.
 //!
 //! While a campaign is refused for this reason it is counted in `ha_miner_leader_acquisition_failures_total
 //! {reason="go_miner_active"}` (one per campaign, i.e. per miner tick), logged at ERROR naming the keys found
 //! (the first refusal at once, then every 10 s), and readiness fails with [`NotReady::GoMinerActive`]. The first
-//! campaign that finds no live Go miner clears it (INFO log). Renewals do not check: a Go miner started beside a
-//! leading relay-miner miner is the operator's doing after the fact (the README's migration order prevents it).
+//! campaign that finds no live Go miner clears it (INFO log).
+//!
+//! # A Go miner started while relay-miner leads
+//! The campaign check cannot see a Go miner started after our miner won its lease (an operator starting the old
+//! fleet again, a rollback, a Deployment scaled up). So every lease renewal runs the same check, in the same
+//! script as the renewal (no extra round trip; every `lease / 4`, 7.5 s at the default 30 s lease, and before
+//! every claim or proof submission): a live Go miner there renews the lease as before and is reported apart
+//! (script answer 2): counted in `ha_storage_redis_go_miner_beside_leader_renewals_total`, the gauge
+//! `ha_storage_redis_go_miner_beside_leader` set to 1, logged at ERROR naming the keys found (at once, then every
+//! 10 s), and readiness fails with [`NotReady::GoMinerBesideLeader`] (`redis_go_miner_beside_leader`). The first
+//! renewal that finds none (or that is refused: this miner no longer leads) clears it.
+//!
+//! What the Go miner does meanwhile (pocket-relay-miner, `transport/redis/consumer.go`, read for behaviour): each
+//! replica reads the streams of the suppliers it leases with `XREADGROUP GROUP ha-miners miner-{host}-{pid}
+//! BLOCK 0 ... >`, so every new relay goes to whichever consumer asks first, and its blocked read is answered
+//! the moment a relay is appended, before our miner's next tick: it takes most new relays. Entries already
+//! delivered to our consumer stay ours (its `XAUTOCLAIM` of entries idle 30-60 s runs only when a read comes
+//! back empty, which `BLOCK 0` never does). It acknowledges with `XACKDEL` (Redis 8.2+; on older servers the
+//! command fails and its entries stay pending for it). It claims and proves the sessions of those relays from
+//! its own SMSTs, which we do not read, as it does not read ours.
+//!
+//! Why our miner keeps leading rather than stepping down: stepping down does not undo the split, it only
+//! abandons what we hold. The sessions in our tries (relays ingested and acknowledged, gone from the stream) and
+//! our claims sent and awaiting their proofs exist nowhere else: the Go miner cannot claim or prove them, so
+//! every one of them would be lost, and a claim whose required proof is missing is also penalised by the chain
+//! (`proof_missing_penalty`). Keeping the lease, our sessions in progress are still claimed and proved, with
+//! the relays we got; the cost is the Go miner's share of the relays and its second claim of the sessions it
+//! got relays of (a second fee; a claim sent again within the window replaces the earlier one, so only the proof
+//! of the last claimant's tree counts for such a session) until an operator stops one of the two. Sessions the
+//! Go miner got no relay of (those whose relays all came before it started) stay ours alone. Which one to stop
+//! is the operator's decision: they know which fleet they meant to run, and a Go miner just started holds
+//! little, so stopping it loses least. Hence the alarm, loud and specific, and nothing automatic.
+//! The sessions the Go miner claims are its own to prove: stop it only once they settled, or accept losing them.
+//!
+//! # Relays read by a foreign consumer
+//! Every relay-miner process reads the relay streams as one consumer (`miner`), so any other consumer of the
+//! group (`XINFO CONSUMERS`: a Go miner's `miner-{host}-{pid}`, or an older relay-miner under another name)
+//! took relays our tries will not get. Each read round of a supplier (`read_pending`) lists the group's
+//! consumers in the same `MULTI` (no extra round trip) and counts the entries pending for consumers not named
+//! like the reader as relays at risk: the gauges `ha_storage_redis_relay_log_foreign_pending` (summed over the
+//! streams read) and `ha_storage_redis_relay_log_foreign_consumers` (those holding any), and an ERROR log naming
+//! them (at most every 10 s). At risk, not lost: a foreign consumer that died leaves them pending, and `claim_idle_timeout_ms` takes
+//! them over; a live Go miner mines them itself. What this cannot count: entries a foreign consumer read and
+//! acknowledged with `XACKDEL` are gone from the group's lists (only its in-flight entries show), so on Redis
+//! 8.2+ the count understates what a live Go miner took; the renewal check above is what reliably sees it.
 
 use redis::Value;
 
@@ -30,15 +75,26 @@ use super::{NotReady, RedisBackend, lock};
 /// What the campaign script answers when it finds a live Go miner.
 pub(crate) const GO_MINER_LIVE: i64 = -2;
 
-/// The check the campaign script runs first. KEYS[5] = Go's global leader key, KEYS[6] = its token key (ours),
-/// KEYS[7] = Go's active set; ARGV[5] = Go's instance key prefix. Reads the heartbeat keys by name built from
+/// What the renewal script answers when it renewed the lease and found a live Go miner.
+pub(crate) const RENEWED_BESIDE_GO_MINER: i64 = 2;
+
+/// A Lua function whether a Go miner is live: `leader` = Go's global leader key, `token` = its token key (ours),
+/// `active` = Go's active set, `prefix` = Go's instance key prefix. Reads the heartbeat keys by name built from
 /// the set's members, as the session-record script does for its state sets (standalone Redis only, like every
 /// multi-key script here).
-pub(crate) const GO_MINER_CHECK: &str = r"
-if redis.call('PTTL', KEYS[5]) > 0 and redis.call('EXISTS', KEYS[6]) == 0 then return -2 end
-for _, id in ipairs(redis.call('SMEMBERS', KEYS[7])) do
-  if redis.call('PTTL', ARGV[5] .. id) > 0 then return -2 end
+pub(crate) const GO_MINER_LIVE_FN: &str = r"
+local function go_miner_live(leader, token, active, prefix)
+  if redis.call('PTTL', leader) > 0 and redis.call('EXISTS', token) == 0 then return true end
+  for _, id in ipairs(redis.call('SMEMBERS', active)) do
+    if redis.call('PTTL', prefix .. id) > 0 then return true end
+  end
+  return false
 end
+";
+
+/// The check the campaign script runs first: `KEYS[5..7]` and `ARGV[5]` are [`GO_MINER_LIVE_FN`]'s arguments.
+pub(crate) const GO_MINER_CHECK: &str = r"
+if go_miner_live(KEYS[5], KEYS[6], KEYS[7], ARGV[5]) then return -2 end
 ";
 
 /// A Go instance heartbeat found alive: (key, ms to live).
@@ -144,11 +200,134 @@ impl RedisBackend {
         lock(&self.inner.go_miner).clone()
     }
 
-    /// Readiness' part: [`NotReady::GoMinerActive`] while campaigns are refused for a live Go miner.
+    /// Readiness' part: [`NotReady::GoMinerBesideLeader`] while this process leads beside a live Go miner, else
+    /// [`NotReady::GoMinerActive`] while campaigns are refused for one.
     pub(crate) fn go_miner_readiness(&self) -> Result<(), NotReady> {
+        if let Some(found) = self.go_miner_beside_leader() {
+            return Err(NotReady::GoMinerBesideLeader(found));
+        }
         match self.go_miner_active() {
             Some(found) => Err(NotReady::GoMinerActive(found)),
             None => Ok(()),
         }
     }
+
+    /// A renewal of `candidate`'s lease found a live Go miner (module docs, "A Go miner started while relay-miner
+    /// leads"): the lease was renewed; counted, the gauge set, logged at ERROR (at once, then every 10 s), and
+    /// readiness fails until a renewal finds none.
+    pub(crate) async fn go_miner_beside_leader_found(&self, election: &str, candidate: &str) {
+        let log = self.inner.stats.record_go_miner_beside_leader(super::stats::unix_ms());
+        if !log && self.go_miner_beside_leader().is_some() {
+            tracing::debug!(election, candidate, "lease renewed beside a live Go relay miner");
+            return;
+        }
+        let found = match self.describe_go_miner().await {
+            Ok(found) => found,
+            Err(e) => {
+                let e = self.err("reading the Go miner's keys", e);
+                format!("its keys could not be read for details: {e}")
+            }
+        };
+        if log {
+            tracing::error!(
+                election,
+                candidate,
+                found,
+                group = self.keys().group(),
+                "a Go relay miner is live on this Redis while this miner leads: it reads the relay streams' \
+                 group too (new relays split between its tries and ours: both claims short) and claims the \
+                 sessions it got relays of a second time (two fees; only the last claim's proof counts). This \
+                 miner keeps leading so the sessions it holds are still claimed and proved (stepping down would \
+                 lose them all: the Go miner cannot see them). Stop the Go miner (the sessions it claimed are \
+                 its own to prove), or stop this one once its sessions settled"
+            );
+        }
+        *lock(&self.inner.go_miner_beside) = Some(found);
+    }
+
+    /// A renewal found no live Go miner, or `candidate` no longer leads (`why`): clears
+    /// [`RedisBackend::go_miner_beside_leader`] (logged when it was set).
+    pub(crate) fn go_miner_beside_leader_gone(&self, election: &str, candidate: &str, why: &str) {
+        if let Some(was) = lock(&self.inner.go_miner_beside).take() {
+            self.inner.stats.record_go_miner_beside_leader_gone();
+            tracing::info!(
+                election,
+                candidate,
+                was,
+                why,
+                "no longer leading beside a live Go relay miner"
+            );
+        }
+    }
+
+    /// The live Go miner (the keys found) the last renewal of this process' lease found beside it, while it
+    /// leads.
+    pub fn go_miner_beside_leader(&self) -> Option<String> {
+        lock(&self.inner.go_miner_beside).clone()
+    }
+
+    /// A read round's list of the consumers of `stream`'s group (`XINFO CONSUMERS`): the entries pending for
+    /// consumers other than `reader` are relays at risk (module docs, "Relays read by a foreign consumer"),
+    /// summed over the streams into the stats' gauges; logged at ERROR while there are any (at most every
+    /// 10 s).
+    pub(crate) fn foreign_consumers(&self, stream: &str, reader: &str, consumers: &[GroupConsumer]) {
+        // A consumer stays in the group once its entries are acknowledged or taken over (a Go miner long gone):
+        // only those holding entries are counted.
+        let foreign: Vec<&GroupConsumer> = consumers.iter().filter(|c| c.name != reader && c.pending > 0).collect();
+        let pending: u64 = foreign.iter().map(|c| c.pending).sum();
+        let (total_pending, total_consumers) = {
+            let mut by_stream = lock(&self.inner.foreign);
+            if foreign.is_empty() {
+                by_stream.remove(stream);
+            } else {
+                by_stream.insert(
+                    stream.to_owned(),
+                    (pending, u64::try_from(foreign.len()).unwrap_or(u64::MAX)),
+                );
+            }
+            by_stream.values().fold((0, 0), |(p, c), (sp, sc)| (p + sp, c + sc))
+        };
+        let log = self
+            .inner
+            .stats
+            .record_foreign_consumers(total_pending, total_consumers, pending > 0);
+        if log {
+            let named: Vec<String> = foreign
+                .iter()
+                .map(|c| format!("{} ({} pending, idle {} ms)", c.name, c.pending, c.idle_ms))
+                .collect();
+            tracing::error!(
+                stream,
+                group = self.keys().group(),
+                reader,
+                consumers = named.join(", "),
+                at_risk = pending,
+                at_risk_total = total_pending,
+                "relays of this stream were read by another consumer of the group (a Go miner, or a miner under \
+                 another consumer name): those pending for it go into its tries, not ours (taken over only if it \
+                 stays idle past claim_idle_timeout_ms); stop the other miner"
+            );
+        }
+    }
+
+    /// Forgets `stream`'s foreign consumers (its group is gone with them).
+    pub(crate) fn forget_foreign_consumers(&self, stream: &str) {
+        let mut by_stream = lock(&self.inner.foreign);
+        if by_stream.remove(stream).is_some() {
+            let (p, c) = by_stream.values().fold((0, 0), |(p, c), (sp, sc)| (p + sp, c + sc));
+            drop(by_stream);
+            self.inner.stats.record_foreign_consumers(p, c, false);
+        }
+    }
+}
+
+/// One consumer of a relay stream's group, as `XINFO CONSUMERS` lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct GroupConsumer {
+    /// Its name (`miner` for every relay-miner process; `miner-{host}-{pid}` for a Go miner).
+    pub(crate) name: String,
+    /// Entries delivered to it and not acknowledged.
+    pub(crate) pending: u64,
+    /// Milliseconds since its last attempted interaction (a blocked read counts from its start).
+    pub(crate) idle_ms: u64,
 }

@@ -73,6 +73,15 @@ pub enum NotReady {
          settled"
     )]
     GoMinerActive(String),
+    /// A Go relay miner went live on this Redis while this process leads (the keys found, module `go_fleet`):
+    /// it keeps leading, so the sessions it holds are claimed and proved, and fails readiness until one of the
+    /// two is stopped.
+    #[error(
+        "a Go relay miner is live on this Redis while this miner leads ({0}): both read the relay streams (relays \
+         split between their tries) and claim the same sessions (fees paid twice); this miner keeps leading so \
+         the sessions it holds are claimed and proved; stop the Go miner"
+    )]
+    GoMinerBesideLeader(String),
 }
 
 /// The server's persistence settings as far as they can be read.
@@ -95,7 +104,8 @@ fn parse_info_aof(info: &str) -> Option<bool> {
 
 impl NotReady {
     /// A stable label for metrics and logs: `redis_unreachable`, `redis_oom`, `redis_write_rejected`,
-    /// `redis_eviction_policy`, `redis_instance_in_use`, `redis_no_aof`, `redis_go_miner_active`.
+    /// `redis_eviction_policy`, `redis_instance_in_use`, `redis_no_aof`, `redis_go_miner_active`,
+    /// `redis_go_miner_beside_leader`.
     pub fn reason(&self) -> &'static str {
         match self {
             Self::Unreachable(_) => "redis_unreachable",
@@ -105,6 +115,7 @@ impl NotReady {
             Self::InstanceInUse(_) => "redis_instance_in_use",
             Self::NoAof => "redis_no_aof",
             Self::GoMinerActive(_) => "redis_go_miner_active",
+            Self::GoMinerBesideLeader(_) => "redis_go_miner_beside_leader",
         }
     }
 }
@@ -456,5 +467,9 @@ mod tests {
             "redis_eviction_policy"
         );
         assert_eq!(NotReady::GoMinerActive(String::new()).reason(), "redis_go_miner_active");
+        assert_eq!(
+            NotReady::GoMinerBesideLeader(String::new()).reason(),
+            "redis_go_miner_beside_leader"
+        );
     }
 }

@@ -20,7 +20,9 @@
 //! [`INSTANCE_LOCK_TTL`]). The lease value stays the plain name (the Go layout).
 //!
 //! A live Go miner on the same Redis refuses every campaign (module `go_fleet`): the campaign script checks the
-//! Go miner's keys first and touches nothing when it finds one.
+//! Go miner's keys first and touches nothing when it finds one. The renewal script checks them too, after
+//! renewing: a Go miner started while this process leads does not end its lease, it is reported (`go_fleet`
+//! says why).
 //!
 //! The refresher's last round is its heartbeat, `ha_storage_redis_instance_lock_refresh_timestamp_seconds`
 //! ([`RedisStats::instance_lock_refreshed_unix_ms`](super::RedisStats::instance_lock_refreshed_unix_ms)).
@@ -37,7 +39,7 @@ use async_trait::async_trait;
 use redis::Script;
 use tokio::sync::watch;
 
-use super::go_fleet::{GO_MINER_CHECK, GO_MINER_LIVE};
+use super::go_fleet::{GO_MINER_CHECK, GO_MINER_LIVE, GO_MINER_LIVE_FN, RENEWED_BESIDE_GO_MINER};
 use super::stats::AcquireFailure;
 use super::{RedisBackend, lock, millis};
 use crate::StorageError;
@@ -78,10 +80,15 @@ end
 redis.call('SET', KEYS[2], t, 'PX', ARGV[2])
 return t
 ";
-static CAMPAIGN: LazyLock<Script> = LazyLock::new(|| Script::new(&format!("{GO_MINER_CHECK}{CAMPAIGN_BODY}")));
+static CAMPAIGN: LazyLock<Script> =
+    LazyLock::new(|| Script::new(&format!("{GO_MINER_LIVE_FN}{GO_MINER_CHECK}{CAMPAIGN_BODY}")));
 /// [`CAMPAIGN`] for servers that know script flags: run at `maxmemory` too (module docs of `fence`).
-static CAMPAIGN_OOM: LazyLock<Script> =
-    LazyLock::new(|| Script::new(&format!("{}{GO_MINER_CHECK}{CAMPAIGN_BODY}", super::fence::ALLOW_OOM)));
+static CAMPAIGN_OOM: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(&format!(
+        "{}{GO_MINER_LIVE_FN}{GO_MINER_CHECK}{CAMPAIGN_BODY}",
+        super::fence::ALLOW_OOM
+    ))
+});
 
 /// KEYS: instance lock. ARGV: the dead holder's nonce. Deletes the lock if it still holds that nonce.
 static DROP_DEAD_INSTANCE: LazyLock<Script> = LazyLock::new(|| {
@@ -140,9 +147,12 @@ return 1
     )
 });
 
-/// KEYS: lease, token, instance lock. ARGV: candidate, token, ttl ms, nonce, lock ttl ms. 1 = renewed, -1 = another process
-/// holds the candidate's instance lock. Only `PEXPIRE`s an existing lock (Redis allows it at maxmemory, so a
-/// sitting leader keeps renewing under OOM); a missing one is re-set where memory allows.
+/// KEYS: lease, token, instance lock, then Go's global leader key, its token key and Go's active set. ARGV:
+/// candidate, token, ttl ms, nonce, lock ttl ms, Go's instance key prefix. 1 = renewed,
+/// [`RENEWED_BESIDE_GO_MINER`] (2) = renewed and a Go miner is live (module `go_fleet`: the lease is kept), 0 = not
+/// the holder, -1 = another process holds the candidate's instance lock. Only `PEXPIRE`s an existing lock (Redis
+/// allows it at maxmemory, so a sitting leader keeps renewing under OOM); a missing one is re-set where memory
+/// allows.
 const RENEW_BODY: &str = r"
 local owner = redis.call('GET', KEYS[3])
 if owner and owner ~= ARGV[4] then
@@ -156,13 +166,15 @@ if redis.call('GET', KEYS[1]) == ARGV[1] and redis.call('GET', KEYS[2]) == ARGV[
   end
   redis.call('PEXPIRE', KEYS[1], ARGV[3])
   redis.call('PEXPIRE', KEYS[2], ARGV[3])
+  if go_miner_live(KEYS[4], KEYS[5], KEYS[6], ARGV[6]) then return 2 end
   return 1
 end
 return 0
 ";
-static RENEW: LazyLock<Script> = LazyLock::new(|| Script::new(RENEW_BODY));
+static RENEW: LazyLock<Script> = LazyLock::new(|| Script::new(&format!("{GO_MINER_LIVE_FN}{RENEW_BODY}")));
 /// [`RENEW`] for servers that know script flags: run at `maxmemory` too (module docs of `fence`).
-static RENEW_OOM: LazyLock<Script> = LazyLock::new(|| Script::new(&format!("{}{RENEW_BODY}", super::fence::ALLOW_OOM)));
+static RENEW_OOM: LazyLock<Script> =
+    LazyLock::new(|| Script::new(&format!("{}{GO_MINER_LIVE_FN}{RENEW_BODY}", super::fence::ALLOW_OOM)));
 
 /// KEYS: lease, token. ARGV: candidate, token. 1 = released.
 static RESIGN: LazyLock<Script> = LazyLock::new(|| {
@@ -486,11 +498,15 @@ impl Leadership for RedisBackend {
             .key(self.keys().lease(election))
             .key(self.keys().lease_token(election))
             .key(self.keys().instance_lock(candidate))
+            .key(self.keys().lease(super::keys::GLOBAL_ELECTION))
+            .key(self.keys().lease_token(super::keys::GLOBAL_ELECTION))
+            .key(self.keys().go_active_set())
             .arg(candidate)
             .arg(token)
             .arg(millis(ttl))
             .arg(&self.inner.nonce)
             .arg(millis(INSTANCE_LOCK_TTL))
+            .arg(self.keys().go_instance_prefix())
             .invoke_async(&mut self.conn())
             .await
             .map_err(|e| {
@@ -501,7 +517,12 @@ impl Leadership for RedisBackend {
         if renewed != 0 {
             self.instance_lock_answer(election, candidate, renewed < 0);
         }
-        Ok(renewed == 1)
+        match renewed {
+            RENEWED_BESIDE_GO_MINER => self.go_miner_beside_leader_found(election, candidate).await,
+            1 => self.go_miner_beside_leader_gone(election, candidate, "a renewal found no live Go miner"),
+            _ => self.go_miner_beside_leader_gone(election, candidate, "this process no longer leads"),
+        }
+        Ok(renewed == 1 || renewed == RENEWED_BESIDE_GO_MINER)
     }
 
     async fn resign(&self, election: &str, candidate: &str, token: u64) -> Result<bool, StorageError> {
@@ -515,6 +536,7 @@ impl Leadership for RedisBackend {
             .map_err(|e| self.err("leader release", e))?;
         if released == 1 {
             self.publish(election, None);
+            self.go_miner_beside_leader_gone(election, candidate, "this process resigned");
         }
         Ok(released == 1)
     }

@@ -32,6 +32,8 @@
 //!   them, e.g. the Go relayer's `XTRIM MINID`) are counted (`ha_storage_redis_relay_log_groups_vanished_total`,
 //!   `ha_storage_redis_relay_log_pending_deleted_total`) and logged at ERROR (at most every 10 s); the group is
 //!   created again at id 0 and the deleted entries acknowledged, so reading goes on.
+//! - relays read by another consumer of the group: `read_pending` lists the group's consumers (`XINFO
+//!   CONSUMERS`, in its `MULTI`) and counts the entries pending for the others as relays at risk (`go_fleet`).
 //! - `backlog`: Lua over `XINFO GROUPS` (`lag`, `pending`), counting with `XRANGE` when `lag` is unknown.
 //! - `suppliers`: paged `SCAN MATCH {base}:relays:*`, keeping the non-empty streams (module `suppliers`).
 
@@ -43,6 +45,7 @@ use redis::aio::MultiplexedConnection;
 use redis::{AsyncConnectionConfig, Script, Value};
 
 use super::fence::Scripts;
+use super::go_fleet::GroupConsumer;
 use super::{RedisBackend, error, lock, millis};
 use crate::StorageError;
 use crate::contract::{Backlog, EntryId, LogEntry, MinedRelay, RelayLog};
@@ -258,6 +261,7 @@ impl RedisBackend {
     /// `NOGROUP` on `stream`: the group is created again by the next read. When this process had seen it, it
     /// vanished with whatever it held (module docs): counted and logged.
     fn group_gone(&self, stream: &str) {
+        self.forget_foreign_consumers(stream);
         if !lock(&self.inner.groups).remove(stream) {
             return;
         }
@@ -479,8 +483,13 @@ impl RelayLog for RedisBackend {
             .arg("-")
             .arg("+")
             .arg(max)
-            .arg(consumer);
-        let (reply, pending): (Value, Value) = match p.query_async(&mut self.conn()).await {
+            .arg(consumer)
+            // Relays read by another consumer of the group are counted at risk (module `go_fleet`).
+            .cmd("XINFO")
+            .arg("CONSUMERS")
+            .arg(&stream)
+            .arg(group);
+        let (reply, pending, consumers): (Value, Value, Value) = match p.query_async(&mut self.conn()).await {
             Ok(v) => v,
             Err(e) if error::has_code(&e, "NOGROUP") => {
                 self.group_gone(&stream);
@@ -503,6 +512,7 @@ impl RelayLog for RedisBackend {
             }
         }
         self.drop_deleted(&stream, deleted).await;
+        self.foreign_consumers(&stream, consumer, &parse_consumers(&consumers)?);
         Ok(out)
     }
 

@@ -22,6 +22,10 @@
 //! | `ha_storage_redis_writes_not_replicated_total` (writes fewer than `wait_replicas` replicas acknowledged in time) | counter | ours |
 //! | `ha_storage_redis_relay_log_pending_deleted_total` (entries pending for the reading consumer found deleted before it acknowledged them: their relays are lost unless already ingested) | counter | ours |
 //! | `ha_storage_redis_relay_log_groups_vanished_total` (a relay stream's consumer group this process had seen is gone: the stream was deleted or expired, its pending and unread relays with it) | counter | ours |
+//! | `ha_storage_redis_go_miner_beside_leader` (1 while this process leads and its last lease renewal found a live Go miner on this Redis, module `go_fleet`) | gauge | ours |
+//! | `ha_storage_redis_go_miner_beside_leader_renewals_total` (lease renewals that found a live Go miner beside this leader) | counter | ours |
+//! | `ha_storage_redis_relay_log_foreign_pending` (relays at risk: entries pending for consumers of the group other than the reader, summed over the streams at their last read round, module `go_fleet`) | gauge | ours |
+//! | `ha_storage_redis_relay_log_foreign_consumers` (consumers of the relay streams' group other than the reader holding pending entries, summed over the streams at their last read round) | gauge | ours |
 //! | `ha_storage_redis_instance_lock_refresh_timestamp_seconds` (the instance-lock refresher's heartbeat: each round, busy or idle; 0 = not started, no campaign yet) | gauge | ours |
 //!
 //! The collector reads the atomics below at scrape time, so there is one source of truth.
@@ -84,6 +88,15 @@ pub struct RedisStats {
     go_miner_last_log_unix_ms: AtomicU64,
     relay_log_pending_deleted: AtomicU64,
     relay_log_groups_vanished: AtomicU64,
+    /// 1 while this process leads beside a live Go miner (module `go_fleet`), else 0.
+    go_miner_beside_leader: AtomicU64,
+    go_miner_beside_leader_renewals: AtomicU64,
+    /// Unix ms of the last logged renewal beside a live Go miner (0 = none since the last renewal without).
+    go_miner_beside_last_log_unix_ms: AtomicU64,
+    relay_log_foreign_pending: AtomicU64,
+    relay_log_foreign_consumers: AtomicU64,
+    /// Unix ms of the last logged read round that found relays pending for a foreign consumer (0 = never).
+    foreign_last_log_unix_ms: AtomicU64,
     /// Unix ms of the last logged relay-log loss (pending entries deleted, a group vanished; 0 = never).
     relay_log_loss_last_log_unix_ms: AtomicU64,
 }
@@ -175,6 +188,50 @@ impl RedisStats {
     /// Ends a stretch of refusals because of a live Go miner (the next one is logged at once).
     pub(crate) fn record_go_miner_gone(&self) {
         self.go_miner_last_log_unix_ms.store(0, Ordering::Relaxed);
+    }
+
+    /// Whether this process leads beside a live Go miner (its last lease renewal found one; module `go_fleet`).
+    pub fn go_miner_beside_leader(&self) -> bool {
+        self.go_miner_beside_leader.load(Ordering::Relaxed) == 1
+    }
+
+    /// Lease renewals that found a live Go miner beside this leader, since start.
+    pub fn go_miner_beside_leader_renewals(&self) -> u64 {
+        self.go_miner_beside_leader_renewals.load(Ordering::Relaxed)
+    }
+
+    /// Records a renewal beside a live Go miner; whether to log it (the first of a stretch at once, then at most
+    /// once every 10 s; each is counted).
+    pub(crate) fn record_go_miner_beside_leader(&self, now_ms: u64) -> bool {
+        self.go_miner_beside_leader_renewals.fetch_add(1, Ordering::Relaxed);
+        self.go_miner_beside_leader.store(1, Ordering::Relaxed);
+        admit(&self.go_miner_beside_last_log_unix_ms, now_ms, GO_MINER_LOG_EVERY_MS)
+    }
+
+    /// Ends a stretch of leading beside a live Go miner (the next one is logged at once).
+    pub(crate) fn record_go_miner_beside_leader_gone(&self) {
+        self.go_miner_beside_leader.store(0, Ordering::Relaxed);
+        self.go_miner_beside_last_log_unix_ms.store(0, Ordering::Relaxed);
+    }
+
+    /// Relays at risk: entries pending for consumers of the relay streams' group other than the reader, summed
+    /// over the streams at their last read round (module `go_fleet`).
+    pub fn relay_log_foreign_pending(&self) -> u64 {
+        self.relay_log_foreign_pending.load(Ordering::Relaxed)
+    }
+
+    /// Consumers of the relay streams' group other than the reader holding pending entries, summed over the
+    /// streams at their last read round.
+    pub fn relay_log_foreign_consumers(&self) -> u64 {
+        self.relay_log_foreign_consumers.load(Ordering::Relaxed)
+    }
+
+    /// Records the foreign consumers' totals over the streams; whether to log a read round that found relays at
+    /// risk (`at_risk`; at most once every 10 s).
+    pub(crate) fn record_foreign_consumers(&self, pending: u64, consumers: u64, at_risk: bool) -> bool {
+        self.relay_log_foreign_pending.store(pending, Ordering::Relaxed);
+        self.relay_log_foreign_consumers.store(consumers, Ordering::Relaxed);
+        at_risk && admit(&self.foreign_last_log_unix_ms, unix_ms(), LOSS_LOG_EVERY_MS)
     }
 
     /// Failed acquisitions in a row (reset by a campaign that reached Redis, won or not).
@@ -371,6 +428,27 @@ impl RedisStats {
                 "Relay streams whose consumer group this process had seen and found gone (the stream was deleted \
                  or expired, e.g. by the Go relayer's EXPIRE): its pending and unread relays went with it",
             )?,
+            go_miner_beside: IntGauge::new(
+                "ha_storage_redis_go_miner_beside_leader",
+                "1 while this process leads and its last lease renewal found a live Go relay miner on this Redis \
+                 (both read the relay streams and claim the same sessions; this one keeps leading, /ready fails \
+                 with redis_go_miner_beside_leader): stop one of them",
+            )?,
+            go_miner_beside_renewals: IntCounter::new(
+                "ha_storage_redis_go_miner_beside_leader_renewals_total",
+                "Lease renewals of this leader that found a live Go relay miner on this Redis",
+            )?,
+            foreign_pending: IntGauge::new(
+                "ha_storage_redis_relay_log_foreign_pending",
+                "Relays at risk: relay-stream entries pending for consumers of the group other than this miner's \
+                 (a Go miner, a miner under another consumer name), summed over the streams at their last read \
+                 round; they go into that consumer's tries, not ours",
+            )?,
+            foreign_consumers: IntGauge::new(
+                "ha_storage_redis_relay_log_foreign_consumers",
+                "Consumers of the relay streams' group other than this miner's holding pending entries (relays at \
+                 risk), summed over the streams at their last read round",
+            )?,
             instance_lock_refresh: Gauge::new(
                 "ha_storage_redis_instance_lock_refresh_timestamp_seconds",
                 "Unix time of the instance-lock refresher's last round (its heartbeat, advancing every 500 ms \
@@ -404,6 +482,10 @@ struct StatsCollector {
     not_replicated: IntCounter,
     pending_deleted: IntCounter,
     groups_vanished: IntCounter,
+    go_miner_beside: IntGauge,
+    go_miner_beside_renewals: IntCounter,
+    foreign_pending: IntGauge,
+    foreign_consumers: IntGauge,
     instance_lock_refresh: Gauge,
     relay_threshold: Gauge,
     descs: Vec<Desc>,
@@ -427,7 +509,7 @@ impl StatsCollector {
         self
     }
 
-    fn parts(&self) -> [&dyn Collector; 15] {
+    fn parts(&self) -> [&dyn Collector; 19] {
         [
             &self.acquire_failures,
             &self.consecutive,
@@ -442,6 +524,10 @@ impl StatsCollector {
             &self.not_replicated,
             &self.pending_deleted,
             &self.groups_vanished,
+            &self.go_miner_beside,
+            &self.go_miner_beside_renewals,
+            &self.foreign_pending,
+            &self.foreign_consumers,
             &self.instance_lock_refresh,
             &self.relay_threshold,
         ]
@@ -476,6 +562,10 @@ impl Collector for StatsCollector {
             advance(&self.not_replicated, s.writes_not_replicated());
             advance(&self.pending_deleted, s.relay_log_pending_deleted());
             advance(&self.groups_vanished, s.relay_log_groups_vanished());
+            self.go_miner_beside.set(i64::from(s.go_miner_beside_leader()));
+            advance(&self.go_miner_beside_renewals, s.go_miner_beside_leader_renewals());
+            self.foreign_pending.set(gauge_i64(s.relay_log_foreign_pending()));
+            self.foreign_consumers.set(gauge_i64(s.relay_log_foreign_consumers()));
             self.instance_lock_refresh
                 .set(s.instance_lock_refreshed_unix_ms() as f64 / 1000.0);
         }

@@ -119,3 +119,65 @@ pub(super) fn parse_pending(reply: &Value) -> Result<Vec<(EntryId, String, u64)>
         })
         .collect()
 }
+
+/// An `XINFO CONSUMERS` reply: one map (RESP3) or flat field list (RESP2) per consumer.
+pub(super) fn parse_consumers(reply: &Value) -> Result<Vec<GroupConsumer>, StorageError> {
+    let Value::Array(rows) = reply else {
+        return Err(corrupt("XINFO CONSUMERS reply"));
+    };
+    rows.iter()
+        .map(|row| {
+            let (mut name, mut pending, mut idle_ms) = (None, 0, 0);
+            for (k, v) in pairs(row) {
+                match as_bytes(k) {
+                    Some(b"name") => name = as_str(v).map(str::to_owned),
+                    Some(b"pending") => pending = as_u64(v).unwrap_or(0),
+                    Some(b"idle") => idle_ms = as_u64(v).unwrap_or(0),
+                    _ => {}
+                }
+            }
+            let name = name.ok_or_else(|| corrupt("XINFO CONSUMERS row"))?;
+            Ok(GroupConsumer { name, pending, idle_ms })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bulk(s: &str) -> Value {
+        Value::BulkString(s.as_bytes().to_vec())
+    }
+
+    #[test]
+    fn xinfo_consumers_resp2_and_resp3() {
+        let resp2 = Value::Array(vec![Value::Array(vec![
+            bulk("name"),
+            bulk("miner-gohost-42"),
+            bulk("pending"),
+            Value::Int(2),
+            bulk("idle"),
+            Value::Int(1500),
+            bulk("inactive"),
+            Value::Int(-1),
+        ])]);
+        let resp3 = Value::Array(vec![Value::Map(vec![
+            (bulk("name"), bulk("miner")),
+            (bulk("pending"), Value::Int(0)),
+            (bulk("idle"), Value::Int(7)),
+        ])]);
+        assert_eq!(
+            parse_consumers(&resp2).unwrap(),
+            vec![GroupConsumer {
+                name: "miner-gohost-42".into(),
+                pending: 2,
+                idle_ms: 1500
+            }]
+        );
+        assert_eq!(parse_consumers(&resp3).unwrap()[0].name, "miner");
+        assert!(parse_consumers(&Value::Array(vec![])).unwrap().is_empty());
+        assert!(parse_consumers(&Value::Int(1)).is_err());
+        assert!(parse_consumers(&Value::Array(vec![Value::Array(vec![bulk("pending"), Value::Int(1)])])).is_err());
+    }
+}
