@@ -92,7 +92,7 @@ pub const DEFAULT_MAX_PAYLOAD_BYTES: usize = 16 << 20;
 
 impl LogStore {
     /// Opens (or creates) the log at `path` and starts its writer thread. A log of a newer schema version than
-    /// this binary's is refused (`InvalidData`, [`crate::schema`]).
+    /// this binary's is refused (`InvalidData`, [`crate::SCHEMA_VERSION`]).
     pub fn open(path: &Path) -> io::Result<Self> {
         let db = Arc::new(
             redb::Builder::new()

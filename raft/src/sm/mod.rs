@@ -73,7 +73,7 @@ pub struct StateMachine {
 
 impl StateMachine {
     /// Opens (or creates) the state machine file `dir/state.redb` and the snapshot directory `dir/snapshots`. A
-    /// file of a newer schema version than this binary's is refused (`InvalidData`, [`crate::schema`]).
+    /// file of a newer schema version than this binary's is refused (`InvalidData`, [`crate::SCHEMA_VERSION`]).
     pub fn open(dir: &Path) -> io::Result<Self> {
         std::fs::create_dir_all(dir)?;
         let snap_dir = dir.join("snapshots");
