@@ -9,6 +9,8 @@
 //! - [`AdminClient`]: init, add-learner, promote, remove, transfer-leader, status, for the CLI.
 //! - `transfer`: a leader hands its role to a voter (admin command, graceful stop).
 //! - [`identity`]: which data directory a node id speaks for; a wiped voter cannot rejoin under its old id.
+//! - `schema`: the schema version of the node's redb files ([`SCHEMA_VERSION`]); a newer binary's files are
+//!   refused at open.
 //! - [`features`]: what each node can apply, advertised on every raft RPC; the leader proposes a write set
 //!   ([`Op::WriteSet`]) as one entry only while every member advertises it (a rolling upgrade keeps its older
 //!   members), else the caller writes its parts one by one.
@@ -55,6 +57,7 @@ pub mod identity;
 pub mod log_store;
 pub mod network;
 mod node;
+mod schema;
 mod server;
 pub mod sm;
 mod stats;
@@ -67,6 +70,7 @@ pub use backend::{BatchConfig, RaftBackend};
 pub use features::FeatureSet;
 pub use log_store::LogStore;
 pub use node::{NodeError, RaftConfig, RaftNode};
+pub use schema::SCHEMA_VERSION;
 pub use sm::StateMachine;
 pub use stats::RaftStats;
 pub use types::{NodeInfo, Op, OpResult, Request, Response, TypeConfig, lease_token, token_term};

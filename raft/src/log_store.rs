@@ -91,7 +91,8 @@ pub const REDB_CACHE_BYTES: usize = 64 << 20;
 pub const DEFAULT_MAX_PAYLOAD_BYTES: usize = 16 << 20;
 
 impl LogStore {
-    /// Opens (or creates) the log at `path` and starts its writer thread.
+    /// Opens (or creates) the log at `path` and starts its writer thread. A log of a newer schema version than
+    /// this binary's is refused (`InvalidData`, [`crate::SCHEMA_VERSION`]).
     pub fn open(path: &Path) -> io::Result<Self> {
         let db = Arc::new(
             redb::Builder::new()
@@ -103,6 +104,8 @@ impl LogStore {
             let txn = db.begin_write().map_err(io_err)?;
             txn.open_table(LOG).map_err(io_err)?;
             txn.open_table(META).map_err(io_err)?;
+            // Before anything reads the log: a newer binary's log is refused, writing nothing (`crate::schema`).
+            crate::schema::check_and_record(&txn, META, path)?;
             txn.commit().map_err(io_err)?;
         }
         let purged = {

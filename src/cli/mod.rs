@@ -63,7 +63,8 @@ pub enum Command {
     /// backend on 127.0.0.1, from a genesis YAML; until Ctrl-C/SIGTERM.
     Sim(SimArgs),
     /// Check a config file (syntax, unknown keys, values, and what `run` checks before starting: keys file,
-    /// backend headers, raft cluster token file) without starting anything.
+    /// backend headers, raft cluster token file, and whether storage.data_dir holds another store's live data
+    /// that a start on a new store would abandon) without starting anything.
     Validate {
         /// The YAML config file.
         #[arg(long)]
@@ -116,8 +117,9 @@ fn conformance(files: &[PathBuf]) -> anyhow::Result<i32> {
 }
 
 /// `validate`: the config's own checks ([`crate::config::Config::load`]), then what `run` checks before it opens
-/// anything ([`crate::node::preflight`]: keys file, backend headers, raft token file, …), every problem named by
-/// its key.
+/// anything ([`crate::node::preflight`]: keys file, backend headers, raft token file, …, and
+/// [`crate::node::validate_data_dir`]: a new store next to another store's live data in `storage.data_dir`),
+/// every problem named by its key. Opens no store for writing and creates nothing.
 fn validate(path: &std::path::Path) -> anyhow::Result<i32> {
     let config = match crate::config::Config::load(path) {
         Ok(config) => config,
@@ -129,7 +131,24 @@ fn validate(path: &std::path::Path) -> anyhow::Result<i32> {
     for warning in config.warnings() {
         println!("{}: warning: {warning}", path.display());
     }
-    let issues = crate::node::preflight(&config, &crate::node::RaftOverrides::default());
+    let overrides = crate::node::RaftOverrides::default();
+    let mut issues = crate::node::preflight(&config, &overrides);
+    // Whether `run` would start on a new store and abandon another one's live data (read-only).
+    match crate::node::validate_data_dir(&config, &overrides) {
+        Ok(warnings) => {
+            for warning in warnings {
+                println!("{}: warning: {warning}", path.display());
+            }
+        }
+        Err(crate::node::NodeError::Config { key, problem }) => issues.push(crate::config::ConfigIssue {
+            key: key.to_string(),
+            problem,
+        }),
+        Err(e) => issues.push(crate::config::ConfigIssue {
+            key: "storage.data_dir".to_string(),
+            problem: e.to_string(),
+        }),
+    }
     if !issues.is_empty() {
         println!("{}: {}", path.display(), crate::config::ConfigError::Invalid(issues));
         return Ok(1);

@@ -26,7 +26,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 pub use role::Role;
-pub use storage_mode::{OpenedStorage, RaftOverrides};
+pub use storage_mode::{OpenedStorage, RaftOverrides, validate_data_dir};
 
 use crate::chain::query::ChainClient;
 use crate::config::{Config, ConfigIssue, StorageMode};

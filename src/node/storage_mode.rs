@@ -164,6 +164,28 @@ fn raft_node_id(config: &Config, overrides: &RaftOverrides) -> Result<u64, NodeE
     Ok(node_id)
 }
 
+/// The store `config` selects (after `overrides`).
+fn chosen_store(config: &Config, overrides: &RaftOverrides) -> Result<(std::path::PathBuf, Store), NodeError> {
+    let data_dir = overrides
+        .data_dir
+        .clone()
+        .unwrap_or_else(|| config.storage.data_dir.clone());
+    let store = match mode(config, overrides) {
+        StorageMode::Embedded => Store::Embedded,
+        StorageMode::Raft => Store::Raft(raft_node_id(config, overrides)?),
+        StorageMode::Redis => Store::Redis,
+    };
+    Ok((data_dir, store))
+}
+
+/// `relay-miner validate`'s data-directory check (`guard::validate`): `Err` when `run` would refuse to start
+/// on a new store next to another store's live data, else warnings (stores `run` would abandon, stores held
+/// open by a running process, a store that does not exist yet). Reads only; needs no runtime.
+pub fn validate_data_dir(config: &Config, overrides: &RaftOverrides) -> Result<Vec<String>, NodeError> {
+    let (data_dir, store) = chosen_store(config, overrides)?;
+    guard::validate(&data_dir, store, config.storage.allow_abandoned_data)
+}
+
 /// Opens the storage `config` selects (after `overrides`).
 pub async fn open(config: &Config, overrides: &RaftOverrides) -> Result<OpenedStorage, NodeError> {
     Ok(open_at(config, overrides).await?.0)
@@ -175,15 +197,7 @@ pub async fn open(config: &Config, overrides: &RaftOverrides) -> Result<OpenedSt
 /// store is new.
 pub async fn open_at(config: &Config, overrides: &RaftOverrides) -> Result<(OpenedStorage, StoreLocation), NodeError> {
     let mode = mode(config, overrides);
-    let data_dir = overrides
-        .data_dir
-        .clone()
-        .unwrap_or_else(|| config.storage.data_dir.clone());
-    let store = match mode {
-        StorageMode::Embedded => Store::Embedded,
-        StorageMode::Raft => Store::Raft(raft_node_id(config, overrides)?),
-        StorageMode::Redis => Store::Redis,
-    };
+    let (data_dir, store) = chosen_store(config, overrides)?;
     let location = {
         let (dir, allow) = (data_dir.clone(), config.storage.allow_abandoned_data);
         tokio::task::spawn_blocking(move || guard::check(&dir, store, allow))

@@ -62,3 +62,45 @@ fn validate_command_runs_the_checks_run_makes_before_starting() {
     assert_eq!(code, Some(0), "{out}");
     assert!(out.contains("valid (1 services"), "{out}");
 }
+
+/// `relay-miner validate --config` refuses a config on which `run` would refuse to start: a new embedded store
+/// in a `storage.data_dir` holding another raft node's store. It used to validate, and only `run` refused.
+/// Nothing is created.
+#[test]
+fn validate_command_refuses_a_start_that_would_abandon_another_stores_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = dir.path().join("keys.yaml");
+    crate::support::node::write_keys(&keys, &[hex::encode([1u8; 32])]);
+    let data = dir.path().join("data");
+    let log = data.join("raft-1").join("log.redb");
+    std::fs::create_dir_all(data.join("raft-1")).unwrap();
+    drop(raft::LogStore::open(&log).unwrap());
+    // The log's writer thread releases the file after its last handle.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while matches!(storage::redb::probe_file(&log), storage::redb::FileState::InUse) {
+        assert!(std::time::Instant::now() < deadline, "the raft log is never released");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let config = dir.path().join("config.yaml");
+    let yaml = format!(
+        "keys:\n  keys_file: {}\nservices:\n  anvil:\n    backends:\n      jsonrpc:\n        url: http://127.0.0.1:8545\n\
+         storage:\n  data_dir: {}\n",
+        keys.display(),
+        data.display()
+    );
+    std::fs::write(&config, yaml).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_relay-miner"))
+        .args(["validate", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    for part in [
+        "storage.data_dir: refusing to start: storage.mode is embedded",
+        "raft node 1's store",
+    ] {
+        assert!(stdout.contains(part), "`{part}` missing from: {stdout}");
+    }
+    assert!(!data.join("relay-miner.redb").exists(), "validate created nothing");
+}

@@ -72,19 +72,24 @@ pub struct StateMachine {
 }
 
 impl StateMachine {
-    /// Opens (or creates) the state machine file `dir/state.redb` and the snapshot directory `dir/snapshots`.
+    /// Opens (or creates) the state machine file `dir/state.redb` and the snapshot directory `dir/snapshots`. A
+    /// file of a newer schema version than this binary's is refused (`InvalidData`, [`crate::SCHEMA_VERSION`]).
     pub fn open(dir: &Path) -> io::Result<Self> {
         std::fs::create_dir_all(dir)?;
         let snap_dir = dir.join("snapshots");
         std::fs::create_dir_all(&snap_dir)?;
+        let path = dir.join("state.redb");
         let db = Arc::new(
             redb::Builder::new()
                 .set_cache_size(crate::log_store::REDB_CACHE_BYTES)
-                .create(dir.join("state.redb"))
+                .create(&path)
                 .map_err(io_err)?,
         );
         {
             let txn = db.begin_write().map_err(io_err)?;
+            // Before anything reads the state: a newer binary's file is refused, writing nothing
+            // (`crate::schema`).
+            crate::schema::check_and_record(&txn, apply::META, &path)?;
             txn.open_table(apply::META).map_err(io_err)?;
             txn.open_table(apply::RELAYS).map_err(io_err)?;
             txn.open_table(apply::RELAY_SESSIONS).map_err(io_err)?;

@@ -13,10 +13,18 @@
 //! found) unless `storage.allow_abandoned_data` is set, which starts anyway and logs each abandoned store at
 //! WARN. "Live data", without the miner's record format:
 //! - an embedded `relay-miner.redb` with any session record whose state is not the miner's tombstone
-//!   ([`TOMBSTONE_STATE`]) or any relay-log entry (`storage::redb::probe_embedded`: one read transaction);
+//!   ([`TOMBSTONE_STATE`]), any relay-log entry, or any relay only in its relay WAL (`relay-miner.redb.wal/`:
+//!   acknowledged relays in records newer than the database's META `wal_applied`, which redb does not hold
+//!   yet; after a crash they live only there) (`storage::redb::probe_embedded`: one read transaction and a
+//!   read of the WAL's segments);
 //! - a `raft-N` directory (N another node id than the chosen one, or any in the other modes) with a raft log
 //!   file (`log.redb`): its state is not read; a raft member's data may live on in its cluster, but a node that
 //!   changed its id or left raft no longer proves its sessions.
+//!
+//! `relay-miner validate` runs the same check ([`validate`]) so an operator learns before `run` refuses: the
+//! refusal is the same error; what `run` would only log (a store abandoned under the override or in Redis mode,
+//! a store about to be created empty) is a warning; and a store held open by another process is a warning,
+//! not an error (a running node's contents cannot be read, and validating a running node's config is routine).
 //!
 //! A store another process holds open (redb's file lock) counts as live: a process still running on it (an old
 //! one still draining during a rolling update, a node of another id sharing the directory) has data this start
@@ -24,9 +32,9 @@
 //! read read-only (not closed cleanly, damaged) counts as live too. Redis mode's own store is not
 //! inspected (it is not in `data_dir`), so there the check runs at every start, and an old store left in
 //! `data_dir` (which nothing prunes once the mode changed) is logged at ERROR, not refused: a refusal would stop
-//! every later start of the deployment, an upgrade included. Not covered: relays only in the embedded relay
-//! WAL (`relay-miner.redb.wal/`) and not yet in the redb file, which redb holds within milliseconds of their
-//! acknowledgement.
+//! every later start of the deployment, an upgrade included. Not covered: a relay WAL whose
+//! `relay-miner.redb` is gone (deleted or moved; without its `wal_applied` the WAL's relays cannot be told from
+//! those already applied), which the embedded store refuses to open anyway.
 
 use std::path::{Path, PathBuf};
 
@@ -70,13 +78,55 @@ pub struct StoreLocation {
 /// Runs the check (module docs) for `store` under `data_dir`; `allow_abandoned` is `storage.allow_abandoned_data`.
 /// Reads only: nothing is created or written.
 pub fn check(data_dir: &Path, store: Store, allow_abandoned: bool) -> Result<StoreLocation, NodeError> {
+    let (dir, mut location) = locate(data_dir, store)?;
+    // An existing store is not affected by the others (they were left behind by an earlier start, and refusing
+    // now would stop a node that runs fine); Redis mode is not inspected, so it always checks.
+    let Some(dir) = dir.filter(|_| !location.existed || store == Store::Redis) else {
+        return Ok(location);
+    };
+    let found: Vec<String> = live_stores(&dir, store)?.into_iter().map(|o| o.desc).collect();
+    if found.is_empty() {
+        return Ok(location);
+    }
+    if store == Store::Redis && !allow_abandoned {
+        // Redis mode keeps nothing in data_dir, so it would check at every start, and a store left there by an
+        // earlier embedded or raft deployment never becomes "not live" by itself (nothing prunes it once the
+        // mode changed): refusing would stop every start of a Redis deployment, an upgrade included, until
+        // someone moves the file. Said loudly instead.
+        for other in &found {
+            tracing::error!(store = %other, "{REDIS_ABANDONS}");
+        }
+        location.abandoned = found;
+        return Ok(location);
+    }
+    if allow_abandoned {
+        for other in &found {
+            tracing::warn!(store = %other, "{ALLOW_ABANDONS}");
+        }
+        location.abandoned = found;
+        return Ok(location);
+    }
+    Err(refusal(&dir, store, &location, &found))
+}
+
+/// What `run` logs at ERROR (Redis mode) for each store with live data in `data_dir`.
+const REDIS_ABANDONS: &str = "storage.mode is redis, and storage.data_dir holds another store with live data: its \
+     sessions are not claimed or proven by this node (if it is an earlier deployment's, settle or move it; set \
+     storage.allow_abandoned_data: true to silence this)";
+/// What `run` logs at WARN for each store it abandons under `storage.allow_abandoned_data`.
+const ALLOW_ABANDONS: &str = "storage.allow_abandoned_data is set: starting on a new store and abandoning this \
+     one's live data (its sessions are not claimed or proven by this node)";
+
+/// `data_dir` made absolute (`None`: Redis mode without one) and where `store` is in it, whether it exists.
+fn locate(data_dir: &Path, store: Store) -> Result<(Option<PathBuf>, StoreLocation), NodeError> {
     if store == Store::Redis && data_dir.as_os_str().is_empty() {
         // Allowed in Redis mode (`validate`): no directory, nothing to look at.
-        return Ok(StoreLocation {
+        let location = StoreLocation {
             path: None,
             existed: true,
             abandoned: Vec::new(),
-        });
+        };
+        return Ok((None, location));
     }
     let dir = std::path::absolute(data_dir).map_err(|e| NodeError::Config {
         key: "storage.data_dir",
@@ -95,47 +145,16 @@ pub fn check(data_dir: &Path, store: Store, allow_abandoned: bool) -> Result<Sto
         }
         Store::Redis => (None, true),
     };
-    let mut location = StoreLocation {
+    let location = StoreLocation {
         path,
         existed,
         abandoned: Vec::new(),
     };
-    // An existing store is not affected by the others (they were left behind by an earlier start, and refusing
-    // now would stop a node that runs fine); Redis mode is not inspected, so it always checks.
-    if existed && store != Store::Redis {
-        return Ok(location);
-    }
-    let found = live_stores(&dir, store)?;
-    if found.is_empty() {
-        return Ok(location);
-    }
-    if store == Store::Redis && !allow_abandoned {
-        // Redis mode keeps nothing in data_dir, so it would check at every start, and a store left there by an
-        // earlier embedded or raft deployment never becomes "not live" by itself (nothing prunes it once the
-        // mode changed): refusing would stop every start of a Redis deployment, an upgrade included, until
-        // someone moves the file. Said loudly instead.
-        for other in &found {
-            tracing::error!(
-                store = %other,
-                "storage.mode is redis, and storage.data_dir holds another store with live data: its sessions are \
-                 not claimed or proven by this node (if it is an earlier deployment's, settle or move it; set \
-                 {ALLOW_KEY}: true to silence this)"
-            );
-        }
-        location.abandoned = found;
-        return Ok(location);
-    }
-    if allow_abandoned {
-        for other in &found {
-            tracing::warn!(
-                store = %other,
-                "{ALLOW_KEY} is set: starting on a new store and abandoning this one's live data (its sessions are \
-                 not claimed or proven by this node)"
-            );
-        }
-        location.abandoned = found;
-        return Ok(location);
-    }
+    Ok((Some(dir), location))
+}
+
+/// The refusal of a start on `store` (new, at `location`) while `dir` holds the live stores `found`.
+fn refusal(dir: &Path, store: Store, location: &StoreLocation, found: &[String]) -> NodeError {
     let chosen = match (store, &location.path) {
         (Store::Redis, _) | (_, None) => "storage.mode is redis (its store is not in storage.data_dir)".to_string(),
         (Store::Embedded, Some(p)) => format!(
@@ -147,7 +166,7 @@ pub fn check(data_dir: &Path, store: Store, allow_abandoned: bool) -> Result<Sto
             p.display()
         ),
     };
-    Err(NodeError::Config {
+    NodeError::Config {
         key: "storage.data_dir",
         problem: format!(
             "refusing to start: {chosen}, but storage.data_dir ({}) holds another store with live data: {}. \
@@ -157,27 +176,84 @@ pub fn check(data_dir: &Path, store: Store, allow_abandoned: bool) -> Result<Sto
             dir.display(),
             found.join("; ")
         ),
-    })
+    }
+}
+
+/// The check for `relay-miner validate`: what [`check`] would find at a start from this directory, without
+/// starting. `Err` is what `run` refuses with (the same [`NodeError::Config`]); `Ok` holds warnings: each store
+/// `run` would abandon (Redis mode, or under `storage.allow_abandoned_data`), each store held open by another
+/// process (a running node: its contents cannot be read now, so `validate` does not fail on it; `run` refuses
+/// while it is held, and afterwards if it holds live data), and a store that does not exist yet (`run` starts
+/// it empty). Reads only, like [`check`]: nothing is created or written, and a store's file is opened only
+/// read-only, for one read transaction (redb's shared lock).
+pub fn validate(data_dir: &Path, store: Store, allow_abandoned: bool) -> Result<Vec<String>, NodeError> {
+    let (dir, location) = locate(data_dir, store)?;
+    let Some(dir) = dir.filter(|_| !location.existed || store == Store::Redis) else {
+        return Ok(Vec::new());
+    };
+    let (held, live): (Vec<Other>, Vec<Other>) = live_stores(&dir, store)?.into_iter().partition(|o| o.in_use);
+    let live: Vec<String> = live.into_iter().map(|o| o.desc).collect();
+    let mut warnings: Vec<String> = held
+        .into_iter()
+        .map(|o| {
+            format!(
+                "storage.data_dir holds {}: its data cannot be checked while it is open (by a running node); \
+                 unless {ALLOW_KEY} is set, `run` on a new store refuses to start while it is held open, and \
+                 afterwards if it holds live data",
+                o.desc
+            )
+        })
+        .collect();
+    if !live.is_empty() {
+        if store == Store::Redis && !allow_abandoned {
+            warnings.extend(live.iter().map(|o| format!("{o}: {REDIS_ABANDONS}")));
+        } else if allow_abandoned {
+            warnings.extend(live.iter().map(|o| format!("{o}: {ALLOW_ABANDONS}")));
+        } else {
+            return Err(refusal(&dir, store, &location, &live));
+        }
+    }
+    if let (false, Some(path)) = (location.existed, &location.path) {
+        warnings.push(format!(
+            "no store at {} yet: `run` starts on a new, empty store (if this node ran before, check storage.mode, \
+             storage.data_dir: a relative path resolves against the working directory of `run`, and \
+             storage.raft.node_id)",
+            path.display()
+        ));
+    }
+    Ok(warnings)
+}
+
+/// A store under `data_dir`, other than the chosen one, that counts as live.
+struct Other {
+    /// What and where it is, and what it holds.
+    desc: String,
+    /// Held open by another process (its contents not read).
+    in_use: bool,
 }
 
 /// The stores under `dir` other than `chosen`'s with live data (module docs), described with their paths.
-fn live_stores(dir: &Path, chosen: Store) -> Result<Vec<String>, NodeError> {
+fn live_stores(dir: &Path, chosen: Store) -> Result<Vec<Other>, NodeError> {
     let mut found = Vec::new();
+    let live = |desc: String| Other { desc, in_use: false };
+    let held = |desc: String| Other { desc, in_use: true };
     if chosen != Store::Embedded {
         let file = dir.join(EMBEDDED_FILE);
         match storage::redb::probe_embedded(&file, TOMBSTONE_STATE) {
-            Ok(contents) if contents.is_live() => found.push(format!(
-                "{} (embedded store: {} live session records, {} relay-log entries)",
+            Ok(contents) if contents.is_live() => found.push(live(format!(
+                "{} (embedded store: {} live session records, {} relay-log entries, {} relays only in its relay \
+                 WAL)",
                 file.display(),
                 contents.live_sessions,
-                contents.relay_log_entries
-            )),
+                contents.relay_log_entries,
+                contents.wal_relays
+            ))),
             Ok(_) | Err(FileState::Absent | FileState::Present) => {}
-            Err(FileState::InUse) => found.push(format!("{} (embedded store {IN_USE})", file.display())),
-            Err(FileState::Unreadable(why)) => found.push(format!(
+            Err(FileState::InUse) => found.push(held(format!("{} (embedded store {IN_USE})", file.display()))),
+            Err(FileState::Unreadable(why)) => found.push(live(format!(
                 "{} (embedded store that cannot be read, so counted as live: {why})",
                 file.display()
-            )),
+            ))),
         }
     }
     let entries = match std::fs::read_dir(dir) {
@@ -203,12 +279,12 @@ fn live_stores(dir: &Path, chosen: Store) -> Result<Vec<String>, NodeError> {
         let log = path.join(RAFT_LOG_FILE);
         match storage::redb::probe_file(&log) {
             FileState::Absent => {}
-            FileState::InUse => found.push(format!("{} (raft node {id}'s store, {IN_USE})", path.display())),
-            FileState::Present => found.push(format!("{} (raft node {id}'s store)", path.display())),
-            FileState::Unreadable(why) => found.push(format!(
+            FileState::InUse => found.push(held(format!("{} (raft node {id}'s store, {IN_USE})", path.display()))),
+            FileState::Present => found.push(live(format!("{} (raft node {id}'s store)", path.display()))),
+            FileState::Unreadable(why) => found.push(live(format!(
                 "{} (raft node {id}'s store; its log cannot be read: {why})",
                 path.display()
-            )),
+            ))),
         }
     }
     Ok(found)

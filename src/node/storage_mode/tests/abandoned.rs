@@ -193,3 +193,104 @@ async fn a_fresh_data_dir_starts_new_and_redis_checks_data_dir() {
     assert!(redis.abandoned[0].contains("1 live session records"), "{redis:?}");
     assert!(guard::check(&d.data, Store::Redis, true).is_ok());
 }
+
+/// `relay-miner validate` (`validate_data_dir`) reports what `run` would refuse, with the same error, without
+/// creating anything: a raft config next to an embedded store with a live session used to validate, then `run`
+/// refused. With `storage.allow_abandoned_data` (or in Redis mode) the store is a warning; the store's own
+/// config validates without a word.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn validate_reports_a_start_that_would_abandon_live_data() {
+    let d = dir();
+    let fresh = validate_data_dir(
+        &config(&d.data, "embedded", 0, &d.token, false),
+        &RaftOverrides::default(),
+    )
+    .unwrap();
+    assert_eq!(fresh.len(), 1, "{fresh:?}");
+    assert!(
+        fresh[0].contains("no store at") && fresh[0].contains(EMBEDDED_FILE),
+        "{fresh:?}"
+    );
+    assert!(!d.data.exists(), "validate creates nothing");
+    embedded_with(&d, |s| async move {
+        s.sessions
+            .put("pokt1a", "s1", "proved", b"x".to_vec(), 0)
+            .await
+            .unwrap();
+    })
+    .await;
+    let listing = || {
+        let mut names: Vec<_> = std::fs::read_dir(&d.data)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        names.sort();
+        names
+    };
+    let before = listing();
+
+    let raft = config(&d.data, "raft", 1, &d.token, false);
+    let err = validate_data_dir(&raft, &RaftOverrides::default())
+        .unwrap_err()
+        .to_string();
+    let refused = guard::check(&d.data, Store::Raft(1), false).unwrap_err().to_string();
+    assert_eq!(err, refused, "the same refusal as run's");
+    assert!(err.contains("1 live session records"), "{err}");
+    assert_eq!(listing(), before, "validate created nothing");
+
+    let redis = RaftOverrides {
+        mode: Some(StorageMode::Redis),
+        ..RaftOverrides::default()
+    };
+    for (config, overrides) in [
+        (config(&d.data, "raft", 1, &d.token, true), RaftOverrides::default()),
+        (config(&d.data, "embedded", 0, &d.token, false), redis),
+    ] {
+        let warnings = validate_data_dir(&config, &overrides).unwrap();
+        assert!(
+            warnings
+                .iter()
+                .any(|w| w.contains(EMBEDDED_FILE) && w.contains("1 live session records")),
+            "{warnings:?}"
+        );
+    }
+    assert_eq!(listing(), before, "validate created nothing");
+    let own = validate_data_dir(
+        &config(&d.data, "embedded", 0, &d.token, false),
+        &RaftOverrides::default(),
+    );
+    assert_eq!(own.unwrap(), Vec::<String>::new());
+}
+
+/// A store held open by a running node is not an error for `validate` (its data cannot be read, and the node
+/// validating its own config is the usual case): its own config validates silently; another mode's or node
+/// id's config gets a warning naming the store, where `run` refuses. Once the node stopped, the store's data
+/// is read: a raft node's store is live data, refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn validate_warns_about_a_store_held_open_by_a_running_node() {
+    let d = dir();
+    let (running, _) = open_ok(&config(&d.data, "raft", 1, &d.token, false)).await;
+    let own = validate_data_dir(&config(&d.data, "raft", 1, &d.token, false), &RaftOverrides::default());
+    assert_eq!(own.unwrap(), Vec::<String>::new(), "a running node's own config");
+    let raft_dir = std::path::absolute(d.data.join("raft-1")).unwrap();
+    for (store, mode) in [(Store::Raft(2), "raft"), (Store::Embedded, "embedded")] {
+        assert!(guard::check(&d.data, store, false).is_err(), "run refuses");
+        let node_id = if mode == "raft" { 2 } else { 0 };
+        let warnings = validate_data_dir(
+            &config(&d.data, mode, node_id, &d.token, false),
+            &RaftOverrides::default(),
+        )
+        .unwrap();
+        assert!(
+            warnings
+                .iter()
+                .any(|w| w.contains(&raft_dir.display().to_string()) && w.contains("held open by another process")),
+            "{mode}: {warnings:?}"
+        );
+    }
+    close(running, &d.data.join("raft-1").join("log.redb")).await;
+    let err = validate_data_dir(&config(&d.data, "raft", 2, &d.token, false), &RaftOverrides::default())
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("raft node 1's store"), "{err}");
+}

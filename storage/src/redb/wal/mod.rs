@@ -105,7 +105,7 @@ use redb::{Database, ReadableDatabase, ReadableTable, WriteTransaction};
 use tokio::sync::{oneshot, watch};
 
 pub(crate) use identity::init_new_database;
-pub(crate) use recovery::{recover, recover_and_remove};
+pub(crate) use recovery::{pending_relays, recover, recover_and_remove};
 
 use super::FenceCheck;
 use super::log::{insert_entry, seq_key, supplier_id};

@@ -170,6 +170,20 @@ fn scan_dir(dir: &Path, applied: u64) -> Result<Scanned, StorageError> {
     Ok(out)
 }
 
+/// The relays of the WAL directory `dir` that redb does not hold: those of the valid records newer than
+/// `applied` (the database's META `wal_applied`; 0 for a WAL whose database is missing), each record counted once.
+/// Reads only (for the data-directory probe, `super::super::probe`); a missing directory holds none. `Err` as
+/// at recovery: the directory cannot be read, or an acknowledged record is corrupt.
+pub(crate) fn pending_relays(dir: &Path, applied: u64) -> Result<u64, StorageError> {
+    if !dir.is_dir() {
+        return Ok(0);
+    }
+    let mut pending = scan_dir(dir, applied)?.pending;
+    pending.sort_by_key(|r| r.seq);
+    pending.dedup_by_key(|r| r.seq);
+    Ok(pending.iter().map(|r| r.entries.len() as u64).sum())
+}
+
 /// Applies `pending` (the valid records newer than `applied`) in one durable commit; returns the last record
 /// applied.
 fn replay(
