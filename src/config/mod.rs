@@ -156,9 +156,9 @@ pub struct StorageConfig {
     /// working directory (`validate` warns about it).
     pub data_dir: PathBuf,
     /// Start even though this mode's store is new and `data_dir` holds another mode's store with live data (an
-    /// embedded `relay-miner.redb` with session records or relay-log entries, a `raft-N` directory of another
-    /// node id): that data is abandoned (its sessions are never claimed or proven). Default `false`: refused
-    /// (`crate::node::storage_mode`, `guard` module).
+    /// embedded `relay-miner.redb` with session records, relay-log entries or relays only in its relay WAL, a
+    /// `raft-N` directory of another node id): that data is abandoned (its sessions are never claimed or proven).
+    /// Default `false`: refused (`crate::node::storage_mode`, `guard` module); `validate` reports the same.
     pub allow_abandoned_data: bool,
     /// redb page cache size.
     pub cache_size_bytes: u64,
