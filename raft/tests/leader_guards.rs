@@ -58,7 +58,7 @@ async fn a_voter_is_not_removed_while_the_new_voters_cannot_commit() {
         use openraft::async_runtime::watch::WatchReceiver as _;
         let m = c.node(l).raft().metrics();
         let m = m.borrow_watched();
-        let last = m.heartbeat.as_ref()?.get(&down)?.clone()?;
+        let last = (*m.heartbeat.as_ref()?.get(&down)?)?;
         (last.elapsed() > Duration::from_millis(400)).then_some(())
     })
     .await;
