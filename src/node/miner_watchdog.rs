@@ -113,6 +113,11 @@ pub(crate) fn pick_target(height: i64, peers: &[(u64, Option<AppHealth>)]) -> Op
         .map(|(id, _)| id)
 }
 
+/// The longest block time the peers measured (the most cautious stall limit); `None` when none measured one.
+fn slowest_block_time<'a>(peers: impl Iterator<Item = &'a AppHealth>) -> Option<Duration> {
+    peers.filter_map(|h| h.block_time_ms).max().map(Duration::from_millis)
+}
+
 /// The watchdog's metrics.
 struct Metrics {
     age: Gauge,
@@ -166,6 +171,12 @@ pub(super) fn spawn(
                 Err(_) => last_error = format!("no answer within {PROBE_TIMEOUT:?}"),
             }
             let Some(node) = node.upgrade() else { return };
+            // A leader that never saw two heights (its endpoint down since it started) measures nothing: it
+            // takes the peers' measure rather than waiting out 3 × DEFAULT_BLOCK_TIME.
+            if progress.block_time().is_none() && peer_block_time.is_none() && node.is_leader() {
+                let peers = node.peer_app_health(PEER_TIMEOUT).await;
+                peer_block_time = slowest_block_time(peers.iter().filter_map(|(_, r)| r.as_ref().ok()?.as_ref()));
+            }
             let now = Instant::now();
             let age = progress.age(now);
             metrics.age.set(age.as_secs_f64());
@@ -192,11 +203,7 @@ pub(super) fn spawn(
                 .map(|(id, r)| (id, r.ok().flatten()))
                 .collect();
             // Measured by a peer: used from the next round on when this node never saw two heights.
-            peer_block_time = peers
-                .iter()
-                .filter_map(|(_, h)| h.as_ref()?.block_time_ms)
-                .max()
-                .map(Duration::from_millis);
+            peer_block_time = slowest_block_time(peers.iter().filter_map(|(_, h)| h.as_ref())).or(peer_block_time);
             let reason = "chain_stalled";
             let Some(to) = pick_target(progress.height, &peers) else {
                 if warned_no_target.is_none_or(|t| now.duration_since(t) >= COOLDOWN) {
