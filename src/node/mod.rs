@@ -616,7 +616,7 @@ pub async fn shutdown_signal() {
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used)]
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
     use super::*;
 
     /// A config `Config::validate` accepts, with `extra` YAML appended, and the keys its `preflight` names.
@@ -689,7 +689,12 @@ mod tests {
     async fn a_miner_panic_is_fatal() {
         let (_fatal_tx, fatal) = watch::channel(None);
         let miner = MinerRuntime::spawn(async { panic!("ingest bug") }).unwrap();
-        let why = first_failure(std::future::pending(), fatal.clone(), Some(miner.ended())).await;
+        let why = tokio::time::timeout(
+            Duration::from_secs(10),
+            first_failure(std::future::pending(), fatal.clone(), Some(miner.ended())),
+        )
+        .await
+        .expect("the miner's end is a failure");
         assert_eq!(why.as_deref(), Some("miner: the miner task panicked: ingest bug"));
         let (_go, wait) = tokio::sync::oneshot::channel::<()>();
         let running = MinerRuntime::spawn(async move {
