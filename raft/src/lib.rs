@@ -50,11 +50,13 @@
 #![forbid(unsafe_code)]
 
 pub mod admin;
+pub mod app_health;
 mod backend;
 mod core;
 pub mod features;
 pub mod identity;
 pub mod log_store;
+mod membership_guard;
 pub mod network;
 mod node;
 mod schema;
@@ -66,6 +68,7 @@ pub mod types;
 pub mod wire;
 
 pub use admin::{AdminClient, AdminError, MemberFeatures, MembershipChange, Replication, Status};
+pub use app_health::AppHealth;
 pub use backend::{BatchConfig, RaftBackend};
 pub use features::FeatureSet;
 pub use log_store::LogStore;

@@ -150,6 +150,10 @@ pub struct RaftNode {
     advertise: String,
     api_addr: Option<String>,
     data_dir: PathBuf,
+    /// The cluster token, for this node's own calls to its peers' raft ports ([`RaftNode::peer_app_health`]).
+    token: String,
+    /// What this node's application last published ([`crate::app_health`]), served on the raft port.
+    app_health: crate::app_health::Shared,
     stop: watch::Sender<bool>,
     server_stop: Option<oneshot::Sender<()>>,
     server: Option<tokio::task::JoinHandle<()>>,
@@ -236,7 +240,13 @@ impl RaftNode {
         }
         let (stop, stop_rx) = watch::channel(false);
         let backend = RaftBackend::start(core.clone(), reader, cfg.batch, stop_rx);
-        let state = ServerState::new(core.clone(), &cfg.cluster_token, sm_dir.join("snapshots"));
+        let app_health = crate::app_health::Shared::default();
+        let state = ServerState::new(
+            core.clone(),
+            &cfg.cluster_token,
+            sm_dir.join("snapshots"),
+            app_health.clone(),
+        );
         let (server_stop, server_stop_rx) = oneshot::channel::<()>();
         let app = router(state);
         let server = tokio::spawn(async move {
@@ -257,6 +267,8 @@ impl RaftNode {
             advertise,
             api_addr: cfg.api_addr,
             data_dir: cfg.data_dir.clone(),
+            token: cfg.cluster_token.clone(),
+            app_health,
             stop,
             server_stop: Some(server_stop),
             server: Some(server),
@@ -354,6 +366,46 @@ impl RaftNode {
                 None
             }
         }
+    }
+
+    /// Publishes what this node's application reports about itself; peers read it on the raft port
+    /// ([`crate::app_health`]).
+    pub fn set_app_health(&self, health: crate::AppHealth) {
+        *self.app_health.lock().unwrap_or_else(|p| p.into_inner()) = Some(health);
+    }
+
+    /// The application health every other voter publishes, asked concurrently, each within `timeout`: by node
+    /// id, `Ok(None)` for a member that published nothing yet, `Err` for one that did not answer (down, cut off,
+    /// or a build without the route). Empty on a node that knows no other voter.
+    pub async fn peer_app_health(
+        &self,
+        timeout: Duration,
+    ) -> Vec<(u64, Result<Option<crate::AppHealth>, crate::wire::WireError>)> {
+        let peers: Vec<(u64, String)> = {
+            let m = self.raft.metrics();
+            let m = m.borrow_watched();
+            let mem = m.membership_config.membership();
+            mem.voter_ids()
+                .filter(|id| *id != self.core.id)
+                .filter_map(|id| mem.get_node(&id).map(|n| (id, n.raft_addr.clone())))
+                .collect()
+        };
+        let asks = peers.into_iter().map(|(id, addr)| {
+            let token = self.token.clone();
+            async move {
+                let client = crate::wire::PeerClient::new(&addr, &token);
+                (id, client.call(crate::app_health::PATH, &(), timeout).await)
+            }
+        });
+        futures::future::join_all(asks).await
+    }
+
+    /// On the leader: hands the leadership to voter `to` and waits up to `wait` for it to lead (see `transfer`);
+    /// the new leader's id. Errors: `NotLeader` on a follower, `BadRequest` for a target that is not another
+    /// voter, `Raft` when the target did not lead in time (the cluster then elects as after a leader loss).
+    pub async fn hand_off_to(&self, to: u64, wait: Duration) -> Result<u64, crate::wire::WireError> {
+        self.core.check_running()?;
+        self.core.transfer_leadership(Some(to), wait).await
     }
 
     /// Stops raft, the raft port and the backend tasks. The data dir can be reopened once every clone of the

@@ -48,15 +48,18 @@ pub(crate) struct ServerState {
     pub snap_dir: PathBuf,
     /// Snapshot transfers in progress, by sending node.
     incoming: Arc<Mutex<HashMap<String, Incoming>>>,
+    /// What this node's application last published about itself ([`crate::app_health`]).
+    pub app_health: crate::app_health::Shared,
 }
 
 impl ServerState {
-    pub fn new(core: Arc<Core>, token: &str, snap_dir: PathBuf) -> Self {
+    pub fn new(core: Arc<Core>, token: &str, snap_dir: PathBuf, app_health: crate::app_health::Shared) -> Self {
         Self {
             core,
             token: Arc::from(token),
             snap_dir,
             incoming: Arc::new(Mutex::new(HashMap::new())),
+            app_health,
         }
     }
 }
@@ -76,6 +79,7 @@ pub(crate) fn router(state: ServerState) -> Router {
         .route(path::STATUS, post(status))
         .route(path::WRITE, post(write))
         .route(path::LINEARIZE, post(linearize))
+        .route(crate::app_health::PATH, post(app_health))
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(state)
 }
@@ -363,9 +367,15 @@ async fn membership(State(st): State<ServerState>, h: HeaderMap, body: Bytes) ->
                 if !learners.contains(&id) {
                     return Err(WireError::BadRequest(format!("node {id} is not a learner")));
                 }
+                // A learner still catching up would be a voter acknowledging nothing (`membership_guard`).
+                core.check_promote(id).await?;
                 ChangeMembers::AddVoterIds(BTreeSet::from([id]))
             }
-            MembershipChange::Remove(id) if voters.contains(&id) => ChangeMembers::RemoveVoters(BTreeSet::from([id])),
+            MembershipChange::Remove(id) if voters.contains(&id) => {
+                // Without a majority of the new voters acknowledging, the joint config never commits.
+                core.check_remove(id)?;
+                ChangeMembers::RemoveVoters(BTreeSet::from([id]))
+            }
             MembershipChange::Remove(id) if learners.contains(&id) => ChangeMembers::RemoveNodes(BTreeSet::from([id])),
             MembershipChange::Remove(id) => {
                 return Err(WireError::BadRequest(format!("node {id} is not a member")));
@@ -382,6 +392,14 @@ async fn membership(State(st): State<ServerState>, h: HeaderMap, body: Bytes) ->
 
 async fn status(State(st): State<ServerState>, h: HeaderMap, body: Bytes) -> Response {
     handle(&st, &h, &body, |(): ()| async { Ok(Status::of(&st.core)) }).await
+}
+
+/// Admin: what this node's application last published about itself ([`crate::app_health`]).
+async fn app_health(State(st): State<ServerState>, h: HeaderMap, body: Bytes) -> Response {
+    handle(&st, &h, &body, |(): ()| async {
+        Ok(st.app_health.lock().unwrap_or_else(|p| p.into_inner()).clone())
+    })
+    .await
 }
 
 async fn write(State(st): State<ServerState>, h: HeaderMap, body: Bytes) -> Response {

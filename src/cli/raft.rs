@@ -64,13 +64,17 @@ pub enum RaftCommand {
         #[arg(long)]
         wait: bool,
     },
-    /// Make a learner a voter.
+    /// Make a learner a voter. Refused (nothing changed) while the learner trails the leader's committed index
+    /// by more than 256 entries (still installing a snapshot, or unreachable: add it with `--wait`), or while a
+    /// majority of the current or new voters does not acknowledge the leader.
     Promote {
         /// The learner's id.
         #[arg(long)]
         id: u64,
     },
-    /// Remove a voter or learner; wipe its data only after this succeeds.
+    /// Remove a voter or learner; wipe its data only after this succeeds. Removing a voter is refused (nothing
+    /// changed) while a majority of the remaining voters does not acknowledge the leader (another voter down:
+    /// the change could not commit and would leave the cluster refusing writes); remove the down voter first.
     Remove {
         /// The node's id.
         #[arg(long)]

@@ -11,15 +11,44 @@
 //! The runtime is multi-threaded with one worker (not current-thread) because the driver runs blocking trie
 //! calls in `block_in_place`, which moves the worker role to another thread of this runtime for the duration;
 //! storage calls that spawn onto the current runtime (the Redis trie store) keep working meanwhile.
+//!
+//! How the miner's future ended is published as soon as it ends ([`MinerRuntime::ended`]), not only when the
+//! process joins it at shutdown: a miner that panicked while the rest of the process runs on (relays accepted,
+//! a raft leader heartbeating, so the miner lease never moves to another node) must stop the process
+//! (`crate::node`), so that its supervisor restarts it and, on raft, its leadership is handed off.
 
 use std::future::Future;
 
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
+
+/// How the miner's future ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MinerEnd {
+    /// It returned (after its stop signal, or on its own).
+    Returned,
+    /// It panicked, with the panic's message.
+    Panicked(String),
+    /// It was cancelled (its runtime shut down first).
+    Cancelled,
+}
+
+impl std::fmt::Display for MinerEnd {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Returned => write!(f, "the miner task returned"),
+            Self::Panicked(why) => write!(f, "the miner task panicked: {why}"),
+            Self::Cancelled => write!(f, "the miner task was cancelled"),
+        }
+    }
+}
 
 /// The running miner runtime; [`MinerRuntime::join`] waits for the spawned future and stops the runtime.
 pub struct MinerRuntime {
     runtime: Option<tokio::runtime::Runtime>,
+    /// Awaits the miner's future and publishes how it ended on `ended` (it never panics itself).
     task: JoinHandle<()>,
+    ended: watch::Receiver<Option<MinerEnd>>,
 }
 
 impl MinerRuntime {
@@ -30,17 +59,45 @@ impl MinerRuntime {
             .thread_name("miner")
             .enable_all()
             .build()?;
-        let task = runtime.spawn(future);
+        let inner = runtime.spawn(future);
+        let (tx, ended) = watch::channel(None);
+        let task = runtime.spawn(async move {
+            let end = match inner.await {
+                Ok(()) => MinerEnd::Returned,
+                Err(e) if e.is_panic() => {
+                    let payload = e.into_panic();
+                    let why = payload
+                        .downcast_ref::<&str>()
+                        .map(|s| (*s).to_string())
+                        .or_else(|| payload.downcast_ref::<String>().cloned())
+                        .unwrap_or_else(|| "(no message)".to_string());
+                    MinerEnd::Panicked(why)
+                }
+                Err(_) => MinerEnd::Cancelled,
+            };
+            let _ = tx.send(Some(end));
+        });
         Ok(Self {
             runtime: Some(runtime),
             task,
+            ended,
         })
+    }
+
+    /// How the miner's future ended, as soon as it has (`None` while it runs).
+    pub fn ended(&self) -> watch::Receiver<Option<MinerEnd>> {
+        self.ended.clone()
     }
 
     /// Waits until the spawned future returned (or panicked), then stops the runtime's threads.
     pub async fn join(mut self) {
         if let Err(e) = (&mut self.task).await {
             tracing::error!(error = %e, "miner task ended abnormally");
+        }
+        match &*self.ended.borrow() {
+            Some(MinerEnd::Returned) => {}
+            Some(end) => tracing::error!(%end, "miner task ended abnormally"),
+            None => tracing::error!("miner task ended without a report"),
         }
     }
 }
@@ -84,6 +141,26 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn join_returns_when_the_future_panicked() {
         let runtime = MinerRuntime::spawn(async { panic!("miner bug") }).unwrap();
+        runtime.join().await;
+    }
+
+    /// The end is published when it happens, before anyone joins: the node stops the process on it.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_panic_is_reported_at_once_with_its_message() {
+        let (go, wait) = tokio::sync::oneshot::channel::<()>();
+        let runtime = MinerRuntime::spawn(async move {
+            let _ = wait.await;
+            panic!("miner bug {}", 7);
+        })
+        .unwrap();
+        let mut ended = runtime.ended();
+        assert_eq!(*ended.borrow(), None, "still running");
+        go.send(()).unwrap();
+        let end = ended.wait_for(Option::is_some).await.unwrap().clone();
+        assert_eq!(end, Some(MinerEnd::Panicked("miner bug 7".into())));
+        let runtime = MinerRuntime::spawn(async {}).unwrap();
+        let end = runtime.ended().wait_for(Option::is_some).await.unwrap().clone();
+        assert_eq!(end, Some(MinerEnd::Returned));
         runtime.join().await;
     }
 }

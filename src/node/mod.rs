@@ -11,8 +11,14 @@
 //! optimistic relays still settling in the background (answered, not yet validated and appended); only then is
 //! the miner told to stop, so its final ingest sees them, and it persists its tries and records; then storage
 //! closes (raft leaves cleanly; redb flushes).
+//!
+//! A miner task that ends while the node runs (a panic: nothing else ends it) stops the node, and the process
+//! exits with code 1 for its supervisor to restart it: the relayer would otherwise keep accepting relays nobody
+//! claims and, on raft, the leader would keep the miner lease (module `miner_watchdog` hands off a leader whose
+//! miner cannot read the chain).
 
 mod height_watch;
+mod miner_watchdog;
 mod raft_stopped;
 mod role;
 mod storage_mode;
@@ -32,7 +38,7 @@ use crate::chain::query::ChainClient;
 use crate::config::{Config, ConfigIssue, StorageMode};
 use crate::keys::{Keyring, Reloader};
 use crate::miner::driver::{Miner, MinerConfig, MinerStats};
-use crate::miner::runtime::MinerRuntime;
+use crate::miner::runtime::{MinerEnd, MinerRuntime};
 use crate::relayer::Relayer;
 use crate::telemetry::Telemetry;
 
@@ -102,6 +108,9 @@ pub struct Node {
     /// Set once the storage can no longer work in this process (a raft node whose core stopped, once its data
     /// directory has room again): the node then stops and the process exits non-zero for a restart.
     fatal: watch::Receiver<Option<String>>,
+    /// How the miner task ended, once it has (`None` for a relayer-only process): an end before the node
+    /// stops is fatal.
+    miner_ended: Option<watch::Receiver<Option<MinerEnd>>>,
 }
 
 fn bind_error(what: &'static str, addr: &str) -> impl FnOnce(std::io::Error) -> NodeError + use<> {
@@ -436,6 +445,14 @@ impl Node {
             let miner_stats = miner.stats();
             let miner = MinerRuntime::spawn(miner.run(telemetry.heartbeat("miner"), stopped(miner_stop_rx)))
                 .map_err(|e| NodeError::Miner(format!("miner runtime: {e}")))?;
+            // A raft leader whose miner cannot read the chain hands the leadership (and the lease) off.
+            if let OpenedStorage::Raft(node) = &storage {
+                background.push(miner_watchdog::spawn(
+                    Arc::clone(&chain),
+                    Arc::downgrade(node),
+                    &telemetry,
+                )?);
+            }
             (Some(miner_stats), Some(miner))
         } else {
             (None, None)
@@ -471,6 +488,7 @@ impl Node {
             role = role.command(),
             "relay miner running"
         );
+        let miner_ended = miner.as_ref().map(MinerRuntime::ended);
         Ok(Self {
             relay_addr,
             metrics_addr,
@@ -485,31 +503,21 @@ impl Node {
             background,
             storage,
             fatal,
+            miner_ended,
         })
     }
 
     /// Runs until `shutdown` resolves, then stops gracefully; returns the process exit code: 0, or 1 when the
-    /// storage failed for good first (a raft node whose core stopped on a storage error, see `raft_stopped`),
-    /// so that its supervisor restarts it. That stop is bounded by [`FATAL_STOP_LIMIT`].
+    /// storage failed for good first (a raft node whose core stopped on a storage error, see `raft_stopped`) or
+    /// the miner task ended (a panic), so that its supervisor restarts it. That stop is bounded by
+    /// [`FATAL_STOP_LIMIT`]; a raft leader hands its leadership off first.
     pub async fn run_until(self, shutdown: impl std::future::Future<Output = ()>) -> i32 {
-        let mut fatal = self.fatal.clone();
-        let failed = async move {
-            match fatal.wait_for(Option::is_some).await {
-                Ok(why) => why.clone(),
-                // Never closed while the node runs (the node holds a receiver; a probe that ended dropped only
-                // its sender): nothing failed.
-                Err(_) => std::future::pending().await,
-            }
-        };
-        let failed = tokio::select! {
-            () = shutdown => None,
-            why = failed => why,
-        };
+        let failed = first_failure(shutdown, self.fatal.clone(), self.miner_ended.clone()).await;
         let Some(why) = failed else {
             self.shutdown().await;
             return 0;
         };
-        tracing::error!(reason = %why, "storage failed for good: stopping, exit code 1 (a supervisor restarts the node)");
+        tracing::error!(reason = %why, "stopping after a fatal failure, exit code 1 (a supervisor restarts the node)");
         if tokio::time::timeout(FATAL_STOP_LIMIT, self.shutdown()).await.is_err() {
             tracing::error!(limit = ?FATAL_STOP_LIMIT, "graceful stop after the storage failure took too long; exiting");
         }
@@ -541,6 +549,37 @@ impl Node {
         }
         self.storage.close().await;
         tracing::info!(elapsed_ms = started.elapsed().as_millis() as u64, "stopped");
+    }
+}
+
+/// Waits for `shutdown` (`None`), the storage failing for good or the miner task ending (the reason).
+async fn first_failure(
+    shutdown: impl std::future::Future<Output = ()>,
+    mut fatal: watch::Receiver<Option<String>>,
+    miner_ended: Option<watch::Receiver<Option<MinerEnd>>>,
+) -> Option<String> {
+    let storage_failed = async move {
+        match fatal.wait_for(Option::is_some).await {
+            Ok(why) => why.clone(),
+            // Never closed while the node runs (the node holds a receiver; a probe that ended dropped only
+            // its sender): nothing failed.
+            Err(_) => std::future::pending().await,
+        }
+    };
+    let miner_failed = async move {
+        let Some(mut ended) = miner_ended else {
+            return std::future::pending().await;
+        };
+        match ended.wait_for(Option::is_some).await {
+            // Any end while the node runs is abnormal: the miner returns only once told to stop.
+            Ok(end) => end.as_ref().map(|end| format!("miner: {end}")),
+            Err(_) => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        () = shutdown => None,
+        why = storage_failed => why,
+        why = miner_failed => why,
     }
 }
 
@@ -577,7 +616,7 @@ pub async fn shutdown_signal() {
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used)]
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
     use super::*;
 
     /// A config `Config::validate` accepts, with `extra` YAML appended, and the keys its `preflight` names.
@@ -643,6 +682,26 @@ mod tests {
         let key = "services.anvil.backends.jsonrpc.headers.bad header".to_string();
         assert_eq!(keys_of(config.validate()), vec![key.clone()]);
         assert_eq!(keys_of(preflight(&config, &RaftOverrides::default())), vec![key]);
+    }
+
+    /// A miner that panics while the node runs is a fatal failure naming the panic; a shutdown first is not.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_miner_panic_is_fatal() {
+        let (_fatal_tx, fatal) = watch::channel(None);
+        let miner = MinerRuntime::spawn(async { panic!("ingest bug") }).unwrap();
+        let why = tokio::time::timeout(
+            Duration::from_secs(10),
+            first_failure(std::future::pending(), fatal.clone(), Some(miner.ended())),
+        )
+        .await
+        .expect("the miner's end is a failure");
+        assert_eq!(why.as_deref(), Some("miner: the miner task panicked: ingest bug"));
+        let (_go, wait) = tokio::sync::oneshot::channel::<()>();
+        let running = MinerRuntime::spawn(async move {
+            let _ = wait.await;
+        })
+        .unwrap();
+        assert_eq!(first_failure(async {}, fatal, Some(running.ended())).await, None);
     }
 
     /// Raft mode needs the cluster token file, holding at least 16 characters; other modes do not read it.

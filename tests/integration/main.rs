@@ -15,6 +15,7 @@ mod miner_mixed_fleet;
 mod miner_process;
 mod raft_chaos;
 mod raft_full_disk;
+mod raft_miner_handoff;
 mod raft_partition;
 mod raft_throughput;
 mod redis_ha;

@@ -1,0 +1,310 @@
+//! Raft mode: a leader whose miner cannot make progress on the chain hands the raft leadership to a voter whose
+//! miner can.
+//!
+//! On raft the miner lease can only be held by the raft leader (`raft` backend `leader` module). A leader whose
+//! chain endpoint is down or stuck keeps heartbeating and keeps renewing its lease, while its miner fails every
+//! iteration on the chain's tip: nobody claims or proves (revenue lost, then slashes), however healthy the other
+//! nodes are. (On Redis the lease of a miner that stops renewing expires; on raft renewing needs no chain.)
+//!
+//! So every mining raft node probes the chain endpoint its miner uses ([`ChainClient::tip`], the call the
+//! miner's iteration starts with) every [`PROBE_EVERY`] and publishes what it saw on its raft port
+//! ([`raft::AppHealth`]): the height, how long ago it last advanced, the block time it measured, and whether it
+//! counts as stalled: no advance for [`STALL_BLOCKS`] block times (within [`MIN_STALL`]..[`MAX_STALL`]; the block
+//! time is measured from the heights seen, else taken from the peers, else [`DEFAULT_BLOCK_TIME`]). A raft leader
+//! that is stalled asks the other voters for theirs and hands off to one that is not stalled and has read a
+//! greater height (the highest; ties to the lowest id), with a WARN naming the reason, counted in
+//! `ha_miner_leadership_hand_offs_total{reason="chain_stalled",outcome}`. The new raft term voids this node's
+//! miner lease (the lease is checked against the entry's term), so the new leader's miner campaigns at once.
+//!
+//! No ping-pong: a hand-off needs a target that is both progressing and ahead, so a chain that halted for
+//! everyone (all stalled at one height) moves nothing; and a node hands off at most once per [`COOLDOWN`].
+//! A miner task that ended abnormally is handled by the node itself (the process exits with code 1, and its
+//! graceful stop hands the leadership off first).
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
+
+use prometheus::{Gauge, IntCounterVec, Opts};
+use raft::{AppHealth, RaftNode};
+use tokio::task::JoinHandle;
+
+use crate::chain::query::ChainClient;
+use crate::telemetry::{Telemetry, TelemetryError};
+
+/// How often the chain endpoint is probed (and the health republished).
+pub const PROBE_EVERY: Duration = Duration::from_secs(1);
+/// Longest wait for one probe's answer (an endpoint that blackholes requests counts as not answering).
+const PROBE_TIMEOUT: Duration = Duration::from_secs(3);
+/// Block times without a height advance after which a node counts as stalled.
+pub const STALL_BLOCKS: u32 = 3;
+/// Shortest stall that counts, whatever the measured block time.
+pub const MIN_STALL: Duration = Duration::from_secs(3);
+/// Longest stall needed, whatever the measured block time.
+pub const MAX_STALL: Duration = Duration::from_secs(600);
+/// The block time assumed before any was measured here or by a peer (Pocket mainnet's order of magnitude).
+pub const DEFAULT_BLOCK_TIME: Duration = Duration::from_secs(60);
+/// A node hands off at most once per this long.
+pub const COOLDOWN: Duration = Duration::from_secs(60);
+/// How long a hand-off waits for the target to lead.
+const HAND_OFF_WAIT: Duration = Duration::from_secs(5);
+/// Deadline of asking one peer for its health.
+const PEER_TIMEOUT: Duration = Duration::from_secs(1);
+/// Height advances kept to measure the block time.
+const PACE_POINTS: usize = 8;
+
+/// The heights this node's probes read and when each advanced.
+#[derive(Debug)]
+pub(crate) struct Progress {
+    started: Instant,
+    height: i64,
+    advanced_at: Option<Instant>,
+    points: VecDeque<(i64, Instant)>,
+}
+
+impl Progress {
+    pub(crate) fn new(now: Instant) -> Self {
+        Self {
+            started: now,
+            height: 0,
+            advanced_at: None,
+            points: VecDeque::new(),
+        }
+    }
+
+    /// A successful read of `height` at `now`.
+    pub(crate) fn observe(&mut self, height: i64, now: Instant) {
+        if height <= self.height {
+            return;
+        }
+        self.height = height;
+        self.advanced_at = Some(now);
+        self.points.push_back((height, now));
+        while self.points.len() > PACE_POINTS {
+            self.points.pop_front();
+        }
+    }
+
+    /// The block time over the advances kept (`None` before two advances).
+    pub(crate) fn block_time(&self) -> Option<Duration> {
+        let (first, last) = (self.points.front()?, self.points.back()?);
+        let blocks = u32::try_from(last.0 - first.0).ok().filter(|b| *b > 0)?;
+        Some(last.1.duration_since(first.1) / blocks)
+    }
+
+    /// How long since the height last advanced (since the start when it never did).
+    pub(crate) fn age(&self, now: Instant) -> Duration {
+        now.saturating_duration_since(self.advanced_at.unwrap_or(self.started))
+    }
+}
+
+/// No advance for this long counts as stalled, for the block time `block_time`.
+pub(crate) fn stall_after(block_time: Option<Duration>) -> Duration {
+    (block_time.unwrap_or(DEFAULT_BLOCK_TIME) * STALL_BLOCKS).clamp(MIN_STALL, MAX_STALL)
+}
+
+/// The voter to hand off to: not stalled and ahead of `height`; the highest, ties to the lowest id.
+pub(crate) fn pick_target(height: i64, peers: &[(u64, Option<AppHealth>)]) -> Option<u64> {
+    peers
+        .iter()
+        .filter_map(|(id, h)| h.as_ref().map(|h| (*id, h)))
+        .filter(|(_, h)| !h.stalled && h.chain_height > height)
+        .max_by(|(a, ha), (b, hb)| ha.chain_height.cmp(&hb.chain_height).then(b.cmp(a)))
+        .map(|(id, _)| id)
+}
+
+/// The longest block time the peers measured (the most cautious stall limit); `None` when none measured one.
+fn slowest_block_time<'a>(peers: impl Iterator<Item = &'a AppHealth>) -> Option<Duration> {
+    peers.filter_map(|h| h.block_time_ms).max().map(Duration::from_millis)
+}
+
+/// The watchdog's metrics.
+struct Metrics {
+    age: Gauge,
+    hand_offs: IntCounterVec,
+}
+
+impl Metrics {
+    fn new(telemetry: &Telemetry) -> Result<Self, TelemetryError> {
+        let age = Gauge::new(
+            "ha_miner_chain_progress_age_seconds",
+            "Seconds since the chain height read by this node's miner endpoint probe last advanced",
+        )
+        .map_err(TelemetryError::from)?;
+        telemetry.register(Box::new(age.clone()))?;
+        let hand_offs = IntCounterVec::new(
+            Opts::new(
+                "ha_miner_leadership_hand_offs_total",
+                "Raft leadership hand-offs of a leader whose miner could not work, by reason and outcome \
+                 (handed_off, failed, no_healthy_voter)",
+            ),
+            &["reason", "outcome"],
+        )
+        .map_err(TelemetryError::from)?;
+        telemetry.register(Box::new(hand_offs.clone()))?;
+        Ok(Self { age, hand_offs })
+    }
+}
+
+/// Starts the watchdog of a mining raft node (module docs).
+pub(super) fn spawn(
+    chain: Arc<ChainClient>,
+    node: Weak<RaftNode>,
+    telemetry: &Telemetry,
+) -> Result<JoinHandle<()>, TelemetryError> {
+    let metrics = Metrics::new(telemetry)?;
+    let heartbeat = telemetry.heartbeat("miner_watchdog");
+    Ok(tokio::spawn(async move {
+        let mut progress = Progress::new(Instant::now());
+        let mut ticker = tokio::time::interval(PROBE_EVERY);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut peer_block_time: Option<Duration> = None;
+        let mut last_hand_off: Option<Instant> = None;
+        let mut warned_no_target: Option<Instant> = None;
+        let mut last_error = String::new();
+        loop {
+            ticker.tick().await;
+            heartbeat.beat();
+            match tokio::time::timeout(PROBE_TIMEOUT, chain.tip()).await {
+                Ok(Ok(tip)) => progress.observe(tip.height, Instant::now()),
+                Ok(Err(e)) => last_error = e.to_string(),
+                Err(_) => last_error = format!("no answer within {PROBE_TIMEOUT:?}"),
+            }
+            let Some(node) = node.upgrade() else { return };
+            // A leader that never saw two heights (its endpoint down since it started) measures nothing: it
+            // takes the peers' measure rather than waiting out 3 × DEFAULT_BLOCK_TIME.
+            if progress.block_time().is_none() && peer_block_time.is_none() && node.is_leader() {
+                let peers = node.peer_app_health(PEER_TIMEOUT).await;
+                peer_block_time = slowest_block_time(peers.iter().filter_map(|(_, r)| r.as_ref().ok()?.as_ref()));
+            }
+            let now = Instant::now();
+            let age = progress.age(now);
+            metrics.age.set(age.as_secs_f64());
+            let block_time = progress.block_time().or(peer_block_time);
+            let limit = stall_after(block_time);
+            let stalled = age >= limit;
+            node.set_app_health(AppHealth {
+                chain_height: progress.height,
+                progressed_ms_ago: progress
+                    .advanced_at
+                    .map(|t| u64::try_from(now.duration_since(t).as_millis()).unwrap_or(u64::MAX)),
+                block_time_ms: progress
+                    .block_time()
+                    .map(|b| u64::try_from(b.as_millis()).unwrap_or(u64::MAX)),
+                stalled,
+            });
+            if !stalled || !node.is_leader() || last_hand_off.is_some_and(|t| now.duration_since(t) < COOLDOWN) {
+                continue;
+            }
+            let peers: Vec<(u64, Option<AppHealth>)> = node
+                .peer_app_health(PEER_TIMEOUT)
+                .await
+                .into_iter()
+                .map(|(id, r)| (id, r.ok().flatten()))
+                .collect();
+            // Measured by a peer: used from the next round on when this node never saw two heights.
+            peer_block_time = slowest_block_time(peers.iter().filter_map(|(_, h)| h.as_ref())).or(peer_block_time);
+            let reason = "chain_stalled";
+            let Some(to) = pick_target(progress.height, &peers) else {
+                if warned_no_target.is_none_or(|t| now.duration_since(t) >= COOLDOWN) {
+                    warned_no_target = Some(now);
+                    metrics.hand_offs.with_label_values(&[reason, "no_healthy_voter"]).inc();
+                    tracing::warn!(
+                        reason,
+                        height = progress.height,
+                        stalled_for_s = age.as_secs(),
+                        last_error = %last_error,
+                        peers = ?peers,
+                        "this raft leader's miner reads no chain progress, but no other voter does better: keeping \
+                         the leadership"
+                    );
+                }
+                continue;
+            };
+            last_hand_off = Some(now);
+            tracing::warn!(
+                reason,
+                height = progress.height,
+                stalled_for_s = age.as_secs(),
+                limit_s = limit.as_secs(),
+                last_error = %last_error,
+                to,
+                "this raft leader's miner reads no chain progress: handing the raft leadership (and the miner \
+                 lease) to a voter whose miner does"
+            );
+            match node.hand_off_to(to, HAND_OFF_WAIT).await {
+                Ok(leader) => {
+                    metrics.hand_offs.with_label_values(&[reason, "handed_off"]).inc();
+                    tracing::warn!(reason, leader, "raft leadership handed off");
+                }
+                Err(e) => {
+                    metrics.hand_offs.with_label_values(&[reason, "failed"]).inc();
+                    tracing::warn!(reason, to, error = %e, "raft leadership hand-off failed");
+                }
+            }
+        }
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn health(height: i64, stalled: bool) -> Option<AppHealth> {
+        Some(AppHealth {
+            chain_height: height,
+            progressed_ms_ago: Some(10),
+            block_time_ms: Some(1000),
+            stalled,
+        })
+    }
+
+    #[test]
+    fn progress_measures_block_time_and_age() {
+        let t0 = Instant::now();
+        let mut p = Progress::new(t0);
+        assert_eq!(
+            p.age(t0 + Duration::from_secs(4)),
+            Duration::from_secs(4),
+            "never advanced: since start"
+        );
+        assert_eq!(p.block_time(), None);
+        p.observe(10, t0 + Duration::from_secs(1));
+        p.observe(10, t0 + Duration::from_secs(2));
+        assert_eq!(p.block_time(), None, "one advance measures nothing");
+        p.observe(14, t0 + Duration::from_secs(9));
+        assert_eq!(p.block_time(), Some(Duration::from_secs(2)));
+        p.observe(12, t0 + Duration::from_secs(10));
+        assert_eq!(
+            p.height, 14,
+            "a lower height (another node behind a balancer) is no progress"
+        );
+        assert_eq!(p.age(t0 + Duration::from_secs(15)), Duration::from_secs(6));
+    }
+
+    #[test]
+    fn stall_is_three_block_times_within_bounds() {
+        assert_eq!(stall_after(Some(Duration::from_secs(2))), Duration::from_secs(6));
+        assert_eq!(stall_after(Some(Duration::from_millis(100))), MIN_STALL);
+        assert_eq!(stall_after(None), Duration::from_secs(180));
+        assert_eq!(stall_after(Some(Duration::from_secs(3600))), MAX_STALL);
+    }
+
+    #[test]
+    fn the_target_progresses_and_is_ahead() {
+        // A chain halted for everyone: nobody is ahead, nothing moves.
+        assert_eq!(pick_target(50, &[(2, health(50, true)), (3, health(50, false))]), None);
+        // Stalled or unknown peers are never picked, however high.
+        assert_eq!(pick_target(50, &[(2, health(90, true)), (3, None)]), None);
+        assert_eq!(
+            pick_target(50, &[(2, health(53, false)), (3, health(55, false))]),
+            Some(3)
+        );
+        assert_eq!(
+            pick_target(50, &[(3, health(55, false)), (2, health(55, false))]),
+            Some(2)
+        );
+        assert_eq!(pick_target(0, &[(2, health(1, false))]), Some(2));
+    }
+}
