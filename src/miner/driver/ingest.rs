@@ -177,10 +177,21 @@ impl Miner {
         let start = self.ingest_rotation % suppliers.len().max(1);
         self.ingest_rotation = self.ingest_rotation.wrapping_add(1);
         suppliers.rotate_left(start);
+        // A supplier whose ingest fails (a read storage refuses, a chain read its relays need) does not keep the
+        // suppliers after it from being ingested: the round goes on and returns the first error (not caught up,
+        // that supplier's claims are held). A fenced write ends the round at once: another instance leads.
+        let mut first_error = None;
         for supplier in suppliers {
-            self.ingest_supplier(&supplier, deadline, &mut round_batches).await?;
+            match self.ingest_supplier(&supplier, deadline, &mut round_batches).await {
+                Ok(()) => {}
+                Err(e) if e.is_fenced() => return Err(e),
+                Err(e) => {
+                    tracing::debug!(supplier, error = %e, "supplier's ingest failed; the round goes on");
+                    first_error.get_or_insert(e);
+                }
+            }
         }
-        Ok(())
+        first_error.map_or(Ok(()), Err)
     }
 
     /// Reads `supplier`'s relay log into its sessions' tries, batch by batch, until a read finds it caught up or
@@ -760,14 +771,22 @@ impl Miner {
         }
         let deadline = std::time::Instant::now() + INGEST_ROUND_TIME.min(self.config.lease / 4);
         let mut batches = 0usize;
-        let mut result = Ok(());
+        // Every supplier's read is tried: one whose read fails does not leave the others' appends out of their
+        // claims. The first error is returned (a fenced write at once).
+        let mut first_error = None;
         for supplier in suppliers {
-            result = self.ingest_supplier(&supplier, deadline, &mut batches).await;
-            if result.is_err() {
-                break;
+            match self.ingest_supplier(&supplier, deadline, &mut batches).await {
+                Ok(()) => {}
+                Err(e) if e.is_fenced() => {
+                    first_error = Some(e);
+                    break;
+                }
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                }
             }
         }
         self.freezing.clear();
-        result
+        first_error.map_or(Ok(()), Err)
     }
 }

@@ -196,7 +196,21 @@ impl Miner {
             Ok(false) => return Ok(Settlement::Read(None)),
             Err(e) if height <= at + SETTLEMENT_READ_BLOCKS => return Err(MinerError::Comet(e)),
             // The engine bounds the wait and reports a settlement given up (`Command::RecordSettlementUnknown`):
-            // no failed block work nor WARN per block meanwhile.
+            // no failed block work nor WARN per block meanwhile. Only while the node may still come to answer
+            // (`read_budget`): a node refusing the height itself (its block results pruned or discarded) answers
+            // the same at every block, so the settlement is given up as unknown at once (no claim query and
+            // record write per block for up to SETTLEMENT_LAG_BLOCKS).
+            Err(e) if settlement_only && height > at + read_budget(&e) => {
+                tracing::debug!(
+                    supplier = key.supplier,
+                    session = key.session_id,
+                    height = at,
+                    error = %e,
+                    "the CometBFT node refuses the settlement block of a session decided \"no proof required\"; \
+                     its settlement is unknown"
+                );
+                return Ok(Settlement::Missing);
+            }
             Err(e) if settlement_only => {
                 tracing::debug!(
                     supplier = key.supplier,

@@ -634,11 +634,28 @@ impl Miner {
     /// Simulate refuses such a proof for no fee (`TxOutcome::NotRequired`), but CheckTx runs only the ante
     /// checks: without Simulate it is refused in its block, its fee paid. So the requirement is checked again
     /// (the same check as `Command::CheckProofRequirement`, with the params of this height) right before.
+    ///
+    /// A check that cannot be made (a chain read failing) sends the proof: a fee paid for a proof the chain may
+    /// refuse costs far less than a required proof never sent (slashed), and the proof did not depend on these
+    /// reads before.
     async fn still_required(&mut self, key: &SessionKey) -> Result<bool, MinerError> {
         if self.config.gas_limit == 0 {
             return Ok(true);
         }
-        self.proof_required(key).await
+        match self.proof_required(key).await {
+            Ok(required) => Ok(required),
+            Err(e) if e.is_fenced() => Err(e),
+            Err(e) => {
+                tracing::warn!(
+                    supplier = key.supplier,
+                    session = key.session_id,
+                    error = %e,
+                    "cannot check again whether the proof is still required before a broadcast without Simulate; \
+                     sending it"
+                );
+                Ok(true)
+            }
+        }
     }
 
     /// Whether the session's claim on chain (if any) has the root `root` that a proof from this miner's trie

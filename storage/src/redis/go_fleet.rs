@@ -260,6 +260,13 @@ impl RedisBackend {
         }
     }
 
+    /// Forgets the relays at risk counted by this process' reads (`foreign_consumers`), once it no longer leads:
+    /// only the leader reads the group, so a follower would otherwise show its last count for good.
+    pub(crate) fn forget_all_foreign_consumers(&self) {
+        lock(&self.inner.foreign).clear();
+        self.inner.stats.record_foreign_consumers(0, 0, false);
+    }
+
     /// The live Go miner (the keys found) the last renewal of this process' lease found beside it, while it
     /// leads.
     pub fn go_miner_beside_leader(&self) -> Option<String> {

@@ -520,7 +520,10 @@ impl Leadership for RedisBackend {
         match renewed {
             RENEWED_BESIDE_GO_MINER => self.go_miner_beside_leader_found(election, candidate).await,
             1 => self.go_miner_beside_leader_gone(election, candidate, "a renewal found no live Go miner"),
-            _ => self.go_miner_beside_leader_gone(election, candidate, "this process no longer leads"),
+            _ => {
+                self.go_miner_beside_leader_gone(election, candidate, "this process no longer leads");
+                self.forget_all_foreign_consumers();
+            }
         }
         Ok(renewed == 1 || renewed == RENEWED_BESIDE_GO_MINER)
     }
@@ -537,6 +540,7 @@ impl Leadership for RedisBackend {
         if released == 1 {
             self.publish(election, None);
             self.go_miner_beside_leader_gone(election, candidate, "this process resigned");
+            self.forget_all_foreign_consumers();
         }
         Ok(released == 1)
     }

@@ -483,13 +483,8 @@ impl RelayLog for RedisBackend {
             .arg("-")
             .arg("+")
             .arg(max)
-            .arg(consumer)
-            // Relays read by another consumer of the group are counted at risk (module `go_fleet`).
-            .cmd("XINFO")
-            .arg("CONSUMERS")
-            .arg(&stream)
-            .arg(group);
-        let (reply, pending, consumers): (Value, Value, Value) = match p.query_async(&mut self.conn()).await {
+            .arg(consumer);
+        let (reply, pending): (Value, Value) = match p.query_async(&mut self.conn()).await {
             Ok(v) => v,
             Err(e) if error::has_code(&e, "NOGROUP") => {
                 self.group_gone(&stream);
@@ -512,7 +507,22 @@ impl RelayLog for RedisBackend {
             }
         }
         self.drop_deleted(&stream, deleted).await;
-        self.foreign_consumers(&stream, consumer, &parse_consumers(&consumers)?);
+        // Relays read by another consumer of the group are counted at risk (module `go_fleet`). Best effort, on
+        // its own after the read: a server or ACL refusing XINFO (or an answer of another shape) must not fail the
+        // read, which would stop every supplier's ingest for a diagnostic gauge.
+        let consumers: Result<Value, _> = redis::cmd("XINFO")
+            .arg("CONSUMERS")
+            .arg(&stream)
+            .arg(group)
+            .query_async(&mut self.conn())
+            .await;
+        match consumers
+            .map_err(|e| e.to_string())
+            .and_then(|v| parse_consumers(&v).map_err(|e| e.to_string()))
+        {
+            Ok(consumers) => self.foreign_consumers(&stream, consumer, &consumers),
+            Err(e) => tracing::debug!(stream, error = %e, "XINFO CONSUMERS failed; foreign consumers not counted"),
+        }
         Ok(out)
     }
 

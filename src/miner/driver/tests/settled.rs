@@ -191,8 +191,8 @@ async fn settlements_are_counted_once_as_the_chain_paid_them() {
 }
 
 /// A node that cannot answer `block_results` (here: it pruned the block): the session, decided "no proof
-/// required", is held until its settlement is given up as unknown (module `lookup`, `lifecycle::
-/// SETTLEMENT_WAIT_BLOCKS`); then its settlement is tried for a few blocks more, given up and counted once as
+/// required", is held until its settlement is given up as unknown (module `lookup`: the node's own refusal, once
+/// its read budget passed); then its settlement is tried for a few blocks more, given up and counted once as
 /// unread, never as settled.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unreadable_settlement_block_is_given_up_and_counted_once() {
@@ -208,8 +208,8 @@ async fn an_unreadable_settlement_block_is_given_up_and_counted_once() {
     f.chain.state().lowest_served_height = schedule.settlement + 1;
     let unread = |text: &str| series(text, "ha_miner_settlements_unread_total", &["reason=\"read_failed\""]);
     let mut given_up_at = None;
-    let wait = crate::miner::lifecycle::SETTLEMENT_WAIT_BLOCKS;
-    while f.chain.height() <= schedule.settlement + wait + 20 {
+    let read_blocks = super::super::lookup::SETTLEMENT_READ_BLOCKS;
+    while f.chain.height() <= schedule.settlement + 4 * read_blocks + 20 {
         f.chain.produce_block();
         // Failed reads fail the lookup's command (tried again at the next block), not the miner.
         let _ = miner.step().await;
@@ -220,7 +220,7 @@ async fn an_unreadable_settlement_block_is_given_up_and_counted_once() {
     assert!(miner.engine.is_tombstoned(&f.key), "pruned");
     let text = telemetry.render_metrics();
     assert_eq!(unread(&text), Some(1), "{text}");
-    assert!(given_up_at.unwrap() > schedule.settlement + wait + super::super::lookup::SETTLEMENT_READ_BLOCKS);
+    assert!(given_up_at.unwrap() > schedule.settlement + read_blocks);
     assert_eq!(
         series(&text, "ha_miner_settlement_unknown_total", &[]),
         Some(1),

@@ -133,8 +133,7 @@ async fn assert_ended_unknown(f: &Fixture, miner: &Miner, plain: &storage::Stora
 }
 
 /// Not pruned while the settlement block cannot be read (before: pruned as paid [`SETTLED_LOOKUP_BLOCKS`] past
-/// the settlement, or, from a pruning node, judged without its events as paid four blocks past it), then given
-/// up as unknown once the wait is over.
+/// the settlement), then given up as unknown once the wait is over.
 async fn unreadable_settlement_ends_unknown(node: Node) {
     let (f, mut miner, plain, telemetry, schedule) = decided_not_required(node).await;
     run_to(&f, &mut miner, schedule.settlement + SETTLED_LOOKUP_BLOCKS + 3).await;
@@ -154,9 +153,21 @@ async fn a_settlement_behind_an_unreachable_node_ends_unknown_not_paid() {
     unreadable_settlement_ends_unknown(Node::Unreachable).await;
 }
 
+/// A node refusing the settlement block itself (its block results pruned): not judged paid without its events,
+/// and given up as unknown once its refusals' budget passed (`SETTLEMENT_READ_BLOCKS`; asking again reads the same
+/// refusal), not after the 100-block wait for a node that may still come to answer.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_settlement_whose_block_results_are_pruned_ends_unknown_not_paid() {
-    unreadable_settlement_ends_unknown(Node::Pruned).await;
+    let read_blocks = super::super::lookup::SETTLEMENT_READ_BLOCKS;
+    let (f, mut miner, plain, telemetry, schedule) = decided_not_required(Node::Pruned).await;
+    run_to(&f, &mut miner, schedule.settlement + read_blocks).await;
+    let record = miner
+        .engine
+        .session(&f.key)
+        .expect("not given up within the read budget");
+    assert!(!record.settlement_seen && !record.pruned, "{record:?}");
+    run_to(&f, &mut miner, schedule.settlement + read_blocks + 4).await;
+    assert_ended_unknown(&f, &miner, &plain, &telemetry.render_metrics()).await;
 }
 
 /// The settlement block read holds no event of the claim: given up as unknown at the first lookup past the

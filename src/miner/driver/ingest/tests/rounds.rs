@@ -153,3 +153,92 @@ async fn an_ingest_batch_is_one_storage_write() {
         assert_eq!(trie.count(), 10, "the trie is stored with its relays");
     }
 }
+
+/// The relay log `inner`, whose reads of `failing`'s entries storage refuses.
+struct FailingReadsOf {
+    inner: std::sync::Arc<dyn storage::RelayLog>,
+    failing: String,
+}
+
+impl FailingReadsOf {
+    fn check(&self, supplier: &str) -> Result<(), storage::StorageError> {
+        if supplier == self.failing {
+            return Err(storage::StorageError::Unavailable("read refused".into()));
+        }
+        Ok(())
+    }
+}
+
+#[async_trait::async_trait]
+impl storage::RelayLog for FailingReadsOf {
+    async fn append(&self, relays: Vec<storage::MinedRelay>) -> Result<Vec<storage::EntryId>, storage::StorageError> {
+        self.inner.append(relays).await
+    }
+    async fn read(&self, s: &str, consumer: &str, max: usize) -> Result<Vec<storage::LogEntry>, storage::StorageError> {
+        self.check(s)?;
+        self.inner.read(s, consumer, max).await
+    }
+    async fn read_pending(
+        &self,
+        s: &str,
+        consumer: &str,
+        max: usize,
+    ) -> Result<Vec<storage::LogEntry>, storage::StorageError> {
+        self.check(s)?;
+        self.inner.read_pending(s, consumer, max).await
+    }
+    async fn claim(
+        &self,
+        s: &str,
+        consumer: &str,
+        min_idle: std::time::Duration,
+        max: usize,
+    ) -> Result<Vec<storage::LogEntry>, storage::StorageError> {
+        self.check(s)?;
+        self.inner.claim(s, consumer, min_idle, max).await
+    }
+    async fn ack(&self, s: &str, ids: &[storage::EntryId]) -> Result<u64, storage::StorageError> {
+        self.inner.ack(s, ids).await
+    }
+    async fn trim_session(&self, s: &str, session_id: &str) -> Result<u64, storage::StorageError> {
+        self.inner.trim_session(s, session_id).await
+    }
+    async fn backlog(&self, s: &str) -> Result<storage::Backlog, storage::StorageError> {
+        self.inner.backlog(s).await
+    }
+    async fn suppliers(&self) -> Result<Vec<String>, storage::StorageError> {
+        self.inner.suppliers().await
+    }
+}
+
+/// A supplier whose log storage cannot read (whichever comes first in the round) does not keep the other
+/// supplier's relays out of its trie: the round goes on, returns the error, and only the failing supplier is
+/// left not caught up (its claims held). Before, the round stopped at the failing supplier.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_supplier_whose_reads_fail_does_not_stop_the_others_ingest() {
+    for failing in 0..2 {
+        let mut r = rig(&["supplier", "supplier2"], 8).await;
+        for s in &r.suppliers {
+            r.plain.relay_log.append(relays(s, &r.header, 0..10)).await.unwrap();
+        }
+        let fenced = r.miner.fenced.as_mut().unwrap();
+        fenced.relay_log = std::sync::Arc::new(FailingReadsOf {
+            inner: fenced.relay_log.clone(),
+            failing: r.suppliers[failing].clone(),
+        });
+        // One round: in one of the two cases the failing supplier is its first (rounds rotate their first).
+        assert!(
+            r.miner.ingest().await.is_err(),
+            "the failing supplier's error is returned"
+        );
+        let (bad, good) = (&r.suppliers[failing], &r.suppliers[1 - failing]);
+        assert_eq!(
+            backlog(&r.plain, good).await,
+            0,
+            "the other supplier's relays are ingested"
+        );
+        assert_eq!(r.miner.engine.ingest_caught_up(good), Some(true));
+        assert_eq!(backlog(&r.plain, bad).await, 10);
+        assert_eq!(r.miner.engine.ingest_caught_up(bad), Some(false));
+    }
+}
