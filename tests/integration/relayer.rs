@@ -830,6 +830,37 @@ async fn early_in_a_second() {
     }
 }
 
+/// Sends `request` three more times (its first answer was `first`): each answered alike, none appended or charged
+/// again (one relay recorded, one relay's compute units in the meter, three duplicates dropped).
+async fn assert_repeats_not_charged(
+    net: &Net,
+    r: &Running,
+    header: &SessionHeader,
+    request: &RelayRequest,
+    first: &RelayResponse,
+) {
+    for _ in 0..3 {
+        let (status, again) = net.send(&r.url, request).await;
+        assert_eq!(status, 200);
+        assert_eq!(&again, first, "the same signed answer");
+    }
+    assert_eq!(
+        metric(
+            &r.telemetry,
+            "ha_relayer_relays_dropped_total{reason=\"duplicate\",service_id=\"anvil\"}"
+        ),
+        3
+    );
+    assert_eq!(net.recorded().await, 1);
+    r.relayer.meter().unwrap().sync().await;
+    let key = format!("meter:{}:{}:consumed", header.session_id, net.ours.1);
+    assert_eq!(
+        net.storage.kv.get(&key).await.unwrap(),
+        Some(b"10".to_vec()),
+        "one relay's compute units"
+    );
+}
+
 /// Without durable ack too, the same relay again is neither appended nor charged again once its batch is appended
 /// (its hash is recorded in `relayer::recent` when the batch lands). Before, a relay queued without durable ack was
 /// never recorded: every repeat was appended and charged, the trie held it once (paid once), and the meter's
@@ -850,27 +881,8 @@ async fn without_durable_ack_the_same_relay_again_is_not_charged_again() {
         metric(&r.telemetry, "ha_relayer_relay_log_batch_size_count") == 1
     })
     .await;
-    for _ in 0..3 {
-        let (status, again) = net.send(&r.url, &request).await;
-        assert_eq!(status, 200);
-        assert_eq!(again, first, "the same signed answer");
-    }
-    assert_eq!(
-        metric(
-            &r.telemetry,
-            "ha_relayer_relays_dropped_total{reason=\"duplicate\",service_id=\"anvil\"}"
-        ),
-        3
-    );
+    assert_repeats_not_charged(&net, &r, &header, &request, &first).await;
     assert_eq!(metric(&r.telemetry, "ha_relayer_relay_log_batch_size_count"), 1);
-    assert_eq!(net.recorded().await, 1);
-    r.relayer.meter().unwrap().sync().await;
-    let key = format!("meter:{}:{}:consumed", header.session_id, net.ours.1);
-    assert_eq!(
-        net.storage.kv.get(&key).await.unwrap(),
-        Some(b"10".to_vec()),
-        "one relay's compute units"
-    );
 }
 
 /// The very same relay again (a gateway replaying a signed request; the backend answering alike, the supplier's
@@ -886,26 +898,7 @@ async fn the_same_relay_again_is_answered_but_neither_appended_nor_charged_again
     early_in_a_second().await;
     let (status, first) = net.send(&r.url, &request).await;
     assert_eq!((status, served_status(&net, &first)), (200, 200));
-    for _ in 0..3 {
-        let (status, again) = net.send(&r.url, &request).await;
-        assert_eq!(status, 200);
-        assert_eq!(again, first, "the same signed answer");
-    }
-    assert_eq!(net.recorded().await, 1);
-    r.relayer.meter().unwrap().sync().await;
-    let key = format!("meter:{}:{}:consumed", header.session_id, net.ours.1);
-    assert_eq!(
-        net.storage.kv.get(&key).await.unwrap(),
-        Some(b"10".to_vec()),
-        "one relay's compute units"
-    );
-    assert_eq!(
-        metric(
-            &r.telemetry,
-            "ha_relayer_relays_dropped_total{reason=\"duplicate\",service_id=\"anvil\"}"
-        ),
-        3
-    );
+    assert_repeats_not_charged(&net, &r, &header, &request, &first).await;
     // Another relay of the session is appended as usual.
     let (status, _) = net.send(&r.url, &net.request(&header, &net.ours.1, Net::rpc(7))).await;
     assert_eq!(status, 200);

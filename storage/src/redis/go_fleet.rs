@@ -159,13 +159,7 @@ impl RedisBackend {
             tracing::debug!(election, candidate, found, "campaign refused: a Go relay miner is live");
             return None;
         }
-        let found = match self.describe_go_miner().await {
-            Ok(found) => found,
-            Err(e) => {
-                let e = self.err("reading the Go miner's keys", e);
-                format!("its keys could not be read for details: {e}")
-            }
-        };
+        let found = self.describe_go_miner_for_log().await;
         if log {
             tracing::error!(
                 election,
@@ -180,6 +174,17 @@ impl RedisBackend {
         }
         *lock(&self.inner.go_miner) = Some(found);
         None
+    }
+
+    /// `describe_go_miner` for a log line: what could not be read is said instead.
+    async fn describe_go_miner_for_log(&self) -> String {
+        match self.describe_go_miner().await {
+            Ok(found) => found,
+            Err(e) => {
+                let e = self.err("reading the Go miner's keys", e);
+                format!("its keys could not be read for details: {e}")
+            }
+        }
     }
 
     /// A campaign found no live Go miner: clears [`RedisBackend::go_miner_active`] (logged when it was set).
@@ -221,13 +226,7 @@ impl RedisBackend {
             tracing::debug!(election, candidate, "lease renewed beside a live Go relay miner");
             return;
         }
-        let found = match self.describe_go_miner().await {
-            Ok(found) => found,
-            Err(e) => {
-                let e = self.err("reading the Go miner's keys", e);
-                format!("its keys could not be read for details: {e}")
-            }
-        };
+        let found = self.describe_go_miner_for_log().await;
         if log {
             tracing::error!(
                 election,
