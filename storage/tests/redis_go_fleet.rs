@@ -412,4 +412,26 @@ async fn relays_read_by_a_foreign_consumer_are_counted_at_risk() {
     assert!(log.read_pending("pokt1b", "miner", 10).await.unwrap().is_empty());
     assert_eq!(stats.relay_log_foreign_pending(), 0);
     assert_eq!(stats.relay_log_foreign_consumers(), 0);
+
+    // Counted by the leader's reads; once this process no longer leads (here: it resigns) it reads nothing, so
+    // its last count is forgotten rather than shown for good.
+    let l = b.storage().leadership;
+    let token = l.campaign("miner", "miner", LEASE).await.unwrap().unwrap();
+    log.append(vec![suite::relay("pokt1a", "s1", 9)]).await.unwrap();
+    server
+        .command(&[
+            "XREADGROUP",
+            "GROUP",
+            "ha-miners",
+            "miner-gohost-42",
+            "STREAMS",
+            stream,
+            ">",
+        ])
+        .unwrap();
+    assert_eq!(log.read_pending("pokt1a", "miner", 10).await.unwrap().len(), 3);
+    assert_eq!(stats.relay_log_foreign_pending(), 1);
+    assert!(l.resign("miner", "miner", token).await.unwrap());
+    assert_eq!(stats.relay_log_foreign_pending(), 0);
+    assert_eq!(stats.relay_log_foreign_consumers(), 0);
 }
