@@ -435,3 +435,26 @@ async fn relays_read_by_a_foreign_consumer_are_counted_at_risk() {
     assert_eq!(stats.relay_log_foreign_pending(), 0);
     assert_eq!(stats.relay_log_foreign_consumers(), 0);
 }
+
+/// A server (or an ACL) without XINFO: the count of relays at risk is best effort, so our reads go on (before,
+/// XINFO CONSUMERS rode in the read's MULTI: refused, the whole read failed and no relay was ingested).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_work_where_xinfo_is_refused() {
+    let server = RedisServer::start(ServerOptions {
+        extra_args: vec!["--rename-command".into(), "XINFO".into(), String::new()],
+        ..ServerOptions::default()
+    })
+    .unwrap();
+    assert!(
+        server.command(&["XINFO", "HELP"]).unwrap().starts_with('-'),
+        "XINFO disabled"
+    );
+    let b = backend(&server, "ha").await;
+    let log = b.storage().relay_log;
+    log.append((1..=3).map(|n| suite::relay("pokt1a", "s1", n)).collect())
+        .await
+        .unwrap();
+    assert_eq!(log.read("pokt1a", "miner", 10).await.unwrap().len(), 3);
+    assert_eq!(log.read_pending("pokt1a", "miner", 10).await.unwrap().len(), 3);
+    assert_eq!(b.stats().relay_log_foreign_pending(), 0);
+}
