@@ -60,8 +60,8 @@
 //! Every relay-miner process reads the relay streams as one consumer (`miner`), so any other consumer of the
 //! group (`XINFO CONSUMERS`: a Go miner's `miner-{host}-{pid}`, or an older relay-miner under another name)
 //! took relays our tries will not get. Each read round of a supplier (`read_pending`) lists the group's
-//! consumers in the same `MULTI` (no extra round trip) and counts the entries pending for consumers not named
-//! like the reader as relays at risk: the gauges `ha_storage_redis_relay_log_foreign_pending` (summed over the
+//! consumers right after its `MULTI` (best effort: a server or ACL refusing XINFO only leaves them uncounted)
+//! and counts the entries pending for consumers not named like the reader as relays at risk: the gauges `ha_storage_redis_relay_log_foreign_pending` (summed over the
 //! streams read) and `ha_storage_redis_relay_log_foreign_consumers` (those holding any), and an ERROR log naming
 //! them (at most every 10 s). At risk, not lost: a foreign consumer that died leaves them pending, and `claim_idle_timeout_ms` takes
 //! them over; a live Go miner mines them itself. What this cannot count: entries a foreign consumer read and

@@ -33,7 +33,8 @@
 //!   `ha_storage_redis_relay_log_pending_deleted_total`) and logged at ERROR (at most every 10 s); the group is
 //!   created again at id 0 and the deleted entries acknowledged, so reading goes on.
 //! - relays read by another consumer of the group: `read_pending` lists the group's consumers (`XINFO
-//!   CONSUMERS`, in its `MULTI`) and counts the entries pending for the others as relays at risk (`go_fleet`).
+//!   CONSUMERS`, best effort after its `MULTI`: a server refusing XINFO must not fail the read) and counts the
+//!   entries pending for the others as relays at risk (`go_fleet`).
 //! - `backlog`: Lua over `XINFO GROUPS` (`lag`, `pending`), counting with `XRANGE` when `lag` is unknown.
 //! - `suppliers`: paged `SCAN MATCH {base}:relays:*`, keeping the non-empty streams (module `suppliers`).
 
