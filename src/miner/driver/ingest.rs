@@ -177,16 +177,26 @@ impl Miner {
         let start = self.ingest_rotation % suppliers.len().max(1);
         self.ingest_rotation = self.ingest_rotation.wrapping_add(1);
         suppliers.rotate_left(start);
-        // A supplier whose ingest fails (a read storage refuses, a chain read its relays need) does not keep the
-        // suppliers after it from being ingested: the round goes on and returns the first error (not caught up,
-        // that supplier's claims are held). A fenced write ends the round at once: another instance leads.
+        self.ingest_each(suppliers, deadline, &mut round_batches).await
+    }
+
+    /// Ingests `suppliers` in turn ([`Miner::ingest_supplier`]). A supplier whose ingest fails (a read storage
+    /// refuses, a chain read its relays need) does not keep the suppliers after it from being ingested: the rest
+    /// go on and the first error is returned (not caught up, that supplier's claims are held). A fenced write ends
+    /// it at once: another instance leads.
+    async fn ingest_each(
+        &mut self,
+        suppliers: impl IntoIterator<Item = String>,
+        deadline: std::time::Instant,
+        round_batches: &mut usize,
+    ) -> Result<(), MinerError> {
         let mut first_error = None;
         for supplier in suppliers {
-            match self.ingest_supplier(&supplier, deadline, &mut round_batches).await {
+            match self.ingest_supplier(&supplier, deadline, round_batches).await {
                 Ok(()) => {}
                 Err(e) if e.is_fenced() => return Err(e),
                 Err(e) => {
-                    tracing::debug!(supplier, error = %e, "supplier's ingest failed; the round goes on");
+                    tracing::debug!(supplier, error = %e, "supplier's ingest failed; the others go on");
                     first_error.get_or_insert(e);
                 }
             }
@@ -772,21 +782,9 @@ impl Miner {
         let deadline = std::time::Instant::now() + INGEST_ROUND_TIME.min(self.config.lease / 4);
         let mut batches = 0usize;
         // Every supplier's read is tried: one whose read fails does not leave the others' appends out of their
-        // claims. The first error is returned (a fenced write at once).
-        let mut first_error = None;
-        for supplier in suppliers {
-            match self.ingest_supplier(&supplier, deadline, &mut batches).await {
-                Ok(()) => {}
-                Err(e) if e.is_fenced() => {
-                    first_error = Some(e);
-                    break;
-                }
-                Err(e) => {
-                    first_error.get_or_insert(e);
-                }
-            }
-        }
+        // claims.
+        let result = self.ingest_each(suppliers, deadline, &mut batches).await;
         self.freezing.clear();
-        first_error.map_or(Ok(()), Err)
+        result
     }
 }

@@ -5,6 +5,12 @@
 
 use super::*;
 
+/// The session's record as storage holds it.
+async fn stored_record(plain: &storage::Storage, supplier: &str, session_id: &str) -> SessionRecord {
+    let record = plain.sessions.get(supplier, session_id).await.unwrap().unwrap();
+    serde_json::from_slice(&record.data).unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_claim_is_sent_from_the_stored_trie_while_storage_refuses_trie_writes() {
     let f = fixture().await;
@@ -39,13 +45,7 @@ async fn a_claim_is_sent_from_the_stored_trie_while_storage_refuses_trie_writes(
         f.chain.produce_block();
         // A stored record never counts relays its trie does not hold in storage.
         let stored = stored_trie(&plain, &f.supplier, &f.key.session_id).await;
-        let record = plain
-            .sessions
-            .get(&f.supplier, &f.key.session_id)
-            .await
-            .unwrap()
-            .unwrap();
-        let record: SessionRecord = serde_json::from_slice(&record.data).unwrap();
+        let record = stored_record(&plain, &f.supplier, &f.key.session_id).await;
         assert!(
             record.relays <= stored.0,
             "record {record:?} beyond the stored trie {stored:?}"
@@ -106,13 +106,7 @@ async fn a_conflicting_batch_whose_tries_are_refused_leaves_its_entries_pending_
     let backlog = plain.relay_log.backlog(&f.supplier).await.unwrap();
     assert_eq!(backlog.pending, 3, "the batch is not acknowledged: {backlog:?}");
     assert_eq!(miner.tries.get(&f.key).map(|open| open.trie.count()), Some(5));
-    let record = plain
-        .sessions
-        .get(&f.supplier, &f.key.session_id)
-        .await
-        .unwrap()
-        .unwrap();
-    let record: SessionRecord = serde_json::from_slice(&record.data).unwrap();
+    let record = stored_record(&plain, &f.supplier, &f.key.session_id).await;
     assert_eq!(record.relays, 5, "the record counts the stored trie");
 
     // Still out of memory: the next blocks are handled all the same.
