@@ -95,10 +95,13 @@ impl LogStore {
     /// this binary's is refused (`InvalidData`, [`crate::SCHEMA_VERSION`]).
     pub fn open(path: &Path) -> io::Result<Self> {
         let db = Arc::new(
-            redb::Builder::new()
-                .set_cache_size(REDB_CACHE_BYTES)
-                .create(path)
-                .map_err(io_err)?,
+            storage::redb::create_when_free(
+                redb::Builder::new().set_cache_size(REDB_CACHE_BYTES),
+                path,
+                storage::redb::BUSY_WAIT,
+                |_| {},
+            )
+            .map_err(io_err)?,
         );
         {
             let txn = db.begin_write().map_err(io_err)?;

@@ -80,10 +80,13 @@ impl StateMachine {
         std::fs::create_dir_all(&snap_dir)?;
         let path = dir.join("state.redb");
         let db = Arc::new(
-            redb::Builder::new()
-                .set_cache_size(crate::log_store::REDB_CACHE_BYTES)
-                .create(&path)
-                .map_err(io_err)?,
+            storage::redb::create_when_free(
+                redb::Builder::new().set_cache_size(crate::log_store::REDB_CACHE_BYTES),
+                &path,
+                storage::redb::BUSY_WAIT,
+                |_| {},
+            )
+            .map_err(io_err)?,
         );
         {
             let txn = db.begin_write().map_err(io_err)?;

@@ -40,6 +40,7 @@
 //! - Read-only probes (`probe` module): what a database file nobody opens holds (live session records,
 //!   relay-log entries), for the node's check that a new store does not abandon another one's data.
 
+mod busy;
 mod health;
 mod log;
 mod open;
@@ -51,6 +52,7 @@ mod wal;
 mod write_set;
 mod writer;
 
+pub use busy::{BUSY_WAIT, create_when_free};
 pub use health::NotReady;
 pub use probe::{EmbeddedContents, FileState, probe_embedded, probe_file};
 pub use schema::SCHEMA_VERSION;

@@ -80,10 +80,10 @@ pub(crate) async fn open_files(
     };
     let recover_cfg = wal_cfg.clone();
     let (db, recovered) = tokio::task::spawn_blocking(move || -> Result<_, StorageError> {
-        let db = Database::builder()
-            .set_cache_size(cfg.cache_size_bytes)
-            .create(&cfg.path)
-            .map_err(db_err)?;
+        let mut builder = Database::builder();
+        builder.set_cache_size(cfg.cache_size_bytes);
+        // A `validate` reading the store at this instant holds it for milliseconds (`busy`).
+        let db = super::busy::create_when_free(&builder, &cfg.path, super::busy::BUSY_WAIT, |_| {}).map_err(db_err)?;
         let mut txn = db.begin_write().map_err(db_err)?;
         // Open-time commits record the allocator state (`writer.rs`: quick repair) whatever the mode: they are
         // few, and a process that crashes again right after each open must not pay a full repair every time.
