@@ -11,6 +11,8 @@
 //! - the balance first keeps the proof fees of the supplier's sessions already claimed (sent, on chain with the
 //!   requirement unknown, or proving): poktroll counts only the batch at hand, so two sessions' batches can each
 //!   take the same funds (the funds monitor's critical level, module `balance`, uses the same reserve);
+//! - each proof's tx fee counts too (estimated as one claim tx's fee, module `profit`): the ante handler takes it
+//!   before x/proof checks the balance against the proof fee, and poktroll counts the proof fee alone;
 //! - a claim held back is not dropped: it is a send that never left (`TxOutcome::NotSent`, the trie not frozen),
 //!   tried again at every block while its window allows, so an operator who tops the account up in the claim
 //!   window still gets it claimed. Held-back sessions are counted once each in
@@ -44,22 +46,27 @@ pub(super) struct Funds {
     pub balance: u128,
     /// `proof_submission_fee`.
     pub proof_fee: u128,
+    /// The tx fee one proof's tx is estimated to cost (a claim-sized tx's fee at the configured price, as the
+    /// claim-profit check estimates it; 0 when unknown): the ante handler takes it before the proof's own fee.
+    pub proof_tx_fee: u128,
     /// Sessions of the supplier outside the batch that may still need a paid proof.
     pub owed_proofs: u64,
 }
 
 impl Funds {
     /// How many new claims the balance can back with a proof each: the chain takes a proof only while the
-    /// balance exceeds its fee (x/proof deducts it before the proof's checks), so each needs more than one fee
-    /// left. Every claim when the fee is zero.
+    /// balance, its tx's fee already taken by the ante handler, exceeds the proof fee (x/proof deducts it before
+    /// the proof's checks). The k-th proof in a row lands when `balance − k × tx_fee − (k − 1) × fee > fee`, so
+    /// n proofs need `balance > n × (fee + tx_fee)`. Every claim when the proof fee is zero.
     pub fn claims_covered(&self) -> usize {
         if self.proof_fee == 0 {
             return usize::MAX;
         }
-        let reserved = self.proof_fee.saturating_mul(u128::from(self.owed_proofs));
+        let per_proof = self.proof_fee.saturating_add(self.proof_tx_fee);
+        let reserved = per_proof.saturating_mul(u128::from(self.owed_proofs));
         let left = self.balance.saturating_sub(reserved);
-        // n claims are covered when left > n × fee, i.e. n = ceil(left / fee) − 1.
-        let covered = left.div_ceil(self.proof_fee).saturating_sub(1);
+        // n claims are covered when left > n × per_proof, i.e. n = ceil(left / per_proof) − 1.
+        let covered = left.div_ceil(per_proof).saturating_sub(1);
         usize::try_from(covered).unwrap_or(usize::MAX)
     }
 }
@@ -97,7 +104,8 @@ impl Miner {
         self.held_for_funds
             .retain(|key| self.engine.session(key).is_some_and(|r| r.state == State::Claiming));
         let batch: Vec<SessionKey> = messages.iter().map(|(key, _)| key.clone()).collect();
-        let Some(funds) = self.funds(supplier, &batch).await else {
+        let sample = messages[0].1.clone();
+        let Some(funds) = self.funds(supplier, &batch, &sample).await else {
             return (step, messages);
         };
         let covered = funds.claims_covered();
@@ -115,6 +123,7 @@ impl Miner {
             supplier,
             balance_upokt = %funds.balance,
             proof_submission_fee_upokt = %funds.proof_fee,
+            proof_tx_fee_upokt = %funds.proof_tx_fee,
             owed_proofs = funds.owed_proofs,
             sent = messages.len(),
             held = held.len(),
@@ -136,8 +145,9 @@ impl Miner {
             }
         }
         let reason = format!(
-            "{INSUFFICIENT_FUNDS}: balance {}upokt cannot also pay the proof submission fee ({}upokt) of this claim",
-            funds.balance, funds.proof_fee
+            "{INSUFFICIENT_FUNDS}: balance {}upokt cannot also pay the proof submission fee ({}upokt) and tx fee \
+             (~{}upokt) of this claim",
+            funds.balance, funds.proof_fee, funds.proof_tx_fee
         );
         let step = self.tx_outcome_as(
             step,
@@ -150,9 +160,10 @@ impl Miner {
         (step, messages)
     }
 
-    /// The supplier's balance, the proof fee, and the proofs its sessions outside `batch` may still owe (a
-    /// claim held back owes none); `None` (logged) when the chain cannot be read.
-    async fn funds(&mut self, supplier: &str, batch: &[SessionKey]) -> Option<Funds> {
+    /// The supplier's balance, the proof fee, a proof tx's fee (estimated as the fee of a tx carrying `sample`,
+    /// one of the batch's claims) and the proofs its sessions outside `batch` may still owe (a claim held back owes
+    /// none); `None` (logged) when the chain cannot be read.
+    async fn funds(&mut self, supplier: &str, batch: &[SessionKey], sample: &wire::Any) -> Option<Funds> {
         let params = match self.block_proof_params().await {
             Ok(params) => params,
             Err(e) => {
@@ -170,6 +181,7 @@ impl Miner {
             return Some(Funds {
                 balance: 0,
                 proof_fee,
+                proof_tx_fee: 0,
                 owed_proofs: 0,
             });
         }
@@ -191,9 +203,11 @@ impl Miner {
                     && owes_a_proof(r.state, r.proof_required)
             })
             .count();
+        let proof_tx_fee = self.one_claim_tx_fee(supplier, sample).await;
         Some(Funds {
             balance,
             proof_fee,
+            proof_tx_fee,
             owed_proofs: u64::try_from(owed).unwrap_or(u64::MAX),
         })
     }
@@ -229,8 +243,25 @@ mod tests {
         Funds {
             balance,
             proof_fee,
+            proof_tx_fee: 0,
             owed_proofs,
         }
+    }
+
+    /// Each proof's tx fee is taken before its proof fee is checked: n proofs need more than n × (fee + tx fee).
+    #[test]
+    fn each_proof_also_needs_its_tx_fee() {
+        let with_tx_fee = |balance, owed_proofs| Funds {
+            proof_tx_fee: 10,
+            ..funds(balance, 100, owed_proofs)
+        };
+        assert_eq!(with_tx_fee(110, 0).claims_covered(), 0);
+        assert_eq!(with_tx_fee(111, 0).claims_covered(), 1);
+        assert_eq!(with_tx_fee(220, 0).claims_covered(), 1);
+        assert_eq!(with_tx_fee(221, 0).claims_covered(), 2);
+        // Two proofs owed keep 2 × 110 first.
+        assert_eq!(with_tx_fee(331, 2).claims_covered(), 1);
+        assert_eq!(with_tx_fee(330, 2).claims_covered(), 0);
     }
 
     #[test]

@@ -6,7 +6,7 @@
 //! stake (`proof_missing_penalty`). So the leading miner reads each supplier's balance and stake every
 //! `check_interval_seconds` (at the first block it handles, then at the first block after each interval) and
 //! says what it finds before the money is gone:
-//! - balance: warning below `balance_threshold_upokt`; critical below the proof submission fees the supplier's
+//! - balance: warning below `balance_threshold_upokt`; critical at or below the proof submission fees the supplier's
 //!   claimed sessions may still owe (at least one fee): a required proof it cannot pay for is a slash.
 //! - stake: how many `proof_missing_penalty` slashes it covers; warning below `stake_warning_proof_threshold`,
 //!   critical below `stake_critical_proof_threshold`.
@@ -61,11 +61,12 @@ pub(super) enum Health {
     Critical = 2,
 }
 
-/// The balance's level: critical below what the sessions that may still need a proof would pay in proof
-/// submission fees (at least one fee), warning below the configured threshold.
+/// The balance's level: critical at or below what the sessions that may still need a proof would pay in proof
+/// submission fees (at least one fee: the chain takes a proof only while the balance *exceeds* its fee, so a
+/// balance of exactly the fees owed already loses the last proof), warning below the configured threshold.
 pub(super) fn balance_health(balance: u128, threshold: u128, proof_fee: u128, sessions_owing: u64) -> Health {
     let owed = proof_fee.saturating_mul(u128::from(sessions_owing.max(1)));
-    if balance < owed {
+    if proof_fee > 0 && balance <= owed {
         Health::Critical
     } else if balance < threshold {
         Health::Warning
@@ -278,15 +279,20 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_balance_is_critical_below_the_proof_fees_its_claims_may_owe() {
-        // Threshold 1,000,000; proof fee 100,000; three claimed sessions owe up to 300,000.
+    fn the_balance_is_critical_at_or_below_the_proof_fees_its_claims_may_owe() {
+        // Threshold 1,000,000; proof fee 100,000; three claimed sessions owe up to 300,000. The chain takes a
+        // proof only while the balance exceeds its fee: exactly 300,000 pays two of the three.
         assert_eq!(balance_health(299_999, 1_000_000, 100_000, 3), Health::Critical);
-        assert_eq!(balance_health(300_000, 1_000_000, 100_000, 3), Health::Warning);
+        assert_eq!(balance_health(300_000, 1_000_000, 100_000, 3), Health::Critical);
+        assert_eq!(balance_health(300_001, 1_000_000, 100_000, 3), Health::Warning);
         assert_eq!(balance_health(999_999, 1_000_000, 100_000, 3), Health::Warning);
         assert_eq!(balance_health(1_000_000, 1_000_000, 100_000, 3), Health::Healthy);
-        // No claimed session: one fee still has to be there for the next required proof.
+        // No claimed session: more than one fee still has to be there for the next required proof.
         assert_eq!(balance_health(99_999, 0, 100_000, 0), Health::Critical);
-        assert_eq!(balance_health(100_000, 0, 100_000, 0), Health::Healthy);
+        assert_eq!(balance_health(100_000, 0, 100_000, 0), Health::Critical);
+        assert_eq!(balance_health(100_001, 0, 100_000, 0), Health::Healthy);
+        // Without a proof fee nothing is owed.
+        assert_eq!(balance_health(0, 0, 0, 3), Health::Healthy);
     }
 
     #[test]

@@ -93,11 +93,25 @@ async fn a_balance_short_of_every_proof_fee_claims_the_most_valuable_sessions_an
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_balance_covering_every_proof_fee_holds_nothing_back() {
-    // 1,200,001 > 3 × 400,000.
-    let mut t = three_sessions_at_claim_open(1_200_001).await;
+    // 1,300,000 > 3 × (400,000 + a tx fee of 1 upokt at 0.000001 upokt per gas).
+    let mut t = three_sessions_at_claim_open(1_300_000).await;
     t.miner.step().await.unwrap();
     t.f.chain.produce_block();
     t.miner.step().await.unwrap();
     assert_claimed(&t.f, &[&t.high, &t.low, &t.f.key]).await;
     assert_eq!(skipped(&t), None);
+}
+
+/// Each proof tx's fee is taken before its proof fee is checked: a balance just above three proof fees pays
+/// only two proofs with their tx fees, so the least valuable claim is held back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_proof_tx_fees_count_against_the_balance_too() {
+    // 1,200,001 > 3 × 400,000, but not > 3 × (400,000 + 1).
+    let mut t = three_sessions_at_claim_open(1_200_001).await;
+    t.miner.step().await.unwrap();
+    t.f.chain.produce_block();
+    t.miner.step().await.unwrap();
+    assert_claimed(&t.f, &[&t.high, &t.f.key]).await;
+    assert_not_claimed(&t.f, &t.low).await;
+    assert_eq!(skipped(&t), Some(1));
 }
