@@ -11,6 +11,9 @@
 //! `pocket_node.chain_id` (`super::chain_id`): `relay-miner validate` and `relay-miner run` refuse such a delay,
 //! and start without the check when the node cannot be read.
 //!
+//! Windows the chain itself made too short for a re-send, whatever the delay, are logged at ERROR ([`short_windows`]):
+//! they are the chain's to change, not a config error.
+//!
 //! A delay is refused only when it is what takes the re-send away: on a window so short that even no delay leaves
 //! fewer than two sends (the buffer's doing), any delay runs the same sends as none.
 
@@ -86,6 +89,55 @@ pub fn check(params: &wire::SharedParams, delay: u64, buffer: u64) -> Result<(),
     })
 }
 
+/// Sends of one proof possible with `buffer` in a proof window of `window` blocks (`proof_close − proof_open`):
+/// heights from `proof_open` up to `proof_close − buffer`, one send per block (`miner::lifecycle`).
+pub fn proof_sends(window: u64, buffer: u64) -> i64 {
+    let as_i64 = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+    as_i64(window).saturating_sub(as_i64(buffer)).saturating_add(1).max(0)
+}
+
+/// What the chain's windows leave of the claim and proof sends with no delay (`None`: both at least
+/// [`MIN_CLAIM_SENDS`]). Not a config error (the windows are the chain's), but a window that leaves no send
+/// loses every session's reward (claims) or slashes every required proof (proofs), and one that leaves a single
+/// send loses it to the first tx that does not land: [`check_node`] logs it at ERROR for `run` and `validate`.
+pub fn short_windows(params: &wire::SharedParams, buffer: u64) -> Option<String> {
+    let claims = claim_sends(params.claim_window_close_offset_blocks, 0, buffer);
+    let proofs = proof_sends(params.proof_window_close_offset_blocks, buffer);
+    let describe = |what: &str, param: &str, window: u64, sends: i64, lost: &str| {
+        (sends < MIN_CLAIM_SENDS).then(|| {
+            let outcome = if sends == 0 {
+                format!("no {what} can be sent: {lost}")
+            } else {
+                format!("a {what} has one send and no re-send: one tx that does not land and {lost}")
+            };
+            format!(
+                "the chain's {what} window ({param} = {window}) less transaction.submission_buffer_blocks ({buffer}) \
+                 leaves {sends} {what} send(s); {outcome}"
+            )
+        })
+    };
+    let found: Vec<String> = [
+        describe(
+            "claim",
+            "claim_window_close_offset_blocks",
+            params.claim_window_close_offset_blocks,
+            claims,
+            "the session's reward is lost",
+        ),
+        describe(
+            "proof",
+            "proof_window_close_offset_blocks",
+            params.proof_window_close_offset_blocks,
+            proofs,
+            "a required proof is missed and the supplier slashed",
+        ),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    (!found.is_empty()).then(|| found.join("; "))
+}
+
 /// The node's current shared params (`/pocket.shared.Query/Params`).
 pub async fn node_shared_params(grpc: &GrpcClient) -> Result<wire::SharedParams, ChainError> {
     let response: wire::QuerySharedParamsResponse =
@@ -95,12 +147,16 @@ pub async fn node_shared_params(grpc: &GrpcClient) -> Result<wire::SharedParams,
         .ok_or_else(|| ChainError::BadResponse("shared Params without params".into()))
 }
 
-/// [`check`] against the shared params of the node `grpc` talks to.
+/// [`check`] against the shared params of the node `grpc` talks to; windows too short for a re-send whatever the
+/// delay ([`short_windows`]) are logged at ERROR.
 pub async fn check_node(grpc: &GrpcClient, delay: u64, buffer: u64) -> Result<(), ClaimDelayError> {
     let params = node_shared_params(grpc).await.map_err(|e| ClaimDelayError::Unchecked {
         url: grpc.url().to_string(),
         reason: e.to_string(),
     })?;
+    if let Some(problem) = short_windows(&params, buffer) {
+        tracing::error!(url = %grpc.url(), "{problem}");
+    }
     check(&params, delay, buffer)
 }
 
@@ -135,6 +191,39 @@ mod tests {
             claim_window_close_offset_blocks: window,
             ..Default::default()
         }
+    }
+
+    /// Windows that leave fewer than two sends with no delay are described (claims and proofs each); the
+    /// mainnet-like ones are not.
+    #[test]
+    fn windows_too_short_for_a_resend_are_described() {
+        let windows = |claim: u64, proof: u64| wire::SharedParams {
+            proof_window_close_offset_blocks: proof,
+            ..params(claim)
+        };
+        assert_eq!(short_windows(&windows(10, 10), 1), None);
+        assert_eq!(short_windows(&windows(2, 2), 1), None, "two sends each");
+        let one_claim = short_windows(&windows(1, 4), 1).unwrap();
+        assert!(one_claim.contains("leaves 1 claim send(s)"), "{one_claim}");
+        assert!(one_claim.contains("no re-send"), "{one_claim}");
+        assert!(!one_claim.contains("proof"), "{one_claim}");
+        let no_proof = short_windows(&windows(4, 0), 1).unwrap();
+        assert!(
+            no_proof.contains("leaves 0 proof send(s); no proof can be sent"),
+            "{no_proof}"
+        );
+        assert!(no_proof.contains("slashed"), "{no_proof}");
+        let both = short_windows(&windows(4, 4), 4).unwrap();
+        assert!(both.contains("claim") && both.contains("proof"), "{both}");
+        assert!(both.contains("submission_buffer_blocks (4)"), "{both}");
+    }
+
+    #[test]
+    fn proof_sends_count_the_heights_from_the_open_to_the_last_allowed() {
+        assert_eq!(proof_sends(4, 1), 4);
+        assert_eq!(proof_sends(1, 1), 1);
+        assert_eq!(proof_sends(0, 1), 0);
+        assert_eq!(proof_sends(2, 5), 0);
     }
 
     /// Sends run from `claim_open + delay` (clamped) to `claim_close − buffer`, one per block.
