@@ -10,6 +10,10 @@
 //! node's own is refused (`InvalidArgument`, [`HEIGHT_IN_THE_FUTURE`]), and every answer names the height it
 //! was read at in the same response header. Handlers registered with [`GrpcRouter::unary_at_height`] are given
 //! that height.
+//!
+//! For tests, a router can be told to fail the next requests of one method with `UNAVAILABLE` ([`Faults`]), as a
+//! node answers when it cannot serve a query for a moment: a client's fallback for a read that fails can then be
+//! driven against the real server, one method failing while the others answer.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -38,6 +42,52 @@ pub struct GrpcRouter {
     calls: CallCounts,
     /// When set, every answer carries `x-cosmos-block-height` with its value, as a cosmos-sdk node's does.
     height: Option<HeightSource>,
+    /// Requests to fail per method path (test faults).
+    faults: Faults,
+}
+
+/// The message of a request failed by [`Faults`].
+pub const INJECTED_FAULT: &str = "sim: injected fault";
+
+/// Requests to fail with `UNAVAILABLE` per full method path, shared by a router's clones and whoever armed them
+/// (a test): [`Faults::fail_next`] arms, each request of that path then takes one, before its handler runs (so it
+/// reads nothing), counted in [`CallCounts`] like any request.
+#[derive(Debug, Clone, Default)]
+pub struct Faults(Arc<std::sync::Mutex<HashMap<String, u64>>>);
+
+impl Faults {
+    /// Fails the next `n` requests of `path` (0 disarms it), replacing what was armed for it.
+    pub fn fail_next(&self, path: &str, n: u64) {
+        let mut armed = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if n == 0 {
+            armed.remove(path);
+        } else {
+            armed.insert(path.to_string(), n);
+        }
+    }
+
+    /// Requests of `path` still to fail.
+    pub fn pending(&self, path: &str) -> u64 {
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(path)
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// Whether this request of `path` fails (taking one from what is armed).
+    fn take(&self, path: &str) -> bool {
+        let mut armed = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(left) = armed.get_mut(path) else {
+            return false;
+        };
+        *left -= 1;
+        if *left == 0 {
+            armed.remove(path);
+        }
+        true
+    }
 }
 
 /// Requests a router received per full method path (known or not), shared by its clones: tests assert what a
@@ -120,6 +170,12 @@ impl GrpcRouter {
         self
     }
 
+    /// Fails requests as `faults` is armed (instead of faults of its own).
+    pub fn failing_from(mut self, faults: Faults) -> Self {
+        self.faults = faults;
+        self
+    }
+
     /// The request counts of this router (and of the axum router it becomes).
     pub fn calls(&self) -> CallCounts {
         self.calls.clone()
@@ -140,10 +196,12 @@ impl GrpcRouter {
         let handlers = Arc::new(self.handlers);
         let calls = self.calls;
         let height = self.height;
+        let faults = self.faults;
         axum::Router::new().fallback(move |req: axum::extract::Request| {
             let handlers = Arc::clone(&handlers);
             let height = height.clone();
             calls.add(req.uri().path());
+            let failed = faults.take(req.uri().path());
             async move {
                 let handler = handlers.get(req.uri().path()).cloned();
                 let path = req.uri().path().to_string();
@@ -154,6 +212,9 @@ impl GrpcRouter {
                     let latest = height.as_ref().map(|h| h());
                     let pinned = pinned_height(request.metadata());
                     async move {
+                        if failed {
+                            return Err(Status::unavailable(format!("{INJECTED_FAULT}: {path}")));
+                        }
                         let served_at = match (pinned?, latest) {
                             (Some(pinned), Some(latest)) if pinned > latest => {
                                 return Err(Status::invalid_argument(format!(
@@ -311,6 +372,50 @@ mod tests {
             ),
             "{err}"
         );
+    }
+
+    /// An armed fault fails the next n requests of its method with `UNAVAILABLE` (retryable, counted as requests),
+    /// before the handler runs; other methods answer meanwhile, and the method answers again once they are used.
+    #[tokio::test]
+    async fn a_fault_fails_the_next_requests_of_one_method_only() {
+        let handled = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let seen = Arc::clone(&handled);
+        let faults = Faults::default();
+        let router = GrpcRouter::new()
+            .failing_from(faults.clone())
+            .unary("/test.Svc/Echo", move |req: Any| {
+                seen.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                async move {
+                    Ok(Timestamp {
+                        seconds: req.value.len() as i64,
+                        nanos: 0,
+                    })
+                }
+            })
+            .unary("/test.Svc/Other", |_req: Any| async move { Ok(Timestamp::default()) });
+        let calls = router.calls();
+        let url = serve(router).await;
+        let client = GrpcClient::new(&url, Duration::from_secs(5)).unwrap();
+        let echo = || client.unary::<Any, Timestamp>("/test.Svc/Echo", Any::default());
+        faults.fail_next("/test.Svc/Echo", 2);
+        for left in [1, 0] {
+            let err = echo().await.unwrap_err();
+            assert!(matches!(&err, GrpcError::Transport { .. }), "UNAVAILABLE: {err}");
+            assert!(err.to_string().contains(INJECTED_FAULT), "{err}");
+            assert!(err.is_retryable(), "{err}");
+            assert_eq!(faults.pending("/test.Svc/Echo"), left);
+            client
+                .unary::<Any, Timestamp>("/test.Svc/Other", Any::default())
+                .await
+                .unwrap();
+        }
+        assert_eq!(handled.load(std::sync::atomic::Ordering::Relaxed), 0, "no handler ran");
+        echo().await.unwrap();
+        assert_eq!(handled.load(std::sync::atomic::Ordering::Relaxed), 1);
+        assert_eq!(calls.get("/test.Svc/Echo"), 3);
+        faults.fail_next("/test.Svc/Echo", 5);
+        faults.fail_next("/test.Svc/Echo", 0);
+        echo().await.unwrap();
     }
 
     #[tokio::test]

@@ -103,8 +103,8 @@ impl Miner {
             session = key.session_id,
             service,
             "the chain's settlement of this session's claim (decided \"no proof required\") could not be read for \
-             as long as it was asked (block results pruned or discarded, the node unreachable, no event of the \
-             claim): counted neither paid nor lost (ha_miner_settlement_unknown_total)"
+             as long as it was asked (no CometBFT client, block results pruned or discarded, the node unreachable, \
+             no event of the claim): counted neither paid nor lost (ha_miner_settlement_unknown_total)"
         );
         if let Some(m) = &self.metrics {
             m.settlement_unknown.with_label_values(&[&key.supplier, service]).inc();

@@ -11,8 +11,8 @@
 //! for a few blocks (e.g. it discards ABCI responses), the lookup falls back to "not found" and says so at WARN.
 //! Not for a session decided "no proof required" (`Settled`, its settlement not seen): "not found" is all it
 //! knew already, so a block that cannot be read is no answer (asked again; the engine gives the settlement up as
-//! unknown after its bound, `lifecycle::SETTLEMENT_WAIT_BLOCKS`), and a block without the claim's event ends it
-//! as unknown ([`Event::SettlementUnknown`]), never as paid.
+//! unknown after its bound, `lifecycle::SETTLEMENT_WAIT_BLOCKS`), and a block without the claim's event, or no
+//! CometBFT client to read it with, ends it as unknown ([`Event::SettlementUnknown`]), never as paid.
 
 use super::{Miner, MinerError};
 use crate::chain::comet::CometError;
@@ -57,8 +57,8 @@ enum Settlement {
     /// The CometBFT node cannot answer for the block yet, or (a session decided "no proof required", whose
     /// settlement is all the lookup is for) cannot answer at all: no answer this block.
     NotYet,
-    /// The block was read and holds no event of the claim of a session decided "no proof required": asking again
-    /// cannot tell what the chain did ([`Event::SettlementUnknown`]).
+    /// The block was read and holds no event of the claim of a session decided "no proof required", or there is no
+    /// CometBFT client to read it with: asking again cannot tell what the chain did ([`Event::SettlementUnknown`]).
     Missing,
 }
 
@@ -193,6 +193,10 @@ impl Miner {
         }
         match self.read_settlements(at).await {
             Ok(true) => {}
+            // No CometBFT client: nothing but the settlement tells a claim the chain paid from one it expired (the
+            // chain decides the requirement again at settlement, §6.3), so the session's settlement is unknown,
+            // never taken as paid from its claim's being gone.
+            Ok(false) if settlement_only => return Ok(Settlement::Missing),
             Ok(false) => return Ok(Settlement::Read(None)),
             Err(e) if height <= at + SETTLEMENT_READ_BLOCKS => return Err(MinerError::Comet(e)),
             // The engine bounds the wait and reports a settlement given up (`Command::RecordSettlementUnknown`):

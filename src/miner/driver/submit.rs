@@ -17,6 +17,7 @@ use crate::protocol::wire;
 
 mod broadcast;
 mod kept;
+mod recheck;
 mod refusal;
 mod resolve;
 mod ttl;
@@ -320,18 +321,8 @@ impl Miner {
                 Ok(Built::Message(message)) => messages.push((key, message)),
                 Ok(Built::Unprovable) => unprovable.push(key),
                 Ok(Built::NotRequired) => {
-                    // Taken back as a send that never left, then settled without a proof as the requirement check
-                    // just said (the engine counts the correction, and proves it if the params change back).
                     let reason = "the chain no longer requires the proof (checked before a broadcast without Simulate)";
-                    *step = self.tx_outcome_as(
-                        std::mem::take(step),
-                        kind,
-                        supplier,
-                        vec![key.clone()],
-                        TxOutcome::NotSent(reason.into()),
-                        "not_required",
-                    );
-                    step.merge(self.engine.handle(Event::ProofRequirement { key, required: false }));
+                    *step = self.proof_not_required(std::mem::take(step), supplier, key, reason);
                 }
                 Err(e) => {
                     // Its work for this block did not complete (module `observe`).
@@ -351,6 +342,17 @@ impl Miner {
             step.merge(refused);
         }
         messages
+    }
+
+    /// A proof found no longer required right before it would leave: taken back as a send that never left
+    /// (counted `not_required`), then settled without a proof as the requirement check just said (the engine counts
+    /// the correction, and proves it if the params change back).
+    fn proof_not_required(&mut self, step: Step, supplier: &str, key: SessionKey, reason: &str) -> Step {
+        let outcome = TxOutcome::NotSent(reason.into());
+        let kind = TxKind::Proof;
+        let mut step = self.tx_outcome_as(step, kind, supplier, vec![key.clone()], outcome, "not_required");
+        step.merge(self.engine.handle(Event::ProofRequirement { key, required: false }));
+        step
     }
 
     /// Takes in what storing the tx before it left wrote (module `kept`): the holder's record version, and the tx

@@ -410,3 +410,180 @@ async fn a_batch_whose_broadcast_answer_is_lost_lands_once_and_pays_one_fee() {
     }
     assert_eq!(miner.unknown_txs.len(), 0);
 }
+
+/// A proof required at its seed block (probability 1, threshold 0) whose first broadcast, at `proof_open`, got no
+/// answer: kept, it is found out about at the next block. The node `taken` it, else it did not (the mempool full,
+/// the answer saying so lost; the mempool is then emptied). Returns the fixture, the leader (chain calls timing out
+/// after 500 ms, settlements read from CometBFT, `telemetry`'s metrics) and the kept tx's bytes, the chain at
+/// `proof_open`.
+async fn a_proof_kept(telemetry: &crate::telemetry::Telemetry, taken: bool) -> (Fixture, Miner, Vec<u8>) {
+    let mut g = genesis();
+    g.proof_params.proof_request_probability = 1.0;
+    g.proof_params.proof_requirement_threshold_upokt = 0;
+    let f = fixture_on(g).await;
+    let client = Arc::new(ChainClient::new(f.client.grpc().url(), Duration::from_millis(500)).unwrap());
+    let relays = signed_relays(&f, &f.header, "app", 0..3, 100);
+    let plain = MemoryBackend::new().storage();
+    let mut miner = Miner::new(client, plain.clone(), f.keyring.clone(), config("a"))
+        .with_settlements_from(f.comet.clone())
+        .with_metrics(crate::miner::metrics::MinerMetrics::new(telemetry).unwrap());
+    miner.step().await.unwrap();
+    plain.relay_log.append(relays).await.unwrap();
+    miner.step().await.unwrap();
+    let schedule = miner.engine.session(&f.key).unwrap().schedule;
+    while f.chain.height() < schedule.proof_open - 1 {
+        f.chain.produce_block();
+        miner.step().await.unwrap();
+    }
+    let record = miner.engine.session(&f.key).unwrap();
+    assert_eq!((record.state, record.proof_required), (State::Proving, Some(true)));
+    f.chain.produce_block();
+    {
+        let mut s = f.chain.state();
+        s.lose_broadcast_answers = 1;
+        if !taken {
+            s.mempool = vec![Vec::new(); crate::sim::chain::MAX_MEMPOOL_TXS];
+        }
+    }
+    miner.step().await.unwrap();
+    assert_eq!(miner.unknown_txs.len(), 1, "the proof tx is kept");
+    let kept = miner.unknown_txs.get(TxKind::Proof, &f.key).unwrap().bytes.clone();
+    if taken {
+        assert_eq!(f.chain.state().mempool, vec![kept.clone()], "the node took it");
+    } else {
+        f.chain.state().mempool.clear();
+    }
+    (f, miner, kept)
+}
+
+/// The chain's proof params made unreachable (probability 0, threshold above any claim): no proof required.
+fn no_proof_required(chain: &SimChain) {
+    let mut params = chain.state().proof.clone();
+    params.proof_request_probability = 0.0;
+    params.proof_requirement_threshold = Some(crate::protocol::wire::Coin {
+        denom: "upokt".into(),
+        amount: u64::MAX.to_string(),
+    });
+    chain.set_proof_params(params);
+}
+
+/// Runs the chain and the miner to `settlement` + 2; returns the logs of the txs that failed in their block (their
+/// fee paid for nothing).
+async fn run_to_settlement(f: &Fixture, miner: &mut Miner, settlement: i64) -> Vec<String> {
+    while f.chain.height() <= settlement + 2 {
+        f.chain.produce_block();
+        miner.step().await.unwrap();
+    }
+    f.chain
+        .state()
+        .txs
+        .values()
+        .filter(|r| r.code != 0)
+        .map(|r| r.log.clone())
+        .collect()
+}
+
+/// A kept proof tx whose proof governance made not required before its bytes go out again: broadcast again, the
+/// bytes pass CheckTx (no Simulate for them) and the proof is refused in its block, the fee paid. So it is checked
+/// again first: not broadcast, the session settled without a proof, the claim's tx the supplier's only one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kept_proof_no_longer_required_is_not_broadcast_again() {
+    let telemetry = crate::telemetry::Telemetry::new().unwrap();
+    let (f, mut miner, _) = a_proof_kept(&telemetry, false).await;
+    let settlement = miner.engine.session(&f.key).unwrap().schedule.settlement;
+    no_proof_required(&f.chain);
+    f.chain.produce_block();
+    miner.step().await.unwrap();
+    assert_eq!(f.chain.state().mempool, Vec::<Vec<u8>>::new(), "not broadcast again");
+    assert_eq!(miner.unknown_txs.len(), 0, "forgotten");
+    let record = miner.engine.session(&f.key).unwrap();
+    assert_eq!((record.state, record.proof_required), (State::Settled, Some(false)));
+    let failed = run_to_settlement(&f, &mut miner, settlement).await;
+    assert_eq!(failed, Vec::<String>::new(), "no tx failed in its block");
+    assert!(
+        f.chain.records().iter().all(|r| r.kind != "proof"),
+        "{:?}",
+        f.chain.records()
+    );
+    assert_eq!(included_txs_of(&f.chain, &f.supplier).len(), 1, "the claim's tx alone");
+    assert!(
+        matches!(&f.chain.settlements()[..], [(_, _, crate::sim::chain::Settlement::Settled(v))] if *v > 0),
+        "the chain paid the claim: {:?}",
+        f.chain.settlements()
+    );
+    assert_eq!(
+        counter(
+            &telemetry.render_metrics(),
+            "ha_miner_proof_errors_total",
+            "not_required"
+        ),
+        Some(1)
+    );
+}
+
+/// The same kept proof, still required, when the check cannot be made (the node fails the proof params read):
+/// its same bytes are broadcast again, and the proof lands and is paid.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kept_proof_whose_requirement_cannot_be_checked_is_broadcast_again() {
+    let telemetry = crate::telemetry::Telemetry::new().unwrap();
+    let (f, mut miner, kept) = a_proof_kept(&telemetry, false).await;
+    let settlement = miner.engine.session(&f.key).unwrap().schedule.settlement;
+    let params = crate::protocol::wire::method::PROOF_PARAMS;
+    f.chain.fail_grpc_next(params, 1);
+    f.chain.produce_block();
+    miner.step().await.unwrap();
+    assert_eq!(f.chain.grpc_faults_pending(params), 0, "the check's read failed");
+    assert_eq!(f.chain.state().mempool, vec![kept], "the same bytes, broadcast again");
+    let failed = run_to_settlement(&f, &mut miner, settlement).await;
+    assert_eq!(failed, Vec::<String>::new(), "no tx failed in its block");
+    let proofs: Vec<_> = f.chain.records().into_iter().filter(|r| r.kind == "proof").collect();
+    assert_eq!(proofs.len(), 1, "{proofs:?}");
+    assert_eq!(proofs[0].rejected, None);
+    assert!(
+        matches!(&f.chain.settlements()[..], [(_, _, crate::sim::chain::Settlement::Settled(v))] if *v > 0),
+        "the chain paid the claim: {:?}",
+        f.chain.settlements()
+    );
+}
+
+/// A kept proof tx that landed though it cannot be found by hash (the node's tx index is off): its proof is on
+/// chain (the claim's proof validated), so its bytes are not broadcast again (refused as a duplicate; had another
+/// tx of ours carried the proof, a second fee for nothing): the session counts as sent and the claim is paid.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kept_proof_already_on_chain_is_not_broadcast_again() {
+    let telemetry = crate::telemetry::Telemetry::new().unwrap();
+    let (f, mut miner, _) = a_proof_kept(&telemetry, true).await;
+    let settlement = miner.engine.session(&f.key).unwrap().schedule.settlement;
+    f.chain.state().tx_index_disabled = true;
+    f.chain.produce_block();
+    assert!(
+        f.chain
+            .records()
+            .iter()
+            .any(|r| r.kind == "proof" && r.rejected.is_none()),
+        "{:?}",
+        f.chain.records()
+    );
+    let broadcasts = f.chain.grpc_calls(crate::protocol::wire::method::BROADCAST_TX);
+    miner.step().await.unwrap();
+    assert_eq!(
+        f.chain.grpc_calls(crate::protocol::wire::method::BROADCAST_TX),
+        broadcasts,
+        "not broadcast again"
+    );
+    assert_eq!(miner.unknown_txs.len(), 0, "forgotten");
+    let failed = run_to_settlement(&f, &mut miner, settlement).await;
+    assert_eq!(failed, Vec::<String>::new(), "no tx failed in its block");
+    assert_eq!(
+        included_txs_of(&f.chain, &f.supplier).len(),
+        2,
+        "the claim's tx and the proof's"
+    );
+    assert!(
+        matches!(&f.chain.settlements()[..], [(_, _, crate::sim::chain::Settlement::Settled(v))] if *v > 0),
+        "the chain paid the claim: {:?}",
+        f.chain.settlements()
+    );
+    let text = telemetry.render_metrics();
+    assert_eq!(counter(&text, "ha_miner_proof_errors_total", "refused"), None, "{text}");
+}

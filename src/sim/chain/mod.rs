@@ -319,6 +319,8 @@ pub struct SimChain {
     events: broadcast::Sender<crate::chain::comet::BlockInfo>,
     /// gRPC requests received per method path by every [`router`] of this chain (tests assert what clients ask).
     grpc_calls: crate::sim::grpc::CallCounts,
+    /// gRPC requests every [`router`] of this chain fails (test faults, [`SimChain::fail_grpc_next`]).
+    grpc_faults: crate::sim::grpc::Faults,
 }
 
 /// Deterministic block hash of the simulator: SHA256(chain id ‖ height).
@@ -552,6 +554,7 @@ impl SimChain {
             state: Arc::new(Mutex::new(state)),
             events,
             grpc_calls: Default::default(),
+            grpc_faults: Default::default(),
         })
     }
 
@@ -727,16 +730,6 @@ impl SimChain {
                 }
             }
         }
-    }
-
-    /// gRPC requests the chain's [`router`]s received for the method `path` so far.
-    pub fn grpc_calls(&self, path: &str) -> u64 {
-        self.grpc_calls.get(path)
-    }
-
-    /// The request counts every [`router`] of this chain adds to.
-    pub(crate) fn grpc_call_counts(&self) -> crate::sim::grpc::CallCounts {
-        self.grpc_calls.clone()
     }
 
     /// Block time of `height` (unix seconds, one block per `block_time_ms`).

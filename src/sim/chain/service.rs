@@ -10,11 +10,36 @@ fn not_found(what: String) -> Status {
     Status::not_found(what)
 }
 
+impl SimChain {
+    /// gRPC requests the chain's [`router`]s received for the method `path` so far.
+    pub fn grpc_calls(&self, path: &str) -> u64 {
+        self.grpc_calls.get(path)
+    }
+
+    /// The request counts every [`router`] of this chain adds to.
+    pub(crate) fn grpc_call_counts(&self) -> crate::sim::grpc::CallCounts {
+        self.grpc_calls.clone()
+    }
+
+    /// Has every [`router`] of this chain fail its next `n` requests of the method `path` (e.g.
+    /// [`method::PROOF_PARAMS`]) with `UNAVAILABLE`, as a node that cannot serve a query for a moment (0 disarms):
+    /// for tests of what a client does when one read fails. Requests of other methods are answered.
+    pub fn fail_grpc_next(&self, path: &str, n: u64) {
+        self.grpc_faults.fail_next(path, n);
+    }
+
+    /// Requests of `path` still to fail ([`SimChain::fail_grpc_next`]).
+    pub fn grpc_faults_pending(&self, path: &str) -> u64 {
+        self.grpc_faults.pending(path)
+    }
+}
+
 /// Every query and tx service the relay miner uses, backed by `chain`.
 pub fn router(chain: SimChain) -> GrpcRouter {
     let h = chain.clone();
     let router = GrpcRouter::new()
         .counting_into(chain.grpc_call_counts())
+        .failing_from(chain.grpc_faults.clone())
         .with_block_height(move || {
             let s = h.state();
             s.height - s.query_lag_blocks

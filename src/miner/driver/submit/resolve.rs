@@ -3,7 +3,18 @@
 //! expired and is not on chain are its sessions sent anew. Keeps such txs after a broadcast without an answer.
 
 use super::broadcast::check_tx_outcome;
+use super::recheck::Stale;
 use super::*;
+
+/// What finding out about one tx of unknown outcome gave ([`Miner::resolve_one`]).
+enum Resolved {
+    /// The answer for the sessions asking.
+    Outcome(Result<(), TxOutcome>),
+    /// It can no longer land and is not on chain: a new tx is due.
+    Expired,
+    /// A kept proof tx whose re-broadcast would pay for nothing (module `recheck`): not sent again.
+    Stale(Stale),
+}
 
 impl Miner {
     /// Forgets the txs of unknown outcome of sessions that will not send that kind of message again (claimed,
@@ -43,8 +54,9 @@ impl Miner {
         let mut expired = Vec::new();
         for (tx, keys) in by_tx {
             match self.resolve_one(kind, supplier, &tx, &keys, height).await {
-                Some(outcome) => *step = self.sent(std::mem::take(step), kind, supplier, keys, outcome),
-                None => expired.extend(keys),
+                Resolved::Outcome(outcome) => *step = self.sent(std::mem::take(step), kind, supplier, keys, outcome),
+                Resolved::Expired => expired.extend(keys),
+                Resolved::Stale(stale) => expired.extend(self.stale_kept_proofs(step, supplier, &tx, keys, &stale)),
             }
         }
         expired
@@ -53,8 +65,9 @@ impl Miner {
     /// What happened to `tx`, whose broadcast got no answer: `Ok` when it is in a block with its messages run
     /// (code 0), a refusal when they failed there (its fee paid, nothing done: the send is undone), or a
     /// node has it now (the same bytes broadcast again: accepted, or code 19, already in its mempool or cache),
-    /// `Retryable` while still no node answers (kept), a node's refusal of the bytes, or `None` when the node
-    /// refused them and they can no longer be included (their timeout passed): a new tx is due.
+    /// `Retryable` while still no node answers (kept), a node's refusal of the bytes, or `Expired` when the node
+    /// refused them and they can no longer be included (their timeout passed): a new tx is due. A proof tx is
+    /// checked again before its bytes go out again (module `recheck`): `Stale` when they would pay for nothing.
     ///
     /// Only the entries of `keys` (the sessions asking now) are forgotten once the answer is known: the tx may
     /// carry other sessions' messages whose own attempts come as separate submits (the lookups after a failover
@@ -68,7 +81,7 @@ impl Miner {
         tx: &SentTx,
         keys: &[SessionKey],
         height: i64,
-    ) -> Option<Result<(), TxOutcome>> {
+    ) -> Resolved {
         match self.chain.get_tx(&tx.hash).await {
             Ok(Some(included)) if included.code != 0 => {
                 // In a block, but its messages failed there (out of gas, a message the block's state refused):
@@ -87,7 +100,7 @@ impl Miner {
                 self.unknown_txs.forget_all(kind, keys);
                 let holders = self.kept_txs.drop_tx(&tx.hash);
                 self.kept_changed.extend(holders);
-                return Some(Err(TxOutcome::Refused(format!(
+                return Resolved::Outcome(Err(TxOutcome::Refused(format!(
                     "tx {} failed in block {} with code {}: {}",
                     tx.hash, included.height, included.code, included.raw_log
                 ))));
@@ -100,14 +113,21 @@ impl Miner {
                     "a tx whose broadcast got no answer is in a block"
                 );
                 self.unknown_txs.forget_all(kind, keys);
-                return Some(Ok(()));
+                return Resolved::Outcome(Ok(()));
             }
             Ok(None) => {}
             // A node without a tx index cannot tell; the broadcast below still can (code 19 for a tx it has).
             Err(e) => tracing::debug!(supplier, tx = tx.hash, error = %e, "cannot look up a tx of unknown outcome"),
         }
+        if kind == TxKind::Proof {
+            match self.recheck_kept_proofs(supplier, tx).await {
+                Ok(None) => {}
+                Ok(Some(stale)) => return Resolved::Stale(stale),
+                Err(e) => return Resolved::Outcome(Err(TxOutcome::NotSent(e.to_string()))),
+            }
+        }
         if let Err(e) = self.confirm_leadership_before_sending().await {
-            return Some(Err(TxOutcome::NotSent(match e {
+            return Resolved::Outcome(Err(TxOutcome::NotSent(match e {
                 SequenceError::NotSent(reason) => reason,
                 other => other.to_string(),
             })));
@@ -115,7 +135,7 @@ impl Miner {
         let response = match self.chain.broadcast(tx.bytes.clone()).await {
             Ok(response) => response,
             Err(e) => {
-                return Some(Err(TxOutcome::Retryable(format!(
+                return Resolved::Outcome(Err(TxOutcome::Retryable(format!(
                     "broadcasting tx {} again: {e}",
                     tx.hash
                 ))));
@@ -136,7 +156,7 @@ impl Miner {
                     code = response.code,
                     "a tx whose broadcast got no answer was broadcast again: the node has it"
                 );
-                Some(Ok(()))
+                Resolved::Outcome(Ok(()))
             }
             Err(refusal) if self.unknown_tx_expired(tx, height).await => {
                 tracing::info!(
@@ -145,7 +165,7 @@ impl Miner {
                     ?refusal,
                     "a tx whose broadcast got no answer can no longer land and is not on chain: a new tx is built"
                 );
-                None
+                Resolved::Expired
             }
             // Code 32 on our own kept bytes is not another instance's tx (`HaConflict`, which keeps the send as
             // made): the account's sequence is no longer the tx's. Used by another tx of ours, the kept one can
@@ -153,10 +173,10 @@ impl Miner {
             // claim or proof at the next lookup. Either way the send did not happen now: a refusal undoes it, and
             // the next block's lookup decides whether a new tx is due. Taken as a conflict, it spent the session's
             // last re-send after a failover and nothing was sent again: a claim lost, a proof slashed.
-            Err(TxOutcome::HaConflict(log)) => Some(Err(TxOutcome::Refused(format!(
+            Err(TxOutcome::HaConflict(log)) => Resolved::Outcome(Err(TxOutcome::Refused(format!(
                 "the tx kept since its broadcast got no answer has a sequence the account no longer expects: {log}"
             )))),
-            Err(refusal) => Some(Err(refusal)),
+            Err(refusal) => Resolved::Outcome(Err(refusal)),
         }
     }
 

@@ -178,3 +178,17 @@ async fn a_settlement_block_without_the_claims_event_ends_unknown_not_paid() {
     run_to(&f, &mut miner, schedule.settlement + 2).await;
     assert_ended_unknown(&f, &miner, &plain, &telemetry.render_metrics()).await;
 }
+
+/// Without a CometBFT client nothing tells what the chain's settlement did: the claim gone past the settlement
+/// ends the session with its settlement unknown at the first lookup past it, not as paid (before: taken as paid).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_comet_client_a_claim_gone_ends_unknown_not_paid() {
+    let f = fixture().await;
+    let plain = MemoryBackend::new().storage();
+    let telemetry = crate::telemetry::Telemetry::new().unwrap();
+    let mut miner = Miner::new(f.client.clone(), plain.clone(), f.keyring.clone(), config("a"))
+        .with_metrics(crate::miner::metrics::MinerMetrics::new(&telemetry).unwrap());
+    let schedule = ingest_until_claim_open(&f, &plain, &mut miner).await;
+    run_to(&f, &mut miner, schedule.settlement + 2).await;
+    assert_ended_unknown(&f, &miner, &plain, &telemetry.render_metrics()).await;
+}

@@ -170,8 +170,8 @@ async fn a_proof_made_unrequired_is_not_resent_and_the_settlement_is_not_counted
     );
 }
 
-/// Without settlement events (no CometBFT client): the claim gone past the settlement is taken as settled
-/// without a proof, not as a proof that was never included.
+/// Without settlement events (no CometBFT client): the claim gone past the settlement ends the session settled
+/// without a proof, its settlement unknown (not paid: nothing read says so), not as a proof never included.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_proof_made_unrequired_is_not_counted_lost_without_settlement_events() {
     let (text, simulations, tombstone) = a_proof_made_unrequired_before_it_is_sent(false, 0).await;
@@ -180,6 +180,7 @@ async fn a_proof_made_unrequired_is_not_counted_lost_without_settlement_events()
         "one proof attempt (refused at Simulate, no fee), not one per block"
     );
     assert_settled_without_proof(&text, &tombstone);
+    assert!(tombstone.settlement_unknown, "{tombstone:?}");
 }
 
 /// With a fixed `transaction.gas_limit` Simulate is skipped, and CheckTx does not run the proof's message: sent,
