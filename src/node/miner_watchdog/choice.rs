@@ -262,6 +262,11 @@ mod tests {
             "3 × the default 60 s block time is less"
         );
         assert_eq!(
+            hung_after(Some(Duration::from_secs(1)), Duration::from_secs(1)),
+            MIN_HUNG,
+            "never less, however short the query timeout"
+        );
+        assert_eq!(
             hung_after(Some(Duration::from_secs(150)), query),
             Duration::from_secs(450),
             "3 block times"
