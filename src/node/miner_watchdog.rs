@@ -51,6 +51,7 @@ use crate::chain::query::ChainClient;
 use crate::keys::Keyring;
 use crate::miner::driver::MinerStats;
 use crate::telemetry::{Heartbeat, Telemetry, TelemetryError};
+pub(super) use choice::MIN_HUNG;
 use choice::{Pulse, Reason};
 
 /// How often the chain endpoint is probed (and the health republished).
@@ -167,6 +168,8 @@ pub(super) struct Watched {
     pub heartbeat: Heartbeat,
     /// The chain query timeout (`pocket_node.query_timeout_seconds`): a slow iteration's bound grows with it.
     pub query_timeout: Duration,
+    /// The shortest iteration that counts as hung ([`MIN_HUNG`]; tests shorten it).
+    pub min_hung: Duration,
 }
 
 /// Starts the watchdog of a mining raft node (module docs).
@@ -210,7 +213,7 @@ pub(super) fn spawn(
             let block_time = progress.block_time().or(peer_block_time);
             let limit = stall_after(block_time);
             let chain_stalled = age >= limit;
-            let hung_limit = choice::hung_after(block_time, miner.query_timeout);
+            let hung_limit = choice::hung_after(block_time, miner.query_timeout, miner.min_hung);
             let hung_for = pulse.age(now);
             let miner_hung = hung_for >= hung_limit;
             if miner_hung && !was_hung {
@@ -343,5 +346,84 @@ mod tests {
         assert_eq!(stall_after(Some(Duration::from_millis(100))), MIN_STALL);
         assert_eq!(stall_after(None), Duration::from_secs(180));
         assert_eq!(stall_after(Some(Duration::from_secs(3600))), MAX_STALL);
+    }
+
+    /// A raft node on a free port, not initialized (it leads nothing: the watchdog only publishes).
+    async fn lone_node(dir: &std::path::Path) -> Arc<RaftNode> {
+        let listen = "127.0.0.1:0".parse().unwrap();
+        Arc::new(
+            RaftNode::start(raft::RaftConfig::new(1, listen, dir, TOKEN))
+                .await
+                .unwrap(),
+        )
+    }
+
+    const TOKEN: &str = "watchdog-test-cluster-token-0123456789";
+
+    /// What `node` serves on its raft port.
+    async fn served(node: &RaftNode) -> Option<AppHealth> {
+        raft::wire::PeerClient::new(&node.local_addr().to_string(), TOKEN)
+            .call(raft::app_health::PATH, &(), Duration::from_secs(2))
+            .await
+            .unwrap()
+    }
+
+    /// The loop publishes this node's keys, and `stalled` once the miner's heartbeat stopped changing for the
+    /// hung bound, while a node whose miner beats stays unstalled (their chain endpoint is down for both and
+    /// stays far from its own 3-minute stall limit).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_miner_whose_heartbeat_stops_is_published_stalled_with_the_nodes_keys() {
+        let dirs = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let (hung, beating) = (lone_node(dirs.0.path()).await, lone_node(dirs.1.path()).await);
+        let keys = crate::keys::parse_keys(
+            std::path::Path::new("keys.yaml"),
+            &format!("keys:\n  - {}\n", "01".repeat(32)),
+        )
+        .unwrap();
+        let keyring = Keyring::new(keys);
+        let chain = Arc::new(ChainClient::new("http://127.0.0.1:1", Duration::from_millis(200)).unwrap());
+        let start = |node: &Arc<RaftNode>| {
+            let telemetry = Telemetry::new().unwrap();
+            let watched = Watched {
+                stats: Arc::default(),
+                keyring: keyring.clone(),
+                heartbeat: telemetry.heartbeat("miner"),
+                query_timeout: Duration::from_millis(1),
+                min_hung: Duration::from_secs(2),
+            };
+            let beat = telemetry.heartbeat("miner");
+            (
+                spawn(Arc::clone(&chain), Arc::downgrade(node), &telemetry, watched).unwrap(),
+                beat,
+            )
+        };
+        let (hung_task, _never) = start(&hung);
+        let (beating_task, beat) = start(&beating);
+        let beater = tokio::spawn(async move {
+            loop {
+                beat.beat();
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        });
+        let deadline = Instant::now() + Duration::from_secs(15);
+        let report = loop {
+            if let Some(h) = served(&hung).await.filter(|h| h.stalled) {
+                break h;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "never published stalled: {:?}",
+                served(&hung).await
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        assert_eq!(report.suppliers, Some(keyring.addresses()));
+        assert_eq!(report.chain_height, 0);
+        let other = served(&beating).await.unwrap();
+        assert!(!other.stalled, "{other:?}");
+        assert_eq!(other.suppliers, Some(keyring.addresses()));
+        for task in [hung_task, beating_task, beater] {
+            task.abort();
+        }
     }
 }

@@ -456,6 +456,7 @@ impl Node {
                         keyring: keyring.clone(),
                         heartbeat: telemetry.heartbeat("miner"),
                         query_timeout: Duration::from_secs(config.pocket_node.query_timeout_seconds.max(1)),
+                        min_hung: miner_watchdog::MIN_HUNG,
                     },
                 )?);
             }

@@ -41,12 +41,14 @@ pub const MIN_HUNG: Duration = Duration::from_secs(300);
 /// Chain query timeouts a single iteration may legitimately spend (see [`MIN_HUNG`]).
 pub const HUNG_QUERIES: u32 = 60;
 
-/// The miner counts as hung when its loop's last iteration started longer ago than this: 3 block times
-/// ([`stall_after`]), and never less than [`MIN_HUNG`] nor [`HUNG_QUERIES`] chain query timeouts (what one slow
-/// but working iteration can take: a big proof build, Simulate calls timing out).
-pub(crate) fn hung_after(block_time: Option<Duration>, query_timeout: Duration) -> Duration {
-    stall_after(block_time)
-        .max(MIN_HUNG)
+/// The miner counts as hung when its loop's last iteration started longer ago than this: 3 block times as
+/// measured ([`stall_after`]; none before a measure, where the floor is more than 3 default block times), and
+/// never less than `floor` ([`MIN_HUNG`]; shorter in tests) nor [`HUNG_QUERIES`] chain query timeouts (what one
+/// slow but working iteration can take: a big proof build, Simulate calls timing out).
+pub(crate) fn hung_after(block_time: Option<Duration>, query_timeout: Duration, floor: Duration) -> Duration {
+    block_time
+        .map_or(Duration::ZERO, |b| stall_after(Some(b)))
+        .max(floor)
         .max(query_timeout.saturating_mul(HUNG_QUERIES))
 }
 
@@ -255,27 +257,35 @@ mod tests {
     #[test]
     fn the_miner_is_hung_after_a_bound_no_working_iteration_reaches() {
         let query = Duration::from_secs(5);
-        assert_eq!(hung_after(Some(Duration::from_secs(1)), query), MIN_HUNG);
+        assert_eq!(hung_after(Some(Duration::from_secs(1)), query, MIN_HUNG), MIN_HUNG);
         assert_eq!(
-            hung_after(None, query),
+            hung_after(None, query, MIN_HUNG),
             MIN_HUNG,
             "3 × the default 60 s block time is less"
         );
         assert_eq!(
-            hung_after(Some(Duration::from_secs(1)), Duration::from_secs(1)),
+            hung_after(None, Duration::from_millis(1), Duration::from_secs(2)),
+            Duration::from_secs(2),
+            "no block time measured: the floor"
+        );
+        assert_eq!(
+            hung_after(Some(Duration::from_secs(1)), Duration::from_secs(1), MIN_HUNG),
             MIN_HUNG,
             "never less, however short the query timeout"
         );
         assert_eq!(
-            hung_after(Some(Duration::from_secs(150)), query),
+            hung_after(Some(Duration::from_secs(150)), query, MIN_HUNG),
             Duration::from_secs(450),
             "3 block times"
         );
         assert_eq!(
-            hung_after(Some(Duration::from_secs(1)), Duration::from_secs(10)),
+            hung_after(Some(Duration::from_secs(1)), Duration::from_secs(10), MIN_HUNG),
             Duration::from_secs(600)
         );
-        assert_eq!(hung_after(Some(Duration::from_secs(1)), Duration::MAX), Duration::MAX);
+        assert_eq!(
+            hung_after(Some(Duration::from_secs(1)), Duration::MAX, MIN_HUNG),
+            Duration::MAX
+        );
     }
 
     #[test]
