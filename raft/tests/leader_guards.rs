@@ -100,6 +100,7 @@ async fn peers_app_health_is_read_and_leadership_handed_to_a_chosen_voter() {
         progressed_ms_ago: Some(5),
         block_time_ms: Some(1000),
         stalled: false,
+        suppliers: Some(vec!["pokt1supplier".into()]),
     };
     c.node(others[1]).set_app_health(healthy.clone());
     let mut seen = c.node(l).peer_app_health(Duration::from_secs(1)).await;

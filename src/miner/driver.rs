@@ -96,6 +96,10 @@ pub struct MinerStats {
     /// Live session records in storage, when the leadership was last taken, of suppliers whose key is not in
     /// the keys file (nothing can be submitted for them).
     pub keyless_sessions: AtomicU64,
+    /// The suppliers (operator addresses) of those sessions, as last listed while leading; emptied when the
+    /// leadership is lost. On raft the miner watchdog hands the leadership to a node that holds their keys
+    /// (`node::miner_watchdog`).
+    pub keyless_suppliers: std::sync::Mutex<std::collections::BTreeSet<String>>,
 }
 
 /// [`MinerConfig::ingest_every`] of the embedded store.

@@ -20,8 +20,26 @@
 //! everyone (all stalled at one height) moves nothing; and a node hands off at most once per [`COOLDOWN`].
 //! A miner task that ended abnormally is handled by the node itself (the process exits with code 1, and its
 //! graceful stop hands the leadership off first).
+//!
+//! Two more reasons a leader's miner cannot do the work while its chain reads are fine (rules in `choice`):
+//! - `miner_hung`: the miner's loop stopped completing iterations without ending (an await that never returns,
+//!   a deadlock). Its heartbeat (`ha_loop_heartbeat_timestamp_seconds{loop="miner"}`, beaten at the start of
+//!   every iteration, leading or not) has not changed for [`choice::hung_after`] (3 block times, at least 5
+//!   minutes and 60 chain query timeouts: more than a slow but working iteration takes). The node logs ERROR
+//!   and publishes itself stalled (so nobody hands off to it), and, leading, hands off as for a stalled chain
+//!   to a voter that progresses and is at most a block behind (nobody is ahead of a leader whose reads work).
+//! - `keyless`: the miner, leading, found live sessions of suppliers whose key is not in this node's keys
+//!   file (`MinerStats::keyless_suppliers`: it cannot sign their claims and proofs). Every node publishes the
+//!   operator addresses it holds keys for; the leader hands off to a progressing voter (not stalled, at most a
+//!   block behind) that holds more of the keys in play (its own and the lacking ones) than it does
+//!   (`choice::pick_keyed` says why that rule and not "every lacking key"). A voter whose report has no key
+//!   list (an older build) is never picked for it.
+//!
+//! All reasons share the rate limit and the `ha_miner_leadership_hand_offs_total{reason,outcome}` counter.
 
-use std::collections::VecDeque;
+mod choice;
+
+use std::collections::{BTreeSet, VecDeque};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
@@ -30,7 +48,11 @@ use raft::{AppHealth, RaftNode};
 use tokio::task::JoinHandle;
 
 use crate::chain::query::ChainClient;
-use crate::telemetry::{Telemetry, TelemetryError};
+use crate::keys::Keyring;
+use crate::miner::driver::MinerStats;
+use crate::telemetry::{Heartbeat, Telemetry, TelemetryError};
+pub(super) use choice::MIN_HUNG;
+use choice::{Pulse, Reason};
 
 /// How often the chain endpoint is probed (and the health republished).
 pub const PROBE_EVERY: Duration = Duration::from_secs(1);
@@ -103,16 +125,6 @@ pub(crate) fn stall_after(block_time: Option<Duration>) -> Duration {
     (block_time.unwrap_or(DEFAULT_BLOCK_TIME) * STALL_BLOCKS).clamp(MIN_STALL, MAX_STALL)
 }
 
-/// The voter to hand off to: not stalled and ahead of `height`; the highest, ties to the lowest id.
-pub(crate) fn pick_target(height: i64, peers: &[(u64, Option<AppHealth>)]) -> Option<u64> {
-    peers
-        .iter()
-        .filter_map(|(id, h)| h.as_ref().map(|h| (*id, h)))
-        .filter(|(_, h)| !h.stalled && h.chain_height > height)
-        .max_by(|(a, ha), (b, hb)| ha.chain_height.cmp(&hb.chain_height).then(b.cmp(a)))
-        .map(|(id, _)| id)
-}
-
 /// The longest block time the peers measured (the most cautious stall limit); `None` when none measured one.
 fn slowest_block_time<'a>(peers: impl Iterator<Item = &'a AppHealth>) -> Option<Duration> {
     peers.filter_map(|h| h.block_time_ms).max().map(Duration::from_millis)
@@ -146,21 +158,38 @@ impl Metrics {
     }
 }
 
+/// What the watchdog watches of this node's miner besides its chain endpoint.
+pub(super) struct Watched {
+    /// The miner's stats (the suppliers of live sessions it has no key for, while it leads).
+    pub stats: Arc<MinerStats>,
+    /// This node's supplier keys, published to the peers.
+    pub keyring: Keyring,
+    /// The miner loop's heartbeat (`telemetry.heartbeat("miner")`), read to tell a hung loop.
+    pub heartbeat: Heartbeat,
+    /// The chain query timeout (`pocket_node.query_timeout_seconds`): a slow iteration's bound grows with it.
+    pub query_timeout: Duration,
+    /// The shortest iteration that counts as hung ([`MIN_HUNG`]; tests shorten it).
+    pub min_hung: Duration,
+}
+
 /// Starts the watchdog of a mining raft node (module docs).
 pub(super) fn spawn(
     chain: Arc<ChainClient>,
     node: Weak<RaftNode>,
     telemetry: &Telemetry,
+    miner: Watched,
 ) -> Result<JoinHandle<()>, TelemetryError> {
     let metrics = Metrics::new(telemetry)?;
     let heartbeat = telemetry.heartbeat("miner_watchdog");
     Ok(tokio::spawn(async move {
         let mut progress = Progress::new(Instant::now());
+        let mut pulse = Pulse::new(Instant::now());
         let mut ticker = tokio::time::interval(PROBE_EVERY);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut peer_block_time: Option<Duration> = None;
         let mut last_hand_off: Option<Instant> = None;
         let mut warned_no_target: Option<Instant> = None;
+        let mut was_hung = false;
         let mut last_error = String::new();
         loop {
             ticker.tick().await;
@@ -178,11 +207,28 @@ pub(super) fn spawn(
                 peer_block_time = slowest_block_time(peers.iter().filter_map(|(_, r)| r.as_ref().ok()?.as_ref()));
             }
             let now = Instant::now();
+            pulse.observe(miner.heartbeat.last(), now);
             let age = progress.age(now);
             metrics.age.set(age.as_secs_f64());
             let block_time = progress.block_time().or(peer_block_time);
             let limit = stall_after(block_time);
-            let stalled = age >= limit;
+            let chain_stalled = age >= limit;
+            let hung_limit = choice::hung_after(block_time, miner.query_timeout, miner.min_hung);
+            let hung_for = pulse.age(now);
+            let miner_hung = hung_for >= hung_limit;
+            if miner_hung && !was_hung {
+                tracing::error!(
+                    reason = Reason::MinerHung.label(),
+                    iteration_running_s = hung_for.as_secs(),
+                    limit_s = hung_limit.as_secs(),
+                    leader = node.is_leader(),
+                    "this node's miner loop has not completed an iteration for longer than any working one takes                      (hung: an await that never returns, a deadlock): it claims and proves nothing; reported                      stalled to the other voters, and a leader hands its leadership off"
+                );
+            } else if was_hung && !miner_hung {
+                tracing::warn!("this node's miner loop completes iterations again");
+            }
+            was_hung = miner_hung;
+            let own: BTreeSet<String> = miner.keyring.addresses().into_iter().collect();
             node.set_app_health(AppHealth {
                 chain_height: progress.height,
                 progressed_ms_ago: progress
@@ -191,11 +237,24 @@ pub(super) fn spawn(
                 block_time_ms: progress
                     .block_time()
                     .map(|b| u64::try_from(b.as_millis()).unwrap_or(u64::MAX)),
-                stalled,
+                stalled: chain_stalled || miner_hung,
+                suppliers: Some(own.iter().cloned().collect()),
             });
-            if !stalled || !node.is_leader() || last_hand_off.is_some_and(|t| now.duration_since(t) < COOLDOWN) {
+            if !node.is_leader() || last_hand_off.is_some_and(|t| now.duration_since(t) < COOLDOWN) {
                 continue;
             }
+            // The miner's list, as of its last listing, less the keys this node holds now (a key added since).
+            let lacking: BTreeSet<String> = miner
+                .stats
+                .keyless_suppliers
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .difference(&own)
+                .cloned()
+                .collect();
+            let Some(reason) = choice::reason(miner_hung, chain_stalled, &lacking) else {
+                continue;
+            };
             let peers: Vec<(u64, Option<AppHealth>)> = node
                 .peer_app_health(PEER_TIMEOUT)
                 .await
@@ -204,42 +263,49 @@ pub(super) fn spawn(
                 .collect();
             // Measured by a peer: used from the next round on when this node never saw two heights.
             peer_block_time = slowest_block_time(peers.iter().filter_map(|(_, h)| h.as_ref())).or(peer_block_time);
-            let reason = "chain_stalled";
-            let Some(to) = pick_target(progress.height, &peers) else {
+            let why = match reason {
+                Reason::ChainStalled => "this raft leader's miner reads no chain progress",
+                Reason::MinerHung => "this raft leader's miner loop is hung",
+                Reason::Keyless => "this raft leader lacks the keys of suppliers with live sessions",
+            };
+            let label = reason.label();
+            let Some(to) = choice::pick(reason, progress.height, &own, &lacking, &peers) else {
                 if warned_no_target.is_none_or(|t| now.duration_since(t) >= COOLDOWN) {
                     warned_no_target = Some(now);
-                    metrics.hand_offs.with_label_values(&[reason, "no_healthy_voter"]).inc();
+                    metrics.hand_offs.with_label_values(&[label, "no_healthy_voter"]).inc();
                     tracing::warn!(
-                        reason,
+                        reason = label,
                         height = progress.height,
                         stalled_for_s = age.as_secs(),
+                        iteration_running_s = hung_for.as_secs(),
+                        lacking = ?lacking,
                         last_error = %last_error,
                         peers = ?peers,
-                        "this raft leader's miner reads no chain progress, but no other voter does better: keeping \
-                         the leadership"
+                        "{why}, but no other voter does better: keeping the leadership"
                     );
                 }
                 continue;
             };
             last_hand_off = Some(now);
             tracing::warn!(
-                reason,
+                reason = label,
                 height = progress.height,
                 stalled_for_s = age.as_secs(),
                 limit_s = limit.as_secs(),
+                iteration_running_s = hung_for.as_secs(),
+                lacking = ?lacking,
                 last_error = %last_error,
                 to,
-                "this raft leader's miner reads no chain progress: handing the raft leadership (and the miner \
-                 lease) to a voter whose miner does"
+                "{why}: handing the raft leadership (and the miner lease) to a voter whose miner can do the work"
             );
             match node.hand_off_to(to, HAND_OFF_WAIT).await {
                 Ok(leader) => {
-                    metrics.hand_offs.with_label_values(&[reason, "handed_off"]).inc();
-                    tracing::warn!(reason, leader, "raft leadership handed off");
+                    metrics.hand_offs.with_label_values(&[label, "handed_off"]).inc();
+                    tracing::warn!(reason = label, leader, "raft leadership handed off");
                 }
                 Err(e) => {
-                    metrics.hand_offs.with_label_values(&[reason, "failed"]).inc();
-                    tracing::warn!(reason, to, error = %e, "raft leadership hand-off failed");
+                    metrics.hand_offs.with_label_values(&[label, "failed"]).inc();
+                    tracing::warn!(reason = label, to, error = %e, "raft leadership hand-off failed");
                 }
             }
         }
@@ -250,15 +316,6 @@ pub(super) fn spawn(
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
-
-    fn health(height: i64, stalled: bool) -> Option<AppHealth> {
-        Some(AppHealth {
-            chain_height: height,
-            progressed_ms_ago: Some(10),
-            block_time_ms: Some(1000),
-            stalled,
-        })
-    }
 
     #[test]
     fn progress_measures_block_time_and_age() {
@@ -291,20 +348,82 @@ mod tests {
         assert_eq!(stall_after(Some(Duration::from_secs(3600))), MAX_STALL);
     }
 
-    #[test]
-    fn the_target_progresses_and_is_ahead() {
-        // A chain halted for everyone: nobody is ahead, nothing moves.
-        assert_eq!(pick_target(50, &[(2, health(50, true)), (3, health(50, false))]), None);
-        // Stalled or unknown peers are never picked, however high.
-        assert_eq!(pick_target(50, &[(2, health(90, true)), (3, None)]), None);
-        assert_eq!(
-            pick_target(50, &[(2, health(53, false)), (3, health(55, false))]),
-            Some(3)
-        );
-        assert_eq!(
-            pick_target(50, &[(3, health(55, false)), (2, health(55, false))]),
-            Some(2)
-        );
-        assert_eq!(pick_target(0, &[(2, health(1, false))]), Some(2));
+    /// A raft node on a free port, not initialized (it leads nothing: the watchdog only publishes).
+    async fn lone_node(dir: &std::path::Path) -> Arc<RaftNode> {
+        let listen = "127.0.0.1:0".parse().unwrap();
+        Arc::new(
+            RaftNode::start(raft::RaftConfig::new(1, listen, dir, TOKEN))
+                .await
+                .unwrap(),
+        )
+    }
+
+    const TOKEN: &str = "watchdog-test-cluster-token-0123456789";
+
+    /// What `node` serves on its raft port.
+    async fn served(node: &RaftNode) -> Option<AppHealth> {
+        raft::wire::PeerClient::new(&node.local_addr().to_string(), TOKEN)
+            .call(raft::app_health::PATH, &(), Duration::from_secs(2))
+            .await
+            .unwrap()
+    }
+
+    /// The loop publishes this node's keys, and `stalled` once the miner's heartbeat stopped changing for the
+    /// hung bound, while a node whose miner beats stays unstalled (their chain endpoint is down for both and
+    /// stays far from its own 3-minute stall limit).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_miner_whose_heartbeat_stops_is_published_stalled_with_the_nodes_keys() {
+        let dirs = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let (hung, beating) = (lone_node(dirs.0.path()).await, lone_node(dirs.1.path()).await);
+        let keys = crate::keys::parse_keys(
+            std::path::Path::new("keys.yaml"),
+            &format!("keys:\n  - {}\n", "01".repeat(32)),
+        )
+        .unwrap();
+        let keyring = Keyring::new(keys);
+        let chain = Arc::new(ChainClient::new("http://127.0.0.1:1", Duration::from_millis(200)).unwrap());
+        let start = |node: &Arc<RaftNode>| {
+            let telemetry = Telemetry::new().unwrap();
+            let watched = Watched {
+                stats: Arc::default(),
+                keyring: keyring.clone(),
+                heartbeat: telemetry.heartbeat("miner"),
+                query_timeout: Duration::from_millis(1),
+                min_hung: Duration::from_secs(2),
+            };
+            let beat = telemetry.heartbeat("miner");
+            (
+                spawn(Arc::clone(&chain), Arc::downgrade(node), &telemetry, watched).unwrap(),
+                beat,
+            )
+        };
+        let (hung_task, _never) = start(&hung);
+        let (beating_task, beat) = start(&beating);
+        let beater = tokio::spawn(async move {
+            loop {
+                beat.beat();
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        });
+        let deadline = Instant::now() + Duration::from_secs(15);
+        let report = loop {
+            if let Some(h) = served(&hung).await.filter(|h| h.stalled) {
+                break h;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "never published stalled: {:?}",
+                served(&hung).await
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        assert_eq!(report.suppliers, Some(keyring.addresses()));
+        assert_eq!(report.chain_height, 0);
+        let other = served(&beating).await.unwrap();
+        assert!(!other.stalled, "{other:?}");
+        assert_eq!(other.suppliers, Some(keyring.addresses()));
+        for task in [hung_task, beating_task, beater] {
+            task.abort();
+        }
     }
 }

@@ -451,6 +451,13 @@ impl Node {
                     Arc::clone(&chain),
                     Arc::downgrade(node),
                     &telemetry,
+                    miner_watchdog::Watched {
+                        stats: Arc::clone(&miner_stats),
+                        keyring: keyring.clone(),
+                        heartbeat: telemetry.heartbeat("miner"),
+                        query_timeout: Duration::from_secs(config.pocket_node.query_timeout_seconds.max(1)),
+                        min_hung: miner_watchdog::MIN_HUNG,
+                    },
                 )?);
             }
             (Some(miner_stats), Some(miner))

@@ -230,6 +230,11 @@ impl Heartbeat {
             .unwrap_or(0.0);
         self.gauge.set(now);
     }
+
+    /// The last beat (unix seconds; 0 before the first), for a watchdog telling a loop that stopped beating.
+    pub fn last(&self) -> f64 {
+        self.gauge.get()
+    }
 }
 
 /// Installs the global tracing subscriber (`level` is a level or env-filter directive; `json` selects JSON lines).

@@ -8,6 +8,10 @@
 //! progress for 3 block times while a voter does, hands the raft leadership to it; that node's miner claims and
 //! proves the session: every served relay claimed, each session claimed and proven once, one submitter per term,
 //! and the old leader counts its hand-off (`ha_miner_leadership_hand_offs_total`).
+//!
+//! And when the leader lacks a **supplier's key** (its keys file is behind the others'): the leadership moved to
+//! it while that supplier's session is live, it cannot sign the claim or the proof, and raft would keep it
+//! leading. Now it hands the leadership to a voter holding the key, which claims and proves the session.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -18,7 +22,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::task::AbortHandle;
 
 use crate::support::claims::{Proofs, assert_claims};
-use crate::support::cluster::{Cluster, NodeOpts, node_config, start_env, tail};
+use crate::support::cluster::{Cluster, NodeOpts, TOKEN, node_config, start_env, tail};
 use crate::support::traffic::Traffic;
 use crate::support::{CLUSTER_TESTS, free_port, metric_sum, raft_block_ms, scrape, wait_height};
 
@@ -160,6 +164,149 @@ async fn raft_leader_whose_chain_endpoint_fails_hands_off_and_the_session_is_cla
     );
 
     // Load through the session, then let it settle: the new leader claims and proves it.
+    wait_height(&env.chain, s.end + 1, limit).await;
+    let (load, submitters) = traffic.finish(&env, &params).await;
+    let last_term = cluster.max_term().await;
+    drop(cluster);
+    println!(
+        "load: {} sent, {} served (per node {:?}), {} refused, {} failed; sessions {:?}; submitters by term {:?}; \
+         total {} s",
+        load.sent,
+        load.total_served(),
+        load.served_by,
+        load.refused,
+        load.failed,
+        load.served.keys().collect::<Vec<_>>(),
+        submitters.by_term,
+        started.elapsed().as_secs()
+    );
+    assert!(!load.served.is_empty(), "nothing served");
+    submitters.assert_one_per_term();
+    assert_claims(&env.chain, &load.served, load.unanswered(), Proofs::EveryClaim);
+    assert_eq!(last_term, new_term, "the leadership moved again after the hand-off");
+}
+
+/// Supplier labels of `name` whose value is above 0 in a `/metrics` text.
+fn suppliers_counted(metrics: &str, name: &str) -> usize {
+    metrics
+        .lines()
+        .filter(|l| l.starts_with(&format!("{name}{{")))
+        .filter(|l| {
+            l.rsplit(' ')
+                .next()
+                .and_then(|v| v.parse::<f64>().ok())
+                .is_some_and(|v| v > 0.0)
+        })
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn raft_leader_without_a_suppliers_key_hands_off_and_the_session_is_claimed_and_proven() {
+    let _one_cluster = CLUSTER_TESTS.lock().await;
+    let started = Instant::now();
+    let env = start_env(raft_block_ms(), 1.0).await;
+    let level = "warn,relay_miner::miner=info,relay_miner::node=info";
+    let raft_ports: BTreeMap<u64, u16> = (1..=3).map(|id| (id, free_port())).collect();
+    let peers: Vec<(u64, String)> = raft_ports.iter().map(|(i, p)| (*i, format!("127.0.0.1:{p}"))).collect();
+    // Node 3's keys file lacks the first supplier's key (the others have both).
+    assert_eq!(env.genesis.suppliers.len(), 2);
+    let partial = env.dir.path().join("keys-partial.yaml");
+    std::fs::write(&partial, format!("keys:\n  - {}\n", env.genesis.suppliers[1].key_hex)).unwrap();
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::set_permissions(&partial, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+    let keyless = 3;
+    let mut cluster = Cluster::default();
+    for id in 1..=3 {
+        let opts = NodeOpts {
+            level,
+            peers: &peers,
+            raft_extra: &[],
+        };
+        let proc = node_config(&env, id, raft_ports[&id], &opts);
+        if id == keyless {
+            let config = std::fs::read_to_string(&proc.config).unwrap();
+            let own = format!("keys_file: {}\n", partial.display());
+            let rewritten = config.replace(&format!("keys_file: {}\n", env.keys.display()), &own);
+            assert!(rewritten.contains(&own), "{config}");
+            std::fs::write(&proc.config, rewritten).unwrap();
+        }
+        cluster.add(proc);
+    }
+    // The keyed nodes first, so one of them leads and its miner stores the session's records.
+    let keyed = [1, 2];
+    for id in keyed {
+        cluster.start(id).await;
+    }
+    let limit = Duration::from_secs(30);
+    let (first, _) = cluster.leader_among(&keyed, 0, limit).await;
+    cluster.miner_leads(first, limit).await;
+    cluster.start(keyless).await;
+    cluster.caught_up(keyless, limit).await;
+
+    let params = env.chain.state().shared.clone();
+    let now = SessionWindows::new(&params, env.chain.height()).unwrap();
+    let s = SessionWindows::new(&params, now.end + 1).unwrap();
+    wait_height(&env.chain, s.start, limit).await;
+    let traffic = Traffic::start(&env, &cluster, keyed, Duration::from_millis(40));
+    // Both suppliers' relays of the session mined by the keyed leader: their records are in storage.
+    let deadline = Instant::now() + limit;
+    while suppliers_counted(
+        &scrape(&cluster.proc(first).metrics_url).await,
+        "ha_miner_relays_consumed_from_stream_total",
+    ) < 2
+    {
+        assert!(
+            Instant::now() < deadline,
+            "node {first} mined no relays of both suppliers\n{}",
+            tail(&cluster.proc(first).log)
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let (_, term) = cluster.leader(0, limit).await;
+    // The leadership moves to the node lacking a key (as an operator's transfer, or an election, can do).
+    let moved = raft::AdminClient::new(cluster.proc(first).raft_addr.clone(), TOKEN)
+        .transfer_leader(Some(keyless))
+        .await;
+    let moved_at = env.chain.height();
+    let t0 = Instant::now();
+    let (new, new_term) = cluster.leader_among(&keyed, term + 2, Duration::from_secs(40)).await;
+    let handed_off = t0.elapsed();
+    cluster.miner_leads(new, Duration::from_secs(15)).await;
+    let handed_at = env.chain.height();
+    let keyless_metrics = scrape(&cluster.proc(keyless).metrics_url).await;
+    let hand_offs = metric_sum(
+        &keyless_metrics,
+        "ha_miner_leadership_hand_offs_total",
+        &[("reason", "keyless"), ("outcome", "handed_off")],
+    );
+    println!(
+        "node {first} led; transfer to node {keyless} (no key of one supplier) at height {moved_at}: {moved:?}; \
+         node {new} leads term {new_term} {} ms later (height {handed_at}); session {}..{}, claim window {}..{}",
+        handed_off.as_millis(),
+        s.start,
+        s.end,
+        s.claim_open,
+        s.claim_close
+    );
+    assert_eq!(moved.ok(), Some(keyless), "the transfer to node {keyless}");
+    assert_eq!(
+        hand_offs,
+        1.0,
+        "node {keyless}'s keyless hand-off count\n{}",
+        tail(&cluster.proc(keyless).log)
+    );
+    assert!(
+        metric_sum(&keyless_metrics, "ha_miner_keyless_sessions", &[]) > 0.0,
+        "node {keyless} found no keyless live session\n{}",
+        tail(&cluster.proc(keyless).log)
+    );
+    assert!(
+        handed_at < s.claim_close,
+        "the hand-off came after the claim window closed (height {handed_at})"
+    );
+
     wait_height(&env.chain, s.end + 1, limit).await;
     let (load, submitters) = traffic.finish(&env, &params).await;
     let last_term = cluster.max_term().await;

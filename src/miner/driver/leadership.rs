@@ -223,6 +223,12 @@ impl Miner {
         self.pending_reports.clear();
         // A listing owed is the next term's to make (each term lists at its start).
         self.keyless_listing_owed = false;
+        // A follower signs nothing: the suppliers it lacks keys for are no reason to hand a leadership off.
+        self.stats
+            .keyless_suppliers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
         // Drained by every write's caller before it returns (`Miner::run_due_reports`), so empty here; any left
         // would be reports of records this miner did store, not to be dropped.
         debug_assert!(self.due_reports.is_empty(), "due reports left: {:?}", self.due_reports);
@@ -388,6 +394,7 @@ impl Miner {
         self.stats
             .keyless_sessions
             .store(keyless.values().sum(), AtomicOrdering::Relaxed);
+        *self.stats.keyless_suppliers.lock().unwrap_or_else(|p| p.into_inner()) = keyless.keys().cloned().collect();
         if let Some(m) = &self.metrics {
             // Suppliers listed before and not now (their key is back, or their sessions ended) drop out.
             m.keyless_sessions.reset();

@@ -32,6 +32,12 @@ async fn a_leader_reports_live_sessions_of_suppliers_without_a_key() {
             .load(std::sync::atomic::Ordering::SeqCst),
         1
     );
+    // Named for the raft watchdog, which hands the leadership to a node holding the key; a follower lacks nothing.
+    let lacking = |m: &Miner| m.stats().keyless_suppliers.lock().unwrap().clone();
+    assert_eq!(
+        lacking(&restarted),
+        std::collections::BTreeSet::from([f.supplier.clone()])
+    );
     assert!(
         restarted.engine.session(&f.key).is_none(),
         "not restored without its key"
@@ -45,4 +51,6 @@ async fn a_leader_reports_live_sessions_of_suppliers_without_a_key() {
             .is_some(),
         "the record is kept"
     );
+    restarted.leave_leader_mode();
+    assert!(lacking(&restarted).is_empty());
 }
