@@ -36,7 +36,9 @@
 //!   CONSUMERS`, best effort after its `MULTI`: a server refusing XINFO must not fail the read) and counts the
 //!   entries pending for the others as relays at risk (`go_fleet`).
 //! - `backlog`: Lua over `XINFO GROUPS` (`lag`, `pending`), counting with `XRANGE` when `lag` is unknown.
-//! - `suppliers`: paged `SCAN MATCH {base}:relays:*`, keeping the non-empty streams (module `suppliers`).
+//! - `suppliers`: the non-empty streams among the suppliers of an index set every append adds to (in its
+//!   transaction or script), with a paged `SCAN MATCH {base}:relays:*` at the first listing and then every
+//!   [`suppliers::SWEEP_EVERY`] for streams others wrote (module `suppliers`).
 
 use std::sync::LazyLock;
 use std::time::Duration;
@@ -166,20 +168,22 @@ end
 ";
 
 /// The append of a fenced view or of one checking the relay memory threshold: KEYS = the stream of each relay,
-/// ARGV = the threshold ratio (`1` = none), then data, session, hash, end per relay. Returns the ids in order.
+/// then the supplier index (module `suppliers`); ARGV = the threshold ratio (`1` = none), then data, session,
+/// hash, end and supplier per relay. Returns the ids in order.
 static APPEND: LazyLock<Scripts> = LazyLock::new(|| {
     Scripts::new(&format!(
         "{MEMORY_CHECK}{}",
         r"
 local ids = {}
 local persisted = {}
-for i = 1, NK do
-  local b = 1 + (i - 1) * 4
+for i = 1, NK - 1 do
+  local b = 1 + (i - 1) * 5
   ids[i] = redis.call('XADD', KEYS[i], '*', 'data', ARGV[b + 1], 'session', ARGV[b + 2], 'hash', ARGV[b + 3],
     'end', ARGV[b + 4])
   if not persisted[KEYS[i]] then
     persisted[KEYS[i]] = true
     redis.call('PERSIST', KEYS[i])
+    redis.call('SADD', KEYS[NK], ARGV[b + 5])
   end
 end
 return ids
@@ -376,8 +380,10 @@ impl RelayLog for RedisBackend {
                     .arg(&r.payload)
                     .arg(&r.session_id)
                     .arg(&r.relay_hash)
-                    .arg(r.session_end_height);
+                    .arg(r.session_end_height)
+                    .arg(&r.supplier);
             }
+            inv.key(self.keys().relay_log_suppliers());
             self.fence_args(&mut inv);
             let mut conn = self.write_conn().await?;
             let ids: Vec<String> = match inv.invoke_async(&mut conn).await {
@@ -398,10 +404,15 @@ impl RelayLog for RedisBackend {
         }
         let mut p = redis::pipe();
         p.atomic();
-        // Undoes a Go relayer's EXPIRE of the streams (module docs).
+        // Undoes a Go relayer's EXPIRE of the streams (module docs), and indexes their suppliers (module
+        // `suppliers`) in the same transaction as the entries.
         for supplier in &streams {
             p.cmd("PERSIST").arg(self.keys().relay_stream(supplier)).ignore();
         }
+        p.cmd("SADD")
+            .arg(self.keys().relay_log_suppliers())
+            .arg(&streams)
+            .ignore();
         for r in &relays {
             p.cmd("XADD")
                 .arg(self.keys().relay_stream(&r.supplier))
