@@ -18,6 +18,7 @@
 //! miner cannot read the chain).
 
 mod height_watch;
+mod miner_readiness;
 mod miner_watchdog;
 mod raft_stopped;
 mod role;
@@ -452,6 +453,11 @@ impl Node {
                     Arc::downgrade(node),
                     &telemetry,
                 )?);
+            }
+            // Redis: the miner's own alarms are the `miner` readiness component, advisory when this process also
+            // serves relays, so they never take its relayer out of rotation (module `miner_readiness`).
+            if let OpenedStorage::Redis(backend, _) = &storage {
+                background.push(miner_readiness::spawn(backend.clone(), role, telemetry.clone()));
             }
             (Some(miner_stats), Some(miner))
         } else {
