@@ -454,6 +454,66 @@ async fn relays_read_by_a_foreign_consumer_are_counted_at_risk() {
     assert_eq!(stats.relay_log_foreign_consumers(), 0);
 }
 
+/// Relays a foreign consumer took and acknowledged (the Go miner's `XACKDEL`: gone from its pending list and from
+/// the stream, so the foreign-pending gauge never sees them) are counted from the group's `entries-read` at our
+/// next read round, exactly; our own reads are not counted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn relays_a_foreign_consumer_took_and_acknowledged_are_counted() {
+    let server = RedisServer::start(ServerOptions::default()).unwrap();
+    let b = backend(&server, "ha").await;
+    let stats = b.stats();
+    let log = b.storage().relay_log;
+    let stream = "ha:relays:pokt1a";
+    log.append((1..=3).map(|n| suite::relay("pokt1a", "s1", n)).collect())
+        .await
+        .unwrap();
+    assert!(log.read_pending("pokt1a", "miner", 10).await.unwrap().is_empty());
+    let ours = log.read("pokt1a", "miner", 10).await.unwrap();
+    assert_eq!(ours.len(), 3);
+    assert_eq!(log.read_pending("pokt1a", "miner", 10).await.unwrap().len(), 3);
+    let ids: Vec<_> = ours.iter().map(|e| e.id).collect();
+    assert_eq!(log.ack("pokt1a", &ids).await.unwrap(), 3);
+    assert_eq!(stats.relay_log_taken_by_foreign(), 0, "our own reads");
+
+    // The Go miner takes four of six new relays and acknowledges them (XACKDEL on Redis 8.2+; XACK + XDEL here).
+    let ids = log
+        .append((4..=9).map(|n| suite::relay("pokt1a", "s1", n)).collect())
+        .await
+        .unwrap();
+    server
+        .command(&[
+            "XREADGROUP",
+            "GROUP",
+            "ha-miners",
+            "miner-gohost-42",
+            "COUNT",
+            "4",
+            "STREAMS",
+            stream,
+            ">",
+        ])
+        .unwrap();
+    for id in &ids[..4] {
+        let id = id.to_string();
+        assert_eq!(server.command(&["XACK", stream, "ha-miners", &id]).unwrap(), ":1\r\n");
+        server.command(&["XDEL", stream, &id]).unwrap();
+    }
+    assert!(log.read_pending("pokt1a", "miner", 10).await.unwrap().is_empty());
+    assert_eq!(stats.relay_log_foreign_pending(), 0, "nothing pending for it any more");
+    assert_eq!(stats.relay_log_taken_by_foreign(), 4);
+
+    // We get the other two: not counted, at this round or the next.
+    assert_eq!(log.read("pokt1a", "miner", 10).await.unwrap().len(), 2);
+    assert_eq!(log.read_pending("pokt1a", "miner", 10).await.unwrap().len(), 2);
+    assert_eq!(log.read_pending("pokt1a", "miner", 10).await.unwrap().len(), 2);
+    assert_eq!(stats.relay_log_taken_by_foreign(), 4);
+    let out = metrics(&b);
+    assert!(
+        out.contains("ha_storage_redis_relay_log_taken_by_foreign_total 4\n"),
+        "{out}"
+    );
+}
+
 /// A server (or an ACL) without XINFO: the count of relays at risk is best effort, so our reads go on (before,
 /// XINFO CONSUMERS rode in the read's MULTI: refused, the whole read failed and no relay was ingested).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

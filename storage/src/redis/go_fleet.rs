@@ -68,7 +68,10 @@
 //! them (at most every 10 s). At risk, not lost: a foreign consumer that died leaves them pending, and `claim_idle_timeout_ms` takes
 //! them over; a live Go miner mines them itself. What this cannot count: entries a foreign consumer read and
 //! acknowledged with `XACKDEL` are gone from the group's lists (only its in-flight entries show), so on Redis
-//! 8.2+ the count understates what a live Go miner took; the renewal check above is what reliably sees it.
+//! 8.2+ the gauge understates what a live Go miner took. Those are counted apart, from the group's
+//! `entries-read` (Redis 7+) at each read round: `ha_storage_redis_relay_log_taken_by_foreign_total`, every entry
+//! delivered to another consumer since the last round, acknowledged or not (module `log::taken`, with its
+//! limits); the renewal check above is what sees the Go miner itself.
 
 use redis::Value;
 

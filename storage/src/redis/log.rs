@@ -34,7 +34,8 @@
 //!   created again at id 0 and the deleted entries acknowledged, so reading goes on.
 //! - relays read by another consumer of the group: `read_pending` lists the group's consumers (`XINFO
 //!   CONSUMERS`, best effort after its `MULTI`: a server refusing XINFO must not fail the read) and counts the
-//!   entries pending for the others as relays at risk (`go_fleet`).
+//!   entries pending for the others as relays at risk (`go_fleet`); with `XINFO GROUPS`' `entries-read`, it also
+//!   counts the entries the group delivered to the others since the last round, acknowledged or not (`taken`).
 //! - `backlog`: Lua over `XINFO GROUPS` (`lag`, `pending`), counting with `XRANGE` when `lag` is unknown.
 //! - `suppliers`: the non-empty streams among the suppliers of an index set every append adds to (in its
 //!   transaction or script), with a paged `SCAN MATCH {base}:relays:*` at the first listing and then every
@@ -55,6 +56,9 @@ use crate::contract::{Backlog, EntryId, LogEntry, MinedRelay, RelayLog};
 
 mod parse;
 mod suppliers;
+mod taken;
+
+pub(crate) use taken::GroupReadsByStream;
 
 use parse::*;
 
@@ -310,7 +314,9 @@ impl RedisBackend {
             }
             Err(e) => return Err(self.err("XREADGROUP", e)),
         };
-        Ok(parse_read(supplier, &reply)?
+        let read = parse_read(supplier, &reply)?;
+        self.count_new_reads(&stream, read.len());
+        Ok(read
             .into_iter()
             .filter_map(|(id, relay)| {
                 relay.map(|relay| LogEntry {
@@ -519,21 +525,29 @@ impl RelayLog for RedisBackend {
             }
         }
         self.drop_deleted(&stream, deleted).await;
-        // Relays read by another consumer of the group are counted at risk (module `go_fleet`). Best effort, on
-        // its own after the read: a server or ACL refusing XINFO (or an answer of another shape) must not fail the
-        // read, which would stop every supplier's ingest for a diagnostic gauge.
-        let consumers: Result<Value, _> = redis::cmd("XINFO")
+        // Relays read by another consumer of the group are counted at risk (module `go_fleet`), and those it got
+        // since the last round as taken (module `taken`). Best effort, on their own after the read (one pipeline,
+        // not a transaction): a server or ACL refusing XINFO (or an answer of another shape) must not fail the
+        // read, which would stop every supplier's ingest for diagnostic metrics.
+        let info: Result<(Value, Value), _> = redis::pipe()
+            .cmd("XINFO")
             .arg("CONSUMERS")
             .arg(&stream)
             .arg(group)
+            .cmd("XINFO")
+            .arg("GROUPS")
+            .arg(&stream)
             .query_async(&mut self.conn())
             .await;
-        match consumers
+        match info
             .map_err(|e| e.to_string())
-            .and_then(|v| parse_consumers(&v).map_err(|e| e.to_string()))
+            .and_then(|(c, g)| parse_consumers(&c).map(|c| (c, g)).map_err(|e| e.to_string()))
         {
-            Ok(consumers) => self.foreign_consumers(&stream, consumer, &consumers),
-            Err(e) => tracing::debug!(stream, error = %e, "XINFO CONSUMERS failed; foreign consumers not counted"),
+            Ok((consumers, groups)) => {
+                self.foreign_consumers(&stream, consumer, &consumers);
+                self.observe_group_reads(&stream, consumer, parse_entries_read(&groups, group));
+            }
+            Err(e) => tracing::debug!(stream, error = %e, "XINFO failed; foreign consumers not counted"),
         }
         Ok(out)
     }

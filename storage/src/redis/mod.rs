@@ -260,6 +260,8 @@ pub(crate) struct Inner {
     pub(crate) foreign: Mutex<HashMap<String, (u64, u64)>>,
     /// When the relay streams were last found with `SCAN` (module `log::suppliers`); `None` before the first.
     pub(crate) suppliers_swept: Mutex<Option<std::time::Instant>>,
+    /// What the last read round of each relay stream saw of its group (module `log::taken`).
+    pub(crate) group_reads: Mutex<log::GroupReadsByStream>,
     /// Whether the instance lock refresher runs (`leader` module).
     pub(crate) refresher_started: std::sync::atomic::AtomicBool,
     /// When `read_pending` last looked for idle entries of other consumers, by stream (`log` module).
@@ -382,6 +384,7 @@ impl RedisBackend {
                 go_miner_beside: Mutex::default(),
                 foreign: Mutex::default(),
                 suppliers_swept: Mutex::default(),
+                group_reads: Mutex::default(),
                 refresher_started: std::sync::atomic::AtomicBool::new(false),
                 reclaimed: Mutex::default(),
                 script_flags: std::sync::atomic::AtomicBool::new(false),
