@@ -48,3 +48,43 @@ pub(super) fn spawn(backend: RedisBackend, role: Role, telemetry: Telemetry) -> 
         }
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use storage::redis::RedisConfig;
+    use storage::redis::server::{RedisServer, ServerOptions};
+
+    use super::*;
+
+    /// The loop beats its heartbeat and sets the `miner` component; advisory in a `run` process, failing
+    /// `/ready` in a miner-only one (readiness itself is asserted on real processes in the integration test
+    /// `redis_ready_roles`).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn beats_and_sets_the_miner_component() {
+        let server = RedisServer::start(ServerOptions::default()).unwrap();
+        let backend = RedisBackend::connect(RedisConfig::new(server.url())).await.unwrap();
+        let telemetry = Telemetry::new().unwrap();
+        let task = spawn(backend.clone(), Role::All, telemetry.clone());
+        telemetry.assert_heartbeat_advances("miner_readiness").await;
+        assert!(
+            telemetry
+                .render_metrics()
+                .contains("ha_component_ready{component=\"miner\"} 1")
+        );
+        task.abort();
+
+        // Stopped before the component is set by hand, so no tick of the loop races it.
+        let miner_only = Telemetry::new().unwrap();
+        let task = spawn(backend.clone(), Role::Miner, miner_only.clone());
+        task.abort();
+        let _ = task.await;
+        miner_only.set_not_ready(COMPONENT, "test", "not advisory");
+        assert!(miner_only.readiness().is_err());
+        let run = Telemetry::new().unwrap();
+        let task = spawn(backend, Role::All, run.clone());
+        task.abort();
+        let _ = task.await;
+        run.set_not_ready(COMPONENT, "test", "advisory");
+        assert_eq!(run.readiness(), Ok(()));
+    }
+}
