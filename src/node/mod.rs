@@ -18,6 +18,7 @@
 //! miner cannot read the chain).
 
 mod height_watch;
+mod miner_readiness;
 mod miner_watchdog;
 mod raft_stopped;
 mod role;
@@ -459,6 +460,11 @@ impl Node {
                         min_hung: miner_watchdog::MIN_HUNG,
                     },
                 )?);
+            }
+            // Redis: the miner's own alarms are the `miner` readiness component, advisory when this process also
+            // serves relays, so they never take its relayer out of rotation (module `miner_readiness`).
+            if let OpenedStorage::Redis(backend, _) = &storage {
+                background.push(miner_readiness::spawn(backend.clone(), role, telemetry.clone()));
             }
             (Some(miner_stats), Some(miner))
         } else {

@@ -6,12 +6,25 @@
 //! logged at WARN with the reason and counted; heartbeats are timestamps a loop advances on every iteration, busy
 //! or idle, so a staleness alert means a stuck loop and not a quiet one. Metric names use the Go fleet's `ha_`
 //! namespace where the meaning is the same (`../shared/spec/go-operator-surface.md` §B).
+//!
+//! # Advisory components
+//! `/ready` is what a load balancer or gateway routes relays by, so it must say whether this process can serve
+//! and record relays, nothing else. A component marked advisory ([`Telemetry::set_advisory`]) is one whose
+//! trouble does not stop that: the miner of a `relay-miner run` process (both roles), whose alarms (a Go miner
+//! beside our leader, another process under our instance name) would otherwise take a perfectly able relayer
+//! out of rotation and lose every relay it would have served. An advisory component that is not ready is
+//! logged at WARN and counted as any other (`ha_component_ready{component} 0`,
+//! `ha_component_not_ready_total{component,reason}`) and listed in the body of a 200 `/ready` (`advisory
+//! {component}: {reason}: {detail}`), and `/ready?component={name}` answers that component alone (503 when it is
+//! not ready, advisory or not): what an operator alerts on for the miner (`/ready?component=miner`, or
+//! `ha_component_ready{component="miner"} == 0`). A component not marked advisory fails `/ready` as before (the
+//! miner of a `relay-miner miner` process: it serves nothing else).
 
 mod throttle;
 
 pub use throttle::LogThrottle;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, RwLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -32,6 +45,7 @@ pub enum TelemetryError {
 pub struct Telemetry {
     registry: Registry,
     readiness: Arc<RwLock<BTreeMap<String, String>>>,
+    advisory: Arc<RwLock<BTreeSet<String>>>,
     ready_gauge: IntGaugeVec,
     not_ready_total: IntCounterVec,
     heartbeat: GaugeVec,
@@ -65,6 +79,7 @@ impl Telemetry {
         Ok(Self {
             registry,
             readiness: Arc::default(),
+            advisory: Arc::default(),
             ready_gauge,
             not_ready_total,
             heartbeat,
@@ -106,17 +121,73 @@ impl Telemetry {
         self.ready_gauge.with_label_values(&[component]).set(0);
     }
 
-    /// `Ok` when every component is ready, else each not-ready component with its reason.
+    /// Marks `component` advisory (module docs): while not ready it is reported, logged and counted, but does
+    /// not fail `/ready`.
+    pub fn set_advisory(&self, component: &str) {
+        match self.advisory.write() {
+            Ok(mut set) => set.insert(component.to_string()),
+            Err(poisoned) => poisoned.into_inner().insert(component.to_string()),
+        };
+    }
+
+    /// `Ok` when every component but the advisory ones is ready, else each not-ready component (advisory ones
+    /// included) with its reason.
     pub fn readiness(&self) -> Result<(), Vec<(String, String)>> {
+        let report = self.report();
+        if report.failing() {
+            Err(report.not_ready.into_iter().map(|(c, r, _)| (c, r)).collect())
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Every not-ready component, with its reason and whether it is advisory.
+    fn report(&self) -> ReadinessReport {
         let map = match self.readiness.read() {
             Ok(map) => map.clone(),
             Err(poisoned) => poisoned.into_inner().clone(),
         };
-        if map.is_empty() {
-            Ok(())
-        } else {
-            Err(map.into_iter().collect())
+        let advisory = match self.advisory.read() {
+            Ok(set) => set.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        };
+        ReadinessReport {
+            not_ready: map
+                .into_iter()
+                .map(|(c, r)| {
+                    let advisory = advisory.contains(&c);
+                    (c, r, advisory)
+                })
+                .collect(),
         }
+    }
+
+    /// The `/ready` answer: for the whole process, or for `component` alone (`/ready?component=...`).
+    fn ready_response(&self, component: Option<&str>) -> (StatusCode, String) {
+        let report = self.report();
+        if let Some(component) = component {
+            return match report.not_ready.iter().find(|(c, _, _)| c == component) {
+                Some((c, r, _)) => (StatusCode::SERVICE_UNAVAILABLE, format!("{c}: {r}\n")),
+                None => (StatusCode::OK, format!("{component}: ready\n")),
+            };
+        }
+        let mut body = String::new();
+        if !report.failing() {
+            body.push_str("ready\n");
+        }
+        for (c, r, advisory) in &report.not_ready {
+            if *advisory {
+                body.push_str(&format!("advisory {c}: {r}\n"));
+            } else {
+                body.push_str(&format!("{c}: {r}\n"));
+            }
+        }
+        let status = if report.failing() {
+            StatusCode::SERVICE_UNAVAILABLE
+        } else {
+            StatusCode::OK
+        };
+        (status, body)
     }
 
     /// A heartbeat for the loop named `name`.
@@ -175,17 +246,9 @@ impl Telemetry {
             .route("/health", axum::routing::get(|| async { "ok\n" }))
             .route(
                 "/ready",
-                axum::routing::get(move || {
+                axum::routing::get(move |query: axum::extract::Query<ReadyQuery>| {
                     let t = ready.clone();
-                    async move {
-                        match t.readiness() {
-                            Ok(()) => (StatusCode::OK, "ready\n".to_string()).into_response(),
-                            Err(reasons) => {
-                                let body: String = reasons.iter().map(|(c, r)| format!("{c}: {r}\n")).collect();
-                                (StatusCode::SERVICE_UNAVAILABLE, body).into_response()
-                            }
-                        }
-                    }
+                    async move { t.ready_response(query.component.as_deref()).into_response() }
                 }),
             )
             .route(
@@ -208,6 +271,24 @@ impl Telemetry {
             Err(poisoned) => f(&mut poisoned.into_inner()),
         }
     }
+}
+
+/// The not-ready components at one moment: `(component, "reason: detail", advisory)`.
+struct ReadinessReport {
+    not_ready: Vec<(String, String, bool)>,
+}
+
+impl ReadinessReport {
+    /// Whether `/ready` fails: a component that is not advisory is not ready.
+    fn failing(&self) -> bool {
+        self.not_ready.iter().any(|(_, _, advisory)| !advisory)
+    }
+}
+
+/// `/ready`'s query: `component` asks about one component alone.
+#[derive(Debug, Default, serde::Deserialize)]
+struct ReadyQuery {
+    component: Option<String>,
 }
 
 /// How often a loop that waits for work (a channel, a file change) wakes up to beat when there is none, so an
@@ -306,6 +387,54 @@ mod tests {
                 .await
                 .1
                 .contains("ha_component_ready{component=\"storage\"} 1")
+        );
+    }
+
+    /// An advisory component (the miner of a `run` process) that is not ready leaves `/ready` at 200 with its
+    /// reason listed; `/ready?component=` answers it alone; a non-advisory one fails `/ready` as before.
+    #[tokio::test]
+    async fn an_advisory_component_is_listed_but_does_not_fail_ready() {
+        let telemetry = Telemetry::new().unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let router = telemetry.router();
+        tokio::spawn(async move { axum::serve(listener, router).await });
+
+        telemetry.set_advisory("miner");
+        telemetry.set_not_ready("miner", "redis_go_miner_beside_leader", "ha:miner:active go-1");
+        let (status, body) = get(addr, "/ready").await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(
+            body,
+            "ready\nadvisory miner: redis_go_miner_beside_leader: ha:miner:active go-1\n"
+        );
+        assert_eq!(telemetry.readiness(), Ok(()));
+        let (status, body) = get(addr, "/ready?component=miner").await;
+        assert_eq!(status, 503, "{body}");
+        assert_eq!(body, "miner: redis_go_miner_beside_leader: ha:miner:active go-1\n");
+        assert_eq!(
+            get(addr, "/ready?component=storage").await,
+            (200, "storage: ready\n".into())
+        );
+        let metrics = get(addr, "/metrics").await.1;
+        assert!(
+            metrics.contains("ha_component_ready{component=\"miner\"} 0"),
+            "{metrics}"
+        );
+
+        telemetry.set_not_ready("storage", "redis_oom", "OOM");
+        let (status, body) = get(addr, "/ready").await;
+        assert_eq!(status, 503, "{body}");
+        assert_eq!(
+            body,
+            "advisory miner: redis_go_miner_beside_leader: ha:miner:active go-1\nstorage: redis_oom: OOM\n"
+        );
+        telemetry.set_ready("storage");
+        telemetry.set_ready("miner");
+        assert_eq!(get(addr, "/ready").await, (200, "ready\n".into()));
+        assert_eq!(
+            get(addr, "/ready?component=miner").await,
+            (200, "miner: ready\n".into())
         );
     }
 

@@ -25,6 +25,17 @@ async fn expired(server: &RedisServer, key: &str) {
     .await;
 }
 
+/// Why `b`'s miner is not ready; its storage readiness (what a relayer's `/ready` follows) must be unaffected:
+/// a Go miner is the miner's problem, not the relays'.
+async fn miner_not_ready(b: &RedisBackend) -> NotReady {
+    if let Err(e) = b.readiness().await {
+        panic!("a miner-only reason failed the storage readiness: {e}");
+    }
+    let err = b.miner_readiness().unwrap_err();
+    assert!(err.miner_only(), "{err}");
+    err
+}
+
 fn go_miner_reason(b: &RedisBackend, err: NotReady) -> String {
     assert_eq!(err.reason(), "redis_go_miner_active", "{err}");
     let NotReady::GoMinerActive(found) = err else {
@@ -41,6 +52,7 @@ async fn a_live_go_global_leader_keeps_our_miner_from_campaigning() {
     let server = RedisServer::start(ServerOptions::default()).unwrap();
     let b = backend(&server, "ha").await;
     b.readiness().await.unwrap();
+    b.miner_readiness().unwrap();
     server
         .command(&["SET", "ha:miner:global_leader", "go-host-42", "PX", "1500"])
         .unwrap();
@@ -63,7 +75,7 @@ async fn a_live_go_global_leader_keeps_our_miner_from_campaigning() {
     let stats = b.stats();
     assert_eq!(stats.acquire_failures(AcquireFailure::GoMinerActive), 1);
     assert_eq!(stats.acquire_consecutive_failures(), 0, "not a Redis failure");
-    let found = go_miner_reason(&b, b.readiness().await.unwrap_err());
+    let found = go_miner_reason(&b, miner_not_ready(&b).await);
     assert!(
         found.contains("ha:miner:global_leader held by \"go-host-42\""),
         "{found}"
@@ -80,6 +92,7 @@ async fn a_live_go_global_leader_keeps_our_miner_from_campaigning() {
     );
     assert_eq!(b.go_miner_active(), None);
     b.readiness().await.unwrap();
+    b.miner_readiness().unwrap();
     assert_eq!(stats.acquire_failures(AcquireFailure::GoMinerActive), 1);
 
     // Not a live Go miner: relay-miner's own lease in election `global` (it has our token key next to it), nor
@@ -100,6 +113,7 @@ async fn a_live_go_global_leader_keeps_our_miner_from_campaigning() {
             .is_some()
     );
     stale.readiness().await.unwrap();
+    stale.miner_readiness().unwrap();
 }
 
 /// A Go miner replica's heartbeat (`ha:miner:active` member with a live `ha:miner:instance:{id}`) blocks a
@@ -119,13 +133,14 @@ async fn a_live_go_instance_heartbeat_keeps_our_miner_from_campaigning() {
     assert_eq!(l.campaign("miner", "miner-a", LEASE).await.unwrap(), None);
     assert_eq!(l.campaign("miner", "miner-a", LEASE).await.unwrap(), None);
     assert_eq!(b.stats().acquire_failures(AcquireFailure::GoMinerActive), 2);
-    let found = go_miner_reason(&b, b.readiness().await.unwrap_err());
+    let found = go_miner_reason(&b, miner_not_ready(&b).await);
     assert!(found.contains("ha:miner:instance:go-live"), "{found}");
     assert!(!found.contains("go-stale"), "{found}");
 
     expired(&server, "ha:miner:instance:go-live").await;
     assert!(l.campaign("miner", "miner-a", LEASE).await.unwrap().is_some());
     b.readiness().await.unwrap();
+    b.miner_readiness().unwrap();
 }
 
 fn pttl(server: &RedisServer, key: &str) -> String {
@@ -260,6 +275,7 @@ async fn a_go_miner_started_beside_our_leader_is_seen_at_the_next_renewal() {
     assert!(l.renew("miner", "miner-a", token, LEASE).await.unwrap());
     assert_eq!(b.go_miner_beside_leader(), None);
     b.readiness().await.unwrap();
+    b.miner_readiness().unwrap();
 
     // A Go miner replica starts: its claimer registers and heartbeats.
     server.command(&["SADD", "ha:miner:active", "go-host-7"]).unwrap();
@@ -281,7 +297,7 @@ async fn a_go_miner_started_beside_our_leader_is_seen_at_the_next_renewal() {
     let stats = b.stats();
     assert_eq!(stats.go_miner_beside_leader_renewals(), 1);
     assert!(stats.go_miner_beside_leader());
-    let err = b.readiness().await.unwrap_err();
+    let err = miner_not_ready(&b).await;
     assert_eq!(err.reason(), "redis_go_miner_beside_leader", "{err}");
     let NotReady::GoMinerBesideLeader(found) = err else {
         panic!("not ready for another reason")
@@ -305,7 +321,8 @@ async fn a_go_miner_started_beside_our_leader_is_seen_at_the_next_renewal() {
     expired(&server, "ha:miner:instance:go-host-7").await;
     assert!(l.renew("miner", "miner-a", token, LEASE).await.unwrap());
     assert_eq!(stats.go_miner_beside_leader_renewals(), 3, "the leader lock alone");
-    assert!(b.readiness().await.is_err());
+    assert!(b.miner_readiness().is_err());
+    b.readiness().await.unwrap();
 
     // Both gone (a graceful stop deletes the lock): the next renewal clears it.
     server.command(&["DEL", "ha:miner:global_leader"]).unwrap();
@@ -313,6 +330,7 @@ async fn a_go_miner_started_beside_our_leader_is_seen_at_the_next_renewal() {
     assert_eq!(b.go_miner_beside_leader(), None);
     assert!(!stats.go_miner_beside_leader());
     b.readiness().await.unwrap();
+    b.miner_readiness().unwrap();
     assert_eq!(stats.go_miner_beside_leader_renewals(), 3);
     assert!(metrics(&b).contains("ha_storage_redis_go_miner_beside_leader 0\n"));
 
@@ -434,6 +452,66 @@ async fn relays_read_by_a_foreign_consumer_are_counted_at_risk() {
     assert!(l.resign("miner", "miner", token).await.unwrap());
     assert_eq!(stats.relay_log_foreign_pending(), 0);
     assert_eq!(stats.relay_log_foreign_consumers(), 0);
+}
+
+/// Relays a foreign consumer took and acknowledged (the Go miner's `XACKDEL`: gone from its pending list and from
+/// the stream, so the foreign-pending gauge never sees them) are counted from the group's `entries-read` at our
+/// next read round, exactly; our own reads are not counted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn relays_a_foreign_consumer_took_and_acknowledged_are_counted() {
+    let server = RedisServer::start(ServerOptions::default()).unwrap();
+    let b = backend(&server, "ha").await;
+    let stats = b.stats();
+    let log = b.storage().relay_log;
+    let stream = "ha:relays:pokt1a";
+    log.append((1..=3).map(|n| suite::relay("pokt1a", "s1", n)).collect())
+        .await
+        .unwrap();
+    assert!(log.read_pending("pokt1a", "miner", 10).await.unwrap().is_empty());
+    let ours = log.read("pokt1a", "miner", 10).await.unwrap();
+    assert_eq!(ours.len(), 3);
+    assert_eq!(log.read_pending("pokt1a", "miner", 10).await.unwrap().len(), 3);
+    let ids: Vec<_> = ours.iter().map(|e| e.id).collect();
+    assert_eq!(log.ack("pokt1a", &ids).await.unwrap(), 3);
+    assert_eq!(stats.relay_log_taken_by_foreign(), 0, "our own reads");
+
+    // The Go miner takes four of six new relays and acknowledges them (XACKDEL on Redis 8.2+; XACK + XDEL here).
+    let ids = log
+        .append((4..=9).map(|n| suite::relay("pokt1a", "s1", n)).collect())
+        .await
+        .unwrap();
+    server
+        .command(&[
+            "XREADGROUP",
+            "GROUP",
+            "ha-miners",
+            "miner-gohost-42",
+            "COUNT",
+            "4",
+            "STREAMS",
+            stream,
+            ">",
+        ])
+        .unwrap();
+    for id in &ids[..4] {
+        let id = id.to_string();
+        assert_eq!(server.command(&["XACK", stream, "ha-miners", &id]).unwrap(), ":1\r\n");
+        server.command(&["XDEL", stream, &id]).unwrap();
+    }
+    assert!(log.read_pending("pokt1a", "miner", 10).await.unwrap().is_empty());
+    assert_eq!(stats.relay_log_foreign_pending(), 0, "nothing pending for it any more");
+    assert_eq!(stats.relay_log_taken_by_foreign(), 4);
+
+    // We get the other two: not counted, at this round or the next.
+    assert_eq!(log.read("pokt1a", "miner", 10).await.unwrap().len(), 2);
+    assert_eq!(log.read_pending("pokt1a", "miner", 10).await.unwrap().len(), 2);
+    assert_eq!(log.read_pending("pokt1a", "miner", 10).await.unwrap().len(), 2);
+    assert_eq!(stats.relay_log_taken_by_foreign(), 4);
+    let out = metrics(&b);
+    assert!(
+        out.contains("ha_storage_redis_relay_log_taken_by_foreign_total 4\n"),
+        "{out}"
+    );
 }
 
 /// A server (or an ACL) without XINFO: the count of relays at risk is best effort, so our reads go on (before,

@@ -30,8 +30,11 @@ async fn a_second_process_under_a_name_in_use_does_not_lead_and_is_not_ready() {
         "the second process must not get the first one's lease and token"
     );
     assert_eq!(b.instance_in_use().as_deref(), Some(NAME));
-    match b.readiness().await {
+    // The miner's reason alone: the storage readiness a relayer's `/ready` follows is unaffected.
+    b.readiness().await.unwrap();
+    match b.miner_readiness() {
         Err(e @ NotReady::InstanceInUse(_)) => {
+            assert!(e.miner_only());
             assert_eq!(e.reason(), "redis_instance_in_use");
             assert!(e.to_string().contains(NAME), "{e}");
         }
@@ -55,6 +58,7 @@ async fn a_second_process_under_a_name_in_use_does_not_lead_and_is_not_ready() {
     );
     assert_eq!(a.instance_in_use(), None);
     a.readiness().await.unwrap();
+    a.miner_readiness().unwrap();
     // Another name on the same server is just a follower.
     let c = process(&server).await;
     assert_eq!(
@@ -67,6 +71,7 @@ async fn a_second_process_under_a_name_in_use_does_not_lead_and_is_not_ready() {
     );
     assert_eq!(c.instance_in_use(), None);
     c.readiness().await.unwrap();
+    c.miner_readiness().unwrap();
 
     // The first process shuts down gracefully: the second takes over under the name at once, in a new term (the
     // first one's token no longer passes the fence).
@@ -87,6 +92,7 @@ async fn a_second_process_under_a_name_in_use_does_not_lead_and_is_not_ready() {
     drop(a);
     assert_eq!(b.instance_in_use(), None);
     b.readiness().await.unwrap();
+    b.miner_readiness().unwrap();
 }
 
 /// The lock outlives its lease's renewals (refreshed by the backend's own task), and a crashed process' lock lapses

@@ -19,6 +19,7 @@ mod raft_miner_handoff;
 mod raft_partition;
 mod raft_throughput;
 mod redis_ha;
+mod redis_ready_roles;
 mod redis_storage;
 mod relay_server;
 mod relayer;

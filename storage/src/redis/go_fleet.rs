@@ -21,7 +21,8 @@
 //!
 //! While a campaign is refused for this reason it is counted in `ha_miner_leader_acquisition_failures_total
 //! {reason="go_miner_active"}` (one per campaign, i.e. per miner tick), logged at ERROR naming the keys found
-//! (the first refusal at once, then every 10 s), and readiness fails with [`NotReady::GoMinerActive`]. The first
+//! (the first refusal at once, then every 10 s), and the miner's readiness fails with [`NotReady::GoMinerActive`]
+//! (not the relayer's: module `health`, "Who is not ready"). The first
 //! campaign that finds no live Go miner clears it (INFO log).
 //!
 //! # A Go miner started while relay-miner leads
@@ -31,7 +32,8 @@
 //! every claim or proof submission): a live Go miner there renews the lease as before and is reported apart
 //! (script answer 2): counted in `ha_storage_redis_go_miner_beside_leader_renewals_total`, the gauge
 //! `ha_storage_redis_go_miner_beside_leader` set to 1, logged at ERROR naming the keys found (at once, then every
-//! 10 s), and readiness fails with [`NotReady::GoMinerBesideLeader`] (`redis_go_miner_beside_leader`). The first
+//! 10 s), and the miner's readiness fails with [`NotReady::GoMinerBesideLeader`] (`redis_go_miner_beside_leader`;
+//! `/ready` 503 in a miner-only process, listed in a `run` process's `/ready` 200 and at `/ready?component=miner`). The first
 //! renewal that finds none (or that is refused: this miner no longer leads) clears it.
 //!
 //! What the Go miner does meanwhile (pocket-relay-miner, `transport/redis/consumer.go`, read for behaviour): each
@@ -66,7 +68,10 @@
 //! them (at most every 10 s). At risk, not lost: a foreign consumer that died leaves them pending, and `claim_idle_timeout_ms` takes
 //! them over; a live Go miner mines them itself. What this cannot count: entries a foreign consumer read and
 //! acknowledged with `XACKDEL` are gone from the group's lists (only its in-flight entries show), so on Redis
-//! 8.2+ the count understates what a live Go miner took; the renewal check above is what reliably sees it.
+//! 8.2+ the gauge understates what a live Go miner took. Those are counted apart, from the group's
+//! `entries-read` (Redis 7+) at each read round: `ha_storage_redis_relay_log_taken_by_foreign_total`, every entry
+//! delivered to another consumer since the last round, acknowledged or not (module `log::taken`, with its
+//! limits); the renewal check above is what sees the Go miner itself.
 
 use redis::Value;
 
@@ -205,7 +210,7 @@ impl RedisBackend {
         lock(&self.inner.go_miner).clone()
     }
 
-    /// Readiness' part: [`NotReady::GoMinerBesideLeader`] while this process leads beside a live Go miner, else
+    /// [`RedisBackend::miner_readiness`]'s part: [`NotReady::GoMinerBesideLeader`] while this process leads beside a live Go miner, else
     /// [`NotReady::GoMinerActive`] while campaigns are refused for one.
     pub(crate) fn go_miner_readiness(&self) -> Result<(), NotReady> {
         if let Some(found) = self.go_miner_beside_leader() {
@@ -219,7 +224,7 @@ impl RedisBackend {
 
     /// A renewal of `candidate`'s lease found a live Go miner (module docs, "A Go miner started while relay-miner
     /// leads"): the lease was renewed; counted, the gauge set, logged at ERROR (at once, then every 10 s), and
-    /// readiness fails until a renewal finds none.
+    /// the miner's readiness fails until a renewal finds none.
     pub(crate) async fn go_miner_beside_leader_found(&self, election: &str, candidate: &str) {
         let log = self.inner.stats.record_go_miner_beside_leader(super::stats::unix_ms());
         if !log && self.go_miner_beside_leader().is_some() {

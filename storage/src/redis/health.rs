@@ -28,6 +28,25 @@
 //! [`super::RedisConfig::require_aof`] is off (`storage.redis.allow_without_aof`); `appendfsync` other than
 //! `always` (`everysec` loses up to a second of acknowledged writes in a server crash) is a WARN at connect. A
 //! setting that can be read neither way is a WARN and does not fail readiness.
+//!
+//! # Who is not ready
+//! `/ready` takes a relayer out of its load balancer's rotation, so a reason that leaves relays servable must not
+//! fail the relayer's readiness. [`RedisBackend::readiness`] holds the reasons that concern the relays: Redis
+//! unreachable, out of memory or refusing writes (relays refused), an eviction policy that may delete relay
+//! streams, no AOF (acknowledged relays lost in a restart). [`RedisBackend::miner_readiness`] holds those that
+//! concern this process's miner alone, all three once part of `readiness` (a `relay-miner run` process's
+//! relayer was taken out of rotation by them, every relay it would have served lost, while it could serve):
+//! - [`NotReady::GoMinerBesideLeader`]: a Go miner went live beside our leading miner; our relayer's relays
+//!   still reach the streams (the Go miner's share of them is the miner's problem, not the relayer's).
+//! - [`NotReady::GoMinerActive`]: our miner does not campaign while a Go miner is live; relays written meanwhile
+//!   are mined by the Go miner (its consumer reads the same streams).
+//! - [`NotReady::InstanceInUse`]: another process campaigns under this miner's name; it mines what we record.
+//!
+//! The node reports the first as its `storage` component and the second as `miner`, which is advisory in a
+//! process that also serves relays (the reasons are listed in `/ready`'s body and at `/ready?component=miner`,
+//! logged at WARN and in `ha_component_ready{component="miner"}`, besides each alarm's own ERROR log and
+//! metrics) and fails `/ready` in a miner-only process (`relay-miner miner`: not ready as a miner, it is not
+//! ready at all).
 
 use std::time::Duration;
 
@@ -82,6 +101,18 @@ pub enum NotReady {
          the sessions it holds are claimed and proved; stop the Go miner"
     )]
     GoMinerBesideLeader(String),
+}
+
+impl NotReady {
+    /// Whether the reason concerns this process's miner alone (module docs, "Who is not ready"):
+    /// [`NotReady::InstanceInUse`], [`NotReady::GoMinerActive`], [`NotReady::GoMinerBesideLeader`]. Answered by
+    /// [`RedisBackend::miner_readiness`], never by [`RedisBackend::readiness`].
+    pub fn miner_only(&self) -> bool {
+        matches!(
+            self,
+            Self::InstanceInUse(_) | Self::GoMinerActive(_) | Self::GoMinerBesideLeader(_)
+        )
+    }
 }
 
 /// The server's persistence settings as far as they can be read.
@@ -379,14 +410,27 @@ impl RedisBackend {
         }
     }
 
-    /// Readiness: `PING`, the eviction policy (must be `noeviction` when it can be read), then a small write
-    /// (`SET {base}:miner:ready_probe:{instance} PX 30000`). Logs the reason at WARN when not ready.
+    /// Readiness of the storage as a relayer needs it: `PING`, the eviction policy (must be `noeviction` when it
+    /// can be read), AOF (when required), then a small write (`SET {base}:miner:ready_probe:{instance} PX
+    /// 30000`). Logs the reason at WARN when not ready. The reasons that concern the miner alone are in
+    /// [`RedisBackend::miner_readiness`] (module docs, "Who is not ready").
     pub async fn readiness(&self) -> Result<(), NotReady> {
         let res = self.probe().await;
         if let Err(e) = &res {
             tracing::warn!(reason = e.reason(), error = %e, "redis storage not ready");
         }
         res
+    }
+
+    /// Readiness of this process's miner (module docs, "Who is not ready"): [`NotReady::InstanceInUse`] while
+    /// another live process campaigns under its instance name, [`NotReady::GoMinerBesideLeader`] while it leads
+    /// beside a live Go miner, [`NotReady::GoMinerActive`] while its campaigns are refused for one. No I/O: the
+    /// state the miner's campaigns and renewals left.
+    pub fn miner_readiness(&self) -> Result<(), NotReady> {
+        if let Some(name) = self.instance_in_use() {
+            return Err(NotReady::InstanceInUse(name));
+        }
+        self.go_miner_readiness()
     }
 
     async fn probe(&self) -> Result<(), NotReady> {
@@ -399,10 +443,6 @@ impl RedisBackend {
             Ok(_) => {}
             Err(e) => return Err(NotReady::Unreachable(e.to_string())),
         }
-        if let Some(name) = self.instance_in_use() {
-            return Err(NotReady::InstanceInUse(name));
-        }
-        self.go_miner_readiness()?;
         if self.config().require_aof {
             match self.persistence().await {
                 Ok(Persistence { aof: Some(false), .. }) => return Err(NotReady::NoAof),

@@ -7,6 +7,7 @@
 //! | trie nodes of (supplier, session) (ours) | `{base}:miner:trie:{supplier}:{session}` | hash, field = hex node key |
 //! | session record | `{base}:miner:sessions:{supplier}:{session}` | hash |
 //! | session indexes | `{base}:miner:sessions:{supplier}:index`, `…:{supplier}:state:{state}` | sets of session ids |
+//! | suppliers whose relay stream relay-miner appended to or found (ours) | `{base}:miner:relay_log:suppliers` | set |
 //! | suppliers having session records (ours) | `{base}:miner:sessions:suppliers` | set |
 //! | global leader lease | `{base}:miner:global_leader` (value = holder name) | string, PX ttl |
 //! | other elections (ours) | `{base}:miner:leader:{election}` | string, PX ttl |
@@ -72,6 +73,12 @@ impl Keys {
     /// `{base}:relays:{supplier}`.
     pub fn relay_stream(&self, supplier: &str) -> String {
         format!("{}:relays:{supplier}", self.base)
+    }
+
+    /// `{base}:miner:relay_log:suppliers`: the suppliers whose relay stream this crate appended to or found
+    /// (`log::suppliers` module).
+    pub fn relay_log_suppliers(&self) -> String {
+        format!("{}:miner:relay_log:suppliers", self.base)
     }
 
     /// `{base}:miner:trie:{supplier}:{session}`: relay-miner's trie of (supplier, session).

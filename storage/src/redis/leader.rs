@@ -13,7 +13,7 @@
 //! `{base}:miner:instance_lock:{name}` = this process' nonce, in the same script, and a task of the backend
 //! refreshes it every [`INSTANCE_LOCK_REFRESH`] ([`INSTANCE_LOCK_TTL`]). A process finding another nonce there
 //! does not campaign (its renewals are refused), logs at ERROR naming the instance when it first sees it and
-//! fails readiness ([`super::NotReady::InstanceInUse`]). The lease keeps its term only for the lock's holder: a
+//! fails the miner's readiness ([`super::NotReady::InstanceInUse`]). The lease keeps its term only for the lock's holder: a
 //! process taking a free lock under a name whose lease is still live (a restart after a crash) starts a new term,
 //! so any earlier process's fenced writes are refused. A gracefully closed process releases its locks
 //! ([`RedisBackend::release_instances`]); after a crash the restart campaigns once the lock lapsed (at most

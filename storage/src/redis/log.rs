@@ -34,9 +34,12 @@
 //!   created again at id 0 and the deleted entries acknowledged, so reading goes on.
 //! - relays read by another consumer of the group: `read_pending` lists the group's consumers (`XINFO
 //!   CONSUMERS`, best effort after its `MULTI`: a server refusing XINFO must not fail the read) and counts the
-//!   entries pending for the others as relays at risk (`go_fleet`).
+//!   entries pending for the others as relays at risk (`go_fleet`); with `XINFO GROUPS`' `entries-read`, it also
+//!   counts the entries the group delivered to the others since the last round, acknowledged or not (`taken`).
 //! - `backlog`: Lua over `XINFO GROUPS` (`lag`, `pending`), counting with `XRANGE` when `lag` is unknown.
-//! - `suppliers`: paged `SCAN MATCH {base}:relays:*`, keeping the non-empty streams (module `suppliers`).
+//! - `suppliers`: the non-empty streams among the suppliers of an index set every append adds to (in its
+//!   transaction or script), with a paged `SCAN MATCH {base}:relays:*` at the first listing and then every
+//!   [`suppliers::SWEEP_EVERY`] for streams others wrote (module `suppliers`).
 
 use std::sync::LazyLock;
 use std::time::Duration;
@@ -53,6 +56,9 @@ use crate::contract::{Backlog, EntryId, LogEntry, MinedRelay, RelayLog};
 
 mod parse;
 mod suppliers;
+mod taken;
+
+pub(crate) use taken::GroupReadsByStream;
 
 use parse::*;
 
@@ -166,20 +172,22 @@ end
 ";
 
 /// The append of a fenced view or of one checking the relay memory threshold: KEYS = the stream of each relay,
-/// ARGV = the threshold ratio (`1` = none), then data, session, hash, end per relay. Returns the ids in order.
+/// then the supplier index (module `suppliers`); ARGV = the threshold ratio (`1` = none), then data, session,
+/// hash, end and supplier per relay. Returns the ids in order.
 static APPEND: LazyLock<Scripts> = LazyLock::new(|| {
     Scripts::new(&format!(
         "{MEMORY_CHECK}{}",
         r"
 local ids = {}
 local persisted = {}
-for i = 1, NK do
-  local b = 1 + (i - 1) * 4
+for i = 1, NK - 1 do
+  local b = 1 + (i - 1) * 5
   ids[i] = redis.call('XADD', KEYS[i], '*', 'data', ARGV[b + 1], 'session', ARGV[b + 2], 'hash', ARGV[b + 3],
     'end', ARGV[b + 4])
   if not persisted[KEYS[i]] then
     persisted[KEYS[i]] = true
     redis.call('PERSIST', KEYS[i])
+    redis.call('SADD', KEYS[NK], ARGV[b + 5])
   end
 end
 return ids
@@ -306,7 +314,9 @@ impl RedisBackend {
             }
             Err(e) => return Err(self.err("XREADGROUP", e)),
         };
-        Ok(parse_read(supplier, &reply)?
+        let read = parse_read(supplier, &reply)?;
+        self.count_new_reads(&stream, read.len());
+        Ok(read
             .into_iter()
             .filter_map(|(id, relay)| {
                 relay.map(|relay| LogEntry {
@@ -376,8 +386,10 @@ impl RelayLog for RedisBackend {
                     .arg(&r.payload)
                     .arg(&r.session_id)
                     .arg(&r.relay_hash)
-                    .arg(r.session_end_height);
+                    .arg(r.session_end_height)
+                    .arg(&r.supplier);
             }
+            inv.key(self.keys().relay_log_suppliers());
             self.fence_args(&mut inv);
             let mut conn = self.write_conn().await?;
             let ids: Vec<String> = match inv.invoke_async(&mut conn).await {
@@ -398,10 +410,15 @@ impl RelayLog for RedisBackend {
         }
         let mut p = redis::pipe();
         p.atomic();
-        // Undoes a Go relayer's EXPIRE of the streams (module docs).
+        // Undoes a Go relayer's EXPIRE of the streams (module docs), and indexes their suppliers (module
+        // `suppliers`) in the same transaction as the entries.
         for supplier in &streams {
             p.cmd("PERSIST").arg(self.keys().relay_stream(supplier)).ignore();
         }
+        p.cmd("SADD")
+            .arg(self.keys().relay_log_suppliers())
+            .arg(&streams)
+            .ignore();
         for r in &relays {
             p.cmd("XADD")
                 .arg(self.keys().relay_stream(&r.supplier))
@@ -508,21 +525,29 @@ impl RelayLog for RedisBackend {
             }
         }
         self.drop_deleted(&stream, deleted).await;
-        // Relays read by another consumer of the group are counted at risk (module `go_fleet`). Best effort, on
-        // its own after the read: a server or ACL refusing XINFO (or an answer of another shape) must not fail the
-        // read, which would stop every supplier's ingest for a diagnostic gauge.
-        let consumers: Result<Value, _> = redis::cmd("XINFO")
+        // Relays read by another consumer of the group are counted at risk (module `go_fleet`), and those it got
+        // since the last round as taken (module `taken`). Best effort, on their own after the read (one pipeline,
+        // not a transaction): a server or ACL refusing XINFO (or an answer of another shape) must not fail the
+        // read, which would stop every supplier's ingest for diagnostic metrics.
+        let info: Result<(Value, Value), _> = redis::pipe()
+            .cmd("XINFO")
             .arg("CONSUMERS")
             .arg(&stream)
             .arg(group)
+            .cmd("XINFO")
+            .arg("GROUPS")
+            .arg(&stream)
             .query_async(&mut self.conn())
             .await;
-        match consumers
+        match info
             .map_err(|e| e.to_string())
-            .and_then(|v| parse_consumers(&v).map_err(|e| e.to_string()))
+            .and_then(|(c, g)| parse_consumers(&c).map(|c| (c, g)).map_err(|e| e.to_string()))
         {
-            Ok(consumers) => self.foreign_consumers(&stream, consumer, &consumers),
-            Err(e) => tracing::debug!(stream, error = %e, "XINFO CONSUMERS failed; foreign consumers not counted"),
+            Ok((consumers, groups)) => {
+                self.foreign_consumers(&stream, consumer, &consumers);
+                self.observe_group_reads(&stream, consumer, parse_entries_read(&groups, group));
+            }
+            Err(e) => tracing::debug!(stream, error = %e, "XINFO failed; foreign consumers not counted"),
         }
         Ok(out)
     }

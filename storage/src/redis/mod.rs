@@ -25,8 +25,8 @@
 //!
 //! # Beside a Go fleet
 //! During a migration the Go relayers and miners may share the Redis: a campaign is refused while a Go miner is
-//! live (`go_fleet` module; readiness fails with [`NotReady::GoMinerActive`]); a Go miner started while
-//! relay-miner leads is seen at the next lease renewal, which keeps the lease (readiness fails with
+//! live (`go_fleet` module; miner readiness fails with [`NotReady::GoMinerActive`]); a Go miner started while
+//! relay-miner leads is seen at the next lease renewal, which keeps the lease (miner readiness fails with
 //! [`NotReady::GoMinerBesideLeader`]; the module says why it does not step down); relays pending for a consumer of
 //! the group other than ours are counted as relays at risk at every read round; and the relay streams the Go
 //! relayer gives a 2 h `EXPIRE` are `PERSIST`ed by appends and reads (`log` module).
@@ -247,17 +247,21 @@ pub(crate) struct Inner {
     /// Candidate names whose instance lock this process took (released by [`RedisBackend::release_instances`]).
     pub(crate) instances: Mutex<HashSet<String>>,
     /// A candidate name another live process campaigns under (its instance lock holds another nonce): this
-    /// process must not lead under it, and readiness fails with [`NotReady::InstanceInUse`].
+    /// process must not lead under it, and miner readiness fails with [`NotReady::InstanceInUse`].
     pub(crate) instance_conflict: Mutex<Option<String>>,
-    /// The live Go miner (the keys found) the last campaign was refused for (module `go_fleet`): readiness fails
-    /// with [`NotReady::GoMinerActive`] while it is set.
+    /// The live Go miner (the keys found) the last campaign was refused for (module `go_fleet`): miner
+    /// readiness fails with [`NotReady::GoMinerActive`] while it is set.
     pub(crate) go_miner: Mutex<Option<String>>,
     /// The live Go miner (the keys found) the last renewal of this process' lease found beside it (module
-    /// `go_fleet`): readiness fails with [`NotReady::GoMinerBesideLeader`] while it is set.
+    /// `go_fleet`): miner readiness fails with [`NotReady::GoMinerBesideLeader`] while it is set.
     pub(crate) go_miner_beside: Mutex<Option<String>>,
     /// Entries pending for foreign consumers of each relay stream's group and their number, by stream, at its
     /// last read round (module `go_fleet`).
     pub(crate) foreign: Mutex<HashMap<String, (u64, u64)>>,
+    /// When the relay streams were last found with `SCAN` (module `log::suppliers`); `None` before the first.
+    pub(crate) suppliers_swept: Mutex<Option<std::time::Instant>>,
+    /// What the last read round of each relay stream saw of its group (module `log::taken`).
+    pub(crate) group_reads: Mutex<log::GroupReadsByStream>,
     /// Whether the instance lock refresher runs (`leader` module).
     pub(crate) refresher_started: std::sync::atomic::AtomicBool,
     /// When `read_pending` last looked for idle entries of other consumers, by stream (`log` module).
@@ -379,6 +383,8 @@ impl RedisBackend {
                 go_miner: Mutex::default(),
                 go_miner_beside: Mutex::default(),
                 foreign: Mutex::default(),
+                suppliers_swept: Mutex::default(),
+                group_reads: Mutex::default(),
                 refresher_started: std::sync::atomic::AtomicBool::new(false),
                 reclaimed: Mutex::default(),
                 script_flags: std::sync::atomic::AtomicBool::new(false),

@@ -25,6 +25,7 @@
 //! | `ha_storage_redis_go_miner_beside_leader` (1 while this process leads and its last lease renewal found a live Go miner on this Redis, module `go_fleet`) | gauge | ours |
 //! | `ha_storage_redis_go_miner_beside_leader_renewals_total` (lease renewals that found a live Go miner beside this leader) | counter | ours |
 //! | `ha_storage_redis_relay_log_foreign_pending` (relays at risk: entries pending for consumers of the group other than the reader, summed over the streams at their last read round, module `go_fleet`) | gauge | ours |
+//! | `ha_storage_redis_relay_log_taken_by_foreign_total` (relay-stream entries the group delivered to consumers other than the reader between two of its read rounds, acknowledged since or not; module `log::taken`) | counter | ours |
 //! | `ha_storage_redis_relay_log_foreign_consumers` (consumers of the relay streams' group other than the reader holding pending entries, summed over the streams at their last read round) | gauge | ours |
 //! | `ha_storage_redis_instance_lock_refresh_timestamp_seconds` (the instance-lock refresher's heartbeat: each round, busy or idle; 0 = not started, no campaign yet) | gauge | ours |
 //!
@@ -95,6 +96,9 @@ pub struct RedisStats {
     go_miner_beside_last_log_unix_ms: AtomicU64,
     relay_log_foreign_pending: AtomicU64,
     relay_log_foreign_consumers: AtomicU64,
+    relay_log_taken_by_foreign: AtomicU64,
+    /// Unix ms of the last logged read round that found relays taken by a foreign consumer (0 = never).
+    taken_last_log_unix_ms: AtomicU64,
     /// Unix ms of the last logged read round that found relays pending for a foreign consumer (0 = never).
     foreign_last_log_unix_ms: AtomicU64,
     /// Unix ms of the last logged relay-log loss (pending entries deleted, a group vanished; 0 = never).
@@ -224,6 +228,17 @@ impl RedisStats {
     /// streams at their last read round.
     pub fn relay_log_foreign_consumers(&self) -> u64 {
         self.relay_log_foreign_consumers.load(Ordering::Relaxed)
+    }
+
+    /// Relay-stream entries delivered to consumers other than the reader (module `log::taken`), since start.
+    pub fn relay_log_taken_by_foreign(&self) -> u64 {
+        self.relay_log_taken_by_foreign.load(Ordering::Relaxed)
+    }
+
+    /// Records `n` entries taken by foreign consumers; whether to log it (at most once every 10 s, each counted).
+    pub(crate) fn record_taken_by_foreign(&self, n: u64) -> bool {
+        self.relay_log_taken_by_foreign.fetch_add(n, Ordering::Relaxed);
+        admit(&self.taken_last_log_unix_ms, unix_ms(), LOSS_LOG_EVERY_MS)
     }
 
     /// Records the foreign consumers' totals over the streams; whether to log a read round that found relays at
@@ -444,6 +459,12 @@ impl RedisStats {
                  (a Go miner, a miner under another consumer name), summed over the streams at their last read \
                  round; they go into that consumer's tries, not ours",
             )?,
+            taken_by_foreign: IntCounter::new(
+                "ha_storage_redis_relay_log_taken_by_foreign_total",
+                "Relay-stream entries the group delivered to consumers other than this miner's (a Go miner, a \
+                 miner under another consumer name) between two of its read rounds, acknowledged since or still \
+                 pending: relays that went into that consumer's tries, not ours",
+            )?,
             foreign_consumers: IntGauge::new(
                 "ha_storage_redis_relay_log_foreign_consumers",
                 "Consumers of the relay streams' group other than this miner's holding pending entries (relays at \
@@ -485,6 +506,7 @@ struct StatsCollector {
     go_miner_beside: IntGauge,
     go_miner_beside_renewals: IntCounter,
     foreign_pending: IntGauge,
+    taken_by_foreign: IntCounter,
     foreign_consumers: IntGauge,
     instance_lock_refresh: Gauge,
     relay_threshold: Gauge,
@@ -509,7 +531,7 @@ impl StatsCollector {
         self
     }
 
-    fn parts(&self) -> [&dyn Collector; 19] {
+    fn parts(&self) -> [&dyn Collector; 20] {
         [
             &self.acquire_failures,
             &self.consecutive,
@@ -527,6 +549,7 @@ impl StatsCollector {
             &self.go_miner_beside,
             &self.go_miner_beside_renewals,
             &self.foreign_pending,
+            &self.taken_by_foreign,
             &self.foreign_consumers,
             &self.instance_lock_refresh,
             &self.relay_threshold,
@@ -565,6 +588,7 @@ impl Collector for StatsCollector {
             self.go_miner_beside.set(i64::from(s.go_miner_beside_leader()));
             advance(&self.go_miner_beside_renewals, s.go_miner_beside_leader_renewals());
             self.foreign_pending.set(gauge_i64(s.relay_log_foreign_pending()));
+            advance(&self.taken_by_foreign, s.relay_log_taken_by_foreign());
             self.foreign_consumers.set(gauge_i64(s.relay_log_foreign_consumers()));
             self.instance_lock_refresh
                 .set(s.instance_lock_refreshed_unix_ms() as f64 / 1000.0);

@@ -142,6 +142,25 @@ pub(super) fn parse_consumers(reply: &Value) -> Result<Vec<GroupConsumer>, Stora
         .collect()
 }
 
+/// The group `group`'s `entries-read` in an `XINFO GROUPS` reply (Redis ≥ 7; `None` when the server does not
+/// report it, reports it unknown (nil), or the group is not listed).
+pub(super) fn parse_entries_read(reply: &Value, group: &str) -> Option<u64> {
+    let Value::Array(rows) = reply else {
+        return None;
+    };
+    rows.iter().find_map(|row| {
+        let (mut name, mut read) = (None, None);
+        for (k, v) in pairs(row) {
+            match as_bytes(k) {
+                Some(b"name") => name = as_str(v),
+                Some(b"entries-read") => read = as_u64(v),
+                _ => {}
+            }
+        }
+        (name == Some(group)).then_some(read).flatten()
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,32 +1,85 @@
 //! [`crate::RelayLog::suppliers`] on Redis: which `{base}:relays:{supplier}` streams hold entries.
 //!
-//! The streams are found with paged `SCAN ... MATCH {base}:relays:*` (never `KEYS`, which blocks the server for
-//! the whole keyspace), and each page's keys go through one script that answers `XLEN` for a stream and 0 for
-//! any other type, so a key of another kind under that prefix is never listed, and an empty stream (the miner
-//! creates one with its consumer group before the first append; acknowledged entries are deleted) is not either.
-//! `SCAN`'s `TYPE` filter would do the type part, but it needs Redis 6; the script works on every version this
-//! backend supports. A key that `SCAN` returns twice (it may, while the keyspace rehashes) is listed once.
+//! # The index
+//! Every append adds the suppliers it writes to the set `{base}:miner:relay_log:suppliers` (in the append's own
+//! `MULTI` or script, so a stream holding an entry of ours is always in it). A listing reads the set (`SMEMBERS`)
+//! and runs one script per page of [`PAGE`] members that answers `XLEN` for each member's stream and removes
+//! from the set, atomically with that check, the members whose key is no longer a stream (deleted, expired: a
+//! Go relayer's 2 h `EXPIRE`, or of another type). So the cost of a listing follows the number of suppliers,
+//! not the keyspace, and the semantics are the scan's: a supplier is listed while its stream holds an entry
+//! (undelivered or pending), not when its stream is empty (the miner creates one with its consumer group before
+//! the first append; acknowledged entries are deleted) nor once it was deleted. A removal cannot lose a
+//! concurrent append: Redis runs the script and the append's transaction one after the other, and an append
+//! after the removal adds the supplier again.
+//!
+//! # The sweep
+//! Not every stream is written through this crate: the Go relayer `XADD`s directly (during a migration), and
+//! releases before the index wrote streams without it. So the first listing of a process, and then one every
+//! [`SWEEP_EVERY`], finds the streams with a paged `SCAN ... MATCH {base}:relays:*` (never `KEYS`, which blocks
+//! the server for the whole keyspace) and adds each one found to the set, in a script per page that answers
+//! `XLEN` for a stream and nothing for a key of another type. `SCAN`'s `TYPE` filter would do the type part,
+//! but it needs Redis 6; the script works on every version this backend supports. A key that `SCAN` returns
+//! twice (it may, while the keyspace rehashes) is listed once.
+//!
+//! The limit: a stream that only others write (a Go relayer's, for a supplier no relay-miner relayer served)
+//! and that appeared after the last sweep is listed from the next sweep on, at most [`SWEEP_EVERY`] late; once
+//! found, it is in the set and listed at every listing while it holds entries. The miner lists once per block
+//! (module `unowned` of the miner), where it used to scan the whole keyspace.
 
 use std::collections::BTreeSet;
 use std::sync::LazyLock;
+use std::time::{Duration, Instant};
 
 use redis::{Script, Value};
 
-use super::RedisBackend;
+use super::{RedisBackend, lock};
 use crate::StorageError;
 
 /// Keys `SCAN` is asked to look at per page (a hint; a page may hold more or fewer).
 const SCAN_COUNT: usize = 1000;
 
-/// For each key: its length when it is a stream, else 0.
-static STREAM_LENGTHS: LazyLock<Script> = LazyLock::new(|| {
+/// Members of the index checked per script (each script is atomic: other clients wait while it runs).
+pub(crate) const PAGE: usize = 1000;
+
+/// How often a listing also sweeps the keyspace for streams written by others (module docs).
+pub(crate) const SWEEP_EVERY: Duration = Duration::from_secs(600);
+
+/// KEYS[1] = the index, KEYS[2..] = streams, ARGV[i] = the supplier of KEYS[i + 1]. Adds each supplier whose key
+/// is a stream to the index; answers its length, or -1 for a key of another type (or none).
+static SWEEP_PAGE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
 local out = {}
-for i, k in ipairs(KEYS) do
-  local t = redis.call('TYPE', k)
+for i = 2, #KEYS do
+  local t = redis.call('TYPE', KEYS[i])
   if type(t) == 'table' then t = t['ok'] end
-  if t == 'stream' then out[i] = redis.call('XLEN', k) else out[i] = 0 end
+  if t == 'stream' then
+    redis.call('SADD', KEYS[1], ARGV[i - 1])
+    out[i - 1] = redis.call('XLEN', KEYS[i])
+  else
+    out[i - 1] = -1
+  end
+end
+return out
+",
+    )
+});
+
+/// KEYS[1] = the index, KEYS[2..] = streams, ARGV[i] = the supplier of KEYS[i + 1]. Removes from the index each
+/// supplier whose key is not a stream (any more); answers each stream's length, or -1 for those removed.
+static INDEX_PAGE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+local out = {}
+for i = 2, #KEYS do
+  local t = redis.call('TYPE', KEYS[i])
+  if type(t) == 'table' then t = t['ok'] end
+  if t == 'stream' then
+    out[i - 1] = redis.call('XLEN', KEYS[i])
+  else
+    redis.call('SREM', KEYS[1], ARGV[i - 1])
+    out[i - 1] = -1
+  end
 end
 return out
 ",
@@ -46,11 +99,53 @@ fn glob_literal(s: &str) -> String {
 }
 
 impl RedisBackend {
-    /// The suppliers of the non-empty relay streams under this backend's base prefix, sorted.
+    /// The suppliers of the non-empty relay streams under this backend's base prefix, sorted (module docs).
     pub(super) async fn log_suppliers(&self) -> Result<Vec<String>, StorageError> {
+        let mut found = BTreeSet::new();
+        let due = lock(&self.inner.suppliers_swept).is_none_or(|last| last.elapsed() >= SWEEP_EVERY);
+        if due {
+            let started = Instant::now();
+            self.sweep_suppliers().await?;
+            *lock(&self.inner.suppliers_swept) = Some(started);
+        }
+        let members: Vec<String> = redis::cmd("SMEMBERS")
+            .arg(self.keys().relay_log_suppliers())
+            .query_async(&mut self.conn())
+            .await
+            .map_err(|e| self.err("SMEMBERS", e))?;
+        for page in members.chunks(PAGE) {
+            let lengths = self.stream_lengths(&INDEX_PAGE, page).await?;
+            for (supplier, len) in page.iter().zip(lengths) {
+                if len > 0 {
+                    found.insert(supplier.clone());
+                }
+            }
+        }
+        Ok(found.into_iter().collect())
+    }
+
+    /// `script` over the streams of `suppliers` (one page): their lengths, -1 for a key that is not a stream.
+    async fn stream_lengths(&self, script: &Script, suppliers: &[String]) -> Result<Vec<i64>, StorageError> {
+        let mut inv = script.prepare_invoke();
+        inv.key(self.keys().relay_log_suppliers());
+        for supplier in suppliers {
+            inv.key(self.keys().relay_stream(supplier)).arg(supplier);
+        }
+        let lengths: Vec<i64> = inv
+            .invoke_async(&mut self.conn())
+            .await
+            .map_err(|e| self.err("XLEN", e))?;
+        if lengths.len() != suppliers.len() {
+            return Err(StorageError::Corrupt("redis XLEN: reply count".into()));
+        }
+        Ok(lengths)
+    }
+
+    /// The paged `SCAN` of the relay streams (module docs, "The sweep"): adds every stream found to the index,
+    /// which the listing then reads.
+    async fn sweep_suppliers(&self) -> Result<(), StorageError> {
         let prefix = self.keys().relay_stream("");
         let pattern = format!("{}*", glob_literal(&prefix));
-        let mut found = BTreeSet::new();
         let mut cursor = "0".to_owned();
         loop {
             let reply: Value = redis::cmd("SCAN")
@@ -69,36 +164,24 @@ impl RedisBackend {
             let (Some(Value::BulkString(next)), Some(Value::Array(items))) = (parts.first(), parts.get(1)) else {
                 return Err(bad());
             };
-            let mut keys = Vec::with_capacity(items.len());
+            let mut suppliers = Vec::with_capacity(items.len());
             for item in items {
                 let Value::BulkString(key) = item else {
                     return Err(bad());
                 };
                 // Not UTF-8: never a key this crate or the Go relayer wrote for a supplier.
-                if let Ok(key) = std::str::from_utf8(key) {
-                    keys.push(key.to_owned());
+                if let Ok(key) = std::str::from_utf8(key)
+                    && let Some(supplier) = key.strip_prefix(&prefix)
+                    && !supplier.is_empty()
+                {
+                    suppliers.push(supplier.to_owned());
                 }
             }
-            if !keys.is_empty() {
-                let mut script = STREAM_LENGTHS.prepare_invoke();
-                for key in &keys {
-                    script.key(key);
-                }
-                let lengths: Vec<u64> = script
-                    .invoke_async(&mut self.conn())
-                    .await
-                    .map_err(|e| self.err("XLEN", e))?;
-                for (key, len) in keys.iter().zip(lengths) {
-                    if let Some(supplier) = key.strip_prefix(&prefix)
-                        && len > 0
-                        && !supplier.is_empty()
-                    {
-                        found.insert(supplier.to_owned());
-                    }
-                }
+            for page in suppliers.chunks(PAGE) {
+                self.stream_lengths(&SWEEP_PAGE, page).await?;
             }
             if next.as_slice() == b"0" {
-                return Ok(found.into_iter().collect());
+                return Ok(());
             }
             cursor = String::from_utf8_lossy(next).into_owned();
         }
@@ -112,9 +195,9 @@ mod tests {
     use std::time::Duration;
 
     use super::glob_literal;
-    use crate::RelayLog as _;
     use crate::redis::server::{RedisServer, ServerOptions};
     use crate::redis::{RedisBackend, RedisConfig};
+    use crate::{Fence, Fencing as _, MinedRelay, RelayLog as _};
 
     #[test]
     fn a_prefix_with_glob_characters_matches_only_itself() {
@@ -128,10 +211,110 @@ mod tests {
         RedisBackend::connect(cfg).await.unwrap()
     }
 
+    fn relay(supplier: &str, session: &str, n: u64) -> MinedRelay {
+        MinedRelay {
+            supplier: supplier.to_owned(),
+            session_id: session.to_owned(),
+            session_end_height: 100,
+            relay_hash: n.to_be_bytes().to_vec(),
+            payload: format!("relay-{n}").into_bytes(),
+        }
+    }
+
+    /// Makes the next listing of `b` sweep, as [`super::SWEEP_EVERY`] after the last one would.
+    fn sweep_due(b: &RedisBackend) {
+        *crate::redis::lock(&b.inner.suppliers_swept) = None;
+    }
+
+    /// `SCAN` commands the server ran so far (`INFO commandstats`).
+    fn scans(server: &RedisServer) -> u64 {
+        let info = server.command(&["INFO", "commandstats"]).unwrap();
+        info.lines()
+            .find_map(|l| l.strip_prefix("cmdstat_scan:calls="))
+            .map_or(0, |rest| rest.split(',').next().unwrap().parse().unwrap())
+    }
+
+    fn indexed(server: &RedisServer, supplier: &str) -> bool {
+        server
+            .command(&["SISMEMBER", "ha:miner:relay_log:suppliers", supplier])
+            .unwrap()
+            == ":1\r\n"
+    }
+
+    /// Listings read the index, and the keyspace is scanned only at the first listing and when a sweep is due:
+    /// our appends (the transaction and the fenced script) are listed without a scan, a stream others wrote
+    /// before the first listing (an older release, a Go relayer) is found by it, one written after it by the next
+    /// sweep, after which it is listed without scanning; a deleted stream disappears and leaves the index, an
+    /// emptied one is no longer listed.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn listings_read_the_index_and_scan_only_when_a_sweep_is_due() {
+        let server = RedisServer::start(ServerOptions::default()).unwrap();
+        server
+            .command(&["XADD", "ha:relays:pokt1old", "*", "data", "x"])
+            .unwrap();
+        let ha = backend(&server, "ha").await;
+        let before = scans(&server);
+        assert_eq!(ha.suppliers().await.unwrap(), ["pokt1old"]);
+        assert!(scans(&server) > before, "the first listing sweeps");
+        assert!(indexed(&server, "pokt1old"));
+
+        let before = scans(&server);
+        // The transaction path of an append: no relay memory threshold (the script path is the default).
+        let mut cfg = RedisConfig::new(server.url()).with_prefix("ha");
+        cfg.relay_max_memory_ratio = 1.0;
+        let no_threshold = RedisBackend::connect(cfg).await.unwrap();
+        assert_eq!(no_threshold.relay_memory_threshold(), None);
+        no_threshold
+            .append(vec![relay("pokt1tx", "s1", 1), relay("pokt1tx", "s1", 2)])
+            .await
+            .unwrap();
+        assert!(ha.relay_memory_threshold().is_some(), "the script path");
+        let l = ha.storage().leadership;
+        let token = l
+            .campaign("miner", "m", Duration::from_secs(30))
+            .await
+            .unwrap()
+            .unwrap();
+        let fenced = ha.fenced(Fence::new("miner", "m", token));
+        fenced
+            .relay_log
+            .append(vec![relay("pokt1fenced", "s1", 3)])
+            .await
+            .unwrap();
+        server
+            .command(&["XADD", "ha:relays:pokt1go", "*", "data", "x"])
+            .unwrap();
+        for _ in 0..3 {
+            assert_eq!(ha.suppliers().await.unwrap(), ["pokt1fenced", "pokt1old", "pokt1tx"]);
+        }
+        assert_eq!(scans(&server), before, "no scan between sweeps");
+
+        sweep_due(&ha);
+        let all = ["pokt1fenced", "pokt1go", "pokt1old", "pokt1tx"];
+        assert_eq!(ha.suppliers().await.unwrap(), all);
+        assert!(indexed(&server, "pokt1go"));
+        let before = scans(&server);
+        assert_eq!(ha.suppliers().await.unwrap(), all);
+        assert_eq!(scans(&server), before, "found once, then read from the index");
+
+        // Deleted (as the Go relayer's EXPIRE deletes it): not listed, out of the index; emptied: not listed.
+        server.command(&["DEL", "ha:relays:pokt1old"]).unwrap();
+        let read = ha.read("pokt1tx", "c", 10).await.unwrap();
+        let ids: Vec<_> = read.iter().map(|e| e.id).collect();
+        assert_eq!(ha.ack("pokt1tx", &ids).await.unwrap(), 2);
+        assert_eq!(ha.suppliers().await.unwrap(), ["pokt1fenced", "pokt1go"]);
+        assert!(!indexed(&server, "pokt1old"));
+        assert!(indexed(&server, "pokt1tx"), "an empty stream stays indexed");
+        // Written again by an append: listed again, at once.
+        ha.append(vec![relay("pokt1old", "s2", 4)]).await.unwrap();
+        assert_eq!(ha.suppliers().await.unwrap(), ["pokt1fenced", "pokt1go", "pokt1old"]);
+        assert_eq!(scans(&server), before);
+    }
+
     /// Only non-empty streams under the backend's own prefix are listed: a Go relayer's stream is, the empty
     /// stream a blocking reader creates with its group is not, nor a key of another type under the prefix, nor
     /// another fleet's streams (also one whose prefix only a glob would confuse with this one), and the paged
-    /// `SCAN` finds every stream among thousands of other keys.
+    /// `SCAN` of a sweep finds every stream among thousands of other keys.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn only_non_empty_streams_of_this_prefix_are_listed() {
         let server = RedisServer::start(ServerOptions::default()).unwrap();
@@ -157,14 +340,17 @@ mod tests {
         server
             .command(&["XADD", "other:relays:pokt1other", "*", "data", "x"])
             .unwrap();
+        sweep_due(&ha);
         assert_eq!(ha.suppliers().await.unwrap(), ["pokt1go"]);
         assert!(glob.suppliers().await.unwrap().is_empty(), "`h?` is not a pattern");
         server.command(&["XADD", "h?:relays:pokt1q", "*", "data", "x"]).unwrap();
+        sweep_due(&glob);
         assert_eq!(glob.suppliers().await.unwrap(), ["pokt1q"]);
 
         let script = "for i = 1, 3000 do redis.call('SET', 'junk:' .. i, 'x') end \
                       for i = 1, 40 do redis.call('XADD', 'ha:relays:pokt1s' .. string.format('%02d', i), '*', 'data', 'x') end";
         server.command(&["EVAL", script, "0"]).unwrap();
+        sweep_due(&ha);
         let listed = ha.suppliers().await.unwrap();
         let mut expected: Vec<String> = (1..=40).map(|i| format!("pokt1s{i:02}")).collect();
         expected.insert(0, "pokt1go".to_owned());
