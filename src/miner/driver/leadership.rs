@@ -11,12 +11,13 @@
 //! guarded separately by a lease renewal right before it ([`Miner::still_leader`]).
 //!
 //! On Redis a campaign is also refused (answered as "not elected") while a Go relay miner is live on the same
-//! Redis: the storage checks it, counts it and fails readiness (`storage::redis`, module `go_fleet`). A Go miner
-//! started while this miner leads is seen by the storage at the next lease renewal, which still answers
-//! "renewed": the miner keeps leading, so the sessions it holds (ingested relays, claims awaiting their proofs,
-//! which the Go miner cannot see) are still claimed and proved, while the storage alarms (ERROR,
-//! `ha_storage_redis_go_miner_beside_leader`, `/ready` 503 `redis_go_miner_beside_leader`) for an operator to
-//! stop one of the two; `go_fleet` gives the reasoning.
+//! Redis: the storage checks it, counts it and fails the miner's readiness (`storage::redis`, module `go_fleet`).
+//! A Go miner started while this miner leads is seen by the storage at the next lease renewal, which still
+//! answers "renewed": the miner keeps leading, so the sessions it holds (ingested relays, claims awaiting their
+//! proofs, which the Go miner cannot see) are still claimed and proved, while the storage alarms (ERROR,
+//! `ha_storage_redis_go_miner_beside_leader`, the `miner` component not ready with `redis_go_miner_beside_leader`:
+//! `/ready?component=miner` 503, and `/ready` 503 in `relay-miner miner`; advisory in `relay-miner run`, whose
+//! relayer keeps serving) for an operator to stop one of the two; `go_fleet` gives the reasoning.
 
 use std::sync::atomic::Ordering as AtomicOrdering;
 
