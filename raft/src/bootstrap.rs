@@ -193,7 +193,7 @@ pub enum BootstrapOutcome {
         /// Every other peer's answer.
         answers: Vec<PeerAnswer>,
     },
-    /// Too few peers answered (one round only; [`run`] asks again).
+    /// Too few peers answered (one round only; `RaftNode::spawn_bootstrap` asks again).
     Waiting {
         /// Every other peer's answer.
         answers: Vec<PeerAnswer>,
