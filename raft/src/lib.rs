@@ -6,6 +6,8 @@
 //! - [`sm`]: the state machine on a second redb file; deterministic apply; file snapshots.
 //! - [`network`] / [`wire`]: openraft RPCs over HTTP on the raft port, with a pre-shared cluster token.
 //! - [`RaftNode`]: one member (files, raft port, openraft) serving the storage contract through [`RaftBackend`].
+//! - [`bootstrap`]: the lowest-id peer initializes a new cluster only when no listed peer holds raft state.
+//! - [`recover`]: offline, a stopped survivor of a lost majority made the single voter (`raft recover-single`).
 //! - [`AdminClient`]: init, add-learner, promote, remove, transfer-leader, status, for the CLI.
 //! - `transfer`: a leader hands its role to a voter (admin command, graceful stop).
 //! - [`identity`]: which data directory a node id speaks for; a wiped voter cannot rejoin under its old id.
@@ -52,6 +54,7 @@
 pub mod admin;
 pub mod app_health;
 mod backend;
+pub mod bootstrap;
 mod core;
 pub mod features;
 pub mod identity;
@@ -59,6 +62,7 @@ pub mod log_store;
 mod membership_guard;
 pub mod network;
 mod node;
+pub mod recover;
 mod schema;
 mod server;
 pub mod sm;
@@ -70,6 +74,7 @@ pub mod wire;
 pub use admin::{AdminClient, AdminError, MemberFeatures, MembershipChange, Replication, Status};
 pub use app_health::AppHealth;
 pub use backend::{BatchConfig, RaftBackend};
+pub use bootstrap::{Bootstrap, BootstrapOutcome};
 pub use features::FeatureSet;
 pub use log_store::LogStore;
 pub use node::{NodeError, RaftConfig, RaftNode};

@@ -311,6 +311,29 @@ impl RaftNode {
             .map_err(|e| NodeError::Raft(e.to_string()))
     }
 
+    /// Decides, once the listed peers answer, whether this node initializes a new cluster, and does so
+    /// ([`crate::bootstrap`]): only the lowest id of `bootstrap.peers` does, only while its own store is empty,
+    /// and only when a majority of the listed peers answered and none holds raft state. Runs in the background,
+    /// asking again while too few peers answer; ends with the outcome (logged), or `Stopped` at shutdown.
+    pub fn spawn_bootstrap(&self, bootstrap: crate::Bootstrap) -> tokio::task::JoinHandle<crate::BootstrapOutcome> {
+        let raft = self.raft.clone();
+        let stop = self.stop.subscribe();
+        tokio::spawn(crate::bootstrap::run(
+            raft,
+            self.core.id,
+            self.token.clone(),
+            bootstrap,
+            stop,
+        ))
+    }
+
+    /// One round of [`RaftNode::spawn_bootstrap`]: `Waiting` when too few peers answered (nothing done).
+    pub async fn bootstrap_round(&self, bootstrap: &crate::Bootstrap) -> Result<crate::BootstrapOutcome, NodeError> {
+        crate::bootstrap::round(&self.raft, self.core.id, &self.token, bootstrap)
+            .await
+            .map_err(NodeError::Raft)
+    }
+
     /// Metrics values: term, leader, leadership, log/commit/apply indexes, replication lag per follower.
     pub fn status(&self) -> Status {
         Status::of(&self.core)

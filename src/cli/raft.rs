@@ -1,5 +1,6 @@
 //! `relay-miner raft status|init|add-learner|promote|remove|transfer-leader`: cluster administration against a
-//! running node's raft port (issue 8).
+//! running node's raft port (issue 8); and `raft recover-single`, offline, on a stopped node whose cluster lost a
+//! majority of its voters for good (`raft::recover`).
 //!
 //! Every command talks to `--addr host:port` (a node's raft port) with the pre-shared cluster token from
 //! `--cluster-token-file` (the file `storage.raft.cluster_token_file` names; `--config FILE` reads that key).
@@ -88,6 +89,24 @@ pub enum RaftCommand {
         #[arg(long)]
         to: Option<u64>,
     },
+    /// OFFLINE, on a STOPPED node, when a majority of the voters is lost for good (e.g. 2 of 3 disks gone): make
+    /// this node the single voter so it can start and lead alone, keeping its relay log and tries. Appends one
+    /// membership entry to its log (after its last entry, in its current term). Only safe when the other voters
+    /// can never come back with their data (they would still form a majority of the old voters and could elect a
+    /// second leader): destroy their disks first; they rejoin only wiped, as learners. Needs
+    /// `--yes-i-lost-the-majority`. The node's raft directory comes from `--config` (`storage.data_dir`,
+    /// `storage.raft.node_id`) or `--data-dir`/`--node-id`.
+    RecoverSingle {
+        /// This node's id (default: the config's `storage.raft.node_id`).
+        #[arg(long)]
+        node_id: Option<u64>,
+        /// The node's `storage.data_dir` (default: the config's); its raft files are in `raft-<id>` under it.
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        /// Confirms that the other voters are gone for good and will never start again with their data.
+        #[arg(long)]
+        yes_i_lost_the_majority: bool,
+    },
 }
 
 /// How many times `transfer-leader --to N` asks when another voter wins the election instead of N.
@@ -95,6 +114,21 @@ const TRANSFER_ATTEMPTS: u32 = 3;
 
 /// Runs `relay-miner raft …`; returns the exit code.
 pub fn run(args: RaftArgs) -> anyhow::Result<i32> {
+    if let RaftCommand::RecoverSingle {
+        node_id,
+        data_dir,
+        yes_i_lost_the_majority,
+    } = &args.command
+    {
+        // Offline: no raft port, no token.
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+        return Ok(runtime.block_on(recover_single(
+            args.config.as_deref(),
+            *node_id,
+            data_dir.clone(),
+            *yes_i_lost_the_majority,
+        )));
+    }
     let token = match token(&args) {
         Ok(t) => t,
         Err(e) => {
@@ -257,6 +291,10 @@ async fn dispatch(args: RaftArgs, token: String) -> anyhow::Result<i32> {
             }
             Err(e) => fail(e),
         },
+        RaftCommand::RecoverSingle { .. } => {
+            eprintln!("relay-miner raft recover-single runs offline (handled before any call)");
+            Ok(2)
+        }
         RaftCommand::TransferLeader { to } => {
             // Another voter can win the election when the target was not caught up in time: the leadership
             // moved all the same, so asking the new leader again usually lands it where it was meant to go.
@@ -274,6 +312,77 @@ async fn dispatch(args: RaftArgs, token: String) -> anyhow::Result<i32> {
                     Err(e) => return fail(e),
                 }
             }
+        }
+    }
+}
+
+/// `raft recover-single`: finds the node's raft directory, refuses without the confirmation, rewrites the
+/// membership (`raft::recover`) and prints what it did. Exit codes: 0 done (or nothing to do), 1 refused or
+/// failed (nothing changed), 2 bad arguments.
+async fn recover_single(
+    config: Option<&std::path::Path>,
+    node_id: Option<u64>,
+    data_dir: Option<PathBuf>,
+    confirmed: bool,
+) -> i32 {
+    let loaded = match config.map(crate::config::Config::load).transpose() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("relay-miner raft recover-single: cannot load the config: {e}");
+            return 2;
+        }
+    };
+    let node_id = node_id.or_else(|| loaded.as_ref().map(|c| c.storage.raft.node_id).filter(|id| *id != 0));
+    let data_dir = data_dir.or_else(|| loaded.as_ref().map(|c| c.storage.data_dir.clone()));
+    let (Some(node_id), Some(data_dir)) = (node_id, data_dir) else {
+        eprintln!(
+            "relay-miner raft recover-single: the node id and data directory are required (--config FILE, or \
+             --node-id and --data-dir)"
+        );
+        return 2;
+    };
+    let dir = data_dir.join(format!("raft-{node_id}"));
+    if !confirmed {
+        eprintln!(
+            "relay-miner raft recover-single: this makes node {node_id} ({}) the single voter of its cluster \
+             without the other voters' agreement. It is only safe when they are gone for good: if any of them \
+             started again with its data, the old voters could elect a second leader. Destroy their disks first, \
+             stop node {node_id}, then run again with --yes-i-lost-the-majority",
+            dir.display()
+        );
+        return 2;
+    }
+    match raft::recover::recover_single(&dir, node_id).await {
+        Ok(report) => {
+            println!("node {node_id} at {}", dir.display());
+            println!(
+                "  old membership: voters {:?}, learners {:?} (entry {})",
+                report.old_voters,
+                report.old_learners,
+                report
+                    .old_membership_at
+                    .map_or("none".to_string(), |(term, index)| format!("{index}, term {term}"))
+            );
+            println!(
+                "  last log index {}, applied index {}, term {}",
+                opt(report.last_log_index),
+                opt(report.applied_index),
+                report.term
+            );
+            match report.new_membership_index {
+                Some(index) => println!(
+                    "  new membership: voters [{node_id}] (entry {index}, term {}). Start node {node_id} alone: it \
+                     leads and commits every entry it holds. Add new nodes with `relay-miner raft add-learner` \
+                     and `relay-miner raft promote`; the lost nodes may only rejoin wiped.",
+                    report.term
+                ),
+                None => println!("  node {node_id} already is the single voter: nothing changed"),
+            }
+            0
+        }
+        Err(e) => {
+            eprintln!("relay-miner raft recover-single: {e} (nothing changed)");
+            1
         }
     }
 }
@@ -585,6 +694,19 @@ fn short_error(e: &AdminError) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn recover_single_needs_the_confirmation_and_a_node_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        // Without --yes-i-lost-the-majority nothing is opened or created.
+        assert_eq!(recover_single(None, Some(1), Some(dir.path().into()), false).await, 2);
+        assert!(!dir.path().join("raft-1").exists());
+        // Without a node id and data directory (no --config either).
+        assert_eq!(recover_single(None, None, None, true).await, 2);
+        // Confirmed, on a directory holding no raft node: refused, nothing changed.
+        assert_eq!(recover_single(None, Some(1), Some(dir.path().into()), true).await, 1);
+        assert!(!dir.path().join("raft-1").exists());
+    }
 
     #[test]
     fn members_parse_and_errors_name_the_member() {

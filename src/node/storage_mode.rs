@@ -310,19 +310,14 @@ async fn open_store(
             let node = raft::RaftNode::start(cfg)
                 .await
                 .map_err(|e| NodeError::Storage(format!("raft node {node_id}: {e}")))?;
-            // A fresh cluster is initialized by its lowest-id peer; on an initialized one this is a no-op error.
-            if peers.keys().next() == Some(&node_id) && peers.len() > 1 {
-                let members: BTreeMap<u64, raft::NodeInfo> = peers
-                    .iter()
-                    .map(|(id, addr)| (*id, raft::NodeInfo::new(addr)))
-                    .collect();
-                match node.initialize(members).await {
-                    Ok(()) => tracing::info!(node_id, "raft cluster initialized"),
-                    Err(e) => {
-                        tracing::info!(node_id, error = %e, "raft cluster not initialized here (already initialized)")
-                    }
-                }
-            }
+            // A fresh cluster is initialized by its lowest-id peer, once a majority of the peers answered and none
+            // holds raft state (`raft::bootstrap`): a lowest-id node whose data directory was wiped never starts a
+            // second cluster from a stale peer list. In the background: peers started later are asked again.
+            let members: BTreeMap<u64, raft::NodeInfo> = peers
+                .iter()
+                .map(|(id, addr)| (*id, raft::NodeInfo::new(addr)))
+                .collect();
+            drop(node.spawn_bootstrap(raft::Bootstrap::new(members)));
             Ok(OpenedStorage::Raft(std::sync::Arc::new(node)))
         }
     }
