@@ -145,3 +145,48 @@ async fn a_large_proof_with_a_fixed_gas_limit_sized_for_a_claim_lands() {
     let text = telemetry.render_metrics();
     assert_eq!(counter(&text, "ha_miner_proof_errors_total", "refused"), None, "{text}");
 }
+
+/// A fixed `gas_limit` of 65,000 covers a claim's ante (its size gas, the fee deduction, the signature: ~60,000
+/// besides the size in the simulator) but not its message (20,000 more): its tx runs out of gas in its block (code
+/// 11, its fee paid). The same limit would fail the same way at every attempt until the window closed; once the
+/// kept tx's lookup shows code 11, the session's next tx asks twice the per-message gas and the claim lands.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_claim_that_ran_out_of_gas_is_sent_again_with_twice_the_gas() {
+    let f = fixture().await;
+    let plain = MemoryBackend::new().storage();
+    let mut miner = Miner::new(
+        f.client.clone(),
+        plain.clone(),
+        f.keyring.clone(),
+        MinerConfig {
+            gas_limit: 65_000,
+            ..config("a")
+        },
+    );
+    let schedule = ingest_until_claim_open(&f, &plain, &mut miner).await;
+    while f.chain.height() <= schedule.claim_close {
+        miner.step().await.unwrap();
+        f.chain.produce_block();
+    }
+    assert!(
+        f.client
+            .claim_at(&f.key.session_id, &f.supplier, None)
+            .await
+            .unwrap()
+            .is_some(),
+        "{:?}",
+        f.chain.records()
+    );
+    let codes: Vec<u32> = {
+        let s = f.chain.state();
+        s.block_txs
+            .values()
+            .flatten()
+            .map(|tx| s.txs[&crate::chain::tx::tx_hash(tx)].code)
+            .collect()
+    };
+    assert_eq!(codes, vec![11, 0], "one tx out of gas, then one that ran");
+    let gas = included_gas(&f.chain);
+    assert_eq!(gas[0].0, fixed_limit(65_000, 1, gas[0].1), "{gas:?}");
+    assert_eq!(gas[1].0, fixed_limit(130_000, 1, gas[1].1), "{gas:?}");
+}
