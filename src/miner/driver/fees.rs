@@ -287,8 +287,9 @@ pub(super) fn fixed_gas_limit(per_message: u64, messages: u64, doublings: u32, t
     per_message.saturating_mul(messages.max(1)).saturating_add(size)
 }
 
-/// x/auth `DefaultTxSizeCostPerByte` (poktroll keeps the default): the gas `ConsumeGasForTxSizeDecorator` meters
-/// per tx byte before the fee is deducted.
+/// x/auth `DefaultTxSizeCostPerByte`: the gas `ConsumeGasForTxSizeDecorator` meters per tx byte before the fee is
+/// deducted (the auth param `tx_size_cost_per_byte`; not read from the chain, whose genesis is assumed to keep the
+/// default, as the simulator's `TX_SIZE_GAS_PER_BYTE` does).
 pub(super) const TX_SIZE_GAS_PER_BYTE: u64 = 10;
 
 /// Whether a node's answer (or a block's result) is the SDK's out of gas (`ErrOutOfGas`, code 11 of codespace
