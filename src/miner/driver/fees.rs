@@ -8,6 +8,7 @@
 //! so a large proof (gas grows with its relay payloads) is never refused by it where a small claim would pass:
 //! a missing proof is slashed.
 
+use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -17,6 +18,7 @@ use super::Miner;
 use crate::chain::fees::{self, GasPrice, decimal};
 use crate::chain::query::ChainClient;
 use crate::chain::tx::{self, TxError};
+use crate::miner::lifecycle::{SessionKey, TxKind};
 use crate::protocol::wire;
 use crate::telemetry::LogThrottle;
 
@@ -49,6 +51,9 @@ pub(super) struct GasPricing {
     error_log: LogThrottle,
     /// Throttles the WARNs of a node whose config cannot be read.
     query_log: LogThrottle,
+    /// With a fixed `transaction.gas_limit`: how many times a session's tx of a kind ran out of gas (code 11), in
+    /// its block or at CheckTx ([`fixed_gas_limit`]).
+    out_of_gas: Mutex<HashMap<(TxKind, SessionKey), u32>>,
 }
 
 /// The price chosen for one tx.
@@ -68,6 +73,7 @@ impl GasPricing {
             learned: Mutex::new(Learned::default()),
             error_log: LogThrottle::new(Duration::from_secs(30)),
             query_log: LogThrottle::new(Duration::from_secs(30)),
+            out_of_gas: Mutex::new(HashMap::new()),
         }
     }
 
@@ -225,6 +231,73 @@ impl GasPricing {
     }
 }
 
+impl GasPricing {
+    /// Notes that a tx of `kind` carrying `keys`' messages ran out of gas (code 11): their next tx asks twice the
+    /// per-message gas ([`fixed_gas_limit`]), up to [`MAX_GAS_DOUBLINGS`] times.
+    pub(super) fn ran_out_of_gas(&self, kind: TxKind, keys: &[SessionKey]) {
+        let mut map = self.out_of_gas.lock().unwrap_or_else(|p| p.into_inner());
+        for key in keys {
+            let n = map.entry((kind, key.clone())).or_default();
+            *n = (*n + 1).min(MAX_GAS_DOUBLINGS);
+        }
+    }
+
+    /// How many times the per-message gas of a tx of `kind` carrying `keys`' messages is doubled: the most any
+    /// of them ran out of gas.
+    pub(super) fn gas_doublings(&self, kind: TxKind, keys: &[SessionKey]) -> u32 {
+        let map = self.out_of_gas.lock().unwrap_or_else(|p| p.into_inner());
+        keys.iter()
+            .filter_map(|key| map.get(&(kind, key.clone())).copied())
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// Forgets the sessions that no longer send a tx of that kind.
+    pub(super) fn retain_out_of_gas(&self, mut keep: impl FnMut(TxKind, &SessionKey) -> bool) {
+        let mut map = self.out_of_gas.lock().unwrap_or_else(|p| p.into_inner());
+        map.retain(|(kind, key), _| keep(*kind, key));
+    }
+}
+
+/// How many times at most a session's per-message gas is doubled after its txs ran out of gas: 16 × the
+/// configured `transaction.gas_limit`, a ceiling so a message that fails for another reason reported as out of gas
+/// cannot raise the fee without bound (the price stays capped by `transaction.max_gas_price`).
+pub(super) const MAX_GAS_DOUBLINGS: u32 = 4;
+
+/// Bytes of margin on the signed draft's length in [`fixed_gas_limit`]: the final tx differs from the draft only
+/// in its gas limit and fee amount (varints and a decimal string a few bytes longer at most).
+pub(super) const SIZE_MARGIN_BYTES: u64 = 32;
+
+/// The gas limit of a tx of `messages` messages signed with a fixed `transaction.gas_limit` (`per_message`), whose
+/// signed draft is `tx_len` bytes long, after its sessions' txs ran out of gas `doublings` times.
+///
+/// Rule "fixed gas covers the tx": `per_message` × 2^`doublings` × `messages` for running the messages, plus
+/// what the ante handler meters for the tx's size before anything else ([`TX_SIZE_GAS_PER_BYTE`] per byte of
+/// ([`SIZE_MARGIN_BYTES`] +) `tx_len`, x/auth `TxSizeCostPerByte`). A proof carries relay payloads (up to
+/// `max_tx_bytes`, ~1 MiB: ~10M gas of size alone): under a limit sized for a claim, a large proof was refused at
+/// CheckTx (size gas over the limit, code 11) or ran out of gas in its block (fee paid) at every attempt with the
+/// same limit, and the supplier was slashed for the missing proof. The size part makes the first; the doublings
+/// after a code 11 (rule "out of gas doubles", [`GasPricing::ran_out_of_gas`]) the second converge.
+pub(super) fn fixed_gas_limit(per_message: u64, messages: u64, doublings: u32, tx_len: usize) -> u64 {
+    let per_message = per_message.saturating_mul(1u64 << doublings.min(MAX_GAS_DOUBLINGS));
+    let size = u64::try_from(tx_len)
+        .unwrap_or(u64::MAX)
+        .saturating_add(SIZE_MARGIN_BYTES)
+        .saturating_mul(TX_SIZE_GAS_PER_BYTE);
+    per_message.saturating_mul(messages.max(1)).saturating_add(size)
+}
+
+/// x/auth `DefaultTxSizeCostPerByte`: the gas `ConsumeGasForTxSizeDecorator` meters per tx byte before the fee is
+/// deducted (the auth param `tx_size_cost_per_byte`; not read from the chain, whose genesis is assumed to keep the
+/// default, as the simulator's `TX_SIZE_GAS_PER_BYTE` does).
+pub(super) const TX_SIZE_GAS_PER_BYTE: u64 = 10;
+
+/// Whether a node's answer (or a block's result) is the SDK's out of gas (`ErrOutOfGas`, code 11 of codespace
+/// `sdk`).
+pub(super) fn is_out_of_gas(code: u32, codespace: &str) -> bool {
+    code == 11 && codespace == "sdk"
+}
+
 /// Whether a node's answer to a broadcast refuses the tx's fee as below its minimum gas price (CheckTx code 13
 /// of the SDK's codespace; no fee paid).
 pub(super) fn is_fee_refusal(response: &wire::TxResponse) -> bool {
@@ -304,6 +377,33 @@ mod tests {
         assert!(pricing.learn_from_refusal(&log("100000upokt"), 100_000, 1));
         let (price, _) = pricing.learned().refused.clone().unwrap();
         assert_eq!(price, tx::parse_gas_price("1").unwrap());
+    }
+
+    #[test]
+    fn a_fixed_limit_covers_the_size_gas_and_doubles_after_out_of_gas() {
+        // One claim, 400 bytes: 100,000 + 10 × (400 + 32).
+        assert_eq!(fixed_gas_limit(100_000, 1, 0, 400), 104_320);
+        // Three proofs of 20 KB together: 300,000 + 10 × 20,032.
+        assert_eq!(fixed_gas_limit(100_000, 3, 0, 20_000), 500_320);
+        // After two out-of-gas results: 4 × per message; the doublings are capped.
+        assert_eq!(fixed_gas_limit(100_000, 1, 2, 0), 400_320);
+        assert_eq!(fixed_gas_limit(100_000, 1, 9, 0), 1_600_320);
+        let pricing = GasPricing::new("0.000001upokt", "10upokt");
+        let key = |s: &str| SessionKey {
+            supplier: "pokt1s".into(),
+            session_id: s.into(),
+        };
+        pricing.ran_out_of_gas(TxKind::Proof, &[key("a")]);
+        pricing.ran_out_of_gas(TxKind::Proof, &[key("a"), key("b")]);
+        assert_eq!(pricing.gas_doublings(TxKind::Proof, &[key("b"), key("a")]), 2);
+        assert_eq!(pricing.gas_doublings(TxKind::Proof, &[key("b")]), 1);
+        assert_eq!(pricing.gas_doublings(TxKind::Claim, &[key("a")]), 0);
+        for _ in 0..10 {
+            pricing.ran_out_of_gas(TxKind::Proof, &[key("a")]);
+        }
+        assert_eq!(pricing.gas_doublings(TxKind::Proof, &[key("a")]), MAX_GAS_DOUBLINGS);
+        pricing.retain_out_of_gas(|_, k| k.session_id != "a");
+        assert_eq!(pricing.gas_doublings(TxKind::Proof, &[key("a")]), 0);
     }
 
     #[test]

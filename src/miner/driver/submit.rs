@@ -692,7 +692,8 @@ impl Miner {
 
     /// Signs `messages` as one tx: a draft is simulated for gas, then signed with gas × adjustment and its fee;
     /// with a fixed `gas_limit` (config `transaction.gas_limit` ≠ 0) Simulate is skipped and that limit is used
-    /// per message: a tx of n messages asks n × `gas_limit`. One limit for the whole tx, whatever it carries, let
+    /// per message: a tx of n messages asks n × `gas_limit`, plus the gas its size costs (`fees::fixed_gas_limit`),
+    /// doubled per message for sessions whose txs ran out of gas. One limit for the whole tx, whatever it carries, let
     /// a batch of claims (several suppliers' sessions ending together) outgrow it: the tx ran out of gas in its
     /// block, its fee paid and every claim in it failed, each then re-sent on its own (a second fee each).
     /// The price is `transaction.gas_price` raised to what the node takes (module `fees`); the gas limit and fee
@@ -718,7 +719,20 @@ impl Miner {
             account_number,
         };
         if self.config.gas_limit != 0 {
-            plan.gas_limit = self.config.gas_limit.saturating_mul(message_count.max(1));
+            // Rules "fixed gas covers the tx" and "out of gas doubles" (`fees::fixed_gas_limit`): the messages'
+            // share plus the size gas of the signed draft. The fee grows with the limit and the tx's length only
+            // by a few bytes with the fee (the margin): a second draft confirms it, a third is never needed.
+            let doublings = self.gas_pricing.gas_doublings(signed.kind, &signed.keys);
+            let limit = |len| fees::fixed_gas_limit(self.config.gas_limit, message_count, doublings, len);
+            plan.gas_limit = limit(0);
+            for _ in 0..3 {
+                plan.fee_amount = tx::fee_for_gas(&price.amount, plan.gas_limit)?;
+                let needed = limit(tx::build_signed_tx(key, &plan)?.tx_bytes.len());
+                if needed <= plan.gas_limit {
+                    break;
+                }
+                plan.gas_limit = needed;
+            }
         } else {
             // A non-zero fee, so Simulate charges the fee transfer the block will charge (see `simulation_fee`).
             let draft = tx::build_signed_tx(key, &plan)?;

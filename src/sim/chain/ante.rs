@@ -82,6 +82,7 @@ const SDK_UNAUTHORIZED: u32 = 4; // ErrUnauthorized "unauthorized"
 const SDK_INSUFFICIENT_FUNDS: u32 = 5; // ErrInsufficientFunds "insufficient funds"
 const SDK_UNKNOWN_REQUEST: u32 = 6; // ErrUnknownRequest "unknown request"
 const SDK_UNKNOWN_ADDRESS: u32 = 9; // ErrUnknownAddress "unknown address"
+const SDK_OUT_OF_GAS: u32 = 11; // ErrOutOfGas "out of gas"
 const SDK_INSUFFICIENT_FEE: u32 = 13; // ErrInsufficientFee "insufficient fee"
 const SDK_INVALID_REQUEST: u32 = 18; // ErrInvalidRequest "invalid request"
 const SDK_TX_TIMEOUT_HEIGHT: u32 = 30; // ErrTxTimeoutHeight "tx timeout height"
@@ -96,6 +97,21 @@ fn refused(code: u32, log: String, gas_used: u64, frame: &'static str) -> Refusa
         gas_used,
         frame,
     }
+}
+
+/// x/auth/ante's refusal of a tx whose ante gas `gas` passed its `gas_limit`: cosmos-sdk `ErrOutOfGas` (code 11),
+/// as baseapp's out-of-gas recovery wraps the meter's panic, naming the `location` that metered past the limit.
+/// Not in simulate mode (an infinite gas meter).
+fn out_of_gas(mode: Mode, gas_limit: u64, gas: u64, location: &str) -> Result<(), Refusal> {
+    if mode == Mode::Simulate || gas <= gas_limit {
+        return Ok(());
+    }
+    Err(refused(
+        SDK_OUT_OF_GAS,
+        format!("out of gas in location: {location}; gasWanted: {gas_limit}, gasUsed: {gas}: out of gas"),
+        gas,
+        frame::ERROR_WRAP,
+    ))
 }
 
 /// Authenticates a tx (the ante handler's checks, in the SDK's order): returns the signer address, decoded body
@@ -152,14 +168,18 @@ fn ante(s: &ChainState, tx_bytes: &[u8], mode: Mode) -> Result<(String, TxBody, 
             frame::BASIC,
         ));
     }
-    // `ConsumeGasForTxSizeDecorator`.
+    // `ConsumeGasForTxSizeDecorator`. The gas meter `SetUpContextDecorator` set holds the tx's gas limit (in
+    // simulate mode an infinite one): metering past it panics, and `runTx` recovers that as `ErrOutOfGas` (code
+    // 11) before `DeductFeeDecorator` ran, so no fee is paid and CheckTx refuses the tx. A tx whose size alone
+    // costs more than its limit (a proof carrying a large relay under a fixed gas limit) never enters a mempool.
+    let gas_limit = auth.fee.as_ref().map_or(0, |f| f.gas_limit);
     let mut gas = tx_bytes.len() as u64 * TX_SIZE_GAS_PER_BYTE;
+    out_of_gas(mode, gas_limit, gas, "txSize")?;
     let fee_coins = auth.fee.as_ref().map(|f| f.amount.as_slice()).unwrap_or_default();
     if mode == Mode::Check {
         // `DeductFeeDecorator`'s fee checker (x/auth/ante/validator_tx_fee.go `checkTxFeeWithValidatorMinGasPrices`):
         // the node's minimum gas price, only at CheckTx (not in simulate mode, and a block's DeliverTx has no
         // minimum).
-        let gas_limit = auth.fee.as_ref().map_or(0, |f| f.gas_limit);
         if let Some(refusal) = super::fees::insufficient_fee(&s.minimum_gas_prices, fee_coins, gas_limit) {
             return Err(refused(SDK_INSUFFICIENT_FEE, refusal, gas, frame::VALIDATOR_TX_FEE));
         }

@@ -18,11 +18,17 @@ impl Miner {
     ) -> Broadcast {
         match self.broadcast_response(supplier, messages, bounds, signed).await {
             // CheckTx runs no message, so its refusal names none.
-            Ok(response) => Broadcast {
-                message_refused: check_tx_refused_a_message(&response),
-                refused_index: None,
-                outcome: check_tx_outcome(&response),
-            },
+            Ok(response) => {
+                if fees::is_out_of_gas(response.code, &response.codespace) {
+                    // The ante handler ran out of the tx's gas (rule "out of gas doubles", `fees::fixed_gas_limit`).
+                    self.gas_pricing.ran_out_of_gas(signed.kind, &signed.keys);
+                }
+                Broadcast {
+                    message_refused: check_tx_refused_a_message(&response),
+                    refused_index: None,
+                    outcome: check_tx_outcome(&response),
+                }
+            }
             Err(outcome) => {
                 let (message_refused, refused_index) = match &outcome {
                     TxOutcome::Refused(reason) => (
@@ -238,14 +244,41 @@ pub(super) fn check_tx_outcome(response: &wire::TxResponse) -> Result<(), TxOutc
         // "tx already exists in cache"): sent, by an earlier broadcast of ours whose answer was lost. Another
         // instance signs other bytes (its own timeout or sequence), so this is never its tx.
         19 => Ok(()),
-        // Sequence taken by another instance (or by a tx of ours the account does not show yet): an HA conflict,
-        // not a loss (lessons.md); the chain is asked.
-        32 => Err(TxOutcome::HaConflict(response.raw_log.clone())),
         // CheckTx refused it (mempool full 20, insufficient fee 13 or funds 5, unordered nonce or TTL 18, tx
-        // too large 21, ...): nothing entered the mempool and no fee was paid.
+        // too large 21, ...): nothing entered the mempool and no fee was paid. A sequence mismatch (32) too: the
+        // sequencer answers it only after re-reading the account and signing again (`Sequencer::submit`), so the
+        // tx was our own, freshly built one; with one fenced leader a mismatch that persists is nearly always a
+        // node behind or another node behind a load balancer, not another instance's tx. Taken as an HA conflict
+        // it kept the send as made and used the session's only re-send for nothing; refused, the send is undone,
+        // the chain is asked (an other instance's claim or proof found there settles the session as for any
+        // refusal) and the next block tries again.
         code => Err(TxOutcome::Refused(format!(
             "CheckTx code {code} ({}): {}",
             response.codespace, response.raw_log
         ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A sequence mismatch (code 32) the sequencer answers after signing our own tx again is a refusal (the send
+    /// undone, tried again at the next block), not an HA conflict that keeps the send as made; code 19 (these
+    /// bytes already in the node's cache) is a send.
+    #[test]
+    fn a_sequence_mismatch_on_our_own_tx_is_a_refusal() {
+        let answer = |code: u32| wire::TxResponse {
+            code,
+            codespace: "sdk".into(),
+            raw_log: "account sequence mismatch, expected 8, got 7: incorrect account sequence".into(),
+            ..Default::default()
+        };
+        assert!(
+            matches!(check_tx_outcome(&answer(32)), Err(TxOutcome::Refused(reason)) if reason.contains("code 32")),
+            "{:?}",
+            check_tx_outcome(&answer(32))
+        );
+        assert_eq!(check_tx_outcome(&answer(19)), Ok(()));
     }
 }

@@ -6,6 +6,9 @@ use super::broadcast::check_tx_outcome;
 use super::recheck::Stale;
 use super::*;
 
+/// cosmos-sdk `ErrWrongSequence` (code 32 of codespace `sdk`).
+const SEQUENCE_MISMATCH: u32 = 32;
+
 /// What finding out about one tx of unknown outcome gave ([`Miner::resolve_one`]).
 enum Resolved {
     /// The answer for the sessions asking.
@@ -22,6 +25,13 @@ impl Miner {
     pub(super) fn forget_unknown_txs_of_done_sessions(&mut self) {
         let engine = &self.engine;
         self.unknown_txs.retain(|kind, key| {
+            let sending = match kind {
+                TxKind::Claim => State::Claiming,
+                TxKind::Proof => State::Proving,
+            };
+            engine.session(key).is_some_and(|r| r.state == sending)
+        });
+        self.gas_pricing.retain_out_of_gas(|kind, key| {
             let sending = match kind {
                 TxKind::Claim => State::Claiming,
                 TxKind::Proof => State::Proving,
@@ -97,6 +107,10 @@ impl Miner {
                     log = included.raw_log,
                     "a tx whose broadcast got no answer failed in its block: its messages did nothing"
                 );
+                if fees::is_out_of_gas(included.code, &included.codespace) {
+                    // Rule "out of gas doubles" (`fees::fixed_gas_limit`): the same limit would fail the same way.
+                    self.gas_pricing.ran_out_of_gas(kind, keys);
+                }
                 self.unknown_txs.forget_all(kind, keys);
                 let holders = self.kept_txs.drop_tx(&tx.hash);
                 self.kept_changed.extend(holders);
@@ -167,14 +181,15 @@ impl Miner {
                 );
                 Resolved::Expired
             }
-            // Code 32 on our own kept bytes is not another instance's tx (`HaConflict`, which keeps the send as
+            // Code 32 on our own kept bytes is not another instance's tx (an HA conflict would keep the send as
             // made): the account's sequence is no longer the tx's. Used by another tx of ours, the kept one can
             // never land; used by the kept one itself (a block took it since the lookup), the chain shows the
             // claim or proof at the next lookup. Either way the send did not happen now: a refusal undoes it, and
             // the next block's lookup decides whether a new tx is due. Taken as a conflict, it spent the session's
             // last re-send after a failover and nothing was sent again: a claim lost, a proof slashed.
-            Err(TxOutcome::HaConflict(log)) => Resolved::Outcome(Err(TxOutcome::Refused(format!(
-                "the tx kept since its broadcast got no answer has a sequence the account no longer expects: {log}"
+            Err(_) if response.code == SEQUENCE_MISMATCH => Resolved::Outcome(Err(TxOutcome::Refused(format!(
+                "the tx kept since its broadcast got no answer has a sequence the account no longer expects: {}",
+                response.raw_log
             )))),
             Err(refusal) => Resolved::Outcome(Err(refusal)),
         }

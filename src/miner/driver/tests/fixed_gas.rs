@@ -4,6 +4,30 @@
 use super::rebroadcast::{balance, included_txs_of};
 use super::*;
 
+/// (gas limit, length in bytes, fee in uPOKT) of every tx the chain included, in block order.
+pub(super) fn included_gas(chain: &SimChain) -> Vec<(u64, usize, u128)> {
+    let s = chain.state();
+    s.block_txs
+        .values()
+        .flatten()
+        .map(|tx| {
+            let raw = crate::chain::tx::TxRaw::decode(tx.as_slice()).unwrap();
+            let fee = crate::chain::tx::AuthInfo::decode(raw.auth_info_bytes.as_slice())
+                .unwrap()
+                .fee
+                .unwrap();
+            let paid = fee.amount.iter().map(|c| c.amount.parse::<u128>().unwrap()).sum();
+            (fee.gas_limit, tx.len(), paid)
+        })
+        .collect()
+}
+
+/// The gas limit of a tx of `messages` messages and `len` bytes signed with a fixed `per_message` limit: the
+/// messages' share, plus 10 gas per byte of the tx and a 32-byte margin (`fees::fixed_gas_limit`).
+pub(super) fn fixed_limit(per_message: u64, messages: u64, len: usize) -> u64 {
+    per_message * messages + 10 * (len as u64 + 32)
+}
+
 /// Three sessions of one supplier due together, `gas_limit` 100,000 (one claim's tx uses ~90,000 in the
 /// simulator: tx bytes, fee deduction, signature, one message). One tx of the three claims asks 300,000 and runs:
 /// each claim lands at the next block for one fee. With the limit for the whole tx, the batch ran out of gas in its
@@ -58,4 +82,111 @@ async fn a_batch_of_claims_with_a_fixed_gas_limit_runs_in_its_block() {
             crate::miner::lifecycle::State::Claimed | crate::miner::lifecycle::State::Settled
         ));
     }
+}
+
+/// A proof carries relay payloads, and the ante handler meters 10 gas per tx byte before anything else: under a
+/// fixed `gas_limit` of 100,000 (enough for a claim) a proof of two 10,000-byte relays (a tx of ~11 KB, ~110,000
+/// gas of size alone) was refused at CheckTx at every block (out of gas, code 11) and the supplier slashed. Its
+/// limit covers its size gas now: the claim and the proof land, each in one tx, none refused or failed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_proof_with_a_fixed_gas_limit_sized_for_a_claim_lands() {
+    let mut g = genesis_with_apps(&[]);
+    g.proof_params.proof_request_probability = 1.0;
+    g.proof_params.proof_requirement_threshold_upokt = 0;
+    let f = fixture_on(g).await;
+    let telemetry = crate::telemetry::Telemetry::new().unwrap();
+    let plain = MemoryBackend::new().storage();
+    let mut miner = Miner::new(
+        f.client.clone(),
+        plain.clone(),
+        f.keyring.clone(),
+        MinerConfig {
+            gas_limit: 100_000,
+            ..config("a")
+        },
+    )
+    .with_metrics(crate::miner::metrics::MinerMetrics::new(&telemetry).unwrap());
+    miner.step().await.unwrap();
+    let (header, key) = app_session(&f, "app").await;
+    plain
+        .relay_log
+        .append(signed_relays(&f, &header, "app", 0..2, 10_000))
+        .await
+        .unwrap();
+    miner.step().await.unwrap();
+    let schedule = miner.engine.session(&key).unwrap().schedule;
+    while f.chain.height() <= schedule.proof_close {
+        f.chain.produce_block();
+        miner.step().await.unwrap();
+    }
+    let status = f
+        .chain
+        .state()
+        .settled
+        .get(&(key.session_id.clone(), f.supplier.clone()))
+        .map(|e| e.claim.proof_validation_status);
+    assert_eq!(
+        status,
+        Some(crate::protocol::wire::ClaimProofStatus::Validated as i32),
+        "{:?}",
+        f.chain.records()
+    );
+    let failed: Vec<_> = f
+        .chain
+        .state()
+        .txs
+        .values()
+        .filter(|r| r.code != 0)
+        .map(|r| r.log.clone())
+        .collect();
+    assert_eq!(failed, Vec::<String>::new(), "no tx failed in its block");
+    let txs = included_txs_of(&f.chain, &f.supplier);
+    assert_eq!(txs.len(), 2, "one claim tx, one proof tx: {txs:?}");
+    let text = telemetry.render_metrics();
+    assert_eq!(counter(&text, "ha_miner_proof_errors_total", "refused"), None, "{text}");
+}
+
+/// A fixed `gas_limit` of 65,000 covers a claim's ante (its size gas, the fee deduction, the signature: ~60,000
+/// besides the size in the simulator) but not its message (20,000 more): its tx runs out of gas in its block (code
+/// 11, its fee paid). The same limit would fail the same way at every attempt until the window closed; once the
+/// kept tx's lookup shows code 11, the session's next tx asks twice the per-message gas and the claim lands.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_claim_that_ran_out_of_gas_is_sent_again_with_twice_the_gas() {
+    let f = fixture().await;
+    let plain = MemoryBackend::new().storage();
+    let mut miner = Miner::new(
+        f.client.clone(),
+        plain.clone(),
+        f.keyring.clone(),
+        MinerConfig {
+            gas_limit: 65_000,
+            ..config("a")
+        },
+    );
+    let schedule = ingest_until_claim_open(&f, &plain, &mut miner).await;
+    while f.chain.height() <= schedule.claim_close {
+        miner.step().await.unwrap();
+        f.chain.produce_block();
+    }
+    assert!(
+        f.client
+            .claim_at(&f.key.session_id, &f.supplier, None)
+            .await
+            .unwrap()
+            .is_some(),
+        "{:?}",
+        f.chain.records()
+    );
+    let codes: Vec<u32> = {
+        let s = f.chain.state();
+        s.block_txs
+            .values()
+            .flatten()
+            .map(|tx| s.txs[&crate::chain::tx::tx_hash(tx)].code)
+            .collect()
+    };
+    assert_eq!(codes, vec![11, 0], "one tx out of gas, then one that ran");
+    let gas = included_gas(&f.chain);
+    assert_eq!(gas[0].0, fixed_limit(65_000, 1, gas[0].1), "{gas:?}");
+    assert_eq!(gas[1].0, fixed_limit(130_000, 1, gas[1].1), "{gas:?}");
 }

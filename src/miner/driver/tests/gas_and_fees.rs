@@ -3,8 +3,8 @@
 
 use super::*;
 
-/// `transaction.gas_limit` ≠ 0: every tx carries that gas limit (and its fee) and Simulate is not asked (here the
-/// node would refuse every simulation).
+/// `transaction.gas_limit` ≠ 0: every tx carries that gas limit plus the gas of its size (and its fee) and Simulate
+/// is not asked (here the node would refuse every simulation).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_fixed_gas_limit_skips_simulate() {
     let f = fixture().await;
@@ -25,25 +25,13 @@ async fn a_fixed_gas_limit_skips_simulate() {
         "{:?}",
         f.chain.records()
     );
-    let fees: Vec<_> = f
-        .chain
-        .state()
-        .block_txs
-        .values()
-        .flatten()
-        .map(|tx| {
-            let raw = crate::chain::tx::TxRaw::decode(tx.as_slice()).unwrap();
-            crate::chain::tx::AuthInfo::decode(raw.auth_info_bytes.as_slice())
-                .unwrap()
-                .fee
-                .unwrap()
-        })
-        .map(|fee| (fee.gas_limit, fee.amount[0].amount.clone()))
-        .collect();
+    let fees = super::fixed_gas::included_gas(&f.chain);
+    assert_eq!(fees.len(), 1, "{fees:?}");
+    let (gas_limit, len, paid) = fees[0];
     assert_eq!(
-        fees,
-        vec![(345_678, "1".to_string())],
-        "0.000001upokt × 345678, rounded up"
+        (gas_limit, paid),
+        (super::fixed_gas::fixed_limit(345_678, 1, len), 1),
+        "345,678 and the tx's size gas; 0.000001upokt × that, rounded up"
     );
 }
 

@@ -222,7 +222,7 @@ const PRICE: &str = "0.02upokt";
 
 /// With no proof fee and no proof ever required (the claim's own tx fee alone decides) and `config`'s gas at
 /// [`PRICE`]: the 4,200 uPOKT session is claimed, the 2,100 one skipped; returns the fees paid.
-async fn only_the_high_session_claimed_at_price(config: MinerConfig) -> u128 {
+async fn only_the_high_session_claimed_at_price(config: MinerConfig) -> (u128, usize) {
     let config = MinerConfig {
         gas_price: PRICE.into(),
         ..config
@@ -234,12 +234,14 @@ async fn only_the_high_session_claimed_at_price(config: MinerConfig) -> u128 {
     assert_claimed(&s.f, &[&high]).await;
     assert_not_claimed(&s.f, &s.f.key).await;
     assert_eq!(s.skipped(), Some(1));
-    before - s.balance()
+    let txs = super::fixed_gas::included_gas(&s.f.chain);
+    assert_eq!(txs.len(), 1, "one claim tx: {txs:?}");
+    (before - s.balance(), txs[0].1)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_claims_simulated_tx_fee_is_part_of_its_cost() {
-    let paid = only_the_high_session_claimed_at_price(config("a")).await;
+    let (paid, _) = only_the_high_session_claimed_at_price(config("a")).await;
     assert!(
         (2_100..4_200).contains(&paid),
         "one claim tx paid, its fee between the two values: {paid}"
@@ -248,13 +250,19 @@ async fn the_claims_simulated_tx_fee_is_part_of_its_cost() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_fixed_gas_limit_prices_each_claim_at_its_share() {
-    // 150,000 gas × 0.02 = 3,000 uPOKT per claim message: 2,100 ≤ 3,000 < 4,200.
+    // 150,000 gas × 0.02 = 3,000 uPOKT per claim message: 2,100 ≤ 3,000 < 4,200. The tx also pays for its size
+    // gas (10 per byte, `fees::fixed_gas_limit`), which the estimate leaves out.
     let config = MinerConfig {
         gas_limit: 150_000,
         ..config("a")
     };
-    let paid = only_the_high_session_claimed_at_price(config).await;
-    assert_eq!(paid, 3_000, "one claim message's fee");
+    let (paid, len) = only_the_high_session_claimed_at_price(config).await;
+    let gas = super::fixed_gas::fixed_limit(150_000, 1, len);
+    assert_eq!(
+        paid,
+        u128::from(gas).div_ceil(50),
+        "one claim message's fee, and its size gas"
+    );
 }
 
 /// A session inherited from another leader (this process began to lead after its claim window opened) is claimed
@@ -296,7 +304,14 @@ async fn a_nodes_higher_gas_price_does_not_skip_claims() {
     s.claim().await;
     assert_claimed(&s.f, &[&s.f.key, &high]).await;
     assert_eq!(s.skipped(), None);
-    assert_eq!(before - s.balance(), 6_000, "two claim messages at the node's price");
+    // Two claim messages (150,000 gas each) and the txs' size gas, at the node's price.
+    let txs = super::fixed_gas::included_gas(&s.f.chain);
+    let size_gas: u64 = txs.iter().map(|&(_, len, _)| 10 * (len as u64 + 32)).sum();
+    let gas: u64 = txs.iter().map(|&(gas, _, _)| gas).sum();
+    assert_eq!(gas, 300_000 + size_gas, "{txs:?}");
+    let fees: u128 = txs.iter().map(|&(gas, _, _)| u128::from(gas).div_ceil(50)).sum();
+    assert_eq!(txs.iter().map(|t| t.2).sum::<u128>(), fees, "{txs:?}");
+    assert_eq!(before - s.balance(), fees, "{txs:?}");
 }
 
 /// The claimed uPOKT a claim is valued at scales with the relay mining difficulty at its session's start (spec §4,
