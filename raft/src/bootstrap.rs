@@ -11,10 +11,13 @@
 //! - some peer holds raft state: a cluster exists, this node does **not** initialize. When that cluster lists
 //!   this node, this node lost its data directory (ERROR naming `raft remove` + `raft add-learner`); otherwise it
 //!   waits to be added (WARN);
-//! - every reachable peer is empty and a majority of the listed peers (this node included) answered:
-//!   initialize;
-//! - fewer answered: wait and ask again (WARN naming who answered what), since a peer that is down may hold the
-//!   cluster.
+//! - every other listed peer answered, and every one is empty: initialize;
+//! - any did not answer: wait and ask again (WARN naming who answered what), since a peer that is down may hold
+//!   the cluster. A majority is not enough: after `raft recover-single` (or two of three disks lost) the one
+//!   survivor holds the cluster, and the wiped nodes restarted with the old `--peers` are a majority of empty
+//!   answers while it restarts or is cut off; initializing then makes a second cluster whose miner submits
+//!   against the survivor's (claims overwritten, proofs against the other root: slashed). A new cluster with a
+//!   peer that never comes up is initialized by the operator: `relay-miner raft init`.
 //!
 //! A node whose own store already holds raft state never initializes (a restart), and a node that is not the
 //! lowest id of the list never does.
@@ -136,13 +139,13 @@ pub fn describe(answers: &[PeerAnswer]) -> String {
 /// What one round of asking the peers decides.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Decision {
-    /// Every reachable peer is empty and a majority answered: initialize.
+    /// Every listed peer answered and is empty: initialize.
     Initialize,
-    /// Too few peers answered to rule out an existing cluster: ask again later.
+    /// Not every peer answered, so an existing cluster cannot be ruled out: ask again later.
     Wait {
         /// Listed peers that answered, this node included.
         answered: usize,
-        /// A majority of the listed peers.
+        /// The listed peers: every one must answer.
         needed: usize,
     },
     /// Some peer holds raft state: never initialize here.
@@ -169,7 +172,8 @@ pub fn decide(me: u64, listed: usize, answers: &[PeerAnswer]) -> Decision {
         .iter()
         .filter(|a| a.id != me && matches!(a.state, PeerState::Empty))
         .count();
-    let needed = listed / 2 + 1;
+    // Every listed peer (module docs: a majority of empty answers can leave out the one node holding the cluster).
+    let needed = listed;
     if answered >= needed {
         Decision::Initialize
     } else {
@@ -274,12 +278,12 @@ pub(crate) async fn run(
             Ok(BootstrapOutcome::Waiting { answers }) => {
                 // The first round, then every 30th: a node waiting for its peers to start logs once in a while.
                 if rounds % 30 == 1 {
-                    let needed = b.peers.len() / 2 + 1;
                     tracing::warn!(
                         node_id = me,
-                        "raft: not initializing the cluster yet: {needed} of {} listed peers (this node included) \
-                         must answer, and none may hold raft state, so an existing cluster is never replaced; \
-                         asking again every {:?}. Answers: {}",
+                        "raft: not initializing the cluster yet: all {} listed peers (this node included) must \
+                         answer, and none may hold raft state, so an existing cluster is never replaced; asking \
+                         again every {:?} (a new cluster with a peer that never starts: `relay-miner raft init`). \
+                         Answers: {}",
                         b.peers.len(),
                         b.retry_every,
                         describe(answers)
@@ -359,15 +363,21 @@ mod tests {
     }
 
     #[test]
-    fn initializes_only_with_a_majority_of_empty_answers() {
+    fn initializes_only_when_every_peer_answered_empty() {
         let down = || PeerState::Unanswered("unreachable".into());
         assert_eq!(
-            decide(1, 3, &[answer(2, PeerState::Empty), answer(3, down())]),
+            decide(1, 3, &[answer(2, PeerState::Empty), answer(3, PeerState::Empty)]),
             Decision::Initialize
+        );
+        // A majority of empty answers is not enough: the peer not answering may hold the cluster (a survivor of
+        // `raft recover-single` restarting while the wiped nodes come back).
+        assert_eq!(
+            decide(1, 3, &[answer(2, PeerState::Empty), answer(3, down())]),
+            Decision::Wait { answered: 2, needed: 3 }
         );
         assert_eq!(
             decide(1, 3, &[answer(2, down()), answer(3, down())]),
-            Decision::Wait { answered: 1, needed: 2 }
+            Decision::Wait { answered: 1, needed: 3 }
         );
         assert_eq!(
             decide(
@@ -380,7 +390,7 @@ mod tests {
                     answer(5, down())
                 ]
             ),
-            Decision::Wait { answered: 2, needed: 3 }
+            Decision::Wait { answered: 2, needed: 5 }
         );
     }
 

@@ -62,7 +62,10 @@ pub enum RecoverError {
     #[error("node {0} holds no membership: it was never initialized or added; there is nothing to recover")]
     NoMembership(u64),
     /// The node's membership does not list it.
-    #[error("node {node_id} is not in its last membership (voters {voters:?}): recover a node that was a member")]
+    #[error(
+        "node {node_id} is not a voter of its last membership (voters {voters:?}): recover a node that was a voter (a \
+         learner's log may lack entries the voters committed)"
+    )]
     NotAMember {
         /// The node id.
         node_id: u64,
@@ -184,7 +187,11 @@ pub async fn recover_single(dir: &Path, node_id: u64) -> Result<RecoverReport, R
     if old_voters.iter().all(|c| c.is_empty()) {
         return Err(RecoverError::NoMembership(node_id));
     }
-    let Some(me) = old.get_node(&node_id).cloned() else {
+    // A voter only: `get_node` also answers for a learner, whose log may be behind the committed index; made the
+    // single voter, its shorter log would become the truth and entries the old majority committed (acknowledged
+    // relay appends) would be lost.
+    let is_voter = old.voter_ids().any(|v| v == node_id);
+    let Some(me) = old.get_node(&node_id).filter(|_| is_voter).cloned() else {
         return Err(RecoverError::NotAMember {
             node_id,
             voters: old.voter_ids().collect(),

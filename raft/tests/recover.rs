@@ -100,3 +100,35 @@ async fn recovery_refuses_a_directory_of_another_node_or_none() {
     .await;
     assert!(matches!(other, Err(RecoverError::Identity(_))), "{other:?}");
 }
+
+/// A learner is refused: its log may lack entries the voters committed, and made the single voter its shorter log
+/// would become the truth (acknowledged relay appends lost).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recovery_refuses_a_learner() {
+    let c = Cluster::start(3).await;
+    c.leader().await;
+    let dir4 = c.data_dir(4);
+    let n4 = raft::RaftNode::start(common::config(4, "127.0.0.1:0".parse().unwrap(), dir4.clone()))
+        .await
+        .unwrap();
+    let info4 = n4.node_info();
+    let admin = raft::AdminClient::new(c.addrs[&c.leader().await].to_string(), common::TOKEN);
+    admin.add_learner(4, info4).await.unwrap();
+    wait_for("node 4 holds the membership", || async {
+        n4.status().learners.iter().any(|(id, _)| *id == 4).then_some(())
+    })
+    .await;
+    n4.shutdown().await;
+    let refused = wait_for("node 4's files close", || async {
+        match recover_single(&dir4, 4).await {
+            Err(RecoverError::Running { .. }) => None,
+            other => Some(other),
+        }
+    })
+    .await;
+    assert!(
+        matches!(&refused, Err(RecoverError::NotAMember { node_id: 4, voters }) if voters.len() == 3),
+        "{refused:?}"
+    );
+    c.shutdown().await;
+}

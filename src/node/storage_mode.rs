@@ -310,7 +310,7 @@ async fn open_store(
             let node = raft::RaftNode::start(cfg)
                 .await
                 .map_err(|e| NodeError::Storage(format!("raft node {node_id}: {e}")))?;
-            // A fresh cluster is initialized by its lowest-id peer, once a majority of the peers answered and none
+            // A fresh cluster is initialized by its lowest-id peer, once every listed peer answered and none
             // holds raft state (`raft::bootstrap`): a lowest-id node whose data directory was wiped never starts a
             // second cluster from a stale peer list. In the background: peers started later are asked again.
             let members: BTreeMap<u64, raft::NodeInfo> = peers

@@ -10,9 +10,11 @@
 //! pkg/relayer/session/claim.go). We do the same, with two differences in the supplier's favour:
 //! - the balance first keeps the proof fees of the supplier's sessions already claimed (sent, on chain with the
 //!   requirement unknown, or proving): poktroll counts only the batch at hand, so two sessions' batches can each
-//!   take the same funds (the funds monitor's critical level, module `balance`, uses the same reserve);
-//! - each proof's tx fee counts too (estimated as one claim tx's fee, module `profit`): the ante handler takes it
-//!   before x/proof checks the balance against the proof fee, and poktroll counts the proof fee alone;
+//!   take the same funds (the funds monitor's critical level, module `balance`, reserves the same proof fees,
+//!   without the tx fees below);
+//! - each proof's tx fee counts too: the ante handler takes it before x/proof checks the balance against the proof
+//!   fee, and poktroll counts the proof fee alone. It is estimated as one claim tx's fee (module `profit`), which
+//!   is below a proof tx's (a proof carries a relay and its path): a floor, still short near an empty account;
 //! - a claim held back is not dropped: it is a send that never left (`TxOutcome::NotSent`, the trie not frozen),
 //!   tried again at every block while its window allows, so an operator who tops the account up in the claim
 //!   window still gets it claimed. Held-back sessions are counted once each in

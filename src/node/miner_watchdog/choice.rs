@@ -113,9 +113,15 @@ pub(crate) fn pick_progressing(height: i64, peers: &[(u64, Option<AppHealth>)]) 
 }
 
 /// The voter to hand off to when this leader lacks the keys of `lacking` (suppliers with live sessions) and
-/// holds those of `own`: a [`progressing`] voter that reported its keys (an unknown keyring never counts) and
-/// holds **more** of the keys in play (`own` ∪ `lacking`) than this leader does (`own`). Among those: the most
-/// keys in play, then the most of `lacking`, then the highest, then the lowest id.
+/// holds those of `own`: a [`progressing`] voter that reported its keys (an unknown keyring never counts), holds
+/// **every** key of `own` and at least one of `lacking`, so **more** of the keys in play (`own` ∪ `lacking`) than
+/// this leader does. Among those: the most keys in play, then the most of `lacking`, then the highest, then the
+/// lowest id.
+///
+/// Why every key of `own`: the leader's own sessions may be claimed already, their proofs still owed. A target
+/// lacking one of those keys could not sign those proofs: a required proof missed is a slash, where the keyless
+/// sessions the hand-off was for were only revenue not earned. So a hand-off never trades a key the leader holds
+/// for one it lacks.
 ///
 /// Why "more of the keys in play" and not "every key the leader lacks": a voter holding the lacking key but not
 /// one the leader holds would lead keyless in turn, and hand the leadership back a minute later (the leader
@@ -141,6 +147,9 @@ pub(crate) fn pick_keyed(
         .filter(|(_, h)| progressing(height, h))
         .filter_map(|(id, h)| {
             let keys: BTreeSet<&String> = h.suppliers.as_ref()?.iter().collect();
+            if !own.iter().all(|a| keys.contains(a)) {
+                return None;
+            }
             let held = keys.iter().filter(|a| in_play(a)).count();
             let fixed = keys.iter().filter(|a| lacking.contains(**a)).count();
             (held > own.len()).then_some((id, held, fixed, h.chain_height))
@@ -386,14 +395,22 @@ mod tests {
             (3, keyed(50, false, Some(&["pokt1a", "pokt1b", "pokt1c", "pokt1d"]))),
         ];
         assert_eq!(pick_keyed(50, &own, &lacking, &peers), Some(3), "most keys in play");
+        // A voter lacking a key the leader holds is never picked, however many of the lacking it holds: the
+        // leader's claimed sessions would miss their proofs there (a slash).
         let peers = [
             (2, keyed(50, false, Some(&["pokt1a", "pokt1b", "pokt1c"]))),
             (3, keyed(50, false, Some(&["pokt1a", "pokt1c", "pokt1d"]))),
         ];
         assert_eq!(
             pick_keyed(50, &own, &lacking, &peers),
-            Some(3),
-            "as many keys, more of the lacking"
+            Some(2),
+            "every key of the leader's, then the lacking"
+        );
+        let peers = [(3, keyed(50, false, Some(&["pokt1a", "pokt1c", "pokt1d"])))];
+        assert_eq!(
+            pick_keyed(50, &own, &lacking, &peers),
+            None,
+            "none holds the leader's keys"
         );
         let peers = [
             (2, keyed(50, false, Some(&["pokt1a", "pokt1b", "pokt1c"]))),
