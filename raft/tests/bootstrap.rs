@@ -172,20 +172,7 @@ async fn removed_lowest_id_node_with_a_stale_peer_list_does_not_initialize() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_nodes_restarted_empty_do_not_form_a_second_cluster_beside_the_survivor() {
-    let mut c = Cluster::start(3).await;
-    let l = c.leader().await;
-    c.node(l)
-        .storage()
-        .relay_log
-        .append((0..5).map(|n| relay(SUPPLIER, "s1", n)).collect())
-        .await
-        .unwrap();
-    c.converged().await;
-    // Nodes 1 and 2 lose their disks; node 3 keeps the cluster's log (and its relays).
-    for id in [1, 2] {
-        c.stop(id).await;
-        std::fs::remove_dir_all(c.data_dir(id)).unwrap();
-    }
+    let c = survivor_of_two_wiped().await;
     let b = bootstrap(&c.addrs);
     let n1 = start(1, c.addrs[&1], c.data_dir(1)).await;
     let n2 = start(2, c.addrs[&2], c.data_dir(2)).await;
@@ -215,6 +202,24 @@ async fn two_nodes_restarted_empty_do_not_form_a_second_cluster_beside_the_survi
 /// cluster, so node 1 waits instead of initializing a second cluster.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_empty_nodes_wait_while_the_survivor_does_not_answer() {
+    let mut c = survivor_of_two_wiped().await;
+    c.stop(3).await;
+    let b = bootstrap(&c.addrs);
+    let n1 = start(1, c.addrs[&1], c.data_dir(1)).await;
+    let n2 = start(2, c.addrs[&2], c.data_dir(2)).await;
+    let round = n1.bootstrap_round(&b).await.unwrap();
+    assert!(matches!(round, BootstrapOutcome::Waiting { .. }), "{round:?}");
+    for n in [&n1, &n2] {
+        assert!(uninitialized(n), "node {} holds raft state: {:?}", n.id(), n.status());
+    }
+    n1.shutdown().await;
+    n2.shutdown().await;
+    c.shutdown().await;
+}
+
+/// A 3-node cluster that took relays, then nodes 1 and 2 lost their disks (stopped, data directories removed);
+/// node 3 keeps the cluster's log (and its relays) and runs.
+async fn survivor_of_two_wiped() -> Cluster {
     let mut c = Cluster::start(3).await;
     let l = c.leader().await;
     c.node(l)
@@ -228,16 +233,5 @@ async fn two_empty_nodes_wait_while_the_survivor_does_not_answer() {
         c.stop(id).await;
         std::fs::remove_dir_all(c.data_dir(id)).unwrap();
     }
-    c.stop(3).await;
-    let b = bootstrap(&c.addrs);
-    let n1 = start(1, c.addrs[&1], c.data_dir(1)).await;
-    let n2 = start(2, c.addrs[&2], c.data_dir(2)).await;
-    let round = n1.bootstrap_round(&b).await.unwrap();
-    assert!(matches!(round, BootstrapOutcome::Waiting { .. }), "{round:?}");
-    for n in [&n1, &n2] {
-        assert!(uninitialized(n), "node {} holds raft state: {:?}", n.id(), n.status());
-    }
-    n1.shutdown().await;
-    n2.shutdown().await;
-    c.shutdown().await;
+    c
 }

@@ -164,26 +164,7 @@ async fn raft_leader_whose_chain_endpoint_fails_hands_off_and_the_session_is_cla
     );
 
     // Load through the session, then let it settle: the new leader claims and proves it.
-    wait_height(&env.chain, s.end + 1, limit).await;
-    let (load, submitters) = traffic.finish(&env, &params).await;
-    let last_term = cluster.max_term().await;
-    drop(cluster);
-    println!(
-        "load: {} sent, {} served (per node {:?}), {} refused, {} failed; sessions {:?}; submitters by term {:?}; \
-         total {} s",
-        load.sent,
-        load.total_served(),
-        load.served_by,
-        load.refused,
-        load.failed,
-        load.served.keys().collect::<Vec<_>>(),
-        submitters.by_term,
-        started.elapsed().as_secs()
-    );
-    assert!(!load.served.is_empty(), "nothing served");
-    submitters.assert_one_per_term();
-    assert_claims(&env.chain, &load.served, load.unanswered(), Proofs::EveryClaim);
-    assert_eq!(last_term, new_term, "the leadership moved again after the hand-off");
+    settle_and_check(&env, cluster, traffic, &params, &s, limit, started, new_term).await;
 }
 
 /// Supplier labels of `name` whose value is above 0 in a `/metrics` text.
@@ -307,8 +288,24 @@ async fn raft_leader_without_a_suppliers_key_hands_off_and_the_session_is_claime
         "the hand-off came after the claim window closed (height {handed_at})"
     );
 
+    settle_and_check(&env, cluster, traffic, &params, &s, limit, started, new_term).await;
+}
+
+/// Loads through the session `s`, lets it settle with the cluster stopped, and checks that every served relay was
+/// claimed and proven once, one submitter per term, and that the leadership did not move after `new_term`.
+#[allow(clippy::too_many_arguments)]
+async fn settle_and_check(
+    env: &crate::support::cluster::Env,
+    cluster: Cluster,
+    traffic: Traffic,
+    params: &relay_miner::protocol::wire::SharedParams,
+    s: &SessionWindows,
+    limit: Duration,
+    started: Instant,
+    new_term: u64,
+) {
     wait_height(&env.chain, s.end + 1, limit).await;
-    let (load, submitters) = traffic.finish(&env, &params).await;
+    let (load, submitters) = traffic.finish(env, params).await;
     let last_term = cluster.max_term().await;
     drop(cluster);
     println!(
