@@ -13,8 +13,8 @@
 //!   take the same funds (the funds monitor's critical level, module `balance`, reserves the same proof fees,
 //!   without the tx fees below);
 //! - each proof's tx fee counts too: the ante handler takes it before x/proof checks the balance against the proof
-//!   fee, and poktroll counts the proof fee alone. It is estimated as one claim tx's fee (module `profit`), which
-//!   is below a proof tx's (a proof carries a relay and its path): a floor, still short near an empty account;
+//!   fee, and poktroll counts the proof fee alone. It is estimated as the fee per proof of the supplier's last
+//!   proof tx this process signed (0 before its first: then the proof fees alone are reserved, as before);
 //! - a claim held back is not dropped: it is a send that never left (`TxOutcome::NotSent`, the trie not frozen),
 //!   tried again at every block while its window allows, so an operator who tops the account up in the claim
 //!   window still gets it claimed. Held-back sessions are counted once each in
@@ -48,8 +48,8 @@ pub(super) struct Funds {
     pub balance: u128,
     /// `proof_submission_fee`.
     pub proof_fee: u128,
-    /// The tx fee one proof's tx is estimated to cost (a claim-sized tx's fee at the configured price, as the
-    /// claim-profit check estimates it; 0 when unknown): the ante handler takes it before the proof's own fee.
+    /// The tx fee one proof is estimated to cost (the fee per proof of the supplier's last proof tx, 0 when none
+    /// was signed yet): the ante handler takes it before the proof's own fee.
     pub proof_tx_fee: u128,
     /// Sessions of the supplier outside the batch that may still need a paid proof.
     pub owed_proofs: u64,
@@ -106,8 +106,7 @@ impl Miner {
         self.held_for_funds
             .retain(|key| self.engine.session(key).is_some_and(|r| r.state == State::Claiming));
         let batch: Vec<SessionKey> = messages.iter().map(|(key, _)| key.clone()).collect();
-        let sample = messages[0].1.clone();
-        let Some(funds) = self.funds(supplier, &batch, &sample).await else {
+        let Some(funds) = self.funds(supplier, &batch).await else {
             return (step, messages);
         };
         let covered = funds.claims_covered();
@@ -162,10 +161,10 @@ impl Miner {
         (step, messages)
     }
 
-    /// The supplier's balance, the proof fee, a proof tx's fee (estimated as the fee of a tx carrying `sample`,
-    /// one of the batch's claims) and the proofs its sessions outside `batch` may still owe (a claim held back owes
-    /// none); `None` (logged) when the chain cannot be read.
-    async fn funds(&mut self, supplier: &str, batch: &[SessionKey], sample: &wire::Any) -> Option<Funds> {
+    /// The supplier's balance, the proof fee, a proof's tx fee (estimated from its last proof tx, module docs) and
+    /// the proofs its sessions outside `batch` may still owe (a claim held back owes none); `None` (logged) when
+    /// the chain cannot be read.
+    async fn funds(&mut self, supplier: &str, batch: &[SessionKey]) -> Option<Funds> {
         let params = match self.block_proof_params().await {
             Ok(params) => params,
             Err(e) => {
@@ -205,7 +204,7 @@ impl Miner {
                     && owes_a_proof(r.state, r.proof_required)
             })
             .count();
-        let proof_tx_fee = self.one_claim_tx_fee(supplier, sample).await;
+        let proof_tx_fee = self.gas_pricing.proof_tx_fee(supplier);
         Some(Funds {
             balance,
             proof_fee,

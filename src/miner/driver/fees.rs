@@ -54,6 +54,8 @@ pub(super) struct GasPricing {
     /// With a fixed `transaction.gas_limit`: how many times a session's tx of a kind ran out of gas (code 11), in
     /// its block or at CheckTx ([`fixed_gas_limit`]).
     out_of_gas: Mutex<HashMap<(TxKind, SessionKey), u32>>,
+    /// Per supplier: the fee per proof of its last proof tx signed (the funds check's estimate, module `afford`).
+    proof_tx_fees: Mutex<HashMap<String, u128>>,
 }
 
 /// The price chosen for one tx.
@@ -74,6 +76,7 @@ impl GasPricing {
             error_log: LogThrottle::new(Duration::from_secs(30)),
             query_log: LogThrottle::new(Duration::from_secs(30)),
             out_of_gas: Mutex::new(HashMap::new()),
+            proof_tx_fees: Mutex::new(HashMap::new()),
         }
     }
 
@@ -232,6 +235,21 @@ impl GasPricing {
 }
 
 impl GasPricing {
+    /// Notes the fee of a proof tx of `supplier` carrying `messages` proofs, signed just now: its share per proof
+    /// is what the funds check reserves for each proof still owed ([`GasPricing::proof_tx_fee`]).
+    pub(super) fn note_proof_tx_fee(&self, supplier: &str, fee: u128, messages: u64) {
+        let per_proof = fee / u128::from(messages.max(1));
+        let mut fees = self.proof_tx_fees.lock().unwrap_or_else(|p| p.into_inner());
+        fees.insert(supplier.to_string(), per_proof);
+    }
+
+    /// The fee per proof of `supplier`'s last proof tx signed by this process; 0 before its first (no chain call:
+    /// the funds check runs at every claim batch, and a Simulate there would cost every batch a round trip).
+    pub(super) fn proof_tx_fee(&self, supplier: &str) -> u128 {
+        let fees = self.proof_tx_fees.lock().unwrap_or_else(|p| p.into_inner());
+        fees.get(supplier).copied().unwrap_or(0)
+    }
+
     /// Notes that a tx of `kind` carrying `keys`' messages ran out of gas (code 11): their next tx asks twice the
     /// per-message gas ([`fixed_gas_limit`]), up to [`MAX_GAS_DOUBLINGS`] times.
     pub(super) fn ran_out_of_gas(&self, kind: TxKind, keys: &[SessionKey]) {
@@ -377,6 +395,17 @@ mod tests {
         assert!(pricing.learn_from_refusal(&log("100000upokt"), 100_000, 1));
         let (price, _) = pricing.learned().refused.clone().unwrap();
         assert_eq!(price, tx::parse_gas_price("1").unwrap());
+    }
+
+    #[test]
+    fn a_proofs_tx_fee_is_its_share_of_the_last_proof_tx() {
+        let pricing = GasPricing::new("0.000001upokt", "10upokt");
+        assert_eq!(pricing.proof_tx_fee("pokt1s"), 0, "none signed yet");
+        pricing.note_proof_tx_fee("pokt1s", 900, 3);
+        assert_eq!(pricing.proof_tx_fee("pokt1s"), 300);
+        pricing.note_proof_tx_fee("pokt1s", 250, 1);
+        assert_eq!(pricing.proof_tx_fee("pokt1s"), 250, "the last one");
+        assert_eq!(pricing.proof_tx_fee("pokt1other"), 0);
     }
 
     #[test]

@@ -270,7 +270,7 @@ impl Miner {
 impl Miner {
     /// The fee of one claim message (module docs): `gas_limit × price` with a fixed gas limit, else the fee of a
     /// tx carrying `sample` alone, simulated; 0 when the price is not in uPOKT or a read or the Simulate fails.
-    pub(super) async fn one_claim_tx_fee(&self, supplier: &str, sample: &wire::Any) -> u128 {
+    async fn one_claim_tx_fee(&self, supplier: &str, sample: &wire::Any) -> u128 {
         // `transaction.gas_price`, the lowest price a tx is signed at: a node's higher minimum or a price a refusal
         // named can be passing (a spike), and a claim skipped for it is gone for good.
         let price = match self.gas_pricing.configured_price() {

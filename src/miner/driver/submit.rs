@@ -741,6 +741,13 @@ impl Miner {
         }
         plan.fee_amount = tx::fee_for_gas(&price.amount, plan.gas_limit)?;
         signed.record(plan.gas_limit, plan.fee_amount);
+        if signed.kind == TxKind::Proof
+            && let Some(first) = signed.keys.first()
+        {
+            // The funds check's estimate of a proof tx's fee (module `afford`).
+            self.gas_pricing
+                .note_proof_tx_fee(&first.supplier, plan.fee_amount, message_count);
+        }
         Ok(tx::build_signed_tx(key, &plan)?.tx_bytes)
     }
 

@@ -93,8 +93,8 @@ async fn a_balance_short_of_every_proof_fee_claims_the_most_valuable_sessions_an
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_balance_covering_every_proof_fee_holds_nothing_back() {
-    // 1,300,000 > 3 × (400,000 + a tx fee of 1 upokt at 0.000001 upokt per gas).
-    let mut t = three_sessions_at_claim_open(1_300_000).await;
+    // 1,200,001 > 3 × 400,000 (no proof tx signed yet: no tx fee estimated).
+    let mut t = three_sessions_at_claim_open(1_200_001).await;
     t.miner.step().await.unwrap();
     t.f.chain.produce_block();
     t.miner.step().await.unwrap();
@@ -103,11 +103,13 @@ async fn a_balance_covering_every_proof_fee_holds_nothing_back() {
 }
 
 /// Each proof tx's fee is taken before its proof fee is checked: a balance just above three proof fees pays
-/// only two proofs with their tx fees, so the least valuable claim is held back.
+/// only two proofs with their tx fees (estimated from the supplier's last proof tx), so the least valuable claim
+/// is held back.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_proof_tx_fees_count_against_the_balance_too() {
-    // 1,200,001 > 3 × 400,000, but not > 3 × (400,000 + 1).
+    // 1,200,001 > 3 × 400,000, but not > 3 × (400,000 + 50,000): the last proof tx paid 100,000 for two proofs.
     let mut t = three_sessions_at_claim_open(1_200_001).await;
+    t.miner.gas_pricing.note_proof_tx_fee(&t.f.supplier, 100_000, 2);
     t.miner.step().await.unwrap();
     t.f.chain.produce_block();
     t.miner.step().await.unwrap();
