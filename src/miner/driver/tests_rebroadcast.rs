@@ -588,10 +588,9 @@ async fn a_kept_proof_already_on_chain_is_not_broadcast_again() {
     assert_eq!(counter(&text, "ha_miner_proof_errors_total", "refused"), None, "{text}");
 }
 
-/// What a session under validators that include no tx below `0.0001upokt` per gas (the simulator's
-/// `min_inclusion_gas_prices`; the node itself asks nothing) gave a leader signing at `0.000001upokt` with
-/// `transaction.max_gas_price` `0.001upokt`: the supplier's txs in blocks as (kind, fee), whether the chain
-/// settled the claim, the sessions the miner counted lost, and the metrics.
+/// What a session on a chain `set` up (at genesis) gave a leader signing at `0.000001upokt` with
+/// `transaction.max_gas_price` `0.001upokt` (a fee the supplier can pay): the supplier's txs in blocks as (kind,
+/// fee), whether the chain settled the claim, the sessions the miner counted lost, and the metrics.
 struct StuckRun {
     txs: Vec<(&'static str, u128)>,
     settled: bool,
@@ -601,15 +600,14 @@ struct StuckRun {
 
 /// A leader (`unordered` txs) mines 3 signed relays of the fixture's session, its proof always required and its
 /// windows closing 8 blocks after they open; blocks run (one miner step each) until the session is settled.
-async fn run_under_validators_minimum(unordered: bool) -> StuckRun {
+async fn run_session_on(unordered: bool, set: impl Fn(&SimChain)) -> StuckRun {
     let mut g = genesis();
     g.proof_params.proof_request_probability = 1.0;
     g.proof_params.proof_requirement_threshold_upokt = 0;
     g.shared_params.claim_window_close_offset_blocks = 8;
     g.shared_params.proof_window_close_offset_blocks = 8;
     let f = fixture_on(g).await;
-    f.chain.state().min_inclusion_gas_prices =
-        crate::sim::chain::fees::parse_minimum_gas_prices("0.0001upokt").unwrap();
+    set(&f.chain);
     let telemetry = crate::telemetry::Telemetry::new().unwrap();
     let config = MinerConfig {
         unordered,
@@ -668,6 +666,16 @@ async fn run_under_validators_minimum(unordered: bool) -> StuckRun {
     }
 }
 
+/// [`run_session_on`] under validators that include no tx below `0.0001upokt` per gas (the simulator's
+/// `min_inclusion_gas_prices`; the node itself asks nothing).
+async fn run_under_validators_minimum(unordered: bool) -> StuckRun {
+    run_session_on(unordered, |chain| {
+        chain.state().min_inclusion_gas_prices =
+            crate::sim::chain::fees::parse_minimum_gas_prices("0.0001upokt").unwrap();
+    })
+    .await
+}
+
 /// The value of the series of counter `name` with `labels` (`k="v"` each) in a metrics rendering.
 fn series(metrics: &str, name: &str, labels: &[&str]) -> Option<u64> {
     metrics
@@ -715,5 +723,20 @@ async fn an_ordered_claim_stuck_in_the_mempool_is_counted_and_not_replaced() {
         ),
         Some(1)
     );
+    assert_eq!(series(&run.metrics, "ha_miner_txs_replaced_total", &[]), None);
+}
+
+/// A claim and a proof tx merely late (every tx held 3 blocks, as behind full blocks): at the re-send two blocks
+/// on, the node still holds them (code 19) and no block has them, like stuck ones, but they are not replaced yet
+/// (the re-send waits up to 4 blocks after the first broadcast): each lands, one tx and one fee each, and nothing
+/// counts as replaced. Replaced at the re-send, the replacement (at a max price the supplier can pay) landed too:
+/// a second claim and proof, and their fees.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_claim_and_proof_held_up_three_blocks_are_not_replaced() {
+    let run = run_session_on(true, |chain| chain.state().inclusion_delay_blocks = 3).await;
+    let kinds: Vec<&str> = run.txs.iter().map(|(kind, _)| *kind).collect();
+    assert_eq!(kinds, ["claim", "proof"], "{:?}", run.txs);
+    assert!(run.settled);
+    assert_eq!(run.sessions_lost, 0);
     assert_eq!(series(&run.metrics, "ha_miner_txs_replaced_total", &[]), None);
 }
