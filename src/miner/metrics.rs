@@ -26,6 +26,9 @@ pub struct MinerMetrics {
     pub(super) claim_rebroadcasts: IntCounterVec,
     /// `ha_miner_proof_rebroadcasts_total{supplier,service_id,result}`: proof re-sends.
     pub(super) proof_rebroadcasts: IntCounterVec,
+    /// `ha_miner_txs_replaced_total{supplier,kind,reason}`: kept txs replaced by a new one (module
+    /// `driver::submit::resolve`).
+    pub(super) txs_replaced: IntCounterVec,
     pub(super) claim_errors: IntCounterVec,
     pub(super) proof_errors: IntCounterVec,
     pub(super) claim_inclusion: IntCounterVec,
@@ -157,6 +160,13 @@ impl MinerMetrics {
                 "ha_miner_proof_rebroadcasts_total",
                 "Proof re-sends broadcast, by outcome (as ha_miner_claim_rebroadcasts_total)",
                 &["supplier", "service_id", "result"],
+            )?,
+            txs_replaced: counter(
+                "ha_miner_txs_replaced_total",
+                "Kept claim or proof txs replaced by a new tx at transaction.max_gas_price instead of broadcast \
+                 again: stuck_in_mempool (the node still held it two blocks after its first broadcast and no block \
+                 included it)",
+                &["supplier", "kind", "reason"],
             )?,
             claim_errors: counter(
                 "ha_miner_claim_errors_total",

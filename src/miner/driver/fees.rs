@@ -7,8 +7,13 @@
 //! hostile node must not be able to make the miner pay any fee it names. The cap is a price, not a fee per tx,
 //! so a large proof (gas grows with its relay payloads) is never refused by it where a small claim would pass:
 //! a missing proof is slashed.
+//!
+//! A session whose tx stayed in our node's mempool without any block including it (module `submit::resolve`:
+//! its same bytes answered code 19 two blocks on) has its later txs of that kind signed at the cap: the
+//! validators' minimum gas price may be above our node's, which then takes the tx at CheckTx and gossips it to
+//! validators that refuse it, and the configured price is the likely cause.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -56,6 +61,9 @@ pub(super) struct GasPricing {
     out_of_gas: Mutex<HashMap<(TxKind, SessionKey), u32>>,
     /// Per supplier: the fee per proof of its last proof tx signed (the funds check's estimate, module `afford`).
     proof_tx_fees: Mutex<HashMap<String, u128>>,
+    /// Sessions whose tx of a kind was stuck in the mempool ([`GasPricing::stuck_in_mempool`]): their txs of that
+    /// kind are signed at the cap.
+    at_cap: Mutex<HashSet<(TxKind, SessionKey)>>,
 }
 
 /// The price chosen for one tx.
@@ -77,6 +85,7 @@ impl GasPricing {
             query_log: LogThrottle::new(Duration::from_secs(30)),
             out_of_gas: Mutex::new(HashMap::new()),
             proof_tx_fees: Mutex::new(HashMap::new()),
+            at_cap: Mutex::new(HashSet::new()),
         }
     }
 
@@ -100,6 +109,27 @@ impl GasPricing {
             amount: configured,
             denom,
         })
+    }
+
+    /// `transaction.max_gas_price`: the most the operator pays per gas unit.
+    pub(super) fn max_price(&self) -> Result<Price, TxError> {
+        let (_, max, denom) = self.bounds()?;
+        Ok(Price { amount: max, denom })
+    }
+
+    /// The price to sign a tx of `kind` carrying `keys`' messages at: the cap once one of them had a tx stuck in
+    /// the mempool ([`Self::stuck_in_mempool`]), else [`Self::price`].
+    pub(super) async fn price_for(
+        &self,
+        chain: &ChainClient,
+        kind: TxKind,
+        keys: &[SessionKey],
+    ) -> Result<Price, TxError> {
+        if keys.iter().any(|key| self.at_cap(kind, key)) {
+            self.max_price()
+        } else {
+            self.price(chain).await
+        }
     }
 
     /// The price to sign the next tx at: the highest of `transaction.gas_price`, the node's minimum (read again
@@ -270,10 +300,26 @@ impl GasPricing {
             .unwrap_or(0)
     }
 
-    /// Forgets the sessions that no longer send a tx of that kind.
+    /// Notes that a tx of `kind` carrying `keys`' messages stayed in the node's mempool and no block included it:
+    /// their txs of that kind are signed at `transaction.max_gas_price` from now on ([`Self::price_for`]).
+    pub(super) fn stuck_in_mempool(&self, kind: TxKind, keys: &[SessionKey]) {
+        let mut set = self.at_cap.lock().unwrap_or_else(|p| p.into_inner());
+        set.extend(keys.iter().map(|key| (kind, key.clone())));
+    }
+
+    /// Whether `key`'s txs of `kind` are signed at the cap ([`Self::stuck_in_mempool`]).
+    pub(super) fn at_cap(&self, kind: TxKind, key: &SessionKey) -> bool {
+        let set = self.at_cap.lock().unwrap_or_else(|p| p.into_inner());
+        set.contains(&(kind, key.clone()))
+    }
+
+    /// Forgets the sessions that no longer send a tx of that kind (their gas doublings and their price at the cap).
     pub(super) fn retain_out_of_gas(&self, mut keep: impl FnMut(TxKind, &SessionKey) -> bool) {
         let mut map = self.out_of_gas.lock().unwrap_or_else(|p| p.into_inner());
         map.retain(|(kind, key), _| keep(*kind, key));
+        drop(map);
+        let mut set = self.at_cap.lock().unwrap_or_else(|p| p.into_inner());
+        set.retain(|(kind, key)| keep(*kind, key));
     }
 }
 
@@ -433,6 +479,28 @@ mod tests {
         assert_eq!(pricing.gas_doublings(TxKind::Proof, &[key("a")]), MAX_GAS_DOUBLINGS);
         pricing.retain_out_of_gas(|_, k| k.session_id != "a");
         assert_eq!(pricing.gas_doublings(TxKind::Proof, &[key("a")]), 0);
+    }
+
+    #[test]
+    fn a_session_whose_tx_was_stuck_is_priced_at_the_cap_until_it_is_done() {
+        let pricing = GasPricing::new("0.000001upokt", "0.001upokt");
+        let key = |s: &str| SessionKey {
+            supplier: "pokt1s".into(),
+            session_id: s.into(),
+        };
+        pricing.stuck_in_mempool(TxKind::Claim, &[key("a")]);
+        assert!(pricing.at_cap(TxKind::Claim, &key("a")));
+        assert!(!pricing.at_cap(TxKind::Proof, &key("a")), "its proof keeps its price");
+        assert!(!pricing.at_cap(TxKind::Claim, &key("b")));
+        assert_eq!(
+            pricing.max_price().unwrap(),
+            Price {
+                amount: tx::parse_gas_price("0.001").unwrap(),
+                denom: "upokt".into()
+            }
+        );
+        pricing.retain_out_of_gas(|_, k| k.session_id != "a");
+        assert!(!pricing.at_cap(TxKind::Claim, &key("a")), "forgotten once done");
     }
 
     #[test]

@@ -278,9 +278,10 @@ impl Miner {
                 return Ok(step);
             }
         }
-        let expired = self.resolve_unknown(&mut step, kind, supplier, unknown, height).await;
-        if !expired.is_empty() {
-            let rebuilt = self.build_all(kind, supplier, expired, &mut step).await;
+        let unresolved = self.resolve_unknown(&mut step, kind, supplier, unknown, height).await;
+        let again: Vec<SessionKey> = unresolved.expired.into_iter().chain(unresolved.stuck).collect();
+        if !again.is_empty() {
+            let rebuilt = self.build_all(kind, supplier, again, &mut step).await;
             messages.extend(rebuilt);
         }
         let (mut step, messages) = self.affordable(kind, supplier, messages, step).await;
@@ -288,7 +289,13 @@ impl Miner {
             return Ok(step);
         }
         let sessions = messages.len();
-        let txs = split_by_size(messages, self.config.max_tx_bytes);
+        // Sessions signed at the cap (a tx of theirs was stuck in the mempool, module `resolve`) go in txs of their
+        // own: the others keep their price.
+        let (at_cap, messages): (Vec<_>, Vec<_>) = messages
+            .into_iter()
+            .partition(|(key, _)| self.gas_pricing.at_cap(kind, key));
+        let mut txs = split_by_size(at_cap, self.config.max_tx_bytes);
+        txs.extend(split_by_size(messages, self.config.max_tx_bytes));
         if txs.len() > 1 {
             tracing::info!(
                 supplier,
@@ -388,6 +395,8 @@ impl Miner {
             hash: tx::tx_hash(bytes),
             bytes: bytes.to_vec(),
             expiry,
+            // The tip read to build it (unordered) or the latest height seen (ordered): it leaves right after.
+            first_broadcast_height: Some(self.chain.latest_height()),
         };
         let Some(holder) = signed.keys.first() else {
             return Err(not_stored("it carries no session".into()));
@@ -696,8 +705,9 @@ impl Miner {
     /// doubled per message for sessions whose txs ran out of gas. One limit for the whole tx, whatever it carries, let
     /// a batch of claims (several suppliers' sessions ending together) outgrow it: the tx ran out of gas in its
     /// block, its fee paid and every claim in it failed, each then re-sent on its own (a second fee each).
-    /// The price is `transaction.gas_price` raised to what the node takes (module `fees`); the gas limit and fee
-    /// signed are recorded in `signed`, so a refusal of the fee can be priced from them.
+    /// The price is `transaction.gas_price` raised to what the node takes (module `fees`), or the cap for sessions
+    /// whose tx was stuck in the mempool (module `resolve`); the gas limit and fee signed are recorded in `signed`,
+    /// so a refusal of the fee can be priced from them.
     async fn sign_with_gas(
         &self,
         key: &SigningKey,
@@ -706,7 +716,10 @@ impl Miner {
         account_number: u64,
         signed: &Signed,
     ) -> Result<Vec<u8>, SequenceError> {
-        let price = self.gas_pricing.price(&self.chain).await?;
+        let price = self
+            .gas_pricing
+            .price_for(&self.chain, signed.kind, &signed.keys)
+            .await?;
         let message_count = u64::try_from(messages.len()).unwrap_or(u64::MAX);
         let mut plan = TxPlan {
             messages,

@@ -587,3 +587,156 @@ async fn a_kept_proof_already_on_chain_is_not_broadcast_again() {
     let text = telemetry.render_metrics();
     assert_eq!(counter(&text, "ha_miner_proof_errors_total", "refused"), None, "{text}");
 }
+
+/// What a session on a chain `set` up (at genesis) gave a leader signing at `0.000001upokt` with
+/// `transaction.max_gas_price` `0.001upokt` (a fee the supplier can pay): the supplier's txs in blocks as (kind,
+/// fee), whether the chain settled the claim, the sessions the miner counted lost, and the metrics.
+struct StuckRun {
+    txs: Vec<(&'static str, u128)>,
+    settled: bool,
+    sessions_lost: u64,
+    metrics: String,
+}
+
+/// A leader (`unordered` txs) mines 3 signed relays of the fixture's session, its proof always required and its
+/// windows closing 8 blocks after they open; blocks run (one miner step each) until the session is settled.
+async fn run_session_on(unordered: bool, set: impl Fn(&SimChain)) -> StuckRun {
+    let mut g = genesis();
+    g.proof_params.proof_request_probability = 1.0;
+    g.proof_params.proof_requirement_threshold_upokt = 0;
+    g.shared_params.claim_window_close_offset_blocks = 8;
+    g.shared_params.proof_window_close_offset_blocks = 8;
+    let f = fixture_on(g).await;
+    set(&f.chain);
+    let telemetry = crate::telemetry::Telemetry::new().unwrap();
+    let config = MinerConfig {
+        unordered,
+        max_gas_price: "0.001upokt".into(),
+        ..config("a")
+    };
+    let plain = MemoryBackend::new().storage();
+    let mut miner = Miner::new(f.client.clone(), plain.clone(), f.keyring.clone(), config)
+        .with_metrics(crate::miner::metrics::MinerMetrics::new(&telemetry).unwrap());
+    miner.step().await.unwrap();
+    plain
+        .relay_log
+        .append(signed_relays(&f, &f.header, "app", 0..3, 100))
+        .await
+        .unwrap();
+    miner.step().await.unwrap();
+    let schedule = miner.engine.session(&f.key).unwrap().schedule;
+    while f.chain.height() < schedule.settlement + 2 {
+        f.chain.produce_block();
+        miner.step().await.unwrap();
+    }
+    let kinds: std::collections::HashMap<String, &'static str> = f
+        .chain
+        .state()
+        .block_txs
+        .values()
+        .flatten()
+        .map(|tx| {
+            let body = crate::chain::tx::TxBody::decode(
+                crate::chain::tx::TxRaw::decode(tx.as_slice())
+                    .unwrap()
+                    .body_bytes
+                    .as_slice(),
+            )
+            .unwrap();
+            let kind = match body.messages[0].type_url.as_str() {
+                crate::protocol::wire::MSG_CREATE_CLAIM_TYPE_URL => "claim",
+                _ => "proof",
+            };
+            (crate::chain::tx::tx_hash(tx), kind)
+        })
+        .collect();
+    let txs = included_txs_of(&f.chain, &f.supplier)
+        .into_iter()
+        .map(|(hash, fee)| (kinds[&hash], fee))
+        .collect();
+    let settled = matches!(
+        f.chain.settlements().as_slice(),
+        [(id, _, crate::sim::chain::Settlement::Settled(_))] if *id == f.key.session_id
+    );
+    StuckRun {
+        txs,
+        settled,
+        sessions_lost: miner.stats.sessions_lost.load(std::sync::atomic::Ordering::Relaxed),
+        metrics: telemetry.render_metrics(),
+    }
+}
+
+/// [`run_session_on`] under validators that include no tx below `0.0001upokt` per gas (the simulator's
+/// `min_inclusion_gas_prices`; the node itself asks nothing).
+async fn run_under_validators_minimum(unordered: bool) -> StuckRun {
+    run_session_on(unordered, |chain| {
+        chain.state().min_inclusion_gas_prices =
+            crate::sim::chain::fees::parse_minimum_gas_prices("0.0001upokt").unwrap();
+    })
+    .await
+}
+
+/// The value of the series of counter `name` with `labels` (`k="v"` each) in a metrics rendering.
+fn series(metrics: &str, name: &str, labels: &[&str]) -> Option<u64> {
+    metrics
+        .lines()
+        .find(|l| l.starts_with(name) && labels.iter().all(|label| l.contains(label)))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+}
+
+/// A claim and a proof tx our node takes (code 0) but the validators never include (their minimum gas price is
+/// above the tx's): two blocks later the engine's re-send finds the tx in no block and its same bytes still in
+/// the node's mempool (code 19). Broadcasting them again cannot help and used the session's only re-send (the
+/// claim lost); instead a new tx at `transaction.max_gas_price` replaces each, lands inside its window, and the
+/// session is claimed, proved and paid: one tx of each in blocks (the stuck originals never land).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_claim_and_proof_stuck_in_the_mempool_are_replaced_at_the_max_price_and_land() {
+    let run = run_under_validators_minimum(true).await;
+    let kinds: Vec<&str> = run.txs.iter().map(|(kind, _)| *kind).collect();
+    assert_eq!(kinds, ["claim", "proof"], "{:?}", run.txs);
+    assert!(run.settled, "the claim is paid: {:?}", run.txs);
+    assert_eq!(run.sessions_lost, 0);
+    for kind in ["claim", "proof"] {
+        let labels = [&format!("kind=\"{kind}\"") as &str, "reason=\"stuck_in_mempool\""];
+        assert_eq!(
+            series(&run.metrics, "ha_miner_txs_replaced_total", &labels),
+            Some(1),
+            "{kind}"
+        );
+    }
+}
+
+/// The same with ordered txs: a tx of the stuck one's sequence is refused while it is in the mempool, so nothing
+/// replaces it: logged at ERROR, counted as `stuck_in_mempool`, and the claim is lost (the operator must set
+/// `transaction.gas_price` at or above the validators' minimum).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ordered_claim_stuck_in_the_mempool_is_counted_and_not_replaced() {
+    let run = run_under_validators_minimum(false).await;
+    assert_eq!(run.txs, [], "nothing landed");
+    assert!(!run.settled);
+    assert_eq!(run.sessions_lost, 1);
+    assert_eq!(
+        series(
+            &run.metrics,
+            "ha_miner_claim_errors_total",
+            &["reason=\"stuck_in_mempool\""]
+        ),
+        Some(1)
+    );
+    assert_eq!(series(&run.metrics, "ha_miner_txs_replaced_total", &[]), None);
+}
+
+/// A claim and a proof tx merely late (every tx held 3 blocks, as behind full blocks): at the re-send two blocks
+/// on, the node still holds them (code 19) and no block has them, like stuck ones, but they are not replaced yet
+/// (the re-send waits up to 4 blocks after the first broadcast): each lands, one tx and one fee each, and nothing
+/// counts as replaced. Replaced at the re-send, the replacement (at a max price the supplier can pay) landed too:
+/// a second claim and proof, and their fees.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_claim_and_proof_held_up_three_blocks_are_not_replaced() {
+    let run = run_session_on(true, |chain| chain.state().inclusion_delay_blocks = 3).await;
+    let kinds: Vec<&str> = run.txs.iter().map(|(kind, _)| *kind).collect();
+    assert_eq!(kinds, ["claim", "proof"], "{:?}", run.txs);
+    assert!(run.settled);
+    assert_eq!(run.sessions_lost, 0);
+    assert_eq!(series(&run.metrics, "ha_miner_txs_replaced_total", &[]), None);
+}

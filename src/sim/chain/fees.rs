@@ -75,6 +75,27 @@ pub fn insufficient_fee(minimum: &[GasPrice], fee: &[Coin], gas_limit: u64) -> O
     ))
 }
 
+/// Whether the tx `bytes` pays less than `minimum` (the validators' price, `ChainState::min_inclusion_gas_prices`)
+/// for its gas limit, so no block includes it; `false` without a minimum or for bytes that do not decode (CheckTx
+/// refused those already).
+pub fn below_inclusion_price(minimum: &[GasPrice], bytes: &[u8]) -> bool {
+    use prost::Message as _;
+    if minimum.is_empty() {
+        return false;
+    }
+    let Ok(raw) = crate::chain::tx::TxRaw::decode(bytes) else {
+        return false;
+    };
+    let Ok(auth) = crate::chain::tx::AuthInfo::decode(raw.auth_info_bytes.as_slice()) else {
+        return false;
+    };
+    let (coins, gas_limit) = auth
+        .fee
+        .as_ref()
+        .map_or((&[][..], 0), |f| (f.amount.as_slice(), f.gas_limit));
+    insufficient_fee(minimum, coins, gas_limit).is_some()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -262,6 +262,10 @@ pub struct ChainState {
     /// The node's `minimum-gas-prices` (app.toml; [`SimChain::set_minimum_gas_prices`]): CheckTx refuses a lower
     /// fee with code 13. None by default, as poktroll's localnet app.toml (`0upokt`).
     pub minimum_gas_prices: Vec<crate::chain::fees::GasPrice>,
+    /// Test knob: the validators' minimum gas price, above the node's: CheckTx (the node's) takes a tx paying less,
+    /// which then stays in the mempool and no block includes it, as when validators refuse the gossiped tx
+    /// ([`fees::below_inclusion_price`]; parse with [`fees::parse_minimum_gas_prices`]). None by default.
+    pub min_inclusion_gas_prices: Vec<crate::chain::fees::GasPrice>,
     /// Test knob: the node's `cosmos.base.node.v1beta1.Service/Config` answers `Unimplemented`, as behind a
     /// gateway that forwards only the pocket and tx services; CheckTx still applies the minimum gas prices.
     pub node_config_unavailable: bool,
@@ -541,6 +545,7 @@ impl SimChain {
             comet_lag_blocks: 0,
             max_tx_bytes: DEFAULT_MAX_TX_BYTES,
             minimum_gas_prices: Vec::new(),
+            min_inclusion_gas_prices: Vec::new(),
             node_config_unavailable: false,
             last_simulated_fee: None,
             txs: HashMap::new(),
@@ -633,13 +638,15 @@ impl SimChain {
             let hash = block_hash(&s.genesis.chain_id, height);
             s.block_hashes.insert(height, hash);
             s.apply_pending_changes(height);
-            // Every admitted tx is in this block but those held back (`inclusion_delay_blocks`): the check state
-            // starts again from the committed sequences, and the held ones are checked again after the block.
+            // Every admitted tx is in this block but those held back (`inclusion_delay_blocks`, or below the
+            // validators' price): the check state starts again from the committed sequences, and the held ones are
+            // checked again after the block.
             let (waiting, txs): (Vec<Vec<u8>>, Vec<Vec<u8>>) =
                 std::mem::take(&mut s.mempool).into_iter().partition(|tx| {
                     s.included_not_before
                         .get(&crate::chain::tx::tx_hash(tx))
                         .is_some_and(|not_before| *not_before > height)
+                        || fees::below_inclusion_price(&s.min_inclusion_gas_prices, tx)
                 });
             s.check_sequences.clear();
             s.check_unordered_nonces.clear();

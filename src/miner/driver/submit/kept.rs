@@ -17,7 +17,9 @@
 //!
 //! The leader's own re-send (the engine sends again when the chain does not show the message two blocks after a
 //! send the node took, code 0) goes the same way: its kept tx is looked up by hash and its same bytes broadcast
-//! again (code 19: the node still has it), and only a tx the node refuses now is replaced. Signing a new tx there
+//! again (code 19: the node still has it), and only a tx the node refuses now, or one stuck in its mempool that no
+//! block includes (module `resolve`: replaced at `transaction.max_gas_price` once 4 blocks old or at the window's
+//! deadline), is replaced. Signing a new tx there
 //! instead made a tx held up two or more blocks (full blocks at a window's open) land beside its replacement, the
 //! chain taking the second as an update and charging its fee (and a second proof submission fee). The same bytes
 //! can still land because an unordered tx's timeout covers its window at the chain's pace (module `ttl`), and an
@@ -51,6 +53,10 @@ pub(in crate::miner::driver) struct StoredTx {
     pub expiry: StoredExpiry,
     /// The sessions (of the holder's supplier) whose messages it carries, the holder first.
     pub sessions: Vec<String>,
+    /// [`SentTx::first_broadcast_height`]: absent in records an older version wrote (read as unknown, so such a
+    /// tx is never replaced for being stuck), and left out when unknown, so an older binary reads the record.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_broadcast_height: Option<i64>,
 }
 
 /// [`TxKind`] in a stored tx.
@@ -165,6 +171,7 @@ impl KeptTxs {
             tx: base64::engine::general_purpose::STANDARD.encode(&tx.bytes),
             expiry: tx.expiry.into(),
             sessions: keys.iter().map(|k| k.session_id.clone()).collect(),
+            first_broadcast_height: tx.first_broadcast_height,
         }
     }
 
@@ -291,6 +298,7 @@ impl KeptTxs {
             hash: stored.hash.clone(),
             bytes,
             expiry: stored.expiry.into(),
+            first_broadcast_height: stored.first_broadcast_height,
         };
         self.by_holder.insert(
             (kind, holder.clone()),
@@ -337,6 +345,7 @@ mod tests {
             hash: crate::chain::tx::tx_hash(&bytes),
             bytes,
             expiry,
+            first_broadcast_height: Some(40),
         }
     }
 
@@ -355,6 +364,23 @@ mod tests {
         let mut tampered = KeptTxs::stored(TxKind::Claim, &[key("a")], &tx(2, Expiry::Height(0)));
         tampered.hash = "00".into();
         assert!(kept.restore(&key("a"), &tampered).is_none());
+    }
+
+    /// A tx an older version stored has no first broadcast height: it reads as unknown (never replaced as stuck),
+    /// and a tx whose height is unknown is stored without the field, as the older version wrote it.
+    #[test]
+    fn a_tx_stored_without_its_first_broadcast_height_reads_as_unknown() {
+        let sent = tx(1, Expiry::Height(12));
+        let mut old = serde_json::to_value(KeptTxs::stored(TxKind::Claim, &[key("a")], &sent)).unwrap();
+        assert_eq!(old["first_broadcast_height"], serde_json::json!(40));
+        old.as_object_mut().unwrap().remove("first_broadcast_height");
+        let back: StoredTx = serde_json::from_value(old.clone()).unwrap();
+        let (_, _, restored) = KeptTxs::default().restore(&key("a"), &back).unwrap();
+        assert_eq!(restored.first_broadcast_height, None);
+        assert_eq!(
+            serde_json::to_value(KeptTxs::stored(TxKind::Claim, &[key("a")], &restored)).unwrap(),
+            old
+        );
     }
 
     #[test]

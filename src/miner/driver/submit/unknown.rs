@@ -50,6 +50,10 @@ pub(in crate::miner::driver) struct SentTx {
     pub bytes: Vec<u8>,
     /// When it can no longer be included.
     pub expiry: Expiry,
+    /// The chain's latest height known when it was first handed to a node (`None`: kept by an older version,
+    /// which did not store it). A kept tx the node still has (code 19) two or more blocks after it is replaced
+    /// (module `resolve`: nobody includes it).
+    pub first_broadcast_height: Option<i64>,
 }
 
 /// The txs whose outcome is unknown, by the (kind, session) messages they carry: one tx may carry several
@@ -136,6 +140,7 @@ mod tests {
             hash: "AB".into(),
             bytes: vec![1],
             expiry: Expiry::Height(0),
+            first_broadcast_height: None,
         };
         unknown.insert(TxKind::Claim, &[key("a"), key("b")], tx.clone());
         assert_eq!(unknown.get(TxKind::Claim, &key("b")).as_deref(), Some(&tx));

@@ -140,3 +140,32 @@ async fn a_dropped_tx_is_never_included_and_its_bytes_are_taken_again() {
     assert_eq!(f.client.get_tx(&tx.hash).await.unwrap().unwrap().code, 0);
     assert_eq!(last_record(&f.chain, "claim").rejected, None);
 }
+
+/// A tx paying less than the validators' price (`min_inclusion_gas_prices`, above the node's: none here) passes
+/// CheckTx (code 0) and stays in the mempool (its same bytes: code 19), in no block, for as long as the price
+/// holds; its fee is not charged. Once the price allows it, the next block includes it.
+#[tokio::test]
+async fn a_tx_below_the_validators_price_stays_in_the_mempool_and_in_no_block() {
+    let f = fixture(0.0).await;
+    let w = windows(&f);
+    advance_to(&f.chain, w.claim_open - 1);
+    // 1upokt for 500,000 gas is 0.000002upokt per gas.
+    f.chain.state().min_inclusion_gas_prices =
+        crate::sim::chain::fees::parse_minimum_gas_prices("0.00001upokt").unwrap();
+    let tx = signed_tx(&f, claim_msg(&f, &f.header, &trie_with(&f, 2, 10).root()), &f.supplier).await;
+    let before = balance(&f);
+    assert_eq!(f.client.broadcast(tx.tx_bytes.clone()).await.unwrap().code, 0);
+    for _ in 0..3 {
+        f.chain.produce_block();
+        assert!(f.client.get_tx(&tx.hash).await.unwrap().is_none());
+        assert_eq!(f.chain.state().mempool.len(), 1, "still waiting");
+        assert_eq!(f.client.broadcast(tx.tx_bytes.clone()).await.unwrap().code, 19);
+    }
+    assert_eq!(balance(&f), before, "no fee charged");
+    f.chain.state().min_inclusion_gas_prices =
+        crate::sim::chain::fees::parse_minimum_gas_prices("0.000002upokt").unwrap();
+    let height = f.chain.produce_block();
+    let result = f.client.get_tx(&tx.hash).await.unwrap().unwrap();
+    assert_eq!((result.height, result.code), (height, 0));
+    assert!(f.chain.state().mempool.is_empty());
+}
