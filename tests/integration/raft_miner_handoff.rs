@@ -215,15 +215,22 @@ async fn raft_leader_without_a_suppliers_key_hands_off_and_the_session_is_claime
         }
         cluster.add(proc);
     }
-    // The keyed nodes first, so one of them leads and its miner stores the session's records.
+    // All three start (the cluster is initialized once every listed peer answered, `raft::bootstrap`); a keyed
+    // node is made the leader, so its miner stores the session's records.
     let keyed = [1, 2];
-    for id in keyed {
+    for id in 1..=3 {
         cluster.start(id).await;
     }
     let limit = Duration::from_secs(30);
+    let (leader, _) = cluster.leader(0, limit).await;
+    if leader == keyless {
+        raft::AdminClient::new(cluster.proc(leader).raft_addr.clone(), TOKEN)
+            .transfer_leader(Some(keyed[0]))
+            .await
+            .unwrap();
+    }
     let (first, _) = cluster.leader_among(&keyed, 0, limit).await;
     cluster.miner_leads(first, limit).await;
-    cluster.start(keyless).await;
     cluster.caught_up(keyless, limit).await;
 
     let params = env.chain.state().shared.clone();
