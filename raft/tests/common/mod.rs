@@ -40,8 +40,11 @@ pub async fn holds(node: &RaftNode, n: u64) {
     .await;
 }
 
+/// A node's config; a restart waits at most 3 s for a member that is down (`raft::rollback`).
 pub fn config(id: u64, listen: SocketAddr, dir: PathBuf) -> RaftConfig {
-    RaftConfig::new(id, listen, dir, TOKEN)
+    let mut cfg = RaftConfig::new(id, listen, dir, TOKEN);
+    cfg.start_check_wait = Duration::from_secs(3);
+    cfg
 }
 
 /// A cluster under test: nodes by id (a stopped node is `None`), their dirs and addresses.
