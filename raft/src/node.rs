@@ -178,6 +178,8 @@ pub struct RaftNode {
     stop: watch::Sender<bool>,
     server_stop: Option<oneshot::Sender<()>>,
     server: Option<tokio::task::JoinHandle<()>>,
+    /// Who answered the start check ([`crate::rollback`]); `None` when there was nobody to ask.
+    checked: Option<crate::rollback::Checked>,
 }
 
 impl RaftNode {
@@ -318,7 +320,7 @@ impl RaftNode {
                 tracing::error!("raft port server failed: {e}");
             }
         });
-        let node = Self {
+        let mut node = Self {
             raft,
             core,
             backend,
@@ -331,9 +333,11 @@ impl RaftNode {
             stop,
             server_stop: Some(server_stop),
             server: Some(server),
+            checked: None,
         };
-        match node.start_check(&cfg, identity.incarnation(), local).await {
-            Ok(()) => {
+        match node.check_peers(&cfg, identity.incarnation(), local).await {
+            Ok(checked) => {
+                node.checked = checked;
                 witness.open_gate();
                 Ok(node)
             }
@@ -346,7 +350,12 @@ impl RaftNode {
 
     /// The rollback check at start ([`crate::rollback`]): asks every other member this node's files list (and
     /// [`RaftConfig::start_check_peers`]) what it knows of this node; refuses a data directory older than that.
-    async fn start_check(&self, cfg: &RaftConfig, incarnation: u64, local: Local) -> Result<(), NodeError> {
+    async fn check_peers(
+        &self,
+        cfg: &RaftConfig,
+        incarnation: u64,
+        local: Local,
+    ) -> Result<Option<crate::rollback::Checked>, NodeError> {
         let me = self.core.id;
         let mut peers: BTreeMap<u64, String> = self
             .raft
@@ -365,14 +374,14 @@ impl RaftNode {
         }
         peers.remove(&me);
         if peers.is_empty() {
-            return Ok(());
+            return Ok(None);
         }
         let dir = self.data_dir.display();
         match crate::rollback::check(me, incarnation, local, &peers, &self.token, cfg.start_check_wait).await {
             Ok(checked) if checked.unanswered.is_empty() => {
                 tracing::info!(node_id = me, peers = ?checked.answered, "raft: start check passed: no peer saw this \
                                node with a newer vote or a longer log than its data directory holds");
-                Ok(())
+                Ok(Some(checked))
             }
             Ok(checked) => {
                 tracing::warn!(
@@ -389,7 +398,7 @@ impl RaftNode {
                         .collect::<Vec<_>>()
                         .join(", ")
                 );
-                Ok(())
+                Ok(Some(checked))
             }
             Err(evidence) => {
                 let msg = format!(
@@ -408,6 +417,12 @@ impl RaftNode {
                 Err(NodeError::RolledBack(msg))
             }
         }
+    }
+
+    /// Who answered this node's start check ([`crate::rollback`]) and who did not within the wait; `None` when
+    /// its files named no other member to ask (a new node, a single voter).
+    pub fn start_check(&self) -> Option<&crate::rollback::Checked> {
+        self.checked.as_ref()
     }
 
     /// The storage contract served by this node (backend name `"raft"`).
@@ -572,6 +587,10 @@ impl RaftNode {
         let _ = self.stop.send(true);
         if let Err(e) = self.raft.shutdown().await {
             tracing::warn!("raft shutdown: {e}");
+        }
+        // The last acknowledgements seen, for the peers' start checks after this node restarts.
+        if let Err(e) = self.core.net.witness().flush() {
+            tracing::warn!(error = %e, "raft: could not write the witness file at shutdown");
         }
         if let Some(s) = self.server_stop.take() {
             let _ = s.send(());

@@ -1,5 +1,7 @@
 //! A node restarted on an older copy of its data directory (`raft::rollback`), with real nodes on 127.0.0.1: it
-//! refuses to start, before voting or acknowledging anything, and the cluster keeps its leader; the same node on
+//! refuses to start, before voting or acknowledging anything, and the cluster keeps its leader (whether the
+//! leader saw a longer log in the same term, a later vote, or remembers it from its witness file after a
+//! restart); the same node on
 //! its intact directory restarts; a whole cluster restarted at once comes back; a member that stays down delays
 //! a start by the configured wait only.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -9,7 +11,7 @@ mod common;
 use std::path::Path;
 use std::time::Duration;
 
-use common::{Cluster, DEADLINE, SUPPLIER, TOKEN, config, holds, wait_for};
+use common::{Cluster, DEADLINE, START_CHECK_WAIT, SUPPLIER, TOKEN, config, holds, wait_for};
 use raft::rollback::Known;
 use raft::wire::PeerClient;
 use raft::{NodeError, RaftNode};
@@ -75,8 +77,33 @@ async fn three_with_node_3_following() -> Cluster {
     c
 }
 
+/// What happens between the copy of node 3's directory and its restore.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Twist {
+    /// Nothing: the same leader, in the same term, saw node 3 acknowledge a longer log.
+    None,
+    /// The leadership moves to the other follower: node 3 voted and acknowledged in a later term.
+    Transfer,
+    /// The leader restarts before node 3 does: what it saw comes from its witness file.
+    RestartLeader,
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_restarted_on_an_older_copy_of_its_directory_refuses_to_start() {
+    refused_after(Twist::None).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_restored_from_before_a_later_term_refuses_to_start() {
+    refused_after(Twist::Transfer).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_leader_still_knows_what_the_node_acknowledged() {
+    refused_after(Twist::RestartLeader).await;
+}
+
+async fn refused_after(twist: Twist) {
     let mut c = three_with_node_3_following().await;
     append(&c, 0, 10).await;
     c.converged().await;
@@ -88,6 +115,20 @@ async fn a_node_restarted_on_an_older_copy_of_its_directory_refuses_to_start() {
     copy_dir(&c.data_dir(3), &old);
     let n3 = start(&c, 3).await.expect("an intact directory starts");
     c.nodes.insert(3, Some(n3));
+    if twist == Twist::Transfer {
+        let from = c.leader().await;
+        let to = if from == 1 { 2 } else { 1 };
+        let term = c.node(from).status().term;
+        raft::AdminClient::new(c.addrs[&from].to_string(), TOKEN)
+            .transfer_leader(Some(to))
+            .await
+            .unwrap();
+        wait_for("node 3 follows the new leader in a later term", || async {
+            let st = c.node(3).status();
+            (st.leader_id == Some(to) && st.term > term).then_some(())
+        })
+        .await;
+    }
     append(&c, 10, 30).await;
     holds(c.node(3), 30).await;
     let last3 = c.node(3).status().last_log_index.unwrap();
@@ -104,6 +145,15 @@ async fn a_node_restarted_on_an_older_copy_of_its_directory_refuses_to_start() {
     let newer = c.dir.path().join("node-3-newer");
     std::fs::rename(c.data_dir(3), &newer).unwrap();
     std::fs::rename(&old, c.data_dir(3)).unwrap();
+    if twist == Twist::RestartLeader {
+        c.stop(leader).await;
+        c.restart(leader).await;
+        assert!(
+            known_of(&c, leader, 3).await.acked.is_some_and(|(_, i)| i >= last3),
+            "read back from the witness file"
+        );
+    }
+    let leader = c.leader().await;
     let term = c.node(leader).status().term;
     let refused = start(&c, 3).await;
     let Err(NodeError::RolledBack(why)) = &refused else {
@@ -113,6 +163,12 @@ async fn a_node_restarted_on_an_older_copy_of_its_directory_refuses_to_start() {
         );
     };
     assert!(why.contains("is older than what node"), "{why}");
+    let evidence = if twist == Twist::Transfer {
+        "the stored vote is of term"
+    } else {
+        "but its log ends at index"
+    };
+    assert!(why.contains(evidence), "{twist:?}: {why}");
     assert!(
         why.contains("raft remove --id 3") && why.contains("raft add-learner --id 3"),
         "{why}"
@@ -149,10 +205,21 @@ async fn a_whole_cluster_restarted_at_once_comes_back() {
     let started = began.elapsed();
     for n in [a, b, d] {
         let n = n.expect("an intact directory starts");
+        let checked = n.start_check().expect("members to ask");
+        let others: Vec<u64> = (1..=3).filter(|id| *id != n.id()).collect();
+        assert_eq!(
+            checked
+                .answered
+                .iter()
+                .copied()
+                .collect::<std::collections::BTreeSet<_>>(),
+            others.iter().copied().collect()
+        );
+        assert!(checked.unanswered.is_empty(), "node {}: {checked:?}", n.id());
         c.nodes.insert(n.id(), Some(n));
     }
     assert!(
-        started < raft::RaftConfig::DEFAULT_START_CHECK_WAIT,
+        started < START_CHECK_WAIT,
         "took {started:?}: a start check waited for a peer that was up"
     );
     append(&c, 5, 6).await;
@@ -183,6 +250,12 @@ async fn a_member_down_delays_a_start_by_the_wait_only() {
     .await;
     let took = began.elapsed();
     assert!(took >= wait && took < DEADLINE, "took {took:?}");
+    let checked = n3.start_check().expect("members to ask");
+    assert_eq!(checked.answered, vec![3 - down], "{checked:?}");
+    assert_eq!(
+        checked.unanswered.iter().map(|(id, _)| *id).collect::<Vec<_>>(),
+        vec![down]
+    );
     c.nodes.insert(3, Some(n3));
     append(&c, 5, 6).await;
     holds(c.node(3), 6).await;

@@ -40,10 +40,12 @@ pub async fn holds(node: &RaftNode, n: u64) {
     .await;
 }
 
-/// A node's config; a restart waits at most 3 s for a member that is down (`raft::rollback`).
+/// How long a restarting node's start check waits for a member that is down (`raft::rollback`).
+pub const START_CHECK_WAIT: Duration = Duration::from_secs(3);
+
 pub fn config(id: u64, listen: SocketAddr, dir: PathBuf) -> RaftConfig {
     let mut cfg = RaftConfig::new(id, listen, dir, TOKEN);
-    cfg.start_check_wait = Duration::from_secs(3);
+    cfg.start_check_wait = START_CHECK_WAIT;
     cfg
 }
 
