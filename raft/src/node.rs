@@ -279,7 +279,7 @@ impl RaftNode {
                 }
             });
         }
-        // The witness is written when it changed, every 200 ms and once more at shutdown: what peers find there
+        // The witness is written when it changed, once a second and once more at shutdown: what peers find there
         // after a restart is a lower bound of what this node saw.
         {
             let witness = witness.clone();

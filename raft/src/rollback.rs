@@ -9,7 +9,8 @@
 //! leaders in one term: two miners submitting claims) and an entry committed with its acknowledgement may now be
 //! held by a minority only (a relay batch lost at the next failover).
 //!
-//! What peers remember of node `n` (in memory, and in their `witness` file every 200 ms, so a lower bound):
+//! What peers remember of node `n` (in memory, exact while they run; in their `witness` file, written at most once
+//! a second and at shutdown, so after a crash of the peer a lower bound):
 //! - `acked (t, i)`: while leading in term `t`, this node saw `n` acknowledge the log up to index `i` (openraft's
 //!   replication matched index: durable on `n`). Accepting that append, `n` held a vote of term `t` exactly.
 //! - `voted t`: `n` granted this node its vote in term `t` (openraft answers a granted vote once it is saved).
@@ -35,11 +36,13 @@
 //! who did not (a whole-cluster restart where some host stays down must still come up). A peer of an older build
 //! answers 404: it knows nothing, counted as answered.
 //!
-//! Not covered (documented limits): a copy newer than what peers recorded (the witness lags up to 200 ms, and a
-//! vote granted to a candidate that never led is only known to that candidate); a copy restored while every peer
-//! that knew better is down past the wait; a rollback of every node at once; a single-voter cluster (nobody to
-//! ask, and openraft elects it without the network). openraft itself does not detect any of this: it trusts
-//! `read_vote` and the log state it is given.
+//! Not covered (documented limits): a copy newer than what the peers recorded (a peer that crashed lost up to a
+//! second of its witness; a vote granted to a candidate that never led is known to that candidate only); a copy
+//! restored while every peer that knew better is down past the wait; every node rolled back at once; a member
+//! added after the copy was taken and not in [`crate::RaftConfig::start_check_peers`]; a single-voter cluster
+//! (nobody to ask, and openraft elects it without the network). With pre-vote off, a node waiting at the gate
+//! campaigns alone and may bump its term (as any cut-off node does). openraft itself detects none of this: it
+//! trusts the vote and log state its storage returns.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -55,8 +58,9 @@ use crate::wire::{PeerClient, WireError};
 pub const PATH: &str = "/admin/known-of";
 /// File in the data directory holding what this node knows of its peers.
 const FILE: &str = "witness";
-/// How often the witness is written when it changed.
-pub(crate) const FLUSH_EVERY: Duration = Duration::from_millis(200);
+/// How often the witness is written when it changed: a small synced file, at most once a second beside the log's
+/// own fsyncs (what is in memory is exact; the file only matters after this node crashed).
+pub(crate) const FLUSH_EVERY: Duration = Duration::from_secs(1);
 /// Pause between two rounds of asking the peers that did not answer yet.
 const RETRY_EVERY: Duration = Duration::from_millis(200);
 
@@ -443,6 +447,30 @@ mod tests {
         again.forget_absent(&BTreeSet::from([3]));
         again.flush().unwrap();
         assert_eq!(Witness::open(dir.path()).unwrap().known_of(2), Known::default());
+    }
+
+    /// A peer of an older build (no such route: 404) knows nothing and counts as answered; a peer that is down
+    /// is named once the wait has passed.
+    #[tokio::test]
+    async fn an_older_peer_counts_as_answered_and_a_down_one_is_named_after_the_wait() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let older = listener.local_addr().unwrap().to_string();
+        let server = tokio::spawn(async move { axum::serve(listener, axum::Router::new()).await });
+        let down = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .to_string();
+        let peers = BTreeMap::from([(2, older), (3, down)]);
+        let checked = check(1, INC, local(1, Some(1)), &peers, "token", Duration::from_millis(300))
+            .await
+            .unwrap();
+        assert_eq!(checked.answered, vec![2]);
+        assert_eq!(
+            checked.unanswered.iter().map(|(id, _)| *id).collect::<Vec<_>>(),
+            vec![3]
+        );
+        server.abort();
     }
 
     impl Known {
