@@ -408,7 +408,7 @@ fn random_incarnation() -> u64 {
 }
 
 /// Writes `name` in `dir` through a synced temporary file and a rename, then syncs the directory.
-fn write_atomically(dir: &Path, name: &str, text: &str) -> std::io::Result<()> {
+pub(crate) fn write_atomically(dir: &Path, name: &str, text: &str) -> std::io::Result<()> {
     let tmp = dir.join(format!("{name}.tmp"));
     {
         let mut f = std::fs::File::create(&tmp)?;

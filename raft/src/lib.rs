@@ -11,6 +11,8 @@
 //! - [`AdminClient`]: init, add-learner, promote, remove, transfer-leader, status, for the CLI.
 //! - `transfer`: a leader hands its role to a voter (admin command, graceful stop).
 //! - [`identity`]: which data directory a node id speaks for; a wiped voter cannot rejoin under its old id.
+//! - [`rollback`]: a node restarted on an older copy of its data directory (backup, VM snapshot) refuses to start
+//!   before it votes or acknowledges anything: its peers remember its votes and acknowledgements.
 //! - `schema`: the schema version of the node's redb files ([`SCHEMA_VERSION`]); a newer binary's files are
 //!   refused at open.
 //! - [`features`]: what each node can apply, advertised on every raft RPC; the leader proposes a write set
@@ -37,6 +39,8 @@
 //!   ([`token_term`]), so a new raft leader's miner always holds a greater fencing token than any before it.
 //! - A voter whose data directory was wiped cannot vote or acknowledge under its old id: raft RPCs carry node
 //!   incarnations and peers refuse a known id under a new one ([`identity`]).
+//! - A node whose data directory went back in time (an older vote, a shorter log than its peers saw it
+//!   acknowledge) refuses to start, and no node votes or acknowledges before that check ([`rollback`]).
 //! - A leader that has not heard from a quorum within the lower election timeout reports not-leader and
 //!   not-ready ([`RaftNode::readiness`]), and its writes fail as `Unavailable`; `campaign`/`renew` on it send a
 //!   heartbeat round and wait up to the upper election timeout for a quorum's acknowledgement (one that is
@@ -63,6 +67,7 @@ mod membership_guard;
 pub mod network;
 mod node;
 pub mod recover;
+pub mod rollback;
 mod schema;
 mod server;
 pub mod sm;

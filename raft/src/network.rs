@@ -7,6 +7,9 @@
 //! failure is `Unreachable` (openraft backs off, with the configured backoff), a timeout is `Timeout`. Snapshots are
 //! streamed as 1 MiB chunks of the snapshot file, each chunk its own request, with the cancel signal checked
 //! between chunks.
+//!
+//! Until the node's start check passed ([`crate::rollback`]) every RPC fails as `Unreachable` without being sent
+//! (no campaign from a node whose data may have gone back in time); a granted vote is recorded in the witness.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -24,6 +27,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::features::Features;
 use crate::identity::Identity;
+use crate::rollback::Witness;
 use crate::types::{NodeInfo, Snapshot, SnapshotData, SnapshotMeta, TypeConfig, Vote};
 use crate::wire::{PeerClient, WireError, path};
 
@@ -62,6 +66,8 @@ pub struct NetworkFactory {
     node_id: u64,
     identity: Arc<Identity>,
     features: Arc<Features>,
+    /// What this node knows of its peers, and the start gate ([`crate::rollback`]).
+    witness: Arc<Witness>,
     token: String,
     clients: Arc<Mutex<HashMap<String, PeerClient>>>,
     transfers: Arc<std::sync::atomic::AtomicU64>,
@@ -69,12 +75,14 @@ pub struct NetworkFactory {
 }
 
 impl NetworkFactory {
-    /// A factory for the node of `identity`, advertising `features`, using the cluster `token`.
-    pub fn new(identity: Arc<Identity>, features: Arc<Features>, token: &str) -> Self {
+    /// A factory for the node of `identity`, advertising `features`, recording in (and gated by) `witness`,
+    /// using the cluster `token`.
+    pub fn new(identity: Arc<Identity>, features: Arc<Features>, witness: Arc<Witness>, token: &str) -> Self {
         Self {
             node_id: identity.node_id(),
             identity,
             features,
+            witness,
             token: token.to_owned(),
             clients: Arc::new(Mutex::new(HashMap::new())),
             transfers: Arc::new(std::sync::atomic::AtomicU64::new(0)),
@@ -86,6 +94,11 @@ impl NetworkFactory {
     pub fn with_stats(mut self, stats: crate::RaftStats) -> Self {
         self.stats = Some(stats);
         self
+    }
+
+    /// What this node knows of its peers, and the start gate.
+    pub(crate) fn witness(&self) -> &Arc<Witness> {
+        &self.witness
     }
 
     /// The cached client for `addr`.
@@ -108,6 +121,7 @@ impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
             from: self.node_id,
             identity: self.identity.clone(),
             features: self.features.clone(),
+            witness: self.witness.clone(),
             transfers: self.transfers.clone(),
             stats: self.stats.clone(),
         }
@@ -121,8 +135,14 @@ pub struct Network {
     from: u64,
     identity: Arc<Identity>,
     features: Arc<Features>,
+    witness: Arc<Witness>,
     transfers: Arc<std::sync::atomic::AtomicU64>,
     stats: Option<crate::RaftStats>,
+}
+
+/// The error of an RPC not sent because the start check has not passed yet.
+fn gated() -> WireError {
+    WireError::Unreachable("this node's start check has not passed yet: it sends no raft RPC".into())
 }
 
 fn rpc_err<E: std::error::Error>(target: u64, e: WireError) -> RPCError<TypeConfig, E> {
@@ -154,6 +174,9 @@ impl Network {
         body: Vec<u8>,
         deadline: Duration,
     ) -> Result<Resp, RPCError<TypeConfig, E>> {
+        if !self.witness.is_open() {
+            return Err(rpc_err(self.target, gated()));
+        }
         self.client
             .call_raft(route, body, deadline, (&self.identity, &self.features), self.target)
             .await
@@ -175,6 +198,9 @@ impl Network {
         let mut file: SnapshotData = snapshot.snapshot;
         let meta = snapshot.meta;
         let mut offset = 0u64;
+        if !self.witness.is_open() {
+            return Err(StreamingError::Unreachable(Unreachable::new(&gated())));
+        }
         loop {
             let mut data = vec![0u8; chunk];
             let mut filled = 0;
@@ -250,7 +276,14 @@ impl RaftNetworkV2<TypeConfig> for Network {
         option: RPCOption,
     ) -> Result<VoteResponse<TypeConfig>, RPCError<TypeConfig>> {
         let body = crate::types::encode(&rpc).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
-        self.call(path::VOTE, body, option.hard_ttl()).await
+        let resp: VoteResponse<TypeConfig> = self.call(path::VOTE, body, option.hard_ttl()).await?;
+        if resp.vote_granted {
+            // Saved by the voter before it answered: it must never vote in an earlier term again.
+            let incarnation = self.identity.target(self.target).incarnation;
+            self.witness
+                .record_vote(self.target, incarnation, rpc.vote.leader_id().term);
+        }
+        Ok(resp)
     }
 
     async fn pre_vote(

@@ -4,7 +4,12 @@
 //! Data dir layout: `log.redb` (raft log), `sm/state.redb` (state machine), `sm/snapshots/` (snapshot files and
 //! snapshot chunks being received). Restarting a node on the same data dir resumes from its vote, log and
 //! applied state; a wiped node must join under a **new** node id, which [`crate::identity`] enforces (the
-//! `identity` and `peers` files).
+//! `identity` and `peers` files); `witness` holds what this node knows of its peers' votes and acknowledgements.
+//!
+//! Start order: files, then openraft with its raft RPCs gated, then the raft port, then the rollback check
+//! ([`crate::rollback`]: peers asked whether this directory is older than what they saw of it), and only then
+//! does the node vote, acknowledge or campaign. A directory that went back in time is refused
+//! ([`NodeError::RolledBack`]).
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -23,6 +28,7 @@ use crate::core::Core;
 use crate::features::{FeatureSet, Features};
 use crate::log_store::LogStore;
 use crate::network::NetworkFactory;
+use crate::rollback::Local;
 use crate::server::{ServerState, router};
 use crate::sm::StateMachine;
 use crate::types::{NodeInfo, Raft};
@@ -71,9 +77,18 @@ pub struct RaftConfig {
     /// entries of the others itself either. Tests set [`FeatureSet::NONE`] to stand for a node of a build
     /// without write sets, which sends no features header.
     pub features: FeatureSet,
+    /// How long the start check ([`crate::rollback`]) waits for every other member to say what it knows of this
+    /// node before starting with the answers it has (a WARN names who did not answer). The node takes no part in
+    /// raft meanwhile. Peers answer at once when up, so this only delays a start while a member is down.
+    pub start_check_wait: Duration,
+    /// Peers asked by the start check besides the members in this node's own files (e.g. the configured peer
+    /// list: a member added after this directory's copy was taken is not in it).
+    pub start_check_peers: BTreeMap<u64, NodeInfo>,
 }
 
 impl RaftConfig {
+    /// Default [`RaftConfig::start_check_wait`].
+    pub const DEFAULT_START_CHECK_WAIT: Duration = Duration::from_secs(10);
     /// Default [`RaftConfig::heartbeat`].
     pub const DEFAULT_HEARTBEAT: Duration = Duration::from_millis(50);
     /// Default [`RaftConfig::election_timeout`].
@@ -119,6 +134,8 @@ impl RaftConfig {
             install_snapshot_timeout: Duration::from_secs(60),
             batch: BatchConfig::default(),
             features: FeatureSet::CURRENT,
+            start_check_wait: Self::DEFAULT_START_CHECK_WAIT,
+            start_check_peers: BTreeMap::new(),
         }
     }
 }
@@ -135,6 +152,10 @@ pub enum NodeError {
     /// openraft failed to start.
     #[error("raft: {0}")]
     Raft(String),
+    /// The data directory is older than what a peer saw of this node ([`crate::rollback`]): it must be wiped and
+    /// the node added again.
+    #[error("raft data directory rolled back: {0}")]
+    RolledBack(String),
 }
 
 fn ms(d: Duration) -> u64 {
@@ -157,6 +178,8 @@ pub struct RaftNode {
     stop: watch::Sender<bool>,
     server_stop: Option<oneshot::Sender<()>>,
     server: Option<tokio::task::JoinHandle<()>>,
+    /// Who answered the start check ([`crate::rollback`]); `None` when there was nobody to ask.
+    checked: Option<crate::rollback::Checked>,
 }
 
 impl RaftNode {
@@ -193,13 +216,17 @@ impl RaftNode {
                 crate::wire::MAX_BODY
             )));
         }
-        let log = LogStore::open(&cfg.data_dir.join("log.redb"))?.with_max_payload_bytes(cfg.max_payload_bytes);
+        let mut log = LogStore::open(&cfg.data_dir.join("log.redb"))?.with_max_payload_bytes(cfg.max_payload_bytes);
         let sm_dir = cfg.data_dir.join("sm");
         let stats = crate::RaftStats::new().map_err(|e| NodeError::Config(format!("metrics: {e}")))?;
-        let sm = StateMachine::open(&sm_dir)?.with_stats(stats.clone());
+        let mut sm = StateMachine::open(&sm_dir)?.with_stats(stats.clone());
+        // This node's vote and log as its files hold them, before openraft can change them.
+        let local = local_state(&mut log, &mut sm).await?;
+        let witness = Arc::new(crate::rollback::Witness::open(&cfg.data_dir)?);
         let reader = sm.reader();
         let features = Arc::new(Features::new(cfg.node_id, cfg.features));
-        let net = NetworkFactory::new(identity.clone(), features.clone(), &cfg.cluster_token).with_stats(stats.clone());
+        let net = NetworkFactory::new(identity.clone(), features.clone(), witness.clone(), &cfg.cluster_token)
+            .with_stats(stats.clone());
         let raft = Raft::new(cfg.node_id, config, net.clone(), log, sm)
             .await
             .map_err(|e| NodeError::Raft(e.to_string()))?;
@@ -214,22 +241,36 @@ impl RaftNode {
             identity: identity.clone(),
             features,
         });
+        let (stop, stop_rx) = watch::channel(false);
         // Peers removed from the membership are forgotten, so their ids can be reused; the write-set gauge
         // follows leadership and membership changes (and what peers advertise, heard with each replication
-        // answer) ([`crate::features`]).
+        // answer) ([`crate::features`]); a leader records what each peer acknowledged ([`crate::rollback`]).
         {
             let mut metrics = raft.metrics();
             let identity = identity.clone();
+            let witness = witness.clone();
             let core = core.clone();
             tokio::spawn(async move {
                 loop {
                     let members: std::collections::BTreeSet<u64> = {
                         let m = metrics.borrow_and_update();
                         core.features.set_term(m.current_term);
+                        if m.state == openraft::ServerState::Leader
+                            && m.current_leader == Some(core.id)
+                            && let Some(replication) = &m.replication
+                        {
+                            for (id, matched) in replication.iter() {
+                                if let (false, Some(matched)) = (*id == core.id, matched) {
+                                    let incarnation = identity.target(*id).incarnation;
+                                    witness.record_ack(*id, incarnation, m.current_term, matched.index);
+                                }
+                            }
+                        }
                         m.membership_config.membership().nodes().map(|(id, _)| *id).collect()
                     };
                     if !members.is_empty() {
                         identity.forget_absent(&members);
+                        witness.forget_absent(&members);
                     }
                     core.write_set_lacking();
                     if metrics.changed().await.is_err() {
@@ -238,7 +279,27 @@ impl RaftNode {
                 }
             });
         }
-        let (stop, stop_rx) = watch::channel(false);
+        // The witness is written when it changed, once a second and once more at shutdown: what peers find there
+        // after a restart is a lower bound of what this node saw.
+        {
+            let witness = witness.clone();
+            let mut stop = stop_rx.clone();
+            tokio::spawn(async move {
+                loop {
+                    let stopping = tokio::select! {
+                        _ = tokio::time::sleep(crate::rollback::FLUSH_EVERY) => false,
+                        _ = stop.changed() => true,
+                    };
+                    if let Err(e) = witness.flush() {
+                        tracing::warn!(error = %e, "raft: could not write the witness file (what this node knows of \
+                                                    its peers' votes and acknowledgements); retrying");
+                    }
+                    if stopping || *stop.borrow() {
+                        return;
+                    }
+                }
+            });
+        }
         let backend = RaftBackend::start(core.clone(), reader, cfg.batch, stop_rx);
         let app_health = crate::app_health::Shared::default();
         let state = ServerState::new(
@@ -259,20 +320,109 @@ impl RaftNode {
                 tracing::error!("raft port server failed: {e}");
             }
         });
-        Ok(Self {
+        let mut node = Self {
             raft,
             core,
             backend,
             addr,
             advertise,
-            api_addr: cfg.api_addr,
+            api_addr: cfg.api_addr.clone(),
             data_dir: cfg.data_dir.clone(),
             token: cfg.cluster_token.clone(),
             app_health,
             stop,
             server_stop: Some(server_stop),
             server: Some(server),
-        })
+            checked: None,
+        };
+        match node.check_peers(&cfg, identity.incarnation(), local).await {
+            Ok(checked) => {
+                node.checked = checked;
+                witness.open_gate();
+                Ok(node)
+            }
+            Err(e) => {
+                node.shutdown().await;
+                Err(e)
+            }
+        }
+    }
+
+    /// The rollback check at start ([`crate::rollback`]): asks every other member this node's files list (and
+    /// [`RaftConfig::start_check_peers`]) what it knows of this node; refuses a data directory older than that.
+    async fn check_peers(
+        &self,
+        cfg: &RaftConfig,
+        incarnation: u64,
+        local: Local,
+    ) -> Result<Option<crate::rollback::Checked>, NodeError> {
+        let me = self.core.id;
+        let mut peers: BTreeMap<u64, String> = self
+            .raft
+            .with_raft_state(|st| {
+                st.membership_state
+                    .effective()
+                    .membership()
+                    .nodes()
+                    .map(|(id, n)| (*id, n.raft_addr.clone()))
+                    .collect::<BTreeMap<u64, String>>()
+            })
+            .await
+            .map_err(|e| NodeError::Raft(e.to_string()))?;
+        for (id, n) in &cfg.start_check_peers {
+            peers.entry(*id).or_insert_with(|| n.raft_addr.clone());
+        }
+        peers.remove(&me);
+        if peers.is_empty() {
+            return Ok(None);
+        }
+        let dir = self.data_dir.display();
+        match crate::rollback::check(me, incarnation, local, &peers, &self.token, cfg.start_check_wait).await {
+            Ok(checked) if checked.unanswered.is_empty() => {
+                tracing::info!(node_id = me, peers = ?checked.answered, "raft: start check passed: no peer saw this \
+                               node with a newer vote or a longer log than its data directory holds");
+                Ok(Some(checked))
+            }
+            Ok(checked) => {
+                tracing::warn!(
+                    node_id = me,
+                    answered = ?checked.answered,
+                    "raft: starting without the answer of every member after {:?}: a data directory restored from \
+                     an older copy is only checked against the members that answered (an older vote or a shorter log \
+                     than a silent member saw goes undetected). No answer from: {}",
+                    cfg.start_check_wait,
+                    checked
+                        .unanswered
+                        .iter()
+                        .map(|(id, why)| format!("node {id} ({why})"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                );
+                Ok(Some(checked))
+            }
+            Err(evidence) => {
+                let msg = format!(
+                    "raft node {me}'s data directory {dir} is older than what node {peer} saw of it: {why}. It was \
+                     restored from an older copy (a backup, a VM snapshot) or lost writes; its vote and log went back \
+                     in time, so it could vote twice in a term or lose entries the cluster committed with its \
+                     acknowledgement. The node does not start. Fix: stop it, move {dir} away (or wipe it), then from \
+                     any member `relay-miner raft remove --id {me} --addr <a member's raft address>`, start this node \
+                     on an empty directory, then `relay-miner raft add-learner --id {me} --node-addr {addr} --wait` \
+                     and `relay-miner raft promote --id {me}`",
+                    peer = evidence.peer,
+                    why = evidence.why,
+                    addr = self.advertise,
+                );
+                tracing::error!(node_id = me, "{msg}");
+                Err(NodeError::RolledBack(msg))
+            }
+        }
+    }
+
+    /// Who answered this node's start check ([`crate::rollback`]) and who did not within the wait; `None` when
+    /// its files named no other member to ask (a new node, a single voter).
+    pub fn start_check(&self) -> Option<&crate::rollback::Checked> {
+        self.checked.as_ref()
     }
 
     /// The storage contract served by this node (backend name `"raft"`).
@@ -438,6 +588,10 @@ impl RaftNode {
         if let Err(e) = self.raft.shutdown().await {
             tracing::warn!("raft shutdown: {e}");
         }
+        // The last acknowledgements seen, for the peers' start checks after this node restarts.
+        if let Err(e) = self.core.net.witness().flush() {
+            tracing::warn!(error = %e, "raft: could not write the witness file at shutdown");
+        }
         if let Some(s) = self.server_stop.take() {
             let _ = s.send(());
         }
@@ -446,4 +600,18 @@ impl RaftNode {
             let _ = h.await;
         }
     }
+}
+
+/// This node's vote term and last log index as its files hold them ([`crate::rollback`]): the log's last entry,
+/// its purged prefix or the state machine's applied index, whichever is last.
+async fn local_state(log: &mut LogStore, sm: &mut StateMachine) -> Result<Local, NodeError> {
+    use openraft::storage::{RaftLogReader as _, RaftLogStorage as _, RaftStateMachine as _};
+    let vote = log.read_vote().await?;
+    let state = log.get_log_state().await?;
+    let (applied, _) = sm.applied_state().await?;
+    let last = state.last_log_id.map(|l| l.index).max(applied.map(|a| a.index));
+    Ok(Local {
+        vote_term: vote.map_or(0, |v| v.leader_id().term),
+        last_log_index: last,
+    })
 }

@@ -4,6 +4,9 @@
 //! answers a postcard `Result<T, WireError>`. Admin requests that need the leader (add-learner, membership
 //! changes, writes, read barriers) answer `NotLeader` with the leader's address on a follower; the
 //! [`crate::AdminClient`] and the backend follow it.
+//!
+//! Raft RPCs are refused until the node's start check passed ([`crate::rollback`]); the admin routes, and the
+//! check's own route ([`crate::rollback::PATH`]: what this node knows of a peer), answer from the start.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fs::File;
@@ -80,6 +83,7 @@ pub(crate) fn router(state: ServerState) -> Router {
         .route(path::WRITE, post(write))
         .route(path::LINEARIZE, post(linearize))
         .route(crate::app_health::PATH, post(app_health))
+        .route(crate::rollback::PATH, post(known_of))
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(state)
 }
@@ -142,7 +146,14 @@ where
     if let Some(refused) = unauthorized(st, headers) {
         return refused;
     }
-    let mut response = if let Err(e) = check_request(&st.core, identity, headers) {
+    let mut response = if !st.core.net.witness().is_open() {
+        // The start check has not passed: no vote and no acknowledgement from data that may have gone back in
+        // time ([`crate::rollback`]). Mapped to `Unreachable` by the sender, which backs off.
+        answer::<Resp>(Err(WireError::Unreachable(format!(
+            "raft node {} is starting: its data directory is being checked against its peers",
+            st.core.id
+        ))))
+    } else if let Err(e) = check_request(&st.core, identity, headers) {
         answer::<Resp>(Err(e))
     } else if let Err(e) = st.core.check_running() {
         // openraft's core stopped (a storage error, e.g. a full disk): handing it the RPC would only log an
@@ -400,6 +411,15 @@ async fn app_health(State(st): State<ServerState>, h: HeaderMap, body: Bytes) ->
         Ok(st.app_health.lock().unwrap_or_else(|p| p.into_inner()).clone())
     })
     .await
+}
+
+/// What this node knows of a peer's votes and acknowledgements ([`crate::rollback`]).
+async fn known_of(State(st): State<ServerState>, h: HeaderMap, body: Bytes) -> Response {
+    let known = |peer: u64| {
+        let k = st.core.net.witness().known_of(peer);
+        async move { Ok(k) }
+    };
+    handle(&st, &h, &body, known).await
 }
 
 async fn write(State(st): State<ServerState>, h: HeaderMap, body: Bytes) -> Response {

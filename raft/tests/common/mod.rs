@@ -40,8 +40,13 @@ pub async fn holds(node: &RaftNode, n: u64) {
     .await;
 }
 
+/// How long a restarting node's start check waits for a member that is down (`raft::rollback`).
+pub const START_CHECK_WAIT: Duration = Duration::from_secs(3);
+
 pub fn config(id: u64, listen: SocketAddr, dir: PathBuf) -> RaftConfig {
-    RaftConfig::new(id, listen, dir, TOKEN)
+    let mut cfg = RaftConfig::new(id, listen, dir, TOKEN);
+    cfg.start_check_wait = START_CHECK_WAIT;
+    cfg
 }
 
 /// A cluster under test: nodes by id (a stopped node is `None`), their dirs and addresses.
