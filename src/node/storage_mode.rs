@@ -307,6 +307,13 @@ async fn open_store(
             if let Some(pre_vote) = r.pre_vote {
                 cfg.pre_vote = pre_vote;
             }
+            // The rollback check at start (`raft::rollback`) also asks the configured peers: a member added after
+            // an older copy of this directory was taken is not in the membership that copy holds.
+            cfg.start_check_peers = peers
+                .iter()
+                .filter(|(id, _)| **id != node_id)
+                .map(|(id, addr)| (*id, raft::NodeInfo::new(addr)))
+                .collect();
             let node = raft::RaftNode::start(cfg)
                 .await
                 .map_err(|e| NodeError::Storage(format!("raft node {node_id}: {e}")))?;
