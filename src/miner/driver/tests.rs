@@ -102,6 +102,7 @@ mod leadership_confirmed;
 mod losses;
 mod operator_metrics;
 mod partial_persist;
+mod proof_funds;
 mod proof_params;
 mod proofs_by_value;
 mod prune;
