@@ -111,6 +111,7 @@ mod redis_threshold;
 mod refused_message_alone;
 mod rejected_once;
 mod removed_supplier;
+mod requirement_claim;
 mod requirement_fallback;
 mod root_mismatch;
 mod settled;
