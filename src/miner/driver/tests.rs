@@ -93,6 +93,7 @@ mod ingest_failure;
 mod ingest_freeze;
 mod ingest_round;
 mod ingest_weights;
+mod kept_partial;
 mod kept_txs;
 mod keyless_sessions;
 mod keyless_tombstones;
