@@ -11,9 +11,9 @@
 //! `balance − T > n × fee`. When the balance cannot pay them all, the tx is not sent and the submission sends again
 //! only the proofs it pays for (module `refusal`), a smaller tx whose fee is no larger; the others are held back as
 //! sends that never left (`TxOutcome::NotSent`: tried again at the next block while their window allows, so funds
-//! the operator adds in time still get them proven), logged at ERROR with the shortfall and counted in
-//! `ha_miner_proof_errors_total{reason="insufficient_funds"}` (the reason `ha_miner_claims_skipped_total` gives held
-//! claims, module `afford`).
+//! the operator adds in time still get them proven), logged at ERROR with the shortfall and counted, once per
+//! session held at each block, in `ha_miner_proof_errors_total{reason="insufficient_funds"}` (the reason
+//! `ha_miner_claims_skipped_total` gives held claims, module `afford`).
 //!
 //! Which proofs are kept: the first ones of the tx, and a supplier's proofs come most valuable first (module
 //! `afford`). Every missed proof costs the same `proof_missing_penalty` plus its own claim's reward, so the

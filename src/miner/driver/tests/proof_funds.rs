@@ -29,8 +29,21 @@ pub(super) fn proof_sessions(bytes: &[u8]) -> Vec<String> {
 /// block at the second proof, the first with it. Instead one tx leaves at `proof_open` with the most valuable
 /// proof alone; it lands. The other is held back (ERROR, `ha_miner_proof_errors_total{reason=
 /// "insufficient_funds"}`) and, the balance never topped up, is never sent: no supplier tx fails in a block.
+/// Without the check the two-proof tx fails in its block, its fee paid and both proofs missed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_balance_paying_one_of_two_proofs_after_the_real_fee_lands_that_one() {
+    one_of_two_proofs_paid(true).await;
+}
+
+/// The same with ordered txs (signed inside the sequencer: the tx not sent consumes no sequence).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ordered_proof_tx_the_balance_cannot_pay_in_full_lands_the_proof_it_pays() {
+    one_of_two_proofs_paid(false).await;
+}
+
+/// The scenario of [`a_balance_paying_one_of_two_proofs_after_the_real_fee_lands_that_one`], with `unordered` txs
+/// or not.
+async fn one_of_two_proofs_paid(unordered: bool) {
     const FEE: u64 = 1_000_000;
     let mut g = genesis_with_apps(&["app2"]);
     g.proof_params.proof_request_probability = 1.0;
@@ -43,6 +56,7 @@ async fn a_balance_paying_one_of_two_proofs_after_the_real_fee_lands_that_one() 
     let plain = MemoryBackend::new().storage();
     let config = MinerConfig {
         gas_price: "0.001upokt".into(),
+        unordered,
         ..config("a")
     };
     let mut miner = Miner::new(f.client.clone(), plain.clone(), f.keyring.clone(), config)
