@@ -41,7 +41,6 @@ use std::sync::atomic::{AtomicU64, Ordering as AtomicOrdering};
 use std::time::Duration;
 
 use k256::ecdsa::SigningKey;
-use prost::Message as _;
 
 use super::lifecycle::{Command, Engine, EngineConfig, Event, SessionKey, SessionRecord, TxKind, TxOutcome};
 use super::metrics::MinerMetrics;
@@ -50,7 +49,6 @@ use crate::protocol::lottery;
 use crate::protocol::session::SessionWindows;
 use crate::protocol::wire::{self, SessionHeader};
 use crate::smst::Smst;
-use crate::smst::hash::sum_count;
 
 /// Counters the driver exports (and `localnet` summarizes).
 #[derive(Debug, Default)]

@@ -175,7 +175,7 @@ impl MinerMetrics {
             )?,
             proof_errors: counter(
                 "ha_miner_proof_errors_total",
-                "Proof txs refused by a node (refused), unanswered (retryable), in conflict (ha_conflict), unsendable (rejected, claim_root_mismatch) or not sent (not_leader, deadline_passed, build_failed)",
+                "Proof txs refused by a node (refused), unanswered (retryable), in conflict (ha_conflict), unsendable (rejected, claim_root_mismatch) or not sent (not_leader, deadline_passed, build_failed, insufficient_funds)",
                 &["supplier", "reason"],
             )?,
             claim_inclusion: counter(

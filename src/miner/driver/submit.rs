@@ -16,6 +16,7 @@ use crate::protocol::session::{SessionWindows, proof_path};
 use crate::protocol::wire;
 
 mod broadcast;
+mod funds;
 mod kept;
 mod recheck;
 mod refusal;
@@ -284,7 +285,7 @@ impl Miner {
             let rebuilt = self.build_all(kind, supplier, again, &mut step).await;
             messages.extend(rebuilt);
         }
-        let (mut step, messages) = self.affordable(kind, supplier, messages, step).await;
+        let (step, messages) = self.affordable(kind, supplier, messages, step).await;
         if messages.is_empty() {
             return Ok(step);
         }
@@ -306,10 +307,7 @@ impl Miner {
                 "messages split into several txs by size"
             );
         }
-        for tx in txs {
-            step = self.send(step, kind, supplier, tx).await;
-        }
-        Ok(step)
+        Ok(self.send_all(step, kind, supplier, txs).await)
     }
 
     /// Builds the messages of `keys`; a session whose message cannot be built (`NotSent`, `build_failed`) or whose

@@ -164,35 +164,4 @@ impl Miner {
         };
         Ok((claim, root))
     }
-
-    pub(super) async fn proof_required(&mut self, key: &SessionKey) -> Result<bool, MinerError> {
-        let (claim, root) = self.claim_of(key).await?;
-        let header = claim.session_header.clone().unwrap_or_default();
-        let params = self.chain.shared_params_at(header.session_end_block_height).await?;
-        let windows = SessionWindows::new(&params, header.session_end_block_height)
-            .map_err(|e| MinerError::Corrupt(e.to_string()))?;
-        let seed = self.chain.block(windows.proof_seed_height()).await?;
-        let start_params = self.chain.shared_params_at(header.session_start_block_height).await?;
-        let target = self
-            .chain
-            .difficulty_target_at(&header.service_id, header.session_start_block_height)
-            .await?;
-        let (sum, _) = sum_count(&root);
-        let claimed = lottery::claimed_upokt(
-            sum,
-            &target,
-            start_params.compute_units_to_tokens_multiplier,
-            start_params.compute_unit_cost_granularity,
-        )
-        .unwrap_or_default();
-        let proof_params = self.block_proof_params().await?;
-        let reason = lottery::proof_requirement(&claim.encode_to_vec(), &seed.hash, &claimed, &proof_params);
-        if reason == lottery::ProofRequirementReason::NotRequired
-            && self.watched_proof_params.as_ref() != Some(&proof_params)
-        {
-            // Decided with params the watch has not seen: the decisions before it are re-checked against these.
-            self.watched_proof_params = None;
-        }
-        Ok(reason != lottery::ProofRequirementReason::NotRequired)
-    }
 }

@@ -2,21 +2,25 @@
 //! the price it names, and what a Simulate or CheckTx refusal means for the sessions the tx carries (a message's
 //! refusal, so the others can go without it, or the whole tx's).
 
+use super::funds::{self, ProofFunds};
 use super::*;
 
 impl Miner {
     /// Broadcasts one tx of `messages` ([`Miner::send_once`]). A node that refuses its fee as too low (CheckTx
     /// code 13) names the fee it requires: the tx is built and sent once more at that price within this attempt
     /// (capped by `transaction.max_gas_price`, module `fees`) instead of a block later at the same refused fee.
-    /// The tx last handed to the node is recorded in `signed`.
+    /// The tx last handed to the node is recorded in `signed`. A proof tx the supplier's balance (`funds`) cannot
+    /// pay in full is not sent (module `funds`): [`Broadcast::proofs_paid`] says how many of its proofs it pays.
     pub(super) async fn broadcast(
         &self,
         supplier: &str,
         messages: Vec<wire::Any>,
         bounds: Bounds,
         signed: &Signed,
+        funds: Option<ProofFunds>,
     ) -> Broadcast {
-        match self.broadcast_response(supplier, messages, bounds, signed).await {
+        let count = messages.len();
+        match self.broadcast_response(supplier, messages, bounds, signed, funds).await {
             // CheckTx runs no message, so its refusal names none.
             Ok(response) => {
                 if fees::is_out_of_gas(response.code, &response.codespace) {
@@ -27,6 +31,7 @@ impl Miner {
                     message_refused: check_tx_refused_a_message(&response),
                     refused_index: None,
                     outcome: check_tx_outcome(&response),
+                    proofs_paid: None,
                 }
             }
             Err(outcome) => {
@@ -37,10 +42,16 @@ impl Miner {
                     ),
                     _ => (false, None),
                 };
+                // The fee the check went by is the one signed last.
+                let outcome = Err(outcome);
+                let proofs_paid = funds
+                    .filter(|_| funds::unpaid_reason(&outcome).is_some())
+                    .map(|funds| funds.proofs_paid(signed.last().1, count));
                 Broadcast {
                     message_refused,
                     refused_index,
-                    outcome: Err(outcome),
+                    outcome,
+                    proofs_paid,
                 }
             }
         }
@@ -53,12 +64,15 @@ impl Miner {
         messages: Vec<wire::Any>,
         bounds: Bounds,
         signed: &Signed,
+        funds: Option<ProofFunds>,
     ) -> Result<wire::TxResponse, TxOutcome> {
         let key = self
             .signers
             .get(supplier)
             .ok_or_else(|| TxOutcome::Rejected(format!("no key for {supplier}")))?;
-        let mut response = self.send_once(supplier, key, messages.clone(), bounds, signed).await?;
+        let mut response = self
+            .send_once(supplier, key, messages.clone(), bounds, signed, funds)
+            .await?;
         if fees::is_fee_refusal(&response) {
             let (gas_limit, fee_paid) = signed.last();
             if self.learn_from_fee_refusal(supplier, &response.raw_log, gas_limit, fee_paid) {
@@ -69,7 +83,7 @@ impl Miner {
                     log = response.raw_log,
                     "the node refused the fee as below its minimum gas price: sending again at the fee it requires"
                 );
-                response = self.send_once(supplier, key, messages, bounds, signed).await?;
+                response = self.send_once(supplier, key, messages, bounds, signed, funds).await?;
                 self.count_resend_fee_refusal(supplier, &response);
             }
         }
@@ -81,8 +95,9 @@ impl Miner {
     /// recovers from a sequence mismatch by re-reading the account; both carry the bounds' `timeout_height`
     /// (unordered txs also expire by their timeout timestamp). A tx whose deadline passed is not sent (`NotSent`):
     /// the unordered path checks the block it reads; the ordered path reads no block and checks the latest height
-    /// the chain client saw (its `timeout_height` keeps it out of blocks after the window anyway). Returns the
-    /// node's answer to the broadcast.
+    /// the chain client saw (its `timeout_height` keeps it out of blocks after the window anyway). A proof tx
+    /// `funds` cannot pay in full is not sent once signed (`NotSent`, module `funds`). Returns the node's answer
+    /// to the broadcast.
     async fn send_once(
         &self,
         supplier: &str,
@@ -90,7 +105,11 @@ impl Miner {
         messages: Vec<wire::Any>,
         bounds: Bounds,
         signed: &Signed,
+        funds: Option<ProofFunds>,
     ) -> Result<wire::TxResponse, TxOutcome> {
+        let count = messages.len();
+        // After signing (the real fee known), before the tx is stored or leaves.
+        let unpaid = || funds.and_then(|funds| funds.unpaid(signed.last().1, count));
         // Not sent (deposed before it left, a chain read to build it failed): `NotSent`. No node answered the
         // broadcast (transport; it may have reached the node after all): `Retryable`. A node answered with a refusal (Simulate failed, e.g.
         // "outside the window" while the node's committed state is a block behind its latest block): `Refused`,
@@ -150,6 +169,9 @@ impl Miner {
                 .sign_with_gas(key, messages, ordering, account.account_number, signed)
                 .await
                 .map_err(failed)?;
+            if let Some(reason) = unpaid() {
+                return Err(TxOutcome::NotSent(reason));
+            }
             self.confirm_leadership_before_sending().await.map_err(failed)?;
             self.store_before_sending(signed, &bytes, expiry)
                 .await
@@ -172,6 +194,9 @@ impl Miner {
                         let bytes = self
                             .sign_with_gas(key, messages, ordering, account.account_number, signed)
                             .await?;
+                        if let Some(reason) = unpaid() {
+                            return Err(SequenceError::NotSent(reason));
+                        }
                         self.confirm_leadership_before_sending().await?;
                         self.store_before_sending(signed, &bytes, Expiry::Height(bounds.timeout_height))
                             .await?;
@@ -197,6 +222,9 @@ pub(super) struct Broadcast {
     /// "message index: N", [`refusal::refused_message_index`]); `None` when it names none (a refusal before any
     /// gas, a CheckTx refusal).
     pub(super) refused_index: Option<usize>,
+    /// How many of the tx's first proofs the supplier's balance pays, when it does not pay them all: the tx was
+    /// not sent (module `funds`).
+    pub(super) proofs_paid: Option<usize>,
 }
 
 /// What cosmos-sdk's `runMsgs` adds to the error of the message that failed ("failed to execute message; message

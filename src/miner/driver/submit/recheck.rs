@@ -8,7 +8,8 @@
 //! (its claim's proof validated: the first broadcast landed, though the tx could not be found by hash) is upserted
 //! again by another tx, a fee for nothing. So before the bytes leave again, every session whose proof they carry
 //! (read from the bytes: the tx may carry sessions not asking now) is checked: its claim's proof validated on
-//! chain, then the requirement ([`Miner::proof_required`], the check `Command::CheckProofRequirement` makes).
+//! chain, then the requirement from that claim ([`Miner::proof_required_by`], the check
+//! `Command::CheckProofRequirement` makes).
 //!
 //! When any is on chain or not required, the bytes are not sent again and the kept tx is dropped: a session asking
 //! whose proof is on chain counts as sent (as when its tx is found in a block), one whose proof is not required is
@@ -63,17 +64,20 @@ impl Miner {
         for key in proofs_carried(&tx.bytes) {
             // Unpinned, as before a proof's build: a node behind that does not show the proof validated yet only
             // lets the bytes go, as they went without this check.
-            match self.chain.claim_at(&key.session_id, &key.supplier, None).await {
+            let on_chain = match self.chain.claim_at(&key.session_id, &key.supplier, None).await {
                 Ok(Some(claim)) if claim.proof_validation_status == wire::ClaimProofStatus::Validated as i32 => {
                     stale.on_chain.push(key);
                     continue;
                 }
-                Ok(_) => {}
+                Ok(claim) => claim,
                 Err(e) => {
-                    tracing::debug!(supplier, session = key.session_id, error = %e, "cannot read the claim of a kept proof")
+                    tracing::debug!(supplier, session = key.session_id, error = %e, "cannot read the claim of a kept proof");
+                    None
                 }
-            }
-            match self.proof_required(&key).await {
+            };
+            // The requirement from that claim, as the chain decides it (module `requirement`); from the local
+            // trie's root only when it could not be read.
+            match self.proof_required_by(&key, on_chain).await {
                 Ok(true) => {}
                 Ok(false) => stale.not_required.push(key),
                 Err(e) if e.is_fenced() => return Err(e),

@@ -13,7 +13,10 @@
 //! A supplier's messages come most valuable first (module `afford`): when its balance cannot pay every proof's
 //! `proof_submission_fee` (poktroll's `SubmitProof` handler deducts it; the first message it cannot pay for is
 //! named), the proofs before that index land together, so the ones whose claims pay the most are the ones kept (a
-//! required proof missing loses its claim's reward and is slashed the same `proof_missing_penalty`).
+//! required proof missing loses its claim's reward and is slashed the same `proof_missing_penalty`). Simulate runs
+//! with a 1-upokt fee, though, so a balance short only by the real fee passes it and the tx fails in its block:
+//! the balance is checked against the real fee once the tx is signed, and a proof tx it cannot pay in full goes
+//! again with the proofs it pays for (module `funds`).
 
 use crate::miner::lifecycle::{SessionKey, Step, TxKind, TxOutcome};
 use crate::protocol::wire;
@@ -21,6 +24,7 @@ use crate::protocol::wire;
 use super::super::Miner;
 use super::Signed;
 use super::broadcast::{Broadcast, MESSAGE_INDEX};
+use super::funds::{self, ProofFunds};
 
 /// The message a Simulate refusal (`reason`, the status error's text) names: the `N` of the first
 /// "message index: N" in it, the outermost wrap (`errorsmod.Wrapf` puts its text before the wrapped error's), so
@@ -43,18 +47,37 @@ pub(in crate::miner::driver) fn proof_not_required(reason: &str) -> bool {
 }
 
 impl Miner {
+    /// Sends `txs` (one supplier's messages of `kind`, split by size) one after the other ([`Self::send`]). A
+    /// proof tx the supplier's balance cannot pay in full is sent with the proofs it pays for (module `funds`):
+    /// the balance is read once, and each tx that leaves takes its fees off what is left for the next.
+    pub(super) async fn send_all(
+        &mut self,
+        mut step: Step,
+        kind: TxKind,
+        supplier: &str,
+        txs: Vec<Vec<(SessionKey, wire::Any)>>,
+    ) -> Step {
+        let mut funds = self.proof_funds(kind, supplier).await;
+        for tx in txs {
+            step = self.send(step, kind, supplier, tx, &mut funds).await;
+        }
+        step
+    }
+
     /// Sends `messages` (of one supplier) as one tx and feeds each session's outcome to the engine. A tx a node
     /// refuses naming one of its messages is sent again without it, and that message alone after the rest
     /// (its own outcome: only its session takes the refusal); each pass takes one message out, so there are at
     /// most as many passes as messages. A refusal about a message that names none sends the rest message by
     /// message. The refused batches are not fed to the engine: each session gets the outcome of the last tx
-    /// that carried it.
-    pub(super) async fn send(
+    /// that carried it. A proof tx `funds` cannot pay in full is sent again with the proofs it pays for, the
+    /// others held back (module `funds`).
+    async fn send(
         &mut self,
         mut step: Step,
         kind: TxKind,
         supplier: &str,
         messages: Vec<(SessionKey, wire::Any)>,
+        funds: &mut Option<ProofFunds>,
     ) -> Step {
         let mut batch = messages;
         // Messages a refusal named, sent alone once the rest is sent.
@@ -67,7 +90,20 @@ impl Miner {
                 outcome,
                 message_refused,
                 refused_index,
-            } = self.send_tx(kind, supplier, &batch).await;
+                proofs_paid,
+            } = self.send_tx(kind, supplier, &batch, funds).await;
+            // Each pass takes at least one proof out: the paid ones go again, alone in a smaller tx whose fee is
+            // no larger.
+            if let (Some(paid), Some(reason)) = (proofs_paid, funds::unpaid_reason(&outcome))
+                && paid < batch.len()
+            {
+                let held = batch.split_off(paid).into_iter().map(|(key, _)| key).collect();
+                step = self.hold_unpaid_proofs(step, supplier, held, reason.to_owned());
+                if batch.is_empty() {
+                    break;
+                }
+                continue;
+            }
             let reason = match &outcome {
                 Err(TxOutcome::Refused(reason)) if message_refused && batch.len() > 1 => reason,
                 _ => {
@@ -105,20 +141,34 @@ impl Miner {
             }
         }
         for (key, message) in unnamed.into_iter().chain(named) {
-            let outcome = self.send_tx(kind, supplier, &[(key.clone(), message)]).await.outcome;
-            step = self.sent(step, kind, supplier, vec![key], outcome);
+            let outcome = self
+                .send_tx(kind, supplier, &[(key.clone(), message)], funds)
+                .await
+                .outcome;
+            step = match funds::unpaid_reason(&outcome) {
+                Some(reason) => self.hold_unpaid_proofs(step, supplier, vec![key], reason.to_owned()),
+                None => self.sent(step, kind, supplier, vec![key], outcome),
+            };
         }
         step
     }
 
     /// Broadcasts one tx of `messages` within the bounds of their sessions (timeout height, deadline) and takes
-    /// in what its broadcast stored and kept (modules `kept`, `unknown`); the outcome is left to the caller.
-    async fn send_tx(&mut self, kind: TxKind, supplier: &str, messages: &[(SessionKey, wire::Any)]) -> Broadcast {
+    /// in what its broadcast stored and kept (modules `kept`, `unknown`) and the fees it took off `funds` (module
+    /// `funds`); the outcome is left to the caller.
+    async fn send_tx(
+        &mut self,
+        kind: TxKind,
+        supplier: &str,
+        messages: &[(SessionKey, wire::Any)],
+        funds: &mut Option<ProofFunds>,
+    ) -> Broadcast {
         let keys: Vec<SessionKey> = messages.iter().map(|(key, _)| key.clone()).collect();
         let tx: Vec<wire::Any> = messages.iter().map(|(_, message)| message.clone()).collect();
         let signed = Signed::new(kind, &keys);
         let bounds = self.bounds(kind, &keys);
-        let broadcast = self.broadcast(supplier, tx, bounds, &signed).await;
+        let broadcast = self.broadcast(supplier, tx, bounds, &signed, *funds).await;
+        funds::spend(funds, &broadcast.outcome, signed.last().1, keys.len());
         self.after_broadcast(&broadcast.outcome, &signed);
         self.keep_if_unknown(kind, supplier, &keys, &broadcast.outcome, &signed);
         broadcast

@@ -1,0 +1,211 @@
+//! A proof tx near an empty balance carries only the proofs the balance pays for.
+//!
+//! Why: a proof tx is simulated with a 1-upokt fee (`fees::simulation_fee`), so Simulate passes while the
+//! balance covers every `proof_submission_fee` less that one upokt. In its block the ante handler first deducts
+//! the real fee, then x/proof deducts the proof fee of each `MsgSubmitProof` and refuses one unless the balance
+//! left is strictly greater than that fee (spec §5.4 (11)). The tx's messages run atomically: the first proof the
+//! balance cannot pay fails the whole tx, its fee paid, and every proof in it is missed (each claim expires and
+//! the supplier is slashed `proof_missing_penalty` per claim), where the proofs the balance could pay would have
+//! landed. So once a proof tx is signed (its real fee known) and before it is stored or broadcast, the balance is
+//! checked: the k-th proof of a tx paying fee T lands when `balance − T − (k − 1) × fee > fee`, so n proofs need
+//! `balance − T > n × fee`. When the balance cannot pay them all, the tx is not sent and the submission sends again
+//! only the proofs it pays for (module `refusal`), a smaller tx whose fee is no larger; the others are held back as
+//! sends that never left (`TxOutcome::NotSent`: tried again at the next block while their window allows, so funds
+//! the operator adds in time still get them proven), logged at ERROR with the shortfall and counted, once per
+//! session held at each block, in `ha_miner_proof_errors_total{reason="insufficient_funds"}` (the reason
+//! `ha_miner_claims_skipped_total` gives held claims, module `afford`).
+//!
+//! Which proofs are kept: the first ones of the tx, and a supplier's proofs come most valuable first (module
+//! `afford`). Every missed proof costs the same `proof_missing_penalty` plus its own claim's reward, so the
+//! proofs worth most are the ones to pay for. Ordering by the earliest window close instead would only help when
+//! the account is topped up before a later window closes, which the miner cannot count on; and the proofs due
+//! together at one height almost always share their window (sessions ending at the same height).
+//!
+//! The balance is read once per submission, and each proof tx the submission hands to a node (or may have:
+//! its answer lost) takes its fee and its proofs' fees off what is left for the next tx: the chain's balance
+//! shows neither until a block includes them. A kept tx still pending from an earlier block is not counted (its
+//! fee is not known here): the node's Simulate, which runs on its last committed state, does not count it either.
+//! A read that fails (balance, proof params) checks nothing (logged): the node answers for itself, as before.
+
+use super::*;
+use crate::miner::driver::afford::INSUFFICIENT_FUNDS;
+
+/// The denom balances and the proof submission fee are in.
+const DENOM: &str = "upokt";
+
+/// How the reason of a proof tx held back for funds starts (a send that never left, `TxOutcome::NotSent`).
+const UNPAID: &str = "insufficient_funds: the balance cannot pay every proof of the tx";
+
+/// What a supplier's balance leaves for the proof txs of one submission.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct ProofFunds {
+    /// The spendable balance read before the submission, less the fees of its proof txs that left.
+    left: u128,
+    /// `proof_submission_fee`, deducted per proof by x/proof.
+    proof_fee: u128,
+}
+
+impl ProofFunds {
+    /// How many of the first proofs of a tx of `proofs` proofs paying `tx_fee` land (module docs): `proofs` when
+    /// all do.
+    pub(super) fn proofs_paid(&self, tx_fee: u128, proofs: usize) -> usize {
+        if self.proof_fee == 0 {
+            return proofs;
+        }
+        // k proofs land when left − tx_fee > k × fee, i.e. k = ceil((left − tx_fee) / fee) − 1.
+        let after_fee = self.left.saturating_sub(tx_fee);
+        let paid = after_fee.div_ceil(self.proof_fee).saturating_sub(1);
+        usize::try_from(paid).unwrap_or(usize::MAX).min(proofs)
+    }
+
+    /// A tx of `proofs` proofs paying `tx_fee` left (or may have): its fees are no longer there for the next.
+    fn spend(&mut self, tx_fee: u128, proofs: usize) {
+        let proofs = u128::try_from(proofs).unwrap_or(u128::MAX);
+        let spent = tx_fee.saturating_add(self.proof_fee.saturating_mul(proofs));
+        self.left = self.left.saturating_sub(spent);
+    }
+
+    /// What the balance lacks to pay a tx of `proofs` proofs paying `tx_fee`.
+    fn shortfall(&self, tx_fee: u128, proofs: usize) -> u128 {
+        let proofs = u128::try_from(proofs).unwrap_or(u128::MAX);
+        let needed = tx_fee
+            .saturating_add(self.proof_fee.saturating_mul(proofs))
+            .saturating_add(1);
+        needed.saturating_sub(self.left)
+    }
+
+    /// The reason a tx of `proofs` proofs paying `tx_fee` is not sent, when the balance does not pay them all.
+    pub(super) fn unpaid(&self, tx_fee: u128, proofs: usize) -> Option<String> {
+        let paid = self.proofs_paid(tx_fee, proofs);
+        (paid < proofs).then(|| {
+            format!(
+                "{UNPAID}: balance {}upokt, tx fee {tx_fee}upokt, proof submission fee {}upokt per proof: {paid} of \
+                 {proofs} proofs paid, {}upokt short",
+                self.left,
+                self.proof_fee,
+                self.shortfall(tx_fee, proofs)
+            )
+        })
+    }
+}
+
+/// The reason of a send that never left because [`ProofFunds::unpaid`] held it back for funds.
+pub(super) fn unpaid_reason(outcome: &Result<(), TxOutcome>) -> Option<&str> {
+    match outcome {
+        Err(TxOutcome::NotSent(reason)) if reason.starts_with(UNPAID) => Some(reason),
+        _ => None,
+    }
+}
+
+impl Miner {
+    /// What the supplier's balance leaves for the proof txs of a submission of `kind` (module docs): `None` for
+    /// claims, when the proof fee is zero (nothing to check), or when a read fails (logged; nothing checked).
+    pub(super) async fn proof_funds(&mut self, kind: TxKind, supplier: &str) -> Option<ProofFunds> {
+        if kind != TxKind::Proof {
+            return None;
+        }
+        let params = match self.block_proof_params().await {
+            Ok(params) => params,
+            Err(e) => {
+                tracing::warn!(supplier, error = %e, "cannot read the proof params: proof txs sent without a funds check");
+                return None;
+            }
+        };
+        let proof_fee = params
+            .proof_submission_fee
+            .as_ref()
+            .filter(|c| c.denom == DENOM)
+            .and_then(|c| c.amount.parse::<u128>().ok())
+            .unwrap_or(0);
+        if proof_fee == 0 {
+            return None;
+        }
+        match self.chain.balance(supplier, DENOM).await {
+            Ok(left) => Some(ProofFunds { left, proof_fee }),
+            Err(e) => {
+                tracing::warn!(supplier, error = %e, "cannot read the supplier's balance: proof txs sent without a funds check");
+                None
+            }
+        }
+    }
+
+    /// The proofs of `held` (the last ones of a tx the balance did not pay for in full, `reason`) are held back:
+    /// logged at ERROR, counted, and fed to the engine as sends that never left.
+    pub(super) fn hold_unpaid_proofs(
+        &mut self,
+        step: Step,
+        supplier: &str,
+        held: Vec<SessionKey>,
+        reason: String,
+    ) -> Step {
+        tracing::error!(
+            supplier,
+            held = ?held.iter().map(|k| &k.session_id).collect::<Vec<_>>(),
+            reason,
+            "the supplier's balance cannot pay the proof submission fee of every proof due: the least valuable \
+             proofs are held back (tried again at every block while their window allows); fund the operator account"
+        );
+        self.tx_outcome_as(
+            step,
+            TxKind::Proof,
+            supplier,
+            held,
+            TxOutcome::NotSent(reason),
+            INSUFFICIENT_FUNDS,
+        )
+    }
+}
+
+/// Takes the fees of a proof tx that left (or may have: no answer) off `funds`.
+pub(super) fn spend(funds: &mut Option<ProofFunds>, outcome: &Result<(), TxOutcome>, tx_fee: u128, proofs: usize) {
+    if let Some(funds) = funds
+        && matches!(outcome, Ok(()) | Err(TxOutcome::Retryable(_)))
+    {
+        funds.spend(tx_fee, proofs);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn funds(left: u128, proof_fee: u128) -> ProofFunds {
+        ProofFunds { left, proof_fee }
+    }
+
+    /// The k-th proof lands while the balance, the tx fee and the k − 1 proof fees before it taken, exceeds the
+    /// fee: n proofs need more than T + n × fee.
+    #[test]
+    fn a_tx_pays_the_proofs_the_balance_exceeds_after_its_fee() {
+        // 2 × 100 + 10 = 210: not above, so one proof.
+        assert_eq!(funds(210, 100).proofs_paid(10, 2), 1);
+        assert_eq!(funds(211, 100).proofs_paid(10, 2), 2);
+        assert_eq!(funds(211, 100).proofs_paid(10, 5), 2);
+        assert_eq!(funds(110, 100).proofs_paid(10, 2), 0);
+        assert_eq!(funds(5, 100).proofs_paid(10, 2), 0);
+        assert_eq!(funds(0, 0).proofs_paid(10, 3), 3, "no proof fee: nothing to check");
+        assert_eq!(funds(210, 100).unpaid(10, 1), None);
+        let reason = funds(210, 100).unpaid(10, 2).unwrap();
+        assert!(reason.contains("1 of 2 proofs paid, 1upokt short"), "{reason}");
+        let outcome = Err(TxOutcome::NotSent(reason.clone()));
+        assert_eq!(unpaid_reason(&outcome), Some(reason.as_str()));
+        assert_eq!(
+            unpaid_reason(&Err(TxOutcome::NotSent("no longer the leader".into()))),
+            None
+        );
+    }
+
+    /// A tx that left takes its fee and its proofs' fees off what the next tx of the submission can use; one
+    /// that did not (refused, not sent) takes nothing.
+    #[test]
+    fn a_tx_that_left_takes_its_fees_off_the_next() {
+        let mut left = Some(funds(1_000, 100));
+        spend(&mut left, &Ok(()), 10, 2);
+        assert_eq!(left, Some(funds(790, 100)));
+        spend(&mut left, &Err(TxOutcome::Retryable("no answer".into())), 10, 1);
+        assert_eq!(left, Some(funds(680, 100)));
+        spend(&mut left, &Err(TxOutcome::Refused("fee".into())), 10, 1);
+        assert_eq!(left, Some(funds(680, 100)));
+        assert_eq!(left.unwrap().proofs_paid(10, 9), 6);
+    }
+}
