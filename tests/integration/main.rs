@@ -16,6 +16,7 @@ mod miner_process;
 mod raft_chaos;
 mod raft_full_disk;
 mod raft_miner_handoff;
+mod raft_miner_hung;
 mod raft_partition;
 mod raft_throughput;
 mod redis_ha;
