@@ -18,6 +18,7 @@ mod raft_full_disk;
 mod raft_miner_handoff;
 mod raft_miner_hung;
 mod raft_partition;
+mod raft_recover_single;
 mod raft_throughput;
 mod redis_ha;
 mod redis_ready_roles;
