@@ -227,9 +227,11 @@ pub(super) fn spawn(
             let bound = |work| choice::hung_after(block_time, miner.query_timeout, miner.min_hung, work);
             // The miner's published work is read only once the bound without it is passed (it gathers the whole
             // registry): before that, no work makes the miner hung.
-            let work = (miner.hung_after.is_none() && hung_for >= bound(Work::default()))
-                .then(|| work::work(&registry, own.len()))
-                .unwrap_or_default();
+            let work = if miner.hung_after.is_none() && hung_for >= bound(Work::default()) {
+                work::work(&registry, own.len())
+            } else {
+                Work::default()
+            };
             let hung_limit = miner.hung_after.unwrap_or_else(|| bound(work));
             let miner_hung = hung_for >= hung_limit;
             if miner_hung && !was_hung {
