@@ -22,12 +22,15 @@
 //! graceful stop hands the leadership off first).
 //!
 //! Two more reasons a leader's miner cannot do the work while its chain reads are fine (rules in `choice`):
-//! - `miner_hung`: the miner's loop stopped completing iterations without ending (an await that never returns,
-//!   a deadlock). Its heartbeat (`ha_loop_heartbeat_timestamp_seconds{loop="miner"}`, beaten at the start of
-//!   every iteration, leading or not) has not changed for [`choice::hung_after`] (3 block times, at least 5
-//!   minutes and 60 chain query timeouts: more than a slow but working iteration takes). The node logs ERROR
-//!   and publishes itself stalled (so nobody hands off to it), and, leading, hands off as for a stalled chain
-//!   to a voter that progresses and is at most a block behind (nobody is ahead of a leader whose reads work).
+//! - `miner_hung`: the miner's loop stopped making progress without ending (an await that never returns, a
+//!   deadlock): neither its heartbeat (`ha_loop_heartbeat_timestamp_seconds{loop="miner"}`, beaten at the start
+//!   of every iteration, leading or not) nor the work it counts (relays ingested, claims and proofs sent,
+//!   sessions decided: module `work`) changed for [`choice::hung_after`]: 3 block times, at least 5 minutes, and
+//!   at least a chain query timeout for each query a slow but working iteration may make, 60 plus more for each
+//!   supplier and live session the miner last published (a leader mining for many does more per block). The
+//!   node logs ERROR and publishes itself stalled (so nobody hands off to it), and, leading, hands off as for a
+//!   stalled chain to a voter that progresses and is at most a block behind (nobody is ahead of a leader whose
+//!   reads work). Process tests hang a real miner through a test-only fault hook (module `fault`).
 //! - `keyless`: the miner, leading, found live sessions of suppliers whose key is not in this node's keys
 //!   file (`MinerStats::keyless_suppliers`: it cannot sign their claims and proofs). Every node publishes the
 //!   operator addresses it holds keys for; the leader hands off to a progressing voter (not stalled, at most a
@@ -38,6 +41,8 @@
 //! All reasons share the rate limit and the `ha_miner_leadership_hand_offs_total{reason,outcome}` counter.
 
 mod choice;
+mod fault;
+mod work;
 
 use std::collections::{BTreeSet, VecDeque};
 use std::sync::{Arc, Weak};
@@ -52,7 +57,8 @@ use crate::keys::Keyring;
 use crate::miner::driver::MinerStats;
 use crate::telemetry::{Heartbeat, Telemetry, TelemetryError};
 pub(super) use choice::MIN_HUNG;
-use choice::{Pulse, Reason};
+use choice::{Pulse, Reason, Work};
+pub(super) use fault::TestFaults;
 
 /// How often the chain endpoint is probed (and the health republished).
 pub const PROBE_EVERY: Duration = Duration::from_secs(1);
@@ -170,6 +176,8 @@ pub(super) struct Watched {
     pub query_timeout: Duration,
     /// The shortest iteration that counts as hung ([`MIN_HUNG`]; tests shorten it).
     pub min_hung: Duration,
+    /// The hung bound instead of [`choice::hung_after`] (a test fault: `fault::HUNG_AFTER_MS`); `None` normally.
+    pub hung_after: Option<Duration>,
 }
 
 /// Starts the watchdog of a mining raft node (module docs).
@@ -181,6 +189,7 @@ pub(super) fn spawn(
 ) -> Result<JoinHandle<()>, TelemetryError> {
     let metrics = Metrics::new(telemetry)?;
     let heartbeat = telemetry.heartbeat("miner_watchdog");
+    let registry = telemetry.registry().clone();
     Ok(tokio::spawn(async move {
         let mut progress = Progress::new(Instant::now());
         let mut pulse = Pulse::new(Instant::now());
@@ -207,28 +216,40 @@ pub(super) fn spawn(
                 peer_block_time = slowest_block_time(peers.iter().filter_map(|(_, r)| r.as_ref().ok()?.as_ref()));
             }
             let now = Instant::now();
-            pulse.observe(miner.heartbeat.last(), now);
+            pulse.observe(miner.heartbeat.last(), work::done(&miner.stats), now);
             let age = progress.age(now);
             metrics.age.set(age.as_secs_f64());
             let block_time = progress.block_time().or(peer_block_time);
             let limit = stall_after(block_time);
             let chain_stalled = age >= limit;
-            let hung_limit = choice::hung_after(block_time, miner.query_timeout, miner.min_hung);
+            let own: BTreeSet<String> = miner.keyring.addresses().into_iter().collect();
             let hung_for = pulse.age(now);
+            let bound = |work| choice::hung_after(block_time, miner.query_timeout, miner.min_hung, work);
+            // The miner's published work is read only once the bound without it is passed (it gathers the whole
+            // registry): before that, no work makes the miner hung.
+            let work = if miner.hung_after.is_none() && hung_for >= bound(Work::default()) {
+                work::work(&registry, own.len())
+            } else {
+                Work::default()
+            };
+            let hung_limit = miner.hung_after.unwrap_or_else(|| bound(work));
             let miner_hung = hung_for >= hung_limit;
             if miner_hung && !was_hung {
                 tracing::error!(
                     reason = Reason::MinerHung.label(),
-                    iteration_running_s = hung_for.as_secs(),
+                    no_progress_s = hung_for.as_secs(),
                     limit_s = hung_limit.as_secs(),
+                    suppliers = work.suppliers,
+                    live_sessions = work.sessions,
                     leader = node.is_leader(),
-                    "this node's miner loop has not completed an iteration for longer than any working one takes                      (hung: an await that never returns, a deadlock): it claims and proves nothing; reported                      stalled to the other voters, and a leader hands its leadership off"
+                    "this node's miner loop has made no progress for longer than any working iteration takes (hung: \
+                     an await that never returns, a deadlock): it claims and proves nothing; reported stalled to the \
+                     other voters, and a leader hands its leadership off"
                 );
             } else if was_hung && !miner_hung {
-                tracing::warn!("this node's miner loop completes iterations again");
+                tracing::warn!("this node's miner loop makes progress again");
             }
             was_hung = miner_hung;
-            let own: BTreeSet<String> = miner.keyring.addresses().into_iter().collect();
             node.set_app_health(AppHealth {
                 chain_height: progress.height,
                 progressed_ms_ago: progress
@@ -390,6 +411,7 @@ mod tests {
                 heartbeat: telemetry.heartbeat("miner"),
                 query_timeout: Duration::from_millis(1),
                 min_hung: Duration::from_secs(2),
+                hung_after: None,
             };
             let beat = telemetry.heartbeat("miner");
             (
@@ -423,6 +445,64 @@ mod tests {
         assert!(!other.stalled, "{other:?}");
         assert_eq!(other.suppliers, Some(keyring.addresses()));
         for task in [hung_task, beating_task, beater] {
+            task.abort();
+        }
+    }
+
+    /// Three miners whose loops never beat again after the start: the one that does nothing is published stalled
+    /// after the 2 s bound; the one whose counted work goes on (claims sent inside an iteration that has not
+    /// completed), and the one that published 2,000 live sessions to work through (a bound of 20 ms × 12,072
+    /// queries: 4 minutes), are not.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_miner_that_works_or_has_much_to_work_through_is_not_hung_when_its_heartbeat_waits() {
+        let dirs = [(); 3].map(|()| tempfile::tempdir().unwrap());
+        let mut nodes = Vec::new();
+        for dir in &dirs {
+            nodes.push(lone_node(dir.path()).await);
+        }
+        let chain = Arc::new(ChainClient::new("http://127.0.0.1:1", Duration::from_millis(200)).unwrap());
+        let mut tasks = Vec::new();
+        let mut stats = Vec::new();
+        for (i, node) in nodes.iter().enumerate() {
+            let telemetry = Telemetry::new().unwrap();
+            if i == 2 {
+                let sessions = prometheus::IntGaugeVec::new(Opts::new("ha_miner_sessions", "h"), &["state"]).unwrap();
+                telemetry.register(Box::new(sessions.clone())).unwrap();
+                sessions.with_label_values(&["active"]).set(2000);
+            }
+            let miner_stats: Arc<MinerStats> = Arc::default();
+            stats.push(Arc::clone(&miner_stats));
+            let watched = Watched {
+                stats: miner_stats,
+                keyring: Keyring::new(Default::default()),
+                heartbeat: telemetry.heartbeat("miner"),
+                query_timeout: Duration::from_millis(20),
+                min_hung: Duration::from_secs(2),
+                hung_after: None,
+            };
+            telemetry.heartbeat("miner").beat();
+            tasks.push(spawn(Arc::clone(&chain), Arc::downgrade(node), &telemetry, watched).unwrap());
+        }
+        let spawned = Instant::now();
+        let working = Arc::clone(&stats[1]);
+        tasks.push(tokio::spawn(async move {
+            loop {
+                working.claims_sent.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }));
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while !served(&nodes[0]).await.is_some_and(|h| h.stalled) {
+            assert!(Instant::now() < deadline, "the idle miner was never published stalled");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        // Until each of the others has judged its miner past the idle bound too (two rounds after it).
+        tokio::time::sleep_until((spawned + Duration::from_secs(2) + PROBE_EVERY * 2).into()).await;
+        for (i, what) in [(1, "working"), (2, "busy")] {
+            let h = served(&nodes[i]).await.unwrap();
+            assert!(!h.stalled, "the {what} miner was published stalled: {h:?}");
+        }
+        for task in tasks {
             task.abort();
         }
     }

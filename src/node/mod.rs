@@ -444,8 +444,11 @@ impl Node {
                 });
             }
             let miner_stats = miner.stats();
-            let miner = MinerRuntime::spawn(miner.run(telemetry.heartbeat("miner"), stopped(miner_stop_rx)))
-                .map_err(|e| NodeError::Miner(format!("miner runtime: {e}")))?;
+            // Test faults (`RELAY_MINER_TEST_*`, module `miner_watchdog`'s `fault`): none outside process tests.
+            let faults = miner_watchdog::TestFaults::from_env();
+            let miner =
+                MinerRuntime::spawn(faults.hangable(miner.run(telemetry.heartbeat("miner"), stopped(miner_stop_rx))))
+                    .map_err(|e| NodeError::Miner(format!("miner runtime: {e}")))?;
             // A raft leader whose miner cannot read the chain hands the leadership (and the lease) off.
             if let OpenedStorage::Raft(node) = &storage {
                 background.push(miner_watchdog::spawn(
@@ -458,6 +461,7 @@ impl Node {
                         heartbeat: telemetry.heartbeat("miner"),
                         query_timeout: Duration::from_secs(config.pocket_node.query_timeout_seconds.max(1)),
                         min_hung: miner_watchdog::MIN_HUNG,
+                        hung_after: faults.hung_after,
                     },
                 )?);
             }

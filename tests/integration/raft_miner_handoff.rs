@@ -301,7 +301,7 @@ async fn raft_leader_without_a_suppliers_key_hands_off_and_the_session_is_claime
 /// Loads through the session `s`, lets it settle with the cluster stopped, and checks that every served relay was
 /// claimed and proven once, one submitter per term, and that the leadership did not move after `new_term`.
 #[allow(clippy::too_many_arguments)]
-async fn settle_and_check(
+pub(crate) async fn settle_and_check(
     env: &crate::support::cluster::Env,
     cluster: Cluster,
     traffic: Traffic,

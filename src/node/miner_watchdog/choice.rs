@@ -38,31 +38,66 @@ impl Reason {
 /// query timeout, retried message by message when a node refuses a batch. At the default 5 s timeout this is 5
 /// minutes: 60 calls timing out in a row.
 pub const MIN_HUNG: Duration = Duration::from_secs(300);
-/// Chain query timeouts a single iteration may legitimately spend (see [`MIN_HUNG`]).
+/// Chain query timeouts a single iteration may legitimately spend whatever its work (see [`MIN_HUNG`]).
 pub const HUNG_QUERIES: u32 = 60;
+/// Chain queries one supplier adds to a block's work: its claims and its proofs each go out as txs that read the
+/// account and the tip, are simulated and broadcast (8), its balance is read before claims are sent (1), and the
+/// profitability estimate reads the account and the tip and simulates (3).
+pub const QUERIES_PER_SUPPLIER: u32 = 12;
+/// Chain queries one live session adds to a block's work: the claim looked up and re-checked (2), the proof
+/// requirement and the proof read the session's params at its end and start and the proof seed block (3), the
+/// relay difficulty at its start (1).
+pub const QUERIES_PER_SESSION: u32 = 6;
 
-/// The miner counts as hung when its loop's last iteration started longer ago than this: 3 block times as
-/// measured ([`stall_after`]; none before a measure, where the floor is more than 3 default block times), and
-/// never less than `floor` ([`MIN_HUNG`]; shorter in tests) nor [`HUNG_QUERIES`] chain query timeouts (what one
-/// slow but working iteration can take: a big proof build, Simulate calls timing out).
-pub(crate) fn hung_after(block_time: Option<Duration>, query_timeout: Duration, floor: Duration) -> Duration {
+/// What one iteration of the miner's loop covers, as the miner last published it: the suppliers it works for
+/// and their live sessions (module `work` reads them). Every supplier and session adds chain queries to a block's
+/// work, so a leader mining for many takes longer per iteration without being hung.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Work {
+    /// Suppliers the miner signs for.
+    pub suppliers: u32,
+    /// Their sessions not yet settled, discarded or expired.
+    pub sessions: u32,
+}
+
+impl Work {
+    /// Chain queries one iteration covering this work may legitimately spend, each up to a query timeout.
+    pub(crate) fn queries(self) -> u32 {
+        HUNG_QUERIES
+            .saturating_add(QUERIES_PER_SUPPLIER.saturating_mul(self.suppliers))
+            .saturating_add(QUERIES_PER_SESSION.saturating_mul(self.sessions))
+    }
+}
+
+/// The miner counts as hung when its loop made no progress for longer than this: 3 block times as measured
+/// ([`stall_after`]; none before a measure, where the floor is more than 3 default block times), and never less
+/// than `floor` ([`MIN_HUNG`]; shorter in tests) nor a chain query timeout for every query one slow but working
+/// iteration over `work` can make ([`Work::queries`]: [`HUNG_QUERIES`], and more per supplier and per session).
+pub(crate) fn hung_after(
+    block_time: Option<Duration>,
+    query_timeout: Duration,
+    floor: Duration,
+    work: Work,
+) -> Duration {
     block_time
         .map_or(Duration::ZERO, |b| stall_after(Some(b)))
         .max(floor)
-        .max(query_timeout.saturating_mul(HUNG_QUERIES))
+        .max(query_timeout.saturating_mul(work.queries()))
 }
 
-/// When the miner's loop last beat its heartbeat, as this watchdog saw the beat change (its own clock: a wall
-/// clock step neither fakes nor hides a hang). The loop beats at the start of every iteration, leading or not,
-/// so a beat that stopped changing means an iteration that has not completed.
+/// When the miner last made progress, as this watchdog saw it (its own clock: a wall clock step neither fakes nor
+/// hides a hang): its loop's heartbeat changed (beaten at the start of every iteration, leading or not), or the
+/// work it counts did (`MinerStats`: relays ingested, claims and proofs sent, sessions confirmed, decided or
+/// pruned; a slow iteration sending many suppliers' txs moves them on while its heartbeat waits). Neither changing
+/// means an iteration that does nothing and has not completed.
 #[derive(Debug)]
 pub(crate) struct Pulse {
-    last: Option<f64>,
+    last: Option<(f64, u64)>,
     changed_at: Instant,
 }
 
 impl Pulse {
-    /// Before the first look (`now`: the watchdog's start, which counts as a beat).
+    /// Before the first look (`now`: the watchdog's start, which counts as progress).
     pub(crate) fn new(now: Instant) -> Self {
         Self {
             last: None,
@@ -70,15 +105,15 @@ impl Pulse {
         }
     }
 
-    /// The heartbeat's value read at `now`.
-    pub(crate) fn observe(&mut self, beat: f64, now: Instant) {
-        if self.last != Some(beat) {
-            self.last = Some(beat);
+    /// The heartbeat's value and the count of work done (`work::done`) read at `now`.
+    pub(crate) fn observe(&mut self, beat: f64, done: u64, now: Instant) {
+        if self.last != Some((beat, done)) {
+            self.last = Some((beat, done));
             self.changed_at = now;
         }
     }
 
-    /// How long since the beat last changed.
+    /// How long since the miner last made progress.
     pub(crate) fn age(&self, now: Instant) -> Duration {
         now.saturating_duration_since(self.changed_at)
     }
@@ -266,34 +301,66 @@ mod tests {
     #[test]
     fn the_miner_is_hung_after_a_bound_no_working_iteration_reaches() {
         let query = Duration::from_secs(5);
-        assert_eq!(hung_after(Some(Duration::from_secs(1)), query, MIN_HUNG), MIN_HUNG);
+        let idle = Work::default();
         assert_eq!(
-            hung_after(None, query, MIN_HUNG),
+            hung_after(Some(Duration::from_secs(1)), query, MIN_HUNG, idle),
+            MIN_HUNG
+        );
+        assert_eq!(
+            hung_after(None, query, MIN_HUNG, idle),
             MIN_HUNG,
             "3 × the default 60 s block time is less"
         );
         assert_eq!(
-            hung_after(None, Duration::from_millis(1), Duration::from_secs(2)),
+            hung_after(None, Duration::from_millis(1), Duration::from_secs(2), idle),
             Duration::from_secs(2),
             "no block time measured: the floor"
         );
         assert_eq!(
-            hung_after(Some(Duration::from_secs(1)), Duration::from_secs(1), MIN_HUNG),
+            hung_after(Some(Duration::from_secs(1)), Duration::from_secs(1), MIN_HUNG, idle),
             MIN_HUNG,
             "never less, however short the query timeout"
         );
         assert_eq!(
-            hung_after(Some(Duration::from_secs(150)), query, MIN_HUNG),
+            hung_after(Some(Duration::from_secs(150)), query, MIN_HUNG, idle),
             Duration::from_secs(450),
             "3 block times"
         );
         assert_eq!(
-            hung_after(Some(Duration::from_secs(1)), Duration::from_secs(10), MIN_HUNG),
+            hung_after(Some(Duration::from_secs(1)), Duration::from_secs(10), MIN_HUNG, idle),
             Duration::from_secs(600)
         );
         assert_eq!(
-            hung_after(Some(Duration::from_secs(1)), Duration::MAX, MIN_HUNG),
+            hung_after(Some(Duration::from_secs(1)), Duration::MAX, MIN_HUNG, idle),
             Duration::MAX
+        );
+    }
+
+    /// A leader mining for many suppliers and sessions makes more chain queries per block: its bound grows by a
+    /// query timeout for each it may make, so a slow but working iteration over them is not taken for a hang.
+    #[test]
+    fn the_hung_bound_grows_with_the_suppliers_and_sessions_an_iteration_covers() {
+        let query = Duration::from_secs(5);
+        let block = Some(Duration::from_secs(60));
+        let work = |suppliers, sessions| Work { suppliers, sessions };
+        assert_eq!(work(0, 0).queries(), HUNG_QUERIES);
+        assert_eq!(work(2, 3).queries(), 60 + 2 * 12 + 3 * 6);
+        // Two suppliers with a session each: 60 + 24 + 12 queries of 5 s = 480 s, more than the 5-minute floor.
+        assert_eq!(hung_after(block, query, MIN_HUNG, work(2, 2)), Duration::from_secs(480));
+        // A hundred suppliers with three live sessions each: (60 + 1200 + 1800) × 5 s = 4 h 15 min. A working
+        // iteration over them, a chain read after another at a second each (51 min), is not hung; before the
+        // bound counted the work it was after 5 minutes.
+        let many = hung_after(block, query, MIN_HUNG, work(100, 300));
+        assert_eq!(many, Duration::from_secs(15_300));
+        // The work adds to the query timeouts only: a block time or floor above them still rules.
+        assert_eq!(
+            hung_after(block, Duration::from_millis(100), MIN_HUNG, work(10, 10)),
+            MIN_HUNG
+        );
+        assert_eq!(
+            hung_after(block, query, MIN_HUNG, work(u32::MAX, u32::MAX)),
+            query.saturating_mul(u32::MAX),
+            "saturates"
         );
     }
 
@@ -303,16 +370,21 @@ mod tests {
         let at = |s: u64| t0 + Duration::from_secs(s);
         let mut p = Pulse::new(t0);
         assert_eq!(p.age(at(4)), Duration::from_secs(4), "never beat: since the start");
-        p.observe(1000.0, at(5));
-        p.observe(1000.0, at(9));
+        p.observe(1000.0, 7, at(5));
+        p.observe(1000.0, 7, at(9));
         assert_eq!(
             p.age(at(10)),
             Duration::from_secs(5),
             "the same beat read again is no beat"
         );
         // A beat whose wall time went back (the clock stepped) is a beat all the same.
-        p.observe(400.0, at(11));
+        p.observe(400.0, 7, at(11));
         assert_eq!(p.age(at(12)), Duration::from_secs(1));
+        // Work done inside an iteration that has not completed (no new beat) is progress.
+        p.observe(400.0, 9, at(20));
+        assert_eq!(p.age(at(21)), Duration::from_secs(1), "work done, same beat");
+        p.observe(400.0, 9, at(30));
+        assert_eq!(p.age(at(31)), Duration::from_secs(11));
     }
 
     #[test]
