@@ -89,6 +89,9 @@ pub struct MinerStats {
     pub sessions_discarded: AtomicU64,
     /// Sessions pruned after completion.
     pub sessions_done: AtomicU64,
+    /// Miner loop phases and commands completed: progress inside an iteration that has not completed yet, read
+    /// by the raft watchdog so a slow iteration over many suppliers is not taken for a hung miner.
+    pub steps_done: AtomicU64,
     /// Writes storage refused because another instance leads (each one ended this miner's leadership).
     pub fenced_writes: AtomicU64,
     /// Live session records in storage, when the leadership was last taken, of suppliers whose key is not in

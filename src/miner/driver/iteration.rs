@@ -155,7 +155,7 @@ impl Miner {
     pub(super) async fn step_once(&mut self) -> Result<(), MinerError> {
         let mut timer = StepTimer::start();
         self.campaign().await;
-        timer.lap("campaign");
+        self.lap(&mut timer, "campaign");
         if let Some(m) = &self.metrics {
             m.leader_status
                 .with_label_values(&[&self.config.instance])
@@ -188,15 +188,15 @@ impl Miner {
     /// their tries freeze, and a relay appended after it is counted and logged as late.
     pub(super) async fn lead_once(&mut self, timer: &mut StepTimer) -> Result<(), MinerError> {
         self.persist_pending().await?;
-        timer.lap("persist_pending");
+        self.lap(timer, "persist_pending");
         // The tip only (node status, a few dozen bytes), not the latest block: this runs every tick, and a block
         // with proofs in it is MBs, returned twice by `GetLatestBlock`. Blocks are read where their contents are
         // needed (the proof seed block's hash, `proof_required` and `submit`). A failure fails the iteration
         // after the ingest round: the chain being unreachable must not stop the relay log from being ingested.
         let tip = self.chain.tip().await;
-        timer.lap("tip");
+        self.lap(timer, "tip");
         let ingested = self.ingest().await;
-        timer.lap("ingest");
+        self.lap(timer, "ingest");
         match &ingested {
             Err(e) if e.is_fenced() => return ingested,
             // A failed ingest round (storage refusing the tries' writes, e.g. Redis at maxmemory, or one batch
@@ -210,7 +210,7 @@ impl Miner {
             // After ingest, so a removed supplier's last relays are in its tries before it is considered drained.
             Ok(()) => {
                 self.sync_suppliers().await?;
-                timer.lap("sync_suppliers");
+                self.lap(timer, "sync_suppliers");
             }
         }
         let tip = tip?;
@@ -231,9 +231,9 @@ impl Miner {
                 }
                 Ok(()) => {}
             }
-            timer.lap("freeze_read");
+            self.lap(timer, "freeze_read");
             let executed = self.execute(step).await;
-            timer.lap("execute");
+            self.lap(timer, "execute");
             // Fenced out: another instance leads; nothing more to read or count here.
             if let Err(e) = &executed
                 && e.is_fenced()
@@ -243,11 +243,11 @@ impl Miner {
             // After the block's own work (its claims and proofs come first), and never failing it (module
             // `requirement`).
             self.watch_proof_params().await;
-            timer.lap("proof_params");
+            self.lap(timer, "proof_params");
             // What the chain paid for the sessions settled by now (module `settled`); fails the block only when
             // fenced out, which then comes first (the caller resigns on it).
             let counted = self.count_settlements().await;
-            timer.lap("settlements");
+            self.lap(timer, "settlements");
             if let Err(e) = &counted
                 && e.is_fenced()
             {
@@ -258,12 +258,20 @@ impl Miner {
             // session's command failed at every block), and a supplier stuck on failing commands did not show.
             self.mark_block_work(tip.height);
             self.observe_gauges(tip.height).await;
-            timer.lap("gauges");
+            self.lap(timer, "gauges");
             self.monitor_funds();
             counted?;
             executed?;
         }
         ingested
+    }
+}
+
+impl Miner {
+    /// Ends the phase `name` of `timer` and counts it as progress (`MinerStats::steps_done`).
+    fn lap(&self, timer: &mut StepTimer, name: &'static str) {
+        timer.lap(name);
+        self.stats.steps_done.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }
 }
 

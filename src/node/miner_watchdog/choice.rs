@@ -40,6 +40,8 @@ impl Reason {
 pub const MIN_HUNG: Duration = Duration::from_secs(300);
 /// Chain query timeouts a single iteration may legitimately spend whatever its work (see [`MIN_HUNG`]).
 pub const HUNG_QUERIES: u32 = 60;
+/// The most the miner's work ([`Work`]) raises the hung bound to ([`hung_after`]).
+pub const MAX_HUNG_WORK: Duration = Duration::from_secs(30 * 60);
 /// Chain queries one supplier adds to a block's work: its claims and its proofs each go out as txs that read the
 /// account and the tip, are simulated and broadcast (8), its balance is read before claims are sent (1), and the
 /// profitability estimate reads the account and the tip and simulates (3).
@@ -73,16 +75,25 @@ impl Work {
 /// ([`stall_after`]; none before a measure, where the floor is more than 3 default block times), and never less
 /// than `floor` ([`MIN_HUNG`]; shorter in tests) nor a chain query timeout for every query one slow but working
 /// iteration over `work` can make ([`Work::queries`]: [`HUNG_QUERIES`], and more per supplier and per session).
+///
+/// What the work adds is capped at [`MAX_HUNG_WORK`] (or [`HUNG_QUERIES`] query timeouts when more): progress is
+/// also counted per miner phase and per command run (`MinerStats::steps_done`), so even a leader mining for
+/// hundreds of suppliers moves on well within it, while a hung one is handed off within half an hour instead of
+/// hours (its claim and proof windows are a few blocks long).
 pub(crate) fn hung_after(
     block_time: Option<Duration>,
     query_timeout: Duration,
     floor: Duration,
     work: Work,
 ) -> Duration {
+    let idle = query_timeout.saturating_mul(HUNG_QUERIES);
+    let working = query_timeout
+        .saturating_mul(work.queries())
+        .min(MAX_HUNG_WORK.max(idle));
     block_time
         .map_or(Duration::ZERO, |b| stall_after(Some(b)))
         .max(floor)
-        .max(query_timeout.saturating_mul(work.queries()))
+        .max(working)
 }
 
 /// When the miner last made progress, as this watchdog saw it (its own clock: a wall clock step neither fakes nor
@@ -347,11 +358,16 @@ mod tests {
         assert_eq!(work(2, 3).queries(), 60 + 2 * 12 + 3 * 6);
         // Two suppliers with a session each: 60 + 24 + 12 queries of 5 s = 480 s, more than the 5-minute floor.
         assert_eq!(hung_after(block, query, MIN_HUNG, work(2, 2)), Duration::from_secs(480));
-        // A hundred suppliers with three live sessions each: (60 + 1200 + 1800) × 5 s = 4 h 15 min. A working
-        // iteration over them, a chain read after another at a second each (51 min), is not hung; before the
-        // bound counted the work it was after 5 minutes.
+        // A hundred suppliers with three live sessions each: (60 + 1200 + 1800) × 5 s = 4 h 15 min, capped at
+        // 30 minutes: a working iteration over them completes a phase or a command well within it (each counts as
+        // progress), and a hung leader is handed off while its sessions' later windows are still open.
         let many = hung_after(block, query, MIN_HUNG, work(100, 300));
-        assert_eq!(many, Duration::from_secs(15_300));
+        assert_eq!(many, MAX_HUNG_WORK);
+        assert_eq!(
+            hung_after(block, query, MIN_HUNG, work(8, 8)),
+            Duration::from_secs((60 + 96 + 48) * 5),
+            "below the cap"
+        );
         // The work adds to the query timeouts only: a block time or floor above them still rules.
         assert_eq!(
             hung_after(block, Duration::from_millis(100), MIN_HUNG, work(10, 10)),
@@ -359,8 +375,13 @@ mod tests {
         );
         assert_eq!(
             hung_after(block, query, MIN_HUNG, work(u32::MAX, u32::MAX)),
-            query.saturating_mul(u32::MAX),
-            "saturates"
+            MAX_HUNG_WORK,
+            "saturates, then capped"
+        );
+        assert_eq!(
+            hung_after(block, Duration::from_secs(60), MIN_HUNG, work(100, 300)),
+            Duration::from_secs(3600),
+            "never below the idle bound of 60 query timeouts"
         );
     }
 

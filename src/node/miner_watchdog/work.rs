@@ -69,6 +69,7 @@ pub(crate) fn done(stats: &MinerStats) -> u64 {
         &stats.sessions_discarded,
         &stats.sessions_done,
         &stats.fenced_writes,
+        &stats.steps_done,
     ]
     .into_iter()
     .fold(0_u64, |sum, c| sum.wrapping_add(c.load(Ordering::Relaxed)))
