@@ -500,3 +500,59 @@ async fn large_trie_values_are_read_from_redis_not_held_in_memory() {
     .unwrap();
     assert_eq!(ns.len(), 50);
 }
+
+/// A trie opened by a process that does not hold it yet (a failover's reload) is read one `HSCAN` page at a time,
+/// each page's relay bytes dropped as it is mirrored: the load holds about a page of them at once, not the
+/// session's (a standby was OOM-killed taking over when each reload held every relay of every session). Also for
+/// an earlier release's trie taken over from the Go key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trie_load_holds_one_page_of_relay_bytes_not_the_sessions() {
+    const VALUES: usize = 200;
+    const SIZE: usize = 16 << 10;
+    const TOTAL: u64 = (VALUES * SIZE) as u64;
+    let server = RedisServer::start(ServerOptions::default()).unwrap();
+    let writer = backend(&server, "load").await;
+    let mut ns = writer.open_trie("pokt1a", "s1").await.unwrap();
+    tokio::task::spawn_blocking(move || {
+        let mut puts = vec![(vec![b'R'], vec![1u8; 8])];
+        puts.extend((0..VALUES).map(|i| (vec![b'V', (i >> 8) as u8, i as u8], vec![i as u8; SIZE])));
+        ns.write_batch(NodeBatch { puts, deletes: vec![] }).unwrap();
+    })
+    .await
+    .unwrap();
+    let reader = || async {
+        let mut cfg = RedisConfig::new(server.url()).with_prefix("load");
+        cfg.trie_scan_count = 10;
+        RedisBackend::connect(cfg).await.unwrap()
+    };
+    let load = |b: RedisBackend| async move {
+        let ns = b.open_trie("pokt1a", "s1").await.unwrap();
+        assert_eq!(ns.len(), VALUES + 1);
+        assert_eq!(ns.mirrored_bytes(), 8);
+        let peak = b.stats().trie_load_peak_bytes();
+        assert!(
+            peak >= SIZE as u64 && peak <= TOTAL / 4,
+            "held {peak} bytes at once loading {TOTAL} bytes of relays ten fields a page"
+        );
+        tokio::task::spawn_blocking(move || {
+            assert_eq!(ns.get(&[b'V', 0, 7]).unwrap(), Some(vec![7u8; SIZE]));
+        })
+        .await
+        .unwrap();
+    };
+    load(reader().await).await;
+
+    // The same trie where an earlier release kept it (the Go key), taken over on open.
+    assert_eq!(
+        server
+            .command(&["RENAME", "load:miner:trie:pokt1a:s1", "load:smst:pokt1a:s1:nodes"])
+            .unwrap(),
+        "+OK\r\n"
+    );
+    load(reader().await).await;
+    assert_eq!(
+        server.command(&["EXISTS", "load:smst:pokt1a:s1:nodes"]).unwrap(),
+        ":0\r\n",
+        "moved to relay-miner's key"
+    );
+}

@@ -103,6 +103,8 @@ pub struct RedisStats {
     foreign_last_log_unix_ms: AtomicU64,
     /// Unix ms of the last logged relay-log loss (pending entries deleted, a group vanished; 0 = never).
     relay_log_loss_last_log_unix_ms: AtomicU64,
+    /// The most value bytes a trie load held at once (module `trie`).
+    trie_load_peak_bytes: AtomicU64,
 }
 
 /// Whether an event at `now_ms` is to be logged when the last one logged (unix ms in `last`, 0 = none) was at
@@ -247,6 +249,19 @@ impl RedisStats {
         self.relay_log_foreign_pending.store(pending, Ordering::Relaxed);
         self.relay_log_foreign_consumers.store(consumers, Ordering::Relaxed);
         at_risk && admit(&self.foreign_last_log_unix_ms, unix_ms(), LOSS_LOG_EVERY_MS)
+    }
+
+    /// The most bytes of hash values a trie load (`HSCAN` of a namespace: one page plus what the mirror kept of the
+    /// pages before) held at once, since start. In-process only: it shows that a reload holds one page of relay
+    /// bytes, not a session's (module `trie`).
+    pub fn trie_load_peak_bytes(&self) -> u64 {
+        self.trie_load_peak_bytes.load(Ordering::Relaxed)
+    }
+
+    /// Records that a trie load holds `bytes` of values now.
+    pub(crate) fn record_trie_load_held(&self, bytes: usize) {
+        self.trie_load_peak_bytes
+            .fetch_max(u64::try_from(bytes).unwrap_or(u64::MAX), Ordering::Relaxed);
     }
 
     /// Failed acquisitions in a row (reset by a campaign that reached Redis, won or not).
