@@ -99,6 +99,7 @@ mod keyless_tombstones;
 mod lagging_node;
 mod late_relays;
 mod leadership_confirmed;
+mod lease_unknown;
 mod losses;
 mod operator_metrics;
 mod partial_persist;
