@@ -110,6 +110,7 @@ mod pruned;
 mod redis_threshold;
 mod refused_message_alone;
 mod rejected_once;
+mod rolled_back_leaves;
 mod removed_supplier;
 mod requirement_fallback;
 mod root_mismatch;
