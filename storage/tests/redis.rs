@@ -556,3 +556,36 @@ async fn a_trie_load_holds_one_page_of_relay_bytes_not_the_sessions() {
         "moved to relay-miner's key"
     );
 }
+
+/// When Redis cannot compute the consumer group's `lag` (an entry deleted after the group's last delivered id, as
+/// trimming a pruned session does), the backlog counts the undelivered entries with an `XRANGE` capped at
+/// `BACKLOG_COUNT_CAP` (uncapped, it held a whole outage's backlog, payloads included, in the script's memory
+/// while Redis served nothing else): below the cap the count is exact, above it the cap is a lower bound.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_backlog_without_a_lag_counts_at_most_the_cap() {
+    use storage::redis::BACKLOG_COUNT_CAP as CAP;
+    let server = RedisServer::start(ServerOptions::default()).unwrap();
+    let b = backend(&server, "lag").await;
+    let s = b.storage();
+    let ids = s
+        .relay_log
+        .append((0..CAP + 20).map(|n| suite::relay("pokt1a", "s1", n)).collect())
+        .await
+        .unwrap();
+    assert_eq!(s.relay_log.read("pokt1a", "miner", 10).await.unwrap().len(), 10);
+    let exact = s.relay_log.backlog("pokt1a").await.unwrap();
+    assert_eq!((exact.undelivered, exact.pending), (CAP + 10, 10));
+    // An undelivered entry deleted: Redis reports no lag any more.
+    let stream = "lag:relays:pokt1a";
+    assert_eq!(
+        server.command(&["XDEL", stream, &ids[15].to_string()]).unwrap(),
+        ":1\r\n"
+    );
+    let capped = s.relay_log.backlog("pokt1a").await.unwrap();
+    assert_eq!((capped.undelivered, capped.pending), (CAP, 10), "a lower bound at the cap");
+    // Below the cap it is exact again.
+    let delivered = s.relay_log.read("pokt1a", "miner", 500).await.unwrap();
+    assert_eq!(delivered.len(), 500);
+    let below = s.relay_log.backlog("pokt1a").await.unwrap();
+    assert_eq!((below.undelivered, below.pending), (CAP + 9 - 500, 510));
+}
