@@ -126,7 +126,7 @@ use crate::{Storage, StorageError};
 pub use health::{MemoryMonitor, NotReady, Persistence};
 pub use keys::Keys;
 pub use leader::{INSTANCE_LOCK_REFRESH, INSTANCE_LOCK_TTL};
-pub use log::BlockingReader;
+pub use log::{BACKLOG_COUNT_CAP, BlockingReader};
 pub use replicas::DEFAULT_WAIT_TIMEOUT;
 pub use stats::{AcquireFailure, MemorySnapshot, RedisStats};
 pub use trie::{INLINE_MAX as TRIE_INLINE_MAX, RedisNodeStore};
@@ -399,6 +399,8 @@ impl RedisBackend {
         backend.detect_memory_gate(true).await;
         // A wrong eviction policy is an ERROR now, not a surprise at maxmemory (readiness keeps failing on it).
         backend.check_eviction_policy().await;
+        // And an unlimited maxmemory, which turns every memory safeguard off.
+        backend.check_max_memory().await;
         // So is running without AOF (a restart loses acknowledged relays and claimed tries).
         backend.check_persistence().await;
         // And a primary with fewer replicas than every covered write waits for.
