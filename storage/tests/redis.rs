@@ -582,7 +582,11 @@ async fn the_backlog_without_a_lag_counts_at_most_the_cap() {
         ":1\r\n"
     );
     let capped = s.relay_log.backlog("pokt1a").await.unwrap();
-    assert_eq!((capped.undelivered, capped.pending), (CAP, 10), "a lower bound at the cap");
+    assert_eq!(
+        (capped.undelivered, capped.pending),
+        (CAP, 10),
+        "a lower bound at the cap"
+    );
     // Below the cap it is exact again.
     let delivered = s.relay_log.read("pokt1a", "miner", 500).await.unwrap();
     assert_eq!(delivered.len(), 500);
