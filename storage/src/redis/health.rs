@@ -26,8 +26,11 @@
 //! appendonly` / `appendfsync`, else (`CONFIG` disabled, as on managed Redis) from `INFO persistence`'s
 //! `aof_enabled`. AOF off is logged at ERROR at connect and makes readiness fail with [`NotReady::NoAof`] unless
 //! [`super::RedisConfig::require_aof`] is off (`storage.redis.allow_without_aof`); `appendfsync` other than
-//! `always` (`everysec` loses up to a second of acknowledged writes in a server crash) is a WARN at connect. A
-//! setting that can be read neither way is a WARN and does not fail readiness.
+//! `always` (`everysec` loses up to a second of acknowledged writes in a server crash) is a WARN at connect,
+//! which with `wait_replicas` 0 also names the failover exposure (a write is acknowledged once the primary
+//! applied it; the replica promoted may not have it). `ha_storage_redis_ack_durability` shows the mode read. A
+//! setting that can be read neither way is a WARN and does not fail readiness. None of these fails readiness
+//! but AOF off: the operator chooses the trade.
 //!
 //! # Memory limit
 //! `maxmemory 0` (Redis's default: unlimited) turns every memory safeguard off without a word: the relay memory
@@ -427,6 +430,7 @@ impl RedisBackend {
                 return;
             }
         };
+        *super::lock(&self.inner.persistence) = Some(p.clone());
         match p.aof {
             Some(true) => {}
             Some(false) if self.config().require_aof => tracing::error!(
