@@ -102,9 +102,11 @@ async fn the_durability_of_an_acknowledged_write_is_a_gauge() {
     let always = r#"ha_storage_redis_ack_durability{aof="yes",appendfsync="always",wait_replicas="1"} 1"#;
     assert!(metrics(&b).contains(always), "{}", metrics(&b));
 
-    let mut options = ServerOptions::default();
-    options.extra_args = vec!["--rename-command".into(), "CONFIG".into(), String::new()];
-    let hidden = RedisServer::start(options).unwrap();
+    let hidden = RedisServer::start(ServerOptions {
+        extra_args: vec!["--rename-command".into(), "CONFIG".into(), String::new()],
+        ..ServerOptions::default()
+    })
+    .unwrap();
     let b = connect(&hidden, true).await;
     let unknown = r#"ha_storage_redis_ack_durability{aof="yes",appendfsync="unknown",wait_replicas="0"} 1"#;
     assert!(metrics(&b).contains(unknown), "{}", metrics(&b));
