@@ -203,6 +203,8 @@ pub struct Miner {
     /// The funds check running on its own task, if any (module `balance`).
     funds_check: Option<tokio::task::JoinHandle<()>>,
     sequencers: crate::chain::sequence::Sequencers,
+    /// When the last renewal (or campaign) of the lease that succeeded was requested: renewed again `lease / 4`
+    /// after it, and trusted until `lease − lease / 4` after it when a renewal fails ([`Miner::lease_surely_held`]).
     last_renewal: Option<std::time::Instant>,
     /// Throttles the WARN of failed campaigns/renewals (the loop ticks every ~100 ms).
     leadership_failures: leadership::FailureLog,

@@ -303,6 +303,27 @@ impl<S: NodeStore> Smst<S> {
         self.update(relay_hash, relay_bytes, weight);
     }
 
+    /// Stages the leaf of `key` to be written again, unchanged, at the next commit, when `value` is its value (the
+    /// leaf's hash says so); returns whether it was staged. No digest changes (the root stays what it was).
+    ///
+    /// Why: a store may lose records this trie committed (a Redis failover the client did not see rolls back its
+    /// last writes) while this trie still holds their leaves; the relays are delivered again, and a trie that
+    /// must not change any more (its claim may be on chain) writes their records back this way, so a proof can
+    /// still read them and a reopened trie has the same root.
+    pub fn rewrite(&mut self, key: &[u8], value: &[u8]) -> bool {
+        let path = sha256(key);
+        if self.root == EMPTY {
+            return false;
+        }
+        let id = index(self.descend_to_leaf(&path));
+        let leaf = self.leaves[id];
+        if leaf.path != path || leaf.hash != leaf_hash(&path, value, leaf.weight) {
+            return false;
+        }
+        self.set_pending(id as u32, value);
+        true
+    }
+
     /// Removes the leaf of `key`; returns whether it existed.
     pub fn delete(&mut self, key: &[u8]) -> bool {
         let path = sha256(key);

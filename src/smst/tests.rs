@@ -453,3 +453,24 @@ proptest! {
         prop_assert!(verify_proof_for_claim(&gob, &root, &path).is_err(), "mutation at {} passed", i);
     }
 }
+
+/// `rewrite` stages a leaf's records again, unchanged, for a store that lost them: the next commit writes them
+/// back and the root stays; a value that is not the leaf's, or a key with no leaf, stages nothing.
+#[test]
+fn rewrite_writes_a_leaf_back_without_changing_the_root() {
+    let mut t = ten_key_trie();
+    t.commit().unwrap();
+    let root = t.root();
+    assert!(!t.rewrite(b"foo", b"not-oof"));
+    assert!(!t.rewrite(b"absent", b"oof"));
+    assert!(!t.has_uncommitted_changes());
+    assert!(t.rewrite(b"foo", b"oof"));
+    assert_eq!(t.root(), root);
+    let batch = t.pending_batch();
+    assert!(batch.deletes.is_empty());
+    assert!(batch.puts.iter().any(|(_, v)| v.as_slice() == b"oof"), "{batch:?}");
+    assert_eq!(batch.puts.len(), 3, "leaf record, value and root record: {batch:?}");
+    t.commit().unwrap();
+    assert_eq!(t.root(), root);
+    assert_eq!(t.count(), 10);
+}

@@ -79,7 +79,8 @@ pub struct LogEntry {
 /// Counts of one supplier's log for metrics.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Backlog {
-    /// Entries appended and never delivered to any consumer.
+    /// Entries appended and never delivered to any consumer. On Redis a lower bound
+    /// (`storage::redis::BACKLOG_COUNT_CAP`) when the server cannot compute the consumer group's lag.
     pub undelivered: u64,
     /// Entries delivered and not yet acknowledged (or trimmed).
     pub pending: u64,

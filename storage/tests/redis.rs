@@ -500,3 +500,96 @@ async fn large_trie_values_are_read_from_redis_not_held_in_memory() {
     .unwrap();
     assert_eq!(ns.len(), 50);
 }
+
+/// A trie opened by a process that does not hold it yet (a failover's reload) is read one `HSCAN` page at a time,
+/// each page's relay bytes dropped as it is mirrored: the load holds about a page of them at once, not the
+/// session's (a standby was OOM-killed taking over when each reload held every relay of every session). Also for
+/// an earlier release's trie taken over from the Go key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trie_load_holds_one_page_of_relay_bytes_not_the_sessions() {
+    const VALUES: usize = 200;
+    const SIZE: usize = 16 << 10;
+    const TOTAL: u64 = (VALUES * SIZE) as u64;
+    let server = RedisServer::start(ServerOptions::default()).unwrap();
+    let writer = backend(&server, "load").await;
+    let mut ns = writer.open_trie("pokt1a", "s1").await.unwrap();
+    tokio::task::spawn_blocking(move || {
+        let mut puts = vec![(vec![b'R'], vec![1u8; 8])];
+        puts.extend((0..VALUES).map(|i| (vec![b'V', (i >> 8) as u8, i as u8], vec![i as u8; SIZE])));
+        ns.write_batch(NodeBatch { puts, deletes: vec![] }).unwrap();
+    })
+    .await
+    .unwrap();
+    let reader = || async {
+        let mut cfg = RedisConfig::new(server.url()).with_prefix("load");
+        cfg.trie_scan_count = 10;
+        RedisBackend::connect(cfg).await.unwrap()
+    };
+    let load = |b: RedisBackend| async move {
+        let ns = b.open_trie("pokt1a", "s1").await.unwrap();
+        assert_eq!(ns.len(), VALUES + 1);
+        assert_eq!(ns.mirrored_bytes(), 8);
+        let peak = b.stats().trie_load_peak_bytes();
+        assert!(
+            peak >= SIZE as u64 && peak <= TOTAL / 4,
+            "held {peak} bytes at once loading {TOTAL} bytes of relays ten fields a page"
+        );
+        tokio::task::spawn_blocking(move || {
+            assert_eq!(ns.get(&[b'V', 0, 7]).unwrap(), Some(vec![7u8; SIZE]));
+        })
+        .await
+        .unwrap();
+    };
+    load(reader().await).await;
+
+    // The same trie where an earlier release kept it (the Go key), taken over on open.
+    assert_eq!(
+        server
+            .command(&["RENAME", "load:miner:trie:pokt1a:s1", "load:smst:pokt1a:s1:nodes"])
+            .unwrap(),
+        "+OK\r\n"
+    );
+    load(reader().await).await;
+    assert_eq!(
+        server.command(&["EXISTS", "load:smst:pokt1a:s1:nodes"]).unwrap(),
+        ":0\r\n",
+        "moved to relay-miner's key"
+    );
+}
+
+/// When Redis cannot compute the consumer group's `lag` (an entry deleted after the group's last delivered id, as
+/// trimming a pruned session does), the backlog counts the undelivered entries with an `XRANGE` capped at
+/// `BACKLOG_COUNT_CAP` (uncapped, it held a whole outage's backlog, payloads included, in the script's memory
+/// while Redis served nothing else): below the cap the count is exact, above it the cap is a lower bound.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_backlog_without_a_lag_counts_at_most_the_cap() {
+    use storage::redis::BACKLOG_COUNT_CAP as CAP;
+    let server = RedisServer::start(ServerOptions::default()).unwrap();
+    let b = backend(&server, "lag").await;
+    let s = b.storage();
+    let ids = s
+        .relay_log
+        .append((0..CAP + 20).map(|n| suite::relay("pokt1a", "s1", n)).collect())
+        .await
+        .unwrap();
+    assert_eq!(s.relay_log.read("pokt1a", "miner", 10).await.unwrap().len(), 10);
+    let exact = s.relay_log.backlog("pokt1a").await.unwrap();
+    assert_eq!((exact.undelivered, exact.pending), (CAP + 10, 10));
+    // An undelivered entry deleted: Redis reports no lag any more.
+    let stream = "lag:relays:pokt1a";
+    assert_eq!(
+        server.command(&["XDEL", stream, &ids[15].to_string()]).unwrap(),
+        ":1\r\n"
+    );
+    let capped = s.relay_log.backlog("pokt1a").await.unwrap();
+    assert_eq!(
+        (capped.undelivered, capped.pending),
+        (CAP, 10),
+        "a lower bound at the cap"
+    );
+    // Below the cap it is exact again.
+    let delivered = s.relay_log.read("pokt1a", "miner", 500).await.unwrap();
+    assert_eq!(delivered.len(), 500);
+    let below = s.relay_log.backlog("pokt1a").await.unwrap();
+    assert_eq!((below.undelivered, below.pending), (CAP + 9 - 500, 510));
+}

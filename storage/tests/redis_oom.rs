@@ -249,3 +249,48 @@ async fn flushall_also_recovers_and_other_errors_count_as_redis_error() {
     assert_eq!(stats.acquire_failures(AcquireFailure::RedisError), 1);
     assert_eq!(stats.acquire_consecutive_failures(), 1);
 }
+
+/// The Prometheus text of `b`'s collectors.
+fn metrics(b: &RedisBackend) -> String {
+    let registry = prometheus::Registry::new();
+    for c in b.collectors().unwrap() {
+        registry.register(c).unwrap();
+    }
+    let mut out = String::new();
+    prometheus::TextEncoder::new()
+        .encode_utf8(&registry.gather(), &mut out)
+        .unwrap();
+    out
+}
+
+/// `maxmemory 0` (Redis's default) turns every memory safeguard off (no relay threshold, no OOM refusal, usage
+/// gauges 0): seen at connect (an ERROR) and shown by `ha_storage_redis_max_memory_unset`, which memory polls keep
+/// current as the setting changes. Readiness is not failed by it (module `health`, "Memory limit").
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unlimited_maxmemory_is_reported_at_connect_and_by_a_gauge() {
+    let server = RedisServer::start(ServerOptions::default()).unwrap();
+    let b = RedisBackend::connect(RedisConfig::new(server.url())).await.unwrap();
+    assert_eq!(b.max_memory().await.unwrap(), Some(0));
+    assert!(b.stats().max_memory_unset(), "read at connect, before any memory poll");
+    assert!(metrics(&b).contains("ha_storage_redis_max_memory_unset 1\n"));
+    b.readiness().await.unwrap();
+
+    // Set at runtime: the next poll clears it; unset again, the next poll sets it.
+    assert_eq!(
+        server.command(&["CONFIG", "SET", "maxmemory", "64mb"]).unwrap(),
+        "+OK\r\n"
+    );
+    b.poll_memory().await.unwrap();
+    assert!(!b.stats().max_memory_unset());
+    assert!(metrics(&b).contains("ha_storage_redis_max_memory_unset 0\n"));
+    assert_eq!(server.command(&["CONFIG", "SET", "maxmemory", "0"]).unwrap(), "+OK\r\n");
+    b.poll_memory().await.unwrap();
+    assert!(b.stats().max_memory_unset());
+
+    // A server with a limit: not reported at connect.
+    let limited = RedisServer::start(ServerOptions::max_memory(64 << 20)).unwrap();
+    let b = RedisBackend::connect(RedisConfig::new(limited.url())).await.unwrap();
+    assert_eq!(b.max_memory().await.unwrap(), Some(64 << 20));
+    assert!(!b.stats().max_memory_unset());
+    assert!(metrics(&b).contains("ha_storage_redis_max_memory_unset 0\n"));
+}

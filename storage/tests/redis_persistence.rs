@@ -71,3 +71,43 @@ async fn aof_is_read_with_config_and_without_it() {
         assert_eq!(b.readiness().await.is_ok(), ready);
     }
 }
+
+/// The Prometheus text of `b`'s collectors.
+fn metrics(b: &RedisBackend) -> String {
+    let registry = prometheus::Registry::new();
+    for c in b.collectors().unwrap() {
+        registry.register(c).unwrap();
+    }
+    let mut out = String::new();
+    prometheus::TextEncoder::new()
+        .encode_utf8(&registry.gather(), &mut out)
+        .unwrap();
+    out
+}
+
+/// What an acknowledged write has survived is on `/metrics`, as read at connect: with Redis's defaults
+/// (`appendfsync everysec`, no `wait_replicas`) only the primary applied it; `always` and replicas are shown
+/// as such, and what Redis does not say is `unknown`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_durability_of_an_acknowledged_write_is_a_gauge() {
+    let server = RedisServer::start(ServerOptions::default()).unwrap();
+    let b = connect(&server, true).await;
+    let everysec = r#"ha_storage_redis_ack_durability{aof="yes",appendfsync="everysec",wait_replicas="0"} 1"#;
+    assert!(metrics(&b).contains(everysec), "{}", metrics(&b));
+
+    let durable = RedisServer::start(ServerOptions::durable()).unwrap();
+    let mut cfg = RedisConfig::new(durable.url());
+    cfg.wait_replicas = 1;
+    let b = RedisBackend::connect(cfg).await.unwrap();
+    let always = r#"ha_storage_redis_ack_durability{aof="yes",appendfsync="always",wait_replicas="1"} 1"#;
+    assert!(metrics(&b).contains(always), "{}", metrics(&b));
+
+    let hidden = RedisServer::start(ServerOptions {
+        extra_args: vec!["--rename-command".into(), "CONFIG".into(), String::new()],
+        ..ServerOptions::default()
+    })
+    .unwrap();
+    let b = connect(&hidden, true).await;
+    let unknown = r#"ha_storage_redis_ack_durability{aof="yes",appendfsync="unknown",wait_replicas="0"} 1"#;
+    assert!(metrics(&b).contains(unknown), "{}", metrics(&b));
+}

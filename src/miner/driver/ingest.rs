@@ -603,7 +603,9 @@ impl Miner {
             open.trie.insert_relay(hash, &message.relay_bytes, weight);
             return Ok(());
         }
-        if open.trie.contains(hash) {
+        // A relay the claimed trie holds is delivered again: its leaf is written back as it is (the root does not
+        // change), in case storage lost it (a Redis failover rolled back the trie batch and the ack after it).
+        if open.trie.rewrite(hash, &message.relay_bytes) || open.trie.contains(hash) {
             return Ok(());
         }
         if open.late.is_none() {

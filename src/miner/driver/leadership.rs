@@ -10,6 +10,11 @@
 //! retries nothing, logs at WARN and counts `ha_miner_fenced_writes_total`. The chain submission itself is
 //! guarded separately by a lease renewal right before it ([`Miner::still_leader`]).
 //!
+//! Only a definite answer ends leader mode: a check that finds another holder, a renewal refused, a fenced write.
+//! A check or renewal that fails (a timeout, a reconnect) is no answer: leader mode is kept while the lease last
+//! renewed surely holds ([`Miner::lease_surely_held`]), since leaving drops every open trie, which the next tick
+//! (winning the same lease back) loads again from storage.
+//!
 //! On Redis a campaign is also refused (answered as "not elected") while a Go relay miner is live on the same
 //! Redis: the storage checks it, counts it and fails the miner's readiness (`storage::redis`, module `go_fleet`).
 //! A Go miner started while this miner leads is seen by the storage at the next lease renewal, which still
@@ -92,7 +97,8 @@ impl Miner {
     pub(super) async fn campaign(&mut self) {
         let leadership = &self.storage.leadership;
         let renew_every = self.config.lease / 4;
-        // Only a campaign (no leadership held) is an acquisition; a failed renewal or check ends in a loss.
+        // Only a campaign (no leadership held) is an acquisition; a failed renewal or check is no answer, and
+        // ends in a loss only once the lease last renewed may have expired (`lease_surely_held`).
         let acquiring = self.leader_token.is_none();
         let result = match self.leader_token {
             // Between renewals (each one a replicated write) the storage's local view is checked every tick,
@@ -110,7 +116,7 @@ impl Miner {
                     .await
                     .map(|ok| ok.then_some(token));
                 if matches!(renewed, Ok(Some(_))) {
-                    self.last_renewal = Some(std::time::Instant::now());
+                    self.last_renewal = Some(requested);
                     self.confirmed_at(requested, token);
                 }
                 renewed
@@ -121,7 +127,7 @@ impl Miner {
                     .campaign(ELECTION, &self.config.instance, self.config.lease)
                     .await;
                 if let Ok(Some(token)) = won {
-                    self.last_renewal = Some(std::time::Instant::now());
+                    self.last_renewal = Some(requested);
                     self.confirmed_at(requested, token);
                 }
                 won
@@ -138,14 +144,34 @@ impl Miner {
                 if acquiring {
                     self.count_acquisition_failure(&e);
                 }
+                // An error is no answer: the lease may well be held still. Leader mode is kept while the lease
+                // last renewed surely holds (see `lease_surely_held`); only a definite answer, or that time
+                // passing without one, leaves it.
+                let kept = self.leader_token.filter(|_| self.lease_surely_held());
                 if let Some(failures) = self.leadership_failures.failed(std::time::Instant::now()) {
-                    tracing::warn!(
-                        error = %e,
-                        failures,
-                        "leadership acquisition failed ({failures} failures since the last report)"
-                    );
+                    if acquiring {
+                        tracing::warn!(
+                            error = %e,
+                            failures,
+                            "leadership acquisition failed ({failures} failures since the last report)"
+                        );
+                    } else if kept.is_some() {
+                        tracing::warn!(
+                            error = %e,
+                            failures,
+                            "leadership check or renewal failed ({failures} failures since the last report): still \
+                             leading on the lease last renewed until it would expire"
+                        );
+                    } else {
+                        tracing::warn!(
+                            error = %e,
+                            failures,
+                            "leadership check or renewal failed ({failures} failures since the last report) and \
+                             the lease last renewed may have expired: leaving leader mode"
+                        );
+                    }
                 }
-                None
+                kept
             }
         };
         if token.is_some() != self.engine.is_leader() {
@@ -183,6 +209,22 @@ impl Miner {
             }
         }
         self.leader_token = token;
+    }
+
+    /// Whether the lease this miner last renewed (or won) surely holds still, by this process's clock: its
+    /// renewal was requested less than `lease − lease / 4` ago (the storage set its expiry after the request, so
+    /// it holds until at least `request + lease`; the quarter is the margin for clock drift and the time the
+    /// storage took).
+    ///
+    /// Why: on Redis, one check or renewal that fails (a 3 s timeout during an AOF rewrite's fork, a reconnect)
+    /// used to end leader mode at once: every open trie was dropped, and the next tick won the same lease back and
+    /// loaded every trie from storage again (minutes of stall, gigabytes of relay bytes read). Keeping leader mode
+    /// meanwhile is safe: every write is fenced by the storage atomically with the lease, and every tx leaves only
+    /// after a fresh renewal (`leader_right_now`); neither reuses this one.
+    pub(super) fn lease_surely_held(&self) -> bool {
+        let lease = self.config.lease;
+        self.last_renewal
+            .is_some_and(|at| at.elapsed() < lease.saturating_sub(lease / 4))
     }
 
     /// Counts a failed campaign in `ha_miner_leader_acquisition_failures_total{instance,reason}` when the miner

@@ -115,11 +115,6 @@ impl Miner {
                     // outcome this miner did not learn). The leader's in-memory record is authoritative: take
                     // the stored version and write once more, fenced like every write, so this overwrite
                     // happens only while this miner still leads.
-                    tracing::warn!(
-                        session = key.session_id,
-                        error = e,
-                        "session record written by another instance; overwriting as the leader"
-                    );
                     let current = self
                         .writer()?
                         .sessions
@@ -127,6 +122,27 @@ impl Miner {
                         .await?
                         .map(|r| r.version)
                         .unwrap_or(0);
+                    if current < w.expected_version {
+                        // Older than what this leader stored last: storage lost acknowledged writes (a Redis
+                        // failover the client did not see). This leader's record knows more (txs sent, claims
+                        // built) than the one storage went back to, so it is written over it; leaving leader mode
+                        // would restore from the older one (a claim or proof sent again). The relays the rollback
+                        // took are delivered again and their trie leaves written back (module `ingest`).
+                        tracing::error!(
+                            supplier = key.supplier,
+                            session = key.session_id,
+                            stored_version = current,
+                            expected_version = w.expected_version,
+                            "session record older than this leader's last write: storage lost acknowledged writes \
+                             (a Redis failover or restart without fsync); writing the leader's record over it"
+                        );
+                    } else {
+                        tracing::warn!(
+                            session = key.session_id,
+                            error = e,
+                            "session record written by another instance; overwriting as the leader"
+                        );
+                    }
                     let version = self
                         .writer()?
                         .sessions

@@ -26,8 +26,19 @@
 //! appendonly` / `appendfsync`, else (`CONFIG` disabled, as on managed Redis) from `INFO persistence`'s
 //! `aof_enabled`. AOF off is logged at ERROR at connect and makes readiness fail with [`NotReady::NoAof`] unless
 //! [`super::RedisConfig::require_aof`] is off (`storage.redis.allow_without_aof`); `appendfsync` other than
-//! `always` (`everysec` loses up to a second of acknowledged writes in a server crash) is a WARN at connect. A
-//! setting that can be read neither way is a WARN and does not fail readiness.
+//! `always` (`everysec` loses up to a second of acknowledged writes in a server crash) is a WARN at connect,
+//! which with `wait_replicas` 0 also names the failover exposure (a write is acknowledged once the primary
+//! applied it; the replica promoted may not have it). `ha_storage_redis_ack_durability` shows the mode read. A
+//! setting that can be read neither way is a WARN and does not fail readiness. None of these fails readiness
+//! but AOF off: the operator chooses the trade.
+//!
+//! # Memory limit
+//! `maxmemory 0` (Redis's default: unlimited) turns every memory safeguard off without a word: the relay memory
+//! threshold never refuses a relay (it is a share of `maxmemory`), Redis never refuses a write with OOM, and the
+//! usage gauges read 0. Redis then grows until the host kills it. It is logged at ERROR when the backend connects
+//! and shown by `ha_storage_redis_max_memory_unset` (1; kept current by every memory poll). It does not fail
+//! readiness: Redis serves every relay meanwhile, and a relayer taken out of rotation would lose them all (the
+//! same reason `appendfsync everysec` is a WARN only); alert on the gauge.
 //!
 //! # Who is not ready
 //! `/ready` takes a relayer out of its load balancer's rotation, so a reason that leaves relays servable must not
@@ -323,6 +334,50 @@ impl RedisBackend {
         }
     }
 
+    /// The server's `maxmemory` (0: unlimited): from `INFO MEMORY`, else `CONFIG GET maxmemory`. `Ok(None)` when
+    /// neither answers it; `Err` when Redis cannot be reached.
+    pub async fn max_memory(&self) -> Result<Option<u64>, StorageError> {
+        match redis::cmd("INFO")
+            .arg("MEMORY")
+            .query_async::<String>(&mut self.conn())
+            .await
+        {
+            Ok(info) => {
+                if let Some((_, _, max)) = parse_info_memory(&info) {
+                    return Ok(Some(max));
+                }
+            }
+            Err(e) => {
+                if let e @ StorageError::Unavailable(_) = self.err("INFO MEMORY", e) {
+                    return Err(e);
+                }
+            }
+        }
+        Ok(self.config_get("maxmemory").await?.and_then(|v| v.parse().ok()))
+    }
+
+    /// Reads `maxmemory` once at connect (module docs, "Memory limit"): ERROR when it is 0, and the
+    /// `ha_storage_redis_max_memory_unset` gauge set (every memory poll keeps it current); DEBUG when it cannot
+    /// be read.
+    pub async fn check_max_memory(&self) {
+        match self.max_memory().await {
+            Ok(Some(0)) => {
+                self.inner.stats.record_max_memory_unset(true);
+                tracing::error!(
+                    setting = "maxmemory",
+                    value = 0,
+                    "redis maxmemory is 0 (unlimited, the default): the relay memory threshold and every refusal at                      maxmemory are off, the memory gauges read 0; Redis grows until the host kills it (every relayer                      and miner stalls, the writes since the last fsync are lost). Set `maxmemory` (with                      `maxmemory-policy noeviction`) below the memory the host gives Redis"
+                );
+            }
+            Ok(Some(max)) => {
+                self.inner.stats.record_max_memory_unset(false);
+                tracing::debug!(max, "redis maxmemory is set");
+            }
+            Ok(None) => tracing::debug!("redis maxmemory cannot be read (INFO and CONFIG GET refused)"),
+            Err(e) => tracing::warn!(error = %e, "redis maxmemory could not be checked at connect"),
+        }
+    }
+
     /// One `CONFIG GET` setting: `Ok(None)` when refused or empty, `Err` only when Redis cannot be reached.
     async fn config_get(&self, name: &str) -> Result<Option<String>, StorageError> {
         match redis::cmd("CONFIG")
@@ -375,6 +430,7 @@ impl RedisBackend {
                 return;
             }
         };
+        *super::lock(&self.inner.persistence) = Some(p.clone());
         match p.aof {
             Some(true) => {}
             Some(false) if self.config().require_aof => tracing::error!(
@@ -399,6 +455,16 @@ impl RedisBackend {
         if p.aof != Some(false) {
             match p.appendfsync.as_deref() {
                 Some("always") => {}
+                Some(other) if self.config().wait_replicas == 0 => tracing::warn!(
+                    setting = "appendfsync",
+                    value = other,
+                    wait_replicas = 0,
+                    "redis acknowledges a write once the primary applied it (appendfsync is not always and \
+                     storage.redis.wait_replicas is 0): a crash of the Redis server loses the writes of up to the \
+                     last second (everysec) or more (no), and a failover to a replica loses what it had not \
+                     replicated yet (min-replicas-to-write is not checked); acknowledged relays, trie writes and \
+                     stored txs included. `appendfsync always` and/or wait_replicas > 0 close these"
+                ),
                 Some(other) => tracing::warn!(
                     setting = "appendfsync",
                     value = other,

@@ -207,7 +207,9 @@ return 0
     )
 });
 
-/// {undelivered, pending} of the group.
+/// {undelivered, pending} of the group. When Redis cannot compute the group's `lag` (entries were deleted after
+/// its last delivered id, as `trim_session` does), the undelivered entries are counted with an `XRANGE` capped at
+/// ARGV[2] entries: a lower bound ([`BACKLOG_COUNT_CAP`]).
 static BACKLOG: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
@@ -219,7 +221,7 @@ for _, g in ipairs(groups) do
   if f['name'] == ARGV[1] then
     local lag = f['lag']
     if type(lag) ~= 'number' then
-      lag = #redis.call('XRANGE', KEYS[1], '(' .. f['last-delivered-id'], '+')
+      lag = #redis.call('XRANGE', KEYS[1], '(' .. f['last-delivered-id'], '+', 'COUNT', ARGV[2])
     end
     return {lag, f['pending']}
   end
@@ -228,6 +230,14 @@ return {redis.call('XLEN', KEYS[1]), 0}
 ",
     )
 });
+
+/// The most undelivered entries the backlog counts one by one when Redis cannot compute a group's `lag`: the
+/// `XRANGE` doing it holds every entry it returns, payloads included, in the script's memory while Redis serves
+/// nothing else; uncapped, after an outage that left gigabytes unread, it stalled Redis and grew its memory by as
+/// much. Past the cap `Backlog::undelivered` is this value: a lower bound. What reads it tolerates that: the
+/// consumer-lag and unowned-entries gauges then show at least this many, and a removed supplier's key is dropped
+/// only at zero, which a lower bound still tells apart.
+pub const BACKLOG_COUNT_CAP: u64 = 1000;
 
 const TRIM_PAGE: usize = 512;
 const CLAIM_SCAN_PAGES: usize = 64;
@@ -671,6 +681,7 @@ impl RelayLog for RedisBackend {
         let (undelivered, pending): (u64, u64) = BACKLOG
             .key(self.keys().relay_stream(supplier))
             .arg(self.keys().group())
+            .arg(BACKLOG_COUNT_CAP)
             .invoke_async(&mut self.conn())
             .await
             .map_err(|e| self.err("XINFO GROUPS", e))?;

@@ -126,7 +126,7 @@ use crate::{Storage, StorageError};
 pub use health::{MemoryMonitor, NotReady, Persistence};
 pub use keys::Keys;
 pub use leader::{INSTANCE_LOCK_REFRESH, INSTANCE_LOCK_TTL};
-pub use log::BlockingReader;
+pub use log::{BACKLOG_COUNT_CAP, BlockingReader};
 pub use replicas::DEFAULT_WAIT_TIMEOUT;
 pub use stats::{AcquireFailure, MemorySnapshot, RedisStats};
 pub use trie::{INLINE_MAX as TRIE_INLINE_MAX, RedisNodeStore};
@@ -273,6 +273,8 @@ pub(crate) struct Inner {
     pub(crate) memory_gate: std::sync::atomic::AtomicBool,
     /// The dedicated connection of the writes that wait for replicas (`replicas` module).
     pub(crate) acked: replicas::AckedConn,
+    /// The persistence settings read at connect (`health` module), for `ha_storage_redis_ack_durability`.
+    pub(crate) persistence: Mutex<Option<Persistence>>,
 }
 
 /// A nonce unique to this backend: `{boot id}:{pid namespace}:{pid}:{random}` (the boot id is the kernel's
@@ -390,6 +392,7 @@ impl RedisBackend {
                 script_flags: std::sync::atomic::AtomicBool::new(false),
                 memory_gate: std::sync::atomic::AtomicBool::new(false),
                 acked: replicas::AckedConn::default(),
+                persistence: Mutex::default(),
             }),
             fence: None,
         };
@@ -399,6 +402,8 @@ impl RedisBackend {
         backend.detect_memory_gate(true).await;
         // A wrong eviction policy is an ERROR now, not a surprise at maxmemory (readiness keeps failing on it).
         backend.check_eviction_policy().await;
+        // And an unlimited maxmemory, which turns every memory safeguard off.
+        backend.check_max_memory().await;
         // So is running without AOF (a restart loses acknowledged relays and claimed tries).
         backend.check_persistence().await;
         // And a primary with fewer replicas than every covered write waits for.
@@ -499,10 +504,40 @@ impl RedisBackend {
     /// Prometheus collectors of [`RedisBackend::stats`] (leadership acquisition failures by reason, OOM
     /// refusals, memory gauges and the monitor's heartbeat; names in the `stats` module), labelled with this
     /// backend's `instance_id`. Register them once per backend with the process's registry.
+    ///
+    /// Plus `ha_storage_redis_ack_durability{aof,appendfsync,wait_replicas}` (1): what an acknowledged write has
+    /// survived when Redis answers, as read at connect (`unknown` where Redis did not say): `appendfsync
+    /// everysec` loses up to a second of them in a Redis crash, `wait_replicas` 0 what a failover's replica had
+    /// not received (module `health`).
     pub fn collectors(&self) -> Result<Vec<Box<dyn prometheus::core::Collector>>, prometheus::Error> {
-        self.inner
+        let mut collectors = self
+            .inner
             .stats
-            .collectors(&self.inner.cfg.instance_id, self.relay_memory_threshold())
+            .collectors(&self.inner.cfg.instance_id, self.relay_memory_threshold())?;
+        let durability = prometheus::IntGaugeVec::new(
+            prometheus::Opts::new(
+                "ha_storage_redis_ack_durability",
+                "1, labelled with what a write Redis acknowledged has survived, as read at connect: aof \
+                 (appendonly), appendfsync (everysec: a Redis crash loses up to its last second of writes) and \
+                 storage.redis.wait_replicas (0: a failover loses what the promoted replica had not received)",
+            ),
+            &["aof", "appendfsync", "wait_replicas"],
+        )?;
+        let p = lock(&self.inner.persistence).clone().unwrap_or_default();
+        let aof = match p.aof {
+            Some(true) => "yes",
+            Some(false) => "no",
+            None => "unknown",
+        };
+        durability
+            .with_label_values(&[
+                aof,
+                p.appendfsync.as_deref().unwrap_or("unknown"),
+                &self.inner.cfg.wait_replicas.to_string(),
+            ])
+            .set(1);
+        collectors.push(Box::new(durability));
+        Ok(collectors)
     }
 
     /// The key layout in use.

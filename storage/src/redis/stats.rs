@@ -27,6 +27,7 @@
 //! | `ha_storage_redis_relay_log_foreign_pending` (relays at risk: entries pending for consumers of the group other than the reader, summed over the streams at their last read round, module `go_fleet`) | gauge | ours |
 //! | `ha_storage_redis_relay_log_taken_by_foreign_total` (relay-stream entries the group delivered to consumers other than the reader between two of its read rounds, acknowledged since or not; module `log::taken`) | counter | ours |
 //! | `ha_storage_redis_relay_log_foreign_consumers` (consumers of the relay streams' group other than the reader holding pending entries, summed over the streams at their last read round) | gauge | ours |
+//! | `ha_storage_redis_max_memory_unset` (1 when `maxmemory` was last read as 0: unlimited, every memory safeguard off; module `health`) | gauge | ours |
 //! | `ha_storage_redis_instance_lock_refresh_timestamp_seconds` (the instance-lock refresher's heartbeat: each round, busy or idle; 0 = not started, no campaign yet) | gauge | ours |
 //!
 //! The collector reads the atomics below at scrape time, so there is one source of truth.
@@ -103,6 +104,10 @@ pub struct RedisStats {
     foreign_last_log_unix_ms: AtomicU64,
     /// Unix ms of the last logged relay-log loss (pending entries deleted, a group vanished; 0 = never).
     relay_log_loss_last_log_unix_ms: AtomicU64,
+    /// The most value bytes a trie load held at once (module `trie`).
+    trie_load_peak_bytes: AtomicU64,
+    /// 1 when `maxmemory` was last read as 0 (unlimited: no memory safeguard; module `health`).
+    max_memory_unset: AtomicU64,
 }
 
 /// Whether an event at `now_ms` is to be logged when the last one logged (unix ms in `last`, 0 = none) was at
@@ -249,6 +254,19 @@ impl RedisStats {
         at_risk && admit(&self.foreign_last_log_unix_ms, unix_ms(), LOSS_LOG_EVERY_MS)
     }
 
+    /// The most bytes of hash values a trie load (`HSCAN` of a namespace: one page plus what the mirror kept of the
+    /// pages before) held at once, since start. In-process only: it shows that a reload holds one page of relay
+    /// bytes, not a session's (module `trie`).
+    pub fn trie_load_peak_bytes(&self) -> u64 {
+        self.trie_load_peak_bytes.load(Ordering::Relaxed)
+    }
+
+    /// Records that a trie load holds `bytes` of values now.
+    pub(crate) fn record_trie_load_held(&self, bytes: usize) {
+        self.trie_load_peak_bytes
+            .fetch_max(u64::try_from(bytes).unwrap_or(u64::MAX), Ordering::Relaxed);
+    }
+
     /// Failed acquisitions in a row (reset by a campaign that reached Redis, won or not).
     pub fn acquire_consecutive_failures(&self) -> u64 {
         self.acquire_consecutive_failures.load(Ordering::Relaxed)
@@ -348,7 +366,18 @@ impl RedisStats {
         self.memory_counted_ratio_bits
             .store(of_max(counted).to_bits(), Ordering::Relaxed);
         self.memory_last_poll_unix_ms.store(unix_ms(), Ordering::Relaxed);
+        self.record_max_memory_unset(max == 0);
         self.memory()
+    }
+
+    /// Records whether `maxmemory` was read as 0 (unlimited).
+    pub(crate) fn record_max_memory_unset(&self, unset: bool) {
+        self.max_memory_unset.store(u64::from(unset), Ordering::Relaxed);
+    }
+
+    /// Whether `maxmemory` was last read as 0 (unlimited): the relay memory threshold and OOM refusals are off.
+    pub fn max_memory_unset(&self) -> bool {
+        self.max_memory_unset.load(Ordering::Relaxed) == 1
     }
 
     pub(crate) fn record_memory_poll_failure(&self) {
@@ -475,6 +504,11 @@ impl RedisStats {
                 "Unix time of the instance-lock refresher's last round (its heartbeat, advancing every 500 ms \
                  busy or idle; 0 = not started: no campaign took the lock yet)",
             )?,
+            max_memory_unset: IntGauge::new(
+                "ha_storage_redis_max_memory_unset",
+                "1 when Redis maxmemory was last read as 0 (unlimited, the default): the relay memory threshold and \
+                 OOM refusals are off and the usage gauges read 0; Redis grows until the host kills it",
+            )?,
             relay_threshold: relay_threshold_gauge,
             descs: Vec::new(),
         };
@@ -509,6 +543,7 @@ struct StatsCollector {
     taken_by_foreign: IntCounter,
     foreign_consumers: IntGauge,
     instance_lock_refresh: Gauge,
+    max_memory_unset: IntGauge,
     relay_threshold: Gauge,
     descs: Vec<Desc>,
 }
@@ -531,7 +566,7 @@ impl StatsCollector {
         self
     }
 
-    fn parts(&self) -> [&dyn Collector; 20] {
+    fn parts(&self) -> [&dyn Collector; 21] {
         [
             &self.acquire_failures,
             &self.consecutive,
@@ -552,6 +587,7 @@ impl StatsCollector {
             &self.taken_by_foreign,
             &self.foreign_consumers,
             &self.instance_lock_refresh,
+            &self.max_memory_unset,
             &self.relay_threshold,
         ]
     }
@@ -592,6 +628,7 @@ impl Collector for StatsCollector {
             self.foreign_consumers.set(gauge_i64(s.relay_log_foreign_consumers()));
             self.instance_lock_refresh
                 .set(s.instance_lock_refreshed_unix_ms() as f64 / 1000.0);
+            self.max_memory_unset.set(i64::from(s.max_memory_unset()));
         }
         self.parts().iter().flat_map(|c| c.collect()).collect()
     }

@@ -23,7 +23,9 @@
 //! The mirror holds values of at most [`INLINE_MAX`] bytes (the trie's leaf and root records); a larger one (a
 //! leaf's value: the relay's bytes, which only a proof reads) is mirrored as present and read from Redis by `get`
 //! (`HGET`) when asked. Otherwise the miner would hold the bytes of every relay of every live session in its own
-//! memory, on top of Redis holding them.
+//! memory, on top of Redis holding them. The prefetch mirrors each `HSCAN` page as it is read, so loading a
+//! session's trie (every open trie is loaded again after a leadership change) holds one page of relay bytes at a
+//! time, not the session's (`trie_scan_count` fields; the peak is in `RedisStats::trie_load_peak_bytes`).
 //!
 //! How to call it: `write_batch`, and `get` of a large value, block the calling thread until Redis answers (or
 //! the response timeout plus connection timeout elapse, then [`StorageError::Unavailable`]). Call them from
@@ -82,8 +84,8 @@ pub(crate) const GO_NODE_KEY_MIN: usize = 32;
 enum Legacy {
     /// Nothing there.
     Absent,
-    /// An earlier relay-miner release: every field is a short key.
-    Ours(HashMap<Vec<u8>, Vec<u8>>),
+    /// An earlier relay-miner release: every field is a short key (the nodes in their mirrored form).
+    Ours(HashMap<Vec<u8>, Mirrored>),
     /// The Go miner: no field is a short key (the first field, for the log).
     Go(String),
     /// Both: a release that shared the key wrote into a Go trie (a Go field, for the error).
@@ -101,6 +103,11 @@ fn mirrored(value: Vec<u8>) -> Mirrored {
     (value.len() <= INLINE_MAX).then_some(value)
 }
 
+/// Bytes a mirrored value holds.
+fn held(value: &Mirrored) -> usize {
+    value.as_ref().map_or(0, Vec::len)
+}
+
 /// The in-memory copy of one namespace hash (large values only as present; see [`INLINE_MAX`]).
 pub(crate) struct Mirror {
     key: String,
@@ -110,10 +117,12 @@ pub(crate) struct Mirror {
 }
 
 impl Mirror {
-    fn new(key: String, nodes: HashMap<Vec<u8>, Vec<u8>>) -> Self {
+    /// A mirror of `nodes`, already in their mirrored form (`RedisBackend::prefetch` converts each `HSCAN`
+    /// page as it is read, so a namespace's large values are never all held at once).
+    fn new(key: String, nodes: HashMap<Vec<u8>, Mirrored>) -> Self {
         Self {
             key,
-            nodes: RwLock::new(nodes.into_iter().map(|(k, v)| (k, mirrored(v))).collect()),
+            nodes: RwLock::new(nodes),
             writer: Mutex::new(()),
         }
     }
@@ -334,14 +343,19 @@ impl RedisBackend {
         nodes.extend(batch.puts.into_iter().map(|(k, v)| (k, mirrored(v))));
     }
 
-    /// Loads the whole namespace hash with paged `HSCAN`.
-    async fn prefetch(&self, key: &str) -> Result<HashMap<Vec<u8>, Vec<u8>>, StorageError> {
+    /// Loads the whole namespace hash with paged `HSCAN`, in mirrored form: each page's large values are dropped
+    /// as the page is read (a failover's reload of a session's trie must not hold all its relay bytes at once).
+    async fn prefetch(&self, key: &str) -> Result<HashMap<Vec<u8>, Mirrored>, StorageError> {
         let mut nodes = HashMap::new();
-        for (field, value) in self.scan_hash(key).await? {
+        self.scan_hash(key, |field, value| {
             let node_key = from_hex(&field)
                 .ok_or_else(|| StorageError::Corrupt(format!("redis trie hash {key}: field is not hex")))?;
+            let value = mirrored(value);
+            let kept = held(&value);
             nodes.insert(node_key, value);
-        }
+            Ok(kept)
+        })
+        .await?;
         Ok(nodes)
     }
 
@@ -356,16 +370,21 @@ impl RedisBackend {
             return Ok(Legacy::Absent);
         }
         let (mut ours, mut go) = (HashMap::new(), None);
-        for (field, value) in self.scan_hash(key).await? {
+        self.scan_hash(key, |field, value| {
             match from_hex(&field) {
                 Some(k) if k.len() < GO_NODE_KEY_MIN => {
+                    let value = mirrored(value);
+                    let kept = held(&value);
                     ours.insert(k, value);
+                    return Ok(kept);
                 }
                 _ => {
                     go.get_or_insert_with(|| String::from_utf8_lossy(&field).into_owned());
                 }
             }
-        }
+            Ok(0)
+        })
+        .await?;
         Ok(match go {
             None if ours.is_empty() => Legacy::Absent,
             None => Legacy::Ours(ours),
@@ -376,7 +395,7 @@ impl RedisBackend {
 
     /// The nodes of the namespace whose own key `key` is empty: a trie an earlier release kept at the Go key
     /// `legacy` is moved to `key` (`RENAMENX`) and returned; anything else there is left alone (module docs).
-    async fn take_over_legacy(&self, key: &str, legacy: &str) -> Result<HashMap<Vec<u8>, Vec<u8>>, StorageError> {
+    async fn take_over_legacy(&self, key: &str, legacy: &str) -> Result<HashMap<Vec<u8>, Mirrored>, StorageError> {
         match self.legacy(legacy).await? {
             Legacy::Absent => Ok(HashMap::new()),
             Legacy::Ours(nodes) => {
@@ -420,10 +439,17 @@ impl RedisBackend {
         }
     }
 
-    /// Every (field, value) of hash `key`, read with paged `HSCAN`.
-    async fn scan_hash(&self, key: &str) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StorageError> {
-        let mut fields = Vec::new();
+    /// Reads hash `key` with paged `HSCAN`, handing each (field, value) to `visit` as its page is read; `visit`
+    /// answers how many bytes of the value it keeps. A page's values are dropped once the page is visited, so
+    /// what a scan holds at once is one page plus what `visit` kept: the largest such total is recorded
+    /// ([`RedisStats::trie_load_peak_bytes`](super::stats::RedisStats::trie_load_peak_bytes)).
+    async fn scan_hash(
+        &self,
+        key: &str,
+        mut visit: impl FnMut(Vec<u8>, Vec<u8>) -> Result<usize, StorageError>,
+    ) -> Result<(), StorageError> {
         let mut cursor = "0".to_owned();
+        let mut kept = 0usize;
         loop {
             let reply: Value = redis::cmd("HSCAN")
                 .arg(key)
@@ -437,19 +463,29 @@ impl RedisBackend {
             let Value::Array(parts) = reply else {
                 return Err(bad());
             };
-            let (Some(Value::BulkString(next)), Some(Value::Array(items))) = (parts.first(), parts.get(1)) else {
+            let mut parts = parts.into_iter();
+            let (Some(Value::BulkString(next)), Some(Value::Array(items))) = (parts.next(), parts.next()) else {
                 return Err(bad());
             };
-            for pair in items.chunks_exact(2) {
-                let (Value::BulkString(field), Value::BulkString(value)) = (&pair[0], &pair[1]) else {
+            let page: usize = items
+                .iter()
+                .map(|v| match v {
+                    Value::BulkString(b) => b.len(),
+                    _ => 0,
+                })
+                .sum();
+            self.inner.stats.record_trie_load_held(page.saturating_add(kept));
+            let mut items = items.into_iter();
+            while let (Some(field), Some(value)) = (items.next(), items.next()) {
+                let (Value::BulkString(field), Value::BulkString(value)) = (field, value) else {
                     return Err(bad());
                 };
-                fields.push((field.clone(), value.clone()));
+                kept = kept.saturating_add(visit(field, value)?);
             }
             if next.as_slice() == b"0" {
-                return Ok(fields);
+                return Ok(());
             }
-            cursor = String::from_utf8_lossy(next).into_owned();
+            cursor = String::from_utf8_lossy(&next).into_owned();
         }
     }
 
