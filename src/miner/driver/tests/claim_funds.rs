@@ -3,6 +3,7 @@
 //! most, and a held claim goes out at the first block after the operator topped the account up.
 
 use super::*;
+use crate::miner::lifecycle::TxKind;
 
 /// Three sessions worth 10 (`high`), 5 (the fixture's own) and 2 (`low`) relays; the proof fee 400,000 upokt.
 struct ThreeSessions {
@@ -93,8 +94,9 @@ async fn a_balance_short_of_every_proof_fee_claims_the_most_valuable_sessions_an
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_balance_covering_every_proof_fee_holds_nothing_back() {
-    // 1,200,001 > 3 × 400,000 (no proof tx signed yet: no tx fee estimated).
-    let mut t = three_sessions_at_claim_open(1_200_001).await;
+    // 1,200,007 > 3 × (400,000 + 2): no proof tx signed yet, each proof's tx fee is estimated (module `afford`)
+    // at 0.000001upokt per gas for 1,000,000 gas of message and 164,160 of size: 2 upokt.
+    let mut t = three_sessions_at_claim_open(1_200_007).await;
     t.miner.step().await.unwrap();
     t.f.chain.produce_block();
     t.miner.step().await.unwrap();
@@ -109,7 +111,9 @@ async fn a_balance_covering_every_proof_fee_holds_nothing_back() {
 async fn the_proof_tx_fees_count_against_the_balance_too() {
     // 1,200,001 > 3 × 400,000, but not > 3 × (400,000 + 50,000): the last proof tx paid 100,000 for two proofs.
     let mut t = three_sessions_at_claim_open(1_200_001).await;
-    t.miner.gas_pricing.note_proof_tx_fee(&t.f.supplier, 100_000, 2);
+    t.miner
+        .gas_pricing
+        .note_signed(TxKind::Proof, &t.f.supplier, 200_000, 100_000, 2);
     t.miner.step().await.unwrap();
     t.f.chain.produce_block();
     t.miner.step().await.unwrap();
