@@ -121,3 +121,42 @@ async fn the_proof_tx_fees_count_against_the_balance_too() {
     assert_not_claimed(&t.f, &t.low).await;
     assert_eq!(skipped(&t), Some(1));
 }
+
+/// The tx fee the funds check reserves per proof is that of the supplier's last proof tx, stored with it: a
+/// restarted process reserves the same, not the estimate it falls back on before any proof tx (module `afford`).
+/// Before, it reserved 0 until it signed a proof tx itself, and a balance that could not pay the tx fees of the
+/// proofs it was claiming was found out only when a required proof was refused for funds (a slash).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_miner_reserves_the_tx_fee_of_the_last_proof_tx() {
+    let f = fixture_on(proving_genesis(&[])).await;
+    let relays = signed_relays(&f, &f.header, "app", 0..3, 100);
+    // A price at which fees are not all 1 upokt: the fee paid and the estimate differ.
+    let cfg = MinerConfig {
+        gas_price: "0.01upokt".into(),
+        ..config("a")
+    };
+    let mut t = leading_configured(f, cfg.clone(), relays, false).await;
+    t.blocks_through(t.schedule.proof_close).await;
+    assert_proof_validated(&t.f, &t.f.key);
+    let txs = super::rebroadcast::included_txs_of(&t.f.chain, &t.f.supplier);
+    assert_eq!(txs.len(), 2, "the claim's tx and the proof's: {txs:?}");
+    let paid = txs[1].1;
+    let supplier = t.f.supplier.clone();
+    assert_eq!(t.miner.proof_tx_fee_estimate(&supplier).await, paid);
+    assert_eq!(
+        t.plain
+            .kv
+            .get(&super::super::afford::proof_tx_fee_key(&supplier))
+            .await
+            .unwrap(),
+        Some(paid.to_string().into_bytes())
+    );
+
+    drop(t.miner);
+    let mut restarted = Miner::new(t.f.client.clone(), t.plain.clone(), t.f.keyring.clone(), cfg);
+    restarted.step().await.unwrap();
+    assert!(restarted.engine.is_leader());
+    let estimate = restarted.estimated_proof_tx_fee().await;
+    assert!(estimate > paid, "the estimate is conservative: {estimate} vs {paid}");
+    assert_eq!(restarted.proof_tx_fee_estimate(&supplier).await, paid);
+}
