@@ -602,6 +602,13 @@ pub(super) fn simulation_fee(price: &BigRational) -> u128 {
 mod tests {
     use super::*;
 
+    fn key(session_id: &str) -> SessionKey {
+        SessionKey {
+            supplier: "pokt1s".into(),
+            session_id: session_id.into(),
+        }
+    }
+
     #[test]
     fn logs_print_prices_as_short_decimals() {
         assert_eq!(decimal(&tx::parse_gas_price("0.000001").unwrap()), "0.000001");
@@ -666,10 +673,6 @@ mod tests {
     #[test]
     fn a_sessions_gas_is_stored_only_once_noted_and_old_records_read_as_unset() {
         let pricing = GasPricing::new("0.000001upokt", "10upokt");
-        let key = |s: &str| SessionKey {
-            supplier: "pokt1s".into(),
-            session_id: s.into(),
-        };
         assert_eq!(
             serde_json::to_value(SessionGas::default()).unwrap(),
             serde_json::json!({})
@@ -706,10 +709,6 @@ mod tests {
         assert_eq!(fixed_gas_limit(100_000, 1, 2, 0), 400_320);
         assert_eq!(fixed_gas_limit(100_000, 1, 9, 0), 1_600_320);
         let pricing = GasPricing::new("0.000001upokt", "10upokt");
-        let key = |s: &str| SessionKey {
-            supplier: "pokt1s".into(),
-            session_id: s.into(),
-        };
         pricing.ran_out_of_gas(TxKind::Proof, &[key("a")]);
         pricing.ran_out_of_gas(TxKind::Proof, &[key("a"), key("b")]);
         assert_eq!(pricing.gas_doublings(TxKind::Proof, &[key("b"), key("a")]), 2);
@@ -726,10 +725,6 @@ mod tests {
     #[test]
     fn a_session_whose_tx_was_stuck_is_priced_at_the_cap_until_it_is_done() {
         let pricing = GasPricing::new("0.000001upokt", "0.001upokt");
-        let key = |s: &str| SessionKey {
-            supplier: "pokt1s".into(),
-            session_id: s.into(),
-        };
         pricing.stuck_in_mempool(TxKind::Claim, &[key("a")]);
         assert!(pricing.at_cap(TxKind::Claim, &key("a")));
         assert!(!pricing.at_cap(TxKind::Proof, &key("a")), "its proof keeps its price");

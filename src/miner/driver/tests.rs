@@ -526,6 +526,17 @@ fn failed_in_block(chain: &SimChain) -> Vec<String> {
         .collect()
 }
 
+/// The bytes of `key`'s session record as stored.
+async fn stored_data(plain: &storage::Storage, key: &SessionKey) -> Vec<u8> {
+    plain
+        .sessions
+        .get(&key.supplier, &key.session_id)
+        .await
+        .unwrap()
+        .unwrap()
+        .data
+}
+
 /// Asserts that the chain validated the proof of `key`'s claim (settled claims leave the chain's state; the
 /// simulator keeps them apart with their proof's status).
 fn assert_proof_validated(f: &Fixture, key: &SessionKey) {

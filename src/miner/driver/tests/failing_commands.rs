@@ -48,15 +48,7 @@ async fn sessions_whose_commands_fail_do_not_hold_back_the_others_claims() {
         "the failed proof-requirement check is reported"
     );
     f.chain.produce_block();
-    assert!(
-        f.client
-            .claim_at(&f.key.session_id, &f.supplier, None)
-            .await
-            .unwrap()
-            .is_some(),
-        "the good session's claim is on chain: {:?}",
-        f.chain.records()
-    );
+    assert_claimed(&f, &[&f.key]).await;
     let build_failures = || {
         counter(
             &telemetry.render_metrics(),
@@ -136,13 +128,7 @@ async fn a_claim_refused_once_by_simulate_at_window_open_lands_at_the_next_block
     f.chain.state().refuse_simulations = 1;
     miner.step().await.unwrap();
     f.chain.produce_block();
-    assert!(
-        f.client
-            .claim_at(&f.key.session_id, &f.supplier, None)
-            .await
-            .unwrap()
-            .is_none()
-    );
+    assert_not_claimed(&f, &f.key).await;
     let record = miner.engine.session(&f.key).unwrap();
     assert_eq!(
         record.claim_sent_at,
@@ -157,14 +143,6 @@ async fn a_claim_refused_once_by_simulate_at_window_open_lands_at_the_next_block
 
     miner.step().await.unwrap();
     f.chain.produce_block();
-    assert!(
-        f.client
-            .claim_at(&f.key.session_id, &f.supplier, None)
-            .await
-            .unwrap()
-            .is_some(),
-        "sent again at the next block: {:?}",
-        f.chain.records()
-    );
+    assert_claimed(&f, &[&f.key]).await;
     assert_eq!(miner.engine.session(&f.key).unwrap().claim_sent_at.len(), 1);
 }

@@ -167,13 +167,7 @@ async fn a_new_leader_resumes_the_doubled_gas_and_the_cap_of_a_session_that_ran_
     a.gas_pricing
         .stuck_in_mempool(TxKind::Claim, std::slice::from_ref(&f.key));
     a.persist(&[], &mut Vec::new()).await.unwrap();
-    let record = plain
-        .sessions
-        .get(&f.supplier, &f.key.session_id)
-        .await
-        .unwrap()
-        .unwrap();
-    let stored: serde_json::Value = serde_json::from_slice(&record.data).unwrap();
+    let stored: serde_json::Value = serde_json::from_slice(&stored_data(&plain, &f.key).await).unwrap();
     assert_eq!(
         stored["gas"],
         serde_json::json!({"claim": {"doublings": 1, "at_cap": true}}),
