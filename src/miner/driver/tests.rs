@@ -499,6 +499,27 @@ impl Leading {
     }
 }
 
+/// A miner configured by `cfg`, with metrics, on a fresh memory backend, that ingested `relays` and relays 0..5 of
+/// the fixture's session as [`ingest_until_claim_open`] does, the chain at the claim window's opening (the miner
+/// has not seen it yet): [`Leading`].
+async fn at_claim_open(f: Fixture, cfg: MinerConfig, relays: Vec<MinedRelay>) -> Leading {
+    let telemetry = crate::telemetry::Telemetry::new().unwrap();
+    let plain = MemoryBackend::new().storage();
+    let mut miner = Miner::new(f.client.clone(), plain.clone(), f.keyring.clone(), cfg)
+        .with_metrics(crate::miner::metrics::MinerMetrics::new(&telemetry).unwrap());
+    if !relays.is_empty() {
+        plain.relay_log.append(relays).await.unwrap();
+    }
+    let schedule = ingest_until_claim_open(&f, &plain, &mut miner).await;
+    Leading {
+        f,
+        miner,
+        plain,
+        telemetry,
+        schedule,
+    }
+}
+
 /// [`config`] "a" with a fixed `transaction.gas_limit` (Simulate skipped; 0: simulated).
 fn fixed_gas_config(gas_limit: u64) -> MinerConfig {
     MinerConfig {
@@ -566,12 +587,13 @@ struct Claimed {
 }
 
 async fn claimed(genesis: Genesis) -> Claimed {
-    let f = fixture_on(genesis).await;
-    let telemetry = crate::telemetry::Telemetry::new().unwrap();
-    let plain = MemoryBackend::new().storage();
-    let mut miner = Miner::new(f.client.clone(), plain.clone(), f.keyring.clone(), config("a"))
-        .with_metrics(crate::miner::metrics::MinerMetrics::new(&telemetry).unwrap());
-    let schedule = ingest_until_claim_open(&f, &plain, &mut miner).await;
+    let Leading {
+        f,
+        mut miner,
+        plain,
+        telemetry,
+        schedule,
+    } = at_claim_open(fixture_on(genesis).await, config("a"), Vec::new()).await;
     miner.step().await.unwrap();
     assert_eq!(
         miner.engine.session(&f.key).unwrap().claim_sent_at.len(),

@@ -36,25 +36,15 @@ pub(super) fn fixed_limit(per_message: u64, messages: u64, len: usize) -> u64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_batch_of_claims_with_a_fixed_gas_limit_runs_in_its_block() {
     let f = fixture_on(genesis_with_apps(&["app2", "app3"])).await;
-    let plain = MemoryBackend::new().storage();
     let mut keys = vec![f.key.clone()];
+    let mut mined = Vec::new();
     for (i, app) in ["app2", "app3"].into_iter().enumerate() {
         let (header, key) = app_session(&f, app).await;
         let first = 10 * (i as u64 + 1);
-        plain
-            .relay_log
-            .append(relays(&f.supplier, &header, first..first + 3))
-            .await
-            .unwrap();
+        mined.extend(relays(&f.supplier, &header, first..first + 3));
         keys.push(key);
     }
-    let mut miner = Miner::new(
-        f.client.clone(),
-        plain.clone(),
-        f.keyring.clone(),
-        fixed_gas_config(100_000),
-    );
-    ingest_until_claim_open(&f, &plain, &mut miner).await;
+    let Leading { f, mut miner, .. } = at_claim_open(f, fixed_gas_config(100_000), mined).await;
     let before = balance(&f.chain, &f.supplier);
     miner.step().await.unwrap();
     f.chain.produce_block();
@@ -106,15 +96,9 @@ async fn a_large_proof_with_a_fixed_gas_limit_sized_for_a_claim_lands() {
 /// kept tx's lookup shows code 11, the session's next tx asks twice the per-message gas and the claim lands.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_claim_that_ran_out_of_gas_is_sent_again_with_twice_the_gas() {
-    let f = fixture().await;
-    let plain = MemoryBackend::new().storage();
-    let mut miner = Miner::new(
-        f.client.clone(),
-        plain.clone(),
-        f.keyring.clone(),
-        fixed_gas_config(65_000),
-    );
-    let schedule = ingest_until_claim_open(&f, &plain, &mut miner).await;
+    let Leading {
+        f, mut miner, schedule, ..
+    } = at_claim_open(fixture().await, fixed_gas_config(65_000), Vec::new()).await;
     while f.chain.height() <= schedule.claim_close {
         miner.step().await.unwrap();
         f.chain.produce_block();
@@ -147,15 +131,18 @@ fn block_codes(chain: &SimChain) -> Vec<u32> {
 /// second fee, and with a proof a slash.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_new_leader_resumes_the_doubled_gas_and_the_cap_of_a_session_that_ran_out_of_gas() {
-    let f = fixture().await;
-    let plain = MemoryBackend::new().storage();
     let cfg = |instance: &str| MinerConfig {
         max_gas_price: "0.0001upokt".into(),
         instance: instance.into(),
         ..fixed_gas_config(65_000)
     };
-    let mut a = Miner::new(f.client.clone(), plain.clone(), f.keyring.clone(), cfg("a"));
-    let schedule = ingest_until_claim_open(&f, &plain, &mut a).await;
+    let Leading {
+        f,
+        miner: mut a,
+        plain,
+        schedule,
+        ..
+    } = at_claim_open(fixture().await, cfg("a"), Vec::new()).await;
     let claim = |m: &Miner| m.gas_pricing.gas_doublings(TxKind::Claim, std::slice::from_ref(&f.key));
     while claim(&a) == 0 {
         assert!(f.chain.height() <= schedule.claim_close, "the lookup saw code 11");
