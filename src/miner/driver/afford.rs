@@ -48,9 +48,11 @@ const PROOF_TX_FEE_TTL: Duration = Duration::from_secs(30 * 24 * 3600);
 const ESTIMATED_PROOF_TX_BYTES: usize = crate::smst::MAX_PROOF_OVERHEAD_BYTES;
 
 /// The gas of a proof's message when neither a fixed `transaction.gas_limit` nor a claim tx signed by this process
-/// tells: 1,000,000, the limit poktroll's own tx client was raised to so that proofs verify
-/// (pokt-network/poktroll#431).
-const ESTIMATED_PROOF_MESSAGE_GAS: u64 = 1_000_000;
+/// tells: 200,000, cosmos-sdk's default gas limit (`flags.DefaultGasLimit`), what a tx is signed with when nothing
+/// is simulated. An estimate, not a bound (poktroll once raised its tx client's limit to 1,000,000 so proofs
+/// verified on TestNet, pokt-network/poktroll#431); larger, it held back claims a funded supplier could prove (at
+/// a 1upokt node minimum, 1,164,160 upokt reserved per proof) until its first proof tx.
+const ESTIMATED_PROOF_MESSAGE_GAS: u64 = 200_000;
 
 /// The KV key of `supplier`'s stored fee per proof (ASCII decimal uPOKT).
 pub(super) fn proof_tx_fee_key(supplier: &str) -> String {

@@ -94,8 +94,8 @@ async fn a_balance_short_of_every_proof_fee_claims_the_most_valuable_sessions_an
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_balance_covering_every_proof_fee_holds_nothing_back() {
-    // 1,200,007 > 3 × (400,000 + 2): no proof tx signed yet, each proof's tx fee is estimated (module `afford`)
-    // at 0.000001upokt per gas for 1,000,000 gas of message and 164,160 of size: 2 upokt.
+    // 1,200,007 > 3 × (400,000 + 1): no proof tx signed yet, each proof's tx fee is estimated (module `afford`)
+    // at 0.000001upokt per gas for 200,000 gas of message and 164,160 of size: 1 upokt.
     let mut t = three_sessions_at_claim_open(1_200_007).await;
     t.miner.step().await.unwrap();
     t.f.chain.produce_block();
