@@ -14,7 +14,8 @@
 //!   without the tx fees below);
 //! - each proof's tx fee counts too: the ante handler takes it before x/proof checks the balance against the proof
 //!   fee, and poktroll counts the proof fee alone. It is estimated as the fee per proof of the supplier's last
-//!   proof tx this process signed (0 before its first: then the proof fees alone are reserved, as before);
+//!   proof tx, stored (KV `miner:proof_tx_fee:<supplier>`) so a restarted process or a new leader reserves the
+//!   same; before any is known, from the gas a proof of typical size asks ([`Miner::proof_tx_fee_estimate`]);
 //! - a claim held back is not dropped: it is a send that never left (`TxOutcome::NotSent`, the trie not frozen),
 //!   tried again at every block while its window allows, so an operator who tops the account up in the claim
 //!   window still gets it claimed. Held-back sessions are counted once each in
@@ -30,10 +31,33 @@
 //! the txs, and a failed read must not cost claims.
 
 use std::cmp::Reverse;
+use std::time::Duration;
 
-use super::Miner;
+use super::{Miner, MinerError, fees};
 use crate::miner::lifecycle::{SessionKey, State, Step, TxKind, TxOutcome};
 use crate::protocol::wire;
+
+/// How long a stored fee per proof is kept without a new proof tx of its supplier (then estimated again): a
+/// supplier removed from the keys file leaves no key behind for good.
+const PROOF_TX_FEE_TTL: Duration = Duration::from_secs(30 * 24 * 3600);
+
+/// The length of a proof tx before one was signed: [`crate::smst::MAX_PROOF_OVERHEAD_BYTES`] (16 KiB), the room a
+/// proof needs besides its relay at most (256 side nodes of 48 bytes, the tx's envelope). A proof of a trie of a
+/// few thousand relays has ~30 side nodes (~1.5 KiB) and a JSON-RPC relay takes a few KiB: a typical proof tx is
+/// well under it, so its size gas is not underestimated for typical relays.
+const ESTIMATED_PROOF_TX_BYTES: usize = crate::smst::MAX_PROOF_OVERHEAD_BYTES;
+
+/// The gas of a proof's message when neither a fixed `transaction.gas_limit` nor a claim tx signed by this process
+/// tells: 200,000, cosmos-sdk's default gas limit (`flags.DefaultGasLimit`), what a tx is signed with when nothing
+/// is simulated. An estimate, not a bound (poktroll once raised its tx client's limit to 1,000,000 so proofs
+/// verified on TestNet, pokt-network/poktroll#431); larger, it held back claims a funded supplier could prove (at
+/// a 1upokt node minimum, 1,164,160 upokt reserved per proof) until its first proof tx.
+const ESTIMATED_PROOF_MESSAGE_GAS: u64 = 200_000;
+
+/// The KV key of `supplier`'s stored fee per proof (ASCII decimal uPOKT).
+pub(super) fn proof_tx_fee_key(supplier: &str) -> String {
+    format!("miner:proof_tx_fee:{supplier}")
+}
 
 /// The denom balances and the proof submission fee are in.
 const DENOM: &str = "upokt";
@@ -48,8 +72,8 @@ pub(super) struct Funds {
     pub balance: u128,
     /// `proof_submission_fee`.
     pub proof_fee: u128,
-    /// The tx fee one proof is estimated to cost (the fee per proof of the supplier's last proof tx, 0 when none
-    /// was signed yet): the ante handler takes it before the proof's own fee.
+    /// The tx fee one proof is estimated to cost ([`Miner::proof_tx_fee_estimate`]): the ante handler takes it
+    /// before the proof's own fee.
     pub proof_tx_fee: u128,
     /// Sessions of the supplier outside the batch that may still need a paid proof.
     pub owed_proofs: u64,
@@ -204,13 +228,88 @@ impl Miner {
                     && owes_a_proof(r.state, r.proof_required)
             })
             .count();
-        let proof_tx_fee = self.gas_pricing.proof_tx_fee(supplier);
+        let proof_tx_fee = self.proof_tx_fee_estimate(supplier).await;
         Some(Funds {
             balance,
             proof_fee,
             proof_tx_fee,
             owed_proofs: u64::try_from(owed).unwrap_or(u64::MAX),
         })
+    }
+
+    /// The tx fee the funds check reserves per proof of `supplier`: the fee per proof of its last proof tx (signed
+    /// by this process, or as stored by the one before: a restart or a new leader reserves the same), else
+    /// [`Miner::estimated_proof_tx_fee`]. Storage is read once per supplier (a failed read is tried again at the
+    /// next check, the estimate used meanwhile: nothing is kept from a failed read).
+    pub(super) async fn proof_tx_fee_estimate(&mut self, supplier: &str) -> u128 {
+        let known = match self.gas_pricing.proof_tx_fee(supplier) {
+            Some(known) => known,
+            None => match self.storage.kv.get(&proof_tx_fee_key(supplier)).await {
+                Ok(stored) => {
+                    let fee = stored.and_then(|bytes| std::str::from_utf8(&bytes).ok()?.parse::<u128>().ok());
+                    self.gas_pricing.read_proof_tx_fee(supplier, fee);
+                    self.gas_pricing.proof_tx_fee(supplier).flatten()
+                }
+                Err(e) => {
+                    tracing::warn!(supplier, error = %e, "cannot read the stored proof tx fee: estimated");
+                    None
+                }
+            },
+        };
+        match known {
+            Some(fee) => fee,
+            None => self.estimated_proof_tx_fee().await,
+        }
+    }
+
+    /// A proof tx's fee before one is known: at the price the next tx is signed at, the gas a fixed
+    /// `transaction.gas_limit` asks for one message (else the gas per message of the last claim tx this process
+    /// signed, else [`ESTIMATED_PROOF_MESSAGE_GAS`]) plus the size gas of a tx of [`ESTIMATED_PROOF_TX_BYTES`]
+    /// (`fees::fixed_gas_limit`). Replaced by the real fee at the supplier's first proof tx.
+    pub(super) async fn estimated_proof_tx_fee(&self) -> u128 {
+        let per_message = match self.config.gas_limit {
+            0 => self
+                .gas_pricing
+                .claim_gas_per_message()
+                .unwrap_or(ESTIMATED_PROOF_MESSAGE_GAS),
+            fixed => fixed,
+        };
+        let gas = fees::fixed_gas_limit(per_message, 1, 0, ESTIMATED_PROOF_TX_BYTES);
+        match self.gas_pricing.price(&self.chain).await {
+            Ok(price) => crate::chain::tx::fee_for_gas(&price.amount, gas).unwrap_or(u128::MAX),
+            // A price that does not parse signs no tx either (the config check refuses it).
+            Err(_) => 0,
+        }
+    }
+
+    /// Stores `supplier`'s fee per proof when it changed since last stored ([`Miner::proof_tx_fee_estimate`]).
+    /// A failed write is logged and tried again after the supplier's next proof submission.
+    pub(super) async fn store_proof_tx_fee(&self, supplier: &str) {
+        let Some(fee) = self.gas_pricing.unstored_proof_tx_fee(supplier) else {
+            return;
+        };
+        let stored = match self.writer() {
+            Ok(writer) => {
+                writer
+                    .kv
+                    .set(
+                        &proof_tx_fee_key(supplier),
+                        fee.to_string().into_bytes(),
+                        Some(PROOF_TX_FEE_TTL),
+                    )
+                    .await
+            }
+            Err(MinerError::Storage(e)) => Err(e),
+            Err(e) => Err(storage::StorageError::Backend(e.to_string())),
+        };
+        match stored {
+            Ok(()) => self.gas_pricing.proof_tx_fee_stored(supplier, fee),
+            Err(e) => tracing::warn!(
+                supplier,
+                error = %e,
+                "cannot store the proof tx fee: after a restart the funds check estimates it until the next proof tx"
+            ),
+        }
     }
 
     /// A session's value for ordering: its claimed uPOKT (compute units claimed on chain, else ingested), or its

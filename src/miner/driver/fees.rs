@@ -12,12 +12,20 @@
 //! its same bytes answered code 19 two blocks on) has its later txs of that kind signed at the cap: the
 //! validators' minimum gas price may be above our node's, which then takes the tx at CheckTx and gossips it to
 //! validators that refuse it, and the configured price is the likely cause.
+//!
+//! What a session's txs need beyond the shared price (its gas doublings after running out of gas, its price at
+//! the cap after being stuck) is stored in its session record ([`SessionGas`], written with the record by module
+//! `persist`, restored by module `restore`): kept in memory only, a restart or a raft/Redis leader change made the
+//! next leader sign the session's one re-send at 1× the gas (out of gas again: a claim lost, a proof slashed) or
+//! at a price validators had already passed over. The fee per proof of a supplier's last proof tx is stored too
+//! (module `afford`, the funds check's estimate).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use num_rational::BigRational;
+use serde::{Deserialize, Serialize};
 
 use super::Miner;
 use crate::chain::fees::{self, GasPrice, decimal};
@@ -56,14 +64,85 @@ pub(super) struct GasPricing {
     error_log: LogThrottle,
     /// Throttles the WARNs of a node whose config cannot be read.
     query_log: LogThrottle,
-    /// With a fixed `transaction.gas_limit`: how many times a session's tx of a kind ran out of gas (code 11), in
-    /// its block or at CheckTx ([`fixed_gas_limit`]).
-    out_of_gas: Mutex<HashMap<(TxKind, SessionKey), u32>>,
-    /// Per supplier: the fee per proof of its last proof tx signed (the funds check's estimate, module `afford`).
-    proof_tx_fees: Mutex<HashMap<String, u128>>,
-    /// Sessions whose tx of a kind was stuck in the mempool ([`GasPricing::stuck_in_mempool`]): their txs of that
-    /// kind are signed at the cap.
-    at_cap: Mutex<HashSet<(TxKind, SessionKey)>>,
+    /// Per session, what its txs need beyond the shared price (gas doublings, the cap), and which sessions' records
+    /// do not hold their latest [`SessionGas`] yet.
+    sessions: Mutex<Sessions>,
+    /// Per supplier: the fee per proof of its last proof tx signed, or read from storage (module `afford`).
+    proof_tx_fees: Mutex<HashMap<String, ProofTxFee>>,
+    /// The gas limit per message of the last claim tx signed: the funds check's proof gas estimate before any
+    /// proof tx's fee is known (module `afford`).
+    claim_gas_per_message: Mutex<Option<u64>>,
+}
+
+/// [`GasPricing::sessions`].
+#[derive(Debug, Default)]
+struct Sessions {
+    gas: HashMap<SessionKey, SessionGas>,
+    /// Sessions whose gas rose since their record was last written ([`GasPricing::gas_written`]).
+    unwritten: HashSet<SessionKey>,
+}
+
+/// What a session's txs of one kind need beyond the shared price.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub(super) struct KindGas {
+    /// With a fixed `transaction.gas_limit`: how many times a tx of the session ran out of gas (code 11), in its
+    /// block or at CheckTx (at most [`MAX_GAS_DOUBLINGS`], [`fixed_gas_limit`]).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub doublings: u32,
+    /// A tx of the session was stuck in the mempool ([`GasPricing::stuck_in_mempool`]): signed at the cap.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub at_cap: bool,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
+impl KindGas {
+    fn is_unset(&self) -> bool {
+        *self == Self::default()
+    }
+}
+
+/// A session's [`KindGas`] of claims and proofs, as its record stores it (field `gas`, left out while unset so
+/// older binaries read and write the same record; a record without it reads as unset: 1× the gas, the price
+/// the node takes).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub(in crate::miner::driver) struct SessionGas {
+    #[serde(default, skip_serializing_if = "KindGas::is_unset")]
+    pub claim: KindGas,
+    #[serde(default, skip_serializing_if = "KindGas::is_unset")]
+    pub proof: KindGas,
+}
+
+impl SessionGas {
+    /// Whether nothing is noted (what a record without the field reads as).
+    pub(in crate::miner::driver) fn is_unset(&self) -> bool {
+        *self == Self::default()
+    }
+
+    fn of(&self, kind: TxKind) -> &KindGas {
+        match kind {
+            TxKind::Claim => &self.claim,
+            TxKind::Proof => &self.proof,
+        }
+    }
+
+    fn of_mut(&mut self, kind: TxKind) -> &mut KindGas {
+        match kind {
+            TxKind::Claim => &mut self.claim,
+            TxKind::Proof => &mut self.proof,
+        }
+    }
+}
+
+/// A supplier's fee per proof ([`GasPricing::proof_tx_fee`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct ProofTxFee {
+    /// `None`: storage was read and holds none.
+    per_proof: Option<u128>,
+    /// Whether storage holds `per_proof` ([`GasPricing::unstored_proof_tx_fee`]).
+    stored: bool,
 }
 
 /// The price chosen for one tx.
@@ -83,9 +162,9 @@ impl GasPricing {
             learned: Mutex::new(Learned::default()),
             error_log: LogThrottle::new(Duration::from_secs(30)),
             query_log: LogThrottle::new(Duration::from_secs(30)),
-            out_of_gas: Mutex::new(HashMap::new()),
+            sessions: Mutex::new(Sessions::default()),
             proof_tx_fees: Mutex::new(HashMap::new()),
-            at_cap: Mutex::new(HashSet::new()),
+            claim_gas_per_message: Mutex::new(None),
         }
     }
 
@@ -265,61 +344,171 @@ impl GasPricing {
 }
 
 impl GasPricing {
-    /// Notes the fee of a proof tx of `supplier` carrying `messages` proofs, signed just now: its share per proof
-    /// is what the funds check reserves for each proof still owed ([`GasPricing::proof_tx_fee`]).
-    pub(super) fn note_proof_tx_fee(&self, supplier: &str, fee: u128, messages: u64) {
-        let per_proof = fee / u128::from(messages.max(1));
-        let mut fees = self.proof_tx_fees.lock().unwrap_or_else(|p| p.into_inner());
-        fees.insert(supplier.to_string(), per_proof);
+    /// Notes the tx of `kind` for `supplier` signed just now with `gas_limit` and `fee` for `messages` messages:
+    /// a proof tx's fee per proof is what the funds check reserves for each proof still owed, and a claim tx's gas
+    /// per message its gas estimate of a proof before one was signed ([`GasPricing::proof_tx_fee`]).
+    pub(super) fn note_signed(&self, kind: TxKind, supplier: &str, gas_limit: u64, fee: u128, messages: u64) {
+        match kind {
+            TxKind::Proof => {
+                let per_proof = fee / u128::from(messages.max(1));
+                let mut fees = self.proof_tx_fees.lock().unwrap_or_else(|p| p.into_inner());
+                let stored = fees
+                    .get(supplier)
+                    .is_some_and(|f| f.stored && f.per_proof == Some(per_proof));
+                fees.insert(
+                    supplier.to_string(),
+                    ProofTxFee {
+                        per_proof: Some(per_proof),
+                        stored,
+                    },
+                );
+            }
+            TxKind::Claim => {
+                let mut gas = self.claim_gas_per_message.lock().unwrap_or_else(|p| p.into_inner());
+                *gas = Some(gas_limit / messages.max(1));
+            }
+        }
     }
 
-    /// The fee per proof of `supplier`'s last proof tx signed by this process; 0 before its first (no chain call:
-    /// the funds check runs at every claim batch, and a Simulate there would cost every batch a round trip).
-    pub(super) fn proof_tx_fee(&self, supplier: &str) -> u128 {
+    /// The fee per proof of `supplier`'s last proof tx (signed by this process, or read from storage); `None`
+    /// while unknown, `Some(None)` when storage was read and holds none (no chain call: the funds check runs at
+    /// every claim batch, and a Simulate there would cost every batch a round trip).
+    pub(super) fn proof_tx_fee(&self, supplier: &str) -> Option<Option<u128>> {
         let fees = self.proof_tx_fees.lock().unwrap_or_else(|p| p.into_inner());
-        fees.get(supplier).copied().unwrap_or(0)
+        fees.get(supplier).map(|f| f.per_proof)
+    }
+
+    /// Notes what storage holds for `supplier` (`None`: nothing), unless a proof tx was signed meanwhile.
+    pub(super) fn read_proof_tx_fee(&self, supplier: &str, per_proof: Option<u128>) {
+        let mut fees = self.proof_tx_fees.lock().unwrap_or_else(|p| p.into_inner());
+        fees.entry(supplier.to_string()).or_insert(ProofTxFee {
+            per_proof,
+            stored: per_proof.is_some(),
+        });
+    }
+
+    /// `supplier`'s fee per proof when storage does not hold it yet.
+    pub(super) fn unstored_proof_tx_fee(&self, supplier: &str) -> Option<u128> {
+        let fees = self.proof_tx_fees.lock().unwrap_or_else(|p| p.into_inner());
+        fees.get(supplier).filter(|f| !f.stored).and_then(|f| f.per_proof)
+    }
+
+    /// Notes that storage holds `per_proof` for `supplier`.
+    pub(super) fn proof_tx_fee_stored(&self, supplier: &str, per_proof: u128) {
+        let mut fees = self.proof_tx_fees.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(f) = fees.get_mut(supplier).filter(|f| f.per_proof == Some(per_proof)) {
+            f.stored = true;
+        }
+    }
+
+    /// The gas limit per message of the last claim tx this process signed.
+    pub(super) fn claim_gas_per_message(&self) -> Option<u64> {
+        *self.claim_gas_per_message.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn sessions(&self) -> std::sync::MutexGuard<'_, Sessions> {
+        // Only plain values are written under the lock: a poisoned one still holds a usable state.
+        self.sessions.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Changes the [`KindGas`] of `kind` of every session of `keys` by `change`; a session whose gas changed
+    /// must have its record written again.
+    fn note(&self, kind: TxKind, keys: &[SessionKey], change: impl Fn(&mut KindGas)) {
+        let mut sessions = self.sessions();
+        for key in keys {
+            let gas = sessions.gas.entry(key.clone()).or_default();
+            let before = *gas;
+            change(gas.of_mut(kind));
+            if *gas != before {
+                sessions.unwritten.insert(key.clone());
+            }
+        }
+    }
+
+    /// The most any session of `keys` has of `of` for `kind`.
+    fn most<T: Ord + Default>(&self, kind: TxKind, keys: &[SessionKey], of: impl Fn(&KindGas) -> T) -> T {
+        let sessions = self.sessions();
+        keys.iter()
+            .filter_map(|key| sessions.gas.get(key).map(|gas| of(gas.of(kind))))
+            .max()
+            .unwrap_or_default()
     }
 
     /// Notes that a tx of `kind` carrying `keys`' messages ran out of gas (code 11): their next tx asks twice the
     /// per-message gas ([`fixed_gas_limit`]), up to [`MAX_GAS_DOUBLINGS`] times.
     pub(super) fn ran_out_of_gas(&self, kind: TxKind, keys: &[SessionKey]) {
-        let mut map = self.out_of_gas.lock().unwrap_or_else(|p| p.into_inner());
-        for key in keys {
-            let n = map.entry((kind, key.clone())).or_default();
-            *n = (*n + 1).min(MAX_GAS_DOUBLINGS);
-        }
+        self.note(kind, keys, |gas| {
+            gas.doublings = (gas.doublings + 1).min(MAX_GAS_DOUBLINGS)
+        });
     }
 
     /// How many times the per-message gas of a tx of `kind` carrying `keys`' messages is doubled: the most any
     /// of them ran out of gas.
     pub(super) fn gas_doublings(&self, kind: TxKind, keys: &[SessionKey]) -> u32 {
-        let map = self.out_of_gas.lock().unwrap_or_else(|p| p.into_inner());
-        keys.iter()
-            .filter_map(|key| map.get(&(kind, key.clone())).copied())
-            .max()
-            .unwrap_or(0)
+        self.most(kind, keys, |gas| gas.doublings)
     }
 
     /// Notes that a tx of `kind` carrying `keys`' messages stayed in the node's mempool and no block included it:
     /// their txs of that kind are signed at `transaction.max_gas_price` from now on ([`Self::price_for`]).
     pub(super) fn stuck_in_mempool(&self, kind: TxKind, keys: &[SessionKey]) {
-        let mut set = self.at_cap.lock().unwrap_or_else(|p| p.into_inner());
-        set.extend(keys.iter().map(|key| (kind, key.clone())));
+        self.note(kind, keys, |gas| gas.at_cap = true);
     }
 
     /// Whether `key`'s txs of `kind` are signed at the cap ([`Self::stuck_in_mempool`]).
     pub(super) fn at_cap(&self, kind: TxKind, key: &SessionKey) -> bool {
-        let set = self.at_cap.lock().unwrap_or_else(|p| p.into_inner());
-        set.contains(&(kind, key.clone()))
+        self.most(kind, std::slice::from_ref(key), |gas| gas.at_cap)
     }
 
     /// Forgets the sessions that no longer send a tx of that kind (their gas doublings and their price at the cap).
+    /// Their records keep what they hold: nothing reads it again for that kind.
     pub(super) fn retain_out_of_gas(&self, mut keep: impl FnMut(TxKind, &SessionKey) -> bool) {
-        let mut map = self.out_of_gas.lock().unwrap_or_else(|p| p.into_inner());
-        map.retain(|(kind, key), _| keep(*kind, key));
-        drop(map);
-        let mut set = self.at_cap.lock().unwrap_or_else(|p| p.into_inner());
-        set.retain(|(kind, key)| keep(*kind, key));
+        let mut sessions = self.sessions();
+        sessions.gas.retain(|key, gas| {
+            for kind in [TxKind::Claim, TxKind::Proof] {
+                if !keep(kind, key) {
+                    *gas.of_mut(kind) = KindGas::default();
+                }
+            }
+            !gas.is_unset()
+        });
+        let Sessions { gas, unwritten } = &mut *sessions;
+        unwritten.retain(|key| gas.contains_key(key));
+    }
+
+    /// What `key`'s record is to store.
+    pub(in crate::miner::driver) fn session_gas(&self, key: &SessionKey) -> SessionGas {
+        self.sessions().gas.get(key).copied().unwrap_or_default()
+    }
+
+    /// Takes what `key`'s record stores (a restart, a new leadership: the record is what the last leader noted).
+    pub(super) fn restore_session_gas(&self, key: &SessionKey, gas: SessionGas) {
+        let mut sessions = self.sessions();
+        sessions.unwritten.remove(key);
+        if gas.is_unset() {
+            sessions.gas.remove(key);
+        } else {
+            sessions.gas.insert(key.clone(), gas);
+        }
+    }
+
+    /// The sessions whose gas rose since their record was last written: written with the next records.
+    pub(super) fn unwritten_gas(&self) -> Vec<SessionKey> {
+        self.sessions().unwritten.iter().cloned().collect()
+    }
+
+    /// Whether `key`'s gas rose since its record was last written.
+    pub(super) fn gas_unwritten(&self, key: &SessionKey) -> bool {
+        self.sessions().unwritten.contains(key)
+    }
+
+    /// Forgets which sessions' gas is not written (leadership lost: the next leader goes by the records).
+    pub(super) fn forget_unwritten(&self) {
+        self.sessions().unwritten.clear();
+    }
+
+    /// Notes that `key`'s record was just written with [`Self::session_gas`].
+    pub(super) fn gas_written(&self, key: &SessionKey) {
+        self.sessions().unwritten.remove(key);
     }
 }
 
@@ -413,6 +602,13 @@ pub(super) fn simulation_fee(price: &BigRational) -> u128 {
 mod tests {
     use super::*;
 
+    fn key(session_id: &str) -> SessionKey {
+        SessionKey {
+            supplier: "pokt1s".into(),
+            session_id: session_id.into(),
+        }
+    }
+
     #[test]
     fn logs_print_prices_as_short_decimals() {
         assert_eq!(decimal(&tx::parse_gas_price("0.000001").unwrap()), "0.000001");
@@ -446,12 +642,61 @@ mod tests {
     #[test]
     fn a_proofs_tx_fee_is_its_share_of_the_last_proof_tx() {
         let pricing = GasPricing::new("0.000001upokt", "10upokt");
-        assert_eq!(pricing.proof_tx_fee("pokt1s"), 0, "none signed yet");
-        pricing.note_proof_tx_fee("pokt1s", 900, 3);
-        assert_eq!(pricing.proof_tx_fee("pokt1s"), 300);
-        pricing.note_proof_tx_fee("pokt1s", 250, 1);
-        assert_eq!(pricing.proof_tx_fee("pokt1s"), 250, "the last one");
-        assert_eq!(pricing.proof_tx_fee("pokt1other"), 0);
+        assert_eq!(pricing.proof_tx_fee("pokt1s"), None, "none signed yet");
+        pricing.note_signed(TxKind::Proof, "pokt1s", 3_000, 900, 3);
+        assert_eq!(pricing.proof_tx_fee("pokt1s"), Some(Some(300)));
+        assert_eq!(pricing.unstored_proof_tx_fee("pokt1s"), Some(300));
+        pricing.proof_tx_fee_stored("pokt1s", 300);
+        assert_eq!(pricing.unstored_proof_tx_fee("pokt1s"), None);
+        pricing.note_signed(TxKind::Proof, "pokt1s", 1_000, 250, 1);
+        assert_eq!(pricing.proof_tx_fee("pokt1s"), Some(Some(250)), "the last one");
+        assert_eq!(
+            pricing.unstored_proof_tx_fee("pokt1s"),
+            Some(250),
+            "a new fee is stored again"
+        );
+        pricing.read_proof_tx_fee("pokt1s", Some(7));
+        assert_eq!(
+            pricing.proof_tx_fee("pokt1s"),
+            Some(Some(250)),
+            "what was signed wins over a late read"
+        );
+        assert_eq!(pricing.proof_tx_fee("pokt1other"), None);
+        pricing.read_proof_tx_fee("pokt1other", None);
+        assert_eq!(pricing.proof_tx_fee("pokt1other"), Some(None), "read, none stored");
+        pricing.note_signed(TxKind::Claim, "pokt1s", 300_000, 30, 3);
+        assert_eq!(pricing.claim_gas_per_message(), Some(100_000));
+    }
+
+    /// A session's gas is written with its record only once noted, older records (without the field) read as
+    /// unset, and what is noted reads back as it was.
+    #[test]
+    fn a_sessions_gas_is_stored_only_once_noted_and_old_records_read_as_unset() {
+        let pricing = GasPricing::new("0.000001upokt", "10upokt");
+        assert_eq!(
+            serde_json::to_value(SessionGas::default()).unwrap(),
+            serde_json::json!({})
+        );
+        let old: SessionGas = serde_json::from_value(serde_json::json!({})).unwrap();
+        assert!(old.is_unset());
+        pricing.ran_out_of_gas(TxKind::Proof, &[key("a")]);
+        pricing.stuck_in_mempool(TxKind::Claim, &[key("a")]);
+        assert_eq!(pricing.unwritten_gas(), vec![key("a")]);
+        let gas = pricing.session_gas(&key("a"));
+        assert_eq!(
+            serde_json::to_value(gas).unwrap(),
+            serde_json::json!({"claim": {"at_cap": true}, "proof": {"doublings": 1}})
+        );
+        pricing.gas_written(&key("a"));
+        assert!(pricing.unwritten_gas().is_empty());
+        let other = GasPricing::new("0.000001upokt", "10upokt");
+        other.restore_session_gas(
+            &key("a"),
+            serde_json::from_value(serde_json::to_value(gas).unwrap()).unwrap(),
+        );
+        assert_eq!(other.gas_doublings(TxKind::Proof, &[key("a")]), 1);
+        assert!(other.at_cap(TxKind::Claim, &key("a")));
+        assert!(other.unwritten_gas().is_empty(), "restored as stored");
     }
 
     #[test]
@@ -464,10 +709,6 @@ mod tests {
         assert_eq!(fixed_gas_limit(100_000, 1, 2, 0), 400_320);
         assert_eq!(fixed_gas_limit(100_000, 1, 9, 0), 1_600_320);
         let pricing = GasPricing::new("0.000001upokt", "10upokt");
-        let key = |s: &str| SessionKey {
-            supplier: "pokt1s".into(),
-            session_id: s.into(),
-        };
         pricing.ran_out_of_gas(TxKind::Proof, &[key("a")]);
         pricing.ran_out_of_gas(TxKind::Proof, &[key("a"), key("b")]);
         assert_eq!(pricing.gas_doublings(TxKind::Proof, &[key("b"), key("a")]), 2);
@@ -484,10 +725,6 @@ mod tests {
     #[test]
     fn a_session_whose_tx_was_stuck_is_priced_at_the_cap_until_it_is_done() {
         let pricing = GasPricing::new("0.000001upokt", "0.001upokt");
-        let key = |s: &str| SessionKey {
-            supplier: "pokt1s".into(),
-            session_id: s.into(),
-        };
         pricing.stuck_in_mempool(TxKind::Claim, &[key("a")]);
         assert!(pricing.at_cap(TxKind::Claim, &key("a")));
         assert!(!pricing.at_cap(TxKind::Proof, &key("a")), "its proof keeps its price");
@@ -499,8 +736,10 @@ mod tests {
                 denom: "upokt".into()
             }
         );
-        pricing.retain_out_of_gas(|_, k| k.session_id != "a");
+        pricing.stuck_in_mempool(TxKind::Proof, &[key("a")]);
+        pricing.retain_out_of_gas(|kind, k| k.session_id != "a" || kind == TxKind::Proof);
         assert!(!pricing.at_cap(TxKind::Claim, &key("a")), "forgotten once done");
+        assert!(pricing.at_cap(TxKind::Proof, &key("a")), "its proofs still at the cap");
     }
 
     #[test]

@@ -264,6 +264,7 @@ impl Miner {
         // Changes not stored are the next leader's to make (and to report) from the records as stored.
         self.unpersisted.clear();
         self.pending_reports.clear();
+        self.gas_pricing.forget_unwritten();
         // A listing owed is the next term's to make (each term lists at its start).
         self.keyless_listing_owed = false;
         // A follower signs nothing: the suppliers it lacks keys for are no reason to hand a leadership off.

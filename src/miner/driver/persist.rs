@@ -62,6 +62,14 @@ impl Miner {
         keys: &[SessionKey],
         written_keys: &mut Vec<SessionKey>,
     ) -> Result<usize, MinerError> {
+        // Sessions whose gas rose (module `fees`) are written too, whether or not the engine changed them.
+        let mut keys = keys.to_vec();
+        for key in self.gas_pricing.unwritten_gas() {
+            if !keys.contains(&key) {
+                keys.push(key);
+            }
+        }
+        let keys = keys.as_slice();
         let mut writes = self.record_writes(keys)?;
         if writes.is_empty() {
             return Ok(0);
@@ -172,6 +180,7 @@ impl Miner {
             // The txs its record holds (module `submit::kept`): a change of them alone is written too.
             let held_hashes = self.kept_txs.held_hashes(key, Some(record.state));
             if self.stored_txs.get(key).map_or(&[][..], Vec::as_slice) == held_hashes.as_slice()
+                && !self.gas_pricing.gas_unwritten(key)
                 && self
                     .stored
                     .get(key)
@@ -183,6 +192,7 @@ impl Miner {
             let data = serde_json::to_vec(&submit::RecordOut {
                 record,
                 in_flight_txs: &held,
+                gas: self.gas_pricing.session_gas(key),
             })
             .map_err(|e| MinerError::Corrupt(e.to_string()))?;
             let write = storage::RecordWrite {
@@ -203,6 +213,8 @@ impl Miner {
         let held_hashes = self.kept_txs.held_hashes(&key, Some(record.state));
         self.versions.insert(key.clone(), version);
         self.stored_txs.insert(key.clone(), held_hashes);
+        // Its gas as noted now ([`Miner::record_writes`]; nothing notes gas in between).
+        self.gas_pricing.gas_written(&key);
         // The engine's whole record is stored: whatever change of it waited for a write ([`Miner::defer`]) is in
         // it, and so are the reports of those changes, which are due now. Left waiting for `persist_pending`,
         // they would be dropped if this miner lost the leadership first, and the next leader, restoring the

@@ -91,6 +91,7 @@ impl Miner {
             let submit::RecordIn {
                 record: parsed,
                 in_flight_txs,
+                gas,
             } = match serde_json::from_slice(&record.data) {
                 Ok(parsed) => parsed,
                 Err(e) => {
@@ -113,6 +114,8 @@ impl Miner {
                 self.watch_settlement(&parsed, record.version);
                 self.engine.restore(parsed);
                 self.stored_txs.insert(key.clone(), submit::hashes(&in_flight_txs));
+                // Its gas doublings and price at the cap (module `fees`), as the last leader noted them.
+                self.gas_pricing.restore_session_gas(&key, gas);
                 for stored in &in_flight_txs {
                     match self.kept_txs.restore(&key, stored) {
                         Some((kind, keys, tx)) => {

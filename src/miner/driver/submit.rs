@@ -208,6 +208,10 @@ impl Miner {
         keys: Vec<SessionKey>,
     ) -> Result<Step, MinerError> {
         let mut step = self.submit_due(kind, supplier, keys).await?;
+        if kind == TxKind::Proof {
+            // The fee per proof of the tx just signed, for the funds check after a restart (module `afford`).
+            self.store_proof_tx_fee(supplier).await;
+        }
         // Records whose kept txs changed (module `kept`) are written with the step's.
         step.changed.extend(std::mem::take(&mut self.kept_changed));
         step.changed.sort();
@@ -409,6 +413,7 @@ impl Miner {
         let data = serde_json::to_vec(&RecordOut {
             record,
             in_flight_txs: &held,
+            gas: self.gas_pricing.session_gas(holder),
         })
         .map_err(|e| not_stored(e.to_string()))?;
         let expected = signed
@@ -752,12 +757,15 @@ impl Miner {
         }
         plan.fee_amount = tx::fee_for_gas(&price.amount, plan.gas_limit)?;
         signed.record(plan.gas_limit, plan.fee_amount);
-        if signed.kind == TxKind::Proof
-            && let Some(first) = signed.keys.first()
-        {
+        if let Some(first) = signed.keys.first() {
             // The funds check's estimate of a proof tx's fee (module `afford`).
-            self.gas_pricing
-                .note_proof_tx_fee(&first.supplier, plan.fee_amount, message_count);
+            self.gas_pricing.note_signed(
+                signed.kind,
+                &first.supplier,
+                plan.gas_limit,
+                plan.fee_amount,
+                message_count,
+            );
         }
         Ok(tx::build_signed_tx(key, &plan)?.tx_bytes)
     }

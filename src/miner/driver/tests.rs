@@ -442,7 +442,31 @@ async fn leading() -> Leading {
 /// [`Leading`] on `plain`, with `relays` ingested.
 async fn leading_with(f: Fixture, plain: storage::Storage, relays: Vec<MinedRelay>) -> Leading {
     let telemetry = crate::telemetry::Telemetry::new().unwrap();
-    let mut miner = settling_miner(&f, &plain, &telemetry, "a");
+    let miner = settling_miner(&f, &plain, &telemetry, "a");
+    leading_from(f, plain, telemetry, miner, relays).await
+}
+
+/// [`Leading`] on a fresh memory backend, configured by `cfg` (e.g. [`fixed_gas_config`]), reading the chain's
+/// settlement events when `settlements`, with `relays` ingested.
+async fn leading_configured(f: Fixture, cfg: MinerConfig, relays: Vec<MinedRelay>, settlements: bool) -> Leading {
+    let telemetry = crate::telemetry::Telemetry::new().unwrap();
+    let plain = MemoryBackend::new().storage();
+    let mut miner = Miner::new(f.client.clone(), plain.clone(), f.keyring.clone(), cfg)
+        .with_metrics(crate::miner::metrics::MinerMetrics::new(&telemetry).unwrap());
+    if settlements {
+        miner = miner.with_settlements_from(f.comet.clone());
+    }
+    leading_from(f, plain, telemetry, miner, relays).await
+}
+
+/// `miner` (over `plain`) made the leader, then `relays` ingested: [`Leading`].
+async fn leading_from(
+    f: Fixture,
+    plain: storage::Storage,
+    telemetry: crate::telemetry::Telemetry,
+    mut miner: Miner,
+    relays: Vec<MinedRelay>,
+) -> Leading {
     miner.step().await.unwrap();
     assert!(miner.engine.is_leader());
     plain.relay_log.append(relays).await.unwrap();
@@ -457,6 +481,105 @@ async fn leading_with(f: Fixture, plain: storage::Storage, relays: Vec<MinedRela
     }
 }
 
+impl Leading {
+    /// Produces a block and steps the miner after it, until the chain is past `height`.
+    async fn blocks_through(&mut self, height: i64) {
+        while self.f.chain.height() <= height {
+            self.f.chain.produce_block();
+            self.miner.step().await.unwrap();
+        }
+    }
+
+    /// Produces blocks (stepping the miner after each) up to the proof seed block, and asserts that the chain
+    /// required the fixture session's proof there and that it is not sent before `proof_open`.
+    async fn until_proof_seed(&mut self) {
+        self.blocks_through(self.schedule.proof_open - 2).await;
+        let record = self.miner.engine.session(&self.f.key).unwrap();
+        assert_eq!(
+            (record.state, record.proof_required),
+            (crate::miner::lifecycle::State::Proving, Some(true)),
+            "required at the seed block"
+        );
+        assert!(record.proof_sent_at.is_empty(), "not sent before proof_open");
+    }
+}
+
+/// A miner configured by `cfg`, with metrics, on a fresh memory backend, that ingested `relays` and relays 0..5 of
+/// the fixture's session as [`ingest_until_claim_open`] does, the chain at the claim window's opening (the miner
+/// has not seen it yet): [`Leading`].
+async fn at_claim_open(f: Fixture, cfg: MinerConfig, relays: Vec<MinedRelay>) -> Leading {
+    let telemetry = crate::telemetry::Telemetry::new().unwrap();
+    let plain = MemoryBackend::new().storage();
+    let mut miner = Miner::new(f.client.clone(), plain.clone(), f.keyring.clone(), cfg)
+        .with_metrics(crate::miner::metrics::MinerMetrics::new(&telemetry).unwrap());
+    if !relays.is_empty() {
+        plain.relay_log.append(relays).await.unwrap();
+    }
+    let schedule = ingest_until_claim_open(&f, &plain, &mut miner).await;
+    Leading {
+        f,
+        miner,
+        plain,
+        telemetry,
+        schedule,
+    }
+}
+
+/// [`config`] "a" with a fixed `transaction.gas_limit` (Simulate skipped; 0: simulated).
+fn fixed_gas_config(gas_limit: u64) -> MinerConfig {
+    MinerConfig {
+        gas_limit,
+        ..config("a")
+    }
+}
+
+/// [`genesis_with_apps`] where every claim needs a proof (probability 1, threshold 0).
+fn proving_genesis(apps: &[&str]) -> Genesis {
+    let mut g = genesis_with_apps(apps);
+    g.proof_params.proof_request_probability = 1.0;
+    g.proof_params.proof_requirement_threshold_upokt = 0;
+    g
+}
+
+/// The logs of the txs that failed in their block (a fee paid for nothing).
+fn failed_in_block(chain: &SimChain) -> Vec<String> {
+    chain
+        .state()
+        .txs
+        .values()
+        .filter(|r| r.code != 0)
+        .map(|r| r.log.clone())
+        .collect()
+}
+
+/// The bytes of `key`'s session record as stored.
+async fn stored_data(plain: &storage::Storage, key: &SessionKey) -> Vec<u8> {
+    plain
+        .sessions
+        .get(&key.supplier, &key.session_id)
+        .await
+        .unwrap()
+        .unwrap()
+        .data
+}
+
+/// Asserts that the chain validated the proof of `key`'s claim (settled claims leave the chain's state; the
+/// simulator keeps them apart with their proof's status).
+fn assert_proof_validated(f: &Fixture, key: &SessionKey) {
+    let status = f
+        .chain
+        .state()
+        .settled
+        .get(&(key.session_id.clone(), key.supplier.clone()))
+        .map(|e| e.claim.proof_validation_status);
+    assert_eq!(
+        status,
+        Some(crate::protocol::wire::ClaimProofStatus::Validated as i32),
+        "{:?}",
+        f.chain.records()
+    );
+}
+
 /// A leader miner (with metrics, on a memory backend) that ingested relays 0..5 of the fixture's session and
 /// sent their claim when the claim window opened, plus one more block that included the claim.
 struct Claimed {
@@ -469,12 +592,13 @@ struct Claimed {
 }
 
 async fn claimed(genesis: Genesis) -> Claimed {
-    let f = fixture_on(genesis).await;
-    let telemetry = crate::telemetry::Telemetry::new().unwrap();
-    let plain = MemoryBackend::new().storage();
-    let mut miner = Miner::new(f.client.clone(), plain.clone(), f.keyring.clone(), config("a"))
-        .with_metrics(crate::miner::metrics::MinerMetrics::new(&telemetry).unwrap());
-    let schedule = ingest_until_claim_open(&f, &plain, &mut miner).await;
+    let Leading {
+        f,
+        mut miner,
+        plain,
+        telemetry,
+        schedule,
+    } = at_claim_open(fixture_on(genesis).await, config("a"), Vec::new()).await;
     miner.step().await.unwrap();
     assert_eq!(
         miner.engine.session(&f.key).unwrap().claim_sent_at.len(),

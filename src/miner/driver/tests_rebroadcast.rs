@@ -474,13 +474,7 @@ async fn run_to_settlement(f: &Fixture, miner: &mut Miner, settlement: i64) -> V
         f.chain.produce_block();
         miner.step().await.unwrap();
     }
-    f.chain
-        .state()
-        .txs
-        .values()
-        .filter(|r| r.code != 0)
-        .map(|r| r.log.clone())
-        .collect()
+    super::failed_in_block(&f.chain)
 }
 
 /// A kept proof tx whose proof governance made not required before its bytes go out again: broadcast again, the

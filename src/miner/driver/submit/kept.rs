@@ -38,6 +38,7 @@ use serde::{Deserialize, Serialize};
 
 use super::unknown::{Expiry, SentTx};
 use crate::chain::tx::Timestamp;
+use crate::miner::driver::fees::SessionGas;
 use crate::miner::lifecycle::{SessionKey, SessionRecord, State, TxKind};
 
 /// A tx as stored in its holder's record.
@@ -130,6 +131,9 @@ pub(in crate::miner::driver) struct RecordOut<'a> {
     pub record: &'a SessionRecord,
     #[serde(skip_serializing_if = "<[StoredTx]>::is_empty")]
     pub in_flight_txs: &'a [StoredTx],
+    /// The session's gas doublings and price at the cap (module `fees`).
+    #[serde(skip_serializing_if = "SessionGas::is_unset")]
+    pub gas: SessionGas,
 }
 
 /// A session record as the driver reads it.
@@ -139,6 +143,8 @@ pub(in crate::miner::driver) struct RecordIn {
     pub record: SessionRecord,
     #[serde(default)]
     pub in_flight_txs: Vec<StoredTx>,
+    #[serde(default)]
+    pub gas: SessionGas,
 }
 
 /// A kept tx in memory.
@@ -426,6 +432,7 @@ mod tests {
         let out = serde_json::to_vec(&RecordOut {
             record: &record,
             in_flight_txs: &[],
+            gas: SessionGas::default(),
         })
         .unwrap();
         assert_eq!(
@@ -440,6 +447,7 @@ mod tests {
         let with = serde_json::to_vec(&RecordOut {
             record: &record,
             in_flight_txs: &held,
+            gas: SessionGas::default(),
         })
         .unwrap();
         let back: RecordIn = serde_json::from_slice(&with).unwrap();

@@ -3,6 +3,7 @@
 //! most, and a held claim goes out at the first block after the operator topped the account up.
 
 use super::*;
+use crate::miner::lifecycle::TxKind;
 
 /// Three sessions worth 10 (`high`), 5 (the fixture's own) and 2 (`low`) relays; the proof fee 400,000 upokt.
 struct ThreeSessions {
@@ -93,8 +94,9 @@ async fn a_balance_short_of_every_proof_fee_claims_the_most_valuable_sessions_an
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_balance_covering_every_proof_fee_holds_nothing_back() {
-    // 1,200,001 > 3 × 400,000 (no proof tx signed yet: no tx fee estimated).
-    let mut t = three_sessions_at_claim_open(1_200_001).await;
+    // 1,200,007 > 3 × (400,000 + 1): no proof tx signed yet, each proof's tx fee is estimated (module `afford`)
+    // at 0.000001upokt per gas for 200,000 gas of message and 164,160 of size: 1 upokt.
+    let mut t = three_sessions_at_claim_open(1_200_007).await;
     t.miner.step().await.unwrap();
     t.f.chain.produce_block();
     t.miner.step().await.unwrap();
@@ -109,11 +111,52 @@ async fn a_balance_covering_every_proof_fee_holds_nothing_back() {
 async fn the_proof_tx_fees_count_against_the_balance_too() {
     // 1,200,001 > 3 × 400,000, but not > 3 × (400,000 + 50,000): the last proof tx paid 100,000 for two proofs.
     let mut t = three_sessions_at_claim_open(1_200_001).await;
-    t.miner.gas_pricing.note_proof_tx_fee(&t.f.supplier, 100_000, 2);
+    t.miner
+        .gas_pricing
+        .note_signed(TxKind::Proof, &t.f.supplier, 200_000, 100_000, 2);
     t.miner.step().await.unwrap();
     t.f.chain.produce_block();
     t.miner.step().await.unwrap();
     assert_claimed(&t.f, &[&t.high, &t.f.key]).await;
     assert_not_claimed(&t.f, &t.low).await;
     assert_eq!(skipped(&t), Some(1));
+}
+
+/// The tx fee the funds check reserves per proof is that of the supplier's last proof tx, stored with it: a
+/// restarted process reserves the same, not the estimate it falls back on before any proof tx (module `afford`).
+/// Before, it reserved 0 until it signed a proof tx itself, and a balance that could not pay the tx fees of the
+/// proofs it was claiming was found out only when a required proof was refused for funds (a slash).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_miner_reserves_the_tx_fee_of_the_last_proof_tx() {
+    let f = fixture_on(proving_genesis(&[])).await;
+    let relays = signed_relays(&f, &f.header, "app", 0..3, 100);
+    // A price at which fees are not all 1 upokt: the fee paid and the estimate differ.
+    let cfg = MinerConfig {
+        gas_price: "0.01upokt".into(),
+        ..config("a")
+    };
+    let mut t = leading_configured(f, cfg.clone(), relays, false).await;
+    t.blocks_through(t.schedule.proof_close).await;
+    assert_proof_validated(&t.f, &t.f.key);
+    let txs = super::rebroadcast::included_txs_of(&t.f.chain, &t.f.supplier);
+    assert_eq!(txs.len(), 2, "the claim's tx and the proof's: {txs:?}");
+    let paid = txs[1].1;
+    let supplier = t.f.supplier.clone();
+    assert_eq!(t.miner.proof_tx_fee_estimate(&supplier).await, paid);
+    assert_eq!(
+        t.plain
+            .kv
+            .get(&super::super::afford::proof_tx_fee_key(&supplier))
+            .await
+            .unwrap(),
+        Some(paid.to_string().into_bytes())
+    );
+
+    drop(t.miner);
+    let mut restarted = Miner::new(t.f.client.clone(), t.plain.clone(), t.f.keyring.clone(), cfg);
+    restarted.step().await.unwrap();
+    assert!(restarted.engine.is_leader());
+    let estimate = restarted.estimated_proof_tx_fee().await;
+    assert!(estimate > paid, "the estimate is conservative: {estimate} vs {paid}");
+    assert_eq!(restarted.proof_tx_fee_estimate(&supplier).await, paid);
 }

@@ -5,19 +5,8 @@ use super::*;
 
 /// A leader miner with metrics, on a memory backend, that ingested relays 0..5 of the fixture's session, with the
 /// chain at the claim window's opening (the miner has not seen it yet).
-async fn leader_at_claim_open() -> (
-    Fixture,
-    crate::telemetry::Telemetry,
-    Miner,
-    crate::miner::lifecycle::Schedule,
-) {
-    let f = fixture().await;
-    let telemetry = crate::telemetry::Telemetry::new().unwrap();
-    let plain = MemoryBackend::new().storage();
-    let mut miner = Miner::new(f.client.clone(), plain.clone(), f.keyring.clone(), config("a"))
-        .with_metrics(crate::miner::metrics::MinerMetrics::new(&telemetry).unwrap());
-    let schedule = ingest_until_claim_open(&f, &plain, &mut miner).await;
-    (f, telemetry, miner, schedule)
+async fn leader_at_claim_open() -> Leading {
+    at_claim_open(fixture().await, config("a"), Vec::new()).await
 }
 
 /// Sessions whose commands fail do not hold back the claims of the supplier's other sessions due at the same
@@ -27,7 +16,13 @@ async fn leader_at_claim_open() -> (
 /// (that check fails before the claims are sent).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sessions_whose_commands_fail_do_not_hold_back_the_others_claims() {
-    let (f, telemetry, mut miner, schedule) = leader_at_claim_open().await;
+    let Leading {
+        f,
+        telemetry,
+        mut miner,
+        schedule,
+        ..
+    } = leader_at_claim_open().await;
     let good = miner.engine.session(&f.key).unwrap().clone();
     let mut unclaimable = good.clone();
     unclaimable.key.session_id = "0".repeat(64);
@@ -48,15 +43,7 @@ async fn sessions_whose_commands_fail_do_not_hold_back_the_others_claims() {
         "the failed proof-requirement check is reported"
     );
     f.chain.produce_block();
-    assert!(
-        f.client
-            .claim_at(&f.key.session_id, &f.supplier, None)
-            .await
-            .unwrap()
-            .is_some(),
-        "the good session's claim is on chain: {:?}",
-        f.chain.records()
-    );
+    assert_claimed(&f, &[&f.key]).await;
     let build_failures = || {
         counter(
             &telemetry.render_metrics(),
@@ -79,7 +66,12 @@ async fn sessions_whose_commands_fail_do_not_hold_back_the_others_claims() {
 /// before the mempool costs nothing).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refused_batch_is_resent_message_by_message_so_one_bad_claim_does_not_sink_the_others() {
-    let (f, telemetry, mut miner, _) = leader_at_claim_open().await;
+    let Leading {
+        f,
+        telemetry,
+        mut miner,
+        ..
+    } = leader_at_claim_open().await;
     let mut empty = miner.engine.session(&f.key).unwrap().clone();
     empty.key.session_id = "0".repeat(64);
     let empty_key = empty.key.clone();
@@ -132,17 +124,16 @@ async fn a_batch_resent_message_by_message_in_one_block_lands_every_good_claim()
 /// block, without using up its re-send, and lands.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_claim_refused_once_by_simulate_at_window_open_lands_at_the_next_block() {
-    let (f, telemetry, mut miner, _) = leader_at_claim_open().await;
+    let Leading {
+        f,
+        telemetry,
+        mut miner,
+        ..
+    } = leader_at_claim_open().await;
     f.chain.state().refuse_simulations = 1;
     miner.step().await.unwrap();
     f.chain.produce_block();
-    assert!(
-        f.client
-            .claim_at(&f.key.session_id, &f.supplier, None)
-            .await
-            .unwrap()
-            .is_none()
-    );
+    assert_not_claimed(&f, &f.key).await;
     let record = miner.engine.session(&f.key).unwrap();
     assert_eq!(
         record.claim_sent_at,
@@ -157,14 +148,6 @@ async fn a_claim_refused_once_by_simulate_at_window_open_lands_at_the_next_block
 
     miner.step().await.unwrap();
     f.chain.produce_block();
-    assert!(
-        f.client
-            .claim_at(&f.key.session_id, &f.supplier, None)
-            .await
-            .unwrap()
-            .is_some(),
-        "sent again at the next block: {:?}",
-        f.chain.records()
-    );
+    assert_claimed(&f, &[&f.key]).await;
     assert_eq!(miner.engine.session(&f.key).unwrap().claim_sent_at.len(), 1);
 }

@@ -3,6 +3,7 @@
 
 use super::rebroadcast::{balance, included_txs_of};
 use super::*;
+use crate::miner::lifecycle::TxKind;
 
 /// (gas limit, length in bytes, fee in uPOKT) of every tx the chain included, in block order.
 pub(super) fn included_gas(chain: &SimChain) -> Vec<(u64, usize, u128)> {
@@ -35,42 +36,25 @@ pub(super) fn fixed_limit(per_message: u64, messages: u64, len: usize) -> u64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_batch_of_claims_with_a_fixed_gas_limit_runs_in_its_block() {
     let f = fixture_on(genesis_with_apps(&["app2", "app3"])).await;
-    let plain = MemoryBackend::new().storage();
     let mut keys = vec![f.key.clone()];
+    let mut mined = Vec::new();
     for (i, app) in ["app2", "app3"].into_iter().enumerate() {
         let (header, key) = app_session(&f, app).await;
         let first = 10 * (i as u64 + 1);
-        plain
-            .relay_log
-            .append(relays(&f.supplier, &header, first..first + 3))
-            .await
-            .unwrap();
+        mined.extend(relays(&f.supplier, &header, first..first + 3));
         keys.push(key);
     }
-    let mut miner = Miner::new(
-        f.client.clone(),
-        plain.clone(),
-        f.keyring.clone(),
-        MinerConfig {
-            gas_limit: 100_000,
-            ..config("a")
-        },
-    );
-    ingest_until_claim_open(&f, &plain, &mut miner).await;
+    let Leading { f, mut miner, .. } = at_claim_open(f, fixed_gas_config(100_000), mined).await;
     let before = balance(&f.chain, &f.supplier);
     miner.step().await.unwrap();
     f.chain.produce_block();
     miner.step().await.unwrap();
 
-    let failed: Vec<_> = f
-        .chain
-        .state()
-        .txs
-        .values()
-        .filter(|r| r.code != 0)
-        .map(|r| r.log.clone())
-        .collect();
-    assert_eq!(failed, Vec::<String>::new(), "no tx failed in its block");
+    assert_eq!(
+        failed_in_block(&f.chain),
+        Vec::<String>::new(),
+        "no tx failed in its block"
+    );
     let txs = included_txs_of(&f.chain, &f.supplier);
     assert_eq!(txs.len(), 1, "one tx for the three claims: {txs:?}");
     assert_eq!(before - balance(&f.chain, &f.supplier), txs[0].1, "one fee");
@@ -90,59 +74,19 @@ async fn a_batch_of_claims_with_a_fixed_gas_limit_runs_in_its_block() {
 /// limit covers its size gas now: the claim and the proof land, each in one tx, none refused or failed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_large_proof_with_a_fixed_gas_limit_sized_for_a_claim_lands() {
-    let mut g = genesis_with_apps(&[]);
-    g.proof_params.proof_request_probability = 1.0;
-    g.proof_params.proof_requirement_threshold_upokt = 0;
-    let f = fixture_on(g).await;
-    let telemetry = crate::telemetry::Telemetry::new().unwrap();
-    let plain = MemoryBackend::new().storage();
-    let mut miner = Miner::new(
-        f.client.clone(),
-        plain.clone(),
-        f.keyring.clone(),
-        MinerConfig {
-            gas_limit: 100_000,
-            ..config("a")
-        },
-    )
-    .with_metrics(crate::miner::metrics::MinerMetrics::new(&telemetry).unwrap());
-    miner.step().await.unwrap();
-    let (header, key) = app_session(&f, "app").await;
-    plain
-        .relay_log
-        .append(signed_relays(&f, &header, "app", 0..2, 10_000))
-        .await
-        .unwrap();
-    miner.step().await.unwrap();
-    let schedule = miner.engine.session(&key).unwrap().schedule;
-    while f.chain.height() <= schedule.proof_close {
-        f.chain.produce_block();
-        miner.step().await.unwrap();
-    }
-    let status = f
-        .chain
-        .state()
-        .settled
-        .get(&(key.session_id.clone(), f.supplier.clone()))
-        .map(|e| e.claim.proof_validation_status);
+    let f = fixture_on(proving_genesis(&[])).await;
+    let relays = signed_relays(&f, &f.header, "app", 0..2, 10_000);
+    let mut t = leading_configured(f, fixed_gas_config(100_000), relays, false).await;
+    t.blocks_through(t.schedule.proof_close).await;
+    assert_proof_validated(&t.f, &t.f.key);
     assert_eq!(
-        status,
-        Some(crate::protocol::wire::ClaimProofStatus::Validated as i32),
-        "{:?}",
-        f.chain.records()
+        failed_in_block(&t.f.chain),
+        Vec::<String>::new(),
+        "no tx failed in its block"
     );
-    let failed: Vec<_> = f
-        .chain
-        .state()
-        .txs
-        .values()
-        .filter(|r| r.code != 0)
-        .map(|r| r.log.clone())
-        .collect();
-    assert_eq!(failed, Vec::<String>::new(), "no tx failed in its block");
-    let txs = included_txs_of(&f.chain, &f.supplier);
+    let txs = included_txs_of(&t.f.chain, &t.f.supplier);
     assert_eq!(txs.len(), 2, "one claim tx, one proof tx: {txs:?}");
-    let text = telemetry.render_metrics();
+    let text = t.telemetry.render_metrics();
     assert_eq!(counter(&text, "ha_miner_proof_errors_total", "refused"), None, "{text}");
 }
 
@@ -152,41 +96,89 @@ async fn a_large_proof_with_a_fixed_gas_limit_sized_for_a_claim_lands() {
 /// kept tx's lookup shows code 11, the session's next tx asks twice the per-message gas and the claim lands.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_claim_that_ran_out_of_gas_is_sent_again_with_twice_the_gas() {
-    let f = fixture().await;
-    let plain = MemoryBackend::new().storage();
-    let mut miner = Miner::new(
-        f.client.clone(),
-        plain.clone(),
-        f.keyring.clone(),
-        MinerConfig {
-            gas_limit: 65_000,
-            ..config("a")
-        },
-    );
-    let schedule = ingest_until_claim_open(&f, &plain, &mut miner).await;
+    let Leading {
+        f, mut miner, schedule, ..
+    } = at_claim_open(fixture().await, fixed_gas_config(65_000), Vec::new()).await;
     while f.chain.height() <= schedule.claim_close {
         miner.step().await.unwrap();
         f.chain.produce_block();
     }
-    assert!(
-        f.client
-            .claim_at(&f.key.session_id, &f.supplier, None)
-            .await
-            .unwrap()
-            .is_some(),
-        "{:?}",
-        f.chain.records()
+    assert_claimed(&f, &[&f.key]).await;
+    assert_eq!(
+        block_codes(&f.chain),
+        vec![11, 0],
+        "one tx out of gas, then one that ran"
     );
-    let codes: Vec<u32> = {
-        let s = f.chain.state();
-        s.block_txs
-            .values()
-            .flatten()
-            .map(|tx| s.txs[&crate::chain::tx::tx_hash(tx)].code)
-            .collect()
-    };
-    assert_eq!(codes, vec![11, 0], "one tx out of gas, then one that ran");
     let gas = included_gas(&f.chain);
     assert_eq!(gas[0].0, fixed_limit(65_000, 1, gas[0].1), "{gas:?}");
     assert_eq!(gas[1].0, fixed_limit(130_000, 1, gas[1].1), "{gas:?}");
+}
+
+/// The result code of every tx the chain included, in block order.
+fn block_codes(chain: &SimChain) -> Vec<u32> {
+    let s = chain.state();
+    s.block_txs
+        .values()
+        .flatten()
+        .map(|tx| s.txs[&crate::chain::tx::tx_hash(tx)].code)
+        .collect()
+}
+
+/// As above, but leader A, having seen its claim run out of gas (the kept tx's lookup: code 11) and noted the
+/// session stuck at the cap, stops leading before its next attempt. Both are stored in the session's record, so
+/// B, leading the same storage, signs that attempt at twice the per-message gas and at `max_gas_price`, and the
+/// claim lands at its one re-send. Kept in A's memory only, B asked 1× the gas again: a second tx out of gas, a
+/// second fee, and with a proof a slash.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_leader_resumes_the_doubled_gas_and_the_cap_of_a_session_that_ran_out_of_gas() {
+    let cfg = |instance: &str| MinerConfig {
+        max_gas_price: "0.0001upokt".into(),
+        instance: instance.into(),
+        ..fixed_gas_config(65_000)
+    };
+    let Leading {
+        f,
+        miner: mut a,
+        plain,
+        schedule,
+        ..
+    } = at_claim_open(fixture().await, cfg("a"), Vec::new()).await;
+    let claim = |m: &Miner| m.gas_pricing.gas_doublings(TxKind::Claim, std::slice::from_ref(&f.key));
+    while claim(&a) == 0 {
+        assert!(f.chain.height() <= schedule.claim_close, "the lookup saw code 11");
+        a.step().await.unwrap();
+        f.chain.produce_block();
+    }
+    assert_eq!(block_codes(&f.chain), vec![11], "one tx, out of gas");
+    assert!(f.chain.state().mempool.is_empty(), "no new tx yet");
+    a.gas_pricing
+        .stuck_in_mempool(TxKind::Claim, std::slice::from_ref(&f.key));
+    a.persist(&[], &mut Vec::new()).await.unwrap();
+    let stored: serde_json::Value = serde_json::from_slice(&stored_data(&plain, &f.key).await).unwrap();
+    assert_eq!(
+        stored["gas"],
+        serde_json::json!({"claim": {"doublings": 1, "at_cap": true}}),
+        "{stored}"
+    );
+
+    let token = a.leader_token.unwrap();
+    assert!(plain.leadership.resign(ELECTION, "a", token).await.unwrap());
+    let mut b = Miner::new(f.client.clone(), plain.clone(), f.keyring.clone(), cfg("b"));
+    b.step().await.unwrap();
+    assert!(b.engine.is_leader());
+    assert_eq!(claim(&b), 1, "restored");
+    while f.chain.height() <= schedule.claim_close {
+        b.step().await.unwrap();
+        f.chain.produce_block();
+    }
+    assert_claimed(&f, &[&f.key]).await;
+    assert_eq!(block_codes(&f.chain), vec![11, 0], "the re-send ran");
+    let gas = included_gas(&f.chain);
+    assert_eq!(gas[1].0, fixed_limit(130_000, 1, gas[1].1), "{gas:?}");
+    let cap = crate::chain::tx::parse_gas_price("0.0001").unwrap();
+    assert_eq!(
+        gas[1].2,
+        crate::chain::tx::fee_for_gas(&cap, gas[1].0).unwrap(),
+        "{gas:?}"
+    );
 }

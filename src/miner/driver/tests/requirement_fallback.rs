@@ -9,7 +9,6 @@
 
 use super::rebroadcast::included_txs_of;
 use super::*;
-use crate::miner::lifecycle::State;
 use crate::protocol::wire::method::{PROOF_PARAMS, SIMULATE};
 use crate::sim::chain::Settlement;
 
@@ -18,55 +17,24 @@ use crate::sim::chain::Settlement;
 /// the chain pays the claim; no tx of the supplier failed in its block.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_proof_whose_requirement_cannot_be_checked_again_is_sent_and_lands() {
-    let mut g = genesis();
-    g.proof_params.proof_request_probability = 1.0;
-    g.proof_params.proof_requirement_threshold_upokt = 0;
-    let f = fixture_on(g).await;
+    let f = fixture_on(proving_genesis(&[])).await;
     let relays = signed_relays(&f, &f.header, "app", 0..3, 100);
-    let plain = MemoryBackend::new().storage();
-    let mut miner = Miner::new(
-        f.client.clone(),
-        plain.clone(),
-        f.keyring.clone(),
-        MinerConfig {
-            gas_limit: 400_000,
-            ..config("a")
-        },
-    )
-    .with_settlements_from(f.comet.clone());
-    miner.step().await.unwrap();
-    assert!(miner.engine.is_leader());
-    plain.relay_log.append(relays).await.unwrap();
-    miner.step().await.unwrap();
-    let schedule = miner.engine.session(&f.key).unwrap().schedule;
-    let chain = &f.chain;
-    while chain.height() < schedule.proof_open - 1 {
-        chain.produce_block();
-        miner.step().await.unwrap();
-    }
-    let record = miner.engine.session(&f.key).unwrap();
-    assert_eq!(
-        (record.state, record.proof_required),
-        (State::Proving, Some(true)),
-        "required at the seed block"
-    );
-    assert!(record.proof_sent_at.is_empty(), "not sent before proof_open");
+    let mut t = leading_configured(f, fixed_gas_config(400_000), relays, true).await;
+    t.until_proof_seed().await;
 
+    let chain = t.f.chain.clone();
     chain.fail_grpc_next(PROOF_PARAMS, 1);
     chain.produce_block();
-    miner.step().await.unwrap();
+    t.miner.step().await.unwrap();
     assert_eq!(chain.grpc_faults_pending(PROOF_PARAMS), 0, "the check's read failed");
     assert_eq!(
-        miner.engine.session(&f.key).unwrap().proof_sent_at,
-        vec![schedule.proof_open],
+        t.miner.engine.session(&t.f.key).unwrap().proof_sent_at,
+        vec![t.schedule.proof_open],
         "sent at proof_open all the same"
     );
     assert_eq!(chain.state().mempool.len(), 1, "the node took it");
 
-    while chain.height() <= schedule.settlement + 2 {
-        chain.produce_block();
-        miner.step().await.unwrap();
-    }
+    t.blocks_through(t.schedule.settlement + 2).await;
     let proofs: Vec<_> = chain.records().into_iter().filter(|r| r.kind == "proof").collect();
     assert_eq!(proofs.len(), 1, "{proofs:?}");
     assert_eq!(proofs[0].rejected, None, "the chain took the proof");
@@ -76,14 +44,11 @@ async fn a_proof_whose_requirement_cannot_be_checked_again_is_sent_and_lands() {
         chain.settlements()
     );
     assert_eq!(chain.grpc_calls(SIMULATE), 0, "Simulate is skipped");
-    let failed: Vec<_> = chain
-        .state()
-        .txs
-        .values()
-        .filter(|r| r.code != 0)
-        .map(|r| r.log.clone())
-        .collect();
-    assert_eq!(failed, Vec::<String>::new(), "no tx failed in its block");
-    let txs = included_txs_of(chain, &f.supplier);
+    assert_eq!(
+        failed_in_block(&chain),
+        Vec::<String>::new(),
+        "no tx failed in its block"
+    );
+    let txs = included_txs_of(&chain, &t.f.supplier);
     assert_eq!(txs.len(), 2, "the claim's tx and the proof's: {txs:?}");
 }

@@ -57,48 +57,24 @@ async fn proofs_over_the_size_limit_go_out_in_several_txs_and_all_land() {
     // Relays with a 10,000-byte payload make proof txs of ~22 KB: two proofs fit a tx, three do not, and each
     // relay is under the limit less the proof overhead (`MAX_PROOF_OVERHEAD_BYTES`), so it is mined.
     const LIMIT: usize = 48_000;
-    let mut g = genesis_with_apps(&APPS[1..]);
-    g.proof_params.proof_request_probability = 1.0;
-    g.proof_params.proof_requirement_threshold_upokt = 0;
-    let f = fixture_on(g).await;
+    let f = fixture_on(proving_genesis(&APPS[1..])).await;
     f.chain.state().max_tx_bytes = LIMIT;
-    let telemetry = crate::telemetry::Telemetry::new().unwrap();
-    let plain = MemoryBackend::new().storage();
-    let mut cfg = config("a");
-    cfg.max_tx_bytes = LIMIT;
-    let mut miner = Miner::new(f.client.clone(), plain.clone(), f.keyring.clone(), cfg)
-        .with_metrics(crate::miner::metrics::MinerMetrics::new(&telemetry).unwrap());
-    miner.step().await.unwrap();
     let mut keys = Vec::new();
+    let mut mined = Vec::new();
     for app in APPS {
         let (header, key) = app_session(&f, app).await;
-        plain
-            .relay_log
-            .append(signed_relays(&f, &header, app, 0..2, 10_000))
-            .await
-            .unwrap();
+        mined.extend(signed_relays(&f, &header, app, 0..2, 10_000));
         keys.push(key);
     }
-    miner.step().await.unwrap();
-    let schedule = miner.engine.session(&keys[0]).unwrap().schedule;
-    while f.chain.height() <= schedule.proof_close {
-        f.chain.produce_block();
-        miner.step().await.unwrap();
-    }
-    // Settled claims left the chain's state; the simulator keeps them apart with their validated proof.
+    let cfg = MinerConfig {
+        max_tx_bytes: LIMIT,
+        ..config("a")
+    };
+    let mut t = leading_configured(f, cfg, mined, false).await;
+    t.blocks_through(t.schedule.proof_close).await;
+    let (f, telemetry) = (&t.f, &t.telemetry);
     for key in &keys {
-        let status = f
-            .chain
-            .state()
-            .settled
-            .get(&(key.session_id.clone(), f.supplier.clone()))
-            .map(|e| e.claim.proof_validation_status);
-        assert_eq!(
-            status,
-            Some(crate::protocol::wire::ClaimProofStatus::Validated as i32),
-            "{:?}",
-            f.chain.records()
-        );
+        assert_proof_validated(f, key);
     }
     // (height, proofs in the tx, tx size) of every tx with proofs.
     let proof_txs: Vec<(i64, usize, usize)> = f

@@ -19,44 +19,12 @@ use crate::sim::chain::Settlement;
 /// proof's Simulate requests, and the stored tombstone; asserts that no tx of the supplier failed in its block
 /// (a proof refused at DeliverTx pays its fee) and that what it paid is the claim's tx's fee.
 async fn a_proof_made_unrequired_before_it_is_sent(settlements: bool, gas_limit: u64) -> (String, u64, SessionRecord) {
-    let mut g = genesis();
-    g.proof_params.proof_request_probability = 1.0;
-    g.proof_params.proof_requirement_threshold_upokt = 0;
-    let f = fixture_on(g).await;
+    let f = fixture_on(proving_genesis(&[])).await;
     let relays = signed_relays(&f, &f.header, "app", 0..3, 100);
-    let plain = MemoryBackend::new().storage();
-    let telemetry = crate::telemetry::Telemetry::new().unwrap();
-    let mut miner = Miner::new(
-        f.client.clone(),
-        plain.clone(),
-        f.keyring.clone(),
-        MinerConfig {
-            gas_limit,
-            ..config("a")
-        },
-    )
-    .with_metrics(crate::miner::metrics::MinerMetrics::new(&telemetry).unwrap());
-    if settlements {
-        miner = miner.with_settlements_from(f.comet.clone());
-    }
     let funds = balance(&f.chain, &f.supplier);
-    miner.step().await.unwrap();
-    assert!(miner.engine.is_leader());
-    plain.relay_log.append(relays).await.unwrap();
-    miner.step().await.unwrap();
-    let schedule = miner.engine.session(&f.key).unwrap().schedule;
-    let chain = &f.chain;
-    while chain.height() < schedule.proof_open - 1 {
-        chain.produce_block();
-        miner.step().await.unwrap();
-    }
-    let record = miner.engine.session(&f.key).unwrap();
-    assert_eq!(
-        (record.state, record.proof_required),
-        (State::Proving, Some(true)),
-        "required at the seed block"
-    );
-    assert!(record.proof_sent_at.is_empty(), "not sent before proof_open");
+    let mut t = leading_configured(f, fixed_gas_config(gas_limit), relays, settlements).await;
+    t.until_proof_seed().await;
+    let chain = t.f.chain.clone();
     let mut params = chain.state().proof.clone();
     params.proof_request_probability = 0.0;
     params.proof_requirement_threshold = Some(wire::Coin {
@@ -65,10 +33,7 @@ async fn a_proof_made_unrequired_before_it_is_sent(settlements: bool, gas_limit:
     });
     chain.set_proof_params(params);
     let simulations = chain.grpc_calls(SIMULATE);
-    while chain.height() <= schedule.settlement + 2 {
-        chain.produce_block();
-        miner.step().await.unwrap();
-    }
+    t.blocks_through(t.schedule.settlement + 2).await;
     let simulations = chain.grpc_calls(SIMULATE) - simulations;
     assert!(
         chain.records().iter().all(|r| r.kind != "proof"),
@@ -80,19 +45,17 @@ async fn a_proof_made_unrequired_before_it_is_sent(settlements: bool, gas_limit:
         "the chain paid the claim: {:?}",
         chain.settlements()
     );
+    let (f, miner) = (&t.f, &t.miner);
     assert!(miner.engine.session(&f.key).is_none(), "pruned");
-    let failed: Vec<_> = chain
-        .state()
-        .txs
-        .values()
-        .filter(|r| r.code != 0)
-        .map(|r| r.log.clone())
-        .collect();
-    assert_eq!(failed, Vec::<String>::new(), "no tx failed in its block");
-    let txs = included_txs_of(chain, &f.supplier);
+    assert_eq!(
+        failed_in_block(&chain),
+        Vec::<String>::new(),
+        "no tx failed in its block"
+    );
+    let txs = included_txs_of(&chain, &f.supplier);
     assert_eq!(txs.len(), 1, "the claim's tx alone: {txs:?}");
     assert_eq!(
-        funds + supplier_rewards(chain, &f.supplier) - balance(chain, &f.supplier),
+        funds + supplier_rewards(&chain, &f.supplier) - balance(&chain, &f.supplier),
         txs[0].1,
         "the claim's fee alone"
     );
@@ -106,8 +69,8 @@ async fn a_proof_made_unrequired_before_it_is_sent(settlements: bool, gas_limit:
         ),
         (1, 1)
     );
-    let tombstone = assert_session_pruned(&plain, &f.supplier, &f.key.session_id).await;
-    (telemetry.render_metrics(), simulations, tombstone)
+    let tombstone = assert_session_pruned(&t.plain, &f.supplier, &f.key.session_id).await;
+    (t.telemetry.render_metrics(), simulations, tombstone)
 }
 
 /// What every run asserts: the session settled without a proof, nothing counted proven or lost, the proof

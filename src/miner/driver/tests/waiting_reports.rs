@@ -47,13 +47,8 @@ async fn a_waiting_loss_report_runs_when_a_later_write_stores_its_record_and_sur
     faults.fail_write_sets(1, StorageError::Unavailable("test: the ingest batch is refused".into()));
     f.chain.produce_block();
     assert!(miner.step().await.is_err(), "the failed ingest is reported");
-    let record = plain
-        .sessions
-        .get(&f.supplier, &f.key.session_id)
-        .await
-        .unwrap()
-        .unwrap();
-    let stored: crate::miner::lifecycle::SessionRecord = serde_json::from_slice(&record.data).unwrap();
+    let stored: crate::miner::lifecycle::SessionRecord =
+        serde_json::from_slice(&stored_data(&plain, &f.key).await).unwrap();
     assert!(
         stored.proof_required.is_some(),
         "the requirement check wrote the record: {stored:?}"

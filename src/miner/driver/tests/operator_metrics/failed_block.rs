@@ -8,12 +8,13 @@ use super::*;
 /// processing lag grows by one a block; once that session is gone, the lag is 0 again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn gauges_follow_the_chain_through_failed_blocks_and_the_lag_shows_the_stuck_supplier() {
-    let f = fixture().await;
-    let telemetry = crate::telemetry::Telemetry::new().unwrap();
-    let plain = MemoryBackend::new().storage();
-    let mut miner = Miner::new(f.client.clone(), plain.clone(), f.keyring.clone(), config("a"))
-        .with_metrics(crate::miner::metrics::MinerMetrics::new(&telemetry).unwrap());
-    let schedule = ingest_until_claim_open(&f, &plain, &mut miner).await;
+    let Leading {
+        f,
+        mut miner,
+        telemetry,
+        schedule,
+        ..
+    } = at_claim_open(fixture().await, config("a"), Vec::new()).await;
     let mut unchecked = miner.engine.session(&f.key).unwrap().clone();
     unchecked.key.session_id = "1".repeat(64);
     unchecked.application_address = String::new();
