@@ -203,6 +203,11 @@ impl RaftNode {
             snapshot_policy: SnapshotPolicy::LogsSinceLast(cfg.snapshot_every),
             max_in_snapshot_log_to_keep: cfg.keep_after_snapshot,
             enable_pre_vote: Some(cfg.pre_vote),
+            // No election until the rollback check passed ([`crate::rollback`]): with pre-vote off, a gated node
+            // would otherwise campaign alone at every election timeout and save a vote of a higher term into a
+            // rolled-back directory, so that after its refusal a restart would find a vote newer than what its
+            // peers saw and pass. Enabled once the gate opens.
+            enable_elect: false,
             max_payload_entries: cfg.max_payload_entries.max(1),
             ..Default::default()
         };
@@ -285,14 +290,23 @@ impl RaftNode {
             let witness = witness.clone();
             let mut stop = stop_rx.clone();
             tokio::spawn(async move {
+                // Failures in a row: the first is logged, then one in a minute (a full disk fails every second).
+                let mut failing = 0u64;
                 loop {
                     let stopping = tokio::select! {
                         _ = tokio::time::sleep(crate::rollback::FLUSH_EVERY) => false,
                         _ = stop.changed() => true,
                     };
-                    if let Err(e) = witness.flush() {
-                        tracing::warn!(error = %e, "raft: could not write the witness file (what this node knows of \
-                                                    its peers' votes and acknowledgements); retrying");
+                    match witness.flush() {
+                        Err(e) => {
+                            if failing.is_multiple_of(60) {
+                                tracing::warn!(error = %e, failures_in_a_row = failing + 1, "raft: could not write \
+                                               the witness file (what this node knows of its peers' votes and \
+                                               acknowledgements); retrying every second");
+                            }
+                            failing += 1;
+                        }
+                        Ok(()) => failing = 0,
                     }
                     if stopping || *stop.borrow() {
                         return;
@@ -339,6 +353,7 @@ impl RaftNode {
             Ok(checked) => {
                 node.checked = checked;
                 witness.open_gate();
+                node.raft.runtime_config().elect(true);
                 Ok(node)
             }
             Err(e) => {

@@ -140,19 +140,37 @@ pub struct Witness {
 impl Witness {
     /// Opens (or starts) the witness of `data_dir`, gate closed.
     pub fn open(data_dir: &Path) -> std::io::Result<Self> {
-        let known = match std::fs::read_to_string(data_dir.join(FILE)) {
-            Ok(text) => parse(&text).ok_or_else(|| {
-                std::io::Error::new(
-                    std::io::ErrorKind::InvalidData,
-                    format!("{}: unreadable witness file", data_dir.join(FILE).display()),
-                )
-            })?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => BTreeMap::new(),
+        let path = data_dir.join(FILE);
+        let (known, changed) = match std::fs::read_to_string(&path) {
+            Ok(text) => match parse(&text) {
+                Some(known) => (known, false),
+                None => {
+                    // What this node knows of its peers only ever protects them (a lower bound of what they did):
+                    // an unreadable file (corrupt, a newer build's format after a downgrade) must not keep the
+                    // node from starting. It is kept aside for inspection and the node starts knowing nothing.
+                    let aside = data_dir.join(format!(
+                        "{FILE}.unreadable-{}",
+                        std::time::SystemTime::now()
+                            .duration_since(std::time::UNIX_EPOCH)
+                            .map_or(0, |d| d.as_secs())
+                    ));
+                    std::fs::rename(&path, &aside)?;
+                    tracing::error!(
+                        file = %path.display(),
+                        moved_to = %aside.display(),
+                        "raft: the witness file (what this node saw of its peers' votes and acknowledgements) is \
+                         unreadable; moved aside, starting without it: a peer restarted on an older copy of its \
+                         data directory is not detected by what this node knew of it"
+                    );
+                    (BTreeMap::new(), true)
+                }
+            },
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => (BTreeMap::new(), false),
             Err(e) => return Err(e),
         };
         Ok(Self {
             dir: data_dir.to_path_buf(),
-            known: Mutex::new((known, false)),
+            known: Mutex::new((known, changed)),
             open: AtomicBool::new(false),
         })
     }
@@ -416,6 +434,25 @@ mod tests {
         // Recorded before the incarnation was known: it is about this id's only directory so far.
         k.incarnation = None;
         assert!(judge(INC, local(1, None), &k).is_some());
+    }
+
+    /// An unreadable witness (corrupt, a newer format) is moved aside and the node starts knowing nothing: it
+    /// only ever protects peers, so it must not keep this node down.
+    #[test]
+    fn an_unreadable_witness_is_moved_aside_and_the_node_starts() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join(FILE), "not a witness line\n").unwrap();
+        let w = Witness::open(dir.path()).unwrap();
+        assert!(w.lock().0.is_empty());
+        let aside: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .filter_map(|e| e.ok().map(|e| e.file_name().to_string_lossy().into_owned()))
+            .filter(|n| n.starts_with("witness.unreadable-"))
+            .collect();
+        assert_eq!(aside.len(), 1, "the unreadable file is kept aside");
+        w.record_ack(3, Some(INC), 2, 10);
+        w.flush().unwrap();
+        assert_eq!(Witness::open(dir.path()).unwrap().lock().0.len(), 1);
     }
 
     #[test]

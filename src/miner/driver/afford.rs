@@ -21,8 +21,9 @@
 //!   window still gets it claimed. Held-back sessions are counted once each in
 //!   `ha_miner_claims_skipped_total{reason="insufficient_funds"}` (the Go miner's name) and logged at ERROR.
 //!
-//! Proofs are never held back (a proof not sent is a slash for sure; one refused for funds costs no fee and is
-//! tried again), but, like claims, go most valuable first, so when a batch is refused for the message the
+//! Proofs are not held back here (a proof not sent is a slash for sure), but a proof tx carries only the proofs
+//! the balance pays after the tx's real fee (module `submit::funds`: the rest wait for a top-up, tried again at
+//! every block of their window), and, like claims, they go most valuable first, so when a batch is refused for the message the
 //! balance no longer covers (it names the message, and the rest is sent again without it), the sessions that
 //! land are the ones worth most. Value is the session's claimed uPOKT (§6.3.1: its compute units, scaled by
 //! the service's relay difficulty, at the session start's `compute_units_to_tokens_multiplier`).

@@ -43,8 +43,21 @@ impl Miner {
     /// Whether the chain requires `key`'s proof (spec §6.3), decided from its claim as the chain holds it (module
     /// docs), else from the local trie's root.
     pub(super) async fn proof_required(&mut self, key: &SessionKey) -> Result<bool, MinerError> {
-        let on_chain = match self.chain.claim_at(&key.session_id, &key.supplier, None).await {
-            Ok(claim) => claim,
+        // Pinned to the tip this miner acts on: a node behind could still show an older version of a claim
+        // overwritten in its window (another root, another draw); such an answer is not the chain's claim, so
+        // the local root decides as when the read fails.
+        let on_chain = match self.chain.claim_at_tip(&key.session_id, &key.supplier).await {
+            Ok(answer) if answer.behind().is_some() => {
+                tracing::debug!(
+                    supplier = key.supplier,
+                    session = key.session_id,
+                    behind = ?answer.behind(),
+                    "the claim was read from a node behind the tip: its proof requirement is decided from the local \
+                     trie's root"
+                );
+                None
+            }
+            Ok(answer) => answer.claim,
             Err(e) => {
                 tracing::warn!(
                     supplier = key.supplier,

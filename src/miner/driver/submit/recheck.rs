@@ -62,14 +62,21 @@ impl Miner {
     ) -> Result<Option<Stale>, MinerError> {
         let mut stale = Stale::default();
         for key in proofs_carried(&tx.bytes) {
-            // Unpinned, as before a proof's build: a node behind that does not show the proof validated yet only
-            // lets the bytes go, as they went without this check.
-            let on_chain = match self.chain.claim_at(&key.session_id, &key.supplier, None).await {
-                Ok(Some(claim)) if claim.proof_validation_status == wire::ClaimProofStatus::Validated as i32 => {
+            // Pinned to the tip, falling back to a node behind (`claim_at_tip`): one that does not show the proof
+            // validated yet only lets the bytes go, as they went without this check.
+            let on_chain = match self.chain.claim_at_tip(&key.session_id, &key.supplier).await {
+                Ok(answer)
+                    if answer.claim.as_ref().is_some_and(|claim| {
+                        claim.proof_validation_status == wire::ClaimProofStatus::Validated as i32
+                    }) =>
+                {
                     stale.on_chain.push(key);
                     continue;
                 }
-                Ok(claim) => claim,
+                // A claim read below the tip may be an older version of it (module `requirement`): the local
+                // root decides the requirement.
+                Ok(answer) if answer.behind().is_some() => None,
+                Ok(answer) => answer.claim,
                 Err(e) => {
                     tracing::debug!(supplier, session = key.session_id, error = %e, "cannot read the claim of a kept proof");
                     None

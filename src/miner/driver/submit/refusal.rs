@@ -168,7 +168,11 @@ impl Miner {
         let signed = Signed::new(kind, &keys);
         let bounds = self.bounds(kind, &keys);
         let broadcast = self.broadcast(supplier, tx, bounds, &signed, *funds).await;
-        funds::spend(funds, &broadcast.outcome, signed.last().1, keys.len());
+        // Only a tx handed to a node can take funds: a Retryable before anything was signed or sent (an account
+        // read or a Simulate that failed on the ordered path) spends nothing.
+        if signed.sent().is_some() {
+            funds::spend(funds, &broadcast.outcome, signed.last().1, keys.len());
+        }
         self.after_broadcast(&broadcast.outcome, &signed);
         self.keep_if_unknown(kind, supplier, &keys, &broadcast.outcome, &signed);
         broadcast
