@@ -44,19 +44,23 @@ pub(crate) const PAGE: usize = 1000;
 /// How often a listing also sweeps the keyspace for streams written by others (module docs).
 pub(crate) const SWEEP_EVERY: Duration = Duration::from_secs(600);
 
-/// KEYS[1] = the index, KEYS[2..] = streams, ARGV[i] = the supplier of KEYS[i + 1]. Adds each supplier whose key
-/// is a stream to the index; answers its length, or -1 for a key of another type (or none).
-static SWEEP_PAGE: LazyLock<Script> = LazyLock::new(|| {
+/// KEYS[1] = the index, KEYS[2..] = streams; ARGV[1] = the mode, ARGV[i + 1] = the supplier of KEYS[i + 1].
+/// Answers each stream's length, or -1 for a key that is not a stream (or none). Mode `sweep` adds each supplier
+/// whose key is a stream to the index; mode `index` removes from it each supplier whose key is not a stream (any
+/// more).
+static PAGE_SCRIPT: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
+local sweep = ARGV[1] == 'sweep'
 local out = {}
 for i = 2, #KEYS do
   local t = redis.call('TYPE', KEYS[i])
   if type(t) == 'table' then t = t['ok'] end
   if t == 'stream' then
-    redis.call('SADD', KEYS[1], ARGV[i - 1])
+    if sweep then redis.call('SADD', KEYS[1], ARGV[i]) end
     out[i - 1] = redis.call('XLEN', KEYS[i])
   else
+    if not sweep then redis.call('SREM', KEYS[1], ARGV[i]) end
     out[i - 1] = -1
   end
 end
@@ -65,26 +69,14 @@ return out
     )
 });
 
-/// KEYS[1] = the index, KEYS[2..] = streams, ARGV[i] = the supplier of KEYS[i + 1]. Removes from the index each
-/// supplier whose key is not a stream (any more); answers each stream's length, or -1 for those removed.
-static INDEX_PAGE: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
-        r"
-local out = {}
-for i = 2, #KEYS do
-  local t = redis.call('TYPE', KEYS[i])
-  if type(t) == 'table' then t = t['ok'] end
-  if t == 'stream' then
-    out[i - 1] = redis.call('XLEN', KEYS[i])
-  else
-    redis.call('SREM', KEYS[1], ARGV[i - 1])
-    out[i - 1] = -1
-  end
-end
-return out
-",
-    )
-});
+/// What a [`PAGE_SCRIPT`] run does to the index besides answering the lengths.
+#[derive(Debug, Clone, Copy)]
+enum PageMode {
+    /// A sweep: streams found are added.
+    Sweep,
+    /// A listing: members whose key is not a stream are removed.
+    Index,
+}
 
 /// `s` as a `SCAN MATCH` pattern matching itself only (glob characters escaped).
 fn glob_literal(s: &str) -> String {
@@ -114,7 +106,7 @@ impl RedisBackend {
             .await
             .map_err(|e| self.err("SMEMBERS", e))?;
         for page in members.chunks(PAGE) {
-            let lengths = self.stream_lengths(&INDEX_PAGE, page).await?;
+            let lengths = self.stream_lengths(PageMode::Index, page).await?;
             for (supplier, len) in page.iter().zip(lengths) {
                 if len > 0 {
                     found.insert(supplier.clone());
@@ -124,10 +116,14 @@ impl RedisBackend {
         Ok(found.into_iter().collect())
     }
 
-    /// `script` over the streams of `suppliers` (one page): their lengths, -1 for a key that is not a stream.
-    async fn stream_lengths(&self, script: &Script, suppliers: &[String]) -> Result<Vec<i64>, StorageError> {
-        let mut inv = script.prepare_invoke();
-        inv.key(self.keys().relay_log_suppliers());
+    /// [`PAGE_SCRIPT`] in `mode` over the streams of `suppliers` (one page): their lengths, -1 for a key that is
+    /// not a stream.
+    async fn stream_lengths(&self, mode: PageMode, suppliers: &[String]) -> Result<Vec<i64>, StorageError> {
+        let mut inv = PAGE_SCRIPT.prepare_invoke();
+        inv.key(self.keys().relay_log_suppliers()).arg(match mode {
+            PageMode::Sweep => "sweep",
+            PageMode::Index => "index",
+        });
         for supplier in suppliers {
             inv.key(self.keys().relay_stream(supplier)).arg(supplier);
         }
@@ -178,7 +174,7 @@ impl RedisBackend {
                 }
             }
             for page in suppliers.chunks(PAGE) {
-                self.stream_lengths(&SWEEP_PAGE, page).await?;
+                self.stream_lengths(PageMode::Sweep, page).await?;
             }
             if next.as_slice() == b"0" {
                 return Ok(());
