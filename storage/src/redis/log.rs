@@ -42,7 +42,8 @@
 //!   more than the stream's entries not pending (Redis 7.0 keeps it after a trim deletes the undelivered tail).
 //! - `suppliers`: the non-empty streams among the suppliers of an index set every append adds to (in its
 //!   transaction or script), with a paged `SCAN MATCH {base}:relays:*` at the first listing and then every
-//!   [`suppliers::SWEEP_EVERY`] for streams others wrote (module `suppliers`).
+//!   [`suppliers::SWEEP_EVERY`] (and at the first listing after a leadership gain) for streams others wrote
+//!   (module `suppliers`).
 
 use std::sync::LazyLock;
 use std::time::Duration;

@@ -23,7 +23,9 @@
 //!
 //! The limit: a stream that only others write (a Go relayer's, for a supplier no relay-miner relayer served)
 //! and that appeared after the last sweep is listed from the next sweep on, at most [`SWEEP_EVERY`] late; once
-//! found, it is in the set and listed at every listing while it holds entries. The miner lists once per block
+//! found, it is in the set and listed at every listing while it holds entries. A campaign that gains the
+//! leadership (a token this process was not granted before, module `leader`) makes the next listing sweep, so a
+//! new leader, which may have been a standby for hours, starts from the whole keyspace. The miner lists once per block
 //! (module `unowned` of the miner), where it used to scan the whole keyspace.
 
 use std::collections::BTreeSet;
@@ -254,7 +256,6 @@ mod tests {
         assert!(scans(&server) > before, "the first listing sweeps");
         assert!(indexed(&server, "pokt1old"));
 
-        let before = scans(&server);
         // The transaction path of an append: no relay memory threshold (the script path is the default).
         let mut cfg = RedisConfig::new(server.url()).with_prefix("ha");
         cfg.relay_max_memory_ratio = 1.0;
@@ -277,6 +278,9 @@ mod tests {
             .append(vec![relay("pokt1fenced", "s1", 3)])
             .await
             .unwrap();
+        // The campaign gained the leadership: the next listing sweeps (`a_leadership_gain_makes_...`).
+        ha.suppliers().await.unwrap();
+        let before = scans(&server);
         server
             .command(&["XADD", "ha:relays:pokt1go", "*", "data", "x"])
             .unwrap();
@@ -305,6 +309,47 @@ mod tests {
         ha.append(vec![relay("pokt1old", "s2", 4)]).await.unwrap();
         assert_eq!(ha.suppliers().await.unwrap(), ["pokt1fenced", "pokt1go", "pokt1old"]);
         assert_eq!(scans(&server), before);
+    }
+
+    /// A campaign that gains the leadership makes the next listing sweep: a stream only a Go relayer wrote since
+    /// the last sweep is listed at once by the new leader, not up to `SWEEP_EVERY` later. A campaign that keeps
+    /// the same token (the holder again) does not.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_leadership_gain_makes_the_next_listing_sweep() {
+        let server = RedisServer::start(ServerOptions::default()).unwrap();
+        let ha = backend(&server, "ha").await;
+        assert!(ha.suppliers().await.unwrap().is_empty(), "the first listing sweeps");
+        server
+            .command(&["XADD", "ha:relays:pokt1go", "*", "data", "x"])
+            .unwrap();
+        assert!(ha.suppliers().await.unwrap().is_empty(), "not due");
+
+        let l = ha.storage().leadership;
+        let token = l
+            .campaign("miner", "m", Duration::from_secs(30))
+            .await
+            .unwrap()
+            .unwrap();
+        let before = scans(&server);
+        assert_eq!(ha.suppliers().await.unwrap(), ["pokt1go"]);
+        assert!(scans(&server) > before, "swept after the gain");
+
+        server
+            .command(&["XADD", "ha:relays:pokt1go2", "*", "data", "x"])
+            .unwrap();
+        let again = l.campaign("miner", "m", Duration::from_secs(30)).await.unwrap();
+        assert_eq!(again, Some(token), "the holder campaigning again keeps its token");
+        let before = scans(&server);
+        assert_eq!(ha.suppliers().await.unwrap(), ["pokt1go"]);
+        assert_eq!(scans(&server), before, "the same token: no sweep");
+        assert!(l.resign("miner", "m", token).await.unwrap());
+        let next = l
+            .campaign("miner", "m", Duration::from_secs(30))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(next > token);
+        assert_eq!(ha.suppliers().await.unwrap(), ["pokt1go", "pokt1go2"]);
     }
 
     /// Only non-empty streams under the backend's own prefix are listed: a Go relayer's stream is, the empty
