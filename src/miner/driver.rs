@@ -26,6 +26,7 @@ mod lookup;
 mod observe;
 mod persist;
 mod profit;
+mod prune;
 mod requirement;
 mod restore;
 pub(super) mod settled;
@@ -69,6 +70,9 @@ pub struct MinerStats {
     /// Relays that reached the miner after their session's claimed trie was frozen (module `ingest`): kept in
     /// the late trie, counted lost as `relays_after_claim` once the claim is confirmed.
     pub relays_late: AtomicU64,
+    /// Relays a session's prune trimmed from the relay log that no trie of it held (never ingested: a backlog
+    /// through the session's windows), counted lost as `pruned_before_ingest` (module `prune`).
+    pub relays_pruned_unread: AtomicU64,
     /// Claim messages sent.
     pub claims_sent: AtomicU64,
     /// Proof messages sent.

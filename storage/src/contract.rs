@@ -141,6 +141,13 @@ pub trait RelayLog: Send + Sync {
     /// session is settled or abandoned. Returns how many entries were removed.
     async fn trim_session(&self, supplier: &str, session_id: &str) -> Result<u64, StorageError>;
 
+    /// The relay hashes ([`MinedRelay::relay_hash`]) of every remaining entry of `(supplier, session_id)`: what
+    /// [`RelayLog::trim_session`] would remove now, delivered or not, pending or not, in id order (one per entry,
+    /// duplicates kept). The miner reads them before it trims a session, to count the relays that leave the log
+    /// without having been ingested. A pure read, not fenced; it reads no payload (Redis: the stream is scanned in
+    /// pages as `trim_session` scans it, only the hashes of the session's entries come back).
+    async fn session_relay_hashes(&self, supplier: &str, session_id: &str) -> Result<Vec<Vec<u8>>, StorageError>;
+
     /// Undelivered and pending counts of `supplier`'s log.
     async fn backlog(&self, supplier: &str) -> Result<Backlog, StorageError>;
 

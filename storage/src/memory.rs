@@ -237,6 +237,17 @@ impl RelayLog for MemoryBackend {
         Ok(doomed.len() as u64)
     }
 
+    async fn session_relay_hashes(&self, supplier: &str, session_id: &str) -> Result<Vec<Vec<u8>>, StorageError> {
+        let st = self.lock();
+        Ok(st.logs.get(supplier).map_or_else(Vec::new, |log| {
+            log.entries
+                .values()
+                .filter(|r| r.session_id == session_id)
+                .map(|r| r.relay_hash.clone())
+                .collect()
+        }))
+    }
+
     async fn backlog(&self, supplier: &str) -> Result<Backlog, StorageError> {
         let st = self.lock();
         let Some(log) = st.logs.get(supplier) else {

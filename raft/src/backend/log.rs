@@ -431,6 +431,11 @@ impl RelayLog for RaftBackend {
         })
     }
 
+    /// Read from this node's applied state machine, as the other reads are.
+    async fn session_relay_hashes(&self, supplier: &str, session_id: &str) -> Result<Vec<Vec<u8>>, StorageError> {
+        self.reader.session_relay_hashes(supplier, session_id)
+    }
+
     /// Read from this node's applied state machine, as the other reads are (a follower lists what it applied).
     async fn suppliers(&self) -> Result<Vec<String>, StorageError> {
         self.reader.suppliers()

@@ -5,7 +5,9 @@ use std::sync::Arc;
 use redb::{Database, ReadableDatabase, ReadableTable};
 use storage::{SessionRecord, StorageError};
 
-use super::apply::{Holder, KV, KvValue, LEASES, LeaseValue, NODES, RELAYS, RelayValue, SESSIONS, SessionValue};
+use super::apply::{
+    Holder, KV, KvValue, LEASES, LeaseValue, NODES, RELAY_SESSIONS, RELAYS, RelayValue, SESSIONS, SessionValue,
+};
 use crate::types::decode;
 
 fn db_err(e: impl std::fmt::Display) -> StorageError {
@@ -96,6 +98,25 @@ impl SmReader {
                 None => Ok(None),
             })
             .collect()
+    }
+
+    /// The relay hashes of the relays of `(supplier, session_id)`, in sequence order (from the session index).
+    pub(crate) fn session_relay_hashes(&self, supplier: &str, session_id: &str) -> Result<Vec<Vec<u8>>, StorageError> {
+        let txn = self.db.begin_read().map_err(db_err)?;
+        let index = txn.open_table(RELAY_SESSIONS).map_err(db_err)?;
+        let relays = txn.open_table(RELAYS).map_err(db_err)?;
+        let mut hashes = Vec::new();
+        for item in index
+            .range((supplier, session_id, 0u64)..=(supplier, session_id, u64::MAX))
+            .map_err(db_err)?
+        {
+            let seq = item.map_err(db_err)?.0.value().2;
+            if let Some(v) = relays.get((supplier, seq)).map_err(db_err)? {
+                let v: RelayValue = decode(v.value()).map_err(corrupt)?;
+                hashes.push(v.relay_hash);
+            }
+        }
+        Ok(hashes)
     }
 
     /// The session record of `(supplier, session_id)`.

@@ -258,8 +258,8 @@ impl Miner {
                 None
             }
             Command::Prune { key } => {
-                self.tries.remove(&key);
-                let tombstone = match self.delete_session(&key).await {
+                let open = self.tries.remove(&key);
+                let tombstone = match self.delete_session(&key, open.as_ref()).await {
                     Ok(tombstone) => tombstone,
                     Err(e) => {
                         // Deletes are idempotent: the engine prunes it again at the next block.

@@ -68,6 +68,9 @@ impl storage::RelayLog for AppendsAfterRead {
     async fn trim_session(&self, supplier: &str, session_id: &str) -> Result<u64, StorageError> {
         self.inner.trim_session(supplier, session_id).await
     }
+    async fn session_relay_hashes(&self, supplier: &str, session_id: &str) -> Result<Vec<Vec<u8>>, StorageError> {
+        self.inner.session_relay_hashes(supplier, session_id).await
+    }
     async fn backlog(&self, supplier: &str) -> Result<Backlog, StorageError> {
         self.inner.backlog(supplier).await
     }
@@ -109,6 +112,7 @@ mod proof_params;
 mod proofs_by_value;
 mod prune;
 mod pruned;
+mod pruned_unread;
 mod redis_threshold;
 mod refused_message_alone;
 mod rejected_once;

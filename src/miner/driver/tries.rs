@@ -1,21 +1,32 @@
 //! The sessions' tries in storage: opened on demand (after a restart or a failover only the records are
 //! restored), read for a claim and its proof requirement, and deleted with the session's relay-log entries when
-//! it is pruned, its record replaced by its tombstone.
+//! it is pruned (module `prune` counts the entries no trie held), its record replaced by its tombstone.
 
 use super::*;
 
 impl Miner {
-    /// Deletes a session's tries and relay-log entries and, last, replaces its record by its tombstone (module
+    /// Deletes a session's relay-log entries and tries and, last, replaces its record by its tombstone (module
     /// `lifecycle`), or deletes the record when the session leaves none: until that write, a restart finds the
-    /// record persisted as pruned and prunes again. Returns the tombstone stored and its version.
-    pub(super) async fn delete_session(&self, key: &SessionKey) -> Result<Option<(SessionRecord, u64)>, MinerError> {
+    /// record persisted as pruned and prunes again. Returns the tombstone stored and its version. `open` is the
+    /// session's open tries, if any (taken out of [`Miner::tries`] by the prune).
+    ///
+    /// The entries are trimmed while the tries still exist, and those the tries do not hold are counted lost
+    /// (module `prune`): after the tries, a prune retried once the trim failed would count relays they held.
+    pub(super) async fn delete_session(
+        &self,
+        key: &SessionKey,
+        open: Option<&OpenTrie>,
+    ) -> Result<Option<(SessionRecord, u64)>, MinerError> {
         let writer = self.writer()?;
+        let remaining = self.remaining_entries(key, open).await?;
+        let trimmed = writer.relay_log.trim_session(&key.supplier, &key.session_id).await?;
+        self.count_pruned_unread(key, trimmed, remaining, open.and_then(|o| o.compute_units_per_relay))
+            .await;
         writer.tries.delete_namespace(&key.supplier, &key.session_id).await?;
         writer
             .tries
             .delete_namespace(&key.supplier, &ingest::late_namespace(&key.session_id))
             .await?;
-        writer.relay_log.trim_session(&key.supplier, &key.session_id).await?;
         // Marked awaiting its settlement when that is watched (module `settled`).
         let Some(tombstone) = self.tombstone_of(key) else {
             writer.sessions.delete(&key.supplier, &key.session_id, None).await?;

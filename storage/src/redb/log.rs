@@ -446,6 +446,32 @@ impl RelayLog for RedbBackend {
         Ok(removed.len() as u64)
     }
 
+    /// From the session index: only the session's own entries are read.
+    async fn session_relay_hashes(&self, supplier: &str, session_id: &str) -> Result<Vec<Vec<u8>>, StorageError> {
+        self.wal_caught_up().await?;
+        let (supplier, session) = (supplier.to_owned(), session_id.to_owned());
+        self.blocking(move |inner| {
+            let txn = inner.files()?.db.begin_read().map_err(db_err)?;
+            let Some(sid) = lookup_supplier(&txn, &supplier)? else {
+                return Ok(Vec::new());
+            };
+            let index = txn.open_table(LOG_SESSIONS).map_err(db_err)?;
+            let log = txn.open_table(LOG).map_err(db_err)?;
+            let mut hashes = Vec::new();
+            for item in index
+                .range((sid, session.as_bytes(), 0)..=(sid, session.as_bytes(), u64::MAX))
+                .map_err(db_err)?
+            {
+                let seq = item.map_err(db_err)?.0.value().2;
+                if let Some(raw) = log.get((sid, seq)).map_err(db_err)? {
+                    hashes.push(LogValue::relay_hash_of(raw.value())?.to_vec());
+                }
+            }
+            Ok(hashes)
+        })
+        .await
+    }
+
     async fn backlog(&self, supplier: &str) -> Result<Backlog, StorageError> {
         self.wal_caught_up().await?;
         let supplier = supplier.to_owned();

@@ -120,6 +120,14 @@ impl LogValue {
         })
     }
 
+    /// Only the relay hash (for listing a session's entries without copying payloads).
+    pub fn relay_hash_of(buf: &[u8]) -> Result<&[u8], StorageError> {
+        let mut r = Reader { buf, what: "relay log" };
+        r.u64()?;
+        r.bytes()?;
+        r.bytes()
+    }
+
     /// Only the session id (for trimming without copying payloads).
     pub fn session_of(buf: &[u8]) -> Result<&[u8], StorageError> {
         let mut r = Reader { buf, what: "relay log" };

@@ -406,6 +406,11 @@ impl RedisBackend {
                     tracing::debug!(election, candidate, "leadership held by another candidate");
                     return Ok(None);
                 }
+                if lock(&self.inner.tokens_granted).insert(election.to_owned(), token) != Some(token) {
+                    // Gained: a new leader lists the streams others wrote since the last sweep at its first
+                    // listing, not up to `SWEEP_EVERY` later (module `log::suppliers`).
+                    *lock(&self.inner.suppliers_swept) = None;
+                }
                 self.publish(
                     election,
                     Some(LeaderInfo {

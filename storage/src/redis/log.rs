@@ -14,6 +14,8 @@
 //!   trim used to fetch the whole stream, payloads included, to filter it in the client). Each page is its own
 //!   script, so other clients are served between pages. It still reads the whole stream: entries of Go relayers
 //!   carry no `session` field to index, and a stream holds only what the miner has not acknowledged yet.
+//! - `session_relay_hashes`: the same page script run plain without deleting; it returns the `hash` field of the
+//!   session's entries (32 bytes each), never their payloads.
 //! - fenced views (`fence` module): `append` is one Lua script of `XADD`s, `ack` and each `trim_session` page
 //!   run the fenced twins of their scripts; deliveries are not fenced (see the `fence` module for why).
 //! - the relay memory threshold (module docs of `redis`): `append` is then that same Lua script, which first
@@ -36,10 +38,12 @@
 //!   CONSUMERS`, best effort after its `MULTI`: a server refusing XINFO must not fail the read) and counts the
 //!   entries pending for the others as relays at risk (`go_fleet`); with `XINFO GROUPS`' `entries-read`, it also
 //!   counts the entries the group delivered to the others since the last round, acknowledged or not (`taken`).
-//! - `backlog`: Lua over `XINFO GROUPS` (`lag`, `pending`), counting with `XRANGE` when `lag` is unknown.
+//! - `backlog`: Lua over `XINFO GROUPS` (`lag`, `pending`), counting with `XRANGE` when `lag` is unknown or
+//!   more than the stream's entries not pending (Redis 7.0 keeps it after a trim deletes the undelivered tail).
 //! - `suppliers`: the non-empty streams among the suppliers of an index set every append adds to (in its
 //!   transaction or script), with a paged `SCAN MATCH {base}:relays:*` at the first listing and then every
-//!   [`suppliers::SWEEP_EVERY`] for streams others wrote (module `suppliers`).
+//!   [`suppliers::SWEEP_EVERY`] (and at the first listing after a leadership gain) for streams others wrote
+//!   (module `suppliers`).
 
 use std::sync::LazyLock;
 use std::time::Duration;
@@ -116,30 +120,36 @@ return redis.call('XDEL', KEYS[1], unpack(ARGV, 2, NA))
     )
 });
 
-/// One page of `trim_session`. KEYS[1] = stream; ARGV = group, session, start (`-` or `(id`), page size.
-/// Returns {entries read, last id read ('' when none), entries deleted}.
+/// One page of `trim_session` (ARGV[5] = `1`) or of `session_relay_hashes` (`0`: nothing changes). KEYS[1] =
+/// stream; ARGV = group, session, start (`-` or `(id`), page size, delete. Returns {entries read, last id read
+/// ('' when none), entries deleted, the relay hashes of the session's entries (only when not deleting)}.
 static TRIM_PAGE_SCRIPT: LazyLock<Scripts> = LazyLock::new(|| {
     Scripts::new(
         r"
 local entries = redis.call('XRANGE', KEYS[1], ARGV[3], '+', 'COUNT', ARGV[4])
+local trim = ARGV[5] == '1'
 local doomed = {}
+local hashes = {}
 for _, e in ipairs(entries) do
   local f = e[2]
+  local session, hash = nil, ''
   for i = 1, #f, 2 do
-    if f[i] == 'session' then
-      if f[i + 1] == ARGV[2] then doomed[#doomed + 1] = e[1] end
-      break
-    end
+    if f[i] == 'session' then session = f[i + 1] elseif f[i] == 'hash' then hash = f[i + 1] end
+  end
+  if session == ARGV[2] then
+    doomed[#doomed + 1] = e[1]
+    hashes[#hashes + 1] = hash
   end
 end
 local removed = 0
-if #doomed > 0 then
+if trim and #doomed > 0 then
   redis.pcall('XACK', KEYS[1], ARGV[1], unpack(doomed))
   removed = redis.call('XDEL', KEYS[1], unpack(doomed))
 end
+if trim then hashes = {} end
 local last = ''
 if #entries > 0 then last = entries[#entries][1] end
-return {#entries, last, removed}
+return {#entries, last, removed, hashes}
 ",
     )
 });
@@ -207,9 +217,12 @@ return 0
     )
 });
 
-/// {undelivered, pending} of the group. When Redis cannot compute the group's `lag` (entries were deleted after
-/// its last delivered id, as `trim_session` does), the undelivered entries are counted with an `XRANGE` capped at
-/// ARGV[2] entries: a lower bound ([`BACKLOG_COUNT_CAP`]).
+/// {undelivered, pending} of the group. The group's `lag` is counted again with `XRANGE` when Redis does not
+/// know it (entries were deleted after its last delivered id, as `trim_session` does), and when it cannot be
+/// right: more than the stream's entries that are not pending. Redis 7.0 keeps `lag` as it was when undelivered
+/// entries at the stream's tail are deleted (a `trim_session` of a session never read), so a trimmed backlog was
+/// reported, in `ha_miner_consumer_lag` too, until the next append. The recount is capped at ARGV[2] entries: a
+/// lower bound ([`BACKLOG_COUNT_CAP`]).
 static BACKLOG: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
@@ -220,7 +233,7 @@ for _, g in ipairs(groups) do
   for i = 1, #g, 2 do f[g[i]] = g[i + 1] end
   if f['name'] == ARGV[1] then
     local lag = f['lag']
-    if type(lag) ~= 'number' then
+    if type(lag) ~= 'number' or lag > redis.call('XLEN', KEYS[1]) - f['pending'] then
       lag = #redis.call('XRANGE', KEYS[1], '(' .. f['last-delivered-id'], '+', 'COUNT', ARGV[2])
     end
     return {lag, f['pending']}
@@ -241,6 +254,54 @@ pub const BACKLOG_COUNT_CAP: u64 = 1000;
 
 const TRIM_PAGE: usize = 512;
 const CLAIM_SCAN_PAGES: usize = 64;
+
+impl RedisBackend {
+    /// Runs [`TRIM_PAGE_SCRIPT`] over `supplier`'s stream page by page: trimming the session's entries (fenced as
+    /// this view is) or listing their relay hashes (plain: a read), handing each page's deleted count and hashes
+    /// to `page`.
+    async fn session_pages(
+        &self,
+        supplier: &str,
+        session_id: &str,
+        trim: bool,
+        mut page: impl FnMut(u64, Vec<Vec<u8>>),
+    ) -> Result<(), StorageError> {
+        let stream = self.keys().relay_stream(supplier);
+        let mut start = "-".to_owned();
+        loop {
+            let mut inv = if trim {
+                self.invocation(&TRIM_PAGE_SCRIPT)
+            } else {
+                TRIM_PAGE_SCRIPT.plain().prepare_invoke()
+            };
+            inv.key(&stream)
+                .arg(self.keys().group())
+                .arg(session_id)
+                .arg(&start)
+                .arg(TRIM_PAGE)
+                .arg(if trim { "1" } else { "0" });
+            if trim {
+                self.fence_args(&mut inv);
+            }
+            let (read, last, deleted, hashes): (usize, String, u64, Vec<Vec<u8>>) =
+                inv.invoke_async(&mut self.conn()).await.map_err(|e| {
+                    self.err(
+                        if trim {
+                            "XRANGE/XDEL trim page"
+                        } else {
+                            "XRANGE session page"
+                        },
+                        e,
+                    )
+                })?;
+            page(deleted, hashes);
+            if read < TRIM_PAGE || last.is_empty() {
+                return Ok(());
+            }
+            start = format!("({last}");
+        }
+    }
+}
 
 impl RedisBackend {
     /// Makes sure the consumer group of `stream` exists; `false` when the stream itself does not exist.
@@ -653,28 +714,17 @@ impl RelayLog for RedisBackend {
     }
 
     async fn trim_session(&self, supplier: &str, session_id: &str) -> Result<u64, StorageError> {
-        let stream = self.keys().relay_stream(supplier);
-        let mut start = "-".to_owned();
         let mut removed = 0u64;
-        loop {
-            let mut inv = self.invocation(&TRIM_PAGE_SCRIPT);
-            inv.key(&stream)
-                .arg(self.keys().group())
-                .arg(session_id)
-                .arg(&start)
-                .arg(TRIM_PAGE);
-            self.fence_args(&mut inv);
-            let (read, last, deleted): (usize, String, u64) = inv
-                .invoke_async(&mut self.conn())
-                .await
-                .map_err(|e| self.err("XRANGE/XDEL trim page", e))?;
-            removed += deleted;
-            if read < TRIM_PAGE || last.is_empty() {
-                break;
-            }
-            start = format!("({last}");
-        }
+        self.session_pages(supplier, session_id, true, |deleted, _| removed += deleted)
+            .await?;
         Ok(removed)
+    }
+
+    async fn session_relay_hashes(&self, supplier: &str, session_id: &str) -> Result<Vec<Vec<u8>>, StorageError> {
+        let mut hashes = Vec::new();
+        self.session_pages(supplier, session_id, false, |_, page| hashes.extend(page))
+            .await?;
+        Ok(hashes)
     }
 
     async fn backlog(&self, supplier: &str) -> Result<Backlog, StorageError> {

@@ -260,6 +260,9 @@ pub(crate) struct Inner {
     pub(crate) foreign: Mutex<HashMap<String, (u64, u64)>>,
     /// When the relay streams were last found with `SCAN` (module `log::suppliers`); `None` before the first.
     pub(crate) suppliers_swept: Mutex<Option<std::time::Instant>>,
+    /// The last token a campaign of this process was granted, by election: a campaign granted another one
+    /// gained the leadership, and the next relay-log listing sweeps (module `log::suppliers`).
+    pub(crate) tokens_granted: Mutex<HashMap<String, u64>>,
     /// What the last read round of each relay stream saw of its group (module `log::taken`).
     pub(crate) group_reads: Mutex<log::GroupReadsByStream>,
     /// Whether the instance lock refresher runs (`leader` module).
@@ -386,6 +389,7 @@ impl RedisBackend {
                 go_miner_beside: Mutex::default(),
                 foreign: Mutex::default(),
                 suppliers_swept: Mutex::default(),
+                tokens_granted: Mutex::default(),
                 group_reads: Mutex::default(),
                 refresher_started: std::sync::atomic::AtomicBool::new(false),
                 reclaimed: Mutex::default(),

@@ -169,7 +169,8 @@ pub async fn relay_log_redelivery(f: Fixture) {
     );
 }
 
-/// Trimming a session removes its entries (delivered or not) and nothing else.
+/// Trimming a session removes its remaining entries (delivered or not) and nothing else; before it,
+/// `session_relay_hashes` lists the relay hashes of exactly those entries (an acknowledged one is not listed).
 pub async fn relay_log_trim_session(f: Fixture) {
     let log = &f.storage.relay_log;
     let mut relays = Vec::new();
@@ -180,7 +181,31 @@ pub async fn relay_log_trim_session(f: Fixture) {
     log.append(relays).await.unwrap();
     let delivered = log.read("pokt1a", "c1", 4).await.unwrap();
     assert_eq!(delivered.len(), 4);
-    assert_eq!(log.trim_session("pokt1a", "s-old").await.unwrap(), 4);
+    assert_eq!(delivered[0].relay.session_id, "s-old");
+    assert_eq!(log.ack("pokt1a", &[delivered[0].id]).await.unwrap(), 1);
+    let hash = |n: u64| relay("pokt1a", "s-old", n).relay_hash;
+    assert_eq!(
+        log.session_relay_hashes("pokt1a", "s-old").await.unwrap(),
+        [hash(3), hash(6), hash(9)],
+        "the remaining entries, delivered (3) or not, in id order; not the acknowledged one"
+    );
+    assert_eq!(
+        log.session_relay_hashes("pokt1b", "s-old").await.unwrap(),
+        [relay("pokt1b", "s-old", 99).relay_hash]
+    );
+    assert!(log.session_relay_hashes("pokt1a", "s-none").await.unwrap().is_empty());
+    assert!(log.session_relay_hashes("pokt1none", "s-old").await.unwrap().is_empty());
+    assert_eq!(log.trim_session("pokt1a", "s-old").await.unwrap(), 3);
+    assert_eq!(
+        log.backlog("pokt1a").await.unwrap(),
+        Backlog {
+            undelivered: 6,
+            pending: 2
+        },
+        "the undelivered entries trimmed (6, 9) and the pending one (3) are no longer counted"
+    );
+    assert!(log.session_relay_hashes("pokt1a", "s-old").await.unwrap().is_empty());
+    assert_eq!(log.session_relay_hashes("pokt1a", "s-new").await.unwrap().len(), 8);
     assert_eq!(log.trim_session("pokt1a", "s-old").await.unwrap(), 0);
     assert_eq!(log.trim_session("pokt1a", "s-none").await.unwrap(), 0);
     // Delivered s-new entries stay pending; s-old pending entries are gone.
@@ -199,6 +224,16 @@ pub async fn relay_log_trim_session(f: Fixture) {
     );
     let other = log.read("pokt1b", "c1", 100).await.unwrap();
     assert_eq!(other.len(), 1, "other supplier's session of the same name untouched");
+
+    // A trim of the undelivered tail of a log leaves no backlog (Redis 7.0 keeps the group's `lag` at 3).
+    let head = vec![relay("pokt1t", "s-head", 1), relay("pokt1t", "s-head", 2)];
+    let tail = (3..6).map(|n| relay("pokt1t", "s-tail", n));
+    log.append(head.into_iter().chain(tail).collect()).await.unwrap();
+    let read = log.read("pokt1t", "c1", 2).await.unwrap();
+    let ids: Vec<EntryId> = read.iter().map(|e| e.id).collect();
+    assert_eq!(log.ack("pokt1t", &ids).await.unwrap(), 2);
+    assert_eq!(log.trim_session("pokt1t", "s-tail").await.unwrap(), 3);
+    assert_eq!(log.backlog("pokt1t").await.unwrap(), Backlog::default());
 }
 
 /// Many concurrent appenders: every acknowledged relay is readable exactly once, in per-call order.

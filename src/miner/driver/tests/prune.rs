@@ -98,7 +98,7 @@ async fn a_failed_prune_is_retried_until_the_session_is_gone() {
         miner.engine.session(&f.key).unwrap().state,
         crate::miner::lifecycle::State::Settled
     );
-    // The prune block: write 1 = the record (pruned = true), write 2 = delete_namespace, which fails once.
+    // The prune block: write 1 = the record (pruned = true), write 2 = the relay-log trim, which fails once.
     faults.fail_nth_write(2, StorageError::Unavailable("transient".into()));
     f.chain.produce_block();
     assert!(miner.step().await.is_err());

@@ -23,7 +23,9 @@
 //!
 //! The limit: a stream that only others write (a Go relayer's, for a supplier no relay-miner relayer served)
 //! and that appeared after the last sweep is listed from the next sweep on, at most [`SWEEP_EVERY`] late; once
-//! found, it is in the set and listed at every listing while it holds entries. The miner lists once per block
+//! found, it is in the set and listed at every listing while it holds entries. A campaign that gains the
+//! leadership (a token this process was not granted before, module `leader`) makes the next listing sweep, so a
+//! new leader, which may have been a standby for hours, starts from the whole keyspace. The miner lists once per block
 //! (module `unowned` of the miner), where it used to scan the whole keyspace.
 
 use std::collections::BTreeSet;
@@ -44,19 +46,23 @@ pub(crate) const PAGE: usize = 1000;
 /// How often a listing also sweeps the keyspace for streams written by others (module docs).
 pub(crate) const SWEEP_EVERY: Duration = Duration::from_secs(600);
 
-/// KEYS[1] = the index, KEYS[2..] = streams, ARGV[i] = the supplier of KEYS[i + 1]. Adds each supplier whose key
-/// is a stream to the index; answers its length, or -1 for a key of another type (or none).
-static SWEEP_PAGE: LazyLock<Script> = LazyLock::new(|| {
+/// KEYS[1] = the index, KEYS[2..] = streams; ARGV[1] = the mode, ARGV[i + 1] = the supplier of KEYS[i + 1].
+/// Answers each stream's length, or -1 for a key that is not a stream (or none). Mode `sweep` adds each supplier
+/// whose key is a stream to the index; mode `index` removes from it each supplier whose key is not a stream (any
+/// more).
+static PAGE_SCRIPT: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
+local sweep = ARGV[1] == 'sweep'
 local out = {}
 for i = 2, #KEYS do
   local t = redis.call('TYPE', KEYS[i])
   if type(t) == 'table' then t = t['ok'] end
   if t == 'stream' then
-    redis.call('SADD', KEYS[1], ARGV[i - 1])
+    if sweep then redis.call('SADD', KEYS[1], ARGV[i]) end
     out[i - 1] = redis.call('XLEN', KEYS[i])
   else
+    if not sweep then redis.call('SREM', KEYS[1], ARGV[i]) end
     out[i - 1] = -1
   end
 end
@@ -65,26 +71,14 @@ return out
     )
 });
 
-/// KEYS[1] = the index, KEYS[2..] = streams, ARGV[i] = the supplier of KEYS[i + 1]. Removes from the index each
-/// supplier whose key is not a stream (any more); answers each stream's length, or -1 for those removed.
-static INDEX_PAGE: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
-        r"
-local out = {}
-for i = 2, #KEYS do
-  local t = redis.call('TYPE', KEYS[i])
-  if type(t) == 'table' then t = t['ok'] end
-  if t == 'stream' then
-    out[i - 1] = redis.call('XLEN', KEYS[i])
-  else
-    redis.call('SREM', KEYS[1], ARGV[i - 1])
-    out[i - 1] = -1
-  end
-end
-return out
-",
-    )
-});
+/// What a [`PAGE_SCRIPT`] run does to the index besides answering the lengths.
+#[derive(Debug, Clone, Copy)]
+enum PageMode {
+    /// A sweep: streams found are added.
+    Sweep,
+    /// A listing: members whose key is not a stream are removed.
+    Index,
+}
 
 /// `s` as a `SCAN MATCH` pattern matching itself only (glob characters escaped).
 fn glob_literal(s: &str) -> String {
@@ -114,7 +108,7 @@ impl RedisBackend {
             .await
             .map_err(|e| self.err("SMEMBERS", e))?;
         for page in members.chunks(PAGE) {
-            let lengths = self.stream_lengths(&INDEX_PAGE, page).await?;
+            let lengths = self.stream_lengths(PageMode::Index, page).await?;
             for (supplier, len) in page.iter().zip(lengths) {
                 if len > 0 {
                     found.insert(supplier.clone());
@@ -124,10 +118,14 @@ impl RedisBackend {
         Ok(found.into_iter().collect())
     }
 
-    /// `script` over the streams of `suppliers` (one page): their lengths, -1 for a key that is not a stream.
-    async fn stream_lengths(&self, script: &Script, suppliers: &[String]) -> Result<Vec<i64>, StorageError> {
-        let mut inv = script.prepare_invoke();
-        inv.key(self.keys().relay_log_suppliers());
+    /// [`PAGE_SCRIPT`] in `mode` over the streams of `suppliers` (one page): their lengths, -1 for a key that is
+    /// not a stream.
+    async fn stream_lengths(&self, mode: PageMode, suppliers: &[String]) -> Result<Vec<i64>, StorageError> {
+        let mut inv = PAGE_SCRIPT.prepare_invoke();
+        inv.key(self.keys().relay_log_suppliers()).arg(match mode {
+            PageMode::Sweep => "sweep",
+            PageMode::Index => "index",
+        });
         for supplier in suppliers {
             inv.key(self.keys().relay_stream(supplier)).arg(supplier);
         }
@@ -178,7 +176,7 @@ impl RedisBackend {
                 }
             }
             for page in suppliers.chunks(PAGE) {
-                self.stream_lengths(&SWEEP_PAGE, page).await?;
+                self.stream_lengths(PageMode::Sweep, page).await?;
             }
             if next.as_slice() == b"0" {
                 return Ok(());
@@ -258,7 +256,6 @@ mod tests {
         assert!(scans(&server) > before, "the first listing sweeps");
         assert!(indexed(&server, "pokt1old"));
 
-        let before = scans(&server);
         // The transaction path of an append: no relay memory threshold (the script path is the default).
         let mut cfg = RedisConfig::new(server.url()).with_prefix("ha");
         cfg.relay_max_memory_ratio = 1.0;
@@ -281,6 +278,9 @@ mod tests {
             .append(vec![relay("pokt1fenced", "s1", 3)])
             .await
             .unwrap();
+        // The campaign gained the leadership: the next listing sweeps (`a_leadership_gain_makes_...`).
+        ha.suppliers().await.unwrap();
+        let before = scans(&server);
         server
             .command(&["XADD", "ha:relays:pokt1go", "*", "data", "x"])
             .unwrap();
@@ -309,6 +309,47 @@ mod tests {
         ha.append(vec![relay("pokt1old", "s2", 4)]).await.unwrap();
         assert_eq!(ha.suppliers().await.unwrap(), ["pokt1fenced", "pokt1go", "pokt1old"]);
         assert_eq!(scans(&server), before);
+    }
+
+    /// A campaign that gains the leadership makes the next listing sweep: a stream only a Go relayer wrote since
+    /// the last sweep is listed at once by the new leader, not up to `SWEEP_EVERY` later. A campaign that keeps
+    /// the same token (the holder again) does not.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_leadership_gain_makes_the_next_listing_sweep() {
+        let server = RedisServer::start(ServerOptions::default()).unwrap();
+        let ha = backend(&server, "ha").await;
+        assert!(ha.suppliers().await.unwrap().is_empty(), "the first listing sweeps");
+        server
+            .command(&["XADD", "ha:relays:pokt1go", "*", "data", "x"])
+            .unwrap();
+        assert!(ha.suppliers().await.unwrap().is_empty(), "not due");
+
+        let l = ha.storage().leadership;
+        let token = l
+            .campaign("miner", "m", Duration::from_secs(30))
+            .await
+            .unwrap()
+            .unwrap();
+        let before = scans(&server);
+        assert_eq!(ha.suppliers().await.unwrap(), ["pokt1go"]);
+        assert!(scans(&server) > before, "swept after the gain");
+
+        server
+            .command(&["XADD", "ha:relays:pokt1go2", "*", "data", "x"])
+            .unwrap();
+        let again = l.campaign("miner", "m", Duration::from_secs(30)).await.unwrap();
+        assert_eq!(again, Some(token), "the holder campaigning again keeps its token");
+        let before = scans(&server);
+        assert_eq!(ha.suppliers().await.unwrap(), ["pokt1go"]);
+        assert_eq!(scans(&server), before, "the same token: no sweep");
+        assert!(l.resign("miner", "m", token).await.unwrap());
+        let next = l
+            .campaign("miner", "m", Duration::from_secs(30))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(next > token);
+        assert_eq!(ha.suppliers().await.unwrap(), ["pokt1go", "pokt1go2"]);
     }
 
     /// Only non-empty streams under the backend's own prefix are listed: a Go relayer's stream is, the empty

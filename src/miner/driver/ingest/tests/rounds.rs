@@ -203,6 +203,9 @@ impl storage::RelayLog for FailingReadsOf {
     async fn trim_session(&self, s: &str, session_id: &str) -> Result<u64, storage::StorageError> {
         self.inner.trim_session(s, session_id).await
     }
+    async fn session_relay_hashes(&self, s: &str, session_id: &str) -> Result<Vec<Vec<u8>>, storage::StorageError> {
+        self.inner.session_relay_hashes(s, session_id).await
+    }
     async fn backlog(&self, s: &str) -> Result<storage::Backlog, storage::StorageError> {
         self.inner.backlog(s).await
     }
