@@ -40,7 +40,7 @@ use crate::protocol::wire;
 
 /// How long a stored fee per proof is kept without a new proof tx of its supplier (then estimated again): a
 /// supplier removed from the keys file leaves no key behind for good.
-const PROOF_TX_FEE_TTL: Duration = Duration::from_secs(30 * 24 * 3600);
+const PROOF_TX_FEE_TTL: Duration = Duration::from_secs(6 * 3600);
 
 /// The length of a proof tx before one was signed: [`crate::smst::MAX_PROOF_OVERHEAD_BYTES`] (16 KiB), the room a
 /// proof needs besides its relay at most (256 side nodes of 48 bytes, the tx's envelope). A proof of a trie of a

@@ -220,7 +220,10 @@ impl Miner {
     /// used to end leader mode at once: every open trie was dropped, and the next tick won the same lease back and
     /// loaded every trie from storage again (minutes of stall, gigabytes of relay bytes read). Keeping leader mode
     /// meanwhile is safe: every write is fenced by the storage atomically with the lease, and every tx leaves only
-    /// after a fresh renewal (`leader_right_now`); neither reuses this one.
+    /// after a fresh renewal (`leader_right_now`); neither reuses this one. On raft the lease is void in any later
+    /// term whatever its time: another node may lead at once while this miner keeps its leader mode (and its
+    /// `leader_status` gauge at 1) up to three quarters of the lease; what keeps that safe is the same fencing
+    /// (by term and token, at apply) and fresh renewal before every send.
     pub(super) fn lease_surely_held(&self) -> bool {
         let lease = self.config.lease;
         self.last_renewal

@@ -18,10 +18,27 @@ impl Miner {
         open: Option<&OpenTrie>,
     ) -> Result<Option<(SessionRecord, u64)>, MinerError> {
         let writer = self.writer()?;
-        let remaining = self.remaining_entries(key, open).await?;
+        // Only for the loss count: a listing that fails (an entry that does not decode) must not keep the
+        // session's storage from being freed; its unread relays then go uncounted (WARN).
+        let remaining = match self.remaining_entries(key, open).await {
+            Ok(remaining) => Some(remaining),
+            Err(e @ MinerError::Storage(storage::StorageError::Fenced(_))) => return Err(e),
+            Err(e) => {
+                tracing::warn!(
+                    supplier = key.supplier,
+                    session = key.session_id,
+                    error = %e,
+                    "cannot list the relay-log entries left of a session being pruned: pruned without counting the \
+                     relays ingest never read"
+                );
+                None
+            }
+        };
         let trimmed = writer.relay_log.trim_session(&key.supplier, &key.session_id).await?;
-        self.count_pruned_unread(key, trimmed, remaining, open.and_then(|o| o.compute_units_per_relay))
-            .await;
+        if let Some(remaining) = remaining {
+            self.count_pruned_unread(key, trimmed, remaining, open.and_then(|o| o.compute_units_per_relay))
+                .await;
+        }
         writer.tries.delete_namespace(&key.supplier, &key.session_id).await?;
         writer
             .tries

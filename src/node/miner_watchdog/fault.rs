@@ -40,7 +40,9 @@ impl TestFaults {
     fn from_vars(var: impl Fn(&str) -> Option<String>) -> Self {
         let hang_miner_file = var(HANG_MINER_FILE).filter(|v| !v.is_empty()).map(PathBuf::from);
         let hung_after = var(HUNG_AFTER_MS).and_then(|v| match v.trim().parse::<u64>() {
-            Ok(ms) => Some(Duration::from_millis(ms)),
+            // At least a second: 0 would publish this node stalled at once and hand the leadership off at
+            // every slot, should the variable ever be set outside a test.
+            Ok(ms) => Some(Duration::from_millis(ms.max(1_000))),
             Err(e) => {
                 tracing::error!(variable = HUNG_AFTER_MS, value = v, error = %e, "test fault ignored: not a number");
                 None

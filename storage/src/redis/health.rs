@@ -366,7 +366,7 @@ impl RedisBackend {
                 tracing::error!(
                     setting = "maxmemory",
                     value = 0,
-                    "redis maxmemory is 0 (unlimited, the default): the relay memory threshold and every refusal at                      maxmemory are off, the memory gauges read 0; Redis grows until the host kills it (every relayer                      and miner stalls, the writes since the last fsync are lost). Set `maxmemory` (with                      `maxmemory-policy noeviction`) below the memory the host gives Redis"
+                    "redis maxmemory is 0 (unlimited, the default): the relay memory threshold and every refusal at maxmemory are off, the memory gauges read 0; Redis grows until the host kills it (every relayer and miner stalls, the writes since the last fsync are lost). Set `maxmemory` (with `maxmemory-policy noeviction`) below the memory the host gives Redis"
                 );
             }
             Ok(Some(max)) => {
