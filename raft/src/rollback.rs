@@ -18,7 +18,7 @@
 //! Both come with `n`'s incarnation as known then: knowledge of another incarnation (a node removed, wiped and
 //! added again under its id) is ignored, and a member removed from the membership is forgotten.
 //!
-//! The start check ([`check`]), with the node's vote term `v` and last log index `l` read from its own files
+//! The start check (`check`), with the node's vote term `v` and last log index `l` read from its own files
 //! before openraft starts: the directory went back in time when a peer knows
 //! - `voted t` with `t > v`, or `acked (t, i)` with `t > v` (votes never decrease), or
 //! - `acked (t, i)` with `t == v` and `l < i` (in the term of its vote the node's log only grows; a later leader
