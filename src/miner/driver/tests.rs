@@ -1,6 +1,6 @@
 //! The driver against the chain simulator and the memory backend: the fixtures the driver's tests share (a
-//! simulator chain serving gRPC, miners leading, claimed or confirming, relays, metric readers); the tests are
-//! in the child modules, one topic each.
+//! simulator chain serving gRPC, miners leading, claimed or confirming, relays, metric readers; a relay log
+//! whose reads fail or grow, module `hooked_log`); the tests are in the child modules, one topic each.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::sync::{Arc, Mutex};
@@ -21,63 +21,7 @@ use crate::protocol::wire::{MinedRelayMessage, SessionHeader};
 use crate::sim::chain::genesis::*;
 use crate::sim::chain::{SimChain, actor, router};
 use confirming::{Confirming, LaggingView};
-
-/// The relay log `inner` as a relayer serving while the miner ingests sees it: after every read of new entries
-/// it appends what `after_read` returns (after the read, as appends land while a batch is being committed) and,
-/// when that was not nothing, runs `then` (e.g. the chain producing a block). Everything else goes to `inner`.
-struct AppendsAfterRead {
-    inner: Arc<dyn storage::RelayLog>,
-    after_read: Box<dyn Fn() -> Vec<MinedRelay> + Send + Sync>,
-    then: Box<dyn Fn() + Send + Sync>,
-}
-
-#[async_trait::async_trait]
-impl storage::RelayLog for AppendsAfterRead {
-    async fn append(&self, relays: Vec<MinedRelay>) -> Result<Vec<storage::EntryId>, StorageError> {
-        self.inner.append(relays).await
-    }
-    async fn read(&self, supplier: &str, consumer: &str, max: usize) -> Result<Vec<storage::LogEntry>, StorageError> {
-        let out = self.inner.read(supplier, consumer, max).await?;
-        let more = (self.after_read)();
-        if !more.is_empty() {
-            self.inner.append(more).await?;
-            (self.then)();
-        }
-        Ok(out)
-    }
-    async fn read_pending(
-        &self,
-        supplier: &str,
-        consumer: &str,
-        max: usize,
-    ) -> Result<Vec<storage::LogEntry>, StorageError> {
-        self.inner.read_pending(supplier, consumer, max).await
-    }
-    async fn claim(
-        &self,
-        supplier: &str,
-        consumer: &str,
-        min_idle: Duration,
-        max: usize,
-    ) -> Result<Vec<storage::LogEntry>, StorageError> {
-        self.inner.claim(supplier, consumer, min_idle, max).await
-    }
-    async fn ack(&self, supplier: &str, ids: &[storage::EntryId]) -> Result<u64, StorageError> {
-        self.inner.ack(supplier, ids).await
-    }
-    async fn trim_session(&self, supplier: &str, session_id: &str) -> Result<u64, StorageError> {
-        self.inner.trim_session(supplier, session_id).await
-    }
-    async fn session_relay_hashes(&self, supplier: &str, session_id: &str) -> Result<Vec<Vec<u8>>, StorageError> {
-        self.inner.session_relay_hashes(supplier, session_id).await
-    }
-    async fn backlog(&self, supplier: &str) -> Result<Backlog, StorageError> {
-        self.inner.backlog(supplier).await
-    }
-    async fn suppliers(&self) -> Result<Vec<String>, StorageError> {
-        self.inner.suppliers().await
-    }
-}
+use hooked_log::{AfterRead, Failing, hook_relay_log};
 
 mod claim_funds;
 mod confirmed_once;
@@ -90,6 +34,7 @@ mod fixed_gas;
 mod funds_monitor;
 mod gas_and_fees;
 mod held_past_close;
+pub(super) mod hooked_log;
 mod inclusion_delay;
 mod ingest_between_ticks;
 mod ingest_failure;
@@ -369,6 +314,29 @@ async fn assert_not_claimed(f: &Fixture, key: &SessionKey) {
     );
 }
 
+/// Steps `miner` (its first step takes the lease, free in these tests) and asserts that it leads.
+async fn lead(miner: &mut Miner) {
+    miner.step().await.unwrap();
+    assert!(miner.engine.is_leader());
+}
+
+/// Appends `relays` to `plain`'s relay log, then steps `miner` (a leader ingests them).
+async fn deliver(plain: &storage::Storage, miner: &mut Miner, relays: Vec<MinedRelay>) {
+    plain.relay_log.append(relays).await.unwrap();
+    miner.step().await.unwrap();
+}
+
+/// A miner "a" over `plain` with metrics (registered with `telemetry`), made the leader, that ingested relays
+/// 0..5 of the fixture's session.
+async fn leader_on(f: &Fixture, plain: &storage::Storage, telemetry: &crate::telemetry::Telemetry) -> Miner {
+    let mut miner = Miner::new(f.client.clone(), plain.clone(), f.keyring.clone(), config("a"))
+        .with_metrics(crate::miner::metrics::MinerMetrics::new(telemetry).unwrap());
+    lead(&mut miner).await;
+    deliver(plain, &mut miner, relays(&f.supplier, &f.header, 0..5)).await;
+    assert_eq!(miner.engine.session(&f.key).unwrap().relays, 5);
+    miner
+}
+
 /// Lets `miner` (a leader to be, over `plain`'s relay log) ingest relays 0..5 of the fixture's session, then
 /// produces blocks up to the claim window's open (the miner has not seen it yet); returns the session schedule.
 async fn ingest_until_claim_open(
@@ -401,12 +369,7 @@ async fn ingest_until(
     until: impl Fn(&crate::miner::lifecycle::Schedule) -> i64,
 ) -> crate::miner::lifecycle::Schedule {
     miner.step().await.unwrap();
-    plain
-        .relay_log
-        .append(relays(&f.supplier, &f.header, 0..5))
-        .await
-        .unwrap();
-    miner.step().await.unwrap();
+    deliver(plain, miner, relays(&f.supplier, &f.header, 0..5)).await;
     let schedule = miner.engine.session(&f.key).unwrap().schedule;
     while f.chain.height() < until(&schedule) {
         f.chain.produce_block();
@@ -471,10 +434,8 @@ async fn leading_from(
     mut miner: Miner,
     relays: Vec<MinedRelay>,
 ) -> Leading {
-    miner.step().await.unwrap();
-    assert!(miner.engine.is_leader());
-    plain.relay_log.append(relays).await.unwrap();
-    miner.step().await.unwrap();
+    lead(&mut miner).await;
+    deliver(&plain, &mut miner, relays).await;
     let schedule = miner.engine.session(&f.key).unwrap().schedule;
     Leading {
         f,
