@@ -506,6 +506,73 @@ fn proving_genesis(apps: &[&str]) -> Genesis {
     g
 }
 
+/// Two sessions of the fixture's supplier whose proofs are both required (a [`proving_genesis`] with `app2`), in
+/// the order of their session ids (the order the engine hands them over): `miner` (over `plain`, with metrics on
+/// `telemetry`) leads, ingests `counts[i]` signed relays of the i-th session, and steps block by block up to the
+/// block before `proof_open`, where both claims are on chain and no proof is sent yet. Returns [`Leading`] (the
+/// schedule both sessions share) and their keys.
+async fn two_proofs_due(
+    f: Fixture,
+    plain: storage::Storage,
+    telemetry: crate::telemetry::Telemetry,
+    mut miner: Miner,
+    counts: [u64; 2],
+) -> (Leading, [SessionKey; 2]) {
+    lead(&mut miner).await;
+    let mut sessions = Vec::new();
+    for app in ["app", "app2"] {
+        let (header, key) = app_session(&f, app).await;
+        sessions.push((header, key, app));
+    }
+    sessions.sort_by(|a, b| a.1.session_id.cmp(&b.1.session_id));
+    for ((header, _, app), n) in sessions.iter().zip(counts) {
+        let relays = signed_relays(&f, header, app, 0..n, 100);
+        plain.relay_log.append(relays).await.unwrap();
+    }
+    miner.step().await.unwrap();
+    let keys = [sessions[0].1.clone(), sessions[1].1.clone()];
+    let schedule = miner.engine.session(&keys[0]).unwrap().schedule;
+    let mut t = Leading {
+        f,
+        miner,
+        plain,
+        telemetry,
+        schedule,
+    };
+    t.blocks_through(schedule.proof_open - 2).await;
+    assert_claimed(&t.f, &[&keys[0], &keys[1]]).await;
+    for key in &keys {
+        let record = t.miner.engine.session(key).unwrap();
+        assert_eq!(record.proof_required, Some(true));
+        assert!(record.proof_sent_at.is_empty(), "no proof sent before proof_open");
+    }
+    (t, keys)
+}
+
+/// Produces blocks, stepping `miner` after each, up to two blocks past `settlement` (the sessions settled and
+/// pruned), and asserts that no tx failed in its block.
+async fn settle_with_no_failed_tx(chain: &SimChain, miner: &mut Miner, settlement: i64) {
+    while chain.height() <= settlement + 2 {
+        chain.produce_block();
+        miner.step().await.unwrap();
+    }
+    assert_eq!(
+        failed_in_block(chain),
+        Vec::<String>::new(),
+        "no tx failed in its block"
+    );
+}
+
+/// The proof validation status of `key`'s claim on chain, settled or not (`None`: no such claim).
+fn proof_status(chain: &SimChain, key: &SessionKey) -> Option<i32> {
+    let s = chain.state();
+    let id = (key.session_id.clone(), key.supplier.clone());
+    s.settled
+        .get(&id)
+        .or_else(|| s.claims.get(&id))
+        .map(|e| e.claim.proof_validation_status)
+}
+
 /// The logs of the txs that failed in their block (a fee paid for nothing).
 fn failed_in_block(chain: &SimChain) -> Vec<String> {
     chain
