@@ -93,8 +93,9 @@ pub struct MinerStats {
     pub sessions_discarded: AtomicU64,
     /// Sessions pruned after completion.
     pub sessions_done: AtomicU64,
-    /// Miner loop phases and commands completed: progress inside an iteration that has not completed yet, read
-    /// by the raft watchdog so a slow iteration over many suppliers is not taken for a hung miner.
+    /// Pieces of the miner loop's work completed (phases, commands, and each supplier or session inside the
+    /// phases that go through many, `Miner::progressed`): progress inside an iteration that has not completed
+    /// yet, read by the raft watchdog so a slow iteration over many suppliers is not taken for a hung miner.
     pub steps_done: AtomicU64,
     /// Writes storage refused because another instance leads (each one ended this miner's leadership).
     pub fenced_writes: AtomicU64,

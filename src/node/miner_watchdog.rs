@@ -24,13 +24,14 @@
 //! Two more reasons a leader's miner cannot do the work while its chain reads are fine (rules in `choice`):
 //! - `miner_hung`: the miner's loop stopped making progress without ending (an await that never returns, a
 //!   deadlock): neither its heartbeat (`ha_loop_heartbeat_timestamp_seconds{loop="miner"}`, beaten at the start
-//!   of every iteration, leading or not) nor the work it counts (relays ingested, claims and proofs sent,
-//!   sessions decided: module `work`) changed for [`choice::hung_after`]: 3 block times, at least 5 minutes, and
-//!   at least a chain query timeout for each query a slow but working iteration may make, 60 plus more for each
-//!   supplier and live session the miner last published (a leader mining for many does more per block). The
-//!   node logs ERROR and publishes itself stalled (so nobody hands off to it), and, leading, hands off as for a
-//!   stalled chain to a voter that progresses and is at most a block behind (nobody is ahead of a leader whose
-//!   reads work). Process tests hang a real miner through a test-only fault hook (module `fault`).
+//!   of every iteration, leading or not) nor the work it counts ([`choice::done`]: relays ingested, claims and
+//!   proofs sent, sessions decided, and every phase, command, and supplier or session a long phase goes through)
+//!   changed for [`choice::hung_after`]: 3 block times, at least 5 minutes, and at least 60 chain query timeouts.
+//!   The bound does not grow with what the miner serves: a working miner, however many suppliers and sessions,
+//!   counts a piece of work every few timeout-bounded calls. The node logs ERROR and publishes itself stalled
+//!   (so nobody hands off to it), and, leading, hands off as for a stalled chain to a voter that progresses and
+//!   is at most a block behind (nobody is ahead of a leader whose reads work). Process tests hang a real miner
+//!   through a test-only fault hook (module `fault`).
 //! - `keyless`: the miner, leading, found live sessions of suppliers whose key is not in this node's keys
 //!   file (`MinerStats::keyless_suppliers`: it cannot sign their claims and proofs). Every node publishes the
 //!   operator addresses it holds keys for; the leader hands off to a progressing voter (not stalled, at most a
@@ -42,7 +43,6 @@
 
 mod choice;
 mod fault;
-mod work;
 
 use std::collections::{BTreeSet, VecDeque};
 use std::sync::{Arc, Weak};
@@ -57,7 +57,7 @@ use crate::keys::Keyring;
 use crate::miner::driver::MinerStats;
 use crate::telemetry::{Heartbeat, Telemetry, TelemetryError};
 pub(super) use choice::MIN_HUNG;
-use choice::{Pulse, Reason, Work};
+use choice::{Pulse, Reason};
 pub(super) use fault::TestFaults;
 
 /// How often the chain endpoint is probed (and the health republished).
@@ -172,7 +172,7 @@ pub(super) struct Watched {
     pub keyring: Keyring,
     /// The miner loop's heartbeat (`telemetry.heartbeat("miner")`), read to tell a hung loop.
     pub heartbeat: Heartbeat,
-    /// The chain query timeout (`pocket_node.query_timeout_seconds`): a slow iteration's bound grows with it.
+    /// The chain query timeout (`pocket_node.query_timeout_seconds`): the hung bound grows with it.
     pub query_timeout: Duration,
     /// The shortest iteration that counts as hung ([`MIN_HUNG`]; tests shorten it).
     pub min_hung: Duration,
@@ -189,7 +189,6 @@ pub(super) fn spawn(
 ) -> Result<JoinHandle<()>, TelemetryError> {
     let metrics = Metrics::new(telemetry)?;
     let heartbeat = telemetry.heartbeat("miner_watchdog");
-    let registry = telemetry.registry().clone();
     Ok(tokio::spawn(async move {
         let mut progress = Progress::new(Instant::now());
         let mut pulse = Pulse::new(Instant::now());
@@ -216,7 +215,7 @@ pub(super) fn spawn(
                 peer_block_time = slowest_block_time(peers.iter().filter_map(|(_, r)| r.as_ref().ok()?.as_ref()));
             }
             let now = Instant::now();
-            pulse.observe(miner.heartbeat.last(), work::done(&miner.stats), now);
+            pulse.observe(miner.heartbeat.last(), choice::done(&miner.stats), now);
             let age = progress.age(now);
             metrics.age.set(age.as_secs_f64());
             let block_time = progress.block_time().or(peer_block_time);
@@ -224,23 +223,15 @@ pub(super) fn spawn(
             let chain_stalled = age >= limit;
             let own: BTreeSet<String> = miner.keyring.addresses().into_iter().collect();
             let hung_for = pulse.age(now);
-            let bound = |work| choice::hung_after(block_time, miner.query_timeout, miner.min_hung, work);
-            // The miner's published work is read only once the bound without it is passed (it gathers the whole
-            // registry): before that, no work makes the miner hung.
-            let work = if miner.hung_after.is_none() && hung_for >= bound(Work::default()) {
-                work::work(&registry, own.len())
-            } else {
-                Work::default()
-            };
-            let hung_limit = miner.hung_after.unwrap_or_else(|| bound(work));
+            let hung_limit = miner
+                .hung_after
+                .unwrap_or_else(|| choice::hung_after(block_time, miner.query_timeout, miner.min_hung));
             let miner_hung = hung_for >= hung_limit;
             if miner_hung && !was_hung {
                 tracing::error!(
                     reason = Reason::MinerHung.label(),
                     no_progress_s = hung_for.as_secs(),
                     limit_s = hung_limit.as_secs(),
-                    suppliers = work.suppliers,
-                    live_sessions = work.sessions,
                     leader = node.is_leader(),
                     "this node's miner loop has made no progress for longer than any working iteration takes (hung: \
                      an await that never returns, a deadlock): it claims and proves nothing; reported stalled to the \
@@ -451,10 +442,10 @@ mod tests {
 
     /// Three miners whose loops never beat again after the start: the one that does nothing is published stalled
     /// after the 2 s bound; the one whose counted work goes on (claims sent inside an iteration that has not
-    /// completed), and the one that published 2,000 live sessions to work through (a bound of 20 ms × 12,072
-    /// queries: 4 minutes), are not.
+    /// completed), and the one inside a long phase that goes through many sessions (`steps_done` counted per
+    /// session, nothing else moving), are not.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn a_miner_that_works_or_has_much_to_work_through_is_not_hung_when_its_heartbeat_waits() {
+    async fn a_miner_that_works_or_goes_through_many_sessions_is_not_hung_when_its_heartbeat_waits() {
         let dirs = [(); 3].map(|()| tempfile::tempdir().unwrap());
         let mut nodes = Vec::new();
         for dir in &dirs {
@@ -463,13 +454,8 @@ mod tests {
         let chain = Arc::new(ChainClient::new("http://127.0.0.1:1", Duration::from_millis(200)).unwrap());
         let mut tasks = Vec::new();
         let mut stats = Vec::new();
-        for (i, node) in nodes.iter().enumerate() {
+        for node in &nodes {
             let telemetry = Telemetry::new().unwrap();
-            if i == 2 {
-                let sessions = prometheus::IntGaugeVec::new(Opts::new("ha_miner_sessions", "h"), &["state"]).unwrap();
-                telemetry.register(Box::new(sessions.clone())).unwrap();
-                sessions.with_label_values(&["active"]).set(2000);
-            }
             let miner_stats: Arc<MinerStats> = Arc::default();
             stats.push(Arc::clone(&miner_stats));
             let watched = Watched {
@@ -484,10 +470,11 @@ mod tests {
             tasks.push(spawn(Arc::clone(&chain), Arc::downgrade(node), &telemetry, watched).unwrap());
         }
         let spawned = Instant::now();
-        let working = Arc::clone(&stats[1]);
+        let (working, busy) = (Arc::clone(&stats[1]), Arc::clone(&stats[2]));
         tasks.push(tokio::spawn(async move {
             loop {
                 working.claims_sent.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                busy.steps_done.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }
         }));

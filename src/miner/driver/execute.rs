@@ -53,7 +53,7 @@ impl Miner {
                 let (running, kind) = (std::time::Instant::now(), command_kind(&command));
                 let supplier = command_supplier(&command).to_owned();
                 let result = self.run_command(command).await;
-                self.stats.steps_done.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                self.progressed();
                 tracing::debug!(
                     command = kind,
                     elapsed_ms = running.elapsed().as_secs_f64() * 1000.0,

@@ -192,7 +192,9 @@ impl Miner {
     ) -> Result<(), MinerError> {
         let mut first_error = None;
         for supplier in suppliers {
-            match self.ingest_supplier(&supplier, deadline, round_batches).await {
+            let ingested = self.ingest_supplier(&supplier, deadline, round_batches).await;
+            self.progressed();
+            match ingested {
                 Ok(()) => {}
                 Err(e) if e.is_fenced() => return Err(e),
                 Err(e) => {
@@ -327,6 +329,7 @@ impl Miner {
                 }));
             }
             self.commit_batch(supplier, tries, step, ids, counts).await?;
+            self.progressed();
             if caught_up {
                 self.engine.set_ingest_caught_up(supplier, true);
                 return Ok(());
@@ -587,6 +590,7 @@ impl Miner {
                 session_end_block_height: message.session_end_height,
             };
             self.keep_open(key, header).await?;
+            self.progressed();
         }
         let weight = self.session_compute_units(key).await?;
         if message.compute_units_per_relay != weight {

@@ -268,9 +268,20 @@ impl Miner {
 }
 
 impl Miner {
-    /// Ends the phase `name` of `timer` and counts it as progress (`MinerStats::steps_done`).
+    /// Ends the phase `name` of `timer` and counts it as progress ([`Miner::progressed`]).
     fn lap(&self, timer: &mut StepTimer, name: &'static str) {
         timer.lap(name);
+        self.progressed();
+    }
+
+    /// Counts a piece of work done as progress (`MinerStats::steps_done`, read by the raft watchdog to tell a hung
+    /// miner from a busy one): every phase of an iteration and every command, and inside the phases that go
+    /// through many suppliers or sessions, each one (a supplier's ingest and each of its batches, a session's trie
+    /// opened or committed, its record written, its claim or proof built, a settlement block read, a supplier's
+    /// backlog read for the gauges, a supplier restored). Each piece makes a few chain or storage calls at most,
+    /// each bounded by its timeout, so a working miner moves this within seconds however many suppliers and
+    /// sessions it serves.
+    pub(super) fn progressed(&self) {
         self.stats.steps_done.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }
 }

@@ -59,7 +59,9 @@ impl Miner {
                 .set(height.saturating_sub(done).max(0));
         }
         for supplier in self.signers.keys() {
-            if let Ok(backlog) = self.storage.relay_log.backlog(supplier).await {
+            let read = self.storage.relay_log.backlog(supplier).await;
+            self.progressed();
+            if let Ok(backlog) = read {
                 let lag = backlog.undelivered.saturating_add(backlog.pending);
                 m.consumer_lag
                     .with_label_values(&[supplier])

@@ -100,6 +100,7 @@ impl Miner {
         }
         let mut written = 0;
         for (key, record, w) in writes {
+            self.progressed();
             match self
                 .writer()?
                 .sessions
@@ -271,6 +272,7 @@ impl Miner {
                 }
                 Ok::<_, MinerError>(())
             });
+            self.progressed();
             match committed {
                 Ok(()) => {}
                 Err(e) if out_of_memory(&e) => {

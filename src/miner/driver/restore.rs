@@ -84,7 +84,9 @@ impl Miner {
     /// about before a new tx is built for its sessions.
     pub(super) async fn restore_supplier(&mut self, supplier: &str) -> Result<(), MinerError> {
         let mut undecodable = 0i64;
-        for record in self.storage.sessions.list(Some(supplier), None).await? {
+        let listed = self.storage.sessions.list(Some(supplier), None).await;
+        self.progressed();
+        for record in listed? {
             // One record this binary cannot read (a newer binary's, after a rollback; damaged bytes) is skipped,
             // not a failed restore: that failed the reload, so no instance could lead, and every session of every
             // supplier missed its claim and proof.

@@ -257,7 +257,9 @@ impl Miner {
             let at = first.settlement();
             let (block, tail) = rest.split_at(rest.iter().take_while(|(_, w)| w.settlement() == at).count());
             rest = tail;
-            match self.read_settlements(at).await {
+            let read = self.read_settlements(at).await;
+            self.progressed();
+            match read {
                 Ok(true) => {
                     let (stored, error) = self.store_counted(block).await;
                     for (key, watched) in &block[..stored] {

@@ -326,7 +326,9 @@ impl Miner {
         let mut messages = Vec::new();
         let mut unprovable = Vec::new();
         for key in keys {
-            match self.build(kind, supplier, &key).await {
+            let built = self.build(kind, supplier, &key).await;
+            self.progressed();
+            match built {
                 Ok(Built::Message(message)) => messages.push((key, message)),
                 Ok(Built::Unprovable) => unprovable.push(key),
                 Ok(Built::NotRequired) => {

@@ -1,6 +1,6 @@
 //! The driver against the chain simulator and the memory backend: the fixtures the driver's tests share (a
-//! simulator chain serving gRPC, miners leading, claimed or confirming, relays, metric readers); the tests are
-//! in the child modules, one topic each.
+//! simulator chain serving gRPC, miners leading, claimed or confirming, relays, metric readers; a relay log
+//! whose reads fail or grow, module `hooked_log`); the tests are in the child modules, one topic each.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::sync::{Arc, Mutex};
@@ -21,63 +21,7 @@ use crate::protocol::wire::{MinedRelayMessage, SessionHeader};
 use crate::sim::chain::genesis::*;
 use crate::sim::chain::{SimChain, actor, router};
 use confirming::{Confirming, LaggingView};
-
-/// The relay log `inner` as a relayer serving while the miner ingests sees it: after every read of new entries
-/// it appends what `after_read` returns (after the read, as appends land while a batch is being committed) and,
-/// when that was not nothing, runs `then` (e.g. the chain producing a block). Everything else goes to `inner`.
-struct AppendsAfterRead {
-    inner: Arc<dyn storage::RelayLog>,
-    after_read: Box<dyn Fn() -> Vec<MinedRelay> + Send + Sync>,
-    then: Box<dyn Fn() + Send + Sync>,
-}
-
-#[async_trait::async_trait]
-impl storage::RelayLog for AppendsAfterRead {
-    async fn append(&self, relays: Vec<MinedRelay>) -> Result<Vec<storage::EntryId>, StorageError> {
-        self.inner.append(relays).await
-    }
-    async fn read(&self, supplier: &str, consumer: &str, max: usize) -> Result<Vec<storage::LogEntry>, StorageError> {
-        let out = self.inner.read(supplier, consumer, max).await?;
-        let more = (self.after_read)();
-        if !more.is_empty() {
-            self.inner.append(more).await?;
-            (self.then)();
-        }
-        Ok(out)
-    }
-    async fn read_pending(
-        &self,
-        supplier: &str,
-        consumer: &str,
-        max: usize,
-    ) -> Result<Vec<storage::LogEntry>, StorageError> {
-        self.inner.read_pending(supplier, consumer, max).await
-    }
-    async fn claim(
-        &self,
-        supplier: &str,
-        consumer: &str,
-        min_idle: Duration,
-        max: usize,
-    ) -> Result<Vec<storage::LogEntry>, StorageError> {
-        self.inner.claim(supplier, consumer, min_idle, max).await
-    }
-    async fn ack(&self, supplier: &str, ids: &[storage::EntryId]) -> Result<u64, StorageError> {
-        self.inner.ack(supplier, ids).await
-    }
-    async fn trim_session(&self, supplier: &str, session_id: &str) -> Result<u64, StorageError> {
-        self.inner.trim_session(supplier, session_id).await
-    }
-    async fn session_relay_hashes(&self, supplier: &str, session_id: &str) -> Result<Vec<Vec<u8>>, StorageError> {
-        self.inner.session_relay_hashes(supplier, session_id).await
-    }
-    async fn backlog(&self, supplier: &str) -> Result<Backlog, StorageError> {
-        self.inner.backlog(supplier).await
-    }
-    async fn suppliers(&self) -> Result<Vec<String>, StorageError> {
-        self.inner.suppliers().await
-    }
-}
+use hooked_log::{AfterRead, Failing, hook_relay_log};
 
 mod claim_funds;
 mod confirmed_once;
@@ -90,6 +34,7 @@ mod fixed_gas;
 mod funds_monitor;
 mod gas_and_fees;
 mod held_past_close;
+pub(super) mod hooked_log;
 mod inclusion_delay;
 mod ingest_between_ticks;
 mod ingest_failure;
@@ -107,6 +52,7 @@ mod lease_unknown;
 mod losses;
 mod operator_metrics;
 mod partial_persist;
+mod progress;
 mod proof_funds;
 mod proof_params;
 mod proofs_by_value;
@@ -369,6 +315,29 @@ async fn assert_not_claimed(f: &Fixture, key: &SessionKey) {
     );
 }
 
+/// Steps `miner` (its first step takes the lease, free in these tests) and asserts that it leads.
+async fn lead(miner: &mut Miner) {
+    miner.step().await.unwrap();
+    assert!(miner.engine.is_leader());
+}
+
+/// Appends `relays` to `plain`'s relay log, then steps `miner` (a leader ingests them).
+async fn deliver(plain: &storage::Storage, miner: &mut Miner, relays: Vec<MinedRelay>) {
+    plain.relay_log.append(relays).await.unwrap();
+    miner.step().await.unwrap();
+}
+
+/// A miner "a" over `plain` with metrics (registered with `telemetry`), made the leader, that ingested relays
+/// 0..5 of the fixture's session.
+async fn leader_on(f: &Fixture, plain: &storage::Storage, telemetry: &crate::telemetry::Telemetry) -> Miner {
+    let mut miner = Miner::new(f.client.clone(), plain.clone(), f.keyring.clone(), config("a"))
+        .with_metrics(crate::miner::metrics::MinerMetrics::new(telemetry).unwrap());
+    lead(&mut miner).await;
+    deliver(plain, &mut miner, relays(&f.supplier, &f.header, 0..5)).await;
+    assert_eq!(miner.engine.session(&f.key).unwrap().relays, 5);
+    miner
+}
+
 /// Lets `miner` (a leader to be, over `plain`'s relay log) ingest relays 0..5 of the fixture's session, then
 /// produces blocks up to the claim window's open (the miner has not seen it yet); returns the session schedule.
 async fn ingest_until_claim_open(
@@ -401,12 +370,7 @@ async fn ingest_until(
     until: impl Fn(&crate::miner::lifecycle::Schedule) -> i64,
 ) -> crate::miner::lifecycle::Schedule {
     miner.step().await.unwrap();
-    plain
-        .relay_log
-        .append(relays(&f.supplier, &f.header, 0..5))
-        .await
-        .unwrap();
-    miner.step().await.unwrap();
+    deliver(plain, miner, relays(&f.supplier, &f.header, 0..5)).await;
     let schedule = miner.engine.session(&f.key).unwrap().schedule;
     while f.chain.height() < until(&schedule) {
         f.chain.produce_block();
@@ -471,10 +435,8 @@ async fn leading_from(
     mut miner: Miner,
     relays: Vec<MinedRelay>,
 ) -> Leading {
-    miner.step().await.unwrap();
-    assert!(miner.engine.is_leader());
-    plain.relay_log.append(relays).await.unwrap();
-    miner.step().await.unwrap();
+    lead(&mut miner).await;
+    deliver(&plain, &mut miner, relays).await;
     let schedule = miner.engine.session(&f.key).unwrap().schedule;
     Leading {
         f,
@@ -543,6 +505,73 @@ fn proving_genesis(apps: &[&str]) -> Genesis {
     g.proof_params.proof_request_probability = 1.0;
     g.proof_params.proof_requirement_threshold_upokt = 0;
     g
+}
+
+/// Two sessions of the fixture's supplier whose proofs are both required (a [`proving_genesis`] with `app2`), in
+/// the order of their session ids (the order the engine hands them over): `miner` (over `plain`, with metrics on
+/// `telemetry`) leads, ingests `counts[i]` signed relays of the i-th session, and steps block by block up to the
+/// block before `proof_open`, where both claims are on chain and no proof is sent yet. Returns [`Leading`] (the
+/// schedule both sessions share) and their keys.
+async fn two_proofs_due(
+    f: Fixture,
+    plain: storage::Storage,
+    telemetry: crate::telemetry::Telemetry,
+    mut miner: Miner,
+    counts: [u64; 2],
+) -> (Leading, [SessionKey; 2]) {
+    lead(&mut miner).await;
+    let mut sessions = Vec::new();
+    for app in ["app", "app2"] {
+        let (header, key) = app_session(&f, app).await;
+        sessions.push((header, key, app));
+    }
+    sessions.sort_by(|a, b| a.1.session_id.cmp(&b.1.session_id));
+    for ((header, _, app), n) in sessions.iter().zip(counts) {
+        let relays = signed_relays(&f, header, app, 0..n, 100);
+        plain.relay_log.append(relays).await.unwrap();
+    }
+    miner.step().await.unwrap();
+    let keys = [sessions[0].1.clone(), sessions[1].1.clone()];
+    let schedule = miner.engine.session(&keys[0]).unwrap().schedule;
+    let mut t = Leading {
+        f,
+        miner,
+        plain,
+        telemetry,
+        schedule,
+    };
+    t.blocks_through(schedule.proof_open - 2).await;
+    assert_claimed(&t.f, &[&keys[0], &keys[1]]).await;
+    for key in &keys {
+        let record = t.miner.engine.session(key).unwrap();
+        assert_eq!(record.proof_required, Some(true));
+        assert!(record.proof_sent_at.is_empty(), "no proof sent before proof_open");
+    }
+    (t, keys)
+}
+
+/// Produces blocks, stepping `miner` after each, up to two blocks past `settlement` (the sessions settled and
+/// pruned), and asserts that no tx failed in its block.
+async fn settle_with_no_failed_tx(chain: &SimChain, miner: &mut Miner, settlement: i64) {
+    while chain.height() <= settlement + 2 {
+        chain.produce_block();
+        miner.step().await.unwrap();
+    }
+    assert_eq!(
+        failed_in_block(chain),
+        Vec::<String>::new(),
+        "no tx failed in its block"
+    );
+}
+
+/// The proof validation status of `key`'s claim on chain, settled or not (`None`: no such claim).
+fn proof_status(chain: &SimChain, key: &SessionKey) -> Option<i32> {
+    let s = chain.state();
+    let id = (key.session_id.clone(), key.supplier.clone());
+    s.settled
+        .get(&id)
+        .or_else(|| s.claims.get(&id))
+        .map(|e| e.claim.proof_validation_status)
 }
 
 /// The logs of the txs that failed in their block (a fee paid for nothing).

@@ -83,7 +83,9 @@ impl Miner {
         // Entries of each keyless supplier; `None`: its backlog could not be read.
         let mut counts: BTreeMap<String, Option<u64>> = BTreeMap::new();
         for supplier in listed.into_iter().filter(|s| !self.signers.contains_key(s)) {
-            let count = match log.backlog(&supplier).await {
+            let read = log.backlog(&supplier).await;
+            self.progressed();
+            let count = match read {
                 Ok(b) => Some(b.undelivered.saturating_add(b.pending)),
                 Err(e) => {
                     tracing::warn!(

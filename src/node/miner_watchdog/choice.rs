@@ -1,14 +1,17 @@
 //! The watchdog's decisions, as pure functions of what it observed and what the voters reported: whether this
-//! node's miner counts as hung, why a leader hands off, and to which voter.
+//! node's miner counts as hung (what counts as its progress, and how long it may go without), why a leader hands
+//! off, and to which voter.
 //!
 //! Kept apart from the loop (`super`) so each rule is tested on reports in, target out.
 
 use std::collections::BTreeSet;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use raft::AppHealth;
 
 use super::stall_after;
+use crate::miner::driver::MinerStats;
 
 /// Why a raft leader hands its leadership off (the `reason` label of `ha_miner_leadership_hand_offs_total`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,72 +41,28 @@ impl Reason {
 /// query timeout, retried message by message when a node refuses a batch. At the default 5 s timeout this is 5
 /// minutes: 60 calls timing out in a row.
 pub const MIN_HUNG: Duration = Duration::from_secs(300);
-/// Chain query timeouts a single iteration may legitimately spend whatever its work (see [`MIN_HUNG`]).
+/// Chain query timeouts that must pass without progress before the miner counts as hung (see [`MIN_HUNG`]).
 pub const HUNG_QUERIES: u32 = 60;
-/// The most the miner's work ([`Work`]) raises the hung bound to ([`hung_after`]): the floor itself. Mainnet's
-/// claim and proof windows are ~10 blocks (~10 minutes): a hung leader must be handed off well within them, and
-/// since every phase and command of an iteration counts as progress (`MinerStats::steps_done`), a working miner
-/// never goes minutes without, whatever the suppliers it serves; the work only raises a shorter floor (tests).
-pub const MAX_HUNG_WORK: Duration = MIN_HUNG;
-/// Chain queries one supplier adds to a block's work: its claims and its proofs each go out as txs that read the
-/// account and the tip, are simulated and broadcast (8), its balance is read before claims are sent (1), and the
-/// profitability estimate reads the account and the tip and simulates (3).
-pub const QUERIES_PER_SUPPLIER: u32 = 12;
-/// Chain queries one live session adds to a block's work: the claim looked up and re-checked (2), the proof
-/// requirement and the proof read the session's params at its end and start and the proof seed block (3), the
-/// relay difficulty at its start (1).
-pub const QUERIES_PER_SESSION: u32 = 6;
-
-/// What one iteration of the miner's loop covers, as the miner last published it: the suppliers it works for
-/// and their live sessions (module `work` reads them). Every supplier and session adds chain queries to a block's
-/// work, so a leader mining for many takes longer per iteration without being hung.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub(crate) struct Work {
-    /// Suppliers the miner signs for.
-    pub suppliers: u32,
-    /// Their sessions not yet settled, discarded or expired.
-    pub sessions: u32,
-}
-
-impl Work {
-    /// Chain queries one iteration covering this work may legitimately spend, each up to a query timeout.
-    pub(crate) fn queries(self) -> u32 {
-        HUNG_QUERIES
-            .saturating_add(QUERIES_PER_SUPPLIER.saturating_mul(self.suppliers))
-            .saturating_add(QUERIES_PER_SESSION.saturating_mul(self.sessions))
-    }
-}
 
 /// The miner counts as hung when its loop made no progress for longer than this: 3 block times as measured
 /// ([`stall_after`]; none before a measure, where the floor is more than 3 default block times), and never less
-/// than `floor` ([`MIN_HUNG`]; shorter in tests) nor a chain query timeout for every query one slow but working
-/// iteration over `work` can make ([`Work::queries`]: [`HUNG_QUERIES`], and more per supplier and per session).
+/// than `floor` ([`MIN_HUNG`]; shorter in tests) nor [`HUNG_QUERIES`] chain query timeouts.
 ///
-/// What the work adds is capped at [`MAX_HUNG_WORK`] (or [`HUNG_QUERIES`] query timeouts when more): progress is
-/// also counted per miner phase and per command run (`MinerStats::steps_done`), so even a leader mining for
-/// hundreds of suppliers moves on well within it, while a hung one is handed off within its windows (a few
-/// blocks long), not after hours.
-pub(crate) fn hung_after(
-    block_time: Option<Duration>,
-    query_timeout: Duration,
-    floor: Duration,
-    work: Work,
-) -> Duration {
-    let idle = query_timeout.saturating_mul(HUNG_QUERIES);
-    let working = query_timeout
-        .saturating_mul(work.queries())
-        .min(MAX_HUNG_WORK.max(idle));
+/// The bound does not grow with the suppliers and sessions the miner serves: progress is counted per phase and
+/// command, and per supplier or session inside the phases that go through many (`MinerStats::steps_done`, each
+/// piece a few chain or storage calls bounded by their timeouts), so a working miner moves on within seconds
+/// however much it serves, while a hung one is handed off within its sessions' windows (a few blocks long).
+pub(crate) fn hung_after(block_time: Option<Duration>, query_timeout: Duration, floor: Duration) -> Duration {
     block_time
         .map_or(Duration::ZERO, |b| stall_after(Some(b)))
         .max(floor)
-        .max(working)
+        .max(query_timeout.saturating_mul(HUNG_QUERIES))
 }
 
 /// When the miner last made progress, as this watchdog saw it (its own clock: a wall clock step neither fakes nor
 /// hides a hang): its loop's heartbeat changed (beaten at the start of every iteration, leading or not), or the
-/// work it counts did (`MinerStats`: relays ingested, claims and proofs sent, sessions confirmed, decided or
-/// pruned; a slow iteration sending many suppliers' txs moves them on while its heartbeat waits). Neither changing
-/// means an iteration that does nothing and has not completed.
+/// work it counts did ([`done`]; a slow iteration over many suppliers moves it on while its heartbeat waits).
+/// Neither changing means an iteration that does nothing and has not completed.
 #[derive(Debug)]
 pub(crate) struct Pulse {
     last: Option<(f64, u64)>,
@@ -119,7 +78,7 @@ impl Pulse {
         }
     }
 
-    /// The heartbeat's value and the count of work done (`work::done`) read at `now`.
+    /// The heartbeat's value and the count of work done ([`done`]) read at `now`.
     pub(crate) fn observe(&mut self, beat: f64, done: u64, now: Instant) {
         if self.last != Some((beat, done)) {
             self.last = Some((beat, done));
@@ -131,6 +90,34 @@ impl Pulse {
     pub(crate) fn age(&self, now: Instant) -> Duration {
         now.saturating_duration_since(self.changed_at)
     }
+}
+
+/// A count that changes whenever the miner did a piece of work: the sum of its [`MinerStats`] counters (relays
+/// ingested or skipped, claims and proofs sent, claims confirmed, proof requirements decided, sessions settled,
+/// lost, discarded or pruned, fenced writes, and `steps_done`: phases, commands, and each supplier or session
+/// inside the long phases). Only the miner writes them, so a change is the miner moving on.
+pub(crate) fn done(stats: &MinerStats) -> u64 {
+    [
+        &stats.relays_ingested,
+        &stats.relays_unreadable,
+        &stats.relays_too_large,
+        &stats.relays_after_prune,
+        &stats.relays_reweighted,
+        &stats.relays_late,
+        &stats.claims_sent,
+        &stats.proofs_sent,
+        &stats.claims_confirmed,
+        &stats.proofs_required,
+        &stats.proofs_not_required_after_all,
+        &stats.settlements_unknown,
+        &stats.sessions_lost,
+        &stats.sessions_discarded,
+        &stats.sessions_done,
+        &stats.fenced_writes,
+        &stats.steps_done,
+    ]
+    .into_iter()
+    .fold(0_u64, |sum, c| sum.wrapping_add(c.load(Ordering::Relaxed)))
 }
 
 /// The voter to hand off to when this leader's chain reads stalled: not stalled and ahead of `height`; the
@@ -315,78 +302,49 @@ mod tests {
     #[test]
     fn the_miner_is_hung_after_a_bound_no_working_iteration_reaches() {
         let query = Duration::from_secs(5);
-        let idle = Work::default();
+        assert_eq!(hung_after(Some(Duration::from_secs(1)), query, MIN_HUNG), MIN_HUNG);
         assert_eq!(
-            hung_after(Some(Duration::from_secs(1)), query, MIN_HUNG, idle),
-            MIN_HUNG
-        );
-        assert_eq!(
-            hung_after(None, query, MIN_HUNG, idle),
+            hung_after(None, query, MIN_HUNG),
             MIN_HUNG,
             "3 × the default 60 s block time is less"
         );
         assert_eq!(
-            hung_after(None, Duration::from_millis(1), Duration::from_secs(2), idle),
+            hung_after(None, Duration::from_millis(1), Duration::from_secs(2)),
             Duration::from_secs(2),
             "no block time measured: the floor"
         );
         assert_eq!(
-            hung_after(Some(Duration::from_secs(1)), Duration::from_secs(1), MIN_HUNG, idle),
+            hung_after(Some(Duration::from_secs(1)), Duration::from_secs(1), MIN_HUNG),
             MIN_HUNG,
             "never less, however short the query timeout"
         );
         assert_eq!(
-            hung_after(Some(Duration::from_secs(150)), query, MIN_HUNG, idle),
+            hung_after(Some(Duration::from_secs(150)), query, MIN_HUNG),
             Duration::from_secs(450),
             "3 block times"
         );
         assert_eq!(
-            hung_after(Some(Duration::from_secs(1)), Duration::from_secs(10), MIN_HUNG, idle),
-            Duration::from_secs(600)
+            hung_after(Some(Duration::from_secs(1)), Duration::from_secs(10), MIN_HUNG),
+            Duration::from_secs(600),
+            "60 query timeouts"
         );
         assert_eq!(
-            hung_after(Some(Duration::from_secs(1)), Duration::MAX, MIN_HUNG, idle),
+            hung_after(Some(Duration::from_secs(1)), Duration::MAX, MIN_HUNG),
             Duration::MAX
         );
     }
 
-    /// A leader mining for many suppliers and sessions makes more chain queries per block: its bound grows by a
-    /// query timeout for each it may make, up to the floor ([`MAX_HUNG_WORK`]: progress is counted per phase and
-    /// command, and a hung leader must be handed off within its windows).
     #[test]
-    fn the_hung_bound_grows_with_the_suppliers_and_sessions_an_iteration_covers() {
-        let query = Duration::from_secs(5);
-        let block = Some(Duration::from_secs(60));
-        let work = |suppliers, sessions| Work { suppliers, sessions };
-        assert_eq!(work(0, 0).queries(), HUNG_QUERIES);
-        assert_eq!(work(2, 3).queries(), 60 + 2 * 12 + 3 * 6);
-        // Two suppliers with a session each: 60 + 24 + 12 queries of 5 s = 480 s, capped at the 5-minute floor.
-        assert_eq!(hung_after(block, query, MIN_HUNG, work(2, 2)), MIN_HUNG);
-        // A hundred suppliers with three live sessions each: (60 + 1200 + 1800) × 5 s = 4 h 15 min, capped at
-        // the floor: a working iteration over them completes a phase or a command well within it (each counts as
-        // progress), and a hung leader is handed off while its sessions' windows are still open.
-        let many = hung_after(block, query, MIN_HUNG, work(100, 300));
-        assert_eq!(many, MAX_HUNG_WORK);
-        assert_eq!(
-            hung_after(None, Duration::from_secs(1), Duration::from_secs(2), work(8, 8)),
-            Duration::from_secs(60 + 96 + 48),
-            "below the cap, above a shorter floor"
-        );
-        // The work adds to the query timeouts only: a block time or floor above them still rules.
-        assert_eq!(
-            hung_after(block, Duration::from_millis(100), MIN_HUNG, work(10, 10)),
-            MIN_HUNG
-        );
-        assert_eq!(
-            hung_after(block, query, MIN_HUNG, work(u32::MAX, u32::MAX)),
-            MAX_HUNG_WORK,
-            "saturates, then capped"
-        );
-        assert_eq!(
-            hung_after(block, Duration::from_secs(60), MIN_HUNG, work(100, 300)),
-            Duration::from_secs(3600),
-            "never below the idle bound of 60 query timeouts"
-        );
+    fn any_counted_work_changes_the_count() {
+        let stats = MinerStats::default();
+        let before = done(&stats);
+        stats.claims_sent.fetch_add(1, Ordering::Relaxed);
+        let after = done(&stats);
+        assert_ne!(before, after);
+        stats.relays_ingested.fetch_add(5, Ordering::Relaxed);
+        assert_eq!(done(&stats), after + 5);
+        stats.steps_done.fetch_add(1, Ordering::Relaxed);
+        assert_eq!(done(&stats), after + 6, "a phase's piece of work");
     }
 
     #[test]

@@ -27,18 +27,14 @@ async fn an_append_landing_at_the_claims_block_before_the_freeze_read_is_in_the_
 
     // Relay 5 lands right after the iteration's first read of new entries, relay 6 right after the second.
     let reads = Arc::new(AtomicUsize::new(0));
-    let fenced = miner.fenced.as_mut().unwrap();
     let (supplier, header) = (f.supplier.clone(), f.header.clone());
     let counted = Arc::clone(&reads);
-    fenced.relay_log = Arc::new(AppendsAfterRead {
-        inner: fenced.relay_log.clone(),
-        after_read: Box::new(move || match counted.fetch_add(1, Ordering::SeqCst) {
-            0 => relays(&supplier, &header, 5..6),
-            1 => relays(&supplier, &header, 6..7),
-            _ => Vec::new(),
-        }),
-        then: Box::new(|| {}),
+    let appends = AfterRead::appending(move || match counted.fetch_add(1, Ordering::SeqCst) {
+        0 => relays(&supplier, &header, 5..6),
+        1 => relays(&supplier, &header, 6..7),
+        _ => Vec::new(),
     });
+    hook_relay_log(&mut miner, Some(appends));
     miner.step().await.unwrap();
     assert_eq!(
         miner.engine.session(&f.key).unwrap().claim_sent_at,

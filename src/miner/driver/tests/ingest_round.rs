@@ -18,24 +18,18 @@ async fn an_ingest_round_stops_at_the_first_partial_batch_instead_of_chasing_new
     } = fixture().await;
     let plain = MemoryBackend::new().storage();
     let mut miner = Miner::new(client, plain.clone(), keyring, config("a"));
-    miner.step().await.unwrap();
-    assert!(miner.engine.is_leader());
-    // The miner reads through its fenced view (made when it became leader); the busy relayer goes in there.
-    let fenced = miner.fenced.as_mut().unwrap();
-    // Every read of new entries appends 5 more relays behind it (from 600 on).
+    lead(&mut miner).await;
+    // Every read of new entries appends 5 more relays behind it (from 600 on): the busy relayer.
     let reads = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let next = Mutex::new(600u64);
     let (count, busy_supplier, busy_header) = (reads.clone(), supplier.clone(), header.clone());
-    fenced.relay_log = Arc::new(AppendsAfterRead {
-        inner: fenced.relay_log.clone(),
-        after_read: Box::new(move || {
-            count.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            let mut next = next.lock().unwrap();
-            *next += 5;
-            relays(&busy_supplier, &busy_header, *next - 5..*next)
-        }),
-        then: Box::new(|| {}),
+    let appends = AfterRead::appending(move || {
+        count.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let mut next = next.lock().unwrap();
+        *next += 5;
+        relays(&busy_supplier, &busy_header, *next - 5..*next)
     });
+    hook_relay_log(&mut miner, Some(appends));
     let ingested = |m: &Miner| m.stats.relays_ingested.load(std::sync::atomic::Ordering::Relaxed);
     let reads = || reads.load(std::sync::atomic::Ordering::Relaxed);
 

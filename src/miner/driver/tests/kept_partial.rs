@@ -33,35 +33,21 @@ fn proof_message_of(bytes: &[u8], session_id: &str) -> wire::Any {
 /// each proof on chain once, and no supplier tx fails in its block.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_kept_proof_tx_with_one_proof_landed_sends_only_the_other_again() {
-    let mut g = genesis_with_apps(&["app2"]);
-    g.proof_params.proof_request_probability = 1.0;
-    g.proof_params.proof_requirement_threshold_upokt = 0;
-    let f = fixture_on(g).await;
+    let f = fixture_on(proving_genesis(&["app2"])).await;
     // Chain calls time out after 500 ms: what ends a broadcast whose answer is lost.
     let client = Arc::new(ChainClient::new(f.client.grpc().url(), Duration::from_millis(500)).unwrap());
     let telemetry = crate::telemetry::Telemetry::new().unwrap();
     let plain = MemoryBackend::new().storage();
-    let mut miner = Miner::new(client, plain.clone(), f.keyring.clone(), config("a"))
+    let miner = Miner::new(client, plain.clone(), f.keyring.clone(), config("a"))
         .with_settlements_from(f.comet.clone())
         .with_metrics(crate::miner::metrics::MinerMetrics::new(&telemetry).unwrap());
-    miner.step().await.unwrap();
-    let mut keys = Vec::new();
-    for app in ["app", "app2"] {
-        let (header, key) = app_session(&f, app).await;
-        plain
-            .relay_log
-            .append(signed_relays(&f, &header, app, 0..3, 100))
-            .await
-            .unwrap();
-        keys.push(key);
-    }
-    miner.step().await.unwrap();
-    let schedule = miner.engine.session(&keys[0]).unwrap().schedule;
+    let (
+        Leading {
+            f, mut miner, schedule, ..
+        },
+        keys,
+    ) = two_proofs_due(f, plain, telemetry, miner, [3, 3]).await;
     let chain = &f.chain;
-    while chain.height() < schedule.proof_open - 1 {
-        chain.produce_block();
-        miner.step().await.unwrap();
-    }
     chain.produce_block();
     {
         let mut s = chain.state();
@@ -108,14 +94,7 @@ async fn a_kept_proof_tx_with_one_proof_landed_sends_only_the_other_again() {
     );
     chain.produce_block();
     let validated = crate::protocol::wire::ClaimProofStatus::Validated as i32;
-    let status = |key: &SessionKey| {
-        let s = chain.state();
-        let id = (key.session_id.clone(), f.supplier.clone());
-        s.settled
-            .get(&id)
-            .or_else(|| s.claims.get(&id))
-            .map(|e| e.claim.proof_validation_status)
-    };
+    let status = |key: &SessionKey| proof_status(chain, key);
     assert_eq!(status(landed), Some(validated), "{:?}", chain.records());
     assert_ne!(status(due), Some(validated));
 
@@ -133,18 +112,7 @@ async fn a_kept_proof_tx_with_one_proof_landed_sends_only_the_other_again() {
         "the landed proof counts as sent"
     );
 
-    while chain.height() <= schedule.settlement + 2 {
-        chain.produce_block();
-        miner.step().await.unwrap();
-    }
-    let failed: Vec<String> = chain
-        .state()
-        .txs
-        .values()
-        .filter(|r| r.code != 0)
-        .map(|r| r.log.clone())
-        .collect();
-    assert_eq!(failed, Vec::<String>::new(), "no tx failed in its block");
+    settle_with_no_failed_tx(chain, &mut miner, schedule.settlement).await;
     for key in [landed, due] {
         let proofs = chain
             .records()

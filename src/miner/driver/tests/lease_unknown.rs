@@ -17,18 +17,8 @@ async fn a_failed_renewal_keeps_leader_mode_and_the_open_tries_until_the_lease_m
     cfg.connection_timeout = Duration::from_millis(300);
     let plain = RedisBackend::connect(cfg).await.unwrap().storage();
     let telemetry = crate::telemetry::Telemetry::new().unwrap();
-    let mut miner = Miner::new(f.client.clone(), plain.clone(), f.keyring.clone(), config("a"))
-        .with_metrics(crate::miner::metrics::MinerMetrics::new(&telemetry).unwrap());
+    let mut miner = leader_on(&f, &plain, &telemetry).await;
     let counted = |name: &str| settled::series(&telemetry.render_metrics(), name, &["instance=\"a\""]);
-    miner.step().await.unwrap();
-    assert!(miner.engine.is_leader());
-    plain
-        .relay_log
-        .append(relays(&f.supplier, &f.header, 0..5))
-        .await
-        .unwrap();
-    miner.step().await.unwrap();
-    assert_eq!(miner.engine.session(&f.key).unwrap().relays, 5);
     assert!(miner.tries.contains_key(&f.key));
     assert_eq!(counted("ha_miner_leader_elections_total"), Some(1));
     let lease = miner.config.lease;
@@ -48,12 +38,7 @@ async fn a_failed_renewal_keeps_leader_mode_and_the_open_tries_until_the_lease_m
     assert!(miner.last_renewal.unwrap().elapsed() < lease / 4, "renewed");
     assert!(miner.engine.is_leader());
     assert_eq!(counted("ha_miner_leader_elections_total"), Some(1), "no reload");
-    plain
-        .relay_log
-        .append(relays(&f.supplier, &f.header, 5..8))
-        .await
-        .unwrap();
-    miner.step().await.unwrap();
+    deliver(&plain, &mut miner, relays(&f.supplier, &f.header, 5..8)).await;
     assert_eq!(miner.engine.session(&f.key).unwrap().relays, 8);
     assert_eq!(counted("ha_miner_leader_elections_total"), Some(1));
 

@@ -45,9 +45,7 @@ async fn an_ordered_proof_tx_the_balance_cannot_pay_in_full_lands_the_proof_it_p
 /// or not.
 async fn one_of_two_proofs_paid(unordered: bool) {
     const FEE: u64 = 1_000_000;
-    let mut g = genesis_with_apps(&["app2"]);
-    g.proof_params.proof_request_probability = 1.0;
-    g.proof_params.proof_requirement_threshold_upokt = 0;
+    let mut g = proving_genesis(&["app2"]);
     g.proof_params.proof_submission_fee_upokt = FEE;
     let f = fixture_on(g).await;
     // Enough for both claims' proof fees until the claims are on chain (module `afford` holds claims back else).
@@ -59,40 +57,22 @@ async fn one_of_two_proofs_paid(unordered: bool) {
         unordered,
         ..config("a")
     };
-    let mut miner = Miner::new(f.client.clone(), plain.clone(), f.keyring.clone(), config)
+    let miner = Miner::new(f.client.clone(), plain.clone(), f.keyring.clone(), config)
         .with_settlements_from(f.comet.clone())
         .with_metrics(crate::miner::metrics::MinerMetrics::new(&telemetry).unwrap());
-    miner.step().await.unwrap();
-    let mut sessions = Vec::new();
-    for app in ["app", "app2"] {
-        let (header, key) = app_session(&f, app).await;
-        sessions.push((header, key, app));
-    }
     // The engine hands them over in the order of their ids: the least valuable first.
-    sessions.sort_by(|a, b| a.1.session_id.cmp(&b.1.session_id));
-    let mut keys = Vec::new();
-    for ((header, key, app), relays) in sessions.into_iter().zip([2, 4]) {
-        plain
-            .relay_log
-            .append(signed_relays(&f, &header, app, 0..relays, 100))
-            .await
-            .unwrap();
-        keys.push(key);
-    }
-    let (cheap, valuable) = (&keys[0], &keys[1]);
-    miner.step().await.unwrap();
-    let schedule = miner.engine.session(cheap).unwrap().schedule;
+    let (
+        Leading {
+            f,
+            mut miner,
+            telemetry,
+            schedule,
+            ..
+        },
+        keys,
+    ) = two_proofs_due(f, plain, telemetry, miner, [2, 4]).await;
+    let [cheap, valuable] = &keys;
     let chain = &f.chain;
-    while chain.height() < schedule.proof_open - 1 {
-        chain.produce_block();
-        miner.step().await.unwrap();
-    }
-    assert_claimed(&f, &[cheap, valuable]).await;
-    for key in &keys {
-        let record = miner.engine.session(key).unwrap();
-        assert_eq!(record.proof_required, Some(true));
-        assert!(record.proof_sent_at.is_empty(), "no proof sent before proof_open");
-    }
     let balance = u128::from(FEE) * 2 + 2;
     chain.state().accounts.get_mut(&f.supplier).unwrap().balance = balance;
 
@@ -112,26 +92,8 @@ async fn one_of_two_proofs_paid(unordered: bool) {
         "{text}"
     );
 
-    while chain.height() <= schedule.settlement + 2 {
-        chain.produce_block();
-        miner.step().await.unwrap();
-    }
-    let failed: Vec<String> = chain
-        .state()
-        .txs
-        .values()
-        .filter(|r| r.code != 0)
-        .map(|r| r.log.clone())
-        .collect();
-    assert_eq!(failed, Vec::<String>::new(), "no tx failed in its block");
-    let status = |key: &SessionKey| {
-        let s = chain.state();
-        let id = (key.session_id.clone(), f.supplier.clone());
-        s.settled
-            .get(&id)
-            .or_else(|| s.claims.get(&id))
-            .map(|e| e.claim.proof_validation_status)
-    };
+    settle_with_no_failed_tx(chain, &mut miner, schedule.settlement).await;
+    let status = |key: &SessionKey| proof_status(chain, key);
     let validated = Some(crate::protocol::wire::ClaimProofStatus::Validated as i32);
     assert_eq!(status(valuable), validated, "{:?}", chain.records());
     assert_ne!(status(cheap), validated, "{:?}", chain.records());

@@ -2,72 +2,11 @@
 //! and relays the session's trie holds are not, on every backend the driver runs on.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::sync::atomic::AtomicBool;
 use std::sync::atomic::Ordering::Relaxed;
 
 use super::*;
 use storage::redis::server::{RedisServer, ServerOptions};
 use storage::redis::{RedisBackend, RedisConfig};
-
-/// The relay log `inner` whose reads fail while `failing` is set: a miner that cannot keep up with its log.
-struct ReadsFail {
-    inner: Arc<dyn storage::RelayLog>,
-    failing: Arc<AtomicBool>,
-}
-
-impl ReadsFail {
-    fn check(&self) -> Result<(), StorageError> {
-        if self.failing.load(Relaxed) {
-            return Err(StorageError::Unavailable("read refused".into()));
-        }
-        Ok(())
-    }
-}
-
-#[async_trait::async_trait]
-impl storage::RelayLog for ReadsFail {
-    async fn append(&self, relays: Vec<MinedRelay>) -> Result<Vec<storage::EntryId>, StorageError> {
-        self.inner.append(relays).await
-    }
-    async fn read(&self, supplier: &str, consumer: &str, max: usize) -> Result<Vec<storage::LogEntry>, StorageError> {
-        self.check()?;
-        self.inner.read(supplier, consumer, max).await
-    }
-    async fn read_pending(
-        &self,
-        supplier: &str,
-        consumer: &str,
-        max: usize,
-    ) -> Result<Vec<storage::LogEntry>, StorageError> {
-        self.check()?;
-        self.inner.read_pending(supplier, consumer, max).await
-    }
-    async fn claim(
-        &self,
-        supplier: &str,
-        consumer: &str,
-        min_idle: Duration,
-        max: usize,
-    ) -> Result<Vec<storage::LogEntry>, StorageError> {
-        self.check()?;
-        self.inner.claim(supplier, consumer, min_idle, max).await
-    }
-    async fn ack(&self, supplier: &str, ids: &[storage::EntryId]) -> Result<u64, StorageError> {
-        self.inner.ack(supplier, ids).await
-    }
-    async fn trim_session(&self, supplier: &str, session_id: &str) -> Result<u64, StorageError> {
-        self.inner.trim_session(supplier, session_id).await
-    }
-    async fn session_relay_hashes(&self, supplier: &str, session_id: &str) -> Result<Vec<Vec<u8>>, StorageError> {
-        self.inner.session_relay_hashes(supplier, session_id).await
-    }
-    async fn backlog(&self, supplier: &str) -> Result<Backlog, StorageError> {
-        self.inner.backlog(supplier).await
-    }
-    async fn suppliers(&self) -> Result<Vec<String>, StorageError> {
-        self.inner.suppliers().await
-    }
-}
 
 /// The sum of counter `name` over every label set (0 when it has none).
 fn total(text: &str, name: &str) -> u64 {
@@ -86,24 +25,12 @@ fn total(text: &str, name: &str) -> u64 {
 async fn relays_trimmed_unread_are_counted_lost_once(plain: storage::Storage) {
     let f = fixture().await;
     let telemetry = crate::telemetry::Telemetry::new().unwrap();
-    let mut miner = Miner::new(f.client.clone(), plain.clone(), f.keyring.clone(), config("a"))
-        .with_metrics(crate::miner::metrics::MinerMetrics::new(&telemetry).unwrap());
-    plain
-        .relay_log
-        .append(relays(&f.supplier, &f.header, 0..5))
-        .await
-        .unwrap();
-    miner.step().await.unwrap();
+    let mut miner = leader_on(&f, &plain, &telemetry).await;
     let schedule = miner.engine.session(&f.key).unwrap().schedule;
-    assert_eq!(miner.engine.session(&f.key).unwrap().relays, 5);
     assert_eq!(plain.relay_log.backlog(&f.supplier).await.unwrap(), Backlog::default());
 
-    let failing = Arc::new(AtomicBool::new(true));
-    let fenced = miner.fenced.as_mut().unwrap();
-    fenced.relay_log = Arc::new(ReadsFail {
-        inner: fenced.relay_log.clone(),
-        failing: failing.clone(),
-    });
+    let faults = hook_relay_log(&mut miner, None);
+    faults.set(Failing::All);
     plain
         .relay_log
         .append(relays(&f.supplier, &f.header, 5..8))
@@ -151,7 +78,7 @@ async fn relays_trimmed_unread_are_counted_lost_once(plain: storage::Storage) {
     );
 
     // Caught up again: a relay of the pruned session appended now is acknowledged as `session_pruned`.
-    failing.store(false, Relaxed);
+    faults.set(Failing::None);
     plain
         .relay_log
         .append(relays(&f.supplier, &f.header, 8..9))

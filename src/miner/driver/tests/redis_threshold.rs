@@ -15,8 +15,7 @@ async fn above_the_relay_threshold_the_miner_ingests_and_claims_what_was_accepte
     let redis = RedisBackend::connect(cfg).await.unwrap();
     let plain = redis.storage();
     let mut miner = Miner::new(f.client.clone(), plain.clone(), f.keyring.clone(), config("a"));
-    miner.step().await.unwrap();
-    assert!(miner.engine.is_leader());
+    lead(&mut miner).await;
 
     // Relays accepted below the threshold, then other sessions' tries take Redis above it.
     plain

@@ -20,8 +20,7 @@ async fn a_removed_suppliers_live_session_is_still_claimed_after_the_leadership_
 
     // The leadership is lost (a failed renewal) and won again at the next iteration: everything reloads.
     miner.leave_leader_mode();
-    miner.step().await.unwrap();
-    assert!(miner.engine.is_leader());
+    lead(&mut miner).await;
     assert!(
         miner.engine.session(&f.key).is_some(),
         "the removed supplier's live session is restored with the key this process holds"
@@ -84,8 +83,7 @@ async fn a_removed_supplier_with_relays_not_ingested_yet_keeps_its_key_until_the
     let f = fixture().await;
     let plain = MemoryBackend::new().storage();
     let mut miner = Miner::new(f.client.clone(), plain.clone(), f.keyring.clone(), config("a"));
-    miner.step().await.unwrap();
-    assert!(miner.engine.is_leader());
+    lead(&mut miner).await;
     plain
         .relay_log
         .append(relays(&f.supplier, &f.header, 0..5))

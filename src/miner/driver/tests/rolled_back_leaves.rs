@@ -23,12 +23,7 @@ async fn relays_delivered_again_write_back_the_leaves_storage_lost_under_a_froze
         .await
         .unwrap();
     assert_eq!(stored_trie(&plain, &f.supplier, &f.key.session_id).await, (0, 0));
-    plain
-        .relay_log
-        .append(relays(&f.supplier, &f.header, 0..5))
-        .await
-        .unwrap();
-    miner.step().await.unwrap();
+    deliver(&plain, &mut miner, relays(&f.supplier, &f.header, 0..5)).await;
     assert_eq!(plain.relay_log.backlog(&f.supplier).await.unwrap(), Backlog::default());
 
     // Written back as they were: the stored trie has the claim's root; nothing counted late or twice.

@@ -19,19 +19,14 @@ async fn a_relay_appended_before_the_claim_block_during_an_ingest_round_is_in_th
     assert_eq!(miner.engine.session(&f.key).unwrap().relays, 5);
     assert_eq!(miner.engine.session(&f.key).unwrap().claim_sent_at, Vec::<i64>::new());
 
-    // The miner reads through its fenced view (made when it became leader): the relayer goes in there.
-    let fenced = miner.fenced.as_mut().unwrap();
     // A relayer that saw the height before `claim_open` appends relay 5 while a round is under way (after the
     // round read the supplier's log), then the chain produces block `claim_open`. Once.
     let late = Mutex::new(Some(relays(&f.supplier, &f.header, 5..6)));
     let chain = f.chain.clone();
-    fenced.relay_log = Arc::new(AppendsAfterRead {
-        inner: fenced.relay_log.clone(),
-        after_read: Box::new(move || late.lock().unwrap().take().unwrap_or_default()),
-        then: Box::new(move || {
-            chain.produce_block();
-        }),
+    let appends = AfterRead::appending(move || late.lock().unwrap().take().unwrap_or_default()).then(move || {
+        chain.produce_block();
     });
+    hook_relay_log(&mut miner, Some(appends));
     // The round reads the log, the relay is appended, then block `claim_open` comes.
     for _ in 0..3 {
         miner.step().await.unwrap();

@@ -86,8 +86,7 @@ async fn relays_of_a_supplier_without_a_key_are_counted_reported_once_per_term_a
         format!("relays for supplier {supplier} are in the relay log but this miner has no key for it: not mined")
     };
 
-    miner.step().await.unwrap();
-    assert!(miner.engine.is_leader());
+    lead(&mut miner).await;
     blocks(&f, &mut miner, 3).await;
     assert_eq!(series(&telemetry, UNOWNED, &f.supplier), Some(3));
     assert_eq!(series(&telemetry, LAG, &f.supplier), Some(3));

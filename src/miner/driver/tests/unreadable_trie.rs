@@ -14,8 +14,7 @@ async fn relays_of_a_session_whose_trie_cannot_be_read_do_not_stop_the_suppliers
     let plain = MemoryBackend::new().storage();
     let mut miner = Miner::new(f.client.clone(), plain.clone(), f.keyring.clone(), config("a"))
         .with_metrics(crate::miner::metrics::MinerMetrics::new(&telemetry).unwrap());
-    miner.step().await.unwrap();
-    assert!(miner.engine.is_leader());
+    lead(&mut miner).await;
     // The first session's trie holds a root record this miner never wrote.
     let mut store = plain.tries.open(&f.supplier, &f.key.session_id).await.unwrap();
     store

@@ -8,6 +8,7 @@ use super::super::{INGEST_BATCH, INGEST_PROBE, RoundBound};
 use super::backlog;
 use crate::keys::{KeyMap, Keyring};
 use crate::miner::driver::Miner;
+use crate::miner::driver::tests::hooked_log::{Failing, hook_relay_log};
 use crate::miner::driver::tests::{config, genesis, key_hex, relays, serve_grpc};
 use crate::protocol::wire::SessionHeader;
 use crate::sim::chain::genesis::GenesisSupplier;
@@ -154,66 +155,6 @@ async fn an_ingest_batch_is_one_storage_write() {
     }
 }
 
-/// The relay log `inner`, whose reads of `failing`'s entries storage refuses.
-struct FailingReadsOf {
-    inner: std::sync::Arc<dyn storage::RelayLog>,
-    failing: String,
-}
-
-impl FailingReadsOf {
-    fn check(&self, supplier: &str) -> Result<(), storage::StorageError> {
-        if supplier == self.failing {
-            return Err(storage::StorageError::Unavailable("read refused".into()));
-        }
-        Ok(())
-    }
-}
-
-#[async_trait::async_trait]
-impl storage::RelayLog for FailingReadsOf {
-    async fn append(&self, relays: Vec<storage::MinedRelay>) -> Result<Vec<storage::EntryId>, storage::StorageError> {
-        self.inner.append(relays).await
-    }
-    async fn read(&self, s: &str, consumer: &str, max: usize) -> Result<Vec<storage::LogEntry>, storage::StorageError> {
-        self.check(s)?;
-        self.inner.read(s, consumer, max).await
-    }
-    async fn read_pending(
-        &self,
-        s: &str,
-        consumer: &str,
-        max: usize,
-    ) -> Result<Vec<storage::LogEntry>, storage::StorageError> {
-        self.check(s)?;
-        self.inner.read_pending(s, consumer, max).await
-    }
-    async fn claim(
-        &self,
-        s: &str,
-        consumer: &str,
-        min_idle: std::time::Duration,
-        max: usize,
-    ) -> Result<Vec<storage::LogEntry>, storage::StorageError> {
-        self.check(s)?;
-        self.inner.claim(s, consumer, min_idle, max).await
-    }
-    async fn ack(&self, s: &str, ids: &[storage::EntryId]) -> Result<u64, storage::StorageError> {
-        self.inner.ack(s, ids).await
-    }
-    async fn trim_session(&self, s: &str, session_id: &str) -> Result<u64, storage::StorageError> {
-        self.inner.trim_session(s, session_id).await
-    }
-    async fn session_relay_hashes(&self, s: &str, session_id: &str) -> Result<Vec<Vec<u8>>, storage::StorageError> {
-        self.inner.session_relay_hashes(s, session_id).await
-    }
-    async fn backlog(&self, s: &str) -> Result<storage::Backlog, storage::StorageError> {
-        self.inner.backlog(s).await
-    }
-    async fn suppliers(&self) -> Result<Vec<String>, storage::StorageError> {
-        self.inner.suppliers().await
-    }
-}
-
 /// A supplier whose log storage cannot read (whichever comes first in the round) does not keep the other
 /// supplier's relays out of its trie: the round goes on, returns the error, and only the failing supplier is
 /// left not caught up (its claims held). Before, the round stopped at the failing supplier.
@@ -224,11 +165,7 @@ async fn a_supplier_whose_reads_fail_does_not_stop_the_others_ingest() {
         for s in &r.suppliers {
             r.plain.relay_log.append(relays(s, &r.header, 0..10)).await.unwrap();
         }
-        let fenced = r.miner.fenced.as_mut().unwrap();
-        fenced.relay_log = std::sync::Arc::new(FailingReadsOf {
-            inner: fenced.relay_log.clone(),
-            failing: r.suppliers[failing].clone(),
-        });
+        hook_relay_log(&mut r.miner, None).set(Failing::Supplier(r.suppliers[failing].clone()));
         // One round: in one of the two cases the failing supplier is its first (rounds rotate their first).
         assert!(
             r.miner.ingest().await.is_err(),
