@@ -75,7 +75,8 @@ enum Outcome {
 }
 
 /// What runs once a relay queued without durable ack is appended (the relayer records its hash as appended lately,
-/// module `recent`: its repeat is then neither appended nor charged again).
+/// module `recent`: its repeat is then neither appended nor charged again; and counts it in
+/// `ha_relayer_relays_mined_total`).
 pub type Appended = Box<dyn FnOnce() + Send>;
 
 /// Handle to the appender task (cheap to clone; the task ends when every handle is dropped).

@@ -1,0 +1,57 @@
+//! What the relayer answers before a relay is in the relay log, and what its shutdown drain
+//! (`Relayer::drain_settlements`) does about it, over real sockets with the harness of [`crate::relayer`] (the
+//! memory storage backend where a test stalls or refuses writes): without `relay_log.durable_ack` a relay counts as
+//! mined only once its batch is appended.
+
+use crate::relayer::{Net, eventually, metric, served_status};
+
+/// A relayer without durable ack on the memory backend (whose writes a test can stall or refuse), its meter never
+/// syncing on its own (its KV writes would be held too).
+async fn lazy_ack_net() -> (Net, storage::MemoryBackend) {
+    let backend = storage::MemoryBackend::new();
+    let mut net = Net::new(1_000_000_000).await;
+    net.storage = backend.storage();
+    net.config.relay_log.durable_ack = false;
+    net.config.relay_meter.sync_interval_ms = 3_600_000;
+    (net, backend)
+}
+
+/// One relay sent to a fresh relayer without durable ack, its batch appended or refused by storage (`refuse`); once
+/// the batch settled: the relays counted mined, recorded in the log, and dropped with a storage error.
+async fn one_relay_without_durable_ack(refuse: bool) -> (u64, u64, u64) {
+    let (net, backend) = lazy_ack_net().await;
+    let r = net.relayer().await;
+    let header = net.header("anvil").await;
+    if refuse {
+        let down = storage::StorageError::Unavailable("test: storage down".into());
+        backend.faults().refuse_writes(Some(down));
+    }
+    let (status, response) = net.send(&r.url, &net.request(&header, &net.ours.1, Net::rpc(1))).await;
+    assert_eq!((status, served_status(&net, &response)), (200, 200), "answered once queued");
+    // A batch is counted once its relays are settled.
+    eventually("the relay's batch to be settled", || async {
+        metric(&r.telemetry, "ha_relayer_relay_log_batch_size_count") == 1
+    })
+    .await;
+    (
+        metric(&r.telemetry, "ha_relayer_relays_mined_total{service_id=\"anvil\"}"),
+        net.recorded().await,
+        metric(
+            &r.telemetry,
+            "ha_relayer_relays_dropped_total{reason=\"storage_error\",service_id=\"anvil\"}",
+        ),
+    )
+}
+
+/// Without durable ack a relay is answered once it is queued for the relay log; it counts in
+/// `ha_relayer_relays_mined_total` only once its batch is appended. Before, it counted when queued: a relay lost
+/// with its failed batch was counted as mined (and as dropped).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_durable_ack_a_relay_counts_as_mined_only_once_its_batch_is_appended() {
+    assert_eq!(one_relay_without_durable_ack(false).await, (1, 1, 0), "appended: mined");
+    assert_eq!(
+        one_relay_without_durable_ack(true).await,
+        (0, 0, 1),
+        "lost with its failed batch: dropped, not mined"
+    );
+}
