@@ -16,7 +16,8 @@
 //!    difficulty target are read, then the relay meter is charged ([`meter`]), then the backend is called.
 //!    `optimistic`: a relay of a (supplier, session) validated once before (module `sessions`) is forwarded as soon
 //!    as its ring signature verifies against the application ring recorded with the session (refused only if the
-//!    meter already knows the session is exhausted); the chain-backed checks, metering and mining run
+//!    meter already knows the relay does not fit the session's budget: its compute units, cached since the
+//!    session's first relay, on top of what is consumed); the chain-backed checks, metering and mining run
 //!    afterwards in a bounded background task (when it is full, the handler validates inline: backpressure, no
 //!    unbounded queue), and invalid relays are counted in `ha_relayer_validation_failures_total`, never mined,
 //!    and revoke their session. A valid relay the meter finds over budget there is still charged and mined (the
@@ -501,9 +502,16 @@ impl Relayer {
                         session_id: structure.header.session_id.clone(),
                         supplier: structure.supplier.clone(),
                     };
-                    // Without the compute units at hand (they need a chain read) one compute unit is the
-                    // smallest possible cost: refuse only what certainly does not fit.
-                    if let Err(e) = meter.precheck(&key, 1) {
+                    // The relay's cost: the session's compute units, cached since its first relay read them
+                    // (module `costs`; the header is the one recorded for the session when it was validated).
+                    // Evicted, they would need a chain read: one compute unit, the smallest possible cost, then
+                    // refuses only what certainly does not fit. Serving past the budget is unpaid work.
+                    let header = &structure.header;
+                    let cost = self
+                        .costs
+                        .cached(&header.service_id, header.session_start_block_height)
+                        .map_or(1, |c| c.compute_units);
+                    if let Err(e) = meter.precheck(&key, cost) {
                         let e = RelayError::from_meter(e);
                         self.metrics.meter.with_label_values(&[&service_id, e.code().1]).inc();
                         return Err(fail(e));
