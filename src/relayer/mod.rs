@@ -25,8 +25,10 @@
 //!    `ha_relayer_relay_meter_consumptions_total{result="over_serviced_mined"}`. The first relay of a session goes
 //!    the eager way and records the session, so the backend never works for a session nobody proved valid.
 //!
-//!    Both modes: a relay of the session right after the current one (a gateway a block ahead of us) waits up to
-//!    1 s for that session's first block, then is validated at it (else `session_not_started`, 503). A relay
+//!    Both modes: a relay of a session starting above our height (our chain view lags the gateway's) is refused as
+//!    `session_not_started` (503, retry) from the heights alone, no chain read; except a relay of the session
+//!    right after the current one while we are at its last block (a gateway a block ahead of us), which waits up
+//!    to 1 s for that session's first block, then is validated at it. A relay
 //!    whose backend has no endpoint in service (module `pool`: circuit breakers, health checks) is refused as
 //!    `backend_unavailable` (503) before its signature, the meter and the backend. A request whose relay could not
 //!    be proven in a tx (`transaction.max_tx_bytes`: the relay holds the request whole, §2.3) is refused as
@@ -592,28 +594,31 @@ impl Relayer {
         }
     }
 
-    /// The height a relay of `header` arrives at: the current one, except for a relay of the session starting at
-    /// the next block while we are at the current session's last block. A gateway whose chain view is a block
-    /// ahead of ours sends those at the new session's first block; validation would refuse them (§2.6: a session
-    /// ending after the current one), so they wait up to [`NEXT_SESSION_WAIT`] for that block to reach us and are
-    /// then validated at it. Not there by then: `session_not_started` (503, retry). Any other session is not
-    /// waited for: validation refuses it.
+    /// The height a relay of `header` arrives at: the current one. A relay of a session starting above it is for a
+    /// session that has not started on our (lagging) chain view: `session_not_started` (503, retry: the gateway
+    /// is ahead of us, not wrong, and must not sanction the supplier for it), decided from the two heights alone.
+    /// The header is not authenticated yet, so a forged far-future start costs no chain read and nothing kept.
+    /// One exception: a relay of the session starting at the next block while we are at the current session's
+    /// last block (a gateway one block ahead, sending at the new session's first block) waits up to
+    /// [`NEXT_SESSION_WAIT`] for that block to reach us and is then validated at it; at most
+    /// [`NEXT_SESSION_WAITERS`] wait at once. Telling it apart reads the session grid at our own height (cached,
+    /// read by every validation anyway), never at the header's.
     async fn arrival_height(&self, header: &SessionHeader) -> Result<i64, RelayError> {
         let height = *self.height.borrow();
         let start = header.session_start_block_height;
         if height <= 0 || start <= height {
             return Ok(height);
         }
-        // Read by every validation anyway (cached).
+        let not_started = || RelayError::SessionNotStarted { start, height };
+        if start != height.saturating_add(1) {
+            return Err(not_started());
+        }
         let grid = validate::current_grid_at(&self.chain, height).await?;
-        // Only one block behind the gateway, at the current session's last block: the header is not
-        // authenticated yet, so any other height is not waited for (validation refuses it), and at most
-        // `NEXT_SESSION_WAITERS` relays wait at once (the others are refused at once, also with the retry status).
-        if start != height.saturating_add(1) || grid.session_end(height) != height {
-            return Ok(height);
+        if grid.session_end(height) != height {
+            return Err(not_started());
         }
         let Ok(_waiting) = self.next_session_waiters.try_acquire() else {
-            return Err(RelayError::SessionNotStarted { start, height });
+            return Err(not_started());
         };
         let mut watch = self.height.clone();
         match tokio::time::timeout(NEXT_SESSION_WAIT, watch.wait_for(|h| *h >= start)).await {
