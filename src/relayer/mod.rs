@@ -190,7 +190,9 @@ impl Relayer {
     /// them all means none is left running; they are released on return. Then waits for the minings and
     /// settlements whose handler was dropped (their gateway disconnected) and which finish in tasks of their own
     /// (module `detach`), and for the streamed answers in flight (module `stream`), each mining its relay when its
-    /// backend's stream ends.
+    /// backend's stream ends. Last, closes the relay log's queue and waits until every relay queued was appended
+    /// and settled ([`log::LogAppender::close`]): without `relay_log.durable_ack` a relay is answered once queued.
+    /// The relayer takes no relay after it.
     pub async fn drain_settlements(&self) {
         self.stop_streams();
         // WebSocket relay connections first: they outlive the relay server's drain (an upgraded connection
@@ -203,6 +205,7 @@ impl Relayer {
             Err(e) => tracing::warn!(error = %e, "optimistic settlements not drained"),
         }
         self.detached.idle().await;
+        self.appender.close().await;
     }
 
     /// Ends every streamed answer in flight, and any started later, at its next step, as if its backend's stream

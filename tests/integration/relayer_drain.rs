@@ -1,7 +1,10 @@
 //! What the relayer answers before a relay is in the relay log, and what its shutdown drain
 //! (`Relayer::drain_settlements`) does about it, over real sockets with the harness of [`crate::relayer`] (the
 //! memory storage backend where a test stalls or refuses writes): without `relay_log.durable_ack` a relay counts as
-//! mined only once its batch is appended.
+//! mined only once its batch is appended, and the drain waits until every relay answered is in the log.
+
+use std::sync::Arc;
+use std::time::Duration;
 
 use crate::relayer::{Net, eventually, metric, served_status};
 
@@ -53,5 +56,46 @@ async fn without_durable_ack_a_relay_counts_as_mined_only_once_its_batch_is_appe
         one_relay_without_durable_ack(true).await,
         (0, 0, 1),
         "lost with its failed batch: dropped, not mined"
+    );
+}
+
+/// Without durable ack a relay is answered once it is queued for the relay log; the shutdown's drain waits until
+/// every such relay is appended (the miner's final ingest and the storage close come after it). Before, the drain
+/// did not wait for the appender: relays answered but still queued or in a batch being appended were lost at the
+/// stop.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_durable_ack_the_drain_waits_until_every_answered_relay_is_in_the_log() {
+    let (net, backend) = lazy_ack_net().await;
+    let r = net.relayer().await;
+    let header = net.header("anvil").await;
+    backend.faults().stall_writes();
+    for id in 0..20 {
+        let (status, response) = net.send(&r.url, &net.request(&header, &net.ours.1, Net::rpc(id))).await;
+        assert_eq!((status, served_status(&net, &response)), (200, 200), "answered once queued");
+    }
+    // The relays' appends are held (the first batch's at least; the others queued behind it or held too).
+    tokio::time::timeout(Duration::from_secs(10), backend.faults().wait_stalled(1))
+        .await
+        .expect("an append is held");
+    assert_eq!(net.recorded().await, 0);
+    let mut drained = tokio::spawn({
+        let relayer = Arc::clone(&r.relayer);
+        async move { relayer.drain_settlements().await }
+    });
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), &mut drained)
+            .await
+            .is_err(),
+        "the drain returned while answered relays were held on their way to the log"
+    );
+    backend.faults().release_writes();
+    tokio::time::timeout(Duration::from_secs(10), drained)
+        .await
+        .expect("the drain ends once the appends went through")
+        .unwrap();
+    assert_eq!(
+        net.recorded().await,
+        20,
+        "every answered relay is in the log when the drain returns"
     );
 }
