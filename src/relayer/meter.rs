@@ -26,8 +26,10 @@
 //! storage share it. The hot path never waits on storage after a session's first relay: each relayer charges a local
 //! counter under a short mutex, and a sync task adds the local delta to the shared counter every
 //! `sync_interval_ms` (one `increment_once` per active session, never one write per relay) and reads back the
-//! total, which includes the other relayers' consumption. A sync whose answer is lost is sent again as the same
-//! operation, which storage applies at most once (`sync_once`), so the shared total never counts it twice.
+//! total, which includes the other relayers' consumption; the shutdown's drain syncs once more
+//! (`Relayer::drain_settlements`), so what was charged since the last round is not lost with the process. A sync
+//! whose answer is lost is sent again as the same operation, which storage applies at most once (`sync_once`), so
+//! the shared total never counts it twice.
 //! Relayers sharing a session may over-serve by at most what the others served within one interval.
 //!
 //! Charges happen only after validation (lessons: "verify before metering") and are refunded when the relay is

@@ -192,7 +192,8 @@ impl Relayer {
     /// (module `detach`), and for the streamed answers in flight (module `stream`), each mining its relay when its
     /// backend's stream ends. Last, closes the relay log's queue and waits until every relay queued was appended
     /// and settled ([`log::LogAppender::close`]): without `relay_log.durable_ack` a relay is answered once queued.
-    /// The relayer takes no relay after it.
+    /// Then the relay meter syncs a last time: the compute units charged since its last periodic sync reach the
+    /// shared total the other relayers on the same storage count. The relayer takes no relay after it.
     pub async fn drain_settlements(&self) {
         self.stop_streams();
         // WebSocket relay connections first: they outlive the relay server's drain (an upgraded connection
@@ -206,6 +207,9 @@ impl Relayer {
         }
         self.detached.idle().await;
         self.appender.close().await;
+        if let Some(meter) = &self.meter {
+            meter.sync().await;
+        }
     }
 
     /// Ends every streamed answer in flight, and any started later, at its next step, as if its backend's stream

@@ -99,3 +99,26 @@ async fn without_durable_ack_the_drain_waits_until_every_answered_relay_is_in_th
         "every answered relay is in the log when the drain returns"
     );
 }
+
+/// The shutdown's drain syncs the relay meter a last time: the compute units charged since its last periodic sync
+/// (an hour away here) reach the shared total in storage, which the other relayers on the same storage count.
+/// Before, they were lost with the process: the others could serve the session past its budget.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_drain_syncs_the_relay_meter_a_last_time() {
+    let mut net = Net::new(1_000_000_000).await;
+    net.config.relay_meter.sync_interval_ms = 3_600_000;
+    let r = net.relayer().await;
+    let header = net.header("anvil").await;
+    for id in 0..2 {
+        let (status, response) = net.send(&r.url, &net.request(&header, &net.ours.1, Net::rpc(id))).await;
+        assert_eq!((status, served_status(&net, &response)), (200, 200));
+    }
+    let key = format!("meter:{}:{}:consumed", header.session_id, net.ours.1);
+    assert_eq!(net.storage.kv.get(&key).await.unwrap(), None, "not synced yet");
+    r.relayer.drain_settlements().await;
+    assert_eq!(
+        net.storage.kv.get(&key).await.unwrap(),
+        Some(b"20".to_vec()),
+        "two relays' compute units in the shared total"
+    );
+}
