@@ -279,6 +279,11 @@ impl LogAppender {
         let _ = finished.wait_for(|done| *done).await;
     }
 
+    /// Relays handed to the queue and not settled yet (queued, or in a batch being appended).
+    pub fn unsettled(&self) -> usize {
+        self.closing.unsettled.load(Ordering::Relaxed)
+    }
+
     /// Hands `item` to the queue, counted unsettled until its batch settles it.
     async fn queue(&self, item: Item) -> Result<(), mpsc::error::SendError<Item>> {
         self.closing.unsettled.fetch_add(1, Ordering::Relaxed);

@@ -71,6 +71,7 @@ mod build;
 mod chain_retry;
 mod costs;
 mod detach;
+mod drain;
 mod error;
 mod forward;
 pub mod grpc;
@@ -109,6 +110,7 @@ use crate::protocol::wire::{
 };
 use crate::telemetry::{Telemetry, TelemetryError};
 
+pub use drain::{FLUSH_LIMIT, SETTLEMENT_DRAIN_LIMIT};
 pub use error::{RelayError, RelayerBuildError};
 pub use log::BatchSettings;
 pub use meter::{MeterError, RelayMeter};
@@ -183,35 +185,6 @@ impl std::fmt::Debug for Relayer {
 }
 
 impl Relayer {
-    /// Closes the WebSocket relay connections (module `ws`; each finishes the relay in hand) and waits until every
-    /// optimistic settlement running in the background is done (validated, then appended or dropped). Call once the relay server drained its connections and before the miner's final ingest and the
-    /// storage close: a relay already answered to its gateway but still validating would otherwise never reach
-    /// the relay log. Every background settlement holds one of the `OPTIMISTIC_IN_FLIGHT` permits, so holding
-    /// them all means none is left running; they are released on return. Then waits for the minings and
-    /// settlements whose handler was dropped (their gateway disconnected) and which finish in tasks of their own
-    /// (module `detach`), and for the streamed answers in flight (module `stream`), each mining its relay when its
-    /// backend's stream ends. Last, closes the relay log's queue and waits until every relay queued was appended
-    /// and settled ([`log::LogAppender::close`]): without `relay_log.durable_ack` a relay is answered once queued.
-    /// Then the relay meter syncs a last time: the compute units charged since its last periodic sync reach the
-    /// shared total the other relayers on the same storage count. The relayer takes no relay after it.
-    pub async fn drain_settlements(&self) {
-        self.stop_streams();
-        // WebSocket relay connections first: they outlive the relay server's drain (an upgraded connection
-        // leaves it), and each finishes the relay in hand before it ends.
-        self.ws_slots.close_all().await;
-        let all = u32::try_from(OPTIMISTIC_IN_FLIGHT).unwrap_or(u32::MAX);
-        match self.optimistic.acquire_many(all).await {
-            Ok(_all) => tracing::debug!("optimistic settlements drained"),
-            // The semaphore is never closed; nothing would be left to wait for.
-            Err(e) => tracing::warn!(error = %e, "optimistic settlements not drained"),
-        }
-        self.detached.idle().await;
-        self.appender.close().await;
-        if let Some(meter) = &self.meter {
-            meter.sync().await;
-        }
-    }
-
     /// Ends every streamed answer in flight, and any started later, at its next step, as if its backend's stream
     /// had ended: its relay is mined with what was delivered (module `stream`). The shutdown calls it when the relay
     /// server stops accepting ([`Relayer::serve`]), since the server's drain waits for their bodies.
