@@ -65,7 +65,8 @@ pub enum StorageMode {
 pub enum ValidationMode {
     /// Validate before forwarding; invalid relays never reach the backend.
     Eager,
-    /// Serve first, validate asynchronously; invalid relays are not mined (the Go default).
+    /// Serve first, validate asynchronously; invalid relays are not mined (the Go default). A relay is answered
+    /// before it is in the relay log: a crash before its background settlement appended it loses it (unpaid).
     #[default]
     Optimistic,
 }
@@ -581,7 +582,9 @@ pub struct RelayLogConfig {
     pub max_batch_delay_ms: u64,
     /// …or this many relays, whichever comes first.
     pub max_batch_relays: usize,
-    /// Answer the gateway only after the relay's batch is durable.
+    /// Answer the gateway only after the relay's batch is durable (eager mode: an optimistic relay is answered
+    /// before it is validated and appended either way). Off, a relay is answered once queued: a crash loses the
+    /// relays answered whose batch was not appended yet (a graceful stop waits for the queue).
     pub durable_ack: bool,
 }
 

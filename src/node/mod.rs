@@ -7,8 +7,8 @@
 //!    `/health`, `/ready`); `relay-miner relayer` and `relay-miner miner` start one of the two (module `role`).
 //!
 //! Shutdown (SIGTERM, Ctrl-C, or the caller's future) runs in reverse: the relay server stops accepting and
-//! drains in-flight relays (each is in the relay log before its gateway got an answer), then waits for the
-//! optimistic relays still settling in the background (answered, not yet validated and appended); only then is
+//! drains in-flight relays, then waits (bounded: `Relayer::drain_settlements`) for the relays answered but not yet
+//! in the relay log (optimistic settlements, relays queued without `durable_ack`); only then is
 //! the miner told to stop, so its final ingest sees them, and it persists its tries and records; then storage
 //! closes (raft leaves cleanly; redb flushes).
 //!

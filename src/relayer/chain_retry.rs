@@ -8,7 +8,8 @@
 //! long outage fills the permits and later relays settle inline: the gateway then waits instead of being served
 //! for nothing. Any other error (an invalid relay) ends it at once. A relay that can no longer be claimed by the
 //! time a read succeeds is refused by the append's own window check. A stop waits for these settlements
-//! (`Relayer::drain_settlements`), so during an outage it can take up to [`RETRY_FOR`] longer.
+//! (`Relayer::drain_settlements`) for at most its `SETTLEMENT_DRAIN_LIMIT` (10 s), shorter than [`RETRY_FOR`]:
+//! one still retrying then is abandoned (its relay, answered, is not mined), logged and counted (module `drain`).
 
 use std::future::Future;
 use std::time::Duration;

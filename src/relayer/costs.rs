@@ -61,6 +61,12 @@ impl CostCache {
         self.flights.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// The costs of `service` for the session starting at `start` if they are cached (no chain read, nothing
+    /// cached or fetched).
+    pub fn cached(&self, service: &str, start: i64) -> Option<Arc<SessionCosts>> {
+        self.cached.get(&(service.to_string(), start))
+    }
+
     /// The costs of `service` for the session starting at `start` (a validated header's: never a client-chosen
     /// height), from the cache or one fetch shared by every concurrent caller.
     pub async fn get(&self, chain: &ChainClient, service: &str, start: i64) -> Result<Arc<SessionCosts>, ChainError> {

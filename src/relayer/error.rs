@@ -88,13 +88,14 @@ pub enum RelayError {
         /// The bound.
         max: usize,
     },
-    /// The relay is for the session after the current one, whose first block did not reach this relay miner
-    /// within the wait (the gateway's chain view is ahead of ours); retrying shortly, here or elsewhere, works.
+    /// The relay is for a session starting above this relay miner's height (the gateway's chain view is ahead of
+    /// ours; for the session right after the current one, its first block did not reach us within the wait);
+    /// retrying shortly, here or elsewhere, works.
     #[error("session starting at {start} has not started: this relay miner is at height {height}")]
     SessionNotStarted {
         /// The session's start height.
         start: i64,
-        /// This relay miner's height when it gave up waiting.
+        /// This relay miner's height when it refused the relay.
         height: i64,
     },
     /// Redis memory is above the relay threshold (`storage.redis.relay_max_memory_ratio` of `maxmemory`): relays

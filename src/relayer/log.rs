@@ -29,14 +29,19 @@
 //! (every commit slot held by appends that never return) stops beating. Nothing is added per relay or per batch:
 //! one clock read and one store per timer wake.
 //!
+//! The shutdown closes the queue ([`LogAppender::close`], at the end of `Relayer::drain_settlements`) and waits
+//! until every relay queued was appended (or its batch failed) and settled: without durable ack a relay is answered
+//! once queued, so the miner's final ingest and the storage close must wait for its append.
+//!
 //! A backend that group-commits concurrent appends itself ([`storage::RelayLog::coalesces_appends`], the
 //! embedded redb log with its write-ahead log) gets durable appends straight from the handler: batching here
 //! too would only add a task hop and a wake-up to every relay's latency.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use tokio::sync::{Semaphore, mpsc, oneshot};
+use tokio::sync::{Notify, Semaphore, mpsc, oneshot, watch};
 
 use crate::telemetry::{Heartbeat, LogThrottle};
 
@@ -75,7 +80,8 @@ enum Outcome {
 }
 
 /// What runs once a relay queued without durable ack is appended (the relayer records its hash as appended lately,
-/// module `recent`: its repeat is then neither appended nor charged again).
+/// module `recent`: its repeat is then neither appended nor charged again; and counts it in
+/// `ha_relayer_relays_mined_total`).
 pub type Appended = Box<dyn FnOnce() + Send>;
 
 /// Handle to the appender task (cheap to clone; the task ends when every handle is dropped).
@@ -93,6 +99,24 @@ pub struct LogAppender {
     /// are refused before they reach the backend, then one relay per [`REFUSE_AFTER_FAILURE`] goes through
     /// ([`LogAppender::refusing`]).
     last_failure: Arc<Mutex<Option<Failure>>>,
+    /// The close of the queue ([`LogAppender::close`]) and the relays queued not settled yet.
+    closing: Closing,
+}
+
+/// Shared by the handles and the appender task: the close asked for, the task finished with every queued relay
+/// settled, and how many relays handed to the queue are not settled yet (queued, or in a batch being appended).
+#[derive(Clone)]
+struct Closing {
+    requested: Arc<Notify>,
+    finished: Arc<watch::Sender<bool>>,
+    unsettled: Arc<AtomicUsize>,
+}
+
+impl Closing {
+    /// `relays` handed to the queue were settled (or were never queued).
+    fn settled(&self, relays: usize) {
+        self.unsettled.fetch_sub(relays, Ordering::Relaxed);
+    }
 }
 
 /// A failed append and the probe let through since (module docs of [`REFUSE_AFTER_FAILURE`]).
@@ -218,14 +242,56 @@ impl LogAppender {
             throttle: Arc::clone(&failures),
             last_failure: Arc::clone(&last_failure),
         };
-        tokio::spawn(run(Arc::clone(&log), rx, settings, observer, outcomes, heartbeat));
+        let closing = Closing {
+            requested: Arc::new(Notify::new()),
+            finished: Arc::new(watch::Sender::new(false)),
+            unsettled: Arc::new(AtomicUsize::new(0)),
+        };
+        let task = Task {
+            log: Arc::clone(&log),
+            settings,
+            observer,
+            outcomes,
+            heartbeat,
+            closing: closing.clone(),
+        };
+        tokio::spawn(run(task, rx));
         Self {
             tx,
             log,
             direct,
             failures,
             last_failure,
+            closing,
         }
+    }
+
+    /// Closes the queue and waits until every relay handed to it is settled: its batch appended (or failed) and its
+    /// outcome given (a durable append's answer; without durable ack its charge kept or refunded). The end of the
+    /// shutdown's drain (`Relayer::drain_settlements`): without durable ack a relay is answered once queued, and
+    /// the miner's final ingest and the storage close must come after its append. Relays handed to the appender
+    /// afterwards are refused ("relay log appender stopped"); appends straight to a backend that coalesces them
+    /// (`direct`) are their callers' to wait for.
+    pub async fn close(&self) {
+        self.closing.requested.notify_one();
+        let mut finished = self.closing.finished.subscribe();
+        // The sender lives in `self`: this ends only once the task finished.
+        let _ = finished.wait_for(|done| *done).await;
+    }
+
+    /// Relays handed to the queue and not settled yet (queued, or in a batch being appended).
+    pub fn unsettled(&self) -> usize {
+        self.closing.unsettled.load(Ordering::Relaxed)
+    }
+
+    /// Hands `item` to the queue, counted unsettled until its batch settles it.
+    async fn queue(&self, item: Item) -> Result<(), mpsc::error::SendError<Item>> {
+        self.closing.unsettled.fetch_add(1, Ordering::Relaxed);
+        let sent = self.tx.send(item).await;
+        if sent.is_err() {
+            self.closing.settled(1);
+        }
+        sent
     }
 
     /// The error of an append that failed less than [`REFUSE_AFTER_FAILURE`] ago with no append succeeding
@@ -264,14 +330,13 @@ impl LogAppender {
             return result;
         }
         let (ack, done) = oneshot::channel();
-        self.tx
-            .send(Item {
-                relay,
-                service_id: service_id.to_string(),
-                outcome: Outcome::Ack(ack),
-            })
-            .await
-            .map_err(|_| appender_gone())?;
+        self.queue(Item {
+            relay,
+            service_id: service_id.to_string(),
+            outcome: Outcome::Ack(ack),
+        })
+        .await
+        .map_err(|_| appender_gone())?;
         done.await.map_err(|_| appender_gone())?
     }
 
@@ -293,7 +358,7 @@ impl LogAppender {
             service_id: service_id.to_string(),
             outcome: Outcome::Settle(charge, appended),
         };
-        match self.tx.send(item).await {
+        match self.queue(item).await {
             Ok(()) => Ok(()),
             Err(mpsc::error::SendError(item)) => match item.outcome {
                 Outcome::Settle(charge, _) => Err((appender_gone(), charge)),
@@ -307,27 +372,47 @@ fn appender_gone() -> storage::StorageError {
     storage::StorageError::Unavailable("relay log appender stopped".into())
 }
 
-async fn run(
+/// What the appender task works with.
+struct Task {
     log: Arc<dyn storage::RelayLog>,
-    mut rx: mpsc::Receiver<Item>,
     settings: BatchSettings,
     observer: Arc<dyn LogObserver>,
     outcomes: Outcomes,
     heartbeat: Heartbeat,
-) {
+    closing: Closing,
+}
+
+/// The appender task: batches until the queue is closed ([`LogAppender::close`]; every relay queued before is
+/// still taken) or every handle is dropped, then waits for the batches in flight and reports itself finished.
+async fn run(task: Task, mut rx: mpsc::Receiver<Item>) {
+    let Task {
+        log,
+        settings,
+        observer,
+        outcomes,
+        heartbeat,
+        closing,
+    } = task;
     let in_flight = Arc::new(Semaphore::new(IN_FLIGHT_BATCHES));
     let max = settings.max_relays.max(1);
     let mut beat = tokio::time::interval(crate::telemetry::IDLE_BEAT);
     beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut closed = false;
     loop {
         // Not `biased`: with relays always queued the timer still gets its turn (module docs).
         let first = tokio::select! {
             item = rx.recv() => match item {
                 Some(item) => item,
-                None => return,
+                None => break,
             },
             _ = beat.tick() => {
                 heartbeat.beat();
+                continue;
+            }
+            _ = closing.requested.notified(), if !closed => {
+                // No relay is queued from now on; those queued are still received, then `recv` ends.
+                closed = true;
+                rx.close();
                 continue;
             }
         };
@@ -351,11 +436,13 @@ async fn run(
             }
         }
         let Ok(permit) = Arc::clone(&in_flight).acquire_owned().await else {
-            return;
+            // Never closed: nothing else takes its permits away.
+            break;
         };
         let log = Arc::clone(&log);
         let observer = Arc::clone(&observer);
         let outcomes = outcomes.clone();
+        let closing = closing.clone();
         tokio::spawn(async move {
             let _permit = permit;
             let mut relays = Vec::with_capacity(batch.len());
@@ -387,8 +474,15 @@ async fn run(
             // Observed once the batch's relays are settled: a batch counted has its hashes recorded (module
             // `recent`) and its charges kept or refunded.
             observer.batch(n, result.is_ok());
+            closing.settled(n);
         });
     }
+    // Every batch in flight holds a permit: holding them all, none is left running.
+    let all = u32::try_from(IN_FLIGHT_BATCHES).unwrap_or(u32::MAX);
+    if let Err(e) = in_flight.acquire_many(all).await {
+        tracing::warn!(error = %e, "relay log batches in flight not waited for");
+    }
+    closing.finished.send_replace(true);
 }
 
 #[cfg(test)]

@@ -26,8 +26,10 @@
 //! storage share it. The hot path never waits on storage after a session's first relay: each relayer charges a local
 //! counter under a short mutex, and a sync task adds the local delta to the shared counter every
 //! `sync_interval_ms` (one `increment_once` per active session, never one write per relay) and reads back the
-//! total, which includes the other relayers' consumption. A sync whose answer is lost is sent again as the same
-//! operation, which storage applies at most once (`sync_once`), so the shared total never counts it twice.
+//! total, which includes the other relayers' consumption; the shutdown's drain syncs once more
+//! (`Relayer::drain_settlements`), so what was charged since the last round is not lost with the process. A sync
+//! whose answer is lost is sent again as the same operation, which storage applies at most once (`sync_once`), so
+//! the shared total never counts it twice.
 //! Relayers sharing a session may over-serve by at most what the others served within one interval.
 //!
 //! Charges happen only after validation (lessons: "verify before metering") and are refunded when the relay is
@@ -179,6 +181,9 @@ struct Counts {
     unconfirmed: Option<Unconfirmed>,
     /// The last storage operation failed.
     storage_failed: bool,
+    /// The sync task removed the entry from the meter (idle past its session's claim window): a charge that took
+    /// it from the map before that must not count here, where no sync would see it, and takes a new entry.
+    forgotten: bool,
 }
 
 /// An increment sent with [`storage::KvStore::increment_once`] whose answer was lost.
@@ -434,6 +439,22 @@ impl RelayMeter {
         cost: u64,
         force: bool,
     ) -> Result<(Charge, Option<MeterError>), MeterError> {
+        loop {
+            if let Some(charged) = self.charge_entry(key, budget, cost, force).await? {
+                return Ok(charged);
+            }
+        }
+    }
+
+    /// One attempt of [`RelayMeter::charge_or_force`] on the entry of `key`: `None` when the sync task forgot that
+    /// entry meanwhile (the caller takes the new one).
+    async fn charge_entry(
+        &self,
+        key: &MeterKey,
+        budget: Budget,
+        cost: u64,
+        force: bool,
+    ) -> Result<Option<(Charge, Option<MeterError>)>, MeterError> {
         let entry = {
             let mut entries = self.inner.entries();
             Arc::clone(entries.entry(key.clone()).or_insert_with(|| {
@@ -447,6 +468,7 @@ impl RelayMeter {
                         inflight: 0,
                         unconfirmed: None,
                         storage_failed: false,
+                        forgotten: false,
                     }),
                 })
             }))
@@ -489,6 +511,9 @@ impl RelayMeter {
             }
         }
         let mut counts = entry.counts();
+        if counts.forgotten {
+            return Ok(None);
+        }
         // The latest budget, up or down (a top-up, or a settlement lowering the stake), under the lock that
         // guards the counts it is compared with.
         counts.budget = budget;
@@ -514,7 +539,7 @@ impl RelayMeter {
             cost,
             abandoned: None,
         };
-        Ok((charge, refusal))
+        Ok(Some((charge, refusal)))
     }
 
     /// Pushes every local delta to storage and reads the shared totals now (the sync task does this
@@ -604,12 +629,26 @@ async fn sync_once(inner: &Inner, height: i64) {
                 continue;
             }
         }
-        let idle = c.pending == 0 && c.inflight == 0;
         let forget_at_height = c.budget.forget_at_height;
         drop(c);
-        if idle && height >= forget_at_height {
-            inner.entries().remove(&key);
+        if height >= forget_at_height {
+            forget_if_idle(inner, &key, &entry);
         }
+    }
+}
+
+/// Removes `entry` (of `key`) from the meter when nothing is left to sync. Under the map's lock, so no charge takes
+/// it from the map meanwhile; one that took it before sees it `forgotten` and takes a new entry
+/// ([`RelayMeter::charge_or_force`]): a charge counted in an entry no sync sees would never reach storage.
+fn forget_if_idle(inner: &Inner, key: &MeterKey, entry: &Arc<Entry>) {
+    let mut entries = inner.entries();
+    if !entries.get(key).is_some_and(|e| Arc::ptr_eq(e, entry)) {
+        return;
+    }
+    let mut c = entry.counts();
+    if c.pending == 0 && c.inflight == 0 {
+        c.forgotten = true;
+        entries.remove(key);
     }
 }
 

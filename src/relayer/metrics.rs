@@ -17,6 +17,8 @@ pub(crate) struct Metrics {
     pub skipped_difficulty: IntCounterVec,
     pub skipped_5xx: IntCounterVec,
     pub dropped: IntCounterVec,
+    /// What the shutdown's drain gave up on at its limit (module `drain`), by kind.
+    pub shutdown_abandoned: IntCounterVec,
     pub meter: IntCounterVec,
     pub meter_storage_errors: IntCounterVec,
     pub backend_requests: IntCounterVec,
@@ -187,6 +189,13 @@ impl Metrics {
                 "ha_relayer_relays_dropped_total",
                 "Served relays that will not be mined for a reason other than validation or difficulty",
                 &["service_id", "reason"],
+            )?,
+            shutdown_abandoned: counter(
+                "ha_relayer_shutdown_abandoned_total",
+                "Work the shutdown's drain gave up on at its limit: relays answered that may never reach the relay log \
+                 (kind: optimistic settlements, detached minings and streams, relays queued for the log; websocket: \
+                 connections still open)",
+                &["kind"],
             )?,
             meter: counter(
                 "ha_relayer_relay_meter_consumptions_total",

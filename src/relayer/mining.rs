@@ -193,17 +193,19 @@ impl Relayer {
             // The charge is settled by the relay's batch: kept when it is appended, refunded when it failed (a
             // relay not in the log is not paid; module `log`). Recorded in `recent` once its batch is appended: a
             // repeat before that is appended again (paid once, charged twice), one after it is not charged again.
+            // Counted as mined then too, not when queued: a queued relay is lost with its batch if that fails.
             let recent = Arc::clone(&self.recent);
-            let appended: super::log::Appended = Box::new(move || recent.insert(hash));
+            let counted = self.metrics.mined.with_label_values(&[&h.service_id]);
+            let appended: super::log::Appended = Box::new(move || {
+                recent.insert(hash);
+                counted.inc();
+            });
             return match self
                 .appender
                 .append_eventually(mined, &h.service_id, charge, Some(appended))
                 .await
             {
-                Ok(()) => {
-                    self.metrics.mined.with_label_values(&[&h.service_id]).inc();
-                    Ok(())
-                }
+                Ok(()) => Ok(()),
                 Err((e, charge)) => {
                     self.refund(&h.service_id, charge);
                     Err(RelayError::from_storage(e))

@@ -16,7 +16,8 @@
 //!    difficulty target are read, then the relay meter is charged ([`meter`]), then the backend is called.
 //!    `optimistic`: a relay of a (supplier, session) validated once before (module `sessions`) is forwarded as soon
 //!    as its ring signature verifies against the application ring recorded with the session (refused only if the
-//!    meter already knows the session is exhausted); the chain-backed checks, metering and mining run
+//!    meter already knows the relay does not fit the session's budget: its compute units, cached since the
+//!    session's first relay, on top of what is consumed); the chain-backed checks, metering and mining run
 //!    afterwards in a bounded background task (when it is full, the handler validates inline: backpressure, no
 //!    unbounded queue), and invalid relays are counted in `ha_relayer_validation_failures_total`, never mined,
 //!    and revoke their session. A valid relay the meter finds over budget there is still charged and mined (the
@@ -24,8 +25,10 @@
 //!    `ha_relayer_relay_meter_consumptions_total{result="over_serviced_mined"}`. The first relay of a session goes
 //!    the eager way and records the session, so the backend never works for a session nobody proved valid.
 //!
-//!    Both modes: a relay of the session right after the current one (a gateway a block ahead of us) waits up to
-//!    1 s for that session's first block, then is validated at it (else `session_not_started`, 503). A relay
+//!    Both modes: a relay of a session starting above our height (our chain view lags the gateway's) is refused as
+//!    `session_not_started` (503, retry) from the heights alone, no chain read; except a relay of the session
+//!    right after the current one while we are at its last block (a gateway a block ahead of us), which waits up
+//!    to 1 s for that session's first block, then is validated at it. A relay
 //!    whose backend has no endpoint in service (module `pool`: circuit breakers, health checks) is refused as
 //!    `backend_unavailable` (503) before its signature, the meter and the backend. A request whose relay could not
 //!    be proven in a tx (`transaction.max_tx_bytes`: the relay holds the request whole, §2.3) is refused as
@@ -68,6 +71,7 @@ mod build;
 mod chain_retry;
 mod costs;
 mod detach;
+mod drain;
 mod error;
 mod forward;
 pub mod grpc;
@@ -106,6 +110,7 @@ use crate::protocol::wire::{
 };
 use crate::telemetry::{Telemetry, TelemetryError};
 
+pub use drain::{FLUSH_LIMIT, SETTLEMENT_DRAIN_LIMIT};
 pub use error::{RelayError, RelayerBuildError};
 pub use log::BatchSettings;
 pub use meter::{MeterError, RelayMeter};
@@ -180,28 +185,6 @@ impl std::fmt::Debug for Relayer {
 }
 
 impl Relayer {
-    /// Closes the WebSocket relay connections (module `ws`; each finishes the relay in hand) and waits until every
-    /// optimistic settlement running in the background is done (validated, then appended or dropped). Call once the relay server drained its connections and before the miner's final ingest and the
-    /// storage close: a relay already answered to its gateway but still validating would otherwise never reach
-    /// the relay log. Every background settlement holds one of the `OPTIMISTIC_IN_FLIGHT` permits, so holding
-    /// them all means none is left running; they are released on return. Then waits for the minings and
-    /// settlements whose handler was dropped (their gateway disconnected) and which finish in tasks of their own
-    /// (module `detach`), and for the streamed answers in flight (module `stream`), each mining its relay when its
-    /// backend's stream ends.
-    pub async fn drain_settlements(&self) {
-        self.stop_streams();
-        // WebSocket relay connections first: they outlive the relay server's drain (an upgraded connection
-        // leaves it), and each finishes the relay in hand before it ends.
-        self.ws_slots.close_all().await;
-        let all = u32::try_from(OPTIMISTIC_IN_FLIGHT).unwrap_or(u32::MAX);
-        match self.optimistic.acquire_many(all).await {
-            Ok(_all) => tracing::debug!("optimistic settlements drained"),
-            // The semaphore is never closed; nothing would be left to wait for.
-            Err(e) => tracing::warn!(error = %e, "optimistic settlements not drained"),
-        }
-        self.detached.idle().await;
-    }
-
     /// Ends every streamed answer in flight, and any started later, at its next step, as if its backend's stream
     /// had ended: its relay is mined with what was delivered (module `stream`). The shutdown calls it when the relay
     /// server stops accepting ([`Relayer::serve`]), since the server's drain waits for their bodies.
@@ -501,9 +484,16 @@ impl Relayer {
                         session_id: structure.header.session_id.clone(),
                         supplier: structure.supplier.clone(),
                     };
-                    // Without the compute units at hand (they need a chain read) one compute unit is the
-                    // smallest possible cost: refuse only what certainly does not fit.
-                    if let Err(e) = meter.precheck(&key, 1) {
+                    // The relay's cost: the session's compute units, cached since its first relay read them
+                    // (module `costs`; the header is the one recorded for the session when it was validated).
+                    // Evicted, they would need a chain read: one compute unit, the smallest possible cost, then
+                    // refuses only what certainly does not fit. Serving past the budget is unpaid work.
+                    let header = &structure.header;
+                    let cost = self
+                        .costs
+                        .cached(&header.service_id, header.session_start_block_height)
+                        .map_or(1, |c| c.compute_units);
+                    if let Err(e) = meter.precheck(&key, cost) {
                         let e = RelayError::from_meter(e);
                         self.metrics.meter.with_label_values(&[&service_id, e.code().1]).inc();
                         return Err(fail(e));
@@ -584,28 +574,31 @@ impl Relayer {
         }
     }
 
-    /// The height a relay of `header` arrives at: the current one, except for a relay of the session starting at
-    /// the next block while we are at the current session's last block. A gateway whose chain view is a block
-    /// ahead of ours sends those at the new session's first block; validation would refuse them (§2.6: a session
-    /// ending after the current one), so they wait up to [`NEXT_SESSION_WAIT`] for that block to reach us and are
-    /// then validated at it. Not there by then: `session_not_started` (503, retry). Any other session is not
-    /// waited for: validation refuses it.
+    /// The height a relay of `header` arrives at: the current one. A relay of a session starting above it is for a
+    /// session that has not started on our (lagging) chain view: `session_not_started` (503, retry: the gateway
+    /// is ahead of us, not wrong, and must not sanction the supplier for it), decided from the two heights alone.
+    /// The header is not authenticated yet, so a forged far-future start costs no chain read and nothing kept.
+    /// One exception: a relay of the session starting at the next block while we are at the current session's
+    /// last block (a gateway one block ahead, sending at the new session's first block) waits up to
+    /// [`NEXT_SESSION_WAIT`] for that block to reach us and is then validated at it; at most
+    /// [`NEXT_SESSION_WAITERS`] wait at once. Telling it apart reads the session grid at our own height (cached,
+    /// read by every validation anyway), never at the header's.
     async fn arrival_height(&self, header: &SessionHeader) -> Result<i64, RelayError> {
         let height = *self.height.borrow();
         let start = header.session_start_block_height;
         if height <= 0 || start <= height {
             return Ok(height);
         }
-        // Read by every validation anyway (cached).
+        let not_started = || RelayError::SessionNotStarted { start, height };
+        if start != height.saturating_add(1) {
+            return Err(not_started());
+        }
         let grid = validate::current_grid_at(&self.chain, height).await?;
-        // Only one block behind the gateway, at the current session's last block: the header is not
-        // authenticated yet, so any other height is not waited for (validation refuses it), and at most
-        // `NEXT_SESSION_WAITERS` relays wait at once (the others are refused at once, also with the retry status).
-        if start != height.saturating_add(1) || grid.session_end(height) != height {
-            return Ok(height);
+        if grid.session_end(height) != height {
+            return Err(not_started());
         }
         let Ok(_waiting) = self.next_session_waiters.try_acquire() else {
-            return Err(RelayError::SessionNotStarted { start, height });
+            return Err(not_started());
         };
         let mut watch = self.height.clone();
         match tokio::time::timeout(NEXT_SESSION_WAIT, watch.wait_for(|h| *h >= start)).await {

@@ -113,7 +113,9 @@ pub async fn validate(
     let end = header.session_end_block_height;
     // §2.6: a relay is for the current session or a past one within grace. The header is not authenticated yet,
     // so a session ending after the current one is refused before any chain read keyed by its heights (each would
-    // be an uncached query, and the chain answers a future height with today's params).
+    // be an uncached query, and the chain answers a future height with today's params). A session starting above
+    // `height` does not get here (the relayer answers it `session_not_started`, retryable: our view may lag the
+    // gateway's); what this refuses is a session that started but claims to end after the current one.
     chain.observe_height(height);
     // The session grid of the current shared params (none while no height is known).
     let mut current_grid = None;

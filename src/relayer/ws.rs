@@ -153,6 +153,12 @@ impl Slots {
         }
     }
 
+    /// Connections open now, each holding a permit: meaningful until [`Slots::close_all`] returned (it keeps every
+    /// permit then), e.g. when the drain gave up waiting for it.
+    pub(crate) fn open(&self) -> usize {
+        self.max.saturating_sub(self.permits.available_permits())
+    }
+
     /// A permit for one more connection (released when dropped) with the closing signal it watches, or
     /// `overloaded` when all are taken (or the relayer is shutting down).
     fn take(&self) -> Result<(tokio::sync::OwnedSemaphorePermit, watch::Receiver<bool>), RelayError> {

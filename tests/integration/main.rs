@@ -26,6 +26,7 @@ mod redis_storage;
 mod relay_server;
 mod relayer;
 mod relayer_abandoned;
+mod relayer_drain;
 mod relayer_grpc;
 mod relayer_guards;
 mod relayer_meter;

@@ -78,6 +78,11 @@ impl ChainTap {
         self.calls.lock().unwrap().get(path).copied().unwrap_or(0)
     }
 
+    /// Queries of every method so far.
+    pub(crate) fn total(&self) -> usize {
+        self.calls.lock().unwrap().values().sum()
+    }
+
     /// Applies `fault` to every later query of `path` (`None` heals it).
     pub(crate) fn set_fault(&self, path: &str, fault: Option<ChainFault>) {
         let mut faults = self.faults.lock().unwrap();

@@ -125,7 +125,9 @@ async fn an_optimistic_relay_is_settled_at_its_arrival_height() {
 
 /// A gateway whose chain view is a block ahead sends relays of the next session at its first block. Such a relay
 /// waits (up to 1 s) for that block to reach the relayer and is then validated, served and mined at it; when the
-/// block does not come, it is refused as `session_not_started` (18, 503: retry) without calling the backend.
+/// block does not come, it is refused as `session_not_started` (18, 503: retry) without calling the backend. A
+/// relay of a session starting further above the relayer's height is refused so at once, without a chain read
+/// (before, it was a `session_mismatch`, 400: not retryable, so gateways sanctioned the supplier for its lag).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_relay_of_the_next_session_waits_for_its_first_block() {
     let net = Net::new(1_000_000_000).await;
@@ -147,9 +149,12 @@ async fn a_relay_of_the_next_session_waits_for_its_first_block() {
     assert_eq!(next.session_start_block_height, start);
     let backend = |t| metric_sum(t, "ha_relayer_backend_requests_total", "service_id=\"anvil\"");
 
-    // Two blocks behind the gateway: not waited for (the header is not authenticated yet), refused by validation.
+    // Two blocks behind the gateway: not waited for (the header is not authenticated yet), refused at once as not
+    // started on our view, without a chain read.
+    let queries = net.chain_tap.total();
     let (status, response) = net.send(&r.url, &net.request(&next, &net.ours.1, Net::rpc(0))).await;
-    assert_eq!((status, error_code(&response)), (400, Some(5)), "{response:?}");
+    assert_eq!((status, error_code(&response)), (503, Some(18)), "{response:?}");
+    assert_eq!(net.chain_tap.total(), queries, "no chain read");
     // One block behind, at the session's last block: such a relay waits for the block.
     net.client.observe_height(end);
     net.height_tx.send_replace(end);
@@ -177,15 +182,17 @@ async fn a_relay_of_the_next_session_waits_for_its_first_block() {
     let mined = MinedRelayMessage::decode(entries[0].relay.payload.as_slice()).unwrap();
     assert_eq!(mined.arrival_block_height, start);
 
-    // Two sessions ahead of the relayer (now at `start`) is not waited for: refused at once by validation.
+    // Two sessions ahead of the relayer (now at `start`) is not waited for: refused at once, without a chain read.
     let mut later = next.clone();
     later.session_start_block_height += 2 * params.num_blocks_per_session as i64;
     later.session_end_block_height += 2 * params.num_blocks_per_session as i64;
     // Signed before the clock starts: only the relayer's answer is timed, against its 1 s wait for a block.
     let request = net.request(&later, &net.ours.1, Net::rpc(3));
     let asked = std::time::Instant::now();
+    let queries = net.chain_tap.total();
     let (status, response) = net.send(&r.url, &request).await;
-    assert_eq!((status, error_code(&response)), (400, Some(5)), "{response:?}");
+    assert_eq!((status, error_code(&response)), (503, Some(18)), "{response:?}");
+    assert_eq!(net.chain_tap.total(), queries, "no chain read");
     assert!(
         asked.elapsed() < Duration::from_millis(900),
         "not waited for: {:?}",

@@ -75,14 +75,15 @@ async fn the_spend_limit_caps_what_an_eager_service_serves() {
     );
 }
 
-/// Optimistic mode: the limit is lowered (to 9 compute units) after two relays were charged; the meter's local
-/// view still has the old budget, so the next relay is served first, and its settlement finds it over the new
-/// budget. It is mined anyway and counted as over-serviced-but-mined; the relay after it is refused before
-/// serving (the meter now knows the session is exhausted).
+/// Optimistic mode: the limit is lowered (from 31 to 9 compute units) after two relays were charged; the meter's
+/// local view still has the old budget, which the next relay fits, so it is served first, and its settlement
+/// finds it over the new budget. It is mined anyway and counted as over-serviced-but-mined; the relay after it is
+/// refused before serving (the meter now knows the session is exhausted).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_optimistic_relay_found_over_budget_is_mined() {
     let net = Net::new(1_000_000_000).await;
-    set_spend_limit(&net, 2_520);
+    // 2,940 uPOKT per session → 1,470 per supplier → 1,336 net of inflation → 31 compute units: 3 relays fit.
+    set_spend_limit(&net, 2_940);
     let r = net.relayer().await;
     let header = net.header("lazy").await;
     let served_first = "ha_relayer_relays_served_optimistically_total{rpc_type=\"jsonrpc\",service_id=\"lazy\"}";
@@ -139,4 +140,44 @@ async fn a_relay_is_refused_while_the_inflation_cannot_be_read() {
     let (status, response) = net.send(&r.url, &net.request(&header, &net.ours.1, Net::rpc(1))).await;
     assert_eq!((status, served_status(&net, &response)), (200, 200));
     assert_eq!(net.recorded().await, 1);
+}
+
+/// Optimistic mode refuses before serving a relay the meter already knows the session cannot pay for, costed at
+/// the session's compute units (10 per relay, cached since its first relay), not at one. The limit leaves 27
+/// compute units: two relays (20) fit, a third (30) does not. Before, the check before serving took one compute
+/// unit (21 ≤ 27): the third relay was served and mined past the budget, work the chain does not pay.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn optimistic_mode_refuses_before_serving_a_relay_over_the_budget_at_its_compute_units() {
+    let net = Net::new(1_000_000_000).await;
+    set_spend_limit(&net, 2_520);
+    let r = net.relayer().await;
+    let header = net.header("lazy").await;
+    let served_first = "ha_relayer_relays_served_optimistically_total{rpc_type=\"jsonrpc\",service_id=\"lazy\"}";
+    // The session's first relay goes the eager way (and records the session), the second is served first.
+    for id in 0..2 {
+        let (status, response) = net.send(&r.url, &net.request(&header, &net.ours.1, Net::rpc(id))).await;
+        assert_eq!((status, served_status(&net, &response)), (200, 200));
+    }
+    assert_eq!(metric(&r.telemetry, served_first), 1);
+    // Charged when it was settled, before it was appended.
+    eventually("the relay served first to be recorded", || async {
+        net.recorded().await == 2
+    })
+    .await;
+
+    let (status, response) = net.send(&r.url, &net.request(&header, &net.ours.1, Net::rpc(2))).await;
+    assert_eq!(
+        (status, error_code(&response)),
+        (429, Some(10)),
+        "refused before serving: {response:?}"
+    );
+    assert_eq!(metric(&r.telemetry, served_first), 1);
+    assert_eq!(
+        metric(
+            &r.telemetry,
+            "ha_relayer_relay_meter_consumptions_total{result=\"over_serviced_mined\",service_id=\"lazy\"}"
+        ),
+        0
+    );
+    assert_eq!(net.recorded().await, 2);
 }

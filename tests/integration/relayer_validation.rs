@@ -52,8 +52,8 @@ async fn a_ring_member_without_an_on_chain_key_makes_the_relay_invalid() {
 }
 
 /// §2.6: a relay is for the current session or a past one within grace. A header naming a session far in the future
-/// is refused (session_mismatch) before the relayer reads anything from the chain keyed by its unauthenticated
-/// heights: no `ParamsAtHeight` query, no new cache entry.
+/// is refused as `session_not_started` (503: our chain view may lag the gateway's) from the heights alone: no chain
+/// read at all (none keyed by its unauthenticated heights, no `ParamsAtHeight` query), no new cache entry.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_relay_for_a_future_session_is_refused_before_any_chain_read_keyed_by_it() {
     use std::sync::atomic::Ordering;
@@ -68,8 +68,10 @@ async fn a_relay_for_a_future_session_is_refused_before_any_chain_read_keyed_by_
     let mut future = header.clone();
     future.session_start_block_height += 10_000;
     future.session_end_block_height += 10_000;
+    let chain_queries = net.chain_tap.total();
     let (status, response) = net.send(&r.url, &net.request(&future, &net.ours.1, Net::rpc(2))).await;
-    assert_eq!((status, error_code(&response)), (400, Some(5)), "{response:?}");
+    assert_eq!((status, error_code(&response)), (503, Some(18)), "{response:?}");
+    assert_eq!(net.chain_tap.total(), chain_queries, "no chain read");
     assert_eq!(
         net.params_queries.load(Ordering::SeqCst),
         queries,

@@ -4,6 +4,7 @@
 use super::*;
 
 mod budget;
+mod forget;
 mod inflation;
 mod lost_reply;
 
