@@ -34,6 +34,7 @@
 use std::cmp::Reverse;
 use std::time::Duration;
 
+use super::balance::{self, DENOM};
 use super::{Miner, MinerError, fees};
 use crate::miner::lifecycle::{SessionKey, State, Step, TxKind, TxOutcome};
 use crate::protocol::wire;
@@ -59,9 +60,6 @@ const ESTIMATED_PROOF_MESSAGE_GAS: u64 = 200_000;
 pub(super) fn proof_tx_fee_key(supplier: &str) -> String {
     format!("miner:proof_tx_fee:{supplier}")
 }
-
-/// The denom balances and the proof submission fee are in.
-const DENOM: &str = "upokt";
 
 /// The reason label of held-back claims.
 pub(super) const INSUFFICIENT_FUNDS: &str = "insufficient_funds";
@@ -190,19 +188,13 @@ impl Miner {
     /// the proofs its sessions outside `batch` may still owe (a claim held back owes none); `None` (logged) when
     /// the chain cannot be read.
     async fn funds(&mut self, supplier: &str, batch: &[SessionKey]) -> Option<Funds> {
-        let params = match self.block_proof_params().await {
-            Ok(params) => params,
+        let proof_fee = match self.proof_fee_upokt().await {
+            Ok(fee) => fee,
             Err(e) => {
                 tracing::warn!(supplier, error = %e, "cannot read the proof params: claims sent without a funds check");
                 return None;
             }
         };
-        let proof_fee = params
-            .proof_submission_fee
-            .as_ref()
-            .filter(|c| c.denom == DENOM)
-            .and_then(|c| c.amount.parse::<u128>().ok())
-            .unwrap_or(0);
         if proof_fee == 0 {
             return Some(Funds {
                 balance: 0,
@@ -236,6 +228,14 @@ impl Miner {
             proof_tx_fee,
             owed_proofs: u64::try_from(owed).unwrap_or(u64::MAX),
         })
+    }
+
+    /// The chain's `proof_submission_fee` in uPOKT (0: none, or not in uPOKT), what x/proof takes from the
+    /// supplier's balance per proof, from the proof params read once per block ([`Miner::block_proof_params`]):
+    /// the claim funds check here and the proof funds check (module `submit::funds`) read it the same way.
+    pub(super) async fn proof_fee_upokt(&mut self) -> Result<u128, MinerError> {
+        let params = self.block_proof_params().await?;
+        Ok(balance::upokt(params.proof_submission_fee.as_ref()).unwrap_or(0))
     }
 
     /// The tx fee the funds check reserves per proof of `supplier`: the fee per proof of its last proof tx (signed

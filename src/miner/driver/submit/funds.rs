@@ -29,9 +29,7 @@
 
 use super::*;
 use crate::miner::driver::afford::INSUFFICIENT_FUNDS;
-
-/// The denom balances and the proof submission fee are in.
-const DENOM: &str = "upokt";
+use crate::miner::driver::balance::DENOM;
 
 /// How the reason of a proof tx held back for funds starts (a send that never left, `TxOutcome::NotSent`).
 const UNPAID: &str = "insufficient_funds: the balance cannot pay every proof of the tx";
@@ -104,19 +102,13 @@ impl Miner {
         if kind != TxKind::Proof {
             return None;
         }
-        let params = match self.block_proof_params().await {
-            Ok(params) => params,
+        let proof_fee = match self.proof_fee_upokt().await {
+            Ok(fee) => fee,
             Err(e) => {
                 tracing::warn!(supplier, error = %e, "cannot read the proof params: proof txs sent without a funds check");
                 return None;
             }
         };
-        let proof_fee = params
-            .proof_submission_fee
-            .as_ref()
-            .filter(|c| c.denom == DENOM)
-            .and_then(|c| c.amount.parse::<u128>().ok())
-            .unwrap_or(0);
         if proof_fee == 0 {
             return None;
         }
