@@ -7,7 +7,7 @@
 //! else with `proof_request_probability`, spec §6.3), the proof is refused for funds, the claim expires unpaid
 //! and the supplier's stake is slashed by `proof_missing_penalty`. poktroll's own relay miner therefore claims
 //! only the sessions whose proof fees its balance covers, most rewarding first (`payableProofsSessionTrees`,
-//! pkg/relayer/session/claim.go). We do the same, with two differences in the supplier's favour:
+//! pkg/relayer/session/claim.go). We do the same, with these differences in the supplier's favour:
 //! - the balance first keeps the proof fees of the supplier's sessions already claimed (sent, on chain with the
 //!   requirement unknown, or proving): poktroll counts only the batch at hand, so two sessions' batches can each
 //!   take the same funds (the funds monitor's critical level, module `balance`, reserves the same proof fees,
@@ -16,6 +16,13 @@
 //!   fee, and poktroll counts the proof fee alone. It is estimated as the fee per proof of the supplier's last
 //!   proof tx, stored (KV `miner:proof_tx_fee:<supplier>`) so a restarted process or a new leader reserves the
 //!   same; before any is known, from the gas a proof of typical size asks ([`Miner::proof_tx_fee_estimate`]);
+//! - the supplier's txs that may still land are paid first: a claim or proof tx kept since it left (module
+//!   `submit::kept`: its bytes stored, so its fee is known) while every session it carries still sends (one that
+//!   moved on shows the tx landed, or its window closed). The balance read does not show them until a block
+//!   includes them, and when windows overlap (a batch held for funds sent a block after its siblings, sessions of
+//!   several heights) they take funds the new claims' proofs were counted on. A pending proof tx's sessions already
+//!   reserve a proof each (they are owed); its actual fee counts where it is above that ([`PendingTx`]); a pending
+//!   claim tx's fee was counted nowhere;
 //! - a claim held back is not dropped: it is a send that never left (`TxOutcome::NotSent`, the trie not frozen),
 //!   tried again at every block while its window allows, so an operator who tops the account up in the claim
 //!   window still gets it claimed. Held-back sessions are counted once each in
@@ -76,6 +83,10 @@ pub(super) struct Funds {
     pub proof_tx_fee: u128,
     /// Sessions of the supplier outside the batch that may still need a paid proof.
     pub owed_proofs: u64,
+    /// What the supplier's txs that may still land take beyond the proofs `owed_proofs` reserves: the fees of its
+    /// pending claim txs, and what its pending proof txs cost above `proof_fee + proof_tx_fee` per proof (module
+    /// docs).
+    pub pending: u128,
 }
 
 impl Funds {
@@ -88,11 +99,34 @@ impl Funds {
             return usize::MAX;
         }
         let per_proof = self.proof_fee.saturating_add(self.proof_tx_fee);
-        let reserved = per_proof.saturating_mul(u128::from(self.owed_proofs));
+        let reserved = per_proof
+            .saturating_mul(u128::from(self.owed_proofs))
+            .saturating_add(self.pending);
         let left = self.balance.saturating_sub(reserved);
         // n claims are covered when left > n × per_proof, i.e. n = ceil(left / per_proof) − 1.
         let covered = left.div_ceil(per_proof).saturating_sub(1);
         usize::try_from(covered).unwrap_or(usize::MAX)
+    }
+}
+
+/// A tx of the supplier that may still land ([`Miner::pending_txs`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct PendingTx {
+    /// The sessions whose messages it carries.
+    pub keys: Vec<SessionKey>,
+    /// Its fee in uPOKT, read from its kept bytes.
+    pub fee: u128,
+}
+
+impl PendingTx {
+    /// How many messages it carries (a proof tx: proofs).
+    pub fn proofs(&self) -> u128 {
+        u128::try_from(self.keys.len()).unwrap_or(u128::MAX)
+    }
+
+    /// What it takes from the balance when it lands as a proof tx: its fee and `proof_fee` per proof.
+    pub fn cost(&self, proof_fee: u128) -> u128 {
+        self.fee.saturating_add(proof_fee.saturating_mul(self.proofs()))
     }
 }
 
@@ -149,6 +183,7 @@ impl Miner {
             proof_submission_fee_upokt = %funds.proof_fee,
             proof_tx_fee_upokt = %funds.proof_tx_fee,
             owed_proofs = funds.owed_proofs,
+            pending_txs_upokt = %funds.pending,
             sent = messages.len(),
             held = held.len(),
             "the supplier's balance cannot pay the proofs of all its claims: the least valuable claims are held \
@@ -201,6 +236,7 @@ impl Miner {
                 proof_fee,
                 proof_tx_fee: 0,
                 owed_proofs: 0,
+                pending: 0,
             });
         }
         let balance = match self.chain.balance(supplier, DENOM).await {
@@ -222,12 +258,60 @@ impl Miner {
             })
             .count();
         let proof_tx_fee = self.proof_tx_fee_estimate(supplier).await;
+        // A pending proof tx's sessions are Proving, so owed: each reserves `per_proof` already.
+        let per_proof = proof_fee.saturating_add(proof_tx_fee);
+        let proofs_beyond: u128 = self
+            .pending_txs(TxKind::Proof, supplier)
+            .iter()
+            .map(|tx| tx.cost(proof_fee).saturating_sub(tx.proofs().saturating_mul(per_proof)))
+            .fold(0, u128::saturating_add);
+        let claims: u128 = self
+            .pending_txs(TxKind::Claim, supplier)
+            .iter()
+            .map(|tx| tx.fee)
+            .fold(0, u128::saturating_add);
         Some(Funds {
             balance,
             proof_fee,
             proof_tx_fee,
             owed_proofs: u64::try_from(owed).unwrap_or(u64::MAX),
+            pending: proofs_beyond.saturating_add(claims),
         })
+    }
+
+    /// `supplier`'s txs of `kind` that may still land (module docs): kept since they left (module `submit::kept`)
+    /// while every session they carry is still in the state that sends them. Counted until their outcome is known
+    /// (a tx a block included counts until the engine sees its messages on chain: conservative by a block or two).
+    pub(super) fn pending_txs(&self, kind: TxKind, supplier: &str) -> Vec<PendingTx> {
+        let sending = match kind {
+            TxKind::Claim => State::Claiming,
+            TxKind::Proof => State::Proving,
+        };
+        self.kept_txs
+            .of_supplier(kind, supplier)
+            .filter(|(keys, _)| {
+                keys.iter().all(|key| {
+                    self.engine
+                        .session(key)
+                        .is_some_and(|r| r.state == sending && !r.pruned)
+                })
+            })
+            .map(|(keys, tx)| {
+                let fee = crate::chain::tx::fee_paid(&tx.bytes, DENOM).unwrap_or_else(|| {
+                    // Kept bytes are this miner's own signed tx (their hash checked on restore): not expected.
+                    tracing::warn!(
+                        supplier,
+                        tx = tx.hash,
+                        "a kept tx's fee cannot be read: its proofs' fees counted alone"
+                    );
+                    0
+                });
+                PendingTx {
+                    keys: keys.to_vec(),
+                    fee,
+                }
+            })
+            .collect()
     }
 
     /// The chain's `proof_submission_fee` in uPOKT (0: none, or not in uPOKT), what x/proof takes from the
@@ -346,7 +430,32 @@ mod tests {
             proof_fee,
             proof_tx_fee: 0,
             owed_proofs,
+            pending: 0,
         }
+    }
+
+    /// What the txs that may still land take is kept before any new claim is backed.
+    #[test]
+    fn pending_txs_are_paid_before_new_claims() {
+        let with_pending = |balance, pending| Funds {
+            pending,
+            ..funds(balance, 100, 1)
+        };
+        // One owed proof (100) and 50 pending: 251 backs one more claim, 250 none.
+        assert_eq!(with_pending(251, 50).claims_covered(), 1);
+        assert_eq!(with_pending(250, 50).claims_covered(), 0);
+        assert_eq!(with_pending(250, 0).claims_covered(), 1);
+        let tx = PendingTx {
+            keys: vec![
+                SessionKey {
+                    supplier: "pokt1s".into(),
+                    session_id: "a".into(),
+                };
+                3
+            ],
+            fee: 40,
+        };
+        assert_eq!((tx.proofs(), tx.cost(100)), (3, 340));
     }
 
     /// Each proof's tx fee is taken before its proof fee is checked: n proofs need more than n × (fee + tx fee).

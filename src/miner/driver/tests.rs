@@ -107,6 +107,7 @@ mod lease_unknown;
 mod losses;
 mod operator_metrics;
 mod partial_persist;
+mod pending_funds;
 mod proof_funds;
 mod proof_params;
 mod proofs_by_value;
