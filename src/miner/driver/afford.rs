@@ -35,8 +35,15 @@
 //! land are the ones worth most. Value is the session's claimed uPOKT (§6.3.1: its compute units, scaled by
 //! the service's relay difficulty, at the session start's `compute_units_to_tokens_multiplier`).
 //!
+//! The balance read is the spendable one (bank `SpendableBalanceByDenom`, [`ChainClient::spendable_balance`]), in
+//! this check and the proof txs' (module `submit::funds`): the ante handler and x/proof take fees from what the
+//! account can spend, and a vesting account's locked coins, counted in its total, pay for nothing. A node that does
+//! not serve that query is asked the total (warned once).
+//!
 //! A balance or params read that fails holds nothing back (logged): the node will say itself whether it takes
 //! the txs, and a failed read must not cost claims.
+//!
+//! [`ChainClient::spendable_balance`]: crate::chain::query::ChainClient::spendable_balance
 
 use std::cmp::Reverse;
 use std::time::Duration;
@@ -239,7 +246,7 @@ impl Miner {
                 pending: 0,
             });
         }
-        let balance = match self.chain.balance(supplier, DENOM).await {
+        let balance = match self.chain.spendable_balance(supplier, DENOM).await {
             Ok(balance) => balance,
             Err(e) => {
                 tracing::warn!(supplier, error = %e, "cannot read the supplier's balance: claims sent without a funds check");

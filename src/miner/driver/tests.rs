@@ -125,6 +125,7 @@ mod root_mismatch;
 mod settled;
 mod settled_failover;
 mod settlement_events;
+mod spendable_funds;
 mod split_on_refusal;
 mod step_timer;
 mod stop_resigns;

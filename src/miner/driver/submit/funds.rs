@@ -179,7 +179,7 @@ impl Miner {
                 (tx.keys, cost)
             })
             .collect();
-        match self.chain.balance(supplier, DENOM).await {
+        match self.chain.spendable_balance(supplier, DENOM).await {
             Ok(left) => Some(SubmissionFunds {
                 left,
                 proof_fee,
