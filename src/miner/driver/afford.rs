@@ -13,9 +13,10 @@
 //!   take the same funds (the funds monitor's critical level, module `balance`, reserves the same proof fees,
 //!   without the tx fees below);
 //! - each proof's tx fee counts too: the ante handler takes it before x/proof checks the balance against the proof
-//!   fee, and poktroll counts the proof fee alone. It is estimated as the fee per proof of the supplier's last
-//!   proof tx, stored (KV `miner:proof_tx_fee:<supplier>`) so a restarted process or a new leader reserves the
-//!   same; before any is known, from the gas a proof of typical size asks ([`Miner::proof_tx_fee_estimate`]);
+//!   fee, and poktroll counts the proof fee alone. It is estimated as the median fee per proof of the supplier's
+//!   last proof txs (module `fees::proof_fees`), stored (KV `miner:proof_tx_fee:<supplier>`) so a restarted
+//!   process or a new leader reserves the same; before any is known, from the gas a proof of typical size asks
+//!   ([`Miner::proof_tx_fee_estimate`]);
 //! - the supplier's txs that may still land are paid first: a claim or proof tx kept since it left (module
 //!   `submit::kept`: its bytes stored, so its fee is known) while every session it carries still sends (one that
 //!   moved on shows the tx landed, or its window closed). The balance read does not show them until a block
@@ -53,7 +54,7 @@ use super::{Miner, MinerError, fees};
 use crate::miner::lifecycle::{SessionKey, State, Step, TxKind, TxOutcome};
 use crate::protocol::wire;
 
-/// How long a stored fee per proof is kept without a new proof tx of its supplier (then estimated again): a
+/// How long stored fees per proof are kept without a new proof tx of their supplier (then estimated again): a
 /// supplier removed from the keys file leaves no key behind for good.
 const PROOF_TX_FEE_TTL: Duration = Duration::from_secs(6 * 3600);
 
@@ -70,7 +71,8 @@ const ESTIMATED_PROOF_TX_BYTES: usize = crate::smst::MAX_PROOF_OVERHEAD_BYTES;
 /// a 1upokt node minimum, 1,164,160 upokt reserved per proof) until its first proof tx.
 const ESTIMATED_PROOF_MESSAGE_GAS: u64 = 200_000;
 
-/// The KV key of `supplier`'s stored fee per proof (ASCII decimal uPOKT).
+/// The KV key of `supplier`'s stored fees per proof (module `fees::proof_fees`: ASCII decimal uPOKT, separated by
+/// commas, oldest first).
 pub(super) fn proof_tx_fee_key(supplier: &str) -> String {
     format!("miner:proof_tx_fee:{supplier}")
 }
@@ -329,28 +331,35 @@ impl Miner {
         Ok(balance::upokt(params.proof_submission_fee.as_ref()).unwrap_or(0))
     }
 
-    /// The tx fee the funds check reserves per proof of `supplier`: the fee per proof of its last proof tx (signed
-    /// by this process, or as stored by the one before: a restart or a new leader reserves the same), else
-    /// [`Miner::estimated_proof_tx_fee`]. Storage is read once per supplier (a failed read is tried again at the
-    /// next check, the estimate used meanwhile: nothing is kept from a failed read).
+    /// The tx fee the funds check reserves per proof of `supplier`: the median fee per proof of its last proof txs
+    /// (signed by this process, or as stored by the one before: a restart or a new leader reserves the same;
+    /// module `fees::proof_fees`), else [`Miner::estimated_proof_tx_fee`]. Storage is read at the first use, again
+    /// after a leadership gain and at most every few minutes (a failed read is tried again at the next check, what
+    /// is known used meanwhile).
     pub(super) async fn proof_tx_fee_estimate(&mut self, supplier: &str) -> u128 {
-        let known = match self.gas_pricing.proof_tx_fee(supplier) {
-            Some(known) => known,
-            None => match self.storage.kv.get(&proof_tx_fee_key(supplier)).await {
-                Ok(stored) => {
-                    let fee = stored.and_then(|bytes| std::str::from_utf8(&bytes).ok()?.parse::<u128>().ok());
-                    self.gas_pricing.read_proof_tx_fee(supplier, fee);
-                    self.gas_pricing.proof_tx_fee(supplier).flatten()
-                }
-                Err(e) => {
-                    tracing::warn!(supplier, error = %e, "cannot read the stored proof tx fee: estimated");
-                    None
-                }
-            },
-        };
-        match known {
+        if self.gas_pricing.proof_tx_fees().due(supplier) {
+            self.read_proof_tx_fees(supplier).await;
+        }
+        match self.gas_pricing.proof_tx_fees().estimate(supplier) {
             Some(fee) => fee,
             None => self.estimated_proof_tx_fee().await,
+        }
+    }
+
+    /// Reads `supplier`'s stored fees per proof; whether storage answered (a failure is logged).
+    async fn read_proof_tx_fees(&self, supplier: &str) -> bool {
+        match self.storage.kv.get(&proof_tx_fee_key(supplier)).await {
+            Ok(stored) => {
+                let fees = stored
+                    .map(|bytes| fees::decode_proof_tx_fees(&bytes))
+                    .unwrap_or_default();
+                self.gas_pricing.proof_tx_fees().read(supplier, fees);
+                true
+            }
+            Err(e) => {
+                tracing::warn!(supplier, error = %e, "cannot read the stored proof tx fees: estimated");
+                false
+            }
         }
     }
 
@@ -374,10 +383,17 @@ impl Miner {
         }
     }
 
-    /// Stores `supplier`'s fee per proof when it changed since last stored ([`Miner::proof_tx_fee_estimate`]).
-    /// A failed write is logged and tried again after the supplier's next proof submission.
+    /// Stores `supplier`'s last fees per proof when a proof tx was signed since they were last stored, merged with
+    /// what storage holds when it was not read lately (another leader may have stored fees since). A failed read or
+    /// write is logged and tried again after the supplier's next proof submission.
     pub(super) async fn store_proof_tx_fee(&self, supplier: &str) {
-        let Some(fee) = self.gas_pricing.unstored_proof_tx_fee(supplier) else {
+        if self.gas_pricing.proof_tx_fees().to_store(supplier).is_none() {
+            return;
+        }
+        if self.gas_pricing.proof_tx_fees().due(supplier) && !self.read_proof_tx_fees(supplier).await {
+            return;
+        }
+        let Some((fees, unstored)) = self.gas_pricing.proof_tx_fees().to_store(supplier) else {
             return;
         };
         let stored = match self.writer() {
@@ -386,7 +402,7 @@ impl Miner {
                     .kv
                     .set(
                         &proof_tx_fee_key(supplier),
-                        fee.to_string().into_bytes(),
+                        fees::encode_proof_tx_fees(&fees),
                         Some(PROOF_TX_FEE_TTL),
                     )
                     .await
@@ -395,11 +411,11 @@ impl Miner {
             Err(e) => Err(storage::StorageError::Backend(e.to_string())),
         };
         match stored {
-            Ok(()) => self.gas_pricing.proof_tx_fee_stored(supplier, fee),
+            Ok(()) => self.gas_pricing.proof_tx_fees().stored(supplier, fees, unstored),
             Err(e) => tracing::warn!(
                 supplier,
                 error = %e,
-                "cannot store the proof tx fee: after a restart the funds check estimates it until the next proof tx"
+                "cannot store the proof tx fees: after a restart the funds check estimates them until the next proof tx"
             ),
         }
     }

@@ -108,6 +108,7 @@ mod losses;
 mod operator_metrics;
 mod partial_persist;
 mod pending_funds;
+mod proof_fee_history;
 mod proof_funds;
 mod proof_params;
 mod proofs_by_value;
