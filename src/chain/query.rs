@@ -5,7 +5,7 @@
 //! session end) for 10 minutes, applications and account keys with short TTLs. Not-found answers are cached
 //! briefly and never forever; failed reads are never cached (lessons.md).
 
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::time::Duration;
 
 use super::cache::{Lookup, RefreshCache, TtlCache};
@@ -71,6 +71,26 @@ pub struct ChainTip {
     pub time: wire::BlockTime,
 }
 
+/// A bank `Balance` or `SpendableBalanceByDenom` request (the same fields).
+fn balance_request(address: &str, denom: &str) -> wire::QueryBalanceRequest {
+    wire::QueryBalanceRequest {
+        address: address.to_string(),
+        denom: denom.to_string(),
+    }
+}
+
+/// The amount of a bank query's answer for `address` (none, or an empty amount: 0).
+fn coin_amount(address: &str, coin: Option<wire::Coin>) -> Result<u128, ChainError> {
+    match coin {
+        None => Ok(0),
+        Some(coin) if coin.amount.is_empty() => Ok(0),
+        Some(coin) => coin
+            .amount
+            .parse()
+            .map_err(|e| ChainError::BadResponse(format!("balance of {address}: {:?}: {e}", coin.amount))),
+    }
+}
+
 /// Cache lifetimes.
 /// Values at a height never change; the TTL only lets heights nobody asks about any more leave the cache.
 const AT_HEIGHT_TTL: Duration = Duration::from_secs(3600);
@@ -122,6 +142,9 @@ pub struct ChainClient {
     chain_checked_at: AtomicI64,
     /// The last tips [`ChainClient::tip`] gave: the chain's recent pace ([`ChainClient::pace_reference`]).
     pace: super::pace::TipPace,
+    /// The node answered `SpendableBalanceByDenom` with `Unimplemented`: [`ChainClient::spendable_balance`] asks
+    /// `Balance` from then on (warned once).
+    spendable_unimplemented: AtomicBool,
 }
 
 impl ChainClient {
@@ -149,6 +172,7 @@ impl ChainClient {
             expected_chain_id: std::sync::OnceLock::new(),
             chain_checked_at: AtomicI64::new(0),
             pace: super::pace::TipPace::default(),
+            spendable_unimplemented: AtomicBool::new(false),
         })
     }
 
@@ -398,21 +422,45 @@ impl ChainClient {
         Ok(key)
     }
 
-    /// The spendable balance of `address` in `denom` (bank `Balance`; 0 when it holds none). Not cached.
+    /// The balance of `address` in `denom` (bank `Balance`: all it holds, coins a vesting schedule still locks
+    /// included; 0 when it holds none). Not cached.
     pub async fn balance(&self, address: &str, denom: &str) -> Result<u128, ChainError> {
-        let request = wire::QueryBalanceRequest {
-            address: address.to_string(),
-            denom: denom.to_string(),
-        };
-        let response: wire::QueryBalanceResponse = self.grpc.unary(method::BALANCE, request).await?;
-        match response.balance {
-            None => Ok(0),
-            Some(coin) if coin.amount.is_empty() => Ok(0),
-            Some(coin) => coin
-                .amount
-                .parse()
-                .map_err(|e| ChainError::BadResponse(format!("balance of {address}: {:?}: {e}", coin.amount))),
+        let response: wire::QueryBalanceResponse = self
+            .grpc
+            .unary(method::BALANCE, balance_request(address, denom))
+            .await?;
+        coin_amount(address, response.balance)
+    }
+
+    /// What `address` can spend of `denom` (bank `SpendableBalanceByDenom`: locked vesting coins left out, as the
+    /// ante handler deducts fees and x/proof checks the proof submission fee; 0 when it holds none). Not cached.
+    /// A node that does not serve it (gRPC `Unimplemented`) is asked [`ChainClient::balance`], the total, instead
+    /// from then on, with one WARN: the miner's funds checks then miss locked coins, as they did before.
+    pub async fn spendable_balance(&self, address: &str, denom: &str) -> Result<u128, ChainError> {
+        if !self.spendable_unimplemented.load(Ordering::Relaxed) {
+            let answer: Result<wire::QueryBalanceResponse, GrpcError> = self
+                .grpc
+                .unary(method::SPENDABLE_BALANCE_BY_DENOM, balance_request(address, denom))
+                .await;
+            match answer {
+                Ok(response) => return coin_amount(address, response.balance),
+                Err(GrpcError::Status {
+                    code: tonic::Code::Unimplemented,
+                    message,
+                    ..
+                }) => {
+                    if !self.spendable_unimplemented.swap(true, Ordering::Relaxed) {
+                        tracing::warn!(
+                            error = message,
+                            "the node does not serve the spendable balance (bank SpendableBalanceByDenom): the funds \
+                             checks read the total balance instead, which counts coins a vesting schedule still locks"
+                        );
+                    }
+                }
+                Err(e) => return Err(e.into()),
+            }
         }
+        self.balance(address, denom).await
     }
 
     /// Account number and sequence (for ordered txs and SignDoc).

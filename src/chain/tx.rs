@@ -409,6 +409,20 @@ pub fn tx_hash(tx_bytes: &[u8]) -> String {
     hex::encode_upper(crate::protocol::sha256(tx_bytes))
 }
 
+/// The fee the signed tx `tx_bytes` (an encoded `TxRaw`) pays in `denom` (0 when it pays none in it); `None` when
+/// the bytes or the amount do not decode.
+pub fn fee_paid(tx_bytes: &[u8], denom: &str) -> Option<u128> {
+    let raw = TxRaw::decode(tx_bytes).ok()?;
+    let auth = AuthInfo::decode(raw.auth_info_bytes.as_slice()).ok()?;
+    let mut paid = 0u128;
+    for coin in auth.fee.map(|fee| fee.amount).unwrap_or_default() {
+        if coin.denom == denom {
+            paid = paid.checked_add(coin.amount.parse().ok()?)?;
+        }
+    }
+    Some(paid)
+}
+
 /// Parses a decimal gas price (`"0.000001"`, `"1"`, optionally suffixed with a denom like `"0.01upokt"`) into an
 /// exact rational.
 pub fn parse_gas_price(price: &str) -> Result<BigRational, TxError> {
@@ -469,6 +483,25 @@ mod tests {
             chain_id: "pocket".into(),
             account_number: 7,
         }
+    }
+
+    /// The fee a kept tx pays is read back from its bytes (the funds checks count kept txs that may still land).
+    #[test]
+    fn the_fee_paid_is_read_back_from_the_signed_bytes() {
+        let signed = build_signed_tx(
+            &key(),
+            &TxPlan {
+                fee_amount: 1_234,
+                ..plan(Ordering::Ordered {
+                    sequence: 0,
+                    timeout_height: 0,
+                })
+            },
+        )
+        .unwrap();
+        assert_eq!(fee_paid(&signed.tx_bytes, "upokt"), Some(1_234));
+        assert_eq!(fee_paid(&signed.tx_bytes, "uatom"), Some(0));
+        assert_eq!(fee_paid(b"not a tx", "upokt"), None);
     }
 
     #[test]

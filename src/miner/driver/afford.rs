@@ -7,15 +7,23 @@
 //! else with `proof_request_probability`, spec §6.3), the proof is refused for funds, the claim expires unpaid
 //! and the supplier's stake is slashed by `proof_missing_penalty`. poktroll's own relay miner therefore claims
 //! only the sessions whose proof fees its balance covers, most rewarding first (`payableProofsSessionTrees`,
-//! pkg/relayer/session/claim.go). We do the same, with two differences in the supplier's favour:
+//! pkg/relayer/session/claim.go). We do the same, with these differences in the supplier's favour:
 //! - the balance first keeps the proof fees of the supplier's sessions already claimed (sent, on chain with the
 //!   requirement unknown, or proving): poktroll counts only the batch at hand, so two sessions' batches can each
 //!   take the same funds (the funds monitor's critical level, module `balance`, reserves the same proof fees,
 //!   without the tx fees below);
 //! - each proof's tx fee counts too: the ante handler takes it before x/proof checks the balance against the proof
-//!   fee, and poktroll counts the proof fee alone. It is estimated as the fee per proof of the supplier's last
-//!   proof tx, stored (KV `miner:proof_tx_fee:<supplier>`) so a restarted process or a new leader reserves the
-//!   same; before any is known, from the gas a proof of typical size asks ([`Miner::proof_tx_fee_estimate`]);
+//!   fee, and poktroll counts the proof fee alone. It is estimated as the median fee per proof of the supplier's
+//!   last proof txs (module `fees::proof_fees`), stored (KV `miner:proof_tx_fee:<supplier>`) so a restarted
+//!   process or a new leader reserves the same; before any is known, from the gas a proof of typical size asks
+//!   ([`Miner::proof_tx_fee_estimate`]);
+//! - the supplier's txs that may still land are paid first: a claim or proof tx kept since it left (module
+//!   `submit::kept`: its bytes stored, so its fee is known) while every session it carries still sends (one that
+//!   moved on shows the tx landed, or its window closed). The balance read does not show them until a block
+//!   includes them, and when windows overlap (a batch held for funds sent a block after its siblings, sessions of
+//!   several heights) they take funds the new claims' proofs were counted on. A pending proof tx's sessions already
+//!   reserve a proof each (they are owed); its actual fee counts where it is above that ([`PendingTx`]); a pending
+//!   claim tx's fee was counted nowhere;
 //! - a claim held back is not dropped: it is a send that never left (`TxOutcome::NotSent`, the trie not frozen),
 //!   tried again at every block while its window allows, so an operator who tops the account up in the claim
 //!   window still gets it claimed. Held-back sessions are counted once each in
@@ -28,17 +36,25 @@
 //! land are the ones worth most. Value is the session's claimed uPOKT (§6.3.1: its compute units, scaled by
 //! the service's relay difficulty, at the session start's `compute_units_to_tokens_multiplier`).
 //!
+//! The balance read is the spendable one (bank `SpendableBalanceByDenom`, [`ChainClient::spendable_balance`]), in
+//! this check and the proof txs' (module `submit::funds`): the ante handler and x/proof take fees from what the
+//! account can spend, and a vesting account's locked coins, counted in its total, pay for nothing. A node that does
+//! not serve that query is asked the total (warned once).
+//!
 //! A balance or params read that fails holds nothing back (logged): the node will say itself whether it takes
 //! the txs, and a failed read must not cost claims.
+//!
+//! [`ChainClient::spendable_balance`]: crate::chain::query::ChainClient::spendable_balance
 
 use std::cmp::Reverse;
 use std::time::Duration;
 
+use super::balance::{self, DENOM};
 use super::{Miner, MinerError, fees};
 use crate::miner::lifecycle::{SessionKey, State, Step, TxKind, TxOutcome};
 use crate::protocol::wire;
 
-/// How long a stored fee per proof is kept without a new proof tx of its supplier (then estimated again): a
+/// How long stored fees per proof are kept without a new proof tx of their supplier (then estimated again): a
 /// supplier removed from the keys file leaves no key behind for good.
 const PROOF_TX_FEE_TTL: Duration = Duration::from_secs(6 * 3600);
 
@@ -55,13 +71,11 @@ const ESTIMATED_PROOF_TX_BYTES: usize = crate::smst::MAX_PROOF_OVERHEAD_BYTES;
 /// a 1upokt node minimum, 1,164,160 upokt reserved per proof) until its first proof tx.
 const ESTIMATED_PROOF_MESSAGE_GAS: u64 = 200_000;
 
-/// The KV key of `supplier`'s stored fee per proof (ASCII decimal uPOKT).
+/// The KV key of `supplier`'s stored fees per proof (module `fees::proof_fees`: ASCII decimal uPOKT, separated by
+/// commas, oldest first).
 pub(super) fn proof_tx_fee_key(supplier: &str) -> String {
     format!("miner:proof_tx_fee:{supplier}")
 }
-
-/// The denom balances and the proof submission fee are in.
-const DENOM: &str = "upokt";
 
 /// The reason label of held-back claims.
 pub(super) const INSUFFICIENT_FUNDS: &str = "insufficient_funds";
@@ -78,6 +92,10 @@ pub(super) struct Funds {
     pub proof_tx_fee: u128,
     /// Sessions of the supplier outside the batch that may still need a paid proof.
     pub owed_proofs: u64,
+    /// What the supplier's txs that may still land take beyond the proofs `owed_proofs` reserves: the fees of its
+    /// pending claim txs, and what its pending proof txs cost above `proof_fee + proof_tx_fee` per proof (module
+    /// docs).
+    pub pending: u128,
 }
 
 impl Funds {
@@ -90,11 +108,34 @@ impl Funds {
             return usize::MAX;
         }
         let per_proof = self.proof_fee.saturating_add(self.proof_tx_fee);
-        let reserved = per_proof.saturating_mul(u128::from(self.owed_proofs));
+        let reserved = per_proof
+            .saturating_mul(u128::from(self.owed_proofs))
+            .saturating_add(self.pending);
         let left = self.balance.saturating_sub(reserved);
         // n claims are covered when left > n × per_proof, i.e. n = ceil(left / per_proof) − 1.
         let covered = left.div_ceil(per_proof).saturating_sub(1);
         usize::try_from(covered).unwrap_or(usize::MAX)
+    }
+}
+
+/// A tx of the supplier that may still land ([`Miner::pending_txs`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct PendingTx {
+    /// The sessions whose messages it carries.
+    pub keys: Vec<SessionKey>,
+    /// Its fee in uPOKT, read from its kept bytes.
+    pub fee: u128,
+}
+
+impl PendingTx {
+    /// How many messages it carries (a proof tx: proofs).
+    pub fn proofs(&self) -> u128 {
+        u128::try_from(self.keys.len()).unwrap_or(u128::MAX)
+    }
+
+    /// What it takes from the balance when it lands as a proof tx: its fee and `proof_fee` per proof.
+    pub fn cost(&self, proof_fee: u128) -> u128 {
+        self.fee.saturating_add(proof_fee.saturating_mul(self.proofs()))
     }
 }
 
@@ -151,6 +192,7 @@ impl Miner {
             proof_submission_fee_upokt = %funds.proof_fee,
             proof_tx_fee_upokt = %funds.proof_tx_fee,
             owed_proofs = funds.owed_proofs,
+            pending_txs_upokt = %funds.pending,
             sent = messages.len(),
             held = held.len(),
             "the supplier's balance cannot pay the proofs of all its claims: the least valuable claims are held \
@@ -190,28 +232,23 @@ impl Miner {
     /// the proofs its sessions outside `batch` may still owe (a claim held back owes none); `None` (logged) when
     /// the chain cannot be read.
     async fn funds(&mut self, supplier: &str, batch: &[SessionKey]) -> Option<Funds> {
-        let params = match self.block_proof_params().await {
-            Ok(params) => params,
+        let proof_fee = match self.proof_fee_upokt().await {
+            Ok(fee) => fee,
             Err(e) => {
                 tracing::warn!(supplier, error = %e, "cannot read the proof params: claims sent without a funds check");
                 return None;
             }
         };
-        let proof_fee = params
-            .proof_submission_fee
-            .as_ref()
-            .filter(|c| c.denom == DENOM)
-            .and_then(|c| c.amount.parse::<u128>().ok())
-            .unwrap_or(0);
         if proof_fee == 0 {
             return Some(Funds {
                 balance: 0,
                 proof_fee,
                 proof_tx_fee: 0,
                 owed_proofs: 0,
+                pending: 0,
             });
         }
-        let balance = match self.chain.balance(supplier, DENOM).await {
+        let balance = match self.chain.spendable_balance(supplier, DENOM).await {
             Ok(balance) => balance,
             Err(e) => {
                 tracing::warn!(supplier, error = %e, "cannot read the supplier's balance: claims sent without a funds check");
@@ -230,36 +267,99 @@ impl Miner {
             })
             .count();
         let proof_tx_fee = self.proof_tx_fee_estimate(supplier).await;
+        // A pending proof tx's sessions are Proving, so owed: each reserves `per_proof` already.
+        let per_proof = proof_fee.saturating_add(proof_tx_fee);
+        let proofs_beyond: u128 = self
+            .pending_txs(TxKind::Proof, supplier)
+            .iter()
+            .map(|tx| tx.cost(proof_fee).saturating_sub(tx.proofs().saturating_mul(per_proof)))
+            .fold(0, u128::saturating_add);
+        let claims: u128 = self
+            .pending_txs(TxKind::Claim, supplier)
+            .iter()
+            .map(|tx| tx.fee)
+            .fold(0, u128::saturating_add);
         Some(Funds {
             balance,
             proof_fee,
             proof_tx_fee,
             owed_proofs: u64::try_from(owed).unwrap_or(u64::MAX),
+            pending: proofs_beyond.saturating_add(claims),
         })
     }
 
-    /// The tx fee the funds check reserves per proof of `supplier`: the fee per proof of its last proof tx (signed
-    /// by this process, or as stored by the one before: a restart or a new leader reserves the same), else
-    /// [`Miner::estimated_proof_tx_fee`]. Storage is read once per supplier (a failed read is tried again at the
-    /// next check, the estimate used meanwhile: nothing is kept from a failed read).
-    pub(super) async fn proof_tx_fee_estimate(&mut self, supplier: &str) -> u128 {
-        let known = match self.gas_pricing.proof_tx_fee(supplier) {
-            Some(known) => known,
-            None => match self.storage.kv.get(&proof_tx_fee_key(supplier)).await {
-                Ok(stored) => {
-                    let fee = stored.and_then(|bytes| std::str::from_utf8(&bytes).ok()?.parse::<u128>().ok());
-                    self.gas_pricing.read_proof_tx_fee(supplier, fee);
-                    self.gas_pricing.proof_tx_fee(supplier).flatten()
-                }
-                Err(e) => {
-                    tracing::warn!(supplier, error = %e, "cannot read the stored proof tx fee: estimated");
-                    None
-                }
-            },
+    /// `supplier`'s txs of `kind` that may still land (module docs): kept since they left (module `submit::kept`)
+    /// while every session they carry is still in the state that sends them. Counted until their outcome is known
+    /// (a tx a block included counts until the engine sees its messages on chain: conservative by a block or two).
+    pub(super) fn pending_txs(&self, kind: TxKind, supplier: &str) -> Vec<PendingTx> {
+        let sending = match kind {
+            TxKind::Claim => State::Claiming,
+            TxKind::Proof => State::Proving,
         };
-        match known {
+        self.kept_txs
+            .of_supplier(kind, supplier)
+            .filter(|(keys, _)| {
+                keys.iter().all(|key| {
+                    self.engine
+                        .session(key)
+                        .is_some_and(|r| r.state == sending && !r.pruned)
+                })
+            })
+            .map(|(keys, tx)| {
+                let fee = crate::chain::tx::fee_paid(&tx.bytes, DENOM).unwrap_or_else(|| {
+                    // Kept bytes are this miner's own signed tx (their hash checked on restore): not expected.
+                    tracing::warn!(
+                        supplier,
+                        tx = tx.hash,
+                        "a kept tx's fee cannot be read: its proofs' fees counted alone"
+                    );
+                    0
+                });
+                PendingTx {
+                    keys: keys.to_vec(),
+                    fee,
+                }
+            })
+            .collect()
+    }
+
+    /// The chain's `proof_submission_fee` in uPOKT (0: none, or not in uPOKT), what x/proof takes from the
+    /// supplier's balance per proof, from the proof params read once per block ([`Miner::block_proof_params`]):
+    /// the claim funds check here and the proof funds check (module `submit::funds`) read it the same way.
+    pub(super) async fn proof_fee_upokt(&mut self) -> Result<u128, MinerError> {
+        let params = self.block_proof_params().await?;
+        Ok(balance::upokt(params.proof_submission_fee.as_ref()).unwrap_or(0))
+    }
+
+    /// The tx fee the funds check reserves per proof of `supplier`: the median fee per proof of its last proof txs
+    /// (signed by this process, or as stored by the one before: a restart or a new leader reserves the same;
+    /// module `fees::proof_fees`), else [`Miner::estimated_proof_tx_fee`]. Storage is read at the first use, again
+    /// after a leadership gain and at most every few minutes (a failed read is tried again at the next check, what
+    /// is known used meanwhile).
+    pub(super) async fn proof_tx_fee_estimate(&mut self, supplier: &str) -> u128 {
+        if self.gas_pricing.proof_tx_fees().due(supplier) {
+            self.read_proof_tx_fees(supplier).await;
+        }
+        match self.gas_pricing.proof_tx_fees().estimate(supplier) {
             Some(fee) => fee,
             None => self.estimated_proof_tx_fee().await,
+        }
+    }
+
+    /// Reads `supplier`'s stored fees per proof; whether storage answered (a failure is logged).
+    async fn read_proof_tx_fees(&self, supplier: &str) -> bool {
+        match self.storage.kv.get(&proof_tx_fee_key(supplier)).await {
+            Ok(stored) => {
+                let fees = stored
+                    .map(|bytes| fees::decode_proof_tx_fees(&bytes))
+                    .unwrap_or_default();
+                self.gas_pricing.proof_tx_fees().read(supplier, fees);
+                true
+            }
+            Err(e) => {
+                tracing::warn!(supplier, error = %e, "cannot read the stored proof tx fees: estimated");
+                false
+            }
         }
     }
 
@@ -283,10 +383,17 @@ impl Miner {
         }
     }
 
-    /// Stores `supplier`'s fee per proof when it changed since last stored ([`Miner::proof_tx_fee_estimate`]).
-    /// A failed write is logged and tried again after the supplier's next proof submission.
+    /// Stores `supplier`'s last fees per proof when a proof tx was signed since they were last stored, merged with
+    /// what storage holds when it was not read lately (another leader may have stored fees since). A failed read or
+    /// write is logged and tried again after the supplier's next proof submission.
     pub(super) async fn store_proof_tx_fee(&self, supplier: &str) {
-        let Some(fee) = self.gas_pricing.unstored_proof_tx_fee(supplier) else {
+        if self.gas_pricing.proof_tx_fees().to_store(supplier).is_none() {
+            return;
+        }
+        if self.gas_pricing.proof_tx_fees().due(supplier) && !self.read_proof_tx_fees(supplier).await {
+            return;
+        }
+        let Some((fees, unstored)) = self.gas_pricing.proof_tx_fees().to_store(supplier) else {
             return;
         };
         let stored = match self.writer() {
@@ -295,7 +402,7 @@ impl Miner {
                     .kv
                     .set(
                         &proof_tx_fee_key(supplier),
-                        fee.to_string().into_bytes(),
+                        fees::encode_proof_tx_fees(&fees),
                         Some(PROOF_TX_FEE_TTL),
                     )
                     .await
@@ -304,11 +411,11 @@ impl Miner {
             Err(e) => Err(storage::StorageError::Backend(e.to_string())),
         };
         match stored {
-            Ok(()) => self.gas_pricing.proof_tx_fee_stored(supplier, fee),
+            Ok(()) => self.gas_pricing.proof_tx_fees().stored(supplier, fees, unstored),
             Err(e) => tracing::warn!(
                 supplier,
                 error = %e,
-                "cannot store the proof tx fee: after a restart the funds check estimates it until the next proof tx"
+                "cannot store the proof tx fees: after a restart the funds check estimates them until the next proof tx"
             ),
         }
     }
@@ -346,7 +453,32 @@ mod tests {
             proof_fee,
             proof_tx_fee: 0,
             owed_proofs,
+            pending: 0,
         }
+    }
+
+    /// What the txs that may still land take is kept before any new claim is backed.
+    #[test]
+    fn pending_txs_are_paid_before_new_claims() {
+        let with_pending = |balance, pending| Funds {
+            pending,
+            ..funds(balance, 100, 1)
+        };
+        // One owed proof (100) and 50 pending: 251 backs one more claim, 250 none.
+        assert_eq!(with_pending(251, 50).claims_covered(), 1);
+        assert_eq!(with_pending(250, 50).claims_covered(), 0);
+        assert_eq!(with_pending(250, 0).claims_covered(), 1);
+        let tx = PendingTx {
+            keys: vec![
+                SessionKey {
+                    supplier: "pokt1s".into(),
+                    session_id: "a".into(),
+                };
+                3
+            ],
+            fee: 40,
+        };
+        assert_eq!((tx.proofs(), tx.cost(100)), (3, 340));
     }
 
     /// Each proof's tx fee is taken before its proof fee is checked: n proofs need more than n × (fee + tx fee).

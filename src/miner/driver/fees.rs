@@ -17,8 +17,8 @@
 //! the cap after being stuck) is stored in its session record ([`SessionGas`], written with the record by module
 //! `persist`, restored by module `restore`): kept in memory only, a restart or a raft/Redis leader change made the
 //! next leader sign the session's one re-send at 1× the gas (out of gas again: a claim lost, a proof slashed) or
-//! at a price validators had already passed over. The fee per proof of a supplier's last proof tx is stored too
-//! (module `afford`, the funds check's estimate).
+//! at a price validators had already passed over. The fees per proof of a supplier's last proof txs are stored too
+//! (module `proof_fees`: the funds check's estimate, module `afford`).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
@@ -34,6 +34,10 @@ use crate::chain::tx::{self, TxError};
 use crate::miner::lifecycle::{SessionKey, TxKind};
 use crate::protocol::wire;
 use crate::telemetry::LogThrottle;
+
+mod proof_fees;
+pub(super) use proof_fees::ProofTxFees;
+pub(super) use proof_fees::{decode as decode_proof_tx_fees, encode as encode_proof_tx_fees};
 
 /// How long the node's minimum gas price is trusted before it is asked again (at the next submission): an
 /// operator changes it only with a restart, and a refusal teaches the miner a higher price at once anyway.
@@ -67,8 +71,9 @@ pub(super) struct GasPricing {
     /// Per session, what its txs need beyond the shared price (gas doublings, the cap), and which sessions' records
     /// do not hold their latest [`SessionGas`] yet.
     sessions: Mutex<Sessions>,
-    /// Per supplier: the fee per proof of its last proof tx signed, or read from storage (module `afford`).
-    proof_tx_fees: Mutex<HashMap<String, ProofTxFee>>,
+    /// Per supplier: the fees per proof of its last proof txs, read from storage or signed since (module
+    /// `proof_fees`).
+    proof_tx_fees: ProofTxFees,
     /// The gas limit per message of the last claim tx signed: the funds check's proof gas estimate before any
     /// proof tx's fee is known (module `afford`).
     claim_gas_per_message: Mutex<Option<u64>>,
@@ -136,15 +141,6 @@ impl SessionGas {
     }
 }
 
-/// A supplier's fee per proof ([`GasPricing::proof_tx_fee`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct ProofTxFee {
-    /// `None`: storage was read and holds none.
-    per_proof: Option<u128>,
-    /// Whether storage holds `per_proof` ([`GasPricing::unstored_proof_tx_fee`]).
-    stored: bool,
-}
-
 /// The price chosen for one tx.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) struct Price {
@@ -163,7 +159,7 @@ impl GasPricing {
             error_log: LogThrottle::new(Duration::from_secs(30)),
             query_log: LogThrottle::new(Duration::from_secs(30)),
             sessions: Mutex::new(Sessions::default()),
-            proof_tx_fees: Mutex::new(HashMap::new()),
+            proof_tx_fees: ProofTxFees::default(),
             claim_gas_per_message: Mutex::new(None),
         }
     }
@@ -345,24 +341,12 @@ impl GasPricing {
 
 impl GasPricing {
     /// Notes the tx of `kind` for `supplier` signed just now with `gas_limit` and `fee` for `messages` messages:
-    /// a proof tx's fee per proof is what the funds check reserves for each proof still owed, and a claim tx's gas
-    /// per message its gas estimate of a proof before one was signed ([`GasPricing::proof_tx_fee`]).
+    /// a proof tx's fee per proof is one of those the funds check's estimate for each proof still owed is the
+    /// median of ([`Self::proof_tx_fees`]), and a claim tx's gas per message its gas estimate of a proof before one
+    /// was signed.
     pub(super) fn note_signed(&self, kind: TxKind, supplier: &str, gas_limit: u64, fee: u128, messages: u64) {
         match kind {
-            TxKind::Proof => {
-                let per_proof = fee / u128::from(messages.max(1));
-                let mut fees = self.proof_tx_fees.lock().unwrap_or_else(|p| p.into_inner());
-                let stored = fees
-                    .get(supplier)
-                    .is_some_and(|f| f.stored && f.per_proof == Some(per_proof));
-                fees.insert(
-                    supplier.to_string(),
-                    ProofTxFee {
-                        per_proof: Some(per_proof),
-                        stored,
-                    },
-                );
-            }
+            TxKind::Proof => self.proof_tx_fees.signed(supplier, fee / u128::from(messages.max(1))),
             TxKind::Claim => {
                 let mut gas = self.claim_gas_per_message.lock().unwrap_or_else(|p| p.into_inner());
                 *gas = Some(gas_limit / messages.max(1));
@@ -370,35 +354,9 @@ impl GasPricing {
         }
     }
 
-    /// The fee per proof of `supplier`'s last proof tx (signed by this process, or read from storage); `None`
-    /// while unknown, `Some(None)` when storage was read and holds none (no chain call: the funds check runs at
-    /// every claim batch, and a Simulate there would cost every batch a round trip).
-    pub(super) fn proof_tx_fee(&self, supplier: &str) -> Option<Option<u128>> {
-        let fees = self.proof_tx_fees.lock().unwrap_or_else(|p| p.into_inner());
-        fees.get(supplier).map(|f| f.per_proof)
-    }
-
-    /// Notes what storage holds for `supplier` (`None`: nothing), unless a proof tx was signed meanwhile.
-    pub(super) fn read_proof_tx_fee(&self, supplier: &str, per_proof: Option<u128>) {
-        let mut fees = self.proof_tx_fees.lock().unwrap_or_else(|p| p.into_inner());
-        fees.entry(supplier.to_string()).or_insert(ProofTxFee {
-            per_proof,
-            stored: per_proof.is_some(),
-        });
-    }
-
-    /// `supplier`'s fee per proof when storage does not hold it yet.
-    pub(super) fn unstored_proof_tx_fee(&self, supplier: &str) -> Option<u128> {
-        let fees = self.proof_tx_fees.lock().unwrap_or_else(|p| p.into_inner());
-        fees.get(supplier).filter(|f| !f.stored).and_then(|f| f.per_proof)
-    }
-
-    /// Notes that storage holds `per_proof` for `supplier`.
-    pub(super) fn proof_tx_fee_stored(&self, supplier: &str, per_proof: u128) {
-        let mut fees = self.proof_tx_fees.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(f) = fees.get_mut(supplier).filter(|f| f.per_proof == Some(per_proof)) {
-            f.stored = true;
-        }
+    /// The suppliers' last fees per proof (module `proof_fees`).
+    pub(super) fn proof_tx_fees(&self) -> &ProofTxFees {
+        &self.proof_tx_fees
     }
 
     /// The gas limit per message of the last claim tx this process signed.
@@ -640,32 +598,19 @@ mod tests {
     }
 
     #[test]
-    fn a_proofs_tx_fee_is_its_share_of_the_last_proof_tx() {
+    fn a_proofs_tx_fee_is_its_share_of_the_proof_tx() {
         let pricing = GasPricing::new("0.000001upokt", "10upokt");
-        assert_eq!(pricing.proof_tx_fee("pokt1s"), None, "none signed yet");
+        assert_eq!(pricing.proof_tx_fees().estimate("pokt1s"), None, "none signed yet");
         pricing.note_signed(TxKind::Proof, "pokt1s", 3_000, 900, 3);
-        assert_eq!(pricing.proof_tx_fee("pokt1s"), Some(Some(300)));
-        assert_eq!(pricing.unstored_proof_tx_fee("pokt1s"), Some(300));
-        pricing.proof_tx_fee_stored("pokt1s", 300);
-        assert_eq!(pricing.unstored_proof_tx_fee("pokt1s"), None);
-        pricing.note_signed(TxKind::Proof, "pokt1s", 1_000, 250, 1);
-        assert_eq!(pricing.proof_tx_fee("pokt1s"), Some(Some(250)), "the last one");
-        assert_eq!(
-            pricing.unstored_proof_tx_fee("pokt1s"),
-            Some(250),
-            "a new fee is stored again"
-        );
-        pricing.read_proof_tx_fee("pokt1s", Some(7));
-        assert_eq!(
-            pricing.proof_tx_fee("pokt1s"),
-            Some(Some(250)),
-            "what was signed wins over a late read"
-        );
-        assert_eq!(pricing.proof_tx_fee("pokt1other"), None);
-        pricing.read_proof_tx_fee("pokt1other", None);
-        assert_eq!(pricing.proof_tx_fee("pokt1other"), Some(None), "read, none stored");
+        assert_eq!(pricing.proof_tx_fees().estimate("pokt1s"), Some(300));
+        assert_eq!(pricing.proof_tx_fees().to_store("pokt1s"), Some((vec![300], 1)));
         pricing.note_signed(TxKind::Claim, "pokt1s", 300_000, 30, 3);
         assert_eq!(pricing.claim_gas_per_message(), Some(100_000));
+        assert_eq!(
+            pricing.proof_tx_fees().to_store("pokt1s"),
+            Some((vec![300], 1)),
+            "a claim is no proof"
+        );
     }
 
     /// A session's gas is written with its record only once noted, older records (without the field) read as

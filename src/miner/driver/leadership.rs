@@ -327,6 +327,8 @@ impl Miner {
         // Sessions another leader decided "no proof" for, with params this process never saw (module
         // `requirement`).
         self.watched_proof_params = None;
+        // The proof tx fees another leader stored since this process last read them (module `fees::proof_fees`).
+        self.gas_pricing.proof_tx_fees().read_again();
         // Settlements still to count are restored with the tombstones awaiting them: another leader may have
         // counted some meanwhile (module `settled`).
         self.settled.drop_pending();

@@ -27,6 +27,10 @@ pub mod method {
     pub const TOKENOMICS_PARAMS: &str = "/pocket.tokenomics.Query/Params";
     pub const ACCOUNT: &str = "/cosmos.auth.v1beta1.Query/Account";
     pub const BALANCE: &str = "/cosmos.bank.v1beta1.Query/Balance";
+    /// What an account can spend of a denom: its balance less the coins a vesting schedule still locks (what the
+    /// ante handler and x/proof check); cosmos-sdk ≥ 0.47 (poktroll v0.1.35: 0.50's bank Query service). Its
+    /// request and answer have the fields of `Balance`'s ([`super::QueryBalanceRequest`]).
+    pub const SPENDABLE_BALANCE_BY_DENOM: &str = "/cosmos.bank.v1beta1.Query/SpendableBalanceByDenom";
     pub const SIMULATE: &str = "/cosmos.tx.v1beta1.Service/Simulate";
     pub const BROADCAST_TX: &str = "/cosmos.tx.v1beta1.Service/BroadcastTx";
     pub const GET_TX: &str = "/cosmos.tx.v1beta1.Service/GetTx";

@@ -139,6 +139,9 @@ pub struct Account {
     pub sequence: u64,
     /// Spendable uPOKT.
     pub balance: u128,
+    /// Test knob: uPOKT the account holds but cannot spend (a vesting account's locked coins): bank `Balance`
+    /// counts it, `SpendableBalanceByDenom`, the ante handler and x/proof do not. 0 from genesis.
+    pub locked: u128,
 }
 
 /// The chain state.
@@ -223,6 +226,8 @@ pub struct ChainState {
     /// Test knob: each of the next this many `BroadcastTx` calls commits a block before it answers (a slow answer
     /// while the chain moves on), which includes the tx if CheckTx admitted it.
     pub blocks_after_broadcasts: usize,
+    /// Test knob: `SpendableBalanceByDenom` is answered gRPC `Unimplemented`, as by a node whose SDK predates it.
+    pub spendable_balance_unimplemented: bool,
     /// Test knob: `GetTx` fails as on a node whose tx indexer is off (`indexer = "null"`): whether a tx was
     /// included cannot be looked up.
     pub tx_index_disabled: bool,
@@ -424,6 +429,7 @@ impl SimChain {
                     number,
                     sequence: 0,
                     balance,
+                    locked: 0,
                 },
             );
         };
@@ -535,6 +541,7 @@ impl SimChain {
             lose_broadcast_answers: 0,
             fail_broadcast_answers: 0,
             blocks_after_broadcasts: 0,
+            spendable_balance_unimplemented: false,
             tx_index_disabled: false,
             query_lag_blocks: 0,
             inclusion_delay_blocks: 0,

@@ -10,6 +10,16 @@ fn not_found(what: String) -> Status {
     Status::not_found(what)
 }
 
+/// A bank balance answer of `amount` uPOKT.
+fn upokt_balance(amount: u128) -> wire::QueryBalanceResponse {
+    wire::QueryBalanceResponse {
+        balance: Some(wire::Coin {
+            denom: "upokt".into(),
+            amount: amount.to_string(),
+        }),
+    }
+}
+
 impl SimChain {
     /// gRPC requests the chain's [`router`]s received for the method `path` so far.
     pub fn grpc_calls(&self, path: &str) -> u64 {
@@ -245,18 +255,35 @@ pub fn router(chain: SimChain) -> GrpcRouter {
         }
     });
     let c = chain.clone();
+    // All the account holds, locked coins included.
     let router = router.unary(method::BALANCE, move |r: wire::QueryBalanceRequest| {
         let c = c.clone();
         async move {
-            let balance = c.state().accounts.get(&r.address).map(|a| a.balance).unwrap_or(0);
-            Ok(wire::QueryBalanceResponse {
-                balance: Some(wire::Coin {
-                    denom: "upokt".into(),
-                    amount: balance.to_string(),
-                }),
-            })
+            let balance = c
+                .state()
+                .accounts
+                .get(&r.address)
+                .map_or(0, |a| a.balance.saturating_add(a.locked));
+            Ok(upokt_balance(balance))
         }
     });
+    let c = chain.clone();
+    // What it can spend (the test knob `locked` left out), or `Unimplemented` as an older node answers.
+    let router = router.unary(
+        method::SPENDABLE_BALANCE_BY_DENOM,
+        move |r: wire::QueryBalanceRequest| {
+            let c = c.clone();
+            async move {
+                let s = c.state();
+                if s.spendable_balance_unimplemented {
+                    return Err(Status::unimplemented(
+                        "unknown method SpendableBalanceByDenom for service cosmos.bank.v1beta1.Query",
+                    ));
+                }
+                Ok(upokt_balance(s.accounts.get(&r.address).map_or(0, |a| a.balance)))
+            }
+        },
+    );
     let c = chain.clone();
     let router = router.unary(method::SIMULATE, move |r: wire::SimulateRequest| {
         let c = c.clone();

@@ -21,28 +21,91 @@
 //! the account is topped up before a later window closes, which the miner cannot count on; and the proofs due
 //! together at one height almost always share their window (sessions ending at the same height).
 //!
-//! The balance is read once per submission, and each proof tx the submission hands to a node (or may have:
-//! its answer lost) takes its fee and its proofs' fees off what is left for the next tx: the chain's balance
-//! shows neither until a block includes them. A kept tx still pending from an earlier block is not counted (its
-//! fee is not known here): the node's Simulate, which runs on its last committed state, does not count it either.
+//! The balance is read once per submission, and what may land before (or beside) each tx is taken off it first,
+//! since the chain's balance shows none of it until a block includes it:
+//! - the supplier's proof txs that may still land ([`Miner::pending_txs`], module `afford`): a tx kept since it
+//!   left (module `kept`) while every session it carries is still proving, its fee read from its stored bytes and
+//!   its proofs' fees counted, whether it left at an earlier block (held up in mempools) or its same bytes were
+//!   broadcast again in this submission (module `resolve`). Counted until its outcome is known (conservative: a
+//!   tx a block included counts until the engine sees its proofs on chain). Not counted, it landed first and the
+//!   new tx failed whole in its block; Simulate, on the node's last committed state, does not see it either;
+//! - each proof tx this submission hands to a node (or may have: its answer lost), its fee and its proofs' fees;
+//! - a kept tx a new tx replaces (one carrying a session of the new tx: a tx stuck in the mempool, replaced at the
+//!   cap, module `resolve`) is not counted against its replacement: if it lands first, the replacement's proofs are
+//!   on chain already and the replacement fails for the fee only. Once the replacement left, the larger of the two
+//!   counts for the txs after it: the original was replaced because validators do not include it, so both landing
+//!   is not the case to hold the supplier's other proofs back for (x/proof would take the second as an update and
+//!   charge it again).
+//!
 //! A read that fails (balance, proof params) checks nothing (logged): the node answers for itself, as before.
 
 use super::*;
 use crate::miner::driver::afford::INSUFFICIENT_FUNDS;
-
-/// The denom balances and the proof submission fee are in.
-const DENOM: &str = "upokt";
+use crate::miner::driver::balance::DENOM;
 
 /// How the reason of a proof tx held back for funds starts (a send that never left, `TxOutcome::NotSent`).
 const UNPAID: &str = "insufficient_funds: the balance cannot pay every proof of the tx";
 
-/// What a supplier's balance leaves for the proof txs of one submission.
+/// What a supplier's balance leaves for one proof tx ([`SubmissionFunds::for_tx`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) struct ProofFunds {
+    /// The spendable balance read before the submission, less what may land before the tx (module docs).
+    left: u128,
+    /// `proof_submission_fee`, deducted per proof by x/proof.
+    proof_fee: u128,
+    /// What the supplier's pending proof txs take of the balance read (for the log).
+    pending: u128,
+}
+
+/// What a supplier's balance leaves for the proof txs of one submission (module docs).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct SubmissionFunds {
     /// The spendable balance read before the submission, less the fees of its proof txs that left.
     left: u128,
     /// `proof_submission_fee`, deducted per proof by x/proof.
     proof_fee: u128,
+    /// The supplier's proof txs that may still land, not replaced by a tx of this submission yet: the sessions
+    /// each carries and what it takes (its fee and its proofs' fees).
+    pending: Vec<(Vec<SessionKey>, u128)>,
+}
+
+/// Whether a tx carrying `carried` shares a session with one carrying `keys`.
+fn shares_a_session(carried: &[SessionKey], keys: &[SessionKey]) -> bool {
+    carried.iter().any(|key| keys.contains(key))
+}
+
+impl SubmissionFunds {
+    /// What is left for a tx of `keys`' proofs: the balance less this submission's txs that left and every
+    /// pending tx but those it replaces (module docs).
+    pub(super) fn for_tx(&self, keys: &[SessionKey]) -> ProofFunds {
+        let pending = self
+            .pending
+            .iter()
+            .filter(|(carried, _)| !shares_a_session(carried, keys))
+            .map(|(_, cost)| *cost)
+            .fold(0, u128::saturating_add);
+        ProofFunds {
+            left: self.left.saturating_sub(pending),
+            proof_fee: self.proof_fee,
+            pending,
+        }
+    }
+
+    /// A tx of `keys`' proofs (`proofs` of them) paying `tx_fee` left (or may have): its fees are no longer there
+    /// for the next, and the pending txs it replaces count as one with it, the larger (module docs).
+    fn spend(&mut self, keys: &[SessionKey], tx_fee: u128, proofs: usize) {
+        let proofs = u128::try_from(proofs).unwrap_or(u128::MAX);
+        let spent = tx_fee.saturating_add(self.proof_fee.saturating_mul(proofs));
+        let mut replaced = 0u128;
+        self.pending.retain(|(carried, cost)| {
+            let replaces = shares_a_session(carried, keys);
+            if replaces {
+                replaced = replaced.saturating_add(*cost);
+            }
+            !replaces
+        });
+        self.left = self.left.saturating_sub(spent.max(replaced));
+    }
 }
 
 impl ProofFunds {
@@ -56,13 +119,6 @@ impl ProofFunds {
         let after_fee = self.left.saturating_sub(tx_fee);
         let paid = after_fee.div_ceil(self.proof_fee).saturating_sub(1);
         usize::try_from(paid).unwrap_or(usize::MAX).min(proofs)
-    }
-
-    /// A tx of `proofs` proofs paying `tx_fee` left (or may have): its fees are no longer there for the next.
-    fn spend(&mut self, tx_fee: u128, proofs: usize) {
-        let proofs = u128::try_from(proofs).unwrap_or(u128::MAX);
-        let spent = tx_fee.saturating_add(self.proof_fee.saturating_mul(proofs));
-        self.left = self.left.saturating_sub(spent);
     }
 
     /// What the balance lacks to pay a tx of `proofs` proofs paying `tx_fee`.
@@ -79,9 +135,10 @@ impl ProofFunds {
         let paid = self.proofs_paid(tx_fee, proofs);
         (paid < proofs).then(|| {
             format!(
-                "{UNPAID}: balance {}upokt, tx fee {tx_fee}upokt, proof submission fee {}upokt per proof: {paid} of \
-                 {proofs} proofs paid, {}upokt short",
+                "{UNPAID}: balance {}upokt (after {}upokt of proof txs that may still land), tx fee {tx_fee}upokt, \
+                 proof submission fee {}upokt per proof: {paid} of {proofs} proofs paid, {}upokt short",
                 self.left,
+                self.pending,
                 self.proof_fee,
                 self.shortfall(tx_fee, proofs)
             )
@@ -100,28 +157,34 @@ pub(super) fn unpaid_reason(outcome: &Result<(), TxOutcome>) -> Option<&str> {
 impl Miner {
     /// What the supplier's balance leaves for the proof txs of a submission of `kind` (module docs): `None` for
     /// claims, when the proof fee is zero (nothing to check), or when a read fails (logged; nothing checked).
-    pub(super) async fn proof_funds(&mut self, kind: TxKind, supplier: &str) -> Option<ProofFunds> {
+    pub(super) async fn proof_funds(&mut self, kind: TxKind, supplier: &str) -> Option<SubmissionFunds> {
         if kind != TxKind::Proof {
             return None;
         }
-        let params = match self.block_proof_params().await {
-            Ok(params) => params,
+        let proof_fee = match self.proof_fee_upokt().await {
+            Ok(fee) => fee,
             Err(e) => {
                 tracing::warn!(supplier, error = %e, "cannot read the proof params: proof txs sent without a funds check");
                 return None;
             }
         };
-        let proof_fee = params
-            .proof_submission_fee
-            .as_ref()
-            .filter(|c| c.denom == DENOM)
-            .and_then(|c| c.amount.parse::<u128>().ok())
-            .unwrap_or(0);
         if proof_fee == 0 {
             return None;
         }
-        match self.chain.balance(supplier, DENOM).await {
-            Ok(left) => Some(ProofFunds { left, proof_fee }),
+        let pending = self
+            .pending_txs(TxKind::Proof, supplier)
+            .into_iter()
+            .map(|tx| {
+                let cost = tx.cost(proof_fee);
+                (tx.keys, cost)
+            })
+            .collect();
+        match self.chain.spendable_balance(supplier, DENOM).await {
+            Ok(left) => Some(SubmissionFunds {
+                left,
+                proof_fee,
+                pending,
+            }),
             Err(e) => {
                 tracing::warn!(supplier, error = %e, "cannot read the supplier's balance: proof txs sent without a funds check");
                 None
@@ -156,12 +219,17 @@ impl Miner {
     }
 }
 
-/// Takes the fees of a proof tx that left (or may have: no answer) off `funds`.
-pub(super) fn spend(funds: &mut Option<ProofFunds>, outcome: &Result<(), TxOutcome>, tx_fee: u128, proofs: usize) {
+/// Takes the fees of a proof tx of `keys`' proofs that left (or may have: no answer) off `funds`.
+pub(super) fn spend(
+    funds: &mut Option<SubmissionFunds>,
+    outcome: &Result<(), TxOutcome>,
+    keys: &[SessionKey],
+    tx_fee: u128,
+) {
     if let Some(funds) = funds
         && matches!(outcome, Ok(()) | Err(TxOutcome::Retryable(_)))
     {
-        funds.spend(tx_fee, proofs);
+        funds.spend(keys, tx_fee, keys.len());
     }
 }
 
@@ -170,7 +238,26 @@ mod tests {
     use super::*;
 
     fn funds(left: u128, proof_fee: u128) -> ProofFunds {
-        ProofFunds { left, proof_fee }
+        ProofFunds {
+            left,
+            proof_fee,
+            pending: 0,
+        }
+    }
+
+    fn key(id: &str) -> SessionKey {
+        SessionKey {
+            supplier: "pokt1s".into(),
+            session_id: id.into(),
+        }
+    }
+
+    fn submission(left: u128, proof_fee: u128, pending: Vec<(Vec<SessionKey>, u128)>) -> Option<SubmissionFunds> {
+        Some(SubmissionFunds {
+            left,
+            proof_fee,
+            pending,
+        })
     }
 
     /// The k-th proof lands while the balance, the tx fee and the k − 1 proof fees before it taken, exceeds the
@@ -199,13 +286,52 @@ mod tests {
     /// that did not (refused, not sent) takes nothing.
     #[test]
     fn a_tx_that_left_takes_its_fees_off_the_next() {
-        let mut left = Some(funds(1_000, 100));
-        spend(&mut left, &Ok(()), 10, 2);
-        assert_eq!(left, Some(funds(790, 100)));
-        spend(&mut left, &Err(TxOutcome::Retryable("no answer".into())), 10, 1);
-        assert_eq!(left, Some(funds(680, 100)));
-        spend(&mut left, &Err(TxOutcome::Refused("fee".into())), 10, 1);
-        assert_eq!(left, Some(funds(680, 100)));
-        assert_eq!(left.unwrap().proofs_paid(10, 9), 6);
+        let mut left = submission(1_000, 100, Vec::new());
+        spend(&mut left, &Ok(()), &[key("a"), key("b")], 10);
+        assert_eq!(left, submission(790, 100, Vec::new()));
+        spend(
+            &mut left,
+            &Err(TxOutcome::Retryable("no answer".into())),
+            &[key("c")],
+            10,
+        );
+        assert_eq!(left, submission(680, 100, Vec::new()));
+        spend(&mut left, &Err(TxOutcome::Refused("fee".into())), &[key("d")], 10);
+        assert_eq!(left, submission(680, 100, Vec::new()));
+        assert_eq!(left.unwrap().for_tx(&[key("d")]).proofs_paid(10, 9), 6);
+    }
+
+    /// The proof txs that may still land are paid first; one a new tx replaces (they share a session) is not
+    /// counted against it, and once the new one left the larger of the two counts for the next tx.
+    #[test]
+    fn pending_proof_txs_are_paid_first_and_a_replaced_one_counts_once() {
+        // A tx of one proof pending from an earlier block (fee 10 + 100), a stuck one of `c` (fee 400 + 100).
+        let pending = vec![(vec![key("a")], 110), (vec![key("c")], 500)];
+        let mut funds = submission(1_000, 100, pending);
+        // For a new tx of `b`: 1,000 − 110 − 500 = 390 left, 3 proofs paid at a fee of 10.
+        let for_b = funds.as_ref().unwrap().for_tx(&[key("b")]);
+        assert_eq!(
+            for_b,
+            ProofFunds {
+                left: 390,
+                proof_fee: 100,
+                pending: 610
+            }
+        );
+        assert_eq!(for_b.proofs_paid(10, 9), 3);
+        let reason = for_b.unpaid(10, 9).unwrap();
+        assert!(
+            reason.contains("balance 390upokt (after 610upokt of proof txs"),
+            "{reason}"
+        );
+        // The replacement of `c` is not held back by the tx it replaces.
+        assert_eq!(funds.as_ref().unwrap().for_tx(&[key("c")]).left, 890);
+        // Once it left (fee 40 + 100 < 500), the stuck one's 500 counts for the next: 1,000 − 500 − 110.
+        spend(&mut funds, &Ok(()), &[key("c")], 40);
+        assert_eq!(funds.as_ref().unwrap().for_tx(&[key("b")]).left, 390);
+        // A replacement larger than the original counts as itself: 1,000 − 110 − 600.
+        let mut funds = submission(1_000, 100, vec![(vec![key("a")], 110), (vec![key("c")], 500)]);
+        spend(&mut funds, &Ok(()), &[key("c")], 500);
+        assert_eq!(funds.as_ref().unwrap().for_tx(&[key("b")]).left, 290);
     }
 }

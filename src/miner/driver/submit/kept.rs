@@ -216,6 +216,19 @@ impl KeptTxs {
             .map(|(_, kept)| kept.tx.clone())
     }
 
+    /// The kept txs of `kind` of `supplier`'s sessions, each with the sessions it carries (the funds checks count
+    /// those that may still land: module `afford`).
+    pub(in crate::miner::driver) fn of_supplier<'a>(
+        &'a self,
+        kind: TxKind,
+        supplier: &'a str,
+    ) -> impl Iterator<Item = (&'a [SessionKey], &'a SentTx)> + 'a {
+        self.by_holder
+            .iter()
+            .filter(move |((k, holder), _)| *k == kind && holder.supplier == supplier)
+            .map(|(_, kept)| (kept.keys.as_slice(), &kept.tx))
+    }
+
     /// Drops the tx of `kind` held by `holder` (it did not leave, or its outcome is known).
     pub(in crate::miner::driver) fn drop_held(&mut self, kind: TxKind, holder: &SessionKey) -> bool {
         self.by_holder.remove(&(kind, holder.clone())).is_some()

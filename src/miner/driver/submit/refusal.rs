@@ -24,7 +24,7 @@ use crate::protocol::wire;
 use super::super::Miner;
 use super::Signed;
 use super::broadcast::{Broadcast, MESSAGE_INDEX};
-use super::funds::{self, ProofFunds};
+use super::funds::{self, SubmissionFunds};
 
 /// The message a Simulate refusal (`reason`, the status error's text) names: the `N` of the first
 /// "message index: N" in it, the outermost wrap (`errorsmod.Wrapf` puts its text before the wrapped error's), so
@@ -49,7 +49,8 @@ pub(in crate::miner::driver) fn proof_not_required(reason: &str) -> bool {
 impl Miner {
     /// Sends `txs` (one supplier's messages of `kind`, split by size) one after the other ([`Self::send`]). A
     /// proof tx the supplier's balance cannot pay in full is sent with the proofs it pays for (module `funds`):
-    /// the balance is read once, and each tx that leaves takes its fees off what is left for the next.
+    /// the balance is read once, the supplier's proof txs that may still land are paid first, and each tx that
+    /// leaves takes its fees off what is left for the next.
     pub(super) async fn send_all(
         &mut self,
         mut step: Step,
@@ -77,7 +78,7 @@ impl Miner {
         kind: TxKind,
         supplier: &str,
         messages: Vec<(SessionKey, wire::Any)>,
-        funds: &mut Option<ProofFunds>,
+        funds: &mut Option<SubmissionFunds>,
     ) -> Step {
         let mut batch = messages;
         // Messages a refusal named, sent alone once the rest is sent.
@@ -161,17 +162,18 @@ impl Miner {
         kind: TxKind,
         supplier: &str,
         messages: &[(SessionKey, wire::Any)],
-        funds: &mut Option<ProofFunds>,
+        funds: &mut Option<SubmissionFunds>,
     ) -> Broadcast {
         let keys: Vec<SessionKey> = messages.iter().map(|(key, _)| key.clone()).collect();
         let tx: Vec<wire::Any> = messages.iter().map(|(_, message)| message.clone()).collect();
         let signed = Signed::new(kind, &keys);
         let bounds = self.bounds(kind, &keys);
-        let broadcast = self.broadcast(supplier, tx, bounds, &signed, *funds).await;
+        let for_tx = funds.as_ref().map(|funds| funds.for_tx(&keys));
+        let broadcast = self.broadcast(supplier, tx, bounds, &signed, for_tx).await;
         // Only a tx handed to a node can take funds: a Retryable before anything was signed or sent (an account
         // read or a Simulate that failed on the ordered path) spends nothing.
         if signed.sent().is_some() {
-            funds::spend(funds, &broadcast.outcome, signed.last().1, keys.len());
+            funds::spend(funds, &broadcast.outcome, &keys, signed.last().1);
         }
         self.after_broadcast(&broadcast.outcome, &signed);
         self.keep_if_unknown(kind, supplier, &keys, &broadcast.outcome, &signed);
