@@ -7,7 +7,7 @@
 //! leader last stored (or none), means storage lost acknowledged writes: a rollback (a Redis failover or restart
 //! without fsync the client did not see; a restored backup). It is logged at ERROR and counted in
 //! `ha_miner_storage_rollback_detected_total{store}` (the storage backend: `redb`, `redis`, `raft`, `memory`), so it
-//! can be alerted on ([`Miner::storage_rolled_back`]). The leader stays in leader mode and writes its record over
+//! can be alerted on (`Miner::storage_rolled_back`). The leader stays in leader mode and writes its record over
 //! the older one: its in-memory record knows more (txs sent, claims built) than the one storage went back to, and
 //! leaving leader mode would restore from the older one (a claim or proof sent again, a fee paid twice). The
 //! relays the rollback took are delivered again and their trie leaves written back (module `ingest`).
