@@ -33,8 +33,16 @@
 //! own files hold (plus [`crate::RaftConfig::start_check_peers`]). The check waits for every one of them, because
 //! the peer holding the newest knowledge is the last leader, which may be the one still down; but not forever: at
 //! [`crate::RaftConfig::start_check_wait`] (10 s by default) it starts with what answered, logging a WARN naming
-//! who did not (a whole-cluster restart where some host stays down must still come up). A peer of an older build
-//! answers 404: it knows nothing, counted as answered.
+//! who did not (a whole-cluster restart where some host stays down must still come up).
+//!
+//! Only the route's own answer counts as a peer's answer: the route answers once the cluster token checked out
+//! (401 otherwise) and names the answering node in [`KNOWN_BY_HEADER`]; the check counts it as peer `n`'s answer
+//! when that is `n` (an answer of "nothing known of this node" included). Anything else at `n`'s address is
+//! silence, and the wait applies: a 404 or any other status (another service took a stale address; a build
+//! without the route), an answer naming another node (the address now belongs to another member), an answer
+//! without the header (a build before it). Counted as answered, a stale address would let a node restored from
+//! an old copy start while the member that knew better had moved. What an unidentified or another node's answer
+//! knows is still judged (only a member holding the cluster token gets one): it proves a rollback as well.
 //!
 //! Not covered (documented limits): a copy newer than what the peers recorded (a peer that crashed lost up to a
 //! second of its witness; a vote granted to a candidate that never led is known to that candidate only); a copy
@@ -52,10 +60,13 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::wire::{PeerClient, WireError};
+use crate::wire::PeerClient;
 
 /// The raft-port route answering what this node knows of a peer ([`Known`]; the body is the peer's id).
 pub const PATH: &str = "/admin/known-of";
+/// Header of the route's answers naming the answering node's id (decimal): the start check counts an answer as
+/// the asked peer's only with that peer's id here (module docs).
+pub const KNOWN_BY_HEADER: &str = "x-raft-known-by";
 /// File in the data directory holding what this node knows of its peers.
 const FILE: &str = "witness";
 /// How often the witness is written when it changed: a small synced file, at most once a second beside the log's
@@ -345,23 +356,42 @@ pub(crate) async fn check(
     loop {
         let asks = pending.iter().map(|(id, addr)| async move {
             let client = PeerClient::new(addr, token);
-            (*id, client.call::<u64, Known>(PATH, &me, probe).await)
+            let answer = client
+                .call_with_header::<u64, Known>(PATH, &me, probe, KNOWN_BY_HEADER)
+                .await;
+            (*id, addr.clone(), answer)
         });
-        for (id, answer) in futures::future::join_all(asks).await {
-            let known = match answer {
-                Ok(k) => k,
-                // An older build without the route knows nothing of this node.
-                Err(WireError::Raft(e)) if e.contains("http 404") => Known::default(),
+        for (id, addr, answer) in futures::future::join_all(asks).await {
+            // Not the route's answer (a 404 included: module docs): silence.
+            let (known, by) = match answer {
+                Ok(answer) => answer,
                 Err(e) => {
                     why.insert(id, e.to_string());
                     continue;
                 }
             };
+            let by = by.and_then(|b| b.trim().parse::<u64>().ok());
             if let Some(why) = judge(incarnation, local, &known) {
-                return Err(Evidence { peer: id, why });
+                return Err(Evidence {
+                    peer: by.unwrap_or(id),
+                    why,
+                });
             }
-            pending.remove(&id);
-            out.answered.push(id);
+            match by {
+                Some(by) if by == id => {
+                    pending.remove(&id);
+                    out.answered.push(id);
+                }
+                Some(by) => {
+                    why.insert(id, format!("node {by} answers at its address {addr}"));
+                }
+                None => {
+                    why.insert(
+                        id,
+                        format!("the answer at {addr} does not name its node ({KNOWN_BY_HEADER}: a build before it)"),
+                    );
+                }
+            }
         }
         if pending.is_empty() {
             return Ok(out);
@@ -486,28 +516,63 @@ mod tests {
         assert_eq!(Witness::open(dir.path()).unwrap().known_of(2), Known::default());
     }
 
-    /// A peer of an older build (no such route: 404) knows nothing and counts as answered; a peer that is down
-    /// is named once the wait has passed.
+    /// A 404 at a peer's address (another service took it, or a build without the route) is no answer: the peer
+    /// counts as silent, as one that is down, and both are named once the wait has passed.
     #[tokio::test]
-    async fn an_older_peer_counts_as_answered_and_a_down_one_is_named_after_the_wait() {
+    async fn a_404_at_a_peers_address_is_silence_like_a_down_peer() {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let older = listener.local_addr().unwrap().to_string();
+        let other = listener.local_addr().unwrap().to_string();
         let server = tokio::spawn(async move { axum::serve(listener, axum::Router::new()).await });
         let down = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
             .unwrap()
             .to_string();
-        let peers = BTreeMap::from([(2, older), (3, down)]);
+        let peers = BTreeMap::from([(2, other), (3, down)]);
         let checked = check(1, INC, local(1, Some(1)), &peers, "token", Duration::from_millis(300))
             .await
             .unwrap();
-        assert_eq!(checked.answered, vec![2]);
+        assert_eq!(checked.answered, Vec::<u64>::new());
         assert_eq!(
             checked.unanswered.iter().map(|(id, _)| *id).collect::<Vec<_>>(),
-            vec![3]
+            vec![2, 3]
         );
+        assert!(checked.unanswered[0].1.contains("404"), "{:?}", checked.unanswered);
         server.abort();
+    }
+
+    /// The route's own answer counts, also when it knows nothing of the asking node, but only as the answer of the
+    /// node it names: asked at the address of another id (the address moved to another member), it is silence.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_routes_answer_counts_only_as_the_answer_of_the_node_it_names() {
+        const TOKEN: &str = "rollback-check-test-token-0123456789";
+        let dir = tempfile::tempdir().unwrap();
+        let node = crate::RaftNode::start(crate::RaftConfig::new(
+            2,
+            "127.0.0.1:0".parse().unwrap(),
+            dir.path(),
+            TOKEN,
+        ))
+        .await
+        .unwrap();
+        let addr = node.local_addr().to_string();
+        let peers = BTreeMap::from([(2, addr.clone())]);
+        let checked = check(1, INC, local(1, Some(1)), &peers, TOKEN, Duration::from_millis(300))
+            .await
+            .unwrap();
+        assert_eq!((checked.answered, checked.unanswered), (vec![2], vec![]));
+        let moved = BTreeMap::from([(3, addr)]);
+        let checked = check(1, INC, local(1, Some(1)), &moved, TOKEN, Duration::from_millis(300))
+            .await
+            .unwrap();
+        assert_eq!(checked.answered, Vec::<u64>::new());
+        assert_eq!(checked.unanswered.len(), 1);
+        assert!(
+            checked.unanswered[0].1.contains("node 2 answers"),
+            "{:?}",
+            checked.unanswered
+        );
+        node.shutdown().await;
     }
 
     impl Known {

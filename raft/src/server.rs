@@ -413,13 +413,22 @@ async fn app_health(State(st): State<ServerState>, h: HeaderMap, body: Bytes) ->
     .await
 }
 
-/// What this node knows of a peer's votes and acknowledgements ([`crate::rollback`]).
+/// What this node knows of a peer's votes and acknowledgements ([`crate::rollback`]); an answer (the token was
+/// right) names this node in [`crate::rollback::KNOWN_BY_HEADER`], which the start check requires of the peer it
+/// asked.
 async fn known_of(State(st): State<ServerState>, h: HeaderMap, body: Bytes) -> Response {
     let known = |peer: u64| {
         let k = st.core.net.witness().known_of(peer);
         async move { Ok(k) }
     };
-    handle(&st, &h, &body, known).await
+    let mut response = handle(&st, &h, &body, known).await;
+    if response.status() == StatusCode::OK {
+        response.headers_mut().insert(
+            crate::rollback::KNOWN_BY_HEADER,
+            axum::http::HeaderValue::from(st.core.id),
+        );
+    }
+    response
 }
 
 async fn write(State(st): State<ServerState>, h: HeaderMap, body: Bytes) -> Response {

@@ -156,7 +156,20 @@ impl PeerClient {
         body: Vec<u8>,
         timeout: Duration,
     ) -> Result<Resp, WireError> {
-        self.call_as(path, body, timeout, None).await
+        Ok(self.call_as(path, body, timeout, None, None).await?.0)
+    }
+
+    /// [`PeerClient::call`], also returning the value of the answer's header `header` (`None`: absent or not
+    /// text).
+    pub async fn call_with_header<Req: Serialize, Resp: DeserializeOwned>(
+        &self,
+        path: &str,
+        req: &Req,
+        timeout: Duration,
+        header: &str,
+    ) -> Result<(Resp, Option<String>), WireError> {
+        let body = encode(req).map_err(|e| WireError::BadRequest(e.to_string()))?;
+        self.call_as(path, body, timeout, None, Some(header)).await
     }
 
     /// Sends a raft RPC from this node (`identity`, advertising `features`) to node `target`: the request carries
@@ -172,21 +185,25 @@ impl PeerClient {
         target: u64,
     ) -> Result<Resp, WireError> {
         let result = self
-            .call_as(path, body, timeout, Some((identity, features, target)))
-            .await;
+            .call_as(path, body, timeout, Some((identity, features, target)), None)
+            .await
+            .map(|(resp, _)| resp);
         if let Err(WireError::IdentityRefused(why)) = &result {
             identity.note_refused(why);
         }
         result
     }
 
+    /// Sends `body`; with `peer`, as a raft RPC of that node ([`PeerClient::call_raft`]); returns the decoded
+    /// answer and the value of its header `header` when one is asked for.
     async fn call_as<Resp: DeserializeOwned>(
         &self,
         path: &str,
         body: Vec<u8>,
         timeout: Duration,
         peer: Option<(&Identity, &Features, u64)>,
-    ) -> Result<Resp, WireError> {
+        header: Option<&str>,
+    ) -> Result<(Resp, Option<String>), WireError> {
         let mut request = http::Request::post(format!("{}{path}", self.base))
             .header(TOKEN_HEADER, &self.token)
             .header(http::header::CONTENT_TYPE, "application/octet-stream");
@@ -216,6 +233,7 @@ impl PeerClient {
                 }
             })?;
             let status = resp.status();
+            let asked = header.and_then(|h| resp.headers().get(h)?.to_str().ok().map(str::to_owned));
             if let Some((me, features, target)) = peer {
                 check_answer(me, target, resp.headers())?;
                 if status != http::StatusCode::UNAUTHORIZED {
@@ -238,8 +256,9 @@ impl PeerClient {
                     String::from_utf8_lossy(&bytes)
                 )));
             }
-            decode::<Result<Resp, WireError>>(&bytes)
-                .map_err(|e| WireError::BadRequest(format!("undecodable answer: {e}")))?
+            let answer = decode::<Result<Resp, WireError>>(&bytes)
+                .map_err(|e| WireError::BadRequest(format!("undecodable answer: {e}")))??;
+            Ok::<_, WireError>((answer, asked))
         };
         match tokio::time::timeout(timeout, fut).await {
             Ok(r) => r,

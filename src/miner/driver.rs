@@ -377,6 +377,8 @@ impl Miner {
 
     /// Exports Prometheus metrics through `metrics` (see [`MinerMetrics`]).
     pub fn with_metrics(mut self, metrics: MinerMetrics) -> Self {
+        // Served at 0 from the start, for alerts on its increase.
+        metrics.storage_rollbacks.with_label_values(&[self.storage.backend]);
         self.metrics = Some(metrics);
         self
     }

@@ -63,6 +63,9 @@ pub struct MinerMetrics {
     /// ([`AcquisitionFailures::Miner`]); `None` where the storage counts it itself (Redis).
     pub(super) leader_acquisition_failures: Option<IntCounterVec>,
     pub(super) fenced_writes: IntCounter,
+    /// `ha_miner_storage_rollback_detected_total{store}`: session records storage held at an older version than
+    /// this leader last wrote (lost acknowledged writes; module `driver::persist`).
+    pub(super) storage_rollbacks: IntCounterVec,
     pub(super) fee_refusals: IntCounterVec,
     pub(super) claims_skipped: IntCounterVec,
     pub(super) claims_skipped_upokt: IntCounterVec,
@@ -430,6 +433,14 @@ impl MinerMetrics {
                  their windows close unless the key is added back (the series goes once it is); above 0 is worth \
                  an alert",
                 &["supplier"],
+            )?,
+            storage_rollbacks: counter(
+                "ha_miner_storage_rollback_detected_total",
+                "Session records the leader found at an older version than it last wrote (or gone) on a write \
+                 conflict: storage lost acknowledged writes (a Redis failover or restart without fsync, a restored \
+                 backup), by storage backend (redb, redis, raft, memory). The leader writes its record over it and \
+                 keeps leading; relays the rollback took are delivered again. Above 0 is worth an alert",
+                &["store"],
             )?,
             fenced_writes: {
                 let c = IntCounter::new(

@@ -16,8 +16,14 @@
 //! process joins it at shutdown: a miner that panicked while the rest of the process runs on (relays accepted,
 //! a raft leader heartbeating, so the miner lease never moves to another node) must stop the process
 //! (`crate::node`), so that its supervisor restarts it and, on raft, its leadership is handed off.
+//!
+//! A miner that does not end once told to stop (hung: an await that never returns) must not keep the process
+//! from exiting: [`MinerRuntime::join_within`] gives up after a limit and shuts the runtime down, which drops the
+//! future where it awaits. That is as safe as a crash of the miner: relay-log entries are acknowledged only once
+//! the tries holding them are stored, so what it had not stored is delivered again to the next leader.
 
 use std::future::Future;
+use std::time::Duration;
 
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -91,7 +97,36 @@ impl MinerRuntime {
 
     /// Waits until the spawned future returned (or panicked), then stops the runtime's threads.
     pub async fn join(mut self) {
-        if let Err(e) = (&mut self.task).await {
+        let joined = (&mut self.task).await;
+        self.report(joined);
+    }
+
+    /// [`MinerRuntime::join`], for at most `limit`. A future that has not ended by then is abandoned: the runtime
+    /// shuts down, which drops the future where it awaits (with the storage handles it holds, so the caller can
+    /// close the storage after it); a thread of it blocked outside an await is waited for at most
+    /// [`ABANDON_WAIT`], then left to end with the process.
+    pub async fn join_within(mut self, limit: Duration) -> Result<(), MinerStuck> {
+        match tokio::time::timeout(limit, &mut self.task).await {
+            Ok(joined) => {
+                self.report(joined);
+                Ok(())
+            }
+            Err(_) => {
+                if let Some(runtime) = self.runtime.take() {
+                    // Not on this runtime's worker: a runtime's shutdown blocks (tokio forbids it in async code).
+                    let shut = tokio::task::spawn_blocking(move || runtime.shutdown_timeout(ABANDON_WAIT)).await;
+                    if let Err(e) = shut {
+                        tracing::warn!(error = %e, "the miner runtime's shutdown did not complete");
+                    }
+                }
+                Err(MinerStuck { limit })
+            }
+        }
+    }
+
+    /// Logs a join that did not end as a normal return.
+    fn report(&self, joined: Result<(), tokio::task::JoinError>) {
+        if let Err(e) = joined {
             tracing::error!(error = %e, "miner task ended abnormally");
         }
         match &*self.ended.borrow() {
@@ -100,6 +135,18 @@ impl MinerRuntime {
             None => tracing::error!("miner task ended without a report"),
         }
     }
+}
+
+/// How long an abandoned miner's runtime waits for a thread of it blocked outside an await
+/// ([`MinerRuntime::join_within`]).
+pub const ABANDON_WAIT: Duration = Duration::from_secs(2);
+
+/// The miner's future did not end within the limit of [`MinerRuntime::join_within`] and was abandoned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the miner task did not end within {limit:?} of its stop signal and was abandoned")]
+pub struct MinerStuck {
+    /// The limit it was given.
+    pub limit: Duration,
 }
 
 impl Drop for MinerRuntime {
@@ -142,6 +189,36 @@ mod tests {
     async fn join_returns_when_the_future_panicked() {
         let runtime = MinerRuntime::spawn(async { panic!("miner bug") }).unwrap();
         runtime.join().await;
+    }
+
+    /// A future that never ends is abandoned at the limit, and dropped: what it held (here an `Arc`, in the node
+    /// the storage) is released before `join_within` returns.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_future_that_never_ends_is_abandoned_at_the_limit_and_dropped() {
+        let held = std::sync::Arc::new(());
+        let in_future = std::sync::Arc::clone(&held);
+        let runtime = MinerRuntime::spawn(async move {
+            let _held = in_future;
+            std::future::pending::<()>().await;
+        })
+        .unwrap();
+        let started = std::time::Instant::now();
+        let limit = Duration::from_millis(300);
+        assert_eq!(runtime.join_within(limit).await, Err(MinerStuck { limit }));
+        assert!(started.elapsed() >= limit);
+        assert!(
+            started.elapsed() < limit + ABANDON_WAIT,
+            "{:?}: a future parked at an await is dropped at once",
+            started.elapsed()
+        );
+        assert_eq!(
+            std::sync::Arc::strong_count(&held),
+            1,
+            "the abandoned future was dropped"
+        );
+        // One that ends in time is joined as `join` does.
+        let runtime = MinerRuntime::spawn(async {}).unwrap();
+        assert_eq!(runtime.join_within(Duration::from_secs(10)).await, Ok(()));
     }
 
     /// The end is published when it happens, before anyone joins: the node stops the process on it.

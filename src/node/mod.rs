@@ -6,22 +6,19 @@
 //! 3. relayer (gateways' port), miner (relay log → claims and proofs), telemetry listeners (`/metrics`,
 //!    `/health`, `/ready`); `relay-miner relayer` and `relay-miner miner` start one of the two (module `role`).
 //!
-//! Shutdown (SIGTERM, Ctrl-C, or the caller's future) runs in reverse: the relay server stops accepting and
-//! drains in-flight relays, then waits (bounded: `Relayer::drain_settlements`) for the relays answered but not yet
-//! in the relay log (optimistic settlements, relays queued without `durable_ack`); only then is
-//! the miner told to stop, so its final ingest sees them, and it persists its tries and records; then storage
-//! closes (raft leaves cleanly; redb flushes).
-//!
-//! A miner task that ends while the node runs (a panic: nothing else ends it) stops the node, and the process
-//! exits with code 1 for its supervisor to restart it: the relayer would otherwise keep accepting relays nobody
-//! claims and, on raft, the leader would keep the miner lease (module `miner_watchdog` hands off a leader whose
-//! miner cannot read the chain).
+//! Shutdown (SIGTERM, Ctrl-C, or the caller's future) runs in reverse, bounded where a part can hang (module
+//! `stop`): the relay server stops accepting and drains in-flight relays, then waits (bounded:
+//! `Relayer::drain_settlements`) for the relays answered but not yet in the relay log (optimistic settlements,
+//! relays queued without `durable_ack`); only then is the miner told to stop, so its final ingest sees them, and
+//! it persists its tries and records; then storage closes (raft leaves cleanly; redb flushes). A storage failure
+//! or a miner task ending while the node runs stops it too, with exit code 1.
 
 mod height_watch;
 mod miner_readiness;
 mod miner_watchdog;
 mod raft_stopped;
 mod role;
+mod stop;
 mod storage_mode;
 
 use std::net::SocketAddr;
@@ -33,6 +30,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 pub use role::Role;
+pub use stop::{FATAL_STOP_LIMIT, MINER_STOP_LIMIT, StopError, shutdown_signal};
 pub use storage_mode::{OpenedStorage, RaftOverrides, validate_data_dir};
 
 use crate::chain::query::ChainClient;
@@ -250,9 +248,6 @@ pub fn preflight(config: &Config, overrides: &RaftOverrides) -> Vec<ConfigIssue>
     }
     issues
 }
-
-/// How long a node whose storage failed for good may take to stop before the process exits anyway.
-pub const FATAL_STOP_LIMIT: Duration = Duration::from_secs(15);
 
 impl Node {
     /// Starts every component from `config`; `raft` carries command-line overrides of the raft settings.
@@ -523,81 +518,6 @@ impl Node {
             miner_ended,
         })
     }
-
-    /// Runs until `shutdown` resolves, then stops gracefully; returns the process exit code: 0, or 1 when the
-    /// storage failed for good first (a raft node whose core stopped on a storage error, see `raft_stopped`) or
-    /// the miner task ended (a panic), so that its supervisor restarts it. That stop is bounded by
-    /// [`FATAL_STOP_LIMIT`]; a raft leader hands its leadership off first.
-    pub async fn run_until(self, shutdown: impl std::future::Future<Output = ()>) -> i32 {
-        let failed = first_failure(shutdown, self.fatal.clone(), self.miner_ended.clone()).await;
-        let Some(why) = failed else {
-            self.shutdown().await;
-            return 0;
-        };
-        tracing::error!(reason = %why, "stopping after a fatal failure, exit code 1 (a supervisor restarts the node)");
-        if tokio::time::timeout(FATAL_STOP_LIMIT, self.shutdown()).await.is_err() {
-            tracing::error!(limit = ?FATAL_STOP_LIMIT, "graceful stop after the storage failure took too long; exiting");
-        }
-        1
-    }
-
-    /// Graceful stop: a raft leader first hands its role to another voter (whose miner then ingests and submits
-    /// from the replicated log), then drain relays (connections, then optimistic settlements), final miner ingest
-    /// and persist, close storage. The miner stops only after every relay is appended, so its final ingest (on a
-    /// leader) includes them.
-    pub async fn shutdown(self) {
-        let started = std::time::Instant::now();
-        self.storage.hand_off().await;
-        tracing::info!("shutting down: draining relays");
-        let _ = self.stop.send(true);
-        if let Some(server) = self.relay_server {
-            let _ = server.await;
-        }
-        tracing::info!(
-            elapsed_ms = started.elapsed().as_millis() as u64,
-            "relays drained; stopping the miner"
-        );
-        let _ = self.miner_stop.send(true);
-        if let Some(miner) = self.miner {
-            miner.join().await;
-        }
-        for task in &self.background {
-            task.abort();
-        }
-        self.storage.close().await;
-        tracing::info!(elapsed_ms = started.elapsed().as_millis() as u64, "stopped");
-    }
-}
-
-/// Waits for `shutdown` (`None`), the storage failing for good or the miner task ending (the reason).
-async fn first_failure(
-    shutdown: impl std::future::Future<Output = ()>,
-    mut fatal: watch::Receiver<Option<String>>,
-    miner_ended: Option<watch::Receiver<Option<MinerEnd>>>,
-) -> Option<String> {
-    let storage_failed = async move {
-        match fatal.wait_for(Option::is_some).await {
-            Ok(why) => why.clone(),
-            // Never closed while the node runs (the node holds a receiver; a probe that ended dropped only
-            // its sender): nothing failed.
-            Err(_) => std::future::pending().await,
-        }
-    };
-    let miner_failed = async move {
-        let Some(mut ended) = miner_ended else {
-            return std::future::pending().await;
-        };
-        match ended.wait_for(Option::is_some).await {
-            // Any end while the node runs is abnormal: the miner returns only once told to stop.
-            Ok(end) => end.as_ref().map(|end| format!("miner: {end}")),
-            Err(_) => std::future::pending().await,
-        }
-    };
-    tokio::select! {
-        () = shutdown => None,
-        why = storage_failed => why,
-        why = miner_failed => why,
-    }
 }
 
 fn serve_side(listener: tokio::net::TcpListener, router: axum::Router) -> JoinHandle<()> {
@@ -606,29 +526,6 @@ fn serve_side(listener: tokio::net::TcpListener, router: axum::Router) -> JoinHa
             tracing::error!(error = %e, "telemetry listener stopped");
         }
     })
-}
-
-/// Resolves on SIGTERM or Ctrl-C.
-pub async fn shutdown_signal() {
-    #[cfg(unix)]
-    {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot listen for SIGTERM; Ctrl-C only");
-                let _ = tokio::signal::ctrl_c().await;
-                return;
-            }
-        };
-        tokio::select! {
-            _ = term.recv() => {}
-            _ = tokio::signal::ctrl_c() => {}
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-    }
 }
 
 #[cfg(test)]
@@ -699,26 +596,6 @@ mod tests {
         let key = "services.anvil.backends.jsonrpc.headers.bad header".to_string();
         assert_eq!(keys_of(config.validate()), vec![key.clone()]);
         assert_eq!(keys_of(preflight(&config, &RaftOverrides::default())), vec![key]);
-    }
-
-    /// A miner that panics while the node runs is a fatal failure naming the panic; a shutdown first is not.
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn a_miner_panic_is_fatal() {
-        let (_fatal_tx, fatal) = watch::channel(None);
-        let miner = MinerRuntime::spawn(async { panic!("ingest bug") }).unwrap();
-        let why = tokio::time::timeout(
-            Duration::from_secs(10),
-            first_failure(std::future::pending(), fatal.clone(), Some(miner.ended())),
-        )
-        .await
-        .expect("the miner's end is a failure");
-        assert_eq!(why.as_deref(), Some("miner: the miner task panicked: ingest bug"));
-        let (_go, wait) = tokio::sync::oneshot::channel::<()>();
-        let running = MinerRuntime::spawn(async move {
-            let _ = wait.await;
-        })
-        .unwrap();
-        assert_eq!(first_failure(async {}, fatal, Some(running.ended())).await, None);
     }
 
     /// Raft mode needs the cluster token file, holding at least 16 characters; other modes do not read it.

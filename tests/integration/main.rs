@@ -11,6 +11,7 @@ mod full_disk;
 mod heights;
 mod import_go;
 mod localnet;
+mod miner_hung_stop;
 mod miner_mixed_fleet;
 mod miner_process;
 mod raft_chaos;

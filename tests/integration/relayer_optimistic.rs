@@ -231,7 +231,7 @@ logging:
     let (status, response) = net.send(&url, &net.request(&header, &net.ours.1, Net::rpc(2))).await;
     assert_eq!(status, 200);
     assert_eq!(served_status(&net, &response), 200);
-    node.shutdown().await;
+    node.shutdown().await.unwrap();
     assert_eq!(delayed.load(Ordering::SeqCst), 1, "the settlement was slowed down");
     assert_eq!(
         stats.relays_ingested.load(Ordering::SeqCst),

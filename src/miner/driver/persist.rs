@@ -2,6 +2,15 @@
 //! batched as one storage write where possible and fenced like every write of the leader; the tries a record
 //! counts are committed first (rolled back to what storage holds when storage refuses them for want of memory),
 //! and the reports waiting for a record run once it is stored.
+//!
+//! A version conflict on a record this leader wrote, where storage holds an *older* version than the one this
+//! leader last stored (or none), means storage lost acknowledged writes: a rollback (a Redis failover or restart
+//! without fsync the client did not see; a restored backup). It is logged at ERROR and counted in
+//! `ha_miner_storage_rollback_detected_total{store}` (the storage backend: `redb`, `redis`, `raft`, `memory`), so it
+//! can be alerted on (`Miner::storage_rolled_back`). The leader stays in leader mode and writes its record over
+//! the older one: its in-memory record knows more (txs sent, claims built) than the one storage went back to, and
+//! leaving leader mode would restore from the older one (a claim or proof sent again, a fee paid twice). The
+//! relays the rollback took are delivered again and their trie leaves written back (module `ingest`).
 
 use super::*;
 
@@ -131,21 +140,8 @@ impl Miner {
                         .await?
                         .map(|r| r.version)
                         .unwrap_or(0);
-                    if current < w.expected_version {
-                        // Older than what this leader stored last: storage lost acknowledged writes (a Redis
-                        // failover the client did not see). This leader's record knows more (txs sent, claims
-                        // built) than the one storage went back to, so it is written over it; leaving leader mode
-                        // would restore from the older one (a claim or proof sent again). The relays the rollback
-                        // took are delivered again and their trie leaves written back (module `ingest`).
-                        tracing::error!(
-                            supplier = key.supplier,
-                            session = key.session_id,
-                            stored_version = current,
-                            expected_version = w.expected_version,
-                            "session record older than this leader's last write: storage lost acknowledged writes \
-                             (a Redis failover or restart without fsync); writing the leader's record over it"
-                        );
-                    } else {
+                    // Older than what this leader stored last: a rollback, written over (module docs).
+                    if !self.storage_rolled_back(&key, current, w.expected_version) {
                         tracing::warn!(
                             session = key.session_id,
                             error = e,
@@ -165,6 +161,30 @@ impl Miner {
             }
         }
         Ok(written)
+    }
+
+    /// After a version conflict on `key`'s record, which storage holds at version `current` (0: none) while this
+    /// leader last wrote it at `expected`: whether storage went back to an older version (a rollback, module docs),
+    /// then logged at ERROR and counted in `ha_miner_storage_rollback_detected_total{store}`. The caller writes its
+    /// record over it all the same.
+    pub(super) fn storage_rolled_back(&self, key: &SessionKey, current: u64, expected: u64) -> bool {
+        if current >= expected {
+            return false;
+        }
+        let store = self.storage.backend;
+        tracing::error!(
+            supplier = key.supplier,
+            session = key.session_id,
+            store,
+            stored_version = current,
+            expected_version = expected,
+            "session record older than this leader's last write: storage lost acknowledged writes (a Redis \
+             failover or restart without fsync, a restored backup); writing the leader's record over it"
+        );
+        if let Some(m) = &self.metrics {
+            m.storage_rollbacks.with_label_values(&[store]).inc();
+        }
+        true
     }
 
     /// The record writes `keys` need now (see [`Miner::persist`] for which are skipped), with the record each

@@ -431,7 +431,8 @@ impl Miner {
             .await
         {
             Ok(version) => version,
-            // A write that landed before this term began (as in `Miner::persist`): overwritten, fenced.
+            // A write that landed before this term began (as in `Miner::persist`): overwritten, fenced; an older
+            // version than this leader wrote is a storage rollback, counted (module `persist`).
             Err(storage::StorageError::Conflict(_)) => {
                 let current = writer
                     .sessions
@@ -439,6 +440,7 @@ impl Miner {
                     .await
                     .map_err(|e| not_stored(e.to_string()))?
                     .map_or(0, |r| r.version);
+                self.storage_rolled_back(holder, current, expected);
                 writer
                     .sessions
                     .put(&holder.supplier, &holder.session_id, state, data, current)

@@ -76,6 +76,7 @@ mod spendable_funds;
 mod split_on_refusal;
 mod step_timer;
 mod stop_resigns;
+mod storage_rollback;
 mod tip;
 mod tip_before_ingest;
 mod trie_oom;

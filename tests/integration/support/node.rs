@@ -212,13 +212,19 @@ impl Drop for MinerProcess {
 }
 
 pub fn spawn_miner(config: &Path) -> MinerProcess {
+    spawn_miner_with(config, &[], Stdio::inherit())
+}
+
+/// [`spawn_miner`] with extra environment variables (test faults) and its stderr (the log) sent to `stderr`.
+pub fn spawn_miner_with(config: &Path, envs: &[(&str, &str)], stderr: Stdio) -> MinerProcess {
     MinerProcess(
         Command::new(env!("CARGO_BIN_EXE_relay-miner"))
             .arg("run")
             .arg("--config")
             .arg(config)
+            .envs(envs.iter().copied())
             .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
+            .stderr(stderr)
             .spawn()
             .unwrap(),
     )
