@@ -5,8 +5,8 @@
 //! session end) for 10 minutes, applications and account keys with short TTLs. Not-found answers are cached
 //! briefly and never forever; failed reads are never cached (lessons.md).
 
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
-use std::time::Duration;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::{Duration, Instant};
 
 use super::cache::{Lookup, RefreshCache, TtlCache};
 use super::grpc::{GrpcClient, GrpcError};
@@ -142,9 +142,28 @@ pub struct ChainClient {
     chain_checked_at: AtomicI64,
     /// The last tips [`ChainClient::tip`] gave: the chain's recent pace ([`ChainClient::pace_reference`]).
     pace: super::pace::TipPace,
-    /// The node answered `SpendableBalanceByDenom` with `Unimplemented`: [`ChainClient::spendable_balance`] asks
-    /// `Balance` from then on (warned once).
-    spendable_unimplemented: AtomicBool,
+    /// When the node last answered `SpendableBalanceByDenom` with `Unimplemented`: [`ChainClient::spendable_balance`]
+    /// asks `Balance` until [`SPENDABLE_RETRY`] after it (warned once per such answer).
+    spendable_unimplemented: std::sync::Mutex<Option<Instant>>,
+}
+
+/// How long [`ChainClient::spendable_balance`] asks `Balance` after the node answered the spendable balance with
+/// `Unimplemented` before asking it again.
+pub const SPENDABLE_RETRY: Duration = Duration::from_secs(600);
+
+/// gRPC codes that say the node is down, slow or busy (the query itself may be served): not a reason to ask
+/// another query instead.
+fn transient_code(code: tonic::Code) -> bool {
+    matches!(
+        code,
+        tonic::Code::Unavailable
+            | tonic::Code::DeadlineExceeded
+            | tonic::Code::Cancelled
+            | tonic::Code::ResourceExhausted
+            | tonic::Code::Aborted
+            | tonic::Code::Unknown
+            | tonic::Code::Internal
+    )
 }
 
 impl ChainClient {
@@ -172,7 +191,7 @@ impl ChainClient {
             expected_chain_id: std::sync::OnceLock::new(),
             chain_checked_at: AtomicI64::new(0),
             pace: super::pace::TipPace::default(),
-            spendable_unimplemented: AtomicBool::new(false),
+            spendable_unimplemented: std::sync::Mutex::new(None),
         })
     }
 
@@ -434,28 +453,40 @@ impl ChainClient {
 
     /// What `address` can spend of `denom` (bank `SpendableBalanceByDenom`: locked vesting coins left out, as the
     /// ante handler deducts fees and x/proof checks the proof submission fee; 0 when it holds none). Not cached.
-    /// A node that does not serve it (gRPC `Unimplemented`) is asked [`ChainClient::balance`], the total, instead
-    /// from then on, with one WARN: the miner's funds checks then miss locked coins, as they did before.
+    ///
+    /// A node that does not serve it (gRPC `Unimplemented`) is asked [`ChainClient::balance`], the total, instead,
+    /// with a WARN, and asked again [`SPENDABLE_RETRY`] later: an `Unimplemented` can also be a proxy's 404 during a
+    /// node restart (tonic maps HTTP 404 to it), which must not turn the check off for the process's life. Any
+    /// other answer refusing the query itself (a gateway allowing only some methods: `PermissionDenied`,
+    /// `NotFound`, ...) is answered from `Balance` for this call. The funds checks then miss locked coins, as they
+    /// did before. A node that is down or slow (transport errors, `Unavailable`, deadlines) is an error, as for any
+    /// query.
     pub async fn spendable_balance(&self, address: &str, denom: &str) -> Result<u128, ChainError> {
-        if !self.spendable_unimplemented.load(Ordering::Relaxed) {
+        let skip = {
+            let since = self.spendable_unimplemented.lock().unwrap_or_else(|p| p.into_inner());
+            since.is_some_and(|at| at.elapsed() < SPENDABLE_RETRY)
+        };
+        if !skip {
             let answer: Result<wire::QueryBalanceResponse, GrpcError> = self
                 .grpc
                 .unary(method::SPENDABLE_BALANCE_BY_DENOM, balance_request(address, denom))
                 .await;
             match answer {
-                Ok(response) => return coin_amount(address, response.balance),
-                Err(GrpcError::Status {
-                    code: tonic::Code::Unimplemented,
-                    message,
-                    ..
-                }) => {
-                    if !self.spendable_unimplemented.swap(true, Ordering::Relaxed) {
-                        tracing::warn!(
-                            error = message,
-                            "the node does not serve the spendable balance (bank SpendableBalanceByDenom): the funds \
-                             checks read the total balance instead, which counts coins a vesting schedule still locks"
-                        );
+                Ok(response) => {
+                    *self.spendable_unimplemented.lock().unwrap_or_else(|p| p.into_inner()) = None;
+                    return coin_amount(address, response.balance);
+                }
+                Err(GrpcError::Status { code, message, .. }) if !transient_code(code) => {
+                    if code == tonic::Code::Unimplemented {
+                        *self.spendable_unimplemented.lock().unwrap_or_else(|p| p.into_inner()) = Some(Instant::now());
                     }
+                    tracing::warn!(
+                        code = ?code,
+                        error = message,
+                        retry_after_s = SPENDABLE_RETRY.as_secs(),
+                        "the node does not serve the spendable balance (bank SpendableBalanceByDenom): the funds \
+                         checks read the total balance instead, which counts coins a vesting schedule still locks"
+                    );
                 }
                 Err(e) => return Err(e.into()),
             }

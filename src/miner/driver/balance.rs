@@ -5,7 +5,8 @@
 //! Simulate or CheckTx (insufficient funds), claims are lost and a required proof missing is slashed from the
 //! stake (`proof_missing_penalty`). So the leading miner reads each supplier's balance and stake every
 //! `check_interval_seconds` (at the first block it handles, then at the first block after each interval) and
-//! says what it finds before the money is gone:
+//! says what it finds before the money is gone. The balance is the spendable one (bank `SpendableBalanceByDenom`:
+//! coins a vesting schedule still locks pay no fee; the total from a node that does not serve it):
 //! - balance: warning below `balance_threshold_upokt`; critical at or below the proof submission fees the supplier's
 //!   claimed sessions may still owe (at least one fee): a required proof it cannot pay for is a slash.
 //! - stake: how many `proof_missing_penalty` slashes it covers; warning below `stake_warning_proof_threshold`,
@@ -171,7 +172,7 @@ async fn check_funds(
     let proof_fee = upokt(params.proof_submission_fee.as_ref()).unwrap_or(0);
     let penalty = upokt(params.proof_missing_penalty.as_ref()).unwrap_or(0);
     for (supplier, owing) in suppliers {
-        match chain.balance(&supplier, DENOM).await {
+        match chain.spendable_balance(&supplier, DENOM).await {
             Ok(balance) => {
                 let health = balance_health(balance, monitor.balance_threshold_upokt, proof_fee, owing);
                 report_balance(metrics.as_ref(), &supplier, balance, health, proof_fee, owing, &monitor);

@@ -29,9 +29,11 @@
 //!   broadcast again in this submission (module `resolve`). Counted until its outcome is known (conservative: a
 //!   tx a block included counts until the engine sees its proofs on chain). Not counted, it landed first and the
 //!   new tx failed whole in its block; Simulate, on the node's last committed state, does not see it either;
+//! - the supplier's claim txs that may still land (kept, every session still claiming): their fees;
 //! - each proof tx this submission hands to a node (or may have: its answer lost), its fee and its proofs' fees;
-//! - a kept tx a new tx replaces (one carrying a session of the new tx: a tx stuck in the mempool, replaced at the
-//!   cap, module `resolve`) is not counted against its replacement: if it lands first, the replacement's proofs are
+//! - a kept tx a new tx replaces (the new tx carries only sessions of the kept one: a tx stuck in the mempool,
+//!   replaced at the cap, module `resolve`; one that also carries another session replaces nothing, both count)
+//!   is not counted against its replacement: if it lands first, the replacement's proofs are
 //!   on chain already and the replacement fails for the fee only. Once the replacement left, the larger of the two
 //!   counts for the txs after it: the original was replaced because validators do not include it, so both landing
 //!   is not the case to hold the supplier's other proofs back for (x/proof would take the second as an update and
@@ -53,7 +55,7 @@ pub(super) struct ProofFunds {
     left: u128,
     /// `proof_submission_fee`, deducted per proof by x/proof.
     proof_fee: u128,
-    /// What the supplier's pending proof txs take of the balance read (for the log).
+    /// What the supplier's pending txs take of the balance read (for the log).
     pending: u128,
 }
 
@@ -69,9 +71,12 @@ pub(super) struct SubmissionFunds {
     pending: Vec<(Vec<SessionKey>, u128)>,
 }
 
-/// Whether a tx carrying `carried` shares a session with one carrying `keys`.
-fn shares_a_session(carried: &[SessionKey], keys: &[SessionKey]) -> bool {
-    carried.iter().any(|key| keys.contains(key))
+/// Whether a tx carrying `keys` replaces a pending one carrying `carried`: it carries nothing else (a re-send of
+/// some or all of its proofs). One that also carries another session does not: if the pending tx lands first,
+/// x/proof charges the shared proofs again as updates and the new session's proof besides (spec §5.4), so both
+/// count.
+fn replaces(carried: &[SessionKey], keys: &[SessionKey]) -> bool {
+    !keys.is_empty() && keys.iter().all(|key| carried.contains(key))
 }
 
 impl SubmissionFunds {
@@ -81,7 +86,7 @@ impl SubmissionFunds {
         let pending = self
             .pending
             .iter()
-            .filter(|(carried, _)| !shares_a_session(carried, keys))
+            .filter(|(carried, _)| !replaces(carried, keys))
             .map(|(_, cost)| *cost)
             .fold(0, u128::saturating_add);
         ProofFunds {
@@ -98,11 +103,11 @@ impl SubmissionFunds {
         let spent = tx_fee.saturating_add(self.proof_fee.saturating_mul(proofs));
         let mut replaced = 0u128;
         self.pending.retain(|(carried, cost)| {
-            let replaces = shares_a_session(carried, keys);
-            if replaces {
+            let replaced_by_it = replaces(carried, keys);
+            if replaced_by_it {
                 replaced = replaced.saturating_add(*cost);
             }
-            !replaces
+            !replaced_by_it
         });
         self.left = self.left.saturating_sub(spent.max(replaced));
     }
@@ -135,7 +140,7 @@ impl ProofFunds {
         let paid = self.proofs_paid(tx_fee, proofs);
         (paid < proofs).then(|| {
             format!(
-                "{UNPAID}: balance {}upokt (after {}upokt of proof txs that may still land), tx fee {tx_fee}upokt, \
+                "{UNPAID}: balance {}upokt (after {}upokt of txs that may still land), tx fee {tx_fee}upokt, \
                  proof submission fee {}upokt per proof: {paid} of {proofs} proofs paid, {}upokt short",
                 self.left,
                 self.pending,
@@ -171,6 +176,12 @@ impl Miner {
         if proof_fee == 0 {
             return None;
         }
+        // The supplier's claim txs that may still land take their fee first too (same signer: ordered before
+        // this one); they carry sessions no proof tx does, so no proof tx replaces them.
+        let claims = self
+            .pending_txs(TxKind::Claim, supplier)
+            .into_iter()
+            .map(|tx| (tx.keys, tx.fee));
         let pending = self
             .pending_txs(TxKind::Proof, supplier)
             .into_iter()
@@ -178,6 +189,7 @@ impl Miner {
                 let cost = tx.cost(proof_fee);
                 (tx.keys, cost)
             })
+            .chain(claims)
             .collect();
         match self.chain.spendable_balance(supplier, DENOM).await {
             Ok(left) => Some(SubmissionFunds {
@@ -320,10 +332,7 @@ mod tests {
         );
         assert_eq!(for_b.proofs_paid(10, 9), 3);
         let reason = for_b.unpaid(10, 9).unwrap();
-        assert!(
-            reason.contains("balance 390upokt (after 610upokt of proof txs"),
-            "{reason}"
-        );
+        assert!(reason.contains("balance 390upokt (after 610upokt of txs"), "{reason}");
         // The replacement of `c` is not held back by the tx it replaces.
         assert_eq!(funds.as_ref().unwrap().for_tx(&[key("c")]).left, 890);
         // Once it left (fee 40 + 100 < 500), the stuck one's 500 counts for the next: 1,000 − 500 − 110.
@@ -333,5 +342,28 @@ mod tests {
         let mut funds = submission(1_000, 100, vec![(vec![key("a")], 110), (vec![key("c")], 500)]);
         spend(&mut funds, &Ok(()), &[key("c")], 500);
         assert_eq!(funds.as_ref().unwrap().for_tx(&[key("b")]).left, 290);
+    }
+
+    /// A new tx that carries a pending tx's session and another replaces nothing: if the pending one lands first
+    /// x/proof charges the shared proof again (an update) and the new one besides, so both count; and a pending
+    /// claim tx (its fee alone, sessions no proof tx carries) is never replaced.
+    #[test]
+    fn a_tx_with_another_session_or_a_pending_claim_replaces_nothing() {
+        // A stuck proof tx of `c` (400 + 100), a pending claim tx of `x` (fee 30).
+        let pending = vec![(vec![key("c")], 500), (vec![key("x")], 30)];
+        let mut funds = submission(1_000, 100, pending);
+        assert_eq!(
+            funds.as_ref().unwrap().for_tx(&[key("c")]).left,
+            970,
+            "a re-send of c alone replaces it"
+        );
+        assert_eq!(
+            funds.as_ref().unwrap().for_tx(&[key("c"), key("d")]).left,
+            470,
+            "c with d replaces nothing: the stuck tx and the claim tx both count"
+        );
+        // Once c + d left (fee 40 + 200), the stuck tx still counts beside it: 1,000 − 240 − 500 − 30.
+        spend(&mut funds, &Ok(()), &[key("c"), key("d")], 40);
+        assert_eq!(funds.as_ref().unwrap().for_tx(&[key("e")]).left, 230);
     }
 }

@@ -170,6 +170,9 @@ impl Miner {
         let bounds = self.bounds(kind, &keys);
         let for_tx = funds.as_ref().map(|funds| funds.for_tx(&keys));
         let broadcast = self.broadcast(supplier, tx, bounds, &signed, for_tx).await;
+        // Each tx sent is a few timeout-bounded chain calls: progress for the watchdog (`MinerStats::steps_done`),
+        // so a submission split into many txs is not taken for a hung miner.
+        self.progressed();
         // Only a tx handed to a node can take funds: a Retryable before anything was signed or sent (an account
         // read or a Simulate that failed on the ordered path) spends nothing.
         if signed.sent().is_some() {

@@ -106,7 +106,10 @@ impl Miner {
         }
         let mut unresolved = Unresolved::default();
         for (tx, keys) in by_tx {
-            match self.resolve_one(kind, supplier, &tx, &keys, height).await {
+            let resolved = self.resolve_one(kind, supplier, &tx, &keys, height).await;
+            // A few timeout-bounded chain calls per kept tx: progress for the watchdog (`MinerStats::steps_done`).
+            self.progressed();
+            match resolved {
                 Resolved::Outcome(outcome) => *step = self.sent(std::mem::take(step), kind, supplier, keys, outcome),
                 Resolved::Expired => unresolved.expired.extend(keys),
                 Resolved::Stale(stale) => {

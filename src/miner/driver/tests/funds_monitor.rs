@@ -133,7 +133,10 @@ async fn funds_are_checked_once_per_interval() {
     let f = fixture().await;
     let telemetry = crate::telemetry::Telemetry::new().unwrap();
     let mut miner = monitored(&f, Duration::from_secs(3600), &telemetry);
-    let calls = || f.chain.grpc_calls(crate::protocol::wire::method::BALANCE);
+    let calls = || {
+        f.chain
+            .grpc_calls(crate::protocol::wire::method::SPENDABLE_BALANCE_BY_DENOM)
+    };
     f.chain.produce_block();
     miner.step().await.unwrap();
     miner.funds_checked().await;
