@@ -122,6 +122,20 @@ pub struct Proc {
     pub command: &'static str,
 }
 
+impl Proc {
+    /// Replaces the config line `old` (without its newline) by `new`, asserting that the line was there.
+    pub fn replace_in_config(&self, old: &str, new: &str) {
+        let config = std::fs::read_to_string(&self.config).unwrap();
+        let (old, new) = (format!("{old}\n"), format!("{new}\n"));
+        assert!(
+            config.contains(&old),
+            "node {}'s config has no line {old:?}\n{config}",
+            self.id
+        );
+        std::fs::write(&self.config, config.replace(&old, &new)).unwrap();
+    }
+}
+
 /// A running node as the load and monitor tasks see it.
 #[derive(Debug, Clone)]
 pub struct LiveNode {
@@ -268,6 +282,32 @@ impl Cluster {
         self.procs.insert(proc.id, proc);
     }
 
+    /// Adds `n` `run --storage raft` voters (ids `1..=n`, not started), each on a free raft port of its own that
+    /// every peer dials directly, logging at `level`; `prepare` sees each node's config before it is added (e.g.
+    /// to point one node at a chain proxy or a keys file of its own with [`Proc::replace_in_config`]).
+    pub fn add_voters(&mut self, env: &Env, n: u64, level: &str, mut prepare: impl FnMut(&Proc)) {
+        let raft_ports: BTreeMap<u64, u16> = (1..=n).map(|id| (id, free_port())).collect();
+        let peers: Vec<(u64, String)> = raft_ports.iter().map(|(i, p)| (*i, format!("127.0.0.1:{p}"))).collect();
+        for (id, port) in &raft_ports {
+            let opts = NodeOpts {
+                level,
+                peers: &peers,
+                raft_extra: &[],
+            };
+            let proc = node_config(env, *id, *port, &opts);
+            prepare(&proc);
+            self.add(proc);
+        }
+    }
+
+    /// Waits (each up to `limit`) for a raft leader among the running nodes and for its miner to lead: the
+    /// leader and its term.
+    pub async fn leading(&self, limit: Duration) -> (u64, u64) {
+        let (leader, term) = self.leader(0, limit).await;
+        self.miner_leads(leader, limit).await;
+        (leader, term)
+    }
+
     pub fn proc(&self, id: u64) -> &Proc {
         &self.procs[&id]
     }
@@ -305,6 +345,19 @@ impl Cluster {
             }
             assert!(Instant::now() < deadline, "node {id} did not come up\n{}", tail(&p.log));
             tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Starts every node added and not running, in id order ([`Cluster::start`]).
+    pub async fn start_all(&mut self) {
+        let stopped: Vec<u64> = self
+            .procs
+            .values()
+            .filter(|p| p.child.is_none())
+            .map(|p| p.id)
+            .collect();
+        for id in stopped {
+            self.start(id).await;
         }
     }
 
