@@ -317,8 +317,9 @@ pub(crate) async fn await_hand_off(
     }
 }
 
-/// Loads through the session `s`, lets it settle with the cluster stopped, and checks that every served relay was
-/// claimed and proven once, one submitter per term, and that the leadership did not move after `new_term`.
+/// Loads through the session `s`, lets it settle, stops the cluster, and checks that every served relay was claimed
+/// and proven once, one submitter per term (the monitor having seen the submissions of `new_term`), and that the
+/// leadership did not move after `new_term`.
 #[allow(clippy::too_many_arguments)]
 pub(crate) async fn settle_and_check(
     env: &Env,
@@ -348,6 +349,11 @@ pub(crate) async fn settle_and_check(
     );
     assert!(!load.served.is_empty(), "nothing served");
     submitters.assert_one_per_term();
+    assert!(
+        submitters.by_term.contains_key(&new_term),
+        "the monitor saw no submission in term {new_term}, where the session's claims and proofs were due: {:?}",
+        submitters.by_term
+    );
     assert_claims(&env.chain, &load.served, load.unanswered(), Proofs::EveryClaim);
     assert_eq!(last_term, new_term, "the leadership moved again after the hand-off");
 }
