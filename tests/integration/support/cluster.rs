@@ -19,6 +19,11 @@ use super::{demo_args, free_port, http_get, metric_sum, scrape, serve};
 pub const TOKEN: &str = "chaos-test-cluster-token-0123456789";
 /// The one service of the demo genesis.
 pub const SERVICE: &str = "anvil";
+/// `storage.raft.start_check_wait_ms` of every node: how long a starting raft node waits for a member that is
+/// down before it starts with the answers it has (`raft::rollback`). Members that are up answer within
+/// milliseconds; 10 s (the default) spent on every restart beside a stopped node is no part of what these tests
+/// check.
+pub const START_CHECK_WAIT_MS: u64 = 2000;
 
 /// The simulator, the demo backend and the files every node shares.
 pub struct Env {
@@ -190,6 +195,7 @@ storage:
     listen_addr: 127.0.0.1:{raft_port}
     peers: [{peers}]
     cluster_token_file: {token}
+    start_check_wait_ms: {START_CHECK_WAIT_MS}
 {extra}pocket_node:
   query_node_grpc_url: {grpc}
   query_node_rpc_url: {rpc}
@@ -314,11 +320,39 @@ impl Cluster {
 
     /// Starts node `id` (again) on its data dir and waits until its `/metrics` answers.
     pub async fn start(&mut self, id: u64) {
-        let binary = self.binary.clone();
+        self.start_many(&[id]).await;
+    }
+
+    /// Starts the nodes `ids` (again) on their data dirs all at once, then waits until each one's `/metrics`
+    /// answers: as a cluster's processes are started. A raft node serves nothing before its start check
+    /// (`raft::rollback`) has heard every other member or waited for it, so nodes started one by one would each
+    /// wait out that check for the ones not started yet.
+    pub async fn start_many(&mut self, ids: &[u64]) {
+        for id in ids {
+            self.spawn(*id);
+        }
+        for id in ids {
+            self.wait_up(*id).await;
+        }
+    }
+
+    /// Starts every node added and not running ([`Cluster::start_many`]).
+    pub async fn start_all(&mut self) {
+        let stopped: Vec<u64> = self
+            .procs
+            .values()
+            .filter(|p| p.child.is_none())
+            .map(|p| p.id)
+            .collect();
+        self.start_many(&stopped).await;
+    }
+
+    /// Starts node `id`'s process and registers it as live.
+    fn spawn(&mut self, id: u64) {
         let p = self.procs.get_mut(&id).unwrap();
         assert!(p.child.is_none(), "node {id} already running");
         let log = OpenOptions::new().create(true).append(true).open(&p.log).unwrap();
-        let child = Command::new(&binary)
+        let child = Command::new(&self.binary)
             .arg(p.command)
             .arg("--config")
             .arg(&p.config)
@@ -338,6 +372,11 @@ impl Cluster {
             pid,
         };
         self.live.lock().unwrap().insert(id, node);
+    }
+
+    /// Waits (30 s) until started node `id`'s `/metrics` answers; panics with its log's tail if it exits first.
+    async fn wait_up(&mut self, id: u64) {
+        let p = self.procs.get_mut(&id).unwrap();
         let deadline = Instant::now() + Duration::from_secs(30);
         while http_get(&p.metrics_url).await.is_none() {
             if let Some(status) = p.child.as_mut().unwrap().try_wait().unwrap() {
@@ -345,19 +384,6 @@ impl Cluster {
             }
             assert!(Instant::now() < deadline, "node {id} did not come up\n{}", tail(&p.log));
             tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-
-    /// Starts every node added and not running, in id order ([`Cluster::start`]).
-    pub async fn start_all(&mut self) {
-        let stopped: Vec<u64> = self
-            .procs
-            .values()
-            .filter(|p| p.child.is_none())
-            .map(|p| p.id)
-            .collect();
-        for id in stopped {
-            self.start(id).await;
         }
     }
 
