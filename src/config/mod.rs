@@ -270,6 +270,11 @@ pub struct RaftConfig {
     /// Pre-vote round before a real election (unset = on): a node that cannot win (cut off, shorter log) does
     /// not bump the term and so does not depose a healthy leader when it reconnects.
     pub pre_vote: Option<bool>,
+    /// How long the start check (`raft::rollback`) waits in ms for a member that is down before the node starts
+    /// with the answers it has (unset = the raft crate's default, 10 000). Members that are up answer at once:
+    /// this only delays a start while one is down, and a shorter wait checks a restored data directory against
+    /// fewer members when one is slow to answer.
+    pub start_check_wait_ms: Option<u64>,
 }
 
 impl RaftConfig {
@@ -285,6 +290,13 @@ impl RaftConfig {
                 ms(self.election_timeout_max_ms, max),
             ),
         )
+    }
+
+    /// The start check's wait for a member that is down: `start_check_wait_ms` over the raft crate's default.
+    pub fn start_check_wait(&self) -> std::time::Duration {
+        self.start_check_wait_ms
+            .map(std::time::Duration::from_millis)
+            .unwrap_or(raft::RaftConfig::DEFAULT_START_CHECK_WAIT)
     }
 }
 

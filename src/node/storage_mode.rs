@@ -307,6 +307,7 @@ async fn open_store(
             if let Some(pre_vote) = r.pre_vote {
                 cfg.pre_vote = pre_vote;
             }
+            cfg.start_check_wait = r.start_check_wait();
             // The rollback check at start (`raft::rollback`) also asks the configured peers: a member added after
             // an older copy of this directory was taken is not in the membership that copy holds.
             cfg.start_check_peers = peers

@@ -3,11 +3,15 @@
 //! fires, and relays lost to another process' deletes are counted.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use std::time::Duration;
 
 use storage::redis::server::{RedisServer, ServerOptions};
 use storage::redis::{AcquireFailure, NotReady, RedisBackend, RedisConfig};
 use storage::suite;
+
+use common::metrics;
 
 const LEASE: Duration = Duration::from_secs(10);
 
@@ -231,14 +235,7 @@ async fn relays_lost_to_another_process_are_counted() {
     assert_eq!(again[0].relay.payload, b"go-relay");
     assert_eq!(stats.relay_log_groups_vanished(), 1, "counted once");
 
-    let registry = prometheus::Registry::new();
-    for c in b.collectors().unwrap() {
-        registry.register(c).unwrap();
-    }
-    let mut out = String::new();
-    prometheus::TextEncoder::new()
-        .encode_utf8(&registry.gather(), &mut out)
-        .unwrap();
+    let out = metrics(&b);
     assert!(
         out.contains("ha_storage_redis_relay_log_pending_deleted_total 2\n"),
         "{out}"
@@ -247,19 +244,6 @@ async fn relays_lost_to_another_process_are_counted() {
         out.contains("ha_storage_redis_relay_log_groups_vanished_total 1\n"),
         "{out}"
     );
-}
-
-/// The Prometheus text of `b`'s collectors.
-fn metrics(b: &RedisBackend) -> String {
-    let registry = prometheus::Registry::new();
-    for c in b.collectors().unwrap() {
-        registry.register(c).unwrap();
-    }
-    let mut out = String::new();
-    prometheus::TextEncoder::new()
-        .encode_utf8(&registry.gather(), &mut out)
-        .unwrap();
-    out
 }
 
 /// A Go miner started while our miner leads (a replica's heartbeat, then its global leader lock): the next lease

@@ -3,6 +3,8 @@
 //! one real `redis-server` act as the two processes.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use std::time::Duration;
 
 use storage::Fencing as _;
@@ -213,15 +215,7 @@ async fn the_instance_lock_refresher_beats() {
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let registry = prometheus::Registry::new();
-    for collector in a.collectors().unwrap() {
-        registry.register(collector).unwrap();
-    }
-    let mut text = String::new();
-    prometheus::TextEncoder::new()
-        .encode_utf8(&registry.gather(), &mut text)
-        .unwrap();
-    let exported: f64 = text
+    let exported: f64 = common::metrics(&a)
         .lines()
         .find_map(|l| l.strip_prefix("ha_storage_redis_instance_lock_refresh_timestamp_seconds "))
         .expect("exported")

@@ -6,11 +6,15 @@
 //! Readiness says why, nothing panics, and everything resumes once memory is freed.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use std::time::Duration;
 
 use storage::redis::server::{RedisServer, ServerOptions};
 use storage::redis::{AcquireFailure, NotReady, RedisBackend, RedisConfig};
 use storage::{MinedRelay, NodeBatch, RecordWrite, StorageError, TrieWrite, WriteSet, suite};
+
+use common::metrics;
 
 fn big_relay(n: u64) -> MinedRelay {
     MinedRelay {
@@ -248,19 +252,6 @@ async fn flushall_also_recovers_and_other_errors_count_as_redis_error() {
     assert_eq!(stats.acquire_failures(AcquireFailure::RedisOom), 1);
     assert_eq!(stats.acquire_failures(AcquireFailure::RedisError), 1);
     assert_eq!(stats.acquire_consecutive_failures(), 1);
-}
-
-/// The Prometheus text of `b`'s collectors.
-fn metrics(b: &RedisBackend) -> String {
-    let registry = prometheus::Registry::new();
-    for c in b.collectors().unwrap() {
-        registry.register(c).unwrap();
-    }
-    let mut out = String::new();
-    prometheus::TextEncoder::new()
-        .encode_utf8(&registry.gather(), &mut out)
-        .unwrap();
-    out
 }
 
 /// `maxmemory 0` (Redis's default) turns every memory safeguard off (no relay threshold, no OOM refusal, usage

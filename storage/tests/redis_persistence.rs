@@ -3,8 +3,12 @@
 //! it; the setting is also read from `INFO persistence` when `CONFIG` is disabled (managed Redis).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use storage::redis::server::{RedisServer, ServerOptions};
 use storage::redis::{NotReady, Persistence, RedisBackend, RedisConfig};
+
+use common::metrics;
 
 async fn connect(server: &RedisServer, require_aof: bool) -> RedisBackend {
     let mut cfg = RedisConfig::new(server.url());
@@ -70,19 +74,6 @@ async fn aof_is_read_with_config_and_without_it() {
         );
         assert_eq!(b.readiness().await.is_ok(), ready);
     }
-}
-
-/// The Prometheus text of `b`'s collectors.
-fn metrics(b: &RedisBackend) -> String {
-    let registry = prometheus::Registry::new();
-    for c in b.collectors().unwrap() {
-        registry.register(c).unwrap();
-    }
-    let mut out = String::new();
-    prometheus::TextEncoder::new()
-        .encode_utf8(&registry.gather(), &mut out)
-        .unwrap();
-    out
 }
 
 /// What an acknowledged write has survived is on `/metrics`, as read at connect: with Redis's defaults

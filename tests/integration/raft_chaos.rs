@@ -159,9 +159,7 @@ async fn raft_cluster_survives_leader_kills_and_membership_changes_under_load() 
         };
         cluster.add(node_config(&env, id, raft_ports[&id], &opts));
     }
-    for id in 1..=3 {
-        cluster.start(id).await;
-    }
+    cluster.start_many(&[1, 2, 3]).await;
     let (leader, _) = cluster.leader(0, Duration::from_secs(20)).await;
     cluster.miner_leads(leader, Duration::from_secs(20)).await;
     let token_file = env.token_file.clone();

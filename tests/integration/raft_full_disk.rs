@@ -166,9 +166,7 @@ async fn raft_node_with_a_full_disk_stops_acknowledging_and_comes_back() {
         disks.insert(id, Tmpfs::mount(&data, "64M"));
         cluster.add(proc);
     }
-    for id in 1..=3 {
-        cluster.start(id).await;
-    }
+    cluster.start_many(&[1, 2, 3]).await;
     let limit = Duration::from_secs(30);
     let (leader, _) = cluster.leader(0, limit).await;
     cluster.miner_leads(leader, limit).await;

@@ -18,13 +18,14 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use relay_miner::protocol::session::SessionWindows;
+use relay_miner::protocol::wire::SharedParams;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::AbortHandle;
 
 use crate::support::claims::{Proofs, assert_claims};
-use crate::support::cluster::{Cluster, NodeOpts, TOKEN, node_config, start_env, tail};
+use crate::support::cluster::{Cluster, Env, TOKEN, start_env, tail};
 use crate::support::traffic::Traffic;
-use crate::support::{CLUSTER_TESTS, free_port, metric_sum, raft_block_ms, scrape, wait_height};
+use crate::support::{CLUSTER_TESTS, metric_sum, raft_block_ms, scrape, wait_height};
 
 /// A TCP proxy in front of the simulator's gRPC port for one node; [`ChainProxy::cut`] drops its open
 /// connections and closes every new one at once (an endpoint that is down).
@@ -94,77 +95,45 @@ async fn raft_leader_whose_chain_endpoint_fails_hands_off_and_the_session_is_cla
     let started = Instant::now();
     let env = start_env(raft_block_ms(), 1.0).await;
     let level = "warn,relay_miner::miner=info,relay_miner::node=info";
-    let raft_ports: BTreeMap<u64, u16> = (1..=3).map(|id| (id, free_port())).collect();
-    let peers: Vec<(u64, String)> = raft_ports.iter().map(|(i, p)| (*i, format!("127.0.0.1:{p}"))).collect();
-    let mut cluster = Cluster::default();
     let mut proxies = BTreeMap::new();
     for id in 1..=3 {
-        let opts = NodeOpts {
-            level,
-            peers: &peers,
-            raft_extra: &[],
-        };
-        let proc = node_config(&env, id, raft_ports[&id], &opts);
-        let proxy = ChainProxy::start(&env.grpc_url).await;
-        let config = std::fs::read_to_string(&proc.config).unwrap();
-        let own = format!("query_node_grpc_url: {}\n", proxy.url);
-        let rewritten = config.replace(&format!("query_node_grpc_url: {}\n", env.grpc_url), &own);
-        assert!(rewritten.contains(&own), "{config}");
-        std::fs::write(&proc.config, rewritten).unwrap();
-        proxies.insert(id, proxy);
-        cluster.add(proc);
+        proxies.insert(id, ChainProxy::start(&env.grpc_url).await);
     }
-    for id in 1..=3 {
-        cluster.start(id).await;
-    }
+    let mut cluster = Cluster::default();
+    cluster.add_voters(&env, 3, level, |proc| {
+        proc.replace_in_config(
+            &format!("  query_node_grpc_url: {}", env.grpc_url),
+            &format!("  query_node_grpc_url: {}", proxies[&proc.id].url),
+        );
+    });
+    cluster.start_all().await;
     let limit = Duration::from_secs(30);
-    let (old, term) = cluster.leader(0, limit).await;
-    cluster.miner_leads(old, limit).await;
+    let (old, term) = cluster.leading(limit).await;
     let others: Vec<u64> = (1..=3).filter(|id| *id != old).collect();
 
     // The load goes to the two nodes whose endpoints stay up (they forward their appends to the leader), from
     // the next session on: the one the leader's endpoint is cut at the start of.
-    let params = env.chain.state().shared.clone();
-    let now = SessionWindows::new(&params, env.chain.height()).unwrap();
-    let s = SessionWindows::new(&params, now.end + 1).unwrap();
-    wait_height(&env.chain, s.start, limit).await;
+    let (params, s) = next_session(&env, limit).await;
     let traffic = Traffic::start(&env, &cluster, others.clone(), Duration::from_millis(40));
     let t0 = Instant::now();
     proxies[&old].cut();
     let cut_at = env.chain.height();
 
-    let (new, new_term) = cluster.leader_among(&others, term + 1, Duration::from_secs(40)).await;
-    let handed_off = t0.elapsed();
-    cluster.miner_leads(new, Duration::from_secs(15)).await;
-    let handed_at = env.chain.height();
-    let old_metrics = scrape(&cluster.proc(old).metrics_url).await;
-    let hand_offs = metric_sum(
-        &old_metrics,
-        "ha_miner_leadership_hand_offs_total",
-        &[("reason", "chain_stalled"), ("outcome", "handed_off")],
-    );
+    let h = await_hand_off(&env, &cluster, old, &others, term + 1, "chain_stalled", t0).await;
     println!(
-        "leader {old} (term {term}) lost its chain endpoint at height {cut_at}; node {new} leads term {new_term} \
-         after {} ms (height {handed_at}); session {}..{}, claim window {}..{}",
-        handed_off.as_millis(),
-        s.start,
-        s.end,
-        s.claim_open,
-        s.claim_close
+        "leader {old} (term {term}) lost its chain endpoint at height {cut_at}; {}",
+        h.describe(&s)
     );
     assert_eq!(
-        hand_offs,
+        h.counted,
         1.0,
         "node {old}'s hand-off count\n{}",
         tail(&cluster.proc(old).log)
     );
-    assert!(
-        handed_at < s.claim_close,
-        "the hand-off came after the claim window closed (height {handed_at})"
-    );
+    h.assert_before_claim_close(&s);
 
     // Load through the session, then let it settle: the new leader claims and proves it.
-    settle_and_check(&env, cluster, traffic, &params, &s, limit, started, new_term).await;
+    settle_and_check(&env, cluster, traffic, &params, &s, limit, started, h.new_term).await;
 }
 
 /// Supplier labels of `name` whose value is above 0 in a `/metrics` text.
@@ -187,8 +156,6 @@ async fn raft_leader_without_a_suppliers_key_hands_off_and_the_session_is_claime
     let started = Instant::now();
     let env = start_env(raft_block_ms(), 1.0).await;
     let level = "warn,relay_miner::miner=info,relay_miner::node=info";
-    let raft_ports: BTreeMap<u64, u16> = (1..=3).map(|id| (id, free_port())).collect();
-    let peers: Vec<(u64, String)> = raft_ports.iter().map(|(i, p)| (*i, format!("127.0.0.1:{p}"))).collect();
     // Node 3's keys file lacks the first supplier's key (the others have both).
     assert_eq!(env.genesis.suppliers.len(), 2);
     let partial = env.dir.path().join("keys-partial.yaml");
@@ -199,28 +166,18 @@ async fn raft_leader_without_a_suppliers_key_hands_off_and_the_session_is_claime
     }
     let keyless = 3;
     let mut cluster = Cluster::default();
-    for id in 1..=3 {
-        let opts = NodeOpts {
-            level,
-            peers: &peers,
-            raft_extra: &[],
-        };
-        let proc = node_config(&env, id, raft_ports[&id], &opts);
-        if id == keyless {
-            let config = std::fs::read_to_string(&proc.config).unwrap();
-            let own = format!("keys_file: {}\n", partial.display());
-            let rewritten = config.replace(&format!("keys_file: {}\n", env.keys.display()), &own);
-            assert!(rewritten.contains(&own), "{config}");
-            std::fs::write(&proc.config, rewritten).unwrap();
+    cluster.add_voters(&env, 3, level, |proc| {
+        if proc.id == keyless {
+            proc.replace_in_config(
+                &format!("  keys_file: {}", env.keys.display()),
+                &format!("  keys_file: {}", partial.display()),
+            );
         }
-        cluster.add(proc);
-    }
+    });
     // All three start (the cluster is initialized once every listed peer answered, `raft::bootstrap`); a keyed
     // node is made the leader, so its miner stores the session's records.
     let keyed = [1, 2];
-    for id in 1..=3 {
-        cluster.start(id).await;
-    }
+    cluster.start_all().await;
     let limit = Duration::from_secs(30);
     let (leader, _) = cluster.leader(0, limit).await;
     if leader == keyless {
@@ -233,10 +190,7 @@ async fn raft_leader_without_a_suppliers_key_hands_off_and_the_session_is_claime
     cluster.miner_leads(first, limit).await;
     cluster.caught_up(keyless, limit).await;
 
-    let params = env.chain.state().shared.clone();
-    let now = SessionWindows::new(&params, env.chain.height()).unwrap();
-    let s = SessionWindows::new(&params, now.end + 1).unwrap();
-    wait_height(&env.chain, s.start, limit).await;
+    let (params, s) = next_session(&env, limit).await;
     let traffic = Traffic::start(&env, &cluster, keyed, Duration::from_millis(40));
     // Both suppliers' relays of the session mined by the keyed leader: their records are in storage.
     let deadline = Instant::now() + limit;
@@ -259,53 +213,119 @@ async fn raft_leader_without_a_suppliers_key_hands_off_and_the_session_is_claime
         .await;
     let moved_at = env.chain.height();
     let t0 = Instant::now();
-    let (new, new_term) = cluster.leader_among(&keyed, term + 2, Duration::from_secs(40)).await;
-    let handed_off = t0.elapsed();
-    cluster.miner_leads(new, Duration::from_secs(15)).await;
-    let handed_at = env.chain.height();
-    let keyless_metrics = scrape(&cluster.proc(keyless).metrics_url).await;
-    let hand_offs = metric_sum(
-        &keyless_metrics,
-        "ha_miner_leadership_hand_offs_total",
-        &[("reason", "keyless"), ("outcome", "handed_off")],
-    );
+    let h = await_hand_off(&env, &cluster, keyless, &keyed, term + 2, "keyless", t0).await;
     println!(
-        "node {first} led; transfer to node {keyless} (no key of one supplier) at height {moved_at}: {moved:?}; \
-         node {new} leads term {new_term} {} ms later (height {handed_at}); session {}..{}, claim window {}..{}",
-        handed_off.as_millis(),
-        s.start,
-        s.end,
-        s.claim_open,
-        s.claim_close
+        "node {first} led; transfer to node {keyless} (no key of one supplier) at height {moved_at}: {moved:?}; {}",
+        h.describe(&s)
     );
     assert_eq!(moved.ok(), Some(keyless), "the transfer to node {keyless}");
     assert_eq!(
-        hand_offs,
+        h.counted,
         1.0,
         "node {keyless}'s keyless hand-off count\n{}",
         tail(&cluster.proc(keyless).log)
     );
     assert!(
-        metric_sum(&keyless_metrics, "ha_miner_keyless_sessions", &[]) > 0.0,
+        metric_sum(&h.old_metrics, "ha_miner_keyless_sessions", &[]) > 0.0,
         "node {keyless} found no keyless live session\n{}",
         tail(&cluster.proc(keyless).log)
     );
-    assert!(
-        handed_at < s.claim_close,
-        "the hand-off came after the claim window closed (height {handed_at})"
-    );
+    h.assert_before_claim_close(&s);
 
-    settle_and_check(&env, cluster, traffic, &params, &s, limit, started, new_term).await;
+    settle_and_check(&env, cluster, traffic, &params, &s, limit, started, h.new_term).await;
 }
 
-/// Loads through the session `s`, lets it settle with the cluster stopped, and checks that every served relay was
-/// claimed and proven once, one submitter per term, and that the leadership did not move after `new_term`.
+/// The session after the current one, once it started (waited for up to `limit`): the chain's shared params and
+/// its windows. The hand-off tests load it from its first block and break the leader at its start.
+pub(crate) async fn next_session(env: &Env, limit: Duration) -> (SharedParams, SessionWindows) {
+    let params = env.chain.state().shared.clone();
+    let now = SessionWindows::new(&params, env.chain.height()).unwrap();
+    let s = SessionWindows::new(&params, now.end + 1).unwrap();
+    wait_height(&env.chain, s.start, limit).await;
+    (params, s)
+}
+
+/// A hand-off of the raft leadership away from a node whose miner could not work, as the test saw it.
+pub(crate) struct HandOff {
+    /// The node leading after it, and its term.
+    pub new: u64,
+    pub new_term: u64,
+    /// From the fault to the new leader's raft leadership.
+    pub after: Duration,
+    /// The chain height once the new leader's miner led.
+    pub at: i64,
+    /// The old leader's `ha_miner_leadership_hand_offs_total{reason, outcome="handed_off"}`.
+    pub counted: f64,
+    /// The old leader's `/metrics` text, read once the new leader's miner led.
+    pub old_metrics: String,
+}
+
+impl HandOff {
+    /// What a test prints of it, with `s`'s windows.
+    pub fn describe(&self, s: &SessionWindows) -> String {
+        format!(
+            "node {} leads term {} {} ms after the fault (height {}); session {}..{}, claim window {}..{}",
+            self.new,
+            self.new_term,
+            self.after.as_millis(),
+            self.at,
+            s.start,
+            s.end,
+            s.claim_open,
+            s.claim_close
+        )
+    }
+
+    /// The new leader's miner led before `s`'s claim window closed: it can still claim the session.
+    pub fn assert_before_claim_close(&self, s: &SessionWindows) {
+        assert!(
+            self.at < s.claim_close,
+            "the hand-off came after the claim window closed (height {})",
+            self.at
+        );
+    }
+}
+
+/// Waits (40 s) for a node of `among` to lead in a term ≥ `min_term` after the fault that began at `t0` on node
+/// `old`, then (15 s) for its miner to lead, and reads `old`'s hand-off count for `reason`.
+pub(crate) async fn await_hand_off(
+    env: &Env,
+    cluster: &Cluster,
+    old: u64,
+    among: &[u64],
+    min_term: u64,
+    reason: &str,
+    t0: Instant,
+) -> HandOff {
+    let (new, new_term) = cluster.leader_among(among, min_term, Duration::from_secs(40)).await;
+    let after = t0.elapsed();
+    cluster.miner_leads(new, Duration::from_secs(15)).await;
+    let at = env.chain.height();
+    let old_metrics = scrape(&cluster.proc(old).metrics_url).await;
+    let counted = metric_sum(
+        &old_metrics,
+        "ha_miner_leadership_hand_offs_total",
+        &[("reason", reason), ("outcome", "handed_off")],
+    );
+    HandOff {
+        new,
+        new_term,
+        after,
+        at,
+        counted,
+        old_metrics,
+    }
+}
+
+/// Loads through the session `s`, lets it settle, stops the cluster, and checks that every served relay was claimed
+/// and proven once, one submitter per term (the monitor having seen the submissions of `new_term`), and that the
+/// leadership did not move after `new_term`.
 #[allow(clippy::too_many_arguments)]
 pub(crate) async fn settle_and_check(
-    env: &crate::support::cluster::Env,
+    env: &Env,
     cluster: Cluster,
     traffic: Traffic,
-    params: &relay_miner::protocol::wire::SharedParams,
+    params: &SharedParams,
     s: &SessionWindows,
     limit: Duration,
     started: Instant,
@@ -329,6 +349,11 @@ pub(crate) async fn settle_and_check(
     );
     assert!(!load.served.is_empty(), "nothing served");
     submitters.assert_one_per_term();
+    assert!(
+        submitters.by_term.contains_key(&new_term),
+        "the monitor saw no submission in term {new_term}, where the session's claims and proofs were due: {:?}",
+        submitters.by_term
+    );
     assert_claims(&env.chain, &load.served, load.unanswered(), Proofs::EveryClaim);
     assert_eq!(last_term, new_term, "the leadership moved again after the hand-off");
 }

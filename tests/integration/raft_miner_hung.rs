@@ -8,16 +8,13 @@
 //! claimed and proven once, one submitter per term, the leadership not moving again, and the hung node counts its
 //! hand-off (`ha_miner_leadership_hand_offs_total{reason="miner_hung"}`).
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use relay_miner::protocol::session::SessionWindows;
-
-use crate::raft_miner_handoff::settle_and_check;
-use crate::support::cluster::{Cluster, NodeOpts, node_config, start_env, tail};
+use crate::raft_miner_handoff::{await_hand_off, next_session, settle_and_check};
+use crate::support::cluster::{Cluster, start_env, tail};
 use crate::support::traffic::Traffic;
-use crate::support::{CLUSTER_TESTS, free_port, metric_sum, raft_block_ms, scrape, wait_height};
+use crate::support::{CLUSTER_TESTS, raft_block_ms};
 
 /// The hung bound of the nodes: far above an iteration of a working miner here (a 100 ms tick; seconds on a
 /// loaded 2-core host), and short enough for the hand-off to come before the claim window closes (the session is
@@ -53,55 +50,26 @@ async fn raft_leader_whose_miner_hangs_hands_off_and_the_session_is_claimed_and_
     let started = Instant::now();
     let env = start_env(raft_block_ms(), 1.0).await;
     let level = "warn,relay_miner::miner=info,relay_miner::node=info";
-    let raft_ports: BTreeMap<u64, u16> = (1..=3).map(|id| (id, free_port())).collect();
-    let peers: Vec<(u64, String)> = raft_ports.iter().map(|(i, p)| (*i, format!("127.0.0.1:{p}"))).collect();
     let mut cluster = Cluster::new(faulty_binary(env.dir.path()));
-    for id in 1..=3 {
-        let opts = NodeOpts {
-            level,
-            peers: &peers,
-            raft_extra: &[],
-        };
-        cluster.add(node_config(&env, id, raft_ports[&id], &opts));
-    }
-    for id in 1..=3 {
-        cluster.start(id).await;
-    }
+    cluster.add_voters(&env, 3, level, |_| {});
+    cluster.start_all().await;
     let limit = Duration::from_secs(30);
-    let (old, term) = cluster.leader(0, limit).await;
-    cluster.miner_leads(old, limit).await;
+    let (old, term) = cluster.leading(limit).await;
     let others: Vec<u64> = (1..=3).filter(|id| *id != old).collect();
 
     // The load goes to every node (the hung leader's relayer keeps serving), from the next session on: the one
     // the leader's miner hangs at the start of.
-    let params = env.chain.state().shared.clone();
-    let now = SessionWindows::new(&params, env.chain.height()).unwrap();
-    let s = SessionWindows::new(&params, now.end + 1).unwrap();
-    wait_height(&env.chain, s.start, limit).await;
+    let (params, s) = next_session(&env, limit).await;
     let traffic = Traffic::start(&env, &cluster, 1..=3, Duration::from_millis(40));
     let t0 = Instant::now();
     let config_dir = cluster.proc(old).config.parent().unwrap().to_path_buf();
     std::fs::write(config_dir.join(HANG_FILE), b"").unwrap();
     let hung_at = env.chain.height();
 
-    let (new, new_term) = cluster.leader_among(&others, term + 1, Duration::from_secs(40)).await;
-    let handed_off = t0.elapsed();
-    cluster.miner_leads(new, Duration::from_secs(15)).await;
-    let handed_at = env.chain.height();
-    let old_metrics = scrape(&cluster.proc(old).metrics_url).await;
-    let hand_offs = metric_sum(
-        &old_metrics,
-        "ha_miner_leadership_hand_offs_total",
-        &[("reason", "miner_hung"), ("outcome", "handed_off")],
-    );
+    let h = await_hand_off(&env, &cluster, old, &others, term + 1, "miner_hung", t0).await;
     println!(
-        "leader {old} (term {term}): miner hung at height {hung_at}; node {new} leads term {new_term} after {} ms \
-         (height {handed_at}); session {}..{}, claim window {}..{}",
-        handed_off.as_millis(),
-        s.start,
-        s.end,
-        s.claim_open,
-        s.claim_close
+        "leader {old} (term {term}): miner hung at height {hung_at}; {}",
+        h.describe(&s)
     );
     let log = std::fs::read_to_string(&cluster.proc(old).log).unwrap();
     assert!(
@@ -110,25 +78,24 @@ async fn raft_leader_whose_miner_hangs_hands_off_and_the_session_is_claimed_and_
         tail(&cluster.proc(old).log)
     );
     // Anything else that moves the leadership first (an election on a starved host) is no test of the watchdog.
-    let counted: Vec<&str> = old_metrics
+    let counted: Vec<&str> = h
+        .old_metrics
         .lines()
         .filter(|l| l.starts_with("ha_miner_leadership_hand_offs_total"))
         .collect();
     assert_eq!(
-        hand_offs,
+        h.counted,
         1.0,
         "node {old}'s miner_hung hand-off count ({counted:?})\n{}",
         tail(&cluster.proc(old).log)
     );
     // The watchdog looks at the miner once a second: the last progress it saw may precede the hang by that.
     assert!(
-        handed_off >= Duration::from_millis(HUNG_AFTER_MS - 1000),
-        "handed off before the hung bound: {handed_off:?}"
+        h.after >= Duration::from_millis(HUNG_AFTER_MS - 1000),
+        "handed off before the hung bound: {:?}",
+        h.after
     );
-    assert!(
-        handed_at < s.claim_close,
-        "the hand-off came after the claim window closed (height {handed_at})"
-    );
+    h.assert_before_claim_close(&s);
 
-    settle_and_check(&env, cluster, traffic, &params, &s, limit, started, new_term).await;
+    settle_and_check(&env, cluster, traffic, &params, &s, limit, started, h.new_term).await;
 }

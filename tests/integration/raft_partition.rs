@@ -68,9 +68,7 @@ async fn raft_cluster_survives_partitions_under_load() {
         };
         cluster.add(node_config(&env, id, raft_ports[&id], &opts));
     }
-    for id in 1..=3 {
-        cluster.start(id).await;
-    }
+    cluster.start_many(&[1, 2, 3]).await;
     let limit = Duration::from_secs(30);
     let (leader, _) = cluster.leader(0, limit).await;
     cluster.miner_leads(leader, limit).await;

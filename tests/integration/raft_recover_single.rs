@@ -4,17 +4,14 @@
 //! leads and its miner claims and proves every relay the cluster served: each claimed and proven once, one
 //! submitter per term. And the CLI refuses while the node runs (its files are open), changing nothing.
 
-use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-use relay_miner::protocol::session::SessionWindows;
-
-use crate::raft_miner_handoff::settle_and_check;
-use crate::support::cluster::{Cluster, NodeOpts, node_config, start_env, tail};
+use crate::raft_miner_handoff::{next_session, settle_and_check};
+use crate::support::cluster::{Cluster, start_env, tail};
 use crate::support::traffic::Traffic;
-use crate::support::{CLUSTER_TESTS, free_port, raft_block_ms, wait_height};
+use crate::support::{CLUSTER_TESTS, raft_block_ms, wait_height};
 
 /// Runs `relay-miner raft recover-single` on node `config`'s data dir, confirmed.
 fn recover_single(config: &Path) -> Output {
@@ -42,23 +39,11 @@ async fn raft_recover_single_on_the_survivors_dir_leads_alone_and_claims_every_r
     let started = Instant::now();
     let env = start_env(raft_block_ms(), 1.0).await;
     let level = "warn,relay_miner::miner=info,relay_miner::node=info,raft=info";
-    let raft_ports: BTreeMap<u64, u16> = (1..=3).map(|id| (id, free_port())).collect();
-    let peers: Vec<(u64, String)> = raft_ports.iter().map(|(i, p)| (*i, format!("127.0.0.1:{p}"))).collect();
     let mut cluster = Cluster::default();
-    for id in 1..=3 {
-        let opts = NodeOpts {
-            level,
-            peers: &peers,
-            raft_extra: &[],
-        };
-        cluster.add(node_config(&env, id, raft_ports[&id], &opts));
-    }
-    for id in 1..=3 {
-        cluster.start(id).await;
-    }
+    cluster.add_voters(&env, 3, level, |_| {});
+    cluster.start_all().await;
     let limit = Duration::from_secs(30);
-    let (leader, _) = cluster.leader(0, limit).await;
-    cluster.miner_leads(leader, limit).await;
+    let (leader, _) = cluster.leading(limit).await;
     // The survivor is a follower: what it holds came to it by replication.
     let survivor = (1..=3).find(|id| *id != leader).unwrap();
     let lost: Vec<u64> = (1..=3).filter(|id| *id != survivor).collect();
@@ -77,10 +62,7 @@ async fn raft_recover_single_on_the_survivors_dir_leads_alone_and_claims_every_r
     assert_eq!(cluster.status(survivor).await.unwrap().voters.len(), 3);
 
     // Relays of one session through every node, until two blocks into it.
-    let params = env.chain.state().shared.clone();
-    let now = SessionWindows::new(&params, env.chain.height()).unwrap();
-    let s = SessionWindows::new(&params, now.end + 1).unwrap();
-    wait_height(&env.chain, s.start, limit).await;
+    let (params, s) = next_session(&env, limit).await;
     let traffic = Traffic::start(&env, &cluster, 1..=3, Duration::from_millis(40));
     wait_height(&env.chain, s.start + 2, limit).await;
     for id in 1..=3 {

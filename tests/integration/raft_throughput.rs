@@ -261,9 +261,7 @@ async fn raft_vs_embedded_relay_throughput() {
         raft_extra: &[],
     };
     cluster.add(node_config(&env, 9, free_port(), &embedded));
-    for id in 1..=3 {
-        cluster.start(id).await;
-    }
+    cluster.start_many(&[1, 2, 3]).await;
     let (leader, _) = cluster.leader(0, Duration::from_secs(20)).await;
     cluster.miner_leads(leader, Duration::from_secs(20)).await;
     let follower = (1..=3).find(|id| *id != leader).unwrap();

@@ -268,12 +268,14 @@ fn raft_timing_keys_override_the_defaults_and_are_checked() {
     assert!(config.validate().is_empty(), "{:?}", config.validate());
     let ms = std::time::Duration::from_millis;
     assert_eq!(config.storage.raft.timing(), (ms(50), (ms(150), ms(300))));
+    assert_eq!(config.storage.raft.start_check_wait(), ms(10_000));
     let text = format!(
-        "{MINIMAL}{raft}    heartbeat_interval_ms: 40\n    election_timeout_min_ms: 200\n    election_timeout_max_ms: 500\n    pre_vote: false\n"
+        "{MINIMAL}{raft}    heartbeat_interval_ms: 40\n    election_timeout_min_ms: 200\n    election_timeout_max_ms: 500\n    pre_vote: false\n    start_check_wait_ms: 2000\n"
     );
     let config = Config::from_yaml(&text).unwrap();
     assert_eq!(config.storage.raft.timing(), (ms(40), (ms(200), ms(500))));
     assert_eq!(config.storage.raft.pre_vote, Some(false));
+    assert_eq!(config.storage.raft.start_check_wait(), ms(2000));
     let text = format!("{MINIMAL}{raft}    heartbeat_interval_ms: 200\n    election_timeout_max_ms: 150\n");
     let keys = issue_keys(&text);
     assert_eq!(

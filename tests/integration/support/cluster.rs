@@ -19,6 +19,11 @@ use super::{demo_args, free_port, http_get, metric_sum, scrape, serve};
 pub const TOKEN: &str = "chaos-test-cluster-token-0123456789";
 /// The one service of the demo genesis.
 pub const SERVICE: &str = "anvil";
+/// `storage.raft.start_check_wait_ms` of every node: how long a starting raft node waits for a member that is
+/// down before it starts with the answers it has (`raft::rollback`). Members that are up answer within
+/// milliseconds; 10 s (the default) spent on every restart beside a stopped node is no part of what these tests
+/// check.
+pub const START_CHECK_WAIT_MS: u64 = 2000;
 
 /// The simulator, the demo backend and the files every node shares.
 pub struct Env {
@@ -122,6 +127,20 @@ pub struct Proc {
     pub command: &'static str,
 }
 
+impl Proc {
+    /// Replaces the config line `old` (without its newline) by `new`, asserting that the line was there.
+    pub fn replace_in_config(&self, old: &str, new: &str) {
+        let config = std::fs::read_to_string(&self.config).unwrap();
+        let (old, new) = (format!("{old}\n"), format!("{new}\n"));
+        assert!(
+            config.contains(&old),
+            "node {}'s config has no line {old:?}\n{config}",
+            self.id
+        );
+        std::fs::write(&self.config, config.replace(&old, &new)).unwrap();
+    }
+}
+
 /// A running node as the load and monitor tasks see it.
 #[derive(Debug, Clone)]
 pub struct LiveNode {
@@ -176,6 +195,7 @@ storage:
     listen_addr: 127.0.0.1:{raft_port}
     peers: [{peers}]
     cluster_token_file: {token}
+    start_check_wait_ms: {START_CHECK_WAIT_MS}
 {extra}pocket_node:
   query_node_grpc_url: {grpc}
   query_node_rpc_url: {rpc}
@@ -268,17 +288,71 @@ impl Cluster {
         self.procs.insert(proc.id, proc);
     }
 
+    /// Adds `n` `run --storage raft` voters (ids `1..=n`, not started), each on a free raft port of its own that
+    /// every peer dials directly, logging at `level`; `prepare` sees each node's config before it is added (e.g.
+    /// to point one node at a chain proxy or a keys file of its own with [`Proc::replace_in_config`]).
+    pub fn add_voters(&mut self, env: &Env, n: u64, level: &str, mut prepare: impl FnMut(&Proc)) {
+        let raft_ports: BTreeMap<u64, u16> = (1..=n).map(|id| (id, free_port())).collect();
+        let peers: Vec<(u64, String)> = raft_ports.iter().map(|(i, p)| (*i, format!("127.0.0.1:{p}"))).collect();
+        for (id, port) in &raft_ports {
+            let opts = NodeOpts {
+                level,
+                peers: &peers,
+                raft_extra: &[],
+            };
+            let proc = node_config(env, *id, *port, &opts);
+            prepare(&proc);
+            self.add(proc);
+        }
+    }
+
+    /// Waits (each up to `limit`) for a raft leader among the running nodes and for its miner to lead: the
+    /// leader and its term.
+    pub async fn leading(&self, limit: Duration) -> (u64, u64) {
+        let (leader, term) = self.leader(0, limit).await;
+        self.miner_leads(leader, limit).await;
+        (leader, term)
+    }
+
     pub fn proc(&self, id: u64) -> &Proc {
         &self.procs[&id]
     }
 
     /// Starts node `id` (again) on its data dir and waits until its `/metrics` answers.
     pub async fn start(&mut self, id: u64) {
-        let binary = self.binary.clone();
+        self.start_many(&[id]).await;
+    }
+
+    /// Starts the nodes `ids` (again) on their data dirs all at once, then waits until each one's `/metrics`
+    /// answers: as a cluster's processes are started. A raft node serves nothing before its start check
+    /// (`raft::rollback`) has heard every other member or waited for it, so nodes started one by one would each
+    /// wait out that check for the ones not started yet.
+    pub async fn start_many(&mut self, ids: &[u64]) {
+        for id in ids {
+            self.spawn(*id);
+        }
+        for id in ids {
+            self.wait_up(*id).await;
+        }
+    }
+
+    /// Starts every node added and not running ([`Cluster::start_many`]).
+    pub async fn start_all(&mut self) {
+        let stopped: Vec<u64> = self
+            .procs
+            .values()
+            .filter(|p| p.child.is_none())
+            .map(|p| p.id)
+            .collect();
+        self.start_many(&stopped).await;
+    }
+
+    /// Starts node `id`'s process and registers it as live.
+    fn spawn(&mut self, id: u64) {
         let p = self.procs.get_mut(&id).unwrap();
         assert!(p.child.is_none(), "node {id} already running");
         let log = OpenOptions::new().create(true).append(true).open(&p.log).unwrap();
-        let child = Command::new(&binary)
+        let child = Command::new(&self.binary)
             .arg(p.command)
             .arg("--config")
             .arg(&p.config)
@@ -298,6 +372,11 @@ impl Cluster {
             pid,
         };
         self.live.lock().unwrap().insert(id, node);
+    }
+
+    /// Waits (30 s) until started node `id`'s `/metrics` answers; panics with its log's tail if it exits first.
+    async fn wait_up(&mut self, id: u64) {
+        let p = self.procs.get_mut(&id).unwrap();
         let deadline = Instant::now() + Duration::from_secs(30);
         while http_get(&p.metrics_url).await.is_none() {
             if let Some(status) = p.child.as_mut().unwrap().try_wait().unwrap() {

@@ -24,15 +24,23 @@ pub struct Submitters {
 }
 
 impl Submitters {
-    /// Asserts that no two nodes submitted in one term.
+    /// Asserts that no two nodes submitted in one term, and that the monitor saw a submission at all (a
+    /// monitor stopped before the claims and proofs it watches would pass it vacuously).
     pub fn assert_one_per_term(&self) {
+        assert!(
+            !self.by_term.is_empty(),
+            "the monitor saw no submission in {} samples ({} in intervals that spanned a term change): it checked \
+             nothing",
+            self.samples,
+            self.ambiguous
+        );
         for (term, nodes) in &self.by_term {
             assert!(nodes.len() <= 1, "term {term}: nodes {nodes:?} all submitted");
         }
     }
 }
 
-/// Samples every live node every 30 ms until `stop`.
+/// Samples every live node every 30 ms until `stop` (or until its sender is dropped: the test is gone).
 pub fn spawn_monitor(
     chain: SimChain,
     live: Live,
@@ -40,7 +48,7 @@ pub fn spawn_monitor(
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
-        while !*stop.borrow() {
+        while !*stop.borrow() && stop.has_changed().is_ok() {
             let nodes: Vec<_> = live.lock().unwrap().clone().into_iter().collect();
             for (id, node) in nodes {
                 let client = AdminClient::new(node.raft_addr, TOKEN).with_timeout(Duration::from_millis(300));

@@ -1,6 +1,8 @@
-//! The traffic of a raft process test (`raft_chaos`, `raft_partition`, `raft_full_disk`): one load sender per
-//! node and the submitter monitor, started once the cluster's miner leads, and stopped only after the last
-//! session the load reached has settled, so the money assertions see every claim and proof.
+//! The traffic of a raft process test (`raft_chaos`, `raft_partition`, `raft_full_disk`, `raft_miner_handoff`,
+//! `raft_miner_hung`, `raft_recover_single`): one load sender per node and the submitter monitor, started once the
+//! cluster's miner leads. [`Traffic::finish`] stops the load first and the monitor only after the last session the
+//! load reached has settled: the claims and proofs of that session come after the load stopped, and the "one
+//! submitter per term" check must see them (each has its own stop signal).
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -20,7 +22,8 @@ pub struct Traffic {
     pub load: Arc<Mutex<Load>>,
     /// Who submitted, per term.
     pub submitters: Arc<Mutex<Submitters>>,
-    stop: tokio::sync::watch::Sender<bool>,
+    stop_load: tokio::sync::watch::Sender<bool>,
+    stop_monitor: tokio::sync::watch::Sender<bool>,
     load_task: tokio::task::JoinHandle<()>,
     monitor_task: tokio::task::JoinHandle<()>,
 }
@@ -39,18 +42,20 @@ impl Traffic {
             .collect();
         let load = Arc::new(Mutex::new(Load::default()));
         let submitters = Arc::new(Mutex::new(Submitters::default()));
-        let (stop, stop_rx) = tokio::sync::watch::channel(false);
-        let load_task = spawn_load(env.chain.clone(), gens, Arc::clone(&load), stop_rx.clone(), pace);
+        let (stop_load, load_rx) = tokio::sync::watch::channel(false);
+        let (stop_monitor, monitor_rx) = tokio::sync::watch::channel(false);
+        let load_task = spawn_load(env.chain.clone(), gens, Arc::clone(&load), load_rx, pace);
         let monitor_task = spawn_monitor(
             env.chain.clone(),
             Arc::clone(&cluster.live),
             Arc::clone(&submitters),
-            stop_rx,
+            monitor_rx,
         );
         Self {
             load,
             submitters,
-            stop,
+            stop_load,
+            stop_monitor,
             load_task,
             monitor_task,
         }
@@ -73,14 +78,16 @@ impl Traffic {
         self.load.lock().unwrap().paused.remove(&node);
     }
 
-    /// Stops the load, waits (up to 60 s) until the last session it served has settled under `params`, then
-    /// stops the monitor: the load's and the monitor's totals.
+    /// Stops the load, waits (up to 60 s) until the last session it served has settled under `params` (its
+    /// claims and proofs all made, the monitor sampling on), then stops the monitor: the load's and the monitor's
+    /// totals.
     pub async fn finish(self, env: &Env, params: &SharedParams) -> (Load, Submitters) {
-        self.stop.send(true).unwrap();
+        self.stop_load.send(true).unwrap();
         self.load_task.await.unwrap();
         let load = std::mem::take(&mut *self.load.lock().unwrap());
         let settle = SessionWindows::new(params, load.max_session_end).unwrap();
         wait_height(&env.chain, settle.settlement + 1, Duration::from_secs(60)).await;
+        self.stop_monitor.send(true).unwrap();
         self.monitor_task.await.unwrap();
         let submitters = std::mem::take(&mut *self.submitters.lock().unwrap());
         (load, submitters)
