@@ -6,15 +6,20 @@ use super::*;
 use crate::miner::lifecycle::TxKind;
 
 /// Three sessions worth 10 (`high`), 5 (the fixture's own) and 2 (`low`) relays; the proof fee 400,000 upokt.
-struct ThreeSessions {
-    f: Fixture,
-    miner: Miner,
-    telemetry: crate::telemetry::Telemetry,
-    high: SessionKey,
-    low: SessionKey,
+pub(super) struct ThreeSessions {
+    pub f: Fixture,
+    pub miner: Miner,
+    pub telemetry: crate::telemetry::Telemetry,
+    pub high: SessionKey,
+    pub low: SessionKey,
 }
 
 async fn three_sessions_at_claim_open(balance: u128) -> ThreeSessions {
+    three_sessions_with(balance, config("a")).await
+}
+
+/// [`ThreeSessions`] ingested up to `claim_open` by a miner of `cfg`, the supplier's balance then set to `balance`.
+pub(super) async fn three_sessions_with(balance: u128, cfg: MinerConfig) -> ThreeSessions {
     let mut g = genesis_with_apps(&["app2", "app3"]);
     g.proof_params.proof_submission_fee_upokt = 400_000;
     let f = fixture_on(g).await;
@@ -22,7 +27,7 @@ async fn three_sessions_at_claim_open(balance: u128) -> ThreeSessions {
     let (high_header, high) = app_session(&f, "app3").await;
     let telemetry = crate::telemetry::Telemetry::new().unwrap();
     let plain = MemoryBackend::new().storage();
-    let mut miner = Miner::new(f.client.clone(), plain.clone(), f.keyring.clone(), config("a"))
+    let mut miner = Miner::new(f.client.clone(), plain.clone(), f.keyring.clone(), cfg)
         .with_metrics(crate::miner::metrics::MinerMetrics::new(&telemetry).unwrap());
     plain
         .relay_log

@@ -4,6 +4,7 @@
 //! the same supplier is decided.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use super::claim_funds::{ThreeSessions, three_sessions_with};
 use super::proof_funds::proof_sessions;
 use super::*;
 
@@ -156,31 +157,17 @@ async fn a_proof_tx_still_in_the_mempool_is_paid_before_the_next_proof() {
 /// the pending tx lands); without, it leaves and the balance can no longer back the three proofs.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_claim_tx_still_in_the_mempool_is_paid_before_the_next_claim() {
-    let mut g = genesis_with_apps(&["app2", "app3"]);
-    g.proof_params.proof_submission_fee_upokt = 400_000;
-    let f = fixture_on(g).await;
-    let (low_header, low) = app_session(&f, "app2").await;
-    let (high_header, high) = app_session(&f, "app3").await;
-    let telemetry = crate::telemetry::Telemetry::new().unwrap();
-    let plain = MemoryBackend::new().storage();
     let cfg = MinerConfig {
         gas_price: "0.01upokt".into(),
         ..config("a")
     };
-    let mut miner = Miner::new(f.client.clone(), plain.clone(), f.keyring.clone(), cfg)
-        .with_metrics(crate::miner::metrics::MinerMetrics::new(&telemetry).unwrap());
-    plain
-        .relay_log
-        .append(relays(&f.supplier, &low_header, 100..102))
-        .await
-        .unwrap();
-    plain
-        .relay_log
-        .append(relays(&f.supplier, &high_header, 200..210))
-        .await
-        .unwrap();
-    ingest_until_claim_open(&f, &plain, &mut miner).await;
-    f.chain.state().accounts.get_mut(&f.supplier).unwrap().balance = 900_000;
+    let ThreeSessions {
+        f,
+        mut miner,
+        telemetry,
+        high,
+        low,
+    } = three_sessions_with(900_000, cfg).await;
 
     // claim_open: two claims leave in one tx, which lands a block late; the least valuable is held.
     f.chain.state().inclusion_delay_blocks = 1;
