@@ -62,7 +62,7 @@ pub fn run(args: RunArgs, role: Role) -> anyhow::Result<i32> {
         .enable_all()
         .build()
         .context("tokio runtime")?;
-    runtime.block_on(async move {
+    let code = runtime.block_on(async move {
         let node = match Node::start(config, overrides).await {
             Ok(node) => node,
             Err(e) => {
@@ -86,5 +86,12 @@ pub fn run(args: RunArgs, role: Role) -> anyhow::Result<i32> {
             ),
         }
         Ok(node.run_until(shutdown_signal()).await)
-    })
+    });
+    // Dropping the runtime would wait without limit for its blocking tasks (storage I/O stuck in a failed disk):
+    // the node has stopped, so the process exits after at most this.
+    runtime.shutdown_timeout(RUNTIME_SHUTDOWN_LIMIT);
+    code
 }
+
+/// How long the process waits for the main runtime's blocking tasks once the node stopped.
+const RUNTIME_SHUTDOWN_LIMIT: std::time::Duration = std::time::Duration::from_secs(5);

@@ -20,7 +20,9 @@
 //! A miner that does not end once told to stop (hung: an await that never returns) must not keep the process
 //! from exiting: [`MinerRuntime::join_within`] gives up after a limit and shuts the runtime down, which drops the
 //! future where it awaits. That is as safe as a crash of the miner: relay-log entries are acknowledged only once
-//! the tries holding them are stored, so what it had not stored is delivered again to the next leader.
+//! the tries holding them are stored, so what it had not stored is delivered again to the next leader. It is an
+//! error all the same ([`MinerStopError`]), as is a miner that panicked after its stop signal (its final ingest
+//! and persist did not complete): the node's process then exits non-zero.
 
 use std::future::Future;
 use std::time::Duration;
@@ -98,19 +100,17 @@ impl MinerRuntime {
     /// Waits until the spawned future returned (or panicked), then stops the runtime's threads.
     pub async fn join(mut self) {
         let joined = (&mut self.task).await;
-        self.report(joined);
+        // Logged there; the caller that needs the outcome uses `join_within`.
+        let _ = self.report(joined);
     }
 
     /// [`MinerRuntime::join`], for at most `limit`. A future that has not ended by then is abandoned: the runtime
     /// shuts down, which drops the future where it awaits (with the storage handles it holds, so the caller can
     /// close the storage after it); a thread of it blocked outside an await is waited for at most
-    /// [`ABANDON_WAIT`], then left to end with the process.
-    pub async fn join_within(mut self, limit: Duration) -> Result<(), MinerStuck> {
+    /// [`ABANDON_WAIT`], then left to end with the process. An error unless the future returned normally in time.
+    pub async fn join_within(mut self, limit: Duration) -> Result<(), MinerStopError> {
         match tokio::time::timeout(limit, &mut self.task).await {
-            Ok(joined) => {
-                self.report(joined);
-                Ok(())
-            }
+            Ok(joined) => self.report(joined).map_err(MinerStopError::Abnormal),
             Err(_) => {
                 if let Some(runtime) = self.runtime.take() {
                     // Not on this runtime's worker: a runtime's shutdown blocks (tokio forbids it in async code).
@@ -119,20 +119,27 @@ impl MinerRuntime {
                         tracing::warn!(error = %e, "the miner runtime's shutdown did not complete");
                     }
                 }
-                Err(MinerStuck { limit })
+                Err(MinerStopError::Stuck { limit })
             }
         }
     }
 
-    /// Logs a join that did not end as a normal return.
-    fn report(&self, joined: Result<(), tokio::task::JoinError>) {
+    /// Logs a join that did not end as a normal return, and returns how it ended then.
+    fn report(&self, joined: Result<(), tokio::task::JoinError>) -> Result<(), MinerEnd> {
         if let Err(e) = joined {
             tracing::error!(error = %e, "miner task ended abnormally");
         }
         match &*self.ended.borrow() {
-            Some(MinerEnd::Returned) => {}
-            Some(end) => tracing::error!(%end, "miner task ended abnormally"),
-            None => tracing::error!("miner task ended without a report"),
+            Some(MinerEnd::Returned) => Ok(()),
+            Some(end) => {
+                tracing::error!(%end, "miner task ended abnormally");
+                Err(end.clone())
+            }
+            None => {
+                // Only a shutdown of the runtime ends the reporting task before it reports.
+                tracing::error!("miner task ended without a report");
+                Err(MinerEnd::Cancelled)
+            }
         }
     }
 }
@@ -141,12 +148,18 @@ impl MinerRuntime {
 /// ([`MinerRuntime::join_within`]).
 pub const ABANDON_WAIT: Duration = Duration::from_secs(2);
 
-/// The miner's future did not end within the limit of [`MinerRuntime::join_within`] and was abandoned.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[error("the miner task did not end within {limit:?} of its stop signal and was abandoned")]
-pub struct MinerStuck {
-    /// The limit it was given.
-    pub limit: Duration,
+/// The miner's future did not end normally within the limit of [`MinerRuntime::join_within`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MinerStopError {
+    /// It had not ended at the limit and was abandoned.
+    #[error("the miner task did not end within {limit:?} of its stop signal and was abandoned")]
+    Stuck {
+        /// The limit it was given.
+        limit: Duration,
+    },
+    /// It ended in time, but not by returning (a panic).
+    #[error("{0}")]
+    Abnormal(MinerEnd),
 }
 
 impl Drop for MinerRuntime {
@@ -204,7 +217,7 @@ mod tests {
         .unwrap();
         let started = std::time::Instant::now();
         let limit = Duration::from_millis(300);
-        assert_eq!(runtime.join_within(limit).await, Err(MinerStuck { limit }));
+        assert_eq!(runtime.join_within(limit).await, Err(MinerStopError::Stuck { limit }));
         assert!(started.elapsed() >= limit);
         assert!(
             started.elapsed() < limit + ABANDON_WAIT,
@@ -219,6 +232,23 @@ mod tests {
         // One that ends in time is joined as `join` does.
         let runtime = MinerRuntime::spawn(async {}).unwrap();
         assert_eq!(runtime.join_within(Duration::from_secs(10)).await, Ok(()));
+    }
+
+    /// A future that panics once told to stop (its final ingest and persist did not complete) is an error of
+    /// `join_within`, naming the panic: the node exits non-zero on it.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_panic_after_the_stop_signal_is_an_error_of_join_within() {
+        let (stop, mut stopped) = watch::channel(false);
+        let runtime = MinerRuntime::spawn(async move {
+            let _ = stopped.wait_for(|s| *s).await;
+            panic!("final persist bug");
+        })
+        .unwrap();
+        stop.send(true).unwrap();
+        assert_eq!(
+            runtime.join_within(Duration::from_secs(10)).await,
+            Err(MinerStopError::Abnormal(MinerEnd::Panicked("final persist bug".into())))
+        );
     }
 
     /// The end is published when it happens, before anyone joins: the node stops the process on it.

@@ -30,7 +30,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 pub use role::Role;
-pub use stop::{FATAL_STOP_LIMIT, MINER_STOP_LIMIT, StopError, shutdown_signal};
+pub use stop::{FATAL_STOP_LIMIT, MINER_STOP_LIMIT, StopError, StopFailure, shutdown_signal};
 pub use storage_mode::{OpenedStorage, RaftOverrides, validate_data_dir};
 
 use crate::chain::query::ChainClient;
@@ -100,7 +100,8 @@ pub struct Node {
     stop: watch::Sender<bool>,
     /// Stops the miner, once every relay is settled.
     miner_stop: watch::Sender<bool>,
-    relay_server: Option<JoinHandle<()>>,
+    /// The relay server, then its drain; ends with what the drain abandoned.
+    relay_server: Option<JoinHandle<crate::relayer::Abandoned>>,
     miner: Option<MinerRuntime>,
     background: Vec<JoinHandle<()>>,
     storage: OpenedStorage,
@@ -375,7 +376,7 @@ impl Node {
                 async move {
                     Arc::clone(&relayer).serve(relay_listener, limits, shutdown).await;
                     // Connections are drained; optimistic relays may still be validating and appending.
-                    relayer.drain_settlements().await;
+                    relayer.drain_settlements().await
                 }
             });
             (Some(relay_addr), Some(relay_server))

@@ -7,14 +7,16 @@
 //! reads are tried again for up to 30 s, module `chain_retry`), minings whose gateway went away and streamed
 //! answers (module `detach`, module `stream`), and, without `relay_log.durable_ack`, relays answered once queued
 //! for the log (module `log`). The drain waits for all of them for at most [`SETTLEMENT_DRAIN_LIMIT`], then gives
-//! the relay log's queue and the relay meter's last sync at most [`FLUSH_LIMIT`] more: at most 15 s in all. So a
-//! stop fits the common 30 s grace period (Kubernetes' default `terminationGracePeriodSeconds`) together with the
-//! relay server's drain (as long as the backends answer the relays in flight: that drain waits for them, up to their
-//! request timeouts) and the miner's final ingest; a longer grace period leaves room for slow backends.
+//! the relay log's queue and the relay meter's last sync at most [`FLUSH_LIMIT`] more: at most 15 s in all. A
+//! stop's grace period must hold it together with the relay server's drain (the backends' answers to the relays in
+//! flight: that drain waits for them, up to their request timeouts) and the miner's stop (up to
+//! `node::MINER_STOP_LIMIT`, 30 s): 60–90 s, as the README says, not Kubernetes' default 30 s
+//! (`terminationGracePeriodSeconds`).
 //!
-//! What is still running at a limit is abandoned, not cancelled: logged at ERROR with its counts and counted in
+//! What is still running at a limit is abandoned, not cancelled: logged at ERROR with its counts, counted in
 //! `ha_relayer_shutdown_abandoned_total{kind}` (`websocket` connections, `optimistic` settlements, `detached`
-//! minings and streams, `queued` relays of the log's queue). Each is a relay answered to its gateway that may never
+//! minings and streams, `queued` relays of the log's queue) and returned ([`Abandoned`]): the node then exits with
+//! code 1, since a process that stops is not scraped again. Each is a relay answered to its gateway that may never
 //! be in the relay log: it is lost unless its append lands before the storage closes, and even then the miner's
 //! final ingest may not have seen it.
 
@@ -29,14 +31,53 @@ pub const SETTLEMENT_DRAIN_LIMIT: Duration = Duration::from_secs(10);
 /// How long the shutdown then waits for the relay log's queue and the relay meter's last sync.
 pub const FLUSH_LIMIT: Duration = Duration::from_secs(5);
 
+/// What a relay drain gave up on at its limits (module docs), by kind; all zero after a complete drain.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Abandoned {
+    /// WebSocket relay connections still open.
+    pub websocket: usize,
+    /// Optimistic settlements still validating or appending.
+    pub optimistic: usize,
+    /// Minings and streamed answers still running in tasks of their own.
+    pub detached: usize,
+    /// Relays still queued for the relay log.
+    pub queued: usize,
+}
+
+impl Abandoned {
+    /// Whether the drain gave up on nothing.
+    pub fn is_empty(&self) -> bool {
+        *self == Self::default()
+    }
+
+    /// Each kind with its count, as labelled in `ha_relayer_shutdown_abandoned_total{kind}`.
+    fn by_kind(&self) -> [(&'static str, usize); 4] {
+        [
+            ("websocket", self.websocket),
+            ("optimistic", self.optimistic),
+            ("detached", self.detached),
+            ("queued", self.queued),
+        ]
+    }
+}
+
+impl std::fmt::Display for Abandoned {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} optimistic settlements, {} detached minings and streams, {} queued relays, {} websocket connections",
+            self.optimistic, self.detached, self.queued, self.websocket
+        )
+    }
+}
+
 impl Relayer {
     /// The relayer's drain at a graceful stop: [`Relayer::drain_settlements_within`] [`SETTLEMENT_DRAIN_LIMIT`],
-    /// then at most [`FLUSH_LIMIT`] for the relay log's queue and the meter's last sync: at most 15 s, so a stop
-    /// fits a 30 s grace period with the relay server's drain and the miner's final ingest. Call once the relay
-    /// server drained its connections and before the miner's final ingest and the storage close. The relayer takes
-    /// no relay after it.
-    pub async fn drain_settlements(&self) {
-        self.drain_settlements_within(SETTLEMENT_DRAIN_LIMIT).await;
+    /// then at most [`FLUSH_LIMIT`] for the relay log's queue and the meter's last sync: at most 15 s (module docs
+    /// for the grace period a stop needs). Call once the relay server drained its connections and before the
+    /// miner's final ingest and the storage close. The relayer takes no relay after it. Returns what it abandoned.
+    pub async fn drain_settlements(&self) -> Abandoned {
+        self.drain_settlements_within(SETTLEMENT_DRAIN_LIMIT).await
     }
 
     /// Closes the WebSocket relay connections (module `ws`; each finishes the relay in hand) and waits until every
@@ -53,16 +94,17 @@ impl Relayer {
     /// meter a last time, so the compute units charged since its last periodic sync reach the shared total the
     /// other relayers on the same storage count.
     ///
-    /// What a limit cut short is abandoned, not cancelled: logged at ERROR with its counts and counted in
-    /// `ha_relayer_shutdown_abandoned_total{kind}`. Each is a relay answered that may never be in the relay log.
-    pub async fn drain_settlements_within(&self, limit: Duration) {
+    /// What a limit cut short is abandoned, not cancelled: logged at ERROR with its counts, counted in
+    /// `ha_relayer_shutdown_abandoned_total{kind}` and returned. Each is a relay answered that may never be in the
+    /// relay log.
+    pub async fn drain_settlements_within(&self, limit: Duration) -> Abandoned {
         let deadline = Instant::now() + limit;
         self.stop_streams();
-        let mut abandoned: Vec<(&'static str, usize)> = Vec::new();
+        let mut abandoned = Abandoned::default();
         // WebSocket relay connections first: they outlive the relay server's drain (an upgraded connection
         // leaves it), and each finishes the relay in hand before it ends.
         if timeout_at(deadline, self.ws_slots.close_all()).await.is_err() {
-            abandoned.push(("websocket", self.ws_slots.open()));
+            abandoned.websocket = self.ws_slots.open();
         }
         let all = u32::try_from(OPTIMISTIC_IN_FLIGHT).unwrap_or(u32::MAX);
         match timeout_at(deadline, self.optimistic.acquire_many(all)).await {
@@ -70,17 +112,16 @@ impl Relayer {
             // The semaphore is never closed; nothing would be left to wait for.
             Ok(Err(e)) => tracing::warn!(error = %e, "optimistic settlements not drained"),
             // The permits taken so far went back with the dropped wait: the others are held by settlements.
-            Err(_) => abandoned.push((
-                "optimistic",
-                OPTIMISTIC_IN_FLIGHT.saturating_sub(self.optimistic.available_permits()),
-            )),
+            Err(_) => {
+                abandoned.optimistic = OPTIMISTIC_IN_FLIGHT.saturating_sub(self.optimistic.available_permits());
+            }
         }
         if timeout_at(deadline, self.detached.idle()).await.is_err() {
-            abandoned.push(("detached", self.detached.running()));
+            abandoned.detached = self.detached.running();
         }
         let flush_deadline = Instant::now() + FLUSH_LIMIT;
         if timeout_at(flush_deadline, self.appender.close()).await.is_err() {
-            abandoned.push(("queued", self.appender.unsettled()));
+            abandoned.queued = self.appender.unsettled();
         }
         if let Some(meter) = &self.meter
             && timeout_at(flush_deadline, meter.sync()).await.is_err()
@@ -92,32 +133,33 @@ impl Relayer {
             );
         }
         self.report_abandoned(&abandoned, limit);
+        abandoned
     }
 
     /// Logs at ERROR and counts (`ha_relayer_shutdown_abandoned_total{kind}`) what the drain gave up on.
-    fn report_abandoned(&self, abandoned: &[(&'static str, usize)], limit: Duration) {
-        let abandoned: Vec<_> = abandoned.iter().filter(|(_, n)| *n > 0).collect();
+    fn report_abandoned(&self, abandoned: &Abandoned, limit: Duration) {
         if abandoned.is_empty() {
             return;
         }
-        let count = |kind: &str| abandoned.iter().find(|(k, _)| *k == kind).map_or(0, |(_, n)| *n);
-        for (kind, n) in &abandoned {
-            self.metrics
-                .shutdown_abandoned
-                .with_label_values(&[kind])
-                .inc_by(u64::try_from(*n).unwrap_or(u64::MAX));
+        for (kind, n) in abandoned.by_kind() {
+            if n > 0 {
+                self.metrics
+                    .shutdown_abandoned
+                    .with_label_values(&[kind])
+                    .inc_by(u64::try_from(n).unwrap_or(u64::MAX));
+            }
         }
         tracing::error!(
             settlement_limit = ?limit,
             flush_limit = ?FLUSH_LIMIT,
-            optimistic = count("optimistic"),
-            detached = count("detached"),
-            queued = count("queued"),
-            websocket = count("websocket"),
+            optimistic = abandoned.optimistic,
+            detached = abandoned.detached,
+            queued = abandoned.queued,
+            websocket = abandoned.websocket,
             "shutdown drain gave up: relays already answered may never reach the relay log (optimistic settlements \
              still validating or appending, e.g. retrying an unreachable chain; minings and streams still running; \
              relays still queued for the log; websocket connections still open); they are lost unless appended \
-             before storage closes (counted in ha_relayer_shutdown_abandoned_total)"
+             before storage closes (counted in ha_relayer_shutdown_abandoned_total; the process exits with code 1)"
         );
     }
 }

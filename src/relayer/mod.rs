@@ -110,7 +110,7 @@ use crate::protocol::wire::{
 };
 use crate::telemetry::{Telemetry, TelemetryError};
 
-pub use drain::{FLUSH_LIMIT, SETTLEMENT_DRAIN_LIMIT};
+pub use drain::{Abandoned, FLUSH_LIMIT, SETTLEMENT_DRAIN_LIMIT};
 pub use error::{RelayError, RelayerBuildError};
 pub use log::BatchSettings;
 pub use meter::{MeterError, RelayMeter};

@@ -137,7 +137,7 @@ async fn the_drain_syncs_the_relay_meter_a_last_time() {
 /// The drain is bounded: an optimistic relay answered whose settlement is still running at the limit (here its
 /// application read hangs until the chain client's 5 s timeout; an unreachable node makes such reads retry for
 /// up to 30 s) is abandoned then, counted in `ha_relayer_shutdown_abandoned_total{kind="optimistic"}` (and logged
-/// at ERROR), so a stop fits its grace period. Before, the drain waited for it however long it took.
+/// at ERROR) and returned, so a stop fits its grace period. Before, the drain waited for it however long it took.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_drain_gives_up_on_a_settlement_at_its_limit_and_counts_it() {
     let net = Net::new(1_000_000_000).await;
@@ -159,9 +159,17 @@ async fn the_drain_gives_up_on_a_settlement_at_its_limit_and_counts_it() {
     .await;
     let limit = Duration::from_millis(500);
     let started = std::time::Instant::now();
-    tokio::time::timeout(Duration::from_secs(10), r.relayer.drain_settlements_within(limit))
+    let abandoned = tokio::time::timeout(Duration::from_secs(10), r.relayer.drain_settlements_within(limit))
         .await
         .expect("the drain ends at its limit");
+    assert_eq!(
+        abandoned,
+        relay_miner::relayer::Abandoned {
+            optimistic: 1,
+            ..Default::default()
+        },
+        "what it abandoned is returned (the node exits with code 1 on it)"
+    );
     let took = started.elapsed();
     assert!(
         (limit..Duration::from_secs(3)).contains(&took),

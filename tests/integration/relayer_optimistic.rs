@@ -152,6 +152,43 @@ async fn optimistic_mode_takes_a_gateway_delegated_after_the_session_was_recorde
 /// settlement's application query slowly, so it is still running when the shutdown starts.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_waits_for_optimistic_relays_still_settling() {
+    let stopped = stop_with_a_settlement_slowed_by(Duration::from_millis(1500)).await;
+    assert_eq!(stopped.code, 0, "a clean stop");
+    assert_eq!(stopped.delayed, 1, "the settlement was slowed down");
+    assert_eq!(
+        stopped.ingested, 2,
+        "the relay served first reached the relay log before the miner's final ingest"
+    );
+}
+
+/// A settlement still running at the drain's limit (its application read hangs past
+/// `relayer::SETTLEMENT_DRAIN_LIMIT`, within the chain client's 30 s timeout) is abandoned then: the stop is not
+/// clean and the process exit code is 1, since
+/// the `ha_relayer_shutdown_abandoned_total` counting it is never scraped once the process is gone. Before, the
+/// exit code was 0.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_settlement_abandoned_by_the_drain_makes_the_exit_code_1() {
+    let stopped = stop_with_a_settlement_slowed_by(Duration::from_secs(600)).await;
+    assert_eq!(stopped.delayed, 1, "the settlement was slowed down");
+    assert_eq!(stopped.code, 1, "relays abandoned: not a clean stop");
+    assert_eq!(
+        stopped.ingested, 1,
+        "the abandoned relay did not reach the miner's final ingest"
+    );
+}
+
+/// How [`stop_with_a_settlement_slowed_by`] went: the node's exit code, the application reads slowed down, the
+/// relays the miner ingested.
+struct Stopped {
+    code: i32,
+    delayed: usize,
+    ingested: u64,
+}
+
+/// A node (embedded storage) serves two relays of an optimistic service, the second one's background settlement
+/// reading the application for `delay` (the chain client's timeout: 30 s); then it is stopped at once
+/// (`Node::run_until`).
+async fn stop_with_a_settlement_slowed_by(delay: Duration) -> Stopped {
     use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
     let net = Net::new(1_000_000_000).await;
     let slow = Arc::new(AtomicBool::new(false));
@@ -168,7 +205,7 @@ async fn shutdown_waits_for_optimistic_relays_still_settling() {
                             && request.uri().path() == "/pocket.application.Query/Application"
                         {
                             delayed.fetch_add(1, Ordering::SeqCst);
-                            tokio::time::sleep(Duration::from_millis(1500)).await;
+                            tokio::time::sleep(delay).await;
                         }
                         next.run(request).await
                     }
@@ -189,6 +226,7 @@ pocket_node:
   query_node_rpc_url: http://127.0.0.1:1
   query_node_grpc_url: {grpc_url}
   chain_id: pocket-relayer-test
+  query_timeout_seconds: 30
 keys:
   keys_file: {keys}
   hot_reload: false
@@ -231,11 +269,10 @@ logging:
     let (status, response) = net.send(&url, &net.request(&header, &net.ours.1, Net::rpc(2))).await;
     assert_eq!(status, 200);
     assert_eq!(served_status(&net, &response), 200);
-    node.shutdown().await.unwrap();
-    assert_eq!(delayed.load(Ordering::SeqCst), 1, "the settlement was slowed down");
-    assert_eq!(
-        stats.relays_ingested.load(Ordering::SeqCst),
-        2,
-        "the relay served first reached the relay log before the miner's final ingest"
-    );
+    let code = node.run_until(async {}).await;
+    Stopped {
+        code,
+        delayed: delayed.load(Ordering::SeqCst),
+        ingested: stats.relays_ingested.load(Ordering::SeqCst),
+    }
 }
